@@ -1,0 +1,141 @@
+-- pgdrain 0003: settling deliveries (ack, nack, release), one statement per batch.
+
+-- Settles many deliveries at once. outcomes is a JSON array of
+--   {"id": job_id, "attempt": n, "outcome": "ack",     "result": any, "ms": number}
+--   {"id": job_id, "attempt": n, "outcome": "nack",    "error": text, "retry_at": timestamptz | null}
+--   {"id": job_id, "attempt": n, "outcome": "fail",    "error": text}   -- no retry
+--   {"id": job_id, "attempt": n, "outcome": "release"}                  -- give back unstarted
+-- An outcome applies only while the job is still on that attempt, so a drain
+-- whose lease expired and whose job went to another drain cannot settle the
+-- newer delivery; such outcomes are counted as stale. A nack with retries
+-- left schedules the job again (at retry_at, else after jobs.backoff); with
+-- none left, the job ends as a failure. release returns a running job to
+-- pending without spending its attempt.
+-- Returns {"succeeded", "failed", "retried", "released", "stale"}.
+create function jobs.settle(outcomes jsonb, now timestamptz default null)
+returns jsonb language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(settle.now, pg_catalog.now());
+  v_bad text;
+  v_result jsonb;
+begin
+  if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
+    perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
+  end if;
+  select coalesce(o.value->>'outcome', 'null') into v_bad
+  from jsonb_array_elements(settle.outcomes) o
+  where o.value->>'outcome' is null or o.value->>'outcome' not in ('ack', 'nack', 'fail', 'release')
+     or o.value->>'id' is null or o.value->>'attempt' is null
+  limit 1;
+  if found then
+    perform jobs.raise_invalid('PD008', 'outcomes',
+      format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
+  end if;
+
+  with o as materialized (
+    select * from jsonb_to_recordset(settle.outcomes)
+      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision)
+  ), ending as (
+    delete from jobs.job_queue q using o
+    where q.job_id = o.id and q.attempt = o.attempt
+      and (o.outcome in ('ack', 'fail') or (o.outcome = 'nack' and q.attempt > q.max_retries))
+    returning q.*, o.outcome, o.result, o.error, o.ms
+  ), ended as (
+    insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
+                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms)
+    select e.job_id, e.task, e.body,
+           case when e.outcome = 'ack' then 'success' else 'failure' end,
+           e.result, e.error, e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
+           e.created_at, e.started_at, v_now,
+           coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000)
+    from ending e
+    returning status
+  ), retried as (
+    update jobs.job_queue q
+    set lease_until = null,
+        scheduled_at = coalesce(o.retry_at, v_now + jobs.backoff(q.attempt)),
+        last_error = o.error
+    from o
+    where q.job_id = o.id and q.attempt = o.attempt and o.outcome = 'nack' and q.attempt <= q.max_retries
+    returning 1
+  ), released as (
+    update jobs.job_queue q
+    set lease_until = null, attempt = q.attempt - 1, started_at = null
+    from o
+    where q.job_id = o.id and q.attempt = o.attempt and o.outcome = 'release' and q.lease_until is not null
+    returning 1
+  )
+  select jsonb_build_object(
+    'succeeded', (select count(*) from ended where status = 'success'),
+    'failed',    (select count(*) from ended where status = 'failure'),
+    'retried',   (select count(*) from retried),
+    'released',  (select count(*) from released),
+    'stale',     (select count(*) from o) - (select count(*) from ended)
+                 - (select count(*) from retried) - (select count(*) from released))
+  into v_result;
+  return v_result;
+end $$;
+
+-- The current delivery of each claimed job, as settle outcomes.
+create function jobs.outcomes_for(job_ids bigint[], outcome text, results jsonb[], errors text[],
+                                  retry_at timestamptz)
+returns jsonb language sql stable as $$
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'id', q.job_id, 'attempt', q.attempt, 'outcome', outcomes_for.outcome,
+           'result', outcomes_for.results[i.ord], 'error', outcomes_for.errors[i.ord],
+           'retry_at', outcomes_for.retry_at)), '[]'::jsonb)
+  from unnest(outcomes_for.job_ids) with ordinality as i(id, ord)
+  join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
+$$;
+
+-- Acknowledges a consumed job: it moves to jobs.job as a success with its
+-- result. Returns false when the job is not waiting for an ack (unknown id,
+-- already settled, or never consumed).
+create function jobs.ack(job_id bigint, result jsonb default null, now timestamptz default null)
+returns boolean language sql as $$
+  select (jobs.settle(jobs.outcomes_for(array[ack.job_id], 'ack', array[ack.result], null, null),
+                      ack.now)->>'succeeded')::integer = 1
+$$;
+
+-- Acknowledges many consumed jobs in one statement; results[i] belongs to
+-- job_ids[i] (results may be null). Returns how many were acknowledged.
+create function jobs.ack(job_ids bigint[], results jsonb[] default null, now timestamptz default null)
+returns integer language sql as $$
+  select (jobs.settle(jobs.outcomes_for(ack.job_ids, 'ack', ack.results, null, null),
+                      ack.now)->>'succeeded')::integer
+$$;
+
+-- Returns a failed job: it runs again at schedule_at (or after the backoff),
+-- or, when its retries are spent, moves to jobs.job as a failure with this
+-- error. Returns false when the job is not waiting for an ack.
+create function jobs.nack(job_id bigint, error text, schedule_at timestamptz default null,
+                          now timestamptz default null)
+returns boolean language plpgsql as $$
+declare
+  v jsonb;
+begin
+  if nack.schedule_at is not null and nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute' then
+    perform jobs.raise_invalid('PD007', 'schedule_at', format('must not be in the past, got %s', nack.schedule_at));
+  end if;
+  v := jobs.settle(jobs.outcomes_for(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at), nack.now);
+  return (v->>'retried')::integer + (v->>'failed')::integer = 1;
+end $$;
+
+-- nack for many jobs in one statement; errors[i] belongs to job_ids[i].
+-- Returns how many were settled (retried or failed).
+create function jobs.nack(job_ids bigint[], errors text[], schedule_at timestamptz default null,
+                          now timestamptz default null)
+returns integer language plpgsql as $$
+declare
+  v jsonb;
+begin
+  v := jobs.settle(jobs.outcomes_for(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at), nack.now);
+  return (v->>'retried')::integer + (v->>'failed')::integer;
+end $$;
+
+-- Gives running jobs back to pending without spending an attempt (a consumer
+-- that will not run them after all). Returns how many were released.
+create function jobs.release(job_ids bigint[])
+returns integer language sql as $$
+  select (jobs.settle(jobs.outcomes_for(release.job_ids, 'release', null, null, null))->>'released')::integer
+$$;

@@ -1,0 +1,26 @@
+import { resolve } from 'node:path';
+import type { Driver } from '../db/driver.js';
+import { pgDriver } from '../db/pg.js';
+import { pgliteDriver } from '../db/pglite.js';
+import { migrate } from '../migrate.js';
+
+export interface Connection {
+  driver: Driver;
+  /** Where the embedded database lives, when one is used. */
+  embeddedDir?: string;
+}
+
+/**
+ * A DSN argument wins, then DATABASE_URL; with neither, the embedded
+ * PostgreSQL (PGlite) in PGDRAIN_DATA_DIR or ./.pgdrain, migrated on open
+ * because nobody else manages it.
+ */
+export async function connect(dsn: string | undefined, log: (line: string) => void): Promise<Connection> {
+  const url = dsn || process.env.DATABASE_URL;
+  if (url) return { driver: pgDriver(url, { max: 20 }) };
+  const dir = resolve(process.env.PGDRAIN_DATA_DIR || '.pgdrain');
+  log(`pgdrain: no DSN or DATABASE_URL; using the embedded PostgreSQL (PGlite) in ${dir}`);
+  const driver = await pgliteDriver(dir);
+  await migrate(driver);
+  return { driver, embeddedDir: dir };
+}

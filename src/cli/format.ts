@@ -1,0 +1,26 @@
+import type { DrainReport } from '../types.js';
+
+/** A report as a few readable lines. */
+export function formatReport(r: DrainReport): string {
+  const lines = [
+    `drained: ${r.claimed} claimed, ${r.succeeded} succeeded, ${r.retried} retried, ${r.failed} failed, ` +
+      `${r.released} released, ${r.skipped} skipped; stopped by ${r.stoppedBy} after ${r.durationMs} ms`,
+  ];
+  if (r.skipped > 0) {
+    lines.push(`  ${r.skipped} due job(s) were left alone: their timeout does not fit the remaining deadline`);
+  }
+  if (r.stale > 0) lines.push(`  ${r.stale} outcome(s) arrived after their lease had passed to another drain`);
+  for (const f of r.failures.slice(0, 20)) {
+    lines.push(`  job ${f.id} ${f.task} attempt ${f.attempt} ${f.willRetry ? 'will retry' : 'failed'}: ${f.error.split('\n')[0]}`);
+  }
+  if (r.failures.length > 20) lines.push(`  … and ${r.failures.length - 20} more failures`);
+  return lines.join('\n');
+}
+
+/** Rows as an aligned text table. */
+export function formatTable(rows: Record<string, unknown>[], columns: string[]): string {
+  const cells = rows.map((row) => columns.map((c) => (row[c] === null || row[c] === undefined ? '' : String(row[c]))));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)));
+  const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env node
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { drain } from '../drain.js';
+import { PgDrainError, translateError } from '../errors.js';
+import { migrate, migrationSql } from '../migrate.js';
+import { publish } from '../publish.js';
+import { connect, type Connection } from './connect.js';
+import { formatReport, formatTable } from './format.js';
+import { loadTasks } from './tasks-module.js';
+
+// Exit codes: 0 the command ran (a drain whose jobs failed still ran);
+// 1 a runtime error (database unreachable, tasks module missing);
+// 2 a usage error (bad flag or argument).
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+function integer(min: number, max: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || n < min || n > max) {
+      throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+function seconds(min: number, max: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`must be a number of seconds from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+function json(value: string) {
+  try {
+    return JSON.parse(value) as unknown;
+  } catch (error) {
+    throw new InvalidArgumentError(`must be JSON (${(error as Error).message})`);
+  }
+}
+
+function isoDate(value: string) {
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('must be an ISO 8601 date-time');
+  return d;
+}
+
+async function withConnection<T>(dsn: string | undefined, fn: (c: Connection) => Promise<T>): Promise<T> {
+  const connection = await connect(dsn, log);
+  try {
+    return await fn(connection);
+  } finally {
+    await connection.driver.close().catch(() => {});
+  }
+}
+
+const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
+
+export function program(): Command {
+  const cli = new Command('pgdrain')
+    .description('A PostgreSQL job queue drained on demand: drain(batchSize, deadline).')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(text) });
+
+  cli.command('migrate')
+    .description('create or upgrade the jobs schema (idempotent, safe to run concurrently)')
+    .argument('[dsn]', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)')
+    .option('--print', 'print the migration SQL instead of applying it')
+    .action(async (dsn: string | undefined, opts: { print?: boolean }) => {
+      if (opts.print) {
+        process.stdout.write(migrationSql());
+        return;
+      }
+      await withConnection(dsn, async ({ driver }) => {
+        const applied = await migrate(driver);
+        log(applied.length ? `pgdrain: applied migrations ${applied.join(', ')}` : 'pgdrain: schema is up to date');
+      });
+    });
+
+  cli.command('drain')
+    .description('claim, run and settle jobs until the queue is empty or the deadline is near')
+    .requiredOption('--tasks <module>', 'ES module whose exports are the task handlers')
+    .option('--batch <n>', 'jobs claimed per statement', integer(1, 10000), 100)
+    .option('--deadline <seconds>', 'time budget from now', seconds(0.1, 86400), 60)
+    .option('--topic <pattern>', "only tasks matching this LIKE pattern ('email.%')")
+    .option('--concurrency <n>', 'handlers running at once (default: --batch)', integer(1, 10000))
+    .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', seconds(0, 3600), 10)
+    .option('--json', 'print the report as JSON on stdout')
+    .addOption(dsnOption())
+    .action(async (opts: { tasks: string; batch: number; deadline: number; topic?: string;
+                           concurrency?: number; grace: number; json?: boolean; dsn?: string }) => {
+      const deadline = Date.now() + opts.deadline * 1000;
+      const tasks = await loadTasks(opts.tasks);
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const stop = new AbortController();
+        const onSignal = () => stop.abort();
+        process.once('SIGTERM', onSignal).once('SIGINT', onSignal);
+        try {
+          const report = await drain(
+            { db: driver, tasks, publish: (task, body, o) => publish(driver, task, body, o) },
+            opts.batch, deadline,
+            { topic: opts.topic, concurrency: opts.concurrency, signal: stop.signal, graceMs: opts.grace * 1000 },
+          );
+          if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+          else process.stdout.write(`${formatReport(report)}\n`);
+        } finally {
+          process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+        }
+      });
+    });
+
+  cli.command('publish')
+    .description('publish one job and print its id')
+    .argument('<task>', 'dotted task name, e.g. email.send')
+    .argument('[json]', 'the job body as JSON', json)
+    .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
+    .option('--delay <seconds>', 'run this many seconds from now', seconds(0, 10 * 365 * 86400))
+    .option('--at <iso>', 'run at this time (ISO 8601)', isoDate)
+    .option('--timeout <seconds>', 'seconds a run may take (default 60)', seconds(0.001, 86400))
+    .option('--max-retries <n>', 'retries after the first attempt (default 3)', integer(0, 1000))
+    .addOption(dsnOption())
+    .action(async (task: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date;
+                                                         timeout?: number; maxRetries?: number; dsn?: string }) => {
+      if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const id = await publish(driver, task, body, {
+          priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at,
+          timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries,
+        });
+        process.stdout.write(`${id}\n`);
+      });
+    });
+
+  cli.command('stats')
+    .description('jobs by task and state')
+    .option('--json', 'print rows as JSON')
+    .addOption(dsnOption())
+    .action(async (opts: { json?: boolean; dsn?: string }) => {
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const { rows } = await driver.query<Record<string, unknown>>(
+          `select task, state, jobs::int as jobs, round(extract(epoch from oldest_due))::int as oldest_due_s
+           from jobs.stats order by task, state`);
+        if (opts.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
+        else process.stdout.write(`${rows.length ? formatTable(rows, ['task', 'state', 'jobs', 'oldest_due_s']) : 'no jobs'}\n`);
+      });
+    });
+
+  return cli;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'usage') log(error.message);
+      // help and version exit 0; commander already printed its message
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    const e = translateError(error);
+    if (e instanceof PgDrainError) log(`pgdrain: ${e.message}`);
+    else log(`pgdrain: ${(e as Error)?.message ?? String(e)}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);

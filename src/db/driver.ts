@@ -1,0 +1,22 @@
+/**
+ * The driver seam: everything pgdrain needs from a PostgreSQL client.
+ * Each queue operation is one `query` (one round trip); `transaction` is used
+ * by migrations and by callers that publish inside their own transaction.
+ */
+export interface QueryResult<R> {
+  rows: R[];
+}
+
+/** Something that runs one statement: a pool, a client, a transaction. */
+export interface Queryable {
+  /** Runs one statement; a text with no params may hold several (migrations). */
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+}
+
+/** A connection source the queue owns or borrows. */
+export interface Driver extends Queryable {
+  /** Runs fn inside BEGIN … COMMIT on one session; ROLLBACK when fn throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Releases the driver's connections. Safe to call twice. */
+  close(): Promise<void>;
+}

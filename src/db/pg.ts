@@ -1,0 +1,56 @@
+import pg from 'pg';
+import type { Driver, Queryable, QueryResult } from './driver.js';
+
+/** The part of a node-postgres Pool (or pg-compatible pool) that pgdrain uses. */
+export interface PgPool {
+  query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
+  connect(): Promise<PgPoolClient>;
+  end(): Promise<void>;
+}
+export interface PgPoolClient {
+  query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
+  release(destroy?: boolean | Error): void;
+}
+
+function wrap(q: { query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }> }): Queryable {
+  return {
+    query: async <R>(text: string, params?: readonly unknown[]) =>
+      (await q.query(text, params ? [...params] : undefined)) as QueryResult<R>,
+  };
+}
+
+/**
+ * A driver over a node-postgres Pool. Pass a connection string (the driver
+ * owns and closes the pool) or your own pool (closing the driver leaves it open).
+ */
+export function pgDriver(source: string | PgPool, options: { max?: number } = {}): Driver {
+  const owned = typeof source === 'string';
+  const pool: PgPool = owned
+    ? new pg.Pool({ connectionString: source, max: options.max ?? 10 })
+    : source;
+  if (owned) (pool as pg.Pool).on('error', () => {}); // an idle client lost its server; the next query reconnects
+  let closed = false;
+  return {
+    ...wrap(pool),
+    async transaction(fn) {
+      const client = await pool.connect();
+      let broken: unknown;
+      try {
+        await client.query('begin');
+        const result = await fn(wrap(client));
+        await client.query('commit');
+        return result;
+      } catch (error) {
+        broken = await client.query('rollback').then(() => undefined, (e: unknown) => e);
+        throw error;
+      } finally {
+        client.release(broken instanceof Error ? broken : undefined);
+      }
+    },
+    async close() {
+      if (closed || !owned) return;
+      closed = true;
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+import type { Driver, Queryable, QueryResult } from './driver.js';
+
+/** The part of a PGlite instance that pgdrain uses. */
+interface PGliteSession {
+  query<R>(text: string, params?: unknown[]): Promise<{ rows: R[] }>;
+  exec(text: string): Promise<{ rows: unknown[] }[]>;
+}
+export interface PGliteLike extends PGliteSession {
+  transaction<T>(fn: (tx: PGliteSession) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/**
+ * A driver over PGlite, PostgreSQL compiled to WebAssembly: the embedded
+ * default. PGlite is one session, so statements queue one after another.
+ * Pass a directory to keep the data (the CLI uses ./.pgdrain) or an
+ * existing PGlite instance.
+ */
+export async function pgliteDriver(source: string | PGliteLike = 'memory://'): Promise<Driver> {
+  let db: PGliteLike;
+  if (typeof source === 'string') {
+    const { PGlite } = await import('@electric-sql/pglite');
+    db = (await PGlite.create(source)) as unknown as PGliteLike;
+  } else {
+    db = source;
+  }
+  const owned = typeof source === 'string';
+  // Without parameters a text may hold several statements (migrations), as
+  // with node-postgres; PGlite runs those through exec.
+  const wrap = (q: PGliteSession): Queryable => ({
+    async query<R>(text: string, params?: readonly unknown[]) {
+      if (params && params.length > 0) return (await q.query<R>(text, [...params])) as QueryResult<R>;
+      const results = await q.exec(text);
+      return { rows: (results[results.length - 1]?.rows ?? []) as R[] };
+    },
+  });
+  let closed = false;
+  return {
+    ...wrap(db),
+    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    async close() {
+      if (closed || !owned) return;
+      closed = true;
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,216 @@
+import type { Queryable } from './db/driver.js';
+import { translateError } from './errors.js';
+import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
+import { Settler, type Outcome } from './settler.js';
+import { resolveHandler } from './tasks.js';
+import type { DrainReport, FailedJob, Job, JobContext, PublishOptions, StoppedBy, TaskMap } from './types.js';
+
+/** What drain() needs from its queue. */
+export interface DrainDeps {
+  db: Queryable;
+  tasks: TaskMap;
+  publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
+  defaults?: DrainOptions;
+}
+
+/** Time kept back before the deadline for the last settle round trip. */
+export const DEFAULT_SETTLE_MARGIN_MS = 500;
+
+interface ClaimedRow extends Omit<Job, 'leaseUntil' | 'scheduledAt' | 'createdAt' | 'timeout'> {
+  timeout: number | string;
+  leaseUntil: string;
+  scheduledAt: string;
+  createdAt: string;
+}
+
+interface Running {
+  job: Job;
+  controller: AbortController;
+  finish(outcome: Outcome): void;
+}
+
+/**
+ * Claims, runs and settles jobs until the queue is empty, the deadline is
+ * near, or options.signal fires; then returns what it did.
+ *
+ * - A claim takes only jobs whose timeout fits before `deadline - settleMarginMs`,
+ *   so every job it starts can finish in time; the report's `skipped` counts
+ *   due jobs it left alone for that reason.
+ * - Each handler's ctx.signal fires at its job's timeout; the job is then
+ *   nacked as timed out without waiting for the handler.
+ * - On options.signal it stops claiming, lets running handlers go on for
+ *   graceMs (default: until their timeout), then aborts and releases the rest
+ *   without spending their attempt.
+ * - It returns by the deadline plus the time of its last settle statement
+ *   (bounded by settleMarginMs on a healthy database).
+ */
+export async function drain(deps: DrainDeps, batchSize: number, deadline: Date | number,
+                            options: DrainOptions = {}): Promise<DrainReport> {
+  const startedAt = Date.now();
+  const args = parse(drainArgsSchema, { batchSize, deadline }, '');
+  const opts = parse(drainOptionsSchema, { ...deps.defaults, ...options }, 'options');
+  const concurrency = opts.concurrency ?? args.batchSize;
+  const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
+  const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
+
+  const settler = new Settler(deps.db);
+  const running = new Map<string, Running>();
+  const failures: FailedJob[] = [];
+  let claimed = 0;
+  let batches = 0;
+  let skipped = 0;
+  let stoppedBy: StoppedBy | undefined;
+
+  // One promise that resolves at the next change: a job ended, or a stop.
+  let wake: () => void = () => {};
+  const changed = () => new Promise<void>((resolve) => (wake = resolve));
+  const stop = (why: StoppedBy) => {
+    stoppedBy ??= why;
+    wake();
+  };
+  const onSignal = () => stop('signal');
+  opts.signal?.addEventListener('abort', onSignal, { once: true });
+  if (opts.signal?.aborted) stop('signal');
+  const deadlineTimer = setTimeout(() => stop('deadline'), Math.max(0, stopAt - Date.now()));
+
+  const record = (job: Job, outcome: Outcome) => {
+    if (outcome.outcome === 'nack' || outcome.outcome === 'fail') {
+      failures.push({
+        id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
+        willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
+      });
+    }
+    settler.add(outcome);
+  };
+
+  const start = (job: Job, claimSentAt: number) => {
+    const end = Math.min(claimSentAt + job.timeout * 1000, stopAt);
+    if (stoppedBy || end <= Date.now()) {
+      settler.add({ id: job.id, attempt: job.attempt, outcome: 'release' });
+      return;
+    }
+    const controller = new AbortController();
+    const entry: Running = {
+      job, controller,
+      finish(outcome) {
+        if (!running.delete(job.id)) return; // already settled (timeout, release)
+        clearTimeout(timer);
+        if (!controller.signal.aborted) controller.abort(new Error('job settled'));
+        record(job, outcome);
+        wake();
+      },
+    };
+    running.set(job.id, entry);
+    const timer = setTimeout(() => {
+      const why = end < claimSentAt + job.timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${job.timeout} s`;
+      controller.abort(new Error(why));
+      entry.finish({ id: job.id, attempt: job.attempt, outcome: 'nack', error: why });
+    }, end - Date.now());
+    void run(job, deps, controller.signal).then((outcome) => entry.finish(outcome));
+  };
+
+  try {
+    while (!stoppedBy) {
+      const free = concurrency - running.size;
+      if (running.size > 0 && free < refillAt) {
+        await changed();
+        continue;
+      }
+      const budgetMs = stopAt - Date.now();
+      if (budgetMs <= 0) {
+        stop('deadline');
+        break;
+      }
+      const claimSentAt = Date.now();
+      const { rows } = await deps.db.query<{ r: { jobs: ClaimedRow[]; unfit: number } }>(
+        'select jobs.claim_json($1, $2, $3) as r',
+        [Math.min(args.batchSize, free), opts.topic ?? null, Math.floor(budgetMs) / 1000],
+      );
+      batches++;
+      const { jobs, unfit } = rows[0]!.r;
+      claimed += jobs.length;
+      skipped = unfit;
+      for (const row of jobs) start(toJob(row), claimSentAt);
+      if (jobs.length === 0) {
+        if (running.size === 0) stop('empty');
+        else await changed();
+      }
+    }
+    await windDown(running, stoppedBy === 'signal' ? opts.graceMs : undefined, changed);
+  } catch (error) {
+    // A claim failed (database gone): give back what runs, keep outcomes.
+    for (const r of [...running.values()]) {
+      r.controller.abort(new Error('drain failed'));
+      r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
+    }
+    await settler.close(1).catch(() => {});
+    throw translateError(error);
+  } finally {
+    clearTimeout(deadlineTimer);
+    opts.signal?.removeEventListener('abort', onSignal);
+  }
+  try {
+    await settler.close();
+  } catch (error) {
+    throw translateError(error);
+  }
+  return {
+    claimed, ...settler.totals, skipped, stoppedBy: stoppedBy ?? 'empty',
+    durationMs: Date.now() - startedAt, batches, failures,
+  };
+}
+
+/** Waits for running jobs; after graceMs (if given) aborts and releases the rest. */
+async function windDown(running: Map<string, Running>, graceMs: number | undefined,
+                        changed: () => Promise<void>): Promise<void> {
+  let graceOver = false;
+  const timer = graceMs === undefined ? undefined : setTimeout(() => {
+    graceOver = true;
+    for (const r of [...running.values()]) {
+      r.controller.abort(new Error('drain stopped'));
+      r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
+    }
+  }, graceMs);
+  while (running.size > 0 && !graceOver) await changed();
+  clearTimeout(timer);
+}
+
+/** Runs one handler and turns whatever happens into an outcome. */
+async function run(job: Job, deps: DrainDeps, signal: AbortSignal): Promise<Outcome> {
+  const base = { id: job.id, attempt: job.attempt };
+  const handler = resolveHandler(deps.tasks, job.task);
+  if (!handler) {
+    return { ...base, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
+  }
+  const ctx: JobContext = { job, signal, publish: (task, body, options) => deps.publish(task, body, options) };
+  const began = Date.now();
+  try {
+    const result = await handler(job.body, ctx);
+    // Checked here so one bad result cannot break the batch's settle statement.
+    if (result !== undefined && JSON.stringify(result) === undefined) {
+      throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
+    }
+    return { ...base, outcome: 'ack', result: result ?? null, ms: Date.now() - began };
+  } catch (error) {
+    return { ...base, outcome: 'nack', error: describe(error) };
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
+  try {
+    return `non-Error thrown: ${JSON.stringify(error)}`;
+  } catch {
+    return `non-Error thrown: ${String(error)}`;
+  }
+}
+
+function toJob(row: ClaimedRow): Job {
+  return {
+    ...row,
+    timeout: Number(row.timeout),
+    leaseUntil: new Date(row.leaseUntil),
+    scheduledAt: new Date(row.scheduledAt),
+    createdAt: new Date(row.createdAt),
+  };
+}

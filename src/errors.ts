@@ -1,0 +1,68 @@
+/**
+ * Typed errors. Every error pgdrain raises on purpose is a PgDrainError with
+ * a stable `code`, the offending `field` when there is one, and the `cause`.
+ */
+export type ErrorCode =
+  | 'invalid_argument'
+  | 'unknown_task'
+  | 'database_unavailable'
+  | 'migration_failed'
+  | 'not_migrated'
+  | 'tasks_module';
+
+export class PgDrainError extends Error {
+  override readonly name: string = 'PgDrainError';
+  readonly code: ErrorCode;
+  readonly field: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { field?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.field = options.field;
+  }
+}
+
+/** Bad input at an edge: the message names the field and the rule. */
+export class ValidationError extends PgDrainError {
+  override readonly name = 'ValidationError';
+  constructor(field: string, rule: string, options: { cause?: unknown } = {}) {
+    super('invalid_argument', `${field}: ${rule}`, { field, ...options });
+  }
+}
+
+/** SQLSTATEs raised by sql/*.sql (class PD), each naming the field it checks. */
+const sqlStates: Record<string, string> = {
+  PD001: 'task',
+  PD002: 'timeout',
+  PD003: 'max_retries',
+  PD004: 'priority',
+  PD005: 'n',
+  PD006: 'pattern',
+  PD007: 'schedule_at',
+  PD008: 'outcomes',
+};
+
+/** Connection-level failures worth a one-line "database unavailable". */
+const unavailable = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
+
+/**
+ * Turns a driver error into a PgDrainError where pgdrain knows what it means;
+ * returns anything else unchanged.
+ */
+export function translateError(error: unknown): unknown {
+  if (error instanceof PgDrainError || typeof error !== 'object' || error === null) return error;
+  const e = error as { code?: unknown; column?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const message = typeof e.message === 'string' ? e.message : String(error);
+  if (code in sqlStates) {
+    const field = typeof e.column === 'string' && e.column ? e.column : message.split(':')[0] ?? sqlStates[code]!;
+    return new PgDrainError('invalid_argument', message, { field, cause: error });
+  }
+  if ((code === '42883' || code === '3F000' || code === '42P01') && /\bjobs\b/.test(message)) {
+    return new PgDrainError('not_migrated', `the jobs schema is missing or out of date (${message}): run pgdrain migrate`, { cause: error });
+  }
+  if (unavailable.has(code) || /Connection terminated|connect ECONNREFUSED|timeout expired/i.test(message)) {
+    return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });
+  }
+  return error;
+}

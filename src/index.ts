@@ -1,0 +1,10 @@
+export { createQueue, type Queue, type QueueOptions } from './queue.js';
+export { drain, DEFAULT_SETTLE_MARGIN_MS, type DrainDeps } from './drain.js';
+export { publish, publishBulk } from './publish.js';
+export { migrate, migrationSql, latestVersion } from './migrate.js';
+export { resolveHandler, taskNames } from './tasks.js';
+export { PgDrainError, ValidationError, translateError, type ErrorCode } from './errors.js';
+export { pgDriver, type PgPool } from './db/pg.js';
+export type { Driver, Queryable, QueryResult } from './db/driver.js';
+export type { DrainOptions } from './options.js';
+export type * from './types.js';
