@@ -67,7 +67,7 @@ create type jobs.bulk_job as (
 -- Input checks ---------------------------------------------------------------
 
 create function jobs.raise_invalid(p_code text, p_field text, p_message text)
-returns void language plpgsql immutable as $$
+returns void language plpgsql volatile as $$
 begin
   raise exception '%: %', p_field, p_message using errcode = p_code, column = p_field;
 end $$;

@@ -139,3 +139,50 @@ create function jobs.release(job_ids bigint[])
 returns integer language sql as $$
   select (jobs.settle(jobs.outcomes_for(release.job_ids, 'release', null, null, null))->>'released')::integer
 $$;
+
+-- drain()'s round trip: settles the outcomes it has gathered (if any), then
+-- claims the next batch like jobs.claim, answering one jsonb value
+--   {"jobs": [...], "unfit": k, "settled": {...} | null}
+-- Settling first means a drain never reaps its own just-finished jobs as
+-- expired, and a steady drain costs one statement per batch. "unfit" counts
+-- (up to 10000) due jobs left alone because their timeout exceeds
+-- max_timeout; it is computed only when the claim came back short.
+create function jobs.claim_json(
+  n           integer,
+  pattern     text        default null,
+  max_timeout numeric     default null,
+  now         timestamptz default null,
+  outcomes    jsonb       default null
+) returns jsonb language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
+  v_settled jsonb;
+  v_jobs jsonb;
+  v_count integer;
+  v_unfit integer := 0;
+begin
+  if claim_json.outcomes is not null then
+    v_settled := jobs.settle(claim_json.outcomes, v_now);
+  end if;
+
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'id', c.job_id::text, 'task', c.task, 'body', c.body, 'attempt', c.attempt,
+           'maxRetries', c.max_retries, 'timeout', c.timeout, 'leaseUntil', c.lease_until,
+           'priority', c.priority, 'scheduledAt', c.scheduled_at, 'createdAt', c.created_at)),
+         '[]'::jsonb), count(*)
+  into v_jobs, v_count
+  from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now) c;
+
+  if v_count < claim_json.n and claim_json.max_timeout is not null then
+    select count(*) into v_unfit from (
+      select 1 from jobs.job_queue q
+      where q.lease_until is null
+        and q.scheduled_at <= v_now
+        and q.timeout > claim_json.max_timeout
+        and (claim_json.pattern is null
+             or q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'))
+      limit 10000
+    ) s;
+  end if;
+  return jsonb_build_object('jobs', v_jobs, 'unfit', v_unfit, 'settled', v_settled);
+end $$;

@@ -1,10 +1,11 @@
 -- pgdrain 0004: views for watching the queue from psql or a dashboard.
 
 -- Every job, queued or ended, with one state:
--- pending | running | expired | success | failure.
+-- scheduled (not yet due) | pending | running | expired | success | failure.
 create view jobs.all as
 select q.job_id, q.task, q.body,
-       case when q.lease_until is null then 'pending'
+       case when q.lease_until is null and q.scheduled_at > now() then 'scheduled'
+            when q.lease_until is null then 'pending'
             when q.lease_until > now() then 'running'
             else 'expired' end as state,
        null::jsonb as result, q.last_error as error, q.attempt as attempts, q.priority,
@@ -38,7 +39,8 @@ select task, state, count(*)::bigint as jobs,
        max(now() - scheduled_at) filter (where state = 'pending' and scheduled_at <= now()) as oldest_due
 from (
   select q.task, q.scheduled_at,
-         case when q.lease_until is null then 'pending'
+         case when q.lease_until is null and q.scheduled_at > now() then 'scheduled'
+              when q.lease_until is null then 'pending'
               when q.lease_until > now() then 'running'
               else 'expired' end as state
   from jobs.job_queue q

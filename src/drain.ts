@@ -1,7 +1,7 @@
 import type { Queryable } from './db/driver.js';
 import { translateError } from './errors.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
-import { Settler, type Outcome } from './settler.js';
+import { Settler, type Outcome, type SettleCounts } from './settler.js';
 import { resolveHandler } from './tasks.js';
 import type { DrainReport, FailedJob, Job, JobContext, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
@@ -15,12 +15,20 @@ export interface DrainDeps {
 
 /** Time kept back before the deadline for the last settle round trip. */
 export const DEFAULT_SETTLE_MARGIN_MS = 500;
+/** How long an outcome may wait for the next claim before it is settled on its own. */
+export const DEFAULT_FLUSH_INTERVAL_MS = 50;
 
 interface ClaimedRow extends Omit<Job, 'leaseUntil' | 'scheduledAt' | 'createdAt' | 'timeout'> {
   timeout: number | string;
   leaseUntil: string;
   scheduledAt: string;
   createdAt: string;
+}
+
+interface ClaimResult {
+  jobs: ClaimedRow[];
+  unfit: number;
+  settled: SettleCounts | null;
 }
 
 interface Running {
@@ -53,7 +61,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
 
-  const settler = new Settler(deps.db);
+  const settler = new Settler(deps.db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
   const running = new Map<string, Running>();
   const failures: FailedJob[] = [];
   let claimed = 0;
@@ -121,18 +129,29 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         stop('deadline');
         break;
       }
+      const outcomes = await settler.take();
       const claimSentAt = Date.now();
-      const { rows } = await deps.db.query<{ r: { jobs: ClaimedRow[]; unfit: number } }>(
-        'select jobs.claim_json($1, $2, $3) as r',
-        [Math.min(args.batchSize, free), opts.topic ?? null, Math.floor(budgetMs) / 1000],
-      );
+      let result: ClaimResult;
+      try {
+        const { rows } = await deps.db.query<{ r: ClaimResult }>(
+          'select jobs.claim_json($1, $2, $3, null, $4::jsonb) as r',
+          [Math.min(args.batchSize, free), opts.topic ?? null, Math.floor(budgetMs) / 1000,
+           outcomes.length > 0 ? JSON.stringify(outcomes) : null],
+        );
+        result = rows[0]!.r;
+      } catch (error) {
+        settler.putBack(outcomes);
+        throw error;
+      }
       batches++;
-      const { jobs, unfit } = rows[0]!.r;
+      settler.count(result.settled);
+      const { jobs, unfit } = result;
       claimed += jobs.length;
       skipped = unfit;
       for (const row of jobs) start(toJob(row), claimSentAt);
       if (jobs.length === 0) {
-        if (running.size === 0) stop('empty');
+        // Nothing claimable: the queue is empty, or what is due no longer fits the budget.
+        if (running.size === 0) stop(unfit > 0 ? 'deadline' : 'empty');
         else await changed();
       }
     }

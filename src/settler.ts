@@ -15,43 +15,61 @@ export interface SettleCounts {
 }
 
 /**
- * Batches outcomes into jobs.settle calls, one in flight at a time: whatever
- * completes while a call is out goes in the next one, so a burst of fast
- * jobs settles in a single statement and slow ones are not held back.
- * A failed call keeps its outcomes for the next try (settling is idempotent:
- * each outcome is bound to its attempt).
+ * Gathers outcomes for jobs.settle. Most ride along with the drain's next
+ * claim (take → claim_json → count); what waits longer than flushIntervalMs
+ * (the drain is busy with slow handlers) goes in a settle call of its own,
+ * one in flight at a time. A failed call keeps its outcomes for the next try:
+ * settling is idempotent, each outcome being bound to its attempt.
  */
 export class Settler {
   readonly totals: SettleCounts = { succeeded: 0, failed: 0, retried: 0, released: 0, stale: 0 };
   private buffer: Outcome[] = [];
   private inFlight: Promise<void> | undefined;
-  private scheduled = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
   private lastError: unknown;
 
-  constructor(private readonly db: Queryable) {}
+  constructor(private readonly db: Queryable, private readonly flushIntervalMs: number) {}
 
   add(outcome: Outcome): void {
     this.buffer.push(outcome);
-    if (!this.scheduled && !this.inFlight) {
-      this.scheduled = true;
-      // Next macrotask: handlers that finish in the same tick share the call.
-      setTimeout(() => {
-        this.scheduled = false;
+    if (!this.timer && !this.inFlight) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
         this.kick();
-      }, 0);
+      }, this.flushIntervalMs);
     }
   }
 
-  /** Settles everything buffered; throws the last database error if it cannot. */
+  /** Hands the buffered outcomes to a claim that settles them, after any settle in flight. */
+  async take(): Promise<Outcome[]> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    while (this.inFlight) await this.inFlight;
+    const batch = this.buffer;
+    this.buffer = [];
+    return batch;
+  }
+
+  /** What a claim settled (its counts), or, when it failed, the outcomes to try again. */
+  count(counts: SettleCounts | null | undefined): void {
+    if (!counts) return;
+    for (const key of Object.keys(this.totals) as (keyof SettleCounts)[]) this.totals[key] += Number(counts[key]);
+  }
+
+  putBack(batch: Outcome[]): void {
+    this.buffer = batch.concat(this.buffer);
+  }
+
+  /** Settles everything buffered; throws the last database error after `attempts` failed calls. */
   async close(attempts = 3): Promise<void> {
-    for (let i = 0; i < attempts; i++) {
-      if (this.inFlight) await this.inFlight;
-      if (this.buffer.length === 0) return;
-      this.kick();
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    let failures = 0;
+    while (this.inFlight || this.buffer.length > 0) {
+      if (!this.inFlight) this.kick();
       await this.inFlight;
-      if (this.buffer.length === 0) return;
+      if (this.lastError !== undefined && ++failures >= attempts) throw this.lastError;
     }
-    if (this.buffer.length > 0) throw this.lastError;
   }
 
   private kick(): void {
@@ -60,19 +78,17 @@ export class Settler {
     this.buffer = [];
     this.inFlight = this.send(batch).finally(() => {
       this.inFlight = undefined;
-      if (this.buffer.length > 0 && this.lastError === undefined) this.kick();
     });
   }
 
   private async send(batch: Outcome[]): Promise<void> {
     try {
       const { rows } = await this.db.query<{ r: SettleCounts }>('select jobs.settle($1::jsonb) as r', [JSON.stringify(batch)]);
-      const r = rows[0]!.r;
-      for (const key of Object.keys(this.totals) as (keyof SettleCounts)[]) this.totals[key] += Number(r[key]);
+      this.count(rows[0]!.r);
       this.lastError = undefined;
     } catch (error) {
       this.lastError = error;
-      this.buffer = batch.concat(this.buffer);
+      this.putBack(batch);
     }
   }
 }

@@ -1,0 +1,203 @@
+// drain(batchSize, deadline) over a real PostgreSQL: outcomes, failures, deadlines, signals.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createQueue, PgDrainError, ValidationError, type TaskMap } from '../src/index.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function queueWith(tasks: TaskMap) {
+  return createQueue({ driver: { ...db.driver, close: async () => {} }, tasks });
+}
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+});
+
+describe('drain', () => {
+  it('runs nested and flat task names, stores results, stops when empty', async () => {
+    const q = queueWith({ math: { sum: async (b: { a: number; b: number }) => ({ sum: b.a + b.b }) },
+                          'text.upper': (b: { s: string }) => b.s.toUpperCase() });
+    await q.publishBulk(Array.from({ length: 250 }, (_, i) => ({ task: 'math.sum', body: { a: i, b: 1 } })));
+    await q.publish('text.upper', { s: 'hi' });
+    const report = await q.drain(100, Date.now() + 120_000);
+    expect(report).toMatchObject({ claimed: 251, succeeded: 251, failed: 0, retried: 0, released: 0,
+                                   skipped: 0, stale: 0, stoppedBy: 'empty', failures: [] });
+    expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
+    expect(await sql(`select result from jobs.job where task = 'text.upper'`)).toEqual([{ result: 'HI' }]);
+    expect(await sql(`select count(*)::int as n from jobs.job where task = 'math.sum' and (result->>'sum')::int = (body->>'a')::int + 1`))
+      .toEqual([{ n: 250 }]);
+  });
+
+  it('settles in batches: far fewer statements than jobs', async () => {
+    const q = queueWith({ noop: async () => null });
+    await q.publishBulk(Array.from({ length: 2000 }, () => ({ task: 'noop' })));
+    const report = await q.drain(500, Date.now() + 120_000);
+    expect(report.succeeded).toBe(2000);
+    expect(report.batches).toBeLessThanOrEqual(6); // 4 full claims + the empty one (+1 if a refill split)
+  });
+
+  it('a throw, a rejection, a non-JSON result and an unknown task are nacked with their error; the drain goes on', async () => {
+    const q = queueWith({
+      bad: {
+        throws: () => { throw new Error('sync boom'); },
+        rejects: async () => Promise.reject(new TypeError('async boom')),
+        bigint: async () => 10n,
+        fn: async () => () => 1,
+        thrownString: async () => { throw 'plain string'; },
+      },
+      ok: async () => 'fine',
+    });
+    for (const t of ['bad.throws', 'bad.rejects', 'bad.bigint', 'bad.fn', 'bad.thrownString', 'no.such.task', 'ok']) {
+      await q.publish(t, {}, { maxRetries: 1 });
+    }
+    const report = await q.drain(10, Date.now() + 120_000);
+    expect(report).toMatchObject({ claimed: 7, succeeded: 1, retried: 6, failed: 0, stoppedBy: 'empty' });
+    const errors = await sql<{ task: string; last_error: string; attempt: number }>(
+      `select task, last_error, attempt from jobs.job_queue order by task`);
+    const byTask = Object.fromEntries(errors.map((e) => [e.task, e.last_error]));
+    expect(byTask['bad.throws']).toMatch(/^Error: sync boom\n\s+at /); // message and stack
+    expect(byTask['bad.rejects']).toMatch(/^TypeError: async boom/);
+    expect(byTask['bad.bigint']).toMatch(/BigInt/);
+    expect(byTask['bad.fn']).toMatch(/not JSON \(function\)/);
+    expect(byTask['bad.thrownString']).toBe('non-Error thrown: "plain string"');
+    expect(byTask['no.such.task']).toMatch(/unknown task "no.such.task"/);
+    expect(report.failures.map((f) => f.task).sort()).toEqual(errors.map((e) => e.task).sort());
+    expect(report.failures.every((f) => f.willRetry)).toBe(true);
+
+    // the retry is spent: the second failure ends them
+    await sql(`update jobs.job_queue set scheduled_at = now()`);
+    const second = await q.drain(10, Date.now() + 120_000);
+    expect(second).toMatchObject({ claimed: 6, failed: 6, retried: 0 });
+    expect(second.failures.every((f) => !f.willRetry)).toBe(true);
+    expect(await sql(`select count(*)::int as n from jobs.job where status = 'failure' and attempts = 2`)).toEqual([{ n: 6 }]);
+  });
+
+  it('a handler hanging past its timeout is nacked as timed out, its signal aborted', async () => {
+    let aborted: unknown;
+    const q = queueWith({ hang: (_b: unknown, ctx) => new Promise((_r, reject) => {
+      ctx.signal.addEventListener('abort', () => { aborted = ctx.signal.reason; reject(new Error('aborted')); });
+    }) });
+    await q.publish('hang', null, { timeoutSeconds: 0.3, maxRetries: 0 });
+    const report = await q.drain(5, Date.now() + 120_000);
+    expect(report).toMatchObject({ claimed: 1, failed: 1, stoppedBy: 'empty' });
+    expect(String(aborted)).toMatch(/timed out after 0.3 s/);
+    expect(await sql(`select status, error from jobs.job`)).toEqual([{ status: 'failure', error: 'timed out after 0.3 s' }]);
+  });
+
+  it('with slow handlers returns by its deadline and leaves nothing running', async () => {
+    const q = queueWith({ slow: async (_b: unknown, ctx) => {
+      await sleep(400);
+      if (ctx.signal.aborted) throw new Error('aborted');
+    } });
+    await q.publishBulk(Array.from({ length: 40 }, () => ({ task: 'slow', timeoutSeconds: 1 })));
+    const deadline = Date.now() + 2000;
+    const report = await q.drain(4, deadline, { settleMarginMs: 300 });
+    // the deadline contract: back by the deadline (plus the documented settle margin)
+    expect(Date.now()).toBeLessThanOrEqual(deadline + 300);
+    expect(report.stoppedBy).toBe('deadline');
+    expect(report.claimed).toBeGreaterThan(0);
+    expect(report.claimed).toBeLessThan(40);
+    expect(report.succeeded + report.retried + report.released).toBe(report.claimed);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where lease_until is not null`)).toEqual([{ n: 0 }]);
+    expect(await sql(`select count(*)::int as n from jobs.job`)).toEqual([{ n: report.succeeded }]);
+  });
+
+  it('never claims a job whose timeout cannot fit, and reports it as skipped', async () => {
+    const q = queueWith({ quick: async () => 1, long: async () => 2 });
+    await q.publish('long', null, { timeoutSeconds: 120 });
+    await q.publish('quick', null, { timeoutSeconds: 1 });
+    const report = await q.drain(10, Date.now() + 5000);
+    expect(report).toMatchObject({ claimed: 1, succeeded: 1, skipped: 1, stoppedBy: 'deadline' });
+    expect(await sql(`select task, attempt, lease_until from jobs.job_queue`))
+      .toEqual([{ task: 'long', attempt: 0, lease_until: null }]);
+  });
+
+  it('honours topic and concurrency', async () => {
+    let running = 0;
+    let peak = 0;
+    const track = async () => {
+      running++;
+      peak = Math.max(peak, running);
+      await sleep(20);
+      running--;
+    };
+    const q = queueWith({ email: { send: track }, sms: { send: track } });
+    await q.publishBulk([...Array(12)].map(() => ({ task: 'email.send' })).concat([{ task: 'sms.send' }]));
+    const report = await q.drain(10, Date.now() + 120_000, { topic: 'email.%', concurrency: 3 });
+    expect(report.succeeded).toBe(12);
+    expect(peak).toBeLessThanOrEqual(3);
+    expect(await sql(`select task from jobs.job_queue`)).toEqual([{ task: 'sms.send' }]);
+  });
+
+  it('stops on its abort signal: running handlers finish within the grace, the rest are released', async () => {
+    const stop = new AbortController();
+    const q = queueWith({
+      quick: async () => { stop.abort(); return 'done'; },
+      stuck: (_b: unknown, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)),
+    });
+    await q.publish('stuck', null, { priority: 1 });
+    await q.publish('quick');
+    await q.publishBulk(Array.from({ length: 5 }, () => ({ task: 'quick' })));
+    const report = await q.drain(2, Date.now() + 120_000, { signal: stop.signal, graceMs: 200 });
+    expect(report.stoppedBy).toBe('signal');
+    expect(report).toMatchObject({ claimed: 2, succeeded: 1, released: 1 });
+    const left = await sql(`select task, attempt, lease_until from jobs.job_queue order by job_id`);
+    expect(left).toHaveLength(6);
+    expect(left.every((r) => r.lease_until === null && r.attempt === 0)).toBe(true); // released: no attempt spent
+  });
+
+  it('ctx.publish adds follow-up jobs; publishing in a rolled-back transaction leaves nothing', async () => {
+    const q = queueWith({ first: async (_b: unknown, ctx) => ctx.publish('second', { from: ctx.job.id }), second: async () => 'ok' });
+    const id = await q.publish('first');
+    const report = await q.drain(10, Date.now() + 120_000);
+    expect(report.succeeded).toBe(2);
+    expect(await sql(`select body from jobs.job where task = 'second'`)).toEqual([{ body: { from: id } }]);
+
+    await expect(db.driver.transaction(async (tx) => {
+      await q.using(tx).publish('rolled.back');
+      throw new Error('abort the transaction');
+    })).rejects.toThrow('abort the transaction');
+    expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
+  });
+});
+
+describe('bad input at the TypeScript edge', () => {
+  const q = queueWith({});
+  it.each([
+    ['batchSize', () => q.drain(0, Date.now() + 1000)],
+    ['batchSize', () => q.drain(1.5, Date.now() + 1000)],
+    ['deadline', () => q.drain(1, Number.NaN)],
+    ['options.concurrency', () => q.drain(1, Date.now() + 1000, { concurrency: 0 })],
+    ['task', () => q.publish('')],
+    ['task', () => q.publish('bad name')],
+    ['options.timeoutSeconds', () => q.publish('a', null, { timeoutSeconds: 0 })],
+    ['options.maxRetries', () => q.publish('a', null, { maxRetries: -1 })],
+    ['options.delaySeconds', () => q.publish('a', null, { delaySeconds: 5, runAt: new Date() })],
+    ['body', () => q.publish('a', { n: 1n })],
+    ['jobs[1].task', () => q.publishBulk([{ task: 'ok' }, { task: 'no way' }])],
+  ])('%s', async (field, call) => {
+    const error = await call().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).field).toBe(field);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
+  });
+
+  it('createQueue without a connection names the field', () => {
+    expect(() => createQueue({})).toThrow(/connectionString/);
+  });
+
+  it('an unmigrated database says to run migrate', async () => {
+    const client = await import('pg');
+    const admin = new client.default.Client({ connectionString: db.url });
+    await admin.connect();
+    await admin.query('create schema if not exists other');
+    await admin.end();
+    const bare = createQueue({ connectionString: db.url.replace(/\/([^/]+)$/, '/postgres'), tasks: {} });
+    const error = await bare.drain(1, Date.now() + 1000).catch((e: unknown) => e);
+    await bare.close();
+    expect(error).toBeInstanceOf(PgDrainError);
+    expect((error as PgDrainError).code).toBe('not_migrated');
+  });
+});

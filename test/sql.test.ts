@@ -1,0 +1,290 @@
+// The SQL layer called as users call it: plain SQL over a real PostgreSQL.
+import pg from 'pg';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
+
+async function sqlError(text: string, params?: unknown[]): Promise<pg.DatabaseError> {
+  try {
+    await sql(text, params);
+  } catch (error) {
+    return error as pg.DatabaseError;
+  }
+  throw new Error(`expected ${text} to fail`);
+}
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+});
+
+describe('publish', () => {
+  it('fills defaults: now, 60 s, priority 0, 3 retries', async () => {
+    const { id } = await one<{ id: string }>(`select jobs.publish('math.sum', '{"a":1}') as id`);
+    const row = await one(`select task, body, timeout::float8 as timeout, priority, max_retries, attempt,
+                                  lease_until, scheduled_at <= now() as due from jobs.job_queue where job_id = $1`, [id]);
+    expect(row).toEqual({ task: 'math.sum', body: { a: 1 }, timeout: 60, priority: 0, max_retries: 3,
+                          attempt: 0, lease_until: null, due: true });
+  });
+
+  it('takes positional scheduled_at, timeout, priority, max_retries', async () => {
+    const { id } = await one<{ id: string }>(
+      `select jobs.publish('a.b', null, '2030-01-01T00:00:00Z', 5.5, 7, 0) as id`);
+    const row = await one(`select scheduled_at, timeout::float8 as timeout, priority, max_retries from jobs.job_queue where job_id = $1`, [id]);
+    expect(row).toEqual({ scheduled_at: new Date('2030-01-01T00:00:00Z'), timeout: 5.5, priority: 7, max_retries: 0 });
+  });
+
+  it('publishes inside the caller transaction: rollback leaves nothing', async () => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query('begin');
+    await client.query(`select jobs.publish('tx.job')`);
+    await client.query('rollback');
+    await client.end();
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
+  });
+
+  it('works from a trigger and a procedure', async () => {
+    await sql(`create table if not exists public.signup (email text)`);
+    await sql(`create or replace function public.on_signup() returns trigger language plpgsql as $$
+               begin perform jobs.publish('email.welcome', jsonb_build_object('to', new.email)); return new; end $$`);
+    await sql(`drop trigger if exists signup_job on public.signup`);
+    await sql(`create trigger signup_job after insert on public.signup for each row execute function public.on_signup()`);
+    await sql(`create or replace procedure public.enqueue_report() language plpgsql as $$
+               begin perform jobs.publish('report.daily', null, null, 30, 5); end $$`);
+    await sql(`insert into public.signup values ('ada@example.com')`);
+    await sql(`call public.enqueue_report()`);
+    const rows = await sql(`select task, body from jobs.job_queue order by job_id`);
+    expect(rows).toEqual([{ task: 'email.welcome', body: { to: 'ada@example.com' } }, { task: 'report.daily', body: null }]);
+  });
+
+  it('publish_bulk writes any number in one statement, nulls taking defaults, ids in order', async () => {
+    const rows = await sql<{ id: string }>(`select * from jobs.publish_bulk(array(
+      select row('bulk.n', jsonb_build_object('i', i), null, null, case when i = 3 then 9 end, null)::jobs.bulk_job
+      from generate_series(1, 1000) i)) as id`);
+    expect(rows).toHaveLength(1000);
+    const ids = rows.map((r) => Number(r.id));
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    const stored = await one(`select count(*)::int as n, count(*) filter (where priority = 9)::int as p9,
+                                     min(timeout)::int as t, min(max_retries) as r from jobs.job_queue`);
+    expect(stored).toEqual({ n: 1000, p9: 1, t: 60, r: 3 });
+  });
+});
+
+describe('bad input is rejected with its own SQLSTATE, naming the field, writing nothing', () => {
+  const cases: [string, string, string, string][] = [
+    ['null task', `select jobs.publish(null)`, 'PD001', 'task'],
+    ['empty task', `select jobs.publish('')`, 'PD001', 'task'],
+    ['task with a space', `select jobs.publish('send email')`, 'PD001', 'task'],
+    ['task with empty segment', `select jobs.publish('email..send')`, 'PD001', 'task'],
+    ['task too long', `select jobs.publish(repeat('a', 201))`, 'PD001', 'task'],
+    ['zero timeout', `select jobs.publish('a', null, null, 0)`, 'PD002', 'timeout'],
+    ['negative timeout', `select jobs.publish('a', null, null, -1)`, 'PD002', 'timeout'],
+    ['huge timeout', `select jobs.publish('a', null, null, 100000)`, 'PD002', 'timeout'],
+    ['negative max_retries', `select jobs.publish('a', null, null, null, null, -1)`, 'PD003', 'max_retries'],
+    ['priority out of range', `select jobs.publish('a', null, null, null, 2000000000)`, 'PD004', 'priority'],
+    ['consume 0', `select * from jobs.consume(0)`, 'PD005', 'n'],
+    ['consume too many', `select * from jobs.consume(10001)`, 'PD005', 'n'],
+    ['null topic', `select * from jobs.consume_topic(null, 1)`, 'PD006', 'pattern'],
+    ['empty topic', `select * from jobs.consume_topic('', 1)`, 'PD006', 'pattern'],
+    ['settle not an array', `select jobs.settle('{}')`, 'PD008', 'outcomes'],
+    ['settle bad outcome', `select jobs.settle('[{"id":1,"attempt":1,"outcome":"maybe"}]')`, 'PD008', 'outcomes'],
+  ];
+  it.each(cases)('%s', async (_name, text, code, field) => {
+    const error = await sqlError(text);
+    expect(error.code).toBe(code);
+    expect(error.column).toBe(field);
+    expect(error.message.startsWith(`${field}: `)).toBe(true);
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
+  });
+
+  it('publish_bulk names the first bad element and writes none of them', async () => {
+    const error = await sqlError(`select jobs.publish_bulk(array[
+      ('ok.one', null, null, null, null, null)::jobs.bulk_job,
+      ('ok.two', null, null, -5, null, null)::jobs.bulk_job,
+      ('bad task', null, null, null, null, null)::jobs.bulk_job])`);
+    expect(error.code).toBe('PD002');
+    expect(error.column).toBe('jobs[2].timeout');
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
+  });
+
+  it('nack rejects a schedule_at in the past', async () => {
+    const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
+    await sql(`select * from jobs.consume(1)`);
+    const error = await sqlError(`select jobs.nack($1::bigint, 'x', now() - interval '1 day')`, [id]);
+    expect(error.code).toBe('PD007');
+    expect(error.column).toBe('schedule_at');
+  });
+});
+
+describe('consume', () => {
+  it('orders by priority desc, then scheduled_at, then job_id; skips future jobs', async () => {
+    await sql(`select jobs.publish('a.low', null, now() - interval '1 hour', null, 0)`);
+    await sql(`select jobs.publish('a.high', null, now() - interval '1 minute', null, 5)`);
+    await sql(`select jobs.publish('a.older', null, now() - interval '2 hours', null, 0)`);
+    await sql(`select jobs.publish('a.future', null, now() + interval '1 hour', null, 100)`);
+    const rows = await sql<{ task: string; attempt: number }>(`select task, attempt from jobs.consume(10)`);
+    expect(rows.map((r) => r.task)).toEqual(['a.high', 'a.older', 'a.low']);
+    expect(rows.every((r) => r.attempt === 1)).toBe(true);
+    const leases = await one(`select count(*)::int as n from jobs.job_queue
+                              where lease_until = started_at + make_interval(secs => timeout)`);
+    expect(leases).toEqual({ n: 3 });
+  });
+
+  it('consume_topic: % is the only wildcard; _ and \\ match themselves', async () => {
+    for (const t of ['email.send', 'email.digest.weekly', 'emailXsend', 'email_send', 'sms.send']) {
+      await sql(`select jobs.publish($1)`, [t]);
+    }
+    const topic = async (p: string) =>
+      (await sql<{ task: string }>(`select task from jobs.consume_topic($1, 100) order by task`, [p])).map((r) => r.task);
+    expect(await topic('email.%')).toEqual(['email.digest.weekly', 'email.send']);
+    expect(await topic('email_send')).toEqual(['email_send']); // not emailXsend
+    expect(await topic('%.send')).toEqual(['sms.send']);
+    expect(await topic(`x' or true --`)).toEqual([]); // a value, never SQL
+  });
+
+  it('8 parallel consumers over 5,000 jobs never receive the same job and miss none', async () => {
+    await sql(`select jobs.publish_bulk(array(select row('par.job', null, null, null, null, null)::jobs.bulk_job
+               from generate_series(1, 5000)))`);
+    const consumer = async () => {
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      const seen: string[] = [];
+      for (;;) {
+        const { rows } = await client.query<{ job_id: string }>(`select job_id from jobs.consume(37)`);
+        if (rows.length === 0) break;
+        seen.push(...rows.map((r) => r.job_id));
+        await client.query(`select jobs.ack($1::bigint[])`, [rows.map((r) => r.job_id)]);
+      }
+      await client.end();
+      return seen;
+    };
+    const all = (await Promise.all(Array.from({ length: 8 }, consumer))).flat();
+    expect(all).toHaveLength(5000);
+    expect(new Set(all).size).toBe(5000);
+    expect(await one(`select count(*)::int as queued, (select count(*)::int from jobs.job where status = 'success') as done
+                      from jobs.job_queue`)).toEqual({ queued: 0, done: 5000 });
+  });
+});
+
+describe('ack and nack', () => {
+  it('ack moves the job to jobs.job as success with result and duration', async () => {
+    const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
+    await sql(`select * from jobs.consume(1)`);
+    expect(await one(`select jobs.ack($1::bigint, '{"ok":true}') as ok`, [id])).toEqual({ ok: true });
+    const row = await one(`select status, result, attempts, duration_ms >= 0 as timed from jobs.job where job_id = $1`, [id]);
+    expect(row).toEqual({ status: 'success', result: { ok: true }, attempts: 1, timed: true });
+    expect(await one(`select jobs.ack($1::bigint) as ok`, [id])).toEqual({ ok: false }); // already settled
+  });
+
+  it('ack of a job never consumed is refused', async () => {
+    const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
+    expect(await one(`select jobs.ack($1::bigint) as ok`, [id])).toEqual({ ok: false });
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 1 });
+  });
+
+  it('retries end in failure after exactly max_retries + 1 attempts, with growing backoff', async () => {
+    const { id } = await one<{ id: string }>(`select jobs.publish('a', null, null, null, null, 3) as id`);
+    let now = new Date('2030-01-01T00:00:00Z');
+    await sql(`update jobs.job_queue set scheduled_at = $1`, [now]);
+    const delays: number[] = [];
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      const rows = await sql<{ attempt: number }>(`select attempt from jobs.consume(1, $1)`, [now]);
+      expect(rows).toEqual([{ attempt }]);
+      await sql(`select jobs.nack($1::bigint, $2, null, $3)`, [id, `boom ${attempt}`, now]);
+      const q = await sql<{ scheduled_at: Date }>(`select scheduled_at from jobs.job_queue where job_id = $1`, [id]);
+      if (attempt < 4) {
+        delays.push(q[0]!.scheduled_at.getTime() - now.getTime());
+        expect(await sql(`select * from jobs.consume(1, $1::timestamptz - interval '1 ms')`, [q[0]!.scheduled_at])).toEqual([]);
+        now = new Date(q[0]!.scheduled_at.getTime() + 1); // JS dates hold ms, the database µs
+      } else {
+        expect(q).toEqual([]);
+      }
+    }
+    // equal jitter: retry k waits between 2.5*2^(k-1) and 5*2^(k-1) seconds
+    expect(delays[0]).toBeGreaterThanOrEqual(2500);
+    expect(delays[0]).toBeLessThanOrEqual(5000);
+    expect(delays[1]).toBeGreaterThanOrEqual(delays[0]!);
+    expect(delays[2]).toBeGreaterThanOrEqual(delays[1]!);
+    expect(delays[2]).toBeGreaterThanOrEqual(10000);
+    const ended = await one(`select status, attempts, error from jobs.job where job_id = $1`, [id]);
+    expect(ended).toEqual({ status: 'failure', attempts: 4, error: 'boom 4' });
+  });
+
+  it('nack with schedule_at retries exactly then', async () => {
+    const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
+    await sql(`select * from jobs.consume(1)`);
+    await sql(`select jobs.nack($1::bigint, 'later', '2031-05-05T00:00:00Z')`, [id]);
+    expect(await one(`select scheduled_at, last_error, lease_until from jobs.job_queue`))
+      .toEqual({ scheduled_at: new Date('2031-05-05T00:00:00Z'), last_error: 'later', lease_until: null });
+  });
+
+  it('array forms settle a whole batch in one statement', async () => {
+    await sql(`select jobs.publish_bulk(array(select row('b', null, null, null, null, 0)::jobs.bulk_job from generate_series(1, 6)))`);
+    const ids = (await sql<{ job_id: string }>(`select job_id from jobs.consume(6) order by job_id`)).map((r) => r.job_id);
+    expect(await one(`select jobs.ack($1::bigint[], array['{"n":1}','{"n":2}']::jsonb[]) as n`, [ids.slice(0, 3)])).toEqual({ n: 3 });
+    expect(await one(`select jobs.nack($1::bigint[], array['e4','e5']) as n`, [ids.slice(3, 5)])).toEqual({ n: 2 });
+    expect(await one(`select jobs.release($1::bigint[]) as n`, [ids.slice(5)])).toEqual({ n: 1 });
+    const ended = await sql(`select status, result, error from jobs.job order by job_id`);
+    expect(ended).toEqual([
+      { status: 'success', result: { n: 1 }, error: null }, { status: 'success', result: { n: 2 }, error: null },
+      { status: 'success', result: null, error: null },
+      { status: 'failure', result: null, error: 'e4' }, { status: 'failure', result: null, error: 'e5' },
+    ]);
+    expect(await one(`select attempt, lease_until from jobs.job_queue`)).toEqual({ attempt: 0, lease_until: null });
+  });
+
+  it('a late settle from an expired delivery does not touch the newer one', async () => {
+    const { id } = await one<{ id: string }>(`select jobs.publish('a', null, null, 10) as id`);
+    await sql(`select * from jobs.consume(1)`);
+    await sql(`select * from jobs.consume(1, now() + interval '11 seconds')`); // redelivered: attempt 2
+    const r = await one<{ r: Record<string, number> }>(
+      `select jobs.settle(jsonb_build_array(jsonb_build_object('id', $1::bigint, 'attempt', 1, 'outcome', 'ack'))) as r`, [id]);
+    expect(r.r).toMatchObject({ succeeded: 0, stale: 1 });
+    expect(await one(`select attempt from jobs.job_queue`)).toEqual({ attempt: 2 });
+  });
+});
+
+describe('lease expiry without a daemon', () => {
+  it('shows in jobs.expired and is handed out again by the next consume, counting an attempt', async () => {
+    const { id } = await one<{ id: string }>(`select jobs.publish('slow.job', null, null, 30, null, 1) as id`);
+    await sql(`select * from jobs.consume(1)`);
+    expect(await sql(`select job_id from jobs.running`)).toEqual([{ job_id: id }]);
+    await sql(`update jobs.job_queue set lease_until = now() - interval '1 second', started_at = now() - interval '31 seconds'`);
+    expect(await sql(`select job_id from jobs.expired`)).toEqual([{ job_id: id }]);
+    expect(await sql(`select job_id, attempt from jobs.consume(1)`)).toEqual([{ job_id: id, attempt: 2 }]);
+    // second expiry: retries spent (max_retries 1), so it ends as a failure
+    await sql(`update jobs.job_queue set lease_until = now() - interval '1 second'`);
+    expect(await sql(`select * from jobs.consume(1)`)).toEqual([]);
+    const ended = await one<{ status: string; error: string; attempts: number }>(
+      `select status, error, attempts from jobs.job where job_id = $1`, [id]);
+    expect(ended.status).toBe('failure');
+    expect(ended.attempts).toBe(2);
+    expect(ended.error).toMatch(/^timed out/);
+  });
+
+  it('expiry follows the injected clock', async () => {
+    await sql(`select jobs.publish('a', null, null, 60)`);
+    await sql(`select * from jobs.consume(1)`);
+    expect(await sql(`select * from jobs.consume(1, now() + interval '59 seconds')`)).toEqual([]);
+    expect(await sql(`select attempt from jobs.consume(1, now() + interval '61 seconds')`)).toEqual([{ attempt: 2 }]);
+  });
+});
+
+describe('views', () => {
+  it('jobs.all and jobs.stats show every state', async () => {
+    await sql(`select jobs.publish('v.pending')`);
+    await sql(`select jobs.publish('v.scheduled', null, now() + interval '1 hour')`);
+    await sql(`select jobs.publish('v.done', null, now() - interval '1 minute', null, 10)`);
+    const [done] = await sql<{ job_id: string }>(`select job_id from jobs.consume(1)`);
+    await sql(`select jobs.ack($1::bigint)`, [done!.job_id]);
+    const states = await sql(`select task, state from jobs.all order by task`);
+    expect(states).toEqual([{ task: 'v.done', state: 'success' }, { task: 'v.pending', state: 'pending' },
+                            { task: 'v.scheduled', state: 'scheduled' }]);
+    const stats = await sql(`select task, state, jobs::int as jobs from jobs.stats order by task`);
+    expect(stats).toEqual([{ task: 'v.done', state: 'success', jobs: 1 }, { task: 'v.pending', state: 'pending', jobs: 1 },
+                           { task: 'v.scheduled', state: 'scheduled', jobs: 1 }]);
+  });
+});

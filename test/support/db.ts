@@ -1,0 +1,63 @@
+// Each test file owns a database cloned from the migrated template.
+import pg from 'pg';
+import { afterAll, inject } from 'vitest';
+import { pgDriver } from '../../src/db/pg.js';
+import type { Driver } from '../../src/db/driver.js';
+
+const TEMPLATE = 'pgdrain_template';
+
+export interface TestDb {
+  url: string;
+  name: string;
+  driver: Driver;
+  /** A plain pg client for assertions; closed after the file. */
+  sql<R = Record<string, unknown>>(text: string, params?: unknown[]): Promise<R[]>;
+}
+
+function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.href;
+}
+
+/** Clones the template into a fresh database for this file; dropped after it. */
+export async function testDb(): Promise<TestDb> {
+  const server = inject('serverUrl');
+  const name = `t_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: server });
+  await admin.connect();
+  await admin.query(`create database ${name} template ${TEMPLATE}`);
+  await admin.end();
+  const url = withDatabase(server, name);
+  const driver = pgDriver(url, { max: 20 });
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  afterAll(async () => {
+    await driver.close();
+    await pool.end();
+    const a = new pg.Client({ connectionString: server });
+    await a.connect();
+    await a.query(`drop database if exists ${name} with (force)`);
+    await a.end();
+  });
+  return {
+    url, name, driver,
+    sql: async (text, params) => (await pool.query(text, params)).rows,
+  };
+}
+
+/** A database with no schema at all, for migration tests. */
+export async function emptyDb(): Promise<{ url: string; name: string }> {
+  const server = inject('serverUrl');
+  const name = `e_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: server });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  afterAll(async () => {
+    const a = new pg.Client({ connectionString: server });
+    await a.connect();
+    await a.query(`drop database if exists ${name} with (force)`);
+    await a.end();
+  });
+  return { url: withDatabase(server, name), name };
+}
