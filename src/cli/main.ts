@@ -85,7 +85,8 @@ export function program(): Command {
     .description('claim, run and settle jobs until the queue is empty or the deadline is near')
     .requiredOption('--tasks <module>', 'ES module whose exports are the task handlers')
     .option('--batch <n>', 'jobs claimed per statement', integer(1, 10000), 100)
-    .option('--deadline <seconds>', 'time budget from now', seconds(0.1, 86400), 60)
+    // Over the default 60 s job timeout: a drain claims only jobs that fit its budget.
+    .option('--deadline <seconds>', 'time budget from now', seconds(0.1, 86400), 300)
     .option('--topic <pattern>', "only tasks matching this LIKE pattern ('email.%')")
     .option('--concurrency <n>', 'handlers running at once (default: --batch)', integer(1, 10000))
     .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', seconds(0, 3600), 10)
@@ -165,7 +166,8 @@ async function main(argv: string[]): Promise<number> {
     const e = translateError(error);
     if (e instanceof PgDrainError) log(`pgdrain: ${e.message}`);
     else log(`pgdrain: ${(e as Error)?.message ?? String(e)}`);
-    return 1;
+    // Bad input the database or the core rejected is a usage error too.
+    return e instanceof PgDrainError && e.code === 'invalid_argument' ? 2 : 1;
   }
 }
 

@@ -1,0 +1,236 @@
+// The `pgdrain` CLI as users run it: a child process against a real PostgreSQL.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { emptyDb, testDb } from './support/db.js';
+import { freePort } from './support/postgres.js';
+
+const CLI = resolve('dist/src/cli/main.js');
+const db = await testDb();
+const sql = db.sql;
+
+const dir = mkdtempSync(join(tmpdir(), 'pgdrain-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const TASKS = join(dir, 'tasks.mjs');
+writeFileSync(TASKS, `
+export const math = { sum: async (b) => ({ sum: b.a + b.b }) };
+const fail = async () => { throw new Error('deliberate failure'); };
+export { fail as 'util.fail' };
+export const demo = { x: async () => 'embedded ok' };
+`);
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+/**
+ * Runs the CLI. `db` chooses the database: a URL goes into DATABASE_URL,
+ * null removes DATABASE_URL from the child's environment.
+ */
+function cli(args: string[], opts: { db?: string | null; env?: Record<string, string>; timeout?: number } = {}): Promise<Run> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
+  delete env.DATABASE_URL;
+  const url = opts.db === undefined ? db.url : opts.db;
+  if (url !== null) env.DATABASE_URL = url;
+  return new Promise((done) => {
+    execFile(process.execPath, [CLI, ...args], { env, cwd: dir, timeout: opts.timeout ?? 30_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+        done({ code, stdout, stderr });
+      });
+  });
+}
+
+const lines = (text: string) => text.trim().split('\n');
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+});
+
+describe('pgdrain migrate', () => {
+  it('migrates the database given as DSN, then finds it up to date', async () => {
+    const empty = await emptyDb();
+    const first = await cli(['migrate', empty.url], { db: null });
+    expect(first).toMatchObject({ code: 0, stdout: '' });
+    expect(first.stderr).toMatch(/^pgdrain: applied migrations 1(, \d+)*\n$/);
+    const second = await cli(['migrate', empty.url], { db: null });
+    expect(second).toEqual({ code: 0, stdout: '', stderr: 'pgdrain: schema is up to date\n' });
+  });
+
+  it('--print writes the SQL and touches no database', async () => {
+    const data = mkdtempSync(join(dir, 'print-'));
+    const r = await cli(['migrate', '--print'], { db: null, env: { PGDRAIN_DATA_DIR: data } });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('create function jobs.publish');
+    expect(r.stdout.trim()).toMatch(/^begin;[\s\S]*commit;$/);
+    expect(readdirSync(data)).toEqual([]); // no embedded database was opened
+  });
+});
+
+describe('pgdrain publish', () => {
+  it('prints the id of a job with the given options', async () => {
+    const r = await cli(['publish', 'math.sum', '{"a":1,"b":2}', '--priority', '5', '--timeout', '10', '--max-retries', '1']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^\d+\n$/);
+    const rows = await sql(`select task, body, priority, timeout::float8 as timeout, max_retries, attempt,
+                                   scheduled_at = created_at as due_now
+                            from jobs.job_queue where job_id = $1`, [r.stdout.trim()]);
+    expect(rows).toEqual([{ task: 'math.sum', body: { a: 1, b: 2 }, priority: 5, timeout: 10,
+                            max_retries: 1, attempt: 0, due_now: true }]);
+  });
+
+  it('--delay 60 schedules a minute after publishing; --at schedules exactly then', async () => {
+    const delayed = await cli(['publish', 'later.delay', '--delay', '60']);
+    expect(delayed.code).toBe(0);
+    expect(await sql(`select extract(epoch from scheduled_at - created_at)::float8 as ahead, body
+                      from jobs.job_queue where job_id = $1`, [delayed.stdout.trim()]))
+      .toEqual([{ ahead: 60, body: null }]);
+
+    const at = '2031-05-06T07:08:09.123Z';
+    const exact = await cli(['publish', 'later.at', '{}', '--at', at]);
+    expect(exact.code).toBe(0);
+    expect(await sql(`select scheduled_at from jobs.job_queue where job_id = $1`, [exact.stdout.trim()]))
+      .toEqual([{ scheduled_at: new Date(at) }]);
+  });
+
+  it('an invalid task name is refused with a one-line message naming task; nothing is written', async () => {
+    const r = await cli(['publish', 'bad task!', '{}']);
+    expect(r.code).toBe(2); // a usage error, like a bad flag
+    expect(r.stdout).toBe('');
+    expect(lines(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toMatch(/^pgdrain: task: /);
+    expect(await sql('select count(*)::int as n from jobs.job_queue')).toEqual([{ n: 0 }]);
+  });
+});
+
+describe('pgdrain drain', () => {
+  it('--json drains nested and flat task names and reports on stdout', async () => {
+    await sql(`select jobs.publish('math.sum', '{"a":1,"b":2}'), jobs.publish('math.sum', '{"a":40,"b":2}'),
+                      jobs.publish('util.fail', '{}', null, null, null, 0)`);
+    const r = await cli(['drain', '--tasks', TASKS, '--json']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(report).toMatchObject({ claimed: 3, succeeded: 2, failed: 1, retried: 0, stoppedBy: 'empty' });
+    expect(await sql(`select task, status, result, error is not null as has_error from jobs.job order by job_id`)).toEqual([
+      { task: 'math.sum', status: 'success', result: { sum: 3 }, has_error: false },
+      { task: 'math.sum', status: 'success', result: { sum: 42 }, has_error: false },
+      { task: 'util.fail', status: 'failure', result: null, has_error: true },
+    ]);
+    expect(await sql(`select error from jobs.job where task = 'util.fail'`))
+      .toEqual([{ error: expect.stringContaining('deliberate failure') }]);
+    expect(await sql('select count(*)::int as n from jobs.job_queue')).toEqual([{ n: 0 }]);
+  });
+
+  it('a failing handler still exits 0; the report shows the retry', async () => {
+    await sql(`select jobs.publish('util.fail', '{}', null, null, null, 2)`);
+    const json = await cli(['drain', '--tasks', TASKS, '--json']);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ claimed: 1, succeeded: 0, retried: 1, failed: 0, stoppedBy: 'empty',
+                                                    failures: [expect.objectContaining({ task: 'util.fail', willRetry: true })] });
+    expect(await sql(`select attempt, last_error like '%deliberate failure%' as kept from jobs.job_queue`))
+      .toEqual([{ attempt: 1, kept: true }]);
+
+    // The text report names the failure too.
+    await sql(`update jobs.job_queue set scheduled_at = now()`);
+    const text = await cli(['drain', '--tasks', TASKS, '--dsn', db.url], { db: null });
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/1 claimed, 0 succeeded, 1 retried, 0 failed/);
+    expect(text.stdout).toMatch(/util\.fail attempt 2 will retry: Error: deliberate failure/);
+  });
+
+  it('a --deadline too short for a job leaves it alone and says why', async () => {
+    await sql(`select jobs.publish('math.sum', '{"a":1,"b":1}')`); // default 60 s timeout
+    const r = await cli(['drain', '--tasks', TASKS, '--deadline', '5']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/0 claimed.* 1 skipped; stopped by deadline/);
+    expect(r.stdout).toContain('1 due job(s) were left alone');
+    expect(await sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);
+  });
+
+  it('a missing tasks module exits 1 naming its path', async () => {
+    const r = await cli(['drain', '--tasks', './no/such/tasks.mjs']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(lines(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain(join(dir, 'no/such/tasks.mjs'));
+  });
+});
+
+describe('usage errors exit 2 with one line naming the flag', () => {
+  it.each([
+    [['drain', '--tasks', 'x', '--batch', '0'], '--batch'],
+    [['drain', '--tasks', 'x', '--batch', 'abc'], '--batch'],
+    [['drain', '--tasks', 'x', '--deadline', 'soon'], '--deadline'],
+    [['drain', '--batch', '5'], '--tasks'],
+    [['publish', 'math.sum', '{bad json'], 'json'],
+    [['publish', 'math.sum', '--at', 'yesterday'], '--at'],
+    [['publish', 'math.sum', '--delay', '5', '--at', '2030-01-01T00:00:00Z'], '--delay'],
+    [['publish', 'math.sum', '--priority', '1.5'], '--priority'],
+  ])('pgdrain %j', async (args, flag) => {
+    const r = await cli(args);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(lines(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain(flag);
+  });
+});
+
+describe('runtime errors', () => {
+  it('an unreachable database exits 1 with one line starting "pgdrain:"', async () => {
+    const closed = `postgres://postgres@127.0.0.1:${await freePort()}/nothing`;
+    for (const args of [['stats', '--dsn', closed], ['publish', 'a.b', '--dsn', closed], ['migrate', closed]]) {
+      const r = await cli(args, { db: null });
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(lines(r.stderr)).toHaveLength(1);
+      expect(r.stderr).toMatch(/^pgdrain: .*unavailable/);
+    }
+  });
+});
+
+describe('help and stats', () => {
+  it.each(['drain', 'publish', 'migrate', 'stats'])('pgdrain %s --help exits 0', async (command) => {
+    const r = await cli([command, '--help'], { db: null });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Usage: pgdrain ${command}`);
+    expect(r.stdout).toContain('--help');
+  });
+
+  it('stats prints a table by task and state', async () => {
+    expect((await cli(['stats'])).stdout).toBe('no jobs\n');
+    for (const args of [['publish', 'stats.a'], ['publish', 'stats.a'], ['publish', 'stats.b', '--delay', '3600']]) {
+      expect((await cli(args)).code).toBe(0);
+    }
+    const r = await cli(['stats']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const [header, rule, ...rows] = lines(r.stdout);
+    expect(header!.split(/\s+/)).toEqual(['task', 'state', 'jobs', 'oldest_due_s']);
+    expect(rule).toMatch(/^[- ]+$/);
+    expect(rows.map((row) => row.split(/\s+/).slice(0, 3))).toEqual([
+      ['stats.a', 'pending', '2'],
+      ['stats.b', 'scheduled', '1'],
+    ]);
+  });
+});
+
+describe('embedded database (no DSN, no DATABASE_URL)', () => {
+  it('publish then drain use PGlite in PGDRAIN_DATA_DIR', async () => {
+    const data = mkdtempSync(join(dir, 'embedded-'));
+    const env = { PGDRAIN_DATA_DIR: data };
+    const published = await cli(['publish', 'demo.x', '{}'], { db: null, env, timeout: 120_000 });
+    expect(published.code, published.stderr).toBe(0);
+    expect(published.stdout).toMatch(/^\d+\n$/);
+    expect(published.stderr).toContain('using the embedded PostgreSQL');
+    expect(published.stderr).toContain(data);
+    expect(readdirSync(data).length).toBeGreaterThan(0);
+
+    const drained = await cli(['drain', '--tasks', TASKS, '--json'], { db: null, env, timeout: 120_000 });
+    expect(drained.code, drained.stderr).toBe(0);
+    expect(drained.stderr).toContain('using the embedded PostgreSQL');
+    expect(JSON.parse(drained.stdout)).toMatchObject({ claimed: 1, succeeded: 1, failed: 0, stoppedBy: 'empty' });
+    // The test database saw none of it.
+    expect(await sql('select (select count(*) from jobs.job_queue) + (select count(*) from jobs.job) as n'))
+      .toEqual([{ n: '0' }]);
+  }, 180_000);
+});
