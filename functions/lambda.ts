@@ -1,0 +1,224 @@
+// AWS Lambda adapter: one handler for schedules and HTTP.
+//
+//   EventBridge rule / EventBridge Scheduler  → drain(batchSize, now + remaining time − safety margin)
+//   Function URL / API Gateway (v1, v2)       → the hono app of src/http (hono/aws-lambda)
+//
+// Settings come from the environment, read at the first invocation:
+//   DATABASE_URL               PostgreSQL URL (required)
+//   PGDRAIN_TOKEN              bearer token for HTTP events (16+ characters)
+//   PGDRAIN_HMAC_SECRET        secret for signed HTTP requests (16+ characters)
+//   PGDRAIN_BATCH_SIZE         jobs claimed per statement by scheduled drains (default 100)
+//   PGDRAIN_TOPIC              only tasks matching this LIKE pattern ('email.%')
+//   PGDRAIN_SAFETY_MARGIN_MS   time kept back from the function's remaining time (default 1000)
+//   PGDRAIN_POOL_MAX           connections per warm instance (default 2)
+//   PGDRAIN_MAX_BUDGET_SECONDS longest drain an HTTP request may ask for (default 300)
+//
+// scripts/build-lambda.mjs bundles this file with your tasks module into one
+// file whose `handler` export is createLambdaHandler(tasks).
+import { handle } from 'hono/aws-lambda';
+import pg from 'pg';
+import { z } from 'zod';
+import type { Driver } from '../src/db/driver.js';
+import { pgDriver } from '../src/db/pg.js';
+import { drain } from '../src/drain.js';
+import { ValidationError } from '../src/errors.js';
+import { createApp, type AppQueue } from '../src/http/app.js';
+import { parse } from '../src/options.js';
+import { publish, publishBulk } from '../src/publish.js';
+import type { DrainReport, TaskMap } from '../src/types.js';
+
+/** The part of the Lambda context the handler reads. */
+export interface LambdaContext {
+  getRemainingTimeInMillis(): number;
+  awsRequestId?: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+const count = (min: number, max: number) => z.string().regex(/^\d+$/, 'must be a whole number')
+  .transform(Number).pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const settingsSchema = z.object({
+  DATABASE_URL: z.string({ error: 'is required: the PostgreSQL URL' }).regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+  PGDRAIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  PGDRAIN_HMAC_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  PGDRAIN_BATCH_SIZE: count(1, 10_000).default(100),
+  PGDRAIN_TOPIC: z.string().max(200).optional(),
+  PGDRAIN_SAFETY_MARGIN_MS: count(0, 60_000).default(1000),
+  PGDRAIN_POOL_MAX: count(1, 100).default(2),
+  PGDRAIN_MAX_BUDGET_SECONDS: count(1, 900).optional(),
+});
+type Settings = z.output<typeof settingsSchema>;
+
+/** Options a schedule may carry in its input: `{ "pgdrain": { "batchSize": 200, "topic": "email.%" } }`. */
+const scheduleInputSchema = z.strictObject({
+  batchSize: z.number().int('must be an integer').min(1, 'must be at least 1').max(10_000, 'must be at most 10000').optional(),
+  topic: z.string().min(1, 'must be a non-empty pattern').max(200).optional(),
+});
+
+/**
+ * Builds the Lambda handler for a tasks module. The queue, its connection
+ * pool and the HTTP app live as long as the warm instance: created at the
+ * first invocation, reused by the next ones.
+ */
+export function createLambdaHandler(tasks: TaskMap, env: Env = process.env) {
+  let instance: Instance | undefined;
+  return async function handler(event: unknown, context: LambdaContext): Promise<unknown> {
+    instance ??= new Instance(tasks, readSettings(env));
+    instance.driver.beginInvocation();
+    if (isHttpEvent(event)) return instance.http(event, context);
+    const input = scheduleInput(event);
+    if (input) return instance.drain(input, context);
+    throw new ValidationError('event', 'is not an EventBridge, EventBridge Scheduler, Function URL or API Gateway event');
+  };
+}
+
+function readSettings(env: Env): Settings {
+  // An empty variable counts as unset.
+  const given = Object.fromEntries(Object.keys(settingsSchema.shape).map((k) => [k, env[k] || undefined]));
+  return parse(settingsSchema, given, '');
+}
+
+class Instance {
+  readonly driver: ReconnectingDriver;
+  private readonly queue: AppQueue;
+  private httpHandler: ((event: never, context: LambdaContext) => Promise<unknown>) | undefined;
+
+  constructor(tasks: TaskMap, private readonly settings: Settings) {
+    this.driver = reconnectingDriver(settings.DATABASE_URL, settings.PGDRAIN_POOL_MAX);
+    // createQueue's wiring without its migrate(), which would put every migration's SQL in the bundle.
+    const db = this.driver;
+    const publishOne: AppQueue['publish'] = (task, body, options) => publish(db, task, body, options);
+    this.queue = {
+      driver: db,
+      publish: publishOne,
+      publishBulk: (jobs) => publishBulk(db, jobs),
+      drain: (batchSize, deadline, options) => drain({ db, tasks, publish: publishOne }, batchSize, deadline, options),
+    };
+  }
+
+  /** A scheduled drain: the budget is what the invocation has left, minus the safety margin. */
+  async drain(input: z.output<typeof scheduleInputSchema>, context: LambdaContext): Promise<DrainReport> {
+    const deadline = Date.now() + context.getRemainingTimeInMillis() - this.settings.PGDRAIN_SAFETY_MARGIN_MS;
+    const report = await this.queue.drain(input.batchSize ?? this.settings.PGDRAIN_BATCH_SIZE, deadline,
+                                          { topic: input.topic ?? this.settings.PGDRAIN_TOPIC });
+    // A scheduled invocation's result goes nowhere: the log line is what an operator sees.
+    const { failures, ...summary } = report;
+    console.log(JSON.stringify({ pgdrain: 'drain', requestId: context.awsRequestId, ...summary,
+                                 failures: failures.slice(0, 10).map((f) => ({ ...f, error: f.error.split('\n')[0] })) }));
+    return report;
+  }
+
+  /** An HTTP event, through the hono app; a drain's deadline is capped by the remaining time. */
+  http(event: unknown, context: LambdaContext): Promise<unknown> {
+    if (!this.httpHandler) {
+      const { PGDRAIN_TOKEN: token, PGDRAIN_HMAC_SECRET: hmacSecret, PGDRAIN_SAFETY_MARGIN_MS: margin } = this.settings;
+      if (!token && !hmacSecret) {
+        return Promise.resolve(jsonResult(500, { error: { code: 'not_configured', field: 'PGDRAIN_TOKEN',
+          message: 'set PGDRAIN_TOKEN or PGDRAIN_HMAC_SECRET on the function to serve HTTP events' } }));
+      }
+      const app = createApp({
+        queue: this.queue, token, hmacSecret,
+        limits: this.settings.PGDRAIN_MAX_BUDGET_SECONDS ? { maxBudgetSeconds: this.settings.PGDRAIN_MAX_BUDGET_SECONDS } : {},
+        deadlineCap: (bindings) => {
+          const lambda = (bindings as { lambdaContext?: LambdaContext }).lambdaContext;
+          return lambda ? Date.now() + lambda.getRemainingTimeInMillis() - margin : undefined;
+        },
+        onError: (error) => console.error('pgdrain:', error),
+      });
+      this.httpHandler = handle(app) as unknown as (event: never, context: LambdaContext) => Promise<unknown>;
+    }
+    return this.httpHandler(event as never, context);
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Function URL and API Gateway HTTP API (payload 2.0), API Gateway REST (1.0). */
+function isHttpEvent(event: unknown): boolean {
+  return isObject(event) && isObject(event.requestContext) && (event.version === '2.0' || typeof event.httpMethod === 'string');
+}
+
+/**
+ * A schedule: an EventBridge rule's "Scheduled Event" (source aws.events),
+ * an EventBridge Scheduler invocation (its input is whatever the schedule
+ * sets: the sample template sends the same envelope with source
+ * aws.scheduler; a schedule without input sends {}), or any event carrying
+ * `pgdrain` options. Returns the options, or undefined for anything else.
+ */
+function scheduleInput(event: unknown): z.output<typeof scheduleInputSchema> | undefined {
+  if (!isObject(event)) return undefined;
+  const scheduled = event['detail-type'] === 'Scheduled Event' && (event.source === 'aws.events' || event.source === 'aws.scheduler');
+  if (!scheduled && Object.keys(event).length > 0 && !('pgdrain' in event)) return undefined;
+  return parse(scheduleInputSchema, event.pgdrain ?? {}, 'event.pgdrain');
+}
+
+function jsonResult(statusCode: number, body: unknown) {
+  return { statusCode, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), isBase64Encoded: false };
+}
+
+interface ReconnectingDriver extends Driver {
+  /** Marks the start of an invocation: the pool's connections are not yet proven alive. */
+  beginInvocation(): void;
+}
+
+// Errors that mean the connection was dead before the statement could run.
+const LOST = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', '57P01', '57P02', '57P03', '08003', '08006']);
+function connectionLost(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  return (typeof e?.code === 'string' && LOST.has(e.code))
+    || (typeof e?.message === 'string' && /Connection terminated|not queryable|Client was closed/i.test(e.message));
+}
+
+/**
+ * A pg pool that survives freeze/thaw. Between invocations Lambda freezes the
+ * process; the database, a proxy or a NAT may drop its idle connections
+ * meanwhile without the pool noticing, and the first statement after the
+ * thaw fails on a dead socket. So the first statement of each invocation that
+ * fails that way gets one retry on a fresh pool (the old one is ended in the
+ * background). Safe: that statement never reached the server; and even a
+ * drain's claim that did would only leave leases to expire and be handed out
+ * again. Transactions are not retried (their callback may have run); they
+ * only get the fresh pool.
+ */
+function reconnectingDriver(url: string, max: number): ReconnectingDriver {
+  const newPool = () => {
+    const pool = new pg.Pool({ connectionString: url, max, keepAlive: true, connectionTimeoutMillis: 10_000,
+                               application_name: 'pgdrain-lambda' });
+    pool.on('error', () => {}); // an idle client lost its server; the pool drops it
+    return pool;
+  };
+  let pool = newPool();
+  let driver = pgDriver(pool);
+  let proven = false;
+  const replacePool = () => {
+    const old = pool;
+    pool = newPool();
+    driver = pgDriver(pool);
+    void old.end().catch(() => {});
+  };
+  async function firstProves<T>(run: (d: Driver) => Promise<T>, retry: boolean): Promise<T> {
+    if (proven) return run(driver);
+    try {
+      const result = await run(driver);
+      proven = true;
+      return result;
+    } catch (error) {
+      if (!connectionLost(error)) throw error;
+      console.warn(`pgdrain: a pooled connection died while the function was idle (${(error as Error).message}); reconnecting`);
+      replacePool();
+      if (!retry) throw error;
+      const result = await run(driver);
+      proven = true;
+      return result;
+    }
+  }
+  return {
+    query: (text, params) => firstProves((d) => d.query(text, params), true),
+    transaction: (fn) => firstProves((d) => d.transaction(fn), false),
+    close: () => pool.end(),
+    beginInvocation: () => { proven = false; },
+  };
+}

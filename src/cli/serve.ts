@@ -1,0 +1,92 @@
+import { serve } from '@hono/node-server';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import type { AddressInfo } from 'node:net';
+import { createApp } from '../http/app.js';
+import { createQueue } from '../queue.js';
+import { connect } from './connect.js';
+import { loadTasks } from './tasks-module.js';
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+function number(min: number, max: number, integer: boolean) {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
+      throw new InvalidArgumentError(`must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+interface ServeOptions {
+  port: number;
+  host: string;
+  tasks?: string;
+  maxBatch?: number;
+  maxBudget?: number;
+  maxBody?: number;
+  grace: number;
+  dsn?: string;
+}
+
+/**
+ * `pgdrain serve`: the HTTP API on Node. Credentials come from the
+ * environment only (PGDRAIN_TOKEN, PGDRAIN_HMAC_SECRET), never from flags,
+ * which other users of the machine can read in the process list. Without
+ * --tasks it publishes and reports but does not drain. On SIGTERM or SIGINT
+ * it stops accepting, lets running drains wind down (--grace), then exits.
+ */
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('serve the HTTP API: POST /drain, POST /jobs, GET /stats, /healthz, /metrics')
+    .addOption(new Option('--port <n>', 'port to listen on (0: any free port)').argParser(number(0, 65535, true))
+      .env('PORT').default(8080))
+    .option('--host <address>', 'address to listen on (0.0.0.0 in a container)', '127.0.0.1')
+    .option('--tasks <module>', 'ES module whose exports are the task handlers (without it, POST /drain is off)')
+    .option('--max-batch <n>', 'largest batchSize a request may ask for (default 1000)', number(1, 10000, true))
+    .option('--max-budget <seconds>', 'longest drain a request may ask for (default 300)', number(0.1, 86400, false))
+    .option('--max-body <bytes>', 'largest request body (default 1048576)', number(1, 100 * 1024 * 1024, true))
+    .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', number(0, 3600, false), 10)
+    .addOption(new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)'))
+    .action(async (opts: ServeOptions) => {
+      const token = process.env.PGDRAIN_TOKEN || undefined;
+      const hmacSecret = process.env.PGDRAIN_HMAC_SECRET || undefined;
+      if (!token && !hmacSecret) {
+        throw new CommanderError(2, 'usage', 'error: set PGDRAIN_TOKEN (bearer token) or PGDRAIN_HMAC_SECRET (signed requests), 16+ characters');
+      }
+      const tasks = opts.tasks ? await loadTasks(opts.tasks) : undefined;
+      const { driver } = await connect(opts.dsn, log);
+      const shutdown = new AbortController();
+      try {
+        const app = createApp({
+          queue: createQueue({ driver, tasks }),
+          token, hmacSecret,
+          drain: tasks !== undefined,
+          limits: {
+            ...(opts.maxBatch === undefined ? {} : { maxBatchSize: opts.maxBatch }),
+            ...(opts.maxBudget === undefined ? {} : { maxBudgetSeconds: opts.maxBudget }),
+            ...(opts.maxBody === undefined ? {} : { maxBodyBytes: opts.maxBody }),
+          },
+          signal: shutdown.signal,
+          graceMs: opts.grace * 1000,
+          onError: (error) => log(`pgdrain: ${error instanceof Error ? error.stack ?? error.message : String(error)}`),
+        });
+        await new Promise<void>((resolve, reject) => {
+          const server = serve({ fetch: app.fetch, port: opts.port, hostname: opts.host }, (info: AddressInfo) => {
+            const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+            log(`pgdrain: serving on http://${host}:${info.port}${tasks ? '' : ' (no --tasks: POST /drain is off)'}`);
+          });
+          server.once('error', reject);
+          const stop = () => {
+            log('pgdrain: shutting down: no new requests; running drains stop claiming');
+            shutdown.abort();
+            // close() waits for requests in flight (drains wind down within --grace).
+            server.close((error) => (error ? reject(error) : resolve()));
+          };
+          process.once('SIGTERM', stop).once('SIGINT', stop);
+        });
+      } finally {
+        await driver.close().catch(() => {});
+      }
+    });
+}

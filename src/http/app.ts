@@ -1,0 +1,159 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { PgDrainError, translateError, ValidationError } from '../errors.js';
+import type { Queue } from '../queue.js';
+import type { DrainReport } from '../types.js';
+import { authentication, type AuthVariables } from './auth.js';
+import { errorResponse, HttpError } from './errors.js';
+import { DrainMetrics, type JobCountRow } from './metrics.js';
+import { parseDrainRequest, parseJson, parsePublishRequest, resolveLimits, tooLarge, type HttpLimits } from './requests.js';
+
+/** The part of a Queue the app uses. */
+export type AppQueue = Pick<Queue, 'driver' | 'drain' | 'publish' | 'publishBulk'>;
+
+export interface AppOptions {
+  queue: AppQueue;
+  /** Bearer token (PGDRAIN_TOKEN); at least 16 characters. */
+  token?: string;
+  /** Shared secret for signed requests (PGDRAIN_HMAC_SECRET); at least 16 characters. */
+  hmacSecret?: string;
+  /** Server-side bounds; see HttpLimits for the defaults. */
+  limits?: Partial<HttpLimits>;
+  /** false: POST /drain answers 404 (a server that has no tasks module). Default true. */
+  drain?: boolean;
+  /**
+   * The latest deadline (epoch ms) the platform allows a drain, given the
+   * request's env bindings: Lambda passes its remaining time, so a drain's
+   * budget never outlives the invocation.
+   */
+  deadlineCap?: (env: unknown) => number | undefined;
+  /** Server shutdown: new drains get 503, running ones stop claiming and wind down. */
+  signal?: AbortSignal;
+  /** After `signal`, how long running handlers may finish before they are released (default: until their timeout). */
+  graceMs?: number;
+  /** Gets unexpected errors (500s, database failures) for the server's log; callers only see a code. */
+  onError?: (error: unknown) => void;
+}
+
+// Jobs by task and state, summed over named queues so each series appears once.
+const COUNTS_SQL = `select task, state, sum(jobs)::float8 as jobs,
+  max(extract(epoch from oldest_due))::float8 as oldest_due_s
+  from jobs.stats group by task, state order by task, state`;
+const HEALTH_TIMEOUT_MS = 3000;
+
+/**
+ * The HTTP API as a web-standard hono app, servable by any runtime
+ * (@hono/node-server, a Lambda through hono/aws-lambda, a Worker's fetch):
+ *
+ *   GET  /healthz  database reachable (no auth)
+ *   POST /drain    run drain(batchSize, budget) and answer its report
+ *   POST /jobs     publish one job or { jobs: [...] }
+ *   GET  /stats    jobs by task and state
+ *   GET  /metrics  Prometheus text: queue gauges and this instance's drain counters
+ *
+ * Every route but /healthz needs a bearer token or a signed request, checked
+ * before the body is read and before any database work. Errors answer
+ * `{ "error": { "code", "message", "field" } }`.
+ */
+export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables }> {
+  const { queue, onError, signal, graceMs, deadlineCap } = options;
+  if (typeof queue?.drain !== 'function' || typeof queue.driver?.query !== 'function') {
+    throw new ValidationError('queue', 'must be a queue from createQueue()');
+  }
+  for (const field of ['token', 'hmacSecret'] as const) {
+    const value = options[field];
+    if (value !== undefined && (typeof value !== 'string' || value.length < 16)) {
+      throw new ValidationError(field, 'must be a string of at least 16 characters');
+    }
+  }
+  if (options.token === undefined && options.hmacSecret === undefined) {
+    throw new ValidationError('token', 'give a token, an hmacSecret or both: the API does not run without authentication');
+  }
+  const limits = resolveLimits(options.limits);
+  const metrics = new DrainMetrics();
+  const auth = authentication({ token: options.token, hmacSecret: options.hmacSecret,
+                                toleranceSeconds: limits.signatureToleranceSeconds });
+
+  const app = new Hono<{ Variables: AuthVariables }>();
+  app.onError((error, c) => errorResponse(c, error, onError));
+  app.notFound((c) => errorResponse(c, new HttpError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
+
+  app.get('/healthz', async (c) => {
+    await withTimeout(queue.driver.query('select 1'), HEALTH_TIMEOUT_MS).catch((error: unknown) => {
+      onError?.(error);
+      throw new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
+    });
+    return c.json({ status: 'ok' });
+  });
+
+  app.use('*', auth.checkHeaders);
+  app.use('*', bodyLimit({ maxSize: limits.maxBodyBytes, onError: () => { throw tooLarge(limits); } }));
+  app.use('*', auth.verifySignature);
+
+  app.post('/drain', async (c) => {
+    if (options.drain === false) {
+      throw new HttpError(404, 'drain_disabled', 'POST /drain is off: this server has no tasks module (start it with --tasks)');
+    }
+    if (signal?.aborted) throw new HttpError(503, 'shutting_down', 'the server is shutting down');
+    const request = parseDrainRequest(parseJson(await c.req.text()), c.req.query(), limits);
+    if (metrics.active >= limits.maxConcurrentDrains) {
+      throw new HttpError(429, 'too_many_drains', `${limits.maxConcurrentDrains} drains are running here already; try again`,
+        null, { 'Retry-After': '1' });
+    }
+    const startedAt = Date.now();
+    const cap = deadlineCap?.(c.env);
+    const deadline = Math.min(startedAt + request.budgetSeconds * 1000, cap ?? Infinity);
+    const done = metrics.start();
+    let report: DrainReport;
+    try {
+      report = await queue.drain(request.batchSize, deadline, { topic: request.topic, signal, graceMs });
+    } catch (error) {
+      done(undefined, Date.now() - startedAt);
+      throw translateError(error);
+    }
+    done(report, report.durationMs);
+    // The full error of each failure is in jobs.job; the answer keeps its first line, no stack.
+    return c.json({ ...report, failures: report.failures.map((f) => ({ ...f, error: f.error.split('\n')[0] })) });
+  });
+
+  app.post('/jobs', async (c) => {
+    const request = parsePublishRequest(parseJson(await c.req.text()), limits);
+    try {
+      if (request.kind === 'one') return c.json({ id: await queue.publish(request.task, request.body, request.options) }, 201);
+      return c.json({ ids: await queue.publishBulk(request.jobs) }, 201);
+    } catch (error) {
+      throw translateError(error);
+    }
+  });
+
+  app.get('/stats', async (c) => {
+    const rows = await counts(queue);
+    return c.json({
+      stats: rows.map((r) => ({ task: r.task, state: r.state, jobs: Number(r.jobs),
+                                oldestDueSeconds: r.oldest_due_s === null ? null : Number(r.oldest_due_s) })),
+    });
+  });
+
+  app.get('/metrics', async (c) => {
+    const text = metrics.render(await counts(queue));
+    return c.text(text, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+  });
+
+  return app;
+}
+
+async function counts(queue: AppQueue): Promise<JobCountRow[]> {
+  try {
+    return (await queue.driver.query<JobCountRow>(COUNTS_SQL)).rows;
+  } catch (error) {
+    throw translateError(error);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,143 @@
+import type { MiddlewareHandler } from 'hono';
+import { timingSafeEqual } from 'hono/utils/buffer';
+import { HttpError } from './errors.js';
+
+/**
+ * Request authentication for every route but /healthz. Two ways in:
+ *
+ * - `Authorization: Bearer <token>`, compared in constant time.
+ * - A signed request, for callers that should not hold a bearer token (a
+ *   scheduler, pg_net): headers
+ *     X-Pgdrain-Timestamp: <unix seconds>
+ *     X-Pgdrain-Signature: sha256=<hex HMAC-SHA256(secret, message)>
+ *   where message = timestamp + "\n" + METHOD + "\n" + path?query + "\n" + raw body.
+ *   Binding the method and path stops a signed POST /jobs from being replayed
+ *   against POST /drain. A timestamp outside ±toleranceSeconds is refused, and
+ *   a signature already seen inside the window is refused too (per process).
+ *
+ * Everything here runs before the body is parsed and before any database work.
+ */
+export const TIMESTAMP_HEADER = 'x-pgdrain-timestamp';
+export const SIGNATURE_HEADER = 'x-pgdrain-signature';
+
+export interface AuthOptions {
+  token?: string;
+  hmacSecret?: string;
+  toleranceSeconds: number;
+}
+
+/** What the header check found, for the signature check after the body is read. */
+export interface PendingSignature {
+  timestamp: string;
+  signature: Uint8Array;
+}
+
+export type AuthVariables = { pendingSignature?: PendingSignature };
+
+const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
+const SIGNATURE = /^sha256=([0-9a-f]{64})$/i;
+const encoder = new TextEncoder();
+
+function unauthorized(message: string, field: string | null): HttpError {
+  return new HttpError(401, 'unauthorized', message, field, { 'WWW-Authenticate': 'Bearer realm="pgdrain"' });
+}
+
+/** Returns the two middlewares: one before the body limit (headers only), one after it (the signature). */
+export function authentication(options: AuthOptions): {
+  checkHeaders: MiddlewareHandler<{ Variables: AuthVariables }>;
+  verifySignature: MiddlewareHandler<{ Variables: AuthVariables }>;
+} {
+  const key = options.hmacSecret === undefined ? undefined
+    : crypto.subtle.importKey('raw', encoder.encode(options.hmacSecret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+  const replays = new ReplayGuard(options.toleranceSeconds * 2000);
+
+  const checkHeaders: MiddlewareHandler<{ Variables: AuthVariables }> = async (c, next) => {
+    const authorization = c.req.header('authorization');
+    const timestamp = c.req.header(TIMESTAMP_HEADER);
+    const signature = c.req.header(SIGNATURE_HEADER);
+    if (authorization !== undefined) {
+      const match = BEARER.exec(authorization);
+      if (!match) throw unauthorized('authorization: expected "Bearer <token>"', 'authorization');
+      if (options.token === undefined) throw unauthorized('bearer tokens are not accepted here: sign the request', 'authorization');
+      if (!(await timingSafeEqual(match[1]!, options.token))) throw unauthorized('invalid bearer token', 'authorization');
+      return next();
+    }
+    if (timestamp === undefined && signature === undefined) {
+      throw unauthorized(`missing credentials: send "Authorization: Bearer <token>" or a signed request (${TIMESTAMP_HEADER}, ${SIGNATURE_HEADER})`, null);
+    }
+    if (key === undefined) throw unauthorized('signed requests are not accepted here: send a bearer token', SIGNATURE_HEADER);
+    if (timestamp === undefined || !/^\d{1,12}$/.test(timestamp)) {
+      throw unauthorized(`${TIMESTAMP_HEADER}: must be the signing time in unix seconds`, TIMESTAMP_HEADER);
+    }
+    const skew = Math.abs(Date.now() / 1000 - Number(timestamp));
+    if (skew > options.toleranceSeconds) {
+      throw unauthorized(`${TIMESTAMP_HEADER}: more than ${options.toleranceSeconds} s from the server's clock (stale or replayed request)`,
+        TIMESTAMP_HEADER);
+    }
+    const hex = signature === undefined ? null : SIGNATURE.exec(signature)?.[1];
+    if (!hex) throw unauthorized(`${SIGNATURE_HEADER}: must be "sha256=<64 hex digits>"`, SIGNATURE_HEADER);
+    c.set('pendingSignature', { timestamp, signature: hexBytes(hex) });
+    return next();
+  };
+
+  const verifySignature: MiddlewareHandler<{ Variables: AuthVariables }> = async (c, next) => {
+    const pending = c.get('pendingSignature');
+    if (!pending) return next(); // a bearer request
+    const url = new URL(c.req.url);
+    const head = encoder.encode(`${pending.timestamp}\n${c.req.method}\n${url.pathname}${url.search}\n`);
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    const message = new Uint8Array(head.length + body.length);
+    message.set(head);
+    message.set(body, head.length);
+    // crypto.subtle.verify compares in constant time.
+    if (!(await crypto.subtle.verify('HMAC', await key!, pending.signature, message))) {
+      throw unauthorized('invalid signature', SIGNATURE_HEADER);
+    }
+    if (!replays.firstUse(bytesHex(pending.signature))) {
+      throw unauthorized('signature already used: sign each request afresh (replay)', SIGNATURE_HEADER);
+    }
+    return next();
+  };
+
+  return { checkHeaders, verifySignature };
+}
+
+/**
+ * Remembers signatures for as long as their timestamp is acceptable, so an
+ * exact replay inside the window is refused. Per process and bounded: with
+ * several instances, a replay inside the window can reach another one.
+ */
+class ReplayGuard {
+  private readonly seen = new Map<string, number>();
+  constructor(private readonly keepMs: number, private readonly max = 10_000) {}
+
+  firstUse(signature: string): boolean {
+    const now = Date.now();
+    for (const [s, until] of this.seen) {
+      if (until > now && this.seen.size < this.max) break;
+      this.seen.delete(s); // expired, or the oldest when full
+    }
+    if (this.seen.has(signature)) return false;
+    this.seen.set(signature, now + this.keepMs);
+    return true;
+  }
+}
+
+function hexBytes(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+function bytesHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Signs a request the way the server checks it; returns the two headers. For clients and tests. */
+export async function signRequest(secret: string, method: string, pathAndQuery: string, body: string,
+                                  timestamp = Math.floor(Date.now() / 1000)): Promise<Record<string, string>> {
+  const key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  const mac = await crypto.subtle.sign('HMAC', key, encoder.encode(`${timestamp}\n${method.toUpperCase()}\n${pathAndQuery}\n${body}`));
+  return { [TIMESTAMP_HEADER]: String(timestamp), [SIGNATURE_HEADER]: `sha256=${bytesHex(new Uint8Array(mac))}` };
+}
+

@@ -1,0 +1,56 @@
+import type { Context } from 'hono';
+import { PgDrainError } from '../errors.js';
+
+/** The body of every error answer: `{ "error": { "code", "message", "field" } }`. */
+export interface ErrorBody {
+  error: { code: string; message: string; field: string | null };
+}
+
+/** An error the HTTP layer answers with its own status (401, 404, 413, 429, …). */
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  constructor(readonly status: 400 | 401 | 404 | 413 | 429 | 503, readonly code: string, message: string,
+              readonly field: string | null = null, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+// What a PgDrainError code means to an HTTP caller. Anything unknown is a 500.
+const statusOf: Record<string, 400 | 503> = {
+  invalid_argument: 400,
+  unknown_task: 400,
+  database_unavailable: 503,
+  not_migrated: 503,
+};
+
+/**
+ * Turns any error into a JSON answer. Known errors keep their message and
+ * field; anything else becomes a bare 500 (`report` gets the real error, for
+ * the server's log), so no stack trace or driver detail reaches the caller.
+ */
+export function errorResponse(c: Context, error: unknown, report?: (error: unknown) => void): Response {
+  if (error instanceof HttpError) {
+    for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
+    return send(c, error.status, error.code, error.message, error.field);
+  }
+  if (error instanceof PgDrainError && error.code in statusOf) {
+    const status = statusOf[error.code]!;
+    // A database message may carry host names or SQL: say only what kind of failure it was.
+    const message = status === 503 ? publicMessage(error.code) : error.message;
+    if (status === 503) report?.(error);
+    return send(c, status, error.code, message, error.field ?? null);
+  }
+  report?.(error);
+  return send(c, 500, 'internal', 'internal error; the server log has the details', null);
+}
+
+function publicMessage(code: string): string {
+  return code === 'not_migrated'
+    ? 'the jobs schema is missing or out of date: run pgdrain migrate'
+    : 'database unavailable';
+}
+
+function send(c: Context, status: number, code: string, message: string, field: string | null): Response {
+  const body: ErrorBody = { error: { code, message, field } };
+  return c.json(body, status as 400);
+}

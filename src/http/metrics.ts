@@ -1,0 +1,85 @@
+import type { DrainReport } from '../types.js';
+
+// Prometheus text exposition (format 0.0.4), written by hand: a few gauges
+// from one query and this process's drain counters need no client library.
+
+/** Upper bounds of the drain duration histogram, in seconds. */
+const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
+
+// Report fields counted as jobs by outcome; `cancelled` appears when the core reports it.
+const OUTCOMES = ['claimed', 'succeeded', 'failed', 'retried', 'released', 'cancelled', 'stale', 'skipped'] as const;
+
+/** One row of jobs by task and state, as GET /metrics reads it. */
+export interface JobCountRow {
+  task: string;
+  state: string;
+  jobs: number | string;
+  oldest_due_s: number | string | null;
+}
+
+/** Drain counters of one app instance (one process, one Worker isolate). */
+export class DrainMetrics {
+  private readonly drains = new Map<string, number>();
+  private readonly jobs = new Map<string, number>();
+  private readonly buckets = DURATION_BUCKETS.map(() => 0);
+  private durationSum = 0;
+  private durationCount = 0;
+  private running = 0;
+
+  /** Call when a drain starts; the returned function records how it ended. */
+  start(): (report: DrainReport | undefined, durationMs: number) => void {
+    this.running++;
+    return (report, durationMs) => {
+      this.running--;
+      const stoppedBy = report?.stoppedBy ?? 'error';
+      this.drains.set(stoppedBy, (this.drains.get(stoppedBy) ?? 0) + 1);
+      for (const outcome of OUTCOMES) {
+        const n = report?.[outcome as keyof DrainReport];
+        if (typeof n === 'number') this.jobs.set(outcome, (this.jobs.get(outcome) ?? 0) + n);
+      }
+      const seconds = durationMs / 1000;
+      DURATION_BUCKETS.forEach((le, i) => { if (seconds <= le) this.buckets[i]!++; });
+      this.durationSum += seconds;
+      this.durationCount++;
+    };
+  }
+
+  /** Drains running now. */
+  get active(): number {
+    return this.running;
+  }
+
+  /** The whole exposition: queue gauges from `rows`, then this instance's drain counters. */
+  render(rows: readonly JobCountRow[]): string {
+    const out: string[] = [];
+    const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+
+    metric('pgdrain_jobs', 'gauge', 'Jobs by task and state: queued (blocked, scheduled, pending, running, expired) and ended (success, failure, cancelled).');
+    for (const r of rows) out.push(`pgdrain_jobs${labels({ task: r.task, state: r.state })} ${Number(r.jobs)}`);
+    metric('pgdrain_oldest_due_seconds', 'gauge', 'How long the oldest due, unclaimed job of a task has waited.');
+    for (const r of rows) {
+      if (r.state === 'pending' && r.oldest_due_s !== null) out.push(`pgdrain_oldest_due_seconds${labels({ task: r.task })} ${Number(r.oldest_due_s)}`);
+    }
+
+    metric('pgdrain_drains_total', 'counter', 'Drains run by this process, by why they stopped (error: the drain failed).');
+    for (const [stoppedBy, n] of [...this.drains].sort()) out.push(`pgdrain_drains_total${labels({ stopped_by: stoppedBy })} ${n}`);
+    metric('pgdrain_drain_jobs_total', 'counter', 'Jobs handled by this process\'s drains, by outcome.');
+    for (const outcome of OUTCOMES) {
+      if (this.jobs.has(outcome)) out.push(`pgdrain_drain_jobs_total${labels({ outcome })} ${this.jobs.get(outcome)}`);
+    }
+    metric('pgdrain_drains_running', 'gauge', 'Drains running in this process now.');
+    out.push(`pgdrain_drains_running ${this.running}`);
+    metric('pgdrain_drain_duration_seconds', 'histogram', 'How long this process\'s drains took.');
+    DURATION_BUCKETS.forEach((le, i) => out.push(`pgdrain_drain_duration_seconds_bucket${labels({ le: String(le) })} ${this.buckets[i]}`));
+    out.push(`pgdrain_drain_duration_seconds_bucket{le="+Inf"} ${this.durationCount}`);
+    out.push(`pgdrain_drain_duration_seconds_sum ${this.durationSum}`);
+    out.push(`pgdrain_drain_duration_seconds_count ${this.durationCount}`);
+    return `${out.join('\n')}\n`;
+  }
+}
+
+/** `{a="x",b="y"}` with values escaped as the text format requires. */
+function labels(values: Record<string, string>): string {
+  const parts = Object.entries(values).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  return `{${parts.join(',')}}`;
+}

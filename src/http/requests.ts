@@ -1,0 +1,162 @@
+import { z } from 'zod';
+import { ValidationError } from '../errors.js';
+import { publishOptionsSchema, taskSchema } from '../options.js';
+import type { BulkJob, PublishOptions } from '../types.js';
+import { HttpError } from './errors.js';
+
+// Parsing and validation of request bodies and query strings, with errors
+// that name the field as the caller wrote it (`jobs[2].timeoutSeconds`).
+
+/** Server-side bounds on what a request may ask for. */
+export interface HttpLimits {
+  /** Largest batchSize a POST /drain may ask for (default 1000). */
+  maxBatchSize: number;
+  /** batchSize when the request gives none (default 100, at most maxBatchSize). */
+  defaultBatchSize: number;
+  /** Longest time budget a POST /drain may ask for, in seconds (default 300). */
+  maxBudgetSeconds: number;
+  /**
+   * Budget when the request gives none (default 90, at most maxBudgetSeconds):
+   * over the default 60 s job timeout, since a drain only claims jobs that fit.
+   * A drain returns as soon as the queue is empty, so this is only an upper bound.
+   */
+  defaultBudgetSeconds: number;
+  /** Largest request body in bytes; larger gets 413 (default 1 MiB). */
+  maxBodyBytes: number;
+  /** Most jobs one POST /jobs may publish (default 1000). */
+  maxJobsPerRequest: number;
+  /** Drains this app runs at once; more get 429 (default 4). */
+  maxConcurrentDrains: number;
+  /** How far a signed request's timestamp may be from the server's clock, in seconds (default 300). */
+  signatureToleranceSeconds: number;
+}
+
+export const DEFAULT_LIMITS: HttpLimits = {
+  maxBatchSize: 1000,
+  defaultBatchSize: 100,
+  maxBudgetSeconds: 300,
+  defaultBudgetSeconds: 90,
+  maxBodyBytes: 1024 * 1024,
+  maxJobsPerRequest: 1000,
+  maxConcurrentDrains: 4,
+  signatureToleranceSeconds: 300,
+};
+
+const positiveInt = (max: number) => z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be at least 1').max(max);
+
+const limitsSchema = z.strictObject({
+  maxBatchSize: positiveInt(10_000),
+  defaultBatchSize: positiveInt(10_000),
+  maxBudgetSeconds: z.number({ error: 'must be a number' }).gt(0, 'must be greater than 0').max(86_400),
+  defaultBudgetSeconds: z.number({ error: 'must be a number' }).gt(0, 'must be greater than 0').max(86_400),
+  maxBodyBytes: positiveInt(100 * 1024 * 1024),
+  maxJobsPerRequest: positiveInt(100_000),
+  maxConcurrentDrains: positiveInt(1000),
+  signatureToleranceSeconds: positiveInt(3600),
+}).refine((l) => l.defaultBatchSize <= l.maxBatchSize, { message: 'must be at most maxBatchSize', path: ['defaultBatchSize'] })
+  .refine((l) => l.defaultBudgetSeconds <= l.maxBudgetSeconds, { message: 'must be at most maxBudgetSeconds', path: ['defaultBudgetSeconds'] });
+
+/** Fills defaults and checks the limits an app is built with. */
+export function resolveLimits(given: Partial<HttpLimits> = {}): HttpLimits {
+  const merged = { ...DEFAULT_LIMITS, ...given };
+  // A smaller maximum given without a default pulls the default down with it.
+  if (given.defaultBatchSize === undefined) merged.defaultBatchSize = Math.min(merged.defaultBatchSize, merged.maxBatchSize);
+  if (given.defaultBudgetSeconds === undefined) {
+    merged.defaultBudgetSeconds = Math.min(merged.defaultBudgetSeconds, merged.maxBudgetSeconds);
+  }
+  return check(limitsSchema, merged, 'limits');
+}
+
+/** What POST /drain asked for, within the limits. */
+export interface DrainRequest {
+  batchSize: number;
+  budgetSeconds: number;
+  topic?: string;
+}
+
+/** Reads batchSize, budgetSeconds and topic from the JSON body, else from the query string. */
+export function parseDrainRequest(body: unknown, query: Record<string, string>, limits: HttpLimits): DrainRequest {
+  if (body !== undefined && !isPlainObject(body)) throw new ValidationError('body', 'must be a JSON object');
+  const fromQuery: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(query)) {
+    fromQuery[key] = (key === 'batchSize' || key === 'budgetSeconds') && /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
+  }
+  const schema = z.strictObject({
+    batchSize: positiveInt(Number.MAX_SAFE_INTEGER)
+      .max(limits.maxBatchSize, `must be at most ${limits.maxBatchSize} (the server's maximum)`)
+      .default(limits.defaultBatchSize),
+    budgetSeconds: z.number({ error: 'must be a number of seconds' }).gt(0, 'must be greater than 0')
+      .max(limits.maxBudgetSeconds, `must be at most ${limits.maxBudgetSeconds} seconds (the server's maximum)`)
+      .default(limits.defaultBudgetSeconds),
+    topic: z.string({ error: 'must be a string' }).min(1, 'must be a non-empty pattern').max(200, 'must be at most 200 characters').optional(),
+  });
+  return check(schema, { ...fromQuery, ...(body as object | undefined) }, '');
+}
+
+const jobSchema = z.strictObject({
+  task: taskSchema,
+  body: z.unknown().optional(),
+  runAt: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone' })
+    .transform((s) => new Date(s)).optional(),
+  delaySeconds: publishOptionsSchema.shape.delaySeconds,
+  timeoutSeconds: publishOptionsSchema.shape.timeoutSeconds,
+  priority: publishOptionsSchema.shape.priority,
+  maxRetries: publishOptionsSchema.shape.maxRetries,
+}).refine((j) => j.runAt === undefined || j.delaySeconds === undefined, {
+  message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
+});
+
+/** POST /jobs: one job (`{ task, body, …options }`) or many (`{ jobs: [ … ] }`). */
+export type PublishRequest =
+  | { kind: 'one'; task: string; body: unknown; options: PublishOptions }
+  | { kind: 'many'; jobs: BulkJob[] };
+
+export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishRequest {
+  if (!isPlainObject(body)) throw new ValidationError('body', 'must be a JSON object: one job, or { "jobs": [ … ] }');
+  if ('jobs' in body) {
+    const schema = z.strictObject({
+      jobs: z.array(jobSchema, { error: 'must be an array of jobs' }).min(1, 'must hold at least one job')
+        .max(limits.maxJobsPerRequest, `must hold at most ${limits.maxJobsPerRequest} jobs (the server's maximum)`),
+    });
+    return { kind: 'many', jobs: check(schema, body, '').jobs };
+  }
+  const { task, body: jobBody, ...options } = check(jobSchema, body, '');
+  return { kind: 'one', task, body: jobBody, options };
+}
+
+/** Parses a JSON text; an empty body is undefined. */
+export function parseJson(text: string): unknown {
+  if (text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new ValidationError('body', `must be valid JSON (${(error as Error).message})`);
+  }
+}
+
+/** Throws 413 when a body is larger than the limit (for bodies that arrive without a length). */
+export function tooLarge(limits: HttpLimits): HttpError {
+  return new HttpError(413, 'payload_too_large', `body: must be at most ${limits.maxBodyBytes} bytes`, 'body');
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Parses with a schema; the first issue becomes a ValidationError naming the field as the caller wrote it. */
+function check<S extends z.ZodType>(schema: S, value: unknown, prefix: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  let path = prefix + issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    path += `.${issue.keys[0]}`;
+    message = 'unknown field';
+  } else if (issue.code === 'invalid_type' && /received undefined$/.test(message)) {
+    message = 'is required';
+  } else if (issue.code === 'invalid_type' && message.startsWith('Invalid input')) {
+    message = `must be a ${issue.expected}`;
+  }
+  throw new ValidationError(path.replace(/^\./, '') || 'body', message);
+}

@@ -1,0 +1,347 @@
+// The HTTP API on a real server on 127.0.0.1 against a real PostgreSQL:
+// auth (bearer, signed requests), 400/401/413/429/503 answers, publish,
+// drain, stats, metrics, concurrent drains, and `pgdrain serve` as a process.
+import { serve, type ServerType } from '@hono/node-server';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { createApp, signRequest } from '../src/http/index.js';
+import { createQueue, type TaskMap } from '../src/index.js';
+import { emptyDb, testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const TOKEN = 'test-token-0123456789abcdef';
+const SECRET = 'test-hmac-secret-0123456789';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const runs = new Map<string, number>();
+const tasks: TaskMap = {
+  record: async (_body: unknown, ctx) => {
+    runs.set(ctx.job.id, (runs.get(ctx.job.id) ?? 0) + 1);
+    await sleep(2);
+    return { ran: ctx.job.id };
+  },
+  fail: async () => { throw new Error('deliberate failure'); },
+};
+const shared = { ...db.driver, close: async () => {} };
+const limits = { maxBatchSize: 50, maxBudgetSeconds: 30, maxBodyBytes: 4096, maxJobsPerRequest: 20, maxConcurrentDrains: 8 };
+
+const servers: ServerType[] = [];
+afterAll(async () => {
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+});
+
+/** Serves an app on 127.0.0.1 (a free port) and returns its base URL. */
+async function listen(app: { fetch: (req: Request) => Response | Promise<Response> }): Promise<string> {
+  return new Promise((done) => {
+    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => done(`http://127.0.0.1:${info.port}`));
+    servers.push(server);
+  });
+}
+
+const base = await listen(createApp({ queue: createQueue({ driver: shared, tasks }), token: TOKEN, hmacSecret: SECRET, limits }));
+
+interface Answer { status: number; body: any; text: string; headers: Headers }
+async function call(method: string, path: string, opts: { body?: unknown; raw?: string; token?: string | null;
+                                                          headers?: Record<string, string>; url?: string } = {}): Promise<Answer> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token !== null && !opts.headers?.['x-pgdrain-signature']) headers.authorization = `Bearer ${opts.token ?? TOKEN}`;
+  const payload = opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
+  if (payload !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${opts.url ?? base}${path}`, { method, headers, body: payload });
+  const text = await res.text();
+  let body: unknown;
+  try { body = JSON.parse(text); } catch { body = undefined; }
+  return { status: res.status, body, text, headers: res.headers };
+}
+
+/** Signs as the docs say, with node:crypto: an independent check of the scheme. */
+function signed(method: string, pathAndQuery: string, body: string, ts = Math.floor(Date.now() / 1000)): Record<string, string> {
+  const mac = createHmac('sha256', SECRET).update(`${ts}\n${method}\n${pathAndQuery}\n${body}`).digest('hex');
+  return { 'x-pgdrain-timestamp': String(ts), 'x-pgdrain-signature': `sha256=${mac}` };
+}
+
+const queued = async () => (await sql<{ n: number }>('select count(*)::int as n from jobs.job_queue'))[0]!.n;
+const expectError = (a: Answer, status: number, code: string, field: string | null) => {
+  expect(a.status).toBe(status);
+  expect(a.body).toEqual({ error: { code, message: expect.any(String), field } });
+  expect(a.text).not.toMatch(/\n\s+at |\.ts:\d+/); // never a stack trace
+};
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+  runs.clear();
+});
+
+describe('authentication', () => {
+  it('/healthz needs none; every other route answers 401 without credentials', async () => {
+    expect(await call('GET', '/healthz', { token: null })).toMatchObject({ status: 200, body: { status: 'ok' } });
+    for (const [method, path] of [['POST', '/drain'], ['POST', '/jobs'], ['GET', '/stats'], ['GET', '/metrics'], ['GET', '/nope']]) {
+      const a = await call(method!, path!, { token: null, body: method === 'POST' ? { task: 'record' } : undefined });
+      expectError(a, 401, 'unauthorized', null);
+      expect(a.headers.get('www-authenticate')).toBe('Bearer realm="pgdrain"');
+    }
+    expect(await queued()).toBe(0);
+  });
+
+  it('a wrong token or scheme is 401 naming the header', async () => {
+    expectError(await call('GET', '/stats', { token: `${TOKEN}x` }), 401, 'unauthorized', 'authorization');
+    expectError(await call('GET', '/stats', { token: 'short' }), 401, 'unauthorized', 'authorization');
+    expectError(await call('GET', '/stats', { token: null, headers: { authorization: `Basic ${TOKEN}` } }), 401, 'unauthorized', 'authorization');
+  });
+
+  it('answers 401 before any database work: a server whose database is down still says 401', async () => {
+    const down = await listen(createApp({ queue: createQueue({ connectionString: 'postgres://postgres@127.0.0.1:1/none', tasks }),
+                                          token: TOKEN, limits }));
+    expectError(await call('POST', '/jobs', { url: down, token: 'wrong-token-0123456789', body: { task: 'a' } }), 401, 'unauthorized', 'authorization');
+    // the right token reaches the database, which is down: 503 with no driver detail
+    const a = await call('POST', '/jobs', { url: down, body: { task: 'a' } });
+    expectError(a, 503, 'database_unavailable', null);
+    expect(a.body.error.message).toBe('database unavailable');
+    expectError(await call('GET', '/healthz', { url: down, token: null }), 503, 'database_unavailable', null);
+  });
+
+  it('accepts a signed request; refuses a bad signature, another path, a stale timestamp and a replay', async () => {
+    const body = JSON.stringify({ task: 'record', body: { n: 1 } });
+    expect(await call('POST', '/jobs', { raw: body, headers: signed('POST', '/jobs', body) })).toMatchObject({ status: 201 });
+    // the exported client helper signs the same way
+    expect((await call('GET', '/stats', { headers: await signRequest(SECRET, 'GET', '/stats', '') })).status).toBe(200);
+
+    expectError(await call('POST', '/jobs', { raw: body.replace('1', '2'), headers: signed('POST', '/jobs', body) }),
+      401, 'unauthorized', 'x-pgdrain-signature');
+    expectError(await call('POST', '/drain', { raw: body, headers: signed('POST', '/jobs', body) }), 401, 'unauthorized', 'x-pgdrain-signature');
+    const old = Math.floor(Date.now() / 1000) - 301;
+    expectError(await call('POST', '/jobs', { raw: body, headers: signed('POST', '/jobs', body, old) }), 401, 'unauthorized', 'x-pgdrain-timestamp');
+    expectError(await call('POST', '/jobs', { raw: body, headers: signed('POST', '/jobs', body, old + 602) }), 401, 'unauthorized', 'x-pgdrain-timestamp');
+    // Another body: the first request's signature may share this second's timestamp.
+    const body2 = JSON.stringify({ task: 'record', body: { n: 2 } });
+    const once = signed('POST', '/jobs', body2, Math.floor(Date.now() / 1000) - 1);
+    expect((await call('POST', '/jobs', { raw: body2, headers: once })).status).toBe(201);
+    const replay = await call('POST', '/jobs', { raw: body2, headers: once });
+    expectError(replay, 401, 'unauthorized', 'x-pgdrain-signature');
+    expect(replay.body.error.message).toMatch(/replay/);
+    expectError(await call('GET', '/stats', { headers: { 'x-pgdrain-timestamp': String(Date.now()), 'x-pgdrain-signature': 'sha256=00' } }),
+      401, 'unauthorized', 'x-pgdrain-timestamp');
+    expect(await queued()).toBe(2);
+  });
+
+  it('accepts a request signed with the openssl recipe of deploy/lambda/README.md', async () => {
+    const body = '{"batchSize":5,"budgetSeconds":10}';
+    const script = `ts=$(date +%s); sig=$(printf '%s\\nPOST\\n/drain\\n%s' "$ts" "$BODY" | openssl dgst -sha256 -hmac "$HMAC_SECRET" -hex | sed 's/^.* //'); echo "$ts $sig"`;
+    const [ts, sig] = execFileSync('bash', ['-c', script], { env: { ...process.env, BODY: body, HMAC_SECRET: SECRET }, encoding: 'utf8' }).trim().split(' ');
+    const a = await call('POST', '/drain', { raw: body, headers: { 'x-pgdrain-timestamp': ts!, 'x-pgdrain-signature': `sha256=${sig}` } });
+    expect(a).toMatchObject({ status: 200, body: { claimed: 0, stoppedBy: 'empty' } });
+  });
+});
+
+describe('bad input is 400 naming the field, and writes nothing', () => {
+  it.each([
+    ['/drain', '{"batchSize": ', 'body'],
+    ['/drain', '[1]', 'body'],
+    ['/drain', '{"batchSize": 0}', 'batchSize'],
+    ['/drain', '{"batchSize": 2.5}', 'batchSize'],
+    ['/drain', '{"batchSize": 51}', 'batchSize'],
+    ['/drain', '{"batchSize": "10"}', 'batchSize'],
+    ['/drain', '{"budgetSeconds": 31}', 'budgetSeconds'],
+    ['/drain', '{"budgetSeconds": 0}', 'budgetSeconds'],
+    ['/drain', '{"topic": ""}', 'topic'],
+    ['/drain', '{"deadline": 5}', 'deadline'],
+    ['/drain?batchSize=abc', '', 'batchSize'],
+    ['/drain?budgetSeconds=99', '', 'budgetSeconds'],
+    ['/jobs', '', 'body'],
+    ['/jobs', '{}', 'task'],
+    ['/jobs', '{"task": "bad name"}', 'task'],
+    ['/jobs', '{"task": "a", "timeoutSeconds": 0}', 'timeoutSeconds'],
+    ['/jobs', '{"task": "a", "priority": 1.5}', 'priority'],
+    ['/jobs', '{"task": "a", "runAt": "tomorrow"}', 'runAt'],
+    ['/jobs', '{"task": "a", "runAt": "2030-01-01T00:00:00Z", "delaySeconds": 5}', 'delaySeconds'],
+    ['/jobs', '{"task": "a", "colour": "red"}', 'colour'],
+    ['/jobs', '{"jobs": []}', 'jobs'],
+    ['/jobs', '{"jobs": {"task": "a"}}', 'jobs'],
+    ['/jobs', JSON.stringify({ jobs: Array.from({ length: 21 }, () => ({ task: 'a' })) }), 'jobs'],
+    ['/jobs', '{"jobs": [{"task": "a"}, {"task": "b"}, {"task": "c", "maxRetries": -1}]}', 'jobs[2].maxRetries'],
+  ])('POST %s %s → %s', async (path, raw, field) => {
+    const a = await call('POST', path, { raw });
+    expectError(a, 400, 'invalid_argument', field);
+    expect(a.body.error.message.startsWith(`${field}: `)).toBe(true);
+    expect(await queued()).toBe(0);
+  });
+});
+
+describe('oversized bodies are 413', () => {
+  const big = JSON.stringify({ jobs: Array.from({ length: 20 }, () => ({ task: 'record', body: 'x'.repeat(300) })) });
+
+  it('with a Content-Length, and with a signed request, before the signature is checked', async () => {
+    expectError(await call('POST', '/jobs', { raw: big }), 413, 'payload_too_large', 'body');
+    expectError(await call('POST', '/jobs', { raw: big, headers: signed('POST', '/jobs', big) }), 413, 'payload_too_large', 'body');
+    expect(await queued()).toBe(0);
+  });
+
+  it('with a chunked body that has no length', async () => {
+    const { port } = new URL(base);
+    const answer = await new Promise<{ status: number; text: string }>((done, fail) => {
+      const req = httpRequest({ host: '127.0.0.1', port, path: '/jobs', method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c)).on('end', () => done({ status: res.statusCode!, text }));
+      });
+      req.on('error', fail);
+      for (let i = 0; i < big.length; i += 1000) req.write(big.slice(i, i + 1000));
+      req.end();
+    });
+    expect(answer.status).toBe(413);
+    expect(JSON.parse(answer.text)).toEqual({ error: { code: 'payload_too_large', message: 'body: must be at most 4096 bytes', field: 'body' } });
+    expect(await queued()).toBe(0);
+  });
+});
+
+describe('publish, drain, stats, metrics', () => {
+  it('publishes one and many, reports stats, drains them, counts it all in /metrics', async () => {
+    // a fresh app: its drain counters start at zero
+    const url = await listen(createApp({ queue: createQueue({ driver: shared, tasks }), token: TOKEN, limits }));
+    const one = await call('POST', '/jobs', { url, body: { task: 'record', body: { n: 0 }, priority: 5, timeoutSeconds: 10 } });
+    expect(one).toMatchObject({ status: 201, body: { id: expect.stringMatching(/^\d+$/) } });
+    // Timeouts under the budget: a drain claims only jobs that can finish before its deadline.
+    const many = await call('POST', '/jobs', { url, body: { jobs: [{ task: 'record', timeoutSeconds: 10 }, { task: 'fail', maxRetries: 0, timeoutSeconds: 10 },
+                                                               { task: 'record', runAt: '2099-01-01T00:00:00Z' }] } });
+    expect(many.body.ids).toHaveLength(3);
+    const stats = await call('GET', '/stats', { url });
+    expect(stats.body.stats).toEqual(expect.arrayContaining([
+      { task: 'record', state: 'pending', jobs: 2, oldestDueSeconds: expect.any(Number) },
+      { task: 'record', state: 'scheduled', jobs: 1, oldestDueSeconds: null },
+      { task: 'fail', state: 'pending', jobs: 1, oldestDueSeconds: expect.any(Number) }]));
+
+    const drained = await call('POST', '/drain?batchSize=5', { url, body: { budgetSeconds: 20 } });
+    expect(drained.status).toBe(200);
+    expect(drained.body).toMatchObject({ claimed: 3, succeeded: 2, failed: 1, stoppedBy: 'empty' });
+    expect(drained.body.failures).toEqual([expect.objectContaining({ task: 'fail', error: 'Error: deliberate failure', willRetry: false })]);
+    expect(await sql(`select status, error from jobs.job where task = 'fail'`))
+      .toEqual([{ status: 'failure', error: expect.stringMatching(/^Error: deliberate failure\n\s+at /) }]); // the full stack stays in the database
+    expect(await sql(`select result from jobs.job where job_id = $1`, [one.body.id])).toEqual([{ result: { ran: one.body.id } }]);
+
+    const metrics = await call('GET', '/metrics', { url });
+    expect(metrics.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const lines = metrics.text.trimEnd().split('\n');
+    const sample = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*\})? [-+]?(\d+(\.\d+)?(e[-+]?\d+)?|Inf)$/;
+    for (const line of lines) expect(line).toMatch(line.startsWith('#') ? /^# (HELP|TYPE) \S+ .+$/ : sample);
+    expect(lines).toEqual(expect.arrayContaining([
+      'pgdrain_jobs{task="record",state="success"} 2', 'pgdrain_jobs{task="record",state="scheduled"} 1',
+      'pgdrain_jobs{task="fail",state="failure"} 1',
+      'pgdrain_drain_jobs_total{outcome="claimed"} 3', 'pgdrain_drain_jobs_total{outcome="succeeded"} 2',
+      'pgdrain_drain_jobs_total{outcome="failed"} 1', 'pgdrain_drains_running 0']));
+    expect(lines.filter((l) => l.startsWith('pgdrain_drains_total'))).toEqual(['pgdrain_drains_total{stopped_by="empty"} 1']);
+    expect(lines).toContain('pgdrain_drain_duration_seconds_count 1');
+  });
+
+  it('concurrent POST /drain calls never run a job twice', async () => {
+    await call('POST', '/jobs', { body: { jobs: Array.from({ length: 20 }, () => ({ task: 'record', timeoutSeconds: 10 })) } });
+    await createQueue({ driver: shared }).publishBulk(Array.from({ length: 380 }, () => ({ task: 'record', timeoutSeconds: 10 })));
+    const answers = await Promise.all(Array.from({ length: 6 }, () => call('POST', '/drain', { body: { batchSize: 20, budgetSeconds: 30 } })));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(answers.reduce((n, a) => n + a.body.claimed, 0)).toBe(400);
+    expect(answers.filter((a) => a.body.claimed > 0).length).toBeGreaterThan(1); // they really ran side by side
+    expect(runs.size).toBe(400);
+    expect([...runs.values()].every((n) => n === 1)).toBe(true);
+    expect(await sql(`select count(*)::int as n, max(attempts)::int as attempts from jobs.job where status = 'success'`))
+      .toEqual([{ n: 400, attempts: 1 }]);
+  });
+
+  it('more drains than maxConcurrentDrains get 429 with Retry-After', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const url = await listen(createApp({ token: TOKEN, limits: { ...limits, maxConcurrentDrains: 1 },
+      queue: createQueue({ driver: shared, tasks: { hold: async () => { started(); await gate; } } }) }));
+    await call('POST', '/jobs', { url, body: { task: 'hold', timeoutSeconds: 20 } });
+    const first = call('POST', '/drain', { url, body: { budgetSeconds: 25 } });
+    await running;
+    const second = await call('POST', '/drain', { url });
+    expectError(second, 429, 'too_many_drains', null);
+    expect(second.headers.get('retry-after')).toBe('1');
+    release();
+    expect((await first).body).toMatchObject({ claimed: 1, succeeded: 1 });
+  });
+
+  it('an unmigrated database is 503 not_migrated, without SQL in the message', async () => {
+    const empty = await emptyDb();
+    const queue = createQueue({ connectionString: empty.url, tasks });
+    afterAll(() => queue.close());
+    const url = await listen(createApp({ queue, token: TOKEN }));
+    for (const a of [await call('POST', '/jobs', { url, body: { task: 'a' } }), await call('POST', '/drain', { url }), await call('GET', '/stats', { url })]) {
+      expectError(a, 503, 'not_migrated', null);
+      expect(a.body.error.message).toBe('the jobs schema is missing or out of date: run pgdrain migrate');
+    }
+  });
+
+  it('createApp refuses to run without credentials, or with short ones, naming the option', () => {
+    const queue = createQueue({ driver: shared });
+    expect(() => createApp({ queue })).toThrow(/^token: /);
+    expect(() => createApp({ queue, hmacSecret: 'short' })).toThrow(/^hmacSecret: must be a string of at least 16/);
+    expect(() => createApp({ queue, token: TOKEN, limits: { maxBatchSize: 0 } })).toThrow(/^limits\.maxBatchSize: /);
+  });
+});
+
+describe('pgdrain serve', () => {
+  const CLI = resolve('dist/src/cli/main.js');
+  const dir = mkdtempSync(join(tmpdir(), 'pgdrain-serve-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'tasks.mjs'), `
+export const slow = async (body, ctx) => { await new Promise((r) => setTimeout(r, 300)); return 'slow done'; };
+export const quick = async () => 'quick done';
+`);
+
+  /** Starts the CLI's server on a free port; resolves with its URL once it listens. */
+  function start(args: string[], env: Record<string, string> = { PGDRAIN_TOKEN: TOKEN }) {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args],
+      { cwd: dir, env: { ...process.env, DATABASE_URL: db.url, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const url = new Promise<string>((done, fail) => {
+      child.stderr.on('data', (c) => {
+        stderr += c;
+        const m = /serving on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+        if (m) done(m[1]!);
+      });
+      void exited.then((code) => fail(new Error(`serve exited ${code}: ${stderr}`)));
+    });
+    return { child, url, exited, stderr: () => stderr };
+  }
+
+  it('serves the API; on SIGTERM a running drain stops claiming, answers, and the process exits 0', async () => {
+    const server = start(['--tasks', 'tasks.mjs', '--grace', '5']);
+    const url = await server.url;
+    expect((await call('GET', '/healthz', { url, token: null })).status).toBe(200);
+    expect((await call('POST', '/jobs', { url, body: { jobs: Array.from({ length: 20 }, () => ({ task: 'slow', timeoutSeconds: 5 })) } })).status).toBe(201);
+    const drain = call('POST', '/drain', { url, body: { batchSize: 2, budgetSeconds: 25 } });
+    while ((await sql<{ n: number }>('select count(*)::int as n from jobs.running'))[0]!.n === 0) await sleep(20);
+    server.child.kill('SIGTERM');
+    const report = (await drain).body;
+    expect(report).toMatchObject({ stoppedBy: 'signal' });
+    expect(report.claimed).toBeGreaterThan(0);
+    expect(report.claimed).toBeLessThan(20);
+    expect(report.succeeded + report.released).toBe(report.claimed);
+    expect(await server.exited).toBe(0);
+    expect(server.stderr()).toMatch(/shutting down/);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where lease_until is not null`)).toEqual([{ n: 0 }]);
+    expect(await queued()).toBe(20 - report.succeeded);
+  });
+
+  it('without --tasks it publishes but POST /drain is 404 drain_disabled; without credentials it refuses to start', async () => {
+    const server = start([]);
+    const url = await server.url;
+    expect((await call('POST', '/jobs', { url, body: { task: 'quick' } })).status).toBe(201);
+    expectError(await call('POST', '/drain', { url }), 404, 'drain_disabled', null);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+
+    const bare = start([], { PGDRAIN_TOKEN: '', PGDRAIN_HMAC_SECRET: '' });
+    await expect(bare.url).rejects.toThrow(/serve exited 2: .*set PGDRAIN_TOKEN/);
+  });
+});

@@ -1,0 +1,288 @@
+// The Lambda handler as deployed: the bundle built by scripts/build-lambda.mjs,
+// run through lambda-local (the context's remaining time runs down for real)
+// with EventBridge, EventBridge Scheduler and Function URL (payload 2.0)
+// events, against a real PostgreSQL.
+import { execFileSync } from 'node:child_process';
+import { createHmac, randomUUID } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import lambdaLocal from 'lambda-local';
+import { parse as parseYaml } from 'yaml';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { createQueue } from '../src/index.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
+const TOKEN = 'lambda-token-0123456789abcdef';
+const SECRET = 'lambda-hmac-secret-0123456789';
+
+const dir = mkdtempSync(join(tmpdir(), 'pgdrain-lambda-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+// The tasks module bundled into the function. It counts running handlers on
+// globalThis so the test can see that nothing is left running.
+writeFileSync(join(dir, 'tasks.mjs'), `
+const state = (globalThis.__lambdaTasks ??= { running: 0 });
+const sleep = (ms, signal) => new Promise((resolve, reject) => {
+  const t = setTimeout(resolve, ms);
+  signal.addEventListener('abort', () => { clearTimeout(t); reject(signal.reason); }, { once: true });
+});
+async function tracked(fn) {
+  state.running++;
+  try { return await fn(); } finally { state.running--; }
+}
+export const work = {
+  quick: (body, ctx) => tracked(async () => ({ job: ctx.job.id })),
+  slow: (body, ctx) => tracked(() => sleep(body?.ms ?? 100, ctx.signal).then(() => 'slow done')),
+  hang: (body, ctx) => tracked(() => sleep(3_600_000, ctx.signal)),
+};
+export const other = { job: async () => 'other done' };
+`);
+const build = execFileSync(process.execPath, ['scripts/build-lambda.mjs', '--tasks', join(dir, 'tasks.mjs'), '--outdir', dir],
+                           { encoding: 'utf8' });
+const BUNDLE = join(dir, 'index.mjs');
+const running = () => (globalThis as { __lambdaTasks?: { running: number } }).__lambdaTasks?.running ?? 0;
+
+const ENV = { DATABASE_URL: db.url, PGDRAIN_TOKEN: TOKEN, PGDRAIN_HMAC_SECRET: SECRET, PGDRAIN_BATCH_SIZE: '8', PGDRAIN_POOL_MAX: '2' };
+
+/** One invocation of the bundle's handler; a warm instance per bundle path (ES modules load once). */
+function invoke(event: unknown, timeoutMs: number, bundle = BUNDLE, env: Record<string, string> = ENV): Promise<any> {
+  return lambdaLocal.execute({ event, lambdaPath: bundle, esm: true, lambdaHandler: 'handler', timeoutMs,
+                               environment: env, verboseLevel: 0 });
+}
+
+// Event shapes as AWS delivers them.
+const eventBridge = () => ({
+  version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events', account: '123456789012',
+  time: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), region: 'us-east-1',
+  resources: ['arn:aws:events:us-east-1:123456789012:rule/pgdrain-every-minute'], detail: {},
+});
+// EventBridge Scheduler delivers the schedule's Input, after substituting its
+// context attributes: this is deploy/lambda/template.yaml's Input.
+const scheduler = (pgdrain?: object) => ({
+  source: 'aws.scheduler', 'detail-type': 'Scheduled Event', time: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+  id: 'd32c5kddcf5bb8c3', resources: ['arn:aws:scheduler:us-east-1:123456789012:schedule/default/pgdrain-drain'],
+  ...(pgdrain ? { pgdrain } : {}),
+});
+function functionUrl(method: string, path: string, opts: { body?: string; headers?: Record<string, string>; base64?: boolean } = {}) {
+  const [rawPath, rawQueryString = ''] = path.split('?');
+  return {
+    version: '2.0', routeKey: '$default', rawPath, rawQueryString,
+    headers: { host: 'abcdefghijklmnop.lambda-url.us-east-1.on.aws', 'x-forwarded-proto': 'https', 'x-forwarded-port': '443',
+               'x-amzn-trace-id': 'Root=1-67890abc-0123456789abcdef01234567', 'user-agent': 'curl/8.5.0',
+               ...(opts.body ? { 'content-type': 'application/json' } : {}), ...opts.headers },
+    ...(rawQueryString ? { queryStringParameters: Object.fromEntries(new URLSearchParams(rawQueryString)) } : {}),
+    requestContext: {
+      accountId: 'anonymous', apiId: 'abcdefghijklmnop', domainName: 'abcdefghijklmnop.lambda-url.us-east-1.on.aws',
+      domainPrefix: 'abcdefghijklmnop', requestId: randomUUID(), routeKey: '$default', stage: '$default',
+      time: '23/Nov/2026:02:40:00 +0000', timeEpoch: Date.now(),
+      http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '203.0.113.7', userAgent: 'curl/8.5.0' },
+    },
+    ...(opts.body === undefined ? {} : { body: opts.base64 ? Buffer.from(opts.body).toString('base64') : opts.body,
+                                         isBase64Encoded: Boolean(opts.base64) }),
+  };
+}
+const bearer = { authorization: `Bearer ${TOKEN}` };
+
+const leased = async () => (await sql<{ n: number }>('select count(*)::int as n from jobs.job_queue where lease_until is not null'))[0]!.n;
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+});
+
+describe('the bundle', () => {
+  it('is one ES module exporting handler; the build reports its size', async () => {
+    expect(build).toMatch(/index\.mjs \d+\.\d KiB \(gzip \d+\.\d KiB\)/);
+    console.log(build.trim());
+    const mod = await import(BUNDLE);
+    expect(typeof mod.handler).toBe('function');
+  });
+});
+
+describe('deploy/lambda/template.yaml', () => {
+  const cfnTags = ['Ref', 'GetAtt', 'Sub'].map((name) => ({ tag: `!${name}`, resolve: (value: string) => ({ [name]: value }) }));
+  const template = parseYaml(readFileSync('deploy/lambda/template.yaml', 'utf8'), { customTags: cfnTags });
+  const fn = template.Resources.DrainFunction.Properties;
+
+  it('points at the bundle npm run build:lambda writes, and its handler export', () => {
+    expect(template.Transform).toBe('AWS::Serverless-2016-10-31');
+    expect(resolve('deploy/lambda', fn.CodeUri)).toBe(resolve('dist/lambda'));
+    const [file, exported] = fn.Handler.split('.');
+    expect(basename(BUNDLE)).toBe(`${file}.mjs`);
+    expect(exported).toBe('handler');
+    expect(Object.keys(fn.Environment.Variables)).toEqual(expect.arrayContaining(['DATABASE_URL', 'PGDRAIN_TOKEN', 'PGDRAIN_HMAC_SECRET']));
+    expect(fn.Timeout).toBeGreaterThan(60.5 + fn.Environment.Variables.PGDRAIN_SAFETY_MARGIN_MS / 1000); // the default job timeout fits
+    expect(existsSync(dirname(BUNDLE))).toBe(true);
+  });
+
+  it("its schedule's input, as Scheduler fills it in, is an event the handler drains on", async () => {
+    const input = fn.Events.Drain.Properties.Input
+      .replace('<aws.scheduler.execution-id>', 'd32c5kddcf5bb8c3').replace('<aws.scheduler.scheduled-time>', '2026-11-23T02:40:00Z')
+      .replace('<aws.scheduler.schedule-arn>', 'arn:aws:scheduler:us-east-1:123456789012:schedule/default/pgdrain-Drain');
+    await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+    expect(await invoke(JSON.parse(input), 10_000)).toMatchObject({ claimed: 1, succeeded: 1, stoppedBy: 'empty' });
+  });
+});
+
+describe('scheduled drains', () => {
+  it('an EventBridge rule event drains the queue and returns the report', async () => {
+    await queue.publishBulk(Array.from({ length: 30 }, () => ({ task: 'work.quick', timeoutSeconds: 5 })));
+    const report = await invoke(eventBridge(), 30_000);
+    expect(report).toMatchObject({ claimed: 30, succeeded: 30, failed: 0, stoppedBy: 'empty' });
+    expect(report.batches).toBeGreaterThanOrEqual(4); // PGDRAIN_BATCH_SIZE=8
+    expect(await sql('select count(*)::int as n from jobs.job where status = $1', ['success'])).toEqual([{ n: 30 }]);
+  });
+
+  it('an EventBridge Scheduler event takes batchSize and topic from its input', async () => {
+    await queue.publishBulk([...Array.from({ length: 5 }, () => ({ task: 'work.quick', timeoutSeconds: 5 })),
+                             { task: 'other.job', timeoutSeconds: 5 }]);
+    const report = await invoke(scheduler({ batchSize: 2, topic: 'work.%' }), 30_000);
+    expect(report).toMatchObject({ claimed: 5, succeeded: 5, stoppedBy: 'empty' });
+    expect(report.batches).toBeGreaterThanOrEqual(3);
+    expect(await sql('select task from jobs.job_queue')).toEqual([{ task: 'other.job' }]);
+    // a schedule with no input at all sends {}
+    expect(await invoke({}, 30_000)).toMatchObject({ claimed: 1, succeeded: 1 });
+  });
+
+  it('bad schedule input and unknown events fail the invocation with the field named', async () => {
+    // lambda-local reports a failed invocation as Lambda does: { errorType, errorMessage, stackTrace }
+    const failure = (message: RegExp) => ({ errorType: 'ValidationError', errorMessage: expect.stringMatching(message) });
+    await expect(invoke(scheduler({ batchSize: 0 }), 10_000)).rejects.toMatchObject(failure(/^event\.pgdrain\.batchSize: must be at least 1/));
+    await expect(invoke(scheduler({ batch: 5 }), 10_000)).rejects.toMatchObject(failure(/^event\.pgdrain: unknown option "batch"/));
+    await expect(invoke({ Records: [{ eventSource: 'aws:sqs' }] }, 10_000)).rejects.toMatchObject(failure(/^event: is not an EventBridge/));
+  });
+
+  it('with 2 s remaining it returns before the function times out and leaves nothing running', async () => {
+    await queue.publishBulk([...Array.from({ length: 60 }, () => ({ task: 'work.slow', body: { ms: 100 }, timeoutSeconds: 0.3 })),
+                             { task: 'work.hang', timeoutSeconds: 0.4, priority: 1 }]);
+    const started = Date.now();
+    const report = await invoke(eventBridge(), 2000); // rejects with "Task timed out" if it overruns
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeLessThan(2000); // the deadline contract
+    expect(report.stoppedBy).toBe('deadline');
+    expect(report.claimed).toBeGreaterThan(0);
+    expect(report.claimed).toBeLessThan(61);
+    expect(report.succeeded + report.retried + report.failed + report.released).toBe(report.claimed);
+    expect(report.failures).toEqual(expect.arrayContaining([expect.objectContaining({ task: 'work.hang', willRetry: true })]));
+    expect(running()).toBe(0);
+    expect(await leased()).toBe(0);
+    // nothing lost: every job is still queued or ended
+    const [{ n }] = await sql<{ n: number }>('select (select count(*) from jobs.job_queue) + (select count(*) from jobs.job) as n');
+    expect(Number(n)).toBe(61);
+  });
+});
+
+describe('HTTP events (Function URL, payload 2.0)', () => {
+  it('publishes, reports stats and refuses requests without credentials', async () => {
+    const created = await invoke(functionUrl('POST', '/jobs', { body: JSON.stringify({ task: 'work.quick', timeoutSeconds: 5 }), headers: bearer }), 10_000);
+    expect(created).toMatchObject({ statusCode: 201, headers: { 'content-type': expect.stringMatching(/^application\/json/) } });
+    expect(JSON.parse(created.body)).toEqual({ id: expect.stringMatching(/^\d+$/) });
+    const many = JSON.stringify({ jobs: [{ task: 'work.quick', timeoutSeconds: 5 }, { task: 'work.quick', timeoutSeconds: 5 }] });
+    expect((await invoke(functionUrl('POST', '/jobs', { body: many, headers: bearer, base64: true }), 10_000)).statusCode).toBe(201);
+
+    const stats = await invoke(functionUrl('GET', '/stats', { headers: bearer }), 10_000);
+    expect(JSON.parse(stats.body).stats).toEqual([{ task: 'work.quick', state: 'pending', jobs: 3, oldestDueSeconds: expect.any(Number) }]);
+
+    const denied = await invoke(functionUrl('POST', '/drain', { body: '{}' }), 10_000);
+    expect(denied.statusCode).toBe(401);
+    expect(JSON.parse(denied.body)).toEqual({ error: { code: 'unauthorized', message: expect.any(String), field: null } });
+    const bad = await invoke(functionUrl('POST', '/drain?batchSize=0', { headers: bearer }), 10_000);
+    expect(JSON.parse(bad.body)).toMatchObject({ error: { code: 'invalid_argument', field: 'batchSize' } });
+    expect(await leased()).toBe(0);
+  });
+
+  it('a signed POST /drain drains; its budget is capped by the remaining time', async () => {
+    await queue.publishBulk(Array.from({ length: 100 }, () => ({ task: 'work.slow', body: { ms: 100 }, timeoutSeconds: 0.5 })));
+    const body = JSON.stringify({ batchSize: 4, budgetSeconds: 300 });
+    const ts = Math.floor(Date.now() / 1000);
+    const mac = createHmac('sha256', SECRET).update(`${ts}\nPOST\n/drain\n${body}`).digest('hex');
+    const started = Date.now();
+    const answer = await invoke(functionUrl('POST', '/drain', { body, headers: { 'x-pgdrain-timestamp': String(ts), 'x-pgdrain-signature': `sha256=${mac}` } }), 3000);
+    expect(Date.now() - started).toBeLessThan(3000); // the deadline contract
+    expect(answer.statusCode).toBe(200);
+    const report = JSON.parse(answer.body);
+    expect(report).toMatchObject({ stoppedBy: 'deadline' });
+    expect(report.claimed).toBeGreaterThan(0);
+    expect(report.claimed).toBeLessThan(100);
+    expect(running()).toBe(0);
+    expect(await leased()).toBe(0);
+  });
+});
+
+describe('the connection pool across invocations', () => {
+  const backends = async () => (await sql<{ pid: number }>(
+    `select pid from pg_stat_activity where datname = $1 and application_name = 'pgdrain-lambda' order by pid`, [db.name])).map((r) => r.pid);
+
+  it('is reused by warm invocations and stays within PGDRAIN_POOL_MAX', async () => {
+    await invoke(eventBridge(), 10_000);
+    const first = await backends();
+    expect(first.length).toBeGreaterThan(0);
+    for (let i = 0; i < 4; i++) {
+      await queue.publishBulk(Array.from({ length: 10 }, () => ({ task: 'work.quick', timeoutSeconds: 5 })));
+      expect(await invoke(i % 2 ? eventBridge() : functionUrl('GET', '/stats', { headers: bearer }), 10_000)).toBeTruthy();
+    }
+    const later = await backends();
+    expect(later.length).toBeLessThanOrEqual(2);
+    expect(later.every((pid) => first.includes(pid))).toBe(true); // no new connections: the pool outlived the invocations
+  });
+
+  it('survives connections that died while the function was frozen', async () => {
+    // While Lambda freezes a function, the network path (a NAT, a proxy, the
+    // server's idle timeout) may drop its connections without the frozen pool
+    // noticing. This TCP proxy does exactly that: sever() closes the database
+    // side and leaves the function's side open; the socket is found dead only
+    // when the function writes to it after the thaw.
+    const proxy = await deadlyProxy(new URL(db.url));
+    afterAll(() => proxy.close());
+    const bundle = join(dir, 'frozen.mjs'); // another path: a separate (cold) instance
+    copyFileSync(BUNDLE, bundle);
+    const url = new URL(db.url);
+    url.port = String(proxy.port);
+    const env = { ...ENV, DATABASE_URL: url.href };
+
+    await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+    expect(await invoke(eventBridge(), 10_000, bundle, env)).toMatchObject({ claimed: 1, succeeded: 1 });
+    const opened = proxy.opened();
+    proxy.sever();
+
+    await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+    expect(await invoke(eventBridge(), 10_000, bundle, env)).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(proxy.opened()).toBeGreaterThan(opened); // it reconnected
+    const after = proxy.opened();
+    await invoke(functionUrl('GET', '/stats', { headers: bearer }), 10_000, bundle, env);
+    expect(proxy.opened()).toBe(after); // and the fresh pool is reused
+    expect(await leased()).toBe(0);
+  });
+});
+
+/** A TCP proxy whose sever() kills the upstream side and resets the client side on its next write. */
+async function deadlyProxy(target: URL) {
+  let opened = 0;
+  const pairs = new Set<{ client: Socket; upstream: Socket; dead: boolean }>();
+  const server = createServer((client) => {
+    opened++;
+    const pair = { client, upstream: connect(Number(target.port), target.hostname), dead: false };
+    pairs.add(pair);
+    client.on('data', (chunk) => (pair.dead ? client.resetAndDestroy() : pair.upstream.write(chunk)));
+    pair.upstream.on('data', (chunk) => client.write(chunk));
+    pair.upstream.on('close', () => { if (!pair.dead) client.destroy(); });
+    client.on('close', () => { pair.upstream.destroy(); pairs.delete(pair); });
+    client.on('error', () => {});
+    pair.upstream.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    opened: () => opened,
+    sever() {
+      for (const pair of pairs) {
+        pair.dead = true;
+        pair.upstream.destroy();
+      }
+    },
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
