@@ -2,9 +2,14 @@ import type { Driver, Queryable, QueryResult } from './driver.js';
 
 /** The part of a PGlite instance that pgdrain uses. */
 interface PGliteSession {
-  query<R>(text: string, params?: unknown[]): Promise<{ rows: R[] }>;
-  exec(text: string): Promise<{ rows: unknown[] }[]>;
+  query<R>(text: string, params?: unknown[], options?: typeof int8AsText): Promise<{ rows: R[] }>;
+  exec(text: string, options?: typeof int8AsText): Promise<{ rows: unknown[] }[]>;
 }
+
+// int8 (count(*), bigint ids) as a string, as node-postgres and Neon return
+// it: PGlite's number would lose digits past 2^53.
+const int8AsText = { parsers: { 20: (value: string) => value } };
+
 export interface PGliteLike extends PGliteSession {
   transaction<T>(fn: (tx: PGliteSession) => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -29,8 +34,8 @@ export async function pgliteDriver(source: string | PGliteLike = 'memory://'): P
   // with node-postgres; PGlite runs those through exec.
   const wrap = (q: PGliteSession): Queryable => ({
     async query<R>(text: string, params?: readonly unknown[]) {
-      if (params && params.length > 0) return (await q.query<R>(text, [...params])) as QueryResult<R>;
-      const results = await q.exec(text);
+      if (params && params.length > 0) return (await q.query<R>(text, [...params], int8AsText)) as QueryResult<R>;
+      const results = await q.exec(text, int8AsText);
       return { rows: (results[results.length - 1]?.rows ?? []) as R[] };
     },
   });

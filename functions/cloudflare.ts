@@ -1,0 +1,188 @@
+/**
+ * Cloudflare Workers adapter: a module Worker whose cron trigger drains the
+ * queue, and whose fetch() serves the HTTP API (POST /drain, POST /jobs, …).
+ *
+ * Your tasks are bundled into the Worker (a Worker cannot load code at run
+ * time). Write an entry file and point wrangler.toml's `main` at it:
+ *
+ *     // worker.ts
+ *     import { createWorker } from 'pgdrain/cloudflare';
+ *     import * as tasks from './tasks.js';
+ *     export default createWorker(tasks);
+ *
+ * `wrangler deploy` bundles it with the tasks module and everything it imports.
+ *
+ * Time limits (Workers platform): one cron invocation may run 15 minutes of
+ * wall-clock time; CPU time is 30 s by default on the Paid plan (up to 5 min
+ * with `[limits] cpu_ms`), 10 ms on Free. The drain's deadline is wall-clock,
+ * so the default 25 s bounds the CPU a drain can use below the 30 s default
+ * too; DRAIN_DEADLINE_SECONDS may go up to 840 (14 min), keeping the last
+ * settle statement inside the 15 minutes. A drain never starts a job whose
+ * timeout does not fit before its deadline.
+ *
+ * Bindings (wrangler.toml [vars], secrets, [[hyperdrive]]):
+ * - DATABASE_URL (secret): the database; used through the Neon WebSocket Pool.
+ * - HYPERDRIVE (optional binding): when bound, pg connects through it instead.
+ * - DATABASE_DRIVER: force "hyperdrive", "neon" (WebSocket Pool), "neon-http" or "pg".
+ * - PGDRAIN_TOKEN and/or PGDRAIN_HMAC_SECRET (secrets, 16+ characters): how
+ *   HTTP callers authenticate (bearer token, signed request), as for `pgdrain serve`.
+ * - DRAIN_BATCH (default 50), DRAIN_DEADLINE_SECONDS (default 25), DRAIN_TOPIC:
+ *   the cron drain, and the defaults of POST /drain (batchSize, budgetSeconds).
+ * - NEON_WS_PROXY / NEON_HTTP_ENDPOINT: a self-hosted WebSocket proxy or HTTP
+ *   endpoint in front of a PostgreSQL that is not Neon.
+ */
+import { z } from 'zod';
+import { neonHttpDriver } from '../src/db/neon-http.js';
+import { neonDriver } from '../src/db/neon.js';
+import { pgDriver } from '../src/db/pg.js';
+import { createApp } from '../src/http/app.js';
+import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
+import { parse } from '../src/options.js';
+import * as demoTasks from '../examples/tasks.js';
+
+/** The bindings this Worker reads. */
+export interface Env {
+  DATABASE_URL?: string;
+  HYPERDRIVE?: { connectionString: string };
+  DATABASE_DRIVER?: string;
+  PGDRAIN_TOKEN?: string;
+  PGDRAIN_HMAC_SECRET?: string;
+  DRAIN_BATCH?: string;
+  DRAIN_DEADLINE_SECONDS?: string;
+  DRAIN_TOPIC?: string;
+  NEON_WS_PROXY?: string;
+  NEON_HTTP_ENDPOINT?: string;
+}
+
+/** The parts of the Workers runtime types this file uses. */
+export interface ScheduledController {
+  cron: string;
+  scheduledTime: number;
+}
+export interface ExecutionContext {
+  waitUntil(promise: Promise<unknown>): void;
+}
+export interface WorkerHandlers {
+  fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response>;
+  scheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext): Promise<void>;
+}
+
+// Not exported: workerd takes every named export of the entry module for a handler.
+/** Cron invocations may run 15 minutes; keep a minute for the last settle. */
+const MAX_DEADLINE_SECONDS = 840;
+/** The default budget: inside the default 30 s CPU limit, whatever the handlers do. */
+const DEFAULT_DEADLINE_SECONDS = 25;
+
+// Bindings are strings: numbers are coerced, then checked.
+const envSchema = z.object({
+  DATABASE_URL: z.string().min(1, 'must be a postgres:// URL').optional(),
+  DATABASE_DRIVER: z.enum(['hyperdrive', 'neon', 'neon-http', 'pg']).optional(),
+  DRAIN_BATCH: z.coerce.number().int('must be an integer').min(1, 'must be at least 1').max(1000, 'must be at most 1000')
+    .default(50),
+  DRAIN_DEADLINE_SECONDS: z.coerce.number().gt(0, 'must be greater than 0')
+    .max(MAX_DEADLINE_SECONDS, `must be at most ${MAX_DEADLINE_SECONDS} (a cron invocation runs at most 15 minutes)`)
+    .default(DEFAULT_DEADLINE_SECONDS),
+  DRAIN_TOPIC: z.string().min(1, 'must be a non-empty pattern').max(200, 'must be at most 200 characters').optional(),
+});
+
+type Settings = z.output<typeof envSchema>;
+
+/** Opens a driver for one invocation: sockets cannot outlive the request that opened them. */
+function openDriver(env: Env, settings: Settings): Driver {
+  const kind = settings.DATABASE_DRIVER ?? (env.HYPERDRIVE ? 'hyperdrive' : 'neon');
+  if (kind === 'hyperdrive') {
+    if (!env.HYPERDRIVE?.connectionString) throw new ValidationError('env.HYPERDRIVE', 'no Hyperdrive binding named HYPERDRIVE');
+    return pgDriver(env.HYPERDRIVE.connectionString, { max: 4 });
+  }
+  const url = settings.DATABASE_URL;
+  if (!url) {
+    throw new ValidationError('env.DATABASE_URL', 'must be set (wrangler secret put DATABASE_URL), or bind HYPERDRIVE');
+  }
+  try {
+    if (kind === 'pg') return pgDriver(url, { max: 4 });
+    if (kind === 'neon-http') return neonHttpDriver(url, { fetchEndpoint: env.NEON_HTTP_ENDPOINT || undefined });
+    return neonDriver(url, { max: 4, wsProxy: env.NEON_WS_PROXY || undefined });
+  } catch (error) {
+    throw asBindingError(error);
+  }
+}
+
+// The options that come from a binding, by the binding's name.
+const bindingOf: Record<string, string> = {
+  connectionString: 'DATABASE_URL', wsProxy: 'NEON_WS_PROXY', fetchEndpoint: 'NEON_HTTP_ENDPOINT',
+  token: 'PGDRAIN_TOKEN', hmacSecret: 'PGDRAIN_HMAC_SECRET',
+};
+
+/** An option's ValidationError, renamed after the binding the option came from. */
+function asBindingError(error: unknown): unknown {
+  if (!(error instanceof ValidationError) || !error.field || !(error.field in bindingOf)) return error;
+  return new ValidationError(`env.${bindingOf[error.field]}`, error.message.slice(error.field.length + 2), { cause: error });
+}
+
+/** The cron side: one drain with the configured batch, deadline and topic. */
+async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, settings: Settings): Promise<DrainReport> {
+  const queue = createQueue({ driver: openDriver(env, settings), tasks });
+  const topic = settings.DRAIN_TOPIC;
+  try {
+    return await queue.drain(settings.DRAIN_BATCH, Date.now() + settings.DRAIN_DEADLINE_SECONDS * 1000, topic ? { topic } : {});
+  } finally {
+    // Closing the pool needs no one to wait for it; waitUntil keeps the invocation alive until it is done.
+    ctx.waitUntil(queue.close().catch(() => {}));
+  }
+}
+
+/** One JSON line per drain, for Workers Logs. */
+function summary(report: DrainReport): Record<string, unknown> {
+  const { failures, ...counts } = report;
+  return { ...counts, failures: failures.slice(0, 10).map(({ id, task, attempt, willRetry, error }) =>
+    ({ id, task, attempt, willRetry, error: error.split('\n')[0] })) };
+}
+
+/**
+ * The fetch side: the shared HTTP app (src/http: POST /drain, POST /jobs,
+ * GET /stats, /metrics, /healthz), built per request around a driver of
+ * that request. A wrong binding answers 500 naming it; the caller did nothing wrong.
+ */
+async function serveHttp(tasks: TaskMap, request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+  let queue: Queue | undefined;
+  try {
+    const settings = parse(envSchema, env, 'env');
+    queue = createQueue({ driver: openDriver(env, settings), tasks });
+    const app = createApp({
+      queue,
+      token: env.PGDRAIN_TOKEN || undefined,
+      hmacSecret: env.PGDRAIN_HMAC_SECRET || undefined,
+      limits: { maxBudgetSeconds: MAX_DEADLINE_SECONDS, defaultBudgetSeconds: settings.DRAIN_DEADLINE_SECONDS,
+                defaultBatchSize: settings.DRAIN_BATCH },
+      onError: (error) => console.error('pgdrain:', error),
+    });
+    return await app.fetch(request, env, ctx as never);
+  } catch (error) {
+    const e = asBindingError(error);
+    if (!(e instanceof ValidationError) || !e.field?.startsWith('env.')) throw error;
+    console.error('pgdrain: the Worker is misconfigured:', e.message);
+    return Response.json({ error: { code: 'not_configured', message: e.message, field: e.field } }, { status: 500 });
+  } finally {
+    if (queue) ctx.waitUntil(queue.close().catch(() => {}));
+  }
+}
+
+/** Builds the Worker's handlers around your tasks. */
+export function createWorker(tasks: TaskMap): WorkerHandlers {
+  return {
+    fetch: (request, env, ctx) => serveHttp(tasks, request, env, ctx),
+    async scheduled(controller, env, ctx) {
+      try {
+        const report = await runDrain(tasks, env, ctx, parse(envSchema, env, 'env'));
+        console.log(JSON.stringify({ pgdrain: 'drain', cron: controller.cron, ...summary(report) }));
+      } catch (error) {
+        // Thrown again so the invocation shows as failed; the jobs are safe in the database.
+        console.error(`pgdrain: cron ${controller.cron} drain failed`, error);
+        throw error;
+      }
+    },
+  };
+}
+
+/** This repository's Worker (wrangler.toml `main`): the demo tasks of examples/tasks.ts. */
+export default createWorker(demoTasks);

@@ -1,0 +1,184 @@
+// The Cloudflare Worker (functions/cloudflare.ts) in the real Workers runtime:
+// `wrangler deploy --dry-run --outdir` bundles it from wrangler.toml, and
+// Miniflare runs that bundle in workerd. Its scheduled() and fetch() are
+// called for real against the test PostgreSQL, through the Neon driver over a
+// local WebSocket proxy, through Hyperdrive with pg, and through neon() over
+// HTTP to a stand-in for Neon's HTTP endpoint (test/support/neon-http-server.ts:
+// Neon's own cannot run here).
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { Miniflare } from 'miniflare';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createQueue } from '../src/index.js';
+import { testDb } from './support/db.js';
+import { startNeonHttpServer } from './support/neon-http-server.js';
+import { startWsProxy } from './support/ws-proxy.js';
+
+const root = resolve(import.meta.dirname, '..');
+const db = await testDb();
+const sql = db.sql;
+const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
+const TOKEN = 'test-drain-token-0123456789'; // the HTTP app wants 16+ characters
+
+const proxy = await startWsProxy();
+const neonHttp = await startNeonHttpServer();
+const outdir = mkdtempSync(join(tmpdir(), 'pgdrain-worker-'));
+let bundle = '';
+let mf: Miniflare;
+
+afterAll(async () => {
+  await mf?.dispose();
+  await proxy.close();
+  await neonHttp.close();
+  rmSync(outdir, { recursive: true, force: true });
+});
+
+beforeAll(async () => {
+  await promisify(execFile)(join(root, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--outdir', outdir], {
+    cwd: root,
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' },
+  });
+  bundle = join(outdir, 'cloudflare.js');
+  const toml = readFileSync(join(root, 'wrangler.toml'), 'utf8');
+  const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)![1]!;
+  // modulesRoot: module names are relative to it, and workerd refuses '..' in them.
+  const common = { modules: true, modulesRoot: outdir, scriptPath: bundle, compatibilityDate, compatibilityFlags: ['nodejs_compat'] };
+  // Miniflare's Hyperdrive insists on a password; the test cluster trusts local connections and ignores it.
+  const hyperdriveUrl = new URL(db.url);
+  hyperdriveUrl.password = 'unused';
+  const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_BATCH: '20', DRAIN_DEADLINE_SECONDS: '100' };
+  // One workerd, one Worker per way to reach the database.
+  mf = new Miniflare({
+    workers: [
+      { ...common, name: 'neon', bindings: { ...vars, DATABASE_URL: db.url, NEON_WS_PROXY: proxy.url } },
+      { ...common, name: 'hyperdrive', bindings: vars, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+      { ...common, name: 'neon-http', bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'neon-http',
+                                                  NEON_HTTP_ENDPOINT: neonHttp.endpoint } },
+      { ...common, name: 'unconfigured', bindings: { PGDRAIN_TOKEN: TOKEN } },
+      { ...common, name: 'no-token', bindings: { DATABASE_URL: db.url } },
+      { ...common, name: 'bad-deadline', bindings: { ...vars, DATABASE_URL: db.url, DRAIN_DEADLINE_SECONDS: '900' } },
+    ],
+  });
+  await mf.ready;
+}, 180_000);
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+});
+
+// What getWorker() hands back (miniflare's own type for it does not resolve here).
+interface WorkerStub {
+  scheduled(options: { cron: string }): Promise<{ outcome: string; noRetry: boolean }>;
+  fetch(url: string, init: { method: string; headers: Record<string, string>; body?: string }): Promise<Response>;
+}
+const worker = async (name: string) => (await mf.getWorker(name)) as unknown as WorkerStub;
+const scheduled = async (name: string) => (await worker(name)).scheduled({ cron: '* * * * *' });
+const post = async (name: string, init: { token?: string; body?: unknown; method?: string } = {}) => {
+  const response = await (await worker(name)).fetch('http://worker/drain', {
+    method: init.method ?? 'POST',
+    headers: init.token === undefined ? {} : { authorization: `Bearer ${init.token}` },
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+  });
+  return { status: response.status, body: await response.json() as any };
+};
+
+async function publishDemo(sums: number): Promise<void> {
+  await queue.publishBulk(Array.from({ length: sums }, (_, i) => ({ task: 'demo.math.sum', body: { a: i, b: 2 } })));
+  await queue.publish('demo.email.send', { to: 'ada@example.com' });
+  await queue.publish('demo.flaky', {}, { maxRetries: 2 });
+}
+
+async function expectDemoDrained(sums: number): Promise<void> {
+  expect(await sql(`select count(*)::int as n from jobs.job
+                    where task = 'demo.math.sum' and status = 'success' and (result->>'sum')::int = (body->>'a')::int + 2`))
+    .toEqual([{ n: sums }]);
+  // email.send ran, and so did the follow-up job it published from inside the Worker
+  expect(await sql(`select task, status from jobs.job where task in ('demo.email.send', 'demo.audit.log') order by task`))
+    .toEqual([{ task: 'demo.audit.log', status: 'success' }, { task: 'demo.email.send', status: 'success' }]);
+  // the failing one is not lost: queued for its retry with the error recorded
+  expect(await sql(`select attempt, last_error ~ 'upstream returned 503' as recorded from jobs.job_queue`))
+    .toEqual([{ attempt: 1, recorded: true }]);
+}
+
+describe('Cloudflare Worker in workerd', () => {
+  it('wrangler deploy --dry-run bundles it within the Workers size limit', () => {
+    const bytes = statSync(bundle).size;
+    const gzipped = gzipSync(readFileSync(bundle)).length;
+    console.log(`worker bundle: ${(bytes / 1024).toFixed(1)} KiB, gzipped ${(gzipped / 1024).toFixed(1)} KiB`);
+    expect(gzipped).toBeLessThan(3 * 1024 * 1024); // the Free plan's limit, after compression
+  });
+
+  it('scheduled() drains through the Neon driver over a WebSocket proxy, and closes its connections', async () => {
+    const acceptedBefore = proxy.accepted;
+    await publishDemo(30);
+    expect(await scheduled('neon')).toMatchObject({ outcome: 'ok' });
+    await expectDemoDrained(30);
+    expect(proxy.accepted).toBeGreaterThan(acceptedBefore);
+    // the pool is closed in ctx.waitUntil, after the handler returned
+    await vi.waitFor(() => expect(proxy.open).toBe(0), { timeout: 10_000 });
+  });
+
+  it('scheduled() drains through Hyperdrive with pg', async () => {
+    const acceptedBefore = proxy.accepted;
+    const requestsBefore = neonHttp.requests;
+    await publishDemo(12);
+    expect(await scheduled('hyperdrive')).toMatchObject({ outcome: 'ok' });
+    await expectDemoDrained(12);
+    expect(proxy.accepted).toBe(acceptedBefore);
+    expect(neonHttp.requests).toBe(requestsBefore);
+  });
+
+  it('scheduled() drains through neon() over HTTP, a few requests per drain', async () => {
+    const before = neonHttp.requests;
+    await publishDemo(40);
+    expect(await scheduled('neon-http')).toMatchObject({ outcome: 'ok' });
+    await expectDemoDrained(40);
+    const requests = neonHttp.requests - before;
+    console.log(`worker over neon-http: 43 jobs (batch 20) in ${requests} HTTP requests`);
+    expect(requests).toBeGreaterThan(0);
+    expect(requests).toBeLessThan(43);
+  });
+
+  it('fetch() serves the HTTP app: POST /drain needs the token, checks its body, and answers the report', async () => {
+    await publishDemo(5);
+    expect(await post('neon')).toMatchObject({ status: 401, body: { error: { code: 'unauthorized' } } });
+    expect(await post('neon', { token: 'wrong-token-of-some-length' })).toMatchObject({ status: 401 });
+    expect(await post('neon', { token: TOKEN, body: { batchSize: 0 } }))
+      .toMatchObject({ status: 400, body: { error: { field: 'batchSize', message: expect.stringMatching(/must be at least 1/) } } });
+    expect(await post('neon', { token: TOKEN, body: { budgetSeconds: 900 } }))
+      .toMatchObject({ status: 400, body: { error: { field: 'budgetSeconds', message: expect.stringMatching(/at most 840/) } } });
+    expect(await post('neon', { token: TOKEN, body: { batch: 5 } })).toMatchObject({ status: 400 });
+    expect(await post('neon', { token: TOKEN, method: 'GET' })).toMatchObject({ status: 404 });
+    // nothing above touched a job
+    expect(await sql('select count(*)::int as n from jobs.job')).toEqual([{ n: 0 }]);
+
+    const { status, body } = await post('neon', { token: TOKEN, body: { batchSize: 10 } });
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ claimed: 8, succeeded: 7, retried: 1, failed: 0, stoppedBy: 'empty' });
+    await expectDemoDrained(5);
+  });
+
+  it('a drain leaves alone jobs whose timeout does not fit its deadline, and says so', async () => {
+    await queue.publish('demo.math.sum', { a: 1, b: 2 }, { timeoutSeconds: 60 });
+    const { status, body } = await post('hyperdrive', { token: TOKEN, body: { budgetSeconds: 5 } });
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ claimed: 0, skipped: 1, stoppedBy: 'deadline' });
+    expect(await sql('select count(*)::int as n from jobs.job_queue where attempt = 0')).toEqual([{ n: 1 }]);
+  });
+
+  it('a misconfigured Worker fails loudly, naming the binding, and its jobs stay queued', async () => {
+    await publishDemo(3);
+    expect(await scheduled('unconfigured')).toMatchObject({ outcome: 'exception' });
+    expect(await scheduled('bad-deadline')).toMatchObject({ outcome: 'exception' });
+    expect(await post('unconfigured', { token: TOKEN })).toMatchObject({
+      status: 500, body: { error: { code: 'not_configured', field: 'env.DATABASE_URL' } } });
+    expect(await post('bad-deadline', { token: TOKEN })).toMatchObject({
+      status: 500, body: { error: { field: 'env.DRAIN_DEADLINE_SECONDS', message: expect.stringMatching(/at most 840/) } } });
+    expect(await post('no-token')).toMatchObject({ status: 500, body: { error: { field: 'env.PGDRAIN_TOKEN' } } });
+    expect(await sql('select count(*)::int as n from jobs.job_queue where attempt = 0')).toEqual([{ n: 5 }]);
+  });
+});

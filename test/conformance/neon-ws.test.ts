@@ -1,0 +1,40 @@
+// The driver contract on @neondatabase/serverless's Pool (neonDriver): the
+// PostgreSQL protocol over a WebSocket, through a local ws→TCP proxy (what
+// Neon's own proxy does) to the test PostgreSQL.
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import WebSocket from 'ws';
+import { neonDriver } from '../../src/db/neon.js';
+import { ValidationError } from '../../src/index.js';
+import { emptyDb, testDb } from '../support/db.js';
+import { freePort } from '../support/postgres.js';
+import { startWsProxy } from '../support/ws-proxy.js';
+import { driverContract } from './contract.js';
+
+const db = await testDb();
+const empty = await emptyDb();
+const closedPort = await freePort();
+const proxy = await startWsProxy();
+afterAll(() => proxy.close());
+// Node 20 has no global WebSocket: the driver takes the ws package's.
+const options = { wsProxy: proxy.url, webSocketConstructor: WebSocket };
+
+driverContract('Neon WebSocket Pool', { sessions: true, network: true }, async () => ({
+  driver: neonDriver(db.url, options),
+  emptyDatabase: async () => neonDriver(empty.url, options),
+  unreachable: () => neonDriver(`postgres://postgres@127.0.0.1:${closedPort}/nowhere`, options),
+}));
+
+describe('neonDriver', () => {
+  it('went through the WebSocket proxy, and closed every connection it opened', async () => {
+    expect(proxy.accepted).toBeGreaterThan(0);
+    // close() ends the sockets; the proxy hears of it one WebSocket close handshake later.
+    await vi.waitFor(() => expect(proxy.open).toBe(0), { timeout: 10_000 });
+  });
+
+  it('rejects bad options naming the field', () => {
+    expect(() => neonDriver('mysql://x/y')).toThrow(ValidationError);
+    expect(() => neonDriver('mysql://x/y')).toThrow(/^connectionString: must be a postgres:\/\/ URL/);
+    expect(() => neonDriver(db.url, { wsProxy: 'http://proxy/v2' })).toThrow(/^wsProxy: must be a ws:\/\/ or wss:\/\/ URL/);
+    expect(() => neonDriver(db.url, { max: 0 })).toThrow(/^max: must be an integer of at least 1/);
+  });
+});
