@@ -1,0 +1,176 @@
+import { Cron } from 'croner';
+import { z } from 'zod';
+import type { Queryable } from './db/driver.js';
+import { translateError, ValidationError } from './errors.js';
+import { parse, publishOptionsSchema, queueNameSchema, taskSchema } from './options.js';
+
+// Recurring jobs and maintenance (sql/0005_schedule.sql), one SQL call each.
+// Cron expressions are checked here with croner before any round trip; the
+// database checks them again with the same grammar (5 fields, UTC), and
+// pg_cron or the drains fire them.
+
+/** What fires a schedule: pg_cron in this database, or the drains' claims. */
+export type ScheduleRunner = 'pg_cron' | 'drains';
+
+/** A recurring job: at each tick of `cron` (UTC), one job of `task` with `body`. */
+export interface ScheduleSpec {
+  /** Unique; scheduling the same name again replaces it. */
+  name: string;
+  /** Five fields (minute hour day-of-month month day-of-week) or @hourly, @daily, … */
+  cron: string;
+  task: string;
+  body?: unknown;
+  timeoutSeconds?: number;
+  priority?: number;
+  maxRetries?: number;
+  queue?: string;
+  /** Default: pg_cron when it is installed in this database, else drains. */
+  runner?: ScheduleRunner;
+}
+
+/** A row of the jobs.schedules view. */
+export interface ScheduleInfo {
+  name: string;
+  cron: string;
+  task: string;
+  body: unknown;
+  queue: string | null;
+  runner: ScheduleRunner;
+  /** The pg_cron job's name (pgdrain:schedule:<name>) when pg_cron runs it. */
+  pgCronJob: string | null;
+  nextRunAt: Date;
+  lastRunAt: Date | null;
+  lastJobId: string | null;
+  /** Why the last drain-run tick could not publish, if it could not. */
+  lastError: string | null;
+}
+
+/** What one jobs.maintain pass did. */
+export interface MaintainReport {
+  expired: number;
+  ticks: number;
+  deleted: number;
+  archived: number;
+}
+
+const MACROS = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly']);
+// One list item of a field, as the database evaluator reads it; croner
+// knows more (L, W, #, ?, seconds), which the database does not.
+const ITEM = /^(\*|\d{1,4}|[a-z]{3})(-(\d{1,4}|[a-z]{3}))?(\/\d{1,4})?$/i;
+
+/**
+ * Checks a cron expression with croner and returns it trimmed; throws a
+ * ValidationError naming `field` when it is malformed or never fires.
+ */
+export function checkCron(expr: unknown, field = 'cron'): string {
+  if (typeof expr !== 'string' || expr.trim() === '' || expr.length > 200) {
+    throw new ValidationError(field, "must be a cron expression of at most 200 characters, such as '*/5 * * * *'");
+  }
+  const text = expr.trim();
+  const parts = text.split(/\s+/);
+  if (!MACROS.has(text.toLowerCase()) && (parts.length !== 5 || !parts.every((p) => p.split(',').every((item) => ITEM.test(item))))) {
+    throw new ValidationError(field, 'must have 5 fields (minute hour day-of-month month day-of-week) of *, values, ' +
+      `ranges, lists and /steps, or be @hourly, @daily, @weekly, @monthly or @yearly, got '${text.slice(0, 80)}'`);
+  }
+  let cron: Cron;
+  try {
+    cron = new Cron(text.toLowerCase(), { mode: '5-part', timezone: 'UTC' });
+  } catch (error) {
+    throw new ValidationError(field, `is not a valid cron expression: ${(error as Error).message}`);
+  }
+  if (!cron.nextRun()) throw new ValidationError(field, `'${text}' never fires: no date matches it`);
+  return text;
+}
+
+/** The next `count` ticks of a cron expression after `from` (UTC), computed by croner. */
+export function nextTicks(expr: string, count = 1, from: Date = new Date()): Date[] {
+  const text = checkCron(expr);
+  if (!Number.isInteger(count) || count < 1 || count > 1000) throw new ValidationError('count', 'must be an integer between 1 and 1000');
+  return new Cron(text.toLowerCase(), { mode: '5-part', timezone: 'UTC' }).nextRuns(count, from);
+}
+
+const nameSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'must be 1 to 100 letters, digits, _ . : or -');
+const specSchema = z.strictObject({
+  name: nameSchema,
+  cron: z.string(),
+  task: taskSchema,
+  body: z.unknown().optional(),
+  timeoutSeconds: publishOptionsSchema.shape.timeoutSeconds,
+  priority: publishOptionsSchema.shape.priority,
+  maxRetries: publishOptionsSchema.shape.maxRetries,
+  queue: queueNameSchema.optional(),
+  runner: z.enum(['pg_cron', 'drains']).optional(),
+});
+
+async function call<R>(db: Queryable, text: string, params: unknown[]): Promise<R> {
+  try {
+    const { rows } = await db.query<{ r: R }>(text, params);
+    return rows[0]!.r;
+  } catch (error) {
+    throw translateError(error);
+  }
+}
+
+/**
+ * Creates or replaces a recurring job (jobs.schedule); idempotent, so it is
+ * safe to call at every start. Returns the runner that will fire it.
+ */
+export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<ScheduleRunner> {
+  const s = parse(specSchema, spec, 'spec');
+  const cron = checkCron(s.cron, 'spec.cron');
+  let body: string | undefined;
+  try {
+    body = JSON.stringify(s.body ?? null);
+  } catch (error) {
+    throw new ValidationError('spec.body', `must be JSON-serialisable (${(error as Error).message})`);
+  }
+  if (body === undefined) throw new ValidationError('spec.body', 'must be JSON-serialisable');
+  return call(db,
+    `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
+       priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9) as r`,
+    [s.name, cron, s.task, body, s.timeoutSeconds ?? null, s.priority ?? null, s.maxRetries ?? null,
+     s.queue ?? null, s.runner ?? null]);
+}
+
+/** Removes a recurring job and its pg_cron job; false when there was none. */
+export async function unschedule(db: Queryable, name: string): Promise<boolean> {
+  parse(nameSchema, name, 'name');
+  return call(db, 'select jobs.unschedule($1) as r', [name]);
+}
+
+interface ScheduleRow {
+  name: string; cron: string; task: string; body: unknown; queue: string | null; runner: ScheduleRunner;
+  pg_cron_job: string | null; next_run_at: string | Date; last_run_at: string | Date | null;
+  last_job_id: string | null; last_error: string | null;
+}
+
+/** Every recurring job, from the jobs.schedules view, by name. */
+export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
+  const rows = await call<ScheduleRow[] | null>(db,
+    `select coalesce(jsonb_agg(to_jsonb(s) order by s.name), '[]') as r from jobs.schedules s`, []);
+  return (rows ?? []).map((r) => ({
+    name: r.name, cron: r.cron, task: r.task, body: r.body, queue: r.queue, runner: r.runner,
+    pgCronJob: r.pg_cron_job, nextRunAt: new Date(r.next_run_at),
+    lastRunAt: r.last_run_at === null ? null : new Date(r.last_run_at),
+    lastJobId: r.last_job_id === null ? null : String(r.last_job_id), lastError: r.last_error,
+  }));
+}
+
+const maintainSchema = z.strictObject({
+  retentionSeconds: z.number().finite().min(0, 'must be 0 or more').optional(),
+  archive: z.boolean().optional(),
+  maxRows: z.number().int('must be an integer').min(1).max(10_000_000).optional(),
+});
+
+/**
+ * One maintenance pass (jobs.maintain): expires leases, publishes due
+ * drain-run ticks, and deletes (or archives) ended jobs older than
+ * retentionSeconds (default 7 days). For platforms without pg_cron: call it
+ * from your scheduler; with pg_cron, `select jobs.schedule_maintenance()`.
+ */
+export async function maintain(db: Queryable, options: z.input<typeof maintainSchema> = {}): Promise<MaintainReport> {
+  const o = parse(maintainSchema, options, 'options');
+  return call(db, `select jobs.maintain(coalesce(make_interval(secs => $1::float8), '7 days'), coalesce($2, false),
+                     coalesce($3::integer, 100000)) as r`,
+              [o.retentionSeconds ?? null, o.archive ?? null, o.maxRows ?? null]);
+}

@@ -1,0 +1,176 @@
+// pg_cron for real: the test server preloads pg_cron 1.4 with
+// cron.database_name=postgres, and pg_cron runs jobs in that database only,
+// so this file migrates the jobs schema into the server's `postgres`
+// database and removes it (and every pgdrain pg_cron job) afterwards.
+// Without pg_cron every test here fails: install postgresql-15-cron.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createQueue, migrate, nextTicks, pgDriver } from '../src/index.js';
+
+const serverUrl = inject('serverUrl'); // the server's `postgres` database
+const pool = new pg.Pool({ connectionString: serverUrl, max: 4 });
+const sql = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await pool.query(text, params)).rows as R[];
+let createdExtension = false;
+
+async function sqlError(text: string, params?: unknown[]): Promise<pg.DatabaseError> {
+  try {
+    await sql(text, params);
+  } catch (error) {
+    return error as pg.DatabaseError;
+  }
+  throw new Error(`expected ${text} to fail`);
+}
+
+const cronJob = async (name: string) =>
+  (await sql<{ jobid: string; schedule: string; command: string; database: string; active: boolean }>(
+    `select jobid, schedule, command, database, active from cron.job where jobname = $1`, [name]));
+
+beforeAll(async () => {
+  if (!inject('pgCron')) {
+    throw new Error('pg_cron is not preloaded on the test server: install postgresql-15-cron (.ci/run does); these tests must not be skipped');
+  }
+  createdExtension = (await sql(`select 1 from pg_extension where extname = 'pg_cron'`)).length === 0;
+  await sql('create extension if not exists pg_cron');
+  const driver = pgDriver(serverUrl);
+  try {
+    await migrate(driver);
+  } finally {
+    await driver.close();
+  }
+  await sql(`create schema app;
+    create table app.notes (b jsonb);
+    create function app.note(b jsonb) returns jsonb language sql as $$ insert into app.notes values (b) returning jsonb_build_object('noted', b) $$;`);
+});
+
+afterAll(async () => {
+  await sql(`select cron.unschedule(jobid) from cron.job where jobname like 'pgdrain:%'`).catch(() => {});
+  await sql('drop schema if exists jobs, app, net cascade');
+  if (createdExtension) await sql('drop extension if exists pg_cron');
+  await pool.end();
+});
+
+describe('pg_cron', () => {
+  it('jobs.schedule registers a pg_cron job that publishes; idempotent per name, listed, removable', async () => {
+    expect(await sql(`select jobs.schedule('nightly', '0 3 * * *', 'report.daily', '{"d":1}', timeout => 30) as r`))
+      .toEqual([{ r: 'pg_cron' }]);
+    const [first] = await cronJob('pgdrain:schedule:nightly');
+    expect(first).toMatchObject({ schedule: '0 3 * * *', command: "select jobs.run_schedule('nightly')",
+                                  database: 'postgres', active: true });
+    await sql(`select jobs.schedule('nightly', '0 3 * * *', 'report.daily', '{"d":1}', timeout => 30)`);
+    await sql(`select jobs.schedule('nightly', '30 4 * * *', 'report.daily', '{"d":2}', timeout => 30)`);
+    expect(await cronJob('pgdrain:schedule:nightly')).toEqual([{ ...first, schedule: '30 4 * * *' }]);
+    const [listed] = await sql<{ next_run_at: Date }>(
+      `select name, runner, pg_cron_job, body, next_run_at from jobs.schedules`);
+    expect(listed).toMatchObject({ name: 'nightly', runner: 'pg_cron', pg_cron_job: 'pgdrain:schedule:nightly', body: { d: 2 } });
+    expect(listed!.next_run_at).toEqual(nextTicks('30 4 * * *', 1, new Date())[0]);
+
+    // What pg_cron runs at each tick, called directly.
+    const [{ id }] = await sql<{ id: string }>(`select jobs.run_schedule('nightly') as id`);
+    expect(await sql(`select task, body, timeout::float8 as timeout from jobs.job_queue where job_id = $1`, [id]))
+      .toEqual([{ task: 'report.daily', body: { d: 2 }, timeout: 30 }]);
+    expect(await sql(`select last_job_id::text as id from jobs.recurring`)).toEqual([{ id }]);
+
+    // Handing it to the drains removes the pg_cron job; unschedule removes the rest.
+    expect(await sql(`select jobs.schedule('nightly', '30 4 * * *', 'report.daily', runner => 'drains') as r`)).toEqual([{ r: 'drains' }]);
+    expect(await cronJob('pgdrain:schedule:nightly')).toEqual([]);
+    await sql(`select jobs.schedule('nightly', '30 4 * * *', 'report.daily')`);
+    expect(await cronJob('pgdrain:schedule:nightly')).toHaveLength(1);
+    expect(await sql(`select jobs.unschedule('nightly') as r`)).toEqual([{ r: true }]);
+    expect(await cronJob('pgdrain:schedule:nightly')).toEqual([]);
+    expect(await sql(`select count(*)::int as n from jobs.schedules`)).toEqual([{ n: 0 }]);
+    expect(await sql(`select jobs.unschedule('nightly') as r`)).toEqual([{ r: false }]);
+  });
+
+  it('a bad schedule registers nothing, in pg_cron or in the table', async () => {
+    const e = await sqlError(`select jobs.schedule('bad', '*/5 * * *', 'a.b')`);
+    expect([e.code, e.column]).toEqual(['PDC01', 'cron']);
+    expect(await cronJob('pgdrain:schedule:bad')).toEqual([]);
+    expect(await sql(`select count(*)::int as n from jobs.recurring`)).toEqual([{ n: 0 }]);
+  });
+
+  it('jobs.schedule_maintenance registers maintain and vacuum in one call; their commands run', async () => {
+    const [{ ids }] = await sql<{ ids: string[] }>(`select jobs.schedule_maintenance('*/5 * * * *', '3 days', true) as ids`);
+    const [maintain] = await cronJob('pgdrain:maintain');
+    const [vacuum] = await cronJob('pgdrain:vacuum');
+    expect(maintain).toMatchObject({ schedule: '*/5 * * * *', command: "select jobs.maintain('3 days'::interval, true)" });
+    expect(vacuum).toMatchObject({ schedule: '*/10 * * * *', command: 'vacuum (analyze) jobs.job_queue' });
+    expect(ids.map(String)).toEqual([maintain!.jobid, vacuum!.jobid].map(String));
+    expect((await sql<{ ids: string[] }>(`select jobs.schedule_maintenance('*/5 * * * *', '3 days', true) as ids`))[0]!.ids)
+      .toEqual(ids); // idempotent
+    const [result] = await sql<{ maintain: object }>(maintain!.command);
+    expect(result!.maintain).toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0 });
+    await sql(vacuum!.command);
+  });
+
+  it('jobs.schedule_http_drain says pg_net is missing; with pg_net it posts to the endpoint with the token', async () => {
+    const e = await sqlError(`select jobs.schedule_http_drain('https://app.example/drain', 'secret')`);
+    expect(e.code).toBe('0A000');
+    expect(e.message).toMatch(/^pg_net is not installed in this database: jobs\.schedule_http_drain needs it/);
+    expect(await cronJob('pgdrain:http:default')).toEqual([]);
+
+    // A stand-in for pg_net, which cannot be installed on this machine (no
+    // Debian 12 package for PostgreSQL 15): pg_net's signature, recording the
+    // request instead of sending it.
+    await sql(`create schema net;
+      create table net.requests (id bigserial, url text, body jsonb, headers jsonb, timeout_milliseconds integer);
+      create function net.http_post(url text, body jsonb default '{}', params jsonb default '{}',
+                                    headers jsonb default '{}', timeout_milliseconds integer default 5000)
+      returns bigint language sql as $$
+        insert into net.requests (url, body, headers, timeout_milliseconds) values (url, body, headers, timeout_milliseconds) returning id
+      $$;`);
+    const bad = await sqlError(`select jobs.schedule_http_drain('ftp://x', 'secret')`);
+    expect([bad.code, bad.column]).toEqual(['PDC03', 'url']);
+    await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', '*/2 * * * *', body => '{"batch":50}')`);
+    const [job] = await cronJob('pgdrain:http:default');
+    expect(job).toMatchObject({ schedule: '*/2 * * * *', command: "select jobs.run_http_drain('default')" });
+    expect(job!.command).not.toContain('secret');
+    await sql(job!.command);
+    expect(await sql(`select url, body, headers, timeout_milliseconds from net.requests`)).toEqual([{
+      url: 'https://app.example/drain', body: { batch: 50 },
+      headers: { 'Content-Type': 'application/json', Authorization: 'Bearer secret' }, timeout_milliseconds: 60000 }]);
+    expect(await sql(`select jobs.unschedule_http_drain() as r`)).toEqual([{ r: true }]);
+    expect(await cronJob('pgdrain:http:default')).toEqual([]);
+  });
+
+  it('a real firing: pg_cron publishes the scheduled job and runs drain_sql; a drain runs the published job', async () => {
+    await sql('truncate jobs.job_queue, jobs.job');
+    await sql(`select jobs.publish('sql:app.note', '{"from":"pg_cron"}', timeout => 5)`);
+    await sql(`select cron.schedule('pgdrain:test:drain-sql', '* * * * *', 'call jobs.drain_sql(10, 20)')`);
+    expect(await sql(`select jobs.schedule('heartbeat', '* * * * *', 'cron.heartbeat', '{"beat":1}', timeout => 5) as r`))
+      .toEqual([{ r: 'pg_cron' }]);
+
+    // pg_cron 1.4 fires on minute boundaries: up to ~60 s from now.
+    const until = Date.now() + 80_000;
+    let state = { noted: 0, published: 0 };
+    while (Date.now() < until) {
+      [state] = await sql<{ noted: number; published: number }>(
+        `select (select count(*)::int from jobs.job where task = 'sql:app.note' and status = 'success') as noted,
+                (select count(*)::int from jobs.job_queue where task = 'cron.heartbeat') as published`);
+      if (state!.noted === 1 && state!.published > 0) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(state).toMatchObject({ noted: 1 });
+    expect(state!.published).toBeGreaterThan(0);
+    expect(await sql(`select b from app.notes`)).toEqual([{ b: { from: 'pg_cron' } }]);
+    const runs = await sql(
+      `select j.jobname, bool_or(d.status = 'succeeded') as succeeded, bool_or(d.status = 'failed') as failed
+       from cron.job_run_details d join cron.job j using (jobid)
+       where j.jobname in ('pgdrain:test:drain-sql', 'pgdrain:schedule:heartbeat') group by 1 order by 1`);
+    expect(runs).toEqual([{ jobname: 'pgdrain:schedule:heartbeat', succeeded: true, failed: false },
+                          { jobname: 'pgdrain:test:drain-sql', succeeded: true, failed: false }]);
+    await sql(`select jobs.unschedule('heartbeat'), cron.unschedule('pgdrain:test:drain-sql')`);
+
+    const beats: unknown[] = [];
+    const queue = createQueue({ connectionString: serverUrl, tasks: { cron: { heartbeat: (b: unknown) => void beats.push(b) } } });
+    try {
+      const report = await queue.drain(10, Date.now() + 30_000);
+      expect(report).toMatchObject({ failed: 0, retried: 0, stoppedBy: 'empty' });
+      expect(report.succeeded).toBeGreaterThan(0);
+      expect(beats).toEqual(Array.from({ length: report.succeeded }, () => ({ beat: 1 })));
+      expect(await sql(`select state, count(*)::int as n from jobs.all where task = 'cron.heartbeat' group by state`))
+        .toEqual([{ state: 'success', n: report.succeeded }]);
+    } finally {
+      await queue.close();
+    }
+  }, 120_000);
+});

@@ -1,0 +1,362 @@
+// Recurring jobs without pg_cron (evaluated by drains), the SQL cron
+// evaluator checked against croner, SQL tasks drained inside the database
+// (jobs.drain_sql) and maintenance, over a real PostgreSQL and on PGlite.
+// This file's database is a clone without pg_cron (pg_cron lives in the
+// server's `postgres` database only): see cron.test.ts for pg_cron itself.
+import { Cron } from 'croner';
+import pg from 'pg';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { checkCron, createQueue, listSchedules, maintain, migrate, schedule, unschedule, ValidationError } from '../src/index.js';
+import { pgliteDriver } from '../src/db/pglite.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const T0 = '2030-01-01T00:00:00Z';
+const minute = (k: number) => new Date(Date.parse(T0) + k * 60_000).toISOString();
+
+async function sqlError(text: string, params?: unknown[]): Promise<pg.DatabaseError> {
+  try {
+    await sql(text, params);
+  } catch (error) {
+    return error as pg.DatabaseError;
+  }
+  throw new Error(`expected ${text} to fail`);
+}
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.recurring, jobs.job_archive');
+});
+
+describe('cron expressions', () => {
+  // Neither day field is a */step here: for those croner and Vixie cron
+  // (pg_cron) disagree on and/or, and the database follows pg_cron.
+  const expressions = [
+    '* * * * *', '*/7 * * * *', '0 * * * *', '30 2 * * *', '15,45 9-17 * * mon-fri', '0 0 1 * *',
+    '0 12 * * 0', '0 12 * * 7', '5 4 * * sun', '0 0 1 jan,jul *', '0 0 29 2 *', '59 23 31 12 *',
+    '0 0 13 * 5', '0 6-18/3 * * *', '10-50/20 * * * 1-5', '0 0 * feb *', '1 2 3 4 *', '0 0 1,15 * 1',
+    '@hourly', '@daily', '@weekly', '@monthly', '@yearly', '0 9 * * MON-FRI', '*/30 */6 * * *',
+  ];
+  // Start points that exercise month and year ends and leap years.
+  const starts = ['2030-01-01T00:00:00Z', '2031-12-31T23:59:30Z', '2032-02-28T23:59:00Z', '2030-06-30T12:34:56Z',
+                  '2033-03-01T00:00:59Z', '2030-10-15T09:00:00Z', '2035-02-28T00:00:00Z', '2029-07-04T17:45:01Z'];
+
+  it('jobs.cron_next agrees with croner, tick after tick', async () => {
+    const exprs: string[] = [];
+    const froms: string[] = [];
+    for (const e of expressions) for (const s of starts) { exprs.push(e); froms.push(s); }
+    const rows = await sql<{ e: string; after: Date; ticks: Date[] }>(
+      `with recursive t(e, after, i, tick) as (
+         select x.e, x.after, 1, jobs.cron_next(x.e, x.after) from unnest($1::text[], $2::timestamptz[]) as x(e, after)
+         union all
+         select t.e, t.after, t.i + 1, jobs.cron_next(t.e, t.tick) from t where t.i < 12)
+       select e, after, array_agg(tick order by i) as ticks from t group by e, after`, [exprs, froms]);
+    expect(rows).toHaveLength(expressions.length * starts.length);
+    let compared = 0;
+    for (const row of rows) {
+      const expected = new Cron(row.e.toLowerCase(), { mode: '5-part', timezone: 'UTC' }).nextRuns(12, new Date(row.after));
+      expect(row.ticks.map((t) => new Date(t).toISOString()), `${row.e} after ${new Date(row.after).toISOString()}`)
+        .toEqual(expected.map((t) => t.toISOString()));
+      compared += expected.length;
+    }
+    expect(compared).toBe(expressions.length * starts.length * 12);
+  });
+
+  it('the database and checkCron reject the same bad expressions, naming the field and the rule', async () => {
+    const bad: [string, RegExp][] = [
+      ['61 * * * *', /minute field '61' is out of range 0-59/], ['* 24 * * *', /hour field '24' is out of range/],
+      ['* * 0 * *', /day-of-month field '0' is out of range 1-31/], ['* * * 13 *', /month field '13'/],
+      ['* * * * 8', /day-of-week field '8'/], ['5/10 * * * *', /step needs \* or a range/],
+      ['* * * *', /must have 5 fields/], ['* * * * * *', /must have 5 fields/], ['0 0 * * fri-mon', /range that goes down/],
+      ['*/0 * * * *', /step must be between 1/], ['0 0 L * *', /must be \*, a value/], ['@reboot', /must have 5 fields/],
+      ['0 0 31 2 *', /never fires/], ['', /must be a cron expression/], ['x * * * *', /out of range|must be/],
+    ];
+    for (const [expr, rule] of bad) {
+      const e = await sqlError('select jobs.cron_next($1)', [expr]);
+      expect(e.code, expr).toBe('PDC01');
+      expect(e.column).toBe('cron');
+      expect(e.message, expr).toMatch(rule);
+      expect(() => checkCron(expr), expr).toThrow(ValidationError);
+    }
+  });
+});
+
+describe('schedules run by drains (no pg_cron in this database)', () => {
+  const claim = (now: string) => sql(`select jobs.claim_json(10, 'nothing.matches.%', null, $1::timestamptz)`, [now]);
+  const ticks = () => sql<{ task: string; scheduled_at: Date }>(`select task, scheduled_at from jobs.job_queue order by job_id`);
+
+  it('jobs.schedule picks drains, lists the schedule, is idempotent and keeps a pending tick', async () => {
+    expect(await sql(`select jobs.schedule('every-5', '*/5 * * * *', 'report.tick', '{"a":1}', now => $1)`, [minute(1)]))
+      .toEqual([{ schedule: 'drains' }]);
+    // Called again later with the same arguments (an app restart): the 00:05 tick is not skipped.
+    await sql(`select jobs.schedule('every-5', '*/5 * * * *', 'report.tick', '{"a":1}', now => $1)`, [minute(7)]);
+    expect(await sql(`select name, cron, task, body, runner, pg_cron_job, next_run_at from jobs.schedules`)).toEqual([
+      { name: 'every-5', cron: '*/5 * * * *', task: 'report.tick', body: { a: 1 }, runner: 'drains', pg_cron_job: null,
+        next_run_at: new Date(minute(5)) }]);
+    // A changed expression starts over from now.
+    await sql(`select jobs.schedule('every-5', '0 * * * *', 'report.tick', '{"a":1}', now => $1)`, [minute(7)]);
+    expect(await sql(`select next_run_at from jobs.schedules`)).toEqual([{ next_run_at: new Date(minute(60)) }]);
+  });
+
+  it('a claim publishes each due tick once, at its tick time; missed ticks become one job', async () => {
+    await sql(`select jobs.schedule('m', '* * * * *', 'clock.tick', '{"k":1}', timeout => 9, priority => 4, max_retries => 1, now => $1)`, [T0]);
+    await claim(minute(0));
+    expect(await ticks()).toEqual([]);
+    await claim(minute(1));
+    await claim(minute(1));
+    expect(await ticks()).toEqual([{ task: 'clock.tick', scheduled_at: new Date(minute(1)) }]);
+    expect(await sql(`select body, timeout::float8 as timeout, priority, max_retries from jobs.job_queue`))
+      .toEqual([{ body: { k: 1 }, timeout: 9, priority: 4, max_retries: 1 }]);
+    await claim(minute(10)); // nine ticks missed: one job, scheduled at the first of them
+    expect((await ticks()).map((t) => t.scheduled_at)).toEqual([new Date(minute(1)), new Date(minute(2))]);
+    expect(await sql(`select next_run_at, last_run_at from jobs.recurring`))
+      .toEqual([{ next_run_at: new Date(minute(11)), last_run_at: new Date(minute(2)) }]);
+  });
+
+  it('many drains at the same moment publish each tick exactly once', async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 12 });
+    try {
+      for (let i = 0; i < 10; i++) {
+        await sql(`select jobs.schedule($1, '* * * * *', 'load.tick', jsonb_build_object('s', $1::text), now => $2)`, [`s${i}`, T0]);
+      }
+      for (let k = 1; k <= 30; k++) {
+        await Promise.all(Array.from({ length: 12 }, () =>
+          pool.query(`select jobs.claim_json(10, 'nothing.matches.%', null, $1::timestamptz)`, [minute(k)])));
+      }
+      // One job per (schedule, tick): 10 schedules x 30 ticks, no duplicates.
+      expect(await sql(`select count(*)::int as jobs, count(distinct (body, scheduled_at))::int as distinct_ticks,
+                               count(distinct scheduled_at)::int as minutes from jobs.job_queue`))
+        .toEqual([{ jobs: 300, distinct_ticks: 300, minutes: 30 }]);
+      expect(await sql(`select count(*)::int as n from jobs.recurring where next_run_at = $1`, [minute(31)])).toEqual([{ n: 10 }]);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('a drain never waits for another publishing the same tick: it skips the locked row', async () => {
+    await sql(`select jobs.schedule('m', '* * * * *', 'clock.tick', now => $1)`, [T0]);
+    const a = new pg.Client({ connectionString: db.url });
+    await a.connect();
+    try {
+      await a.query('begin');
+      expect((await a.query(`select jobs.publish_due_schedules($1) as n`, [minute(1)])).rows).toEqual([{ n: 1 }]);
+      // a holds the row until it commits; this claim returns without it instead of blocking.
+      expect(await sql(`select jobs.publish_due_schedules($1) as n`, [minute(1)])).toEqual([{ n: 0 }]);
+      await a.query('commit');
+      expect(await sql(`select jobs.publish_due_schedules($1) as n`, [minute(1)])).toEqual([{ n: 0 }]);
+      expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 1 }]);
+    } finally {
+      await a.end();
+    }
+  });
+
+  it('with nothing due a claim costs one index probe of jobs.recurring, however many schedules pg_cron runs', async () => {
+    await sql(`insert into jobs.recurring (name, cron, task, runner, created_at, updated_at)
+               select 'c' || i, '* * * * *', 'x.y', 'pg_cron', now(), now() from generate_series(1, 500) i`);
+    await sql(`select jobs.schedule('later', '0 0 1 1 *', 'x.y', now => $1)`, [T0]);
+    await sql('analyze jobs.recurring');
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      const stats = async () => (await c.query(
+        `select seq_scan::int, idx_scan::int, idx_tup_fetch::int from pg_stat_xact_user_tables where relid = 'jobs.recurring'::regclass`)).rows[0];
+      await c.query('begin');
+      await c.query(`select jobs.claim_json(10, null, null, $1::timestamptz)`, [minute(5)]);
+      const before = await stats();
+      await c.query(`select jobs.claim_json(10, null, null, $1::timestamptz)`, [minute(6)]);
+      const after = await stats();
+      await c.query('rollback');
+      expect({ seq: after.seq_scan - before.seq_scan, idx: after.idx_scan - before.idx_scan,
+               fetched: after.idx_tup_fetch - before.idx_tup_fetch }).toEqual({ seq: 0, idx: 1, fetched: 0 });
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('a schedule that cannot publish records why and never breaks the claim', async () => {
+    await sql(`select jobs.create_queue('tiny', 1)`);
+    await sql(`select jobs.publish('fill.it', queue => 'tiny')`);
+    await sql(`select jobs.schedule('full', '* * * * *', 'clock.tick', queue => 'tiny', now => $1)`, [T0]);
+    await sql(`select jobs.publish('other.work', now => $1)`, [T0]);
+    const [{ r }] = await sql<{ r: { jobs: { task: string }[] } }>(
+      `select jobs.claim_json(10, 'other.%', null, $1::timestamptz) as r`, [minute(3)]);
+    expect(r.jobs.map((j) => j.task)).toEqual(['other.work']);
+    const [row] = await sql<{ last_error: string; next_run_at: Date }>(`select last_error, next_run_at from jobs.recurring`);
+    expect(row!.last_error).toMatch(/queue 'tiny' is full.*SQLSTATE PD010/);
+    expect(row!.next_run_at).toEqual(new Date(minute(4)));
+  });
+
+  it('TS schedule/unschedule/listSchedules validate at the edge and write nothing on bad input', async () => {
+    expect(await schedule(db.driver, { name: 'nightly', cron: '0 3 * * *', task: 'report.daily', body: { x: 1 },
+                                       timeoutSeconds: 30, maxRetries: 2 })).toBe('drains');
+    const bad: [object, string][] = [
+      [{ name: 'has space', cron: '* * * * *', task: 'a.b' }, 'spec.name'],
+      [{ name: 'n', cron: '* * * *', task: 'a.b' }, 'spec.cron'],
+      [{ name: 'n', cron: '0 0 31 2 *', task: 'a.b' }, 'spec.cron'],
+      [{ name: 'n', cron: '* * * * *', task: 'bad task' }, 'spec.task'],
+      [{ name: 'n', cron: '* * * * *', task: 'a.b', timeoutSeconds: 0 }, 'spec.timeoutSeconds'],
+      [{ name: 'n', cron: '* * * * *', task: 'a.b', runner: 'systemd' }, 'spec.runner'],
+      [{ name: 'n', cron: '* * * * *', task: 'a.b', extra: 1 }, 'spec'],
+    ];
+    for (const [spec, field] of bad) {
+      await expect(schedule(db.driver, spec as never), JSON.stringify(spec)).rejects.toMatchObject({ code: 'invalid_argument', field });
+    }
+    // The database's own checks, reached through TS: an unknown queue, a forced pg_cron that is missing.
+    await expect(schedule(db.driver, { name: 'n', cron: '* * * * *', task: 'a.b', queue: 'nope' }))
+      .rejects.toMatchObject({ code: 'invalid_argument', field: 'queue' });
+    await expect(schedule(db.driver, { name: 'n', cron: '* * * * *', task: 'a.b', runner: 'pg_cron' }))
+      .rejects.toThrow(/pg_cron is not installed in this database/);
+    expect(await listSchedules(db.driver)).toMatchObject([
+      { name: 'nightly', cron: '0 3 * * *', task: 'report.daily', body: { x: 1 }, runner: 'drains', pgCronJob: null }]);
+    expect(await unschedule(db.driver, 'nightly')).toBe(true);
+    expect(await unschedule(db.driver, 'nightly')).toBe(false);
+    expect(await listSchedules(db.driver)).toEqual([]);
+  });
+
+  it('on PGlite, a drain publishes the due tick and runs it in the same pass', async () => {
+    const driver = await pgliteDriver();
+    try {
+      await migrate(driver);
+      const ran: unknown[] = [];
+      const queue = createQueue({ driver, tasks: { clock: { tick: (body: unknown) => void ran.push(body) } } });
+      expect(await schedule(driver, { name: 'each-minute', cron: '* * * * *', task: 'clock.tick', body: { from: 'pglite' },
+                                      timeoutSeconds: 5 })).toBe('drains');
+      await driver.query(`update jobs.recurring set next_run_at = now() - interval '1 minute'`);
+      const report = await queue.drain(10, Date.now() + 30_000);
+      expect(report).toMatchObject({ claimed: 1, succeeded: 1, stoppedBy: 'empty' });
+      expect(ran).toEqual([{ from: 'pglite' }]);
+      const again = await queue.drain(10, Date.now() + 30_000); // the next tick is a minute away
+      expect(again.claimed).toBe(0);
+    } finally {
+      await driver.close();
+    }
+  });
+});
+
+describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the database', () => {
+  const drainSql = async (batch: number, budget: number) =>
+    (await sql<{ report: Record<string, unknown> }>(`call jobs.drain_sql(${batch}, ${budget})`))[0]!.report;
+  const seen = async () => (await sql<{ b: unknown }>(`select b from app.seen order by id`)).map((r) => r.b);
+
+  beforeEach(async () => {
+    await sql(`create schema if not exists app;
+      create table if not exists app.seen (id serial primary key, b jsonb);
+      truncate app.seen;
+      create or replace function app.record(b jsonb) returns jsonb language plpgsql as $$
+      begin
+        insert into app.seen (b) values (b);
+        if b ? 'fail' then raise exception 'failed on purpose: %', b->>'fail'; end if;
+        return jsonb_build_object('echo', b);
+      end $$;
+      create or replace function app.record_void(b jsonb) returns void language sql as $$ insert into app.seen (b) values (b) $$;
+      create or replace function app.slow(b jsonb) returns void language plpgsql as $$
+      begin perform pg_sleep((b->>'s')::float8); insert into app.seen (b) values (b); end $$;
+      -- query_canceled is not caught by WHEN OTHERS: it ends the whole CALL, as a cancel or lost session would.
+      create or replace function app.abort_call(b jsonb) returns void language plpgsql as $$
+      begin insert into app.seen (b) values (b); raise exception 'cancelled mid-job' using errcode = 'query_canceled'; end $$;`);
+  });
+
+  it('runs each function with the job body, commits its work with the ack, nacks errors with their SQLSTATE', async () => {
+    await sql(`select jobs.publish('sql:app.record', '{"x":1}')`);
+    await sql(`select jobs.publish('sql:app.record', '{"fail":"boom"}', max_retries => 1)`);
+    await sql(`select jobs.publish('sql:app.record_void', '{"y":2}')`);
+    await sql(`select jobs.publish('sql:pg_catalog.jsonb_pretty', '{}', max_retries => 0)`);
+    await sql(`select jobs.publish('sql:app.missing', '{}', max_retries => 0)`);
+    await sql(`select jobs.publish('email.send', '{}')`); // not an SQL task: left for TS drains
+    expect(await drainSql(50, 300)).toEqual({ claimed: 5, succeeded: 2, failed: 2, retried: 1, stale: 0, stoppedBy: 'empty' });
+    expect(await sql(`select task, status, result, error from jobs.job order by job_id`)).toEqual([
+      { task: 'sql:app.record', status: 'success', result: { echo: { x: 1 } }, error: null },
+      { task: 'sql:app.record_void', status: 'success', result: null, error: null },
+      { task: 'sql:pg_catalog.jsonb_pretty', status: 'failure', result: null,
+        error: 'task sql:pg_catalog.jsonb_pretty: functions in schema pg_catalog cannot be task handlers (SQLSTATE 42501)' },
+      { task: 'sql:app.missing', status: 'failure', result: null,
+        error: 'task sql:app.missing: no function app.missing(jsonb) to run it (SQLSTATE 42883)' },
+    ]);
+    expect(await sql(`select task, attempt, last_error from jobs.job_queue order by job_id`)).toEqual([
+      { task: 'sql:app.record', attempt: 1, last_error: 'failed on purpose: boom (SQLSTATE P0001)' },
+      { task: 'email.send', attempt: 0, last_error: null },
+    ]);
+    expect(await seen()).toEqual([{ x: 1 }, { y: 2 }]); // the failed run's insert was rolled back
+  });
+
+  it('commits per job: a call that dies mid-job keeps what it finished, and the lease of the rest expires into a retry', async () => {
+    for (const [task, body] of [['record', '{"n":1}'], ['record', '{"n":2}'], ['abort_call', '{"n":3}'], ['record', '{"n":4}']]) {
+      await sql(`select jobs.publish($1, $2::jsonb, timeout => 5)`, [`sql:app.${task}`, body]);
+    }
+    const e = await sqlError(`call jobs.drain_sql(10, 60)`);
+    expect(e.code).toBe('57014');
+    expect(await sql(`select body from jobs.job where status = 'success' order by job_id`)).toEqual([{ body: { n: 1 } }, { body: { n: 2 } }]);
+    expect(await seen()).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(await sql(`select body, attempt, lease_until is not null as leased from jobs.job_queue order by job_id`)).toEqual([
+      { body: { n: 3 }, attempt: 1, leased: true }, { body: { n: 4 }, attempt: 0, leased: false }]);
+    expect(await sql(`select jobs.expire(10, now() + interval '1 minute') as n`)).toEqual([{ n: 1 }]);
+    expect((await sql<{ last_error: string }>(`select last_error from jobs.job_queue where body->>'n' = '3'`))[0]!.last_error)
+      .toMatch(/^timed out: no ack within 5 seconds \(attempt 1 of 4\)/);
+  });
+
+  it('a function that outlives its lease is rolled back and nacked as timed out', async () => {
+    await sql(`select jobs.publish('sql:app.slow', '{"s":1.5}', timeout => 1, max_retries => 0)`);
+    expect(await drainSql(10, 30)).toMatchObject({ claimed: 1, failed: 1 });
+    expect(await sql(`select error from jobs.job`)).toEqual([{ error: 'timed out: ran past its 1-second lease (SQLSTATE PDC98)' }]);
+    expect(await seen()).toEqual([]);
+  });
+
+  it('claims only jobs that fit the budget and returns by its deadline', async () => {
+    await sql(`select jobs.publish('sql:app.slow', '{"s":0.25}', timeout => 1) from generate_series(1, 20)`);
+    await sql(`select jobs.publish('sql:app.record', '{"long":true}', timeout => 600)`);
+    const started = Date.now();
+    const report = await drainSql(100, 3);
+    const elapsed = Date.now() - started;
+    expect(report).toMatchObject({ failed: 0, retried: 0, stoppedBy: 'deadline' });
+    expect(report.succeeded).toBe(report.claimed);
+    expect(report.claimed as number).toBeGreaterThan(0);
+    expect(report.claimed as number).toBeLessThan(20);
+    expect(elapsed).toBeLessThan(3000 + 1500); // the deadline contract, with slack for a loaded machine
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where attempt = 0`)).toEqual([{ n: 21 - (report.claimed as number) }]);
+  });
+
+  it('publishes due drain-run ticks first, and checks its arguments', async () => {
+    await sql(`select jobs.schedule('sql-tick', '* * * * *', 'sql:app.record', '{"tick":true}', timeout => 5,
+                                    now => now() - interval '2 minutes')`);
+    expect(await drainSql(10, 30)).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(await seen()).toEqual([{ tick: true }]);
+    for (const [call, field] of [['call jobs.drain_sql(0, 10)', 'batch'], ['call jobs.drain_sql(10, 0)', 'budget']]) {
+      const e = await sqlError(call!);
+      expect([e.code, e.column]).toEqual(['PDC03', field]);
+    }
+  });
+});
+
+describe('jobs.maintain', () => {
+  const endedJobs = (n: number, task: string, daysAgo: number) => sql(
+    `select jobs.ack(c.job_id, null, now() - make_interval(days => $3))
+     from jobs.claim($1, $2, null, now() - make_interval(days => $3)) c`,
+    [n, task, daysAgo]);
+
+  it('settles expired leases, publishes due ticks, and deletes or archives old ended jobs', async () => {
+    for (const task of ['old.a', 'old.b', 'fresh.c']) await sql(`select jobs.publish($1, now => now() - interval '40 days') from generate_series(1, 3)`, [task]);
+    await endedJobs(3, 'old.a', 30);
+    await endedJobs(3, 'old.b', 20);
+    await endedJobs(3, 'fresh.c', 1);
+    await sql(`select jobs.publish('stuck.job', timeout => 1, now => now() - interval '1 hour')`);
+    await sql(`select jobs.claim(1, 'stuck.job', null, now() - interval '1 hour')`);
+    await sql(`select jobs.schedule('m', '* * * * *', 'clock.tick', now => now() - interval '5 minutes')`);
+
+    expect(await sql(`select jobs.maintain('25 days') as r`)).toEqual([{ r: { expired: 1, ticks: 1, deleted: 3, archived: 0 } }]);
+    expect(await maintain(db.driver, { retentionSeconds: 7 * 86400, archive: true, maxRows: 2 }))
+      .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 2 });
+    expect(await maintain(db.driver, { retentionSeconds: 7 * 86400, archive: true })).toMatchObject({ archived: 1 });
+    expect(await sql(`select task, count(*)::int as n from jobs.job group by task`)).toEqual([{ task: 'fresh.c', n: 3 }]);
+    expect(await sql(`select task, status, count(*)::int as n from jobs.job_archive group by task, status`))
+      .toEqual([{ task: 'old.b', status: 'success', n: 3 }]);
+    expect(await sql(`select task, attempt, lease_until from jobs.job_queue order by task`)).toMatchObject([
+      { task: 'clock.tick', attempt: 0 }, { task: 'stuck.job', attempt: 1, lease_until: null }]);
+  });
+
+  it('checks its arguments, in SQL and in TS', async () => {
+    const e = await sqlError(`select jobs.maintain('-1 day')`);
+    expect([e.code, e.column]).toEqual(['PDC03', 'retention']);
+    await expect(maintain(db.driver, { retentionSeconds: -1 })).rejects.toMatchObject({ field: 'options.retentionSeconds' });
+    await expect(maintain(db.driver, { maxRows: 0 })).rejects.toMatchObject({ field: 'options.maxRows' });
+  });
+});
