@@ -1,4 +1,4 @@
--- pgdrain 0002: retries, lease expiry and claiming.
+-- pgdrain 0002: retries, lease expiry, what follows a job's end, and claiming.
 
 -- Retries --------------------------------------------------------------------
 
@@ -11,17 +11,112 @@ returns interval language sql volatile as $$
   from (select least(3600.0, 5.0 * power(2, greatest(backoff.attempt, 1) - 1)) as d) s
 $$;
 
+-- Events ---------------------------------------------------------------------
+
+-- Events are NOTIFYs on three channels: pgdrain_queued (payload: the queue
+-- name), pgdrain_picked and pgdrain_completed (payload: job ids). One per
+-- statement, never one per job; delivered at commit, and only then.
+-- A transaction that notifies takes a cluster-wide lock from its commit
+-- until it ends, so notifying commits do not group-commit: for many
+-- concurrent single-job publishers, turn events off with
+--   alter database mydb set pgdrain.events = off;   (or per role / session)
+-- waitFor and subscribe then hear nothing.
+create function jobs.notify(p_channel text, p_payload text)
+returns void language plpgsql as $$
+begin
+  if coalesce(current_setting('pgdrain.events', true), '') <> 'off' then
+    perform pg_notify(p_channel, p_payload);
+  end if;
+end $$;
+
+-- NOTIFY a channel with job ids, comma-separated, 500 per notification
+-- (payloads stay far below PostgreSQL's 8000-byte limit).
+create function jobs.notify_ids(p_channel text, p_ids bigint[])
+returns void language plpgsql as $$
+begin
+  if coalesce(current_setting('pgdrain.events', true), '') = 'off' then
+    return;
+  end if;
+  perform pg_notify(p_channel, string_agg(s.id::text, ','))
+  from (select id, (row_number() over () - 1) / 500 as chunk from unnest(p_ids) id) s
+  group by s.chunk;
+end $$;
+
+-- After jobs end ------------------------------------------------------------
+
+-- Called by every path that ends jobs (settle, expire, cancel) for the ended
+-- jobs that matter here, so plain jobs cost nothing:
+-- - dependants of succeeded jobs have one dependency fewer to wait for;
+-- - dependants of jobs that failed or were cancelled end as cancelled
+--   (and so, in turn, do their own dependants);
+-- - a serial key whose job ended hands its turn to its next job (job_id order).
+create function jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[],
+                               p_now timestamptz)
+returns void language plpgsql as $$
+declare
+  v_key text;
+  v_cancelled bigint[];
+  v_keys text[];
+begin
+  if cardinality(p_succeeded) > 0 then
+    with done as (
+      delete from jobs.dependency d where d.depends_on = any(p_succeeded) returning d.job_id
+    )
+    update jobs.job_queue q set waiting_deps = q.waiting_deps - c.n
+    from (select done.job_id, count(*)::integer as n from done group by done.job_id) c
+    where q.job_id = c.job_id;
+  end if;
+
+  if cardinality(p_unsuccessful) > 0 then
+    with dependants as (
+      delete from jobs.dependency d where d.depends_on = any(p_unsuccessful) returning d.job_id, d.depends_on
+    ), gone as (
+      delete from jobs.job_queue q
+      using (select x.job_id, min(x.depends_on) as cause from dependants x group by x.job_id) x
+      where q.job_id = x.job_id
+      returning q.*, x.cause
+    ), ended as (
+      insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                            scheduled_at, created_at, started_at, ended_at, duration_ms,
+                            queue, dedupe_key, serial_key, attributes, worker_id)
+      select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
+             g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
+             p_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+      from gone g
+      returning job_id, serial_key
+    )
+    select array_agg(e.job_id), array_agg(e.serial_key) filter (where e.serial_key is not null)
+    into v_cancelled, v_keys from ended e;
+  end if;
+
+  -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
+  for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
+    perform pg_advisory_xact_lock(736038, hashtext(v_key));
+    update jobs.job_queue q set serial_wait = false
+    where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
+      and not exists (select 1 from jobs.job_queue x where x.serial_key = v_key and not x.serial_wait);
+  end loop;
+
+  if cardinality(v_cancelled) > 0 then
+    perform jobs.notify_ids('pgdrain_completed', v_cancelled);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now);
+  end if;
+end $$;
+
 -- Leases ---------------------------------------------------------------------
 
 -- Settles up to n expired leases: a job with retries left goes back to pending
--- at once (its attempt stays counted), the others end as failures. consume
--- calls it first, so expiry needs no daemon; jobs.maintain-style callers may
--- call it on their own.
+-- at once (its attempt stays counted), the others end as failures (or as
+-- cancelled, when a cancel was requested while they ran). consume calls it
+-- first, so expiry needs no daemon; callers may also call it on their own.
 create function jobs.expire(n integer default 1000, now timestamptz default null)
-returns integer language plpgsql as $$
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(expire.now, pg_catalog.now());
   v_count integer;
+  v_ended bigint[];
+  v_keys text[];
+  v_deps boolean;
 begin
   with expired as (
     select q.job_id from jobs.job_queue q
@@ -31,27 +126,42 @@ begin
     for update skip locked
   ), spent as (
     delete from jobs.job_queue q using expired e
-    where q.job_id = e.job_id and q.attempt > q.max_retries
+    where q.job_id = e.job_id and (q.attempt > q.max_retries or q.cancel_requested_at is not null)
     returning q.*
   ), failed as (
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
-                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms)
-    select s.job_id, s.task, s.body, 'failure',
-           format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1),
+                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
+                          queue, dedupe_key, serial_key, attributes, worker_id)
+    select s.job_id, s.task, s.body,
+           case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
+           case when s.cancel_requested_at is null
+                then format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1)
+                else coalesce(s.cancel_reason, 'cancelled') end,
            s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at,
-           s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000
+           s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000,
+           s.queue, s.dedupe_key, s.serial_key, s.attributes, s.worker_id
     from spent s
-    returning 1
+    returning job_id, serial_key
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
         scheduled_at = q.lease_until,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
     from expired e
-    where q.job_id = e.job_id and q.attempt <= q.max_retries
+    where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null
     returning 1
   )
-  select (select count(*) from failed) + (select count(*) from retried) into v_count;
+  select (select count(*) from failed) + (select count(*) from retried),
+         (select array_agg(job_id) from failed),
+         (select array_agg(serial_key) from failed where serial_key is not null)
+  into v_count, v_ended, v_keys;
+  if v_ended is not null then
+    perform jobs.notify_ids('pgdrain_completed', v_ended);
+    v_deps := exists (select 1 from jobs.dependency);
+    if v_deps or v_keys is not null then
+      perform jobs.after_end(null, case when v_deps then v_ended end, v_keys, v_now);
+    end if;
+  end if;
   return v_count;
 end $$;
 
@@ -67,23 +177,33 @@ create type jobs.claimed_job as (
   lease_until timestamptz,
   priority    integer,
   scheduled_at timestamptz,
-  created_at  timestamptz
+  created_at  timestamptz,
+  queue       text,
+  attributes  jsonb
 );
 
 -- The one claim statement behind consume, consume_topic and drain(). It
--- expires stale leases first, then claims up to n due pending jobs (greatest
--- priority first, then earliest scheduled_at, then job_id) whose task matches
--- pattern (null = any) and whose timeout is at most max_timeout seconds
--- (null = any): a drain never takes work it cannot finish before its deadline.
+-- expires stale leases first, then claims up to n due pending jobs of one
+-- queue (greatest priority first, then earliest scheduled_at, then job_id)
+-- whose task matches pattern (null = any), whose timeout is at most
+-- max_timeout seconds (null = any: a drain never takes work it cannot finish
+-- before its deadline) and whose attributes contain filter (null = any).
+-- A paused queue hands out nothing. worker_id is recorded on the job.
 create function jobs.claim(
   n           integer,
   pattern     text        default null,
   max_timeout numeric     default null,
-  now         timestamptz default null
-) returns setof jobs.claimed_job language plpgsql as $$
+  now         timestamptz default null,
+  queue       text        default null,
+  filter      jsonb       default null,
+  worker_id   text        default null
+) returns setof jobs.claimed_job language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(claim.now, pg_catalog.now());
+  v_queue text := coalesce(claim.queue, 'default');
+  v_paused boolean;
   v_like text;
+  v_ids bigint[];
 begin
   perform jobs.check_batch(claim.n);
   if claim.pattern is not null then
@@ -93,46 +213,76 @@ begin
     -- Only % is a wildcard; _ and \ match themselves.
     v_like := replace(replace(claim.pattern, '\', '\\'), '_', '\_');
   end if;
+  perform jobs.check_object(claim.filter, 'filter');
+  select q.paused into v_paused from jobs.queue q where q.name = v_queue;
+  if not found then
+    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
+  end if;
 
   -- Cheap when nothing expired: one probe of the partial lease index.
   perform jobs.expire(claim.n, v_now);
+  if v_paused then
+    return;
+  end if;
+
+  -- Two statements rather than one with "filter is null or …", so a
+  -- filtered claim can use the GIN index on attributes.
+  if claim.filter is null then
+    select array_agg(p.job_id) into v_ids from (
+      select q.job_id from jobs.job_queue q
+      where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= v_now
+        and (v_like is null or q.task like v_like)
+        and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit claim.n
+      for update skip locked) p;
+  else
+    select array_agg(p.job_id) into v_ids from (
+      select q.job_id from jobs.job_queue q
+      where q.attributes @> claim.filter
+        and q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= v_now
+        and (v_like is null or q.task like v_like)
+        and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit claim.n
+      for update skip locked) p;
+  end if;
+  if v_ids is null then
+    return;
+  end if;
 
   return query
-  with picked as (
-    select q.job_id from jobs.job_queue q
-    where q.lease_until is null
-      and q.scheduled_at <= v_now
-      and (v_like is null or q.task like v_like)
-      and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
-    order by q.priority desc, q.scheduled_at, q.job_id
-    limit claim.n
-    for update skip locked
+  with claimed as (
+    update jobs.job_queue q
+    set attempt = q.attempt + 1,
+        lease_until = v_now + make_interval(secs => q.timeout),
+        started_at = v_now,
+        worker_id = claim.worker_id
+    where q.job_id = any(v_ids)
+    returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.lease_until,
+              q.priority, q.scheduled_at, q.created_at, q.queue, q.attributes
   )
-  update jobs.job_queue q
-  set attempt = q.attempt + 1,
-      lease_until = v_now + make_interval(secs => q.timeout),
-      started_at = v_now
-  from picked p
-  where q.job_id = p.job_id
-  returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.lease_until,
-            q.priority, q.scheduled_at, q.created_at;
+  select * from claimed c order by c.priority desc, c.scheduled_at, c.job_id;
+  perform jobs.notify_ids('pgdrain_picked', v_ids);
 end $$;
 
-create function jobs.consume(n integer default 1, now timestamptz default null)
-returns setof jobs.claimed_job language sql as $$
-  select * from jobs.claim(consume.n, null, null, consume.now)
+create function jobs.consume(n integer default 1, now timestamptz default null, queue text default null)
+returns setof jobs.claimed_job language sql security definer set search_path = pg_catalog, pg_temp as $$
+  select * from jobs.claim(consume.n, null, null, consume.now, consume.queue)
 $$;
 
 -- pattern is a LIKE pattern over task names in which only % is a wildcard:
 -- 'email.%' matches email.send and email.digest.weekly; '_' and '\' match
 -- themselves. It is passed as a value, never spliced into SQL.
-create function jobs.consume_topic(pattern text, n integer default 1, now timestamptz default null)
-returns setof jobs.claimed_job language plpgsql as $$
+create function jobs.consume_topic(pattern text, n integer default 1, now timestamptz default null,
+                                   queue text default null)
+returns setof jobs.claimed_job language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   if consume_topic.pattern is null then
     perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
   end if;
-  return query select * from jobs.claim(consume_topic.n, consume_topic.pattern, null, consume_topic.now);
+  return query select * from jobs.claim(consume_topic.n, consume_topic.pattern, null, consume_topic.now,
+                                        consume_topic.queue);
 end $$;
-
-

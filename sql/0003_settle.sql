@@ -10,14 +10,21 @@
 -- newer delivery; such outcomes are counted as stale. A nack with retries
 -- left schedules the job again (at retry_at, else after jobs.backoff); with
 -- none left, the job ends as a failure. release returns a running job to
--- pending without spending its attempt.
--- Returns {"succeeded", "failed", "retried", "released", "stale"}.
+-- pending without spending its attempt. A job whose cancel was requested
+-- while it ran (jobs.cancel) ends as cancelled on any outcome but ack (an
+-- ack means the work was done: it ends as a success).
+-- Returns {"succeeded", "failed", "cancelled", "retried", "released", "stale"}.
 create function jobs.settle(outcomes jsonb, now timestamptz default null)
-returns jsonb language plpgsql as $$
+returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(settle.now, pg_catalog.now());
   v_bad text;
   v_result jsonb;
+  v_deps boolean;
+  v_ended bigint[];
+  v_ok bigint[];
+  v_bad_ids bigint[];
+  v_keys text[];
 begin
   if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
     perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
@@ -32,24 +39,35 @@ begin
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
   end if;
 
+  v_deps := exists (select 1 from jobs.dependency);
   with o as materialized (
     select * from jsonb_to_recordset(settle.outcomes)
       as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision)
   ), ending as (
     delete from jobs.job_queue q using o
     where q.job_id = o.id and q.attempt = o.attempt
-      and (o.outcome in ('ack', 'fail') or (o.outcome = 'nack' and q.attempt > q.max_retries))
+      and (o.outcome in ('ack', 'fail') or (o.outcome = 'nack' and q.attempt > q.max_retries)
+           or (q.cancel_requested_at is not null and o.outcome = 'nack')
+           or (q.cancel_requested_at is not null and o.outcome = 'release' and q.lease_until is not null))
     returning q.*, o.outcome, o.result, o.error, o.ms
   ), ended as (
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
-                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms)
+                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
+                          queue, dedupe_key, serial_key, attributes, worker_id)
     select e.job_id, e.task, e.body,
-           case when e.outcome = 'ack' then 'success' else 'failure' end,
-           e.result, e.error, e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
+           case when e.outcome = 'ack' then 'success'
+                when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
+           e.result,
+           case when e.outcome = 'ack' then e.last_error
+                when e.cancel_requested_at is not null then coalesce(e.cancel_reason, 'cancelled')
+                     || coalesce(E'\n' || e.error, '')
+                else e.error end,
+           e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
            e.created_at, e.started_at, v_now,
-           coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000)
+           coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
+           e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id
     from ending e
-    returning status
+    returning job_id, status, serial_key
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
@@ -57,22 +75,42 @@ begin
         last_error = o.error
     from o
     where q.job_id = o.id and q.attempt = o.attempt and o.outcome = 'nack' and q.attempt <= q.max_retries
+      and q.cancel_requested_at is null
     returning 1
   ), released as (
     update jobs.job_queue q
     set lease_until = null, attempt = q.attempt - 1, started_at = null
     from o
     where q.job_id = o.id and q.attempt = o.attempt and o.outcome = 'release' and q.lease_until is not null
+      and q.cancel_requested_at is null
     returning 1
+  ), counts as (
+    select count(*) filter (where status = 'success') as succeeded,
+           count(*) filter (where status = 'failure') as failed,
+           count(*) filter (where status = 'cancelled') as cancelled,
+           array_agg(job_id) as ids,
+           array_agg(job_id) filter (where v_deps and status = 'success') as ok_ids,
+           array_agg(job_id) filter (where v_deps and status <> 'success') as bad_ids,
+           array_agg(serial_key) filter (where serial_key is not null) as keys
+    from ended
   )
   select jsonb_build_object(
-    'succeeded', (select count(*) from ended where status = 'success'),
-    'failed',    (select count(*) from ended where status = 'failure'),
+    'succeeded', c.succeeded,
+    'failed',    c.failed,
+    'cancelled', c.cancelled,
     'retried',   (select count(*) from retried),
     'released',  (select count(*) from released),
-    'stale',     (select count(*) from o) - (select count(*) from ended)
-                 - (select count(*) from retried) - (select count(*) from released))
-  into v_result;
+    'stale',     (select count(*) from o) - c.succeeded - c.failed - c.cancelled
+                 - (select count(*) from retried) - (select count(*) from released)),
+    c.ids, c.ok_ids, c.bad_ids, c.keys
+  into v_result, v_ended, v_ok, v_bad_ids, v_keys
+  from counts c;
+  if v_ended is not null then
+    perform jobs.notify_ids('pgdrain_completed', v_ended);
+    if v_ok is not null or v_bad_ids is not null or v_keys is not null then
+      perform jobs.after_end(v_ok, v_bad_ids, v_keys, v_now);
+    end if;
+  end if;
   return v_result;
 end $$;
 
@@ -92,7 +130,8 @@ $$;
 -- result. Returns false when the job is not waiting for an ack (unknown id,
 -- already settled, or never consumed).
 create function jobs.ack(job_id bigint, result jsonb default null, now timestamptz default null)
-returns boolean language sql as $$
+returns boolean language sql security definer
+set search_path = pg_catalog, pg_temp as $$
   select (jobs.settle(jobs.outcomes_for(array[ack.job_id], 'ack', array[ack.result], null, null),
                       ack.now)->>'succeeded')::integer = 1
 $$;
@@ -100,7 +139,8 @@ $$;
 -- Acknowledges many consumed jobs in one statement; results[i] belongs to
 -- job_ids[i] (results may be null). Returns how many were acknowledged.
 create function jobs.ack(job_ids bigint[], results jsonb[] default null, now timestamptz default null)
-returns integer language sql as $$
+returns integer language sql security definer
+set search_path = pg_catalog, pg_temp as $$
   select (jobs.settle(jobs.outcomes_for(ack.job_ids, 'ack', ack.results, null, null),
                       ack.now)->>'succeeded')::integer
 $$;
@@ -110,7 +150,8 @@ $$;
 -- error. Returns false when the job is not waiting for an ack.
 create function jobs.nack(job_id bigint, error text, schedule_at timestamptz default null,
                           now timestamptz default null)
-returns boolean language plpgsql as $$
+returns boolean language plpgsql security definer
+set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
@@ -118,25 +159,27 @@ begin
     perform jobs.raise_invalid('PD007', 'schedule_at', format('must not be in the past, got %s', nack.schedule_at));
   end if;
   v := jobs.settle(jobs.outcomes_for(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at), nack.now);
-  return (v->>'retried')::integer + (v->>'failed')::integer = 1;
+  return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
 
 -- nack for many jobs in one statement; errors[i] belongs to job_ids[i].
--- Returns how many were settled (retried or failed).
+-- Returns how many were settled (retried, failed or cancelled).
 create function jobs.nack(job_ids bigint[], errors text[], schedule_at timestamptz default null,
                           now timestamptz default null)
-returns integer language plpgsql as $$
+returns integer language plpgsql security definer
+set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
   v := jobs.settle(jobs.outcomes_for(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at), nack.now);
-  return (v->>'retried')::integer + (v->>'failed')::integer;
+  return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;
 
 -- Gives running jobs back to pending without spending an attempt (a consumer
 -- that will not run them after all). Returns how many were released.
 create function jobs.release(job_ids bigint[])
-returns integer language sql as $$
+returns integer language sql security definer
+set search_path = pg_catalog, pg_temp as $$
   select (jobs.settle(jobs.outcomes_for(release.job_ids, 'release', null, null, null))->>'released')::integer
 $$;
 
@@ -152,8 +195,11 @@ create function jobs.claim_json(
   pattern     text        default null,
   max_timeout numeric     default null,
   now         timestamptz default null,
-  outcomes    jsonb       default null
-) returns jsonb language plpgsql as $$
+  outcomes    jsonb       default null,
+  queue       text        default null,
+  filter      jsonb       default null,
+  worker_id   text        default null
+) returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
   v_settled jsonb;
@@ -164,25 +210,83 @@ begin
   if claim_json.outcomes is not null then
     v_settled := jobs.settle(claim_json.outcomes, v_now);
   end if;
+  if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then perform jobs.publish_due_schedules(v_now); end if; -- sql/0005: drain-run schedules, one index probe
 
   select coalesce(jsonb_agg(jsonb_build_object(
            'id', c.job_id::text, 'task', c.task, 'body', c.body, 'attempt', c.attempt,
            'maxRetries', c.max_retries, 'timeout', c.timeout, 'leaseUntil', c.lease_until,
-           'priority', c.priority, 'scheduledAt', c.scheduled_at, 'createdAt', c.created_at)),
+           'priority', c.priority, 'scheduledAt', c.scheduled_at, 'createdAt', c.created_at,
+           'queue', c.queue, 'attributes', c.attributes)),
          '[]'::jsonb), count(*)
   into v_jobs, v_count
-  from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now) c;
+  from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
+                  claim_json.queue, claim_json.filter, claim_json.worker_id) c;
 
   if v_count < claim_json.n and claim_json.max_timeout is not null then
     select count(*) into v_unfit from (
       select 1 from jobs.job_queue q
-      where q.lease_until is null
+      where q.queue = coalesce(claim_json.queue, 'default')
+        and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.scheduled_at <= v_now
         and q.timeout > claim_json.max_timeout
         and (claim_json.pattern is null
              or q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'))
+        and (claim_json.filter is null or q.attributes @> claim_json.filter)
       limit 10000
     ) s;
   end if;
   return jsonb_build_object('jobs', v_jobs, 'unfit', v_unfit, 'settled', v_settled);
 end $$;
+
+-- Cancelling -----------------------------------------------------------------
+
+-- Cancels a job. A job not yet running (pending, scheduled, or waiting on
+-- dependencies or its serial key) ends at once in jobs.job as cancelled and
+-- never runs: returns 'cancelled'. A running job is marked: its drain sees
+-- the mark within a few seconds (best effort) and fires the handler's
+-- AbortSignal; whatever its delivery then reports except an ack ends it as
+-- cancelled, without retry: returns 'cancelling'. Returns null when the job
+-- is not active (unknown, or already ended). Dependants of a cancelled job
+-- end as cancelled too.
+create function jobs.cancel(job_id bigint, reason text default null, now timestamptz default null)
+returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(cancel.now, pg_catalog.now());
+  v_lease timestamptz;
+  v_key text;
+begin
+  select q.lease_until into v_lease from jobs.job_queue q where q.job_id = cancel.job_id for update;
+  if not found then
+    return null;
+  end if;
+  if v_lease is not null then
+    update jobs.job_queue q
+    set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
+        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request'))
+    where q.job_id = cancel.job_id;
+    return 'cancelling';
+  end if;
+  with gone as (
+    delete from jobs.job_queue q where q.job_id = cancel.job_id returning q.*
+  )
+  insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                        scheduled_at, created_at, started_at, ended_at, duration_ms,
+                        queue, dedupe_key, serial_key, attributes, worker_id)
+  select g.job_id, g.task, g.body, 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
+         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
+         v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+  from gone g
+  returning serial_key into v_key;
+  delete from jobs.dependency d where d.job_id = cancel.job_id;
+  perform jobs.notify_ids('pgdrain_completed', array[cancel.job_id]);
+  perform jobs.after_end(null, array[cancel.job_id], array[v_key], v_now);
+  return 'cancelled';
+end $$;
+
+-- Which of these running jobs have a cancel requested: drains ask this about
+-- their long-running jobs, so the plain claim/ack path never pays for it.
+create function jobs.cancel_requested(job_ids bigint[])
+returns setof bigint language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select q.job_id from jobs.job_queue q
+  where q.job_id = any(cancel_requested.job_ids) and q.cancel_requested_at is not null
+$$;

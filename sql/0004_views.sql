@@ -1,27 +1,37 @@
--- pgdrain 0004: views for watching the queue from psql or a dashboard.
+-- pgdrain 0004: views for watching the queue, dead letters and redrive,
+-- queue administration, and opt-in roles.
 
--- Every job, queued or ended, with one state:
--- scheduled (not yet due) | pending | running | expired | success | failure.
+-- The state of a job still in jobs.job_queue.
+create function jobs.state_of(lease_until timestamptz, scheduled_at timestamptz, waiting_deps integer,
+                              serial_wait boolean)
+returns text language sql stable as $$
+  select case when lease_until is not null and lease_until > now() then 'running'
+              when lease_until is not null then 'expired'
+              when waiting_deps > 0 or serial_wait then 'blocked'
+              when scheduled_at > now() then 'scheduled'
+              else 'pending' end
+$$;
+
+-- Every job, queued or ended, with one state: blocked (waiting on
+-- dependencies or its serial key) | scheduled (not yet due) | pending |
+-- running | expired | success | failure | cancelled.
 create view jobs.all as
-select q.job_id, q.task, q.body,
-       case when q.lease_until is null and q.scheduled_at > now() then 'scheduled'
-            when q.lease_until is null then 'pending'
-            when q.lease_until > now() then 'running'
-            else 'expired' end as state,
+select q.job_id, q.task, q.body, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state,
        null::jsonb as result, q.last_error as error, q.attempt as attempts, q.priority,
        q.max_retries, q.timeout, q.scheduled_at, q.created_at, q.started_at, q.lease_until,
-       null::timestamptz as ended_at, null::double precision as duration_ms
+       null::timestamptz as ended_at, null::double precision as duration_ms,
+       q.queue, q.dedupe_key, q.serial_key, q.attributes, q.worker_id
 from jobs.job_queue q
 union all
 select j.job_id, j.task, j.body, j.status, j.result, j.error, j.attempts, j.priority,
        j.max_retries, j.timeout, j.scheduled_at, j.created_at, j.started_at, null,
-       j.ended_at, j.duration_ms
+       j.ended_at, j.duration_ms, j.queue, j.dedupe_key, j.serial_key, j.attributes, j.worker_id
 from jobs.job j;
 
 -- Jobs a consumer holds now, with the time left on their lease.
 create view jobs.running as
 select q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.started_at, q.lease_until,
-       q.lease_until - now() as time_left
+       q.lease_until - now() as time_left, q.queue, q.worker_id, q.cancel_requested_at
 from jobs.job_queue q
 where q.lease_until > now();
 
@@ -29,22 +39,154 @@ where q.lease_until > now();
 -- again (or fails them when their retries are spent).
 create view jobs.expired as
 select q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.started_at, q.lease_until,
-       now() - q.lease_until as overdue
+       now() - q.lease_until as overdue, q.queue, q.worker_id
 from jobs.job_queue q
 where q.lease_until <= now();
 
 -- Counts by task and state, with the oldest due job's wait for pending work.
 create view jobs.stats as
 select task, state, count(*)::bigint as jobs,
-       max(now() - scheduled_at) filter (where state = 'pending' and scheduled_at <= now()) as oldest_due
+       max(now() - scheduled_at) filter (where state = 'pending' and scheduled_at <= now()) as oldest_due,
+       queue
 from (
-  select q.task, q.scheduled_at,
-         case when q.lease_until is null and q.scheduled_at > now() then 'scheduled'
-              when q.lease_until is null then 'pending'
-              when q.lease_until > now() then 'running'
-              else 'expired' end as state
+  select q.task, q.scheduled_at, q.queue,
+         jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state
   from jobs.job_queue q
   union all
-  select j.task, j.scheduled_at, j.status from jobs.job j
+  select j.task, j.scheduled_at, j.queue, j.status from jobs.job j
 ) s
-group by task, state;
+group by queue, task, state;
+
+-- Dead letters -----------------------------------------------------------------
+
+-- Jobs that spent their retries (or failed without retry): they wait here
+-- until jobs.redrive runs them again.
+create view jobs.dead_letters as
+select j.job_id, j.task, j.body, j.error, j.attempts, j.max_retries, j.queue, j.attributes,
+       j.created_at, j.ended_at, j.worker_id
+from jobs.job j
+where j.status = 'failure';
+
+-- Runs dead letters again, in one statement: all of them, or those matching
+-- every filter given (job_ids, a task LIKE pattern where only % is a
+-- wildcard, queue, ended_after, an error LIKE pattern). Each goes back to
+-- pending under its own job id with a fresh set of retries; its error stays in
+-- last_error. A job whose dedupe key is active again is left in place.
+-- Returns how many were redriven.
+create function jobs.redrive(
+  job_ids     bigint[]    default null,
+  task        text        default null,
+  queue       text        default null,
+  ended_after timestamptz default null,
+  error_like  text        default null,
+  now         timestamptz default null
+) returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
+  v_count integer;
+begin
+  with picked as (
+    select j.* from jobs.job j
+    where j.status = 'failure'
+      and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
+      and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
+      and (redrive.queue is null or j.queue = redrive.queue)
+      and (redrive.ended_after is null or j.ended_at > redrive.ended_after)
+      and (redrive.error_like is null or j.error like redrive.error_like)
+      and exists (select 1 from jobs.queue x where x.name = j.queue)
+    for update of j skip locked
+  ), back as (
+    insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
+                                created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
+    overriding system value
+    select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
+           p.queue, p.dedupe_key, p.serial_key,
+           -- A serial key runs one at a time: wait if the key is active, or behind an earlier redriven job.
+           p.serial_key is not null and (
+             exists (select 1 from jobs.job_queue x where x.serial_key = p.serial_key)
+             or exists (select 1 from picked y where y.serial_key = p.serial_key and y.job_id < p.job_id)),
+           p.attributes
+    from picked p
+    on conflict do nothing
+    returning job_id
+  ), gone as (
+    delete from jobs.job j using back b where j.job_id = b.job_id returning 1
+  )
+  select count(*) into v_count from gone;
+  if v_count > 0 then
+    perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
+  end if;
+  return v_count;
+end $$;
+
+-- Queues -----------------------------------------------------------------------
+
+-- Creates a queue, or changes the max_size of an existing one (null =
+-- unbounded). Publishing to a queue with max_size waiting jobs raises PD010.
+create function jobs.create_queue(name text, max_size integer default null)
+returns void language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+#variable_conflict use_column
+begin
+  perform jobs.check_name(create_queue.name, 'PD009', 'queue', 'queue name');
+  if create_queue.max_size is not null and (create_queue.max_size < 1 or create_queue.max_size > 100000000) then
+    perform jobs.raise_invalid('PD015', 'max_size', format('must be between 1 and 100000000, or null for unbounded, got %s',
+                                                          create_queue.max_size));
+  end if;
+  insert into jobs.queue as q (name, max_size) values (create_queue.name, create_queue.max_size)
+  on conflict (name) do update set max_size = excluded.max_size;
+end $$;
+
+-- A paused queue still takes jobs but hands none out until resumed; its
+-- running jobs finish normally. Both return false for an unknown queue.
+create function jobs.pause_queue(name text)
+returns boolean language sql security definer set search_path = pg_catalog, pg_temp as $$
+  with u as (update jobs.queue q set paused = true where q.name = pause_queue.name returning 1)
+  select exists (select 1 from u)
+$$;
+
+create function jobs.resume_queue(name text)
+returns boolean language sql security definer set search_path = pg_catalog, pg_temp as $$
+  with u as (update jobs.queue q set paused = false where q.name = resume_queue.name returning 1)
+  select exists (select 1 from u)
+$$;
+
+-- Roles ------------------------------------------------------------------------
+
+-- Opt-in (pgdrain migrate --roles, or call it yourself; needs CREATEROLE):
+-- creates the NOLOGIN roles <prefix>_publisher, <prefix>_worker and
+-- <prefix>_admin, grants each exactly what it needs, and revokes the default
+-- EXECUTE of PUBLIC on the jobs functions, which run as their owner
+-- (SECURITY DEFINER, search_path pinned). Grant a role to a login role or
+-- to PostgREST's authenticator. Idempotent; migrate --roles runs it again
+-- after every upgrade so new functions get their grants.
+-- - publisher: publish and publish_bulk only; it cannot read or consume jobs.
+-- - worker:    consume, settle and publish follow-ups; read jobs.job outcomes.
+-- - admin:     everything in the schema (cancel, redrive, queues, views).
+create function jobs.create_roles(prefix text default 'pgdrain')
+returns text[] language plpgsql as $$
+declare
+  v_roles text[];
+  v_role text;
+begin
+  if create_roles.prefix is null or create_roles.prefix !~ '^[a-z_][a-z0-9_]{0,40}$' then
+    perform jobs.raise_invalid('PD016', 'prefix', 'must be a lower-case identifier of at most 41 characters');
+  end if;
+  v_roles := array[create_roles.prefix || '_publisher', create_roles.prefix || '_worker', create_roles.prefix || '_admin'];
+  foreach v_role in array v_roles loop
+    if not exists (select 1 from pg_roles where rolname = v_role) then
+      execute format('create role %I nologin', v_role);
+    end if;
+    execute format('grant usage on schema jobs to %I', v_role);
+  end loop;
+  revoke execute on all functions in schema jobs from public;
+
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text) to %I, %I',
+                 v_roles[1], v_roles[2]);
+  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, jsonb, text, jsonb, text), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz), jobs.cancel_requested(bigint[]) to %I',
+                 v_roles[2]);
+  execute format('grant select on jobs.job to %I', v_roles[2]);
+
+  execute format('grant execute on all functions in schema jobs to %I', v_roles[3]);
+  execute format('grant select, insert, update, delete on all tables in schema jobs to %I', v_roles[3]);
+  return v_roles;
+end $$;

@@ -47,7 +47,23 @@ CREATE TYPE jobs.claimed_job AS (
 	lease_until timestamp with time zone,
 	priority integer,
 	scheduled_at timestamp with time zone,
-	created_at timestamp with time zone
+	created_at timestamp with time zone,
+	queue text,
+	attributes jsonb
+);
+
+--
+-- Name: cron_spec; Type: TYPE; Schema: jobs; Owner: -
+--
+
+CREATE TYPE jobs.cron_spec AS (
+	minutes integer[],
+	hours integer[],
+	days integer[],
+	months integer[],
+	weekdays integer[],
+	any_day boolean,
+	any_weekday boolean
 );
 
 --
@@ -55,7 +71,8 @@ CREATE TYPE jobs.claimed_job AS (
 --
 
 CREATE FUNCTION jobs.ack(job_ids bigint[], results jsonb[] DEFAULT NULL::jsonb[], now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   select (jobs.settle(jobs.outcomes_for(ack.job_ids, 'ack', ack.results, null, null),
                       ack.now)->>'succeeded')::integer
@@ -66,11 +83,100 @@ $$;
 --
 
 CREATE FUNCTION jobs.ack(job_id bigint, result jsonb DEFAULT NULL::jsonb, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   select (jobs.settle(jobs.outcomes_for(array[ack.job_id], 'ack', array[ack.result], null, null),
                       ack.now)->>'succeeded')::integer = 1
 $$;
+
+--
+-- Name: admit(text, integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.admit(p_queue text, p_n integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_max integer;
+  v_waiting integer;
+begin
+  select q.max_size into v_max from jobs.queue q where q.name = p_queue;
+  if not found then
+    perform jobs.raise_invalid('PD009', 'queue',
+      format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)));
+  end if;
+  if v_max is not null then
+    perform pg_advisory_xact_lock(736037, hashtext(p_queue));
+    -- Waiting = pending or scheduled, not running or blocked: the backlog.
+    select count(*) into v_waiting from (
+      select 1 from jobs.job_queue j
+      where j.queue = p_queue and j.lease_until is null and j.waiting_deps = 0 and not j.serial_wait
+      limit v_max + 1) s;
+    if v_waiting + p_n > v_max then
+      perform jobs.raise_invalid('PD010', 'queue', format(
+        'queue %s is full: %s waiting jobs, max_size %s; publish later or raise it with jobs.create_queue(%s, max_size => ...)',
+        quote_literal(p_queue), v_waiting, v_max, quote_literal(p_queue)));
+    end if;
+  end if;
+end $$;
+
+--
+-- Name: after_end(bigint[], bigint[], text[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_key text;
+  v_cancelled bigint[];
+  v_keys text[];
+begin
+  if cardinality(p_succeeded) > 0 then
+    with done as (
+      delete from jobs.dependency d where d.depends_on = any(p_succeeded) returning d.job_id
+    )
+    update jobs.job_queue q set waiting_deps = q.waiting_deps - c.n
+    from (select done.job_id, count(*)::integer as n from done group by done.job_id) c
+    where q.job_id = c.job_id;
+  end if;
+
+  if cardinality(p_unsuccessful) > 0 then
+    with dependants as (
+      delete from jobs.dependency d where d.depends_on = any(p_unsuccessful) returning d.job_id, d.depends_on
+    ), gone as (
+      delete from jobs.job_queue q
+      using (select x.job_id, min(x.depends_on) as cause from dependants x group by x.job_id) x
+      where q.job_id = x.job_id
+      returning q.*, x.cause
+    ), ended as (
+      insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                            scheduled_at, created_at, started_at, ended_at, duration_ms,
+                            queue, dedupe_key, serial_key, attributes, worker_id)
+      select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
+             g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
+             p_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+      from gone g
+      returning job_id, serial_key
+    )
+    select array_agg(e.job_id), array_agg(e.serial_key) filter (where e.serial_key is not null)
+    into v_cancelled, v_keys from ended e;
+  end if;
+
+  -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
+  for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
+    perform pg_advisory_xact_lock(736038, hashtext(v_key));
+    update jobs.job_queue q set serial_wait = false
+    where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
+      and not exists (select 1 from jobs.job_queue x where x.serial_key = v_key and not x.serial_wait);
+  end loop;
+
+  if cardinality(v_cancelled) > 0 then
+    perform jobs.notify_ids('pgdrain_completed', v_cancelled);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now);
+  end if;
+end $$;
 
 --
 -- Name: backoff(integer); Type: FUNCTION; Schema: jobs; Owner: -
@@ -84,6 +190,59 @@ CREATE FUNCTION jobs.backoff(attempt integer) RETURNS interval
 $$;
 
 --
+-- Name: cancel(bigint, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cancel(job_id bigint, reason text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(cancel.now, pg_catalog.now());
+  v_lease timestamptz;
+  v_key text;
+begin
+  select q.lease_until into v_lease from jobs.job_queue q where q.job_id = cancel.job_id for update;
+  if not found then
+    return null;
+  end if;
+  if v_lease is not null then
+    update jobs.job_queue q
+    set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
+        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request'))
+    where q.job_id = cancel.job_id;
+    return 'cancelling';
+  end if;
+  with gone as (
+    delete from jobs.job_queue q where q.job_id = cancel.job_id returning q.*
+  )
+  insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                        scheduled_at, created_at, started_at, ended_at, duration_ms,
+                        queue, dedupe_key, serial_key, attributes, worker_id)
+  select g.job_id, g.task, g.body, 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
+         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
+         v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+  from gone g
+  returning serial_key into v_key;
+  delete from jobs.dependency d where d.job_id = cancel.job_id;
+  perform jobs.notify_ids('pgdrain_completed', array[cancel.job_id]);
+  perform jobs.after_end(null, array[cancel.job_id], array[v_key], v_now);
+  return 'cancelled';
+end $$;
+
+--
+-- Name: cancel_requested(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cancel_requested(job_ids bigint[]) RETURNS SETOF bigint
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select q.job_id from jobs.job_queue q
+  where q.job_id = any(cancel_requested.job_ids) and q.cancel_requested_at is not null
+$$;
+
+--
 -- Name: check_batch(integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -93,6 +252,48 @@ CREATE FUNCTION jobs.check_batch(p_n integer) RETURNS void
 begin
   if p_n is null or p_n < 1 or p_n > 10000 then
     perform jobs.raise_invalid('PD005', 'n', format('must be between 1 and 10000, got %s', coalesce(p_n::text, 'null')));
+  end if;
+end $$;
+
+--
+-- Name: check_key(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_key(p_value text, p_code text, p_field text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  if p_value is not null and (p_value = '' or length(p_value) > 500) then
+    perform jobs.raise_invalid(p_code, p_field, 'must be a non-empty text of at most 500 characters');
+  end if;
+end $$;
+
+--
+-- Name: check_name(text, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_name(p_value text, p_code text, p_field text, p_what text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+begin
+  if p_value is null or p_value = '' or length(p_value) > 200
+     or p_value !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' then
+    perform jobs.raise_invalid(p_code, p_field, format(
+      'must be a %s: dot-separated words of letters, digits, _ : or - (at most 200 characters), got %s',
+      p_what, coalesce(left(quote_literal(p_value), 80), 'null')));
+  end if;
+end $_$;
+
+--
+-- Name: check_object(jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_object(p_value jsonb, p_field text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  if p_value is not null and jsonb_typeof(p_value) <> 'object' then
+    perform jobs.raise_invalid('PD014', p_field, format('must be a JSON object, got %s', jsonb_typeof(p_value)));
   end if;
 end $$;
 
@@ -136,15 +337,19 @@ begin
 end $_$;
 
 --
--- Name: claim(integer, text, numeric, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: claim(integer, text, numeric, timestamp with time zone, text, jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.claim(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF jobs.claimed_job
-    LANGUAGE plpgsql
+CREATE FUNCTION jobs.claim(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text) RETURNS SETOF jobs.claimed_job
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_now timestamptz := coalesce(claim.now, pg_catalog.now());
+  v_queue text := coalesce(claim.queue, 'default');
+  v_paused boolean;
   v_like text;
+  v_ids bigint[];
 begin
   perform jobs.check_batch(claim.n);
   if claim.pattern is not null then
@@ -154,37 +359,68 @@ begin
     -- Only % is a wildcard; _ and \ match themselves.
     v_like := replace(replace(claim.pattern, '\', '\\'), '_', '\_');
   end if;
+  perform jobs.check_object(claim.filter, 'filter');
+  select q.paused into v_paused from jobs.queue q where q.name = v_queue;
+  if not found then
+    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
+  end if;
 
   -- Cheap when nothing expired: one probe of the partial lease index.
   perform jobs.expire(claim.n, v_now);
+  if v_paused then
+    return;
+  end if;
+
+  -- Two statements rather than one with "filter is null or …", so a
+  -- filtered claim can use the GIN index on attributes.
+  if claim.filter is null then
+    select array_agg(p.job_id) into v_ids from (
+      select q.job_id from jobs.job_queue q
+      where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= v_now
+        and (v_like is null or q.task like v_like)
+        and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit claim.n
+      for update skip locked) p;
+  else
+    select array_agg(p.job_id) into v_ids from (
+      select q.job_id from jobs.job_queue q
+      where q.attributes @> claim.filter
+        and q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= v_now
+        and (v_like is null or q.task like v_like)
+        and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit claim.n
+      for update skip locked) p;
+  end if;
+  if v_ids is null then
+    return;
+  end if;
 
   return query
-  with picked as (
-    select q.job_id from jobs.job_queue q
-    where q.lease_until is null
-      and q.scheduled_at <= v_now
-      and (v_like is null or q.task like v_like)
-      and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
-    order by q.priority desc, q.scheduled_at, q.job_id
-    limit claim.n
-    for update skip locked
+  with claimed as (
+    update jobs.job_queue q
+    set attempt = q.attempt + 1,
+        lease_until = v_now + make_interval(secs => q.timeout),
+        started_at = v_now,
+        worker_id = claim.worker_id
+    where q.job_id = any(v_ids)
+    returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.lease_until,
+              q.priority, q.scheduled_at, q.created_at, q.queue, q.attributes
   )
-  update jobs.job_queue q
-  set attempt = q.attempt + 1,
-      lease_until = v_now + make_interval(secs => q.timeout),
-      started_at = v_now
-  from picked p
-  where q.job_id = p.job_id
-  returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.lease_until,
-            q.priority, q.scheduled_at, q.created_at;
+  select * from claimed c order by c.priority desc, c.scheduled_at, c.job_id;
+  perform jobs.notify_ids('pgdrain_picked', v_ids);
 end $$;
 
 --
--- Name: claim_json(integer, text, numeric, timestamp with time zone, jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: claim_json(integer, text, numeric, timestamp with time zone, jsonb, text, jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, outcomes jsonb DEFAULT NULL::jsonb) RETURNS jsonb
-    LANGUAGE plpgsql
+CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, outcomes jsonb DEFAULT NULL::jsonb, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
@@ -196,23 +432,28 @@ begin
   if claim_json.outcomes is not null then
     v_settled := jobs.settle(claim_json.outcomes, v_now);
   end if;
+  if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then perform jobs.publish_due_schedules(v_now); end if; -- sql/0005: drain-run schedules, one index probe
 
   select coalesce(jsonb_agg(jsonb_build_object(
            'id', c.job_id::text, 'task', c.task, 'body', c.body, 'attempt', c.attempt,
            'maxRetries', c.max_retries, 'timeout', c.timeout, 'leaseUntil', c.lease_until,
-           'priority', c.priority, 'scheduledAt', c.scheduled_at, 'createdAt', c.created_at)),
+           'priority', c.priority, 'scheduledAt', c.scheduled_at, 'createdAt', c.created_at,
+           'queue', c.queue, 'attributes', c.attributes)),
          '[]'::jsonb), count(*)
   into v_jobs, v_count
-  from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now) c;
+  from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
+                  claim_json.queue, claim_json.filter, claim_json.worker_id) c;
 
   if v_count < claim_json.n and claim_json.max_timeout is not null then
     select count(*) into v_unfit from (
       select 1 from jobs.job_queue q
-      where q.lease_until is null
+      where q.queue = coalesce(claim_json.queue, 'default')
+        and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.scheduled_at <= v_now
         and q.timeout > claim_json.max_timeout
         and (claim_json.pattern is null
              or q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'))
+        and (claim_json.filter is null or q.attributes @> claim_json.filter)
       limit 10000
     ) s;
   end if;
@@ -220,27 +461,300 @@ begin
 end $$;
 
 --
--- Name: consume(integer, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: consume(integer, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.consume(n integer DEFAULT 1, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF jobs.claimed_job
-    LANGUAGE sql
+CREATE FUNCTION jobs.consume(n integer DEFAULT 1, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text) RETURNS SETOF jobs.claimed_job
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select * from jobs.claim(consume.n, null, null, consume.now)
+  select * from jobs.claim(consume.n, null, null, consume.now, consume.queue)
 $$;
 
 --
--- Name: consume_topic(text, integer, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: consume_topic(text, integer, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.consume_topic(pattern text, n integer DEFAULT 1, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF jobs.claimed_job
-    LANGUAGE plpgsql
+CREATE FUNCTION jobs.consume_topic(pattern text, n integer DEFAULT 1, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text) RETURNS SETOF jobs.claimed_job
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
   if consume_topic.pattern is null then
     perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
   end if;
-  return query select * from jobs.claim(consume_topic.n, consume_topic.pattern, null, consume_topic.now);
+  return query select * from jobs.claim(consume_topic.n, consume_topic.pattern, null, consume_topic.now,
+                                        consume_topic.queue);
+end $$;
+
+--
+-- Name: create_queue(text, integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT NULL::integer) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+begin
+  perform jobs.check_name(create_queue.name, 'PD009', 'queue', 'queue name');
+  if create_queue.max_size is not null and (create_queue.max_size < 1 or create_queue.max_size > 100000000) then
+    perform jobs.raise_invalid('PD015', 'max_size', format('must be between 1 and 100000000, or null for unbounded, got %s',
+                                                          create_queue.max_size));
+  end if;
+  insert into jobs.queue as q (name, max_size) values (create_queue.name, create_queue.max_size)
+  on conflict (name) do update set max_size = excluded.max_size;
+end $$;
+
+--
+-- Name: create_roles(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.create_roles(prefix text DEFAULT 'pgdrain'::text) RETURNS text[]
+    LANGUAGE plpgsql
+    AS $_$
+declare
+  v_roles text[];
+  v_role text;
+begin
+  if create_roles.prefix is null or create_roles.prefix !~ '^[a-z_][a-z0-9_]{0,40}$' then
+    perform jobs.raise_invalid('PD016', 'prefix', 'must be a lower-case identifier of at most 41 characters');
+  end if;
+  v_roles := array[create_roles.prefix || '_publisher', create_roles.prefix || '_worker', create_roles.prefix || '_admin'];
+  foreach v_role in array v_roles loop
+    if not exists (select 1 from pg_roles where rolname = v_role) then
+      execute format('create role %I nologin', v_role);
+    end if;
+    execute format('grant usage on schema jobs to %I', v_role);
+  end loop;
+  revoke execute on all functions in schema jobs from public;
+
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text) to %I, %I',
+                 v_roles[1], v_roles[2]);
+  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, jsonb, text, jsonb, text), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz), jobs.cancel_requested(bigint[]) to %I',
+                 v_roles[2]);
+  execute format('grant select on jobs.job to %I', v_roles[2]);
+
+  execute format('grant execute on all functions in schema jobs to %I', v_roles[3]);
+  execute format('grant select, insert, update, delete on all tables in schema jobs to %I', v_roles[3]);
+  return v_roles;
+end $_$;
+
+--
+-- Name: cron_next(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cron_next(cron text, after timestamp with time zone DEFAULT now()) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  v_next timestamptz := jobs.cron_spec_next(jobs.cron_parse(cron_next.cron), cron_next.after);
+begin
+  if v_next is null then
+    perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_next.cron)));
+  end if;
+  return v_next;
+end $$;
+
+--
+-- Name: cron_parse(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cron_parse(expr text) RETURNS jobs.cron_spec
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  v text := lower(btrim(cron_parse.expr));
+  f text[];
+  s jobs.cron_spec;
+begin
+  if v is null or v = '' or length(v) > 200 then
+    perform jobs.raise_invalid('PDC01', 'cron', 'must be a cron expression of at most 200 characters, such as ''*/5 * * * *''');
+  end if;
+  v := case v when '@yearly' then '0 0 1 1 *' when '@annually' then '0 0 1 1 *' when '@monthly' then '0 0 1 * *'
+              when '@weekly' then '0 0 * * 0' when '@daily' then '0 0 * * *' when '@midnight' then '0 0 * * *'
+              when '@hourly' then '0 * * * *' else v end;
+  f := regexp_split_to_array(v, '\s+');
+  if cardinality(f) <> 5 then
+    perform jobs.raise_invalid('PDC01', 'cron', format(
+      'must have 5 fields (minute hour day-of-month month day-of-week) or be @hourly, @daily, @weekly, @monthly or @yearly, got %s',
+      quote_literal(cron_parse.expr)));
+  end if;
+  s.minutes := jobs.cron_values(f[1], 'minute', 0, 59, null, 0, cron_parse.expr);
+  s.hours := jobs.cron_values(f[2], 'hour', 0, 23, null, 0, cron_parse.expr);
+  s.days := jobs.cron_values(f[3], 'day-of-month', 1, 31, null, 0, cron_parse.expr);
+  s.months := jobs.cron_values(f[4], 'month', 1, 12,
+    '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}', 1, cron_parse.expr);
+  s.weekdays := array(select distinct d % 7 from unnest(jobs.cron_values(f[5], 'day-of-week', 0, 7,
+    '{sun,mon,tue,wed,thu,fri,sat}', 0, cron_parse.expr)) d);
+  s.any_day := f[3] like '*%';
+  s.any_weekday := f[5] like '*%';
+  return s;
+end $$;
+
+--
+-- Name: cron_spec_next(jobs.cron_spec, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cron_spec_next(spec jobs.cron_spec, after timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  v_from timestamp := date_trunc('minute', cron_spec_next.after at time zone 'UTC') + interval '1 minute';
+  v_day date := v_from::date;
+  v_first boolean := true;  -- v_day is v_from's day: start at its hour and minute
+  v_dom boolean;
+  v_dow boolean;
+  v_hour integer;
+  v_minute integer;
+begin
+  for i in 1..6000 loop
+    if extract(month from v_day)::integer <> all(spec.months) then
+      v_day := (date_trunc('month', v_day) + interval '1 month')::date;
+      v_first := false;
+      continue;
+    end if;
+    v_dom := extract(day from v_day)::integer = any(spec.days);
+    v_dow := extract(dow from v_day)::integer = any(spec.weekdays);
+    if (case when spec.any_day or spec.any_weekday then v_dom and v_dow else v_dom or v_dow end) then
+      select min(h) into v_hour from unnest(spec.hours) h
+      where h >= case when v_first then extract(hour from v_from)::integer else 0 end;
+      while v_hour is not null loop
+        select min(m) into v_minute from unnest(spec.minutes) m
+        where m >= case when v_first and v_hour = extract(hour from v_from) then extract(minute from v_from)::integer else 0 end;
+        if v_minute is not null then
+          return (v_day + make_time(v_hour, v_minute, 0)) at time zone 'UTC';
+        end if;
+        select min(h) into v_hour from unnest(spec.hours) h where h > v_hour;
+      end loop;
+    end if;
+    v_day := v_day + 1;
+    v_first := false;
+  end loop;
+  return null;
+end $$;
+
+--
+-- Name: cron_values(text, text, integer, integer, text[], integer, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cron_values(p_text text, p_field text, p_lo integer, p_hi integer, p_names text[], p_first integer, p_expr text) RETURNS integer[]
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+declare
+  v_item text;
+  v_m text[];
+  v_lo integer;
+  v_hi integer;
+  v_step integer;
+  v_out integer[] := '{}';
+begin
+  foreach v_item in array string_to_array(p_text, ',') loop
+    v_m := regexp_match(v_item, '^(?:(\*)|([0-9]{1,4}|[a-z]{3})(?:-([0-9]{1,4}|[a-z]{3}))?)(?:/([0-9]{1,4}))?$');
+    if v_m is null then
+      perform jobs.raise_invalid('PDC01', 'cron', format(
+        '%s field %s must be *, a value, a range or a list, with an optional /step (in %s)',
+        p_field, quote_literal(v_item), quote_literal(p_expr)));
+    end if;
+    if v_m[1] is not null then
+      v_lo := p_lo;
+      v_hi := p_hi;
+    else
+      v_lo := case when v_m[2] ~ '^[0-9]' then v_m[2]::integer else array_position(p_names, v_m[2]) - 1 + p_first end;
+      v_hi := case when v_m[3] is null then v_lo
+                   when v_m[3] ~ '^[0-9]' then v_m[3]::integer else array_position(p_names, v_m[3]) - 1 + p_first end;
+      if v_lo is null or v_hi is null or v_lo < p_lo or v_hi > p_hi then
+        perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s is out of range %s-%s (in %s)',
+          p_field, quote_literal(v_item), p_lo, p_hi, quote_literal(p_expr)));
+      end if;
+      if v_lo > v_hi then
+        perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s is a range that goes down (in %s)',
+          p_field, quote_literal(v_item), quote_literal(p_expr)));
+      end if;
+      if v_m[4] is not null and v_m[3] is null then
+        perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s: a /step needs * or a range before it, as in */15 or 0-30/5 (in %s)',
+          p_field, quote_literal(v_item), quote_literal(p_expr)));
+      end if;
+    end if;
+    v_step := coalesce(v_m[4]::integer, 1);
+    if v_step < 1 or v_step > p_hi - p_lo + 1 then
+      perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s: the step must be between 1 and %s (in %s)',
+        p_field, quote_literal(v_item), p_hi - p_lo + 1, quote_literal(p_expr)));
+    end if;
+    v_out := v_out || array(select generate_series(v_lo, v_hi, v_step));
+  end loop;
+  return v_out;
+end $_$;
+
+--
+-- Name: drain_sql(integer, numeric, text, jsonb); Type: PROCEDURE; Schema: jobs; Owner: -
+--
+
+CREATE PROCEDURE jobs.drain_sql(IN batch integer DEFAULT 100, IN budget numeric DEFAULT 50, IN queue text DEFAULT NULL::text, INOUT report jsonb DEFAULT NULL::jsonb)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_deadline timestamptz;
+  v_left numeric;
+  v_job jobs.claimed_job;
+  v_result jsonb;
+  v_settled jsonb;
+  v_counts jsonb := '{"claimed": 0, "succeeded": 0, "failed": 0, "retried": 0, "stale": 0}';
+  v_stopped text := 'batch';
+begin
+  if drain_sql.batch is null or drain_sql.batch < 1 or drain_sql.batch > 10000 then
+    perform jobs.raise_invalid('PDC03', 'batch', format('must be between 1 and 10000, got %s', drain_sql.batch));
+  end if;
+  if drain_sql.budget is null or drain_sql.budget <= 0 or drain_sql.budget > 86400 then
+    perform jobs.raise_invalid('PDC03', 'budget', format('must be greater than 0 and at most 86400 seconds, got %s', drain_sql.budget));
+  end if;
+  v_deadline := clock_timestamp() + make_interval(secs => drain_sql.budget);
+  perform jobs.publish_due_schedules();
+  commit;
+
+  while (v_counts->>'claimed')::integer < drain_sql.batch loop
+    v_left := extract(epoch from v_deadline - clock_timestamp());
+    if v_left <= 0 then
+      v_stopped := 'deadline';
+      exit;
+    end if;
+    v_job := null;
+    select * into v_job from jobs.claim(1, 'sql:%', v_left, null, drain_sql.queue);
+    if v_job.job_id is null then
+      -- Like drain(): 'deadline' when due work is left because it cannot fit.
+      v_stopped := case when exists (
+        select 1 from jobs.job_queue q
+        where q.task like 'sql:%' and q.queue = coalesce(drain_sql.queue, 'default') and q.lease_until is null
+          and q.scheduled_at <= pg_catalog.now() and q.timeout > v_left) then 'deadline' else 'empty' end;
+      exit;
+    end if;
+    v_counts := jsonb_set(v_counts, '{claimed}', to_jsonb((v_counts->>'claimed')::integer + 1));
+    commit;
+
+    begin
+      execute jobs.sql_task_call(v_job.task) into v_result using v_job.body;
+      if clock_timestamp() > v_job.lease_until then
+        raise exception 'timed out: ran past its %-second lease', v_job.timeout using errcode = 'PDC98';
+      end if;
+      v_settled := jobs.settle(jsonb_build_array(jsonb_build_object('id', v_job.job_id, 'attempt', v_job.attempt,
+        'outcome', 'ack', 'result', v_result)));
+      if (v_settled->>'succeeded')::integer = 0 then
+        -- Another claim holds the job now: undo this run's work.
+        raise exception 'stale' using errcode = 'PDC99';
+      end if;
+    exception when others then
+      if sqlstate = 'PDC99' then
+        v_settled := '{"stale": 1}';
+      else
+        v_settled := jobs.settle(jsonb_build_array(jsonb_build_object('id', v_job.job_id, 'attempt', v_job.attempt,
+          'outcome', 'nack', 'error', format('%s (SQLSTATE %s)', sqlerrm, sqlstate))));
+      end if;
+    end;
+    select jsonb_object_agg(k, (v_counts->>k)::integer + coalesce((v_settled->>k)::integer, 0)) into v_counts
+    from jsonb_object_keys(v_counts) k;
+    commit;
+  end loop;
+  report := v_counts || jsonb_build_object('stoppedBy', v_stopped);
 end $$;
 
 --
@@ -248,11 +762,15 @@ end $$;
 --
 
 CREATE FUNCTION jobs.expire(n integer DEFAULT 1000, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_now timestamptz := coalesce(expire.now, pg_catalog.now());
   v_count integer;
+  v_ended bigint[];
+  v_keys text[];
+  v_deps boolean;
 begin
   with expired as (
     select q.job_id from jobs.job_queue q
@@ -262,42 +780,144 @@ begin
     for update skip locked
   ), spent as (
     delete from jobs.job_queue q using expired e
-    where q.job_id = e.job_id and q.attempt > q.max_retries
+    where q.job_id = e.job_id and (q.attempt > q.max_retries or q.cancel_requested_at is not null)
     returning q.*
   ), failed as (
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
-                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms)
-    select s.job_id, s.task, s.body, 'failure',
-           format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1),
+                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
+                          queue, dedupe_key, serial_key, attributes, worker_id)
+    select s.job_id, s.task, s.body,
+           case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
+           case when s.cancel_requested_at is null
+                then format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1)
+                else coalesce(s.cancel_reason, 'cancelled') end,
            s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at,
-           s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000
+           s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000,
+           s.queue, s.dedupe_key, s.serial_key, s.attributes, s.worker_id
     from spent s
-    returning 1
+    returning job_id, serial_key
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
         scheduled_at = q.lease_until,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
     from expired e
-    where q.job_id = e.job_id and q.attempt <= q.max_retries
+    where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null
     returning 1
   )
-  select (select count(*) from failed) + (select count(*) from retried) into v_count;
+  select (select count(*) from failed) + (select count(*) from retried),
+         (select array_agg(job_id) from failed),
+         (select array_agg(serial_key) from failed where serial_key is not null)
+  into v_count, v_ended, v_keys;
+  if v_ended is not null then
+    perform jobs.notify_ids('pgdrain_completed', v_ended);
+    v_deps := exists (select 1 from jobs.dependency);
+    if v_deps or v_keys is not null then
+      perform jobs.after_end(null, case when v_deps then v_ended end, v_keys, v_now);
+    end if;
+  end if;
   return v_count;
 end $$;
+
+--
+-- Name: has_pg_cron(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.has_pg_cron() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron')
+$$;
+
+--
+-- Name: lock_dependencies(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.lock_dependencies(p_depends_on bigint[]) RETURNS bigint[]
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_active bigint[];
+  v_bad record;
+begin
+  if cardinality(p_depends_on) > 1000 then
+    perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
+  end if;
+  select coalesce(array_agg(q.job_id), '{}') into v_active from (
+    select q.job_id from jobs.job_queue q where q.job_id = any(p_depends_on) order by q.job_id for key share
+  ) q;
+  select d.id, j.status into v_bad
+  from unnest(p_depends_on) d(id) left join jobs.job j on j.job_id = d.id
+  where d.id is null or (d.id <> all(v_active) and j.status is distinct from 'success')
+  limit 1;
+  if found then
+    perform jobs.raise_invalid('PD013', 'depends_on', case
+      when v_bad.id is null then 'must not contain null'
+      when v_bad.status is null then format('job %s does not exist', v_bad.id)
+      else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
+  end if;
+  return v_active;
+end $$;
+
+--
+-- Name: maintain(interval, boolean, integer, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.maintain(retention interval DEFAULT '7 days'::interval, archive boolean DEFAULT false, max_rows integer DEFAULT 100000, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+declare
+  v_now timestamptz := coalesce(maintain.now, pg_catalog.now());
+  v_expired integer;
+  v_ticks integer;
+  v_removed integer;
+  v_archived integer;
+begin
+  if maintain.retention is null or maintain.retention < interval '0' then
+    perform jobs.raise_invalid('PDC03', 'retention', 'must be an interval of 0 or more, such as ''7 days''');
+  end if;
+  if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
+  end if;
+  v_expired := jobs.expire(maintain.max_rows, v_now);
+  v_ticks := jobs.publish_due_schedules(v_now);
+
+  with old as (
+    select j.job_id from jobs.job j
+    where j.ended_at < v_now - maintain.retention
+    order by j.ended_at
+    limit maintain.max_rows
+    for update skip locked
+  ), gone as (
+    delete from jobs.job j using old where j.job_id = old.job_id returning j.*
+  ), kept as (
+    insert into jobs.job_archive select * from gone where maintain.archive returning 1
+  )
+  select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
+
+  if jobs.has_pg_cron() then
+    execute 'delete from cron.job_run_details d using cron.job j
+             where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1'
+      using v_now - maintain.retention;
+  end if;
+  return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
+                            'deleted', v_removed - v_archived, 'archived', v_archived);
+end $_$;
 
 --
 -- Name: nack(bigint[], text[], timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
 CREATE FUNCTION jobs.nack(job_ids bigint[], errors text[], schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v jsonb;
 begin
   v := jobs.settle(jobs.outcomes_for(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at), nack.now);
-  return (v->>'retried')::integer + (v->>'failed')::integer;
+  return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;
 
 --
@@ -305,7 +925,8 @@ end $$;
 --
 
 CREATE FUNCTION jobs.nack(job_id bigint, error text, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v jsonb;
@@ -314,7 +935,20 @@ begin
     perform jobs.raise_invalid('PD007', 'schedule_at', format('must not be in the past, got %s', nack.schedule_at));
   end if;
   v := jobs.settle(jobs.outcomes_for(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at), nack.now);
-  return (v->>'retried')::integer + (v->>'failed')::integer = 1;
+  return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
+end $$;
+
+--
+-- Name: notify_ids(text, bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.notify_ids(p_channel text, p_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform pg_notify(p_channel, string_agg(s.id::text, ','))
+  from (select id, (row_number() over () - 1) / 500 as chunk from unnest(p_ids) id) s
+  group by s.chunk;
 end $$;
 
 --
@@ -333,35 +967,122 @@ CREATE FUNCTION jobs.outcomes_for(job_ids bigint[], outcome text, results jsonb[
 $$;
 
 --
--- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: pause_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
-    LANGUAGE plpgsql
+CREATE FUNCTION jobs.pause_queue(name text) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+  with u as (update jobs.queue q set paused = true where q.name = pause_queue.name returning 1)
+  select exists (select 1 from u)
+$$;
+
+--
+-- Name: pg_cron_schedule(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.pg_cron_schedule(p_jobname text, p_cron text, p_command text) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $_$
+declare
+  v_id bigint;
+begin
+  execute 'select cron.schedule($1, $2, $3)' into v_id using p_jobname, p_cron, p_command;
+  return v_id;
+end $_$;
+
+--
+-- Name: pg_cron_unschedule(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.pg_cron_unschedule(p_jobname text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $_$
+declare
+  v_id bigint;
+begin
+  if not jobs.has_pg_cron() then
+    return false;
+  end if;
+  execute 'select jobid from cron.job where jobname = $1 and username = current_user' into v_id using p_jobname;
+  if v_id is null then
+    return false;
+  end if;
+  execute 'select cron.unschedule($1)' using v_id;
+  return true;
+end $_$;
+
+--
+-- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+#variable_conflict use_column
 declare
   v_now timestamptz := coalesce(publish.now, pg_catalog.now());
+  v_queue text := coalesce(publish.queue, 'default');
+  v_waiting bigint[];
+  v_serial_wait boolean := false;
   v_id bigint;
 begin
   perform jobs.check_task(publish.task);
   perform jobs.check_options(publish.timeout, publish.priority, publish.max_retries);
-  insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at)
-  values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
-          coalesce(publish.timeout, 60), coalesce(publish.priority, 0),
-          coalesce(publish.max_retries, 3), v_now)
-  returning job_id into v_id;
-  return v_id;
+  perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
+  perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
+  perform jobs.check_object(publish.attributes, 'attributes');
+
+  for i in 1..3 loop
+    if publish.dedupe_key is not null then
+      select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
+      if found then
+        return v_id;
+      end if;
+    end if;
+    perform jobs.admit(v_queue, 1);
+    if publish.depends_on is not null then
+      v_waiting := jobs.lock_dependencies(publish.depends_on);
+    end if;
+    if publish.serial_key is not null then
+      -- Taken also by jobs.after_end before it picks a key's next head.
+      perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+      v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
+    end if;
+
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
+                                queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes)
+    values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
+            coalesce(publish.timeout, 60), coalesce(publish.priority, 0),
+            coalesce(publish.max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
+            v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes)
+    on conflict (dedupe_key) where dedupe_key is not null do nothing
+    returning job_id into v_id;
+    -- null: a concurrent publish took the dedupe key first; loop to return its id.
+    if v_id is not null then
+      if cardinality(v_waiting) > 0 then
+        insert into jobs.dependency (depends_on, job_id) select d, v_id from unnest(v_waiting) d on conflict do nothing;
+      end if;
+      perform pg_notify('pgdrain_queued', v_queue);
+      return v_id;
+    end if;
+  end loop;
+  perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
 end $$;
 
 --
--- Name: publish_bulk(jobs.bulk_job[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_bulk(jobs.bulk_job[], timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_bulk(jobs jobs.bulk_job[], now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF bigint
-    LANGUAGE plpgsql
+CREATE FUNCTION jobs.publish_bulk(jobs jobs.bulk_job[], now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text) RETURNS SETOF bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 declare
   v_now timestamptz := coalesce(publish_bulk.now, pg_catalog.now());
+  v_queue text := coalesce(publish_bulk.queue, 'default');
   v_bad record;
 begin
   select j.ord, j.task, j.timeout, j.priority, j.max_retries into v_bad
@@ -375,15 +1096,57 @@ begin
     perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
     perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
   end if;
+  perform jobs.admit(v_queue, coalesce(cardinality(publish_bulk.jobs), 0));
+  perform pg_notify('pgdrain_queued', v_queue);
 
   return query
-  insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at)
+  insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
   select j.task, j.body, coalesce(j.scheduled_at, v_now), coalesce(j.timeout, 60),
-         coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now
+         coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now, v_queue
   from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
   order by j.ord
   returning job_id;
 end $_$;
+
+--
+-- Name: publish_due_schedules(timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.publish_due_schedules(now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(publish_due_schedules.now, pg_catalog.now());
+  r jobs.recurring;
+  v_id bigint;
+  v_count integer := 0;
+begin
+  for r in
+    select * from jobs.recurring s
+    where s.runner = 'drains' and s.next_run_at <= v_now
+    order by s.next_run_at
+    for update skip locked
+  loop
+    begin
+      v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
+                           priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue);
+      update jobs.recurring s
+      set next_run_at = jobs.cron_next(r.cron, v_now), last_run_at = r.next_run_at, last_job_id = v_id,
+          last_error = null
+      where s.name = r.name;
+      v_count := v_count + 1;
+    exception when others then
+      -- A schedule that cannot publish (its queue was dropped, it is full)
+      -- must not stop the claim that called us: record why, try next minute.
+      update jobs.recurring s
+      set next_run_at = date_trunc('minute', v_now) + interval '1 minute',
+          last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
+      where s.name = r.name;
+    end;
+  end loop;
+  return v_count;
+end $$;
 
 --
 -- Name: raise_invalid(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
@@ -397,26 +1160,271 @@ begin
 end $$;
 
 --
+-- Name: redrive(bigint[], text, text, timestamp with time zone, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.redrive(job_ids bigint[] DEFAULT NULL::bigint[], task text DEFAULT NULL::text, queue text DEFAULT NULL::text, ended_after timestamp with time zone DEFAULT NULL::timestamp with time zone, error_like text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
+  v_count integer;
+begin
+  with picked as (
+    select j.* from jobs.job j
+    where j.status = 'failure'
+      and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
+      and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
+      and (redrive.queue is null or j.queue = redrive.queue)
+      and (redrive.ended_after is null or j.ended_at > redrive.ended_after)
+      and (redrive.error_like is null or j.error like redrive.error_like)
+      and exists (select 1 from jobs.queue x where x.name = j.queue)
+    for update of j skip locked
+  ), back as (
+    insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
+                                created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
+    overriding system value
+    select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
+           p.queue, p.dedupe_key, p.serial_key,
+           -- A serial key runs one at a time: wait if the key is active, or behind an earlier redriven job.
+           p.serial_key is not null and (
+             exists (select 1 from jobs.job_queue x where x.serial_key = p.serial_key)
+             or exists (select 1 from picked y where y.serial_key = p.serial_key and y.job_id < p.job_id)),
+           p.attributes
+    from picked p
+    on conflict do nothing
+    returning job_id
+  ), gone as (
+    delete from jobs.job j using back b where j.job_id = b.job_id returning 1
+  )
+  select count(*) into v_count from gone;
+  if v_count > 0 then
+    perform pg_notify('pgdrain_queued', coalesce(redrive.queue, '*'));
+  end if;
+  return v_count;
+end $$;
+
+--
 -- Name: release(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
 CREATE FUNCTION jobs.release(job_ids bigint[]) RETURNS integer
-    LANGUAGE sql
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
   select (jobs.settle(jobs.outcomes_for(release.job_ids, 'release', null, null, null))->>'released')::integer
 $$;
+
+--
+-- Name: require_extension(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.require_extension(p_extension text, p_for text, p_else text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  raise exception '% is not installed in this database: % needs it (%)', p_extension, p_for, p_else
+    using errcode = '0A000';
+end $$;
+
+--
+-- Name: resume_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.resume_queue(name text) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  with u as (update jobs.queue q set paused = false where q.name = resume_queue.name returning 1)
+  select exists (select 1 from u)
+$$;
+
+--
+-- Name: run_http_drain(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.run_http_drain(name text DEFAULT 'default'::text) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+declare
+  r jobs.http_drain;
+  v_id bigint;
+begin
+  select * into r from jobs.http_drain h where h.name = run_http_drain.name;
+  if not found then
+    perform jobs.raise_invalid('PDC02', 'name', format('no HTTP drain named %s', quote_literal(run_http_drain.name)));
+  end if;
+  execute 'select net.http_post(url := $1, body := $2, headers := $3, timeout_milliseconds := $4)'
+    into v_id
+    using r.url, r.body,
+          jsonb_build_object('Content-Type', 'application/json')
+            || case when r.token is null then '{}'::jsonb else jsonb_build_object('Authorization', 'Bearer ' || r.token) end,
+          r.timeout_ms;
+  return v_id;
+end $_$;
+
+--
+-- Name: run_schedule(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.run_schedule(name text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(run_schedule.now, pg_catalog.now());
+  r jobs.recurring;
+  v_id bigint;
+begin
+  select * into r from jobs.recurring s where s.name = run_schedule.name;
+  if not found then
+    perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
+  end if;
+  v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
+                       max_retries => r.max_retries, now => v_now, queue => r.queue);
+  update jobs.recurring s set last_run_at = v_now, last_job_id = v_id, last_error = null
+  where s.name = r.name;
+  return v_id;
+end $$;
+
+--
+-- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+declare
+  v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
+  v_next timestamptz;
+  v_runner text;
+  v_old text;
+begin
+  if schedule.name is null or schedule.name !~ '^[A-Za-z0-9_.:-]{1,100}$' then
+    perform jobs.raise_invalid('PDC02', 'name', format(
+      'must be 1 to 100 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
+  end if;
+  v_next := jobs.cron_next(schedule.cron, v_now);
+  perform jobs.check_task(schedule.task);
+  perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
+  if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
+    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
+  end if;
+  if schedule.runner is not null and schedule.runner not in ('pg_cron', 'drains') then
+    perform jobs.raise_invalid('PDC03', 'runner', format('must be pg_cron, drains or null (pick), got %s', quote_literal(schedule.runner)));
+  end if;
+  v_runner := coalesce(schedule.runner, case when jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
+  if v_runner = 'pg_cron' and not jobs.has_pg_cron() then
+    perform jobs.require_extension('pg_cron', 'runner => ''pg_cron''',
+      'CREATE EXTENSION pg_cron in the database named by cron.database_name, or use runner => ''drains''');
+  end if;
+
+  select r.runner into v_old from jobs.recurring r where r.name = schedule.name for update;
+  insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
+                                   next_run_at, created_at, updated_at)
+  values (schedule.name, schedule.cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
+          schedule.max_retries, schedule.queue, v_runner,
+          case when v_runner = 'drains' then v_next end, v_now, v_now)
+  on conflict on constraint recurring_pkey do update
+  set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
+      priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
+      runner = excluded.runner, updated_at = excluded.updated_at, last_error = null,
+      next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron then r.next_run_at
+                         else excluded.next_run_at end;
+
+  if v_runner = 'pg_cron' then
+    perform jobs.pg_cron_schedule('pgdrain:schedule:' || schedule.name, schedule.cron,
+                                  format('select jobs.run_schedule(%L)', schedule.name));
+  elsif v_old = 'pg_cron' then
+    perform jobs.pg_cron_unschedule('pgdrain:schedule:' || schedule.name);
+  end if;
+  return v_runner;
+end $_$;
+
+--
+-- Name: schedule_http_drain(text, text, text, text, jsonb, integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.schedule_http_drain(url text, token text, cron text DEFAULT '* * * * *'::text, name text DEFAULT 'default'::text, body jsonb DEFAULT '{}'::jsonb, timeout_ms integer DEFAULT 60000) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+begin
+  if to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)') is null then
+    perform jobs.require_extension('pg_net', 'jobs.schedule_http_drain',
+      'CREATE EXTENSION pg_net; or have a platform cron, a Kubernetes CronJob or a Cloudflare cron trigger call the endpoint');
+  end if;
+  if schedule_http_drain.url is null or schedule_http_drain.url !~ '^https?://[^\s]+$' then
+    perform jobs.raise_invalid('PDC03', 'url', format('must be an http:// or https:// URL, got %s',
+      coalesce(left(quote_literal(schedule_http_drain.url), 80), 'null')));
+  end if;
+  if schedule_http_drain.name is null or schedule_http_drain.name !~ '^[A-Za-z0-9_.:-]{1,100}$' then
+    perform jobs.raise_invalid('PDC02', 'name', 'must be 1 to 100 letters, digits, _ . : or -');
+  end if;
+  if schedule_http_drain.body is null or jsonb_typeof(schedule_http_drain.body) <> 'object' then
+    perform jobs.raise_invalid('PDC03', 'body', 'must be a JSON object');
+  end if;
+  if schedule_http_drain.timeout_ms is null or schedule_http_drain.timeout_ms < 1 or schedule_http_drain.timeout_ms > 900000 then
+    perform jobs.raise_invalid('PDC03', 'timeout_ms', 'must be between 1 and 900000');
+  end if;
+  perform jobs.cron_next(schedule_http_drain.cron);
+  if not jobs.has_pg_cron() then
+    perform jobs.require_extension('pg_cron', 'jobs.schedule_http_drain',
+      'CREATE EXTENSION pg_cron in the database named by cron.database_name');
+  end if;
+  insert into jobs.http_drain as h (name, url, token, body, timeout_ms)
+  values (schedule_http_drain.name, schedule_http_drain.url, schedule_http_drain.token,
+          schedule_http_drain.body, schedule_http_drain.timeout_ms)
+  on conflict on constraint http_drain_pkey do update
+  set url = excluded.url, token = excluded.token, body = excluded.body, timeout_ms = excluded.timeout_ms;
+  return jobs.pg_cron_schedule('pgdrain:http:' || schedule_http_drain.name, schedule_http_drain.cron,
+                               format('select jobs.run_http_drain(%L)', schedule_http_drain.name));
+end $_$;
+
+--
+-- Name: schedule_maintenance(text, interval, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.schedule_maintenance(cron text DEFAULT '* * * * *'::text, retention interval DEFAULT '7 days'::interval, archive boolean DEFAULT false) RETURNS bigint[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  perform jobs.cron_next(schedule_maintenance.cron);
+  if schedule_maintenance.retention is null or schedule_maintenance.retention < interval '0' then
+    perform jobs.raise_invalid('PDC03', 'retention', 'must be an interval of 0 or more, such as ''7 days''');
+  end if;
+  if not jobs.has_pg_cron() then
+    perform jobs.require_extension('pg_cron', 'jobs.schedule_maintenance',
+      'without it, call select jobs.maintain() from any scheduler; drains expire leases on their own');
+  end if;
+  return array[
+    jobs.pg_cron_schedule('pgdrain:maintain', schedule_maintenance.cron,
+      format('select jobs.maintain(%L::interval, %s)', schedule_maintenance.retention,
+             case when schedule_maintenance.archive then 'true' else 'false' end)),
+    jobs.pg_cron_schedule('pgdrain:vacuum', '*/10 * * * *', 'vacuum (analyze) jobs.job_queue')];
+end $$;
 
 --
 -- Name: settle(jsonb, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
 CREATE FUNCTION jobs.settle(outcomes jsonb, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_now timestamptz := coalesce(settle.now, pg_catalog.now());
   v_bad text;
   v_result jsonb;
+  v_deps boolean;
+  v_ended bigint[];
+  v_ok bigint[];
+  v_bad_ids bigint[];
+  v_keys text[];
 begin
   if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
     perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
@@ -431,24 +1439,35 @@ begin
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
   end if;
 
+  v_deps := exists (select 1 from jobs.dependency);
   with o as materialized (
     select * from jsonb_to_recordset(settle.outcomes)
       as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision)
   ), ending as (
     delete from jobs.job_queue q using o
     where q.job_id = o.id and q.attempt = o.attempt
-      and (o.outcome in ('ack', 'fail') or (o.outcome = 'nack' and q.attempt > q.max_retries))
+      and (o.outcome in ('ack', 'fail') or (o.outcome = 'nack' and q.attempt > q.max_retries)
+           or (q.cancel_requested_at is not null and o.outcome = 'nack')
+           or (q.cancel_requested_at is not null and o.outcome = 'release' and q.lease_until is not null))
     returning q.*, o.outcome, o.result, o.error, o.ms
   ), ended as (
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
-                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms)
+                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
+                          queue, dedupe_key, serial_key, attributes, worker_id)
     select e.job_id, e.task, e.body,
-           case when e.outcome = 'ack' then 'success' else 'failure' end,
-           e.result, e.error, e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
+           case when e.outcome = 'ack' then 'success'
+                when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
+           e.result,
+           case when e.outcome = 'ack' then e.last_error
+                when e.cancel_requested_at is not null then coalesce(e.cancel_reason, 'cancelled')
+                     || coalesce(E'\n' || e.error, '')
+                else e.error end,
+           e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
            e.created_at, e.started_at, v_now,
-           coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000)
+           coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
+           e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id
     from ending e
-    returning status
+    returning job_id, status, serial_key
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
@@ -456,23 +1475,120 @@ begin
         last_error = o.error
     from o
     where q.job_id = o.id and q.attempt = o.attempt and o.outcome = 'nack' and q.attempt <= q.max_retries
+      and q.cancel_requested_at is null
     returning 1
   ), released as (
     update jobs.job_queue q
     set lease_until = null, attempt = q.attempt - 1, started_at = null
     from o
     where q.job_id = o.id and q.attempt = o.attempt and o.outcome = 'release' and q.lease_until is not null
+      and q.cancel_requested_at is null
     returning 1
+  ), counts as (
+    select count(*) filter (where status = 'success') as succeeded,
+           count(*) filter (where status = 'failure') as failed,
+           count(*) filter (where status = 'cancelled') as cancelled,
+           array_agg(job_id) as ids,
+           array_agg(job_id) filter (where v_deps and status = 'success') as ok_ids,
+           array_agg(job_id) filter (where v_deps and status <> 'success') as bad_ids,
+           array_agg(serial_key) filter (where serial_key is not null) as keys
+    from ended
   )
   select jsonb_build_object(
-    'succeeded', (select count(*) from ended where status = 'success'),
-    'failed',    (select count(*) from ended where status = 'failure'),
+    'succeeded', c.succeeded,
+    'failed',    c.failed,
+    'cancelled', c.cancelled,
     'retried',   (select count(*) from retried),
     'released',  (select count(*) from released),
-    'stale',     (select count(*) from o) - (select count(*) from ended)
-                 - (select count(*) from retried) - (select count(*) from released))
-  into v_result;
+    'stale',     (select count(*) from o) - c.succeeded - c.failed - c.cancelled
+                 - (select count(*) from retried) - (select count(*) from released)),
+    c.ids, c.ok_ids, c.bad_ids, c.keys
+  into v_result, v_ended, v_ok, v_bad_ids, v_keys
+  from counts c;
+  if v_ended is not null then
+    perform jobs.notify_ids('pgdrain_completed', v_ended);
+    if v_ok is not null or v_bad_ids is not null or v_keys is not null then
+      perform jobs.after_end(v_ok, v_bad_ids, v_keys, v_now);
+    end if;
+  end if;
   return v_result;
+end $$;
+
+--
+-- Name: sql_task_call(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.sql_task_call(p_task text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $_$
+declare
+  v_name text := substr(p_task, 5);
+  v_fn regprocedure;
+  v_schema name;
+  v_proc name;
+  v_void boolean;
+begin
+  if p_task not like 'sql:%' or v_name !~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$' then
+    raise exception 'task %: an SQL task is named sql:<schema>.<function>', p_task using errcode = '42883';
+  end if;
+  v_fn := to_regprocedure(v_name || '(jsonb)');
+  select n.nspname, p.proname, p.prorettype = 'void'::regtype into v_schema, v_proc, v_void
+  from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+  where p.oid = v_fn and p.prokind = 'f';
+  if not found then
+    raise exception 'task %: no function %(jsonb) to run it', p_task, v_name using errcode = '42883';
+  end if;
+  if v_schema in ('pg_catalog', 'information_schema', 'jobs', 'cron', 'net') or v_schema like 'pg\_%' then
+    raise exception 'task %: functions in schema % cannot be task handlers', p_task, v_schema using errcode = '42501';
+  end if;
+  return format(case when v_void then 'select null::jsonb from (select %I.%I($1)) s' else 'select to_jsonb(%I.%I($1))' end,
+                v_schema, v_proc);
+end $_$;
+
+--
+-- Name: state_of(timestamp with time zone, timestamp with time zone, integer, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.state_of(lease_until timestamp with time zone, scheduled_at timestamp with time zone, waiting_deps integer, serial_wait boolean) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+  select case when lease_until is not null and lease_until > now() then 'running'
+              when lease_until is not null then 'expired'
+              when waiting_deps > 0 or serial_wait then 'blocked'
+              when scheduled_at > now() then 'scheduled'
+              else 'pending' end
+$$;
+
+--
+-- Name: unschedule(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.unschedule(name text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_found boolean;
+begin
+  delete from jobs.recurring r where r.name = unschedule.name;
+  v_found := found;
+  return jobs.pg_cron_unschedule('pgdrain:schedule:' || unschedule.name) or v_found;
+end $$;
+
+--
+-- Name: unschedule_http_drain(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.unschedule_http_drain(name text DEFAULT 'default'::text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_found boolean;
+begin
+  delete from jobs.http_drain h where h.name = unschedule_http_drain.name;
+  v_found := found;
+  return jobs.pg_cron_unschedule('pgdrain:http:' || unschedule_http_drain.name) or v_found;
 end $$;
 
 SET default_tablespace = '';
@@ -499,7 +1615,12 @@ CREATE TABLE jobs.job (
     started_at timestamp with time zone,
     ended_at timestamp with time zone NOT NULL,
     duration_ms double precision,
-    CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text])))
+    queue text DEFAULT 'default'::text NOT NULL,
+    dedupe_key text,
+    serial_key text,
+    attributes jsonb,
+    worker_id text,
+    CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
 );
 
 --
@@ -518,7 +1639,16 @@ CREATE TABLE jobs.job_queue (
     lease_until timestamp with time zone,
     started_at timestamp with time zone,
     created_at timestamp with time zone NOT NULL,
-    last_error text
+    last_error text,
+    queue text DEFAULT 'default'::text NOT NULL,
+    dedupe_key text,
+    serial_key text,
+    serial_wait boolean DEFAULT false NOT NULL,
+    waiting_deps integer DEFAULT 0 NOT NULL,
+    attributes jsonb,
+    worker_id text,
+    cancel_requested_at timestamp with time zone,
+    cancel_reason text
 );
 
 --
@@ -529,12 +1659,7 @@ CREATE VIEW jobs."all" AS
  SELECT q.job_id,
     q.task,
     q.body,
-        CASE
-            WHEN ((q.lease_until IS NULL) AND (q.scheduled_at > now())) THEN 'scheduled'::text
-            WHEN (q.lease_until IS NULL) THEN 'pending'::text
-            WHEN (q.lease_until > now()) THEN 'running'::text
-            ELSE 'expired'::text
-        END AS state,
+    jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) AS state,
     NULL::jsonb AS result,
     q.last_error AS error,
     q.attempt AS attempts,
@@ -546,7 +1671,12 @@ CREATE VIEW jobs."all" AS
     q.started_at,
     q.lease_until,
     NULL::timestamp with time zone AS ended_at,
-    NULL::double precision AS duration_ms
+    NULL::double precision AS duration_ms,
+    q.queue,
+    q.dedupe_key,
+    q.serial_key,
+    q.attributes,
+    q.worker_id
    FROM jobs.job_queue q
 UNION ALL
  SELECT j.job_id,
@@ -564,8 +1694,41 @@ UNION ALL
     j.started_at,
     NULL::timestamp with time zone AS lease_until,
     j.ended_at,
-    j.duration_ms
+    j.duration_ms,
+    j.queue,
+    j.dedupe_key,
+    j.serial_key,
+    j.attributes,
+    j.worker_id
    FROM jobs.job j;
+
+--
+-- Name: dead_letters; Type: VIEW; Schema: jobs; Owner: -
+--
+
+CREATE VIEW jobs.dead_letters AS
+ SELECT j.job_id,
+    j.task,
+    j.body,
+    j.error,
+    j.attempts,
+    j.max_retries,
+    j.queue,
+    j.attributes,
+    j.created_at,
+    j.ended_at,
+    j.worker_id
+   FROM jobs.job j
+  WHERE (j.status = 'failure'::text);
+
+--
+-- Name: dependency; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.dependency (
+    depends_on bigint NOT NULL,
+    job_id bigint NOT NULL
+);
 
 --
 -- Name: expired; Type: VIEW; Schema: jobs; Owner: -
@@ -580,9 +1743,51 @@ CREATE VIEW jobs.expired AS
     q.timeout,
     q.started_at,
     q.lease_until,
-    (now() - q.lease_until) AS overdue
+    (now() - q.lease_until) AS overdue,
+    q.queue,
+    q.worker_id
    FROM jobs.job_queue q
   WHERE (q.lease_until <= now());
+
+--
+-- Name: http_drain; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.http_drain (
+    name text NOT NULL,
+    url text NOT NULL,
+    token text,
+    body jsonb NOT NULL,
+    timeout_ms integer NOT NULL
+);
+
+--
+-- Name: job_archive; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.job_archive (
+    job_id bigint NOT NULL,
+    task text NOT NULL,
+    body jsonb,
+    status text NOT NULL,
+    result jsonb,
+    error text,
+    attempts integer NOT NULL,
+    priority integer NOT NULL,
+    max_retries integer NOT NULL,
+    timeout numeric NOT NULL,
+    scheduled_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    started_at timestamp with time zone,
+    ended_at timestamp with time zone NOT NULL,
+    duration_ms double precision,
+    queue text DEFAULT 'default'::text NOT NULL,
+    dedupe_key text,
+    serial_key text,
+    attributes jsonb,
+    worker_id text,
+    CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
+);
 
 --
 -- Name: job_queue_job_id_seq; Type: SEQUENCE; Schema: jobs; Owner: -
@@ -608,6 +1813,41 @@ CREATE TABLE jobs.migration (
 );
 
 --
+-- Name: queue; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.queue (
+    name text NOT NULL,
+    max_size integer,
+    paused boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
+-- Name: recurring; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.recurring (
+    name text NOT NULL,
+    cron text NOT NULL,
+    task text NOT NULL,
+    body jsonb,
+    timeout numeric,
+    priority integer,
+    max_retries integer,
+    queue text,
+    runner text NOT NULL,
+    next_run_at timestamp with time zone,
+    last_run_at timestamp with time zone,
+    last_job_id bigint,
+    last_error text,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT recurring_check CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
+    CONSTRAINT recurring_runner_check CHECK ((runner = ANY (ARRAY['pg_cron'::text, 'drains'::text])))
+);
+
+--
 -- Name: running; Type: VIEW; Schema: jobs; Owner: -
 --
 
@@ -620,9 +1860,38 @@ CREATE VIEW jobs.running AS
     q.timeout,
     q.started_at,
     q.lease_until,
-    (q.lease_until - now()) AS time_left
+    (q.lease_until - now()) AS time_left,
+    q.queue,
+    q.worker_id,
+    q.cancel_requested_at
    FROM jobs.job_queue q
   WHERE (q.lease_until > now());
+
+--
+-- Name: schedules; Type: VIEW; Schema: jobs; Owner: -
+--
+
+CREATE VIEW jobs.schedules AS
+ SELECT r.name,
+    r.cron,
+    r.task,
+    r.body,
+    r.timeout,
+    r.priority,
+    r.max_retries,
+    r.queue,
+    r.runner,
+        CASE
+            WHEN (r.runner = 'pg_cron'::text) THEN ('pgdrain:schedule:'::text || r.name)
+            ELSE NULL::text
+        END AS pg_cron_job,
+    COALESCE(r.next_run_at, jobs.cron_next(r.cron, now())) AS next_run_at,
+    r.last_run_at,
+    r.last_job_id,
+    r.last_error,
+    r.created_at,
+    r.updated_at
+   FROM jobs.recurring r;
 
 --
 -- Name: stats; Type: VIEW; Schema: jobs; Owner: -
@@ -632,22 +1901,41 @@ CREATE VIEW jobs.stats AS
  SELECT s.task,
     s.state,
     count(*) AS jobs,
-    max((now() - s.scheduled_at)) FILTER (WHERE ((s.state = 'pending'::text) AND (s.scheduled_at <= now()))) AS oldest_due
+    max((now() - s.scheduled_at)) FILTER (WHERE ((s.state = 'pending'::text) AND (s.scheduled_at <= now()))) AS oldest_due,
+    s.queue
    FROM ( SELECT q.task,
             q.scheduled_at,
-                CASE
-                    WHEN ((q.lease_until IS NULL) AND (q.scheduled_at > now())) THEN 'scheduled'::text
-                    WHEN (q.lease_until IS NULL) THEN 'pending'::text
-                    WHEN (q.lease_until > now()) THEN 'running'::text
-                    ELSE 'expired'::text
-                END AS state
+            q.queue,
+            jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) AS state
            FROM jobs.job_queue q
         UNION ALL
          SELECT j.task,
             j.scheduled_at,
+            j.queue,
             j.status
            FROM jobs.job j) s
-  GROUP BY s.task, s.state;
+  GROUP BY s.queue, s.task, s.state;
+
+--
+-- Name: dependency dependency_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.dependency
+    ADD CONSTRAINT dependency_pkey PRIMARY KEY (depends_on, job_id);
+
+--
+-- Name: http_drain http_drain_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.http_drain
+    ADD CONSTRAINT http_drain_pkey PRIMARY KEY (name);
+
+--
+-- Name: job_archive job_archive_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.job_archive
+    ADD CONSTRAINT job_archive_pkey PRIMARY KEY (job_id);
 
 --
 -- Name: job job_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
@@ -671,10 +1959,60 @@ ALTER TABLE ONLY jobs.migration
     ADD CONSTRAINT migration_pkey PRIMARY KEY (version);
 
 --
+-- Name: queue queue_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.queue
+    ADD CONSTRAINT queue_pkey PRIMARY KEY (name);
+
+--
+-- Name: recurring recurring_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.recurring
+    ADD CONSTRAINT recurring_pkey PRIMARY KEY (name);
+
+--
+-- Name: job_archive_ended_at_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX job_archive_ended_at_idx ON jobs.job_archive USING btree (ended_at);
+
+--
+-- Name: job_archive_ended_at_idx1; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX job_archive_ended_at_idx1 ON jobs.job_archive USING btree (ended_at) WHERE (status = 'failure'::text);
+
+--
+-- Name: job_archive_task_ended_at_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX job_archive_task_ended_at_idx ON jobs.job_archive USING btree (task, ended_at);
+
+--
 -- Name: job_ended_idx; Type: INDEX; Schema: jobs; Owner: -
 --
 
 CREATE INDEX job_ended_idx ON jobs.job USING btree (ended_at);
+
+--
+-- Name: job_failure_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX job_failure_idx ON jobs.job USING btree (ended_at) WHERE (status = 'failure'::text);
+
+--
+-- Name: job_queue_attributes_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX job_queue_attributes_idx ON jobs.job_queue USING gin (attributes jsonb_path_ops) WHERE (attributes IS NOT NULL);
+
+--
+-- Name: job_queue_dedupe_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE UNIQUE INDEX job_queue_dedupe_idx ON jobs.job_queue USING btree (dedupe_key) WHERE (dedupe_key IS NOT NULL);
 
 --
 -- Name: job_queue_lease_idx; Type: INDEX; Schema: jobs; Owner: -
@@ -686,13 +2024,25 @@ CREATE INDEX job_queue_lease_idx ON jobs.job_queue USING btree (lease_until) WHE
 -- Name: job_queue_pending_idx; Type: INDEX; Schema: jobs; Owner: -
 --
 
-CREATE INDEX job_queue_pending_idx ON jobs.job_queue USING btree (priority DESC, scheduled_at, job_id) WHERE (lease_until IS NULL);
+CREATE INDEX job_queue_pending_idx ON jobs.job_queue USING btree (queue, priority DESC, scheduled_at, job_id) WHERE ((lease_until IS NULL) AND (waiting_deps = 0) AND (NOT serial_wait));
+
+--
+-- Name: job_queue_serial_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX job_queue_serial_idx ON jobs.job_queue USING btree (serial_key, job_id) WHERE (serial_key IS NOT NULL);
 
 --
 -- Name: job_task_idx; Type: INDEX; Schema: jobs; Owner: -
 --
 
 CREATE INDEX job_task_idx ON jobs.job USING btree (task, ended_at);
+
+--
+-- Name: recurring_due_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX recurring_due_idx ON jobs.recurring USING btree (next_run_at) WHERE (runner = 'drains'::text);
 
 --
 -- PostgreSQL database dump complete

@@ -1,4 +1,6 @@
-import type { Queryable } from './db/driver.js';
+import { watchCancels } from './cancel-watch.js';
+import type { Driver, Queryable } from './db/driver.js';
+import { isTransactional, runTransactional } from './define-task.js';
 import { translateError } from './errors.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { Settler, type Outcome, type SettleCounts } from './settler.js';
@@ -7,7 +9,8 @@ import type { DrainReport, FailedJob, Job, JobContext, PublishOptions, StoppedBy
 
 /** What drain() needs from its queue. */
 export interface DrainDeps {
-  db: Queryable;
+  /** A Driver (with transaction) is needed only by transactional tasks. */
+  db: Queryable | Driver;
   tasks: TaskMap;
   publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
   defaults?: DrainOptions;
@@ -17,6 +20,8 @@ export interface DrainDeps {
 export const DEFAULT_SETTLE_MARGIN_MS = 500;
 /** How long an outcome may wait for the next claim before it is settled on its own. */
 export const DEFAULT_FLUSH_INTERVAL_MS = 50;
+/** How often running jobs older than this are checked for a cancel request. */
+export const DEFAULT_CANCEL_CHECK_MS = 2000;
 
 interface ClaimedRow extends Omit<Job, 'leaseUntil' | 'scheduledAt' | 'createdAt' | 'timeout'> {
   timeout: number | string;
@@ -33,8 +38,10 @@ interface ClaimResult {
 
 interface Running {
   job: Job;
+  startedAt: number;
   controller: AbortController;
-  finish(outcome: Outcome): void;
+  /** null: already settled in the handler's own transaction. */
+  finish(outcome: Outcome | null): void;
 }
 
 /**
@@ -48,9 +55,13 @@ interface Running {
  *   nacked as timed out without waiting for the handler.
  * - On options.signal it stops claiming, lets running handlers go on for
  *   graceMs (default: until their timeout), then aborts and releases the rest
- *   without spending their attempt.
+ *   without spending their attempt; on options.hardSignal it does so at once.
  * - It returns by the deadline plus the time of its last settle statement
  *   (bounded by settleMarginMs on a healthy database).
+ * - It consumes options.queue (default 'default'), only jobs whose attributes
+ *   contain options.filter when given, and records options.workerId on them.
+ * - Jobs cancelled while they run (jobs.cancel) get their signal aborted,
+ *   best effort, within about 2 × cancelCheckMs.
  */
 export async function drain(deps: DrainDeps, batchSize: number, deadline: Date | number,
                             options: DrainOptions = {}): Promise<DrainReport> {
@@ -62,6 +73,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
 
   const settler = new Settler(deps.db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
+  const workerId = opts.workerId ?? `drain-${globalThis.crypto.randomUUID()}`;
+  const filter = opts.filter === undefined ? null : JSON.stringify(opts.filter);
   const running = new Map<string, Running>();
   const failures: FailedJob[] = [];
   let claimed = 0;
@@ -78,10 +91,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   };
   const onSignal = () => stop('signal');
   opts.signal?.addEventListener('abort', onSignal, { once: true });
-  if (opts.signal?.aborted) stop('signal');
+  opts.hardSignal?.addEventListener('abort', onSignal, { once: true });
+  if (opts.signal?.aborted || opts.hardSignal?.aborted) stop('signal');
   const deadlineTimer = setTimeout(() => stop('deadline'), Math.max(0, stopAt - Date.now()));
 
-  const record = (job: Job, outcome: Outcome) => {
+  const record = (job: Job, outcome: Outcome | null) => {
+    if (outcome === null) return;
     if (outcome.outcome === 'nack' || outcome.outcome === 'fail') {
       failures.push({
         id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
@@ -99,7 +114,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     const controller = new AbortController();
     const entry: Running = {
-      job, controller,
+      job, controller, startedAt: Date.now(),
       finish(outcome) {
         if (!running.delete(job.id)) return; // already settled (timeout, release)
         clearTimeout(timer);
@@ -114,9 +129,17 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       controller.abort(new Error(why));
       entry.finish({ id: job.id, attempt: job.attempt, outcome: 'nack', error: why });
     }, end - Date.now());
-    void run(job, deps, controller.signal).then((outcome) => entry.finish(outcome));
+    void run(job, deps, controller.signal, settler).then((outcome) => entry.finish(outcome));
   };
 
+  const stopWatching = watchCancels(deps.db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
+    () => [...running.values()].map((r) => ({ id: r.job.id, startedAt: r.startedAt })),
+    (id) => {
+      const r = running.get(id);
+      if (!r) return;
+      r.controller.abort(new Error('job cancelled'));
+      r.finish({ id, attempt: r.job.attempt, outcome: 'fail', error: 'aborted by the drain after jobs.cancel' });
+    });
   try {
     while (!stoppedBy) {
       const free = concurrency - running.size;
@@ -134,9 +157,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       let result: ClaimResult;
       try {
         const { rows } = await deps.db.query<{ r: ClaimResult }>(
-          'select jobs.claim_json($1, $2, $3, null, $4::jsonb) as r',
+          'select jobs.claim_json($1, $2, $3, null, $4::jsonb, $5, $6::jsonb, $7) as r',
           [Math.min(args.batchSize, free), opts.topic ?? null, Math.floor(budgetMs) / 1000,
-           outcomes.length > 0 ? JSON.stringify(outcomes) : null],
+           outcomes.length > 0 ? JSON.stringify(outcomes) : null, opts.queue ?? null, filter, workerId],
         );
         result = rows[0]!.r;
       } catch (error) {
@@ -151,11 +174,13 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       for (const row of jobs) start(toJob(row), claimSentAt);
       if (jobs.length === 0) {
         // Nothing claimable: the queue is empty, or what is due no longer fits the budget.
-        if (running.size === 0) stop(unfit > 0 ? 'deadline' : 'empty');
-        else await changed();
+        // Outcomes gathered meanwhile go with one more claim: settling them
+        // can make jobs claimable (dependants, a serial key's next job).
+        if (running.size === 0 && !settler.hasBuffered()) stop(unfit > 0 ? 'deadline' : 'empty');
+        else if (running.size > 0) await changed();
       }
     }
-    await windDown(running, stoppedBy === 'signal' ? opts.graceMs : undefined, changed);
+    await windDown(running, stoppedBy === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal);
   } catch (error) {
     // A claim failed (database gone): give back what runs, keep outcomes.
     for (const r of [...running.values()]) {
@@ -165,8 +190,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     await settler.close(1).catch(() => {});
     throw translateError(error);
   } finally {
+    stopWatching();
     clearTimeout(deadlineTimer);
     opts.signal?.removeEventListener('abort', onSignal);
+    opts.hardSignal?.removeEventListener('abort', onSignal);
   }
   try {
     await settler.close();
@@ -179,23 +206,33 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   };
 }
 
-/** Waits for running jobs; after graceMs (if given) aborts and releases the rest. */
+/**
+ * Waits for running jobs; after graceMs (if given), or at once when
+ * hardSignal fires, aborts and releases the rest.
+ */
 async function windDown(running: Map<string, Running>, graceMs: number | undefined,
-                        changed: () => Promise<void>): Promise<void> {
+                        changed: () => Promise<void>, hardSignal?: AbortSignal): Promise<void> {
   let graceOver = false;
-  const timer = graceMs === undefined ? undefined : setTimeout(() => {
+  const giveBack = () => {
     graceOver = true;
     for (const r of [...running.values()]) {
       r.controller.abort(new Error('drain stopped'));
       r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
     }
-  }, graceMs);
+  };
+  const timer = graceMs === undefined ? undefined : setTimeout(giveBack, graceMs);
+  hardSignal?.addEventListener('abort', giveBack, { once: true });
+  if (hardSignal?.aborted) giveBack();
   while (running.size > 0 && !graceOver) await changed();
   clearTimeout(timer);
+  hardSignal?.removeEventListener('abort', giveBack);
 }
 
-/** Runs one handler and turns whatever happens into an outcome. */
-async function run(job: Job, deps: DrainDeps, signal: AbortSignal): Promise<Outcome> {
+/**
+ * Runs one handler and turns whatever happens into an outcome; null when a
+ * transactional handler already settled its job (counted into settler).
+ */
+async function run(job: Job, deps: DrainDeps, signal: AbortSignal, settler: Settler): Promise<Outcome | null> {
   const base = { id: job.id, attempt: job.attempt };
   const handler = resolveHandler(deps.tasks, job.task);
   if (!handler) {
@@ -204,6 +241,11 @@ async function run(job: Job, deps: DrainDeps, signal: AbortSignal): Promise<Outc
   const ctx: JobContext = { job, signal, publish: (task, body, options) => deps.publish(task, body, options) };
   const began = Date.now();
   try {
+    if (isTransactional(handler)) {
+      if (!('transaction' in deps.db)) throw new TypeError('a transactional task needs a driver with transactions');
+      settler.count(await runTransactional(deps.db, handler, job, ctx));
+      return null;
+    }
     const result = await handler(job.body, ctx);
     // Checked here so one bad result cannot break the batch's settle statement.
     if (result !== undefined && JSON.stringify(result) === undefined) {

@@ -8,7 +8,8 @@ export type ErrorCode =
   | 'database_unavailable'
   | 'migration_failed'
   | 'not_migrated'
-  | 'tasks_module';
+  | 'tasks_module'
+  | 'queue_full';
 
 export class PgDrainError extends Error {
   override readonly name: string = 'PgDrainError';
@@ -40,6 +41,17 @@ const sqlStates: Record<string, string> = {
   PD006: 'pattern',
   PD007: 'schedule_at',
   PD008: 'outcomes',
+  PD009: 'queue',
+  PD010: 'queue',
+  PD011: 'dedupe_key',
+  PD012: 'serial_key',
+  PD013: 'depends_on',
+  PD014: 'attributes',
+  PD015: 'max_size',
+  PD016: 'prefix',
+  PDC01: 'cron',
+  PDC02: 'name',
+  PDC03: 'argument',
 };
 
 /** Connection-level failures worth a one-line "database unavailable". */
@@ -56,7 +68,8 @@ export function translateError(error: unknown): unknown {
   const message = typeof e.message === 'string' ? e.message : String(error);
   if (code in sqlStates) {
     const field = typeof e.column === 'string' && e.column ? e.column : message.split(':')[0] ?? sqlStates[code]!;
-    return new PgDrainError('invalid_argument', message, { field, cause: error });
+    // PD010: the queue is at its max_size (backpressure), not bad input.
+    return new PgDrainError(code === 'PD010' ? 'queue_full' : 'invalid_argument', message, { field, cause: error });
   }
   if ((code === '42883' || code === '3F000' || code === '42P01') && /\bjobs\b/.test(message)) {
     return new PgDrainError('not_migrated', `the jobs schema is missing or out of date (${message}): run pgdrain migrate`, { cause: error });

@@ -15,12 +15,21 @@ create table if not exists jobs.migration (
 /** The highest migration version this build knows. */
 export const latestVersion = migrations.length;
 
+export interface MigrateOptions {
+  /**
+   * Also create the NOLOGIN roles <prefix>_publisher, _worker and _admin with
+   * their grants (jobs.create_roles; needs CREATEROLE). true = prefix 'pgdrain'.
+   */
+  roles?: boolean | string;
+}
+
 /**
  * Applies pending migrations in one transaction under an advisory lock, so
  * two migrators started together apply each version once. Idempotent.
  * Returns the versions it applied.
  */
-export async function migrate(driver: Driver): Promise<number[]> {
+export async function migrate(driver: Driver, options: MigrateOptions = {}): Promise<number[]> {
+  const roles = options.roles === true ? 'pgdrain' : options.roles || undefined;
   try {
     return await driver.transaction(async (tx) => {
       await tx.query('select pg_advisory_xact_lock($1)', [LOCK_ID]);
@@ -39,6 +48,8 @@ export async function migrate(driver: Driver): Promise<number[]> {
         await tx.query('insert into jobs.migration (version, name) values ($1, $2)', [m.version, m.name]);
         applied.push(m.version);
       }
+      // Every run, so functions added by an upgrade get their grants.
+      if (roles !== undefined) await tx.query('select jobs.create_roles($1)', [roles]);
       return applied;
     });
   } catch (error) {

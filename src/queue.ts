@@ -1,11 +1,14 @@
+import { cancelJob, createNamedQueue, redrive, setQueuePaused } from './admin.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
+import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
+import { defineTask, type Task, type TaskOptions } from './define-task.js';
 import { drain } from './drain.js';
-import { ValidationError } from './errors.js';
+import { PgDrainError, ValidationError } from './errors.js';
 import { migrate } from './migrate.js';
 import type { DrainOptions } from './options.js';
 import { publish, publishBulk } from './publish.js';
-import type { BulkJob, DrainReport, PublishOptions, TaskMap } from './types.js';
+import type { BulkJob, DrainReport, Handler, JobOutcome, PublishOptions, RedriveFilter, TaskMap } from './types.js';
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
@@ -25,13 +28,37 @@ export interface Queue {
   migrate(): Promise<number[]>;
   /** Publishes one job; returns its id. */
   publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
-  /** Publishes many jobs in one statement; returns their ids in order. */
-  publishBulk(jobs: readonly BulkJob[]): Promise<string[]>;
+  /** Publishes many jobs in one statement to one named queue (default 'default'); returns their ids in order. */
+  publishBulk(jobs: readonly BulkJob[], queue?: string): Promise<string[]>;
   /**
    * Publishing bound to your own client or transaction: the job exists only
    * if your transaction commits. `queue.using(client).publish(...)`.
    */
   using(db: Queryable): Pick<Queue, 'publish' | 'publishBulk'>;
+  /**
+   * Defines a typed task, registers its handler with this queue's drains and
+   * binds its .publish to this queue. `{ transactional: true }`: see TaskOptions.
+   */
+  defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result>,
+                                               options?: TaskOptions): Task<Body, Result>;
+  /** Cancels a job: 'cancelled' (never ran), 'cancelling' (running: aborted best effort), null (not active). */
+  cancel(jobId: string, reason?: string): Promise<'cancelled' | 'cancelling' | null>;
+  /** Runs dead letters (failed jobs) again: all, or those matching the filter. Returns how many. */
+  redrive(filter?: RedriveFilter): Promise<number>;
+  /** Named queues: create (or resize), pause and resume. */
+  readonly queues: {
+    create(name: string, options?: { maxSize?: number }): Promise<void>;
+    pause(name: string): Promise<boolean>;
+    resume(name: string): Promise<boolean>;
+  };
+  /**
+   * Resolves with a job's outcome once it ended, woken by NOTIFY rather than
+   * polling. Needs a LISTEN session: only for queues built from a
+   * connectionString (node-postgres).
+   */
+  waitFor(jobId: string, options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<JobOutcome>;
+  /** Calls listener on every queued / picked / completed event (connectionString queues only). */
+  subscribe(listener: (e: QueueEvent) => void): Promise<() => void>;
   /** Claims, runs and settles jobs until empty, near `deadline`, or stopped. */
   drain(batchSize: number, deadline: Date | number, options?: DrainOptions): Promise<DrainReport>;
   /** Closes the driver. */
@@ -50,10 +77,20 @@ export function createQueue(options: QueueOptions): Queue {
   }
   if (typeof tasks !== 'object' || tasks === null) throw new ValidationError('tasks', 'must be an object of handlers');
   const driver = options.driver ?? pgDriver(connectionString!);
+  // Defined tasks join a copy, so the caller's object is never written to.
+  const registry: TaskMap = { ...tasks };
+  let events: PgJobEvents | undefined;
+  const listen = () => {
+    if (!connectionString) {
+      throw new PgDrainError('invalid_argument', 'waitFor and subscribe need a LISTEN session: build the queue with a connectionString',
+                             { field: 'connectionString' });
+    }
+    return (events ??= new PgJobEvents(connectionString));
+  };
 
   const using = (db: Queryable) => ({
     publish: (task: string, body?: unknown, opts?: PublishOptions) => publish(db, task, body, opts),
-    publishBulk: (jobs: readonly BulkJob[]) => publishBulk(db, jobs),
+    publishBulk: (jobs: readonly BulkJob[], queue?: string) => publishBulk(db, jobs, queue),
   });
   const own = using(driver);
   return {
@@ -61,8 +98,25 @@ export function createQueue(options: QueueOptions): Queue {
     migrate: () => migrate(driver),
     ...own,
     using,
+    defineTask(name, handler, taskOptions) {
+      const task = defineTask(name, handler, { ...taskOptions, db: driver });
+      registry[name] = task;
+      return task;
+    },
+    cancel: (jobId, reason) => cancelJob(driver, jobId, reason),
+    redrive: (filter) => redrive(driver, filter),
+    queues: {
+      create: (name, o) => createNamedQueue(driver, name, o),
+      pause: (name) => setQueuePaused(driver, name, true),
+      resume: (name) => setQueuePaused(driver, name, false),
+    },
+    waitFor: async (jobId, o) => listen().waitFor(jobId, o),
+    subscribe: async (listener) => listen().subscribe(listener),
     drain: (batchSize, deadline, drainOptions) =>
-      drain({ db: driver, tasks, publish: own.publish, defaults }, batchSize, deadline, drainOptions),
-    close: () => driver.close(),
+      drain({ db: driver, tasks: registry, publish: own.publish, defaults }, batchSize, deadline, drainOptions),
+    close: async () => {
+      await events?.close();
+      await driver.close();
+    },
   };
 }

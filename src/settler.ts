@@ -9,6 +9,7 @@ export type Outcome =
 export interface SettleCounts {
   succeeded: number;
   failed: number;
+  cancelled: number;
   retried: number;
   released: number;
   stale: number;
@@ -22,7 +23,7 @@ export interface SettleCounts {
  * settling is idempotent, each outcome being bound to its attempt.
  */
 export class Settler {
-  readonly totals: SettleCounts = { succeeded: 0, failed: 0, retried: 0, released: 0, stale: 0 };
+  readonly totals: SettleCounts = { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 0 };
   private buffer: Outcome[] = [];
   private inFlight: Promise<void> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -40,6 +41,11 @@ export class Settler {
     }
   }
 
+  /** Whether outcomes wait to be settled. */
+  hasBuffered(): boolean {
+    return this.buffer.length > 0;
+  }
+
   /** Hands the buffered outcomes to a claim that settles them, after any settle in flight. */
   async take(): Promise<Outcome[]> {
     clearTimeout(this.timer);
@@ -53,7 +59,7 @@ export class Settler {
   /** What a claim settled (its counts), or, when it failed, the outcomes to try again. */
   count(counts: SettleCounts | null | undefined): void {
     if (!counts) return;
-    for (const key of Object.keys(this.totals) as (keyof SettleCounts)[]) this.totals[key] += Number(counts[key]);
+    for (const key of Object.keys(this.totals) as (keyof SettleCounts)[]) this.totals[key] += Number(counts[key] ?? 0);
   }
 
   putBack(batch: Outcome[]): void {

@@ -11,6 +11,9 @@
  *   is empty, its deadline is near, or it is told to stop.
  * - settle: ack (success), nack (retry or fail) or release (give back
  *   without spending the attempt).
+ * - queue: a named queue (jobs.queue); every job belongs to one, a drain
+ *   consumes one ('default' unless told).
+ * - dead letter: a job that ended as a failure; jobs.redrive runs it again.
  */
 import type { Queryable } from './db/driver.js';
 
@@ -33,10 +36,14 @@ export interface Job<Body = unknown> {
   leaseUntil: Date;
   scheduledAt: Date;
   createdAt: Date;
+  /** The queue it was published to. */
+  queue: string;
+  /** The attributes it was published with, or null. */
+  attributes: Record<string, Json> | null;
 }
 
 /** Options of one published job. All optional; the database fills defaults. */
-export interface PublishOptions {
+export interface BulkPublishOptions {
   /** Run at this time. Exclusive with delaySeconds. */
   runAt?: Date;
   /** Run this many seconds from now. */
@@ -49,7 +56,21 @@ export interface PublishOptions {
   maxRetries?: number;
 }
 
-export interface BulkJob extends PublishOptions {
+/** Options only single publishes take (publishBulk takes the queue per call). */
+export interface PublishOptions extends BulkPublishOptions {
+  /** A queue made with queues.create (default 'default'). */
+  queue?: string;
+  /** While a job with this key is pending or running, publishing another returns its id. */
+  dedupeKey?: string;
+  /** Jobs sharing a key run one at a time, in publish order. */
+  serialKey?: string;
+  /** Run only after all these jobs succeeded; if one fails or is cancelled, this one is cancelled. */
+  dependsOn?: readonly string[];
+  /** A JSON object drains can filter on (DrainOptions.filter, containment). */
+  attributes?: Record<string, Json>;
+}
+
+export interface BulkJob extends BulkPublishOptions {
   task: string;
   body?: unknown;
 }
@@ -59,8 +80,17 @@ export interface JobContext {
   job: Job;
   /** Fires at the job's timeout, at the drain's deadline, or when the drain is stopped. */
   signal: AbortSignal;
-  /** Publishes a follow-up job. */
+  /**
+   * Publishes a follow-up job. In a transactional task it joins the task's
+   * transaction: the follow-up exists only if the job's ack commits.
+   */
   publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
+  /**
+   * Transactional tasks only (defineTask(…, { transactional: true })): the
+   * transaction the job's ack commits in. Database work done through it
+   * happens exactly once.
+   */
+  db?: Queryable;
 }
 
 export type Handler<Body = any, Result = unknown> = (body: Body, ctx: JobContext) => Promise<Result> | Result;
@@ -92,6 +122,8 @@ export interface DrainReport {
   failed: number;
   /** Failed this attempt and will run again. */
   retried: number;
+  /** Ended as cancelled (jobs.cancel while they ran). */
+  cancelled: number;
   /** Given back unstarted (or stopped by a signal) without spending an attempt. */
   released: number;
   /** Due jobs left alone because their timeout did not fit the remaining budget. */
@@ -106,3 +138,30 @@ export interface DrainReport {
 }
 
 export type { Queryable };
+
+/** How a job ended, as stored in jobs.job. */
+export interface JobOutcome {
+  id: string;
+  task: string;
+  status: 'success' | 'failure' | 'cancelled';
+  /** The handler's return value (success). */
+  result: unknown;
+  /** Why it failed or was cancelled; for a success, the error of the attempt before, if any. */
+  error: string | null;
+  attempts: number;
+  durationMs: number | null;
+  workerId: string | null;
+  queue: string;
+  endedAt: Date;
+}
+
+/** Which dead letters jobs.redrive runs again; all filters given must match. */
+export interface RedriveFilter {
+  ids?: readonly string[];
+  /** Task LIKE pattern where only % is a wildcard ('email.%'). */
+  task?: string;
+  queue?: string;
+  endedAfter?: Date;
+  /** SQL LIKE pattern over the error text. */
+  errorLike?: string;
+}

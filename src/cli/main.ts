@@ -1,11 +1,16 @@
 #!/usr/bin/env node
+import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { drain } from '../drain.js';
 import { PgDrainError, translateError } from '../errors.js';
 import { migrate, migrationSql } from '../migrate.js';
 import { publish } from '../publish.js';
 import { connect, type Connection } from './connect.js';
+import { DRAIN_ENV_HELP, drainSettings } from './env.js';
+import { addDrainOptions, addPublishOptions, featureCommands } from './features.js';
 import { formatReport, formatTable } from './format.js';
+import { serveCommand } from './serve.js';
+import { exitIfStopped, listenForStop } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 
 // Exit codes: 0 the command ran (a drain whose jobs failed still ran);
@@ -70,20 +75,21 @@ export function program(): Command {
     .description('create or upgrade the jobs schema (idempotent, safe to run concurrently)')
     .argument('[dsn]', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)')
     .option('--print', 'print the migration SQL instead of applying it')
-    .action(async (dsn: string | undefined, opts: { print?: boolean }) => {
+    .option('--roles [prefix]', 'also create NOLOGIN roles <prefix>_publisher, _worker, _admin (default prefix pgdrain)')
+    .action(async (dsn: string | undefined, opts: { print?: boolean; roles?: string | boolean }) => {
       if (opts.print) {
         process.stdout.write(migrationSql());
         return;
       }
       await withConnection(dsn, async ({ driver }) => {
-        const applied = await migrate(driver);
+        const applied = await migrate(driver, { roles: opts.roles });
         log(applied.length ? `pgdrain: applied migrations ${applied.join(', ')}` : 'pgdrain: schema is up to date');
       });
     });
 
-  cli.command('drain')
+  addDrainOptions(cli.command('drain'))
     .description('claim, run and settle jobs until the queue is empty or the deadline is near')
-    .requiredOption('--tasks <module>', 'ES module whose exports are the task handlers')
+    .option('--tasks <module>', 'ES module whose exports are the task handlers (required)')
     .option('--batch <n>', 'jobs claimed per statement', integer(1, 10000), 100)
     // Over the default 60 s job timeout: a drain claims only jobs that fit its budget.
     .option('--deadline <seconds>', 'time budget from now', seconds(0.1, 86400), 300)
@@ -92,29 +98,33 @@ export function program(): Command {
     .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', seconds(0, 3600), 10)
     .option('--json', 'print the report as JSON on stdout')
     .addOption(dsnOption())
-    .action(async (opts: { tasks: string; batch: number; deadline: number; topic?: string;
-                           concurrency?: number; grace: number; json?: boolean; dsn?: string }) => {
+    .addHelpText('after', DRAIN_ENV_HELP)
+    .action(async (_flags: unknown, cmd: Command) => {
+      // Flags, else PGDRAIN_* variables (env.ts); SIGTERM / SIGINT as the kubelet sends them (signals.ts).
+      const opts = drainSettings<{ tasks: string; batch: number; deadline: number; topic?: string;
+                                   concurrency?: number; grace: number; json?: boolean; dsn?: string;
+                                   queue?: string; filter?: Record<string, never>; workerId?: string }>(cmd);
+      const stop = listenForStop(opts.grace, log);
       const deadline = Date.now() + opts.deadline * 1000;
-      const tasks = await loadTasks(opts.tasks);
-      await withConnection(opts.dsn, async ({ driver }) => {
-        const stop = new AbortController();
-        const onSignal = () => stop.abort();
-        process.once('SIGTERM', onSignal).once('SIGINT', onSignal);
-        try {
+      try {
+        const tasks = await loadTasks(opts.tasks);
+        await withConnection(opts.dsn, async ({ driver }) => {
           const report = await drain(
             { db: driver, tasks, publish: (task, body, o) => publish(driver, task, body, o) },
             opts.batch, deadline,
-            { topic: opts.topic, concurrency: opts.concurrency, signal: stop.signal, graceMs: opts.grace * 1000 },
+            { topic: opts.topic, concurrency: opts.concurrency, signal: stop.signal, hardSignal: stop.hardSignal,
+              graceMs: opts.grace * 1000, queue: opts.queue, filter: opts.filter,
+              workerId: opts.workerId ?? `${hostname()}:${process.pid}` },
           );
           if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
           else process.stdout.write(`${formatReport(report)}\n`);
-        } finally {
-          process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
-        }
-      });
+        });
+      } finally {
+        stop.done();
+      }
     });
 
-  cli.command('publish')
+  addPublishOptions(cli.command('publish'))
     .description('publish one job and print its id')
     .argument('<task>', 'dotted task name, e.g. email.send')
     .argument('[json]', 'the job body as JSON', json)
@@ -125,12 +135,16 @@ export function program(): Command {
     .option('--max-retries <n>', 'retries after the first attempt (default 3)', integer(0, 1000))
     .addOption(dsnOption())
     .action(async (task: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date;
-                                                         timeout?: number; maxRetries?: number; dsn?: string }) => {
+                                                         timeout?: number; maxRetries?: number; dsn?: string;
+                                                         queue?: string; dedupeKey?: string; serialKey?: string;
+                                                         dependsOn?: string[]; attributes?: Record<string, never> }) => {
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
       await withConnection(opts.dsn, async ({ driver }) => {
         const id = await publish(driver, task, body, {
           priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at,
           timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries,
+          queue: opts.queue, dedupeKey: opts.dedupeKey, serialKey: opts.serialKey,
+          dependsOn: opts.dependsOn, attributes: opts.attributes,
         });
         process.stdout.write(`${id}\n`);
       });
@@ -149,6 +163,9 @@ export function program(): Command {
         else process.stdout.write(`${rows.length ? formatTable(rows, ['task', 'state', 'jobs', 'oldest_due_s']) : 'no jobs'}\n`);
       });
     });
+
+  cli.addCommand(serveCommand());
+  for (const command of featureCommands(withConnection)) cli.addCommand(command);
 
   return cli;
 }
@@ -172,3 +189,4 @@ async function main(argv: string[]): Promise<number> {
 }
 
 process.exitCode = await main(process.argv);
+exitIfStopped(); // a signalled drain gave its jobs back: do not wait for handlers that ignore their signal

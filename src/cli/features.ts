@@ -1,0 +1,140 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { cancelJob, createNamedQueue, redrive, setQueuePaused } from '../admin.js';
+import type { Driver } from '../db/driver.js';
+import { PgJobEvents } from '../db/pg-events.js';
+import { PgDrainError } from '../errors.js';
+import { formatTable } from './format.js';
+
+// The commands of issue 7 (cancel, redrive, dead-letters, queue, wait) and
+// the options they add to publish and drain. main.ts registers them.
+
+type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) => Promise<T>) => Promise<T>;
+
+const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
+
+function positive(value: string) {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new InvalidArgumentError('must be a positive integer');
+  return Number(value);
+}
+
+/** JSON object for --attributes and --filter. */
+export function jsonObject(value: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch (error) {
+    throw new InvalidArgumentError(`must be a JSON object (${(error as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('must be a JSON object');
+  return parsed as Record<string, unknown>;
+}
+
+/** Comma-separated job ids for --depends-on and --ids. */
+export function jobIds(value: string): string[] {
+  const ids = value.split(',').map((s) => s.trim());
+  if (ids.some((id) => !/^[1-9]\d{0,18}$/.test(id))) throw new InvalidArgumentError('must be job ids separated by commas');
+  return ids;
+}
+
+/** Options publish gains: --queue --dedupe-key --serial-key --depends-on --attributes. */
+export function addPublishOptions(cmd: Command): Command {
+  return cmd
+    .option('--queue <name>', "a queue made with 'pgdrain queue create' (default: default)")
+    .option('--dedupe-key <key>', 'while a job with this key is active, print its id instead of adding one')
+    .option('--serial-key <key>', 'jobs sharing the key run one at a time, in publish order')
+    .option('--depends-on <ids>', 'run after these jobs (comma-separated ids) succeeded', jobIds)
+    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject);
+}
+
+/** Options drain gains: --queue --filter --worker-id. */
+export function addDrainOptions(cmd: Command): Command {
+  return cmd
+    .option('--queue <name>', 'the queue to drain (default: default)')
+    .option('--filter <json>', 'only jobs whose attributes contain this JSON object', jsonObject)
+    .option('--worker-id <id>', 'recorded on every job this drain runs (default: host:pid)');
+}
+
+export function featureCommands(withConnection: WithConnection): Command[] {
+  const cancel = new Command('cancel')
+    .description('cancel a job: a pending job never runs; a running one is aborted (best effort)')
+    .argument('<id>', 'job id')
+    .option('--reason <text>', 'recorded as the error')
+    .addOption(dsnOption())
+    .action(async (id: string, opts: { reason?: string; dsn?: string }) => {
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const state = await cancelJob(driver, id, opts.reason);
+        process.stdout.write(`${state ?? 'not active'}\n`);
+      });
+    });
+
+  const redriveCmd = new Command('redrive')
+    .description('run dead letters (failed jobs) again: all, or those matching every filter given')
+    .option('--ids <ids>', 'comma-separated job ids', jobIds)
+    .option('--task <pattern>', "task LIKE pattern, only % is a wildcard ('email.%')")
+    .option('--queue <name>', 'only this queue')
+    .option('--error-like <pattern>', 'SQL LIKE pattern over the error')
+    .addOption(dsnOption())
+    .action(async (opts: { ids?: string[]; task?: string; queue?: string; errorLike?: string; dsn?: string }) => {
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const n = await redrive(driver, { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike });
+        process.stdout.write(`${n}\n`);
+      });
+    });
+
+  const deadLetters = new Command('dead-letters')
+    .description('list failed jobs, newest first')
+    .option('--limit <n>', 'at most this many', positive, 50)
+    .option('--json', 'print rows as JSON')
+    .addOption(dsnOption())
+    .action(async (opts: { limit: number; json?: boolean; dsn?: string }) => {
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const { rows } = await driver.query<Record<string, unknown>>(
+          `select job_id::text as id, task, queue, attempts, ended_at, left(split_part(error, E'\\n', 1), 100) as error
+           from jobs.dead_letters order by ended_at desc limit $1`, [opts.limit]);
+        if (opts.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
+        else process.stdout.write(`${rows.length ? formatTable(rows, ['id', 'task', 'queue', 'attempts', 'error']) : 'no dead letters'}\n`);
+      });
+    });
+
+  const queue = new Command('queue').description('named queues: create, pause, resume');
+  queue.command('create')
+    .description('create a queue, or change its --max-size')
+    .argument('<name>')
+    .option('--max-size <n>', 'refuse publishing beyond this many waiting jobs', positive)
+    .addOption(dsnOption())
+    .action(async (name: string, opts: { maxSize?: number; dsn?: string }) => {
+      await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, { maxSize: opts.maxSize }));
+    });
+  for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {
+    queue.command(verb)
+      .description(paused ? 'stop handing out jobs of a queue' : 'hand out jobs of a paused queue again')
+      .argument('<name>')
+      .addOption(dsnOption())
+      .action(async (name: string, opts: { dsn?: string }) => {
+        await withConnection(opts.dsn, async ({ driver }) => {
+          if (!(await setQueuePaused(driver, name, paused))) {
+            throw new PgDrainError('invalid_argument', `queue: no queue named '${name}'`, { field: 'queue' });
+          }
+        });
+      });
+  }
+
+  const wait = new Command('wait')
+    .description('wait for a job to end (LISTEN; needs a DSN) and print its outcome as JSON')
+    .argument('<id>', 'job id')
+    .option('--timeout <seconds>', 'give up after this long', positive)
+    .addOption(dsnOption())
+    .action(async (id: string, opts: { timeout?: number; dsn?: string }) => {
+      const url = opts.dsn || process.env.DATABASE_URL;
+      if (!url) throw new PgDrainError('invalid_argument', 'wait needs a PostgreSQL URL (--dsn or DATABASE_URL): the embedded database has no LISTEN session to share', { field: 'dsn' });
+      const events = new PgJobEvents(url);
+      try {
+        const outcome = await events.waitFor(id, { timeoutMs: opts.timeout === undefined ? undefined : opts.timeout * 1000 });
+        process.stdout.write(`${JSON.stringify(outcome)}\n`);
+      } finally {
+        await events.close();
+      }
+    });
+
+  return [cancel, redriveCmd, deadLetters, queue, wait];
+}

@@ -1,0 +1,64 @@
+// Stopping a drain the way the kubelet stops a pod: SIGTERM, then SIGKILL
+// once terminationGracePeriodSeconds has passed.
+//
+//   first SIGTERM          stop claiming; running handlers get the grace
+//                          period to finish; what still runs then is given
+//                          back (released: its attempt is not spent); the
+//                          report is printed and the process exits 0.
+//   second SIGTERM, SIGINT give back every running job now, print, exit 0.
+//
+// pypgqueue's three stop modes map onto this: "all" (SIGHUP: stop when no
+// job waits) is what every drain does on its own (stoppedBy 'empty');
+// "current" (SIGINT: stop once running jobs are done) is the first SIGTERM,
+// bounded by the grace; "now" (SIGTERM: cancel running jobs) is the second
+// SIGTERM or SIGINT, except that jobs are given back to run again elsewhere,
+// not cancelled. SIGINT is the immediate one here because that is what
+// Ctrl-C means in a terminal.
+
+/** The two stop levels a drain listens to, fed by process signals. */
+export interface StopSignals {
+  /** Fires on the first SIGTERM: stop claiming, finish within the grace. */
+  signal: AbortSignal;
+  /** Fires on a second SIGTERM or any SIGINT: give back everything now. */
+  hardSignal: AbortSignal;
+  /** The drain has returned or failed: further signals change nothing. */
+  done(): void;
+}
+
+let stopped = false;
+
+/** Listens for SIGTERM and SIGINT until the process ends; logs each on stderr. */
+export function listenForStop(graceSeconds: number, log: (line: string) => void): StopSignals {
+  const soft = new AbortController();
+  const hard = new AbortController();
+  let finished = false;
+  const onSignal = (name: NodeJS.Signals) => {
+    stopped = true;
+    if (finished) return; // the drain has settled its jobs; the process is closing
+    if (name === 'SIGTERM' && !soft.signal.aborted) {
+      log(`pgdrain: SIGTERM: claiming no more jobs; running ones have ${graceSeconds} s to finish ` +
+          '(SIGTERM again or SIGINT gives them back now)');
+      soft.abort(new Error(name));
+      return;
+    }
+    if (hard.signal.aborted) return;
+    log(`pgdrain: ${name}: giving back every running job now`);
+    soft.abort(new Error(name));
+    hard.abort(new Error(name));
+  };
+  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  return {
+    signal: soft.signal,
+    hardSignal: hard.signal,
+    done: () => void (finished = true),
+  };
+}
+
+/**
+ * After a drain stopped by a signal has printed its report: exit now, even if
+ * a handler that ignores its AbortSignal still holds the event loop (its job
+ * was given back already).
+ */
+export function exitIfStopped(): void {
+  if (stopped) process.exit();
+}

@@ -1,0 +1,135 @@
+import pg from 'pg';
+import { PgDrainError, translateError, ValidationError } from '../errors.js';
+import { jobIdSchema, parse } from '../options.js';
+import type { JobOutcome } from '../types.js';
+
+/** A NOTIFY pgdrain sends: queued (payload: queue name), picked and completed (payload: job ids). */
+export interface QueueEvent {
+  event: 'queued' | 'picked' | 'completed';
+  /** Job ids (picked, completed). */
+  ids: string[];
+  /** The queue (queued; '*' after a redrive of several queues). */
+  queue?: string;
+}
+
+const CHANNELS = { pgdrain_queued: 'queued', pgdrain_picked: 'picked', pgdrain_completed: 'completed' } as const;
+
+interface Waiter {
+  id: string;
+  wake(): void;
+}
+
+/**
+ * LISTENs on one dedicated pg connection (LISTEN needs a session, so this is
+ * a node-postgres feature: HTTP drivers and PGlite-in-a-Worker cannot) and
+ * turns pgdrain's NOTIFYs into events and waitFor() answers. The connection
+ * opens on first use; close() ends it.
+ */
+export class PgJobEvents {
+  private client: pg.Client | undefined;
+  private ready: Promise<pg.Client> | undefined;
+  private readonly waiters = new Set<Waiter>();
+  private readonly listeners = new Set<(e: QueueEvent) => void>();
+
+  constructor(private readonly connectionString: string) {}
+
+  /** Calls listener for every event until the returned function is called. */
+  async subscribe(listener: (e: QueueEvent) => void): Promise<() => void> {
+    await this.connect();
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Resolves with the job's outcome once it has ended (at once if it has):
+   * it waits for pgdrain_completed rather than polling. Rejects for an
+   * unknown id, on options.signal, or after options.timeoutMs.
+   */
+  async waitFor(jobId: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<JobOutcome> {
+    const id = parse(jobIdSchema, jobId, 'jobId');
+    const client = await this.connect();
+    let wake!: () => void;
+    let woken = new Promise<void>((resolve) => (wake = resolve));
+    const waiter: Waiter = { id, wake: () => wake() };
+    this.waiters.add(waiter);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stop = new Promise<never>((_, reject) => {
+      const abort = () => reject(new PgDrainError('invalid_argument', `waitFor(${id}) aborted`, { cause: options.signal?.reason }));
+      if (options.signal?.aborted) abort();
+      options.signal?.addEventListener('abort', abort, { once: true });
+      if (options.timeoutMs !== undefined) {
+        timer = setTimeout(() => reject(new PgDrainError('invalid_argument', `waitFor(${id}): job still active after ${options.timeoutMs} ms`, { field: 'timeoutMs' })), options.timeoutMs);
+      }
+    });
+    stop.catch(() => {});
+    try {
+      for (;;) {
+        // Asked after LISTEN and after registering, so an end in between still wakes us.
+        const { rows } = await client.query<{ ended: Record<string, unknown> | null; active: boolean }>(
+          `select (select to_jsonb(j) from jobs.job j where j.job_id = $1) as ended,
+                  exists (select 1 from jobs.job_queue q where q.job_id = $1) as active`, [id]);
+        const { ended, active } = rows[0]!;
+        if (ended) return toOutcome(ended);
+        if (!active) throw new ValidationError('jobId', `no job with id ${id}`);
+        await Promise.race([woken, stop]);
+        woken = new Promise<void>((resolve) => (wake = resolve));
+      }
+    } catch (error) {
+      throw translateError(error);
+    } finally {
+      clearTimeout(timer);
+      this.waiters.delete(waiter);
+    }
+  }
+
+  /** Ends the LISTEN connection; pending waitFor calls reject. */
+  async close(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    this.ready = undefined;
+    await client?.end().catch(() => {});
+    for (const w of this.waiters) w.wake(); // their next query fails: the connection is closed
+  }
+
+  private connect(): Promise<pg.Client> {
+    this.ready ??= (async () => {
+      const client = new pg.Client({ connectionString: this.connectionString });
+      client.on('error', () => {
+        // The session is gone: the next call opens a new one.
+        if (this.client === client) {
+          this.client = undefined;
+          this.ready = undefined;
+        }
+      });
+      client.on('notification', (n) => this.dispatch(n.channel, n.payload ?? ''));
+      await client.connect();
+      await client.query('listen pgdrain_queued; listen pgdrain_picked; listen pgdrain_completed');
+      this.client = client;
+      return client;
+    })().catch((error: unknown) => {
+      this.ready = undefined;
+      throw translateError(error);
+    });
+    return this.ready;
+  }
+
+  private dispatch(channel: string, payload: string): void {
+    const event = CHANNELS[channel as keyof typeof CHANNELS];
+    if (!event) return;
+    const e: QueueEvent = event === 'queued' ? { event, ids: [], queue: payload } : { event, ids: payload.split(',') };
+    if (event === 'completed' && this.waiters.size > 0) {
+      const ended = new Set(e.ids);
+      for (const w of this.waiters) if (ended.has(w.id)) w.wake();
+    }
+    for (const listener of this.listeners) listener(e);
+  }
+}
+
+function toOutcome(j: Record<string, unknown>): JobOutcome {
+  return {
+    id: String(j.job_id), task: String(j.task), status: j.status as JobOutcome['status'],
+    result: j.result ?? null, error: (j.error as string | null) ?? null, attempts: Number(j.attempts),
+    durationMs: j.duration_ms === null ? null : Number(j.duration_ms), workerId: (j.worker_id as string | null) ?? null,
+    queue: String(j.queue), endedAt: new Date(String(j.ended_at)),
+  };
+}

@@ -1,0 +1,99 @@
+import type { Driver, Queryable } from './db/driver.js';
+import { ValidationError } from './errors.js';
+import { parse, taskSchema } from './options.js';
+import { publish } from './publish.js';
+import type { SettleCounts } from './settler.js';
+import type { Handler, JobContext, PublishOptions } from './types.js';
+
+const TRANSACTIONAL = Symbol.for('pgdrain.transactional');
+
+export interface TaskOptions {
+  /**
+   * Run the handler in a transaction that also acks the job: ctx.db is that
+   * transaction, and ctx.publish joins it. The handler's database work and
+   * its follow-up jobs commit together with the ack, or not at all, so a
+   * job whose work is only in this database happens exactly once. Costs one
+   * pooled connection for the handler's duration and one settle statement
+   * per job (plain tasks settle in batches).
+   */
+  transactional?: boolean;
+}
+
+/** A task defined in code: call it directly, or publish a typed job for it. */
+export interface Task<Body, Result> {
+  /** Runs the handler now, in this process (a direct call, no queue). */
+  (body: Body, ctx: JobContext): Promise<Result>;
+  /** The dotted task name. */
+  readonly task: string;
+  readonly handler: Handler<Body, Result>;
+  /** Publishes a job for this task through the bound queue; returns its id. */
+  publish(body: Body, options?: PublishOptions): Promise<string>;
+  /** Publishing bound to your own client or transaction. */
+  using(db: Queryable): { publish(body: Body, options?: PublishOptions): Promise<string> };
+}
+
+/**
+ * Defines a typed task: `const send = defineTask('email.send', async (b: Mail) => …, { db })`.
+ * `db` is where .publish writes (a queue's driver); queue.defineTask binds it
+ * for you and registers the handler with the queue's drains.
+ */
+export function defineTask<Body = unknown, Result = unknown>(
+  name: string, handler: Handler<Body, Result>, options: TaskOptions & { db?: Queryable } = {},
+): Task<Body, Result> {
+  parse(taskSchema, name, 'name');
+  if (typeof handler !== 'function') throw new ValidationError('handler', 'must be a function (body, ctx) => result');
+  const { db, transactional } = options;
+  if (transactional !== undefined && typeof transactional !== 'boolean') {
+    throw new ValidationError('options.transactional', 'must be true or false');
+  }
+  const call = async (body: Body, ctx: JobContext) => handler(body, ctx);
+  const wrapped = Object.assign((body: Body, ctx: JobContext) => call(body, ctx), {
+    task: name,
+    handler,
+    publish(body: Body, publishOptions?: PublishOptions) {
+      if (!db) throw new ValidationError('db', `task ${name} is not bound to a queue: use queue.defineTask or pass { db }`);
+      return publish(db, name, body, publishOptions);
+    },
+    using: (other: Queryable) => ({ publish: (body: Body, o?: PublishOptions) => publish(other, name, body, o) }),
+  });
+  if (transactional) Object.defineProperty(wrapped, TRANSACTIONAL, { value: true });
+  return wrapped as Task<Body, Result>;
+}
+
+/** Whether a handler was defined with { transactional: true }. */
+export function isTransactional(handler: Handler): boolean {
+  return (handler as unknown as Record<symbol, unknown>)[TRANSACTIONAL] === true;
+}
+
+/** The delivery was no longer this drain's when its transaction tried to ack. */
+class StaleDelivery extends Error {}
+
+/**
+ * Runs a transactional handler and acks its job in the same transaction.
+ * Returns the settle counts of the commit; throws the handler's error after
+ * a rollback. A delivery that is no longer current (its lease passed to
+ * another drain) rolls back and counts as stale, so its work is not kept.
+ */
+export async function runTransactional(
+  driver: Driver, handler: Handler, job: { id: string; attempt: number; body: unknown },
+  ctx: JobContext,
+): Promise<SettleCounts> {
+  const began = Date.now();
+  try {
+    return await driver.transaction(async (tx) => {
+      const result = await handler(job.body, {
+        ...ctx, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
+      });
+      const json = JSON.stringify([{ id: job.id, attempt: job.attempt, outcome: 'ack', result: result ?? null,
+                                     ms: Date.now() - began }]);
+      const { rows } = await tx.query<{ r: SettleCounts }>('select jobs.settle($1::jsonb) as r', [json]);
+      if (Number(rows[0]!.r.succeeded) !== 1) throw new StaleDelivery();
+      return rows[0]!.r;
+    });
+  } catch (error) {
+    if (error instanceof StaleDelivery) {
+      return { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 1 };
+    }
+    throw error;
+  }
+}

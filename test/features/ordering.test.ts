@@ -1,0 +1,159 @@
+// Issue 7, features 3 and 4: dependencies and serialization keys.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createQueue, type TaskMap } from '../../src/index.js';
+import { testDb } from '../support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
+const queueWith = (tasks: TaskMap = {}) => createQueue({ driver: { ...db.driver, close: async () => {} }, tasks });
+const deadline = () => Date.now() + 120_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
+});
+
+const consumed = async (n = 50) => (await sql<{ body: string }>(`select body from jobs.consume($1) order by job_id`, [n])).map((r) => r.body);
+const ackAll = (bodies: string[]) => sql(`select jobs.ack(job_id) from jobs.job_queue where body = any($1::jsonb[])`,
+  [bodies.map((b) => JSON.stringify(b))]);
+
+describe('serialization key', () => {
+  it('one running job per key, FIFO within the key, other keys and plain jobs not held back', async () => {
+    for (const b of ['a1', 'a2', 'a3']) await sql(`select jobs.publish('t', to_jsonb($1::text), serial_key => 'acct:a')`, [b]);
+    for (const b of ['b1', 'b2']) await sql(`select jobs.publish('t', to_jsonb($1::text), serial_key => 'acct:b')`, [b]);
+    await sql(`select jobs.publish('t', '"p1"'), jobs.publish('t', '"p2"')`);
+    expect(await consumed()).toEqual(['a1', 'b1', 'p1', 'p2']);
+    expect(await consumed()).toEqual([]); // a2 waits for a1 even though nothing else is left
+    await ackAll(['a1']);
+    expect(await consumed()).toEqual(['a2']);
+    // A retry keeps the key: a3 still waits while a2 is scheduled again.
+    await sql(`select jobs.nack(job_id, 'later', now() + interval '1 hour') from jobs.job_queue where body = '"a2"'`);
+    expect(await consumed()).toEqual([]);
+    expect(await one(`select state from jobs.all where body = '"a3"'`)).toEqual({ state: 'blocked' });
+    await sql(`update jobs.job_queue set scheduled_at = now() where body = '"a2"'`);
+    expect(await consumed()).toEqual(['a2']);
+    await ackAll(['a2', 'b1']);
+    expect(await consumed()).toEqual(['a3', 'b2']);
+  });
+
+  it('a slow key with many waiting jobs costs the claim nothing: they are not in the claim index', async () => {
+    await sql(`select jobs.publish('t', to_jsonb(i), serial_key => 'slow') from generate_series(1, 5000) i`);
+    await sql(`select jobs.publish('t', '"fast"')`);
+    expect(await consumed(10)).toEqual([1, 'fast']);
+    const { n } = await one<{ n: number }>(`select count(*)::int as n from jobs.job_queue where serial_wait`);
+    expect(n).toBe(4999);
+  });
+
+  it('a failed or cancelled head hands the key on; publishes racing the end never leave the key stuck', async () => {
+    await sql(`select jobs.publish('t', '"x1"', serial_key => 'k', max_retries => 0)`);
+    await sql(`select jobs.publish('t', '"x2"', serial_key => 'k')`);
+    await sql(`select jobs.publish('t', '"x3"', serial_key => 'k')`);
+    await sql(`select jobs.nack(job_id, 'bad') from jobs.consume(5)`);
+    expect(await one(`select jobs.cancel(job_id) as r from jobs.job_queue where body = '"x2"'`)).toEqual({ r: 'cancelled' });
+    expect(await consumed()).toEqual(['x3']);
+
+    // Drains settling while others publish to the same keys.
+    await sql('truncate jobs.job_queue, jobs.job');
+    const q = queueWith({ t: async () => sleep(1) });
+    const publishing = (async () => {
+      for (let i = 0; i < 60; i++) await q.publish('t', i, { serialKey: `key${i % 3}` });
+    })();
+    const drains = (async () => {
+      for (let i = 0; i < 15; i++) await q.drain(20, deadline());
+    })();
+    await Promise.all([publishing, drains]);
+    await q.drain(20, deadline());
+    await q.drain(20, deadline());
+    await q.drain(20, deadline());
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
+    expect(await one(`select count(*)::int as n from jobs.job where status = 'success'`)).toEqual({ n: 60 });
+  });
+
+  it('drains: never two jobs of a key at once, each key in publish order, keys in parallel', async () => {
+    const log: { key: string; i: number; start: number; end: number }[] = [];
+    let maxParallel = 0;
+    let now = 0;
+    const q = queueWith({
+      t: async (b: { key: string; i: number }) => {
+        const start = ++now;
+        maxParallel = Math.max(maxParallel, ++active);
+        await sleep(5);
+        active--;
+        log.push({ ...b, start, end: ++now });
+      },
+    });
+    let active = 0;
+    for (let i = 0; i < 8; i++) for (const key of ['a', 'b', 'c']) await q.publish('t', { key, i }, { serialKey: key });
+    await Promise.all([q.drain(10, deadline()), q.drain(10, deadline())]);
+    expect(log).toHaveLength(24);
+    for (const key of ['a', 'b', 'c']) {
+      const runs = log.filter((r) => r.key === key).sort((x, y) => x.start - y.start);
+      expect(runs.map((r) => r.i)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+      for (let k = 1; k < runs.length; k++) expect(runs[k]!.start).toBeGreaterThan(runs[k - 1]!.end);
+    }
+    expect(maxParallel).toBeGreaterThan(1); // unrelated keys ran side by side
+  });
+});
+
+describe('dependencies', () => {
+  it('a job waits until all its dependencies succeeded', async () => {
+    const { a } = await one<{ a: string }>(`select jobs.publish('t', '"A"') as a`);
+    const { b } = await one<{ b: string }>(`select jobs.publish('t', '"B"') as b`);
+    await sql(`select jobs.publish('t', '"C"', depends_on => array[$1, $2]::bigint[])`, [a, b]);
+    expect(await consumed()).toEqual(['A', 'B']);
+    await ackAll(['A']);
+    expect(await consumed()).toEqual([]);
+    expect(await one(`select state from jobs.all where body = '"C"'`)).toEqual({ state: 'blocked' });
+    await ackAll(['B']);
+    expect(await consumed()).toEqual(['C']);
+    // A dependency that already succeeded counts as met.
+    const { d } = await one<{ d: string }>(`select jobs.publish('t', '"D"', depends_on => array[$1]::bigint[]) as d`, [a]);
+    expect(await consumed()).toEqual(['D']);
+    expect(d).toBeDefined();
+  });
+
+  it('a failed or cancelled dependency cancels its dependants, transitively', async () => {
+    const { a } = await one<{ a: string }>(`select jobs.publish('t', '"A"', max_retries => 0) as a`);
+    const { b } = await one<{ b: string }>(`select jobs.publish('t', '"B"', depends_on => array[$1]::bigint[]) as b`, [a]);
+    const { c } = await one<{ c: string }>(`select jobs.publish('t', '"C"', depends_on => array[$1]::bigint[]) as c`, [b]);
+    const { x } = await one<{ x: string }>(`select jobs.publish('t', '"X"') as x`);
+    const { y } = await one<{ y: string }>(`select jobs.publish('t', '"Y"', depends_on => array[$1]::bigint[]) as y`, [x]);
+    await sql(`select jobs.nack(job_id, 'broken') from jobs.consume(1)`); // A fails for good
+    expect(await sql(`select job_id::text as id, status, error from jobs.job where job_id in ($1, $2) order by job_id`, [b, c])).toEqual([
+      { id: b, status: 'cancelled', error: `cancelled: dependency ${a} did not succeed` },
+      { id: c, status: 'cancelled', error: `cancelled: dependency ${b} did not succeed` },
+    ]);
+    await sql(`select jobs.cancel($1)`, [x]);
+    expect(await one(`select status from jobs.job where job_id = $1`, [y])).toEqual({ status: 'cancelled' });
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
+  });
+
+  it('unknown or already failed dependencies are refused at publish, naming depends_on', async () => {
+    await expect(sql(`select jobs.publish('t', depends_on => array[424242]::bigint[])`))
+      .rejects.toMatchObject({ code: 'PD013', column: 'depends_on', message: 'depends_on: job 424242 does not exist' });
+    await sql(`select jobs.publish('t', max_retries => 0)`);
+    const [{ id }] = await sql<{ id: string }>(`select job_id as id from jobs.consume(1)`);
+    await sql(`select jobs.nack($1::bigint, 'x')`, [id]);
+    await expect(sql(`select jobs.publish('t', depends_on => array[$1]::bigint[])`, [id]))
+      .rejects.toMatchObject({ code: 'PD013', message: `depends_on: job ${id} already ended as failure, so this job could never run` });
+    await expect(queueWith().publish('t', null, { dependsOn: ['x1'] })).rejects.toMatchObject({ field: 'options.dependsOn.0' });
+  });
+
+  it('a FIFO chain and a small DAG run in order in one drain', async () => {
+    const order: string[] = [];
+    const q = queueWith({ step: (b: string) => void order.push(b) });
+    const a = await q.publish('step', 'a');
+    const b = await q.publish('step', 'b', { dependsOn: [a] });
+    const c = await q.publish('step', 'c', { dependsOn: [b] });
+    // DAG: d and e after c; f after d and e.
+    const d = await q.publish('step', 'd', { dependsOn: [c] });
+    const e = await q.publish('step', 'e', { dependsOn: [c] });
+    await q.publish('step', 'f', { dependsOn: [d, e] });
+    const report = await q.drain(10, deadline());
+    expect(report.succeeded).toBe(6);
+    expect(order.slice(0, 3)).toEqual(['a', 'b', 'c']);
+    expect(order.slice(3, 5).sort()).toEqual(['d', 'e']);
+    expect(order[5]).toBe('f');
+  });
+});

@@ -1,0 +1,114 @@
+// Issue 7, feature 11: typed tasks, handler chains, and transactional tasks
+// whose database work commits with their ack (exactly once).
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createQueue, defineTask, type JobContext } from '../../src/index.js';
+import { testDb } from '../support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const deadline = () => Date.now() + 120_000;
+const queue = () => createQueue({ driver: { ...db.driver, close: async () => {} } });
+
+beforeAll(async () => {
+  await sql(`create table if not exists public.ledger (job_id bigint, amount int)`);
+});
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, public.ledger');
+});
+
+interface Mail { to: string; subject: string }
+
+describe('defineTask', () => {
+  it('gives a directly callable function and a typed publish that a drain runs', async () => {
+    const q = queue();
+    const sendMail = q.defineTask('email.send', async (mail: Mail) => ({ sent: mail.to }));
+    expect(sendMail.task).toBe('email.send');
+    expect(await sendMail({ to: 'a@x', subject: 'hi' }, {} as JobContext)).toEqual({ sent: 'a@x' });
+    const id = await sendMail.publish({ to: 'b@x', subject: 'hello' }, { priority: 5 });
+    // @ts-expect-error the body is typed
+    await expect(sendMail.publish({ nope: 1 }, { priority: 'high' } as never)).rejects.toMatchObject({ field: 'options.priority' });
+    const report = await q.drain(10, deadline());
+    expect(report.succeeded).toBe(1);
+    expect(await sql(`select result from jobs.job where job_id = $1`, [id])).toEqual([{ result: { sent: 'b@x' } }]);
+  });
+
+  it('a handler publishes follow-up jobs (a chain) that the same drain runs', async () => {
+    const q = queue();
+    const embed = q.defineTask('doc.embed', (b: { text: string }) => b.text.length);
+    q.defineTask('doc.summarize', async (b: { text: string }, ctx) => {
+      const next = await ctx.publish(embed.task, { text: b.text.slice(0, 4) });
+      return { next };
+    });
+    await q.publish('doc.summarize', { text: 'a long document' });
+    const report = await q.drain(10, deadline());
+    expect(report.succeeded).toBe(2);
+    expect(await sql(`select task, result from jobs.job order by job_id`)).toEqual([
+      { task: 'doc.summarize', result: { next: expect.any(String) } }, { task: 'doc.embed', result: 4 }]);
+  });
+
+  it('a standalone task publishes only when bound; names are checked', () => {
+    const t = defineTask('x.y', () => 1);
+    expect(() => t.publish(undefined)).toThrow(/not bound to a queue/);
+    expect(() => defineTask('bad name', () => 1)).toThrow(/name/);
+    expect(() => defineTask('a.b', 'nope' as never)).toThrow(/handler/);
+  });
+});
+
+describe('transactional tasks', () => {
+  it('database work, follow-ups and the ack commit together: exactly once', async () => {
+    const q = queue();
+    q.defineTask('ledger.add', async (b: { amount: number }, ctx) => {
+      await ctx.db!.query('insert into public.ledger values ($1, $2)', [ctx.job.id, b.amount]);
+      await ctx.publish('ledger.notify', { amount: b.amount });
+      return 'booked';
+    }, { transactional: true });
+    q.defineTask('ledger.notify', () => null);
+    const ids = await Promise.all([1, 2, 3].map((amount) => q.publish('ledger.add', { amount })));
+    const report = await q.drain(10, deadline());
+    expect(report).toMatchObject({ succeeded: 6, failed: 0, stale: 0 });
+    expect(await sql(`select job_id::text as id, amount from public.ledger order by amount`))
+      .toEqual(ids.map((id, i) => ({ id, amount: i + 1 })));
+  });
+
+  it('a throw rolls back the work and the follow-ups; the job is retried', async () => {
+    const q = queue();
+    let calls = 0;
+    q.defineTask('ledger.add', async (_: unknown, ctx) => {
+      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+      await ctx.publish('ledger.notify');
+      if (++calls === 1) throw new Error('card declined');
+    }, { transactional: true });
+    q.defineTask('ledger.notify', () => null);
+    await q.publish('ledger.add');
+    const first = await q.drain(10, deadline());
+    expect(first).toMatchObject({ succeeded: 0, retried: 1 });
+    expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 0 }]);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'ledger.notify'`)).toEqual([{ n: 0 }]);
+    await sql(`update jobs.job_queue set scheduled_at = now()`);
+    expect((await q.drain(10, deadline())).succeeded).toBe(2);
+    expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 1 }]);
+  });
+
+  it('a delivery whose lease passed to another consumer rolls back instead of doing the work twice', async () => {
+    const q = queue();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    q.defineTask('ledger.add', async (_: unknown, ctx) => {
+      entered();
+      await gate;
+      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+    }, { transactional: true });
+    await q.publish('ledger.add', null, { timeoutSeconds: 30 });
+    const drained = q.drain(10, deadline());
+    await inside;
+    // The lease runs out (injected clock) and another consumer takes the job.
+    await sql(`select jobs.expire(now => now() + interval '1 minute')`);
+    expect(await sql(`select attempt from jobs.consume(1, now => now() + interval '1 minute')`)).toEqual([{ attempt: 2 }]);
+    release();
+    const report = await drained;
+    expect(report).toMatchObject({ succeeded: 0, stale: 1 });
+    expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 0 }]);
+  });
+});
