@@ -188,8 +188,9 @@ $$;
 --   {"jobs": [...], "unfit": k, "settled": {...} | null}
 -- Settling first means a drain never reaps its own just-finished jobs as
 -- expired, and a steady drain costs one statement per batch. "unfit" counts
--- (up to 10000) due jobs left alone because their timeout exceeds
--- max_timeout; it is computed only when the claim came back short.
+-- due jobs left alone because their timeout exceeds max_timeout, among the
+-- first 1000 in claim order; it is computed only when the claim came back
+-- short.
 create function jobs.claim_json(
   n           integer,
   pattern     text        default null,
@@ -223,16 +224,18 @@ begin
                   claim_json.queue, claim_json.filter, claim_json.worker_id) c;
 
   if v_count < claim_json.n and claim_json.max_timeout is not null then
-    select count(*) into v_unfit from (
-      select 1 from jobs.job_queue q
+    -- The inner query is the claim's own (without the timeout bound), so the
+    -- planner walks the claim-order index and stops after 1000 rows.
+    select count(*) filter (where s.timeout > claim_json.max_timeout) into v_unfit from (
+      select q.timeout from jobs.job_queue q
       where q.queue = coalesce(claim_json.queue, 'default')
         and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.scheduled_at <= v_now
-        and q.timeout > claim_json.max_timeout
         and (claim_json.pattern is null
              or q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'))
         and (claim_json.filter is null or q.attributes @> claim_json.filter)
-      limit 10000
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit 1000
     ) s;
   end if;
   return jsonb_build_object('jobs', v_jobs, 'unfit', v_unfit, 'settled', v_settled);

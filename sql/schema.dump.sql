@@ -445,16 +445,18 @@ begin
                   claim_json.queue, claim_json.filter, claim_json.worker_id) c;
 
   if v_count < claim_json.n and claim_json.max_timeout is not null then
-    select count(*) into v_unfit from (
-      select 1 from jobs.job_queue q
+    -- The inner query is the claim's own (without the timeout bound), so the
+    -- planner walks the claim-order index and stops after 1000 rows.
+    select count(*) filter (where s.timeout > claim_json.max_timeout) into v_unfit from (
+      select q.timeout from jobs.job_queue q
       where q.queue = coalesce(claim_json.queue, 'default')
         and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.scheduled_at <= v_now
-        and q.timeout > claim_json.max_timeout
         and (claim_json.pattern is null
              or q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'))
         and (claim_json.filter is null or q.attributes @> claim_json.filter)
-      limit 10000
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit 1000
     ) s;
   end if;
   return jsonb_build_object('jobs', v_jobs, 'unfit', v_unfit, 'settled', v_settled);
@@ -939,6 +941,19 @@ begin
 end $$;
 
 --
+-- Name: notify(text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.notify(p_channel text, p_payload text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if coalesce(current_setting('pgdrain.events', true), '') <> 'off' then
+    perform pg_notify(p_channel, p_payload);
+  end if;
+end $$;
+
+--
 -- Name: notify_ids(text, bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -946,6 +961,9 @@ CREATE FUNCTION jobs.notify_ids(p_channel text, p_ids bigint[]) RETURNS void
     LANGUAGE plpgsql
     AS $$
 begin
+  if coalesce(current_setting('pgdrain.events', true), '') = 'off' then
+    return;
+  end if;
   perform pg_notify(p_channel, string_agg(s.id::text, ','))
   from (select id, (row_number() over () - 1) / 500 as chunk from unnest(p_ids) id) s
   group by s.chunk;
@@ -1065,7 +1083,7 @@ begin
       if cardinality(v_waiting) > 0 then
         insert into jobs.dependency (depends_on, job_id) select d, v_id from unnest(v_waiting) d on conflict do nothing;
       end if;
-      perform pg_notify('pgdrain_queued', v_queue);
+      perform jobs.notify('pgdrain_queued', v_queue);
       return v_id;
     end if;
   end loop;
@@ -1097,7 +1115,7 @@ begin
     perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
   end if;
   perform jobs.admit(v_queue, coalesce(cardinality(publish_bulk.jobs), 0));
-  perform pg_notify('pgdrain_queued', v_queue);
+  perform jobs.notify('pgdrain_queued', v_queue);
 
   return query
   insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
@@ -1200,7 +1218,7 @@ begin
   )
   select count(*) into v_count from gone;
   if v_count > 0 then
-    perform pg_notify('pgdrain_queued', coalesce(redrive.queue, '*'));
+    perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;
   return v_count;
 end $$;
