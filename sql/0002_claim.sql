@@ -189,6 +189,9 @@ create type jobs.claimed_job as (
 -- max_timeout seconds (null = any: a drain never takes work it cannot finish
 -- before its deadline) and whose attributes contain filter (null = any).
 -- A paused queue hands out nothing. worker_id is recorded on the job.
+-- SQL tasks (sql:<schema>.<function>) run inside the database (jobs.drain_sql):
+-- only a claim whose pattern matches them hands them out, so a drain without a
+-- topic never takes one it has no handler for.
 create function jobs.claim(
   n           integer,
   pattern     text        default null,
@@ -232,7 +235,7 @@ begin
       select q.job_id from jobs.job_queue q
       where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.scheduled_at <= v_now
-        and (v_like is null or q.task like v_like)
+        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
         and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
       order by q.priority desc, q.scheduled_at, q.job_id
       limit claim.n
@@ -243,7 +246,7 @@ begin
       where q.attributes @> claim.filter
         and q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.scheduled_at <= v_now
-        and (v_like is null or q.task like v_like)
+        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
         and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
       order by q.priority desc, q.scheduled_at, q.job_id
       limit claim.n

@@ -231,8 +231,8 @@ begin
       where q.queue = coalesce(claim_json.queue, 'default')
         and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.scheduled_at <= v_now
-        and (claim_json.pattern is null
-             or q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'))
+        and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
+             or claim_json.pattern is null and q.task not like 'sql:%')
         and (claim_json.filter is null or q.attributes @> claim_json.filter)
       order by q.priority desc, q.scheduled_at, q.job_id
       limit 1000

@@ -145,6 +145,13 @@ describe('consume', () => {
     expect(await topic(`x' or true --`)).toEqual([]); // a value, never SQL
   });
 
+  it('SQL tasks go only to a claim whose pattern names them, never to consume(n) or a topic-less drain', async () => {
+    await sql(`select jobs.publish('sql:app.fn', priority => 9), jobs.publish('email.send')`);
+    expect((await sql<{ task: string }>('select task from jobs.consume(10)')).map((r) => r.task)).toEqual(['email.send']);
+    expect((await sql<{ task: string }>(`select task from jobs.consume_topic('sql:%', 10)`)).map((r) => r.task))
+      .toEqual(['sql:app.fn']);
+  });
+
   it('8 parallel consumers over 5,000 jobs never receive the same job and miss none', async () => {
     await sql(`select jobs.publish_bulk(array(select row('par.job', null, null, null, null, null)::jobs.bulk_job
                from generate_series(1, 5000)))`);
