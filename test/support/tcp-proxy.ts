@@ -1,0 +1,45 @@
+// A TCP proxy in front of PostgreSQL whose "network" a test can cut: it
+// stands in for the network between a drain and its database (cables cannot
+// be pulled in a test); both ends are real sockets and the server is real.
+import { connect, createServer, type Socket } from 'node:net';
+
+export interface TcpProxy {
+  /** The proxy's port on 127.0.0.1. */
+  port: number;
+  /** Drops every open connection and refuses new ones. */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+/** Forwards 127.0.0.1:<port> to target host:port. */
+export async function tcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  const server = createServer((client) => {
+    if (cut) return void client.destroy();
+    const upstream = connect(targetPort, targetHost);
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      sockets.add(a);
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => {
+        sockets.delete(a);
+        b.destroy();
+      });
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    cut() {
+      cut = true;
+      server.close(); // refuse new connections
+      for (const s of sockets) s.destroy();
+    },
+    close: () => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      if (!server.listening) return resolve();
+      server.close(() => resolve());
+    }),
+  };
+}
