@@ -1,0 +1,143 @@
+// Issue 7, feature 10: NOTIFY on queued / picked / completed, and waitFor.
+import pg from 'pg';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createQueue, type QueueEvent, type TaskMap } from '../../src/index.js';
+import { testDb } from '../support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const deadline = () => Date.now() + 120_000;
+// waitFor needs LISTEN: a queue built from a connection string (node-postgres).
+const queueWith = (tasks: TaskMap = {}) => createQueue({ connectionString: db.url, tasks });
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
+});
+
+/** A raw LISTEN session that counts notifications per channel. */
+async function listen() {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  const got: Record<string, string[]> = { pgdrain_queued: [], pgdrain_picked: [], pgdrain_completed: [] };
+  client.on('notification', (n) => got[n.channel]?.push(n.payload ?? ''));
+  await client.query('listen pgdrain_queued; listen pgdrain_picked; listen pgdrain_completed');
+  return { got, close: () => client.end() };
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 200)); // let notifications arrive
+
+describe('NOTIFY', () => {
+  it('one notification per statement, not per job: 2,000 jobs in batches of 500', async () => {
+    const l = await listen();
+    const q = queueWith({ t: () => null });
+    try {
+      await q.publishBulk(Array.from({ length: 2000 }, () => ({ task: 't' })));
+      const report = await q.drain(500, deadline());
+      await settle();
+      expect(report.succeeded).toBe(2000);
+      expect(l.got.pgdrain_queued).toEqual(['default']);
+      const picked = l.got.pgdrain_picked.flatMap((p) => p.split(','));
+      const completed = l.got.pgdrain_completed.flatMap((p) => p.split(','));
+      expect(new Set(picked).size).toBe(2000);
+      expect(new Set(completed).size).toBe(2000);
+      // 500 ids per notification at most: ~4 claims and ~4 settles, never thousands.
+      expect(l.got.pgdrain_picked.length).toBeLessThanOrEqual(report.batches);
+      expect(l.got.pgdrain_completed.length).toBeLessThanOrEqual(2 * report.batches + 2);
+    } finally {
+      await l.close();
+      await q.close();
+    }
+  });
+
+  it('nothing is notified for a rolled-back publish', async () => {
+    const l = await listen();
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query('begin');
+    await client.query(`select jobs.publish('t')`);
+    await client.query('rollback');
+    await client.end();
+    await settle();
+    expect(l.got.pgdrain_queued).toEqual([]);
+    await l.close();
+  });
+});
+
+describe('waitFor', () => {
+  it('resolves with the outcome when a drain elsewhere completes the job', async () => {
+    const q = queueWith({ sum: (b: { a: number; b: number }) => b.a + b.b });
+    try {
+      const id = await q.publish('sum', { a: 2, b: 3 });
+      const waiting = q.waitFor(id);
+      let done = false;
+      void waiting.then(() => (done = true));
+      await settle();
+      expect(done).toBe(false);
+      const worker = queueWith({ sum: (b: { a: number; b: number }) => b.a + b.b });
+      await worker.drain(10, deadline(), { workerId: 'other' });
+      await worker.close();
+      expect(await waiting).toMatchObject({ id, status: 'success', result: 5, attempts: 1, workerId: 'other', error: null });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('answers at once for an ended job, reports failures and cancels, refuses unknown ids', async () => {
+    const q = queueWith({ bad: () => { throw new Error('kaput'); } });
+    try {
+      const bad = await q.publish('bad', null, { maxRetries: 0 });
+      await q.drain(10, deadline());
+      const outcome = await q.waitFor(bad);
+      expect(outcome.status).toBe('failure');
+      expect(outcome.error).toMatch(/kaput/);
+      const later = await q.publish('bad', null, { delaySeconds: 3600 });
+      const waiting = q.waitFor(later);
+      await q.cancel(later, 'not needed');
+      expect(await waiting).toMatchObject({ status: 'cancelled', error: 'cancelled: not needed' });
+      await expect(q.waitFor('987654321')).rejects.toMatchObject({ field: 'jobId' });
+      await expect(q.waitFor('x')).rejects.toMatchObject({ field: 'jobId' });
+      const pending = await q.publish('bad', null, { delaySeconds: 3600 });
+      await expect(q.waitFor(pending, { timeoutMs: 200 })).rejects.toMatchObject({ field: 'timeoutMs' });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('subscribe sees queued, picked and completed; a driver-built queue says waitFor needs LISTEN', async () => {
+    const q = queueWith({ t: () => null });
+    const events: QueueEvent[] = [];
+    try {
+      const stop = await q.subscribe((e) => events.push(e));
+      const id = await q.publish('t');
+      await q.drain(10, deadline());
+      await settle();
+      stop();
+      expect(events.map((e) => e.event)).toEqual(['queued', 'picked', 'completed']);
+      expect(events[2]!.ids).toEqual([id]);
+    } finally {
+      await q.close();
+    }
+    const viaDriver = createQueue({ driver: { ...db.driver, close: async () => {} } });
+    await expect(viaDriver.waitFor('1')).rejects.toMatchObject({ field: 'connectionString' });
+  });
+});
+
+describe('turning events off', () => {
+  it('pgdrain.events = off silences every channel', async () => {
+    const l = await listen();
+    const client = new pg.Client({ connectionString: db.url, options: '-c pgdrain.events=off' });
+    await client.connect();
+    try {
+      await client.query(`select jobs.publish('t')`);
+      await client.query(`select jobs.claim_json(10, outcomes => null)`);
+      await client.query(`select jobs.settle(jsonb_agg(jsonb_build_object('id', job_id, 'attempt', attempt, 'outcome', 'ack')))
+                          from jobs.job_queue`);
+      await settle();
+      expect(await sql(`select status from jobs.job`)).toEqual([{ status: 'success' }]);
+      expect(l.got).toEqual({ pgdrain_queued: [], pgdrain_picked: [], pgdrain_completed: [] });
+    } finally {
+      await client.end();
+      await l.close();
+    }
+  });
+});
