@@ -89,8 +89,9 @@ create table jobs.job (
   attributes   jsonb,
   worker_id    text
 );
+-- Retention and "recent" queries. History is written once per job, so every
+-- index here is paid by every job: per-task reports scan by ended_at instead.
 create index job_ended_idx on jobs.job (ended_at);
-create index job_task_idx on jobs.job (task, ended_at);
 -- Dead letters: failures only, so the index stays small.
 create index job_failure_idx on jobs.job (ended_at) where status = 'failure';
 

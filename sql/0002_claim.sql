@@ -222,8 +222,11 @@ begin
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
   end if;
 
-  -- Cheap when nothing expired: one probe of the partial lease index.
-  perform jobs.expire(claim.n, v_now);
+  -- One probe of the partial lease index; the expiry statement runs only when it finds one.
+  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null
+      order by q.lease_until limit 1) <= v_now then
+    perform jobs.expire(claim.n, v_now);
+  end if;
   if v_paused then
     return;
   end if;

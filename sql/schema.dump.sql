@@ -365,8 +365,11 @@ begin
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
   end if;
 
-  -- Cheap when nothing expired: one probe of the partial lease index.
-  perform jobs.expire(claim.n, v_now);
+  -- One probe of the partial lease index; the expiry statement runs only when it finds one.
+  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null
+      order by q.lease_until limit 1) <= v_now then
+    perform jobs.expire(claim.n, v_now);
+  end if;
   if v_paused then
     return;
   end if;
@@ -418,14 +421,14 @@ end $$;
 -- Name: claim_json(integer, text, numeric, timestamp with time zone, jsonb, text, jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, outcomes jsonb DEFAULT NULL::jsonb, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text) RETURNS jsonb
+CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, outcomes jsonb DEFAULT NULL::jsonb, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text) RETURNS json
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
   v_settled jsonb;
-  v_jobs jsonb;
+  v_jobs json;
   v_count integer;
   v_unfit integer := 0;
 begin
@@ -434,12 +437,13 @@ begin
   end if;
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then perform jobs.publish_due_schedules(v_now); end if; -- sql/0005: drain-run schedules, one index probe
 
-  select coalesce(jsonb_agg(jsonb_build_object(
+  -- json, not jsonb: built as text, it is not converted twice on its way out.
+  select coalesce(json_agg(json_build_object(
            'id', c.job_id::text, 'task', c.task, 'body', c.body, 'attempt', c.attempt,
            'maxRetries', c.max_retries, 'timeout', c.timeout, 'leaseUntil', c.lease_until,
            'priority', c.priority, 'scheduledAt', c.scheduled_at, 'createdAt', c.created_at,
            'queue', c.queue, 'attributes', c.attributes)),
-         '[]'::jsonb), count(*)
+         '[]'::json), count(*)
   into v_jobs, v_count
   from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
                   claim_json.queue, claim_json.filter, claim_json.worker_id) c;
@@ -459,7 +463,7 @@ begin
       limit 1000
     ) s;
   end if;
-  return jsonb_build_object('jobs', v_jobs, 'unfit', v_unfit, 'settled', v_settled);
+  return json_build_object('jobs', v_jobs, 'unfit', v_unfit, 'settled', v_settled);
 end $$;
 
 --
@@ -1443,18 +1447,56 @@ declare
   v_ok bigint[];
   v_bad_ids bigint[];
   v_keys text[];
+  v_nacks boolean;
+  v_releases boolean;
+  v_retried integer := 0;
+  v_released integer := 0;
 begin
   if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
     perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
   end if;
-  select coalesce(o.value->>'outcome', 'null') into v_bad
-  from jsonb_array_elements(settle.outcomes) o
-  where o.value->>'outcome' is null or o.value->>'outcome' not in ('ack', 'nack', 'fail', 'release')
-     or o.value->>'id' is null or o.value->>'attempt' is null
-  limit 1;
-  if found then
+  select min(coalesce(o.value->>'outcome', 'null'))
+           filter (where o.value->>'outcome' is null or o.value->>'outcome' not in ('ack', 'nack', 'fail', 'release')
+                      or o.value->>'id' is null or o.value->>'attempt' is null),
+         bool_or(o.value->>'outcome' = 'nack'), bool_or(o.value->>'outcome' = 'release')
+  into v_bad, v_nacks, v_releases
+  from jsonb_array_elements(settle.outcomes) o;
+  if v_bad is not null then
     perform jobs.raise_invalid('PD008', 'outcomes',
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
+  end if;
+
+  -- Retries and releases first, each only when the batch has one: a batch of
+  -- acks then pays for nothing but its delete and its history insert.
+  if v_nacks then
+    with o as (
+      select * from jsonb_to_recordset(settle.outcomes) as x(id bigint, attempt integer, outcome text, error text, retry_at timestamptz)
+      where x.outcome = 'nack'
+    ), retried as (
+      update jobs.job_queue q
+      set lease_until = null,
+          scheduled_at = coalesce(o.retry_at, v_now + jobs.backoff(q.attempt)),
+          last_error = o.error
+      from o
+      where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
+        and q.cancel_requested_at is null and q.lease_until is not null
+      returning 1
+    )
+    select count(*) into v_retried from retried;
+  end if;
+  if v_releases then
+    with o as (
+      select * from jsonb_to_recordset(settle.outcomes) as x(id bigint, attempt integer, outcome text)
+      where x.outcome = 'release'
+    ), released as (
+      update jobs.job_queue q
+      set lease_until = null, attempt = q.attempt - 1, started_at = null
+      from o
+      where q.job_id = o.id and q.attempt = o.attempt and q.lease_until is not null
+        and q.cancel_requested_at is null
+      returning 1
+    )
+    select count(*) into v_released from released;
   end if;
 
   v_deps := exists (select 1 from jobs.dependency);
@@ -1486,22 +1528,6 @@ begin
            e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id
     from ending e
     returning job_id, status, serial_key
-  ), retried as (
-    update jobs.job_queue q
-    set lease_until = null,
-        scheduled_at = coalesce(o.retry_at, v_now + jobs.backoff(q.attempt)),
-        last_error = o.error
-    from o
-    where q.job_id = o.id and q.attempt = o.attempt and o.outcome = 'nack' and q.attempt <= q.max_retries
-      and q.cancel_requested_at is null
-    returning 1
-  ), released as (
-    update jobs.job_queue q
-    set lease_until = null, attempt = q.attempt - 1, started_at = null
-    from o
-    where q.job_id = o.id and q.attempt = o.attempt and o.outcome = 'release' and q.lease_until is not null
-      and q.cancel_requested_at is null
-    returning 1
   ), counts as (
     select count(*) filter (where status = 'success') as succeeded,
            count(*) filter (where status = 'failure') as failed,
@@ -1516,10 +1542,9 @@ begin
     'succeeded', c.succeeded,
     'failed',    c.failed,
     'cancelled', c.cancelled,
-    'retried',   (select count(*) from retried),
-    'released',  (select count(*) from released),
-    'stale',     (select count(*) from o) - c.succeeded - c.failed - c.cancelled
-                 - (select count(*) from retried) - (select count(*) from released)),
+    'retried',   v_retried,
+    'released',  v_released,
+    'stale',     (select count(*) from o) - c.succeeded - c.failed - c.cancelled - v_retried - v_released),
     c.ids, c.ok_ids, c.bad_ids, c.keys
   into v_result, v_ended, v_ok, v_bad_ids, v_keys
   from counts c;
@@ -2003,12 +2028,6 @@ CREATE INDEX job_archive_ended_at_idx ON jobs.job_archive USING btree (ended_at)
 CREATE INDEX job_archive_ended_at_idx1 ON jobs.job_archive USING btree (ended_at) WHERE (status = 'failure'::text);
 
 --
--- Name: job_archive_task_ended_at_idx; Type: INDEX; Schema: jobs; Owner: -
---
-
-CREATE INDEX job_archive_task_ended_at_idx ON jobs.job_archive USING btree (task, ended_at);
-
---
 -- Name: job_ended_idx; Type: INDEX; Schema: jobs; Owner: -
 --
 
@@ -2049,12 +2068,6 @@ CREATE INDEX job_queue_pending_idx ON jobs.job_queue USING btree (queue, priorit
 --
 
 CREATE INDEX job_queue_serial_idx ON jobs.job_queue USING btree (serial_key, job_id) WHERE (serial_key IS NOT NULL);
-
---
--- Name: job_task_idx; Type: INDEX; Schema: jobs; Owner: -
---
-
-CREATE INDEX job_task_idx ON jobs.job USING btree (task, ended_at);
 
 --
 -- Name: recurring_due_idx; Type: INDEX; Schema: jobs; Owner: -

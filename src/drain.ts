@@ -39,9 +39,36 @@ interface ClaimResult {
 interface Running {
   job: Job;
   startedAt: number;
-  controller: AbortController;
+  /** Fires the handler's signal (if it ever asked for one) with this reason. */
+  abort(reason: Error): void;
   /** null: already settled in the handler's own transaction. */
   finish(outcome: Outcome | null): void;
+}
+
+/** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
+const SETTLED = new Error('job settled');
+
+/**
+ * A job's AbortSignal, made only when the handler first reads ctx.signal:
+ * most handlers never do, and a controller per job is a measurable share of
+ * a fast drain's CPU.
+ */
+function lazySignal(): { readonly signal: AbortSignal; abort(reason: Error): void } {
+  let controller: AbortController | undefined;
+  let reason: Error | undefined;
+  return {
+    get signal() {
+      if (!controller) {
+        controller = new AbortController();
+        if (reason) controller.abort(reason);
+      }
+      return controller.signal;
+    },
+    abort(why) {
+      reason ??= why;
+      if (controller && !controller.signal.aborted) controller.abort(why);
+    },
+  };
 }
 
 /**
@@ -112,13 +139,13 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       settler.add({ id: job.id, attempt: job.attempt, outcome: 'release' });
       return;
     }
-    const controller = new AbortController();
+    const signal = lazySignal();
     const entry: Running = {
-      job, controller, startedAt: Date.now(),
+      job, startedAt: Date.now(), abort: signal.abort,
       finish(outcome) {
         if (!running.delete(job.id)) return; // already settled (timeout, release)
         clearTimeout(timer);
-        if (!controller.signal.aborted) controller.abort(new Error('job settled'));
+        signal.abort(SETTLED);
         record(job, outcome);
         wake();
       },
@@ -126,10 +153,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     running.set(job.id, entry);
     const timer = setTimeout(() => {
       const why = end < claimSentAt + job.timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${job.timeout} s`;
-      controller.abort(new Error(why));
+      signal.abort(new Error(why));
       entry.finish({ id: job.id, attempt: job.attempt, outcome: 'nack', error: why });
     }, end - Date.now());
-    void run(job, deps, controller.signal, settler).then((outcome) => entry.finish(outcome));
+    void run(job, deps, signal, settler).then((outcome) => entry.finish(outcome));
   };
 
   const stopWatching = watchCancels(deps.db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
@@ -137,7 +164,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     (id) => {
       const r = running.get(id);
       if (!r) return;
-      r.controller.abort(new Error('job cancelled'));
+      r.abort(new Error('job cancelled'));
       r.finish({ id, attempt: r.job.attempt, outcome: 'fail', error: 'aborted by the drain after jobs.cancel' });
     });
   try {
@@ -184,7 +211,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   } catch (error) {
     // A claim failed (database gone): give back what runs, keep outcomes.
     for (const r of [...running.values()]) {
-      r.controller.abort(new Error('drain failed'));
+      r.abort(new Error('drain failed'));
       r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
     }
     await settler.close(1).catch(() => {});
@@ -216,7 +243,7 @@ async function windDown(running: Map<string, Running>, graceMs: number | undefin
   const giveBack = () => {
     graceOver = true;
     for (const r of [...running.values()]) {
-      r.controller.abort(new Error('drain stopped'));
+      r.abort(new Error('drain stopped'));
       r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
     }
   };
@@ -232,13 +259,19 @@ async function windDown(running: Map<string, Running>, graceMs: number | undefin
  * Runs one handler and turns whatever happens into an outcome; null when a
  * transactional handler already settled its job (counted into settler).
  */
-async function run(job: Job, deps: DrainDeps, signal: AbortSignal, settler: Settler): Promise<Outcome | null> {
+async function run(job: Job, deps: DrainDeps, lazy: { readonly signal: AbortSignal }, settler: Settler): Promise<Outcome | null> {
   const base = { id: job.id, attempt: job.attempt };
   const handler = resolveHandler(deps.tasks, job.task);
   if (!handler) {
     return { ...base, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
   }
-  const ctx: JobContext = { job, signal, publish: (task, body, options) => deps.publish(task, body, options) };
+  const ctx: JobContext = {
+    job,
+    get signal() {
+      return lazy.signal;
+    },
+    publish: (task, body, options) => deps.publish(task, body, options),
+  };
   const began = Date.now();
   try {
     if (isTransactional(handler)) {

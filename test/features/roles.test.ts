@@ -63,7 +63,7 @@ describe('roles', () => {
     const rows = await as('worker', `create temp table c as select * from jobs.consume(1)`,
                           `select jobs.ack(c.job_id) as ok from c`);
     expect(rows).toEqual([{ ok: true }]);
-    expect(await as('worker', `select jobs.claim_json(10) ? 'jobs' as ok`)).toEqual([{ ok: true }]);
+    expect(await as('worker', `select jobs.claim_json(10)::jsonb ? 'jobs' as ok`)).toEqual([{ ok: true }]);
     expect(await as('worker', `select jobs.publish('follow.up') > 0 as ok`)).toEqual([{ ok: true }]);
     await denied('worker', `select jobs.redrive()`);
     await denied('worker', `select jobs.create_queue('evil')`);

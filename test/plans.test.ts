@@ -1,0 +1,87 @@
+// The plans PostgreSQL picks for consuming and acknowledging, on a queue big
+// enough (20,000 pending, analyzed) that a sequential scan would be chosen if
+// no index fitted. Captured with auto_explain from inside the PL/pgSQL
+// functions, after the switch to cached generic plans (6th call on). The
+// planner decides alone: enable_seqscan is left on.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { capturePlans, EXPLAIN_OPTIONS, explainSession, scans, seqScansOfQueue, toPlan, type CapturedPlan } from '../bench/explain.js';
+import { fill } from '../bench/fill.js';
+import { createQueue } from '../src/index.js';
+import { pgDriver } from '../src/db/pg.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const client = new pg.Client({ connectionString: db.url });
+
+const indexScanOfQueue = /^Index (Only )?Scan using \S+ on job_queue$/;
+
+/** The plans whose statement text matches `re` (the statement's first lines). */
+function plansOf(plans: readonly CapturedPlan[], re: RegExp): CapturedPlan[] {
+  return plans.filter((p) => re.test(p.text.slice(0, p.text.indexOf('\n', p.text.indexOf('Query Text:') + 800))));
+}
+
+beforeAll(async () => {
+  await client.connect();
+  await fill(client, 20_000);
+  await client.query('analyze jobs.job_queue');
+  await explainSession(client);
+});
+
+afterAll(async () => {
+  await client.end();
+});
+
+describe('plans on a queue of 20,000 pending jobs', () => {
+  it('consume and ack use index scans and never read jobs.job_queue or jobs.job whole, generic plans included', async () => {
+    for (let call = 1; call <= 7; call++) {
+      let ids: string[] = [];
+      const consumePlans = await capturePlans(client, async () => {
+        ids = (await client.query<{ ids: string[] }>('select array_agg(job_id) as ids from jobs.consume(500)')).rows[0]!.ids;
+      });
+      const ackPlans = await capturePlans(client, async () => {
+        const { rows } = await client.query<{ n: number }>('select jobs.ack($1::bigint[]) as n', [ids]);
+        expect(rows[0]!.n).toBe(500);
+      });
+      expect(ids).toHaveLength(500);
+      expect(consumePlans.length).toBeGreaterThan(0);
+      expect(ackPlans.length).toBeGreaterThan(0);
+      expect(seqScansOfQueue([...consumePlans, ...ackPlans]), `call ${call}`).toEqual([]);
+
+      // The pick (FOR UPDATE SKIP LOCKED) walks an index of pending jobs in claim order.
+      const picks = plansOf(consumePlans, /skip locked/i);
+      expect(picks.length, `call ${call}: a SKIP LOCKED pick among ${consumePlans.map((p) => p.statement).join(' | ')}`)
+        .toBeGreaterThan(0);
+      for (const pick of picks) expect(scans(pick).some((s) => indexScanOfQueue.test(s)), pick.text).toBe(true);
+
+      // Settling finds each acknowledged job by its key.
+      const deletes = plansOf(ackPlans, /delete from jobs\.job_queue/i);
+      expect(deletes.length, `call ${call}: the delete among ${ackPlans.map((p) => p.statement).join(' | ')}`).toBeGreaterThan(0);
+      for (const d of deletes) expect(scans(d).some((s) => indexScanOfQueue.test(s)), d.text).toBe(true);
+    }
+  });
+
+  it("drain()'s own statements (claim_json with settle riding along) never read the queue whole", async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 1, options: EXPLAIN_OPTIONS });
+    const plans: CapturedPlan[] = [];
+    pool.on('connect', (c) => c.on('notice', (msg) => {
+      const plan = toPlan(msg.message);
+      if (plan) plans.push(plan);
+    }));
+    const queue = createQueue({ driver: pgDriver(pool), tasks: { noop: async () => null } });
+    try {
+      const pending = Number((await client.query<{ n: string }>('select count(*) as n from jobs.job_queue')).rows[0]!.n);
+      expect(pending).toBeGreaterThan(10_000);
+      // One session drains it all in claims of 500: well past the switch to generic plans.
+      const report = await queue.drain(500, Date.now() + 120_000);
+      expect(report).toMatchObject({ claimed: pending, succeeded: pending, stoppedBy: 'empty' });
+      expect(report.batches).toBeGreaterThan(6);
+      expect(plans.some((p) => /claim/i.test(p.text))).toBe(true);
+      const seq = plans.filter((p) => seqScansOfQueue([p]).length > 0);
+      expect(seqScansOfQueue(plans), seq[0]?.text).toEqual([]);
+    } finally {
+      await queue.close();
+      await pool.end();
+    }
+  });
+});
