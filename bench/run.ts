@@ -1,0 +1,125 @@
+// npm run bench [-- --rounds 3 --sizes 20000,100000 --only throughput,scale,cost]
+// npm run bench -- --soak 600
+//
+// Starts a fresh, durable PostgreSQL (fsync and synchronous_commit on), then
+// measures. It is a benchmark, not a test: it prints numbers and asserts
+// nothing about time (it does fail when a queue loses or leaves a job).
+import { mkdirSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
+import { cliCosts, emptyDrain, roundTrips, statementsPerJob } from './cost.js';
+import { scale, scaleTable, writePlans } from './scale.js';
+import { startBenchServer } from './server.js';
+import { fmtInt } from './stats.js';
+import { floorSystem } from './systems/floor.js';
+import { graphileSystem, GRAPHILE_CONCURRENCY } from './systems/graphile.js';
+import { pgbossSystem } from './systems/pgboss.js';
+import { pgdrainSystem } from './systems/pgdrain.js';
+import type { System } from './systems/system.js';
+import { throughputRounds, throughputTable } from './throughput.js';
+
+const SECTIONS = ['throughput', 'scale', 'cost'] as const;
+type Section = (typeof SECTIONS)[number];
+
+const FACTORIES: Record<string, (url: string) => Promise<System>> = {
+  floor: floorSystem, 'floor+history': (url) => floorSystem(url, { history: true }),
+  pgdrain: pgdrainSystem, 'graphile-worker': graphileSystem, 'pg-boss': pgbossSystem,
+};
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    sizes: { type: 'string', default: '20000,100000' },
+    only: { type: 'string', default: SECTIONS.join(',') },
+    systems: { type: 'string', default: Object.keys(FACTORIES).join(',') },
+    soak: { type: 'string' },
+  },
+  strict: true,
+});
+
+function positiveInt(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: must be a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`--${name}: unknown ${JSON.stringify(value)} (one of ${allowed.join(', ')})`);
+  return value as T;
+}
+
+const rounds = positiveInt('rounds', values.rounds);
+const sizes = values.sizes.split(',').map((s) => positiveInt('sizes', s));
+const only = new Set(values.only.split(',').map((s) => oneOf<Section>('only', s, SECTIONS)));
+const systemNames = values.systems.split(',').map((s) => oneOf('systems', s, Object.keys(FACTORIES)));
+if (!systemNames.includes('floor')) throw new Error('--systems: must include floor (ratios are to the floor)');
+const soakSeconds = values.soak === undefined ? undefined : positiveInt('soak', values.soak);
+
+const out = (line = '') => process.stdout.write(`${line}\n`);
+const note = (line: string) => process.stderr.write(`${line}\n`);
+const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+
+const server = await startBenchServer();
+const outDir = new URL('./', import.meta.url); // dist/bench/
+mkdirSync(outDir, { recursive: true });
+try {
+  out(`# pgdrain benchmark, ${new Date().toISOString()}`);
+  out();
+  out(`- machine: ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${fmtInt(totalmem() / 2 ** 20)} MiB; load average at start ${load()}`);
+  out(`- node ${process.version}; ${server.version}`);
+  out(`- settings: ${Object.entries(server.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+  out();
+
+  if (soakSeconds !== undefined) {
+    const { soak } = await import('./soak.js');
+    out(await soak(server, soakSeconds, note));
+    out();
+  } else {
+    const systems: System[] = [];
+    try {
+      for (const name of systemNames) systems.push(await FACTORIES[name]!(server.url));
+      if (only.has('throughput')) {
+        const samples = await throughputRounds(server.url, systems, sizes, rounds, (s) =>
+          note(`  ${s.system} ${fmtInt(s.size)} round ${s.round + 1}: enqueue ${fmtInt(s.enqueuePerSec)}/s, drain ${fmtInt(s.drainPerSec)}/s (load ${load()})`));
+        out(`## Throughput: ${rounds} interleaved rounds of no-op jobs`);
+        out();
+        out(`Enqueue: chunks of 10,000 jobs, one statement each. Drain: pgdrain 4 x drain(500), floor 4 loops of batch 500, `
+          + `pg-boss 4 workers (batchSize 500, burstWhenBatchFull), graphile-worker one runner (concurrency ${GRAPHILE_CONCURRENCY}, `
+          + `localQueue 500, completeJobBatchDelay 0). Ratios are paired within each round, then min / median / max.`);
+        out();
+        out(throughputTable(samples));
+        out();
+      }
+      if (only.has('cost')) {
+        note('  cost: statements per batch');
+        out('## Serverless cost');
+        out();
+        out(await roundTrips(server.url));
+        out();
+        out(await statementsPerJob(server, systems));
+        out();
+        out(await emptyDrain(server.url));
+        out();
+        note('  cost: CLI cold start and memory');
+        out(await cliCosts(server));
+        out();
+      }
+    } finally {
+      for (const s of systems) await s.close();
+    }
+    if (only.has('scale')) {
+      const rows = await scale(server.url, undefined, note);
+      const plansFile = new URL('plans.txt', outDir);
+      writePlans(plansFile.pathname, rows);
+      out('## Scale: one session, consume(500) then ack of those 500, backlog topped up to N after each batch');
+      out();
+      out(scaleTable(rows));
+      out();
+      out(`(plans of each statement, after the switch to generic plans: ${plansFile.pathname})`);
+      out();
+    }
+  }
+  out(`load average at end: ${load()}`);
+} finally {
+  await server.stop();
+}

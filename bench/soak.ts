@@ -1,0 +1,98 @@
+// npm run bench -- --soak SECONDS: pgdrain under steady load for a long time.
+// A producer keeps about BACKLOG jobs pending (publishBulk of 1,000); four
+// consumers call drain(500, now + 10 s) back to back, as a cron or a fleet of
+// short-lived functions would. Every WINDOW seconds it samples throughput,
+// dead tuples and sizes; the summary says whether throughput held within 10%
+// of the median and whether dead tuples stayed bounded.
+import pg from 'pg';
+import { createQueue } from '../src/index.js';
+import type { BenchServer } from './server.js';
+import { fmtInt, median, now, table } from './stats.js';
+
+const BACKLOG = 20_000;
+const WINDOW_S = 30;
+const DRAINS = 4;
+
+interface Window {
+  atS: number;
+  jobsPerSec: number;
+  deadQueue: number;
+  liveQueue: number;
+  queueMiB: number;
+  historyRows: number;
+  autovacuums: number;
+}
+
+export async function soak(server: BenchServer, seconds: number, progress: (line: string) => void): Promise<string> {
+  let handled = 0;
+  let published = 0;
+  const queue = createQueue({ connectionString: server.url, tasks: { noop: async () => { handled++; } } });
+  await queue.migrate();
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  const endAt = Date.now() + seconds * 1000;
+  let stop = false;
+
+  const producer = (async () => {
+    while (!stop) {
+      if (published - handled >= BACKLOG) {
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      await queue.publishBulk(Array.from({ length: 1000 }, (_, i) => ({ task: 'noop', body: { i: published + i } })));
+      published += 1000;
+    }
+  })();
+  const consumers = Array.from({ length: DRAINS }, async () => {
+    while (!stop && Date.now() < endAt - 1000) await queue.drain(500, Math.min(endAt, Date.now() + 10_000));
+  });
+
+  const windows: Window[] = [];
+  const started = now();
+  let lastHandled = 0;
+  let lastAt = started;
+  try {
+    while (Date.now() < endAt) {
+      await new Promise((r) => setTimeout(r, Math.min(WINDOW_S * 1000, endAt - Date.now())));
+      const t = now();
+      const { rows } = await admin.query<{ dead: string; live: string; size: string; history: string; av: string }>(
+        `select q.n_dead_tup as dead, q.n_live_tup as live, pg_total_relation_size('jobs.job_queue') as size,
+                (select reltuples::bigint from pg_class where oid = 'jobs.job'::regclass) as history,
+                q.autovacuum_count as av
+         from pg_stat_user_tables q where q.relid = 'jobs.job_queue'::regclass`);
+      const r = rows[0]!;
+      const w = { atS: (t - started) / 1000, jobsPerSec: (handled - lastHandled) / ((t - lastAt) / 1000),
+                  deadQueue: Number(r.dead), liveQueue: Number(r.live), queueMiB: Number(r.size) / 2 ** 20,
+                  historyRows: Number(r.history), autovacuums: Number(r.av) };
+      windows.push(w);
+      progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, job_queue dead ${fmtInt(w.deadQueue)}, ${w.queueMiB.toFixed(1)} MiB`);
+      lastHandled = handled;
+      lastAt = t;
+    }
+  } finally {
+    stop = true;
+    await producer;
+    await Promise.all(consumers);
+    await admin.end();
+    await queue.close();
+  }
+  const full = windows.filter((w, i) => i < windows.length - 1 || windows.length === 1); // the last window may be short
+  const rates = full.map((w) => w.jobsPerSec);
+  const mid = median(rates);
+  const worst = Math.max(...rates.map((x) => Math.abs(x - mid) / mid));
+  const half = Math.floor(full.length / 2);
+  const deadFirst = Math.max(...full.slice(0, half || 1).map((w) => w.deadQueue));
+  const deadSecond = Math.max(...full.slice(half).map((w) => w.deadQueue));
+  return [
+    `## Soak: ${seconds} s, ${DRAINS} drains of batch 500, backlog kept near ${fmtInt(BACKLOG)}`,
+    '',
+    table(['t (s)', 'jobs/s', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (with indexes)', 'jobs.job rows', 'autovacuums'],
+      windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.deadQueue), fmtInt(w.liveQueue),
+        w.queueMiB.toFixed(1), fmtInt(w.historyRows), String(w.autovacuums)])),
+    '',
+    `- throughput: median ${fmtInt(mid)} jobs/s over ${rates.length} windows of ${WINDOW_S} s; min ${fmtInt(Math.min(...rates))}, `
+      + `max ${fmtInt(Math.max(...rates))}; largest deviation from the median ${(worst * 100).toFixed(1)}% (target: within 10%)`,
+    `- dead tuples in jobs.job_queue: max ${fmtInt(deadFirst)} in the first half, ${fmtInt(deadSecond)} in the second half`,
+    `- published ${fmtInt(published)}, handled ${fmtInt(handled)}`,
+  ].join('\n');
+}

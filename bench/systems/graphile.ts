@@ -1,0 +1,60 @@
+// graphile-worker 0.18, tuned as its performance docs suggest for many fast
+// jobs: a local queue of 500 jobs per fetch, completions batched with
+// completeJobBatchDelay 0 (and failJobBatchDelay 0). Enqueued with addJobs
+// (one add_jobs call per chunk); drained by one runner started after the
+// enqueue, as a worker process would be. graphile-worker deletes completed
+// jobs: it keeps no history.
+import { Logger, makeWorkerUtils, run, runMigrations, type WorkerUtils } from 'graphile-worker';
+import pg from 'pg';
+import { chunks, expectCount, until, type System } from './system.js';
+
+/** Jobs run at once by the runner; 0.18's perfTest uses 3-24, 100 was fastest here (see RESULTS.md). */
+export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 100);
+const silent = new Logger(() => () => {});
+
+export async function graphileSystem(url: string): Promise<System> {
+  await runMigrations({ connectionString: url, logger: silent });
+  const utils: WorkerUtils = await makeWorkerUtils({ connectionString: url, logger: silent });
+  const admin = new pg.Pool({ connectionString: url, max: 1 });
+  const remaining = async () =>
+    (await admin.query<{ n: number }>('select count(*)::int as n from graphile_worker._private_jobs')).rows[0]!.n;
+  return {
+    name: 'graphile-worker',
+    async reset() {
+      await admin.query('truncate graphile_worker._private_jobs, graphile_worker._private_job_queues');
+    },
+    async enqueue(n) {
+      for (const [from, to] of chunks(n)) {
+        await utils.addJobs(Array.from({ length: to - from }, (_, k) => ({ identifier: 'noop', payload: { i: from + k } })));
+      }
+    },
+    async drain(n) {
+      let ran = 0;
+      let allRan!: () => void;
+      const ranAll = new Promise<void>((resolve) => (allRan = resolve));
+      const runner = await run({
+        connectionString: url,
+        concurrency: GRAPHILE_CONCURRENCY,
+        maxPoolSize: GRAPHILE_CONCURRENCY + 2,
+        noHandleSignals: true,
+        pollInterval: 1000,
+        logger: silent,
+        taskList: { noop: async () => { if (++ran === n) allRan(); } },
+        preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
+      });
+      try {
+        await ranAll;
+        await until(async () => (await remaining()) === 0); // the last completions are committed
+      } finally {
+        await runner.stop();
+      }
+    },
+    async verify() {
+      expectCount('graphile-worker jobs left', await remaining(), 0);
+    },
+    async close() {
+      await utils.release();
+      await admin.end();
+    },
+  };
+}

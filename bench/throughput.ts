@@ -1,0 +1,69 @@
+// Interleaved rounds: in each round every system enqueues then drains n
+// no-op jobs, in an order rotated per round, so slow drift in the machine's
+// load hits all of them alike. Ratios to the floor are paired within a round.
+import pg from 'pg';
+import { fmtInt, fmtRatio, fmtSpread, now, spread, table } from './stats.js';
+import type { System } from './systems/system.js';
+
+export interface Sample {
+  size: number;
+  round: number;
+  system: string;
+  enqueuePerSec: number;
+  drainPerSec: number;
+}
+
+/** Runs `rounds` rounds for each size; calls progress after every sample. */
+export async function throughputRounds(url: string, systems: readonly System[], sizes: readonly number[],
+                                       rounds: number, progress: (s: Sample) => void): Promise<Sample[]> {
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  const samples: Sample[] = [];
+  try {
+    for (const size of sizes) {
+      for (let round = 0; round < rounds; round++) {
+        const order = systems.map((_, i) => systems[(i + round) % systems.length]!);
+        for (const system of order) {
+          await system.reset();
+          await admin.query('checkpoint');
+          let t = now();
+          await system.enqueue(size);
+          const enqueueMs = now() - t;
+          await admin.query('checkpoint');
+          t = now();
+          await system.drain(size);
+          const drainMs = now() - t;
+          await system.verify(size);
+          const sample = { size, round, system: system.name,
+                           enqueuePerSec: size / (enqueueMs / 1000), drainPerSec: size / (drainMs / 1000) };
+          samples.push(sample);
+          progress(sample);
+        }
+      }
+    }
+  } finally {
+    await admin.end();
+  }
+  return samples;
+}
+
+/** The table: jobs/s (min / median / max over rounds) and the ratio to the floor paired within each round. */
+export function throughputTable(samples: readonly Sample[], floor = 'floor'): string {
+  const rows: string[][] = [];
+  const sizes = [...new Set(samples.map((s) => s.size))];
+  for (const size of sizes) {
+    const names = [...new Set(samples.filter((s) => s.size === size).map((s) => s.system))];
+    for (const name of names) {
+      const mine = samples.filter((s) => s.size === size && s.system === name);
+      const paired = (key: 'enqueuePerSec' | 'drainPerSec') => mine.map((s) => {
+        const f = samples.find((x) => x.size === size && x.round === s.round && x.system === floor)!;
+        return s[key] / f[key];
+      });
+      rows.push([fmtInt(size), name,
+        fmtSpread(spread(mine.map((s) => s.enqueuePerSec)), fmtInt), fmtSpread(spread(paired('enqueuePerSec')), fmtRatio),
+        fmtSpread(spread(mine.map((s) => s.drainPerSec)), fmtInt), fmtSpread(spread(paired('drainPerSec')), fmtRatio)]);
+    }
+  }
+  return table(['jobs', 'system', 'enqueue jobs/s (min / median / max)', 'enqueue vs floor',
+                'drain jobs/s (min / median / max)', 'drain vs floor'], rows);
+}
