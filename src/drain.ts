@@ -5,6 +5,7 @@ import { translateError } from './errors.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { Settler, type Outcome, type SettleCounts } from './settler.js';
 import { resolveHandler } from './tasks.js';
+import { Timeouts } from './timeouts.js';
 import type { DrainReport, FailedJob, Job, JobContext, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
 /** What drain() needs from its queue. */
@@ -133,29 +134,31 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     settler.add(outcome);
   };
 
-  const start = (job: Job, claimSentAt: number) => {
+  const timeouts = new Timeouts();
+  const start = (job: Job, claimSentAt: number, now: number) => {
     const end = Math.min(claimSentAt + job.timeout * 1000, stopAt);
-    if (stoppedBy || end <= Date.now()) {
+    if (stoppedBy || end <= now) {
       settler.add({ id: job.id, attempt: job.attempt, outcome: 'release' });
       return;
     }
     const signal = lazySignal();
+    const expire = () => {
+      const why = end < claimSentAt + job.timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${job.timeout} s`;
+      signal.abort(new Error(why));
+      entry.finish({ id: job.id, attempt: job.attempt, outcome: 'nack', error: why });
+    };
     const entry: Running = {
-      job, startedAt: Date.now(), abort: signal.abort,
+      job, startedAt: now, abort: signal.abort,
       finish(outcome) {
         if (!running.delete(job.id)) return; // already settled (timeout, release)
-        clearTimeout(timer);
+        timeouts.clear(end, expire);
         signal.abort(SETTLED);
         record(job, outcome);
         wake();
       },
     };
     running.set(job.id, entry);
-    const timer = setTimeout(() => {
-      const why = end < claimSentAt + job.timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${job.timeout} s`;
-      signal.abort(new Error(why));
-      entry.finish({ id: job.id, attempt: job.attempt, outcome: 'nack', error: why });
-    }, end - Date.now());
+    timeouts.at(end, expire);
     void run(job, deps, signal, settler).then((outcome) => entry.finish(outcome));
   };
 
@@ -198,7 +201,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const { jobs, unfit } = result;
       claimed += jobs.length;
       skipped = unfit;
-      for (const row of jobs) start(toJob(row), claimSentAt);
+      const now = Date.now();
+      for (const row of jobs) start(toJob(row), claimSentAt, now);
       if (jobs.length === 0) {
         // Nothing claimable: the queue is empty, or what is due no longer fits the budget.
         // Outcomes gathered meanwhile go with one more claim: settling them
