@@ -36,5 +36,5 @@ COPY --from=build /src/dist/examples/tasks.js ./tasks/index.js
 USER 1000:1000
 # Exec form: node is PID 1 and gets the kubelet's SIGTERM itself (a shell in
 # between would not pass it on, and the pod would only stop at SIGKILL).
-ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
+ENTRYPOINT ["node", "/app/dist/cli.mjs"]
 CMD ["drain"]

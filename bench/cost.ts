@@ -15,7 +15,7 @@ import { fmtInt, fmtMs, median, now, table } from './stats.js';
 import type { System } from './systems/system.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url)); // dist/bench/run.mjs → the repository
-const CLI = `${root}dist/src/cli/main.js`;
+const CLI = `${root}dist/cli.mjs`;
 const TASKS = `${root}bench/noop-tasks.mjs`;
 
 function countBy(sent: readonly Sent[]): string {

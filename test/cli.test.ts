@@ -7,7 +7,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { emptyDb, testDb } from './support/db.js';
 import { freePort } from './support/postgres.js';
 
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/cli.mjs');
 const db = await testDb();
 const sql = db.sql;
 

@@ -288,7 +288,7 @@ describe('publish, drain, stats, metrics', () => {
 });
 
 describe('pgdrain serve', () => {
-  const CLI = resolve('dist/src/cli/main.js');
+  const CLI = resolve('dist/cli.mjs');
   const dir = mkdtempSync(join(tmpdir(), 'pgdrain-serve-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'tasks.mjs'), `

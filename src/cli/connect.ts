@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
 import type { Driver } from '../db/driver.js';
 import { pgDriver } from '../db/pg.js';
-import { pgliteDriver } from '../db/pglite.js';
 import { migrate } from '../migrate.js';
 
 export interface Connection {
@@ -20,6 +19,8 @@ export async function connect(dsn: string | undefined, log: (line: string) => vo
   if (url) return { driver: pgDriver(url, { max: 20 }) };
   const dir = resolve(process.env.PGDRAIN_DATA_DIR || '.pgdrain');
   log(`pgdrain: no DSN or DATABASE_URL; using the embedded PostgreSQL (PGlite) in ${dir}`);
+  // Loaded only here: PGlite is a large module, and most runs have a DSN.
+  const { pgliteDriver } = await import('../db/pglite.js');
   const driver = await pgliteDriver(dir);
   await migrate(driver);
   return { driver, embeddedDir: dir };

@@ -1,7 +1,5 @@
-import { serve } from '@hono/node-server';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { AddressInfo } from 'node:net';
-import { createApp } from '../http/app.js';
 import { createQueue } from '../queue.js';
 import { connect } from './connect.js';
 import { loadTasks } from './tasks-module.js';
@@ -54,6 +52,8 @@ export function serveCommand(): Command {
       if (!token && !hmacSecret) {
         throw new CommanderError(2, 'usage', 'error: set PGDRAIN_TOKEN (bearer token) or PGDRAIN_HMAC_SECRET (signed requests), 16+ characters');
       }
+      // The HTTP stack loads only for this command, keeping drain's cold start short.
+      const [{ serve }, { createApp }] = await Promise.all([import('@hono/node-server'), import('../http/app.js')]);
       const tasks = opts.tasks ? await loadTasks(opts.tasks) : undefined;
       const { driver } = await connect(opts.dsn, log);
       const shutdown = new AbortController();

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from '../support/db.js';
 
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/cli.mjs');
 const db = await testDb();
 const sql = db.sql;
 const dir = mkdtempSync(join(tmpdir(), 'pgdrain-cli7-'));

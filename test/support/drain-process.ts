@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import type { DrainReport } from '../../src/types.js';
 
-export const CLI = resolve('dist/src/cli/main.js');
+export const CLI = resolve('dist/cli.mjs');
 export const FAULT_TASKS = resolve('test/fixtures/fault-tasks.mjs');
 
 export interface Exit {

@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// Bundles the CLI into one ES module, dist/cli.mjs (the package's bin): one
+// file to read instead of hundreds halves its start-up, which a drain woken
+// every minute by a CronJob pays each time. PGlite stays outside (it loads
+// its WebAssembly from its own package, and only when no DSN is given).
+// Run after `npm run build:sql` (npm run build does).
+import { build } from 'esbuild';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { zodEnglishOnly } from './zod-english-only.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+await build({
+  entryPoints: [join(root, 'src/cli/main.ts')],
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  outfile: join(root, 'dist/cli.mjs'),
+  minify: true,
+  sourcemap: 'linked',
+  legalComments: 'none',
+  external: ['pg-native', '@electric-sql/pglite', '@electric-sql/pglite/*'],
+  // pg is CommonJS and calls require() for Node built-ins; give the ES module one.
+  banner: { js: "import { createRequire as __pgdrainCreateRequire } from 'node:module'; const require = __pgdrainCreateRequire(import.meta.url);" },
+  plugins: [zodEnglishOnly],
+  logLevel: 'warning',
+});
