@@ -1,23 +1,33 @@
 -- pgdrain 0003: settling deliveries (ack, nack, release), one statement per batch.
 
--- Settles many deliveries at once. outcomes is a JSON array of
---   {"id": job_id, "attempt": n, "outcome": "ack",     "result": any, "ms": number}
---   {"id": job_id, "attempt": n, "outcome": "nack",    "error": text, "retry_at": timestamptz | null}
---   {"id": job_id, "attempt": n, "outcome": "fail",    "error": text}   -- no retry
---   {"id": job_id, "attempt": n, "outcome": "release"}                  -- give back unstarted
+-- Settles many deliveries at once, given as column arrays: element i of
+-- each array belongs to delivery i (results, errors, retry_at and ms may be
+-- null, or hold nulls). outcomes[i] is one of
+--   ack      job ids[i], attempt attempts[i] succeeded with results[i], taking ms[i] ms
+--   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff)
+--   fail     it failed with errors[i]: no retry
+--   release  give it back unstarted, its attempt not spent
 -- An outcome applies only while the job is still on that attempt, so a drain
 -- whose lease expired and whose job went to another drain cannot settle the
 -- newer delivery; such outcomes are counted as stale. A nack with retries
--- left schedules the job again (at retry_at, else after jobs.backoff); with
--- none left, the job ends as a failure. release returns a running job to
--- pending without spending its attempt. A job whose cancel was requested
--- while it ran (jobs.cancel) ends as cancelled on any outcome but ack (an
--- ack means the work was done: it ends as a success).
--- Returns {"succeeded", "failed", "cancelled", "retried", "released", "stale"}.
-create function jobs.settle(outcomes jsonb, now timestamptz default null)
-returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+-- left schedules the job again; with none left, the job ends as a failure.
+-- A job whose cancel was requested while it ran (jobs.cancel) ends as
+-- cancelled on any outcome but ack (an ack means the work was done: it ends
+-- as a success). This is drain()'s form: arrays cost the server far less to
+-- read than JSON. Returns {"succeeded", "failed", "cancelled", "retried",
+-- "released", "stale"}.
+create function jobs.settle_arrays(
+  ids      bigint[],
+  attempts integer[],
+  outcomes text[],
+  results  jsonb[]            default null,
+  errors   text[]             default null,
+  retry_at timestamptz[]      default null,
+  ms       double precision[] default null,
+  now      timestamptz        default null
+) returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(settle.now, pg_catalog.now());
+  v_now timestamptz := coalesce(settle_arrays.now, pg_catalog.now());
   v_bad text;
   v_result jsonb;
   v_deps boolean;
@@ -30,15 +40,16 @@ declare
   v_retried integer := 0;
   v_released integer := 0;
 begin
-  if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
-    perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
+  if coalesce(cardinality(settle_arrays.attempts), 0) <> coalesce(cardinality(settle_arrays.ids), 0)
+     or coalesce(cardinality(settle_arrays.outcomes), 0) <> coalesce(cardinality(settle_arrays.ids), 0) then
+    perform jobs.raise_invalid('PD008', 'outcomes', 'ids, attempts and outcomes must have one element per delivery');
   end if;
-  select min(coalesce(o.value->>'outcome', 'null'))
-           filter (where o.value->>'outcome' is null or o.value->>'outcome' not in ('ack', 'nack', 'fail', 'release')
-                      or o.value->>'id' is null or o.value->>'attempt' is null),
-         bool_or(o.value->>'outcome' = 'nack'), bool_or(o.value->>'outcome' = 'release')
+  select min(coalesce(x.outcome, 'null'))
+           filter (where x.outcome is null or x.outcome not in ('ack', 'nack', 'fail', 'release')
+                      or x.id is null or x.attempt is null),
+         bool_or(x.outcome = 'nack'), bool_or(x.outcome = 'release')
   into v_bad, v_nacks, v_releases
-  from jsonb_array_elements(settle.outcomes) o;
+  from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome);
   if v_bad is not null then
     perform jobs.raise_invalid('PD008', 'outcomes',
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
@@ -48,7 +59,8 @@ begin
   -- acks then pays for nothing but its delete and its history insert.
   if v_nacks then
     with o as (
-      select * from jsonb_to_recordset(settle.outcomes) as x(id bigint, attempt integer, outcome text, error text, retry_at timestamptz)
+      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
+                           settle_arrays.errors, settle_arrays.retry_at) as x(id, attempt, outcome, error, retry_at)
       where x.outcome = 'nack'
     ), retried as (
       update jobs.job_queue q
@@ -64,7 +76,7 @@ begin
   end if;
   if v_releases then
     with o as (
-      select * from jsonb_to_recordset(settle.outcomes) as x(id bigint, attempt integer, outcome text)
+      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome)
       where x.outcome = 'release'
     ), released as (
       update jobs.job_queue q
@@ -79,8 +91,8 @@ begin
 
   v_deps := exists (select 1 from jobs.dependency);
   with o as materialized (
-    select * from jsonb_to_recordset(settle.outcomes)
-      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision)
+    select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.results,
+                         settle_arrays.errors, settle_arrays.ms) as x(id, attempt, outcome, result, error, ms)
   ), ending as (
     delete from jobs.job_queue q using o
     where q.job_id = o.id and q.attempt = o.attempt
@@ -122,7 +134,7 @@ begin
     'cancelled', c.cancelled,
     'retried',   v_retried,
     'released',  v_released,
-    'stale',     (select count(*) from o) - c.succeeded - c.failed - c.cancelled - v_retried - v_released),
+    'stale',     cardinality(settle_arrays.ids) - c.succeeded - c.failed - c.cancelled - v_retried - v_released),
     c.ids, c.ok_ids, c.bad_ids, c.keys
   into v_result, v_ended, v_ok, v_bad_ids, v_keys
   from counts c;
@@ -133,6 +145,33 @@ begin
     end if;
   end if;
   return v_result;
+end $$;
+
+-- jobs.settle_arrays with the deliveries as a JSON array, for SQL callers:
+--   {"id": job_id, "attempt": n, "outcome": "ack",     "result": any, "ms": number}
+--   {"id": job_id, "attempt": n, "outcome": "nack",    "error": text, "retry_at": timestamptz | null}
+--   {"id": job_id, "attempt": n, "outcome": "fail",    "error": text}
+--   {"id": job_id, "attempt": n, "outcome": "release"}
+create function jobs.settle(outcomes jsonb, now timestamptz default null)
+returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_bad text;
+begin
+  if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
+    perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
+  end if;
+  select min(jsonb_typeof(o.value)) filter (where jsonb_typeof(o.value) <> 'object') into v_bad
+  from jsonb_array_elements(settle.outcomes) o;
+  if v_bad is not null then
+    perform jobs.raise_invalid('PD008', 'outcomes', format('every element must be an object, got %s', v_bad));
+  end if;
+  -- One aggregation: every array sees the rows in the same order.
+  return (
+    select jobs.settle_arrays(coalesce(array_agg(x.id), '{}'), coalesce(array_agg(x.attempt), '{}'),
+                              coalesce(array_agg(x.outcome), '{}'), array_agg(x.result), array_agg(x.error),
+                              array_agg(x.retry_at), array_agg(x.ms), settle.now)
+    from jsonb_to_recordset(settle.outcomes)
+      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision));
 end $$;
 
 -- The current delivery of each claimed job, as settle outcomes.
@@ -204,23 +243,35 @@ set search_path = pg_catalog, pg_temp as $$
   select (jobs.settle(jobs.outcomes_for(release.job_ids, 'release', null, null, null))->>'released')::integer
 $$;
 
--- drain()'s round trip: settles the outcomes it has gathered (if any), then
--- claims the next batch like jobs.claim, answering one json value
---   {"jobs": [...], "unfit": k, "settled": {...} | null}
--- Settling first means a drain never reaps its own just-finished jobs as
--- expired, and a steady drain costs one statement per batch. "unfit" counts
--- due jobs left alone because their timeout exceeds max_timeout, among the
--- first 1000 in claim order; it is computed only when the claim came back
--- short.
+-- drain()'s round trip: settles the deliveries it has gathered (if any, as
+-- jobs.settle_arrays takes them), then claims the next batch like
+-- jobs.claim, answering one json value
+--   {"jobs": [[id, task, body, attempt, max_retries, timeout, priority,
+--              scheduled_at, created_at, attributes], ...],
+--    "queue": q, "now": t, "unfit": k, "settled": {...} | null}
+-- with times as epoch seconds; each job's lease ends at now + timeout.
+-- Positional rows and epoch numbers because building and reading the answer
+-- is per-job work on every batch: named fields and timestamp text cost twice
+-- as much. Settling first means a drain never reaps its own just-finished
+-- jobs as expired, and a steady drain costs one statement per batch.
+-- "unfit" counts due jobs left alone because their timeout exceeds
+-- max_timeout, among the first 1000 in claim order; it is computed only when
+-- the claim came back short.
 create function jobs.claim_json(
   n           integer,
-  pattern     text        default null,
-  max_timeout numeric     default null,
-  now         timestamptz default null,
-  outcomes    jsonb       default null,
-  queue       text        default null,
-  filter      jsonb       default null,
-  worker_id   text        default null
+  pattern     text               default null,
+  max_timeout numeric            default null,
+  now         timestamptz        default null,
+  queue       text               default null,
+  filter      jsonb              default null,
+  worker_id   text               default null,
+  ids         bigint[]           default null,
+  attempts    integer[]          default null,
+  outcomes    text[]             default null,
+  results     jsonb[]            default null,
+  errors      text[]             default null,
+  retry_at    timestamptz[]      default null,
+  ms          double precision[] default null
 ) returns json language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
@@ -229,17 +280,16 @@ declare
   v_count integer;
   v_unfit integer := 0;
 begin
-  if claim_json.outcomes is not null then
-    v_settled := jobs.settle(claim_json.outcomes, v_now);
+  if cardinality(claim_json.ids) > 0 then
+    v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,
+                                    claim_json.errors, claim_json.retry_at, claim_json.ms, v_now);
   end if;
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then perform jobs.publish_due_schedules(v_now); end if; -- sql/0005: drain-run schedules, one index probe
 
   -- json, not jsonb: built as text, it is not converted twice on its way out.
-  select coalesce(json_agg(json_build_object(
-           'id', c.job_id::text, 'task', c.task, 'body', c.body, 'attempt', c.attempt,
-           'maxRetries', c.max_retries, 'timeout', c.timeout, 'leaseUntil', c.lease_until,
-           'priority', c.priority, 'scheduledAt', c.scheduled_at, 'createdAt', c.created_at,
-           'queue', c.queue, 'attributes', c.attributes)),
+  select coalesce(json_agg(json_build_array(
+           c.job_id::text, c.task, c.body, c.attempt, c.max_retries, c.timeout, c.priority,
+           date_part('epoch', c.scheduled_at), date_part('epoch', c.created_at), c.attributes)),
          '[]'::json), count(*)
   into v_jobs, v_count
   from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
@@ -260,7 +310,8 @@ begin
       limit 1000
     ) s;
   end if;
-  return json_build_object('jobs', v_jobs, 'unfit', v_unfit, 'settled', v_settled);
+  return json_build_object('jobs', v_jobs, 'queue', coalesce(claim_json.queue, 'default'),
+                           'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled);
 end $$;
 
 -- Cancelling -----------------------------------------------------------------

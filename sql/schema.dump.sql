@@ -418,10 +418,10 @@ begin
 end $$;
 
 --
--- Name: claim_json(integer, text, numeric, timestamp with time zone, jsonb, text, jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: claim_json(integer, text, numeric, timestamp with time zone, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamp with time zone[], double precision[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, outcomes jsonb DEFAULT NULL::jsonb, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text) RETURNS json
+CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text, ids bigint[] DEFAULT NULL::bigint[], attempts integer[] DEFAULT NULL::integer[], outcomes text[] DEFAULT NULL::text[], results jsonb[] DEFAULT NULL::jsonb[], errors text[] DEFAULT NULL::text[], retry_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], ms double precision[] DEFAULT NULL::double precision[]) RETURNS json
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -432,17 +432,16 @@ declare
   v_count integer;
   v_unfit integer := 0;
 begin
-  if claim_json.outcomes is not null then
-    v_settled := jobs.settle(claim_json.outcomes, v_now);
+  if cardinality(claim_json.ids) > 0 then
+    v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,
+                                    claim_json.errors, claim_json.retry_at, claim_json.ms, v_now);
   end if;
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then perform jobs.publish_due_schedules(v_now); end if; -- sql/0005: drain-run schedules, one index probe
 
   -- json, not jsonb: built as text, it is not converted twice on its way out.
-  select coalesce(json_agg(json_build_object(
-           'id', c.job_id::text, 'task', c.task, 'body', c.body, 'attempt', c.attempt,
-           'maxRetries', c.max_retries, 'timeout', c.timeout, 'leaseUntil', c.lease_until,
-           'priority', c.priority, 'scheduledAt', c.scheduled_at, 'createdAt', c.created_at,
-           'queue', c.queue, 'attributes', c.attributes)),
+  select coalesce(json_agg(json_build_array(
+           c.job_id::text, c.task, c.body, c.attempt, c.max_retries, c.timeout, c.priority,
+           date_part('epoch', c.scheduled_at), date_part('epoch', c.created_at), c.attributes)),
          '[]'::json), count(*)
   into v_jobs, v_count
   from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
@@ -463,7 +462,8 @@ begin
       limit 1000
     ) s;
   end if;
-  return json_build_object('jobs', v_jobs, 'unfit', v_unfit, 'settled', v_settled);
+  return json_build_object('jobs', v_jobs, 'queue', coalesce(claim_json.queue, 'default'),
+                           'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled);
 end $$;
 
 --
@@ -537,7 +537,7 @@ begin
 
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text) to %I, %I',
                  v_roles[1], v_roles[2]);
-  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, jsonb, text, jsonb, text), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz), jobs.cancel_requested(bigint[]) to %I',
+  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
   execute format('grant select on jobs.job to %I', v_roles[2]);
 
@@ -1439,7 +1439,35 @@ CREATE FUNCTION jobs.settle(outcomes jsonb, now timestamp with time zone DEFAULT
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(settle.now, pg_catalog.now());
+  v_bad text;
+begin
+  if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
+    perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
+  end if;
+  select min(jsonb_typeof(o.value)) filter (where jsonb_typeof(o.value) <> 'object') into v_bad
+  from jsonb_array_elements(settle.outcomes) o;
+  if v_bad is not null then
+    perform jobs.raise_invalid('PD008', 'outcomes', format('every element must be an object, got %s', v_bad));
+  end if;
+  -- One aggregation: every array sees the rows in the same order.
+  return (
+    select jobs.settle_arrays(coalesce(array_agg(x.id), '{}'), coalesce(array_agg(x.attempt), '{}'),
+                              coalesce(array_agg(x.outcome), '{}'), array_agg(x.result), array_agg(x.error),
+                              array_agg(x.retry_at), array_agg(x.ms), settle.now)
+    from jsonb_to_recordset(settle.outcomes)
+      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision));
+end $$;
+
+--
+-- Name: settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamp with time zone[], double precision[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.settle_arrays(ids bigint[], attempts integer[], outcomes text[], results jsonb[] DEFAULT NULL::jsonb[], errors text[] DEFAULT NULL::text[], retry_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], ms double precision[] DEFAULT NULL::double precision[], now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(settle_arrays.now, pg_catalog.now());
   v_bad text;
   v_result jsonb;
   v_deps boolean;
@@ -1452,15 +1480,16 @@ declare
   v_retried integer := 0;
   v_released integer := 0;
 begin
-  if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
-    perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
+  if coalesce(cardinality(settle_arrays.attempts), 0) <> coalesce(cardinality(settle_arrays.ids), 0)
+     or coalesce(cardinality(settle_arrays.outcomes), 0) <> coalesce(cardinality(settle_arrays.ids), 0) then
+    perform jobs.raise_invalid('PD008', 'outcomes', 'ids, attempts and outcomes must have one element per delivery');
   end if;
-  select min(coalesce(o.value->>'outcome', 'null'))
-           filter (where o.value->>'outcome' is null or o.value->>'outcome' not in ('ack', 'nack', 'fail', 'release')
-                      or o.value->>'id' is null or o.value->>'attempt' is null),
-         bool_or(o.value->>'outcome' = 'nack'), bool_or(o.value->>'outcome' = 'release')
+  select min(coalesce(x.outcome, 'null'))
+           filter (where x.outcome is null or x.outcome not in ('ack', 'nack', 'fail', 'release')
+                      or x.id is null or x.attempt is null),
+         bool_or(x.outcome = 'nack'), bool_or(x.outcome = 'release')
   into v_bad, v_nacks, v_releases
-  from jsonb_array_elements(settle.outcomes) o;
+  from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome);
   if v_bad is not null then
     perform jobs.raise_invalid('PD008', 'outcomes',
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
@@ -1470,7 +1499,8 @@ begin
   -- acks then pays for nothing but its delete and its history insert.
   if v_nacks then
     with o as (
-      select * from jsonb_to_recordset(settle.outcomes) as x(id bigint, attempt integer, outcome text, error text, retry_at timestamptz)
+      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
+                           settle_arrays.errors, settle_arrays.retry_at) as x(id, attempt, outcome, error, retry_at)
       where x.outcome = 'nack'
     ), retried as (
       update jobs.job_queue q
@@ -1486,7 +1516,7 @@ begin
   end if;
   if v_releases then
     with o as (
-      select * from jsonb_to_recordset(settle.outcomes) as x(id bigint, attempt integer, outcome text)
+      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome)
       where x.outcome = 'release'
     ), released as (
       update jobs.job_queue q
@@ -1501,8 +1531,8 @@ begin
 
   v_deps := exists (select 1 from jobs.dependency);
   with o as materialized (
-    select * from jsonb_to_recordset(settle.outcomes)
-      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision)
+    select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.results,
+                         settle_arrays.errors, settle_arrays.ms) as x(id, attempt, outcome, result, error, ms)
   ), ending as (
     delete from jobs.job_queue q using o
     where q.job_id = o.id and q.attempt = o.attempt
@@ -1544,7 +1574,7 @@ begin
     'cancelled', c.cancelled,
     'retried',   v_retried,
     'released',  v_released,
-    'stale',     (select count(*) from o) - c.succeeded - c.failed - c.cancelled - v_retried - v_released),
+    'stale',     cardinality(settle_arrays.ids) - c.succeeded - c.failed - c.cancelled - v_retried - v_released),
     c.ids, c.ok_ids, c.bad_ids, c.keys
   into v_result, v_ended, v_ok, v_bad_ids, v_keys
   from counts c;

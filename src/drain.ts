@@ -3,10 +3,10 @@ import type { Driver, Queryable } from './db/driver.js';
 import { isTransactional, runTransactional } from './define-task.js';
 import { translateError } from './errors.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
-import { Settler, type Outcome, type SettleCounts } from './settler.js';
+import { outcomeArrays, Settler, type Outcome, type SettleCounts } from './settler.js';
 import { resolveHandler } from './tasks.js';
 import { Timeouts } from './timeouts.js';
-import type { DrainReport, FailedJob, Job, JobContext, PublishOptions, StoppedBy, TaskMap } from './types.js';
+import type { DrainReport, FailedJob, Job, JobContext, Json, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
 /** What drain() needs from its queue. */
 export interface DrainDeps {
@@ -24,18 +24,20 @@ export const DEFAULT_FLUSH_INTERVAL_MS = 50;
 /** How often running jobs older than this are checked for a cancel request. */
 export const DEFAULT_CANCEL_CHECK_MS = 2000;
 
-interface ClaimedRow extends Omit<Job, 'leaseUntil' | 'scheduledAt' | 'createdAt' | 'timeout'> {
-  timeout: number | string;
-  leaseUntil: string;
-  scheduledAt: string;
-  createdAt: string;
-}
+/** A claimed job as jobs.claim_json answers it (times in epoch seconds). */
+type ClaimedRow = [id: string, task: string, body: unknown, attempt: number, maxRetries: number, timeout: number,
+                   priority: number, scheduledAt: number, createdAt: number, attributes: Record<string, Json> | null];
 
 interface ClaimResult {
   jobs: ClaimedRow[];
+  queue: string;
+  /** The claim's time, epoch seconds: each lease ends at now + timeout. */
+  now: number;
   unfit: number;
   settled: SettleCounts | null;
 }
+
+const NO_OUTCOMES = [null, null, null, null, null, null, null];
 
 interface Running {
   job: Job;
@@ -187,9 +189,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       let result: ClaimResult;
       try {
         const { rows } = await deps.db.query<{ r: ClaimResult }>(
-          'select jobs.claim_json($1, $2, $3, null, $4::jsonb, $5, $6::jsonb, $7) as r',
-          [Math.min(args.batchSize, free), opts.topic ?? null, Math.floor(budgetMs) / 1000,
-           outcomes.length > 0 ? JSON.stringify(outcomes) : null, opts.queue ?? null, filter, workerId],
+          `select jobs.claim_json($1, $2, $3, null, $4, $5::jsonb, $6, $7::bigint[], $8::integer[], $9::text[],
+                                  $10::jsonb[], $11::text[], $12::timestamptz[], $13::float8[]) as r`,
+          [Math.min(args.batchSize, free), opts.topic ?? null, Math.floor(budgetMs) / 1000, opts.queue ?? null,
+           filter, workerId, ...(outcomes.length > 0 ? outcomeArrays(outcomes) : NO_OUTCOMES)],
         );
         result = rows[0]!.r;
       } catch (error) {
@@ -202,7 +205,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       claimed += jobs.length;
       skipped = unfit;
       const now = Date.now();
-      for (const row of jobs) start(toJob(row), claimSentAt, now);
+      for (const row of jobs) start(toJob(row, result.queue, result.now), claimSentAt, now);
       if (jobs.length === 0) {
         // Nothing claimable: the queue is empty, or what is due no longer fits the budget.
         // Outcomes gathered meanwhile go with one more claim: settling them
@@ -284,11 +287,10 @@ async function run(job: Job, deps: DrainDeps, lazy: { readonly signal: AbortSign
       return null;
     }
     const result = await handler(job.body, ctx);
-    // Checked here so one bad result cannot break the batch's settle statement.
-    if (result !== undefined && JSON.stringify(result) === undefined) {
-      throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
-    }
-    return { ...base, outcome: 'ack', result: result ?? null, ms: Date.now() - began };
+    // Encoded here, so one bad result cannot break the batch's settle statement.
+    const json = result === undefined || result === null ? null : JSON.stringify(result);
+    if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
+    return { ...base, outcome: 'ack', result: json, ms: Date.now() - began };
   } catch (error) {
     return { ...base, outcome: 'nack', error: describe(error) };
   }
@@ -303,12 +305,12 @@ function describe(error: unknown): string {
   }
 }
 
-function toJob(row: ClaimedRow): Job {
+function toJob([id, task, body, attempt, maxRetries, timeout, priority, scheduledAt, createdAt, attributes]: ClaimedRow,
+               queue: string, now: number): Job {
   return {
-    ...row,
-    timeout: Number(row.timeout),
-    leaseUntil: new Date(row.leaseUntil),
-    scheduledAt: new Date(row.scheduledAt),
-    createdAt: new Date(row.createdAt),
+    id, task, body, attempt, maxRetries, timeout: Number(timeout), priority, queue, attributes,
+    leaseUntil: new Date((now + Number(timeout)) * 1000),
+    scheduledAt: new Date(scheduledAt * 1000),
+    createdAt: new Date(createdAt * 1000),
   };
 }

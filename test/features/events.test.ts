@@ -129,7 +129,7 @@ describe('turning events off', () => {
     await client.connect();
     try {
       await client.query(`select jobs.publish('t')`);
-      await client.query(`select jobs.claim_json(10, outcomes => null)`);
+      await client.query(`select jobs.claim_json(10, ids => null)`);
       await client.query(`select jobs.settle(jsonb_agg(jsonb_build_object('id', job_id, 'attempt', attempt, 'outcome', 'ack')))
                           from jobs.job_queue`);
       await settle();
