@@ -182,16 +182,80 @@ create type jobs.claimed_job as (
   attributes  jsonb
 );
 
--- The one claim statement behind consume, consume_topic and drain(). It
--- expires stale leases first, then claims up to n due pending jobs of one
--- queue (greatest priority first, then earliest scheduled_at, then job_id)
+-- Picks (locks) up to n due pending jobs of one queue for a claim: the
+-- shared part of jobs.claim and jobs.claim_json, which then mark them
+-- running. It expires stale leases first, then picks in claim order
+-- (greatest priority first, then earliest scheduled_at, then job_id) jobs
 -- whose task matches pattern (null = any), whose timeout is at most
 -- max_timeout seconds (null = any: a drain never takes work it cannot finish
 -- before its deadline) and whose attributes contain filter (null = any).
--- A paused queue hands out nothing. worker_id is recorded on the job.
+-- A paused queue hands out nothing. Returns null when nothing was picked.
 -- SQL tasks (sql:<schema>.<function>) run inside the database (jobs.drain_sql):
 -- only a claim whose pattern matches them hands them out, so a drain without a
 -- topic never takes one it has no handler for.
+create function jobs.pick(n integer, pattern text, max_timeout numeric, now timestamptz, queue text, filter jsonb)
+returns bigint[] language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(pick.now, pg_catalog.now());
+  v_queue text := coalesce(pick.queue, 'default');
+  v_paused boolean;
+  v_like text;
+  v_ids bigint[];
+begin
+  perform jobs.check_batch(pick.n);
+  if pick.pattern is not null then
+    if pick.pattern = '' or length(pick.pattern) > 200 then
+      perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
+    end if;
+    -- Only % is a wildcard; _ and \ match themselves.
+    v_like := replace(replace(pick.pattern, '\', '\\'), '_', '\_');
+  end if;
+  perform jobs.check_object(pick.filter, 'filter');
+  select q.paused into v_paused from jobs.queue q where q.name = v_queue;
+  if not found then
+    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
+  end if;
+
+  -- One probe of the partial lease index; the expiry statement runs only when it finds one.
+  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null
+      order by q.lease_until limit 1) <= v_now then
+    perform jobs.expire(pick.n, v_now);
+  end if;
+  if v_paused then
+    return null;
+  end if;
+
+  -- Two statements rather than one with "filter is null or …", so a
+  -- filtered claim can use the GIN index on attributes.
+  if pick.filter is null then
+    select array_agg(p.job_id) into v_ids from (
+      select q.job_id from jobs.job_queue q
+      where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= v_now
+        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
+        and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit pick.n
+      for update skip locked) p;
+  else
+    select array_agg(p.job_id) into v_ids from (
+      select q.job_id from jobs.job_queue q
+      where q.attributes @> pick.filter
+        and q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= v_now
+        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
+        and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit pick.n
+      for update skip locked) p;
+  end if;
+  return v_ids;
+end $$;
+
+-- Claims up to n jobs as jobs.pick chooses them (see there for the
+-- arguments): marks them running with a lease ending at now + timeout,
+-- counts the attempt, records worker_id, and returns them in claim order.
+-- The claim behind consume and consume_topic; drain() uses jobs.claim_json.
 create function jobs.claim(
   n           integer,
   pattern     text        default null,
@@ -203,58 +267,9 @@ create function jobs.claim(
 ) returns setof jobs.claimed_job language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(claim.now, pg_catalog.now());
-  v_queue text := coalesce(claim.queue, 'default');
-  v_paused boolean;
-  v_like text;
   v_ids bigint[];
 begin
-  perform jobs.check_batch(claim.n);
-  if claim.pattern is not null then
-    if claim.pattern = '' or length(claim.pattern) > 200 then
-      perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
-    end if;
-    -- Only % is a wildcard; _ and \ match themselves.
-    v_like := replace(replace(claim.pattern, '\', '\\'), '_', '\_');
-  end if;
-  perform jobs.check_object(claim.filter, 'filter');
-  select q.paused into v_paused from jobs.queue q where q.name = v_queue;
-  if not found then
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
-  end if;
-
-  -- One probe of the partial lease index; the expiry statement runs only when it finds one.
-  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null
-      order by q.lease_until limit 1) <= v_now then
-    perform jobs.expire(claim.n, v_now);
-  end if;
-  if v_paused then
-    return;
-  end if;
-
-  -- Two statements rather than one with "filter is null or …", so a
-  -- filtered claim can use the GIN index on attributes.
-  if claim.filter is null then
-    select array_agg(p.job_id) into v_ids from (
-      select q.job_id from jobs.job_queue q
-      where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-        and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit claim.n
-      for update skip locked) p;
-  else
-    select array_agg(p.job_id) into v_ids from (
-      select q.job_id from jobs.job_queue q
-      where q.attributes @> claim.filter
-        and q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-        and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit claim.n
-      for update skip locked) p;
-  end if;
+  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, v_now, claim.queue, claim.filter);
   if v_ids is null then
     return;
   end if;

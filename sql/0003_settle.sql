@@ -276,8 +276,9 @@ create function jobs.claim_json(
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
   v_settled jsonb;
-  v_jobs json;
-  v_count integer;
+  v_ids bigint[];
+  v_jobs json := '[]';
+  v_count integer := 0;
   v_unfit integer := 0;
 begin
   if cardinality(claim_json.ids) > 0 then
@@ -286,14 +287,31 @@ begin
   end if;
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then perform jobs.publish_due_schedules(v_now); end if; -- sql/0005: drain-run schedules, one index probe
 
-  -- json, not jsonb: built as text, it is not converted twice on its way out.
-  select coalesce(json_agg(json_build_array(
-           c.job_id::text, c.task, c.body, c.attempt, c.max_retries, c.timeout, c.priority,
-           date_part('epoch', c.scheduled_at), date_part('epoch', c.created_at), c.attributes)),
-         '[]'::json), count(*)
-  into v_jobs, v_count
-  from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
-                  claim_json.queue, claim_json.filter, claim_json.worker_id) c;
+  -- The same marking as jobs.claim, answered straight from the update: no
+  -- row set in between. json, not jsonb: built as text, it is not converted
+  -- twice on its way out.
+  v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
+                     claim_json.queue, claim_json.filter);
+  if v_ids is not null then
+    with claimed as (
+      update jobs.job_queue q
+      set attempt = q.attempt + 1,
+          lease_until = v_now + make_interval(secs => q.timeout),
+          started_at = v_now,
+          worker_id = claim_json.worker_id
+      where q.job_id = any(v_ids)
+      returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
+                q.scheduled_at, q.created_at, q.attributes
+    )
+    select json_agg(json_build_array(
+             c.job_id::text, c.task, c.body, c.attempt, c.max_retries, c.timeout, c.priority,
+             date_part('epoch', c.scheduled_at), date_part('epoch', c.created_at), c.attributes)
+             order by c.priority desc, c.scheduled_at, c.job_id),
+           count(*)
+    into v_jobs, v_count
+    from claimed c;
+    perform jobs.notify_ids('pgdrain_picked', v_ids);
+  end if;
 
   if v_count < claim_json.n and claim_json.max_timeout is not null then
     -- The inner query is the claim's own (without the timeout bound), so the

@@ -346,58 +346,9 @@ CREATE FUNCTION jobs.claim(n integer, pattern text DEFAULT NULL::text, max_timeo
     AS $$
 declare
   v_now timestamptz := coalesce(claim.now, pg_catalog.now());
-  v_queue text := coalesce(claim.queue, 'default');
-  v_paused boolean;
-  v_like text;
   v_ids bigint[];
 begin
-  perform jobs.check_batch(claim.n);
-  if claim.pattern is not null then
-    if claim.pattern = '' or length(claim.pattern) > 200 then
-      perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
-    end if;
-    -- Only % is a wildcard; _ and \ match themselves.
-    v_like := replace(replace(claim.pattern, '\', '\\'), '_', '\_');
-  end if;
-  perform jobs.check_object(claim.filter, 'filter');
-  select q.paused into v_paused from jobs.queue q where q.name = v_queue;
-  if not found then
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
-  end if;
-
-  -- One probe of the partial lease index; the expiry statement runs only when it finds one.
-  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null
-      order by q.lease_until limit 1) <= v_now then
-    perform jobs.expire(claim.n, v_now);
-  end if;
-  if v_paused then
-    return;
-  end if;
-
-  -- Two statements rather than one with "filter is null or …", so a
-  -- filtered claim can use the GIN index on attributes.
-  if claim.filter is null then
-    select array_agg(p.job_id) into v_ids from (
-      select q.job_id from jobs.job_queue q
-      where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-        and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit claim.n
-      for update skip locked) p;
-  else
-    select array_agg(p.job_id) into v_ids from (
-      select q.job_id from jobs.job_queue q
-      where q.attributes @> claim.filter
-        and q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-        and (claim.max_timeout is null or q.timeout <= claim.max_timeout)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit claim.n
-      for update skip locked) p;
-  end if;
+  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, v_now, claim.queue, claim.filter);
   if v_ids is null then
     return;
   end if;
@@ -428,8 +379,9 @@ CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
   v_settled jsonb;
-  v_jobs json;
-  v_count integer;
+  v_ids bigint[];
+  v_jobs json := '[]';
+  v_count integer := 0;
   v_unfit integer := 0;
 begin
   if cardinality(claim_json.ids) > 0 then
@@ -438,14 +390,31 @@ begin
   end if;
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then perform jobs.publish_due_schedules(v_now); end if; -- sql/0005: drain-run schedules, one index probe
 
-  -- json, not jsonb: built as text, it is not converted twice on its way out.
-  select coalesce(json_agg(json_build_array(
-           c.job_id::text, c.task, c.body, c.attempt, c.max_retries, c.timeout, c.priority,
-           date_part('epoch', c.scheduled_at), date_part('epoch', c.created_at), c.attributes)),
-         '[]'::json), count(*)
-  into v_jobs, v_count
-  from jobs.claim(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
-                  claim_json.queue, claim_json.filter, claim_json.worker_id) c;
+  -- The same marking as jobs.claim, answered straight from the update: no
+  -- row set in between. json, not jsonb: built as text, it is not converted
+  -- twice on its way out.
+  v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
+                     claim_json.queue, claim_json.filter);
+  if v_ids is not null then
+    with claimed as (
+      update jobs.job_queue q
+      set attempt = q.attempt + 1,
+          lease_until = v_now + make_interval(secs => q.timeout),
+          started_at = v_now,
+          worker_id = claim_json.worker_id
+      where q.job_id = any(v_ids)
+      returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
+                q.scheduled_at, q.created_at, q.attributes
+    )
+    select json_agg(json_build_array(
+             c.job_id::text, c.task, c.body, c.attempt, c.max_retries, c.timeout, c.priority,
+             date_part('epoch', c.scheduled_at), date_part('epoch', c.created_at), c.attributes)
+             order by c.priority desc, c.scheduled_at, c.job_id),
+           count(*)
+    into v_jobs, v_count
+    from claimed c;
+    perform jobs.notify_ids('pgdrain_picked', v_ids);
+  end if;
 
   if v_count < claim_json.n and claim_json.max_timeout is not null then
     -- The inner query is the claim's own (without the timeout bound), so the
@@ -1034,6 +1003,70 @@ begin
   execute 'select cron.unschedule($1)' using v_id;
   return true;
 end $_$;
+
+--
+-- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb) RETURNS bigint[]
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(pick.now, pg_catalog.now());
+  v_queue text := coalesce(pick.queue, 'default');
+  v_paused boolean;
+  v_like text;
+  v_ids bigint[];
+begin
+  perform jobs.check_batch(pick.n);
+  if pick.pattern is not null then
+    if pick.pattern = '' or length(pick.pattern) > 200 then
+      perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
+    end if;
+    -- Only % is a wildcard; _ and \ match themselves.
+    v_like := replace(replace(pick.pattern, '\', '\\'), '_', '\_');
+  end if;
+  perform jobs.check_object(pick.filter, 'filter');
+  select q.paused into v_paused from jobs.queue q where q.name = v_queue;
+  if not found then
+    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
+  end if;
+
+  -- One probe of the partial lease index; the expiry statement runs only when it finds one.
+  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null
+      order by q.lease_until limit 1) <= v_now then
+    perform jobs.expire(pick.n, v_now);
+  end if;
+  if v_paused then
+    return null;
+  end if;
+
+  -- Two statements rather than one with "filter is null or …", so a
+  -- filtered claim can use the GIN index on attributes.
+  if pick.filter is null then
+    select array_agg(p.job_id) into v_ids from (
+      select q.job_id from jobs.job_queue q
+      where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= v_now
+        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
+        and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit pick.n
+      for update skip locked) p;
+  else
+    select array_agg(p.job_id) into v_ids from (
+      select q.job_id from jobs.job_queue q
+      where q.attributes @> pick.filter
+        and q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= v_now
+        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
+        and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+      order by q.priority desc, q.scheduled_at, q.job_id
+      limit pick.n
+      for update skip locked) p;
+  end if;
+  return v_ids;
+end $$;
 
 --
 -- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb); Type: FUNCTION; Schema: jobs; Owner: -
