@@ -39,7 +39,8 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
         await new Promise((r) => setTimeout(r, 20));
         continue;
       }
-      await queue.publishBulk(Array.from({ length: 1000 }, (_, i) => ({ task: 'noop', body: { i: published + i } })));
+      // A 5 s timeout: a drain claims only jobs whose timeout fits its 10 s budget.
+      await queue.publishBulk(Array.from({ length: 1000 }, (_, i) => ({ task: 'noop', body: { i: published + i }, timeoutSeconds: 5 })));
       published += 1000;
     }
   })();
