@@ -182,6 +182,23 @@ create type jobs.claimed_job as (
   attributes  jsonb
 );
 
+-- The greatest priority below `below` (null: the greatest) among claimable
+-- jobs of a queue, due or not: one probe of the claim index.
+create function jobs.next_priority(p_queue text, below integer)
+returns integer language plpgsql stable as $$
+begin
+  -- Two statements, so that `priority < below` bounds the index range.
+  if below is null then
+    return (select q.priority from jobs.job_queue q
+            where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+            order by q.priority desc limit 1);
+  end if;
+  return (select q.priority from jobs.job_queue q
+          where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+            and q.priority < below
+          order by q.priority desc limit 1);
+end $$;
+
 -- Picks (locks) up to n due pending jobs of one queue for a claim: the
 -- shared part of jobs.claim and jobs.claim_json, which then mark them
 -- running. It expires stale leases first, then picks in claim order
@@ -201,6 +218,9 @@ declare
   v_paused boolean;
   v_like text;
   v_ids bigint[];
+  v_some bigint[];
+  v_prio integer;
+  v_left integer := pick.n;
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -225,18 +245,29 @@ begin
     return null;
   end if;
 
-  -- Two statements rather than one with "filter is null or …", so a
+  -- Two ways rather than one statement with "filter is null or …", so a
   -- filtered claim can use the GIN index on attributes.
   if pick.filter is null then
-    select array_agg(p.job_id) into v_ids from (
-      select q.job_id from jobs.job_queue q
-      where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-        and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit pick.n
-      for update skip locked) p;
+    -- One priority at a time, highest first (a skip scan over the priorities
+    -- in use): within a priority the claim index is in scheduled_at order, so
+    -- each range scan ends at the first job not yet due, and jobs scheduled
+    -- for later cost nothing. (One scan over all priorities would read every
+    -- one of them: the due-time bound cannot end it.)
+    v_prio := jobs.next_priority(v_queue, null);
+    while v_prio is not null and v_left > 0 loop
+      select array_agg(p.job_id) into v_some from (
+        select q.job_id from jobs.job_queue q
+        where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+          and q.priority = v_prio and q.scheduled_at <= v_now
+          and (q.task like v_like or v_like is null and q.task not like 'sql:%')
+          and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+        order by q.scheduled_at, q.job_id
+        limit v_left
+        for update skip locked) p;
+      v_ids := v_ids || v_some;
+      v_left := pick.n - coalesce(cardinality(v_ids), 0);
+      v_prio := jobs.next_priority(v_queue, v_prio);
+    end loop;
   else
     select array_agg(p.job_id) into v_ids from (
       select q.job_id from jobs.job_queue q

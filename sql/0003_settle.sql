@@ -254,9 +254,8 @@ $$;
 -- is per-job work on every batch: named fields and timestamp text cost twice
 -- as much. Settling first means a drain never reaps its own just-finished
 -- jobs as expired, and a steady drain costs one statement per batch.
--- "unfit" counts due jobs left alone because their timeout exceeds
--- max_timeout, among the first 1000 in claim order; it is computed only when
--- the claim came back short.
+-- "unfit" counts (up to 1000) due jobs left alone because their timeout
+-- exceeds max_timeout; it is computed only when the claim came back short.
 create function jobs.claim_json(
   n           integer,
   pattern     text               default null,
@@ -277,6 +276,7 @@ declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
   v_settled jsonb;
   v_ids bigint[];
+  v_prio integer;
   v_jobs json := '[]';
   v_count integer := 0;
   v_unfit integer := 0;
@@ -314,19 +314,24 @@ begin
   end if;
 
   if v_count < claim_json.n and claim_json.max_timeout is not null then
-    -- The inner query is the claim's own (without the timeout bound), so the
-    -- planner walks the claim-order index and stops after 1000 rows.
-    select count(*) filter (where s.timeout > claim_json.max_timeout) into v_unfit from (
-      select q.timeout from jobs.job_queue q
-      where q.queue = coalesce(claim_json.queue, 'default')
-        and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
-             or claim_json.pattern is null and q.task not like 'sql:%')
-        and (claim_json.filter is null or q.attributes @> claim_json.filter)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit 1000
-    ) s;
+    -- Due jobs left alone because their timeout does not fit, up to 1000,
+    -- one priority at a time as jobs.pick walks them (jobs scheduled for
+    -- later are never read).
+    v_prio := jobs.next_priority(coalesce(claim_json.queue, 'default'), null);
+    while v_prio is not null and v_unfit < 1000 loop
+      v_unfit := v_unfit + (select count(*) from (
+        select 1 from jobs.job_queue q
+        where q.queue = coalesce(claim_json.queue, 'default')
+          and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+          and q.priority = v_prio and q.scheduled_at <= v_now
+          and q.timeout > claim_json.max_timeout
+          and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
+               or claim_json.pattern is null and q.task not like 'sql:%')
+          and (claim_json.filter is null or q.attributes @> claim_json.filter)
+        order by q.scheduled_at, q.job_id
+        limit 1000 - v_unfit) s);
+      v_prio := jobs.next_priority(coalesce(claim_json.queue, 'default'), v_prio);
+    end loop;
   end if;
   return json_build_object('jobs', v_jobs, 'queue', coalesce(claim_json.queue, 'default'),
                            'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled);

@@ -380,6 +380,7 @@ declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
   v_settled jsonb;
   v_ids bigint[];
+  v_prio integer;
   v_jobs json := '[]';
   v_count integer := 0;
   v_unfit integer := 0;
@@ -417,19 +418,24 @@ begin
   end if;
 
   if v_count < claim_json.n and claim_json.max_timeout is not null then
-    -- The inner query is the claim's own (without the timeout bound), so the
-    -- planner walks the claim-order index and stops after 1000 rows.
-    select count(*) filter (where s.timeout > claim_json.max_timeout) into v_unfit from (
-      select q.timeout from jobs.job_queue q
-      where q.queue = coalesce(claim_json.queue, 'default')
-        and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
-             or claim_json.pattern is null and q.task not like 'sql:%')
-        and (claim_json.filter is null or q.attributes @> claim_json.filter)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit 1000
-    ) s;
+    -- Due jobs left alone because their timeout does not fit, up to 1000,
+    -- one priority at a time as jobs.pick walks them (jobs scheduled for
+    -- later are never read).
+    v_prio := jobs.next_priority(coalesce(claim_json.queue, 'default'), null);
+    while v_prio is not null and v_unfit < 1000 loop
+      v_unfit := v_unfit + (select count(*) from (
+        select 1 from jobs.job_queue q
+        where q.queue = coalesce(claim_json.queue, 'default')
+          and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+          and q.priority = v_prio and q.scheduled_at <= v_now
+          and q.timeout > claim_json.max_timeout
+          and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
+               or claim_json.pattern is null and q.task not like 'sql:%')
+          and (claim_json.filter is null or q.attributes @> claim_json.filter)
+        order by q.scheduled_at, q.job_id
+        limit 1000 - v_unfit) s);
+      v_prio := jobs.next_priority(coalesce(claim_json.queue, 'default'), v_prio);
+    end loop;
   end if;
   return json_build_object('jobs', v_jobs, 'queue', coalesce(claim_json.queue, 'default'),
                            'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled);
@@ -914,6 +920,26 @@ begin
 end $$;
 
 --
+-- Name: next_priority(text, integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.next_priority(p_queue text, below integer) RETURNS integer
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  -- Two statements, so that `priority < below` bounds the index range.
+  if below is null then
+    return (select q.priority from jobs.job_queue q
+            where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+            order by q.priority desc limit 1);
+  end if;
+  return (select q.priority from jobs.job_queue q
+          where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+            and q.priority < below
+          order by q.priority desc limit 1);
+end $$;
+
+--
 -- Name: notify(text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1017,6 +1043,9 @@ declare
   v_paused boolean;
   v_like text;
   v_ids bigint[];
+  v_some bigint[];
+  v_prio integer;
+  v_left integer := pick.n;
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -1041,18 +1070,29 @@ begin
     return null;
   end if;
 
-  -- Two statements rather than one with "filter is null or …", so a
+  -- Two ways rather than one statement with "filter is null or …", so a
   -- filtered claim can use the GIN index on attributes.
   if pick.filter is null then
-    select array_agg(p.job_id) into v_ids from (
-      select q.job_id from jobs.job_queue q
-      where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-        and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit pick.n
-      for update skip locked) p;
+    -- One priority at a time, highest first (a skip scan over the priorities
+    -- in use): within a priority the claim index is in scheduled_at order, so
+    -- each range scan ends at the first job not yet due, and jobs scheduled
+    -- for later cost nothing. (One scan over all priorities would read every
+    -- one of them: the due-time bound cannot end it.)
+    v_prio := jobs.next_priority(v_queue, null);
+    while v_prio is not null and v_left > 0 loop
+      select array_agg(p.job_id) into v_some from (
+        select q.job_id from jobs.job_queue q
+        where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+          and q.priority = v_prio and q.scheduled_at <= v_now
+          and (q.task like v_like or v_like is null and q.task not like 'sql:%')
+          and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+        order by q.scheduled_at, q.job_id
+        limit v_left
+        for update skip locked) p;
+      v_ids := v_ids || v_some;
+      v_left := pick.n - coalesce(cardinality(v_ids), 0);
+      v_prio := jobs.next_priority(v_queue, v_prio);
+    end loop;
   else
     select array_agg(p.job_id) into v_ids from (
       select q.job_id from jobs.job_queue q
