@@ -9,7 +9,8 @@ export type ErrorCode =
   | 'migration_failed'
   | 'not_migrated'
   | 'tasks_module'
-  | 'queue_full';
+  | 'queue_full'
+  | 'unsupported';
 
 export class PgDrainError extends Error {
   override readonly name: string = 'PgDrainError';
@@ -74,6 +75,8 @@ export function translateError(error: unknown): unknown {
   if ((code === '42883' || code === '3F000' || code === '42P01') && /\bjobs\b/.test(message)) {
     return new PgDrainError('not_migrated', `the jobs schema is missing or out of date (${message}): run pgdrain migrate`, { cause: error });
   }
+  // 0A000: what was asked needs something this database lacks (pg_cron, pg_net); the message names it.
+  if (code === '0A000') return new PgDrainError('unsupported', message, { cause: error });
   if (unavailable.has(code) || /Connection terminated|connect ECONNREFUSED|timeout expired/i.test(message)) {
     return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });
   }

@@ -197,19 +197,22 @@ describe('help and stats', () => {
     expect(r.stdout).toContain('--help');
   });
 
-  it('stats prints a table by task and state', async () => {
+  it('stats prints a table by queue, task and state', async () => {
     expect((await cli(['stats'])).stdout).toBe('no jobs\n');
-    for (const args of [['publish', 'stats.a'], ['publish', 'stats.a'], ['publish', 'stats.b', '--delay', '3600']]) {
+    expect((await cli(['queue', 'create', 'statsq'])).code).toBe(0);
+    for (const args of [['publish', 'stats.a'], ['publish', 'stats.a'], ['publish', 'stats.b', '--delay', '3600'],
+                        ['publish', 'stats.a', '--queue', 'statsq']]) {
       expect((await cli(args)).code).toBe(0);
     }
     const r = await cli(['stats']);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     const [header, rule, ...rows] = lines(r.stdout);
-    expect(header!.split(/\s+/)).toEqual(['task', 'state', 'jobs', 'oldest_due_s']);
+    expect(header!.split(/\s+/)).toEqual(['queue', 'task', 'state', 'jobs', 'oldest_due_s']);
     expect(rule).toMatch(/^[- ]+$/);
-    expect(rows.map((row) => row.split(/\s+/).slice(0, 3))).toEqual([
-      ['stats.a', 'pending', '2'],
-      ['stats.b', 'scheduled', '1'],
+    expect(rows.map((row) => row.split(/\s+/).slice(0, 4))).toEqual([
+      ['default', 'stats.a', 'pending', '2'],
+      ['default', 'stats.b', 'scheduled', '1'],
+      ['statsq', 'stats.a', 'pending', '1'],
     ]);
   });
 });

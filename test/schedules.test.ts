@@ -205,7 +205,7 @@ describe('schedules run by drains (no pg_cron in this database)', () => {
     await expect(schedule(db.driver, { name: 'n', cron: '* * * * *', task: 'a.b', queue: 'nope' }))
       .rejects.toMatchObject({ code: 'invalid_argument', field: 'queue' });
     await expect(schedule(db.driver, { name: 'n', cron: '* * * * *', task: 'a.b', runner: 'pg_cron' }))
-      .rejects.toThrow(/pg_cron is not installed in this database/);
+      .rejects.toMatchObject({ name: 'PgDrainError', code: 'unsupported', message: expect.stringMatching(/^pg_cron is not installed in this database/) });
     expect(await listSchedules(db.driver)).toMatchObject([
       { name: 'nightly', cron: '0 3 * * *', task: 'report.daily', body: { x: 1 }, runner: 'drains', pgCronJob: null }]);
     expect(await unschedule(db.driver, 'nightly')).toBe(true);

@@ -151,16 +151,16 @@ export function program(): Command {
     });
 
   cli.command('stats')
-    .description('jobs by task and state')
+    .description('jobs by queue, task and state')
     .option('--json', 'print rows as JSON')
     .addOption(dsnOption())
     .action(async (opts: { json?: boolean; dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
         const { rows } = await driver.query<Record<string, unknown>>(
-          `select task, state, jobs::int as jobs, round(extract(epoch from oldest_due))::int as oldest_due_s
-           from jobs.stats order by task, state`);
+          `select queue, task, state, jobs::int as jobs, round(extract(epoch from oldest_due))::int as oldest_due_s
+           from jobs.stats order by queue, task, state`);
         if (opts.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
-        else process.stdout.write(`${rows.length ? formatTable(rows, ['task', 'state', 'jobs', 'oldest_due_s']) : 'no jobs'}\n`);
+        else process.stdout.write(`${rows.length ? formatTable(rows, ['queue', 'task', 'state', 'jobs', 'oldest_due_s']) : 'no jobs'}\n`);
       });
     });
 
