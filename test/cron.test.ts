@@ -65,7 +65,7 @@ describe('pg_cron', () => {
     expect(listed!.next_run_at).toEqual(nextTicks('30 4 * * *', 1, new Date())[0]);
 
     // What pg_cron runs at each tick, called directly.
-    const [{ id }] = await sql<{ id: string }>(`select jobs.run_schedule('nightly') as id`);
+    const { id } = (await sql<{ id: string }>(`select jobs.run_schedule('nightly') as id`))[0]!;
     expect(await sql(`select task, body, timeout::float8 as timeout from jobs.job_queue where job_id = $1`, [id]))
       .toEqual([{ task: 'report.daily', body: { d: 2 }, timeout: 30 }]);
     expect(await sql(`select last_job_id::text as id from jobs.recurring`)).toEqual([{ id }]);
@@ -89,7 +89,7 @@ describe('pg_cron', () => {
   });
 
   it('jobs.schedule_maintenance registers maintain and vacuum in one call; their commands run', async () => {
-    const [{ ids }] = await sql<{ ids: string[] }>(`select jobs.schedule_maintenance('*/5 * * * *', '3 days', true) as ids`);
+    const { ids } = (await sql<{ ids: string[] }>(`select jobs.schedule_maintenance('*/5 * * * *', '3 days', true) as ids`))[0]!;
     const [maintain] = await cronJob('pgdrain:maintain');
     const [vacuum] = await cronJob('pgdrain:vacuum');
     expect(maintain).toMatchObject({ schedule: '*/5 * * * *', command: "select jobs.maintain('3 days'::interval, true)" });
@@ -143,9 +143,9 @@ describe('pg_cron', () => {
     const until = Date.now() + 80_000;
     let state = { noted: 0, published: 0 };
     while (Date.now() < until) {
-      [state] = await sql<{ noted: number; published: number }>(
+      state = (await sql<{ noted: number; published: number }>(
         `select (select count(*)::int from jobs.job where task = 'sql:app.note' and status = 'success') as noted,
-                (select count(*)::int from jobs.job_queue where task = 'cron.heartbeat') as published`);
+                (select count(*)::int from jobs.job_queue where task = 'cron.heartbeat') as published`))[0]!;
       if (state!.noted === 1 && state!.published > 0) break;
       await new Promise((r) => setTimeout(r, 1000));
     }

@@ -1,9 +1,10 @@
 // drain(batchSize, deadline) over a real PostgreSQL: outcomes, failures, deadlines, signals.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createQueue, PgDrainError, ValidationError, type TaskMap } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { createQueue, PgDrainError, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
+import { emptyDb, testDb } from './support/db.js';
 
 const db = await testDb();
+const unmigrated = await emptyDb();
 const sql = db.sql;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,7 +77,7 @@ describe('drain', () => {
 
   it('a handler hanging past its timeout is nacked as timed out, its signal aborted', async () => {
     let aborted: unknown;
-    const q = queueWith({ hang: (_b: unknown, ctx) => new Promise((_r, reject) => {
+    const q = queueWith({ hang: (_b: unknown, ctx: JobContext) => new Promise((_r, reject) => {
       ctx.signal.addEventListener('abort', () => { aborted = ctx.signal.reason; reject(new Error('aborted')); });
     }) });
     await q.publish('hang', null, { timeoutSeconds: 0.3, maxRetries: 0 });
@@ -87,7 +88,7 @@ describe('drain', () => {
   });
 
   it('with slow handlers returns by its deadline and leaves nothing running', async () => {
-    const q = queueWith({ slow: async (_b: unknown, ctx) => {
+    const q = queueWith({ slow: async (_b: unknown, ctx: JobContext) => {
       await sleep(400);
       if (ctx.signal.aborted) throw new Error('aborted');
     } });
@@ -135,7 +136,7 @@ describe('drain', () => {
     const stop = new AbortController();
     const q = queueWith({
       quick: async () => { stop.abort(); return 'done'; },
-      stuck: (_b: unknown, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)),
+      stuck: (_b: unknown, ctx: JobContext) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)),
     });
     await q.publish('stuck', null, { priority: 1 });
     await q.publish('quick');
@@ -149,7 +150,7 @@ describe('drain', () => {
   });
 
   it('ctx.publish adds follow-up jobs; publishing in a rolled-back transaction leaves nothing', async () => {
-    const q = queueWith({ first: async (_b: unknown, ctx) => ctx.publish('second', { from: ctx.job.id }), second: async () => 'ok' });
+    const q = queueWith({ first: async (_b: unknown, ctx: JobContext) => ctx.publish('second', { from: ctx.job.id }), second: async () => 'ok' });
     const id = await q.publish('first');
     const report = await q.drain(10, Date.now() + 120_000);
     expect(report.succeeded).toBe(2);
@@ -189,12 +190,8 @@ describe('bad input at the TypeScript edge', () => {
   });
 
   it('an unmigrated database says to run migrate', async () => {
-    const client = await import('pg');
-    const admin = new client.default.Client({ connectionString: db.url });
-    await admin.connect();
-    await admin.query('create schema if not exists other');
-    await admin.end();
-    const bare = createQueue({ connectionString: db.url.replace(/\/([^/]+)$/, '/postgres'), tasks: {} });
+    // A database of its own: `postgres` gets the jobs schema from the pg_cron tests.
+    const bare = createQueue({ connectionString: unmigrated.url, tasks: {} });
     const error = await bare.drain(1, Date.now() + 1000).catch((e: unknown) => e);
     await bare.close();
     expect(error).toBeInstanceOf(PgDrainError);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp, signRequest } from '../src/http/index.js';
-import { createQueue, type TaskMap } from '../src/index.js';
+import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
 import { emptyDb, testDb } from './support/db.js';
 
 const db = await testDb();
@@ -21,7 +21,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const runs = new Map<string, number>();
 const tasks: TaskMap = {
-  record: async (_body: unknown, ctx) => {
+  record: async (_body: unknown, ctx: JobContext) => {
     runs.set(ctx.job.id, (runs.get(ctx.job.id) ?? 0) + 1);
     await sleep(2);
     return { ran: ctx.job.id };

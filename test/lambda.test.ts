@@ -170,7 +170,7 @@ describe('scheduled drains', () => {
     expect(running()).toBe(0);
     expect(await leased()).toBe(0);
     // nothing lost: every job is still queued or ended
-    const [{ n }] = await sql<{ n: number }>('select (select count(*) from jobs.job_queue) + (select count(*) from jobs.job) as n');
+    const { n } = (await sql<{ n: number }>('select (select count(*) from jobs.job_queue) + (select count(*) from jobs.job) as n'))[0]!;
     expect(Number(n)).toBe(61);
   });
 });

@@ -18,7 +18,8 @@ beforeEach(async () => {
 async function listen() {
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();
-  const got: Record<string, string[]> = { pgdrain_queued: [], pgdrain_picked: [], pgdrain_completed: [] };
+  const got: Record<'pgdrain_queued' | 'pgdrain_picked' | 'pgdrain_completed', string[]> & Record<string, string[] | undefined> =
+    { pgdrain_queued: [], pgdrain_picked: [], pgdrain_completed: [] };
   client.on('notification', (n) => got[n.channel]?.push(n.payload ?? ''));
   await client.query('listen pgdrain_queued; listen pgdrain_picked; listen pgdrain_completed');
   return { got, close: () => client.end() };

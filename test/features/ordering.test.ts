@@ -133,7 +133,7 @@ describe('dependencies', () => {
     await expect(sql(`select jobs.publish('t', depends_on => array[424242]::bigint[])`))
       .rejects.toMatchObject({ code: 'PD013', column: 'depends_on', message: 'depends_on: job 424242 does not exist' });
     await sql(`select jobs.publish('t', max_retries => 0)`);
-    const [{ id }] = await sql<{ id: string }>(`select job_id as id from jobs.consume(1)`);
+    const { id } = (await sql<{ id: string }>(`select job_id as id from jobs.consume(1)`))[0]!;
     await sql(`select jobs.nack($1::bigint, 'x')`, [id]);
     await expect(sql(`select jobs.publish('t', depends_on => array[$1]::bigint[])`, [id]))
       .rejects.toMatchObject({ code: 'PD013', message: `depends_on: job ${id} already ended as failure, so this job could never run` });

@@ -11,7 +11,7 @@ export const STARTUP_MARGIN_S = 15;
 /** After the grace: giving back what still runs, printing the report, closing connections. */
 export const SETTLE_MARGIN_S = 5;
 
-export type Manifest = { kind: string; metadata?: { name?: string }; [key: string]: any };
+export type Manifest = { kind: string; metadata?: { name?: string; generateName?: string }; [key: string]: any };
 
 /** Every document of every .yaml file in dir, with the file it came from. */
 export function loadManifests(dir: string): { file: string; doc: Manifest }[] {
