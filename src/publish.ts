@@ -77,8 +77,10 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   if (!Array.isArray(jobs)) throw new ValidationError('jobs', 'must be an array');
   if (queue !== undefined) parse(queueNameSchema, queue, 'queue');
   if (jobs.length === 0) return [];
-  // Column arrays, one per field; a field no job sets goes as null (every
-  // element takes the default), so a plain batch sends two arrays.
+  // Column arrays, one per field, and the bodies as one JSON array (already
+  // JSON text: joined, not escaped into an array literal, and parsed once by
+  // the server). A field no job sets goes as null (every element takes the
+  // default), so a plain batch sends one array and one document.
   const cols = { task: [] as string[], body: [] as string[], run_at: [] as (string | null)[], delay: [] as (number | null)[],
                  timeout: [] as (number | null)[], priority: [] as (number | null)[], max_retries: [] as (number | null)[] };
   const used = { run_at: false, delay: false, timeout: false, priority: false, max_retries: false };
@@ -97,12 +99,14 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   try {
     const result = await db.query<{ ids: string }>(
       `select string_agg(p.id::text, ',' order by p.n) as ids from jobs.publish_bulk(array(
-         select row(t.task, t.body, coalesce(t.run_at, now() + make_interval(secs => t.delay)),
+         select row(t.task, b.body, coalesce(t.run_at, now() + make_interval(secs => t.delay)),
                     t.timeout, t.priority, t.max_retries)::jobs.bulk_job
-         from unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::float8[], $5::numeric[], $6::integer[], $7::integer[])
-           with ordinality as t(task, body, run_at, delay, timeout, priority, max_retries, n)
-         order by t.n), queue => $8) with ordinality as p(id, n)`,
-      [cols.task, cols.body, col('run_at'), col('delay'), col('timeout'), col('priority'), col('max_retries'), queue ?? null],
+         from unnest($1::text[], $3::timestamptz[], $4::float8[], $5::numeric[], $6::integer[], $7::integer[])
+           with ordinality as t(task, run_at, delay, timeout, priority, max_retries, n)
+         join jsonb_array_elements($2::jsonb) with ordinality as b(body, n) using (n)
+         order by n), queue => $8) with ordinality as p(id, n)`,
+      [cols.task, `[${cols.body.join(',')}]`, col('run_at'), col('delay'), col('timeout'), col('priority'),
+       col('max_retries'), queue ?? null],
     );
     return result.rows[0]!.ids.split(',');
   } catch (error) {
