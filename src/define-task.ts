@@ -81,8 +81,9 @@ export async function runTransactional(
   const began = Date.now();
   try {
     return await driver.transaction(async (tx) => {
+      // Spelled out: a spread would drop ctx's signal (an accessor on its prototype).
       const result = await handler(job.body, {
-        ...ctx, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
+        job: ctx.job, signal: ctx.signal, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
       });
       const json = JSON.stringify([{ id: job.id, attempt: job.attempt, outcome: 'ack', result: result ?? null,
                                      ms: Date.now() - began }]);

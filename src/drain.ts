@@ -1,12 +1,13 @@
 import { watchCancels } from './cancel-watch.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { isTransactional, runTransactional } from './define-task.js';
+import { DrainJobContext, LazySignal } from './job-context.js';
 import { translateError } from './errors.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { outcomeArrays, Settler, type Outcome, type SettleCounts } from './settler.js';
 import { resolveHandler } from './tasks.js';
 import { Timeouts } from './timeouts.js';
-import type { DrainReport, FailedJob, Job, JobContext, Json, PublishOptions, StoppedBy, TaskMap } from './types.js';
+import type { DrainReport, FailedJob, Job, Json, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
 /** What drain() needs from its queue. */
 export interface DrainDeps {
@@ -42,37 +43,14 @@ const NO_OUTCOMES = [null, null, null, null, null, null, null];
 interface Running {
   job: Job;
   startedAt: number;
-  /** Fires the handler's signal (if it ever asked for one) with this reason. */
-  abort(reason: Error): void;
+  /** The handler's signal, made if it ever asked for one. */
+  signal: LazySignal;
   /** null: already settled in the handler's own transaction. */
   finish(outcome: Outcome | null): void;
 }
 
 /** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
 const SETTLED = new Error('job settled');
-
-/**
- * A job's AbortSignal, made only when the handler first reads ctx.signal:
- * most handlers never do, and a controller per job is a measurable share of
- * a fast drain's CPU.
- */
-function lazySignal(): { readonly signal: AbortSignal; abort(reason: Error): void } {
-  let controller: AbortController | undefined;
-  let reason: Error | undefined;
-  return {
-    get signal() {
-      if (!controller) {
-        controller = new AbortController();
-        if (reason) controller.abort(reason);
-      }
-      return controller.signal;
-    },
-    abort(why) {
-      reason ??= why;
-      if (controller && !controller.signal.aborted) controller.abort(why);
-    },
-  };
-}
 
 /**
  * Claims, runs and settles jobs until the queue is empty, the deadline is
@@ -137,20 +115,21 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   };
 
   const timeouts = new Timeouts();
+  const publish: DrainDeps['publish'] = (task, body, options) => deps.publish(task, body, options);
   const start = (job: Job, claimSentAt: number, now: number) => {
     const end = Math.min(claimSentAt + job.timeout * 1000, stopAt);
     if (stoppedBy || end <= now) {
       settler.add({ id: job.id, attempt: job.attempt, outcome: 'release' });
       return;
     }
-    const signal = lazySignal();
+    const signal = new LazySignal();
     const expire = () => {
       const why = end < claimSentAt + job.timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${job.timeout} s`;
       signal.abort(new Error(why));
       entry.finish({ id: job.id, attempt: job.attempt, outcome: 'nack', error: why });
     };
     const entry: Running = {
-      job, startedAt: now, abort: signal.abort,
+      job, startedAt: now, signal,
       finish(outcome) {
         if (!running.delete(job.id)) return; // already settled (timeout, release)
         timeouts.clear(end, expire);
@@ -161,7 +140,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     };
     running.set(job.id, entry);
     timeouts.at(end, expire);
-    void run(job, deps, signal, settler).then((outcome) => entry.finish(outcome));
+    void run(job, deps, publish, signal, settler).then((outcome) => entry.finish(outcome));
   };
 
   const stopWatching = watchCancels(deps.db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
@@ -169,7 +148,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     (id) => {
       const r = running.get(id);
       if (!r) return;
-      r.abort(new Error('job cancelled'));
+      r.signal.abort(new Error('job cancelled'));
       r.finish({ id, attempt: r.job.attempt, outcome: 'fail', error: 'aborted by the drain after jobs.cancel' });
     });
   try {
@@ -218,7 +197,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   } catch (error) {
     // A claim failed (database gone): give back what runs, keep outcomes.
     for (const r of [...running.values()]) {
-      r.abort(new Error('drain failed'));
+      r.signal.abort(new Error('drain failed'));
       r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
     }
     await settler.close(1).catch(() => {});
@@ -250,7 +229,7 @@ async function windDown(running: Map<string, Running>, graceMs: number | undefin
   const giveBack = () => {
     graceOver = true;
     for (const r of [...running.values()]) {
-      r.abort(new Error('drain stopped'));
+      r.signal.abort(new Error('drain stopped'));
       r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
     }
   };
@@ -266,19 +245,14 @@ async function windDown(running: Map<string, Running>, graceMs: number | undefin
  * Runs one handler and turns whatever happens into an outcome; null when a
  * transactional handler already settled its job (counted into settler).
  */
-async function run(job: Job, deps: DrainDeps, lazy: { readonly signal: AbortSignal }, settler: Settler): Promise<Outcome | null> {
-  const base = { id: job.id, attempt: job.attempt };
+async function run(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], signal: LazySignal,
+                   settler: Settler): Promise<Outcome | null> {
+  const { id, attempt } = job;
   const handler = resolveHandler(deps.tasks, job.task);
   if (!handler) {
-    return { ...base, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
+    return { id, attempt, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
   }
-  const ctx: JobContext = {
-    job,
-    get signal() {
-      return lazy.signal;
-    },
-    publish: (task, body, options) => deps.publish(task, body, options),
-  };
+  const ctx = new DrainJobContext(job, signal, publish);
   const began = Date.now();
   try {
     if (isTransactional(handler)) {
@@ -290,9 +264,9 @@ async function run(job: Job, deps: DrainDeps, lazy: { readonly signal: AbortSign
     // Encoded here, so one bad result cannot break the batch's settle statement.
     const json = result === undefined || result === null ? null : JSON.stringify(result);
     if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
-    return { ...base, outcome: 'ack', result: json, ms: Date.now() - began };
+    return { id, attempt, outcome: 'ack', result: json, ms: Date.now() - began };
   } catch (error) {
-    return { ...base, outcome: 'nack', error: describe(error) };
+    return { id, attempt, outcome: 'nack', error: describe(error) };
   }
 }
 
