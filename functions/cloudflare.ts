@@ -140,37 +140,57 @@ function summary(report: DrainReport): Record<string, unknown> {
 
 /**
  * The fetch side: the shared HTTP app (src/http: POST /drain, POST /jobs,
- * GET /stats, /metrics, /healthz), built per request around a driver of
- * that request. A wrong binding answers 500 naming it; the caller did nothing wrong.
+ * GET /stats, /metrics, /healthz). One app per isolate, so /metrics counts
+ * every drain the isolate served and the signed-request replay guard
+ * remembers across requests; each request gets a queue of its own, whose
+ * sockets close with it (a Worker cannot keep them across requests), handed
+ * to the app in the request's env. A wrong binding answers 500 naming it; the caller
+ * did nothing wrong.
  */
-async function serveHttp(tasks: TaskMap, request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-  let queue: Queue | undefined;
-  try {
-    const settings = parse(envSchema, env, 'env');
-    queue = createQueue({ driver: openDriver(env, settings), tasks });
-    const app = createApp({
-      queue,
-      token: env.PGDRAIN_TOKEN || undefined,
-      hmacSecret: env.PGDRAIN_HMAC_SECRET || undefined,
-      limits: { maxBudgetSeconds: MAX_DEADLINE_SECONDS, defaultBudgetSeconds: settings.DRAIN_DEADLINE_SECONDS,
-                defaultBatchSize: settings.DRAIN_BATCH },
-      onError: (error) => console.error('pgdrain:', error),
-    });
-    return await app.fetch(request, env, ctx as never);
-  } catch (error) {
-    const e = asBindingError(error);
-    if (!(e instanceof ValidationError) || !e.field?.startsWith('env.')) throw error;
-    console.error('pgdrain: the Worker is misconfigured:', e.message);
-    return Response.json({ error: { code: 'not_configured', message: e.message, field: e.field } }, { status: 500 });
-  } finally {
-    if (queue) ctx.waitUntil(queue.close().catch(() => {}));
-  }
+function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: ExecutionContext) => Promise<Response> {
+  // The request's queue rides in the env the app is fetched with.
+  const QUEUE = '__pgdrainQueue';
+  let built: { app: ReturnType<typeof createApp>; key: string } | undefined;
+  const appFor = (env: Env, settings: Settings) => {
+    // Bindings are fixed per deployment; rebuilt only if they differ (tests run several Workers).
+    const key = JSON.stringify([env.PGDRAIN_TOKEN, env.PGDRAIN_HMAC_SECRET, settings.DRAIN_DEADLINE_SECONDS, settings.DRAIN_BATCH]);
+    if (built?.key !== key) {
+      built = {
+        key,
+        app: createApp({
+          queue: (env) => (env as Record<typeof QUEUE, Queue>)[QUEUE],
+          token: env.PGDRAIN_TOKEN || undefined,
+          hmacSecret: env.PGDRAIN_HMAC_SECRET || undefined,
+          limits: { maxBudgetSeconds: MAX_DEADLINE_SECONDS, defaultBudgetSeconds: settings.DRAIN_DEADLINE_SECONDS,
+                    defaultBatchSize: settings.DRAIN_BATCH },
+          onError: (error) => console.error('pgdrain:', error),
+        }),
+      };
+    }
+    return built.app;
+  };
+  return async (request, env, ctx) => {
+    let queue: Queue | undefined;
+    try {
+      const settings = parse(envSchema, env, 'env');
+      const app = appFor(env, settings);
+      queue = createQueue({ driver: openDriver(env, settings), tasks });
+      return await app.fetch(request, { ...env, [QUEUE]: queue }, ctx as never);
+    } catch (error) {
+      const e = asBindingError(error);
+      if (!(e instanceof ValidationError) || !e.field?.startsWith('env.')) throw error;
+      console.error('pgdrain: the Worker is misconfigured:', e.message);
+      return Response.json({ error: { code: 'not_configured', message: e.message, field: e.field } }, { status: 500 });
+    } finally {
+      if (queue) ctx.waitUntil(queue.close().catch(() => {}));
+    }
+  };
 }
 
 /** Builds the Worker's handlers around your tasks. */
 export function createWorker(tasks: TaskMap): WorkerHandlers {
   return {
-    fetch: (request, env, ctx) => serveHttp(tasks, request, env, ctx),
+    fetch: httpServer(tasks),
     async scheduled(controller, env, ctx) {
       try {
         const report = await runDrain(tasks, env, ctx, parse(envSchema, env, 'env'));

@@ -160,6 +160,12 @@ describe('Cloudflare Worker in workerd', () => {
     expect(status).toBe(200);
     expect(body).toMatchObject({ claimed: 8, succeeded: 7, retried: 1, failed: 0, stoppedBy: 'empty' });
     await expectDemoDrained(5);
+
+    // One app per isolate: /metrics, a request of its own, counts the drain above.
+    const metrics = await (await worker('neon')).fetch('http://worker/metrics',
+      { method: 'GET', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toMatch(/^pgdrain_drains_total\{stopped_by="empty"\} [1-9]/m);
   });
 
   it('a drain leaves alone jobs whose timeout does not fit its deadline, and says so', async () => {

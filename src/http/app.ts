@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import type { Queue } from '../queue.js';
@@ -12,7 +12,13 @@ import { parseDrainRequest, parseJson, parsePublishRequest, resolveLimits, tooLa
 export type AppQueue = Pick<Queue, 'driver' | 'drain' | 'publish' | 'publishBulk'>;
 
 export interface AppOptions {
-  queue: AppQueue;
+  /**
+   * The queue, or a function of the env a request was fetched with giving
+   * that request's queue (a Worker opens its database sockets per request,
+   * yet keeps one app per isolate so its metrics and replay guard outlive a
+   * request).
+   */
+  queue: AppQueue | ((env: unknown) => AppQueue);
   /** Bearer token (PGDRAIN_TOKEN); at least 16 characters. */
   token?: string;
   /** Shared secret for signed requests (PGDRAIN_HMAC_SECRET); at least 16 characters. */
@@ -56,10 +62,12 @@ const HEALTH_TIMEOUT_MS = 3000;
  * `{ "error": { "code", "message", "field" } }`.
  */
 export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables }> {
-  const { queue, onError, signal, graceMs, deadlineCap } = options;
-  if (typeof queue?.drain !== 'function' || typeof queue.driver?.query !== 'function') {
-    throw new ValidationError('queue', 'must be a queue from createQueue()');
+  const { onError, signal, graceMs, deadlineCap } = options;
+  const source = options.queue;
+  if (typeof source !== 'function' && (typeof source?.drain !== 'function' || typeof source.driver?.query !== 'function')) {
+    throw new ValidationError('queue', 'must be a queue from createQueue(), or a function of the env giving one');
   }
+  const queueOf = (c: Context): AppQueue => (typeof source === 'function' ? source(c.env) : source);
   for (const field of ['token', 'hmacSecret'] as const) {
     const value = options[field];
     if (value !== undefined && (typeof value !== 'string' || value.length < 16)) {
@@ -79,7 +87,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   app.notFound((c) => errorResponse(c, new HttpError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
 
   app.get('/healthz', async (c) => {
-    await withTimeout(queue.driver.query('select 1'), HEALTH_TIMEOUT_MS).catch((error: unknown) => {
+    await withTimeout(queueOf(c).driver.query('select 1'), HEALTH_TIMEOUT_MS).catch((error: unknown) => {
       onError?.(error);
       throw new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
     });
@@ -106,7 +114,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     const done = metrics.start();
     let report: DrainReport;
     try {
-      report = await queue.drain(request.batchSize, deadline, { topic: request.topic, signal, graceMs });
+      report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, signal, graceMs });
     } catch (error) {
       done(undefined, Date.now() - startedAt);
       throw translateError(error);
@@ -118,6 +126,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
 
   app.post('/jobs', async (c) => {
     const request = parsePublishRequest(parseJson(await c.req.text()), limits);
+    const queue = queueOf(c);
     try {
       if (request.kind === 'one') return c.json({ id: await queue.publish(request.task, request.body, request.options) }, 201);
       return c.json({ ids: await queue.publishBulk(request.jobs) }, 201);
@@ -127,7 +136,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   });
 
   app.get('/stats', async (c) => {
-    const rows = await counts(queue);
+    const rows = await counts(queueOf(c));
     return c.json({
       stats: rows.map((r) => ({ task: r.task, state: r.state, jobs: Number(r.jobs),
                                 oldestDueSeconds: r.oldest_due_s === null ? null : Number(r.oldest_due_s) })),
@@ -135,7 +144,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   });
 
   app.get('/metrics', async (c) => {
-    const text = metrics.render(await counts(queue));
+    const text = metrics.render(await counts(queueOf(c)));
     return c.text(text, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
 
