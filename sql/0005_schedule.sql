@@ -486,8 +486,8 @@ end $$;
 -- a result after the lease ended is rolled back and nacked as timed out, and
 -- a cancel or a lost session leaves the lease to expire: the next claim
 -- retries it. Only jobs whose timeout fits the remaining budget are claimed.
--- SQL tasks may share a queue with TypeScript tasks: a drain claims sql:
--- tasks only when its topic names them.
+-- Give SQL tasks a queue of their own: drains take sql: tasks only when their
+-- topic names them, but a claim by topic walks past other tasks' due jobs.
 -- report: {"claimed", "succeeded", "failed", "retried", "stale", "stoppedBy"}.
 create procedure jobs.drain_sql(
   batch      integer default 100,
