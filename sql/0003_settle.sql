@@ -285,7 +285,10 @@ begin
     v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,
                                     claim_json.errors, claim_json.retry_at, claim_json.ms, v_now);
   end if;
-  if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then perform jobs.publish_due_schedules(v_now); end if; -- sql/0005: drain-run schedules, one index probe
+  -- Drain-run schedules (sql/0006) with a tick due: one index probe when none is.
+  if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
+    perform jobs.publish_due_schedules(v_now);
+  end if;
 
   -- The same marking as jobs.claim, answered straight from the update: no
   -- row set in between. json, not jsonb: built as text, it is not converted

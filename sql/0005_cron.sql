@@ -1,0 +1,158 @@
+-- pgdrain 0005: cron expressions, evaluated in the database, for recurring
+-- jobs (0006) wherever pg_cron does not run them.
+--
+-- Errors: PDC01 cron (the COLUMN field names it).
+
+-- Cron expressions ------------------------------------------------------------
+--
+-- Five fields, minute hour day-of-month month day-of-week, each *, a value, a
+-- range or a list, with an optional /step after * or a range; names jan-dec
+-- and sun-sat; 0 or 7 is Sunday; @yearly @annually @monthly @weekly @daily
+-- @midnight @hourly. Evaluated in UTC, as pg_cron 1.4 does. When neither
+-- day field starts with *, a day matches either of them (Vixie cron, pg_cron).
+-- pg_cron parses expressions where it runs them; this evaluator serves the
+-- databases without it and checks every expression, so a schedule means the
+-- same thing whichever runs it.
+
+create type jobs.cron_spec as (
+  minutes     integer[],
+  hours       integer[],
+  days        integer[],
+  months      integer[],
+  weekdays    integer[],
+  any_day     boolean,   -- the day-of-month field starts with *
+  any_weekday boolean    -- the day-of-week field starts with *
+);
+
+-- The values one field allows. Names (p_names) count from p_first.
+create function jobs.cron_values(p_text text, p_field text, p_lo integer, p_hi integer,
+                                 p_names text[], p_first integer, p_expr text)
+returns integer[] language plpgsql immutable as $$
+declare
+  v_item text;
+  v_m text[];
+  v_lo integer;
+  v_hi integer;
+  v_step integer;
+  v_out integer[] := '{}';
+begin
+  foreach v_item in array string_to_array(p_text, ',') loop
+    v_m := regexp_match(v_item, '^(?:(\*)|([0-9]{1,4}|[a-z]{3})(?:-([0-9]{1,4}|[a-z]{3}))?)(?:/([0-9]{1,4}))?$');
+    if v_m is null then
+      perform jobs.raise_invalid('PDC01', 'cron', format(
+        '%s field %s must be *, a value, a range or a list, with an optional /step (in %s)',
+        p_field, quote_literal(v_item), quote_literal(p_expr)));
+    end if;
+    if v_m[1] is not null then
+      v_lo := p_lo;
+      v_hi := p_hi;
+    else
+      v_lo := case when v_m[2] ~ '^[0-9]' then v_m[2]::integer else array_position(p_names, v_m[2]) - 1 + p_first end;
+      v_hi := case when v_m[3] is null then v_lo
+                   when v_m[3] ~ '^[0-9]' then v_m[3]::integer else array_position(p_names, v_m[3]) - 1 + p_first end;
+      if v_lo is null or v_hi is null or v_lo < p_lo or v_hi > p_hi then
+        perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s is out of range %s-%s (in %s)',
+          p_field, quote_literal(v_item), p_lo, p_hi, quote_literal(p_expr)));
+      end if;
+      if v_lo > v_hi then
+        perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s is a range that goes down (in %s)',
+          p_field, quote_literal(v_item), quote_literal(p_expr)));
+      end if;
+      if v_m[4] is not null and v_m[3] is null then
+        perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s: a /step needs * or a range before it, as in */15 or 0-30/5 (in %s)',
+          p_field, quote_literal(v_item), quote_literal(p_expr)));
+      end if;
+    end if;
+    v_step := coalesce(v_m[4]::integer, 1);
+    if v_step < 1 or v_step > p_hi - p_lo + 1 then
+      perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s: the step must be between 1 and %s (in %s)',
+        p_field, quote_literal(v_item), p_hi - p_lo + 1, quote_literal(p_expr)));
+    end if;
+    v_out := v_out || array(select generate_series(v_lo, v_hi, v_step));
+  end loop;
+  return v_out;
+end $$;
+
+-- Parses an expression; raises PDC01 naming the bad field.
+create function jobs.cron_parse(expr text)
+returns jobs.cron_spec language plpgsql immutable as $$
+declare
+  v text := lower(btrim(cron_parse.expr));
+  f text[];
+  s jobs.cron_spec;
+begin
+  if v is null or v = '' or length(v) > 200 then
+    perform jobs.raise_invalid('PDC01', 'cron', 'must be a cron expression of at most 200 characters, such as ''*/5 * * * *''');
+  end if;
+  v := case v when '@yearly' then '0 0 1 1 *' when '@annually' then '0 0 1 1 *' when '@monthly' then '0 0 1 * *'
+              when '@weekly' then '0 0 * * 0' when '@daily' then '0 0 * * *' when '@midnight' then '0 0 * * *'
+              when '@hourly' then '0 * * * *' else v end;
+  f := regexp_split_to_array(v, '\s+');
+  if cardinality(f) <> 5 then
+    perform jobs.raise_invalid('PDC01', 'cron', format(
+      'must have 5 fields (minute hour day-of-month month day-of-week) or be @hourly, @daily, @weekly, @monthly or @yearly, got %s',
+      quote_literal(cron_parse.expr)));
+  end if;
+  s.minutes := jobs.cron_values(f[1], 'minute', 0, 59, null, 0, cron_parse.expr);
+  s.hours := jobs.cron_values(f[2], 'hour', 0, 23, null, 0, cron_parse.expr);
+  s.days := jobs.cron_values(f[3], 'day-of-month', 1, 31, null, 0, cron_parse.expr);
+  s.months := jobs.cron_values(f[4], 'month', 1, 12,
+    '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}', 1, cron_parse.expr);
+  s.weekdays := array(select distinct d % 7 from unnest(jobs.cron_values(f[5], 'day-of-week', 0, 7,
+    '{sun,mon,tue,wed,thu,fri,sat}', 0, cron_parse.expr)) d);
+  s.any_day := f[3] like '*%';
+  s.any_weekday := f[5] like '*%';
+  return s;
+end $$;
+
+-- The first minute after `after` that spec matches, or null if none within
+-- a century. Whole months that do not match are skipped at once.
+create function jobs.cron_spec_next(spec jobs.cron_spec, after timestamptz)
+returns timestamptz language plpgsql immutable as $$
+declare
+  v_from timestamp := date_trunc('minute', cron_spec_next.after at time zone 'UTC') + interval '1 minute';
+  v_day date := v_from::date;
+  v_first boolean := true;  -- v_day is v_from's day: start at its hour and minute
+  v_dom boolean;
+  v_dow boolean;
+  v_hour integer;
+  v_minute integer;
+begin
+  for i in 1..6000 loop
+    if extract(month from v_day)::integer <> all(spec.months) then
+      v_day := (date_trunc('month', v_day) + interval '1 month')::date;
+      v_first := false;
+      continue;
+    end if;
+    v_dom := extract(day from v_day)::integer = any(spec.days);
+    v_dow := extract(dow from v_day)::integer = any(spec.weekdays);
+    if (case when spec.any_day or spec.any_weekday then v_dom and v_dow else v_dom or v_dow end) then
+      select min(h) into v_hour from unnest(spec.hours) h
+      where h >= case when v_first then extract(hour from v_from)::integer else 0 end;
+      while v_hour is not null loop
+        select min(m) into v_minute from unnest(spec.minutes) m
+        where m >= case when v_first and v_hour = extract(hour from v_from) then extract(minute from v_from)::integer else 0 end;
+        if v_minute is not null then
+          return (v_day + make_time(v_hour, v_minute, 0)) at time zone 'UTC';
+        end if;
+        select min(h) into v_hour from unnest(spec.hours) h where h > v_hour;
+      end loop;
+    end if;
+    v_day := v_day + 1;
+    v_first := false;
+  end loop;
+  return null;
+end $$;
+
+-- The next time (UTC minutes) a cron expression fires after `after`.
+-- Raises PDC01 for a bad expression or one that never fires (0 0 31 2 *).
+create function jobs.cron_next(cron text, after timestamptz default now())
+returns timestamptz language plpgsql immutable as $$
+declare
+  v_next timestamptz := jobs.cron_spec_next(jobs.cron_parse(cron_next.cron), cron_next.after);
+begin
+  if v_next is null then
+    perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_next.cron)));
+  end if;
+  return v_next;
+end $$;

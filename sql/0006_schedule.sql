@@ -1,0 +1,292 @@
+-- pgdrain 0006: the database as the clock. Recurring jobs (run by pg_cron or,
+-- where it is missing, by drains) and maintenance.
+--
+-- Errors: PDC02 name (a schedule), PDC03 another argument (the COLUMN field
+-- names it); 0A000 when pg_cron is needed and not installed.
+
+-- Recurring jobs --------------------------------------------------------------
+
+-- One row per schedule. runner 'pg_cron': pg_cron job pgdrain:schedule:<name>
+-- runs jobs.run_schedule(name) at each tick. runner 'drains': every claim
+-- (jobs.claim_json, jobs.drain_sql, jobs.maintain) publishes the ticks that
+-- are due (jobs.publish_due_schedules) and moves next_run_at on.
+create table jobs.recurring (
+  name         text        primary key,
+  cron         text        not null,
+  task         text        not null,
+  body         jsonb,
+  timeout      numeric,
+  priority     integer,
+  max_retries  integer,
+  queue        text,
+  runner       text        not null check (runner in ('pg_cron', 'drains')),
+  next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)),
+  last_run_at  timestamptz,
+  last_job_id  bigint,
+  last_error   text,
+  created_at   timestamptz not null,
+  updated_at   timestamptz not null
+);
+-- What a claim probes: only drain-run schedules are in it.
+create index recurring_due_idx on jobs.recurring (next_run_at) where runner = 'drains';
+
+-- Whether pg_cron can run jobs in this database (it lives in one database,
+-- cron.database_name; elsewhere schedules fall back to drains).
+create function jobs.has_pg_cron()
+returns boolean language sql stable as $$
+  select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron')
+$$;
+
+create function jobs.require_extension(p_extension text, p_for text, p_else text)
+returns void language plpgsql as $$
+begin
+  raise exception '% is not installed in this database: % needs it (%)', p_extension, p_for, p_else
+    using errcode = '0A000';
+end $$;
+
+-- Removes the pg_cron job of that name if there is one; true if there was.
+create function jobs.pg_cron_unschedule(p_jobname text)
+returns boolean language plpgsql as $$
+declare
+  v_id bigint;
+begin
+  if not jobs.has_pg_cron() then
+    return false;
+  end if;
+  execute 'select jobid from cron.job where jobname = $1 and username = current_user' into v_id using p_jobname;
+  if v_id is null then
+    return false;
+  end if;
+  execute 'select cron.unschedule($1)' using v_id;
+  return true;
+end $$;
+
+create function jobs.pg_cron_schedule(p_jobname text, p_cron text, p_command text)
+returns bigint language plpgsql as $$
+declare
+  v_id bigint;
+begin
+  execute 'select cron.schedule($1, $2, $3)' into v_id using p_jobname, p_cron, p_command;
+  return v_id;
+end $$;
+
+-- Creates or replaces the schedule `name`: at each tick of `cron` (UTC), a
+-- job of `task` with `body` and these options is published. Idempotent:
+-- calling it again with the same arguments changes nothing (a pending tick
+-- is kept). runner: null picks pg_cron when it is installed in this
+-- database, else drains; 'pg_cron' or 'drains' forces one. Returns the runner.
+create function jobs.schedule(
+  name        text,
+  cron        text,
+  task        text,
+  body        jsonb       default null,
+  timeout     numeric     default null,
+  priority    integer     default null,
+  max_retries integer     default null,
+  queue       text        default null,
+  runner      text        default null,
+  now         timestamptz default null
+) returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
+  v_next timestamptz;
+  v_runner text;
+  v_old text;
+begin
+  if schedule.name is null or schedule.name !~ '^[A-Za-z0-9_.:-]{1,100}$' then
+    perform jobs.raise_invalid('PDC02', 'name', format(
+      'must be 1 to 100 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
+  end if;
+  v_next := jobs.cron_next(schedule.cron, v_now);
+  perform jobs.check_task(schedule.task);
+  perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
+  if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
+    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
+  end if;
+  if schedule.runner is not null and schedule.runner not in ('pg_cron', 'drains') then
+    perform jobs.raise_invalid('PDC03', 'runner', format('must be pg_cron, drains or null (pick), got %s', quote_literal(schedule.runner)));
+  end if;
+  v_runner := coalesce(schedule.runner, case when jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
+  if v_runner = 'pg_cron' and not jobs.has_pg_cron() then
+    perform jobs.require_extension('pg_cron', 'runner => ''pg_cron''',
+      'CREATE EXTENSION pg_cron in the database named by cron.database_name, or use runner => ''drains''');
+  end if;
+
+  select r.runner into v_old from jobs.recurring r where r.name = schedule.name for update;
+  insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
+                                   next_run_at, created_at, updated_at)
+  values (schedule.name, schedule.cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
+          schedule.max_retries, schedule.queue, v_runner,
+          case when v_runner = 'drains' then v_next end, v_now, v_now)
+  on conflict on constraint recurring_pkey do update
+  set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
+      priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
+      runner = excluded.runner, updated_at = excluded.updated_at, last_error = null,
+      next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron then r.next_run_at
+                         else excluded.next_run_at end;
+
+  if v_runner = 'pg_cron' then
+    perform jobs.pg_cron_schedule('pgdrain:schedule:' || schedule.name, schedule.cron,
+                                  format('select jobs.run_schedule(%L)', schedule.name));
+  elsif v_old = 'pg_cron' then
+    perform jobs.pg_cron_unschedule('pgdrain:schedule:' || schedule.name);
+  end if;
+  return v_runner;
+end $$;
+
+-- Removes a schedule (and its pg_cron job). Returns false if there was none.
+create function jobs.unschedule(name text)
+returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_found boolean;
+begin
+  delete from jobs.recurring r where r.name = unschedule.name;
+  v_found := found;
+  return jobs.pg_cron_unschedule('pgdrain:schedule:' || unschedule.name) or v_found;
+end $$;
+
+-- Publishes the schedule's job now and records it; pg_cron calls this at
+-- each tick. Returns the job id.
+create function jobs.run_schedule(name text, now timestamptz default null)
+returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(run_schedule.now, pg_catalog.now());
+  r jobs.recurring;
+  v_id bigint;
+begin
+  select * into r from jobs.recurring s where s.name = run_schedule.name;
+  if not found then
+    perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
+  end if;
+  v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
+                       max_retries => r.max_retries, now => v_now, queue => r.queue);
+  update jobs.recurring s set last_run_at = v_now, last_job_id = v_id, last_error = null
+  where s.name = r.name;
+  return v_id;
+end $$;
+
+-- Publishes one job for each drain-run schedule whose tick is due and moves
+-- its next_run_at past `now`. Ticks missed while nothing claimed become one
+-- job (scheduled at the first of them). FOR UPDATE SKIP LOCKED: when many
+-- drains call this at once, each due row is taken by one of them, and the
+-- others skip it or, once it has committed, find it no longer due, so each
+-- tick is published once. With no due schedule it costs one index probe.
+create function jobs.publish_due_schedules(now timestamptz default null)
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(publish_due_schedules.now, pg_catalog.now());
+  r jobs.recurring;
+  v_id bigint;
+  v_count integer := 0;
+begin
+  for r in
+    select * from jobs.recurring s
+    where s.runner = 'drains' and s.next_run_at <= v_now
+    order by s.next_run_at
+    for update skip locked
+  loop
+    begin
+      v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
+                           priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue);
+      update jobs.recurring s
+      set next_run_at = jobs.cron_next(r.cron, v_now), last_run_at = r.next_run_at, last_job_id = v_id,
+          last_error = null
+      where s.name = r.name;
+      v_count := v_count + 1;
+    exception when others then
+      -- A schedule that cannot publish (its queue was dropped, it is full)
+      -- must not stop the claim that called us: record why, try next minute.
+      update jobs.recurring s
+      set next_run_at = date_trunc('minute', v_now) + interval '1 minute',
+          last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
+      where s.name = r.name;
+    end;
+  end loop;
+  return v_count;
+end $$;
+
+create view jobs.schedules as
+select r.name, r.cron, r.task, r.body, r.timeout, r.priority, r.max_retries, r.queue, r.runner,
+       case when r.runner = 'pg_cron' then 'pgdrain:schedule:' || r.name end as pg_cron_job,
+       coalesce(r.next_run_at, jobs.cron_next(r.cron, now())) as next_run_at,
+       r.last_run_at, r.last_job_id, r.last_error, r.created_at, r.updated_at
+from jobs.recurring r;
+
+-- Maintenance -----------------------------------------------------------------
+
+-- Ended jobs moved out of jobs.job by jobs.maintain(archive => true). Same
+-- columns as jobs.job: a later migration adding one there adds it here too.
+create table jobs.job_archive (like jobs.job including all);
+
+-- One maintenance pass: settles expired leases, publishes due drain-run
+-- ticks, and removes ended jobs older than `retention` from jobs.job (moved
+-- to jobs.job_archive when archive is true), at most max_rows of each, along
+-- with pg_cron's run log of pgdrain's own jobs past the same age. Returns
+-- {"expired", "ticks", "deleted", "archived"}.
+create function jobs.maintain(
+  retention interval    default '7 days',
+  archive   boolean     default false,
+  max_rows  integer     default 100000,
+  now       timestamptz default null
+) returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(maintain.now, pg_catalog.now());
+  v_expired integer;
+  v_ticks integer;
+  v_removed integer;
+  v_archived integer;
+begin
+  if maintain.retention is null or maintain.retention < interval '0' then
+    perform jobs.raise_invalid('PDC03', 'retention', 'must be an interval of 0 or more, such as ''7 days''');
+  end if;
+  if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
+  end if;
+  v_expired := jobs.expire(maintain.max_rows, v_now);
+  v_ticks := jobs.publish_due_schedules(v_now);
+
+  with old as (
+    select j.job_id from jobs.job j
+    where j.ended_at < v_now - maintain.retention
+    order by j.ended_at
+    limit maintain.max_rows
+    for update skip locked
+  ), gone as (
+    delete from jobs.job j using old where j.job_id = old.job_id returning j.*
+  ), kept as (
+    insert into jobs.job_archive select * from gone where maintain.archive returning 1
+  )
+  select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
+
+  if jobs.has_pg_cron() then
+    execute 'delete from cron.job_run_details d using cron.job j
+             where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1'
+      using v_now - maintain.retention;
+  end if;
+  return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
+                            'deleted', v_removed - v_archived, 'archived', v_archived);
+end $$;
+
+-- Registers maintenance with pg_cron (one call, idempotent): pgdrain:maintain
+-- runs jobs.maintain at `cron`, and pgdrain:vacuum vacuums jobs.job_queue
+-- every 10 minutes so a busy queue table stays small. Returns the two job ids.
+create function jobs.schedule_maintenance(
+  cron      text     default '* * * * *',
+  retention interval default '7 days',
+  archive   boolean  default false
+) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  perform jobs.cron_next(schedule_maintenance.cron);
+  if schedule_maintenance.retention is null or schedule_maintenance.retention < interval '0' then
+    perform jobs.raise_invalid('PDC03', 'retention', 'must be an interval of 0 or more, such as ''7 days''');
+  end if;
+  if not jobs.has_pg_cron() then
+    perform jobs.require_extension('pg_cron', 'jobs.schedule_maintenance',
+      'without it, call select jobs.maintain() from any scheduler; drains expire leases on their own');
+  end if;
+  return array[
+    jobs.pg_cron_schedule('pgdrain:maintain', schedule_maintenance.cron,
+      format('select jobs.maintain(%L::interval, %s)', schedule_maintenance.retention,
+             case when schedule_maintenance.archive then 'true' else 'false' end)),
+    jobs.pg_cron_schedule('pgdrain:vacuum', '*/10 * * * *', 'vacuum (analyze) jobs.job_queue')];
+end $$;
