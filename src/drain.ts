@@ -264,6 +264,8 @@ async function run(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], sig
     // Encoded here, so one bad result cannot break the batch's settle statement.
     const json = result === undefined || result === null ? null : JSON.stringify(result);
     if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
+    // jsonb cannot hold \u0000: one such result would fail the whole batch's settle statement.
+    if (json?.includes('\\u0000')) throw new TypeError('handler returned a string with \\u0000, which PostgreSQL cannot store');
     return { id, attempt, outcome: 'ack', result: json, ms: Date.now() - began };
   } catch (error) {
     return { id, attempt, outcome: 'nack', error: describe(error) };
@@ -271,6 +273,11 @@ async function run(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], sig
 }
 
 function describe(error: unknown): string {
+  // PostgreSQL text cannot hold NUL: one in an error would fail the whole batch's settle.
+  return describeRaw(error).replaceAll('\0', '\\0');
+}
+
+function describeRaw(error: unknown): string {
   if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
   try {
     return `non-Error thrown: ${JSON.stringify(error)}`;

@@ -47,14 +47,17 @@ describe('drain', () => {
         bigint: async () => 10n,
         fn: async () => () => 1,
         thrownString: async () => { throw 'plain string'; },
+        // PostgreSQL stores neither NUL in text nor \u0000 in jsonb: neither may break the batch's settle
+        nulError: async () => { throw new Error('nul\0here'); },
+        nulResult: async () => 'nul\u0000here',
       },
       ok: async () => 'fine',
     });
-    for (const t of ['bad.throws', 'bad.rejects', 'bad.bigint', 'bad.fn', 'bad.thrownString', 'no.such.task', 'ok']) {
-      await q.publish(t, {}, { maxRetries: 1 });
-    }
+    const tasks = ['bad.throws', 'bad.rejects', 'bad.bigint', 'bad.fn', 'bad.thrownString', 'bad.nulError', 'bad.nulResult',
+                   'no.such.task', 'ok'];
+    for (const t of tasks) await q.publish(t, {}, { maxRetries: 1 });
     const report = await q.drain(10, Date.now() + 120_000);
-    expect(report).toMatchObject({ claimed: 7, succeeded: 1, retried: 6, failed: 0, stoppedBy: 'empty' });
+    expect(report).toMatchObject({ claimed: 9, succeeded: 1, retried: 8, failed: 0, stoppedBy: 'empty' });
     const errors = await sql<{ task: string; last_error: string; attempt: number }>(
       `select task, last_error, attempt from jobs.job_queue order by task`);
     const byTask = Object.fromEntries(errors.map((e) => [e.task, e.last_error]));
@@ -63,6 +66,8 @@ describe('drain', () => {
     expect(byTask['bad.bigint']).toMatch(/BigInt/);
     expect(byTask['bad.fn']).toMatch(/not JSON \(function\)/);
     expect(byTask['bad.thrownString']).toBe('non-Error thrown: "plain string"');
+    expect(byTask['bad.nulError']).toMatch(/^Error: nul\\0here\n/);
+    expect(byTask['bad.nulResult']).toMatch(/cannot store/);
     expect(byTask['no.such.task']).toMatch(/unknown task "no.such.task"/);
     expect(report.failures.map((f) => f.task).sort()).toEqual(errors.map((e) => e.task).sort());
     expect(report.failures.every((f) => f.willRetry)).toBe(true);
@@ -70,9 +75,9 @@ describe('drain', () => {
     // the retry is spent: the second failure ends them
     await sql(`update jobs.job_queue set scheduled_at = now()`);
     const second = await q.drain(10, Date.now() + 120_000);
-    expect(second).toMatchObject({ claimed: 6, failed: 6, retried: 0 });
+    expect(second).toMatchObject({ claimed: 8, failed: 8, retried: 0 });
     expect(second.failures.every((f) => !f.willRetry)).toBe(true);
-    expect(await sql(`select count(*)::int as n from jobs.job where status = 'failure' and attempts = 2`)).toEqual([{ n: 6 }]);
+    expect(await sql(`select count(*)::int as n from jobs.job where status = 'failure' and attempts = 2`)).toEqual([{ n: 8 }]);
   });
 
   it('a handler hanging past its timeout is nacked as timed out, its signal aborted', async () => {
