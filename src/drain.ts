@@ -2,6 +2,7 @@ import { watchCancels } from './cancel-watch.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { isTransactional, runTransactional } from './define-task.js';
 import { DrainJobContext, LazySignal } from './job-context.js';
+import { hasNulEscape } from './json-text.js';
 import { translateError } from './errors.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { outcomeArrays, Settler, type Outcome, type SettleCounts } from './settler.js';
@@ -265,7 +266,7 @@ async function run(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], sig
     const json = result === undefined || result === null ? null : JSON.stringify(result);
     if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
     // jsonb cannot hold \u0000: one such result would fail the whole batch's settle statement.
-    if (json?.includes('\\u0000')) throw new TypeError('handler returned a string with \\u0000, which PostgreSQL cannot store');
+    if (json !== null && hasNulEscape(json)) throw new TypeError('handler returned a string with \\u0000, which PostgreSQL cannot store');
     return { id, attempt, outcome: 'ack', result: json, ms: Date.now() - began };
   } catch (error) {
     return { id, attempt, outcome: 'nack', error: describe(error) };

@@ -1,5 +1,6 @@
 import type { Queryable } from './db/driver.js';
 import { translateError, ValidationError } from './errors.js';
+import { hasNulEscape } from './json-text.js';
 import { bulkPublishOptionsSchema, parse, publishOptionsSchema, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
 import type { BulkJob, PublishOptions } from './types.js';
 
@@ -20,6 +21,7 @@ function bodyJson(body: unknown, field: string): string {
     throw new ValidationError(field, `must be JSON-serialisable (${(error as Error).message})`);
   }
   if (json === undefined) throw new ValidationError(field, `must be JSON-serialisable, got ${typeof body}`);
+  if (hasNulEscape(json)) throw new ValidationError(field, 'must not contain \\u0000 (PostgreSQL jsonb cannot store it)');
   return json;
 }
 

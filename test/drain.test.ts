@@ -182,12 +182,20 @@ describe('bad input at the TypeScript edge', () => {
     ['options.maxRetries', () => q.publish('a', null, { maxRetries: -1 })],
     ['options.delaySeconds', () => q.publish('a', null, { delaySeconds: 5, runAt: new Date() })],
     ['body', () => q.publish('a', { n: 1n })],
+    ['body', () => q.publish('a', { s: 'nul\u0000' })],
+    ['jobs[0].body', () => q.publishBulk([{ task: 'ok', body: ['nul\u0000'] }])],
     ['jobs[1].task', () => q.publishBulk([{ task: 'ok' }, { task: 'no way' }])],
   ])('%s', async (field, call) => {
     const error = await call().then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(ValidationError);
     expect((error as ValidationError).field).toBe(field);
     expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
+  });
+
+  it('a literal backslash before u0000 is not a NUL: such a body is published', async () => {
+    const id = await q.publish('a', { s: '\\u0000' });
+    expect(await sql(`select body->>'s' as s from jobs.job_queue where job_id = $1`, [id])).toEqual([{ s: '\\u0000' }]);
+    await sql('truncate jobs.job_queue');
   });
 
   it('createQueue without a connection names the field', () => {
