@@ -246,13 +246,15 @@ $$;
 -- drain()'s round trip: settles the deliveries it has gathered (if any, as
 -- jobs.settle_arrays takes them), then claims the next batch like
 -- jobs.claim, answering one json value
---   {"jobs": [[id, task, body, attempt, max_retries, timeout, priority,
---              scheduled_at, created_at, attributes], ...],
---    "queue": q, "now": t, "unfit": k, "settled": {...} | null}
--- with times as epoch seconds; each job's lease ends at now + timeout.
--- Positional rows and epoch numbers because building and reading the answer
--- is per-job work on every batch: named fields and timestamp text cost twice
--- as much. Settling first means a drain never reaps its own just-finished
+--   {"jobs": {"id": [...], "task": [...], "body": [...], "attempt": [...],
+--             "maxRetries": [...], "timeout": [...], "priority": [...],
+--             "scheduledAt": [...], "createdAt": [...], "attributes": [...]},
+--    "count": c, "queue": q, "now": t, "unfit": k, "settled": {...} | null}
+-- one array per field, element i of each describing job i (in no particular
+-- order: a drain starts all it claims at once), times as epoch seconds;
+-- each job's lease ends at now + timeout. Columns and epoch numbers because
+-- building and reading the answer is per-job work on every batch: an object
+-- per job and timestamp text cost about twice as much. Settling first means a drain never reaps its own just-finished
 -- jobs as expired, and a steady drain costs one statement per batch.
 -- "unfit" counts (up to 1000) due jobs left alone because their timeout
 -- exceeds max_timeout; it is computed only when the claim came back short.
@@ -277,7 +279,7 @@ declare
   v_settled jsonb;
   v_ids bigint[];
   v_prio integer;
-  v_jobs json := '[]';
+  v_jobs json;
   v_count integer := 0;
   v_unfit integer := 0;
 begin
@@ -306,10 +308,12 @@ begin
       returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
                 q.scheduled_at, q.created_at, q.attributes
     )
-    select json_agg(json_build_array(
-             c.job_id::text, c.task, c.body, c.attempt, c.max_retries, c.timeout, c.priority,
-             date_part('epoch', c.scheduled_at), date_part('epoch', c.created_at), c.attributes)
-             order by c.priority desc, c.scheduled_at, c.job_id),
+    select json_build_object(
+             'id', array_agg(c.job_id::text), 'task', array_agg(c.task), 'body', json_agg(c.body),
+             'attempt', array_agg(c.attempt), 'maxRetries', array_agg(c.max_retries),
+             'timeout', array_agg(c.timeout), 'priority', array_agg(c.priority),
+             'scheduledAt', array_agg(date_part('epoch', c.scheduled_at)),
+             'createdAt', array_agg(date_part('epoch', c.created_at)), 'attributes', json_agg(c.attributes)),
            count(*)
     into v_jobs, v_count
     from claimed c;
@@ -336,7 +340,7 @@ begin
       v_prio := jobs.next_priority(coalesce(claim_json.queue, 'default'), v_prio);
     end loop;
   end if;
-  return json_build_object('jobs', v_jobs, 'queue', coalesce(claim_json.queue, 'default'),
+  return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
                            'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled);
 end $$;
 

@@ -381,7 +381,7 @@ declare
   v_settled jsonb;
   v_ids bigint[];
   v_prio integer;
-  v_jobs json := '[]';
+  v_jobs json;
   v_count integer := 0;
   v_unfit integer := 0;
 begin
@@ -410,10 +410,12 @@ begin
       returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
                 q.scheduled_at, q.created_at, q.attributes
     )
-    select json_agg(json_build_array(
-             c.job_id::text, c.task, c.body, c.attempt, c.max_retries, c.timeout, c.priority,
-             date_part('epoch', c.scheduled_at), date_part('epoch', c.created_at), c.attributes)
-             order by c.priority desc, c.scheduled_at, c.job_id),
+    select json_build_object(
+             'id', array_agg(c.job_id::text), 'task', array_agg(c.task), 'body', json_agg(c.body),
+             'attempt', array_agg(c.attempt), 'maxRetries', array_agg(c.max_retries),
+             'timeout', array_agg(c.timeout), 'priority', array_agg(c.priority),
+             'scheduledAt', array_agg(date_part('epoch', c.scheduled_at)),
+             'createdAt', array_agg(date_part('epoch', c.created_at)), 'attributes', json_agg(c.attributes)),
            count(*)
     into v_jobs, v_count
     from claimed c;
@@ -440,7 +442,7 @@ begin
       v_prio := jobs.next_priority(coalesce(claim_json.queue, 'default'), v_prio);
     end loop;
   end if;
-  return json_build_object('jobs', v_jobs, 'queue', coalesce(claim_json.queue, 'default'),
+  return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
                            'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled);
 end $$;
 

@@ -26,12 +26,24 @@ export const DEFAULT_FLUSH_INTERVAL_MS = 50;
 /** How often running jobs older than this are checked for a cancel request. */
 export const DEFAULT_CANCEL_CHECK_MS = 2000;
 
-/** A claimed job as jobs.claim_json answers it (times in epoch seconds). */
-type ClaimedRow = [id: string, task: string, body: unknown, attempt: number, maxRetries: number, timeout: number,
-                   priority: number, scheduledAt: number, createdAt: number, attributes: Record<string, Json> | null];
+/** Claimed jobs as jobs.claim_json answers them: one array per field (times in epoch seconds). */
+interface ClaimedColumns {
+  id: string[];
+  task: string[];
+  body: unknown[];
+  attempt: number[];
+  maxRetries: number[];
+  timeout: number[];
+  priority: number[];
+  scheduledAt: number[];
+  createdAt: number[];
+  attributes: (Record<string, Json> | null)[];
+}
 
 interface ClaimResult {
-  jobs: ClaimedRow[];
+  /** null when nothing was claimed. */
+  jobs: ClaimedColumns | null;
+  count: number;
   queue: string;
   /** The claim's time, epoch seconds: each lease ends at now + timeout. */
   now: number;
@@ -181,12 +193,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       }
       batches++;
       settler.count(result.settled);
-      const { jobs, unfit } = result;
-      claimed += jobs.length;
+      const { jobs, count, unfit } = result;
+      claimed += count;
       skipped = unfit;
       const now = Date.now();
-      for (const row of jobs) start(toJob(row, result.queue, result.now), claimSentAt, now);
-      if (jobs.length === 0) {
+      for (let i = 0; i < count; i++) start(toJob(jobs!, i, result.queue, result.now), claimSentAt, now);
+      if (count === 0) {
         // Nothing claimable: the queue is empty, or what is due no longer fits the budget.
         // Outcomes gathered meanwhile go with one more claim: settling them
         // can make jobs claimable (dependants, a serial key's next job).
@@ -287,12 +299,13 @@ function describeRaw(error: unknown): string {
   }
 }
 
-function toJob([id, task, body, attempt, maxRetries, timeout, priority, scheduledAt, createdAt, attributes]: ClaimedRow,
-               queue: string, now: number): Job {
+function toJob(c: ClaimedColumns, i: number, queue: string, now: number): Job {
+  const timeout = Number(c.timeout[i]);
   return {
-    id, task, body, attempt, maxRetries, timeout: Number(timeout), priority, queue, attributes,
-    leaseUntil: new Date((now + Number(timeout)) * 1000),
-    scheduledAt: new Date(scheduledAt * 1000),
-    createdAt: new Date(createdAt * 1000),
+    id: c.id[i]!, task: c.task[i]!, body: c.body[i], attempt: c.attempt[i]!, maxRetries: c.maxRetries[i]!, timeout,
+    priority: c.priority[i]!, queue, attributes: c.attributes[i] ?? null,
+    leaseUntil: new Date((now + timeout) * 1000),
+    scheduledAt: new Date(c.scheduledAt[i]! * 1000),
+    createdAt: new Date(c.createdAt[i]! * 1000),
   };
 }
