@@ -1,9 +1,9 @@
 import { watchCancels } from './cancel-watch.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { isTransactional, runTransactional } from './define-task.js';
+import { translateError } from './errors.js';
 import { DrainJobContext, LazySignal } from './job-context.js';
 import { hasNulEscape } from './json-text.js';
-import { translateError } from './errors.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { outcomeArrays, Settler, type Outcome, type SettleCounts } from './settler.js';
 import { resolveHandler } from './tasks.js';
