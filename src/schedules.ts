@@ -1,7 +1,8 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
+import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
-import { translateError, ValidationError } from './errors.js';
+import { ValidationError } from './errors.js';
 import { parse, publishOptionsSchema, queueNameSchema, taskSchema } from './options.js';
 
 // Recurring jobs and maintenance (sql/0006_schedule.sql), one SQL call each.
@@ -102,15 +103,6 @@ const specSchema = z.strictObject({
   runner: z.enum(['pg_cron', 'drains']).optional(),
 });
 
-async function call<R>(db: Queryable, text: string, params: unknown[]): Promise<R> {
-  try {
-    const { rows } = await db.query<{ r: R }>(text, params);
-    return rows[0]!.r;
-  } catch (error) {
-    throw translateError(error);
-  }
-}
-
 /**
  * Creates or replaces a recurring job (jobs.schedule); idempotent, so it is
  * safe to call at every start. Returns the runner that will fire it.
@@ -125,7 +117,7 @@ export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<Sched
     throw new ValidationError('spec.body', `must be JSON-serialisable (${(error as Error).message})`);
   }
   if (body === undefined) throw new ValidationError('spec.body', 'must be JSON-serialisable');
-  return call(db,
+  return callValue(db,
     `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
        priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9) as r`,
     [s.name, cron, s.task, body, s.timeoutSeconds ?? null, s.priority ?? null, s.maxRetries ?? null,
@@ -135,7 +127,7 @@ export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<Sched
 /** Removes a recurring job and its pg_cron job; false when there was none. */
 export async function unschedule(db: Queryable, name: string): Promise<boolean> {
   parse(nameSchema, name, 'name');
-  return call(db, 'select jobs.unschedule($1) as r', [name]);
+  return callValue(db, 'select jobs.unschedule($1) as r', [name]);
 }
 
 interface ScheduleRow {
@@ -146,7 +138,7 @@ interface ScheduleRow {
 
 /** Every recurring job, from the jobs.schedules view, by name. */
 export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
-  const rows = await call<ScheduleRow[] | null>(db,
+  const rows = await callValue<ScheduleRow[] | null>(db,
     `select coalesce(jsonb_agg(to_jsonb(s) order by s.name), '[]') as r from jobs.schedules s`, []);
   return (rows ?? []).map((r) => ({
     name: r.name, cron: r.cron, task: r.task, body: r.body, queue: r.queue, runner: r.runner,
@@ -170,7 +162,7 @@ const maintainSchema = z.strictObject({
  */
 export async function maintain(db: Queryable, options: z.input<typeof maintainSchema> = {}): Promise<MaintainReport> {
   const o = parse(maintainSchema, options, 'options');
-  return call(db, `select jobs.maintain(coalesce(make_interval(secs => $1::float8), '7 days'), coalesce($2, false),
+  return callValue(db, `select jobs.maintain(coalesce(make_interval(secs => $1::float8), '7 days'), coalesce($2, false),
                      coalesce($3::integer, 100000)) as r`,
               [o.retentionSeconds ?? null, o.archive ?? null, o.maxRows ?? null]);
 }
