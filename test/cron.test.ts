@@ -6,20 +6,14 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createQueue, migrate, nextTicks, pgDriver } from '../src/index.js';
+import { sqlErrorOf } from './support/db.js';
 
 const serverUrl = inject('serverUrl'); // the server's `postgres` database
 const pool = new pg.Pool({ connectionString: serverUrl, max: 4 });
 const sql = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await pool.query(text, params)).rows as R[];
 let createdExtension = false;
 
-async function sqlError(text: string, params?: unknown[]): Promise<pg.DatabaseError> {
-  try {
-    await sql(text, params);
-  } catch (error) {
-    return error as pg.DatabaseError;
-  }
-  throw new Error(`expected ${text} to fail`);
-}
+const sqlError = (text: string, params?: unknown[]) => sqlErrorOf(sql, text, params);
 
 const cronJob = async (name: string) =>
   (await sql<{ jobid: string; schedule: string; command: string; database: string; active: boolean }>(

@@ -8,21 +8,14 @@ import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { checkCron, createQueue, listSchedules, maintain, migrate, schedule, unschedule, ValidationError } from '../src/index.js';
 import { pgliteDriver } from '../src/db/pglite.js';
-import { testDb } from './support/db.js';
+import { sqlErrorOf, testDb } from './support/db.js';
 
 const db = await testDb();
 const sql = db.sql;
 const T0 = '2030-01-01T00:00:00Z';
 const minute = (k: number) => new Date(Date.parse(T0) + k * 60_000).toISOString();
 
-async function sqlError(text: string, params?: unknown[]): Promise<pg.DatabaseError> {
-  try {
-    await sql(text, params);
-  } catch (error) {
-    return error as pg.DatabaseError;
-  }
-  throw new Error(`expected ${text} to fail`);
-}
+const sqlError = (text: string, params?: unknown[]) => sqlErrorOf(sql, text, params);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.recurring, jobs.job_archive');

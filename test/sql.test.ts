@@ -1,20 +1,13 @@
 // The SQL layer called as users call it: plain SQL over a real PostgreSQL.
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { testDb } from './support/db.js';
+import { sqlErrorOf, testDb } from './support/db.js';
 
 const db = await testDb();
 const sql = db.sql;
 const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
 
-async function sqlError(text: string, params?: unknown[]): Promise<pg.DatabaseError> {
-  try {
-    await sql(text, params);
-  } catch (error) {
-    return error as pg.DatabaseError;
-  }
-  throw new Error(`expected ${text} to fail`);
-}
+const sqlError = (text: string, params?: unknown[]) => sqlErrorOf(sql, text, params);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job');

@@ -68,3 +68,14 @@ export async function emptyDb(): Promise<{ url: string; name: string }> {
   });
   return { url: withDatabase(server, name), name };
 }
+
+/** The error `sql(text, params)` fails with; fails the test when it succeeds. */
+export async function sqlErrorOf(sql: (text: string, params?: unknown[]) => Promise<unknown>, text: string,
+                                 params?: unknown[]): Promise<pg.DatabaseError> {
+  try {
+    await sql(text, params);
+  } catch (error) {
+    return error as pg.DatabaseError;
+  }
+  throw new Error(`expected ${text} to fail`);
+}
