@@ -174,15 +174,17 @@ begin
       as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision));
 end $$;
 
--- The current delivery of each claimed job, as settle outcomes.
-create function jobs.outcomes_for(job_ids bigint[], outcome text, results jsonb[], errors text[],
-                                  retry_at timestamptz)
-returns jsonb language sql stable as $$
-  select coalesce(jsonb_agg(jsonb_build_object(
-           'id', q.job_id, 'attempt', q.attempt, 'outcome', outcomes_for.outcome,
-           'result', outcomes_for.results[i.ord], 'error', outcomes_for.errors[i.ord],
-           'retry_at', outcomes_for.retry_at)), '[]'::jsonb)
-  from unnest(outcomes_for.job_ids) with ordinality as i(id, ord)
+-- Settles the current delivery of each of these consumed jobs with one
+-- outcome (results[i] and errors[i] belong to job_ids[i]; either may be
+-- null): what ack, nack and release do, straight to jobs.settle_arrays.
+create function jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[],
+                                    retry_at timestamptz, now timestamptz)
+returns jsonb language sql as $$
+  select jobs.settle_arrays(coalesce(array_agg(q.job_id), '{}'), coalesce(array_agg(q.attempt), '{}'),
+                            array_fill(settle_current.outcome, array[count(*)::integer]),
+                            array_agg(settle_current.results[i.ord]), array_agg(settle_current.errors[i.ord]),
+                            array_fill(settle_current.retry_at, array[count(*)::integer]), null, settle_current.now)
+  from unnest(settle_current.job_ids) with ordinality as i(id, ord)
   join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
 $$;
 
@@ -192,8 +194,8 @@ $$;
 create function jobs.ack(job_id bigint, result jsonb default null, now timestamptz default null)
 returns boolean language sql security definer
 set search_path = pg_catalog, pg_temp as $$
-  select (jobs.settle(jobs.outcomes_for(array[ack.job_id], 'ack', array[ack.result], null, null),
-                      ack.now)->>'succeeded')::integer = 1
+  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now)
+          ->>'succeeded')::integer = 1
 $$;
 
 -- Acknowledges many consumed jobs in one statement; results[i] belongs to
@@ -201,8 +203,7 @@ $$;
 create function jobs.ack(job_ids bigint[], results jsonb[] default null, now timestamptz default null)
 returns integer language sql security definer
 set search_path = pg_catalog, pg_temp as $$
-  select (jobs.settle(jobs.outcomes_for(ack.job_ids, 'ack', ack.results, null, null),
-                      ack.now)->>'succeeded')::integer
+  select (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now)->>'succeeded')::integer
 $$;
 
 -- Returns a failed job: it runs again at schedule_at (or after the backoff),
@@ -218,7 +219,7 @@ begin
   if nack.schedule_at is not null and nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute' then
     perform jobs.raise_invalid('PD007', 'schedule_at', format('must not be in the past, got %s', nack.schedule_at));
   end if;
-  v := jobs.settle(jobs.outcomes_for(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at), nack.now);
+  v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
 
@@ -231,7 +232,7 @@ set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
-  v := jobs.settle(jobs.outcomes_for(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at), nack.now);
+  v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;
 
@@ -240,7 +241,7 @@ end $$;
 create function jobs.release(job_ids bigint[])
 returns integer language sql security definer
 set search_path = pg_catalog, pg_temp as $$
-  select (jobs.settle(jobs.outcomes_for(release.job_ids, 'release', null, null, null))->>'released')::integer
+  select (jobs.settle_current(release.job_ids, 'release', null, null, null, null)->>'released')::integer
 $$;
 
 -- drain()'s round trip: settles the deliveries it has gathered (if any, as
@@ -254,8 +255,9 @@ $$;
 -- order: a drain starts all it claims at once), times as epoch seconds;
 -- each job's lease ends at now + timeout. Columns and epoch numbers because
 -- building and reading the answer is per-job work on every batch: an object
--- per job and timestamp text cost about twice as much. Settling first means a drain never reaps its own just-finished
--- jobs as expired, and a steady drain costs one statement per batch.
+-- per job and timestamp text cost about twice as much. Settling first means
+-- a drain never reaps its own just-finished jobs as expired, and a steady
+-- drain costs one statement per batch.
 -- "unfit" counts (up to 1000) due jobs left alone because their timeout
 -- exceeds max_timeout; it is computed only when the claim came back short.
 create function jobs.claim_json(

@@ -96,8 +96,7 @@ begin
       if clock_timestamp() > v_job.lease_until then
         raise exception 'timed out: ran past its %-second lease', v_job.timeout using errcode = 'PDC98';
       end if;
-      v_settled := jobs.settle(jsonb_build_array(jsonb_build_object('id', v_job.job_id, 'attempt', v_job.attempt,
-        'outcome', 'ack', 'result', v_result)));
+      v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['ack'], array[v_result]);
       if (v_settled->>'succeeded')::integer = 0 then
         -- Another claim holds the job now: undo this run's work.
         raise exception 'stale' using errcode = 'PDC99';
@@ -106,8 +105,8 @@ begin
       if sqlstate = 'PDC99' then
         v_settled := '{"stale": 1}';
       else
-        v_settled := jobs.settle(jsonb_build_array(jsonb_build_object('id', v_job.job_id, 'attempt', v_job.attempt,
-          'outcome', 'nack', 'error', format('%s (SQLSTATE %s)', sqlerrm, sqlstate))));
+        v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['nack'], null,
+                                        array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)]);
       end if;
     end;
     select jsonb_object_agg(k, (v_counts->>k)::integer + coalesce((v_settled->>k)::integer, 0)) into v_counts

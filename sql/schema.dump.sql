@@ -74,8 +74,7 @@ CREATE FUNCTION jobs.ack(job_ids bigint[], results jsonb[] DEFAULT NULL::jsonb[]
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select (jobs.settle(jobs.outcomes_for(ack.job_ids, 'ack', ack.results, null, null),
-                      ack.now)->>'succeeded')::integer
+  select (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now)->>'succeeded')::integer
 $$;
 
 --
@@ -86,8 +85,8 @@ CREATE FUNCTION jobs.ack(job_id bigint, result jsonb DEFAULT NULL::jsonb, now ti
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select (jobs.settle(jobs.outcomes_for(array[ack.job_id], 'ack', array[ack.result], null, null),
-                      ack.now)->>'succeeded')::integer = 1
+  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now)
+          ->>'succeeded')::integer = 1
 $$;
 
 --
@@ -722,8 +721,7 @@ begin
       if clock_timestamp() > v_job.lease_until then
         raise exception 'timed out: ran past its %-second lease', v_job.timeout using errcode = 'PDC98';
       end if;
-      v_settled := jobs.settle(jsonb_build_array(jsonb_build_object('id', v_job.job_id, 'attempt', v_job.attempt,
-        'outcome', 'ack', 'result', v_result)));
+      v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['ack'], array[v_result]);
       if (v_settled->>'succeeded')::integer = 0 then
         -- Another claim holds the job now: undo this run's work.
         raise exception 'stale' using errcode = 'PDC99';
@@ -732,8 +730,8 @@ begin
       if sqlstate = 'PDC99' then
         v_settled := '{"stale": 1}';
       else
-        v_settled := jobs.settle(jsonb_build_array(jsonb_build_object('id', v_job.job_id, 'attempt', v_job.attempt,
-          'outcome', 'nack', 'error', format('%s (SQLSTATE %s)', sqlerrm, sqlstate))));
+        v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['nack'], null,
+                                        array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)]);
       end if;
     end;
     select jsonb_object_agg(k, (v_counts->>k)::integer + coalesce((v_settled->>k)::integer, 0)) into v_counts
@@ -902,7 +900,7 @@ CREATE FUNCTION jobs.nack(job_ids bigint[], errors text[], schedule_at timestamp
 declare
   v jsonb;
 begin
-  v := jobs.settle(jobs.outcomes_for(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at), nack.now);
+  v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;
 
@@ -920,7 +918,7 @@ begin
   if nack.schedule_at is not null and nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute' then
     perform jobs.raise_invalid('PD007', 'schedule_at', format('must not be in the past, got %s', nack.schedule_at));
   end if;
-  v := jobs.settle(jobs.outcomes_for(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at), nack.now);
+  v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
 
@@ -972,21 +970,6 @@ begin
   from (select id, (row_number() over () - 1) / 500 as chunk from unnest(p_ids) id) s
   group by s.chunk;
 end $$;
-
---
--- Name: outcomes_for(bigint[], text, jsonb[], text[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
---
-
-CREATE FUNCTION jobs.outcomes_for(job_ids bigint[], outcome text, results jsonb[], errors text[], retry_at timestamp with time zone) RETURNS jsonb
-    LANGUAGE sql STABLE
-    AS $$
-  select coalesce(jsonb_agg(jsonb_build_object(
-           'id', q.job_id, 'attempt', q.attempt, 'outcome', outcomes_for.outcome,
-           'result', outcomes_for.results[i.ord], 'error', outcomes_for.errors[i.ord],
-           'retry_at', outcomes_for.retry_at)), '[]'::jsonb)
-  from unnest(outcomes_for.job_ids) with ordinality as i(id, ord)
-  join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
-$$;
 
 --
 -- Name: pause_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
@@ -1313,7 +1296,7 @@ CREATE FUNCTION jobs.release(job_ids bigint[]) RETURNS integer
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select (jobs.settle(jobs.outcomes_for(release.job_ids, 'release', null, null, null))->>'released')::integer
+  select (jobs.settle_current(release.job_ids, 'release', null, null, null, null)->>'released')::integer
 $$;
 
 --
@@ -1664,6 +1647,21 @@ begin
   end if;
   return v_result;
 end $$;
+
+--
+-- Name: settle_current(bigint[], text, jsonb[], text[], timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[], retry_at timestamp with time zone, now timestamp with time zone) RETURNS jsonb
+    LANGUAGE sql
+    AS $$
+  select jobs.settle_arrays(coalesce(array_agg(q.job_id), '{}'), coalesce(array_agg(q.attempt), '{}'),
+                            array_fill(settle_current.outcome, array[count(*)::integer]),
+                            array_agg(settle_current.results[i.ord]), array_agg(settle_current.errors[i.ord]),
+                            array_fill(settle_current.retry_at, array[count(*)::integer]), null, settle_current.now)
+  from unnest(settle_current.job_ids) with ordinality as i(id, ord)
+  join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
+$$;
 
 --
 -- Name: sql_task_call(text); Type: FUNCTION; Schema: jobs; Owner: -
