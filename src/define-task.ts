@@ -1,8 +1,9 @@
 import type { Driver, Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
+import { resultJson } from './json-text.js';
 import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
-import type { SettleCounts } from './settler.js';
+import { outcomeArrays, SETTLE_ARRAYS_SQL, type SettleCounts } from './settler.js';
 import type { Handler, JobContext, PublishOptions } from './types.js';
 
 const TRANSACTIONAL = Symbol.for('pgdrain.transactional');
@@ -85,9 +86,8 @@ export async function runTransactional(
       const result = await handler(job.body, {
         job: ctx.job, signal: ctx.signal, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
       });
-      const json = JSON.stringify([{ id: job.id, attempt: job.attempt, outcome: 'ack', result: result ?? null,
-                                     ms: Date.now() - began }]);
-      const { rows } = await tx.query<{ r: SettleCounts }>('select jobs.settle($1::jsonb) as r', [json]);
+      const { rows } = await tx.query<{ r: SettleCounts }>(SETTLE_ARRAYS_SQL, outcomeArrays([
+        { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(result), ms: Date.now() - began }]));
       if (Number(rows[0]!.r.succeeded) !== 1) throw new StaleDelivery();
       return rows[0]!.r;
     });

@@ -3,7 +3,7 @@ import type { Driver, Queryable } from './db/driver.js';
 import { isTransactional, runTransactional } from './define-task.js';
 import { translateError } from './errors.js';
 import { DrainJobContext, LazySignal } from './job-context.js';
-import { hasNulEscape } from './json-text.js';
+import { resultJson } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { outcomeArrays, Settler, type Outcome, type SettleCounts } from './settler.js';
 import { resolveHandler } from './tasks.js';
@@ -273,13 +273,8 @@ async function run(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], sig
       settler.count(await runTransactional(deps.db, handler, job, ctx));
       return null;
     }
-    const result = await handler(job.body, ctx);
-    // Encoded here, so one bad result cannot break the batch's settle statement.
-    const json = result === undefined || result === null ? null : JSON.stringify(result);
-    if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
-    // jsonb cannot hold \u0000: one such result would fail the whole batch's settle statement.
-    if (json !== null && hasNulEscape(json)) throw new TypeError('handler returned a string with \\u0000, which PostgreSQL cannot store');
-    return { id, attempt, outcome: 'ack', result: json, ms: Date.now() - began };
+    const result = resultJson(await handler(job.body, ctx));
+    return { id, attempt, outcome: 'ack', result, ms: Date.now() - began };
   } catch (error) {
     return { id, attempt, outcome: 'nack', error: describe(error) };
   }

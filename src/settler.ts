@@ -6,6 +6,10 @@ export type Outcome =
   | { id: string; attempt: number; outcome: 'nack' | 'fail'; error: string }
   | { id: string; attempt: number; outcome: 'release' };
 
+/** Settles outcomeArrays(...) in one statement; answers the counts as r. */
+export const SETTLE_ARRAYS_SQL =
+  'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[]) as r';
+
 /**
  * Outcomes as the column arrays jobs.settle_arrays and jobs.claim_json take
  * (ids, attempts, outcomes, results, errors, retry_at, ms): cheaper for the
@@ -118,9 +122,7 @@ export class Settler {
 
   private async send(batch: Outcome[]): Promise<void> {
     try {
-      const { rows } = await this.db.query<{ r: SettleCounts }>(
-        'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[]) as r',
-        outcomeArrays(batch));
+      const { rows } = await this.db.query<{ r: SettleCounts }>(SETTLE_ARRAYS_SQL, outcomeArrays(batch));
       this.count(rows[0]!.r);
       this.lastError = undefined;
     } catch (error) {

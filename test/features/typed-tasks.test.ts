@@ -89,6 +89,19 @@ describe('transactional tasks', () => {
     expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 1 }]);
   });
 
+  it('a result that is not JSON rolls back the work and is nacked, as in a plain task', async () => {
+    const q = queue();
+    q.defineTask('ledger.add', async (_: unknown, ctx) => {
+      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+      return () => 'not JSON';
+    }, { transactional: true });
+    await q.publish('ledger.add');
+    const report = await q.drain(10, deadline());
+    expect(report).toMatchObject({ succeeded: 0, retried: 1 });
+    expect(report.failures[0]!.error).toMatch(/not JSON \(function\)/);
+    expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 0 }]);
+  });
+
   it('a delivery whose lease passed to another consumer rolls back instead of doing the work twice', async () => {
     const q = queue();
     let release!: () => void;
