@@ -352,6 +352,7 @@ begin
     return;
   end if;
 
+  -- jobs.claim_json marks its jobs with the same update, answering json from it.
   return query
   with claimed as (
     update jobs.job_queue q
