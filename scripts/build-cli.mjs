@@ -7,6 +7,7 @@
 import { build } from 'esbuild';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pgNodeOnly } from './pg-node-only.mjs';
 import { zodEnglishOnly } from './zod-english-only.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -24,6 +25,6 @@ await build({
   external: ['pg-native', '@electric-sql/pglite', '@electric-sql/pglite/*'],
   // pg is CommonJS and calls require() for Node built-ins; give the ES module one.
   banner: { js: "import { createRequire as __pgdrainCreateRequire } from 'node:module'; const require = __pgdrainCreateRequire(import.meta.url);" },
-  plugins: [zodEnglishOnly],
+  plugins: [zodEnglishOnly, pgNodeOnly],
   logLevel: 'warning',
 });
