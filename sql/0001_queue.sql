@@ -11,6 +11,7 @@
 -- the COLUMN diagnostic field (node-pg: error.column):
 --   PD001 task        PD002 timeout      PD003 max_retries   PD004 priority
 --   PD005 n (batch)   PD006 pattern      PD007 schedule_at   PD008 outcome
+--   PD017 jobs (bulk arrays of unequal length)
 
 -- Named queues. Every job belongs to one ('default' unless told); a drain
 -- consumes one queue. max_size (null = unbounded) caps the jobs waiting in it
@@ -322,18 +323,43 @@ begin
   perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
 end $$;
 
--- Any number of jobs in one statement; null fields take the defaults. The
--- whole array is checked before anything is written, and an error names the
--- first bad element: jobs[3].task. All go to one queue (default 'default').
-create function jobs.publish_bulk(jobs jobs.bulk_job[], now timestamptz default null, queue text default null)
-returns setof bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+-- Any number of jobs in one statement, as one array per field (what
+-- publishBulk sends: no composite built per job); every array but tasks may
+-- be null (all take the default) or hold nulls. bodies is a JSON array, one
+-- element per job. delays are seconds from now, for jobs whose scheduled_at
+-- is null. The whole batch is checked before anything is written, and an
+-- error names the first bad job: jobs[3].task. All go to one queue (default
+-- 'default'). Returns the ids in order.
+create function jobs.publish_arrays(
+  tasks        text[],
+  bodies       jsonb              default null,
+  scheduled_at timestamptz[]      default null,
+  delays       double precision[] default null,
+  timeouts     numeric[]          default null,
+  priorities   integer[]          default null,
+  max_retries  integer[]          default null,
+  queue        text               default null,
+  now          timestamptz        default null
+) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(publish_bulk.now, pg_catalog.now());
-  v_queue text := coalesce(publish_bulk.queue, 'default');
+  v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
+  v_queue text := coalesce(publish_arrays.queue, 'default');
+  v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
   v_bad record;
+  v_ids bigint[];
 begin
+  if coalesce(jsonb_typeof(publish_arrays.bodies), 'array') <> 'array'
+     or coalesce(jsonb_array_length(publish_arrays.bodies), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.scheduled_at), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.delays), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.timeouts), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.priorities), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.max_retries), v_n) <> v_n then
+    perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies: a JSON array)');
+  end if;
   select j.ord, j.task, j.timeout, j.priority, j.max_retries into v_bad
-  from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
+  from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries)
+         with ordinality as j(task, timeout, priority, max_retries, ord)
   where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
      or j.timeout <= 0 or j.timeout > 86400
      or j.priority < -1000000 or j.priority > 1000000
@@ -343,14 +369,33 @@ begin
     perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
     perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
   end if;
-  perform jobs.admit(v_queue, coalesce(cardinality(publish_bulk.jobs), 0));
+  perform jobs.admit(v_queue, v_n);
   perform jobs.notify('pgdrain_queued', v_queue);
 
-  return query
-  insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
-  select j.task, j.body, coalesce(j.scheduled_at, v_now), coalesce(j.timeout, 60),
-         coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now, v_queue
-  from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
-  order by j.ord
-  returning job_id;
+  with inserted as (
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
+    select j.task, b.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
+           coalesce(j.timeout, 60), coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now, v_queue
+    from unnest(publish_arrays.tasks, publish_arrays.scheduled_at, publish_arrays.delays, publish_arrays.timeouts,
+                publish_arrays.priorities, publish_arrays.max_retries)
+           with ordinality as j(task, scheduled_at, delay, timeout, priority, max_retries, ord)
+    left join jsonb_array_elements(publish_arrays.bodies) with ordinality as b(body, ord) using (ord)
+    order by j.ord
+    returning job_id
+  )
+  select array_agg(i.job_id order by i.job_id) into v_ids from inserted i;
+  return coalesce(v_ids, '{}');
 end $$;
+
+-- Any number of jobs in one statement, as an array of jobs.bulk_job (null
+-- fields take the defaults): jobs.publish_arrays, for SQL callers. Returns
+-- the ids in order.
+create function jobs.publish_bulk(jobs jobs.bulk_job[], now timestamptz default null, queue text default null)
+returns setof bigint language sql security definer set search_path = pg_catalog, pg_temp as $$
+  select unnest(jobs.publish_arrays(
+    coalesce(array_agg(j.task order by j.ord), '{}'), jsonb_agg(j.body order by j.ord),
+    array_agg(j.scheduled_at order by j.ord), null, array_agg(j.timeout order by j.ord),
+    array_agg(j.priority order by j.ord), array_agg(j.max_retries order by j.ord),
+    publish_bulk.queue, publish_bulk.now))
+  from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
+$$;

@@ -515,7 +515,7 @@ begin
   end loop;
   revoke execute on all functions in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
@@ -1157,20 +1157,32 @@ begin
 end $$;
 
 --
--- Name: publish_bulk(jobs.bulk_job[], timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_bulk(jobs jobs.bulk_job[], now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text) RETURNS SETOF bigint
+CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 declare
-  v_now timestamptz := coalesce(publish_bulk.now, pg_catalog.now());
-  v_queue text := coalesce(publish_bulk.queue, 'default');
+  v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
+  v_queue text := coalesce(publish_arrays.queue, 'default');
+  v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
   v_bad record;
+  v_ids bigint[];
 begin
+  if coalesce(jsonb_typeof(publish_arrays.bodies), 'array') <> 'array'
+     or coalesce(jsonb_array_length(publish_arrays.bodies), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.scheduled_at), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.delays), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.timeouts), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.priorities), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.max_retries), v_n) <> v_n then
+    perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies: a JSON array)');
+  end if;
   select j.ord, j.task, j.timeout, j.priority, j.max_retries into v_bad
-  from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
+  from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries)
+         with ordinality as j(task, timeout, priority, max_retries, ord)
   where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
      or j.timeout <= 0 or j.timeout > 86400
      or j.priority < -1000000 or j.priority > 1000000
@@ -1180,17 +1192,39 @@ begin
     perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
     perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
   end if;
-  perform jobs.admit(v_queue, coalesce(cardinality(publish_bulk.jobs), 0));
+  perform jobs.admit(v_queue, v_n);
   perform jobs.notify('pgdrain_queued', v_queue);
 
-  return query
-  insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
-  select j.task, j.body, coalesce(j.scheduled_at, v_now), coalesce(j.timeout, 60),
-         coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now, v_queue
-  from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
-  order by j.ord
-  returning job_id;
+  with inserted as (
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
+    select j.task, b.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
+           coalesce(j.timeout, 60), coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now, v_queue
+    from unnest(publish_arrays.tasks, publish_arrays.scheduled_at, publish_arrays.delays, publish_arrays.timeouts,
+                publish_arrays.priorities, publish_arrays.max_retries)
+           with ordinality as j(task, scheduled_at, delay, timeout, priority, max_retries, ord)
+    left join jsonb_array_elements(publish_arrays.bodies) with ordinality as b(body, ord) using (ord)
+    order by j.ord
+    returning job_id
+  )
+  select array_agg(i.job_id order by i.job_id) into v_ids from inserted i;
+  return coalesce(v_ids, '{}');
 end $_$;
+
+--
+-- Name: publish_bulk(jobs.bulk_job[], timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.publish_bulk(jobs jobs.bulk_job[], now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text) RETURNS SETOF bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select unnest(jobs.publish_arrays(
+    coalesce(array_agg(j.task order by j.ord), '{}'), jsonb_agg(j.body order by j.ord),
+    array_agg(j.scheduled_at order by j.ord), null, array_agg(j.timeout order by j.ord),
+    array_agg(j.priority order by j.ord), array_agg(j.max_retries order by j.ord),
+    publish_bulk.queue, publish_bulk.now))
+  from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
+$$;
 
 --
 -- Name: publish_due_schedules(timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -

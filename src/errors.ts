@@ -50,6 +50,7 @@ const sqlStates: Record<string, string> = {
   PD014: 'attributes',
   PD015: 'max_size',
   PD016: 'prefix',
+  PD017: 'jobs',
   PDC01: 'cron',
   PDC02: 'name',
   PDC03: 'argument',

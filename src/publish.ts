@@ -100,13 +100,8 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   const col = (k: keyof typeof used) => (used[k] ? cols[k] : null);
   try {
     const result = await db.query<{ ids: string }>(
-      `select string_agg(p.id::text, ',' order by p.n) as ids from jobs.publish_bulk(array(
-         select row(t.task, b.body, coalesce(t.run_at, now() + make_interval(secs => t.delay)),
-                    t.timeout, t.priority, t.max_retries)::jobs.bulk_job
-         from unnest($1::text[], $3::timestamptz[], $4::float8[], $5::numeric[], $6::integer[], $7::integer[])
-           with ordinality as t(task, run_at, delay, timeout, priority, max_retries, n)
-         join jsonb_array_elements($2::jsonb) with ordinality as b(body, n) using (n)
-         order by n), queue => $8) with ordinality as p(id, n)`,
+      `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb, $3::timestamptz[], $4::float8[],
+                                                  $5::numeric[], $6::integer[], $7::integer[], $8), ',') as ids`,
       [cols.task, `[${cols.body.join(',')}]`, col('run_at'), col('delay'), col('timeout'), col('priority'),
        col('max_retries'), queue ?? null],
     );

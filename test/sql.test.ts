@@ -64,6 +64,20 @@ describe('publish', () => {
                                      min(timeout)::int as t, min(max_retries) as r from jobs.job_queue`);
     expect(stored).toEqual({ n: 1000, p9: 1, t: 60, r: 3 });
   });
+
+  it('publish_arrays takes one array per field (bodies a JSON array), delays from now, ids in order', async () => {
+    const { ids } = await one<{ ids: string[] }>(`select jobs.publish_arrays(
+      array['arr.a', 'arr.b', 'arr.c'], '[{"i": 1}, null, [3]]', array[null, null, '2030-01-01Z']::timestamptz[],
+      array[null, 3600, null]::float8[], array[null, 5, null]::numeric[], null, array[0, null, null]) as ids`);
+    expect(ids.map(Number)).toEqual([...ids.map(Number)].sort((a, b) => a - b));
+    const rows = await sql(`select task, body, scheduled_at > now() + interval '59 minutes' as later,
+                                   timeout::float8 as timeout, max_retries from jobs.job_queue order by job_id`);
+    expect(rows).toEqual([
+      { task: 'arr.a', body: { i: 1 }, later: false, timeout: 60, max_retries: 0 },
+      { task: 'arr.b', body: null, later: true, timeout: 5, max_retries: 3 },
+      { task: 'arr.c', body: [3], later: true, timeout: 60, max_retries: 3 },
+    ]);
+  });
 });
 
 describe('bad input is rejected with its own SQLSTATE, naming the field, writing nothing', () => {
@@ -100,6 +114,17 @@ describe('bad input is rejected with its own SQLSTATE, naming the field, writing
       ('bad task', null, null, null, null, null)::jobs.bulk_job])`);
     expect(error.code).toBe('PD002');
     expect(error.column).toBe('jobs[2].timeout');
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
+  });
+
+  it.each([
+    ['fewer bodies', `select jobs.publish_arrays(array['a', 'b'], '[1]')`],
+    ['bodies not an array', `select jobs.publish_arrays(array['a'], '{"x": 1}')`],
+    ['a longer option array', `select jobs.publish_arrays(array['a'], null, null, null, null, array[1, 2])`],
+  ])('publish_arrays rejects %s (PD017, jobs) and writes nothing', async (_name, text) => {
+    const error = await sqlError(text);
+    expect(error.code).toBe('PD017');
+    expect(error.column).toBe('jobs');
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
   });
 
