@@ -31,7 +31,7 @@
  * - NEON_WS_PROXY / NEON_HTTP_ENDPOINT: a self-hosted WebSocket proxy or HTTP
  *   endpoint in front of a PostgreSQL that is not Neon.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { neonHttpDriver } from '../src/db/neon-http.js';
 import { neonDriver } from '../src/db/neon.js';
 import { pgDriver } from '../src/db/pg.js';
@@ -75,14 +75,15 @@ const DEFAULT_DEADLINE_SECONDS = 25;
 
 // Bindings are strings: numbers are coerced, then checked.
 const envSchema = z.object({
-  DATABASE_URL: z.string().min(1, 'must be a postgres:// URL').optional(),
-  DATABASE_DRIVER: z.enum(['hyperdrive', 'neon', 'neon-http', 'pg']).optional(),
-  DRAIN_BATCH: z.coerce.number().int('must be an integer').min(1, 'must be at least 1').max(1000, 'must be at most 1000')
-    .default(50),
-  DRAIN_DEADLINE_SECONDS: z.coerce.number().gt(0, 'must be greater than 0')
-    .max(MAX_DEADLINE_SECONDS, `must be at most ${MAX_DEADLINE_SECONDS} (a cron invocation runs at most 15 minutes)`)
-    .default(DEFAULT_DEADLINE_SECONDS),
-  DRAIN_TOPIC: z.string().min(1, 'must be a non-empty pattern').max(200, 'must be at most 200 characters').optional(),
+  DATABASE_URL: z.optional(z.string().check(z.minLength(1, 'must be a postgres:// URL'))),
+  DATABASE_DRIVER: z.optional(z.enum(['hyperdrive', 'neon', 'neon-http', 'pg'])),
+  DRAIN_BATCH: z._default(z.coerce.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'),
+    z.maximum(1000, 'must be at most 1000')), 50),
+  DRAIN_DEADLINE_SECONDS: z._default(z.coerce.number().check(z.gt(0, 'must be greater than 0'),
+    z.maximum(MAX_DEADLINE_SECONDS, `must be at most ${MAX_DEADLINE_SECONDS} (a cron invocation runs at most 15 minutes)`)),
+    DEFAULT_DEADLINE_SECONDS),
+  DRAIN_TOPIC: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'),
+    z.maxLength(200, 'must be at most 200 characters'))),
 });
 
 type Settings = z.output<typeof envSchema>;

@@ -17,7 +17,7 @@
 // file whose `handler` export is createLambdaHandler(tasks).
 import { handle } from 'hono/aws-lambda';
 import pg from 'pg';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import type { Driver } from '../src/db/driver.js';
 import { pgDriver } from '../src/db/pg.js';
 import { drain } from '../src/drain.js';
@@ -35,25 +35,28 @@ export interface LambdaContext {
 
 type Env = Record<string, string | undefined>;
 
-const count = (min: number, max: number) => z.string().regex(/^\d+$/, 'must be a whole number')
-  .transform(Number).pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+const count = (min: number, max: number) => z.pipe(
+  z.pipe(z.string().check(z.regex(/^\d+$/, 'must be a whole number')), z.transform(Number)),
+  z.number().check(z.minimum(min, `must be at least ${min}`), z.maximum(max, `must be at most ${max}`)));
+const secret = () => z.optional(z.string().check(z.minLength(16, 'must be at least 16 characters')));
 
 const settingsSchema = z.object({
-  DATABASE_URL: z.string({ error: 'is required: the PostgreSQL URL' }).regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-  PGDRAIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  PGDRAIN_HMAC_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
-  PGDRAIN_BATCH_SIZE: count(1, 10_000).default(100),
-  PGDRAIN_TOPIC: z.string().max(200).optional(),
-  PGDRAIN_SAFETY_MARGIN_MS: count(0, 60_000).default(1000),
-  PGDRAIN_POOL_MAX: count(1, 100).default(2),
-  PGDRAIN_MAX_BUDGET_SECONDS: count(1, 900).optional(),
+  DATABASE_URL: z.string({ error: 'is required: the PostgreSQL URL' }).check(z.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')),
+  PGDRAIN_TOKEN: secret(),
+  PGDRAIN_HMAC_SECRET: secret(),
+  PGDRAIN_BATCH_SIZE: z._default(count(1, 10_000), 100),
+  PGDRAIN_TOPIC: z.optional(z.string().check(z.maxLength(200))),
+  PGDRAIN_SAFETY_MARGIN_MS: z._default(count(0, 60_000), 1000),
+  PGDRAIN_POOL_MAX: z._default(count(1, 100), 2),
+  PGDRAIN_MAX_BUDGET_SECONDS: z.optional(count(1, 900)),
 });
 type Settings = z.output<typeof settingsSchema>;
 
 /** Options a schedule may carry in its input: `{ "pgdrain": { "batchSize": 200, "topic": "email.%" } }`. */
 const scheduleInputSchema = z.strictObject({
-  batchSize: z.number().int('must be an integer').min(1, 'must be at least 1').max(10_000, 'must be at most 10000').optional(),
-  topic: z.string().min(1, 'must be a non-empty pattern').max(200).optional(),
+  batchSize: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'),
+    z.maximum(10_000, 'must be at most 10000'))),
+  topic: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200))),
 });
 
 /**

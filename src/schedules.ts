@@ -1,5 +1,5 @@
 import { Cron } from 'croner';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
@@ -90,17 +90,17 @@ export function nextTicks(expr: string, count = 1, from: Date = new Date()): Dat
   return new Cron(text.toLowerCase(), { mode: '5-part', timezone: 'UTC' }).nextRuns(count, from);
 }
 
-const nameSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'must be 1 to 100 letters, digits, _ . : or -');
+const nameSchema = z.string().check(z.regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'must be 1 to 100 letters, digits, _ . : or -'));
 const specSchema = z.strictObject({
   name: nameSchema,
   cron: z.string(),
   task: taskSchema,
-  body: z.unknown().optional(),
+  body: z.optional(z.unknown()),
   timeoutSeconds: publishOptionsSchema.shape.timeoutSeconds,
   priority: publishOptionsSchema.shape.priority,
   maxRetries: publishOptionsSchema.shape.maxRetries,
-  queue: queueNameSchema.optional(),
-  runner: z.enum(['pg_cron', 'drains']).optional(),
+  queue: z.optional(queueNameSchema),
+  runner: z.optional(z.enum(['pg_cron', 'drains'])),
 });
 
 /**
@@ -149,9 +149,9 @@ export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
 }
 
 const maintainSchema = z.strictObject({
-  retentionSeconds: z.number().finite().min(0, 'must be 0 or more').optional(),
-  archive: z.boolean().optional(),
-  maxRows: z.number().int('must be an integer').min(1).max(10_000_000).optional(),
+  retentionSeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),
+  archive: z.optional(z.boolean()),
+  maxRows: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1), z.maximum(10_000_000))),
 });
 
 /**

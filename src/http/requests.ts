@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { ValidationError } from '../errors.js';
 import { publishOptionsSchema, taskSchema } from '../options.js';
 import type { BulkJob, PublishOptions } from '../types.js';
@@ -42,19 +42,21 @@ export const DEFAULT_LIMITS: HttpLimits = {
   signatureToleranceSeconds: 300,
 };
 
-const positiveInt = (max: number) => z.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be at least 1').max(max);
+const positiveInt = (max: number) => z.number({ error: 'must be a number' })
+  .check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'), z.maximum(max));
+const seconds = () => z.number({ error: 'must be a number' }).check(z.gt(0, 'must be greater than 0'), z.maximum(86_400));
 
 const limitsSchema = z.strictObject({
   maxBatchSize: positiveInt(10_000),
   defaultBatchSize: positiveInt(10_000),
-  maxBudgetSeconds: z.number({ error: 'must be a number' }).gt(0, 'must be greater than 0').max(86_400),
-  defaultBudgetSeconds: z.number({ error: 'must be a number' }).gt(0, 'must be greater than 0').max(86_400),
+  maxBudgetSeconds: seconds(),
+  defaultBudgetSeconds: seconds(),
   maxBodyBytes: positiveInt(100 * 1024 * 1024),
   maxJobsPerRequest: positiveInt(100_000),
   maxConcurrentDrains: positiveInt(1000),
   signatureToleranceSeconds: positiveInt(3600),
-}).refine((l) => l.defaultBatchSize <= l.maxBatchSize, { message: 'must be at most maxBatchSize', path: ['defaultBatchSize'] })
-  .refine((l) => l.defaultBudgetSeconds <= l.maxBudgetSeconds, { message: 'must be at most maxBudgetSeconds', path: ['defaultBudgetSeconds'] });
+}).check(z.refine((l) => l.defaultBatchSize <= l.maxBatchSize, { message: 'must be at most maxBatchSize', path: ['defaultBatchSize'] }),
+  z.refine((l) => l.defaultBudgetSeconds <= l.maxBudgetSeconds, { message: 'must be at most maxBudgetSeconds', path: ['defaultBudgetSeconds'] }));
 
 /** Fills defaults and checks the limits an app is built with. */
 export function resolveLimits(given: Partial<HttpLimits> = {}): HttpLimits {
@@ -82,29 +84,30 @@ export function parseDrainRequest(body: unknown, query: Record<string, string>, 
     fromQuery[key] = (key === 'batchSize' || key === 'budgetSeconds') && /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
   }
   const schema = z.strictObject({
-    batchSize: positiveInt(Number.MAX_SAFE_INTEGER)
-      .max(limits.maxBatchSize, `must be at most ${limits.maxBatchSize} (the server's maximum)`)
-      .default(limits.defaultBatchSize),
-    budgetSeconds: z.number({ error: 'must be a number of seconds' }).gt(0, 'must be greater than 0')
-      .max(limits.maxBudgetSeconds, `must be at most ${limits.maxBudgetSeconds} seconds (the server's maximum)`)
-      .default(limits.defaultBudgetSeconds),
-    topic: z.string({ error: 'must be a string' }).min(1, 'must be a non-empty pattern').max(200, 'must be at most 200 characters').optional(),
+    batchSize: z._default(positiveInt(Number.MAX_SAFE_INTEGER)
+      .check(z.maximum(limits.maxBatchSize, `must be at most ${limits.maxBatchSize} (the server's maximum)`)),
+      limits.defaultBatchSize),
+    budgetSeconds: z._default(z.number({ error: 'must be a number of seconds' }).check(z.gt(0, 'must be greater than 0'),
+      z.maximum(limits.maxBudgetSeconds, `must be at most ${limits.maxBudgetSeconds} seconds (the server's maximum)`)),
+      limits.defaultBudgetSeconds),
+    topic: z.optional(z.string({ error: 'must be a string' })
+      .check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200, 'must be at most 200 characters'))),
   });
   return check(schema, { ...fromQuery, ...(body as object | undefined) }, '');
 }
 
 const jobSchema = z.strictObject({
   task: taskSchema,
-  body: z.unknown().optional(),
-  runAt: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone' })
-    .transform((s) => new Date(s)).optional(),
+  body: z.optional(z.unknown()),
+  runAt: z.optional(z.pipe(z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone' }),
+    z.transform((s: string) => new Date(s)))),
   delaySeconds: publishOptionsSchema.shape.delaySeconds,
   timeoutSeconds: publishOptionsSchema.shape.timeoutSeconds,
   priority: publishOptionsSchema.shape.priority,
   maxRetries: publishOptionsSchema.shape.maxRetries,
-}).refine((j) => j.runAt === undefined || j.delaySeconds === undefined, {
+}).check(z.refine((j) => j.runAt === undefined || j.delaySeconds === undefined, {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
-});
+}));
 
 /** POST /jobs: one job (`{ task, body, …options }`) or many (`{ jobs: [ … ] }`). */
 export type PublishRequest =
@@ -115,8 +118,8 @@ export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishR
   if (!isPlainObject(body)) throw new ValidationError('body', 'must be a JSON object: one job, or { "jobs": [ … ] }');
   if ('jobs' in body) {
     const schema = z.strictObject({
-      jobs: z.array(jobSchema, { error: 'must be an array of jobs' }).min(1, 'must hold at least one job')
-        .max(limits.maxJobsPerRequest, `must hold at most ${limits.maxJobsPerRequest} jobs (the server's maximum)`),
+      jobs: z.array(jobSchema, { error: 'must be an array of jobs' }).check(z.minLength(1, 'must hold at least one job'),
+        z.maxLength(limits.maxJobsPerRequest, `must hold at most ${limits.maxJobsPerRequest} jobs (the server's maximum)`)),
     });
     return { kind: 'many', jobs: check(schema, body, '').jobs };
   }
@@ -144,7 +147,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** Parses with a schema; the first issue becomes a ValidationError naming the field as the caller wrote it. */
-function check<S extends z.ZodType>(schema: S, value: unknown, prefix: string): z.output<S> {
+function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: string): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
