@@ -25,6 +25,9 @@ function bodyJson(body: unknown, field: string): string {
   return json;
 }
 
+const OPTION_COLUMNS = ['run_at', 'delay', 'timeout', 'priority', 'max_retries'] as const;
+type OptionColumn = typeof OPTION_COLUMNS[number];
+
 const NO_OPTIONS = {} as ReturnType<typeof bulkPublishOptionsSchema.parse>;
 
 function row(task: unknown, body: unknown, options: unknown, field: string) {
@@ -81,29 +84,38 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   if (jobs.length === 0) return [];
   // Column arrays, one per field, and the bodies as one JSON array (already
   // JSON text: joined, not escaped into an array literal, and parsed once by
-  // the server). A field no job sets goes as null (every element takes the
-  // default), so a plain batch sends one array and one document.
-  const cols = { task: [] as string[], body: [] as string[], run_at: [] as (string | null)[], delay: [] as (number | null)[],
-                 timeout: [] as (number | null)[], priority: [] as (number | null)[], max_retries: [] as (number | null)[] };
-  const used = { run_at: false, delay: false, timeout: false, priority: false, max_retries: false };
-  jobs.forEach((j, i) => {
+  // the server). An option column exists only once some job sets it (null:
+  // every element takes the default), so a plain batch sends one array and
+  // one document, and its jobs skip the options schema.
+  const tasks: string[] = new Array(jobs.length);
+  const bodies: string[] = new Array(jobs.length);
+  const options: Partial<Record<OptionColumn, unknown[]>> = {};
+  for (let i = 0; i < jobs.length; i++) {
+    const j = jobs[i];
     if (typeof j !== 'object' || j === null) throw new ValidationError(`jobs[${i}]`, 'must be an object');
-    const { task, body, ...options } = j;
-    const r = row(task, body, options, `jobs[${i}]`);
-    cols.task.push(r.task);
-    cols.body.push(r.body);
-    for (const k of ['run_at', 'delay', 'timeout', 'priority', 'max_retries'] as const) {
-      (cols[k] as unknown[]).push(r[k]);
-      if (r[k] !== null) used[k] = true;
+    let plain = true;
+    for (const k in j) if (k !== 'task' && k !== 'body') plain = false;
+    let r: ReturnType<typeof row>;
+    if (plain) r = row(j.task, j.body, undefined, `jobs[${i}]`);
+    else {
+      const { task, body, ...rest } = j;
+      r = row(task, body, rest, `jobs[${i}]`);
     }
-  });
-  const col = (k: keyof typeof used) => (used[k] ? cols[k] : null);
+    tasks[i] = r.task;
+    bodies[i] = r.body;
+    if (plain) continue;
+    for (const k of OPTION_COLUMNS) {
+      if (r[k] === null) continue;
+      (options[k] ??= new Array(jobs.length).fill(null))[i] = r[k];
+    }
+  }
   try {
     const result = await db.query<{ ids: string }>(
       `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb, $3::timestamptz[], $4::float8[],
                                                   $5::numeric[], $6::integer[], $7::integer[], $8), ',') as ids`,
-      [cols.task, `[${cols.body.join(',')}]`, col('run_at'), col('delay'), col('timeout'), col('priority'),
-       col('max_retries'), queue ?? null],
+      // Task names are checked words (no quote, backslash or comma): quoted, they
+      // make the array literal as they are, with no per-element escaping.
+      [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => options[k] ?? null), queue ?? null],
     );
     return result.rows[0]!.ids.split(',');
   } catch (error) {

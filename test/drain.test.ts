@@ -192,6 +192,25 @@ describe('bad input at the TypeScript edge', () => {
     expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
   });
 
+  it('publishBulk keeps each job its own options when only some jobs set them', async () => {
+    const at = new Date('2031-05-06T07:08:09Z');
+    const ids = await q.publishBulk([
+      { task: 'mix.a', body: { n: 1 } },
+      { task: 'mix.b', priority: 4, maxRetries: 0 },
+      { task: 'null', body: 'text', runAt: at, timeoutSeconds: 2.5 },
+      { task: 'mix.d', delaySeconds: 3600 },
+    ]);
+    expect(await sql(`select job_id::text as id, task, body, priority, max_retries, timeout::float8 as timeout,
+                             scheduled_at = $1 as at, scheduled_at > now() + interval '59 minutes' as later
+                      from jobs.job_queue order by job_id`, [at])).toEqual([
+      { id: ids[0], task: 'mix.a', body: { n: 1 }, priority: 0, max_retries: 3, timeout: 60, at: false, later: false },
+      { id: ids[1], task: 'mix.b', body: null, priority: 4, max_retries: 0, timeout: 60, at: false, later: false },
+      { id: ids[2], task: 'null', body: 'text', priority: 0, max_retries: 3, timeout: 2.5, at: true, later: true },
+      { id: ids[3], task: 'mix.d', body: null, priority: 0, max_retries: 3, timeout: 60, at: false, later: true },
+    ]);
+    await sql('truncate jobs.job_queue');
+  });
+
   it('a literal backslash before u0000 is not a NUL: such a body is published', async () => {
     const id = await q.publish('a', { s: '\\u0000' });
     expect(await sql(`select body->>'s' as s from jobs.job_queue where job_id = $1`, [id])).toEqual([{ s: '\\u0000' }]);
