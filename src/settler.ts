@@ -14,29 +14,33 @@ export const SETTLE_ARRAYS_SQL =
  * Outcomes as the column arrays jobs.settle_arrays and jobs.claim_json take
  * (ids, attempts, outcomes, results, errors, retry_at, ms): cheaper for the
  * server to read than a JSON document. A column nobody uses goes as null.
+ * Ids, attempts, outcome names and durations need no quoting, so they go as
+ * array literals joined here rather than escaped element by element.
  */
 export function outcomeArrays(batch: readonly Outcome[]): unknown[] {
-  const ids: string[] = [];
-  const attempts: number[] = [];
-  const kinds: string[] = [];
-  const results: (string | null)[] = [];
-  const errors: (string | null)[] = [];
-  const ms: (number | null)[] = [];
+  const ids: string[] = new Array(batch.length);
+  const attempts: number[] = new Array(batch.length);
+  const kinds: string[] = new Array(batch.length);
+  const ms: (number | 'NULL')[] = new Array(batch.length);
+  const results: (string | null)[] = new Array(batch.length);
+  const errors: (string | null)[] = new Array(batch.length);
   let anyResult = false;
   let anyError = false;
-  for (const o of batch) {
-    ids.push(o.id);
-    attempts.push(o.attempt);
-    kinds.push(o.outcome);
+  for (let i = 0; i < batch.length; i++) {
+    const o = batch[i]!;
+    ids[i] = o.id;
+    attempts[i] = o.attempt;
+    kinds[i] = o.outcome;
     const result = o.outcome === 'ack' ? o.result : null;
     const error = o.outcome === 'nack' || o.outcome === 'fail' ? o.error : null;
-    results.push(result);
-    errors.push(error);
-    ms.push(o.outcome === 'ack' ? o.ms : null);
+    results[i] = result;
+    errors[i] = error;
+    ms[i] = o.outcome === 'ack' ? o.ms : 'NULL';
     anyResult ||= result !== null;
     anyError ||= error !== null;
   }
-  return [ids, attempts, kinds, anyResult ? results : null, anyError ? errors : null, null, ms];
+  return [`{${ids.join(',')}}`, `{${attempts.join(',')}}`, `{${kinds.join(',')}}`,
+          anyResult ? results : null, anyError ? errors : null, null, `{${ms.join(',')}}`];
 }
 
 export interface SettleCounts {
