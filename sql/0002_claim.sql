@@ -34,12 +34,12 @@ end $$;
 create function jobs.notify_ids(p_channel text, p_ids bigint[])
 returns void language plpgsql as $$
 begin
-  if coalesce(current_setting('pgdrain.events', true), '') = 'off' then
+  if coalesce(current_setting('pgdrain.events', true), '') = 'off' or coalesce(cardinality(p_ids), 0) = 0 then
     return;
   end if;
-  perform pg_notify(p_channel, string_agg(s.id::text, ','))
-  from (select id, (row_number() over () - 1) / 500 as chunk from unnest(p_ids) id) s
-  group by s.chunk;
+  for i in 0 .. (cardinality(p_ids) - 1) / 500 loop
+    perform pg_notify(p_channel, array_to_string(p_ids[i * 500 + 1 : i * 500 + 500], ','));
+  end loop;
 end $$;
 
 -- After jobs end ------------------------------------------------------------
@@ -236,9 +236,11 @@ begin
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
   end if;
 
-  -- One probe of the partial lease index; the expiry statement runs only when it finds one.
-  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null
-      order by q.lease_until limit 1) <= v_now then
+  -- One probe of the partial lease index; the expiry statement runs only when
+  -- it finds a passed lease. Bounded by now, the probe never walks the index
+  -- entries of jobs settled since the last vacuum (their leases lie ahead).
+  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null and q.lease_until <= v_now
+      order by q.lease_until limit 1) is not null then
     perform jobs.expire(pick.n, v_now);
   end if;
   if v_paused then
@@ -266,6 +268,7 @@ begin
         for update skip locked) p;
       v_ids := v_ids || v_some;
       v_left := pick.n - coalesce(cardinality(v_ids), 0);
+      exit when v_left = 0;
       v_prio := jobs.next_priority(v_queue, v_prio);
     end loop;
   else
