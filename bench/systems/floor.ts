@@ -32,13 +32,16 @@ const MOVE = `
 with done as (delete from floor.job where id = any($1::bigint[]) returning id, task, body)
 insert into floor.job_done (id, task, body, status, ended_at) select id, task, body, 'success', now() from done`;
 
+// The picked ids go in as an array, so the update probes the primary key for
+// each: written as a join (UPDATE ... FROM (subquery)), the planner hashes
+// the batch and scans the whole table for every claim once it holds ~20,000
+// rows, and the floor stops being one.
 const CLAIM = `
 update floor.job j set lease_until = now() + interval '60 seconds'
-from (select id from floor.job
-      where lease_until is null and run_at <= now()
-      order by priority desc, run_at, id
-      limit $1 for update skip locked) p
-where j.id = p.id
+where j.id = any(array(select id from floor.job
+                       where lease_until is null and run_at <= now()
+                       order by priority desc, run_at, id
+                       limit $1 for update skip locked))
 returning j.id, j.task, j.body`;
 
 /** The floor; with history, ended jobs move to floor.job_done. */
