@@ -50,6 +50,8 @@ export async function startBenchServer(): Promise<BenchServer> {
   const options = [
     `-p ${port}`, `-k ${dir}`, '-c listen_addresses=127.0.0.1',
     '-c shared_preload_libraries=pg_stat_statements',
+    // Extra server options for an experiment, e.g. BENCH_PG_OPTIONS='-c autovacuum_naptime=10'.
+    ...(process.env.BENCH_PG_OPTIONS ? [process.env.BENCH_PG_OPTIONS] : []),
     "-c log_line_prefix='%m [%p] %a '", '-c log_timezone=UTC',
   ].join(' ');
   const pgCtl = (...args: string[]) => run('pg_ctl', ['-D', data, '-w', '-l', logFile, '-o', options, ...args]);
