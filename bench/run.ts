@@ -60,6 +60,12 @@ const note = (line: string) => process.stderr.write(`${line}\n`);
 const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 
 const server = await startBenchServer();
+// Ctrl-C or a kill: stop the cluster this run started instead of leaving it behind.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    void server.stop().finally(() => process.exit(130));
+  });
+}
 const outDir = new URL('./', import.meta.url); // dist/bench/
 mkdirSync(outDir, { recursive: true });
 try {
