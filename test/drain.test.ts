@@ -194,6 +194,8 @@ describe('bad input at the TypeScript edge', () => {
 
   it('publishBulk keeps each job its own options when only some jobs set them', async () => {
     const at = new Date('2031-05-06T07:08:09Z');
+    // 'null' as a task name: task names travel as a hand-built array literal,
+    // where an unquoted NULL would be SQL NULL.
     const ids = await q.publishBulk([
       { task: 'mix.a', body: { n: 1 } },
       { task: 'mix.b', priority: 4, maxRetries: 0 },
