@@ -281,6 +281,8 @@ declare
   v_settled jsonb;
   v_ids bigint[];
   v_prio integer;
+  v_head_at timestamptz;
+  v_head_id bigint;
   v_jobs json;
   v_count integer := 0;
   v_unfit integer := 0;
@@ -326,20 +328,22 @@ begin
     -- Due jobs left alone because their timeout does not fit, up to 1000,
     -- one priority at a time as jobs.pick walks them (jobs scheduled for
     -- later are never read).
-    v_prio := jobs.next_priority(coalesce(claim_json.queue, 'default'), null);
-    while v_prio is not null and v_unfit < 1000 loop
+    loop
+      select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
+      from jobs.claim_head(coalesce(claim_json.queue, 'default'), v_prio) h;
+      exit when v_prio is null or v_unfit >= 1000;
       v_unfit := v_unfit + (select count(*) from (
         select 1 from jobs.job_queue q
         where q.queue = coalesce(claim_json.queue, 'default')
           and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-          and q.priority = v_prio and q.scheduled_at <= v_now
+          and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
+          and q.scheduled_at <= v_now
           and q.timeout > claim_json.max_timeout
           and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
                or claim_json.pattern is null and q.task not like 'sql:%')
           and (claim_json.filter is null or q.attributes @> claim_json.filter)
         order by q.scheduled_at, q.job_id
         limit 1000 - v_unfit) s);
-      v_prio := jobs.next_priority(coalesce(claim_json.queue, 'default'), v_prio);
     end loop;
   end if;
   return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),

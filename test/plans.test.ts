@@ -103,4 +103,34 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       expect(await touched('select count(*) from jobs.consume(500)'), `call ${call}`).toBeLessThan(60);
     }
   });
+
+  it('the entries of jobs claimed since the last vacuum are read once per claim, not by every scan', async () => {
+    // Buffers of the plan's first node that scans the claim index.
+    const claimIndexBuffers = (plan: CapturedPlan) =>
+      Number(/Scan using job_queue_pending_idx[^]*?Buffers: shared hit=(\d+)/.exec(plan.text)?.[1] ?? NaN);
+    await client.query('truncate jobs.job_queue');
+    // Until this test resets it, nothing vacuums the queue: its dead index entries stay.
+    await client.query('alter table jobs.job_queue set (autovacuum_enabled = false)');
+    try {
+      await fill(client, 12_500);
+      await client.query('vacuum analyze jobs.job_queue');
+      for (let batch = 0; batch < 20; batch++) {
+        await client.query('select jobs.ack(array(select job_id from jobs.consume(500)))');
+      }
+      const plans = await capturePlans(client, async () => {
+        expect((await client.query('select job_id from jobs.consume(500)')).rowCount).toBe(500);
+      });
+      // The head probe steps over the 10,000 dead entries at the start of the claim index
+      // (about 60 pages of it)…
+      const [probe] = plansOf(plans, /order by q\.priority desc, q\.scheduled_at, q\.job_id limit 1/);
+      expect(claimIndexBuffers(probe!), probe!.text).toBeGreaterThan(40);
+      // …and the pick's range scan starts where the probe stopped: it reads the pages of the
+      // 500 entries it locks (4 or so) and the way down to them.
+      const [pick] = plansOf(plans, /skip locked/i);
+      expect(pick!.text).toMatch(/ROW\(scheduled_at, job_id\) >= ROW\(/);
+      expect(claimIndexBuffers(pick!), pick!.text).toBeLessThan(20);
+    } finally {
+      await client.query('alter table jobs.job_queue reset (autovacuum_enabled)');
+    }
+  });
 });
