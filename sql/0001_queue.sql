@@ -50,7 +50,13 @@ create table jobs.job_queue (
   worker_id    text,
   cancel_requested_at timestamptz,
   cancel_reason text
-);
+)
+-- Every job leaves dead tuples here, and every claim steps over the claim
+-- index's dead entries until vacuum removes them: a queue slows down between
+-- vacuums, and a throttled vacuum lets the table bloat. The live rows are
+-- few (the backlog), so an unthrottled vacuum of this one table is short.
+-- To throttle it again: alter table jobs.job_queue reset (autovacuum_vacuum_cost_delay).
+with (autovacuum_vacuum_cost_delay = 0);
 
 -- Claim order for claimable jobs of a queue; running and blocked jobs are not
 -- in it, so a claim never walks over them (a slow serial key or a long

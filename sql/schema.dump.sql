@@ -1852,7 +1852,8 @@ CREATE TABLE jobs.job_queue (
     worker_id text,
     cancel_requested_at timestamp with time zone,
     cancel_reason text
-);
+)
+WITH (autovacuum_vacuum_cost_delay='0');
 
 --
 -- Name: all; Type: VIEW; Schema: jobs; Owner: -
