@@ -123,10 +123,12 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       // The head probe steps over the 10,000 dead entries at the start of the claim index
       // (about 60 pages of it)…
       const [probe] = plansOf(plans, /order by q\.priority desc, q\.scheduled_at, q\.job_id limit 1/);
+      expect(probe, `the head probe among ${plans.map((p) => p.statement).join(' | ')}`).toBeDefined();
       expect(claimIndexBuffers(probe!), probe!.text).toBeGreaterThan(40);
       // …and the pick's range scan starts where the probe stopped: it reads the pages of the
       // 500 entries it locks (4 or so) and the way down to them.
       const [pick] = plansOf(plans, /skip locked/i);
+      expect(pick, `the pick among ${plans.map((p) => p.statement).join(' | ')}`).toBeDefined();
       expect(pick!.text).toMatch(/ROW\(scheduled_at, job_id\) >= ROW\(/);
       expect(claimIndexBuffers(pick!), pick!.text).toBeLessThan(20);
     } finally {
