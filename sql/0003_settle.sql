@@ -328,10 +328,10 @@ begin
     -- Due jobs left alone because their timeout does not fit, up to 1000,
     -- one priority at a time as jobs.pick walks them (jobs scheduled for
     -- later are never read).
-    loop
+    while v_unfit < 1000 loop
       select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
       from jobs.claim_head(coalesce(claim_json.queue, 'default'), v_prio) h;
-      exit when v_prio is null or v_unfit >= 1000;
+      exit when v_prio is null;
       v_unfit := v_unfit + (select count(*) from (
         select 1 from jobs.job_queue q
         where q.queue = coalesce(claim_json.queue, 'default')
