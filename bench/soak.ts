@@ -3,7 +3,10 @@
 // consumers call drain(500, now + 10 s) back to back, as a cron or a fleet of
 // short-lived functions would. Every WINDOW seconds it samples throughput,
 // dead tuples and sizes; the summary says whether throughput held within 10%
-// of the median and whether dead tuples stayed bounded.
+// of the median and whether dead tuples stayed bounded. Each window also
+// records what else moves throughput: checkpoints, WAL written, vacuums of
+// either table, and the machine's CPU (busy, and stolen by other guests).
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { createQueue } from '../src/index.js';
 import type { BenchServer } from './server.js';
@@ -21,6 +24,17 @@ interface Window {
   queueMiB: number;
   historyRows: number;
   autovacuums: number;
+  historyVacuums: number;
+  checkpoints: number;
+  walMiB: number;
+  busyPct: number;
+  stealPct: number;
+}
+
+/** The machine's CPU counters (jiffies): all, idle (with iowait), steal. */
+function cpuTimes(): { all: number; idle: number; steal: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { all: f.reduce((a, b) => a + b, 0), idle: (f[3] ?? 0) + (f[4] ?? 0), steal: f[7] ?? 0 };
 }
 
 export async function soak(server: BenchServer, seconds: number, progress: (line: string) => void): Promise<string> {
@@ -52,21 +66,35 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
   const started = now();
   let lastHandled = 0;
   let lastAt = started;
+  let lastCpu = cpuTimes();
+  let last = { hv: 0, ck: 0, wal: 0 };
   try {
     while (Date.now() < endAt) {
       await new Promise((r) => setTimeout(r, Math.min(WINDOW_S * 1000, endAt - Date.now())));
       const t = now();
-      const { rows } = await admin.query<{ dead: string; live: string; size: string; history: string; av: string }>(
+      const cpu = cpuTimes();
+      const { rows } = await admin.query<{ dead: string; live: string; size: string; history: string; av: string; hv: string; ck: string; wal: string }>(
         `select q.n_dead_tup as dead, q.n_live_tup as live, pg_total_relation_size('jobs.job_queue') as size,
                 (select reltuples::bigint from pg_class where oid = 'jobs.job'::regclass) as history,
-                q.autovacuum_count as av
+                q.autovacuum_count as av,
+                (select h.autovacuum_count + h.vacuum_count from pg_stat_user_tables h where h.relid = 'jobs.job'::regclass) as hv,
+                (select checkpoints_timed + checkpoints_req from pg_stat_bgwriter) as ck,
+                (select wal_bytes from pg_stat_wal) as wal
          from pg_stat_user_tables q where q.relid = 'jobs.job_queue'::regclass`);
       const r = rows[0]!;
+      const counters = { hv: Number(r.hv), ck: Number(r.ck), wal: Number(r.wal) };
+      const jiffies = cpu.all - lastCpu.all || 1;
       const w = { atS: (t - started) / 1000, jobsPerSec: (handled - lastHandled) / ((t - lastAt) / 1000),
                   deadQueue: Number(r.dead), liveQueue: Number(r.live), queueMiB: Number(r.size) / 2 ** 20,
-                  historyRows: Number(r.history), autovacuums: Number(r.av) };
+                  historyRows: Number(r.history), autovacuums: Number(r.av),
+                  historyVacuums: windows.length ? counters.hv - last.hv : 0, checkpoints: windows.length ? counters.ck - last.ck : 0,
+                  walMiB: windows.length ? (counters.wal - last.wal) / 2 ** 20 : 0,
+                  busyPct: 100 * (1 - (cpu.idle - lastCpu.idle) / jiffies), stealPct: 100 * (cpu.steal - lastCpu.steal) / jiffies };
       windows.push(w);
-      progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, job_queue dead ${fmtInt(w.deadQueue)}, ${w.queueMiB.toFixed(1)} MiB`);
+      progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, job_queue dead ${fmtInt(w.deadQueue)}, ${w.queueMiB.toFixed(1)} MiB, `
+        + `checkpoints ${w.checkpoints}, WAL ${w.walMiB.toFixed(0)} MiB, jobs.job vacuums ${w.historyVacuums}, cpu busy ${w.busyPct.toFixed(0)}% steal ${w.stealPct.toFixed(1)}%`);
+      lastCpu = cpu;
+      last = counters;
       lastHandled = handled;
       lastAt = t;
     }
@@ -87,9 +115,11 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
   return [
     `## Soak: ${seconds} s, ${DRAINS} drains of batch 500, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
-    table(['t (s)', 'jobs/s', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (with indexes)', 'jobs.job rows', 'autovacuums'],
+    table(['t (s)', 'jobs/s', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (with indexes)', 'jobs.job rows', 'autovacuums',
+      'jobs.job vacuums', 'checkpoints', 'WAL MiB', 'CPU busy', 'CPU steal'],
       windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.deadQueue), fmtInt(w.liveQueue),
-        w.queueMiB.toFixed(1), fmtInt(w.historyRows), String(w.autovacuums)])),
+        w.queueMiB.toFixed(1), fmtInt(w.historyRows), String(w.autovacuums), String(w.historyVacuums), String(w.checkpoints),
+        w.walMiB.toFixed(0), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`])),
     '',
     `- throughput: median ${fmtInt(mid)} jobs/s over ${rates.length} windows of ${WINDOW_S} s; min ${fmtInt(Math.min(...rates))}, `
       + `max ${fmtInt(Math.max(...rates))}; largest deviation from the median ${(worst * 100).toFixed(1)}% (target: within 10%)`,
