@@ -257,7 +257,9 @@ $$;
 -- building and reading the answer is per-job work on every batch: an object
 -- per job and timestamp text cost about twice as much. Settling first means
 -- a drain never reaps its own just-finished jobs as expired, and a steady
--- drain costs one statement per batch.
+-- drain costs one statement per batch. Its pick starts at the head the
+-- session's last claim of the queue found, if that was within the last
+-- second (jobs.remembered_head).
 -- "unfit" counts (up to 1000) due jobs left alone because their timeout
 -- exceeds max_timeout; it is computed only when the claim came back short.
 create function jobs.claim_json(
@@ -300,7 +302,7 @@ begin
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
-                     claim_json.queue, claim_json.filter);
+                     claim_json.queue, claim_json.filter, remember_head => true);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q

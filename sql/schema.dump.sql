@@ -67,6 +67,16 @@ CREATE TYPE jobs.cron_spec AS (
 );
 
 --
+-- Name: head; Type: TYPE; Schema: jobs; Owner: -
+--
+
+CREATE TYPE jobs.head AS (
+	priority integer,
+	scheduled_at timestamp with time zone,
+	job_id bigint
+);
+
+--
 -- Name: ack(bigint[], jsonb[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -369,13 +379,31 @@ begin
 end $$;
 
 --
--- Name: claim_head(text, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: claim_head(text, integer, jobs.head); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.claim_head(p_queue text, below integer, OUT head_priority integer, OUT head_at timestamp with time zone, OUT head_id bigint) RETURNS record
+CREATE FUNCTION jobs.claim_head(p_queue text, below integer, start jobs.head DEFAULT NULL::jobs.head, OUT head_priority integer, OUT head_at timestamp with time zone, OUT head_id bigint) RETURNS record
     LANGUAGE plpgsql STABLE
     AS $$
 begin
+  if below is null and start.job_id is not null then
+    select q.priority, q.scheduled_at, q.job_id into head_priority, head_at, head_id
+    from jobs.job_queue q
+    where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+      and q.priority > start.priority
+    order by q.priority desc, q.scheduled_at, q.job_id limit 1;
+    if head_id is not null then
+      return;
+    end if;
+    select q.priority, q.scheduled_at, q.job_id into head_priority, head_at, head_id
+    from jobs.job_queue q
+    where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+      and q.priority = start.priority and (q.scheduled_at, q.job_id) >= (start.scheduled_at, start.job_id)
+    order by q.scheduled_at, q.job_id limit 1;
+    if head_id is not null then
+      return;
+    end if;
+  end if;
   -- Two statements, so that `priority < below` bounds the index range.
   if below is null then
     select q.priority, q.scheduled_at, q.job_id into head_priority, head_at, head_id
@@ -423,7 +451,7 @@ begin
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
-                     claim_json.queue, claim_json.filter);
+                     claim_json.queue, claim_json.filter, remember_head => true);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q
@@ -1027,10 +1055,10 @@ begin
 end $_$;
 
 --
--- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb) RETURNS bigint[]
+CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb, remember_head boolean DEFAULT false) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -1044,6 +1072,8 @@ declare
   v_head_at timestamptz;
   v_head_id bigint;
   v_left integer := pick.n;
+  v_start jobs.head;
+  v_first boolean := true;
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -1073,6 +1103,9 @@ begin
   -- Two ways rather than one statement with "filter is null or …", so a
   -- filtered claim can use the GIN index on attributes.
   if pick.filter is null then
+    if pick.remember_head then
+      v_start := jobs.remembered_head(v_queue, v_now);
+    end if;
     -- One priority at a time, highest first (a skip scan over the priorities
     -- in use): within a priority the claim index is in scheduled_at order, so
     -- each range scan ends at the first job not yet due, and jobs scheduled
@@ -1085,8 +1118,12 @@ begin
       -- what slows a busy queue down between vacuums. A job that turns
       -- claimable ahead of the head meanwhile waits for the next claim.
       select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
-      from jobs.claim_head(v_queue, v_prio) h;
+      from jobs.claim_head(v_queue, v_prio, v_start) h;
       exit when v_prio is null;
+      if pick.remember_head and v_first then
+        perform jobs.remember_head(v_queue, (v_prio, v_head_at, v_head_id), v_now);
+      end if;
+      v_first := false;
       select array_agg(p.job_id) into v_some from (
         select q.job_id from jobs.job_queue q
         where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
@@ -1099,6 +1136,22 @@ begin
         for update skip locked) p;
       v_ids := v_ids || v_some;
       v_left := pick.n - coalesce(cardinality(v_ids), 0);
+      -- Started from a remembered head and still short: the jobs of its
+      -- priority behind it go next, before any lower priority.
+      if v_left > 0 and v_prio = (v_start).priority and (v_head_at, v_head_id) >= ((v_start).scheduled_at, (v_start).job_id) then
+        select array_agg(p.job_id) into v_some from (
+          select q.job_id from jobs.job_queue q
+          where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+            and q.priority = v_prio and (q.scheduled_at, q.job_id) < ((v_start).scheduled_at, (v_start).job_id)
+            and q.scheduled_at <= v_now
+            and (q.task like v_like or v_like is null and q.task not like 'sql:%')
+            and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+          order by q.scheduled_at, q.job_id
+          limit v_left
+          for update skip locked) p;
+        v_ids := v_ids || v_some;
+        v_left := pick.n - coalesce(cardinality(v_ids), 0);
+      end if;
       exit when v_left = 0;
     end loop;
   else
@@ -1352,6 +1405,43 @@ CREATE FUNCTION jobs.release(job_ids bigint[]) RETURNS integer
     AS $$
   select (jobs.settle_current(release.job_ids, 'release', null, null, null, null)->>'released')::integer
 $$;
+
+--
+-- Name: remember_head(text, jobs.head, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.remember_head(p_queue text, p_head jobs.head, p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform set_config('pgdrain.claim_head',
+                     concat_ws('|', p_head.priority, (extract(epoch from p_head.scheduled_at) * 1000000)::bigint,
+                               p_head.job_id, (extract(epoch from p_now) * 1000000)::bigint, p_queue),
+                     false);
+end $$;
+
+--
+-- Name: remembered_head(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.remembered_head(p_queue text, p_now timestamp with time zone) RETURNS jobs.head
+    LANGUAGE plpgsql STABLE
+    AS $_$
+declare
+  v_parts text[] := regexp_match(current_setting('pgdrain.claim_head', true),
+                                 '^(-?\d{1,7})\|(-?\d{1,16})\|(-?\d{1,18})\|(-?\d{1,18})\|(.*)$');
+  v_age bigint;
+begin
+  if v_parts is null or v_parts[5] <> p_queue then
+    return null;
+  end if;
+  v_age := (extract(epoch from p_now) * 1000000)::bigint - v_parts[4]::bigint;
+  if v_age < 0 or v_age > 1000000 then
+    return null;
+  end if;
+  return (v_parts[1]::integer, timestamptz 'epoch' + v_parts[2]::bigint * interval '1 microsecond',
+          v_parts[3]::bigint)::jobs.head;
+end $_$;
 
 --
 -- Name: require_extension(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -

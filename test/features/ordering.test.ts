@@ -1,5 +1,7 @@
-// Issue 7, features 3 and 4: dependencies and serialization keys.
-import { beforeEach, describe, expect, it } from 'vitest';
+// Issue 7, features 3 and 4: dependencies and serialization keys; and the
+// claim order as drain()'s claims see it (they start at a remembered head).
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type TaskMap } from '../../src/index.js';
 import { testDb } from '../support/db.js';
 
@@ -155,5 +157,84 @@ describe('dependencies', () => {
     expect(order.slice(0, 3)).toEqual(['a', 'b', 'c']);
     expect(order.slice(3, 5).sort()).toEqual(['d', 'e']);
     expect(order[5]).toBe('f');
+  });
+});
+
+describe("drain()'s claims start at the head the session's last claim found", () => {
+  // One session, so the claims share what it remembers; one `now` for all of
+  // them, so a remembered head is never a second old unless a test says so.
+  const session = new pg.Client({ connectionString: db.url });
+  const at = new Date('2030-01-01T00:00:00Z');
+  const later = (ms: number) => new Date(at.getTime() + ms);
+  const ids = new Map<string, string>();
+
+  beforeAll(async () => session.connect());
+  afterAll(async () => session.end());
+
+  beforeEach(async () => {
+    await session.query(`select set_config('pgdrain.claim_head', '', false)`);
+    ids.clear();
+  });
+
+  /** Publishes the jobs in claim order, one second apart, all due at `at`. */
+  const publish = async (bodies: string[], priority = 0) => {
+    for (const [i, b] of bodies.entries()) {
+      const scheduledAt = new Date(at.getTime() - (bodies.length - i) * 1000 - 60_000);
+      ids.set(b, (await one<{ id: string }>(`select jobs.publish('t', to_jsonb($1::text), scheduled_at => $2, priority => $3) as id`,
+        [b, scheduledAt, priority])).id);
+    }
+  };
+  /** drain()'s claim of n jobs at `now`: the bodies it got, sorted (its answer has no order). */
+  const claim = async (n: number, now = at) => {
+    const { rows } = await session.query<{ r: { jobs: { body: string[] } | null } }>(
+      'select jobs.claim_json($1, now => $2) as r', [n, now]);
+    return [...(rows[0]!.r.jobs?.body ?? [])].sort();
+  };
+  const release = (...bodies: string[]) => sql('select jobs.release($1::bigint[])', [bodies.map((b) => ids.get(b))]);
+
+  it('a job released behind that head waits while newer jobs go first, and is never skipped', async () => {
+    await publish(['j1', 'j2', 'j3', 'j4']);
+    expect(await claim(2)).toEqual(['j1', 'j2']);
+    expect(await claim(1)).toEqual(['j3']);
+    await release('j1');
+    expect(await claim(1)).toEqual(['j4']); // j1 is behind the head the last claim found (j3)
+    expect(await claim(1)).toEqual(['j1']); // nothing ahead of it: the claim looks at the whole queue
+    expect(await claim(1)).toEqual([]);
+  });
+
+  it('a claim with room left takes the jobs behind the head too', async () => {
+    await publish(['a1', 'a2', 'a3']);
+    expect(await claim(1)).toEqual(['a1']);
+    expect(await claim(1)).toEqual(['a2']);
+    await release('a1');
+    expect(await claim(5)).toEqual(['a1', 'a3']);
+  });
+
+  it('a head remembered more than a second of `now` ago is not used', async () => {
+    await publish(['j1', 'j2', 'j3', 'j4']);
+    expect(await claim(2)).toEqual(['j1', 'j2']);
+    expect(await claim(1)).toEqual(['j3']);
+    await release('j1');
+    expect(await claim(1, later(1500))).toEqual(['j1']);
+  });
+
+  it('a job of a greater priority goes first, wherever the head was', async () => {
+    await publish(['p1', 'p2', 'p3']);
+    expect(await claim(1)).toEqual(['p1']);
+    await publish(['urgent'], 5);
+    expect(await claim(1)).toEqual(['urgent']);
+    expect(await claim(1)).toEqual(['p2']);
+  });
+
+  it('a head remembered for another queue is not used', async () => {
+    await sql(`insert into jobs.queue (name) values ('other') on conflict do nothing`);
+    await publish(['j1', 'j2', 'j3', 'j4']);
+    expect(await claim(2)).toEqual(['j1', 'j2']);
+    expect(await claim(1)).toEqual(['j3']);
+    await release('j1');
+    await session.query(`select jobs.claim_json(1, now => $1, queue => 'other')`, [at]);
+    expect(await claim(1)).toEqual(['j4']); // the default queue's head is still remembered…
+    await session.query(`select jobs.remember_head('other', (0, now(), 1), $1)`, [at]);
+    expect(await claim(1)).toEqual(['j1']); // …until a claim of another queue replaces it
   });
 });
