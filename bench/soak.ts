@@ -1,9 +1,10 @@
 // npm run bench -- --soak SECONDS: pgdrain under steady load for a long time.
 // A producer keeps about BACKLOG jobs pending (publishBulk of 1,000); four
 // consumers call drain(500, now + 10 s) back to back, as a cron or a fleet of
-// short-lived functions would. Every WINDOW seconds it samples throughput,
-// dead tuples and sizes; the summary says whether throughput held within 10%
-// of the median and whether dead tuples stayed bounded. Each window also
+// short-lived functions would. Every WINDOW_S seconds it samples throughput,
+// dead tuples and sizes; the summary says whether throughput per minute held
+// within 10% of its median after the first minute, and whether dead tuples
+// stayed bounded. Each window also
 // records what else moves throughput: checkpoints, WAL written, vacuums of
 // either table, and the machine's CPU (busy, and stolen by other guests).
 import { readFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { fmtInt, median, now, table } from './stats.js';
 
 const BACKLOG = 20_000;
 const WINDOW_S = 30;
+const WARMUP_WINDOWS = 2; // the first minute
 const DRAINS = 4;
 
 interface Window {
@@ -109,6 +111,15 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
   const rates = full.map((w) => w.jobsPerSec);
   const mid = median(rates);
   const worst = Math.max(...rates.map((x) => Math.abs(x - mid) / mid));
+  // The target's measure: jobs per minute, after the first minute (the backlog
+  // fills from nothing and the caches warm up). A 30 s window can hold one
+  // vacuum or a checkpoint's burst of full-page writes or not; a minute holds
+  // about the same share of each.
+  const minutes = full.slice(WARMUP_WINDOWS).flatMap((w, i, ws) => i % 2 === 1 ? [(ws[i - 1]!.jobsPerSec + w.jobsPerSec) / 2] : []);
+  const perMinute = minutes.length ? minutes : rates;
+  const minuteMid = median(perMinute);
+  const below = (minuteMid - Math.min(...perMinute)) / minuteMid;
+  const above = (Math.max(...perMinute) - minuteMid) / minuteMid;
   const half = Math.floor(full.length / 2);
   const deadFirst = Math.max(...full.slice(0, half || 1).map((w) => w.deadQueue));
   const deadSecond = Math.max(...full.slice(half).map((w) => w.deadQueue));
@@ -121,8 +132,11 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
         w.queueMiB.toFixed(1), fmtInt(w.historyRows), String(w.autovacuums), String(w.historyVacuums), String(w.checkpoints),
         w.walMiB.toFixed(0), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`])),
     '',
-    `- throughput: median ${fmtInt(mid)} jobs/s over ${rates.length} windows of ${WINDOW_S} s; min ${fmtInt(Math.min(...rates))}, `
-      + `max ${fmtInt(Math.max(...rates))}; largest deviation from the median ${(worst * 100).toFixed(1)}% (target: within 10%)`,
+    `- throughput per minute after the first: median ${fmtInt(minuteMid)} jobs/s over ${perMinute.length} minutes; `
+      + `min ${fmtInt(Math.min(...perMinute))} (-${(below * 100).toFixed(1)}%), max ${fmtInt(Math.max(...perMinute))} (+${(above * 100).toFixed(1)}%) `
+      + `(target: within 10%)`,
+    `- throughput per ${WINDOW_S} s window, all of them: median ${fmtInt(mid)} jobs/s over ${rates.length} windows; min ${fmtInt(Math.min(...rates))}, `
+      + `max ${fmtInt(Math.max(...rates))}; largest deviation from the median ${(worst * 100).toFixed(1)}%`,
     `- dead tuples in jobs.job_queue: max ${fmtInt(deadFirst)} in the first half, ${fmtInt(deadSecond)} in the second half`,
     `- published ${fmtInt(published)}, handled ${fmtInt(handled)}`,
   ].join('\n');
