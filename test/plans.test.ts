@@ -106,6 +106,12 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       expect(await touched('select jobs.claim_json(500, null, 600) as r'), `call ${call}`).toBeLessThan(80);
       expect(await touched('select count(*) from jobs.consume(500)'), `call ${call}`).toBeLessThan(60);
     }
+    // Without the priority-5 job the remembered head is among the 20,000 (all due at one instant),
+    // and a claim that comes back short looks behind it too: still not through them.
+    await client.query('delete from jobs.job_queue where priority = 5');
+    for (let call = 1; call <= 7; call++) {
+      expect(await touched('select jobs.claim_json(500, null, 600) as r'), `call ${call}, one priority`).toBeLessThan(80);
+    }
   });
 
   it('the entries of jobs claimed since the last vacuum are read once per claim, not by every scan', async () => {
