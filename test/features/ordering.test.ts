@@ -210,6 +210,17 @@ describe("drain()'s claims start at the head the session's last claim found", ()
     expect(await claim(5)).toEqual(['a1', 'a3']);
   });
 
+  it('…and so do jobs due at the same instant as the head with a smaller id', async () => {
+    const due = new Date(at.getTime() - 60_000);
+    for (const b of ['s1', 's2', 's3']) {
+      ids.set(b, (await one<{ id: string }>(`select jobs.publish('t', to_jsonb($1::text), scheduled_at => $2) as id`, [b, due])).id);
+    }
+    expect(await claim(1)).toEqual(['s1']);
+    expect(await claim(1)).toEqual(['s2']);
+    await release('s1');
+    expect(await claim(5)).toEqual(['s1', 's3']);
+  });
+
   it('a head remembered more than a second of `now` ago is not used', async () => {
     await publish(['j1', 'j2', 'j3', 'j4']);
     expect(await claim(2)).toEqual(['j1', 'j2']);
