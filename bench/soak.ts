@@ -4,9 +4,9 @@
 // short-lived functions would. Every WINDOW_S seconds it samples throughput,
 // dead tuples and sizes; the summary says whether throughput per minute held
 // within 10% of its median after the first minute, and whether dead tuples
-// stayed bounded. Each window also
-// records what else moves throughput: checkpoints, WAL written, vacuums of
-// either table, and the machine's CPU (busy, and stolen by other guests).
+// stayed bounded. Each window also records what else moves throughput:
+// checkpoints, WAL written, vacuums of either table, and the machine's CPU
+// (busy, and stolen by other guests).
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { createQueue } from '../src/index.js';
@@ -33,10 +33,28 @@ interface Window {
   stealPct: number;
 }
 
+interface CpuTimes { all: number; idle: number; steal: number }
+type Counter = 'dead' | 'live' | 'size' | 'history' | 'av' | 'hv' | 'ck' | 'wal';
+
 /** The machine's CPU counters (jiffies): all, idle (with iowait), steal. */
-function cpuTimes(): { all: number; idle: number; steal: number } {
+function cpuTimes(): CpuTimes {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   return { all: f.reduce((a, b) => a + b, 0), idle: (f[3] ?? 0) + (f[4] ?? 0), steal: f[7] ?? 0 };
+}
+
+/** The server's state and running counters, and the machine's CPU counters, at one moment. */
+async function sample(admin: pg.Client): Promise<Record<Counter, number> & { cpu: CpuTimes }> {
+  const cpu = cpuTimes();
+  const { rows } = await admin.query<Record<Counter, string>>(
+    `select q.n_dead_tup as dead, q.n_live_tup as live, pg_total_relation_size('jobs.job_queue') as size,
+            (select reltuples::bigint from pg_class where oid = 'jobs.job'::regclass) as history,
+            q.autovacuum_count as av,
+            (select h.autovacuum_count + h.vacuum_count from pg_stat_user_tables h where h.relid = 'jobs.job'::regclass) as hv,
+            (select checkpoints_timed + checkpoints_req from pg_stat_bgwriter) as ck,
+            (select wal_bytes from pg_stat_wal) as wal
+     from pg_stat_user_tables q where q.relid = 'jobs.job_queue'::regclass`);
+  const numbers = Object.fromEntries(Object.entries(rows[0]!).map(([k, v]) => [k, Number(v)])) as Record<Counter, number>;
+  return { ...numbers, cpu };
 }
 
 export async function soak(server: BenchServer, seconds: number, progress: (line: string) => void): Promise<string> {
@@ -68,35 +86,23 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
   const started = now();
   let lastHandled = 0;
   let lastAt = started;
-  let lastCpu = cpuTimes();
-  let last = { hv: 0, ck: 0, wal: 0 };
+  let last = await sample(admin); // counters before the first window, so it has its own differences
   try {
     while (Date.now() < endAt) {
       await new Promise((r) => setTimeout(r, Math.min(WINDOW_S * 1000, endAt - Date.now())));
       const t = now();
-      const cpu = cpuTimes();
-      const { rows } = await admin.query<{ dead: string; live: string; size: string; history: string; av: string; hv: string; ck: string; wal: string }>(
-        `select q.n_dead_tup as dead, q.n_live_tup as live, pg_total_relation_size('jobs.job_queue') as size,
-                (select reltuples::bigint from pg_class where oid = 'jobs.job'::regclass) as history,
-                q.autovacuum_count as av,
-                (select h.autovacuum_count + h.vacuum_count from pg_stat_user_tables h where h.relid = 'jobs.job'::regclass) as hv,
-                (select checkpoints_timed + checkpoints_req from pg_stat_bgwriter) as ck,
-                (select wal_bytes from pg_stat_wal) as wal
-         from pg_stat_user_tables q where q.relid = 'jobs.job_queue'::regclass`);
-      const r = rows[0]!;
-      const counters = { hv: Number(r.hv), ck: Number(r.ck), wal: Number(r.wal) };
-      const jiffies = cpu.all - lastCpu.all || 1;
+      const cur = await sample(admin);
+      const jiffies = cur.cpu.all - last.cpu.all || 1;
       const w = { atS: (t - started) / 1000, jobsPerSec: (handled - lastHandled) / ((t - lastAt) / 1000),
-                  deadQueue: Number(r.dead), liveQueue: Number(r.live), queueMiB: Number(r.size) / 2 ** 20,
-                  historyRows: Number(r.history), autovacuums: Number(r.av),
-                  historyVacuums: windows.length ? counters.hv - last.hv : 0, checkpoints: windows.length ? counters.ck - last.ck : 0,
-                  walMiB: windows.length ? (counters.wal - last.wal) / 2 ** 20 : 0,
-                  busyPct: 100 * (1 - (cpu.idle - lastCpu.idle) / jiffies), stealPct: 100 * (cpu.steal - lastCpu.steal) / jiffies };
+                  deadQueue: cur.dead, liveQueue: cur.live, queueMiB: cur.size / 2 ** 20,
+                  historyRows: cur.history, autovacuums: cur.av,
+                  historyVacuums: cur.hv - last.hv, checkpoints: cur.ck - last.ck, walMiB: (cur.wal - last.wal) / 2 ** 20,
+                  busyPct: 100 * (1 - (cur.cpu.idle - last.cpu.idle) / jiffies),
+                  stealPct: 100 * (cur.cpu.steal - last.cpu.steal) / jiffies };
       windows.push(w);
       progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, job_queue dead ${fmtInt(w.deadQueue)}, ${w.queueMiB.toFixed(1)} MiB, `
         + `checkpoints ${w.checkpoints}, WAL ${w.walMiB.toFixed(0)} MiB, jobs.job vacuums ${w.historyVacuums}, cpu busy ${w.busyPct.toFixed(0)}% steal ${w.stealPct.toFixed(1)}%`);
-      lastCpu = cpu;
-      last = counters;
+      last = cur;
       lastHandled = handled;
       lastAt = t;
     }
