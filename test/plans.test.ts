@@ -21,6 +21,32 @@ function plansOf(plans: readonly CapturedPlan[], re: RegExp): CapturedPlan[] {
   return plans.filter((p) => re.test(p.text.slice(0, p.text.indexOf('\n', p.text.indexOf('Query Text:') + 800))));
 }
 
+/** Buffers of the claim index that the plans' scans of it read, summed; NaN when none scanned it. */
+function claimIndexBuffers(plans: readonly CapturedPlan[]): number {
+  const reads = plans.flatMap((p) => [...p.text.matchAll(/Scan using job_queue_pending_idx[^]*?Buffers: shared hit=(\d+)/g)]);
+  return reads.length ? reads.reduce((sum, m) => sum + Number(m[1]), 0) : NaN;
+}
+
+/**
+ * Runs fn on a queue whose claim index starts with the dead entries of 10,000
+ * claimed and acknowledged jobs (2,500 left pending): autovacuum is off on
+ * the table until fn ends, so nothing removes them.
+ */
+async function withDeadHead(fn: () => Promise<void>): Promise<void> {
+  await client.query('truncate jobs.job_queue');
+  await client.query('alter table jobs.job_queue set (autovacuum_enabled = false)');
+  try {
+    await fill(client, 12_500);
+    await client.query('vacuum analyze jobs.job_queue');
+    for (let batch = 0; batch < 20; batch++) {
+      await client.query('select jobs.ack(array(select job_id from jobs.consume(500)))');
+    }
+    await fn();
+  } finally {
+    await client.query('alter table jobs.job_queue reset (autovacuum_enabled)');
+  }
+}
+
 beforeAll(async () => {
   await client.connect();
   await fill(client, 20_000);
@@ -115,18 +141,7 @@ describe('plans on a queue of 20,000 pending jobs', () => {
   });
 
   it('the entries of jobs claimed since the last vacuum are read once per claim, not by every scan', async () => {
-    // Buffers of the plan's first node that scans the claim index.
-    const claimIndexBuffers = (plan: CapturedPlan) =>
-      Number(/Scan using job_queue_pending_idx[^]*?Buffers: shared hit=(\d+)/.exec(plan.text)?.[1] ?? NaN);
-    await client.query('truncate jobs.job_queue');
-    // Until this test resets it, nothing vacuums the queue: its dead index entries stay.
-    await client.query('alter table jobs.job_queue set (autovacuum_enabled = false)');
-    try {
-      await fill(client, 12_500);
-      await client.query('vacuum analyze jobs.job_queue');
-      for (let batch = 0; batch < 20; batch++) {
-        await client.query('select jobs.ack(array(select job_id from jobs.consume(500)))');
-      }
+    await withDeadHead(async () => {
       const plans = await capturePlans(client, async () => {
         expect((await client.query('select job_id from jobs.consume(500)')).rowCount).toBe(500);
       });
@@ -134,31 +149,18 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       // (about 60 pages of it)…
       const [probe] = plansOf(plans, /order by q\.priority desc, q\.scheduled_at, q\.job_id limit 1/);
       expect(probe, `the head probe among ${plans.map((p) => p.statement).join(' | ')}`).toBeDefined();
-      expect(claimIndexBuffers(probe!), probe!.text).toBeGreaterThan(40);
+      expect(claimIndexBuffers([probe!]), probe!.text).toBeGreaterThan(40);
       // …and the pick's range scan starts where the probe stopped: it reads the pages of the
       // 500 entries it locks (4 or so) and the way down to them.
       const [pick] = plansOf(plans, /skip locked/i);
       expect(pick, `the pick among ${plans.map((p) => p.statement).join(' | ')}`).toBeDefined();
       expect(pick!.text).toMatch(/ROW\(scheduled_at, job_id\) >= ROW\(/);
-      expect(claimIndexBuffers(pick!), pick!.text).toBeLessThan(20);
-    } finally {
-      await client.query('alter table jobs.job_queue reset (autovacuum_enabled)');
-    }
+      expect(claimIndexBuffers([pick!]), pick!.text).toBeLessThan(20);
+    });
   });
 
   it("a drain's next claim starts at the head its last one found: the dead entries before it are not read at all", async () => {
-    // Buffers of the claim index that all of a claim's statements read.
-    const claimIndexBuffers = (plans: CapturedPlan[]) => plans.reduce((sum, p) => sum
-      + [...p.text.matchAll(/Scan using job_queue_pending_idx[^]*?Buffers: shared hit=(\d+)/g)]
-        .reduce((s, m) => s + Number(m[1]), 0), 0);
-    await client.query('truncate jobs.job_queue');
-    await client.query('alter table jobs.job_queue set (autovacuum_enabled = false)');
-    try {
-      await fill(client, 12_500);
-      await client.query('vacuum analyze jobs.job_queue');
-      for (let batch = 0; batch < 20; batch++) {
-        await client.query('select jobs.ack(array(select job_id from jobs.consume(500)))');
-      }
+    await withDeadHead(async () => {
       // drain()'s claim, twice in one session at one `now` (the remembered head lasts a second of it).
       const at = (await client.query<{ t: Date }>('select now() as t')).rows[0]!.t;
       const claim = async () => capturePlans(client, async () => {
@@ -175,8 +177,6 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       expect(second.some((p) => /\(start\.scheduled_at, start\.job_id\)/.test(p.text)),
         `the probe from the remembered head among ${second.map((p) => p.statement).join(' | ')}`).toBe(true);
       expect(secondRead, second.map((p) => p.text).join('\n')).toBeLessThan(firstRead - 40);
-    } finally {
-      await client.query('alter table jobs.job_queue reset (autovacuum_enabled)');
-    }
+    });
   });
 });
