@@ -1074,6 +1074,7 @@ declare
   v_left integer := pick.n;
   v_start jobs.head;
   v_first boolean := true;
+  v_picked bigint[]; -- picked at v_prio before a second read of it
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -1131,43 +1132,25 @@ begin
           and q.scheduled_at <= v_now
           and (q.task like v_like or v_like is null and q.task not like 'sql:%')
           and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+          and (v_picked is null or q.job_id <> all(v_picked))
         order by q.scheduled_at, q.job_id
         limit v_left
         for update skip locked) p;
       v_ids := v_ids || v_some;
       v_left := pick.n - coalesce(cardinality(v_ids), 0);
       -- Started from a remembered head and still short: the jobs of its
-      -- priority behind it go next, before any lower priority: those due
-      -- earlier than it, then those due with it and a smaller id. Plain
-      -- bounds, not one row comparison: a range scan whose end is a row
-      -- comparison with a due-time bound beside it reads on to the end of
-      -- the priority (600 pages over 100,000 jobs scheduled for later).
-      if v_left > 0 and v_prio = (v_start).priority and (v_head_at, v_head_id) >= ((v_start).scheduled_at, (v_start).job_id) then
-        select array_agg(p.job_id) into v_some from (
-          select q.job_id from jobs.job_queue q
-          where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-            and q.priority = v_prio and q.scheduled_at < (v_start).scheduled_at and q.scheduled_at <= v_now
-            and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-            and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
-          order by q.scheduled_at, q.job_id
-          limit v_left
-          for update skip locked) p;
-        v_ids := v_ids || v_some;
-        v_left := pick.n - coalesce(cardinality(v_ids), 0);
-        if v_left > 0 and (v_start).scheduled_at <= v_now then
-          select array_agg(p.job_id) into v_some from (
-            select q.job_id from jobs.job_queue q
-            where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-              and q.priority = v_prio and q.scheduled_at = (v_start).scheduled_at and q.job_id < (v_start).job_id
-              and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-              and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
-            order by q.job_id
-            limit v_left
-            for update skip locked) p;
-          v_ids := v_ids || v_some;
-          v_left := pick.n - coalesce(cardinality(v_ids), 0);
-        end if;
+      -- priority behind that head go next, before any lower priority. The
+      -- next turn reads this priority again from its true head (below it by
+      -- one: priorities are integers), passing over the jobs just picked,
+      -- which this transaction's own locks do not skip.
+      if v_left > 0 and v_prio = (v_start).priority
+         and (v_head_at, v_head_id) >= ((v_start).scheduled_at, (v_start).job_id) then
+        v_start := null;
+        v_picked := v_some;
+        v_prio := v_prio + 1;
+        continue;
       end if;
+      v_picked := null;
       exit when v_left = 0;
     end loop;
   else

@@ -221,6 +221,16 @@ describe("drain()'s claims start at the head the session's last claim found", ()
     expect(await claim(5)).toEqual(['s1', 's3']);
   });
 
+  it('…and the jobs it took from the head are not counted twice: the room left goes to lower priorities', async () => {
+    await publish(['h1', 'h2', 'h3', 'h4'], 1);
+    const low = Array.from({ length: 10 }, (_, i) => `l${String(i).padStart(2, '0')}`);
+    await publish(low, 0);
+    expect(await claim(1)).toEqual(['h1']);
+    expect(await claim(1)).toEqual(['h2']);
+    await release('h1');
+    expect(await claim(10)).toEqual(['h1', 'h3', 'h4', ...low.slice(0, 7)]);
+  });
+
   it('a head remembered more than a second of `now` ago is not used', async () => {
     await publish(['j1', 'j2', 'j3', 'j4']);
     expect(await claim(2)).toEqual(['j1', 'j2']);
