@@ -5,7 +5,6 @@ import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
 import { defineTask, type Task, type TaskOptions } from './define-task.js';
 import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
-import { migrate } from './migrate.js';
 import type { DrainOptions } from './options.js';
 import { publish, publishBulk } from './publish.js';
 import type { BulkJob, DrainReport, Handler, JobOutcome, PublishOptions, RedriveFilter, TaskMap } from './types.js';
@@ -95,7 +94,9 @@ export function createQueue(options: QueueOptions): Queue {
   const own = using(driver);
   return {
     driver,
-    migrate: () => migrate(driver),
+    // Loaded on first use: every migration's SQL (~100 KB) is parsed only by
+    // the process that migrates, not by every drain's cold start.
+    migrate: async () => (await import('./migrate.js')).migrate(driver),
     ...own,
     using,
     defineTask(name, handler, taskOptions) {

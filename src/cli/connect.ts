@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
 import type { Driver } from '../db/driver.js';
 import { pgDriver } from '../db/pg.js';
-import { migrate } from '../migrate.js';
 
 export interface Connection {
   driver: Driver;
@@ -22,6 +21,7 @@ export async function connect(dsn: string | undefined, log: (line: string) => vo
   // Loaded only here: PGlite is a large module, and most runs have a DSN.
   const { pgliteDriver } = await import('../db/pglite.js');
   const driver = await pgliteDriver(dir);
+  const { migrate } = await import('../migrate.js');
   await migrate(driver);
   return { driver, embeddedDir: dir };
 }

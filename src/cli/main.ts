@@ -3,7 +3,6 @@ import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { drain } from '../drain.js';
 import { PgDrainError, translateError } from '../errors.js';
-import { migrate, migrationSql } from '../migrate.js';
 import { publish } from '../publish.js';
 import { connect, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
@@ -77,6 +76,8 @@ export function program(): Command {
     .option('--print', 'print the migration SQL instead of applying it')
     .option('--roles [prefix]', 'also create NOLOGIN roles <prefix>_publisher, _worker, _admin (default prefix pgdrain)')
     .action(async (dsn: string | undefined, opts: { print?: boolean; roles?: string | boolean }) => {
+      // Loaded here only: the migrations' SQL is a third of the CLI, and a drain never needs it.
+      const { migrate, migrationSql } = await import('../migrate.js');
       if (opts.print) {
         process.stdout.write(migrationSql());
         return;
