@@ -5,8 +5,10 @@
 // dead tuples and sizes; the summary says whether throughput per minute held
 // within 10% of its median after the first minute, and whether dead tuples
 // stayed bounded. Each window also records what else moves throughput:
-// checkpoints, WAL written, vacuums of either table, and the machine's CPU
-// (busy, and stolen by other guests).
+// checkpoints, WAL written, vacuums of either table, job_queue's blocks read
+// from outside shared_buffers and buffers written by backends (cache
+// pressure as the table grows), and the machine's CPU (busy, and stolen by
+// other guests).
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { createQueue } from '../src/index.js';
@@ -23,7 +25,10 @@ interface Window {
   jobsPerSec: number;
   deadQueue: number;
   liveQueue: number;
-  queueMiB: number;
+  heapMiB: number;
+  indexMiB: number;
+  blocksRead: number;
+  backendWrites: number;
   historyRows: number;
   autovacuums: number;
   historyVacuums: number;
@@ -34,7 +39,7 @@ interface Window {
 }
 
 interface CpuTimes { all: number; idle: number; steal: number }
-type Counter = 'dead' | 'live' | 'size' | 'history' | 'av' | 'hv' | 'ck' | 'wal';
+type Counter = 'dead' | 'live' | 'heap' | 'idx' | 'history' | 'av' | 'hv' | 'ck' | 'wal' | 'rd' | 'bw';
 
 /** The machine's CPU counters (jiffies): all, idle (with iowait), steal. */
 function cpuTimes(): CpuTimes {
@@ -46,12 +51,14 @@ function cpuTimes(): CpuTimes {
 async function sample(admin: pg.Client): Promise<Record<Counter, number> & { cpu: CpuTimes }> {
   const cpu = cpuTimes();
   const { rows } = await admin.query<Record<Counter, string>>(
-    `select q.n_dead_tup as dead, q.n_live_tup as live, pg_total_relation_size('jobs.job_queue') as size,
+    `select q.n_dead_tup as dead, q.n_live_tup as live, pg_table_size('jobs.job_queue') as heap, pg_indexes_size('jobs.job_queue') as idx,
             (select reltuples::bigint from pg_class where oid = 'jobs.job'::regclass) as history,
             q.autovacuum_count as av,
             (select h.autovacuum_count + h.vacuum_count from pg_stat_user_tables h where h.relid = 'jobs.job'::regclass) as hv,
             (select checkpoints_timed + checkpoints_req from pg_stat_bgwriter) as ck,
-            (select wal_bytes from pg_stat_wal) as wal
+            (select wal_bytes from pg_stat_wal) as wal,
+            (select buffers_backend from pg_stat_bgwriter) as bw,
+            (select heap_blks_read + coalesce(idx_blks_read, 0) from pg_statio_user_tables s where s.relid = q.relid) as rd
      from pg_stat_user_tables q where q.relid = 'jobs.job_queue'::regclass`);
   const numbers = Object.fromEntries(Object.entries(rows[0]!).map(([k, v]) => [k, Number(v)])) as Record<Counter, number>;
   return { ...numbers, cpu };
@@ -94,14 +101,15 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
       const cur = await sample(admin);
       const jiffies = cur.cpu.all - last.cpu.all || 1;
       const w = { atS: (t - started) / 1000, jobsPerSec: (handled - lastHandled) / ((t - lastAt) / 1000),
-                  deadQueue: cur.dead, liveQueue: cur.live, queueMiB: cur.size / 2 ** 20,
+                  deadQueue: cur.dead, liveQueue: cur.live, heapMiB: cur.heap / 2 ** 20, indexMiB: cur.idx / 2 ** 20,
+                  blocksRead: cur.rd - last.rd, backendWrites: cur.bw - last.bw,
                   historyRows: cur.history, autovacuums: cur.av,
                   historyVacuums: cur.hv - last.hv, checkpoints: cur.ck - last.ck, walMiB: (cur.wal - last.wal) / 2 ** 20,
                   busyPct: 100 * (1 - (cur.cpu.idle - last.cpu.idle) / jiffies),
                   stealPct: 100 * (cur.cpu.steal - last.cpu.steal) / jiffies };
       windows.push(w);
-      progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, job_queue dead ${fmtInt(w.deadQueue)}, ${w.queueMiB.toFixed(1)} MiB, `
-        + `checkpoints ${w.checkpoints}, WAL ${w.walMiB.toFixed(0)} MiB, jobs.job vacuums ${w.historyVacuums}, cpu busy ${w.busyPct.toFixed(0)}% steal ${w.stealPct.toFixed(1)}%`);
+      progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, job_queue dead ${fmtInt(w.deadQueue)}, ${w.heapMiB.toFixed(0)}+${w.indexMiB.toFixed(0)} MiB, read ${fmtInt(w.blocksRead)} blocks, `
+        + `backend writes ${fmtInt(w.backendWrites)}, checkpoints ${w.checkpoints}, WAL ${w.walMiB.toFixed(0)} MiB, jobs.job vacuums ${w.historyVacuums}, cpu busy ${w.busyPct.toFixed(0)}% steal ${w.stealPct.toFixed(1)}%`);
       last = cur;
       lastHandled = handled;
       lastAt = t;
@@ -132,10 +140,10 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
   return [
     `## Soak: ${seconds} s, ${DRAINS} drains of batch 500, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
-    table(['t (s)', 'jobs/s', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (with indexes)', 'jobs.job rows', 'autovacuums',
+    table(['t (s)', 'jobs/s', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (heap + indexes)', 'job_queue blocks read', 'backend writes', 'jobs.job rows', 'autovacuums',
       'jobs.job vacuums', 'checkpoints', 'WAL MiB', 'CPU busy', 'CPU steal'],
       windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.deadQueue), fmtInt(w.liveQueue),
-        w.queueMiB.toFixed(1), fmtInt(w.historyRows), String(w.autovacuums), String(w.historyVacuums), String(w.checkpoints),
+        `${w.heapMiB.toFixed(0)} + ${w.indexMiB.toFixed(0)}`, fmtInt(w.blocksRead), fmtInt(w.backendWrites), fmtInt(w.historyRows), String(w.autovacuums), String(w.historyVacuums), String(w.checkpoints),
         w.walMiB.toFixed(0), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`])),
     '',
     `- throughput per minute after the first: median ${fmtInt(minuteMid)} jobs/s over ${perMinute.length} minutes; `

@@ -224,6 +224,42 @@ begin
                      false);
 end $$;
 
+-- Up to when the session's last remembering claim found no passed lease
+-- (its now; null when none did, or when the last probe that read the lease
+-- index from its start ran more than ten seconds of p_now ago). The lease
+-- index starts with the entries of every job settled since the last vacuum,
+-- and once their leases have passed (after their timeout) a probe from the
+-- start reads all of them: tens of milliseconds per claim on a busy queue
+-- with short timeouts. A drain's claim probes only the leases that passed
+-- since. What it costs: a lease that passed before that point but was not
+-- there to see (written by a transaction that began earlier and ran longer
+-- than the job's timeout) is expired by the next probe from the start,
+-- within ten seconds.
+create function jobs.remembered_lease_floor(p_now timestamptz)
+returns timestamptz language plpgsql stable as $$
+declare
+  v_parts text[] := regexp_match(current_setting('pgdrain.lease_floor', true), '^(-?\d{1,18})\|(-?\d{1,18})$');
+  v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
+begin
+  if v_parts is null or v_parts[1]::bigint > v_now or v_now - v_parts[2]::bigint > 10000000 then
+    return null;
+  end if;
+  return timestamptz 'epoch' + v_parts[1]::bigint * interval '1 microsecond';
+end $$;
+
+-- Remembers that a claim at p_now found no passed lease; p_full: its probe
+-- read the lease index from the start (else the last such probe is kept).
+create function jobs.remember_lease_floor(p_now timestamptz, p_full boolean)
+returns void language plpgsql as $$
+declare
+  v_now text := (extract(epoch from p_now) * 1000000)::bigint::text;
+begin
+  perform set_config('pgdrain.lease_floor',
+                     v_now || '|' || case when p_full then v_now
+                                          else split_part(current_setting('pgdrain.lease_floor', true), '|', 2) end,
+                     false);
+end $$;
+
 -- The head of the claim order among claimable jobs of a queue with a
 -- priority below `below` (null: any), due or not: its priority, scheduled_at
 -- and job_id, or nulls. One probe of the claim index. Given `start`, a
@@ -278,11 +314,12 @@ end $$;
 -- SQL tasks (sql:<schema>.<function>) run inside the database (jobs.drain_sql):
 -- only a claim whose pattern matches them hands them out, so a drain without a
 -- topic never takes one it has no handler for.
--- With remember_head (drain()'s claims), the session keeps where this claim
--- found the head of the queue, and its next claim within a second starts
--- there (see jobs.remembered_head).
+-- With remember (drain()'s claims), the session keeps where this claim found
+-- the head of the queue, and its next claim within a second starts there
+-- (see jobs.remembered_head); and up to when it found no passed lease (see
+-- jobs.remembered_lease_floor).
 create function jobs.pick(n integer, pattern text, max_timeout numeric, now timestamptz, queue text, filter jsonb,
-                          remember_head boolean default false)
+                          remember boolean default false)
 returns bigint[] language plpgsql as $$
 declare
   v_now timestamptz := coalesce(pick.now, pg_catalog.now());
@@ -298,6 +335,7 @@ declare
   v_start jobs.head;
   v_first boolean := true;
   v_picked bigint[]; -- picked at v_prio before a second read of it
+  v_floor timestamptz;
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -314,11 +352,19 @@ begin
   end if;
 
   -- One probe of the partial lease index; the expiry statement runs only when
-  -- it finds a passed lease. Bounded by now, the probe never walks the index
-  -- entries of jobs settled since the last vacuum (their leases lie ahead).
-  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null and q.lease_until <= v_now
+  -- it finds a passed lease. Bounded by now, it never reads the entries of
+  -- leases still running or of jobs settled within their timeout; with
+  -- remember, it starts where this session last found none passed (see
+  -- jobs.remembered_lease_floor).
+  if pick.remember then
+    v_floor := jobs.remembered_lease_floor(v_now);
+  end if;
+  if (select q.lease_until from jobs.job_queue q
+      where q.lease_until is not null and q.lease_until <= v_now and q.lease_until > coalesce(v_floor, '-infinity')
       order by q.lease_until limit 1) is not null then
     perform jobs.expire(pick.n, v_now);
+  elsif pick.remember then
+    perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;
   if v_paused then
     return null;
@@ -327,7 +373,7 @@ begin
   -- Two ways rather than one statement with "filter is null or …", so a
   -- filtered claim can use the GIN index on attributes.
   if pick.filter is null then
-    if pick.remember_head then
+    if pick.remember then
       v_start := jobs.remembered_head(v_queue, v_now);
     end if;
     -- One priority at a time, highest first (a skip scan over the priorities
@@ -344,7 +390,7 @@ begin
       select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
       from jobs.claim_head(v_queue, v_prio, v_start) h;
       exit when v_prio is null;
-      if pick.remember_head and v_first then
+      if pick.remember and v_first then
         perform jobs.remember_head(v_queue, (v_prio, v_head_at, v_head_id), v_now);
       end if;
       v_first := false;

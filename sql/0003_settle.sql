@@ -302,7 +302,7 @@ begin
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
-                     claim_json.queue, claim_json.filter, remember_head => true);
+                     claim_json.queue, claim_json.filter, remember => true);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q
@@ -329,10 +329,12 @@ begin
   if v_count < claim_json.n and claim_json.max_timeout is not null then
     -- Due jobs left alone because their timeout does not fit, up to 1000,
     -- one priority at a time as jobs.pick walks them (jobs scheduled for
-    -- later are never read).
+    -- later are never read), from the head the pick found: one that turned
+    -- claimable behind it is not counted.
     while v_unfit < 1000 loop
       select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
-      from jobs.claim_head(coalesce(claim_json.queue, 'default'), v_prio) h;
+      from jobs.claim_head(coalesce(claim_json.queue, 'default'), v_prio,
+                           case when v_prio is null then jobs.remembered_head(coalesce(claim_json.queue, 'default'), v_now) end) h;
       exit when v_prio is null;
       v_unfit := v_unfit + (select count(*) from (
         select 1 from jobs.job_queue q

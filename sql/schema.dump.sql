@@ -451,7 +451,7 @@ begin
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
-                     claim_json.queue, claim_json.filter, remember_head => true);
+                     claim_json.queue, claim_json.filter, remember => true);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q
@@ -478,10 +478,12 @@ begin
   if v_count < claim_json.n and claim_json.max_timeout is not null then
     -- Due jobs left alone because their timeout does not fit, up to 1000,
     -- one priority at a time as jobs.pick walks them (jobs scheduled for
-    -- later are never read).
+    -- later are never read), from the head the pick found: one that turned
+    -- claimable behind it is not counted.
     while v_unfit < 1000 loop
       select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
-      from jobs.claim_head(coalesce(claim_json.queue, 'default'), v_prio) h;
+      from jobs.claim_head(coalesce(claim_json.queue, 'default'), v_prio,
+                           case when v_prio is null then jobs.remembered_head(coalesce(claim_json.queue, 'default'), v_now) end) h;
       exit when v_prio is null;
       v_unfit := v_unfit + (select count(*) from (
         select 1 from jobs.job_queue q
@@ -1058,7 +1060,7 @@ end $_$;
 -- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb, remember_head boolean DEFAULT false) RETURNS bigint[]
+CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb, remember boolean DEFAULT false) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -1075,6 +1077,7 @@ declare
   v_start jobs.head;
   v_first boolean := true;
   v_picked bigint[]; -- picked at v_prio before a second read of it
+  v_floor timestamptz;
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -1091,11 +1094,19 @@ begin
   end if;
 
   -- One probe of the partial lease index; the expiry statement runs only when
-  -- it finds a passed lease. Bounded by now, the probe never walks the index
-  -- entries of jobs settled since the last vacuum (their leases lie ahead).
-  if (select q.lease_until from jobs.job_queue q where q.lease_until is not null and q.lease_until <= v_now
+  -- it finds a passed lease. Bounded by now, it never reads the entries of
+  -- leases still running or of jobs settled within their timeout; with
+  -- remember, it starts where this session last found none passed (see
+  -- jobs.remembered_lease_floor).
+  if pick.remember then
+    v_floor := jobs.remembered_lease_floor(v_now);
+  end if;
+  if (select q.lease_until from jobs.job_queue q
+      where q.lease_until is not null and q.lease_until <= v_now and q.lease_until > coalesce(v_floor, '-infinity')
       order by q.lease_until limit 1) is not null then
     perform jobs.expire(pick.n, v_now);
+  elsif pick.remember then
+    perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;
   if v_paused then
     return null;
@@ -1104,7 +1115,7 @@ begin
   -- Two ways rather than one statement with "filter is null or …", so a
   -- filtered claim can use the GIN index on attributes.
   if pick.filter is null then
-    if pick.remember_head then
+    if pick.remember then
       v_start := jobs.remembered_head(v_queue, v_now);
     end if;
     -- One priority at a time, highest first (a skip scan over the priorities
@@ -1121,7 +1132,7 @@ begin
       select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
       from jobs.claim_head(v_queue, v_prio, v_start) h;
       exit when v_prio is null;
-      if pick.remember_head and v_first then
+      if pick.remember and v_first then
         perform jobs.remember_head(v_queue, (v_prio, v_head_at, v_head_id), v_now);
       end if;
       v_first := false;
@@ -1420,6 +1431,22 @@ begin
 end $$;
 
 --
+-- Name: remember_lease_floor(timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.remember_lease_floor(p_now timestamp with time zone, p_full boolean) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now text := (extract(epoch from p_now) * 1000000)::bigint::text;
+begin
+  perform set_config('pgdrain.lease_floor',
+                     v_now || '|' || case when p_full then v_now
+                                          else split_part(current_setting('pgdrain.lease_floor', true), '|', 2) end,
+                     false);
+end $$;
+
+--
 -- Name: remembered_head(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1440,6 +1467,23 @@ begin
   end if;
   return (v_parts[1]::integer, timestamptz 'epoch' + v_parts[2]::bigint * interval '1 microsecond',
           v_parts[3]::bigint)::jobs.head;
+end $_$;
+
+--
+-- Name: remembered_lease_floor(timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.remembered_lease_floor(p_now timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    AS $_$
+declare
+  v_parts text[] := regexp_match(current_setting('pgdrain.lease_floor', true), '^(-?\d{1,18})\|(-?\d{1,18})$');
+  v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
+begin
+  if v_parts is null or v_parts[1]::bigint > v_now or v_now - v_parts[2]::bigint > 10000000 then
+    return null;
+  end if;
+  return timestamptz 'epoch' + v_parts[1]::bigint * interval '1 microsecond';
 end $_$;
 
 --

@@ -21,9 +21,10 @@ function plansOf(plans: readonly CapturedPlan[], re: RegExp): CapturedPlan[] {
   return plans.filter((p) => re.test(p.text.slice(0, p.text.indexOf('\n', p.text.indexOf('Query Text:') + 800))));
 }
 
-/** Buffers of the claim index that the plans' scans of it read, summed; NaN when none scanned it. */
-function claimIndexBuffers(plans: readonly CapturedPlan[]): number {
-  const reads = plans.flatMap((p) => [...p.text.matchAll(/Scan using job_queue_pending_idx[^]*?Buffers: shared hit=(\d+)/g)]);
+/** Buffers of an index (the claim index unless told) that the plans' scans of it read, summed; NaN when none scanned it. */
+function claimIndexBuffers(plans: readonly CapturedPlan[], index = 'job_queue_pending_idx'): number {
+  const scan = new RegExp(`Scan using ${index}[^]*?Buffers: shared hit=(\\d+)`, 'g');
+  const reads = plans.flatMap((p) => [...p.text.matchAll(scan)]);
   return reads.length ? reads.reduce((sum, m) => sum + Number(m[1]), 0) : NaN;
 }
 
@@ -177,6 +178,24 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       expect(second.some((p) => /\(start\.scheduled_at, start\.job_id\)/.test(p.text)),
         `the probe from the remembered head among ${second.map((p) => p.statement).join(' | ')}`).toBe(true);
       expect(secondRead, second.map((p) => p.text).join('\n')).toBeLessThan(firstRead - 40);
+    });
+  });
+
+  it("a drain's lease probe reads only the leases that passed since its last claim found none", async () => {
+    await withDeadHead(async () => {
+      // The 10,000 settled jobs' leases (60 s) have all passed two minutes on: their dead entries
+      // lead the lease index, and a probe from its start reads every one of them.
+      const at = new Date((await client.query<{ t: Date }>('select now() as t')).rows[0]!.t.getTime() + 120_000);
+      const claim = async () => capturePlans(client, async () => {
+        const { rows } = await client.query<{ r: { count: number } }>('select jobs.claim_json(500, now => $1) as r', [at]);
+        expect(rows[0]!.r.count).toBe(500);
+      });
+      await client.query(`select set_config('pgdrain.lease_floor', '', false)`); // nothing remembered yet
+      const first = await claim();
+      const second = await claim();
+      const [firstRead, secondRead] = [claimIndexBuffers(first, 'job_queue_lease_idx'), claimIndexBuffers(second, 'job_queue_lease_idx')];
+      expect(firstRead, first.map((p) => p.text).join('\n')).toBeGreaterThan(20);
+      expect(secondRead, second.map((p) => p.text).join('\n')).toBeLessThan(5);
     });
   });
 });

@@ -172,7 +172,7 @@ describe("drain()'s claims start at the head the session's last claim found", ()
   afterAll(async () => session.end());
 
   beforeEach(async () => {
-    await session.query(`select set_config('pgdrain.claim_head', '', false)`);
+    await session.query(`select set_config('pgdrain.claim_head', '', false), set_config('pgdrain.lease_floor', '', false)`);
     ids.clear();
   });
 
@@ -245,6 +245,24 @@ describe("drain()'s claims start at the head the session's last claim found", ()
     await publish(['urgent'], 5);
     expect(await claim(1)).toEqual(['urgent']);
     expect(await claim(1)).toEqual(['p2']);
+  });
+
+  it('a lease that passed is taken back by the next claim, which probes only the leases passed since the last', async () => {
+    await publish(['j1']);
+    await sql(`update jobs.job_queue set timeout = 5 where job_id = $1`, [ids.get('j1')]);
+    expect(await claim(1)).toEqual(['j1']); // lease until at + 5 s; none had passed up to `at`
+    expect(await claim(1, later(3000))).toEqual([]);
+    expect(await claim(1, later(6000))).toEqual(['j1']); // passed between the last two claims
+  });
+
+  it('a lease that passed before the last probe but was not there to see is taken back within ten seconds', async () => {
+    await publish(['a', 'b']);
+    expect(await claim(1)).toEqual(['a']); // the session found no lease passed up to `at`
+    // A transaction that began five seconds earlier claims b with a 1 s timeout: its lease ended before `at`.
+    await sql(`update jobs.job_queue set timeout = 1 where job_id = $1`, [ids.get('b')]);
+    expect(await sql('select job_id from jobs.claim(1, now => $1)', [later(-5000)])).toEqual([{ job_id: ids.get('b') }]);
+    expect(await claim(1, later(5000))).toEqual([]); // probes only the leases that passed after `at`
+    expect(await claim(1, later(11_000))).toEqual(['b']); // ten seconds on, a probe from the start
   });
 
   it('a head remembered for another queue is not used', async () => {
