@@ -186,27 +186,24 @@ create type jobs.claimed_job as (
 create type jobs.head as (priority integer, scheduled_at timestamptz, job_id bigint);
 
 -- Where the session's last remembering claim of the queue found its head,
--- if that claim's now was at most a second before p_now; else null. A busy
--- queue's claim index starts with the entries of every job claimed since
--- the last vacuum (a minute of throughput at the server's defaults): a
--- claim that starts at a remembered head steps over the few claimed since,
--- not over all of them. What it costs: a job that turned claimable behind
--- that head meanwhile (a release, a retry after an expired lease, an
+-- if the last of its claims that read the queue from its true head (not
+-- from a remembered one) ran at most a second of p_now before; else null.
+-- A busy queue's claim index starts with the entries of every job claimed
+-- since the last vacuum (a minute of throughput at the server's defaults):
+-- a claim that starts at a remembered head steps over the few claimed
+-- since, not over all of them. What it costs: a job that turned claimable
+-- behind that head meanwhile (a release, a retry after an expired lease, an
 -- unblocked dependant, a job published by a transaction that began
 -- earlier) waits while newer jobs of its priority go first, until a claim
--- comes back short or a second has passed.
+-- finds nothing else to take at its priority or above, or for a second.
 create function jobs.remembered_head(p_queue text, p_now timestamptz)
 returns jobs.head language plpgsql stable as $$
 declare
   v_parts text[] := regexp_match(current_setting('pgdrain.claim_head', true),
-                                 '^(-?\d{1,7})\|(-?\d{1,16})\|(-?\d{1,18})\|(-?\d{1,18})\|(.*)$');
-  v_age bigint;
+                                 '^(-?\d{1,7})\|(-?\d{1,16})\|(-?\d{1,18})\|(-?\d{1,18})\|(-?\d{1,18})\|(.*)$');
+  v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
 begin
-  if v_parts is null or v_parts[5] <> p_queue then
-    return null;
-  end if;
-  v_age := (extract(epoch from p_now) * 1000000)::bigint - v_parts[4]::bigint;
-  if v_age < 0 or v_age > 1000000 then
+  if v_parts is null or v_parts[6] <> p_queue or v_parts[4]::bigint > v_now or v_now - v_parts[5]::bigint > 1000000 then
     return null;
   end if;
   return (v_parts[1]::integer, timestamptz 'epoch' + v_parts[2]::bigint * interval '1 microsecond',
@@ -214,13 +211,20 @@ begin
 end $$;
 
 -- Remembers for the session (jobs.remembered_head) where a claim at p_now
--- found the head. (PL/pgSQL, not SQL: its plan is kept for the session.)
-create function jobs.remember_head(p_queue text, p_head jobs.head, p_now timestamptz)
+-- found the head; p_full: the claim read the queue from its true head (else
+-- the last such claim's now is kept). (PL/pgSQL, not SQL: its plan is kept
+-- for the session.)
+create function jobs.remember_head(p_queue text, p_head jobs.head, p_now timestamptz, p_full boolean)
 returns void language plpgsql as $$
+declare
+  v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
 begin
   perform set_config('pgdrain.claim_head',
                      concat_ws('|', p_head.priority, (extract(epoch from p_head.scheduled_at) * 1000000)::bigint,
-                               p_head.job_id, (extract(epoch from p_now) * 1000000)::bigint, p_queue),
+                               p_head.job_id, v_now,
+                               case when p_full then v_now::text
+                                    else split_part(current_setting('pgdrain.claim_head', true), '|', 5) end,
+                               p_queue),
                      false);
 end $$;
 
@@ -333,7 +337,8 @@ declare
   v_head_id bigint;
   v_left integer := pick.n;
   v_start jobs.head;
-  v_first boolean := true;
+  v_found jobs.head;   -- the head this claim found first
+  v_full boolean;      -- this claim read its queue from the true head
   v_picked bigint[]; -- picked at v_prio before a second read of it
   v_floor timestamptz;
 begin
@@ -376,6 +381,7 @@ begin
     if pick.remember then
       v_start := jobs.remembered_head(v_queue, v_now);
     end if;
+    v_full := (v_start).job_id is null;
     -- One priority at a time, highest first (a skip scan over the priorities
     -- in use): within a priority the claim index is in scheduled_at order, so
     -- each range scan ends at the first job not yet due, and jobs scheduled
@@ -390,10 +396,9 @@ begin
       select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
       from jobs.claim_head(v_queue, v_prio, v_start) h;
       exit when v_prio is null;
-      if pick.remember and v_first then
-        perform jobs.remember_head(v_queue, (v_prio, v_head_at, v_head_id), v_now);
+      if (v_found).job_id is null then
+        v_found := (v_prio, v_head_at, v_head_id);
       end if;
-      v_first := false;
       select array_agg(p.job_id) into v_some from (
         select q.job_id from jobs.job_queue q
         where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
@@ -411,10 +416,15 @@ begin
       -- priority behind that head go next, before any lower priority. The
       -- next turn reads this priority again from its true head (below it by
       -- one: priorities are integers), passing over the jobs just picked,
-      -- which this transaction's own locks do not skip.
+      -- which this transaction's own locks do not skip. That read steps over
+      -- every entry claimed since the last vacuum, so a claim that has jobs
+      -- and finds no lower priority skips it: the drain claims again, and
+      -- the claim that finds nothing ahead of the head reads behind it.
       if v_left > 0 and v_prio = (v_start).priority
          and (v_head_at, v_head_id) >= ((v_start).scheduled_at, (v_start).job_id) then
+        exit when v_ids is not null and (select h.head_id from jobs.claim_head(v_queue, v_prio) h) is null;
         v_start := null;
+        v_full := true;
         v_picked := v_some;
         v_prio := v_prio + 1;
         continue;
@@ -422,6 +432,9 @@ begin
       v_picked := null;
       exit when v_left = 0;
     end loop;
+    if pick.remember and (v_found).job_id is not null then
+      perform jobs.remember_head(v_queue, v_found, v_now, v_full);
+    end if;
   else
     select array_agg(p.job_id) into v_ids from (
       select q.job_id from jobs.job_queue q

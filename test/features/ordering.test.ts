@@ -202,12 +202,23 @@ describe("drain()'s claims start at the head the session's last claim found", ()
     expect(await claim(1)).toEqual([]);
   });
 
-  it('a claim with room left takes the jobs behind the head too', async () => {
+  it('a claim that finds nothing ahead of the head takes the jobs behind it', async () => {
     await publish(['a1', 'a2', 'a3']);
     expect(await claim(1)).toEqual(['a1']);
     expect(await claim(1)).toEqual(['a2']);
     await release('a1');
-    expect(await claim(5)).toEqual(['a1', 'a3']);
+    expect(await claim(5)).toEqual(['a3']); // it has jobs, and no lower priority waits: a1 waits for the next claim
+    expect(await claim(5)).toEqual(['a1']);
+  });
+
+  it('…and so does one whose head is a job not yet due', async () => {
+    await publish(['x1', 'x2']);
+    ids.set('x3', (await one<{ id: string }>(`select jobs.publish('t', to_jsonb('x3'::text), scheduled_at => $1) as id`,
+      [later(3_600_000)])).id);
+    expect(await claim(1)).toEqual(['x1']);
+    expect(await claim(1)).toEqual(['x2']);
+    await release('x1');
+    expect(await claim(5)).toEqual(['x1']); // the head it finds from x2 on is x3, due in an hour
   });
 
   it('…and so do jobs due at the same instant as the head with a smaller id', async () => {
@@ -218,7 +229,17 @@ describe("drain()'s claims start at the head the session's last claim found", ()
     expect(await claim(1)).toEqual(['s1']);
     expect(await claim(1)).toEqual(['s2']);
     await release('s1');
-    expect(await claim(5)).toEqual(['s1', 's3']);
+    expect(await claim(5)).toEqual(['s3']);
+    expect(await claim(5)).toEqual(['s1']);
+  });
+
+  it('a job behind the head waits a second at most while claims keep finding jobs ahead of it', async () => {
+    await publish(['j1', 'j2', 'j3', 'j4', 'j5']);
+    expect(await claim(1)).toEqual(['j1']); // reads the queue from its true head
+    expect(await claim(1, later(500))).toEqual(['j2']);
+    await release('j1');
+    expect(await claim(1, later(900))).toEqual(['j3']);
+    expect(await claim(1, later(1200))).toEqual(['j1']); // more than a second after the last read from the true head
   });
 
   it('…and the jobs it took from the head are not counted twice: the room left goes to lower priorities', async () => {
@@ -273,7 +294,7 @@ describe("drain()'s claims start at the head the session's last claim found", ()
     await release('j1');
     await session.query(`select jobs.claim_json(1, now => $1, queue => 'other')`, [at]);
     expect(await claim(1)).toEqual(['j4']); // the default queue's head is still remembered…
-    await session.query(`select jobs.remember_head('other', (0, now(), 1), $1)`, [at]);
+    await session.query(`select jobs.remember_head('other', (0, now(), 1), $1, true)`, [at]);
     expect(await claim(1)).toEqual(['j1']); // …until a claim of another queue replaces it
   });
 });
