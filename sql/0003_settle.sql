@@ -258,8 +258,8 @@ $$;
 -- per job and timestamp text cost about twice as much. Settling first means
 -- a drain never reaps its own just-finished jobs as expired, and a steady
 -- drain costs one statement per batch. Its pick starts at the head the
--- session's last claim of the queue found, if that was within the last
--- second (jobs.remembered_head).
+-- session's last claim of the queue found, for up to a second after the
+-- session last read the queue from its true head (jobs.remembered_head).
 -- "unfit" counts (up to 1000) due jobs left alone because their timeout
 -- exceeds max_timeout; it is computed only when the claim came back short.
 create function jobs.claim_json(
