@@ -22,7 +22,7 @@ function plansOf(plans: readonly CapturedPlan[], re: RegExp): CapturedPlan[] {
 }
 
 /** Buffers of an index (the claim index unless told) that the plans' scans of it read, summed; NaN when none scanned it. */
-function claimIndexBuffers(plans: readonly CapturedPlan[], index = 'job_queue_pending_idx'): number {
+function indexBuffers(plans: readonly CapturedPlan[], index = 'job_queue_pending_idx'): number {
   const scan = new RegExp(`Scan using ${index}[^]*?Buffers: shared hit=(\\d+)`, 'g');
   const reads = plans.flatMap((p) => [...p.text.matchAll(scan)]);
   return reads.length ? reads.reduce((sum, m) => sum + Number(m[1]), 0) : NaN;
@@ -150,13 +150,13 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       // (about 60 pages of it)…
       const [probe] = plansOf(plans, /order by q\.priority desc, q\.scheduled_at, q\.job_id limit 1/);
       expect(probe, `the head probe among ${plans.map((p) => p.statement).join(' | ')}`).toBeDefined();
-      expect(claimIndexBuffers([probe!]), probe!.text).toBeGreaterThan(40);
+      expect(indexBuffers([probe!]), probe!.text).toBeGreaterThan(40);
       // …and the pick's range scan starts where the probe stopped: it reads the pages of the
       // 500 entries it locks (4 or so) and the way down to them.
       const [pick] = plansOf(plans, /skip locked/i);
       expect(pick, `the pick among ${plans.map((p) => p.statement).join(' | ')}`).toBeDefined();
       expect(pick!.text).toMatch(/ROW\(scheduled_at, job_id\) >= ROW\(/);
-      expect(claimIndexBuffers([pick!]), pick!.text).toBeLessThan(20);
+      expect(indexBuffers([pick!]), pick!.text).toBeLessThan(20);
     });
   });
 
@@ -173,7 +173,7 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       const second = await claim();
       // The first claim walks the 10,000 dead entries (about 60 pages of the index); the second
       // starts where the first found the head, past all but the 500 entries the first claimed.
-      const [firstRead, secondRead] = [claimIndexBuffers(first), claimIndexBuffers(second)];
+      const [firstRead, secondRead] = [indexBuffers(first), indexBuffers(second)];
       expect(firstRead, first.map((p) => p.text).join('\n')).toBeGreaterThan(60);
       expect(second.some((p) => /\(start\.scheduled_at, start\.job_id\)/.test(p.text)),
         `the probe from the remembered head among ${second.map((p) => p.statement).join(' | ')}`).toBe(true);
@@ -193,7 +193,7 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       await client.query(`select set_config('pgdrain.lease_floor', '', false)`); // nothing remembered yet
       const first = await claim();
       const second = await claim();
-      const [firstRead, secondRead] = [claimIndexBuffers(first, 'job_queue_lease_idx'), claimIndexBuffers(second, 'job_queue_lease_idx')];
+      const [firstRead, secondRead] = [indexBuffers(first, 'job_queue_lease_idx'), indexBuffers(second, 'job_queue_lease_idx')];
       expect(firstRead, first.map((p) => p.text).join('\n')).toBeGreaterThan(20);
       expect(secondRead, second.map((p) => p.text).join('\n')).toBeLessThan(5);
     });
