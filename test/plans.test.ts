@@ -28,6 +28,19 @@ function indexBuffers(plans: readonly CapturedPlan[], index = 'job_queue_pending
   return reads.length ? reads.reduce((sum, m) => sum + Number(m[1]), 0) : NaN;
 }
 
+/** The server's clock. */
+async function serverNow(): Promise<Date> {
+  return (await client.query<{ t: Date }>('select now() as t')).rows[0]!.t;
+}
+
+/** The plans of one drain() claim of 500 jobs at `at` in this session; it must get all 500. */
+async function drainClaim(at: Date): Promise<CapturedPlan[]> {
+  return capturePlans(client, async () => {
+    const { rows } = await client.query<{ r: { count: number } }>('select jobs.claim_json(500, now => $1) as r', [at]);
+    expect(rows[0]!.r.count).toBe(500);
+  });
+}
+
 /**
  * Runs fn on a queue whose claim index starts with the dead entries of 10,000
  * claimed and acknowledged jobs (2,500 left pending): autovacuum is off on
@@ -163,14 +176,10 @@ describe('plans on a queue of 20,000 pending jobs', () => {
   it("a drain's next claim starts at the head its last one found: the dead entries before it are not read at all", async () => {
     await withDeadHead(async () => {
       // drain()'s claim, twice in one session at one `now` (the remembered head lasts a second of it).
-      const at = (await client.query<{ t: Date }>('select now() as t')).rows[0]!.t;
-      const claim = async () => capturePlans(client, async () => {
-        const { rows } = await client.query<{ r: { count: number } }>('select jobs.claim_json(500, now => $1) as r', [at]);
-        expect(rows[0]!.r.count).toBe(500);
-      });
+      const at = await serverNow();
       await client.query(`select set_config('pgdrain.claim_head', '', false)`); // nothing remembered yet
-      const first = await claim();
-      const second = await claim();
+      const first = await drainClaim(at);
+      const second = await drainClaim(at);
       // The first claim walks the 10,000 dead entries (about 60 pages of the index); the second
       // starts where the first found the head, past all but the 500 entries the first claimed.
       const [firstRead, secondRead] = [indexBuffers(first), indexBuffers(second)];
@@ -185,14 +194,10 @@ describe('plans on a queue of 20,000 pending jobs', () => {
     await withDeadHead(async () => {
       // The 10,000 settled jobs' leases (60 s) have all passed two minutes on: their dead entries
       // lead the lease index, and a probe from its start reads every one of them.
-      const at = new Date((await client.query<{ t: Date }>('select now() as t')).rows[0]!.t.getTime() + 120_000);
-      const claim = async () => capturePlans(client, async () => {
-        const { rows } = await client.query<{ r: { count: number } }>('select jobs.claim_json(500, now => $1) as r', [at]);
-        expect(rows[0]!.r.count).toBe(500);
-      });
+      const at = new Date((await serverNow()).getTime() + 120_000);
       await client.query(`select set_config('pgdrain.lease_floor', '', false)`); // nothing remembered yet
-      const first = await claim();
-      const second = await claim();
+      const first = await drainClaim(at);
+      const second = await drainClaim(at);
       const [firstRead, secondRead] = [indexBuffers(first, 'job_queue_lease_idx'), indexBuffers(second, 'job_queue_lease_idx')];
       expect(firstRead, first.map((p) => p.text).join('\n')).toBeGreaterThan(20);
       expect(secondRead, second.map((p) => p.text).join('\n')).toBeLessThan(5);
