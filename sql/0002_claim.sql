@@ -109,7 +109,10 @@ end $$;
 -- at once (its attempt stays counted), the others end as failures (or as
 -- cancelled, when a cancel was requested while they ran). consume calls it
 -- first, so expiry needs no daemon; callers may also call it on their own.
-create function jobs.expire(n integer default 1000, now timestamptz default null)
+-- With `after`, only leases that passed after it: a drain's claim passes
+-- the point up to which its session found none (jobs.remembered_lease_floor),
+-- so it does not read the lease-index entries of the jobs settled before.
+create function jobs.expire(n integer default 1000, now timestamptz default null, after timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(expire.now, pg_catalog.now());
@@ -120,7 +123,7 @@ declare
 begin
   with expired as (
     select q.job_id from jobs.job_queue q
-    where q.lease_until <= v_now
+    where q.lease_until <= v_now and q.lease_until > coalesce(expire.after, '-infinity')
     order by q.lease_until
     limit expire.n
     for update skip locked
@@ -367,7 +370,7 @@ begin
   if (select q.lease_until from jobs.job_queue q
       where q.lease_until is not null and q.lease_until <= v_now and q.lease_until > coalesce(v_floor, '-infinity')
       order by q.lease_until limit 1) is not null then
-    perform jobs.expire(pick.n, v_now);
+    perform jobs.expire(pick.n, v_now, v_floor);
   elsif pick.remember then
     perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;

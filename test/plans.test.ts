@@ -203,4 +203,22 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       expect(secondRead, second.map((p) => p.text).join('\n')).toBeLessThan(5);
     });
   });
+
+  it('and the expiry that probe sets off reads from the same point', async () => {
+    await withDeadHead(async () => {
+      const at = new Date((await serverNow()).getTime() + 120_000);
+      await client.query(`select set_config('pgdrain.lease_floor', '', false)`);
+      await drainClaim(at); // reads the whole lease index: no lease passed up to `at`
+      // One job whose lease passes half a second after `at`, as if its drain had died.
+      const { rows: [job] } = await client.query<{ job_id: string }>(
+        `update jobs.job_queue set attempt = 1, started_at = $1::timestamptz - interval '1 minute', lease_until = $1::timestamptz + interval '0.5 seconds'
+         where job_id = (select min(job_id) from jobs.job_queue where lease_until is null) returning job_id`, [at]);
+      const second = await drainClaim(new Date(at.getTime() + 1000));
+      const [expiry] = plansOf(second, /with expired as/);
+      expect(expiry, `the expiry among ${second.map((p) => p.statement).join(' | ')}`).toBeDefined();
+      expect(indexBuffers([expiry!], 'job_queue_lease_idx'), expiry!.text).toBeLessThan(5);
+      const { rows: [after] } = await client.query('select lease_until, last_error from jobs.job_queue where job_id = $1', [job!.job_id]);
+      expect(after).toMatchObject({ lease_until: null, last_error: expect.stringMatching(/^timed out/) }); // back to pending, to retry
+    });
+  });
 });

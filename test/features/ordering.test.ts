@@ -286,6 +286,18 @@ describe("drain()'s claims start at the head the session's last claim found", ()
     expect(await claim(1, later(11_000))).toEqual(['b']); // ten seconds on, a probe from the start
   });
 
+  it('the expiry a probe sets off takes back only the leases passed since the last probe found none', async () => {
+    await publish(['a', 'c', 'b']);
+    expect(await claim(1)).toEqual(['a']); // the session found no lease passed up to `at`
+    await sql(`update jobs.job_queue set timeout = 7 where job_id = $1`, [ids.get('c')]);
+    await sql(`update jobs.job_queue set timeout = 1 where job_id = $1`, [ids.get('b')]);
+    // Other sessions claim c (lease until `at` + 4 s) and, in a transaction that began earlier, b (until `at` - 4 s).
+    expect(await sql('select job_id from jobs.claim(1, now => $1)', [later(-3000)])).toEqual([{ job_id: ids.get('c') }]);
+    expect(await sql('select job_id from jobs.claim(1, now => $1)', [later(-5000)])).toEqual([{ job_id: ids.get('b') }]);
+    expect(await claim(2, later(5000))).toEqual(['c']); // c's lease passed after `at`: taken back and claimed; b's is behind
+    expect(await claim(2, later(11_000))).toEqual(['b']); // ten seconds on, a probe from the start
+  });
+
   it('a head remembered for another queue is not used', async () => {
     await sql(`insert into jobs.queue (name) values ('other') on conflict do nothing`);
     await publish(['j1', 'j2', 'j3', 'j4']);
