@@ -3,7 +3,7 @@
 // pg_stat_statements is preloaded but tracks nothing until a measurement asks
 // (setTracking), so it costs the throughput rounds nothing measurable.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -18,6 +18,11 @@ export interface BenchServer {
   settings: Record<string, string>;
   /** The server log so far (statements logged with log_statement, auto_explain output). */
   log(): string;
+  /**
+   * CPU time (ms) the cluster's processes have used so far: the postmaster,
+   * its live children and the children it has reaped (Linux /proc).
+   */
+  cpuMs(): number;
   /** pg_stat_statements.track: 'none' during throughput rounds, 'top' to count round trips. */
   setTracking(track: 'none' | 'top'): Promise<void>;
   stop(): Promise<void>;
@@ -79,6 +84,7 @@ export async function startBenchServer(): Promise<BenchServer> {
     version: execFileSync(join(bin, 'postgres'), ['--version']).toString().trim(),
     settings,
     log: () => readFileSync(logFile, 'utf8'),
+    cpuMs: () => clusterCpuMs(Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0])),
     async setTracking(track) {
       const c = new pg.Client({ connectionString: url });
       await c.connect();
@@ -102,4 +108,28 @@ export async function startBenchServer(): Promise<BenchServer> {
   // Set with ALTER SYSTEM, not -c: a command-line setting would win over later ALTER SYSTEMs.
   await server.setTracking('none');
   return server;
+}
+
+/** /proc/PID/stat's fields after the command name: [0] is field 3 (state). */
+function statFields(pid: number | string): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+  } catch {
+    return undefined; // the process ended meanwhile: its parent's reaped-children times have it
+  }
+}
+
+// Clock ticks (USER_HZ) are 100 per second on Linux.
+function clusterCpuMs(postmaster: number): number {
+  const own = statFields(postmaster);
+  if (!own) throw new Error(`postmaster ${postmaster} is not running`);
+  // utime, stime, cutime, cstime: fields 14-17
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const f = statFields(pid);
+    if (f && Number(f[1]) === postmaster) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks * 10;
 }

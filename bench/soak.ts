@@ -8,7 +8,9 @@
 // checkpoints, WAL written, vacuums of either table, job_queue's blocks read
 // from outside shared_buffers and buffers written by backends (cache
 // pressure as the table grows), and the machine's CPU (busy, and stolen by
-// other guests).
+// other guests). The CPU time the server and this process spend per job is
+// the cost of a job apart from the machine's load: on a shared machine,
+// throughput moves with the CPU other guests take, the cost per job does not.
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { createQueue } from '../src/index.js';
@@ -22,6 +24,7 @@ const DRAINS = 4;
 
 interface Window {
   atS: number;
+  jobs: number;
   jobsPerSec: number;
   deadQueue: number;
   liveQueue: number;
@@ -36,6 +39,9 @@ interface Window {
   walMiB: number;
   busyPct: number;
   stealPct: number;
+  /** CPU µs per job handled: the cluster's processes, and this process (producer and drains). */
+  serverUsPerJob: number;
+  nodeUsPerJob: number;
 }
 
 interface CpuTimes { all: number; idle: number; steal: number }
@@ -48,8 +54,11 @@ function cpuTimes(): CpuTimes {
 }
 
 /** The server's state and running counters, and the machine's CPU counters, at one moment. */
-async function sample(admin: pg.Client): Promise<Record<Counter, number> & { cpu: CpuTimes }> {
+async function sample(server: BenchServer, admin: pg.Client): Promise<Record<Counter, number> & { cpu: CpuTimes; serverMs: number; nodeMs: number }> {
   const cpu = cpuTimes();
+  const serverMs = server.cpuMs();
+  const own = process.cpuUsage();
+  const nodeMs = (own.user + own.system) / 1000;
   const { rows } = await admin.query<Record<Counter, string>>(
     `select q.n_dead_tup as dead, q.n_live_tup as live, pg_table_size('jobs.job_queue') as heap, pg_indexes_size('jobs.job_queue') as idx,
             (select reltuples::bigint from pg_class where oid = 'jobs.job'::regclass) as history,
@@ -61,7 +70,7 @@ async function sample(admin: pg.Client): Promise<Record<Counter, number> & { cpu
             (select heap_blks_read + coalesce(idx_blks_read, 0) from pg_statio_user_tables s where s.relid = q.relid) as rd
      from pg_stat_user_tables q where q.relid = 'jobs.job_queue'::regclass`);
   const numbers = Object.fromEntries(Object.entries(rows[0]!).map(([k, v]) => [k, Number(v)])) as Record<Counter, number>;
-  return { ...numbers, cpu };
+  return { ...numbers, cpu, serverMs, nodeMs };
 }
 
 export async function soak(server: BenchServer, seconds: number, progress: (line: string) => void): Promise<string> {
@@ -93,14 +102,16 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
   const started = now();
   let lastHandled = 0;
   let lastAt = started;
-  let last = await sample(admin); // counters before the first window, so it has its own differences
+  let last = await sample(server, admin); // counters before the first window, so it has its own differences
   try {
     while (Date.now() < endAt) {
       await new Promise((r) => setTimeout(r, Math.min(WINDOW_S * 1000, endAt - Date.now())));
       const t = now();
-      const cur = await sample(admin);
+      const cur = await sample(server, admin);
+      const jobs = handled - lastHandled || 1;
       const jiffies = cur.cpu.all - last.cpu.all || 1;
-      const w = { atS: (t - started) / 1000, jobsPerSec: (handled - lastHandled) / ((t - lastAt) / 1000),
+      const w = { atS: (t - started) / 1000, jobs, jobsPerSec: (handled - lastHandled) / ((t - lastAt) / 1000),
+                  serverUsPerJob: (cur.serverMs - last.serverMs) * 1000 / jobs, nodeUsPerJob: (cur.nodeMs - last.nodeMs) * 1000 / jobs,
                   deadQueue: cur.dead, liveQueue: cur.live, heapMiB: cur.heap / 2 ** 20, indexMiB: cur.idx / 2 ** 20,
                   blocksRead: cur.rd - last.rd, backendWrites: cur.bw - last.bw,
                   historyRows: cur.history, autovacuums: cur.av,
@@ -109,7 +120,8 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
                   stealPct: 100 * (cur.cpu.steal - last.cpu.steal) / jiffies };
       windows.push(w);
       progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, job_queue dead ${fmtInt(w.deadQueue)}, ${w.heapMiB.toFixed(0)}+${w.indexMiB.toFixed(0)} MiB, read ${fmtInt(w.blocksRead)} blocks, `
-        + `backend writes ${fmtInt(w.backendWrites)}, checkpoints ${w.checkpoints}, WAL ${w.walMiB.toFixed(0)} MiB, jobs.job vacuums ${w.historyVacuums}, cpu busy ${w.busyPct.toFixed(0)}% steal ${w.stealPct.toFixed(1)}%`);
+        + `backend writes ${fmtInt(w.backendWrites)}, checkpoints ${w.checkpoints}, WAL ${w.walMiB.toFixed(0)} MiB, jobs.job vacuums ${w.historyVacuums}, cpu busy ${w.busyPct.toFixed(0)}% steal ${w.stealPct.toFixed(1)}%, `
+        + `CPU per job: server ${w.serverUsPerJob.toFixed(1)} µs, node ${w.nodeUsPerJob.toFixed(1)} µs`);
       last = cur;
       lastHandled = handled;
       lastAt = t;
@@ -129,7 +141,11 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
   // fills from nothing and the caches warm up). A 30 s window can hold one
   // vacuum or a checkpoint's burst of full-page writes or not; a minute holds
   // about the same share of each.
-  const minutes = full.slice(WARMUP_WINDOWS).flatMap((w, i, ws) => i % 2 === 1 ? [(ws[i - 1]!.jobsPerSec + w.jobsPerSec) / 2] : []);
+  const pairs = full.slice(WARMUP_WINDOWS).flatMap((w, i, ws) => i % 2 === 1 ? [[ws[i - 1]!, w] as const] : []);
+  const minutes = pairs.map(([a, b]) => (a.jobsPerSec + b.jobsPerSec) / 2);
+  // Server CPU per job in each of those minutes, and its spread around the median.
+  const costs = pairs.map(([a, b]) => (a.serverUsPerJob * a.jobs + b.serverUsPerJob * b.jobs) / (a.jobs + b.jobs));
+  const costMid = median(costs);
   const perMinute = minutes.length ? minutes : rates;
   const minuteMid = median(perMinute);
   const below = (minuteMid - Math.min(...perMinute)) / minuteMid;
@@ -141,14 +157,20 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     `## Soak: ${seconds} s, ${DRAINS} drains of batch 500, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
     table(['t (s)', 'jobs/s', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (heap + indexes)', 'job_queue blocks read', 'backend writes', 'jobs.job rows', 'autovacuums',
-      'jobs.job vacuums', 'checkpoints', 'WAL MiB', 'CPU busy', 'CPU steal'],
+      'jobs.job vacuums', 'checkpoints', 'WAL MiB', 'CPU busy', 'CPU steal', 'server CPU µs per job', 'node CPU µs per job'],
       windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.deadQueue), fmtInt(w.liveQueue),
         `${w.heapMiB.toFixed(0)} + ${w.indexMiB.toFixed(0)}`, fmtInt(w.blocksRead), fmtInt(w.backendWrites), fmtInt(w.historyRows), String(w.autovacuums), String(w.historyVacuums), String(w.checkpoints),
-        w.walMiB.toFixed(0), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`])),
+        w.walMiB.toFixed(0), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`,
+        w.serverUsPerJob.toFixed(1), w.nodeUsPerJob.toFixed(1)])),
     '',
     `- throughput per minute after the first: median ${fmtInt(minuteMid)} jobs/s over ${perMinute.length} minutes; `
       + `min ${fmtInt(Math.min(...perMinute))} (-${(below * 100).toFixed(1)}%), max ${fmtInt(Math.max(...perMinute))} (+${(above * 100).toFixed(1)}%) `
       + `(target: within 10%)`,
+    costs.length
+      ? `- server CPU per job per minute after the first: median ${costMid.toFixed(1)} µs; min ${Math.min(...costs).toFixed(1)} `
+        + `(-${((costMid - Math.min(...costs)) / costMid * 100).toFixed(1)}%), max ${Math.max(...costs).toFixed(1)} `
+        + `(+${((Math.max(...costs) - costMid) / costMid * 100).toFixed(1)}%): the cost of a job, apart from the CPU other guests take`
+      : '- server CPU per job: the soak was too short for a minute after the first',
     `- throughput per ${WINDOW_S} s window, all of them: median ${fmtInt(mid)} jobs/s over ${rates.length} windows; min ${fmtInt(Math.min(...rates))}, `
       + `max ${fmtInt(Math.max(...rates))}; largest deviation from the median ${(worst * 100).toFixed(1)}%`,
     `- dead tuples in jobs.job_queue: max ${fmtInt(deadFirst)} in the first half, ${fmtInt(deadSecond)} in the second half`,
