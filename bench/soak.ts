@@ -7,10 +7,11 @@
 // stayed bounded. Each window also records what else moves throughput:
 // checkpoints, WAL written, vacuums of either table, job_queue's blocks read
 // from outside shared_buffers and buffers written by backends (cache
-// pressure as the table grows), and the machine's CPU (busy, and stolen by
-// other guests). The CPU time the server and this process spend per job is
-// the cost of a job apart from the machine's load: on a shared machine,
-// throughput moves with the CPU other guests take, the cost per job does not.
+// pressure as the table grows), the seconds a vacuum or analyze of either
+// table ran (sampled every second), and the machine's CPU (busy, and stolen
+// by other guests). The CPU time the server and this process spend per job
+// says whether a swing is the job getting dearer or the machine giving less:
+// the soak keeps the CPU busy, so throughput is what that CPU buys.
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { createQueue } from '../src/index.js';
@@ -39,6 +40,9 @@ interface Window {
   walMiB: number;
   busyPct: number;
   stealPct: number;
+  /** Seconds of the window in which a vacuum (or analyze) of jobs.job_queue, of jobs.job, was running. */
+  queueVacuumS: number;
+  historyVacuumS: number;
   /** CPU µs per job handled: the cluster's processes, and this process (producer and drains). */
   serverUsPerJob: number;
   nodeUsPerJob: number;
@@ -98,6 +102,19 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     while (!stop && Date.now() < endAt - 1000) await queue.drain(500, Math.min(endAt, Date.now() + 10_000));
   });
 
+  // Which maintenance runs, once a second: its CPU is part of what a job costs.
+  const running = { queue: 0, history: 0 };
+  const watcher = (async () => {
+    while (!stop && Date.now() < endAt) {
+      const { rows } = await admin.query<{ queue: boolean; history: boolean }>(
+        `select coalesce(bool_or(relid = 'jobs.job_queue'::regclass), false) as queue, coalesce(bool_or(relid = 'jobs.job'::regclass), false) as history
+         from (select relid from pg_stat_progress_vacuum union all select relid from pg_stat_progress_analyze) p`);
+      running.queue += Number(rows[0]!.queue);
+      running.history += Number(rows[0]!.history);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+
   const windows: Window[] = [];
   const started = now();
   let lastHandled = 0;
@@ -111,6 +128,7 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
       const jobs = handled - lastHandled || 1;
       const jiffies = cur.cpu.all - last.cpu.all || 1;
       const w = { atS: (t - started) / 1000, jobs, jobsPerSec: (handled - lastHandled) / ((t - lastAt) / 1000),
+                  queueVacuumS: running.queue, historyVacuumS: running.history,
                   serverUsPerJob: (cur.serverMs - last.serverMs) * 1000 / jobs, nodeUsPerJob: (cur.nodeMs - last.nodeMs) * 1000 / jobs,
                   deadQueue: cur.dead, liveQueue: cur.live, heapMiB: cur.heap / 2 ** 20, indexMiB: cur.idx / 2 ** 20,
                   blocksRead: cur.rd - last.rd, backendWrites: cur.bw - last.bw,
@@ -121,13 +139,16 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
       windows.push(w);
       progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, job_queue dead ${fmtInt(w.deadQueue)}, ${w.heapMiB.toFixed(0)}+${w.indexMiB.toFixed(0)} MiB, read ${fmtInt(w.blocksRead)} blocks, `
         + `backend writes ${fmtInt(w.backendWrites)}, checkpoints ${w.checkpoints}, WAL ${w.walMiB.toFixed(0)} MiB, jobs.job vacuums ${w.historyVacuums}, cpu busy ${w.busyPct.toFixed(0)}% steal ${w.stealPct.toFixed(1)}%, `
+        + `vacuuming job_queue ${w.queueVacuumS} s jobs.job ${w.historyVacuumS} s, `
         + `CPU per job: server ${w.serverUsPerJob.toFixed(1)} µs, node ${w.nodeUsPerJob.toFixed(1)} µs`);
+      running.queue = running.history = 0;
       last = cur;
       lastHandled = handled;
       lastAt = t;
     }
   } finally {
     stop = true;
+    await watcher;
     await producer;
     await Promise.all(consumers);
     await admin.end();
@@ -157,10 +178,10 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     `## Soak: ${seconds} s, ${DRAINS} drains of batch 500, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
     table(['t (s)', 'jobs/s', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (heap + indexes)', 'job_queue blocks read', 'backend writes', 'jobs.job rows', 'autovacuums',
-      'jobs.job vacuums', 'checkpoints', 'WAL MiB', 'CPU busy', 'CPU steal', 'server CPU µs per job', 'node CPU µs per job'],
+      'jobs.job vacuums', 'checkpoints', 'WAL MiB', 'vacuum/analyze running (s): job_queue, jobs.job', 'CPU busy', 'CPU steal', 'server CPU µs per job', 'node CPU µs per job'],
       windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.deadQueue), fmtInt(w.liveQueue),
         `${w.heapMiB.toFixed(0)} + ${w.indexMiB.toFixed(0)}`, fmtInt(w.blocksRead), fmtInt(w.backendWrites), fmtInt(w.historyRows), String(w.autovacuums), String(w.historyVacuums), String(w.checkpoints),
-        w.walMiB.toFixed(0), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`,
+        w.walMiB.toFixed(0), `${w.queueVacuumS}, ${w.historyVacuumS}`, `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`,
         w.serverUsPerJob.toFixed(1), w.nodeUsPerJob.toFixed(1)])),
     '',
     `- throughput per minute after the first: median ${fmtInt(minuteMid)} jobs/s over ${perMinute.length} minutes; `
@@ -169,7 +190,7 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     costs.length
       ? `- server CPU per job per minute after the first: median ${costMid.toFixed(1)} µs; min ${Math.min(...costs).toFixed(1)} `
         + `(-${((costMid - Math.min(...costs)) / costMid * 100).toFixed(1)}%), max ${Math.max(...costs).toFixed(1)} `
-        + `(+${((Math.max(...costs) - costMid) / costMid * 100).toFixed(1)}%): the cost of a job, apart from the CPU other guests take`
+        + `(+${((Math.max(...costs) - costMid) / costMid * 100).toFixed(1)}%)`
       : '- server CPU per job: the soak was too short for a minute after the first',
     `- throughput per ${WINDOW_S} s window, all of them: median ${fmtInt(mid)} jobs/s over ${rates.length} windows; min ${fmtInt(Math.min(...rates))}, `
       + `max ${fmtInt(Math.max(...rates))}; largest deviation from the median ${(worst * 100).toFixed(1)}%`,
