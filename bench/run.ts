@@ -117,7 +117,7 @@ try {
       const rows = await scale(server.url, undefined, note);
       const plansFile = new URL('plans.txt', outDir);
       writePlans(plansFile.pathname, rows);
-      out('## Scale: one session, consume(500) then ack of those 500, backlog topped up to N after each batch');
+      out('## Scale: one session, consume(500) then ack of those 500, backlog topped up to N after each batch; 3 rounds of 20 batches, the backlogs taking turns');
       out();
       out(scaleTable(rows));
       out();

@@ -1,7 +1,9 @@
 // Claim and ack time as the backlog grows: 1k, 100k and 1M pending jobs.
 // Through the SQL contract (jobs.consume(500), jobs.ack(ids)), one session, a
-// backlog topped up after each batch so it stays at N. Then the plans of one
-// more consume and ack, after PL/pgSQL has switched to its cached generic plans.
+// backlog topped up after each batch so it stays at N. The backlogs take
+// turns over ROUNDS rounds, so a change in the machine's load lands on all of
+// them rather than on one. Then, in the last round, the plans of one more
+// consume and ack, after PL/pgSQL has switched to its cached generic plans.
 import { writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { migrate } from '../src/migrate.js';
@@ -12,7 +14,8 @@ import { fmtMs, fmtRatio, median, now, quantile, table } from './stats.js';
 
 export const BACKLOGS = [1_000, 100_000, 1_000_000];
 const BATCH = 500;
-const TIMED = 30;
+const ROUNDS = 3;
+const TIMED = 20; // per backlog and round
 /** PL/pgSQL switches a statement to a generic plan after 5 custom ones. */
 const WARM = 6;
 
@@ -54,29 +57,33 @@ export async function scale(url: string, backlogs = BACKLOGS, progress: (line: s
   await explained.connect();
   try {
     await explainSession(explained);
-    for (const pending of backlogs) {
-      await timed.query('truncate jobs.job_queue, jobs.job');
-      await fill(timed, pending);
-      await timed.query('vacuum analyze jobs.job_queue');
-      await timed.query('checkpoint');
-      const batches: Batch[] = [];
-      for (let i = 0; i < TIMED; i++) batches.push(await consumeAck(timed));
-      // The explained session's own plan cache warms up here.
-      let consumePlans: CapturedPlan[] = [];
-      let ackPlans: CapturedPlan[] = [];
-      for (let i = 0; i < WARM + 1; i++) {
-        let ids: string[] = [];
-        consumePlans = await capturePlans(explained, async () => {
-          ids = (await explained.query<{ ids: string[] }>('select array_agg(job_id) as ids from jobs.consume($1)', [BATCH])).rows[0]!.ids;
-        });
-        ackPlans = await capturePlans(explained, async () => {
-          await explained.query('select jobs.ack($1::bigint[])', [ids]);
-        });
-        await fill(timed, BATCH);
+    const byBacklog = new Map(backlogs.map((pending) => [pending, { batches: [] as Batch[], consumePlans: [] as CapturedPlan[], ackPlans: [] as CapturedPlan[] }]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const pending of backlogs) {
+        const row = byBacklog.get(pending)!;
+        await timed.query('truncate jobs.job_queue, jobs.job');
+        await fill(timed, pending);
+        await timed.query('vacuum analyze jobs.job_queue');
+        await timed.query('checkpoint');
+        for (let i = 0; i < TIMED; i++) row.batches.push(await consumeAck(timed));
+        progress(`  scale ${pending}, round ${round}: consume(500) median ${fmtMs(median(row.batches.map((b) => b.consumeMs)))} ms so far`);
+        if (round < ROUNDS) continue;
+        // The explained session's own plan cache warms up here.
+        for (let i = 0; i < WARM + 1; i++) {
+          let ids: string[] = [];
+          row.consumePlans = await capturePlans(explained, async () => {
+            ids = (await explained.query<{ ids: string[] }>('select array_agg(job_id) as ids from jobs.consume($1)', [BATCH])).rows[0]!.ids;
+          });
+          row.ackPlans = await capturePlans(explained, async () => {
+            await explained.query('select jobs.ack($1::bigint[])', [ids]);
+          });
+          await fill(timed, BATCH);
+        }
       }
-      const row = { pending, consume: batches.map((b) => b.consumeMs), ack: batches.map((b) => b.ackMs), consumePlans, ackPlans };
-      rows.push(row);
-      progress(`  scale ${pending}: consume(500) median ${fmtMs(median(row.consume))} ms, ack(500) median ${fmtMs(median(row.ack))} ms`);
+    }
+    for (const [pending, r] of byBacklog) {
+      rows.push({ pending, consume: r.batches.map((b) => b.consumeMs), ack: r.batches.map((b) => b.ackMs),
+                  consumePlans: r.consumePlans, ackPlans: r.ackPlans });
     }
   } finally {
     await timed.end();
