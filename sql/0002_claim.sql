@@ -310,6 +310,25 @@ begin
   end if;
 end $$;
 
+-- Whether a queue has a due claimable job with a priority below `below`:
+-- one probe of the claim index per lower priority in use, highest first,
+-- until one's head is due.
+create function jobs.due_below(p_queue text, below integer, p_now timestamptz)
+returns boolean language plpgsql stable as $$
+declare
+  v_prio integer := below;
+  v_at timestamptz;
+begin
+  loop
+    select h.head_priority, h.head_at into v_prio, v_at from jobs.claim_head(p_queue, v_prio) h;
+    if v_prio is null then
+      return false;
+    elsif v_at <= p_now then
+      return true;
+    end if;
+  end loop;
+end $$;
+
 -- Picks (locks) up to n due pending jobs of one queue for a claim: the
 -- shared part of jobs.claim and jobs.claim_json, which then mark them
 -- running. It expires stale leases first, then picks in claim order
@@ -421,11 +440,12 @@ begin
       -- one: priorities are integers), passing over the jobs just picked,
       -- which this transaction's own locks do not skip. That read steps over
       -- every entry claimed since the last vacuum, so a claim that has jobs
-      -- and finds no lower priority skips it: the drain claims again, and
-      -- the claim that finds nothing ahead of the head reads behind it.
+      -- and finds no due job at a lower priority skips it: the drain claims
+      -- again, and the claim that finds nothing ahead of the head reads
+      -- behind it.
       if v_left > 0 and v_prio = (v_start).priority
          and (v_head_at, v_head_id) >= ((v_start).scheduled_at, (v_start).job_id) then
-        exit when v_ids is not null and (select h.head_id from jobs.claim_head(v_queue, v_prio) h) is null;
+        exit when v_ids is not null and not jobs.due_below(v_queue, v_prio, v_now);
         v_start := null;
         v_full := true;
         v_picked := v_some;

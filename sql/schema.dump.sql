@@ -800,6 +800,27 @@ begin
 end $$;
 
 --
+-- Name: due_below(text, integer, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.due_below(p_queue text, below integer, p_now timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_prio integer := below;
+  v_at timestamptz;
+begin
+  loop
+    select h.head_priority, h.head_at into v_prio, v_at from jobs.claim_head(p_queue, v_prio) h;
+    if v_prio is null then
+      return false;
+    elsif v_at <= p_now then
+      return true;
+    end if;
+  end loop;
+end $$;
+
+--
 -- Name: expire(integer, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1156,11 +1177,12 @@ begin
       -- one: priorities are integers), passing over the jobs just picked,
       -- which this transaction's own locks do not skip. That read steps over
       -- every entry claimed since the last vacuum, so a claim that has jobs
-      -- and finds no lower priority skips it: the drain claims again, and
-      -- the claim that finds nothing ahead of the head reads behind it.
+      -- and finds no due job at a lower priority skips it: the drain claims
+      -- again, and the claim that finds nothing ahead of the head reads
+      -- behind it.
       if v_left > 0 and v_prio = (v_start).priority
          and (v_head_at, v_head_id) >= ((v_start).scheduled_at, (v_start).job_id) then
-        exit when v_ids is not null and (select h.head_id from jobs.claim_head(v_queue, v_prio) h) is null;
+        exit when v_ids is not null and not jobs.due_below(v_queue, v_prio, v_now);
         v_start := null;
         v_full := true;
         v_picked := v_some;

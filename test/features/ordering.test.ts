@@ -211,6 +211,28 @@ describe("drain()'s claims start at the head the session's last claim found", ()
     expect(await claim(5)).toEqual(['a1']);
   });
 
+  it('…and so does one whose lower priorities hold only jobs not yet due', async () => {
+    await publish(['a1', 'a2', 'a3']);
+    for (const [b, priority] of [['later', -1], ['latest', -2]] as const) {
+      await sql(`select jobs.publish('t', to_jsonb($1::text), scheduled_at => $2, priority => $3)`, [b, later(3_600_000), priority]);
+    }
+    expect(await claim(1)).toEqual(['a1']);
+    expect(await claim(1)).toEqual(['a2']);
+    await release('a1');
+    expect(await claim(5)).toEqual(['a3']); // nothing below is due: a1 waits for the next claim
+    expect(await claim(5)).toEqual(['a1']);
+  });
+
+  it('…but one with a due job at a lower priority reads behind the head first', async () => {
+    await publish(['a1', 'a2', 'a3']);
+    await sql(`select jobs.publish('t', to_jsonb('later'::text), scheduled_at => $1, priority => -1)`, [later(3_600_000)]);
+    await publish(['low'], -2);
+    expect(await claim(1)).toEqual(['a1']);
+    expect(await claim(1)).toEqual(['a2']);
+    await release('a1');
+    expect(await claim(3)).toEqual(['a1', 'a3', 'low']);
+  });
+
   it('…and so does one whose head is a job not yet due', async () => {
     await publish(['x1', 'x2']);
     ids.set('x3', (await one<{ id: string }>(`select jobs.publish('t', to_jsonb('x3'::text), scheduled_at => $1) as id`,
