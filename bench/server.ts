@@ -120,7 +120,8 @@ function statFields(pid: number | string): string[] | undefined {
   }
 }
 
-// Clock ticks (USER_HZ) are 100 per second on Linux.
+// Clock ticks (USER_HZ) are 100 per second on Linux. A child that exits
+// between the two reads is missed or counted twice: rare, and one process.
 function clusterCpuMs(postmaster: number): number {
   const own = statFields(postmaster);
   if (!own) throw new Error(`postmaster ${postmaster} is not running`);

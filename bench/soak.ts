@@ -57,7 +57,7 @@ function cpuTimes(): CpuTimes {
   return { all: f.reduce((a, b) => a + b, 0), idle: (f[3] ?? 0) + (f[4] ?? 0), steal: f[7] ?? 0 };
 }
 
-/** The server's state and running counters, and the machine's CPU counters, at one moment. */
+/** The server's state and running counters, the machine's CPU counters and the CPU the cluster and this process used, at one moment. */
 async function sample(server: BenchServer, admin: pg.Client): Promise<Record<Counter, number> & { cpu: CpuTimes; serverMs: number; nodeMs: number }> {
   const cpu = cpuTimes();
   const serverMs = server.cpuMs();
