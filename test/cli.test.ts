@@ -1,6 +1,6 @@
 // The `pgdrain` CLI as users run it: a child process against a real PostgreSQL.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -148,12 +148,45 @@ describe('pgdrain drain', () => {
     expect(await sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);
   });
 
+  it('connects to the database while the tasks module loads', async () => {
+    // The module's top-level code waits (5 s at most) for a connection of the CLI, which names
+    // itself by PGAPPNAME: without one opened ahead of the first claim, it throws and the drain fails.
+    const slow = join(dir, 'slow-tasks.mjs');
+    writeFileSync(slow, `
+import { createRequire } from 'node:module';
+const pg = createRequire(${JSON.stringify(resolve('package.json'))})('pg');
+const c = new pg.Client({ connectionString: process.env.DATABASE_URL, application_name: 'fixture' });
+await c.connect();
+let seen = false;
+for (let i = 0; i < 100 && !seen; i++) {
+  seen = (await c.query("select 1 from pg_stat_activity where application_name = 'pgdrain-cli-test'")).rowCount > 0;
+  if (!seen) await new Promise((r) => setTimeout(r, 50));
+}
+await c.end();
+if (!seen) throw new Error('no connection from the CLI while its tasks module loaded');
+export const noop = async () => null;
+`);
+    await sql(`select jobs.publish('noop')`);
+    const r = await cli(['drain', '--tasks', slow, '--deadline', '120'], { env: { PGAPPNAME: 'pgdrain-cli-test' } });
+    expect(r.stderr).toBe('');
+    expect(r).toMatchObject({ code: 0 });
+    expect(r.stdout).toMatch(/^drained: 1 claimed, 1 succeeded/);
+  });
+
   it('a missing tasks module exits 1 naming its path', async () => {
     const r = await cli(['drain', '--tasks', './no/such/tasks.mjs']);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(lines(r.stderr)).toHaveLength(1);
     expect(r.stderr).toContain(join(dir, 'no/such/tasks.mjs'));
+  });
+
+  it('…and with no database URL, creates no embedded database', async () => {
+    const data = join(dir, 'never-created');
+    const r = await cli(['drain', '--tasks', './no/such/tasks.mjs'], { db: null, env: { PGDRAIN_DATA_DIR: data } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(join(dir, 'no/such/tasks.mjs'));
+    expect(existsSync(data)).toBe(false);
   });
 });
 

@@ -8,13 +8,18 @@ export interface Connection {
   embeddedDir?: string;
 }
 
+/** The URL connect() uses: the DSN argument, else DATABASE_URL; undefined means the embedded database. */
+export function databaseUrl(dsn: string | undefined): string | undefined {
+  return dsn || process.env.DATABASE_URL || undefined;
+}
+
 /**
  * A DSN argument wins, then DATABASE_URL; with neither, the embedded
  * PostgreSQL (PGlite) in PGDRAIN_DATA_DIR or ./.pgdrain, migrated on open
  * because nobody else manages it.
  */
 export async function connect(dsn: string | undefined, log: (line: string) => void): Promise<Connection> {
-  const url = dsn || process.env.DATABASE_URL;
+  const url = databaseUrl(dsn);
   if (url) return { driver: pgDriver(url, { max: 20 }) };
   const dir = resolve(process.env.PGDRAIN_DATA_DIR || '.pgdrain');
   log(`pgdrain: no DSN or DATABASE_URL; using the embedded PostgreSQL (PGlite) in ${dir}`);

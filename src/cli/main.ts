@@ -4,7 +4,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { drain } from '../drain.js';
 import { PgDrainError, translateError } from '../errors.js';
 import { publish } from '../publish.js';
-import { connect, type Connection } from './connect.js';
+import { connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addPublishOptions, featureCommands } from './features.js';
 import { formatReport, formatTable } from './format.js';
@@ -108,8 +108,16 @@ export function program(): Command {
       const stop = listenForStop(opts.grace, log);
       const deadline = Date.now() + opts.deadline * 1000;
       try {
-        const tasks = await loadTasks(opts.tasks);
+        // The embedded database opens only once the module has loaded: a bad --tasks creates none.
+        const loadedFirst = databaseUrl(opts.dsn) ? undefined : await loadTasks(opts.tasks);
         await withConnection(opts.dsn, async ({ driver }) => {
+          // Else the first connection opens while the tasks module loads: a
+          // module's imports can take as long as a TLS handshake. Its error, if
+          // any, is the one the first claim would have met.
+          const warmed = driver.warm?.().then(() => undefined, (error: unknown) => error ?? new Error('connection failed'));
+          const tasks = loadedFirst ?? await loadTasks(opts.tasks);
+          const warmError = await warmed;
+          if (warmError !== undefined) throw translateError(warmError);
           const report = await drain(
             { db: driver, tasks, publish: (task, body, o) => publish(driver, task, body, o) },
             opts.batch, deadline,

@@ -19,4 +19,9 @@ export interface Driver extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Releases the driver's connections. Safe to call twice. */
   close(): Promise<void>;
+  /**
+   * Opens a connection now, for the first query to use: a caller with other
+   * work before that query (loading a module) overlaps the two. Optional.
+   */
+  warm?(): Promise<void>;
 }

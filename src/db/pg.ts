@@ -47,6 +47,9 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
         client.release(broken instanceof Error ? broken : undefined);
       }
     },
+    async warm() {
+      (await pool.connect()).release();
+    },
     async close() {
       if (closed || !owned) return;
       closed = true;
