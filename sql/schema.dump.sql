@@ -442,7 +442,7 @@ begin
     v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,
                                     claim_json.errors, claim_json.retry_at, claim_json.ms, v_now);
   end if;
-  -- Drain-run schedules (sql/0006) with a tick due: one index probe when none is.
+  -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
     perform jobs.publish_due_schedules(v_now);
   end if;
@@ -2178,7 +2178,8 @@ ALTER TABLE jobs.job_queue ALTER COLUMN job_id ADD GENERATED ALWAYS AS IDENTITY 
 CREATE TABLE jobs.migration (
     version integer NOT NULL,
     name text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL
+    applied_at timestamp with time zone DEFAULT now() NOT NULL,
+    checksum text
 );
 
 --

@@ -1,16 +1,20 @@
 import type { Driver } from './db/driver.js';
 import { PgDrainError, translateError } from './errors.js';
-import { migrations } from './generated/sql.js';
+import { type Migration, migrations } from './generated/sql.js';
 
 // Any fixed number: all pgdrain migrators in one database take this lock.
 const LOCK_ID = 7_360_372_011;
 
+// checksum: the SHA-256 of the migration's text (null in databases migrated
+// before pgdrain recorded it; the next migrate() fills it in).
 const bootstrap = `create schema if not exists jobs;
 create table if not exists jobs.migration (
   version    integer primary key,
   name       text not null,
-  applied_at timestamptz not null default now()
-);`;
+  applied_at timestamptz not null default now(),
+  checksum   text
+);
+alter table jobs.migration add column if not exists checksum text;`;
 
 /** The highest migration version this build knows. */
 export const latestVersion = migrations.length;
@@ -26,7 +30,10 @@ export interface MigrateOptions {
 /**
  * Applies pending migrations in one transaction under an advisory lock, so
  * two migrators started together apply each version once. Idempotent.
- * Returns the versions it applied.
+ * Returns the versions it applied. Refuses, applying nothing, a database
+ * whose applied migrations are not this build's (another name or text under
+ * the same version): a migration never changes once released, so such a
+ * database was migrated by a pre-release build and its functions may differ.
  */
 export async function migrate(driver: Driver, options: MigrateOptions = {}): Promise<number[]> {
   const roles = options.roles === true ? 'pgdrain' : options.roles || undefined;
@@ -34,18 +41,30 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
     return await driver.transaction(async (tx) => {
       await tx.query('select pg_advisory_xact_lock($1)', [LOCK_ID]);
       await tx.query(bootstrap);
-      const { rows } = await tx.query<{ version: number }>('select version from jobs.migration');
-      const done = new Set(rows.map((r) => Number(r.version)));
-      const newer = [...done].filter((v) => v > latestVersion);
+      const { rows } = await tx.query<AppliedRow>('select version, name, checksum from jobs.migration');
+      const done = new Map(rows.map((r) => [Number(r.version), r]));
+      const newer = [...done.keys()].filter((v) => v > latestVersion);
       if (newer.length > 0) {
         throw new PgDrainError('migration_failed',
           `database schema is at version ${Math.max(...newer)}, newer than this pgdrain (${latestVersion}); upgrade pgdrain`);
+      }
+      for (const m of migrations) {
+        const row = done.get(m.version);
+        if (row) checkApplied(row, m);
+      }
+      const unrecorded = migrations.filter((m) => done.get(m.version)?.checksum === null);
+      if (unrecorded.length > 0) {
+        await tx.query(`update jobs.migration m set checksum = c.checksum
+          from unnest($1::integer[], $2::text[]) as c(version, checksum)
+          where m.version = c.version and m.checksum is null`,
+        [unrecorded.map((m) => m.version), unrecorded.map((m) => m.checksum)]);
       }
       const applied: number[] = [];
       for (const m of migrations) {
         if (done.has(m.version)) continue;
         await tx.query(m.sql);
-        await tx.query('insert into jobs.migration (version, name) values ($1, $2)', [m.version, m.name]);
+        await tx.query('insert into jobs.migration (version, name, checksum) values ($1, $2, $3)',
+          [m.version, m.name, m.checksum]);
         applied.push(m.version);
       }
       // Every run, so functions added by an upgrade get their grants.
@@ -59,6 +78,20 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
   }
 }
 
+interface AppliedRow { version: number; name: string; checksum: string | null }
+
+function checkApplied(row: AppliedRow, m: Migration): void {
+  const file = `${String(m.version).padStart(4, '0')}_${m.name}.sql`;
+  const differs = row.name !== m.name ? `name ${row.name}`
+    : row.checksum !== null && row.checksum !== m.checksum ? `checksum ${row.checksum.slice(0, 12)}`
+    : undefined;
+  if (differs === undefined) return;
+  throw new PgDrainError('migration_failed',
+    `database has migration ${m.version} with ${differs}, not this pgdrain's ${file} ` +
+    `(checksum ${m.checksum.slice(0, 12)}): it was migrated by a pre-release build whose migrations changed ` +
+    `since; migrate a new database, or drop schema jobs and migrate again`);
+}
+
 /**
  * The whole schema as one SQL script, for teams that run their own
  * migration tool. Running it on a database pgdrain already migrated fails on
@@ -67,6 +100,6 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
 export function migrationSql(): string {
   const parts = migrations.map((m) =>
     `-- ${String(m.version).padStart(4, '0')}_${m.name}.sql\n${m.sql.trim()}\n` +
-    `insert into jobs.migration (version, name) values (${m.version}, '${m.name}');\n`);
+    `insert into jobs.migration (version, name, checksum) values (${m.version}, '${m.name}', '${m.checksum}');\n`);
   return `begin;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${bootstrap}\n\n${parts.join('\n')}commit;\n`;
 }

@@ -5,7 +5,7 @@ import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { parse, publishOptionsSchema, queueNameSchema, taskSchema } from './options.js';
 
-// Recurring jobs and maintenance (sql/0006_schedule.sql), one SQL call each.
+// Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each.
 // Cron expressions are checked here with croner before any round trip; the
 // database checks them again with the same grammar (5 fields, UTC), and
 // pg_cron or the drains fire them.

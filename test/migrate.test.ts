@@ -1,4 +1,5 @@
 // migrate() and migrationSql() against real, empty PostgreSQL databases.
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
@@ -20,9 +21,24 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
   }
 }
 
-async function recorded(url: string): Promise<{ version: number; name: string }[]> {
+interface Recorded { version: number; name: string; checksum: string | null }
+
+async function recorded(url: string): Promise<Recorded[]> {
   return withClient(url, async (c) =>
-    (await c.query<{ version: number; name: string }>('select version, name from jobs.migration order by version')).rows);
+    (await c.query<Recorded>('select version, name, checksum from jobs.migration order by version')).rows);
+}
+
+const shipped = migrations.map((m) => ({ version: m.version, name: m.name, checksum: m.checksum }));
+
+/** migrate()'s error on url, and then what jobs.migration holds. */
+async function refusal(url: string): Promise<{ error: unknown; after: Recorded[] }> {
+  const driver = pgDriver(url);
+  try {
+    const error = await migrate(driver).then(() => undefined, (e: unknown) => e);
+    return { error, after: await recorded(url) };
+  } finally {
+    await driver.close();
+  }
 }
 
 describe('migrate()', () => {
@@ -36,7 +52,7 @@ describe('migrate()', () => {
     const driver = pgDriver(url);
     try {
       expect(await migrate(driver)).toEqual(allVersions);
-      expect(await recorded(url)).toEqual(migrations.map((m) => ({ version: m.version, name: m.name })));
+      expect(await recorded(url)).toEqual(shipped);
       expect(await migrate(driver)).toEqual([]);
       expect((await recorded(url)).map((r) => r.version)).toEqual(allVersions);
       // The schema works after the second run too.
@@ -75,6 +91,68 @@ describe('migrate()', () => {
       await holder.end();
       await a.close();
       await b.close();
+    }
+  });
+
+  it('every migration is frozen: its text matches its line in sql/checksums.txt', () => {
+    const listed = new Map(readFileSync(new URL('../sql/checksums.txt', import.meta.url), 'utf8')
+      .split('\n').filter((line) => line && !line.startsWith('#'))
+      .map((line) => line.split(' ') as [string, string]));
+    for (const m of migrations) {
+      const file = `${String(m.version).padStart(4, '0')}_${m.name}.sql`;
+      expect(listed.has(file), `sql/${file} is missing from sql/checksums.txt`).toBe(true);
+      expect(listed.get(file), `sql/${file} changed; released migrations never change: add a new one`)
+        .toBe(m.checksum);
+    }
+    expect(listed.size).toBe(migrations.length);
+  });
+
+  it('refuses, applying nothing, a database whose applied migration text differs from this build', async () => {
+    const { url } = await emptyDb();
+    const driver = pgDriver(url);
+    try {
+      await migrate(driver);
+      // Version 1 applied from another text; the latest one pending.
+      await driver.query(`update jobs.migration set checksum = repeat('0', 64) where version = 1;
+        delete from jobs.migration where version = ${latestVersion}`);
+    } finally {
+      await driver.close();
+    }
+    const before = await recorded(url);
+    const { error, after } = await refusal(url);
+    expect(error).toMatchObject({ name: 'PgDrainError', code: 'migration_failed' });
+    expect((error as Error).message).toContain('migration 1 with checksum 000000000000');
+    expect((error as Error).message).toContain(`0001_${migrations[0]!.name}.sql (checksum ${migrations[0]!.checksum.slice(0, 12)})`);
+    expect(after).toEqual(before);
+  });
+
+  it('refuses a database migrated before a renumbering (another name under a version), recording nothing', async () => {
+    const { url } = await emptyDb();
+    const driver = pgDriver(url);
+    try {
+      await migrate(driver);
+      // As a build from before checksums left it, with version 2 named as it was then.
+      await driver.query(`update jobs.migration set checksum = null; update jobs.migration set name = 'claim' where version = 2`);
+    } finally {
+      await driver.close();
+    }
+    const { error, after } = await refusal(url);
+    expect(error).toMatchObject({ name: 'PgDrainError', code: 'migration_failed' });
+    expect((error as Error).message).toContain(`migration 2 with name claim, not this pgdrain's 0002_${migrations[1]!.name}.sql`);
+    expect(after.map((r) => r.checksum)).toEqual(migrations.map(() => null));
+  });
+
+  it('fills in the checksums of a database migrated before they were recorded', async () => {
+    const { url } = await emptyDb();
+    await withClient(url, (c) => c.query(
+      migrationSql().replace(/, checksum\) values \((\d+), '(\w+)', '[0-9a-f]{64}'\)/g, ') values ($1, \'$2\')')));
+    expect((await recorded(url)).map((r) => r.checksum)).toEqual(migrations.map(() => null));
+    const driver = pgDriver(url);
+    try {
+      expect(await migrate(driver)).toEqual([]);
+      expect(await recorded(url)).toEqual(shipped);
+    } finally {
+      await driver.close();
     }
   });
 
@@ -125,8 +203,8 @@ describe('migrationSql() (pgdrain migrate --print)', () => {
     expect(script).toContain('create function jobs.publish');
     await withClient(url, async (c) => {
       await c.query(script); // simple query protocol: the whole text at once
-      expect((await c.query('select version, name from jobs.migration order by version')).rows)
-        .toEqual(migrations.map((m) => ({ version: m.version, name: m.name })));
+      expect((await c.query('select version, name, checksum from jobs.migration order by version')).rows)
+        .toEqual(shipped);
       const { rows: [published] } = await c.query<{ id: string }>(
         `select jobs.publish('print.check', '{"x":1}')::text as id`);
       const { rows: claimed } = await c.query<{ job_id: string; task: string; body: unknown; attempt: number }>(

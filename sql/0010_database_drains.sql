@@ -1,4 +1,4 @@
--- pgdrain 0007: drains the database runs itself: SQL tasks drained by
+-- pgdrain 0010: drains the database runs itself: SQL tasks drained by
 -- CALL jobs.drain_sql, and HTTP drains posted by pg_cron through pg_net.
 --
 -- Errors: PDC02 name, PDC03 another argument; 0A000 when pg_cron or pg_net

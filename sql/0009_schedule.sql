@@ -1,4 +1,4 @@
--- pgdrain 0006: the database as the clock. Recurring jobs (run by pg_cron or,
+-- pgdrain 0009: the database as the clock. Recurring jobs (run by pg_cron or,
 -- where it is missing, by drains) and maintenance.
 --
 -- Errors: PDC02 name (a schedule), PDC03 another argument (the COLUMN field

@@ -1,4 +1,4 @@
--- pgdrain 0005: cron expressions, evaluated in the database, for recurring
+-- pgdrain 0008: cron expressions, evaluated in the database, for recurring
 -- jobs (0006) wherever pg_cron does not run them.
 --
 -- Errors: PDC01 cron (the COLUMN field names it).

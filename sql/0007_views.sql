@@ -1,4 +1,4 @@
--- pgdrain 0004: views for watching the queue, dead letters and redrive,
+-- pgdrain 0007: views for watching the queue, dead letters and redrive,
 -- queue administration, and opt-in roles.
 
 -- The state of a job still in jobs.job_queue.

@@ -1,0 +1,212 @@
+-- pgdrain 0002: publishing: one job, column arrays, a bulk of jobs.
+
+-- Checks that a queue exists and has room for n more waiting jobs. A bounded
+-- queue (max_size set) serialises its publishers on an advisory lock until
+-- they commit, so the bound holds exactly; unbounded queues take no lock.
+create function jobs.admit(p_queue text, p_n integer)
+returns void language plpgsql as $$
+declare
+  v_max integer;
+  v_waiting integer;
+begin
+  select q.max_size into v_max from jobs.queue q where q.name = p_queue;
+  if not found then
+    perform jobs.raise_invalid('PD009', 'queue',
+      format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)));
+  end if;
+  if v_max is not null then
+    perform pg_advisory_xact_lock(736037, hashtext(p_queue));
+    -- Waiting = pending or scheduled, not running or blocked: the backlog.
+    select count(*) into v_waiting from (
+      select 1 from jobs.job_queue j
+      where j.queue = p_queue and j.lease_until is null and j.waiting_deps = 0 and not j.serial_wait
+      limit v_max + 1) s;
+    if v_waiting + p_n > v_max then
+      perform jobs.raise_invalid('PD010', 'queue', format(
+        'queue %s is full: %s waiting jobs, max_size %s; publish later or raise it with jobs.create_queue(%s, max_size => ...)',
+        quote_literal(p_queue), v_waiting, v_max, quote_literal(p_queue)));
+    end if;
+  end if;
+end $$;
+
+-- Locks the active jobs among depends_on (so none can end unseen before this
+-- transaction commits) and returns them: the dependencies still to succeed.
+-- Raises when one is unknown or already ended without success.
+create function jobs.lock_dependencies(p_depends_on bigint[])
+returns bigint[] language plpgsql as $$
+declare
+  v_active bigint[];
+  v_bad record;
+begin
+  if cardinality(p_depends_on) > 1000 then
+    perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
+  end if;
+  select coalesce(array_agg(q.job_id), '{}') into v_active from (
+    select q.job_id from jobs.job_queue q where q.job_id = any(p_depends_on) order by q.job_id for key share
+  ) q;
+  select d.id, j.status into v_bad
+  from unnest(p_depends_on) d(id) left join jobs.job j on j.job_id = d.id
+  where d.id is null or (d.id <> all(v_active) and j.status is distinct from 'success')
+  limit 1;
+  if found then
+    perform jobs.raise_invalid('PD013', 'depends_on', case
+      when v_bad.id is null then 'must not contain null'
+      when v_bad.status is null then format('job %s does not exist', v_bad.id)
+      else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
+  end if;
+  return v_active;
+end $$;
+
+-- Publishing -----------------------------------------------------------------
+
+-- Options after `now` are best given by name:
+--   jobs.publish('email.send', '{"to":"a@b"}', queue => 'mail', dedupe_key => 'welcome:42')
+-- queue        a queue made by jobs.create_queue (default 'default')
+-- dedupe_key   while a job with this key is pending or running, publishing
+--              another returns that job's id and writes nothing
+-- serial_key   jobs with the same key run one at a time, in publish order
+-- depends_on   runs only after all these jobs succeeded; if one fails or is
+--              cancelled, this job ends as cancelled (and so do its own dependants)
+-- attributes   a JSON object drains can filter on (claim's filter, @>)
+-- Raises PD010 when the queue is at its max_size.
+create function jobs.publish(
+  task          text,
+  body          jsonb       default null,
+  scheduled_at  timestamptz default null,
+  timeout       numeric     default null,
+  priority      integer     default null,
+  max_retries   integer     default null,
+  now           timestamptz default null,
+  queue         text        default null,
+  dedupe_key    text        default null,
+  serial_key    text        default null,
+  depends_on    bigint[]    default null,
+  attributes    jsonb       default null
+) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+#variable_conflict use_column
+declare
+  v_now timestamptz := coalesce(publish.now, pg_catalog.now());
+  v_queue text := coalesce(publish.queue, 'default');
+  v_waiting bigint[];
+  v_serial_wait boolean := false;
+  v_id bigint;
+begin
+  perform jobs.check_task(publish.task);
+  perform jobs.check_options(publish.timeout, publish.priority, publish.max_retries);
+  perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
+  perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
+  perform jobs.check_object(publish.attributes, 'attributes');
+
+  for i in 1..3 loop
+    if publish.dedupe_key is not null then
+      select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
+      if found then
+        return v_id;
+      end if;
+    end if;
+    perform jobs.admit(v_queue, 1);
+    if publish.depends_on is not null then
+      v_waiting := jobs.lock_dependencies(publish.depends_on);
+    end if;
+    if publish.serial_key is not null then
+      -- Taken also by jobs.after_end before it picks a key's next head.
+      perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+      v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
+    end if;
+
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
+                                queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes)
+    values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
+            coalesce(publish.timeout, 60), coalesce(publish.priority, 0),
+            coalesce(publish.max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
+            v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes)
+    on conflict (dedupe_key) where dedupe_key is not null do nothing
+    returning job_id into v_id;
+    -- null: a concurrent publish took the dedupe key first; loop to return its id.
+    if v_id is not null then
+      if cardinality(v_waiting) > 0 then
+        insert into jobs.dependency (depends_on, job_id) select d, v_id from unnest(v_waiting) d on conflict do nothing;
+      end if;
+      perform jobs.notify('pgdrain_queued', v_queue);
+      return v_id;
+    end if;
+  end loop;
+  perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+end $$;
+
+-- Any number of jobs in one statement, as one array per field (what
+-- publishBulk sends: no composite built per job); every array but tasks may
+-- be null (all take the default) or hold nulls. bodies is a JSON array, one
+-- element per job. delays are seconds from now, for jobs whose scheduled_at
+-- is null. The whole batch is checked before anything is written, and an
+-- error names the first bad job: jobs[3].task. All go to one queue (default
+-- 'default'). Returns the ids in order.
+create function jobs.publish_arrays(
+  tasks        text[],
+  bodies       jsonb              default null,
+  scheduled_at timestamptz[]      default null,
+  delays       double precision[] default null,
+  timeouts     numeric[]          default null,
+  priorities   integer[]          default null,
+  max_retries  integer[]          default null,
+  queue        text               default null,
+  now          timestamptz        default null
+) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
+  v_queue text := coalesce(publish_arrays.queue, 'default');
+  v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
+  v_bad record;
+  v_ids bigint[];
+begin
+  if coalesce(jsonb_typeof(publish_arrays.bodies), 'array') <> 'array'
+     or coalesce(jsonb_array_length(publish_arrays.bodies), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.scheduled_at), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.delays), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.timeouts), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.priorities), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.max_retries), v_n) <> v_n then
+    perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies: a JSON array)');
+  end if;
+  select j.ord, j.task, j.timeout, j.priority, j.max_retries into v_bad
+  from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries)
+         with ordinality as j(task, timeout, priority, max_retries, ord)
+  where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
+     or j.timeout <= 0 or j.timeout > 86400
+     or j.priority < -1000000 or j.priority > 1000000
+     or j.max_retries < 0 or j.max_retries > 1000
+  order by j.ord limit 1;
+  if found then
+    perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
+    perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
+  end if;
+  perform jobs.admit(v_queue, v_n);
+  perform jobs.notify('pgdrain_queued', v_queue);
+
+  with inserted as (
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
+    select j.task, b.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
+           coalesce(j.timeout, 60), coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now, v_queue
+    from unnest(publish_arrays.tasks, publish_arrays.scheduled_at, publish_arrays.delays, publish_arrays.timeouts,
+                publish_arrays.priorities, publish_arrays.max_retries)
+           with ordinality as j(task, scheduled_at, delay, timeout, priority, max_retries, ord)
+    left join jsonb_array_elements(publish_arrays.bodies) with ordinality as b(body, ord) using (ord)
+    order by j.ord
+    returning job_id
+  )
+  select array_agg(i.job_id order by i.job_id) into v_ids from inserted i;
+  return coalesce(v_ids, '{}');
+end $$;
+
+-- Any number of jobs in one statement, as an array of jobs.bulk_job (null
+-- fields take the defaults): jobs.publish_arrays, for SQL callers. Returns
+-- the ids in order.
+create function jobs.publish_bulk(jobs jobs.bulk_job[], now timestamptz default null, queue text default null)
+returns setof bigint language sql security definer set search_path = pg_catalog, pg_temp as $$
+  select unnest(jobs.publish_arrays(
+    coalesce(array_agg(j.task order by j.ord), '{}'), jsonb_agg(j.body order by j.ord),
+    array_agg(j.scheduled_at order by j.ord), null, array_agg(j.timeout order by j.ord),
+    array_agg(j.priority order by j.ord), array_agg(j.max_retries order by j.ord),
+    publish_bulk.queue, publish_bulk.now))
+  from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
+$$;

@@ -1,0 +1,205 @@
+-- pgdrain 0003: retries, events, what follows a job's end, and lease expiry.
+
+-- Retries --------------------------------------------------------------------
+
+-- Delay before retry number `attempt` (1 = the first retry): exponential with
+-- "equal jitter", so attempt k waits between 5*2^(k-1)/2 and 5*2^(k-1)
+-- seconds, capped at one hour. Replace this function to change the policy.
+create function jobs.backoff(attempt integer)
+returns interval language sql volatile as $$
+  select make_interval(secs => d / 2 + random() * d / 2)
+  from (select least(3600.0, 5.0 * power(2, greatest(backoff.attempt, 1) - 1)) as d) s
+$$;
+
+-- Events ---------------------------------------------------------------------
+
+-- Events are NOTIFYs on three channels: pgdrain_queued (payload: the queue
+-- name), pgdrain_picked and pgdrain_completed (payload: job ids). One per
+-- statement, never one per job; delivered at commit, and only then.
+-- A transaction that notifies takes a cluster-wide lock from its commit
+-- until it ends, so notifying commits do not group-commit: for many
+-- concurrent single-job publishers, turn events off with
+--   alter database mydb set pgdrain.events = off;   (or per role / session)
+-- waitFor and subscribe then hear nothing.
+create function jobs.notify(p_channel text, p_payload text)
+returns void language plpgsql as $$
+begin
+  if coalesce(current_setting('pgdrain.events', true), '') <> 'off' then
+    perform pg_notify(p_channel, p_payload);
+  end if;
+end $$;
+
+-- NOTIFY a channel with job ids, comma-separated, 500 per notification
+-- (payloads stay far below PostgreSQL's 8000-byte limit).
+create function jobs.notify_ids(p_channel text, p_ids bigint[])
+returns void language plpgsql as $$
+begin
+  if coalesce(current_setting('pgdrain.events', true), '') = 'off' or coalesce(cardinality(p_ids), 0) = 0 then
+    return;
+  end if;
+  for i in 0 .. (cardinality(p_ids) - 1) / 500 loop
+    perform pg_notify(p_channel, array_to_string(p_ids[i * 500 + 1 : i * 500 + 500], ','));
+  end loop;
+end $$;
+
+-- After jobs end ------------------------------------------------------------
+
+-- Called by every path that ends jobs (settle, expire, cancel) for the ended
+-- jobs that matter here, so plain jobs cost nothing:
+-- - dependants of succeeded jobs have one dependency fewer to wait for;
+-- - dependants of jobs that failed or were cancelled end as cancelled
+--   (and so, in turn, do their own dependants);
+-- - a serial key whose job ended hands its turn to its next job (job_id order).
+create function jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[],
+                               p_now timestamptz)
+returns void language plpgsql as $$
+declare
+  v_key text;
+  v_cancelled bigint[];
+  v_keys text[];
+begin
+  if cardinality(p_succeeded) > 0 then
+    with done as (
+      delete from jobs.dependency d where d.depends_on = any(p_succeeded) returning d.job_id
+    )
+    update jobs.job_queue q set waiting_deps = q.waiting_deps - c.n
+    from (select done.job_id, count(*)::integer as n from done group by done.job_id) c
+    where q.job_id = c.job_id;
+  end if;
+
+  if cardinality(p_unsuccessful) > 0 then
+    with dependants as (
+      delete from jobs.dependency d where d.depends_on = any(p_unsuccessful) returning d.job_id, d.depends_on
+    ), gone as (
+      delete from jobs.job_queue q
+      using (select x.job_id, min(x.depends_on) as cause from dependants x group by x.job_id) x
+      where q.job_id = x.job_id
+      returning q.*, x.cause
+    ), ended as (
+      insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                            scheduled_at, created_at, started_at, ended_at, duration_ms,
+                            queue, dedupe_key, serial_key, attributes, worker_id)
+      select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
+             g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
+             p_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+      from gone g
+      returning job_id, serial_key
+    )
+    select array_agg(e.job_id), array_agg(e.serial_key) filter (where e.serial_key is not null)
+    into v_cancelled, v_keys from ended e;
+  end if;
+
+  -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
+  for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
+    perform pg_advisory_xact_lock(736038, hashtext(v_key));
+    update jobs.job_queue q set serial_wait = false
+    where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
+      and not exists (select 1 from jobs.job_queue x where x.serial_key = v_key and not x.serial_wait);
+  end loop;
+
+  if cardinality(v_cancelled) > 0 then
+    perform jobs.notify_ids('pgdrain_completed', v_cancelled);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now);
+  end if;
+end $$;
+
+-- Leases ---------------------------------------------------------------------
+
+-- Settles up to n expired leases: a job with retries left goes back to pending
+-- at once (its attempt stays counted), the others end as failures (or as
+-- cancelled, when a cancel was requested while they ran). consume calls it
+-- first, so expiry needs no daemon; callers may also call it on their own.
+-- With `after`, only leases that passed after it: a drain's claim passes
+-- the point up to which its session found none (jobs.remembered_lease_floor),
+-- so it does not read the lease-index entries of the jobs settled before.
+create function jobs.expire(n integer default 1000, now timestamptz default null, after timestamptz default null)
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(expire.now, pg_catalog.now());
+  v_count integer;
+  v_ended bigint[];
+  v_keys text[];
+  v_deps boolean;
+begin
+  with expired as (
+    select q.job_id from jobs.job_queue q
+    where q.lease_until <= v_now and q.lease_until > coalesce(expire.after, '-infinity')
+    order by q.lease_until
+    limit expire.n
+    for update skip locked
+  ), spent as (
+    delete from jobs.job_queue q using expired e
+    where q.job_id = e.job_id and (q.attempt > q.max_retries or q.cancel_requested_at is not null)
+    returning q.*
+  ), failed as (
+    insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
+                          timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
+                          queue, dedupe_key, serial_key, attributes, worker_id)
+    select s.job_id, s.task, s.body,
+           case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
+           case when s.cancel_requested_at is null
+                then format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1)
+                else coalesce(s.cancel_reason, 'cancelled') end,
+           s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at,
+           s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000,
+           s.queue, s.dedupe_key, s.serial_key, s.attributes, s.worker_id
+    from spent s
+    returning job_id, serial_key
+  ), retried as (
+    update jobs.job_queue q
+    set lease_until = null,
+        scheduled_at = q.lease_until,
+        last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
+    from expired e
+    where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null
+    returning 1
+  )
+  select (select count(*) from failed) + (select count(*) from retried),
+         (select array_agg(job_id) from failed),
+         (select array_agg(serial_key) from failed where serial_key is not null)
+  into v_count, v_ended, v_keys;
+  if v_ended is not null then
+    perform jobs.notify_ids('pgdrain_completed', v_ended);
+    v_deps := exists (select 1 from jobs.dependency);
+    if v_deps or v_keys is not null then
+      perform jobs.after_end(null, case when v_deps then v_ended end, v_keys, v_now);
+    end if;
+  end if;
+  return v_count;
+end $$;
+
+-- Up to when the session's last remembering claim found no passed lease
+-- (its now; null when none did, or when the last probe that read the lease
+-- index from its start ran more than ten seconds of p_now ago). The lease
+-- index starts with the entries of every job settled since the last vacuum,
+-- and once their leases have passed (after their timeout) a probe from the
+-- start reads all of them: tens of milliseconds per claim on a busy queue
+-- with short timeouts. A drain's claim probes only the leases that passed
+-- since. What it costs: a lease that passed before that point but was not
+-- there to see (written by a transaction that began earlier and ran longer
+-- than the job's timeout) is expired by the next probe from the start,
+-- within ten seconds.
+create function jobs.remembered_lease_floor(p_now timestamptz)
+returns timestamptz language plpgsql stable as $$
+declare
+  v_parts text[] := regexp_match(current_setting('pgdrain.lease_floor', true), '^(-?\d{1,18})\|(-?\d{1,18})$');
+  v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
+begin
+  if v_parts is null or v_parts[1]::bigint > v_now or v_now - v_parts[2]::bigint > 10000000 then
+    return null;
+  end if;
+  return timestamptz 'epoch' + v_parts[1]::bigint * interval '1 microsecond';
+end $$;
+
+-- Remembers that a claim at p_now found no passed lease; p_full: its probe
+-- read the lease index from the start (else the last such probe is kept).
+create function jobs.remember_lease_floor(p_now timestamptz, p_full boolean)
+returns void language plpgsql as $$
+declare
+  v_now text := (extract(epoch from p_now) * 1000000)::bigint::text;
+begin
+  perform set_config('pgdrain.lease_floor',
+                     v_now || '|' || case when p_full then v_now
+                                          else split_part(current_setting('pgdrain.lease_floor', true), '|', 2) end,
+                     false);
+end $$;

@@ -1,0 +1,111 @@
+-- pgdrain 0006: drain()'s round trip, settling and claiming in one statement.
+
+-- drain()'s round trip: settles the deliveries it has gathered (if any, as
+-- jobs.settle_arrays takes them), then claims the next batch like
+-- jobs.claim, answering one json value
+--   {"jobs": {"id": [...], "task": [...], "body": [...], "attempt": [...],
+--             "maxRetries": [...], "timeout": [...], "priority": [...],
+--             "scheduledAt": [...], "createdAt": [...], "attributes": [...]},
+--    "count": c, "queue": q, "now": t, "unfit": k, "settled": {...} | null}
+-- one array per field, element i of each describing job i (in no particular
+-- order: a drain starts all it claims at once), times as epoch seconds;
+-- each job's lease ends at now + timeout. Columns and epoch numbers because
+-- building and reading the answer is per-job work on every batch: an object
+-- per job and timestamp text cost about twice as much. Settling first means
+-- a drain never reaps its own just-finished jobs as expired, and a steady
+-- drain costs one statement per batch. Its pick starts at the head the
+-- session's last claim of the queue found, for up to a second after the
+-- session last read the queue from its true head (jobs.remembered_head).
+-- "unfit" counts (up to 1000) due jobs left alone because their timeout
+-- exceeds max_timeout; it is computed only when the claim came back short.
+create function jobs.claim_json(
+  n           integer,
+  pattern     text               default null,
+  max_timeout numeric            default null,
+  now         timestamptz        default null,
+  queue       text               default null,
+  filter      jsonb              default null,
+  worker_id   text               default null,
+  ids         bigint[]           default null,
+  attempts    integer[]          default null,
+  outcomes    text[]             default null,
+  results     jsonb[]            default null,
+  errors      text[]             default null,
+  retry_at    timestamptz[]      default null,
+  ms          double precision[] default null
+) returns json language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
+  v_settled jsonb;
+  v_ids bigint[];
+  v_prio integer;
+  v_head_at timestamptz;
+  v_head_id bigint;
+  v_jobs json;
+  v_count integer := 0;
+  v_unfit integer := 0;
+begin
+  if cardinality(claim_json.ids) > 0 then
+    v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,
+                                    claim_json.errors, claim_json.retry_at, claim_json.ms, v_now);
+  end if;
+  -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
+  if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
+    perform jobs.publish_due_schedules(v_now);
+  end if;
+
+  -- The same marking as jobs.claim, answered straight from the update: no
+  -- row set in between. json, not jsonb: built as text, it is not converted
+  -- twice on its way out.
+  v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
+                     claim_json.queue, claim_json.filter, remember => true);
+  if v_ids is not null then
+    with claimed as (
+      update jobs.job_queue q
+      set attempt = q.attempt + 1,
+          lease_until = v_now + make_interval(secs => q.timeout),
+          started_at = v_now,
+          worker_id = claim_json.worker_id
+      where q.job_id = any(v_ids)
+      returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
+                q.scheduled_at, q.created_at, q.attributes
+    )
+    select json_build_object(
+             'id', array_agg(c.job_id::text), 'task', array_agg(c.task), 'body', json_agg(c.body),
+             'attempt', array_agg(c.attempt), 'maxRetries', array_agg(c.max_retries),
+             'timeout', array_agg(c.timeout), 'priority', array_agg(c.priority),
+             'scheduledAt', array_agg(date_part('epoch', c.scheduled_at)),
+             'createdAt', array_agg(date_part('epoch', c.created_at)), 'attributes', json_agg(c.attributes)),
+           count(*)
+    into v_jobs, v_count
+    from claimed c;
+    perform jobs.notify_ids('pgdrain_picked', v_ids);
+  end if;
+
+  if v_count < claim_json.n and claim_json.max_timeout is not null then
+    -- Due jobs left alone because their timeout does not fit, up to 1000,
+    -- one priority at a time as jobs.pick walks them (jobs scheduled for
+    -- later are never read), from the head the pick found: one that turned
+    -- claimable behind it is not counted.
+    while v_unfit < 1000 loop
+      select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
+      from jobs.claim_head(coalesce(claim_json.queue, 'default'), v_prio,
+                           case when v_prio is null then jobs.remembered_head(coalesce(claim_json.queue, 'default'), v_now) end) h;
+      exit when v_prio is null;
+      v_unfit := v_unfit + (select count(*) from (
+        select 1 from jobs.job_queue q
+        where q.queue = coalesce(claim_json.queue, 'default')
+          and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+          and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
+          and q.scheduled_at <= v_now
+          and q.timeout > claim_json.max_timeout
+          and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
+               or claim_json.pattern is null and q.task not like 'sql:%')
+          and (claim_json.filter is null or q.attributes @> claim_json.filter)
+        order by q.scheduled_at, q.job_id
+        limit 1000 - v_unfit) s);
+    end loop;
+  end if;
+  return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
+                           'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled);
+end $$;
