@@ -44,16 +44,21 @@ begin
      or coalesce(cardinality(settle_arrays.outcomes), 0) <> coalesce(cardinality(settle_arrays.ids), 0) then
     perform jobs.raise_invalid('PD008', 'outcomes', 'ids, attempts and outcomes must have one element per delivery');
   end if;
-  select min(coalesce(x.outcome, 'null'))
-           filter (where x.outcome is null or x.outcome not in ('ack', 'nack', 'fail', 'release')
-                      or x.id is null or x.attempt is null),
-         bool_or(x.outcome = 'nack'), bool_or(x.outcome = 'release')
-  into v_bad, v_nacks, v_releases
-  from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome);
-  if v_bad is not null then
+  -- Array operators first (a tenth of the cost of reading the arrays as
+  -- rows, on every batch); the rows only to name what is wrong. A null
+  -- element is never contained (<@), so a null outcome fails that test.
+  if array_position(settle_arrays.ids, null) is not null or array_position(settle_arrays.attempts, null) is not null
+     or not settle_arrays.outcomes <@ array['ack', 'nack', 'fail', 'release'] then
+    select min(coalesce(x.outcome, 'null'))
+             filter (where x.outcome is null or x.outcome not in ('ack', 'nack', 'fail', 'release')
+                        or x.id is null or x.attempt is null)
+    into v_bad
+    from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome);
     perform jobs.raise_invalid('PD008', 'outcomes',
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
   end if;
+  v_nacks := 'nack' = any(settle_arrays.outcomes);
+  v_releases := 'release' = any(settle_arrays.outcomes);
 
   -- Retries and releases first, each only when the batch has one: a batch of
   -- acks then pays for nothing but its delete and its history insert.

@@ -98,6 +98,10 @@ describe('bad input is rejected with its own SQLSTATE, naming the field, writing
     ['empty topic', `select * from jobs.consume_topic('', 1)`, 'PD006', 'pattern'],
     ['settle not an array', `select jobs.settle('{}')`, 'PD008', 'outcomes'],
     ['settle bad outcome', `select jobs.settle('[{"id":1,"attempt":1,"outcome":"maybe"}]')`, 'PD008', 'outcomes'],
+    ['settle_arrays null outcome', `select jobs.settle_arrays('{1,2}', '{1,1}', '{ack,NULL}')`, 'PD008', 'outcomes'],
+    ['settle_arrays null id', `select jobs.settle_arrays('{1,NULL}', '{1,1}', '{ack,nack}')`, 'PD008', 'outcomes'],
+    ['settle_arrays null attempt', `select jobs.settle_arrays('{1,2}', '{NULL,1}', '{ack,fail}')`, 'PD008', 'outcomes'],
+    ['settle_arrays bad outcome', `select jobs.settle_arrays('{1}', '{1}', '{done}')`, 'PD008', 'outcomes'],
   ];
   it.each(cases)('%s', async (_name, text, code, field) => {
     const error = await sqlError(text);
