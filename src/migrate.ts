@@ -6,7 +6,9 @@ import { type Migration, migrations } from './generated/sql.js';
 const LOCK_ID = 7_360_372_011;
 
 // checksum: the SHA-256 of the migration's text (null in databases migrated
-// before pgdrain recorded it; the next migrate() fills it in).
+// before pgdrain recorded it; the next migrate() fills it in). The column is
+// added only where it is missing: an ALTER on every run would take the
+// table's strongest lock and need its owner each time.
 const bootstrap = `create schema if not exists jobs;
 create table if not exists jobs.migration (
   version    integer primary key,
@@ -14,7 +16,12 @@ create table if not exists jobs.migration (
   applied_at timestamptz not null default now(),
   checksum   text
 );
-alter table jobs.migration add column if not exists checksum text;`;
+do $$ begin
+  if not exists (select 1 from pg_attribute
+                 where attrelid = 'jobs.migration'::regclass and attname = 'checksum' and not attisdropped) then
+    alter table jobs.migration add column checksum text;
+  end if;
+end $$;`;
 
 /** The highest migration version this build knows. */
 export const latestVersion = migrations.length;

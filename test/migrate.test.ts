@@ -142,13 +142,12 @@ describe('migrate()', () => {
     expect(after.map((r) => r.checksum)).toEqual(migrations.map(() => null));
   });
 
-  it('fills in the checksums of a database migrated before they were recorded', async () => {
+  it('adds and fills in the checksums of a database migrated before they were recorded', async () => {
     const { url } = await emptyDb();
-    await withClient(url, (c) => c.query(
-      migrationSql().replace(/, checksum\) values \((\d+), '(\w+)', '[0-9a-f]{64}'\)/g, ') values ($1, \'$2\')')));
-    expect((await recorded(url)).map((r) => r.checksum)).toEqual(migrations.map(() => null));
     const driver = pgDriver(url);
     try {
+      await migrate(driver);
+      await driver.query('alter table jobs.migration drop column checksum');
       expect(await migrate(driver)).toEqual([]);
       expect(await recorded(url)).toEqual(shipped);
     } finally {
