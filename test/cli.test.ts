@@ -4,6 +4,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { pgliteDriver } from '../src/db/pglite.js';
+import { migrate } from '../src/migrate.js';
 import { emptyDb, testDb } from './support/db.js';
 import { freePort } from './support/postgres.js';
 
@@ -268,5 +270,20 @@ describe('embedded database (no DSN, no DATABASE_URL)', () => {
     // The test database saw none of it.
     expect(await sql('select (select count(*) from jobs.job_queue) + (select count(*) from jobs.job) as n'))
       .toEqual([{ n: '0' }]);
+  }, 180_000);
+
+  it('an embedded database migrated by another build is refused, naming the directory to remove', async () => {
+    const data = mkdtempSync(join(dir, 'embedded-'));
+    const driver = await pgliteDriver(data);
+    try {
+      await migrate(driver);
+      await driver.query(`update jobs.migration set checksum = repeat('0', 64) where version = 1`);
+    } finally {
+      await driver.close();
+    }
+    const r = await cli(['publish', 'demo.x', '{}'], { db: null, env: { PGDRAIN_DATA_DIR: data }, timeout: 120_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('database has migration 1 with checksum 000000000000');
+    expect(r.stderr).toContain(`the embedded database is ${data}: remove that directory to start over`);
   }, 180_000);
 });

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { Driver } from '../db/driver.js';
 import { pgDriver } from '../db/pg.js';
+import { PgDrainError } from '../errors.js';
 
 export interface Connection {
   driver: Driver;
@@ -27,6 +28,14 @@ export async function connect(dsn: string | undefined, log: (line: string) => vo
   const { pgliteDriver } = await import('../db/pglite.js');
   const driver = await pgliteDriver(dir);
   const { migrate } = await import('../migrate.js');
-  await migrate(driver);
+  try {
+    await migrate(driver);
+  } catch (error) {
+    await driver.close();
+    // Nobody migrates this database but pgdrain: say where it is to start over.
+    if (!(error instanceof PgDrainError) || error.code !== 'migration_failed') throw error;
+    throw new PgDrainError('migration_failed',
+      `${error.message} (the embedded database is ${dir}: remove that directory to start over)`, { cause: error });
+  }
   return { driver, embeddedDir: dir };
 }
