@@ -18,10 +18,10 @@ import { createQueue } from '../src/index.js';
 import type { BenchServer } from './server.js';
 import { fmtInt, median, now, table } from './stats.js';
 
-const BACKLOG = 20_000;
-const WINDOW_S = 30;
+export const BACKLOG = 20_000;
+export const WINDOW_S = 30;
 const WARMUP_WINDOWS = 2; // the first minute
-const DRAINS = 4;
+export const DRAINS = 4;
 
 interface Window {
   atS: number;
@@ -52,7 +52,7 @@ interface CpuTimes { all: number; idle: number; steal: number }
 type Counter = 'dead' | 'live' | 'heap' | 'idx' | 'history' | 'av' | 'hv' | 'ck' | 'wal' | 'rd' | 'bw';
 
 /** The machine's CPU counters (jiffies): all, idle (with iowait), steal. */
-function cpuTimes(): CpuTimes {
+export function cpuTimes(): CpuTimes {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   return { all: f.reduce((a, b) => a + b, 0), idle: (f[3] ?? 0) + (f[4] ?? 0), steal: f[7] ?? 0 };
 }
@@ -75,6 +75,40 @@ async function sample(server: BenchServer, admin: pg.Client): Promise<Record<Cou
      from pg_stat_user_tables q where q.relid = 'jobs.job_queue'::regclass`);
   const numbers = Object.fromEntries(Object.entries(rows[0]!).map(([k, v]) => [k, Number(v)])) as Record<Counter, number>;
   return { ...numbers, cpu, serverMs, nodeMs };
+}
+
+/**
+ * The summary lines on how steady a soak ran, from its full windows: the
+ * target's measure, jobs per minute after the first minute (the backlog fills
+ * from nothing and the caches warm up; a 30 s window can hold one vacuum or a
+ * checkpoint's burst of full-page writes or not, a minute about the same
+ * share of each), the server's CPU per job in those minutes, and the spread
+ * of the windows themselves.
+ */
+export function steadiness(full: readonly Pick<Window, 'jobs' | 'jobsPerSec' | 'serverUsPerJob'>[]): string[] {
+  const rates = full.map((w) => w.jobsPerSec);
+  const mid = median(rates);
+  const worst = Math.max(...rates.map((x) => Math.abs(x - mid) / mid));
+  const pairs = full.slice(WARMUP_WINDOWS).flatMap((w, i, ws) => i % 2 === 1 ? [[ws[i - 1]!, w] as const] : []);
+  const minutes = pairs.map(([a, b]) => (a.jobsPerSec + b.jobsPerSec) / 2);
+  const costs = pairs.map(([a, b]) => (a.serverUsPerJob * a.jobs + b.serverUsPerJob * b.jobs) / (a.jobs + b.jobs));
+  const costMid = median(costs);
+  const perMinute = minutes.length ? minutes : rates;
+  const minuteMid = median(perMinute);
+  const below = (minuteMid - Math.min(...perMinute)) / minuteMid;
+  const above = (Math.max(...perMinute) - minuteMid) / minuteMid;
+  return [
+    `- throughput per minute after the first: median ${fmtInt(minuteMid)} jobs/s over ${perMinute.length} minutes; `
+      + `min ${fmtInt(Math.min(...perMinute))} (-${(below * 100).toFixed(1)}%), max ${fmtInt(Math.max(...perMinute))} (+${(above * 100).toFixed(1)}%) `
+      + `(target: within 10%)`,
+    costs.length
+      ? `- server CPU per job per minute after the first: median ${costMid.toFixed(1)} µs; min ${Math.min(...costs).toFixed(1)} `
+        + `(-${((costMid - Math.min(...costs)) / costMid * 100).toFixed(1)}%), max ${Math.max(...costs).toFixed(1)} `
+        + `(+${((Math.max(...costs) - costMid) / costMid * 100).toFixed(1)}%)`
+      : '- server CPU per job: the soak was too short for a minute after the first',
+    `- throughput per ${WINDOW_S} s window, all of them: median ${fmtInt(mid)} jobs/s over ${rates.length} windows; min ${fmtInt(Math.min(...rates))}, `
+      + `max ${fmtInt(Math.max(...rates))}; largest deviation from the median ${(worst * 100).toFixed(1)}%`,
+  ];
 }
 
 export async function soak(server: BenchServer, seconds: number, progress: (line: string) => void): Promise<string> {
@@ -155,22 +189,6 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     await queue.close();
   }
   const full = windows.filter((w, i) => i < windows.length - 1 || windows.length === 1); // the last window may be short
-  const rates = full.map((w) => w.jobsPerSec);
-  const mid = median(rates);
-  const worst = Math.max(...rates.map((x) => Math.abs(x - mid) / mid));
-  // The target's measure: jobs per minute, after the first minute (the backlog
-  // fills from nothing and the caches warm up). A 30 s window can hold one
-  // vacuum or a checkpoint's burst of full-page writes or not; a minute holds
-  // about the same share of each.
-  const pairs = full.slice(WARMUP_WINDOWS).flatMap((w, i, ws) => i % 2 === 1 ? [[ws[i - 1]!, w] as const] : []);
-  const minutes = pairs.map(([a, b]) => (a.jobsPerSec + b.jobsPerSec) / 2);
-  // Server CPU per job in each of those minutes, and its spread around the median.
-  const costs = pairs.map(([a, b]) => (a.serverUsPerJob * a.jobs + b.serverUsPerJob * b.jobs) / (a.jobs + b.jobs));
-  const costMid = median(costs);
-  const perMinute = minutes.length ? minutes : rates;
-  const minuteMid = median(perMinute);
-  const below = (minuteMid - Math.min(...perMinute)) / minuteMid;
-  const above = (Math.max(...perMinute) - minuteMid) / minuteMid;
   const half = Math.floor(full.length / 2);
   const deadFirst = Math.max(...full.slice(0, half || 1).map((w) => w.deadQueue));
   const deadSecond = Math.max(...full.slice(half).map((w) => w.deadQueue));
@@ -184,16 +202,7 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
         w.walMiB.toFixed(0), `${w.queueVacuumS}, ${w.historyVacuumS}`, `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`,
         w.serverUsPerJob.toFixed(1), w.nodeUsPerJob.toFixed(1)])),
     '',
-    `- throughput per minute after the first: median ${fmtInt(minuteMid)} jobs/s over ${perMinute.length} minutes; `
-      + `min ${fmtInt(Math.min(...perMinute))} (-${(below * 100).toFixed(1)}%), max ${fmtInt(Math.max(...perMinute))} (+${(above * 100).toFixed(1)}%) `
-      + `(target: within 10%)`,
-    costs.length
-      ? `- server CPU per job per minute after the first: median ${costMid.toFixed(1)} µs; min ${Math.min(...costs).toFixed(1)} `
-        + `(-${((costMid - Math.min(...costs)) / costMid * 100).toFixed(1)}%), max ${Math.max(...costs).toFixed(1)} `
-        + `(+${((Math.max(...costs) - costMid) / costMid * 100).toFixed(1)}%)`
-      : '- server CPU per job: the soak was too short for a minute after the first',
-    `- throughput per ${WINDOW_S} s window, all of them: median ${fmtInt(mid)} jobs/s over ${rates.length} windows; min ${fmtInt(Math.min(...rates))}, `
-      + `max ${fmtInt(Math.max(...rates))}; largest deviation from the median ${(worst * 100).toFixed(1)}%`,
+    ...steadiness(full),
     `- dead tuples in jobs.job_queue: max ${fmtInt(deadFirst)} in the first half, ${fmtInt(deadSecond)} in the second half`,
     `- published ${fmtInt(published)}, handled ${fmtInt(handled)}`,
   ].join('\n');

@@ -7,7 +7,7 @@
 import pg from 'pg';
 import { BATCH, chunks, DRAINERS, expectCount, type System } from './system.js';
 
-const SCHEMA = `
+export const SCHEMA = `
 create schema if not exists floor;
 create table if not exists floor.job (
   id          bigint generated always as identity primary key,
@@ -28,7 +28,7 @@ create table if not exists floor.job_done (
 create index if not exists job_done_ended_idx on floor.job_done (ended_at);`;
 
 const DELETE = 'delete from floor.job where id = any($1::bigint[])';
-const MOVE = `
+export const MOVE = `
 with done as (delete from floor.job where id = any($1::bigint[]) returning id, task, body)
 insert into floor.job_done (id, task, body, status, ended_at) select id, task, body, 'success', now() from done`;
 
@@ -36,7 +36,7 @@ insert into floor.job_done (id, task, body, status, ended_at) select id, task, b
 // each: written as a join (UPDATE ... FROM (subquery)), the planner hashes
 // the batch and scans the whole table for every claim once it holds ~20,000
 // rows, and the floor stops being one.
-const CLAIM = `
+export const CLAIM = `
 update floor.job j set lease_until = now() + interval '60 seconds'
 where j.id = any(array(select id from floor.job
                        where lease_until is null and run_at <= now()
