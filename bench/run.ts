@@ -1,5 +1,5 @@
 // npm run bench [-- --rounds 3 --sizes 20000,100000 --only throughput,scale,cost]
-// npm run bench -- --soak 600 [--control]   (--control: floor+history soaks after it, as long)
+// npm run bench -- --soak 600 [--control floor|floor+history]   (the control soaks after it, as long)
 //
 // Starts a fresh, durable PostgreSQL (fsync and synchronous_commit on), then
 // measures. It is a benchmark, not a test: it prints numbers and asserts
@@ -33,7 +33,7 @@ const { values } = parseArgs({
     only: { type: 'string', default: SECTIONS.join(',') },
     systems: { type: 'string', default: Object.keys(FACTORIES).join(',') },
     soak: { type: 'string' },
-    control: { type: 'boolean', default: false },
+    control: { type: 'string' },
   },
   strict: true,
 });
@@ -55,7 +55,8 @@ const only = new Set(values.only.split(',').map((s) => oneOf<Section>('only', s,
 const systemNames = values.systems.split(',').map((s) => oneOf('systems', s, Object.keys(FACTORIES)));
 if (!systemNames.includes('floor')) throw new Error('--systems: must include floor (ratios are to the floor)');
 const soakSeconds = values.soak === undefined ? undefined : positiveInt('soak', values.soak);
-if (values.control && soakSeconds === undefined) throw new Error('--control: only with --soak (it follows the soak, for as long)');
+const control = values.control === undefined ? undefined : oneOf('control', values.control, ['floor', 'floor+history'] as const);
+if (control && soakSeconds === undefined) throw new Error('--control: only with --soak (it follows the soak, for as long)');
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const note = (line: string) => process.stderr.write(`${line}\n`);
@@ -82,9 +83,9 @@ try {
     const { soak } = await import('./soak.js');
     out(await soak(server, soakSeconds, note));
     out();
-    if (values.control) {
+    if (control) {
       const { soakControl } = await import('./soak-control.js');
-      out(await soakControl(server, soakSeconds, note));
+      out(await soakControl(server, soakSeconds, control === 'floor+history', note));
       out();
     }
   } else {

@@ -1,17 +1,20 @@
-// npm run bench -- --soak 600 --control: after pgdrain's soak, the same load
-// on floor+history for as long, as a control. A producer keeps about BACKLOG
-// jobs pending (INSERT ... unnest of 1,000), four loops claim 500 and move
-// them to the history table, back to back. What the control's own minutes
-// spread by is what this machine lends any queue; pgdrain's spread beyond
-// it is pgdrain's.
+// npm run bench -- --soak 600 --control floor+history (or floor): after
+// pgdrain's soak, the same load on the floor for as long, as a control. A
+// producer keeps about BACKLOG jobs pending (INSERT ... unnest of 1,000);
+// four loops claim 500 and delete them (floor) or move them to the history
+// table (floor+history), back to back. It answers two questions the
+// throughput rounds (a backlog drained from full) cannot: how fast the least
+// a SKIP LOCKED queue does runs under steady load, with dead tuples and
+// vacuum in play, and how steady.
 import pg from 'pg';
 import type { BenchServer } from './server.js';
 import { BACKLOG, cpuTimes, DRAINS, steadiness, WINDOW_S } from './soak.js';
 import { fmtInt, now, table } from './stats.js';
-import { CLAIM, MOVE, SCHEMA } from './systems/floor.js';
+import { CLAIM, DELETE, MOVE, SCHEMA } from './systems/floor.js';
 import { BATCH } from './systems/system.js';
 
-export async function soakControl(server: BenchServer, seconds: number, progress: (line: string) => void): Promise<string> {
+export async function soakControl(server: BenchServer, seconds: number, history: boolean, progress: (line: string) => void): Promise<string> {
+  const name = history ? 'floor+history' : 'floor';
   const pool = new pg.Pool({ connectionString: server.url, max: DRAINS + 2 });
   await pool.query(SCHEMA);
   // pgdrain's soak left millions of rows: emptied, nothing of it is vacuumed meanwhile.
@@ -40,7 +43,7 @@ export async function soakControl(server: BenchServer, seconds: number, progress
           await new Promise((r) => setTimeout(r, 10));
           continue;
         }
-        await client.query(MOVE, [rows.map((r) => r.id)]);
+        await client.query(history ? MOVE : DELETE, [rows.map((r) => r.id)]);
         handled += rows.length;
       }
     } finally {
@@ -62,7 +65,7 @@ export async function soakControl(server: BenchServer, seconds: number, progress
                   serverUsPerJob: (cur.serverMs - last.serverMs) * 1000 / jobs, dead: Number(rows[0]!.dead),
                   busyPct: 100 * (1 - (cur.cpu.idle - last.cpu.idle) / jiffies), stealPct: 100 * (cur.cpu.steal - last.cpu.steal) / jiffies };
       windows.push(w);
-      progress(`  control ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, floor.job dead ${fmtInt(w.dead)}, cpu busy ${w.busyPct.toFixed(0)}% `
+      progress(`  ${name} ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, floor.job dead ${fmtInt(w.dead)}, cpu busy ${w.busyPct.toFixed(0)}% `
         + `steal ${w.stealPct.toFixed(1)}%, server CPU per job ${w.serverUsPerJob.toFixed(1)} µs`);
       last = cur;
     }
@@ -74,7 +77,7 @@ export async function soakControl(server: BenchServer, seconds: number, progress
   }
   const full = windows.filter((w, i) => i < windows.length - 1 || windows.length === 1);
   return [
-    `## Control soak: floor+history, ${seconds} s, ${DRAINS} loops of batch ${BATCH}, backlog kept near ${fmtInt(BACKLOG)}`,
+    `## Control soak: ${name}, ${seconds} s, ${DRAINS} loops of batch ${BATCH}, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
     table(['t (s)', 'jobs/s', 'floor.job dead tuples', 'CPU busy', 'CPU steal', 'server CPU µs per job'],
       windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.dead), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`,

@@ -27,7 +27,7 @@ create table if not exists floor.job_done (
 );
 create index if not exists job_done_ended_idx on floor.job_done (ended_at);`;
 
-const DELETE = 'delete from floor.job where id = any($1::bigint[])';
+export const DELETE = 'delete from floor.job where id = any($1::bigint[])';
 export const MOVE = `
 with done as (delete from floor.job where id = any($1::bigint[]) returning id, task, body)
 insert into floor.job_done (id, task, body, status, ended_at) select id, task, body, 'success', now() from done`;
