@@ -1,5 +1,5 @@
 // npm run bench [-- --rounds 3 --sizes 20000,100000 --only throughput,scale,cost]
-// npm run bench -- --soak 600 [--control floor|floor+history]   (the control soaks after it, as long)
+// npm run bench -- --soak 600 [--control floor|floor+history|graphile-worker]   (soaks after pgdrain, as long)
 //
 // Starts a fresh, durable PostgreSQL (fsync and synchronous_commit on), then
 // measures. It is a benchmark, not a test: it prints numbers and asserts
@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { cliCosts, emptyDrain, roundTrips, statementsPerJob } from './cost.js';
 import { scale, scaleTable, writePlans } from './scale.js';
 import { startBenchServer } from './server.js';
+import { CONTROLS, soakControl } from './soak-control.js';
 import { fmtInt } from './stats.js';
 import { floorSystem } from './systems/floor.js';
 import { graphileSystem, GRAPHILE_CONCURRENCY } from './systems/graphile.js';
@@ -55,7 +56,7 @@ const only = new Set(values.only.split(',').map((s) => oneOf<Section>('only', s,
 const systemNames = values.systems.split(',').map((s) => oneOf('systems', s, Object.keys(FACTORIES)));
 if (!systemNames.includes('floor')) throw new Error('--systems: must include floor (ratios are to the floor)');
 const soakSeconds = values.soak === undefined ? undefined : positiveInt('soak', values.soak);
-const control = values.control === undefined ? undefined : oneOf('control', values.control, ['floor', 'floor+history'] as const);
+const control = values.control === undefined ? undefined : oneOf('control', values.control, CONTROLS);
 if (control && soakSeconds === undefined) throw new Error('--control: only with --soak (it follows the soak, for as long)');
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
@@ -84,8 +85,7 @@ try {
     out(await soak(server, soakSeconds, note));
     out();
     if (control) {
-      const { soakControl } = await import('./soak-control.js');
-      out(await soakControl(server, soakSeconds, control === 'floor+history', note));
+      out(await soakControl(server, soakSeconds, control, note));
       out();
     }
   } else {
