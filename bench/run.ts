@@ -11,6 +11,7 @@ import { cliCosts, emptyDrain, roundTrips, statementsPerJob } from './cost.js';
 import { scale, scaleTable, writePlans } from './scale.js';
 import { startBenchServer } from './server.js';
 import { CONTROLS, soakControl } from './soak-control.js';
+import { soak } from './soak.js';
 import { fmtInt } from './stats.js';
 import { floorSystem } from './systems/floor.js';
 import { graphileSystem, GRAPHILE_CONCURRENCY } from './systems/graphile.js';
@@ -81,7 +82,6 @@ try {
   out();
 
   if (soakSeconds !== undefined) {
-    const { soak } = await import('./soak.js');
     out(await soak(server, soakSeconds, note));
     out();
     if (control) {
