@@ -106,12 +106,11 @@ export async function soakControl(server: BenchServer, seconds: number, name: Co
       published += 1000;
     }
   })();
-  await load.start((n) => { handled += n; });
-
   const windows: { atS: number; jobs: number; jobsPerSec: number; serverUsPerJob: number; busyPct: number; stealPct: number }[] = [];
-  const started = now();
-  let last = { at: started, handled: 0, cpu: cpuTimes(), serverMs: server.cpuMs() };
   try {
+    await load.start((n) => { handled += n; });
+    const started = now();
+    let last = { at: started, handled: 0, cpu: cpuTimes(), serverMs: server.cpuMs() };
     while (Date.now() < endAt) {
       await new Promise((r) => setTimeout(r, Math.min(WINDOW_S * 1000, endAt - Date.now())));
       const cur = { at: now(), handled, cpu: cpuTimes(), serverMs: server.cpuMs() };
