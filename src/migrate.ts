@@ -88,13 +88,12 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
 interface AppliedRow { version: number; name: string; checksum: string | null }
 
 function checkApplied(row: AppliedRow, m: Migration): void {
-  const file = `${String(m.version).padStart(4, '0')}_${m.name}.sql`;
   const differs = row.name !== m.name ? `name ${row.name}`
     : row.checksum !== null && row.checksum !== m.checksum ? `checksum ${row.checksum.slice(0, 12)}`
     : undefined;
   if (differs === undefined) return;
   throw new PgDrainError('migration_failed',
-    `database has migration ${m.version} with ${differs}, not this pgdrain's ${file} ` +
+    `database has migration ${m.version} with ${differs}, not this pgdrain's ${m.file} ` +
     `(checksum ${m.checksum.slice(0, 12)}): it was migrated by a pre-release build whose migrations changed ` +
     `since; migrate a new database, or drop schema jobs and migrate again`);
 }
@@ -106,7 +105,7 @@ function checkApplied(row: AppliedRow, m: Migration): void {
  */
 export function migrationSql(): string {
   const parts = migrations.map((m) =>
-    `-- ${String(m.version).padStart(4, '0')}_${m.name}.sql\n${m.sql.trim()}\n` +
+    `-- ${m.file}\n${m.sql.trim()}\n` +
     `insert into jobs.migration (version, name, checksum) values (${m.version}, '${m.name}', '${m.checksum}');\n`);
   return `begin;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${bootstrap}\n\n${parts.join('\n')}commit;\n`;
 }
