@@ -1,12 +1,10 @@
 import { watchCancels } from './cancel-watch.js';
 import type { Driver, Queryable } from './db/driver.js';
-import { isTransactional, runTransactional } from './define-task.js';
 import { translateError } from './errors.js';
-import { DrainJobContext, LazySignal } from './job-context.js';
-import { resultJson } from './json-text.js';
+import { LazySignal } from './job-context.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
+import { runHandler } from './run-handler.js';
 import { outcomeArrays, Settler, type Outcome, type SettleCounts } from './settler.js';
-import { resolveHandler } from './tasks.js';
 import { Timeouts } from './timeouts.js';
 import type { DrainReport, FailedJob, Job, Json, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
@@ -155,7 +153,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     };
     running.set(job.id, entry);
     timeouts.at(end, expire);
-    void run(job, deps, publish, signal, settler).then((outcome) => entry.finish(outcome));
+    void runHandler(job, deps, publish, signal, settler).then((outcome) => entry.finish(outcome));
   };
 
   const stopWatching = watchCancels(deps.db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
@@ -254,46 +252,6 @@ async function windDown(running: Map<string, Running>, graceMs: number | undefin
   while (running.size > 0 && !graceOver) await changed();
   clearTimeout(timer);
   hardSignal?.removeEventListener('abort', giveBack);
-}
-
-/**
- * Runs one handler and turns whatever happens into an outcome; null when a
- * transactional handler already settled its job (counted into settler).
- */
-async function run(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], signal: LazySignal,
-                   settler: Settler): Promise<Outcome | null> {
-  const { id, attempt } = job;
-  const handler = resolveHandler(deps.tasks, job.task);
-  if (!handler) {
-    return { id, attempt, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
-  }
-  const ctx = new DrainJobContext(job, signal, publish);
-  const began = Date.now();
-  try {
-    if (isTransactional(handler)) {
-      if (!('transaction' in deps.db)) throw new TypeError('a transactional task needs a driver with transactions');
-      settler.count(await runTransactional(deps.db, handler, job, ctx));
-      return null;
-    }
-    const result = resultJson(await handler(job.body, ctx));
-    return { id, attempt, outcome: 'ack', result, ms: Date.now() - began };
-  } catch (error) {
-    return { id, attempt, outcome: 'nack', error: describe(error) };
-  }
-}
-
-function describe(error: unknown): string {
-  // PostgreSQL text cannot hold NUL: one in an error would fail the whole batch's settle.
-  return describeRaw(error).replaceAll('\0', '\\0');
-}
-
-function describeRaw(error: unknown): string {
-  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
-  try {
-    return `non-Error thrown: ${JSON.stringify(error)}`;
-  } catch {
-    return `non-Error thrown: ${String(error)}`;
-  }
 }
 
 function toJob(c: ClaimedColumns, i: number, queue: string, now: number): Job {

@@ -1,0 +1,49 @@
+// One job's handler, run: whatever it returns, throws or rejects with
+// becomes the outcome drain() settles.
+import { isTransactional, runTransactional } from './define-task.js';
+import type { DrainDeps } from './drain.js';
+import { DrainJobContext, type LazySignal } from './job-context.js';
+import { resultJson } from './json-text.js';
+import type { Outcome, Settler } from './settler.js';
+import { resolveHandler } from './tasks.js';
+import type { Job } from './types.js';
+
+/**
+ * Runs one handler and turns whatever happens into an outcome; null when a
+ * transactional handler already settled its job (counted into settler).
+ */
+export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], signal: LazySignal,
+                                 settler: Settler): Promise<Outcome | null> {
+  const { id, attempt } = job;
+  const handler = resolveHandler(deps.tasks, job.task);
+  if (!handler) {
+    return { id, attempt, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
+  }
+  const ctx = new DrainJobContext(job, signal, publish);
+  const began = Date.now();
+  try {
+    if (isTransactional(handler)) {
+      if (!('transaction' in deps.db)) throw new TypeError('a transactional task needs a driver with transactions');
+      settler.count(await runTransactional(deps.db, handler, job, ctx));
+      return null;
+    }
+    const result = resultJson(await handler(job.body, ctx));
+    return { id, attempt, outcome: 'ack', result, ms: Date.now() - began };
+  } catch (error) {
+    return { id, attempt, outcome: 'nack', error: describe(error) };
+  }
+}
+
+function describe(error: unknown): string {
+  // PostgreSQL text cannot hold NUL: one in an error would fail the whole batch's settle.
+  return describeRaw(error).replaceAll('\0', '\\0');
+}
+
+function describeRaw(error: unknown): string {
+  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
+  try {
+    return `non-Error thrown: ${JSON.stringify(error)}`;
+  } catch {
+    return `non-Error thrown: ${String(error)}`;
+  }
+}
