@@ -1,5 +1,6 @@
 // npm run bench [-- --rounds 3 --sizes 20000,100000 --only throughput,scale,cost]
 // npm run bench -- --soak 600 [--control floor|floor+history|graphile-worker]   (soaks after pgdrain, as long)
+// npm run bench -- --steady 60 [--rounds 5 --systems pgdrain,floor,graphile-worker]   (steady load, interleaved turns)
 //
 // Starts a fresh, durable PostgreSQL (fsync and synchronous_commit on), then
 // measures. It is a benchmark, not a test: it prints numbers and asserts
@@ -10,8 +11,10 @@ import { parseArgs } from 'node:util';
 import { cliCosts, emptyDrain, roundTrips, statementsPerJob } from './cost.js';
 import { scale, scaleTable, writePlans } from './scale.js';
 import { startBenchServer } from './server.js';
+import { LOADS } from './loads.js';
 import { CONTROLS, soakControl } from './soak-control.js';
 import { soak } from './soak.js';
+import { steadyRounds } from './steady.js';
 import { fmtInt } from './stats.js';
 import { floorSystem } from './systems/floor.js';
 import { graphileSystem, GRAPHILE_CONCURRENCY } from './systems/graphile.js';
@@ -26,16 +29,20 @@ type Section = (typeof SECTIONS)[number];
 const FACTORIES: Record<string, (url: string) => Promise<System>> = {
   floor: floorSystem, 'floor+history': (url) => floorSystem(url, { history: true }),
   pgdrain: pgdrainSystem, 'graphile-worker': graphileSystem, 'pg-boss': pgbossSystem,
+  // Not in the default run: graphile-worker with two runners.
+  'graphile-worker-2': (url) => graphileSystem(url, { runners: 2 }),
 };
+const DEFAULT_SYSTEMS = ['floor', 'floor+history', 'pgdrain', 'graphile-worker', 'pg-boss'];
 
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
     sizes: { type: 'string', default: '20000,100000' },
     only: { type: 'string', default: SECTIONS.join(',') },
-    systems: { type: 'string', default: Object.keys(FACTORIES).join(',') },
+    systems: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
     soak: { type: 'string' },
     control: { type: 'string' },
+    steady: { type: 'string' },
   },
   strict: true,
 });
@@ -55,10 +62,15 @@ const rounds = positiveInt('rounds', values.rounds);
 const sizes = values.sizes.split(',').map((s) => positiveInt('sizes', s));
 const only = new Set(values.only.split(',').map((s) => oneOf<Section>('only', s, SECTIONS)));
 const systemNames = values.systems.split(',').map((s) => oneOf('systems', s, Object.keys(FACTORIES)));
-if (!systemNames.includes('floor')) throw new Error('--systems: must include floor (ratios are to the floor)');
 const soakSeconds = values.soak === undefined ? undefined : positiveInt('soak', values.soak);
 const control = values.control === undefined ? undefined : oneOf('control', values.control, CONTROLS);
 if (control && soakSeconds === undefined) throw new Error('--control: only with --soak (it follows the soak, for as long)');
+const steadySeconds = values.steady === undefined ? undefined : positiveInt('steady', values.steady);
+if (steadySeconds !== undefined && soakSeconds !== undefined) throw new Error('--steady: not with --soak (run them one at a time)');
+if (steadySeconds === undefined && !systemNames.includes('floor')) throw new Error('--systems: must include floor (ratios are to the floor)');
+// Steady rounds run the systems that have a steady load: by default pgdrain, the floor and graphile-worker.
+const steadyNames = values.systems === DEFAULT_SYSTEMS.join(',') ? (['pgdrain', 'floor', 'graphile-worker'] as const)
+  : systemNames.map((s) => oneOf('systems', s, LOADS));
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const note = (line: string) => process.stderr.write(`${line}\n`);
@@ -81,7 +93,10 @@ try {
   out(`- settings: ${Object.entries(server.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`);
   out();
 
-  if (soakSeconds !== undefined) {
+  if (steadySeconds !== undefined) {
+    out(await steadyRounds(server, steadyNames, rounds, steadySeconds, note));
+    out();
+  } else if (soakSeconds !== undefined) {
     out(await soak(server, soakSeconds, note));
     out();
     if (control) {

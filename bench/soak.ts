@@ -14,14 +14,15 @@
 // the soak keeps the CPU busy, so throughput is what that CPU buys.
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { createQueue } from '../src/index.js';
+import { openLoad, produce } from './loads.js';
 import type { BenchServer } from './server.js';
 import { fmtInt, median, now, table } from './stats.js';
+import { DRAINERS } from './systems/system.js';
 
 export const BACKLOG = 20_000;
 export const WINDOW_S = 30;
 const WARMUP_WINDOWS = 2; // the first minute
-export const DRAINS = 4;
+
 
 interface Window {
   atS: number;
@@ -112,29 +113,14 @@ export function steadiness(full: readonly Pick<Window, 'jobs' | 'jobsPerSec' | '
 }
 
 export async function soak(server: BenchServer, seconds: number, progress: (line: string) => void): Promise<string> {
-  let handled = 0;
-  let published = 0;
-  const queue = createQueue({ connectionString: server.url, tasks: { noop: async () => { handled++; } } });
-  await queue.migrate();
+  const load = await openLoad('pgdrain', server.url);
+  const counts = { published: 0, handled: 0 };
   const admin = new pg.Client({ connectionString: server.url });
   await admin.connect();
   const endAt = Date.now() + seconds * 1000;
   let stop = false;
-
-  const producer = (async () => {
-    while (!stop) {
-      if (published - handled >= BACKLOG) {
-        await new Promise((r) => setTimeout(r, 20));
-        continue;
-      }
-      // A 5 s timeout: a drain claims only jobs whose timeout fits its 10 s budget.
-      await queue.publishBulk(Array.from({ length: 1000 }, (_, i) => ({ task: 'noop', body: { i: published + i }, timeoutSeconds: 5 })));
-      published += 1000;
-    }
-  })();
-  const consumers = Array.from({ length: DRAINS }, async () => {
-    while (!stop && Date.now() < endAt - 1000) await queue.drain(500, Math.min(endAt, Date.now() + 10_000));
-  });
+  const producer = produce(load, counts, BACKLOG);
+  await load.start((n) => { counts.handled += n; });
 
   // Which maintenance runs, once a second: its CPU is part of what a job costs.
   const running = { queue: 0, history: 0 };
@@ -159,9 +145,9 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
       await new Promise((r) => setTimeout(r, Math.min(WINDOW_S * 1000, endAt - Date.now())));
       const t = now();
       const cur = await sample(server, admin);
-      const jobs = handled - lastHandled || 1;
+      const jobs = counts.handled - lastHandled || 1;
       const jiffies = cur.cpu.all - last.cpu.all || 1;
-      const w = { atS: (t - started) / 1000, jobs, jobsPerSec: (handled - lastHandled) / ((t - lastAt) / 1000),
+      const w = { atS: (t - started) / 1000, jobs, jobsPerSec: (counts.handled - lastHandled) / ((t - lastAt) / 1000),
                   queueVacuumS: running.queue, historyVacuumS: running.history,
                   serverUsPerJob: (cur.serverMs - last.serverMs) * 1000 / jobs, nodeUsPerJob: (cur.nodeMs - last.nodeMs) * 1000 / jobs,
                   deadQueue: cur.dead, liveQueue: cur.live, heapMiB: cur.heap / 2 ** 20, indexMiB: cur.idx / 2 ** 20,
@@ -177,23 +163,23 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
         + `CPU per job: server ${w.serverUsPerJob.toFixed(1)} µs, node ${w.nodeUsPerJob.toFixed(1)} µs`);
       running.queue = running.history = 0;
       last = cur;
-      lastHandled = handled;
+      lastHandled = counts.handled;
       lastAt = t;
     }
   } finally {
     stop = true;
     await watcher;
-    await producer;
-    await Promise.all(consumers);
+    await producer.stop();
+    await load.pause();
+    await load.close();
     await admin.end();
-    await queue.close();
   }
   const full = windows.filter((w, i) => i < windows.length - 1 || windows.length === 1); // the last window may be short
   const half = Math.floor(full.length / 2);
   const deadFirst = Math.max(...full.slice(0, half || 1).map((w) => w.deadQueue));
   const deadSecond = Math.max(...full.slice(half).map((w) => w.deadQueue));
   return [
-    `## Soak: ${seconds} s, ${DRAINS} drains of batch 500, backlog kept near ${fmtInt(BACKLOG)}`,
+    `## Soak: ${seconds} s, ${DRAINERS} drains of batch 500, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
     table(['t (s)', 'jobs/s', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (heap + indexes)', 'job_queue blocks read', 'backend writes', 'jobs.job rows', 'autovacuums',
       'jobs.job vacuums', 'checkpoints', 'WAL MiB', 'vacuum/analyze running (s): job_queue, jobs.job', 'CPU busy', 'CPU steal', 'server CPU µs per job', 'node CPU µs per job'],
@@ -204,6 +190,6 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     '',
     ...steadiness(full),
     `- dead tuples in jobs.job_queue: max ${fmtInt(deadFirst)} in the first half, ${fmtInt(deadSecond)} in the second half`,
-    `- published ${fmtInt(published)}, handled ${fmtInt(handled)}`,
+    `- published ${fmtInt(counts.published)}, handled ${fmtInt(counts.handled)}`,
   ].join('\n');
 }

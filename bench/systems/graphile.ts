@@ -2,8 +2,9 @@
 // jobs: a local queue of 500 jobs per fetch, completions batched with
 // completeJobBatchDelay 0 (and failJobBatchDelay 0). Enqueued with addJobs
 // (one add_jobs call per chunk); drained by one runner started after the
-// enqueue, as a worker process would be. graphile-worker deletes completed
-// jobs: it keeps no history.
+// enqueue, as a worker process would be (`--systems ...,graphile-worker-2`:
+// two runners, in this process as pgdrain's four drains are).
+// graphile-worker deletes completed jobs: it keeps no history.
 import { Logger, makeWorkerUtils, run, runMigrations, type WorkerUtils } from 'graphile-worker';
 import pg from 'pg';
 import { chunks, expectCount, until, type System } from './system.js';
@@ -12,14 +13,14 @@ import { chunks, expectCount, until, type System } from './system.js';
 export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 100);
 const silent = new Logger(() => () => {});
 
-export async function graphileSystem(url: string): Promise<System> {
+export async function graphileSystem(url: string, { runners = 1 } = {}): Promise<System> {
   await runMigrations({ connectionString: url, logger: silent });
   const utils: WorkerUtils = await makeWorkerUtils({ connectionString: url, logger: silent });
   const admin = new pg.Pool({ connectionString: url, max: 1 });
   const remaining = async () =>
     (await admin.query<{ n: number }>('select count(*)::int as n from graphile_worker._private_jobs')).rows[0]!.n;
   return {
-    name: 'graphile-worker',
+    name: runners === 1 ? 'graphile-worker' : `graphile-worker-${runners}`,
     async reset() {
       await admin.query('truncate graphile_worker._private_jobs, graphile_worker._private_job_queues');
     },
@@ -32,7 +33,7 @@ export async function graphileSystem(url: string): Promise<System> {
       let ran = 0;
       let allRan!: () => void;
       const ranAll = new Promise<void>((resolve) => (allRan = resolve));
-      const runner = await run({
+      const started = Array.from({ length: runners }, () => run({
         connectionString: url,
         concurrency: GRAPHILE_CONCURRENCY,
         maxPoolSize: GRAPHILE_CONCURRENCY + 2,
@@ -41,12 +42,15 @@ export async function graphileSystem(url: string): Promise<System> {
         logger: silent,
         taskList: { noop: async () => { if (++ran === n) allRan(); } },
         preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
-      });
+      }));
+      const all = await Promise.allSettled(started);
+      const ok = all.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       try {
+        for (const r of all) if (r.status === 'rejected') throw r.reason;
         await ranAll;
         await until(async () => (await remaining()) === 0); // the last completions are committed
       } finally {
-        await runner.stop();
+        await Promise.all(ok.map((runner) => runner.stop()));
       }
     },
     async verify() {
