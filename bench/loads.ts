@@ -49,7 +49,9 @@ async function pgdrainLoad(url: string): Promise<Load> {
   let done = (_n: number) => {};
   const queue = createQueue({ connectionString: url, tasks: { noop: async () => { done(1); } } });
   await queue.migrate();
-  const consumers = loops(async () => { await queue.drain(BATCH, Date.now() + 10_000); });
+  // pause aborts the drains' signal: each stops claiming and returns once its running jobs end.
+  let stopping = new AbortController();
+  const consumers = loops(async () => { await queue.drain(BATCH, Date.now() + 10_000, { signal: stopping.signal }); });
   return {
     async publish(from) {
       // A 5 s timeout: a drain claims only jobs whose timeout fits its 10 s budget.
@@ -57,9 +59,13 @@ async function pgdrainLoad(url: string): Promise<Load> {
     },
     async start(onDone) {
       done = onDone;
+      stopping = new AbortController();
       consumers.start();
     },
-    pause: consumers.pause,
+    async pause() {
+      stopping.abort();
+      await consumers.pause();
+    },
     close: () => queue.close(),
   };
 }

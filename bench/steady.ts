@@ -3,7 +3,7 @@
 // BACKLOG jobs pending (a producer publishing 1,000 at a time while its
 // consumers take them, as in the soak); in each round each runs for SECONDS,
 // in an order rotated per round, and its queue (with its dead tuples) stays
-// as it left it for its next turn. Ratios are paired within a round, so the
+// as it left it for its next turn. A first round of 20 s turns warms up. Ratios are paired within a round, so the
 // machine's swings, which moved the back-to-back control soaks by ±20-30%,
 // hit every system alike. The turns are shorter than a soak: what they
 // compare is speed under load, the soak is what says how steady one runs.
@@ -12,6 +12,8 @@ import { openLoad, produce, type Load, type LoadName } from './loads.js';
 import type { BenchServer } from './server.js';
 import { BACKLOG } from './soak.js';
 import { fmtInt, fmtRatio, fmtSpread, now, spread, table } from './stats.js';
+
+const WARMUP_S = 20;
 
 interface Turn {
   round: number;
@@ -48,9 +50,10 @@ export async function steadyRounds(server: BenchServer, names: readonly LoadName
       }
     }
     await admin.query('analyze');
-    for (let round = 0; round < rounds; round++) {
+    // Round 0 warms up (caches, plans, the first autovacuum of each new table) and is not reported.
+    for (let round = -1; round < rounds; round++) {
       for (let i = 0; i < names.length; i++) {
-        const name = names[(i + round) % names.length]!;
+        const name = names[(i + Math.max(round, 0)) % names.length]!;
         const { load, counts } = loads.get(name)!;
         await admin.query('checkpoint');
         const producer = produce(load, counts, BACKLOG);
@@ -58,11 +61,15 @@ export async function steadyRounds(server: BenchServer, names: readonly LoadName
         let after = before;
         try {
           await load.start((n) => { counts.handled += n; });
-          await new Promise((r) => setTimeout(r, seconds * 1000));
+          await new Promise((r) => setTimeout(r, (round < 0 ? Math.min(seconds, WARMUP_S) : seconds) * 1000));
           after = { at: now(), handled: counts.handled, serverMs: server.cpuMs() }; // what ends while they stop is not counted
         } finally {
           await load.pause();
           await producer.stop();
+        }
+        if (round < 0) {
+          progress(`  steady warm-up ${name}: ${fmtInt(after.handled - before.handled)} jobs`);
+          continue;
         }
         const jobs = after.handled - before.handled || 1;
         const { rows } = await admin.query<{ dead: string }>(
@@ -96,7 +103,7 @@ function steadyTable(turns: readonly Turn[], names: readonly LoadName[], rounds:
   return [
     `## Under steady load: ${rounds} interleaved rounds of ${seconds} s per system, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
-    'Each system\'s producer publishes 1,000 jobs per statement while its consumers run: pgdrain 4 x drain(500) back to back, '
+    `After a warm-up round of ${WARMUP_S} s turns, each system's producer publishes 1,000 jobs per statement while its consumers run: pgdrain 4 x drain(500) back to back, `
       + 'the floor 4 loops of batch 500, graphile-worker one runner as in the throughput rounds (graphile-worker-2: two). Min / median / max over rounds; '
       + 'ratios paired within each round.',
     '',
