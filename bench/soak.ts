@@ -99,7 +99,7 @@ export function steadiness(full: readonly Pick<Window, 'jobs' | 'jobsPerSec' | '
   const below = (minuteMid - Math.min(...perMinute)) / minuteMid;
   const above = (Math.max(...perMinute) - minuteMid) / minuteMid;
   return [
-    `- throughput per minute after the first: median ${fmtInt(minuteMid)} jobs/s over ${perMinute.length} minutes; `
+    `- throughput per minute after the first: median ${fmtInt(minuteMid)} jobs/s over ${perMinute.length} ${minutes.length ? 'minutes' : `${WINDOW_S} s windows (too short for whole minutes)`}; `
       + `min ${fmtInt(Math.min(...perMinute))} (-${(below * 100).toFixed(1)}%), max ${fmtInt(Math.max(...perMinute))} (+${(above * 100).toFixed(1)}%) `
       + `(target: within 10%)`,
     costs.length
