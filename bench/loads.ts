@@ -1,9 +1,10 @@
-// Queues under steady load, for the control soak and the steady rounds: a
-// producer adds 1,000 jobs per statement, consumers take them back to back.
-// The floor's four loops claim 500 and delete them (floor) or move them to a
-// history table (floor+history); graphile-worker runs one runner tuned as in
-// the throughput rounds (graphile-worker-2: two runners); pgdrain runs four drain(500) calls back to back, as
-// a cron or a fleet of short-lived functions would, each for up to 10 s.
+// Queues under steady load, for the soaks and the steady rounds: a producer
+// adds 1,000 jobs per statement, consumers take them back to back. pgdrain
+// runs four drain(500) calls back to back, as a cron or a fleet of
+// short-lived functions would, each for up to 10 s; the floor's four loops
+// claim 500 and delete them (floor) or move them to a history table
+// (floor+history); graphile-worker runs one runner tuned as in the
+// throughput rounds (graphile-worker-2: two).
 import { Logger, makeWorkerUtils, run } from 'graphile-worker';
 import pg from 'pg';
 import { createQueue } from '../src/index.js';
