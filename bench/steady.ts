@@ -3,10 +3,11 @@
 // BACKLOG jobs pending (a producer publishing 1,000 at a time while its
 // consumers take them, as in the soak); in each round each runs for SECONDS,
 // in an order rotated per round, and its queue (with its dead tuples) stays
-// as it left it for its next turn. A first round of 20 s turns warms up. Ratios are paired within a round, so the
-// machine's swings, which moved the back-to-back control soaks by ±20-30%,
-// hit every system alike. The turns are shorter than a soak: what they
-// compare is speed under load, the soak is what says how steady one runs.
+// as it left it for its next turn. A first round of 20 s turns warms up.
+// Ratios are paired within a round, so the machine's swings, which moved
+// the back-to-back control soaks by ±20-30%, hit every system alike. The
+// turns are shorter than a soak: what they compare is speed under load; the
+// soak is what says how steady one runs.
 import pg from 'pg';
 import { openLoad, produce, type Load, type LoadName } from './loads.js';
 import type { BenchServer } from './server.js';
@@ -50,7 +51,7 @@ export async function steadyRounds(server: BenchServer, names: readonly LoadName
       }
     }
     await admin.query('analyze');
-    // Round 0 warms up (caches, plans, the first autovacuum of each new table) and is not reported.
+    // Round -1 warms up (caches, plans, the first autovacuum of each new table) and is not reported.
     for (let round = -1; round < rounds; round++) {
       for (let i = 0; i < names.length; i++) {
         const name = names[(i + Math.max(round, 0)) % names.length]!;
