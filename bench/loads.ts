@@ -5,11 +5,11 @@
 // claim 500 and delete them (floor) or move them to a history table
 // (floor+history); graphile-worker runs one runner tuned as in the
 // throughput rounds (graphile-worker-2: two).
-import { Logger, makeWorkerUtils, run } from 'graphile-worker';
+import { makeWorkerUtils, run } from 'graphile-worker';
 import pg from 'pg';
 import { createQueue } from '../src/index.js';
-import { CLAIM, DELETE, MOVE, SCHEMA } from './systems/floor.js';
-import { GRAPHILE_CONCURRENCY } from './systems/graphile.js';
+import { CLAIM, DELETE, INSERT, MOVE, SCHEMA } from './systems/floor.js';
+import { silent, tunedRunner } from './systems/graphile.js';
 import { BATCH, DRAINERS } from './systems/system.js';
 
 export const LOADS = ['pgdrain', 'floor', 'floor+history', 'graphile-worker', 'graphile-worker-2'] as const;
@@ -92,7 +92,7 @@ async function floorLoad(url: string, history: boolean): Promise<Load> {
   return {
     async publish(from) {
       const bodies = Array.from({ length: 1000 }, (_, k) => JSON.stringify({ i: from + k }));
-      await pool.query(`insert into floor.job (task, body) select 'noop', b from unnest($1::jsonb[]) as b`, [bodies]);
+      await pool.query(INSERT, [bodies]);
     },
     async start(onDone) {
       done = onDone;
@@ -104,8 +104,7 @@ async function floorLoad(url: string, history: boolean): Promise<Load> {
 }
 
 async function graphileLoad(url: string, runners: number): Promise<Load> {
-  const logger = new Logger(() => () => {});
-  const utils = await makeWorkerUtils({ connectionString: url, logger });
+  const utils = await makeWorkerUtils({ connectionString: url, logger: silent });
   await utils.migrate();
   let started: Awaited<ReturnType<typeof run>>[] = [];
   return {
@@ -114,12 +113,7 @@ async function graphileLoad(url: string, runners: number): Promise<Load> {
     },
     async start(done) {
       for (let i = 0; i < runners; i++) {
-        started.push(await run({
-          connectionString: url, concurrency: GRAPHILE_CONCURRENCY, maxPoolSize: GRAPHILE_CONCURRENCY + 2,
-          noHandleSignals: true, pollInterval: 1000, logger,
-          taskList: { noop: async () => { done(1); } },
-          preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
-        }));
+        started.push(await run(tunedRunner(url, async () => { done(1); })));
       }
     },
     async pause() {

@@ -27,6 +27,8 @@ create table if not exists floor.job_done (
 );
 create index if not exists job_done_ended_idx on floor.job_done (ended_at);`;
 
+/** Enqueues one no-op job per element of $1 (jsonb bodies as text). */
+export const INSERT = `insert into floor.job (task, body) select 'noop', b from unnest($1::jsonb[]) as b`;
 export const DELETE = 'delete from floor.job where id = any($1::bigint[])';
 export const MOVE = `
 with done as (delete from floor.job where id = any($1::bigint[]) returning id, task, body)
@@ -57,7 +59,7 @@ export async function floorSystem(url: string, { history = false } = {}): Promis
     async enqueue(n) {
       for (const [from, to] of chunks(n)) {
         const bodies = Array.from({ length: to - from }, (_, k) => JSON.stringify({ i: from + k }));
-        await pool.query(`insert into floor.job (task, body) select 'noop', b from unnest($1::jsonb[]) as b`, [bodies]);
+        await pool.query(INSERT, [bodies]);
       }
     },
     async drain(n) {

@@ -5,13 +5,27 @@
 // enqueue, as a worker process would be (`--systems ...,graphile-worker-2`:
 // two runners, in this process as pgdrain's four drains are).
 // graphile-worker deletes completed jobs: it keeps no history.
-import { Logger, makeWorkerUtils, run, runMigrations, type WorkerUtils } from 'graphile-worker';
+import { Logger, makeWorkerUtils, run, runMigrations, type RunnerOptions, type WorkerUtils } from 'graphile-worker';
 import pg from 'pg';
 import { chunks, expectCount, until, type System } from './system.js';
 
 /** Jobs run at once by the runner; 0.18's perfTest uses 3-24, 100 was fastest here (see RESULTS.md). */
 export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 100);
-const silent = new Logger(() => () => {});
+export const silent = new Logger(() => () => {});
+
+/** run()'s options for one tuned runner of the task noop, here and in the steady loads. */
+export function tunedRunner(url: string, noop: () => Promise<void>): RunnerOptions {
+  return {
+    connectionString: url,
+    concurrency: GRAPHILE_CONCURRENCY,
+    maxPoolSize: GRAPHILE_CONCURRENCY + 2,
+    noHandleSignals: true,
+    pollInterval: 1000,
+    logger: silent,
+    taskList: { noop },
+    preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
+  };
+}
 
 export async function graphileSystem(url: string, { runners = 1 } = {}): Promise<System> {
   await runMigrations({ connectionString: url, logger: silent });
@@ -33,16 +47,7 @@ export async function graphileSystem(url: string, { runners = 1 } = {}): Promise
       let ran = 0;
       let allRan!: () => void;
       const ranAll = new Promise<void>((resolve) => (allRan = resolve));
-      const started = Array.from({ length: runners }, () => run({
-        connectionString: url,
-        concurrency: GRAPHILE_CONCURRENCY,
-        maxPoolSize: GRAPHILE_CONCURRENCY + 2,
-        noHandleSignals: true,
-        pollInterval: 1000,
-        logger: silent,
-        taskList: { noop: async () => { if (++ran === n) allRan(); } },
-        preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
-      }));
+      const started = Array.from({ length: runners }, () => run(tunedRunner(url, async () => { if (++ran === n) allRan(); })));
       const all = await Promise.allSettled(started);
       const ok = all.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       try {
