@@ -14,7 +14,7 @@ import { scale, scaleTable, writePlans } from './scale.js';
 import { startBenchServer } from './server.js';
 import { CONTROLS, soakControl } from './soak-control.js';
 import { soak } from './soak.js';
-import { steadyRounds } from './steady.js';
+import { checkSteadyNames, steadyRounds } from './steady.js';
 import { fmtInt } from './stats.js';
 import { floorSystem } from './systems/floor.js';
 import { graphileSystem, GRAPHILE_CONCURRENCY } from './systems/graphile.js';
@@ -71,6 +71,7 @@ if (steadySeconds === undefined && !systemNames.includes('floor')) throw new Err
 // Steady rounds run the systems that have a steady load: by default pgdrain, the floor and graphile-worker.
 const steadyNames = values.systems === DEFAULT_SYSTEMS.join(',') ? (['pgdrain', 'floor', 'graphile-worker'] as const)
   : systemNames.map((s) => oneOf('systems', s, LOADS));
+if (steadySeconds !== undefined) checkSteadyNames(steadyNames);
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const note = (line: string) => process.stderr.write(`${line}\n`);

@@ -31,11 +31,15 @@ const QUEUE_TABLE: Record<LoadName, string> = {
   'graphile-worker-2': 'graphile_worker._private_jobs',
 };
 
-export async function steadyRounds(server: BenchServer, names: readonly LoadName[], rounds: number, seconds: number,
-                                   progress: (line: string) => void): Promise<string> {
+/** Refuses two loads that share one table (their turns would drain each other's jobs). */
+export function checkSteadyNames(names: readonly LoadName[]): void {
   for (const [a, b] of [['floor', 'floor+history'], ['graphile-worker', 'graphile-worker-2']] as const) {
     if (names.includes(a) && names.includes(b)) throw new Error(`--steady: ${a} and ${b} share one table; run one of them`);
   }
+}
+
+export async function steadyRounds(server: BenchServer, names: readonly LoadName[], rounds: number, seconds: number,
+                                   progress: (line: string) => void): Promise<string> {
   const admin = new pg.Client({ connectionString: server.url });
   await admin.connect();
   const loads = new Map<LoadName, { load: Load; counts: { published: number; handled: number } }>();
