@@ -1,5 +1,5 @@
-// Queues under steady load, for the soaks and the steady rounds: a producer
-// adds 1,000 jobs per statement, consumers take them back to back. pgdrain
+// Queues under steady load, for the soaks and the steady rounds: producers
+// add 1,000 jobs per statement, consumers take them back to back. pgdrain
 // runs four drain(500) calls back to back, as a cron or a fleet of
 // short-lived functions would, each for up to 10 s; the floor's four loops
 // claim 500 and delete them (floor) or move them to a history table
@@ -134,27 +134,48 @@ export function openLoad(name: LoadName, url: string): Promise<Load> {
   }
 }
 
+/** Producer loops side by side: one could not keep pgdrain's backlog up (it ran down to 1,000 while drains came back empty). */
+const PRODUCERS = 2;
+
 /**
- * Keeps about `backlog` of the load's jobs pending while it runs: publishes
- * 1,000 whenever fewer are left. counts.published and counts.handled carry
- * over from one run to the next; stop() ends it.
+ * Keeps about `backlog` of the load's jobs pending while it runs: PRODUCERS
+ * loops publish 1,000 whenever fewer are left. counts.published and
+ * counts.handled carry over from one run to the next; stop() ends it.
+ * least() is the smallest backlog a loop saw (published and committed, not
+ * yet handled) since the last call: near 0, the consumers waited for the
+ * producer, and their rate was the producer's.
  */
-export function produce(load: Load, counts: { published: number; handled: number }, backlog: number): { stop(): Promise<void> } {
+export function produce(load: Load, counts: { published: number; handled: number }, backlog: number):
+  { stop(): Promise<void>; least(): number } {
   let stopping = false;
-  const loop = (async () => {
+  let publishing = 0;
+  let least = Infinity;
+  const loops = Array.from({ length: PRODUCERS }, async () => {
     while (!stopping) {
+      least = Math.min(least, counts.published - publishing - counts.handled);
       if (counts.published - counts.handled >= backlog) {
         await new Promise((r) => setTimeout(r, 20));
         continue;
       }
-      await load.publish(counts.published);
+      const from = counts.published; // taken before the await, so the loops publish different jobs
       counts.published += 1000;
+      publishing += 1000;
+      try {
+        await load.publish(from);
+      } finally {
+        publishing -= 1000;
+      }
     }
-  })();
+  });
   return {
     async stop() {
       stopping = true;
-      await loop;
+      await Promise.all(loops);
+    },
+    least() {
+      const seen = least;
+      least = Infinity;
+      return seen;
     },
   };
 }

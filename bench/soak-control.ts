@@ -1,6 +1,6 @@
 // npm run bench -- --soak 600 --control floor | floor+history | graphile-worker:
 // after pgdrain's soak, the same steady load on another queue for as long, as
-// a control. A producer keeps about BACKLOG jobs pending (1,000 per
+// a control. Two producers keep about BACKLOG jobs pending (1,000 per
 // statement); the consumers take them back to back: the floor's four loops
 // claim 500 and delete them (floor) or move them to a history table
 // (floor+history); graphile-worker runs one runner tuned as in the
@@ -25,7 +25,8 @@ export async function soakControl(server: BenchServer, seconds: number, name: Co
   const counts = { published: 0, handled: 0 };
   const endAt = Date.now() + seconds * 1000;
   const producer = produce(load, counts, BACKLOG);
-  const windows: { atS: number; jobs: number; jobsPerSec: number; serverUsPerJob: number; busyPct: number; stealPct: number }[] = [];
+  const windows: { atS: number; jobs: number; jobsPerSec: number; serverUsPerJob: number; busyPct: number; stealPct: number;
+                   leastBacklog: number }[] = [];
   try {
     await load.start((n) => { counts.handled += n; });
     const started = now();
@@ -37,9 +38,10 @@ export async function soakControl(server: BenchServer, seconds: number, name: Co
       const jiffies = cur.cpu.all - last.cpu.all || 1;
       const w = { atS: (cur.at - started) / 1000, jobs, jobsPerSec: (cur.handled - last.handled) / ((cur.at - last.at) / 1000),
                   serverUsPerJob: (cur.serverMs - last.serverMs) * 1000 / jobs,
-                  busyPct: 100 * (1 - (cur.cpu.idle - last.cpu.idle) / jiffies), stealPct: 100 * (cur.cpu.steal - last.cpu.steal) / jiffies };
+                  busyPct: 100 * (1 - (cur.cpu.idle - last.cpu.idle) / jiffies), stealPct: 100 * (cur.cpu.steal - last.cpu.steal) / jiffies,
+                  leastBacklog: producer.least() };
       windows.push(w);
-      progress(`  ${name} ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, cpu busy ${w.busyPct.toFixed(0)}% `
+      progress(`  ${name} ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, least backlog ${fmtInt(w.leastBacklog)}, cpu busy ${w.busyPct.toFixed(0)}% `
         + `steal ${w.stealPct.toFixed(1)}%, server CPU per job ${w.serverUsPerJob.toFixed(1)} µs`);
       last = cur;
     }
@@ -53,8 +55,8 @@ export async function soakControl(server: BenchServer, seconds: number, name: Co
   return [
     `## Control soak: ${name}, ${seconds} s, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
-    table(['t (s)', 'jobs/s', 'CPU busy', 'CPU steal', 'server CPU µs per job'],
-      windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`, w.serverUsPerJob.toFixed(1)])),
+    table(['t (s)', 'jobs/s', 'least backlog', 'CPU busy', 'CPU steal', 'server CPU µs per job'],
+      windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.leastBacklog), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`, w.serverUsPerJob.toFixed(1)])),
     '',
     ...steadiness(full),
     `- published ${fmtInt(counts.published)}, handled ${fmtInt(counts.handled)}`,

@@ -1,5 +1,5 @@
 // npm run bench -- --soak SECONDS: pgdrain under steady load for a long time.
-// A producer keeps about BACKLOG jobs pending (publishBulk of 1,000); four
+// Two producers keep about BACKLOG jobs pending (publishBulk of 1,000); four
 // consumers call drain(500, now + 10 s) back to back, as a cron or a fleet of
 // short-lived functions would. Every WINDOW_S seconds it samples throughput,
 // dead tuples and sizes; the summary says whether throughput per minute held
@@ -41,6 +41,8 @@ interface Window {
   walMiB: number;
   busyPct: number;
   stealPct: number;
+  /** The fewest pending jobs the producers saw: near 0, the drains waited for them. */
+  leastBacklog: number;
   /** Seconds of the window in which a vacuum (or analyze) of jobs.job_queue, of jobs.job, was running. */
   queueVacuumS: number;
   historyVacuumS: number;
@@ -155,9 +157,9 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
                   historyRows: cur.history, autovacuums: cur.av,
                   historyVacuums: cur.hv - last.hv, checkpoints: cur.ck - last.ck, walMiB: (cur.wal - last.wal) / 2 ** 20,
                   busyPct: 100 * (1 - (cur.cpu.idle - last.cpu.idle) / jiffies),
-                  stealPct: 100 * (cur.cpu.steal - last.cpu.steal) / jiffies };
+                  stealPct: 100 * (cur.cpu.steal - last.cpu.steal) / jiffies, leastBacklog: producer.least() };
       windows.push(w);
-      progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, job_queue dead ${fmtInt(w.deadQueue)}, ${w.heapMiB.toFixed(0)}+${w.indexMiB.toFixed(0)} MiB, read ${fmtInt(w.blocksRead)} blocks, `
+      progress(`  soak ${w.atS.toFixed(0)} s: ${fmtInt(w.jobsPerSec)} jobs/s, least backlog ${fmtInt(w.leastBacklog)}, job_queue dead ${fmtInt(w.deadQueue)}, ${w.heapMiB.toFixed(0)}+${w.indexMiB.toFixed(0)} MiB, read ${fmtInt(w.blocksRead)} blocks, `
         + `backend writes ${fmtInt(w.backendWrites)}, checkpoints ${w.checkpoints}, WAL ${w.walMiB.toFixed(0)} MiB, jobs.job vacuums ${w.historyVacuums}, cpu busy ${w.busyPct.toFixed(0)}% steal ${w.stealPct.toFixed(1)}%, `
         + `vacuuming job_queue ${w.queueVacuumS} s jobs.job ${w.historyVacuumS} s, `
         + `CPU per job: server ${w.serverUsPerJob.toFixed(1)} µs, node ${w.nodeUsPerJob.toFixed(1)} µs`);
@@ -181,9 +183,9 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
   return [
     `## Soak: ${seconds} s, ${DRAINERS} drains of batch 500, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
-    table(['t (s)', 'jobs/s', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (heap + indexes)', 'job_queue blocks read', 'backend writes', 'jobs.job rows', 'autovacuums',
+    table(['t (s)', 'jobs/s', 'least backlog', 'job_queue dead tuples', 'job_queue live', 'job_queue MiB (heap + indexes)', 'job_queue blocks read', 'backend writes', 'jobs.job rows', 'autovacuums',
       'jobs.job vacuums', 'checkpoints', 'WAL MiB', 'vacuum/analyze running (s): job_queue, jobs.job', 'CPU busy', 'CPU steal', 'server CPU µs per job', 'node CPU µs per job'],
-      windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.deadQueue), fmtInt(w.liveQueue),
+      windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.leastBacklog), fmtInt(w.deadQueue), fmtInt(w.liveQueue),
         `${w.heapMiB.toFixed(0)} + ${w.indexMiB.toFixed(0)}`, fmtInt(w.blocksRead), fmtInt(w.backendWrites), fmtInt(w.historyRows), String(w.autovacuums), String(w.historyVacuums), String(w.checkpoints),
         w.walMiB.toFixed(0), `${w.queueVacuumS}, ${w.historyVacuumS}`, `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`,
         w.serverUsPerJob.toFixed(1), w.nodeUsPerJob.toFixed(1)])),

@@ -1,6 +1,6 @@
 // npm run bench -- --steady SECONDS [--rounds N] [--systems pgdrain,floor,graphile-worker]:
 // the systems under steady load, interleaved. Each system keeps about
-// BACKLOG jobs pending (a producer publishing 1,000 at a time while its
+// BACKLOG jobs pending (two producers publishing 1,000 at a time while its
 // consumers take them, as in the soak); in each round each runs for SECONDS,
 // in an order rotated per round, and its queue (with its dead tuples) stays
 // as it left it for its next turn. A first round of 20 s turns warms up.
@@ -23,6 +23,8 @@ interface Turn {
   /** The cluster's CPU per job handled in the turn (its processes, from /proc). */
   serverUsPerJob: number;
   deadTuples: number;
+  /** The smallest backlog the producers saw: near 0, the turn measured them, not the consumers. */
+  leastBacklog: number;
 }
 
 /** Each system's queue table, whose dead tuples a turn reports. */
@@ -64,10 +66,12 @@ export async function steadyRounds(server: BenchServer, names: readonly LoadName
         const producer = produce(load, counts, BACKLOG);
         const before = { at: now(), handled: counts.handled, serverMs: server.cpuMs() };
         let after = before;
+        let least = 0;
         try {
           await load.start((n) => { counts.handled += n; });
           await new Promise((r) => setTimeout(r, (round < 0 ? Math.min(seconds, WARMUP_S) : seconds) * 1000));
           after = { at: now(), handled: counts.handled, serverMs: server.cpuMs() }; // what ends while they stop is not counted
+          least = producer.least();
         } finally {
           await load.pause();
           await producer.stop();
@@ -80,10 +84,11 @@ export async function steadyRounds(server: BenchServer, names: readonly LoadName
         const { rows } = await admin.query<{ dead: string }>(
           'select n_dead_tup as dead from pg_stat_user_tables where relid = $1::regclass', [QUEUE_TABLE[name]]);
         const turn = { round, system: name, jobsPerSec: jobs / ((after.at - before.at) / 1000),
-                       serverUsPerJob: (after.serverMs - before.serverMs) * 1000 / jobs, deadTuples: Number(rows[0]?.dead ?? 0) };
+                       serverUsPerJob: (after.serverMs - before.serverMs) * 1000 / jobs, deadTuples: Number(rows[0]?.dead ?? 0),
+                       leastBacklog: least };
         turns.push(turn);
         progress(`  steady round ${round + 1} ${name}: ${fmtInt(turn.jobsPerSec)} jobs/s, server CPU per job ${turn.serverUsPerJob.toFixed(1)} µs, `
-          + `dead tuples ${fmtInt(turn.deadTuples)}`);
+          + `dead tuples ${fmtInt(turn.deadTuples)}, least backlog ${fmtInt(turn.leastBacklog)}`);
       }
     }
   } finally {
@@ -103,15 +108,16 @@ function steadyTable(turns: readonly Turn[], names: readonly LoadName[], rounds:
       floor ? fmtSpread(spread(paired(name, floor)), fmtRatio) : '',
       name === 'pgdrain' || !names.includes('pgdrain') ? '' : fmtSpread(spread(paired('pgdrain', name)), fmtRatio),
       fmtSpread(spread(mine.map((t) => t.serverUsPerJob)), (x) => x.toFixed(1)),
-      fmtInt(Math.max(...mine.map((t) => t.deadTuples)))];
+      fmtInt(Math.max(...mine.map((t) => t.deadTuples))), fmtInt(Math.min(...mine.map((t) => t.leastBacklog)))];
   });
   return [
     `## Under steady load: ${rounds} interleaved rounds of ${seconds} s per system, backlog kept near ${fmtInt(BACKLOG)}`,
     '',
-    `After a warm-up round of ${WARMUP_S} s turns, each system's producer publishes 1,000 jobs per statement while its consumers run: pgdrain 4 x drain(500) back to back, `
+    `After a warm-up round of ${WARMUP_S} s turns, each system's two producers publish 1,000 jobs per statement while its consumers run: pgdrain 4 x drain(500) back to back, `
       + 'the floor 4 loops of batch 500, graphile-worker one runner as in the throughput rounds (graphile-worker-2: two). Min / median / max over rounds; '
-      + 'ratios paired within each round.',
+      + 'ratios paired within each round. Least backlog: the fewest pending jobs the producers saw in any turn; near 0, '
+      + 'the consumers waited for them.',
     '',
-    table(['system', 'jobs/s', floor ? `vs ${floor}` : '', 'pgdrain vs it', 'server CPU µs per job', 'max dead tuples in its queue table'], rows),
+    table(['system', 'jobs/s', floor ? `vs ${floor}` : '', 'pgdrain vs it', 'server CPU µs per job', 'max dead tuples in its queue table', 'least backlog'], rows),
   ].join('\n');
 }
