@@ -192,6 +192,9 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     '',
     ...steadiness(full),
     `- dead tuples in jobs.job_queue: max ${fmtInt(deadFirst)} in the first half, ${fmtInt(deadSecond)} in the second half`,
+    // The first window starts from an empty queue; after it, a backlog near 0 means the drains waited for the producers.
+    windows.length > 1 ? `- least backlog after the first window: ${fmtInt(Math.min(...windows.slice(1).map((w) => w.leastBacklog)))}`
+      : '- least backlog: the soak was too short for a window after the first',
     `- published ${fmtInt(counts.published)}, handled ${fmtInt(counts.handled)}`,
   ].join('\n');
 }
