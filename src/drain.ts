@@ -101,6 +101,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let claimed = 0;
   let batches = 0;
   let skipped = 0;
+  let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
   let stoppedBy: StoppedBy | undefined;
 
   // One promise that resolves at the next change: a job ended, or a stop.
@@ -145,6 +146,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       job, startedAt: now, signal,
       finish(outcome) {
         if (!running.delete(job.id)) return; // already settled (timeout, release)
+        ended++;
         timeouts.clear(end, expire);
         signal.abort(SETTLED);
         record(job, outcome);
@@ -177,6 +179,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         break;
       }
       const outcomes = await settler.take();
+      const endedBefore = ended;
       const claimSentAt = Date.now();
       let result: ClaimResult;
       try {
@@ -201,9 +204,13 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (count === 0) {
         // Nothing claimable: the queue is empty, or what is due no longer fits the budget.
         // Outcomes gathered meanwhile go with one more claim: settling them
-        // can make jobs claimable (dependants, a serial key's next job).
-        if (running.size === 0 && !settler.hasBuffered()) stop(unfit > 0 ? 'deadline' : 'empty');
-        else if (running.size > 0) await changed();
+        // can make jobs claimable (dependants, a serial key's next job). So
+        // does a job that ended while the claim was out (a transactional one
+        // commits its follow-ups and ack itself, after the claim's snapshot):
+        // claim again at once, as its wake came before this wait.
+        if (ended !== endedBefore) continue;
+        if (running.size > 0) await changed();
+        else if (!settler.hasBuffered()) stop(unfit > 0 ? 'deadline' : 'empty');
       }
     }
     await windDown(running, stoppedBy === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal);

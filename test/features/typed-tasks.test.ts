@@ -2,6 +2,7 @@
 // whose database work commits with their ack (exactly once).
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, defineTask, type JobContext } from '../../src/index.js';
+import type { Driver, Queryable } from '../../src/db/driver.js';
 import { testDb } from '../support/db.js';
 
 const db = await testDb();
@@ -87,6 +88,45 @@ describe('transactional tasks', () => {
     await sql(`update jobs.job_queue set scheduled_at = now()`);
     expect((await q.drain(10, deadline())).succeeded).toBe(2);
     expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 1 }]);
+  });
+
+  it('a follow-up committed while an empty claim is out still runs in the same drain', async () => {
+    // The real driver, wrapped only to order events: the drain's second claim
+    // is answered (its snapshot taken) before the job's transaction commits,
+    // and its empty answer reaches the drain after the job has ended.
+    let claims = 0;
+    let answer!: () => void;
+    const secondClaimAnswered = new Promise<void>((resolve) => (answer = resolve));
+    let commit!: () => void;
+    const committed = new Promise<void>((resolve) => (commit = resolve));
+    const driver: Driver = {
+      ...db.driver,
+      close: async () => {},
+      async query<R>(text: string, params?: readonly unknown[]) {
+        const result = await db.driver.query<R>(text, params);
+        if (text.includes('jobs.claim_json') && ++claims === 2) {
+          answer();
+          await committed;
+          await new Promise((resolve) => setTimeout(resolve, 0)); // the job's end follows the commit in microtasks
+        }
+        return result;
+      },
+      async transaction<T>(fn: (tx: Queryable) => Promise<T>) {
+        const result = await db.driver.transaction(fn);
+        commit();
+        return result;
+      },
+    };
+    const q = createQueue({ driver });
+    q.defineTask('ledger.add', async (_: unknown, ctx) => {
+      await ctx.publish('ledger.notify');
+      await secondClaimAnswered;
+    }, { transactional: true });
+    q.defineTask('ledger.notify', () => null);
+    await q.publish('ledger.add');
+    const report = await q.drain(10, deadline());
+    expect(claims).toBeGreaterThanOrEqual(3);
+    expect(report).toMatchObject({ succeeded: 2, stoppedBy: 'empty' });
   });
 
   it('a result that is not JSON rolls back the work and is nacked, as in a plain task', async () => {
