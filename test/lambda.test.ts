@@ -217,16 +217,26 @@ describe('the connection pool across invocations', () => {
     `select pid from pg_stat_activity where datname = $1 and application_name = 'pgdrain-lambda' order by pid`, [db.name])).map((r) => r.pid);
 
   it('is reused by warm invocations and stays within PGDRAIN_POOL_MAX', async () => {
-    await invoke(eventBridge(), 10_000);
-    const first = await backends();
+    // A cold instance of its own: the shared one's connections may be older
+    // than pg's 10 s idle timeout and close while this test watches.
+    const bundle = join(dir, 'pool.mjs');
+    copyFileSync(BUNDLE, bundle);
+    const others = await backends();
+    const ours = async () => (await backends()).filter((pid) => !others.includes(pid));
+    await invoke(eventBridge(), 10_000, bundle);
+    const first = await ours();
     expect(first.length).toBeGreaterThan(0);
     for (let i = 0; i < 4; i++) {
       await queue.publishBulk(Array.from({ length: 10 }, () => ({ task: 'work.quick', timeoutSeconds: 5 })));
-      expect(await invoke(i % 2 ? eventBridge() : functionUrl('GET', '/stats', { headers: bearer }), 10_000)).toBeTruthy();
+      expect(await invoke(i % 2 ? eventBridge() : functionUrl('GET', '/stats', { headers: bearer }), 10_000, bundle))
+        .toBeTruthy();
     }
-    const later = await backends();
+    const later = await ours();
     expect(later.length).toBeLessThanOrEqual(2);
-    expect(later.every((pid) => first.includes(pid))).toBe(true); // no new connections: the pool outlived the invocations
+    // The first invocation's connections still serve: the pool outlived the
+    // invocations. (It may have grown to its max: a claim and the cancel
+    // check overlapping open a second one.)
+    expect(first.every((pid) => later.includes(pid))).toBe(true);
   });
 
   it('survives connections that died while the function was frozen', async () => {
