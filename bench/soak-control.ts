@@ -10,7 +10,7 @@
 import pg from 'pg';
 import { openLoad, produce } from './loads.js';
 import type { BenchServer } from './server.js';
-import { BACKLOG, cpuTimes, steadiness, WINDOW_S } from './soak.js';
+import { BACKLOG, cpuTimes, leastBacklogLine, steadiness, WINDOW_S } from './soak.js';
 import { fmtInt, now, table } from './stats.js';
 
 export const CONTROLS = ['floor', 'floor+history', 'graphile-worker'] as const;
@@ -59,6 +59,7 @@ export async function soakControl(server: BenchServer, seconds: number, name: Co
       windows.map((w) => [w.atS.toFixed(0), fmtInt(w.jobsPerSec), fmtInt(w.leastBacklog), `${w.busyPct.toFixed(0)}%`, `${w.stealPct.toFixed(1)}%`, w.serverUsPerJob.toFixed(1)])),
     '',
     ...steadiness(full),
+    leastBacklogLine(windows),
     `- published ${fmtInt(counts.published)}, handled ${fmtInt(counts.handled)}`,
   ].join('\n');
 }

@@ -81,6 +81,15 @@ async function sample(server: BenchServer, admin: pg.Client): Promise<Record<Cou
 }
 
 /**
+ * The least backlog the producers saw after the first window (which starts
+ * from an empty queue): near 0, the drains waited for the producers.
+ */
+export function leastBacklogLine(windows: readonly Pick<Window, 'leastBacklog'>[]): string {
+  return windows.length > 1 ? `- least backlog after the first window: ${fmtInt(Math.min(...windows.slice(1).map((w) => w.leastBacklog)))}`
+    : '- least backlog: the soak was too short for a window after the first';
+}
+
+/**
  * The summary lines on how steady a soak ran, from its full windows: the
  * target's measure, jobs per minute after the first minute (the backlog fills
  * from nothing and the caches warm up; a 30 s window can hold one vacuum or a
@@ -192,9 +201,7 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     '',
     ...steadiness(full),
     `- dead tuples in jobs.job_queue: max ${fmtInt(deadFirst)} in the first half, ${fmtInt(deadSecond)} in the second half`,
-    // The first window starts from an empty queue; after it, a backlog near 0 means the drains waited for the producers.
-    windows.length > 1 ? `- least backlog after the first window: ${fmtInt(Math.min(...windows.slice(1).map((w) => w.leastBacklog)))}`
-      : '- least backlog: the soak was too short for a window after the first',
+    leastBacklogLine(windows),
     `- published ${fmtInt(counts.published)}, handled ${fmtInt(counts.handled)}`,
   ].join('\n');
 }
