@@ -9,7 +9,11 @@ import { Logger, makeWorkerUtils, run, runMigrations, type RunnerOptions, type W
 import pg from 'pg';
 import { chunks, expectCount, until, type System } from './system.js';
 
-/** Jobs run at once by the runner; 0.18's perfTest uses 3-24, 100 was fastest here (see RESULTS.md). */
+/**
+ * Jobs run at once by the runner; 0.18's perfTest uses 3-24. With no-op jobs
+ * 100 drained 100,000 at 0.37-0.38x the floor against 0.33-0.35x for 24, and
+ * 20,000 alike (bench/RESULTS.md, peers).
+ */
 export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 100);
 export const silent = new Logger(() => () => {});
 
