@@ -5,6 +5,12 @@ import pg from 'pg';
 import { createQueue, type Queue } from '../../src/index.js';
 import { BATCH, chunks, DRAINERS, expectCount, type System } from './system.js';
 
+/**
+ * drain() calls side by side: as many as the floor's loops. On 2 cores two
+ * drains ran 5-10% closer to the floor than four (bench/RESULTS.md).
+ */
+const PGDRAIN_DRAINS = Number(process.env.BENCH_PGDRAIN_DRAINS ?? DRAINERS);
+
 export async function pgdrainSystem(url: string): Promise<System> {
   const queue: Queue = createQueue({ connectionString: url, tasks: { noop: async () => null } });
   await queue.migrate();
@@ -21,7 +27,7 @@ export async function pgdrainSystem(url: string): Promise<System> {
     },
     async drain(n) {
       const deadline = Date.now() + 30 * 60_000;
-      const reports = await Promise.all(Array.from({ length: DRAINERS }, () => queue.drain(BATCH, deadline)));
+      const reports = await Promise.all(Array.from({ length: PGDRAIN_DRAINS }, () => queue.drain(BATCH, deadline)));
       expectCount('pgdrain drains succeeded', reports.reduce((s, r) => s + r.succeeded, 0), n);
     },
     async verify(n) {
