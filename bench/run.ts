@@ -18,7 +18,7 @@ import { startBenchServer } from './server.js';
 import { CONTROLS, soakControl } from './soak-control.js';
 import { soak } from './soak.js';
 import { checkSteadyNames, steadyRounds } from './steady.js';
-import { fmtInt } from './stats.js';
+import { fmtInt, positiveInt } from './stats.js';
 import { floorSystem } from './systems/floor.js';
 import { graphileSystem, GRAPHILE_CONCURRENCY } from './systems/graphile.js';
 import { pgbossSystem } from './systems/pgboss.js';
@@ -50,25 +50,19 @@ const { values } = parseArgs({
   strict: true,
 });
 
-function positiveInt(name: string, value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: must be a positive integer, got ${JSON.stringify(value)}`);
-  return n;
-}
-
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) throw new Error(`--${name}: unknown ${JSON.stringify(value)} (one of ${allowed.join(', ')})`);
   return value as T;
 }
 
-const rounds = positiveInt('rounds', values.rounds);
-const sizes = values.sizes.split(',').map((s) => positiveInt('sizes', s));
+const rounds = positiveInt('--rounds', values.rounds);
+const sizes = values.sizes.split(',').map((s) => positiveInt('--sizes', s));
 const only = new Set(values.only.split(',').map((s) => oneOf<Section>('only', s, SECTIONS)));
 const systemNames = values.systems.split(',').map((s) => oneOf('systems', s, Object.keys(FACTORIES)));
-const soakSeconds = values.soak === undefined ? undefined : positiveInt('soak', values.soak);
+const soakSeconds = values.soak === undefined ? undefined : positiveInt('--soak', values.soak);
 const control = values.control === undefined ? undefined : oneOf('control', values.control, CONTROLS);
 if (control && soakSeconds === undefined) throw new Error('--control: only with --soak (it follows the soak, for as long)');
-const steadySeconds = values.steady === undefined ? undefined : positiveInt('steady', values.steady);
+const steadySeconds = values.steady === undefined ? undefined : positiveInt('--steady', values.steady);
 if (steadySeconds !== undefined && soakSeconds !== undefined) throw new Error('--steady: not with --soak (run them one at a time)');
 if (steadySeconds === undefined && !systemNames.includes('floor')) throw new Error('--systems: must include floor (ratios are to the floor)');
 // Steady rounds run the systems that have a steady load: by default pgdrain, the floor and graphile-worker.

@@ -37,3 +37,16 @@ export function table(header: readonly string[], rows: readonly (readonly string
 
 /** Milliseconds since an arbitrary origin, sub-millisecond. */
 export const now = () => performance.now();
+
+/** A positive integer from a flag or a knob; `label` names it in the error. */
+export function positiveInt(label: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${label}: must be a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** An experiment's knob from the environment (a positive integer), or its default. */
+export function envInt(name: string, fallback: number): number {
+  const value = process.env[name];
+  return value === undefined ? fallback : positiveInt(name, value);
+}

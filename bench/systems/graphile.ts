@@ -7,6 +7,7 @@
 // graphile-worker deletes completed jobs: it keeps no history.
 import { Logger, makeWorkerUtils, run, runMigrations, type RunnerOptions, type WorkerUtils } from 'graphile-worker';
 import pg from 'pg';
+import { envInt } from '../stats.js';
 import { chunks, expectCount, until, type System } from './system.js';
 
 /**
@@ -14,7 +15,7 @@ import { chunks, expectCount, until, type System } from './system.js';
  * 100 drained 100,000 at 0.37-0.38x the floor against 0.33-0.35x for 24, and
  * 20,000 alike (bench/RESULTS.md, peers).
  */
-export const GRAPHILE_CONCURRENCY = Number(process.env.BENCH_GRAPHILE_CONCURRENCY ?? 100);
+export const GRAPHILE_CONCURRENCY = envInt('BENCH_GRAPHILE_CONCURRENCY', 100);
 export const silent = new Logger(() => () => {});
 
 /** run()'s options for one tuned runner of the task noop, here and in the steady loads. */

@@ -3,13 +3,14 @@
 // jobs.job (the history), as in production.
 import pg from 'pg';
 import { createQueue, type Queue } from '../../src/index.js';
+import { envInt } from '../stats.js';
 import { BATCH, chunks, DRAINERS, expectCount, type System } from './system.js';
 
 /**
  * drain() calls side by side: as many as the floor's loops. On 2 cores two
  * drains ran 5-10% closer to the floor than four (bench/RESULTS.md).
  */
-const PGDRAIN_DRAINS = Number(process.env.BENCH_PGDRAIN_DRAINS ?? DRAINERS);
+const PGDRAIN_DRAINS = envInt('BENCH_PGDRAIN_DRAINS', DRAINERS);
 
 export async function pgdrainSystem(url: string): Promise<System> {
   const queue: Queue = createQueue({ connectionString: url, tasks: { noop: async () => null } });
