@@ -24,7 +24,7 @@ import { graphileSystem, GRAPHILE_CONCURRENCY } from './systems/graphile.js';
 import { pgbossSystem } from './systems/pgboss.js';
 import { pgdrainSystem } from './systems/pgdrain.js';
 import type { System } from './systems/system.js';
-import { throughputRounds, throughputTable } from './throughput.js';
+import { subjectTable, throughputRounds, throughputTable } from './throughput.js';
 
 const SECTIONS = ['throughput', 'scale', 'cost'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -116,6 +116,13 @@ try {
         out();
         out(throughputTable(samples));
         out();
+        const vs = subjectTable(samples);
+        if (vs) {
+          out("pgdrain's drain against each, paired within each round (min / median / max):");
+          out();
+          out(vs);
+          out();
+        }
       }
       if (only.has('cost')) {
         note('  cost: statements per batch');

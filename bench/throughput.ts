@@ -51,6 +51,16 @@ export async function throughputRounds(url: string, systems: readonly System[], 
   return samples;
 }
 
+type Rate = 'enqueuePerSec' | 'drainPerSec';
+
+/** a's rate over b's, one ratio per round of this size (rounds where both ran). */
+function pairedRatios(samples: readonly Sample[], size: number, a: string, b: string, key: Rate): number[] {
+  return samples.filter((s) => s.size === size && s.system === a).map((s) => {
+    const other = samples.find((x) => x.size === size && x.round === s.round && x.system === b)!;
+    return s[key] / other[key];
+  });
+}
+
 /** The table: jobs/s (min / median / max over rounds) and the ratio to the floor paired within each round. */
 export function throughputTable(samples: readonly Sample[], floor = 'floor'): string {
   const rows: string[][] = [];
@@ -59,15 +69,25 @@ export function throughputTable(samples: readonly Sample[], floor = 'floor'): st
     const names = [...new Set(samples.filter((s) => s.size === size).map((s) => s.system))];
     for (const name of names) {
       const mine = samples.filter((s) => s.size === size && s.system === name);
-      const paired = (key: 'enqueuePerSec' | 'drainPerSec') => mine.map((s) => {
-        const f = samples.find((x) => x.size === size && x.round === s.round && x.system === floor)!;
-        return s[key] / f[key];
-      });
+      const vsFloor = (key: Rate) => fmtSpread(spread(pairedRatios(samples, size, name, floor, key)), fmtRatio);
       rows.push([fmtInt(size), name,
-        fmtSpread(spread(mine.map((s) => s.enqueuePerSec)), fmtInt), fmtSpread(spread(paired('enqueuePerSec')), fmtRatio),
-        fmtSpread(spread(mine.map((s) => s.drainPerSec)), fmtInt), fmtSpread(spread(paired('drainPerSec')), fmtRatio)]);
+        fmtSpread(spread(mine.map((s) => s.enqueuePerSec)), fmtInt), vsFloor('enqueuePerSec'),
+        fmtSpread(spread(mine.map((s) => s.drainPerSec)), fmtInt), vsFloor('drainPerSec')]);
     }
   }
   return table(['jobs', 'system', 'enqueue jobs/s (min / median / max)', 'enqueue vs floor',
                 'drain jobs/s (min / median / max)', 'drain vs floor'], rows);
+}
+
+/**
+ * subject's drain against every other system, paired within each round
+ * (min / median / max): the ratios issue 8's targets name. Empty without
+ * the subject or a peer.
+ */
+export function subjectTable(samples: readonly Sample[], subject = 'pgdrain'): string {
+  const others = [...new Set(samples.map((s) => s.system))].filter((n) => n !== subject);
+  if (others.length === 0 || !samples.some((s) => s.system === subject)) return '';
+  const sizes = [...new Set(samples.map((s) => s.size))];
+  return table(['jobs', ...others.map((o) => `${subject} vs ${o}`)], sizes.map((size) => [fmtInt(size),
+    ...others.map((o) => fmtSpread(spread(pairedRatios(samples, size, subject, o, 'drainPerSec')), fmtRatio))]));
 }
