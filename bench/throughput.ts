@@ -53,7 +53,7 @@ export async function throughputRounds(url: string, systems: readonly System[], 
 
 type Rate = 'enqueuePerSec' | 'drainPerSec';
 
-/** a's rate over b's, one ratio per round of this size (rounds where both ran). */
+/** a's rate over b's, one ratio per round of this size (every round runs every system). */
 function pairedRatios(samples: readonly Sample[], size: number, a: string, b: string, key: Rate): number[] {
   return samples.filter((s) => s.size === size && s.system === a).map((s) => {
     const other = samples.find((x) => x.size === size && x.round === s.round && x.system === b)!;
