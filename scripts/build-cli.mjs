@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Bundles the CLI into one ES module, dist/cli.mjs (the package's bin), and
-// the chunks it loads on demand (dist/cli-chunks/): a few files to read
+// Bundles the CLI into one ES module, dist/cli.mjs (the package's bin, from
+// src/cli/bin.ts), and the chunks it loads after connecting or on demand
+// (dist/cli-chunks/): a few files to read
 // instead of hundreds halves its start-up, which a drain woken every minute
 // by a CronJob pays each time. PGlite stays outside (it loads
 // its WebAssembly from its own package, and only when no DSN is given).
@@ -17,7 +18,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 rmSync(join(root, 'dist/cli-chunks'), { recursive: true, force: true }); // chunks of earlier builds
 
 await build({
-  entryPoints: [join(root, 'src/cli/main.ts')],
+  entryPoints: [join(root, 'src/cli/bin.ts')],
   bundle: true,
   platform: 'node',
   target: 'node20',

@@ -175,6 +175,32 @@ export const noop = async () => null;
     expect(r.stdout).toMatch(/^drained: 1 claimed, 1 succeeded/);
   });
 
+  it('the connection opened before the arguments are parsed is the one the drain uses', async () => {
+    // bin.ts connects ahead for `--dsn=URL` as commander reads it: the handler sees one backend
+    // named for that URL and none for DATABASE_URL (a wrong guess would have connected there).
+    const counting = join(dir, 'counting-tasks.mjs');
+    writeFileSync(counting, `
+import { createRequire } from 'node:module';
+const pg = createRequire(${JSON.stringify(resolve('package.json'))})('pg');
+export const count = async () => {
+  const c = new pg.Client({ connectionString: ${JSON.stringify(db.url)}, application_name: 'fixture' });
+  await c.connect();
+  const { rows } = await c.query("select application_name as name, count(*)::int as n from pg_stat_activity where application_name like 'early-%' group by 1");
+  await c.end();
+  return Object.fromEntries(rows.map((r) => [r.name, r.n]));
+};
+`);
+    await sql(`select jobs.publish('count')`);
+    const dsn = new URL(db.url);
+    dsn.searchParams.set('application_name', 'early-dsn');
+    const other = new URL(db.url);
+    other.searchParams.set('application_name', 'early-env');
+    const r = await cli(['drain', '--tasks', counting, '--concurrency', '1', `--dsn=${dsn.href}`], { db: other.href });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const [job] = await sql<{ result: unknown }>(`select result from jobs.job where task = 'count'`);
+    expect(job!.result).toEqual({ 'early-dsn': 1 });
+  });
+
   it('a missing tasks module exits 1 naming its path', async () => {
     const r = await cli(['drain', '--tasks', './no/such/tasks.mjs']);
     expect(r.code).toBe(1);
@@ -203,7 +229,9 @@ describe('usage errors exit 2 with one line naming the flag', () => {
     [['publish', 'math.sum', '--delay', '5', '--at', '2030-01-01T00:00:00Z'], '--delay'],
     [['publish', 'math.sum', '--priority', '1.5'], '--priority'],
   ])('pgdrain %j', async (args, flag) => {
-    const r = await cli(args);
+    // With DATABASE_URL set, drain and publish open a connection before parsing their flags
+    // (bin.ts); left open, it would hold the process for pg's 10-s idle timeout.
+    const r = await cli(args, { timeout: 8_000 });
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(lines(r.stderr)).toHaveLength(1);
@@ -214,7 +242,8 @@ describe('usage errors exit 2 with one line naming the flag', () => {
 describe('runtime errors', () => {
   it('an unreachable database exits 1 with one line starting "pgdrain:"', async () => {
     const closed = `postgres://postgres@127.0.0.1:${await freePort()}/nothing`;
-    for (const args of [['stats', '--dsn', closed], ['publish', 'a.b', '--dsn', closed], ['migrate', closed]]) {
+    for (const args of [['stats', '--dsn', closed], ['publish', 'a.b', '--dsn', closed], ['migrate', closed],
+                        ['drain', '--tasks', TASKS, '--dsn', closed]]) {
       const r = await cli(args, { db: null });
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.stdout).toBe('');

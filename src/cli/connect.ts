@@ -3,6 +3,47 @@ import type { Driver } from '../db/driver.js';
 import { pgDriver } from '../db/pg.js';
 import { PgDrainError } from '../errors.js';
 
+/** The pool the CLI opens on a database URL (a drain runs up to --concurrency handlers, each may query). */
+const openPg = (url: string): Driver => pgDriver(url, { max: 20 });
+
+/** A connection opened before the CLI parsed its arguments: see connectEarly. */
+let early: { url: string; driver: Driver } | undefined;
+
+/**
+ * Starts opening the first connection of `pgdrain drain` or `publish` with a
+ * database URL before the rest of the CLI loads (commander, zod and the queue:
+ * ~30 ms of compiling and evaluating), so the server starts a backend and
+ * authenticates meanwhile. It reads argv as commander will; a wrong guess
+ * costs one unused connection: connect() takes it only for the very URL the
+ * parsed options name, and closeEarly() closes it otherwise.
+ */
+export function connectEarly(argv: readonly string[], env: Record<string, string | undefined>): void {
+  if (argv[2] !== 'drain' && argv[2] !== 'publish') return;
+  let dsn: string | undefined;
+  for (let i = 3; i < argv.length && argv[i] !== '--'; i++) {
+    if (argv[i] === '--dsn') dsn = argv[++i];
+    else if (argv[i]!.startsWith('--dsn=')) dsn = argv[i]!.slice('--dsn='.length);
+  }
+  const url = dsn || env.DATABASE_URL;
+  if (!url) return;
+  try {
+    const driver = openPg(url);
+    // A drain's warm() gets this connection's outcome; an error here is its to report.
+    const warmed = driver.warm!();
+    warmed.catch(() => {});
+    early = { url, driver: { ...driver, warm: () => warmed } };
+  } catch {
+    // A URL pg cannot parse: the command reports it with its own error.
+  }
+}
+
+/** Closes the early connection if no command took it. */
+export async function closeEarly(): Promise<void> {
+  const unused = early;
+  early = undefined;
+  await unused?.driver.close().catch(() => {});
+}
+
 export interface Connection {
   driver: Driver;
   /** Where the embedded database lives, when one is used. */
@@ -21,7 +62,12 @@ export function databaseUrl(dsn: string | undefined): string | undefined {
  */
 export async function connect(dsn: string | undefined, log: (line: string) => void): Promise<Connection> {
   const url = databaseUrl(dsn);
-  if (url) return { driver: pgDriver(url, { max: 20 }) };
+  if (url && early?.url === url) {
+    const { driver } = early;
+    early = undefined;
+    return { driver };
+  }
+  if (url) return { driver: openPg(url) };
   const dir = resolve(process.env.PGDRAIN_DATA_DIR || '.pgdrain');
   log(`pgdrain: no DSN or DATABASE_URL; using the embedded PostgreSQL (PGlite) in ${dir}`);
   // Loaded only here: PGlite is a large module, and most runs have a DSN.

@@ -1,10 +1,9 @@
-#!/usr/bin/env node
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { drain } from '../drain.js';
 import { PgDrainError, translateError } from '../errors.js';
 import { publish } from '../publish.js';
-import { connect, databaseUrl, type Connection } from './connect.js';
+import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addPublishOptions, featureCommands } from './features.js';
 import { formatReport, formatTable } from './format.js';
@@ -194,6 +193,8 @@ async function main(argv: string[]): Promise<number> {
     else log(`pgdrain: ${(e as Error)?.message ?? String(e)}`);
     // Bad input the database or the core rejected is a usage error too.
     return e instanceof PgDrainError && e.code === 'invalid_argument' ? 2 : 1;
+  } finally {
+    await closeEarly(); // e.g. after a usage error, or --help
   }
 }
 

@@ -30,9 +30,17 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
     : source;
   if (owned) (pool as pg.Pool).on('error', () => {}); // an idle client lost its server; the next query reconnects
   let closed = false;
+  // The connection warm() is opening: until it is open, queries wait for it
+  // rather than have the pool open a second one beside it.
+  let warming: Promise<void> | undefined;
+  const pooled = wrap(pool);
   return {
-    ...wrap(pool),
+    async query<R>(text: string, params?: readonly unknown[]) {
+      if (warming) await warming;
+      return pooled.query<R>(text, params);
+    },
     async transaction(fn) {
+      if (warming) await warming;
       const client = await pool.connect();
       let broken: unknown;
       try {
@@ -48,7 +56,11 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
       }
     },
     async warm() {
-      (await pool.connect()).release();
+      const opening = pool.connect().then((client) => client.release());
+      const settled = opening.then(() => undefined, () => undefined);
+      warming = settled;
+      void settled.then(() => { if (warming === settled) warming = undefined; });
+      await opening;
     },
     async close() {
       if (closed || !owned) return;

@@ -1,4 +1,6 @@
 // The driver contract on node-postgres (pgDriver), the reference driver.
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../../src/db/pg.js';
 import { emptyDb, testDb } from '../support/db.js';
 import { freePort } from '../support/postgres.js';
@@ -13,3 +15,19 @@ driverContract('pg', { sessions: true, network: true }, async () => ({
   emptyDatabase: async () => pgDriver(empty.url),
   unreachable: () => pgDriver(`postgres://postgres@127.0.0.1:${closedPort}/nowhere`),
 }));
+
+describe('pgDriver warm()', () => {
+  it('a query sent while warm() is still connecting uses that connection, not a second', async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 5 });
+    try {
+      const driver = pgDriver(pool);
+      const warming = driver.warm!();
+      const { rows } = await driver.query<{ one: number }>('select 1 as one');
+      await warming;
+      expect(rows).toEqual([{ one: 1 }]);
+      expect(pool.totalCount).toBe(1);
+    } finally {
+      await pool.end();
+    }
+  });
+});

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The pgdrain command's entry (bundled as dist/cli.mjs). A drain woken by a
+// CronJob or a Lambda pays the CLI's start-up each time: its first connection
+// opens here, before the rest of the CLI loads, so the two overlap.
+import { connectEarly } from './connect.js';
+
+connectEarly(process.argv, process.env);
+await import('./main.js');
