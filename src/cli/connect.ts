@@ -12,7 +12,7 @@ let early: { url: string; driver: Driver } | undefined;
 /**
  * Starts opening the first connection of `pgdrain drain` or `publish` with a
  * database URL before the rest of the CLI loads (commander, zod and the queue:
- * ~30 ms of compiling and evaluating), so the server starts a backend and
+ * ~40 ms of compiling and evaluating here), so the server starts a backend and
  * authenticates meanwhile. It reads argv as commander will; a wrong guess
  * costs one unused connection: connect() takes it only for the very URL the
  * parsed options name, and closeEarly() closes it otherwise.
