@@ -19,14 +19,35 @@ function wrap(q: { query(text: string, params?: unknown[]): Promise<{ rows: unkn
   };
 }
 
+type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => void);
+
+/** A pg.Client class whose clients are in `opening` from connect() until it has finished, either way. */
+function trackingOpening(opening: Set<pg.Client>): typeof pg.Client {
+  return class extends pg.Client {
+    override connect(): Promise<pg.Client>;
+    override connect(callback: ConnectCallback): void;
+    override connect(callback?: ConnectCallback): Promise<pg.Client> | void {
+      opening.add(this);
+      if (!callback) return super.connect().finally(() => opening.delete(this));
+      super.connect(((...args: unknown[]) => {
+        opening.delete(this);
+        (callback as (...a: unknown[]) => void)(...args);
+      }) as ConnectCallback);
+    }
+  };
+}
+
 /**
  * A driver over a node-postgres Pool. Pass a connection string (the driver
  * owns and closes the pool) or your own pool (closing the driver leaves it open).
  */
 export function pgDriver(source: string | PgPool, options: { max?: number } = {}): Driver {
   const owned = typeof source === 'string';
+  // Connections the owned pool is still opening: close() ends them, where the
+  // pool would wait for a server that may never answer.
+  const opening = new Set<pg.Client>();
   const pool: PgPool = owned
-    ? new pg.Pool({ connectionString: source, max: options.max ?? 10 })
+    ? new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: trackingOpening(opening) })
     : source;
   if (owned) (pool as pg.Pool).on('error', () => {}); // an idle client lost its server; the next query reconnects
   let closed = false;
@@ -56,15 +77,16 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
       }
     },
     async warm() {
-      const opening = pool.connect().then((client) => client.release());
-      const settled = opening.then(() => undefined, () => undefined);
+      const connecting = pool.connect().then((client) => client.release());
+      const settled = connecting.then(() => undefined, () => undefined);
       warming = settled;
       void settled.then(() => { if (warming === settled) warming = undefined; });
-      await opening;
+      await connecting;
     },
     async close() {
       if (closed || !owned) return;
       closed = true;
+      for (const client of opening) client.connection.stream.destroy();
       await pool.end();
     },
   };

@@ -1,4 +1,5 @@
 // The driver contract on node-postgres (pgDriver), the reference driver.
+import { createServer, type Socket } from 'node:net';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../../src/db/pg.js';
@@ -28,6 +29,23 @@ describe('pgDriver warm()', () => {
       expect(pool.totalCount).toBe(1);
     } finally {
       await pool.end();
+    }
+  });
+
+  it('close() ends a connection the server never answers instead of waiting for it', async () => {
+    // A server that accepts and never speaks: node-postgres has no connect timeout by default,
+    // and its pool's end() waits for every client it is opening.
+    const sockets = new Set<Socket>();
+    const silent = createServer((s) => void sockets.add(s));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const driver = pgDriver(`postgres://nobody@127.0.0.1:${(silent.address() as { port: number }).port}/none`);
+      const warming = driver.warm!().then(() => 'connected', () => 'failed');
+      await driver.close();
+      expect(await warming).toBe('failed');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 });
