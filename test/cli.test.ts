@@ -1,7 +1,6 @@
 // The `pgdrain` CLI as users run it: a child process against a real PostgreSQL.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { pgliteDriver } from '../src/db/pglite.js';
 import { migrate } from '../src/migrate.js';
 import { emptyDb, testDb } from './support/db.js';
 import { freePort } from './support/postgres.js';
+import { silentServer } from './support/tcp-proxy.js';
 
 const CLI = resolve('dist/cli.mjs');
 const db = await testDb();
@@ -242,18 +242,15 @@ describe('usage errors exit 2 with one line naming the flag', () => {
 
 describe('usage errors with a database that never answers', () => {
   it('exit 2 at once: the connection opened before parsing is ended, not waited for', async () => {
-    const sockets = new Set<Socket>();
-    const silent = createServer((s) => void sockets.add(s));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silent = await silentServer();
     try {
-      const url = `postgres://nobody@127.0.0.1:${(silent.address() as { port: number }).port}/none`;
-      for (const args of [['drain', '--tasks', 'x', '--batch', '0'], ['publish', 'math.sum', '--priority', '1.5'], ['drain', '--help']]) {
-        const r = await cli(args, { db: url, timeout: 8_000 });
+      for (const args of [['drain', '--tasks', 'x', '--batch', '0'], ['publish', 'math.sum', '--priority', '1.5'],
+                          ['drain', '--help']]) {
+        const r = await cli(args, { db: silent.url, timeout: 8_000 });
         expect(r.code, args.join(' ')).toBe(args.includes('--help') ? 0 : 2);
       }
     } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => silent.close(resolve));
+      await silent.close();
     }
   });
 });

@@ -1,10 +1,10 @@
 // The driver contract on node-postgres (pgDriver), the reference driver.
-import { createServer, type Socket } from 'node:net';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../../src/db/pg.js';
 import { emptyDb, testDb } from '../support/db.js';
 import { freePort } from '../support/postgres.js';
+import { silentServer } from '../support/tcp-proxy.js';
 import { driverContract } from './contract.js';
 
 const db = await testDb();
@@ -33,19 +33,15 @@ describe('pgDriver warm()', () => {
   });
 
   it('close() ends a connection the server never answers instead of waiting for it', async () => {
-    // A server that accepts and never speaks: node-postgres has no connect timeout by default,
-    // and its pool's end() waits for every client it is opening.
-    const sockets = new Set<Socket>();
-    const silent = createServer((s) => void sockets.add(s));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    // node-postgres's pool.end() waits for every client it is still opening.
+    const silent = await silentServer();
     try {
-      const driver = pgDriver(`postgres://nobody@127.0.0.1:${(silent.address() as { port: number }).port}/none`);
+      const driver = pgDriver(silent.url);
       const warming = driver.warm!().then(() => 'connected', () => 'failed');
       await driver.close();
       expect(await warming).toBe('failed');
     } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => silent.close(resolve));
+      await silent.close();
     }
   });
 });

@@ -43,3 +43,21 @@ export async function tcpProxy(targetHost: string, targetPort: number): Promise<
     }),
   };
 }
+
+/**
+ * A server on 127.0.0.1 that accepts connections and never sends a byte:
+ * a database that stopped answering. node-postgres has no connect timeout
+ * by default, so a client of it waits until it is ended.
+ */
+export async function silentServer(): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => void sockets.add(s));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `postgres://nobody@127.0.0.1:${(server.address() as { port: number }).port}/none`,
+    close: () => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    }),
+  };
+}
