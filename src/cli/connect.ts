@@ -28,10 +28,9 @@ export function connectEarly(argv: readonly string[], env: Record<string, string
   if (!url) return;
   try {
     const driver = openPg(url);
-    // A drain's warm() gets this connection's outcome; an error here is its to report.
-    const warmed = driver.warm!();
-    warmed.catch(() => {});
-    early = { url, driver: { ...driver, warm: () => warmed } };
+    // A drain's warm() joins this attempt while it is in flight (pgDriver.warm).
+    driver.warm!().catch(() => {});
+    early = { url, driver };
   } catch {
     // A URL pg cannot parse: the command reports it with its own error.
   }

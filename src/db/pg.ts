@@ -51,17 +51,17 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
     : source;
   if (owned) (pool as pg.Pool).on('error', () => {}); // an idle client lost its server; the next query reconnects
   let closed = false;
-  // The connection warm() is opening: until it is open, queries wait for it
-  // rather than have the pool open a second one beside it.
+  // The connection warm() is opening: until it is open, queries and further
+  // warm() calls wait for it rather than have the pool open a second one.
   let warming: Promise<void> | undefined;
   const pooled = wrap(pool);
   return {
     async query<R>(text: string, params?: readonly unknown[]) {
-      if (warming) await warming;
+      if (warming) await warming.catch(() => {});
       return pooled.query<R>(text, params);
     },
     async transaction(fn) {
-      if (warming) await warming;
+      if (warming) await warming.catch(() => {});
       const client = await pool.connect();
       let broken: unknown;
       try {
@@ -76,12 +76,9 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
         client.release(broken instanceof Error ? broken : undefined);
       }
     },
-    async warm() {
-      const connecting = pool.connect().then((client) => client.release());
-      const settled = connecting.then(() => undefined, () => undefined);
-      warming = settled;
-      void settled.then(() => { if (warming === settled) warming = undefined; });
-      await connecting;
+    warm() {
+      warming ??= pool.connect().then((client) => client.release()).finally(() => { warming = undefined; });
+      return warming;
     },
     async close() {
       if (closed || !owned) return;
