@@ -18,13 +18,14 @@ driverContract('pg', { sessions: true, network: true }, async () => ({
 }));
 
 describe('pgDriver warm()', () => {
-  it('a query sent while warm() is still connecting uses that connection, not a second', async () => {
+  it('a query or a second warm() sent while warm() is still connecting uses that connection, not a second', async () => {
     const pool = new pg.Pool({ connectionString: db.url, max: 5 });
     try {
       const driver = pgDriver(pool);
       const warming = driver.warm!();
+      const again = driver.warm!();
       const { rows } = await driver.query<{ one: number }>('select 1 as one');
-      await warming;
+      await Promise.all([warming, again]);
       expect(rows).toEqual([{ one: 1 }]);
       expect(pool.totalCount).toBe(1);
     } finally {
