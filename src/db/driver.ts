@@ -7,10 +7,21 @@ export interface QueryResult<R> {
   rows: R[];
 }
 
+/** Per-statement options a driver may honour. */
+export interface QueryOptions {
+  /**
+   * Fires when the caller has given up waiting for the reply (a database
+   * that stopped answering). A driver that honours it frees the connection
+   * the statement holds (pgDriver ends it); one that does not may ignore it.
+   */
+  signal?: AbortSignal;
+}
+
 /** Something that runs one statement: a pool, a client, a transaction. */
 export interface Queryable {
   /** Runs one statement; a text with no params may hold several (migrations). */
-  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[],
+                                     options?: QueryOptions): Promise<QueryResult<R>>;
 }
 
 /** A connection source the queue owns or borrows. */

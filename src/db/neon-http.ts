@@ -1,6 +1,6 @@
 import { neon, neonConfig } from '@neondatabase/serverless';
 import { PgDrainError, ValidationError } from '../errors.js';
-import type { Driver, QueryResult } from './driver.js';
+import type { Driver, QueryOptions, QueryResult } from './driver.js';
 
 // Which queue operations run over HTTP: every one. Each is one SQL statement
 // with parameters (publish, publishBulk, drain's claim_json and settle,
@@ -38,10 +38,12 @@ export function neonHttpDriver(connectionString: string, options: NeonHttpDriver
   const sql = neon(connectionString);
   let closed = false;
   return {
-    async query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
       if (closed) throw new PgDrainError('database_unavailable', 'database unavailable: the Neon HTTP driver is closed');
       try {
-        const result = await sql.query(text, params ? [...params] : [], { fullResults: true });
+        // A signal that aborts (the caller gave up) cancels the HTTP request.
+        const fetchOptions = options?.signal ? { signal: options.signal } : undefined;
+        const result = await sql.query(text, params ? [...params] : [], { fullResults: true, fetchOptions });
         return { rows: result.rows as R[] };
       } catch (error) {
         throw unreachable(error) ?? error;

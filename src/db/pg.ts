@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Driver, Queryable, QueryResult } from './driver.js';
+import type { Driver, Queryable, QueryOptions, QueryResult } from './driver.js';
 
 /** The part of a node-postgres Pool (or pg-compatible pool) that pgdrain uses. */
 export interface PgPool {
@@ -10,13 +10,50 @@ export interface PgPool {
 export interface PgPoolClient {
   query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
   release(destroy?: boolean | Error): void;
+  /** pg.Client's: with a query in flight it destroys the socket, failing that query. */
+  end?(): Promise<void>;
+  on?(event: 'error', listener: (error: Error) => void): unknown;
+  off?(event: 'error', listener: (error: Error) => void): unknown;
 }
+
+/**
+ * A pooled pg.Client emits 'error' when its connection breaks, and the pool
+ * listens only while the client is idle: a checked-out client with no
+ * listener would take the process down. Its statement fails with that error.
+ */
+const ignoreError = () => {};
 
 function wrap(q: { query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }> }): Queryable {
   return {
     query: async <R>(text: string, params?: readonly unknown[]) =>
       (await q.query(text, params ? [...params] : undefined)) as QueryResult<R>,
   };
+}
+
+/**
+ * One statement on a client of its own, so that when `signal` aborts (the
+ * caller gave up on a database that does not answer) that client can be
+ * ended rather than left in the pool waiting for a reply that may never come.
+ */
+async function abandonable<R>(pool: PgPool, text: string, params: readonly unknown[] | undefined,
+                              signal: AbortSignal): Promise<QueryResult<R>> {
+  const client = await pool.connect();
+  const end = () => void client.end?.().catch(() => {});
+  signal.addEventListener('abort', end, { once: true });
+  client.on?.('error', ignoreError);
+  let failed: unknown;
+  try {
+    if (signal.aborted) throw signal.reason;
+    return (await client.query(text, params ? [...params] : undefined)) as QueryResult<R>;
+  } catch (error) {
+    failed = error;
+    throw error;
+  } finally {
+    signal.removeEventListener('abort', end);
+    client.off?.('error', ignoreError);
+    // As pool.query does: a client whose statement failed leaves the pool.
+    client.release(failed === undefined ? undefined : failed instanceof Error ? failed : true);
+  }
 }
 
 type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => void);
@@ -52,17 +89,20 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
   if (owned) (pool as pg.Pool).on('error', () => {}); // an idle client lost its server; the next query reconnects
   let closed = false;
   // The connection warm() is opening: until it is open, queries and further
-  // warm() calls wait for it rather than have the pool open a second one.
+  // warm() calls wait for it rather than have the pool open a second one. If
+  // it fails, the statements that waited fail with its error rather than each
+  // try again at once (a second wait as long against an unreachable server).
   let warming: Promise<void> | undefined;
   const pooled = wrap(pool);
   return {
-    async query<R>(text: string, params?: readonly unknown[]) {
-      if (warming) await warming.catch(() => {});
-      return pooled.query<R>(text, params);
+    async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions) {
+      if (warming) await warming;
+      return options?.signal ? abandonable<R>(pool, text, params, options.signal) : pooled.query<R>(text, params);
     },
     async transaction(fn) {
-      if (warming) await warming.catch(() => {});
+      if (warming) await warming;
       const client = await pool.connect();
+      client.on?.('error', ignoreError);
       let broken: unknown;
       try {
         await client.query('begin');
@@ -73,6 +113,7 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
         broken = await client.query('rollback').then(() => undefined, (e: unknown) => e);
         throw error;
       } finally {
+        client.off?.('error', ignoreError);
         client.release(broken instanceof Error ? broken : undefined);
       }
     },

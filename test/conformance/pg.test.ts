@@ -46,3 +46,22 @@ describe('pgDriver warm()', () => {
     }
   });
 });
+
+describe('pgDriver transaction()', () => {
+  it('when the server ends its connection, the transaction rejects and the process lives on', async () => {
+    // A checked-out pg client emits 'error' with no listener of the pool's: unhandled, it ends the process.
+    const driver = pgDriver(db.url);
+    try {
+      const outcome = await driver.transaction(async (tx) => {
+        const { rows } = await tx.query<{ pid: number }>('select pg_backend_pid() as pid');
+        await db.sql('select pg_terminate_backend($1)', [rows[0]!.pid]);
+        await new Promise((resolve) => setTimeout(resolve, 200)); // the FATAL message and the socket's end arrive
+        await tx.query('select 1');
+      }).then(() => 'committed', (e: unknown) => e);
+      expect(outcome).toBeInstanceOf(Error);
+      expect((await driver.query<{ one: number }>('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await driver.close();
+    }
+  });
+});

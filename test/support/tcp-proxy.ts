@@ -8,6 +8,12 @@ export interface TcpProxy {
   port: number;
   /** Drops every open connection and refuses new ones. */
   cut(): void;
+  /**
+   * Stops forwarding, leaving every connection open: a network that drops
+   * packets, or a server that hangs. New connections are accepted and left
+   * unanswered.
+   */
+  freeze(): void;
   close(): Promise<void>;
 }
 
@@ -15,8 +21,10 @@ export interface TcpProxy {
 export async function tcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let cut = false;
+  let frozen = false;
   const server = createServer((client) => {
     if (cut) return void client.destroy();
+    if (frozen) return void sockets.add(client);
     const upstream = connect(targetPort, targetHost);
     for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
       sockets.add(a);
@@ -35,6 +43,13 @@ export async function tcpProxy(targetHost: string, targetPort: number): Promise<
       cut = true;
       server.close(); // refuse new connections
       for (const s of sockets) s.destroy();
+    },
+    freeze() {
+      frozen = true;
+      for (const s of sockets) {
+        s.unpipe();
+        s.pause();
+      }
     },
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
