@@ -4,8 +4,9 @@ import { translateError } from './errors.js';
 import { LazySignal } from './job-context.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { runHandler } from './run-handler.js';
+import { RoundTripLimit } from './round-trip-limit.js';
 import { outcomeArrays, Settler, type Outcome, type SettleCounts } from './settler.js';
-import { Timeouts } from './timeouts.js';
+import { timerAt, Timeouts } from './timeouts.js';
 import type { DrainReport, FailedJob, Job, Json, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
 /** What drain() needs from its queue. */
@@ -23,6 +24,8 @@ export const DEFAULT_SETTLE_MARGIN_MS = 500;
 export const DEFAULT_FLUSH_INTERVAL_MS = 50;
 /** How often running jobs older than this are checked for a cancel request. */
 export const DEFAULT_CANCEL_CHECK_MS = 2000;
+/** How long past its deadline (or its hardSignal) a drain waits for a database that does not answer. */
+export const DEFAULT_OVERRUN_MS = 5000;
 
 /** Claimed jobs as jobs.claim_json answers them: one array per field (times in epoch seconds). */
 interface ClaimedColumns {
@@ -76,7 +79,10 @@ const SETTLED = new Error('job settled');
  *   graceMs (default: until their timeout), then aborts and releases the rest
  *   without spending their attempt; on options.hardSignal it does so at once.
  * - It returns by the deadline plus the time of its last settle statement
- *   (bounded by settleMarginMs on a healthy database).
+ *   (bounded by settleMarginMs on a healthy database). A database that stops
+ *   answering is given up overrunMs after the deadline (or after hardSignal):
+ *   drain() then rejects with database_unavailable, and what it had not
+ *   settled runs again once its lease expires.
  * - It consumes options.queue (default 'default'), only jobs whose attributes
  *   contain options.filter when given, and records options.workerId on them.
  * - Jobs cancelled while they run (jobs.cancel) get their signal aborted,
@@ -91,7 +97,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
 
-  const settler = new Settler(deps.db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
+  // The drain's own round trips (claims, settles, cancel checks) go through db.
+  const limit = new RoundTripLimit(args.deadline, opts.overrunMs ?? DEFAULT_OVERRUN_MS, opts.hardSignal);
+  const db = limit.bind(deps.db);
+  const settler = new Settler(db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
   // 48 random bits tell drains apart; a whole UUID would add 24 bytes to the
   // claimed row and to every job's history row.
   const workerId = opts.workerId ?? `drain-${globalThis.crypto.randomUUID().slice(-12)}`;
@@ -115,7 +124,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   opts.signal?.addEventListener('abort', onSignal, { once: true });
   opts.hardSignal?.addEventListener('abort', onSignal, { once: true });
   if (opts.signal?.aborted || opts.hardSignal?.aborted) stop('signal');
-  const deadlineTimer = setTimeout(() => stop('deadline'), Math.max(0, stopAt - Date.now()));
+  const cancelDeadline = timerAt(stopAt, () => stop('deadline'));
 
   const record = (job: Job, outcome: Outcome | null) => {
     if (outcome === null) return;
@@ -158,7 +167,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     void runHandler(job, deps, publish, signal, settler).then((outcome) => entry.finish(outcome));
   };
 
-  const stopWatching = watchCancels(deps.db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
+  const stopWatching = watchCancels(db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
     () => [...running.values()].map((r) => ({ id: r.job.id, startedAt: r.startedAt })),
     (id) => {
       const r = running.get(id);
@@ -183,7 +192,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const claimSentAt = Date.now();
       let result: ClaimResult;
       try {
-        const { rows } = await deps.db.query<{ r: ClaimResult }>(
+        const { rows } = await db.query<{ r: ClaimResult }>(
           `select jobs.claim_json($1, $2, $3, null, $4, $5::jsonb, $6, $7::bigint[], $8::integer[], $9::text[],
                                   $10::jsonb[], $11::text[], $12::timestamptz[], $13::float8[]) as r`,
           [Math.min(args.batchSize, free), opts.topic ?? null, Math.floor(budgetMs) / 1000, opts.queue ?? null,
@@ -221,10 +230,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
     }
     await settler.close(1).catch(() => {});
+    limit.dispose();
     throw translateError(error);
   } finally {
     stopWatching();
-    clearTimeout(deadlineTimer);
+    cancelDeadline();
     opts.signal?.removeEventListener('abort', onSignal);
     opts.hardSignal?.removeEventListener('abort', onSignal);
   }
@@ -232,6 +242,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     await settler.close();
   } catch (error) {
     throw translateError(error);
+  } finally {
+    limit.dispose();
   }
   return {
     claimed, ...settler.totals, skipped, stoppedBy: stoppedBy ?? 'empty',

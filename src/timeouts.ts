@@ -28,3 +28,17 @@ export class Timeouts {
     this.groups.delete(end);
   }
 }
+
+/** setTimeout's longest delay: a longer one fires at once, with a warning. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/** Calls fn at `at` (epoch ms), even past setTimeout's 24.8-day range; returns what cancels it. */
+export function timerAt(at: number, fn: () => void): () => void {
+  let timer: ReturnType<typeof setTimeout>;
+  const arm = () => {
+    const delay = at - Date.now();
+    timer = delay > MAX_DELAY_MS ? setTimeout(arm, MAX_DELAY_MS) : setTimeout(fn, Math.max(0, delay));
+  };
+  arm();
+  return () => clearTimeout(timer);
+}

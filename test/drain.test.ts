@@ -110,6 +110,14 @@ describe('drain', () => {
     expect(await sql(`select count(*)::int as n from jobs.job`)).toEqual([{ n: report.succeeded }]);
   });
 
+  it('a deadline beyond setTimeout\'s 24.8-day range is a far deadline, not a passed one', async () => {
+    // setTimeout fires a delay over 2^31 - 1 ms at once.
+    const q = queueWith({ noop: async () => null });
+    await q.publishBulk(Array.from({ length: 30 }, () => ({ task: 'noop' })));
+    const report = await q.drain(10, Date.now() + 30 * 86_400_000);
+    expect(report).toMatchObject({ claimed: 30, succeeded: 30, stoppedBy: 'empty' });
+  });
+
   it('never claims a job whose timeout cannot fit, and reports it as skipped', async () => {
     const q = queueWith({ quick: async () => 1, long: async () => 2 });
     await q.publish('long', null, { timeoutSeconds: 120 });

@@ -211,6 +211,46 @@ describe('a connection lost between handler success and ack', () => {
   });
 });
 
+describe('a network that freezes: a proxy stops forwarding, so no error ever comes', () => {
+  const frozenDrain = async (args: string[], whileFrozen: (d: DrainProcess) => Promise<void> = async () => {}) => {
+    await publish(sql, 'frozen', 20, { ms: 100, timeout: 2 });
+    const target = new URL(db.url);
+    const proxy = await tcpProxy(target.hostname, Number(target.port));
+    try {
+      const viaProxy = new URL(db.url);
+      viaProxy.port = String(proxy.port);
+      const d = startDrain(viaProxy.href, 'frozen', ['--batch', '5', ...args]);
+      await until(async () => (await count(sql, 'select count(*) from fault_runs')) > 0, 'a handler to run');
+      proxy.freeze();
+      await whileFrozen(d);
+      return await d.exited; // without a limit on its round trips, it never exits: the test times out
+    } finally {
+      await proxy.close();
+    }
+  };
+
+  it('the drain exits 1 five seconds after its deadline, with one line saying why; none lost', async () => {
+    const exit = await frozenDrain(['--deadline', '4']);
+    expect(exit).toMatchObject({ code: 1, signal: null,
+      stderr: "pgdrain: database unavailable: no reply within 5000 ms after the drain's deadline\n" });
+    for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });
+    await expectAllDoneOnce(sql, 20);
+  });
+
+  it('SIGTERM then SIGINT end it five seconds after the SIGINT, long before its deadline; none lost', async () => {
+    const exit = await frozenDrain(['--deadline', '600'], async (d) => {
+      d.child.kill('SIGTERM');
+      await until(async () => d.stderr().includes('SIGTERM: claiming no more jobs'), 'the SIGTERM');
+      d.child.kill('SIGINT');
+    });
+    expect(exit).toMatchObject({ code: 1, signal: null });
+    expect(exit.stderr).toContain('giving back every running job now');
+    expect(exit.stderr).toMatch(/\npgdrain: database unavailable: no reply within 5000 ms after the drain was told to stop at once\n$/);
+    for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });
+    await expectAllDoneOnce(sql, 20);
+  });
+});
+
 it('PostgreSQL restarted under running drains: each recovers or exits with one clear line; none lost; the next drain completes', async () => {
   // Its own cluster: a restart of the shared server would break the test files running beside this one.
   const server = await startServer();

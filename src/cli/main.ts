@@ -111,12 +111,11 @@ export function program(): Command {
         const loadedFirst = databaseUrl(opts.dsn) ? undefined : await loadTasks(opts.tasks);
         await withConnection(opts.dsn, async ({ driver }) => {
           // Else the first connection opens while the tasks module loads: a
-          // module's imports can take as long as a TLS handshake. Its error, if
-          // any, is the one the first claim would have met.
-          const warmed = driver.warm?.().then(() => undefined, (error: unknown) => error ?? new Error('connection failed'));
+          // module's imports can take as long as a TLS handshake. The first
+          // claim waits for it (no longer than the drain's deadline allows),
+          // and fails with its error if it fails.
+          driver.warm?.().catch(() => {});
           const tasks = loadedFirst ?? await loadTasks(opts.tasks);
-          const warmError = await warmed;
-          if (warmError !== undefined) throw translateError(warmError);
           const report = await drain(
             { db: driver, tasks, publish: (task, body, o) => publish(driver, task, body, o) },
             opts.batch, deadline,

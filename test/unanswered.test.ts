@@ -1,0 +1,138 @@
+// A database that stops answering: the network between drain and server
+// freezes (a real TCP proxy stops forwarding, its sockets left open), so no
+// error ever comes, only silence. A drain must still return near its deadline,
+// and nothing may be lost.
+import { createServer } from 'node:net';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { pgDriver } from '../src/db/pg.js';
+import { createQueue, PgDrainError, type JobContext, type TaskMap } from '../src/index.js';
+import { testDb } from './support/db.js';
+import { tcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+
+const db = await testDb();
+const sql = db.sql;
+let proxy: TcpProxy;
+let viaProxy: string;
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+  const target = new URL(db.url);
+  proxy = await tcpProxy(target.hostname, Number(target.port));
+  const u = new URL(db.url);
+  u.port = String(proxy.port);
+  viaProxy = u.href;
+});
+afterEach(async () => proxy.close());
+
+/** A queue over the proxy whose `freeze.now` task freezes the network the first time it runs. */
+function frozenMidDrain(): { queue: ReturnType<typeof createQueue>; ran: string[] } {
+  const ran: string[] = [];
+  const tasks: TaskMap = {
+    freeze: { now: async (_b: unknown, ctx: JobContext) => {
+      ran.push(ctx.job.id);
+      proxy.freeze();
+    } },
+    ok: async (_b: unknown, ctx: JobContext) => void ran.push(ctx.job.id),
+  };
+  return { queue: createQueue({ driver: pgDriver(viaProxy), tasks }), ran };
+}
+
+const left = async () => (await sql<{ n: number }>('select count(*)::int as n from jobs.job_queue'))[0]!.n;
+
+/** After the frozen drain: the leases it held end, and a drain on a working connection finishes every job once. */
+async function expectNothingLost(jobs: number): Promise<void> {
+  await sql(`update jobs.job_queue set lease_until = now() where lease_until > now()`); // as if the leases had run out
+  const tasks = { ok: async () => null, freeze: { now: async () => null } };
+  const report = await createQueue({ driver: { ...db.driver, close: async () => {} }, tasks }).drain(100, Date.now() + 120_000);
+  expect(report).toMatchObject({ stoppedBy: 'empty', failed: 0 });
+  expect(await left()).toBe(0);
+  expect(await sql(`select count(*)::int as n, count(distinct job_id)::int as ids from jobs.job where status = 'success'`))
+    .toEqual([{ n: jobs, ids: jobs }]);
+}
+
+describe('drain() against a database that stops answering', () => {
+  it('rejects with database_unavailable overrunMs after its deadline; its jobs run again once their leases end', async () => {
+    const { queue, ran } = frozenMidDrain();
+    await queue.publish('freeze.now', {}, { priority: 1, timeoutSeconds: 1 });
+    await queue.publishBulk(Array.from({ length: 20 }, () => ({ task: 'ok', timeoutSeconds: 1 })));
+    try {
+      const outcome = await queue.drain(5, Date.now() + 3000, { overrunMs: 300, flushIntervalMs: 10 })
+        .then(() => 'returned', (e: unknown) => e);
+      expect(outcome, String(outcome)).toBeInstanceOf(PgDrainError);
+      expect(outcome).toMatchObject({ code: 'database_unavailable',
+        message: "database unavailable: no reply within 300 ms after the drain's deadline" });
+      expect(ran.length).toBeGreaterThan(0);
+    } finally {
+      await queue.close(); // returns: the abandoned statements' connections were ended
+    }
+    await expectNothingLost(21);
+  });
+
+  it('its hardSignal moves that limit to overrunMs after the signal, long before a far deadline', async () => {
+    const { queue } = frozenMidDrain();
+    await queue.publish('freeze.now', {});
+    const hard = new AbortController();
+    try {
+      const draining = queue.drain(5, Date.now() + 3_600_000, { overrunMs: 200, hardSignal: hard.signal })
+        .then(() => 'returned', (e: unknown) => e);
+      await until(async () => (await sql<{ n: number }>(
+        `select count(*)::int as n from jobs.job_queue where lease_until > now()`))[0]!.n === 1);
+      hard.abort();
+      expect(await draining).toMatchObject({ code: 'database_unavailable',
+        message: "database unavailable: no reply within 200 ms after the drain was told to stop at once" });
+    } finally {
+      await queue.close();
+    }
+    await expectNothingLost(1);
+  });
+});
+
+describe('pgDriver and a statement given up on', () => {
+  it('when its signal aborts, the statement fails and its connection leaves the pool', async () => {
+    const pool = new pg.Pool({ connectionString: viaProxy, max: 2 });
+    try {
+      const driver = pgDriver(pool);
+      await driver.query('select 1');
+      expect(pool.totalCount).toBe(1);
+      proxy.freeze();
+      const giveUp = new AbortController();
+      const reply = driver.query('select 2', [], { signal: giveUp.signal }).then(() => 'answered', (e: unknown) => e);
+      giveUp.abort();
+      expect(await reply).toBeInstanceOf(Error);
+      expect(pool.totalCount).toBe(0);
+    } finally {
+      await pool.end(); // would wait forever for a client still waiting for its reply
+    }
+  });
+
+  it('a warm() that fails fails the statements that waited for it, with no second connection attempt', async () => {
+    // A server that accepts and at once hangs up: every attempt is seen, every one fails.
+    let attempts = 0;
+    const server = createServer((s) => {
+      attempts++;
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const driver = pgDriver(`postgres://nobody@127.0.0.1:${(server.address() as { port: number }).port}/none`);
+    try {
+      const warming = driver.warm!().then(() => 'connected', (e: unknown) => e);
+      const query = driver.query('select 1').then(() => 'answered', (e: unknown) => e);
+      const [warmError, queryError] = await Promise.all([warming, query]);
+      expect(warmError).toBeInstanceOf(Error);
+      expect(queryError).toBe(warmError);
+      expect(attempts).toBe(1);
+    } finally {
+      await driver.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+async function until(check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('condition not reached in 5 s');
+}
