@@ -96,7 +96,10 @@ class Instance {
       driver: db,
       publish: publishOne,
       publishBulk: (jobs) => publishBulk(db, jobs),
-      drain: (batchSize, deadline, options) => drain({ db, tasks, publish: publishOne }, batchSize, deadline, options),
+      // A database that stops answering is given up within the safety margin,
+      // so the invocation fails with database_unavailable before Lambda times it out.
+      drain: (batchSize, deadline, options) => drain({ db, tasks, publish: publishOne }, batchSize, deadline,
+                                                     { overrunMs: settings.PGDRAIN_SAFETY_MARGIN_MS / 2, ...options }),
     };
   }
 
@@ -202,14 +205,15 @@ function reconnectingDriver(url: string, max: number): ReconnectingDriver {
     driver = pgDriver(pool);
     void old.end().catch(() => {});
   };
-  async function firstProves<T>(run: (d: Driver) => Promise<T>, retry: boolean): Promise<T> {
+  async function firstProves<T>(run: (d: Driver) => Promise<T>, retry: boolean, signal?: AbortSignal): Promise<T> {
     if (proven) return run(driver);
     try {
       const result = await run(driver);
       proven = true;
       return result;
     } catch (error) {
-      if (!connectionLost(error)) throw error;
+      // A statement given up on (signal) was ended on purpose: not a stale pool.
+      if (!connectionLost(error) || signal?.aborted) throw error;
       console.warn(`pgdrain: a pooled connection died while the function was idle (${(error as Error).message}); reconnecting`);
       replacePool();
       if (!retry) throw error;
@@ -219,7 +223,7 @@ function reconnectingDriver(url: string, max: number): ReconnectingDriver {
     }
   }
   return {
-    query: (text, params) => firstProves((d) => d.query(text, params), true),
+    query: (text, params, options) => firstProves((d) => d.query(text, params, options), true, options?.signal),
     transaction: (fn) => firstProves((d) => d.transaction(fn), false),
     close: () => pool.end(),
     beginInvocation: () => { proven = false; },

@@ -13,6 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { tcpProxy } from './support/tcp-proxy.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -265,6 +266,27 @@ describe('the connection pool across invocations', () => {
     await invoke(functionUrl('GET', '/stats', { headers: bearer }), 10_000, bundle, env);
     expect(proxy.opened()).toBe(after); // and the fresh pool is reused
     expect(await leased()).toBe(0);
+  });
+
+  it('a database that stops answering fails the invocation with database_unavailable before Lambda times it out', async () => {
+    const target = new URL(db.url);
+    const proxy = await tcpProxy(target.hostname, Number(target.port));
+    afterAll(() => proxy.close());
+    const bundle = join(dir, 'unanswered.mjs');
+    copyFileSync(BUNDLE, bundle);
+    const url = new URL(db.url);
+    url.port = String(proxy.port);
+    await queue.publishBulk(Array.from({ length: 20 }, () => ({ task: 'work.slow', body: { ms: 300 }, timeoutSeconds: 1 })));
+    const invocation = invoke(eventBridge(), 4000, bundle, { ...ENV, DATABASE_URL: url.href }).then(() => 'returned', (e) => e);
+    while ((await leased()) === 0) await new Promise((r) => setTimeout(r, 20));
+    proxy.freeze(); // no error ever comes: only silence
+    // Given up half the 1 s safety margin after the deadline, not "Task timed out".
+    expect(await invocation).toMatchObject({ errorType: 'PgDrainError',
+      errorMessage: "database unavailable: no reply within 500 ms after the drain's deadline" });
+    // Nothing lost: once the leases it held end, every job runs.
+    await sql('update jobs.job_queue set lease_until = now() where lease_until > now()');
+    expect(await invoke(eventBridge(), 20_000)).toMatchObject({ stoppedBy: 'empty', failed: 0, retried: 0 });
+    expect(await sql(`select count(*)::int as n from jobs.job where status = 'success'`)).toEqual([{ n: 20 }]);
   });
 });
 
