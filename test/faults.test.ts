@@ -212,8 +212,9 @@ describe('a connection lost between handler success and ack', () => {
 });
 
 describe('a network that freezes: a proxy stops forwarding, so no error ever comes', () => {
-  const frozenDrain = async (args: string[], whileFrozen: (d: DrainProcess) => Promise<void> = async () => {}) => {
-    await publish(sql, 'frozen', 20, { ms: 100, timeout: 2 });
+  const frozenDrain = async (args: string[], whileFrozen: (d: DrainProcess) => Promise<void> = async () => {},
+                             task = 'fault.record') => {
+    await publish(sql, 'frozen', 20, { task, ms: 100, timeout: 2 });
     const target = new URL(db.url);
     const proxy = await tcpProxy(target.hostname, Number(target.port));
     try {
@@ -235,6 +236,17 @@ describe('a network that freezes: a proxy stops forwarding, so no error ever com
       stderr: "pgdrain: database unavailable: no reply within 5000 ms after the drain's deadline\n" });
     for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });
     await expectAllDoneOnce(sql, 20);
+  });
+
+  it('…and exits although handlers still wait on the pool for statements of their own', async () => {
+    // fault.follow publishes a follow-up through the drain's pool: frozen, that statement never ends.
+    const exit = await frozenDrain(['--deadline', '4'], async () => {}, 'fault.follow');
+    expect(exit).toMatchObject({ code: 1, signal: null,
+      stderr: "pgdrain: database unavailable: no reply within 5000 ms after the drain's deadline\n" });
+    for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });
+    expect(await count(sql, 'select count(*) from jobs.job_queue')).toBe(0);
+    expect(await sql(`select count(*)::int as n, count(distinct body->>'key')::int as keys from jobs.job
+                      where task = 'fault.follow' and status = 'success'`)).toEqual([{ n: 20, keys: 20 }]);
   });
 
   it('SIGTERM then SIGINT end it five seconds after the SIGINT, long before its deadline; none lost', async () => {

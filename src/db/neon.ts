@@ -1,7 +1,7 @@
 import { neonConfig, Pool } from '@neondatabase/serverless';
 import { ValidationError } from '../errors.js';
 import type { Driver } from './driver.js';
-import { pgDriver, type PgPool } from './pg.js';
+import { pgDriver, poolEnder, type PgPool } from './pg.js';
 
 /** Options of the Neon WebSocket driver. */
 export interface NeonDriverOptions {
@@ -67,6 +67,7 @@ export function neonDriver(connectionString: string, options: NeonDriverOptions 
   configureNeonProxy(options.wsProxy, options.webSocketConstructor);
   const pool = new Pool({ connectionString: url, max });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
+  const endPool = poolEnder(pool);
   const driver = pgDriver(pool as unknown as PgPool);
   let closed = false;
   return {
@@ -74,7 +75,7 @@ export function neonDriver(connectionString: string, options: NeonDriverOptions 
     async close() {
       if (closed) return;
       closed = true;
-      await pool.end();
+      await endPool();
     },
   };
 }

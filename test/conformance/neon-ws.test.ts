@@ -7,6 +7,7 @@ import { neonDriver } from '../../src/db/neon.js';
 import { ValidationError } from '../../src/index.js';
 import { emptyDb, testDb } from '../support/db.js';
 import { freePort } from '../support/postgres.js';
+import { tcpProxy } from '../support/tcp-proxy.js';
 import { startWsProxy } from '../support/ws-proxy.js';
 import { driverContract } from './contract.js';
 
@@ -29,6 +30,33 @@ describe('neonDriver', () => {
     expect(proxy.accepted).toBeGreaterThan(0);
     // close() ends the sockets; the proxy hears of it one WebSocket close handshake later.
     await vi.waitFor(() => expect(proxy.open).toBe(0), { timeout: 10_000 });
+  });
+
+  it('close() ends a connection whose statement never gets a reply, once it has waited', async () => {
+    // The WebSocket proxy reaches PostgreSQL through a TCP proxy that then stops forwarding.
+    const target = new URL(db.url);
+    const frozen = await tcpProxy(target.hostname, Number(target.port));
+    try {
+      const via = new URL(db.url);
+      via.hostname = '127.0.0.1';
+      via.port = String(frozen.port);
+      const driver = neonDriver(via.href, options);
+      // In a transaction, so its client is checked out before the network freezes.
+      let sent!: () => void;
+      const inFlight = new Promise<void>((resolve) => (sent = resolve));
+      const unanswered = driver.transaction(async (tx) => {
+        await tx.query('select 1');
+        frozen.freeze();
+        const reply = tx.query('select 2');
+        sent();
+        await reply;
+      }).then(() => 'committed', () => 'failed');
+      await inFlight;
+      await driver.close();
+      expect(await unanswered).toBe('failed');
+    } finally {
+      await frozen.close();
+    }
   });
 
   it('rejects bad options naming the field', () => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../../src/db/pg.js';
 import { emptyDb, testDb } from '../support/db.js';
 import { freePort } from '../support/postgres.js';
-import { silentServer } from '../support/tcp-proxy.js';
+import { silentServer, tcpProxy } from '../support/tcp-proxy.js';
 import { driverContract } from './contract.js';
 
 const db = await testDb();
@@ -43,6 +43,30 @@ describe('pgDriver warm()', () => {
       expect(await warming).toBe('failed');
     } finally {
       await silent.close();
+    }
+  });
+
+  it('close() ends a connection whose statement never gets a reply, once it has waited CLOSE_WAIT_MS', async () => {
+    // node-postgres's pool.end() waits for every checked-out client.
+    const target = new URL(db.url);
+    const proxy = await tcpProxy(target.hostname, Number(target.port));
+    try {
+      const driver = pgDriver(`postgres://${target.username}@127.0.0.1:${proxy.port}${target.pathname}`);
+      // In a transaction, so its client is checked out before the network freezes.
+      let sent!: () => void;
+      const inFlight = new Promise<void>((resolve) => (sent = resolve));
+      const unanswered = driver.transaction(async (tx) => {
+        await tx.query('select 1');
+        proxy.freeze();
+        const reply = tx.query('select 2');
+        sent();
+        await reply;
+      }).then(() => 'committed', () => 'failed');
+      await inFlight;
+      await driver.close();
+      expect(await unanswered).toBe('failed');
+    } finally {
+      await proxy.close();
     }
   });
 });
