@@ -19,6 +19,11 @@ export interface Subject {
   emptyDatabase(): Promise<Driver>;
   /** A driver whose database cannot be reached (network drivers). */
   unreachable?(): Driver;
+  /**
+   * A driver (on this file's database) whose network can be frozen: it stops
+   * forwarding and leaves the connections open (network drivers with sessions).
+   */
+  freezable?(): Promise<{ driver: Driver; freeze(): void; close(): Promise<void> }>;
   cleanup?(): Promise<void>;
 }
 
@@ -164,6 +169,47 @@ export function driverContract(name: string, traits: Traits, setup: () => Promis
           await queue.close();
         }
         expect(await rows(db, 'select count(*)::int as n from jobs.job_queue')).toEqual([{ n: 0 }]);
+      });
+    }
+
+    if (traits.network && traits.sessions) {
+      it('a transaction whose connection the server ends rejects, and the process lives on', async () => {
+        // A checked-out pg client emits 'error' and its pool does not listen: unhandled, it ends the process.
+        const fresh = await s.emptyDatabase();
+        try {
+          const outcome = await fresh.transaction(async (tx) => {
+            const [{ pid }] = (await tx.query<{ pid: number }>('select pg_backend_pid() as pid')).rows as [{ pid: number }];
+            await rows(db, 'select pg_terminate_backend($1)', [pid]);
+            await new Promise((resolve) => setTimeout(resolve, 200)); // the FATAL message and the socket's end arrive
+            await tx.query('select 1');
+          }).then(() => 'committed', (e: unknown) => e);
+          expect(outcome).toBeInstanceOf(Error);
+          expect(await rows(fresh, 'select 1 as one')).toEqual([{ one: 1 }]);
+        } finally {
+          await fresh.close();
+        }
+      });
+
+      it('close() ends a connection whose statement never gets a reply, once it has waited', async () => {
+        expect(s.freezable, 'a network driver with sessions must provide freezable()').toBeTypeOf('function');
+        const network = await s.freezable!();
+        try {
+          // In a transaction, so its client is checked out before the network freezes.
+          let sent!: () => void;
+          const inFlight = new Promise<void>((resolve) => (sent = resolve));
+          const unanswered = network.driver.transaction(async (tx) => {
+            await tx.query('select 1');
+            network.freeze();
+            const reply = tx.query('select 2');
+            sent();
+            await reply;
+          }).then(() => 'committed', () => 'failed');
+          await inFlight;
+          await network.driver.close(); // a pool's end waits for every checked-out client
+          expect(await unanswered).toBe('failed');
+        } finally {
+          await network.close();
+        }
       });
     }
 
