@@ -80,7 +80,8 @@ const SETTLED = new Error('job settled');
  *   without spending their attempt; on options.hardSignal it does so at once.
  * - It returns by the deadline plus the time of its last settle statement
  *   (bounded by settleMarginMs on a healthy database). A database that stops
- *   answering is given up overrunMs after the deadline (or after hardSignal):
+ *   answering is given up overrunMs after the deadline (or after the grace
+ *   that follows options.signal, or after hardSignal, whichever is first):
  *   drain() then rejects with database_unavailable, and what it had not
  *   settled runs again once its lease expires.
  * - It consumes options.queue (default 'default'), only jobs whose attributes
@@ -98,7 +99,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
 
   // The drain's own round trips (claims, settles, cancel checks) go through db.
-  const limit = new RoundTripLimit(args.deadline, opts.overrunMs ?? DEFAULT_OVERRUN_MS, opts.hardSignal);
+  const limit = new RoundTripLimit(args.deadline, opts.overrunMs ?? DEFAULT_OVERRUN_MS, opts);
   const db = limit.bind(deps.db);
   const settler = new Settler(db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
   // 48 random bits tell drains apart; a whole UUID would add 24 bytes to the

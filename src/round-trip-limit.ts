@@ -2,9 +2,18 @@ import type { Queryable, QueryResult } from './db/driver.js';
 import { PgDrainError } from './errors.js';
 import { timerAt } from './timeouts.js';
 
+/** What ends a drain before its deadline: as drain() takes them in its options. */
+export interface Stops {
+  signal?: AbortSignal;
+  /** After signal, how long handlers may finish; undefined: until their timeout. */
+  graceMs?: number;
+  hardSignal?: AbortSignal;
+}
+
 /**
  * When a drain stops waiting for its database: overrunMs after its deadline,
- * or after its hardSignal if that comes first. A database that stops
+ * after the grace that follows its signal, or after its hardSignal, whichever
+ * comes first. A database that stops
  * answering (a frozen network, a hung server) must not hold a drain past its
  * deadline: the platform would kill it mid-settle, and a CronJob with
  * concurrencyPolicy Forbid would skip every later run.
@@ -19,13 +28,15 @@ export class RoundTripLimit {
   private readonly controller = new AbortController();
   private cancelTimer = () => {};
   private limitAt = Infinity;
-  private readonly onHardSignal: () => void;
+  private readonly unlisten: (() => void)[] = [];
 
-  constructor(deadline: number, private readonly overrunMs: number, private readonly hardSignal?: AbortSignal) {
+  constructor(deadline: number, private readonly overrunMs: number, stops: Stops = {}) {
     this.moveTo(deadline + overrunMs, "after the drain's deadline");
-    this.onHardSignal = () => this.moveTo(Date.now() + overrunMs, 'after the drain was told to stop at once');
-    if (hardSignal?.aborted) this.onHardSignal();
-    else hardSignal?.addEventListener('abort', this.onHardSignal, { once: true });
+    if (stops.graceMs !== undefined) {
+      const graceMs = stops.graceMs;
+      this.on(stops.signal, () => this.moveTo(Date.now() + graceMs + overrunMs, "after the drain's grace period"));
+    }
+    this.on(stops.hardSignal, () => this.moveTo(Date.now() + overrunMs, 'after the drain was told to stop at once'));
   }
 
   /** db, each of whose statements is given up at the limit. */
@@ -44,10 +55,17 @@ export class RoundTripLimit {
     };
   }
 
-  /** The drain has returned: neither its timer nor its listener may outlive it. */
+  /** The drain has returned: neither its timer nor its listeners may outlive it. */
   dispose(): void {
     this.cancelTimer();
-    this.hardSignal?.removeEventListener('abort', this.onHardSignal);
+    for (const unlisten of this.unlisten) unlisten();
+  }
+
+  private on(signal: AbortSignal | undefined, fire: () => void): void {
+    if (!signal) return;
+    if (signal.aborted) return fire();
+    signal.addEventListener('abort', fire, { once: true });
+    this.unlisten.push(() => signal.removeEventListener('abort', fire));
   }
 
   /** Moves the limit earlier; a later time changes nothing. */

@@ -249,6 +249,15 @@ describe('a network that freezes: a proxy stops forwarding, so no error ever com
                       where task = 'fault.follow' and status = 'success'`)).toEqual([{ n: 20, keys: 20 }]);
   });
 
+  it('SIGTERM ends it five seconds after its grace, long before its deadline; none lost', async () => {
+    const exit = await frozenDrain(['--deadline', '600', '--grace', '1'], async (d) => void d.child.kill('SIGTERM'));
+    expect(exit).toMatchObject({ code: 1, signal: null });
+    expect(exit.stderr).toContain('SIGTERM: claiming no more jobs');
+    expect(exit.stderr).toMatch(/\npgdrain: database unavailable: no reply within 5000 ms after the drain's grace period\n$/);
+    for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });
+    await expectAllDoneOnce(sql, 20);
+  });
+
   it('SIGTERM then SIGINT end it five seconds after the SIGINT, long before its deadline; none lost', async () => {
     const exit = await frozenDrain(['--deadline', '600'], async (d) => {
       d.child.kill('SIGTERM');

@@ -12,6 +12,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp, signRequest } from '../src/http/index.js';
 import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
 import { emptyDb, testDb } from './support/db.js';
+import { tcpProxy } from './support/tcp-proxy.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -332,6 +333,33 @@ export const quick = async () => 'quick done';
     expect(server.stderr()).toMatch(/shutting down/);
     expect(await sql(`select count(*)::int as n from jobs.job_queue where lease_until is not null`)).toEqual([{ n: 0 }]);
     expect(await queued()).toBe(20 - report.succeeded);
+  });
+
+  it('on SIGTERM with its database gone silent, a running drain answers 503 five seconds after the grace; it exits 0', async () => {
+    // The server reaches PostgreSQL through a TCP proxy that stops forwarding: no error ever comes.
+    const target = new URL(db.url);
+    const proxy = await tcpProxy(target.hostname, Number(target.port));
+    try {
+      const via = new URL(db.url);
+      via.port = String(proxy.port);
+      const server = start(['--tasks', 'tasks.mjs', '--grace', '1'], { PGDRAIN_TOKEN: TOKEN, DATABASE_URL: via.href });
+      const url = await server.url;
+      expect((await call('POST', '/jobs', { url, body: { jobs: Array.from({ length: 20 }, () => ({ task: 'slow', timeoutSeconds: 5 })) } })).status).toBe(201);
+      // A budget far past the test's timeout: only the grace ends this drain in time.
+      const drain = call('POST', '/drain', { url, body: { batchSize: 2, budgetSeconds: 300 } });
+      while ((await sql<{ n: number }>('select count(*)::int as n from jobs.running'))[0]!.n === 0) await sleep(20);
+      proxy.freeze();
+      server.child.kill('SIGTERM');
+      expectError(await drain, 503, 'database_unavailable', null);
+      expect(await server.exited).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+    // Nothing lost: once the leases it held end, every job runs.
+    await sql('update jobs.job_queue set lease_until = now() where lease_until > now()');
+    const rest = await createQueue({ driver: shared, tasks: { slow: async () => 'slow done' } }).drain(50, Date.now() + 60_000);
+    expect(rest).toMatchObject({ stoppedBy: 'empty', failed: 0 });
+    expect(await queued()).toBe(0);
   });
 
   it('without --tasks it publishes but POST /drain is 404 drain_disabled; without credentials it refuses to start', async () => {

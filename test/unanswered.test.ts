@@ -69,18 +69,21 @@ describe('drain() against a database that stops answering', () => {
     await expectNothingLost(21);
   });
 
-  it('its hardSignal moves that limit to overrunMs after the signal, long before a far deadline', async () => {
+  it.each([
+    ['its signal, with graceMs,', (stop: AbortSignal) => ({ signal: stop, graceMs: 100 }), "after the drain's grace period"],
+    ['its hardSignal', (stop: AbortSignal) => ({ hardSignal: stop }), 'after the drain was told to stop at once'],
+  ] as const)('%s moves that limit to overrunMs after it (and the grace), long before a far deadline', async (_, stops, after) => {
     const { queue } = frozenMidDrain();
     await queue.publish('freeze.now', {});
-    const hard = new AbortController();
+    const stop = new AbortController();
     try {
-      const draining = queue.drain(5, Date.now() + 3_600_000, { overrunMs: 200, hardSignal: hard.signal })
+      const draining = queue.drain(5, Date.now() + 3_600_000, { overrunMs: 200, ...stops(stop.signal) })
         .then(() => 'returned', (e: unknown) => e);
       await until(async () => (await sql<{ n: number }>(
         `select count(*)::int as n from jobs.job_queue where lease_until > now()`))[0]!.n === 1);
-      hard.abort();
+      stop.abort();
       expect(await draining).toMatchObject({ code: 'database_unavailable',
-        message: "database unavailable: no reply within 200 ms after the drain was told to stop at once" });
+        message: `database unavailable: no reply within 200 ms ${after}` });
     } finally {
       await queue.close();
     }
