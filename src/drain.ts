@@ -24,7 +24,7 @@ export const DEFAULT_SETTLE_MARGIN_MS = 500;
 export const DEFAULT_FLUSH_INTERVAL_MS = 50;
 /** How often running jobs older than this are checked for a cancel request. */
 export const DEFAULT_CANCEL_CHECK_MS = 2000;
-/** How long past its deadline (or its hardSignal) a drain waits for a database that does not answer. */
+/** How long past its deadline (or its grace after a signal, or its hardSignal) a drain waits for a silent database. */
 export const DEFAULT_OVERRUN_MS = 5000;
 
 /** Claimed jobs as jobs.claim_json answers them: one array per field (times in epoch seconds). */

@@ -81,7 +81,7 @@ export const drainOptionsSchema = z.strictObject({
   workerId: z.optional(z.string().check(z.minLength(1, 'must be a non-empty text'), z.maxLength(200))),
   /** How often to ask whether jobs running longer than this were cancelled (default 2000). */
   cancelCheckMs: z.optional(z.number().check(z.minimum(100, 'must be at least 100'), z.maximum(3_600_000))),
-  /** How long past the deadline (or hardSignal) to wait for a database that does not answer (default 5000). */
+  /** How long past the deadline (or the grace after signal, or hardSignal) to wait for a silent database (default 5000). */
   overrunMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(3_600_000))),
 });
 

@@ -266,7 +266,8 @@ describe('a network that freezes: a proxy stops forwarding, so no error ever com
     });
     expect(exit).toMatchObject({ code: 1, signal: null });
     expect(exit.stderr).toContain('giving back every running job now');
-    expect(exit.stderr).toMatch(/\npgdrain: database unavailable: no reply within 5000 ms after the drain was told to stop at once\n$/);
+    expect(exit.stderr)
+      .toMatch(/\npgdrain: database unavailable: no reply within 5000 ms after the drain was told to stop at once\n$/);
     for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });
     await expectAllDoneOnce(sql, 20);
   });

@@ -72,7 +72,8 @@ describe('drain() against a database that stops answering', () => {
   it.each([
     ['its signal, with graceMs,', (stop: AbortSignal) => ({ signal: stop, graceMs: 100 }), "after the drain's grace period"],
     ['its hardSignal', (stop: AbortSignal) => ({ hardSignal: stop }), 'after the drain was told to stop at once'],
-  ] as const)('%s moves that limit to overrunMs after it (and the grace), long before a far deadline', async (_, stops, after) => {
+  ] as const)('%s moves that limit to overrunMs after it (and the grace), long before a far deadline',
+              async (_, stops, after) => {
     const { queue } = frozenMidDrain();
     await queue.publish('freeze.now', {});
     const stop = new AbortController();
