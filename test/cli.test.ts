@@ -256,6 +256,18 @@ describe('usage errors with a database that never answers', () => {
 });
 
 describe('runtime errors', () => {
+  it('a drain whose database accepts and never answers exits 1 five seconds after its deadline, saying so', async () => {
+    // The connection opened before parsing never completes: the first claim waits for it, within the deadline.
+    const silent = await silentServer();
+    try {
+      const r = await cli(['drain', '--tasks', TASKS, '--deadline', '1'], { db: silent.url, timeout: 20_000 });
+      expect(r).toMatchObject({ code: 1, stdout: '',
+        stderr: "pgdrain: database unavailable: no reply within 5000 ms after the drain's deadline\n" });
+    } finally {
+      await silent.close();
+    }
+  });
+
   it('an unreachable database exits 1 with one line starting "pgdrain:"', async () => {
     const closed = `postgres://postgres@127.0.0.1:${await freePort()}/nothing`;
     for (const args of [['stats', '--dsn', closed], ['publish', 'a.b', '--dsn', closed], ['migrate', closed],
