@@ -256,6 +256,16 @@ describe('usage errors with a database that never answers', () => {
 });
 
 describe('runtime errors', () => {
+  it('publish honours connect_timeout in the URL, as psql does: exit 1 after it, with one line', async () => {
+    const silent = await silentServer();
+    try {
+      const r = await cli(['publish', 'a.b', '--dsn', `${silent.url}?connect_timeout=2`], { db: null, timeout: 20_000 });
+      expect(r).toMatchObject({ code: 1, stdout: '', stderr: 'pgdrain: database unavailable: timeout expired\n' });
+    } finally {
+      await silent.close();
+    }
+  });
+
   it('a drain whose database accepts and never answers exits 1 five seconds after its deadline, saying so', async () => {
     // The connection opened before parsing never completes: the first claim waits for it, within the deadline.
     const silent = await silentServer();

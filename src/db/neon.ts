@@ -1,7 +1,8 @@
 import { neonConfig, Pool } from '@neondatabase/serverless';
 import { ValidationError } from '../errors.js';
 import type { Driver } from './driver.js';
-import { pgDriver, poolEnder, type PgPool } from './pg.js';
+import { poolEnder } from './pg-pool.js';
+import { pgDriver, type PgPool } from './pg.js';
 
 /** Options of the Neon WebSocket driver. */
 export interface NeonDriverOptions {

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Driver, Queryable, QueryOptions, QueryResult } from './driver.js';
+import { connectTimeoutMs, ownedClient, poolEnder } from './pg-pool.js';
 
 /** The part of a node-postgres Pool (or pg-compatible pool) that pgdrain uses. */
 export interface PgPool {
@@ -56,59 +57,6 @@ async function abandonable<R>(pool: PgPool, text: string, params: readonly unkno
   }
 }
 
-/** How long closing a pool lets statements in flight finish before it ends their connections. */
-export const CLOSE_WAIT_MS = 2000;
-
-/** The part of a pg-pool (node-postgres's or Neon's) that poolEnder uses. */
-interface EndablePool {
-  on(event: 'connect' | 'remove', listener: (client: never) => void): unknown;
-  end(): Promise<void>;
-}
-type SocketHolder = { connection?: { stream?: { destroy(): void } } };
-
-/**
- * What ends `pool`. pool.end() waits for every checked-out client, and one
- * whose statement never gets a reply (a database that stopped answering; a
- * handler's statement after its drain gave up on it) would hold it forever:
- * after CLOSE_WAIT_MS the sockets of the clients still open are destroyed.
- */
-export function poolEnder(pool: EndablePool): () => Promise<void> {
-  const open = new Set<SocketHolder>();
-  pool.on('connect', (client: SocketHolder) => open.add(client));
-  pool.on('remove', (client: SocketHolder) => open.delete(client));
-  return async () => {
-    const ended = pool.end().then(() => true);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const waited = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS, false)));
-    const endedInTime = await Promise.race([ended, waited]);
-    clearTimeout(timer);
-    if (endedInTime) return;
-    // The pool's end is not awaited after this: the older pg inside Neon's
-    // driver never calls back for a client whose connection ended while it
-    // was checked out, so that pool never ends. The sockets are what would
-    // hold a process, and they are closed.
-    for (const client of open) client.connection?.stream?.destroy();
-  };
-}
-
-type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => void);
-
-/** A pg.Client class whose clients are in `opening` from connect() until it has finished, either way. */
-function trackingOpening(opening: Set<pg.Client>): typeof pg.Client {
-  return class extends pg.Client {
-    override connect(): Promise<pg.Client>;
-    override connect(callback: ConnectCallback): void;
-    override connect(callback?: ConnectCallback): Promise<pg.Client> | void {
-      opening.add(this);
-      if (!callback) return super.connect().finally(() => opening.delete(this));
-      super.connect(((...args: unknown[]) => {
-        opening.delete(this);
-        (callback as (...a: unknown[]) => void)(...args);
-      }) as ConnectCallback);
-    }
-  };
-}
-
 /**
  * A driver over a node-postgres Pool. Pass a connection string (the driver
  * owns and closes the pool) or your own pool (closing the driver leaves it open).
@@ -119,7 +67,8 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
   // pool would wait for a server that may never answer.
   const opening = new Set<pg.Client>();
   const pool: PgPool = owned
-    ? new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: trackingOpening(opening) })
+    ? new pg.Pool({ connectionString: source, max: options.max ?? 10,
+                    Client: ownedClient(opening, connectTimeoutMs(source)) })
     : source;
   if (owned) (pool as pg.Pool).on('error', () => {}); // an idle client lost its server; the next query reconnects
   const endPool = owned ? poolEnder(pool as pg.Pool) : undefined;

@@ -2,6 +2,7 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../../src/db/pg.js';
+import { translateError, ValidationError } from '../../src/index.js';
 import { emptyDb, testDb } from '../support/db.js';
 import { freePort } from '../support/postgres.js';
 import { silentServer, tcpProxy } from '../support/tcp-proxy.js';
@@ -51,5 +52,28 @@ describe('pgDriver warm()', () => {
     } finally {
       await silent.close();
     }
+  });
+});
+
+describe('pgDriver and libpq\'s connect_timeout URL parameter', () => {
+  it('gives up connecting to a server that never answers after connect_timeout seconds', async () => {
+    // node-postgres ignores connect_timeout: without it this connection would wait forever.
+    const silent = await silentServer();
+    const driver = pgDriver(`${silent.url}?connect_timeout=2`);
+    try {
+      const error = await driver.query('select 1').then(() => 'answered', (e: unknown) => e);
+      expect(translateError(error)).toMatchObject({ code: 'database_unavailable', message: 'database unavailable: timeout expired' });
+    } finally {
+      await driver.close();
+      await silent.close();
+    }
+  });
+
+  it('a value that is not whole seconds is refused, naming connect_timeout', () => {
+    for (const value of ['ten', '1.5', '']) {
+      expect(() => pgDriver(`${db.url}?connect_timeout=${value}`), value)
+        .toThrow(new ValidationError('connect_timeout', `must be a whole number of seconds, got ${JSON.stringify(value)}`));
+    }
+    expect(() => pgDriver(`${db.url}?connect_timeout=0`)).not.toThrow(); // libpq: no limit
   });
 });
