@@ -6,24 +6,34 @@ import { ValidationError } from '../errors.js';
 /** How long closing a pool lets statements in flight finish before it ends their connections. */
 export const CLOSE_WAIT_MS = 2000;
 
+/** A client's socket: what ending it at once takes (node-postgres's and Neon's clients alike). */
+type Socketed = { connection?: { stream?: { destroy(): void } } };
+
 /** The part of a pg-pool (node-postgres's or Neon's) that poolEnder uses. */
 interface EndablePool {
   on(event: 'connect' | 'remove', listener: (client: never) => void): unknown;
   end(): Promise<void>;
+  /**
+   * Every client of the pool: connecting, idle or checked out. Not public
+   * API, but in pg-pool since its version 2; no event tells of a client that
+   * is still connecting, and Neon's Pool takes no Client class of ours.
+   */
+  _clients?: Socketed[];
 }
-type SocketHolder = { connection?: { stream?: { destroy(): void } } };
 
 /**
- * What ends `pool`. pool.end() waits for every checked-out client, and one
- * whose statement never gets a reply (a database that stopped answering; a
- * handler's statement after its drain gave up on it) would hold it forever:
- * after CLOSE_WAIT_MS the sockets of the clients still open are destroyed.
+ * What ends a pool a driver owns. pool.end() waits for every client it is
+ * still opening and every checked-out one, and a server that has gone silent
+ * would hold it forever. So clients still connecting are ended at once;
+ * statements in flight get CLOSE_WAIT_MS, then the sockets of the clients
+ * still open are destroyed.
  */
 export function poolEnder(pool: EndablePool): () => Promise<void> {
-  const open = new Set<SocketHolder>();
-  pool.on('connect', (client: SocketHolder) => open.add(client));
-  pool.on('remove', (client: SocketHolder) => open.delete(client));
+  const open = new Set<Socketed>(); // connected: pg-pool emits 'connect' once a client has
+  pool.on('connect', (client: Socketed) => open.add(client));
+  pool.on('remove', (client: Socketed) => open.delete(client));
   return async () => {
+    for (const client of pool._clients ?? []) if (!open.has(client)) client.connection?.stream?.destroy();
     const ended = pool.end().then(() => true);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const waited = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS, false)));
@@ -37,8 +47,6 @@ export function poolEnder(pool: EndablePool): () => Promise<void> {
     for (const client of open) client.connection?.stream?.destroy();
   };
 }
-
-type ConnectCallback = ((err: Error) => void) | ((err: null, c: pg.Client) => void);
 
 /**
  * libpq's connect_timeout URL parameter in milliseconds (undefined: wait
@@ -62,27 +70,15 @@ export function connectTimeoutMs(url: string): number | undefined {
 }
 
 /**
- * The pg.Client class of a driver's own pool. Its clients are in `opening`
- * from connect() until it has finished, either way; they give up connecting
- * after timeoutMs. (Given to the pool as its connectionTimeoutMillis, that
- * would also fail statements that wait longer for a free client.)
+ * The pg.Client class of a pool a driver owns: its clients give up
+ * connecting after timeoutMs. (As the pool's connectionTimeoutMillis, the
+ * timeout would also fail statements that wait longer for a free client.)
  */
-export function ownedClient(opening: Set<pg.Client>, timeoutMs: number | undefined): typeof pg.Client {
+export function ownedClient(timeoutMs: number | undefined): typeof pg.Client {
+  if (timeoutMs === undefined) return pg.Client;
   return class extends pg.Client {
     constructor(config?: string | pg.ClientConfig) {
-      super(timeoutMs === undefined || typeof config !== 'object'
-        ? config : { ...config, connectionTimeoutMillis: timeoutMs });
-    }
-
-    override connect(): Promise<pg.Client>;
-    override connect(callback: ConnectCallback): void;
-    override connect(callback?: ConnectCallback): Promise<pg.Client> | void {
-      opening.add(this);
-      if (!callback) return super.connect().finally(() => opening.delete(this));
-      super.connect(((...args: unknown[]) => {
-        opening.delete(this);
-        (callback as (...a: unknown[]) => void)(...args);
-      }) as ConnectCallback);
+      super(typeof config === 'object' ? { ...config, connectionTimeoutMillis: timeoutMs } : config);
     }
   };
 }

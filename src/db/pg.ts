@@ -63,12 +63,8 @@ async function abandonable<R>(pool: PgPool, text: string, params: readonly unkno
  */
 export function pgDriver(source: string | PgPool, options: { max?: number } = {}): Driver {
   const owned = typeof source === 'string';
-  // Connections the owned pool is still opening: close() ends them, where the
-  // pool would wait for a server that may never answer.
-  const opening = new Set<pg.Client>();
   const pool: PgPool = owned
-    ? new pg.Pool({ connectionString: source, max: options.max ?? 10,
-                    Client: ownedClient(opening, connectTimeoutMs(source)) })
+    ? new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: ownedClient(connectTimeoutMs(source)) })
     : source;
   if (owned) (pool as pg.Pool).on('error', () => {}); // an idle client lost its server; the next query reconnects
   const endPool = owned ? poolEnder(pool as pg.Pool) : undefined;
@@ -109,7 +105,6 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
     async close() {
       if (closed || !owned) return;
       closed = true;
-      for (const client of opening) client.connection.stream.destroy();
       await endPool!();
     },
   };

@@ -190,6 +190,19 @@ export function driverContract(name: string, traits: Traits, setup: () => Promis
         }
       });
 
+      it('close() ends at once a connection still opening to a server that never answers', async () => {
+        expect(s.freezable, 'a network driver with sessions must provide freezable()').toBeTypeOf('function');
+        const network = await s.freezable!();
+        try {
+          network.freeze(); // the connection is accepted, and its start-up never answered
+          const pending = network.driver.query('select 1').then(() => 'answered', () => 'failed');
+          await network.driver.close(); // a pool's end waits for every client it is opening
+          expect(await pending).toBe('failed');
+        } finally {
+          await network.close();
+        }
+      });
+
       it('close() ends a connection whose statement never gets a reply, once it has waited', async () => {
         expect(s.freezable, 'a network driver with sessions must provide freezable()').toBeTypeOf('function');
         const network = await s.freezable!();
