@@ -13,10 +13,10 @@ export interface Stops {
 /**
  * When a drain stops waiting for its database: overrunMs after its deadline,
  * after the grace that follows its signal, or after its hardSignal, whichever
- * comes first. A database that stops
- * answering (a frozen network, a hung server) must not hold a drain past its
- * deadline: the platform would kill it mid-settle, and a CronJob with
- * concurrencyPolicy Forbid would skip every later run.
+ * comes first. A database that stops answering (a frozen network, a hung
+ * server) must not hold a drain past its deadline: the platform would kill
+ * it mid-settle, and a CronJob with concurrencyPolicy Forbid would skip
+ * every later run.
  *
  * At the limit every round trip still in flight through bind() rejects with
  * database_unavailable, and its signal aborts so that a driver which honours
