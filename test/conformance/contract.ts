@@ -12,6 +12,14 @@ export interface Traits {
   network: boolean;
 }
 
+/** A driver whose network to its database can stop forwarding. */
+export interface FreezableNetwork {
+  driver: Driver;
+  /** Stops forwarding, leaving the connections open. */
+  freeze(): void;
+  close(): Promise<void>;
+}
+
 export interface Subject {
   /** A driver on a migrated database that this test file owns. */
   driver: Driver;
@@ -23,7 +31,7 @@ export interface Subject {
    * A driver (on this file's database) whose network can be frozen: it stops
    * forwarding and leaves the connections open (network drivers with sessions).
    */
-  freezable?(): Promise<{ driver: Driver; freeze(): void; close(): Promise<void> }>;
+  freezable?(): Promise<FreezableNetwork>;
   cleanup?(): Promise<void>;
 }
 
@@ -190,40 +198,41 @@ export function driverContract(name: string, traits: Traits, setup: () => Promis
         }
       });
 
-      it('close() ends at once a connection still opening to a server that never answers', async () => {
+      /** Runs fn with a freezable() network, closing it after. */
+      const withFreezable = async (fn: (network: FreezableNetwork) => Promise<void>) => {
         expect(s.freezable, 'a network driver with sessions must provide freezable()').toBeTypeOf('function');
         const network = await s.freezable!();
         try {
-          network.freeze(); // the connection is accepted, and its start-up never answered
-          const pending = network.driver.query('select 1').then(() => 'answered', () => 'failed');
-          await network.driver.close(); // a pool's end waits for every client it is opening
-          expect(await pending).toBe('failed');
+          await fn(network);
         } finally {
           await network.close();
         }
-      });
+      };
 
-      it('close() ends a connection whose statement never gets a reply, once it has waited', async () => {
-        expect(s.freezable, 'a network driver with sessions must provide freezable()').toBeTypeOf('function');
-        const network = await s.freezable!();
-        try {
-          // In a transaction, so its client is checked out before the network freezes.
-          let sent!: () => void;
-          const inFlight = new Promise<void>((resolve) => (sent = resolve));
-          const unanswered = network.driver.transaction(async (tx) => {
-            await tx.query('select 1');
-            network.freeze();
-            const reply = tx.query('select 2');
-            sent();
-            await reply;
-          }).then(() => 'committed', () => 'failed');
-          await inFlight;
-          await network.driver.close(); // a pool's end waits for every checked-out client
-          expect(await unanswered).toBe('failed');
-        } finally {
-          await network.close();
-        }
-      });
+      it('close() ends at once a connection still opening to a server that never answers',
+         () => withFreezable(async (network) => {
+        network.freeze(); // the connection is accepted, and its start-up never answered
+        const pending = network.driver.query('select 1').then(() => 'answered', () => 'failed');
+        await network.driver.close(); // a pool's end waits for every client it is opening
+        expect(await pending).toBe('failed');
+      }));
+
+      it('close() ends a connection whose statement never gets a reply, once it has waited',
+         () => withFreezable(async (network) => {
+        // In a transaction, so its client is checked out before the network freezes.
+        let sent!: () => void;
+        const inFlight = new Promise<void>((resolve) => (sent = resolve));
+        const unanswered = network.driver.transaction(async (tx) => {
+          await tx.query('select 1');
+          network.freeze();
+          const reply = tx.query('select 2');
+          sent();
+          await reply;
+        }).then(() => 'committed', () => 'failed');
+        await inFlight;
+        await network.driver.close(); // a pool's end waits for every checked-out client
+        expect(await unanswered).toBe('failed');
+      }));
     }
 
     it('close() twice is safe, and a closed driver refuses queries', async () => {
