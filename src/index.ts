@@ -9,6 +9,6 @@ export { schedule, unschedule, listSchedules, maintain, checkCron, nextTicks, ty
 export { resolveHandler, taskNames } from './tasks.js';
 export { PgDrainError, ValidationError, translateError, type ErrorCode } from './errors.js';
 export { pgDriver, type PgPool } from './db/pg.js';
-export type { Driver, Queryable, QueryResult } from './db/driver.js';
+export type { Driver, Queryable, QueryOptions, QueryResult } from './db/driver.js';
 export type { DrainOptions } from './options.js';
 export type * from './types.js';
