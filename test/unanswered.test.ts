@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { createQueue, PgDrainError, type JobContext, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
 import { tcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 
 const db = await testDb();
@@ -81,7 +82,7 @@ describe('drain() against a database that stops answering', () => {
       const draining = queue.drain(5, Date.now() + 3_600_000, { overrunMs: 200, ...stops(stop.signal) })
         .then(() => 'returned', (e: unknown) => e);
       await until(async () => (await sql<{ n: number }>(
-        `select count(*)::int as n from jobs.job_queue where lease_until > now()`))[0]!.n === 1);
+        `select count(*)::int as n from jobs.job_queue where lease_until > now()`))[0]!.n === 1, 'the job to be leased');
       stop.abort();
       expect(await draining).toMatchObject({ code: 'database_unavailable',
         message: `database unavailable: no reply within 200 ms ${after}` });
@@ -132,11 +133,3 @@ describe('pgDriver and a statement given up on', () => {
     }
   });
 });
-
-async function until(check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('condition not reached in 5 s');
-}

@@ -4,5 +4,5 @@
 // opens here, before the rest of the CLI loads, so the two overlap.
 import { connectEarly } from './connect.js';
 
-connectEarly(process.argv, process.env);
+connectEarly(process.argv);
 await import('./main.js');

@@ -17,14 +17,14 @@ let early: { url: string; driver: Driver } | undefined;
  * costs one unused connection: connect() takes it only for the very URL the
  * parsed options name, and closeEarly() closes it otherwise.
  */
-export function connectEarly(argv: readonly string[], env: Record<string, string | undefined>): void {
+export function connectEarly(argv: readonly string[]): void {
   if (argv[2] !== 'drain' && argv[2] !== 'publish') return;
   let dsn: string | undefined;
   for (let i = 3; i < argv.length && argv[i] !== '--'; i++) {
     if (argv[i] === '--dsn') dsn = argv[++i];
     else if (argv[i]!.startsWith('--dsn=')) dsn = argv[i]!.slice('--dsn='.length);
   }
-  const url = dsn || env.DATABASE_URL;
+  const url = databaseUrl(dsn);
   if (!url) return;
   try {
     const driver = openPg(url);
