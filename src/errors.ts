@@ -56,8 +56,8 @@ const sqlStates: Record<string, string> = {
   PDC03: 'argument',
 };
 
-/** Connection-level failures worth a one-line "database unavailable". */
-const unavailable = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
+/** Connection-level failures worth a one-line "database unavailable" (53300: no connection slot left). */
+const unavailable = new Set(['53300', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
 
 /**
  * Turns a driver error into a PgDrainError where pgdrain knows what it means;

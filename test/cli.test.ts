@@ -278,6 +278,22 @@ describe('runtime errors', () => {
     }
   });
 
+  it('a database with no connection slot left: drain exits 1 with one line, and the jobs stay pending', async () => {
+    const role = `pgdrain_none_${Math.random().toString(36).slice(2, 10)}`;
+    await sql(`create role ${role} login connection limit 0`); // as max_connections reached, for this role only
+    try {
+      await sql(`select jobs.publish('math.sum', '{"a":1,"b":2}')`);
+      const url = new URL(db.url);
+      url.username = role;
+      const r = await cli(['drain', '--tasks', TASKS, '--dsn', url.href], { db: null });
+      expect(r).toMatchObject({ code: 1, stdout: '',
+        stderr: `pgdrain: database unavailable: too many connections for role "${role}"\n` });
+      expect(await sql(`select attempt, lease_until from jobs.job_queue`)).toEqual([{ attempt: 0, lease_until: null }]);
+    } finally {
+      await sql(`drop role ${role}`);
+    }
+  });
+
   it('an unreachable database exits 1 with one line starting "pgdrain:"', async () => {
     const closed = `postgres://postgres@127.0.0.1:${await freePort()}/nothing`;
     for (const args of [['stats', '--dsn', closed], ['publish', 'a.b', '--dsn', closed], ['migrate', closed],

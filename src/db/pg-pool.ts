@@ -82,3 +82,50 @@ export function ownedClient(timeoutMs: number | undefined): typeof pg.Client {
     }
   };
 }
+
+/** too_many_connections: max_connections, or a role's or database's CONNECTION LIMIT, refused one more. */
+const TOO_MANY_CONNECTIONS = '53300';
+
+/** How long a pool the server refused a connection keeps to the ones it has before it tries to open another. */
+export const REFUSED_HOLD_MS = 5000;
+
+/** The part of a pg-pool (node-postgres's or Neon's) that sharing on refusal uses. */
+interface CappablePool {
+  readonly totalCount?: number;
+  /** pg-pool reads options.max each time it decides whether to open a client or queue for one. */
+  options?: { max?: number };
+}
+
+/**
+ * Runs `acquire` (anything that checks out a client of `pool`), so that a
+ * server refusing the pool one more connection while the pool has others
+ * open is not the caller's error: the pool keeps to the connections it has
+ * for REFUSED_HOLD_MS (its max lowered to them, as if it were full), and
+ * `acquire` runs again, waiting for one of them. A drain whose handlers
+ * publish shares its connection rather than fail their jobs against a
+ * connection limit. With no connection open the refusal is the caller's.
+ */
+export function sharingOnRefusal(pool: CappablePool): <T>(acquire: () => Promise<T>) => Promise<T> {
+  let ownMax: number | undefined; // the pool's max while it is lowered
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return async (acquire) => {
+    for (;;) {
+      try {
+        return await acquire();
+      } catch (error) {
+        const open = pool.totalCount ?? 0;
+        const options = pool.options;
+        if ((error as { code?: unknown }).code !== TOO_MANY_CONNECTIONS || open === 0
+            || typeof options?.max !== 'number') throw error;
+        ownMax ??= options.max;
+        options.max = Math.min(options.max, open);
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          options.max = ownMax;
+          ownMax = undefined;
+        }, REFUSED_HOLD_MS);
+        (timer as { unref?: () => void }).unref?.();
+      }
+    }
+  };
+}

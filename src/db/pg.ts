@@ -1,12 +1,15 @@
 import pg from 'pg';
 import type { Driver, Queryable, QueryOptions, QueryResult } from './driver.js';
-import { connectTimeoutMs, ownedClient, poolEnder } from './pg-pool.js';
+import { connectTimeoutMs, ownedClient, poolEnder, sharingOnRefusal } from './pg-pool.js';
 
 /** The part of a node-postgres Pool (or pg-compatible pool) that pgdrain uses. */
 export interface PgPool {
   query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
   connect(): Promise<PgPoolClient>;
   end(): Promise<void>;
+  /** pg-pool's: with both, a refused connection waits for an open one (sharingOnRefusal). */
+  readonly totalCount?: number;
+  options?: { max?: number };
 }
 export interface PgPoolClient {
   query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
@@ -32,13 +35,13 @@ function wrap(q: { query(text: string, params?: unknown[]): Promise<{ rows: unkn
 }
 
 /**
- * One statement on a client of its own, so that when `signal` aborts (the
- * caller gave up on a database that does not answer) that client can be
- * ended rather than left in the pool waiting for a reply that may never come.
+ * One statement on a client checked out for it, so that when `signal`
+ * aborts (the caller gave up on a database that does not answer) that
+ * client can be ended rather than left in the pool waiting for a reply that
+ * may never come. Releases the client.
  */
-async function abandonable<R>(pool: PgPool, text: string, params: readonly unknown[] | undefined,
+async function abandonable<R>(client: PgPoolClient, text: string, params: readonly unknown[] | undefined,
                               signal: AbortSignal): Promise<QueryResult<R>> {
-  const client = await pool.connect();
   const end = () => void client.end?.().catch(() => {});
   signal.addEventListener('abort', end, { once: true });
   client.on?.('error', ignoreError);
@@ -74,15 +77,19 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
   // it fails, the statements that waited fail with its error rather than each
   // try again at once (a second wait as long against an unreachable server).
   let warming: Promise<void> | undefined;
+  const share = sharingOnRefusal(pool);
+  const connect = () => share(() => pool.connect());
   const pooled = wrap(pool);
   return {
     async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       if (warming) await warming;
-      return options?.signal ? abandonable<R>(pool, text, params, options.signal) : pooled.query<R>(text, params);
+      return options?.signal
+        ? abandonable<R>(await connect(), text, params, options.signal)
+        : share(() => pooled.query<R>(text, params));
     },
     async transaction(fn) {
       if (warming) await warming;
-      const client = await pool.connect();
+      const client = await connect();
       client.on?.('error', ignoreError);
       let broken: unknown;
       try {
@@ -99,7 +106,7 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
       }
     },
     warm() {
-      warming ??= pool.connect().then((client) => client.release()).finally(() => { warming = undefined; });
+      warming ??= connect().then((client) => client.release()).finally(() => { warming = undefined; });
       return warming;
     },
     async close() {

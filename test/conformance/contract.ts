@@ -32,6 +32,8 @@ export interface Subject {
    * forwarding and leaves the connections open (network drivers with sessions).
    */
   freezable?(): Promise<FreezableNetwork>;
+  /** A driver on this file's database that logs in as `role` (network drivers with sessions). */
+  as?(role: string): Driver;
   cleanup?(): Promise<void>;
 }
 
@@ -232,6 +234,68 @@ export function driverContract(name: string, traits: Traits, setup: () => Promis
         await inFlight;
         await network.driver.close(); // a pool's end waits for every checked-out client
         expect(await unanswered).toBe('failed');
+      }));
+    }
+
+    if (traits.network && traits.sessions) {
+      /** Runs fn with a login role the server lets hold one connection, dropped after. */
+      const withOneConnection = async (fn: (role: string) => Promise<void>) => {
+        expect(s.as, 'a network driver with sessions must provide as()').toBeTypeOf('function');
+        const role = `pgdrain_one_${Math.random().toString(36).slice(2, 10)}`;
+        await db.query(`create role ${role} login connection limit 1`);
+        try {
+          await fn(role);
+        } finally {
+          await db.query(`drop owned by ${role}`); // its grants
+          await db.query(`drop role ${role}`);
+        }
+      };
+
+      it('a server that refuses one more connection: statements wait for the one open, none fails',
+         () => withOneConnection(async (role) => {
+        const limited = s.as!(role);
+        try {
+          // Twelve at once: the pool opens a connection for each, and the server allows this role one.
+          const answers = await Promise.all(Array.from({ length: 12 }, (_, i) =>
+            rows<{ i: number }>(limited, 'select $1::int as i', [i])));
+          expect(answers.flat().map((r) => r.i)).toEqual([...Array(12).keys()]);
+        } finally {
+          await limited.close();
+        }
+      }));
+
+      it('…and with none of its own open, the refusal fails the statement as "database unavailable"',
+         () => withOneConnection(async (role) => {
+        const holder = s.as!(role);
+        const refused = s.as!(role);
+        try {
+          await holder.transaction(async (tx) => {
+            await tx.query('select 1'); // holds the role's one connection
+            const error = translateError(await rejection(refused.query('select 1')));
+            expect(error).toBeInstanceOf(PgDrainError);
+            expect(error).toMatchObject({ code: 'database_unavailable', message: expect.stringMatching(/too many connections/) });
+          });
+        } finally {
+          await holder.close();
+          await refused.close();
+        }
+      }));
+
+      it('a drain whose handlers publish, on a role allowed one connection: every job succeeds at its first attempt',
+         () => withOneConnection(async (role) => {
+        await db.query(`grant usage on schema jobs to ${role}`);
+        const tasks: TaskMap = {
+          parent: async (_b: unknown, ctx: JobContext) => void await ctx.publish('child', {}),
+          child: async () => {},
+        };
+        const queue = createQueue({ driver: s.as!(role), tasks });
+        try {
+          await queue.publishBulk(Array.from({ length: 30 }, () => ({ task: 'parent' })));
+          const report = await queue.drain(30, Date.now() + 120_000);
+          expect(report).toMatchObject({ claimed: 60, succeeded: 60, retried: 0, failed: 0, stoppedBy: 'empty' });
+        } finally {
+          await queue.close();
+        }
       }));
     }
 

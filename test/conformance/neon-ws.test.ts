@@ -32,6 +32,11 @@ driverContract('Neon WebSocket Pool', { sessions: true, network: true }, async (
     url.port = String(frozen.port);
     return { driver: neonDriver(url.href, options), freeze: () => frozen.freeze(), close: () => frozen.close() };
   },
+  as: (role) => {
+    const url = new URL(db.url);
+    url.username = role;
+    return neonDriver(url.href, options);
+  },
 }));
 
 describe('neonDriver', () => {

@@ -1,6 +1,7 @@
 // The driver contract on node-postgres (pgDriver), the reference driver.
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { REFUSED_HOLD_MS } from '../../src/db/pg-pool.js';
 import { pgDriver } from '../../src/db/pg.js';
 import { translateError, ValidationError } from '../../src/index.js';
 import { emptyDb, testDb } from '../support/db.js';
@@ -22,6 +23,11 @@ driverContract('pg', { sessions: true, network: true }, async () => ({
     const url = new URL(db.url);
     url.port = String(proxy.port);
     return { driver: pgDriver(url.href), freeze: () => proxy.freeze(), close: () => proxy.close() };
+  },
+  as: (role) => {
+    const url = new URL(db.url);
+    url.username = role;
+    return pgDriver(url.href);
   },
 }));
 
@@ -75,5 +81,29 @@ describe('pgDriver and libpq\'s connect_timeout URL parameter', () => {
         .toThrow(new ValidationError('connect_timeout', `must be a whole number of seconds, got ${JSON.stringify(value)}`));
     }
     expect(() => pgDriver(`${db.url}?connect_timeout=0`)).not.toThrow(); // libpq: no limit
+  });
+});
+
+describe('pgDriver on a server that refuses it one more connection', () => {
+  it(`keeps to the connections it has for ${REFUSED_HOLD_MS} ms, then opens more again`, async () => {
+    const role = `pgdrain_hold_${Math.random().toString(36).slice(2, 10)}`;
+    await db.sql(`create role ${role} login connection limit 1`);
+    const url = new URL(db.url);
+    url.username = role;
+    const pool = new pg.Pool({ connectionString: url.href, max: 5 });
+    const driver = pgDriver(pool);
+    const twelveAtOnce = () => Promise.all(Array.from({ length: 12 }, () => driver.query('select pg_sleep(0.05)')));
+    try {
+      await twelveAtOnce();
+      expect(pool.options.max).toBe(1);
+      await db.sql(`alter role ${role} connection limit -1`);
+      await new Promise((resolve) => setTimeout(resolve, REFUSED_HOLD_MS + 100));
+      expect(pool.options.max).toBe(5);
+      await twelveAtOnce();
+      expect(pool.totalCount).toBe(5);
+    } finally {
+      await pool.end();
+      await db.sql(`drop role ${role}`);
+    }
   });
 });
