@@ -19,6 +19,7 @@ import { handle } from 'hono/aws-lambda';
 import pg from 'pg';
 import * as z from 'zod/mini';
 import type { Driver } from '../src/db/driver.js';
+import { ownedClient, poolEnder } from '../src/db/pg-pool.js';
 import { pgDriver } from '../src/db/pg.js';
 import { drain } from '../src/drain.js';
 import { ValidationError } from '../src/errors.js';
@@ -191,19 +192,22 @@ function connectionLost(error: unknown): boolean {
  */
 function reconnectingDriver(url: string, max: number): ReconnectingDriver {
   const newPool = () => {
-    const pool = new pg.Pool({ connectionString: url, max, keepAlive: true, connectionTimeoutMillis: 10_000,
+    // 10 s to open a connection, set on the client: as the pool's
+    // connectionTimeoutMillis it would also fail a statement that waits
+    // longer for a connection a handler holds (a transactional one).
+    const pool = new pg.Pool({ connectionString: url, max, keepAlive: true, Client: ownedClient(10_000),
                                application_name: 'pgdrain-lambda' });
     pool.on('error', () => {}); // an idle client lost its server; the pool drops it
-    return pool;
+    return { pool, end: poolEnder(pool) };
   };
-  let pool = newPool();
+  let { pool, end } = newPool();
   let driver = pgDriver(pool);
   let proven = false;
   const replacePool = () => {
-    const old = pool;
-    pool = newPool();
+    const old = end;
+    ({ pool, end } = newPool());
     driver = pgDriver(pool);
-    void old.end().catch(() => {});
+    void old().catch(() => {});
   };
   async function firstProves<T>(run: (d: Driver) => Promise<T>, retry: boolean, signal?: AbortSignal): Promise<T> {
     if (proven) return run(driver);
@@ -225,7 +229,7 @@ function reconnectingDriver(url: string, max: number): ReconnectingDriver {
   return {
     query: (text, params, options) => firstProves((d) => d.query(text, params, options), true, options?.signal),
     transaction: (fn) => firstProves((d) => d.transaction(fn), false),
-    close: () => pool.end(),
+    close: () => end(),
     beginInvocation: () => { proven = false; },
   };
 }

@@ -26,6 +26,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 // The tasks module bundled into the function. It counts running handlers on
 // globalThis so the test can see that nothing is left running.
 writeFileSync(join(dir, 'tasks.mjs'), `
+import { defineTask } from ${JSON.stringify(resolve('src/define-task.ts'))};
 const state = (globalThis.__lambdaTasks ??= { running: 0 });
 const sleep = (ms, signal) => new Promise((resolve, reject) => {
   const t = setTimeout(resolve, ms);
@@ -41,6 +42,10 @@ export const work = {
   hang: (body, ctx) => tracked(() => sleep(3_600_000, ctx.signal)),
 };
 export const other = { job: async () => 'other done' };
+// Runs in the transaction that acks it, holding a pooled connection for body.s seconds.
+export const tx = { hold: defineTask('tx.hold', async (body, ctx) => {
+  await ctx.db.query('select pg_sleep($1)', [body.s]);
+}, { transactional: true }) };
 `);
 const build = execFileSync(process.execPath, ['scripts/build-lambda.mjs', '--tasks', join(dir, 'tasks.mjs'), '--outdir', dir],
                            { encoding: 'utf8' });
@@ -238,6 +243,18 @@ describe('the connection pool across invocations', () => {
     // invocations. (It may have grown to its max: a claim and the cancel
     // check overlapping open a second one.)
     expect(first.every((pid) => later.includes(pid))).toBe(true);
+  });
+
+  it('waits for a connection as long as the drain does: a handler holding the only one for 11 s fails no other job', async () => {
+    // PGDRAIN_POOL_MAX=1: the transactional handler's transaction holds the pool's one connection,
+    // and the settles of the quick jobs wait for it, longer than the 10 s a connection may take to open.
+    const bundle = join(dir, 'one.mjs');
+    copyFileSync(BUNDLE, bundle);
+    await queue.publish('tx.hold', { s: 11 }, { timeoutSeconds: 30 });
+    await queue.publishBulk(Array.from({ length: 3 }, () => ({ task: 'work.quick', timeoutSeconds: 30 })));
+    const report = await invoke(eventBridge(), 60_000, bundle, { ...ENV, PGDRAIN_POOL_MAX: '1' });
+    expect(report).toMatchObject({ claimed: 4, succeeded: 4, failed: 0, retried: 0, stale: 0 });
+    expect(await leased()).toBe(0);
   });
 
   it('survives connections that died while the function was frozen', async () => {
