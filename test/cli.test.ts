@@ -266,6 +266,19 @@ describe('runtime errors', () => {
     }
   });
 
+  it('PGCONNECT_TIMEOUT bounds the connection of a URL without connect_timeout; a bad one is a usage error', async () => {
+    const silent = await silentServer();
+    try {
+      const r = await cli(['publish', 'a.b', '--dsn', silent.url], { db: null, env: { PGCONNECT_TIMEOUT: '2' }, timeout: 20_000 });
+      expect(r).toMatchObject({ code: 1, stdout: '', stderr: 'pgdrain: database unavailable: timeout expired\n' });
+      const bad = await cli(['publish', 'a.b', '--dsn', silent.url], { db: null, env: { PGCONNECT_TIMEOUT: 'ten' }, timeout: 20_000 });
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/^pgdrain: PGCONNECT_TIMEOUT: must be a whole number of seconds, got "ten"/);
+    } finally {
+      await silent.close();
+    }
+  });
+
   it('a drain whose database accepts and never answers exits 1 five seconds after its deadline, saying so', async () => {
     // The connection opened before parsing never completes: the first claim waits for it, within the deadline.
     const silent = await silentServer();

@@ -1,10 +1,31 @@
 import { resolve } from 'node:path';
 import type { Driver } from '../db/driver.js';
 import { pgDriver } from '../db/pg.js';
-import { PgDrainError } from '../errors.js';
+import { PgDrainError, ValidationError } from '../errors.js';
 
 /** The pool the CLI opens on a database URL (a drain runs up to --concurrency handlers, each may query). */
-const openPg = (url: string): Driver => pgDriver(url, { max: 20 });
+const openPg = (url: string): Driver => pgDriver(withConnectTimeout(url), { max: 20 });
+
+/**
+ * The URL with libpq's PGCONNECT_TIMEOUT as its connect_timeout, when it has
+ * none of its own (as psql reads them): pgDriver reads only the URL.
+ */
+function withConnectTimeout(url: string): string {
+  const seconds = process.env.PGCONNECT_TIMEOUT;
+  if (seconds === undefined || seconds === '') return url;
+  if (!/^\s*-?\d+\s*$/.test(seconds)) {
+    throw new ValidationError('PGCONNECT_TIMEOUT', `must be a whole number of seconds, got ${JSON.stringify(seconds)}`);
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url; // not a URL pg can parse either: it reports that itself
+  }
+  if (parsed.searchParams.has('connect_timeout')) return url;
+  parsed.searchParams.set('connect_timeout', seconds.trim());
+  return parsed.href;
+}
 
 /** A connection opened before the CLI parsed its arguments: see connectEarly. */
 let early: { url: string; driver: Driver } | undefined;
