@@ -96,6 +96,9 @@ interface CappablePool {
   options?: { max?: number };
 }
 
+/** Pools whose max is lowered: their own max, and the timer that gives it back (shared by every driver on a pool). */
+const lowered = new WeakMap<CappablePool, { max: number; timer: ReturnType<typeof setTimeout> }>();
+
 /**
  * Runs `acquire` (anything that checks out a client of `pool`), so that a
  * server refusing the pool one more connection while the pool has others
@@ -106,8 +109,6 @@ interface CappablePool {
  * connection limit. With no connection open the refusal is the caller's.
  */
 export function sharingOnRefusal(pool: CappablePool): <T>(acquire: () => Promise<T>) => Promise<T> {
-  let ownMax: number | undefined; // the pool's max while it is lowered
-  let timer: ReturnType<typeof setTimeout> | undefined;
   return async (acquire) => {
     for (;;) {
       try {
@@ -117,14 +118,16 @@ export function sharingOnRefusal(pool: CappablePool): <T>(acquire: () => Promise
         const options = pool.options;
         if ((error as { code?: unknown }).code !== TOO_MANY_CONNECTIONS || open === 0
             || typeof options?.max !== 'number') throw error;
-        ownMax ??= options.max;
+        const before = lowered.get(pool);
+        clearTimeout(before?.timer);
+        const max = before?.max ?? options.max;
         options.max = Math.min(options.max, open);
-        clearTimeout(timer);
-        timer = setTimeout(() => {
-          options.max = ownMax;
-          ownMax = undefined;
+        const timer = setTimeout(() => {
+          options.max = max;
+          lowered.delete(pool);
         }, REFUSED_HOLD_MS);
         (timer as { unref?: () => void }).unref?.();
+        lowered.set(pool, { max, timer });
       }
     }
   };
