@@ -1,5 +1,6 @@
 // npm run bench [-- --rounds 3 --sizes 20000,100000 --only throughput,scale,cost]
 // npm run bench -- --soak 600 [--control floor|floor+history|graphile-worker]   (soaks after pgdrain, as long)
+// npm run bench -- --soak 300 --pin 60:180   (a transaction holds back vacuum from 60 s to 180 s: bench/pin.ts)
 // npm run bench -- --steady 60 [--rounds 5 --systems pgdrain,floor,graphile-worker]   (steady load, interleaved turns)
 //
 // Starts a fresh, durable PostgreSQL (fsync and synchronous_commit on), then
@@ -13,6 +14,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { cliCosts, emptyDrain, roundTrips, statementsPerJob } from './cost.js';
 import { LOADS } from './loads.js';
+import { parsePin } from './pin.js';
 import { scale, scaleTable, writePlans } from './scale.js';
 import { startBenchServer } from './server.js';
 import { CONTROLS, soakControl } from './soak-control.js';
@@ -45,6 +47,7 @@ const { values } = parseArgs({
     systems: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
     soak: { type: 'string' },
     control: { type: 'string' },
+    pin: { type: 'string' },
     steady: { type: 'string' },
   },
   strict: true,
@@ -62,6 +65,8 @@ const systemNames = values.systems.split(',').map((s) => oneOf('systems', s, Obj
 const soakSeconds = values.soak === undefined ? undefined : positiveInt('--soak', values.soak);
 const control = values.control === undefined ? undefined : oneOf('control', values.control, CONTROLS);
 if (control && soakSeconds === undefined) throw new Error('--control: only with --soak (it follows the soak, for as long)');
+if (values.pin !== undefined && soakSeconds === undefined) throw new Error('--pin: only with --soak');
+const pin = values.pin === undefined ? undefined : parsePin(values.pin, soakSeconds!);
 const steadySeconds = values.steady === undefined ? undefined : positiveInt('--steady', values.steady);
 if (steadySeconds !== undefined && soakSeconds !== undefined) throw new Error('--steady: not with --soak (run them one at a time)');
 if (steadySeconds === undefined && !systemNames.includes('floor')) throw new Error('--systems: must include floor (ratios are to the floor)');
@@ -95,7 +100,7 @@ try {
     out(await steadyRounds(server, steadyNames, rounds, steadySeconds, note));
     out();
   } else if (soakSeconds !== undefined) {
-    out(await soak(server, soakSeconds, note));
+    out(await soak(server, soakSeconds, note, pin));
     out();
     if (control) {
       out(await soakControl(server, soakSeconds, control, note));

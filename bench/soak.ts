@@ -15,6 +15,7 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { openLoad, produce } from './loads.js';
+import { pinLines, pinVacuum, type PinSpan } from './pin.js';
 import type { BenchServer } from './server.js';
 import { fmtInt, median, now, table } from './stats.js';
 import { DRAINERS } from './systems/system.js';
@@ -123,7 +124,9 @@ export function steadiness(full: readonly Pick<Window, 'jobs' | 'jobsPerSec' | '
   ];
 }
 
-export async function soak(server: BenchServer, seconds: number, progress: (line: string) => void): Promise<string> {
+/** With pin, a transaction holds back vacuum over that span of the soak (bench/pin.ts). */
+export async function soak(server: BenchServer, seconds: number, progress: (line: string) => void,
+                           pin?: PinSpan): Promise<string> {
   const load = await openLoad('pgdrain', server.url);
   const counts = { published: 0, handled: 0 };
   const admin = new pg.Client({ connectionString: server.url });
@@ -146,6 +149,7 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     }
   })();
 
+  const pinning = pin ? pinVacuum(server.url, pin, Date.now(), () => stop) : undefined;
   const windows: Window[] = [];
   const started = now();
   let lastHandled = 0;
@@ -180,6 +184,7 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
   } finally {
     stop = true;
     await watcher;
+    await pinning;
     await producer.stop();
     await load.pause();
     await load.close();
@@ -203,5 +208,6 @@ export async function soak(server: BenchServer, seconds: number, progress: (line
     `- dead tuples in jobs.job_queue: max ${fmtInt(deadFirst)} in the first half, ${fmtInt(deadSecond)} in the second half`,
     leastBacklogLine(windows),
     `- published ${fmtInt(counts.published)}, handled ${fmtInt(counts.handled)}`,
+    ...(pin ? pinLines(windows, pin, WINDOW_S) : []),
   ].join('\n');
 }
