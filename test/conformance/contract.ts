@@ -255,7 +255,10 @@ export function driverContract(name: string, traits: Traits, setup: () => Promis
          () => withOneConnection(async (role) => {
         const limited = s.as!(role);
         try {
-          // Twelve at once: the pool opens a connection for each, and the server allows this role one.
+          // The role's one connection first: PostgreSQL may refuse every one of a burst of
+          // connections racing for the last slot, and with none open a refusal is an error.
+          expect(await rows(limited, 'select 1 as one')).toEqual([{ one: 1 }]);
+          // Twelve at once: the pool tries to open a connection for each, and the server refuses them.
           const answers = await Promise.all(Array.from({ length: 12 }, (_, i) =>
             rows<{ i: number }>(limited, 'select $1::int as i', [i])));
           expect(answers.flat().map((r) => r.i)).toEqual([...Array(12).keys()]);
@@ -290,7 +293,7 @@ export function driverContract(name: string, traits: Traits, setup: () => Promis
         };
         const queue = createQueue({ driver: s.as!(role), tasks });
         try {
-          await queue.publishBulk(Array.from({ length: 30 }, () => ({ task: 'parent' })));
+          await queue.publishBulk(Array.from({ length: 30 }, () => ({ task: 'parent' }))); // opens the one connection
           const report = await queue.drain(30, Date.now() + 120_000);
           expect(report).toMatchObject({ claimed: 60, succeeded: 60, retried: 0, failed: 0, stoppedBy: 'empty' });
         } finally {

@@ -1,9 +1,9 @@
 // The driver contract on node-postgres (pgDriver), the reference driver.
 import pg from 'pg';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { REFUSED_HOLD_MS } from '../../src/db/pg-pool.js';
 import { pgDriver } from '../../src/db/pg.js';
-import { translateError, ValidationError } from '../../src/index.js';
+import { translateError, ValidationError, type Driver } from '../../src/index.js';
 import { emptyDb, testDb } from '../support/db.js';
 import { freePort } from '../support/postgres.js';
 import { silentServer, tcpProxy } from '../support/tcp-proxy.js';
@@ -94,6 +94,7 @@ describe('pgDriver on a server that refuses it one more connection', () => {
     const driver = pgDriver(pool);
     const twelveAtOnce = () => Promise.all(Array.from({ length: 12 }, () => driver.query('select pg_sleep(0.05)')));
     try {
+      await driver.query('select 1'); // the role's one connection, before a burst races for it
       await twelveAtOnce();
       expect(pool.options.max).toBe(1);
       await db.sql(`alter role ${role} connection limit -1`);
@@ -102,6 +103,41 @@ describe('pgDriver on a server that refuses it one more connection', () => {
       await twelveAtOnce();
       expect(pool.totalCount).toBe(5);
     } finally {
+      await pool.end();
+      await db.sql(`drop role ${role}`);
+    }
+  });
+});
+
+describe('pgDriver on a pool two drivers share', () => {
+  it('a refusal while another driver has lowered the pool gives back the pool\'s own max, not the lowered one', async () => {
+    const role = `pgdrain_two_${Math.random().toString(36).slice(2, 10)}`;
+    await db.sql(`create role ${role} login connection limit 2`);
+    const url = new URL(db.url);
+    url.username = role;
+    const pool = new pg.Pool({ connectionString: url.href, max: 5 });
+    pool.on('error', () => {}); // the backend ended below
+    const [a, b] = [pgDriver(pool), pgDriver(pool)];
+    const holder = new pg.Client({ connectionString: url.href });
+    holder.on('error', () => {});
+    const sleepers = (driver: Driver, n: number) => Promise.all(Array.from({ length: n }, () => driver.query('select pg_sleep(0.1)')));
+    try {
+      // The role's two connections first: PostgreSQL may refuse every one of a burst racing for its last slots.
+      await sleepers(a, 2);
+      await sleepers(a, 4); // a: refused, max lowered to 2
+      expect(pool.options.max).toBe(2);
+      // One of the pool's two connections ends, and someone else takes its slot:
+      await db.sql(`select pg_terminate_backend(pid) from pg_stat_activity where usename = $1 and pid = (
+                      select max(pid) from pg_stat_activity where usename = $1)`, [role]);
+      await vi.waitFor(() => expect(pool.totalCount).toBe(1));
+      await holder.connect();
+      // b opens a second connection (the pool's max is 2) and is refused in turn.
+      await sleepers(b, 2);
+      expect(pool.options.max).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, REFUSED_HOLD_MS + 100));
+      expect(pool.options.max).toBe(5);
+    } finally {
+      await holder.end().catch(() => {});
       await pool.end();
       await db.sql(`drop role ${role}`);
     }
