@@ -1,7 +1,8 @@
 import { resolve } from 'node:path';
 import type { Driver } from '../db/driver.js';
+import { wholeSeconds } from '../db/pg-pool.js';
 import { pgDriver } from '../db/pg.js';
-import { PgDrainError, ValidationError } from '../errors.js';
+import { PgDrainError } from '../errors.js';
 
 /** The pool the CLI opens on a database URL (a drain runs up to --concurrency handlers, each may query). */
 const openPg = (url: string): Driver => pgDriver(withConnectTimeout(url), { max: 20 });
@@ -13,9 +14,7 @@ const openPg = (url: string): Driver => pgDriver(withConnectTimeout(url), { max:
 function withConnectTimeout(url: string): string {
   const seconds = process.env.PGCONNECT_TIMEOUT;
   if (seconds === undefined || seconds === '') return url;
-  if (!/^\s*-?\d+\s*$/.test(seconds)) {
-    throw new ValidationError('PGCONNECT_TIMEOUT', `must be a whole number of seconds, got ${JSON.stringify(seconds)}`);
-  }
+  wholeSeconds('PGCONNECT_TIMEOUT', seconds);
   let parsed: URL;
   try {
     parsed = new URL(url);

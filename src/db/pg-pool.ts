@@ -62,11 +62,16 @@ export function connectTimeoutMs(url: string): number | undefined {
     return undefined; // not a URL pg can parse either: it reports that itself
   }
   if (value === null) return undefined;
-  if (!/^\s*-?\d+\s*$/.test(value)) {
-    throw new ValidationError('connect_timeout', `must be a whole number of seconds, got ${JSON.stringify(value)}`);
-  }
-  const seconds = Number(value);
+  const seconds = wholeSeconds('connect_timeout', value);
   return seconds <= 0 ? undefined : Math.max(seconds, 2) * 1000;
+}
+
+/** A connect timeout as libpq reads one (the URL's connect_timeout, PGCONNECT_TIMEOUT): whole seconds. */
+export function wholeSeconds(field: string, value: string): number {
+  if (!/^\s*-?\d+\s*$/.test(value)) {
+    throw new ValidationError(field, `must be a whole number of seconds, got ${JSON.stringify(value)}`);
+  }
+  return Number(value);
 }
 
 /**
