@@ -8,7 +8,8 @@
 // nothing about time (it does fail when a queue loses or leaves a job).
 // Knobs for experiments (the defaults are what RESULTS.md reports):
 // BENCH_PG_OPTIONS='-c autovacuum_naptime=10' (server options),
-// BENCH_PGDRAIN_DRAINS=4 (drain() calls side by side), BENCH_GRAPHILE_CONCURRENCY=100.
+// BENCH_PGDRAIN_DRAINS=4 (drain() calls side by side), BENCH_PGDRAIN_BATCH=500 (their batch size),
+// BENCH_GRAPHILE_CONCURRENCY=100.
 import { mkdirSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';

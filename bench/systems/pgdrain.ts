@@ -11,6 +11,8 @@ import { BATCH, chunks, DRAINERS, expectCount, type System } from './system.js';
  * drains ran 5-10% closer to the floor than four (bench/RESULTS.md).
  */
 const PGDRAIN_DRAINS = envInt('BENCH_PGDRAIN_DRAINS', DRAINERS);
+/** drain()'s batch size; larger batches ran no closer to the floor (bench/RESULTS.md). */
+const PGDRAIN_BATCH = envInt('BENCH_PGDRAIN_BATCH', BATCH);
 
 export async function pgdrainSystem(url: string): Promise<System> {
   const queue: Queue = createQueue({ connectionString: url, tasks: { noop: async () => null } });
@@ -28,7 +30,7 @@ export async function pgdrainSystem(url: string): Promise<System> {
     },
     async drain(n) {
       const deadline = Date.now() + 30 * 60_000;
-      const reports = await Promise.all(Array.from({ length: PGDRAIN_DRAINS }, () => queue.drain(BATCH, deadline)));
+      const reports = await Promise.all(Array.from({ length: PGDRAIN_DRAINS }, () => queue.drain(PGDRAIN_BATCH, deadline)));
       expectCount('pgdrain drains succeeded', reports.reduce((s, r) => s + r.succeeded, 0), n);
     },
     async verify(n) {
