@@ -1,10 +1,37 @@
+import { ValidationError } from './errors.js';
+
+// An escape PostgreSQL's jsonb rejects, not preceded by an escaped backslash:
+// \u0000 (jsonb cannot store NUL) or a surrogate (JSON.stringify writes a
+// string's unpaired surrogate as \udXXX and a paired one as itself).
+const UNSTORABLE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u(0000|d[89a-f][0-9a-f]{2})/i;
+
 /**
- * Whether JSON text holds a \u0000 escape (an escaped backslash followed by
- * "u0000" does not count): PostgreSQL's jsonb cannot store NUL, and one such
- * value would fail the whole statement it travels in.
+ * What JSON text made by JSON.stringify holds that PostgreSQL's jsonb cannot
+ * store, described for an error message, or null: one such value would fail
+ * the whole statement it travels in.
  */
-export function hasNulEscape(json: string): boolean {
-  return json.includes('\\u0000') && /(?:^|[^\\])(?:\\\\)*\\u0000/.test(json);
+export function unstorableEscape(json: string): string | null {
+  if (!json.includes('\\u')) return null;
+  const code = UNSTORABLE_ESCAPE.exec(json)?.[1];
+  if (code === undefined) return null;
+  return code === '0000' ? '\\u0000' : `an unpaired surrogate (\\u${code})`;
+}
+
+/**
+ * A value as JSON text for a jsonb parameter. Throws a ValidationError naming
+ * field when it is not JSON or holds what PostgreSQL cannot store.
+ */
+export function jsonParam(value: unknown, field: string): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value ?? null);
+  } catch (error) {
+    throw new ValidationError(field, `must be JSON-serialisable (${(error as Error).message})`);
+  }
+  if (json === undefined) throw new ValidationError(field, `must be JSON-serialisable, got ${typeof value}`);
+  const bad = unstorableEscape(json);
+  if (bad) throw new ValidationError(field, `must not contain ${bad} (PostgreSQL jsonb cannot store it)`);
+  return json;
 }
 
 /**
@@ -16,6 +43,7 @@ export function hasNulEscape(json: string): boolean {
 export function resultJson(result: unknown): string | null {
   const json = result === undefined || result === null ? null : JSON.stringify(result);
   if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
-  if (json !== null && hasNulEscape(json)) throw new TypeError('handler returned a string with \\u0000, which PostgreSQL cannot store');
+  const bad = json === null ? null : unstorableEscape(json);
+  if (bad) throw new TypeError(`handler returned a string with ${bad}, which PostgreSQL cannot store`);
   return json;
 }

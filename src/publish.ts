@@ -1,6 +1,6 @@
 import type { Queryable } from './db/driver.js';
 import { translateError, ValidationError } from './errors.js';
-import { hasNulEscape } from './json-text.js';
+import { jsonParam } from './json-text.js';
 import { bulkPublishOptionsSchema, parse, publishOptionsSchema, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
 import type { BulkJob, PublishOptions } from './types.js';
 
@@ -11,18 +11,6 @@ function isEmpty(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
   for (const _ in value) return false;
   return true;
-}
-
-function bodyJson(body: unknown, field: string): string {
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(body ?? null);
-  } catch (error) {
-    throw new ValidationError(field, `must be JSON-serialisable (${(error as Error).message})`);
-  }
-  if (json === undefined) throw new ValidationError(field, `must be JSON-serialisable, got ${typeof body}`);
-  if (hasNulEscape(json)) throw new ValidationError(field, 'must not contain \\u0000 (PostgreSQL jsonb cannot store it)');
-  return json;
 }
 
 const OPTION_COLUMNS = ['run_at', 'delay', 'timeout', 'priority', 'max_retries'] as const;
@@ -40,7 +28,7 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
     : parse(bulkPublishOptionsSchema, options, field ? field : 'options');
   return {
     task: task as string,
-    body: bodyJson(body, field ? `${field}.body` : 'body'),
+    body: jsonParam(body, field ? `${field}.body` : 'body'),
     run_at: o.runAt?.toISOString() ?? null,
     delay: o.delaySeconds ?? null,
     timeout: o.timeoutSeconds ?? null,
@@ -66,7 +54,7 @@ export async function publish(db: Queryable, task: string, body?: unknown, optio
          attributes => $12::jsonb)::text as id`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
-       attributes === undefined ? null : bodyJson(attributes, 'options.attributes')],
+       attributes === undefined ? null : jsonParam(attributes, 'options.attributes')],
     );
     return rows[0]!.id;
   } catch (error) {

@@ -3,6 +3,7 @@ import * as z from 'zod/mini';
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
+import { jsonParam } from './json-text.js';
 import { parse, publishOptionsSchema, queueNameSchema, taskSchema } from './options.js';
 
 // Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each.
@@ -110,13 +111,7 @@ const specSchema = z.strictObject({
 export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<ScheduleRunner> {
   const s = parse(specSchema, spec, 'spec');
   const cron = checkCron(s.cron, 'spec.cron');
-  let body: string | undefined;
-  try {
-    body = JSON.stringify(s.body ?? null);
-  } catch (error) {
-    throw new ValidationError('spec.body', `must be JSON-serialisable (${(error as Error).message})`);
-  }
-  if (body === undefined) throw new ValidationError('spec.body', 'must be JSON-serialisable');
+  const body = jsonParam(s.body, 'spec.body');
   return callValue(db,
     `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
        priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9) as r`,

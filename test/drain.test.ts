@@ -50,14 +50,16 @@ describe('drain', () => {
         // PostgreSQL stores neither NUL in text nor \u0000 in jsonb: neither may break the batch's settle
         nulError: async () => { throw new Error('nul\0here'); },
         nulResult: async () => 'nul\u0000here',
+        // nor an unpaired surrogate in jsonb (JSON.stringify writes it as \udXXX)
+        halfPair: async () => ({ s: 'half \ud83d pair' }),
       },
       ok: async () => 'fine',
     });
     const tasks = ['bad.throws', 'bad.rejects', 'bad.bigint', 'bad.fn', 'bad.thrownString', 'bad.nulError', 'bad.nulResult',
-                   'no.such.task', 'ok'];
+                   'bad.halfPair', 'no.such.task', 'ok'];
     for (const t of tasks) await q.publish(t, {}, { maxRetries: 1 });
     const report = await q.drain(10, Date.now() + 120_000);
-    expect(report).toMatchObject({ claimed: 9, succeeded: 1, retried: 8, failed: 0, stoppedBy: 'empty' });
+    expect(report).toMatchObject({ claimed: 10, succeeded: 1, retried: 9, failed: 0, stoppedBy: 'empty' });
     const errors = await sql<{ task: string; last_error: string; attempt: number }>(
       `select task, last_error, attempt from jobs.job_queue order by task`);
     const byTask = Object.fromEntries(errors.map((e) => [e.task, e.last_error]));
@@ -68,6 +70,7 @@ describe('drain', () => {
     expect(byTask['bad.thrownString']).toBe('non-Error thrown: "plain string"');
     expect(byTask['bad.nulError']).toMatch(/^Error: nul\\0here\n/);
     expect(byTask['bad.nulResult']).toMatch(/cannot store/);
+    expect(byTask['bad.halfPair']).toMatch(/an unpaired surrogate \(\\ud83d\), which PostgreSQL cannot store/);
     expect(byTask['no.such.task']).toMatch(/unknown task "no.such.task"/);
     expect(report.failures.map((f) => f.task).sort()).toEqual(errors.map((e) => e.task).sort());
     expect(report.failures.every((f) => f.willRetry)).toBe(true);
@@ -75,9 +78,9 @@ describe('drain', () => {
     // the retry is spent: the second failure ends them
     await sql(`update jobs.job_queue set scheduled_at = now()`);
     const second = await q.drain(10, Date.now() + 120_000);
-    expect(second).toMatchObject({ claimed: 8, failed: 8, retried: 0 });
+    expect(second).toMatchObject({ claimed: 9, failed: 9, retried: 0 });
     expect(second.failures.every((f) => !f.willRetry)).toBe(true);
-    expect(await sql(`select count(*)::int as n from jobs.job where status = 'failure' and attempts = 2`)).toEqual([{ n: 8 }]);
+    expect(await sql(`select count(*)::int as n from jobs.job where status = 'failure' and attempts = 2`)).toEqual([{ n: 9 }]);
   });
 
   it('a handler hanging past its timeout is nacked as timed out, its signal aborted', async () => {
@@ -192,6 +195,9 @@ describe('bad input at the TypeScript edge', () => {
     ['body', () => q.publish('a', { n: 1n })],
     ['body', () => q.publish('a', { s: 'nul\u0000' })],
     ['jobs[0].body', () => q.publishBulk([{ task: 'ok', body: ['nul\u0000'] }])],
+    ['body', () => q.publish('a', { s: 'half \udc00 pair' })],
+    ['jobs[1].body', () => q.publishBulk([{ task: 'ok' }, { task: 'ok', body: { ['key \ud800']: 1 } }])],
+    ['options.attributes', () => q.publish('a', null, { attributes: { s: '\ud800' } })],
     ['jobs[1].task', () => q.publishBulk([{ task: 'ok' }, { task: 'no way' }])],
   ])('%s', async (field, call) => {
     const error = await call().then(() => undefined, (e: unknown) => e);
@@ -221,9 +227,10 @@ describe('bad input at the TypeScript edge', () => {
     await sql('truncate jobs.job_queue');
   });
 
-  it('a literal backslash before u0000 is not a NUL: such a body is published', async () => {
-    const id = await q.publish('a', { s: '\\u0000' });
-    expect(await sql(`select body->>'s' as s from jobs.job_queue where job_id = $1`, [id])).toEqual([{ s: '\\u0000' }]);
+  it('a literal backslash before u0000 is not a NUL, nor a paired surrogate a half one: such a body is published', async () => {
+    const id = await q.publish('a', { s: '\\u0000', t: '\\ud800', e: '\u{1F600}' });
+    expect(await sql(`select body->>'s' as s, body->>'t' as t, body->>'e' as e from jobs.job_queue where job_id = $1`, [id]))
+      .toEqual([{ s: '\\u0000', t: '\\ud800', e: '\u{1F600}' }]);
     await sql('truncate jobs.job_queue');
   });
 

@@ -190,6 +190,8 @@ describe('schedules run by drains (no pg_cron in this database)', () => {
       [{ name: 'n', cron: '* * * * *', task: 'a.b', timeoutSeconds: 0 }, 'spec.timeoutSeconds'],
       [{ name: 'n', cron: '* * * * *', task: 'a.b', runner: 'systemd' }, 'spec.runner'],
       [{ name: 'n', cron: '* * * * *', task: 'a.b', extra: 1 }, 'spec'],
+      [{ name: 'n', cron: '* * * * *', task: 'a.b', body: { s: 'nul\u0000' } }, 'spec.body'],
+      [{ name: 'n', cron: '* * * * *', task: 'a.b', body: { s: '\ud800' } }, 'spec.body'],
     ];
     for (const [spec, field] of bad) {
       await expect(schedule(db.driver, spec as never), JSON.stringify(spec)).rejects.toMatchObject({ code: 'invalid_argument', field });
