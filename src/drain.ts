@@ -183,12 +183,14 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         await changed();
         continue;
       }
+      // take() may wait for a settle in flight: the budget and a stop are read after it.
+      const outcomes = await settler.take();
       const budgetMs = stopAt - Date.now();
-      if (budgetMs <= 0) {
+      if (stoppedBy || budgetMs <= 0) {
+        settler.putBack(outcomes);
         stop('deadline');
         break;
       }
-      const outcomes = await settler.take();
       const endedBefore = ended;
       const claimSentAt = Date.now();
       let result: ClaimResult;
@@ -218,7 +220,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // does a job that ended while the claim was out (a transactional one
         // commits its follow-ups and ack itself, after the claim's snapshot):
         // claim again at once, as its wake came before this wait.
-        if (ended !== endedBefore) continue;
+        // A stop that came while the claim was out woke no one: check it here.
+        if (ended !== endedBefore || stoppedBy) continue;
         if (running.size > 0) await changed();
         else if (!settler.hasBuffered()) stop(unfit > 0 ? 'deadline' : 'empty');
       }

@@ -43,6 +43,9 @@ export function outcomeArrays(batch: readonly Outcome[]): unknown[] {
           anyResult ? results : null, anyError ? errors : null, null, `{${ms.join(',')}}`];
 }
 
+/** How long a settle waits to try again after its call failed. */
+const RETRY_AFTER_ERROR_MS = 1000;
+
 export interface SettleCounts {
   succeeded: number;
   failed: number;
@@ -65,17 +68,14 @@ export class Settler {
   private inFlight: Promise<void> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private lastError: unknown;
+  /** close() has begun: it settles what is left itself, so no timer starts. */
+  private closing = false;
 
   constructor(private readonly db: Queryable, private readonly flushIntervalMs: number) {}
 
   add(outcome: Outcome): void {
     this.buffer.push(outcome);
-    if (!this.timer && !this.inFlight) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.kick();
-      }, this.flushIntervalMs);
-    }
+    this.arm();
   }
 
   /** Whether outcomes wait to be settled. */
@@ -85,9 +85,9 @@ export class Settler {
 
   /** Hands the buffered outcomes to a claim that settles them, after any settle in flight. */
   async take(): Promise<Outcome[]> {
+    while (this.inFlight) await this.inFlight;
     clearTimeout(this.timer);
     this.timer = undefined;
-    while (this.inFlight) await this.inFlight;
     const batch = this.buffer;
     this.buffer = [];
     return batch;
@@ -105,6 +105,7 @@ export class Settler {
 
   /** Settles everything buffered; throws the last database error after `attempts` failed calls. */
   async close(attempts = 3): Promise<void> {
+    this.closing = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     let failures = 0;
@@ -115,12 +116,29 @@ export class Settler {
     }
   }
 
+  /**
+   * Starts the flush timer for what is buffered, unless one runs or a settle
+   * is in flight; that settle arms it again as it ends, so an outcome added
+   * meanwhile (or put back by a failed call) still goes within about
+   * flushIntervalMs of it.
+   */
+  private arm(): void {
+    if (this.timer || this.inFlight || this.closing || this.buffer.length === 0) return;
+    // After a failed call, try again about once a second rather than at every interval.
+    const wait = this.lastError === undefined ? this.flushIntervalMs : Math.max(this.flushIntervalMs, RETRY_AFTER_ERROR_MS);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.kick();
+    }, wait);
+  }
+
   private kick(): void {
     if (this.inFlight || this.buffer.length === 0) return;
     const batch = this.buffer;
     this.buffer = [];
     this.inFlight = this.send(batch).finally(() => {
       this.inFlight = undefined;
+      this.arm();
     });
   }
 

@@ -1,0 +1,99 @@
+// drain() when something happens while one of its statements is out: a stop,
+// or an outcome. Each race is made deterministic by holding a job's row lock
+// in another session, so the drain's statement waits on it in the server.
+import pg from 'pg';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
+import { testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
+
+const db = await testDb();
+const sql = db.sql;
+const holder = new pg.Client({ connectionString: db.url });
+await holder.connect();
+afterAll(() => holder.end());
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+});
+
+function queueWith(tasks: TaskMap) {
+  return createQueue({ driver: { ...db.driver, close: async () => {} }, tasks });
+}
+
+/** A promise and the function that resolves it. */
+function gate(): [Promise<void>, () => void] {
+  let open!: () => void;
+  return [new Promise<void>((resolve) => (open = resolve)), () => open()];
+}
+
+const leased = async (n: number) =>
+  (await sql<{ n: number }>('select count(*)::int as n from jobs.job_queue where lease_until is not null'))[0]!.n === n;
+
+/** Whether a statement calling fn waits on a lock. */
+const waitingOnLock = async (fn: string) =>
+  (await sql(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'
+              and query like $1`, [`%${fn}%`])).length > 0;
+
+describe('drain races', () => {
+  it('a stop that comes while a claim is out ends the drain after its grace, not when the next job ends', async () => {
+    const stop = new AbortController();
+    const [locked, lockTaken] = gate();
+    const q = queueWith({
+      quick: async () => { await locked; return 'done'; },
+      // Ends only when its signal fires: at the grace, or at its 600 s timeout.
+      stuck: (_b: unknown, ctx: JobContext) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)),
+    });
+    await q.publish('stuck', null, { priority: 1, timeoutSeconds: 600 });
+    const quick = await q.publish('quick');
+    let report: Awaited<ReturnType<typeof q.drain>> | undefined;
+    const drained = q.drain(2, Date.now() + 900_000, { signal: stop.signal, graceMs: 100 })
+      .then((r) => (report = r));
+    await until(() => leased(2), 'both jobs claimed');
+
+    // quick's ack rides on the next claim, which waits on quick's row lock.
+    await holder.query('begin');
+    await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [quick]);
+    lockTaken();
+    await until(() => waitingOnLock('claim_json'), 'the claim carrying the ack to wait on the row lock');
+    stop.abort();
+    await holder.query('commit');
+
+    await until(async () => report, 'the drain to end after its 100 ms grace', 20_000);
+    await drained;
+    expect(report).toMatchObject({ stoppedBy: 'signal', claimed: 2, succeeded: 1, released: 1 });
+    expect(await sql(`select task, attempt, lease_until from jobs.job_queue`))
+      .toEqual([{ task: 'stuck', attempt: 0, lease_until: null }]); // given back, no attempt spent
+  });
+
+  it('an outcome added while a settle is in flight is settled within the flush interval, not when the batch ends', async () => {
+    const [locked, lockTaken] = gate();
+    const [second, secondEnds] = gate();
+    const [rest, restEnds] = gate();
+    const q = queueWith({
+      first: async () => { await locked; return 1; },
+      second: async () => { await second; return 2; },
+      rest: async () => { await rest; return 3; },
+    });
+    const first = await q.publish('first');
+    const b = await q.publish('second');
+    await q.publishBulk([{ task: 'rest' }, { task: 'rest' }, { task: 'rest' }]);
+    // Five at once: with two ended, three run, and the drain waits for them
+    // instead of claiming (it refills at half the batch free).
+    const drained = q.drain(5, Date.now() + 900_000, { flushIntervalMs: 20 });
+    await until(() => leased(5), 'all five jobs claimed');
+
+    await holder.query('begin');
+    await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [first]);
+    lockTaken();
+    await until(() => waitingOnLock('settle_arrays'), "the settle of first's ack to wait on its row lock");
+    secondEnds(); // while that settle is in flight
+    await new Promise((resolve) => setImmediate(resolve));
+    await holder.query('commit');
+
+    await until(async () => (await sql('select 1 from jobs.job where job_id = $1', [b])).length > 0,
+      "second's ack to be settled while the other three still run", 20_000);
+    restEnds();
+    expect(await drained).toMatchObject({ claimed: 5, succeeded: 5, stoppedBy: 'empty' });
+  });
+});
