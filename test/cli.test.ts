@@ -229,6 +229,13 @@ describe('usage errors exit 2 with one line naming the flag', () => {
     [['publish', 'math.sum', '--at', 'yesterday'], '--at'],
     [['publish', 'math.sum', '--delay', '5', '--at', '2030-01-01T00:00:00Z'], '--delay'],
     [['publish', 'math.sum', '--priority', '1.5'], '--priority'],
+    // commands added with addCommand, and their subcommands
+    [['serve', '--port', 'abc'], '--port'],
+    [['cancel'], 'id'],
+    [['cancel', '1', '--bogus'], '--bogus'],
+    [['dead-letters', '--limit', '0'], '--limit'],
+    [['queue', 'create'], 'name'],
+    [['redrive', '--ids', 'abc'], '--ids'],
   ])('pgdrain %j', async (args, flag) => {
     // With DATABASE_URL set, drain and publish open a connection before parsing their flags
     // (bin.ts); left open, it would hold the process for pg's 10-s idle timeout.

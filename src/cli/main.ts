@@ -171,10 +171,20 @@ export function program(): Command {
       });
     });
 
-  cli.addCommand(serveCommand());
-  for (const command of featureCommands(withConnection)) cli.addCommand(command);
+  for (const command of [serveCommand(), ...featureCommands(withConnection)]) cli.addCommand(inheriting(command, cli));
 
   return cli;
+}
+
+/**
+ * cmd and its subcommands with the root's settings (exitOverride, output):
+ * addCommand, unlike command(), copies none, and commander would then exit
+ * 1 on a usage error by itself.
+ */
+function inheriting(cmd: Command, from: Command): Command {
+  cmd.copyInheritedSettings(from);
+  for (const sub of cmd.commands) inheriting(sub, cmd);
+  return cmd;
 }
 
 async function main(argv: string[]): Promise<number> {
