@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'not_migrated'
   | 'tasks_module'
   | 'queue_full'
+  /** A wait (waitFor's timeoutMs) ran out before what it waited for happened. */
+  | 'timed_out'
   | 'unsupported';
 
 export class PgDrainError extends Error {
@@ -57,6 +59,11 @@ const sqlStates: Record<string, string> = {
 };
 
 /** Connection-level failures worth a one-line "database unavailable" (53300: no connection slot left). */
+// Data exceptions a value sent as a parameter causes (a NUL byte in text, a
+// number or time out of range, text that is not JSON): bad input, whatever
+// edge let it through.
+const badValue = new Set(['22021', '22P02', '22P05', '22003', '22007', '22008', '22009']);
+
 const unavailable = new Set(['53300', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
 
 /**
@@ -78,6 +85,7 @@ export function translateError(error: unknown): unknown {
   }
   // 0A000: what was asked needs something this database lacks (pg_cron, pg_net); the message names it.
   if (code === '0A000') return new PgDrainError('unsupported', message, { cause: error });
+  if (badValue.has(code)) return new PgDrainError('invalid_argument', `invalid value: ${message}`, { cause: error });
   if (unavailable.has(code) || /Connection terminated|connect ECONNREFUSED|timeout expired/i.test(message)) {
     return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });
   }

@@ -18,8 +18,18 @@ const task = name('task name');
 const key = z.string().check(z.minLength(1, 'must be a non-empty text'), z.maxLength(500, 'must be at most 500 characters'));
 const jsonObject = z.custom<Record<string, unknown>>(
   (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be a JSON object');
-const jobId = z.string().check(z.regex(/^[1-9][0-9]{0,18}$/, 'must be a job id (a positive integer as a string)'));
-const validDate = z.date().check(z.refine((d) => !Number.isNaN(d.getTime()), 'must be a valid Date'));
+/** Whether s is a job id: a positive integer that fits PostgreSQL's bigint. */
+export function isJobId(s: string): boolean {
+  return /^[1-9][0-9]{0,18}$/.test(s) && BigInt(s) <= 9_223_372_036_854_775_807n;
+}
+const jobId = z.string().check(z.refine(isJobId, 'must be a job id (a positive integer as a string, at most 9223372036854775807)'));
+// The years PostgreSQL and node-postgres agree on, and then some: a job has no business before 1970.
+const FIRST_MS = Date.UTC(1970, 0, 1);
+const LAST_MS = Date.UTC(10000, 0, 1) - 1;
+const validDate = z.date().check(z.refine((d) => d.getTime() >= FIRST_MS && d.getTime() <= LAST_MS,
+  'must be a valid Date from 1970 to 9999'));
+/** delaySeconds' bound: ten years, as the CLI's --delay. */
+export const MAX_DELAY_SECONDS = 10 * 365 * 86400;
 const integer = z.int('must be an integer'); // also a check, as classic's .int() uses it
 const abortSignal = z.custom<AbortSignal>((s) => typeof s === 'object' && s !== null && 'aborted' in s, 'must be an AbortSignal');
 
@@ -29,7 +39,8 @@ export const jobIdSchema = jobId;
 // Numbers are finite in zod 4 (classic's .finite() did nothing).
 const bulkOptions = {
   runAt: z.optional(validDate),
-  delaySeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),
+  delaySeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'),
+    z.maximum(MAX_DELAY_SECONDS, `must be at most ${MAX_DELAY_SECONDS} (ten years)`))),
   timeoutSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'), z.maximum(86400, 'must be at most 86400 seconds'))),
   priority: z.optional(z.number().check(integer, z.minimum(-1_000_000), z.maximum(1_000_000))),
   maxRetries: z.optional(z.number().check(integer, z.minimum(0, 'must be 0 or more'), z.maximum(1000))),

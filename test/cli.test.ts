@@ -236,6 +236,11 @@ describe('usage errors exit 2 with one line naming the flag', () => {
     [['dead-letters', '--limit', '0'], '--limit'],
     [['queue', 'create'], 'name'],
     [['redrive', '--ids', 'abc'], '--ids'],
+    // values past what PostgreSQL stores: named here, not as the database's range error
+    [['cancel', '9223372036854775808'], 'id'],
+    [['publish', 'math.sum', '--depends-on', '9999999999999999999'], '--depends-on'],
+    [['dead-letters', '--limit', '99999999999999999999'], '--limit'],
+    [['publish', 'math.sum', '--at', '+275760-09-13T00:00:00Z'], 'runAt'],
   ])('pgdrain %j', async (args, flag) => {
     // With DATABASE_URL set, drain and publish open a connection before parsing their flags
     // (bin.ts); left open, it would hold the process for pg's 10-s idle timeout.

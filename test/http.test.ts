@@ -167,11 +167,36 @@ describe('bad input is 400 naming the field, and writes nothing', () => {
     ['/jobs', '{"jobs": {"task": "a"}}', 'jobs'],
     ['/jobs', JSON.stringify({ jobs: Array.from({ length: 21 }, () => ({ task: 'a' })) }), 'jobs'],
     ['/jobs', '{"jobs": [{"task": "a"}, {"task": "b"}, {"task": "c", "maxRetries": -1}]}', 'jobs[2].maxRetries'],
+    ['/jobs', '{"task": "a", "delaySeconds": 1e13}', 'delaySeconds'],
+    ['/jobs', '{"jobs": [{"task": "a"}, {"task": "b", "delaySeconds": 1e300}]}', 'jobs[1].delaySeconds'],
+    ['/jobs', '{"task": "a", "body": {"s": "half \\ud800 pair"}}', 'body'],
   ])('POST %s %s → %s', async (path, raw, field) => {
     const a = await call('POST', path, { raw });
     expectError(a, 400, 'invalid_argument', field);
     expect(a.body.error.message.startsWith(`${field}: `)).toBe(true);
     expect(await queued()).toBe(0);
+  });
+
+  it('a value only the database refuses (a NUL byte in text) is 400 too, not 500', async () => {
+    const a = await call('POST', '/drain', { raw: '{"topic": "a\\u0000b"}' });
+    expectError(a, 400, 'invalid_argument', null);
+    expect(a.body.error.message).toMatch(/^invalid value: invalid byte sequence/);
+  });
+});
+
+describe('a full queue is 429 queue_full, naming the queue', () => {
+  it('POST /jobs beyond max_size', async () => {
+    await sql(`update jobs.queue set max_size = 1 where name = 'default'`);
+    try {
+      expect((await call('POST', '/jobs', { body: { task: 'a' } })).status).toBe(201);
+      const a = await call('POST', '/jobs', { body: { task: 'a' } });
+      expectError(a, 429, 'queue_full', 'queue');
+      expect(a.body.error.message).toMatch(/queue 'default' is full/);
+      expect(await queued()).toBe(1);
+    } finally {
+      await sql(`update jobs.queue set max_size = null where name = 'default'`);
+      await sql('truncate jobs.job_queue');
+    }
   });
 });
 

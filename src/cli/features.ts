@@ -3,6 +3,7 @@ import { cancelJob, createNamedQueue, redrive, setQueuePaused } from '../admin.j
 import type { Driver } from '../db/driver.js';
 import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
+import { isJobId } from '../options.js';
 import { formatTable } from './format.js';
 
 // The commands of issue 7 (cancel, redrive, dead-letters, queue, wait) and
@@ -13,7 +14,9 @@ type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) =
 const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
 
 function positive(value: string) {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new InvalidArgumentError('must be a positive integer');
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || Number(value) > 2_147_483_647) {
+    throw new InvalidArgumentError('must be a positive integer of at most 2147483647');
+  }
   return Number(value);
 }
 
@@ -32,7 +35,7 @@ export function jsonObject(value: string): Record<string, unknown> {
 /** Comma-separated job ids for --depends-on and --ids. */
 export function jobIds(value: string): string[] {
   const ids = value.split(',').map((s) => s.trim());
-  if (ids.some((id) => !/^[1-9]\d{0,18}$/.test(id))) throw new InvalidArgumentError('must be job ids separated by commas');
+  if (!ids.every(isJobId)) throw new InvalidArgumentError('must be job ids (positive integers of at most 9223372036854775807) separated by commas');
   return ids;
 }
 

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { drain } from '../drain.js';
 import { PgDrainError, translateError } from '../errors.js';
+import { MAX_DELAY_SECONDS } from '../options.js';
 import { publish } from '../publish.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
@@ -136,7 +137,7 @@ export function program(): Command {
     .argument('<task>', 'dotted task name, e.g. email.send')
     .argument('[json]', 'the job body as JSON', json)
     .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
-    .option('--delay <seconds>', 'run this many seconds from now', seconds(0, 10 * 365 * 86400))
+    .option('--delay <seconds>', 'run this many seconds from now', seconds(0, MAX_DELAY_SECONDS))
     .option('--at <iso>', 'run at this time (ISO 8601)', isoDate)
     .option('--timeout <seconds>', 'seconds a run may take (default 60)', seconds(0.001, 86400))
     .option('--max-retries <n>', 'retries after the first attempt (default 3)', integer(0, 1000))

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { jobIdSchema, parse } from '../options.js';
+import { timerAt } from '../timeouts.js';
 import type { JobOutcome } from '../types.js';
 
 /** A NOTIFY pgdrain sends: queued (payload: queue name), picked and completed (payload: job ids). */
@@ -52,13 +53,15 @@ export class PgJobEvents {
     let woken = new Promise<void>((resolve) => (wake = resolve));
     const waiter: Waiter = { id, wake: () => wake() };
     this.waiters.add(waiter);
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let cancelTimer = () => {};
     const stop = new Promise<never>((_, reject) => {
       const abort = () => reject(new PgDrainError('invalid_argument', `waitFor(${id}) aborted`, { cause: options.signal?.reason }));
       if (options.signal?.aborted) abort();
       options.signal?.addEventListener('abort', abort, { once: true });
       if (options.timeoutMs !== undefined) {
-        timer = setTimeout(() => reject(new PgDrainError('invalid_argument', `waitFor(${id}): job still active after ${options.timeoutMs} ms`, { field: 'timeoutMs' })), options.timeoutMs);
+        // timerAt: setTimeout fires at once for a delay past 24.8 days.
+        cancelTimer = timerAt(Date.now() + options.timeoutMs, () => reject(new PgDrainError('timed_out',
+          `waitFor(${id}): job still active after ${options.timeoutMs} ms`, { field: 'timeoutMs' })));
       }
     });
     stop.catch(() => {});
@@ -77,7 +80,7 @@ export class PgJobEvents {
     } catch (error) {
       throw translateError(error);
     } finally {
-      clearTimeout(timer);
+      cancelTimer();
       this.waiters.delete(waiter);
     }
   }

@@ -98,7 +98,13 @@ describe('waitFor', () => {
       await expect(q.waitFor('987654321')).rejects.toMatchObject({ field: 'jobId' });
       await expect(q.waitFor('x')).rejects.toMatchObject({ field: 'jobId' });
       const pending = await q.publish('bad', null, { delaySeconds: 3600 });
-      await expect(q.waitFor(pending, { timeoutMs: 200 })).rejects.toMatchObject({ field: 'timeoutMs' });
+      // A timeout past setTimeout's 24.8 days is a far one, not one that fires at once.
+      let farSettled = false;
+      const far = q.waitFor(pending, { timeoutMs: 3e9 }).finally(() => (farSettled = true));
+      await expect(q.waitFor(pending, { timeoutMs: 200 })).rejects.toMatchObject({ code: 'timed_out', field: 'timeoutMs' });
+      expect(farSettled).toBe(false);
+      await q.cancel(pending);
+      expect(await far).toMatchObject({ status: 'cancelled' });
     } finally {
       await q.close();
     }
