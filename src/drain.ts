@@ -141,7 +141,15 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const timeouts = new Timeouts();
   const publish: DrainDeps['publish'] = (task, body, options) => deps.publish(task, body, options);
   const start = (job: Job, claimSentAt: number, now: number) => {
-    const end = Math.min(claimSentAt + job.timeout * 1000, stopAt);
+    const ownEnd = claimSentAt + job.timeout * 1000;
+    const end = Math.min(ownEnd, stopAt);
+    if (!stoppedBy && ownEnd <= now) {
+      // Its timeout passed while the claim was out: given back, it would be
+      // claimed and given back again without end.
+      record(job, { id: job.id, attempt: job.attempt, outcome: 'nack',
+                    error: `timed out after ${job.timeout} s, before it could start (its claim took longer)` });
+      return;
+    }
     if (stoppedBy || end <= now) {
       settler.add({ id: job.id, attempt: job.attempt, outcome: 'release' });
       return;

@@ -66,6 +66,27 @@ describe('drain races', () => {
       .toEqual([{ task: 'stuck', attempt: 0, lease_until: null }]); // given back, no attempt spent
   });
 
+  it('a job whose timeout passes while its claim is out is nacked as timed out, not given back again and again', async () => {
+    const [locked, lockTaken] = gate();
+    const q = queueWith({ first: async () => { await locked; return 1; }, tiny: async () => 2 });
+    const first = await q.publish('first', null, { priority: 1 });
+    await q.publish('tiny', null, { timeoutSeconds: 0.001, maxRetries: 0 });
+    // batch 1: first alone, then tiny with the claim that carries first's ack, held on first's row lock.
+    const drained = q.drain(1, Date.now() + 300_000);
+    await until(() => leased(1), 'first claimed');
+    await holder.query('begin');
+    await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [first]);
+    lockTaken();
+    await until(() => waitingOnLock('claim_json'), 'the claim carrying the ack to wait on the row lock');
+    await holder.query('commit');
+
+    const report = await drained;
+    expect(report).toMatchObject({ claimed: 2, succeeded: 1, failed: 1, released: 0, stoppedBy: 'empty' });
+    expect(report.failures).toMatchObject([{ task: 'tiny', willRetry: false, error: expect.stringMatching(/^timed out after 0.001 s/) }]);
+    expect(await sql(`select status, error from jobs.job where task = 'tiny'`))
+      .toEqual([{ status: 'failure', error: 'timed out after 0.001 s, before it could start (its claim took longer)' }]);
+  });
+
   it('an outcome added while a settle is in flight is settled within the flush interval, not when the batch ends', async () => {
     const [locked, lockTaken] = gate();
     const [second, secondEnds] = gate();
