@@ -105,6 +105,14 @@ async function expectDemoDrained(sums: number): Promise<void> {
 }
 
 describe('Cloudflare Worker in workerd', () => {
+  it("wrangler.toml's secrets and variables are ones the Worker reads", () => {
+    const toml = readFileSync(join(root, 'wrangler.toml'), 'utf8');
+    const worker = readFileSync(join(root, 'functions/cloudflare.ts'), 'utf8');
+    const names = [...toml.matchAll(/wrangler secret put ([A-Z_]+)|^#?\s*([A-Z_]+)\s*=/gm)].map((m) => m[1] ?? m[2]!);
+    expect(names).toContain('PGDRAIN_TOKEN');
+    for (const name of names) expect(worker, name).toMatch(new RegExp(`\\b${name}\\b`));
+  });
+
   it('wrangler deploy --dry-run bundles it within the Workers size limit', () => {
     const bytes = statSync(bundle).size;
     const gzipped = gzipSync(readFileSync(bundle)).length;
