@@ -28,7 +28,8 @@ create table jobs.job_queue (
   job_id       bigint generated always as identity primary key,
   task         text        not null,
   body         jsonb,
-  scheduled_at timestamptz not null,
+  -- Finite: the claim orders and answers by it (an infinite one has no epoch).
+  scheduled_at timestamptz not null constraint job_queue_scheduled_at_finite check (isfinite(scheduled_at)),
   timeout      numeric     not null,
   priority     integer     not null,
   max_retries  integer     not null,

@@ -7,9 +7,11 @@
 --   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff)
 --   fail     it failed with errors[i]: no retry
 --   release  give it back unstarted, its attempt not spent
--- An outcome applies only while the job is still on that attempt, so a drain
--- whose lease expired and whose job went to another drain cannot settle the
--- newer delivery; such outcomes are counted as stale. A nack with retries
+-- An outcome applies only while that delivery runs: the job is still on that
+-- attempt and leased. So a drain whose lease expired and whose job went to
+-- another drain cannot settle the newer delivery, and a delivery already
+-- settled (nacked, released, or expired by a claim) cannot be settled again,
+-- by a late ack either; such outcomes are counted as stale. A nack with retries
 -- left schedules the job again; with none left, the job ends as a failure.
 -- A job whose cancel was requested while it ran (jobs.cancel) ends as
 -- cancelled on any outcome but ack (an ack means the work was done: it ends
@@ -100,10 +102,9 @@ begin
                          settle_arrays.errors, settle_arrays.ms) as x(id, attempt, outcome, result, error, ms)
   ), ending as (
     delete from jobs.job_queue q using o
-    where q.job_id = o.id and q.attempt = o.attempt
+    where q.job_id = o.id and q.attempt = o.attempt and q.lease_until is not null
       and (o.outcome in ('ack', 'fail') or (o.outcome = 'nack' and q.attempt > q.max_retries)
-           or (q.cancel_requested_at is not null and o.outcome = 'nack')
-           or (q.cancel_requested_at is not null and o.outcome = 'release' and q.lease_until is not null))
+           or (q.cancel_requested_at is not null and o.outcome in ('nack', 'release')))
     returning q.*, o.outcome, o.result, o.error, o.ms
   ), ended as (
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
@@ -221,8 +222,9 @@ set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
-  if nack.schedule_at is not null and nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute' then
-    perform jobs.raise_invalid('PD007', 'schedule_at', format('must not be in the past, got %s', nack.schedule_at));
+  if nack.schedule_at is not null and (nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute'
+                                       or not isfinite(nack.schedule_at)) then
+    perform jobs.raise_invalid('PD007', 'schedule_at', format('must be a finite time, not in the past, got %s', nack.schedule_at));
   end if;
   v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;

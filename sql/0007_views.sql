@@ -83,10 +83,14 @@ create function jobs.redrive(
 ) returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
+  v_ids bigint[];
+  v_keys text[];
   v_count integer;
 begin
-  with picked as (
-    select j.* from jobs.job j
+  select array_agg(j.job_id), array_agg(distinct j.serial_key) filter (where j.serial_key is not null)
+  into v_ids, v_keys
+  from (
+    select j.job_id, j.serial_key from jobs.job j
     where j.status = 'failure'
       and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
       and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
@@ -95,24 +99,34 @@ begin
       and (redrive.error_like is null or j.error like redrive.error_like)
       and exists (select 1 from jobs.queue x where x.name = j.queue)
     for update of j skip locked
-  ), back as (
+  ) j;
+  if v_ids is null then
+    return 0;
+  end if;
+  -- The lock jobs.publish and jobs.after_end take for a serial key, taken
+  -- before looking at the key's jobs: a head that ends meanwhile waits for
+  -- this commit and then sees the jobs put back.
+  perform pg_advisory_xact_lock(736038, hashtext(k)) from unnest(v_keys) k order by k;
+  with back as (
+    -- A job with a serial key goes back waiting; jobs.after_end below makes
+    -- the key's first job its head when none runs. Judged per job here, the
+    -- wait could count an earlier job the dedupe conflict leaves out.
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
                                 created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
     overriding system value
     select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
-           p.queue, p.dedupe_key, p.serial_key,
-           -- A serial key runs one at a time: wait if the key is active, or behind an earlier redriven job.
-           p.serial_key is not null and (
-             exists (select 1 from jobs.job_queue x where x.serial_key = p.serial_key)
-             or exists (select 1 from picked y where y.serial_key = p.serial_key and y.job_id < p.job_id)),
-           p.attributes
-    from picked p
+           p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes
+    from jobs.job p
+    where p.job_id = any(v_ids)
     on conflict do nothing
     returning job_id
   ), gone as (
     delete from jobs.job j using back b where j.job_id = b.job_id returning 1
   )
   select count(*) into v_count from gone;
+  if v_keys is not null then
+    perform jobs.after_end(null, null, v_keys, v_now);
+  end if;
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;

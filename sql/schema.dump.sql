@@ -994,8 +994,9 @@ CREATE FUNCTION jobs.nack(job_id bigint, error text, schedule_at timestamp with 
 declare
   v jsonb;
 begin
-  if nack.schedule_at is not null and nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute' then
-    perform jobs.raise_invalid('PD007', 'schedule_at', format('must not be in the past, got %s', nack.schedule_at));
+  if nack.schedule_at is not null and (nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute'
+                                       or not isfinite(nack.schedule_at)) then
+    perform jobs.raise_invalid('PD007', 'schedule_at', format('must be a finite time, not in the past, got %s', nack.schedule_at));
   end if;
   v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
@@ -1400,10 +1401,14 @@ CREATE FUNCTION jobs.redrive(job_ids bigint[] DEFAULT NULL::bigint[], task text 
     AS $$
 declare
   v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
+  v_ids bigint[];
+  v_keys text[];
   v_count integer;
 begin
-  with picked as (
-    select j.* from jobs.job j
+  select array_agg(j.job_id), array_agg(distinct j.serial_key) filter (where j.serial_key is not null)
+  into v_ids, v_keys
+  from (
+    select j.job_id, j.serial_key from jobs.job j
     where j.status = 'failure'
       and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
       and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
@@ -1412,24 +1417,34 @@ begin
       and (redrive.error_like is null or j.error like redrive.error_like)
       and exists (select 1 from jobs.queue x where x.name = j.queue)
     for update of j skip locked
-  ), back as (
+  ) j;
+  if v_ids is null then
+    return 0;
+  end if;
+  -- The lock jobs.publish and jobs.after_end take for a serial key, taken
+  -- before looking at the key's jobs: a head that ends meanwhile waits for
+  -- this commit and then sees the jobs put back.
+  perform pg_advisory_xact_lock(736038, hashtext(k)) from unnest(v_keys) k order by k;
+  with back as (
+    -- A job with a serial key goes back waiting; jobs.after_end below makes
+    -- the key's first job its head when none runs. Judged per job here, the
+    -- wait could count an earlier job the dedupe conflict leaves out.
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
                                 created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
     overriding system value
     select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
-           p.queue, p.dedupe_key, p.serial_key,
-           -- A serial key runs one at a time: wait if the key is active, or behind an earlier redriven job.
-           p.serial_key is not null and (
-             exists (select 1 from jobs.job_queue x where x.serial_key = p.serial_key)
-             or exists (select 1 from picked y where y.serial_key = p.serial_key and y.job_id < p.job_id)),
-           p.attributes
-    from picked p
+           p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes
+    from jobs.job p
+    where p.job_id = any(v_ids)
     on conflict do nothing
     returning job_id
   ), gone as (
     delete from jobs.job j using back b where j.job_id = b.job_id returning 1
   )
   select count(*) into v_count from gone;
+  if v_keys is not null then
+    perform jobs.after_end(null, null, v_keys, v_now);
+  end if;
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;
@@ -1820,10 +1835,9 @@ begin
                          settle_arrays.errors, settle_arrays.ms) as x(id, attempt, outcome, result, error, ms)
   ), ending as (
     delete from jobs.job_queue q using o
-    where q.job_id = o.id and q.attempt = o.attempt
+    where q.job_id = o.id and q.attempt = o.attempt and q.lease_until is not null
       and (o.outcome in ('ack', 'fail') or (o.outcome = 'nack' and q.attempt > q.max_retries)
-           or (q.cancel_requested_at is not null and o.outcome = 'nack')
-           or (q.cancel_requested_at is not null and o.outcome = 'release' and q.lease_until is not null))
+           or (q.cancel_requested_at is not null and o.outcome in ('nack', 'release')))
     returning q.*, o.outcome, o.result, o.error, o.ms
   ), ended as (
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
@@ -2021,7 +2035,8 @@ CREATE TABLE jobs.job_queue (
     attributes jsonb,
     worker_id text,
     cancel_requested_at timestamp with time zone,
-    cancel_reason text
+    cancel_reason text,
+    CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at))
 )
 WITH (autovacuum_vacuum_cost_delay='0');
 

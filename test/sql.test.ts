@@ -132,12 +132,31 @@ describe('bad input is rejected with its own SQLSTATE, naming the field, writing
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
   });
 
-  it('nack rejects a schedule_at in the past', async () => {
+  it('nack rejects a schedule_at in the past, or infinite', async () => {
     const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
     await sql(`select * from jobs.consume(1)`);
-    const error = await sqlError(`select jobs.nack($1::bigint, 'x', now() - interval '1 day')`, [id]);
-    expect(error.code).toBe('PD007');
-    expect(error.column).toBe('schedule_at');
+    for (const at of [`now() - interval '1 day'`, `'infinity'::timestamptz`]) {
+      const error = await sqlError(`select jobs.nack($1::bigint, 'x', ${at})`, [id]);
+      expect(error.code).toBe('PD007');
+      expect(error.column).toBe('schedule_at');
+    }
+    expect(await one(`select attempt, lease_until is not null as leased from jobs.job_queue`)).toEqual({ attempt: 1, leased: true });
+  });
+
+  it('an infinite scheduled_at is refused on every path, so no claim ever meets one', async () => {
+    // The claim orders by scheduled_at and answers it in epoch seconds, which an infinite time has not.
+    for (const text of [`select jobs.publish('a', null, 'infinity')`, `select jobs.publish('a', null, '-infinity')`,
+                        `select jobs.publish_arrays(array['a'], null, array['infinity'::timestamptz])`,
+                        `select jobs.publish_bulk(array[('a', null, '-infinity', null, null, null)::jobs.bulk_job])`]) {
+      const error = await sqlError(text);
+      expect(error.code, text).toBe('23514');
+      expect(error.constraint, text).toBe('job_queue_scheduled_at_finite');
+    }
+    const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
+    await sql(`select * from jobs.consume(1)`);
+    const error = await sqlError(`select jobs.settle_arrays(array[$1::bigint], '{1}', '{nack}', null, '{x}', array['infinity'::timestamptz])`, [id]);
+    expect(error.constraint).toBe('job_queue_scheduled_at_finite');
+    expect(await one(`select count(*)::int as n, bool_and(isfinite(scheduled_at)) as finite from jobs.job_queue`)).toEqual({ n: 1, finite: true });
   });
 });
 
@@ -263,6 +282,26 @@ describe('ack and nack', () => {
       { status: 'failure', result: null, error: 'e4' }, { status: 'failure', result: null, error: 'e5' },
     ]);
     expect(await one(`select attempt, lease_until from jobs.job_queue`)).toEqual({ attempt: 0, lease_until: null });
+  });
+
+  it('a delivery settled once cannot be settled again: an ack or fail after its nack, release or expiry is stale', async () => {
+    const { id } = await one<{ id: string }>(`select jobs.publish('a', null, null, 10) as id`);
+    const settle = async (outcome: string, attempt: number) => (await one<{ r: Record<string, number> }>(
+      `select jobs.settle_arrays(array[$1::bigint], array[$2::integer], array[$3]) as r`, [id, attempt, outcome])).r;
+    await sql(`select * from jobs.consume(1)`);
+    expect(await one(`select jobs.nack($1::bigint, 'boom') as ok`, [id])).toEqual({ ok: true });
+    // waiting for its retry: attempt 1 is over
+    expect(await one(`select jobs.ack($1::bigint) as ok`, [id])).toEqual({ ok: false });
+    expect(await settle('ack', 1)).toMatchObject({ succeeded: 0, stale: 1 });
+    expect(await settle('fail', 1)).toMatchObject({ failed: 0, stale: 1 });
+    expect(await settle('nack', 1)).toMatchObject({ retried: 0, stale: 1 });
+
+    // expired by a claim, not yet handed out again
+    await sql(`select * from jobs.consume(1, now() + interval '1 hour')`); // attempt 2
+    await sql(`select jobs.expire(now => now() + interval '2 hours')`);
+    expect(await one(`select attempt, lease_until from jobs.job_queue`)).toEqual({ attempt: 2, lease_until: null });
+    expect(await settle('ack', 2)).toMatchObject({ succeeded: 0, stale: 1 });
+    expect(await one(`select count(*)::int as n from jobs.job`)).toEqual({ n: 0 });
   });
 
   it('a late settle from an expired delivery does not touch the newer one', async () => {

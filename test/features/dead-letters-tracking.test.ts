@@ -59,6 +59,29 @@ describe('dead letters', () => {
     expect(await one(`select count(*)::int as n from jobs.dead_letters`)).toEqual({ n: 1 });
   });
 
+  it('redrive keeps a serial key one at a time: the first job back is its head, even when a dedupe conflict leaves an earlier one out', async () => {
+    const key = () => sql(`select task, serial_wait from jobs.job_queue where serial_key = 'k' order by job_id`);
+    // s.one (dedupe d) runs first, s.two and s.three wait behind it; each runs in turn and fails.
+    const threeDeadLetters = async () => {
+      await sql('truncate jobs.job_queue, jobs.job');
+      await sql(`select jobs.publish('s.one', max_retries => 0, serial_key => 'k', dedupe_key => 'd')`);
+      await sql(`select jobs.publish('s.two', max_retries => 0, serial_key => 'k')`);
+      await sql(`select jobs.publish('s.three', max_retries => 0, serial_key => 'k')`);
+      for (let i = 0; i < 3; i++) await sql(`select jobs.nack(job_id, 'no') from jobs.consume(10)`);
+      expect(await one(`select count(*)::int as n from jobs.dead_letters`)).toEqual({ n: 3 });
+    };
+
+    await threeDeadLetters();
+    expect(await one(`select jobs.redrive(task => 's.t%') as n`)).toEqual({ n: 2 });
+    expect(await key()).toEqual([{ task: 's.two', serial_wait: false }, { task: 's.three', serial_wait: true }]);
+
+    await threeDeadLetters();
+    await sql(`select jobs.publish('other', dedupe_key => 'd')`); // d is active again: s.one stays a dead letter
+    expect(await one(`select jobs.redrive() as n`)).toEqual({ n: 2 });
+    expect(await key()).toEqual([{ task: 's.two', serial_wait: false }, { task: 's.three', serial_wait: true }]);
+    expect((await sql(`select task from jobs.consume(10) order by task`)).map((r) => r.task)).toEqual(['other', 's.two']);
+  });
+
   it('TypeScript: queue.redrive(filter) in one call; a bad filter names the field', async () => {
     const q = queueWith();
     await deadLetters(['x.one', 'x.two', 'y.one']);
