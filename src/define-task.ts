@@ -86,6 +86,8 @@ export async function runTransactional(
       const result = await handler(job.body, {
         job: ctx.job, signal: ctx.signal, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
       });
+      // Past its timeout (or cancelled) the drain has already settled it: roll its work back.
+      if (ctx.signal.aborted) throw ctx.signal.reason;
       const { rows } = await tx.query<{ r: SettleCounts }>(SETTLE_ARRAYS_SQL, outcomeArrays([
         { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(result), ms: Date.now() - began }]));
       if (Number(rows[0]!.r.succeeded) !== 1) throw new StaleDelivery();

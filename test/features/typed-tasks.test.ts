@@ -142,6 +142,21 @@ describe('transactional tasks', () => {
     expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 0 }]);
   });
 
+  it('a handler that ignores its timeout and returns late rolls back: the drain already nacked it', async () => {
+    const q = queue();
+    q.defineTask('ledger.add', async (_: unknown, ctx) => {
+      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)); // runs past its timeout
+      return 'late';
+    }, { transactional: true });
+    await q.publish('ledger.add', null, { timeoutSeconds: 0.2 });
+    const report = await q.drain(10, deadline());
+    expect(report).toMatchObject({ succeeded: 0, retried: 1, stale: 0 });
+    expect(report.failures[0]!.error).toBe('timed out after 0.2 s');
+    expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 0 }]);
+    expect(await sql(`select attempt, last_error from jobs.job_queue`)).toEqual([{ attempt: 1, last_error: 'timed out after 0.2 s' }]);
+  });
+
   it('a delivery whose lease passed to another consumer rolls back instead of doing the work twice', async () => {
     const q = queue();
     let release!: () => void;
