@@ -92,9 +92,16 @@ begin
   -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
   for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
     perform pg_advisory_xact_lock(736038, hashtext(v_key));
-    update jobs.job_queue q set serial_wait = false
-    where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
-      and not exists (select 1 from jobs.job_queue x where x.serial_key = v_key and not x.serial_wait);
+    loop
+      update jobs.job_queue q set serial_wait = false
+      where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
+        and not exists (select 1 from jobs.job_queue x where x.serial_key = v_key and not x.serial_wait);
+      exit when found;
+      -- The first waiting job may have been deleted (jobs.cancel) while this
+      -- update waited for its row: look again, with a new snapshot.
+      exit when not exists (select 1 from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
+             or exists (select 1 from jobs.job_queue x where x.serial_key = v_key and not x.serial_wait);
+    end loop;
   end loop;
 
   if cardinality(v_cancelled) > 0 then

@@ -266,9 +266,10 @@ returns text language plpgsql security definer set search_path = pg_catalog, pg_
 declare
   v_now timestamptz := coalesce(cancel.now, pg_catalog.now());
   v_lease timestamptz;
+  v_waiting boolean;
   v_key text;
 begin
-  select q.lease_until into v_lease from jobs.job_queue q where q.job_id = cancel.job_id for update;
+  select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id for update;
   if not found then
     return null;
   end if;
@@ -292,7 +293,10 @@ begin
   returning serial_key into v_key;
   delete from jobs.dependency d where d.job_id = cancel.job_id;
   perform jobs.notify_ids('pgdrain_completed', array[cancel.job_id]);
-  perform jobs.after_end(null, array[cancel.job_id], array[v_key], v_now);
+  -- A job waiting behind its serial key's head leaves the head as it is: no
+  -- key to pass on, so no key lock taken while holding this row's (a head
+  -- that ends takes that lock first, then this row's: a deadlock).
+  perform jobs.after_end(null, array[cancel.job_id], case when not v_waiting then array[v_key] end, v_now);
   return 'cancelled';
 end $$;
 

@@ -176,9 +176,16 @@ begin
   -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
   for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
     perform pg_advisory_xact_lock(736038, hashtext(v_key));
-    update jobs.job_queue q set serial_wait = false
-    where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
-      and not exists (select 1 from jobs.job_queue x where x.serial_key = v_key and not x.serial_wait);
+    loop
+      update jobs.job_queue q set serial_wait = false
+      where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
+        and not exists (select 1 from jobs.job_queue x where x.serial_key = v_key and not x.serial_wait);
+      exit when found;
+      -- The first waiting job may have been deleted (jobs.cancel) while this
+      -- update waited for its row: look again, with a new snapshot.
+      exit when not exists (select 1 from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
+             or exists (select 1 from jobs.job_queue x where x.serial_key = v_key and not x.serial_wait);
+    end loop;
   end loop;
 
   if cardinality(v_cancelled) > 0 then
@@ -209,9 +216,10 @@ CREATE FUNCTION jobs.cancel(job_id bigint, reason text DEFAULT NULL::text, now t
 declare
   v_now timestamptz := coalesce(cancel.now, pg_catalog.now());
   v_lease timestamptz;
+  v_waiting boolean;
   v_key text;
 begin
-  select q.lease_until into v_lease from jobs.job_queue q where q.job_id = cancel.job_id for update;
+  select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id for update;
   if not found then
     return null;
   end if;
@@ -235,7 +243,10 @@ begin
   returning serial_key into v_key;
   delete from jobs.dependency d where d.job_id = cancel.job_id;
   perform jobs.notify_ids('pgdrain_completed', array[cancel.job_id]);
-  perform jobs.after_end(null, array[cancel.job_id], array[v_key], v_now);
+  -- A job waiting behind its serial key's head leaves the head as it is: no
+  -- key to pass on, so no key lock taken while holding this row's (a head
+  -- that ends takes that lock first, then this row's: a deadlock).
+  perform jobs.after_end(null, array[cancel.job_id], case when not v_waiting then array[v_key] end, v_now);
   return 'cancelled';
 end $$;
 

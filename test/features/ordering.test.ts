@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type TaskMap } from '../../src/index.js';
 import { testDb } from '../support/db.js';
+import { until } from '../support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -70,6 +71,57 @@ describe('serialization key', () => {
     await q.drain(20, deadline());
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
     expect(await one(`select count(*)::int as n from jobs.job where status = 'success'`)).toEqual({ n: 60 });
+  });
+
+  it('a head that ends while a waiting job of its key is cancelled: no deadlock, and the next one takes over', async () => {
+    const [a, b] = [new pg.Client({ connectionString: db.url }), new pg.Client({ connectionString: db.url })];
+    await Promise.all([a.connect(), b.connect()]);
+    try {
+      const publish = async (body: string) =>
+        (await one<{ id: string }>(`select jobs.publish('t', $1::jsonb, serial_key => 'k')::text as id`, [JSON.stringify(body)])).id;
+      const waitingOnLock = async (pid: number) => (await sql(
+        `select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`, [pid])).length > 0;
+      const pidOf = async (c: pg.Client) => (await c.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      const key = () => sql(`select body, serial_wait from jobs.job_queue where serial_key = 'k' order by job_id`);
+
+      // 1. The cancel holds the waiting job's row while the head's ack waits for it.
+      const head = await publish('h1');
+      const w = await publish('w1');
+      await publish('w2');
+      expect(await consumed()).toEqual(['h1']);
+      await b.query('begin');
+      expect((await b.query(`select jobs.cancel($1::bigint) as r`, [w])).rows).toEqual([{ r: 'cancelled' }]);
+      const aPid = await pidOf(a);
+      const acked = a.query(`select jobs.ack($1::bigint) as ok`, [head]);
+      await until(() => waitingOnLock(aPid), "the head's ack to wait on the cancelled job's row");
+      await b.query('commit');
+      expect((await acked).rows).toEqual([{ ok: true }]);
+      expect(await key()).toEqual([{ body: 'w2', serial_wait: false }]);
+
+      // 2. The head's end holds the key's lock when the cancel comes.
+      await sql('truncate jobs.job_queue, jobs.job');
+      const head2 = await publish('h2');
+      const w3 = await publish('w3');
+      await publish('w4');
+      expect(await consumed()).toEqual(['h2']);
+      await a.query('begin');
+      await a.query(`select pg_advisory_xact_lock(736038, hashtext('k'))`);
+      const bPid = await pidOf(b);
+      let done = false;
+      const cancelled = b.query(`select jobs.cancel($1::bigint) as r`, [w3]).finally(() => (done = true));
+      await until(async () => done || waitingOnLock(bPid), 'the cancel to end or to wait');
+      if (!done) {
+        await a.query('rollback');
+        await cancelled;
+        throw new Error('the cancel waited for the key lock the ending head holds: with the ack next, a deadlock');
+      }
+      expect((await cancelled).rows).toEqual([{ r: 'cancelled' }]);
+      expect((await a.query(`select jobs.ack($1::bigint) as ok`, [head2])).rows).toEqual([{ ok: true }]);
+      await a.query('commit');
+      expect(await key()).toEqual([{ body: 'w4', serial_wait: false }]);
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
   });
 
   it('drains: never two jobs of a key at once, each key in publish order, keys in parallel', async () => {
