@@ -12,6 +12,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp, signRequest } from '../src/http/index.js';
 import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
 import { emptyDb, testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
 import { tcpProxy } from './support/tcp-proxy.js';
 
 const db = await testDb();
@@ -386,6 +387,23 @@ export const quick = async () => 'quick done';
     const rest = await createQueue({ driver: shared, tasks: { slow: async () => 'slow done' } }).drain(50, Date.now() + 60_000);
     expect(rest).toMatchObject({ stoppedBy: 'empty', failed: 0 });
     expect(await queued()).toBe(0);
+  });
+
+  it('a second SIGTERM gives running jobs back at once, without waiting out the grace; it exits 0', async () => {
+    // The handler ignores its signal: only a give-back ends its drain before the 60 s grace.
+    writeFileSync(join(dir, 'stuck.mjs'), 'export const stuck = () => new Promise(() => {});\n');
+    const server = start(['--tasks', 'stuck.mjs', '--grace', '60']);
+    const url = await server.url;
+    expect((await call('POST', '/jobs', { url, body: { jobs: [{ task: 'stuck' }, { task: 'stuck' }] } })).status).toBe(201);
+    const drain = call('POST', '/drain', { url, body: { batchSize: 2, budgetSeconds: 200 } });
+    while ((await sql<{ n: number }>('select count(*)::int as n from jobs.running'))[0]!.n < 2) await sleep(20);
+    server.child.kill('SIGTERM');
+    await until(async () => /shutting down/.test(server.stderr()), 'the first SIGTERM to be taken');
+    server.child.kill('SIGTERM');
+    expect((await drain).body).toMatchObject({ stoppedBy: 'signal', claimed: 2, released: 2 });
+    expect(await server.exited).toBe(0);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where lease_until is null and attempt = 0`)).toEqual([{ n: 2 }]);
+    await sql('truncate jobs.job_queue');
   });
 
   it('without --tasks it publishes but POST /drain is 404 drain_disabled; without credentials it refuses to start', async () => {

@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import type { AddressInfo } from 'node:net';
 import { createQueue } from '../queue.js';
 import { connect } from './connect.js';
+import { listenForStop } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -31,8 +32,9 @@ interface ServeOptions {
  * `pgdrain serve`: the HTTP API on Node. Credentials come from the
  * environment only (PGDRAIN_TOKEN, PGDRAIN_HMAC_SECRET), never from flags,
  * which other users of the machine can read in the process list. Without
- * --tasks it publishes and reports but does not drain. On SIGTERM or SIGINT
- * it stops accepting, lets running drains wind down (--grace), then exits.
+ * --tasks it publishes and reports but does not drain. On SIGTERM it stops
+ * accepting, lets running drains wind down (--grace), then exits; a second
+ * SIGTERM or a SIGINT makes them give back their running jobs at once.
  */
 export function serveCommand(): Command {
   return new Command('serve')
@@ -56,7 +58,9 @@ export function serveCommand(): Command {
       const [{ serve }, { createApp }] = await Promise.all([import('@hono/node-server'), import('../http/app.js')]);
       const tasks = opts.tasks ? await loadTasks(opts.tasks) : undefined;
       const { driver } = await connect(opts.dsn, log);
-      const shutdown = new AbortController();
+      // As for drain: the first SIGTERM stops new work and gives running handlers
+      // the grace; a second SIGTERM or a SIGINT gives their jobs back now.
+      const stopping = listenForStop(opts.grace, log);
       try {
         const app = createApp({
           queue: createQueue({ driver, tasks }),
@@ -67,8 +71,9 @@ export function serveCommand(): Command {
             ...(opts.maxBudget === undefined ? {} : { maxBudgetSeconds: opts.maxBudget }),
             ...(opts.maxBody === undefined ? {} : { maxBodyBytes: opts.maxBody }),
           },
-          signal: shutdown.signal,
+          signal: stopping.signal,
           graceMs: opts.grace * 1000,
+          hardSignal: stopping.hardSignal,
           onError: (error) => log(`pgdrain: ${error instanceof Error ? error.stack ?? error.message : String(error)}`),
         });
         await new Promise<void>((resolve, reject) => {
@@ -77,14 +82,13 @@ export function serveCommand(): Command {
             log(`pgdrain: serving on http://${host}:${info.port}${tasks ? '' : ' (no --tasks: POST /drain is off)'}`);
           });
           server.once('error', reject);
-          const stop = () => {
+          stopping.signal.addEventListener('abort', () => {
             log('pgdrain: shutting down: no new requests; running drains stop claiming');
-            shutdown.abort();
             // close() waits for requests in flight (drains wind down within --grace).
             server.close((error) => (error ? reject(error) : resolve()));
-          };
-          process.once('SIGTERM', stop).once('SIGINT', stop);
+          }, { once: true });
         });
+        stopping.done();
       } finally {
         await driver.close().catch(() => {});
       }

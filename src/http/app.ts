@@ -37,6 +37,8 @@ export interface AppOptions {
   signal?: AbortSignal;
   /** After `signal`, how long running handlers may finish before they are released (default: until their timeout). */
   graceMs?: number;
+  /** When it fires, running drains release their running jobs at once, grace or not. */
+  hardSignal?: AbortSignal;
   /** Gets unexpected errors (500s, database failures) for the server's log; callers only see a code. */
   onError?: (error: unknown) => void;
 }
@@ -62,7 +64,7 @@ const HEALTH_TIMEOUT_MS = 3000;
  * `{ "error": { "code", "message", "field" } }`.
  */
 export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables }> {
-  const { onError, signal, graceMs, deadlineCap } = options;
+  const { onError, signal, graceMs, hardSignal, deadlineCap } = options;
   const source = options.queue;
   if (typeof source !== 'function' && (typeof source?.drain !== 'function' || typeof source.driver?.query !== 'function')) {
     throw new ValidationError('queue', 'must be a queue from createQueue(), or a function of the env giving one');
@@ -114,7 +116,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     const done = metrics.start();
     let report: DrainReport;
     try {
-      report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, signal, graceMs });
+      report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, signal, graceMs, hardSignal });
     } catch (error) {
       done(undefined, Date.now() - startedAt);
       throw translateError(error);
