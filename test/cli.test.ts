@@ -240,7 +240,10 @@ describe('usage errors exit 2 with one line naming the flag', () => {
     [['cancel', '9223372036854775808'], 'id'],
     [['publish', 'math.sum', '--depends-on', '9999999999999999999'], '--depends-on'],
     [['dead-letters', '--limit', '99999999999999999999'], '--limit'],
-    [['publish', 'math.sum', '--at', '+275760-09-13T00:00:00Z'], 'runAt'],
+    [['publish', 'math.sum', '--at', '+275760-09-13T00:00:00Z'], '--at: must be a valid Date'],
+    // the core's option names, told as the flags that set them
+    [['publish', 'math.sum', '--dedupe-key', ''], '--dedupe-key: must be a non-empty text'],
+    [['publish', 'math.sum', '--queue', 'bad q'], '--queue: '],
   ])('pgdrain %j', async (args, flag) => {
     // With DATABASE_URL set, drain and publish open a connection before parsing their flags
     // (bin.ts); left open, it would hold the process for pg's 10-s idle timeout.

@@ -177,6 +177,15 @@ export function program(): Command {
   return cli;
 }
 
+// Flags whose name is not the option's in kebab case.
+const FLAG_OF: Record<string, string> = { delaySeconds: '--delay', runAt: '--at', timeoutSeconds: '--timeout' };
+
+/** A core option named as the flag that set it: "options.dedupeKey: …" → "--dedupe-key: …". */
+function asFlag(message: string): string {
+  return message.replace(/^options\.([A-Za-z]+)(?=[.:])/,
+    (_, name: string) => FLAG_OF[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+}
+
 /**
  * cmd and its subcommands with the root's settings (exitOverride, output):
  * addCommand, unlike command(), copies none, and commander would then exit
@@ -199,7 +208,7 @@ async function main(argv: string[]): Promise<number> {
       return error.exitCode === 0 ? 0 : 2;
     }
     const e = translateError(error);
-    if (e instanceof PgDrainError) log(`pgdrain: ${e.message}`);
+    if (e instanceof PgDrainError) log(`pgdrain: ${e.code === 'invalid_argument' ? asFlag(e.message) : e.message}`);
     else log(`pgdrain: ${(e as Error)?.message ?? String(e)}`);
     // Bad input the database or the core rejected is a usage error too.
     return e instanceof PgDrainError && e.code === 'invalid_argument' ? 2 : 1;
