@@ -92,9 +92,19 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
       const client = await connect();
       client.on?.('error', ignoreError);
       let broken: unknown;
+      // A statement the callback sends after it settled (a promise it did not
+      // await) would run after the commit or rollback, outside the transaction
+      // or inside the next one on this connection: it is refused instead.
+      let open = true;
+      const tx: Queryable = {
+        async query<R>(text: string, params?: readonly unknown[]) {
+          if (!open) throw new Error('this transaction has ended: a statement came after its callback returned or threw');
+          return (await client.query(text, params ? [...params] : undefined)) as QueryResult<R>;
+        },
+      };
       try {
         await client.query('begin');
-        const result = await fn(wrap(client));
+        const result = await fn(tx).finally(() => (open = false));
         await client.query('commit');
         return result;
       } catch (error) {

@@ -140,6 +140,25 @@ export function driverContract(name: string, traits: Traits, setup: () => Promis
           .toEqual([{ id: kept, body: { kept: true } }]);
       });
 
+      it('a statement sent on a transaction after it ended is refused: it neither commits nor lands in a later transaction', async () => {
+        const queue = createQueue({ driver: borrowed(db), tasks: {} });
+        let late: Promise<unknown> | undefined;
+        const thrown = await rejection(db.transaction(async (tx) => {
+          // A forgotten promise: it publishes after the callback has thrown and the transaction rolled back.
+          late = rejection(new Promise((resolve) => setTimeout(resolve, 50)).then(() => queue.using(tx).publish('late.tx')));
+          throw new Error('caller changed its mind');
+        }));
+        expect(thrown).toMatchObject({ message: 'caller changed its mind' });
+        // The next transaction may get the same connection while the late statement comes.
+        const next = await db.transaction(async (tx) => {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          return (await tx.query<{ n: number }>(`select count(*)::int as n from jobs.job_queue where task = 'late.tx'`)).rows[0]!.n;
+        });
+        expect(await late).toMatchObject({ message: expect.stringMatching(/transaction has ended|Transaction is closed/) });
+        expect(next).toBe(0);
+        expect(await rows(db, `select count(*)::int as n from jobs.job_queue where task = 'late.tx'`)).toEqual([{ n: 0 }]);
+      });
+
       it('migrate() applies every migration once on an empty database', async () => {
         const fresh = await s.emptyDatabase();
         try {
