@@ -46,6 +46,9 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
   const roles = options.roles === true ? 'pgdrain' : options.roles || undefined;
   try {
     return await driver.transaction(async (tx) => {
+      // Under a database default of repeatable read or serializable, the lock
+      // statement's snapshot would predate the migrator it waited for.
+      await tx.query('set transaction isolation level read committed');
       await tx.query('select pg_advisory_xact_lock($1)', [LOCK_ID]);
       await tx.query(bootstrap);
       const { rows } = await tx.query<AppliedRow>('select version, name, checksum from jobs.migration');
@@ -107,5 +110,5 @@ export function migrationSql(): string {
   const parts = migrations.map((m) =>
     `-- ${m.file}\n${m.sql.trim()}\n` +
     `insert into jobs.migration (version, name, checksum) values (${m.version}, '${m.name}', '${m.checksum}');\n`);
-  return `begin;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${bootstrap}\n\n${parts.join('\n')}commit;\n`;
+  return `begin;\nset transaction isolation level read committed;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${bootstrap}\n\n${parts.join('\n')}commit;\n`;
 }

@@ -63,8 +63,11 @@ describe('migrate()', () => {
     }
   });
 
-  it('two migrators started together on an empty database both succeed, each version recorded once', async () => {
-    const { url } = await emptyDb();
+  it.each(['read committed', 'repeatable read', 'serializable'])(
+    'two migrators started together on an empty database both succeed, each version recorded once (default isolation %s)',
+    async (isolation) => {
+    const { url, name } = await emptyDb();
+    await withClient(url, (c) => c.query(`alter database ${name} set default_transaction_isolation = '${isolation}'`));
     const a = pgDriver(url);
     const b = pgDriver(url);
     // Hold the migrators' advisory lock so both are provably waiting at once,
