@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { jobIdSchema, parse } from '../options.js';
+import { connectTimeoutMs, endClient, type Socketed } from './pg-pool.js';
 import { timerAt } from '../timeouts.js';
 import type { JobOutcome } from '../types.js';
 
@@ -12,6 +13,11 @@ export interface QueueEvent {
   /** The queue (queued; '*' after a redrive of several queues). */
   queue?: string;
 }
+
+const closedError = () => new PgDrainError('invalid_argument', 'these job events are closed');
+
+/** How long after losing its session (or failing to open one) a new one is tried. */
+const RECONNECT_MS = 1000;
 
 const CHANNELS = { pgdrain_queued: 'queued', pgdrain_picked: 'picked', pgdrain_completed: 'completed' } as const;
 
@@ -28,7 +34,11 @@ interface Waiter {
  */
 export class PgJobEvents {
   private client: pg.Client | undefined;
+  /** The client connecting now, so close() can end it. */
+  private opening: pg.Client | undefined;
   private ready: Promise<pg.Client> | undefined;
+  private closed = false;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly waiters = new Set<Waiter>();
   private readonly listeners = new Set<(e: QueueEvent) => void>();
 
@@ -48,7 +58,7 @@ export class PgJobEvents {
    */
   async waitFor(jobId: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<JobOutcome> {
     const id = parse(jobIdSchema, jobId, 'jobId');
-    const client = await this.connect();
+    await this.connect();
     let wake!: () => void;
     let woken = new Promise<void>((resolve) => (wake = resolve));
     const waiter: Waiter = { id, wake: () => wake() };
@@ -68,7 +78,8 @@ export class PgJobEvents {
     try {
       for (;;) {
         // Asked after LISTEN and after registering, so an end in between still wakes us.
-        const { rows } = await client.query<{ ended: Record<string, unknown> | null; active: boolean }>(
+        // A new session after a lost one wakes every waiter: what it missed is asked here.
+        const { rows } = await (await this.connect()).query<{ ended: Record<string, unknown> | null; active: boolean }>(
           `select (select to_jsonb(j) from jobs.job j where j.job_id = $1) as ended,
                   exists (select 1 from jobs.job_queue q where q.job_id = $1) as active`, [id]);
         const { ended, active } = rows[0]!;
@@ -85,28 +96,41 @@ export class PgJobEvents {
     }
   }
 
-  /** Ends the LISTEN connection; pending waitFor calls reject. */
+  /** Ends the LISTEN connection (at once on a server that does not answer); pending waitFor calls reject. */
   async close(): Promise<void> {
-    const client = this.client;
-    this.client = undefined;
-    this.ready = undefined;
-    await client?.end().catch(() => {});
-    for (const w of this.waiters) w.wake(); // their next query fails: the connection is closed
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    const { client, opening } = this;
+    this.client = this.opening = this.ready = undefined;
+    // Its socket, not end(): pg's connect() never settles once end() was called during it.
+    (opening as Socketed | undefined)?.connection?.stream?.destroy();
+    if (client) await endClient(client);
+    for (const w of this.waiters) w.wake(); // their next connect() fails: the events are closed
   }
 
   private connect(): Promise<pg.Client> {
+    if (this.closed) return Promise.reject(closedError());
     this.ready ??= (async () => {
-      const client = new pg.Client({ connectionString: this.connectionString });
-      client.on('error', () => {
-        // The session is gone: the next call opens a new one.
-        if (this.client === client) {
-          this.client = undefined;
-          this.ready = undefined;
-        }
-      });
+      // application_name: an operator can tell this session in pg_stat_activity (the URL's wins).
+      const client = new pg.Client({ connectionString: this.connectionString, application_name: 'pgdrain-events',
+                                     connectionTimeoutMillis: connectTimeoutMs(this.connectionString) });
+      this.opening = client;
+      client.on('error', () => this.lost(client));
+      client.on('end', () => this.lost(client));
       client.on('notification', (n) => this.dispatch(n.channel, n.payload ?? ''));
-      await client.connect();
-      await client.query('listen pgdrain_queued; listen pgdrain_picked; listen pgdrain_completed');
+      try {
+        await client.connect();
+        await client.query('listen pgdrain_queued; listen pgdrain_picked; listen pgdrain_completed');
+      } catch (error) {
+        await endClient(client);
+        throw this.closed ? closedError() : error;
+      } finally {
+        if (this.opening === client) this.opening = undefined;
+      }
+      if (this.closed) {
+        await endClient(client);
+        throw closedError();
+      }
       this.client = client;
       return client;
     })().catch((error: unknown) => {
@@ -114,6 +138,26 @@ export class PgJobEvents {
       throw translateError(error);
     });
     return this.ready;
+  }
+
+  /**
+   * The session is gone. With someone waiting or listening, a new one opens
+   * (about once a second until it does) and every waiter asks again: the
+   * NOTIFYs sent meanwhile are lost with the session.
+   */
+  private lost(client: pg.Client): void {
+    if (this.client !== client) return;
+    this.client = undefined;
+    this.ready = undefined;
+    if (!this.closed && (this.waiters.size > 0 || this.listeners.size > 0)) this.reconnectSoon();
+  }
+
+  private reconnectSoon(): void {
+    this.reconnectTimer ??= setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.closed || this.client) return;
+      this.connect().then(() => { for (const w of this.waiters) w.wake(); }, () => this.reconnectSoon());
+    }, RECONNECT_MS);
   }
 
   private dispatch(channel: string, payload: string): void {

@@ -7,7 +7,7 @@ import { ValidationError } from '../errors.js';
 export const CLOSE_WAIT_MS = 2000;
 
 /** A client's socket: what ending it at once takes (node-postgres's and Neon's clients alike). */
-type Socketed = { connection?: { stream?: { destroy(): void } } };
+export type Socketed = { connection?: { stream?: { destroy(): void } } };
 
 /** The part of a pg-pool (node-postgres's or Neon's) that poolEnder uses. */
 interface EndablePool {
@@ -46,6 +46,18 @@ export function poolEnder(pool: EndablePool): () => Promise<void> {
     // hold a process, and they are closed.
     for (const client of open) client.connection?.stream?.destroy();
   };
+}
+
+/**
+ * Ends one connected client like poolEnder, destroying its socket if the server has not answered the end
+ * within CLOSE_WAIT_MS (a silent server would hold client.end() forever).
+ */
+export async function endClient(client: { end(): Promise<void> } & Socketed): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const waited = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS, false)));
+  const ended = await Promise.race([client.end().then(() => true, () => true), waited]);
+  clearTimeout(timer);
+  if (!ended) client.connection?.stream?.destroy();
 }
 
 /**

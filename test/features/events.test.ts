@@ -3,6 +3,8 @@ import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type QueueEvent, type TaskMap } from '../../src/index.js';
 import { testDb } from '../support/db.js';
+import { until } from '../support/drain-process.js';
+import { tcpProxy } from '../support/tcp-proxy.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -126,6 +128,51 @@ describe('waitFor', () => {
     }
     const viaDriver = createQueue({ driver: { ...db.driver, close: async () => {} } });
     await expect(viaDriver.waitFor('1')).rejects.toMatchObject({ field: 'connectionString' });
+  });
+});
+
+describe('the LISTEN session', () => {
+  const listenPids = async () => (await sql<{ pid: number }>(
+    `select pid from pg_stat_activity where datname = current_database() and application_name = 'pgdrain-events'`)).map((r) => r.pid);
+
+  it('lost (pg_terminate_backend): waitFor still answers and subscribers hear later events, on a new session', async () => {
+    const q = queueWith({ t: () => 'ok' });
+    try {
+      const events: QueueEvent[] = [];
+      await q.subscribe((e) => events.push(e));
+      const id = await q.publish('t');
+      const waiting = q.waitFor(id, { timeoutMs: 60_000 });
+      const [first] = await until(async () => { const p = await listenPids(); return p.length === 1 && p; }, 'the LISTEN session');
+      await sql('select pg_terminate_backend($1)', [first]);
+      await until(async () => { const p = await listenPids(); return p.length === 1 && p[0] !== first; }, 'a new LISTEN session');
+      await createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: { t: () => 'ok' } }).drain(10, deadline());
+      expect(await waiting).toMatchObject({ id, status: 'success' });
+      await until(async () => events.some((e) => e.event === 'completed' && e.ids.includes(id)), 'the completed event');
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('close() ends it at once on a server that stopped answering, and while it is still opening', async () => {
+    const target = new URL(db.url);
+    const proxy = await tcpProxy(target.hostname, Number(target.port));
+    try {
+      const via = new URL(db.url);
+      via.port = String(proxy.port);
+      const q = createQueue({ connectionString: via.href, tasks: {} });
+      await q.subscribe(() => {});
+      proxy.freeze();
+      await q.close(); // with client.end() waiting on the silent server, this never returned
+      await proxy.close(); // the server's end of that session goes with it
+
+      const opening = createQueue({ connectionString: db.url, tasks: {} });
+      const subscribed = opening.subscribe(() => {}).then(() => 'subscribed', (e: unknown) => e);
+      await opening.close();
+      expect(await subscribed).toMatchObject({ message: 'these job events are closed' });
+      await until(async () => (await listenPids()).length === 0, 'no LISTEN session left');
+    } finally {
+      await proxy.close();
+    }
   });
 });
 
