@@ -6,6 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -404,6 +405,23 @@ export const quick = async () => 'quick done';
     expect(await server.exited).toBe(0);
     expect(await sql(`select count(*)::int as n from jobs.job_queue where lease_until is null and attempt = 0`)).toEqual([{ n: 2 }]);
     await sql('truncate jobs.job_queue');
+  });
+
+  it('on SIGTERM it exits even while a client holds a request half-sent (its connection is cut after the grace)', async () => {
+    const server = start(['--grace', '0'], { PGDRAIN_HMAC_SECRET: 'x'.repeat(32) });
+    const { port } = new URL(await server.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    // A whole request first, so the connection is the server's; then one whose body never ends.
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((resolve) => socket.once('data', resolve));
+    socket.write(`POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n` +
+                 `x-pgdrain-timestamp: ${Math.floor(Date.now() / 1000)}\r\nx-pgdrain-signature: sha256=${'0'.repeat(64)}\r\n\r\n{`);
+    socket.on('error', () => {});
+    await sleep(200); // the half request reaches the server (ordering only)
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    socket.destroy();
   });
 
   it('without --tasks it publishes but POST /drain is 404 drain_disabled; without credentials it refuses to start', async () => {

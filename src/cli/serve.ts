@@ -1,5 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { AddressInfo } from 'node:net';
+import { DEFAULT_OVERRUN_MS } from '../drain.js';
 import { createQueue } from '../queue.js';
 import { connect } from './connect.js';
 import { listenForStop } from './signals.js';
@@ -27,6 +28,9 @@ interface ServeOptions {
   grace: number;
   dsn?: string;
 }
+
+/** After the grace and the overrun, how much longer a drain's answer may take to go out. */
+const CUT_MARGIN_MS = 2000;
 
 /**
  * `pgdrain serve`: the HTTP API on Node. Credentials come from the
@@ -86,6 +90,12 @@ export function serveCommand(): Command {
             log('pgdrain: shutting down: no new requests; running drains stop claiming');
             // close() waits for requests in flight (drains wind down within --grace).
             server.close((error) => (error ? reject(error) : resolve()));
+            // A request whose body never finishes (a client gone quiet, or anyone
+            // holding a half-sent request open) would hold close() forever: past
+            // the grace and a drain's overrun, every connection left is cut.
+            const cut = setTimeout(() => (server as { closeAllConnections?(): void }).closeAllConnections?.(),
+                                   opts.grace * 1000 + DEFAULT_OVERRUN_MS + CUT_MARGIN_MS);
+            cut.unref();
           }, { once: true });
         });
         stopping.done();
