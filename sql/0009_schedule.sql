@@ -92,12 +92,14 @@ declare
   v_next timestamptz;
   v_runner text;
   v_old text;
+  -- pg_cron knows its @ names in lower case only; the other checks take any case.
+  v_cron text := case when schedule.cron like '@%' then lower(schedule.cron) else schedule.cron end;
 begin
   if schedule.name is null or schedule.name !~ '^[A-Za-z0-9_.:-]{1,100}$' then
     perform jobs.raise_invalid('PDC02', 'name', format(
       'must be 1 to 100 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
   end if;
-  v_next := jobs.cron_next(schedule.cron, v_now);
+  v_next := jobs.cron_next(v_cron, v_now);
   perform jobs.check_task(schedule.task);
   perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
@@ -115,7 +117,7 @@ begin
   select r.runner into v_old from jobs.recurring r where r.name = schedule.name for update;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
                                    next_run_at, created_at, updated_at)
-  values (schedule.name, schedule.cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
+  values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
           schedule.max_retries, schedule.queue, v_runner,
           case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
@@ -126,7 +128,7 @@ begin
                          else excluded.next_run_at end;
 
   if v_runner = 'pg_cron' then
-    perform jobs.pg_cron_schedule('pgdrain:schedule:' || schedule.name, schedule.cron,
+    perform jobs.pg_cron_schedule('pgdrain:schedule:' || schedule.name, v_cron,
                                   format('select jobs.run_schedule(%L)', schedule.name));
   elsif v_old = 'pg_cron' then
     perform jobs.pg_cron_unschedule('pgdrain:schedule:' || schedule.name);
@@ -158,8 +160,16 @@ begin
   if not found then
     perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
   end if;
-  v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
-                       max_retries => r.max_retries, now => v_now, queue => r.queue);
+  begin
+    v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
+                         max_retries => r.max_retries, now => v_now, queue => r.queue);
+  exception when others then
+    -- As when drains run it: the tick is recorded as failed (queue full,
+    -- say) where jobs.schedules shows it, not only in pg_cron's run log.
+    update jobs.recurring s set last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
+    where s.name = r.name;
+    return null;
+  end;
   update jobs.recurring s set last_run_at = v_now, last_job_id = v_id, last_error = null
   where s.name = r.name;
   return v_id;

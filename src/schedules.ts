@@ -76,7 +76,7 @@ export function checkCron(expr: unknown, field = 'cron'): string {
   }
   let cron: Cron;
   try {
-    cron = new Cron(text.toLowerCase(), { mode: '5-part', timezone: 'UTC' });
+    cron = croner(text);
   } catch (error) {
     throw new ValidationError(field, `is not a valid cron expression: ${(error as Error).message}`);
   }
@@ -88,7 +88,19 @@ export function checkCron(expr: unknown, field = 'cron'): string {
 export function nextTicks(expr: string, count = 1, from: Date = new Date()): Date[] {
   const text = checkCron(expr);
   if (!Number.isInteger(count) || count < 1 || count > 1000) throw new ValidationError('count', 'must be an integer between 1 and 1000');
-  return new Cron(text.toLowerCase(), { mode: '5-part', timezone: 'UTC' }).nextRuns(count, from);
+  return croner(text).nextRuns(count, from);
+}
+
+/**
+ * croner for a checked expression, its day fields combined as Vixie cron
+ * (pg_cron) and jobs.cron_next combine them: when either starts with a *
+ * (a bare one, or a step over all days), a day must match both; else it may
+ * match either. croner alone treats only a bare * that way.
+ */
+function croner(text: string): Cron {
+  const lower = text.toLowerCase();
+  const [, , dom = '', , dow = ''] = lower.split(/\s+/);
+  return new Cron(lower, { mode: '5-part', timezone: 'UTC', domAndDow: dom.startsWith('*') || dow.startsWith('*') });
 }
 
 const nameSchema = z.string().check(z.regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'must be 1 to 100 letters, digits, _ . : or -'));

@@ -75,6 +75,21 @@ describe('pg_cron', () => {
     expect(await sql(`select jobs.unschedule('nightly') as r`)).toEqual([{ r: false }]);
   });
 
+  it('@ names in any case register with pg_cron (which knows them in lower case); a tick that cannot publish is recorded', async () => {
+    expect(await sql(`select jobs.schedule('up', '@HOURLY', 'a.b') as r`)).toEqual([{ r: 'pg_cron' }]);
+    expect(await cronJob('pgdrain:schedule:up')).toMatchObject([{ schedule: '@hourly' }]);
+    expect(await sql(`select cron from jobs.recurring where name = 'up'`)).toEqual([{ cron: '@hourly' }]);
+
+    // A full queue: the tick publishes nothing and says why, where jobs.schedules shows it.
+    await sql(`select jobs.create_queue('tiny', 1); select jobs.publish('a.b', queue => 'tiny')`);
+    await sql(`select jobs.schedule('full', '@hourly', 'a.b', queue => 'tiny')`);
+    expect(await sql(`select jobs.run_schedule('full') as id`)).toEqual([{ id: null }]);
+    expect(await sql(`select last_error from jobs.schedules where name = 'full'`))
+      .toEqual([{ last_error: expect.stringMatching(/^queue: queue 'tiny' is full.*\(SQLSTATE PD010\)/) }]);
+    await sql(`select jobs.unschedule('up'), jobs.unschedule('full')`);
+    await sql(`delete from jobs.job_queue where queue = 'tiny'; delete from jobs.queue where name = 'tiny'`);
+  });
+
   it('a bad schedule registers nothing, in pg_cron or in the table', async () => {
     const e = await sqlError(`select jobs.schedule('bad', '*/5 * * *', 'a.b')`);
     expect([e.code, e.column]).toEqual(['PDC01', 'cron']);
