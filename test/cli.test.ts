@@ -1,5 +1,5 @@
 // The `pgdrain` CLI as users run it: a child process against a real PostgreSQL.
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -381,6 +381,24 @@ describe('embedded database (no DSN, no DATABASE_URL)', () => {
     // The test database saw none of it.
     expect(await sql('select (select count(*) from jobs.job_queue) + (select count(*) from jobs.job) as n'))
       .toEqual([{ n: '0' }]);
+  }, 180_000);
+
+  it('one process at a time: a second is refused while the first holds it, naming it; a lock left by a dead process is taken over', async () => {
+    const data = mkdtempSync(join(dir, 'embedded-'));
+    const env = { PGDRAIN_DATA_DIR: data };
+    // Held by a live process (this one): refused before anything is opened or written.
+    writeFileSync(join(data, 'pgdrain.lock'), String(process.pid));
+    const refused = await cli(['publish', 'demo.x', '{}'], { db: null, env, timeout: 120_000 });
+    expect(refused.code).toBe(1);
+    expect(lines(refused.stderr).at(-1)).toBe(`pgdrain: the embedded database in ${data} is in use by ` +
+      `process ${process.pid}: it serves one process at a time (for several, give them a PostgreSQL with DATABASE_URL)`);
+    expect(readdirSync(data)).toEqual(['pgdrain.lock']);
+    // Left by a process that has exited: taken over, and released at the end.
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid;
+    writeFileSync(join(data, 'pgdrain.lock'), String(gone));
+    const published = await cli(['publish', 'demo.x', '{}'], { db: null, env, timeout: 120_000 });
+    expect(published.code, published.stderr).toBe(0);
+    expect(readdirSync(data)).not.toContain('pgdrain.lock');
   }, 180_000);
 
   it('an embedded database migrated by another build is refused, naming the directory to remove', async () => {

@@ -3,6 +3,7 @@ import type { Driver } from '../db/driver.js';
 import { wholeSeconds } from '../db/pg-pool.js';
 import { pgDriver } from '../db/pg.js';
 import { PgDrainError } from '../errors.js';
+import { lockEmbedded } from './embedded-lock.js';
 
 /** The pool the CLI opens on a database URL (a drain runs up to --concurrency handlers, each may query). */
 const openPg = (url: string): Driver => pgDriver(withConnectTimeout(url), { max: 20 });
@@ -91,7 +92,15 @@ export async function connect(dsn: string | undefined, log: (line: string) => vo
   log(`pgdrain: no DSN or DATABASE_URL; using the embedded PostgreSQL (PGlite) in ${dir}`);
   // Loaded only here: PGlite is a large module, and most runs have a DSN.
   const { pgliteDriver } = await import('../db/pglite.js');
-  const driver = await pgliteDriver(dir);
+  const release = lockEmbedded(dir);
+  let embedded: Driver;
+  try {
+    embedded = await pgliteDriver(dir);
+  } catch (error) {
+    release();
+    throw error;
+  }
+  const driver: Driver = { ...embedded, close: () => embedded.close().finally(release) };
   const { migrate } = await import('../migrate.js');
   try {
     await migrate(driver);
