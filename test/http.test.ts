@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp, signRequest } from '../src/http/index.js';
+import { DrainMetrics } from '../src/http/metrics.js';
 import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
 import { emptyDb, testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
@@ -230,6 +231,18 @@ describe('oversized bodies are 413', () => {
 });
 
 describe('publish, drain, stats, metrics', () => {
+  it('drain metrics: claims and outcomes are counters, skipped jobs a gauge of the last drain (one job skipped twice is one)', () => {
+    const metrics = new DrainMetrics();
+    const report = { claimed: 2, succeeded: 1, failed: 0, retried: 1, released: 0, cancelled: 0, stale: 0, skipped: 1,
+                     stoppedBy: 'deadline', durationMs: 10, batches: 2, failures: [] } as const;
+    metrics.start()({ ...report, failures: [] }, 10);
+    metrics.start()({ ...report, failures: [] }, 10);
+    const lines = metrics.render([]).split('\n');
+    expect(lines).toEqual(expect.arrayContaining(['pgdrain_drain_claimed_total 4', 'pgdrain_drain_jobs_total{outcome="succeeded"} 2',
+      'pgdrain_drain_jobs_total{outcome="retried"} 2', 'pgdrain_drain_skipped_jobs 1']));
+    expect(lines.filter((l) => /outcome="(claimed|skipped)"/.test(l))).toEqual([]);
+  });
+
   it('publishes one and many, reports stats, drains them, counts it all in /metrics', async () => {
     // a fresh app: its drain counters start at zero
     const url = await listen(createApp({ queue: createQueue({ driver: shared, tasks }), token: TOKEN, limits }));
@@ -261,10 +274,11 @@ describe('publish, drain, stats, metrics', () => {
     expect(lines).toEqual(expect.arrayContaining([
       'pgdrain_jobs{task="record",state="success"} 2', 'pgdrain_jobs{task="record",state="scheduled"} 1',
       'pgdrain_jobs{task="fail",state="failure"} 1',
-      'pgdrain_drain_jobs_total{outcome="claimed"} 3', 'pgdrain_drain_jobs_total{outcome="succeeded"} 2',
-      'pgdrain_drain_jobs_total{outcome="failed"} 1', 'pgdrain_drains_running 0']));
+      'pgdrain_drain_claimed_total 3', 'pgdrain_drain_jobs_total{outcome="succeeded"} 2',
+      'pgdrain_drain_jobs_total{outcome="failed"} 1', 'pgdrain_drain_skipped_jobs 0', 'pgdrain_drains_running 0']));
     expect(lines.filter((l) => l.startsWith('pgdrain_drains_total'))).toEqual(['pgdrain_drains_total{stopped_by="empty"} 1']);
     expect(lines).toContain('pgdrain_drain_duration_seconds_count 1');
+
   });
 
   it('concurrent POST /drain calls never run a job twice', async () => {

@@ -6,8 +6,10 @@ import type { DrainReport } from '../types.js';
 /** Upper bounds of the drain duration histogram, in seconds. */
 const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
 
-// Report fields counted as jobs by outcome; `cancelled` appears when the core reports it.
-const OUTCOMES = ['claimed', 'succeeded', 'failed', 'retried', 'released', 'cancelled', 'stale', 'skipped'] as const;
+// Report fields counted as jobs by outcome: each claimed delivery ends in one
+// of them. Claims are counted apart (summed with these they count jobs twice),
+// and `skipped` is a state, not an event: a gauge of the last drain's.
+const OUTCOMES = ['succeeded', 'failed', 'retried', 'released', 'cancelled', 'stale'] as const;
 
 /** One row of jobs by task and state, as GET /metrics reads it. */
 export interface JobCountRow {
@@ -25,6 +27,8 @@ export class DrainMetrics {
   private durationSum = 0;
   private durationCount = 0;
   private running = 0;
+  private claimed = 0;
+  private skipped: number | undefined;
 
   /** Call when a drain starts; the returned function records how it ended. */
   start(): (report: DrainReport | undefined, durationMs: number) => void {
@@ -34,8 +38,12 @@ export class DrainMetrics {
       const stoppedBy = report?.stoppedBy ?? 'error';
       this.drains.set(stoppedBy, (this.drains.get(stoppedBy) ?? 0) + 1);
       for (const outcome of OUTCOMES) {
-        const n = report?.[outcome as keyof DrainReport];
+        const n = report?.[outcome];
         if (typeof n === 'number') this.jobs.set(outcome, (this.jobs.get(outcome) ?? 0) + n);
+      }
+      if (report) {
+        this.claimed += report.claimed;
+        this.skipped = report.skipped;
       }
       const seconds = durationMs / 1000;
       DURATION_BUCKETS.forEach((le, i) => { if (seconds <= le) this.buckets[i]!++; });
@@ -63,9 +71,15 @@ export class DrainMetrics {
 
     metric('pgdrain_drains_total', 'counter', 'Drains run by this process, by why they stopped (error: the drain failed).');
     for (const [stoppedBy, n] of [...this.drains].sort()) out.push(`pgdrain_drains_total${labels({ stopped_by: stoppedBy })} ${n}`);
-    metric('pgdrain_drain_jobs_total', 'counter', 'Jobs handled by this process\'s drains, by outcome.');
+    metric('pgdrain_drain_claimed_total', 'counter', 'Jobs this process\'s drains claimed.');
+    out.push(`pgdrain_drain_claimed_total ${this.claimed}`);
+    metric('pgdrain_drain_jobs_total', 'counter', 'Claimed jobs of this process\'s drains, by how their delivery ended.');
     for (const outcome of OUTCOMES) {
       if (this.jobs.has(outcome)) out.push(`pgdrain_drain_jobs_total${labels({ outcome })} ${this.jobs.get(outcome)}`);
+    }
+    if (this.skipped !== undefined) {
+      metric('pgdrain_drain_skipped_jobs', 'gauge', 'Due jobs the last drain of this process left alone: their timeout did not fit its budget.');
+      out.push(`pgdrain_drain_skipped_jobs ${this.skipped}`);
     }
     metric('pgdrain_drains_running', 'gauge', 'Drains running in this process now.');
     out.push(`pgdrain_drains_running ${this.running}`);
