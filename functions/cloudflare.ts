@@ -162,7 +162,8 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
           queue: (env) => (env as Record<typeof QUEUE, Queue>)[QUEUE],
           token: env.PGDRAIN_TOKEN || undefined,
           hmacSecret: env.PGDRAIN_HMAC_SECRET || undefined,
-          limits: { maxBudgetSeconds: MAX_DEADLINE_SECONDS, defaultBudgetSeconds: settings.DRAIN_DEADLINE_SECONDS,
+          // DRAIN_DEADLINE_SECONDS is sized to the CPU limit: no request may ask for more.
+          limits: { maxBudgetSeconds: settings.DRAIN_DEADLINE_SECONDS, defaultBudgetSeconds: settings.DRAIN_DEADLINE_SECONDS,
                     defaultBatchSize: settings.DRAIN_BATCH },
           onError: (error) => console.error('pgdrain:', error),
         }),
@@ -176,7 +177,11 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
       const settings = parse(envSchema, env, 'env');
       const app = appFor(env, settings);
       queue = createQueue({ driver: openDriver(env, settings), tasks });
-      return await app.fetch(request, { ...env, [QUEUE]: queue }, ctx as never);
+      const answer = Promise.resolve(app.fetch(request, { ...env, [QUEUE]: queue }, ctx as never));
+      // A caller that disconnects cancels the request's work: under waitUntil
+      // a drain still settles what it ran (and gives back the rest) first.
+      ctx.waitUntil(answer.then(() => undefined, () => undefined));
+      return await answer;
     } catch (error) {
       const e = asBindingError(error);
       if (!(e instanceof ValidationError) || !e.field?.startsWith('env.')) throw error;
