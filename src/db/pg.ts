@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { PgDrainError } from '../errors.js';
 import type { Driver, Queryable, QueryOptions, QueryResult } from './driver.js';
 import { connectTimeoutMs, ownedClient, poolEnder, sharingOnRefusal } from './pg-pool.js';
 
@@ -77,7 +78,14 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
   // it fails, the statements that waited fail with its error rather than each
   // try again at once (a second wait as long against an unreachable server).
   let warming: Promise<void> | undefined;
-  const share = sharingOnRefusal(pool);
+  // pg-pool's end() never answers the statements still waiting for a client:
+  // close() fails them once the pool has ended.
+  const waiting = new Set<(error: Error) => void>();
+  const refusing = sharingOnRefusal(pool);
+  const share = <T>(acquire: () => Promise<T>): Promise<T> => owned ? new Promise<T>((resolve, reject) => {
+    waiting.add(reject);
+    refusing(acquire).then(resolve, reject).finally(() => waiting.delete(reject));
+  }) : refusing(acquire);
   const connect = () => share(() => pool.connect());
   const pooled = wrap(pool);
   return {
@@ -123,6 +131,8 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
       if (closed || !owned) return;
       closed = true;
       await endPool!();
+      const closedError = new PgDrainError('database_unavailable', 'database unavailable: the driver was closed before this statement got a connection');
+      for (const reject of waiting) reject(closedError);
     },
   };
 }

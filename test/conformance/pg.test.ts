@@ -6,6 +6,7 @@ import { pgDriver } from '../../src/db/pg.js';
 import { translateError, ValidationError, type Driver } from '../../src/index.js';
 import { emptyDb, testDb } from '../support/db.js';
 import { freePort } from '../support/postgres.js';
+import { until } from '../support/drain-process.js';
 import { silentServer, tcpProxy } from '../support/tcp-proxy.js';
 import { driverContract } from './contract.js';
 
@@ -58,6 +59,21 @@ describe('pgDriver warm()', () => {
     } finally {
       await silent.close();
     }
+  });
+});
+
+describe('pgDriver close() with statements waiting for a connection', () => {
+  it('fails them as database_unavailable instead of leaving them pending for ever', async () => {
+    const driver = pgDriver(db.url, { max: 1 });
+    const busy = driver.query(`select pg_sleep(0.5), 'busy-one'`).then(() => 'done', (e: unknown) => e);
+    await until(async () => (await db.sql(`select 1 from pg_stat_activity where query like '%busy-one%' and pid <> pg_backend_pid()`)).length > 0,
+      'the first statement to run');
+    const waiting = driver.query('select 1').then(() => 'answered', (e: unknown) => e);
+    const waitingTx = driver.transaction(async (tx) => tx.query('select 1')).then(() => 'answered', (e: unknown) => e);
+    await driver.close();
+    expect(await waiting).toMatchObject({ code: 'database_unavailable', message: expect.stringMatching(/closed before this statement got a connection/) });
+    expect(await waitingTx).toMatchObject({ code: 'database_unavailable' });
+    expect(await busy).toBe('done');
   });
 });
 
