@@ -49,8 +49,9 @@ export function poolEnder(pool: EndablePool): () => Promise<void> {
 }
 
 /**
- * Ends one connected client like poolEnder, destroying its socket if the server has not answered the end
- * within CLOSE_WAIT_MS (a silent server would hold client.end() forever).
+ * Ends one connected client as poolEnder ends a pool: its socket is destroyed
+ * if the server has not answered within CLOSE_WAIT_MS (a silent server would
+ * hold client.end() forever).
  */
 export async function endClient(client: { end(): Promise<void> } & Socketed): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;

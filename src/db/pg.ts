@@ -112,7 +112,12 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
       };
       try {
         await client.query('begin');
-        const result = await fn(tx).finally(() => (open = false));
+        let result: Awaited<ReturnType<typeof fn>>;
+        try {
+          result = await fn(tx);
+        } finally {
+          open = false;
+        }
         await client.query('commit');
         return result;
       } catch (error) {
