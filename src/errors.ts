@@ -58,12 +58,12 @@ const sqlStates: Record<string, string> = {
   PDC03: 'argument',
 };
 
-/** Connection-level failures worth a one-line "database unavailable" (53300: no connection slot left). */
 // Data exceptions a value sent as a parameter causes (a NUL byte in text, a
 // number or time out of range, text that is not JSON): bad input, whatever
 // edge let it through.
 const badValue = new Set(['22021', '22P02', '22P05', '22003', '22007', '22008', '22009']);
 
+/** Connection-level failures worth a one-line "database unavailable" (53300: no connection slot left). */
 const unavailable = new Set(['53300', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
 
 /**

@@ -34,12 +34,7 @@ export function poolEnder(pool: EndablePool): () => Promise<void> {
   pool.on('remove', (client: Socketed) => open.delete(client));
   return async () => {
     for (const client of pool._clients ?? []) if (!open.has(client)) client.connection?.stream?.destroy();
-    const ended = pool.end().then(() => true);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const waited = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS, false)));
-    const endedInTime = await Promise.race([ended, waited]);
-    clearTimeout(timer);
-    if (endedInTime) return;
+    if (await settlesInTime(pool.end())) return;
     // The pool's end is not awaited after this: the older pg inside Neon's
     // driver never calls back for a client whose connection ended while it
     // was checked out, so that pool never ends. The sockets are what would
@@ -54,11 +49,18 @@ export function poolEnder(pool: EndablePool): () => Promise<void> {
  * hold client.end() forever).
  */
 export async function endClient(client: { end(): Promise<void> } & Socketed): Promise<void> {
+  if (!await settlesInTime(client.end().catch(() => {}))) client.connection?.stream?.destroy();
+}
+
+/** Whether `ending` settles within CLOSE_WAIT_MS (its rejection is passed on). */
+async function settlesInTime(ending: Promise<unknown>): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const waited = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS, false)));
-  const ended = await Promise.race([client.end().then(() => true, () => true), waited]);
-  clearTimeout(timer);
-  if (!ended) client.connection?.stream?.destroy();
+  try {
+    return await Promise.race([ending.then(() => true), waited]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -104,10 +104,11 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
       // await) would run after the commit or rollback, outside the transaction
       // or inside the next one on this connection: it is refused instead.
       let open = true;
+      const session = wrap(client);
       const tx: Queryable = {
         async query<R>(text: string, params?: readonly unknown[]) {
           if (!open) throw new Error('this transaction has ended: a statement came after its callback returned or threw');
-          return (await client.query(text, params ? [...params] : undefined)) as QueryResult<R>;
+          return session.query<R>(text, params);
         },
       };
       try {
