@@ -426,13 +426,15 @@ export const quick = async () => 'quick done';
     const { port } = new URL(await server.url);
     const socket = connect(Number(port), '127.0.0.1');
     await new Promise((resolve) => socket.once('connect', resolve));
-    // A whole request first, so the connection is the server's; then one whose body never ends.
-    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
-    await new Promise((resolve) => socket.once('data', resolve));
-    socket.write(`POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n` +
-                 `x-pgdrain-timestamp: ${Math.floor(Date.now() / 1000)}\r\nx-pgdrain-signature: sha256=${'0'.repeat(64)}\r\n\r\n{`);
+    // A request whose body never ends. Its "100 Continue" says the server has
+    // taken the request in: from then on, close() waits for it.
     socket.on('error', () => {});
-    await sleep(200); // the half request reaches the server (ordering only)
+    socket.write(`POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n` +
+                 `Expect: 100-continue\r\nx-pgdrain-timestamp: ${Math.floor(Date.now() / 1000)}\r\n` +
+                 `x-pgdrain-signature: sha256=${'0'.repeat(64)}\r\n\r\n`);
+    const continued = await new Promise<string>((resolve) => socket.once('data', (chunk) => resolve(String(chunk))));
+    expect(continued).toMatch(/^HTTP\/1\.1 100 Continue/);
+    socket.write('{');
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
     socket.destroy();
