@@ -1305,29 +1305,40 @@ begin
      or coalesce(cardinality(publish_arrays.max_retries), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies: a JSON array)');
   end if;
-  select j.ord, j.task, j.timeout, j.priority, j.max_retries into v_bad
-  from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries)
-         with ordinality as j(task, timeout, priority, max_retries, ord)
-  where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
-     or j.timeout <= 0 or j.timeout > 86400
-     or j.priority < -1000000 or j.priority > 1000000
-     or j.max_retries < 0 or j.max_retries > 1000
-  order by j.ord limit 1;
-  if found then
-    perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
-    perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
+  -- Each distinct task name once (a batch repeats a few names), the option
+  -- arrays only when sent; the per-job pass only to name the first bad job.
+  if array_position(publish_arrays.tasks, null) is not null
+     or exists (select from (select distinct t from unnest(array_remove(publish_arrays.tasks, publish_arrays.tasks[1])
+                                                         || publish_arrays.tasks[1]) t) d
+                where length(d.t) > 200 or d.t !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$')
+     or exists (select from unnest(publish_arrays.timeouts) x where x <= 0 or x > 86400)
+     or exists (select from unnest(publish_arrays.priorities) x where x < -1000000 or x > 1000000)
+     or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000) then
+    select j.ord, j.task, j.timeout, j.priority, j.max_retries into v_bad
+    from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries)
+           with ordinality as j(task, timeout, priority, max_retries, ord)
+    where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
+       or j.timeout <= 0 or j.timeout > 86400
+       or j.priority < -1000000 or j.priority > 1000000
+       or j.max_retries < 0 or j.max_retries > 1000
+    order by j.ord limit 1;
+    if found then
+      perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
+      perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
+    end if;
   end if;
   perform jobs.admit(v_queue, v_n);
   perform jobs.notify('pgdrain_queued', v_queue);
 
   with inserted as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
-    select j.task, b.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
+    select j.task, j.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
            coalesce(j.timeout, 60), coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now, v_queue
-    from unnest(publish_arrays.tasks, publish_arrays.scheduled_at, publish_arrays.delays, publish_arrays.timeouts,
-                publish_arrays.priorities, publish_arrays.max_retries)
-           with ordinality as j(task, scheduled_at, delay, timeout, priority, max_retries, ord)
-    left join jsonb_array_elements(publish_arrays.bodies) with ordinality as b(body, ord) using (ord)
+    -- One function scan in lockstep (no join): its ordinality is already in order.
+    from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.scheduled_at), unnest(publish_arrays.delays),
+                    unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
+                    unnest(publish_arrays.max_retries), jsonb_array_elements(publish_arrays.bodies))
+           with ordinality as j(task, scheduled_at, delay, timeout, priority, max_retries, body, ord)
     order by j.ord
     returning job_id
   )

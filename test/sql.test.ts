@@ -121,6 +121,23 @@ describe('bad input is rejected with its own SQLSTATE, naming the field, writing
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
   });
 
+  // The checks look at each distinct task once and at option arrays as a
+  // whole: a bad element behind good ones, or the first one bad, is still found.
+  it.each([
+    ['a bad task behind repeats of a good one', `array['a', 'a', 'a', 'no way', 'a']`, '', 'PD001', 'jobs[4].task'],
+    ['a null task behind a good one', `array['a', null]`, '', 'PD001', 'jobs[2].task'],
+    ['the first task bad, the rest good', `array['a..b', 'a', 'a']`, '', 'PD001', 'jobs[1].task'],
+    ['a task too long', `array['a', repeat('b', 201)]`, '', 'PD001', 'jobs[2].task'],
+    ['a zero timeout', `array['a', 'a', 'a']`, `, timeouts => array[null, null, 0]`, 'PD002', 'jobs[3].timeout'],
+    ['a priority out of range', `array['a', 'a']`, `, priorities => array[1, 2000000]`, 'PD004', 'jobs[2].priority'],
+    ['negative max_retries', `array['a', 'a']`, `, max_retries => array[-1, null]`, 'PD003', 'jobs[1].max_retries'],
+  ])('publish_arrays finds %s and writes nothing', async (_name, tasks, options, code, field) => {
+    const error = await sqlError(`select jobs.publish_arrays(${tasks}${options})`);
+    expect(error.code).toBe(code);
+    expect(error.column).toBe(field);
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
+  });
+
   it.each([
     ['fewer bodies', `select jobs.publish_arrays(array['a', 'b'], '[1]')`],
     ['bodies not an array', `select jobs.publish_arrays(array['a'], '{"x": 1}')`],
