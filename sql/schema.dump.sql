@@ -1617,9 +1617,12 @@ declare
   r jobs.recurring;
   v_id bigint;
 begin
-  select * into r from jobs.recurring s where s.name = run_schedule.name;
+  select * into r from jobs.recurring s where s.name = run_schedule.name for update;
   if not found then
     perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
+  end if;
+  if r.runner <> 'pg_cron' then
+    return null;
   end if;
   begin
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
@@ -1649,6 +1652,7 @@ declare
   v_next timestamptz;
   v_runner text;
   v_old text;
+  v_last timestamptz;
   -- pg_cron knows its @ names in lower case only; the other checks take any case.
   v_cron text := case when schedule.cron like '@%' then lower(schedule.cron) else schedule.cron end;
 begin
@@ -1671,7 +1675,12 @@ begin
       'CREATE EXTENSION pg_cron in the database named by cron.database_name, or use runner => ''drains''');
   end if;
 
-  select r.runner into v_old from jobs.recurring r where r.name = schedule.name for update;
+  -- The row lock serializes this with a tick being published (run_schedule,
+  -- publish_due_schedules): a tick published meanwhile is not due again.
+  select r.runner, r.last_run_at into v_old, v_last from jobs.recurring r where r.name = schedule.name for update;
+  if v_last > v_now then
+    v_next := jobs.cron_next(v_cron, v_last);
+  end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
                                    next_run_at, created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
@@ -1687,7 +1696,9 @@ begin
   if v_runner = 'pg_cron' then
     perform jobs.pg_cron_schedule('pgdrain:schedule:' || schedule.name, v_cron,
                                   format('select jobs.run_schedule(%L)', schedule.name));
-  elsif v_old = 'pg_cron' then
+  else
+    -- Whatever the row said: a first schedule() for this name with runner
+    -- pg_cron may have committed after this one read the row.
     perform jobs.pg_cron_unschedule('pgdrain:schedule:' || schedule.name);
   end if;
   return v_runner;

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createQueue, migrate, nextTicks, pgDriver } from '../src/index.js';
 import { sqlErrorOf } from './support/db.js';
+import { until } from './support/drain-process.js';
 
 const serverUrl = inject('serverUrl'); // the server's `postgres` database
 const pool = new pg.Pool({ connectionString: serverUrl, max: 4 });
@@ -14,6 +15,11 @@ const sql = async <R = Record<string, unknown>>(text: string, params?: unknown[]
 let createdExtension = false;
 
 const sqlError = (text: string, params?: unknown[]) => sqlErrorOf(sql, text, params);
+
+/** Whether a statement whose text contains `text` waits on a lock. */
+const waitingOnLock = async (text: string) =>
+  (await sql(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'
+              and query like $1`, [`%${text}%`])).length > 0;
 
 const cronJob = async (name: string) =>
   (await sql<{ jobid: string; schedule: string; command: string; database: string; active: boolean }>(
@@ -90,6 +96,51 @@ describe('pg_cron', () => {
     await sql(`delete from jobs.job_queue where queue = 'tiny'; delete from jobs.queue where name = 'tiny'`);
   });
 
+  it('handing a schedule to the drains while pg_cron publishes its tick does not publish that tick twice', async () => {
+    await sql('truncate jobs.job_queue');
+    await sql(`select jobs.schedule('sw', '*/5 * * * *', 'sw.tick', runner => 'pg_cron', now => '2030-01-01 11:50Z')`);
+    // pg_cron's tick of 12:00 is publishing (its transaction open) when a
+    // schedule() that began just before 12:00 hands the schedule to the drains.
+    const tick = await pool.connect();
+    try {
+      await tick.query(`begin; select jobs.run_schedule('sw', now => '2030-01-01 12:00:00.05Z')`);
+      const handover = sql(`select jobs.schedule('sw', '*/5 * * * *', 'sw.tick', runner => 'drains',
+                                                 now => '2030-01-01 11:59:59.99Z')`);
+      await until(() => waitingOnLock('jobs.schedule('), 'the handover to wait for the tick');
+      await tick.query('commit');
+      await handover;
+    } finally {
+      tick.release();
+    }
+    const row = await sql(`select runner, next_run_at from jobs.recurring where name = 'sw'`);
+    const due = await sql(`select jobs.publish_due_schedules('2030-01-01 12:00:01Z') as n`);
+    // A tick pg_cron starts after the handover (or a pg_cron job left behind) publishes nothing.
+    const late = await sql(`select jobs.run_schedule('sw', now => '2030-01-01 12:05:00.01Z') as id`);
+    await sql(`select jobs.unschedule('sw')`);
+    expect(row).toEqual([{ runner: 'drains', next_run_at: new Date('2030-01-01T12:05:00Z') }]);
+    expect(due).toEqual([{ n: 0 }]);
+    expect(late).toEqual([{ id: null }]);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'sw.tick'`)).toEqual([{ n: 1 }]);
+  });
+
+  it('two first schedule() calls for one name, pg_cron then drains, leave no pg_cron job behind', async () => {
+    const first = await pool.connect();
+    try {
+      await first.query(`begin; select jobs.schedule('twice', '@hourly', 'a.b', runner => 'pg_cron')`);
+      const second = sql(`select jobs.schedule('twice', '@hourly', 'a.b', runner => 'drains')`);
+      await until(() => waitingOnLock(`jobs.schedule('twice'`), 'the second call to wait for the first');
+      await first.query('commit');
+      await second;
+    } finally {
+      first.release();
+    }
+    const runner = await sql(`select runner from jobs.recurring where name = 'twice'`);
+    const left = await cronJob('pgdrain:schedule:twice');
+    await sql(`select jobs.unschedule('twice')`);
+    expect(runner).toEqual([{ runner: 'drains' }]);
+    expect(left).toEqual([]);
+  });
+
   it('a bad schedule registers nothing, in pg_cron or in the table', async () => {
     const e = await sqlError(`select jobs.schedule('bad', '*/5 * * *', 'a.b')`);
     expect([e.code, e.column]).toEqual(['PDC01', 'cron']);
@@ -149,9 +200,9 @@ describe('pg_cron', () => {
       .toEqual([{ r: 'pg_cron' }]);
 
     // pg_cron 1.4 fires on minute boundaries: up to ~60 s from now.
-    const until = Date.now() + 80_000;
+    const giveUpAt = Date.now() + 80_000;
     let state = { noted: 0, published: 0 };
-    while (Date.now() < until) {
+    while (Date.now() < giveUpAt) {
       state = (await sql<{ noted: number; published: number }>(
         `select (select count(*)::int from jobs.job where task = 'sql:app.note' and status = 'success') as noted,
                 (select count(*)::int from jobs.job_queue where task = 'cron.heartbeat') as published`))[0]!;
