@@ -306,6 +306,23 @@ describe('runtime errors', () => {
     }
   });
 
+  it('--overrun (or PGDRAIN_OVERRUN_SECONDS) sets how long past the deadline it waits; a bad one exits 2 naming the flag', async () => {
+    const silent = await silentServer();
+    try {
+      const flag = await cli(['drain', '--tasks', TASKS, '--deadline', '1', '--overrun', '0.3'], { db: silent.url, timeout: 20_000 });
+      expect(flag).toMatchObject({ code: 1, stdout: '',
+        stderr: "pgdrain: database unavailable: no reply within 300 ms after the drain's deadline\n" });
+      const env = await cli(['drain', '--tasks', TASKS, '--deadline', '1'],
+                            { db: silent.url, env: { PGDRAIN_OVERRUN_SECONDS: '0.2' }, timeout: 20_000 });
+      expect(env.stderr).toBe("pgdrain: database unavailable: no reply within 200 ms after the drain's deadline\n");
+      const bad = await cli(['drain', '--tasks', TASKS, '--overrun', '-1'], { db: silent.url, timeout: 20_000 });
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toBe("error: option '--overrun <seconds>' argument '-1' is invalid. must be a number of seconds from 0 to 3600\n");
+    } finally {
+      await silent.close();
+    }
+  });
+
   it('a database with no connection slot left: drain exits 1 with one line, and the jobs stay pending', async () => {
     const role = `pgdrain_none_${Math.random().toString(36).slice(2, 10)}`;
     await sql(`create role ${role} login connection limit 0`); // as max_connections reached, for this role only

@@ -12,6 +12,7 @@ export const DRAIN_ENV: readonly (readonly [flag: string, variable: string])[] =
   ['--topic', 'PGDRAIN_TOPIC'],
   ['--concurrency', 'PGDRAIN_CONCURRENCY'],
   ['--grace', 'PGDRAIN_GRACE_SECONDS'],
+  ['--overrun', 'PGDRAIN_OVERRUN_SECONDS'],
   ['--queue', 'PGDRAIN_QUEUE'],
   ['--filter', 'PGDRAIN_FILTER'],
   ['--worker-id', 'PGDRAIN_WORKER_ID'],

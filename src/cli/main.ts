@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { drain } from '../drain.js';
+import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError } from '../errors.js';
 import { MAX_DELAY_SECONDS } from '../options.js';
 import { publish } from '../publish.js';
@@ -97,13 +97,15 @@ export function program(): Command {
     .option('--topic <pattern>', "only tasks matching this LIKE pattern ('email.%')")
     .option('--concurrency <n>', 'handlers running at once (default: --batch)', integer(1, 10000))
     .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', seconds(0, 3600), 10)
+    .option('--overrun <seconds>', 'how long past the deadline (or the grace) to wait for a database that stopped answering',
+            seconds(0, 3600), DEFAULT_OVERRUN_MS / 1000)
     .option('--json', 'print the report as JSON on stdout')
     .addOption(dsnOption())
     .addHelpText('after', DRAIN_ENV_HELP)
     .action(async (_flags: unknown, cmd: Command) => {
       // Flags, else PGDRAIN_* variables (env.ts); SIGTERM / SIGINT as the kubelet sends them (signals.ts).
       const opts = drainSettings<{ tasks: string; batch: number; deadline: number; topic?: string;
-                                   concurrency?: number; grace: number; json?: boolean; dsn?: string;
+                                   concurrency?: number; grace: number; overrun: number; json?: boolean; dsn?: string;
                                    queue?: string; filter?: Record<string, never>; workerId?: string }>(cmd);
       const stop = listenForStop(opts.grace, log);
       const deadline = Date.now() + opts.deadline * 1000;
@@ -121,7 +123,7 @@ export function program(): Command {
             { db: driver, tasks, publish: (task, body, o) => publish(driver, task, body, o) },
             opts.batch, deadline,
             { topic: opts.topic, concurrency: opts.concurrency, signal: stop.signal, hardSignal: stop.hardSignal,
-              graceMs: opts.grace * 1000, queue: opts.queue, filter: opts.filter,
+              graceMs: opts.grace * 1000, overrunMs: opts.overrun * 1000, queue: opts.queue, filter: opts.filter,
               workerId: opts.workerId ?? `${hostname()}:${process.pid}` },
           );
           if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
