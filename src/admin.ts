@@ -1,7 +1,7 @@
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
-import { jobIdSchema, parse, queueNameSchema, redriveFilterSchema } from './options.js';
+import { jobIdSchema, parse, queueNameSchema, redriveFilterSchema, unstorableText } from './options.js';
 import type { RedriveFilter } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip).
@@ -15,6 +15,8 @@ import type { RedriveFilter } from './types.js';
 export async function cancelJob(db: Queryable, jobId: string, reason?: string): Promise<'cancelled' | 'cancelling' | null> {
   parse(jobIdSchema, jobId, 'jobId');
   if (reason !== undefined && typeof reason !== 'string') throw new ValidationError('reason', 'must be a string');
+  const rule = reason === undefined ? null : unstorableText(reason);
+  if (rule) throw new ValidationError('reason', rule);
   return callValue(db, 'select jobs.cancel($1::bigint, $2) as r', [jobId, reason ?? null]);
 }
 

@@ -2,6 +2,7 @@ import { watchCancels } from './cancel-watch.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { translateError } from './errors.js';
 import { LazySignal } from './job-context.js';
+import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { runHandler } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
@@ -97,6 +98,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const concurrency = opts.concurrency ?? args.batchSize;
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
+  const filter = opts.filter === undefined ? null : jsonParam(opts.filter, 'options.filter');
 
   // The drain's own round trips (claims, settles, cancel checks) go through db.
   const limit = new RoundTripLimit(args.deadline, opts.overrunMs ?? DEFAULT_OVERRUN_MS, opts);
@@ -105,7 +107,6 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   // 48 random bits tell drains apart; a whole UUID would add 24 bytes to the
   // claimed row and to every job's history row.
   const workerId = opts.workerId ?? `drain-${globalThis.crypto.randomUUID().slice(-12)}`;
-  const filter = opts.filter === undefined ? null : JSON.stringify(opts.filter);
   const running = new Map<string, Running>();
   const failures: FailedJob[] = [];
   let claimed = 0;

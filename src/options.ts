@@ -15,7 +15,23 @@ const name = (what: string) => z.string().check(z.minLength(1, `must be a non-em
   z.maxLength(200, 'must be at most 200 characters'),
   z.regex(TASK_PATTERN, 'must be dot-separated words of letters, digits, _ : or -'));
 const task = name('task name');
-const key = z.string().check(z.minLength(1, 'must be a non-empty text'), z.maxLength(500, 'must be at most 500 characters'));
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** The rule a string breaks that PostgreSQL text cannot store as given, or null. */
+export function unstorableText(s: string): string | null {
+  if (s.includes('\0')) return 'must not contain \\u0000 (PostgreSQL text cannot store it)';
+  // node-postgres would send it as U+FFFD: two different keys would become one.
+  if (LONE_SURROGATE.test(s)) return 'must not contain an unpaired surrogate (PostgreSQL text cannot store it)';
+  return null;
+}
+/** A string check: text PostgreSQL stores as given (the message is unstorableText's). */
+const storable = z.superRefine((s: string, ctx) => {
+  const rule = unstorableText(s);
+  if (rule) ctx.addIssue({ code: 'custom', message: rule, input: s });
+});
+const text = (max: number, empty = 'must be a non-empty text') =>
+  z.string().check(z.minLength(1, empty), z.maxLength(max, `must be at most ${max} characters`), storable);
+const key = text(500);
 const jsonObject = z.custom<Record<string, unknown>>(
   (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be a JSON object');
 /** Whether s is a job id: a positive integer that fits PostgreSQL's bigint. */
@@ -63,10 +79,10 @@ export const publishOptionsSchema = z.strictObject({
 
 export const redriveFilterSchema = z.strictObject({
   ids: z.optional(z.array(jobId)),
-  task: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200))),
+  task: z.optional(text(200, 'must be a non-empty pattern')),
   queue: z.optional(name('queue name')),
   endedAfter: z.optional(validDate),
-  errorLike: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'))),
+  errorLike: z.optional(text(10_000, 'must be a non-empty pattern')),
 });
 
 export const drainArgsSchema = z.object({
@@ -76,7 +92,7 @@ export const drainArgsSchema = z.object({
 });
 
 export const drainOptionsSchema = z.strictObject({
-  topic: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200))),
+  topic: z.optional(text(200, 'must be a non-empty pattern')),
   concurrency: z.optional(z.number().check(integer, z.minimum(1, 'must be at least 1'), z.maximum(10000))),
   signal: z.optional(abortSignal),
   graceMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),
@@ -89,7 +105,7 @@ export const drainOptionsSchema = z.strictObject({
   /** Claim only jobs whose attributes contain this object (jsonb @>). */
   filter: z.optional(jsonObject),
   /** Recorded on every job this drain runs (default: a random id per drain). */
-  workerId: z.optional(z.string().check(z.minLength(1, 'must be a non-empty text'), z.maxLength(200))),
+  workerId: z.optional(text(200)),
   /** How often to ask whether jobs running longer than this were cancelled (default 2000). */
   cancelCheckMs: z.optional(z.number().check(z.minimum(100, 'must be at least 100'), z.maximum(3_600_000))),
   /** How long past the deadline (or the grace after signal, or hardSignal) to wait for a silent database (default 5000). */

@@ -9,8 +9,9 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createApp, signRequest } from '../src/http/index.js';
+import { ReplayGuard } from '../src/http/auth.js';
 import { DrainMetrics } from '../src/http/metrics.js';
 import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
 import { emptyDb, testDb } from './support/db.js';
@@ -133,6 +134,22 @@ describe('authentication', () => {
     expectError(await call('GET', '/stats', { headers: { 'x-pgdrain-timestamp': String(Date.now()), 'x-pgdrain-signature': 'sha256=00' } }),
       401, 'unauthorized', 'x-pgdrain-timestamp');
     expect(await queued()).toBe(2);
+  });
+
+  it('the replay guard, full of signatures still in their window, refuses new ones instead of forgetting one', () => {
+    vi.useFakeTimers({ now: 1_000_000, toFake: ['Date'] });
+    try {
+      const guard = new ReplayGuard(60_000, 3);
+      expect(['a', 'b', 'c'].map((s) => guard.use(s))).toEqual(['fresh', 'fresh', 'fresh']);
+      vi.setSystemTime(1_010_000);
+      expect(guard.use('d')).toBe(50); // seconds until 'a' leaves the window
+      expect(guard.use('a')).toBe('replay'); // evicting it for 'd' would have let this through
+      vi.setSystemTime(1_060_001);
+      expect(guard.use('d')).toBe('fresh');
+      expect(guard.use('a')).toBe('fresh'); // out of the window: its timestamp is refused before this check
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('accepts a request signed with the openssl recipe of deploy/lambda/README.md', async () => {

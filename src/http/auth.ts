@@ -93,8 +93,11 @@ export function authentication(options: AuthOptions): {
     if (!(await crypto.subtle.verify('HMAC', await key!, pending.signature, message))) {
       throw unauthorized('invalid signature', SIGNATURE_HEADER);
     }
-    if (!replays.firstUse(bytesHex(pending.signature))) {
-      throw unauthorized('signature already used: sign each request afresh (replay)', SIGNATURE_HEADER);
+    const use = replays.use(bytesHex(pending.signature));
+    if (use === 'replay') throw unauthorized('signature already used: sign each request afresh (replay)', SIGNATURE_HEADER);
+    if (typeof use === 'number') {
+      throw new HttpError(429, 'rate_limited', `more than ${replays.max} signed requests within ${replays.keepMs / 1000} s: ` +
+        'try again later, or use a bearer token', null, { 'Retry-After': String(use) });
     }
     return next();
   };
@@ -105,21 +108,28 @@ export function authentication(options: AuthOptions): {
 /**
  * Remembers signatures for as long as their timestamp is acceptable, so an
  * exact replay inside the window is refused. Per process and bounded: with
- * several instances, a replay inside the window can reach another one.
+ * several instances, a replay inside the window can reach another one. When
+ * full of signatures still in their window, it refuses new ones rather than
+ * forget one, which would let that one be replayed.
  */
-class ReplayGuard {
-  private readonly seen = new Map<string, number>();
-  constructor(private readonly keepMs: number, private readonly max = 10_000) {}
+export class ReplayGuard {
+  private readonly seen = new Map<string, number>(); // in insertion order, so in expiry order
+  constructor(readonly keepMs: number, readonly max = 100_000) {}
 
-  firstUse(signature: string): boolean {
+  /** 'fresh' (now remembered), 'replay', or when full, the seconds until a place frees up. */
+  use(signature: string): 'fresh' | 'replay' | number {
     const now = Date.now();
     for (const [s, until] of this.seen) {
-      if (until > now && this.seen.size < this.max) break;
-      this.seen.delete(s); // expired, or the oldest when full
+      if (until > now) break;
+      this.seen.delete(s);
     }
-    if (this.seen.has(signature)) return false;
+    if (this.seen.has(signature)) return 'replay';
+    if (this.seen.size >= this.max) {
+      const [oldest] = this.seen.values();
+      return Math.max(1, Math.ceil((oldest! - now) / 1000));
+    }
     this.seen.set(signature, now + this.keepMs);
-    return true;
+    return 'fresh';
   }
 }
 
