@@ -203,6 +203,15 @@ describe('bad input at the TypeScript edge', () => {
     ['jobs[1].body', () => q.publishBulk([{ task: 'ok' }, { task: 'ok', body: { ['key \ud800']: 1 } }])],
     ['options.attributes', () => q.publish('a', null, { attributes: { s: '\ud800' } })],
     ['jobs[1].task', () => q.publishBulk([{ task: 'ok' }, { task: 'no way' }])],
+    // Text PostgreSQL would not store as given: a lone surrogate goes as U+FFFD, so 'k\ud800' and 'k\udc00' were one key.
+    ['options.dedupeKey', () => q.publish('a', null, { dedupeKey: 'k\ud800' })],
+    ['options.serialKey', () => q.publish('a', null, { serialKey: 'k\udc00' })],
+    ['options.dedupeKey', () => q.publish('a', null, { dedupeKey: 'k\u0000' })],
+    ['options.workerId', () => q.drain(1, Date.now() + 1000, { workerId: 'w\u0000' })],
+    ['options.topic', () => q.drain(1, Date.now() + 1000, { topic: 'a.\ud800%' })],
+    ['options.filter', () => q.drain(1, Date.now() + 1000, { filter: { a: '\u0000' } })],
+    ['reason', () => q.cancel('1', 'why \ud800')],
+    ['filter.errorLike', () => q.redrive({ errorLike: '%\u0000%' })],
   ])('%s', async (field, call) => {
     const error = await call().then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(ValidationError);
