@@ -146,9 +146,10 @@ create function jobs.check_options(p_timeout numeric, p_priority integer, p_max_
                                    p_prefix text default '')
 returns void language plpgsql immutable as $$
 begin
-  if p_timeout is not null and (p_timeout <= 0 or p_timeout > 86400) then
+  -- At least a millisecond: a shorter one ends before any claim could start it.
+  if p_timeout is not null and (p_timeout < 0.001 or p_timeout > 86400) then
     perform jobs.raise_invalid('PD002', p_prefix || 'timeout',
-      format('must be greater than 0 and at most 86400 seconds, got %s', p_timeout));
+      format('must be 0.001 to 86400 seconds, got %s', p_timeout));
   end if;
   if p_priority is not null and (p_priority < -1000000 or p_priority > 1000000) then
     perform jobs.raise_invalid('PD004', p_prefix || 'priority',

@@ -325,9 +325,10 @@ CREATE FUNCTION jobs.check_options(p_timeout numeric, p_priority integer, p_max_
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 begin
-  if p_timeout is not null and (p_timeout <= 0 or p_timeout > 86400) then
+  -- At least a millisecond: a shorter one ends before any claim could start it.
+  if p_timeout is not null and (p_timeout < 0.001 or p_timeout > 86400) then
     perform jobs.raise_invalid('PD002', p_prefix || 'timeout',
-      format('must be greater than 0 and at most 86400 seconds, got %s', p_timeout));
+      format('must be 0.001 to 86400 seconds, got %s', p_timeout));
   end if;
   if p_priority is not null and (p_priority < -1000000 or p_priority > 1000000) then
     perform jobs.raise_invalid('PD004', p_prefix || 'priority',
@@ -1311,20 +1312,26 @@ begin
      or exists (select from (select distinct t from unnest(array_remove(publish_arrays.tasks, publish_arrays.tasks[1])
                                                          || publish_arrays.tasks[1]) t) d
                 where length(d.t) > 200 or d.t !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$')
-     or exists (select from unnest(publish_arrays.timeouts) x where x <= 0 or x > 86400)
+     or exists (select from unnest(publish_arrays.timeouts) x where x < 0.001 or x > 86400)
      or exists (select from unnest(publish_arrays.priorities) x where x < -1000000 or x > 1000000)
-     or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000) then
-    select j.ord, j.task, j.timeout, j.priority, j.max_retries into v_bad
-    from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries)
-           with ordinality as j(task, timeout, priority, max_retries, ord)
+     or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000)
+     -- NaN sorts above every number, so it fails the upper bound.
+     or exists (select from unnest(publish_arrays.delays) x where x < 0 or x > 315360000) then
+    select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay into v_bad
+    from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
+                publish_arrays.delays)
+           with ordinality as j(task, timeout, priority, max_retries, delay, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
-       or j.timeout <= 0 or j.timeout > 86400
+       or j.timeout < 0.001 or j.timeout > 86400
        or j.priority < -1000000 or j.priority > 1000000
        or j.max_retries < 0 or j.max_retries > 1000
+       or j.delay < 0 or j.delay > 315360000
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
       perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
+      perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
+        format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
   end if;
   perform jobs.admit(v_queue, v_n);

@@ -57,7 +57,7 @@ const bulkOptions = {
   runAt: z.optional(validDate),
   delaySeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'),
     z.maximum(MAX_DELAY_SECONDS, `must be at most ${MAX_DELAY_SECONDS} (ten years)`))),
-  timeoutSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'), z.maximum(86400, 'must be at most 86400 seconds'))),
+  timeoutSeconds: z.optional(z.number().check(z.minimum(0.001, 'must be at least 0.001 (a millisecond)'), z.maximum(86400, 'must be at most 86400 seconds'))),
   priority: z.optional(z.number().check(integer, z.minimum(-1_000_000), z.maximum(1_000_000))),
   maxRetries: z.optional(z.number().check(integer, z.minimum(0, 'must be 0 or more'), z.maximum(1000))),
 };

@@ -190,6 +190,7 @@ describe('bad input at the TypeScript edge', () => {
     ['task', () => q.publish('')],
     ['task', () => q.publish('bad name')],
     ['options.timeoutSeconds', () => q.publish('a', null, { timeoutSeconds: 0 })],
+    ['options.timeoutSeconds', () => q.publish('a', null, { timeoutSeconds: 1e-300 })],
     ['options.maxRetries', () => q.publish('a', null, { maxRetries: -1 })],
     ['options.delaySeconds', () => q.publish('a', null, { delaySeconds: 5, runAt: new Date() })],
     ['options.delaySeconds', () => q.publish('a', null, { delaySeconds: 1e13 })],

@@ -90,6 +90,7 @@ describe('bad input is rejected with its own SQLSTATE, naming the field, writing
     ['zero timeout', `select jobs.publish('a', null, null, 0)`, 'PD002', 'timeout'],
     ['negative timeout', `select jobs.publish('a', null, null, -1)`, 'PD002', 'timeout'],
     ['huge timeout', `select jobs.publish('a', null, null, 100000)`, 'PD002', 'timeout'],
+    ['timeout under a millisecond', `select jobs.publish('a', null, null, 0.0009)`, 'PD002', 'timeout'],
     ['negative max_retries', `select jobs.publish('a', null, null, null, null, -1)`, 'PD003', 'max_retries'],
     ['priority out of range', `select jobs.publish('a', null, null, null, 2000000000)`, 'PD004', 'priority'],
     ['consume 0', `select * from jobs.consume(0)`, 'PD005', 'n'],
@@ -131,6 +132,11 @@ describe('bad input is rejected with its own SQLSTATE, naming the field, writing
     ['a zero timeout', `array['a', 'a', 'a']`, `, timeouts => array[null, null, 0]`, 'PD002', 'jobs[3].timeout'],
     ['a priority out of range', `array['a', 'a']`, `, priorities => array[1, 2000000]`, 'PD004', 'jobs[2].priority'],
     ['negative max_retries', `array['a', 'a']`, `, max_retries => array[-1, null]`, 'PD003', 'jobs[1].max_retries'],
+    ['a negative delay', `array['a', 'a']`, `, delays => array[null, -1e9]`, 'PD007', 'jobs[2].delay'],
+    ['a NaN delay', `array['a']`, `, delays => array['NaN']::float8[]`, 'PD007', 'jobs[1].delay'],
+    ['an infinite delay', `array['a']`, `, delays => array['Infinity']::float8[]`, 'PD007', 'jobs[1].delay'],
+    ['a delay past ten years', `array['a', 'a']`, `, delays => array[1, 1e15]`, 'PD007', 'jobs[2].delay'],
+    ['a timeout under a millisecond', `array['a']`, `, timeouts => array[1e-300]`, 'PD002', 'jobs[1].timeout'],
   ])('publish_arrays finds %s and writes nothing', async (_name, tasks, options, code, field) => {
     const error = await sqlError(`select jobs.publish_arrays(${tasks}${options})`);
     expect(error.code).toBe(code);
