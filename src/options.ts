@@ -30,8 +30,10 @@ const storable = z.superRefine((s: string, ctx) => {
   if (rule) ctx.addIssue({ code: 'custom', message: rule, input: s });
 });
 const text = (max: number, empty = 'must be a non-empty text') =>
-  z.string().check(z.minLength(1, empty), z.maxLength(max, `must be at most ${max} characters`), storable);
+  z.string({ error: 'must be a string' }).check(z.minLength(1, empty), z.maxLength(max, `must be at most ${max} characters`), storable);
 const key = text(500);
+/** A drain's topic: a LIKE pattern over task names. */
+export const topicSchema = text(200, 'must be a non-empty pattern');
 const jsonObject = z.custom<Record<string, unknown>>(
   (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be a JSON object');
 /** Whether s is a job id: a positive integer that fits PostgreSQL's bigint. */
@@ -44,6 +46,10 @@ const FIRST_MS = Date.UTC(1970, 0, 1);
 const LAST_MS = Date.UTC(10000, 0, 1) - 1;
 const validDate = z.date().check(z.refine((d) => d.getTime() >= FIRST_MS && d.getTime() <= LAST_MS,
   'must be a valid Date from 1970 to 9999'));
+/** An ISO 8601 date-time with its time zone (Z or ±hh:mm), as HTTP's runAt and the CLI's --at take it. */
+export const isoDateTimeSchema = z.pipe(z.pipe(
+  z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone, such as 2030-01-01T09:00:00Z' }),
+  z.transform((s: string) => new Date(s))), validDate);
 /** delaySeconds' bound: ten years, as the CLI's --delay. */
 export const MAX_DELAY_SECONDS = 10 * 365 * 86400;
 const integer = z.int('must be an integer'); // also a check, as classic's .int() uses it
@@ -92,7 +98,7 @@ export const drainArgsSchema = z.object({
 });
 
 export const drainOptionsSchema = z.strictObject({
-  topic: z.optional(text(200, 'must be a non-empty pattern')),
+  topic: z.optional(topicSchema),
   concurrency: z.optional(z.number().check(integer, z.minimum(1, 'must be at least 1'), z.maximum(10000))),
   signal: z.optional(abortSignal),
   graceMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),

@@ -240,7 +240,11 @@ describe('usage errors exit 2 with one line naming the flag', () => {
     [['cancel', '9223372036854775808'], 'id'],
     [['publish', 'math.sum', '--depends-on', '9999999999999999999'], '--depends-on'],
     [['dead-letters', '--limit', '99999999999999999999'], '--limit'],
-    [['publish', 'math.sum', '--at', '+275760-09-13T00:00:00Z'], '--at: must be a valid Date'],
+    [['publish', 'math.sum', '--at', '+275760-09-13T00:00:00Z'], "'--at <iso>' argument '+275760-09-13T00:00:00Z' is invalid"],
+    [['publish', 'math.sum', '--at', '1969-12-31T23:59:59Z'], 'must be a valid Date from 1970 to 9999'],
+    // new Date() would take these: '5' as May 2001, a time without a zone as the machine's local time
+    [['publish', 'math.sum', '--at', '5'], "'--at <iso>' argument '5' is invalid. must be an ISO 8601 date-time with a time zone"],
+    [['publish', 'math.sum', '--at', '2030-01-01T10:00'], 'must be an ISO 8601 date-time with a time zone'],
     // the core's option names, told as the flags that set them
     [['publish', 'math.sum', '--dedupe-key', ''], '--dedupe-key: must be a non-empty text'],
     [['publish', 'math.sum', '--queue', 'bad q'], '--queue: '],

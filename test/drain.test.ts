@@ -1,6 +1,7 @@
 // drain(batchSize, deadline) over a real PostgreSQL: outcomes, failures, deadlines, signals.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, PgDrainError, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
+import { translateError } from '../src/errors.js';
 import { emptyDb, testDb } from './support/db.js';
 
 const db = await testDb();
@@ -218,6 +219,14 @@ describe('bad input at the TypeScript edge', () => {
     expect(error).toBeInstanceOf(ValidationError);
     expect((error as ValidationError).field).toBe(field);
     expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
+  });
+
+  it('a value the database refuses as data (SQLSTATE class 22) is invalid_argument, not an outage', async () => {
+    // Every edge checks what it knows; this is the net under them.
+    const error = await sql('select $1::text as t', ['a\u0000b']).then(() => null, translateError);
+    expect(error).toBeInstanceOf(PgDrainError);
+    expect(error).toMatchObject({ code: 'invalid_argument' });
+    expect((error as PgDrainError).message).toMatch(/^invalid value: invalid byte sequence for encoding "UTF8": 0x00/);
   });
 
   it('publishBulk keeps each job its own options when only some jobs set them', async () => {

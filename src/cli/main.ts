@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError } from '../errors.js';
-import { MAX_DELAY_SECONDS } from '../options.js';
+import { isoDateTimeSchema, MAX_DELAY_SECONDS } from '../options.js';
 import { publish } from '../publish.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
@@ -47,9 +47,10 @@ function json(value: string) {
 }
 
 function isoDate(value: string) {
-  const d = new Date(value);
-  if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('must be an ISO 8601 date-time');
-  return d;
+  // Not new Date(value): it takes '5' (May 2001) and reads a time without a zone as local time.
+  const parsed = isoDateTimeSchema.safeParse(value);
+  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]!.message);
+  return parsed.data;
 }
 
 async function withConnection<T>(dsn: string | undefined, fn: (c: Connection) => Promise<T>): Promise<T> {

@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import { ValidationError } from '../errors.js';
-import { publishOptionsSchema, taskSchema } from '../options.js';
+import { isoDateTimeSchema, publishOptionsSchema, taskSchema, topicSchema } from '../options.js';
 import type { BulkJob, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
@@ -90,8 +90,7 @@ export function parseDrainRequest(body: unknown, query: Record<string, string>, 
     budgetSeconds: z._default(z.number({ error: 'must be a number of seconds' }).check(z.gt(0, 'must be greater than 0'),
       z.maximum(limits.maxBudgetSeconds, `must be at most ${limits.maxBudgetSeconds} seconds (the server's maximum)`)),
       limits.defaultBudgetSeconds),
-    topic: z.optional(z.string({ error: 'must be a string' })
-      .check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200, 'must be at most 200 characters'))),
+    topic: z.optional(topicSchema),
   });
   return check(schema, { ...fromQuery, ...(body as object | undefined) }, '');
 }
@@ -99,8 +98,7 @@ export function parseDrainRequest(body: unknown, query: Record<string, string>, 
 const jobSchema = z.strictObject({
   task: taskSchema,
   body: z.optional(z.unknown()),
-  runAt: z.optional(z.pipe(z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone' }),
-    z.transform((s: string) => new Date(s)))),
+  runAt: z.optional(isoDateTimeSchema),
   delaySeconds: publishOptionsSchema.shape.delaySeconds,
   timeoutSeconds: publishOptionsSchema.shape.timeoutSeconds,
   priority: publishOptionsSchema.shape.priority,
