@@ -1,5 +1,5 @@
 import type { Driver } from './db/driver.js';
-import { PgDrainError, translateError } from './errors.js';
+import { PgDrainError, translateError, ValidationError } from './errors.js';
 import { type Migration, migrations } from './generated/sql.js';
 
 // Any fixed number: all pgdrain migrators in one database take this lock.
@@ -34,6 +34,9 @@ export interface MigrateOptions {
   roles?: boolean | string;
 }
 
+/** A roles prefix jobs.create_roles accepts. */
+export const ROLE_PREFIX = /^[a-z_][a-z0-9_]{0,40}$/;
+
 /**
  * Applies pending migrations in one transaction under an advisory lock, so
  * two migrators started together apply each version once. Idempotent.
@@ -43,7 +46,11 @@ export interface MigrateOptions {
  * database was migrated by a pre-release build and its functions may differ.
  */
 export async function migrate(driver: Driver, options: MigrateOptions = {}): Promise<number[]> {
-  const roles = options.roles === true ? 'pgdrain' : options.roles || undefined;
+  const roles = options.roles === true ? 'pgdrain' : options.roles === false ? undefined : options.roles;
+  // Checked before any work, as jobs.create_roles checks it.
+  if (roles !== undefined && (typeof roles !== 'string' || !ROLE_PREFIX.test(roles))) {
+    throw new ValidationError('roles', `must be true or a lower-case identifier of at most 41 characters (the roles' prefix), got ${JSON.stringify(roles)}`);
+  }
   try {
     return await driver.transaction(async (tx) => {
       // Under a database default of repeatable read or serializable, the lock

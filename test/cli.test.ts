@@ -31,10 +31,11 @@ interface Run { code: number | null; stdout: string; stderr: string }
  * null removes DATABASE_URL from the child's environment.
  */
 function cli(args: string[], opts: { db?: string | null; env?: Record<string, string>; timeout?: number } = {}): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
+  const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.DATABASE_URL;
   const url = opts.db === undefined ? db.url : opts.db;
   if (url !== null) env.DATABASE_URL = url;
+  Object.assign(env, opts.env);
   return new Promise((done) => {
     execFile(process.execPath, [CLI, ...args], { env, cwd: dir, timeout: opts.timeout ?? 30_000 },
       (error, stdout, stderr) => {
@@ -58,6 +59,20 @@ describe('pgdrain migrate', () => {
     expect(first.stderr).toMatch(/^pgdrain: applied migrations 1(, \d+)*\n$/);
     const second = await cli(['migrate', empty.url], { db: null });
     expect(second).toEqual({ code: 0, stdout: '', stderr: 'pgdrain: schema is up to date\n' });
+  });
+
+  it('takes the URL with --dsn too, as every command does, but not twice; --roles refuses a URL before connecting', async () => {
+    const empty = await emptyDb();
+    expect(await cli(['migrate', '--dsn', empty.url], { db: null })).toMatchObject({ code: 0, stdout: '' });
+    expect(await sql(`select count(*)::int as n from pg_database where datname = $1`, [empty.name])).toEqual([{ n: 1 }]);
+    const twice = await cli(['migrate', empty.url, '--dsn', empty.url], { db: null });
+    expect(twice).toMatchObject({ code: 2, stderr: 'pgdrain: --dsn: give the URL once: as the argument or with --dsn\n' });
+    // `--roles [prefix]` takes the next word: the URL would be the prefix, and no DSN would be left.
+    const swallowed = await cli(['migrate', '--roles', empty.url], { db: null });
+    expect(swallowed).toMatchObject({ code: 2, stdout: '',
+      stderr: 'pgdrain: --roles: must be a lower-case identifier of at most 41 characters (a URL? give it before --roles, or with --dsn)\n' });
+    expect(existsSync(join(dir, '.pgdrain'))).toBe(false); // no embedded database was opened
+    expect((await cli(['migrate', empty.url, '--roles', ''], { db: null })).code).toBe(2);
   });
 
   it('--print writes the SQL and touches no database', async () => {
@@ -308,6 +323,21 @@ describe('runtime errors', () => {
     } finally {
       await silent.close();
     }
+  });
+
+  it('an empty or malformed --dsn or DATABASE_URL exits 2 naming it, and opens no embedded database', async () => {
+    for (const [args, env, field] of [
+      [['stats', '--dsn', ''], {}, '--dsn'],
+      [['stats', '--dsn', 'notaurl'], {}, '--dsn'],
+      [['drain', '--tasks', TASKS], { DATABASE_URL: '' }, 'DATABASE_URL'],
+      [['publish', 'a.b'], { DATABASE_URL: 'host=localhost dbname=app' }, 'DATABASE_URL'],
+    ] as const) {
+      const r = await cli([...args], { db: null, env, timeout: 8_000 });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(new RegExp(`^pgdrain: ${field}: (is set but empty|must be a postgres:// or postgresql:// URL)`));
+    }
+    expect(existsSync(join(dir, '.pgdrain'))).toBe(false);
   });
 
   it('--overrun (or PGDRAIN_OVERRUN_SECONDS) sets how long past the deadline it waits; a bad one exits 2 naming the flag', async () => {

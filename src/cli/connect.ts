@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Driver } from '../db/driver.js';
 import { wholeSeconds } from '../db/pg-pool.js';
 import { pgDriver } from '../db/pg.js';
-import { PgDrainError } from '../errors.js';
+import { PgDrainError, ValidationError } from '../errors.js';
 import { lockEmbedded } from './embedded-lock.js';
 
 /** The pool the CLI opens on a database URL (a drain runs up to --concurrency handlers, each may query). */
@@ -45,7 +45,12 @@ export function connectEarly(argv: readonly string[]): void {
     if (argv[i] === '--dsn') dsn = argv[++i];
     else if (argv[i]!.startsWith('--dsn=')) dsn = argv[i]!.slice('--dsn='.length);
   }
-  const url = databaseUrl(dsn);
+  let url: string | undefined;
+  try {
+    url = databaseUrl(dsn);
+  } catch {
+    return; // the command reports it
+  }
   if (!url) return;
   try {
     const driver = openPg(url);
@@ -70,9 +75,32 @@ export interface Connection {
   embeddedDir?: string;
 }
 
-/** The URL connect() uses: the DSN argument, else DATABASE_URL; undefined means the embedded database. */
+/**
+ * The URL connect() uses: the DSN argument, else DATABASE_URL; undefined (both
+ * unset) means the embedded database. One that is set but empty, or not a
+ * PostgreSQL URL, is an error naming it: a CronJob whose secret came out
+ * empty must fail, not drain an embedded database in its pod and exit 0.
+ */
 export function databaseUrl(dsn: string | undefined): string | undefined {
-  return dsn || process.env.DATABASE_URL || undefined;
+  if (dsn !== undefined) return checkedUrl('--dsn', dsn);
+  const env = process.env.DATABASE_URL;
+  return env === undefined ? undefined : checkedUrl('DATABASE_URL', env);
+}
+
+function checkedUrl(field: string, value: string): string {
+  if (value.trim() === '') {
+    throw new ValidationError(field, 'is set but empty: give a postgres:// URL (unset, the embedded database is used)');
+  }
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(value).protocol;
+  } catch {
+    // not a URL; the value is not echoed, as it may hold a password
+  }
+  if (protocol !== 'postgres:' && protocol !== 'postgresql:' && protocol !== 'socket:') {
+    throw new ValidationError(field, 'must be a postgres:// or postgresql:// URL, such as postgres://user:password@host:5432/db');
+  }
+  return value;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
-import { PgDrainError, translateError } from '../errors.js';
+import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS } from '../options.js';
 import { publish } from '../publish.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
@@ -76,14 +76,23 @@ export function program(): Command {
     .argument('[dsn]', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)')
     .option('--print', 'print the migration SQL instead of applying it')
     .option('--roles [prefix]', 'also create NOLOGIN roles <prefix>_publisher, _worker, _admin (default prefix pgdrain)')
-    .action(async (dsn: string | undefined, opts: { print?: boolean; roles?: string | boolean }) => {
+    .addOption(dsnOption())
+    .action(async (dsnArgument: string | undefined, opts: { print?: boolean; roles?: string | boolean; dsn?: string }) => {
       // Loaded here only: the migrations' SQL is a third of the CLI, and a drain never needs it.
-      const { migrate, migrationSql } = await import('../migrate.js');
+      const { migrate, migrationSql, ROLE_PREFIX } = await import('../migrate.js');
       if (opts.print) {
         process.stdout.write(migrationSql());
         return;
       }
-      await withConnection(dsn, async ({ driver }) => {
+      if (dsnArgument !== undefined && opts.dsn !== undefined) {
+        throw new ValidationError('--dsn', 'give the URL once: as the argument or with --dsn');
+      }
+      // Before any connection: `--roles URL` takes the URL as the prefix.
+      if (typeof opts.roles === 'string' && !ROLE_PREFIX.test(opts.roles)) {
+        throw new ValidationError('--roles', 'must be a lower-case identifier of at most 41 characters' +
+          (opts.roles.includes(':') ? ' (a URL? give it before --roles, or with --dsn)' : ''));
+      }
+      await withConnection(dsnArgument ?? opts.dsn, async ({ driver }) => {
         const applied = await migrate(driver, { roles: opts.roles });
         log(applied.length ? `pgdrain: applied migrations ${applied.join(', ')}` : 'pgdrain: schema is up to date');
       });
