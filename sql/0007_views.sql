@@ -173,7 +173,7 @@ $$;
 -- (SECURITY DEFINER, search_path pinned). Grant a role to a login role or
 -- to PostgREST's authenticator. Idempotent; migrate --roles runs it again
 -- after every upgrade so new functions get their grants.
--- - publisher: publish and publish_bulk only; it cannot read or consume jobs.
+-- - publisher: publish, publish_bulk and publish_arrays only; it cannot read or consume jobs.
 -- - worker:    consume, settle and publish follow-ups; read jobs.job outcomes.
 -- - admin:     everything in the schema (cancel, redrive, queues, views).
 create function jobs.create_roles(prefix text default 'pgdrain')

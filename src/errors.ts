@@ -4,7 +4,6 @@
  */
 export type ErrorCode =
   | 'invalid_argument'
-  | 'unknown_task'
   | 'database_unavailable'
   | 'migration_failed'
   | 'not_migrated'

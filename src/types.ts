@@ -60,7 +60,7 @@ export interface BulkPublishOptions {
 export interface PublishOptions extends BulkPublishOptions {
   /** A queue made with queues.create (default 'default'). */
   queue?: string;
-  /** While a job with this key is pending or running, publishing another returns its id. */
+  /** While a job with this key is active (pending, scheduled, blocked or running), publishing another returns its id. */
   dedupeKey?: string;
   /** Jobs sharing a key run one at a time, in publish order. */
   serialKey?: string;

@@ -18,7 +18,6 @@ export class HttpError extends Error {
 // What a PgDrainError code means to an HTTP caller. Anything unknown is a 500.
 const statusOf: Record<string, 400 | 429 | 503> = {
   invalid_argument: 400,
-  unknown_task: 400,
   queue_full: 429, // backpressure: the message says which queue, and how full
   database_unavailable: 503,
   not_migrated: 503,
