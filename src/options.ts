@@ -120,6 +120,12 @@ export const drainOptionsSchema = z.strictObject({
 
 export type DrainOptions = z.input<typeof drainOptionsSchema>;
 
+export const waitForOptionsSchema = z.strictObject({
+  signal: z.optional(abortSignal),
+  /** Omit it to wait as long as it takes. */
+  timeoutMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),
+});
+
 /** Parses with a schema, turning the first issue into a ValidationError naming its field. */
 export function parse<S extends z.ZodMiniType>(schema: S, value: unknown, field: string): z.output<S> {
   const result = schema.safeParse(value);

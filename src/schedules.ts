@@ -156,7 +156,7 @@ export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
 }
 
 const maintainSchema = z.strictObject({
-  retentionSeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),
+  retentionSeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(3_153_600_000, 'must be at most 3153600000 (a hundred years)'))),
   archive: z.optional(z.boolean()),
   maxRows: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1), z.maximum(10_000_000))),
 });

@@ -352,6 +352,11 @@ describe('jobs.maintain', () => {
     const e = await sqlError(`select jobs.maintain('-1 day')`);
     expect([e.code, e.column]).toEqual(['PDC03', 'retention']);
     await expect(maintain(db.driver, { retentionSeconds: -1 })).rejects.toMatchObject({ field: 'options.retentionSeconds' });
+    // Past what an interval subtracted from now can hold: named here, not as the database's range error.
+    for (const retentionSeconds of [1e12, 1e308]) {
+      await expect(maintain(db.driver, { retentionSeconds })).rejects.toMatchObject({
+        field: 'options.retentionSeconds', message: 'options.retentionSeconds: must be at most 3153600000 (a hundred years)' });
+    }
     await expect(maintain(db.driver, { maxRows: 0 })).rejects.toMatchObject({ field: 'options.maxRows' });
   });
 });

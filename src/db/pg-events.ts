@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
-import { jobIdSchema, parse } from '../options.js';
+import { jobIdSchema, parse, waitForOptionsSchema } from '../options.js';
 import { connectTimeoutMs, endClient, type Socketed } from './pg-pool.js';
 import { timerAt } from '../timeouts.js';
 import type { JobOutcome } from '../types.js';
@@ -56,8 +56,9 @@ export class PgJobEvents {
    * it waits for pgdrain_completed rather than polling. Rejects for an
    * unknown id, on options.signal, or after options.timeoutMs.
    */
-  async waitFor(jobId: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<JobOutcome> {
+  async waitFor(jobId: string, waitOptions: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<JobOutcome> {
     const id = parse(jobIdSchema, jobId, 'jobId');
+    const options = parse(waitForOptionsSchema, waitOptions, 'options');
     await this.connect();
     let wake!: () => void;
     let woken = new Promise<void>((resolve) => (wake = resolve));

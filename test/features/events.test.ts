@@ -100,6 +100,11 @@ describe('waitFor', () => {
       await expect(q.waitFor('987654321')).rejects.toMatchObject({ field: 'jobId' });
       await expect(q.waitFor('x')).rejects.toMatchObject({ field: 'jobId' });
       const pending = await q.publish('bad', null, { delaySeconds: 3600 });
+      // A string timeout made `Date.now() + '3000'` a string: a wait for ever.
+      for (const [options, field] of [[{ timeoutMs: Number.NaN }, 'options.timeoutMs'], [{ timeoutMs: '3000' }, 'options.timeoutMs'],
+                                      [{ timeoutMs: -1 }, 'options.timeoutMs'], [{ signal: {} }, 'options.signal']] as const) {
+        await expect(q.waitFor(pending, options as never)).rejects.toMatchObject({ code: 'invalid_argument', field });
+      }
       // A timeout past setTimeout's 24.8 days is a far one, not one that fires at once.
       let farSettled = false;
       const far = q.waitFor(pending, { timeoutMs: 3e9 }).finally(() => (farSettled = true));
