@@ -376,6 +376,24 @@ export const quick = async () => 'quick done';
     return { child, url, exited, stderr: () => stderr };
   }
 
+  it('a bad credential or host exits 2 naming its variable or flag, before any database is opened', async () => {
+    const cases: [string[], Record<string, string>, string][] = [
+      [[], { PGDRAIN_TOKEN: 'short', DATABASE_URL: '' }, 'pgdrain: PGDRAIN_TOKEN: must be a string of at least 16 characters\n'],
+      // As a secret file's trailing newline leaves it: no bearer header could carry it.
+      [[], { PGDRAIN_TOKEN: `${TOKEN}\n`, DATABASE_URL: '' },
+       'pgdrain: PGDRAIN_TOKEN: must not contain whitespace (a trailing newline from a secret file?)\n'],
+      [['--host', 'not a host'], { PGDRAIN_TOKEN: TOKEN }, 'pgdrain: --host: cannot listen on "not a host" (ENOTFOUND)\n'],
+    ];
+    for (const [args, env, stderr] of cases) {
+      const server = start(['--tasks', 'tasks.mjs', ...args], env);
+      server.url.catch(() => {});
+      expect(await server.exited, stderr).toBe(2);
+      expect(server.stderr()).toBe(stderr);
+    }
+    // An empty DATABASE_URL would have opened an embedded database in the working directory.
+    expect(existsSync(join(dir, '.pgdrain'))).toBe(false);
+  });
+
   it('serves the API; on SIGTERM a running drain stops claiming, answers, and the process exits 0', async () => {
     const server = start(['--tasks', 'tasks.mjs', '--grace', '5']);
     const url = await server.url;

@@ -1,6 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_OVERRUN_MS } from '../drain.js';
+import { ValidationError } from '../errors.js';
 import { createQueue } from '../queue.js';
 import { connect } from './connect.js';
 import { listenForStop } from './signals.js';
@@ -27,6 +28,19 @@ interface ServeOptions {
   maxBody?: number;
   grace: number;
   dsn?: string;
+}
+
+/** A listen error as the flag to fix (else the CLI would call a host it cannot resolve a database outage). */
+function listenError(error: unknown, opts: ServeOptions): unknown {
+  const code = (error as { code?: unknown }).code;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EADDRNOTAVAIL') {
+    return new ValidationError('--host', `cannot listen on ${JSON.stringify(opts.host)} (${code})`, { cause: error });
+  }
+  if (code === 'EADDRINUSE' || code === 'EACCES') {
+    return new ValidationError('--port', `cannot listen on port ${opts.port} (${code === 'EADDRINUSE' ? 'in use' : 'not permitted'})`,
+                               { cause: error });
+  }
+  return error;
 }
 
 /** After the grace and the overrun, how much longer a drain's answer may take to go out. */
@@ -59,7 +73,13 @@ export function serveCommand(): Command {
         throw new CommanderError(2, 'usage', 'error: set PGDRAIN_TOKEN (bearer token) or PGDRAIN_HMAC_SECRET (signed requests), 16+ characters');
       }
       // The HTTP stack loads only for this command, keeping drain's cold start short.
-      const [{ serve }, { createApp }] = await Promise.all([import('@hono/node-server'), import('../http/app.js')]);
+      const [{ serve }, { createApp }, { credentialRule }] =
+        await Promise.all([import('@hono/node-server'), import('../http/app.js'), import('../http/auth.js')]);
+      // Before the tasks module and the database: a bad credential creates nothing.
+      for (const [variable, kind, value] of [['PGDRAIN_TOKEN', 'token', token], ['PGDRAIN_HMAC_SECRET', 'hmacSecret', hmacSecret]] as const) {
+        const rule = value === undefined ? null : credentialRule(kind, value);
+        if (rule) throw new ValidationError(variable, rule);
+      }
       const tasks = opts.tasks ? await loadTasks(opts.tasks) : undefined;
       const { driver } = await connect(opts.dsn, log);
       // As for drain: the first SIGTERM stops new work and gives running handlers
@@ -85,7 +105,7 @@ export function serveCommand(): Command {
             const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
             log(`pgdrain: serving on http://${host}:${info.port}${tasks ? '' : ' (no --tasks: POST /drain is off)'}`);
           });
-          server.once('error', reject);
+          server.once('error', (error) => reject(listenError(error, opts)));
           stopping.signal.addEventListener('abort', () => {
             log('pgdrain: shutting down: no new requests; running drains stop claiming');
             // close() waits for requests in flight (drains wind down within --grace).

@@ -3,7 +3,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import type { Queue } from '../queue.js';
 import type { DrainReport } from '../types.js';
-import { authentication, type AuthVariables } from './auth.js';
+import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { errorResponse, HttpError } from './errors.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
 import { parseDrainRequest, parseJson, parsePublishRequest, resolveLimits, tooLarge, type HttpLimits } from './requests.js';
@@ -71,10 +71,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   }
   const queueOf = (c: Context): AppQueue => (typeof source === 'function' ? source(c.env) : source);
   for (const field of ['token', 'hmacSecret'] as const) {
-    const value = options[field];
-    if (value !== undefined && (typeof value !== 'string' || value.length < 16)) {
-      throw new ValidationError(field, 'must be a string of at least 16 characters');
-    }
+    const rule = options[field] === undefined ? null : credentialRule(field, options[field]);
+    if (rule) throw new ValidationError(field, rule);
   }
   if (options.token === undefined && options.hmacSecret === undefined) {
     throw new ValidationError('token', 'give a token, an hmacSecret or both: the API does not run without authentication');

@@ -38,6 +38,17 @@ const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
 const SIGNATURE = /^sha256=([0-9a-f]{64})$/i;
 const encoder = new TextEncoder();
 
+/**
+ * The rule a credential breaks, or null. A bearer token travels as one word
+ * of the Authorization header, so whitespace in it (a secret file's trailing
+ * newline) would make every request fail.
+ */
+export function credentialRule(kind: 'token' | 'hmacSecret', value: unknown): string | null {
+  if (typeof value !== 'string' || value.length < 16) return 'must be a string of at least 16 characters';
+  if (kind === 'token' && /\s/.test(value)) return 'must not contain whitespace (a trailing newline from a secret file?)';
+  return null;
+}
+
 function unauthorized(message: string, field: string | null): HttpError {
   return new HttpError(401, 'unauthorized', message, field, { 'WWW-Authenticate': 'Bearer realm="pgdrain"' });
 }
