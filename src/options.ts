@@ -32,6 +32,8 @@ const storable = z.superRefine((s: string, ctx) => {
 const text = (max: number, empty = 'must be a non-empty text') =>
   z.string({ error: 'must be a string' }).check(z.minLength(1, empty), z.maxLength(max, `must be at most ${max} characters`), storable);
 const key = text(500);
+/** What a drain records as worker_id. */
+export const workerIdSchema = text(200);
 /** A drain's topic: a LIKE pattern over task names. */
 export const topicSchema = text(200, 'must be a non-empty pattern');
 const jsonObject = z.custom<Record<string, unknown>>(
@@ -111,7 +113,7 @@ export const drainOptionsSchema = z.strictObject({
   /** Claim only jobs whose attributes contain this object (jsonb @>). */
   filter: z.optional(jsonObject),
   /** Recorded on every job this drain runs (default: a random id per drain). */
-  workerId: z.optional(text(200)),
+  workerId: z.optional(workerIdSchema),
   /** How often to ask whether jobs running longer than this were cancelled (default 2000). */
   cancelCheckMs: z.optional(z.number().check(z.minimum(100, 'must be at least 100'), z.maximum(3_600_000))),
   /** How long past the deadline (or the grace after signal, or hardSignal) to wait for a silent database (default 5000). */

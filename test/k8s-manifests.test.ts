@@ -94,6 +94,10 @@ describe('the container entrypoint: pgdrain drain configured by the environment'
     [{ PGDRAIN_CONCURRENCY: '0' }, 'pgdrain: PGDRAIN_CONCURRENCY: must be an integer from 1 to 10000, got "0"'],
     [{ PGDRAIN_TOPIC: '' }, 'pgdrain: PGDRAIN_TOPIC: is set but empty: give a value or unset it'],
     [{ PGDRAIN_TASKS: '' }, 'pgdrain: PGDRAIN_TASKS: is set but empty: give a value or unset it'],
+    // Rules of the core's options, named as the variable too (they read "--queue: …" before)
+    [{ PGDRAIN_QUEUE: 'bad q' }, 'pgdrain: PGDRAIN_QUEUE: must be dot-separated words of letters, digits, _ : or -, got "bad q"'],
+    [{ PGDRAIN_WORKER_ID: 'w'.repeat(201) }, `pgdrain: PGDRAIN_WORKER_ID: must be at most 200 characters, got "${'w'.repeat(201)}"`],
+    [{ PGDRAIN_OVERRUN_SECONDS: '-1' }, 'pgdrain: PGDRAIN_OVERRUN_SECONDS: must be a number of seconds from 0 to 3600, got "-1"'],
   ])('%o is a configuration error: exit 2, one line naming the variable and the rule', async (env, line) => {
     const exit = await run(env);
     expect(exit).toMatchObject({ code: 2, stdout: '', stderr: `${line}\n` });

@@ -3,7 +3,8 @@ import { cancelJob, createNamedQueue, redrive, setQueuePaused } from '../admin.j
 import type { Driver } from '../db/driver.js';
 import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
-import { isJobId } from '../options.js';
+import type * as z from 'zod/mini';
+import { isJobId, queueNameSchema, workerIdSchema } from '../options.js';
 import { formatTable } from './format.js';
 
 // The commands of issue 7 (cancel, redrive, dead-letters, queue, wait) and
@@ -12,6 +13,14 @@ import { formatTable } from './format.js';
 type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) => Promise<T>) => Promise<T>;
 
 const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
+
+/** --max-size: the core's bound (jobs.create_queue). */
+function maxSize(value: string) {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || Number(value) > 100_000_000) {
+    throw new InvalidArgumentError('must be an integer from 1 to 100000000');
+  }
+  return Number(value);
+}
 
 function positive(value: string) {
   if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || Number(value) > 2_147_483_647) {
@@ -49,12 +58,24 @@ export function addPublishOptions(cmd: Command): Command {
     .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject);
 }
 
+/**
+ * A flag's parser from the core's schema for it: the rule fails as the flag's
+ * (or its environment variable's) error, not as the core option's.
+ */
+export function checkedBy(schema: z.ZodMiniType<unknown, string>) {
+  return (value: string) => {
+    const result = schema.safeParse(value);
+    if (!result.success) throw new InvalidArgumentError(result.error.issues[0]!.message);
+    return result.data;
+  };
+}
+
 /** Options drain gains: --queue --filter --worker-id. */
 export function addDrainOptions(cmd: Command): Command {
   return cmd
-    .option('--queue <name>', 'the queue to drain (default: default)')
+    .option('--queue <name>', 'the queue to drain (default: default)', checkedBy(queueNameSchema))
     .option('--filter <json>', 'only jobs whose attributes contain this JSON object', jsonObject)
-    .option('--worker-id <id>', 'recorded on every job this drain runs (default: host:pid)');
+    .option('--worker-id <id>', 'recorded on every job this drain runs (default: host:pid)', checkedBy(workerIdSchema));
 }
 
 export function featureCommands(withConnection: WithConnection): Command[] {
@@ -103,7 +124,7 @@ export function featureCommands(withConnection: WithConnection): Command[] {
   queue.command('create')
     .description('create a queue, or change its --max-size')
     .argument('<name>')
-    .option('--max-size <n>', 'refuse publishing beyond this many waiting jobs', positive)
+    .option('--max-size <n>', 'refuse publishing beyond this many waiting jobs', maxSize)
     .addOption(dsnOption())
     .action(async (name: string, opts: { maxSize?: number; dsn?: string }) => {
       await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, { maxSize: opts.maxSize }));

@@ -2,11 +2,11 @@ import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
-import { isoDateTimeSchema, MAX_DELAY_SECONDS } from '../options.js';
+import { isoDateTimeSchema, MAX_DELAY_SECONDS, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
-import { addDrainOptions, addPublishOptions, featureCommands } from './features.js';
+import { addDrainOptions, addPublishOptions, checkedBy, featureCommands } from './features.js';
 import { formatReport, formatTable } from './format.js';
 import { serveCommand } from './serve.js';
 import { exitIfStopped, listenForStop } from './signals.js';
@@ -104,7 +104,7 @@ export function program(): Command {
     .option('--batch <n>', 'jobs claimed per statement', integer(1, 10000), 100)
     // Over the default 60 s job timeout: a drain claims only jobs that fit its budget.
     .option('--deadline <seconds>', 'time budget from now', seconds(0.1, 86400), 300)
-    .option('--topic <pattern>', "only tasks matching this LIKE pattern ('email.%')")
+    .option('--topic <pattern>', "only tasks matching this LIKE pattern ('email.%')", checkedBy(topicSchema))
     .option('--concurrency <n>', 'handlers running at once (default: --batch)', integer(1, 10000))
     .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', seconds(0, 3600), 10)
     .option('--overrun <seconds>', 'how long past the deadline (or the grace) to wait for a database that stopped answering',
@@ -192,10 +192,15 @@ export function program(): Command {
 // Flags whose name is not the option's in kebab case.
 const FLAG_OF: Record<string, string> = { delaySeconds: '--delay', runAt: '--at', timeoutSeconds: '--timeout' };
 
-/** A core option named as the flag that set it: "options.dedupeKey: …" → "--dedupe-key: …". */
+/**
+ * A core option named as the flag that set it: "options.dedupeKey: …" →
+ * "--dedupe-key: …", redrive's "filter.errorLike: …" → "--error-like: …";
+ * a job id as the commands' <id> argument.
+ */
 function asFlag(message: string): string {
-  return message.replace(/^options\.([A-Za-z]+)(?=[.:])/,
-    (_, name: string) => FLAG_OF[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+  return message.replace(/^(?:options|filter)\.([A-Za-z]+)(?=[.:])/,
+    (_, name: string) => FLAG_OF[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
+    .replace(/^jobId:/, 'id:');
 }
 
 /**
