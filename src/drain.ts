@@ -28,6 +28,13 @@ export const DEFAULT_CANCEL_CHECK_MS = 2000;
 /** How long past its deadline (or its grace after a signal, or its hardSignal) a drain waits for a silent database. */
 export const DEFAULT_OVERRUN_MS = 5000;
 
+/**
+ * How many failed deliveries a report lists: a drain of a failing backlog
+ * would otherwise hold (and an HTTP drain answer, as Lambda's 6 MB cap,
+ * carry) an error per job. The rest are counted; jobs.job has them all.
+ */
+export const MAX_REPORTED_FAILURES = 100;
+
 /** Claimed jobs as jobs.claim_json answers them: one array per field (times in epoch seconds). */
 interface ClaimedColumns {
   id: string[];
@@ -109,6 +116,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const workerId = opts.workerId ?? `drain-${globalThis.crypto.randomUUID().slice(-12)}`;
   const running = new Map<string, Running>();
   const failures: FailedJob[] = [];
+  let failuresOmitted = 0;
   let claimed = 0;
   let batches = 0;
   let skipped = 0;
@@ -130,7 +138,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
 
   const record = (job: Job, outcome: Outcome | null) => {
     if (outcome === null) return;
-    if (outcome.outcome === 'nack' || outcome.outcome === 'fail') {
+    if ((outcome.outcome === 'nack' || outcome.outcome === 'fail') && failures.length >= MAX_REPORTED_FAILURES) {
+      failuresOmitted++;
+    } else if (outcome.outcome === 'nack' || outcome.outcome === 'fail') {
       failures.push({
         id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
         willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
@@ -260,7 +270,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   }
   return {
     claimed, ...settler.totals, skipped, stoppedBy: stoppedBy ?? 'empty',
-    durationMs: Date.now() - startedAt, batches, failures,
+    durationMs: Date.now() - startedAt, batches, failures, failuresOmitted,
   };
 }
 

@@ -134,7 +134,10 @@ export interface DrainReport {
   durationMs: number;
   /** Claim statements sent. */
   batches: number;
+  /** The first 100 failed deliveries (nacked, timed out, or failed after a cancel), in the order they ended. */
   failures: FailedJob[];
+  /** Failed deliveries past those 100, counted only (jobs.job has every error). */
+  failuresOmitted: number;
 }
 
 export type { Queryable };

@@ -229,6 +229,15 @@ describe('bad input at the TypeScript edge', () => {
     expect((error as PgDrainError).message).toMatch(/^invalid value: invalid byte sequence for encoding "UTF8": 0x00/);
   });
 
+  it('a report lists the first 100 failures and counts the rest', async () => {
+    const failing = queueWith({ boom: async () => { throw new Error('boom'); } });
+    await failing.publishBulk(Array.from({ length: 130 }, () => ({ task: 'boom', maxRetries: 0, timeoutSeconds: 5 })));
+    const report = await failing.drain(50, Date.now() + 60_000);
+    expect(report).toMatchObject({ failed: 130, failuresOmitted: 30 });
+    expect(report.failures).toHaveLength(100);
+    expect(await sql(`select count(*)::int as n from jobs.job where status = 'failure' and error like 'Error: boom%'`)).toEqual([{ n: 130 }]);
+  });
+
   it('publishBulk keeps each job its own options when only some jobs set them', async () => {
     const at = new Date('2031-05-06T07:08:09Z');
     // 'null' as a task name: task names travel as a hand-built array literal,

@@ -13,7 +13,8 @@ export function formatReport(r: DrainReport): string {
   for (const f of r.failures.slice(0, 20)) {
     lines.push(`  job ${f.id} ${f.task} attempt ${f.attempt} ${f.willRetry ? 'will retry' : 'failed'}: ${f.error.split('\n')[0]}`);
   }
-  if (r.failures.length > 20) lines.push(`  … and ${r.failures.length - 20} more failures`);
+  const more = r.failures.length - Math.min(r.failures.length, 20) + r.failuresOmitted;
+  if (more > 0) lines.push(`  … and ${more} more failures`);
   return lines.join('\n');
 }
 
