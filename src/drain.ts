@@ -91,7 +91,9 @@ const SETTLED = new Error('job settled');
  *   answering is given up overrunMs after the deadline (or after the grace
  *   that follows options.signal, or after hardSignal, whichever is first):
  *   drain() then rejects with database_unavailable, and what it had not
- *   settled runs again once its lease expires.
+ *   settled runs again once its lease expires. A claim that fails otherwise
+ *   (a lost connection) ends the drain the same way, once its running
+ *   handlers have ended and their outcomes had their chance to settle.
  * - It consumes options.queue (default 'default'), only jobs whose attributes
  *   contain options.filter when given, and records options.workerId on them.
  * - Jobs cancelled while they run (jobs.cancel) get their signal aborted,
@@ -117,6 +119,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const running = new Map<string, Running>();
   const failures: FailedJob[] = [];
   let failuresOmitted = 0;
+  let claimError: unknown;
   let claimed = 0;
   let batches = 0;
   let skipped = 0;
@@ -222,8 +225,13 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         );
         result = rows[0]!.r;
       } catch (error) {
+        // The claim failed (its connection lost, the database gone): claim no
+        // more. Running handlers still hold their leases, so they finish and
+        // settle as in any stop; given back now, another drain would run
+        // them while they still run here.
         settler.putBack(outcomes);
-        throw error;
+        claimError = error;
+        break;
       }
       batches++;
       settler.count(result.settled);
@@ -247,7 +255,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     await windDown(running, stoppedBy === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal);
   } catch (error) {
-    // A claim failed (database gone): give back what runs, keep outcomes.
+    // Not a claim's error: a fault of the drain itself. Give back what runs.
     for (const r of [...running.values()]) {
       r.signal.abort(new Error('drain failed'));
       r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
@@ -264,10 +272,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   try {
     await settler.close();
   } catch (error) {
-    throw translateError(error);
+    throw translateError(claimError ?? error);
   } finally {
     limit.dispose();
   }
+  if (claimError !== undefined) throw translateError(claimError);
   return {
     claimed, ...settler.totals, skipped, stoppedBy: stoppedBy ?? 'empty',
     durationMs: Date.now() - startedAt, batches, failures, failuresOmitted,

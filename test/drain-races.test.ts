@@ -66,6 +66,40 @@ describe('drain races', () => {
       .toEqual([{ task: 'stuck', attempt: 0, lease_until: null }]); // given back, no attempt spent
   });
 
+  it('a claim that fails leaves running jobs leased until their handlers end, then settles them', async () => {
+    const [locked, lockTaken] = gate();
+    const [slowMayEnd, endSlow] = gate();
+    let slowRuns = 0;
+    const q = queueWith({
+      slow: async () => { slowRuns++; await slowMayEnd; return 'slow done'; },
+      quick: async () => { await locked; return 'quick done'; },
+    });
+    await q.publish('slow', null, { priority: 1 });
+    const quick = await q.publish('quick');
+    const drained = q.drain(2, Date.now() + 300_000).then(() => 'returned', (e: unknown) => e);
+    await until(() => leased(2), 'both jobs claimed');
+    // quick's ack rides on the next claim: held on quick's row lock, then its connection is killed.
+    await holder.query('begin');
+    await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [quick]);
+    lockTaken();
+    await until(() => waitingOnLock('claim_json'), 'the claim carrying the ack to wait on the row lock');
+    await sql(`select pg_terminate_backend(pid) from pg_stat_activity
+               where datname = current_database() and wait_event_type = 'Lock' and query like '%claim_json%'`);
+    await holder.query('commit');
+    // Given back now, slow would be claimable while its handler still runs here.
+    await until(async () => (await sql<{ n: number }>(
+      `select count(*)::int as n from pg_stat_activity where datname = current_database() and query like '%claim_json%'
+       and state = 'active' and pid <> pg_backend_pid()`))[0]!.n === 0, 'the killed claim to be gone');
+    expect(await sql(`select task, attempt, lease_until is not null as leased from jobs.job_queue where task = 'slow'`))
+      .toEqual([{ task: 'slow', attempt: 1, leased: true }]);
+    endSlow();
+    expect(await drained).toMatchObject({ code: 'database_unavailable' });
+    expect(await sql(`select task, status, attempts from jobs.job order by task`)).toEqual([
+      { task: 'quick', status: 'success', attempts: 1 }, { task: 'slow', status: 'success', attempts: 1 }]);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
+    expect(slowRuns).toBe(1);
+  });
+
   it('a job whose timeout passes while its claim is out is nacked as timed out, not given back again and again', async () => {
     const [locked, lockTaken] = gate();
     const q = queueWith({ first: async () => { await locked; return 1; }, tiny: async () => 2 });
