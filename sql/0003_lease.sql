@@ -83,10 +83,14 @@ begin
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
       from gone g
-      returning job_id, serial_key
+      returning job_id
     )
-    select array_agg(e.job_id), array_agg(e.serial_key) filter (where e.serial_key is not null)
-    into v_cancelled, v_keys from ended e;
+    -- Only a key whose head was cancelled needs its next job promoted: taking
+    -- the key lock for a waiting one, while holding its dependency's row (a
+    -- cancel), deadlocks with a head's end that waits for that row.
+    select (select array_agg(e.job_id) from ended e),
+           (select array_agg(g.serial_key) from gone g where g.serial_key is not null and not g.serial_wait)
+    into v_cancelled, v_keys;
   end if;
 
   -- The same lock as jobs.publish takes, so a job published meanwhile is seen.

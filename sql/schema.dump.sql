@@ -167,10 +167,14 @@ begin
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
       from gone g
-      returning job_id, serial_key
+      returning job_id
     )
-    select array_agg(e.job_id), array_agg(e.serial_key) filter (where e.serial_key is not null)
-    into v_cancelled, v_keys from ended e;
+    -- Only a key whose head was cancelled needs its next job promoted: taking
+    -- the key lock for a waiting one, while holding its dependency's row (a
+    -- cancel), deadlocks with a head's end that waits for that row.
+    select (select array_agg(e.job_id) from ended e),
+           (select array_agg(g.serial_key) from gone g where g.serial_key is not null and not g.serial_wait)
+    into v_cancelled, v_keys;
   end if;
 
   -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
@@ -1879,7 +1883,6 @@ begin
     select count(*) into v_released from released;
   end if;
 
-  v_deps := exists (select 1 from jobs.dependency);
   with o as materialized (
     select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.results,
                          settle_arrays.errors, settle_arrays.ms) as x(id, attempt, outcome, result, error, ms)
@@ -1917,8 +1920,8 @@ begin
            count(*) filter (where status = 'failure') as failed,
            count(*) filter (where status = 'cancelled') as cancelled,
            array_agg(job_id) as ids,
-           array_agg(job_id) filter (where v_deps and status = 'success') as ok_ids,
-           array_agg(job_id) filter (where v_deps and status <> 'success') as bad_ids,
+           array_agg(job_id) filter (where status = 'success') as ok_ids,
+           array_agg(job_id) filter (where status <> 'success') as bad_ids,
            array_agg(serial_key) filter (where serial_key is not null) as keys
     from ended
   )
@@ -1934,8 +1937,12 @@ begin
   from counts c;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
-    if v_ok is not null or v_bad_ids is not null or v_keys is not null then
-      perform jobs.after_end(v_ok, v_bad_ids, v_keys, v_now);
+    -- Asked after the statement, with a snapshot of its own: a dependant
+    -- published while the delete waited on its dependency's row (locked by
+    -- jobs.lock_dependencies) is visible only now, and must not be stranded.
+    v_deps := exists (select 1 from jobs.dependency);
+    if v_deps or v_keys is not null then
+      perform jobs.after_end(case when v_deps then v_ok end, case when v_deps then v_bad_ids end, v_keys, v_now);
     end if;
   end if;
   return v_result;

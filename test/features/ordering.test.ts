@@ -124,6 +124,39 @@ describe('serialization key', () => {
     }
   });
 
+  it('cancelling a waiting job whose dependant waits on the same key takes no key lock: no deadlock with the head\'s end', async () => {
+    const [a, b] = [new pg.Client({ connectionString: db.url }), new pg.Client({ connectionString: db.url })];
+    await Promise.all([a.connect(), b.connect()]);
+    try {
+      const head = (await one<{ id: string }>(`select jobs.publish('t', '"h"', serial_key => 'k')::text as id`)).id;
+      const w = (await one<{ id: string }>(`select jobs.publish('t', '"w"', serial_key => 'k')::text as id`)).id;
+      await sql(`select jobs.publish('t', '"y"', serial_key => 'k', depends_on => array[$1::bigint])`, [w]);
+      await sql(`select jobs.publish('t', '"z"', serial_key => 'k')`);
+      expect(await consumed()).toEqual(['h']);
+      // The head's end holds the key's lock (and would next wait for w's row, which the cancel holds).
+      await a.query('begin');
+      await a.query(`select pg_advisory_xact_lock(736038, hashtext('k'))`);
+      const bPid = (await b.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      let done = false;
+      const cancelled = b.query(`select jobs.cancel($1::bigint) as r`, [w]).finally(() => (done = true));
+      await until(async () => done || (await sql(`select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`,
+                                                 [bPid])).length > 0, 'the cancel to end or to wait');
+      if (!done) {
+        await a.query('rollback');
+        await cancelled;
+        throw new Error("cancelling w (and its dependant y) waited for the key lock the ending head holds: with the ack next, a deadlock");
+      }
+      expect((await cancelled).rows).toEqual([{ r: 'cancelled' }]);
+      expect((await a.query(`select jobs.ack($1::bigint) as ok`, [head])).rows).toEqual([{ ok: true }]);
+      await a.query('commit');
+      expect(await sql(`select body, serial_wait from jobs.job_queue order by job_id`)).toEqual([{ body: 'z', serial_wait: false }]);
+      expect(await sql(`select body, status from jobs.job where body <> '"h"' order by job_id`))
+        .toEqual([{ body: 'w', status: 'cancelled' }, { body: 'y', status: 'cancelled' }]);
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
+  });
+
   it('drains: never two jobs of a key at once, each key in publish order, keys in parallel', async () => {
     const log: { key: string; i: number; start: number; end: number }[] = [];
     let maxParallel = 0;
@@ -181,6 +214,32 @@ describe('dependencies', () => {
     await sql(`select jobs.cancel($1)`, [x]);
     expect(await one(`select status from jobs.job where job_id = $1`, [y])).toEqual({ status: 'cancelled' });
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
+  });
+
+  it.each(['ack', 'fail'] as const)('a dependant published while its dependency\'s %s waits on it is not stranded', async (outcome) => {
+    // The publish holds the dependency's row (FOR KEY SHARE) and its uncommitted dependency row
+    // while the settle's delete waits on it: the settle must see that row once it may go on.
+    const publisher = new pg.Client({ connectionString: db.url });
+    await publisher.connect();
+    try {
+      const { d } = await one<{ d: string }>(`select jobs.publish('t.dep', max_retries => 0)::text as d`);
+      const { attempt } = await one<{ attempt: number }>('select attempt from jobs.consume(1)');
+      await publisher.query('begin');
+      const { rows: [{ x }] } = await publisher.query<{ x: string }>(
+        `select jobs.publish('t.dependant', depends_on => array[$1::bigint])::text as x`, [d]);
+      const settled = sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array[$3], null, array['boom'])`,
+                          [d, attempt, outcome]);
+      await until(async () => (await sql(`select 1 from pg_stat_activity where datname = current_database()
+        and wait_event_type = 'Lock' and query like '%settle_arrays%' and pid <> pg_backend_pid()`)).length > 0,
+        'the settle to wait on the publish');
+      await publisher.query('commit');
+      await settled;
+      expect(await one(`select state from jobs.all where job_id = $1`, [x]))
+        .toEqual({ state: outcome === 'ack' ? 'pending' : 'cancelled' });
+      expect(await one(`select count(*)::int as n from jobs.dependency`)).toEqual({ n: 0 });
+    } finally {
+      await publisher.end();
+    }
   });
 
   it('unknown or already failed dependencies are refused at publish, naming depends_on', async () => {
