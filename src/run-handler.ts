@@ -15,7 +15,12 @@ import type { Job } from './types.js';
 export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], signal: LazySignal,
                                  settler: Settler): Promise<Outcome | null> {
   const { id, attempt } = job;
-  const handler = resolveHandler(deps.tasks, job.task);
+  let handler: ReturnType<typeof resolveHandler>;
+  try {
+    handler = resolveHandler(deps.tasks, job.task); // an export may be a getter that throws
+  } catch (error) {
+    return { id, attempt, outcome: 'nack', error: describe(error) };
+  }
   if (!handler) {
     return { id, attempt, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
   }

@@ -141,6 +141,28 @@ it('SIGTERM mid-batch: exit 0 within the grace; jobs finished or given back; non
   expect(back.every((r) => r.attempt === 1)).toBe(true); // the given-back delivery spent no attempt
 });
 
+it("a handler's stray rejected promise ends neither the drain nor its other jobs: one line on stderr", async () => {
+  await publish(sql, 'stray', 3, { task: 'fault.stray', timeout: 30 });
+  await publish(sql, 'plain', 5, { timeout: 30 });
+  const exit = await startDrain(db.url, 'stray', ['--deadline', '60']).exited;
+  expect(exit).toMatchObject({ code: 0, signal: null });
+  expect(reportOf(exit)).toMatchObject({ stoppedBy: 'empty', claimed: 8, succeeded: 8, failed: 0 });
+  expect(exit.stderr.split('\n').filter((l) => l.includes('a promise nobody awaited (in a handler?) failed: stray'))).toHaveLength(3);
+  expect(await count(sql, 'select count(*) from jobs.job_queue')).toBe(0);
+});
+
+it('a drain whose handler ignores its signal past its timeout exits once it has reported, without waiting for the handler', async () => {
+  await publish(sql, 'deaf', 1, { ms: 120_000, timeout: 1, maxRetries: 0 });
+  const d = startDrain(db.url, 'deaf', ['--deadline', '60']);
+  // The job is nacked at its 1-s timeout and the queue is empty: the handler's two-minute timer
+  // must not hold the process (SIGTERM would no longer end it, its drain being over).
+  const exit = await Promise.race([d.exited, sleep(30_000).then(() => null)]);
+  if (exit === null) d.child.kill('SIGKILL');
+  expect(exit, 'still running 30 s after its only job timed out').not.toBeNull();
+  expect(exit).toMatchObject({ code: 0, signal: null });
+  expect(reportOf(exit!)).toMatchObject({ stoppedBy: 'empty', claimed: 1, failed: 1 });
+});
+
 it.each([['a second SIGTERM', ['SIGTERM', 'SIGTERM']], ['SIGINT', ['SIGINT']]] as const)(
   '%s gives every running job back now and exits 0', async (_, signals) => {
     await publish(sql, 'stuck', 4, { ms: 120_000, timeout: 200 });

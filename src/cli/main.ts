@@ -9,7 +9,7 @@ import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addPublishOptions, checkedBy, featureCommands } from './features.js';
 import { formatReport, formatTable } from './format.js';
 import { serveCommand } from './serve.js';
-import { exitIfStopped, listenForStop } from './signals.js';
+import { exitWhenEnded, listenForStop } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 
 // Exit codes: 0 the command ran (a drain whose jobs failed still ran);
@@ -234,5 +234,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A handler's stray promise (a ctx.publish it did not await, say) must not
+// end the process, and with it every other running job: one line, and on.
+process.on('unhandledRejection', (reason) => {
+  log(`pgdrain: a promise nobody awaited (in a handler?) failed: ${reason instanceof Error ? reason.message : String(reason)}`);
+});
+
 process.exitCode = await main(process.argv);
-exitIfStopped(); // a signalled drain gave its jobs back: do not wait for handlers that ignore their signal
+exitWhenEnded(); // a drain has settled its jobs: do not wait for handlers that ignore their signal

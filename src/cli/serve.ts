@@ -118,8 +118,8 @@ export function serveCommand(): Command {
             cut.unref();
           }, { once: true });
         });
-        stopping.done();
       } finally {
+        stopping.done();
         await driver.close().catch(() => {});
       }
     });

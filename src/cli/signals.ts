@@ -26,6 +26,8 @@ export interface StopSignals {
 }
 
 let stopped = false;
+/** A command that listened for stops has ended (its report printed, or its error). */
+let ended = false;
 
 /** Listens for SIGTERM and SIGINT until the process ends; logs each on stderr. */
 export function listenForStop(graceSeconds: number, log: (line: string) => void): StopSignals {
@@ -50,15 +52,17 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void)
   return {
     signal: soft.signal,
     hardSignal: hard.signal,
-    done: () => void (finished = true),
+    done: () => void (finished = ended = true),
   };
 }
 
 /**
- * After a drain stopped by a signal has printed its report: exit now, even if
- * a handler that ignores its AbortSignal still holds the event loop (its job
- * was given back already).
+ * After a drain (or serve) has ended and said so: exit now, even if a handler
+ * that ignores its AbortSignal still holds the event loop. Its job was
+ * settled already (nacked at its timeout, or given back), and signals no
+ * longer reach anyone once the drain is done, so waiting for it would leave a
+ * process that SIGTERM cannot end.
  */
-export function exitIfStopped(): void {
-  if (stopped) process.exit();
+export function exitWhenEnded(): void {
+  if (stopped || ended) process.exit();
 }

@@ -225,8 +225,8 @@ describe('dependencies', () => {
       const { d } = await one<{ d: string }>(`select jobs.publish('t.dep', max_retries => 0)::text as d`);
       const { attempt } = await one<{ attempt: number }>('select attempt from jobs.consume(1)');
       await publisher.query('begin');
-      const { rows: [{ x }] } = await publisher.query<{ x: string }>(
-        `select jobs.publish('t.dependant', depends_on => array[$1::bigint])::text as x`, [d]);
+      const x = (await publisher.query<{ x: string }>(
+        `select jobs.publish('t.dependant', depends_on => array[$1::bigint])::text as x`, [d])).rows[0]!.x;
       const settled = sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array[$3], null, array['boom'])`,
                           [d, attempt, outcome]);
       await until(async () => (await sql(`select 1 from pg_stat_activity where datname = current_database()
