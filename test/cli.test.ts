@@ -1,6 +1,6 @@
 // The `pgdrain` CLI as users run it: a child process against a real PostgreSQL.
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -448,6 +448,15 @@ describe('embedded database (no DSN, no DATABASE_URL)', () => {
     expect(lines(refused.stderr).at(-1)).toBe(`pgdrain: the embedded database in ${data} is in use by ` +
       `process ${process.pid}: it serves one process at a time (for several, give them a PostgreSQL with DATABASE_URL)`);
     expect(readdirSync(data)).toEqual(['pgdrain.lock']);
+    // So is a lock naming this process and its start time, as a live holder writes it.
+    const started = readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+    writeFileSync(join(data, 'pgdrain.lock'), `${process.pid} ${started}`);
+    expect((await cli(['publish', 'demo.x', '{}'], { db: null, env, timeout: 120_000 })).code).toBe(1);
+    // Its pid now another process's (a container's pid 1 after a kill -9): taken over.
+    writeFileSync(join(data, 'pgdrain.lock'), `${process.pid} 1`);
+    const reused = await cli(['publish', 'demo.x', '{}'], { db: null, env, timeout: 120_000 });
+    expect(reused.code, reused.stderr).toBe(0);
+    expect(readdirSync(data)).not.toContain('pgdrain.lock');
     // Left by a process that has exited: taken over, and released at the end.
     const gone = spawnSync(process.execPath, ['-e', '0']).pid;
     writeFileSync(join(data, 'pgdrain.lock'), String(gone));

@@ -1,7 +1,10 @@
 // The embedded database (PGlite) is one process's: two processes opening the
 // same directory each keep their own copy in memory and write it back, so the
 // jobs one of them published are lost. A lock file holding the pid keeps a
-// second process out, with an error that says what to do instead.
+// second process out, with an error that says what to do instead. The file
+// also holds the process's start time (Linux), so a pid the system has given
+// to another process since (in a container, the CLI is always pid 1) does
+// not keep the lock for ever after a kill -9.
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PgDrainError } from '../errors.js';
@@ -14,7 +17,7 @@ export function lockEmbedded(dir: string): () => void {
     try {
       const fd = openSync(file, 'wx');
       try {
-        writeSync(fd, String(process.pid));
+        writeSync(fd, `${process.pid} ${startTime(process.pid) ?? ''}`.trim());
       } finally {
         closeSync(fd);
       }
@@ -35,17 +38,34 @@ export function lockEmbedded(dir: string): () => void {
 /** The live process named in the lock file, or undefined (gone, or no file). */
 function holder(file: string): number | undefined {
   let pid: number;
+  let started: string | undefined;
   try {
-    pid = Number(readFileSync(file, 'utf8'));
+    const [first, second] = readFileSync(file, 'utf8').trim().split(/\s+/);
+    pid = Number(first);
+    started = second;
   } catch {
     return undefined;
   }
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  // Our own pid: the file is a previous process's that had it (we hold nothing yet).
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
   try {
     process.kill(pid, 0);
-    return pid;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+  }
+  // Alive; the same process only if it started when the holder did (where that is known).
+  const now = started === undefined ? undefined : startTime(pid);
+  return now !== undefined && now !== started ? undefined : pid;
+}
+
+/** When process pid started, in clock ticks since boot (Linux /proc), or undefined. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces), from field 3: start time is field 22.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
   }
 }
 
