@@ -225,6 +225,18 @@ export const count = async () => {
     expect(r.stderr).toContain(join(dir, 'no/such/tasks.mjs'));
   });
 
+  it('a tasks module that throws a non-Error, or never finishes loading, exits 1 saying so', async () => {
+    writeFileSync(join(dir, 'throws-string.mjs'), `throw 'plain string';`);
+    const thrown = await cli(['drain', '--tasks', './throws-string.mjs']);
+    expect(thrown).toMatchObject({ code: 1, stdout: '',
+      stderr: 'pgdrain: cannot load tasks module ./throws-string.mjs: it threw "plain string"\n' });
+    // A top-level await that never settles: Node would end the process with code 13, saying nothing.
+    writeFileSync(join(dir, 'never-loads.mjs'), `await new Promise(() => {});`);
+    const never = await cli(['drain', '--tasks', './never-loads.mjs', '--deadline', '2']);
+    expect(never).toMatchObject({ code: 1, stdout: '' });
+    expect(never.stderr).toMatch(/^pgdrain: cannot load tasks module \.\/never-loads\.mjs: it had not finished loading after [\d.]+ s \(a top-level await that never settles\?\)\n$/);
+  });
+
   it('…and with no database URL, creates no embedded database', async () => {
     const data = join(dir, 'never-created');
     const r = await cli(['drain', '--tasks', './no/such/tasks.mjs'], { db: null, env: { PGDRAIN_DATA_DIR: data } });

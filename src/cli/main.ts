@@ -121,14 +121,14 @@ export function program(): Command {
       const deadline = Date.now() + opts.deadline * 1000;
       try {
         // The embedded database opens only once the module has loaded: a bad --tasks creates none.
-        const loadedFirst = databaseUrl(opts.dsn) ? undefined : await loadTasks(opts.tasks);
+        const loadedFirst = databaseUrl(opts.dsn) ? undefined : await loadTasks(opts.tasks, deadline - Date.now());
         await withConnection(opts.dsn, async ({ driver }) => {
           // Else the first connection opens while the tasks module loads: a
           // module's imports can take as long as a TLS handshake. The first
           // claim waits for it (no longer than the drain's deadline allows),
           // and fails with its error if it fails.
           driver.warm?.().catch(() => {});
-          const tasks = loadedFirst ?? await loadTasks(opts.tasks);
+          const tasks = loadedFirst ?? await loadTasks(opts.tasks, deadline - Date.now());
           const report = await drain(
             { db: driver, tasks, publish: (task, body, o) => publish(driver, task, body, o) },
             opts.batch, deadline,

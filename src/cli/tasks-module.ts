@@ -4,17 +4,28 @@ import { pathToFileURL } from 'node:url';
 import { PgDrainError } from '../errors.js';
 import type { TaskMap } from '../types.js';
 
-/** Imports a tasks module (a path, or a package name) and returns its exports. */
-export async function loadTasks(specifier: string): Promise<TaskMap> {
+/**
+ * Imports a tasks module (a path, or a package name) and returns its exports;
+ * fails if it has not loaded within withinMs (a top-level await that never
+ * settles would otherwise end the process with Node's exit code 13, silently).
+ */
+export async function loadTasks(specifier: string, withinMs = 60_000): Promise<TaskMap> {
   const path = resolve(specifier);
   const target = existsSync(path) ? pathToFileURL(path).href : specifier;
   if (!existsSync(path) && (specifier.startsWith('.') || specifier.startsWith('/'))) {
     throw new PgDrainError('tasks_module', `tasks module not found: ${path}`, { field: '--tasks' });
   }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`it had not finished loading after ${withinMs / 1000} s (a top-level await that never settles?)`)),
+                       withinMs);
+  });
   try {
-    return (await import(target)) as TaskMap;
+    return (await Promise.race([import(target), late])) as TaskMap;
   } catch (error) {
-    throw new PgDrainError('tasks_module', `cannot load tasks module ${specifier}: ${(error as Error).message}`,
-      { field: '--tasks', cause: error });
+    const why = error instanceof Error ? error.message : `it threw ${JSON.stringify(error) ?? String(error)}`;
+    throw new PgDrainError('tasks_module', `cannot load tasks module ${specifier}: ${why}`, { field: '--tasks', cause: error });
+  } finally {
+    clearTimeout(timer);
   }
 }
