@@ -8,10 +8,14 @@
 --   fail     it failed with errors[i]: no retry
 --   release  give it back unstarted, its attempt not spent
 -- An outcome applies only while that delivery runs: the job is still on that
--- attempt and leased. So a drain whose lease expired and whose job went to
--- another drain cannot settle the newer delivery, and a delivery already
--- settled (nacked, released, or expired by a claim) cannot be settled again,
--- by a late ack either; such outcomes are counted as stale. A nack with retries
+-- attempt and leased (by worker_id, when given). So a drain whose lease
+-- expired and whose job went to another drain cannot settle the newer
+-- delivery, and a delivery already settled (nacked, released, or expired by
+-- a claim) cannot be settled again, by a late ack either; such outcomes are
+-- counted as stale. A release gives the attempt back, so the next delivery
+-- has the same attempt number: only worker_id tells the two apart, and a
+-- drain passes it, as a settle it sends again (its reply lost after the
+-- commit) could otherwise release or settle another drain's delivery. A nack with retries
 -- left schedules the job again; with none left, the job ends as a failure.
 -- A job whose cancel was requested while it ran (jobs.cancel) ends as
 -- cancelled on any outcome but ack (an ack means the work was done: it ends
@@ -26,7 +30,8 @@ create function jobs.settle_arrays(
   errors   text[]             default null,
   retry_at timestamptz[]      default null,
   ms       double precision[] default null,
-  now      timestamptz        default null
+  now      timestamptz        default null,
+  worker_id text              default null
 ) returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(settle_arrays.now, pg_catalog.now());
@@ -77,6 +82,7 @@ begin
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
         and q.cancel_requested_at is null and q.lease_until is not null
+        and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
       returning 1
     )
     select count(*) into v_retried from retried;
@@ -91,6 +97,7 @@ begin
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.lease_until is not null
         and q.cancel_requested_at is null
+        and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
       returning 1
     )
     select count(*) into v_released from released;
@@ -107,6 +114,7 @@ begin
       -- the planner read the lease index, over every running job and every
       -- dead entry, instead of probing the primary key once per outcome.
       and case when q.lease_until is null then false else true end
+      and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
       and (o.outcome in ('ack', 'fail') or (o.outcome = 'nack' and q.attempt > q.max_retries)
            or (q.cancel_requested_at is not null and o.outcome in ('nack', 'release')))
     returning q.*, o.outcome, o.result, o.error, o.ms

@@ -47,7 +47,7 @@ declare
 begin
   if cardinality(claim_json.ids) > 0 then
     v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,
-                                    claim_json.errors, claim_json.retry_at, claim_json.ms, v_now);
+                                    claim_json.errors, claim_json.retry_at, claim_json.ms, v_now, claim_json.worker_id);
   end if;
   -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then

@@ -456,7 +456,7 @@ declare
 begin
   if cardinality(claim_json.ids) > 0 then
     v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,
-                                    claim_json.errors, claim_json.retry_at, claim_json.ms, v_now);
+                                    claim_json.errors, claim_json.retry_at, claim_json.ms, v_now, claim_json.worker_id);
   end if;
   -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
@@ -590,7 +590,7 @@ begin
 
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz) to %I, %I',
                  v_roles[1], v_roles[2]);
-  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
+  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
   execute format('grant select on jobs.job to %I', v_roles[2]);
 
@@ -1808,10 +1808,10 @@ begin
 end $$;
 
 --
--- Name: settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamp with time zone[], double precision[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamp with time zone[], double precision[], timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.settle_arrays(ids bigint[], attempts integer[], outcomes text[], results jsonb[] DEFAULT NULL::jsonb[], errors text[] DEFAULT NULL::text[], retry_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], ms double precision[] DEFAULT NULL::double precision[], now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION jobs.settle_arrays(ids bigint[], attempts integer[], outcomes text[], results jsonb[] DEFAULT NULL::jsonb[], errors text[] DEFAULT NULL::text[], retry_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], ms double precision[] DEFAULT NULL::double precision[], now timestamp with time zone DEFAULT NULL::timestamp with time zone, worker_id text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1864,6 +1864,7 @@ begin
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
         and q.cancel_requested_at is null and q.lease_until is not null
+        and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
       returning 1
     )
     select count(*) into v_retried from retried;
@@ -1878,6 +1879,7 @@ begin
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.lease_until is not null
         and q.cancel_requested_at is null
+        and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
       returning 1
     )
     select count(*) into v_released from released;
@@ -1894,6 +1896,7 @@ begin
       -- the planner read the lease index, over every running job and every
       -- dead entry, instead of probing the primary key once per outcome.
       and case when q.lease_until is null then false else true end
+      and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
       and (o.outcome in ('ack', 'fail') or (o.outcome = 'nack' and q.attempt > q.max_retries)
            or (q.cancel_requested_at is not null and o.outcome in ('nack', 'release')))
     returning q.*, o.outcome, o.result, o.error, o.ms

@@ -88,8 +88,9 @@ export async function runTransactional(
       });
       // Past its timeout (or cancelled) the drain has already settled it: roll its work back.
       if (ctx.signal.aborted) throw ctx.signal.reason;
-      const { rows } = await tx.query<{ r: SettleCounts }>(SETTLE_ARRAYS_SQL, outcomeArrays([
-        { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(result), ms: Date.now() - began }]));
+      // Any worker's: the abort check above already refuses a delivery this drain gave up.
+      const { rows } = await tx.query<{ r: SettleCounts }>(SETTLE_ARRAYS_SQL, [...outcomeArrays([
+        { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(result), ms: Date.now() - began }]), null]);
       if (Number(rows[0]!.r.succeeded) !== 1) throw new StaleDelivery();
       return rows[0]!.r;
     });

@@ -112,10 +112,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   // The drain's own round trips (claims, settles, cancel checks) go through db.
   const limit = new RoundTripLimit(args.deadline, opts.overrunMs ?? DEFAULT_OVERRUN_MS, opts);
   const db = limit.bind(deps.db);
-  const settler = new Settler(db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
   // 48 random bits tell drains apart; a whole UUID would add 24 bytes to the
   // claimed row and to every job's history row.
   const workerId = opts.workerId ?? `drain-${globalThis.crypto.randomUUID().slice(-12)}`;
+  const settler = new Settler(db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS, workerId);
   const running = new Map<string, Running>();
   const failures: FailedJob[] = [];
   let failuresOmitted = 0;

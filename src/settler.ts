@@ -6,9 +6,10 @@ export type Outcome =
   | { id: string; attempt: number; outcome: 'nack' | 'fail'; error: string }
   | { id: string; attempt: number; outcome: 'release' };
 
-/** Settles outcomeArrays(...) in one statement; answers the counts as r. */
+/** Settles outcomeArrays(...) of the worker $8 (null: any) in one statement; answers the counts as r. */
 export const SETTLE_ARRAYS_SQL =
-  'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[]) as r';
+  'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[], ' +
+  'worker_id => $8) as r';
 
 /**
  * Outcomes as the column arrays jobs.settle_arrays and jobs.claim_json take
@@ -60,7 +61,9 @@ export interface SettleCounts {
  * claim (take → claim_json → count); what waits longer than flushIntervalMs
  * (the drain is busy with slow handlers) goes in a settle call of its own,
  * one in flight at a time. A failed call keeps its outcomes for the next try:
- * settling is idempotent, each outcome being bound to its attempt.
+ * settling again is harmless, each outcome being bound to its attempt and to
+ * this drain's worker id (a release gives the attempt number back to the
+ * next delivery, which another drain may hold by then).
  */
 export class Settler {
   readonly totals: SettleCounts = { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 0 };
@@ -71,7 +74,7 @@ export class Settler {
   /** close() has begun: it settles what is left itself, so no timer starts. */
   private closing = false;
 
-  constructor(private readonly db: Queryable, private readonly flushIntervalMs: number) {}
+  constructor(private readonly db: Queryable, private readonly flushIntervalMs: number, private readonly workerId: string) {}
 
   add(outcome: Outcome): void {
     this.buffer.push(outcome);
@@ -144,7 +147,7 @@ export class Settler {
 
   private async send(batch: Outcome[]): Promise<void> {
     try {
-      const { rows } = await this.db.query<{ r: SettleCounts }>(SETTLE_ARRAYS_SQL, outcomeArrays(batch));
+      const { rows } = await this.db.query<{ r: SettleCounts }>(SETTLE_ARRAYS_SQL, [...outcomeArrays(batch), this.workerId]);
       this.count(rows[0]!.r);
       this.lastError = undefined;
     } catch (error) {

@@ -4,6 +4,7 @@
 import pg from 'pg';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
+import { Settler } from '../src/settler.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
 
@@ -98,6 +99,22 @@ describe('drain races', () => {
       { task: 'quick', status: 'success', attempts: 1 }, { task: 'slow', status: 'success', attempts: 1 }]);
     expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
     expect(slowRuns).toBe(1);
+  });
+
+  it("a drain's settles, sent again after a lost reply, cannot release another drain's delivery of the same attempt", async () => {
+    const q = queueWith({ a: async () => null });
+    const id = await q.publish('a');
+    await sql(`select jobs.claim_json(1, worker_id => 'drain-a')`);
+    const mine = new Settler(db.driver, 10, 'drain-a');
+    mine.add({ id, attempt: 1, outcome: 'release' });
+    await mine.close();
+    expect(mine.totals).toMatchObject({ released: 1 });
+    await sql(`select jobs.claim_json(1, worker_id => 'drain-b')`); // attempt 1 again
+    mine.add({ id, attempt: 1, outcome: 'release' }); // as the Settler sends a batch whose reply it lost
+    await mine.close();
+    expect(mine.totals).toMatchObject({ released: 1, stale: 1 });
+    expect(await sql(`select worker_id, attempt, lease_until is not null as leased from jobs.job_queue`))
+      .toEqual([{ worker_id: 'drain-b', attempt: 1, leased: true }]);
   });
 
   it('a job whose timeout passes while its claim is out is nacked as timed out, not given back again and again', async () => {

@@ -250,6 +250,27 @@ describe('ack and nack', () => {
     expect(await one(`select jobs.ack($1::bigint) as ok`, [id])).toEqual({ ok: false }); // already settled
   });
 
+  it("a release sent again after it committed (its reply lost) cannot touch the next delivery, another worker's", async () => {
+    // A release gives the attempt back: the next claim is attempt 1 again, and only the worker tells them apart.
+    const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
+    const claim = (worker: string) => one<{ r: { count: number; jobs: { attempt: number[] } } }>(
+      `select jobs.claim_json(1, worker_id => $1) as r`, [worker]);
+    const settle = (outcome: string, worker: string) => one<{ r: Record<string, number> }>(
+      `select jobs.settle_arrays(array[$1::bigint], '{1}', array[$2], worker_id => $3) as r`, [id, outcome, worker]);
+    expect((await claim('A')).r.jobs.attempt).toEqual([1]);
+    expect((await settle('release', 'A')).r).toMatchObject({ released: 1, stale: 0 });
+    expect((await claim('B')).r.jobs.attempt).toEqual([1]);
+    expect((await settle('release', 'A')).r).toMatchObject({ released: 0, stale: 1 }); // the resend
+    expect((await settle('ack', 'A')).r).toMatchObject({ succeeded: 0, stale: 1 });
+    // …and through a drain's claim_json, which settles as its own worker.
+    expect((await one<{ r: { settled: Record<string, number> } }>(
+      `select jobs.claim_json(1, worker_id => 'A', ids => array[$1::bigint], attempts => '{1}', outcomes => '{release}') as r`,
+      [id])).r.settled).toMatchObject({ released: 0, stale: 1 });
+    expect(await one(`select worker_id, lease_until is not null as leased from jobs.job_queue`)).toEqual({ worker_id: 'B', leased: true });
+    expect((await settle('ack', 'B')).r).toMatchObject({ succeeded: 1 });
+    expect(await one(`select status, worker_id from jobs.job where job_id = $1`, [id])).toEqual({ status: 'success', worker_id: 'B' });
+  });
+
   it('ack of a job never consumed is refused', async () => {
     const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
     expect(await one(`select jobs.ack($1::bigint) as ok`, [id])).toEqual({ ok: false });
