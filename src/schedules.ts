@@ -88,6 +88,7 @@ export function checkCron(expr: unknown, field = 'cron'): string {
 export function nextTicks(expr: string, count = 1, from: Date = new Date()): Date[] {
   const text = checkCron(expr);
   if (!Number.isInteger(count) || count < 1 || count > 1000) throw new ValidationError('count', 'must be an integer between 1 and 1000');
+  if (!(from instanceof Date) || Number.isNaN(from.getTime())) throw new ValidationError('from', 'must be a valid Date');
   return croner(text).nextRuns(count, from);
 }
 

@@ -108,7 +108,7 @@ export interface FailedJob {
   task: string;
   attempt: number;
   error: string;
-  /** true when the job will run again, false when it ended as a failure. */
+  /** true when the job will run again (as the drain saw it: a cancel requested meanwhile ends it as cancelled), false when it ended. */
   willRetry: boolean;
 }
 

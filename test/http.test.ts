@@ -277,7 +277,8 @@ describe('publish, drain, stats, metrics', () => {
       { task: 'record', state: 'scheduled', jobs: 1, oldestDueSeconds: null },
       { task: 'fail', state: 'pending', jobs: 1, oldestDueSeconds: expect.any(Number) }]));
 
-    const drained = await call('POST', '/drain?batchSize=5', { url, body: { budgetSeconds: 20 } });
+    // The query takes numbers as JSON spells them: 5e0 as the body's 5.
+    const drained = await call('POST', '/drain?batchSize=5e0', { url, body: { budgetSeconds: 20 } });
     expect(drained.status).toBe(200);
     expect(drained.body).toMatchObject({ claimed: 3, succeeded: 2, failed: 1, stoppedBy: 'empty' });
     expect(drained.body.failures).toEqual([expect.objectContaining({ task: 'fail', error: 'Error: deliberate failure', willRetry: false })]);

@@ -71,6 +71,7 @@ describe('cron expressions', () => {
       expect(e.message, expr).toMatch(rule);
       expect(() => checkCron(expr), expr).toThrow(ValidationError);
     }
+    expect(() => nextTicks('* * * * *', 1, new Date('x'))).toThrow(expect.objectContaining({ field: 'from' }));
   });
 });
 

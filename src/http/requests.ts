@@ -81,7 +81,9 @@ export function parseDrainRequest(body: unknown, query: Record<string, string>, 
   if (body !== undefined && !isPlainObject(body)) throw new ValidationError('body', 'must be a JSON object');
   const fromQuery: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(query)) {
-    fromQuery[key] = (key === 'batchSize' || key === 'budgetSeconds') && /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
+    // A number as JSON would spell it (1e2, 0.5, -3): as a number, so the query and the body take the same values.
+    fromQuery[key] = (key === 'batchSize' || key === 'budgetSeconds') && /^\s*-?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(value)
+      ? Number(value) : value;
   }
   const schema = z.strictObject({
     batchSize: z._default(positiveInt(Number.MAX_SAFE_INTEGER)
