@@ -207,14 +207,15 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       }
       // take() may wait for a settle in flight: the budget and a stop are read after it.
       const outcomes = await settler.take();
-      const budgetMs = stopAt - Date.now();
+      // The budget from the claim's own start: a job whose timeout fits it ends by stopAt.
+      const claimSentAt = Date.now();
+      const budgetMs = stopAt - claimSentAt;
       if (stoppedBy || budgetMs <= 0) {
         settler.putBack(outcomes);
         stop('deadline');
         break;
       }
       const endedBefore = ended;
-      const claimSentAt = Date.now();
       let result: ClaimResult;
       try {
         const { rows } = await db.query<{ r: ClaimResult }>(
