@@ -2,7 +2,7 @@
 // needs, checked with real roles through SET ROLE.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate } from '../../src/index.js';
+import { createQueue, migrate } from '../../src/index.js';
 import { testDb } from '../support/db.js';
 
 const db = await testDb();
@@ -65,10 +65,32 @@ describe('roles', () => {
     expect(rows).toEqual([{ ok: true }]);
     expect(await as('worker', `select jobs.claim_json(10)::jsonb ? 'jobs' as ok`)).toEqual([{ ok: true }]);
     expect(await as('worker', `select jobs.publish('follow.up') > 0 as ok`)).toEqual([{ ok: true }]);
+    // waitFor's question, as a worker asks it: whether a job is active, without reading its body.
+    expect(await as('worker', `select exists (select 1 from jobs.job_queue q where q.job_id = 1) as known`))
+      .toEqual([{ known: expect.any(Boolean) }]);
+    await denied('worker', `select body from jobs.job_queue`);
     await denied('worker', `select jobs.redrive()`);
     await denied('worker', `select jobs.create_queue('evil')`);
     await denied('worker', `select jobs.pause_queue('default')`);
     await denied('worker', `delete from jobs.job_queue`);
+  });
+
+  it('a worker login can wait for a job: an ended one answers, an active one times out (not permission denied)', async () => {
+    const login = `${prefix}_wlogin`;
+    await sql(`create role ${login} login in role ${prefix}_worker`);
+    const url = new URL(db.url);
+    url.username = login;
+    const q = createQueue({ connectionString: url.href, tasks: {} });
+    try {
+      const ended = (await sql<{ id: string }>(`select jobs.publish('w.ended')::text as id`))[0]!.id;
+      await sql(`select jobs.ack(job_id) from jobs.consume_topic('w.ended', 1)`);
+      const active = (await sql<{ id: string }>(`select jobs.publish('w.active', null, now() + interval '1 hour')::text as id`))[0]!.id;
+      expect(await q.waitFor(ended)).toMatchObject({ status: 'success' });
+      await expect(q.waitFor(active, { timeoutMs: 100 })).rejects.toMatchObject({ code: 'timed_out' });
+    } finally {
+      await q.close();
+      await sql(`drop role ${login}`);
+    }
   });
 
   it('an admin does everything: cancel, redrive, queues, views', async () => {
