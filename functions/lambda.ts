@@ -183,12 +183,11 @@ function connectionLost(error: unknown): boolean {
  * A pg pool that survives freeze/thaw. Between invocations Lambda freezes the
  * process; the database, a proxy or a NAT may drop its idle connections
  * meanwhile without the pool noticing, and the first statement after the
- * thaw fails on a dead socket. So the first statement of each invocation that
- * fails that way gets one retry on a fresh pool (the old one is ended in the
- * background). Safe: that statement never reached the server; and even a
- * drain's claim that did would only leave leases to expire and be handed out
- * again. Transactions are not retried (their callback may have run); they
- * only get the fresh pool.
+ * thaw fails on a dead socket. So each invocation first proves the pool with
+ * `select 1`; if that finds the connection dead, the pool is replaced (the
+ * old one ended in the background) and the invocation's statements run on
+ * the fresh one. Only the probe is ever sent twice: a statement whose reply
+ * was lost may have committed (a publish would then exist twice).
  */
 function reconnectingDriver(url: string, max: number): ReconnectingDriver {
   const newPool = () => {
@@ -203,32 +202,39 @@ function reconnectingDriver(url: string, max: number): ReconnectingDriver {
   let { pool, end } = newPool();
   let driver = pgDriver(pool);
   let proven = false;
+  let proving: Promise<void> | undefined;
   const replacePool = () => {
     const old = end;
     ({ pool, end } = newPool());
     driver = pgDriver(pool);
     void old().catch(() => {});
   };
-  async function firstProves<T>(run: (d: Driver) => Promise<T>, retry: boolean, signal?: AbortSignal): Promise<T> {
-    if (proven) return run(driver);
+  const probe = async (signal?: AbortSignal): Promise<void> => {
     try {
-      const result = await run(driver);
-      proven = true;
-      return result;
+      await driver.query('select 1', [], signal ? { signal } : undefined);
     } catch (error) {
       // A statement given up on (signal) was ended on purpose: not a stale pool.
       if (!connectionLost(error) || signal?.aborted) throw error;
       console.warn(`pgdrain: a pooled connection died while the function was idle (${(error as Error).message}); reconnecting`);
       replacePool();
-      if (!retry) throw error;
-      const result = await run(driver);
-      proven = true;
-      return result;
     }
-  }
+    proven = true;
+  };
+  /** Resolves once this invocation's pool is proven (one probe, shared by the statements that wait for it). */
+  const proved = (signal?: AbortSignal): Promise<void> | undefined => {
+    if (proven) return undefined;
+    proving ??= probe(signal).finally(() => { proving = undefined; });
+    return proving;
+  };
   return {
-    query: (text, params, options) => firstProves((d) => d.query(text, params, options), true, options?.signal),
-    transaction: (fn) => firstProves((d) => d.transaction(fn), false),
+    query: async (text, params, options) => {
+      await proved(options?.signal);
+      return driver.query(text, params, options);
+    },
+    transaction: async (fn) => {
+      await proved();
+      return driver.transaction(fn);
+    },
     close: () => end(),
     beginInvocation: () => { proven = false; },
   };

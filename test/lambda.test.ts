@@ -285,6 +285,22 @@ describe('the connection pool across invocations', () => {
     expect(await leased()).toBe(0);
   });
 
+  it('a publish whose reply was lost after it committed is not sent again: one job, not two', async () => {
+    const proxy = await deadlyProxy(new URL(db.url));
+    afterAll(() => proxy.close());
+    const bundle = join(dir, 'lost-reply.mjs'); // a cold instance of its own
+    copyFileSync(BUNDLE, bundle);
+    const url = new URL(db.url);
+    url.port = String(proxy.port);
+    const env = { ...ENV, DATABASE_URL: url.href };
+    const post = (n: number) => invoke(functionUrl('POST', '/jobs', { headers: bearer, body: JSON.stringify({ task: 'work.quick', body: { n } }) }),
+                                       10_000, bundle, env) as Promise<{ statusCode: number }>;
+    expect((await post(1)).statusCode).toBe(201);
+    proxy.dropNextReply(); // as a NAT or proxy restart between invocations would
+    expect((await post(2)).statusCode).toBe(201);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where body = '{"n": 2}'`)).toEqual([{ n: 1 }]);
+  });
+
   it('a database that stops answering fails the invocation with database_unavailable before Lambda times it out', async () => {
     const target = new URL(db.url);
     const proxy = await tcpProxy(target.hostname, Number(target.port));
@@ -330,6 +346,13 @@ async function deadlyProxy(target: URL) {
       for (const pair of pairs) {
         pair.dead = true;
         pair.upstream.destroy();
+      }
+    },
+    /** The next reply on each open connection is dropped and its client reset: the statement ran, its answer is lost. */
+    dropNextReply() {
+      for (const pair of pairs) {
+        pair.upstream.removeAllListeners('data');
+        pair.upstream.once('data', () => pair.client.resetAndDestroy());
       }
     },
     close: () => new Promise((r) => server.close(r)),
