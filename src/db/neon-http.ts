@@ -37,9 +37,12 @@ export function neonHttpDriver(connectionString: string, options: NeonHttpDriver
   }
   const sql = neon(connectionString);
   let closed = false;
+  const refuseClosed = () => {
+    if (closed) throw new PgDrainError('database_unavailable', 'database unavailable: the Neon HTTP driver is closed');
+  };
   return {
     async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
-      if (closed) throw new PgDrainError('database_unavailable', 'database unavailable: the Neon HTTP driver is closed');
+      refuseClosed();
       try {
         // A signal that aborts (the caller gave up) cancels the HTTP request.
         const fetchOptions = options?.signal ? { signal: options.signal } : undefined;
@@ -50,6 +53,7 @@ export function neonHttpDriver(connectionString: string, options: NeonHttpDriver
       }
     },
     async transaction() {
+      refuseClosed();
       throw new ValidationError('driver',
         'neonHttpDriver sends each statement on its own and cannot hold a transaction; ' +
         'use neonDriver (the WebSocket Pool) or pgDriver for migrate() and queue.using(tx)');

@@ -2,7 +2,7 @@ import { neonConfig, Pool } from '@neondatabase/serverless';
 import { ValidationError } from '../errors.js';
 import type { Driver } from './driver.js';
 import { poolEnder } from './pg-pool.js';
-import { pgDriver, type PgPool } from './pg.js';
+import { driverOverPool, type PgPool } from './pg.js';
 
 /** Options of the Neon WebSocket driver. */
 export interface NeonDriverOptions {
@@ -68,15 +68,5 @@ export function neonDriver(connectionString: string, options: NeonDriverOptions 
   configureNeonProxy(options.wsProxy, options.webSocketConstructor);
   const pool = new Pool({ connectionString: url, max });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
-  const endPool = poolEnder(pool);
-  const driver = pgDriver(pool as unknown as PgPool);
-  let closed = false;
-  return {
-    ...driver,
-    async close() {
-      if (closed) return;
-      closed = true;
-      await endPool();
-    },
-  };
+  return driverOverPool(pool as unknown as PgPool, poolEnder(pool));
 }

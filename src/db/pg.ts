@@ -66,13 +66,23 @@ async function abandonable<R>(client: PgPoolClient, text: string, params: readon
  * owns and closes the pool) or your own pool (closing the driver leaves it open).
  */
 export function pgDriver(source: string | PgPool, options: { max?: number } = {}): Driver {
-  const owned = typeof source === 'string';
-  const pool: PgPool = owned
-    ? new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: ownedClient(connectTimeoutMs(source)) })
-    : source;
-  if (owned) (pool as pg.Pool).on('error', () => {}); // an idle client lost its server; the next query reconnects
-  const endPool = owned ? poolEnder(pool as pg.Pool) : undefined;
+  if (typeof source !== 'string') return driverOverPool(source, undefined);
+  const pool = new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: ownedClient(connectTimeoutMs(source)) });
+  pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
+  return driverOverPool(pool, poolEnder(pool));
+}
+
+/**
+ * A driver over a pool; with endPool, it owns the pool: close() ends it, fails
+ * the statements still waiting for a connection, and refuses later ones.
+ * (neonDriver's pool is node-postgres's too.)
+ */
+export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | undefined): Driver {
+  const owned = endPool !== undefined;
   let closed = false;
+  const refuseClosed = () => {
+    if (closed) throw new PgDrainError('database_unavailable', 'database unavailable: the driver is closed');
+  };
   // The connection warm() is opening: until it is open, queries and further
   // warm() calls wait for it rather than have the pool open a second one. If
   // it fails, the statements that waited fail with its error rather than each
@@ -90,12 +100,14 @@ export function pgDriver(source: string | PgPool, options: { max?: number } = {}
   const pooled = wrap(pool);
   return {
     async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions) {
+      refuseClosed();
       if (warming) await warming;
       return options?.signal
         ? abandonable<R>(await connect(), text, params, options.signal)
         : share(() => pooled.query<R>(text, params));
     },
     async transaction(fn) {
+      refuseClosed();
       if (warming) await warming;
       const client = await connect();
       client.on?.('error', ignoreError);

@@ -1,3 +1,4 @@
+import { PgDrainError } from '../errors.js';
 import type { Driver, Queryable, QueryResult } from './driver.js';
 
 /** The part of a PGlite instance that pgdrain uses. */
@@ -40,9 +41,19 @@ export async function pgliteDriver(source: string | PGliteLike = 'memory://'): P
     },
   });
   let closed = false;
+  const refuseClosed = () => {
+    if (closed) throw new PgDrainError('database_unavailable', 'database unavailable: the driver is closed');
+  };
+  const session = wrap(db);
   return {
-    ...wrap(db),
-    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    async query<R>(text: string, params?: readonly unknown[]) {
+      refuseClosed();
+      return session.query<R>(text, params);
+    },
+    async transaction(fn) {
+      refuseClosed();
+      return db.transaction((tx) => fn(wrap(tx)));
+    },
     async close() {
       if (closed || !owned) return;
       closed = true;

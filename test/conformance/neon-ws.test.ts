@@ -46,6 +46,21 @@ describe('neonDriver', () => {
     await vi.waitFor(() => expect(proxy.open).toBe(0), { timeout: 10_000 });
   });
 
+  it('close() fails the statements still waiting for a connection as database_unavailable, as pgDriver does', async () => {
+    const driver = neonDriver(db.url, { ...options, max: 1 });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const holding = driver.transaction(async (tx) => { await tx.query('select 1'); await held; });
+    await vi.waitFor(async () => expect((await db.sql(`select 1 from pg_stat_activity where state = 'idle in transaction'
+                                                      and datname = current_database()`)).length).toBeGreaterThan(0));
+    const waiting = driver.query('select 2').then(() => 'answered', (e: unknown) => e);
+    const closing = driver.close();
+    release();
+    await holding;
+    await closing;
+    expect(await waiting).toMatchObject({ code: 'database_unavailable' });
+  });
+
   it('rejects bad options naming the field', () => {
     expect(() => neonDriver('mysql://x/y')).toThrow(ValidationError);
     expect(() => neonDriver('mysql://x/y')).toThrow(/^connectionString: must be a postgres:\/\/ URL/);
