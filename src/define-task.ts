@@ -3,7 +3,7 @@ import { ValidationError } from './errors.js';
 import { resultJson } from './json-text.js';
 import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
-import { outcomeArrays, SETTLE_ARRAYS_SQL, type SettleCounts } from './settler.js';
+import { outcomeArrays, type SettleCounts } from './settler.js';
 import type { Handler, JobContext, PublishOptions } from './types.js';
 
 const TRANSACTIONAL = Symbol.for('pgdrain.transactional');
@@ -70,6 +70,14 @@ export function isTransactional(handler: Handler): boolean {
 class StaleDelivery extends Error {}
 
 /**
+ * SETTLE_ARRAYS_SQL at the clock's time: inside the handler's transaction
+ * now() is when the transaction began, which would be the job's ended_at.
+ */
+const TRANSACTIONAL_ACK_SQL =
+  'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[], ' +
+  'now => clock_timestamp(), worker_id => $8) as r';
+
+/**
  * Runs a transactional handler and acks its job in the same transaction.
  * Returns the settle counts of the commit; throws the handler's error after
  * a rollback. A delivery that is no longer current (its lease passed to
@@ -82,6 +90,9 @@ export async function runTransactional(
   const began = Date.now();
   try {
     return await driver.transaction(async (tx) => {
+      // Its timeout may have passed while it waited for a connection: the drain
+      // has nacked it then, and it must not start (another drain may run it).
+      if (ctx.signal.aborted) throw ctx.signal.reason;
       // Spelled out: a spread would drop ctx's signal (an accessor on its prototype).
       const result = await handler(job.body, {
         job: ctx.job, signal: ctx.signal, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
@@ -89,7 +100,7 @@ export async function runTransactional(
       // Past its timeout (or cancelled) the drain has already settled it: roll its work back.
       if (ctx.signal.aborted) throw ctx.signal.reason;
       // Any worker's: the abort check above already refuses a delivery this drain gave up.
-      const { rows } = await tx.query<{ r: SettleCounts }>(SETTLE_ARRAYS_SQL, [...outcomeArrays([
+      const { rows } = await tx.query<{ r: SettleCounts }>(TRANSACTIONAL_ACK_SQL, [...outcomeArrays([
         { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(result), ms: Date.now() - began }]), null]);
       if (Number(rows[0]!.r.succeeded) !== 1) throw new StaleDelivery();
       return rows[0]!.r;

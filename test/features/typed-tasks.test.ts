@@ -3,7 +3,9 @@
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, defineTask, type JobContext } from '../../src/index.js';
 import type { Driver, Queryable } from '../../src/db/driver.js';
+import { pgDriver } from '../../src/db/pg.js';
 import { testDb } from '../support/db.js';
+import { sleep, until } from '../support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -156,6 +158,45 @@ describe('transactional tasks', () => {
     expect(report.failures[0]!.error).toBe('timed out after 0.2 s');
     expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 0 }]);
     expect(await sql(`select attempt, last_error from jobs.job_queue`)).toEqual([{ attempt: 1, last_error: 'timed out after 0.2 s' }]);
+  });
+
+  it('a job whose timeout passes while it waits for a connection is nacked and never starts', async () => {
+    const q = createQueue({ driver: pgDriver(db.url, { max: 1 }) }); // one connection: the first job holds it
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const started: string[] = [];
+    q.defineTask('ledger.add', async (b: { n: number }, ctx) => {
+      started.push(`${b.n}`);
+      if (b.n === 1) {
+        await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+        await gate;
+      }
+    }, { transactional: true });
+    try {
+      await q.publish('ledger.add', { n: 1 }, { timeoutSeconds: 30, priority: 1 });
+      await q.publish('ledger.add', { n: 2 }, { timeoutSeconds: 0.3, maxRetries: 0 });
+      const drained = q.drain(10, deadline());
+      await until(async () => started.length > 0, 'the first job to hold the connection');
+      await sleep(600); // past the second job's timeout, while it waits for the connection
+      open();
+      const report = await drained;
+      expect(started).toEqual(['1']); // the second never ran: another drain could have by then
+      // Nacked by the drain at its timeout, or failed by the claim that found its lease passed first.
+      expect(await sql(`select status, error like 'timed out%' as timed_out from jobs.job where body = '{"n": 2}'`))
+        .toEqual([{ status: 'failure', timed_out: true }]);
+      expect(report).toMatchObject({ claimed: 2, succeeded: 1 });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it("a transactional job's ended_at is when its ack ran, not when its transaction began", async () => {
+    const q = queue();
+    q.defineTask('ledger.add', async () => { await sleep(300); }, { transactional: true });
+    await q.publish('ledger.add');
+    expect(await q.drain(10, deadline())).toMatchObject({ succeeded: 1 });
+    expect(await sql(`select extract(epoch from ended_at - started_at) >= 0.3 as after_the_work from jobs.job`))
+      .toEqual([{ after_the_work: true }]);
   });
 
   it('a delivery whose lease passed to another consumer rolls back instead of doing the work twice', async () => {
