@@ -266,8 +266,9 @@ begin
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
   end if;
-  v_expired := jobs.expire(maintain.max_rows, v_now);
+  -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
   v_ticks := jobs.publish_due_schedules(v_now);
+  v_expired := jobs.expire(maintain.max_rows, v_now);
 
   with old as (
     select j.job_id from jobs.job j

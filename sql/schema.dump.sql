@@ -454,13 +454,16 @@ declare
   v_count integer := 0;
   v_unfit integer := 0;
 begin
+  -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
+  -- Before the settle: a tick's publish takes its queue's lock (a bounded
+  -- queue) and the settle a serial key's, the order jobs.publish takes them
+  -- in; the other order deadlocks with a publish of that key to that queue.
+  if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
+    perform jobs.publish_due_schedules(v_now);
+  end if;
   if cardinality(claim_json.ids) > 0 then
     v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,
                                     claim_json.errors, claim_json.retry_at, claim_json.ms, v_now, claim_json.worker_id);
-  end if;
-  -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
-  if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
-    perform jobs.publish_due_schedules(v_now);
   end if;
 
   -- The same marking as jobs.claim, answered straight from the update: no
@@ -961,8 +964,9 @@ begin
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
   end if;
-  v_expired := jobs.expire(maintain.max_rows, v_now);
+  -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
   v_ticks := jobs.publish_due_schedules(v_now);
+  v_expired := jobs.expire(maintain.max_rows, v_now);
 
   with old as (
     select j.job_id from jobs.job j

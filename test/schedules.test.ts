@@ -8,6 +8,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { checkCron, createQueue, listSchedules, maintain, migrate, nextTicks, schedule, unschedule, ValidationError } from '../src/index.js';
 import { pgliteDriver } from '../src/db/pglite.js';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { sleep, until } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -76,6 +77,42 @@ describe('cron expressions', () => {
 });
 
 describe('schedules run by drains (no pg_cron in this database)', () => {
+  it("a claim that fires a tick into a bounded queue and settles a serial key's head does not deadlock with a publish of that key to that queue", async () => {
+    const client = () => new pg.Client({ connectionString: db.url });
+    const [x, c, p] = [client(), client(), client()] as const;
+    await Promise.all([x.connect(), c.connect(), p.connect()]);
+    try {
+      await sql(`select jobs.create_queue('bq', 100)`);
+      await sql(`select jobs.schedule('tick', '* * * * *', 'tick.run', queue => 'bq', runner => 'drains', now => now() - interval '5 minutes')`);
+      const head = (await sql<{ id: string }>(`select jobs.publish('a.task', serial_key => 'k')::text as id`))[0]!.id;
+      const next = (await sql<{ id: string }>(`select jobs.publish('a.task', serial_key => 'k')::text as id`))[0]!.id;
+      await sql(`select * from jobs.claim(1, worker_id => 'w')`);
+      // x holds the key's next job, so the claim's settle waits holding the key's lock (and the queue's, once it fired the tick).
+      await x.query('begin');
+      await x.query('select 1 from jobs.job_queue where job_id = $1 for update', [next]);
+      const waits = async (client: pg.Client) => {
+        const pid = (await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+        return async () => (await sql(`select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`, [pid])).length > 0;
+      };
+      const [cWaits, pWaits] = [await waits(c), await waits(p)];
+      const claimed = c.query(`select jobs.claim_json(1, ids => array[$1::bigint], attempts => '{1}', outcomes => '{ack}',
+                                                     worker_id => 'w') as r`, [head]).then(() => 'ok', (e: Error) => e.message);
+      await until(cWaits, 'the claim to wait on the next job');
+      const published = p.query(`select jobs.publish('b.task', queue => 'bq', serial_key => 'k')`)
+        .then(() => 'ok', (e: Error) => e.message);
+      await until(async () => (await pWaits()) || (await Promise.race([published, sleep(50).then(() => null)])) !== null,
+                  'the publish to wait or end');
+      await x.query('commit');
+      expect([await claimed, await published]).toEqual(['ok', 'ok']);
+      expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'tick.run'`)).toEqual([{ n: 1 }]);
+      expect(await sql(`select last_error from jobs.recurring`)).toEqual([{ last_error: null }]);
+    } finally {
+      await x.query('rollback').catch(() => {});
+      await Promise.all([x.end(), c.end(), p.end()]);
+      await sql(`delete from jobs.job_queue where queue = 'bq'; delete from jobs.queue where name = 'bq'`);
+    }
+  });
+
   const claim = (now: string) => sql(`select jobs.claim_json(10, 'nothing.matches.%', null, $1::timestamptz)`, [now]);
   const ticks = () => sql<{ task: string; scheduled_at: Date }>(`select task, scheduled_at from jobs.job_queue order by job_id`);
 
