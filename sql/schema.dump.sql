@@ -1460,6 +1460,10 @@ begin
   if v_ids is null then
     return 0;
   end if;
+  -- A bounded queue takes back only what fits, as a publish would (PD010,
+  -- and nothing is redriven); its lock before the keys', as in jobs.publish.
+  perform jobs.admit(x.queue, x.n::integer)
+  from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
   -- The lock jobs.publish and jobs.after_end take for a serial key, taken
   -- before looking at the key's jobs: a head that ends meanwhile waits for
   -- this commit and then sees the jobs put back.

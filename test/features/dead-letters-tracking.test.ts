@@ -44,6 +44,23 @@ describe('dead letters', () => {
     expect(await one(`select count(*)::int as n from jobs.job where status = 'success' and job_id in ($1, $2)`, [m1, m2])).toEqual({ n: 2 });
   });
 
+  it('redrive into a bounded queue takes back only what fits: past max_size it is refused (PD010) and redrives nothing', async () => {
+    await sql(`select jobs.create_queue('mail', max_size => 2)`);
+    try {
+      await sql(`select jobs.publish('mail.send', queue => 'mail', max_retries => 0) from generate_series(1, 2)`);
+      await sql(`select jobs.nack(job_id, 'no') from jobs.consume(2, queue => 'mail')`);
+      await sql(`select jobs.publish('mail.send', queue => 'mail') from generate_series(1, 2)`); // full again
+      const e = await sql(`select jobs.redrive(queue => 'mail')`).then(() => null, (error: { code?: string; column?: string }) => error);
+      expect(e).toMatchObject({ code: 'PD010', column: 'queue' });
+      expect(await one(`select count(*)::int as waiting from jobs.job_queue where queue = 'mail'`)).toEqual({ waiting: 2 });
+      expect(await one(`select count(*)::int as n from jobs.dead_letters`)).toEqual({ n: 2 });
+      await sql(`select jobs.create_queue('mail', max_size => 4)`);
+      expect(await one(`select jobs.redrive(queue => 'mail') as n`)).toEqual({ n: 2 });
+    } finally {
+      await sql(`truncate jobs.job_queue, jobs.job; delete from jobs.queue where name = 'mail'`);
+    }
+  });
+
   it('redrive with no filter takes all, by ids takes those; a dedupe key active again stays a dead letter', async () => {
     await deadLetters(['a', 'b', 'c']);
     const { id } = await one<{ id: string }>(`select job_id::text as id from jobs.dead_letters where task = 'b'`);
