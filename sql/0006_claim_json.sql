@@ -85,7 +85,9 @@ begin
     perform jobs.notify_ids('pgdrain_picked', v_ids);
   end if;
 
-  if v_count < claim_json.n and claim_json.max_timeout is not null then
+  -- (A paused queue hands out nothing: none of its jobs was left for its timeout.)
+  if v_count < claim_json.n and claim_json.max_timeout is not null
+     and not exists (select 1 from jobs.queue x where x.name = coalesce(claim_json.queue, 'default') and x.paused) then
     -- Due jobs left alone because their timeout does not fit, up to 1000,
     -- one priority at a time as jobs.pick walks them (jobs scheduled for
     -- later are never read), from the head the pick found: one that turned

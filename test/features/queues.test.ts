@@ -51,6 +51,8 @@ describe('named queues', () => {
     expect(await q.queues.pause('reports')).toBe(true);
     await sql(`select jobs.publish('r', queue => 'reports')`);
     expect((await q.drain(10, deadline(), { queue: 'reports' })).claimed).toBe(0);
+    // Paused, its jobs are not "skipped for their timeout" (60 s here, past a 10-s budget): the queue hands out nothing.
+    expect(await q.drain(10, Date.now() + 10_000, { queue: 'reports' })).toMatchObject({ claimed: 0, skipped: 0, stoppedBy: 'empty' });
     await q.queues.resume('reports');
     expect((await q.drain(10, deadline(), { queue: 'reports' })).succeeded).toBe(1);
   });
