@@ -178,7 +178,7 @@ $$;
 -- to PostgREST's authenticator. Idempotent; migrate --roles runs it again
 -- after every upgrade so new functions get their grants.
 -- - publisher: publish, publish_bulk and publish_arrays only; it cannot read or consume jobs.
--- - worker:    consume, settle and publish follow-ups; read jobs.job outcomes
+-- - worker:    consume, settle and publish follow-ups; read jobs.job (and archived) outcomes
 --              and which job ids are active (waitFor), not their bodies.
 -- - admin:     everything in the schema (cancel, redrive, queues, views).
 create function jobs.create_roles(prefix text default 'pgdrain')
@@ -203,7 +203,7 @@ begin
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
-  execute format('grant select on jobs.job to %I', v_roles[2]);
+  execute format('grant select on jobs.job, jobs.job_archive to %I', v_roles[2]);
   -- Whether a job is still active, for waitFor: its id only, not its body.
   execute format('grant select (job_id) on jobs.job_queue to %I', v_roles[2]);
 

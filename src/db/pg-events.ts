@@ -81,7 +81,9 @@ export class PgJobEvents {
         // Asked after LISTEN and after registering, so an end in between still wakes us.
         // A new session after a lost one wakes every waiter: what it missed is asked here.
         const { rows } = await (await this.connect()).query<{ ended: Record<string, unknown> | null; active: boolean }>(
-          `select (select to_jsonb(j) from jobs.job j where j.job_id = $1) as ended,
+          // jobs.job_archive too: maintain(archive) may have moved it there already.
+          `select coalesce((select to_jsonb(j) from jobs.job j where j.job_id = $1),
+                           (select to_jsonb(a) from jobs.job_archive a where a.job_id = $1)) as ended,
                   exists (select 1 from jobs.job_queue q where q.job_id = $1) as active`, [id]);
         const { ended, active } = rows[0]!;
         if (ended) return toOutcome(ended);

@@ -75,7 +75,7 @@ describe('roles', () => {
     await denied('worker', `delete from jobs.job_queue`);
   });
 
-  it('a worker login can wait for a job: an ended one answers, an active one times out (not permission denied)', async () => {
+  it('a worker login can wait for a job: an ended (or archived) one answers, an active one times out (not permission denied)', async () => {
     const login = `${prefix}_wlogin`;
     await sql(`create role ${login} login in role ${prefix}_worker`);
     const url = new URL(db.url);
@@ -85,6 +85,10 @@ describe('roles', () => {
       const ended = (await sql<{ id: string }>(`select jobs.publish('w.ended')::text as id`))[0]!.id;
       await sql(`select jobs.ack(job_id) from jobs.consume_topic('w.ended', 1)`);
       const active = (await sql<{ id: string }>(`select jobs.publish('w.active', null, now() + interval '1 hour')::text as id`))[0]!.id;
+      expect(await q.waitFor(ended)).toMatchObject({ status: 'success' });
+      // …and once maintain has archived it.
+      await sql(`select jobs.maintain('0 seconds', true)`);
+      expect(await sql(`select count(*)::int as n from jobs.job_archive where job_id = $1`, [ended])).toEqual([{ n: 1 }]);
       expect(await q.waitFor(ended)).toMatchObject({ status: 'success' });
       await expect(q.waitFor(active, { timeoutMs: 100 })).rejects.toMatchObject({ code: 'timed_out' });
     } finally {
