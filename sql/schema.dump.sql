@@ -932,9 +932,11 @@ begin
   select coalesce(array_agg(q.job_id), '{}') into v_active from (
     select q.job_id from jobs.job_queue q where q.job_id = any(p_depends_on) order by q.job_id for key share
   ) q;
-  select d.id, j.status into v_bad
+  -- An ended dependency may already be in jobs.job_archive (jobs.maintain, sql/0009).
+  select d.id, coalesce(j.status, a.status) as status into v_bad
   from unnest(p_depends_on) d(id) left join jobs.job j on j.job_id = d.id
-  where d.id is null or (d.id <> all(v_active) and j.status is distinct from 'success')
+       left join jobs.job_archive a on a.job_id = d.id
+  where d.id is null or (d.id <> all(v_active) and coalesce(j.status, a.status) is distinct from 'success')
   limit 1;
   if found then
     perform jobs.raise_invalid('PD013', 'depends_on', case

@@ -242,6 +242,16 @@ describe('dependencies', () => {
     }
   });
 
+  it('a dependency that succeeded and was archived by maintain counts as succeeded', async () => {
+    const { a } = await one<{ a: string }>(`select jobs.publish('t.a')::text as a`);
+    await sql(`select jobs.ack(job_id) from jobs.consume(1)`);
+    await sql(`select jobs.maintain('0 seconds', true)`);
+    expect(await one(`select count(*)::int as n from jobs.job_archive where job_id = $1`, [a])).toEqual({ n: 1 });
+    const { b } = await one<{ b: string }>(`select jobs.publish('t.b', depends_on => array[$1::bigint])::text as b`, [a]);
+    expect(await one(`select waiting_deps from jobs.job_queue where job_id = $1`, [b])).toEqual({ waiting_deps: 0 });
+    await sql('truncate jobs.job_archive');
+  });
+
   it('unknown or already failed dependencies are refused at publish, naming depends_on', async () => {
     await expect(sql(`select jobs.publish('t', depends_on => array[424242]::bigint[])`))
       .rejects.toMatchObject({ code: 'PD013', column: 'depends_on', message: 'depends_on: job 424242 does not exist' });
