@@ -141,13 +141,14 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
 
   const record = (job: Job, outcome: Outcome | null) => {
     if (outcome === null) return;
-    if ((outcome.outcome === 'nack' || outcome.outcome === 'fail') && failures.length >= MAX_REPORTED_FAILURES) {
-      failuresOmitted++;
-    } else if (outcome.outcome === 'nack' || outcome.outcome === 'fail') {
-      failures.push({
-        id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
-        willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
-      });
+    if (outcome.outcome === 'nack' || outcome.outcome === 'fail') {
+      if (failures.length >= MAX_REPORTED_FAILURES) failuresOmitted++;
+      else {
+        failures.push({
+          id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
+          willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
+        });
+      }
     }
     settler.add(outcome);
   };
