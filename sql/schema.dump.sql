@@ -1048,12 +1048,15 @@ end $$;
 CREATE FUNCTION jobs.notify_ids(p_channel text, p_ids bigint[]) RETURNS void
     LANGUAGE plpgsql
     AS $$
+declare
+  v_per integer;
 begin
   if coalesce(current_setting('pgdrain.events', true), '') = 'off' or coalesce(cardinality(p_ids), 0) = 0 then
     return;
   end if;
-  for i in 0 .. (cardinality(p_ids) - 1) / 500 loop
-    perform pg_notify(p_channel, array_to_string(p_ids[i * 500 + 1 : i * 500 + 500], ','));
+  v_per := 7900 / (length((select max(x) from unnest(p_ids) x)::text) + 1);
+  for i in 0 .. (cardinality(p_ids) - 1) / v_per loop
+    perform pg_notify(p_channel, array_to_string(p_ids[i * v_per + 1 : i * v_per + v_per], ','));
   end loop;
 end $$;
 

@@ -52,6 +52,22 @@ describe('NOTIFY', () => {
     }
   });
 
+  it('ids of 19 digits fit: a claim of 500 of them notifies in payloads under 8,000 bytes, and succeeds', async () => {
+    const l = await listen();
+    await sql(`alter table jobs.job_queue alter column job_id restart with 9000000000000000000`);
+    try {
+      await sql(`select jobs.publish_arrays(array_fill('t.big'::text, array[500]))`);
+      expect(await sql(`select count(*)::int as n from jobs.consume(500)`)).toEqual([{ n: 500 }]);
+      await settle();
+      expect(l.got.pgdrain_picked.length).toBeGreaterThan(1);
+      expect(Math.max(...l.got.pgdrain_picked.map((p) => p.length))).toBeLessThan(8000);
+      expect(new Set(l.got.pgdrain_picked.flatMap((p) => p.split(','))).size).toBe(500);
+    } finally {
+      await sql(`alter table jobs.job_queue alter column job_id restart with 1000`);
+      await l.close();
+    }
+  });
+
   it('nothing is notified for a rolled-back publish', async () => {
     const l = await listen();
     const client = new pg.Client({ connectionString: db.url });
