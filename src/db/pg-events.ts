@@ -38,6 +38,8 @@ export class PgJobEvents {
   private opening: pg.Client | undefined;
   private ready: Promise<pg.Client> | undefined;
   private closed = false;
+  /** A session was open before: the next one wakes the waiters. */
+  private hadSession = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly waiters = new Set<Waiter>();
   private readonly listeners = new Set<(e: QueueEvent) => void>();
@@ -59,12 +61,12 @@ export class PgJobEvents {
   async waitFor(jobId: string, waitOptions: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<JobOutcome> {
     const id = parse(jobIdSchema, jobId, 'jobId');
     const options = parse(waitForOptionsSchema, waitOptions, 'options');
-    await this.connect();
     let wake!: () => void;
     let woken = new Promise<void>((resolve) => (wake = resolve));
     const waiter: Waiter = { id, wake: () => wake() };
-    this.waiters.add(waiter);
     let cancelTimer = () => {};
+    // The timeout and the signal bound everything below, the connection and
+    // each check too (a server that stops answering, a lock the check waits on).
     const stop = new Promise<never>((_, reject) => {
       const abort = () => reject(new PgDrainError('invalid_argument', `waitFor(${id}) aborted`, { cause: options.signal?.reason }));
       if (options.signal?.aborted) abort();
@@ -77,17 +79,28 @@ export class PgJobEvents {
     });
     stop.catch(() => {});
     try {
+      await Promise.race([this.connect(), stop]);
+      this.waiters.add(waiter);
       for (;;) {
         // Asked after LISTEN and after registering, so an end in between still wakes us.
         // A new session after a lost one wakes every waiter: what it missed is asked here.
-        const { rows } = await (await this.connect()).query<{ ended: Record<string, unknown> | null; active: boolean }>(
-          // jobs.job_archive too: maintain(archive) may have moved it there already.
-          `select coalesce((select to_jsonb(j) from jobs.job j where j.job_id = $1),
-                           (select to_jsonb(a) from jobs.job_archive a where a.job_id = $1)) as ended,
-                  exists (select 1 from jobs.job_queue q where q.job_id = $1) as active`, [id]);
-        const { ended, active } = rows[0]!;
-        if (ended) return toOutcome(ended);
-        if (!active) throw new ValidationError('jobId', `no job with id ${id}`);
+        const session = await Promise.race([this.connect(), stop]);
+        let state: { ended: Record<string, unknown> | null; active: boolean };
+        try {
+          state = (await Promise.race([session.query<typeof state>(
+            // jobs.job_archive too: maintain(archive) may have moved it there already.
+            `select coalesce((select to_jsonb(j) from jobs.job j where j.job_id = $1),
+                             (select to_jsonb(a) from jobs.job_archive a where a.job_id = $1)) as ended,
+                    exists (select 1 from jobs.job_queue q where q.job_id = $1) as active`, [id]), stop])).rows[0]!;
+        } catch (error) {
+          // The session was lost under the check: ask again on the next one, which wakes us.
+          if (this.closed || this.client === session) throw error;
+          await Promise.race([woken, stop]);
+          woken = new Promise<void>((resolve) => (wake = resolve));
+          continue;
+        }
+        if (state.ended) return toOutcome(state.ended);
+        if (!state.active) throw new ValidationError('jobId', `no job with id ${id}`);
         await Promise.race([woken, stop]);
         woken = new Promise<void>((resolve) => (wake = resolve));
       }
@@ -135,6 +148,10 @@ export class PgJobEvents {
         throw closedError();
       }
       this.client = client;
+      // A session after a lost one, whoever opened it: every waiter asks again
+      // (the NOTIFYs sent meanwhile went to the lost session).
+      if (this.hadSession) for (const w of this.waiters) w.wake();
+      this.hadSession = true;
       return client;
     })().catch((error: unknown) => {
       this.ready = undefined;
@@ -159,7 +176,7 @@ export class PgJobEvents {
     this.reconnectTimer ??= setTimeout(() => {
       this.reconnectTimer = undefined;
       if (this.closed || this.client) return;
-      this.connect().then(() => { for (const w of this.waiters) w.wake(); }, () => this.reconnectSoon());
+      this.connect().catch(() => this.reconnectSoon());
     }, RECONNECT_MS);
   }
 
@@ -171,7 +188,16 @@ export class PgJobEvents {
       const ended = new Set(e.ids);
       for (const w of this.waiters) if (ended.has(w.id)) w.wake();
     }
-    for (const listener of this.listeners) listener(e);
+    for (const listener of this.listeners) {
+      try {
+        listener(e);
+      } catch (error) {
+        // Thrown outside pg's socket handler (which it would break mid-message),
+        // once the other listeners have the event: an uncaught error as any
+        // EventEmitter listener's would be.
+        queueMicrotask(() => { throw error; });
+      }
+    }
   }
 }
 

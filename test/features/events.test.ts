@@ -174,6 +174,75 @@ describe('the LISTEN session', () => {
     }
   });
 
+  it('a waiter whose session another caller reopened within the reconnect delay still asks again', async () => {
+    const q = queueWith();
+    try {
+      const a = await q.publish('t');
+      const b = await q.publish('t');
+      await sql(`select * from jobs.consume(2)`);
+      const waiting = q.waitFor(a, { timeoutMs: 30_000 });
+      const [first] = await until(async () => { const p = await listenPids(); return p.length === 1 && p; }, 'the LISTEN session');
+      await sql('select pg_terminate_backend($1)', [first]);
+      await sql('select jobs.ack($1::bigint)', [a]); // announced to no session
+      const other = q.waitFor(b, { timeoutMs: 30_000 }); // reopens the session before the reconnect timer does
+      expect(await waiting).toMatchObject({ id: a, status: 'success' });
+      await sql('select jobs.ack($1::bigint)', [b]);
+      expect(await other).toMatchObject({ id: b, status: 'success' });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it("a waiter's timeout and its session's loss hold while its check waits (here on a lock)", async () => {
+    const q = queueWith();
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    try {
+      const id = await q.publish('t');
+      await sql(`select * from jobs.consume(1)`);
+      await q.subscribe(() => {}); // the session is open: the waits below block in their check
+      await locker.query('begin; lock table jobs.job_queue in access exclusive mode');
+      const timedOut = await q.waitFor(id, { timeoutMs: 300 }).then(() => 'answered', (e: unknown) => e);
+      expect(timedOut).toMatchObject({ code: 'timed_out' });
+
+      const waiting = q.waitFor(id, { timeoutMs: 30_000 });
+      const [pid] = await until(async () => { const p = await listenPids(); return p.length === 1 && p; }, 'the LISTEN session');
+      await until(async () => (await sql(`select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`, [pid])).length > 0,
+        'the check to wait on the lock');
+      await sql('select pg_terminate_backend($1)', [pid]); // lost under the check: asked again on the next session
+      await locker.query('commit');
+      await sql('select jobs.ack($1::bigint)', [id]);
+      expect(await waiting).toMatchObject({ id, status: 'success' });
+    } finally {
+      await locker.query('rollback').catch(() => {});
+      await locker.end();
+      await q.close();
+    }
+  });
+
+  it("a subscriber that throws does not keep the event from the others, nor break the session", async () => {
+    const q = queueWith();
+    const uncaught: unknown[] = [];
+    const vitestOwn = process.listeners('uncaughtException');
+    process.removeAllListeners('uncaughtException');
+    process.on('uncaughtException', (e) => uncaught.push(e));
+    try {
+      await q.subscribe((e) => { if (e.event === 'queued') throw new Error('listener bug'); });
+      const heard: string[] = [];
+      await q.subscribe((e) => heard.push(e.event));
+      const id = await q.publish('t');
+      await until(async () => heard.includes('queued'), 'the other listener to hear it');
+      await sql(`select jobs.ack(job_id) from jobs.consume(1)`);
+      expect(await q.waitFor(id, { timeoutMs: 30_000 })).toMatchObject({ status: 'success' });
+      await until(async () => uncaught.length > 0, 'the error, thrown outside the session');
+      expect(uncaught).toMatchObject([{ message: 'listener bug' }]);
+    } finally {
+      process.removeAllListeners('uncaughtException');
+      for (const l of vitestOwn) process.on('uncaughtException', l);
+      await q.close();
+    }
+  });
+
   it('close() ends it at once on a server that stopped answering, and while it is still opening', async () => {
     const target = new URL(db.url);
     const proxy = await tcpProxy(target.hostname, Number(target.port));
