@@ -13,6 +13,7 @@ import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createApp, signRequest } from '../src/http/index.js';
 import { ReplayGuard } from '../src/http/auth.js';
 import { DrainMetrics } from '../src/http/metrics.js';
+import { pgDriver } from '../src/db/pg.js';
 import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
 import { emptyDb, testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
@@ -98,6 +99,28 @@ describe('authentication', () => {
     expectError(await call('GET', '/stats', { token: `${TOKEN}x` }), 401, 'unauthorized', 'authorization');
     expectError(await call('GET', '/stats', { token: 'short' }), 401, 'unauthorized', 'authorization');
     expectError(await call('GET', '/stats', { token: null, headers: { authorization: `Basic ${TOKEN}` } }), 401, 'unauthorized', 'authorization');
+  });
+
+  it('/healthz and /stats give up on a silent connection and end it: a probe does not hold a pool slot', async () => {
+    const target = new URL(db.url);
+    const proxy = await tcpProxy(target.hostname, Number(target.port));
+    const via = new URL(db.url);
+    via.port = String(proxy.port);
+    const queue = createQueue({ driver: pgDriver(via.href, { max: 1 }), tasks });
+    try {
+      const url = await listen(createApp({ queue, token: TOKEN, limits }));
+      expect((await call('GET', '/healthz', { url, token: null })).status).toBe(200);
+      // The pool's one connection goes silent; new ones still get through (a failover, a lost NAT entry).
+      proxy.freezeOpen();
+      expectError(await call('GET', '/healthz', { url, token: null }), 503, 'database_unavailable', null);
+      expect((await call('GET', '/healthz', { url, token: null })).status).toBe(200); // on a new connection
+      proxy.freezeOpen();
+      expectError(await call('GET', '/stats', { url }), 503, 'database_unavailable', null);
+      expect((await call('GET', '/stats', { url })).status).toBe(200);
+    } finally {
+      await queue.close();
+      await proxy.close();
+    }
   });
 
   it('answers 401 before any database work: a server whose database is down still says 401', async () => {

@@ -48,6 +48,8 @@ const COUNTS_SQL = `select task, state, sum(jobs)::float8 as jobs,
   max(extract(epoch from oldest_due))::float8 as oldest_due_s
   from jobs.stats group by task, state order by task, state`;
 const HEALTH_TIMEOUT_MS = 3000;
+/** How long /stats and /metrics wait for their counts. */
+const COUNTS_TIMEOUT_MS = 10_000;
 
 /**
  * The HTTP API as a web-standard hono app, servable by any runtime
@@ -87,7 +89,9 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   app.notFound((c) => errorResponse(c, new HttpError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
 
   app.get('/healthz', async (c) => {
-    await withTimeout(queueOf(c).driver.query('select 1'), HEALTH_TIMEOUT_MS).catch((error: unknown) => {
+    // The signal ends the connection given up on: a probe of a silent database must not hold a pool slot.
+    const check = queueOf(c).driver.query('select 1', [], { signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
+    await withTimeout(check, HEALTH_TIMEOUT_MS).catch((error: unknown) => {
       onError?.(error);
       throw new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
     });
@@ -153,9 +157,13 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
 
 async function counts(queue: AppQueue): Promise<JobCountRow[]> {
   try {
-    return (await queue.driver.query<JobCountRow>(COUNTS_SQL)).rows;
+    // Bounded, and its connection ended when given up on: /metrics is scraped
+    // every few seconds, and each scrape of a silent database would hold a slot.
+    const read = queue.driver.query<JobCountRow>(COUNTS_SQL, [], { signal: AbortSignal.timeout(COUNTS_TIMEOUT_MS) });
+    return (await withTimeout(read, COUNTS_TIMEOUT_MS)).rows;
   } catch (error) {
-    throw translateError(error);
+    const e = translateError(error);
+    throw e instanceof PgDrainError ? e : new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
   }
 }
 

@@ -14,6 +14,8 @@ export interface TcpProxy {
    * unanswered.
    */
   freeze(): void;
+  /** Stops forwarding on the connections open now; new ones are forwarded (a failover, a lost NAT entry). */
+  freezeOpen(): void;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,12 @@ export async function tcpProxy(targetHost: string, targetPort: number): Promise<
     }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const freezeOpen = () => {
+    for (const s of sockets) {
+      s.unpipe();
+      s.pause();
+    }
+  };
   return {
     port: (server.address() as { port: number }).port,
     cut() {
@@ -46,11 +54,9 @@ export async function tcpProxy(targetHost: string, targetPort: number): Promise<
     },
     freeze() {
       frozen = true;
-      for (const s of sockets) {
-        s.unpipe();
-        s.pause();
-      }
+      freezeOpen();
     },
+    freezeOpen,
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
       if (!server.listening) return resolve();
