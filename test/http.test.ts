@@ -273,6 +273,16 @@ describe('oversized bodies are 413', () => {
 });
 
 describe('publish, drain, stats, metrics', () => {
+  it('POST /jobs with a dedupeKey: a retry (after a lost answer or a 503) gets the same job, not a second one', async () => {
+    const first = await call('POST', '/jobs', { body: { task: 'record', body: { order: 42 }, dedupeKey: 'order-42' } });
+    const again = await call('POST', '/jobs', { body: { task: 'record', body: { order: 42 }, dedupeKey: 'order-42' } });
+    expect(first.status).toBe(201);
+    expect(again).toMatchObject({ status: 201, body: { id: first.body.id } });
+    expect(await queued()).toBe(1);
+    // Bulk jobs take no dedupe key (publishBulk has none): refused, naming it.
+    expectError(await call('POST', '/jobs', { body: { jobs: [{ task: 'record', dedupeKey: 'x' }] } }), 400, 'invalid_argument', 'jobs[0].dedupeKey');
+  });
+
   it('drain metrics: claims and outcomes are counters, skipped jobs a gauge of the last drain (one job skipped twice is one)', () => {
     const metrics = new DrainMetrics();
     const report = { claimed: 2, succeeded: 1, failed: 0, retried: 1, released: 0, cancelled: 0, stale: 0, skipped: 1,

@@ -97,7 +97,7 @@ export function parseDrainRequest(body: unknown, query: Record<string, string>, 
   return check(schema, { ...fromQuery, ...(body as object | undefined) }, '');
 }
 
-const jobSchema = z.strictObject({
+const jobShape = {
   task: taskSchema,
   body: z.optional(z.unknown()),
   runAt: z.optional(isoDateTimeSchema),
@@ -105,9 +105,16 @@ const jobSchema = z.strictObject({
   timeoutSeconds: publishOptionsSchema.shape.timeoutSeconds,
   priority: publishOptionsSchema.shape.priority,
   maxRetries: publishOptionsSchema.shape.maxRetries,
-}).check(z.refine((j) => j.runAt === undefined || j.delaySeconds === undefined, {
+};
+const runAtOrDelay = z.refine<{ runAt?: Date; delaySeconds?: number }>((j) => j.runAt === undefined || j.delaySeconds === undefined, {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
-}));
+});
+const jobSchema = z.strictObject(jobShape).check(runAtOrDelay);
+/**
+ * One job may carry a dedupe key: a client that got no answer (or a 503 after
+ * its commit) publishes again with the same key and gets the same job.
+ */
+const oneJobSchema = z.strictObject({ ...jobShape, dedupeKey: publishOptionsSchema.shape.dedupeKey }).check(runAtOrDelay);
 
 /** POST /jobs: one job (`{ task, body, …options }`) or many (`{ jobs: [ … ] }`). */
 export type PublishRequest =
@@ -123,7 +130,7 @@ export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishR
     });
     return { kind: 'many', jobs: check(schema, body, '').jobs };
   }
-  const { task, body: jobBody, ...options } = check(jobSchema, body, '');
+  const { task, body: jobBody, ...options } = check(oneJobSchema, body, '');
   return { kind: 'one', task, body: jobBody, options };
 }
 
