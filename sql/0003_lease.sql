@@ -20,11 +20,17 @@ $$;
 -- until it ends, so notifying commits do not group-commit: for many
 -- concurrent single-job publishers, turn events off with
 --   alter database mydb set pgdrain.events = off;   (or per role / session)
--- waitFor and subscribe then hear nothing.
+-- waitFor and subscribe then hear nothing. Off is any of PostgreSQL's
+-- spellings of a false boolean (off, false, no, 0, in any case).
+create function jobs.events_on()
+returns boolean language sql stable as $$
+  select lower(trim(coalesce(current_setting('pgdrain.events', true), ''))) not in ('off', 'of', 'false', 'f', 'no', 'n', '0')
+$$;
+
 create function jobs.notify(p_channel text, p_payload text)
 returns void language plpgsql as $$
 begin
-  if coalesce(current_setting('pgdrain.events', true), '') <> 'off' then
+  if jobs.events_on() then
     perform pg_notify(p_channel, p_payload);
   end if;
 end $$;
@@ -37,7 +43,7 @@ returns void language plpgsql as $$
 declare
   v_per integer;
 begin
-  if coalesce(current_setting('pgdrain.events', true), '') = 'off' or coalesce(cardinality(p_ids), 0) = 0 then
+  if not jobs.events_on() or coalesce(cardinality(p_ids), 0) = 0 then
     return;
   end if;
   v_per := 7900 / (length((select max(x) from unnest(p_ids) x)::text) + 1);

@@ -844,6 +844,16 @@ begin
 end $$;
 
 --
+-- Name: events_on(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.events_on() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select lower(trim(coalesce(current_setting('pgdrain.events', true), ''))) not in ('off', 'of', 'false', 'f', 'no', 'n', '0')
+$$;
+
+--
 -- Name: expire(integer, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1036,7 +1046,7 @@ CREATE FUNCTION jobs.notify(p_channel text, p_payload text) RETURNS void
     LANGUAGE plpgsql
     AS $$
 begin
-  if coalesce(current_setting('pgdrain.events', true), '') <> 'off' then
+  if jobs.events_on() then
     perform pg_notify(p_channel, p_payload);
   end if;
 end $$;
@@ -1051,7 +1061,7 @@ CREATE FUNCTION jobs.notify_ids(p_channel text, p_ids bigint[]) RETURNS void
 declare
   v_per integer;
 begin
-  if coalesce(current_setting('pgdrain.events', true), '') = 'off' or coalesce(cardinality(p_ids), 0) = 0 then
+  if not jobs.events_on() or coalesce(cardinality(p_ids), 0) = 0 then
     return;
   end if;
   v_per := 7900 / (length((select max(x) from unnest(p_ids) x)::text) + 1);

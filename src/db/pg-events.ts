@@ -65,10 +65,11 @@ export class PgJobEvents {
     let woken = new Promise<void>((resolve) => (wake = resolve));
     const waiter: Waiter = { id, wake: () => wake() };
     let cancelTimer = () => {};
+    let abort = () => {};
     // The timeout and the signal bound everything below, the connection and
     // each check too (a server that stops answering, a lock the check waits on).
     const stop = new Promise<never>((_, reject) => {
-      const abort = () => reject(new PgDrainError('invalid_argument', `waitFor(${id}) aborted`, { cause: options.signal?.reason }));
+      abort = () => reject(new PgDrainError('invalid_argument', `waitFor(${id}) aborted`, { cause: options.signal?.reason }));
       if (options.signal?.aborted) abort();
       options.signal?.addEventListener('abort', abort, { once: true });
       if (options.timeoutMs !== undefined) {
@@ -108,6 +109,7 @@ export class PgJobEvents {
       throw translateError(error);
     } finally {
       cancelTimer();
+      options.signal?.removeEventListener('abort', abort); // one signal may serve many waits
       this.waiters.delete(waiter);
     }
   }

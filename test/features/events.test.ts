@@ -1,4 +1,5 @@
 // Issue 7, feature 10: NOTIFY on queued / picked / completed, and waitFor.
+import { getEventListeners } from 'node:events';
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type QueueEvent, type TaskMap } from '../../src/index.js';
@@ -128,6 +129,19 @@ describe('waitFor', () => {
       expect(farSettled).toBe(false);
       await q.cancel(pending);
       expect(await far).toMatchObject({ status: 'cancelled' });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('waits that share one signal leave no listener on it once they end', async () => {
+    const q = queueWith();
+    try {
+      const id = await q.publish('t');
+      await sql(`select jobs.ack(job_id) from jobs.consume(1)`);
+      const shared = new AbortController();
+      for (let i = 0; i < 3; i++) expect(await q.waitFor(id, { signal: shared.signal })).toMatchObject({ status: 'success' });
+      expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
     } finally {
       await q.close();
     }
@@ -267,9 +281,9 @@ describe('the LISTEN session', () => {
 });
 
 describe('turning events off', () => {
-  it('pgdrain.events = off silences every channel', async () => {
+  it.each(['off', 'OFF', 'false', '0'])('pgdrain.events = %s silences every channel', async (spelling) => {
     const l = await listen();
-    const client = new pg.Client({ connectionString: db.url, options: '-c pgdrain.events=off' });
+    const client = new pg.Client({ connectionString: db.url, options: `-c pgdrain.events=${spelling}` });
     await client.connect();
     try {
       await client.query(`select jobs.publish('t')`);
