@@ -103,6 +103,7 @@ begin
     select count(*) into v_released from released;
   end if;
 
+  v_deps := exists (select 1 from jobs.dependency); -- asked again below, after the statement
   with o as materialized (
     select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.results,
                          settle_arrays.errors, settle_arrays.ms) as x(id, attempt, outcome, result, error, ms)
@@ -141,8 +142,8 @@ begin
            count(*) filter (where status = 'failure') as failed,
            count(*) filter (where status = 'cancelled') as cancelled,
            array_agg(job_id) as ids,
-           array_agg(job_id) filter (where status = 'success') as ok_ids,
-           array_agg(job_id) filter (where status <> 'success') as bad_ids,
+           array_agg(job_id) filter (where v_deps and status = 'success') as ok_ids,
+           array_agg(job_id) filter (where v_deps and status <> 'success') as bad_ids,
            array_agg(serial_key) filter (where serial_key is not null) as keys
     from ended
   )
@@ -158,12 +159,17 @@ begin
   from counts c;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
-    -- Asked after the statement, with a snapshot of its own: a dependant
-    -- published while the delete waited on its dependency's row (locked by
-    -- jobs.lock_dependencies) is visible only now, and must not be stranded.
-    v_deps := exists (select 1 from jobs.dependency);
+    -- Asked again after the statement, with a snapshot of its own: a
+    -- dependant published while the delete waited on its dependency's row
+    -- (locked by jobs.lock_dependencies) is visible only now, and must not
+    -- be stranded. (Before it, the ask spares plain batches the split.)
+    if not v_deps and exists (select 1 from jobs.dependency) then
+      v_deps := true;
+      select array_agg(j.job_id) filter (where j.status = 'success'), array_agg(j.job_id) filter (where j.status <> 'success')
+      into v_ok, v_bad_ids from jobs.job j where j.job_id = any(v_ended);
+    end if;
     if v_deps or v_keys is not null then
-      perform jobs.after_end(case when v_deps then v_ok end, case when v_deps then v_bad_ids end, v_keys, v_now);
+      perform jobs.after_end(v_ok, v_bad_ids, v_keys, v_now);
     end if;
   end if;
   return v_result;
