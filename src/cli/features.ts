@@ -14,12 +14,15 @@ type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) =
 
 const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
 
-/** --max-size: the core's bound (jobs.create_queue). */
-function maxSize(value: string) {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || Number(value) > 100_000_000) {
-    throw new InvalidArgumentError('must be an integer from 1 to 100000000');
-  }
-  return Number(value);
+/** A flag's parser: a whole number from min to max. */
+export function integer(min: number, max: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || n < min || n > max) {
+      throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
 }
 
 function positive(value: string) {
@@ -124,7 +127,8 @@ export function featureCommands(withConnection: WithConnection): Command[] {
   queue.command('create')
     .description('create a queue, or change its --max-size')
     .argument('<name>')
-    .option('--max-size <n>', 'refuse publishing beyond this many waiting jobs', maxSize)
+    // The core's bound (jobs.create_queue).
+    .option('--max-size <n>', 'refuse publishing beyond this many waiting jobs', integer(1, 100_000_000))
     .addOption(dsnOption())
     .action(async (name: string, opts: { maxSize?: number; dsn?: string }) => {
       await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, { maxSize: opts.maxSize }));

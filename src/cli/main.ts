@@ -6,7 +6,7 @@ import { isoDateTimeSchema, MAX_DELAY_SECONDS, topicSchema } from '../options.js
 import { publish } from '../publish.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
-import { addDrainOptions, addPublishOptions, checkedBy, featureCommands } from './features.js';
+import { addDrainOptions, addPublishOptions, checkedBy, featureCommands, integer } from './features.js';
 import { formatReport, formatTable } from './format.js';
 import { serveCommand } from './serve.js';
 import { exitWhenEnded, listenForStop } from './signals.js';
@@ -17,16 +17,6 @@ import { loadTasks } from './tasks-module.js';
 // 2 a usage error (bad flag or argument).
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
-
-function integer(min: number, max: number) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!/^-?\d+$/.test(value.trim()) || n < min || n > max) {
-      throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
-    }
-    return n;
-  };
-}
 
 function seconds(min: number, max: number) {
   return (value: string) => {
@@ -44,13 +34,6 @@ function json(value: string) {
   } catch (error) {
     throw new InvalidArgumentError(`must be JSON (${(error as Error).message})`);
   }
-}
-
-function isoDate(value: string) {
-  // Not new Date(value): it takes '5' (May 2001) and reads a time without a zone as local time.
-  const parsed = isoDateTimeSchema.safeParse(value);
-  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]!.message);
-  return parsed.data;
 }
 
 async function withConnection<T>(dsn: string | undefined, fn: (c: Connection) => Promise<T>): Promise<T> {
@@ -150,7 +133,8 @@ export function program(): Command {
     .argument('[json]', 'the job body as JSON', json)
     .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
     .option('--delay <seconds>', 'run this many seconds from now', seconds(0, MAX_DELAY_SECONDS))
-    .option('--at <iso>', 'run at this time (ISO 8601)', isoDate)
+    // Not new Date(value): it takes '5' (May 2001) and reads a time without a zone as local time.
+    .option('--at <iso>', 'run at this time (ISO 8601)', checkedBy(isoDateTimeSchema))
     .option('--timeout <seconds>', 'seconds a run may take (default 60)', seconds(0.001, 86400))
     .option('--max-retries <n>', 'retries after the first attempt (default 3)', integer(0, 1000))
     .addOption(dsnOption())
