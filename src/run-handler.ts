@@ -15,18 +15,13 @@ import type { Job } from './types.js';
 export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], signal: LazySignal,
                                  settler: Settler): Promise<Outcome | null> {
   const { id, attempt } = job;
-  let handler: ReturnType<typeof resolveHandler>;
-  try {
-    handler = resolveHandler(deps.tasks, job.task); // an export may be a getter that throws
-  } catch (error) {
-    return { id, attempt, outcome: 'nack', error: describe(error) };
-  }
-  if (!handler) {
-    return { id, attempt, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
-  }
-  const ctx = new DrainJobContext(job, signal, publish);
   const began = Date.now();
   try {
+    const handler = resolveHandler(deps.tasks, job.task); // inside: an export may be a getter that throws
+    if (!handler) {
+      return { id, attempt, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
+    }
+    const ctx = new DrainJobContext(job, signal, publish);
     if (isTransactional(handler)) {
       if (!('transaction' in deps.db)) throw new TypeError('a transactional task needs a driver with transactions');
       settler.count(await runTransactional(deps.db, handler, job, ctx));

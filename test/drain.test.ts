@@ -229,6 +229,16 @@ describe('bad input at the TypeScript edge', () => {
     expect((error as PgDrainError).message).toMatch(/^invalid value: invalid byte sequence for encoding "UTF8": 0x00/);
   });
 
+  it('a task export that throws when read nacks its job; the drain goes on', async () => {
+    const tasks = { ok: async () => 'fine', group: { get broken(): never { throw new Error('bad export'); } } } as unknown as TaskMap;
+    const q = queueWith(tasks);
+    await q.publish('group.broken', null, { maxRetries: 0, timeoutSeconds: 5 });
+    await q.publish('ok', null, { timeoutSeconds: 5 });
+    const report = await q.drain(10, Date.now() + 60_000);
+    expect(report).toMatchObject({ claimed: 2, succeeded: 1, failed: 1 });
+    expect(report.failures).toMatchObject([{ task: 'group.broken', error: expect.stringMatching(/^Error: bad export/) }]);
+  });
+
   it('a report lists the first 100 failures and counts the rest', async () => {
     const failing = queueWith({ boom: async () => { throw new Error('boom'); } });
     await failing.publishBulk(Array.from({ length: 130 }, () => ({ task: 'boom', maxRetries: 0, timeoutSeconds: 5 })));
