@@ -94,8 +94,15 @@ export class PgJobEvents {
                              (select to_jsonb(a) from jobs.job_archive a where a.job_id = $1)) as ended,
                     exists (select 1 from jobs.job_queue q where q.job_id = $1) as active`, [id]), stop])).rows[0]!;
         } catch (error) {
-          // The session was lost under the check: ask again on the next one, which wakes us.
-          if (this.closed || this.client === session) throw error;
+          // The session was lost under the check (its error can come before the
+          // client's own 'error' event): ask again on the next one, which wakes us.
+          const e = translateError(error);
+          const lostUnder = this.client !== session || (e instanceof PgDrainError && e.code === 'database_unavailable');
+          if (this.closed || !lostUnder) throw error;
+          if (this.client === session) {
+            this.lost(session);
+            void endClient(session);
+          }
           await Promise.race([woken, stop]);
           woken = new Promise<void>((resolve) => (wake = resolve));
           continue;
