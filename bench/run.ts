@@ -22,12 +22,14 @@ import { CONTROLS, soakControl } from './soak-control.js';
 import { soak } from './soak.js';
 import { checkSteadyNames, steadyRounds } from './steady.js';
 import { fmtInt, positiveInt } from './stats.js';
+import { batchLeaseSystem } from './systems/batch-lease.js';
 import { floorSystem } from './systems/floor.js';
 import { graphileSystem, GRAPHILE_CONCURRENCY } from './systems/graphile.js';
 import { pgbossSystem } from './systems/pgboss.js';
 import { pgdrainSystem } from './systems/pgdrain.js';
+import { pgdrainBatchLeaseSystem } from './systems/pgdrain-batch-lease.js';
 import type { System } from './systems/system.js';
-import { subjectTable, throughputRounds, throughputTable } from './throughput.js';
+import { cpuTable, subjectTable, throughputRounds, throughputTable } from './throughput.js';
 
 const SECTIONS = ['throughput', 'scale', 'cost'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -37,6 +39,10 @@ const FACTORIES: Record<string, (url: string) => Promise<System>> = {
   pgdrain: pgdrainSystem, 'graphile-worker': graphileSystem, 'pg-boss': pgbossSystem,
   // Not in the default run: graphile-worker with two runners.
   'graphile-worker-2': (url) => graphileSystem(url, { runners: 2 }),
+  // Not in the default run: prototypes of another storage for running jobs (bench/RESULTS.md).
+  'batch-lease': batchLeaseSystem,
+  'pgdrain-batch-lease': pgdrainBatchLeaseSystem,
+  'pgdrain-batch-lease-lean': (url) => pgdrainBatchLeaseSystem(url, { lean: true }),
 };
 const DEFAULT_SYSTEMS = ['floor', 'floor+history', 'pgdrain', 'graphile-worker', 'pg-boss'];
 
@@ -72,8 +78,8 @@ const steadySeconds = values.steady === undefined ? undefined : positiveInt('--s
 if (steadySeconds !== undefined && soakSeconds !== undefined) throw new Error('--steady: not with --soak (run them one at a time)');
 if (steadySeconds === undefined && !systemNames.includes('floor')) throw new Error('--systems: must include floor (ratios are to the floor)');
 // Steady rounds run the systems that have a steady load: by default pgdrain, the floor and graphile-worker.
-const steadyNames = values.systems === DEFAULT_SYSTEMS.join(',') ? (['pgdrain', 'floor', 'graphile-worker'] as const)
-  : systemNames.map((s) => oneOf('systems', s, LOADS));
+const steadyNames = values.systems === DEFAULT_SYSTEMS.join(',') || steadySeconds === undefined
+  ? (['pgdrain', 'floor', 'graphile-worker'] as const) : systemNames.map((s) => oneOf('systems', s, LOADS));
 if (steadySeconds !== undefined) checkSteadyNames(steadyNames);
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
@@ -112,8 +118,9 @@ try {
     try {
       for (const name of systemNames) systems.push(await FACTORIES[name]!(server.url));
       if (only.has('throughput')) {
-        const samples = await throughputRounds(server.url, systems, sizes, rounds, (s) =>
-          note(`  ${s.system} ${fmtInt(s.size)} round ${s.round + 1}: enqueue ${fmtInt(s.enqueuePerSec)}/s, drain ${fmtInt(s.drainPerSec)}/s (load ${load()})`));
+        const samples = await throughputRounds(server.url, systems, sizes, rounds, () => server.cpuMs(), (s) =>
+          note(`  ${s.system} ${fmtInt(s.size)} round ${s.round + 1}: enqueue ${fmtInt(s.enqueuePerSec)}/s, drain ${fmtInt(s.drainPerSec)}/s, `
+            + `CPU ${s.serverUsPerJob.toFixed(1)} + ${s.clientUsPerJob.toFixed(1)} µs per job (load ${load()})`));
         out(`## Throughput: ${rounds} interleaved rounds of no-op jobs`);
         out();
         out(`Enqueue: chunks of 10,000 jobs, one statement each. Drain: pgdrain 4 x drain(500), floor 4 loops of batch 500, `
@@ -129,6 +136,11 @@ try {
           out(vs);
           out();
         }
+        out('CPU per job drained: the cluster\'s processes, and this process (every system\'s client runs in it). '
+          + 'On 2 cores the drain is CPU-bound, so the rates follow the sum; it moves less than they do with the load of other guests.');
+        out();
+        out(cpuTable(samples));
+        out();
       }
       if (only.has('cost')) {
         note('  cost: statements per batch');

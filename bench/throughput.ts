@@ -2,7 +2,7 @@
 // no-op jobs, in an order rotated per round, so slow drift in the machine's
 // load hits all of them alike. Ratios to the floor are paired within a round.
 import pg from 'pg';
-import { fmtInt, fmtRatio, fmtSpread, now, spread, table } from './stats.js';
+import { fmtInt, fmtRatio, fmtSpread, median, now, spread, table } from './stats.js';
 import type { System } from './systems/system.js';
 
 export interface Sample {
@@ -11,11 +11,20 @@ export interface Sample {
   system: string;
   enqueuePerSec: number;
   drainPerSec: number;
+  /** CPU the cluster's processes spent per job drained (µs). */
+  serverUsPerJob: number;
+  /** CPU this process (the bench, with every system's client) spent per job drained (µs). */
+  clientUsPerJob: number;
 }
 
-/** Runs `rounds` rounds for each size; calls progress after every sample. */
+/**
+ * Runs `rounds` rounds for each size; calls progress after every sample.
+ * serverCpuMs reads the cluster's CPU time so far (BenchServer.cpuMs): CPU
+ * per job holds still while other guests' load moves the rates.
+ */
 export async function throughputRounds(url: string, systems: readonly System[], sizes: readonly number[],
-                                       rounds: number, progress: (s: Sample) => void): Promise<Sample[]> {
+                                       rounds: number, serverCpuMs: () => number,
+                                       progress: (s: Sample) => void): Promise<Sample[]> {
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
   const samples: Sample[] = [];
@@ -34,12 +43,17 @@ export async function throughputRounds(url: string, systems: readonly System[], 
           // table empty (the floor then sorted its whole table on every claim).
           await admin.query('analyze');
           await admin.query('checkpoint');
+          const server0 = serverCpuMs();
+          const client0 = process.cpuUsage();
           t = now();
           await system.drain(size);
           const drainMs = now() - t;
+          const client = process.cpuUsage(client0);
+          const serverUsPerJob = ((serverCpuMs() - server0) * 1000) / size;
           await system.verify(size);
           const sample = { size, round, system: system.name,
-                           enqueuePerSec: size / (enqueueMs / 1000), drainPerSec: size / (drainMs / 1000) };
+                           enqueuePerSec: size / (enqueueMs / 1000), drainPerSec: size / (drainMs / 1000),
+                           serverUsPerJob, clientUsPerJob: (client.user + client.system) / size };
           samples.push(sample);
           progress(sample);
         }
@@ -77,6 +91,21 @@ export function throughputTable(samples: readonly Sample[], floor = 'floor'): st
   }
   return table(['jobs', 'system', 'enqueue jobs/s (min / median / max)', 'enqueue vs floor',
                 'drain jobs/s (min / median / max)', 'drain vs floor'], rows);
+}
+
+/** CPU per job drained (min / median / max over rounds): the server's, and this process's. */
+export function cpuTable(samples: readonly Sample[]): string {
+  const fmt = (n: number) => n.toFixed(1);
+  const rows: string[][] = [];
+  for (const size of new Set(samples.map((s) => s.size))) {
+    for (const name of new Set(samples.filter((s) => s.size === size).map((s) => s.system))) {
+      const mine = samples.filter((s) => s.size === size && s.system === name);
+      rows.push([fmtInt(size), name, fmtSpread(spread(mine.map((s) => s.serverUsPerJob)), fmt),
+                 fmtSpread(spread(mine.map((s) => s.clientUsPerJob)), fmt),
+                 fmt(median(mine.map((s) => s.serverUsPerJob + s.clientUsPerJob)))]);
+    }
+  }
+  return table(['jobs', 'system', 'server CPU µs per job', 'bench process CPU µs per job', 'both, median'], rows);
 }
 
 /**
