@@ -6,7 +6,7 @@ import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { runHandler } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
-import { outcomeArrays, Settler, type Outcome, type SettleCounts } from './settler.js';
+import { outcomeArrays, pauseUntil, Settler, type Outcome, type SettleCounts } from './settler.js';
 import { timerAt, Timeouts } from './timeouts.js';
 import type { DrainReport, FailedJob, Job, Json, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
@@ -115,7 +115,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   // 48 random bits tell drains apart; a whole UUID would add 24 bytes to the
   // claimed row and to every job's history row.
   const workerId = opts.workerId ?? `drain-${globalThis.crypto.randomUUID().slice(-12)}`;
-  const settler = new Settler(db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS, workerId);
+  // Its final settle pauses between failed tries, never past the limit.
+  const settler = new Settler(db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS, workerId, pauseUntil(limit.signal));
   const running = new Map<string, Running>();
   const failures: FailedJob[] = [];
   let failuresOmitted = 0;

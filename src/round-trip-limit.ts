@@ -39,6 +39,11 @@ export class RoundTripLimit {
     this.on(stops.hardSignal, () => this.moveTo(Date.now() + overrunMs, 'after the drain was told to stop at once'));
   }
 
+  /** Aborts at the limit, with database_unavailable as its reason. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
   /** db, each of whose statements is given up at the limit. */
   bind(db: Queryable): Queryable {
     const signal = this.controller.signal;

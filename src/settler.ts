@@ -47,6 +47,24 @@ export function outcomeArrays(batch: readonly Outcome[]): unknown[] {
 /** How long a settle waits to try again after its call failed. */
 const RETRY_AFTER_ERROR_MS = 1000;
 
+/** Waits ms; answers false when it was cut short (the drain's round trips were given up). */
+export type Pause = (ms: number) => Promise<boolean>;
+
+/** Pauses cut short once `signal` aborts: a drain passes its round-trip limit's (RoundTripLimit.signal). */
+export function pauseUntil(signal?: AbortSignal): Pause {
+  return (ms) => new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const end = (waited: boolean) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', cut);
+      resolve(waited);
+    };
+    const cut = () => end(false);
+    const timer = setTimeout(() => end(true), ms);
+    signal?.addEventListener('abort', cut, { once: true });
+  });
+}
+
 export interface SettleCounts {
   succeeded: number;
   failed: number;
@@ -74,7 +92,8 @@ export class Settler {
   /** close() has begun: it settles what is left itself, so no timer starts. */
   private closing = false;
 
-  constructor(private readonly db: Queryable, private readonly flushIntervalMs: number, private readonly workerId: string) {}
+  constructor(private readonly db: Queryable, private readonly flushIntervalMs: number, private readonly workerId: string,
+              private readonly pause: Pause = pauseUntil()) {}
 
   add(outcome: Outcome): void {
     this.buffer.push(outcome);
@@ -106,7 +125,14 @@ export class Settler {
     this.buffer = batch.concat(this.buffer);
   }
 
-  /** Settles everything buffered; throws the last database error after `attempts` failed calls. */
+  /**
+   * Settles everything buffered; throws the last database error after
+   * `attempts` failed calls. Between two tries it pauses RETRY_AFTER_ERROR_MS,
+   * as the flush path does, so a database that restarts or drops its
+   * connections has time to come back; a pause cut short (the drain's
+   * round-trip limit) ends the tries there. What stays unsettled runs again
+   * once its leases end.
+   */
   async close(attempts = 3): Promise<void> {
     this.closing = true;
     clearTimeout(this.timer);
@@ -115,7 +141,8 @@ export class Settler {
     while (this.inFlight || this.buffer.length > 0) {
       if (!this.inFlight) this.kick();
       await this.inFlight;
-      if (this.lastError !== undefined && ++failures >= attempts) throw this.lastError;
+      if (this.lastError === undefined) continue;
+      if (++failures >= attempts || !await this.pause(RETRY_AFTER_ERROR_MS)) throw this.lastError;
     }
   }
 
