@@ -18,7 +18,15 @@
  * so the default 25 s bounds the CPU a drain can use below the 30 s default
  * too; DRAIN_DEADLINE_SECONDS may go up to 840 (14 min), keeping the last
  * settle statement inside the 15 minutes. A drain never starts a job whose
- * timeout does not fit before its deadline.
+ * timeout does not fit before its deadline: with the default 25 s, publish
+ * the jobs a Worker drains with a timeoutSeconds under 24.5 (the queue's
+ * default is 60), or raise DRAIN_DEADLINE_SECONDS. A cron drain that finds
+ * due jobs but can run none of them logs a warning saying so.
+ *
+ * Connections: a Worker invocation may hold 6 open at once; the pool takes
+ * at most 4, leaving 2 for the handlers' own fetch() calls. A transactional
+ * task holds one while it runs, so a Worker whose tasks include one runs at
+ * most 4 jobs at once.
  *
  * Bindings (wrangler.toml [vars], secrets, [[hyperdrive]]):
  * - DATABASE_URL (secret): the database; used through the Neon WebSocket Pool.
@@ -35,6 +43,7 @@ import * as z from 'zod/mini';
 import { neonHttpDriver } from '../src/db/neon-http.js';
 import { neonDriver } from '../src/db/neon.js';
 import { pgDriver } from '../src/db/pg.js';
+import { hasTransactionalTask } from '../src/define-task.js';
 import { createApp } from '../src/http/app.js';
 import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
 import { parse } from '../src/options.js';
@@ -72,6 +81,8 @@ export interface WorkerHandlers {
 const MAX_DEADLINE_SECONDS = 840;
 /** The default budget: inside the default 30 s CPU limit, whatever the handlers do. */
 const DEFAULT_DEADLINE_SECONDS = 25;
+/** Connections per invocation: Workers allow 6 open at once; 2 stay free for the handlers' own. */
+const POOL_MAX = 4;
 
 // Bindings are strings: numbers are coerced, then checked.
 const envSchema = z.object({
@@ -93,16 +104,16 @@ function openDriver(env: Env, settings: Settings): Driver {
   const kind = settings.DATABASE_DRIVER ?? (env.HYPERDRIVE ? 'hyperdrive' : 'neon');
   if (kind === 'hyperdrive') {
     if (!env.HYPERDRIVE?.connectionString) throw new ValidationError('env.HYPERDRIVE', 'no Hyperdrive binding named HYPERDRIVE');
-    return pgDriver(env.HYPERDRIVE.connectionString, { max: 4 });
+    return pgDriver(env.HYPERDRIVE.connectionString, { max: POOL_MAX });
   }
   const url = settings.DATABASE_URL;
   if (!url) {
     throw new ValidationError('env.DATABASE_URL', 'must be set (wrangler secret put DATABASE_URL), or bind HYPERDRIVE');
   }
   try {
-    if (kind === 'pg') return pgDriver(url, { max: 4 });
+    if (kind === 'pg') return pgDriver(url, { max: POOL_MAX });
     if (kind === 'neon-http') return neonHttpDriver(url, { fetchEndpoint: env.NEON_HTTP_ENDPOINT || undefined });
-    return neonDriver(url, { max: 4, wsProxy: env.NEON_WS_PROXY || undefined });
+    return neonDriver(url, { max: POOL_MAX, wsProxy: env.NEON_WS_PROXY || undefined });
   } catch (error) {
     throw asBindingError(error);
   }
@@ -120,9 +131,19 @@ function asBindingError(error: unknown): unknown {
   return new ValidationError(`env.${bindingOf[error.field]}`, error.message.slice(error.field.length + 2), { cause: error });
 }
 
+/**
+ * A queue for one invocation. A transactional handler holds a pooled
+ * connection while it runs: more of them at once than the pool holds would
+ * wait for one, their timeout running, and be nacked unrun.
+ */
+function openQueue(tasks: TaskMap, env: Env, settings: Settings): Queue {
+  return createQueue({ driver: openDriver(env, settings), tasks,
+                       drain: hasTransactionalTask(tasks) ? { concurrency: POOL_MAX } : {} });
+}
+
 /** The cron side: one drain with the configured batch, deadline and topic. */
 async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, settings: Settings): Promise<DrainReport> {
-  const queue = createQueue({ driver: openDriver(env, settings), tasks });
+  const queue = openQueue(tasks, env, settings);
   const topic = settings.DRAIN_TOPIC;
   try {
     return await queue.drain(settings.DRAIN_BATCH, Date.now() + settings.DRAIN_DEADLINE_SECONDS * 1000, topic ? { topic } : {});
@@ -130,6 +151,19 @@ async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, setting
     // Closing the pool needs no one to wait for it; waitUntil keeps the invocation alive until it is done.
     ctx.waitUntil(queue.close().catch(() => {}));
   }
+}
+
+/**
+ * Due jobs whose timeout is longer than the whole budget never fit a cron
+ * drain: each one claims nothing, for ever. Says so, and how to fix it.
+ */
+function unfitWarning(report: DrainReport, settings: Settings): string | undefined {
+  if (report.claimed > 0 || report.skipped === 0) return undefined;
+  const seconds = settings.DRAIN_DEADLINE_SECONDS;
+  return `pgdrain: this drain claimed nothing: ${report.skipped} due job${report.skipped === 1 ? ' has' : 's have'} a timeout`
+    + ` longer than DRAIN_DEADLINE_SECONDS (${seconds} s, less a 0.5 s settle margin), so no cron drain will run them.`
+    + ` Publish them with a timeoutSeconds under ${seconds - 0.5} (the queue's default timeout is 60 s),`
+    + ` or raise DRAIN_DEADLINE_SECONDS above their timeout (at most ${MAX_DEADLINE_SECONDS}; over 30 s of CPU needs [limits] cpu_ms).`;
 }
 
 /** One JSON line per drain, for Workers Logs. */
@@ -176,7 +210,7 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
     try {
       const settings = parse(envSchema, env, 'env');
       const app = appFor(env, settings);
-      queue = createQueue({ driver: openDriver(env, settings), tasks });
+      queue = openQueue(tasks, env, settings);
       const answer = Promise.resolve(app.fetch(request, { ...env, [QUEUE]: queue }, ctx as never));
       // A caller that disconnects cancels the request's work: under waitUntil
       // a drain still settles what it ran (and gives back the rest) first.
@@ -199,8 +233,11 @@ export function createWorker(tasks: TaskMap): WorkerHandlers {
     fetch: httpServer(tasks),
     async scheduled(controller, env, ctx) {
       try {
-        const report = await runDrain(tasks, env, ctx, parse(envSchema, env, 'env'));
+        const settings = parse(envSchema, env, 'env');
+        const report = await runDrain(tasks, env, ctx, settings);
         console.log(JSON.stringify({ pgdrain: 'drain', cron: controller.cron, ...summary(report) }));
+        const warning = unfitWarning(report, settings);
+        if (warning) console.warn(warning);
       } catch (error) {
         // Thrown again so the invocation shows as failed; the jobs are safe in the database.
         console.error(`pgdrain: cron ${controller.cron} drain failed`, error);

@@ -1,7 +1,8 @@
 // AWS Lambda adapter: one handler for schedules and HTTP.
 //
 //   EventBridge rule / EventBridge Scheduler  → drain(batchSize, now + remaining time − safety margin)
-//   Function URL / API Gateway (v1, v2)       → the hono app of src/http (hono/aws-lambda)
+//   Function URL / API Gateway (v1, v2)       → the hono app of src/http (hono/aws-lambda); behind API
+//                                               Gateway, a drain also ends before the gateway's timeout
 //
 // Settings come from the environment, read at the first invocation:
 //   DATABASE_URL               PostgreSQL URL (required)
@@ -10,8 +11,12 @@
 //   PGDRAIN_BATCH_SIZE         jobs claimed per statement by scheduled drains (default 100)
 //   PGDRAIN_TOPIC              only tasks matching this LIKE pattern ('email.%')
 //   PGDRAIN_SAFETY_MARGIN_MS   time kept back from the function's remaining time (default 1000)
-//   PGDRAIN_POOL_MAX           connections per warm instance (default 2)
+//   PGDRAIN_POOL_MAX           connections per warm instance (default 2); with transactional tasks,
+//                              also how many jobs a drain runs at once (each holds a connection)
 //   PGDRAIN_MAX_BUDGET_SECONDS longest drain an HTTP request may ask for (default 300)
+//   PGDRAIN_API_GATEWAY_TIMEOUT_SECONDS  API Gateway's integration timeout (default 29): a drain
+//                              behind it ends that long after the gateway received the request,
+//                              less the safety margin (Function URLs wait 15 minutes)
 //
 // scripts/build-lambda.mjs bundles this file with your tasks module into one
 // file whose `handler` export is createLambdaHandler(tasks).
@@ -21,6 +26,7 @@ import * as z from 'zod/mini';
 import type { Driver } from '../src/db/driver.js';
 import { ownedClient, poolEnder } from '../src/db/pg-pool.js';
 import { pgDriver } from '../src/db/pg.js';
+import { hasTransactionalTask } from '../src/define-task.js';
 import { drain } from '../src/drain.js';
 import { ValidationError } from '../src/errors.js';
 import { createApp, type AppQueue } from '../src/http/app.js';
@@ -42,7 +48,8 @@ const count = (min: number, max: number) => z.pipe(
 const secret = () => z.optional(z.string().check(z.minLength(16, 'must be at least 16 characters')));
 
 const settingsSchema = z.object({
-  DATABASE_URL: z.string({ error: 'is required: the PostgreSQL URL' }).check(z.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')),
+  DATABASE_URL: z.string({ error: "is required: the PostgreSQL URL (set it in the function's environment)" })
+    .check(z.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')),
   PGDRAIN_TOKEN: secret(),
   PGDRAIN_HMAC_SECRET: secret(),
   PGDRAIN_BATCH_SIZE: z._default(count(1, 10_000), 100),
@@ -50,6 +57,8 @@ const settingsSchema = z.object({
   PGDRAIN_SAFETY_MARGIN_MS: z._default(count(0, 60_000), 1000),
   PGDRAIN_POOL_MAX: z._default(count(1, 100), 2),
   PGDRAIN_MAX_BUDGET_SECONDS: z.optional(count(1, 900)),
+  // REST APIs may have theirs raised past 29 s (a quota request); HTTP APIs stop at 30.
+  PGDRAIN_API_GATEWAY_TIMEOUT_SECONDS: z._default(count(1, 900), 29),
 });
 type Settings = z.output<typeof settingsSchema>;
 
@@ -68,7 +77,14 @@ const scheduleInputSchema = z.strictObject({
 export function createLambdaHandler(tasks: TaskMap, env: Env = process.env) {
   let instance: Instance | undefined;
   return async function handler(event: unknown, context: LambdaContext): Promise<unknown> {
-    instance ??= new Instance(tasks, readSettings(env));
+    try {
+      instance ??= new Instance(tasks, readSettings(env));
+    } catch (error) {
+      // A caller over HTTP did nothing wrong: it gets the setting named, not a bare 502.
+      if (!(error instanceof ValidationError) || !isHttpEvent(event)) throw error;
+      console.error('pgdrain: the function is misconfigured:', error.message);
+      return jsonResult(500, { error: { code: 'not_configured', field: error.field, message: error.message } });
+    }
     instance.driver.beginInvocation();
     if (isHttpEvent(event)) return instance.http(event, context);
     const input = scheduleInput(event);
@@ -93,6 +109,9 @@ class Instance {
     // createQueue's wiring without its migrate(), which would put every migration's SQL in the bundle.
     const db = this.driver;
     const publishOne: AppQueue['publish'] = (task, body, options) => publish(db, task, body, options);
+    // A transactional handler holds a pooled connection while it runs: more of them at once
+    // than the pool holds would wait for one, their timeout running, and be nacked unrun.
+    const concurrency = hasTransactionalTask(tasks) ? { concurrency: settings.PGDRAIN_POOL_MAX } : {};
     this.queue = {
       driver: db,
       publish: publishOne,
@@ -100,7 +119,7 @@ class Instance {
       // A database that stops answering is given up within the safety margin,
       // so the invocation fails with database_unavailable before Lambda times it out.
       drain: (batchSize, deadline, options) => drain({ db, tasks, publish: publishOne }, batchSize, deadline,
-                                                     { overrunMs: settings.PGDRAIN_SAFETY_MARGIN_MS / 2, ...options }),
+                                                     { overrunMs: settings.PGDRAIN_SAFETY_MARGIN_MS / 2, ...concurrency, ...options }),
     };
   }
 
@@ -116,10 +135,11 @@ class Instance {
     return report;
   }
 
-  /** An HTTP event, through the hono app; a drain's deadline is capped by the remaining time. */
+  /** An HTTP event, through the hono app; a drain's deadline is capped by the remaining time and API Gateway's timeout. */
   http(event: unknown, context: LambdaContext): Promise<unknown> {
     if (!this.httpHandler) {
-      const { PGDRAIN_TOKEN: token, PGDRAIN_HMAC_SECRET: hmacSecret, PGDRAIN_SAFETY_MARGIN_MS: margin } = this.settings;
+      const { PGDRAIN_TOKEN: token, PGDRAIN_HMAC_SECRET: hmacSecret, PGDRAIN_SAFETY_MARGIN_MS: margin,
+              PGDRAIN_API_GATEWAY_TIMEOUT_SECONDS: gatewaySeconds } = this.settings;
       if (!token && !hmacSecret) {
         return Promise.resolve(jsonResult(500, { error: { code: 'not_configured', field: 'PGDRAIN_TOKEN',
           message: 'set PGDRAIN_TOKEN or PGDRAIN_HMAC_SECRET on the function to serve HTTP events' } }));
@@ -128,8 +148,9 @@ class Instance {
         queue: this.queue, token, hmacSecret,
         limits: this.settings.PGDRAIN_MAX_BUDGET_SECONDS ? { maxBudgetSeconds: this.settings.PGDRAIN_MAX_BUDGET_SECONDS } : {},
         deadlineCap: (bindings) => {
-          const lambda = (bindings as { lambdaContext?: LambdaContext }).lambdaContext;
-          return lambda ? Date.now() + lambda.getRemainingTimeInMillis() - margin : undefined;
+          const { lambdaContext: lambda, event: request } = bindings as { lambdaContext?: LambdaContext; event?: unknown };
+          const ends = [lambda ? Date.now() + lambda.getRemainingTimeInMillis() : Infinity, gatewayEnd(request, gatewaySeconds)];
+          return Math.min(...ends) - margin;
         },
         onError: (error) => console.error('pgdrain:', error),
       });
@@ -146,6 +167,23 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /** Function URL and API Gateway HTTP API (payload 2.0), API Gateway REST (1.0). */
 function isHttpEvent(event: unknown): boolean {
   return isObject(event) && isObject(event.requestContext) && (event.version === '2.0' || typeof event.httpMethod === 'string');
+}
+
+// A Function URL's domain: https://<url-id>.lambda-url.<region>.on.aws
+const FUNCTION_URL_DOMAIN = /\.lambda-url\.[a-z0-9-]+\.on\.aws$/;
+
+/**
+ * When API Gateway gives up on this request (epoch ms): its integration
+ * timeout after it received the request. Infinity for a Function URL (15
+ * minutes: the function's own timeout is the bound) and for anything that
+ * is not API Gateway (an ALB's requestContext has no apiId).
+ */
+function gatewayEnd(event: unknown, timeoutSeconds: number): number {
+  const context = isObject(event) && isObject(event.requestContext) ? event.requestContext : {};
+  if (typeof context.apiId !== 'string' || FUNCTION_URL_DOMAIN.test(String(context.domainName))) return Infinity;
+  // requestTimeEpoch (REST, payload 1.0) or timeEpoch (HTTP API, 2.0); the gateway's clock, so never after ours.
+  const received = Number(context.requestTimeEpoch ?? context.timeEpoch);
+  return (Number.isFinite(received) ? Math.min(received, Date.now()) : Date.now()) + timeoutSeconds * 1000;
 }
 
 /**

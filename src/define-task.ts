@@ -4,7 +4,8 @@ import { resultJson } from './json-text.js';
 import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
 import { outcomeArrays, type SettleCounts } from './settler.js';
-import type { Handler, JobContext, PublishOptions } from './types.js';
+import { resolveHandler, taskNames } from './tasks.js';
+import type { Handler, JobContext, PublishOptions, TaskMap } from './types.js';
 
 const TRANSACTIONAL = Symbol.for('pgdrain.transactional');
 
@@ -64,6 +65,17 @@ export function defineTask<Body = unknown, Result = unknown>(
 /** Whether a handler was defined with { transactional: true }. */
 export function isTransactional(handler: Handler): boolean {
   return (handler as unknown as Record<symbol, unknown>)[TRANSACTIONAL] === true;
+}
+
+/**
+ * Whether a tasks module serves a transactional task: each one holds a pooled
+ * connection while it runs, so a drain should run no more at once than its pool holds.
+ */
+export function hasTransactionalTask(tasks: TaskMap): boolean {
+  return taskNames(tasks).some((name) => {
+    const handler = resolveHandler(tasks, name);
+    return handler !== undefined && isTransactional(handler);
+  });
 }
 
 /** The delivery was no longer this drain's when its transaction tried to ack. */

@@ -6,7 +6,7 @@
 // HTTP to a stand-in for Neon's HTTP endpoint (test/support/neon-http-server.ts:
 // Neon's own cannot run here).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -29,6 +29,8 @@ const neonHttp = await startNeonHttpServer();
 const outdir = mkdtempSync(join(tmpdir(), 'pgdrain-worker-'));
 let bundle = '';
 let mf: Miniflare;
+/** What the Workers logged (console.log / warn / error), in order. */
+const logs: { level: string; message: string }[] = [];
 
 afterAll(async () => {
   await mf?.dispose();
@@ -37,14 +39,38 @@ afterAll(async () => {
   rmSync(outdir, { recursive: true, force: true });
 });
 
+const toml = readFileSync(join(root, 'wrangler.toml'), 'utf8');
+const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)![1]!;
+/** wrangler.toml's [vars], as a deployed Worker gets them. */
+const tomlVars = Object.fromEntries([.../^\[vars\]\n([^[]*)/m.exec(toml)![1]!.matchAll(/^([A-Z_]+)\s*=\s*"([^"]*)"/gm)]
+  .map((m) => [m[1]!, m[2]!]));
+
+// Your own Worker, as the README says to write one: createWorker(tasks) with a
+// transactional task (it holds a pooled connection for body.s seconds).
+const txDir = join(outdir, 'tx');
+const txOut = join(txDir, 'out');
+const txTasks = `
+import { createWorker } from ${JSON.stringify(join(root, 'functions/cloudflare.ts'))};
+import { defineTask } from ${JSON.stringify(join(root, 'src/define-task.ts'))};
+const hold = defineTask('tx.hold', async (body, ctx) => {
+  await ctx.db.query('select pg_sleep($1)', [body.s]);
+  return { held: body.s };
+}, { transactional: true });
+export default createWorker({ tx: { hold } });
+`;
+
 beforeAll(async () => {
-  await promisify(execFile)(join(root, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--outdir', outdir], {
+  const wrangler = (args: string[]) => promisify(execFile)(join(root, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', ...args], {
     cwd: root,
     env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' },
   });
+  rmSync(txDir, { recursive: true, force: true });
+  await promisify(execFile)('mkdir', ['-p', txDir]);
+  writeFileSync(join(txDir, 'worker.mjs'), txTasks);
+  writeFileSync(join(txDir, 'wrangler.toml'), `name = "pgdrain-tx"\nmain = "worker.mjs"\ncompatibility_date = "${compatibilityDate}"\n`
+    + 'compatibility_flags = ["nodejs_compat"]\n');
+  await Promise.all([wrangler(['--outdir', outdir]), wrangler(['--outdir', txOut, '--config', join(txDir, 'wrangler.toml')])]);
   bundle = join(outdir, 'cloudflare.js');
-  const toml = readFileSync(join(root, 'wrangler.toml'), 'utf8');
-  const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)![1]!;
   // modulesRoot: module names are relative to it, and workerd refuses '..' in them.
   const common = { modules: true, modulesRoot: outdir, scriptPath: bundle, compatibilityDate, compatibilityFlags: ['nodejs_compat'] };
   // Miniflare's Hyperdrive insists on a password; the test cluster trusts local connections and ignores it.
@@ -53,6 +79,10 @@ beforeAll(async () => {
   const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_BATCH: '20', DRAIN_DEADLINE_SECONDS: '100' };
   // One workerd, one Worker per way to reach the database.
   mf = new Miniflare({
+    handleStructuredLogs: (log: { level: string; message: string }) => {
+      logs.push(log);
+      (log.level === 'error' ? console.error : log.level === 'warn' ? console.warn : console.log)(log.message);
+    },
     workers: [
       { ...common, name: 'neon', bindings: { ...vars, DATABASE_URL: db.url, NEON_WS_PROXY: proxy.url } },
       { ...common, name: 'hyperdrive', bindings: vars, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
@@ -61,6 +91,10 @@ beforeAll(async () => {
       { ...common, name: 'unconfigured', bindings: { PGDRAIN_TOKEN: TOKEN } },
       { ...common, name: 'no-token', bindings: { DATABASE_URL: db.url } },
       { ...common, name: 'bad-deadline', bindings: { ...vars, DATABASE_URL: db.url, DRAIN_DEADLINE_SECONDS: '900' } },
+      // As deployed from this repository: wrangler.toml's [vars], nothing more.
+      { ...common, name: 'toml-vars', bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+      { ...common, name: 'transactional', modulesRoot: txOut, scriptPath: join(txOut, 'worker.js'),
+        bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
     ],
   });
   await mf.ready;
@@ -183,6 +217,37 @@ describe('Cloudflare Worker in workerd', () => {
     expect(status).toBe(200);
     expect(body).toMatchObject({ claimed: 0, skipped: 1, stoppedBy: 'deadline' });
     expect(await sql('select count(*)::int as n from jobs.job_queue where attempt = 0')).toEqual([{ n: 1 }]);
+  });
+
+  it("with wrangler.toml's settings, a cron drain that could run none of the due jobs logs why, naming both settings", async () => {
+    // Published with every default: a 60 s timeout, more than DRAIN_DEADLINE_SECONDS (25) can hold.
+    await queue.publish('demo.math.sum', { a: 1, b: 2 });
+    await queue.publish('demo.math.sum', { a: 3, b: 4 }, { timeoutSeconds: 120 });
+    const logged = logs.length;
+    expect(await scheduled('toml-vars')).toMatchObject({ outcome: 'ok' });
+    expect(await sql('select count(*)::int as n from jobs.job_queue where attempt = 0')).toEqual([{ n: 2 }]);
+    const warnings = logs.slice(logged).filter((l) => l.level === 'warn');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.message).toMatch(/claimed nothing: 2 due jobs have a timeout longer than DRAIN_DEADLINE_SECONDS \(25 s/);
+    expect(warnings[0]!.message).toMatch(/timeoutSeconds/); // the fix, either way
+    // A drain that ran something, or found nothing due, warns of nothing.
+    await sql('truncate jobs.job_queue');
+    await queue.publish('demo.math.sum', { a: 1, b: 2 }, { timeoutSeconds: 10 });
+    expect(await scheduled('toml-vars')).toMatchObject({ outcome: 'ok' });
+    expect(await scheduled('toml-vars')).toMatchObject({ outcome: 'ok' });
+    expect(await sql(`select count(*)::int as n from jobs.job where status = 'success'`)).toEqual([{ n: 1 }]);
+    expect(logs.slice(logged).filter((l) => l.level === 'warn')).toHaveLength(1);
+  });
+
+  it('transactional tasks run no more at once than the pool holds: none spends an attempt waiting for a connection', async () => {
+    // wrangler.toml's DRAIN_BATCH (50) claims all 24 at once; the pool holds 4 connections.
+    // Each job holds one for 0.5 s: waiting its turn at 4 a time, the last would start
+    // 2.5 s after its claim, past its 1.5 s timeout, and be nacked without having run.
+    await queue.publishBulk(Array.from({ length: 24 }, () => ({ task: 'tx.hold', body: { s: 0.5 }, timeoutSeconds: 1.5 })));
+    expect(await scheduled('transactional')).toMatchObject({ outcome: 'ok' });
+    expect(await sql(`select status, attempts, count(*)::int as n from jobs.job group by 1, 2`))
+      .toEqual([{ status: 'success', attempts: 1, n: 24 }]);
+    expect(await sql('select count(*)::int as n from jobs.job_queue')).toEqual([{ n: 0 }]);
   });
 
   it('a misconfigured Worker fails loudly, naming the binding, and its jobs stay queued', async () => {

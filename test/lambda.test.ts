@@ -92,6 +92,31 @@ function functionUrl(method: string, path: string, opts: { body?: string; header
   };
 }
 const bearer = { authorization: `Bearer ${TOKEN}` };
+// API Gateway's shapes of the same request: a REST API (payload 1.0) and an HTTP API (payload 2.0).
+// Both carry when the gateway received the request (ms since the epoch).
+function restApi(method: string, path: string, opts: { body?: string; headers?: Record<string, string>; receivedAt?: number } = {}) {
+  const headers = { host: 'a1b2c3d4e5.execute-api.us-east-1.amazonaws.com', 'content-type': 'application/json', ...opts.headers };
+  return {
+    resource: '/{proxy+}', path, httpMethod: method, headers,
+    multiValueHeaders: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])),
+    queryStringParameters: null, multiValueQueryStringParameters: null, pathParameters: { proxy: path.slice(1) }, stageVariables: null,
+    requestContext: {
+      resourceId: 'abc123', resourcePath: '/{proxy+}', httpMethod: method, extendedRequestId: 'c6af9ac6-7b61-11e6-9a41', requestTime: '23/Nov/2026:02:40:00 +0000',
+      path: `/prod${path}`, accountId: '123456789012', protocol: 'HTTP/1.1', stage: 'prod', domainPrefix: 'a1b2c3d4e5',
+      requestTimeEpoch: opts.receivedAt ?? Date.now(), requestId: randomUUID(),
+      identity: { sourceIp: '203.0.113.7', userAgent: 'curl/8.5.0' },
+      domainName: 'a1b2c3d4e5.execute-api.us-east-1.amazonaws.com', apiId: 'a1b2c3d4e5',
+    },
+    body: opts.body ?? null, isBase64Encoded: false,
+  };
+}
+function httpApi(method: string, path: string, opts: { body?: string; headers?: Record<string, string> } = {}) {
+  const event = functionUrl(method, path, opts);
+  event.headers.host = 'a1b2c3d4e5.execute-api.us-east-1.amazonaws.com';
+  Object.assign(event.requestContext, { accountId: '123456789012', apiId: 'a1b2c3d4e5', domainPrefix: 'a1b2c3d4e5',
+                                        domainName: 'a1b2c3d4e5.execute-api.us-east-1.amazonaws.com' });
+  return event;
+}
 
 const leased = async () => (await sql<{ n: number }>('select count(*)::int as n from jobs.job_queue where lease_until is not null'))[0]!.n;
 
@@ -218,7 +243,58 @@ describe('HTTP events (Function URL, payload 2.0)', () => {
   });
 });
 
+describe('HTTP events (API Gateway)', () => {
+  it("a POST /drain's budget stays under API Gateway's 29 s, counted from when the gateway received the request", async () => {
+    const body = JSON.stringify({ budgetSeconds: 300 });
+    // The function has 60 s left, API Gateway 29 s: a job that needs 40 s cannot finish before the gateway gives up.
+    await queue.publish('work.quick', null, { timeoutSeconds: 40 });
+    for (const event of [restApi('POST', '/drain', { body, headers: bearer }), httpApi('POST', '/drain', { body, headers: bearer })]) {
+      const answer = await invoke(event, 60_000);
+      expect(answer.statusCode).toBe(200);
+      expect(JSON.parse(answer.body)).toMatchObject({ claimed: 0, skipped: 1, stoppedBy: 'deadline' });
+    }
+    // A request the gateway received 25 s ago (a cold start, a queue) has under 4 s left.
+    await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+    const late = await invoke(restApi('POST', '/drain', { body, headers: bearer, receivedAt: Date.now() - 25_000 }), 60_000);
+    expect(JSON.parse(late.body)).toMatchObject({ claimed: 0, skipped: 2, stoppedBy: 'deadline' });
+    // A Function URL waits up to 15 minutes: the same request runs both.
+    const answer = await invoke(functionUrl('POST', '/drain', { body, headers: bearer }), 60_000);
+    expect(JSON.parse(answer.body)).toMatchObject({ claimed: 2, succeeded: 2, stoppedBy: 'empty' });
+  });
+});
+
+describe('configuration', () => {
+  it('without DATABASE_URL (unset or empty), HTTP events answer 500 naming it, and scheduled ones fail naming it', async () => {
+    const saved = process.env.DATABASE_URL; // lambda-local leaves each invocation's environment in process.env
+    delete process.env.DATABASE_URL;
+    try {
+      for (const [name, env] of [['unset.mjs', { PGDRAIN_TOKEN: TOKEN }], ['empty.mjs', { ...ENV, DATABASE_URL: '' }]] as const) {
+        const bundle = join(dir, name); // a cold instance of its own
+        copyFileSync(BUNDLE, bundle);
+        const answer = await invoke(functionUrl('POST', '/drain', { body: '{}', headers: bearer }), 10_000, bundle, env);
+        expect(answer).toMatchObject({ statusCode: 500, headers: { 'content-type': 'application/json' } });
+        expect(JSON.parse(answer.body)).toEqual({ error: { code: 'not_configured', field: 'DATABASE_URL',
+          message: 'DATABASE_URL: is required: the PostgreSQL URL (set it in the function\'s environment)' } });
+        await expect(invoke(eventBridge(), 10_000, bundle, env))
+          .rejects.toMatchObject({ errorType: 'ValidationError', errorMessage: expect.stringMatching(/^DATABASE_URL: is required/) });
+        delete process.env.DATABASE_URL;
+      }
+    } finally {
+      if (saved !== undefined) process.env.DATABASE_URL = saved;
+    }
+  });
+});
+
 describe('the connection pool across invocations', () => {
+  it('runs no more transactional tasks at once than PGDRAIN_POOL_MAX: none spends an attempt waiting for a connection', async () => {
+    // PGDRAIN_BATCH_SIZE=8 claims 8 at once; the pool holds 2 connections and each job holds one
+    // for 0.5 s: waiting its turn, the last would start 1.5 s after its claim, at its timeout.
+    await queue.publishBulk(Array.from({ length: 8 }, () => ({ task: 'tx.hold', body: { s: 0.5 }, timeoutSeconds: 1.5 })));
+    expect(await invoke(eventBridge(), 30_000)).toMatchObject({ claimed: 8, succeeded: 8, retried: 0, stale: 0 });
+    expect(await sql(`select status, attempts, count(*)::int as n from jobs.job group by 1, 2`))
+      .toEqual([{ status: 'success', attempts: 1, n: 8 }]);
+  });
+
   const backends = async () => (await sql<{ pid: number }>(
     `select pid from pg_stat_activity where datname = $1 and application_name = 'pgdrain-lambda' order by pid`, [db.name])).map((r) => r.pid);
 
