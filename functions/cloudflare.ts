@@ -43,7 +43,6 @@ import * as z from 'zod/mini';
 import { neonHttpDriver } from '../src/db/neon-http.js';
 import { neonDriver } from '../src/db/neon.js';
 import { pgDriver } from '../src/db/pg.js';
-import { hasTransactionalTask } from '../src/define-task.js';
 import { createApp } from '../src/http/app.js';
 import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
 import { parse } from '../src/options.js';
@@ -132,13 +131,11 @@ function asBindingError(error: unknown): unknown {
 }
 
 /**
- * A queue for one invocation. A transactional handler holds a pooled
- * connection while it runs: more of them at once than the pool holds would
- * wait for one, their timeout running, and be nacked unrun.
+ * A queue for one invocation. Its drains run no more jobs at once than the
+ * pool holds when a task is transactional (Driver.maxConnections).
  */
 function openQueue(tasks: TaskMap, env: Env, settings: Settings): Queue {
-  return createQueue({ driver: openDriver(env, settings), tasks,
-                       drain: hasTransactionalTask(tasks) ? { concurrency: POOL_MAX } : {} });
+  return createQueue({ driver: openDriver(env, settings), tasks });
 }
 
 /** The cron side: one drain with the configured batch, deadline and topic. */

@@ -26,7 +26,6 @@ import * as z from 'zod/mini';
 import type { Driver } from '../src/db/driver.js';
 import { ownedClient, poolEnder } from '../src/db/pg-pool.js';
 import { pgDriver } from '../src/db/pg.js';
-import { hasTransactionalTask } from '../src/define-task.js';
 import { drain } from '../src/drain.js';
 import { ValidationError } from '../src/errors.js';
 import { createApp, type AppQueue } from '../src/http/app.js';
@@ -109,9 +108,6 @@ class Instance {
     // createQueue's wiring without its migrate(), which would put every migration's SQL in the bundle.
     const db = this.driver;
     const publishOne: AppQueue['publish'] = (task, body, options) => publish(db, task, body, options);
-    // A transactional handler holds a pooled connection while it runs: more of them at once
-    // than the pool holds would wait for one, their timeout running, and be nacked unrun.
-    const concurrency = hasTransactionalTask(tasks) ? { concurrency: settings.PGDRAIN_POOL_MAX } : {};
     this.queue = {
       driver: db,
       publish: publishOne,
@@ -119,7 +115,7 @@ class Instance {
       // A database that stops answering is given up within the safety margin,
       // so the invocation fails with database_unavailable before Lambda times it out.
       drain: (batchSize, deadline, options) => drain({ db, tasks, publish: publishOne }, batchSize, deadline,
-                                                     { overrunMs: settings.PGDRAIN_SAFETY_MARGIN_MS / 2, ...concurrency, ...options }),
+                                                     { overrunMs: settings.PGDRAIN_SAFETY_MARGIN_MS / 2, ...options }),
     };
   }
 
@@ -265,6 +261,7 @@ function reconnectingDriver(url: string, max: number): ReconnectingDriver {
     return proving;
   };
   return {
+    maxConnections: max, // drain() runs no more transactional handlers at once
     query: async (text, params, options) => {
       await proved(options?.signal);
       return driver.query(text, params, options);

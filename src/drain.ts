@@ -4,6 +4,7 @@ import { translateError } from './errors.js';
 import { LazySignal } from './job-context.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
+import { hasTransactionalTask } from './define-task.js';
 import { runHandler } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
 import { outcomeArrays, pauseUntil, Settler, type Outcome, type SettleCounts } from './settler.js';
@@ -104,7 +105,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const startedAt = Date.now();
   const args = parse(drainArgsSchema, { batchSize, deadline }, '');
   const opts = parse(drainOptionsSchema, { ...deps.defaults, ...options }, 'options');
-  const concurrency = opts.concurrency ?? args.batchSize;
+  const concurrency = opts.concurrency ?? Math.min(args.batchSize,
+    (hasTransactionalTask(deps.tasks) && (deps.db as Partial<Driver>).maxConnections) || Infinity);
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
   const filter = opts.filter === undefined ? null : jsonParam(opts.filter, 'options.filter');

@@ -88,7 +88,7 @@ export function program(): Command {
     // Over the default 60 s job timeout: a drain claims only jobs that fit its budget.
     .option('--deadline <seconds>', 'time budget from now', seconds(0.1, 86400), 300)
     .option('--topic <pattern>', "only tasks matching this LIKE pattern ('email.%')", checkedBy(topicSchema))
-    .option('--concurrency <n>', 'handlers running at once (default: --batch)', integer(1, 10000))
+    .option('--concurrency <n>', 'handlers running at once (default: --batch; with a transactional task, at most the pool\'s connections)', integer(1, 10000))
     .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', seconds(0, 3600), 10)
     .option('--overrun <seconds>', 'how long past the deadline (or the grace) to wait for a database that stopped answering',
             seconds(0, 3600), DEFAULT_OVERRUN_MS / 1000)

@@ -35,4 +35,11 @@ export interface Driver extends Queryable {
    * work before that query (loading a module) overlaps the two. Optional.
    */
   warm?(): Promise<void>;
+  /**
+   * The most connections it opens at once, when it has a bound. A
+   * transactional handler holds one while it runs, so drain() runs no more
+   * jobs at once than this when any task is transactional (unless told its
+   * concurrency): more would wait for a connection with their timeout running.
+   */
+  readonly maxConnections?: number;
 }

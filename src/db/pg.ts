@@ -99,6 +99,7 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
   const connect = () => share(() => pool.connect());
   const pooled = wrap(pool);
   return {
+    maxConnections: pool.options?.max,
     async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       refuseClosed();
       if (warming) await warming;

@@ -46,6 +46,7 @@ export async function pgliteDriver(source: string | PGliteLike = 'memory://'): P
   };
   const session = wrap(db);
   return {
+    maxConnections: 1, // one session: a transaction holds the database
     async query<R>(text: string, params?: readonly unknown[]) {
       refuseClosed();
       return session.query<R>(text, params);

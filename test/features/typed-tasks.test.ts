@@ -175,7 +175,8 @@ describe('transactional tasks', () => {
     try {
       await q.publish('ledger.add', { n: 1 }, { timeoutSeconds: 30, priority: 1 });
       await q.publish('ledger.add', { n: 2 }, { timeoutSeconds: 0.3, maxRetries: 0 });
-      const drained = q.drain(10, deadline());
+      // Told to run more at once than its pool holds (by default it would not).
+      const drained = q.drain(10, deadline(), { concurrency: 10 });
       await until(async () => started.length > 0, 'the first job to hold the connection');
       await sleep(600); // past the second job's timeout, while it waits for the connection
       open();
@@ -185,6 +186,30 @@ describe('transactional tasks', () => {
       expect(await sql(`select status, error like 'timed out%' as timed_out from jobs.job where body = '{"n": 2}'`))
         .toEqual([{ status: 'failure', timed_out: true }]);
       expect(report).toMatchObject({ claimed: 2, succeeded: 1 });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('runs no more transactional jobs at once than the pool holds, so none waits out its timeout for a connection', async () => {
+    const q = createQueue({ driver: pgDriver(db.url, { max: 2 }) });
+    let running = 0;
+    let most = 0;
+    q.defineTask('ledger.add', async (_: unknown, ctx) => {
+      most = Math.max(most, ++running);
+      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+      await sleep(300);
+      running--;
+    }, { transactional: true });
+    try {
+      // Twelve at once on two connections: the last would wait 1.5 s, past their 1 s timeout.
+      await q.publishBulk(Array.from({ length: 12 }, () => ({ task: 'ledger.add', timeoutSeconds: 1 })));
+      const report = await q.drain(12, deadline());
+      expect(report).toMatchObject({ claimed: 12, succeeded: 12, failed: 0, retried: 0 });
+      expect(most).toBe(2);
+      expect(await sql(`select count(*)::int as n from jobs.job where status = 'success' and attempts = 1`)).toEqual([{ n: 12 }]);
+      // Told its concurrency, a drain runs that many (plain tasks are never capped).
+      expect(await q.drain(1, deadline(), { concurrency: 5 })).toMatchObject({ claimed: 0 });
     } finally {
       await q.close();
     }
