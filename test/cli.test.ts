@@ -84,6 +84,14 @@ describe('pgdrain migrate', () => {
     expect(r.stdout.trim()).toMatch(/^begin;[\s\S]*commit;$/);
     expect(readdirSync(data)).toEqual([]); // no embedded database was opened
   });
+
+  it('--print into a reader that stops early (| head) ends quietly', () => {
+    // `sh -c … | head -1`: head exits after one line, closing the pipe under the CLI's write.
+    const r = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" migrate --print | head -1`],
+                        { encoding: 'utf8', env: { ...process.env, DATABASE_URL: '' } });
+    expect(r.stdout).toBe('begin;\n');
+    expect(r.stderr).toBe('');
+  });
 });
 
 describe('pgdrain publish', () => {

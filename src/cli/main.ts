@@ -224,5 +224,11 @@ process.on('unhandledRejection', (reason) => {
   log(`pgdrain: a promise nobody awaited (in a handler?) failed: ${reason instanceof Error ? reason.message : String(reason)}`);
 });
 
+// A reader that went away (`pgdrain migrate --print | head`) is no error of
+// the command's: the rest of its output is dropped, and it ends as it would have.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+});
+
 process.exitCode = await main(process.argv);
 exitWhenEnded(); // a drain has settled its jobs: do not wait for handlers that ignore their signal
