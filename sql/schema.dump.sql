@@ -1271,6 +1271,9 @@ begin
   perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
   perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
   perform jobs.check_object(publish.attributes, 'attributes');
+  if not isfinite(publish.scheduled_at) then
+    perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish.scheduled_at));
+  end if;
 
   for i in 1..3 loop
     if publish.dedupe_key is not null then
@@ -1343,20 +1346,26 @@ begin
      or exists (select from unnest(publish_arrays.priorities) x where x < -1000000 or x > 1000000)
      or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000)
      -- NaN sorts above every number, so it fails the upper bound.
-     or exists (select from unnest(publish_arrays.delays) x where x < 0 or x > 315360000) then
-    select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay into v_bad
+     or exists (select from unnest(publish_arrays.delays) x where x < 0 or x > 315360000)
+     or exists (select from unnest(publish_arrays.scheduled_at) x where not isfinite(x)) then
+    select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at into v_bad
     from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
-                publish_arrays.delays)
-           with ordinality as j(task, timeout, priority, max_retries, delay, ord)
+                publish_arrays.delays, publish_arrays.scheduled_at)
+           with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
        or j.timeout < 0.001 or j.timeout > 86400
        or j.priority < -1000000 or j.priority > 1000000
        or j.max_retries < 0 or j.max_retries > 1000
        or j.delay < 0 or j.delay > 315360000
+       or not isfinite(j.scheduled_at)
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
       perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
+      if not isfinite(v_bad.scheduled_at) then
+        perform jobs.raise_invalid('PD007', format('jobs[%s].scheduled_at', v_bad.ord),
+          format('must be a finite time, got %s', v_bad.scheduled_at));
+      end if;
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;

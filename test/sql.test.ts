@@ -168,13 +168,17 @@ describe('bad input is rejected with its own SQLSTATE, naming the field, writing
 
   it('an infinite scheduled_at is refused on every path, so no claim ever meets one', async () => {
     // The claim orders by scheduled_at and answers it in epoch seconds, which an infinite time has not.
-    for (const text of [`select jobs.publish('a', null, 'infinity')`, `select jobs.publish('a', null, '-infinity')`,
-                        `select jobs.publish_arrays(array['a'], null, array['infinity'::timestamptz])`,
-                        `select jobs.publish_bulk(array[('a', null, '-infinity', null, null, null)::jobs.bulk_job])`]) {
-      const error = await sqlError(text);
-      expect(error.code, text).toBe('23514');
-      expect(error.constraint, text).toBe('job_queue_scheduled_at_finite');
+    // Publishing names the field (PD007); the table's constraint backs every other path.
+    for (const [text, field] of [[`select jobs.publish('a', null, 'infinity')`, 'scheduled_at'],
+                                 [`select jobs.publish('a', null, '-infinity')`, 'scheduled_at'],
+                                 [`select jobs.publish_arrays(array['a', 'a'], null, array[now(), 'infinity'::timestamptz])`, 'jobs[2].scheduled_at'],
+                                 [`select jobs.publish_bulk(array[('a', null, '-infinity', null, null, null)::jobs.bulk_job])`, 'jobs[1].scheduled_at']]) {
+      const error = await sqlError(text!);
+      expect(error.code, text).toBe('PD007');
+      expect(error.column, text).toBe(field);
+      expect(error.message, text).toMatch(/must be a finite time/);
     }
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
     const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
     await sql(`select * from jobs.consume(1)`);
     const error = await sqlError(`select jobs.settle_arrays(array[$1::bigint], '{1}', '{nack}', null, '{x}', array['infinity'::timestamptz])`, [id]);
