@@ -134,6 +134,10 @@ begin
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;
+  if v_count < cardinality(v_ids) then
+    raise notice 'pgdrain: % of % matching dead letters left in place: an active job holds their dedupe key',
+      cardinality(v_ids) - v_count, cardinality(v_ids);
+  end if;
   return v_count;
 end $$;
 

@@ -1,4 +1,5 @@
 // Issue 7, features 5 and 6: dead letters with redrive, and results/tracking.
+import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type TaskMap } from '../../src/index.js';
 import { testDb } from '../support/db.js';
@@ -72,7 +73,17 @@ describe('dead letters', () => {
     await sql(`select jobs.publish('d', max_retries => 0, dedupe_key => 'k')`);
     await sql(`select jobs.nack(job_id, 'x') from jobs.consume(1)`);
     await sql(`select jobs.publish('d', dedupe_key => 'k')`);
-    expect(await one(`select jobs.redrive() as n`)).toEqual({ n: 0 });
+    // psql shows the notice: why a matching dead letter was not run again.
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    const notices: string[] = [];
+    client.on('notice', (notice) => notices.push(notice.message ?? ''));
+    try {
+      expect((await client.query('select jobs.redrive() as n')).rows).toEqual([{ n: 0 }]);
+    } finally {
+      await client.end();
+    }
+    expect(notices).toEqual(['pgdrain: 1 of 1 matching dead letters left in place: an active job holds their dedupe key']);
     expect(await one(`select count(*)::int as n from jobs.dead_letters`)).toEqual({ n: 1 });
   });
 
