@@ -46,8 +46,9 @@ const jobId = z.string().check(z.refine(isJobId, 'must be a job id (a positive i
 // The years PostgreSQL and node-postgres agree on, and then some: a job has no business before 1970.
 const FIRST_MS = Date.UTC(1970, 0, 1);
 const LAST_MS = Date.UTC(10000, 0, 1) - 1;
-const validDate = z.date().check(z.refine((d) => d.getTime() >= FIRST_MS && d.getTime() <= LAST_MS,
-  'must be a valid Date from 1970 to 9999'));
+// Not z.date(): it turns an invalid Date away as "expected date, received Date".
+const validDate = z.custom<Date>((d) => d instanceof Date, 'must be a Date').check(
+  z.refine((d) => d.getTime() >= FIRST_MS && d.getTime() <= LAST_MS, 'must be a valid Date from 1970 to 9999'));
 /** An ISO 8601 date-time with its time zone (Z or ±hh:mm), as HTTP's runAt and the CLI's --at take it. */
 export const isoDateTimeSchema = z.pipe(z.pipe(
   z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone, such as 2030-01-01T09:00:00Z' }),
@@ -93,10 +94,16 @@ export const redriveFilterSchema = z.strictObject({
   errorLike: z.optional(text(10_000, 'must be a non-empty pattern')),
 });
 
+// Epoch milliseconds since 2001: a smaller number is most likely seconds
+// (Date.now() / 1000 + 60), which would end the drain before it began.
+const FIRST_DEADLINE_MS = Date.UTC(2001, 0, 1);
+const DEADLINE_RULE = 'must be a valid Date or epoch milliseconds (Date.now() + 55_000), not seconds';
+
 export const drainArgsSchema = z.object({
   batchSize: z.number().check(integer, z.minimum(1, 'must be at least 1'), z.maximum(10000, 'must be at most 10000')),
-  deadline: z.pipe(z.union([z.date(), z.number()]), z.transform((d: Date | number) => (d instanceof Date ? d.getTime() : d)))
-    .check(z.refine((ms) => Number.isFinite(ms), 'must be a valid Date or epoch milliseconds')),
+  deadline: z.pipe(z.custom<Date | number>((d) => d instanceof Date || typeof d === 'number', DEADLINE_RULE),
+                   z.transform((d: Date | number) => (d instanceof Date ? d.getTime() : d)))
+    .check(z.refine((ms) => ms >= FIRST_DEADLINE_MS && ms <= LAST_MS, DEADLINE_RULE)),
 });
 
 export const drainOptionsSchema = z.strictObject({

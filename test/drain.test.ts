@@ -221,6 +221,20 @@ describe('bad input at the TypeScript edge', () => {
     expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
   });
 
+  it.each([
+    ['NaN', Number.NaN], ['an invalid Date', new Date('soon')], ['a string', '2030-01-01'],
+    // Seconds, as the CLI's --deadline takes them: read as milliseconds, a date in 1970, so nothing would run.
+    ['epoch seconds', Date.now() / 1000 + 60],
+  ])('a deadline that is %s is refused, naming the rule', async (_what, deadline) => {
+    await expect(queueWith({}).drain(1, deadline as number)).rejects.toMatchObject({
+      field: 'deadline', message: 'deadline: must be a valid Date or epoch milliseconds (Date.now() + 55_000), not seconds' });
+  });
+
+  it('an invalid Date as runAt is named as one', async () => {
+    await expect(queueWith({}).publish('a', null, { runAt: new Date('2030-13-45') })).rejects.toMatchObject({
+      field: 'options.runAt', message: 'options.runAt: must be a valid Date from 1970 to 9999' });
+  });
+
   it('a value the database refuses as data (SQLSTATE class 22) is invalid_argument, not an outage', async () => {
     // Every edge checks what it knows; this is the net under them.
     const error = await sql('select $1::text as t', ['a\u0000b']).then(() => null, translateError);
