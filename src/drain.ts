@@ -181,7 +181,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     const entry: Running = {
       job, startedAt: now, signal,
       finish(outcome) {
-        if (!running.delete(job.id)) return; // already settled (timeout, release)
+        // Already settled (timeout, release): the entry under its id may be a
+        // later attempt's by now, claimed again while this one ran on.
+        if (running.get(job.id) !== entry) return;
+        running.delete(job.id);
         ended++;
         timeouts.clear(end, expire);
         signal.abort(SETTLED);

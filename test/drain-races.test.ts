@@ -169,3 +169,39 @@ describe('drain races', () => {
     expect(await drained).toMatchObject({ claimed: 5, succeeded: 5, stoppedBy: 'empty' });
   });
 });
+
+describe('a job claimed again while its earlier attempt still runs', () => {
+  it("the late return of attempt 1 leaves attempt 2 running, and attempt 2's ack settles the job", async () => {
+    // Retries at once, so the drain's next claim takes the job back while attempt 1 (deaf to its signal) runs on.
+    await sql(`create or replace function jobs.backoff(attempt integer) returns interval language sql as $$ select interval '0' $$`);
+    const [secondStarted, startSecond] = gate();
+    const [firstReturned, returnFirst] = gate();
+    const runs: number[] = [];
+    try {
+      const q = queueWith({
+        flaky: async (_b: unknown, ctx: JobContext) => {
+          runs.push(ctx.job.attempt);
+          if (ctx.job.attempt === 1) {
+            await secondStarted; // long past its 0.3 s timeout: nacked, retried, claimed again
+            returnFirst();
+            return 'late';
+          }
+          startSecond();
+          await firstReturned;
+          await new Promise((resolve) => setTimeout(resolve, 50)); // attempt 1's return has been handled
+          return 'second';
+        },
+      });
+      const id = await q.publish('flaky', null, { timeoutSeconds: 0.3, maxRetries: 1 });
+      const report = await q.drain(5, Date.now() + 60_000);
+      expect(runs).toEqual([1, 2]);
+      expect(report).toMatchObject({ claimed: 2, succeeded: 1, retried: 1, stale: 0 });
+      expect(await sql('select status, result, attempts from jobs.job where job_id = $1', [id]))
+        .toEqual([{ status: 'success', result: 'second', attempts: 2 }]);
+    } finally {
+      await sql(`create or replace function jobs.backoff(attempt integer) returns interval language sql volatile as $$
+        select make_interval(secs => d / 2 + random() * d / 2)
+        from (select least(3600.0, 5.0 * power(2, greatest(backoff.attempt, 1) - 1)) as d) s $$`);
+    }
+  });
+});
