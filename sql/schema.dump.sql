@@ -787,11 +787,15 @@ begin
     v_job := null;
     select * into v_job from jobs.claim(1, 'sql:%', v_left, null, drain_sql.queue);
     if v_job.job_id is null then
-      -- Like drain(): 'deadline' when due work is left because it cannot fit.
+      -- Like drain(): 'deadline' when claimable work is left because it
+      -- cannot fit (not a blocked job, nor any job of a paused queue).
       v_stopped := case when exists (
         select 1 from jobs.job_queue q
         where q.task like 'sql:%' and q.queue = coalesce(drain_sql.queue, 'default') and q.lease_until is null
-          and q.scheduled_at <= pg_catalog.now() and q.timeout > v_left) then 'deadline' else 'empty' end;
+          and q.waiting_deps = 0 and not q.serial_wait
+          and q.scheduled_at <= pg_catalog.now() and q.timeout > v_left)
+        and not exists (select 1 from jobs.queue x where x.name = coalesce(drain_sql.queue, 'default') and x.paused)
+        then 'deadline' else 'empty' end;
       exit;
     end if;
     v_counts := jsonb_set(v_counts, '{claimed}', to_jsonb((v_counts->>'claimed')::integer + 1));

@@ -348,6 +348,18 @@ describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the datab
     expect(await sql(`select count(*)::int as n from jobs.job_queue where attempt = 0`)).toEqual([{ n: 21 - (report.claimed as number) }]);
   });
 
+  it("says 'empty', not 'deadline', when the only long job left is blocked or its queue paused", async () => {
+    // Longer than the budget, but not claimable anyway: waiting on a dependency, or in a paused queue.
+    const { id } = (await sql<{ id: string }>(`select jobs.publish('sql:app.record', '{}', timeout => 600) as id`))[0]!;
+    await sql(`select jobs.publish('sql:app.record', '{}', timeout => 600, depends_on => array[$1::bigint])`, [id]);
+    await sql(`select jobs.create_queue('held'); select jobs.pause_queue('held')`);
+    await sql(`select jobs.publish('sql:app.record', '{}', timeout => 600, queue => 'held')`);
+    await sql(`update jobs.job_queue set scheduled_at = now() + interval '1 hour' where job_id = $1`, [id]);
+    expect(await drainSql(10, 2)).toMatchObject({ claimed: 0, stoppedBy: 'empty' });
+    expect((await sql<{ report: Record<string, unknown> }>(`call jobs.drain_sql(10, 2, 'held')`))[0]!.report)
+      .toMatchObject({ claimed: 0, stoppedBy: 'empty' });
+  });
+
   it('publishes due drain-run ticks first, and checks its arguments', async () => {
     await sql(`select jobs.schedule('sql-tick', '* * * * *', 'sql:app.record', '{"tick":true}', timeout => 5,
                                     now => now() - interval '2 minutes')`);
