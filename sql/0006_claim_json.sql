@@ -6,7 +6,8 @@
 --   {"jobs": {"id": [...], "task": [...], "body": [...], "attempt": [...],
 --             "maxRetries": [...], "timeout": [...], "priority": [...],
 --             "scheduledAt": [...], "createdAt": [...], "attributes": [...]},
---    "count": c, "queue": q, "now": t, "unfit": k, "settled": {...} | null}
+--    "count": c, "queue": q, "now": t, "unfit": k, "settled": {...} | null,
+--    "paused": true when it claimed nothing from a paused queue}
 -- one array per field, element i of each describing job i (in no particular
 -- order: a drain starts all it claims at once), times as epoch seconds;
 -- each job's lease ends at now + timeout. Columns and epoch numbers because
@@ -112,5 +113,8 @@ begin
     end loop;
   end if;
   return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
-                           'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled);
+                           'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled,
+                           -- Why a claim came back empty while due jobs wait: one probe, only then.
+                           'paused', v_count = 0 and exists (select 1 from jobs.queue x
+                                                             where x.name = coalesce(claim_json.queue, 'default') and x.paused));
 end $$;

@@ -521,7 +521,10 @@ begin
     end loop;
   end if;
   return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
-                           'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled);
+                           'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled,
+                           -- Why a claim came back empty while due jobs wait: one probe, only then.
+                           'paused', v_count = 0 and exists (select 1 from jobs.queue x
+                                                             where x.name = coalesce(claim_json.queue, 'default') and x.paused));
 end $$;
 
 --

@@ -59,6 +59,7 @@ interface ClaimResult {
   now: number;
   unfit: number;
   settled: SettleCounts | null;
+  paused: boolean;
 }
 
 const NO_OUTCOMES = [null, null, null, null, null, null, null];
@@ -126,6 +127,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let claimed = 0;
   let batches = 0;
   let skipped = 0;
+  let queuePaused = false;
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
   let stoppedBy: StoppedBy | undefined;
 
@@ -246,6 +248,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const { jobs, count, unfit } = result;
       claimed += count;
       skipped = unfit;
+      queuePaused = result.paused;
       const now = Date.now();
       for (let i = 0; i < count; i++) start(toJob(jobs!, i, result.queue, result.now), claimSentAt, now);
       if (count === 0) {
@@ -286,7 +289,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   }
   if (claimError !== undefined) throw translateError(claimError);
   return {
-    claimed, ...settler.totals, skipped, stoppedBy: stoppedBy ?? 'empty',
+    claimed, ...settler.totals, skipped, queuePaused, stoppedBy: stoppedBy ?? 'empty',
     durationMs: Date.now() - startedAt, batches, failures, failuresOmitted,
   };
 }

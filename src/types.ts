@@ -95,6 +95,15 @@ export interface JobContext {
 
 export type Handler<Body = any, Result = unknown> = (body: Body, ctx: JobContext) => Promise<Result> | Result;
 
+/** A transactional task's context: db is always there. */
+export interface TransactionalJobContext extends JobContext {
+  db: Queryable;
+}
+
+/** A handler defined with { transactional: true }. */
+export type TransactionalHandler<Body = any, Result = unknown> =
+  (body: Body, ctx: TransactionalJobContext) => Promise<Result> | Result;
+
 /**
  * Handlers by task name: nested (`{ math: { sum } }` serves `math.sum`) or
  * flat (`{ 'math.sum': sum }`), as an ES module's exports are.
@@ -130,6 +139,8 @@ export interface DrainReport {
   skipped: number;
   /** Outcomes not applied because the lease had passed to another consumer. */
   stale: number;
+  /** The drain's last claim found its queue paused (jobs.pause_queue): none of its jobs runs until resumed. */
+  queuePaused: boolean;
   stoppedBy: StoppedBy;
   durationMs: number;
   /** Claim statements sent. */

@@ -9,6 +9,7 @@ export function formatReport(r: DrainReport): string {
   if (r.skipped > 0) {
     lines.push(`  ${r.skipped} due job(s) were left alone: their timeout does not fit the remaining deadline`);
   }
+  if (r.queuePaused) lines.push('  the queue is paused: its jobs wait until `pgdrain queue resume` (jobs.resume_queue)');
   if (r.stale > 0) lines.push(`  ${r.stale} outcome(s) arrived after their lease had passed to another drain`);
   for (const f of r.failures.slice(0, 20)) {
     lines.push(`  job ${f.id} ${f.task} attempt ${f.attempt} ${f.willRetry ? 'will retry' : 'failed'}: ${f.error.split('\n')[0]}`);

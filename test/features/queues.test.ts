@@ -52,9 +52,11 @@ describe('named queues', () => {
     await sql(`select jobs.publish('r', queue => 'reports')`);
     expect((await q.drain(10, deadline(), { queue: 'reports' })).claimed).toBe(0);
     // Paused, its jobs are not "skipped for their timeout" (60 s here, past a 10-s budget): the queue hands out nothing.
-    expect(await q.drain(10, Date.now() + 10_000, { queue: 'reports' })).toMatchObject({ claimed: 0, skipped: 0, stoppedBy: 'empty' });
+    // The report says why nothing ran.
+    expect(await q.drain(10, Date.now() + 10_000, { queue: 'reports' }))
+      .toMatchObject({ claimed: 0, skipped: 0, stoppedBy: 'empty', queuePaused: true });
     await q.queues.resume('reports');
-    expect((await q.drain(10, deadline(), { queue: 'reports' })).succeeded).toBe(1);
+    expect(await q.drain(10, deadline(), { queue: 'reports' })).toMatchObject({ succeeded: 1, queuePaused: false });
   });
 });
 
