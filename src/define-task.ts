@@ -5,7 +5,7 @@ import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
 import { outcomeArrays, type SettleCounts } from './settler.js';
 import { resolveHandler, taskNames } from './tasks.js';
-import type { Handler, JobContext, PublishOptions, TaskMap } from './types.js';
+import type { Handler, JobContext, PublishOptions, TaskMap, TransactionalHandler } from './types.js';
 
 const TRANSACTIONAL = Symbol.for('pgdrain.transactional');
 
@@ -40,8 +40,17 @@ export interface Task<Body, Result> {
  * for you and registers the handler with the queue's drains.
  */
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: Handler<Body, Result>, options: TaskOptions & { db?: Queryable } = {},
+  name: string, handler: TransactionalHandler<Body, Result>, options: TaskOptions & { transactional: true; db?: Queryable },
+): Task<Body, Result>;
+export function defineTask<Body = unknown, Result = unknown>(
+  name: string, handler: Handler<Body, Result>, options?: TaskOptions & { db?: Queryable },
+): Task<Body, Result>;
+export function defineTask<Body = unknown, Result = unknown>(
+  name: string, transactionalOrNot: Handler<Body, Result> | TransactionalHandler<Body, Result>,
+  options: TaskOptions & { db?: Queryable } = {},
 ): Task<Body, Result> {
+  // A transactional handler is always called with ctx.db (runTransactional).
+  const handler = transactionalOrNot as Handler<Body, Result>;
   parse(taskSchema, name, 'name');
   if (typeof handler !== 'function') throw new ValidationError('handler', 'must be a function (body, ctx) => result');
   const { db, transactional } = options;

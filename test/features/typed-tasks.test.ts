@@ -49,6 +49,17 @@ describe('defineTask', () => {
       { task: 'doc.summarize', result: { next: expect.any(String) } }, { task: 'doc.embed', result: 4 }]);
   });
 
+  it('types ctx.db as present in a transactional task only (checked by the typecheck), and it is', async () => {
+    const q = queue();
+    q.defineTask('typed.tx', async (_: unknown, ctx) => (await ctx.db.query<{ one: number }>('select 1 as one')).rows[0], { transactional: true });
+    defineTask('typed.tx2', async (_: unknown, ctx) => ctx.db.query('select 1'), { transactional: true });
+    // @ts-expect-error a plain task may have no ctx.db
+    q.defineTask('typed.plain', async (_: unknown, ctx) => ctx.db.query('select 1'));
+    await q.publish('typed.tx');
+    expect(await q.drain(1, deadline())).toMatchObject({ succeeded: 1 });
+    expect(await sql(`select result from jobs.job where task = 'typed.tx'`)).toEqual([{ result: { one: 1 } }]);
+  });
+
   it('a standalone task publishes only when bound; names are checked', () => {
     const t = defineTask('x.y', () => 1);
     expect(() => t.publish(undefined)).toThrow(/not bound to a queue/);
@@ -61,7 +72,7 @@ describe('transactional tasks', () => {
   it('database work, follow-ups and the ack commit together: exactly once', async () => {
     const q = queue();
     q.defineTask('ledger.add', async (b: { amount: number }, ctx) => {
-      await ctx.db!.query('insert into public.ledger values ($1, $2)', [ctx.job.id, b.amount]);
+      await ctx.db.query('insert into public.ledger values ($1, $2)', [ctx.job.id, b.amount]);
       await ctx.publish('ledger.notify', { amount: b.amount });
       return 'booked';
     }, { transactional: true });
@@ -77,7 +88,7 @@ describe('transactional tasks', () => {
     const q = queue();
     let calls = 0;
     q.defineTask('ledger.add', async (_: unknown, ctx) => {
-      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+      await ctx.db.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
       await ctx.publish('ledger.notify');
       if (++calls === 1) throw new Error('card declined');
     }, { transactional: true });
@@ -134,7 +145,7 @@ describe('transactional tasks', () => {
   it('a result that is not JSON rolls back the work and is nacked, as in a plain task', async () => {
     const q = queue();
     q.defineTask('ledger.add', async (_: unknown, ctx) => {
-      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+      await ctx.db.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
       return () => 'not JSON';
     }, { transactional: true });
     await q.publish('ledger.add');
@@ -147,7 +158,7 @@ describe('transactional tasks', () => {
   it('a handler that ignores its timeout and returns late rolls back: the drain already nacked it', async () => {
     const q = queue();
     q.defineTask('ledger.add', async (_: unknown, ctx) => {
-      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+      await ctx.db.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
       // Runs past its timeout (which may have come already, on a loaded machine, while the insert ran).
       if (!ctx.signal.aborted) await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
       return 'late';
@@ -168,7 +179,7 @@ describe('transactional tasks', () => {
     q.defineTask('ledger.add', async (b: { n: number }, ctx) => {
       started.push(`${b.n}`);
       if (b.n === 1) {
-        await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+        await ctx.db.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
         await gate;
       }
     }, { transactional: true });
@@ -197,7 +208,7 @@ describe('transactional tasks', () => {
     let most = 0;
     q.defineTask('ledger.add', async (_: unknown, ctx) => {
       most = Math.max(most, ++running);
-      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+      await ctx.db.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
       await sleep(300);
       running--;
     }, { transactional: true });
@@ -233,7 +244,7 @@ describe('transactional tasks', () => {
     q.defineTask('ledger.add', async (_: unknown, ctx) => {
       entered();
       await gate;
-      await ctx.db!.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
+      await ctx.db.query('insert into public.ledger values ($1, 1)', [ctx.job.id]);
     }, { transactional: true });
     await q.publish('ledger.add', null, { timeoutSeconds: 30 });
     const drained = q.drain(10, deadline());
