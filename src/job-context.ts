@@ -1,3 +1,4 @@
+import { takeSignal, type SignalOption } from './publish.js';
 import type { Job, JobContext, PublishOptions } from './types.js';
 
 // Made once per job on a drain's hot path: classes with prototype accessors,
@@ -27,17 +28,53 @@ export class LazySignal {
   }
 }
 
-type Publish = (task: string, body?: unknown, options?: PublishOptions) => Promise<string>;
+type Publish = (task: string, body?: unknown, options?: PublishOptions & SignalOption) => Promise<string>;
 
-/** The ctx a handler gets. publish is an own bound property, so `const { publish } = ctx` works. */
+/**
+ * The ctx a handler gets. publish is an own bound property, so `const { publish } = ctx` works.
+ *
+ * While the handler runs, its publishes are bound to its job's signal: when
+ * the job times out, is cancelled or is given back, a publish still in
+ * flight is given up and its connection ended, so the follow-up of a job
+ * that will run again cannot land late beside the retry's own. Publishes
+ * the handler left running when it returned (not awaited) stay unbound:
+ * settling the job fires its signal too, and that must not lose them.
+ */
 export class DrainJobContext implements JobContext {
   readonly publish: Publish;
+  private running = true;
 
   constructor(readonly job: Job, private readonly lazy: LazySignal, publish: Publish) {
-    this.publish = publish;
+    this.publish = (task, body, options) =>
+      this.running ? this.boundPublish(publish, task, body, options) : publish(task, body, options);
   }
 
   get signal(): AbortSignal {
     return this.lazy.signal;
+  }
+
+  /** The handler returned or threw. */
+  handlerEnded(): void {
+    this.running = false;
+  }
+
+  /** publish, given up when the job's signal (or the caller's own options.signal) fires while the handler runs. */
+  private async boundPublish(publish: Publish, task: string, body: unknown, options: Parameters<Publish>[2]): Promise<string> {
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      return publish(task, body, options); // publish names what is wrong with it
+    }
+    const bound = new AbortController();
+    const unfollow = [this.lazy.signal, takeSignal(options, 'options').signal].map((signal) => {
+      if (!signal) return () => {};
+      const follow = () => {
+        if (this.running) bound.abort(signal.reason);
+      };
+      if (signal.aborted) follow();
+      signal.addEventListener('abort', follow, { once: true });
+      return () => signal.removeEventListener('abort', follow);
+    });
+    return publish(task, body, { ...options, signal: bound.signal }).finally(() => {
+      for (const f of unfollow) f();
+    });
   }
 }

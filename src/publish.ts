@@ -1,4 +1,5 @@
-import type { Queryable } from './db/driver.js';
+import type { Queryable, QueryResult } from './db/driver.js';
+import { givenUpOn } from './round-trip-limit.js';
 import { translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { bulkPublishOptionsSchema, parse, publishOptionsSchema, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
@@ -6,6 +7,39 @@ import type { BulkJob, PublishOptions } from './types.js';
 
 // Publishing works on any Queryable, so a caller can publish inside its own
 // transaction: pass the pg client (or driver transaction) it is using.
+
+/** What bounds one publish call: when `signal` fires, the call is given up. */
+export interface SignalOption {
+  signal?: AbortSignal;
+}
+
+/** The signal of a call's options, checked; options without it (undefined when there were none). */
+export function takeSignal<O extends SignalOption>(options: O | undefined, field: string):
+  { signal: AbortSignal | undefined; rest: Omit<O, 'signal'> | undefined } {
+  if (typeof options !== 'object' || options === null || !('signal' in options)) return { signal: undefined, rest: options };
+  const { signal, ...rest } = options;
+  if (signal !== undefined && !isAbortSignal(signal)) throw new ValidationError(`${field}.signal`, 'must be an AbortSignal');
+  return { signal, rest };
+}
+
+function isAbortSignal(value: unknown): value is AbortSignal {
+  return typeof value === 'object' && value !== null && typeof (value as AbortSignal).aborted === 'boolean'
+    && typeof (value as AbortSignal).addEventListener === 'function';
+}
+
+/**
+ * Runs the statement; with a signal, given up when it fires: the call
+ * rejects with the signal's reason at once, and the driver (pgDriver) ends
+ * the connection, so the statement cannot be run later. A node-postgres
+ * client or pool of the caller's own (publishing inside its transaction)
+ * takes a third argument for a callback: it gets the statement alone, and
+ * the signal only ends the wait (its connection is the caller's to end).
+ */
+function send<R>(db: Queryable, text: string, params: unknown[], signal: AbortSignal | undefined): Promise<QueryResult<R>> {
+  if (!signal) return db.query<R>(text, params);
+  const ownClient = typeof (db as { connect?: unknown }).connect === 'function';
+  return givenUpOn(ownClient ? { query: (t, p) => db.query(t, p) } : db, signal).query<R>(text, params);
+}
 
 function isEmpty(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
@@ -40,13 +74,16 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
 /**
  * Publishes one job through `db` (a pool, or your transaction's client);
  * returns its id, or the id of the active job holding options.dedupeKey.
+ * With options.signal, the call is given up when it fires (see send()).
  */
-export async function publish(db: Queryable, task: string, body?: unknown, options?: PublishOptions): Promise<string> {
+export async function publish(db: Queryable, task: string, body?: unknown,
+                              options?: PublishOptions & SignalOption): Promise<string> {
+  const { signal, rest } = takeSignal(options, 'options');
   const { queue, dedupeKey, serialKey, dependsOn, attributes, ...core } =
-    parse(publishOptionsSchema, options ?? {}, 'options');
+    parse(publishOptionsSchema, rest ?? {}, 'options');
   const r = row(task, body, core, '');
   try {
-    const { rows } = await db.query<{ id: string }>(
+    const { rows } = await send<{ id: string }>(db,
       `select jobs.publish($1, $2::jsonb,
          coalesce($3::timestamptz, now() + make_interval(secs => $4::float8)),
          $5::numeric, $6::integer, $7::integer,
@@ -55,6 +92,7 @@ export async function publish(db: Queryable, task: string, body?: unknown, optio
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
        attributes === undefined ? null : jsonParam(attributes, 'options.attributes')],
+      signal,
     );
     return rows[0]!.id;
   } catch (error) {
@@ -64,11 +102,18 @@ export async function publish(db: Queryable, task: string, body?: unknown, optio
 
 /**
  * Publishes any number of jobs in one statement, all to one queue (default
- * 'default'); returns their ids in order.
+ * 'default'); returns their ids in order. With options.signal, the call is
+ * given up when it fires (see send()).
  */
-export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue?: string): Promise<string[]> {
+export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue?: string,
+                                  options?: SignalOption): Promise<string[]> {
   if (!Array.isArray(jobs)) throw new ValidationError('jobs', 'must be an array');
   if (queue !== undefined) parse(queueNameSchema, queue, 'queue');
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw new ValidationError('options', 'must be an object');
+  }
+  const { signal, rest } = takeSignal(options, 'options');
+  for (const k in rest) throw new ValidationError('options', `unknown option ${JSON.stringify(k)}`);
   if (jobs.length === 0) return [];
   // Column arrays, one per field, and the bodies as one JSON array (already
   // JSON text: joined, not escaped into an array literal, and parsed once by
@@ -77,7 +122,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   // one document, and its jobs skip the options schema.
   const tasks: string[] = new Array(jobs.length);
   const bodies: string[] = new Array(jobs.length);
-  const options: Partial<Record<OptionColumn, unknown[]>> = {};
+  const columns: Partial<Record<OptionColumn, unknown[]>> = {};
   for (let i = 0; i < jobs.length; i++) {
     const j = jobs[i];
     if (typeof j !== 'object' || j === null) throw new ValidationError(`jobs[${i}]`, 'must be an object');
@@ -94,16 +139,17 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
     if (plain) continue;
     for (const k of OPTION_COLUMNS) {
       if (r[k] === null) continue;
-      (options[k] ??= new Array(jobs.length).fill(null))[i] = r[k];
+      (columns[k] ??= new Array(jobs.length).fill(null))[i] = r[k];
     }
   }
   try {
-    const result = await db.query<{ ids: string }>(
+    const result = await send<{ ids: string }>(db,
       `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb, $3::timestamptz[], $4::float8[],
                                                   $5::numeric[], $6::integer[], $7::integer[], $8), ',') as ids`,
       // Task names are checked words (no quote, backslash or comma): quoted, they
       // make the array literal as they are, with no per-element escaping.
-      [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => options[k] ?? null), queue ?? null],
+      [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => columns[k] ?? null), queue ?? null],
+      signal,
     );
     return result.rows[0]!.ids.split(',');
   } catch (error) {

@@ -6,8 +6,8 @@ import { defineTask, type Task, type TaskOptions } from './define-task.js';
 import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import type { DrainOptions } from './options.js';
-import { publish, publishBulk } from './publish.js';
-import type { BulkJob, DrainReport, Handler, JobOutcome, PublishOptions, RedriveFilter, TaskMap } from './types.js';
+import { publish, publishBulk, type SignalOption } from './publish.js';
+import type { BulkJob, DrainReport, Handler, JobOutcome, PublishOptions, RedriveFilter, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
@@ -25,10 +25,19 @@ export interface Queue {
   readonly driver: Driver;
   /** Applies pending migrations; returns the versions applied. */
   migrate(): Promise<number[]>;
-  /** Publishes one job; returns its id. */
-  publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
-  /** Publishes many jobs in one statement to one named queue (default 'default'); returns their ids in order. */
-  publishBulk(jobs: readonly BulkJob[], queue?: string): Promise<string[]>;
+  /**
+   * Publishes one job; returns its id. options.signal bounds the call: when
+   * it fires, the call rejects with its reason and the statement's
+   * connection is ended, so a statement the server has not received yet
+   * never runs later (one it already ran may have published the job: a
+   * dedupeKey makes publishing again safe).
+   */
+  publish(task: string, body?: unknown, options?: PublishOptions & SignalOption): Promise<string>;
+  /**
+   * Publishes many jobs in one statement to one named queue (default
+   * 'default'); returns their ids in order. options.signal as publish's.
+   */
+  publishBulk(jobs: readonly BulkJob[], queue?: string, options?: SignalOption): Promise<string[]>;
   /**
    * Publishing bound to your own client or transaction: the job exists only
    * if your transaction commits. `queue.using(client).publish(...)`.
@@ -38,6 +47,8 @@ export interface Queue {
    * Defines a typed task, registers its handler with this queue's drains and
    * binds its .publish to this queue. `{ transactional: true }`: see TaskOptions.
    */
+  defineTask<Body = unknown, Result = unknown>(name: string, handler: TransactionalHandler<Body, Result>,
+                                               options: TaskOptions & { transactional: true }): Task<Body, Result>;
   defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result>,
                                                options?: TaskOptions): Task<Body, Result>;
   /** Cancels a job: 'cancelled' (never ran), 'cancelling' (running: aborted best effort), null (not active). */
@@ -88,8 +99,8 @@ export function createQueue(options: QueueOptions): Queue {
   };
 
   const using = (db: Queryable) => ({
-    publish: (task: string, body?: unknown, opts?: PublishOptions) => publish(db, task, body, opts),
-    publishBulk: (jobs: readonly BulkJob[], queue?: string) => publishBulk(db, jobs, queue),
+    publish: (task: string, body?: unknown, opts?: PublishOptions & SignalOption) => publish(db, task, body, opts),
+    publishBulk: (jobs: readonly BulkJob[], queue?: string, opts?: SignalOption) => publishBulk(db, jobs, queue, opts),
   });
   const own = using(driver);
   return {
@@ -99,8 +110,9 @@ export function createQueue(options: QueueOptions): Queue {
     migrate: async () => (await import('./migrate.js')).migrate(driver),
     ...own,
     using,
-    defineTask(name, handler, taskOptions) {
-      const task = defineTask(name, handler, { ...taskOptions, db: driver });
+    defineTask<Body, Result>(name: string, handler: Handler<Body, Result> | TransactionalHandler<Body, Result>,
+                             taskOptions?: TaskOptions) {
+      const task = defineTask(name, handler as Handler<Body, Result>, { ...taskOptions, db: driver });
       registry[name] = task;
       return task;
     },

@@ -11,6 +11,26 @@ export interface Stops {
 }
 
 /**
+ * db, each of whose statements is given up when signal aborts: it rejects at
+ * once with the signal's reason, and the driver gets the signal with the
+ * statement, so that one which honours it (pgDriver) ends that connection
+ * and the statement cannot run later.
+ */
+export function givenUpOn(db: Queryable, signal: AbortSignal): Queryable {
+  return {
+    query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+      if (signal.aborted) return Promise.reject(signal.reason as Error);
+      return new Promise<QueryResult<R>>((resolve, reject) => {
+        const giveUp = () => reject(signal.reason as Error);
+        signal.addEventListener('abort', giveUp, { once: true });
+        db.query<R>(text, params, { signal }).then(resolve, reject)
+          .finally(() => signal.removeEventListener('abort', giveUp));
+      });
+    },
+  };
+}
+
+/**
  * When a drain stops waiting for its database: overrunMs after its deadline,
  * after the grace that follows its signal, or after its hardSignal, whichever
  * comes first. A database that stops answering (a frozen network, a hung
@@ -46,18 +66,7 @@ export class RoundTripLimit {
 
   /** db, each of whose statements is given up at the limit. */
   bind(db: Queryable): Queryable {
-    const signal = this.controller.signal;
-    return {
-      query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-        if (signal.aborted) return Promise.reject(signal.reason as Error);
-        return new Promise<QueryResult<R>>((resolve, reject) => {
-          const giveUp = () => reject(signal.reason as Error);
-          signal.addEventListener('abort', giveUp, { once: true });
-          db.query<R>(text, params, { signal }).then(resolve, reject)
-            .finally(() => signal.removeEventListener('abort', giveUp));
-        });
-      },
-    };
+    return givenUpOn(db, this.controller.signal);
   }
 
   /** The drain has returned: neither its timer nor its listeners may outlive it. */

@@ -27,8 +27,13 @@ export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['
       settler.count(await runTransactional(deps.db, handler, job, ctx));
       return null;
     }
-    const result = resultJson(await handler(job.body, ctx));
-    return { id, attempt, outcome: 'ack', result, ms: Date.now() - began };
+    let value: unknown;
+    try {
+      value = await handler(job.body, ctx);
+    } finally {
+      ctx.handlerEnded(); // what it left publishing is no longer given up with its job (DrainJobContext)
+    }
+    return { id, attempt, outcome: 'ack', result: resultJson(value), ms: Date.now() - began };
   } catch (error) {
     return { id, attempt, outcome: 'nack', error: describe(error) };
   }

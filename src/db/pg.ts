@@ -36,6 +36,23 @@ function wrap(q: { query(text: string, params?: unknown[]): Promise<{ rows: unkn
 }
 
 /**
+ * Resets a client's TCP connection (an RST, where end() sends a FIN). A FIN
+ * waits behind the statement the kernel has not yet delivered, and a frozen
+ * network that comes back within minutes would still carry that statement
+ * to the server, which runs and commits it: a publish given up on would
+ * land after its job ran again. A reset drops it. Not for TLS or WebSocket
+ * streams (end() alone then).
+ */
+function reset(client: PgPoolClient): void {
+  const stream = (client as { connection?: { stream?: { resetAndDestroy?(): unknown } } }).connection?.stream;
+  try {
+    stream?.resetAndDestroy?.();
+  } catch {
+    // not a TCP socket (TLS throws ERR_INVALID_HANDLE_TYPE): end() destroys it
+  }
+}
+
+/**
  * One statement on a client checked out for it, so that when `signal`
  * aborts (the caller gave up on a database that does not answer) that
  * client can be ended rather than left in the pool waiting for a reply that
@@ -43,7 +60,10 @@ function wrap(q: { query(text: string, params?: unknown[]): Promise<{ rows: unkn
  */
 async function abandonable<R>(client: PgPoolClient, text: string, params: readonly unknown[] | undefined,
                               signal: AbortSignal): Promise<QueryResult<R>> {
-  const end = () => void client.end?.().catch(() => {});
+  const end = () => {
+    reset(client);
+    void client.end?.().catch(() => {});
+  };
   signal.addEventListener('abort', end, { once: true });
   client.on?.('error', ignoreError);
   let failed: unknown;

@@ -50,6 +50,8 @@ const COUNTS_SQL = `select task, state, sum(jobs)::float8 as jobs,
 const HEALTH_TIMEOUT_MS = 3000;
 /** How long /stats and /metrics wait for their counts. */
 const COUNTS_TIMEOUT_MS = 10_000;
+/** How long POST /jobs waits for its publish. */
+const PUBLISH_TIMEOUT_MS = 10_000;
 
 /**
  * The HTTP API as a web-standard hono app, servable by any runtime
@@ -131,11 +133,21 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   app.post('/jobs', async (c) => {
     const request = parsePublishRequest(parseJson(await c.req.text()), limits);
     const queue = queueOf(c);
+    // Bounded, and its connection ended when given up on: a silent database
+    // must hold neither the request nor a pool slot until TCP gives up.
+    const signal = AbortSignal.timeout(PUBLISH_TIMEOUT_MS);
     try {
-      if (request.kind === 'one') return c.json({ id: await queue.publish(request.task, request.body, request.options) }, 201);
-      return c.json({ ids: await queue.publishBulk(request.jobs) }, 201);
+      if (request.kind === 'one') {
+        return c.json({ id: await queue.publish(request.task, request.body, { ...request.options, signal }) }, 201);
+      }
+      return c.json({ ids: await queue.publishBulk(request.jobs, undefined, { signal }) }, 201);
     } catch (error) {
-      throw translateError(error);
+      if (!signal.aborted) throw translateError(error);
+      onError?.(error);
+      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${PUBLISH_TIMEOUT_MS / 1000} s; ` +
+        (request.kind === 'one'
+          ? 'the job may have been published (with a dedupeKey, sending it again with the same key gets that job, not a second one)'
+          : 'the jobs may have been published (a bulk publish takes no dedupeKey: check before sending them again)'));
     }
   });
 
