@@ -149,3 +149,17 @@ export function parse<S extends z.ZodMiniType>(schema: S, value: unknown, field:
 }
 
 export { task as taskSchema };
+
+/**
+ * Throws unless db can run statements (a Driver, a pg client or pool, a
+ * transaction): JavaScript callers may pass an un-awaited pgliteDriver(dir)
+ * or the queue itself, which failed later as "db.query is not a function".
+ */
+export function checkQueryable(db: unknown, field: string): void {
+  if (typeof (db as { query?: unknown } | null)?.query === 'function') return;
+  const what = typeof (db as { then?: unknown } | null)?.then === 'function' ? 'a Promise: await it first'
+    : typeof (db as { driver?: { query?: unknown } } | null)?.driver?.query === 'function' ? 'a queue: pass queue.driver'
+    : `got ${db === null ? 'null' : typeof db}`;
+  throw new ValidationError(field, `must be a driver or client with a query() method (pgDriver(url), await pgliteDriver(dir), a pg client): ${what}`);
+}
+

@@ -5,7 +5,7 @@ import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
 import { defineTask, type Task, type TaskOptions } from './define-task.js';
 import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
-import type { DrainOptions } from './options.js';
+import { checkQueryable, type DrainOptions } from './options.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
 import type { BulkJob, DrainReport, Handler, JobOutcome, PublishOptions, RedriveFilter, TaskMap, TransactionalHandler } from './types.js';
 
@@ -86,6 +86,7 @@ export function createQueue(options: QueueOptions): Queue {
     throw new ValidationError('connectionString', 'must be a PostgreSQL URL when no driver is given');
   }
   if (typeof tasks !== 'object' || tasks === null) throw new ValidationError('tasks', 'must be an object of handlers');
+  if (options.driver !== undefined) checkQueryable(options.driver, 'driver');
   const driver = options.driver ?? pgDriver(connectionString!);
   // Defined tasks join a copy, so the caller's object is never written to.
   const registry: TaskMap = { ...tasks };
@@ -98,10 +99,13 @@ export function createQueue(options: QueueOptions): Queue {
     return (events ??= new PgJobEvents(connectionString));
   };
 
-  const using = (db: Queryable) => ({
-    publish: (task: string, body?: unknown, opts?: PublishOptions & SignalOption) => publish(db, task, body, opts),
-    publishBulk: (jobs: readonly BulkJob[], queue?: string, opts?: SignalOption) => publishBulk(db, jobs, queue, opts),
-  });
+  const using = (db: Queryable) => {
+    checkQueryable(db, 'db');
+    return {
+      publish: (task: string, body?: unknown, opts?: PublishOptions & SignalOption) => publish(db, task, body, opts),
+      publishBulk: (jobs: readonly BulkJob[], queue?: string, opts?: SignalOption) => publishBulk(db, jobs, queue, opts),
+    };
+  };
   const own = using(driver);
   return {
     driver,

@@ -4,7 +4,7 @@ import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
-import { parse, publishOptionsSchema, queueNameSchema, taskSchema } from './options.js';
+import { checkQueryable, parse, publishOptionsSchema, queueNameSchema, taskSchema } from './options.js';
 
 // Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each.
 // Cron expressions are checked here with croner before any round trip; the
@@ -122,6 +122,7 @@ const specSchema = z.strictObject({
  * safe to call at every start. Returns the runner that will fire it.
  */
 export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<ScheduleRunner> {
+  checkQueryable(db, 'db');
   const s = parse(specSchema, spec, 'spec');
   const cron = checkCron(s.cron, 'spec.cron');
   const body = jsonParam(s.body, 'spec.body');

@@ -1,6 +1,6 @@
 // drain(batchSize, deadline) over a real PostgreSQL: outcomes, failures, deadlines, signals.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createQueue, PgDrainError, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
+import { createQueue, PgDrainError, schedule, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
 import { translateError } from '../src/errors.js';
 import { emptyDb, testDb } from './support/db.js';
 
@@ -228,6 +228,15 @@ describe('bad input at the TypeScript edge', () => {
   ])('a deadline that is %s is refused, naming the rule', async (_what, deadline) => {
     await expect(queueWith({}).drain(1, deadline as number)).rejects.toMatchObject({
       field: 'deadline', message: 'deadline: must be a valid Date or epoch milliseconds (Date.now() + 55_000), not seconds' });
+  });
+
+  it('a driver that is not one (an un-awaited pgliteDriver, a queue, an empty object) is named at once', async () => {
+    const rule = 'must be a driver or client with a query() method (pgDriver(url), await pgliteDriver(dir), a pg client)';
+    expect(() => createQueue({ driver: Promise.resolve(db.driver) as never }))
+      .toThrow(`driver: ${rule}: a Promise: await it first`);
+    expect(() => queueWith({}).using({} as never)).toThrow(`db: ${rule}: got object`);
+    await expect(schedule(queueWith({}) as never, { name: 'n', cron: '* * * * *', task: 't' }))
+      .rejects.toThrow(`db: ${rule}: a queue: pass queue.driver`);
   });
 
   it('an invalid Date as runAt is named as one', async () => {
