@@ -148,6 +148,38 @@ describe('pgdrain drain', () => {
     expect(await sql('select count(*)::int as n from jobs.job_queue')).toEqual([{ n: 0 }]);
   });
 
+  it('finds tasks defined under another export name, and in a default export (CommonJS too)', async () => {
+    const index = JSON.stringify(resolve('dist/src/index.js'));
+    const defined = join(dir, 'defined.mjs');
+    writeFileSync(defined, `import { defineTask } from ${index};
+export const sendEmail = defineTask('email.send', async (b) => ({ sent: b.to }));
+export const jobs = { report: defineTask('reports.daily', async () => 'daily') };`);
+    const byDefault = join(dir, 'by-default.mjs');
+    writeFileSync(byDefault, `export default { math: { sum: async (b) => b.a + b.b } };`);
+    const commonJs = join(dir, 'common.cjs');
+    writeFileSync(commonJs, `module.exports = { 'util.echo': async (b) => b };`);
+    await sql(`select jobs.publish('email.send', '{"to":"ada"}'), jobs.publish('reports.daily')`);
+    expect(JSON.parse((await cli(['drain', '--tasks', defined, '--json'])).stdout)).toMatchObject({ claimed: 2, succeeded: 2 });
+    await sql(`select jobs.publish('math.sum', '{"a":1,"b":2}')`);
+    expect(JSON.parse((await cli(['drain', '--tasks', byDefault, '--json'])).stdout)).toMatchObject({ claimed: 1, succeeded: 1 });
+    await sql(`select jobs.publish('util.echo', '"hi"')`);
+    expect(JSON.parse((await cli(['drain', '--tasks', commonJs, '--json'])).stdout)).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(await sql(`select task, result from jobs.job order by job_id`)).toEqual([
+      { task: 'email.send', result: { sent: 'ada' } }, { task: 'reports.daily', result: 'daily' },
+      { task: 'math.sum', result: 3 }, { task: 'util.echo', result: 'hi' }]);
+  });
+
+  it('refuses a tasks module that serves no tasks, before claiming a job', async () => {
+    const none = join(dir, 'none.mjs');
+    writeFileSync(none, `export const config = { retries: 3 };`);
+    await sql(`select jobs.publish('math.sum', '{"a":1,"b":2}')`);
+    const r = await cli(['drain', '--tasks', none]);
+    expect(r).toMatchObject({ code: 1, stdout: '' });
+    expect(r.stderr).toBe(`pgdrain: tasks module ${none} serves no tasks (it exports config): `
+      + 'export handler functions, objects of them, or defineTask() results\n');
+    expect(await sql(`select attempt from jobs.job_queue`)).toEqual([{ attempt: 0 }]);
+  });
+
   it('a failing handler still exits 0; the report shows the retry', async () => {
     await sql(`select jobs.publish('util.fail', '{}', null, null, null, 2)`);
     const json = await cli(['drain', '--tasks', TASKS, '--json']);

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PgDrainError } from '../errors.js';
+import { taskNames } from '../tasks.js';
 import type { TaskMap } from '../types.js';
 
 /**
@@ -20,12 +21,20 @@ export async function loadTasks(specifier: string, withinMs = 60_000): Promise<T
     timer = setTimeout(() => reject(new Error(`it had not finished loading after ${withinMs / 1000} s (a top-level await that never settles?)`)),
                        withinMs);
   });
+  let tasks: TaskMap;
   try {
-    return (await Promise.race([import(target), late])) as TaskMap;
+    tasks = (await Promise.race([import(target), late])) as TaskMap;
   } catch (error) {
     const why = error instanceof Error ? error.message : `it threw ${JSON.stringify(error) ?? String(error)}`;
     throw new PgDrainError('tasks_module', `cannot load tasks module ${specifier}: ${why}`, { field: '--tasks', cause: error });
   } finally {
     clearTimeout(timer);
   }
+  // A drain would claim jobs only to fail each as an unknown task, spending its retries.
+  if (taskNames(tasks).length === 0) {
+    const exported = Object.keys(tasks).join(', ') || 'nothing';
+    throw new PgDrainError('tasks_module', `tasks module ${specifier} serves no tasks (it exports ${exported}): `
+      + 'export handler functions, objects of them, or defineTask() results', { field: '--tasks' });
+  }
+  return tasks;
 }

@@ -1,7 +1,7 @@
 // Issue 7, feature 11: typed tasks, handler chains, and transactional tasks
 // whose database work commits with their ack (exactly once).
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createQueue, defineTask, type JobContext } from '../../src/index.js';
+import { createQueue, defineTask, resolveHandler, taskNames, type JobContext, type TaskMap } from '../../src/index.js';
 import type { Driver, Queryable } from '../../src/db/driver.js';
 import { pgDriver } from '../../src/db/pg.js';
 import { testDb } from '../support/db.js';
@@ -58,6 +58,18 @@ describe('defineTask', () => {
     await q.publish('typed.tx');
     expect(await q.drain(1, deadline())).toMatchObject({ succeeded: 1 });
     expect(await sql(`select result from jobs.job where task = 'typed.tx'`)).toEqual([{ result: { one: 1 } }]);
+  });
+
+  it('a module serves defined tasks by their own names, and its default export; instances and cycles are not walked', () => {
+    const cyclic: Record<string, unknown> = { run: async () => 1 };
+    cyclic.self = cyclic;
+    class Pool { clients = [{ pool: this }]; query() { return 1; } }
+    const send = defineTask('email.send', async () => 1);
+    const tasks = { send, cyclic, pool: new Pool(), default: { other: async () => 2 } } as unknown as TaskMap;
+    expect(taskNames(tasks)).toEqual(['cyclic.run', 'email.send', 'other', 'send']);
+    expect(resolveHandler(tasks, 'email.send')).toBe(send);
+    expect(resolveHandler(tasks, 'other')).toBeTypeOf('function');
+    expect(resolveHandler(tasks, 'pool.query')).toBeUndefined();
   });
 
   it('a standalone task publishes only when bound; names are checked', () => {
