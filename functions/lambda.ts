@@ -111,7 +111,7 @@ class Instance {
     this.queue = {
       driver: db,
       publish: publishOne,
-      publishBulk: (jobs) => publishBulk(db, jobs),
+      publishBulk: (jobs, queue, options) => publishBulk(db, jobs, queue, options),
       // A database that stops answering is given up within the safety margin,
       // so the invocation fails with database_unavailable before Lambda times it out.
       drain: (batchSize, deadline, options) => drain({ db, tasks, publish: publishOne }, batchSize, deadline,

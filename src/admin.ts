@@ -2,7 +2,7 @@ import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { jobIdSchema, parse, queueNameSchema, redriveFilterSchema, unstorableText } from './options.js';
-import type { RedriveFilter } from './types.js';
+import type { JobInfo, RedriveFilter } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip).
 
@@ -18,6 +18,33 @@ export async function cancelJob(db: Queryable, jobId: string, reason?: string): 
   const rule = reason === undefined ? null : unstorableText(reason);
   if (rule) throw new ValidationError('reason', rule);
   return callValue(db, 'select jobs.cancel($1::bigint, $2) as r', [jobId, reason ?? null]);
+}
+
+const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
+  attributes, worker_id, scheduled_at, created_at, started_at, ended_at`;
+
+/**
+ * A job by id, in one statement: queued (pending, scheduled, blocked,
+ * running, expired) or ended, archived by jobs.maintain included; null when
+ * there is none (never published, or deleted by retention).
+ */
+export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | null> {
+  parse(jobIdSchema, jobId, 'jobId');
+  const { rows } = await db.query<Record<string, unknown>>(
+    `select ${JOB_COLUMNS} from jobs.all where job_id = $1::bigint
+     union all
+     select ${JOB_COLUMNS.replace('state,', 'status as state,')} from jobs.job_archive where job_id = $1::bigint
+     limit 1`, [jobId]);
+  const r = rows[0];
+  if (!r) return null;
+  const date = (v: unknown) => (v === null ? null : new Date(v as string | Date));
+  return {
+    id: r.id as string, task: r.task as string, state: r.state as JobInfo['state'], body: r.body, result: r.result,
+    error: r.error as string | null, attempts: Number(r.attempts), maxRetries: Number(r.max_retries),
+    priority: Number(r.priority), queue: r.queue as string, attributes: r.attributes as JobInfo['attributes'],
+    workerId: r.worker_id as string | null, runAt: date(r.scheduled_at)!, createdAt: date(r.created_at)!,
+    startedAt: date(r.started_at), endedAt: date(r.ended_at),
+  };
 }
 
 /** Runs dead letters again (jobs.redrive): all of them, or those matching every filter given. Returns how many. */

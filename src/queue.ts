@@ -1,4 +1,4 @@
-import { cancelJob, createNamedQueue, redrive, setQueuePaused } from './admin.js';
+import { cancelJob, createNamedQueue, getJob, redrive, setQueuePaused } from './admin.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
 import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
@@ -7,7 +7,7 @@ import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import { checkQueryable, type DrainOptions } from './options.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
-import type { BulkJob, DrainReport, Handler, JobOutcome, PublishOptions, RedriveFilter, TaskMap, TransactionalHandler } from './types.js';
+import type { BulkJob, DrainReport, Handler, JobInfo, JobOutcome, PublishOptions, RedriveFilter, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
@@ -51,6 +51,8 @@ export interface Queue {
                                                options: TaskOptions & { transactional: true }): Task<Body, Result>;
   defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result>,
                                                options?: TaskOptions): Task<Body, Result>;
+  /** A job as it is now, by id (queued, running or ended); null when there is none. */
+  getJob(jobId: string): Promise<JobInfo | null>;
   /** Cancels a job: 'cancelled' (never ran), 'cancelling' (running: aborted best effort), null (not active). */
   cancel(jobId: string, reason?: string): Promise<'cancelled' | 'cancelling' | null>;
   /** Runs dead letters (failed jobs) again: all, or those matching the filter. Returns how many. */
@@ -120,6 +122,7 @@ export function createQueue(options: QueueOptions): Queue {
       registry[name] = task;
       return task;
     },
+    getJob: (jobId) => getJob(driver, jobId),
     cancel: (jobId, reason) => cancelJob(driver, jobId, reason),
     redrive: (filter) => redrive(driver, filter),
     queues: {

@@ -169,6 +169,30 @@ export interface JobOutcome {
   endedAt: Date;
 }
 
+/** A job as it is now (queue.getJob): queued, running or ended. */
+export interface JobInfo {
+  id: string;
+  task: string;
+  state: 'pending' | 'scheduled' | 'blocked' | 'running' | 'expired' | 'success' | 'failure' | 'cancelled';
+  body: unknown;
+  /** The handler's return value, once it succeeded. */
+  result: unknown;
+  /** The last error: why it failed, or what the attempt before reported. */
+  error: string | null;
+  /** Attempts started so far. */
+  attempts: number;
+  maxRetries: number;
+  priority: number;
+  queue: string;
+  attributes: Record<string, unknown> | null;
+  /** The drain that runs it or ran it last. */
+  workerId: string | null;
+  runAt: Date;
+  createdAt: Date;
+  startedAt: Date | null;
+  endedAt: Date | null;
+}
+
 /** Which dead letters jobs.redrive runs again; all filters given must match. */
 export interface RedriveFilter {
   ids?: readonly string[];

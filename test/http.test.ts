@@ -383,6 +383,20 @@ describe('publish, drain, stats, metrics', () => {
   });
 });
 
+describe('GET /jobs/:id', () => {
+  it('answers a job as it is now; 404 when there is none; 400 for an id that is not one', async () => {
+    const published = await call('POST', '/jobs', { body: { task: 'record', body: { n: 1 }, timeoutSeconds: 5 } });
+    const id = (published.body as { id: string }).id;
+    const pending = await call('GET', `/jobs/${id}`);
+    expect(pending).toMatchObject({ status: 200, body: { job: { id, task: 'record', state: 'pending', body: { n: 1 }, attempts: 0 } } });
+    expect(await call('POST', '/drain', { body: { batchSize: 5, budgetSeconds: 20 } })).toMatchObject({ status: 200 });
+    expect(await call('GET', `/jobs/${id}`)).toMatchObject({ status: 200, body: { job: { id, state: 'success', attempts: 1 } } });
+    expectError(await call('GET', '/jobs/424242'), 404, 'not_found', null);
+    expectError(await call('GET', '/jobs/x1'), 400, 'invalid_argument', 'jobId');
+    expectError(await call('GET', `/jobs/${id}`, { token: null }), 401, 'unauthorized', null);
+  });
+});
+
 describe('pgdrain serve', () => {
   const CLI = resolve('dist/cli.mjs');
   const dir = mkdtempSync(join(tmpdir(), 'pgdrain-serve-'));

@@ -2,7 +2,9 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import type { Queue } from '../queue.js';
-import type { DrainReport } from '../types.js';
+import { getJob } from '../admin.js';
+import { givenUpOn } from '../round-trip-limit.js';
+import type { DrainReport, JobInfo } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { errorResponse, HttpError } from './errors.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
@@ -149,6 +151,22 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
           ? 'the job may have been published (with a dedupeKey, sending it again with the same key gets that job, not a second one)'
           : 'the jobs may have been published (a bulk publish takes no dedupeKey: check before sending them again)'));
     }
+  });
+
+  app.get('/jobs/:id', async (c) => {
+    const id = c.req.param('id');
+    // Bounded as the counts are, its connection ended when given up on.
+    const signal = AbortSignal.timeout(COUNTS_TIMEOUT_MS);
+    let job: JobInfo | null;
+    try {
+      job = await getJob(givenUpOn(queueOf(c).driver, signal), id);
+    } catch (error) {
+      if (!signal.aborted) throw translateError(error);
+      onError?.(error);
+      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${COUNTS_TIMEOUT_MS / 1000} s`);
+    }
+    if (!job) throw new HttpError(404, 'not_found', `no job ${id} (never published, or deleted by retention)`);
+    return c.json({ job });
   });
 
   app.get('/stats', async (c) => {

@@ -140,6 +140,24 @@ describe('results and tracking', () => {
     expect(row.error).toMatch(/first try fails/);
   });
 
+  it('queue.getJob answers a job as it is now: waiting, running, ended, archived; null when there is none', async () => {
+    const q = queueWith({ ok: (b: { n: number }) => ({ twice: b.n * 2 }) });
+    const id = await q.publish('ok', { n: 21 }, { priority: 3, attributes: { tenant: 'a' } });
+    expect(await q.getJob(id)).toMatchObject({ id, task: 'ok', state: 'pending', body: { n: 21 }, result: null, attempts: 0,
+      priority: 3, queue: 'default', attributes: { tenant: 'a' }, runAt: expect.any(Date), startedAt: null, endedAt: null });
+    await sql(`select * from jobs.consume(1)`);
+    expect(await q.getJob(id)).toMatchObject({ state: 'running', attempts: 1, startedAt: expect.any(Date) });
+    await sql(`update jobs.job_queue set lease_until = null, attempt = 0`); // given back, as a release would
+    await q.drain(10, deadline(), { workerId: 'pod-c' });
+    const ended = await q.getJob(id);
+    expect(ended).toMatchObject({ state: 'success', result: { twice: 42 }, attempts: 1, workerId: 'pod-c', endedAt: expect.any(Date) });
+    await sql(`select jobs.maintain(retention => '0 seconds', archive => true)`);
+    expect(await one(`select count(*)::int as n from jobs.job`)).toEqual({ n: 0 });
+    expect(await q.getJob(id)).toEqual(ended); // read from jobs.job_archive
+    expect(await q.getJob('424242')).toBeNull();
+    await expect(q.getJob('nope')).rejects.toMatchObject({ field: 'jobId' });
+  });
+
   it('a drain without workerId records a generated one; the README queries run', async () => {
     const q = queueWith({ t: () => 1, bad: () => { throw new Error('nope'); } });
     await q.publish('t');
