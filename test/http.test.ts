@@ -215,6 +215,11 @@ describe('bad input is 400 naming the field, and writes nothing', () => {
     ['/jobs', '{"task": "a", "delaySeconds": 1e13}', 'delaySeconds'],
     ['/jobs', '{"jobs": [{"task": "a"}, {"task": "b", "delaySeconds": 1e300}]}', 'jobs[1].delaySeconds'],
     ['/jobs', '{"task": "a", "body": {"s": "half \\ud800 pair"}}', 'body'],
+    ['/drain', '{"queue": "two words"}', 'queue'],
+    ['/jobs', '{"task": "a", "queue": ""}', 'queue'],
+    ['/jobs', '{"task": "a", "dependsOn": ["x"]}', 'dependsOn[0]'],
+    ['/jobs', '{"task": "a", "attributes": [1]}', 'attributes'],
+    ['/jobs', '{"jobs": [{"task": "a", "queue": "q"}]}', 'jobs[0].queue'],
   ])('POST %s %s → %s', async (path, raw, field) => {
     const a = await call('POST', path, { raw });
     expectError(a, 400, 'invalid_argument', field);
@@ -380,6 +385,30 @@ describe('publish, drain, stats, metrics', () => {
     expect(() => createApp({ queue })).toThrow(/^token: /);
     expect(() => createApp({ queue, hmacSecret: 'short' })).toThrow(/^hmacSecret: must be a string of at least 16/);
     expect(() => createApp({ queue, token: TOKEN, limits: { maxBatchSize: 0 } })).toThrow(/^limits\.maxBatchSize: /);
+  });
+});
+
+describe('named queues and job options over HTTP', () => {
+  it('POST /jobs takes queue, serialKey, dependsOn and attributes (bulk: one queue for all); POST /drain drains a named queue', async () => {
+    await sql(`select jobs.create_queue('mail')`);
+    try {
+      const first = await call('POST', '/jobs', { body: { task: 'record', queue: 'mail', serialKey: 'k', attributes: { t: 1 }, timeoutSeconds: 5 } });
+      expect(first.status).toBe(201);
+      const id = (first.body as { id: string }).id;
+      const second = await call('POST', '/jobs', { body: { task: 'record', queue: 'mail', dependsOn: [id], timeoutSeconds: 5 } });
+      const bulk = await call('POST', '/jobs', { body: { queue: 'mail', jobs: [{ task: 'record', timeoutSeconds: 5 }] } });
+      expect([second.status, bulk.status]).toEqual([201, 201]);
+      expect(await sql(`select queue, serial_key, attributes, waiting_deps from jobs.job_queue order by job_id`)).toEqual([
+        { queue: 'mail', serial_key: 'k', attributes: { t: 1 }, waiting_deps: 0 },
+        { queue: 'mail', serial_key: null, attributes: null, waiting_deps: 1 },
+        { queue: 'mail', serial_key: null, attributes: null, waiting_deps: 0 }]);
+      // The default queue's drain leaves them; the mail queue's runs them.
+      expect(await call('POST', '/drain', { body: { budgetSeconds: 20 } })).toMatchObject({ status: 200, body: { claimed: 0 } });
+      expect(await call('POST', '/drain', { body: { budgetSeconds: 20, queue: 'mail' } }))
+        .toMatchObject({ status: 200, body: { claimed: 3, succeeded: 3 } });
+    } finally {
+      await sql(`truncate jobs.job_queue, jobs.job, jobs.dependency; delete from jobs.queue where name = 'mail'`);
+    }
   });
 });
 

@@ -122,7 +122,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     const done = metrics.start();
     let report: DrainReport;
     try {
-      report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, signal, graceMs, hardSignal });
+      report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, queue: request.queue, signal, graceMs, hardSignal });
     } catch (error) {
       done(undefined, Date.now() - startedAt);
       throw translateError(error);
@@ -142,7 +142,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
       if (request.kind === 'one') {
         return c.json({ id: await queue.publish(request.task, request.body, { ...request.options, signal }) }, 201);
       }
-      return c.json({ ids: await queue.publishBulk(request.jobs, undefined, { signal }) }, 201);
+      return c.json({ ids: await queue.publishBulk(request.jobs, request.queue, { signal }) }, 201);
     } catch (error) {
       if (!signal.aborted) throw translateError(error);
       onError?.(error);

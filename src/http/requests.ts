@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import { ValidationError } from '../errors.js';
-import { isoDateTimeSchema, publishOptionsSchema, taskSchema, topicSchema } from '../options.js';
+import { isoDateTimeSchema, publishOptionsSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
 import type { BulkJob, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
@@ -74,6 +74,7 @@ export interface DrainRequest {
   batchSize: number;
   budgetSeconds: number;
   topic?: string;
+  queue?: string;
 }
 
 /** Reads batchSize, budgetSeconds and topic from the JSON body, else from the query string. */
@@ -93,6 +94,7 @@ export function parseDrainRequest(body: unknown, query: Record<string, string>, 
       z.maximum(limits.maxBudgetSeconds, `must be at most ${limits.maxBudgetSeconds} seconds (the server's maximum)`)),
       limits.defaultBudgetSeconds),
     topic: z.optional(topicSchema),
+    queue: z.optional(queueNameSchema),
   });
   return check(schema, { ...fromQuery, ...(body as object | undefined) }, '');
 }
@@ -111,15 +113,19 @@ const runAtOrDelay = z.refine<{ runAt?: Date; delaySeconds?: number }>((j) => j.
 });
 const jobSchema = z.strictObject(jobShape).check(runAtOrDelay);
 /**
- * One job may carry a dedupe key: a client that got no answer (or a 503 after
- * its commit) publishes again with the same key and gets the same job.
+ * One job takes every option publish() does. A dedupe key lets a client that
+ * got no answer (or a 503 after its commit) publish again and get the same job.
  */
-const oneJobSchema = z.strictObject({ ...jobShape, dedupeKey: publishOptionsSchema.shape.dedupeKey }).check(runAtOrDelay);
+const oneJobSchema = z.strictObject({
+  ...jobShape, dedupeKey: publishOptionsSchema.shape.dedupeKey, queue: publishOptionsSchema.shape.queue,
+  serialKey: publishOptionsSchema.shape.serialKey, dependsOn: publishOptionsSchema.shape.dependsOn,
+  attributes: publishOptionsSchema.shape.attributes,
+}).check(runAtOrDelay);
 
 /** POST /jobs: one job (`{ task, body, …options }`) or many (`{ jobs: [ … ] }`). */
 export type PublishRequest =
   | { kind: 'one'; task: string; body: unknown; options: PublishOptions }
-  | { kind: 'many'; jobs: BulkJob[] };
+  | { kind: 'many'; jobs: BulkJob[]; queue?: string };
 
 export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishRequest {
   if (!isPlainObject(body)) throw new ValidationError('body', 'must be a JSON object: one job, or { "jobs": [ … ] }');
@@ -127,11 +133,14 @@ export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishR
     const schema = z.strictObject({
       jobs: z.array(jobSchema, { error: 'must be an array of jobs' }).check(z.minLength(1, 'must hold at least one job'),
         z.maxLength(limits.maxJobsPerRequest, `must hold at most ${limits.maxJobsPerRequest} jobs (the server's maximum)`)),
+      queue: z.optional(queueNameSchema), // all of them, as publishBulk takes one
     });
-    return { kind: 'many', jobs: check(schema, body, '').jobs };
+    const { jobs, queue } = check(schema, body, '');
+    return { kind: 'many', jobs, ...(queue === undefined ? {} : { queue }) };
   }
   const { task, body: jobBody, ...options } = check(oneJobSchema, body, '');
-  return { kind: 'one', task, body: jobBody, options };
+  // attributes came from JSON.parse: JSON values all the way down.
+  return { kind: 'one', task, body: jobBody, options: options as PublishOptions };
 }
 
 /** Parses a JSON text; an empty body is undefined. */
