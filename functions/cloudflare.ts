@@ -34,8 +34,9 @@
  * - DATABASE_DRIVER: force "hyperdrive", "neon" (WebSocket Pool), "neon-http" or "pg".
  * - PGDRAIN_TOKEN and/or PGDRAIN_HMAC_SECRET (secrets, 16+ characters): how
  *   HTTP callers authenticate (bearer token, signed request), as for `pgdrain serve`.
- * - DRAIN_BATCH (default 50), DRAIN_DEADLINE_SECONDS (default 25), DRAIN_TOPIC:
- *   the cron drain, and the defaults of POST /drain (batchSize, budgetSeconds).
+ * - DRAIN_BATCH (default 50), DRAIN_DEADLINE_SECONDS (default 25), DRAIN_TOPIC,
+ *   DRAIN_QUEUE (a named queue): the cron drain, and the defaults of POST
+ *   /drain (batchSize, budgetSeconds).
  * - NEON_WS_PROXY / NEON_HTTP_ENDPOINT: a self-hosted WebSocket proxy or HTTP
  *   endpoint in front of a PostgreSQL that is not Neon.
  */
@@ -45,7 +46,7 @@ import { neonDriver } from '../src/db/neon.js';
 import { pgDriver } from '../src/db/pg.js';
 import { createApp } from '../src/http/app.js';
 import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
-import { parse } from '../src/options.js';
+import { parse, queueNameSchema } from '../src/options.js';
 import * as demoTasks from '../examples/tasks.js';
 
 /** The bindings this Worker reads. */
@@ -58,6 +59,7 @@ export interface Env {
   DRAIN_BATCH?: string;
   DRAIN_DEADLINE_SECONDS?: string;
   DRAIN_TOPIC?: string;
+  DRAIN_QUEUE?: string;
   NEON_WS_PROXY?: string;
   NEON_HTTP_ENDPOINT?: string;
 }
@@ -94,6 +96,7 @@ const envSchema = z.object({
     DEFAULT_DEADLINE_SECONDS),
   DRAIN_TOPIC: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'),
     z.maxLength(200, 'must be at most 200 characters'))),
+  DRAIN_QUEUE: z.optional(queueNameSchema),
 });
 
 type Settings = z.output<typeof envSchema>;
@@ -143,7 +146,8 @@ async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, setting
   const queue = openQueue(tasks, env, settings);
   const topic = settings.DRAIN_TOPIC;
   try {
-    return await queue.drain(settings.DRAIN_BATCH, Date.now() + settings.DRAIN_DEADLINE_SECONDS * 1000, topic ? { topic } : {});
+    return await queue.drain(settings.DRAIN_BATCH, Date.now() + settings.DRAIN_DEADLINE_SECONDS * 1000,
+                             { ...(topic ? { topic } : {}), ...(settings.DRAIN_QUEUE ? { queue: settings.DRAIN_QUEUE } : {}) });
   } finally {
     // Closing the pool needs no one to wait for it; waitUntil keeps the invocation alive until it is done.
     ctx.waitUntil(queue.close().catch(() => {}));

@@ -10,6 +10,7 @@
 //   PGDRAIN_HMAC_SECRET        secret for signed HTTP requests (16+ characters)
 //   PGDRAIN_BATCH_SIZE         jobs claimed per statement by scheduled drains (default 100)
 //   PGDRAIN_TOPIC              only tasks matching this LIKE pattern ('email.%')
+//   PGDRAIN_QUEUE              the named queue scheduled drains consume (default 'default')
 //   PGDRAIN_SAFETY_MARGIN_MS   time kept back from the function's remaining time (default 1000)
 //   PGDRAIN_POOL_MAX           connections per warm instance (default 2); with transactional tasks,
 //                              also how many jobs a drain runs at once (each holds a connection)
@@ -29,7 +30,7 @@ import { pgDriver } from '../src/db/pg.js';
 import { drain } from '../src/drain.js';
 import { ValidationError } from '../src/errors.js';
 import { createApp, type AppQueue } from '../src/http/app.js';
-import { parse } from '../src/options.js';
+import { parse, queueNameSchema } from '../src/options.js';
 import { publish, publishBulk } from '../src/publish.js';
 import type { DrainReport, TaskMap } from '../src/types.js';
 
@@ -53,6 +54,7 @@ const settingsSchema = z.object({
   PGDRAIN_HMAC_SECRET: secret(),
   PGDRAIN_BATCH_SIZE: z._default(count(1, 10_000), 100),
   PGDRAIN_TOPIC: z.optional(z.string().check(z.maxLength(200))),
+  PGDRAIN_QUEUE: z.optional(queueNameSchema),
   PGDRAIN_SAFETY_MARGIN_MS: z._default(count(0, 60_000), 1000),
   PGDRAIN_POOL_MAX: z._default(count(1, 100), 2),
   PGDRAIN_MAX_BUDGET_SECONDS: z.optional(count(1, 900)),
@@ -66,6 +68,7 @@ const scheduleInputSchema = z.strictObject({
   batchSize: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'),
     z.maximum(10_000, 'must be at most 10000'))),
   topic: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200))),
+  queue: z.optional(queueNameSchema),
 });
 
 /**
@@ -123,7 +126,8 @@ class Instance {
   async drain(input: z.output<typeof scheduleInputSchema>, context: LambdaContext): Promise<DrainReport> {
     const deadline = Date.now() + context.getRemainingTimeInMillis() - this.settings.PGDRAIN_SAFETY_MARGIN_MS;
     const report = await this.queue.drain(input.batchSize ?? this.settings.PGDRAIN_BATCH_SIZE, deadline,
-                                          { topic: input.topic ?? this.settings.PGDRAIN_TOPIC });
+                                          { topic: input.topic ?? this.settings.PGDRAIN_TOPIC,
+                                            queue: input.queue ?? this.settings.PGDRAIN_QUEUE });
     // A scheduled invocation's result goes nowhere: the log line is what an operator sees.
     const { failures, ...summary } = report;
     console.log(JSON.stringify({ pgdrain: 'drain', requestId: context.awsRequestId, ...summary,

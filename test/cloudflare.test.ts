@@ -91,6 +91,7 @@ beforeAll(async () => {
       { ...common, name: 'unconfigured', bindings: { PGDRAIN_TOKEN: TOKEN } },
       { ...common, name: 'no-token', bindings: { DATABASE_URL: db.url } },
       { ...common, name: 'bad-deadline', bindings: { ...vars, DATABASE_URL: db.url, DRAIN_DEADLINE_SECONDS: '900' } },
+      { ...common, name: 'named-queue', bindings: { ...vars, DRAIN_QUEUE: 'mail' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
       // As deployed from this repository: wrangler.toml's [vars], nothing more.
       { ...common, name: 'toml-vars', bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
       { ...common, name: 'transactional', modulesRoot: txOut, scriptPath: join(txOut, 'worker.js'),
@@ -162,6 +163,19 @@ describe('Cloudflare Worker in workerd', () => {
     expect(proxy.accepted).toBeGreaterThan(acceptedBefore);
     // the pool is closed in ctx.waitUntil, after the handler returned
     await vi.waitFor(() => expect(proxy.open).toBe(0), { timeout: 10_000 });
+  });
+
+  it('scheduled() drains the named queue DRAIN_QUEUE names, and only it', async () => {
+    await sql(`select jobs.create_queue('mail')`);
+    try {
+      await sql(`select jobs.publish('demo.email.send', '{"to": "a@b"}', timeout => 5, queue => 'mail'), jobs.publish('demo.email.send', '{"to": "a@b"}', timeout => 5)`);
+      expect(await scheduled('named-queue')).toMatchObject({ outcome: 'ok' });
+      expect(await sql(`select queue from jobs.job where status = 'success'`)).toEqual([{ queue: 'mail' }]);
+      // The default queue's job waits unclaimed (the mail job's handler may publish follow-ups to it).
+      expect(await sql(`select queue, attempt from jobs.job_queue where task = 'demo.email.send'`)).toEqual([{ queue: 'default', attempt: 0 }]);
+    } finally {
+      await sql(`truncate jobs.job_queue, jobs.job; delete from jobs.queue where name = 'mail'`);
+    }
   });
 
   it('scheduled() drains through Hyperdrive with pg', async () => {

@@ -178,6 +178,18 @@ describe('scheduled drains', () => {
     expect(await invoke({}, 30_000)).toMatchObject({ claimed: 1, succeeded: 1 });
   });
 
+  it("an event's queue names the named queue it drains", async () => {
+    await sql(`select jobs.create_queue('mail')`);
+    try {
+      await queue.publish('work.quick', null, { timeoutSeconds: 5, queue: 'mail' });
+      await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+      expect(await invoke(scheduler({ queue: 'mail' }), 30_000)).toMatchObject({ claimed: 1, succeeded: 1 });
+      expect(await sql('select queue from jobs.job_queue')).toEqual([{ queue: 'default' }]);
+    } finally {
+      await sql(`truncate jobs.job_queue, jobs.job; delete from jobs.queue where name = 'mail'`);
+    }
+  });
+
   it('bad schedule input and unknown events fail the invocation with the field named', async () => {
     // lambda-local reports a failed invocation as Lambda does: { errorType, errorMessage, stackTrace }
     const failure = (message: RegExp) => ({ errorType: 'ValidationError', errorMessage: expect.stringMatching(message) });
