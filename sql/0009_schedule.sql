@@ -92,13 +92,15 @@ declare
   v_next timestamptz;
   v_runner text;
   v_old text;
+  v_old_cron text;
   v_last timestamptz;
   -- pg_cron knows its @ names in lower case only; the other checks take any case.
   v_cron text := case when schedule.cron like '@%' then lower(schedule.cron) else schedule.cron end;
 begin
-  if schedule.name is null or schedule.name !~ '^[A-Za-z0-9_.:-]{1,100}$' then
+  -- 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:'.
+  if schedule.name is null or schedule.name !~ '^[A-Za-z0-9_.:-]{1,46}$' then
     perform jobs.raise_invalid('PDC02', 'name', format(
-      'must be 1 to 100 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
+      'must be 1 to 46 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
   end if;
   v_next := jobs.cron_next(v_cron, v_now);
   perform jobs.check_task(schedule.task);
@@ -117,8 +119,18 @@ begin
 
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.last_run_at into v_old, v_last from jobs.recurring r where r.name = schedule.name for update;
-  if v_last > v_now then
+  select r.runner, r.cron, r.last_run_at into v_old, v_old_cron, v_last
+  from jobs.recurring r where r.name = schedule.name for update;
+  if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron) then
+    -- A tick due and not yet published by a drain is published now, not
+    -- dropped with the old runner or expression (this row is ours: not skipped).
+    perform jobs.publish_due_schedules(v_now);
+  elsif v_old = 'pg_cron' and v_runner = 'drains' then
+    -- From the tick of this minute, unless pg_cron ran it (or a later one)
+    -- already: pg_cron may not have reached it yet, and run_schedule will
+    -- leave it to the drains once this commits.
+    v_next := jobs.cron_next(v_cron, greatest(v_last, date_trunc('minute', v_now) - interval '1 microsecond'));
+  elsif v_last > v_now then
     v_next := jobs.cron_next(v_cron, v_last);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,

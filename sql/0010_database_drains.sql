@@ -175,8 +175,9 @@ begin
     perform jobs.raise_invalid('PDC03', 'url', format('must be an http:// or https:// URL, got %s',
       coalesce(left(quote_literal(schedule_http_drain.url), 80), 'null')));
   end if;
-  if schedule_http_drain.name is null or schedule_http_drain.name !~ '^[A-Za-z0-9_.:-]{1,100}$' then
-    perform jobs.raise_invalid('PDC02', 'name', 'must be 1 to 100 letters, digits, _ . : or -');
+  -- 50: pg_cron's job names hold 63 bytes, 13 of them 'pgdrain:http:'.
+  if schedule_http_drain.name is null or schedule_http_drain.name !~ '^[A-Za-z0-9_.:-]{1,50}$' then
+    perform jobs.raise_invalid('PDC02', 'name', 'must be 1 to 50 letters, digits, _ . : or -');
   end if;
   if schedule_http_drain.body is null or jsonb_typeof(schedule_http_drain.body) <> 'object' then
     perform jobs.raise_invalid('PDC03', 'body', 'must be a JSON object');

@@ -104,7 +104,8 @@ function croner(text: string): Cron {
   return new Cron(lower, { mode: '5-part', timezone: 'UTC', domAndDow: dom.startsWith('*') || dow.startsWith('*') });
 }
 
-const nameSchema = z.string().check(z.regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'must be 1 to 100 letters, digits, _ . : or -'));
+// 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:'.
+const nameSchema = z.string().check(z.regex(/^[A-Za-z0-9_.:-]{1,46}$/, 'must be 1 to 46 letters, digits, _ . : or -'));
 const specSchema = z.strictObject({
   name: nameSchema,
   cron: z.string(),

@@ -123,6 +123,35 @@ describe('pg_cron', () => {
     expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'sw.tick'`)).toEqual([{ n: 1 }]);
   });
 
+  it('a change of runner never drops a due tick: drains → pg_cron publishes the one no drain did, pg_cron → drains the one pg_cron had not reached', async () => {
+    await sql('truncate jobs.job_queue');
+    // Drains ran it; the 12:00 tick is due, but no drain has claimed since. A deploy hands it to pg_cron.
+    await sql(`select jobs.schedule('to-cron', '*/5 * * * *', 'to.cron', runner => 'drains', now => '2030-01-01 11:56Z')`);
+    await sql(`select jobs.schedule('to-cron', '*/5 * * * *', 'to.cron', runner => 'pg_cron', now => '2030-01-01 12:00:30Z')`);
+    // pg_cron ran it until 11:55; it has not reached 12:00 when the schedule goes to the drains.
+    await sql(`select jobs.schedule('to-drains', '*/5 * * * *', 'to.drains', runner => 'pg_cron', now => '2030-01-01 11:50Z')`);
+    await sql(`select jobs.run_schedule('to-drains', now => '2030-01-01 11:55:00.01Z')`);
+    await sql(`select jobs.schedule('to-drains', '*/5 * * * *', 'to.drains', runner => 'drains', now => '2030-01-01 12:00:00.5Z')`);
+    const late = await sql(`select jobs.run_schedule('to-drains', now => '2030-01-01 12:00:01Z') as id`); // pg_cron, late
+    await sql(`select jobs.publish_due_schedules('2030-01-01 12:00:02Z')`);
+    await sql(`select jobs.unschedule('to-cron'), jobs.unschedule('to-drains')`);
+    expect(late).toEqual([{ id: null }]);
+    expect(await sql(`select task, scheduled_at from jobs.job_queue order by task, scheduled_at`)).toEqual([
+      { task: 'to.cron', scheduled_at: new Date('2030-01-01T12:00:00Z') },
+      { task: 'to.drains', scheduled_at: new Date('2030-01-01T11:55:00.01Z') },
+      { task: 'to.drains', scheduled_at: new Date('2030-01-01T12:00:00Z') }]);
+  });
+
+  it('a schedule name pg_cron cannot hold is refused, so two never share one pg_cron job', async () => {
+    const name = 'a'.repeat(47);
+    await expect(sql(`select jobs.schedule($1, '@hourly', 'a.b')`, [name])).rejects
+      .toMatchObject({ code: 'PDC02', column: 'name', message: expect.stringMatching(/^name: must be 1 to 46 letters/) });
+    await sql(`select jobs.schedule($1, '@hourly', 'a.b')`, ['b'.repeat(46)]);
+    expect(await cronJob(`pgdrain:schedule:${'b'.repeat(46)}`)).toHaveLength(1);
+    expect(await sql(`select jobs.unschedule($1) as r`, ['b'.repeat(46)])).toEqual([{ r: true }]);
+    expect(await cronJob(`pgdrain:schedule:${'b'.repeat(46)}`)).toHaveLength(0);
+  });
+
   it('two first schedule() calls for one name, pg_cron then drains, leave no pg_cron job behind', async () => {
     const first = await pool.connect();
     try {

@@ -129,6 +129,18 @@ describe('schedules run by drains (no pg_cron in this database)', () => {
     expect(await sql(`select next_run_at from jobs.schedules`)).toEqual([{ next_run_at: new Date(minute(60)) }]);
   });
 
+  it('schedule() again with the expression changed (even only respelled) publishes the tick that was due first', async () => {
+    await sql('truncate jobs.job_queue');
+    // 2030-01-07 is a Monday.
+    await sql(`select jobs.schedule('wk', '0 9 * * mon-fri', 'wk.run', runner => 'drains', now => '2030-01-07 08:50Z')`);
+    await sql(`select jobs.schedule('wk', '0 9 * * MON-FRI', 'wk.run', runner => 'drains', now => '2030-01-07 09:00:30Z')`);
+    const next = await sql(`select next_run_at from jobs.recurring where name = 'wk'`);
+    await sql(`select jobs.unschedule('wk')`);
+    expect(await sql(`select scheduled_at from jobs.job_queue where task = 'wk.run'`))
+      .toEqual([{ scheduled_at: new Date('2030-01-07T09:00:00Z') }]);
+    expect(next).toEqual([{ next_run_at: new Date('2030-01-08T09:00:00Z') }]);
+  });
+
   it('a claim publishes each due tick once, at its tick time; missed ticks become one job', async () => {
     await sql(`select jobs.schedule('m', '* * * * *', 'clock.tick', '{"k":1}', timeout => 9, priority => 4, max_retries => 1, now => $1)`, [T0]);
     await claim(minute(0));
