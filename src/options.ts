@@ -151,6 +151,20 @@ export function parse<S extends z.ZodMiniType>(schema: S, value: unknown, field:
 export { task as taskSchema };
 
 /**
+ * Throws unless driver is a Driver: a pg pool or client has query() but
+ * neither transaction() nor close(), and takes the drain's per-statement
+ * options for a callback.
+ */
+export function checkDriver(driver: unknown): void {
+  checkQueryable(driver, 'driver');
+  const d = driver as { transaction?: unknown; close?: unknown };
+  if (typeof d.transaction !== 'function' || typeof d.close !== 'function') {
+    throw new ValidationError('driver', 'must be a pgdrain driver (with transaction() and close()): '
+      + 'wrap a pg pool or client as pgDriver(pool), or pass connectionString');
+  }
+}
+
+/**
  * Throws unless db can run statements (a Driver, a pg client or pool, a
  * transaction): JavaScript callers may pass an un-awaited pgliteDriver(dir)
  * or the queue itself, which failed later as "db.query is not a function".

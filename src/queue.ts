@@ -5,7 +5,7 @@ import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
 import { defineTask, type Task, type TaskOptions } from './define-task.js';
 import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
-import { checkQueryable, type DrainOptions } from './options.js';
+import { checkDriver, checkQueryable, type DrainOptions } from './options.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
 import type { BulkJob, DrainReport, Handler, JobInfo, JobOutcome, PublishOptions, RedriveFilter, TaskMap, TransactionalHandler } from './types.js';
 
@@ -88,7 +88,7 @@ export function createQueue(options: QueueOptions): Queue {
     throw new ValidationError('connectionString', 'must be a PostgreSQL URL when no driver is given');
   }
   if (typeof tasks !== 'object' || tasks === null) throw new ValidationError('tasks', 'must be an object of handlers');
-  if (options.driver !== undefined) checkQueryable(options.driver, 'driver');
+  if (options.driver !== undefined) checkDriver(options.driver);
   const driver = options.driver ?? pgDriver(connectionString!);
   // Defined tasks join a copy, so the caller's object is never written to.
   const registry: TaskMap = { ...tasks };

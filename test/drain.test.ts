@@ -1,4 +1,5 @@
 // drain(batchSize, deadline) over a real PostgreSQL: outcomes, failures, deadlines, signals.
+import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, PgDrainError, schedule, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
 import { translateError } from '../src/errors.js';
@@ -235,6 +236,11 @@ describe('bad input at the TypeScript edge', () => {
     expect(() => createQueue({ driver: Promise.resolve(db.driver) as never }))
       .toThrow(`driver: ${rule}: a Promise: await it first`);
     expect(() => queueWith({}).using({} as never)).toThrow(`db: ${rule}: got object`);
+    // A pg pool runs statements, but is no driver: it would fail inside the first drain, or at close().
+    const pool = new pg.Pool({ connectionString: db.url });
+    expect(() => createQueue({ driver: pool as never })).toThrow('driver: must be a pgdrain driver (with transaction() and close()): '
+      + 'wrap a pg pool or client as pgDriver(pool), or pass connectionString');
+    await pool.end();
     await expect(schedule(queueWith({}) as never, { name: 'n', cron: '* * * * *', task: 't' }))
       .rejects.toThrow(`db: ${rule}: a queue: pass queue.driver`);
   });
