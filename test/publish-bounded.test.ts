@@ -4,7 +4,7 @@
 // each ends the connection it gave up on, so the statement never runs later
 // and the pool slot is free again.
 import { serve, type ServerType } from '@hono/node-server';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, inject, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { createApp } from '../src/http/index.js';
 import { createQueue, type JobContext } from '../src/index.js';
@@ -26,10 +26,11 @@ async function proxied(): Promise<TcpProxy> {
   return tcpProxy(target.hostname, Number(target.port));
 }
 
-/** The test database through the proxy, its sessions named `app` in pg_stat_activity. */
-function through(proxy: TcpProxy, app: string): string {
+/** The test database through the proxy, its sessions named `app` in pg_stat_activity; over TLS when asked. */
+function through(proxy: TcpProxy, app: string, tls = false): string {
   const url = new URL(withAppName(db.url, app));
   url.port = String(proxy.port);
+  if (tls) url.searchParams.set('sslmode', 'no-verify'); // the test cluster's certificate is self-signed
   return url.href;
 }
 
@@ -37,12 +38,16 @@ function through(proxy: TcpProxy, app: string): string {
 const sessions = async (app: string) =>
   (await sql<{ n: number }>('select count(*)::int as n from pg_stat_activity where application_name = $1', [app]))[0]!.n;
 
-it("a handler's publish through a frozen connection is given up at its job's timeout and its connection ended; the retry's is the only follow-up", async () => {
+// Over TLS too, as cloud databases are reached: there the TCP socket under the TLS stream is what is reset.
+it.each(['tcp', 'tls'])("a handler's publish through a frozen connection (%s) is given up at its job's timeout and its connection ended; the retry's is the only follow-up", async (transport) => {
+  const tls = transport === 'tls';
+  if (tls) expect(inject('serverTls'), 'the test cluster takes TLS (it needs openssl to make its certificate)').toBe(true);
+  await sql(`truncate jobs.job_queue, jobs.job`);
   const proxy = await proxied();
   const given: string[] = [];
   // One connection: a publish that kept it past its job's timeout would leave the drain none to settle with.
   const queue = createQueue({
-    driver: pgDriver(through(proxy, 'bounded-handler'), { max: 1 }),
+    driver: pgDriver(through(proxy, `bounded-handler-${transport}`, tls), { max: 1 }),
     tasks: {
       parent: async (_body: unknown, ctx: JobContext) => {
         // The first attempt's network freezes under its publish: no reply, no error, ever.
@@ -63,7 +68,9 @@ it("a handler's publish through a frozen connection is given up at its job's tim
     expect(await drainParents()).toMatchObject({ claimed: 3, retried: 3, succeeded: 0, stoppedBy: 'empty' });
     expect(given.sort()).toEqual(ids.map((id) => `${id}: timed out after 1 s`).sort());
     // Ended on the server too (the pool's one live connection aside): what they carried can never run.
-    await until(async () => (await sessions('bounded-handler')) <= 1, 'the given-up sessions to end', 10_000);
+    await until(async () => (await sessions(`bounded-handler-${transport}`)) <= 1, 'the given-up sessions to end', 10_000);
+    if (tls) expect(await sql(`select bool_and(ssl) as tls from pg_stat_ssl join pg_stat_activity using (pid)
+                               where application_name = $1`, [`bounded-handler-${transport}`])).toEqual([{ tls: true }]);
 
     // New connections get through; each retry runs once its backoff has passed.
     for (let round = 0; round < 5; round++) {

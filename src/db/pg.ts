@@ -40,15 +40,20 @@ function wrap(q: { query(text: string, params?: unknown[]): Promise<{ rows: unkn
  * waits behind the statement the kernel has not yet delivered, and a frozen
  * network that comes back within minutes would still carry that statement
  * to the server, which runs and commits it: a publish given up on would
- * land after its job ran again. A reset drops it. Not for TLS or WebSocket
- * streams (end() alone then).
+ * land after its job ran again. A reset drops it. Over TLS, the TCP socket
+ * under the TLS stream is reset; a WebSocket (Neon's driver) is only ended.
  */
 function reset(client: PgPoolClient): void {
-  const stream = (client as { connection?: { stream?: { resetAndDestroy?(): unknown } } }).connection?.stream;
-  try {
-    stream?.resetAndDestroy?.();
-  } catch {
-    // not a TCP socket (TLS throws ERR_INVALID_HANDLE_TYPE): end() destroys it
+  type Resettable = { resetAndDestroy?(): unknown; _parent?: Resettable };
+  const stream = (client as { connection?: { stream?: Resettable } }).connection?.stream;
+  // A TLS stream cannot be reset itself (ERR_INVALID_HANDLE_TYPE); the TCP
+  // socket node-postgres upgraded to it can. Anything else: end() alone.
+  for (const socket of [stream, stream?._parent]) {
+    try {
+      if (typeof socket?.resetAndDestroy === 'function') return void socket.resetAndDestroy();
+    } catch {
+      // not a TCP handle: try the socket under it
+    }
   }
 }
 

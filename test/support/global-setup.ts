@@ -26,6 +26,7 @@ export default async function setup(project: TestProject) {
   project.provide('serverUrl', server.url);
   project.provide('serverKind', server.kind);
   project.provide('pgCron', server.pgCron);
+  project.provide('serverTls', server.tls);
   return async () => {
     await server?.stop();
   };
@@ -36,5 +37,6 @@ declare module 'vitest' {
     serverUrl: string;
     serverKind: string;
     pgCron: boolean;
+    serverTls: boolean;
   }
 }

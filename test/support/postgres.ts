@@ -18,6 +18,8 @@ export interface Server {
   pgCtl?: (...args: string[]) => void;
   /** Whether pg_cron is preloaded (cluster with postgresql-15-cron installed). */
   pgCron: boolean;
+  /** Whether it takes TLS connections (cluster: a self-signed certificate made with openssl). */
+  tls: boolean;
   stop(): Promise<void>;
 }
 
@@ -52,7 +54,9 @@ async function startCluster(bin: string): Promise<Server> {
   const root = process.getuid?.() === 0;
   const dir = mkdtempSync(join(tmpdir(), 'pgdrain-pg-'));
   chmodSync(dir, 0o755);
-  if (root) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
+  const uid = (user: string) => Number(execFileSync('id', ['-u', user]).toString());
+  const gid = (user: string) => Number(execFileSync('id', ['-g', user]).toString());
+  if (root) chownSync(dir, uid('postgres'), gid('postgres'));
   const run = (cmd: string, args: string[]) => {
     const [file, argv] = root ? ['runuser', ['-u', 'postgres', '--', join(bin, cmd), ...args]] : [join(bin, cmd), args];
     execFileSync(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -61,9 +65,16 @@ async function startCluster(bin: string): Promise<Server> {
   run('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync', '--locale=C.UTF-8']);
   const port = await freePort();
   const pgCron = existsSync(join(pkgLibDir(bin), 'pg_cron.so'));
+  // TLS as cloud databases take it (sslmode=no-verify in a test's URL); plain connections still work.
+  const tls = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+                                    '-keyout', join(data, 'server.key'), '-out', join(data, 'server.crt')]).status === 0;
+  if (tls) {
+    chmodSync(join(data, 'server.key'), 0o600);
+    if (root) for (const f of ['server.key', 'server.crt']) chownSync(join(data, f), uid('postgres'), gid('postgres'));
+  }
   const settings = [
     `-p ${port}`, `-k ${dir}`, '-c listen_addresses=127.0.0.1', '-c fsync=off', '-c synchronous_commit=off',
-    '-c full_page_writes=off', '-c max_connections=300',
+    '-c full_page_writes=off', '-c max_connections=300', ...(tls ? ['-c ssl=on'] : []),
     ...(pgCron ? ['-c shared_preload_libraries=pg_cron', '-c cron.database_name=postgres'] : []),
   ].join(' ');
   const pgCtl = (...args: string[]) => run('pg_ctl', ['-D', data, '-w', '-l', join(dir, 'log'), '-o', settings, ...args]);
@@ -73,6 +84,7 @@ async function startCluster(bin: string): Promise<Server> {
     kind: 'cluster',
     pgCtl,
     pgCron,
+    tls,
     async stop() {
       try {
         pgCtl('stop', '-m', 'immediate');
@@ -95,7 +107,7 @@ async function startContainer(): Promise<Server | undefined> {
   const container = await new mod.PostgreSqlContainer('postgres:15').withUsername('postgres').withPassword('postgres').start();
   const url = new URL(container.getConnectionUri());
   url.pathname = '/postgres';
-  return { url: url.href, kind: 'container', pgCron: false, stop: async () => void (await container.stop()) };
+  return { url: url.href, kind: 'container', pgCron: false, tls: false, stop: async () => void (await container.stop()) };
 }
 
 async function startEmbedded(): Promise<Server> {
@@ -110,7 +122,7 @@ async function startEmbedded(): Promise<Server> {
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
     kind: 'embedded',
-    pgCron: false,
+    pgCron: false, tls: false,
     async stop() {
       await pg.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -121,7 +133,7 @@ async function startEmbedded(): Promise<Server> {
 /** PGDRAIN_TEST_POSTGRES=cluster|container|embedded forces one way (to check a fallback). */
 export async function startServer(): Promise<Server> {
   if (process.env.TEST_DATABASE_URL) {
-    return { url: process.env.TEST_DATABASE_URL, kind: 'url', pgCron: false, stop: async () => {} };
+    return { url: process.env.TEST_DATABASE_URL, kind: 'url', pgCron: false, tls: false, stop: async () => {} };
   }
   const forced = process.env.PGDRAIN_TEST_POSTGRES;
   if (forced === 'embedded') return startEmbedded();
