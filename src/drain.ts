@@ -106,8 +106,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const startedAt = Date.now();
   const args = parse(drainArgsSchema, { batchSize, deadline }, '');
   const opts = parse(drainOptionsSchema, { ...deps.defaults, ...options }, 'options');
-  const concurrency = opts.concurrency ?? Math.min(args.batchSize,
-    (hasTransactionalTask(deps.tasks) && (deps.db as Partial<Driver>).maxConnections) || Infinity);
+  // A transactional handler holds a pooled connection until its transaction
+  // ends, even past its timeout: by default no more run than the pool holds.
+  const poolBound = opts.concurrency === undefined && hasTransactionalTask(deps.tasks)
+    && (deps.db as Partial<Driver>).maxConnections !== undefined;
+  const concurrency = opts.concurrency ?? (poolBound ? Math.min(args.batchSize, (deps.db as Driver).maxConnections!) : args.batchSize);
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
   const filter = opts.filter === undefined ? null : jsonParam(opts.filter, 'options.filter');
@@ -128,7 +131,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let batches = 0;
   let skipped = 0;
   let queuePaused = false;
-  let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
+  let ended = 0;
+  let handlers = 0; // handler calls not yet returned, settled or not // jobs finished so far: one that ends during a claim can make work claimable
   let stoppedBy: StoppedBy | undefined;
 
   // One promise that resolves at the next change: a job ended, or a stop.
@@ -196,7 +200,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     };
     running.set(job.id, entry);
     timeouts.at(end, expire);
-    void runHandler(job, deps, publish, signal, settler).then((outcome) => entry.finish(outcome));
+    handlers++;
+    void runHandler(job, deps, publish, signal, settler).then((outcome) => {
+      handlers--;
+      entry.finish(outcome);
+      if (poolBound) wake(); // one that ran on past its settling frees its connection only now
+    });
   };
 
   const stopWatching = watchCancels(db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
@@ -209,8 +218,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     });
   try {
     while (!stoppedBy) {
-      const free = concurrency - running.size;
-      if (running.size > 0 && free < refillAt) {
+      // Pool-bound, handlers that ran on past their timeout still hold a connection each.
+      const busy = poolBound ? Math.max(running.size, handlers) : running.size;
+      const free = concurrency - busy;
+      if (busy > 0 && free < refillAt) {
         await changed();
         continue;
       }

@@ -238,6 +238,23 @@ describe('transactional tasks', () => {
     }
   });
 
+  it('counts a transactional handler that runs on past its timeout as holding its connection: later jobs are not nacked unrun', async () => {
+    const q = createQueue({ driver: pgDriver(db.url, { max: 2 }) });
+    // Deaf to its signal inside a statement: it holds its connection 1.5 s past its 0.5 s timeout.
+    q.defineTask('tx.slow', async (_: unknown, ctx) => { await ctx.db.query('select pg_sleep(2)'); }, { transactional: true });
+    q.defineTask('tx.quick', async (_: unknown, ctx) => { await ctx.db.query('select 1'); }, { transactional: true });
+    try {
+      await q.publishBulk([{ task: 'tx.slow', timeoutSeconds: 0.5, maxRetries: 0, priority: 1 },
+                           { task: 'tx.slow', timeoutSeconds: 0.5, maxRetries: 0, priority: 1 }]);
+      await q.publishBulk(Array.from({ length: 4 }, () => ({ task: 'tx.quick', timeoutSeconds: 0.5, maxRetries: 0 })));
+      await q.drain(10, deadline());
+      expect(await sql(`select task, status, count(*)::int as n from jobs.job group by 1, 2 order by 1`)).toEqual([
+        { task: 'tx.quick', status: 'success', n: 4 }, { task: 'tx.slow', status: 'failure', n: 2 }]);
+    } finally {
+      await q.close();
+    }
+  });
+
   it("a transactional job's ended_at is when its ack ran, not when its transaction began", async () => {
     const q = queue();
     q.defineTask('ledger.add', async () => { await sleep(300); }, { transactional: true });
