@@ -7,9 +7,10 @@ import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from '.
 import { hasTransactionalTask } from './define-task.js';
 import { runHandler } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
-import { outcomeArrays, pauseUntil, Settler, type Outcome, type SettleCounts } from './settler.js';
+import { outcomeArrays, pauseUntil, Settler, type Outcome } from './settler.js';
+import { toJob, type ClaimResult } from './claim-answer.js';
 import { timerAt, Timeouts } from './timeouts.js';
-import type { DrainReport, FailedJob, Job, Json, PublishOptions, StoppedBy, TaskMap } from './types.js';
+import type { DrainReport, FailedJob, Job, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
 /** What drain() needs from its queue. */
 export interface DrainDeps {
@@ -35,32 +36,6 @@ export const DEFAULT_OVERRUN_MS = 5000;
  * carry) an error per job. The rest are counted; jobs.job has them all.
  */
 export const MAX_REPORTED_FAILURES = 100;
-
-/** Claimed jobs as jobs.claim_json answers them: one array per field (times in epoch seconds). */
-interface ClaimedColumns {
-  id: string[];
-  task: string[];
-  body: unknown[];
-  attempt: number[];
-  maxRetries: number[];
-  timeout: number[];
-  priority: number[];
-  scheduledAt: number[];
-  createdAt: number[];
-  attributes: (Record<string, Json> | null)[];
-}
-
-interface ClaimResult {
-  /** null when nothing was claimed. */
-  jobs: ClaimedColumns | null;
-  count: number;
-  queue: string;
-  /** The claim's time, epoch seconds: each lease ends at now + timeout. */
-  now: number;
-  unfit: number;
-  settled: SettleCounts | null;
-  paused: boolean;
-}
 
 const NO_OUTCOMES = [null, null, null, null, null, null, null];
 
@@ -325,15 +300,4 @@ async function windDown(running: Map<string, Running>, graceMs: number | undefin
   while (running.size > 0 && !graceOver) await changed();
   clearTimeout(timer);
   hardSignal?.removeEventListener('abort', giveBack);
-}
-
-function toJob(c: ClaimedColumns, i: number, queue: string, now: number): Job {
-  const timeout = Number(c.timeout[i]);
-  return {
-    id: c.id[i]!, task: c.task[i]!, body: c.body[i], attempt: c.attempt[i]!, maxRetries: c.maxRetries[i]!, timeout,
-    priority: c.priority[i]!, queue, attributes: c.attributes[i] ?? null,
-    leaseUntil: new Date((now + timeout) * 1000),
-    scheduledAt: new Date(c.scheduledAt[i]! * 1000),
-    createdAt: new Date(c.createdAt[i]! * 1000),
-  };
 }

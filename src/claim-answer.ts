@@ -1,0 +1,42 @@
+import type { SettleCounts } from './settler.js';
+import type { Job, Json } from './types.js';
+
+// What jobs.claim_json answers (sql/0006_claim_json.sql), and the jobs in it.
+
+/** Claimed jobs as jobs.claim_json answers them: one array per field (times in epoch seconds). */
+export interface ClaimedColumns {
+  id: string[];
+  task: string[];
+  body: unknown[];
+  attempt: number[];
+  maxRetries: number[];
+  timeout: number[];
+  priority: number[];
+  scheduledAt: number[];
+  createdAt: number[];
+  attributes: (Record<string, Json> | null)[];
+}
+
+export interface ClaimResult {
+  /** null when nothing was claimed. */
+  jobs: ClaimedColumns | null;
+  count: number;
+  queue: string;
+  /** The claim's time, epoch seconds: each lease ends at now + timeout. */
+  now: number;
+  unfit: number;
+  settled: SettleCounts | null;
+  paused: boolean;
+}
+
+/** Job i of a claim's answer. */
+export function toJob(c: ClaimedColumns, i: number, queue: string, now: number): Job {
+  const timeout = Number(c.timeout[i]);
+  return {
+    id: c.id[i]!, task: c.task[i]!, body: c.body[i], attempt: c.attempt[i]!, maxRetries: c.maxRetries[i]!, timeout,
+    priority: c.priority[i]!, queue, attributes: c.attributes[i] ?? null,
+    leaseUntil: new Date((now + timeout) * 1000),
+    scheduledAt: new Date(c.scheduledAt[i]! * 1000),
+    createdAt: new Date(c.createdAt[i]! * 1000),
+  };
+}
