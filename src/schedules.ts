@@ -74,6 +74,12 @@ export function checkCron(expr: unknown, field = 'cron'): string {
     throw new ValidationError(field, 'must have 5 fields (minute hour day-of-month month day-of-week) of *, values, ' +
       `ranges, lists and /steps, or be @hourly, @daily, @weekly, @monthly or @yearly, got '${text.slice(0, 80)}'`);
   }
+  // croner reads sun at a range's end as 7 (sat-sun: both days); the
+  // database, as Vixie cron, reads it as 0: a range that goes down.
+  const downToSunday = parts.length === 5 ? parts[4]!.split(',').find((item) => /^(mon|tue|wed|thu|fri|sat)-sun\b/i.test(item)) : undefined;
+  if (downToSunday) {
+    throw new ValidationError(field, `day-of-week field '${downToSunday}' is a range that goes down: sun is 0 (write 6-7, or sat,sun)`);
+  }
   let cron: Cron;
   try {
     cron = croner(text);

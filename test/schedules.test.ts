@@ -30,6 +30,7 @@ describe('cron expressions', () => {
     '0 12 * * 0', '0 12 * * 7', '5 4 * * sun', '0 0 1 jan,jul *', '0 0 29 2 *', '59 23 31 12 *',
     '0 0 13 * 5', '0 6-18/3 * * *', '10-50/20 * * * 1-5', '0 0 * feb *', '1 2 3 4 *', '0 0 1,15 * 1',
     '@hourly', '@daily', '@weekly', '@monthly', '@yearly', '0 9 * * MON-FRI', '*/30 */6 * * *',
+    '0 10 * * 6-7', '0 8 * * fri,sat,sun',
   ];
   // Start points that exercise month and year ends and leap years.
   const starts = ['2030-01-01T00:00:00Z', '2031-12-31T23:59:30Z', '2032-02-28T23:59:00Z', '2030-06-30T12:34:56Z',
@@ -61,7 +62,7 @@ describe('cron expressions', () => {
       ['61 * * * *', /minute field '61' is out of range 0-59/], ['* 24 * * *', /hour field '24' is out of range/],
       ['* * 0 * *', /day-of-month field '0' is out of range 1-31/], ['* * * 13 *', /month field '13'/],
       ['* * * * 8', /day-of-week field '8'/], ['5/10 * * * *', /step needs \* or a range/],
-      ['* * * *', /must have 5 fields/], ['* * * * * *', /must have 5 fields/], ['0 0 * * fri-mon', /range that goes down/],
+      ['* * * *', /must have 5 fields/], ['* * * * * *', /must have 5 fields/], ['0 0 * * fri-mon', /range that goes down/], ['0 10 * * sat-sun', /range that goes down/], ['0 9 * * 1,mon-sun', /range that goes down/],
       ['*/0 * * * *', /step must be between 1/], ['0 0 L * *', /must be \*, a value/], ['@reboot', /must have 5 fields/],
       ['0 0 31 2 *', /never fires/], ['0 0 30 2 */1', /never fires/], ['', /must be a cron expression/], ['x * * * *', /out of range|must be/],
     ];
