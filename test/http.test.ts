@@ -220,6 +220,10 @@ describe('bad input is 400 naming the field, and writes nothing', () => {
     ['/jobs', '{"task": "a", "dependsOn": ["x"]}', 'dependsOn[0]'],
     ['/jobs', '{"task": "a", "attributes": [1]}', 'attributes'],
     ['/jobs', '{"jobs": [{"task": "a", "queue": "q"}]}', 'jobs[0].queue'],
+    // Named as sent, not as the core (options.attributes) or the database (depends_on) names them.
+    ['/jobs', '{"task": "a", "dependsOn": ["99999"]}', 'dependsOn'],
+    ['/jobs', '{"task": "a", "attributes": {"a": "nul\\u0000"}}', 'attributes'],
+    ['/jobs', '{"task": "a", "dependsOn": "1"}', 'dependsOn'],
   ])('POST %s %s → %s', async (path, raw, field) => {
     const a = await call('POST', path, { raw });
     expectError(a, 400, 'invalid_argument', field);

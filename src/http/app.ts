@@ -10,6 +10,18 @@ import { errorResponse, HttpError } from './errors.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
 import { parseDrainRequest, parseJson, parsePublishRequest, resolveLimits, tooLarge, type HttpLimits } from './requests.js';
 
+// Fields as the core (options.attributes) or the database (depends_on) names them, as a request sends them.
+const SENT_AS: Record<string, string> = { depends_on: 'dependsOn', dedupe_key: 'dedupeKey', serial_key: 'serialKey' };
+
+/** A publish error naming the field as the request sent it. */
+function asSent(error: unknown): unknown {
+  if (!(error instanceof PgDrainError) || error.field === undefined) return error;
+  const sent = SENT_AS[error.field] ?? error.field.replace(/^options\./, '');
+  if (sent === error.field) return error;
+  const rule = error.message.startsWith(`${error.field}: `) ? error.message.slice(error.field.length + 2) : error.message;
+  return new PgDrainError(error.code, `${sent}: ${rule}`, { field: sent, cause: error });
+}
+
 /** The part of a Queue the app uses. */
 export type AppQueue = Pick<Queue, 'driver' | 'drain' | 'publish' | 'publishBulk'>;
 
@@ -144,7 +156,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
       }
       return c.json({ ids: await queue.publishBulk(request.jobs, request.queue, { signal }) }, 201);
     } catch (error) {
-      if (!signal.aborted) throw translateError(error);
+      if (!signal.aborted) throw asSent(translateError(error));
       onError?.(error);
       throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${PUBLISH_TIMEOUT_MS / 1000} s; ` +
         (request.kind === 'one'

@@ -175,7 +175,7 @@ function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: strin
   } else if (issue.code === 'invalid_type' && /received undefined$/.test(message)) {
     message = 'is required';
   } else if (issue.code === 'invalid_type' && message.startsWith('Invalid input')) {
-    message = `must be a ${issue.expected}`;
+    message = `must be ${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`;
   }
   throw new ValidationError(path.replace(/^\./, '') || 'body', message);
 }
