@@ -154,9 +154,16 @@ describe('authentication', () => {
     const replay = await call('POST', '/jobs', { raw: body2, headers: once });
     expectError(replay, 401, 'unauthorized', 'x-pgdrain-signature');
     expect(replay.body.error.message).toMatch(/replay/);
+    // Identical requests in one second sign differently with a fraction of a second; signRequest adds one.
+    const [a, b] = await Promise.all([signRequest(SECRET, 'POST', '/jobs', body2), signRequest(SECRET, 'POST', '/jobs', body2)]);
+    expect(a['x-pgdrain-timestamp']).toMatch(/^\d+\.\d{6}$/);
+    expect([(await call('POST', '/jobs', { raw: body2, headers: a })).status,
+            (await call('POST', '/jobs', { raw: body2, headers: b })).status]).toEqual([201, 201]);
+    expectError(await call('GET', '/stats', { headers: { ...signed('GET', '/stats', ''), 'x-pgdrain-timestamp': '1733356800.1234567' } }),
+      401, 'unauthorized', 'x-pgdrain-timestamp');
     expectError(await call('GET', '/stats', { headers: { 'x-pgdrain-timestamp': String(Date.now()), 'x-pgdrain-signature': 'sha256=00' } }),
       401, 'unauthorized', 'x-pgdrain-timestamp');
-    expect(await queued()).toBe(2);
+    expect(await queued()).toBe(4);
   });
 
   it('the replay guard, full of signatures still in their window, refuses new ones instead of forgetting one', () => {

@@ -8,7 +8,7 @@ import { HttpError } from './errors.js';
  * - `Authorization: Bearer <token>`, compared in constant time.
  * - A signed request, for callers that should not hold a bearer token (a
  *   scheduler, pg_net): headers
- *     X-Pgdrain-Timestamp: <unix seconds>
+ *     X-Pgdrain-Timestamp: <unix seconds, with up to 6 decimals>
  *     X-Pgdrain-Signature: sha256=<hex HMAC-SHA256(secret, message)>
  *   where message = timestamp + "\n" + METHOD + "\n" + path?query + "\n" + raw body.
  *   Binding the method and path stops a signed POST /jobs from being replayed
@@ -77,8 +77,9 @@ export function authentication(options: AuthOptions): {
       throw unauthorized(`missing credentials: send "Authorization: Bearer <token>" or a signed request (${TIMESTAMP_HEADER}, ${SIGNATURE_HEADER})`, null);
     }
     if (key === undefined) throw unauthorized('signed requests are not accepted here: send a bearer token', SIGNATURE_HEADER);
-    if (timestamp === undefined || !/^\d{1,12}$/.test(timestamp)) {
-      throw unauthorized(`${TIMESTAMP_HEADER}: must be the signing time in unix seconds`, TIMESTAMP_HEADER);
+    // A fraction (1733356800.123) lets identical requests sent in one second sign differently.
+    if (timestamp === undefined || !/^\d{1,12}(\.\d{1,6})?$/.test(timestamp)) {
+      throw unauthorized(`${TIMESTAMP_HEADER}: must be the signing time in unix seconds, with up to 6 decimals`, TIMESTAMP_HEADER);
     }
     const skew = Math.abs(Date.now() / 1000 - Number(timestamp));
     if (skew > options.toleranceSeconds) {
@@ -105,7 +106,10 @@ export function authentication(options: AuthOptions): {
       throw unauthorized('invalid signature', SIGNATURE_HEADER);
     }
     const use = replays.use(bytesHex(pending.signature));
-    if (use === 'replay') throw unauthorized('signature already used: sign each request afresh (replay)', SIGNATURE_HEADER);
+    if (use === 'replay') {
+      throw unauthorized('signature already used (replay): identical requests need distinct timestamps, such as '
+        + 'milliseconds as a fraction (1733356800.123)', SIGNATURE_HEADER);
+    }
     if (typeof use === 'number') {
       throw new HttpError(429, 'rate_limited', `more than ${replays.max} signed requests within ${replays.keepMs / 1000} s: ` +
         'try again later, or use a bearer token', null, { 'Retry-After': String(use) });
@@ -156,9 +160,16 @@ function bytesHex(bytes: Uint8Array): string {
 
 /** Signs a request the way the server checks it; returns the two headers. For clients and tests. */
 export async function signRequest(secret: string, method: string, pathAndQuery: string, body: string,
-                                  timestamp = Math.floor(Date.now() / 1000)): Promise<Record<string, string>> {
+                                  timestamp: number | string = nextTimestamp()): Promise<Record<string, string>> {
   const key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
   const mac = await crypto.subtle.sign('HMAC', key, encoder.encode(`${timestamp}\n${method.toUpperCase()}\n${pathAndQuery}\n${body}`));
   return { [TIMESTAMP_HEADER]: String(timestamp), [SIGNATURE_HEADER]: `sha256=${bytesHex(new Uint8Array(mac))}` };
+}
+
+let lastTimestamp = 0;
+/** Now in unix seconds with microseconds, never the same twice in this process: identical requests sign differently. */
+function nextTimestamp(): string {
+  lastTimestamp = Math.max(Math.round(Date.now() * 1000), lastTimestamp + 1);
+  return (lastTimestamp / 1e6).toFixed(6);
 }
 
