@@ -576,4 +576,13 @@ export const quick = async () => 'quick done';
     const bare = start([], { PGDRAIN_TOKEN: '', PGDRAIN_HMAC_SECRET: '' });
     await expect(bare.url).rejects.toThrow(/serve exited 2: .*set PGDRAIN_TOKEN/);
   });
+
+  it('takes its tasks module from PGDRAIN_TASKS as drain does (the image sets it)', async () => {
+    const server = start([], { PGDRAIN_TOKEN: TOKEN, PGDRAIN_TASKS: join(dir, 'tasks.mjs') });
+    const url = await server.url;
+    expect((await call('POST', '/jobs', { url, body: { task: 'quick', timeoutSeconds: 5 } })).status).toBe(201);
+    expect(await call('POST', '/drain', { url, body: { budgetSeconds: 20 } })).toMatchObject({ status: 200, body: { succeeded: 1 } });
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
 });

@@ -60,7 +60,7 @@ export function serveCommand(): Command {
     .addOption(new Option('--port <n>', 'port to listen on (0: any free port)').argParser(number(0, 65535, true))
       .env('PORT').default(8080))
     .option('--host <address>', 'address to listen on (0.0.0.0 in a container)', '127.0.0.1')
-    .option('--tasks <module>', 'ES module whose exports are the task handlers (without it, POST /drain is off)')
+    .option('--tasks <module>', 'ES module whose exports are the task handlers (default: PGDRAIN_TASKS; without either, POST /drain is off)')
     .option('--max-batch <n>', 'largest batchSize a request may ask for (default 1000)', number(1, 10000, true))
     .option('--max-budget <seconds>', 'longest drain a request may ask for (default 300)', number(0.1, 86400, false))
     .option('--max-body <bytes>', 'largest request body (default 1048576)', number(1, 100 * 1024 * 1024, true))
@@ -80,7 +80,9 @@ export function serveCommand(): Command {
         const rule = value === undefined ? null : credentialRule(kind, value);
         if (rule) throw new ValidationError(variable, rule);
       }
-      const tasks = opts.tasks ? await loadTasks(opts.tasks) : undefined;
+      // As drain reads it: the image sets PGDRAIN_TASKS for both commands.
+      const tasksModule = opts.tasks ?? (process.env.PGDRAIN_TASKS || undefined);
+      const tasks = tasksModule ? await loadTasks(tasksModule) : undefined;
       const { driver } = await connect(opts.dsn, log);
       // As for drain: the first SIGTERM stops new work and gives running handlers
       // the grace; a second SIGTERM or a SIGINT gives their jobs back now.
