@@ -170,7 +170,8 @@ function isHttpEvent(event: unknown): boolean {
 }
 
 // A Function URL's domain: https://<url-id>.lambda-url.<region>.on.aws
-const FUNCTION_URL_DOMAIN = /\.lambda-url\.[a-z0-9-]+\.on\.aws$/;
+// (in the China regions: …lambda-url.<region>.on.amazonwebservices.com.cn)
+const FUNCTION_URL_DOMAIN = /\.lambda-url\.[a-z0-9-]+\.on\.(aws|amazonwebservices\.com\.cn)$/;
 
 /**
  * When API Gateway gives up on this request (epoch ms): its integration

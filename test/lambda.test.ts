@@ -272,6 +272,11 @@ describe('HTTP events (API Gateway)', () => {
     // A Function URL waits up to 15 minutes: the same request runs both.
     const answer = await invoke(functionUrl('POST', '/drain', { body, headers: bearer }), 60_000);
     expect(JSON.parse(answer.body)).toMatchObject({ claimed: 2, succeeded: 2, stoppedBy: 'empty' });
+    // So does a Function URL in the China regions, under its own domain.
+    await queue.publish('work.quick', null, { timeoutSeconds: 40 });
+    const china = functionUrl('POST', '/drain', { body, headers: bearer }) as { requestContext: { domainName: string } };
+    china.requestContext.domainName = 'abcdefghijklmnop.lambda-url.cn-north-1.on.amazonwebservices.com.cn';
+    expect(JSON.parse((await invoke(china, 60_000)).body)).toMatchObject({ claimed: 1, succeeded: 1 });
   });
 });
 
