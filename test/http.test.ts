@@ -231,6 +231,9 @@ describe('bad input is 400 naming the field, and writes nothing', () => {
     ['/jobs', '{"task": "a", "dependsOn": ["99999"]}', 'dependsOn'],
     ['/jobs', '{"task": "a", "attributes": {"a": "nul\\u0000"}}', 'attributes'],
     ['/jobs', '{"task": "a", "dependsOn": "1"}', 'dependsOn'],
+    // A number JSON.parse would alter is refused, never stored changed.
+    ['/jobs', '{"task": "a", "body": {"id": 12345678901234567890}}', 'body'],
+    ['/jobs', '{"task": "a", "attributes": {"x": 1e400}}', 'body'],
   ])('POST %s %s → %s', async (path, raw, field) => {
     const a = await call('POST', path, { raw });
     expectError(a, 400, 'invalid_argument', field);
