@@ -44,6 +44,7 @@ import * as z from 'zod/mini';
 import { neonHttpDriver } from '../src/db/neon-http.js';
 import { neonDriver } from '../src/db/neon.js';
 import { pgDriver } from '../src/db/pg.js';
+import { hasTransactionalTask } from '../src/define-task.js';
 import { createApp } from '../src/http/app.js';
 import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
 import { parse, queueNameSchema } from '../src/options.js';
@@ -138,6 +139,11 @@ function asBindingError(error: unknown): unknown {
  * pool holds when a task is transactional (Driver.maxConnections).
  */
 function openQueue(tasks: TaskMap, env: Env, settings: Settings): Queue {
+  // Each of its jobs would fail ("cannot hold a transaction") until its retries were spent.
+  if (settings.DATABASE_DRIVER === 'neon-http' && hasTransactionalTask(tasks)) {
+    throw new ValidationError('env.DATABASE_DRIVER', 'neon-http holds no transaction, and a task is transactional: '
+      + 'use neon (the default), pg or hyperdrive');
+  }
   return createQueue({ driver: openDriver(env, settings), tasks });
 }
 

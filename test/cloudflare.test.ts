@@ -94,6 +94,8 @@ beforeAll(async () => {
       { ...common, name: 'named-queue', bindings: { ...vars, DRAIN_QUEUE: 'mail' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
       // As deployed from this repository: wrangler.toml's [vars], nothing more.
       { ...common, name: 'toml-vars', bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+      { ...common, name: 'transactional-http', modulesRoot: txOut, scriptPath: join(txOut, 'worker.js'),
+        bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'neon-http', NEON_HTTP_ENDPOINT: neonHttp.endpoint } },
       { ...common, name: 'transactional', modulesRoot: txOut, scriptPath: join(txOut, 'worker.js'),
         bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
     ],
@@ -273,6 +275,10 @@ describe('Cloudflare Worker in workerd', () => {
     expect(await post('bad-deadline', { token: TOKEN })).toMatchObject({
       status: 500, body: { error: { field: 'env.DRAIN_DEADLINE_SECONDS', message: expect.stringMatching(/at most 840/) } } });
     expect(await post('no-token')).toMatchObject({ status: 500, body: { error: { field: 'env.PGDRAIN_TOKEN' } } });
+    // A transactional task over neon-http, which holds no transaction: refused before any claim.
+    expect(await scheduled('transactional-http')).toMatchObject({ outcome: 'exception' });
+    expect(await post('transactional-http', { token: TOKEN })).toMatchObject({
+      status: 500, body: { error: { field: 'env.DATABASE_DRIVER', message: expect.stringMatching(/holds no transaction/) } } });
     expect(await sql('select count(*)::int as n from jobs.job_queue where attempt = 0')).toEqual([{ n: 5 }]);
   });
 });
