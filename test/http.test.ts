@@ -435,7 +435,7 @@ describe('GET /jobs/:id', () => {
     expect(await call('POST', '/drain', { body: { batchSize: 5, budgetSeconds: 20 } })).toMatchObject({ status: 200 });
     expect(await call('GET', `/jobs/${id}`)).toMatchObject({ status: 200, body: { job: { id, state: 'success', attempts: 1 } } });
     expectError(await call('GET', '/jobs/424242'), 404, 'not_found', null);
-    expectError(await call('GET', '/jobs/x1'), 400, 'invalid_argument', 'jobId');
+    expectError(await call('GET', '/jobs/x1'), 400, 'invalid_argument', 'id');
     expectError(await call('GET', `/jobs/${id}`, { token: null }), 401, 'unauthorized', null);
   });
 });

@@ -11,7 +11,7 @@ import { DrainMetrics, type JobCountRow } from './metrics.js';
 import { parseDrainRequest, parseJson, parsePublishRequest, resolveLimits, tooLarge, type HttpLimits } from './requests.js';
 
 // Fields as the core (options.attributes) or the database (depends_on) names them, as a request sends them.
-const SENT_AS: Record<string, string> = { depends_on: 'dependsOn', dedupe_key: 'dedupeKey', serial_key: 'serialKey' };
+const SENT_AS: Record<string, string> = { depends_on: 'dependsOn', dedupe_key: 'dedupeKey', serial_key: 'serialKey', jobId: 'id' };
 
 /** A publish error naming the field as the request sent it. */
 function asSent(error: unknown): unknown {
@@ -173,7 +173,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     try {
       job = await getJob(givenUpOn(queueOf(c).driver, signal), id);
     } catch (error) {
-      if (!signal.aborted) throw translateError(error);
+      if (!signal.aborted) throw asSent(translateError(error));
       onError?.(error);
       throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${COUNTS_TIMEOUT_MS / 1000} s`);
     }
