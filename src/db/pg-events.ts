@@ -43,6 +43,8 @@ export class PgJobEvents {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly waiters = new Set<Waiter>();
   private readonly listeners = new Set<(e: QueueEvent) => void>();
+  /** The last check sent: waiters' checks go one at a time (pg 8 deprecates queuing queries on a client). */
+  private lastCheck: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly connectionString: string) {}
 
@@ -88,11 +90,13 @@ export class PgJobEvents {
         const session = await Promise.race([this.connect(), stop]);
         let state: { ended: Record<string, unknown> | null; active: boolean };
         try {
-          state = (await Promise.race([session.query<typeof state>(
+          const check = this.lastCheck.then(() => session.query<typeof state>(
             // jobs.job_archive too: maintain(archive) may have moved it there already.
             `select coalesce((select to_jsonb(j) from jobs.job j where j.job_id = $1),
                              (select to_jsonb(a) from jobs.job_archive a where a.job_id = $1)) as ended,
-                    exists (select 1 from jobs.job_queue q where q.job_id = $1) as active`, [id]), stop])).rows[0]!;
+                    exists (select 1 from jobs.job_queue q where q.job_id = $1) as active`, [id]));
+          this.lastCheck = check.catch(() => {});
+          state = (await Promise.race([check, stop])).rows[0]!;
         } catch (error) {
           // The session was lost under the check (its error can come before the
           // client's own 'error' event): ask again on the next one, which wakes us.

@@ -1,5 +1,7 @@
 // Issue 7, feature 10: NOTIFY on queued / picked / completed, and waitFor.
+import { spawnSync } from 'node:child_process';
 import { getEventListeners } from 'node:events';
+import { resolve } from 'node:path';
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type QueueEvent, type TaskMap } from '../../src/index.js';
@@ -84,6 +86,22 @@ describe('NOTIFY', () => {
 });
 
 describe('waitFor', () => {
+  it('many waiters at once: their checks go one at a time (pg warns of queries queued on a client)', () => {
+    // In a fresh process: Node prints a deprecation once per process.
+    const script = `
+      import { createQueue } from ${JSON.stringify(resolve('dist/src/index.js'))};
+      const q = createQueue({ connectionString: process.env.DATABASE_URL, tasks: { t: () => 1 } });
+      const ids = await q.publishBulk(Array.from({ length: 4 }, () => ({ task: 't', timeoutSeconds: 5 })));
+      const waits = Promise.all(ids.map((id) => q.waitFor(id)));
+      await q.drain(10, Date.now() + 30000);
+      console.log((await waits).map((o) => o.status).join(','));
+      await q.close();`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script],
+                        { encoding: 'utf8', env: { ...process.env, DATABASE_URL: db.url }, timeout: 60_000 });
+    expect(r.stdout.trim(), r.stderr).toBe('success,success,success,success');
+    expect(r.stderr).not.toMatch(/DeprecationWarning/);
+  });
+
   it('resolves with the outcome when a drain elsewhere completes the job', async () => {
     const q = queueWith({ sum: (b: { a: number; b: number }) => b.a + b.b });
     try {
