@@ -83,9 +83,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const opts = parse(drainOptionsSchema, { ...deps.defaults, ...options }, 'options');
   // A transactional handler holds a pooled connection until its transaction
   // ends, even past its timeout: by default no more run than the pool holds.
-  const poolBound = opts.concurrency === undefined && hasTransactionalTask(deps.tasks)
-    && (deps.db as Partial<Driver>).maxConnections !== undefined;
-  const concurrency = opts.concurrency ?? (poolBound ? Math.min(args.batchSize, (deps.db as Driver).maxConnections!) : args.batchSize);
+  const poolSize = opts.concurrency === undefined && hasTransactionalTask(deps.tasks)
+    ? (deps.db as Partial<Driver>).maxConnections : undefined;
+  const poolBound = poolSize !== undefined;
+  const concurrency = opts.concurrency ?? Math.min(args.batchSize, poolSize ?? Infinity);
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
   const filter = opts.filter === undefined ? null : jsonParam(opts.filter, 'options.filter');
@@ -106,8 +107,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let batches = 0;
   let skipped = 0;
   let queuePaused = false;
-  let ended = 0;
-  let handlers = 0; // handler calls not yet returned, settled or not // jobs finished so far: one that ends during a claim can make work claimable
+  let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
+  let handlers = 0; // handler calls not yet returned, settled or not
   let stoppedBy: StoppedBy | undefined;
 
   // One promise that resolves at the next change: a job ended, or a stop.
@@ -193,8 +194,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     });
   try {
     while (!stoppedBy) {
-      // Pool-bound, handlers that ran on past their timeout still hold a connection each.
-      const busy = poolBound ? Math.max(running.size, handlers) : running.size;
+      // Pool-bound, a handler that ran on past its timeout (its job settled) still holds a connection.
+      const busy = poolBound ? handlers : running.size;
       const free = concurrency - busy;
       if (busy > 0 && free < refillAt) {
         await changed();
