@@ -56,7 +56,9 @@ export const isoDateTimeSchema = z.pipe(z.pipe(
 /** delaySeconds' bound: ten years, as the CLI's --delay. */
 export const MAX_DELAY_SECONDS = 10 * 365 * 86400;
 const integer = z.int('must be an integer'); // also a check, as classic's .int() uses it
-const abortSignal = z.custom<AbortSignal>((s) => typeof s === 'object' && s !== null && 'aborted' in s, 'must be an AbortSignal');
+const abortSignal = z.custom<AbortSignal>((s) => typeof s === 'object' && s !== null && 'aborted' in s
+  && typeof (s as AbortSignal).addEventListener === 'function', 'must be an AbortSignal');
+export { abortSignal as abortSignalSchema };
 
 export const queueNameSchema = name('queue name');
 export const jobIdSchema = jobId;
@@ -176,4 +178,3 @@ export function checkQueryable(db: unknown, field: string): void {
     : `got ${db === null ? 'null' : typeof db}`;
   throw new ValidationError(field, `must be a driver or client with a query() method (pgDriver(url), await pgliteDriver(dir), a pg client): ${what}`);
 }
-

@@ -2,7 +2,7 @@ import type { Queryable, QueryResult } from './db/driver.js';
 import { givenUpOn } from './round-trip-limit.js';
 import { translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
-import { bulkPublishOptionsSchema, parse, publishOptionsSchema, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
+import { abortSignalSchema, bulkPublishOptionsSchema, parse, publishOptionsSchema, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
 import type { BulkJob, PublishOptions } from './types.js';
 
 // Publishing works on any Queryable, so a caller can publish inside its own
@@ -18,13 +18,7 @@ export function takeSignal<O extends SignalOption>(options: O | undefined, field
   { signal: AbortSignal | undefined; rest: Omit<O, 'signal'> | undefined } {
   if (typeof options !== 'object' || options === null || !('signal' in options)) return { signal: undefined, rest: options };
   const { signal, ...rest } = options;
-  if (signal !== undefined && !isAbortSignal(signal)) throw new ValidationError(`${field}.signal`, 'must be an AbortSignal');
-  return { signal, rest };
-}
-
-function isAbortSignal(value: unknown): value is AbortSignal {
-  return typeof value === 'object' && value !== null && typeof (value as AbortSignal).aborted === 'boolean'
-    && typeof (value as AbortSignal).addEventListener === 'function';
+  return { signal: signal === undefined ? undefined : parse(abortSignalSchema, signal, `${field}.signal`), rest };
 }
 
 /**
