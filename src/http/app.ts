@@ -105,9 +105,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   app.notFound((c) => errorResponse(c, new HttpError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
 
   app.get('/healthz', async (c) => {
-    // The signal ends the connection given up on: a probe of a silent database must not hold a pool slot.
-    const check = queueOf(c).driver.query('select 1', [], { signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) });
-    await withTimeout(check, HEALTH_TIMEOUT_MS).catch((error: unknown) => {
+    // Given up with its connection ended: a probe of a silent database must not hold a pool slot.
+    await givenUpOn(queueOf(c).driver, AbortSignal.timeout(HEALTH_TIMEOUT_MS)).query('select 1').catch((error: unknown) => {
       onError?.(error);
       throw new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
     });
@@ -201,18 +200,9 @@ async function counts(queue: AppQueue): Promise<JobCountRow[]> {
   try {
     // Bounded, and its connection ended when given up on: /metrics is scraped
     // every few seconds, and each scrape of a silent database would hold a slot.
-    const read = queue.driver.query<JobCountRow>(COUNTS_SQL, [], { signal: AbortSignal.timeout(COUNTS_TIMEOUT_MS) });
-    return (await withTimeout(read, COUNTS_TIMEOUT_MS)).rows;
+    return (await givenUpOn(queue.driver, AbortSignal.timeout(COUNTS_TIMEOUT_MS)).query<JobCountRow>(COUNTS_SQL)).rows;
   } catch (error) {
     const e = translateError(error);
     throw e instanceof PgDrainError ? e : new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
