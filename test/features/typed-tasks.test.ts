@@ -231,8 +231,6 @@ describe('transactional tasks', () => {
       expect(report).toMatchObject({ claimed: 12, succeeded: 12, failed: 0, retried: 0 });
       expect(most).toBe(2);
       expect(await sql(`select count(*)::int as n from jobs.job where status = 'success' and attempts = 1`)).toEqual([{ n: 12 }]);
-      // Told its concurrency, a drain runs that many (plain tasks are never capped).
-      expect(await q.drain(1, deadline(), { concurrency: 5 })).toMatchObject({ claimed: 0 });
     } finally {
       await q.close();
     }
