@@ -1,6 +1,6 @@
 import { watchCancels } from './cancel-watch.js';
 import type { Driver, Queryable } from './db/driver.js';
-import { translateError } from './errors.js';
+import { translateError, ValidationError } from './errors.js';
 import { LazySignal } from './job-context.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
@@ -81,10 +81,15 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const startedAt = Date.now();
   const args = parse(drainArgsSchema, { batchSize, deadline }, '');
   const opts = parse(drainOptionsSchema, { ...deps.defaults, ...options }, 'options');
+  const driver = deps.db as Partial<Driver>;
+  const transactional = hasTransactionalTask(deps.tasks);
+  if (transactional && driver.holdsTransactions === false) {
+    throw new ValidationError('tasks', 'a task is transactional, and this driver holds no transaction '
+      + '(neonHttpDriver): use neonDriver or pgDriver, or define the task without { transactional: true }');
+  }
   // A transactional handler holds a pooled connection until its transaction
   // ends, even past its timeout: by default no more run than the pool holds.
-  const poolSize = opts.concurrency === undefined && hasTransactionalTask(deps.tasks)
-    ? (deps.db as Partial<Driver>).maxConnections : undefined;
+  const poolSize = opts.concurrency === undefined && transactional ? driver.maxConnections : undefined;
   const poolBound = poolSize !== undefined;
   const concurrency = opts.concurrency ?? Math.min(args.batchSize, poolSize ?? Infinity);
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);

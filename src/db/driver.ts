@@ -42,4 +42,10 @@ export interface Driver extends Queryable {
    * concurrency): more would wait for a connection with their timeout running.
    */
   readonly maxConnections?: number;
+  /**
+   * False when transaction() always refuses (neonHttpDriver: each statement
+   * is a request of its own). drain() then refuses a transactional task up
+   * front, instead of failing each of its jobs until their retries are spent.
+   */
+  readonly holdsTransactions?: boolean;
 }

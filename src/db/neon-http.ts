@@ -41,6 +41,7 @@ export function neonHttpDriver(connectionString: string, options: NeonHttpDriver
     if (closed) throw new PgDrainError('database_unavailable', 'database unavailable: the Neon HTTP driver is closed');
   };
   return {
+    holdsTransactions: false,
     async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
       refuseClosed();
       try {

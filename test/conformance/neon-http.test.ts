@@ -4,7 +4,7 @@
 // speaking the same protocol; every request is one round trip, and counted.
 import { afterAll, describe, expect, it } from 'vitest';
 import { neonHttpDriver } from '../../src/db/neon-http.js';
-import { createQueue } from '../../src/index.js';
+import { createQueue, defineTask } from '../../src/index.js';
 import { emptyDb, testDb } from '../support/db.js';
 import { startNeonHttpServer } from '../support/neon-http-server.js';
 import { freePort } from '../support/postgres.js';
@@ -44,6 +44,21 @@ describe('neonHttpDriver', () => {
     expect(report.batches).toBe(3);
     expect(requests).toBeGreaterThanOrEqual(3);
     expect(requests).toBeLessThanOrEqual(5);
+    await queue.close();
+  });
+
+  it('a transactional task is refused before any claim, not failed job by job', async () => {
+    const queue = createQueue({
+      driver: neonHttpDriver(db.url, options),
+      tasks: { noop: async () => null, billed: defineTask('billed', async () => null, { transactional: true }) },
+    });
+    await db.sql('truncate jobs.job_queue, jobs.job');
+    await queue.publish('billed', {});
+    const before = endpoint.requests;
+    await expect(queue.drain(10, Date.now() + 60_000)).rejects.toThrow(/^tasks: a task is transactional, and this driver holds no transaction/);
+    expect(endpoint.requests - before).toBe(0);
+    // The job was never claimed: no attempt spent.
+    expect(await db.sql('select attempt, lease_until from jobs.job_queue')).toEqual([{ attempt: 0, lease_until: null }]);
     await queue.close();
   });
 
