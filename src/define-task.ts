@@ -105,8 +105,10 @@ const TRANSACTIONAL_ACK_SQL =
 /**
  * Runs a transactional handler and acks its job in the same transaction.
  * Returns the settle counts of the commit; throws the handler's error after
- * a rollback. A delivery that is no longer current (its lease passed to
- * another drain) rolls back and counts as stale, so its work is not kept.
+ * a rollback, as it was thrown, so a FailJob or RetryJob still decides the
+ * outcome (runHandler reads it). A delivery that is no longer current (its
+ * lease passed to another drain) rolls back and counts as stale, so its work
+ * is not kept.
  */
 export async function runTransactional(
   driver: Driver, handler: Handler, job: { id: string; attempt: number; body: unknown },

@@ -8,6 +8,7 @@ export { migrate, migrationSql, latestVersion } from './migrate.js';
 export { schedule, unschedule, listSchedules, maintain, checkCron, nextTicks, type ScheduleSpec, type ScheduleInfo, type ScheduleRunner, type MaintainReport } from './schedules.js';
 export { resolveHandler, taskNames } from './tasks.js';
 export { PgDrainError, ValidationError, translateError, type ErrorCode } from './errors.js';
+export { FailJob, RetryJob, type RetryWhen } from './job-errors.js';
 export { pgDriver, type PgPool } from './db/pg.js';
 export type { Driver, Queryable, QueryOptions, QueryResult } from './db/driver.js';
 export type { DrainOptions } from './options.js';

@@ -3,6 +3,7 @@
 import { isTransactional, runTransactional } from './define-task.js';
 import type { DrainDeps } from './drain.js';
 import { DrainJobContext, type LazySignal } from './job-context.js';
+import { askedOutcome } from './job-errors.js';
 import { resultJson } from './json-text.js';
 import type { Outcome, Settler } from './settler.js';
 import { resolveHandler } from './tasks.js';
@@ -35,8 +36,19 @@ export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['
     }
     return { id, attempt, outcome: 'ack', result: resultJson(value), ms: Date.now() - began };
   } catch (error) {
-    return { id, attempt, outcome: 'nack', error: describe(error) };
+    return thrownOutcome(id, attempt, error);
   }
+}
+
+/**
+ * A throw (a transactional one after its rollback) is retried after the
+ * backoff, unless it is a FailJob (fail now) or a RetryJob (retry at its time).
+ */
+function thrownOutcome(id: string, attempt: number, error: unknown): Outcome {
+  const asked = askedOutcome(error, Date.now());
+  if (asked === undefined) return { id, attempt, outcome: 'nack', error: describe(error) };
+  if (asked === 'fail') return { id, attempt, outcome: 'fail', error: describe(error) };
+  return { id, attempt, outcome: 'nack', error: describe(error), retryAt: asked.retryAt };
 }
 
 function describe(error: unknown): string {

@@ -3,7 +3,9 @@ import type { Queryable } from './db/driver.js';
 /** One settled delivery. An ack's result is already JSON text (null: none). */
 export type Outcome =
   | { id: string; attempt: number; outcome: 'ack'; result: string | null; ms: number }
-  | { id: string; attempt: number; outcome: 'nack' | 'fail'; error: string }
+  /** retryAt (ISO text): when to run again, instead of after the backoff (a RetryJob). */
+  | { id: string; attempt: number; outcome: 'nack'; error: string; retryAt?: string }
+  | { id: string; attempt: number; outcome: 'fail'; error: string }
   | { id: string; attempt: number; outcome: 'release' };
 
 /** Settles outcomeArrays(...) of the worker $8 (null: any) in one statement; answers the counts as r. */
@@ -25,6 +27,7 @@ export function outcomeArrays(batch: readonly Outcome[]): unknown[] {
   const ms: (number | 'NULL')[] = new Array(batch.length);
   const results: (string | null)[] = new Array(batch.length);
   const errors: (string | null)[] = new Array(batch.length);
+  let retryAts: (string | null)[] | undefined; // rare: made only when an outcome has one
   let anyResult = false;
   let anyError = false;
   for (let i = 0; i < batch.length; i++) {
@@ -37,11 +40,12 @@ export function outcomeArrays(batch: readonly Outcome[]): unknown[] {
     results[i] = result;
     errors[i] = error;
     ms[i] = o.outcome === 'ack' ? o.ms : 'NULL';
+    if (o.outcome === 'nack' && o.retryAt !== undefined) (retryAts ??= new Array<string | null>(batch.length).fill(null))[i] = o.retryAt;
     anyResult ||= result !== null;
     anyError ||= error !== null;
   }
   return [`{${ids.join(',')}}`, `{${attempts.join(',')}}`, `{${kinds.join(',')}}`,
-          anyResult ? results : null, anyError ? errors : null, null, `{${ms.join(',')}}`];
+          anyResult ? results : null, anyError ? errors : null, retryAts ?? null, `{${ms.join(',')}}`];
 }
 
 /** How long a settle waits to try again after its call failed. */

@@ -1,0 +1,99 @@
+// Errors a handler throws to choose its job's outcome, beyond "return: ack"
+// and "throw: retry after the backoff". Named for what happens to the job:
+// not "cancel" (jobs.cancel ends a job as 'cancelled'; these end it as a
+// 'failure', a dead letter that redrive can run again), not "unrecoverable"
+// (a name for the error, where the reader of a handler wants the action).
+import { ValidationError } from './errors.js';
+import { MAX_DELAY_SECONDS } from './options.js';
+
+// Brands, not classes: the CLI bundles its own copy of this file while a
+// tasks module imports pgdrain from node_modules, so instanceof would miss.
+const FAIL_BRAND = Symbol.for('pgdrain.fail_job');
+const RETRY_BRAND = Symbol.for('pgdrain.retry_job');
+
+const MAX_DELAY_MS = MAX_DELAY_SECONDS * 1000;
+// As publish's runAt: a time PostgreSQL and node-postgres agree on.
+const FIRST_MS = Date.UTC(1970, 0, 1);
+const LAST_MS = Date.UTC(10000, 0, 1) - 1;
+
+/**
+ * Thrown by a handler: its job ends now as a failure with this error
+ * (message and stack in jobs.job.error), whatever retries it has left.
+ * `throw new FailJob('card declined: no retry will help')`
+ */
+export class FailJob extends Error {
+  override readonly name: string = 'FailJob';
+
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    Object.defineProperty(this, FAIL_BRAND, { value: true });
+  }
+}
+
+/** When a RetryJob asks to run again: at a time, or after a delay. */
+export type RetryWhen = { at: Date; delayMs?: undefined } | { delayMs: number; at?: undefined };
+
+/**
+ * Thrown by a handler: its job runs again at `at` (a time already past: at
+ * once) or `delayMs` from now, instead of after the backoff. The retry
+ * spends an attempt as any retry does: with none left, the job ends as a
+ * failure with this error. The time is this process's clock, sent as is.
+ * `throw new RetryJob('rate limited', { delayMs: 60_000 })`
+ */
+export class RetryJob extends Error {
+  override readonly name: string = 'RetryJob';
+  readonly at: Date | undefined;
+  readonly delayMs: number | undefined;
+
+  constructor(message: string, options: RetryWhen & { cause?: unknown }) {
+    const { at, delayMs, cause } = checkWhen(options);
+    super(message, cause === undefined ? undefined : { cause });
+    this.at = at;
+    this.delayMs = delayMs;
+    Object.defineProperty(this, RETRY_BRAND, { value: true });
+  }
+}
+
+function checkWhen(options: unknown): { at?: Date; delayMs?: number; cause?: unknown } {
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError('options', 'must be { at: Date } or { delayMs: number }');
+  }
+  const unknown = Object.keys(options).filter((k) => k !== 'at' && k !== 'delayMs' && k !== 'cause');
+  if (unknown.length > 0) throw new ValidationError('options', `unknown option ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
+  const { at, delayMs, cause } = options as { at?: unknown; delayMs?: unknown; cause?: unknown };
+  if (at !== undefined && delayMs !== undefined) throw new ValidationError('options.delayMs', 'give at or delayMs, not both');
+  if (at === undefined && delayMs === undefined) {
+    throw new ValidationError('options', 'must give at (a Date) or delayMs (milliseconds from now)');
+  }
+  if (at !== undefined) {
+    if (!(at instanceof Date) || !(at.getTime() >= FIRST_MS && at.getTime() <= LAST_MS)) {
+      throw new ValidationError('options.at', 'must be a valid Date from 1970 to 9999');
+    }
+    return { at: new Date(at.getTime()), cause };
+  }
+  if (typeof delayMs !== 'number' || !(delayMs >= 0 && delayMs <= MAX_DELAY_MS)) {
+    throw new ValidationError('options.delayMs', `must be a finite number of milliseconds from 0 to ${MAX_DELAY_MS} (ten years)`);
+  }
+  return { delayMs, cause };
+}
+
+/**
+ * What a thrown value asks of its job: 'fail', a retry at a time (ISO text,
+ * never before `now`: a time past keeps the job's place in claim order as if
+ * it were due now), or undefined for a plain throw (retry after the backoff).
+ * A RetryJob whose fields were changed into nonsense is a plain throw, so one
+ * bad time cannot fail its whole batch's settle.
+ */
+export function askedOutcome(thrown: unknown, now: number): 'fail' | { retryAt: string } | undefined {
+  if (thrown === null || (typeof thrown !== 'object' && typeof thrown !== 'function')) return undefined;
+  try {
+    const e = thrown as { [FAIL_BRAND]?: unknown; [RETRY_BRAND]?: unknown; at?: unknown; delayMs?: unknown };
+    if (e[FAIL_BRAND] === true) return 'fail';
+    if (e[RETRY_BRAND] !== true) return undefined;
+    const ms = typeof e.delayMs === 'number' ? now + e.delayMs : e.at instanceof Date ? e.at.getTime() : NaN;
+    if (!(ms <= LAST_MS)) return undefined; // NaN too
+    return { retryAt: new Date(Math.max(ms, now)).toISOString() };
+  } catch {
+    return undefined; // a getter or proxy that throws: a plain throw
+  }
+}
