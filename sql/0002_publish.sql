@@ -66,6 +66,14 @@ end $$;
 -- queue        a queue made by jobs.create_queue (default 'default')
 -- dedupe_key   while a job with this key is pending or running, publishing
 --              another returns that job's id and writes nothing
+-- dedupe_mode  what a publish does while a job holds its dedupe_key (null:
+--              'keep', as above). 'replace' (debounce): a job that has not
+--              started (pending, scheduled or blocked) takes this publish's
+--              task, body, scheduled_at, timeout, priority, max_retries,
+--              queue and attributes, and its id is returned; it keeps its id,
+--              created_at, attempt and last_error, serial_key (which must
+--              match) and dependencies (depends_on is refused). A running
+--              job is left to finish without the key, and a new job takes it.
 -- serial_key   jobs with the same key run one at a time, in publish order
 -- depends_on   runs only after all these jobs succeeded; if one fails or is
 --              cancelled, this job ends as cancelled (and so do its own dependants)
@@ -83,7 +91,8 @@ create function jobs.publish(
   dedupe_key    text        default null,
   serial_key    text        default null,
   depends_on    bigint[]    default null,
-  attributes    jsonb       default null
+  attributes    jsonb       default null,
+  dedupe_mode   text        default null
 ) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -92,6 +101,8 @@ declare
   v_waiting bigint[];
   v_serial_wait boolean := false;
   v_id bigint;
+  v_replace boolean := false;
+  v_old record;
 begin
   perform jobs.check_task(publish.task);
   perform jobs.check_options(publish.timeout, publish.priority, publish.max_retries);
@@ -101,9 +112,53 @@ begin
   if not isfinite(publish.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish.scheduled_at));
   end if;
+  if publish.dedupe_mode is not null then
+    if publish.dedupe_mode not in ('keep', 'replace') then
+      perform jobs.raise_invalid('PD011', 'dedupe_mode',
+        format('must be keep or replace, got %s', left(quote_literal(publish.dedupe_mode), 80)));
+    elsif publish.dedupe_key is null then
+      perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
+    end if;
+    v_replace := publish.dedupe_mode = 'replace';
+  end if;
+  if v_replace then
+    if publish.depends_on is not null then
+      perform jobs.raise_invalid('PD013', 'depends_on',
+        'cannot be given with dedupe_mode replace (a replaced job keeps its dependencies)');
+    end if;
+    -- Replaces of one key one at a time, so none finds the key free, loses
+    -- the insert to another and loops.
+    perform pg_advisory_xact_lock(736039, hashtext(publish.dedupe_key));
+  end if;
 
   for i in 1..3 loop
-    if publish.dedupe_key is not null then
+    if v_replace then
+      -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
+      -- claim or settle holding it first is waited for, and the row read as
+      -- it left it (running, back to pending, or gone).
+      select q.job_id, q.lease_until, q.queue, q.serial_key into v_old
+      from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
+      if found and v_old.lease_until is null then
+        if v_old.serial_key is distinct from publish.serial_key then
+          perform jobs.raise_invalid('PD012', 'serial_key', format(
+            'must be the serial_key of job %s, which this publish replaces (%s), got %s', v_old.job_id,
+            coalesce(left(quote_literal(v_old.serial_key), 80), 'null'), coalesce(left(quote_literal(publish.serial_key), 80), 'null')));
+        end if;
+        if v_old.queue <> v_queue then
+          perform jobs.admit(v_queue, 1);
+        end if;
+        update jobs.job_queue q
+        set task = publish.task, body = publish.body, scheduled_at = coalesce(publish.scheduled_at, v_now),
+            timeout = coalesce(publish.timeout, 60), priority = coalesce(publish.priority, 0),
+            max_retries = coalesce(publish.max_retries, 3), queue = v_queue, attributes = publish.attributes
+        where q.job_id = v_old.job_id;
+        perform jobs.notify('pgdrain_queued', v_queue);
+        return v_old.job_id;
+      elsif found then
+        -- Running (or its lease ran out unseen): it ends as it is, keyless.
+        update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
+      end if;
+    elsif publish.dedupe_key is not null then
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
         return v_id;

@@ -596,7 +596,7 @@ begin
   end loop;
   revoke execute on all functions in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
@@ -1258,10 +1258,10 @@ begin
 end $$;
 
 --
--- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb) RETURNS bigint
+CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1272,6 +1272,8 @@ declare
   v_waiting bigint[];
   v_serial_wait boolean := false;
   v_id bigint;
+  v_replace boolean := false;
+  v_old record;
 begin
   perform jobs.check_task(publish.task);
   perform jobs.check_options(publish.timeout, publish.priority, publish.max_retries);
@@ -1281,9 +1283,53 @@ begin
   if not isfinite(publish.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish.scheduled_at));
   end if;
+  if publish.dedupe_mode is not null then
+    if publish.dedupe_mode not in ('keep', 'replace') then
+      perform jobs.raise_invalid('PD011', 'dedupe_mode',
+        format('must be keep or replace, got %s', left(quote_literal(publish.dedupe_mode), 80)));
+    elsif publish.dedupe_key is null then
+      perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
+    end if;
+    v_replace := publish.dedupe_mode = 'replace';
+  end if;
+  if v_replace then
+    if publish.depends_on is not null then
+      perform jobs.raise_invalid('PD013', 'depends_on',
+        'cannot be given with dedupe_mode replace (a replaced job keeps its dependencies)');
+    end if;
+    -- Replaces of one key one at a time, so none finds the key free, loses
+    -- the insert to another and loops.
+    perform pg_advisory_xact_lock(736039, hashtext(publish.dedupe_key));
+  end if;
 
   for i in 1..3 loop
-    if publish.dedupe_key is not null then
+    if v_replace then
+      -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
+      -- claim or settle holding it first is waited for, and the row read as
+      -- it left it (running, back to pending, or gone).
+      select q.job_id, q.lease_until, q.queue, q.serial_key into v_old
+      from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
+      if found and v_old.lease_until is null then
+        if v_old.serial_key is distinct from publish.serial_key then
+          perform jobs.raise_invalid('PD012', 'serial_key', format(
+            'must be the serial_key of job %s, which this publish replaces (%s), got %s', v_old.job_id,
+            coalesce(left(quote_literal(v_old.serial_key), 80), 'null'), coalesce(left(quote_literal(publish.serial_key), 80), 'null')));
+        end if;
+        if v_old.queue <> v_queue then
+          perform jobs.admit(v_queue, 1);
+        end if;
+        update jobs.job_queue q
+        set task = publish.task, body = publish.body, scheduled_at = coalesce(publish.scheduled_at, v_now),
+            timeout = coalesce(publish.timeout, 60), priority = coalesce(publish.priority, 0),
+            max_retries = coalesce(publish.max_retries, 3), queue = v_queue, attributes = publish.attributes
+        where q.job_id = v_old.job_id;
+        perform jobs.notify('pgdrain_queued', v_queue);
+        return v_old.job_id;
+      elsif found then
+        -- Running (or its lease ran out unseen): it ends as it is, keyless.
+        update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
+      end if;
+    elsif publish.dedupe_key is not null then
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
         return v_id;

@@ -83,10 +83,15 @@ export const publishOptionsSchema = z.strictObject({
   ...bulkOptions,
   queue: z.optional(name('queue name')),
   dedupeKey: z.optional(key),
+  dedupeMode: z.optional(z.enum(['keep', 'replace'], "must be 'keep' or 'replace'")),
   serialKey: z.optional(key),
   dependsOn: z.optional(z.array(jobId).check(z.maxLength(1000, 'must list at most 1000 jobs'))),
   attributes: z.optional(jsonObject),
-}).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay));
+}).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
+  z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, {
+    message: 'needs a dedupeKey (the key whose job it keeps or replaces)', path: ['dedupeMode'] }),
+  z.refine((o) => o.dedupeMode !== 'replace' || o.dependsOn === undefined, {
+    message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }));
 
 export const redriveFilterSchema = z.strictObject({
   ids: z.optional(z.array(jobId)),

@@ -67,13 +67,15 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
 
 /**
  * Publishes one job through `db` (a pool, or your transaction's client);
- * returns its id, or the id of the active job holding options.dedupeKey.
+ * returns its id, or the id of the active job holding options.dedupeKey
+ * (with dedupeMode 'replace': of the job it replaced, or of the new one
+ * when that job was running).
  * With options.signal, the call is given up when it fires (see send()).
  */
 export async function publish(db: Queryable, task: string, body?: unknown,
                               options?: PublishOptions & SignalOption): Promise<string> {
   const { signal, rest } = takeSignal(options, 'options');
-  const { queue, dedupeKey, serialKey, dependsOn, attributes, ...core } =
+  const { queue, dedupeKey, dedupeMode, serialKey, dependsOn, attributes, ...core } =
     parse(publishOptionsSchema, rest ?? {}, 'options');
   const r = row(task, body, core, '');
   try {
@@ -82,10 +84,10 @@ export async function publish(db: Queryable, task: string, body?: unknown,
          coalesce($3::timestamptz, now() + make_interval(secs => $4::float8)),
          $5::numeric, $6::integer, $7::integer,
          queue => $8, dedupe_key => $9, serial_key => $10, depends_on => $11::bigint[],
-         attributes => $12::jsonb)::text as id`,
+         attributes => $12::jsonb, dedupe_mode => $13)::text as id`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
-       attributes === undefined ? null : jsonParam(attributes, 'options.attributes')],
+       attributes === undefined ? null : jsonParam(attributes, 'options.attributes'), dedupeMode ?? null],
       signal,
     );
     return rows[0]!.id;
@@ -125,6 +127,10 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
     let r: ReturnType<typeof row>;
     if (plain) r = row(j.task, j.body, undefined, `jobs[${i}]`);
     else {
+      if ('dedupeKey' in j || 'dedupeMode' in j) {
+        throw new ValidationError(`jobs[${i}].${'dedupeKey' in j ? 'dedupeKey' : 'dedupeMode'}`,
+          'publishBulk takes no dedupe key or mode: publish jobs with a dedupeKey one at a time (publish)');
+      }
       const { task, body, ...rest } = j;
       r = row(task, body, rest, `jobs[${i}]`);
     }

@@ -62,6 +62,13 @@ export interface PublishOptions extends BulkPublishOptions {
   queue?: string;
   /** While a job with this key is active (pending, scheduled, blocked or running), publishing another returns its id. */
   dedupeKey?: string;
+  /**
+   * What a publish does while a job holds its dedupeKey. 'keep' (default):
+   * returns that job's id. 'replace' (debounce): a job not yet started takes
+   * this publish's task, body, run time and options, keeping its id; a
+   * running one finishes without the key, and a new job takes it.
+   */
+  dedupeMode?: 'keep' | 'replace';
   /** Jobs sharing a key run one at a time, in publish order. */
   serialKey?: string;
   /** Run only after all these jobs succeeded; if one fails or is cancelled, this one is cancelled. */

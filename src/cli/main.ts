@@ -140,14 +140,15 @@ export function program(): Command {
     .addOption(dsnOption())
     .action(async (task: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date;
                                                          timeout?: number; maxRetries?: number; dsn?: string;
-                                                         queue?: string; dedupeKey?: string; serialKey?: string;
-                                                         dependsOn?: string[]; attributes?: Record<string, never> }) => {
+                                                         queue?: string; dedupeKey?: string; dedupeMode?: 'keep' | 'replace';
+                                                         serialKey?: string; dependsOn?: string[];
+                                                         attributes?: Record<string, never> }) => {
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
       await withConnection(opts.dsn, async ({ driver }) => {
         const id = await publish(driver, task, body, {
           priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at,
           timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries,
-          queue: opts.queue, dedupeKey: opts.dedupeKey, serialKey: opts.serialKey,
+          queue: opts.queue, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode, serialKey: opts.serialKey,
           dependsOn: opts.dependsOn, attributes: opts.attributes,
         });
         process.stdout.write(`${id}\n`);

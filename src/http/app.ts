@@ -11,7 +11,8 @@ import { DrainMetrics, type JobCountRow } from './metrics.js';
 import { parseDrainRequest, parseJson, parsePublishRequest, resolveLimits, tooLarge, type HttpLimits } from './requests.js';
 
 // Fields as the core (options.attributes) or the database (depends_on) names them, as a request sends them.
-const SENT_AS: Record<string, string> = { depends_on: 'dependsOn', dedupe_key: 'dedupeKey', serial_key: 'serialKey', jobId: 'id' };
+const SENT_AS: Record<string, string> = { depends_on: 'dependsOn', dedupe_key: 'dedupeKey', dedupe_mode: 'dedupeMode',
+  serial_key: 'serialKey', jobId: 'id' };
 
 /** A publish error naming the field as the request sent it. */
 function asSent(error: unknown): unknown {

@@ -117,7 +117,8 @@ const jobSchema = z.strictObject(jobShape).check(runAtOrDelay);
  * got no answer (or a 503 after its commit) publish again and get the same job.
  */
 const oneJobSchema = z.strictObject({
-  ...jobShape, dedupeKey: publishOptionsSchema.shape.dedupeKey, queue: publishOptionsSchema.shape.queue,
+  ...jobShape, dedupeKey: publishOptionsSchema.shape.dedupeKey, dedupeMode: publishOptionsSchema.shape.dedupeMode,
+  queue: publishOptionsSchema.shape.queue,
   serialKey: publishOptionsSchema.shape.serialKey, dependsOn: publishOptionsSchema.shape.dependsOn,
   attributes: publishOptionsSchema.shape.attributes,
 }).check(runAtOrDelay);
@@ -186,7 +187,8 @@ function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: strin
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
     path += `.${issue.keys[0]}`;
-    message = 'unknown field';
+    message = /^\.jobs\[\d+\]\.dedupe(Key|Mode)$/.test(path)
+      ? 'a bulk publish takes no dedupe key or mode: publish jobs with a dedupeKey one per request' : 'unknown field';
   } else if (issue.code === 'invalid_type' && /received undefined$/.test(message)) {
     message = 'is required';
   } else if (issue.code === 'invalid_type' && message.startsWith('Invalid input')) {
