@@ -396,6 +396,21 @@ describe('runtime errors', () => {
     expect(existsSync(join(dir, '.pgdrain'))).toBe(false);
   });
 
+  it('a mistyped flag holding a connection string is echoed without its password', async () => {
+    for (const args of [
+      ['stats', '--dns=postgres://app:S3cret-pw@127.0.0.1:1/app'],
+      ['publish', 'a.b', '--db=postgresql://app:S3cret-pw@db.example/app'],
+      ['drain', '--tasks', TASKS, '--url=host=h password=S3cret-pw user=app'],
+    ]) {
+      const r = await cli(args, { db: null, timeout: 8_000 });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/^error: unknown option '--(dns|db|url)=/);
+      expect(r.stderr).not.toContain('S3cret-pw');
+    }
+    expect((await cli(['stats', '--dns=postgres://app:S3cret-pw@127.0.0.1:1/app'], { db: null })).stderr)
+      .toContain("'--dns=postgres://app:***@127.0.0.1:1/app'");
+  });
+
   it('--overrun (or PGDRAIN_OVERRUN_SECONDS) sets how long past the deadline it waits; a bad one exits 2 naming the flag', async () => {
     const silent = await silentServer();
     try {

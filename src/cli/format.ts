@@ -26,3 +26,14 @@ export function formatTable(rows: Record<string, unknown>[], columns: string[]):
   const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
 }
+
+/**
+ * text with the passwords of URLs (scheme://user:password@host) and of
+ * key=value connection strings masked: commander echoes a mistyped flag's
+ * value (`--dns=postgres://user:secret@host/db`) into logs otherwise.
+ */
+export function withoutPasswords(text: string): string {
+  return text
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]*:)[^\s@/]*@/gi, '$1***@')
+    .replace(/(\bpassword\s*=\s*)('[^']*'|\S+)/gi, '$1***');
+}

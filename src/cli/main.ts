@@ -7,7 +7,7 @@ import { publish } from '../publish.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addPublishOptions, checkedBy, featureCommands, integer } from './features.js';
-import { formatReport, formatTable } from './format.js';
+import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { serveCommand } from './serve.js';
 import { exitWhenEnded, listenForStop } from './signals.js';
 import { loadTasks } from './tasks-module.js';
@@ -16,7 +16,7 @@ import { loadTasks } from './tasks-module.js';
 // 1 a runtime error (database unreachable, tasks module missing);
 // 2 a usage error (bad flag or argument).
 
-const log = (line: string) => process.stderr.write(`${line}\n`);
+const log = (line: string) => process.stderr.write(`${withoutPasswords(line)}\n`);
 
 function seconds(min: number, max: number) {
   return (value: string) => {
@@ -52,7 +52,7 @@ export function program(): Command {
     .description('A PostgreSQL job queue drained on demand: drain(batchSize, deadline).')
     .version('0.1.0')
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(text) });
+    .configureOutput({ outputError: (text, write) => write(withoutPasswords(text)) });
 
   cli.command('migrate')
     .description('create or upgrade the jobs schema (idempotent, safe to run concurrently)')
