@@ -26,7 +26,10 @@ export function jsonParam(value: unknown, field: string): string {
   try {
     json = JSON.stringify(value ?? null);
   } catch (error) {
-    throw new ValidationError(field, `must be JSON-serialisable (${(error as Error).message})`);
+    // A stack overflow here is nesting too deep to serialise, not a cycle or a BigInt.
+    const message = (error as Error)?.message ?? String(error);
+    const reason = /call stack/i.test(message) ? 'nested too deeply' : message;
+    throw new ValidationError(field, `must be JSON-serialisable (${reason})`);
   }
   if (json === undefined) throw new ValidationError(field, `must be JSON-serialisable, got ${typeof value}`);
   const bad = unstorableEscape(json);

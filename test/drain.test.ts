@@ -245,6 +245,14 @@ describe('bad input at the TypeScript edge', () => {
       .rejects.toThrow(`db: ${rule}: a queue: pass queue.driver`);
   });
 
+  it('a body nested too deeply to serialise is named as such, and a BigInt by its own reason', async () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    await expect(queueWith({}).publish('a', deep)).rejects.toMatchObject({
+      field: 'body', message: 'body: must be JSON-serialisable (nested too deeply)' });
+    await expect(queueWith({}).publish('a', { n: 1n })).rejects.toThrow(/^body: must be JSON-serialisable \(Do not know how to serialize a BigInt\)$/);
+  });
+
   it('an invalid Date as runAt is named as one', async () => {
     await expect(queueWith({}).publish('a', null, { runAt: new Date('2030-13-45') })).rejects.toMatchObject({
       field: 'options.runAt', message: 'options.runAt: must be a valid Date from 1970 to 9999' });
