@@ -10,7 +10,10 @@
  *     import * as tasks from './tasks.js';
  *     export default createWorker(tasks);
  *
- * `wrangler deploy` bundles it with the tasks module and everything it imports.
+ * `wrangler deploy` bundles it with the tasks module and everything it imports,
+ * @neondatabase/serverless included (a peer dependency; a Worker bound to
+ * Hyperdrive only needs it installed too). functions/cloudflare-demo.ts is
+ * this repository's Worker, around the demo tasks.
  *
  * Time limits (Workers platform): one cron invocation may run 15 minutes of
  * wall-clock time; CPU time is 30 s by default on the Paid plan (up to 5 min
@@ -48,7 +51,6 @@ import { hasTransactionalTask } from '../src/define-task.js';
 import { createApp } from '../src/http/app.js';
 import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
 import { parse, queueNameSchema } from '../src/options.js';
-import * as demoTasks from '../examples/tasks.js';
 
 /** The bindings this Worker reads. */
 export interface Env {
@@ -253,6 +255,3 @@ export function createWorker(tasks: TaskMap): WorkerHandlers {
     },
   };
 }
-
-/** This repository's Worker (wrangler.toml `main`): the demo tasks of examples/tasks.ts. */
-export default createWorker(demoTasks);

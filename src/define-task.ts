@@ -18,7 +18,7 @@ export interface TaskOptions {
    * pooled connection for the handler's duration and one settle statement
    * per job (plain tasks settle in batches).
    */
-  transactional?: boolean;
+  transactional?: boolean | undefined;
 }
 
 /** A task defined in code: call it directly, or publish a typed job for it. */

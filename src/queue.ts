@@ -11,13 +11,13 @@ import type { BulkJob, DrainReport, Handler, JobInfo, JobOutcome, PublishOptions
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
-  connectionString?: string;
+  connectionString?: string | undefined;
   /** Or a driver you built (pg, PGlite, Neon); close() closes it too. */
-  driver?: Driver;
+  driver?: Driver | undefined;
   /** Handlers by task name (a tasks module's exports). */
-  tasks?: TaskMap;
+  tasks?: TaskMap | undefined;
   /** Defaults for every drain() of this queue (topic, concurrency, graceMs, …). */
-  drain?: DrainOptions;
+  drain?: DrainOptions | undefined;
 }
 
 export interface Queue {
@@ -59,7 +59,7 @@ export interface Queue {
   redrive(filter?: RedriveFilter): Promise<number>;
   /** Named queues: create (or resize), pause and resume. */
   readonly queues: {
-    create(name: string, options?: { maxSize?: number }): Promise<void>;
+    create(name: string, options?: { maxSize?: number | undefined }): Promise<void>;
     pause(name: string): Promise<boolean>;
     resume(name: string): Promise<boolean>;
   };
@@ -68,7 +68,7 @@ export interface Queue {
    * polling. Needs a LISTEN session: only for queues built from a
    * connectionString (node-postgres).
    */
-  waitFor(jobId: string, options?: { signal?: AbortSignal; timeoutMs?: number }): Promise<JobOutcome>;
+  waitFor(jobId: string, options?: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined }): Promise<JobOutcome>;
   /** Calls listener on every queued / picked / completed event (connectionString queues only). */
   subscribe(listener: (e: QueueEvent) => void): Promise<() => void>;
   /** Claims, runs and settles jobs until empty, near `deadline`, or stopped. */

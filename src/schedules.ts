@@ -22,12 +22,12 @@ export interface ScheduleSpec {
   cron: string;
   task: string;
   body?: unknown;
-  timeoutSeconds?: number;
-  priority?: number;
-  maxRetries?: number;
-  queue?: string;
+  timeoutSeconds?: number | undefined;
+  priority?: number | undefined;
+  maxRetries?: number | undefined;
+  queue?: string | undefined;
   /** Default: pg_cron when it is installed in this database, else drains. */
-  runner?: ScheduleRunner;
+  runner?: ScheduleRunner | undefined;
 }
 
 /** A row of the jobs.schedules view. */

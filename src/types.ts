@@ -45,36 +45,36 @@ export interface Job<Body = unknown> {
 /** Options of one published job. All optional; the database fills defaults. */
 export interface BulkPublishOptions {
   /** Run at this time. Exclusive with delaySeconds. */
-  runAt?: Date;
+  runAt?: Date | undefined;
   /** Run this many seconds from now. */
-  delaySeconds?: number;
+  delaySeconds?: number | undefined;
   /** Seconds a delivery may run before its lease expires (default 60). */
-  timeoutSeconds?: number;
+  timeoutSeconds?: number | undefined;
   /** Greater runs first (default 0). */
-  priority?: number;
+  priority?: number | undefined;
   /** Retries after the first attempt (default 3). */
-  maxRetries?: number;
+  maxRetries?: number | undefined;
 }
 
 /** Options only single publishes take (publishBulk takes the queue per call). */
 export interface PublishOptions extends BulkPublishOptions {
   /** A queue made with queues.create (default 'default'). */
-  queue?: string;
+  queue?: string | undefined;
   /** While a job with this key is active (pending, scheduled, blocked or running), publishing another returns its id. */
-  dedupeKey?: string;
+  dedupeKey?: string | undefined;
   /**
    * What a publish does while a job holds its dedupeKey. 'keep' (default):
    * returns that job's id. 'replace' (debounce): a job not yet started takes
    * this publish's task, body, run time and options, keeping its id; a
    * running one finishes without the key, and a new job takes it.
    */
-  dedupeMode?: 'keep' | 'replace';
+  dedupeMode?: 'keep' | 'replace' | undefined;
   /** Jobs sharing a key run one at a time, in publish order. */
-  serialKey?: string;
+  serialKey?: string | undefined;
   /** Run only after all these jobs succeeded; if one fails or is cancelled, this one is cancelled. */
-  dependsOn?: readonly string[];
+  dependsOn?: readonly string[] | undefined;
   /** A JSON object drains can filter on (DrainOptions.filter, containment). */
-  attributes?: Record<string, Json>;
+  attributes?: Record<string, Json> | undefined;
 }
 
 export interface BulkJob extends BulkPublishOptions {
@@ -202,11 +202,11 @@ export interface JobInfo {
 
 /** Which dead letters jobs.redrive runs again; all filters given must match. */
 export interface RedriveFilter {
-  ids?: readonly string[];
+  ids?: readonly string[] | undefined;
   /** Task LIKE pattern where only % is a wildcard ('email.%'). */
-  task?: string;
-  queue?: string;
-  endedAfter?: Date;
+  task?: string | undefined;
+  queue?: string | undefined;
+  endedAfter?: Date | undefined;
   /** SQL LIKE pattern over the error text. */
-  errorLike?: string;
+  errorLike?: string | undefined;
 }

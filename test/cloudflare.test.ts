@@ -70,7 +70,7 @@ beforeAll(async () => {
   writeFileSync(join(txDir, 'wrangler.toml'), `name = "pgdrain-tx"\nmain = "worker.mjs"\ncompatibility_date = "${compatibilityDate}"\n`
     + 'compatibility_flags = ["nodejs_compat"]\n');
   await Promise.all([wrangler(['--outdir', outdir]), wrangler(['--outdir', txOut, '--config', join(txDir, 'wrangler.toml')])]);
-  bundle = join(outdir, 'cloudflare.js');
+  bundle = join(outdir, 'cloudflare-demo.js'); // wrangler.toml's main: the demo Worker
   // modulesRoot: module names are relative to it, and workerd refuses '..' in them.
   const common = { modules: true, modulesRoot: outdir, scriptPath: bundle, compatibilityDate, compatibilityFlags: ['nodejs_compat'] };
   // Miniflare's Hyperdrive insists on a password; the test cluster trusts local connections and ignores it.
@@ -148,6 +148,14 @@ describe('Cloudflare Worker in workerd', () => {
     const names = [...toml.matchAll(/wrangler secret put ([A-Z_]+)|^#?\s*([A-Z_]+)\s*=/gm)].map((m) => m[1] ?? m[2]!);
     expect(names).toContain('PGDRAIN_TOKEN');
     for (const name of names) expect(worker, name).toMatch(new RegExp(`\\b${name}\\b`));
+  });
+
+  it("a Worker of your own bundles your tasks, none of the demo's", () => {
+    const own = readFileSync(join(txOut, 'worker.js'), 'utf8');
+    expect(own).toContain('tx.hold');
+    // examples/tasks.ts: its task names, and the error its flaky task throws
+    expect(own).not.toMatch(/upstream returned 503|audit\.log/);
+    expect(readFileSync(bundle, 'utf8')).toMatch(/upstream returned 503/);
   });
 
   it('wrangler deploy --dry-run bundles it within the Workers size limit', () => {

@@ -14,7 +14,7 @@ export interface QueryOptions {
    * that stopped answering). A driver that honours it frees the connection
    * the statement holds (pgDriver ends it); one that does not may ignore it.
    */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** Something that runs one statement: a pool, a client, a transaction. */
@@ -41,11 +41,11 @@ export interface Driver extends Queryable {
    * jobs at once than this when any task is transactional (unless told its
    * concurrency): more would wait for a connection with their timeout running.
    */
-  readonly maxConnections?: number;
+  readonly maxConnections?: number | undefined;
   /**
    * False when transaction() always refuses (neonHttpDriver: each statement
    * is a request of its own). drain() then refuses a transactional task up
    * front, instead of failing each of its jobs until their retries are spent.
    */
-  readonly holdsTransactions?: boolean;
+  readonly holdsTransactions?: boolean | undefined;
 }

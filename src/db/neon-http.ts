@@ -18,7 +18,7 @@ export interface NeonHttpDriverOptions {
    * local endpoint in tests. Sets neonConfig.fetchEndpoint, which is global
    * to the isolate.
    */
-  fetchEndpoint?: string;
+  fetchEndpoint?: string | undefined;
 }
 
 /**

@@ -7,15 +7,15 @@ import { driverOverPool, type PgPool } from './pg.js';
 /** Options of the Neon WebSocket driver. */
 export interface NeonDriverOptions {
   /** Connections in the pool (default 4: a Worker may hold 6 connections at once). */
-  max?: number;
+  max?: number | undefined;
   /**
    * A self-hosted WebSocket proxy in front of a PostgreSQL that is not Neon,
    * as a URL: `wss://proxy.example.com/v2` (or `ws://127.0.0.1:8080/v2` on
    * your own machine). Omit it for a Neon database.
    */
-  wsProxy?: string;
+  wsProxy?: string | undefined;
   /** The WebSocket class where there is no global one (Node 20: the `ws` package). */
-  webSocketConstructor?: unknown;
+  webSocketConstructor?: unknown | undefined;
 }
 
 function checkUrl(connectionString: unknown): string {

@@ -60,7 +60,7 @@ export class PgJobEvents {
    * it waits for pgdrain_completed rather than polling. Rejects for an
    * unknown id, on options.signal, or after options.timeoutMs.
    */
-  async waitFor(jobId: string, waitOptions: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<JobOutcome> {
+  async waitFor(jobId: string, waitOptions: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined } = {}): Promise<JobOutcome> {
     const id = parse(jobIdSchema, jobId, 'jobId');
     const options = parse(waitForOptionsSchema, waitOptions, 'options');
     let wake!: () => void;

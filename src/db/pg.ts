@@ -90,7 +90,7 @@ async function abandonable<R>(client: PgPoolClient, text: string, params: readon
  * A driver over a node-postgres Pool. Pass a connection string (the driver
  * owns and closes the pool) or your own pool (closing the driver leaves it open).
  */
-export function pgDriver(source: string | PgPool, options: { max?: number } = {}): Driver {
+export function pgDriver(source: string | PgPool, options: { max?: number | undefined } = {}): Driver {
   if (typeof source !== 'string') return driverOverPool(source, undefined);
   const pool = new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: ownedClient(connectTimeoutMs(source)) });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects

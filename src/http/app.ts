@@ -35,27 +35,27 @@ export interface AppOptions {
    */
   queue: AppQueue | ((env: unknown) => AppQueue);
   /** Bearer token (PGDRAIN_TOKEN); at least 16 characters. */
-  token?: string;
+  token?: string | undefined;
   /** Shared secret for signed requests (PGDRAIN_HMAC_SECRET); at least 16 characters. */
-  hmacSecret?: string;
+  hmacSecret?: string | undefined;
   /** Server-side bounds; see HttpLimits for the defaults. */
-  limits?: Partial<HttpLimits>;
+  limits?: Partial<HttpLimits> | undefined;
   /** false: POST /drain answers 404 (a server that has no tasks module). Default true. */
-  drain?: boolean;
+  drain?: boolean | undefined;
   /**
    * The latest deadline (epoch ms) the platform allows a drain, given the
    * request's env bindings: Lambda passes its remaining time, so a drain's
    * budget never outlives the invocation.
    */
-  deadlineCap?: (env: unknown) => number | undefined;
+  deadlineCap?: ((env: unknown) => number | undefined) | undefined;
   /** Server shutdown: new drains get 503, running ones stop claiming and wind down. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** After `signal`, how long running handlers may finish before they are released (default: until their timeout). */
-  graceMs?: number;
+  graceMs?: number | undefined;
   /** When it fires, running drains release their running jobs at once, grace or not. */
-  hardSignal?: AbortSignal;
+  hardSignal?: AbortSignal | undefined;
   /** Gets unexpected errors (500s, database failures) for the server's log; callers only see a code. */
-  onError?: (error: unknown) => void;
+  onError?: ((error: unknown) => void) | undefined;
 }
 
 // Jobs by task and state, summed over named queues so each series appears once.

@@ -1,0 +1,43 @@
+// The package's subpaths as a user imports them, by name (Node resolves a
+// package's own name through its "exports"): needs `npm run build` first, as
+// the CLI tests do. The Lambda handler is bundled with README's esbuild command.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = resolve(import.meta.dirname, '..');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  exports: Record<string, { types: string; default: string }>; typesVersions: { '*': Record<string, string[]> };
+};
+const dir = mkdtempSync(join(root, 'node_modules/.pgdrain-exports-')); // inside the package, so its name resolves
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const run = (file: string, args: string[], cwd = root) => promisify(execFile)(file, args, { cwd });
+
+describe('package exports', () => {
+  it('every subpath has its types under "exports" and under "typesVersions" (moduleResolution node)', () => {
+    for (const [subpath, target] of Object.entries(pkg.exports)) {
+      if (subpath === '.') continue;
+      expect(pkg.typesVersions['*'][subpath.slice(2)], subpath).toEqual([target.types]);
+    }
+    expect(Object.keys(pkg.exports)).toContain('./lambda');
+  });
+
+  it("pgdrain/lambda: README's handler bundles with its esbuild command and loads", async () => {
+    expect(existsSync(join(root, 'dist/functions/lambda.js')), 'run npm run build first').toBe(true);
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const handler = /```ts\n(\/\/ handler\.ts\n[^`]*?)```/.exec(readme)?.[1];
+    const command = /```sh\n(npx esbuild handler\.ts[^`]*?)```/.exec(readme)?.[1];
+    expect(handler, 'README: the Lambda handler snippet').toBeDefined();
+    expect(command, 'README: the Lambda esbuild command').toBeDefined();
+    writeFileSync(join(dir, 'handler.ts'), handler!);
+    writeFileSync(join(dir, 'tasks.ts'), 'export const math = { sum: async (b: { a: number; b: number }) => ({ sum: b.a + b.b }) };\n');
+    // The command as README gives it, through a shell; npx finds the repository's esbuild.
+    await run('sh', ['-c', command!], dir);
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e',
+      `const m = await import(${JSON.stringify(join(dir, 'dist/lambda/index.mjs'))}); console.log(typeof m.handler);`]);
+    expect(stdout.trim()).toBe('function');
+  }, 60_000);
+});

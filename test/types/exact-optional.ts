@@ -1,0 +1,71 @@
+// Compiled by test/exact-optional.test.ts under `exactOptionalPropertyTypes`
+// against the declarations users get (never run). README's snippets pass
+// values that may be undefined (process.env.X) to optional options, which the
+// runtime takes as absent; so the public option types must say `?: T | undefined`.
+import pg from 'pg';
+import { createLambdaHandler } from '../../functions/lambda.js';
+import { createWorker } from '../../functions/cloudflare.js';
+import { neonHttpDriver } from '../../src/db/neon-http.js';
+import { neonDriver } from '../../src/db/neon.js';
+import { createApp } from '../../src/http/index.js';
+import { createQueue, defineTask, pgDriver, schedule, type Driver, type QueueOptions } from '../../src/index.js';
+
+declare const client: pg.Client;
+declare const orderId: number;
+declare function maybe<T>(): T | undefined;
+const tasks = { math: { sum: async (b: { a: number; b: number }) => ({ sum: b.a + b.b }) } };
+
+export async function readmeTypeScriptApi(): Promise<void> {
+  // ---- README "TypeScript API", as written there
+  const queue = createQueue({ connectionString: process.env.DATABASE_URL, tasks });
+  await queue.migrate();
+
+  await queue.publish('email.send', { to: 'ada@example.com' }, { priority: 10, timeoutSeconds: 30 });
+  await queue.publishBulk([{ task: 'math.sum', body: { a: 1, b: 2 } }, { task: 'math.sum', body: { a: 3, b: 4 }, delaySeconds: 60 }]);
+
+  await client.query('begin');
+  await queue.using(client).publish('order.confirm', { orderId });
+  await client.query('commit');
+
+  await queue.drain(100, Date.now() + 55_000, { topic: 'email.%', concurrency: 20 });
+  await queue.close();
+
+  // ---- README "HTTP and Lambda", as written there
+  const app = createApp({ queue, token: process.env.PGDRAIN_TOKEN, hmacSecret: process.env.PGDRAIN_HMAC_SECRET,
+                          limits: { maxBatchSize: 1000, maxBudgetSeconds: 300 } });
+  void app;
+}
+
+/** Every optional member of the public option types, given a value that may be undefined. */
+export async function everyOption(): Promise<void> {
+  const options: QueueOptions = { connectionString: maybe<string>(), driver: maybe<Driver>(), tasks: maybe<typeof tasks>(),
+    drain: maybe<{ topic: string }>() };
+  const queue = createQueue({ ...options, drain: { topic: maybe<string>(), concurrency: maybe<number>(), queue: maybe<string>() } });
+  await queue.publish('a.b', {}, {
+    runAt: maybe<Date>(), delaySeconds: maybe<number>(), timeoutSeconds: maybe<number>(), priority: maybe<number>(),
+    maxRetries: maybe<number>(), queue: maybe<string>(), dedupeKey: maybe<string>(), dedupeMode: maybe<'keep' | 'replace'>(),
+    serialKey: maybe<string>(), dependsOn: maybe<string[]>(), attributes: maybe<{ tenant: string }>(),
+  });
+  await queue.publishBulk([{ task: 'a.b', body: maybe<unknown>(), runAt: maybe<Date>(), timeoutSeconds: maybe<number>() }]);
+  await queue.drain(10, Date.now() + 1000, { topic: maybe<string>(), signal: maybe<AbortSignal>(), graceMs: maybe<number>() });
+  await queue.redrive({ ids: maybe<string[]>(), task: maybe<string>(), queue: maybe<string>(), endedAfter: maybe<Date>(),
+    errorLike: maybe<string>() });
+  await queue.queues.create('mail', { maxSize: maybe<number>() });
+  await queue.waitFor('1', { signal: maybe<AbortSignal>(), timeoutMs: maybe<number>() });
+  queue.defineTask('a.c', async () => null, { transactional: maybe<boolean>() });
+  defineTask('a.d', async () => null, { transactional: maybe<boolean>() });
+  await schedule(queue.driver, { name: 'n', cron: '* * * * *', task: 'a.b', body: maybe<unknown>(), timeoutSeconds: maybe<number>(),
+    priority: maybe<number>(), maxRetries: maybe<number>(), queue: maybe<string>(), runner: maybe<'drains'>() });
+  createApp({ queue, token: maybe<string>(), hmacSecret: maybe<string>(), limits: maybe<{ maxBatchSize: number }>(),
+    drain: maybe<boolean>(), deadlineCap: maybe<() => number>(), signal: maybe<AbortSignal>(), graceMs: maybe<number>(),
+    hardSignal: maybe<AbortSignal>(), onError: maybe<(e: unknown) => void>() });
+  pgDriver('postgres://h/db', { max: maybe<number>() });
+  pgDriver(new pg.Pool());
+  neonDriver('postgres://h/db', { max: maybe<number>(), wsProxy: maybe<string>(), webSocketConstructor: maybe<unknown>() });
+  neonHttpDriver('postgres://u@h/db', { fetchEndpoint: maybe<string>() });
+  await queue.driver.query('select 1', [], { signal: maybe<AbortSignal>() });
+  const driver: Driver = { ...queue.driver, maxConnections: maybe<number>(), holdsTransactions: maybe<boolean>() };
+  void driver;
+  void createWorker(tasks);
+  void createLambdaHandler(tasks);
+}
