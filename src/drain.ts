@@ -80,7 +80,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
                             options: DrainOptions = {}): Promise<DrainReport> {
   const startedAt = Date.now();
   const args = parse(drainArgsSchema, { batchSize, deadline }, '');
-  const opts = parse(drainOptionsSchema, { ...deps.defaults, ...options }, 'options');
+  // An option given as undefined is absent: it does not undo the queue's default.
+  const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
+  const opts = parse(drainOptionsSchema, { ...deps.defaults, ...given }, 'options');
   const driver = deps.db as Partial<Driver>;
   const transactional = hasTransactionalTask(deps.tasks);
   if (transactional && driver.holdsTransactions === false) {

@@ -10,7 +10,7 @@ import type { BulkJob, PublishOptions } from './types.js';
 
 /** What bounds one publish call: when `signal` fires, the call is given up. */
 export interface SignalOption {
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** The signal of a call's options, checked; options without it (undefined when there were none). */

@@ -182,6 +182,16 @@ describe('drain', () => {
   });
 });
 
+describe('the queue\'s drain defaults', () => {
+  it('an option given as undefined keeps the queue\'s default (exactOptionalPropertyTypes: undefined is absent)', async () => {
+    const q = createQueue({ driver: { ...db.driver, close: async () => {} }, drain: { topic: 'mail.%' },
+                            tasks: { mail: { send: async () => 'sent' }, sms: { send: async () => 'sent' } } });
+    await q.publishBulk([{ task: 'mail.send' }, { task: 'sms.send' }]);
+    expect(await q.drain(10, Date.now() + 120_000, { topic: undefined })).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(await sql('select task from jobs.job_queue')).toEqual([{ task: 'sms.send' }]);
+  });
+});
+
 describe('bad input at the TypeScript edge', () => {
   const q = queueWith({});
   it.each([
