@@ -78,7 +78,8 @@ end $$;
 -- depends_on   runs only after all these jobs succeeded; if one fails or is
 --              cancelled, this job ends as cancelled (and so do its own dependants)
 -- attributes   a JSON object drains can filter on (claim's filter, @>)
--- Raises PD010 when the queue is at its max_size.
+-- Raises PD010 when the queue is at its max_size, PD018 for an SQL task
+-- (sql:schema.function) not allowed by jobs.allow_sql_task (sql/0010).
 create function jobs.publish(
   task          text,
   body          jsonb       default null,
@@ -105,6 +106,9 @@ declare
   v_old record;
 begin
   perform jobs.check_task(publish.task);
+  if publish.task like 'sql:%' then
+    perform jobs.check_sql_task(publish.task);
+  end if;
   perform jobs.check_options(publish.timeout, publish.priority, publish.max_retries);
   perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
   perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
@@ -230,10 +234,12 @@ begin
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
   -- arrays only when sent; the per-job pass only to name the first bad job.
+  -- SQL tasks (sql:) must be allowed (sql/0010): asked of those names only.
   if array_position(publish_arrays.tasks, null) is not null
      or exists (select from (select distinct t from unnest(array_remove(publish_arrays.tasks, publish_arrays.tasks[1])
                                                          || publish_arrays.tasks[1]) t) d
-                where length(d.t) > 200 or d.t !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$')
+                where length(d.t) > 200 or d.t !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$'
+                   or d.t like 'sql:%' and not exists (select from jobs.sql_task s where s.name = substr(d.t, 5)))
      or exists (select from unnest(publish_arrays.timeouts) x where x < 0.001 or x > 86400)
      or exists (select from unnest(publish_arrays.priorities) x where x < -1000000 or x > 1000000)
      or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000)
@@ -245,6 +251,7 @@ begin
                 publish_arrays.delays, publish_arrays.scheduled_at)
            with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
+       or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = substr(j.task, 5))
        or j.timeout < 0.001 or j.timeout > 86400
        or j.priority < -1000000 or j.priority > 1000000
        or j.max_retries < 0 or j.max_retries > 1000
@@ -253,6 +260,9 @@ begin
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
+      if v_bad.task like 'sql:%' then
+        perform jobs.check_sql_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
+      end if;
       perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
       if not isfinite(v_bad.scheduled_at) then
         perform jobs.raise_invalid('PD007', format('jobs[%s].scheduled_at', v_bad.ord),

@@ -146,8 +146,11 @@ end $$;
 
 -- The next time (UTC minutes) a cron expression fires after `after`.
 -- Raises PDC01 for a bad expression or one that never fires (0 0 31 2 *).
+-- Its search_path pinned (and so its helpers'): called by hand and from
+-- the jobs.schedules view, it runs as whoever calls it, and a function or
+-- operator on that role's path could stand in for a built-in here.
 create function jobs.cron_next(cron text, after timestamptz default now())
-returns timestamptz language plpgsql immutable as $$
+returns timestamptz language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
   v_next timestamptz := jobs.cron_spec_next(jobs.cron_parse(cron_next.cron), cron_next.after);
 begin

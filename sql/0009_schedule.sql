@@ -104,6 +104,11 @@ begin
   end if;
   v_next := jobs.cron_next(v_cron, v_now);
   perform jobs.check_task(schedule.task);
+  -- Refused now rather than at every tick (a tick of a task disallowed
+  -- since fails, recorded in last_error).
+  if schedule.task like 'sql:%' then
+    perform jobs.check_sql_task(schedule.task);
+  end if;
   perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));

@@ -1,39 +1,130 @@
 -- pgdrain 0010: drains the database runs itself: SQL tasks drained by
 -- CALL jobs.drain_sql, and HTTP drains posted by pg_cron through pg_net.
 --
--- Errors: PDC02 name, PDC03 another argument; 0A000 when pg_cron or pg_net
--- is not installed.
+-- Errors: PD018 an SQL task that is not allowed (task) or cannot be (name),
+-- PDC02 name, PDC03 another argument; 0A000 when pg_cron or pg_net is not
+-- installed.
 
 -- SQL tasks -------------------------------------------------------------------
 
+-- Task sql:<schema>.<function> runs <schema>.<function>(body jsonb) as the
+-- role that calls jobs.drain_sql, so whoever publishes must not pick the
+-- function: only the functions listed here (name 'schema.function') run as
+-- tasks, and a publish of any other sql: task is refused (PD018). The owner
+-- and <prefix>_admin keep the list with jobs.allow_sql_task and
+-- jobs.disallow_sql_task; drain_sql checks it again before each run.
+create table jobs.sql_task (
+  name       text        primary key,
+  allowed_at timestamptz not null default now()
+);
+revoke all on jobs.sql_task from public;
+
+-- The function that runs task sql:<p_name>: schema.function(jsonb), looked
+-- up in the catalog (unquoted names fold to lower case, as in SQL); its
+-- schema and name, whether it returns void, and whether its schema is one
+-- that cannot hold handlers (system schemas, pgdrain's, pg_cron's, pg_net's).
+-- All null when there is no such function.
+create function jobs.sql_task_function(p_name text, out fn_schema name, out fn_name name,
+                                       out returns_void boolean, out denied boolean)
+language sql stable as $$
+  select n.nspname, p.proname, p.prorettype = 'pg_catalog.void'::pg_catalog.regtype,
+         n.nspname in ('pg_catalog', 'information_schema', 'jobs', 'cron', 'net') or n.nspname like 'pg\_%'
+  from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+  where p_name ~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$'
+    and n.nspname = lower(split_part(p_name, '.', 1)) and p.proname = lower(split_part(p_name, '.', 2))
+    and p.prokind = 'f' and p.pronargs = 1 and p.proargtypes[0] = 'pg_catalog.jsonb'::pg_catalog.regtype
+$$;
+
+-- Raises PD018 naming p_field unless sql: task p_task is allowed: what
+-- jobs.publish, jobs.publish_arrays and jobs.schedule ask of sql: tasks.
+create function jobs.check_sql_task(p_task text, p_field text default 'task')
+returns void language plpgsql stable as $$
+begin
+  if not exists (select 1 from jobs.sql_task s where s.name = substr(p_task, 5)) then
+    perform jobs.raise_invalid('PD018', p_field, format(
+      '%s is not an allowed SQL task: the owner of schema jobs or an admin allows it first, with select jobs.allow_sql_task(%s)',
+      left(p_task, 200), left(quote_literal(substr(p_task, 5)), 200)));
+  end if;
+end $$;
+
+-- Allows task sql:<name> (name: 'schema.function'): the function
+-- schema.function(jsonb) must exist, outside the schemas that cannot hold
+-- handlers. Allow only functions that are safe to run with any body, as the
+-- role that runs jobs.drain_sql, in schemas where only trusted roles may
+-- create functions (the list holds names: a function of that name made
+-- later, after a drop, runs too). Idempotent: true when newly allowed.
+create function jobs.allow_sql_task(name text)
+returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  f record;
+begin
+  if allow_sql_task.name is null or allow_sql_task.name !~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$' then
+    perform jobs.raise_invalid('PD018', 'name', format('must be schema.function, as in task sql:schema.function, got %s',
+      coalesce(left(quote_literal(allow_sql_task.name), 80), 'null')));
+  end if;
+  select * into f from jobs.sql_task_function(allow_sql_task.name);
+  if f.fn_schema is null then
+    perform jobs.raise_invalid('PD018', 'name', format(
+      'no function %s(jsonb): create it first (it takes the job''s body; what it returns becomes the result)', allow_sql_task.name));
+  elsif f.denied then
+    perform jobs.raise_invalid('PD018', 'name', format('functions in schema %s cannot be task handlers', f.fn_schema));
+  end if;
+  insert into jobs.sql_task as s (name) values (allow_sql_task.name) on conflict do nothing;
+  return found;
+end $$;
+
+-- Takes task sql:<name> off the list: publishing it is refused again, and a
+-- drain fails its jobs still queued (no retry). False if it was not allowed.
+create function jobs.disallow_sql_task(name text)
+returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  delete from jobs.sql_task s where s.name = disallow_sql_task.name;
+  return found;
+end $$;
+-- The owner's, and <prefix>_admin's (jobs.create_roles), only.
+revoke execute on function jobs.allow_sql_task(text), jobs.disallow_sql_task(text) from public;
+
 -- The statement that runs task sql:<schema>.<function>: the function takes
--- the job's body (jsonb); what it returns becomes the result (void: null).
--- Functions of system schemas and of pgdrain itself cannot be handlers.
+-- the job's body ($1); what it returns becomes the result (void: null). It
+-- raises PD018 when the task is not (or no longer) allowed, 42501 for a
+-- function in a schema that cannot hold handlers, 42883 when the function
+-- is gone. SECURITY DEFINER: it reads the list for a drain_sql run by a
+-- <prefix>_worker, which cannot.
 create function jobs.sql_task_call(p_task text)
-returns text language plpgsql stable as $$
+returns text language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_name text := substr(p_task, 5);
-  v_fn regprocedure;
-  v_schema name;
-  v_proc name;
-  v_void boolean;
+  f record;
 begin
-  if p_task not like 'sql:%' or v_name !~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$' then
-    raise exception 'task %: an SQL task is named sql:<schema>.<function>', p_task using errcode = '42883';
+  if p_task not like 'sql:%' or not exists (select 1 from jobs.sql_task s where s.name = v_name) then
+    raise exception 'task %: not an allowed SQL task (allow it with jobs.allow_sql_task(%))', p_task, quote_literal(v_name)
+      using errcode = 'PD018';
   end if;
-  v_fn := to_regprocedure(v_name || '(jsonb)');
-  select n.nspname, p.proname, p.prorettype = 'void'::regtype into v_schema, v_proc, v_void
-  from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-  where p.oid = v_fn and p.prokind = 'f';
-  if not found then
+  select * into f from jobs.sql_task_function(v_name);
+  if f.fn_schema is null then
     raise exception 'task %: no function %(jsonb) to run it', p_task, v_name using errcode = '42883';
+  elsif f.denied then
+    raise exception 'task %: functions in schema % cannot be task handlers', p_task, f.fn_schema using errcode = '42501';
   end if;
-  if v_schema in ('pg_catalog', 'information_schema', 'jobs', 'cron', 'net') or v_schema like 'pg\_%' then
-    raise exception 'task %: functions in schema % cannot be task handlers', p_task, v_schema using errcode = '42501';
-  end if;
-  return format(case when v_void then 'select null::jsonb from (select %I.%I($1)) s' else 'select to_jsonb(%I.%I($1))' end,
-                v_schema, v_proc);
+  -- Qualified: the statement runs with the caller's search_path.
+  return format(case when f.returns_void then 'select null::pg_catalog.jsonb from (select %I.%I($1)) s'
+                     else 'select pg_catalog.to_jsonb(%I.%I($1))' end,
+                f.fn_schema, f.fn_name);
 end $$;
+
+-- Whether due sql: jobs of `queue` wait that a claim with `max_timeout`
+-- seconds left leaves alone (their timeout is longer; not blocked jobs, nor
+-- a paused queue's): drain_sql then stopped for its deadline, as drain()
+-- says. SECURITY DEFINER: a <prefix>_worker cannot read the queue.
+create function jobs.sql_unfit(queue text, max_timeout numeric)
+returns boolean language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select exists (
+      select 1 from jobs.job_queue q
+      where q.task like 'sql:%' and q.queue = coalesce(sql_unfit.queue, 'default') and q.lease_until is null
+        and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= now() and q.timeout > sql_unfit.max_timeout)
+    and not exists (select 1 from jobs.queue x where x.name = coalesce(sql_unfit.queue, 'default') and x.paused)
+$$;
 
 -- Drains sql:% tasks of `queue` inside the database, one job at a time, for
 -- at most `budget` seconds and `batch` jobs: CALL jobs.drain_sql(100, 50),
@@ -43,9 +134,13 @@ end $$;
 -- A raised error nacks the job (retry with backoff, or failure when spent),
 -- a result after the lease ended is rolled back and nacked as timed out, and
 -- a cancel or a lost session leaves the lease to expire: the next claim
--- retries it. Only jobs whose timeout fits the remaining budget are claimed.
+-- retries it. A job whose task is not (or no longer) allowed, or names a
+-- function in a schema that cannot hold handlers, fails without retry.
+-- Only jobs whose timeout fits the remaining budget are claimed.
 -- Give SQL tasks a queue of their own: drains take sql: tasks only when their
 -- topic names them, but a claim by topic walks past other tasks' due jobs.
+-- It runs as its caller, and so do the task functions: run it as a role with
+-- <prefix>_worker and what the functions need, not as a superuser.
 -- report: {"claimed", "succeeded", "failed", "retried", "stale", "stoppedBy"}.
 create procedure jobs.drain_sql(
   batch      integer default 100,
@@ -54,14 +149,22 @@ create procedure jobs.drain_sql(
   inout report jsonb default null
 ) language plpgsql as $$
 declare
+  v_path text := pg_catalog.current_setting('search_path');
   v_deadline timestamptz;
   v_left numeric;
   v_job jobs.claimed_job;
+  v_call text;
   v_result jsonb;
   v_settled jsonb;
   v_counts jsonb := '{"claimed": 0, "succeeded": 0, "failed": 0, "retried": 0, "stale": 0}';
   v_stopped text := 'batch';
 begin
+  -- A procedure that commits cannot carry SET search_path, and this one runs
+  -- as its caller: its own statements run with the path pinned, so no
+  -- function or operator in a schema on the caller's path (public, before
+  -- PostgreSQL 15) stands in for a built-in. Transaction-local, so set again
+  -- after every COMMIT, before any other statement.
+  perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
   if drain_sql.batch is null or drain_sql.batch < 1 or drain_sql.batch > 10000 then
     perform jobs.raise_invalid('PDC03', 'batch', format('must be between 1 and 10000, got %s', drain_sql.batch));
   end if;
@@ -71,6 +174,7 @@ begin
   v_deadline := clock_timestamp() + make_interval(secs => drain_sql.budget);
   perform jobs.publish_due_schedules();
   commit;
+  perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
   while (v_counts->>'claimed')::integer < drain_sql.batch loop
     v_left := extract(epoch from v_deadline - clock_timestamp());
@@ -83,20 +187,21 @@ begin
     if v_job.job_id is null then
       -- Like drain(): 'deadline' when claimable work is left because it
       -- cannot fit (not a blocked job, nor any job of a paused queue).
-      v_stopped := case when exists (
-        select 1 from jobs.job_queue q
-        where q.task like 'sql:%' and q.queue = coalesce(drain_sql.queue, 'default') and q.lease_until is null
-          and q.waiting_deps = 0 and not q.serial_wait
-          and q.scheduled_at <= pg_catalog.now() and q.timeout > v_left)
-        and not exists (select 1 from jobs.queue x where x.name = coalesce(drain_sql.queue, 'default') and x.paused)
-        then 'deadline' else 'empty' end;
+      v_stopped := case when jobs.sql_unfit(drain_sql.queue, v_left) then 'deadline' else 'empty' end;
       exit;
     end if;
     v_counts := jsonb_set(v_counts, '{claimed}', to_jsonb((v_counts->>'claimed')::integer + 1));
     commit;
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
+    v_call := null;
     begin
-      execute jobs.sql_task_call(v_job.task) into v_result using v_job.body;
+      v_call := jobs.sql_task_call(v_job.task);
+      -- The function itself runs with the caller's search_path (it may name
+      -- its tables unqualified); pinned again as soon as it returns.
+      perform pg_catalog.set_config('search_path', v_path, true);
+      execute v_call into v_result using v_job.body;
+      perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
       if clock_timestamp() > v_job.lease_until then
         raise exception 'timed out: ran past its %-second lease', v_job.timeout using errcode = 'PDC98';
       end if;
@@ -106,24 +211,34 @@ begin
         raise exception 'stale' using errcode = 'PDC99';
       end if;
     exception when others then
+      -- The block's rollback restored the pinned path; pinned again all the same.
+      perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
       if sqlstate = 'PDC99' then
         v_settled := '{"stale": 1}';
       else
-        v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['nack'], null,
-                                        array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)]);
+        -- No call (v_call null): a task that may not run fails for good; a
+        -- function that is gone (42883) may be back by the retry.
+        v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt],
+                                        array[case when v_call is null and sqlstate <> '42883' then 'fail' else 'nack' end],
+                                        null, array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)]);
       end if;
     end;
     select jsonb_object_agg(k, (v_counts->>k)::integer + coalesce((v_settled->>k)::integer, 0)) into v_counts
     from jsonb_object_keys(v_counts) k;
     commit;
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
   end loop;
   report := v_counts || jsonb_build_object('stoppedBy', v_stopped);
+  -- The caller's path back, for a caller that goes on in this transaction.
+  perform pg_catalog.set_config('search_path', v_path, true);
 end $$;
 
 -- HTTP drains -----------------------------------------------------------------
 
 -- Where to post: one row per registered HTTP drain. The token stays here,
--- out of cron.job's command text and pg_cron's run log.
+-- out of cron.job's command text and pg_cron's run log, readable by the
+-- owner only: jobs.create_roles grants this table to no role (an admin
+-- changes it through jobs.schedule_http_drain, which replaces the token).
 create table jobs.http_drain (
   name       text    primary key,
   url        text    not null,

@@ -199,6 +199,32 @@ begin
 end $$;
 
 --
+-- Name: allow_sql_task(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.allow_sql_task(name text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+declare
+  f record;
+begin
+  if allow_sql_task.name is null or allow_sql_task.name !~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$' then
+    perform jobs.raise_invalid('PD018', 'name', format('must be schema.function, as in task sql:schema.function, got %s',
+      coalesce(left(quote_literal(allow_sql_task.name), 80), 'null')));
+  end if;
+  select * into f from jobs.sql_task_function(allow_sql_task.name);
+  if f.fn_schema is null then
+    perform jobs.raise_invalid('PD018', 'name', format(
+      'no function %s(jsonb): create it first (it takes the job''s body; what it returns becomes the result)', allow_sql_task.name));
+  elsif f.denied then
+    perform jobs.raise_invalid('PD018', 'name', format('functions in schema %s cannot be task handlers', f.fn_schema));
+  end if;
+  insert into jobs.sql_task as s (name) values (allow_sql_task.name) on conflict do nothing;
+  return found;
+end $_$;
+
+--
 -- Name: backoff(integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -341,6 +367,21 @@ begin
   if p_max_retries is not null and (p_max_retries < 0 or p_max_retries > 1000) then
     perform jobs.raise_invalid('PD003', p_prefix || 'max_retries',
       format('must be between 0 and 1000, got %s', p_max_retries));
+  end if;
+end $$;
+
+--
+-- Name: check_sql_task(text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_sql_task(p_task text, p_field text DEFAULT 'task'::text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  if not exists (select 1 from jobs.sql_task s where s.name = substr(p_task, 5)) then
+    perform jobs.raise_invalid('PD018', p_field, format(
+      '%s is not an allowed SQL task: the owner of schema jobs or an admin allows it first, with select jobs.allow_sql_task(%s)',
+      left(p_task, 200), left(quote_literal(substr(p_task, 5)), 200)));
   end if;
 end $$;
 
@@ -579,6 +620,7 @@ end $$;
 
 CREATE FUNCTION jobs.create_roles(prefix text DEFAULT 'pgdrain'::text) RETURNS text[]
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 declare
   v_roles text[];
@@ -594,18 +636,30 @@ begin
     end if;
     execute format('grant usage on schema jobs to %I', v_role);
   end loop;
-  revoke execute on all functions in schema jobs from public;
+  -- Routines: functions and procedures (jobs.drain_sql).
+  revoke execute on all routines in schema jobs from public;
 
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
+  -- What CALL jobs.drain_sql calls besides claim and settle_arrays: the due
+  -- ticks (which jobs.claim_json publishes too), two readers of what a
+  -- worker may not read (sql/0010), and the raise of its argument checks.
+  execute format('grant execute on procedure jobs.drain_sql(integer, numeric, text, jsonb) to %I', v_roles[2]);
+  execute format('grant execute on function jobs.publish_due_schedules(timestamptz), jobs.sql_task_call(text), jobs.sql_unfit(text, numeric), jobs.raise_invalid(text, text, text) to %I',
+                 v_roles[2]);
   execute format('grant select on jobs.job, jobs.job_archive to %I', v_roles[2]);
   -- Whether a job is still active, for waitFor: its id only, not its body.
   execute format('grant select (job_id) on jobs.job_queue to %I', v_roles[2]);
 
-  execute format('grant execute on all functions in schema jobs to %I', v_roles[3]);
+  execute format('grant execute on all routines in schema jobs to %I', v_roles[3]);
   execute format('grant select, insert, update, delete on all tables in schema jobs to %I', v_roles[3]);
+  -- Taken back (also from an admin an earlier version granted them): the
+  -- HTTP drain's token, and writes to the SQL task list but through
+  -- jobs.allow_sql_task and jobs.disallow_sql_task, which check what they add.
+  execute format('revoke all on jobs.http_drain from %I', v_roles[3]);
+  execute format('revoke insert, update, delete on jobs.sql_task from %I', v_roles[3]);
   return v_roles;
 end $_$;
 
@@ -615,6 +669,7 @@ end $_$;
 
 CREATE FUNCTION jobs.cron_next(cron text, after timestamp with time zone DEFAULT now()) RETURNS timestamp with time zone
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_next timestamptz := jobs.cron_spec_next(jobs.cron_parse(cron_next.cron), cron_next.after);
@@ -756,6 +811,19 @@ begin
 end $_$;
 
 --
+-- Name: disallow_sql_task(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.disallow_sql_task(name text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  delete from jobs.sql_task s where s.name = disallow_sql_task.name;
+  return found;
+end $$;
+
+--
 -- Name: drain_sql(integer, numeric, text, jsonb); Type: PROCEDURE; Schema: jobs; Owner: -
 --
 
@@ -763,14 +831,22 @@ CREATE PROCEDURE jobs.drain_sql(IN batch integer DEFAULT 100, IN budget numeric 
     LANGUAGE plpgsql
     AS $$
 declare
+  v_path text := pg_catalog.current_setting('search_path');
   v_deadline timestamptz;
   v_left numeric;
   v_job jobs.claimed_job;
+  v_call text;
   v_result jsonb;
   v_settled jsonb;
   v_counts jsonb := '{"claimed": 0, "succeeded": 0, "failed": 0, "retried": 0, "stale": 0}';
   v_stopped text := 'batch';
 begin
+  -- A procedure that commits cannot carry SET search_path, and this one runs
+  -- as its caller: its own statements run with the path pinned, so no
+  -- function or operator in a schema on the caller's path (public, before
+  -- PostgreSQL 15) stands in for a built-in. Transaction-local, so set again
+  -- after every COMMIT, before any other statement.
+  perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
   if drain_sql.batch is null or drain_sql.batch < 1 or drain_sql.batch > 10000 then
     perform jobs.raise_invalid('PDC03', 'batch', format('must be between 1 and 10000, got %s', drain_sql.batch));
   end if;
@@ -780,6 +856,7 @@ begin
   v_deadline := clock_timestamp() + make_interval(secs => drain_sql.budget);
   perform jobs.publish_due_schedules();
   commit;
+  perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
   while (v_counts->>'claimed')::integer < drain_sql.batch loop
     v_left := extract(epoch from v_deadline - clock_timestamp());
@@ -792,20 +869,21 @@ begin
     if v_job.job_id is null then
       -- Like drain(): 'deadline' when claimable work is left because it
       -- cannot fit (not a blocked job, nor any job of a paused queue).
-      v_stopped := case when exists (
-        select 1 from jobs.job_queue q
-        where q.task like 'sql:%' and q.queue = coalesce(drain_sql.queue, 'default') and q.lease_until is null
-          and q.waiting_deps = 0 and not q.serial_wait
-          and q.scheduled_at <= pg_catalog.now() and q.timeout > v_left)
-        and not exists (select 1 from jobs.queue x where x.name = coalesce(drain_sql.queue, 'default') and x.paused)
-        then 'deadline' else 'empty' end;
+      v_stopped := case when jobs.sql_unfit(drain_sql.queue, v_left) then 'deadline' else 'empty' end;
       exit;
     end if;
     v_counts := jsonb_set(v_counts, '{claimed}', to_jsonb((v_counts->>'claimed')::integer + 1));
     commit;
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
 
+    v_call := null;
     begin
-      execute jobs.sql_task_call(v_job.task) into v_result using v_job.body;
+      v_call := jobs.sql_task_call(v_job.task);
+      -- The function itself runs with the caller's search_path (it may name
+      -- its tables unqualified); pinned again as soon as it returns.
+      perform pg_catalog.set_config('search_path', v_path, true);
+      execute v_call into v_result using v_job.body;
+      perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
       if clock_timestamp() > v_job.lease_until then
         raise exception 'timed out: ran past its %-second lease', v_job.timeout using errcode = 'PDC98';
       end if;
@@ -815,18 +893,26 @@ begin
         raise exception 'stale' using errcode = 'PDC99';
       end if;
     exception when others then
+      -- The block's rollback restored the pinned path; pinned again all the same.
+      perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
       if sqlstate = 'PDC99' then
         v_settled := '{"stale": 1}';
       else
-        v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['nack'], null,
-                                        array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)]);
+        -- No call (v_call null): a task that may not run fails for good; a
+        -- function that is gone (42883) may be back by the retry.
+        v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt],
+                                        array[case when v_call is null and sqlstate <> '42883' then 'fail' else 'nack' end],
+                                        null, array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)]);
       end if;
     end;
     select jsonb_object_agg(k, (v_counts->>k)::integer + coalesce((v_settled->>k)::integer, 0)) into v_counts
     from jsonb_object_keys(v_counts) k;
     commit;
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
   end loop;
   report := v_counts || jsonb_build_object('stoppedBy', v_stopped);
+  -- The caller's path back, for a caller that goes on in this transaction.
+  perform pg_catalog.set_config('search_path', v_path, true);
 end $$;
 
 --
@@ -1276,6 +1362,9 @@ declare
   v_old record;
 begin
   perform jobs.check_task(publish.task);
+  if publish.task like 'sql:%' then
+    perform jobs.check_sql_task(publish.task);
+  end if;
   perform jobs.check_options(publish.timeout, publish.priority, publish.max_retries);
   perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
   perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
@@ -1391,10 +1480,12 @@ begin
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
   -- arrays only when sent; the per-job pass only to name the first bad job.
+  -- SQL tasks (sql:) must be allowed (sql/0010): asked of those names only.
   if array_position(publish_arrays.tasks, null) is not null
      or exists (select from (select distinct t from unnest(array_remove(publish_arrays.tasks, publish_arrays.tasks[1])
                                                          || publish_arrays.tasks[1]) t) d
-                where length(d.t) > 200 or d.t !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$')
+                where length(d.t) > 200 or d.t !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$'
+                   or d.t like 'sql:%' and not exists (select from jobs.sql_task s where s.name = substr(d.t, 5)))
      or exists (select from unnest(publish_arrays.timeouts) x where x < 0.001 or x > 86400)
      or exists (select from unnest(publish_arrays.priorities) x where x < -1000000 or x > 1000000)
      or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000)
@@ -1406,6 +1497,7 @@ begin
                 publish_arrays.delays, publish_arrays.scheduled_at)
            with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
+       or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = substr(j.task, 5))
        or j.timeout < 0.001 or j.timeout > 86400
        or j.priority < -1000000 or j.priority > 1000000
        or j.max_retries < 0 or j.max_retries > 1000
@@ -1414,6 +1506,9 @@ begin
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
+      if v_bad.task like 'sql:%' then
+        perform jobs.check_sql_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
+      end if;
       perform jobs.check_options(v_bad.timeout, v_bad.priority, v_bad.max_retries, format('jobs[%s].', v_bad.ord));
       if not isfinite(v_bad.scheduled_at) then
         perform jobs.raise_invalid('PD007', format('jobs[%s].scheduled_at', v_bad.ord),
@@ -1768,6 +1863,11 @@ begin
   end if;
   v_next := jobs.cron_next(v_cron, v_now);
   perform jobs.check_task(schedule.task);
+  -- Refused now rather than at every tick (a tick of a task disallowed
+  -- since fails, recorded in last_error).
+  if schedule.task like 'sql:%' then
+    perform jobs.check_sql_task(schedule.task);
+  end if;
   perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
@@ -2083,31 +2183,59 @@ $$;
 --
 
 CREATE FUNCTION jobs.sql_task_call(p_task text) RETURNS text
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 declare
   v_name text := substr(p_task, 5);
-  v_fn regprocedure;
-  v_schema name;
-  v_proc name;
-  v_void boolean;
+  f record;
 begin
-  if p_task not like 'sql:%' or v_name !~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$' then
-    raise exception 'task %: an SQL task is named sql:<schema>.<function>', p_task using errcode = '42883';
+  if p_task not like 'sql:%' or not exists (select 1 from jobs.sql_task s where s.name = v_name) then
+    raise exception 'task %: not an allowed SQL task (allow it with jobs.allow_sql_task(%))', p_task, quote_literal(v_name)
+      using errcode = 'PD018';
   end if;
-  v_fn := to_regprocedure(v_name || '(jsonb)');
-  select n.nspname, p.proname, p.prorettype = 'void'::regtype into v_schema, v_proc, v_void
-  from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-  where p.oid = v_fn and p.prokind = 'f';
-  if not found then
+  select * into f from jobs.sql_task_function(v_name);
+  if f.fn_schema is null then
     raise exception 'task %: no function %(jsonb) to run it', p_task, v_name using errcode = '42883';
+  elsif f.denied then
+    raise exception 'task %: functions in schema % cannot be task handlers', p_task, f.fn_schema using errcode = '42501';
   end if;
-  if v_schema in ('pg_catalog', 'information_schema', 'jobs', 'cron', 'net') or v_schema like 'pg\_%' then
-    raise exception 'task %: functions in schema % cannot be task handlers', p_task, v_schema using errcode = '42501';
-  end if;
-  return format(case when v_void then 'select null::jsonb from (select %I.%I($1)) s' else 'select to_jsonb(%I.%I($1))' end,
-                v_schema, v_proc);
+  -- Qualified: the statement runs with the caller's search_path.
+  return format(case when f.returns_void then 'select null::pg_catalog.jsonb from (select %I.%I($1)) s'
+                     else 'select pg_catalog.to_jsonb(%I.%I($1))' end,
+                f.fn_schema, f.fn_name);
 end $_$;
+
+--
+-- Name: sql_task_function(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.sql_task_function(p_name text, OUT fn_schema name, OUT fn_name name, OUT returns_void boolean, OUT denied boolean) RETURNS record
+    LANGUAGE sql STABLE
+    AS $_$
+  select n.nspname, p.proname, p.prorettype = 'pg_catalog.void'::pg_catalog.regtype,
+         n.nspname in ('pg_catalog', 'information_schema', 'jobs', 'cron', 'net') or n.nspname like 'pg\_%'
+  from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+  where p_name ~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$'
+    and n.nspname = lower(split_part(p_name, '.', 1)) and p.proname = lower(split_part(p_name, '.', 2))
+    and p.prokind = 'f' and p.pronargs = 1 and p.proargtypes[0] = 'pg_catalog.jsonb'::pg_catalog.regtype
+$_$;
+
+--
+-- Name: sql_unfit(text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.sql_unfit(queue text, max_timeout numeric) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select exists (
+      select 1 from jobs.job_queue q
+      where q.task like 'sql:%' and q.queue = coalesce(sql_unfit.queue, 'default') and q.lease_until is null
+        and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= now() and q.timeout > sql_unfit.max_timeout)
+    and not exists (select 1 from jobs.queue x where x.name = coalesce(sql_unfit.queue, 'default') and x.paused)
+$$;
 
 --
 -- Name: state_of(timestamp with time zone, timestamp with time zone, integer, boolean); Type: FUNCTION; Schema: jobs; Owner: -
@@ -2461,6 +2589,15 @@ CREATE VIEW jobs.schedules AS
    FROM jobs.recurring r;
 
 --
+-- Name: sql_task; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.sql_task (
+    name text NOT NULL,
+    allowed_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: stats; Type: VIEW; Schema: jobs; Owner: -
 --
 
@@ -2538,6 +2675,13 @@ ALTER TABLE ONLY jobs.queue
 
 ALTER TABLE ONLY jobs.recurring
     ADD CONSTRAINT recurring_pkey PRIMARY KEY (name);
+
+--
+-- Name: sql_task sql_task_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.sql_task
+    ADD CONSTRAINT sql_task_pkey PRIMARY KEY (name);
 
 --
 -- Name: job_archive_ended_at_idx; Type: INDEX; Schema: jobs; Owner: -

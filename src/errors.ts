@@ -52,6 +52,7 @@ const sqlStates: Record<string, string> = {
   PD015: 'max_size',
   PD016: 'prefix',
   PD017: 'jobs',
+  PD018: 'task',
   PDC01: 'cron',
   PDC02: 'name',
   PDC03: 'argument',

@@ -39,7 +39,8 @@ beforeAll(async () => {
   }
   await sql(`create schema app;
     create table app.notes (b jsonb);
-    create function app.note(b jsonb) returns jsonb language sql as $$ insert into app.notes values (b) returning jsonb_build_object('noted', b) $$;`);
+    create function app.note(b jsonb) returns jsonb language sql as $$ insert into app.notes values (b) returning jsonb_build_object('noted', b) $$;
+    select jobs.allow_sql_task('app.note');`);
 });
 
 afterAll(async () => {

@@ -299,13 +299,17 @@ describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the datab
       begin perform pg_sleep((b->>'s')::float8); insert into app.seen (b) values (b); end $$;
       -- query_canceled is not caught by WHEN OTHERS: it ends the whole CALL, as a cancel or lost session would.
       create or replace function app.abort_call(b jsonb) returns void language plpgsql as $$
-      begin insert into app.seen (b) values (b); raise exception 'cancelled mid-job' using errcode = 'query_canceled'; end $$;`);
+      begin insert into app.seen (b) values (b); raise exception 'cancelled mid-job' using errcode = 'query_canceled'; end $$;
+      -- Only allowed functions run as SQL tasks (sql-task-security.test.ts).
+      select jobs.allow_sql_task(f) from unnest(array['app.record', 'app.record_void', 'app.slow', 'app.abort_call']) f;`);
   });
 
   it('runs each function with the job body, commits its work with the ack, nacks errors with their SQLSTATE', async () => {
     await sql(`select jobs.publish('sql:app.record', '{"x":1}')`);
     await sql(`select jobs.publish('sql:app.record', '{"fail":"boom"}', max_retries => 1)`);
     await sql(`select jobs.publish('sql:app.record_void', '{"y":2}')`);
+    // On a list edited by hand (jobs.allow_sql_task refuses both): drain_sql checks again.
+    await sql(`insert into jobs.sql_task (name) values ('pg_catalog.jsonb_pretty'), ('app.missing') on conflict do nothing`);
     await sql(`select jobs.publish('sql:pg_catalog.jsonb_pretty', '{}', max_retries => 0)`);
     await sql(`select jobs.publish('sql:app.missing', '{}', max_retries => 0)`);
     await sql(`select jobs.publish('email.send', '{}')`); // not an SQL task: left for TS drains

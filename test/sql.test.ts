@@ -214,6 +214,7 @@ describe('consume', () => {
   });
 
   it('SQL tasks go only to a claim whose pattern names them, never to consume(n) or a topic-less drain', async () => {
+    await sql(`insert into jobs.sql_task (name) values ('app.fn') on conflict do nothing`); // allowed (jobs.allow_sql_task would want the function)
     await sql(`select jobs.publish('sql:app.fn', priority => 9), jobs.publish('email.send')`);
     expect((await sql<{ task: string }>('select task from jobs.consume(10)')).map((r) => r.task)).toEqual(['email.send']);
     expect((await sql<{ task: string }>(`select task from jobs.consume_topic('sql:%', 10)`)).map((r) => r.task))
