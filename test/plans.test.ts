@@ -7,6 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capturePlans, EXPLAIN_OPTIONS, explainSession, scans, seqScansOfQueue, toPlan, type CapturedPlan } from '../bench/explain.js';
 import { fill } from '../bench/fill.js';
+import { COUNTS_SQL } from '../src/http/app.js';
 import { createQueue } from '../src/index.js';
 import { pgDriver } from '../src/db/pg.js';
 import { testDb } from './support/db.js';
@@ -225,5 +226,22 @@ describe('plans on a queue of 20,000 pending jobs', () => {
       const { rows: [after] } = await client.query('select lease_until, last_error from jobs.job_queue where job_id = $1', [job!.job_id]);
       expect(after).toMatchObject({ lease_until: null, last_error: expect.stringMatching(/^timed out/) }); // back to pending, to retry
     });
+  });
+});
+
+describe('what a metrics scrape reads', () => {
+  it('/stats and /metrics count the queue and the dead letters, never the whole history', async () => {
+    await client.query('truncate jobs.job_queue, jobs.job');
+    await fill(client, 20_000);
+    for (let batch = 0; batch < 40; batch++) await client.query('select jobs.ack(array(select job_id from jobs.consume(500)))');
+    await fill(client, 100);
+    await client.query(`update jobs.job set status = 'failure' where job_id in (select job_id from jobs.job limit 3)`);
+    await client.query('analyze jobs.job_queue, jobs.job');
+    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`explain ${COUNTS_SQL}`);
+    const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+    expect(plan).not.toMatch(/Seq Scan on job( |$)/m);
+    const counts = await client.query<{ task: string; state: string; jobs: number }>(COUNTS_SQL);
+    expect(counts.rows.find((r) => r.state === 'failure')?.jobs).toBe(3);
+    expect(counts.rows.some((r) => r.state === 'success')).toBe(false);
   });
 });

@@ -59,9 +59,19 @@ export interface AppOptions {
 }
 
 // Jobs by task and state, summed over named queues so each series appears once.
-const COUNTS_SQL = `select task, state, sum(jobs)::float8 as jobs,
-  max(extract(epoch from oldest_due))::float8 as oldest_due_s
-  from jobs.stats group by task, state order by task, state`;
+/**
+ * Jobs by task and state for /stats and /metrics: the queue's states, and of
+ * the ended jobs only the failures (dead letters, through their partial
+ * index). Counting every success and cancel (jobs.stats) reads the whole
+ * history, seconds at millions of rows, on every scrape.
+ */
+export const COUNTS_SQL = `select task, state, count(*)::float8 as jobs,
+  extract(epoch from max(now() - scheduled_at) filter (where state = 'pending' and scheduled_at <= now()))::float8 as oldest_due_s
+  from (select q.task, q.scheduled_at, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state
+        from jobs.job_queue q
+        union all
+        select j.task, j.scheduled_at, 'failure' from jobs.job j where j.status = 'failure') s
+  group by task, state order by task, state`;
 const HEALTH_TIMEOUT_MS = 3000;
 /** How long /stats and /metrics wait for their counts. */
 const COUNTS_TIMEOUT_MS = 10_000;

@@ -62,7 +62,7 @@ export class DrainMetrics {
     const out: string[] = [];
     const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
 
-    metric('pgdrain_jobs', 'gauge', 'Jobs by task and state: queued (blocked, scheduled, pending, running, expired) and ended (success, failure, cancelled).');
+    metric('pgdrain_jobs', 'gauge', 'Jobs by task and state: queued (blocked, scheduled, pending, running, expired) and failed (failure: dead letters).');
     for (const r of rows) out.push(`pgdrain_jobs${labels({ task: r.task, state: r.state })} ${Number(r.jobs)}`);
     metric('pgdrain_oldest_due_seconds', 'gauge', 'How long the oldest due, unclaimed job of a task has waited.');
     for (const r of rows) {
