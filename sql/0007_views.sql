@@ -71,7 +71,8 @@ where j.status = 'failure';
 -- every filter given (job_ids, a task LIKE pattern where only % is a
 -- wildcard, queue, ended_after, an error LIKE pattern). Each goes back to
 -- pending under its own job id with a fresh set of retries; its error stays in
--- last_error. A job whose dedupe key is active again is left in place.
+-- last_error. A job whose dedupe key is active again is left in place, and of
+-- dead letters sharing a key only the oldest goes back.
 -- Returns how many were redriven.
 create function jobs.redrive(
   job_ids     bigint[]    default null,
@@ -83,14 +84,14 @@ create function jobs.redrive(
 ) returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
+  v_matched bigint[];
   v_ids bigint[];
   v_keys text[];
   v_count integer;
 begin
-  select array_agg(j.job_id), array_agg(distinct j.serial_key) filter (where j.serial_key is not null)
-  into v_ids, v_keys
+  select array_agg(j.job_id) into v_matched
   from (
-    select j.job_id, j.serial_key from jobs.job j
+    select j.job_id from jobs.job j
     where j.status = 'failure'
       and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
       and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
@@ -100,9 +101,21 @@ begin
       and exists (select 1 from jobs.queue x where x.name = j.queue)
     for update of j skip locked
   ) j;
-  if v_ids is null then
+  if v_matched is null then
     return 0;
   end if;
+  -- The ones that go back: a dedupe key held by an active job, or by an
+  -- older dead letter going back, keeps its job here. Counted before the
+  -- queue's bound (a key taken after this only leaves more room).
+  select array_agg(p.job_id), array_agg(distinct p.serial_key) filter (where p.serial_key is not null)
+  into v_ids, v_keys
+  from (
+    select distinct on (coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null) p.job_id, p.serial_key
+    from jobs.job p
+    where p.job_id = any(v_matched)
+      and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
+    order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
+  ) p;
   -- A bounded queue takes back only what fits, as a publish would (PD010,
   -- and nothing is redriven); its lock before the keys', as in jobs.publish.
   perform jobs.admit(x.queue, x.n::integer)
@@ -134,9 +147,9 @@ begin
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;
-  if v_count < cardinality(v_ids) then
+  if v_count < cardinality(v_matched) then
     raise notice 'pgdrain: % of % matching dead letters left in place: an active job holds their dedupe key',
-      cardinality(v_ids) - v_count, cardinality(v_ids);
+      cardinality(v_matched) - v_count, cardinality(v_matched);
   end if;
   return v_count;
 end $$;

@@ -2,7 +2,8 @@
 -- where it is missing, by drains) and maintenance.
 --
 -- Errors: PDC02 name (a schedule), PDC03 another argument (the COLUMN field
--- names it); 0A000 when pg_cron is needed and not installed.
+-- names it); 0A000 when pg_cron is needed and not installed, 42501 when it is
+-- installed and this role may not use it.
 
 -- Recurring jobs --------------------------------------------------------------
 
@@ -30,16 +31,49 @@ create table jobs.recurring (
 -- What a claim probes: only drain-run schedules are in it.
 create index recurring_due_idx on jobs.recurring (next_run_at) where runner = 'drains';
 
--- Whether pg_cron can run jobs in this database (it lives in one database,
--- cron.database_name; elsewhere schedules fall back to drains).
+-- What this role lacks to use pg_cron here, as a GRANT would name it, or
+-- null when it lacks nothing (or pg_cron is not installed). On managed
+-- PostgreSQL the app role often does not own pg_cron nor have USAGE on
+-- schema cron. Called by the security definer functions below, it checks
+-- their owner. p_run_log: also what maintain needs to prune cron.job_run_details.
+create function jobs.pg_cron_lacks(p_run_log boolean default false)
+returns text language plpgsql stable set search_path = pg_catalog, pg_temp as $$
+begin
+  if not exists (select 1 from pg_extension where extname = 'pg_cron') then
+    return null;
+  elsif not has_schema_privilege('cron', 'usage') then
+    return 'USAGE ON SCHEMA cron';
+  elsif not has_table_privilege('cron.job', 'select') then
+    return 'SELECT ON cron.job';
+  elsif not has_function_privilege('cron.schedule(text, text, text)', 'execute') then
+    return 'EXECUTE ON FUNCTION cron.schedule(text, text, text)';
+  elsif not has_function_privilege('cron.unschedule(bigint)', 'execute') then
+    return 'EXECUTE ON FUNCTION cron.unschedule(bigint)';
+  elsif p_run_log and not has_table_privilege('cron.job_run_details', 'select, delete') then
+    return 'SELECT, DELETE ON cron.job_run_details';
+  end if;
+  return null;
+end $$;
+
+-- Whether pg_cron can run this role's jobs in this database: installed (it
+-- lives in one database, cron.database_name) and usable by this role.
+-- Elsewhere schedules fall back to drains.
 create function jobs.has_pg_cron()
 returns boolean language sql stable as $$
-  select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron')
+  select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron') and jobs.pg_cron_lacks() is null
 $$;
 
+-- Raises 0A000 naming the missing extension, or for pg_cron installed but
+-- not usable by this role, 42501 naming the privilege it lacks.
 create function jobs.require_extension(p_extension text, p_for text, p_else text)
 returns void language plpgsql as $$
+declare
+  v_lacks text := case when p_extension = 'pg_cron' then jobs.pg_cron_lacks() end;
 begin
+  if v_lacks is not null then
+    raise exception 'pg_cron is installed but role % may not use it: % needs %, which it lacks (GRANT % TO %)',
+      current_user, p_for, v_lacks, v_lacks, quote_ident(current_user) using errcode = '42501';
+  end if;
   raise exception '% is not installed in this database: % needs it (%)', p_extension, p_for, p_else
     using errcode = '0A000';
 end $$;
@@ -74,7 +108,7 @@ end $$;
 -- job of `task` with `body` and these options is published. Idempotent:
 -- calling it again with the same arguments changes nothing (a pending tick
 -- is kept). runner: null picks pg_cron when it is installed in this
--- database, else drains; 'pg_cron' or 'drains' forces one. Returns the runner.
+-- database and this role may use it, else drains; 'pg_cron' or 'drains' forces one. Returns the runner.
 create function jobs.schedule(
   name        text,
   cron        text,
@@ -117,7 +151,11 @@ begin
     perform jobs.raise_invalid('PDC03', 'runner', format('must be pg_cron, drains or null (pick), got %s', quote_literal(schedule.runner)));
   end if;
   v_runner := coalesce(schedule.runner, case when jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
-  if v_runner = 'pg_cron' and not jobs.has_pg_cron() then
+  if v_runner = 'pg_cron' and jobs.pg_cron_lacks() is not null then
+    perform jobs.raise_invalid('PDC03', 'runner', format(
+      '''pg_cron'' needs %s, which role %s lacks: GRANT %s TO %s, or use runner => ''drains''',
+      jobs.pg_cron_lacks(), current_user, jobs.pg_cron_lacks(), quote_ident(current_user)));
+  elsif v_runner = 'pg_cron' and not jobs.has_pg_cron() then
     perform jobs.require_extension('pg_cron', 'runner => ''pg_cron''',
       'CREATE EXTENSION pg_cron in the database named by cron.database_name, or use runner => ''drains''');
   end if;
@@ -259,10 +297,25 @@ from jobs.recurring r;
 -- columns as jobs.job: a later migration adding one there adds it here too.
 create table jobs.job_archive (like jobs.job including all);
 
+-- Retention as jobs.maintain can subtract it from now: at most 36500 days (a
+-- hundred years, as maintain() takes it in TS); '9999 years' would fail every
+-- pass with "timestamp out of range". Keeping ended jobs for good: 36500 days.
+create function jobs.check_retention(p_retention interval)
+returns void language plpgsql as $$
+begin
+  if p_retention is null or p_retention < interval '0' or p_retention > interval '36500 days' then
+    perform jobs.raise_invalid('PDC03', 'retention', format(
+      'must be an interval between 0 and 36500 days (a hundred years: ended jobs kept for good), such as ''7 days'', got %s',
+      coalesce(quote_literal(p_retention), 'null')));
+  end if;
+end $$;
+
 -- One maintenance pass: settles expired leases, publishes due drain-run
 -- ticks, and removes ended jobs older than `retention` from jobs.job (moved
 -- to jobs.job_archive when archive is true), at most max_rows of each, along
--- with pg_cron's run log of pgdrain's own jobs past the same age. Returns
+-- with pg_cron's run log of pgdrain's own jobs past the same age (skipped
+-- when this role may not delete from it). One transaction: a backlog larger
+-- than max_rows takes more passes (jobs.run_maintenance). Returns
 -- {"expired", "ticks", "deleted", "archived"}.
 create function jobs.maintain(
   retention interval    default '7 days',
@@ -277,9 +330,7 @@ declare
   v_removed integer;
   v_archived integer;
 begin
-  if maintain.retention is null or maintain.retention < interval '0' then
-    perform jobs.raise_invalid('PDC03', 'retention', 'must be an interval of 0 or more, such as ''7 days''');
-  end if;
+  perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
   end if;
@@ -300,7 +351,9 @@ begin
   )
   select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
 
-  if jobs.has_pg_cron() then
+  -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
+  -- rest of the pass must not fail for it.
+  if jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
     execute 'delete from cron.job_run_details d using cron.job j
              where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1'
       using v_now - maintain.retention;
@@ -309,18 +362,78 @@ begin
                             'deleted', v_removed - v_archived, 'archived', v_archived);
 end $$;
 
+-- Maintenance until caught up, as pg_cron runs it (jobs.schedule_maintenance):
+-- jobs.maintain passes of at most 10,000 rows, each committed on its own,
+-- until a pass finds less to do, max_rows (null: no cap) are removed, or
+-- `budget` seconds have passed (50: done before a once-a-minute run is due).
+-- One maintain call a minute with its 100,000 rows falls behind past ~1,700
+-- ended jobs/s; here, on a backlog, no pass holds its locks or its snapshot
+-- for long. A run killed midway keeps the passes it committed and rolls back
+-- the one it was in (each deletes and archives its rows in one statement);
+-- two runs at once take different rows (SKIP LOCKED). A procedure, as only
+-- a CALLed procedure may commit; it cannot be security definer, so it runs as
+-- its caller (pg_cron: the role that scheduled it), which needs EXECUTE on
+-- jobs.maintain only. report: maintain's counts summed, "passes", "caughtUp".
+create procedure jobs.run_maintenance(
+  retention interval default '7 days',
+  archive   boolean  default false,
+  budget    numeric  default 50,
+  max_rows  integer  default null,
+  inout report jsonb default null
+) language plpgsql as $$
+declare
+  v_path text := pg_catalog.current_setting('search_path');
+  v_deadline timestamptz;
+  v_step integer;
+  v_pass jsonb;
+  v_removed bigint := 0;
+  v_passes integer := 0;
+  v_done boolean := false;
+  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0}';
+begin
+  -- As in jobs.drain_sql: the path pinned, again after every COMMIT.
+  perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+  perform jobs.check_retention(run_maintenance.retention);
+  if run_maintenance.budget is null or run_maintenance.budget <= 0 or run_maintenance.budget > 86400 then
+    perform jobs.raise_invalid('PDC03', 'budget', format('must be greater than 0 and at most 86400 seconds, got %s', run_maintenance.budget));
+  end if;
+  if run_maintenance.max_rows is not null and (run_maintenance.max_rows < 1 or run_maintenance.max_rows > 1000000000) then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (no cap) or between 1 and 1000000000, got %s', run_maintenance.max_rows));
+  end if;
+  v_deadline := clock_timestamp() + make_interval(secs => run_maintenance.budget);
+  loop
+    v_step := least(10000, coalesce(run_maintenance.max_rows - v_removed, 10000));
+    v_pass := jobs.maintain(run_maintenance.retention, coalesce(run_maintenance.archive, false), v_step);
+    select jsonb_object_agg(k, (v_counts->>k)::bigint + (v_pass->>k)::bigint) into v_counts
+    from jsonb_object_keys(v_counts) k;
+    v_removed := v_removed + (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint;
+    v_passes := v_passes + 1;
+    commit;
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- Caught up when a pass did less than it could.
+    v_done := (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint < v_step
+              and (v_pass->>'expired')::bigint < v_step;
+    exit when v_done or v_removed >= coalesce(run_maintenance.max_rows, v_removed + 1) or clock_timestamp() >= v_deadline;
+  end loop;
+  report := v_counts || jsonb_build_object('passes', v_passes, 'caughtUp', v_done);
+  perform pg_catalog.set_config('search_path', v_path, true);
+end $$;
+
 -- Registers maintenance with pg_cron (one call, idempotent): pgdrain:maintain
--- runs jobs.maintain at `cron`, and pgdrain:vacuum vacuums jobs.job_queue
--- every 10 minutes so a busy queue table stays small. Returns the two job ids.
+-- calls jobs.run_maintenance at `cron` (for up to `budget` seconds), and
+-- pgdrain:vacuum vacuums jobs.job_queue every 10 minutes so a busy queue
+-- table stays small. Returns the two job ids.
 create function jobs.schedule_maintenance(
   cron      text     default '* * * * *',
   retention interval default '7 days',
-  archive   boolean  default false
+  archive   boolean  default false,
+  budget    numeric  default 50
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   perform jobs.cron_next(schedule_maintenance.cron);
-  if schedule_maintenance.retention is null or schedule_maintenance.retention < interval '0' then
-    perform jobs.raise_invalid('PDC03', 'retention', 'must be an interval of 0 or more, such as ''7 days''');
+  perform jobs.check_retention(schedule_maintenance.retention);
+  if schedule_maintenance.budget is null or schedule_maintenance.budget <= 0 or schedule_maintenance.budget > 86400 then
+    perform jobs.raise_invalid('PDC03', 'budget', format('must be greater than 0 and at most 86400 seconds, got %s', schedule_maintenance.budget));
   end if;
   if not jobs.has_pg_cron() then
     perform jobs.require_extension('pg_cron', 'jobs.schedule_maintenance',
@@ -328,7 +441,7 @@ begin
   end if;
   return array[
     jobs.pg_cron_schedule('pgdrain:maintain', schedule_maintenance.cron,
-      format('select jobs.maintain(%L::interval, %s)', schedule_maintenance.retention,
-             case when schedule_maintenance.archive then 'true' else 'false' end)),
+      format('call jobs.run_maintenance(%L::interval, %s, %s)', schedule_maintenance.retention,
+             case when schedule_maintenance.archive then 'true' else 'false' end, schedule_maintenance.budget)),
     jobs.pg_cron_schedule('pgdrain:vacuum', '*/10 * * * *', 'vacuum (analyze) jobs.job_queue')];
 end $$;

@@ -371,6 +371,21 @@ begin
 end $$;
 
 --
+-- Name: check_retention(interval); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_retention(p_retention interval) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if p_retention is null or p_retention < interval '0' or p_retention > interval '36500 days' then
+    perform jobs.raise_invalid('PDC03', 'retention', format(
+      'must be an interval between 0 and 36500 days (a hundred years: ended jobs kept for good), such as ''7 days'', got %s',
+      coalesce(quote_literal(p_retention), 'null')));
+  end if;
+end $$;
+
+--
 -- Name: check_sql_task(text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1015,7 +1030,7 @@ end $$;
 CREATE FUNCTION jobs.has_pg_cron() RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
-  select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron')
+  select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron') and jobs.pg_cron_lacks() is null
 $$;
 
 --
@@ -1065,9 +1080,7 @@ declare
   v_removed integer;
   v_archived integer;
 begin
-  if maintain.retention is null or maintain.retention < interval '0' then
-    perform jobs.raise_invalid('PDC03', 'retention', 'must be an interval of 0 or more, such as ''7 days''');
-  end if;
+  perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
   end if;
@@ -1088,7 +1101,9 @@ begin
   )
   select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
 
-  if jobs.has_pg_cron() then
+  -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
+  -- rest of the pass must not fail for it.
+  if jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
     execute 'delete from cron.job_run_details d using cron.job j
              where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1'
       using v_now - maintain.retention;
@@ -1174,6 +1189,31 @@ CREATE FUNCTION jobs.pause_queue(name text) RETURNS boolean
   with u as (update jobs.queue q set paused = true where q.name = pause_queue.name returning 1)
   select exists (select 1 from u)
 $$;
+
+--
+-- Name: pg_cron_lacks(boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.pg_cron_lacks(p_run_log boolean DEFAULT false) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  if not exists (select 1 from pg_extension where extname = 'pg_cron') then
+    return null;
+  elsif not has_schema_privilege('cron', 'usage') then
+    return 'USAGE ON SCHEMA cron';
+  elsif not has_table_privilege('cron.job', 'select') then
+    return 'SELECT ON cron.job';
+  elsif not has_function_privilege('cron.schedule(text, text, text)', 'execute') then
+    return 'EXECUTE ON FUNCTION cron.schedule(text, text, text)';
+  elsif not has_function_privilege('cron.unschedule(bigint)', 'execute') then
+    return 'EXECUTE ON FUNCTION cron.unschedule(bigint)';
+  elsif p_run_log and not has_table_privilege('cron.job_run_details', 'select, delete') then
+    return 'SELECT, DELETE ON cron.job_run_details';
+  end if;
+  return null;
+end $$;
 
 --
 -- Name: pg_cron_schedule(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
@@ -1614,14 +1654,14 @@ CREATE FUNCTION jobs.redrive(job_ids bigint[] DEFAULT NULL::bigint[], task text 
     AS $$
 declare
   v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
+  v_matched bigint[];
   v_ids bigint[];
   v_keys text[];
   v_count integer;
 begin
-  select array_agg(j.job_id), array_agg(distinct j.serial_key) filter (where j.serial_key is not null)
-  into v_ids, v_keys
+  select array_agg(j.job_id) into v_matched
   from (
-    select j.job_id, j.serial_key from jobs.job j
+    select j.job_id from jobs.job j
     where j.status = 'failure'
       and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
       and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
@@ -1631,9 +1671,21 @@ begin
       and exists (select 1 from jobs.queue x where x.name = j.queue)
     for update of j skip locked
   ) j;
-  if v_ids is null then
+  if v_matched is null then
     return 0;
   end if;
+  -- The ones that go back: a dedupe key held by an active job, or by an
+  -- older dead letter going back, keeps its job here. Counted before the
+  -- queue's bound (a key taken after this only leaves more room).
+  select array_agg(p.job_id), array_agg(distinct p.serial_key) filter (where p.serial_key is not null)
+  into v_ids, v_keys
+  from (
+    select distinct on (coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null) p.job_id, p.serial_key
+    from jobs.job p
+    where p.job_id = any(v_matched)
+      and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
+    order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
+  ) p;
   -- A bounded queue takes back only what fits, as a publish would (PD010,
   -- and nothing is redriven); its lock before the keys', as in jobs.publish.
   perform jobs.admit(x.queue, x.n::integer)
@@ -1665,9 +1717,9 @@ begin
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;
-  if v_count < cardinality(v_ids) then
+  if v_count < cardinality(v_matched) then
     raise notice 'pgdrain: % of % matching dead letters left in place: an active job holds their dedupe key',
-      cardinality(v_ids) - v_count, cardinality(v_ids);
+      cardinality(v_matched) - v_count, cardinality(v_matched);
   end if;
   return v_count;
 end $$;
@@ -1761,7 +1813,13 @@ end $_$;
 CREATE FUNCTION jobs.require_extension(p_extension text, p_for text, p_else text) RETURNS void
     LANGUAGE plpgsql
     AS $$
+declare
+  v_lacks text := case when p_extension = 'pg_cron' then jobs.pg_cron_lacks() end;
 begin
+  if v_lacks is not null then
+    raise exception 'pg_cron is installed but role % may not use it: % needs %, which it lacks (GRANT % TO %)',
+      current_user, p_for, v_lacks, v_lacks, quote_ident(current_user) using errcode = '42501';
+  end if;
   raise exception '% is not installed in this database: % needs it (%)', p_extension, p_for, p_else
     using errcode = '0A000';
 end $$;
@@ -1802,6 +1860,51 @@ begin
           r.timeout_ms;
   return v_id;
 end $_$;
+
+--
+-- Name: run_maintenance(interval, boolean, numeric, integer, jsonb); Type: PROCEDURE; Schema: jobs; Owner: -
+--
+
+CREATE PROCEDURE jobs.run_maintenance(IN retention interval DEFAULT '7 days'::interval, IN archive boolean DEFAULT false, IN budget numeric DEFAULT 50, IN max_rows integer DEFAULT NULL::integer, INOUT report jsonb DEFAULT NULL::jsonb)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_path text := pg_catalog.current_setting('search_path');
+  v_deadline timestamptz;
+  v_step integer;
+  v_pass jsonb;
+  v_removed bigint := 0;
+  v_passes integer := 0;
+  v_done boolean := false;
+  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0}';
+begin
+  -- As in jobs.drain_sql: the path pinned, again after every COMMIT.
+  perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+  perform jobs.check_retention(run_maintenance.retention);
+  if run_maintenance.budget is null or run_maintenance.budget <= 0 or run_maintenance.budget > 86400 then
+    perform jobs.raise_invalid('PDC03', 'budget', format('must be greater than 0 and at most 86400 seconds, got %s', run_maintenance.budget));
+  end if;
+  if run_maintenance.max_rows is not null and (run_maintenance.max_rows < 1 or run_maintenance.max_rows > 1000000000) then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (no cap) or between 1 and 1000000000, got %s', run_maintenance.max_rows));
+  end if;
+  v_deadline := clock_timestamp() + make_interval(secs => run_maintenance.budget);
+  loop
+    v_step := least(10000, coalesce(run_maintenance.max_rows - v_removed, 10000));
+    v_pass := jobs.maintain(run_maintenance.retention, coalesce(run_maintenance.archive, false), v_step);
+    select jsonb_object_agg(k, (v_counts->>k)::bigint + (v_pass->>k)::bigint) into v_counts
+    from jsonb_object_keys(v_counts) k;
+    v_removed := v_removed + (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint;
+    v_passes := v_passes + 1;
+    commit;
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- Caught up when a pass did less than it could.
+    v_done := (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint < v_step
+              and (v_pass->>'expired')::bigint < v_step;
+    exit when v_done or v_removed >= coalesce(run_maintenance.max_rows, v_removed + 1) or clock_timestamp() >= v_deadline;
+  end loop;
+  report := v_counts || jsonb_build_object('passes', v_passes, 'caughtUp', v_done);
+  perform pg_catalog.set_config('search_path', v_path, true);
+end $$;
 
 --
 -- Name: run_schedule(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
@@ -1876,7 +1979,11 @@ begin
     perform jobs.raise_invalid('PDC03', 'runner', format('must be pg_cron, drains or null (pick), got %s', quote_literal(schedule.runner)));
   end if;
   v_runner := coalesce(schedule.runner, case when jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
-  if v_runner = 'pg_cron' and not jobs.has_pg_cron() then
+  if v_runner = 'pg_cron' and jobs.pg_cron_lacks() is not null then
+    perform jobs.raise_invalid('PDC03', 'runner', format(
+      '''pg_cron'' needs %s, which role %s lacks: GRANT %s TO %s, or use runner => ''drains''',
+      jobs.pg_cron_lacks(), current_user, jobs.pg_cron_lacks(), quote_ident(current_user)));
+  elsif v_runner = 'pg_cron' and not jobs.has_pg_cron() then
     perform jobs.require_extension('pg_cron', 'runner => ''pg_cron''',
       'CREATE EXTENSION pg_cron in the database named by cron.database_name, or use runner => ''drains''');
   end if;
@@ -1962,17 +2069,18 @@ begin
 end $_$;
 
 --
--- Name: schedule_maintenance(text, interval, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: schedule_maintenance(text, interval, boolean, numeric); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.schedule_maintenance(cron text DEFAULT '* * * * *'::text, retention interval DEFAULT '7 days'::interval, archive boolean DEFAULT false) RETURNS bigint[]
+CREATE FUNCTION jobs.schedule_maintenance(cron text DEFAULT '* * * * *'::text, retention interval DEFAULT '7 days'::interval, archive boolean DEFAULT false, budget numeric DEFAULT 50) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
   perform jobs.cron_next(schedule_maintenance.cron);
-  if schedule_maintenance.retention is null or schedule_maintenance.retention < interval '0' then
-    perform jobs.raise_invalid('PDC03', 'retention', 'must be an interval of 0 or more, such as ''7 days''');
+  perform jobs.check_retention(schedule_maintenance.retention);
+  if schedule_maintenance.budget is null or schedule_maintenance.budget <= 0 or schedule_maintenance.budget > 86400 then
+    perform jobs.raise_invalid('PDC03', 'budget', format('must be greater than 0 and at most 86400 seconds, got %s', schedule_maintenance.budget));
   end if;
   if not jobs.has_pg_cron() then
     perform jobs.require_extension('pg_cron', 'jobs.schedule_maintenance',
@@ -1980,8 +2088,8 @@ begin
   end if;
   return array[
     jobs.pg_cron_schedule('pgdrain:maintain', schedule_maintenance.cron,
-      format('select jobs.maintain(%L::interval, %s)', schedule_maintenance.retention,
-             case when schedule_maintenance.archive then 'true' else 'false' end)),
+      format('call jobs.run_maintenance(%L::interval, %s, %s)', schedule_maintenance.retention,
+             case when schedule_maintenance.archive then 'true' else 'false' end, schedule_maintenance.budget)),
     jobs.pg_cron_schedule('pgdrain:vacuum', '*/10 * * * *', 'vacuum (analyze) jobs.job_queue')];
 end $$;
 

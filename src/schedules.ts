@@ -173,8 +173,11 @@ const maintainSchema = z.strictObject({
 /**
  * One maintenance pass (jobs.maintain): expires leases, publishes due
  * drain-run ticks, and deletes (or archives) ended jobs older than
- * retentionSeconds (default 7 days). For platforms without pg_cron: call it
- * from your scheduler; with pg_cron, `select jobs.schedule_maintenance()`.
+ * retentionSeconds (default 7 days; at most a hundred years), at most maxRows
+ * (100,000) of them in one transaction: a larger backlog takes more calls
+ * (or `call jobs.run_maintenance()`, which commits pass by pass). For
+ * platforms without pg_cron: call it from your scheduler; with pg_cron,
+ * `select jobs.schedule_maintenance()`.
  */
 export async function maintain(db: Queryable, options: z.input<typeof maintainSchema> = {}): Promise<MaintainReport> {
   const o = parse(maintainSchema, options, 'options');

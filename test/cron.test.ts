@@ -182,13 +182,13 @@ describe('pg_cron', () => {
     const { ids } = (await sql<{ ids: string[] }>(`select jobs.schedule_maintenance('*/5 * * * *', '3 days', true) as ids`))[0]!;
     const [maintain] = await cronJob('pgdrain:maintain');
     const [vacuum] = await cronJob('pgdrain:vacuum');
-    expect(maintain).toMatchObject({ schedule: '*/5 * * * *', command: "select jobs.maintain('3 days'::interval, true)" });
+    expect(maintain).toMatchObject({ schedule: '*/5 * * * *', command: "call jobs.run_maintenance('3 days'::interval, true, 50)" });
     expect(vacuum).toMatchObject({ schedule: '*/10 * * * *', command: 'vacuum (analyze) jobs.job_queue' });
     expect(ids.map(String)).toEqual([maintain!.jobid, vacuum!.jobid].map(String));
     expect((await sql<{ ids: string[] }>(`select jobs.schedule_maintenance('*/5 * * * *', '3 days', true) as ids`))[0]!.ids)
       .toEqual(ids); // idempotent
-    const [result] = await sql<{ maintain: object }>(maintain!.command);
-    expect(result!.maintain).toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0 });
+    const [result] = await sql<{ report: object }>(maintain!.command);
+    expect(result!.report).toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0, passes: 1, caughtUp: true });
     await sql(vacuum!.command);
   });
 
