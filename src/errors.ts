@@ -11,7 +11,9 @@ export type ErrorCode =
   | 'queue_full'
   /** A wait (waitFor's timeoutMs) ran out before what it waited for happened. */
   | 'timed_out'
-  | 'unsupported';
+  | 'unsupported'
+  /** The database role lacks a privilege for what was asked (SQLSTATE 42501; README "Roles"). */
+  | 'permission_denied';
 
 export class PgDrainError extends Error {
   override readonly name: string = 'PgDrainError';
@@ -85,6 +87,7 @@ export function translateError(error: unknown): unknown {
   }
   // 0A000: what was asked needs something this database lacks (pg_cron, pg_net); the message names it.
   if (code === '0A000') return new PgDrainError('unsupported', message, { cause: error });
+  if (code === '42501') return new PgDrainError('permission_denied', message, { cause: error });
   if (badValue.has(code)) return new PgDrainError('invalid_argument', `invalid value: ${message}`, { cause: error });
   if (unavailable.has(code) || /Connection terminated|connect ECONNREFUSED|timeout expired/i.test(message)) {
     return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });

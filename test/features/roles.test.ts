@@ -97,6 +97,22 @@ describe('roles', () => {
     }
   });
 
+  it('a publisher login that drains gets a PgDrainError permission_denied, naming what it may not run', async () => {
+    const login = `${prefix}_plogin`;
+    await sql(`create role ${login} login in role ${prefix}_publisher`);
+    const url = new URL(db.url);
+    url.username = login;
+    const q = createQueue({ connectionString: url.href, tasks: {} });
+    try {
+      expect(await q.publish('p.ok')).toMatch(/^\d+$/);
+      await expect(q.drain(10, Date.now() + 60_000)).rejects.toMatchObject({
+        name: 'PgDrainError', code: 'permission_denied', message: expect.stringMatching(/^permission denied for function claim_json/) });
+    } finally {
+      await q.close();
+      await sql(`drop role ${login}`);
+    }
+  });
+
   it('an admin does everything: cancel, redrive, queues, views', async () => {
     expect(await as('admin', `select jobs.redrive() >= 0 as ok, jobs.pause_queue('default') as p`)).toEqual([{ ok: true, p: true }]);
     expect(await as('admin', `select count(*)::int > 0 as ok from jobs.all`)).toEqual([{ ok: true }]);
