@@ -1,6 +1,6 @@
 import type { Queryable, QueryResult } from './db/driver.js';
 import { givenUpOn } from './round-trip-limit.js';
-import { translateError, ValidationError } from './errors.js';
+import { PgDrainError, translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { abortSignalSchema, bulkPublishOptionsSchema, parse, publishOptionsSchema, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
 import type { BulkJob, PublishOptions } from './types.js';
@@ -153,6 +153,18 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
     );
     return result.rows[0]!.ids.split(',');
   } catch (error) {
-    throw translateError(error);
+    throw fromZeroBased(translateError(error));
   }
+}
+
+/**
+ * A job the database names counts from 1 (jobs[2].task: SQL arrays); the
+ * caller of publishBulk counts from 0, as its own checks do (jobs[1].task).
+ */
+function fromZeroBased(error: unknown): unknown {
+  if (!(error instanceof PgDrainError) || !error.field) return error;
+  const m = /^jobs\[(\d+)\]/.exec(error.field);
+  if (!m) return error;
+  const shift = (text: string) => text.replace(/^jobs\[(\d+)\]/, (_, n: string) => `jobs[${Number(n) - 1}]`);
+  return new PgDrainError(error.code, shift(error.message), { field: shift(error.field), cause: error.cause ?? error });
 }

@@ -401,11 +401,13 @@ describe('runtime errors', () => {
       ['stats', '--dns=postgres://app:S3cret-pw@127.0.0.1:1/app'],
       ['publish', 'a.b', '--db=postgresql://app:S3cret-pw@db.example/app'],
       ['drain', '--tasks', TASKS, '--url=host=h password=S3cret-pw user=app'],
+      // node-postgres reads a raw @ as part of the password (it splits at the last one).
+      ['stats', '--dns=postgres://app:S3cret@-pw@db.example/app'],
     ]) {
       const r = await cli(args, { db: null, timeout: 8_000 });
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(/^error: unknown option '--(dns|db|url)=/);
-      expect(r.stderr).not.toContain('S3cret-pw');
+      expect(r.stderr).not.toContain('-pw');
     }
     expect((await cli(['stats', '--dns=postgres://app:S3cret-pw@127.0.0.1:1/app'], { db: null })).stderr)
       .toContain("'--dns=postgres://app:***@127.0.0.1:1/app'");

@@ -95,8 +95,9 @@ describe('F1: a sql: task runs only a function the owner or an admin allowed', (
     // TypeScript and HTTP (POST /jobs with only the token, as f1c did) get the same answer, naming the field.
     const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
     await expect(queue.publish('sql:tenant.evil', {}, { queue: 'sql' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'task' });
-    await expect(queue.publishBulk([{ task: 'ok.job' }, { task: 'sql:tenant.evil' }], 'sql'))
-      .rejects.toMatchObject({ code: 'invalid_argument', field: 'jobs[2].task' });
+    // TypeScript counts jobs from 0, as its own checks do; the database's jobs[2] is the caller's jobs[1].
+    await expect(queue.publishBulk([{ task: 'ok.job' }, { task: 'sql:tenant.evil' }, { task: 'ok.job' }], 'sql'))
+      .rejects.toMatchObject({ code: 'invalid_argument', field: 'jobs[1].task', message: expect.stringMatching(/^jobs\[1\]\.task: /) });
     await expect(schedule(db.driver, { name: 'evil', cron: '* * * * *', task: 'sql:tenant.evil' }))
       .rejects.toMatchObject({ code: 'invalid_argument', field: 'task' });
     const token = 'tok-0123456789abcdef';
@@ -105,6 +106,10 @@ describe('F1: a sql: task runs only a function the owner or an admin allowed', (
                                                 body: JSON.stringify({ task: 'sql:tenant.evil', queue: 'sql', timeoutSeconds: 5 }) });
     expect(answer.status).toBe(400);
     expect(((await answer.json()) as { error: unknown }).error).toMatchObject({ code: 'invalid_argument', field: 'task' });
+    const bulk = await app.request('/jobs', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+                                              body: JSON.stringify({ jobs: [{ task: 'sql:tenant.evil' }], queue: 'sql' }) });
+    expect(bulk.status).toBe(400);
+    expect(((await bulk.json()) as { error: unknown }).error).toMatchObject({ code: 'invalid_argument', field: 'jobs[0].task' });
 
     expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
     expect(await sql(`select count(*)::int as n from jobs.recurring`)).toEqual([{ n: 0 }]);

@@ -34,6 +34,7 @@ export function formatTable(rows: Record<string, unknown>[], columns: string[]):
  */
 export function withoutPasswords(text: string): string {
   return text
-    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]*:)[^\s@/]*@/gi, '$1***@')
+    // Up to the last @ before the path: node-postgres reads a raw @ as part of the password.
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]*:)[^\s/]*@/gi, '$1***@')
     .replace(/(\bpassword\s*=\s*)('[^']*'|\S+)/gi, '$1***');
 }
