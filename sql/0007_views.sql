@@ -148,7 +148,7 @@ begin
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;
   if v_count < cardinality(v_matched) then
-    raise notice 'pgdrain: % of % matching dead letters left in place: an active job holds their dedupe key',
+    raise notice 'pgdrain: % of % matching dead letters left in place: an active job, or an older dead letter going back, holds their dedupe key',
       cardinality(v_matched) - v_count, cardinality(v_matched);
   end if;
   return v_count;

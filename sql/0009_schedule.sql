@@ -49,7 +49,9 @@ begin
     return 'EXECUTE ON FUNCTION cron.schedule(text, text, text)';
   elsif not has_function_privilege('cron.unschedule(bigint)', 'execute') then
     return 'EXECUTE ON FUNCTION cron.unschedule(bigint)';
-  elsif p_run_log and not has_table_privilege('cron.job_run_details', 'select, delete') then
+  -- Apart: has_table_privilege('select, delete') is true for either one.
+  elsif p_run_log and not (has_table_privilege('cron.job_run_details', 'select')
+                           and has_table_privilege('cron.job_run_details', 'delete')) then
     return 'SELECT, DELETE ON cron.job_run_details';
   end if;
   return null;
@@ -79,12 +81,23 @@ begin
 end $$;
 
 -- Removes the pg_cron job of that name if there is one; true if there was.
-create function jobs.pg_cron_unschedule(p_jobname text)
+-- p_known: a pg_cron job was recorded for it (runner pg_cron), so a role
+-- that may no longer use pg_cron gets 42501 instead of leaving that job to
+-- fail at every tick while the schedule looks removed.
+create function jobs.pg_cron_unschedule(p_jobname text, p_known boolean default false)
 returns boolean language plpgsql as $$
 declare
   v_id bigint;
+  v_lacks text;
 begin
-  if not jobs.has_pg_cron() then
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron') then
+    return false;
+  end if;
+  v_lacks := jobs.pg_cron_lacks();
+  if v_lacks is not null and p_known then
+    raise exception 'cannot remove pg_cron job %: role % lacks % (GRANT % TO %), and the job would go on running',
+      p_jobname, current_user, v_lacks, v_lacks, quote_ident(current_user) using errcode = '42501';
+  elsif v_lacks is not null then
     return false;
   end if;
   execute 'select jobid from cron.job where jobname = $1 and username = current_user' into v_id using p_jobname;
@@ -194,7 +207,7 @@ begin
   else
     -- Whatever the row said: a first schedule() for this name with runner
     -- pg_cron may have committed after this one read the row.
-    perform jobs.pg_cron_unschedule('pgdrain:schedule:' || schedule.name);
+    perform jobs.pg_cron_unschedule('pgdrain:schedule:' || schedule.name, coalesce(v_old = 'pg_cron', false));
   end if;
   return v_runner;
 end $$;
@@ -203,11 +216,11 @@ end $$;
 create function jobs.unschedule(name text)
 returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_found boolean;
+  v_runner text;
 begin
-  delete from jobs.recurring r where r.name = unschedule.name;
-  v_found := found;
-  return jobs.pg_cron_unschedule('pgdrain:schedule:' || unschedule.name) or v_found;
+  delete from jobs.recurring r where r.name = unschedule.name returning r.runner into v_runner;
+  return jobs.pg_cron_unschedule('pgdrain:schedule:' || unschedule.name, coalesce(v_runner = 'pg_cron', false))
+         or v_runner is not null;
 end $$;
 
 -- Publishes the schedule's job now and records it; pg_cron calls this at
@@ -321,7 +334,8 @@ create function jobs.maintain(
   retention interval    default '7 days',
   archive   boolean     default false,
   max_rows  integer     default 100000,
-  now       timestamptz default null
+  now       timestamptz default null,
+  prune_run_log boolean default true
 ) returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(maintain.now, pg_catalog.now());
@@ -353,7 +367,8 @@ begin
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.
-  if jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
+  -- It reads all of pg_cron's log (no index on it): run_maintenance asks it of its first pass only.
+  if maintain.prune_run_log and jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
     execute 'delete from cron.job_run_details d using cron.job j
              where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1'
       using v_now - maintain.retention;
@@ -372,8 +387,10 @@ end $$;
 -- the one it was in (each deletes and archives its rows in one statement);
 -- two runs at once take different rows (SKIP LOCKED). A procedure, as only
 -- a CALLed procedure may commit; it cannot be security definer, so it runs as
--- its caller (pg_cron: the role that scheduled it), which needs EXECUTE on
--- jobs.maintain only. report: maintain's counts summed, "passes", "caughtUp".
+-- its caller (pg_cron: the role that scheduled it): the owner of schema jobs
+-- or pgdrain_admin. It commits, so it is called on its own: not inside BEGIN,
+-- and as the only statement of a pg_cron command. report: maintain's counts
+-- summed, "passes", "caughtUp".
 create procedure jobs.run_maintenance(
   retention interval default '7 days',
   archive   boolean  default false,
@@ -384,6 +401,7 @@ create procedure jobs.run_maintenance(
 declare
   v_path text := pg_catalog.current_setting('search_path');
   v_deadline timestamptz;
+  v_budget numeric;
   v_step integer;
   v_pass jsonb;
   v_removed bigint := 0;
@@ -400,10 +418,23 @@ begin
   if run_maintenance.max_rows is not null and (run_maintenance.max_rows < 1 or run_maintenance.max_rows > 1000000000) then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (no cap) or between 1 and 1000000000, got %s', run_maintenance.max_rows));
   end if;
-  v_deadline := clock_timestamp() + make_interval(secs => run_maintenance.budget);
+  -- The whole CALL is one statement to statement_timeout (common on managed
+  -- databases): end well before it, or the report is lost with the call.
+  select least(run_maintenance.budget, case when t.setting::numeric > 0 then t.setting::numeric / 1000 * 0.8 end)
+  into v_budget from pg_catalog.pg_settings t where t.name = 'statement_timeout';
+  v_deadline := clock_timestamp() + make_interval(secs => v_budget);
   loop
     v_step := least(10000, coalesce(run_maintenance.max_rows - v_removed, 10000));
-    v_pass := jobs.maintain(run_maintenance.retention, coalesce(run_maintenance.archive, false), v_step);
+    -- A pass waiting on a lock (a CREATE INDEX on jobs.job, a serial key's
+    -- lock) waits only until the budget ends, then the run stops there.
+    perform pg_catalog.set_config('lock_timeout',
+      greatest(1, extract(epoch from v_deadline - clock_timestamp()) * 1000)::bigint::text, true);
+    begin
+      v_pass := jobs.maintain(run_maintenance.retention, coalesce(run_maintenance.archive, false), v_step,
+                              prune_run_log => v_passes = 0);
+    exception when lock_not_available then
+      exit;
+    end;
     select jsonb_object_agg(k, (v_counts->>k)::bigint + (v_pass->>k)::bigint) into v_counts
     from jsonb_object_keys(v_counts) k;
     v_removed := v_removed + (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint;

@@ -1066,10 +1066,10 @@ begin
 end $$;
 
 --
--- Name: maintain(interval, boolean, integer, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: maintain(interval, boolean, integer, timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.maintain(retention interval DEFAULT '7 days'::interval, archive boolean DEFAULT false, max_rows integer DEFAULT 100000, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION jobs.maintain(retention interval DEFAULT '7 days'::interval, archive boolean DEFAULT false, max_rows integer DEFAULT 100000, now timestamp with time zone DEFAULT NULL::timestamp with time zone, prune_run_log boolean DEFAULT true) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -1103,7 +1103,8 @@ begin
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.
-  if jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
+  -- It reads all of pg_cron's log (no index on it): run_maintenance asks it of its first pass only.
+  if maintain.prune_run_log and jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
     execute 'delete from cron.job_run_details d using cron.job j
              where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1'
       using v_now - maintain.retention;
@@ -1209,7 +1210,9 @@ begin
     return 'EXECUTE ON FUNCTION cron.schedule(text, text, text)';
   elsif not has_function_privilege('cron.unschedule(bigint)', 'execute') then
     return 'EXECUTE ON FUNCTION cron.unschedule(bigint)';
-  elsif p_run_log and not has_table_privilege('cron.job_run_details', 'select, delete') then
+  -- Apart: has_table_privilege('select, delete') is true for either one.
+  elsif p_run_log and not (has_table_privilege('cron.job_run_details', 'select')
+                           and has_table_privilege('cron.job_run_details', 'delete')) then
     return 'SELECT, DELETE ON cron.job_run_details';
   end if;
   return null;
@@ -1230,16 +1233,24 @@ begin
 end $_$;
 
 --
--- Name: pg_cron_unschedule(text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: pg_cron_unschedule(text, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.pg_cron_unschedule(p_jobname text) RETURNS boolean
+CREATE FUNCTION jobs.pg_cron_unschedule(p_jobname text, p_known boolean DEFAULT false) RETURNS boolean
     LANGUAGE plpgsql
     AS $_$
 declare
   v_id bigint;
+  v_lacks text;
 begin
-  if not jobs.has_pg_cron() then
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron') then
+    return false;
+  end if;
+  v_lacks := jobs.pg_cron_lacks();
+  if v_lacks is not null and p_known then
+    raise exception 'cannot remove pg_cron job %: role % lacks % (GRANT % TO %), and the job would go on running',
+      p_jobname, current_user, v_lacks, v_lacks, quote_ident(current_user) using errcode = '42501';
+  elsif v_lacks is not null then
     return false;
   end if;
   execute 'select jobid from cron.job where jobname = $1 and username = current_user' into v_id using p_jobname;
@@ -1718,7 +1729,7 @@ begin
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;
   if v_count < cardinality(v_matched) then
-    raise notice 'pgdrain: % of % matching dead letters left in place: an active job holds their dedupe key',
+    raise notice 'pgdrain: % of % matching dead letters left in place: an active job, or an older dead letter going back, holds their dedupe key',
       cardinality(v_matched) - v_count, cardinality(v_matched);
   end if;
   return v_count;
@@ -1871,6 +1882,7 @@ CREATE PROCEDURE jobs.run_maintenance(IN retention interval DEFAULT '7 days'::in
 declare
   v_path text := pg_catalog.current_setting('search_path');
   v_deadline timestamptz;
+  v_budget numeric;
   v_step integer;
   v_pass jsonb;
   v_removed bigint := 0;
@@ -1887,10 +1899,23 @@ begin
   if run_maintenance.max_rows is not null and (run_maintenance.max_rows < 1 or run_maintenance.max_rows > 1000000000) then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (no cap) or between 1 and 1000000000, got %s', run_maintenance.max_rows));
   end if;
-  v_deadline := clock_timestamp() + make_interval(secs => run_maintenance.budget);
+  -- The whole CALL is one statement to statement_timeout (common on managed
+  -- databases): end well before it, or the report is lost with the call.
+  select least(run_maintenance.budget, case when t.setting::numeric > 0 then t.setting::numeric / 1000 * 0.8 end)
+  into v_budget from pg_catalog.pg_settings t where t.name = 'statement_timeout';
+  v_deadline := clock_timestamp() + make_interval(secs => v_budget);
   loop
     v_step := least(10000, coalesce(run_maintenance.max_rows - v_removed, 10000));
-    v_pass := jobs.maintain(run_maintenance.retention, coalesce(run_maintenance.archive, false), v_step);
+    -- A pass waiting on a lock (a CREATE INDEX on jobs.job, a serial key's
+    -- lock) waits only until the budget ends, then the run stops there.
+    perform pg_catalog.set_config('lock_timeout',
+      greatest(1, extract(epoch from v_deadline - clock_timestamp()) * 1000)::bigint::text, true);
+    begin
+      v_pass := jobs.maintain(run_maintenance.retention, coalesce(run_maintenance.archive, false), v_step,
+                              prune_run_log => v_passes = 0);
+    exception when lock_not_available then
+      exit;
+    end;
     select jsonb_object_agg(k, (v_counts->>k)::bigint + (v_pass->>k)::bigint) into v_counts
     from jsonb_object_keys(v_counts) k;
     v_removed := v_removed + (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint;
@@ -2022,7 +2047,7 @@ begin
   else
     -- Whatever the row said: a first schedule() for this name with runner
     -- pg_cron may have committed after this one read the row.
-    perform jobs.pg_cron_unschedule('pgdrain:schedule:' || schedule.name);
+    perform jobs.pg_cron_unschedule('pgdrain:schedule:' || schedule.name, coalesce(v_old = 'pg_cron', false));
   end if;
   return v_runner;
 end $_$;
@@ -2368,11 +2393,11 @@ CREATE FUNCTION jobs.unschedule(name text) RETURNS boolean
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_found boolean;
+  v_runner text;
 begin
-  delete from jobs.recurring r where r.name = unschedule.name;
-  v_found := found;
-  return jobs.pg_cron_unschedule('pgdrain:schedule:' || unschedule.name) or v_found;
+  delete from jobs.recurring r where r.name = unschedule.name returning r.runner into v_runner;
+  return jobs.pg_cron_unschedule('pgdrain:schedule:' || unschedule.name, coalesce(v_runner = 'pg_cron', false))
+         or v_runner is not null;
 end $$;
 
 --

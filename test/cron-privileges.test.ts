@@ -109,6 +109,35 @@ describe('role app granted USAGE on schema cron', () => {
     expect(await asApp(`select jobs.unschedule('hb') as r`)).toEqual([{ r: true }]);
   });
 
+  it('a role that may read pg_cron\'s run log but not delete from it: maintain skips the prune instead of failing', async () => {
+    await asAdmin('revoke delete on cron.job_run_details from public');
+    try {
+      // has_table_privilege('select, delete') is true for either one: the two are asked apart.
+      expect(await asApp(`select jobs.pg_cron_lacks(true) as l`)).toEqual([{ l: 'SELECT, DELETE ON cron.job_run_details' }]);
+      expect(await asApp(`select jobs.maintain('7 days') as r`)).toEqual([{ r: { expired: 0, ticks: 0, deleted: 0, archived: 0 } }]);
+    } finally {
+      await asAdmin('grant delete on cron.job_run_details to public');
+    }
+  });
+
+  it('a role that lost USAGE on cron cannot unschedule a pg_cron schedule silently: 42501, and the schedule stays', async () => {
+    expect(await asApp(`select jobs.schedule('lost', '0 4 1 1 *', 'ops.ping') as r`)).toEqual([{ r: 'pg_cron' }]);
+    await asAdmin('revoke usage on schema cron from app');
+    try {
+      const e = await sqlErrorOf(asApp, `select jobs.unschedule('lost')`);
+      expect(e.code).toBe('42501');
+      expect(e.message).toMatch(/^cannot remove pg_cron job pgdrain:schedule:lost: role app lacks USAGE ON SCHEMA cron/);
+      // Moving it to the drains would leave its pg_cron job running too.
+      expect((await sqlErrorOf(asApp, `select jobs.schedule('lost', '0 4 1 1 *', 'ops.ping', runner => 'drains')`)).code).toBe('42501');
+      expect(await asApp(`select name, runner from jobs.schedules where name = 'lost'`)).toEqual([{ name: 'lost', runner: 'pg_cron' }]);
+      expect(await asAdmin(`select count(*)::int as n from cron.job where jobname = 'pgdrain:schedule:lost'`)).toEqual([{ n: 1 }]);
+    } finally {
+      await asAdmin('grant usage on schema cron to app');
+    }
+    expect(await asApp(`select jobs.unschedule('lost') as r`)).toEqual([{ r: true }]);
+    expect(await asAdmin(`select count(*)::int as n from cron.job where jobname = 'pgdrain:schedule:lost'`)).toEqual([{ n: 0 }]);
+  });
+
   it('the maintenance pg_cron runs catches up with a backlog larger than one pass (150,000 ended jobs)', async () => {
     await asApp('truncate jobs.job');
     // A yearly tick, kept inactive: this test runs the command itself, as pg_cron would (as app).

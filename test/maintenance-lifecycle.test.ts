@@ -94,6 +94,32 @@ describe('jobs.run_maintenance', () => {
   });
 });
 
+describe('run_maintenance within its budget', () => {
+  it('a pass waiting on a lock stops the run, and a statement_timeout shorter than the budget caps it: the report comes back', async () => {
+    await oldJobs(100);
+    const holder = new pg.Client({ connectionString: db.url });
+    const runner = new pg.Client({ connectionString: db.url });
+    await Promise.all([holder.connect(), runner.connect()]);
+    try {
+      // As a plain CREATE INDEX on jobs.job would: the pass's delete waits for it.
+      await holder.query('begin');
+      await holder.query('lock table jobs.job in share mode');
+      await runner.query(`set statement_timeout = '3s'`);
+      // Without the cap and the lock timeout, the call waits until statement_timeout ends it (57014), report lost.
+      const { rows: [r] } = await runner.query<{ report: Record<string, unknown> }>(`call jobs.run_maintenance('7 days', false, 50)`);
+      expect(r!.report).toMatchObject({ passes: 0, caughtUp: false, deleted: 0 });
+      await holder.query('rollback');
+      // The lock timeout it set ended with its transaction: the session's own is back.
+      expect((await runner.query(`show lock_timeout`)).rows).toEqual([{ lock_timeout: '0' }]);
+      const { rows: [again] } = await runner.query<{ report: Record<string, unknown> }>(`call jobs.run_maintenance('7 days', false, 50)`);
+      expect(again!.report).toMatchObject({ deleted: 100, caughtUp: true });
+    } finally {
+      await holder.end();
+      await runner.end();
+    }
+  });
+});
+
 describe('redrive into a bounded queue', () => {
   /** Two dead letters in queue b, the first with dedupe key k1, which an active job then takes. */
   async function deadLettersOneHeld() {
