@@ -71,8 +71,8 @@ end $$;
 --              started (pending, scheduled or blocked) takes this publish's
 --              task, body, scheduled_at, timeout, priority, max_retries,
 --              queue and attributes, and its id is returned; it keeps its id,
---              created_at, attempt and last_error, serial_key (which must
---              match) and dependencies (depends_on is refused). A running
+--              created_at, attempt and last_error, serial_key (left out:
+--              kept; another is refused) and dependencies (depends_on is refused). A running
 --              job is left to finish without the key, and a new job takes it.
 -- serial_key   jobs with the same key run one at a time, in publish order
 -- depends_on   runs only after all these jobs succeeded; if one fails or is
@@ -143,7 +143,8 @@ begin
       select q.job_id, q.lease_until, q.queue, q.serial_key into v_old
       from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
       if found and v_old.lease_until is null then
-        if v_old.serial_key is distinct from publish.serial_key then
+        -- Left out, the serial key is the job's own (kept, as its dependencies are).
+        if publish.serial_key is not null and v_old.serial_key is distinct from publish.serial_key then
           perform jobs.raise_invalid('PD012', 'serial_key', format(
             'must be the serial_key of job %s, which this publish replaces (%s), got %s', v_old.job_id,
             coalesce(left(quote_literal(v_old.serial_key), 80), 'null'), coalesce(left(quote_literal(publish.serial_key), 80), 'null')));
@@ -159,8 +160,10 @@ begin
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
       elsif found then
-        -- Running (or its lease ran out unseen): it ends as it is, keyless.
+        -- Running (or its lease ran out unseen): it ends as it is, keyless;
+        -- the new job takes its serial key when this publish left it out.
         update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
+        publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
     elsif publish.dedupe_key is not null then
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
@@ -239,7 +242,7 @@ begin
      or exists (select from (select distinct t from unnest(array_remove(publish_arrays.tasks, publish_arrays.tasks[1])
                                                          || publish_arrays.tasks[1]) t) d
                 where length(d.t) > 200 or d.t !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$'
-                   or d.t like 'sql:%' and not exists (select from jobs.sql_task s where s.name = substr(d.t, 5)))
+                   or d.t like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(d.t, 5))))
      or exists (select from unnest(publish_arrays.timeouts) x where x < 0.001 or x > 86400)
      or exists (select from unnest(publish_arrays.priorities) x where x < -1000000 or x > 1000000)
      or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000)
@@ -251,7 +254,7 @@ begin
                 publish_arrays.delays, publish_arrays.scheduled_at)
            with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
-       or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = substr(j.task, 5))
+       or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(j.task, 5)))
        or j.timeout < 0.001 or j.timeout > 86400
        or j.priority < -1000000 or j.priority > 1000000
        or j.max_retries < 0 or j.max_retries > 1000

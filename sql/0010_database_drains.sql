@@ -14,7 +14,8 @@
 -- and <prefix>_admin keep the list with jobs.allow_sql_task and
 -- jobs.disallow_sql_task; drain_sql checks it again before each run.
 create table jobs.sql_task (
-  name       text        primary key,
+  -- Lower case, as the function lookup folds it (one entry per function).
+  name       text        primary key check (name = lower(name)),
   allowed_at timestamptz not null default now()
 );
 revoke all on jobs.sql_task from public;
@@ -40,7 +41,7 @@ $$;
 create function jobs.check_sql_task(p_task text, p_field text default 'task')
 returns void language plpgsql stable as $$
 begin
-  if not exists (select 1 from jobs.sql_task s where s.name = substr(p_task, 5)) then
+  if not exists (select 1 from jobs.sql_task s where s.name = lower(substr(p_task, 5))) then
     perform jobs.raise_invalid('PD018', p_field, format(
       '%s is not an allowed SQL task: the owner of schema jobs or an admin allows it first, with select jobs.allow_sql_task(%s)',
       left(p_task, 200), left(quote_literal(substr(p_task, 5)), 200)));
@@ -69,7 +70,7 @@ begin
   elsif f.denied then
     perform jobs.raise_invalid('PD018', 'name', format('functions in schema %s cannot be task handlers', f.fn_schema));
   end if;
-  insert into jobs.sql_task as s (name) values (allow_sql_task.name) on conflict do nothing;
+  insert into jobs.sql_task as s (name) values (lower(allow_sql_task.name)) on conflict do nothing;
   return found;
 end $$;
 
@@ -78,7 +79,7 @@ end $$;
 create function jobs.disallow_sql_task(name text)
 returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
-  delete from jobs.sql_task s where s.name = disallow_sql_task.name;
+  delete from jobs.sql_task s where s.name = lower(disallow_sql_task.name);
   return found;
 end $$;
 -- The owner's, and <prefix>_admin's (jobs.create_roles), only.
@@ -96,7 +97,7 @@ declare
   v_name text := substr(p_task, 5);
   f record;
 begin
-  if p_task not like 'sql:%' or not exists (select 1 from jobs.sql_task s where s.name = v_name) then
+  if p_task not like 'sql:%' or not exists (select 1 from jobs.sql_task s where s.name = lower(v_name)) then
     raise exception 'task %: not an allowed SQL task (allow it with jobs.allow_sql_task(%))', p_task, quote_literal(v_name)
       using errcode = 'PD018';
   end if;

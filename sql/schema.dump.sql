@@ -220,7 +220,7 @@ begin
   elsif f.denied then
     perform jobs.raise_invalid('PD018', 'name', format('functions in schema %s cannot be task handlers', f.fn_schema));
   end if;
-  insert into jobs.sql_task as s (name) values (allow_sql_task.name) on conflict do nothing;
+  insert into jobs.sql_task as s (name) values (lower(allow_sql_task.name)) on conflict do nothing;
   return found;
 end $_$;
 
@@ -393,7 +393,7 @@ CREATE FUNCTION jobs.check_sql_task(p_task text, p_field text DEFAULT 'task'::te
     LANGUAGE plpgsql STABLE
     AS $$
 begin
-  if not exists (select 1 from jobs.sql_task s where s.name = substr(p_task, 5)) then
+  if not exists (select 1 from jobs.sql_task s where s.name = lower(substr(p_task, 5))) then
     perform jobs.raise_invalid('PD018', p_field, format(
       '%s is not an allowed SQL task: the owner of schema jobs or an admin allows it first, with select jobs.allow_sql_task(%s)',
       left(p_task, 200), left(quote_literal(substr(p_task, 5)), 200)));
@@ -834,7 +834,7 @@ CREATE FUNCTION jobs.disallow_sql_task(name text) RETURNS boolean
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
-  delete from jobs.sql_task s where s.name = disallow_sql_task.name;
+  delete from jobs.sql_task s where s.name = lower(disallow_sql_task.name);
   return found;
 end $$;
 
@@ -1450,7 +1450,8 @@ begin
       select q.job_id, q.lease_until, q.queue, q.serial_key into v_old
       from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
       if found and v_old.lease_until is null then
-        if v_old.serial_key is distinct from publish.serial_key then
+        -- Left out, the serial key is the job's own (kept, as its dependencies are).
+        if publish.serial_key is not null and v_old.serial_key is distinct from publish.serial_key then
           perform jobs.raise_invalid('PD012', 'serial_key', format(
             'must be the serial_key of job %s, which this publish replaces (%s), got %s', v_old.job_id,
             coalesce(left(quote_literal(v_old.serial_key), 80), 'null'), coalesce(left(quote_literal(publish.serial_key), 80), 'null')));
@@ -1466,8 +1467,10 @@ begin
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
       elsif found then
-        -- Running (or its lease ran out unseen): it ends as it is, keyless.
+        -- Running (or its lease ran out unseen): it ends as it is, keyless;
+        -- the new job takes its serial key when this publish left it out.
         update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
+        publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
     elsif publish.dedupe_key is not null then
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
@@ -1536,7 +1539,7 @@ begin
      or exists (select from (select distinct t from unnest(array_remove(publish_arrays.tasks, publish_arrays.tasks[1])
                                                          || publish_arrays.tasks[1]) t) d
                 where length(d.t) > 200 or d.t !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$'
-                   or d.t like 'sql:%' and not exists (select from jobs.sql_task s where s.name = substr(d.t, 5)))
+                   or d.t like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(d.t, 5))))
      or exists (select from unnest(publish_arrays.timeouts) x where x < 0.001 or x > 86400)
      or exists (select from unnest(publish_arrays.priorities) x where x < -1000000 or x > 1000000)
      or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000)
@@ -1548,7 +1551,7 @@ begin
                 publish_arrays.delays, publish_arrays.scheduled_at)
            with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
-       or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = substr(j.task, 5))
+       or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(j.task, 5)))
        or j.timeout < 0.001 or j.timeout > 86400
        or j.priority < -1000000 or j.priority > 1000000
        or j.max_retries < 0 or j.max_retries > 1000
@@ -2323,7 +2326,7 @@ declare
   v_name text := substr(p_task, 5);
   f record;
 begin
-  if p_task not like 'sql:%' or not exists (select 1 from jobs.sql_task s where s.name = v_name) then
+  if p_task not like 'sql:%' or not exists (select 1 from jobs.sql_task s where s.name = lower(v_name)) then
     raise exception 'task %: not an allowed SQL task (allow it with jobs.allow_sql_task(%))', p_task, quote_literal(v_name)
       using errcode = 'PD018';
   end if;
@@ -2727,7 +2730,8 @@ CREATE VIEW jobs.schedules AS
 
 CREATE TABLE jobs.sql_task (
     name text NOT NULL,
-    allowed_at timestamp with time zone DEFAULT now() NOT NULL
+    allowed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT sql_task_name_check CHECK ((name = lower(name)))
 );
 
 --

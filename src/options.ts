@@ -89,7 +89,7 @@ export const publishOptionsSchema = z.strictObject({
   attributes: z.optional(jsonObject),
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
   z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, {
-    message: 'needs a dedupeKey (the key whose job it keeps or replaces)', path: ['dedupeMode'] }),
+    message: 'needs a dedupe key (the key whose job it keeps or replaces)', path: ['dedupeMode'] }),
   z.refine((o) => o.dedupeMode !== 'replace' || o.dependsOn === undefined, {
     message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }));
 

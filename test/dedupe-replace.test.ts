@@ -54,11 +54,25 @@ describe('dedupe_mode replace', () => {
     const id = await replace('{"n":1}', `, serial_key => 's'`);
     expect(await replace('{"n":2}', `, serial_key => 's'`)).toBe(id);
     expect(await one(`select body, serial_wait from jobs.job_queue where job_id = $1`, [id])).toEqual({ body: { n: 2 }, serial_wait: true });
-    const e = await sqlErrorOf(sql, `select jobs.publish('sync.user', '{"n":3}', dedupe_key => 'user:1', dedupe_mode => 'replace')`);
+    const e = await sqlErrorOf(sql, `select jobs.publish('sync.user', '{"n":3}', dedupe_key => 'user:1', dedupe_mode => 'replace', serial_key => 't')`);
     expect(e).toMatchObject({ code: 'PD012', column: 'serial_key' });
-    expect(e.message).toBe(`serial_key: must be the serial_key of job ${id}, which this publish replaces ('s'), got null`);
+    expect(e.message).toBe(`serial_key: must be the serial_key of job ${id}, which this publish replaces ('s'), got 't'`);
     expect(await one(`select body from jobs.job_queue where job_id = $1`, [id])).toEqual({ body: { n: 2 } });
+    // Left out, the serial key is the job's own, as its dependencies are: a debounce need not repeat it.
+    expect(await replace('{"n":4}')).toBe(id);
+    expect(await one(`select body, serial_key, serial_wait from jobs.job_queue where job_id = $1`, [id]))
+      .toEqual({ body: { n: 4 }, serial_key: 's', serial_wait: true });
     expect(await sql(`select job_id::text as id from jobs.consume(5)`)).toEqual([{ id: head.id }]);
+  });
+
+  it('a running job with a serial key: the new job takes that key when the publish leaves it out, and waits behind it', async () => {
+    const old = await replace('{"n":1}', `, serial_key => 's'`);
+    expect(await sql(`select job_id::text as id from jobs.consume(1)`)).toEqual([{ id: old }]);
+    const fresh = await replace('{"n":2}');
+    expect(fresh).not.toBe(old);
+    expect(await one(`select serial_key, serial_wait from jobs.job_queue where job_id = $1`, [fresh]))
+      .toEqual({ serial_key: 's', serial_wait: true });
+    expect(await sql(`select job_id from jobs.consume(1)`)).toEqual([]); // not beside the running one
   });
 
   it('a running job finishes as it is, without the key; the new job holds it and both settle', async () => {
@@ -160,7 +174,7 @@ describe('dedupe_mode replace', () => {
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'debounce' as 'replace' })).rejects.toMatchObject(
       { field: 'options.dedupeMode', message: "options.dedupeMode: must be 'keep' or 'replace'" });
     await expect(q.publish('t', {}, { dedupeMode: 'replace' })).rejects.toMatchObject(
-      { field: 'options.dedupeMode', message: 'options.dedupeMode: needs a dedupeKey (the key whose job it keeps or replaces)' });
+      { field: 'options.dedupeMode', message: 'options.dedupeMode: needs a dedupe key (the key whose job it keeps or replaces)' });
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'replace', dependsOn: [dep.id] })).rejects.toBeInstanceOf(ValidationError);
     // A bulk publish takes no dedupe key or mode at all.
     await expect(publishBulk(db.driver, [{ task: 't' }, { task: 't', dedupeMode: 'replace' } as never])).rejects.toMatchObject(
@@ -191,7 +205,7 @@ describe('dedupe_mode replace', () => {
     expect(wrong.stderr).toMatch(/--dedupe-mode.*'debounce' is invalid\. Allowed choices are keep, replace/);
     const keyless = await cli('publish', 'sync.user', '--dedupe-mode', 'replace');
     expect(keyless.code).not.toBe(0);
-    expect(keyless.stderr).toMatch(/--dedupe-mode: needs a dedupeKey/);
+    expect(keyless.stderr).toMatch(/--dedupe-mode: needs a dedupe key/);
   });
 
   it('HTTP: POST /jobs with dedupeMode; a bulk job with one is refused naming it', async () => {
@@ -209,7 +223,7 @@ describe('dedupe_mode replace', () => {
     expect(await sql(`select body from jobs.job_queue`)).toEqual([{ body: { n: 2 } }]);
     const keyless = await post({ task: 'sync.user', dedupeMode: 'replace' });
     expect(keyless.status).toBe(400);
-    expect(JSON.stringify(keyless.body)).toMatch(/dedupeMode: needs a dedupeKey/);
+    expect(JSON.stringify(keyless.body)).toMatch(/dedupeMode: needs a dedupe key/);
     const bulk = await post({ jobs: [{ task: 'sync.user', dedupeMode: 'replace' }] });
     expect(bulk.status).toBe(400);
     expect(JSON.stringify(bulk.body)).toMatch(/jobs\[0\]\.dedupeMode: a bulk publish takes no dedupe key or mode/);

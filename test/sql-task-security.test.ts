@@ -127,6 +127,16 @@ describe('F1: a sql: task runs only a function the owner or an admin allowed', (
     expect(await as(admin, [`select jobs.allow_sql_task('app.record') as first, jobs.allow_sql_task('app.record') as again`]))
       .toEqual([{ first: true, again: false }]);
     expect(await as(admin, [`select jobs.disallow_sql_task('app.record') as r`])).toEqual([{ r: false }]); // rolled back: never allowed
+    // One entry per function, whatever the spelling (unquoted names fold to lower case): disallowed, it is gone under every one.
+    expect(await as(admin, [`select jobs.allow_sql_task('App.Record') as a, jobs.allow_sql_task('app.record') as b`,
+                            `select jobs.disallow_sql_task('app.RECORD') as gone`]))
+      .toEqual([{ gone: true }]);
+    expect(await as(admin, [`select jobs.allow_sql_task('App.Record')`, `select jobs.disallow_sql_task('app.RECORD')`,
+                            `select count(*)::int as left from jobs.sql_task where name ilike 'app.record'`])).toEqual([{ left: 0 }]);
+    expect(await as(admin, [`select jobs.allow_sql_task('App.Record')`, `select jobs.publish('sql:app.record', queue => 'sql') > 0 as ok`]))
+      .toEqual([{ ok: true }]);
+    await expect(as(admin, [`select jobs.allow_sql_task('app.record')`, `select jobs.disallow_sql_task('app.record')`,
+                            `select jobs.publish('sql:App.Record', queue => 'sql')`])).rejects.toMatchObject({ code: 'PD018' });
     for (const [name, rule] of [['app.missing', /^name: no function app\.missing\(jsonb\): create it first/],
                                 ['pg_catalog.jsonb_pretty', /^name: functions in schema pg_catalog cannot be task handlers$/],
                                 ['app', /^name: must be schema\.function/]] as const) {
