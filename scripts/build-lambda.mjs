@@ -32,6 +32,21 @@ try {
 }
 const outfile = join(resolve(values.outdir), 'index.mjs');
 
+// A tasks module that imports 'pgdrain' (FailJob, defineTask) gets the source
+// this bundle already holds: not dist/ (unbuilt in a fresh clone), and not a
+// second copy of the library.
+const PGDRAIN_SOURCES = {
+  pgdrain: 'src/index.ts', 'pgdrain/pg': 'src/db/pg.ts', 'pgdrain/http': 'src/http/index.ts',
+  'pgdrain/lambda': 'functions/lambda.ts',
+};
+const pgdrainFromSource = {
+  name: 'pgdrain-from-source',
+  setup(b) {
+    b.onResolve({ filter: /^pgdrain(\/[a-z-]+)?$/ }, (args) =>
+      PGDRAIN_SOURCES[args.path] ? { path: join(root, PGDRAIN_SOURCES[args.path]) } : undefined);
+  },
+};
+
 await build({
   stdin: {
     contents: [
@@ -55,7 +70,7 @@ await build({
   external: ['pg-native'],
   // pg is CommonJS and calls require() for Node built-ins; give the ES module one.
   banner: { js: "import { createRequire as __pgdrainCreateRequire } from 'node:module'; const require = __pgdrainCreateRequire(import.meta.url);" },
-  plugins: [zodEnglishOnly],
+  plugins: [zodEnglishOnly, pgdrainFromSource],
   logLevel: 'warning',
 });
 

@@ -23,8 +23,12 @@ do $$ begin
   end if;
 end $$;`;
 
-/** The highest migration version this build knows. */
-export const latestVersion = migrations.length;
+/**
+ * The highest migration version this build knows. A pure call, so that a
+ * bundle that never migrates drops the migrations' SQL (esbuild keeps a
+ * property read at the top level).
+ */
+export const latestVersion: number = /* @__PURE__ */ (() => migrations.length)();
 
 export interface MigrateOptions {
   /**

@@ -40,4 +40,13 @@ describe('package exports', () => {
       `const m = await import(${JSON.stringify(join(dir, 'dist/lambda/index.mjs'))}); console.log(typeof m.handler);`]);
     expect(stdout.trim()).toBe('function');
   }, 60_000);
+
+  it("npm run build:lambda bundles a tasks module that imports 'pgdrain' from the source, once, without the migrations' SQL", async () => {
+    writeFileSync(join(dir, 'outcome-tasks.ts'),
+      "import { FailJob } from 'pgdrain';\nexport const billing = { charge: async () => { throw new FailJob('card declined'); } };\n");
+    await run(process.execPath, ['scripts/build-lambda.mjs', '--tasks', join(dir, 'outcome-tasks.ts'), '--outdir', join(dir, 'built')]);
+    const bundle = readFileSync(join(dir, 'built/index.mjs'), 'utf8');
+    expect(bundle.split('pgdrain.fail_job').length - 1).toBe(1); // one copy of the library
+    expect(bundle).not.toContain('create table jobs.job_queue'); // a Lambda never migrates
+  }, 60_000);
 });
