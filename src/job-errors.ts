@@ -4,7 +4,7 @@
 // 'failure', a dead letter that redrive can run again), not "unrecoverable"
 // (a name for the error, where the reader of a handler wants the action).
 import { ValidationError } from './errors.js';
-import { MAX_DELAY_SECONDS } from './options.js';
+import { isJobTime, LAST_MS, MAX_DELAY_SECONDS } from './options.js';
 
 // Brands, not classes: the CLI bundles its own copy of this file while a
 // tasks module imports pgdrain from node_modules, so instanceof would miss.
@@ -12,9 +12,6 @@ const FAIL_BRAND = Symbol.for('pgdrain.fail_job');
 const RETRY_BRAND = Symbol.for('pgdrain.retry_job');
 
 const MAX_DELAY_MS = MAX_DELAY_SECONDS * 1000;
-// As publish's runAt: a time PostgreSQL and node-postgres agree on.
-const FIRST_MS = Date.UTC(1970, 0, 1);
-const LAST_MS = Date.UTC(10000, 0, 1) - 1;
 
 /**
  * Thrown by a handler: its job ends now as a failure with this error
@@ -66,7 +63,7 @@ function checkWhen(options: unknown): { at?: Date; delayMs?: number; cause?: unk
     throw new ValidationError('options', 'must give at (a Date) or delayMs (milliseconds from now)');
   }
   if (at !== undefined) {
-    if (!(at instanceof Date) || !(at.getTime() >= FIRST_MS && at.getTime() <= LAST_MS)) {
+    if (!isJobTime(at)) { // as publish's runAt
       throw new ValidationError('options.at', 'must be a valid Date from 1970 to 9999');
     }
     return { at: new Date(at.getTime()), cause };

@@ -45,10 +45,14 @@ export function isJobId(s: string): boolean {
 const jobId = z.string().check(z.refine(isJobId, 'must be a job id (a positive integer as a string, at most 9223372036854775807)'));
 // The years PostgreSQL and node-postgres agree on, and then some: a job has no business before 1970.
 const FIRST_MS = Date.UTC(1970, 0, 1);
-const LAST_MS = Date.UTC(10000, 0, 1) - 1;
+export const LAST_MS = Date.UTC(10000, 0, 1) - 1;
+/** A job's time: a valid Date PostgreSQL and node-postgres agree on (runAt, RetryJob's at). */
+export function isJobTime(d: unknown): d is Date {
+  return d instanceof Date && d.getTime() >= FIRST_MS && d.getTime() <= LAST_MS;
+}
 // Not z.date(): it turns an invalid Date away as "expected date, received Date".
 const validDate = z.custom<Date>((d) => d instanceof Date, 'must be a Date').check(
-  z.refine((d) => d.getTime() >= FIRST_MS && d.getTime() <= LAST_MS, 'must be a valid Date from 1970 to 9999'));
+  z.refine(isJobTime, 'must be a valid Date from 1970 to 9999'));
 /** An ISO 8601 date-time with its time zone (Z or ±hh:mm), as HTTP's runAt and the CLI's --at take it. */
 export const isoDateTimeSchema = z.pipe(z.pipe(
   z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone, such as 2030-01-01T09:00:00Z' }),
