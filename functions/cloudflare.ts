@@ -11,9 +11,11 @@
  *     export default createWorker(tasks);
  *
  * `wrangler deploy` bundles it with the tasks module and everything it imports,
- * @neondatabase/serverless included (a peer dependency; a Worker bound to
- * Hyperdrive only needs it installed too). functions/cloudflare-demo.ts is
- * this repository's Worker, around the demo tasks.
+ * @neondatabase/serverless included when it is installed (an optional peer
+ * dependency: the Neon drivers need it, a Worker on Hyperdrive does not; one
+ * deployed without it answers a Neon binding with an error saying to install
+ * it). functions/cloudflare-demo.ts is this repository's Worker, around the
+ * demo tasks.
  *
  * Time limits (Workers platform): one cron invocation may run 15 minutes of
  * wall-clock time; CPU time is 30 s by default on the Paid plan (up to 5 min
@@ -44,8 +46,8 @@
  *   endpoint in front of a PostgreSQL that is not Neon.
  */
 import * as z from 'zod/mini';
-import { neonHttpDriver } from '../src/db/neon-http.js';
-import { neonDriver } from '../src/db/neon.js';
+import { neonHttpDriverOf, neonPoolDriver } from '../src/db/neon-drivers.js';
+import { loadNeon } from '../src/db/neon-load.js';
 import { pgDriver } from '../src/db/pg.js';
 import { hasTransactionalTask } from '../src/define-task.js';
 import { createApp } from '../src/http/app.js';
@@ -105,7 +107,7 @@ const envSchema = z.object({
 type Settings = z.output<typeof envSchema>;
 
 /** Opens a driver for one invocation: sockets cannot outlive the request that opened them. */
-function openDriver(env: Env, settings: Settings): Driver {
+async function openDriver(env: Env, settings: Settings): Promise<Driver> {
   const kind = settings.DATABASE_DRIVER ?? (env.HYPERDRIVE ? 'hyperdrive' : 'neon');
   if (kind === 'hyperdrive') {
     if (!env.HYPERDRIVE?.connectionString) throw new ValidationError('env.HYPERDRIVE', 'no Hyperdrive binding named HYPERDRIVE');
@@ -115,10 +117,13 @@ function openDriver(env: Env, settings: Settings): Driver {
   if (!url) {
     throw new ValidationError('env.DATABASE_URL', 'must be set (wrangler secret put DATABASE_URL), or bind HYPERDRIVE');
   }
+  if (kind === 'pg') return pgDriver(url, { max: POOL_MAX });
+  // Loaded only now: a Worker on pg or Hyperdrive runs without the package.
+  const wanted = `the ${kind} driver${settings.DATABASE_DRIVER ? '' : ' (the default without HYPERDRIVE)'}`;
+  const neon = await loadNeon('env.DATABASE_DRIVER', wanted);
   try {
-    if (kind === 'pg') return pgDriver(url, { max: POOL_MAX });
-    if (kind === 'neon-http') return neonHttpDriver(url, { fetchEndpoint: env.NEON_HTTP_ENDPOINT || undefined });
-    return neonDriver(url, { max: POOL_MAX, wsProxy: env.NEON_WS_PROXY || undefined });
+    if (kind === 'neon-http') return neonHttpDriverOf(neon, url, { fetchEndpoint: env.NEON_HTTP_ENDPOINT || undefined });
+    return neonPoolDriver(neon, url, { max: POOL_MAX, wsProxy: env.NEON_WS_PROXY || undefined });
   } catch (error) {
     throw asBindingError(error);
   }
@@ -140,18 +145,18 @@ function asBindingError(error: unknown): unknown {
  * A queue for one invocation. Its drains run no more jobs at once than the
  * pool holds when a task is transactional (Driver.maxConnections).
  */
-function openQueue(tasks: TaskMap, env: Env, settings: Settings): Queue {
+async function openQueue(tasks: TaskMap, env: Env, settings: Settings): Promise<Queue> {
   // Each of its jobs would fail ("cannot hold a transaction") until its retries were spent.
   if (settings.DATABASE_DRIVER === 'neon-http' && hasTransactionalTask(tasks)) {
     throw new ValidationError('env.DATABASE_DRIVER', 'neon-http holds no transaction, and a task is transactional: '
       + 'use neon (the default), pg or hyperdrive');
   }
-  return createQueue({ driver: openDriver(env, settings), tasks });
+  return createQueue({ driver: await openDriver(env, settings), tasks });
 }
 
 /** The cron side: one drain with the configured batch, deadline and topic. */
 async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, settings: Settings): Promise<DrainReport> {
-  const queue = openQueue(tasks, env, settings);
+  const queue = await openQueue(tasks, env, settings);
   const topic = settings.DRAIN_TOPIC;
   try {
     return await queue.drain(settings.DRAIN_BATCH, Date.now() + settings.DRAIN_DEADLINE_SECONDS * 1000,
@@ -219,7 +224,7 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
     try {
       const settings = parse(envSchema, env, 'env');
       const app = appFor(env, settings);
-      queue = openQueue(tasks, env, settings);
+      queue = await openQueue(tasks, env, settings);
       const answer = Promise.resolve(app.fetch(request, { ...env, [QUEUE]: queue }, ctx as never));
       // A caller that disconnects cancels the request's work: under waitUntil
       // a drain still settles what it ran (and gives back the rest) first.

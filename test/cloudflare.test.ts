@@ -158,6 +158,13 @@ describe('Cloudflare Worker in workerd', () => {
     expect(readFileSync(bundle, 'utf8')).toMatch(/upstream returned 503/);
   });
 
+  it('with @neondatabase/serverless installed, the bundle holds it: the lazy import leaves nothing for run time', () => {
+    // src/db/neon-load.ts imports it on demand; test/cloudflare-no-neon.test.ts bundles without it.
+    const code = readFileSync(bundle, 'utf8');
+    expect(code).not.toContain('import("@neondatabase/serverless")');
+    expect(code).toMatch(/NeonDbError/); // a class of the package
+  });
+
   it('wrangler deploy --dry-run bundles it within the Workers size limit', () => {
     const bytes = statSync(bundle).size;
     const gzipped = gzipSync(readFileSync(bundle)).length;
