@@ -6,7 +6,7 @@
 -- Cron expressions ------------------------------------------------------------
 --
 -- Five fields, minute hour day-of-month month day-of-week, each *, a value, a
--- range or a list, with an optional /step after * or a range; names jan-dec
+-- range or a list, with an optional /step (1 or more) after * or a range; names jan-dec
 -- and sun-sat; 0 or 7 is Sunday; @yearly @annually @monthly @weekly @daily
 -- @midnight @hourly. Evaluated in UTC, as pg_cron 1.4 does. When neither
 -- day field starts with *, a day matches either of them (Vixie cron, pg_cron).
@@ -63,10 +63,11 @@ begin
           p_field, quote_literal(v_item), quote_literal(p_expr)));
       end if;
     end if;
+    -- Any step from 1, as pg_cron: one past the range picks its first value (*/61: minute 0).
     v_step := coalesce(v_m[4]::integer, 1);
-    if v_step < 1 or v_step > p_hi - p_lo + 1 then
-      perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s: the step must be between 1 and %s (in %s)',
-        p_field, quote_literal(v_item), p_hi - p_lo + 1, quote_literal(p_expr)));
+    if v_step < 1 then
+      perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s: the step must be 1 or more (in %s)',
+        p_field, quote_literal(v_item), quote_literal(p_expr)));
     end if;
     v_out := v_out || array(select generate_series(v_lo, v_hi, v_step));
   end loop;

@@ -350,8 +350,11 @@ begin
   end if;
   -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
   v_ticks := jobs.publish_due_schedules(v_now);
-  v_expired := jobs.expire(maintain.max_rows, v_now);
 
+  -- Retention before expiry: a job expiry ends is dated when its lease ran
+  -- out (often past a short retention), and would otherwise be deleted by
+  -- this very pass, never seen as a dead letter. Its rows taken SKIP LOCKED,
+  -- this statement waits on no row, so expiry's lock order is unchanged.
   with old as (
     select j.job_id from jobs.job j
     where j.ended_at < v_now - maintain.retention
@@ -364,6 +367,8 @@ begin
     insert into jobs.job_archive select * from gone where maintain.archive returning 1
   )
   select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
+
+  v_expired := jobs.expire(maintain.max_rows, v_now);
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.

@@ -815,10 +815,11 @@ begin
           p_field, quote_literal(v_item), quote_literal(p_expr)));
       end if;
     end if;
+    -- Any step from 1, as pg_cron: one past the range picks its first value (*/61: minute 0).
     v_step := coalesce(v_m[4]::integer, 1);
-    if v_step < 1 or v_step > p_hi - p_lo + 1 then
-      perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s: the step must be between 1 and %s (in %s)',
-        p_field, quote_literal(v_item), p_hi - p_lo + 1, quote_literal(p_expr)));
+    if v_step < 1 then
+      perform jobs.raise_invalid('PDC01', 'cron', format('%s field %s: the step must be 1 or more (in %s)',
+        p_field, quote_literal(v_item), quote_literal(p_expr)));
     end if;
     v_out := v_out || array(select generate_series(v_lo, v_hi, v_step));
   end loop;
@@ -1086,8 +1087,11 @@ begin
   end if;
   -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
   v_ticks := jobs.publish_due_schedules(v_now);
-  v_expired := jobs.expire(maintain.max_rows, v_now);
 
+  -- Retention before expiry: a job expiry ends is dated when its lease ran
+  -- out (often past a short retention), and would otherwise be deleted by
+  -- this very pass, never seen as a dead letter. Its rows taken SKIP LOCKED,
+  -- this statement waits on no row, so expiry's lock order is unchanged.
   with old as (
     select j.job_id from jobs.job j
     where j.ended_at < v_now - maintain.retention
@@ -1100,6 +1104,8 @@ begin
     insert into jobs.job_archive select * from gone where maintain.archive returning 1
   )
   select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
+
+  v_expired := jobs.expire(maintain.max_rows, v_now);
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.

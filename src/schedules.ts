@@ -6,7 +6,8 @@ import { ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { checkQueryable, parse, publishOptionsSchema, queueNameSchema, taskSchema } from './options.js';
 
-// Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each.
+// Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each
+// (maintain: one per pass).
 // Cron expressions are checked here with croner before any round trip; the
 // database checks them again with the same grammar (5 fields, UTC), and
 // pg_cron or the drains fire them.
@@ -48,13 +49,23 @@ export interface ScheduleInfo {
 }
 
 /** What one jobs.maintain pass did. */
-export interface MaintainReport {
+interface PassReport {
   expired: number;
   ticks: number;
   deleted: number;
   archived: number;
 }
 
+/** What maintain() did: its passes' counts summed. */
+export interface MaintainReport extends PassReport {
+  /** jobs.maintain passes run, each in its own transaction. */
+  passes: number;
+  /** false when the budget ran out while the last pass still found a full share to do. */
+  caughtUp: boolean;
+}
+
+// Each field's name, and the largest step croner takes in it.
+const FIELDS = [['minute', 60], ['hour', 24], ['day-of-month', 31], ['month', 12], ['day-of-week', 7]] as const;
 const MACROS = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly']);
 // One list item of a field, as the database evaluator reads it; croner
 // knows more (L, W, #, ?, seconds), which the database does not.
@@ -79,6 +90,11 @@ export function checkCron(expr: unknown, field = 'cron'): string {
   const downToSunday = parts.length === 5 ? parts[4]!.split(',').find((item) => /^(mon|tue|wed|thu|fri|sat)-sun\b/i.test(item)) : undefined;
   if (downToSunday) {
     throw new ValidationError(field, `day-of-week field '${downToSunday}' is a range that goes down: sun is 0 (write 6-7, or sat,sun)`);
+  }
+  // As the database words it (croner's own message says "illegal stepping").
+  for (const [i, part] of (parts.length === 5 ? parts : []).entries()) {
+    const zero = part.split(',').find((item) => /^(\*|\w+-\w+)\/0+$/.test(item));
+    if (zero) throw new ValidationError(field, `${FIELDS[i]![0]} field '${zero}': the step must be 1 or more (in '${text.slice(0, 80)}')`);
   }
   let cron: Cron;
   try {
@@ -106,8 +122,15 @@ export function nextTicks(expr: string, count = 1, from: Date = new Date()): Dat
  */
 function croner(text: string): Cron {
   const lower = text.toLowerCase();
-  const [, , dom = '', , dow = ''] = lower.split(/\s+/);
-  return new Cron(lower, { mode: '5-part', timezone: 'UTC', domAndDow: dom.startsWith('*') || dow.startsWith('*') });
+  const fields = lower.split(/\s+/);
+  const [, , dom = '', , dow = ''] = fields;
+  // pg_cron takes any step from 1: one past an item's range picks its first
+  // value (*/61 is minute 0). croner refuses a step past its field's largest,
+  // which picks the same values, so the step is cut to that (day-of-week: 7,
+  // which in */7 and 0-7/7 picks 0 and 7, both Sunday, as */8 picks 0).
+  const pattern = fields.length !== 5 ? lower : fields.map((f, i) =>
+    f.replace(/\/(\d+)/g, (_, step: string) => `/${Math.min(Number(step), FIELDS[i]![1])}`)).join(' ');
+  return new Cron(pattern, { mode: '5-part', timezone: 'UTC', domAndDow: dom.startsWith('*') || dow.startsWith('*') });
 }
 
 // 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:'.
@@ -167,21 +190,40 @@ export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
 const maintainSchema = z.strictObject({
   retentionSeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(3_153_600_000, 'must be at most 3153600000 (a hundred years)'))),
   archive: z.optional(z.boolean()),
-  maxRows: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1), z.maximum(10_000_000))),
+  maxRows: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'), z.maximum(10_000_000, 'must be at most 10000000'))),
+  budgetMs: z.optional(z.number().check(z.int('must be an integer number of milliseconds'), z.minimum(1, 'must be at least 1'),
+    z.maximum(86_400_000, 'must be at most 86400000 (a day)'))),
 });
 
 /**
- * One maintenance pass (jobs.maintain): expires leases, publishes due
- * drain-run ticks, and deletes (or archives) ended jobs older than
+ * Maintenance until caught up, as jobs.run_maintenance does it in SQL:
+ * jobs.maintain passes (each its own statement, so its own transaction on
+ * every driver, neon() over HTTP included) that expire leases, publish due
+ * drain-run ticks, and delete (or archive) ended jobs older than
  * retentionSeconds (default 7 days; at most a hundred years), at most maxRows
- * (100,000) of them in one transaction: a larger backlog takes more calls
- * (or `call jobs.run_maintenance()`, which commits pass by pass). For
- * platforms without pg_cron: call it from your scheduler; with pg_cron,
+ * (default 10,000) of each per pass, until a pass does less than that or
+ * budgetMs (default 50,000) has passed: no pass starts after it, the one
+ * running ends. Not in a transaction of your own: there the passes commit
+ * together. For platforms without pg_cron: call it from your scheduler
+ * (with a budget under its time limit); with pg_cron,
  * `select jobs.schedule_maintenance()`.
  */
 export async function maintain(db: Queryable, options: z.input<typeof maintainSchema> = {}): Promise<MaintainReport> {
   const o = parse(maintainSchema, options, 'options');
-  return callValue(db, `select jobs.maintain(coalesce(make_interval(secs => $1::float8), '7 days'), coalesce($2, false),
-                     coalesce($3::integer, 100000)) as r`,
-              [o.retentionSeconds ?? null, o.archive ?? null, o.maxRows ?? null]);
+  const step = o.maxRows ?? 10_000;
+  const deadline = Date.now() + (o.budgetMs ?? 50_000);
+  const total: MaintainReport = { expired: 0, ticks: 0, deleted: 0, archived: 0, passes: 0, caughtUp: false };
+  do {
+    // pg_cron's run log is read whole to prune it: the first pass only.
+    const pass = await callValue<PassReport>(db, `select jobs.maintain(coalesce(make_interval(secs => $1::float8), '7 days'),
+                     coalesce($2, false), $3::integer, prune_run_log => $4) as r`,
+      [o.retentionSeconds ?? null, o.archive ?? null, step, total.passes === 0]);
+    total.expired += pass.expired;
+    total.ticks += pass.ticks;
+    total.deleted += pass.deleted;
+    total.archived += pass.archived;
+    total.passes += 1;
+    total.caughtUp = pass.deleted + pass.archived < step && pass.expired < step;
+  } while (!total.caughtUp && Date.now() < deadline);
+  return total;
 }

@@ -5,7 +5,7 @@
 // Without pg_cron every test here fails: install postgresql-15-cron.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createQueue, migrate, nextTicks, pgDriver } from '../src/index.js';
+import { checkCron, createQueue, migrate, nextTicks, pgDriver, ValidationError } from '../src/index.js';
 import { sqlErrorOf } from './support/db.js';
 import { until } from './support/drain-process.js';
 
@@ -176,6 +176,24 @@ describe('pg_cron', () => {
     expect([e.code, e.column]).toEqual(['PDC01', 'cron']);
     expect(await cronJob('pgdrain:schedule:bad')).toEqual([]);
     expect(await sql(`select count(*)::int as n from jobs.recurring`)).toEqual([{ n: 0 }]);
+  });
+
+  it('steps: pg_cron, jobs.schedule and checkCron take the same ones (any from 1, past the range too) and refuse the same', async () => {
+    const taken = ['0 0 * * */7', '0 0 * * */8', '0 0 * * 3-6/8', '*/60 * * * *', '*/61 * * * *', '*/9999 * * * *',
+                   '0 */25 * * *', '0 0 */32 * *', '0 0 1 */13 *', '1-5/2 * * * *', '0 0 * * 0-7/7'];
+    for (const expr of taken) {
+      expect(await sql(`select jobs.schedule('steps', $1, 'a.b', runner => 'pg_cron') as r`, [expr]), expr).toEqual([{ r: 'pg_cron' }]);
+      expect(await cronJob('pgdrain:schedule:steps'), expr).toMatchObject([{ schedule: expr }]);
+      expect(checkCron(expr)).toBe(expr);
+    }
+    await sql(`select jobs.unschedule('steps')`);
+    for (const expr of ['*/0 * * * *', '0 0 * * 1-5/0', '5/10 * * * *']) {
+      expect((await sqlError(`select cron.schedule('pgdrain:test:steps', $1, 'select 1')`, [expr])).message, expr)
+        .toMatch(/^invalid schedule/);
+      expect((await sqlError(`select jobs.schedule('steps', $1, 'a.b', runner => 'pg_cron')`, [expr])).code, expr).toBe('PDC01');
+      expect(() => checkCron(expr), expr).toThrow(ValidationError);
+    }
+    expect(await cronJob('pgdrain:schedule:steps')).toEqual([]);
   });
 
   it('jobs.schedule_maintenance registers maintain and vacuum in one call; their commands run', async () => {

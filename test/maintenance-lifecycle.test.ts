@@ -40,6 +40,72 @@ describe('retention', () => {
   });
 });
 
+describe('maintain() from TypeScript catches up', () => {
+  it('one call removes a backlog of several passes (maxRows each), each pass committed; the report sums them', async () => {
+    await oldJobs(350);
+    expect(await maintain(db.driver, { maxRows: 100 }))
+      .toEqual({ expired: 0, ticks: 0, deleted: 350, archived: 0, passes: 4, caughtUp: true });
+    expect(await counts()).toEqual({ job: 0, archive: 0, distinct_ids: 0 });
+    await oldJobs(350);
+    expect(await maintain(db.driver, { maxRows: 100, archive: true })).toMatchObject({ archived: 350, passes: 4, caughtUp: true });
+    expect(await counts()).toEqual({ job: 0, archive: 350, distinct_ids: 350 });
+    // Exactly a pass's worth: one more pass finds nothing, and says so.
+    await sql('truncate jobs.job_archive');
+    await oldJobs(100);
+    expect(await maintain(db.driver, { maxRows: 100, archive: true })).toMatchObject({ archived: 100, passes: 2, caughtUp: true });
+  });
+
+  it('starts no pass once budgetMs has passed: the report says it has not caught up, and the next call goes on', async () => {
+    await oldJobs(350);
+    // Each archiving statement sleeps 50 ms: the first pass alone outlasts a 10 ms budget.
+    await sql(`create function public.slow() returns trigger language plpgsql as $$ begin perform pg_sleep(0.05); return null; end $$;
+      create trigger slow after insert on jobs.job_archive for each statement execute function public.slow();`);
+    try {
+      expect(await maintain(db.driver, { maxRows: 100, archive: true, budgetMs: 10 }))
+        .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 100, passes: 1, caughtUp: false });
+    } finally {
+      await sql(`drop trigger slow on jobs.job_archive; drop function public.slow()`);
+    }
+    expect(await maintain(db.driver, { maxRows: 100, archive: true })).toMatchObject({ archived: 250, passes: 3, caughtUp: true });
+    expect(await counts()).toEqual({ job: 0, archive: 350, distinct_ids: 350 });
+  });
+
+  it('checks budgetMs and maxRows, naming the field and the rule', async () => {
+    for (const [options, message] of [
+      [{ budgetMs: 0 }, 'options.budgetMs: must be at least 1'], [{ budgetMs: 1.5 }, 'options.budgetMs: must be an integer number of milliseconds'],
+      [{ budgetMs: 86_400_001 }, 'options.budgetMs: must be at most 86400000 (a day)'], [{ maxRows: 0 }, 'options.maxRows: must be at least 1'],
+    ] as const) {
+      await expect(maintain(db.driver, options), JSON.stringify(options)).rejects.toMatchObject({ message });
+    }
+  });
+});
+
+describe('expiry and retention in one pass', () => {
+  /** A job whose lease ran out an hour ago with no retries left: expiry ends it as a failure. */
+  const stuckJob = async () => {
+    await sql(`select jobs.publish('stuck.job', timeout => 5, max_retries => 0, now => now() - interval '1 hour')`);
+    await sql(`select jobs.claim(1, 'stuck.job', null, now() - interval '1 hour')`);
+  };
+  const deadLetters = () => sql(`select task, status from jobs.job`);
+
+  it('the failure a pass\'s expiry records is kept by that pass\'s retention, however short: it shows as a dead letter', async () => {
+    await stuckJob();
+    // Its ended_at is when its lease ran out, an hour ago: past a 0 or 30-minute retention.
+    expect(await sql(`select jobs.maintain('0 days') as r`)).toEqual([{ r: { expired: 1, ticks: 0, deleted: 0, archived: 0 } }]);
+    expect(await deadLetters()).toEqual([{ task: 'stuck.job', status: 'failure' }]);
+    await sql('truncate jobs.job');
+    await stuckJob();
+    expect(await sql(`call jobs.run_maintenance('30 minutes', true)`)).toMatchObject([{ report: { expired: 1, deleted: 0, archived: 0 } }]);
+    expect(await deadLetters()).toEqual([{ task: 'stuck.job', status: 'failure' }]);
+    await sql('truncate jobs.job');
+    await stuckJob();
+    expect(await maintain(db.driver, { retentionSeconds: 0 })).toMatchObject({ expired: 1, deleted: 0 });
+    expect(await deadLetters()).toEqual([{ task: 'stuck.job', status: 'failure' }]);
+    // The next pass removes it, as a retention of 0 asks.
+    expect(await maintain(db.driver, { retentionSeconds: 0 })).toMatchObject({ expired: 0, deleted: 1 });
+  });
+});
+
 describe('jobs.run_maintenance', () => {
   it('removes a backlog past one pass in passes of 10,000, each committed; max_rows caps it; its arguments are checked', async () => {
     await oldJobs(25_000);

@@ -31,6 +31,10 @@ describe('cron expressions', () => {
     '0 0 13 * 5', '0 6-18/3 * * *', '10-50/20 * * * 1-5', '0 0 * feb *', '1 2 3 4 *', '0 0 1,15 * 1',
     '@hourly', '@daily', '@weekly', '@monthly', '@yearly', '0 9 * * MON-FRI', '*/30 */6 * * *',
     '0 10 * * 6-7', '0 8 * * fri,sat,sun',
+    // Steps as pg_cron takes them: any from 1; one past the item's range picks its first value.
+    '0 0 * * */7', '0 0 * * */8', '0 0 * * */9', '0 0 * * 0-7/7', '0 0 * * 1-7/7', '0 0 * * 3-6/8', '0 0 * * 5-7/2',
+    '0 0 * * 1-5/2', '0 0 * * mon-fri/3', '*/60 * * * *', '*/61 * * * *', '10-50/45 * * * *', '*/9999 * * * *',
+    '0 */24 * * *', '0 */25 * * *', '0 0 */31 * *', '0 0 */32 * *', '0 0 1 */12 *', '0 0 1 */13 *', '0 0 2-30/40 */5 *',
   ];
   // Start points that exercise month and year ends and leap years.
   const starts = ['2030-01-01T00:00:00Z', '2031-12-31T23:59:30Z', '2032-02-28T23:59:00Z', '2030-06-30T12:34:56Z',
@@ -63,7 +67,8 @@ describe('cron expressions', () => {
       ['* * 0 * *', /day-of-month field '0' is out of range 1-31/], ['* * * 13 *', /month field '13'/],
       ['* * * * 8', /day-of-week field '8'/], ['5/10 * * * *', /step needs \* or a range/],
       ['* * * *', /must have 5 fields/], ['* * * * * *', /must have 5 fields/], ['0 0 * * fri-mon', /range that goes down/], ['0 10 * * sat-sun', /range that goes down/], ['0 9 * * 1,mon-sun', /range that goes down/],
-      ['*/0 * * * *', /step must be between 1/], ['0 0 L * *', /must be \*, a value/], ['@reboot', /must have 5 fields/],
+      ['*/0 * * * *', /minute field '\*\/0': the step must be 1 or more/], ['0 0 * * 1-5/0', /day-of-week field '1-5\/0': the step must be 1 or more/],
+      ['0 0 */00 * *', /day-of-month field '\*\/00': the step must be 1 or more/], ['*/10000 * * * *', /must be \*, a value/], ['0 0 L * *', /must be \*, a value/], ['@reboot', /must have 5 fields/],
       ['0 0 31 2 *', /never fires/], ['0 0 30 2 */1', /never fires/], ['', /must be a cron expression/], ['x * * * *', /out of range|must be/],
     ];
     for (const [expr, rule] of bad) {
@@ -72,6 +77,8 @@ describe('cron expressions', () => {
       expect(e.column).toBe('cron');
       expect(e.message, expr).toMatch(rule);
       expect(() => checkCron(expr), expr).toThrow(ValidationError);
+      // A zero step, worded the same in both.
+      if (/step must be/.test(rule.source)) expect(() => checkCron(expr), expr).toThrow(rule);
     }
     expect(() => nextTicks('* * * * *', 1, new Date('x'))).toThrow(expect.objectContaining({ field: 'from' }));
   });
@@ -405,9 +412,10 @@ describe('jobs.maintain', () => {
     await sql(`select jobs.schedule('m', '* * * * *', 'clock.tick', now => now() - interval '5 minutes')`);
 
     expect(await sql(`select jobs.maintain('25 days') as r`)).toEqual([{ r: { expired: 1, ticks: 1, deleted: 3, archived: 0 } }]);
+    // Passes of at most 2 rows, until one finds less to do.
     expect(await maintain(db.driver, { retentionSeconds: 7 * 86400, archive: true, maxRows: 2 }))
-      .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 2 });
-    expect(await maintain(db.driver, { retentionSeconds: 7 * 86400, archive: true })).toMatchObject({ archived: 1 });
+      .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 3, passes: 2, caughtUp: true });
+    expect(await maintain(db.driver, { retentionSeconds: 7 * 86400, archive: true })).toMatchObject({ archived: 0, passes: 1 });
     expect(await sql(`select task, count(*)::int as n from jobs.job group by task`)).toEqual([{ task: 'fresh.c', n: 3 }]);
     expect(await sql(`select task, status, count(*)::int as n from jobs.job_archive group by task, status`))
       .toEqual([{ task: 'old.b', status: 'success', n: 3 }]);
