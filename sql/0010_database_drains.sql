@@ -137,7 +137,8 @@ $$;
 -- a cancel or a lost session leaves the lease to expire: the next claim
 -- retries it. A job whose task is not (or no longer) allowed, or names a
 -- function in a schema that cannot hold handlers, fails without retry.
--- Only jobs whose timeout fits the remaining budget are claimed.
+-- Only jobs whose timeout fits the remaining budget are claimed; the budget
+-- is cut to 80% of statement_timeout when that is shorter.
 -- Give SQL tasks a queue of their own: drains take sql: tasks only when their
 -- topic names them, but a claim by topic walks past other tasks' due jobs.
 -- It runs as its caller, and so do the task functions: run it as a role with
@@ -172,7 +173,12 @@ begin
   if drain_sql.budget is null or drain_sql.budget <= 0 or drain_sql.budget > 86400 then
     perform jobs.raise_invalid('PDC03', 'budget', format('must be greater than 0 and at most 86400 seconds, got %s', drain_sql.budget));
   end if;
-  v_deadline := clock_timestamp() + make_interval(secs => drain_sql.budget);
+  -- The whole CALL is one statement to statement_timeout (common on managed
+  -- databases): cancelled there, it would lose its report and the job it
+  -- runs (which claims fit the budget, so a job that fits runs to its end).
+  select least(drain_sql.budget, case when t.setting::numeric > 0 then t.setting::numeric / 1000 * 0.8 end)
+  into v_left from pg_catalog.pg_settings t where t.name = 'statement_timeout';
+  v_deadline := clock_timestamp() + make_interval(secs => v_left);
   perform jobs.publish_due_schedules();
   commit;
   perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
