@@ -11,6 +11,10 @@
 -- runs jobs.run_schedule(name) at each tick. runner 'drains': every claim
 -- (jobs.claim_json, jobs.drain_sql, jobs.maintain) publishes the ticks that
 -- are due (jobs.publish_due_schedules) and moves next_run_at on.
+-- overlap 'skip': a tick publishes nothing while a job of the schedule is
+-- active; its jobs carry dedupe key pgdrain:schedule:<name>, so the check is
+-- the dedupe key's unique index. tz: the zone whose wall clock cron reads
+-- (null: UTC); pg_cron 1.4 reads UTC only, so drains run those.
 create table jobs.recurring (
   name         text        primary key,
   cron         text        not null,
@@ -21,10 +25,14 @@ create table jobs.recurring (
   max_retries  integer,
   queue        text,
   runner       text        not null check (runner in ('pg_cron', 'drains')),
+  overlap      text        not null default 'allow' check (overlap in ('allow', 'skip')),
+  tz           text        check (tz is null or runner = 'drains'),
   next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)),
   last_run_at  timestamptz,
   last_job_id  bigint,
   last_error   text,
+  skipped_ticks   bigint   not null default 0,  -- ticks overlap 'skip' published nothing for
+  last_skipped_at timestamptz,
   created_at   timestamptz not null,
   updated_at   timestamptz not null
 );
@@ -117,11 +125,13 @@ begin
   return v_id;
 end $$;
 
--- Creates or replaces the schedule `name`: at each tick of `cron` (UTC), a
--- job of `task` with `body` and these options is published. Idempotent:
--- calling it again with the same arguments changes nothing (a pending tick
--- is kept). runner: null picks pg_cron when it is installed in this
--- database and this role may use it, else drains; 'pg_cron' or 'drains' forces one. Returns the runner.
+-- Creates or replaces the schedule `name`: at each tick of `cron` (UTC, or
+-- on the wall clock of time zone `tz`), a job of `task` with `body` and these
+-- options is published. Idempotent: calling it again with the same arguments
+-- changes nothing (a pending tick is kept). runner: null picks pg_cron when
+-- it is installed in this database, this role may use it and tz is UTC,
+-- else drains; 'pg_cron' or 'drains' forces one. overlap: 'allow' (null) or
+-- 'skip': no job while one of this schedule is active. Returns the runner.
 create function jobs.schedule(
   name        text,
   cron        text,
@@ -132,14 +142,18 @@ create function jobs.schedule(
   max_retries integer     default null,
   queue       text        default null,
   runner      text        default null,
-  now         timestamptz default null
+  now         timestamptz default null,
+  overlap     text        default null,
+  tz          text        default null
 ) returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
   v_next timestamptz;
   v_runner text;
+  v_tz text;
   v_old text;
   v_old_cron text;
+  v_old_tz text;
   v_last timestamptz;
   -- pg_cron knows its @ names in lower case only; the other checks take any case.
   v_cron text := case when schedule.cron like '@%' then lower(schedule.cron) else schedule.cron end;
@@ -150,6 +164,10 @@ begin
       'must be 1 to 46 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
   end if;
   v_next := jobs.cron_next(v_cron, v_now);
+  v_tz := jobs.check_tz(schedule.tz);
+  if v_tz is not null then
+    v_next := jobs.cron_tick(v_cron, v_now, v_tz);
+  end if;
   perform jobs.check_task(schedule.task);
   -- Refused now rather than at every tick (a tick of a task disallowed
   -- since fails, recorded in last_error).
@@ -163,7 +181,16 @@ begin
   if schedule.runner is not null and schedule.runner not in ('pg_cron', 'drains') then
     perform jobs.raise_invalid('PDC03', 'runner', format('must be pg_cron, drains or null (pick), got %s', quote_literal(schedule.runner)));
   end if;
-  v_runner := coalesce(schedule.runner, case when jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
+  if schedule.overlap is not null and schedule.overlap not in ('allow', 'skip') then
+    perform jobs.raise_invalid('PDC03', 'overlap', format('must be allow, skip or null (allow), got %s',
+      left(quote_literal(schedule.overlap), 80)));
+  end if;
+  if v_tz is not null and schedule.runner = 'pg_cron' then
+    perform jobs.raise_invalid('PDC03', 'tz', format(
+      'pg_cron 1.4 reads schedules in UTC only: a schedule in %s needs runner => ''drains'' (or no runner: drains then)',
+      quote_literal(v_tz)));
+  end if;
+  v_runner := coalesce(schedule.runner, case when v_tz is null and jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
   if v_runner = 'pg_cron' and jobs.pg_cron_lacks() is not null then
     perform jobs.raise_invalid('PDC03', 'runner', format(
       '''pg_cron'' needs %s, which role %s lacks: GRANT %s TO %s, or use runner => ''drains''',
@@ -175,9 +202,9 @@ begin
 
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.cron, r.last_run_at into v_old, v_old_cron, v_last
+  select r.runner, r.cron, r.tz, r.last_run_at into v_old, v_old_cron, v_old_tz, v_last
   from jobs.recurring r where r.name = schedule.name for update;
-  if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron) then
+  if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
     -- dropped with the old runner or expression (this row is ours: not skipped).
     perform jobs.publish_due_schedules(v_now);
@@ -185,20 +212,22 @@ begin
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will
     -- leave it to the drains once this commits.
-    v_next := jobs.cron_next(v_cron, greatest(v_last, date_trunc('minute', v_now) - interval '1 microsecond'));
+    v_next := jobs.cron_tick(v_cron, greatest(v_last, date_trunc('minute', v_now) - interval '1 microsecond'), v_tz);
   elsif v_last > v_now then
-    v_next := jobs.cron_next(v_cron, v_last);
+    v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   next_run_at, created_at, updated_at)
+                                   overlap, tz, next_run_at, created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
-          schedule.max_retries, schedule.queue, v_runner,
+          schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
           case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
-      runner = excluded.runner, updated_at = excluded.updated_at, last_error = null,
-      next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron then r.next_run_at
+      runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz,
+      updated_at = excluded.updated_at, last_error = null,
+      next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
+                              and r.tz is not distinct from excluded.tz then r.next_run_at
                          else excluded.next_run_at end;
 
   if v_runner = 'pg_cron' then
@@ -223,11 +252,18 @@ begin
          or v_runner is not null;
 end $$;
 
+-- The dedupe key of an overlap 'skip' schedule's jobs, else null.
+create function jobs.schedule_key(r jobs.recurring)
+returns text language sql immutable as $$
+  select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name end
+$$;
+
 -- Publishes the schedule's job now and records it; pg_cron calls this at
 -- each tick. Returns the job id, or null when nothing was published: the
--- tick failed (last_error says why), or drains run this schedule now (a
--- tick pg_cron started as the schedule was handed to them: the drains
--- publish it, so it must not be published twice).
+-- tick failed (last_error says why), overlap 'skip' found a job of the
+-- schedule still active (skipped_ticks counts it), or drains run this
+-- schedule now (a tick pg_cron started as the schedule was handed to them:
+-- the drains publish it, so it must not be published twice).
 create function jobs.run_schedule(name text, now timestamptz default null)
 returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -242,9 +278,13 @@ begin
   if r.runner <> 'pg_cron' then
     return null;
   end if;
+  if exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+    update jobs.recurring s set skipped_ticks = s.skipped_ticks + 1, last_skipped_at = v_now where s.name = r.name;
+    return null;
+  end if;
   begin
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
-                         max_retries => r.max_retries, now => v_now, queue => r.queue);
+                         max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
     -- say) where jobs.schedules shows it, not only in pg_cron's run log.
@@ -259,7 +299,8 @@ end $$;
 
 -- Publishes one job for each drain-run schedule whose tick is due and moves
 -- its next_run_at past `now`. Ticks missed while nothing claimed become one
--- job (scheduled at the first of them). FOR UPDATE SKIP LOCKED: when many
+-- job (scheduled at the first of them), or none for overlap 'skip' while a
+-- job of the schedule is active (one skipped tick). FOR UPDATE SKIP LOCKED: when many
 -- drains call this at once, each due row is taken by one of them, and the
 -- others skip it or, once it has committed, find it no longer due, so each
 -- tick is published once. With no due schedule it costs one index probe.
@@ -278,10 +319,18 @@ begin
     for update skip locked
   loop
     begin
+      if exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+        update jobs.recurring s
+        set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), skipped_ticks = s.skipped_ticks + 1,
+            last_skipped_at = r.next_run_at
+        where s.name = r.name;
+        continue;
+      end if;
       v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
-                           priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue);
+                           priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                           dedupe_key => jobs.schedule_key(r));
       update jobs.recurring s
-      set next_run_at = jobs.cron_next(r.cron, v_now), last_run_at = r.next_run_at, last_job_id = v_id,
+      set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
           last_error = null
       where s.name = r.name;
       v_count := v_count + 1;
@@ -300,8 +349,9 @@ end $$;
 create view jobs.schedules as
 select r.name, r.cron, r.task, r.body, r.timeout, r.priority, r.max_retries, r.queue, r.runner,
        case when r.runner = 'pg_cron' then 'pgdrain:schedule:' || r.name end as pg_cron_job,
-       coalesce(r.next_run_at, jobs.cron_next(r.cron, now())) as next_run_at,
-       r.last_run_at, r.last_job_id, r.last_error, r.created_at, r.updated_at
+       coalesce(r.next_run_at, jobs.cron_tick(r.cron, now(), r.tz)) as next_run_at,
+       r.last_run_at, r.last_job_id, r.last_error, r.created_at, r.updated_at,
+       r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at
 from jobs.recurring r;
 
 -- Maintenance -----------------------------------------------------------------

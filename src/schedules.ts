@@ -9,13 +9,16 @@ import { checkQueryable, parse, publishOptionsSchema, queueNameSchema, taskSchem
 // Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each
 // (maintain: one per pass).
 // Cron expressions are checked here with croner before any round trip; the
-// database checks them again with the same grammar (5 fields, UTC), and
-// pg_cron or the drains fire them.
+// database checks them again with the same grammar (5 fields, UTC or a time
+// zone), and pg_cron or the drains fire them.
 
 /** What fires a schedule: pg_cron in this database, or the drains' claims. */
 export type ScheduleRunner = 'pg_cron' | 'drains';
 
-/** A recurring job: at each tick of `cron` (UTC), one job of `task` with `body`. */
+/** Whether a tick publishes while a job of the schedule is still active. */
+export type ScheduleOverlap = 'allow' | 'skip';
+
+/** A recurring job: at each tick of `cron` (UTC, or `tz`), one job of `task` with `body`. */
 export interface ScheduleSpec {
   /** Unique; scheduling the same name again replaces it. */
   name: string;
@@ -27,8 +30,16 @@ export interface ScheduleSpec {
   priority?: number | undefined;
   maxRetries?: number | undefined;
   queue?: string | undefined;
-  /** Default: pg_cron when it is installed in this database, else drains. */
+  /** Default: pg_cron when it is installed in this database and no tz is given, else drains. */
   runner?: ScheduleRunner | undefined;
+  /**
+   * 'allow' (default): every tick publishes a job. 'skip': a tick publishes
+   * nothing while a job of this schedule is active (pending, scheduled,
+   * blocked or running), and is counted in skippedTicks.
+   */
+  overlap?: ScheduleOverlap | undefined;
+  /** An IANA time zone ('Europe/Paris') whose wall clock the expression reads; default UTC. Runner drains only. */
+  tz?: string | undefined;
 }
 
 /** A row of the jobs.schedules view. */
@@ -46,6 +57,12 @@ export interface ScheduleInfo {
   lastJobId: string | null;
   /** Why the last drain-run tick could not publish, if it could not. */
   lastError: string | null;
+  overlap: ScheduleOverlap;
+  /** The time zone the expression reads ('UTC' when none was given). */
+  tz: string;
+  /** Ticks that published nothing because a job of the schedule was still active (overlap 'skip'). */
+  skippedTicks: number;
+  lastSkippedAt: Date | null;
 }
 
 /** What one jobs.maintain pass did. */
@@ -106,12 +123,35 @@ export function checkCron(expr: unknown, field = 'cron'): string {
   return text;
 }
 
-/** The next `count` ticks of a cron expression after `from` (UTC), computed by croner. */
-export function nextTicks(expr: string, count = 1, from: Date = new Date()): Date[] {
+/**
+ * Checks an IANA time zone name with Intl; throws a ValidationError naming
+ * `field` otherwise. Offsets ('+01:00') and POSIX rules ('UTC+3') are
+ * refused, as the database refuses them; so are abbreviations (CET, EST)
+ * there, which it reads as fixed offsets.
+ */
+export function checkTz(tz: unknown, field = 'tz'): string {
+  const rule = "must be an IANA time zone name such as 'Europe/Paris'";
+  if (typeof tz !== 'string' || tz.length > 64 || !/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/.test(tz)) {
+    throw new ValidationError(field, `${rule}, got ${typeof tz === 'string' ? `'${tz.slice(0, 80)}'` : typeof tz}`);
+  }
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+  } catch {
+    throw new ValidationError(field, `${rule}, got '${tz}'`);
+  }
+  return tz;
+}
+
+/**
+ * The next `count` ticks of a cron expression after `from`, computed by
+ * croner: in UTC, or on the wall clock of time zone `tz`, with the database's
+ * daylight saving rules (Vixie cron's, croner's fixedTimeRule 'no-wildcard').
+ */
+export function nextTicks(expr: string, count = 1, from: Date = new Date(), tz?: string): Date[] {
   const text = checkCron(expr);
   if (!Number.isInteger(count) || count < 1 || count > 1000) throw new ValidationError('count', 'must be an integer between 1 and 1000');
   if (!(from instanceof Date) || Number.isNaN(from.getTime())) throw new ValidationError('from', 'must be a valid Date');
-  return croner(text).nextRuns(count, from);
+  return croner(text, tz === undefined ? undefined : checkTz(tz)).nextRuns(count, from);
 }
 
 /**
@@ -120,7 +160,7 @@ export function nextTicks(expr: string, count = 1, from: Date = new Date()): Dat
  * (a bare one, or a step over all days), a day must match both; else it may
  * match either. croner alone treats only a bare * that way.
  */
-function croner(text: string): Cron {
+function croner(text: string, tz = 'UTC'): Cron {
   const lower = text.toLowerCase();
   const fields = lower.split(/\s+/);
   const [, , dom = '', , dow = ''] = fields;
@@ -130,7 +170,11 @@ function croner(text: string): Cron {
   // which in */7 and 0-7/7 picks 0 and 7, both Sunday, as */8 picks 0).
   const pattern = fields.length !== 5 ? lower : fields.map((f, i) =>
     f.replace(/\/(\d+)/g, (_, step: string) => `/${Math.min(Number(step), FIELDS[i]![1])}`)).join(' ');
-  return new Cron(pattern, { mode: '5-part', timezone: 'UTC', domAndDow: dom.startsWith('*') || dow.startsWith('*') });
+  // DST as jobs.cron_spec_next_tz (Vixie cron): with no * nor /step in the
+  // minute and hour fields, a skipped time fires at the gap's end and a
+  // repeated one once; other times fire at every instant that matches.
+  return new Cron(pattern, { mode: '5-part', timezone: tz, domAndDow: dom.startsWith('*') || dow.startsWith('*'),
+                             fixedTimeRule: 'no-wildcard' });
 }
 
 // 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:'.
@@ -145,6 +189,8 @@ const specSchema = z.strictObject({
   maxRetries: publishOptionsSchema.shape.maxRetries,
   queue: z.optional(queueNameSchema),
   runner: z.optional(z.enum(['pg_cron', 'drains'])),
+  overlap: z.optional(z.enum(['allow', 'skip'])),
+  tz: z.optional(z.string()),
 });
 
 /**
@@ -155,12 +201,13 @@ export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<Sched
   checkQueryable(db, 'db');
   const s = parse(specSchema, spec, 'spec');
   const cron = checkCron(s.cron, 'spec.cron');
+  const tz = s.tz === undefined ? null : checkTz(s.tz, 'spec.tz');
   const body = jsonParam(s.body, 'spec.body');
   return callValue(db,
     `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
-       priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9) as r`,
+       priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9, overlap => $10, tz => $11) as r`,
     [s.name, cron, s.task, body, s.timeoutSeconds ?? null, s.priority ?? null, s.maxRetries ?? null,
-     s.queue ?? null, s.runner ?? null]);
+     s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz]);
 }
 
 /** Removes a recurring job and its pg_cron job; false when there was none. */
@@ -172,7 +219,8 @@ export async function unschedule(db: Queryable, name: string): Promise<boolean> 
 interface ScheduleRow {
   name: string; cron: string; task: string; body: unknown; queue: string | null; runner: ScheduleRunner;
   pg_cron_job: string | null; next_run_at: string | Date; last_run_at: string | Date | null;
-  last_job_id: string | null; last_error: string | null;
+  last_job_id: string | null; last_error: string | null; overlap: ScheduleOverlap; tz: string;
+  skipped_ticks: number | string; last_skipped_at: string | Date | null;
 }
 
 /** Every recurring job, from the jobs.schedules view, by name. */
@@ -184,6 +232,8 @@ export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
     pgCronJob: r.pg_cron_job, nextRunAt: new Date(r.next_run_at),
     lastRunAt: r.last_run_at === null ? null : new Date(r.last_run_at),
     lastJobId: r.last_job_id === null ? null : String(r.last_job_id), lastError: r.last_error,
+    overlap: r.overlap, tz: r.tz, skippedTicks: Number(r.skipped_ticks),
+    lastSkippedAt: r.last_skipped_at === null ? null : new Date(r.last_skipped_at),
   }));
 }
 

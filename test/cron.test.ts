@@ -171,6 +171,45 @@ describe('pg_cron', () => {
     expect(left).toEqual([]);
   });
 
+  it("overlap 'skip' under pg_cron: the command pg_cron runs publishes nothing while the schedule's job is active, then publishes again", async () => {
+    await sql('truncate jobs.job_queue');
+    expect(await sql(`select jobs.schedule('single', '* * * * *', 'cron.single', overlap => 'skip') as r`)).toEqual([{ r: 'pg_cron' }]);
+    const [job] = await cronJob('pgdrain:schedule:single');
+    expect(job!.command).toBe("select jobs.run_schedule('single')");
+    // pg_cron's ticks, run as pg_cron runs them.
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await sql<Record<string, string | null>>(job!.command))[0]!.run_schedule);
+    expect(ids[0]).not.toBeNull();
+    expect(ids.slice(1)).toEqual([null, null]);
+    expect(await sql(`select job_id::text as id, dedupe_key from jobs.job_queue where task = 'cron.single'`))
+      .toEqual([{ id: ids[0], dedupe_key: 'pgdrain:schedule:single' }]);
+    expect(await sql(`select overlap, skipped_ticks::int, last_job_id::text as id, last_skipped_at is not null as skipped
+                      from jobs.schedules where name = 'single'`))
+      .toEqual([{ overlap: 'skip', skipped_ticks: 2, id: ids[0], skipped: true }]);
+    await sql(`select jobs.ack(c.job_id) from jobs.claim(1, 'cron.single') c`);
+    const next = (await sql<Record<string, string | null>>(job!.command))[0]!.run_schedule;
+    expect(next).not.toBeNull();
+    expect(next).not.toBe(ids[0]);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'cron.single'`)).toEqual([{ n: 1 }]);
+    await sql(`select jobs.unschedule('single')`);
+  });
+
+  it('a schedule in a time zone goes to the drains (pg_cron 1.4 reads UTC only); forcing pg_cron is refused naming tz', async () => {
+    const e = await sqlError(`select jobs.schedule('paris', '0 9 * * *', 'a.b', runner => 'pg_cron', tz => 'Europe/Paris')`);
+    expect([e.code, e.column]).toEqual(['PDC03', 'tz']);
+    expect(e.message).toMatch(/^tz: pg_cron 1\.4 reads schedules in UTC only/);
+    expect(await cronJob('pgdrain:schedule:paris')).toEqual([]);
+    // With pg_cron at hand, no runner given: drains. Handed over from pg_cron, its pg_cron job goes.
+    await sql(`select jobs.schedule('paris', '0 9 * * *', 'a.b')`);
+    expect(await cronJob('pgdrain:schedule:paris')).toHaveLength(1);
+    expect(await sql(`select jobs.schedule('paris', '0 9 * * *', 'a.b', tz => 'Europe/Paris') as r`)).toEqual([{ r: 'drains' }]);
+    expect(await cronJob('pgdrain:schedule:paris')).toEqual([]);
+    expect(await sql(`select runner, tz from jobs.schedules where name = 'paris'`)).toEqual([{ runner: 'drains', tz: 'Europe/Paris' }]);
+    // UTC by any name is no time zone: pg_cron may run it.
+    expect(await sql(`select jobs.schedule('paris', '0 9 * * *', 'a.b', tz => 'Etc/UTC') as r`)).toEqual([{ r: 'pg_cron' }]);
+    await sql(`select jobs.unschedule('paris')`);
+  });
+
   it('a bad schedule registers nothing, in pg_cron or in the table', async () => {
     const e = await sqlError(`select jobs.schedule('bad', '*/5 * * *', 'a.b')`);
     expect([e.code, e.column]).toEqual(['PDC01', 'cron']);

@@ -61,6 +61,73 @@ describe('cron expressions', () => {
     expect(compared).toBe(expressions.length * starts.length * 12);
   });
 
+  it('with a time zone, jobs.cron_next agrees with nextTicks (croner) tick after tick across DST changes', async () => {
+    // Fixed times (no * nor /step in minute and hour): a skipped one fires at
+    // the gap's end, a repeated one once. The others fire at every instant
+    // whose wall time matches: never in the gap, twice in the repeated hour.
+    const zoned = ['30 2 * * *', '0 2 * * *', '59 1 * * *', '0 3 * * *', '0,30 2 * * *', '15 1-3 * * *', '0 9 * * mon-fri',
+                   '30 1 * * sun', '0 0 * * *', '*/15 * * * *', '0 * * * *', '30 */1 * * *', '*/20 1-3 * * *',
+                   '0 0-23/2 * * *', '45 0-4 * * *', '@daily', '@hourly', '0 12 29 3 *', '5 2 25 10 *'];
+    // Each zone from a little before the day its clocks change (2026: Europe on
+    // Mar 29 and Oct 25, New York on Mar 8 and Nov 1), and zones without DST.
+    const cases: [string, string][] = [
+      ['Europe/Paris', '2026-03-28T20:00:00Z'], ['Europe/Paris', '2026-10-24T21:10:00Z'], ['Europe/Paris', '2026-03-29T00:40:00Z'],
+      ['Europe/Paris', '2026-10-25T00:50:00Z'], ['Europe/Paris', '2026-10-25T01:05:00Z'],
+      ['Europe/London', '2026-03-28T22:00:00Z'], ['Europe/London', '2026-10-24T23:00:00Z'],
+      ['America/New_York', '2026-03-08T03:00:00Z'], ['America/New_York', '2026-11-01T03:00:00Z'],
+      ['America/New_York', '2026-11-01T05:50:00Z'], ['Australia/Lord_Howe', '2026-04-04T13:00:00Z'],
+      ['Asia/Kolkata', '2026-03-28T20:00:00Z'], ['UTC', '2026-03-28T20:00:00Z'],
+    ];
+    const exprs: string[] = [];
+    const froms: string[] = [];
+    const zones: string[] = [];
+    for (const e of zoned) for (const [zone, from] of cases) { exprs.push(e); froms.push(from); zones.push(zone); }
+    const rows = await sql<{ e: string; after: Date; tz: string; ticks: Date[] }>(
+      `with recursive t(e, after, tz, i, tick) as (
+         select x.e, x.after, x.tz, 1, jobs.cron_next(x.e, x.after, x.tz)
+         from unnest($1::text[], $2::timestamptz[], $3::text[]) as x(e, after, tz)
+         union all
+         select t.e, t.after, t.tz, t.i + 1, jobs.cron_next(t.e, t.tick, t.tz) from t where t.i < 16)
+       select e, after, tz, array_agg(tick order by i) as ticks from t group by e, after, tz`, [exprs, froms, zones]);
+    expect(rows).toHaveLength(zoned.length * cases.length);
+    for (const row of rows) {
+      const expected = nextTicks(row.e, 16, new Date(row.after), row.tz);
+      expect(row.ticks.map((t) => new Date(t).toISOString()), `${row.e} in ${row.tz} after ${new Date(row.after).toISOString()}`)
+        .toEqual(expected.map((t) => t.toISOString()));
+    }
+    // The rules, spelled out on Paris's two days (UTC+1 in winter, UTC+2 in summer).
+    const paris = async (e: string, after: string) =>
+      (await sql<{ r: Date }>(`select jobs.cron_next($1, $2, 'Europe/Paris') as r`, [e, after]))[0]!.r.toISOString();
+    expect(await paris('30 2 * * *', '2026-03-28T12:00:00Z')).toBe('2026-03-29T01:00:00.000Z'); // 02:30 skipped: at 03:00
+    expect(await paris('*/30 2 * * *', '2026-03-28T12:00:00Z')).toBe('2026-03-30T00:00:00.000Z'); // skipped
+    expect(await paris('30 2 * * *', '2026-10-25T00:31:00Z')).toBe('2026-10-26T01:30:00.000Z'); // once (00:30Z was the first)
+    expect(await paris('30 2 * * *', '2026-10-24T12:00:00Z')).toBe('2026-10-25T00:30:00.000Z');
+    expect(await paris('*/30 2 * * *', '2026-10-25T00:31:00Z')).toBe('2026-10-25T01:00:00.000Z'); // both passes
+    expect(await paris('0 9 * * mon-fri', '2026-03-27T12:00:00Z')).toBe('2026-03-30T07:00:00.000Z'); // 09:00 Paris, summer
+  });
+
+  it('refuses a time zone it does not know, in SQL and in TS, naming tz', async () => {
+    for (const tz of ['Mars/Olympus', 'UTC+3', '+01:00', 'CET', 'EST', 'Europe/Paris; drop', '']) {
+      const e = await sqlError(`select jobs.cron_next('0 9 * * *', now(), $1)`, [tz]);
+      expect([e.code, e.column], tz).toEqual(['PDC03', 'tz']);
+      expect(e.message, tz).toMatch(/^tz: (must be an IANA time zone name|'.*' is an abbreviation)/);
+      const s = await sqlError(`select jobs.schedule('z', '0 9 * * *', 'a.b', tz => $1)`, [tz]);
+      expect([s.code, s.column], tz).toEqual(['PDC03', 'tz']);
+    }
+    // Intl refuses what is no zone at all, before any round trip; the database the rest (abbreviations).
+    for (const tz of ['Mars/Olympus', 'UTC+3', '+01:00', '', 'Europe/Paris; drop']) {
+      expect(() => nextTicks('0 9 * * *', 1, new Date(), tz), tz).toThrow(expect.objectContaining({ field: 'tz' }));
+      await expect(schedule(db.driver, { name: 'z', cron: '0 9 * * *', task: 'a.b', tz }), tz).rejects
+        .toMatchObject({ code: 'invalid_argument', field: 'spec.tz', message: expect.stringMatching(/^spec\.tz: must be an IANA time zone name/) });
+    }
+    await expect(schedule(db.driver, { name: 'z', cron: '0 9 * * *', task: 'a.b', tz: 'CET' })).rejects
+      .toMatchObject({ code: 'invalid_argument', field: 'tz', message: expect.stringMatching(/^tz: 'CET' is an abbreviation/) });
+    expect(await sql(`select count(*)::int as n from jobs.recurring`)).toEqual([{ n: 0 }]);
+    // UTC and its aliases are no time zone to the schedule: stored as UTC.
+    expect(await sql(`select jobs.cron_next('0 9 * * *', '2026-03-29T12:00Z', 'Etc/UTC') as r`))
+      .toEqual([{ r: new Date('2026-03-30T09:00:00Z') }]);
+  });
+
   it('the database and checkCron reject the same bad expressions, naming the field and the rule', async () => {
     const bad: [string, RegExp][] = [
       ['61 * * * *', /minute field '61' is out of range 0-59/], ['* 24 * * *', /hour field '24' is out of range/],
@@ -162,6 +229,50 @@ describe('schedules run by drains (no pg_cron in this database)', () => {
     expect((await ticks()).map((t) => t.scheduled_at)).toEqual([new Date(minute(1)), new Date(minute(2))]);
     expect(await sql(`select next_run_at, last_run_at from jobs.recurring`))
       .toEqual([{ next_run_at: new Date(minute(11)), last_run_at: new Date(minute(2)) }]);
+  });
+
+  it("overlap 'skip': no tick publishes while the schedule's job is pending (a paused queue) or running; the first tick after it ended does", async () => {
+    await sql(`select jobs.create_queue('held'); select jobs.pause_queue('held')`);
+    await sql(`select jobs.schedule('single', '* * * * *', 'held.single', queue => 'held', overlap => 'skip', now => $1)`, [T0]);
+    await sql(`select jobs.schedule('piles', '* * * * *', 'held.piles', queue => 'held', now => $1)`, [T0]); // overlap 'allow'
+    for (const k of [1, 2, 3]) await claim(minute(k));
+    const count = async () => Object.fromEntries((await sql<{ task: string; n: number }>(
+      `select task, count(*)::int as n from jobs.job_queue group by task`)).map((r) => [r.task, r.n]));
+    expect(await count()).toEqual({ 'held.single': 1, 'held.piles': 3 });
+    expect(await sql(`select dedupe_key from jobs.job_queue where task = 'held.single'`)).toEqual([{ dedupe_key: 'pgdrain:schedule:single' }]);
+    const info = async () => Object.fromEntries((await listSchedules(db.driver)).map((s) => [s.name, s]));
+    expect((await info()).single).toMatchObject({ overlap: 'skip', skippedTicks: 2, lastSkippedAt: new Date(minute(3)),
+                                                  lastRunAt: new Date(minute(1)), nextRunAt: new Date(minute(4)), lastError: null });
+    expect((await info()).piles).toMatchObject({ overlap: 'allow', skippedTicks: 0, lastSkippedAt: null, lastRunAt: new Date(minute(3)) });
+
+    // Running: still active, so the 00:04 tick publishes nothing either.
+    await sql(`select jobs.resume_queue('held')`);
+    const [job] = await sql<{ job_id: string }>(`select job_id from jobs.claim(1, 'held.single', null, $1, 'held')`,
+                                                [new Date(Date.parse(minute(3)) + 30_000)]);
+    await claim(minute(4));
+    expect((await count())['held.single']).toBe(1);
+    expect((await info()).single).toMatchObject({ skippedTicks: 3, lastSkippedAt: new Date(minute(4)) });
+    // Once it ended, the next tick publishes.
+    await sql(`select jobs.ack($1::bigint, null, $2::timestamptz)`, [job!.job_id, minute(4)]);
+    await claim(minute(5));
+    expect(await sql(`select task, scheduled_at from jobs.job_queue where task = 'held.single'`))
+      .toEqual([{ task: 'held.single', scheduled_at: new Date(minute(5)) }]);
+    expect((await info()).single).toMatchObject({ skippedTicks: 3, lastRunAt: new Date(minute(5)) });
+    // Changing its definition keeps the pending tick's place, as for any schedule; 'allow' again publishes beside it.
+    await sql(`select jobs.schedule('single', '* * * * *', 'held.single', queue => 'held', now => $1)`, [minute(5)]);
+    await claim(minute(6));
+    expect((await count())['held.single']).toBe(2);
+    await sql(`delete from jobs.job_queue where queue = 'held'; delete from jobs.queue where name = 'held'`);
+  });
+
+  it('a schedule in a time zone is run by the drains, at its wall-clock time across a DST change', async () => {
+    // 2026-03-27 is a Friday; Paris moves from UTC+1 to UTC+2 on Sunday 2026-03-29.
+    expect(await schedule(db.driver, { name: 'paris', cron: '0 9 * * mon-fri', task: 'office.open', tz: 'Europe/Paris' })).toBe('drains');
+    await sql(`update jobs.recurring set next_run_at = jobs.cron_next(cron, '2026-03-27 07:30Z', tz)`);
+    expect(await listSchedules(db.driver)).toMatchObject([{ name: 'paris', tz: 'Europe/Paris', nextRunAt: new Date('2026-03-27T08:00:00Z') }]);
+    for (const now of ['2026-03-27 08:00:30Z', '2026-03-30 06:00:30Z', '2026-03-30 07:00:30Z']) await claim(now);
+    expect((await ticks()).map((t) => t.scheduled_at)).toEqual([new Date('2026-03-27T08:00:00Z'), new Date('2026-03-30T07:00:00Z')]);
+    expect(await sql(`select next_run_at from jobs.recurring`)).toEqual([{ next_run_at: new Date('2026-03-31T07:00:00Z') }]);
   });
 
   it('many drains at the same moment publish each tick exactly once', async () => {

@@ -1,0 +1,127 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { Driver } from '../db/driver.js';
+import { PgDrainError, ValidationError } from '../errors.js';
+import { integer } from './features.js';
+import { formatTable } from './format.js';
+
+// `pgdrain schedule add | list | rm`: recurring jobs (src/schedules.ts,
+// sql/0009_schedule.sql). main.ts registers them. The schedules module (and
+// croner with it) loads only when one of these runs.
+
+type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) => Promise<T>) => Promise<T>;
+
+const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
+
+// The flag (or argument) that sets each field of the spec, in the core's
+// errors ("spec.timeoutSeconds: …") and the database's ("tz: …").
+const FLAGS: Record<string, string> = {
+  name: 'name', cron: '--cron', task: '--task', body: '--body', queue: '--queue', priority: '--priority',
+  timeoutSeconds: '--timeout', timeout: '--timeout', maxRetries: '--max-retries', max_retries: '--max-retries',
+  runner: '--runner', overlap: '--overlap', tz: '--tz',
+};
+
+/** An error naming a field of the spec, reworded to name its flag. */
+function asFlag(error: unknown): unknown {
+  if (!(error instanceof PgDrainError) || error.code !== 'invalid_argument' || error.field === undefined) return error;
+  const field = error.field.replace(/^spec\./, '').split('.')[0]!;
+  const flag = FLAGS[field];
+  if (flag === undefined) return error;
+  return new ValidationError(flag, error.message.slice(error.message.indexOf(': ') + 2), { cause: error });
+}
+
+function seconds(value: string) {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0.001 || n > 86400) {
+    throw new InvalidArgumentError('must be a number of seconds from 0.001 to 86400');
+  }
+  return n;
+}
+
+function json(value: string) {
+  try {
+    return JSON.parse(value) as unknown;
+  } catch (error) {
+    throw new InvalidArgumentError(`must be JSON (${(error as Error).message})`);
+  }
+}
+
+export function scheduleCommand(withConnection: WithConnection): Command {
+  const cmd = new Command('schedule').description('recurring jobs: add (or replace), list, rm');
+
+  cmd.command('add')
+    .description('create or replace a schedule: at each tick of --cron, publish a job of --task (prints its runner)')
+    .argument('<name>', 'unique name; adding it again replaces it')
+    .requiredOption('--cron <expr>', "5 fields (minute hour day-of-month month day-of-week) or @hourly, @daily, …: '0 9 * * mon-fri'")
+    .requiredOption('--task <task>', 'dotted task name of the jobs it publishes')
+    .option('--body <json>', 'the body of each job, as JSON', json)
+    .option('--queue <name>', 'the queue of its jobs (default: default)')
+    .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
+    .option('--timeout <seconds>', 'seconds a run may take (default 60)', seconds)
+    .option('--max-retries <n>', 'retries after the first attempt (default 3)', integer(0, 1000))
+    .addOption(new Option('--runner <runner>', 'what fires it (default: pg_cron where it is usable and no --tz, else drains)')
+      .choices(['pg_cron', 'drains']))
+    .addOption(new Option('--overlap <mode>', 'allow (default): every tick publishes; skip: none while a job of it is active')
+      .choices(['allow', 'skip']))
+    .option('--tz <zone>', "IANA time zone whose wall clock --cron reads, e.g. Europe/Paris (default UTC; runner drains)")
+    .addOption(dsnOption())
+    .action(async (name: string, opts: { cron: string; task: string; body?: unknown; queue?: string; priority?: number;
+                                         timeout?: number; maxRetries?: number; runner?: 'pg_cron' | 'drains';
+                                         overlap?: 'allow' | 'skip'; tz?: string; dsn?: string }) => {
+      const { checkCron, checkTz, schedule } = await import('../schedules.js');
+      try {
+        // Before connecting: a bad flag opens no database.
+        checkCron(opts.cron, '--cron');
+        if (opts.tz !== undefined) checkTz(opts.tz, '--tz');
+        await withConnection(opts.dsn, async ({ driver }) => {
+          const runner = await schedule(driver, {
+            name, cron: opts.cron, task: opts.task, body: opts.body, queue: opts.queue, priority: opts.priority,
+            timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, runner: opts.runner, overlap: opts.overlap, tz: opts.tz,
+          });
+          process.stdout.write(`${runner}\n`);
+        });
+      } catch (error) {
+        throw asFlag(error);
+      }
+    });
+
+  cmd.command('list')
+    .description('every schedule: its next tick, last run, skipped ticks and last error')
+    .option('--json', 'print the schedules as JSON')
+    .addOption(dsnOption())
+    .action(async (opts: { json?: boolean; dsn?: string }) => {
+      const { listSchedules } = await import('../schedules.js');
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const list = await listSchedules(driver);
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(list)}\n`);
+          return;
+        }
+        const iso = (d: Date | null) => (d === null ? '' : d.toISOString());
+        const rows = list.map((s) => ({
+          name: s.name, cron: s.cron, tz: s.tz, task: s.task, runner: s.runner, overlap: s.overlap,
+          next_run_at: iso(s.nextRunAt), last_run_at: iso(s.lastRunAt), skipped: s.skippedTicks,
+          last_error: s.lastError === null ? '' : s.lastError.split('\n')[0]!.slice(0, 100),
+        }));
+        process.stdout.write(`${rows.length ? formatTable(rows, Object.keys(rows[0]!)) : 'no schedules'}\n`);
+      });
+    });
+
+  cmd.command('rm')
+    .description('remove a schedule (and its pg_cron job); jobs it published stay')
+    .argument('<name>')
+    .addOption(dsnOption())
+    .action(async (name: string, opts: { dsn?: string }) => {
+      const { unschedule } = await import('../schedules.js');
+      try {
+        await withConnection(opts.dsn, async ({ driver }) => {
+          if (!(await unschedule(driver, name))) {
+            throw new PgDrainError('invalid_argument', `name: no schedule named '${name}'`, { field: 'name' });
+          }
+        });
+      } catch (error) {
+        throw asFlag(error);
+      }
+    });
+
+  return cmd;
+}
