@@ -63,7 +63,8 @@ CREATE TYPE jobs.cron_spec AS (
 	months integer[],
 	weekdays integer[],
 	any_day boolean,
-	any_weekday boolean
+	any_weekday boolean,
+	fixed boolean
 );
 
 --
@@ -281,6 +282,56 @@ begin
 end $$;
 
 --
+-- Name: cancel_bulk(bigint[], text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cancel_bulk(job_ids bigint[], reason text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(cancel_bulk.now, pg_catalog.now());
+  v_reason text := 'cancelled: ' || coalesce(cancel_bulk.reason, 'by request');
+  v_locked bigint[];
+  v_running bigint[];
+  v_queued bigint[];
+  v_keys text[];
+begin
+  perform jobs.check_job_ids(cancel_bulk.job_ids);
+  v_locked := jobs.lock_jobs(cancel_bulk.job_ids, false, true);
+  -- Read once locked: as they are now, and stay until this commits.
+  select array_agg(q.job_id) filter (where q.lease_until is not null),
+         array_agg(q.job_id) filter (where q.lease_until is null),
+         -- A waiting job hands no turn on (see jobs.cancel).
+         array_agg(q.serial_key) filter (where q.lease_until is null and q.serial_key is not null and not q.serial_wait)
+  into v_running, v_queued, v_keys
+  from jobs.job_queue q where q.job_id = any(v_locked);
+
+  if v_running is not null then
+    update jobs.job_queue q
+    set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
+        cancel_reason = coalesce(q.cancel_reason, v_reason)
+    where q.job_id = any(v_running);
+  end if;
+  if v_queued is not null then
+    with gone as (
+      delete from jobs.job_queue q where q.job_id = any(v_queued) returning q.*
+    )
+    insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                          scheduled_at, created_at, started_at, ended_at, duration_ms,
+                          queue, dedupe_key, serial_key, attributes, worker_id)
+    select g.job_id, g.task, g.body, 'cancelled', v_reason, g.attempt, g.priority, g.max_retries, g.timeout,
+           g.scheduled_at, g.created_at, g.started_at, v_now, null,
+           g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+    from gone g;
+    delete from jobs.dependency d where d.job_id = any(v_queued);
+    perform jobs.notify_ids('pgdrain_completed', v_queued);
+    perform jobs.after_end(null, v_queued, v_keys, v_now);
+  end if;
+  return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0);
+end $$;
+
+--
 -- Name: cancel_requested(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -302,6 +353,19 @@ CREATE FUNCTION jobs.check_batch(p_n integer) RETURNS void
 begin
   if p_n is null or p_n < 1 or p_n > 10000 then
     perform jobs.raise_invalid('PD005', 'n', format('must be between 1 and 10000, got %s', coalesce(p_n::text, 'null')));
+  end if;
+end $$;
+
+--
+-- Name: check_job_ids(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_job_ids(p_ids bigint[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  if p_ids is null or array_position(p_ids, null) is not null then
+    perform jobs.raise_invalid('PD005', 'job_ids', 'must be an array of job ids without nulls');
   end if;
 end $$;
 
@@ -415,6 +479,48 @@ begin
       'must be dot-separated words of letters, digits, _ : or - (at most 200 characters), got %s',
       left(quote_literal(p_task), 80)));
   end if;
+end $_$;
+
+--
+-- Name: check_tz(text, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_tz(p_tz text, p_lookup boolean DEFAULT true) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+declare
+  v_name text;
+begin
+  if p_tz is null or upper(p_tz) in ('UTC', 'ETC/UTC', 'UCT', 'ETC/UCT', 'GMT', 'ETC/GMT', 'GMT0', 'ETC/GMT0', 'GMT+0',
+                                     'ETC/GMT+0', 'GMT-0', 'ETC/GMT-0', 'GREENWICH', 'ETC/GREENWICH', 'UNIVERSAL',
+                                     'ETC/UNIVERSAL', 'ZULU', 'ETC/ZULU') then
+    return null;
+  end if;
+  if length(p_tz) > 64 or p_tz !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$' then
+    perform jobs.raise_invalid('PDC03', 'tz', format('must be an IANA time zone name such as ''Europe/Paris'', got %s',
+      left(quote_literal(p_tz), 80)));
+  end if;
+  if exists (select from pg_timezone_abbrevs a where a.abbrev = upper(p_tz)) then
+    perform jobs.raise_invalid('PDC03', 'tz', format(
+      '%s is an abbreviation, which PostgreSQL reads as a fixed offset (no daylight saving time): give a zone name such as ''Europe/Paris''',
+      quote_literal(p_tz)));
+  end if;
+  if p_lookup or p_tz ~ '[0-9]' then
+    select n.name into v_name from pg_timezone_names n where lower(n.name) = lower(p_tz) order by n.name = p_tz desc limit 1;
+  else
+    begin
+      perform now() at time zone p_tz;
+      v_name := p_tz;
+    exception when invalid_parameter_value then
+      v_name := null;
+    end;
+  end if;
+  if v_name is null then
+    perform jobs.raise_invalid('PDC03', 'tz', format('must be an IANA time zone name such as ''Europe/Paris'' (pg_timezone_names), got %s',
+      left(quote_literal(p_tz), 80)));
+  end if;
+  return v_name;
 end $_$;
 
 --
@@ -679,21 +785,15 @@ begin
 end $_$;
 
 --
--- Name: cron_next(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: cron_next(text, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.cron_next(cron text, after timestamp with time zone DEFAULT now()) RETURNS timestamp with time zone
-    LANGUAGE plpgsql IMMUTABLE
+CREATE FUNCTION jobs.cron_next(cron text, after timestamp with time zone DEFAULT now(), tz text DEFAULT NULL::text) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-declare
-  v_next timestamptz := jobs.cron_spec_next(jobs.cron_parse(cron_next.cron), cron_next.after);
-begin
-  if v_next is null then
-    perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_next.cron)));
-  end if;
-  return v_next;
-end $$;
+  select jobs.cron_tick(cron_next.cron, cron_next.after, jobs.check_tz(cron_next.tz, false))
+$$;
 
 --
 -- Name: cron_parse(text); Type: FUNCTION; Schema: jobs; Owner: -
@@ -728,6 +828,7 @@ begin
     '{sun,mon,tue,wed,thu,fri,sat}', 0, cron_parse.expr)) d);
   s.any_day := f[3] like '*%';
   s.any_weekday := f[5] like '*%';
+  s.fixed := f[1] !~ '[*/]' and f[2] !~ '[*/]';
   return s;
 end $$;
 
@@ -771,6 +872,67 @@ begin
     v_first := false;
   end loop;
   return null;
+end $$;
+
+--
+-- Name: cron_spec_next_tz(jobs.cron_spec, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cron_spec_next_tz(spec jobs.cron_spec, after timestamp with time zone, tz text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  v_t timestamptz := cron_spec_next_tz.after;  -- searching for instants after v_t,
+  v_offset interval := jobs.tz_offset(tz, v_t); -- at which tz has this offset
+  v_wall timestamptz;  -- the wall time matched, written as if in UTC
+  v_at timestamptz;
+  v_change timestamptz;
+  v_new interval;
+  v_before interval;
+begin
+  for i in 1..1000 loop
+    v_wall := jobs.cron_spec_next(spec, v_t + v_offset);
+    if v_wall is null then
+      return null;
+    end if;
+    v_at := v_wall - v_offset;
+    v_change := jobs.tz_change(tz, v_offset, v_t, v_at);
+    if v_change is null then
+      -- A fixed time in the clocks' second pass through a repeated hour ran in the first.
+      v_before := jobs.tz_offset(tz, v_at - interval '24 hours');
+      if not (spec.fixed and v_before > v_offset and jobs.tz_offset(tz, v_at - (v_before - v_offset)) = v_before) then
+        return v_at;
+      end if;
+      v_t := v_at;
+    else
+      v_new := jobs.tz_offset(tz, v_change);
+      if spec.fixed and v_new > v_offset and v_wall < v_change + v_new then
+        return v_change;  -- a fixed time the clocks skipped: at the end of the gap
+      end if;
+      v_t := v_change - interval '1 microsecond';
+      v_offset := v_new;
+    end if;
+  end loop;
+  return null;
+end $$;
+
+--
+-- Name: cron_tick(text, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cron_tick(cron text, after timestamp with time zone, tz text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_spec jobs.cron_spec := jobs.cron_parse(cron_tick.cron);
+  v_next timestamptz := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
+                             else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
+begin
+  if v_next is null then
+    perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_tick.cron)));
+  end if;
+  return v_next;
 end $$;
 
 --
@@ -1030,6 +1192,43 @@ begin
 end $$;
 
 --
+-- Name: fail(bigint[], text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.fail(job_ids bigint[], reason text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(fail.now, pg_catalog.now());
+  v_ids bigint[];
+  v_keys text[];
+begin
+  perform jobs.check_job_ids(fail.job_ids);
+  v_ids := jobs.lock_jobs(fail.job_ids, true, true);
+  if v_ids = '{}' then
+    return 0;
+  end if;
+  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
+  from jobs.job_queue q where q.job_id = any(v_ids);
+  with gone as (
+    delete from jobs.job_queue q where q.job_id = any(v_ids) returning q.*
+  )
+  insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                        scheduled_at, created_at, started_at, ended_at, duration_ms,
+                        queue, dedupe_key, serial_key, attributes, worker_id)
+  select g.job_id, g.task, g.body, 'failure',
+         'failed: ' || coalesce(fail.reason, 'by request') || coalesce(E'\n' || g.last_error, ''),
+         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
+         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+  from gone g;
+  delete from jobs.dependency d where d.job_id = any(v_ids);
+  perform jobs.notify_ids('pgdrain_completed', v_ids);
+  perform jobs.after_end(null, v_ids, v_keys, v_now);
+  return cardinality(v_ids);
+end $$;
+
+--
 -- Name: has_pg_cron(); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1069,6 +1268,89 @@ begin
       else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
   end if;
   return v_active;
+end $$;
+
+--
+-- Name: lock_jobs(bigint[], boolean, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.lock_jobs(p_ids bigint[], p_not_running boolean, p_ending boolean) RETURNS bigint[]
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_locked bigint[];
+  v_ending bigint[];
+  v_free bigint[];
+  v_busy bigint;
+  v_got boolean;
+begin
+  for i in 1..100 loop
+    begin
+      select coalesce(array_agg(l.job_id), '{}') into v_locked
+      from (select q.job_id from jobs.job_queue q
+            where q.job_id = any(p_ids) and (not p_not_running or q.lease_until is null)
+            order by q.job_id for update nowait) l;
+      if p_ending then
+        -- Read once locked; no dependant can be added meanwhile (jobs.lock_dependencies waits).
+        with recursive ending(id) as (
+          select q.job_id from jobs.job_queue q where q.job_id = any(v_locked) and q.lease_until is null
+          union
+          select d.job_id from jobs.dependency d join ending e on d.depends_on = e.id
+        )
+        select coalesce(array_agg(e.id), '{}') into v_ending from ending e;
+        perform from (select q.job_id from jobs.job_queue q where q.job_id = any(v_ending)
+                      order by q.job_id for update nowait) l;
+        perform from (select 1 from jobs.dependency d where d.job_id = any(v_ending) or d.depends_on = any(v_ending)
+                      for update nowait) l;
+        select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k.serial_key))) into v_got
+        from (select distinct q.serial_key from jobs.job_queue q
+              where q.job_id = any(v_ending) and q.serial_key is not null and not q.serial_wait order by 1) k;
+        if not coalesce(v_got, true) then
+          raise sqlstate '55P03'; -- lock_not_available: let all go and try again
+        end if;
+        -- Each such key's next job, which jobs.after_end makes its head.
+        perform from (select q.job_id from jobs.job_queue q
+                      where q.job_id in (select min(w.job_id) from jobs.job_queue w
+                                         where w.serial_key in (select h.serial_key from jobs.job_queue h
+                                                                where h.job_id = any(v_ending) and not h.serial_wait)
+                                           and w.serial_wait and w.job_id <> all(v_ending)
+                                         group by w.serial_key)
+                      order by q.job_id for update nowait) l;
+      end if;
+      return v_locked;
+    exception when lock_not_available then
+      null; -- the block's locks are released with it
+    end;
+    -- Which job is busy: those free are taken and let go again at once.
+    begin
+      select coalesce(array_agg(l.job_id), '{}') into v_free
+      from (select q.job_id from jobs.job_queue q
+            where q.job_id = any(p_ids) and (not p_not_running or q.lease_until is null)
+            for update skip locked) l;
+      raise sqlstate 'PDA99';
+    exception when sqlstate 'PDA99' then
+      null;
+    end;
+    select min(q.job_id) into v_busy from jobs.job_queue q
+    where q.job_id = any(p_ids) and q.job_id <> all(v_free) and (not p_not_running or q.lease_until is null);
+    -- None of p_ids: a dependant, a dependency row or a key was busy; a short pause.
+    if v_busy is null then
+      perform pg_sleep(0.001 * i);
+    else
+      begin
+        perform from jobs.job_queue q where q.job_id = v_busy for update;
+        raise sqlstate 'PDA99';
+      exception when sqlstate 'PDA99' then
+        null;
+      end;
+    end if;
+  end loop;
+  -- ORDER BY comes before the locking: rows are locked in job_id order.
+  select coalesce(array_agg(l.job_id), '{}') into v_locked
+  from (select q.job_id from jobs.job_queue q
+        where q.job_id = any(p_ids) and (not p_not_running or q.lease_until is null)
+        order by q.job_id for update) l;
+  return v_locked;
 end $$;
 
 --
@@ -1639,10 +1921,18 @@ begin
     for update skip locked
   loop
     begin
+      if exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+        update jobs.recurring s
+        set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), skipped_ticks = s.skipped_ticks + 1,
+            last_skipped_at = r.next_run_at
+        where s.name = r.name;
+        continue;
+      end if;
       v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
-                           priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue);
+                           priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                           dedupe_key => jobs.schedule_key(r));
       update jobs.recurring s
-      set next_run_at = jobs.cron_next(r.cron, v_now), last_run_at = r.next_run_at, last_job_id = v_id,
+      set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
           last_error = null
       where s.name = r.name;
       v_count := v_count + 1;
@@ -1670,24 +1960,29 @@ begin
 end $$;
 
 --
--- Name: redrive(bigint[], text, text, timestamp with time zone, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: redrive(bigint[], text, text, timestamp with time zone, text, timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.redrive(job_ids bigint[] DEFAULT NULL::bigint[], task text DEFAULT NULL::text, queue text DEFAULT NULL::text, ended_after timestamp with time zone DEFAULT NULL::timestamp with time zone, error_like text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+CREATE FUNCTION jobs.redrive(job_ids bigint[] DEFAULT NULL::bigint[], task text DEFAULT NULL::text, queue text DEFAULT NULL::text, ended_after timestamp with time zone DEFAULT NULL::timestamp with time zone, error_like text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, include_cancelled boolean DEFAULT false) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
   v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
+  v_statuses text[] := case when redrive.include_cancelled then array['failure', 'cancelled'] else array['failure'] end;
   v_matched bigint[];
   v_ids bigint[];
   v_keys text[];
-  v_count integer;
+  v_count integer := 0;
+  v_missing text;
 begin
+  if redrive.include_cancelled and redrive.job_ids is null then
+    perform jobs.raise_invalid('PD005', 'job_ids', 'must be given with include_cancelled (cancelled jobs go back by id)');
+  end if;
   select array_agg(j.job_id) into v_matched
   from (
     select j.job_id from jobs.job j
-    where j.status = 'failure'
+    where j.status = any(v_statuses)
       and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
       and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
       and (redrive.queue is null or j.queue = redrive.queue)
@@ -1696,12 +1991,27 @@ begin
       and exists (select 1 from jobs.queue x where x.name = j.queue)
     for update of j skip locked
   ) j;
+  -- Cheap: only for the ids given, and only when some did not match.
+  if redrive.job_ids is not null and coalesce(cardinality(v_matched), 0) < cardinality(redrive.job_ids) then
+    select string_agg(format('%s (%s)', m.id, m.where_), ', ' order by m.id) into v_missing
+    from (
+      select d.id, case
+               when exists (select 1 from jobs.job_queue q where q.job_id = d.id) then 'still queued'
+               when j.status = 'cancelled' then 'cancelled: give include_cancelled'
+               when j.status is not null then j.status || case when j.status = 'failure' then ': filtered out, or being redriven' else '' end
+               when exists (select 1 from jobs.job_archive a where a.job_id = d.id) then 'archived by jobs.maintain: redrive reads jobs.job only'
+               else 'unknown, or deleted by retention' end as where_
+      from (select distinct x as id from unnest(redrive.job_ids) x where x is not null
+            and x <> all(coalesce(v_matched, '{}'))) d
+      left join jobs.job j on j.job_id = d.id
+      order by d.id limit 20
+    ) m;
+    raise notice 'pgdrain: not redriven: %', v_missing;
+  end if;
   if v_matched is null then
     return 0;
   end if;
-  -- The ones that go back: a dedupe key held by an active job, or by an
-  -- older dead letter going back, keeps its job here. Counted before the
-  -- queue's bound (a key taken after this only leaves more room).
+  -- From here as in sql/0007.
   select array_agg(p.job_id), array_agg(distinct p.serial_key) filter (where p.serial_key is not null)
   into v_ids, v_keys
   from (
@@ -1711,18 +2021,10 @@ begin
       and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
     order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
   ) p;
-  -- A bounded queue takes back only what fits, as a publish would (PD010,
-  -- and nothing is redriven); its lock before the keys', as in jobs.publish.
   perform jobs.admit(x.queue, x.n::integer)
   from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
-  -- The lock jobs.publish and jobs.after_end take for a serial key, taken
-  -- before looking at the key's jobs: a head that ends meanwhile waits for
-  -- this commit and then sees the jobs put back.
   perform pg_advisory_xact_lock(736038, hashtext(k)) from unnest(v_keys) k order by k;
   with back as (
-    -- A job with a serial key goes back waiting; jobs.after_end below makes
-    -- the key's first job its head when none runs. Judged per job here, the
-    -- wait could count an earlier job the dedupe conflict leaves out.
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
                                 created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
     overriding system value
@@ -1850,6 +2152,38 @@ begin
 end $$;
 
 --
+-- Name: reschedule(bigint[], timestamp with time zone, integer, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.reschedule(job_ids bigint[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ids bigint[];
+begin
+  perform jobs.check_job_ids(reschedule.job_ids);
+  if reschedule.run_at is null and reschedule.priority is null then
+    perform jobs.raise_invalid('PD007', 'run_at', 'give run_at, priority or both (both are null)');
+  end if;
+  if not isfinite(reschedule.run_at) then
+    perform jobs.raise_invalid('PD007', 'run_at', format('must be a finite time, got %s', reschedule.run_at));
+  end if;
+  perform jobs.check_options(null, reschedule.priority, null);
+  -- Only jobs not running: a running one's settle is not waited for.
+  v_ids := jobs.lock_jobs(reschedule.job_ids, true, false);
+  if v_ids = '{}' then
+    return 0;
+  end if;
+  update jobs.job_queue q
+  set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority)
+  where q.job_id = any(v_ids);
+  perform jobs.notify('pgdrain_queued', x.queue)
+  from (select distinct q.queue from jobs.job_queue q where q.job_id = any(v_ids) order by 1) x;
+  return cardinality(v_ids);
+end $$;
+
+--
 -- Name: resume_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1965,9 +2299,13 @@ begin
   if r.runner <> 'pg_cron' then
     return null;
   end if;
+  if exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+    update jobs.recurring s set skipped_ticks = s.skipped_ticks + 1, last_skipped_at = v_now where s.name = r.name;
+    return null;
+  end if;
   begin
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
-                         max_retries => r.max_retries, now => v_now, queue => r.queue);
+                         max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
     -- say) where jobs.schedules shows it, not only in pg_cron's run log.
@@ -1981,10 +2319,10 @@ begin
 end $$;
 
 --
--- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, overlap text DEFAULT NULL::text, tz text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -1992,8 +2330,10 @@ declare
   v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
   v_next timestamptz;
   v_runner text;
+  v_tz text;
   v_old text;
   v_old_cron text;
+  v_old_tz text;
   v_last timestamptz;
   -- pg_cron knows its @ names in lower case only; the other checks take any case.
   v_cron text := case when schedule.cron like '@%' then lower(schedule.cron) else schedule.cron end;
@@ -2004,6 +2344,10 @@ begin
       'must be 1 to 46 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
   end if;
   v_next := jobs.cron_next(v_cron, v_now);
+  v_tz := jobs.check_tz(schedule.tz);
+  if v_tz is not null then
+    v_next := jobs.cron_tick(v_cron, v_now, v_tz);
+  end if;
   perform jobs.check_task(schedule.task);
   -- Refused now rather than at every tick (a tick of a task disallowed
   -- since fails, recorded in last_error).
@@ -2017,7 +2361,16 @@ begin
   if schedule.runner is not null and schedule.runner not in ('pg_cron', 'drains') then
     perform jobs.raise_invalid('PDC03', 'runner', format('must be pg_cron, drains or null (pick), got %s', quote_literal(schedule.runner)));
   end if;
-  v_runner := coalesce(schedule.runner, case when jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
+  if schedule.overlap is not null and schedule.overlap not in ('allow', 'skip') then
+    perform jobs.raise_invalid('PDC03', 'overlap', format('must be allow, skip or null (allow), got %s',
+      left(quote_literal(schedule.overlap), 80)));
+  end if;
+  if v_tz is not null and schedule.runner = 'pg_cron' then
+    perform jobs.raise_invalid('PDC03', 'tz', format(
+      'pg_cron 1.4 reads schedules in UTC only: a schedule in %s needs runner => ''drains'' (or no runner: drains then)',
+      quote_literal(v_tz)));
+  end if;
+  v_runner := coalesce(schedule.runner, case when v_tz is null and jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
   if v_runner = 'pg_cron' and jobs.pg_cron_lacks() is not null then
     perform jobs.raise_invalid('PDC03', 'runner', format(
       '''pg_cron'' needs %s, which role %s lacks: GRANT %s TO %s, or use runner => ''drains''',
@@ -2029,9 +2382,9 @@ begin
 
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.cron, r.last_run_at into v_old, v_old_cron, v_last
+  select r.runner, r.cron, r.tz, r.last_run_at into v_old, v_old_cron, v_old_tz, v_last
   from jobs.recurring r where r.name = schedule.name for update;
-  if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron) then
+  if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
     -- dropped with the old runner or expression (this row is ours: not skipped).
     perform jobs.publish_due_schedules(v_now);
@@ -2039,20 +2392,22 @@ begin
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will
     -- leave it to the drains once this commits.
-    v_next := jobs.cron_next(v_cron, greatest(v_last, date_trunc('minute', v_now) - interval '1 microsecond'));
+    v_next := jobs.cron_tick(v_cron, greatest(v_last, date_trunc('minute', v_now) - interval '1 microsecond'), v_tz);
   elsif v_last > v_now then
-    v_next := jobs.cron_next(v_cron, v_last);
+    v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   next_run_at, created_at, updated_at)
+                                   overlap, tz, next_run_at, created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
-          schedule.max_retries, schedule.queue, v_runner,
+          schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
           case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
-      runner = excluded.runner, updated_at = excluded.updated_at, last_error = null,
-      next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron then r.next_run_at
+      runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz,
+      updated_at = excluded.updated_at, last_error = null,
+      next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
+                              and r.tz is not distinct from excluded.tz then r.next_run_at
                          else excluded.next_run_at end;
 
   if v_runner = 'pg_cron' then
@@ -2106,6 +2461,50 @@ begin
   return jobs.pg_cron_schedule('pgdrain:http:' || schedule_http_drain.name, schedule_http_drain.cron,
                                format('select jobs.run_http_drain(%L)', schedule_http_drain.name));
 end $_$;
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: recurring; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.recurring (
+    name text NOT NULL,
+    cron text NOT NULL,
+    task text NOT NULL,
+    body jsonb,
+    timeout numeric,
+    priority integer,
+    max_retries integer,
+    queue text,
+    runner text NOT NULL,
+    overlap text DEFAULT 'allow'::text NOT NULL,
+    tz text,
+    next_run_at timestamp with time zone,
+    last_run_at timestamp with time zone,
+    last_job_id bigint,
+    last_error text,
+    skipped_ticks bigint DEFAULT 0 NOT NULL,
+    last_skipped_at timestamp with time zone,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT recurring_check CHECK (((tz IS NULL) OR (runner = 'drains'::text))),
+    CONSTRAINT recurring_check1 CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
+    CONSTRAINT recurring_overlap_check CHECK ((overlap = ANY (ARRAY['allow'::text, 'skip'::text]))),
+    CONSTRAINT recurring_runner_check CHECK ((runner = ANY (ARRAY['pg_cron'::text, 'drains'::text])))
+);
+
+--
+-- Name: schedule_key(jobs.recurring); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.schedule_key(r jobs.recurring) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name end
+$$;
 
 --
 -- Name: schedule_maintenance(text, interval, boolean, numeric); Type: FUNCTION; Schema: jobs; Owner: -
@@ -2399,6 +2798,42 @@ CREATE FUNCTION jobs.state_of(lease_until timestamp with time zone, scheduled_at
 $$;
 
 --
+-- Name: tz_change(text, interval, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tz_change(p_tz text, p_offset interval, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  v_hi timestamptz;
+  v_lo timestamptz;
+  v_mid timestamptz;
+begin
+  select min(p) into v_hi
+  from (select generate_series(p_from + interval '24 hours', p_to, interval '24 hours') union all select p_to) s(p)
+  where jobs.tz_offset(p_tz, p) <> p_offset;
+  if v_hi is null then
+    return null;
+  end if;
+  v_lo := greatest(p_from, v_hi - interval '24 hours');
+  while v_hi - v_lo > interval '1 microsecond' loop
+    v_mid := v_lo + (v_hi - v_lo) / 2;
+    if jobs.tz_offset(p_tz, v_mid) = p_offset then v_lo := v_mid; else v_hi := v_mid; end if;
+  end loop;
+  return v_hi;
+end $$;
+
+--
+-- Name: tz_offset(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tz_offset(p_tz text, p_t timestamp with time zone) RETURNS interval
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select (p_t at time zone p_tz) - (p_t at time zone 'UTC')
+$$;
+
+--
 -- Name: unschedule(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2429,10 +2864,6 @@ begin
   v_found := found;
   return jobs.pg_cron_unschedule('pgdrain:http:' || unschedule_http_drain.name) or v_found;
 end $$;
-
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
 
 --
 -- Name: job; Type: TABLE; Schema: jobs; Owner: -
@@ -2666,30 +3097,6 @@ CREATE TABLE jobs.queue (
 );
 
 --
--- Name: recurring; Type: TABLE; Schema: jobs; Owner: -
---
-
-CREATE TABLE jobs.recurring (
-    name text NOT NULL,
-    cron text NOT NULL,
-    task text NOT NULL,
-    body jsonb,
-    timeout numeric,
-    priority integer,
-    max_retries integer,
-    queue text,
-    runner text NOT NULL,
-    next_run_at timestamp with time zone,
-    last_run_at timestamp with time zone,
-    last_job_id bigint,
-    last_error text,
-    created_at timestamp with time zone NOT NULL,
-    updated_at timestamp with time zone NOT NULL,
-    CONSTRAINT recurring_check CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
-    CONSTRAINT recurring_runner_check CHECK ((runner = ANY (ARRAY['pg_cron'::text, 'drains'::text])))
-);
-
---
 -- Name: running; Type: VIEW; Schema: jobs; Owner: -
 --
 
@@ -2727,12 +3134,16 @@ CREATE VIEW jobs.schedules AS
             WHEN (r.runner = 'pg_cron'::text) THEN ('pgdrain:schedule:'::text || r.name)
             ELSE NULL::text
         END AS pg_cron_job,
-    COALESCE(r.next_run_at, jobs.cron_next(r.cron, now())) AS next_run_at,
+    COALESCE(r.next_run_at, jobs.cron_tick(r.cron, now(), r.tz)) AS next_run_at,
     r.last_run_at,
     r.last_job_id,
     r.last_error,
     r.created_at,
-    r.updated_at
+    r.updated_at,
+    r.overlap,
+    COALESCE(r.tz, 'UTC'::text) AS tz,
+    r.skipped_ticks,
+    r.last_skipped_at
    FROM jobs.recurring r;
 
 --

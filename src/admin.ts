@@ -1,8 +1,8 @@
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
-import { jobIdSchema, parse, queueNameSchema, redriveFilterSchema, unstorableText } from './options.js';
-import type { JobInfo, RedriveFilter } from './types.js';
+import { jobIdSchema, jobIdsSchema, parse, queueNameSchema, redriveFilterSchema, rescheduleOptionsSchema, unstorableText } from './options.js';
+import type { JobInfo, RedriveFilter, RescheduleOptions } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip).
 
@@ -18,6 +18,47 @@ export async function cancelJob(db: Queryable, jobId: string, reason?: string): 
   const rule = reason === undefined ? null : unstorableText(reason);
   if (rule) throw new ValidationError('reason', rule);
   return callValue(db, 'select jobs.cancel($1::bigint, $2) as r', [jobId, reason ?? null]);
+}
+
+function checkReason(reason: unknown): void {
+  if (reason !== undefined && typeof reason !== 'string') throw new ValidationError('reason', 'must be a string');
+  const rule = reason === undefined ? null : unstorableText(reason);
+  if (rule) throw new ValidationError('reason', rule);
+}
+
+/**
+ * Cancels many jobs in one statement (jobs.cancel_bulk), each as cancelJob
+ * does: not yet running, it ends as cancelled; running, it is asked to stop.
+ * Returns how many were cancelled or asked to stop.
+ */
+export async function cancelJobs(db: Queryable, jobIds: readonly string[], reason?: string): Promise<number> {
+  parse(jobIdsSchema, jobIds, 'jobIds');
+  checkReason(reason);
+  return Number(await callValue(db, 'select jobs.cancel_bulk($1::bigint[], $2) as r', [jobIds, reason ?? null]));
+}
+
+/**
+ * Moves jobs not yet running to another time (runAt, or delaySeconds from
+ * the database's now) and/or priority (jobs.reschedule). Returns how many
+ * changed; running and ended jobs are left alone.
+ */
+export async function rescheduleJobs(db: Queryable, jobIds: readonly string[], options: RescheduleOptions): Promise<number> {
+  parse(jobIdsSchema, jobIds, 'jobIds');
+  const o = parse(rescheduleOptionsSchema, options, 'options');
+  return Number(await callValue(db,
+    `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, now() + make_interval(secs => $3::float8)), $4) as r`,
+    [jobIds, o.runAt?.toISOString() ?? null, o.delaySeconds ?? null, o.priority ?? null]));
+}
+
+/**
+ * Ends jobs not yet running as failures (dead letters, redrivable) with
+ * reason (jobs.fail); their dependants end as cancelled. Running jobs are
+ * left alone. Returns how many failed.
+ */
+export async function failJobs(db: Queryable, jobIds: readonly string[], reason?: string): Promise<number> {
+  parse(jobIdsSchema, jobIds, 'jobIds');
+  checkReason(reason);
+  return Number(await callValue(db, 'select jobs.fail($1::bigint[], $2) as r', [jobIds, reason ?? null]));
 }
 
 const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
@@ -47,12 +88,17 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
   };
 }
 
-/** Runs dead letters again (jobs.redrive): all of them, or those matching every filter given. Returns how many. */
+/**
+ * Runs dead letters again (jobs.redrive): all of them, or those matching every
+ * filter given; with includeCancelled, cancelled jobs among ids too. Returns how many.
+ */
 export async function redrive(db: Queryable, filter: RedriveFilter = {}): Promise<number> {
   const f = parse(redriveFilterSchema, filter, 'filter');
   return Number(await callValue(db,
-    'select jobs.redrive(job_ids => $1::bigint[], task => $2, queue => $3, ended_after => $4, error_like => $5) as r',
-    [f.ids ?? null, f.task ?? null, f.queue ?? null, f.endedAfter?.toISOString() ?? null, f.errorLike ?? null]));
+    'select jobs.redrive(job_ids => $1::bigint[], task => $2, queue => $3, ended_after => $4, error_like => $5, ' +
+    'include_cancelled => $6) as r',
+    [f.ids ?? null, f.task ?? null, f.queue ?? null, f.endedAfter?.toISOString() ?? null, f.errorLike ?? null,
+     f.includeCancelled ?? false]));
 }
 
 /** Creates a named queue, or sets the maxSize of an existing one (undefined: unbounded). */

@@ -103,7 +103,20 @@ export const redriveFilterSchema = z.strictObject({
   queue: z.optional(name('queue name')),
   endedAfter: z.optional(validDate),
   errorLike: z.optional(text(10_000, 'must be a non-empty pattern')),
-});
+  includeCancelled: z.optional(z.boolean('must be a boolean')),
+}).check(z.refine((f) => !f.includeCancelled || f.ids !== undefined, {
+  message: 'needs ids (cancelled jobs go back by id)', path: ['includeCancelled'] }));
+
+/** Job ids for the set-based admin operations (cancel, reschedule, fail). */
+export const jobIdsSchema = z.array(jobId, 'must be an array of job ids');
+
+export const rescheduleOptionsSchema = z.strictObject({
+  runAt: bulkOptions.runAt,
+  delaySeconds: bulkOptions.delaySeconds,
+  priority: bulkOptions.priority,
+}).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
+  z.refine((o) => o.runAt !== undefined || o.delaySeconds !== undefined || o.priority !== undefined,
+    'give runAt, delaySeconds or priority'));
 
 // Epoch milliseconds since 2001: a smaller number is most likely seconds
 // (Date.now() / 1000 + 60), which would end the drain before it began.

@@ -1,4 +1,4 @@
-import { cancelJob, createNamedQueue, getJob, redrive, setQueuePaused } from './admin.js';
+import { cancelJob, cancelJobs, createNamedQueue, failJobs, getJob, redrive, rescheduleJobs, setQueuePaused } from './admin.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
 import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
@@ -7,7 +7,8 @@ import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import { checkDriver, checkQueryable, type DrainOptions } from './options.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
-import type { BulkJob, DrainReport, Handler, JobInfo, JobOutcome, PublishOptions, RedriveFilter, TaskMap, TransactionalHandler } from './types.js';
+import type { BulkJob, DrainReport, Handler, JobInfo, JobOutcome, PublishOptions, RedriveFilter, RescheduleOptions, TaskMap,
+  TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
@@ -55,7 +56,16 @@ export interface Queue {
   getJob(jobId: string): Promise<JobInfo | null>;
   /** Cancels a job: 'cancelled' (never ran), 'cancelling' (running: aborted best effort), null (not active). */
   cancel(jobId: string, reason?: string): Promise<'cancelled' | 'cancelling' | null>;
-  /** Runs dead letters (failed jobs) again: all, or those matching the filter. Returns how many. */
+  /** Cancels many jobs in one statement, each as above. Returns how many were cancelled or asked to stop. */
+  cancel(jobIds: readonly string[], reason?: string): Promise<number>;
+  /** Moves jobs not yet running to runAt (or delaySeconds from now) and/or priority. Returns how many changed. */
+  reschedule(jobIds: readonly string[], options: RescheduleOptions): Promise<number>;
+  /** Ends jobs not yet running as failures (dead letters) with reason; running ones are left alone. Returns how many. */
+  fail(jobIds: readonly string[], reason?: string): Promise<number>;
+  /**
+   * Runs dead letters (failed jobs) again: all, or those matching the filter;
+   * with includeCancelled, cancelled jobs among filter.ids too. Returns how many.
+   */
   redrive(filter?: RedriveFilter): Promise<number>;
   /** Named queues: create (or resize), pause and resume. */
   readonly queues: {
@@ -123,7 +133,10 @@ export function createQueue(options: QueueOptions): Queue {
       return task;
     },
     getJob: (jobId) => getJob(driver, jobId),
-    cancel: (jobId, reason) => cancelJob(driver, jobId, reason),
+    cancel: ((jobIds: string | readonly string[], reason?: string) => (Array.isArray(jobIds)
+      ? cancelJobs(driver, jobIds, reason) : cancelJob(driver, jobIds as string, reason))) as Queue['cancel'],
+    reschedule: (jobIds, o) => rescheduleJobs(driver, jobIds, o),
+    fail: (jobIds, reason) => failJobs(driver, jobIds, reason),
     redrive: (filter) => redrive(driver, filter),
     queues: {
       create: (name, o) => createNamedQueue(driver, name, o),

@@ -209,4 +209,13 @@ export interface RedriveFilter {
   endedAfter?: Date | undefined;
   /** SQL LIKE pattern over the error text. */
   errorLike?: string | undefined;
+  /** Also put back cancelled jobs among ids (needs ids). */
+  includeCancelled?: boolean | undefined;
+}
+
+/** What queue.reschedule changes: the run time (runAt or delaySeconds from now), the priority, or both. */
+export interface RescheduleOptions {
+  runAt?: Date | undefined;
+  delaySeconds?: number | undefined;
+  priority?: number | undefined;
 }

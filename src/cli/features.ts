@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { cancelJob, createNamedQueue, redrive, setQueuePaused } from '../admin.js';
+import { createNamedQueue, redrive, setQueuePaused } from '../admin.js';
 import type { Driver } from '../db/driver.js';
 import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
@@ -7,7 +7,7 @@ import type * as z from 'zod/mini';
 import { isJobId, queueNameSchema, workerIdSchema } from '../options.js';
 import { formatTable } from './format.js';
 
-// The commands of issue 7 (cancel, redrive, dead-letters, queue, wait) and
+// The commands of issue 7 (redrive, dead-letters, queue, wait; cancel is in admin-commands.ts) and
 // the options they add to publish and drain. main.ts registers them.
 
 type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) => Promise<T>) => Promise<T>;
@@ -85,28 +85,18 @@ export function addDrainOptions(cmd: Command): Command {
 }
 
 export function featureCommands(withConnection: WithConnection): Command[] {
-  const cancel = new Command('cancel')
-    .description('cancel a job: a pending job never runs; a running one is aborted (best effort)')
-    .argument('<id>', 'job id')
-    .option('--reason <text>', 'recorded as the error')
-    .addOption(dsnOption())
-    .action(async (id: string, opts: { reason?: string; dsn?: string }) => {
-      await withConnection(opts.dsn, async ({ driver }) => {
-        const state = await cancelJob(driver, id, opts.reason);
-        process.stdout.write(`${state ?? 'not active'}\n`);
-      });
-    });
-
   const redriveCmd = new Command('redrive')
     .description('run dead letters (failed jobs) again: all, or those matching every filter given')
     .option('--ids <ids>', 'comma-separated job ids', jobIds)
     .option('--task <pattern>', "task LIKE pattern, only % is a wildcard ('email.%')")
     .option('--queue <name>', 'only this queue')
     .option('--error-like <pattern>', 'SQL LIKE pattern over the error')
+    .option('--include-cancelled', 'also put back cancelled jobs among --ids')
     .addOption(dsnOption())
-    .action(async (opts: { ids?: string[]; task?: string; queue?: string; errorLike?: string; dsn?: string }) => {
+    .action(async (opts: { ids?: string[]; task?: string; queue?: string; errorLike?: string; includeCancelled?: boolean; dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
-        const n = await redrive(driver, { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike });
+        const n = await redrive(driver, { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike,
+                                          includeCancelled: opts.includeCancelled });
         process.stdout.write(`${n}\n`);
       });
     });
@@ -167,5 +157,5 @@ export function featureCommands(withConnection: WithConnection): Command[] {
       }
     });
 
-  return [cancel, redriveCmd, deadLetters, queue, wait];
+  return [redriveCmd, deadLetters, queue, wait];
 }

@@ -4,10 +4,12 @@ import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
+import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addPublishOptions, checkedBy, featureCommands, integer } from './features.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
+import { scheduleCommand } from './schedule-commands.js';
 import { serveCommand } from './serve.js';
 import { exitWhenEnded, listenForStop } from './signals.js';
 import { loadTasks } from './tasks-module.js';
@@ -169,7 +171,10 @@ export function program(): Command {
       });
     });
 
-  for (const command of [serveCommand(), ...featureCommands(withConnection)]) cli.addCommand(inheriting(command, cli));
+  for (const command of [serveCommand(), ...featureCommands(withConnection), ...adminCommands(withConnection),
+                         scheduleCommand(withConnection)]) {
+    cli.addCommand(inheriting(command, cli));
+  }
 
   return cli;
 }

@@ -1,0 +1,323 @@
+-- pgdrain 0011: changing queued jobs as a set: cancel, reschedule or fail
+-- many at once, and put cancelled jobs back (redrive's include_cancelled).
+--
+-- Each function first locks the jobs it may change (jobs.lock_jobs), and
+-- only then reads their state and changes them, in statements of their own:
+-- a job claimed or settled before the lock is changed as it is under the
+-- lock, never half. Then, as jobs.cancel: dependants of jobs ended here end
+-- as cancelled, and a serial key's lock is taken only for a key whose head
+-- this call ended, while holding that head's row.
+
+-- Locks the jobs among p_ids still in jobs.job_queue (with p_not_running,
+-- only those not running) and returns their ids. With p_ending, it also
+-- locks what ending those not running touches (jobs.after_end): their
+-- dependants, all the way down, the dependency rows between them, and for
+-- each serial key whose head ends, the key's lock and its next job.
+-- It never waits while holding some of these: settles and jobs.after_end
+-- lock rows in no particular order, so a wait while holding could close a
+-- cycle (a deadlock; job_id order alone is not enough). A claim skips them
+-- meanwhile (SKIP LOCKED). When one is busy (a claim, a settle, another
+-- admin call), it lets all go, waits for the job that was busy, alone, and
+-- tries again; after 100 tries it waits for them in job_id order.
+create function jobs.lock_jobs(p_ids bigint[], p_not_running boolean, p_ending boolean)
+returns bigint[] language plpgsql as $$
+declare
+  v_locked bigint[];
+  v_ending bigint[];
+  v_free bigint[];
+  v_busy bigint;
+  v_got boolean;
+begin
+  for i in 1..100 loop
+    begin
+      select coalesce(array_agg(l.job_id), '{}') into v_locked
+      from (select q.job_id from jobs.job_queue q
+            where q.job_id = any(p_ids) and (not p_not_running or q.lease_until is null)
+            order by q.job_id for update nowait) l;
+      if p_ending then
+        -- Read once locked; no dependant can be added meanwhile (jobs.lock_dependencies waits).
+        with recursive ending(id) as (
+          select q.job_id from jobs.job_queue q where q.job_id = any(v_locked) and q.lease_until is null
+          union
+          select d.job_id from jobs.dependency d join ending e on d.depends_on = e.id
+        )
+        select coalesce(array_agg(e.id), '{}') into v_ending from ending e;
+        perform from (select q.job_id from jobs.job_queue q where q.job_id = any(v_ending)
+                      order by q.job_id for update nowait) l;
+        perform from (select 1 from jobs.dependency d where d.job_id = any(v_ending) or d.depends_on = any(v_ending)
+                      for update nowait) l;
+        select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k.serial_key))) into v_got
+        from (select distinct q.serial_key from jobs.job_queue q
+              where q.job_id = any(v_ending) and q.serial_key is not null and not q.serial_wait order by 1) k;
+        if not coalesce(v_got, true) then
+          raise sqlstate '55P03'; -- lock_not_available: let all go and try again
+        end if;
+        -- Each such key's next job, which jobs.after_end makes its head.
+        perform from (select q.job_id from jobs.job_queue q
+                      where q.job_id in (select min(w.job_id) from jobs.job_queue w
+                                         where w.serial_key in (select h.serial_key from jobs.job_queue h
+                                                                where h.job_id = any(v_ending) and not h.serial_wait)
+                                           and w.serial_wait and w.job_id <> all(v_ending)
+                                         group by w.serial_key)
+                      order by q.job_id for update nowait) l;
+      end if;
+      return v_locked;
+    exception when lock_not_available then
+      null; -- the block's locks are released with it
+    end;
+    -- Which job is busy: those free are taken and let go again at once.
+    begin
+      select coalesce(array_agg(l.job_id), '{}') into v_free
+      from (select q.job_id from jobs.job_queue q
+            where q.job_id = any(p_ids) and (not p_not_running or q.lease_until is null)
+            for update skip locked) l;
+      raise sqlstate 'PDA99';
+    exception when sqlstate 'PDA99' then
+      null;
+    end;
+    select min(q.job_id) into v_busy from jobs.job_queue q
+    where q.job_id = any(p_ids) and q.job_id <> all(v_free) and (not p_not_running or q.lease_until is null);
+    -- None of p_ids: a dependant, a dependency row or a key was busy; a short pause.
+    if v_busy is null then
+      perform pg_sleep(0.001 * i);
+    else
+      begin
+        perform from jobs.job_queue q where q.job_id = v_busy for update;
+        raise sqlstate 'PDA99';
+      exception when sqlstate 'PDA99' then
+        null;
+      end;
+    end if;
+  end loop;
+  -- ORDER BY comes before the locking: rows are locked in job_id order.
+  select coalesce(array_agg(l.job_id), '{}') into v_locked
+  from (select q.job_id from jobs.job_queue q
+        where q.job_id = any(p_ids) and (not p_not_running or q.lease_until is null)
+        order by q.job_id for update) l;
+  return v_locked;
+end $$;
+
+-- job_ids must be an array without nulls (empty: nothing to do).
+create function jobs.check_job_ids(p_ids bigint[])
+returns void language plpgsql immutable as $$
+begin
+  if p_ids is null or array_position(p_ids, null) is not null then
+    perform jobs.raise_invalid('PD005', 'job_ids', 'must be an array of job ids without nulls');
+  end if;
+end $$;
+
+-- Cancels many jobs, as jobs.cancel does each: one not yet running
+-- (pending, scheduled, blocked) ends at once as cancelled, its dependants
+-- too; a running one gets a cancel request its drain sees. Returns how many
+-- were cancelled or cancel-requested (ended and unknown ids are not counted).
+create function jobs.cancel_bulk(job_ids bigint[], reason text default null, now timestamptz default null)
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(cancel_bulk.now, pg_catalog.now());
+  v_reason text := 'cancelled: ' || coalesce(cancel_bulk.reason, 'by request');
+  v_locked bigint[];
+  v_running bigint[];
+  v_queued bigint[];
+  v_keys text[];
+begin
+  perform jobs.check_job_ids(cancel_bulk.job_ids);
+  v_locked := jobs.lock_jobs(cancel_bulk.job_ids, false, true);
+  -- Read once locked: as they are now, and stay until this commits.
+  select array_agg(q.job_id) filter (where q.lease_until is not null),
+         array_agg(q.job_id) filter (where q.lease_until is null),
+         -- A waiting job hands no turn on (see jobs.cancel).
+         array_agg(q.serial_key) filter (where q.lease_until is null and q.serial_key is not null and not q.serial_wait)
+  into v_running, v_queued, v_keys
+  from jobs.job_queue q where q.job_id = any(v_locked);
+
+  if v_running is not null then
+    update jobs.job_queue q
+    set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
+        cancel_reason = coalesce(q.cancel_reason, v_reason)
+    where q.job_id = any(v_running);
+  end if;
+  if v_queued is not null then
+    with gone as (
+      delete from jobs.job_queue q where q.job_id = any(v_queued) returning q.*
+    )
+    insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                          scheduled_at, created_at, started_at, ended_at, duration_ms,
+                          queue, dedupe_key, serial_key, attributes, worker_id)
+    select g.job_id, g.task, g.body, 'cancelled', v_reason, g.attempt, g.priority, g.max_retries, g.timeout,
+           g.scheduled_at, g.created_at, g.started_at, v_now, null,
+           g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+    from gone g;
+    delete from jobs.dependency d where d.job_id = any(v_queued);
+    perform jobs.notify_ids('pgdrain_completed', v_queued);
+    perform jobs.after_end(null, v_queued, v_keys, v_now);
+  end if;
+  return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0);
+end $$;
+
+-- Moves jobs not yet running (pending, scheduled, blocked) to run_at and/or
+-- gives them priority; running and ended jobs are left alone and not
+-- counted. A job keeps its place in its serial key (job_id order) and its
+-- dependencies: rescheduling a key's head later holds the key's other jobs
+-- back with it. Returns how many were changed.
+create function jobs.reschedule(job_ids bigint[], run_at timestamptz default null, priority integer default null,
+                                now timestamptz default null)
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_ids bigint[];
+begin
+  perform jobs.check_job_ids(reschedule.job_ids);
+  if reschedule.run_at is null and reschedule.priority is null then
+    perform jobs.raise_invalid('PD007', 'run_at', 'give run_at, priority or both (both are null)');
+  end if;
+  if not isfinite(reschedule.run_at) then
+    perform jobs.raise_invalid('PD007', 'run_at', format('must be a finite time, got %s', reschedule.run_at));
+  end if;
+  perform jobs.check_options(null, reschedule.priority, null);
+  -- Only jobs not running: a running one's settle is not waited for.
+  v_ids := jobs.lock_jobs(reschedule.job_ids, true, false);
+  if v_ids = '{}' then
+    return 0;
+  end if;
+  update jobs.job_queue q
+  set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority)
+  where q.job_id = any(v_ids);
+  perform jobs.notify('pgdrain_queued', x.queue)
+  from (select distinct q.queue from jobs.job_queue q where q.job_id = any(v_ids) order by 1) x;
+  return cardinality(v_ids);
+end $$;
+
+-- Ends jobs not yet running (pending, scheduled, blocked) as failures with
+-- reason ('failed: <reason>', the job's last error on the next line): they
+-- are dead letters, which jobs.redrive runs again. Their dependants end as
+-- cancelled, as after any failure. Running jobs are left alone and not
+-- counted (cancel them to stop them). Returns how many failed.
+create function jobs.fail(job_ids bigint[], reason text default null, now timestamptz default null)
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(fail.now, pg_catalog.now());
+  v_ids bigint[];
+  v_keys text[];
+begin
+  perform jobs.check_job_ids(fail.job_ids);
+  v_ids := jobs.lock_jobs(fail.job_ids, true, true);
+  if v_ids = '{}' then
+    return 0;
+  end if;
+  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
+  from jobs.job_queue q where q.job_id = any(v_ids);
+  with gone as (
+    delete from jobs.job_queue q where q.job_id = any(v_ids) returning q.*
+  )
+  insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                        scheduled_at, created_at, started_at, ended_at, duration_ms,
+                        queue, dedupe_key, serial_key, attributes, worker_id)
+  select g.job_id, g.task, g.body, 'failure',
+         'failed: ' || coalesce(fail.reason, 'by request') || coalesce(E'\n' || g.last_error, ''),
+         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
+         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+  from gone g;
+  delete from jobs.dependency d where d.job_id = any(v_ids);
+  perform jobs.notify_ids('pgdrain_completed', v_ids);
+  perform jobs.after_end(null, v_ids, v_keys, v_now);
+  return cardinality(v_ids);
+end $$;
+
+-- jobs.redrive (sql/0007) with include_cancelled: cancelled jobs among
+-- job_ids go back too (required with it: every cancel of history would
+-- otherwise match). A cancelled dependant goes back without its
+-- dependencies (their rows ended with it): it runs as soon as it is due.
+-- Ids given that are not put back, nor left in place for their dedupe key,
+-- are named in a notice with where they are (archived, still queued, ...).
+drop function jobs.redrive(bigint[], text, text, timestamptz, text, timestamptz);
+create function jobs.redrive(
+  job_ids     bigint[]    default null,
+  task        text        default null,
+  queue       text        default null,
+  ended_after timestamptz default null,
+  error_like  text        default null,
+  now         timestamptz default null,
+  include_cancelled boolean default false
+) returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
+  v_statuses text[] := case when redrive.include_cancelled then array['failure', 'cancelled'] else array['failure'] end;
+  v_matched bigint[];
+  v_ids bigint[];
+  v_keys text[];
+  v_count integer := 0;
+  v_missing text;
+begin
+  if redrive.include_cancelled and redrive.job_ids is null then
+    perform jobs.raise_invalid('PD005', 'job_ids', 'must be given with include_cancelled (cancelled jobs go back by id)');
+  end if;
+  select array_agg(j.job_id) into v_matched
+  from (
+    select j.job_id from jobs.job j
+    where j.status = any(v_statuses)
+      and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
+      and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
+      and (redrive.queue is null or j.queue = redrive.queue)
+      and (redrive.ended_after is null or j.ended_at > redrive.ended_after)
+      and (redrive.error_like is null or j.error like redrive.error_like)
+      and exists (select 1 from jobs.queue x where x.name = j.queue)
+    for update of j skip locked
+  ) j;
+  -- Cheap: only for the ids given, and only when some did not match.
+  if redrive.job_ids is not null and coalesce(cardinality(v_matched), 0) < cardinality(redrive.job_ids) then
+    select string_agg(format('%s (%s)', m.id, m.where_), ', ' order by m.id) into v_missing
+    from (
+      select d.id, case
+               when exists (select 1 from jobs.job_queue q where q.job_id = d.id) then 'still queued'
+               when j.status = 'cancelled' then 'cancelled: give include_cancelled'
+               when j.status is not null then j.status || case when j.status = 'failure' then ': filtered out, or being redriven' else '' end
+               when exists (select 1 from jobs.job_archive a where a.job_id = d.id) then 'archived by jobs.maintain: redrive reads jobs.job only'
+               else 'unknown, or deleted by retention' end as where_
+      from (select distinct x as id from unnest(redrive.job_ids) x where x is not null
+            and x <> all(coalesce(v_matched, '{}'))) d
+      left join jobs.job j on j.job_id = d.id
+      order by d.id limit 20
+    ) m;
+    raise notice 'pgdrain: not redriven: %', v_missing;
+  end if;
+  if v_matched is null then
+    return 0;
+  end if;
+  -- From here as in sql/0007.
+  select array_agg(p.job_id), array_agg(distinct p.serial_key) filter (where p.serial_key is not null)
+  into v_ids, v_keys
+  from (
+    select distinct on (coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null) p.job_id, p.serial_key
+    from jobs.job p
+    where p.job_id = any(v_matched)
+      and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
+    order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
+  ) p;
+  perform jobs.admit(x.queue, x.n::integer)
+  from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
+  perform pg_advisory_xact_lock(736038, hashtext(k)) from unnest(v_keys) k order by k;
+  with back as (
+    insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
+                                created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
+    overriding system value
+    select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
+           p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes
+    from jobs.job p
+    where p.job_id = any(v_ids)
+    on conflict do nothing
+    returning job_id
+  ), gone as (
+    delete from jobs.job j using back b where j.job_id = b.job_id returning 1
+  )
+  select count(*) into v_count from gone;
+  if v_keys is not null then
+    perform jobs.after_end(null, null, v_keys, v_now);
+  end if;
+  if v_count > 0 then
+    perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
+  end if;
+  if v_count < cardinality(v_matched) then
+    raise notice 'pgdrain: % of % matching dead letters left in place: an active job, or an older dead letter going back, holds their dedupe key',
+      cardinality(v_matched) - v_count, cardinality(v_matched);
+  end if;
+  return v_count;
+end $$;

@@ -1,0 +1,85 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { cancelJob, cancelJobs, failJobs, rescheduleJobs } from '../admin.js';
+import type { Driver } from '../db/driver.js';
+import { ValidationError } from '../errors.js';
+import { isJobId, isoDateTimeSchema, MAX_DELAY_SECONDS } from '../options.js';
+import { checkedBy, integer } from './features.js';
+
+// Changing queued jobs, many at once: cancel, reschedule, fail (sql/0011).
+// main.ts registers them.
+
+type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) => Promise<T>) => Promise<T>;
+
+const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
+
+/** The <id...> arguments, each checked: a usage error (exit 2) names the first bad one. */
+function checkIds(ids: string[]): string[] {
+  const bad = ids.find((id) => !isJobId(id));
+  if (bad !== undefined) {
+    throw new ValidationError('id', `must be a job id (a positive integer of at most 9223372036854775807), got ${JSON.stringify(bad)}`);
+  }
+  return ids;
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > MAX_DELAY_SECONDS) {
+    throw new InvalidArgumentError(`must be a number of seconds from 0 to ${MAX_DELAY_SECONDS}`);
+  }
+  return n;
+}
+
+export function adminCommands(withConnection: WithConnection): Command[] {
+  const cancel = new Command('cancel')
+    .description('cancel jobs: one not yet running never runs; a running one is aborted (best effort). '
+      + 'Prints the state for one id, the number cancelled or asked to stop for several')
+    .argument('<id...>', 'job ids')
+    .option('--reason <text>', 'recorded as the error')
+    .addOption(dsnOption())
+    .action(async (ids: string[], opts: { reason?: string; dsn?: string }) => {
+      checkIds(ids);
+      await withConnection(opts.dsn, async ({ driver }) => {
+        if (ids.length === 1) {
+          const state = await cancelJob(driver, ids[0]!, opts.reason);
+          process.stdout.write(`${state ?? 'not active'}\n`);
+        } else {
+          process.stdout.write(`${await cancelJobs(driver, ids, opts.reason)}\n`);
+        }
+      });
+    });
+
+  const reschedule = new Command('reschedule')
+    .description('move jobs not yet running to another time and/or priority; prints how many changed '
+      + '(running and ended jobs are left alone)')
+    .argument('<id...>', 'job ids')
+    .option('--at <iso>', 'run at this time (ISO 8601 with a time zone)', checkedBy(isoDateTimeSchema))
+    .option('--delay <seconds>', 'run this many seconds from now', seconds)
+    .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
+    .addOption(dsnOption())
+    .action(async (ids: string[], opts: { at?: Date; delay?: number; priority?: number; dsn?: string }) => {
+      checkIds(ids);
+      if (opts.at !== undefined && opts.delay !== undefined) throw new CommanderError(2, 'usage', 'error: give --at or --delay, not both');
+      if (opts.at === undefined && opts.delay === undefined && opts.priority === undefined) {
+        throw new CommanderError(2, 'usage', 'error: give --at, --delay or --priority');
+      }
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const n = await rescheduleJobs(driver, ids, { runAt: opts.at, delaySeconds: opts.delay, priority: opts.priority });
+        process.stdout.write(`${n}\n`);
+      });
+    });
+
+  const fail = new Command('fail')
+    .description('end jobs not yet running as failures (dead letters, redrivable); prints how many failed '
+      + '(running jobs are left alone: cancel them)')
+    .argument('<id...>', 'job ids')
+    .option('--reason <text>', 'recorded as the error')
+    .addOption(dsnOption())
+    .action(async (ids: string[], opts: { reason?: string; dsn?: string }) => {
+      checkIds(ids);
+      await withConnection(opts.dsn, async ({ driver }) => {
+        process.stdout.write(`${await failJobs(driver, ids, opts.reason)}\n`);
+      });
+    });
+
+  return [cancel, reschedule, fail];
+}
