@@ -5,11 +5,13 @@ import { LazySignal } from './job-context.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { hasTransactionalTask } from './define-task.js';
+import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
 import { runHandler } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
 import { outcomeArrays, pauseUntil, Settler, type Outcome } from './settler.js';
 import { toJob, type ClaimResult } from './claim-answer.js';
 import { timerAt, Timeouts } from './timeouts.js';
+import { windDown, type Running } from './wind-down.js';
 import type { DrainReport, FailedJob, Job, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
 /** What drain() needs from its queue. */
@@ -39,15 +41,6 @@ export const MAX_REPORTED_FAILURES = 100;
 
 const NO_OUTCOMES = [null, null, null, null, null, null, null];
 
-interface Running {
-  job: Job;
-  startedAt: number;
-  /** The handler's signal, made if it ever asked for one. */
-  signal: LazySignal;
-  /** null: already settled in the handler's own transaction. */
-  finish(outcome: Outcome | null): void;
-}
-
 /** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
 const SETTLED = new Error('job settled');
 
@@ -75,6 +68,10 @@ const SETTLED = new Error('job settled');
  *   contain options.filter when given, and records options.workerId on them.
  * - Jobs cancelled while they run (jobs.cancel) get their signal aborted,
  *   best effort, within about 2 × cancelCheckMs.
+ * - With options.lingerMs, a drain that finds its queue empty waits up to
+ *   lingerMs (never past deadline - settleMarginMs) for new work, claiming
+ *   again on a NOTIFY from publish or every pollMs (idle-wait.ts); each
+ *   claim that finds work restarts that wait.
  */
 export async function drain(deps: DrainDeps, batchSize: number, deadline: Date | number,
                             options: DrainOptions = {}): Promise<DrainReport> {
@@ -97,6 +94,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
   const filter = opts.filter === undefined ? null : jsonParam(opts.filter, 'options.filter');
+  const lingerMs = opts.lingerMs ?? 0;
+  const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
+  let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
 
   // The drain's own round trips (claims, settles, cancel checks) go through db.
   const limit = new RoundTripLimit(args.deadline, opts.overrunMs ?? DEFAULT_OVERRUN_MS, opts);
@@ -129,7 +129,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   opts.signal?.addEventListener('abort', onSignal, { once: true });
   opts.hardSignal?.addEventListener('abort', onSignal, { once: true });
   if (opts.signal?.aborted || opts.hardSignal?.aborted) stop('signal');
-  const cancelDeadline = timerAt(stopAt, () => stop('deadline'));
+  // Lingering, the idle wait ends itself at stopAt (stoppedBy 'empty').
+  const cancelDeadline = timerAt(stopAt, () => idleSince === undefined && stop('deadline'));
 
   const record = (job: Job, outcome: Outcome | null) => {
     if (outcome === null) return;
@@ -215,11 +216,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const budgetMs = stopAt - claimSentAt;
       if (stoppedBy || budgetMs <= 0) {
         settler.putBack(outcomes);
-        stop('deadline');
+        stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         break;
       }
       const endedBefore = ended;
       let result: ClaimResult;
+      idle?.claiming();
       try {
         const { rows } = await db.query<{ r: ClaimResult }>(
           `select jobs.claim_json($1, $2, $3, null, $4, $5::jsonb, $6, $7::bigint[], $8::integer[], $9::text[],
@@ -245,7 +247,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       queuePaused = result.paused;
       const now = Date.now();
       for (let i = 0; i < count; i++) start(toJob(jobs!, i, result.queue, result.now), claimSentAt, now);
-      if (count === 0) {
+      if (count > 0) idleSince = undefined;
+      else {
         // Nothing claimable: the queue is empty, or what is due no longer fits the budget.
         // Outcomes gathered meanwhile go with one more claim: settling them
         // can make jobs claimable (dependants, a serial key's next job). So
@@ -255,7 +258,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // A stop that came while the claim was out woke no one: check it here.
         if (ended !== endedBefore || stoppedBy) continue;
         if (running.size > 0) await changed();
-        else if (!settler.hasBuffered()) stop(unfit > 0 ? 'deadline' : 'empty');
+        else if (settler.hasBuffered()) continue;
+        else if (idle && await idle.wait(Math.min((idleSince ??= Date.now()) + lingerMs, stopAt), changed())) continue;
+        else stop(unfit > 0 ? 'deadline' : 'empty');
       }
     }
     await windDown(running, stoppedBy === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal);
@@ -269,6 +274,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     limit.dispose();
     throw translateError(error);
   } finally {
+    await idle?.close();
     stopWatching();
     cancelDeadline();
     opts.signal?.removeEventListener('abort', onSignal);
@@ -286,26 +292,4 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     claimed, ...settler.totals, skipped, queuePaused, stoppedBy: stoppedBy ?? 'empty',
     durationMs: Date.now() - startedAt, batches, failures, failuresOmitted,
   };
-}
-
-/**
- * Waits for running jobs; after graceMs (if given), or at once when
- * hardSignal fires, aborts and releases the rest.
- */
-async function windDown(running: Map<string, Running>, graceMs: number | undefined,
-                        changed: () => Promise<void>, hardSignal?: AbortSignal): Promise<void> {
-  let graceOver = false;
-  const giveBack = () => {
-    graceOver = true;
-    for (const r of [...running.values()]) {
-      r.signal.abort(new Error('drain stopped'));
-      r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
-    }
-  };
-  const timer = graceMs === undefined ? undefined : setTimeout(giveBack, graceMs);
-  hardSignal?.addEventListener('abort', giveBack, { once: true });
-  if (hardSignal?.aborted) giveBack();
-  while (running.size > 0 && !graceOver) await changed();
-  clearTimeout(timer);
-  hardSignal?.removeEventListener('abort', giveBack);
 }

@@ -130,6 +130,13 @@ export const drainArgsSchema = z.object({
     .check(z.refine((ms) => ms >= FIRST_DEADLINE_MS && ms <= LAST_MS, DEADLINE_RULE)),
 });
 
+/** DrainOptions.lingerMs: milliseconds, up to a day (the deadline bounds it anyway). */
+export const lingerMsSchema = z.number({ error: 'must be a number of milliseconds' })
+  .check(z.minimum(0, 'must be 0 or more'), z.maximum(86_400_000, 'must be at most 86400000 (a day)'));
+/** DrainOptions.pollMs: an idle drain sends one claim per pollMs. */
+export const pollMsSchema = z.number({ error: 'must be a number of milliseconds' })
+  .check(z.minimum(50, 'must be at least 50'), z.maximum(3_600_000, 'must be at most 3600000 (an hour)'));
+
 export const drainOptionsSchema = z.strictObject({
   topic: z.optional(topicSchema),
   concurrency: z.optional(z.number().check(integer, z.minimum(1, 'must be at least 1'), z.maximum(10000))),
@@ -149,6 +156,13 @@ export const drainOptionsSchema = z.strictObject({
   cancelCheckMs: z.optional(z.number().check(z.minimum(100, 'must be at least 100'), z.maximum(3_600_000))),
   /** How long past the deadline (or the grace after signal, or hardSignal) to wait for a silent database (default 5000). */
   overrunMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(3_600_000))),
+  /**
+   * How long the queue may stay empty (nothing to claim, nothing running)
+   * before the drain returns (default 0: at once); never past the deadline.
+   */
+  lingerMs: z.optional(lingerMsSchema),
+  /** While lingering, how often to claim again when no NOTIFY woke the drain (default 1000). */
+  pollMs: z.optional(pollMsSchema),
 });
 
 export type DrainOptions = z.input<typeof drainOptionsSchema>;

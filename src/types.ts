@@ -128,6 +128,13 @@ export interface FailedJob {
   willRetry: boolean;
 }
 
+/**
+ * Why a drain returned. 'empty': nothing was left to claim; a lingering drain
+ * (DrainOptions.lingerMs) says so too when its linger or its deadline ends an
+ * idle wait. 'deadline': it stopped for its deadline with work left (running,
+ * or due jobs whose timeout no longer fit: `skipped`). 'signal': options.signal
+ * or hardSignal, lingering or not.
+ */
 export type StoppedBy = 'empty' | 'deadline' | 'signal';
 
 /** What one drain did. */
@@ -149,6 +156,7 @@ export interface DrainReport {
   /** The drain's last claim found its queue paused (jobs.pause_queue): none of its jobs runs until resumed. */
   queuePaused: boolean;
   stoppedBy: StoppedBy;
+  /** Wall-clock time of the drain, a lingering drain's idle waits included. */
   durationMs: number;
   /** Claim statements sent. */
   batches: number;

@@ -98,6 +98,8 @@ describe('the container entrypoint: pgdrain drain configured by the environment'
     [{ PGDRAIN_QUEUE: 'bad q' }, 'pgdrain: PGDRAIN_QUEUE: must be dot-separated words of letters, digits, _ : or -, got "bad q"'],
     [{ PGDRAIN_WORKER_ID: 'w'.repeat(201) }, `pgdrain: PGDRAIN_WORKER_ID: must be at most 200 characters, got "${'w'.repeat(201)}"`],
     [{ PGDRAIN_OVERRUN_SECONDS: '-1' }, 'pgdrain: PGDRAIN_OVERRUN_SECONDS: must be a number of seconds from 0 to 3600, got "-1"'],
+    [{ PGDRAIN_LINGER_SECONDS: '-1' }, 'pgdrain: PGDRAIN_LINGER_SECONDS: must be a number of seconds from 0 to 86400, got "-1"'],
+    [{ PGDRAIN_POLL_SECONDS: '0.01' }, 'pgdrain: PGDRAIN_POLL_SECONDS: must be a number of seconds from 0.05 to 3600, got "0.01"'],
   ])('%o is a configuration error: exit 2, one line naming the variable and the rule', async (env, line) => {
     const exit = await run(env);
     expect(exit).toMatchObject({ code: 2, stdout: '', stderr: `${line}\n` });

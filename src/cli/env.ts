@@ -13,6 +13,8 @@ export const DRAIN_ENV: readonly (readonly [flag: string, variable: string])[] =
   ['--concurrency', 'PGDRAIN_CONCURRENCY'],
   ['--grace', 'PGDRAIN_GRACE_SECONDS'],
   ['--overrun', 'PGDRAIN_OVERRUN_SECONDS'],
+  ['--linger', 'PGDRAIN_LINGER_SECONDS'],
+  ['--poll', 'PGDRAIN_POLL_SECONDS'],
   ['--queue', 'PGDRAIN_QUEUE'],
   ['--filter', 'PGDRAIN_FILTER'],
   ['--worker-id', 'PGDRAIN_WORKER_ID'],

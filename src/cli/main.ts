@@ -94,6 +94,10 @@ export function program(): Command {
     .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', seconds(0, 3600), 10)
     .option('--overrun <seconds>', 'how long past the deadline (or the grace) to wait for a database that stopped answering',
             seconds(0, 3600), DEFAULT_OVERRUN_MS / 1000)
+    // Seconds, as every other time flag here (lingerMs / pollMs in the API).
+    .option('--linger <seconds>', 'on an empty queue, wait this long for new work (woken by publish\'s NOTIFY, '
+            + 'or a claim every --poll) before returning; never past the deadline (default 0: return at once)', seconds(0, 86400))
+    .option('--poll <seconds>', 'while lingering, claim again this often when no NOTIFY came (default 1)', seconds(0.05, 3600))
     .option('--json', 'print the report as JSON on stdout')
     .addOption(dsnOption())
     .addHelpText('after', DRAIN_ENV_HELP)
@@ -101,6 +105,7 @@ export function program(): Command {
       // Flags, else PGDRAIN_* variables (env.ts); SIGTERM / SIGINT as the kubelet sends them (signals.ts).
       const opts = drainSettings<{ tasks: string; batch: number; deadline: number; topic?: string;
                                    concurrency?: number; grace: number; overrun: number; json?: boolean; dsn?: string;
+                                   linger?: number; poll?: number;
                                    queue?: string; filter?: Record<string, never>; workerId?: string }>(cmd);
       const stop = listenForStop(opts.grace, log);
       const deadline = Date.now() + opts.deadline * 1000;
@@ -119,6 +124,8 @@ export function program(): Command {
             opts.batch, deadline,
             { topic: opts.topic, concurrency: opts.concurrency, signal: stop.signal, hardSignal: stop.hardSignal,
               graceMs: opts.grace * 1000, overrunMs: opts.overrun * 1000, queue: opts.queue, filter: opts.filter,
+              lingerMs: opts.linger === undefined ? undefined : opts.linger * 1000,
+              pollMs: opts.poll === undefined ? undefined : opts.poll * 1000,
               workerId: opts.workerId ?? `${hostname()}:${process.pid}` },
           );
           if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);

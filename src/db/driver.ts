@@ -48,4 +48,25 @@ export interface Driver extends Queryable {
    * front, instead of failing each of its jobs until their retries are spent.
    */
   readonly holdsTransactions?: boolean | undefined;
+  /**
+   * Listens for pgdrain_queued NOTIFYs (one per publishing statement; the
+   * payload is the queue name, '*' after a redrive of several queues) on a
+   * session of its own, calling fn with each payload until close(). A
+   * lingering drain (DrainOptions.lingerMs) wakes on them. Optional: pgDriver
+   * over a connection string has it; drivers with no session to LISTEN on
+   * (neonHttpDriver, PGlite, a pool passed in) do not, and a drain polls.
+   */
+  onQueued?(fn: (queue: string) => void): QueuedListener;
+}
+
+/** What Driver.onQueued returns. */
+export interface QueuedListener {
+  /** Resolves once NOTIFYs sent from now on are heard; rejects when the session could not be opened. */
+  readonly ready: Promise<void>;
+  /**
+   * Stops listening and ends the session, even one still opening. A session
+   * lost before that is reopened about once a second; what was sent
+   * meanwhile is not heard.
+   */
+  close(): Promise<void>;
 }

@@ -46,7 +46,9 @@ export class PgJobEvents {
   /** The last check sent: waiters' checks go one at a time (pg 8 deprecates queuing queries on a client). */
   private lastCheck: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly connectionString: string) {}
+  /** channels: the ones to LISTEN on (default all three; a lingering drain needs only pgdrain_queued). */
+  constructor(private readonly connectionString: string,
+              private readonly channels: readonly (keyof typeof CHANNELS)[] = Object.keys(CHANNELS) as (keyof typeof CHANNELS)[]) {}
 
   /** Calls listener for every event until the returned function is called. */
   async subscribe(listener: (e: QueueEvent) => void): Promise<() => void> {
@@ -149,7 +151,7 @@ export class PgJobEvents {
       client.on('notification', (n) => this.dispatch(n.channel, n.payload ?? ''));
       try {
         await client.connect();
-        await client.query('listen pgdrain_queued; listen pgdrain_picked; listen pgdrain_completed');
+        await client.query(this.channels.map((c) => `listen ${c}`).join('; '));
       } catch (error) {
         await endClient(client);
         throw this.closed ? closedError() : error;

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { PgDrainError } from '../errors.js';
-import type { Driver, Queryable, QueryOptions, QueryResult } from './driver.js';
+import type { Driver, Queryable, QueryOptions, QueryResult, QueuedListener } from './driver.js';
+import { PgJobEvents } from './pg-events.js';
 import { connectTimeoutMs, ownedClient, poolEnder, sharingOnRefusal } from './pg-pool.js';
 
 /** The part of a node-postgres Pool (or pg-compatible pool) that pgdrain uses. */
@@ -94,7 +95,19 @@ export function pgDriver(source: string | PgPool, options: { max?: number | unde
   if (typeof source !== 'string') return driverOverPool(source, undefined);
   const pool = new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: ownedClient(connectTimeoutMs(source)) });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
-  return driverOverPool(pool, poolEnder(pool));
+  return { ...driverOverPool(pool, poolEnder(pool)), onQueued: (fn) => listenQueued(source, fn) };
+}
+
+/**
+ * Driver.onQueued: a session of its own, outside the pool, per listener
+ * (a lingering drain opens it when it first finds its queue empty and
+ * closes it when it returns), reopened after a loss as PgJobEvents does.
+ */
+function listenQueued(connectionString: string, fn: (queue: string) => void): QueuedListener {
+  const events = new PgJobEvents(connectionString, ['pgdrain_queued']);
+  const ready = events.subscribe((e) => fn(e.queue ?? '*')).then(() => {});
+  ready.catch(() => {}); // the caller may never ask
+  return { ready, close: () => events.close() };
 }
 
 /**

@@ -144,7 +144,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     const done = metrics.start();
     let report: DrainReport;
     try {
-      report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, queue: request.queue, signal, graceMs, hardSignal });
+      report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, queue: request.queue, signal, graceMs,
+                                                                     hardSignal, lingerMs: request.lingerMs, pollMs: request.pollMs });
     } catch (error) {
       done(undefined, Date.now() - startedAt);
       throw translateError(error);

@@ -1,6 +1,7 @@
 import * as z from 'zod/mini';
 import { ValidationError } from '../errors.js';
-import { isoDateTimeSchema, publishOptionsSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
+import { isoDateTimeSchema, lingerMsSchema, pollMsSchema, publishOptionsSchema, queueNameSchema, taskSchema,
+         topicSchema } from '../options.js';
 import type { BulkJob, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
@@ -75,15 +76,20 @@ export interface DrainRequest {
   budgetSeconds: number;
   topic?: string;
   queue?: string;
+  /** DrainOptions.lingerMs: the request is held while the drain lingers, never past its budget. */
+  lingerMs?: number;
+  pollMs?: number;
 }
 
-/** Reads batchSize, budgetSeconds and topic from the JSON body, else from the query string. */
+const NUMERIC_FIELDS = new Set(['batchSize', 'budgetSeconds', 'lingerMs', 'pollMs']);
+
+/** Reads batchSize, budgetSeconds, topic, queue, lingerMs and pollMs from the JSON body, else from the query string. */
 export function parseDrainRequest(body: unknown, query: Record<string, string>, limits: HttpLimits): DrainRequest {
   if (body !== undefined && !isPlainObject(body)) throw new ValidationError('body', 'must be a JSON object');
   const fromQuery: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(query)) {
     // A number as JSON would spell it (1e2, 0.5, -3): as a number, so the query and the body take the same values.
-    fromQuery[key] = (key === 'batchSize' || key === 'budgetSeconds') && /^\s*-?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(value)
+    fromQuery[key] = NUMERIC_FIELDS.has(key) && /^\s*-?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(value)
       ? Number(value) : value;
   }
   const schema = z.strictObject({
@@ -95,6 +101,8 @@ export function parseDrainRequest(body: unknown, query: Record<string, string>, 
       limits.defaultBudgetSeconds),
     topic: z.optional(topicSchema),
     queue: z.optional(queueNameSchema),
+    lingerMs: z.optional(lingerMsSchema),
+    pollMs: z.optional(pollMsSchema),
   });
   return check(schema, { ...fromQuery, ...(body as object | undefined) }, '');
 }
