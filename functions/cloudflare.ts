@@ -143,7 +143,7 @@ function asBindingError(error: unknown): unknown {
 
 /**
  * A queue for one invocation. Its drains run no more jobs at once than the
- * pool holds when a task is transactional (Driver.maxConnections).
+ * pool holds, less one, when a task is transactional (Driver.maxConnections).
  */
 async function openQueue(tasks: TaskMap, env: Env, settings: Settings): Promise<Queue> {
   // Each of its jobs would fail ("cannot hold a transaction") until its retries were spent.

@@ -266,7 +266,7 @@ function reconnectingDriver(url: string, max: number): ReconnectingDriver {
     return proving;
   };
   return {
-    maxConnections: max, // drain() runs no more transactional handlers at once
+    maxConnections: max, // drain() runs fewer transactional handlers at once
     query: async (text, params, options) => {
       await proved(options?.signal);
       return driver.query(text, params, options);

@@ -78,7 +78,7 @@ export function isTransactional(handler: Handler): boolean {
 
 /**
  * Whether a tasks module serves a transactional task: each one holds a pooled
- * connection while it runs, so a drain should run no more at once than its pool holds.
+ * connection while it runs, so a drain should run fewer at once than its pool holds.
  */
 export function hasTransactionalTask(tasks: TaskMap): boolean {
   try {

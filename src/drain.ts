@@ -87,10 +87,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       + '(neonHttpDriver): use neonDriver or pgDriver, or define the task without { transactional: true }');
   }
   // A transactional handler holds a pooled connection until its transaction
-  // ends, even past its timeout: by default no more run than the pool holds.
+  // ends, even past its timeout: by default no more run than the pool holds,
+  // less one kept for the drain's own claims and settles (without it, handlers
+  // hung past their timeout would leave no connection to nack them with).
   const poolSize = opts.concurrency === undefined && transactional ? driver.maxConnections : undefined;
   const poolBound = poolSize !== undefined;
-  const concurrency = opts.concurrency ?? Math.min(args.batchSize, poolSize ?? Infinity);
+  const concurrency = opts.concurrency ?? Math.min(args.batchSize, poolBound ? Math.max(1, poolSize - 1) : Infinity);
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
   const filter = opts.filter === undefined ? null : jsonParam(opts.filter, 'options.filter');

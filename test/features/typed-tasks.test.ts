@@ -214,8 +214,8 @@ describe('transactional tasks', () => {
     }
   });
 
-  it('runs no more transactional jobs at once than the pool holds, so none waits out its timeout for a connection', async () => {
-    const q = createQueue({ driver: pgDriver(db.url, { max: 2 }) });
+  it('runs no more transactional jobs at once than the pool holds, less the one it keeps, so none waits out its timeout for a connection', async () => {
+    const q = createQueue({ driver: pgDriver(db.url, { max: 3 }) });
     let running = 0;
     let most = 0;
     q.defineTask('ledger.add', async (_: unknown, ctx) => {
@@ -225,7 +225,7 @@ describe('transactional tasks', () => {
       running--;
     }, { transactional: true });
     try {
-      // Twelve at once on two connections: the last would wait 1.5 s, past their 1 s timeout.
+      // Twelve at once on the two connections left to handlers: the last would wait 1.5 s, past their 1 s timeout.
       await q.publishBulk(Array.from({ length: 12 }, () => ({ task: 'ledger.add', timeoutSeconds: 1 })));
       const report = await q.drain(12, deadline());
       expect(report).toMatchObject({ claimed: 12, succeeded: 12, failed: 0, retried: 0 });
