@@ -323,11 +323,15 @@ describe('publish, drain, stats, metrics', () => {
     const many = await call('POST', '/jobs', { url, body: { jobs: [{ task: 'record', timeoutSeconds: 10 }, { task: 'fail', maxRetries: 0, timeoutSeconds: 10 },
                                                                { task: 'record', runAt: '2099-01-01T00:00:00Z' }] } });
     expect(many.body.ids).toHaveLength(3);
+    // The same task in another queue is counted apart (and left alone by the drain below).
+    await sql(`select jobs.create_queue('other')`);
+    await sql(`select jobs.publish('record', null, queue => 'other', timeout => 10)`);
     const stats = await call('GET', '/stats', { url });
     expect(stats.body.stats).toEqual(expect.arrayContaining([
-      { task: 'record', state: 'pending', jobs: 2, oldestDueSeconds: expect.any(Number) },
-      { task: 'record', state: 'scheduled', jobs: 1, oldestDueSeconds: null },
-      { task: 'fail', state: 'pending', jobs: 1, oldestDueSeconds: expect.any(Number) }]));
+      { queue: 'default', task: 'record', state: 'pending', jobs: 2, oldestDueSeconds: expect.any(Number) },
+      { queue: 'default', task: 'record', state: 'scheduled', jobs: 1, oldestDueSeconds: null },
+      { queue: 'default', task: 'fail', state: 'pending', jobs: 1, oldestDueSeconds: expect.any(Number) },
+      { queue: 'other', task: 'record', state: 'pending', jobs: 1, oldestDueSeconds: expect.any(Number) }]));
 
     // The query takes numbers as JSON spells them: 5e0 as the body's 5.
     const drained = await call('POST', '/drain?batchSize=5e0', { url, body: { budgetSeconds: 20 } });
@@ -344,8 +348,9 @@ describe('publish, drain, stats, metrics', () => {
     const sample = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*\})? [-+]?(\d+(\.\d+)?(e[-+]?\d+)?|Inf)$/;
     for (const line of lines) expect(line).toMatch(line.startsWith('#') ? /^# (HELP|TYPE) \S+ .+$/ : sample);
     expect(lines).toEqual(expect.arrayContaining([
-      'pgdrain_jobs{task="record",state="scheduled"} 1',
-      'pgdrain_jobs{task="fail",state="failure"} 1',
+      'pgdrain_jobs{queue="default",task="record",state="scheduled"} 1',
+      'pgdrain_jobs{queue="default",task="fail",state="failure"} 1',
+      'pgdrain_jobs{queue="other",task="record",state="pending"} 1',
       'pgdrain_drain_claimed_total 3', 'pgdrain_drain_jobs_total{outcome="succeeded"} 2',
       'pgdrain_drain_jobs_total{outcome="failed"} 1', 'pgdrain_drain_skipped_jobs 0', 'pgdrain_drains_running 0']));
     expect(lines.filter((l) => l.startsWith('pgdrain_drains_total'))).toEqual(['pgdrain_drains_total{stopped_by="empty"} 1']);

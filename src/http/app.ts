@@ -65,13 +65,13 @@ export interface AppOptions {
  * index). Counting every success and cancel (jobs.stats) reads the whole
  * history, seconds at millions of rows, on every scrape.
  */
-export const COUNTS_SQL = `select task, state, count(*)::float8 as jobs,
+export const COUNTS_SQL = `select queue, task, state, count(*)::float8 as jobs,
   extract(epoch from max(now() - scheduled_at) filter (where state = 'pending' and scheduled_at <= now()))::float8 as oldest_due_s
-  from (select q.task, q.scheduled_at, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state
+  from (select q.queue, q.task, q.scheduled_at, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state
         from jobs.job_queue q
         union all
-        select j.task, j.scheduled_at, 'failure' from jobs.job j where j.status = 'failure') s
-  group by task, state order by task, state`;
+        select j.queue, j.task, j.scheduled_at, 'failure' from jobs.job j where j.status = 'failure') s
+  group by queue, task, state order by queue, task, state`;
 const HEALTH_TIMEOUT_MS = 3000;
 /** How long /stats and /metrics wait for their counts. */
 const COUNTS_TIMEOUT_MS = 10_000;
@@ -85,7 +85,7 @@ const PUBLISH_TIMEOUT_MS = 10_000;
  *   GET  /healthz  database reachable (no auth)
  *   POST /drain    run drain(batchSize, budget) and answer its report
  *   POST /jobs     publish one job or { jobs: [...] }
- *   GET  /stats    jobs by task and state
+ *   GET  /stats    jobs by queue, task and state
  *   GET  /metrics  Prometheus text: queue gauges and this instance's drain counters
  *
  * Every route but /healthz needs a bearer token or a signed request, checked
@@ -195,7 +195,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   app.get('/stats', async (c) => {
     const rows = await counts(queueOf(c));
     return c.json({
-      stats: rows.map((r) => ({ task: r.task, state: r.state, jobs: Number(r.jobs),
+      stats: rows.map((r) => ({ queue: r.queue, task: r.task, state: r.state, jobs: Number(r.jobs),
                                 oldestDueSeconds: r.oldest_due_s === null ? null : Number(r.oldest_due_s) })),
     });
   });

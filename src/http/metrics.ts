@@ -11,8 +11,9 @@ const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 // and `skipped` is a state, not an event: a gauge of the last drain's.
 const OUTCOMES = ['succeeded', 'failed', 'retried', 'released', 'cancelled', 'stale'] as const;
 
-/** One row of jobs by task and state, as GET /metrics reads it. */
+/** One row of jobs by queue, task and state, as GET /metrics reads it. */
 export interface JobCountRow {
+  queue: string;
   task: string;
   state: string;
   jobs: number | string;
@@ -62,11 +63,11 @@ export class DrainMetrics {
     const out: string[] = [];
     const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
 
-    metric('pgdrain_jobs', 'gauge', 'Jobs by task and state: queued (blocked, scheduled, pending, running, expired) and failed (failure: dead letters).');
-    for (const r of rows) out.push(`pgdrain_jobs${labels({ task: r.task, state: r.state })} ${Number(r.jobs)}`);
-    metric('pgdrain_oldest_due_seconds', 'gauge', 'How long the oldest due, unclaimed job of a task has waited.');
+    metric('pgdrain_jobs', 'gauge', 'Jobs by queue, task and state: queued (blocked, scheduled, pending, running, expired) and failed (failure: dead letters).');
+    for (const r of rows) out.push(`pgdrain_jobs${labels({ queue: r.queue, task: r.task, state: r.state })} ${Number(r.jobs)}`);
+    metric('pgdrain_oldest_due_seconds', 'gauge', 'How long the oldest due, unclaimed job of a task in a queue has waited.');
     for (const r of rows) {
-      if (r.state === 'pending' && r.oldest_due_s !== null) out.push(`pgdrain_oldest_due_seconds${labels({ task: r.task })} ${Number(r.oldest_due_s)}`);
+      if (r.state === 'pending' && r.oldest_due_s !== null) out.push(`pgdrain_oldest_due_seconds${labels({ queue: r.queue, task: r.task })} ${Number(r.oldest_due_s)}`);
     }
 
     metric('pgdrain_drains_total', 'counter', 'Drains run by this process, by why they stopped (error: the drain failed).');
