@@ -227,7 +227,7 @@ describe('HTTP events (Function URL, payload 2.0)', () => {
     expect((await invoke(functionUrl('POST', '/jobs', { body: many, headers: bearer, base64: true }), 10_000)).statusCode).toBe(201);
 
     const stats = await invoke(functionUrl('GET', '/stats', { headers: bearer }), 10_000);
-    expect(JSON.parse(stats.body).stats).toEqual([{ task: 'work.quick', state: 'pending', jobs: 3, oldestDueSeconds: expect.any(Number) }]);
+    expect(JSON.parse(stats.body).stats).toEqual([{ queue: 'default', task: 'work.quick', state: 'pending', jobs: 3, oldestDueSeconds: expect.any(Number) }]);
 
     const denied = await invoke(functionUrl('POST', '/drain', { body: '{}' }), 10_000);
     expect(denied.statusCode).toBe(401);
