@@ -1,15 +1,16 @@
 export { createQueue, type Queue, type QueueOptions } from './queue.js';
 export { drain, DEFAULT_SETTLE_MARGIN_MS, type DrainDeps } from './drain.js';
 export { publish, publishBulk } from './publish.js';
-export { cancelJob, getJob, redrive, createNamedQueue, setQueuePaused } from './admin.js';
+export { cancelJob, cancelJobs, rescheduleJobs, failJobs, getJob, redrive, createNamedQueue, setQueuePaused } from './admin.js';
 export { defineTask, type Task, type TaskOptions } from './define-task.js';
 export { PgJobEvents, type QueueEvent } from './db/pg-events.js';
 export { migrate, migrationSql, latestVersion } from './migrate.js';
-export { schedule, unschedule, listSchedules, maintain, checkCron, nextTicks, type ScheduleSpec, type ScheduleInfo, type ScheduleRunner, type MaintainReport } from './schedules.js';
+export { schedule, unschedule, listSchedules, maintain, checkCron, checkTz, nextTicks, type ScheduleSpec, type ScheduleInfo, type ScheduleRunner,
+  type ScheduleOverlap, type MaintainReport } from './schedules.js';
 export { resolveHandler, taskNames } from './tasks.js';
 export { PgDrainError, ValidationError, translateError, type ErrorCode } from './errors.js';
 export { FailJob, RetryJob, type RetryWhen } from './job-errors.js';
 export { pgDriver, type PgPool } from './db/pg.js';
-export type { Driver, Queryable, QueryOptions, QueryResult } from './db/driver.js';
+export type { Driver, Queryable, QueryOptions, QueryResult, QueuedListener } from './db/driver.js';
 export type { DrainOptions } from './options.js';
 export type * from './types.js';
