@@ -1,5 +1,6 @@
--- pgdrain 0011: changing queued jobs as a set: cancel, reschedule or fail
--- many at once, and put cancelled jobs back (redrive's include_cancelled).
+-- pgdrain 0011: cancelling a job; changing queued jobs as a set: cancel,
+-- reschedule or fail many at once, and put cancelled jobs back (redrive's
+-- include_cancelled).
 --
 -- Each function first locks the jobs it may change (jobs.lock_jobs), and
 -- only then reads their state and changes them, in statements of their own:
@@ -104,6 +105,56 @@ begin
   if p_ids is null or array_position(p_ids, null) is not null then
     perform jobs.raise_invalid('PD005', 'job_ids', 'must be an array of job ids without nulls');
   end if;
+end $$;
+
+-- Cancels a job. A job not yet running (pending, scheduled, or waiting on
+-- dependencies or its serial key) ends at once in jobs.job as cancelled and
+-- never runs: returns 'cancelled'. A running job is marked: its drain sees
+-- the mark within a few seconds (best effort) and fires the handler's
+-- AbortSignal; whatever its delivery then reports except an ack ends it as
+-- cancelled, without retry: returns 'cancelling'. Returns null when the job
+-- is not active (unknown, or already ended). Dependants of a cancelled job
+-- end as cancelled too.
+create function jobs.cancel(job_id bigint, reason text default null, now timestamptz default null)
+returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(cancel.now, pg_catalog.now());
+  v_lease timestamptz;
+  v_waiting boolean;
+  v_key text;
+begin
+  -- Not a plain FOR UPDATE of the job: holding it, the delete of its
+  -- dependency rows below waited for a settle of its dependency, which holds
+  -- them and waits for this row (to cancel or unblock it): a deadlock.
+  if jobs.lock_jobs(array[cancel.job_id], false, true) = '{}' then
+    return null;
+  end if;
+  select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id;
+  if v_lease is not null then
+    update jobs.job_queue q
+    set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
+        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request'))
+    where q.job_id = cancel.job_id;
+    return 'cancelling';
+  end if;
+  with gone as (
+    delete from jobs.job_queue q where q.job_id = cancel.job_id returning q.*
+  )
+  insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
+                        scheduled_at, created_at, started_at, ended_at, duration_ms,
+                        queue, dedupe_key, serial_key, attributes, worker_id)
+  select g.job_id, g.task, g.body, 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
+         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
+         v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+  from gone g
+  returning serial_key into v_key;
+  delete from jobs.dependency d where d.job_id = cancel.job_id;
+  perform jobs.notify_ids('pgdrain_completed', array[cancel.job_id]);
+  -- A job waiting behind its serial key's head leaves the head as it is: no
+  -- key to pass on, so no key lock taken while holding this row's (a head
+  -- that ends takes that lock first, then this row's: a deadlock).
+  perform jobs.after_end(null, array[cancel.job_id], case when not v_waiting then array[v_key] end, v_now);
+  return 'cancelled';
 end $$;
 
 -- Cancels many jobs, as jobs.cancel does each: one not yet running

@@ -250,10 +250,13 @@ declare
   v_waiting boolean;
   v_key text;
 begin
-  select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id for update;
-  if not found then
+  -- Not a plain FOR UPDATE of the job: holding it, the delete of its
+  -- dependency rows below waited for a settle of its dependency, which holds
+  -- them and waits for this row (to cancel or unblock it): a deadlock.
+  if jobs.lock_jobs(array[cancel.job_id], false, true) = '{}' then
     return null;
   end if;
+  select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id;
   if v_lease is not null then
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
