@@ -208,8 +208,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const busy = poolBound ? handlers : running.size;
       const free = concurrency - busy;
       if (busy > 0 && free < refillAt) {
-        await changed();
-        continue;
+        // Lingering, a NOTIFY or a poll fills free slots too: a new job need not wait for a long one.
+        const why = idle && free > 0 ? await idle.wait(stopAt, changed()) : await changed();
+        if (why !== 'heard' && why !== 'poll') continue;
       }
       // take() may wait for a settle in flight: the budget and a stop are read after it.
       const outcomes = await settler.take();
@@ -259,9 +260,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // claim again at once, as its wake came before this wait.
         // A stop that came while the claim was out woke no one: check it here.
         if (ended !== endedBefore || stoppedBy) continue;
-        if (running.size > 0) await changed();
+        if (running.size > 0) await (idle ? idle.wait(stopAt, changed()) : changed());
         else if (settler.hasBuffered()) continue;
-        else if (idle && await idle.wait(Math.min((idleSince ??= Date.now()) + lingerMs, stopAt), changed())) continue;
+        else if (idle && await idle.wait(Math.min((idleSince ??= Date.now()) + lingerMs, stopAt), changed()) !== 'until') continue;
         else stop(unfit > 0 ? 'deadline' : 'empty');
       }
     }

@@ -5,20 +5,34 @@ import { timerAt } from './timeouts.js';
 export const DEFAULT_POLL_MS = 1000;
 
 /**
- * How a lingering drain (DrainOptions.lingerMs) waits on an empty queue: until
- * a pgdrain_queued NOTIFY for its queue (when the driver can LISTEN), the
- * next poll (scheduled jobs that come due, retries whose backoff ends and
- * expired leases send no NOTIFY), or the end of its linger. Each wake is
- * one claim: idle, a drain sends at most one statement per pollMs.
+ * The least time between a claim and the next one a NOTIFY sets off: a flood
+ * of publishes the drain cannot take (jobs due later, other tasks than its
+ * topic's) would otherwise send a claim per publish. The first NOTIFY after
+ * a quiet spell wakes the drain at once.
+ */
+export const NOTIFY_GAP_MS = 50;
+
+/** Why a wait ended: a NOTIFY, a poll, `interrupted` (a job ended, a stop), or its end. */
+export type Wake = 'heard' | 'poll' | 'changed' | 'until';
+
+/**
+ * How a lingering drain (DrainOptions.lingerMs) waits: on an empty queue, and
+ * while it runs jobs with slots free (so a new job does not wait for a long
+ * one to end). It wakes on a pgdrain_queued NOTIFY for its queue (when the
+ * driver can LISTEN), on the next poll (scheduled jobs that come due, retries
+ * whose backoff ends and expired leases send no NOTIFY), or at `until`. Each
+ * wake is at most one claim: a drain sends at most one statement per pollMs,
+ * plus one per NOTIFY_GAP_MS while NOTIFYs keep coming.
  *
- * The LISTEN session opens at the first wait, so a drain that never finds
- * its queue empty opens none; close() ends it. If it cannot open, or is lost,
- * the drain goes on polling.
+ * The LISTEN session opens at the first wait, so a drain that never waits
+ * opens none; close() ends it. If it cannot open, or is lost, the drain
+ * goes on polling.
  */
 export class IdleWait {
   /** A NOTIFY for the queue came since the last claim was sent. */
   private heard = false;
-  private wake: (() => void) | undefined;
+  private lastClaimAt = 0;
+  private wake: ((why: Wake) => void) | undefined;
   private listener: QueuedListener | undefined;
   private listenTried = false;
 
@@ -27,47 +41,54 @@ export class IdleWait {
   /** Called as a claim is sent: only a NOTIFY after it calls for another. */
   claiming(): void {
     this.heard = false;
+    this.lastClaimAt = Date.now();
   }
 
-  /**
-   * Resolves true when it is time to claim again (a NOTIFY, a poll, the
-   * LISTEN session just opened, or `interrupted` settled: the caller checks
-   * why), false once `until` (epoch ms) has come.
-   */
-  async wait(until: number, interrupted: Promise<void>): Promise<boolean> {
+  /** Waits until it is time to claim again, `interrupted` settles, or `until` (epoch ms) comes. */
+  async wait(until: number, interrupted: Promise<void>): Promise<Wake> {
     const now = Date.now();
-    if (now >= until) return false;
-    if (this.heard) return true;
-    let resolve!: (again: boolean) => void;
-    const woken = new Promise<boolean>((r) => (resolve = r));
-    this.wake = () => resolve(true);
+    if (now >= until) return 'until';
+    let resolve!: (why: Wake) => void;
+    const woken = new Promise<Wake>((r) => (resolve = r));
     const polls = now + this.pollMs < until;
-    const cancelTimer = timerAt(polls ? now + this.pollMs : until, () => resolve(polls));
-    void interrupted.then(() => resolve(true));
-    if (!this.listenTried && this.driver.onQueued) {
-      this.listenTried = true;
-      try {
-        this.listener = this.driver.onQueued((queue) => {
-          if (queue === this.queue || queue === '*') this.hear();
-        });
-        // What was published between the last claim and LISTEN sent no NOTIFY
-        // this session heard: claim once more as soon as it listens.
-        this.listener.ready.then(() => this.hear(), () => {});
-      } catch {
-        // A driver that cannot listen after all: polling alone.
-      }
-    }
+    const cancelPoll = timerAt(polls ? now + this.pollMs : until, () => resolve(polls ? 'poll' : 'until'));
+    // A NOTIFY wakes it no sooner than NOTIFY_GAP_MS after the last claim.
+    let cancelGap: (() => void) | undefined;
+    this.wake = () => {
+      const gapEnd = this.lastClaimAt + NOTIFY_GAP_MS;
+      if (Date.now() >= gapEnd) resolve('heard');
+      else cancelGap ??= timerAt(gapEnd, () => resolve('heard'));
+    };
+    if (this.heard) this.wake('heard');
+    void interrupted.then(() => resolve('changed'));
+    this.listen();
     try {
       return await woken;
     } finally {
-      cancelTimer();
+      cancelPoll();
+      cancelGap?.();
       this.wake = undefined;
+    }
+  }
+
+  private listen(): void {
+    if (this.listenTried || !this.driver.onQueued) return;
+    this.listenTried = true;
+    try {
+      this.listener = this.driver.onQueued((queue) => {
+        if (queue === this.queue || queue === '*') this.hear();
+      });
+      // What was published between the last claim and LISTEN sent no NOTIFY
+      // this session heard: claim once more as soon as it listens.
+      this.listener.ready.then(() => this.hear(), () => {});
+    } catch {
+      // A driver that cannot listen after all: polling alone.
     }
   }
 
   private hear(): void {
     this.heard = true;
-    this.wake?.();
+    this.wake?.('heard');
   }
 
   /** Ends the LISTEN session, if one was opened. */

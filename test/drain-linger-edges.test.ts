@@ -96,6 +96,19 @@ describe('POST /drain lingerMs', () => {
     expect(a.body).toMatchObject({ claimed: 1, succeeded: 1, stoppedBy: 'empty' });
   });
 
+  it('stops lingering when its caller goes away, freeing its drain slot', async () => {
+    const gone = new AbortController();
+    const answer = fetch(`${base}/drain`, {
+      method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ budgetSeconds: 50, lingerMs: 50_000 }), signal: gone.signal,
+    }).catch(() => 'aborted');
+    await until(async () => (await listening()) === 1, 'the HTTP drain to LISTEN');
+    gone.abort();
+    expect(await answer).toBe('aborted');
+    // The drain returned: its LISTEN session closed, long before its 50 s linger.
+    await until(async () => (await listening()) === 0, 'the abandoned drain to stop');
+  });
+
   it.each([
     [{ lingerMs: -5 }, 'lingerMs', 'lingerMs: must be 0 or more'],
     [{ lingerMs: '1s' }, 'lingerMs', 'lingerMs: must be a number of milliseconds'],

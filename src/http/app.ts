@@ -141,11 +141,14 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     const startedAt = Date.now();
     const cap = deadlineCap?.(c.env);
     const deadline = Math.min(startedAt + request.budgetSeconds * 1000, cap ?? Infinity);
+    // A lingering drain whose caller went away stops as on a signal: no one
+    // would read its report, and it would hold a drain slot until its deadline.
+    const stopOn = !request.lingerMs ? signal : signal ? AbortSignal.any([signal, c.req.raw.signal]) : c.req.raw.signal;
     const done = metrics.start();
     let report: DrainReport;
     try {
-      report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, queue: request.queue, signal, graceMs,
-                                                                     hardSignal, lingerMs: request.lingerMs, pollMs: request.pollMs });
+      report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, queue: request.queue, signal: stopOn,
+                                                                     graceMs, hardSignal, lingerMs: request.lingerMs, pollMs: request.pollMs });
     } catch (error) {
       done(undefined, Date.now() - startedAt);
       throw translateError(error);
