@@ -36,7 +36,10 @@ it('cancel several ids, reschedule --at/--delay/--priority, fail --reason print 
 it('redrive --include-cancelled puts back cancelled jobs among --ids; without it they stay ended', async () => {
   const [a, b] = [await publish(), await publish()];
   expect(await cli('cancel', a, b)).toMatchObject({ code: 0, stdout: '2\n' });
-  expect(await cli('redrive', '--ids', `${a},${b}`)).toMatchObject({ code: 0, stdout: '0\n' });
+  // The database's notice says why, on stderr.
+  expect(await cli('redrive', '--ids', `${a},${b},999999`)).toMatchObject({ code: 0, stdout: '0\n',
+    stderr: `pgdrain: not redriven: ${a} (cancelled: give --include-cancelled), ${b} (cancelled: give --include-cancelled), `
+      + '999999 (unknown, or deleted by retention)\n' });
   expect(await cli('redrive', '--ids', a, '--include-cancelled')).toMatchObject({ code: 0, stdout: '1\n' });
   expect(await sql(`select job_id::text as id from jobs.job_queue`)).toEqual([{ id: a }]);
   expect(await sql(`select job_id::text as id, status from jobs.job`)).toEqual([{ id: b, status: 'cancelled' }]);

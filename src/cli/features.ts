@@ -95,9 +95,17 @@ export function featureCommands(withConnection: WithConnection): Command[] {
     .addOption(dsnOption())
     .action(async (opts: { ids?: string[]; task?: string; queue?: string; errorLike?: string; includeCancelled?: boolean; dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
-        const n = await redrive(driver, { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike,
-                                          includeCancelled: opts.includeCancelled });
-        process.stdout.write(`${n}\n`);
+        // Which ids it left, and why ("5 (cancelled: give include_cancelled)"): a NOTICE, told on stderr.
+        const unhear = driver.onNotice?.((message) => {
+          if (message.startsWith('pgdrain: ')) process.stderr.write(`${message.replaceAll('include_cancelled', '--include-cancelled')}\n`);
+        });
+        try {
+          const n = await redrive(driver, { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike,
+                                            includeCancelled: opts.includeCancelled });
+          process.stdout.write(`${n}\n`);
+        } finally {
+          unhear?.();
+        }
       });
     });
 

@@ -57,6 +57,12 @@ export interface Driver extends Queryable {
    * (neonHttpDriver, PGlite, a pool passed in) do not, and a drain polls.
    */
   onQueued?(fn: (queue: string) => void): QueuedListener;
+  /**
+   * Calls fn with the text of each NOTICE the server sends on this driver's
+   * connections (jobs.redrive names the ids it left and why) until the
+   * returned function is called. Optional: pgDriver over a connection string has it.
+   */
+  onNotice?(fn: (message: string) => void): () => void;
 }
 
 /** What Driver.onQueued returns. */

@@ -95,7 +95,14 @@ export function pgDriver(source: string | PgPool, options: { max?: number | unde
   if (typeof source !== 'string') return driverOverPool(source, undefined);
   const pool = new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: ownedClient(connectTimeoutMs(source)) });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
-  return { ...driverOverPool(pool, poolEnder(pool)), onQueued: (fn) => listenQueued(source, fn) };
+  // NOTICEs the server sends (jobs.redrive says which ids it left, and why) go to onNotice's listeners.
+  const noticed = new Set<(message: string) => void>();
+  pool.on('connect', (client) => client.on('notice', (n) => { for (const fn of noticed) fn(n.message ?? ''); }));
+  return {
+    ...driverOverPool(pool, poolEnder(pool)),
+    onQueued: (fn) => listenQueued(source, fn),
+    onNotice: (fn) => { noticed.add(fn); return () => noticed.delete(fn); },
+  };
 }
 
 /**
