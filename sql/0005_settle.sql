@@ -6,7 +6,8 @@
 --   ack      job ids[i], attempt attempts[i] succeeded with results[i], taking ms[i] ms
 --   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff)
 --   fail     it failed with errors[i]: no retry
---   release  give it back unstarted, its attempt not spent
+--   release  give it back unstarted, its attempt not spent; with retry_at[i], it
+--            runs again then (a snooze: SnoozeJob, ctx.rateLimit)
 -- An outcome applies only while that delivery runs: the job is still on that
 -- attempt and leased (by worker_id, when given). So a drain whose lease
 -- expired and whose job went to another drain cannot settle the newer
@@ -89,11 +90,21 @@ begin
   end if;
   if v_releases then
     with o as (
-      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome)
+      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at)
+        as x(id, attempt, outcome, retry_at)
       where x.outcome = 'release'
     ), released as (
+      -- With a retry_at, a snooze: it runs again then. Its last_error counts
+      -- the snoozes since the last error, which stays on the lines below:
+      -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'.
       update jobs.job_queue q
-      set lease_until = null, attempt = q.attempt - 1, started_at = null
+      set lease_until = null, attempt = q.attempt - 1, started_at = null,
+          scheduled_at = coalesce(o.retry_at, q.scheduled_at),
+          last_error = case when o.retry_at is null then q.last_error else
+            format('snoozed until %s (%s in a row)', to_char(o.retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                   coalesce(substring(q.last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1)
+            || coalesce(E'\n' || nullif(regexp_replace(q.last_error, '^snoozed until \S+ \(\d+ in a row\)\n?', ''), ''), '')
+          end
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.lease_until is not null
         and q.cancel_requested_at is null
@@ -179,7 +190,7 @@ end $$;
 --   {"id": job_id, "attempt": n, "outcome": "ack",     "result": any, "ms": number}
 --   {"id": job_id, "attempt": n, "outcome": "nack",    "error": text, "retry_at": timestamptz | null}
 --   {"id": job_id, "attempt": n, "outcome": "fail",    "error": text}
---   {"id": job_id, "attempt": n, "outcome": "release"}
+--   {"id": job_id, "attempt": n, "outcome": "release", "retry_at": timestamptz | null}
 create function jobs.settle(outcomes jsonb, now timestamptz default null)
 returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

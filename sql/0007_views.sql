@@ -231,6 +231,9 @@ begin
   -- ticks (which jobs.claim_json publishes too), two readers of what a
   -- worker may not read (sql/0010), and the raise of its argument checks.
   execute format('grant execute on procedure jobs.drain_sql(integer, numeric, text, jsonb) to %I', v_roles[2]);
+  -- Handlers take rate-limit tokens (sql/0012) and report progress (sql/0013).
+  execute format('grant execute on function jobs.take_token(text, integer, double precision), '
+                 'jobs.set_progress(bigint, integer, jsonb, text) to %I', v_roles[2]);
   execute format('grant execute on function jobs.publish_due_schedules(timestamptz), jobs.sql_task_call(text), jobs.sql_unfit(text, numeric), jobs.raise_invalid(text, text, text) to %I',
                  v_roles[2]);
   execute format('grant select on jobs.job, jobs.job_archive to %I', v_roles[2]);

@@ -771,6 +771,9 @@ begin
   -- ticks (which jobs.claim_json publishes too), two readers of what a
   -- worker may not read (sql/0010), and the raise of its argument checks.
   execute format('grant execute on procedure jobs.drain_sql(integer, numeric, text, jsonb) to %I', v_roles[2]);
+  -- Handlers take rate-limit tokens (sql/0012) and report progress (sql/0013).
+  execute format('grant execute on function jobs.take_token(text, integer, double precision), '
+                 'jobs.set_progress(bigint, integer, jsonb, text) to %I', v_roles[2]);
   execute format('grant execute on function jobs.publish_due_schedules(timestamptz), jobs.sql_task_call(text), jobs.sql_unfit(text, numeric), jobs.raise_invalid(text, text, text) to %I',
                  v_roles[2]);
   execute format('grant select on jobs.job, jobs.job_archive to %I', v_roles[2]);
@@ -2535,6 +2538,31 @@ begin
 end $$;
 
 --
+-- Name: set_progress(bigint, integer, jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.set_progress(job_id bigint, attempt integer, progress jsonb, worker_id text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_rows integer;
+begin
+  -- An update per call: a bound keeps a runaway value from bloating the queue table.
+  if octet_length(set_progress.progress::text) > 65536 then
+    perform jobs.raise_invalid('PD020', 'progress',
+      format('must be at most 65536 bytes of JSON, got %s', octet_length(set_progress.progress::text)));
+  end if;
+  update jobs.job_queue q
+  set progress = jsonb_build_object('attempt', q.attempt, 'value', coalesce(set_progress.progress, 'null'::jsonb),
+                                    'at', pg_catalog.now())
+  where q.job_id = set_progress.job_id and q.attempt = set_progress.attempt and q.lease_until is not null
+    and (set_progress.worker_id is null or q.worker_id = set_progress.worker_id);
+  get diagnostics v_rows = row_count;
+  return v_rows > 0;
+end $$;
+
+--
 -- Name: settle(jsonb, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2626,11 +2654,21 @@ begin
   end if;
   if v_releases then
     with o as (
-      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome)
+      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at)
+        as x(id, attempt, outcome, retry_at)
       where x.outcome = 'release'
     ), released as (
+      -- With a retry_at, a snooze: it runs again then. Its last_error counts
+      -- the snoozes since the last error, which stays on the lines below:
+      -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'.
       update jobs.job_queue q
-      set lease_until = null, attempt = q.attempt - 1, started_at = null
+      set lease_until = null, attempt = q.attempt - 1, started_at = null,
+          scheduled_at = coalesce(o.retry_at, q.scheduled_at),
+          last_error = case when o.retry_at is null then q.last_error else
+            format('snoozed until %s (%s in a row)', to_char(o.retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                   coalesce(substring(q.last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1)
+            || coalesce(E'\n' || nullif(regexp_replace(q.last_error, '^snoozed until \S+ \(\d+ in a row\)\n?', ''), ''), '')
+          end
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.lease_until is not null
         and q.cancel_requested_at is null
@@ -2801,6 +2839,52 @@ CREATE FUNCTION jobs.state_of(lease_until timestamp with time zone, scheduled_at
 $$;
 
 --
+-- Name: take_token(text, integer, double precision); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.take_token(key text, capacity integer, per_seconds double precision) RETURNS double precision
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := clock_timestamp();
+  v_rate double precision; -- tokens per second
+  v_wait double precision;
+begin
+  if take_token.key is null or take_token.key = '' or length(take_token.key) > 200 then
+    perform jobs.raise_invalid('PDC03', 'key', 'must be a non-empty text of at most 200 characters');
+  end if;
+  if take_token.capacity is null or take_token.capacity < 1 or take_token.capacity > 1000000 then
+    perform jobs.raise_invalid('PDC03', 'capacity', format('must be an integer from 1 to 1000000, got %s',
+                                                          coalesce(take_token.capacity::text, 'null')));
+  end if;
+  -- 'NaN' is greater than every number in SQL: the <= bound turns it away.
+  if take_token.per_seconds is null or not (take_token.per_seconds >= 0.001 and take_token.per_seconds <= 315360000) then
+    perform jobs.raise_invalid('PDC03', 'per_seconds', format('must be 0.001 to 315360000 seconds (ten years), got %s',
+                                                             coalesce(take_token.per_seconds::text, 'null')));
+  end if;
+  v_rate := take_token.capacity / take_token.per_seconds;
+  -- With the WHERE false (no whole token), the row is locked but not changed.
+  insert into jobs.rate_limit as r (key, tokens, updated_at, full_at)
+  values (take_token.key, take_token.capacity - 1, v_now, v_now + make_interval(secs => 1 / v_rate))
+  on conflict on constraint rate_limit_pkey do update
+    set tokens = least(take_token.capacity, r.tokens + greatest(0, extract(epoch from v_now - r.updated_at)) * v_rate) - 1,
+        updated_at = greatest(r.updated_at, v_now),
+        full_at = greatest(r.updated_at, v_now) + make_interval(secs =>
+          (take_token.capacity - least(take_token.capacity,
+                                       r.tokens + greatest(0, extract(epoch from v_now - r.updated_at)) * v_rate) + 1) / v_rate)
+    where least(take_token.capacity, r.tokens + greatest(0, extract(epoch from v_now - r.updated_at)) * v_rate) >= 1;
+  if found then
+    return 0;
+  end if;
+  -- No token: the row, unchanged and locked by this call, tells how long until one.
+  select (1 - least(take_token.capacity, r.tokens + greatest(0, extract(epoch from v_now - r.updated_at)) * v_rate)) / v_rate
+  into v_wait
+  from jobs.rate_limit r where r.key = take_token.key;
+  return v_wait;
+end $$;
+
+--
 -- Name: tz_change(text, interval, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2922,6 +3006,7 @@ CREATE TABLE jobs.job_queue (
     worker_id text,
     cancel_requested_at timestamp with time zone,
     cancel_reason text,
+    progress jsonb,
     CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at))
 )
 WITH (autovacuum_vacuum_cost_delay='0');
@@ -2951,7 +3036,8 @@ CREATE VIEW jobs."all" AS
     q.dedupe_key,
     q.serial_key,
     q.attributes,
-    q.worker_id
+    q.worker_id,
+    q.progress
    FROM jobs.job_queue q
 UNION ALL
  SELECT j.job_id,
@@ -2974,7 +3060,8 @@ UNION ALL
     j.dedupe_key,
     j.serial_key,
     j.attributes,
-    j.worker_id
+    j.worker_id,
+    NULL::jsonb AS progress
    FROM jobs.job j;
 
 --
@@ -3097,6 +3184,17 @@ CREATE TABLE jobs.queue (
     max_size integer,
     paused boolean DEFAULT false NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
+-- Name: rate_limit; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.rate_limit (
+    key text NOT NULL,
+    tokens double precision NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    full_at timestamp with time zone NOT NULL
 );
 
 --
@@ -3230,6 +3328,13 @@ ALTER TABLE ONLY jobs.migration
 
 ALTER TABLE ONLY jobs.queue
     ADD CONSTRAINT queue_pkey PRIMARY KEY (name);
+
+--
+-- Name: rate_limit rate_limit_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.rate_limit
+    ADD CONSTRAINT rate_limit_pkey PRIMARY KEY (key);
 
 --
 -- Name: recurring recurring_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -

@@ -2,7 +2,7 @@ import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { jobIdSchema, jobIdsSchema, parse, queueNameSchema, redriveFilterSchema, rescheduleOptionsSchema, unstorableText } from './options.js';
-import type { JobInfo, RedriveFilter, RescheduleOptions } from './types.js';
+import type { JobInfo, JobProgress, RedriveFilter, RescheduleOptions } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip).
 
@@ -62,7 +62,7 @@ export async function failJobs(db: Queryable, jobIds: readonly string[], reason?
 }
 
 const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
-  attributes, worker_id, scheduled_at, created_at, started_at, ended_at`;
+  attributes, worker_id, scheduled_at, created_at, started_at, ended_at, progress`;
 
 /**
  * A job by id, in one statement: queued (pending, scheduled, blocked,
@@ -74,7 +74,8 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
   const { rows } = await db.query<Record<string, unknown>>(
     `select ${JOB_COLUMNS} from jobs.all where job_id = $1::bigint
      union all
-     select ${JOB_COLUMNS.replace('state,', 'status as state,')} from jobs.job_archive where job_id = $1::bigint
+     select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress', 'null::jsonb as progress')}
+     from jobs.job_archive where job_id = $1::bigint
      limit 1`, [jobId]);
   const r = rows[0];
   if (!r) return null;
@@ -84,8 +85,15 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
     error: r.error as string | null, attempts: Number(r.attempts), maxRetries: Number(r.max_retries),
     priority: Number(r.priority), queue: r.queue as string, attributes: r.attributes as JobInfo['attributes'],
     workerId: r.worker_id as string | null, runAt: date(r.scheduled_at)!, createdAt: date(r.created_at)!,
-    startedAt: date(r.started_at), endedAt: date(r.ended_at),
+    startedAt: date(r.started_at), endedAt: date(r.ended_at), progress: progressOf(r.progress),
   };
+}
+
+/** jobs.job_queue.progress ({attempt, value, at}: sql/0013) as JobInfo's. */
+function progressOf(stored: unknown): JobProgress | null {
+  if (stored === null || typeof stored !== 'object') return null;
+  const p = stored as { attempt: number; value: unknown; at: string };
+  return { value: p.value, attempt: Number(p.attempt), at: new Date(p.at) };
 }
 
 /**

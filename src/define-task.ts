@@ -121,8 +121,11 @@ export async function runTransactional(
       // has nacked it then, and it must not start (another drain may run it).
       if (ctx.signal.aborted) throw ctx.signal.reason;
       // Spelled out: a spread would drop ctx's signal (an accessor on its prototype).
+      // progress and rateLimit go through the drain's connections, not this
+      // transaction: progress shows while the job runs, a token taken stays taken.
       const result = await handler(job.body, {
         job: ctx.job, signal: ctx.signal, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
+        progress: ctx.progress, rateLimit: ctx.rateLimit,
       });
       // Past its timeout (or cancelled) the drain has already settled it: roll its work back.
       if (ctx.signal.aborted) throw ctx.signal.reason;

@@ -5,7 +5,9 @@ import { LazySignal } from './job-context.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { hasTransactionalTask } from './define-task.js';
+import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
+import { rateLimiter } from './rate-limit.js';
 import { runHandler } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
 import { outcomeArrays, pauseUntil, Settler, type Outcome } from './settler.js';
@@ -108,6 +110,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const workerId = opts.workerId ?? `drain-${globalThis.crypto.randomUUID().slice(-12)}`;
   // Its final settle pauses between failed tries, never past the limit.
   const settler = new Settler(db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS, workerId, pauseUntil(limit.signal));
+  // ctx.progress and ctx.rateLimit: the handler's own round trips, as its
+  // publishes (not bound by the drain's limit, which would add an abort
+  // listener per statement in flight: Node warns past 10).
+  const progressSink = { db: deps.db, workerId };
+  const rateLimit = rateLimiter(deps.db);
+  const hooks = DrainHooks.of(opts); // undefined without hooks: no event is built per job
   const running = new Map<string, Running>();
   const failures: FailedJob[] = [];
   let failuresOmitted = 0;
@@ -134,8 +142,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   // Lingering, the idle wait ends itself at stopAt (stoppedBy 'empty').
   const cancelDeadline = timerAt(stopAt, () => idleSince === undefined && stop('deadline'));
 
-  const record = (job: Job, outcome: Outcome | null) => {
-    if (outcome === null) return;
+  // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
+  const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
+    if (outcome === null) return hooks?.ended(job, null, startedAt); // acked in its own transaction
     if (outcome.outcome === 'nack' || outcome.outcome === 'fail') {
       if (failures.length >= MAX_REPORTED_FAILURES) failuresOmitted++;
       else {
@@ -146,6 +155,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       }
     }
     settler.add(outcome);
+    hooks?.ended(job, outcome, startedAt);
   };
 
   const timeouts = new Timeouts();
@@ -161,7 +171,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       return;
     }
     if (stoppedBy || end <= now) {
-      settler.add({ id: job.id, attempt: job.attempt, outcome: 'release' });
+      record(job, { id: job.id, attempt: job.attempt, outcome: 'release' });
       return;
     }
     const signal = new LazySignal();
@@ -180,14 +190,15 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         ended++;
         timeouts.clear(end, expire);
         signal.abort(SETTLED);
-        record(job, outcome);
+        record(job, outcome, now);
         wake();
       },
     };
     running.set(job.id, entry);
     timeouts.at(end, expire);
     handlers++;
-    void runHandler(job, deps, publish, signal, settler).then((outcome) => {
+    hooks?.started(job);
+    void runHandler(job, deps, publish, signal, settler, progressSink, rateLimit).then((outcome) => {
       handlers--;
       entry.finish(outcome);
       if (poolBound) wake(); // one that ran on past its settling frees its connection only now
@@ -200,7 +211,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const r = running.get(id);
       if (!r) return;
       r.signal.abort(new Error('job cancelled'));
-      r.finish({ id, attempt: r.job.attempt, outcome: 'fail', error: 'aborted by the drain after jobs.cancel' });
+      r.finish({ id, attempt: r.job.attempt, outcome: 'fail', error: CANCELLED_ERROR });
     });
   try {
     while (!stoppedBy) {

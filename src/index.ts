@@ -9,7 +9,8 @@ export { schedule, unschedule, listSchedules, maintain, checkCron, checkTz, next
   type ScheduleOverlap, type MaintainReport } from './schedules.js';
 export { resolveHandler, taskNames } from './tasks.js';
 export { PgDrainError, ValidationError, translateError, type ErrorCode } from './errors.js';
-export { FailJob, RetryJob, type RetryWhen } from './job-errors.js';
+export { FailJob, RetryJob, SnoozeJob, type RetryWhen } from './job-errors.js';
+export { takeToken, type RateLimitOptions } from './rate-limit.js';
 export { pgDriver, type PgPool } from './db/pg.js';
 export type { Driver, Queryable, QueryOptions, QueryResult, QueuedListener } from './db/driver.js';
 export type { DrainOptions } from './options.js';

@@ -1,4 +1,6 @@
+import { ProgressReporter, type ProgressSink } from './progress.js';
 import { takeSignal, type SignalOption } from './publish.js';
+import type { RateLimit } from './rate-limit.js';
 import type { Job, JobContext, PublishOptions } from './types.js';
 
 // Made once per job on a drain's hot path: classes with prototype accessors,
@@ -43,10 +45,19 @@ type Publish = (task: string, body?: unknown, options?: PublishOptions & SignalO
 export class DrainJobContext implements JobContext {
   readonly publish: Publish;
   private running = true;
+  private reporter: ProgressReporter | undefined;
+  private reportFn: ((value: unknown) => Promise<boolean>) | undefined;
 
-  constructor(readonly job: Job, private readonly lazy: LazySignal, publish: Publish) {
+  /** ctx.rateLimit: the drain's one function, shared by its jobs (no closure per job). */
+  constructor(readonly job: Job, private readonly lazy: LazySignal, publish: Publish,
+              private readonly progressSink: ProgressSink, readonly rateLimit: RateLimit) {
     this.publish = (task, body, options) =>
       this.running ? this.boundPublish(publish, task, body, options) : publish(task, body, options);
+  }
+
+  /** ctx.progress, made on first read (most handlers never report): bound, so `const { progress } = ctx` works. */
+  get progress(): (value: unknown) => Promise<boolean> {
+    return this.reportFn ??= (value) => (this.reporter ??= new ProgressReporter(this.progressSink, this.job)).report(value);
   }
 
   get signal(): AbortSignal {

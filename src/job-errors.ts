@@ -1,6 +1,6 @@
 // Errors a handler throws to choose its job's outcome, beyond "return: ack"
 // and "throw: retry after the backoff". Named for what happens to the job:
-// not "cancel" (jobs.cancel ends a job as 'cancelled'; these end it as a
+// not "cancel" (jobs.cancel ends a job as 'cancelled'; FailJob ends it as a
 // 'failure', a dead letter that redrive can run again), not "unrecoverable"
 // (a name for the error, where the reader of a handler wants the action).
 import { ValidationError } from './errors.js';
@@ -10,6 +10,7 @@ import { isJobTime, LAST_MS, MAX_DELAY_SECONDS } from './options.js';
 // tasks module imports pgdrain from node_modules, so instanceof would miss.
 const FAIL_BRAND = Symbol.for('pgdrain.fail_job');
 const RETRY_BRAND = Symbol.for('pgdrain.retry_job');
+const SNOOZE_BRAND = Symbol.for('pgdrain.snooze_job');
 
 const MAX_DELAY_MS = MAX_DELAY_SECONDS * 1000;
 
@@ -51,6 +52,29 @@ export class RetryJob extends Error {
   }
 }
 
+/**
+ * Thrown by a handler: its job is given back to run again at `at` (a time
+ * already past: at once) or `delayMs` from now, WITHOUT spending an attempt
+ * (RetryJob spends one): "not yet", as for a rate limit or a resource still
+ * busy. The drain reports it as released. The job's last_error counts the
+ * snoozes in a row ('snoozed until … (3 in a row)'), so a job that snoozes
+ * forever shows. In a transactional task its work is rolled back first.
+ * `throw new SnoozeJob({ delayMs: 30_000 })`
+ */
+export class SnoozeJob extends Error {
+  override readonly name: string = 'SnoozeJob';
+  readonly at: Date | undefined;
+  readonly delayMs: number | undefined;
+
+  constructor(options: RetryWhen & { cause?: unknown }) {
+    const { at, delayMs, cause } = checkWhen(options);
+    super(at ? `snoozed until ${at.toISOString()}` : `snoozed for ${delayMs} ms`, cause === undefined ? undefined : { cause });
+    this.at = at;
+    this.delayMs = delayMs;
+    Object.defineProperty(this, SNOOZE_BRAND, { value: true });
+  }
+}
+
 function checkWhen(options: unknown): { at?: Date; delayMs?: number; cause?: unknown } {
   if (typeof options !== 'object' || options === null) {
     throw new ValidationError('options', 'must be { at: Date } or { delayMs: number }');
@@ -75,21 +99,23 @@ function checkWhen(options: unknown): { at?: Date; delayMs?: number; cause?: unk
 }
 
 /**
- * What a thrown value asks of its job: 'fail', a retry at a time (ISO text,
- * never before `now`: a time past keeps the job's place in claim order as if
- * it were due now), or undefined for a plain throw (retry after the backoff).
- * A RetryJob whose fields were changed into nonsense is a plain throw, so one
- * bad time cannot fail its whole batch's settle.
+ * What a thrown value asks of its job: 'fail', a retry or a snooze at a time
+ * (ISO text, never before `now`: a time past keeps the job's place in claim
+ * order as if it were due now), or undefined for a plain throw (retry after
+ * the backoff). A RetryJob or SnoozeJob whose fields were changed into
+ * nonsense is a plain throw, so one bad time cannot fail its whole batch's settle.
  */
-export function askedOutcome(thrown: unknown, now: number): 'fail' | { retryAt: string } | undefined {
+export function askedOutcome(thrown: unknown, now: number):
+  'fail' | { retryAt: string; snooze: boolean } | undefined {
   if (thrown === null || (typeof thrown !== 'object' && typeof thrown !== 'function')) return undefined;
   try {
-    const e = thrown as { [FAIL_BRAND]?: unknown; [RETRY_BRAND]?: unknown; at?: unknown; delayMs?: unknown };
+    const e = thrown as { [FAIL_BRAND]?: unknown; [RETRY_BRAND]?: unknown; [SNOOZE_BRAND]?: unknown; at?: unknown; delayMs?: unknown };
     if (e[FAIL_BRAND] === true) return 'fail';
-    if (e[RETRY_BRAND] !== true) return undefined;
+    const snooze = e[SNOOZE_BRAND] === true;
+    if (!snooze && e[RETRY_BRAND] !== true) return undefined;
     const ms = typeof e.delayMs === 'number' ? now + e.delayMs : e.at instanceof Date ? e.at.getTime() : NaN;
     if (!(ms <= LAST_MS)) return undefined; // NaN too
-    return { retryAt: new Date(Math.max(ms, now)).toISOString() };
+    return { retryAt: new Date(Math.max(ms, now)).toISOString(), snooze };
   } catch {
     return undefined; // a getter or proxy that throws: a plain throw
   }

@@ -1,6 +1,7 @@
 import * as z from 'zod/mini';
 import { en } from 'zod/locales';
 import { ValidationError } from './errors.js';
+import type { JobEndEvent, JobStartEvent } from './types.js';
 
 // Validation at the TS edge, mirroring the SQL checks so a bad call fails
 // before any round trip with a message naming the field and the rule.
@@ -137,6 +138,9 @@ export const lingerMsSchema = z.number({ error: 'must be a number of millisecond
 export const pollMsSchema = z.number({ error: 'must be a number of milliseconds' })
   .check(z.minimum(50, 'must be at least 50'), z.maximum(3_600_000, 'must be at most 3600000 (an hour)'));
 
+// A function: not passable through the CLI or HTTP, which take JSON.
+const hook = <E>() => z.custom<(event: E) => void>((f) => typeof f === 'function', 'must be a function (event) => void');
+
 export const drainOptionsSchema = z.strictObject({
   topic: z.optional(topicSchema),
   concurrency: z.optional(z.number().check(integer, z.minimum(1, 'must be at least 1'), z.maximum(10000))),
@@ -163,6 +167,10 @@ export const drainOptionsSchema = z.strictObject({
   lingerMs: z.optional(lingerMsSchema),
   /** While lingering, how often to claim again when no NOTIFY woke the drain (default 1000). */
   pollMs: z.optional(pollMsSchema),
+  /** Called as each claimed job's handler starts (drain-hooks.ts: a throw is caught). */
+  onJobStart: z.optional(hook<JobStartEvent>()),
+  /** Called once per claimed job when the drain knows its outcome (drain-hooks.ts: a throw is caught). */
+  onJobEnd: z.optional(hook<JobEndEvent>()),
 });
 
 export type DrainOptions = z.input<typeof drainOptionsSchema>;

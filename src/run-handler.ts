@@ -2,7 +2,10 @@
 // becomes the outcome drain() settles.
 import { isTransactional, runTransactional } from './define-task.js';
 import type { DrainDeps } from './drain.js';
+import type { Thrown } from './drain-hooks.js';
 import { DrainJobContext, type LazySignal } from './job-context.js';
+import type { ProgressSink } from './progress.js';
+import type { RateLimit } from './rate-limit.js';
 import { askedOutcome } from './job-errors.js';
 import { resultJson } from './json-text.js';
 import type { Outcome, Settler } from './settler.js';
@@ -14,7 +17,7 @@ import type { Job } from './types.js';
  * transactional handler already settled its job (counted into settler).
  */
 export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], signal: LazySignal,
-                                 settler: Settler): Promise<Outcome | null> {
+                                 settler: Settler, progress: ProgressSink, rateLimit: RateLimit): Promise<Outcome | null> {
   const { id, attempt } = job;
   const began = Date.now();
   try {
@@ -22,7 +25,7 @@ export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['
     if (!handler) {
       return { id, attempt, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
     }
-    const ctx = new DrainJobContext(job, signal, publish);
+    const ctx = new DrainJobContext(job, signal, publish, progress, rateLimit);
     if (isTransactional(handler)) {
       if (!('transaction' in deps.db)) throw new TypeError('a transactional task needs a driver with transactions');
       settler.count(await runTransactional(deps.db, handler, job, ctx));
@@ -42,13 +45,16 @@ export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['
 
 /**
  * A throw (a transactional one after its rollback) is retried after the
- * backoff, unless it is a FailJob (fail now) or a RetryJob (retry at its time).
+ * backoff, unless it is a FailJob (fail now), a RetryJob (retry at its time)
+ * or a SnoozeJob (given back until its time, its attempt not spent).
  */
-function thrownOutcome(id: string, attempt: number, error: unknown): Outcome {
+function thrownOutcome(id: string, attempt: number, error: unknown): Outcome & Thrown {
   const asked = askedOutcome(error, Date.now());
-  if (asked === undefined) return { id, attempt, outcome: 'nack', error: describe(error) };
-  if (asked === 'fail') return { id, attempt, outcome: 'fail', error: describe(error) };
-  return { id, attempt, outcome: 'nack', error: describe(error), retryAt: asked.retryAt };
+  // thrown rides along for DrainOptions.onJobEnd (drain-hooks.ts); settling reads only the text.
+  if (asked === undefined) return { id, attempt, outcome: 'nack', error: describe(error), thrown: error };
+  if (asked === 'fail') return { id, attempt, outcome: 'fail', error: describe(error), thrown: error };
+  if (asked.snooze) return { id, attempt, outcome: 'release', retryAt: asked.retryAt, thrown: error };
+  return { id, attempt, outcome: 'nack', error: describe(error), retryAt: asked.retryAt, thrown: error };
 }
 
 function describe(error: unknown): string {

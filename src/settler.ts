@@ -6,7 +6,8 @@ export type Outcome =
   /** retryAt (ISO text): when to run again, instead of after the backoff (a RetryJob). */
   | { id: string; attempt: number; outcome: 'nack'; error: string; retryAt?: string }
   | { id: string; attempt: number; outcome: 'fail'; error: string }
-  | { id: string; attempt: number; outcome: 'release' };
+  /** retryAt: a snooze (SnoozeJob), run again then; without it, a plain give-back. */
+  | { id: string; attempt: number; outcome: 'release'; retryAt?: string };
 
 /** Settles outcomeArrays(...) of the worker $8 (null: any) in one statement; answers the counts as r. */
 export const SETTLE_ARRAYS_SQL =
@@ -40,7 +41,7 @@ export function outcomeArrays(batch: readonly Outcome[]): unknown[] {
     results[i] = result;
     errors[i] = error;
     ms[i] = o.outcome === 'ack' ? o.ms : 'NULL';
-    if (o.outcome === 'nack' && o.retryAt !== undefined) (retryAts ??= new Array<string | null>(batch.length).fill(null))[i] = o.retryAt;
+    if ((o.outcome === 'nack' || o.outcome === 'release') && o.retryAt !== undefined) (retryAts ??= new Array<string | null>(batch.length).fill(null))[i] = o.retryAt;
     anyResult ||= result !== null;
     anyError ||= error !== null;
   }

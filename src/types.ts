@@ -93,6 +93,27 @@ export interface JobContext {
    */
   publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
   /**
+   * Reports progress (any JSON up to 64 KiB, e.g. { done: 40, total: 100 }):
+   * stored on the running job, shown by getJob and GET /jobs/:id while it
+   * runs, gone from its history. Calls made while one is in flight coalesce
+   * (the latest value wins). Answers whether it was stored: false once this
+   * delivery is over (settled, timed out, handed out again) or when the
+   * statement failed; it never rejects. A value that is not JSON or too large
+   * throws a ValidationError naming `progress`. Not part of a transactional
+   * task's transaction: it shows at once.
+   */
+  progress(value: unknown): Promise<boolean>;
+  /**
+   * Takes a token from the database's bucket `key` (up to `limit` calls per
+   * `perSeconds`, shared by every drain and process on this database), or
+   * throws a SnoozeJob: the job goes back until the next token, its attempt
+   * not spent, freeing its handler slot. Call it before the limited call:
+   * `await ctx.rateLimit('stripe', { limit: 100, perSeconds: 60 })`.
+   * In a transactional task it runs outside the transaction: a token taken
+   * stays taken. Bad arguments throw a ValidationError naming the field.
+   */
+  rateLimit(key: string, options: { limit: number; perSeconds: number }): Promise<void>;
+  /**
    * Transactional tasks only (defineTask(…, { transactional: true })): the
    * transaction the job's ack commits in. Database work done through it
    * happens exactly once.
@@ -147,7 +168,7 @@ export interface DrainReport {
   retried: number;
   /** Ended as cancelled (jobs.cancel while they ran). */
   cancelled: number;
-  /** Given back unstarted (or stopped by a signal) without spending an attempt. */
+  /** Given back without spending an attempt: unstarted, stopped by a signal, or snoozed (SnoozeJob, ctx.rateLimit). */
   released: number;
   /** Due jobs left alone because their timeout did not fit the remaining budget. */
   skipped: number;
@@ -206,6 +227,44 @@ export interface JobInfo {
   createdAt: Date;
   startedAt: Date | null;
   endedAt: Date | null;
+  /**
+   * The last ctx.progress value while the job is queued or running, with the
+   * attempt that reported it (older than `attempts` when a new delivery has
+   * not reported yet) and when; null when none, and always once it ended.
+   */
+  progress: JobProgress | null;
+}
+
+/** DrainOptions.onJobStart's argument: a claimed job whose handler starts now. */
+export interface JobStartEvent {
+  job: Job;
+}
+
+/** DrainOptions.onJobEnd's argument: a claimed job whose outcome the drain now knows. */
+export interface JobEndEvent {
+  job: Job;
+  /**
+   * ack: it succeeded. nack: it failed and runs again unless willRetry is
+   * false (a throw, RetryJob, a timeout, an unknown task). fail: FailJob.
+   * release: given back without spending the attempt (the drain stopped, or
+   * it was claimed and never started). cancelled: jobs.cancel while it ran.
+   */
+  outcome: 'ack' | 'nack' | 'fail' | 'release' | 'cancelled';
+  /** The error recorded (message and stack): nack, fail and cancelled. */
+  error?: string;
+  /** What the handler threw, when it threw (for Sentry.captureException). */
+  thrown?: unknown;
+  /** From the handler's start (0 for a job that never started). */
+  durationMs: number;
+  /** The job runs again: a nack with retries left, or a release. */
+  willRetry: boolean;
+}
+
+/** A job's last reported progress (JobInfo.progress). */
+export interface JobProgress {
+  value: unknown;
+  attempt: number;
+  at: Date;
 }
 
 /** Which dead letters jobs.redrive runs again; all filters given must match. */
