@@ -15,12 +15,17 @@
 
 -- Named queues. Every job belongs to one ('default' unless told); a drain
 -- consumes one queue. max_size (null = unbounded) caps the jobs waiting in it
--- (backpressure); a paused queue hands out nothing until resumed.
+-- (backpressure); a paused queue hands out nothing until resumed. The
+-- default_* columns fill a job's timeout, priority and max_retries when its
+-- publish gives none (null: the global 60 s, 0, 3); jobs.create_queue checks them.
 create table jobs.queue (
-  name       text        primary key,
-  max_size   integer,
-  paused     boolean     not null default false,
-  created_at timestamptz not null default now()
+  name                text        primary key,
+  max_size            integer,
+  paused              boolean     not null default false,
+  created_at          timestamptz not null default now(),
+  default_timeout     numeric,
+  default_priority    integer,
+  default_max_retries integer
 );
 insert into jobs.queue (name) values ('default');
 

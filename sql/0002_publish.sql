@@ -1,20 +1,24 @@
 -- pgdrain 0002: publishing: one job, column arrays, a bulk of jobs.
 
--- Checks that a queue exists and has room for n more waiting jobs. A bounded
--- queue (max_size set) serialises its publishers on an advisory lock until
--- they commit, so the bound holds exactly; unbounded queues take no lock.
+-- Checks that a queue exists and has room for n more waiting jobs (n = 0:
+-- adds none, nothing to check), and returns its row: the publish takes the
+-- queue's default_* from this one lookup. A bounded queue (max_size set)
+-- serialises its publishers on an advisory lock until they commit, so the
+-- bound holds exactly; unbounded queues take no lock.
 create function jobs.admit(p_queue text, p_n integer)
-returns void language plpgsql as $$
+returns jobs.queue language plpgsql as $$
 declare
+  v_q jobs.queue;
   v_max integer;
   v_waiting integer;
 begin
-  select q.max_size into v_max from jobs.queue q where q.name = p_queue;
+  select * into v_q from jobs.queue q where q.name = p_queue;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue',
       format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)));
   end if;
-  if v_max is not null then
+  v_max := v_q.max_size;
+  if v_max is not null and p_n > 0 then
     perform pg_advisory_xact_lock(736037, hashtext(p_queue));
     -- Waiting = pending or scheduled, not running or blocked: the backlog.
     select count(*) into v_waiting from (
@@ -27,6 +31,7 @@ begin
         quote_literal(p_queue), v_waiting, v_max, quote_literal(p_queue)));
     end if;
   end if;
+  return v_q;
 end $$;
 
 -- Locks the active jobs among depends_on (so none can end unseen before this
@@ -63,7 +68,8 @@ end $$;
 
 -- Options after `now` are best given by name:
 --   jobs.publish('email.send', '{"to":"a@b"}', queue => 'mail', dedupe_key => 'welcome:42')
--- queue        a queue made by jobs.create_queue (default 'default')
+-- queue        a queue made by jobs.create_queue (default 'default'); its
+--              defaults fill timeout, priority and max_retries left null
 -- dedupe_key   while a job with this key is pending or running, publishing
 --              another returns that job's id and writes nothing
 -- dedupe_mode  what a publish does while a job holds its dedupe_key (null:
@@ -104,6 +110,7 @@ declare
   v_id bigint;
   v_replace boolean := false;
   v_old record;
+  v_q jobs.queue;
 begin
   perform jobs.check_task(publish.task);
   if publish.task like 'sql:%' then
@@ -149,13 +156,14 @@ begin
             'must be the serial_key of job %s, which this publish replaces (%s), got %s', v_old.job_id,
             coalesce(left(quote_literal(v_old.serial_key), 80), 'null'), coalesce(left(quote_literal(publish.serial_key), 80), 'null')));
         end if;
-        if v_old.queue <> v_queue then
-          perform jobs.admit(v_queue, 1);
-        end if;
+        -- Moved to another queue, the job needs room there; in its own, only the defaults.
+        v_q := jobs.admit(v_queue, case when v_old.queue <> v_queue then 1 else 0 end);
         update jobs.job_queue q
         set task = publish.task, body = publish.body, scheduled_at = coalesce(publish.scheduled_at, v_now),
-            timeout = coalesce(publish.timeout, 60), priority = coalesce(publish.priority, 0),
-            max_retries = coalesce(publish.max_retries, 3), queue = v_queue, attributes = publish.attributes
+            timeout = coalesce(publish.timeout, v_q.default_timeout, 60),
+            priority = coalesce(publish.priority, v_q.default_priority, 0),
+            max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
+            attributes = publish.attributes
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -171,7 +179,7 @@ begin
         return v_id;
       end if;
     end if;
-    perform jobs.admit(v_queue, 1);
+    v_q := jobs.admit(v_queue, 1);
     if publish.depends_on is not null then
       v_waiting := jobs.lock_dependencies(publish.depends_on);
     end if;
@@ -184,8 +192,8 @@ begin
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
-            coalesce(publish.timeout, 60), coalesce(publish.priority, 0),
-            coalesce(publish.max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
+            coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
+            coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
@@ -207,7 +215,8 @@ end $$;
 -- element per job. delays are seconds from now, for jobs whose scheduled_at
 -- is null. The whole batch is checked before anything is written, and an
 -- error names the first bad job: jobs[3].task. All go to one queue (default
--- 'default'). Returns the ids in order.
+-- 'default'), whose defaults fill null timeouts, priorities and max_retries.
+-- Returns the ids in order.
 create function jobs.publish_arrays(
   tasks        text[],
   bodies       jsonb              default null,
@@ -225,6 +234,10 @@ declare
   v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
   v_bad record;
   v_ids bigint[];
+  v_q jobs.queue;
+  v_timeout numeric;
+  v_priority integer;
+  v_max_retries integer;
 begin
   if coalesce(jsonb_typeof(publish_arrays.bodies), 'array') <> 'array'
      or coalesce(jsonb_array_length(publish_arrays.bodies), v_n) <> v_n
@@ -275,13 +288,18 @@ begin
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
   end if;
-  perform jobs.admit(v_queue, v_n);
+  v_q := jobs.admit(v_queue, v_n);
+  -- Once per statement: the queue's defaults, else the global ones.
+  v_timeout := coalesce(v_q.default_timeout, 60);
+  v_priority := coalesce(v_q.default_priority, 0);
+  v_max_retries := coalesce(v_q.default_max_retries, 3);
   perform jobs.notify('pgdrain_queued', v_queue);
 
   with inserted as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
     select j.task, j.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
-           coalesce(j.timeout, 60), coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now, v_queue
+           coalesce(j.timeout, v_timeout), coalesce(j.priority, v_priority), coalesce(j.max_retries, v_max_retries),
+           v_now, v_queue
     -- One function scan in lockstep (no join): its ordinality is already in order.
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.scheduled_at), unnest(publish_arrays.delays),
                     unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),

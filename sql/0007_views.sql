@@ -156,9 +156,15 @@ end $$;
 
 -- Queues -----------------------------------------------------------------------
 
--- Creates a queue, or changes the max_size of an existing one (null =
--- unbounded). Publishing to a queue with max_size waiting jobs raises PD010.
-create function jobs.create_queue(name text, max_size integer default null)
+-- Creates a queue, or sets the max_size and defaults of an existing one
+-- (each argument left out is null there: unbounded, the global default).
+-- Publishing to a queue with max_size waiting jobs raises PD010. A job
+-- published to it with no timeout, priority or max_retries takes the queue's
+-- default_* (checked as jobs.publish checks its own); later changes leave
+-- jobs already published as they are. Best called by name:
+--   jobs.create_queue('mail', max_size => 1000, default_timeout => 300, default_max_retries => 10)
+create function jobs.create_queue(name text, max_size integer default null, default_timeout numeric default null,
+                                  default_priority integer default null, default_max_retries integer default null)
 returns void language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 begin
@@ -167,8 +173,13 @@ begin
     perform jobs.raise_invalid('PD015', 'max_size', format('must be between 1 and 100000000, or null for unbounded, got %s',
                                                           create_queue.max_size));
   end if;
-  insert into jobs.queue as q (name, max_size) values (create_queue.name, create_queue.max_size)
-  on conflict (name) do update set max_size = excluded.max_size;
+  perform jobs.check_options(create_queue.default_timeout, create_queue.default_priority,
+                             create_queue.default_max_retries, 'default_');
+  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries)
+  values (create_queue.name, create_queue.max_size, create_queue.default_timeout, create_queue.default_priority,
+          create_queue.default_max_retries)
+  on conflict (name) do update set max_size = excluded.max_size, default_timeout = excluded.default_timeout,
+    default_priority = excluded.default_priority, default_max_retries = excluded.default_max_retries;
 end $$;
 
 -- A paused queue still takes jobs but hands none out until resumed; its

@@ -100,23 +100,43 @@ CREATE FUNCTION jobs.ack(job_id bigint, result jsonb DEFAULT NULL::jsonb, now ti
           ->>'succeeded')::integer = 1
 $$;
 
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: queue; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.queue (
+    name text NOT NULL,
+    max_size integer,
+    paused boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    default_timeout numeric,
+    default_priority integer,
+    default_max_retries integer
+);
+
 --
 -- Name: admit(text, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.admit(p_queue text, p_n integer) RETURNS void
+CREATE FUNCTION jobs.admit(p_queue text, p_n integer) RETURNS jobs.queue
     LANGUAGE plpgsql
     AS $$
 declare
+  v_q jobs.queue;
   v_max integer;
   v_waiting integer;
 begin
-  select q.max_size into v_max from jobs.queue q where q.name = p_queue;
+  select * into v_q from jobs.queue q where q.name = p_queue;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue',
       format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)));
   end if;
-  if v_max is not null then
+  v_max := v_q.max_size;
+  if v_max is not null and p_n > 0 then
     perform pg_advisory_xact_lock(736037, hashtext(p_queue));
     -- Waiting = pending or scheduled, not running or blocked: the backlog.
     select count(*) into v_waiting from (
@@ -129,6 +149,7 @@ begin
         quote_literal(p_queue), v_waiting, v_max, quote_literal(p_queue)));
     end if;
   end if;
+  return v_q;
 end $$;
 
 --
@@ -720,10 +741,10 @@ begin
 end $$;
 
 --
--- Name: create_queue(text, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: create_queue(text, integer, numeric, integer, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT NULL::integer) RETURNS void
+CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT NULL::integer, default_timeout numeric DEFAULT NULL::numeric, default_priority integer DEFAULT NULL::integer, default_max_retries integer DEFAULT NULL::integer) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -734,8 +755,13 @@ begin
     perform jobs.raise_invalid('PD015', 'max_size', format('must be between 1 and 100000000, or null for unbounded, got %s',
                                                           create_queue.max_size));
   end if;
-  insert into jobs.queue as q (name, max_size) values (create_queue.name, create_queue.max_size)
-  on conflict (name) do update set max_size = excluded.max_size;
+  perform jobs.check_options(create_queue.default_timeout, create_queue.default_priority,
+                             create_queue.default_max_retries, 'default_');
+  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries)
+  values (create_queue.name, create_queue.max_size, create_queue.default_timeout, create_queue.default_priority,
+          create_queue.default_max_retries)
+  on conflict (name) do update set max_size = excluded.max_size, default_timeout = excluded.default_timeout,
+    default_priority = excluded.default_priority, default_max_retries = excluded.default_max_retries;
 end $$;
 
 --
@@ -1710,6 +1736,7 @@ declare
   v_id bigint;
   v_replace boolean := false;
   v_old record;
+  v_q jobs.queue;
 begin
   perform jobs.check_task(publish.task);
   if publish.task like 'sql:%' then
@@ -1755,13 +1782,14 @@ begin
             'must be the serial_key of job %s, which this publish replaces (%s), got %s', v_old.job_id,
             coalesce(left(quote_literal(v_old.serial_key), 80), 'null'), coalesce(left(quote_literal(publish.serial_key), 80), 'null')));
         end if;
-        if v_old.queue <> v_queue then
-          perform jobs.admit(v_queue, 1);
-        end if;
+        -- Moved to another queue, the job needs room there; in its own, only the defaults.
+        v_q := jobs.admit(v_queue, case when v_old.queue <> v_queue then 1 else 0 end);
         update jobs.job_queue q
         set task = publish.task, body = publish.body, scheduled_at = coalesce(publish.scheduled_at, v_now),
-            timeout = coalesce(publish.timeout, 60), priority = coalesce(publish.priority, 0),
-            max_retries = coalesce(publish.max_retries, 3), queue = v_queue, attributes = publish.attributes
+            timeout = coalesce(publish.timeout, v_q.default_timeout, 60),
+            priority = coalesce(publish.priority, v_q.default_priority, 0),
+            max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
+            attributes = publish.attributes
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -1777,7 +1805,7 @@ begin
         return v_id;
       end if;
     end if;
-    perform jobs.admit(v_queue, 1);
+    v_q := jobs.admit(v_queue, 1);
     if publish.depends_on is not null then
       v_waiting := jobs.lock_dependencies(publish.depends_on);
     end if;
@@ -1790,8 +1818,8 @@ begin
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
-            coalesce(publish.timeout, 60), coalesce(publish.priority, 0),
-            coalesce(publish.max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
+            coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
+            coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
@@ -1821,6 +1849,10 @@ declare
   v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
   v_bad record;
   v_ids bigint[];
+  v_q jobs.queue;
+  v_timeout numeric;
+  v_priority integer;
+  v_max_retries integer;
 begin
   if coalesce(jsonb_typeof(publish_arrays.bodies), 'array') <> 'array'
      or coalesce(jsonb_array_length(publish_arrays.bodies), v_n) <> v_n
@@ -1871,13 +1903,18 @@ begin
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
   end if;
-  perform jobs.admit(v_queue, v_n);
+  v_q := jobs.admit(v_queue, v_n);
+  -- Once per statement: the queue's defaults, else the global ones.
+  v_timeout := coalesce(v_q.default_timeout, 60);
+  v_priority := coalesce(v_q.default_priority, 0);
+  v_max_retries := coalesce(v_q.default_max_retries, 3);
   perform jobs.notify('pgdrain_queued', v_queue);
 
   with inserted as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
     select j.task, j.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
-           coalesce(j.timeout, 60), coalesce(j.priority, 0), coalesce(j.max_retries, 3), v_now, v_queue
+           coalesce(j.timeout, v_timeout), coalesce(j.priority, v_priority), coalesce(j.max_retries, v_max_retries),
+           v_now, v_queue
     -- One function scan in lockstep (no join): its ordinality is already in order.
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.scheduled_at), unnest(publish_arrays.delays),
                     unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
@@ -2467,10 +2504,6 @@ begin
   return jobs.pg_cron_schedule('pgdrain:http:' || schedule_http_drain.name, schedule_http_drain.cron,
                                format('select jobs.run_http_drain(%L)', schedule_http_drain.name));
 end $_$;
-
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
 
 --
 -- Name: recurring; Type: TABLE; Schema: jobs; Owner: -
@@ -3173,17 +3206,6 @@ CREATE TABLE jobs.migration (
     name text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL,
     checksum text
-);
-
---
--- Name: queue; Type: TABLE; Schema: jobs; Owner: -
---
-
-CREATE TABLE jobs.queue (
-    name text NOT NULL,
-    max_size integer,
-    paused boolean DEFAULT false NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 --

@@ -1,8 +1,9 @@
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
-import { jobIdSchema, jobIdsSchema, parse, queueNameSchema, redriveFilterSchema, rescheduleOptionsSchema, unstorableText } from './options.js';
-import type { JobInfo, JobProgress, RedriveFilter, RescheduleOptions } from './types.js';
+import { jobIdSchema, jobIdsSchema, namedQueueOptionsSchema, parse, queueNameSchema, redriveFilterSchema, rescheduleOptionsSchema,
+  unstorableText } from './options.js';
+import type { JobInfo, JobProgress, NamedQueueOptions, RedriveFilter, RescheduleOptions } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip).
 
@@ -109,14 +110,16 @@ export async function redrive(db: Queryable, filter: RedriveFilter = {}): Promis
      f.includeCancelled ?? false]));
 }
 
-/** Creates a named queue, or sets the maxSize of an existing one (undefined: unbounded). */
-export async function createNamedQueue(db: Queryable, name: string, options: { maxSize?: number } = {}): Promise<void> {
+/**
+ * Creates a named queue, or sets the maxSize and job defaults of an existing
+ * one: every call sets all of them (left out: unbounded, the global default).
+ */
+export async function createNamedQueue(db: Queryable, name: string, options: NamedQueueOptions = {}): Promise<void> {
   parse(queueNameSchema, name, 'name');
-  const { maxSize } = options;
-  if (maxSize !== undefined && (!Number.isInteger(maxSize) || maxSize < 1 || maxSize > 100_000_000)) {
-    throw new ValidationError('options.maxSize', 'must be an integer between 1 and 100000000');
-  }
-  await callValue(db, 'select jobs.create_queue($1, $2) as r', [name, maxSize ?? null]);
+  const o = parse(namedQueueOptionsSchema, options, 'options');
+  await callValue(db, 'select jobs.create_queue($1, max_size => $2, default_timeout => $3, default_priority => $4, ' +
+    'default_max_retries => $5) as r',
+    [name, o.maxSize ?? null, o.timeoutSeconds ?? null, o.priority ?? null, o.maxRetries ?? null]);
 }
 
 /** Pauses (true) or resumes (false) a queue; returns false when no such queue exists. */

@@ -98,6 +98,15 @@ export const publishOptionsSchema = z.strictObject({
   z.refine((o) => o.dedupeMode !== 'replace' || o.dependsOn === undefined, {
     message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }));
 
+/** queues.create's options: the bound, and the defaults checked as a publish's own. */
+export const namedQueueOptionsSchema = z.strictObject({
+  maxSize: z.optional(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000_000,
+    'must be an integer between 1 and 100000000'))),
+  timeoutSeconds: bulkOptions.timeoutSeconds,
+  priority: bulkOptions.priority,
+  maxRetries: bulkOptions.maxRetries,
+});
+
 export const redriveFilterSchema = z.strictObject({
   ids: z.optional(z.array(jobId)),
   task: z.optional(text(200, 'must be a non-empty pattern')),

@@ -7,8 +7,8 @@ import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import { checkDriver, checkQueryable, type DrainOptions } from './options.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
-import type { BulkJob, DrainReport, Handler, JobInfo, JobOutcome, PublishOptions, RedriveFilter, RescheduleOptions, TaskMap,
-  TransactionalHandler } from './types.js';
+import type { BulkJob, DrainReport, Handler, JobInfo, JobOutcome, NamedQueueOptions, PublishOptions, RedriveFilter,
+  RescheduleOptions, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
@@ -67,9 +67,9 @@ export interface Queue {
    * with includeCancelled, cancelled jobs among filter.ids too. Returns how many.
    */
   redrive(filter?: RedriveFilter): Promise<number>;
-  /** Named queues: create (or resize), pause and resume. */
+  /** Named queues: create (or change its maxSize and job defaults), pause and resume. */
   readonly queues: {
-    create(name: string, options?: { maxSize?: number | undefined }): Promise<void>;
+    create(name: string, options?: NamedQueueOptions): Promise<void>;
     pause(name: string): Promise<boolean>;
     resume(name: string): Promise<boolean>;
   };

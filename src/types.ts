@@ -77,6 +77,21 @@ export interface PublishOptions extends BulkPublishOptions {
   attributes?: Record<string, Json> | undefined;
 }
 
+/**
+ * A named queue's settings (queues.create). Each call sets all of them: one
+ * left out is unbounded (maxSize) or the global default (60 s, 0, 3).
+ */
+export interface NamedQueueOptions {
+  /** Refuse publishing beyond this many waiting jobs (1 to 100000000). */
+  maxSize?: number | undefined;
+  /** timeoutSeconds of a job published to the queue without one. */
+  timeoutSeconds?: number | undefined;
+  /** priority of a job published to the queue without one. */
+  priority?: number | undefined;
+  /** maxRetries of a job published to the queue without one. */
+  maxRetries?: number | undefined;
+}
+
 export interface BulkJob extends BulkPublishOptions {
   task: string;
   body?: unknown;

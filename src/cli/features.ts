@@ -25,6 +25,15 @@ export function integer(min: number, max: number) {
   };
 }
 
+/** queue create --timeout: seconds, as a publish's timeout. */
+function queueSeconds(value: string) {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0.001 || n > 86400) {
+    throw new InvalidArgumentError('must be a number of seconds from 0.001 to 86400');
+  }
+  return n;
+}
+
 function positive(value: string) {
   if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || Number(value) > 2_147_483_647) {
     throw new InvalidArgumentError('must be a positive integer of at most 2147483647');
@@ -126,13 +135,17 @@ export function featureCommands(withConnection: WithConnection): Command[] {
 
   const queue = new Command('queue').description('named queues: create, pause, resume');
   queue.command('create')
-    .description('create a queue, or change its --max-size')
+    .description('create a queue, or change its --max-size and job defaults (each run sets them all: a flag left out is unbounded or the global default)')
     .argument('<name>')
-    // The core's bound (jobs.create_queue).
+    // The core's bounds (jobs.create_queue, jobs.check_options).
     .option('--max-size <n>', 'refuse publishing beyond this many waiting jobs', integer(1, 100_000_000))
+    .option('--timeout <seconds>', 'timeout of a job published here without one (default 60)', queueSeconds)
+    .option('--max-retries <n>', 'max retries of a job published here without them (default 3)', integer(0, 1000))
+    .option('--priority <n>', 'priority of a job published here without one (default 0)', integer(-1_000_000, 1_000_000))
     .addOption(dsnOption())
-    .action(async (name: string, opts: { maxSize?: number; dsn?: string }) => {
-      await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, { maxSize: opts.maxSize }));
+    .action(async (name: string, opts: { maxSize?: number; timeout?: number; maxRetries?: number; priority?: number; dsn?: string }) => {
+      await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, {
+        maxSize: opts.maxSize, timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, priority: opts.priority }));
     });
   for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {
     queue.command(verb)
