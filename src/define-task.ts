@@ -3,6 +3,7 @@ import { ValidationError } from './errors.js';
 import { resultJson } from './json-text.js';
 import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
+import { rateLimiter } from './rate-limit.js';
 import { outcomeArrays, type SettleCounts } from './settler.js';
 import { resolveHandler, taskNames } from './tasks.js';
 import type { Handler, JobContext, PublishOptions, TaskMap, TransactionalHandler } from './types.js';
@@ -102,6 +103,8 @@ const TRANSACTIONAL_ACK_SQL =
   'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[], ' +
   'now => clock_timestamp(), worker_id => $8) as r';
 
+const notStored = async (): Promise<boolean> => false;
+
 /**
  * Runs a transactional handler and acks its job in the same transaction.
  * Returns the settle counts of the commit; throws the handler's error after
@@ -123,9 +126,12 @@ export async function runTransactional(
       // Spelled out: a spread would drop ctx's signal (an accessor on its prototype).
       // progress and rateLimit go through the drain's connections, not this
       // transaction: progress shows while the job runs, a token taken stays taken.
+      // On one session (PGlite, a pool of 1) this transaction holds it: a token
+      // is taken in the transaction, and progress is not stored (answers false).
+      const oneSession = driver.maxConnections === 1;
       const result = await handler(job.body, {
         job: ctx.job, signal: ctx.signal, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
-        progress: ctx.progress, rateLimit: ctx.rateLimit,
+        progress: oneSession ? notStored : ctx.progress, rateLimit: oneSession ? rateLimiter(tx) : ctx.rateLimit,
       });
       // Past its timeout (or cancelled) the drain has already settled it: roll its work back.
       if (ctx.signal.aborted) throw ctx.signal.reason;

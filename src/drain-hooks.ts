@@ -36,7 +36,10 @@ export class DrainHooks {
     const durationMs = startedAt === undefined ? 0 : Date.now() - startedAt;
     let event: JobEndEvent;
     if (outcome === null || outcome.outcome === 'ack') event = { job, outcome: 'ack', durationMs, willRetry: false };
-    else if (outcome.outcome === 'release') event = { job, outcome: 'release', durationMs, willRetry: true };
+    else if (outcome.outcome === 'release') {
+      event = { job, outcome: 'release', durationMs, willRetry: true };
+      if (outcome.thrown !== undefined) event.thrown = outcome.thrown; // a SnoozeJob
+    }
     else {
       const cancelled = outcome.outcome === 'fail' && outcome.error === CANCELLED_ERROR;
       event = {

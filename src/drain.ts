@@ -221,6 +221,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (busy > 0 && free < refillAt) {
         // Lingering, a NOTIFY or a poll fills free slots too: a new job need not wait for a long one.
         const why = idle && free > 0 ? await idle.wait(stopAt, changed()) : await changed();
+        // At stopAt the wait answers at once: stop here (its timer could not fire between microtasks).
+        if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if (why !== 'heard' && why !== 'poll') continue;
       }
       // take() may wait for a settle in flight: the budget and a stop are read after it.

@@ -44,8 +44,8 @@ export function rateLimiter(db: Queryable): RateLimit {
 }
 
 function checkRateLimit(key: unknown, options: unknown): RateLimitOptions {
-  if (typeof key !== 'string' || key === '' || key.length > 200) {
-    throw new ValidationError('key', 'must be a non-empty string of at most 200 characters');
+  if (typeof key !== 'string' || key === '' || key.length > 200 || key.includes('\0')) {
+    throw new ValidationError('key', 'must be a non-empty string of at most 200 characters, without NUL');
   }
   if (typeof options !== 'object' || options === null) {
     throw new ValidationError('options', 'must be { limit, perSeconds }');

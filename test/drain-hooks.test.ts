@@ -2,7 +2,7 @@
 // job with the outcome the drain saw, a throwing hook never breaks the drain,
 // over a real PostgreSQL.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createQueue, defineTask, FailJob, ValidationError, type DrainOptions, type JobContext, type JobEndEvent,
+import { createQueue, defineTask, FailJob, SnoozeJob, ValidationError, type DrainOptions, type JobContext, type JobEndEvent,
   type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
 
@@ -32,6 +32,17 @@ afterEach(() => {
 });
 
 describe('onJobEnd', () => {
+  it('gives a snoozed job as release, with the SnoozeJob it threw', async () => {
+    const events: JobEndEvent[] = [];
+    const snooze = new SnoozeJob({ delayMs: 3_600_000 });
+    const q = queueWith({ later: async () => { throw snooze; } });
+    await q.publish('later');
+    expect(await q.drain(10, deadline(), { onJobEnd: (e) => events.push(e) })).toMatchObject({ claimed: 1, released: 1 });
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ outcome: 'release', willRetry: true });
+    expect(events[0]!.thrown).toBe(snooze);
+  });
+
   it('is called once per job with ack, nack (willRetry), fail (FailJob), a timeout, and a transactional ack', async () => {
     const events: JobEndEvent[] = [];
     const started: string[] = [];

@@ -184,6 +184,7 @@ describe('ctx.rateLimit', () => {
     expect(await bad('', { limit: 1, perSeconds: 1 })).toBe('key');
     expect(await bad(42, { limit: 1, perSeconds: 1 })).toBe('key');
     expect(await bad('k'.repeat(201), { limit: 1, perSeconds: 1 })).toBe('key');
+    expect(await bad('a\u0000b', { limit: 1, perSeconds: 1 })).toBe('key'); // PostgreSQL text holds no NUL
     expect(await bad('k', undefined)).toBe('options');
     expect(await bad('k', { limit: 1, perSeconds: 1, burst: 2 })).toBe('options');
     for (const limit of [0, 1.5, -1, '3', Number.NaN, 1_000_001]) expect(await bad('k', { limit, perSeconds: 1 })).toBe('options.limit');
