@@ -1,4 +1,4 @@
--- pgdrain 0007: views for watching the queue, dead letters and redrive,
+-- pgdrain 0007: views for watching the queue and its dead letters,
 -- queue administration, and opt-in roles.
 
 -- The state of a job still in jobs.job_queue.
@@ -67,92 +67,7 @@ select j.job_id, j.task, j.body, j.error, j.attempts, j.max_retries, j.queue, j.
 from jobs.job j
 where j.status = 'failure';
 
--- Runs dead letters again, in one statement: all of them, or those matching
--- every filter given (job_ids, a task LIKE pattern where only % is a
--- wildcard, queue, ended_after, an error LIKE pattern). Each goes back to
--- pending under its own job id with a fresh set of retries; its error stays in
--- last_error. A job whose dedupe key is active again is left in place, and of
--- dead letters sharing a key only the oldest goes back.
--- Returns how many were redriven.
-create function jobs.redrive(
-  job_ids     bigint[]    default null,
-  task        text        default null,
-  queue       text        default null,
-  ended_after timestamptz default null,
-  error_like  text        default null,
-  now         timestamptz default null
-) returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
-declare
-  v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
-  v_matched bigint[];
-  v_ids bigint[];
-  v_keys text[];
-  v_count integer;
-begin
-  select array_agg(j.job_id) into v_matched
-  from (
-    select j.job_id from jobs.job j
-    where j.status = 'failure'
-      and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
-      and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
-      and (redrive.queue is null or j.queue = redrive.queue)
-      and (redrive.ended_after is null or j.ended_at > redrive.ended_after)
-      and (redrive.error_like is null or j.error like redrive.error_like)
-      and exists (select 1 from jobs.queue x where x.name = j.queue)
-    for update of j skip locked
-  ) j;
-  if v_matched is null then
-    return 0;
-  end if;
-  -- The ones that go back: a dedupe key held by an active job, or by an
-  -- older dead letter going back, keeps its job here. Counted before the
-  -- queue's bound (a key taken after this only leaves more room).
-  select array_agg(p.job_id), array_agg(distinct p.serial_key) filter (where p.serial_key is not null)
-  into v_ids, v_keys
-  from (
-    select distinct on (coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null) p.job_id, p.serial_key
-    from jobs.job p
-    where p.job_id = any(v_matched)
-      and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
-    order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
-  ) p;
-  -- A bounded queue takes back only what fits, as a publish would (PD010,
-  -- and nothing is redriven); its lock before the keys', as in jobs.publish.
-  perform jobs.admit(x.queue, x.n::integer)
-  from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
-  -- The lock jobs.publish and jobs.after_end take for a serial key, taken
-  -- before looking at the key's jobs: a head that ends meanwhile waits for
-  -- this commit and then sees the jobs put back.
-  perform pg_advisory_xact_lock(736038, hashtext(k)) from unnest(v_keys) k order by k;
-  with back as (
-    -- A job with a serial key goes back waiting; jobs.after_end below makes
-    -- the key's first job its head when none runs. Judged per job here, the
-    -- wait could count an earlier job the dedupe conflict leaves out.
-    insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
-                                created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
-    overriding system value
-    select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
-           p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes
-    from jobs.job p
-    where p.job_id = any(v_ids)
-    on conflict do nothing
-    returning job_id
-  ), gone as (
-    delete from jobs.job j using back b where j.job_id = b.job_id returning 1
-  )
-  select count(*) into v_count from gone;
-  if v_keys is not null then
-    perform jobs.after_end(null, null, v_keys, v_now);
-  end if;
-  if v_count > 0 then
-    perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
-  end if;
-  if v_count < cardinality(v_matched) then
-    raise notice 'pgdrain: % of % matching dead letters left in place: an active job, or an older dead letter going back, holds their dedupe key',
-      cardinality(v_matched) - v_count, cardinality(v_matched);
-  end if;
-  return v_count;
-end $$;
+-- jobs.redrive, which runs them again, is in sql/0011_admin.sql.
 
 -- Queues -----------------------------------------------------------------------
 

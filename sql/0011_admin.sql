@@ -1,6 +1,6 @@
 -- pgdrain 0011: cancelling a job; changing queued jobs as a set: cancel,
--- reschedule or fail many at once, and put cancelled jobs back (redrive's
--- include_cancelled).
+-- reschedule or fail many at once; and redrive, which puts dead letters (and,
+-- by id, cancelled jobs) back.
 --
 -- Each function first locks the jobs it may change (jobs.lock_jobs), and
 -- only then reads their state and changes them, in statements of their own:
@@ -273,13 +273,19 @@ begin
   return cardinality(v_ids);
 end $$;
 
--- jobs.redrive (sql/0007) with include_cancelled: cancelled jobs among
--- job_ids go back too (required with it: every cancel of history would
--- otherwise match). A cancelled dependant goes back without its
--- dependencies (their rows ended with it): it runs as soon as it is due.
--- Ids given that are not put back, nor left in place for their dedupe key,
--- are named in a notice with where they are (archived, still queued, ...).
-drop function jobs.redrive(bigint[], text, text, timestamptz, text, timestamptz);
+-- Runs dead letters again, in one statement: all of them, or those matching
+-- every filter given (job_ids, a task LIKE pattern where only % is a
+-- wildcard, queue, ended_after, an error LIKE pattern). Each goes back to
+-- pending under its own job id with a fresh set of retries; its error stays in
+-- last_error. A job whose dedupe key is active again is left in place, and of
+-- dead letters sharing a key only the oldest goes back.
+-- Returns how many were redriven.
+-- With include_cancelled, cancelled jobs among job_ids go back too
+-- (required with it: every cancel of history would otherwise match). A
+-- cancelled dependant goes back without its dependencies (their rows ended
+-- with it): it runs as soon as it is due. Ids given that are not put back,
+-- nor left in place for their dedupe key, are named in a notice with where
+-- they are (archived, still queued, ...).
 create function jobs.redrive(
   job_ids     bigint[]    default null,
   task        text        default null,
