@@ -25,15 +25,6 @@ export function integer(min: number, max: number) {
   };
 }
 
-/** queue create --timeout: seconds, as a publish's timeout. */
-function queueSeconds(value: string) {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0.001 || n > 86400) {
-    throw new InvalidArgumentError('must be a number of seconds from 0.001 to 86400');
-  }
-  return n;
-}
-
 function positive(value: string) {
   if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || Number(value) > 2_147_483_647) {
     throw new InvalidArgumentError('must be a positive integer of at most 2147483647');
@@ -93,6 +84,26 @@ export function addDrainOptions(cmd: Command): Command {
     .option('--worker-id <id>', 'recorded on every job this drain runs (default: host:pid)', checkedBy(workerIdSchema));
 }
 
+/** A flag's seconds, from min to max. */
+export function seconds(min: number, max: number) {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`must be a number of seconds from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+/** A flag's JSON. */
+export function json(value: string) {
+  try {
+    return JSON.parse(value) as unknown;
+  } catch (error) {
+    throw new InvalidArgumentError(`must be JSON (${(error as Error).message})`);
+  }
+}
+
 export function featureCommands(withConnection: WithConnection): Command[] {
   const redriveCmd = new Command('redrive')
     .description('run dead letters (failed jobs) again: all, or those matching every filter given')
@@ -139,7 +150,7 @@ export function featureCommands(withConnection: WithConnection): Command[] {
     .argument('<name>')
     // The core's bounds (jobs.create_queue, jobs.check_options).
     .option('--max-size <n>', 'refuse publishing beyond this many waiting jobs', integer(1, 100_000_000))
-    .option('--timeout <seconds>', 'timeout of a job published here without one (default 60)', queueSeconds)
+    .option('--timeout <seconds>', 'timeout of a job published here without one (default 60)', seconds(0.001, 86400))
     .option('--max-retries <n>', 'max retries of a job published here without them (default 3)', integer(0, 1000))
     .option('--priority <n>', 'priority of a job published here without one (default 0)', integer(-1_000_000, 1_000_000))
     .addOption(dsnOption())

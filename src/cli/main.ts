@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, topicSchema } from '../options.js';
@@ -7,7 +7,7 @@ import { publish } from '../publish.js';
 import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
-import { addDrainOptions, addPublishOptions, checkedBy, featureCommands, integer } from './features.js';
+import { addDrainOptions, addPublishOptions, checkedBy, featureCommands, integer, json, seconds } from './features.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { scheduleCommand } from './schedule-commands.js';
 import { serveCommand } from './serve.js';
@@ -19,24 +19,6 @@ import { loadTasks } from './tasks-module.js';
 // 2 a usage error (bad flag or argument).
 
 const log = (line: string) => process.stderr.write(`${withoutPasswords(line)}\n`);
-
-function seconds(min: number, max: number) {
-  return (value: string) => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`must be a number of seconds from ${min} to ${max}`);
-    }
-    return n;
-  };
-}
-
-function json(value: string) {
-  try {
-    return JSON.parse(value) as unknown;
-  } catch (error) {
-    throw new InvalidArgumentError(`must be JSON (${(error as Error).message})`);
-  }
-}
 
 async function withConnection<T>(dsn: string | undefined, fn: (c: Connection) => Promise<T>): Promise<T> {
   const connection = await connect(dsn, log);

@@ -1,7 +1,7 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import type { Driver } from '../db/driver.js';
 import { PgDrainError, ValidationError } from '../errors.js';
-import { integer } from './features.js';
+import { integer, json, seconds } from './features.js';
 import { formatTable } from './format.js';
 
 // `pgdrain schedule add | list | rm`: recurring jobs (src/schedules.ts,
@@ -29,21 +29,6 @@ function asFlag(error: unknown): unknown {
   return new ValidationError(flag, error.message.slice(error.message.indexOf(': ') + 2), { cause: error });
 }
 
-function seconds(value: string) {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0.001 || n > 86400) {
-    throw new InvalidArgumentError('must be a number of seconds from 0.001 to 86400');
-  }
-  return n;
-}
-
-function json(value: string) {
-  try {
-    return JSON.parse(value) as unknown;
-  } catch (error) {
-    throw new InvalidArgumentError(`must be JSON (${(error as Error).message})`);
-  }
-}
 
 export function scheduleCommand(withConnection: WithConnection): Command {
   const cmd = new Command('schedule').description('recurring jobs: add (or replace), list, rm');
@@ -56,7 +41,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
     .option('--body <json>', 'the body of each job, as JSON', json)
     .option('--queue <name>', 'the queue of its jobs (default: default)')
     .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
-    .option('--timeout <seconds>', 'seconds a run may take (default 60)', seconds)
+    .option('--timeout <seconds>', 'seconds a run may take (default 60)', seconds(0.001, 86400))
     .option('--max-retries <n>', 'retries after the first attempt (default 3)', integer(0, 1000))
     .addOption(new Option('--runner <runner>', 'what fires it (default: pg_cron where it is usable and no --tz, else drains)')
       .choices(['pg_cron', 'drains']))
