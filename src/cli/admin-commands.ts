@@ -1,16 +1,11 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { cancelJob, cancelJobs, failJobs, rescheduleJobs } from '../admin.js';
-import type { Driver } from '../db/driver.js';
 import { ValidationError } from '../errors.js';
 import { isJobId, isoDateTimeSchema, MAX_DELAY_SECONDS } from '../options.js';
-import { checkedBy, integer } from './features.js';
+import { checkedBy, dsnOption, integer, seconds, type WithConnection } from './features.js';
 
 // Changing queued jobs, many at once: cancel, reschedule, fail (sql/0011).
 // main.ts registers them.
-
-type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) => Promise<T>) => Promise<T>;
-
-const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
 
 /** The <id...> arguments, each checked: a usage error (exit 2) names the first bad one. */
 function checkIds(ids: string[]): string[] {
@@ -19,14 +14,6 @@ function checkIds(ids: string[]): string[] {
     throw new ValidationError('id', `must be a job id (a positive integer of at most 9223372036854775807), got ${JSON.stringify(bad)}`);
   }
   return ids;
-}
-
-function seconds(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > MAX_DELAY_SECONDS) {
-    throw new InvalidArgumentError(`must be a number of seconds from 0 to ${MAX_DELAY_SECONDS}`);
-  }
-  return n;
 }
 
 export function adminCommands(withConnection: WithConnection): Command[] {
@@ -53,7 +40,7 @@ export function adminCommands(withConnection: WithConnection): Command[] {
       + '(running and ended jobs are left alone)')
     .argument('<id...>', 'job ids')
     .option('--at <iso>', 'run at this time (ISO 8601 with a time zone)', checkedBy(isoDateTimeSchema))
-    .option('--delay <seconds>', 'run this many seconds from now', seconds)
+    .option('--delay <seconds>', 'run this many seconds from now', seconds(0, MAX_DELAY_SECONDS))
     .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
     .addOption(dsnOption())
     .action(async (ids: string[], opts: { at?: Date; delay?: number; priority?: number; dsn?: string }) => {

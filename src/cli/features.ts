@@ -10,9 +10,11 @@ import { formatTable } from './format.js';
 // The commands of issue 7 (redrive, dead-letters, queue, wait; cancel is in admin-commands.ts) and
 // the options they add to publish and drain. main.ts registers them.
 
-type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) => Promise<T>) => Promise<T>;
+/** How a command gets its database (main.ts): a driver, closed after fn. */
+export type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) => Promise<T>) => Promise<T>;
 
-const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
+/** Every command's --dsn. */
+export const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
 
 /** A flag's parser: a whole number from min to max. */
 export function integer(min: number, max: number) {

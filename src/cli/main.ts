@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, topicSchema } from '../options.js';
@@ -7,7 +7,7 @@ import { publish } from '../publish.js';
 import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
-import { addDrainOptions, addPublishOptions, checkedBy, featureCommands, integer, json, seconds } from './features.js';
+import { addDrainOptions, addPublishOptions, checkedBy, dsnOption, featureCommands, integer, json, seconds } from './features.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { scheduleCommand } from './schedule-commands.js';
 import { serveCommand } from './serve.js';
@@ -29,7 +29,6 @@ async function withConnection<T>(dsn: string | undefined, fn: (c: Connection) =>
   }
 }
 
-const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
 
 export function program(): Command {
   const cli = new Command('pgdrain')

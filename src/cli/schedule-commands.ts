@@ -1,16 +1,11 @@
 import { Command, Option } from 'commander';
-import type { Driver } from '../db/driver.js';
 import { PgDrainError, ValidationError } from '../errors.js';
-import { integer, json, seconds } from './features.js';
+import { dsnOption, integer, json, seconds, type WithConnection } from './features.js';
 import { formatTable } from './format.js';
 
 // `pgdrain schedule add | list | rm`: recurring jobs (src/schedules.ts,
 // sql/0009_schedule.sql). main.ts registers them. The schedules module (and
 // croner with it) loads only when one of these runs.
-
-type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driver }) => Promise<T>) => Promise<T>;
-
-const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
 
 // The flag (or argument) that sets each field of the spec, in the core's
 // errors ("spec.timeoutSeconds: …") and the database's ("tz: …").
@@ -28,7 +23,6 @@ function asFlag(error: unknown): unknown {
   if (flag === undefined) return error;
   return new ValidationError(flag, error.message.slice(error.message.indexOf(': ') + 2), { cause: error });
 }
-
 
 export function scheduleCommand(withConnection: WithConnection): Command {
   const cmd = new Command('schedule').description('recurring jobs: add (or replace), list, rm');
