@@ -2049,7 +2049,10 @@ begin
       left join jobs.job j on j.job_id = d.id
       order by d.id limit 20
     ) m;
-    raise notice 'pgdrain: not redriven: %', v_missing;
+    -- None left when the ids only repeat: no notice then.
+    if v_missing is not null then
+      raise notice 'pgdrain: not redriven: %', v_missing;
+    end if;
   end if;
   if v_matched is null then
     return 0;
