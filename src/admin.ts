@@ -15,12 +15,11 @@ import type { JobInfo, JobProgress, NamedQueueOptions, RedriveFilter, Reschedule
  */
 export async function cancelJob(db: Queryable, jobId: string, reason?: string): Promise<'cancelled' | 'cancelling' | null> {
   parse(jobIdSchema, jobId, 'jobId');
-  if (reason !== undefined && typeof reason !== 'string') throw new ValidationError('reason', 'must be a string');
-  const rule = reason === undefined ? null : unstorableText(reason);
-  if (rule) throw new ValidationError('reason', rule);
+  checkReason(reason);
   return callValue(db, 'select jobs.cancel($1::bigint, $2) as r', [jobId, reason ?? null]);
 }
 
+/** A reason to record as the error: a string PostgreSQL can store. */
 function checkReason(reason: unknown): void {
   if (reason !== undefined && typeof reason !== 'string') throw new ValidationError('reason', 'must be a string');
   const rule = reason === undefined ? null : unstorableText(reason);

@@ -1,20 +1,12 @@
 // pgdrain cancel <id...>, reschedule, fail (sql/0011) as a child process against a real PostgreSQL.
-import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
 import { beforeEach, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { runCli } from './support/drain-process.js';
 
-const CLI = resolve('dist/cli.mjs');
 const db = await testDb();
 const sql = db.sql;
 
-function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url };
-  return new Promise((done) => {
-    execFile(process.execPath, [CLI, ...args], { env, timeout: 30_000 }, (error, stdout, stderr) =>
-      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }));
-  });
-}
+const cli = (...args: string[]) => runCli(db.url, ...args);
 const publish = async () => (await sql<{ id: string }>(`select jobs.publish('t')::text as id`))[0]!.id;
 
 beforeEach(async () => {

@@ -2,16 +2,14 @@
 // default_max_retries), queues.create(name, { timeoutSeconds, priority,
 // maxRetries }) and `pgdrain queue create --timeout --priority --max-retries`.
 // A job published to the queue without a value takes the queue's.
-import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {} });
-const CLI = resolve('dist/cli.mjs');
 
 type Options = { timeout: string; priority: number; max_retries: number };
 /** The options of the job with this id. */
@@ -23,13 +21,7 @@ async function publishSql(text: string, params?: unknown[]): Promise<string> {
 }
 const sqlError = (text: string) => sql(text).then(() => null, (e: { code: string; column: string; message: string }) => e);
 
-function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url };
-  return new Promise((done) => {
-    execFile(process.execPath, [CLI, ...args], { env, timeout: 30_000 }, (error, stdout, stderr) =>
-      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }));
-  });
-}
+const cli = (...args: string[]) => runCli(db.url, ...args);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.recurring');

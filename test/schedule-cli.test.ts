@@ -1,22 +1,14 @@
 // `pgdrain schedule add | list | rm` as users run them: dist/cli.mjs as a
 // child process (npm run build first) against a real PostgreSQL without
 // pg_cron in this database, so schedules go to the drains.
-import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { runCli } from './support/drain-process.js';
 
-const CLI = resolve('dist/cli.mjs');
 const db = await testDb();
 const sql = db.sql;
 
-function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url };
-  return new Promise((done) => {
-    execFile(process.execPath, [CLI, ...args], { env, timeout: 30_000 }, (error, stdout, stderr) =>
-      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }));
-  });
-}
+const cli = (...args: string[]) => runCli(db.url, ...args);
 
 beforeEach(async () => {
   await sql('truncate jobs.recurring, jobs.job_queue');

@@ -1,6 +1,6 @@
 // `pgdrain drain` as a container runtime runs it: a child process of the
 // built CLI (run `npm run build` first), with its settings in the environment.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import type { DrainReport } from '../../src/types.js';
 
@@ -21,6 +21,15 @@ export interface DrainProcess {
   exited: Promise<Exit>;
   /** What it wrote on stderr so far. */
   stderr(): string;
+}
+
+/** Runs `pgdrain ARGS` against the database at url to its exit (at most 30 s): its code and output. */
+export function runCli(url: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url };
+  return new Promise((done) => {
+    execFile(process.execPath, [CLI, ...args], { env, timeout: 30_000 }, (error, stdout, stderr) =>
+      done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }));
+  });
 }
 
 /** The URL with an application_name, so pg_stat_activity tells whose backends are whose. */
