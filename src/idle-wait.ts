@@ -26,7 +26,9 @@ export type Wake = 'heard' | 'poll' | 'changed' | 'until';
  *
  * The LISTEN session opens at the first wait, so a drain that never waits
  * opens none; close() ends it. If it cannot open, or is lost, the drain
- * goes on polling.
+ * goes on polling. Once open, and each time it is back after a loss, the
+ * drain claims once (what was published meanwhile sent no NOTIFY it heard),
+ * no sooner than NOTIFY_GAP_MS after its last claim, as for a NOTIFY.
  */
 export class IdleWait {
   /** A NOTIFY for the queue came since the last claim was sent. */

@@ -72,7 +72,7 @@ export interface QueuedListener {
   /**
    * Stops listening and ends the session, even one still opening. A session
    * lost before that is reopened about once a second; what was sent
-   * meanwhile is not heard.
+   * meanwhile is not heard, so once it is back fn is called with '*'.
    */
   close(): Promise<void>;
 }

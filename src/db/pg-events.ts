@@ -10,7 +10,10 @@ export interface QueueEvent {
   event: 'queued' | 'picked' | 'completed';
   /** Job ids (picked, completed). */
   ids: string[];
-  /** The queue (queued; '*' after a redrive of several queues). */
+  /**
+   * The queue (queued). '*' after a redrive of several queues, and when a
+   * lost LISTEN session is back: what was published meanwhile was not heard.
+   */
   queue?: string;
 }
 
@@ -164,8 +167,13 @@ export class PgJobEvents {
       }
       this.client = client;
       // A session after a lost one, whoever opened it: every waiter asks again
-      // (the NOTIFYs sent meanwhile went to the lost session).
-      if (this.hadSession) for (const w of this.waiters) w.wake();
+      // (the NOTIFYs sent meanwhile went to the lost session), and queued
+      // listeners hear '*' (a lingering drain claims once: a job published in
+      // the gap would otherwise wait for its next poll).
+      if (this.hadSession) {
+        for (const w of this.waiters) w.wake();
+        if (this.channels.includes('pgdrain_queued')) this.emit({ event: 'queued', ids: [], queue: '*' });
+      }
       this.hadSession = true;
       return client;
     })().catch((error: unknown) => {
@@ -177,8 +185,8 @@ export class PgJobEvents {
 
   /**
    * The session is gone. With someone waiting or listening, a new one opens
-   * (about once a second until it does) and every waiter asks again: the
-   * NOTIFYs sent meanwhile are lost with the session.
+   * (about once a second until it does), every waiter asks again and queued
+   * listeners hear '*': the NOTIFYs sent meanwhile are lost with the session.
    */
   private lost(client: pg.Client): void {
     if (this.client !== client) return;
@@ -203,6 +211,10 @@ export class PgJobEvents {
       const ended = new Set(e.ids);
       for (const w of this.waiters) if (ended.has(w.id)) w.wake();
     }
+    this.emit(e);
+  }
+
+  private emit(e: QueueEvent): void {
     for (const listener of this.listeners) {
       try {
         listener(e);
