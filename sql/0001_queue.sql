@@ -18,6 +18,8 @@
 -- (backpressure); a paused queue hands out nothing until resumed. The
 -- default_* columns fill a job's timeout, priority and max_retries when its
 -- publish gives none (null: the global 60 s, 0, 3); jobs.create_queue checks them.
+-- dead_letter names the queue a job of this one is copied to when it fails
+-- for good (jobs.route_dead_letters, sql/0003); the key keeps that queue.
 create table jobs.queue (
   name                text        primary key,
   max_size            integer,
@@ -25,7 +27,8 @@ create table jobs.queue (
   created_at          timestamptz not null default now(),
   default_timeout     numeric,
   default_priority    integer,
-  default_max_retries integer
+  default_max_retries integer,
+  dead_letter         text        references jobs.queue (name)
 );
 insert into jobs.queue (name) values ('default');
 

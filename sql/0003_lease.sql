@@ -60,14 +60,40 @@ end $$;
 -- - dependants of jobs that failed or were cancelled end as cancelled
 --   (and so, in turn, do their own dependants);
 -- - a serial key whose job ended hands its turn to its next job (job_id order).
+-- The dependants it changes are locked first, all of them (those cancelled
+-- in turn too, all the way down), in job_id order: locked in plan order, level
+-- by level, two ends sharing dependants (a diamond) could each hold one
+-- another waits for, a deadlock. job_id order agrees with the rest: a
+-- dependant's id is greater than its dependencies', which the ending
+-- transaction holds, and publishers lock dependencies in job_id order.
+-- p_locked: the caller (its own recursion) has locked them.
 create function jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[],
-                               p_now timestamptz)
+                               p_now timestamptz, p_locked boolean default false)
 returns void language plpgsql as $$
 declare
   v_key text;
   v_cancelled bigint[];
   v_keys text[];
 begin
+  if not p_locked and cardinality(p_unsuccessful) > 0 then
+    -- FOR UPDATE: most of them end here (deleted), with their own dependants.
+    perform from (select q.job_id from jobs.job_queue q
+                  where q.job_id in (with recursive ending(id) as (
+                                       select d.job_id from jobs.dependency d where d.depends_on = any(p_unsuccessful)
+                                       union
+                                       select d.job_id from jobs.dependency d join ending e on d.depends_on = e.id)
+                                     select e.id from ending e
+                                     union all
+                                     select d.job_id from jobs.dependency d where d.depends_on = any(p_succeeded))
+                  order by q.job_id for update) l;
+  elsif not p_locked and cardinality(p_succeeded) > 0 then
+    -- NO KEY UPDATE, as the update below: a publish depending on one of them
+    -- (FOR KEY SHARE) is not waited for.
+    perform from (select q.job_id from jobs.job_queue q
+                  where q.job_id in (select d.job_id from jobs.dependency d where d.depends_on = any(p_succeeded))
+                  order by q.job_id for no key update) l;
+  end if;
+
   if cardinality(p_succeeded) > 0 then
     with done as (
       delete from jobs.dependency d where d.depends_on = any(p_succeeded) returning d.job_id
@@ -120,8 +146,48 @@ begin
 
   if cardinality(v_cancelled) > 0 then
     perform jobs.notify_ids('pgdrain_completed', v_cancelled);
-    perform jobs.after_end(null, v_cancelled, v_keys, p_now);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true);
   end if;
+end $$;
+
+-- Dead letters ----------------------------------------------------------------
+
+-- Called by every path that ends jobs as failures (jobs.settle_arrays, so
+-- ack/nack/settle and the drains; jobs.expire; jobs.fail), with the jobs it
+-- ended, only when one failed. Each that failed for good (status 'failure',
+-- not cancelled) in a queue with a dead_letter queue is published there, in
+-- the same transaction: a new job with its task, body and priority; its
+-- attributes plus "dead_letter": {"job_id", "queue", "error", "attempts"} (the
+-- failed job; a key of that name in its own attributes is replaced); its error
+-- as last_error; the timeout and max_retries of the dead-letter queue's
+-- defaults, else its own; no dedupe or serial key, no dependencies. A dead
+-- letter is never refused: the dead-letter queue's max_size is not checked
+-- (it may go above it, and publishes to it then get PD010), and a paused one
+-- keeps it until resumed. The failed job stays in jobs.job, as ever.
+create function jobs.route_dead_letters(p_ended bigint[], p_now timestamptz)
+returns void language plpgsql as $$
+declare
+  v_queues text[];
+begin
+  if not exists (select 1 from jobs.queue q where q.dead_letter is not null) then
+    return;
+  end if;
+  with sent as (
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
+                                queue, attributes)
+    select j.task, j.body, p_now, coalesce(d.default_timeout, j.timeout), j.priority,
+           coalesce(d.default_max_retries, j.max_retries), p_now, j.error, d.name,
+           coalesce(j.attributes, '{}') || jsonb_build_object('dead_letter', jsonb_build_object(
+             'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts))
+    from jobs.job j
+    join jobs.queue q on q.name = j.queue
+    join jobs.queue d on d.name = q.dead_letter
+    where j.job_id = any(p_ended) and j.status = 'failure'
+    order by j.job_id
+    returning queue
+  )
+  select array_agg(distinct s.queue) into v_queues from sent s;
+  perform jobs.notify('pgdrain_queued', x) from unnest(v_queues) x;
 end $$;
 
 -- Leases ---------------------------------------------------------------------
@@ -181,6 +247,7 @@ begin
   into v_count, v_ended, v_keys;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
+    perform jobs.route_dead_letters(v_ended, v_now);
     v_deps := exists (select 1 from jobs.dependency);
     if v_deps or v_keys is not null then
       perform jobs.after_end(null, case when v_deps then v_ended end, v_keys, v_now);

@@ -170,6 +170,10 @@ begin
   from counts c;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
+    -- Only when one failed: a batch of acks pays nothing for it.
+    if (v_result->>'failed')::integer > 0 then
+      perform jobs.route_dead_letters(v_ended, v_now);
+    end if;
     -- Asked again after the statement, with a snapshot of its own: a
     -- dependant published while the delete waited on its dependency's row
     -- (locked by jobs.lock_dependencies) is visible only now, and must not

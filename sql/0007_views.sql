@@ -71,30 +71,81 @@ where j.status = 'failure';
 
 -- Queues -----------------------------------------------------------------------
 
--- Creates a queue, or sets the max_size and defaults of an existing one
--- (each argument left out is null there: unbounded, the global default).
+-- Creates a queue, or changes an existing one: only the arguments given
+-- change, and one given as null clears its value (max_size: unbounded;
+-- default_*: the global default; dead_letter: none). PL/pgSQL cannot tell a
+-- left-out argument from a null, so left out, each holds a value no caller
+-- means (-2147483648, NaN, '(unchanged)'), read as "keep".
 -- Publishing to a queue with max_size waiting jobs raises PD010. A job
 -- published to it with no timeout, priority or max_retries takes the queue's
 -- default_* (checked as jobs.publish checks its own); later changes leave
--- jobs already published as they are. Best called by name:
---   jobs.create_queue('mail', max_size => 1000, default_timeout => 300, default_max_retries => 10)
-create function jobs.create_queue(name text, max_size integer default null, default_timeout numeric default null,
-                                  default_priority integer default null, default_max_retries integer default null)
+-- jobs already published as they are. dead_letter names another existing
+-- queue, which gets a copy of every job that fails here for good
+-- (jobs.route_dead_letters, sql/0003); a chain of them is fine (mail ->
+-- mail_dead -> ops), one leading back to this queue is refused (its jobs
+-- would go round for ever): PD009, column dead_letter. Best called by name:
+--   jobs.create_queue('mail', max_size => 1000, default_timeout => 300, dead_letter => 'mail_dead')
+--   jobs.create_queue('mail', max_size => null)   -- unbounded again; the rest stays
+create function jobs.create_queue(name text, max_size integer default -2147483648,
+                                  default_timeout numeric default 'NaN', default_priority integer default -2147483648,
+                                  default_max_retries integer default -2147483648,
+                                  dead_letter text default '(unchanged)')
 returns void language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
+declare
+  k_keep constant integer := -2147483648;
+  v_max integer := nullif(create_queue.max_size, k_keep);
+  v_timeout numeric := nullif(create_queue.default_timeout, 'NaN');
+  v_priority integer := nullif(create_queue.default_priority, k_keep);
+  v_retries integer := nullif(create_queue.default_max_retries, k_keep);
+  v_dead text := nullif(create_queue.dead_letter, '(unchanged)');
+  v_loop text;
 begin
   perform jobs.check_name(create_queue.name, 'PD009', 'queue', 'queue name');
-  if create_queue.max_size is not null and (create_queue.max_size < 1 or create_queue.max_size > 100000000) then
+  if v_max is not null and (v_max < 1 or v_max > 100000000) then
     perform jobs.raise_invalid('PD015', 'max_size', format('must be between 1 and 100000000, or null for unbounded, got %s',
-                                                          create_queue.max_size));
+                                                          v_max));
   end if;
-  perform jobs.check_options(create_queue.default_timeout, create_queue.default_priority,
-                             create_queue.default_max_retries, 'default_');
-  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries)
-  values (create_queue.name, create_queue.max_size, create_queue.default_timeout, create_queue.default_priority,
-          create_queue.default_max_retries)
-  on conflict (name) do update set max_size = excluded.max_size, default_timeout = excluded.default_timeout,
-    default_priority = excluded.default_priority, default_max_retries = excluded.default_max_retries;
+  perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
+  if v_dead is not null then
+    perform jobs.check_name(v_dead, 'PD009', 'dead_letter', 'queue name');
+    -- One change of dead letters at a time: two could close a loop unseen.
+    perform pg_advisory_xact_lock(736040, 0);
+    if v_dead = create_queue.name then
+      perform jobs.raise_invalid('PD009', 'dead_letter', format(
+        'must name another queue, not %s itself (its failed jobs would go round for ever)', quote_literal(v_dead)));
+    elsif not exists (select 1 from jobs.queue q where q.name = v_dead) then
+      perform jobs.raise_invalid('PD009', 'dead_letter', format(
+        'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(v_dead), quote_literal(v_dead)));
+    end if;
+    -- Where v_dead's own dead letters go, and theirs: back here is a loop.
+    with recursive chain(n, path) as (
+      select v_dead, array[create_queue.name, v_dead]
+      union all
+      select q.dead_letter, c.path || q.dead_letter
+      from chain c join jobs.queue q on q.name = c.n
+      -- (and not round a loop made behind create_queue's back)
+      where q.dead_letter is not null and c.n <> create_queue.name and c.n <> all(c.path[1:cardinality(c.path) - 1])
+    )
+    select array_to_string(c.path, ' -> ') into v_loop from chain c where c.n = create_queue.name;
+    if v_loop is not null then
+      perform jobs.raise_invalid('PD009', 'dead_letter', format(
+        'must not lead back to %s: %s would be a loop (its failed jobs would go round for ever)',
+        quote_literal(create_queue.name), v_loop));
+    end if;
+  end if;
+  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter)
+  values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead)
+  on conflict (name) do update set
+    max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
+    default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
+                           else excluded.default_timeout end,
+    default_priority = case when create_queue.default_priority is not distinct from k_keep then q.default_priority
+                            else excluded.default_priority end,
+    default_max_retries = case when create_queue.default_max_retries is not distinct from k_keep
+                               then q.default_max_retries else excluded.default_max_retries end,
+    dead_letter = case when create_queue.dead_letter is not distinct from '(unchanged)' then q.dead_letter
+                       else excluded.dead_letter end;
 end $$;
 
 -- A paused queue still takes jobs but hands none out until resumed; its

@@ -239,9 +239,10 @@ end $$;
 
 -- Ends jobs not yet running (pending, scheduled, blocked) as failures with
 -- reason ('failed: <reason>', the job's last error on the next line): they
--- are dead letters, which jobs.redrive runs again. Their dependants end as
--- cancelled, as after any failure. Running jobs are left alone and not
--- counted (cancel them to stop them). Returns how many failed.
+-- are dead letters, which jobs.redrive runs again (and, in a queue with a
+-- dead_letter queue, are copied there: jobs.route_dead_letters). Their
+-- dependants end as cancelled, as after any failure. Running jobs are left
+-- alone and not counted (cancel them to stop them). Returns how many failed.
 create function jobs.fail(job_ids bigint[], reason text default null, now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -269,6 +270,7 @@ begin
   from gone g;
   delete from jobs.dependency d where d.job_id = any(v_ids);
   perform jobs.notify_ids('pgdrain_completed', v_ids);
+  perform jobs.route_dead_letters(v_ids, v_now);
   perform jobs.after_end(null, v_ids, v_keys, v_now);
   return cardinality(v_ids);
 end $$;
@@ -282,8 +284,8 @@ end $$;
 -- Returns how many were redriven.
 -- With include_cancelled, cancelled jobs among job_ids go back too
 -- (required with it: every cancel of history would otherwise match). A
--- cancelled dependant goes back without its dependencies (their rows ended
--- with it): it runs as soon as it is due. Ids given that are not put back,
+-- cancelled dependant goes back without its dependencies, even one still
+-- active: it runs as soon as it is due. Ids given that are not put back,
 -- nor left in place for their dedupe key, are named in a notice with where
 -- they are (archived, still queued, ...).
 create function jobs.redrive(
@@ -355,6 +357,12 @@ begin
   perform jobs.admit(x.queue, x.n::integer)
   from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
   perform pg_advisory_xact_lock(736038, hashtext(k)) from unnest(v_keys) k order by k;
+  -- A dependant cancelled after one dependency failed keeps the rows of its
+  -- others still active (jobs.after_end deletes only the failed one's): back
+  -- without them, or their success would count it below zero, never to run.
+  if redrive.include_cancelled then
+    delete from jobs.dependency d where d.job_id = any(v_ids);
+  end if;
   with back as (
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
                                 created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)

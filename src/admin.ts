@@ -1,9 +1,9 @@
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
-import { ValidationError } from './errors.js';
+import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { jobIdSchema, jobIdsSchema, namedQueueOptionsSchema, parse, queueNameSchema, redriveFilterSchema, rescheduleOptionsSchema,
   unstorableText } from './options.js';
-import type { JobInfo, JobProgress, NamedQueueOptions, RedriveFilter, RescheduleOptions } from './types.js';
+import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, RedriveFilter, RescheduleOptions } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip).
 
@@ -109,16 +109,48 @@ export async function redrive(db: Queryable, filter: RedriveFilter = {}): Promis
      f.includeCancelled ?? false]));
 }
 
+// A queue option and the create_queue argument it is (its type for a null).
+const QUEUE_ARGS = [['maxSize', 'max_size', 'integer'], ['timeoutSeconds', 'default_timeout', 'numeric'],
+  ['priority', 'default_priority', 'integer'], ['maxRetries', 'default_max_retries', 'integer'],
+  ['deadLetter', 'dead_letter', 'text']] as const;
+
 /**
- * Creates a named queue, or sets the maxSize and job defaults of an existing
- * one: every call sets all of them (left out: unbounded, the global default).
+ * Creates a named queue, or changes an existing one (jobs.create_queue):
+ * only the options given are sent, so only they change; null clears one.
  */
 export async function createNamedQueue(db: Queryable, name: string, options: NamedQueueOptions = {}): Promise<void> {
   parse(queueNameSchema, name, 'name');
   const o = parse(namedQueueOptionsSchema, options, 'options');
-  await callValue(db, 'select jobs.create_queue($1, max_size => $2, default_timeout => $3, default_priority => $4, ' +
-    'default_max_retries => $5) as r',
-    [name, o.maxSize ?? null, o.timeoutSeconds ?? null, o.priority ?? null, o.maxRetries ?? null]);
+  const params: unknown[] = [name];
+  let args = '';
+  for (const [option, arg, type] of QUEUE_ARGS) {
+    if (o[option] === undefined) continue;
+    params.push(o[option]);
+    args += `, ${arg} => $${params.length}::${type}`;
+  }
+  try {
+    await callValue(db, `select jobs.create_queue($1${args}) as r`, params);
+  } catch (error) {
+    // Which queues exist (and where their dead letters go) only the database knows.
+    if (error instanceof PgDrainError && error.field === 'dead_letter') {
+      throw new ValidationError('options.deadLetter', error.message.replace(/^dead_letter: /, ''), { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** Every named queue and its settings, by name. */
+export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> {
+  const { rows } = await db.query<Record<string, unknown>>(
+    `select name, max_size, paused, default_timeout::float8 as timeout, default_priority, default_max_retries,
+            dead_letter, created_at
+     from jobs.queue order by name`, []).catch((error: unknown) => { throw translateError(error); });
+  return rows.map((r) => ({
+    name: r.name as string, maxSize: r.max_size as number | null, paused: r.paused as boolean,
+    timeoutSeconds: r.timeout as number | null, priority: r.default_priority as number | null,
+    maxRetries: r.default_max_retries as number | null, deadLetter: r.dead_letter as string | null,
+    createdAt: new Date(r.created_at as string | Date),
+  }));
 }
 
 /** Pauses (true) or resumes (false) a queue; returns false when no such queue exists. */

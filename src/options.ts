@@ -98,13 +98,14 @@ export const publishOptionsSchema = z.strictObject({
   z.refine((o) => o.dedupeMode !== 'replace' || o.dependsOn === undefined, {
     message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }));
 
-/** queues.create's options: the bound, and the defaults checked as a publish's own. */
+/** queues.create's options: the bound, the defaults checked as a publish's own, the dead-letter queue; null clears one. */
 export const namedQueueOptionsSchema = z.strictObject({
-  maxSize: z.optional(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000_000,
-    'must be an integer between 1 and 100000000'))),
-  timeoutSeconds: bulkOptions.timeoutSeconds,
-  priority: bulkOptions.priority,
-  maxRetries: bulkOptions.maxRetries,
+  maxSize: z.optional(z.nullable(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000_000,
+    'must be an integer between 1 and 100000000')))),
+  timeoutSeconds: z.optional(z.nullable(bulkOptions.timeoutSeconds.def.innerType)),
+  priority: z.optional(z.nullable(bulkOptions.priority.def.innerType)),
+  maxRetries: z.optional(z.nullable(bulkOptions.maxRetries.def.innerType)),
+  deadLetter: z.optional(z.nullable(name('queue name'))),
 });
 
 export const redriveFilterSchema = z.strictObject({

@@ -1,4 +1,5 @@
-import { cancelJob, cancelJobs, createNamedQueue, failJobs, getJob, redrive, rescheduleJobs, setQueuePaused } from './admin.js';
+import { cancelJob, cancelJobs, createNamedQueue, failJobs, getJob, listNamedQueues, redrive, rescheduleJobs, setQueuePaused }
+  from './admin.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
 import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
@@ -67,9 +68,13 @@ export interface Queue {
    * with includeCancelled, cancelled jobs among filter.ids too. Returns how many.
    */
   redrive(filter?: RedriveFilter): Promise<number>;
-  /** Named queues: create (or change its maxSize and job defaults), pause and resume. */
+  /**
+   * Named queues: create (or change the options given of an existing one;
+   * null clears one), list, pause and resume.
+   */
   readonly queues: {
     create(name: string, options?: NamedQueueOptions): Promise<void>;
+    list(): Promise<NamedQueueInfo[]>;
     pause(name: string): Promise<boolean>;
     resume(name: string): Promise<boolean>;
   };
@@ -140,6 +145,7 @@ export function createQueue(options: QueueOptions): Queue {
     redrive: (filter) => redrive(driver, filter),
     queues: {
       create: (name, o) => createNamedQueue(driver, name, o),
+      list: () => listNamedQueues(driver),
       pause: (name) => setQueuePaused(driver, name, true),
       resume: (name) => setQueuePaused(driver, name, false),
     },

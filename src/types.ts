@@ -78,20 +78,47 @@ export interface PublishOptions extends BulkPublishOptions {
 }
 
 /**
- * A named queue's settings (queues.create). Each call sets all of them: one
- * left out is unbounded (maxSize) or the global default (60 s, 0, 3).
+ * A named queue's settings (queues.create). A new queue takes those given
+ * (left out: unbounded, the global defaults 60 s, 0, 3, no dead-letter
+ * queue); an existing one changes only those given, and one given as null
+ * is cleared to that.
  */
 export interface NamedQueueOptions {
   /** Refuse publishing beyond this many waiting jobs (1 to 100000000). */
-  maxSize?: number | undefined;
+  maxSize?: number | null | undefined;
   /** timeoutSeconds of a job published to the queue without one. */
-  timeoutSeconds?: number | undefined;
+  timeoutSeconds?: number | null | undefined;
   /** priority of a job published to the queue without one. */
-  priority?: number | undefined;
+  priority?: number | null | undefined;
   /** maxRetries of a job published to the queue without one. */
-  maxRetries?: number | undefined;
+  maxRetries?: number | null | undefined;
+  /**
+   * Another queue, created first, that gets a copy of every job failing
+   * here for good (retries spent, FailJob, expiry, queue.fail; not a
+   * cancel): same task, body and priority, and attributes plus
+   * `dead_letter: { job_id, queue, error, attempts }`. Never refused by
+   * that queue's maxSize. A loop back to this queue is refused.
+   */
+  deadLetter?: string | null | undefined;
 }
 
+/** A named queue as queues.list() shows it (null: unbounded, the global default, none). */
+export interface NamedQueueInfo {
+  name: string;
+  maxSize: number | null;
+  paused: boolean;
+  timeoutSeconds: number | null;
+  priority: number | null;
+  maxRetries: number | null;
+  deadLetter: string | null;
+  createdAt: Date;
+}
+
+/**
+ * One job of publishBulk: publish's per-job options. Its dedupeKey keeps
+ * only (a job whose key an active job, or an earlier job of the bulk,
+ * holds answers that job's id); no dependsOn: publish those one at a time.
+ */
 export interface BulkJob extends BulkPublishOptions {
   task: string;
   body?: unknown;

@@ -64,16 +64,16 @@ describe('a queue with defaults', () => {
     expect(await optionsOf(plain[0]!)).toEqual(GLOBAL);
   });
 
-  it('create_queue again changes them for later publishes only; left out, they are the global ones again', async () => {
+  it('create_queue again changes them for later publishes only; null clears one (the global default again)', async () => {
     const before = await publishSql(`jobs.publish('t', queue => 'mail')`);
-    await queue.queues.create('mail', { timeoutSeconds: 20, maxSize: 100 });
+    await queue.queues.create('mail', { timeoutSeconds: 20, maxSize: 100, priority: null });
     const after = await publishSql(`jobs.publish('t', queue => 'mail')`);
     expect(await optionsOf(before)).toEqual(MAIL);
-    expect(await optionsOf(after)).toEqual({ ...GLOBAL, timeout: '20' });
+    expect(await optionsOf(after)).toEqual({ ...MAIL, timeout: '20', priority: GLOBAL.priority });
     expect(await sql(`select max_size, default_timeout::text, default_priority, default_max_retries, paused
                       from jobs.queue where name = 'mail'`))
-      .toEqual([{ max_size: 100, default_timeout: '20', default_priority: null, default_max_retries: null, paused: false }]);
-    await sql(`select jobs.create_queue('mail')`);
+      .toEqual([{ max_size: 100, default_timeout: '20', default_priority: null, default_max_retries: 10, paused: false }]);
+    await sql(`select jobs.create_queue('mail', default_timeout => null, default_max_retries => null)`);
     expect(await optionsOf(await publishSql(`jobs.publish('t', queue => 'mail')`))).toEqual(GLOBAL);
   });
 

@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createNamedQueue, redrive, setQueuePaused } from '../admin.js';
+import { createNamedQueue, listNamedQueues, redrive, setQueuePaused } from '../admin.js';
 import type { Driver } from '../db/driver.js';
 import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
@@ -146,19 +146,46 @@ export function featureCommands(withConnection: WithConnection): Command[] {
       });
     });
 
-  const queue = new Command('queue').description('named queues: create, pause, resume');
-  queue.command('create')
-    .description('create a queue, or change its --max-size and job defaults (each run sets them all: a flag left out is unbounded or the global default)')
+  const queue = new Command('queue').description('named queues: create, list, pause, resume');
+  // A value flag and its --no- form (clears it); left out, the queue keeps its value.
+  const create = queue.command('create')
+    .description('create a queue, or change an existing one: only the flags given change, --no-X clears X')
     .argument('<name>')
     // The core's bounds (jobs.create_queue, jobs.check_options).
     .option('--max-size <n>', 'refuse publishing beyond this many waiting jobs', integer(1, 100_000_000))
     .option('--timeout <seconds>', 'timeout of a job published here without one (default 60)', seconds(0.001, 86400))
     .option('--max-retries <n>', 'max retries of a job published here without them (default 3)', integer(0, 1000))
     .option('--priority <n>', 'priority of a job published here without one (default 0)', integer(-1_000_000, 1_000_000))
-    .addOption(dsnOption())
-    .action(async (name: string, opts: { maxSize?: number; timeout?: number; maxRetries?: number; priority?: number; dsn?: string }) => {
+    .option('--dead-letter <queue>', 'a queue (created first) that gets a copy of every job failing here for good',
+      checkedBy(queueNameSchema));
+  for (const flag of ['max-size', 'timeout', 'max-retries', 'priority', 'dead-letter']) {
+    create.option(`--no-${flag}`, `clear --${flag} (unbounded, the global default, none)`);
+  }
+  create.addOption(dsnOption())
+    .action(async (name: string, opts: { maxSize?: number | false; timeout?: number | false; maxRetries?: number | false;
+                                         priority?: number | false; deadLetter?: string | false; dsn?: string }) => {
+      const given = <T>(v: T | false | undefined) => (v === false ? null : v);
       await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, {
-        maxSize: opts.maxSize, timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, priority: opts.priority }));
+        maxSize: given(opts.maxSize), timeoutSeconds: given(opts.timeout), maxRetries: given(opts.maxRetries),
+        priority: given(opts.priority), deadLetter: given(opts.deadLetter) }));
+    });
+  queue.command('list')
+    .description('list the queues and their settings')
+    .option('--json', 'print rows as JSON')
+    .addOption(dsnOption())
+    .action(async (opts: { json?: boolean; dsn?: string }) => {
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const queues = await listNamedQueues(driver);
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(queues)}\n`);
+          return;
+        }
+        // Blank: unbounded, the global default, none.
+        process.stdout.write(`${formatTable(queues.map((q) => ({
+          name: q.name, paused: q.paused ? 'yes' : '', max_size: q.maxSize, timeout: q.timeoutSeconds,
+          priority: q.priority, max_retries: q.maxRetries, dead_letter: q.deadLetter })),
+          ['name', 'paused', 'max_size', 'timeout', 'priority', 'max_retries', 'dead_letter'])}\n`);
+      });
     });
   for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {
     queue.command(verb)

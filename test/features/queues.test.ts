@@ -82,7 +82,7 @@ describe('backpressure', () => {
     expect(e).toBeInstanceOf(PgDrainError);
     expect(e).toMatchObject({ code: 'queue_full', field: 'queue' });
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 2 });
-    await q.queues.create('tiny', {}); // unbounded again
+    await q.queues.create('tiny', { maxSize: null }); // unbounded again
     await q.publishBulk([{ task: 't' }, { task: 't' }], 'tiny');
     await expect(q.queues.create('tiny', { maxSize: 0 })).rejects.toMatchObject({ field: 'options.maxSize' });
     await expect(sql(`select jobs.create_queue('tiny', max_size => 0)`)).rejects.toMatchObject({ code: 'PD015' });
