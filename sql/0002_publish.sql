@@ -209,6 +209,86 @@ begin
   perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
 end $$;
 
+-- jobs.publish_arrays' path for a call with dedupe keys, serial keys or
+-- attributes (its arguments checked). Rounds as jobs.publish loops: the
+-- positions whose key an active job holds take its id; the rest (a key's
+-- first position only) are inserted, and a key a concurrent publish took
+-- meanwhile is looked up in the next round. Set-based: arrays by position.
+create function jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamptz[],
+  p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[],
+  p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb)
+returns bigint[] language plpgsql as $$
+declare
+  v_ids bigint[] := array_fill(null::bigint, array[coalesce(cardinality(p_tasks), 0)]);
+  v_pick boolean[];
+  v_count integer;
+  v_new bigint[];
+  v_try bigint[];
+  v_inserted integer;
+  v_q jobs.queue;
+begin
+  for v_round in 1..4 loop
+    if p_dedupe_keys is not null then
+      select array_agg(coalesce(x.id, q.job_id) order by x.ord) into v_ids
+      from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)
+      left join jobs.job_queue q on q.dedupe_key = x.key;
+    end if;
+    -- Written this round: each position without an id, but a key's first only.
+    select array_agg(x.pick order by x.ord), count(*) filter (where x.pick) into v_pick, v_count
+    from (select x.ord, x.id is null and (x.key is null or row_number() over (partition by x.key order by x.ord) = 1) as pick
+          from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)) x;
+    -- Also when none is new: a queue that does not exist is refused.
+    v_q := jobs.admit(p_queue, coalesce(v_count, 0));
+    exit when coalesce(v_count, 0) = 0;
+    if v_round = 4 then
+      perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+    end if;
+    if v_round = 1 and p_serial_keys is not null then
+      -- After the queue's lock, as jobs.publish; every key in one order (as
+      -- jobs.redrive and jobs.after_end), so calls sharing keys cannot deadlock.
+      perform pg_advisory_xact_lock(736038, hashtext(d.k))
+      from (select distinct k from unnest(p_serial_keys) k where k is not null) d order by d.k;
+    end if;
+    -- Ids drawn under the keys' locks and given in position order: a key's
+    -- jobs run in job_id order, so this call's keep theirs and follow earlier publishes.
+    v_new := array(select nextval('jobs.job_queue_job_id_seq') from generate_series(1, v_count) order by 1);
+    select array_agg(case when x.pick then v_new[x.k] end order by x.ord) into v_try
+    from (select x.ord, x.pick, count(*) filter (where x.pick) over (order by x.ord) as k
+          from unnest(v_pick) with ordinality as x(pick, ord)) x;
+    insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
+                                queue, dedupe_key, serial_key, serial_wait, attributes)
+    overriding system value
+    select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+           coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
+           coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
+           -- Behind the key's active jobs, or an earlier job of this call.
+           j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
+             or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
+           nullif(j.attributes, 'null')
+    from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
+                    unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
+                    unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes))
+           as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes)
+    where j.id is not null
+    on conflict (dedupe_key) where dedupe_key is not null do nothing;
+    get diagnostics v_inserted = row_count;
+    if v_inserted > 0 then
+      perform jobs.notify('pgdrain_queued', p_queue);
+    end if;
+    -- A key a concurrent publish took: a job of this call behind it in a
+    -- serial key may wait for a head that was not written; promote one.
+    if v_inserted < v_count and p_serial_keys is not null then
+      perform jobs.after_end(null, null, array(select distinct u.k from unnest(v_try, p_serial_keys) u(id, k)
+                                               where u.id is not null and u.k is not null), p_now);
+    end if;
+    -- Jobs without a dedupe key were all written; keyed ones are looked up.
+    select array_agg(coalesce(x.id, case when x.key is null then x.try end) order by x.ord) into v_ids
+    from unnest(v_ids, p_dedupe_keys, v_try) with ordinality as x(id, key, try, ord);
+    exit when p_dedupe_keys is null;
+  end loop;
+  return coalesce(v_ids, '{}');
+end $$;
+
 -- Any number of jobs in one statement, as one array per field (what
 -- publishBulk sends: no composite built per job); every array but tasks may
 -- be null (all take the default) or hold nulls. bodies is a JSON array, one
@@ -216,7 +296,12 @@ end $$;
 -- is null. The whole batch is checked before anything is written, and an
 -- error names the first bad job: jobs[3].task. All go to one queue (default
 -- 'default'), whose defaults fill null timeouts, priorities and max_retries.
--- Returns the ids in order.
+-- dedupe_keys, serial_keys and attributes (a JSON array of objects or nulls)
+-- are per job as in jobs.publish, dedupe mode 'keep' only: a job whose key
+-- an active job holds, or an earlier job of the same call, is not written
+-- and answers that job's id. (A replace rewrites a waiting job under its
+-- key's lock, and depends_on locks and checks each dependency: jobs.publish,
+-- one job at a time.) Returns one id per task, in order.
 create function jobs.publish_arrays(
   tasks        text[],
   bodies       jsonb              default null,
@@ -226,7 +311,10 @@ create function jobs.publish_arrays(
   priorities   integer[]          default null,
   max_retries  integer[]          default null,
   queue        text               default null,
-  now          timestamptz        default null
+  now          timestamptz        default null,
+  dedupe_keys  text[]             default null,
+  serial_keys  text[]             default null,
+  attributes   jsonb              default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
@@ -245,8 +333,12 @@ begin
      or coalesce(cardinality(publish_arrays.delays), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.timeouts), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.priorities), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.max_retries), v_n) <> v_n then
-    perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies: a JSON array)');
+     or coalesce(cardinality(publish_arrays.max_retries), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.dedupe_keys), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.serial_keys), v_n) <> v_n
+     or coalesce(jsonb_typeof(publish_arrays.attributes), 'array') <> 'array'
+     or coalesce(jsonb_array_length(publish_arrays.attributes), v_n) <> v_n then
+    perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
   -- arrays only when sent; the per-job pass only to name the first bad job.
@@ -261,11 +353,17 @@ begin
      or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000)
      -- NaN sorts above every number, so it fails the upper bound.
      or exists (select from unnest(publish_arrays.delays) x where x < 0 or x > 315360000)
-     or exists (select from unnest(publish_arrays.scheduled_at) x where not isfinite(x)) then
-    select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at into v_bad
-    from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
-                publish_arrays.delays, publish_arrays.scheduled_at)
-           with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, ord)
+     or exists (select from unnest(publish_arrays.scheduled_at) x where not isfinite(x))
+     or exists (select from unnest(publish_arrays.dedupe_keys) x where x = '' or length(x) > 500)
+     or exists (select from unnest(publish_arrays.serial_keys) x where x = '' or length(x) > 500)
+     or exists (select from jsonb_array_elements(publish_arrays.attributes) x where jsonb_typeof(x) not in ('object', 'null')) then
+    select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at, j.dedupe_key, j.serial_key,
+           nullif(j.attributes, 'null') as attributes into v_bad
+    from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
+                    unnest(publish_arrays.max_retries), unnest(publish_arrays.delays), unnest(publish_arrays.scheduled_at),
+                    unnest(publish_arrays.dedupe_keys), unnest(publish_arrays.serial_keys),
+                    jsonb_array_elements(publish_arrays.attributes))
+           with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, dedupe_key, serial_key, attributes, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
        or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(j.task, 5)))
        or j.timeout < 0.001 or j.timeout > 86400
@@ -273,6 +371,8 @@ begin
        or j.max_retries < 0 or j.max_retries > 1000
        or j.delay < 0 or j.delay > 315360000
        or not isfinite(j.scheduled_at)
+       or j.dedupe_key = '' or length(j.dedupe_key) > 500 or j.serial_key = '' or length(j.serial_key) > 500
+       or jsonb_typeof(j.attributes) not in ('object', 'null')
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
@@ -284,9 +384,19 @@ begin
         perform jobs.raise_invalid('PD007', format('jobs[%s].scheduled_at', v_bad.ord),
           format('must be a finite time, got %s', v_bad.scheduled_at));
       end if;
+      perform jobs.check_key(v_bad.dedupe_key, 'PD011', format('jobs[%s].dedupe_key', v_bad.ord));
+      perform jobs.check_key(v_bad.serial_key, 'PD012', format('jobs[%s].serial_key', v_bad.ord));
+      perform jobs.check_object(v_bad.attributes, format('jobs[%s].attributes', v_bad.ord));
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
+  end if;
+  -- Decided once per call: plain jobs never take the keyed path's per-job steps.
+  if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
+     or publish_arrays.attributes is not null then
+    return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
+      publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
+      v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.

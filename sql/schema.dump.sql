@@ -115,7 +115,8 @@ CREATE TABLE jobs.queue (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     default_timeout numeric,
     default_priority integer,
-    default_max_retries integer
+    default_max_retries integer,
+    dead_letter text
 );
 
 --
@@ -153,10 +154,10 @@ begin
 end $$;
 
 --
--- Name: after_end(bigint[], bigint[], text[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: after_end(bigint[], bigint[], text[], timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone) RETURNS void
+CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone, p_locked boolean DEFAULT false) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
@@ -164,6 +165,25 @@ declare
   v_cancelled bigint[];
   v_keys text[];
 begin
+  if not p_locked and cardinality(p_unsuccessful) > 0 then
+    -- FOR UPDATE: most of them end here (deleted), with their own dependants.
+    perform from (select q.job_id from jobs.job_queue q
+                  where q.job_id in (with recursive ending(id) as (
+                                       select d.job_id from jobs.dependency d where d.depends_on = any(p_unsuccessful)
+                                       union
+                                       select d.job_id from jobs.dependency d join ending e on d.depends_on = e.id)
+                                     select e.id from ending e
+                                     union all
+                                     select d.job_id from jobs.dependency d where d.depends_on = any(p_succeeded))
+                  order by q.job_id for update) l;
+  elsif not p_locked and cardinality(p_succeeded) > 0 then
+    -- NO KEY UPDATE, as the update below: a publish depending on one of them
+    -- (FOR KEY SHARE) is not waited for.
+    perform from (select q.job_id from jobs.job_queue q
+                  where q.job_id in (select d.job_id from jobs.dependency d where d.depends_on = any(p_succeeded))
+                  order by q.job_id for no key update) l;
+  end if;
+
   if cardinality(p_succeeded) > 0 then
     with done as (
       delete from jobs.dependency d where d.depends_on = any(p_succeeded) returning d.job_id
@@ -216,7 +236,7 @@ begin
 
   if cardinality(v_cancelled) > 0 then
     perform jobs.notify_ids('pgdrain_completed', v_cancelled);
-    perform jobs.after_end(null, v_cancelled, v_keys, p_now);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true);
   end if;
 end $$;
 
@@ -741,27 +761,68 @@ begin
 end $$;
 
 --
--- Name: create_queue(text, integer, numeric, integer, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: create_queue(text, integer, numeric, integer, integer, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT NULL::integer, default_timeout numeric DEFAULT NULL::numeric, default_priority integer DEFAULT NULL::integer, default_max_retries integer DEFAULT NULL::integer) RETURNS void
+CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 #variable_conflict use_column
+declare
+  k_keep constant integer := -2147483648;
+  v_max integer := nullif(create_queue.max_size, k_keep);
+  v_timeout numeric := nullif(create_queue.default_timeout, 'NaN');
+  v_priority integer := nullif(create_queue.default_priority, k_keep);
+  v_retries integer := nullif(create_queue.default_max_retries, k_keep);
+  v_dead text := nullif(create_queue.dead_letter, '(unchanged)');
+  v_loop text;
 begin
   perform jobs.check_name(create_queue.name, 'PD009', 'queue', 'queue name');
-  if create_queue.max_size is not null and (create_queue.max_size < 1 or create_queue.max_size > 100000000) then
+  if v_max is not null and (v_max < 1 or v_max > 100000000) then
     perform jobs.raise_invalid('PD015', 'max_size', format('must be between 1 and 100000000, or null for unbounded, got %s',
-                                                          create_queue.max_size));
+                                                          v_max));
   end if;
-  perform jobs.check_options(create_queue.default_timeout, create_queue.default_priority,
-                             create_queue.default_max_retries, 'default_');
-  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries)
-  values (create_queue.name, create_queue.max_size, create_queue.default_timeout, create_queue.default_priority,
-          create_queue.default_max_retries)
-  on conflict (name) do update set max_size = excluded.max_size, default_timeout = excluded.default_timeout,
-    default_priority = excluded.default_priority, default_max_retries = excluded.default_max_retries;
+  perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
+  if v_dead is not null then
+    perform jobs.check_name(v_dead, 'PD009', 'dead_letter', 'queue name');
+    -- One change of dead letters at a time: two could close a loop unseen.
+    perform pg_advisory_xact_lock(736040, 0);
+    if v_dead = create_queue.name then
+      perform jobs.raise_invalid('PD009', 'dead_letter', format(
+        'must name another queue, not %s itself (its failed jobs would go round for ever)', quote_literal(v_dead)));
+    elsif not exists (select 1 from jobs.queue q where q.name = v_dead) then
+      perform jobs.raise_invalid('PD009', 'dead_letter', format(
+        'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(v_dead), quote_literal(v_dead)));
+    end if;
+    -- Where v_dead's own dead letters go, and theirs: back here is a loop.
+    with recursive chain(n, path) as (
+      select v_dead, array[create_queue.name, v_dead]
+      union all
+      select q.dead_letter, c.path || q.dead_letter
+      from chain c join jobs.queue q on q.name = c.n
+      -- (and not round a loop made behind create_queue's back)
+      where q.dead_letter is not null and c.n <> create_queue.name and c.n <> all(c.path[1:cardinality(c.path) - 1])
+    )
+    select array_to_string(c.path, ' -> ') into v_loop from chain c where c.n = create_queue.name;
+    if v_loop is not null then
+      perform jobs.raise_invalid('PD009', 'dead_letter', format(
+        'must not lead back to %s: %s would be a loop (its failed jobs would go round for ever)',
+        quote_literal(create_queue.name), v_loop));
+    end if;
+  end if;
+  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter)
+  values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead)
+  on conflict (name) do update set
+    max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
+    default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
+                           else excluded.default_timeout end,
+    default_priority = case when create_queue.default_priority is not distinct from k_keep then q.default_priority
+                            else excluded.default_priority end,
+    default_max_retries = case when create_queue.default_max_retries is not distinct from k_keep
+                               then q.default_max_retries else excluded.default_max_retries end,
+    dead_letter = case when create_queue.dead_letter is not distinct from '(unchanged)' then q.dead_letter
+                       else excluded.dead_letter end;
 end $$;
 
 --
@@ -789,7 +850,7 @@ begin
   -- Routines: functions and procedures (jobs.drain_sql).
   revoke execute on all routines in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
@@ -1215,6 +1276,7 @@ begin
   into v_count, v_ended, v_keys;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
+    perform jobs.route_dead_letters(v_ended, v_now);
     v_deps := exists (select 1 from jobs.dependency);
     if v_deps or v_keys is not null then
       perform jobs.after_end(null, case when v_deps then v_ended end, v_keys, v_now);
@@ -1256,6 +1318,7 @@ begin
   from gone g;
   delete from jobs.dependency d where d.job_id = any(v_ids);
   perform jobs.notify_ids('pgdrain_completed', v_ids);
+  perform jobs.route_dead_letters(v_ids, v_now);
   perform jobs.after_end(null, v_ids, v_keys, v_now);
   return cardinality(v_ids);
 end $$;
@@ -1836,10 +1899,10 @@ begin
 end $$;
 
 --
--- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -1860,8 +1923,12 @@ begin
      or coalesce(cardinality(publish_arrays.delays), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.timeouts), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.priorities), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.max_retries), v_n) <> v_n then
-    perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies: a JSON array)');
+     or coalesce(cardinality(publish_arrays.max_retries), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.dedupe_keys), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.serial_keys), v_n) <> v_n
+     or coalesce(jsonb_typeof(publish_arrays.attributes), 'array') <> 'array'
+     or coalesce(jsonb_array_length(publish_arrays.attributes), v_n) <> v_n then
+    perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
   -- arrays only when sent; the per-job pass only to name the first bad job.
@@ -1876,11 +1943,17 @@ begin
      or exists (select from unnest(publish_arrays.max_retries) x where x < 0 or x > 1000)
      -- NaN sorts above every number, so it fails the upper bound.
      or exists (select from unnest(publish_arrays.delays) x where x < 0 or x > 315360000)
-     or exists (select from unnest(publish_arrays.scheduled_at) x where not isfinite(x)) then
-    select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at into v_bad
-    from unnest(publish_arrays.tasks, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
-                publish_arrays.delays, publish_arrays.scheduled_at)
-           with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, ord)
+     or exists (select from unnest(publish_arrays.scheduled_at) x where not isfinite(x))
+     or exists (select from unnest(publish_arrays.dedupe_keys) x where x = '' or length(x) > 500)
+     or exists (select from unnest(publish_arrays.serial_keys) x where x = '' or length(x) > 500)
+     or exists (select from jsonb_array_elements(publish_arrays.attributes) x where jsonb_typeof(x) not in ('object', 'null')) then
+    select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at, j.dedupe_key, j.serial_key,
+           nullif(j.attributes, 'null') as attributes into v_bad
+    from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
+                    unnest(publish_arrays.max_retries), unnest(publish_arrays.delays), unnest(publish_arrays.scheduled_at),
+                    unnest(publish_arrays.dedupe_keys), unnest(publish_arrays.serial_keys),
+                    jsonb_array_elements(publish_arrays.attributes))
+           with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, dedupe_key, serial_key, attributes, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
        or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(j.task, 5)))
        or j.timeout < 0.001 or j.timeout > 86400
@@ -1888,6 +1961,8 @@ begin
        or j.max_retries < 0 or j.max_retries > 1000
        or j.delay < 0 or j.delay > 315360000
        or not isfinite(j.scheduled_at)
+       or j.dedupe_key = '' or length(j.dedupe_key) > 500 or j.serial_key = '' or length(j.serial_key) > 500
+       or jsonb_typeof(j.attributes) not in ('object', 'null')
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
@@ -1899,9 +1974,19 @@ begin
         perform jobs.raise_invalid('PD007', format('jobs[%s].scheduled_at', v_bad.ord),
           format('must be a finite time, got %s', v_bad.scheduled_at));
       end if;
+      perform jobs.check_key(v_bad.dedupe_key, 'PD011', format('jobs[%s].dedupe_key', v_bad.ord));
+      perform jobs.check_key(v_bad.serial_key, 'PD012', format('jobs[%s].serial_key', v_bad.ord));
+      perform jobs.check_object(v_bad.attributes, format('jobs[%s].attributes', v_bad.ord));
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
+  end if;
+  -- Decided once per call: plain jobs never take the keyed path's per-job steps.
+  if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
+     or publish_arrays.attributes is not null then
+    return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
+      publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
+      v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -1992,6 +2077,84 @@ begin
 end $$;
 
 --
+-- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb) RETURNS bigint[]
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_ids bigint[] := array_fill(null::bigint, array[coalesce(cardinality(p_tasks), 0)]);
+  v_pick boolean[];
+  v_count integer;
+  v_new bigint[];
+  v_try bigint[];
+  v_inserted integer;
+  v_q jobs.queue;
+begin
+  for v_round in 1..4 loop
+    if p_dedupe_keys is not null then
+      select array_agg(coalesce(x.id, q.job_id) order by x.ord) into v_ids
+      from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)
+      left join jobs.job_queue q on q.dedupe_key = x.key;
+    end if;
+    -- Written this round: each position without an id, but a key's first only.
+    select array_agg(x.pick order by x.ord), count(*) filter (where x.pick) into v_pick, v_count
+    from (select x.ord, x.id is null and (x.key is null or row_number() over (partition by x.key order by x.ord) = 1) as pick
+          from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)) x;
+    -- Also when none is new: a queue that does not exist is refused.
+    v_q := jobs.admit(p_queue, coalesce(v_count, 0));
+    exit when coalesce(v_count, 0) = 0;
+    if v_round = 4 then
+      perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+    end if;
+    if v_round = 1 and p_serial_keys is not null then
+      -- After the queue's lock, as jobs.publish; every key in one order (as
+      -- jobs.redrive and jobs.after_end), so calls sharing keys cannot deadlock.
+      perform pg_advisory_xact_lock(736038, hashtext(d.k))
+      from (select distinct k from unnest(p_serial_keys) k where k is not null) d order by d.k;
+    end if;
+    -- Ids drawn under the keys' locks and given in position order: a key's
+    -- jobs run in job_id order, so this call's keep theirs and follow earlier publishes.
+    v_new := array(select nextval('jobs.job_queue_job_id_seq') from generate_series(1, v_count) order by 1);
+    select array_agg(case when x.pick then v_new[x.k] end order by x.ord) into v_try
+    from (select x.ord, x.pick, count(*) filter (where x.pick) over (order by x.ord) as k
+          from unnest(v_pick) with ordinality as x(pick, ord)) x;
+    insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
+                                queue, dedupe_key, serial_key, serial_wait, attributes)
+    overriding system value
+    select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+           coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
+           coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
+           -- Behind the key's active jobs, or an earlier job of this call.
+           j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
+             or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
+           nullif(j.attributes, 'null')
+    from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
+                    unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
+                    unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes))
+           as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes)
+    where j.id is not null
+    on conflict (dedupe_key) where dedupe_key is not null do nothing;
+    get diagnostics v_inserted = row_count;
+    if v_inserted > 0 then
+      perform jobs.notify('pgdrain_queued', p_queue);
+    end if;
+    -- A key a concurrent publish took: a job of this call behind it in a
+    -- serial key may wait for a head that was not written; promote one.
+    if v_inserted < v_count and p_serial_keys is not null then
+      perform jobs.after_end(null, null, array(select distinct u.k from unnest(v_try, p_serial_keys) u(id, k)
+                                               where u.id is not null and u.k is not null), p_now);
+    end if;
+    -- Jobs without a dedupe key were all written; keyed ones are looked up.
+    select array_agg(coalesce(x.id, case when x.key is null then x.try end) order by x.ord) into v_ids
+    from unnest(v_ids, p_dedupe_keys, v_try) with ordinality as x(id, key, try, ord);
+    exit when p_dedupe_keys is null;
+  end loop;
+  return coalesce(v_ids, '{}');
+end $$;
+
+--
 -- Name: raise_invalid(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2070,6 +2233,12 @@ begin
   perform jobs.admit(x.queue, x.n::integer)
   from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
   perform pg_advisory_xact_lock(736038, hashtext(k)) from unnest(v_keys) k order by k;
+  -- A dependant cancelled after one dependency failed keeps the rows of its
+  -- others still active (jobs.after_end deletes only the failed one's): back
+  -- without them, or their success would count it below zero, never to run.
+  if redrive.include_cancelled then
+    delete from jobs.dependency d where d.job_id = any(v_ids);
+  end if;
   with back as (
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
                                 created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
@@ -2240,6 +2409,37 @@ CREATE FUNCTION jobs.resume_queue(name text) RETURNS boolean
   with u as (update jobs.queue q set paused = false where q.name = resume_queue.name returning 1)
   select exists (select 1 from u)
 $$;
+
+--
+-- Name: route_dead_letters(bigint[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.route_dead_letters(p_ended bigint[], p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_queues text[];
+begin
+  if not exists (select 1 from jobs.queue q where q.dead_letter is not null) then
+    return;
+  end if;
+  with sent as (
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
+                                queue, attributes)
+    select j.task, j.body, p_now, coalesce(d.default_timeout, j.timeout), j.priority,
+           coalesce(d.default_max_retries, j.max_retries), p_now, j.error, d.name,
+           coalesce(j.attributes, '{}') || jsonb_build_object('dead_letter', jsonb_build_object(
+             'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts))
+    from jobs.job j
+    join jobs.queue q on q.name = j.queue
+    join jobs.queue d on d.name = q.dead_letter
+    where j.job_id = any(p_ended) and j.status = 'failure'
+    order by j.job_id
+    returning queue
+  )
+  select array_agg(distinct s.queue) into v_queues from sent s;
+  perform jobs.notify('pgdrain_queued', x) from unnest(v_queues) x;
+end $$;
 
 --
 -- Name: run_http_drain(text); Type: FUNCTION; Schema: jobs; Owner: -
@@ -2772,6 +2972,10 @@ begin
   from counts c;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
+    -- Only when one failed: a batch of acks pays nothing for it.
+    if (v_result->>'failed')::integer > 0 then
+      perform jobs.route_dead_letters(v_ended, v_now);
+    end if;
     -- Asked again after the statement, with a snapshot of its own: a
     -- dependant published while the delete waited on its dependency's row
     -- (locked by jobs.lock_dependencies) is visible only now, and must not
@@ -3436,6 +3640,13 @@ CREATE INDEX job_queue_serial_idx ON jobs.job_queue USING btree (serial_key, job
 --
 
 CREATE INDEX recurring_due_idx ON jobs.recurring USING btree (next_run_at) WHERE (runner = 'drains'::text);
+
+--
+-- Name: queue queue_dead_letter_fkey; Type: FK CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.queue
+    ADD CONSTRAINT queue_dead_letter_fkey FOREIGN KEY (dead_letter) REFERENCES jobs.queue(name);
 
 --
 -- PostgreSQL database dump complete

@@ -81,8 +81,20 @@ const runAtOrDelay = {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
 };
 
-export const bulkPublishOptionsSchema = z.strictObject(bulkOptions)
-  .check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay));
+const needsDedupeKey = { message: 'needs a dedupe key (the key whose job it keeps)', path: ['dedupeMode'] };
+
+/** A publishBulk job's options: publish's per-job ones but dedupeMode 'replace' and dependsOn (README: Dedupe key). */
+export const bulkPublishOptionsSchema = z.strictObject({
+  ...bulkOptions,
+  dedupeKey: z.optional(key),
+  dedupeMode: z.optional(z.literal('keep', "must be 'keep' in a bulk publish: a replace rewrites a waiting job "
+    + 'under its key\'s lock, one job at a time (publish)')),
+  serialKey: z.optional(key),
+  attributes: z.optional(jsonObject),
+  dependsOn: z.optional(z.never({ error: 'a bulk publish takes none: each dependency is locked and checked '
+    + 'per job; publish a job with dependencies one at a time (publish)' })),
+}).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
+  z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, needsDedupeKey));
 
 export const publishOptionsSchema = z.strictObject({
   ...bulkOptions,

@@ -41,7 +41,7 @@ function isEmpty(value: unknown): boolean {
   return true;
 }
 
-const OPTION_COLUMNS = ['run_at', 'delay', 'timeout', 'priority', 'max_retries'] as const;
+const OPTION_COLUMNS = ['run_at', 'delay', 'timeout', 'priority', 'max_retries', 'dedupe_key', 'serial_key'] as const;
 type OptionColumn = typeof OPTION_COLUMNS[number];
 
 const NO_OPTIONS = {} as ReturnType<typeof bulkPublishOptionsSchema.parse>;
@@ -62,6 +62,9 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
     timeout: o.timeoutSeconds ?? null,
     priority: o.priority ?? null,
     max_retries: o.maxRetries ?? null,
+    dedupe_key: o.dedupeKey ?? null,
+    serial_key: o.serialKey ?? null,
+    attributes: o.attributes === undefined ? null : jsonParam(o.attributes, field ? `${field}.attributes` : 'attributes'),
   };
 }
 
@@ -98,8 +101,10 @@ export async function publish(db: Queryable, task: string, body?: unknown,
 
 /**
  * Publishes any number of jobs in one statement, all to one queue (default
- * 'default'); returns their ids in order. With options.signal, the call is
- * given up when it fires (see send()).
+ * 'default'); returns their ids in order, one per job: a job whose dedupeKey
+ * an active job (or an earlier job of this call) holds is not written and
+ * answers that job's id. With options.signal, the call is given up when it
+ * fires (see send()).
  */
 export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue?: string,
                                   options?: SignalOption): Promise<string[]> {
@@ -119,6 +124,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   const tasks: string[] = new Array(jobs.length);
   const bodies: string[] = new Array(jobs.length);
   const columns: Partial<Record<OptionColumn, unknown[]>> = {};
+  let attributes: string[] | undefined;
   for (let i = 0; i < jobs.length; i++) {
     const j = jobs[i];
     if (typeof j !== 'object' || j === null) throw new ValidationError(`jobs[${i}]`, 'must be an object');
@@ -127,10 +133,6 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
     let r: ReturnType<typeof row>;
     if (plain) r = row(j.task, j.body, undefined, `jobs[${i}]`);
     else {
-      if ('dedupeKey' in j || 'dedupeMode' in j) {
-        throw new ValidationError(`jobs[${i}].${'dedupeKey' in j ? 'dedupeKey' : 'dedupeMode'}`,
-          'publishBulk takes no dedupe key or mode: publish jobs with a dedupeKey one at a time (publish)');
-      }
       const { task, body, ...rest } = j;
       r = row(task, body, rest, `jobs[${i}]`);
     }
@@ -141,14 +143,18 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
       if (r[k] === null) continue;
       (columns[k] ??= new Array(jobs.length).fill(null))[i] = r[k];
     }
+    if (r.attributes !== null) (attributes ??= new Array<string>(jobs.length).fill('null'))[i] = r.attributes;
   }
   try {
     const result = await send<{ ids: string }>(db,
       `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb, $3::timestamptz[], $4::float8[],
-                                                  $5::numeric[], $6::integer[], $7::integer[], $8), ',') as ids`,
+                                                  $5::numeric[], $6::integer[], $7::integer[], queue => $10,
+                                                  dedupe_keys => $8::text[], serial_keys => $9::text[],
+                                                  attributes => $11::jsonb), ',') as ids`,
       // Task names are checked words (no quote, backslash or comma): quoted, they
       // make the array literal as they are, with no per-element escaping.
-      [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => columns[k] ?? null), queue ?? null],
+      [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => columns[k] ?? null), queue ?? null,
+       attributes ? `[${attributes.join(',')}]` : null],
       signal,
     );
     return result.rows[0]!.ids.split(',');

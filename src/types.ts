@@ -122,6 +122,11 @@ export interface NamedQueueInfo {
 export interface BulkJob extends BulkPublishOptions {
   task: string;
   body?: unknown;
+  dedupeKey?: string | undefined;
+  /** 'keep' only: a bulk publish does not replace (publish does). */
+  dedupeMode?: 'keep' | undefined;
+  serialKey?: string | undefined;
+  attributes?: Record<string, Json> | undefined;
 }
 
 /** What a handler gets besides the body. */

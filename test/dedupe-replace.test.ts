@@ -176,9 +176,9 @@ describe('dedupe_mode replace', () => {
     await expect(q.publish('t', {}, { dedupeMode: 'replace' })).rejects.toMatchObject(
       { field: 'options.dedupeMode', message: 'options.dedupeMode: needs a dedupe key (the key whose job it keeps or replaces)' });
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'replace', dependsOn: [dep.id] })).rejects.toBeInstanceOf(ValidationError);
-    // A bulk publish takes no dedupe key or mode at all.
-    await expect(publishBulk(db.driver, [{ task: 't' }, { task: 't', dedupeMode: 'replace' } as never])).rejects.toMatchObject(
-      { field: 'jobs[1].dedupeMode', message: expect.stringMatching(/^jobs\[1\]\.dedupeMode: publishBulk takes no dedupe key or mode/) });
+    // A bulk publish keeps (its jobs may carry keys) but never replaces.
+    await expect(publishBulk(db.driver, [{ task: 't' }, { task: 't', dedupeKey: 'k', dedupeMode: 'replace' } as never])).rejects.toMatchObject(
+      { field: 'jobs[1].dedupeMode', message: expect.stringMatching(/^jobs\[1\]\.dedupeMode: must be 'keep' in a bulk publish/) });
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 1 });
   });
 
@@ -226,6 +226,6 @@ describe('dedupe_mode replace', () => {
     expect(JSON.stringify(keyless.body)).toMatch(/dedupeMode: needs a dedupe key/);
     const bulk = await post({ jobs: [{ task: 'sync.user', dedupeMode: 'replace' }] });
     expect(bulk.status).toBe(400);
-    expect(JSON.stringify(bulk.body)).toMatch(/jobs\[0\]\.dedupeMode: a bulk publish takes no dedupe key or mode/);
+    expect(JSON.stringify(bulk.body)).toMatch(/jobs\[0\]\.dedupeMode: must be 'keep' in a bulk publish/);
   });
 });

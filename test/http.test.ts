@@ -298,8 +298,10 @@ describe('publish, drain, stats, metrics', () => {
     expect(first.status).toBe(201);
     expect(again).toMatchObject({ status: 201, body: { id: first.body.id } });
     expect(await queued()).toBe(1);
-    // Bulk jobs take no dedupe key (publishBulk has none): refused, naming it.
-    expectError(await call('POST', '/jobs', { body: { jobs: [{ task: 'record', dedupeKey: 'x' }] } }), 400, 'invalid_argument', 'jobs[0].dedupeKey');
+    // A bulk job's dedupeKey is kept too: the job already holding the key answers.
+    expect(await call('POST', '/jobs', { body: { jobs: [{ task: 'record', dedupeKey: 'order-42' }] } }))
+      .toMatchObject({ status: 201, body: { ids: [first.body.id] } });
+    expect(await queued()).toBe(1);
   });
 
   it('drain metrics: claims and outcomes are counters, skipped jobs a gauge of the last drain (one job skipped twice is one)', () => {

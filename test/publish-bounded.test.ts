@@ -160,7 +160,8 @@ it('POST /jobs against a frozen database answers 503 database_unavailable, ends 
 
     proxy.freezeOpen();
     expect(await post({ jobs: [{ task: 'http.bulk' }] })).toEqual(unavailable(
-      'the jobs may have been published (a bulk publish takes no dedupeKey: check before sending them again)'));
+      'the jobs may have been published (sending them again gets the same job for each job with a dedupeKey; '
+      + 'check the others before sending them again)'));
     await until(async () => (await sessions('bounded-http')) === 0, 'the given-up session to end', 10_000);
     expect((await post({ jobs: [{ task: 'http.bulk' }] })).status).toBe(201);
 

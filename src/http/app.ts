@@ -175,7 +175,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
       throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${PUBLISH_TIMEOUT_MS / 1000} s; ` +
         (request.kind === 'one'
           ? 'the job may have been published (with a dedupeKey, sending it again with the same key gets that job, not a second one)'
-          : 'the jobs may have been published (a bulk publish takes no dedupeKey: check before sending them again)'));
+          : 'the jobs may have been published (sending them again gets the same job for each job with a dedupeKey; '
+            + 'check the others before sending them again)'));
     }
   });
 

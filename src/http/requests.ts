@@ -1,7 +1,7 @@
 import * as z from 'zod/mini';
 import { ValidationError } from '../errors.js';
-import { isoDateTimeSchema, lingerMsSchema, pollMsSchema, publishOptionsSchema, queueNameSchema, taskSchema,
-         topicSchema } from '../options.js';
+import { bulkPublishOptionsSchema, isoDateTimeSchema, lingerMsSchema, pollMsSchema, publishOptionsSchema, queueNameSchema,
+         taskSchema, topicSchema } from '../options.js';
 import type { BulkJob, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
@@ -119,10 +119,18 @@ const jobShape = {
 const runAtOrDelay = z.refine<{ runAt?: Date; delaySeconds?: number }>((j) => j.runAt === undefined || j.delaySeconds === undefined, {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
 });
-const jobSchema = z.strictObject(jobShape).check(runAtOrDelay);
+const needsDedupeKey = z.refine<{ dedupeMode?: string; dedupeKey?: string }>(
+  (j) => j.dedupeMode === undefined || j.dedupeKey !== undefined,
+  { message: 'needs a dedupeKey (the key whose job it keeps)', path: ['dedupeMode'] });
+/** A job of a bulk takes publishBulk's options: dedupeMode 'keep' only, no dependsOn. */
+const jobSchema = z.strictObject({
+  ...jobShape, dedupeKey: bulkPublishOptionsSchema.shape.dedupeKey, dedupeMode: bulkPublishOptionsSchema.shape.dedupeMode,
+  serialKey: bulkPublishOptionsSchema.shape.serialKey, attributes: bulkPublishOptionsSchema.shape.attributes,
+}).check(runAtOrDelay, needsDedupeKey);
 /**
  * One job takes every option publish() does. A dedupe key lets a client that
- * got no answer (or a 503 after its commit) publish again and get the same job.
+ * got no answer (or a 503 after its commit) publish again and get the same
+ * job; so does a bulk whose jobs all have one.
  */
 const oneJobSchema = z.strictObject({
   ...jobShape, dedupeKey: publishOptionsSchema.shape.dedupeKey, dedupeMode: publishOptionsSchema.shape.dedupeMode,
@@ -145,7 +153,8 @@ export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishR
       queue: z.optional(queueNameSchema), // all of them, as publishBulk takes one
     });
     const { jobs, queue } = check(schema, body, '');
-    return { kind: 'many', jobs, ...(queue === undefined ? {} : { queue }) };
+    // attributes came from JSON.parse, as below.
+    return { kind: 'many', jobs: jobs as BulkJob[], ...(queue === undefined ? {} : { queue }) };
   }
   const { task, body: jobBody, ...options } = check(oneJobSchema, body, '');
   // attributes came from JSON.parse: JSON values all the way down.
@@ -195,8 +204,10 @@ function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: strin
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
     path += `.${issue.keys[0]}`;
-    message = /^\.jobs\[\d+\]\.dedupe(Key|Mode)$/.test(path)
-      ? 'a bulk publish takes no dedupe key or mode: publish jobs with a dedupeKey one per request' : 'unknown field';
+    message = /^\.jobs\[\d+\]\.(dependsOn|queue)$/.test(path)
+      ? `a job of a bulk publish takes no ${issue.keys[0]}: ${issue.keys[0] === 'queue'
+        ? 'the bulk\'s "queue" applies to all its jobs' : 'publish a job with dependencies one per request'}`
+      : 'unknown field';
   } else if (issue.code === 'invalid_type' && /received undefined$/.test(message)) {
     message = 'is required';
   } else if (issue.code === 'invalid_type' && message.startsWith('Invalid input')) {
