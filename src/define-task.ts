@@ -6,9 +6,14 @@ import { publish } from './publish.js';
 import { rateLimiter } from './rate-limit.js';
 import { outcomeArrays, type SettleCounts } from './settler.js';
 import { resolveHandler, taskNames } from './tasks.js';
-import type { Handler, JobContext, PublishOptions, TaskMap, TransactionalHandler } from './types.js';
+import type { BatchContext, BatchHandler, BatchItem, BatchResults, Handler, JobContext, PublishOptions, TaskMap,
+  TransactionalHandler } from './types.js';
 
 const TRANSACTIONAL = Symbol.for('pgdrain.transactional');
+/** A batch task's brand: its maxSize (Infinity: no split). A brand, as CLI and library copies must agree. */
+const BATCH = Symbol.for('pgdrain.batch');
+/** The largest batch.maxSize: a claim's largest batch. */
+const MAX_BATCH_SIZE = 10_000;
 
 export interface TaskOptions {
   /**
@@ -20,19 +25,41 @@ export interface TaskOptions {
    * per job (plain tasks settle in batches).
    */
   transactional?: boolean | undefined;
+  /**
+   * One handler call for many jobs of this task (README "Batch handlers"):
+   * the handler takes `(jobs: { body, job }[], ctx)`. true: all the jobs of
+   * the task one claim brings; { maxSize }: at most that many per call.
+   * Not with transactional.
+   */
+  batch?: boolean | BatchOptions | undefined;
 }
 
-/** A task defined in code: call it directly, or publish a typed job for it. */
-export interface Task<Body, Result> {
-  /** Runs the handler now, in this process (a direct call, no queue). */
-  (body: Body, ctx: JobContext): Promise<Result>;
+export interface BatchOptions {
+  /** The most jobs per call (1 to 10000); a claim's larger group is split. Default: no limit. */
+  maxSize?: number | undefined;
+}
+
+interface TaskPublish<Body> {
   /** The dotted task name. */
   readonly task: string;
-  readonly handler: Handler<Body, Result>;
   /** Publishes a job for this task through the bound queue; returns its id. */
   publish(body: Body, options?: PublishOptions): Promise<string>;
   /** Publishing bound to your own client or transaction. */
   using(db: Queryable): { publish(body: Body, options?: PublishOptions): Promise<string> };
+}
+
+/** A task defined in code: call it directly, or publish a typed job for it. */
+export interface Task<Body, Result> extends TaskPublish<Body> {
+  /** Runs the handler now, in this process (a direct call, no queue). */
+  (body: Body, ctx: JobContext): Promise<Result>;
+  readonly handler: Handler<Body, Result>;
+}
+
+/** A task defined with { batch: true }: publish its jobs one by one, drains run them many at a time. */
+export interface BatchTask<Body, Result> extends TaskPublish<Body> {
+  /** Runs the handler now on these jobs, in this process (a direct call, no queue). */
+  (jobs: BatchItem<Body>[], ctx: BatchContext): Promise<BatchResults<Result>>;
+  readonly handler: BatchHandler<Body, Result>;
 }
 
 /**
@@ -41,24 +68,38 @@ export interface Task<Body, Result> {
  * for you and registers the handler with the queue's drains.
  */
 export function defineTask<Body = unknown, Result = unknown>(
+  name: string, handler: BatchHandler<Body, Result>,
+  options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined; db?: Queryable },
+): BatchTask<Body, Result>;
+export function defineTask<Body = unknown, Result = unknown>(
   name: string, handler: TransactionalHandler<Body, Result>, options: TaskOptions & { transactional: true; db?: Queryable },
 ): Task<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
   name: string, handler: Handler<Body, Result>, options?: TaskOptions & { db?: Queryable },
 ): Task<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, transactionalOrNot: Handler<Body, Result> | TransactionalHandler<Body, Result>,
+  name: string, anyHandler: Handler<Body, Result> | TransactionalHandler<Body, Result> | BatchHandler<Body, Result>,
   options: TaskOptions & { db?: Queryable } = {},
-): Task<Body, Result> {
+): Task<Body, Result> | BatchTask<Body, Result> {
   // A transactional handler is always called with ctx.db (runTransactional).
-  const handler = transactionalOrNot as Handler<Body, Result>;
+  const handler = anyHandler as Handler<Body, Result>;
   parse(taskSchema, name, 'name');
   if (typeof handler !== 'function') throw new ValidationError('handler', 'must be a function (body, ctx) => result');
   const { db, transactional } = options;
   if (transactional !== undefined && typeof transactional !== 'boolean') {
     throw new ValidationError('options.transactional', 'must be true or false');
   }
-  const call = async (body: Body, ctx: JobContext) => handler(body, ctx);
+  const maxSize = batchMaxSize(options.batch);
+  if (maxSize !== undefined && transactional) {
+    // Its jobs would share one transaction: one job's error would roll back the work of all.
+    throw new ValidationError('options.batch', 'cannot be combined with transactional: true (README "Batch handlers")');
+  }
+  const call = maxSize === undefined ? async (body: Body, ctx: JobContext) => handler(body, ctx)
+    : async (jobs: unknown, ctx: JobContext) => {
+      // A drain that did not see it as a batch task (found by a path taskNames does not list) runs it per job.
+      if (!Array.isArray(jobs)) throw new ValidationError('jobs', `must be an array of { body, job }: ${name} is a batch task`);
+      return handler(jobs as Body, ctx);
+    };
   const wrapped = Object.assign((body: Body, ctx: JobContext) => call(body, ctx), {
     task: name,
     handler,
@@ -69,7 +110,25 @@ export function defineTask<Body = unknown, Result = unknown>(
     using: (other: Queryable) => ({ publish: (body: Body, o?: PublishOptions) => publish(other, name, body, o) }),
   });
   if (transactional) Object.defineProperty(wrapped, TRANSACTIONAL, { value: true });
+  if (maxSize !== undefined) Object.defineProperty(wrapped, BATCH, { value: maxSize });
   return wrapped as Task<Body, Result>;
+}
+
+/** options.batch checked: the most jobs per call (Infinity: no limit), or undefined for a task of one job per call. */
+function batchMaxSize(batch: unknown): number | undefined {
+  if (batch === undefined || batch === false) return undefined;
+  if (batch === true) return Infinity;
+  if (typeof batch !== 'object' || batch === null || Array.isArray(batch)) {
+    throw new ValidationError('options.batch', 'must be true, false or { maxSize }');
+  }
+  const unknown = Object.keys(batch).filter((k) => k !== 'maxSize');
+  if (unknown.length > 0) throw new ValidationError('options.batch', `unknown option ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
+  const { maxSize } = batch as { maxSize?: unknown };
+  if (maxSize === undefined) return Infinity;
+  if (typeof maxSize !== 'number' || !Number.isInteger(maxSize) || maxSize < 1 || maxSize > MAX_BATCH_SIZE) {
+    throw new ValidationError('options.batch.maxSize', `must be an integer from 1 to ${MAX_BATCH_SIZE} (jobs per call)`);
+  }
+  return maxSize;
 }
 
 /** Whether a handler was defined with { transactional: true }. */
@@ -77,19 +136,49 @@ export function isTransactional(handler: Handler): boolean {
   return (handler as unknown as Record<symbol, unknown>)[TRANSACTIONAL] === true;
 }
 
-/**
- * Whether a tasks module serves a transactional task: each one holds a pooled
- * connection while it runs, so a drain should run fewer at once than its pool holds.
- */
-export function hasTransactionalTask(tasks: TaskMap): boolean {
+/** A batch task as a drain runs it: its defineTask result, called with (jobs, ctx). */
+export interface BatchSpec {
+  call: BatchHandler;
+  maxSize: number;
+}
+
+/** What a drain reads of its tasks module once, before it claims. */
+export interface TaskKinds {
+  /**
+   * A task is transactional: each one holds a pooled connection while it
+   * runs, so a drain should run fewer at once than its pool holds.
+   */
+  transactional: boolean;
+  /** Batch tasks by name; undefined when there is none (a drain of plain tasks checks nothing per job). */
+  batch: Map<string, BatchSpec> | undefined;
+}
+
+export function taskKinds(tasks: TaskMap): TaskKinds {
+  const kinds: TaskKinds = { transactional: false, batch: undefined };
+  let names: string[];
   try {
-    return taskNames(tasks).some((name) => {
-      const handler = resolveHandler(tasks, name);
-      return handler !== undefined && isTransactional(handler);
-    });
+    names = taskNames(tasks);
   } catch {
-    return false; // an export that throws when read: its jobs fail when they run, not every drain now
+    return kinds; // an export that throws when read: its jobs fail when they run, not every drain now
   }
+  for (const name of names) {
+    let handler: Handler | undefined;
+    try {
+      handler = resolveHandler(tasks, name);
+    } catch {
+      continue; // as above
+    }
+    if (handler === undefined) continue;
+    kinds.transactional ||= isTransactional(handler);
+    const maxSize = (handler as unknown as Record<symbol, unknown>)[BATCH];
+    if (typeof maxSize === 'number') (kinds.batch ??= new Map()).set(name, { call: handler as unknown as BatchHandler, maxSize });
+  }
+  return kinds;
+}
+
+/** Whether a tasks module serves a transactional task (taskKinds). */
+export function hasTransactionalTask(tasks: TaskMap): boolean {
+  return taskKinds(tasks).transactional;
 }
 
 /** The delivery was no longer this drain's when its transaction tried to ack. */

@@ -1,11 +1,13 @@
+import { BatchRunner } from './batch-run.js';
 import { watchCancels } from './cancel-watch.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { translateError, ValidationError } from './errors.js';
 import { LazySignal } from './job-context.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
-import { hasTransactionalTask } from './define-task.js';
+import { taskKinds } from './define-task.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
+import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
 import { rateLimiter } from './rate-limit.js';
 import { runHandler } from './run-handler.js';
@@ -14,7 +16,7 @@ import { outcomeArrays, pauseUntil, Settler, type Outcome } from './settler.js';
 import { toJob, type ClaimResult } from './claim-answer.js';
 import { timerAt, Timeouts } from './timeouts.js';
 import { windDown, type Running } from './wind-down.js';
-import type { DrainReport, FailedJob, Job, PublishOptions, StoppedBy, TaskMap } from './types.js';
+import type { DrainReport, Job, PublishOptions, StoppedBy, TaskMap } from './types.js';
 
 /** What drain() needs from its queue. */
 export interface DrainDeps {
@@ -33,13 +35,6 @@ export const DEFAULT_FLUSH_INTERVAL_MS = 50;
 export const DEFAULT_CANCEL_CHECK_MS = 2000;
 /** How long past its deadline (or its grace after a signal, or its hardSignal) a drain waits for a silent database. */
 export const DEFAULT_OVERRUN_MS = 5000;
-
-/**
- * How many failed deliveries a report lists: a drain of a failing backlog
- * would otherwise hold (and an HTTP drain answer, as Lambda's 6 MB cap,
- * carry) an error per job. The rest are counted; jobs.job has them all.
- */
-export const MAX_REPORTED_FAILURES = 100;
 
 const NO_OUTCOMES = [null, null, null, null, null, null, null];
 
@@ -74,6 +69,8 @@ const SETTLED = new Error('job settled');
  *   lingerMs (never past deadline - settleMarginMs) for new work, claiming
  *   again on a NOTIFY from publish or every pollMs (idle-wait.ts); each
  *   claim that finds work restarts that wait.
+ * - The jobs of a batch task (defineTask(…, { batch: true })) one claim
+ *   brings run in one handler call, or calls of its maxSize (batch-run.ts).
  */
 export async function drain(deps: DrainDeps, batchSize: number, deadline: Date | number,
                             options: DrainOptions = {}): Promise<DrainReport> {
@@ -83,7 +80,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
   const opts = parse(drainOptionsSchema, { ...deps.defaults, ...given }, 'options');
   const driver = deps.db as Partial<Driver>;
-  const transactional = hasTransactionalTask(deps.tasks);
+  const { transactional, batch: batchTasks } = taskKinds(deps.tasks);
   if (transactional && driver.holdsTransactions === false) {
     throw new ValidationError('tasks', 'a task is transactional, and this driver holds no transaction '
       + '(neonHttpDriver): use neonDriver or pgDriver, or define the task without { transactional: true }');
@@ -117,15 +114,14 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const rateLimit = rateLimiter(deps.db);
   const hooks = DrainHooks.of(opts); // undefined without hooks: no event is built per job
   const running = new Map<string, Running>();
-  const failures: FailedJob[] = [];
-  let failuresOmitted = 0;
+  const failures = new FailureList();
   let claimError: unknown;
   let claimed = 0;
   let batches = 0;
   let skipped = 0;
   let queuePaused = false;
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
-  let handlers = 0; // handler calls not yet returned, settled or not
+  let handlers = 0; // jobs whose handler call has not returned, settled or not
   let stoppedBy: StoppedBy | undefined;
 
   // One promise that resolves at the next change: a job ended, or a stop.
@@ -145,22 +141,21 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
     if (outcome === null) return hooks?.ended(job, null, startedAt); // acked in its own transaction
-    if (outcome.outcome === 'nack' || outcome.outcome === 'fail') {
-      if (failures.length >= MAX_REPORTED_FAILURES) failuresOmitted++;
-      else {
-        failures.push({
-          id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
-          willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
-        });
-      }
-    }
+    failures.add(job, outcome);
     settler.add(outcome);
     hooks?.ended(job, outcome, startedAt);
+  };
+  // A started job ended (its entry left running).
+  const settled = (job: Job, outcome: Outcome | null, startedAt: number) => {
+    ended++;
+    record(job, outcome, startedAt);
+    wake();
   };
 
   const timeouts = new Timeouts();
   const publish: DrainDeps['publish'] = (task, body, options) => deps.publish(task, body, options);
-  const start = (job: Job, claimSentAt: number, now: number) => {
+  // When a claimed job's handler must end; 0 when it cannot start (then settled here).
+  const endOf = (job: Job, claimSentAt: number, now: number): number => {
     const ownEnd = claimSentAt + job.timeout * 1000;
     const end = Math.min(ownEnd, stopAt);
     if (!stoppedBy && ownEnd <= now) {
@@ -168,12 +163,15 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       // claimed and given back again without end.
       record(job, { id: job.id, attempt: job.attempt, outcome: 'nack',
                     error: `timed out after ${job.timeout} s, before it could start (its claim took longer)` });
-      return;
+      return 0;
     }
     if (stoppedBy || end <= now) {
       record(job, { id: job.id, attempt: job.attempt, outcome: 'release' });
-      return;
+      return 0;
     }
+    return end;
+  };
+  const start = (job: Job, claimSentAt: number, now: number, end: number) => {
     const signal = new LazySignal();
     const expire = () => {
       const why = end < claimSentAt + job.timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${job.timeout} s`;
@@ -187,11 +185,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // later attempt's by now, claimed again while this one ran on.
         if (running.get(job.id) !== entry) return;
         running.delete(job.id);
-        ended++;
         timeouts.clear(end, expire);
         signal.abort(SETTLED);
-        record(job, outcome, now);
-        wake();
+        settled(job, outcome, now);
       },
     };
     running.set(job.id, entry);
@@ -204,6 +200,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (poolBound) wake(); // one that ran on past its settling frees its connection only now
     });
   };
+  // Only with batch tasks: a drain of plain ones checks nothing more per job.
+  const batchRunner = batchTasks && new BatchRunner({ running, timeouts, hooks, publish, rateLimit, settled,
+    calling(n) {
+      handlers += n;
+      if (n < 0 && poolBound) wake();
+    } });
 
   const stopWatching = watchCancels(db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
     () => [...running.values()].map((r) => ({ id: r.job.id, startedAt: r.startedAt })),
@@ -262,7 +264,15 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       skipped = unfit;
       queuePaused = result.paused;
       const now = Date.now();
-      for (let i = 0; i < count; i++) start(toJob(jobs!, i, result.queue, result.now), claimSentAt, now);
+      for (let i = 0; i < count; i++) {
+        const job = toJob(jobs!, i, result.queue, result.now);
+        const end = endOf(job, claimSentAt, now);
+        if (end === 0) continue;
+        const spec = batchTasks?.get(job.task);
+        if (spec) batchRunner!.add(spec, job);
+        else start(job, claimSentAt, now, end);
+      }
+      batchRunner?.start(claimSentAt, stopAt, now);
       if (count > 0) idleSince = undefined;
       else {
         // Nothing claimable: the queue is empty, or what is due no longer fits the budget.
@@ -306,6 +316,6 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   if (claimError !== undefined) throw translateError(claimError);
   return {
     claimed, ...settler.totals, skipped, queuePaused, stoppedBy: stoppedBy ?? 'empty',
-    durationMs: Date.now() - startedAt, batches, failures, failuresOmitted,
+    durationMs: Date.now() - startedAt, batches, failures: failures.list, failuresOmitted: failures.omitted,
   };
 }

@@ -1,7 +1,7 @@
 import { ProgressReporter, type ProgressSink } from './progress.js';
 import { takeSignal, type SignalOption } from './publish.js';
 import type { RateLimit } from './rate-limit.js';
-import type { Job, JobContext, PublishOptions } from './types.js';
+import type { BatchContext, Job, JobContext, PublishOptions } from './types.js';
 
 // Made once per job on a drain's hot path: classes with prototype accessors,
 // because object literals with getters are built by a slow runtime path
@@ -28,6 +28,11 @@ export class LazySignal {
     this.reason ??= reason;
     if (this.controller && !this.controller.signal.aborted) this.controller.abort(reason);
   }
+
+  /** The reason it was aborted with, if it was. */
+  get abortedWith(): Error | undefined {
+    return this.reason;
+  }
 }
 
 type Publish = (task: string, body?: unknown, options?: PublishOptions & SignalOption) => Promise<string>;
@@ -52,7 +57,7 @@ export class DrainJobContext implements JobContext {
   constructor(readonly job: Job, private readonly lazy: LazySignal, publish: Publish,
               private readonly progressSink: ProgressSink, readonly rateLimit: RateLimit) {
     this.publish = (task, body, options) =>
-      this.running ? this.boundPublish(publish, task, body, options) : publish(task, body, options);
+      this.running ? boundPublish(publish, lazy, () => this.running, task, body, options) : publish(task, body, options);
   }
 
   /** ctx.progress, made on first read (most handlers never report): bound, so `const { progress } = ctx` works. */
@@ -68,24 +73,49 @@ export class DrainJobContext implements JobContext {
   handlerEnded(): void {
     this.running = false;
   }
+}
 
-  /** publish, given up when the job's signal (or the caller's own options.signal) fires while the handler runs. */
-  private async boundPublish(publish: Publish, task: string, body: unknown, options: Parameters<Publish>[2]): Promise<string> {
-    if (options !== undefined && (typeof options !== 'object' || options === null)) {
-      return publish(task, body, options); // publish names what is wrong with it
-    }
-    const bound = new AbortController();
-    const unfollow = [this.lazy.signal, takeSignal(options, 'options').signal].map((signal) => {
-      if (!signal) return () => {};
-      const follow = () => {
-        if (this.running) bound.abort(signal.reason);
-      };
-      if (signal.aborted) follow();
-      signal.addEventListener('abort', follow, { once: true });
-      return () => signal.removeEventListener('abort', follow);
-    });
-    return publish(task, body, { ...options, signal: bound.signal }).finally(() => {
-      for (const f of unfollow) f();
-    });
+/**
+ * The ctx of a batch handler's call (batch-run.ts): one per call, its
+ * publishes bound to the call's signal while the handler runs, as a job's are.
+ * No progress: jobs.set_progress is one statement per job, which a call
+ * reporting for all its jobs would multiply.
+ */
+export class BatchCallContext implements BatchContext {
+  readonly publish: Publish;
+  private running = true;
+
+  constructor(private readonly lazy: LazySignal, publish: Publish, readonly rateLimit: RateLimit) {
+    this.publish = (task, body, options) =>
+      this.running ? boundPublish(publish, lazy, () => this.running, task, body, options) : publish(task, body, options);
   }
+
+  get signal(): AbortSignal {
+    return this.lazy.signal;
+  }
+
+  handlerEnded(): void {
+    this.running = false;
+  }
+}
+
+/** publish, given up when `lazy` (or the caller's own options.signal) fires while running() holds. */
+async function boundPublish(publish: Publish, lazy: LazySignal, running: () => boolean, task: string, body: unknown,
+                            options: Parameters<Publish>[2]): Promise<string> {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    return publish(task, body, options); // publish names what is wrong with it
+  }
+  const bound = new AbortController();
+  const unfollow = [lazy.signal, takeSignal(options, 'options').signal].map((signal) => {
+    if (!signal) return () => {};
+    const follow = () => {
+      if (running()) bound.abort(signal.reason);
+    };
+    if (signal.aborted) follow();
+    signal.addEventListener('abort', follow, { once: true });
+    return () => signal.removeEventListener('abort', follow);
+  });
+  return publish(task, body, { ...options, signal: bound.signal }).finally(() => {
+    for (const f of unfollow) f();
+  });
 }

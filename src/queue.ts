@@ -3,12 +3,12 @@ import { cancelJob, cancelJobs, createNamedQueue, failJobs, getJob, listNamedQue
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
 import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
-import { defineTask, type Task, type TaskOptions } from './define-task.js';
+import { defineTask, type BatchOptions, type BatchTask, type Task, type TaskOptions } from './define-task.js';
 import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import { checkDriver, checkQueryable, type DrainOptions } from './options.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
-import type { BulkJob, DrainReport, Handler, JobInfo, JobOutcome, NamedQueueOptions, PublishOptions, RedriveFilter,
+import type { BatchHandler, BulkJob, DrainReport, Handler, JobInfo, JobOutcome, NamedQueueInfo, NamedQueueOptions, PublishOptions, RedriveFilter,
   RescheduleOptions, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
@@ -49,6 +49,8 @@ export interface Queue {
    * Defines a typed task, registers its handler with this queue's drains and
    * binds its .publish to this queue. `{ transactional: true }`: see TaskOptions.
    */
+  defineTask<Body = unknown, Result = unknown>(name: string, handler: BatchHandler<Body, Result>,
+                                               options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined }): BatchTask<Body, Result>;
   defineTask<Body = unknown, Result = unknown>(name: string, handler: TransactionalHandler<Body, Result>,
                                                options: TaskOptions & { transactional: true }): Task<Body, Result>;
   defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result>,
@@ -131,11 +133,11 @@ export function createQueue(options: QueueOptions): Queue {
     migrate: async () => (await import('./migrate.js')).migrate(driver),
     ...own,
     using,
-    defineTask<Body, Result>(name: string, handler: Handler<Body, Result> | TransactionalHandler<Body, Result>,
-                             taskOptions?: TaskOptions) {
+    defineTask<Body, Result>(name: string, handler: Handler<Body, Result> | TransactionalHandler<Body, Result> | BatchHandler<Body, Result>,
+                             taskOptions?: TaskOptions): Task<Body, Result> & BatchTask<Body, Result> {
       const task = defineTask(name, handler as Handler<Body, Result>, { ...taskOptions, db: driver });
       registry[name] = task;
-      return task;
+      return task as Task<Body, Result> & BatchTask<Body, Result>; // which one: the overloads above
     },
     getJob: (jobId) => getJob(driver, jobId),
     cancel: ((jobIds: string | readonly string[], reason?: string) => (Array.isArray(jobIds)

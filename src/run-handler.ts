@@ -48,7 +48,7 @@ export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['
  * backoff, unless it is a FailJob (fail now), a RetryJob (retry at its time)
  * or a SnoozeJob (given back until its time, its attempt not spent).
  */
-function thrownOutcome(id: string, attempt: number, error: unknown): Outcome & Thrown {
+export function thrownOutcome(id: string, attempt: number, error: unknown): Outcome & Thrown {
   const asked = askedOutcome(error, Date.now());
   // thrown rides along for DrainOptions.onJobEnd (drain-hooks.ts); settling reads only the text.
   if (asked === undefined) return { id, attempt, outcome: 'nack', error: describe(error), thrown: error };

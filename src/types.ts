@@ -179,6 +179,36 @@ export interface TransactionalJobContext extends JobContext {
 export type TransactionalHandler<Body = any, Result = unknown> =
   (body: Body, ctx: TransactionalJobContext) => Promise<Result> | Result;
 
+/** One job of a batch handler's call (defineTask(…, { batch: true })). */
+export interface BatchItem<Body = unknown> {
+  body: Body;
+  job: Job<Body>;
+}
+
+/** What a batch handler gets besides its jobs: one for the whole call. */
+export interface BatchContext {
+  /**
+   * Fires at the earliest timeout of the call's jobs, at the drain's deadline,
+   * when the drain stops, or once every job of the call was cancelled.
+   */
+  signal: AbortSignal;
+  /** Publishes a follow-up job, bound to signal while the handler runs (as JobContext.publish). */
+  publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
+  /** Takes one token for the whole call, or throws a SnoozeJob: every job of it goes back (JobContext.rateLimit). */
+  rateLimit(key: string, options: { limit: number; perSeconds: number }): Promise<void>;
+}
+
+/**
+ * A batch handler's answer: nothing (every job succeeds), or one item per job,
+ * in order: its result (JSON), or an Error (FailJob, RetryJob, SnoozeJob too)
+ * that settles that job as if its own handler had thrown it.
+ */
+export type BatchResults<Result = unknown> = void | undefined | null | readonly (Result | Error | undefined)[];
+
+/** A handler defined with { batch: true }: one call for many jobs of its task. */
+export type BatchHandler<Body = any, Result = unknown> =
+  (jobs: BatchItem<Body>[], ctx: BatchContext) => Promise<BatchResults<Result>> | BatchResults<Result>;
+
 /**
  * Handlers by task name: nested (`{ math: { sum } }` serves `math.sum`) or
  * flat (`{ 'math.sum': sum }`), as an ES module's exports are.

@@ -1,0 +1,132 @@
+// Batch tasks (defineTask(…, { batch: true })): the jobs of one task that a
+// claim brings run in one handler call, and its answer settles each of them.
+import type { BatchSpec } from './define-task.js';
+import type { DrainDeps } from './drain.js';
+import type { DrainHooks, Thrown } from './drain-hooks.js';
+import { BatchCallContext, LazySignal } from './job-context.js';
+import { askedOutcome } from './job-errors.js';
+import { resultJson } from './json-text.js';
+import type { RateLimit } from './rate-limit.js';
+import { thrownOutcome } from './run-handler.js';
+import type { Outcome } from './settler.js';
+import type { Timeouts } from './timeouts.js';
+import type { Job } from './types.js';
+import type { Running } from './wind-down.js';
+
+/** What a batch call needs of its drain. */
+export interface BatchHost {
+  running: Map<string, Running>;
+  timeouts: Timeouts;
+  hooks: DrainHooks | undefined;
+  publish: DrainDeps['publish'];
+  rateLimit: RateLimit;
+  /** A job of a call ended: recorded (report, hook, settle), the drain woken. */
+  settled(job: Job, outcome: Outcome | null, startedAt: number): void;
+  /** The jobs of a handler call that starts (n > 0), or that returned or threw (n < 0). */
+  calling(n: number): void;
+}
+
+/** The reason a call's signal gives once all its jobs are settled. */
+const SETTLED = new Error('batch settled');
+
+/**
+ * Starts the batch calls of one claim's jobs. Each job of a call is in
+ * host.running, as a plain job is: concurrency counts jobs, batched or not.
+ */
+export class BatchRunner {
+  private groups: Map<BatchSpec, Job[]> | undefined;
+
+  constructor(private readonly host: BatchHost) {}
+
+  /** A claimed job of a batch task that can start (its end is before its timeout and stopAt), run by the next start(). */
+  add(spec: BatchSpec, job: Job): void {
+    const groups = (this.groups ??= new Map());
+    const jobs = groups.get(spec);
+    if (jobs) jobs.push(job);
+    else groups.set(spec, [job]);
+  }
+
+  /** Starts a call per task of the jobs added, split by its maxSize. */
+  start(claimSentAt: number, stopAt: number, now: number): void {
+    if (!this.groups) return;
+    for (const [spec, jobs] of this.groups) {
+      for (let i = 0; i < jobs.length; i += spec.maxSize) this.call(spec, jobs.slice(i, i + spec.maxSize), claimSentAt, stopAt, now);
+    }
+    this.groups = undefined;
+  }
+
+  /** One call. Its jobs share their claim's time: it ends at their shortest timeout, or at stopAt. */
+  private call(spec: BatchSpec, jobs: Job[], claimSentAt: number, stopAt: number, now: number): void {
+    const { host } = this;
+    const signal = new LazySignal();
+    let left = jobs.length;
+    const timeout = Math.min(...jobs.map((job) => job.timeout));
+    const end = Math.min(claimSentAt + timeout * 1000, stopAt);
+    const expire = () => {
+      const why = end < claimSentAt + timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${timeout} s`;
+      signal.abort(new Error(why));
+      for (const e of entries) {
+        const error = e.job.timeout > timeout ? `${why} (the shortest timeout of its batch call)` : why;
+        e.finish({ id: e.job.id, attempt: e.job.attempt, outcome: 'nack', error });
+      }
+    };
+    // Each job has its own entry: cancelled, it alone ends (its item of the answer is dropped); once
+    // none is left (timeout, stop, cancels), the call's signal fires with the last reason given.
+    const entries = jobs.map((job) => {
+      const own = new LazySignal();
+      const entry: Running = {
+        job, startedAt: now, signal: own,
+        finish: (outcome) => {
+          if (host.running.get(job.id) !== entry) return;
+          host.running.delete(job.id);
+          if (--left === 0) {
+            host.timeouts.clear(end, expire);
+            signal.abort(own.abortedWith ?? SETTLED);
+          }
+          host.settled(job, outcome, now);
+        },
+      };
+      host.running.set(job.id, entry);
+      return entry;
+    });
+    host.timeouts.at(end, expire);
+    host.calling(jobs.length);
+    if (host.hooks) for (const job of jobs) host.hooks.started(job);
+    void runCall(spec, jobs, new BatchCallContext(signal, host.publish, host.rateLimit)).then((outcomes) => {
+      host.calling(-jobs.length);
+      for (let i = 0; i < entries.length; i++) entries[i]!.finish(outcomes[i]!);
+    });
+  }
+}
+
+/** Calls the handler and turns its answer, or its throw, into one outcome per job; never rejects. */
+async function runCall(spec: BatchSpec, jobs: Job[], ctx: BatchCallContext): Promise<(Outcome & Thrown)[]> {
+  const began = Date.now();
+  let answer: unknown;
+  try {
+    answer = await spec.call(jobs.map((job) => ({ body: job.body, job })), ctx);
+  } catch (error) {
+    return jobs.map((job) => thrownOutcome(job.id, job.attempt, error));
+  } finally {
+    ctx.handlerEnded();
+  }
+  const ms = Date.now() - began;
+  if (answer === undefined || answer === null) {
+    return jobs.map((job) => ({ id: job.id, attempt: job.attempt, outcome: 'ack', result: null, ms }));
+  }
+  if (!Array.isArray(answer) || answer.length !== jobs.length) {
+    const shape = Array.isArray(answer) ? `an array of ${answer.length}` : typeof answer;
+    const error = new TypeError(`batch handler of ${jobs[0]!.task} returned ${shape} for ${jobs.length} jobs: it must `
+      + `return nothing (every job succeeds) or an array of ${jobs.length}, one item per job in order (a result, or an Error)`);
+    return jobs.map((job) => thrownOutcome(job.id, job.attempt, error));
+  }
+  return jobs.map((job, i) => {
+    const item: unknown = answer[i];
+    if (item instanceof Error || askedOutcome(item, began) !== undefined) return thrownOutcome(job.id, job.attempt, item);
+    try {
+      return { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(item), ms };
+    } catch (error) {
+      return thrownOutcome(job.id, job.attempt, error); // not JSON
+    }
+  });
+}
