@@ -21,7 +21,11 @@ export const SETTLE_ARRAYS_SQL =
  * Ids, attempts, outcome names and durations need no quoting, so they go as
  * array literals joined here rather than escaped element by element.
  */
-export function outcomeArrays(batch: readonly Outcome[]): unknown[] {
+export function outcomeArrays(unsorted: readonly Outcome[]): unknown[] {
+  // In job_id order, as a publish locks the dependencies it names
+  // (jobs.lock_dependencies): deleted in the order handlers returned, a
+  // settle and such a publish could each hold a job the other waited for.
+  const batch = unsorted.length > 1 ? [...unsorted].sort(byJobId) : unsorted;
   const ids: string[] = new Array(batch.length);
   const attempts: number[] = new Array(batch.length);
   const kinds: string[] = new Array(batch.length);
@@ -187,4 +191,9 @@ export class Settler {
       this.putBack(batch);
     }
   }
+}
+
+/** Ids are bigints in decimal without leading zeros: shorter is smaller. */
+function byJobId(x: Outcome, y: Outcome): number {
+  return x.id.length - y.id.length || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
 }
