@@ -158,9 +158,9 @@ export function featureCommands(withConnection: WithConnection): Command[] {
     .option('--priority <n>', 'priority of a job published here without one (default 0)', integer(-1_000_000, 1_000_000))
     .option('--dead-letter <queue>', 'a queue (created first) that gets a copy of every job failing here for good',
       checkedBy(queueNameSchema));
-  for (const flag of ['max-size', 'timeout', 'max-retries', 'priority', 'dead-letter']) {
-    create.option(`--no-${flag}`, `clear --${flag} (unbounded, the global default, none)`);
-  }
+  const cleared = { 'max-size': 'unbounded', timeout: 'the global 60 s', 'max-retries': 'the global 3',
+                   priority: 'the global 0', 'dead-letter': 'no dead-letter queue' };
+  for (const [flag, then] of Object.entries(cleared)) create.option(`--no-${flag}`, `clear --${flag} (${then})`);
   create.addOption(dsnOption())
     .action(async (name: string, opts: { maxSize?: number | false; timeout?: number | false; maxRetries?: number | false;
                                          priority?: number | false; deadLetter?: string | false; dsn?: string }) => {
