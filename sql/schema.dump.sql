@@ -1556,9 +1556,15 @@ CREATE FUNCTION jobs.notify_ids(p_channel text, p_ids bigint[]) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
+  v_all text;
   v_per integer;
 begin
   if not jobs.events_on() or coalesce(cardinality(p_ids), 0) = 0 then
+    return;
+  end if;
+  v_all := array_to_string(p_ids, ',');
+  if length(v_all) <= 7900 then
+    perform pg_notify(p_channel, v_all);
     return;
   end if;
   v_per := 7900 / (length((select max(x) from unnest(p_ids) x)::text) + 1);
