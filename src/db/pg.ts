@@ -2,7 +2,7 @@ import pg from 'pg';
 import { PgDrainError } from '../errors.js';
 import type { Driver, Queryable, QueryOptions, QueryResult, QueuedListener } from './driver.js';
 import { PgJobEvents } from './pg-events.js';
-import { connectTimeoutMs, ownedClient, poolEnder, sharingOnRefusal } from './pg-pool.js';
+import { CLOSE_WAIT_MS, connectTimeoutMs, ownedClient, poolEnder, sharingOnRefusal } from './pg-pool.js';
 
 /** The part of a node-postgres Pool (or pg-compatible pool) that pgdrain uses. */
 export interface PgPool {
@@ -58,15 +58,66 @@ function reset(client: PgPoolClient): void {
   }
 }
 
+/** What cancelling a node-postgres Client's statement reads of it (Neon's Client has these too, and neonConfig). */
+type Cancellable = {
+  processID?: number | null; secretKey?: number | null; host?: string; port?: number;
+  ssl?: unknown; sslNegotiation?: string; neonConfig?: unknown;
+};
+
+/**
+ * Asks the server to cancel the statement `client` is running, as libpq's
+ * PQcancel does: a CancelRequest (no role right needed; PgBouncer passes it
+ * on) on a new connection to where the client connected, its unix socket or
+ * host and port, over TLS if the client's was. Ending the client's own
+ * connection is not enough: a backend waiting on a lock does not read its
+ * socket, and once the lock is released it runs the statement to its commit.
+ * Best effort, awaited by nothing: a statement that commits before the
+ * cancel arrives has committed. Neon's Client (a WebSocket to Neon's proxy)
+ * is only ended.
+ */
+function cancelOnServer(client: PgPoolClient): void {
+  const { processID, secretKey, host, port, ssl, sslNegotiation, neonConfig } = client as Cancellable;
+  if (processID == null || secretKey == null || port === undefined || neonConfig !== undefined) return;
+  try {
+    sendCancel(processID, secretKey, host, port, ssl, sslNegotiation);
+  } catch {
+    // a runtime with no socket of this kind: the client is ended all the same
+  }
+}
+
+function sendCancel(processID: number, secretKey: number, host: string | undefined, port: number,
+                    ssl: unknown, sslNegotiation: string | undefined): void {
+  const con = new pg.Connection({ ssl, sslNegotiation } as pg.ConnectionConfig) as pg.Connection & {
+    connect(portOrPath: number | string, host?: string): void;
+    requestSsl(): void;
+    cancel(processID: number, secretKey: number): void;
+    stream: { destroy(): void };
+  };
+  const send = () => con.cancel(processID, secretKey);
+  const timer = setTimeout(() => con.stream.destroy(), CLOSE_WAIT_MS); // the server closes it once it has read the request
+  (timer as { unref?: () => void }).unref?.();
+  con.on('error', () => {});
+  con.once('end', () => clearTimeout(timer));
+  con.once('connect', () => {
+    if (!ssl) send();
+    else if (sslNegotiation !== 'direct') con.requestSsl();
+  });
+  con.once('sslconnect', send);
+  if (host?.startsWith('/')) con.connect(`${host}/.s.PGSQL.${port}`);
+  else con.connect(port, host);
+}
+
 /**
  * One statement on a client checked out for it, so that when `signal`
  * aborts (the caller gave up on a database that does not answer) that
  * client can be ended rather than left in the pool waiting for a reply that
- * may never come. Releases the client.
+ * may never come, and the statement cancelled on the server if it runs
+ * there. Releases the client.
  */
 async function abandonable<R>(client: PgPoolClient, text: string, params: readonly unknown[] | undefined,
                               signal: AbortSignal): Promise<QueryResult<R>> {
   const end = () => {
+    cancelOnServer(client);
     reset(client);
     void client.end?.().catch(() => {});
   };
