@@ -7,7 +7,7 @@ import { BatchCallContext, LazySignal } from './job-context.js';
 import { askedOutcome } from './job-errors.js';
 import { resultJson } from './json-text.js';
 import type { RateLimit } from './rate-limit.js';
-import { thrownOutcome } from './run-handler.js';
+import { isError, thrownOutcome } from './run-handler.js';
 import type { Outcome } from './settler.js';
 import type { Timeouts } from './timeouts.js';
 import type { Job } from './types.js';
@@ -25,6 +25,8 @@ export interface BatchHost {
   /** The jobs of a handler call that starts (n > 0), or that returned or threw (n < 0). */
   calling(n: number): void;
 }
+
+const ignore = (): void => {};
 
 /** The reason a call's signal gives once all its jobs are settled. */
 const SETTLED = new Error('batch settled');
@@ -111,6 +113,15 @@ async function runCall(spec: BatchSpec, jobs: Job[], ctx: BatchCallContext): Pro
     ctx.handlerEnded();
   }
   const ms = Date.now() - began;
+  try {
+    return settleEach(jobs, answer, began, ms);
+  } catch (error) {
+    return jobs.map((job) => thrownOutcome(job.id, job.attempt, error)); // a getter of the answer threw, a revoked Proxy
+  }
+}
+
+/** One outcome per job from the handler's answer; throws when reading the answer throws. */
+function settleEach(jobs: Job[], answer: unknown, began: number, ms: number): (Outcome & Thrown)[] {
   if (answer === undefined || answer === null) {
     return jobs.map((job) => ({ id: job.id, attempt: job.attempt, outcome: 'ack', result: null, ms }));
   }
@@ -122,11 +133,23 @@ async function runCall(spec: BatchSpec, jobs: Job[], ctx: BatchCallContext): Pro
   }
   return jobs.map((job, i) => {
     const item: unknown = answer[i];
-    if (item instanceof Error || askedOutcome(item, began) !== undefined) return thrownOutcome(job.id, job.attempt, item);
+    if (isError(item) || askedOutcome(item, began) !== undefined) return thrownOutcome(job.id, job.attempt, item);
+    if (isThenable(item)) {
+      // jobs.map(async …) without Promise.all. A native promise's rejection must not go unhandled (it
+      // would end the process); another thenable's then is not called (a query builder would run).
+      if (Object.prototype.toString.call(item) === '[object Promise]') Promise.prototype.then.call(item, undefined, ignore);
+      return thrownOutcome(job.id, job.attempt, new TypeError(`batch handler of ${job.task}: item ${i} is a Promise: `
+        + 'return await Promise.all(…) of them, so each item is a result or an Error'));
+    }
     try {
       return { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(item), ms };
     } catch (error) {
       return thrownOutcome(job.id, job.attempt, error); // not JSON
     }
   });
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null
+    && typeof (value as { then?: unknown }).then === 'function';
 }

@@ -34,6 +34,13 @@ export interface TaskOptions {
   batch?: boolean | BatchOptions | undefined;
 }
 
+/**
+ * The options of a task of one job per call. Without `batch?: false`, a batch
+ * handler that does not type-check as one (its answer, a ctx typed JobContext)
+ * would silently fall to the plain overload, typed as a task whose body is an array.
+ */
+export type NotBatch = TaskOptions & { batch?: false | undefined };
+
 export interface BatchOptions {
   /** The most jobs per call (1 to 10000); a claim's larger group is split. Default: no limit. */
   maxSize?: number | undefined;
@@ -72,10 +79,10 @@ export function defineTask<Body = unknown, Result = unknown>(
   options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined; db?: Queryable },
 ): BatchTask<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: TransactionalHandler<Body, Result>, options: TaskOptions & { transactional: true; db?: Queryable },
+  name: string, handler: TransactionalHandler<Body, Result>, options: NotBatch & { transactional: true; db?: Queryable },
 ): Task<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: Handler<Body, Result>, options?: TaskOptions & { db?: Queryable },
+  name: string, handler: Handler<Body, Result>, options?: NotBatch & { db?: Queryable },
 ): Task<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
   name: string, anyHandler: Handler<Body, Result> | TransactionalHandler<Body, Result> | BatchHandler<Body, Result>,
@@ -96,7 +103,7 @@ export function defineTask<Body = unknown, Result = unknown>(
   }
   const call = maxSize === undefined ? async (body: Body, ctx: JobContext) => handler(body, ctx)
     : async (jobs: unknown, ctx: JobContext) => {
-      // A drain that did not see it as a batch task (found by a path taskNames does not list) runs it per job.
+      // Called directly with a body, or run per job by an older copy of pgdrain.
       if (!Array.isArray(jobs)) throw new ValidationError('jobs', `must be an array of { body, job }: ${name} is a batch task`);
       return handler(jobs as Body, ctx);
     };
@@ -149,12 +156,10 @@ export interface TaskKinds {
    * runs, so a drain should run fewer at once than its pool holds.
    */
   transactional: boolean;
-  /** Batch tasks by name; undefined when there is none (a drain of plain tasks checks nothing per job). */
-  batch: Map<string, BatchSpec> | undefined;
 }
 
 export function taskKinds(tasks: TaskMap): TaskKinds {
-  const kinds: TaskKinds = { transactional: false, batch: undefined };
+  const kinds: TaskKinds = { transactional: false };
   let names: string[];
   try {
     names = taskNames(tasks);
@@ -162,18 +167,39 @@ export function taskKinds(tasks: TaskMap): TaskKinds {
     return kinds; // an export that throws when read: its jobs fail when they run, not every drain now
   }
   for (const name of names) {
-    let handler: Handler | undefined;
     try {
-      handler = resolveHandler(tasks, name);
+      const handler = resolveHandler(tasks, name);
+      if (handler !== undefined && isTransactional(handler)) return { transactional: true };
     } catch {
       continue; // as above
     }
-    if (handler === undefined) continue;
-    kinds.transactional ||= isTransactional(handler);
-    const maxSize = (handler as unknown as Record<symbol, unknown>)[BATCH];
-    if (typeof maxSize === 'number') (kinds.batch ??= new Map()).set(name, { call: handler as unknown as BatchHandler, maxSize });
   }
   return kinds;
+}
+
+/**
+ * For one drain: the batch spec of a task name, read from the handler the
+ * name resolves to (as runHandler resolves it: a task an instance holds
+ * too), once per name; undefined for a plain task, or one whose lookup
+ * throws (runHandler then fails its jobs alone, with that error).
+ */
+export function batchLookup(tasks: TaskMap): (task: string) => BatchSpec | undefined {
+  const specs = new Map<string, BatchSpec | null>(); // null: not a batch task
+  return (task) => {
+    let spec = specs.get(task); // a plain task's job costs this one lookup
+    if (spec === undefined) {
+      let handler: Handler | undefined;
+      try {
+        handler = resolveHandler(tasks, task);
+      } catch {
+        handler = undefined;
+      }
+      const maxSize = handler && (handler as unknown as Record<symbol, unknown>)[BATCH];
+      spec = typeof maxSize === 'number' ? { call: handler as unknown as BatchHandler, maxSize } : null;
+      specs.set(task, spec);
+    }
+    return spec ?? undefined;
+  };
 }
 
 /** Whether a tasks module serves a transactional task (taskKinds). */

@@ -5,7 +5,7 @@ import { translateError, ValidationError } from './errors.js';
 import { LazySignal } from './job-context.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
-import { taskKinds } from './define-task.js';
+import { batchLookup, taskKinds } from './define-task.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
@@ -80,7 +80,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
   const opts = parse(drainOptionsSchema, { ...deps.defaults, ...given }, 'options');
   const driver = deps.db as Partial<Driver>;
-  const { transactional, batch: batchTasks } = taskKinds(deps.tasks);
+  const { transactional } = taskKinds(deps.tasks);
   if (transactional && driver.holdsTransactions === false) {
     throw new ValidationError('tasks', 'a task is transactional, and this driver holds no transaction '
       + '(neonHttpDriver): use neonDriver or pgDriver, or define the task without { transactional: true }');
@@ -200,8 +200,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (poolBound) wake(); // one that ran on past its settling frees its connection only now
     });
   };
-  // Only with batch tasks: a drain of plain ones checks nothing more per job.
-  const batchRunner = batchTasks && new BatchRunner({ running, timeouts, hooks, publish, rateLimit, settled,
+  // Whether a job's task runs as a batch: one Map lookup per job of a plain task; a runner once one does.
+  const batchOf = batchLookup(deps.tasks);
+  let batchRunner: BatchRunner | undefined;
+  const newBatchRunner = () => new BatchRunner({ running, timeouts, hooks, publish, rateLimit, settled,
     calling(n) {
       handlers += n;
       if (n < 0 && poolBound) wake();
@@ -268,8 +270,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         const job = toJob(jobs!, i, result.queue, result.now);
         const end = endOf(job, claimSentAt, now);
         if (end === 0) continue;
-        const spec = batchTasks?.get(job.task);
-        if (spec) batchRunner!.add(spec, job);
+        const spec = batchOf(job.task);
+        if (spec) (batchRunner ??= newBatchRunner()).add(spec, job);
         else start(job, claimSentAt, now, end);
       }
       batchRunner?.start(claimSentAt, stopAt, now);

@@ -3,7 +3,7 @@ import { cancelJob, cancelJobs, createNamedQueue, failJobs, getJob, listNamedQue
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
 import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
-import { defineTask, type BatchOptions, type BatchTask, type Task, type TaskOptions } from './define-task.js';
+import { defineTask, type BatchOptions, type BatchTask, type NotBatch, type Task, type TaskOptions } from './define-task.js';
 import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import { checkDriver, checkQueryable, type DrainOptions } from './options.js';
@@ -52,9 +52,9 @@ export interface Queue {
   defineTask<Body = unknown, Result = unknown>(name: string, handler: BatchHandler<Body, Result>,
                                                options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined }): BatchTask<Body, Result>;
   defineTask<Body = unknown, Result = unknown>(name: string, handler: TransactionalHandler<Body, Result>,
-                                               options: TaskOptions & { transactional: true }): Task<Body, Result>;
+                                               options: NotBatch & { transactional: true }): Task<Body, Result>;
   defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result>,
-                                               options?: TaskOptions): Task<Body, Result>;
+                                               options?: NotBatch): Task<Body, Result>;
   /** A job as it is now, by id (queued, running or ended); null when there is none. */
   getJob(jobId: string): Promise<JobInfo | null>;
   /** Cancels a job: 'cancelled' (never ran), 'cancelling' (running: aborted best effort), null (not active). */
@@ -135,7 +135,8 @@ export function createQueue(options: QueueOptions): Queue {
     using,
     defineTask<Body, Result>(name: string, handler: Handler<Body, Result> | TransactionalHandler<Body, Result> | BatchHandler<Body, Result>,
                              taskOptions?: TaskOptions): Task<Body, Result> & BatchTask<Body, Result> {
-      const task = defineTask(name, handler as Handler<Body, Result>, { ...taskOptions, db: driver });
+      // Any options: the overloads above typed them, defineTask checks them.
+      const task = defineTask(name, handler as Handler<Body, Result>, { ...taskOptions, db: driver } as NotBatch);
       registry[name] = task;
       return task as Task<Body, Result> & BatchTask<Body, Result>; // which one: the overloads above
     },

@@ -63,10 +63,22 @@ function describe(error: unknown): string {
 }
 
 function describeRaw(error: unknown): string {
-  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
   try {
-    return `non-Error thrown: ${JSON.stringify(error)}`;
+    if (isError(error)) return error.stack ?? `${error.name}: ${error.message}`;
+    try {
+      return `non-Error thrown: ${JSON.stringify(error)}`;
+    } catch {
+      return `non-Error thrown: ${String(error)}`;
+    }
   } catch {
-    return `non-Error thrown: ${String(error)}`;
+    return 'thrown a value that cannot be read (a revoked Proxy, a getter that throws)'; // settled all the same
   }
+}
+
+/**
+ * An Error of this realm or of another (node:vm, an iframe), where instanceof
+ * misses it. May throw (a revoked Proxy).
+ */
+export function isError(value: unknown): value is Error {
+  return value instanceof Error || Object.prototype.toString.call(value) === '[object Error]';
 }
