@@ -184,9 +184,35 @@ begin
       v_waiting := jobs.lock_dependencies(publish.depends_on);
     end if;
     if publish.serial_key is not null then
-      -- Taken also by jobs.after_end before it picks a key's next head.
-      perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+      -- Taken also by jobs.after_end before it picks a key's next head; the
+      -- global one shared, as every holder of a key (jobs.lock_serial_keys).
+      if v_replace and publish.dedupe_key is not null then
+        -- Its lock let go if a job took the key while this waited (below).
+        begin
+          perform pg_advisory_xact_lock_shared(736041, 0);
+          perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+          if exists (select 1 from jobs.job_queue q where q.dedupe_key = publish.dedupe_key) then
+            raise sqlstate 'PDA98';
+          end if;
+        exception when sqlstate 'PDA98' then
+          -- That job's ack may wait for this key while holding the job's
+          -- row: back to the top without the key, to lock the row first.
+          continue;
+        end;
+      else
+        perform pg_advisory_xact_lock_shared(736041, 0);
+        perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+      end if;
       v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
+    end if;
+    -- Looked up again under the locks: a job that took the key while this
+    -- waited for them may be ending (an ack that deleted it waits for the
+    -- serial key held here): inserting would wait for that ack, a deadlock.
+    if not v_replace and publish.dedupe_key is not null then
+      select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
+      if found then
+        return v_id;
+      end if;
     end if;
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
@@ -209,84 +235,133 @@ begin
   perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
 end $$;
 
+-- Takes the locks of serial keys, as every holder of one does (jobs.publish,
+-- jobs.publish_keyed, jobs.after_end, jobs.redrive; jobs.lock_jobs tries
+-- them): a global key shared, then each key's own in key order. With more
+-- than 32 distinct keys, the global key exclusive instead, standing for
+-- them all: a lock each would fill PostgreSQL's lock table (sized by
+-- max_locks_per_transaction), failing this call and others meanwhile.
+-- Returns true when it took the global key exclusive.
+create function jobs.lock_serial_keys(p_keys text[])
+returns boolean language plpgsql as $$
+declare
+  v_keys text[];
+begin
+  select array_agg(distinct k order by k) into v_keys from unnest(p_keys) k where k is not null;
+  if cardinality(v_keys) > 32 then
+    perform pg_advisory_xact_lock(736041, 0);
+    return true;
+  elsif v_keys is not null then
+    perform pg_advisory_xact_lock_shared(736041, 0);
+    perform pg_advisory_xact_lock(736038, hashtext(u.k)) from unnest(v_keys) with ordinality u(k, i) order by u.i;
+  end if;
+  return false;
+end $$;
+
 -- jobs.publish_arrays' path for a call with dedupe keys, serial keys or
--- attributes (its arguments checked). Rounds as jobs.publish loops: the
--- positions whose key an active job holds take its id; the rest (a key's
--- first position only) are inserted, and a key a concurrent publish took
--- meanwhile is looked up in the next round. Set-based: arrays by position.
+-- attributes (its arguments checked). Every lock is taken before the dedupe
+-- keys are looked up (as jobs.publish): the queue's, then the serial keys'.
+-- (Looked up before, a key could be taken meanwhile by a job whose ack then
+-- deletes it and waits for a serial key held here, while the insert waits
+-- for that ack: a deadlock.) The positions whose key an active job holds
+-- take its id; the rest (a key's first position only) are inserted in
+-- dedupe key order, so two calls sharing keys wait for each other in one
+-- order, never crosswise. A key a concurrent publish took since the lookup
+-- takes that job's id. Set-based: arrays by position.
 create function jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamptz[],
   p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[],
   p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb)
 returns bigint[] language plpgsql as $$
 declare
-  v_ids bigint[] := array_fill(null::bigint, array[coalesce(cardinality(p_tasks), 0)]);
+  v_ids bigint[];
   v_pick boolean[];
   v_count integer;
   v_new bigint[];
   v_try bigint[];
-  v_inserted integer;
+  v_written bigint[];
   v_q jobs.queue;
+  v_all_keys boolean;
+  v_lost text[];
 begin
+  -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
+  perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
+  if p_serial_keys is not null then
+    v_all_keys := jobs.lock_serial_keys(p_serial_keys);
+  end if;
   for v_round in 1..4 loop
-    if p_dedupe_keys is not null then
-      select array_agg(coalesce(x.id, q.job_id) order by x.ord) into v_ids
-      from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)
-      left join jobs.job_queue q on q.dedupe_key = x.key;
-    end if;
-    -- Written this round: each position without an id, but a key's first only.
-    select array_agg(x.pick order by x.ord), count(*) filter (where x.pick) into v_pick, v_count
-    from (select x.ord, x.id is null and (x.key is null or row_number() over (partition by x.key order by x.ord) = 1) as pick
-          from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)) x;
-    -- Also when none is new: a queue that does not exist is refused.
-    v_q := jobs.admit(p_queue, coalesce(v_count, 0));
-    exit when coalesce(v_count, 0) = 0;
-    if v_round = 4 then
-      perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
-    end if;
-    if v_round = 1 and p_serial_keys is not null then
-      -- After the queue's lock, as jobs.publish; every key in one order (as
-      -- jobs.redrive and jobs.after_end), so calls sharing keys cannot deadlock.
-      perform pg_advisory_xact_lock(736038, hashtext(d.k))
-      from (select distinct k from unnest(p_serial_keys) k where k is not null) d order by d.k;
-    end if;
-    -- Ids drawn under the keys' locks and given in position order: a key's
-    -- jobs run in job_id order, so this call's keep theirs and follow earlier publishes.
-    v_new := array(select nextval('jobs.job_queue_job_id_seq') from generate_series(1, v_count) order by 1);
-    select array_agg(case when x.pick then v_new[x.k] end order by x.ord) into v_try
-    from (select x.ord, x.pick, count(*) filter (where x.pick) over (order by x.ord) as k
-          from unnest(v_pick) with ordinality as x(pick, ord)) x;
-    insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
-                                queue, dedupe_key, serial_key, serial_wait, attributes)
-    overriding system value
-    select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
-           coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
-           coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
-           -- Behind the key's active jobs, or an earlier job of this call.
-           j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
-             or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
-           nullif(j.attributes, 'null')
-    from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
-                    unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
-                    unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes))
-           as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes)
-    where j.id is not null
-    on conflict (dedupe_key) where dedupe_key is not null do nothing;
-    get diagnostics v_inserted = row_count;
-    if v_inserted > 0 then
-      perform jobs.notify('pgdrain_queued', p_queue);
-    end if;
-    -- A key a concurrent publish took: a job of this call behind it in a
-    -- serial key may wait for a head that was not written; promote one.
-    if v_inserted < v_count and p_serial_keys is not null then
-      perform jobs.after_end(null, null, array(select distinct u.k from unnest(v_try, p_serial_keys) u(id, k)
-                                               where u.id is not null and u.k is not null), p_now);
-    end if;
-    -- Jobs without a dedupe key were all written; keyed ones are looked up.
-    select array_agg(coalesce(x.id, case when x.key is null then x.try end) order by x.ord) into v_ids
-    from unnest(v_ids, p_dedupe_keys, v_try) with ordinality as x(id, key, try, ord);
-    exit when p_dedupe_keys is null;
+    begin
+      v_ids := array_fill(null::bigint, array[coalesce(cardinality(p_tasks), 0)]);
+      if p_dedupe_keys is not null then
+        select array_agg(q.job_id order by x.ord) into v_ids
+        from unnest(p_dedupe_keys) with ordinality as x(key, ord)
+        left join jobs.job_queue q on q.dedupe_key = x.key;
+      end if;
+      -- Written: each position without an id, but a key's first only.
+      select array_agg(x.pick order by x.ord), count(*) filter (where x.pick) into v_pick, v_count
+      from (select x.ord, x.id is null and (x.key is null or row_number() over (partition by x.key order by x.ord) = 1) as pick
+            from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)) x;
+      -- Also when none is new: a queue that does not exist is refused.
+      v_q := jobs.admit(p_queue, coalesce(v_count, 0));
+      if coalesce(v_count, 0) = 0 then
+        return coalesce(v_ids, '{}');
+      end if;
+      -- Ids drawn under the keys' locks and given in position order: a key's
+      -- jobs run in job_id order, so this call's keep theirs and follow earlier publishes.
+      v_new := array(select nextval('jobs.job_queue_job_id_seq') from generate_series(1, v_count) order by 1);
+      select array_agg(case when x.pick then v_new[x.k] end order by x.ord) into v_try
+      from (select x.ord, x.pick, count(*) filter (where x.pick) over (order by x.ord) as k
+            from unnest(v_pick) with ordinality as x(pick, ord)) x;
+      with written as (
+        insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
+                                    queue, dedupe_key, serial_key, serial_wait, attributes)
+        overriding system value
+        select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+               coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
+               coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
+               -- Behind the key's active jobs, or an earlier job of this call.
+               j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
+                 or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
+               nullif(j.attributes, 'null')
+        from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
+                        unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
+                        unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes))
+               as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes)
+        where j.id is not null
+        order by j.dedupe_key
+        on conflict (dedupe_key) where dedupe_key is not null do nothing
+        returning job_id
+      )
+      select coalesce(array_agg(w.job_id), '{}') into v_written from written w;
+      -- Written positions take their ids; a key a concurrent publish took, its job's.
+      select array_agg(coalesce(x.id, w.id, q.job_id) order by x.ord) into v_ids
+      from unnest(v_ids, v_try, p_dedupe_keys) with ordinality as x(id, try, key, ord)
+      left join unnest(v_written) w(id) on w.id = x.try
+      left join jobs.job_queue q on x.try is not null and w.id is null and q.dedupe_key = x.key;
+      if exists (select from unnest(v_ids, v_try) x(id, try) where x.try is not null and x.id is null) then
+        -- That job already ended too. Written again now, while holding the
+        -- keys written above, the wait for a third publish of the key could
+        -- close a cycle with one waiting for those: undone, and done again.
+        raise sqlstate 'PDA98';
+      end if;
+      exit;
+    exception when sqlstate 'PDA98' then
+      if v_round = 4 then
+        perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+      end if;
+    end;
   end loop;
-  return coalesce(v_ids, '{}');
+  perform jobs.notify('pgdrain_queued', p_queue);
+  -- A key's later positions take its first's id. A serial key whose job
+  -- here was not written may have one of this call waiting behind it.
+  select array_agg(coalesce(x.id, x.first) order by x.ord),
+         array_agg(distinct x.serial) filter (where x.serial is not null and x.id <> x.try)
+  into v_ids, v_lost
+  from (select x.*, max(x.id) filter (where x.try is not null) over (partition by x.key) as first
+        from unnest(v_ids, v_try, p_dedupe_keys, p_serial_keys) with ordinality as x(id, try, key, serial, ord)) x;
+  if v_lost is not null then
+    perform jobs.after_end(null, null, v_lost, p_now, p_all_keys => coalesce(v_all_keys, false));
+  end if;
+  return v_ids;
 end $$;
 
 -- Any number of jobs in one statement, as one array per field (what

@@ -100,6 +100,8 @@ declare
   v_retries integer := nullif(create_queue.default_max_retries, k_keep);
   v_dead text := nullif(create_queue.dead_letter, '(unchanged)');
   v_loop text;
+  v_path text[];
+  v_at text;
 begin
   perform jobs.check_name(create_queue.name, 'PD009', 'queue', 'queue name');
   if v_max is not null and (v_max < 1 or v_max > 100000000) then
@@ -119,15 +121,20 @@ begin
         'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(v_dead), quote_literal(v_dead)));
     end if;
     -- Where v_dead's own dead letters go, and theirs: back here is a loop.
-    with recursive chain(n, path) as (
-      select v_dead, array[create_queue.name, v_dead]
-      union all
-      select q.dead_letter, c.path || q.dead_letter
-      from chain c join jobs.queue q on q.name = c.n
-      -- (and not round a loop made behind create_queue's back)
-      where q.dead_letter is not null and c.n <> create_queue.name and c.n <> all(c.path[1:cardinality(c.path) - 1])
-    )
-    select array_to_string(c.path, ' -> ') into v_loop from chain c where c.n = create_queue.name;
+    -- Each row read FOR SHARE: in REPEATABLE READ or SERIALIZABLE, whose
+    -- snapshot may predate a change committed while this waited for the
+    -- lock above, such a row raises a serialization failure (40001) instead
+    -- of being read as it was. (A loop made behind create_queue's back
+    -- ends the walk too.)
+    v_path := array[create_queue.name];
+    v_at := v_dead;
+    while v_at is not null and v_at <> all(v_path) loop
+      v_path := v_path || v_at;
+      select q.dead_letter into v_at from jobs.queue q where q.name = v_at for share;
+    end loop;
+    if v_at = create_queue.name then
+      v_loop := array_to_string(v_path || v_at, ' -> ');
+    end if;
     if v_loop is not null then
       perform jobs.raise_invalid('PD009', 'dead_letter', format(
         'must not lead back to %s: %s would be a loop (its failed jobs would go round for ever)',

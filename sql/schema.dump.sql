@@ -154,10 +154,10 @@ begin
 end $$;
 
 --
--- Name: after_end(bigint[], bigint[], text[], timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: after_end(bigint[], bigint[], text[], timestamp with time zone, boolean, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone, p_locked boolean DEFAULT false) RETURNS void
+CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone, p_locked boolean DEFAULT false, p_all_keys boolean DEFAULT false) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
@@ -219,9 +219,15 @@ begin
     into v_cancelled, v_keys;
   end if;
 
-  -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
+  -- The same lock as jobs.publish takes, so a job published meanwhile is
+  -- seen; first the global key, shared (jobs.lock_serial_keys).
+  if not p_all_keys and exists (select from unnest(p_serial_keys) k where k is not null) then
+    perform pg_advisory_xact_lock_shared(736041, 0);
+  end if;
   for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
-    perform pg_advisory_xact_lock(736038, hashtext(v_key));
+    if not p_all_keys then
+      perform pg_advisory_xact_lock(736038, hashtext(v_key));
+    end if;
     loop
       update jobs.job_queue q set serial_wait = false
       where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
@@ -236,7 +242,7 @@ begin
 
   if cardinality(v_cancelled) > 0 then
     perform jobs.notify_ids('pgdrain_completed', v_cancelled);
-    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true, p_all_keys);
   end if;
 end $$;
 
@@ -370,7 +376,7 @@ begin
     from gone g;
     delete from jobs.dependency d where d.job_id = any(v_queued);
     perform jobs.notify_ids('pgdrain_completed', v_queued);
-    perform jobs.after_end(null, v_queued, v_keys, v_now);
+    perform jobs.after_end(null, v_queued, v_keys, v_now, p_all_keys => jobs.lock_serial_keys(v_keys));
   end if;
   return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0);
 end $$;
@@ -777,6 +783,8 @@ declare
   v_retries integer := nullif(create_queue.default_max_retries, k_keep);
   v_dead text := nullif(create_queue.dead_letter, '(unchanged)');
   v_loop text;
+  v_path text[];
+  v_at text;
 begin
   perform jobs.check_name(create_queue.name, 'PD009', 'queue', 'queue name');
   if v_max is not null and (v_max < 1 or v_max > 100000000) then
@@ -796,15 +804,20 @@ begin
         'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(v_dead), quote_literal(v_dead)));
     end if;
     -- Where v_dead's own dead letters go, and theirs: back here is a loop.
-    with recursive chain(n, path) as (
-      select v_dead, array[create_queue.name, v_dead]
-      union all
-      select q.dead_letter, c.path || q.dead_letter
-      from chain c join jobs.queue q on q.name = c.n
-      -- (and not round a loop made behind create_queue's back)
-      where q.dead_letter is not null and c.n <> create_queue.name and c.n <> all(c.path[1:cardinality(c.path) - 1])
-    )
-    select array_to_string(c.path, ' -> ') into v_loop from chain c where c.n = create_queue.name;
+    -- Each row read FOR SHARE: in REPEATABLE READ or SERIALIZABLE, whose
+    -- snapshot may predate a change committed while this waited for the
+    -- lock above, such a row raises a serialization failure (40001) instead
+    -- of being read as it was. (A loop made behind create_queue's back
+    -- ends the walk too.)
+    v_path := array[create_queue.name];
+    v_at := v_dead;
+    while v_at is not null and v_at <> all(v_path) loop
+      v_path := v_path || v_at;
+      select q.dead_letter into v_at from jobs.queue q where q.name = v_at for share;
+    end loop;
+    if v_at = create_queue.name then
+      v_loop := array_to_string(v_path || v_at, ' -> ');
+    end if;
     if v_loop is not null then
       perform jobs.raise_invalid('PD009', 'dead_letter', format(
         'must not lead back to %s: %s would be a loop (its failed jobs would go round for ever)',
@@ -1319,7 +1332,7 @@ begin
   delete from jobs.dependency d where d.job_id = any(v_ids);
   perform jobs.notify_ids('pgdrain_completed', v_ids);
   perform jobs.route_dead_letters(v_ids, v_now);
-  perform jobs.after_end(null, v_ids, v_keys, v_now);
+  perform jobs.after_end(null, v_ids, v_keys, v_now, p_all_keys => jobs.lock_serial_keys(v_keys));
   return cardinality(v_ids);
 end $$;
 
@@ -1378,6 +1391,7 @@ declare
   v_free bigint[];
   v_busy bigint;
   v_got boolean;
+  v_keys text[];
 begin
   for i in 1..100 loop
     begin
@@ -1397,9 +1411,14 @@ begin
                       order by q.job_id for update nowait) l;
         perform from (select 1 from jobs.dependency d where d.job_id = any(v_ending) or d.depends_on = any(v_ending)
                       for update nowait) l;
-        select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k.serial_key))) into v_got
-        from (select distinct q.serial_key from jobs.job_queue q
-              where q.job_id = any(v_ending) and q.serial_key is not null and not q.serial_wait order by 1) k;
+        select array_agg(distinct q.serial_key order by q.serial_key) into v_keys
+        from jobs.job_queue q where q.job_id = any(v_ending) and q.serial_key is not null and not q.serial_wait;
+        -- As jobs.lock_serial_keys takes them: the global key shared, then
+        -- each key's; past 32 keys, the global key exclusive alone.
+        v_got := v_keys is null
+                 or cardinality(v_keys) > 32 and pg_try_advisory_xact_lock(736041, 0)
+                 or cardinality(v_keys) <= 32 and pg_try_advisory_xact_lock_shared(736041, 0)
+                    and (select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k))) from unnest(v_keys) k);
         if not coalesce(v_got, true) then
           raise sqlstate '55P03'; -- lock_not_available: let all go and try again
         end if;
@@ -1446,6 +1465,27 @@ begin
         where q.job_id = any(p_ids) and (not p_not_running or q.lease_until is null)
         order by q.job_id for update) l;
   return v_locked;
+end $$;
+
+--
+-- Name: lock_serial_keys(text[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.lock_serial_keys(p_keys text[]) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_keys text[];
+begin
+  select array_agg(distinct k order by k) into v_keys from unnest(p_keys) k where k is not null;
+  if cardinality(v_keys) > 32 then
+    perform pg_advisory_xact_lock(736041, 0);
+    return true;
+  elsif v_keys is not null then
+    perform pg_advisory_xact_lock_shared(736041, 0);
+    perform pg_advisory_xact_lock(736038, hashtext(u.k)) from unnest(v_keys) with ordinality u(k, i) order by u.i;
+  end if;
+  return false;
 end $$;
 
 --
@@ -1879,9 +1919,35 @@ begin
       v_waiting := jobs.lock_dependencies(publish.depends_on);
     end if;
     if publish.serial_key is not null then
-      -- Taken also by jobs.after_end before it picks a key's next head.
-      perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+      -- Taken also by jobs.after_end before it picks a key's next head; the
+      -- global one shared, as every holder of a key (jobs.lock_serial_keys).
+      if v_replace and publish.dedupe_key is not null then
+        -- Its lock let go if a job took the key while this waited (below).
+        begin
+          perform pg_advisory_xact_lock_shared(736041, 0);
+          perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+          if exists (select 1 from jobs.job_queue q where q.dedupe_key = publish.dedupe_key) then
+            raise sqlstate 'PDA98';
+          end if;
+        exception when sqlstate 'PDA98' then
+          -- That job's ack may wait for this key while holding the job's
+          -- row: back to the top without the key, to lock the row first.
+          continue;
+        end;
+      else
+        perform pg_advisory_xact_lock_shared(736041, 0);
+        perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+      end if;
       v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
+    end if;
+    -- Looked up again under the locks: a job that took the key while this
+    -- waited for them may be ending (an ack that deleted it waits for the
+    -- serial key held here): inserting would wait for that ack, a deadlock.
+    if not v_replace and publish.dedupe_key is not null then
+      select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
+      if found then
+        return v_id;
+      end if;
     end if;
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
@@ -2090,74 +2156,95 @@ CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_a
     LANGUAGE plpgsql
     AS $$
 declare
-  v_ids bigint[] := array_fill(null::bigint, array[coalesce(cardinality(p_tasks), 0)]);
+  v_ids bigint[];
   v_pick boolean[];
   v_count integer;
   v_new bigint[];
   v_try bigint[];
-  v_inserted integer;
+  v_written bigint[];
   v_q jobs.queue;
+  v_all_keys boolean;
+  v_lost text[];
 begin
+  -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
+  perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
+  if p_serial_keys is not null then
+    v_all_keys := jobs.lock_serial_keys(p_serial_keys);
+  end if;
   for v_round in 1..4 loop
-    if p_dedupe_keys is not null then
-      select array_agg(coalesce(x.id, q.job_id) order by x.ord) into v_ids
-      from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)
-      left join jobs.job_queue q on q.dedupe_key = x.key;
-    end if;
-    -- Written this round: each position without an id, but a key's first only.
-    select array_agg(x.pick order by x.ord), count(*) filter (where x.pick) into v_pick, v_count
-    from (select x.ord, x.id is null and (x.key is null or row_number() over (partition by x.key order by x.ord) = 1) as pick
-          from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)) x;
-    -- Also when none is new: a queue that does not exist is refused.
-    v_q := jobs.admit(p_queue, coalesce(v_count, 0));
-    exit when coalesce(v_count, 0) = 0;
-    if v_round = 4 then
-      perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
-    end if;
-    if v_round = 1 and p_serial_keys is not null then
-      -- After the queue's lock, as jobs.publish; every key in one order (as
-      -- jobs.redrive and jobs.after_end), so calls sharing keys cannot deadlock.
-      perform pg_advisory_xact_lock(736038, hashtext(d.k))
-      from (select distinct k from unnest(p_serial_keys) k where k is not null) d order by d.k;
-    end if;
-    -- Ids drawn under the keys' locks and given in position order: a key's
-    -- jobs run in job_id order, so this call's keep theirs and follow earlier publishes.
-    v_new := array(select nextval('jobs.job_queue_job_id_seq') from generate_series(1, v_count) order by 1);
-    select array_agg(case when x.pick then v_new[x.k] end order by x.ord) into v_try
-    from (select x.ord, x.pick, count(*) filter (where x.pick) over (order by x.ord) as k
-          from unnest(v_pick) with ordinality as x(pick, ord)) x;
-    insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
-                                queue, dedupe_key, serial_key, serial_wait, attributes)
-    overriding system value
-    select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
-           coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
-           coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
-           -- Behind the key's active jobs, or an earlier job of this call.
-           j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
-             or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
-           nullif(j.attributes, 'null')
-    from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
-                    unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
-                    unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes))
-           as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes)
-    where j.id is not null
-    on conflict (dedupe_key) where dedupe_key is not null do nothing;
-    get diagnostics v_inserted = row_count;
-    if v_inserted > 0 then
-      perform jobs.notify('pgdrain_queued', p_queue);
-    end if;
-    -- A key a concurrent publish took: a job of this call behind it in a
-    -- serial key may wait for a head that was not written; promote one.
-    if v_inserted < v_count and p_serial_keys is not null then
-      perform jobs.after_end(null, null, array(select distinct u.k from unnest(v_try, p_serial_keys) u(id, k)
-                                               where u.id is not null and u.k is not null), p_now);
-    end if;
-    -- Jobs without a dedupe key were all written; keyed ones are looked up.
-    select array_agg(coalesce(x.id, case when x.key is null then x.try end) order by x.ord) into v_ids
-    from unnest(v_ids, p_dedupe_keys, v_try) with ordinality as x(id, key, try, ord);
-    exit when p_dedupe_keys is null;
+    begin
+      v_ids := array_fill(null::bigint, array[coalesce(cardinality(p_tasks), 0)]);
+      if p_dedupe_keys is not null then
+        select array_agg(q.job_id order by x.ord) into v_ids
+        from unnest(p_dedupe_keys) with ordinality as x(key, ord)
+        left join jobs.job_queue q on q.dedupe_key = x.key;
+      end if;
+      -- Written: each position without an id, but a key's first only.
+      select array_agg(x.pick order by x.ord), count(*) filter (where x.pick) into v_pick, v_count
+      from (select x.ord, x.id is null and (x.key is null or row_number() over (partition by x.key order by x.ord) = 1) as pick
+            from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)) x;
+      -- Also when none is new: a queue that does not exist is refused.
+      v_q := jobs.admit(p_queue, coalesce(v_count, 0));
+      if coalesce(v_count, 0) = 0 then
+        return coalesce(v_ids, '{}');
+      end if;
+      -- Ids drawn under the keys' locks and given in position order: a key's
+      -- jobs run in job_id order, so this call's keep theirs and follow earlier publishes.
+      v_new := array(select nextval('jobs.job_queue_job_id_seq') from generate_series(1, v_count) order by 1);
+      select array_agg(case when x.pick then v_new[x.k] end order by x.ord) into v_try
+      from (select x.ord, x.pick, count(*) filter (where x.pick) over (order by x.ord) as k
+            from unnest(v_pick) with ordinality as x(pick, ord)) x;
+      with written as (
+        insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
+                                    queue, dedupe_key, serial_key, serial_wait, attributes)
+        overriding system value
+        select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+               coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
+               coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
+               -- Behind the key's active jobs, or an earlier job of this call.
+               j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
+                 or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
+               nullif(j.attributes, 'null')
+        from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
+                        unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
+                        unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes))
+               as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes)
+        where j.id is not null
+        order by j.dedupe_key
+        on conflict (dedupe_key) where dedupe_key is not null do nothing
+        returning job_id
+      )
+      select coalesce(array_agg(w.job_id), '{}') into v_written from written w;
+      -- Written positions take their ids; a key a concurrent publish took, its job's.
+      select array_agg(coalesce(x.id, w.id, q.job_id) order by x.ord) into v_ids
+      from unnest(v_ids, v_try, p_dedupe_keys) with ordinality as x(id, try, key, ord)
+      left join unnest(v_written) w(id) on w.id = x.try
+      left join jobs.job_queue q on x.try is not null and w.id is null and q.dedupe_key = x.key;
+      if exists (select from unnest(v_ids, v_try) x(id, try) where x.try is not null and x.id is null) then
+        -- That job already ended too. Written again now, while holding the
+        -- keys written above, the wait for a third publish of the key could
+        -- close a cycle with one waiting for those: undone, and done again.
+        raise sqlstate 'PDA98';
+      end if;
+      exit;
+    exception when sqlstate 'PDA98' then
+      if v_round = 4 then
+        perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+      end if;
+    end;
   end loop;
-  return coalesce(v_ids, '{}');
+  perform jobs.notify('pgdrain_queued', p_queue);
+  -- A key's later positions take its first's id. A serial key whose job
+  -- here was not written may have one of this call waiting behind it.
+  select array_agg(coalesce(x.id, x.first) order by x.ord),
+         array_agg(distinct x.serial) filter (where x.serial is not null and x.id <> x.try)
+  into v_ids, v_lost
+  from (select x.*, max(x.id) filter (where x.try is not null) over (partition by x.key) as first
+        from unnest(v_ids, v_try, p_dedupe_keys, p_serial_keys) with ordinality as x(id, try, key, serial, ord)) x;
+  if v_lost is not null then
+    perform jobs.after_end(null, null, v_lost, p_now, p_all_keys => coalesce(v_all_keys, false));
+  end if;
+  return v_ids;
 end $$;
 
 --
@@ -2185,6 +2272,7 @@ declare
   v_matched bigint[];
   v_ids bigint[];
   v_keys text[];
+  v_all_keys boolean;
   v_count integer := 0;
   v_missing text;
 begin
@@ -2238,7 +2326,7 @@ begin
   ) p;
   perform jobs.admit(x.queue, x.n::integer)
   from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
-  perform pg_advisory_xact_lock(736038, hashtext(k)) from unnest(v_keys) k order by k;
+  v_all_keys := jobs.lock_serial_keys(v_keys);
   -- A dependant cancelled after one dependency failed keeps the rows of its
   -- others still active (jobs.after_end deletes only the failed one's): back
   -- without them, or their success would count it below zero, never to run.
@@ -2260,7 +2348,7 @@ begin
   )
   select count(*) into v_count from gone;
   if v_keys is not null then
-    perform jobs.after_end(null, null, v_keys, v_now);
+    perform jobs.after_end(null, null, v_keys, v_now, p_all_keys => v_all_keys);
   end if;
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));

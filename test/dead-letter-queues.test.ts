@@ -1,10 +1,11 @@
 // Dead-letter queues: jobs.create_queue(name, dead_letter => 'q'). A job of
 // the queue that fails for good (retries spent, FailJob, expiry, jobs.fail)
 // is published into q in the same transaction; a cancel is not a failure.
+import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, FailJob, type JobContext, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
-import { runCli } from './support/drain-process.js';
+import { runCli, until } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -168,6 +169,32 @@ describe('naming a dead-letter queue', () => {
     await sql(`select jobs.create_queue('mail', dead_letter => null)`);
     await sql(`select jobs.create_queue('ops', dead_letter => 'mail')`);
     expect(await one(`select dead_letter from jobs.queue where name = 'mail'`)).toEqual({ dead_letter: null });
+  });
+
+  // Forced interleaving: b's create_queue waits for a's lock while a closes
+  // half the loop; b's snapshot is older than a's commit. Before, b read a's
+  // row as it was, found no loop and made one.
+  it.each(['repeatable read', 'serializable'])('%s: a loop closed by two calls at once is refused (40001, no loop made)', async (level) => {
+    await sql(`select jobs.create_queue('qa'), jobs.create_queue('qb')`);
+    const [a, b] = [new pg.Client({ connectionString: db.url }), new pg.Client({ connectionString: db.url })];
+    await Promise.all([a.connect(), b.connect()]);
+    try {
+      await a.query('begin');
+      await a.query(`select jobs.create_queue('qa', dead_letter => 'qb')`);
+      await b.query(`begin isolation level ${level}`);
+      await b.query('select 1'); // its snapshot, taken before a commits
+      const pid = (await b.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      const second = b.query(`select jobs.create_queue('qb', dead_letter => 'qa')`).then(() => 'ok', (e: { code: string }) => e.code);
+      await until(async () => (await sql(`select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`, [pid])).length > 0,
+        'the second create_queue to wait for the first');
+      await a.query('commit');
+      expect(await second).toBe('40001'); // 'ok' before: qa -> qb -> qa
+      await b.query('rollback');
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
+    expect(await sql(`select name, dead_letter from jobs.queue where name in ('qa', 'qb') order by name`))
+      .toEqual([{ name: 'qa', dead_letter: 'qb' }, { name: 'qb', dead_letter: null }]);
   });
 
   it('TypeScript: queues.create({ deadLetter }) and queues.list(); bad ones are ValidationErrors naming options.deadLetter', async () => {
