@@ -42,6 +42,11 @@
  * - DRAIN_BATCH (default 50), DRAIN_DEADLINE_SECONDS (default 25), DRAIN_TOPIC,
  *   DRAIN_QUEUE (a named queue): the cron drain, and the defaults of POST
  *   /drain (batchSize, budgetSeconds).
+ * - PGDRAIN_LINGER_SECONDS (default 0), PGDRAIN_POLL_SECONDS (default 1): the
+ *   cron drain waits that long on an empty queue for new work, claiming every
+ *   poll, never past DRAIN_DEADLINE_SECONDS (README "Fast pickup"). It LISTENs
+ *   for publishes with DATABASE_DRIVER=pg; Hyperdrive (transaction pooling)
+ *   and the Neon drivers only poll.
  * - NEON_WS_PROXY / NEON_HTTP_ENDPOINT: a self-hosted WebSocket proxy or HTTP
  *   endpoint in front of a PostgreSQL that is not Neon.
  */
@@ -53,6 +58,7 @@ import { hasTransactionalTask } from '../src/define-task.js';
 import { createApp } from '../src/http/app.js';
 import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
 import { parse, queueNameSchema } from '../src/options.js';
+import { fastPickup, lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
 
 /** The bindings this Worker reads. */
 export interface Env {
@@ -65,6 +71,8 @@ export interface Env {
   DRAIN_DEADLINE_SECONDS?: string;
   DRAIN_TOPIC?: string;
   DRAIN_QUEUE?: string;
+  PGDRAIN_LINGER_SECONDS?: string;
+  PGDRAIN_POLL_SECONDS?: string;
   NEON_WS_PROXY?: string;
   NEON_HTTP_ENDPOINT?: string;
 }
@@ -102,6 +110,8 @@ const envSchema = z.object({
   DRAIN_TOPIC: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'),
     z.maxLength(200, 'must be at most 200 characters'))),
   DRAIN_QUEUE: z.optional(queueNameSchema),
+  PGDRAIN_LINGER_SECONDS: z.optional(settingSeconds(lingerSecondsSchema)),
+  PGDRAIN_POLL_SECONDS: z.optional(settingSeconds(pollSecondsSchema)),
 });
 
 type Settings = z.output<typeof envSchema>;
@@ -111,7 +121,9 @@ async function openDriver(env: Env, settings: Settings): Promise<Driver> {
   const kind = settings.DATABASE_DRIVER ?? (env.HYPERDRIVE ? 'hyperdrive' : 'neon');
   if (kind === 'hyperdrive') {
     if (!env.HYPERDRIVE?.connectionString) throw new ValidationError('env.HYPERDRIVE', 'no Hyperdrive binding named HYPERDRIVE');
-    return pgDriver(env.HYPERDRIVE.connectionString, { max: POOL_MAX });
+    // Hyperdrive pools by transaction and relays no NOTIFY: a lingering drain polls, with no LISTEN session to hold.
+    const { onQueued: _, ...driver } = pgDriver(env.HYPERDRIVE.connectionString, { max: POOL_MAX });
+    return driver;
   }
   const url = settings.DATABASE_URL;
   if (!url) {
@@ -154,13 +166,14 @@ async function openQueue(tasks: TaskMap, env: Env, settings: Settings): Promise<
   return createQueue({ driver: await openDriver(env, settings), tasks });
 }
 
-/** The cron side: one drain with the configured batch, deadline and topic. */
+/** The cron side: one drain with the configured batch, deadline, topic and linger (which the deadline bounds). */
 async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, settings: Settings): Promise<DrainReport> {
   const queue = await openQueue(tasks, env, settings);
   const topic = settings.DRAIN_TOPIC;
   try {
     return await queue.drain(settings.DRAIN_BATCH, Date.now() + settings.DRAIN_DEADLINE_SECONDS * 1000,
-                             { ...(topic ? { topic } : {}), ...(settings.DRAIN_QUEUE ? { queue: settings.DRAIN_QUEUE } : {}) });
+                             { ...(topic ? { topic } : {}), ...(settings.DRAIN_QUEUE ? { queue: settings.DRAIN_QUEUE } : {}),
+                               ...fastPickup(settings.PGDRAIN_LINGER_SECONDS, settings.PGDRAIN_POLL_SECONDS) });
   } finally {
     // Closing the pool needs no one to wait for it; waitUntil keeps the invocation alive until it is done.
     ctx.waitUntil(queue.close().catch(() => {}));

@@ -11,6 +11,9 @@
 //   PGDRAIN_BATCH_SIZE         jobs claimed per statement by scheduled drains (default 100)
 //   PGDRAIN_TOPIC              only tasks matching this LIKE pattern ('email.%')
 //   PGDRAIN_QUEUE              the named queue scheduled drains consume (default 'default')
+//   PGDRAIN_LINGER_SECONDS     scheduled drains wait this long on an empty queue for new work (default 0),
+//                              never past their deadline (README "Fast pickup"); they LISTEN for publishes
+//   PGDRAIN_POLL_SECONDS       while lingering, claim again this often (default 1)
 //   PGDRAIN_SAFETY_MARGIN_MS   time kept back from the function's remaining time (default 1000)
 //   PGDRAIN_POOL_MAX           connections per warm instance (default 2); with transactional tasks,
 //                              also how many jobs a drain runs at once (each holds a connection)
@@ -26,13 +29,14 @@ import pg from 'pg';
 import * as z from 'zod/mini';
 import type { Driver } from '../src/db/driver.js';
 import { ownedClient, poolEnder } from '../src/db/pg-pool.js';
-import { pgDriver } from '../src/db/pg.js';
+import { listenQueued, pgDriver } from '../src/db/pg.js';
 import { drain } from '../src/drain.js';
 import { ValidationError } from '../src/errors.js';
 import { createApp, type AppQueue } from '../src/http/app.js';
 import { parse, queueNameSchema } from '../src/options.js';
 import { publish, publishBulk } from '../src/publish.js';
 import type { DrainReport, TaskMap } from '../src/types.js';
+import { fastPickup, lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
 
 /** The part of the Lambda context the handler reads. */
 export interface LambdaContext {
@@ -55,6 +59,8 @@ const settingsSchema = z.object({
   PGDRAIN_BATCH_SIZE: z._default(count(1, 10_000), 100),
   PGDRAIN_TOPIC: z.optional(z.string().check(z.maxLength(200))),
   PGDRAIN_QUEUE: z.optional(queueNameSchema),
+  PGDRAIN_LINGER_SECONDS: z.optional(settingSeconds(lingerSecondsSchema)),
+  PGDRAIN_POLL_SECONDS: z.optional(settingSeconds(pollSecondsSchema)),
   PGDRAIN_SAFETY_MARGIN_MS: z._default(count(0, 60_000), 1000),
   PGDRAIN_POOL_MAX: z._default(count(1, 100), 2),
   PGDRAIN_MAX_BUDGET_SECONDS: z.optional(count(1, 900)),
@@ -63,12 +69,14 @@ const settingsSchema = z.object({
 });
 type Settings = z.output<typeof settingsSchema>;
 
-/** Options a schedule may carry in its input: `{ "pgdrain": { "batchSize": 200, "topic": "email.%" } }`. */
+/** Options a schedule may carry in its input: `{ "pgdrain": { "batchSize": 200, "topic": "email.%", "lingerSeconds": 50 } }`. */
 const scheduleInputSchema = z.strictObject({
   batchSize: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'),
     z.maximum(10_000, 'must be at most 10000'))),
   topic: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200))),
   queue: z.optional(queueNameSchema),
+  lingerSeconds: z.optional(lingerSecondsSchema),
+  pollSeconds: z.optional(pollSecondsSchema),
 });
 
 /**
@@ -122,12 +130,14 @@ class Instance {
     };
   }
 
-  /** A scheduled drain: the budget is what the invocation has left, minus the safety margin. */
+  /** A scheduled drain: the budget (and so any linger) is what the invocation has left, minus the safety margin. */
   async drain(input: z.output<typeof scheduleInputSchema>, context: LambdaContext): Promise<DrainReport> {
     const deadline = Date.now() + context.getRemainingTimeInMillis() - this.settings.PGDRAIN_SAFETY_MARGIN_MS;
     const report = await this.queue.drain(input.batchSize ?? this.settings.PGDRAIN_BATCH_SIZE, deadline,
                                           { topic: input.topic ?? this.settings.PGDRAIN_TOPIC,
-                                            queue: input.queue ?? this.settings.PGDRAIN_QUEUE });
+                                            queue: input.queue ?? this.settings.PGDRAIN_QUEUE,
+                                            ...fastPickup(input.lingerSeconds ?? this.settings.PGDRAIN_LINGER_SECONDS,
+                                                          input.pollSeconds ?? this.settings.PGDRAIN_POLL_SECONDS) });
     // A scheduled invocation's result goes nowhere: the log line is what an operator sees.
     const { failures, ...summary } = report;
     console.log(JSON.stringify({ pgdrain: 'drain', requestId: context.awsRequestId, ...summary,
@@ -277,5 +287,8 @@ function reconnectingDriver(url: string, max: number): ReconnectingDriver {
     },
     close: () => end(),
     beginInvocation: () => { proven = false; },
+    // A lingering drain's LISTEN session, outside the pool: opened when it first idles, closed before it returns
+    // (so never frozen with the function), as pgDriver(url) does.
+    onQueued: (fn) => listenQueued(url, fn),
   };
 }

@@ -3,6 +3,9 @@ import { timerAt } from './timeouts.js';
 
 /** How often a lingering drain claims again when no NOTIFY wakes it. */
 export const DEFAULT_POLL_MS = 1000;
+/** The bounds of a linger and a poll in seconds, where they are given so (CLI, adapters' settings). */
+export const LINGER_SECONDS = { min: 0, max: 86_400 } as const;
+export const POLL_SECONDS = { min: 0.05, max: 3600 } as const;
 
 /**
  * The least time between a claim and the next one a NOTIFY sets off: a flood

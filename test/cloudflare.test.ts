@@ -91,6 +91,14 @@ beforeAll(async () => {
       { ...common, name: 'unconfigured', bindings: { PGDRAIN_TOKEN: TOKEN } },
       { ...common, name: 'no-token', bindings: { DATABASE_URL: db.url } },
       { ...common, name: 'bad-deadline', bindings: { ...vars, DATABASE_URL: db.url, DRAIN_DEADLINE_SECONDS: '900' } },
+      // Fast pickup: pg LISTENs (a poll every 30 s would come after the deadline); Hyperdrive polls.
+      { ...common, name: 'linger-pg', bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'pg', DRAIN_DEADLINE_SECONDS: '20',
+                                                  PGDRAIN_LINGER_SECONDS: '5', PGDRAIN_POLL_SECONDS: '30' } },
+      { ...common, name: 'linger-hyperdrive', bindings: { ...vars, DRAIN_DEADLINE_SECONDS: '6', PGDRAIN_LINGER_SECONDS: '3600',
+                                                          PGDRAIN_POLL_SECONDS: '0.1' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+      { ...common, name: 'linger-hyperdrive-no-poll', bindings: { ...vars, DRAIN_DEADLINE_SECONDS: '4', PGDRAIN_LINGER_SECONDS: '3600',
+                                                                  PGDRAIN_POLL_SECONDS: '30' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+      { ...common, name: 'bad-linger', bindings: { ...vars, DATABASE_URL: db.url, PGDRAIN_LINGER_SECONDS: '-1' } },
       { ...common, name: 'named-queue', bindings: { ...vars, DRAIN_QUEUE: 'mail' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
       // As deployed from this repository: wrangler.toml's [vars], nothing more.
       { ...common, name: 'toml-vars', bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
@@ -195,6 +203,48 @@ describe('Cloudflare Worker in workerd', () => {
     }
   });
 
+  /**
+   * Starts a cron drain, publishes a second job once the first is done (a
+   * drain without a linger has returned by then), and answers its report and
+   * how many LISTEN sessions were open while it lingered.
+   */
+  async function lingeringCron(name: string, { picked = true } = {}): Promise<Record<string, unknown>> {
+    await queue.publish('demo.math.sum', { a: 1, b: 1 }, { timeoutSeconds: 1 });
+    const logged = logs.length;
+    const run = scheduled(name);
+    // The first job shows as done with the claim that found the queue empty.
+    await vi.waitFor(async () => expect(await sql('select count(*)::int as n from jobs.job')).toEqual([{ n: 1 }]),
+                     { timeout: 10_000, interval: 20 });
+    await queue.publish('demo.math.sum', { a: 2, b: 2 }, { timeoutSeconds: 1 });
+    if (picked) {
+      await vi.waitFor(async () => expect(await sql('select count(*)::int as n from jobs.job')).toEqual([{ n: 2 }]),
+                       { timeout: 10_000, interval: 20 });
+    }
+    const sessions = await listening(); // while it lingers on
+    expect(await run).toMatchObject({ outcome: 'ok' });
+    expect(await sql(`select (result->>'sum')::int as sum from jobs.job where status = 'success' order by 1`))
+      .toEqual(picked ? [{ sum: 2 }, { sum: 4 }] : [{ sum: 2 }]);
+    const line = logs.slice(logged).find((l) => l.message.startsWith('{"pgdrain":"drain"'));
+    return { ...JSON.parse(line!.message), sessions };
+  }
+  const listening = async () => (await sql<{ n: number }>(
+    `select count(*)::int as n from pg_stat_activity where datname = $1 and application_name = 'pgdrain-events'`, [db.name]))[0]!.n;
+
+  it('with PGDRAIN_LINGER_SECONDS, scheduled() picks up a job published while it lingers: over pg, woken by its NOTIFY', async () => {
+    expect(await lingeringCron('linger-pg')).toMatchObject({ claimed: 2, succeeded: 2, stoppedBy: 'empty', sessions: 1 });
+    await vi.waitFor(async () => expect(await listening()).toBe(0), { timeout: 10_000 }); // its LISTEN session closed with it
+  });
+
+  it('over Hyperdrive a lingering cron drain polls every PGDRAIN_POLL_SECONDS, and an hour of linger ends at DRAIN_DEADLINE_SECONDS', async () => {
+    // No LISTEN session: Hyperdrive pools by transaction and would relay no NOTIFY.
+    expect(await lingeringCron('linger-hyperdrive')).toMatchObject({ claimed: 2, succeeded: 2, stoppedBy: 'empty', sessions: 0 });
+    // So with a poll every 30 s, nothing wakes it before its 4 s deadline: the second job waits for the next cron.
+    await sql('truncate jobs.job_queue, jobs.job');
+    expect(await lingeringCron('linger-hyperdrive-no-poll', { picked: false }))
+      .toMatchObject({ claimed: 1, succeeded: 1, stoppedBy: 'empty', sessions: 0 });
+    expect(await sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);
+  });
+
   it('scheduled() drains through Hyperdrive with pg', async () => {
     const acceptedBefore = proxy.accepted;
     const requestsBefore = neonHttp.requests;
@@ -285,6 +335,9 @@ describe('Cloudflare Worker in workerd', () => {
     await publishDemo(3);
     expect(await scheduled('unconfigured')).toMatchObject({ outcome: 'exception' });
     expect(await scheduled('bad-deadline')).toMatchObject({ outcome: 'exception' });
+    expect(await scheduled('bad-linger')).toMatchObject({ outcome: 'exception' });
+    expect(await post('bad-linger', { token: TOKEN })).toMatchObject({ status: 500, body: { error: {
+      field: 'env.PGDRAIN_LINGER_SECONDS', message: 'env.PGDRAIN_LINGER_SECONDS: must be a number of seconds from 0 to 86400' } } });
     expect(await post('unconfigured', { token: TOKEN })).toMatchObject({
       status: 500, body: { error: { code: 'not_configured', field: 'env.DATABASE_URL' } } });
     expect(await post('bad-deadline', { token: TOKEN })).toMatchObject({

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import lambdaLocal from 'lambda-local';
 import { parse as parseYaml } from 'yaml';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { tcpProxy } from './support/tcp-proxy.js';
@@ -118,6 +118,9 @@ function httpApi(method: string, path: string, opts: { body?: string; headers?: 
   return event;
 }
 
+/** Open LISTEN sessions of lingering drains (src/db/pg-events.ts names them). */
+const listening = async () => (await sql<{ n: number }>(
+  `select count(*)::int as n from pg_stat_activity where datname = $1 and application_name = 'pgdrain-events'`, [db.name]))[0]!.n;
 const leased = async () => (await sql<{ n: number }>('select count(*)::int as n from jobs.job_queue where lease_until is not null'))[0]!.n;
 
 beforeEach(async () => {
@@ -190,11 +193,53 @@ describe('scheduled drains', () => {
     }
   });
 
+  it('with lingerSeconds it picks up a job published while it lingers, woken by its NOTIFY, and ends before its deadline', async () => {
+    // pollSeconds 30: no poll comes before the deadline, so only the LISTEN session can wake it.
+    await queue.publish('work.quick', { n: 1 }, { timeoutSeconds: 1 });
+    const invocation = invoke(scheduler({ lingerSeconds: 5, pollSeconds: 30 }), 15_000);
+    // The first job shows as done with the claim that found the queue empty:
+    // a drain without a linger returns there, and would never see the second.
+    await vi.waitFor(async () => expect(await sql(`select count(*)::int as n from jobs.job`)).toEqual([{ n: 1 }]),
+                     { timeout: 10_000, interval: 20 });
+    await queue.publish('work.quick', { n: 2 }, { timeoutSeconds: 1 });
+    await vi.waitFor(async () => expect(await listening()).toBe(1), { timeout: 10_000, interval: 20 });
+    const report = await invocation; // rejects with "Task timed out" if the linger outlived the function
+    expect(report).toMatchObject({ claimed: 2, succeeded: 2, stoppedBy: 'empty' });
+    expect(await sql(`select body->>'n' as n, status from jobs.job order by 1`))
+      .toEqual([{ n: '1', status: 'success' }, { n: '2', status: 'success' }]);
+    expect(await listening()).toBe(0); // closed before the invocation returned: nothing left to freeze
+  });
+
+  it('PGDRAIN_LINGER_SECONDS and PGDRAIN_POLL_SECONDS make every scheduled drain linger; a linger longer than the budget ends at the deadline', async () => {
+    const bundle = join(dir, 'linger.mjs'); // a cold instance: settings are read at the first invocation
+    copyFileSync(BUNDLE, bundle);
+    await queue.publish('work.quick', { n: 1 }, { timeoutSeconds: 1 });
+    try {
+      const invocation = invoke(eventBridge(), 6000, bundle, { ...ENV, PGDRAIN_LINGER_SECONDS: '3600', PGDRAIN_POLL_SECONDS: '0.1' });
+      await vi.waitFor(async () => expect(await sql(`select count(*)::int as n from jobs.job`)).toEqual([{ n: 1 }]),
+                       { timeout: 10_000, interval: 20 });
+      await queue.publish('work.quick', { n: 2 }, { timeoutSeconds: 1 });
+      // An hour's linger in a function with 6 s left: it returns inside them (lambda-local rejects otherwise).
+      expect(await invocation).toMatchObject({ claimed: 2, succeeded: 2, stoppedBy: 'empty' });
+    } finally {
+      // lambda-local leaves an invocation's environment in process.env, where later cold instances would read it.
+      delete process.env.PGDRAIN_LINGER_SECONDS;
+      delete process.env.PGDRAIN_POLL_SECONDS;
+    }
+    expect(await sql(`select count(*)::int as n from jobs.job where status = 'success'`)).toEqual([{ n: 2 }]);
+  });
+
   it('bad schedule input and unknown events fail the invocation with the field named', async () => {
     // lambda-local reports a failed invocation as Lambda does: { errorType, errorMessage, stackTrace }
     const failure = (message: RegExp) => ({ errorType: 'ValidationError', errorMessage: expect.stringMatching(message) });
     await expect(invoke(scheduler({ batchSize: 0 }), 10_000)).rejects.toMatchObject(failure(/^event\.pgdrain\.batchSize: must be at least 1/));
     await expect(invoke(scheduler({ batch: 5 }), 10_000)).rejects.toMatchObject(failure(/^event\.pgdrain: unknown option "batch"/));
+    await expect(invoke(scheduler({ lingerSeconds: -1 }), 10_000))
+      .rejects.toMatchObject(failure(/^event\.pgdrain\.lingerSeconds: must be a number of seconds from 0 to 86400$/));
+    await expect(invoke(scheduler({ lingerSeconds: '30' }), 10_000))
+      .rejects.toMatchObject(failure(/^event\.pgdrain\.lingerSeconds: must be a number of seconds/));
+    await expect(invoke(scheduler({ lingerSeconds: 30, pollSeconds: 0.01 }), 10_000))
+      .rejects.toMatchObject(failure(/^event\.pgdrain\.pollSeconds: must be a number of seconds from 0.05 to 3600$/));
     await expect(invoke({ Records: [{ eventSource: 'aws:sqs' }] }, 10_000)).rejects.toMatchObject(failure(/^event: is not an EventBridge/));
   });
 
@@ -281,6 +326,19 @@ describe('HTTP events (API Gateway)', () => {
 });
 
 describe('configuration', () => {
+  it('a bad PGDRAIN_LINGER_SECONDS or PGDRAIN_POLL_SECONDS fails scheduled invocations naming it, and claims nothing', async () => {
+    await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+    for (const [name, variable, value, rule] of [['bad-linger.mjs', 'PGDRAIN_LINGER_SECONDS', 'a minute', 'from 0 to 86400'],
+                                                 ['bad-poll.mjs', 'PGDRAIN_POLL_SECONDS', '0', 'from 0.05 to 3600']]) {
+      const bundle = join(dir, name!); // a cold instance of its own
+      copyFileSync(BUNDLE, bundle);
+      await expect(invoke(eventBridge(), 10_000, bundle, { ...ENV, [variable!]: value! })).rejects.toMatchObject({
+        errorType: 'ValidationError', errorMessage: `${variable}: must be a number of seconds ${rule}` });
+      delete process.env[variable!]; // lambda-local leaves it in process.env
+    }
+    expect(await sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);
+  });
+
   it('without DATABASE_URL (unset or empty), HTTP events answer 500 naming it, and scheduled ones fail naming it', async () => {
     const saved = process.env.DATABASE_URL; // lambda-local leaves each invocation's environment in process.env
     delete process.env.DATABASE_URL;

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { Command, CommanderError } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
+import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
 import { adminCommands } from './admin-commands.js';
@@ -77,8 +78,8 @@ export function program(): Command {
             seconds(0, 3600), DEFAULT_OVERRUN_MS / 1000)
     // Seconds, as every other time flag here (lingerMs / pollMs in the API).
     .option('--linger <seconds>', 'on an empty queue, wait this long for new work (woken by publish\'s NOTIFY, '
-            + 'or a claim every --poll) before returning; never past the deadline (default 0: return at once)', seconds(0, 86400))
-    .option('--poll <seconds>', 'while lingering, claim again this often when no NOTIFY came (default 1)', seconds(0.05, 3600))
+            + 'or a claim every --poll) before returning; never past the deadline (default 0: return at once)', seconds(LINGER_SECONDS.min, LINGER_SECONDS.max))
+    .option('--poll <seconds>', 'while lingering, claim again this often when no NOTIFY came (default 1)', seconds(POLL_SECONDS.min, POLL_SECONDS.max))
     .option('--json', 'print the report as JSON on stdout')
     .addOption(dsnOption())
     .addHelpText('after', DRAIN_ENV_HELP)

@@ -161,7 +161,7 @@ export function pgDriver(source: string | PgPool, options: { max?: number | unde
  * (a lingering drain opens it when it first finds its queue empty and
  * closes it when it returns), reopened after a loss as PgJobEvents does.
  */
-function listenQueued(connectionString: string, fn: (queue: string) => void): QueuedListener {
+export function listenQueued(connectionString: string, fn: (queue: string) => void): QueuedListener {
   const events = new PgJobEvents(connectionString, ['pgdrain_queued']);
   const ready = events.subscribe((e) => fn(e.queue ?? '*')).then(() => {});
   ready.catch(() => {}); // the caller may never ask
