@@ -113,6 +113,7 @@ async function runCall(spec: BatchSpec, jobs: Job[], ctx: BatchCallContext): Pro
     ctx.handlerEnded();
   }
   const ms = Date.now() - began;
+  quietPromises(answer);
   try {
     return settleEach(jobs, answer, began, ms);
   } catch (error) {
@@ -135,9 +136,8 @@ function settleEach(jobs: Job[], answer: unknown, began: number, ms: number): (O
     const item: unknown = answer[i];
     if (isError(item) || askedOutcome(item, began) !== undefined) return thrownOutcome(job.id, job.attempt, item);
     if (isThenable(item)) {
-      // jobs.map(async …) without Promise.all. A native promise's rejection must not go unhandled (it
-      // would end the process); another thenable's then is not called (a query builder would run).
-      if (Object.prototype.toString.call(item) === '[object Promise]') Promise.prototype.then.call(item, undefined, ignore);
+      // jobs.map(async …) without Promise.all (quietPromises caught a native one's rejection); another
+      // thenable's then is not called (a query builder would run).
       return thrownOutcome(job.id, job.attempt, new TypeError(`batch handler of ${job.task}: item ${i} is a Promise: `
         + 'return await Promise.all(…) of them, so each item is a result or an Error'));
     }
@@ -147,6 +147,27 @@ function settleEach(jobs: Job[], answer: unknown, began: number, ms: number): (O
       return thrownOutcome(job.id, job.attempt, error); // not JSON
     }
   });
+}
+
+/**
+ * A no-op catch on every native promise of an answer (an array or a Set),
+ * whatever its length or what else it holds: one left rejecting unhandled
+ * would end the process, with every job of the drain still leased.
+ */
+function quietPromises(answer: unknown): void {
+  try {
+    const items: ArrayLike<unknown> = Array.isArray(answer) ? answer : answer instanceof Set ? [...answer] : [];
+    for (let i = 0; i < items.length; i++) {
+      try {
+        const item = items[i];
+        if (Object.prototype.toString.call(item) === '[object Promise]') Promise.prototype.then.call(item, undefined, ignore);
+      } catch {
+        // a getter that throws: settleEach meets it too, and fails the call
+      }
+    }
+  } catch {
+    // a revoked Proxy, a length that throws: as above
+  }
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -178,27 +178,26 @@ export function taskKinds(tasks: TaskMap): TaskKinds {
 }
 
 /**
- * For one drain: the batch spec of a task name, read from the handler the
- * name resolves to (as runHandler resolves it: a task an instance holds
- * too), once per name; undefined for a plain task, or one whose lookup
- * throws (runHandler then fails its jobs alone, with that error).
+ * The batch spec of a task name, read from the handler the name resolves to
+ * now (as runHandler resolves it: a task an instance holds too, one defined
+ * or replaced while a drain runs); undefined for a plain task, or one whose
+ * lookup throws (runHandler then fails its jobs alone, with that error).
+ * The name is looked up each time (10-100 ns): a cache by name went stale.
  */
 export function batchLookup(tasks: TaskMap): (task: string) => BatchSpec | undefined {
-  const specs = new Map<string, BatchSpec | null>(); // null: not a batch task
+  const specs = new WeakMap<Handler, BatchSpec>(); // one per handler: a claim's jobs of it make one group
   return (task) => {
-    let spec = specs.get(task); // a plain task's job costs this one lookup
-    if (spec === undefined) {
-      let handler: Handler | undefined;
-      try {
-        handler = resolveHandler(tasks, task);
-      } catch {
-        handler = undefined;
-      }
-      const maxSize = handler && (handler as unknown as Record<symbol, unknown>)[BATCH];
-      spec = typeof maxSize === 'number' ? { call: handler as unknown as BatchHandler, maxSize } : null;
-      specs.set(task, spec);
+    let handler: Handler | undefined;
+    try {
+      handler = resolveHandler(tasks, task);
+    } catch {
+      return undefined;
     }
-    return spec ?? undefined;
+    const maxSize = handler && (handler as unknown as Record<symbol, unknown>)[BATCH];
+    if (typeof maxSize !== 'number') return undefined;
+    let spec = specs.get(handler!);
+    if (!spec) specs.set(handler!, spec = { call: handler as unknown as BatchHandler, maxSize });
+    return spec;
   };
 }
 

@@ -200,7 +200,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (poolBound) wake(); // one that ran on past its settling frees its connection only now
     });
   };
-  // Whether a job's task runs as a batch: one Map lookup per job of a plain task; a runner once one does.
+  // Whether a job's task runs as a batch (its handler looked up, as runHandler does); a runner once one does.
   const batchOf = batchLookup(deps.tasks);
   let batchRunner: BatchRunner | undefined;
   const newBatchRunner = () => new BatchRunner({ running, timeouts, hooks, publish, rateLimit, settled,

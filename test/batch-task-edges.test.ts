@@ -58,6 +58,38 @@ describe('a batch answer', () => {
     }
   });
 
+  it('of promises of the wrong length, or beside an item that throws when read: none rejects unhandled', async () => {
+    const items: Promise<unknown>[] = [];
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const failing = () => {
+      const item = (async () => {
+        await new Promise((r) => setTimeout(r, 20));
+        throw new Error('lost');
+      })();
+      items.push(item);
+      return item;
+    };
+    try {
+      const q = queueWith({
+        // one item too many: the length is wrong, so no item is read one by one
+        longer: defineTask('b.longer', async (jobs: BatchItem[]) => [...jobs, null].map(failing) as never, { batch: true }),
+        // a thenable whose then getter throws, before the promise
+        getter: defineTask('b.getter2', async (jobs: BatchItem[]) => jobs.map((_, i) => (i === 0
+          ? { get then(): never { throw new Error('then getter'); } } : failing())) as never, { batch: true }),
+      });
+      await q.publishBulk([{ task: 'b.longer' }, { task: 'b.longer' }, { task: 'b.getter2' }, { task: 'b.getter2' }]);
+      expect(await q.drain(10, deadline())).toMatchObject({ claimed: 4, retried: 4, succeeded: 0 });
+      // Past the items' rejections and the tick that reports them unhandled; only then handled here.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(unhandled).toEqual([]);
+      expect((await Promise.allSettled(items)).map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('holding an Error of another realm (node:vm) retries its job with its message, as a plain throw of one does', async () => {
     const q = queueWith({
       batch: defineTask('b.realm', async (jobs: BatchItem[]) => jobs.map((j, i) => (i === 0
@@ -163,5 +195,31 @@ describe('defineTask types', () => {
     // Typed publish: a Mail, not an array of items.
     expect([ok, plainOk, tx].map((t) => typeof t.publish)).toEqual(['function', 'function', 'function']);
     void [a, b];
+  });
+});
+
+describe('a batch task defined or replaced while a drain runs', () => {
+  it('is looked up for each job, as a plain task is: the new definition runs, as a batch', async () => {
+    const tasks: TaskMap = {};
+    const q = queueWith(tasks);
+    tasks.late = defineTask('b.late', async (jobs: BatchItem[]) => jobs.map(() => ({ version: 1 })), { batch: true });
+    await q.publish('b.late');
+    let ended = 0;
+    const stop = new AbortController();
+    // After the first job ended, the task is replaced and a second job published; the drain lingers for it.
+    const report = await drain({
+      db: driver, tasks, publish: (t, b, o) => publish(driver, t, b, o),
+    }, 10, deadline(), {
+      lingerMs: 100_000, pollMs: 100, signal: stop.signal,
+      onJobEnd: () => {
+        if (++ended === 2) return stop.abort();
+        tasks.late = defineTask('b.late', async (jobs: BatchItem[]) => jobs.map(() => ({ version: 2, size: jobs.length })),
+          { batch: true });
+        void q.publish('b.late');
+      },
+    });
+    expect(report).toMatchObject({ claimed: 2, succeeded: 2 });
+    expect(await sql(`select result from jobs.job order by job_id`)).toEqual([
+      { result: { version: 1 } }, { result: { version: 2, size: 1 } }]);
   });
 });

@@ -75,18 +75,19 @@ type Cancellable = {
  * cancel arrives has committed. Neon's Client (a WebSocket to Neon's proxy)
  * is only ended.
  */
-function cancelOnServer(client: PgPoolClient): void {
+function cancelOnServer(client: PgPoolClient): Promise<void> {
   const { processID, secretKey, host, port, ssl, sslNegotiation, neonConfig } = client as Cancellable;
-  if (processID == null || secretKey == null || port === undefined || neonConfig !== undefined) return;
+  if (processID == null || secretKey == null || port === undefined || neonConfig !== undefined) return Promise.resolve();
   try {
-    sendCancel(processID, secretKey, host, port, ssl, sslNegotiation);
+    return sendCancel(processID, secretKey, host, port, ssl, sslNegotiation);
   } catch {
-    // a runtime with no socket of this kind: the client is ended all the same
+    return Promise.resolve(); // a runtime with no socket of this kind: the client is ended all the same
   }
 }
 
+/** Resolves once the cancel's connection closed (the server has read it), failed, or CLOSE_WAIT_MS passed. */
 function sendCancel(processID: number, secretKey: number, host: string | undefined, port: number,
-                    ssl: unknown, sslNegotiation: string | undefined): void {
+                    ssl: unknown, sslNegotiation: string | undefined): Promise<void> {
   const con = new pg.Connection({ ssl, sslNegotiation } as pg.ConnectionConfig) as pg.Connection & {
     connect(portOrPath: number | string, host?: string): void;
     requestSsl(): void;
@@ -94,10 +95,18 @@ function sendCancel(processID: number, secretKey: number, host: string | undefin
     stream: { destroy(): void };
   };
   const send = () => con.cancel(processID, secretKey);
-  const timer = setTimeout(() => con.stream.destroy(), CLOSE_WAIT_MS); // the server closes it once it has read the request
+  let done!: () => void;
+  const closed = new Promise<void>((resolve) => { done = resolve; });
+  const timer = setTimeout(() => { // the server closes it once it has read the request
+    con.stream.destroy();
+    done();
+  }, CLOSE_WAIT_MS);
   (timer as { unref?: () => void }).unref?.();
-  con.on('error', () => {});
-  con.once('end', () => clearTimeout(timer));
+  con.on('error', done);
+  con.once('end', () => {
+    clearTimeout(timer);
+    done();
+  });
   con.once('connect', () => {
     if (!ssl) send();
     else if (sslNegotiation !== 'direct') con.requestSsl();
@@ -105,6 +114,7 @@ function sendCancel(processID: number, secretKey: number, host: string | undefin
   con.once('sslconnect', send);
   if (host?.startsWith('/')) con.connect(`${host}/.s.PGSQL.${port}`);
   else con.connect(port, host);
+  return closed;
 }
 
 /**
@@ -116,11 +126,13 @@ function sendCancel(processID: number, secretKey: number, host: string | undefin
  */
 async function abandonable<R>(client: PgPoolClient, text: string, params: readonly unknown[] | undefined,
                               signal: AbortSignal): Promise<QueryResult<R>> {
-  const end = () => {
-    cancelOnServer(client);
+  // The cancel first, the client's own connection ended only once it went
+  // out: through PgBouncer, a client that leaves first takes its server
+  // connection's identity with it, and the cancel then finds no one to cancel.
+  const end = () => void cancelOnServer(client).then(() => {
     reset(client);
     void client.end?.().catch(() => {});
-  };
+  });
   signal.addEventListener('abort', end, { once: true });
   client.on?.('error', ignoreError);
   let failed: unknown;
