@@ -80,6 +80,12 @@ end $$;
 --              created_at, attempt and last_error, serial_key (left out:
 --              kept; another is refused) and dependencies (depends_on is refused). A running
 --              job is left to finish without the key, and a new job takes it.
+-- throttle_seconds  with a dedupe_key (mode keep): for this long after it
+--              wrote a job, even once that job has ended, a publish with
+--              throttle_seconds returns its id and writes nothing (more than
+--              0, at most 2592000: 30 days). The window is the one given by
+--              the publish that wrote the job; a publish without
+--              throttle_seconds neither reads nor opens one (sql/0014).
 -- serial_key   jobs with the same key run one at a time, in publish order
 -- depends_on   runs only after all these jobs succeeded; if one fails or is
 --              cancelled, this job ends as cancelled (and so do its own dependants)
@@ -99,7 +105,8 @@ create function jobs.publish(
   serial_key    text        default null,
   depends_on    bigint[]    default null,
   attributes    jsonb       default null,
-  dedupe_mode   text        default null
+  dedupe_mode   text        default null,
+  throttle_seconds numeric  default null
 ) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -131,6 +138,24 @@ begin
       perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
     end if;
     v_replace := publish.dedupe_mode = 'replace';
+  end if;
+  if publish.throttle_seconds is not null then
+    if publish.dedupe_key is null then
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'needs a dedupe_key (the key it throttles)');
+    -- NaN is greater than every number: the upper bound turns it away.
+    elsif not (publish.throttle_seconds > 0 and publish.throttle_seconds <= 2592000) then
+      perform jobs.raise_invalid('PD011', 'throttle_seconds',
+        format('must be greater than 0 and at most 2592000 seconds (30 days), got %s', publish.throttle_seconds));
+    elsif v_replace then
+      -- A replace rewrites the waiting job with the latest publish; a window
+      -- keeps the first job and answers every publish after it with its id.
+      perform jobs.raise_invalid('PD011', 'throttle_seconds',
+        'cannot be given with dedupe_mode replace (a throttle keeps the first job of its window, a replace the latest)');
+    end if;
+    v_id := jobs.throttle_lock(publish.dedupe_key, v_now);
+    if v_id is not null then
+      return v_id;
+    end if;
   end if;
   if v_replace then
     if publish.depends_on is not null then
@@ -225,6 +250,9 @@ begin
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
     if v_id is not null then
+      if publish.throttle_seconds is not null then
+        perform jobs.throttle_hold(publish.dedupe_key, v_id, v_now, publish.throttle_seconds);
+      end if;
       if cardinality(v_waiting) > 0 then
         insert into jobs.dependency (depends_on, job_id) select d, v_id from unnest(v_waiting) d on conflict do nothing;
       end if;

@@ -377,7 +377,8 @@ end $$;
 -- ticks, and removes ended jobs older than `retention` from jobs.job (moved
 -- to jobs.job_archive when archive is true), at most max_rows of each, along
 -- with pg_cron's run log of pgdrain's own jobs past the same age (skipped
--- when this role may not delete from it). One transaction: a backlog larger
+-- when this role may not delete from it), and at most max_rows ended dedupe
+-- throttle windows (sql/0014). One transaction: a backlog larger
 -- than max_rows takes more passes (jobs.run_maintenance). Returns
 -- {"expired", "ticks", "deleted", "archived"}.
 create function jobs.maintain(
@@ -417,6 +418,12 @@ begin
     insert into jobs.job_archive select * from gone where maintain.archive returning 1
   )
   select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
+  -- Dedupe keys' throttle windows that have ended (sql/0014): no publish
+  -- reads a row past its until. Not in the report (its keys are a contract).
+  delete from jobs.throttle t using (
+    select o.dedupe_key from jobs.throttle o where o.until <= v_now
+    order by o.until limit maintain.max_rows for update skip locked) old
+  where t.dedupe_key = old.dedupe_key;
 
   v_expired := jobs.expire(maintain.max_rows, v_now);
 

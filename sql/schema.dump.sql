@@ -863,7 +863,7 @@ begin
   -- Routines: functions and procedures (jobs.drain_sql).
   revoke execute on all routines in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
@@ -1526,6 +1526,12 @@ begin
     insert into jobs.job_archive select * from gone where maintain.archive returning 1
   )
   select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
+  -- Dedupe keys' throttle windows that have ended (sql/0014): no publish
+  -- reads a row past its until. Not in the report (its keys are a contract).
+  delete from jobs.throttle t using (
+    select o.dedupe_key from jobs.throttle o where o.until <= v_now
+    order by o.until limit maintain.max_rows for update skip locked) old
+  where t.dedupe_key = old.dedupe_key;
 
   v_expired := jobs.expire(maintain.max_rows, v_now);
 
@@ -1829,10 +1835,10 @@ begin
 end $$;
 
 --
--- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text) RETURNS bigint
+CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1866,6 +1872,24 @@ begin
       perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
     end if;
     v_replace := publish.dedupe_mode = 'replace';
+  end if;
+  if publish.throttle_seconds is not null then
+    if publish.dedupe_key is null then
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'needs a dedupe_key (the key it throttles)');
+    -- NaN is greater than every number: the upper bound turns it away.
+    elsif not (publish.throttle_seconds > 0 and publish.throttle_seconds <= 2592000) then
+      perform jobs.raise_invalid('PD011', 'throttle_seconds',
+        format('must be greater than 0 and at most 2592000 seconds (30 days), got %s', publish.throttle_seconds));
+    elsif v_replace then
+      -- A replace rewrites the waiting job with the latest publish; a window
+      -- keeps the first job and answers every publish after it with its id.
+      perform jobs.raise_invalid('PD011', 'throttle_seconds',
+        'cannot be given with dedupe_mode replace (a throttle keeps the first job of its window, a replace the latest)');
+    end if;
+    v_id := jobs.throttle_lock(publish.dedupe_key, v_now);
+    if v_id is not null then
+      return v_id;
+    end if;
   end if;
   if v_replace then
     if publish.depends_on is not null then
@@ -1960,6 +1984,9 @@ begin
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
     if v_id is not null then
+      if publish.throttle_seconds is not null then
+        perform jobs.throttle_hold(publish.dedupe_key, v_id, v_now, publish.throttle_seconds);
+      end if;
       if cardinality(v_waiting) > 0 then
         insert into jobs.dependency (depends_on, job_id) select d, v_id from unnest(v_waiting) d on conflict do nothing;
       end if;
@@ -3221,6 +3248,37 @@ begin
 end $$;
 
 --
+-- Name: throttle_hold(text, bigint, timestamp with time zone, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.throttle_hold(p_key text, p_job_id bigint, p_now timestamp with time zone, p_seconds numeric) RETURNS void
+    LANGUAGE sql
+    AS $$
+  insert into jobs.throttle as t (dedupe_key, job_id, until)
+  values (p_key, p_job_id, p_now + make_interval(secs => p_seconds::double precision))
+  on conflict (dedupe_key) do update set job_id = excluded.job_id, until = excluded.until
+  where t.until <= p_now;
+$$;
+
+--
+-- Name: throttle_lock(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.throttle_lock(p_key text, p_now timestamp with time zone) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_id bigint;
+begin
+  perform pg_advisory_xact_lock(736042, hashtext(p_key));
+  select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = p_key;
+  if not found then
+    select t.job_id into v_id from jobs.throttle t where t.dedupe_key = p_key and t.until > p_now;
+  end if;
+  return v_id;
+end $$;
+
+--
 -- Name: tz_change(text, interval, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3606,6 +3664,16 @@ CREATE VIEW jobs.stats AS
   GROUP BY s.queue, s.task, s.state;
 
 --
+-- Name: throttle; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.throttle (
+    dedupe_key text NOT NULL,
+    job_id bigint NOT NULL,
+    until timestamp with time zone NOT NULL
+);
+
+--
 -- Name: dependency dependency_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 --
 
@@ -3676,6 +3744,13 @@ ALTER TABLE ONLY jobs.sql_task
     ADD CONSTRAINT sql_task_pkey PRIMARY KEY (name);
 
 --
+-- Name: throttle throttle_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.throttle
+    ADD CONSTRAINT throttle_pkey PRIMARY KEY (dedupe_key);
+
+--
 -- Name: job_archive_ended_at_idx; Type: INDEX; Schema: jobs; Owner: -
 --
 
@@ -3734,6 +3809,12 @@ CREATE INDEX job_queue_serial_idx ON jobs.job_queue USING btree (serial_key, job
 --
 
 CREATE INDEX recurring_due_idx ON jobs.recurring USING btree (next_run_at) WHERE (runner = 'drains'::text);
+
+--
+-- Name: throttle_until_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX throttle_until_idx ON jobs.throttle USING btree (until);
 
 --
 -- Name: queue queue_dead_letter_fkey; Type: FK CONSTRAINT; Schema: jobs; Owner: -

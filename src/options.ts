@@ -58,6 +58,8 @@ const validDate = z.custom<Date>((d) => d instanceof Date, 'must be a Date').che
 export const isoDateTimeSchema = z.pipe(z.pipe(
   z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone, such as 2030-01-01T09:00:00Z' }),
   z.transform((s: string) => new Date(s))), validDate);
+/** throttleSeconds' bound: 30 days, as jobs.publish's throttle_seconds. */
+export const MAX_THROTTLE_SECONDS = 30 * 86400;
 /** delaySeconds' bound: ten years, as the CLI's --delay. */
 export const MAX_DELAY_SECONDS = 10 * 365 * 86400;
 const integer = z.int('must be an integer'); // also a check, as classic's .int() uses it
@@ -93,6 +95,8 @@ export const bulkPublishOptionsSchema = z.strictObject({
   attributes: z.optional(jsonObject),
   dependsOn: z.optional(z.never({ error: 'a bulk publish takes none: each dependency is locked and checked '
     + 'per job; publish a job with dependencies one at a time (publish)' })),
+  throttleSeconds: z.optional(z.never({ error: 'a bulk publish takes none: a throttle window is locked and '
+    + 'opened per key, one job at a time; publish throttled jobs one at a time (publish)' })),
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
   z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, needsDedupeKey));
 
@@ -104,9 +108,16 @@ export const publishOptionsSchema = z.strictObject({
   serialKey: z.optional(key),
   dependsOn: z.optional(z.array(jobId).check(z.maxLength(1000, 'must list at most 1000 jobs'))),
   attributes: z.optional(jsonObject),
+  throttleSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'),
+    z.maximum(MAX_THROTTLE_SECONDS, `must be at most ${MAX_THROTTLE_SECONDS} seconds (30 days)`))),
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
   z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, {
     message: 'needs a dedupe key (the key whose job it keeps or replaces)', path: ['dedupeMode'] }),
+  z.refine((o) => o.throttleSeconds === undefined || o.dedupeKey !== undefined, {
+    message: 'needs a dedupe key (the key it throttles)', path: ['throttleSeconds'] }),
+  z.refine((o) => o.throttleSeconds === undefined || o.dedupeMode !== 'replace', {
+    message: "cannot be given with dedupeMode 'replace' (a throttle keeps the first job of its window, a replace the latest)",
+    path: ['throttleSeconds'] }),
   z.refine((o) => o.dedupeMode !== 'replace' || o.dependsOn === undefined, {
     message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }));
 

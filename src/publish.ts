@@ -72,13 +72,14 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
  * Publishes one job through `db` (a pool, or your transaction's client);
  * returns its id, or the id of the active job holding options.dedupeKey
  * (with dedupeMode 'replace': of the job it replaced, or of the new one
- * when that job was running).
+ * when that job was running; with throttleSeconds: also of the job that
+ * opened the key's window, ended or not).
  * With options.signal, the call is given up when it fires (see send()).
  */
 export async function publish(db: Queryable, task: string, body?: unknown,
                               options?: PublishOptions & SignalOption): Promise<string> {
   const { signal, rest } = takeSignal(options, 'options');
-  const { queue, dedupeKey, dedupeMode, serialKey, dependsOn, attributes, ...core } =
+  const { queue, dedupeKey, dedupeMode, serialKey, dependsOn, attributes, throttleSeconds, ...core } =
     parse(publishOptionsSchema, rest ?? {}, 'options');
   const r = row(task, body, core, '');
   try {
@@ -87,10 +88,11 @@ export async function publish(db: Queryable, task: string, body?: unknown,
          coalesce($3::timestamptz, now() + make_interval(secs => $4::float8)),
          $5::numeric, $6::integer, $7::integer,
          queue => $8, dedupe_key => $9, serial_key => $10, depends_on => $11::bigint[],
-         attributes => $12::jsonb, dedupe_mode => $13)::text as id`,
+         attributes => $12::jsonb, dedupe_mode => $13, throttle_seconds => $14::numeric)::text as id`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
-       attributes === undefined ? null : jsonParam(attributes, 'options.attributes'), dedupeMode ?? null],
+       attributes === undefined ? null : jsonParam(attributes, 'options.attributes'), dedupeMode ?? null,
+       throttleSeconds ?? null],
       signal,
     );
     return rows[0]!.id;

@@ -69,6 +69,13 @@ export interface PublishOptions extends BulkPublishOptions {
    * running one finishes without the key, and a new job takes it.
    */
   dedupeMode?: 'keep' | 'replace' | undefined;
+  /**
+   * With dedupeKey (mode 'keep'): for this many seconds after this publish
+   * wrote a job (more than 0, at most 2592000: 30 days), a publish of the key
+   * with throttleSeconds returns that job's id even once it has ended, and
+   * writes nothing. publishBulk takes none.
+   */
+  throttleSeconds?: number | undefined;
   /** Jobs sharing a key run one at a time, in publish order. */
   serialKey?: string | undefined;
   /** Run only after all these jobs succeeded; if one fails or is cancelled, this one is cancelled. */

@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
-import { isoDateTimeSchema, MAX_DELAY_SECONDS, topicSchema } from '../options.js';
+import { isoDateTimeSchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
 import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
@@ -128,8 +128,10 @@ export function program(): Command {
     .option('--at <iso>', 'run at this time (ISO 8601)', checkedBy(isoDateTimeSchema))
     .option('--timeout <seconds>', 'seconds a run may take (default 60)', seconds(0.001, 86400))
     .option('--max-retries <n>', 'retries after the first attempt (default 3)', integer(0, 1000))
+    .option('--throttle <seconds>', 'with --dedupe-key: for this long after a job with the key was added, print its id '
+      + 'instead of adding one, even once it has ended', throttle)
     .addOption(dsnOption())
-    .action(async (task: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date;
+    .action(async (task: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date; throttle?: number;
                                                          timeout?: number; maxRetries?: number; dsn?: string;
                                                          queue?: string; dedupeKey?: string; dedupeMode?: 'keep' | 'replace';
                                                          serialKey?: string; dependsOn?: string[];
@@ -140,7 +142,7 @@ export function program(): Command {
           priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at,
           timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries,
           queue: opts.queue, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode, serialKey: opts.serialKey,
-          dependsOn: opts.dependsOn, attributes: opts.attributes,
+          dependsOn: opts.dependsOn, attributes: opts.attributes, throttleSeconds: opts.throttle,
         });
         process.stdout.write(`${id}\n`);
       });
@@ -169,7 +171,17 @@ export function program(): Command {
 }
 
 // Flags whose name is not the option's in kebab case.
-const FLAG_OF: Record<string, string> = { delaySeconds: '--delay', runAt: '--at', timeoutSeconds: '--timeout' };
+const FLAG_OF: Record<string, string> = { delaySeconds: '--delay', runAt: '--at', timeoutSeconds: '--timeout',
+                                          throttleSeconds: '--throttle' };
+
+/** --throttle's seconds, as publish's throttleSeconds takes them. */
+function throttle(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !(n > 0 && n <= MAX_THROTTLE_SECONDS)) {
+    throw new InvalidArgumentError(`must be a number of seconds greater than 0 and at most ${MAX_THROTTLE_SECONDS} (30 days)`);
+  }
+  return n;
+}
 
 /**
  * A core option named as the flag that set it: "options.dedupeKey: …" →

@@ -136,7 +136,7 @@ const oneJobSchema = z.strictObject({
   ...jobShape, dedupeKey: publishOptionsSchema.shape.dedupeKey, dedupeMode: publishOptionsSchema.shape.dedupeMode,
   queue: publishOptionsSchema.shape.queue,
   serialKey: publishOptionsSchema.shape.serialKey, dependsOn: publishOptionsSchema.shape.dependsOn,
-  attributes: publishOptionsSchema.shape.attributes,
+  attributes: publishOptionsSchema.shape.attributes, throttleSeconds: publishOptionsSchema.shape.throttleSeconds,
 }).check(runAtOrDelay);
 
 /** POST /jobs: one job (`{ task, body, …options }`) or many (`{ jobs: [ … ] }`). */
@@ -195,6 +195,13 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Why a job of a bulk takes no such field. */
+const BULK_TAKES_NO = {
+  queue: 'the bulk\'s "queue" applies to all its jobs',
+  dependsOn: 'publish a job with dependencies one per request',
+  throttleSeconds: 'publish a throttled job one per request (its key\'s window is locked and opened one job at a time)',
+};
+
 /** Parses with a schema; the first issue becomes a ValidationError naming the field as the caller wrote it. */
 function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: string): z.output<S> {
   const result = schema.safeParse(value);
@@ -204,9 +211,8 @@ function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: strin
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
     path += `.${issue.keys[0]}`;
-    message = /^\.jobs\[\d+\]\.(dependsOn|queue)$/.test(path)
-      ? `a job of a bulk publish takes no ${issue.keys[0]}: ${issue.keys[0] === 'queue'
-        ? 'the bulk\'s "queue" applies to all its jobs' : 'publish a job with dependencies one per request'}`
+    message = /^\.jobs\[\d+\]\.(dependsOn|queue|throttleSeconds)$/.test(path)
+      ? `a job of a bulk publish takes no ${issue.keys[0]}: ${BULK_TAKES_NO[issue.keys[0] as keyof typeof BULK_TAKES_NO]}`
       : 'unknown field';
   } else if (issue.code === 'invalid_type' && /received undefined$/.test(message)) {
     message = 'is required';
