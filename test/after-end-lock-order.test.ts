@@ -5,38 +5,17 @@
 // Forced interleaving, no timing: a third session holds one dependency row,
 // so the first settle stops while it holds its first level; the second then
 // runs up to its wait; the third lets go.
-import pg from 'pg';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { lockSessions, waitUntilBlocked } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
 
-const clients: pg.Client[] = [];
-async function session(): Promise<pg.Client & { pid: number }> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  clients.push(c);
-  // A deadlock, if any, found at once (where the role may set it).
-  await c.query(`set deadlock_timeout = '20ms'`).catch(() => {});
-  const pid = (await c.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-  return Object.assign(c, { pid });
-}
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.end()));
-});
+const session = lockSessions(db.url);
 
 const one = async (text: string) => (await sql(text))[0]!;
 const publish = async (task: string, opts = '') => (await one(`select jobs.publish('${task}', '{}'${opts})::text as id`)).id as string;
-
-/** Until session pid waits for a lock (polls; no time asserted). */
-async function waitUntilBlocked(c: pg.Client, pid: number) {
-  for (;;) {
-    const [r] = (await c.query(`select wait_event_type = 'Lock' as blocked from pg_stat_activity where pid = $1`, [pid])).rows;
-    if (r?.blocked) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');

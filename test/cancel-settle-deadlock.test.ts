@@ -6,26 +6,14 @@
 // First the exact interleaving, forced with a third session holding the
 // dependant's row; then many rounds of the two calls at once.
 import pg from 'pg';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { lockSessions, waitUntilBlocked } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
 
-// Sessions of their own; a short deadlock_timeout where the role may set it
-// (a superuser's cluster), so a deadlock costs the test little.
-const clients: pg.Client[] = [];
-async function session(): Promise<pg.Client & { pid: number }> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  clients.push(c);
-  await c.query(`set deadlock_timeout = '20ms'`).catch(() => {});
-  const pid = (await c.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-  return Object.assign(c, { pid });
-}
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.end()));
-});
+const session = lockSessions(db.url);
 
 const one = async (text: string, params?: unknown[]) => (await sql(text, params))[0]!;
 const publish = async (opts = '') => (await one(`select jobs.publish('t', '{}'${opts})::text as id`)).id as string;
@@ -40,15 +28,6 @@ const settleSql = `select jobs.settle_arrays(array[$1::bigint], array[$2::int], 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
 });
-
-/** Until session pid waits for a lock (polls; no time asserted). */
-async function waitUntilBlocked(c: pg.Client, pid: number) {
-  for (;;) {
-    const [r] = (await c.query(`select wait_event_type = 'Lock' as blocked from pg_stat_activity where pid = $1`, [pid])).rows;
-    if (r?.blocked) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('jobs.cancel of a dependant while its dependency settles', () => {
   // nack with no retries left: A fails, and its settle cancels B and C; ack: A succeeds, and its settle unblocks B.

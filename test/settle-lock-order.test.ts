@@ -5,35 +5,15 @@
 // the publish held a and waited for b; the settle held b and waited for a.
 // Forced interleaving, no timing: a third session holds b, the settle queues
 // on it first, the publish (holding a) second; the third lets go.
-import pg from 'pg';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { outcomeArrays, SETTLE_ARRAYS_SQL, type Outcome } from '../src/settler.js';
 import { testDb } from './support/db.js';
+import { lockSessions, waitUntilBlocked } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
 
-const clients: pg.Client[] = [];
-async function session(): Promise<pg.Client & { pid: number }> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  clients.push(c);
-  await c.query(`set deadlock_timeout = '20ms'`).catch(() => {}); // a deadlock, if any, found at once
-  const pid = (await c.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
-  return Object.assign(c, { pid });
-}
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.end()));
-});
-
-/** Until session pid waits for a lock (polls; no time asserted). */
-async function waitUntilBlocked(c: pg.Client, pid: number) {
-  for (;;) {
-    const [r] = (await c.query(`select wait_event_type = 'Lock' as blocked from pg_stat_activity where pid = $1`, [pid])).rows;
-    if (r?.blocked) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const session = lockSessions(db.url);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
