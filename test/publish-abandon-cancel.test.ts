@@ -3,21 +3,33 @@
 // publisher's open transaction). Ending the connection alone is not enough:
 // a backend waiting on a lock does not read its socket, and once the lock is
 // released its INSERT commits, a second follow-up beside the retry's. The
-// abandoned statement must be cancelled on the server.
+// abandoned statement must be cancelled on the server. Through PgBouncer the
+// cancel must go out before the client leaves: PgBouncer finds the backend to
+// cancel from the client's connection to it.
 import pg from 'pg';
-import { expect, inject, it } from 'vitest';
+import { expect, inject, it, onTestFinished } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { createQueue, type JobContext } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { sleep } from './support/drain-process.js';
+import { startPgBouncer } from './support/pgbouncer.js';
 
 const db = await testDb();
 const sql = db.sql;
 const url = new URL(db.url);
 
-/** The pool the queue publishes through, its sessions named `app`: over TCP, TLS or the server's unix socket. */
+/**
+ * The pool the queue publishes through, its sessions named `app`: over TCP,
+ * TLS, the server's unix socket, or a PgBouncer (in session or transaction
+ * pooling) started for this test.
+ */
 async function poolFor(transport: string, app: string): Promise<pg.Pool> {
   const base = { user: url.username, database: db.name, port: Number(url.port), application_name: app, max: 2 };
+  if (transport.startsWith('pgbouncer-')) {
+    const bouncer = await startPgBouncer(inject('serverUrl'), transport === 'pgbouncer-session' ? 'session' : 'transaction');
+    onTestFinished(() => bouncer.stop());
+    return new pg.Pool({ ...base, host: bouncer.host, port: bouncer.port });
+  }
   if (transport === 'unix') {
     const [dir] = (await sql<{ d: string }>(`select split_part(current_setting('unix_socket_directories'), ',', 1) as d`));
     expect(dir!.d, 'the test server listens on a unix socket').toMatch(/^\//);
@@ -47,7 +59,7 @@ async function noneLeft(app: string, waiting: 'active' | 'on a lock'): Promise<b
 const children = async () =>
   (await sql<{ n: number }>(`select count(*)::int as n from jobs.job_queue where task = 'child'`))[0]!.n;
 
-it.each(['tcp', 'tls', 'unix'])("a publish given up at its job's timeout while it waits on a lock (%s) is cancelled on the server: the retry's is the only follow-up", async (transport) => {
+it.each(['tcp', 'tls', 'unix', 'pgbouncer-session', 'pgbouncer-transaction'])("a publish given up at its job's timeout while it waits on a lock (%s) is cancelled on the server: the retry's is the only follow-up", async (transport) => {
   await sql(`truncate jobs.job_queue, jobs.job`);
   const app = `abandon-cancel-${transport}`;
   const pool = await poolFor(transport, app);
