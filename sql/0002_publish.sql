@@ -209,12 +209,10 @@ begin
       v_waiting := jobs.lock_dependencies(publish.depends_on);
     end if;
     if publish.serial_key is not null then
-      -- Taken also by jobs.after_end before it picks a key's next head; the
-      -- global one shared, as every holder of a key (jobs.lock_serial_keys).
+      -- Taken also by jobs.after_end before it picks a key's next head.
       if v_replace and publish.dedupe_key is not null then
         -- Its lock let go if a job took the key while this waited (below).
         begin
-          perform pg_advisory_xact_lock_shared(736041, 0);
           perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
           if exists (select 1 from jobs.job_queue q where q.dedupe_key = publish.dedupe_key) then
             raise sqlstate 'PDA98';
@@ -225,7 +223,6 @@ begin
           continue;
         end;
       else
-        perform pg_advisory_xact_lock_shared(736041, 0);
         perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
       end if;
       v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
@@ -265,25 +262,17 @@ end $$;
 
 -- Takes the locks of serial keys, as every holder of one does (jobs.publish,
 -- jobs.publish_keyed, jobs.after_end, jobs.redrive; jobs.lock_jobs tries
--- them): a global key shared, then each key's own in key order. With more
--- than 32 distinct keys, the global key exclusive instead, standing for
--- them all: a lock each would fill PostgreSQL's lock table (sized by
--- max_locks_per_transaction), failing this call and others meanwhile.
--- Returns true when it took the global key exclusive.
+-- them), each key's own in key order, so two callers sharing keys do not
+-- deadlock. Each holds an entry of PostgreSQL's lock table until commit
+-- (sized by max_locks_per_transaction): a bulk publish takes at most
+-- 1000 keys. (One lock standing for many keys was tried: a transaction
+-- holding one key then stalled every settle of serial-key jobs behind a
+-- bulk waiting for it.)
 create function jobs.lock_serial_keys(p_keys text[])
-returns boolean language plpgsql as $$
-declare
-  v_keys text[];
+returns void language plpgsql as $$
 begin
-  select array_agg(distinct k order by k) into v_keys from unnest(p_keys) k where k is not null;
-  if cardinality(v_keys) > 32 then
-    perform pg_advisory_xact_lock(736041, 0);
-    return true;
-  elsif v_keys is not null then
-    perform pg_advisory_xact_lock_shared(736041, 0);
-    perform pg_advisory_xact_lock(736038, hashtext(u.k)) from unnest(v_keys) with ordinality u(k, i) order by u.i;
-  end if;
-  return false;
+  perform pg_advisory_xact_lock(736038, hashtext(u.k))
+  from (select distinct k from unnest(p_keys) k where k is not null) u order by u.k;
 end $$;
 
 -- jobs.publish_arrays' path for a call with dedupe keys, serial keys or
@@ -308,13 +297,12 @@ declare
   v_try bigint[];
   v_written bigint[];
   v_q jobs.queue;
-  v_all_keys boolean;
   v_lost text[];
 begin
   -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
   perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
   if p_serial_keys is not null then
-    v_all_keys := jobs.lock_serial_keys(p_serial_keys);
+    perform jobs.lock_serial_keys(p_serial_keys);
   end if;
   for v_round in 1..4 loop
     begin
@@ -387,7 +375,7 @@ begin
   from (select x.*, max(x.id) filter (where x.try is not null) over (partition by x.key) as first
         from unnest(v_ids, v_try, p_dedupe_keys, p_serial_keys) with ordinality as x(id, try, key, serial, ord)) x;
   if v_lost is not null then
-    perform jobs.after_end(null, null, v_lost, p_now, p_all_keys => coalesce(v_all_keys, false));
+    perform jobs.after_end(null, null, v_lost, p_now);
   end if;
   return v_ids;
 end $$;
@@ -493,6 +481,12 @@ begin
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
+  end if;
+  -- Each distinct serial key holds a lock-table entry until commit (jobs.lock_serial_keys).
+  if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 1000 then
+    perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 1000 distinct keys in one bulk publish '
+      || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
+      || 'publish more in several');
   end if;
   -- Decided once per call: plain jobs never take the keyed path's per-job steps.
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null

@@ -73,10 +73,9 @@ end $$;
 -- another waits for, a deadlock. job_id order agrees with the rest: a
 -- dependant's id is greater than its dependencies', which the ending
 -- transaction holds, and publishers lock dependencies in job_id order.
--- p_locked: the caller (its own recursion) has locked them. p_all_keys: the
--- caller holds every serial key (jobs.lock_serial_keys returned true).
+-- p_locked: the caller (its own recursion) has locked them.
 create function jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[],
-                               p_now timestamptz, p_locked boolean default false, p_all_keys boolean default false)
+                               p_now timestamptz, p_locked boolean default false)
 returns void language plpgsql as $$
 declare
   v_key text;
@@ -137,15 +136,9 @@ begin
     into v_cancelled, v_keys;
   end if;
 
-  -- The same lock as jobs.publish takes, so a job published meanwhile is
-  -- seen; first the global key, shared (jobs.lock_serial_keys).
-  if not p_all_keys and exists (select from unnest(p_serial_keys) k where k is not null) then
-    perform pg_advisory_xact_lock_shared(736041, 0);
-  end if;
+  -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
   for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
-    if not p_all_keys then
-      perform pg_advisory_xact_lock(736038, hashtext(v_key));
-    end if;
+    perform pg_advisory_xact_lock(736038, hashtext(v_key));
     loop
       update jobs.job_queue q set serial_wait = false
       where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
@@ -160,7 +153,7 @@ begin
 
   if cardinality(v_cancelled) > 0 then
     perform jobs.notify_ids('pgdrain_completed', v_cancelled);
-    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true, p_all_keys);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true);
   end if;
 end $$;
 

@@ -50,12 +50,9 @@ begin
                       for update nowait) l;
         select array_agg(distinct q.serial_key order by q.serial_key) into v_keys
         from jobs.job_queue q where q.job_id = any(v_ending) and q.serial_key is not null and not q.serial_wait;
-        -- As jobs.lock_serial_keys takes them: the global key shared, then
-        -- each key's; past 32 keys, the global key exclusive alone.
+        -- The keys' locks, as jobs.lock_serial_keys takes them (tried here).
         v_got := v_keys is null
-                 or cardinality(v_keys) > 32 and pg_try_advisory_xact_lock(736041, 0)
-                 or cardinality(v_keys) <= 32 and pg_try_advisory_xact_lock_shared(736041, 0)
-                    and (select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k))) from unnest(v_keys) k);
+                 or (select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k))) from unnest(v_keys) k);
         if not coalesce(v_got, true) then
           raise sqlstate '55P03'; -- lock_not_available: let all go and try again
         end if;
@@ -206,7 +203,8 @@ begin
     from gone g;
     delete from jobs.dependency d where d.job_id = any(v_queued);
     perform jobs.notify_ids('pgdrain_completed', v_queued);
-    perform jobs.after_end(null, v_queued, v_keys, v_now, p_all_keys => jobs.lock_serial_keys(v_keys));
+    perform jobs.lock_serial_keys(v_keys);
+    perform jobs.after_end(null, v_queued, v_keys, v_now);
   end if;
   return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0);
 end $$;
@@ -277,7 +275,8 @@ begin
   delete from jobs.dependency d where d.job_id = any(v_ids);
   perform jobs.notify_ids('pgdrain_completed', v_ids);
   perform jobs.route_dead_letters(v_ids, v_now);
-  perform jobs.after_end(null, v_ids, v_keys, v_now, p_all_keys => jobs.lock_serial_keys(v_keys));
+  perform jobs.lock_serial_keys(v_keys);
+  perform jobs.after_end(null, v_ids, v_keys, v_now);
   return cardinality(v_ids);
 end $$;
 
@@ -309,7 +308,6 @@ declare
   v_matched bigint[];
   v_ids bigint[];
   v_keys text[];
-  v_all_keys boolean;
   v_count integer := 0;
   v_missing text;
 begin
@@ -363,7 +361,7 @@ begin
   ) p;
   perform jobs.admit(x.queue, x.n::integer)
   from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
-  v_all_keys := jobs.lock_serial_keys(v_keys);
+  perform jobs.lock_serial_keys(v_keys);
   -- A dependant cancelled after one dependency failed keeps the rows of its
   -- others still active (jobs.after_end deletes only the failed one's): back
   -- without them, or their success would count it below zero, never to run.
@@ -385,7 +383,7 @@ begin
   )
   select count(*) into v_count from gone;
   if v_keys is not null then
-    perform jobs.after_end(null, null, v_keys, v_now, p_all_keys => v_all_keys);
+    perform jobs.after_end(null, null, v_keys, v_now);
   end if;
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));

@@ -154,10 +154,10 @@ begin
 end $$;
 
 --
--- Name: after_end(bigint[], bigint[], text[], timestamp with time zone, boolean, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: after_end(bigint[], bigint[], text[], timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone, p_locked boolean DEFAULT false, p_all_keys boolean DEFAULT false) RETURNS void
+CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone, p_locked boolean DEFAULT false) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
@@ -219,15 +219,9 @@ begin
     into v_cancelled, v_keys;
   end if;
 
-  -- The same lock as jobs.publish takes, so a job published meanwhile is
-  -- seen; first the global key, shared (jobs.lock_serial_keys).
-  if not p_all_keys and exists (select from unnest(p_serial_keys) k where k is not null) then
-    perform pg_advisory_xact_lock_shared(736041, 0);
-  end if;
+  -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
   for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
-    if not p_all_keys then
-      perform pg_advisory_xact_lock(736038, hashtext(v_key));
-    end if;
+    perform pg_advisory_xact_lock(736038, hashtext(v_key));
     loop
       update jobs.job_queue q set serial_wait = false
       where q.job_id = (select min(x.job_id) from jobs.job_queue x where x.serial_key = v_key and x.serial_wait)
@@ -242,7 +236,7 @@ begin
 
   if cardinality(v_cancelled) > 0 then
     perform jobs.notify_ids('pgdrain_completed', v_cancelled);
-    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true, p_all_keys);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true);
   end if;
 end $$;
 
@@ -376,7 +370,8 @@ begin
     from gone g;
     delete from jobs.dependency d where d.job_id = any(v_queued);
     perform jobs.notify_ids('pgdrain_completed', v_queued);
-    perform jobs.after_end(null, v_queued, v_keys, v_now, p_all_keys => jobs.lock_serial_keys(v_keys));
+    perform jobs.lock_serial_keys(v_keys);
+    perform jobs.after_end(null, v_queued, v_keys, v_now);
   end if;
   return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0);
 end $$;
@@ -1332,7 +1327,8 @@ begin
   delete from jobs.dependency d where d.job_id = any(v_ids);
   perform jobs.notify_ids('pgdrain_completed', v_ids);
   perform jobs.route_dead_letters(v_ids, v_now);
-  perform jobs.after_end(null, v_ids, v_keys, v_now, p_all_keys => jobs.lock_serial_keys(v_keys));
+  perform jobs.lock_serial_keys(v_keys);
+  perform jobs.after_end(null, v_ids, v_keys, v_now);
   return cardinality(v_ids);
 end $$;
 
@@ -1413,12 +1409,9 @@ begin
                       for update nowait) l;
         select array_agg(distinct q.serial_key order by q.serial_key) into v_keys
         from jobs.job_queue q where q.job_id = any(v_ending) and q.serial_key is not null and not q.serial_wait;
-        -- As jobs.lock_serial_keys takes them: the global key shared, then
-        -- each key's; past 32 keys, the global key exclusive alone.
+        -- The keys' locks, as jobs.lock_serial_keys takes them (tried here).
         v_got := v_keys is null
-                 or cardinality(v_keys) > 32 and pg_try_advisory_xact_lock(736041, 0)
-                 or cardinality(v_keys) <= 32 and pg_try_advisory_xact_lock_shared(736041, 0)
-                    and (select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k))) from unnest(v_keys) k);
+                 or (select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k))) from unnest(v_keys) k);
         if not coalesce(v_got, true) then
           raise sqlstate '55P03'; -- lock_not_available: let all go and try again
         end if;
@@ -1471,21 +1464,12 @@ end $$;
 -- Name: lock_serial_keys(text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.lock_serial_keys(p_keys text[]) RETURNS boolean
+CREATE FUNCTION jobs.lock_serial_keys(p_keys text[]) RETURNS void
     LANGUAGE plpgsql
     AS $$
-declare
-  v_keys text[];
 begin
-  select array_agg(distinct k order by k) into v_keys from unnest(p_keys) k where k is not null;
-  if cardinality(v_keys) > 32 then
-    perform pg_advisory_xact_lock(736041, 0);
-    return true;
-  elsif v_keys is not null then
-    perform pg_advisory_xact_lock_shared(736041, 0);
-    perform pg_advisory_xact_lock(736038, hashtext(u.k)) from unnest(v_keys) with ordinality u(k, i) order by u.i;
-  end if;
-  return false;
+  perform pg_advisory_xact_lock(736038, hashtext(u.k))
+  from (select distinct k from unnest(p_keys) k where k is not null) u order by u.k;
 end $$;
 
 --
@@ -1943,12 +1927,10 @@ begin
       v_waiting := jobs.lock_dependencies(publish.depends_on);
     end if;
     if publish.serial_key is not null then
-      -- Taken also by jobs.after_end before it picks a key's next head; the
-      -- global one shared, as every holder of a key (jobs.lock_serial_keys).
+      -- Taken also by jobs.after_end before it picks a key's next head.
       if v_replace and publish.dedupe_key is not null then
         -- Its lock let go if a job took the key while this waited (below).
         begin
-          perform pg_advisory_xact_lock_shared(736041, 0);
           perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
           if exists (select 1 from jobs.job_queue q where q.dedupe_key = publish.dedupe_key) then
             raise sqlstate 'PDA98';
@@ -1959,7 +1941,6 @@ begin
           continue;
         end;
       else
-        perform pg_advisory_xact_lock_shared(736041, 0);
         perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
       end if;
       v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
@@ -2080,6 +2061,12 @@ begin
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
   end if;
+  -- Each distinct serial key holds a lock-table entry until commit (jobs.lock_serial_keys).
+  if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 1000 then
+    perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 1000 distinct keys in one bulk publish '
+      || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
+      || 'publish more in several');
+  end if;
   -- Decided once per call: plain jobs never take the keyed path's per-job steps.
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
      or publish_arrays.attributes is not null then
@@ -2190,13 +2177,12 @@ declare
   v_try bigint[];
   v_written bigint[];
   v_q jobs.queue;
-  v_all_keys boolean;
   v_lost text[];
 begin
   -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
   perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
   if p_serial_keys is not null then
-    v_all_keys := jobs.lock_serial_keys(p_serial_keys);
+    perform jobs.lock_serial_keys(p_serial_keys);
   end if;
   for v_round in 1..4 loop
     begin
@@ -2269,7 +2255,7 @@ begin
   from (select x.*, max(x.id) filter (where x.try is not null) over (partition by x.key) as first
         from unnest(v_ids, v_try, p_dedupe_keys, p_serial_keys) with ordinality as x(id, try, key, serial, ord)) x;
   if v_lost is not null then
-    perform jobs.after_end(null, null, v_lost, p_now, p_all_keys => coalesce(v_all_keys, false));
+    perform jobs.after_end(null, null, v_lost, p_now);
   end if;
   return v_ids;
 end $$;
@@ -2299,7 +2285,6 @@ declare
   v_matched bigint[];
   v_ids bigint[];
   v_keys text[];
-  v_all_keys boolean;
   v_count integer := 0;
   v_missing text;
 begin
@@ -2353,7 +2338,7 @@ begin
   ) p;
   perform jobs.admit(x.queue, x.n::integer)
   from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
-  v_all_keys := jobs.lock_serial_keys(v_keys);
+  perform jobs.lock_serial_keys(v_keys);
   -- A dependant cancelled after one dependency failed keeps the rows of its
   -- others still active (jobs.after_end deletes only the failed one's): back
   -- without them, or their success would count it below zero, never to run.
@@ -2375,7 +2360,7 @@ begin
   )
   select count(*) into v_count from gone;
   if v_keys is not null then
-    perform jobs.after_end(null, null, v_keys, v_now, p_all_keys => v_all_keys);
+    perform jobs.after_end(null, null, v_keys, v_now);
   end if;
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
