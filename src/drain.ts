@@ -37,6 +37,8 @@ export const DEFAULT_CANCEL_CHECK_MS = 2000;
 export const DEFAULT_OVERRUN_MS = 5000;
 
 const NO_OUTCOMES = [null, null, null, null, null, null, null];
+/** SQLSTATEs of a statement rolled back for another's sake: deadlock_detected, serialization_failure. */
+const ROLLED_BACK = new Set(['40P01', '40001']);
 
 /** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
 const SETTLED = new Error('job settled');
@@ -116,6 +118,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const running = new Map<string, Running>();
   const failures = new FailureList();
   let claimError: unknown;
+  let rolledBack = 0; // claims in a row a deadlock or serialization failure rolled back
   let claimed = 0;
   let batches = 0;
   let skipped = 0;
@@ -250,12 +253,16 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
            filter, workerId, ...(outcomes.length > 0 ? outcomeArrays(outcomes) : NO_OUTCOMES)],
         );
         result = rows[0]!.r;
+        rolledBack = 0;
       } catch (error) {
+        settler.putBack(outcomes);
+        // Rolled back whole (its settle too: a user's transaction taking serial
+        // keys out of order can deadlock with it): nothing changed, try again.
+        if (ROLLED_BACK.has((error as { code?: unknown }).code as string) && ++rolledBack <= 3) continue;
         // The claim failed (its connection lost, the database gone): claim no
         // more. Running handlers still hold their leases, so they finish and
         // settle as in any stop; given back now, another drain would run
         // them while they still run here.
-        settler.putBack(outcomes);
         claimError = error;
         break;
       }
