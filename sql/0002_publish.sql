@@ -265,7 +265,7 @@ end $$;
 -- them), each key's own in key order, so two callers sharing keys do not
 -- deadlock. Each holds an entry of PostgreSQL's lock table until commit
 -- (sized by max_locks_per_transaction): a bulk publish takes at most
--- 1000 keys. (One lock standing for many keys was tried: a transaction
+-- 500 keys (16 such bulks at once fit a default server's table; 1000 did not). (One lock standing for many keys was tried: a transaction
 -- holding one key then stalled every settle of serial-key jobs behind a
 -- bulk waiting for it.)
 create function jobs.lock_serial_keys(p_keys text[])
@@ -483,8 +483,8 @@ begin
     end if;
   end if;
   -- Each distinct serial key holds a lock-table entry until commit (jobs.lock_serial_keys).
-  if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 1000 then
-    perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 1000 distinct keys in one bulk publish '
+  if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 500 then
+    perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 500 distinct keys in one bulk publish '
       || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
       || 'publish more in several');
   end if;

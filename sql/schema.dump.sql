@@ -2062,8 +2062,8 @@ begin
     end if;
   end if;
   -- Each distinct serial key holds a lock-table entry until commit (jobs.lock_serial_keys).
-  if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 1000 then
-    perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 1000 distinct keys in one bulk publish '
+  if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 500 then
+    perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 500 distinct keys in one bulk publish '
       || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
       || 'publish more in several');
   end if;
