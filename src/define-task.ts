@@ -149,32 +149,25 @@ export interface BatchSpec {
   maxSize: number;
 }
 
-/** What a drain reads of its tasks module once, before it claims. */
-export interface TaskKinds {
-  /**
-   * A task is transactional: each one holds a pooled connection while it
-   * runs, so a drain should run fewer at once than its pool holds.
-   */
-  transactional: boolean;
-}
-
-export function taskKinds(tasks: TaskMap): TaskKinds {
-  const kinds: TaskKinds = { transactional: false };
+/**
+ * Whether a tasks module serves a transactional task: each one holds a pooled
+ * connection while it runs, so a drain runs fewer at once than its pool holds.
+ */
+export function hasTransactionalTask(tasks: TaskMap): boolean {
   let names: string[];
   try {
     names = taskNames(tasks);
   } catch {
-    return kinds; // an export that throws when read: its jobs fail when they run, not every drain now
+    return false; // an export that throws when read: its jobs fail when they run, not every drain now
   }
-  for (const name of names) {
+  return names.some((name) => {
     try {
       const handler = resolveHandler(tasks, name);
-      if (handler !== undefined && isTransactional(handler)) return { transactional: true };
+      return handler !== undefined && isTransactional(handler);
     } catch {
-      continue; // as above
+      return false; // as above
     }
-  }
-  return kinds;
+  });
 }
 
 /**
@@ -199,11 +192,6 @@ export function batchLookup(tasks: TaskMap): (task: string) => BatchSpec | undef
     if (!spec) specs.set(handler!, spec = { call: handler as unknown as BatchHandler, maxSize });
     return spec;
   };
-}
-
-/** Whether a tasks module serves a transactional task (taskKinds). */
-export function hasTransactionalTask(tasks: TaskMap): boolean {
-  return taskKinds(tasks).transactional;
 }
 
 /** The delivery was no longer this drain's when its transaction tried to ack. */

@@ -5,7 +5,7 @@ import { translateError, ValidationError } from './errors.js';
 import { LazySignal } from './job-context.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
-import { batchLookup, taskKinds } from './define-task.js';
+import { batchLookup, hasTransactionalTask } from './define-task.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
@@ -82,7 +82,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
   const opts = parse(drainOptionsSchema, { ...deps.defaults, ...given }, 'options');
   const driver = deps.db as Partial<Driver>;
-  const { transactional } = taskKinds(deps.tasks);
+  const transactional = hasTransactionalTask(deps.tasks);
   if (transactional && driver.holdsTransactions === false) {
     throw new ValidationError('tasks', 'a task is transactional, and this driver holds no transaction '
       + '(neonHttpDriver): use neonDriver or pgDriver, or define the task without { transactional: true }');
