@@ -59,6 +59,17 @@ begin
   end loop;
 end $$;
 
+-- Serial-key lock volume -------------------------------------------------------
+
+-- The most serial keys one pgdrain transaction ends, hands on or claims, as
+-- jobs.publish_arrays' 500. A key's lock (jobs.lock_serial_keys) is one
+-- entry of PostgreSQL's lock table, held until commit; that table (about
+-- max_locks_per_transaction x max_connections entries, 6,400 on a default
+-- server) is shared by every session, and a full one fails any statement
+-- of any session that needs a lock ("out of shared memory", 53200).
+create function jobs.max_serial_keys()
+returns integer language sql immutable as $$ select 500 $$;
+
 -- After jobs end ------------------------------------------------------------
 
 -- Called by every path that ends jobs (settle, expire, cancel) for the ended
@@ -203,6 +214,8 @@ end $$;
 -- at once (its attempt stays counted), the others end as failures (or as
 -- cancelled, when a cancel was requested while they ran). consume calls it
 -- first, so expiry needs no daemon; callers may also call it on their own.
+-- Of those that end, at most jobs.max_serial_keys() hold a serial key (each
+-- end takes its key's lock): the leases past it stay passed for the next call.
 -- With `after`, only leases that passed after it: a drain's claim passes
 -- the point up to which its session found none (jobs.remembered_lease_floor),
 -- so it does not read the lease-index entries of the jobs settled before.
@@ -216,13 +229,21 @@ declare
   v_deps boolean;
 begin
   with expired as (
-    select q.job_id from jobs.job_queue q
+    select q.job_id, q.lease_until,
+           q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
+    from jobs.job_queue q
     where q.lease_until <= v_now and q.lease_until > coalesce(expire.after, '-infinity')
     order by q.lease_until
     limit expire.n
     for update skip locked
+  ), taken as (
+    select e.job_id from (
+      select e.job_id, e.keyed_end,
+             count(*) filter (where e.keyed_end) over (order by e.lease_until, e.job_id) as k
+      from expired e) e
+    where not e.keyed_end or e.k <= jobs.max_serial_keys()
   ), spent as (
-    delete from jobs.job_queue q using expired e
+    delete from jobs.job_queue q using taken e
     where q.job_id = e.job_id and (q.attempt > q.max_retries or q.cancel_requested_at is not null)
     returning q.*
   ), failed as (
@@ -244,7 +265,7 @@ begin
     set lease_until = null,
         scheduled_at = q.lease_until,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
-    from expired e
+    from taken e
     where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null
     returning 1
   )

@@ -13,7 +13,12 @@ export type ErrorCode =
   | 'timed_out'
   | 'unsupported'
   /** The database role lacks a privilege for what was asked (SQLSTATE 42501; README "Roles"). */
-  | 'permission_denied';
+  | 'permission_denied'
+  /**
+   * The server ran out of something it sizes by a setting (SQLSTATE class 53
+   * but 53300, or 55P03 lock_not_available): the message says what to change.
+   */
+  | 'resources_exhausted';
 
 export class PgDrainError extends Error {
   override readonly name: string = 'PgDrainError';
@@ -68,6 +73,20 @@ const badValue = new Set(['22021', '22P02', '22P05', '22003', '22007', '22008', 
 /** Connection-level failures worth a one-line "database unavailable" (53300: no connection slot left). */
 const unavailable = new Set(['53300', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
 
+/** What to change for each resource a statement ran out of (53300, no connection slot, is "unavailable"). */
+const exhausted: Record<string, string> = {
+  // PostgreSQL's "out of shared memory" is, nearly always, its lock table full.
+  '53200': 'the lock table is full (about max_locks_per_transaction x max_connections locks, shared by every '
+    + "session): each serial-key job a settle or an expiry ends holds its key's lock until commit, as does each key "
+    + 'a bulk publish, redrive, fail or cancel takes. Use a smaller batch or fewer jobs per call, keep transactions '
+    + 'holding serial keys short, or raise max_locks_per_transaction (a server setting, read at start)',
+  '53100': "the server's disk is full: free space, or give it more",
+  '53400': 'a server limit was reached (the message names it): raise it, or ask less of one statement',
+  '53000': 'the server lacks a resource (the message names it)',
+  '55P03': "a lock wait ran past lock_timeout, or a lock was busy: a transaction held a job's row or a serial key this "
+    + 'statement needed; keep such transactions short, or raise lock_timeout for this role',
+};
+
 /**
  * Turns a driver error into a PgDrainError where pgdrain knows what it means;
  * returns anything else unchanged.
@@ -89,6 +108,12 @@ export function translateError(error: unknown): unknown {
   if (code === '0A000') return new PgDrainError('unsupported', message, { cause: error });
   if (code === '42501') return new PgDrainError('permission_denied', message, { cause: error });
   if (badValue.has(code)) return new PgDrainError('invalid_argument', `invalid value: ${message}`, { cause: error });
+  if (Object.hasOwn(exhausted, code)) {
+    // Nothing of the statement was done: a drain's jobs it could not settle run again once their leases expire.
+    return new PgDrainError('resources_exhausted', `database out of resources (SQLSTATE ${code}: ${message}): `
+      + `${exhausted[code]}. Nothing the statement did was kept; jobs a drain ran but could not settle run again `
+      + 'once their leases expire', { cause: error });
+  }
   if (unavailable.has(code) || /Connection terminated|connect ECONNREFUSED|timeout expired/i.test(message)) {
     return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });
   }

@@ -21,6 +21,7 @@ const statusOf: Record<string, 400 | 429 | 503> = {
   queue_full: 429, // backpressure: the message says which queue, and how full
   database_unavailable: 503,
   not_migrated: 503,
+  resources_exhausted: 503, // the server's lock table or disk: retrying later may succeed
 };
 
 /**
@@ -45,9 +46,8 @@ export function errorResponse(c: Context, error: unknown, report?: (error: unkno
 }
 
 function publicMessage(code: string): string {
-  return code === 'not_migrated'
-    ? 'the jobs schema is missing or out of date: run pgdrain migrate'
-    : 'database unavailable';
+  if (code === 'not_migrated') return 'the jobs schema is missing or out of date: run pgdrain migrate';
+  return code === 'resources_exhausted' ? 'database out of resources (the server log has which)' : 'database unavailable';
 }
 
 function send(c: Context, status: number, code: string, message: string, field: string | null): Response {
