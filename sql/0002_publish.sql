@@ -262,8 +262,9 @@ end $$;
 
 -- Takes the locks of serial keys, as every holder of one does (jobs.publish,
 -- jobs.publish_keyed, jobs.after_end, jobs.redrive; jobs.lock_jobs tries
--- them), each key's own in key order, so two callers sharing keys do not
--- deadlock. Each holds an entry of PostgreSQL's lock table until commit
+-- them), each key's own in the order of its lock (hashtext, then text: two
+-- keys may share a hashtext, and text order would take them crosswise), so
+-- two callers sharing keys do not deadlock. Each holds an entry of PostgreSQL's lock table until commit
 -- (sized by max_locks_per_transaction): a bulk publish takes at most
 -- 500 keys (16 such bulks at once fit a default server's table; 1000 did not). (One lock standing for many keys was tried: a transaction
 -- holding one key then stalled every settle of serial-key jobs behind a
@@ -272,7 +273,7 @@ create function jobs.lock_serial_keys(p_keys text[])
 returns void language plpgsql as $$
 begin
   perform pg_advisory_xact_lock(736038, hashtext(u.k))
-  from (select distinct k from unnest(p_keys) k where k is not null) u order by u.k;
+  from (select distinct k from unnest(p_keys) k where k is not null) u order by hashtext(u.k), u.k;
 end $$;
 
 -- jobs.publish_arrays' path for a call with dedupe keys, serial keys or

@@ -147,8 +147,10 @@ begin
     into v_cancelled, v_keys;
   end if;
 
-  -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
-  for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
+  -- The same lock as jobs.publish takes, so a job published meanwhile is seen;
+  -- in jobs.lock_serial_keys' order (the lock's, hashtext, not the key's text).
+  for v_key in select u.k from (select distinct k from unnest(p_serial_keys) k where k is not null) u
+               order by hashtext(u.k), u.k loop
     perform pg_advisory_xact_lock(736038, hashtext(v_key));
     loop
       update jobs.job_queue q set serial_wait = false

@@ -359,8 +359,10 @@ begin
       and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
     order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
   ) p;
+  -- Bounded queues' locks in their order (hashtext, as jobs.publish_event), not the names'.
   perform jobs.admit(x.queue, x.n::integer)
-  from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
+  from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue
+        order by hashtext(j.queue), j.queue) x;
   perform jobs.lock_serial_keys(v_keys);
   -- A dependant cancelled after one dependency failed keeps the rows of its
   -- others still active (jobs.after_end deletes only the failed one's): back

@@ -219,8 +219,10 @@ begin
     into v_cancelled, v_keys;
   end if;
 
-  -- The same lock as jobs.publish takes, so a job published meanwhile is seen.
-  for v_key in select distinct k from unnest(p_serial_keys) k where k is not null order by 1 loop
+  -- The same lock as jobs.publish takes, so a job published meanwhile is seen;
+  -- in jobs.lock_serial_keys' order (the lock's, hashtext, not the key's text).
+  for v_key in select u.k from (select distinct k from unnest(p_serial_keys) k where k is not null) u
+               order by hashtext(u.k), u.k loop
     perform pg_advisory_xact_lock(736038, hashtext(v_key));
     loop
       update jobs.job_queue q set serial_wait = false
@@ -400,6 +402,22 @@ begin
     perform jobs.raise_invalid('PD005', 'n', format('must be between 1 and 10000, got %s', coalesce(p_n::text, 'null')));
   end if;
 end $$;
+
+--
+-- Name: check_event(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_event(p_event text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+begin
+  if p_event is null or p_event = '' or length(p_event) > 200
+     or p_event !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' then
+    perform jobs.raise_invalid('PD001', 'event', format(
+      'must be an event name: dot-separated words of letters, digits, _ : or - (at most 200 characters), got %s',
+      coalesce(left(quote_literal(p_event), 80), 'null')));
+  end if;
+end $_$;
 
 --
 -- Name: check_job_ids(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
@@ -860,6 +878,9 @@ begin
 
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb) to %I, %I',
                  v_roles[1], v_roles[2]);
+  -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
+  execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb) to %I, %I',
+                 v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
   -- What CALL jobs.drain_sql calls besides claim and settle_arrays: the due
@@ -1246,13 +1267,21 @@ declare
   v_deps boolean;
 begin
   with expired as (
-    select q.job_id from jobs.job_queue q
+    select q.job_id, q.lease_until,
+           q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
+    from jobs.job_queue q
     where q.lease_until <= v_now and q.lease_until > coalesce(expire.after, '-infinity')
     order by q.lease_until
     limit expire.n
     for update skip locked
+  ), taken as (
+    select e.job_id from (
+      select e.job_id, e.keyed_end,
+             count(*) filter (where e.keyed_end) over (order by e.lease_until, e.job_id) as k
+      from expired e) e
+    where not e.keyed_end or e.k <= jobs.max_serial_keys()
   ), spent as (
-    delete from jobs.job_queue q using expired e
+    delete from jobs.job_queue q using taken e
     where q.job_id = e.job_id and (q.attempt > q.max_retries or q.cancel_requested_at is not null)
     returning q.*
   ), failed as (
@@ -1274,7 +1303,7 @@ begin
     set lease_until = null,
         scheduled_at = q.lease_until,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
-    from expired e
+    from taken e
     where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null
     returning 1
   )
@@ -1469,7 +1498,7 @@ CREATE FUNCTION jobs.lock_serial_keys(p_keys text[]) RETURNS void
     AS $$
 begin
   perform pg_advisory_xact_lock(736038, hashtext(u.k))
-  from (select distinct k from unnest(p_keys) k where k is not null) u order by u.k;
+  from (select distinct k from unnest(p_keys) k where k is not null) u order by hashtext(u.k), u.k;
 end $$;
 
 --
@@ -1530,6 +1559,14 @@ begin
   return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
                             'deleted', v_removed - v_archived, 'archived', v_archived);
 end $_$;
+
+--
+-- Name: max_serial_keys(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.max_serial_keys() RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    AS $$ select 500 $$;
 
 --
 -- Name: nack(bigint[], text[], timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
@@ -2163,6 +2200,70 @@ begin
 end $$;
 
 --
+-- Name: publish_event(text, jsonb, timestamp with time zone, integer, timestamp with time zone, double precision, jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.publish_event(event text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, delay double precision DEFAULT NULL::double precision, attributes jsonb DEFAULT NULL::jsonb) RETURNS bigint[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(publish_event.now, pg_catalog.now());
+  v_queues text[];
+  v_tasks text[];
+  v_allowed text[];
+  v_ids bigint[] := '{}';
+  v_sub record;
+begin
+  perform jobs.check_event(publish_event.event);
+  perform jobs.check_options(null, publish_event.priority, null);
+  perform jobs.check_object(publish_event.attributes, 'attributes');
+  if not isfinite(publish_event.scheduled_at) then
+    perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish_event.scheduled_at));
+  end if;
+  -- NaN sorts above every number, so it fails the upper bound.
+  if publish_event.delay < 0 or publish_event.delay > 315360000 then
+    perform jobs.raise_invalid('PD007', 'delay',
+      format('must be 0 to 315360000 seconds (ten years), got %s', publish_event.delay));
+  elsif publish_event.delay is not null and publish_event.scheduled_at is not null then
+    perform jobs.raise_invalid('PD007', 'delay', 'give scheduled_at or delay, not both');
+  end if;
+  -- Key-share locked, as jobs.subscribe locks its queue: a queue deleted
+  -- (with its subscriptions) before this read is not published to, one
+  -- deleted after waits for this publish to commit. In the order of the
+  -- bounded queues' locks (jobs.admit: hashtext), not of names: two names
+  -- may share a hashtext, and name order would then take them crosswise.
+  select array_agg(x.queue order by x.k, x.queue), array_agg(x.task order by x.k, x.queue) into v_queues, v_tasks
+  from (select s.queue, s.task, hashtext(s.queue) as k from jobs.subscription s join jobs.queue q on q.name = s.queue
+        where s.event = publish_event.event for key share of q) x;
+  -- The sql: tasks' rows too: allowed now, they stay so until this commits
+  -- (publish_arrays checks them again), so a refusal names the subscription,
+  -- never the bulk's jobs[1].task: the publisher chose no task.
+  select array_agg(t.name) into v_allowed
+  from (select t.name from jobs.sql_task t
+        where t.name in (select lower(substr(x, 5)) from unnest(v_tasks) x where x like 'sql:%') for key share) t;
+  select x.queue, x.task into v_sub from unnest(v_queues, v_tasks) x(queue, task)
+  where x.task like 'sql:%' and lower(substr(x.task, 5)) <> all(coalesce(v_allowed, '{}'))
+  order by x.queue limit 1;
+  if found then
+    perform jobs.raise_invalid('PD018', 'task', format(
+      'queue %s subscribes to %s with task %s, which is not an allowed SQL task: allow it with '
+      'jobs.allow_sql_task(%s), or give the subscription another task (jobs.subscribe)',
+      quote_literal(v_sub.queue), quote_literal(publish_event.event), left(v_sub.task, 200),
+      left(quote_literal(substr(v_sub.task, 5)), 200)));
+  end if;
+  for i in 1..coalesce(cardinality(v_queues), 0) loop
+    v_ids := v_ids || jobs.publish_arrays(array[v_tasks[i]],
+      bodies => case when publish_event.body is not null then jsonb_build_array(publish_event.body) end,
+      scheduled_at => array[publish_event.scheduled_at], delays => array[publish_event.delay],
+      priorities => array[publish_event.priority], queue => v_queues[i], now => v_now,
+      attributes => case when publish_event.attributes is not null then jsonb_build_array(publish_event.attributes) end);
+  end loop;
+  -- Answered in queue-name order, whatever order the locks were taken in.
+  return coalesce((select array_agg(x.id order by x.queue) from unnest(v_queues, v_ids) x(queue, id)), '{}');
+end $$;
+
+--
 -- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2336,8 +2437,10 @@ begin
       and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
     order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
   ) p;
+  -- Bounded queues' locks in their order (hashtext, as jobs.publish_event), not the names'.
   perform jobs.admit(x.queue, x.n::integer)
-  from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue order by j.queue) x;
+  from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue
+        order by hashtext(j.queue), j.queue) x;
   perform jobs.lock_serial_keys(v_keys);
   -- A dependant cancelled after one dependency failed keeps the rows of its
   -- others still active (jobs.after_end deletes only the failed one's): back
@@ -3187,6 +3290,40 @@ CREATE FUNCTION jobs.state_of(lease_until timestamp with time zone, scheduled_at
 $$;
 
 --
+-- Name: subscribe(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.subscribe(event text, queue text, task text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_new boolean;
+begin
+  perform jobs.check_event(subscribe.event);
+  perform jobs.check_name(subscribe.queue, 'PD009', 'queue', 'queue name');
+  if subscribe.task is not null then
+    perform jobs.check_task(subscribe.task);
+  end if;
+  -- No task given: the event's name is the task, and the event is to blame.
+  if coalesce(subscribe.task, subscribe.event) like 'sql:%' then
+    perform jobs.check_sql_task(coalesce(subscribe.task, subscribe.event),
+                                case when subscribe.task is null then 'event' else 'task' end);
+  end if;
+  -- Key-share locked: the queue cannot go before this commits.
+  perform from jobs.queue q where q.name = subscribe.queue for key share;
+  if not found then
+    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s; create it with jobs.create_queue(%s)',
+      quote_literal(subscribe.queue), quote_literal(subscribe.queue)));
+  end if;
+  insert into jobs.subscription as s (event, queue, task)
+  values (subscribe.event, subscribe.queue, coalesce(subscribe.task, subscribe.event))
+  on conflict on constraint subscription_pkey do update set task = coalesce(subscribe.task, s.task)
+  returning xmax = 0 into v_new;
+  return v_new;
+end $$;
+
+--
 -- Name: take_token(text, integer, double precision); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3329,6 +3466,21 @@ begin
   delete from jobs.http_drain h where h.name = unschedule_http_drain.name;
   v_found := found;
   return jobs.pg_cron_unschedule('pgdrain:http:' || unschedule_http_drain.name) or v_found;
+end $$;
+
+--
+-- Name: unsubscribe(text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.unsubscribe(event text, queue text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  perform jobs.check_event(unsubscribe.event);
+  perform jobs.check_name(unsubscribe.queue, 'PD009', 'queue', 'queue name');
+  delete from jobs.subscription s where s.event = unsubscribe.event and s.queue = unsubscribe.queue;
+  return found;
 end $$;
 
 --
@@ -3649,6 +3801,30 @@ CREATE VIEW jobs.stats AS
   GROUP BY s.queue, s.task, s.state;
 
 --
+-- Name: subscription; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.subscription (
+    event text NOT NULL,
+    queue text NOT NULL,
+    task text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT subscription_event_name CHECK (((length(event) <= 200) AND (event ~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$'::text))),
+    CONSTRAINT subscription_task_name CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$'::text)))
+);
+
+--
+-- Name: subscriptions; Type: VIEW; Schema: jobs; Owner: -
+--
+
+CREATE VIEW jobs.subscriptions AS
+ SELECT s.event,
+    s.queue,
+    s.task,
+    s.created_at
+   FROM jobs.subscription s;
+
+--
 -- Name: throttle; Type: TABLE; Schema: jobs; Owner: -
 --
 
@@ -3729,6 +3905,13 @@ ALTER TABLE ONLY jobs.sql_task
     ADD CONSTRAINT sql_task_pkey PRIMARY KEY (name);
 
 --
+-- Name: subscription subscription_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.subscription
+    ADD CONSTRAINT subscription_pkey PRIMARY KEY (event, queue);
+
+--
 -- Name: throttle throttle_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 --
 
@@ -3796,6 +3979,12 @@ CREATE INDEX job_queue_serial_idx ON jobs.job_queue USING btree (serial_key, job
 CREATE INDEX recurring_due_idx ON jobs.recurring USING btree (next_run_at) WHERE (runner = 'drains'::text);
 
 --
+-- Name: subscription_queue_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX subscription_queue_idx ON jobs.subscription USING btree (queue);
+
+--
 -- Name: throttle_until_idx; Type: INDEX; Schema: jobs; Owner: -
 --
 
@@ -3807,6 +3996,13 @@ CREATE INDEX throttle_until_idx ON jobs.throttle USING btree (until);
 
 ALTER TABLE ONLY jobs.queue
     ADD CONSTRAINT queue_dead_letter_fkey FOREIGN KEY (dead_letter) REFERENCES jobs.queue(name);
+
+--
+-- Name: subscription subscription_queue_fkey; Type: FK CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.subscription
+    ADD CONSTRAINT subscription_queue_fkey FOREIGN KEY (queue) REFERENCES jobs.queue(name) ON DELETE CASCADE;
 
 --
 -- PostgreSQL database dump complete

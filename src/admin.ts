@@ -1,9 +1,14 @@
+import * as z from 'zod/mini';
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
-import { jobIdSchema, jobIdsSchema, namedQueueOptionsSchema, parse, queueNameSchema, redriveFilterSchema, rescheduleOptionsSchema,
-  unstorableText } from './options.js';
-import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, RedriveFilter, RescheduleOptions } from './types.js';
+import { jsonParam } from './json-text.js';
+import { jobIdSchema, jobIdsSchema, namedQueueOptionsSchema, parse, publishOptionsSchema, queueNameSchema, redriveFilterSchema,
+  rescheduleOptionsSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
+import { givenUpOn } from './round-trip-limit.js';
+import { takeSignal, type SignalOption } from './publish.js';
+import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, RedriveFilter, RescheduleOptions,
+  Subscription } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip).
 
@@ -157,4 +162,83 @@ export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> 
 export async function setQueuePaused(db: Queryable, name: string, paused: boolean): Promise<boolean> {
   parse(queueNameSchema, name, 'name');
   return callValue(db, paused ? 'select jobs.pause_queue($1) as r' : 'select jobs.resume_queue($1) as r', [name]);
+}
+
+// Fan-out (sql/0015): a queue subscribes to an event, and one publish of the
+// event writes one job into each subscribed queue.
+
+/** An event's name: the task-name rule (jobs.check_event). */
+export const eventNameSchema = z.string({ error: 'must be a string' }).check(z.minLength(1, 'must be a non-empty event name'),
+  z.maxLength(200, 'must be at most 200 characters'),
+  z.regex(TASK_PATTERN, 'must be dot-separated words of letters, digits, _ : or -'));
+const subscribeOptionsSchema = z.strictObject({ task: z.optional(taskSchema) });
+/** publishEvent's options: the run time, priority and attributes of every job it writes. */
+export const publishEventOptionsSchema = z.strictObject({
+  runAt: publishOptionsSchema.shape.runAt,
+  delaySeconds: publishOptionsSchema.shape.delaySeconds,
+  priority: publishOptionsSchema.shape.priority,
+  attributes: publishOptionsSchema.shape.attributes,
+}).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined,
+  { message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'] }));
+
+/**
+ * Subscribes a queue to an event (jobs.subscribe): each publishEvent of it
+ * then writes a job of options.task (default: the event's name) into the
+ * queue. Idempotent: true when newly subscribed, false when it was already
+ * (its task then set to options.task when given).
+ */
+export async function subscribe(db: Queryable, event: string, queue: string, options: { task?: string | undefined } = {}): Promise<boolean> {
+  parse(eventNameSchema, event, 'event');
+  parse(queueNameSchema, queue, 'queue');
+  const o = parse(subscribeOptionsSchema, options, 'options');
+  try {
+    return await callValue(db, 'select jobs.subscribe($1, $2, $3) as r', [event, queue, o.task ?? null]);
+  } catch (error) {
+    // An sql: task the database does not allow: the option that named it (with
+    // none, the database names event, the task then).
+    if (error instanceof PgDrainError && error.field === 'task') {
+      throw new ValidationError('options.task', error.message.replace(/^task: /, ''), { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** Ends a queue's subscription to an event (jobs.unsubscribe): true when there was one. */
+export async function unsubscribe(db: Queryable, event: string, queue: string): Promise<boolean> {
+  parse(eventNameSchema, event, 'event');
+  parse(queueNameSchema, queue, 'queue');
+  return callValue(db, 'select jobs.unsubscribe($1, $2) as r', [event, queue]);
+}
+
+/** Every subscription (of one event, when given), by event and queue. */
+export async function listSubscriptions(db: Queryable, event?: string): Promise<Subscription[]> {
+  if (event !== undefined) parse(eventNameSchema, event, 'event');
+  const { rows } = await db.query<Record<string, unknown>>(
+    `select event, queue, task, created_at from jobs.subscriptions where $1::text is null or event = $1
+     order by event, queue`, [event ?? null]).catch((error: unknown) => { throw translateError(error); });
+  return rows.map((r) => ({ event: r.event as string, queue: r.queue as string, task: r.task as string,
+                            createdAt: new Date(r.created_at as string | Date) }));
+}
+
+/**
+ * Publishes an event (jobs.publish_event): one job per subscribed queue, in
+ * one statement, all or nothing (a full queue refuses the whole publish:
+ * PgDrainError queue_full). Returns the ids in queue-name order; none when
+ * no queue subscribes. options.signal gives the call up as publish's does.
+ */
+export async function publishEvent(db: Queryable, event: string, body?: unknown,
+                                   options?: PublishEventOptions & SignalOption): Promise<string[]> {
+  parse(eventNameSchema, event, 'event');
+  const { signal, rest } = takeSignal(options, 'options');
+  const o = parse(publishEventOptionsSchema, rest ?? {}, 'options');
+  const json = jsonParam(body, 'body');
+  // A pg client or pool of the caller's takes a callback third: the statement alone (as publish's send()).
+  const on = !signal ? db
+    : givenUpOn(typeof (db as { connect?: unknown }).connect === 'function' ? { query: (t, p) => db.query(t, p) } : db, signal);
+  const ids = await callValue<string>(on,
+    `select array_to_string(jobs.publish_event($1, $2::jsonb, $3::timestamptz, $4::integer,
+       delay => $5::float8, attributes => $6::jsonb), ',') as r`,
+    [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,
+     o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes')]);
+  return ids === '' ? [] : ids.split(',');
 }

@@ -1,5 +1,5 @@
-import { cancelJob, cancelJobs, createNamedQueue, failJobs, getJob, listNamedQueues, redrive, rescheduleJobs, setQueuePaused }
-  from './admin.js';
+import { cancelJob, cancelJobs, createNamedQueue, failJobs, getJob, listNamedQueues, listSubscriptions, publishEvent, redrive,
+  rescheduleJobs, setQueuePaused, subscribe, unsubscribe } from './admin.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
 import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
@@ -8,8 +8,8 @@ import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import { checkDriver, checkQueryable, type DrainOptions } from './options.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
-import type { BatchHandler, BulkJob, DrainReport, Handler, JobInfo, JobOutcome, NamedQueueInfo, NamedQueueOptions, PublishOptions, RedriveFilter,
-  RescheduleOptions, TaskMap, TransactionalHandler } from './types.js';
+import type { BatchHandler, BulkJob, DrainReport, Handler, JobInfo, JobOutcome, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
+  PublishOptions, RedriveFilter, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
@@ -41,10 +41,16 @@ export interface Queue {
    */
   publishBulk(jobs: readonly BulkJob[], queue?: string, options?: SignalOption): Promise<string[]>;
   /**
+   * Fan-out: publishes an event, one job into each queue subscribed to it
+   * (queues.subscribe), in one statement, all or nothing; returns their ids
+   * in queue-name order (none when no queue subscribes).
+   */
+  publishEvent(event: string, body?: unknown, options?: PublishEventOptions & SignalOption): Promise<string[]>;
+  /**
    * Publishing bound to your own client or transaction: the job exists only
    * if your transaction commits. `queue.using(client).publish(...)`.
    */
-  using(db: Queryable): Pick<Queue, 'publish' | 'publishBulk'>;
+  using(db: Queryable): Pick<Queue, 'publish' | 'publishBulk' | 'publishEvent'>;
   /**
    * Defines a typed task, registers its handler with this queue's drains and
    * binds its .publish to this queue. `{ transactional: true }`: see TaskOptions.
@@ -79,6 +85,12 @@ export interface Queue {
     list(): Promise<NamedQueueInfo[]>;
     pause(name: string): Promise<boolean>;
     resume(name: string): Promise<boolean>;
+    /** Fan-out: publishEvent(event) then writes a job of options.task (default: the event) into queue. True when new. */
+    subscribe(event: string, queue: string, options?: { task?: string | undefined }): Promise<boolean>;
+    /** Ends a queue's subscription to an event; true when there was one. */
+    unsubscribe(event: string, queue: string): Promise<boolean>;
+    /** Every subscription (of one event, when given). */
+    subscriptions(event?: string): Promise<Subscription[]>;
   };
   /**
    * Resolves with a job's outcome once it ended, woken by NOTIFY rather than
@@ -123,6 +135,7 @@ export function createQueue(options: QueueOptions): Queue {
     return {
       publish: (task: string, body?: unknown, opts?: PublishOptions & SignalOption) => publish(db, task, body, opts),
       publishBulk: (jobs: readonly BulkJob[], queue?: string, opts?: SignalOption) => publishBulk(db, jobs, queue, opts),
+      publishEvent: (event: string, body?: unknown, opts?: PublishEventOptions & SignalOption) => publishEvent(db, event, body, opts),
     };
   };
   const own = using(driver);
@@ -151,6 +164,9 @@ export function createQueue(options: QueueOptions): Queue {
       list: () => listNamedQueues(driver),
       pause: (name) => setQueuePaused(driver, name, true),
       resume: (name) => setQueuePaused(driver, name, false),
+      subscribe: (event, queue, o) => subscribe(driver, event, queue, o),
+      unsubscribe: (event, queue) => unsubscribe(driver, event, queue),
+      subscriptions: (event) => listSubscriptions(driver, event),
     },
     waitFor: async (jobId, o) => listen().waitFor(jobId, o),
     subscribe: async (listener) => listen().subscribe(listener),

@@ -136,6 +136,17 @@ export interface BulkJob extends BulkPublishOptions {
   attributes?: Record<string, Json> | undefined;
 }
 
+/** publishEvent's options, for every job it writes (each queue's defaults give timeout and maxRetries). */
+export type PublishEventOptions = Pick<PublishOptions, 'runAt' | 'delaySeconds' | 'priority' | 'attributes'>;
+
+/** A queue's subscription to an event (queues.subscriptions()): its jobs of the event run task. */
+export interface Subscription {
+  event: string;
+  queue: string;
+  task: string;
+  createdAt: Date;
+}
+
 /** What a handler gets besides the body. */
 export interface JobContext {
   job: Job;

@@ -7,6 +7,7 @@ import { isoDateTimeSchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, topicSchema
 import { publish } from '../publish.js';
 import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
+import { eventCommand } from './event-commands.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addPublishOptions, checkedBy, dsnOption, featureCommands, integer, json, seconds } from './features.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
@@ -163,7 +164,7 @@ export function program(): Command {
     });
 
   for (const command of [serveCommand(), ...featureCommands(withConnection), ...adminCommands(withConnection),
-                         scheduleCommand(withConnection)]) {
+                         scheduleCommand(withConnection), eventCommand(withConnection)]) {
     cli.addCommand(inheriting(command, cli));
   }
 
@@ -216,7 +217,8 @@ async function main(argv: string[]): Promise<number> {
       return error.exitCode === 0 ? 0 : 2;
     }
     const e = translateError(error);
-    if (e instanceof PgDrainError) log(`pgdrain: ${e.code === 'invalid_argument' ? asFlag(e.message) : e.message}`);
+    // Any code: a full queue (queue_full) names --queue as bad input names its flag.
+    if (e instanceof PgDrainError) log(`pgdrain: ${asFlag(e.message)}`);
     else log(`pgdrain: ${(e as Error)?.message ?? String(e)}`);
     // Bad input the database or the core rejected is a usage error too.
     return e instanceof PgDrainError && e.code === 'invalid_argument' ? 2 : 1;

@@ -56,7 +56,7 @@ const CUT_MARGIN_MS = 2000;
  */
 export function serveCommand(): Command {
   return new Command('serve')
-    .description('serve the HTTP API: POST /drain, POST /jobs, GET /stats, /healthz, /metrics')
+    .description('serve the HTTP API: POST /drain, POST /jobs, POST /events/:event, GET /stats, /healthz, /metrics')
     .addOption(new Option('--port <n>', 'port to listen on (0: any free port)').argParser(number(0, 65535, true))
       .env('PORT').default(8080))
     .option('--host <address>', 'address to listen on (0.0.0.0 in a container)', '127.0.0.1')

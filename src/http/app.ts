@@ -2,13 +2,14 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import type { Queue } from '../queue.js';
-import { getJob } from '../admin.js';
+import { getJob, publishEvent } from '../admin.js';
 import { givenUpOn } from '../round-trip-limit.js';
 import type { DrainReport, JobInfo } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { errorResponse, HttpError } from './errors.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
-import { parseDrainRequest, parseJson, parsePublishRequest, resolveLimits, tooLarge, type HttpLimits } from './requests.js';
+import { parseDrainRequest, parseJson, parsePublishEventRequest, parsePublishRequest, resolveLimits, tooLarge,
+  type HttpLimits } from './requests.js';
 
 // Fields as the core (options.attributes) or the database (depends_on) names them, as a request sends them.
 const SENT_AS: Record<string, string> = { depends_on: 'dependsOn', dedupe_key: 'dedupeKey', dedupe_mode: 'dedupeMode',
@@ -85,6 +86,7 @@ const PUBLISH_TIMEOUT_MS = 10_000;
  *   GET  /healthz  database reachable (no auth)
  *   POST /drain    run drain(batchSize, budget) and answer its report
  *   POST /jobs     publish one job or { jobs: [...] }
+ *   POST /events/:event  publish an event: one job per subscribed queue (fan-out)
  *   GET  /stats    jobs by queue, task and state
  *   GET  /metrics  Prometheus text: queue gauges and this instance's drain counters
  *
@@ -177,6 +179,20 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
           ? 'the job may have been published (with a dedupeKey, sending it again with the same key gets that job, not a second one)'
           : 'the jobs may have been published (sending them again gets the same job for each job with a dedupeKey; '
             + 'check the others before sending them again)'));
+    }
+  });
+
+  app.post('/events/:event', async (c) => {
+    const request = parsePublishEventRequest(c.req.param('event'), parseJson(await c.req.text()));
+    // Bounded as POST /jobs is, its connection ended when given up on.
+    const signal = AbortSignal.timeout(PUBLISH_TIMEOUT_MS);
+    try {
+      return c.json({ ids: await publishEvent(queueOf(c).driver, request.event, request.body, { ...request.options, signal }) }, 201);
+    } catch (error) {
+      if (!signal.aborted) throw asSent(translateError(error));
+      onError?.(error);
+      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${PUBLISH_TIMEOUT_MS / 1000} s; `
+        + 'the event may have been published: check its queues before sending it again');
     }
   });
 

@@ -1,8 +1,9 @@
 import * as z from 'zod/mini';
+import { eventNameSchema } from '../admin.js';
 import { ValidationError } from '../errors.js';
 import { bulkPublishOptionsSchema, isoDateTimeSchema, lingerMsSchema, pollMsSchema, publishOptionsSchema, queueNameSchema,
          taskSchema, topicSchema } from '../options.js';
-import type { BulkJob, PublishOptions } from '../types.js';
+import type { BulkJob, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
 // Parsing and validation of request bodies and query strings, with errors
@@ -159,6 +160,31 @@ export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishR
   const { task, body: jobBody, ...options } = check(oneJobSchema, body, '');
   // attributes came from JSON.parse: JSON values all the way down.
   return { kind: 'one', task, body: jobBody, options: options as PublishOptions };
+}
+
+/** POST /events/:event: the event (from the path) and `{ body, runAt, delaySeconds, priority, attributes }`, each optional. */
+export interface PublishEventRequest {
+  event: string;
+  body: unknown;
+  options: PublishEventOptions;
+}
+
+const publishEventSchema = z.strictObject({
+  body: z.optional(z.unknown()),
+  runAt: jobShape.runAt,
+  delaySeconds: jobShape.delaySeconds,
+  priority: jobShape.priority,
+  attributes: publishOptionsSchema.shape.attributes,
+}).check(runAtOrDelay);
+
+export function parsePublishEventRequest(event: string, body: unknown): PublishEventRequest {
+  check(eventNameSchema, event, 'event');
+  if (body !== undefined && !isPlainObject(body)) {
+    throw new ValidationError('body', 'must be a JSON object: { "body": …, "runAt" | "delaySeconds", "priority", "attributes" }');
+  }
+  const { body: eventBody, ...options } = check(publishEventSchema, body ?? {}, '');
+  // attributes came from JSON.parse: JSON values all the way down.
+  return { event, body: eventBody, options: options as PublishEventOptions };
 }
 
 /**

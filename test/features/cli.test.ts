@@ -39,7 +39,7 @@ describe('pgdrain and issue 7', () => {
     await cli('publish', 'ok', '{"n":3}', '--queue', 'mail', '--attributes', '{"region":"us"}');
     const full = await cli('publish', 'ok', '--queue', 'mail');
     expect(full.code).toBe(1);
-    expect(full.stderr).toMatch(/^pgdrain: queue: queue 'mail' is full/);
+    expect(full.stderr).toMatch(/^pgdrain: --queue: queue 'mail' is full/);
     const drained = await cli('drain', '--tasks', TASKS, '--queue', 'mail', '--filter', '{"region":"eu"}',
                               '--worker-id', 'cli-1', '--json');
     expect(JSON.parse(drained.stdout)).toMatchObject({ succeeded: 1 });

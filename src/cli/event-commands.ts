@@ -1,0 +1,91 @@
+import { Command, CommanderError } from 'commander';
+import { eventNameSchema, listSubscriptions, publishEvent, subscribe, unsubscribe } from '../admin.js';
+import { PgDrainError } from '../errors.js';
+import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, taskSchema } from '../options.js';
+import { checkedBy, dsnOption, integer, json, jsonObject, seconds, type WithConnection } from './features.js';
+import { formatTable } from './format.js';
+import type * as z from 'zod/mini';
+
+// `pgdrain event subscribe | unsubscribe | list | publish`: fan-out
+// (sql/0015_fanout.sql, src/admin.ts). main.ts registers them. Bad input
+// exits 2: arguments and flags are checked before connecting, and the
+// core's "options.task: …" is told as "--task: …" by main.ts.
+
+/** An <event> or <queue> argument, checked as its flag would be. */
+function argument(schema: z.ZodMiniType<unknown, string>, field: string, value: string): string {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new PgDrainError('invalid_argument', `${field}: ${result.error.issues[0]!.message}`, { field });
+  return value;
+}
+
+export function eventCommand(withConnection: WithConnection): Command {
+  const cmd = new Command('event').description('fan-out: queues subscribe to an event; publishing it adds one job to each');
+
+  cmd.command('subscribe')
+    .description('subscribe a queue to an event: each publish of the event adds a job of --task (default: the event) '
+      + 'to the queue; again, it changes the task. Prints subscribed or updated')
+    .argument('<event>', 'dotted event name, e.g. user.created')
+    .argument('<queue>', "a queue made with 'pgdrain queue create'")
+    .option('--task <task>', "the task of the queue's jobs for the event (default: the event's name)", checkedBy(taskSchema))
+    .addOption(dsnOption())
+    .action(async (event: string, queue: string, opts: { task?: string; dsn?: string }) => {
+      argument(eventNameSchema, 'event', event);
+      argument(queueNameSchema, 'queue', queue);
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const added = await subscribe(driver, event, queue, { task: opts.task });
+        process.stdout.write(`${added ? 'subscribed' : 'updated'}\n`);
+      });
+    });
+
+  cmd.command('unsubscribe')
+    .description("end a queue's subscription to an event (jobs already published stay)")
+    .argument('<event>')
+    .argument('<queue>')
+    .addOption(dsnOption())
+    .action(async (event: string, queue: string, opts: { dsn?: string }) => {
+      argument(eventNameSchema, 'event', event);
+      argument(queueNameSchema, 'queue', queue);
+      await withConnection(opts.dsn, async ({ driver }) => {
+        if (!(await unsubscribe(driver, event, queue))) {
+          throw new PgDrainError('invalid_argument', `queue: '${queue}' is not subscribed to '${event}'`, { field: 'queue' });
+        }
+      });
+    });
+
+  cmd.command('list')
+    .description('list the subscriptions (of one event, when given)')
+    .argument('[event]')
+    .option('--json', 'print rows as JSON')
+    .addOption(dsnOption())
+    .action(async (event: string | undefined, opts: { json?: boolean; dsn?: string }) => {
+      if (event !== undefined) argument(eventNameSchema, 'event', event);
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const list = await listSubscriptions(driver, event);
+        if (opts.json) process.stdout.write(`${JSON.stringify(list)}\n`);
+        else process.stdout.write(`${list.length ? formatTable(list.map((s) => ({ ...s })), ['event', 'queue', 'task']) : 'no subscriptions'}\n`);
+      });
+    });
+
+  cmd.command('publish')
+    .description('publish an event: one job per subscribed queue, all or none (a full queue refuses it); '
+      + 'prints their ids, one a line (none when no queue subscribes)')
+    .argument('<event>')
+    .argument('[json]', 'the body of every job, as JSON', json)
+    .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
+    .option('--delay <seconds>', 'run this many seconds from now', seconds(0, MAX_DELAY_SECONDS))
+    .option('--at <iso>', 'run at this time (ISO 8601)', checkedBy(isoDateTimeSchema))
+    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject)
+    .addOption(dsnOption())
+    .action(async (event: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date;
+                                                         attributes?: Record<string, never>; dsn?: string }) => {
+      argument(eventNameSchema, 'event', event);
+      if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const ids = await publishEvent(driver, event, body, {
+          priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at, attributes: opts.attributes });
+        process.stdout.write(ids.map((id) => `${id}\n`).join(''));
+      });
+    });
+
+  return cmd;
+}
