@@ -5,7 +5,7 @@ import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
 import { rateLimiter } from './rate-limit.js';
 import { outcomeArrays, type SettleCounts } from './settler.js';
-import { resolveHandler, taskNames } from './tasks.js';
+import { reachableHandlers, resolveHandler } from './tasks.js';
 import type { BatchContext, BatchHandler, BatchItem, BatchResults, Handler, JobContext, PublishOptions, TaskMap,
   TransactionalHandler } from './types.js';
 
@@ -152,22 +152,19 @@ export interface BatchSpec {
 /**
  * Whether a tasks module serves a transactional task: each one holds a pooled
  * connection while it runs, so a drain runs fewer at once than its pool holds.
+ * Read from every handler a lookup can reach (tasks.ts reachableHandlers),
+ * not from the names taskNames lists: those leave out tasks a class instance
+ * holds, which runHandler still resolves and runs in a transaction.
  */
 export function hasTransactionalTask(tasks: TaskMap): boolean {
-  let names: string[];
-  try {
-    names = taskNames(tasks);
-  } catch {
-    return false; // an export that throws when read: its jobs fail when they run, not every drain now
-  }
-  return names.some((name) => {
+  for (const fn of reachableHandlers(tasks)) {
     try {
-      const handler = resolveHandler(tasks, name);
-      return handler !== undefined && isTransactional(handler);
+      if (isTransactional(fn)) return true;
     } catch {
-      return false; // as above
+      // a Proxy that throws when read: its jobs fail when they run, not every drain now
     }
-  });
+  }
+  return false;
 }
 
 /**
@@ -181,12 +178,13 @@ export function batchLookup(tasks: TaskMap): (task: string) => BatchSpec | undef
   const specs = new WeakMap<Handler, BatchSpec>(); // one per handler: a claim's jobs of it make one group
   return (task) => {
     let handler: Handler | undefined;
+    let maxSize: unknown;
     try {
       handler = resolveHandler(tasks, task);
+      maxSize = handler && (handler as unknown as Record<symbol, unknown>)[BATCH];
     } catch {
-      return undefined;
+      return undefined; // a lookup or a Proxy handler that throws: runHandler meets it again and fails the job
     }
-    const maxSize = handler && (handler as unknown as Record<symbol, unknown>)[BATCH];
     if (typeof maxSize !== 'number') return undefined;
     let spec = specs.get(handler!);
     if (!spec) specs.set(handler!, spec = { call: handler as unknown as BatchHandler, maxSize });

@@ -100,6 +100,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const lingerMs = opts.lingerMs ?? 0;
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
+  let lastLook: 'no' | 'due' | 'done' = 'no'; // lingered until stopAt: one more claim, with no budget, counts what is due
 
   // The drain's own round trips (claims, settles, cancel checks) go through db.
   const limit = new RoundTripLimit(args.deadline, opts.overrunMs ?? DEFAULT_OVERRUN_MS, opts);
@@ -232,17 +233,21 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if (why !== 'heard' && why !== 'poll') continue;
       }
+      // Read before take(): a job that ends while take() hands its outcomes
+      // over is not among them, and a claim that finds nothing must see it
+      // ended (its settle, maybe flushed meanwhile, can make work claimable).
+      const endedBefore = ended;
       // take() may wait for a settle in flight: the budget and a stop are read after it.
       const outcomes = await settler.take();
       // The budget from the claim's own start: a job whose timeout fits it ends by stopAt.
       const claimSentAt = Date.now();
       const budgetMs = stopAt - claimSentAt;
-      if (stoppedBy || budgetMs <= 0) {
+      if (stoppedBy || (budgetMs <= 0 && lastLook !== 'due')) {
         settler.putBack(outcomes);
         stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         break;
       }
-      const endedBefore = ended;
+      if (lastLook === 'due') lastLook = 'done';
       let result: ClaimResult;
       idle?.claiming();
       try {
@@ -295,6 +300,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         if (running.size > 0) await (idle ? idle.wait(stopAt, changed()) : changed());
         else if (settler.hasBuffered()) continue;
         else if (idle && await idle.wait(Math.min((idleSince ??= Date.now()) + lingerMs, stopAt), changed()) !== 'until') continue;
+        // Its linger ran to stopAt: a job that came due since the last claim
+        // sent no NOTIFY. A claim with no budget claims nothing and counts it
+        // in unfit: a drain that leaves due work says 'deadline' (README).
+        else if (idle && lastLook === 'no' && idleSince! + lingerMs >= stopAt) lastLook = 'due';
         else stop(unfit > 0 ? 'deadline' : 'empty');
       }
     }

@@ -46,7 +46,49 @@ export function jsonParam(value: unknown, field: string): string {
 export function resultJson(result: unknown): string | null {
   const json = result === undefined || result === null ? null : JSON.stringify(result);
   if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
-  const bad = json === null ? null : unstorableEscape(json);
+  if (json === null) return null;
+  // A Promise (or another thenable of no own data) is written as {}: looked
+  // for only then, so other results cost one substring search.
+  const promise = json.includes('{}') ? thenablePath(result) : undefined;
+  if (promise !== undefined) throw new TypeError(`${promise} is a Promise: await it (JSON would store it as {})`);
+  const bad = unstorableEscape(json);
   if (bad) throw new TypeError(`handler returned a string with ${bad}, which PostgreSQL cannot store`);
   return json;
 }
+
+/**
+ * The path (`result.a[2].b`) of the first thenable in a result, as
+ * JSON.stringify walks it (own enumerable keys, arrays by index, toJSON
+ * not followed); undefined when none. A native promise found gets a no-op
+ * catch: left rejecting unhandled, it would end the process. Iterative, so a
+ * result as deep as JSON.stringify took cannot overflow the stack here.
+ */
+function thenablePath(result: unknown): string | undefined {
+  let found: string | undefined;
+  const stack: [unknown, string][] = [[result, 'result']];
+  const seen = new Set<object>();
+  try {
+    while (stack.length > 0) {
+      const [value, path] = stack.pop()!;
+      if (typeof value !== 'object' || value === null || seen.has(value)) continue;
+      seen.add(value);
+      if (typeof (value as { then?: unknown }).then === 'function') {
+        if (Object.prototype.toString.call(value) === '[object Promise]') Promise.prototype.then.call(value, undefined, ignore);
+        found ??= path;
+        continue;
+      }
+      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') continue;
+      // Pushed in reverse, so the first in JSON order is found first.
+      const keys = Object.keys(value);
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const key = keys[i]!;
+        stack.push([(value as Record<string, unknown>)[key], Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`]);
+      }
+    }
+  } catch {
+    // A getter that throws on a second read, a revoked Proxy: JSON.stringify read it once; keep its text.
+  }
+  return found;
+}
+
+const ignore = () => {};

@@ -97,7 +97,7 @@ export async function publish(db: Queryable, task: string, body?: unknown,
     );
     return rows[0]!.id;
   } catch (error) {
-    throw translateError(error);
+    throw asOption(translateError(error), 'options.');
   }
 }
 
@@ -161,8 +161,37 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
     );
     return result.rows[0]!.ids.split(',');
   } catch (error) {
-    throw fromZeroBased(translateError(error));
+    throw asOption(fromZeroBased(translateError(error)), '');
   }
+}
+
+/**
+ * The TS option a database field stands for: a check only the database makes
+ * (a dedupe key that kept changing hands, an unknown dependency, too many
+ * serial keys) names it as the caller wrote it, as the TS checks do.
+ */
+const OPTION_OF: Record<string, string> = {
+  task: 'task', queue: 'queue', timeout: 'timeoutSeconds', priority: 'priority', max_retries: 'maxRetries',
+  scheduled_at: 'runAt', delay: 'delaySeconds', dedupe_key: 'dedupeKey', dedupe_mode: 'dedupeMode',
+  serial_key: 'serialKey', serial_keys: 'serialKey', depends_on: 'dependsOn', attributes: 'attributes',
+  throttle_seconds: 'throttleSeconds',
+};
+
+/**
+ * A PD error's field as the TS option (`dedupe_key` → `options.dedupeKey`,
+ * `jobs[1].dedupe_key` → `jobs[1].dedupeKey`); prefix: where publish's
+ * options are ('options.'; none for publishBulk, whose jobs carry them, and
+ * the task). The database's name stays on the error's cause (its `column`).
+ */
+function asOption(error: unknown, prefix: string): unknown {
+  if (!(error instanceof PgDrainError) || !error.field) return error;
+  const m = /^(jobs\[\d+\]\.)?([a-z_]+)$/.exec(error.field);
+  const option = m && OPTION_OF[m[2]!];
+  if (!option) return error;
+  const field = m[1] ? `${m[1]}${option}` : option === 'task' || (option === 'queue' && !prefix) ? option : `${prefix}${option}`;
+  if (field === error.field) return error;
+  const rule = error.message.startsWith(`${error.field}: `) ? error.message.slice(error.field.length + 2) : error.message;
+  return new PgDrainError(error.code, `${field}: ${rule}`, { field, cause: error.cause ?? error });
 }
 
 /**

@@ -19,6 +19,45 @@ export function taskNames(tasks: TaskMap): string[] {
   return [...names].sort();
 }
 
+/**
+ * Every handler a lookup can resolve to, for a check made once before a
+ * drain claims (hasTransactionalTask): what taskNames lists, and also what
+ * a path reaches through a class instance's own properties (`{ mail: new
+ * MailTasks() }`), as resolveHandler reads them; not through an instance an
+ * instance holds (a client's connection, a pool's sockets: internals), nor
+ * arrays. An export that throws when read is passed over: its jobs fail
+ * when they run. Prototype methods are not here, as resolveHandler serves
+ * own properties only.
+ */
+export function reachableHandlers(tasks: TaskMap): Set<Handler> {
+  const found = new Set<Handler>();
+  const seen = new Set<object>([tasks]);
+  const walk = (node: object, inInstance: boolean) => {
+    for (const [, value] of entries(node)) {
+      if (typeof value === 'function') found.add(value as Handler);
+      else if (typeof value !== 'object' || value === null || seen.has(value) || Array.isArray(value)
+               || ArrayBuffer.isView(value)) continue;
+      else {
+        let instance: boolean;
+        try {
+          instance = !isPlain(value);
+        } catch {
+          continue; // a revoked Proxy
+        }
+        if (instance && inInstance) continue;
+        seen.add(value);
+        walk(value, inInstance || instance);
+      }
+    }
+  };
+  try {
+    walk(tasks, !isPlain(tasks));
+  } catch {
+    // a revoked Proxy for tasks: every lookup fails, and so does each job
+  }
+  return found;
+}
+
 function byPath(tasks: TaskMap, name: string): Handler | undefined {
   const flat = own(tasks, name);
   if (typeof flat === 'function') return flat as Handler;
@@ -32,7 +71,7 @@ function byPath(tasks: TaskMap, name: string): Handler | undefined {
 
 function pathNames(tasks: TaskMap, prefix: string, seen = new Set<object>([tasks])): string[] {
   const names: string[] = [];
-  for (const [key, value] of Object.entries(tasks)) {
+  for (const [key, value] of entries(tasks)) {
     if (key === 'default') continue;
     const name = prefix ? `${prefix}.${key}` : key;
     if (typeof value === 'function') names.push(name);
@@ -48,7 +87,7 @@ function pathNames(tasks: TaskMap, prefix: string, seen = new Set<object>([tasks
  */
 function definedTasks(tasks: TaskMap, found = new Map<string, Handler>(), seen = new Set<object>([tasks]),
                       top = true): Map<string, Handler> {
-  for (const [key, value] of Object.entries(tasks)) {
+  for (const [key, value] of entries(tasks)) {
     if (key === 'default' && top) continue;
     if (typeof value === 'function') {
       const task = (value as { task?: unknown }).task;
@@ -66,11 +105,41 @@ function definedTasks(tasks: TaskMap, found = new Map<string, Handler>(), seen =
  * holds), whose internals are no tasks and may be large or cyclic.
  */
 function isNamespace(value: unknown, seen: Set<object>): value is TaskMap {
-  if (typeof value !== 'object' || value === null || seen.has(value)) return false;
-  const proto = Object.getPrototypeOf(value) as unknown;
-  if (proto !== null && proto !== Object.prototype) return false;
+  if (typeof value !== 'object' || value === null || seen.has(value) || !isPlain(value)) return false;
   seen.add(value);
   return true;
+}
+
+/** A plain object or a module namespace, not an instance. May throw (a revoked Proxy). */
+function isPlain(value: object): boolean {
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === null || proto === Object.prototype;
+}
+
+/**
+ * An object's own enumerable entries, less those whose read throws (a
+ * getter, a Proxy): one broken export must not hide the others' tasks.
+ */
+function entries(obj: object): [string, unknown][] {
+  try {
+    return Object.entries(obj);
+  } catch {
+    const found: [string, unknown][] = [];
+    let keys: string[];
+    try {
+      keys = Object.keys(obj);
+    } catch {
+      return found;
+    }
+    for (const key of keys) {
+      try {
+        found.push([key, (obj as Record<string, unknown>)[key]]);
+      } catch {
+        // passed over: a lookup of this very name meets the throw, and fails that job alone
+      }
+    }
+    return found;
+  }
 }
 
 /** fn of the default export, when it is an object (export default { … }, CommonJS). */

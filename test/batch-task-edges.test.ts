@@ -165,6 +165,15 @@ describe('a batch task found by its handler', () => {
     expect((await rows()).map((r) => [r.task, r.status, r.error])).toEqual([
       ['mail.send', 'success', null], ['mail.send', 'success', null], ['broken', 'queued 1', 'Error: config missing']]);
   });
+
+  it('is a handler (a Proxy) that throws when its batch marker is read: its job is retried, the drain goes on', async () => {
+    const trap = new Proxy(async () => null, { get() { throw new Error('trap read'); } });
+    await queueWith().publishBulk([{ task: 'trapped' }, { task: 'plain' }]);
+    expect(await drainOf({ trapped: trap, plain: async () => null } as TaskMap))
+      .toMatchObject({ claimed: 2, succeeded: 1, retried: 1 });
+    expect((await rows()).map((r) => [r.task, r.status, r.error])).toEqual([
+      ['trapped', 'queued 1', 'Error: trap read'], ['plain', 'success', null]]);
+  });
 });
 
 interface Mail { to: string }

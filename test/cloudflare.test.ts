@@ -238,10 +238,11 @@ describe('Cloudflare Worker in workerd', () => {
   it('over Hyperdrive a lingering cron drain polls every PGDRAIN_POLL_SECONDS, and an hour of linger ends at DRAIN_DEADLINE_SECONDS', async () => {
     // No LISTEN session: Hyperdrive pools by transaction and would relay no NOTIFY.
     expect(await lingeringCron('linger-hyperdrive')).toMatchObject({ claimed: 2, succeeded: 2, stoppedBy: 'empty', sessions: 0 });
-    // So with a poll every 30 s, nothing wakes it before its 4 s deadline: the second job waits for the next cron.
+    // So with a poll every 30 s, nothing wakes it before its 4 s deadline: the second job waits for the next cron,
+    // and the report says work was left ('deadline', the job counted as skipped), not 'empty'.
     await sql('truncate jobs.job_queue, jobs.job');
     expect(await lingeringCron('linger-hyperdrive-no-poll', { picked: false }))
-      .toMatchObject({ claimed: 1, succeeded: 1, stoppedBy: 'empty', sessions: 0 });
+      .toMatchObject({ claimed: 1, succeeded: 1, skipped: 1, stoppedBy: 'deadline', sessions: 0 });
     expect(await sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);
   });
 

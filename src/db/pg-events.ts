@@ -21,6 +21,11 @@ const closedError = () => new PgDrainError('invalid_argument', 'these job events
 
 /** How long after losing its session (or failing to open one) a new one is tried. */
 const RECONNECT_MS = 1000;
+/** How many opens in a row waitFor tries when each session is lost while it opens. */
+const OPEN_TRIES = 5;
+
+/** Errors of an open whose session was lost after the server answered (terminated before its LISTEN ran). */
+const lostOpening = new WeakSet<object>();
 
 const CHANNELS = { pgdrain_queued: 'queued', pgdrain_picked: 'picked', pgdrain_completed: 'completed' } as const;
 
@@ -63,7 +68,9 @@ export class PgJobEvents {
   /**
    * Resolves with the job's outcome once it has ended (at once if it has):
    * it waits for pgdrain_completed rather than polling. Rejects for an
-   * unknown id, on options.signal, or after options.timeoutMs.
+   * unknown id, on options.signal, after options.timeoutMs, or when the
+   * database cannot be reached; a session lost (terminated, a restart),
+   * even while it opens, is opened again and the job asked again.
    */
   async waitFor(jobId: string, waitOptions: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined } = {}): Promise<JobOutcome> {
     const id = parse(jobIdSchema, jobId, 'jobId');
@@ -87,12 +94,12 @@ export class PgJobEvents {
     });
     stop.catch(() => {});
     try {
-      await Promise.race([this.connect(), stop]);
+      await this.open(stop);
       this.waiters.add(waiter);
       for (;;) {
         // Asked after LISTEN and after registering, so an end in between still wakes us.
         // A new session after a lost one wakes every waiter: what it missed is asked here.
-        const session = await Promise.race([this.connect(), stop]);
+        const session = await this.open(stop);
         let state: { ended: Record<string, unknown> | null; active: boolean };
         try {
           const check = this.lastCheck.then(() => session.query<typeof state>(
@@ -142,6 +149,24 @@ export class PgJobEvents {
     for (const w of this.waiters) w.wake(); // their next connect() fails: the events are closed
   }
 
+  /**
+   * connect() for waitFor, opened again (RECONNECT_MS apart, OPEN_TRIES in a
+   * row at most, within stop) when the session was lost while it opened, as
+   * one lost later is: the server was there. One it cannot reach fails at once.
+   */
+  private async open(stop: Promise<never>): Promise<pg.Client> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await Promise.race([this.connect(), stop]);
+      } catch (error) {
+        if (this.closed || tries >= OPEN_TRIES || !lostOpening.has(error as object)) throw error;
+      }
+      let cancel = () => {};
+      await Promise.race([new Promise<void>((resolve) => (cancel = timerAt(Date.now() + RECONNECT_MS, resolve))), stop])
+        .finally(() => cancel());
+    }
+  }
+
   private connect(): Promise<pg.Client> {
     if (this.closed) return Promise.reject(closedError());
     this.ready ??= (async () => {
@@ -152,12 +177,19 @@ export class PgJobEvents {
       client.on('error', () => this.lost(client));
       client.on('end', () => this.lost(client));
       client.on('notification', (n) => this.dispatch(n.channel, n.payload ?? ''));
+      let reached = false;
       try {
         await client.connect();
+        reached = true;
         await client.query(this.channels.map((c) => `listen ${c}`).join('; '));
       } catch (error) {
         await endClient(client);
-        throw this.closed ? closedError() : error;
+        if (this.closed) throw closedError();
+        const e = translateError(error);
+        // Terminated (57P01) or lost once connected: the server answered, so open again (open()).
+        const terminated = (error as { code?: unknown } | null)?.code === '57P01';
+        if ((reached || terminated) && e instanceof PgDrainError && e.code === 'database_unavailable') lostOpening.add(e);
+        throw e;
       } finally {
         if (this.opening === client) this.opening = undefined;
       }

@@ -33,7 +33,7 @@ describe('named queues', () => {
 
   it('publishing to or draining an unknown queue names the field', async () => {
     await expect(sql(`select jobs.publish('t', queue => 'nope')`)).rejects.toMatchObject({ code: 'PD009', column: 'queue' });
-    await expect(queueWith().publish('t', null, { queue: 'nope' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'queue' });
+    await expect(queueWith().publish('t', null, { queue: 'nope' })).rejects.toMatchObject({ code: 'invalid_argument', field: 'options.queue' });
     await expect(queueWith().drain(10, deadline(), { queue: 'bad name' })).rejects.toMatchObject({ field: 'options.queue' });
     await expect(sql(`select jobs.create_queue('two words')`)).rejects.toMatchObject({ code: 'PD009' });
   });

@@ -1,0 +1,67 @@
+// waitFor's LISTEN session terminated while it opens (connected, its LISTEN
+// not yet run): opened again, as a session lost later is, instead of
+// rejecting as "database unavailable" (src/db/pg-events.ts). The window is
+// held open by a proxy that keeps the first session's LISTEN from reaching
+// the server, standing in for a slow network; the termination is real.
+import { connect, createServer, type Socket } from 'node:net';
+import { afterAll, expect, it } from 'vitest';
+import { createQueue } from '../src/index.js';
+import { testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
+
+const db = await testDb();
+
+/** Forwards to the database; the first LISTEN sent (and all after it on its connection) is held back. */
+async function listenHoldingProxy() {
+  const target = new URL(db.url);
+  const sockets = new Set<Socket>();
+  let listens = 0;
+  let held = false;
+  const server = createServer((client) => {
+    let holding = false;
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+    client.on('data', (chunk: Buffer) => {
+      if (chunk.includes('listen pgdrain') && listens++ === 0) held = holding = true;
+      if (!holding) upstream.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  afterAll(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  const url = new URL(db.url);
+  url.host = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  return { url: url.href, held: () => held, listens: () => listens };
+}
+
+it('waitFor whose LISTEN session is terminated before its LISTEN ran opens another and answers', async () => {
+  const proxy = await listenHoldingProxy();
+  const q = createQueue({ connectionString: proxy.url, tasks: {} });
+  try {
+    const id = await q.publish('t');
+    await db.sql('select * from jobs.consume(1)');
+    let answered = false;
+    const waiting = q.waitFor(id, { timeoutMs: 60_000 }).then((v) => v, (e: unknown) => e).finally(() => (answered = true));
+    await until(async () => proxy.held(), 'the LISTEN to be held');
+    const pids = await db.sql<{ pid: number }>(
+      `select pid from pg_stat_activity where datname = current_database() and application_name = 'pgdrain-events'`);
+    expect(pids).toHaveLength(1);
+    await db.sql('select pg_terminate_backend($1)', [pids[0]!.pid]);
+    // Unfixed, waitFor rejected here ("database unavailable") without opening another.
+    await until(async () => proxy.listens() >= 2 || answered, 'a second session to LISTEN');
+    await db.sql('select jobs.ack($1::bigint)', [id]);
+    expect(await waiting).toMatchObject({ id, status: 'success' });
+  } finally {
+    await q.close();
+  }
+});

@@ -1,0 +1,63 @@
+// A Promise inside a handler's result (`return { a: fetchIt() }`): JSON writes
+// it as {}, so the job would succeed with its data lost. It is retried instead,
+// naming where the promise is (json-text.ts resultJson), from plain, batch and
+// transactional handlers alike.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createQueue, defineTask, drain, publish, type BatchItem, type TaskMap } from '../src/index.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const driver = { ...db.driver, close: async () => {} };
+const drainOf = (tasks: TaskMap) =>
+  drain({ db: driver, tasks, publish: (t, b, o) => publish(driver, t, b, o) }, 10, Date.now() + 120_000);
+
+interface Row { task: string; state: string; error: string | null; result: unknown }
+const rows = () => db.sql<Row>(`select coalesce(j.task, q.task) as task, coalesce(j.status::text, 'queued ' || q.attempt) as state,
+                                       split_part(coalesce(j.error, q.last_error), E'\\n', 1) as error, j.result
+                                from jobs.job_queue q full join jobs.job j using (job_id) order by job_id`);
+
+beforeEach(async () => {
+  await db.sql('truncate jobs.job_queue, jobs.job');
+});
+
+describe('a result holding a Promise', () => {
+  it('is retried naming its path, from plain, batch and transactional handlers', async () => {
+    const tasks = {
+      plain: async () => ({ a: Promise.resolve(1) }),
+      deep: async () => ({ ok: 1, items: [{ n: 1 }, { n: Promise.resolve(2) }] }),
+      batch: defineTask('batch', async (jobs: BatchItem[]) => jobs.map(() => ({ sent: Promise.resolve(true) })), { batch: true }),
+      tx: defineTask('tx', async () => ({ row: Promise.resolve('r') }), { transactional: true }),
+    } as TaskMap;
+    await createQueue({ driver, tasks: {} }).publishBulk(['plain', 'deep', 'batch', 'tx'].map((task) => ({ task })));
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 4, succeeded: 0, retried: 4 });
+    expect((await rows()).map((r) => [r.task, r.state, r.error])).toEqual([
+      ['plain', 'queued 1', 'TypeError: result.a is a Promise: await it (JSON would store it as {})'],
+      ['deep', 'queued 1', 'TypeError: result.items[1].n is a Promise: await it (JSON would store it as {})'],
+      ['batch', 'queued 1', 'TypeError: result.sent is a Promise: await it (JSON would store it as {})'],
+      ['tx', 'queued 1', 'TypeError: result.row is a Promise: await it (JSON would store it as {})'],
+    ]);
+  });
+
+  it('that rejects does not reject unhandled (which would end the process)', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let fail!: (e: Error) => void;
+      const pending = new Promise((_, reject) => (fail = reject));
+      await createQueue({ driver, tasks: {} }).publish('later');
+      expect(await drainOf({ later: async () => ({ a: pending }) })).toMatchObject({ retried: 1 });
+      fail(new Error('rejected after the handler returned'));
+      await new Promise((resolve) => setTimeout(resolve, 50)); // unhandled rejections are reported after a turn
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('an empty object, or a string "{}", is data: stored as it is', async () => {
+    await createQueue({ driver, tasks: {} }).publish('empty');
+    expect(await drainOf({ empty: async () => ({ a: {}, s: '{}', d: [{}] }) })).toMatchObject({ succeeded: 1 });
+    expect((await rows()).map((r) => r.result)).toEqual([{ a: {}, s: '{}', d: [{}] }]);
+  });
+});
