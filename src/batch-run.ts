@@ -5,11 +5,11 @@ import type { DrainDeps } from './drain.js';
 import type { DrainHooks, Thrown } from './drain-hooks.js';
 import { BatchCallContext, LazySignal } from './job-context.js';
 import { askedOutcome } from './job-errors.js';
-import { resultJson } from './json-text.js';
+import { quietThenables, resultJson } from './json-text.js';
 import type { RateLimit } from './rate-limit.js';
 import { isError, thrownOutcome } from './run-handler.js';
 import type { Outcome } from './settler.js';
-import type { Timeouts } from './timeouts.js';
+import type { Expiring, Timeouts } from './timeouts.js';
 import type { Job } from './types.js';
 import type { Running } from './wind-down.js';
 
@@ -64,13 +64,19 @@ export class BatchRunner {
     let left = jobs.length;
     const timeout = Math.min(...jobs.map((job) => job.timeout));
     const end = Math.min(claimSentAt + timeout * 1000, stopAt);
-    const expire = () => {
-      const why = end < claimSentAt + timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${timeout} s`;
-      signal.abort(new Error(why));
-      for (const e of entries) {
-        const error = e.job.timeout > timeout ? `${why} (the shortest timeout of its batch call)` : why;
-        e.finish({ id: e.job.id, attempt: e.job.attempt, outcome: 'nack', error });
-      }
+    const timer: Expiring = {
+      get ended() {
+        return left === 0;
+      },
+      expire() {
+        if (left === 0) return; // all its jobs ended before its timer fired
+        const why = end < claimSentAt + timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${timeout} s`;
+        signal.abort(new Error(why));
+        for (const e of entries) {
+          const error = e.job.timeout > timeout ? `${why} (the shortest timeout of its batch call)` : why;
+          e.finish({ id: e.job.id, attempt: e.job.attempt, outcome: 'nack', error });
+        }
+      },
     };
     // Each job has its own entry: cancelled, it alone ends (its item of the answer is dropped); once
     // none is left (timeout, stop, cancels), the call's signal fires with the last reason given.
@@ -82,7 +88,7 @@ export class BatchRunner {
           if (host.running.get(job.id) !== entry) return;
           host.running.delete(job.id);
           if (--left === 0) {
-            host.timeouts.clear(end, expire);
+            host.timeouts.clear(group);
             signal.abort(own.abortedWith ?? SETTLED);
           }
           host.settled(job, outcome, now);
@@ -91,7 +97,7 @@ export class BatchRunner {
       host.running.set(job.id, entry);
       return entry;
     });
-    host.timeouts.at(end, expire);
+    const group = host.timeouts.at(end, timer);
     host.calling(jobs.length);
     if (host.hooks) for (const job of jobs) host.hooks.started(job);
     void runCall(spec, jobs, new BatchCallContext(signal, host.publish, host.rateLimit)).then((outcomes) => {
@@ -127,6 +133,7 @@ function settleEach(jobs: Job[], answer: unknown, began: number, ms: number): (O
     return jobs.map((job) => ({ id: job.id, attempt: job.attempt, outcome: 'ack', result: null, ms }));
   }
   if (!Array.isArray(answer) || answer.length !== jobs.length) {
+    quietThenables(answer, 'answer'); // { sent: jobs.map(send) }: its promises must not reject unhandled
     const shape = Array.isArray(answer) ? `an array of ${answer.length}` : typeof answer;
     const error = new TypeError(`batch handler of ${jobs[0]!.task} returned ${shape} for ${jobs.length} jobs: it must `
       + `return nothing (every job succeeds) or an array of ${jobs.length}, one item per job in order (a result, or an Error)`);

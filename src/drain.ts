@@ -2,7 +2,6 @@ import { BatchRunner } from './batch-run.js';
 import { watchCancels } from './cancel-watch.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { translateError, ValidationError } from './errors.js';
-import { LazySignal } from './job-context.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
 import { batchLookup, hasTransactionalTask } from './define-task.js';
@@ -10,7 +9,7 @@ import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
 import { rateLimiter } from './rate-limit.js';
-import { runHandler } from './run-handler.js';
+import { JobRun, type RunHost } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
 import { outcomeArrays, pauseUntil, Settler, type Outcome } from './settler.js';
 import { toJob, type ClaimResult } from './claim-answer.js';
@@ -39,9 +38,6 @@ export const DEFAULT_OVERRUN_MS = 5000;
 const NO_OUTCOMES = [null, null, null, null, null, null, null];
 /** SQLSTATEs of a statement rolled back for another's sake: deadlock_detected, serialization_failure. */
 const ROLLED_BACK = new Set(['40P01', '40001']);
-
-/** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
-const SETTLED = new Error('job settled');
 
 /**
  * Claims, runs and settles jobs until the queue is empty, the deadline is
@@ -129,8 +125,15 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let stoppedBy: StoppedBy | undefined;
 
   // One promise that resolves at the next change: a job ended, or a stop.
-  let wake: () => void = () => {};
-  const changed = () => new Promise<void>((resolve) => (wake = resolve));
+  let resolveChanged: (() => void) | undefined;
+  const changed = () => new Promise<void>((resolve) => (resolveChanged = resolve));
+  // Each resolve is called once: calling a spent one again (a wake per job)
+  // costs more than the rest of settling a job (V8 reports it to Node).
+  const wake = () => {
+    const resolve = resolveChanged;
+    resolveChanged = undefined;
+    resolve?.();
+  };
   const stop = (why: StoppedBy) => {
     stoppedBy ??= why;
     wake();
@@ -175,34 +178,17 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     return end;
   };
+  const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, settled,
+    returned(run, outcome) {
+      handlers--;
+      run.finish(outcome);
+      if (poolBound) wake(); // one that ran on past its settling frees its connection only now
+    } };
   const start = (job: Job, claimSentAt: number, now: number, end: number) => {
-    const signal = new LazySignal();
-    const expire = () => {
-      const why = end < claimSentAt + job.timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${job.timeout} s`;
-      signal.abort(new Error(why));
-      entry.finish({ id: job.id, attempt: job.attempt, outcome: 'nack', error: why });
-    };
-    const entry: Running = {
-      job, startedAt: now, signal,
-      finish(outcome) {
-        // Already settled (timeout, release): the entry under its id may be a
-        // later attempt's by now, claimed again while this one ran on.
-        if (running.get(job.id) !== entry) return;
-        running.delete(job.id);
-        timeouts.clear(end, expire);
-        signal.abort(SETTLED);
-        settled(job, outcome, now);
-      },
-    };
-    running.set(job.id, entry);
-    timeouts.at(end, expire);
+    const run = new JobRun(host, job, now, end, end < claimSentAt + job.timeout * 1000); // in running and timeouts
     handlers++;
     hooks?.started(job);
-    void runHandler(job, deps, publish, signal, settler, progressSink, rateLimit).then((outcome) => {
-      handlers--;
-      entry.finish(outcome);
-      if (poolBound) wake(); // one that ran on past its settling frees its connection only now
-    });
+    run.runHandler();
   };
   // Whether a job's task runs as a batch (its handler looked up, as runHandler does); a runner once one does.
   const batchOf = batchLookup(deps.tasks);
@@ -213,6 +199,22 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (n < 0 && poolBound) wake();
     } });
 
+  // A claim's jobs, started. In a function of its own: locals of the loop
+  // (the answer's columns, its last job) would stay alive through the next
+  // claim's round trip, for the garbage collector to copy and promote.
+  const startClaimed = (result: ClaimResult, claimSentAt: number) => {
+    const { jobs, count } = result;
+    const now = Date.now();
+    for (let i = 0; i < count; i++) {
+      const job = toJob(jobs!, i, result.queue, result.now);
+      const end = endOf(job, claimSentAt, now);
+      if (end === 0) continue;
+      const spec = batchOf(job.task);
+      if (spec) (batchRunner ??= newBatchRunner()).add(spec, job);
+      else start(job, claimSentAt, now, end);
+    }
+    batchRunner?.start(claimSentAt, stopAt, now);
+  };
   const stopWatching = watchCancels(db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
     () => [...running.values()].map((r) => ({ id: r.job.id, startedAt: r.startedAt })),
     (id) => {
@@ -273,20 +275,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       }
       batches++;
       settler.count(result.settled);
-      const { jobs, count, unfit } = result;
+      const { count, unfit } = result;
       claimed += count;
       skipped = unfit;
       queuePaused = result.paused;
-      const now = Date.now();
-      for (let i = 0; i < count; i++) {
-        const job = toJob(jobs!, i, result.queue, result.now);
-        const end = endOf(job, claimSentAt, now);
-        if (end === 0) continue;
-        const spec = batchOf(job.task);
-        if (spec) (batchRunner ??= newBatchRunner()).add(spec, job);
-        else start(job, claimSentAt, now, end);
-      }
-      batchRunner?.start(claimSentAt, stopAt, now);
+      startClaimed(result, claimSentAt);
       if (count > 0) idleSince = undefined;
       else {
         // Nothing claimable: the queue is empty, or what is due no longer fits the budget.

@@ -3,43 +3,145 @@
 import { isTransactional, runTransactional } from './define-task.js';
 import type { DrainDeps } from './drain.js';
 import type { Thrown } from './drain-hooks.js';
-import { DrainJobContext, type LazySignal } from './job-context.js';
+import { DrainJobContext, LazySignal } from './job-context.js';
 import type { ProgressSink } from './progress.js';
 import type { RateLimit } from './rate-limit.js';
 import { askedOutcome } from './job-errors.js';
 import { resultJson } from './json-text.js';
 import type { Outcome, Settler } from './settler.js';
 import { resolveHandler } from './tasks.js';
-import type { Job } from './types.js';
+import type { TimeoutGroup, Timeouts } from './timeouts.js';
+import type { Handler, Job } from './types.js';
+import type { Running } from './wind-down.js';
+
+/** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
+export interface RunHost {
+  deps: DrainDeps;
+  publish: DrainDeps['publish'];
+  settler: Settler;
+  progress: ProgressSink;
+  rateLimit: RateLimit;
+  running: Map<string, Running>;
+  timeouts: Timeouts;
+  /** A started job ended (its entry left running): recorded, the drain woken. */
+  settled(job: Job, outcome: Outcome | null, startedAt: number): void;
+  /** The handler of `run` returned or threw, with this outcome (null: settled in its transaction). */
+  returned(run: JobRun, outcome: Outcome | null): void;
+}
+
+/** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
+const SETTLED = new Error('job settled');
 
 /**
- * Runs one handler and turns whatever happens into an outcome; null when a
- * transactional handler already settled its job (counted into settler).
+ * One started job: its entry in host.running and its timeout (host.timeouts
+ * calls expire). Made per job on a drain's hot path, so a class: its
+ * methods are shared, where closures would be made for every job.
  */
-export async function runHandler(job: Job, deps: DrainDeps, publish: DrainDeps['publish'], signal: LazySignal,
-                                 settler: Settler, progress: ProgressSink, rateLimit: RateLimit): Promise<Outcome | null> {
-  const { id, attempt } = job;
-  const began = Date.now();
-  try {
-    const handler = resolveHandler(deps.tasks, job.task); // inside: an export may be a getter that throws
-    if (!handler) {
-      return { id, attempt, outcome: 'nack', error: `unknown task "${job.task}": the tasks module exports no handler by that name` };
+export class JobRun implements Running {
+  readonly signal = new LazySignal();
+  /** Its entry left host.running (settled, timed out, released): its timeout group lets it go. */
+  ended = false;
+  private readonly timeout: TimeoutGroup;
+  private ctx: DrainJobContext | undefined;
+  private began = 0;
+
+  /**
+   * Enters host.running and host.timeouts. end: when it must end, its
+   * timeout's end or, when that comes later (stops), the drain's stop.
+   */
+  constructor(private readonly host: RunHost, readonly job: Job, readonly startedAt: number, end: number,
+              private readonly stops: boolean) {
+    host.running.set(job.id, this);
+    this.timeout = host.timeouts.at(end, this);
+  }
+
+  /** Its end came: the signal fires, the job is nacked without waiting for the handler. */
+  expire(): void {
+    if (this.host.running.get(this.job.id) !== this) return; // settled before its group's timer fired
+    const why = this.stops ? 'stopped at the drain deadline' : `timed out after ${this.job.timeout} s`;
+    this.signal.abort(new Error(why));
+    this.finish({ id: this.job.id, attempt: this.job.attempt, outcome: 'nack', error: why });
+  }
+
+  finish(outcome: Outcome | null): void {
+    const { host, job } = this;
+    // Already settled (timeout, release): the entry under its id may be a
+    // later attempt's by now, claimed again while this one ran on.
+    if (host.running.get(job.id) !== this) return;
+    host.running.delete(job.id);
+    this.ended = true;
+    host.timeouts.clear(this.timeout);
+    this.signal.abort(SETTLED);
+    host.settled(job, outcome, this.startedAt);
+  }
+
+  /**
+   * Calls the handler and hands whatever happens, as an outcome, to
+   * host.returned: always in a later microtask, as for an async handler;
+   * null when a transactional handler already settled its job (counted
+   * into host.settler).
+   */
+  runHandler(): void {
+    const { job, host } = this;
+    this.began = Date.now();
+    let handler: Handler | undefined;
+    let transactional = false;
+    try {
+      handler = resolveHandler(host.deps.tasks, job.task); // an export may be a getter that throws
+      transactional = handler !== undefined && isTransactional(handler);
+    } catch (error) {
+      return this.answer(thrownOutcome(job.id, job.attempt, error));
     }
-    const ctx = new DrainJobContext(job, signal, publish, progress, rateLimit);
-    if (isTransactional(handler)) {
-      if (!('transaction' in deps.db)) throw new TypeError('a transactional task needs a driver with transactions');
-      settler.count(await runTransactional(deps.db, handler, job, ctx));
-      return null;
+    if (!handler) {
+      return this.answer({ id: job.id, attempt: job.attempt, outcome: 'nack',
+                           error: `unknown task "${job.task}": the tasks module exports no handler by that name` });
+    }
+    const ctx = this.ctx = new DrainJobContext(job, this.signal, host.publish, host.progress, host.rateLimit);
+    if (transactional) {
+      void inTransaction(host, handler, job, ctx).then((outcome) => host.returned(this, outcome));
+      return;
     }
     let value: unknown;
     try {
-      value = await handler(job.body, ctx);
-    } finally {
-      ctx.handlerEnded(); // what it left publishing is no longer given up with its job (DrainJobContext)
+      value = handler(job.body, ctx);
+    } catch (error) {
+      ctx.handlerEnded();
+      return this.answer(thrownOutcome(job.id, job.attempt, error));
     }
-    return { id, attempt, outcome: 'ack', result: resultJson(value), ms: Date.now() - began };
+    // As `await value` would: a thenable's then is called once, in a later microtask.
+    void Promise.resolve(value).then((v) => this.resolved(v), (error: unknown) => this.rejected(error));
+  }
+
+  private resolved(value: unknown): void {
+    const { job } = this;
+    this.ctx!.handlerEnded(); // what it left publishing is no longer given up with its job (DrainJobContext)
+    let outcome: Outcome;
+    try {
+      outcome = { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(value), ms: Date.now() - this.began };
+    } catch (error) {
+      outcome = thrownOutcome(job.id, job.attempt, error); // not JSON
+    }
+    this.host.returned(this, outcome);
+  }
+
+  private rejected(error: unknown): void {
+    this.ctx!.handlerEnded();
+    this.host.returned(this, thrownOutcome(this.job.id, this.job.attempt, error));
+  }
+
+  private answer(outcome: Outcome): void {
+    void Promise.resolve(outcome).then((o) => this.host.returned(this, o));
+  }
+}
+
+async function inTransaction(host: RunHost, handler: Handler, job: Job, ctx: DrainJobContext): Promise<Outcome | null> {
+  try {
+    const { db } = host.deps;
+    if (!('transaction' in db)) throw new TypeError('a transactional task needs a driver with transactions');
+    host.settler.count(await runTransactional(db, handler, job, ctx));
+    return null;
   } catch (error) {
-    return thrownOutcome(id, attempt, error);
+    return thrownOutcome(job.id, job.attempt, error);
   }
 }
 

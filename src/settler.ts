@@ -25,32 +25,38 @@ export function outcomeArrays(unsorted: readonly Outcome[]): unknown[] {
   // In job_id order, as a publish locks the dependencies it names
   // (jobs.lock_dependencies): deleted in the order handlers returned, a
   // settle and such a publish could each hold a job the other waited for.
-  const batch = unsorted.length > 1 ? [...unsorted].sort(byJobId) : unsorted;
-  const ids: string[] = new Array(batch.length);
-  const attempts: number[] = new Array(batch.length);
-  const kinds: string[] = new Array(batch.length);
-  const ms: (number | 'NULL')[] = new Array(batch.length);
-  const results: (string | null)[] = new Array(batch.length);
-  const errors: (string | null)[] = new Array(batch.length);
-  let retryAts: (string | null)[] | undefined; // rare: made only when an outcome has one
-  let anyResult = false;
-  let anyError = false;
-  for (let i = 0; i < batch.length; i++) {
+  // Mostly they come in that order already: checked first, it costs less than sorting.
+  const batch = inJobIdOrder(unsorted) ? unsorted : [...unsorted].sort(byJobId);
+  const n = batch.length;
+  const ids: string[] = new Array(n);
+  const attempts: number[] = new Array(n);
+  const kinds: string[] = new Array(n);
+  const ms: (number | 'NULL')[] = new Array(n);
+  // Made only when an outcome has one: no-op jobs have none.
+  let results: (string | null)[] | undefined;
+  let errors: (string | null)[] | undefined;
+  let retryAts: (string | null)[] | undefined;
+  for (let i = 0; i < n; i++) {
     const o = batch[i]!;
     ids[i] = o.id;
     attempts[i] = o.attempt;
     kinds[i] = o.outcome;
-    const result = o.outcome === 'ack' ? o.result : null;
-    const error = o.outcome === 'nack' || o.outcome === 'fail' ? o.error : null;
-    results[i] = result;
-    errors[i] = error;
-    ms[i] = o.outcome === 'ack' ? o.ms : 'NULL';
-    if ((o.outcome === 'nack' || o.outcome === 'release') && o.retryAt !== undefined) (retryAts ??= new Array<string | null>(batch.length).fill(null))[i] = o.retryAt;
-    anyResult ||= result !== null;
-    anyError ||= error !== null;
+    if (o.outcome === 'ack') {
+      ms[i] = o.ms;
+      if (o.result !== null) (results ??= new Array<string | null>(n).fill(null))[i] = o.result;
+    } else {
+      ms[i] = 'NULL';
+      if (o.outcome === 'nack' || o.outcome === 'fail') (errors ??= new Array<string | null>(n).fill(null))[i] = o.error;
+      if (o.outcome !== 'fail' && o.retryAt !== undefined) (retryAts ??= new Array<string | null>(n).fill(null))[i] = o.retryAt;
+    }
   }
   return [`{${ids.join(',')}}`, `{${attempts.join(',')}}`, `{${kinds.join(',')}}`,
-          anyResult ? results : null, anyError ? errors : null, retryAts ?? null, `{${ms.join(',')}}`];
+          results ?? null, errors ?? null, retryAts ?? null, `{${ms.join(',')}}`];
+}
+
+function inJobIdOrder(outcomes: readonly Outcome[]): boolean {
+  for (let i = 1; i < outcomes.length; i++) if (byJobId(outcomes[i - 1]!, outcomes[i]!) > 0) return false;
+  return true;
 }
 
 /** How long a settle waits to try again after its call failed. */

@@ -1,31 +1,54 @@
+/** What a timeout ends: a running job (run-handler.ts), a batch call. */
+export interface Expiring {
+  /** Called at its end unless cleared before; may still come after clear (then it must do nothing). */
+  expire(): void;
+  /** True once it ended (its clear() came): a group lets it go. */
+  readonly ended: boolean;
+}
+
+/** The items that end at one time, under one timer: what Timeouts.at answers, for clear. */
+export interface TimeoutGroup {
+  readonly end: number;
+  timer: ReturnType<typeof setTimeout>;
+  items: Expiring[];
+  live: number;
+}
+
 /**
  * Job timeouts with one timer per distinct end time rather than one per job:
  * a batch's jobs share their claim time and mostly their timeout, so a batch
  * of 500 costs one timer, not 500 (a measurable share of a fast drain's CPU).
+ * A group counts its live items rather than keeping them in a set (adding
+ * to and deleting from a set per job cost more than the rest of a timeout),
+ * and drops the ended ones once they are half of what it holds: one slow
+ * job must not keep its claim's other jobs (their bodies) until it ends.
  */
 export class Timeouts {
-  private readonly groups = new Map<number, { timer: ReturnType<typeof setTimeout>; due: Set<() => void> }>();
+  private readonly groups = new Map<number, TimeoutGroup>();
 
-  /** Calls onExpire at `end` (epoch ms) unless clear(end, onExpire) comes first. */
-  at(end: number, onExpire: () => void): void {
+  /** Calls item.expire() at `end` (epoch ms) unless clear() of what it answers comes first, once per at(). */
+  at(end: number, item: Expiring): TimeoutGroup {
     let group = this.groups.get(end);
     if (!group) {
-      const due = new Set<() => void>();
-      const timer = setTimeout(() => {
+      const g: TimeoutGroup = { end, items: [], live: 0, timer: setTimeout(() => {
         this.groups.delete(end);
-        for (const fire of due) fire();
-      }, Math.max(0, end - Date.now()));
-      group = { timer, due };
-      this.groups.set(end, group);
+        for (const item of g.items) item.expire();
+      }, Math.max(0, end - Date.now())) };
+      this.groups.set(end, group = g);
     }
-    group.due.add(onExpire);
+    group.items.push(item);
+    group.live++;
+    return group;
   }
 
-  clear(end: number, onExpire: () => void): void {
-    const group = this.groups.get(end);
-    if (!group?.due.delete(onExpire) || group.due.size > 0) return;
+  /** One item of the group is done: its expire() is no longer needed (the timer goes once none is left). */
+  clear(group: TimeoutGroup): void {
+    if (--group.live > 0) {
+      if (group.items.length >= 16 && group.live * 2 <= group.items.length) group.items = group.items.filter((i) => !i.ended);
+      return;
+    }
     clearTimeout(group.timer);
-    this.groups.delete(end);
+    if (this.groups.get(group.end) === group) this.groups.delete(group.end);
   }
 }
 
