@@ -44,12 +44,18 @@ export function jsonParam(value: unknown, field: string): string {
  * bad result cannot break a batch's settle statement.
  */
 export function resultJson(result: unknown): string | null {
-  const json = result === undefined || result === null ? null : JSON.stringify(result);
+  let json: string | null | undefined;
+  try {
+    json = result === undefined || result === null ? null : JSON.stringify(result);
+  } catch (error) {
+    quietThenables(result); // a BigInt beside a promise: the promise must not reject unhandled
+    throw error;
+  }
   if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
   if (json === null) return null;
   // A Promise (or another thenable of no own data) is written as {}: looked
   // for only then, so other results cost one substring search.
-  const promise = json.includes('{}') ? thenablePath(result) : undefined;
+  const promise = json.includes('{}') ? quietThenables(result) : undefined;
   if (promise !== undefined) throw new TypeError(`${promise} is a Promise: await it (JSON would store it as {})`);
   const bad = unstorableEscape(json);
   if (bad) throw new TypeError(`handler returned a string with ${bad}, which PostgreSQL cannot store`);
@@ -57,32 +63,42 @@ export function resultJson(result: unknown): string | null {
 }
 
 /**
- * The path (`result.a[2].b`) of the first thenable in a result, as
+ * The path (`result.a[2].b`) of the first Promise in a value, as
  * JSON.stringify walks it (own enumerable keys, arrays by index, toJSON
- * not followed); undefined when none. A native promise found gets a no-op
- * catch: left rejecting unhandled, it would end the process. Iterative, so a
- * result as deep as JSON.stringify took cannot overflow the stack here.
+ * not followed), or of a thenable that JSON would write as {} (no own data
+ * but functions); undefined when none. Every native promise found gets a
+ * no-op catch: left rejecting unhandled, it would end the process, with the
+ * drain's jobs leased. Iterative, so a value as deep as JSON.stringify took
+ * cannot overflow the stack here.
  */
-function thenablePath(result: unknown): string | undefined {
+export function quietThenables(value: unknown, root = 'result'): string | undefined {
   let found: string | undefined;
-  const stack: [unknown, string][] = [[result, 'result']];
+  const stack: [unknown, string][] = [[value, root]];
   const seen = new Set<object>();
   try {
     while (stack.length > 0) {
-      const [value, path] = stack.pop()!;
-      if (typeof value !== 'object' || value === null || seen.has(value)) continue;
-      seen.add(value);
-      if (typeof (value as { then?: unknown }).then === 'function') {
-        if (Object.prototype.toString.call(value) === '[object Promise]') Promise.prototype.then.call(value, undefined, ignore);
-        found ??= path;
-        continue;
+      const [node, path] = stack.pop()!;
+      if (typeof node !== 'object' || node === null || seen.has(node)) continue;
+      seen.add(node);
+      const keys = Object.keys(node);
+      const at = (key: string) => (node as Record<string, unknown>)[key];
+      if (typeof (node as { then?: unknown }).then === 'function') {
+        if (Object.prototype.toString.call(node) === '[object Promise]') {
+          Promise.prototype.then.call(node, undefined, ignore);
+          found ??= path;
+          continue;
+        }
+        // A thenable with data of its own ({ when, then }) is written with that data: a plain object here.
+        if (keys.every((key) => typeof at(key) === 'function' || at(key) === undefined)) {
+          found ??= path;
+          continue;
+        }
       }
-      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') continue;
+      if (typeof (node as { toJSON?: unknown }).toJSON === 'function') continue;
       // Pushed in reverse, so the first in JSON order is found first.
-      const keys = Object.keys(value);
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!;
-        stack.push([(value as Record<string, unknown>)[key], Array.isArray(value) ? `${path}[${key}]` : `${path}.${key}`]);
+        stack.push([at(key), Array.isArray(node) ? `${path}[${key}]` : `${path}.${key}`]);
       }
     }
   } catch {

@@ -22,41 +22,39 @@ export function taskNames(tasks: TaskMap): string[] {
 /**
  * Every handler a lookup can resolve to, for a check made once before a
  * drain claims (hasTransactionalTask): what taskNames lists, and also what
- * a path reaches through a class instance's own properties (`{ mail: new
- * MailTasks() }`), as resolveHandler reads them; not through an instance an
- * instance holds (a client's connection, a pool's sockets: internals), nor
- * arrays. An export that throws when read is passed over: its jobs fail
- * when they run. Prototype methods are not here, as resolveHandler serves
- * own properties only.
+ * a path reaches through class instances' own properties (`{ mail: new
+ * MailTasks() }`, an instance an instance holds) and arrays, as
+ * resolveHandler reads them. Typed arrays are passed over (no task is
+ * there), and the walk stops after MAX_WALK own properties, so an export
+ * holding a large graph (a client's internals) costs a drain's start little.
+ * An export that throws when read is passed over: its jobs fail when they
+ * run. Prototype methods are not here, as resolveHandler serves own
+ * properties only.
  */
 export function reachableHandlers(tasks: TaskMap): Set<Handler> {
   const found = new Set<Handler>();
   const seen = new Set<object>([tasks]);
-  const walk = (node: object, inInstance: boolean) => {
-    for (const [, value] of entries(node)) {
-      if (typeof value === 'function') found.add(value as Handler);
-      else if (typeof value !== 'object' || value === null || seen.has(value) || Array.isArray(value)
-               || ArrayBuffer.isView(value)) continue;
-      else {
-        let instance: boolean;
-        try {
-          instance = !isPlain(value);
-        } catch {
-          continue; // a revoked Proxy
+  const queue: object[] = [tasks]; // breadth first: the shallow tasks are found before the budget runs out
+  let budget = MAX_WALK;
+  try {
+    for (let i = 0; i < queue.length && budget > 0; i++) {
+      for (const [, value] of entries(queue[i]!)) {
+        if (--budget < 0) break;
+        if (typeof value === 'function') found.add(value as Handler);
+        else if (typeof value === 'object' && value !== null && !seen.has(value) && !ArrayBuffer.isView(value)) {
+          seen.add(value);
+          queue.push(value);
         }
-        if (instance && inInstance) continue;
-        seen.add(value);
-        walk(value, inInstance || instance);
       }
     }
-  };
-  try {
-    walk(tasks, !isPlain(tasks));
   } catch {
-    // a revoked Proxy for tasks: every lookup fails, and so does each job
+    // a revoked Proxy: its lookups fail, and so does each of its jobs
   }
   return found;
 }
+
+/** How many own properties reachableHandlers reads at most. */
+const MAX_WALK = 100_000;
 
 function byPath(tasks: TaskMap, name: string): Handler | undefined {
   const flat = own(tasks, name);

@@ -55,6 +55,35 @@ describe('a result holding a Promise', () => {
     }
   });
 
+  it('that rejects beside a BigInt, or in a batch answer of the wrong shape, does not reject unhandled either', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let fail!: (e: Error) => void;
+      const pending = new Promise((_, reject) => (fail = reject));
+      const tasks = {
+        big: async () => ({ a: pending, n: 1n }),
+        // A wrong shape, as plain JavaScript could return (the types refuse it).
+        batch: defineTask('batch', (async () => ({ sent: [pending] })) as never, { batch: true }),
+      } as TaskMap;
+      await createQueue({ driver, tasks: {} }).publishBulk(['big', 'batch'].map((task) => ({ task })));
+      expect(await drainOf(tasks)).toMatchObject({ claimed: 2, retried: 2 });
+      fail(new Error('rejected after the handler returned'));
+      await new Promise((resolve) => setTimeout(resolve, 50)); // unhandled rejections are reported after a turn
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('a thenable with data of its own is data, whatever else the result holds', async () => {
+    await createQueue({ driver, tasks: {} }).publish('rule');
+    const rule = { when: 'paid', then: () => 'ship' };
+    expect(await drainOf({ rule: async () => ({ rule, meta: {} }) })).toMatchObject({ succeeded: 1 });
+    expect((await rows()).map((r) => r.result)).toEqual([{ rule: { when: 'paid' }, meta: {} }]);
+  });
+
   it('an empty object, or a string "{}", is data: stored as it is', async () => {
     await createQueue({ driver, tasks: {} }).publish('empty');
     expect(await drainOf({ empty: async () => ({ a: {}, s: '{}', d: [{}] }) })).toMatchObject({ succeeded: 1 });

@@ -29,6 +29,7 @@ class BillingTasks {
 }
 const shapes: [string, () => TaskMap][] = [
   ['held by a class instance', () => ({ billing: new BillingTasks() }) as unknown as TaskMap],
+  ['held by an instance the tasks instance holds', () => new (class Tasks { billing = new BillingTasks(); })() as unknown as TaskMap],
   ['beside an export whose getter throws', () => ({
     get broken(): unknown {
       throw new Error('config missing');
