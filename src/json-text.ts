@@ -55,18 +55,19 @@ export function resultJson(result: unknown): string | null {
   if (json === null) return null;
   // A Promise (or another thenable of no own data) is written as {}: looked
   // for only then, so other results cost one substring search.
-  const promise = json.includes('{}') ? quietThenables(result) : undefined;
-  if (promise !== undefined) throw new TypeError(`${promise} is a Promise: await it (JSON would store it as {})`);
+  const lost = json.includes('{}') ? quietThenables(result) : undefined;
+  if (lost !== undefined) throw new TypeError(`${lost} (JSON would store it as {})`);
   const bad = unstorableEscape(json);
   if (bad) throw new TypeError(`handler returned a string with ${bad}, which PostgreSQL cannot store`);
   return json;
 }
 
 /**
- * The path (`result.a[2].b`) of the first Promise in a value, as
+ * What JSON would write as {} with data lost, first in a value as
  * JSON.stringify walks it (own enumerable keys, arrays by index, toJSON
- * not followed), or of a thenable that JSON would write as {} (no own data
- * but functions); undefined when none. Every native promise found gets a
+ * not followed): a Promise, a thenable of no own data but functions, a Map
+ * or Set that is not empty; said with its path (`result.a[2].b is a
+ * Promise: await it`); undefined when none. Every native promise found gets a
  * no-op catch: left rejecting unhandled, it would end the process, with the
  * drain's jobs leased. Iterative, so a value as deep as JSON.stringify took
  * cannot overflow the stack here.
@@ -85,16 +86,18 @@ export function quietThenables(value: unknown, root = 'result'): string | undefi
       if (typeof (node as { then?: unknown }).then === 'function') {
         if (Object.prototype.toString.call(node) === '[object Promise]') {
           Promise.prototype.then.call(node, undefined, ignore);
-          found ??= path;
+          found ??= `${path} is a Promise: await it`;
           continue;
         }
         // A thenable with data of its own ({ when, then }) is written with that data: a plain object here.
         if (keys.every((key) => typeof at(key) === 'function' || at(key) === undefined)) {
-          found ??= path;
+          found ??= `${path} is a Promise: await it`;
           continue;
         }
       }
       if (typeof (node as { toJSON?: unknown }).toJSON === 'function') continue;
+      if (node instanceof Map && node.size > 0) found ??= `${path} is a Map: store Object.fromEntries(it) or [...it]`;
+      if (node instanceof Set && node.size > 0) found ??= `${path} is a Set: store [...it]`;
       // Pushed in reverse, so the first in JSON order is found first.
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!;
