@@ -97,7 +97,7 @@ export async function publish(db: Queryable, task: string, body?: unknown,
     );
     return rows[0]!.id;
   } catch (error) {
-    throw asOption(translateError(error), 'options.');
+    throw asOption(translateError(error), 'options.', queue !== undefined);
   }
 }
 
@@ -181,14 +181,15 @@ const OPTION_OF: Record<string, string> = {
  * A PD error's field as the TS option (`dedupe_key` → `options.dedupeKey`,
  * `jobs[1].dedupe_key` → `jobs[1].dedupeKey`); prefix: where publish's
  * options are ('options.'; none for publishBulk, whose jobs carry them, and
- * the task). The database's name stays on the error's cause (its `column`).
+ * the task); `queue` stays `queue` unless the caller gave options.queue (a
+ * full default queue). The database's name stays on the error's cause.
  */
-function asOption(error: unknown, prefix: string): unknown {
+function asOption(error: unknown, prefix: string, queueGiven = false): unknown {
   if (!(error instanceof PgDrainError) || !error.field) return error;
   const m = /^(jobs\[\d+\]\.)?([a-z_]+)$/.exec(error.field);
   const option = m && OPTION_OF[m[2]!];
   if (!option) return error;
-  const field = m[1] ? `${m[1]}${option}` : option === 'task' || (option === 'queue' && !prefix) ? option : `${prefix}${option}`;
+  const field = m[1] ? `${m[1]}${option}` : option === 'task' || (option === 'queue' && !queueGiven) ? option : `${prefix}${option}`;
   if (field === error.field) return error;
   const rule = error.message.startsWith(`${error.field}: `) ? error.message.slice(error.field.length + 2) : error.message;
   return new PgDrainError(error.code, `${field}: ${rule}`, { field, cause: error.cause ?? error });

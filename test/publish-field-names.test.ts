@@ -32,6 +32,20 @@ describe('a database check reached through publish', () => {
     expect(e.cause).toMatchObject({ code: 'PD013', column: 'depends_on' });
   });
 
+  it('a full queue names options.queue when the caller gave one, else queue (the default queue)', async () => {
+    await db.sql(`select jobs.create_queue('default', max_size => 1), jobs.create_queue('tiny', max_size => 1)`);
+    try {
+      await queue.publish('t', {});
+      await queue.publish('t', {}, { queue: 'tiny' });
+      expect(await rejection(queue.publish('t', {}))).toMatchObject({ code: 'queue_full', field: 'queue' });
+      expect(await rejection(queue.publish('t', {}, { queue: 'tiny' }))).toMatchObject({ code: 'queue_full', field: 'options.queue' });
+    } finally {
+      await db.sql(`select jobs.create_queue('default', max_size => null)`);
+      await db.sql('truncate jobs.job_queue');
+      await db.sql(`delete from jobs.queue where name = 'tiny'`);
+    }
+  });
+
   it('replacing a job of another serial key names options.serialKey', async () => {
     await queue.publish('t', {}, { dedupeKey: 'd', serialKey: 'a' });
     const e = await rejection(queue.publish('t', {}, { dedupeKey: 'd', dedupeMode: 'replace', serialKey: 'b' }));
