@@ -21,7 +21,7 @@ const closedError = () => new PgDrainError('invalid_argument', 'these job events
 
 /** How long after losing its session (or failing to open one) a new one is tried. */
 const RECONNECT_MS = 1000;
-/** How many opens in a row waitFor tries when each session is lost while it opens. */
+/** How many opens in a row waitFor and subscribe try when each session is lost while it opens. */
 const OPEN_TRIES = 5;
 
 /** Errors of an open whose session was lost after the server answered (terminated before its LISTEN ran). */
@@ -58,9 +58,13 @@ export class PgJobEvents {
   constructor(private readonly connectionString: string,
               private readonly channels: readonly (keyof typeof CHANNELS)[] = Object.keys(CHANNELS) as (keyof typeof CHANNELS)[]) {}
 
-  /** Calls listener for every event until the returned function is called. */
+  /**
+   * Calls listener for every event until the returned function is called.
+   * Rejects when the database cannot be reached; a session lost while it
+   * opens is opened again as waitFor's is, one lost later too.
+   */
   async subscribe(listener: (e: QueueEvent) => void): Promise<() => void> {
-    await this.connect();
+    await this.open();
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -150,19 +154,22 @@ export class PgJobEvents {
   }
 
   /**
-   * connect() for waitFor, opened again (RECONNECT_MS apart, OPEN_TRIES in a
-   * row at most, within stop) when the session was lost while it opened, as
-   * one lost later is: the server was there. One it cannot reach fails at once.
+   * connect() for waitFor and subscribe, opened again (RECONNECT_MS apart,
+   * OPEN_TRIES in a row at most, within stop if given) when the session was
+   * lost while it opened, as one lost later is: the server was there. One it
+   * cannot reach fails at once.
    */
-  private async open(stop: Promise<never>): Promise<pg.Client> {
+  private async open(stop?: Promise<never>): Promise<pg.Client> {
+    // No stop (subscribe): not a never-settling one, whose reactions would pile up.
+    const within = <T>(p: Promise<T>) => (stop ? Promise.race([p, stop]) : p);
     for (let tries = 1; ; tries++) {
       try {
-        return await Promise.race([this.connect(), stop]);
+        return await within(this.connect());
       } catch (error) {
         if (this.closed || tries >= OPEN_TRIES || !lostOpening.has(error as object)) throw error;
       }
       let cancel = () => {};
-      await Promise.race([new Promise<void>((resolve) => (cancel = timerAt(Date.now() + RECONNECT_MS, resolve))), stop])
+      await within(new Promise<void>((resolve) => (cancel = timerAt(Date.now() + RECONNECT_MS, resolve))))
         .finally(() => cancel());
     }
   }

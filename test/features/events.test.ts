@@ -185,7 +185,7 @@ describe('waitFor', () => {
 });
 
 describe('the LISTEN session', () => {
-  // Open sessions only: one terminated while it opens (before its LISTEN ran) fails the waitFor that opens it.
+  // Open sessions only (their LISTEN ran): these tests lose an open one; one lost while it opens is reopened too (test/events-opening.test.ts).
   const listenPids = async () => (await sql<{ pid: number }>(
     `select pid from pg_stat_activity where datname = current_database() and application_name = 'pgdrain-events'
        and query <> '' and not (state = 'active' and query like 'listen %')`)).map((r) => r.pid);
