@@ -53,8 +53,11 @@ begin
   if subscribe.task is not null then
     perform jobs.check_task(subscribe.task);
   end if;
-  -- No task given: the event's name is the task, and the event is to blame.
-  if coalesce(subscribe.task, subscribe.event) like 'sql:%' then
+  -- No task given: the event's name is the task of a new subscription, and
+  -- the event is to blame; an existing one keeps its task, checked before.
+  if coalesce(subscribe.task, subscribe.event) like 'sql:%'
+     and (subscribe.task is not null or not exists (
+       select from jobs.subscription s where s.event = subscribe.event and s.queue = subscribe.queue)) then
     perform jobs.check_sql_task(coalesce(subscribe.task, subscribe.event),
                                 case when subscribe.task is null then 'event' else 'task' end);
   end if;

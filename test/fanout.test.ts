@@ -75,6 +75,14 @@ describe('SQL', () => {
     expect((await jobs()).map((r) => [r.queue, r.task])).toEqual([['mail', 'email.hello']]);
   });
 
+  it('subscribing an sql: event again without a task keeps its task, whatever the event name would be', async () => {
+    // The event's name is not an allowed SQL task: only a new subscription would take it as its task.
+    await sql(`select jobs.subscribe('sql:public.ev', 'mail', 'email.welcome')`);
+    expect(await sql(`select jobs.subscribe('sql:public.ev', 'mail') as r`)).toEqual([{ r: false }]);
+    expect(await sql(`select task from jobs.subscriptions where event = 'sql:public.ev'`)).toEqual([{ task: 'email.welcome' }]);
+    await expect(sql(`select jobs.subscribe('sql:public.ev', 'crm')`)).rejects.toMatchObject({ code: 'PD018', column: 'event' });
+  });
+
   it('a full queue refuses the whole publish: nothing is written to any queue; a paused queue takes its job', async () => {
     // zfull comes last in name order: crm's and mail's jobs are written before it refuses.
     await sql(`select jobs.create_queue('zfull', max_size => 1); select jobs.pause_queue('mail')`);
