@@ -5,8 +5,7 @@ import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { jobIdSchema, jobIdsSchema, namedQueueOptionsSchema, parse, publishOptionsSchema, queueNameSchema, redriveFilterSchema,
   rescheduleOptionsSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
-import { givenUpOn } from './round-trip-limit.js';
-import { takeSignal, type SignalOption } from './publish.js';
+import { givenUpWith, takeSignal, type SignalOption } from './publish.js';
 import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, RedriveFilter, RescheduleOptions,
   Subscription } from './types.js';
 
@@ -232,10 +231,7 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
   const { signal, rest } = takeSignal(options, 'options');
   const o = parse(publishEventOptionsSchema, rest ?? {}, 'options');
   const json = jsonParam(body, 'body');
-  // A pg client or pool of the caller's takes a callback third: the statement alone (as publish's send()).
-  const on = !signal ? db
-    : givenUpOn(typeof (db as { connect?: unknown }).connect === 'function' ? { query: (t, p) => db.query(t, p) } : db, signal);
-  const ids = await callValue<string>(on,
+  const ids = await callValue<string>(givenUpWith(db, signal),
     `select array_to_string(jobs.publish_event($1, $2::jsonb, $3::timestamptz, $4::integer,
        delay => $5::float8, attributes => $6::jsonb), ',') as r`,
     [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,

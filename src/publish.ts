@@ -22,17 +22,21 @@ export function takeSignal<O extends SignalOption>(options: O | undefined, field
 }
 
 /**
- * Runs the statement; with a signal, given up when it fires: the call
+ * db, its statements given up when signal fires (none: db itself): the call
  * rejects with the signal's reason at once, and the driver (pgDriver) ends
  * the connection, so the statement cannot be run later. A node-postgres
  * client or pool of the caller's own (publishing inside its transaction)
  * takes a third argument for a callback: it gets the statement alone, and
  * the signal only ends the wait (its connection is the caller's to end).
  */
-function send<R>(db: Queryable, text: string, params: unknown[], signal: AbortSignal | undefined): Promise<QueryResult<R>> {
-  if (!signal) return db.query<R>(text, params);
+export function givenUpWith(db: Queryable, signal: AbortSignal | undefined): Queryable {
+  if (!signal) return db;
   const ownClient = typeof (db as { connect?: unknown }).connect === 'function';
-  return givenUpOn(ownClient ? { query: (t, p) => db.query(t, p) } : db, signal).query<R>(text, params);
+  return givenUpOn(ownClient ? { query: (t, p) => db.query(t, p) } : db, signal);
+}
+
+function send<R>(db: Queryable, text: string, params: unknown[], signal: AbortSignal | undefined): Promise<QueryResult<R>> {
+  return givenUpWith(db, signal).query<R>(text, params);
 }
 
 function isEmpty(value: unknown): boolean {
@@ -74,7 +78,7 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
  * (with dedupeMode 'replace': of the job it replaced, or of the new one
  * when that job was running; with throttleSeconds: also of the job that
  * opened the key's window, ended or not).
- * With options.signal, the call is given up when it fires (see send()).
+ * With options.signal, the call is given up when it fires (see givenUpWith()).
  */
 export async function publish(db: Queryable, task: string, body?: unknown,
                               options?: PublishOptions & SignalOption): Promise<string> {
@@ -106,7 +110,7 @@ export async function publish(db: Queryable, task: string, body?: unknown,
  * 'default'); returns their ids in order, one per job: a job whose dedupeKey
  * an active job (or an earlier job of this call) holds is not written and
  * answers that job's id. With options.signal, the call is given up when it
- * fires (see send()).
+ * fires (see givenUpWith()).
  */
 export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue?: string,
                                   options?: SignalOption): Promise<string[]> {

@@ -160,40 +160,41 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     return c.json({ ...report, failures: report.failures.map((f) => ({ ...f, error: f.error.split('\n')[0] })) });
   });
 
-  app.post('/jobs', async (c) => {
-    const request = parsePublishRequest(parseJson(await c.req.text()), limits);
-    const queue = queueOf(c);
-    // Bounded, and its connection ended when given up on: a silent database
-    // must hold neither the request nor a pool slot until TCP gives up.
+  /**
+   * Runs a publish bounded by PUBLISH_TIMEOUT_MS, its connection ended when
+   * given up on: a silent database must hold neither the request nor a pool
+   * slot until TCP gives up. Then a 503 saying `maybe` (what may have been
+   * published, and how to send it again).
+   */
+  const bounded = async <T>(maybe: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> => {
     const signal = AbortSignal.timeout(PUBLISH_TIMEOUT_MS);
     try {
-      if (request.kind === 'one') {
-        return c.json({ id: await queue.publish(request.task, request.body, { ...request.options, signal }) }, 201);
-      }
-      return c.json({ ids: await queue.publishBulk(request.jobs, request.queue, { signal }) }, 201);
+      return await run(signal);
     } catch (error) {
       if (!signal.aborted) throw asSent(translateError(error));
       onError?.(error);
-      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${PUBLISH_TIMEOUT_MS / 1000} s; ` +
-        (request.kind === 'one'
-          ? 'the job may have been published (with a dedupeKey, sending it again with the same key gets that job, not a second one)'
-          : 'the jobs may have been published (sending them again gets the same job for each job with a dedupeKey; '
-            + 'check the others before sending them again)'));
+      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${PUBLISH_TIMEOUT_MS / 1000} s; ${maybe}`);
     }
+  };
+
+  app.post('/jobs', async (c) => {
+    const request = parsePublishRequest(parseJson(await c.req.text()), limits);
+    const queue = queueOf(c);
+    if (request.kind === 'one') {
+      const id = await bounded('the job may have been published (with a dedupeKey, sending it again with the same key gets '
+        + 'that job, not a second one)', (signal) => queue.publish(request.task, request.body, { ...request.options, signal }));
+      return c.json({ id }, 201);
+    }
+    const ids = await bounded('the jobs may have been published (sending them again gets the same job for each job with a '
+      + 'dedupeKey; check the others before sending them again)', (signal) => queue.publishBulk(request.jobs, request.queue, { signal }));
+    return c.json({ ids }, 201);
   });
 
   app.post('/events/:event', async (c) => {
     const request = parsePublishEventRequest(c.req.param('event'), parseJson(await c.req.text()));
-    // Bounded as POST /jobs is, its connection ended when given up on.
-    const signal = AbortSignal.timeout(PUBLISH_TIMEOUT_MS);
-    try {
-      return c.json({ ids: await publishEvent(queueOf(c).driver, request.event, request.body, { ...request.options, signal }) }, 201);
-    } catch (error) {
-      if (!signal.aborted) throw asSent(translateError(error));
-      onError?.(error);
-      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${PUBLISH_TIMEOUT_MS / 1000} s; `
-        + 'the event may have been published: check its queues before sending it again');
-    }
+    const ids = await bounded('the event may have been published: check its queues before sending it again',
+      (signal) => publishEvent(queueOf(c).driver, request.event, request.body, { ...request.options, signal }));
+    return c.json({ ids }, 201);
   });
 
   app.get('/jobs/:id', async (c) => {
