@@ -61,8 +61,9 @@ end $$;
 
 -- Serial-key lock volume -------------------------------------------------------
 
--- The most serial keys one pgdrain transaction ends, hands on or claims, as
--- jobs.publish_arrays' 500. A key's lock (jobs.lock_serial_keys) is one
+-- The most serial-key jobs one jobs.expire call ends (as jobs.publish_arrays
+-- takes at most 500 keys; a settle or an admin call is not bounded: see
+-- README, Serialization key). A key's lock (jobs.lock_serial_keys) is one
 -- entry of PostgreSQL's lock table, held until commit; that table (about
 -- max_locks_per_transaction x max_connections entries, 6,400 on a default
 -- server) is shared by every session, and a full one fails any statement
