@@ -28,6 +28,22 @@ export interface StopSignals {
 let stopped = false;
 /** A command that listened for stops has ended (its report printed, or its error). */
 let ended = false;
+/** Signals held during a drain's start-up (holdEarlyStops), for listenForStop. */
+let early: NodeJS.Signals[] | undefined;
+const holdEarly = (name: NodeJS.Signals) => void early?.push(name);
+
+/**
+ * The CLI's first act for `pgdrain drain` (bin.ts, before anything heavy
+ * loads): a SIGTERM or SIGINT during start-up is kept for listenForStop,
+ * which acts on it as on one mid-drain (nothing claimed, the report, exit 0),
+ * rather than Node's default killing the process (exit 143) before the drain
+ * listens. Other commands keep the default: a SIGTERM ends them at once.
+ */
+export function holdEarlyStops(argv: readonly string[]): void {
+  if (argv[2] !== 'drain' || early) return;
+  early = [];
+  process.on('SIGTERM', holdEarly).on('SIGINT', holdEarly);
+}
 
 /** Listens for SIGTERM and SIGINT until the process ends; logs each on stderr. */
 export function listenForStop(graceSeconds: number, log: (line: string) => void): StopSignals {
@@ -49,6 +65,11 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void)
     hard.abort(new Error(name));
   };
   process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  // Taken over from holdEarlyStops: what came during start-up acts now.
+  process.off('SIGTERM', holdEarly).off('SIGINT', holdEarly);
+  const held = early ?? [];
+  early = undefined;
+  for (const name of held) onSignal(name);
   return {
     signal: soft.signal,
     hardSignal: hard.signal,

@@ -49,6 +49,8 @@ export class PgJobEvents {
   /** A session was open before: the next one wakes the waiters. */
   private hadSession = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Ends each wait between open()'s tries: close() cuts them short. */
+  private readonly pauses = new Set<() => void>();
   private readonly waiters = new Set<Waiter>();
   private readonly listeners = new Set<(e: QueueEvent) => void>();
   /** The last check sent: waiters' checks go one at a time (pg 8 deprecates queuing queries on a client). */
@@ -145,6 +147,7 @@ export class PgJobEvents {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
+    for (const end of this.pauses) end(); // open()'s next try fails at once: the events are closed
     const { client, opening } = this;
     this.client = this.opening = this.ready = undefined;
     // Its socket, not end(): pg's connect() never settles once end() was called during it.
@@ -169,8 +172,14 @@ export class PgJobEvents {
         if (this.closed || tries >= OPEN_TRIES || !lostOpening.has(error as object)) throw error;
       }
       let cancel = () => {};
-      await within(new Promise<void>((resolve) => (cancel = timerAt(Date.now() + RECONNECT_MS, resolve))))
-        .finally(() => cancel());
+      let end = () => {};
+      await within(new Promise<void>((resolve) => {
+        cancel = timerAt(Date.now() + RECONNECT_MS, resolve);
+        this.pauses.add(end = resolve);
+      })).finally(() => {
+        cancel();
+        this.pauses.delete(end);
+      });
     }
   }
 

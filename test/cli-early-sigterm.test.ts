@@ -1,0 +1,83 @@
+// A kubelet's SIGTERM (or a Ctrl-C) that reaches `pgdrain drain` during its
+// start-up, before the drain itself listens for it: held from the CLI's first
+// line (src/cli/bin.ts, holdEarlyStops in src/cli/signals.ts) and acted on as
+// one mid-drain is: nothing claimed, the report printed, exit 0 (README
+// "Signals, as the kubelet sends them"). Unfixed, Node's default killed the
+// process (exit 143).
+//
+// When to signal: the moment the CLI's early connection (opened in bin.ts
+// before the rest of the CLI loads) reaches a proxy in front of the database.
+// The handler is installed before that connection is opened, so this is not
+// a race with the fix; unfixed, the rest of the CLI is still loading then.
+// (A kill right after spawn cannot be taken by any JavaScript: it lands
+// while Node itself boots.) Run `npm run build` first.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeEach, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { reportOf, spawnCli, type DrainProcess } from './support/drain-process.js';
+
+const db = await testDb();
+const tasksDir = mkdtempSync(join(tmpdir(), 'pgdrain-early-'));
+const TASKS = join(tasksDir, 'tasks.mjs');
+writeFileSync(TASKS, 'export const t = async () => "ran";\n');
+
+beforeEach(async () => void (await db.sql('truncate jobs.job_queue, jobs.job')));
+
+/** A proxy to the database that calls onFirst when the first connection arrives, then forwards it. */
+async function signallingProxy(onFirst: () => void): Promise<string> {
+  const target = new URL(db.url);
+  const sockets = new Set<Socket>();
+  let first = true;
+  const server = createServer((client) => {
+    if (first) {
+      first = false;
+      onFirst();
+    }
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      sockets.add(a);
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => b.destroy());
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  afterAll(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  const url = new URL(db.url);
+  url.host = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  return url.href;
+}
+
+/** Spawns `pgdrain ARGS` through a proxy and sends `signal` as its first connection arrives. */
+async function signalledAtStart(args: string[], signal: NodeJS.Signals) {
+  let p: DrainProcess | undefined;
+  const url = await signallingProxy(() => p!.child.kill(signal));
+  p = spawnCli(args, { DATABASE_URL: url });
+  return p.exited;
+}
+
+it.each(['SIGTERM', 'SIGINT'] as const)('a %s during start-up: the drain claims nothing, reports, exits 0', async (signal) => {
+  const [{ id }] = await db.sql<{ id: string }>(`select jobs.publish('t', '{}'::jsonb)::text as id`) as [{ id: string }];
+  const exit = await signalledAtStart(['drain', '--tasks', TASKS, '--json'], signal);
+  // Unfixed: { code: null, signal: 'SIGTERM' } (a shell's 143), no report.
+  expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: 0, signal: null });
+  expect(exit.stderr).toContain(signal === 'SIGTERM' ? 'SIGTERM: claiming no more jobs' : 'SIGINT: giving back every running job now');
+  expect(reportOf(exit)).toMatchObject({ claimed: 0, succeeded: 0, stoppedBy: 'signal' });
+  // Untouched: still pending, no attempt spent, never leased.
+  expect(await db.sql('select job_id::text as id, attempt, lease_until from jobs.job_queue'))
+    .toEqual([{ id, attempt: 0, lease_until: null }]);
+  expect(await db.sql('select job_id from jobs.job')).toEqual([]);
+});
+
+it('other commands keep the default: a SIGTERM during `pgdrain publish` start-up ends it, nothing published', async () => {
+  // Only drain holds a SIGTERM for later; a publish, migrate or stats has no stop to act on it.
+  const exit = await signalledAtStart(['publish', 't'], 'SIGTERM');
+  expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: null, signal: 'SIGTERM' });
+  expect(await db.sql('select job_id from jobs.job_queue')).toEqual([]);
+});
