@@ -210,7 +210,7 @@ begin
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
-  execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb) to %I, %I',
+  execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);

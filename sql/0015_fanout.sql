@@ -4,8 +4,9 @@
 --
 -- Errors: PD001 event or task (the task-name rule), PD009 queue (no such
 -- queue), PD018 task (an SQL task not allowed; event when the task is the
--- event's name, none given); publish_event also raises
--- what jobs.publish_arrays does (PD010 for a full queue).
+-- event's name, none given); publish_event also raises jobs.publish's
+-- errors for its options (PD002 timeout, PD003 max_retries, PD004 priority,
+-- PD007, PD014) and what jobs.publish_arrays does (PD010 for a full queue).
 
 -- One row per (event, queue): queue's job for the event runs task (default:
 -- the event's name), so user.created can run email.welcome in queue mail and
@@ -90,11 +91,13 @@ select s.event, s.queue, s.task, s.created_at from jobs.subscription s;
 
 -- Publishes event: one job per subscribed queue, of the subscription's task,
 -- with this body, run time (scheduled_at, or delay seconds from now; not
--- both), priority and attributes; timeout and max_retries are each queue's
--- defaults. One call of jobs.publish_arrays per queue, all in this
--- statement: so each queue's defaults, backpressure, NOTIFY and the SQL task
--- list apply as to any bulk, and it is all or nothing: a full queue (PD010
--- naming it) refuses the whole publish, and nothing is written to any queue.
+-- both), priority, attributes, timeout and max_retries (null: each queue's
+-- default, then the global one, as jobs.publish). No dedupe key: one key
+-- would collapse the fan-out into one job. One call of jobs.publish_arrays
+-- per queue, all in this statement: so each queue's defaults, backpressure,
+-- NOTIFY and the SQL task list apply as to any bulk, and it is all or
+-- nothing: a full queue (PD010 naming it) refuses the whole publish, and
+-- nothing is written to any queue.
 -- A paused queue takes its job, as any publish into it: the job waits for
 -- jobs.resume_queue. The queues and their sql: tasks are read once, locked:
 -- a queue deleted (or a task disallowed) before is left out (refused), one
@@ -107,7 +110,9 @@ create function jobs.publish_event(
   priority     integer          default null,
   now          timestamptz      default null,
   delay        double precision default null,
-  attributes   jsonb            default null
+  attributes   jsonb            default null,
+  timeout      numeric          default null,
+  max_retries  integer          default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(publish_event.now, pg_catalog.now());
@@ -118,7 +123,7 @@ declare
   v_sub record;
 begin
   perform jobs.check_event(publish_event.event);
-  perform jobs.check_options(null, publish_event.priority, null);
+  perform jobs.check_options(publish_event.timeout, publish_event.priority, publish_event.max_retries);
   perform jobs.check_object(publish_event.attributes, 'attributes');
   if not isfinite(publish_event.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish_event.scheduled_at));
@@ -158,7 +163,8 @@ begin
     v_ids := v_ids || jobs.publish_arrays(array[v_tasks[i]],
       bodies => case when publish_event.body is not null then jsonb_build_array(publish_event.body) end,
       scheduled_at => array[publish_event.scheduled_at], delays => array[publish_event.delay],
-      priorities => array[publish_event.priority], queue => v_queues[i], now => v_now,
+      timeouts => array[publish_event.timeout], priorities => array[publish_event.priority],
+      max_retries => array[publish_event.max_retries], queue => v_queues[i], now => v_now,
       attributes => case when publish_event.attributes is not null then jsonb_build_array(publish_event.attributes) end);
   end loop;
   -- Answered in queue-name order, whatever order the locks were taken in.

@@ -879,7 +879,7 @@ begin
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
-  execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb) to %I, %I',
+  execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
@@ -2200,10 +2200,10 @@ begin
 end $$;
 
 --
--- Name: publish_event(text, jsonb, timestamp with time zone, integer, timestamp with time zone, double precision, jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_event(text, jsonb, timestamp with time zone, integer, timestamp with time zone, double precision, jsonb, numeric, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_event(event text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, delay double precision DEFAULT NULL::double precision, attributes jsonb DEFAULT NULL::jsonb) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_event(event text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, delay double precision DEFAULT NULL::double precision, attributes jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, max_retries integer DEFAULT NULL::integer) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2216,7 +2216,7 @@ declare
   v_sub record;
 begin
   perform jobs.check_event(publish_event.event);
-  perform jobs.check_options(null, publish_event.priority, null);
+  perform jobs.check_options(publish_event.timeout, publish_event.priority, publish_event.max_retries);
   perform jobs.check_object(publish_event.attributes, 'attributes');
   if not isfinite(publish_event.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish_event.scheduled_at));
@@ -2256,7 +2256,8 @@ begin
     v_ids := v_ids || jobs.publish_arrays(array[v_tasks[i]],
       bodies => case when publish_event.body is not null then jsonb_build_array(publish_event.body) end,
       scheduled_at => array[publish_event.scheduled_at], delays => array[publish_event.delay],
-      priorities => array[publish_event.priority], queue => v_queues[i], now => v_now,
+      timeouts => array[publish_event.timeout], priorities => array[publish_event.priority],
+      max_retries => array[publish_event.max_retries], queue => v_queues[i], now => v_now,
       attributes => case when publish_event.attributes is not null then jsonb_build_array(publish_event.attributes) end);
   end loop;
   -- Answered in queue-name order, whatever order the locks were taken in.

@@ -171,11 +171,13 @@ export const eventNameSchema = z.string({ error: 'must be a string' }).check(z.m
   z.maxLength(200, 'must be at most 200 characters'),
   z.regex(TASK_PATTERN, 'must be dot-separated words of letters, digits, _ : or -'));
 const subscribeOptionsSchema = z.strictObject({ task: z.optional(taskSchema) });
-/** publishEvent's options: the run time, priority and attributes of every job it writes. */
+/** publishEvent's options: the run time, timeout, priority, retries and attributes of every job it writes. */
 export const publishEventOptionsSchema = z.strictObject({
   runAt: publishOptionsSchema.shape.runAt,
   delaySeconds: publishOptionsSchema.shape.delaySeconds,
+  timeoutSeconds: publishOptionsSchema.shape.timeoutSeconds,
   priority: publishOptionsSchema.shape.priority,
+  maxRetries: publishOptionsSchema.shape.maxRetries,
   attributes: publishOptionsSchema.shape.attributes,
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined,
   { message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'] }));
@@ -233,8 +235,9 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
   const json = jsonParam(body, 'body');
   const ids = await callValue<string>(givenUpWith(db, signal),
     `select array_to_string(jobs.publish_event($1, $2::jsonb, $3::timestamptz, $4::integer,
-       delay => $5::float8, attributes => $6::jsonb), ',') as r`,
+       delay => $5::float8, attributes => $6::jsonb, timeout => $7::numeric, max_retries => $8::integer), ',') as r`,
     [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,
-     o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes')]);
+     o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes'),
+     o.timeoutSeconds ?? null, o.maxRetries ?? null]);
   return ids === '' ? [] : ids.split(',');
 }

@@ -136,8 +136,13 @@ export interface BulkJob extends BulkPublishOptions {
   attributes?: Record<string, Json> | undefined;
 }
 
-/** publishEvent's options, for every job it writes (each queue's defaults give timeout and maxRetries). */
-export type PublishEventOptions = Pick<PublishOptions, 'runAt' | 'delaySeconds' | 'priority' | 'attributes'>;
+/**
+ * publishEvent's options, for every job it writes (left out: each queue's
+ * defaults, then the global ones). No dedupeKey: one key would collapse the
+ * fan-out into one job.
+ */
+export type PublishEventOptions = Pick<PublishOptions, 'runAt' | 'delaySeconds' | 'timeoutSeconds' | 'priority' | 'maxRetries'
+  | 'attributes'>;
 
 /** A queue's subscription to an event (queues.subscriptions()): its jobs of the event run task. */
 export interface Subscription {

@@ -244,7 +244,7 @@ describe('TypeScript', () => {
       [() => queue.publishEvent('user.created', {}, { priority: 1.5 }), 'options.priority'],
       [() => queue.publishEvent('user.created', {}, { runAt: new Date(), delaySeconds: 1 }), 'options.delaySeconds'],
       [() => queue.publishEvent('user.created', {}, { attributes: [] as never }), 'options.attributes'],
-      [() => queue.publishEvent('user.created', {}, { timeoutSeconds: 5 } as never), 'options'],
+      [() => queue.publishEvent('user.created', {}, { dedupeKey: 'k' } as never), 'options'], // one key: one job, no fan-out
     ];
     for (const [call, field] of fields) {
       const e = await call().then(() => null, (error: unknown) => error);
@@ -291,7 +291,7 @@ describe('CLI', () => {
       [['event', 'subscribe', 'user.created', 'nope'], /queue: no queue named 'nope'/],
       [['event', 'subscribe', 'user.created', 'mail', '--task', 'sql:public.nope'], /--task: sql:public\.nope is not an allowed SQL task/],
       [['event', 'subscribe', 'sql:public.nope', 'mail'], /^pgdrain: event: sql:public\.nope is not an allowed SQL task/],
-      [['event', 'publish', 'user.created', '--timeout', '5'], /unknown option '--timeout'/],
+      [['event', 'publish', 'user.created', '--dedupe-key', 'k'], /unknown option '--dedupe-key'/],
     ];
     for (const [args, stderr] of cases) {
       const r = await cli(...args);

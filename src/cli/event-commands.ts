@@ -74,15 +74,19 @@ export function eventCommand(withConnection: WithConnection): Command {
     .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
     .option('--delay <seconds>', 'run this many seconds from now', seconds(0, MAX_DELAY_SECONDS))
     .option('--at <iso>', 'run at this time (ISO 8601)', checkedBy(isoDateTimeSchema))
+    // As `pgdrain publish` takes them; left out, each queue's default.
+    .option('--timeout <seconds>', "seconds a run may take (default: each queue's, else 60)", seconds(0.001, 86400))
+    .option('--max-retries <n>', "retries after the first attempt (default: each queue's, else 3)", integer(0, 1000))
     .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject)
     .addOption(dsnOption())
-    .action(async (event: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date;
-                                                         attributes?: Record<string, never>; dsn?: string }) => {
+    .action(async (event: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date; timeout?: number;
+                                                         maxRetries?: number; attributes?: Record<string, never>; dsn?: string }) => {
       argument(eventNameSchema, 'event', event);
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
       await withConnection(opts.dsn, async ({ driver }) => {
         const ids = await publishEvent(driver, event, body, {
-          priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at, attributes: opts.attributes });
+          priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at, attributes: opts.attributes,
+          timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries });
         process.stdout.write(ids.map((id) => `${id}\n`).join(''));
       });
     });

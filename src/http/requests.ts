@@ -162,7 +162,10 @@ export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishR
   return { kind: 'one', task, body: jobBody, options: options as PublishOptions };
 }
 
-/** POST /events/:event: the event (from the path) and `{ body, runAt, delaySeconds, priority, attributes }`, each optional. */
+/**
+ * POST /events/:event: the event (from the path) and `{ body, runAt,
+ * delaySeconds, timeoutSeconds, priority, maxRetries, attributes }`, each optional.
+ */
 export interface PublishEventRequest {
   event: string;
   body: unknown;
@@ -173,14 +176,17 @@ const publishEventSchema = z.strictObject({
   body: z.optional(z.unknown()),
   runAt: jobShape.runAt,
   delaySeconds: jobShape.delaySeconds,
+  timeoutSeconds: jobShape.timeoutSeconds,
   priority: jobShape.priority,
+  maxRetries: jobShape.maxRetries,
   attributes: publishOptionsSchema.shape.attributes,
 }).check(runAtOrDelay);
 
 export function parsePublishEventRequest(event: string, body: unknown): PublishEventRequest {
   check(eventNameSchema, event, 'event');
   if (body !== undefined && !isPlainObject(body)) {
-    throw new ValidationError('body', 'must be a JSON object: { "body": …, "runAt" | "delaySeconds", "priority", "attributes" }');
+    throw new ValidationError('body', 'must be a JSON object: { "body": …, "runAt" | "delaySeconds", "timeoutSeconds", "priority", '
+      + '"maxRetries", "attributes" }');
   }
   const { body: eventBody, ...options } = check(publishEventSchema, body ?? {}, '');
   // attributes came from JSON.parse: JSON values all the way down.
