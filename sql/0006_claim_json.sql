@@ -5,7 +5,8 @@
 -- jobs.claim, answering one json value
 --   {"jobs": {"id": [...], "task": [...], "body": [...], "attempt": [...],
 --             "maxRetries": [...], "timeout": [...], "priority": [...],
---             "scheduledAt": [...], "createdAt": [...], "attributes": [...]},
+--             "scheduledAt": [...], "createdAt": [...], "attributes": [...],
+--             "keyed": [...] | null, "keyedMaxRetries": [...] | null},
 --    "count": c, "queue": q, "now": t, "unfit": k, "settled": {...} | null,
 --    "paused": true when it claimed nothing from a paused queue}
 -- one array per field, element i of each describing job i (in no particular
@@ -19,6 +20,10 @@
 -- session last read the queue from its true head (jobs.remembered_head).
 -- "unfit" counts (up to 1000) due jobs left alone because their timeout
 -- exceeds max_timeout; it is computed only when the claim came back short.
+-- "keyed" lists the claimed jobs that have a serial key (with their
+-- max_retries, in the same order), null when none has: each such job's end
+-- takes its key's lock, so a drain settles at most jobs.max_serial_keys()
+-- of them per statement (src/settler.ts).
 create function jobs.claim_json(
   n           integer,
   pattern     text               default null,
@@ -72,14 +77,16 @@ begin
           worker_id = claim_json.worker_id
       where q.job_id = any(v_ids)
       returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
-                q.scheduled_at, q.created_at, q.attributes
+                q.scheduled_at, q.created_at, q.attributes, q.serial_key
     )
     select json_build_object(
              'id', array_agg(c.job_id::text), 'task', array_agg(c.task), 'body', json_agg(c.body),
              'attempt', array_agg(c.attempt), 'maxRetries', array_agg(c.max_retries),
              'timeout', array_agg(c.timeout), 'priority', array_agg(c.priority),
              'scheduledAt', array_agg(date_part('epoch', c.scheduled_at)),
-             'createdAt', array_agg(date_part('epoch', c.created_at)), 'attributes', json_agg(c.attributes)),
+             'createdAt', array_agg(date_part('epoch', c.created_at)), 'attributes', json_agg(c.attributes),
+             'keyed', array_agg(c.job_id::text) filter (where c.serial_key is not null),
+             'keyedMaxRetries', array_agg(c.max_retries) filter (where c.serial_key is not null)),
            count(*)
     into v_jobs, v_count
     from claimed c;

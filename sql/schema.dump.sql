@@ -705,14 +705,16 @@ begin
           worker_id = claim_json.worker_id
       where q.job_id = any(v_ids)
       returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
-                q.scheduled_at, q.created_at, q.attributes
+                q.scheduled_at, q.created_at, q.attributes, q.serial_key
     )
     select json_build_object(
              'id', array_agg(c.job_id::text), 'task', array_agg(c.task), 'body', json_agg(c.body),
              'attempt', array_agg(c.attempt), 'maxRetries', array_agg(c.max_retries),
              'timeout', array_agg(c.timeout), 'priority', array_agg(c.priority),
              'scheduledAt', array_agg(date_part('epoch', c.scheduled_at)),
-             'createdAt', array_agg(date_part('epoch', c.created_at)), 'attributes', json_agg(c.attributes)),
+             'createdAt', array_agg(date_part('epoch', c.created_at)), 'attributes', json_agg(c.attributes),
+             'keyed', array_agg(c.job_id::text) filter (where c.serial_key is not null),
+             'keyedMaxRetries', array_agg(c.max_retries) filter (where c.serial_key is not null)),
            count(*)
     into v_jobs, v_count
     from claimed c;

@@ -15,6 +15,9 @@ export interface ClaimedColumns {
   scheduledAt: number[];
   createdAt: number[];
   attributes: (Record<string, Json> | null)[];
+  /** The ids of the jobs that have a serial key, and their maxRetries; null (both) when none has. */
+  keyed: string[] | null;
+  keyedMaxRetries: number[] | null;
 }
 
 export interface ClaimResult {

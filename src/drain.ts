@@ -147,7 +147,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
 
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
-    if (outcome === null) return hooks?.ended(job, null, startedAt); // acked in its own transaction
+    if (outcome === null) { // acked in its own transaction
+      settler.forget(job.id);
+      return hooks?.ended(job, null, startedAt);
+    }
     failures.add(job, outcome);
     settler.add(outcome);
     hooks?.ended(job, outcome, startedAt);
@@ -204,6 +207,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   // claim's round trip, for the garbage collector to copy and promote.
   const startClaimed = (result: ClaimResult, claimSentAt: number) => {
     const { jobs, count } = result;
+    if (jobs?.keyed) settler.claimedKeyed(jobs.keyed, jobs.keyedMaxRetries!); // before any of their outcomes
     const now = Date.now();
     for (let i = 0; i < count; i++) {
       const job = toJob(jobs!, i, result.queue, result.now);

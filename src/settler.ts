@@ -59,6 +59,14 @@ function inJobIdOrder(outcomes: readonly Outcome[]): boolean {
   return true;
 }
 
+/**
+ * The most outcomes that end a serial-key job one settle statement carries
+ * (jobs.max_serial_keys()): each takes its key's lock until commit, from
+ * PostgreSQL's lock table, shared by every session and about 6,400 entries
+ * on a default server.
+ */
+export const MAX_SERIAL_KEYS = 500;
+
 /** How long a settle waits to try again after its call failed. */
 const RETRY_AFTER_ERROR_MS = 1000;
 
@@ -97,10 +105,19 @@ export interface SettleCounts {
  * settling again is harmless, each outcome being bound to its attempt and to
  * this drain's worker id (a release gives the attempt number back to the
  * next delivery, which another drain may hold by then).
+ * Outcomes that end a serial-key job go at most MAX_SERIAL_KEYS per
+ * statement; the rest wait in `keyedOut` for the next claim or flush (armed
+ * again while any wait), and close() sends as many statements as they need.
  */
 export class Settler {
   readonly totals: SettleCounts = { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 0 };
   private buffer: Outcome[] = [];
+  /** Claimed serial-key jobs whose outcome has not come yet: id → maxRetries. */
+  private readonly keyed = new Map<string, number>();
+  /** Outcomes that end a serial-key job (take its key's lock), oldest first. */
+  private keyedOut: Outcome[] = [];
+  /** The same outcomes, to tell them apart in a batch put back; made with the first. */
+  private takesKey: WeakSet<Outcome> | undefined;
   private inFlight: Promise<void> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private lastError: unknown;
@@ -110,14 +127,29 @@ export class Settler {
   constructor(private readonly db: Queryable, private readonly flushIntervalMs: number, private readonly workerId: string,
               private readonly pause: Pause = pauseUntil()) {}
 
+  /** A claim's serial-key jobs (ClaimedColumns.keyed), before any of their outcomes is added. */
+  claimedKeyed(ids: readonly string[], maxRetries: readonly number[]): void {
+    for (let i = 0; i < ids.length; i++) this.keyed.set(ids[i]!, maxRetries[i]!);
+  }
+
+  /** A claimed job settled by other means (in its handler's transaction). */
+  forget(id: string): void {
+    if (this.keyed.size > 0) this.keyed.delete(id);
+  }
+
   add(outcome: Outcome): void {
-    this.buffer.push(outcome);
+    if (this.keyed.size > 0 && this.endsKeyed(outcome)) {
+      this.keyedOut.push(outcome);
+      (this.takesKey ??= new WeakSet()).add(outcome);
+    } else {
+      this.buffer.push(outcome);
+    }
     this.arm();
   }
 
   /** Whether outcomes wait to be settled. */
   hasBuffered(): boolean {
-    return this.buffer.length > 0;
+    return this.buffer.length > 0 || this.keyedOut.length > 0;
   }
 
   /** Hands the buffered outcomes to a claim that settles them, after any settle in flight. */
@@ -125,8 +157,9 @@ export class Settler {
     while (this.inFlight) await this.inFlight;
     clearTimeout(this.timer);
     this.timer = undefined;
-    const batch = this.buffer;
-    this.buffer = [];
+    const batch = this.next();
+    // Those held back go within flushIntervalMs, should no claim come first.
+    this.arm();
     return batch;
   }
 
@@ -137,12 +170,46 @@ export class Settler {
   }
 
   putBack(batch: Outcome[]): void {
-    this.buffer = batch.concat(this.buffer);
+    const takesKey = this.takesKey;
+    if (takesKey === undefined) {
+      this.buffer = batch.concat(this.buffer);
+      return;
+    }
+    const keyed = batch.filter((o) => takesKey.has(o));
+    this.buffer = batch.filter((o) => !takesKey.has(o)).concat(this.buffer);
+    this.keyedOut = keyed.concat(this.keyedOut);
+  }
+
+  /** What the next statement settles: every other outcome, and up to MAX_SERIAL_KEYS that end a serial-key job. */
+  private next(): Outcome[] {
+    const batch = this.buffer;
+    this.buffer = [];
+    if (this.keyedOut.length > 0) {
+      const n = Math.min(MAX_SERIAL_KEYS, this.keyedOut.length);
+      for (let i = 0; i < n; i++) batch.push(this.keyedOut[i]!);
+      this.keyedOut = this.keyedOut.slice(n);
+    }
+    return batch;
   }
 
   /**
-   * Settles everything buffered; throws the last database error after
-   * `attempts` failed calls. Between two tries it pauses RETRY_AFTER_ERROR_MS,
+   * Whether the outcome of a claimed job ends it while it holds a serial
+   * key, so that its settle takes the key's lock (jobs.after_end): an ack, a
+   * fail, a nack with its retries spent. A retry or a release keeps the
+   * key's turn and takes no lock, unless a cancel was requested meanwhile
+   * (it then ends as cancelled), which the drain cannot know here.
+   */
+  private endsKeyed(o: Outcome): boolean {
+    const maxRetries = this.keyed.get(o.id);
+    if (maxRetries === undefined) return false;
+    this.keyed.delete(o.id);
+    return o.outcome === 'ack' || o.outcome === 'fail' || (o.outcome === 'nack' && o.attempt > maxRetries);
+  }
+
+  /**
+   * Settles everything buffered, in as many statements as the outcomes held
+   * back need; throws the last database error after `attempts` failed calls
+   * in a row. Between two tries it pauses RETRY_AFTER_ERROR_MS,
    * as the flush path does, so a database that restarts or drops its
    * connections has time to come back; a pause cut short (the drain's
    * round-trip limit) ends the tries there. What stays unsettled runs again
@@ -152,11 +219,14 @@ export class Settler {
     this.closing = true;
     clearTimeout(this.timer);
     this.timer = undefined;
-    let failures = 0;
-    while (this.inFlight || this.buffer.length > 0) {
+    let failures = 0; // in a row: outcomes held back may need several statements
+    while (this.inFlight || this.hasBuffered()) {
       if (!this.inFlight) this.kick();
       await this.inFlight;
-      if (this.lastError === undefined) continue;
+      if (this.lastError === undefined) {
+        failures = 0;
+        continue;
+      }
       if (++failures >= attempts || !await this.pause(RETRY_AFTER_ERROR_MS)) throw this.lastError;
     }
   }
@@ -168,7 +238,7 @@ export class Settler {
    * flushIntervalMs of it.
    */
   private arm(): void {
-    if (this.timer || this.inFlight || this.closing || this.buffer.length === 0) return;
+    if (this.timer || this.inFlight || this.closing || !this.hasBuffered()) return;
     // After a failed call, try again about once a second rather than at every interval.
     const wait = this.lastError === undefined ? this.flushIntervalMs : Math.max(this.flushIntervalMs, RETRY_AFTER_ERROR_MS);
     this.timer = setTimeout(() => {
@@ -178,9 +248,8 @@ export class Settler {
   }
 
   private kick(): void {
-    if (this.inFlight || this.buffer.length === 0) return;
-    const batch = this.buffer;
-    this.buffer = [];
+    if (this.inFlight || !this.hasBuffered()) return;
+    const batch = this.next();
     this.inFlight = this.send(batch).finally(() => {
       this.inFlight = undefined;
       this.arm();

@@ -1,0 +1,217 @@
+// A drain's settle takes at most 500 serial keys per statement (jobs.max_serial_keys()).
+// Each serial-key job a statement ends takes its key's advisory lock until
+// commit: one entry of PostgreSQL's lock table (about max_locks_per_transaction
+// x max_connections entries, shared by every session). A drain of thousands
+// of keyed jobs settling them all in one statement failed with 53200 ("out of
+// shared memory"), settled none, and failed the same way on every rerun.
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ClaimResult } from '../src/claim-answer.js';
+import type { Queryable } from '../src/db/driver.js';
+import { createQueue, migrate, pgDriver } from '../src/index.js';
+import { Settler, type Outcome, type Pause } from '../src/settler.js';
+import { testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
+import { startServer, type Server } from './support/postgres.js';
+
+type Sql = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
+
+/** Publishes `count` jobs of task, each with its own serial key `<prefix><i>`, in bulks of 500. */
+async function publishKeyed(sql: Sql, task: string, count: number, prefix = 'key:', maxRetries = 3): Promise<void> {
+  for (let from = 0; from < count; from += 500) {
+    const n = Math.min(500, count - from);
+    await sql(`select jobs.publish_arrays(array_fill($1::text, array[$3::int]),
+                 timeouts => array_fill(30::numeric, array[$3::int]), max_retries => array_fill($5::int, array[$3::int]),
+                 serial_keys => (select array_agg($4 || g) from generate_series($2::int, $2::int + $3::int - 1) g))`,
+              [task, from, n, prefix, maxRetries]);
+  }
+}
+
+const count = async (sql: Sql, text: string, params?: unknown[]) => Number((await sql<{ n: string }>(text, params))[0]!.n);
+
+const db = await testDb();
+
+// Its own cluster, with a lock table of about 3,200 entries (max_locks_per_transaction
+// 10 x 322 backends): a restart of the shared server would break the files running beside this one.
+describe('on a server with a small lock table', () => {
+  let server: Server;
+  let url: string;
+  let admin: pg.Pool;
+  const sql: Sql = async (text, params) => (await admin.query(text, params)).rows;
+
+  beforeAll(async () => {
+    server = await startServer();
+    if (server.kind !== 'cluster' || !server.pgCtl) {
+      throw new Error(`this test sets max_locks_per_transaction and restarts PostgreSQL with pg_ctl: it needs a cluster it ` +
+        `started itself, got a '${server.kind}' server: unset TEST_DATABASE_URL and PGDRAIN_TEST_POSTGRES and install ` +
+        'the PostgreSQL server binaries');
+    }
+    const c = new pg.Client({ connectionString: server.url });
+    await c.connect();
+    await c.query('alter system set max_locks_per_transaction = 10');
+    await c.end();
+    server.pgCtl('restart', '-m', 'fast');
+    const c2 = new pg.Client({ connectionString: server.url });
+    await c2.connect();
+    expect((await c2.query('show max_locks_per_transaction')).rows[0]).toEqual({ max_locks_per_transaction: '10' });
+    await c2.query('create database locks');
+    await c2.end();
+    url = server.url.replace(/\/postgres$/, '/locks');
+    const driver = pgDriver(url);
+    await migrate(driver);
+    await driver.close();
+    admin = new pg.Pool({ connectionString: url, max: 2 });
+    admin.on('error', () => {});
+  }, 60_000);
+
+  afterAll(async () => {
+    await admin?.end();
+    await server?.stop();
+  });
+
+  beforeEach(async () => {
+    await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
+  });
+
+  it('a drain of 8,000 jobs of distinct serial keys settles them all, each run once', async () => {
+    const n = 8000;
+    await publishKeyed(sql, 'noop', n);
+    // One statement taking every key's lock does not fit this lock table.
+    await expect(sql(`select count(pg_advisory_xact_lock(1, g)) from generate_series(1, $1::int) g`, [n]))
+      .rejects.toMatchObject({ code: '53200' });
+    const runs = new Map<string, number>();
+    const tasks = { noop: async (_b: unknown, ctx: { job: { id: string } }) => {
+      runs.set(ctx.job.id, (runs.get(ctx.job.id) ?? 0) + 1);
+      return null;
+    } };
+    const queue = createQueue({ connectionString: url, tasks });
+    try {
+      const report = await queue.drain(10_000, Date.now() + 60_000);
+      expect(report).toMatchObject({ claimed: n, succeeded: n, failed: 0, retried: 0, released: 0, stale: 0 });
+    } finally {
+      await queue.close();
+    }
+    expect(runs.size).toBe(n);
+    expect([...runs.values()].every((r) => r === 1)).toBe(true);
+    expect(await count(sql, `select count(*) as n from jobs.job where status = 'success' and attempts = 1`)).toBe(n);
+    expect(await count(sql, 'select count(*) as n from jobs.job_queue')).toBe(0);
+  }, 120_000);
+});
+
+// The settler on the shared test server: what each of its statements carries.
+describe('the settler', () => {
+  let pool: pg.Pool;
+  let closing = false;
+  beforeAll(() => {
+    // Short lock waits: a settle that meets a key's lock held elsewhere fails rather than waits.
+    pool = new pg.Pool({ connectionString: db.url, max: 2, options: '-c lock_timeout=300' });
+    // pool.end() resolves before its sockets close: the file's database, dropped next, can still reach one.
+    pool.on('error', (error) => {
+      if (!closing) throw error;
+    });
+  });
+  afterAll(async () => {
+    closing = true;
+    await pool?.end();
+  });
+  beforeEach(async () => {
+    await db.sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
+  });
+
+  /** The real database, with the ids of each statement that settles outcomes recorded. */
+  const recording = (statements: string[][]): Queryable => ({
+    async query(text, params) {
+      if (text.includes('jobs.settle_arrays')) statements.push(String(params![0]).slice(1, -1).split(',').filter(Boolean));
+      return await pool.query(text, params as unknown[]) as never;
+    },
+  });
+  const claim = async (n: number) =>
+    (await db.sql<{ r: ClaimResult }>(`select jobs.claim_json($1, worker_id => 'w') as r`, [n]))[0]!.r;
+  const ack = (id: string, attempt = 1): Outcome => ({ id, attempt, outcome: 'ack', result: null, ms: 1 });
+  const count = async (text: string) => Number((await db.sql<{ n: string }>(text))[0]!.n);
+
+  it('a statement carries every other outcome, and at most 500 that end a serial-key job', async () => {
+    const sql: Sql = db.sql;
+    await publishKeyed(sql, 'ends', 1200, 'end:', 0);
+    await publishKeyed(sql, 'keeps', 300, 'keep:', 3);
+    await sql(`select jobs.publish_arrays(array_fill('plain'::text, array[300]))`);
+    const { jobs } = await claim(2000);
+    const byTask = (task: string) => jobs!.id.filter((_, i) => jobs!.task[i] === task);
+    const [ends, keeps, plain] = [byTask('ends'), byTask('keeps'), byTask('plain')];
+    expect([ends.length, keeps.length, plain.length]).toEqual([1200, 300, 300]);
+    expect(new Set(jobs!.keyed)).toEqual(new Set([...ends, ...keeps]));
+
+    const statements: string[][] = [];
+    const settler = new Settler(recording(statements), 60_000, 'w');
+    settler.claimedKeyed(jobs!.keyed!, jobs!.keyedMaxRetries!);
+    // Ends: acks, fails, and nacks with no retry left (max_retries 0). Keeps the key's turn: retries and releases.
+    ends.forEach((id, i) => settler.add(i < 400 ? ack(id) : i < 800 ? { id, attempt: 1, outcome: 'fail', error: 'x' }
+      : { id, attempt: 1, outcome: 'nack', error: 'x' }));
+    keeps.forEach((id, i) => settler.add(i < 150 ? { id, attempt: 1, outcome: 'nack', error: 'x' }
+      : { id, attempt: 1, outcome: 'release' }));
+    plain.forEach((id) => settler.add(ack(id)));
+
+    const first = await settler.take();
+    const endSet = new Set(ends);
+    expect(first.length).toBe(500 + 300 + 300);
+    expect(first.filter((o) => endSet.has(o.id)).length).toBe(500);
+    settler.putBack(first); // as a claim that failed does
+    await settler.close();
+
+    expect(statements.map((ids) => ids.filter((id) => endSet.has(id)).length)).toEqual([500, 500, 200]);
+    expect(new Set(statements.flat()).size).toBe(1800);
+    expect(settler.totals).toEqual({ succeeded: 700, failed: 800, cancelled: 0, retried: 150, released: 150, stale: 0 });
+    expect(await count('select count(*) as n from jobs.job')).toBe(1500);
+    expect(await count(`select count(*) as n from jobs.job_queue where task = 'keeps' and lease_until is null`)).toBe(300);
+  });
+
+  it('outcomes held back go by themselves, with no claim to carry them', async () => {
+    await publishKeyed(db.sql, 'ends', 1200, 'end:', 0);
+    const { jobs } = await claim(1200);
+    const statements: string[][] = [];
+    const settler = new Settler(recording(statements), 10, 'w');
+    settler.claimedKeyed(jobs!.keyed!, jobs!.keyedMaxRetries!);
+    for (const id of jobs!.id) settler.add(ack(id));
+    // A claim takes 500 (settled here as its statement would) and no other claim comes.
+    const taken = await settler.take();
+    expect(taken.length).toBe(500);
+    await db.sql(`select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], worker_id => 'w')`,
+                 [taken.map((o) => o.id), taken.map(() => 1), taken.map(() => 'ack')]);
+    await until(async () => await count('select count(*) as n from jobs.job_queue') === 0, 'the 700 held back to be settled');
+    expect(statements.map((ids) => ids.length)).toEqual([500, 200]);
+    expect(settler.totals.succeeded).toBe(700);
+    expect(settler.hasBuffered()).toBe(false);
+    await settler.close();
+  });
+
+  it('a settle that fails keeps the outcomes it held back: after its pause, every one is settled', async () => {
+    await publishKeyed(db.sql, 'ends', 1100, 'end:', 0);
+    const { jobs } = await claim(1100);
+    const ids = [...jobs!.id].sort((a, b) => Number(a) - Number(b));
+    // Another session holds the key of a job of the first statement: that settle fails (lock_timeout).
+    const holder = await pool.connect();
+    const { key } = (await holder.query<{ key: string }>('select serial_key as key from jobs.job_queue where job_id = $1', [ids[0]])).rows[0]!;
+    await holder.query('begin');
+    await holder.query('select pg_advisory_xact_lock(736038, hashtext($1))', [key]);
+    const pauses: number[] = [];
+    const pause: Pause = async (ms) => {
+      pauses.push(ms);
+      await holder.query('rollback');
+      return true;
+    };
+    const statements: string[][] = [];
+    const settler = new Settler(recording(statements), 60_000, 'w', pause);
+    settler.claimedKeyed(jobs!.keyed!, jobs!.keyedMaxRetries!);
+    try {
+      for (const id of ids) settler.add(ack(id));
+      await settler.close();
+    } finally {
+      holder.release();
+    }
+    expect(pauses).toEqual([1000]);
+    expect(statements.map((s) => s.length)).toEqual([500, 500, 500, 100]);
+    expect(settler.totals).toMatchObject({ succeeded: 1100, stale: 0 });
+    expect(await count(`select count(*) as n from jobs.job where status = 'success' and attempts = 1`)).toBe(1100);
+    expect(await count('select count(*) as n from jobs.job_queue')).toBe(0);
+  });
+});
