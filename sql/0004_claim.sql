@@ -125,14 +125,39 @@ begin
   end loop;
 end $$;
 
+-- A claim's exclude: at most 100 JSON objects (jobs.check_object's rule
+-- and SQLSTATE, each named by its place: exclude[2]). A null element would
+-- make `not (attributes @> any(exclude))` null for every job: refused too.
+create function jobs.check_exclude(p_exclude jsonb[])
+returns void language plpgsql immutable as $$
+declare
+  v_bad record;
+begin
+  if array_ndims(p_exclude) > 1 then
+    perform jobs.raise_invalid('PD014', 'exclude', format('must be a one-dimensional array of JSON objects, got %s dimensions',
+                                                          array_ndims(p_exclude)));
+  elsif cardinality(p_exclude) > 100 then
+    perform jobs.raise_invalid('PD014', 'exclude', format('must hold at most 100 JSON objects, got %s', cardinality(p_exclude)));
+  end if;
+  select e.value, e.ord into v_bad from unnest(p_exclude) with ordinality e(value, ord)
+  where e.value is null or jsonb_typeof(e.value) <> 'object' order by e.ord limit 1;
+  if found then
+    perform jobs.raise_invalid('PD014', format('exclude[%s]', v_bad.ord),
+                               format('must be a JSON object, got %s', coalesce(jsonb_typeof(v_bad.value), 'null')));
+  end if;
+end $$;
+
 -- Picks (locks) up to n due pending jobs of one queue for a claim: the
 -- shared part of jobs.claim and jobs.claim_json, which then mark them
 -- running. It expires stale leases first, then picks in claim order
 -- (greatest priority first, then earliest scheduled_at, then job_id) jobs
 -- whose task matches pattern (null = any), whose timeout is at most
 -- max_timeout seconds (null = any: a drain never takes work it cannot finish
--- before its deadline) and whose attributes contain filter (null = any).
--- A paused queue hands out nothing. Returns null when nothing was picked.
+-- before its deadline) and whose attributes contain filter (null = any)
+-- and none of exclude's objects (null or empty = none; a job without
+-- attributes is never excluded; excluded jobs are stepped over by every
+-- such claim: no index serves a NOT). A paused queue hands out nothing.
+-- Returns null when nothing was picked.
 -- SQL tasks (sql:<schema>.<function>) run inside the database (jobs.drain_sql):
 -- only a claim whose pattern matches them hands them out, so a drain without a
 -- topic never takes one it has no handler for.
@@ -141,7 +166,7 @@ end $$;
 -- (see jobs.remembered_head); and up to when it found no passed lease (see
 -- jobs.remembered_lease_floor).
 create function jobs.pick(n integer, pattern text, max_timeout numeric, now timestamptz, queue text, filter jsonb,
-                          remember boolean default false)
+                          remember boolean default false, exclude jsonb[] default null)
 returns bigint[] language plpgsql as $$
 declare
   v_now timestamptz := coalesce(pick.now, pg_catalog.now());
@@ -159,6 +184,7 @@ declare
   v_full boolean;      -- this claim read its queue from the true head
   v_picked bigint[]; -- picked at v_prio before a second read of it
   v_floor timestamptz;
+  v_exclude jsonb[];   -- exclude when it holds any
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -169,6 +195,10 @@ begin
     v_like := replace(replace(pick.pattern, '\', '\\'), '_', '\_');
   end if;
   perform jobs.check_object(pick.filter, 'filter');
+  if cardinality(pick.exclude) > 0 then
+    perform jobs.check_exclude(pick.exclude);
+    v_exclude := pick.exclude;
+  end if;
   select q.paused into v_paused from jobs.queue q where q.name = v_queue;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
@@ -224,6 +254,7 @@ begin
           and q.scheduled_at <= v_now
           and (q.task like v_like or v_like is null and q.task not like 'sql:%')
           and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+          and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
           and (v_picked is null or q.job_id <> all(v_picked))
         order by q.scheduled_at, q.job_id
         limit v_left
@@ -238,7 +269,9 @@ begin
       -- every entry claimed since the last vacuum, so a claim that has jobs
       -- and finds no due job at a lower priority skips it: the drain claims
       -- again, and the claim that finds nothing ahead of the head reads
-      -- behind it.
+      -- behind it. (jobs.due_below also counts jobs this claim would not
+      -- take, for its pattern, max_timeout or exclude: it can only make the
+      -- claim read on, never stop it before a job it would take.)
       if v_left > 0 and v_prio = (v_start).priority
          and (v_head_at, v_head_id) >= ((v_start).scheduled_at, (v_start).job_id) then
         exit when v_ids is not null and not jobs.due_below(v_queue, v_prio, v_now);
@@ -262,6 +295,7 @@ begin
         and q.scheduled_at <= v_now
         and (q.task like v_like or v_like is null and q.task not like 'sql:%')
         and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+        and (v_exclude is null or not q.attributes @> any(v_exclude))
       order by q.priority desc, q.scheduled_at, q.job_id
       limit pick.n
       for update skip locked) p;
@@ -280,13 +314,15 @@ create function jobs.claim(
   now         timestamptz default null,
   queue       text        default null,
   filter      jsonb       default null,
-  worker_id   text        default null
+  worker_id   text        default null,
+  exclude     jsonb[]     default null
 ) returns setof jobs.claimed_job language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(claim.now, pg_catalog.now());
   v_ids bigint[];
 begin
-  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, v_now, claim.queue, claim.filter);
+  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, v_now, claim.queue, claim.filter,
+                     exclude => claim.exclude);
   if v_ids is null then
     return;
   end if;

@@ -19,7 +19,10 @@
 -- session's last claim of the queue found, for up to a second after the
 -- session last read the queue from its true head (jobs.remembered_head).
 -- "unfit" counts (up to 1000) due jobs left alone because their timeout
--- exceeds max_timeout; it is computed only when the claim came back short.
+-- exceeds max_timeout (not the jobs exclude leaves: no budget would make
+-- this claim take them); it is computed only when the claim came back short.
+-- exclude (jobs.pick) comes after the settle's arrays: positional calls of
+-- the arguments before it keep their meaning.
 -- "keyed" lists the claimed jobs that have a serial key (with their
 -- max_retries, in the same order), null when none has: each such job's end
 -- takes its key's lock, so a drain settles at most jobs.max_serial_keys()
@@ -38,7 +41,8 @@ create function jobs.claim_json(
   results     jsonb[]            default null,
   errors      text[]             default null,
   retry_at    timestamptz[]      default null,
-  ms          double precision[] default null
+  ms          double precision[] default null,
+  exclude     jsonb[]            default null
 ) returns json language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
@@ -67,7 +71,7 @@ begin
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
-                     claim_json.queue, claim_json.filter, remember => true);
+                     claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q
@@ -115,6 +119,7 @@ begin
           and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
                or claim_json.pattern is null and q.task not like 'sql:%')
           and (claim_json.filter is null or q.attributes @> claim_json.filter)
+          and (claim_json.exclude is null or q.attributes is null or not q.attributes @> any(claim_json.exclude))
         order by q.scheduled_at, q.job_id
         limit 1000 - v_unfit) s);
     end loop;

@@ -420,6 +420,30 @@ begin
 end $_$;
 
 --
+-- Name: check_exclude(jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_exclude(p_exclude jsonb[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  v_bad record;
+begin
+  if array_ndims(p_exclude) > 1 then
+    perform jobs.raise_invalid('PD014', 'exclude', format('must be a one-dimensional array of JSON objects, got %s dimensions',
+                                                          array_ndims(p_exclude)));
+  elsif cardinality(p_exclude) > 100 then
+    perform jobs.raise_invalid('PD014', 'exclude', format('must hold at most 100 JSON objects, got %s', cardinality(p_exclude)));
+  end if;
+  select e.value, e.ord into v_bad from unnest(p_exclude) with ordinality e(value, ord)
+  where e.value is null or jsonb_typeof(e.value) <> 'object' order by e.ord limit 1;
+  if found then
+    perform jobs.raise_invalid('PD014', format('exclude[%s]', v_bad.ord),
+                               format('must be a JSON object, got %s', coalesce(jsonb_typeof(v_bad.value), 'null')));
+  end if;
+end $$;
+
+--
 -- Name: check_job_ids(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -587,10 +611,10 @@ begin
 end $_$;
 
 --
--- Name: claim(integer, text, numeric, timestamp with time zone, text, jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: claim(integer, text, numeric, timestamp with time zone, text, jsonb, text, jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.claim(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text) RETURNS SETOF jobs.claimed_job
+CREATE FUNCTION jobs.claim(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text, exclude jsonb[] DEFAULT NULL::jsonb[]) RETURNS SETOF jobs.claimed_job
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -598,7 +622,8 @@ declare
   v_now timestamptz := coalesce(claim.now, pg_catalog.now());
   v_ids bigint[];
 begin
-  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, v_now, claim.queue, claim.filter);
+  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, v_now, claim.queue, claim.filter,
+                     exclude => claim.exclude);
   if v_ids is null then
     return;
   end if;
@@ -661,10 +686,10 @@ begin
 end $$;
 
 --
--- Name: claim_json(integer, text, numeric, timestamp with time zone, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamp with time zone[], double precision[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: claim_json(integer, text, numeric, timestamp with time zone, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamp with time zone[], double precision[], jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text, ids bigint[] DEFAULT NULL::bigint[], attempts integer[] DEFAULT NULL::integer[], outcomes text[] DEFAULT NULL::text[], results jsonb[] DEFAULT NULL::jsonb[], errors text[] DEFAULT NULL::text[], retry_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], ms double precision[] DEFAULT NULL::double precision[]) RETURNS json
+CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text, ids bigint[] DEFAULT NULL::bigint[], attempts integer[] DEFAULT NULL::integer[], outcomes text[] DEFAULT NULL::text[], results jsonb[] DEFAULT NULL::jsonb[], errors text[] DEFAULT NULL::text[], retry_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], ms double precision[] DEFAULT NULL::double precision[], exclude jsonb[] DEFAULT NULL::jsonb[]) RETURNS json
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -695,7 +720,7 @@ begin
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
-                     claim_json.queue, claim_json.filter, remember => true);
+                     claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q
@@ -743,6 +768,7 @@ begin
           and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
                or claim_json.pattern is null and q.task not like 'sql:%')
           and (claim_json.filter is null or q.attributes @> claim_json.filter)
+          and (claim_json.exclude is null or q.attributes is null or not q.attributes @> any(claim_json.exclude))
         order by q.scheduled_at, q.job_id
         limit 1000 - v_unfit) s);
     end loop;
@@ -883,7 +909,7 @@ begin
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer) to %I, %I',
                  v_roles[1], v_roles[2]);
-  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
+  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
   -- What CALL jobs.drain_sql calls besides claim and settle_arrays: the due
   -- ticks (which jobs.claim_json publishes too), two readers of what a
@@ -1725,10 +1751,10 @@ begin
 end $_$;
 
 --
--- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb, boolean, jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb, remember boolean DEFAULT false) RETURNS bigint[]
+CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb, remember boolean DEFAULT false, exclude jsonb[] DEFAULT NULL::jsonb[]) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -1747,6 +1773,7 @@ declare
   v_full boolean;      -- this claim read its queue from the true head
   v_picked bigint[]; -- picked at v_prio before a second read of it
   v_floor timestamptz;
+  v_exclude jsonb[];   -- exclude when it holds any
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -1757,6 +1784,10 @@ begin
     v_like := replace(replace(pick.pattern, '\', '\\'), '_', '\_');
   end if;
   perform jobs.check_object(pick.filter, 'filter');
+  if cardinality(pick.exclude) > 0 then
+    perform jobs.check_exclude(pick.exclude);
+    v_exclude := pick.exclude;
+  end if;
   select q.paused into v_paused from jobs.queue q where q.name = v_queue;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
@@ -1812,6 +1843,7 @@ begin
           and q.scheduled_at <= v_now
           and (q.task like v_like or v_like is null and q.task not like 'sql:%')
           and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+          and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
           and (v_picked is null or q.job_id <> all(v_picked))
         order by q.scheduled_at, q.job_id
         limit v_left
@@ -1826,7 +1858,9 @@ begin
       -- every entry claimed since the last vacuum, so a claim that has jobs
       -- and finds no due job at a lower priority skips it: the drain claims
       -- again, and the claim that finds nothing ahead of the head reads
-      -- behind it.
+      -- behind it. (jobs.due_below also counts jobs this claim would not
+      -- take, for its pattern, max_timeout or exclude: it can only make the
+      -- claim read on, never stop it before a job it would take.)
       if v_left > 0 and v_prio = (v_start).priority
          and (v_head_at, v_head_id) >= ((v_start).scheduled_at, (v_start).job_id) then
         exit when v_ids is not null and not jobs.due_below(v_queue, v_prio, v_now);
@@ -1850,6 +1884,7 @@ begin
         and q.scheduled_at <= v_now
         and (q.task like v_like or v_like is null and q.task not like 'sql:%')
         and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+        and (v_exclude is null or not q.attributes @> any(v_exclude))
       order by q.priority desc, q.scheduled_at, q.job_id
       limit pick.n
       for update skip locked) p;

@@ -60,7 +60,8 @@ const ROLLED_BACK = new Set(['40P01', '40001']);
  *   (a lost connection) ends the drain the same way, once its running
  *   handlers have ended and their outcomes had their chance to settle.
  * - It consumes options.queue (default 'default'), only jobs whose attributes
- *   contain options.filter when given, and records options.workerId on them.
+ *   contain options.filter when given and none of options.exclude's objects,
+ *   and records options.workerId on them.
  * - Jobs cancelled while they run (jobs.cancel) get their signal aborted,
  *   best effort, within about 2 × cancelCheckMs.
  * - With options.lingerMs, a drain that finds its queue empty waits up to
@@ -93,6 +94,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
   const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
   const filter = opts.filter === undefined ? null : jsonParam(opts.filter, 'options.filter');
+  const exclude = opts.exclude?.length ? opts.exclude.map((e, i) => jsonParam(e, `options.exclude[${i}]`)) : null;
   const lingerMs = opts.lingerMs ?? 0;
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
@@ -259,9 +261,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       try {
         const { rows } = await db.query<{ r: ClaimResult }>(
           `select jobs.claim_json($1, $2, $3, null, $4, $5::jsonb, $6, $7::bigint[], $8::integer[], $9::text[],
-                                  $10::jsonb[], $11::text[], $12::timestamptz[], $13::float8[]) as r`,
+                                  $10::jsonb[], $11::text[], $12::timestamptz[], $13::float8[], $14::jsonb[]) as r`,
           [Math.min(args.batchSize, free), opts.topic ?? null, Math.floor(budgetMs) / 1000, opts.queue ?? null,
-           filter, workerId, ...(outcomes.length > 0 ? outcomeArrays(outcomes) : NO_OUTCOMES)],
+           filter, workerId, ...(outcomes.length > 0 ? outcomeArrays(outcomes) : NO_OUTCOMES), exclude],
         );
         result = rows[0]!.r;
         rolledBack = 0;

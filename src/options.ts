@@ -171,6 +171,10 @@ export const lingerMsSchema = z.number({ error: 'must be a number of millisecond
 export const pollMsSchema = z.number({ error: 'must be a number of milliseconds' })
   .check(z.minimum(50, 'must be at least 50'), z.maximum(3_600_000, 'must be at most 3600000 (an hour)'));
 
+/** DrainOptions.exclude's bound, as jobs.pick's exclude. */
+export const MAX_EXCLUDE = 100;
+const isJsonObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 // A function: not passable through the CLI or HTTP, which take JSON.
 const hook = <E>() => z.custom<(event: E) => void>((f) => typeof f === 'function', 'must be a function (event) => void');
 
@@ -187,6 +191,13 @@ export const drainOptionsSchema = z.strictObject({
   queue: z.optional(name('queue name')),
   /** Claim only jobs whose attributes contain this object (jsonb @>). */
   filter: z.optional(jsonObject),
+  /**
+   * Claim no job whose attributes contain any of these objects (at most 100;
+   * a job without attributes is never excluded). Its elements are checked
+   * below, so that an error names options.exclude[i].
+   */
+  exclude: z.optional(z.array(z.custom<Record<string, unknown>>(), 'must be an array of JSON objects')
+    .check(z.maxLength(MAX_EXCLUDE, `must hold at most ${MAX_EXCLUDE} objects`))),
   /** Recorded on every job this drain runs (default: a random id per drain). */
   workerId: z.optional(workerIdSchema),
   /** How often to ask whether jobs running longer than this were cancelled (default 2000). */
@@ -204,7 +215,10 @@ export const drainOptionsSchema = z.strictObject({
   onJobStart: z.optional(hook<JobStartEvent>()),
   /** Called once per claimed job when the drain knows its outcome (drain-hooks.ts: a throw is caught). */
   onJobEnd: z.optional(hook<JobEndEvent>()),
-});
+}).check(z.superRefine((o, ctx) => {
+  const i = o.exclude?.findIndex((e) => !isJsonObject(e)) ?? -1;
+  if (i >= 0) ctx.addIssue({ code: 'custom', path: [`exclude[${i}]`], message: 'must be a JSON object', input: o.exclude![i] });
+}));
 
 export type DrainOptions = z.input<typeof drainOptionsSchema>;
 

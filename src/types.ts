@@ -80,7 +80,7 @@ export interface PublishOptions extends BulkPublishOptions {
   serialKey?: string | undefined;
   /** Run only after all these jobs succeeded; if one fails or is cancelled, this one is cancelled. */
   dependsOn?: readonly string[] | undefined;
-  /** A JSON object drains can filter on (DrainOptions.filter, containment). */
+  /** A JSON object drains can filter on (DrainOptions.filter, containment) or skip (DrainOptions.exclude). */
   attributes?: Record<string, Json> | undefined;
 }
 

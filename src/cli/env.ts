@@ -17,6 +17,7 @@ export const DRAIN_ENV: readonly (readonly [flag: string, variable: string])[] =
   ['--poll', 'PGDRAIN_POLL_SECONDS'],
   ['--queue', 'PGDRAIN_QUEUE'],
   ['--filter', 'PGDRAIN_FILTER'],
+  ['--exclude', 'PGDRAIN_EXCLUDE'],
   ['--worker-id', 'PGDRAIN_WORKER_ID'],
 ];
 

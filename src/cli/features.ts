@@ -4,7 +4,7 @@ import type { Driver } from '../db/driver.js';
 import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
 import type * as z from 'zod/mini';
-import { isJobId, queueNameSchema, workerIdSchema } from '../options.js';
+import { isJobId, MAX_EXCLUDE, queueNameSchema, workerIdSchema } from '../options.js';
 import { formatTable } from './format.js';
 
 // The commands of issue 7 (redrive, dead-letters, queue, wait; cancel is in admin-commands.ts) and
@@ -46,6 +46,24 @@ export function jsonObject(value: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+/**
+ * JSON array of objects for drain --exclude: one value, not a repeatable
+ * flag, so that PGDRAIN_EXCLUDE (one ConfigMap string) holds the same.
+ */
+export function jsonObjects(value: string): Record<string, unknown>[] {
+  const rule = `must be a JSON array of at most ${MAX_EXCLUDE} objects, such as [{"partner":"acme"}]`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch (error) {
+    throw new InvalidArgumentError(`${rule} (${(error as Error).message})`);
+  }
+  if (!Array.isArray(parsed) || parsed.length > MAX_EXCLUDE) throw new InvalidArgumentError(rule);
+  const i = parsed.findIndex((o) => typeof o !== 'object' || o === null || Array.isArray(o));
+  if (i >= 0) throw new InvalidArgumentError(`${rule}; element ${i} is not an object`);
+  return parsed as Record<string, unknown>[];
+}
+
 /** Comma-separated job ids for --depends-on and --ids. */
 export function jobIds(value: string): string[] {
   const ids = value.split(',').map((s) => s.trim());
@@ -78,11 +96,13 @@ export function checkedBy(schema: z.ZodMiniType<unknown, string>) {
   };
 }
 
-/** Options drain gains: --queue --filter --worker-id. */
+/** Options drain gains: --queue --filter --exclude --worker-id. */
 export function addDrainOptions(cmd: Command): Command {
   return cmd
     .option('--queue <name>', 'the queue to drain (default: default)', checkedBy(queueNameSchema))
     .option('--filter <json>', 'only jobs whose attributes contain this JSON object', jsonObject)
+    .option('--exclude <json>', 'no job whose attributes contain any object of this JSON array '
+      + '(\'[{"partner":"acme"}]\'); excluded jobs stay pending', jsonObjects)
     .option('--worker-id <id>', 'recorded on every job this drain runs (default: host:pid)', checkedBy(workerIdSchema));
 }
 

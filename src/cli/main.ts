@@ -89,7 +89,8 @@ export function program(): Command {
       const opts = drainSettings<{ tasks: string; batch: number; deadline: number; topic?: string;
                                    concurrency?: number; grace: number; overrun: number; json?: boolean; dsn?: string;
                                    linger?: number; poll?: number;
-                                   queue?: string; filter?: Record<string, never>; workerId?: string }>(cmd);
+                                   queue?: string; filter?: Record<string, never>; exclude?: Record<string, never>[];
+                                   workerId?: string }>(cmd);
       const stop = listenForStop(opts.grace, log);
       const deadline = Date.now() + opts.deadline * 1000;
       try {
@@ -107,6 +108,7 @@ export function program(): Command {
             opts.batch, deadline,
             { topic: opts.topic, concurrency: opts.concurrency, signal: stop.signal, hardSignal: stop.hardSignal,
               graceMs: opts.grace * 1000, overrunMs: opts.overrun * 1000, queue: opts.queue, filter: opts.filter,
+              exclude: opts.exclude,
               lingerMs: opts.linger === undefined ? undefined : opts.linger * 1000,
               pollMs: opts.poll === undefined ? undefined : opts.poll * 1000,
               workerId: opts.workerId ?? `${hostname()}:${process.pid}` },
