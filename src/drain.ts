@@ -1,43 +1,24 @@
 import { BatchRunner } from './batch-run.js';
 import { watchCancels } from './cancel-watch.js';
-import type { Driver, Queryable } from './db/driver.js';
-import { translateError, ValidationError } from './errors.js';
-import { jsonParam } from './json-text.js';
-import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
-import { batchLookup, hasTransactionalTask } from './define-task.js';
+import { claimCall, rolledBackWhole } from './claim-call.js';
+import { translateError } from './errors.js';
+import type { DrainOptions } from './options.js';
+import { batchLookup } from './define-task.js';
+import { drainSettings, type DrainDeps } from './drain-settings.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
 import { rateLimiter } from './rate-limit.js';
 import { JobRun, type RunHost } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
-import { outcomeArrays, pauseUntil, Settler, type Outcome } from './settler.js';
+import { pauseUntil, Settler, type Outcome } from './settler.js';
 import { toJob, type ClaimResult } from './claim-answer.js';
 import { timerAt, Timeouts } from './timeouts.js';
 import { windDown, type Running } from './wind-down.js';
-import type { DrainReport, Job, PublishOptions, StoppedBy, TaskMap } from './types.js';
+import type { DrainReport, Job, StoppedBy } from './types.js';
 
-/** What drain() needs from its queue. */
-export interface DrainDeps {
-  /** A Driver (with transaction) is needed only by transactional tasks. */
-  db: Queryable | Driver;
-  tasks: TaskMap;
-  publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
-  defaults?: DrainOptions;
-}
-
-/** Time kept back before the deadline for the last settle round trip. */
-export const DEFAULT_SETTLE_MARGIN_MS = 500;
-/** How long an outcome may wait for the next claim before it is settled on its own. */
-export const DEFAULT_FLUSH_INTERVAL_MS = 50;
-/** How often running jobs older than this are checked for a cancel request. */
-export const DEFAULT_CANCEL_CHECK_MS = 2000;
-/** How long past its deadline (or its grace after a signal, or its hardSignal) a drain waits for a silent database. */
-export const DEFAULT_OVERRUN_MS = 5000;
-
-const NO_OUTCOMES = [null, null, null, null, null, null, null];
-/** SQLSTATEs of a statement rolled back for another's sake: deadlock_detected, serialization_failure. */
-const ROLLED_BACK = new Set(['40P01', '40001']);
+export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS,
+  type DrainDeps } from './drain-settings.js';
 
 /**
  * Claims, runs and settles jobs until the queue is empty, the deadline is
@@ -74,40 +55,19 @@ const ROLLED_BACK = new Set(['40P01', '40001']);
 export async function drain(deps: DrainDeps, batchSize: number, deadline: Date | number,
                             options: DrainOptions = {}): Promise<DrainReport> {
   const startedAt = Date.now();
-  const args = parse(drainArgsSchema, { batchSize, deadline }, '');
-  // An option given as undefined is absent: it does not undo the queue's default.
-  const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
-  const opts = parse(drainOptionsSchema, { ...deps.defaults, ...given }, 'options');
-  const driver = deps.db as Partial<Driver>;
-  const transactional = hasTransactionalTask(deps.tasks);
-  if (transactional && driver.holdsTransactions === false) {
-    throw new ValidationError('tasks', 'a task is transactional, and this driver holds no transaction '
-      + '(neonHttpDriver): use neonDriver or pgDriver, or define the task without { transactional: true }');
-  }
-  // A transactional handler holds a pooled connection until its transaction
-  // ends, even past its timeout: by default no more run than the pool holds,
-  // less one kept for the drain's own claims and settles (without it, handlers
-  // hung past their timeout would leave no connection to nack them with).
-  const poolSize = opts.concurrency === undefined && transactional ? driver.maxConnections : undefined;
-  const poolBound = poolSize !== undefined;
-  const concurrency = opts.concurrency ?? Math.min(args.batchSize, poolBound ? Math.max(1, poolSize - 1) : Infinity);
-  const refillAt = Math.ceil(Math.min(args.batchSize, concurrency) / 2);
-  const stopAt = args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS);
-  const filter = opts.filter === undefined ? null : jsonParam(opts.filter, 'options.filter');
-  const exclude = opts.exclude?.length ? opts.exclude.map((e, i) => jsonParam(e, `options.exclude[${i}]`)) : null;
-  const lingerMs = opts.lingerMs ?? 0;
+  // Options checked, and what follows from them (drain-settings.ts). poolBound: the pool's size bounds concurrency.
+  const { args, opts, driver, poolBound, concurrency, refillAt, stopAt, filter, exclude, workerId, lingerMs, overrunMs,
+          flushIntervalMs, cancelCheckMs } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
   let lastLook: 'no' | 'due' | 'done' = 'no'; // lingered until stopAt: one more claim, with no budget, counts what is due
 
   // The drain's own round trips (claims, settles, cancel checks) go through db.
-  const limit = new RoundTripLimit(args.deadline, opts.overrunMs ?? DEFAULT_OVERRUN_MS, opts);
+  const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
   const db = limit.bind(deps.db);
-  // 48 random bits tell drains apart; a whole UUID would add 24 bytes to the
-  // claimed row and to every job's history row.
-  const workerId = opts.workerId ?? `drain-${globalThis.crypto.randomUUID().slice(-12)}`;
+  const claim = claimCall(db, opts.topic ?? null, opts.queue ?? null, filter, workerId, exclude);
   // Its final settle pauses between failed tries, never past the limit.
-  const settler = new Settler(db, opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS, workerId, pauseUntil(limit.signal));
+  const settler = new Settler(db, flushIntervalMs, workerId, pauseUntil(limit.signal));
   // ctx.progress and ctx.rateLimit: the handler's own round trips, as its
   // publishes (not bound by the drain's limit, which would add an abort
   // listener per statement in flight: Node warns past 10).
@@ -221,7 +181,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     batchRunner?.start(claimSentAt, stopAt, now);
   };
-  const stopWatching = watchCancels(db, opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
+  const stopWatching = watchCancels(db, cancelCheckMs,
     () => [...running.values()].map((r) => ({ id: r.job.id, startedAt: r.startedAt })),
     (id) => {
       const r = running.get(id);
@@ -259,19 +219,14 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       let result: ClaimResult;
       idle?.claiming();
       try {
-        const { rows } = await db.query<{ r: ClaimResult }>(
-          `select jobs.claim_json($1, $2, $3, null, $4, $5::jsonb, $6, $7::bigint[], $8::integer[], $9::text[],
-                                  $10::jsonb[], $11::text[], $12::timestamptz[], $13::float8[], $14::jsonb[]) as r`,
-          [Math.min(args.batchSize, free), opts.topic ?? null, Math.floor(budgetMs) / 1000, opts.queue ?? null,
-           filter, workerId, ...(outcomes.length > 0 ? outcomeArrays(outcomes) : NO_OUTCOMES), exclude],
-        );
+        const { rows } = await claim(Math.min(args.batchSize, free), budgetMs, outcomes);
         result = rows[0]!.r;
         rolledBack = 0;
       } catch (error) {
         settler.putBack(outcomes);
         // Rolled back whole (its settle too: a user's transaction taking serial
         // keys out of order can deadlock with it): nothing changed, try again.
-        if (ROLLED_BACK.has((error as { code?: unknown }).code as string) && ++rolledBack <= 3) continue;
+        if (rolledBackWhole(error) && ++rolledBack <= 3) continue;
         // The claim failed (its connection lost, the database gone): claim no
         // more. Running handlers still hold their leases, so they finish and
         // settle as in any stop; given back now, another drain would run

@@ -15,7 +15,13 @@
  *   consumes one ('default' unless told).
  * - dead letter: a job that ended as a failure; jobs.redrive runs it again.
  */
-import type { Queryable } from './db/driver.js';
+
+// Here: a job, what publishing one takes, and what the queue-management
+// calls take and show. Handlers' types and a drain's report have modules of
+// their own, re-exported here as they always were.
+export type * from './handler-types.js';
+export type * from './drain-report-types.js';
+export type { Queryable } from './db/driver.js';
 
 /** JSON a job body or result may hold. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -152,143 +158,6 @@ export interface Subscription {
   createdAt: Date;
 }
 
-/** What a handler gets besides the body. */
-export interface JobContext {
-  job: Job;
-  /** Fires at the job's timeout, at the drain's deadline, or when the drain is stopped. */
-  signal: AbortSignal;
-  /**
-   * Publishes a follow-up job. In a transactional task it joins the task's
-   * transaction: the follow-up exists only if the job's ack commits.
-   */
-  publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
-  /**
-   * Reports progress (any JSON up to 64 KiB, e.g. { done: 40, total: 100 }):
-   * stored on the running job, shown by getJob and GET /jobs/:id while it
-   * runs, gone from its history. Calls made while one is in flight coalesce
-   * (the latest value wins). Answers whether it was stored: false once this
-   * delivery is over (settled, timed out, handed out again) or when the
-   * statement failed; it never rejects. A value that is not JSON or too large
-   * throws a ValidationError naming `progress`. Not part of a transactional
-   * task's transaction: it shows at once.
-   */
-  progress(value: unknown): Promise<boolean>;
-  /**
-   * Takes a token from the database's bucket `key` (up to `limit` calls per
-   * `perSeconds`, shared by every drain and process on this database), or
-   * throws a SnoozeJob: the job goes back until the next token, its attempt
-   * not spent, freeing its handler slot. Call it before the limited call:
-   * `await ctx.rateLimit('stripe', { limit: 100, perSeconds: 60 })`.
-   * In a transactional task it runs outside the transaction: a token taken
-   * stays taken. Bad arguments throw a ValidationError naming the field.
-   */
-  rateLimit(key: string, options: { limit: number; perSeconds: number }): Promise<void>;
-  /**
-   * Transactional tasks only (defineTask(…, { transactional: true })): the
-   * transaction the job's ack commits in. Database work done through it
-   * happens exactly once.
-   */
-  db?: Queryable;
-}
-
-export type Handler<Body = any, Result = unknown> = (body: Body, ctx: JobContext) => Promise<Result> | Result;
-
-/** A transactional task's context: db is always there. */
-export interface TransactionalJobContext extends JobContext {
-  db: Queryable;
-}
-
-/** A handler defined with { transactional: true }. */
-export type TransactionalHandler<Body = any, Result = unknown> =
-  (body: Body, ctx: TransactionalJobContext) => Promise<Result> | Result;
-
-/** One job of a batch handler's call (defineTask(…, { batch: true })). */
-export interface BatchItem<Body = unknown> {
-  body: Body;
-  job: Job<Body>;
-}
-
-/** What a batch handler gets besides its jobs: one for the whole call. */
-export interface BatchContext {
-  /**
-   * Fires at the earliest timeout of the call's jobs, at the drain's deadline,
-   * when the drain stops, or once every job of the call was cancelled.
-   */
-  signal: AbortSignal;
-  /** Publishes a follow-up job, bound to signal while the handler runs (as JobContext.publish). */
-  publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
-  /** Takes one token for the whole call, or throws a SnoozeJob: every job of it goes back (JobContext.rateLimit). */
-  rateLimit(key: string, options: { limit: number; perSeconds: number }): Promise<void>;
-}
-
-/**
- * A batch handler's answer: nothing (every job succeeds), or one item per job,
- * in order: its result (JSON), or an Error (FailJob, RetryJob, SnoozeJob too)
- * that settles that job as if its own handler had thrown it.
- */
-export type BatchResults<Result = unknown> = void | undefined | null | readonly (Result | Error | undefined)[];
-
-/** A handler defined with { batch: true }: one call for many jobs of its task. */
-export type BatchHandler<Body = any, Result = unknown> =
-  (jobs: BatchItem<Body>[], ctx: BatchContext) => Promise<BatchResults<Result>> | BatchResults<Result>;
-
-/**
- * Handlers by task name: nested (`{ math: { sum } }` serves `math.sum`) or
- * flat (`{ 'math.sum': sum }`), as an ES module's exports are.
- */
-export interface TaskMap {
-  [name: string]: Handler | TaskMap | unknown;
-}
-
-export interface FailedJob {
-  id: string;
-  task: string;
-  attempt: number;
-  error: string;
-  /** true when the job will run again (as the drain saw it: a cancel requested meanwhile ends it as cancelled), false when it ended. */
-  willRetry: boolean;
-}
-
-/**
- * Why a drain returned. 'empty': nothing was left to claim; a lingering drain
- * (DrainOptions.lingerMs) says so too when its linger or its deadline ends an
- * idle wait. 'deadline': it stopped for its deadline with work left (running,
- * or due jobs whose timeout no longer fit: `skipped`). 'signal': options.signal
- * or hardSignal, lingering or not.
- */
-export type StoppedBy = 'empty' | 'deadline' | 'signal';
-
-/** What one drain did. */
-export interface DrainReport {
-  claimed: number;
-  succeeded: number;
-  /** Ended as failures (retries spent, or failed without retry). */
-  failed: number;
-  /** Failed this attempt and will run again. */
-  retried: number;
-  /** Ended as cancelled (jobs.cancel while they ran). */
-  cancelled: number;
-  /** Given back without spending an attempt: unstarted, stopped by a signal, or snoozed (SnoozeJob, ctx.rateLimit). */
-  released: number;
-  /** Due jobs left alone because their timeout did not fit the remaining budget. */
-  skipped: number;
-  /** Outcomes not applied because the lease had passed to another consumer. */
-  stale: number;
-  /** The drain's last claim found its queue paused (jobs.pause_queue): none of its jobs runs until resumed. */
-  queuePaused: boolean;
-  stoppedBy: StoppedBy;
-  /** Wall-clock time of the drain, a lingering drain's idle waits included. */
-  durationMs: number;
-  /** Claim statements sent. */
-  batches: number;
-  /** The first 100 failed deliveries (nacked, timed out, or failed after a cancel), in the order they ended. */
-  failures: FailedJob[];
-  /** Failed deliveries past those 100, counted only (jobs.job has every error). */
-  failuresOmitted: number;
-}
-
-export type { Queryable };
-
 /** How a job ended, as stored in jobs.job. */
 export interface JobOutcome {
   id: string;
@@ -333,31 +202,6 @@ export interface JobInfo {
    * not reported yet) and when; null when none, and always once it ended.
    */
   progress: JobProgress | null;
-}
-
-/** DrainOptions.onJobStart's argument: a claimed job whose handler starts now. */
-export interface JobStartEvent {
-  job: Job;
-}
-
-/** DrainOptions.onJobEnd's argument: a claimed job whose outcome the drain now knows. */
-export interface JobEndEvent {
-  job: Job;
-  /**
-   * ack: it succeeded. nack: it failed and runs again unless willRetry is
-   * false (a throw, RetryJob, a timeout, an unknown task). fail: FailJob.
-   * release: given back without spending the attempt (the drain stopped, or
-   * it was claimed and never started). cancelled: jobs.cancel while it ran.
-   */
-  outcome: 'ack' | 'nack' | 'fail' | 'release' | 'cancelled';
-  /** The error recorded (message and stack): nack, fail and cancelled. */
-  error?: string;
-  /** What the handler threw, when it threw (for Sentry.captureException). */
-  thrown?: unknown;
-  /** From the handler's start (0 for a job that never started). */
-  durationMs: number;
-  /** The job runs again: a nack with retries left, or a release. */
-  willRetry: boolean;
 }
 
 /** A job's last reported progress (JobInfo.progress). */

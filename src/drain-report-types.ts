@@ -1,0 +1,75 @@
+// What a drain tells of its work: the report drain() returns, and the
+// events its onJobStart and onJobEnd hooks get per job.
+import type { Job } from './types.js';
+
+export interface FailedJob {
+  id: string;
+  task: string;
+  attempt: number;
+  error: string;
+  /** true when the job will run again (as the drain saw it: a cancel requested meanwhile ends it as cancelled), false when it ended. */
+  willRetry: boolean;
+}
+
+/**
+ * Why a drain returned. 'empty': nothing was left to claim; a lingering drain
+ * (DrainOptions.lingerMs) says so too when its linger or its deadline ends an
+ * idle wait. 'deadline': it stopped for its deadline with work left (running,
+ * or due jobs whose timeout no longer fit: `skipped`). 'signal': options.signal
+ * or hardSignal, lingering or not.
+ */
+export type StoppedBy = 'empty' | 'deadline' | 'signal';
+
+/** What one drain did. */
+export interface DrainReport {
+  claimed: number;
+  succeeded: number;
+  /** Ended as failures (retries spent, or failed without retry). */
+  failed: number;
+  /** Failed this attempt and will run again. */
+  retried: number;
+  /** Ended as cancelled (jobs.cancel while they ran). */
+  cancelled: number;
+  /** Given back without spending an attempt: unstarted, stopped by a signal, or snoozed (SnoozeJob, ctx.rateLimit). */
+  released: number;
+  /** Due jobs left alone because their timeout did not fit the remaining budget. */
+  skipped: number;
+  /** Outcomes not applied because the lease had passed to another consumer. */
+  stale: number;
+  /** The drain's last claim found its queue paused (jobs.pause_queue): none of its jobs runs until resumed. */
+  queuePaused: boolean;
+  stoppedBy: StoppedBy;
+  /** Wall-clock time of the drain, a lingering drain's idle waits included. */
+  durationMs: number;
+  /** Claim statements sent. */
+  batches: number;
+  /** The first 100 failed deliveries (nacked, timed out, or failed after a cancel), in the order they ended. */
+  failures: FailedJob[];
+  /** Failed deliveries past those 100, counted only (jobs.job has every error). */
+  failuresOmitted: number;
+}
+
+/** DrainOptions.onJobStart's argument: a claimed job whose handler starts now. */
+export interface JobStartEvent {
+  job: Job;
+}
+
+/** DrainOptions.onJobEnd's argument: a claimed job whose outcome the drain now knows. */
+export interface JobEndEvent {
+  job: Job;
+  /**
+   * ack: it succeeded. nack: it failed and runs again unless willRetry is
+   * false (a throw, RetryJob, a timeout, an unknown task). fail: FailJob.
+   * release: given back without spending the attempt (the drain stopped, or
+   * it was claimed and never started). cancelled: jobs.cancel while it ran.
+   */
+  outcome: 'ack' | 'nack' | 'fail' | 'release' | 'cancelled';
+  /** The error recorded (message and stack): nack, fail and cancelled. */
+  error?: string;
+  /** What the handler threw, when it threw (for Sentry.captureException). */
+  thrown?: unknown;
+  /** From the handler's start (0 for a job that never started). */
+  durationMs: number;
+  /** The job runs again: a nack with retries left, or a release. */
+  willRetry: boolean;
+}

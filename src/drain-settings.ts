@@ -1,0 +1,66 @@
+import type { Driver, Queryable } from './db/driver.js';
+import { hasTransactionalTask } from './define-task.js';
+import { ValidationError } from './errors.js';
+import { jsonParam } from './json-text.js';
+import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
+import type { PublishOptions, TaskMap } from './types.js';
+
+// What one drain runs with: what it needs from its queue (DrainDeps), its
+// arguments and options checked (options over the queue's defaults), the
+// defaults of those left out, and the numbers that follow from them.
+
+/** What drain() needs from its queue. */
+export interface DrainDeps {
+  /** A Driver (with transaction) is needed only by transactional tasks. */
+  db: Queryable | Driver;
+  tasks: TaskMap;
+  publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
+  defaults?: DrainOptions;
+}
+
+/** Time kept back before the deadline for the last settle round trip. */
+export const DEFAULT_SETTLE_MARGIN_MS = 500;
+/** How long an outcome may wait for the next claim before it is settled on its own. */
+export const DEFAULT_FLUSH_INTERVAL_MS = 50;
+/** How often running jobs older than this are checked for a cancel request. */
+export const DEFAULT_CANCEL_CHECK_MS = 2000;
+/** How long past its deadline (or its grace after a signal, or its hardSignal) a drain waits for a silent database. */
+export const DEFAULT_OVERRUN_MS = 5000;
+
+/** drain()'s arguments and options, checked: a bad one throws a ValidationError naming it. */
+export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date | number, options: DrainOptions) {
+  const args = parse(drainArgsSchema, { batchSize, deadline }, '');
+  // An option given as undefined is absent: it does not undo the queue's default.
+  const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
+  const opts = parse(drainOptionsSchema, { ...deps.defaults, ...given }, 'options');
+  const driver = deps.db as Partial<Driver>;
+  const transactional = hasTransactionalTask(deps.tasks);
+  if (transactional && driver.holdsTransactions === false) {
+    throw new ValidationError('tasks', 'a task is transactional, and this driver holds no transaction '
+      + '(neonHttpDriver): use neonDriver or pgDriver, or define the task without { transactional: true }');
+  }
+  // A transactional handler holds a pooled connection until its transaction
+  // ends, even past its timeout: by default no more run than the pool holds,
+  // less one kept for the drain's own claims and settles (without it, handlers
+  // hung past their timeout would leave no connection to nack them with).
+  const poolSize = opts.concurrency === undefined && transactional ? driver.maxConnections : undefined;
+  const poolBound = poolSize !== undefined;
+  const concurrency = opts.concurrency ?? Math.min(args.batchSize, poolBound ? Math.max(1, poolSize - 1) : Infinity);
+  return {
+    args, opts, driver, poolBound, concurrency,
+    /** Claim again once this many slots are free. */
+    refillAt: Math.ceil(Math.min(args.batchSize, concurrency) / 2),
+    /** No job runs past it: the deadline less the settle margin. */
+    stopAt: args.deadline - (opts.settleMarginMs ?? DEFAULT_SETTLE_MARGIN_MS),
+    /** The claim's filter and exclude, as JSON text. */
+    filter: opts.filter === undefined ? null : jsonParam(opts.filter, 'options.filter'),
+    exclude: opts.exclude?.length ? opts.exclude.map((e, i) => jsonParam(e, `options.exclude[${i}]`)) : null,
+    // 48 random bits tell drains apart; a whole UUID would add 24 bytes to the
+    // claimed row and to every job's history row.
+    workerId: opts.workerId ?? `drain-${globalThis.crypto.randomUUID().slice(-12)}`,
+    lingerMs: opts.lingerMs ?? 0,
+    overrunMs: opts.overrunMs ?? DEFAULT_OVERRUN_MS,
+    flushIntervalMs: opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS,
+    cancelCheckMs: opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
+  };
+}
