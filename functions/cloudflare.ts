@@ -40,8 +40,10 @@
  * - PGDRAIN_TOKEN and/or PGDRAIN_HMAC_SECRET (secrets, 16+ characters): how
  *   HTTP callers authenticate (bearer token, signed request), as for `pgdrain serve`.
  * - DRAIN_BATCH (default 50), DRAIN_DEADLINE_SECONDS (default 25), DRAIN_TOPIC,
- *   DRAIN_QUEUE (a named queue): the cron drain, and the defaults of POST
- *   /drain (batchSize, budgetSeconds).
+ *   DRAIN_QUEUE (a named queue), DRAIN_FILTER (a JSON object the attributes
+ *   of claimed jobs contain), DRAIN_EXCLUDE (a JSON array of up to 100
+ *   objects: no job whose attributes contain one is claimed): the cron drain,
+ *   and the defaults of POST /drain (batchSize, budgetSeconds).
  * - PGDRAIN_LINGER_SECONDS (default 0), PGDRAIN_POLL_SECONDS (default 1): the
  *   cron drain waits that long on an empty queue for new work, claiming every
  *   poll, never past DRAIN_DEADLINE_SECONDS (README "Fast pickup"). It LISTENs
@@ -56,6 +58,7 @@ import { loadNeon } from '../src/db/neon-load.js';
 import { pgDriver } from '../src/db/pg.js';
 import { hasTransactionalTask } from '../src/define-task.js';
 import { createApp } from '../src/http/app.js';
+import { checkDrainSelectionSettings, type DrainSelection } from '../src/http/requests.js';
 import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
 import { parse, queueNameSchema } from '../src/options.js';
 import { fastPickup, lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
@@ -71,6 +74,8 @@ export interface Env {
   DRAIN_DEADLINE_SECONDS?: string;
   DRAIN_TOPIC?: string;
   DRAIN_QUEUE?: string;
+  DRAIN_FILTER?: string | object; // JSON text, or a JSON [vars] value
+  DRAIN_EXCLUDE?: string | object[];
   PGDRAIN_LINGER_SECONDS?: string;
   PGDRAIN_POLL_SECONDS?: string;
   NEON_WS_PROXY?: string;
@@ -110,11 +115,20 @@ const envSchema = z.object({
   DRAIN_TOPIC: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'),
     z.maxLength(200, 'must be at most 200 characters'))),
   DRAIN_QUEUE: z.optional(queueNameSchema),
+  DRAIN_FILTER: z.optional(z.unknown()), // JSON text or a JSON [vars] value, checked by readSettings as drain() checks it
+  DRAIN_EXCLUDE: z.optional(z.unknown()),
   PGDRAIN_LINGER_SECONDS: z.optional(settingSeconds(lingerSecondsSchema)),
   PGDRAIN_POLL_SECONDS: z.optional(settingSeconds(pollSecondsSchema)),
 });
 
-type Settings = z.output<typeof envSchema>;
+type Settings = z.output<typeof envSchema> & { selection: DrainSelection };
+
+/** The bindings, checked; an error names the binding (env.DRAIN_EXCLUDE[1]). */
+function readSettings(env: Env): Settings {
+  const settings = parse(envSchema, env, 'env');
+  return { ...settings, selection: checkDrainSelectionSettings(settings.DRAIN_FILTER, settings.DRAIN_EXCLUDE,
+                                                           { filter: 'env.DRAIN_FILTER', exclude: 'env.DRAIN_EXCLUDE' }) };
+}
 
 /** Opens a driver for one invocation: sockets cannot outlive the request that opened them. */
 async function openDriver(env: Env, settings: Settings): Promise<Driver> {
@@ -166,13 +180,14 @@ async function openQueue(tasks: TaskMap, env: Env, settings: Settings): Promise<
   return createQueue({ driver: await openDriver(env, settings), tasks });
 }
 
-/** The cron side: one drain with the configured batch, deadline, topic and linger (which the deadline bounds). */
+/** The cron side: one drain with the configured batch, deadline, topic, queue, selection and linger (the deadline bounds it). */
 async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, settings: Settings): Promise<DrainReport> {
   const queue = await openQueue(tasks, env, settings);
   const topic = settings.DRAIN_TOPIC;
   try {
     return await queue.drain(settings.DRAIN_BATCH, Date.now() + settings.DRAIN_DEADLINE_SECONDS * 1000,
                              { ...(topic ? { topic } : {}), ...(settings.DRAIN_QUEUE ? { queue: settings.DRAIN_QUEUE } : {}),
+                               ...settings.selection,
                                ...fastPickup(settings.PGDRAIN_LINGER_SECONDS, settings.PGDRAIN_POLL_SECONDS) });
   } finally {
     // Closing the pool needs no one to wait for it; waitUntil keeps the invocation alive until it is done.
@@ -235,7 +250,7 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
   return async (request, env, ctx) => {
     let queue: Queue | undefined;
     try {
-      const settings = parse(envSchema, env, 'env');
+      const settings = readSettings(env);
       const app = appFor(env, settings);
       queue = await openQueue(tasks, env, settings);
       const answer = Promise.resolve(app.fetch(request, { ...env, [QUEUE]: queue }, ctx as never));
@@ -260,7 +275,7 @@ export function createWorker(tasks: TaskMap): WorkerHandlers {
     fetch: httpServer(tasks),
     async scheduled(controller, env, ctx) {
       try {
-        const settings = parse(envSchema, env, 'env');
+        const settings = readSettings(env);
         const report = await runDrain(tasks, env, ctx, settings);
         console.log(JSON.stringify({ pgdrain: 'drain', cron: controller.cron, ...summary(report) }));
         const warning = unfitWarning(report, settings);

@@ -11,6 +11,8 @@
 //   PGDRAIN_BATCH_SIZE         jobs claimed per statement by scheduled drains (default 100)
 //   PGDRAIN_TOPIC              only tasks matching this LIKE pattern ('email.%')
 //   PGDRAIN_QUEUE              the named queue scheduled drains consume (default 'default')
+//   PGDRAIN_FILTER             scheduled drains claim only jobs whose attributes contain this JSON object
+//   PGDRAIN_EXCLUDE            … and none that contain an object of this JSON array ('[{"partner":"acme"}]')
 //   PGDRAIN_LINGER_SECONDS     scheduled drains wait this long on an empty queue for new work (default 0),
 //                              never past their deadline (README "Fast pickup"); they LISTEN for publishes
 //   PGDRAIN_POLL_SECONDS       while lingering, claim again this often (default 1)
@@ -33,6 +35,7 @@ import { listenQueued, pgDriver } from '../src/db/pg.js';
 import { drain } from '../src/drain.js';
 import { ValidationError } from '../src/errors.js';
 import { createApp, type AppQueue } from '../src/http/app.js';
+import { checkDrainSelection, checkDrainSelectionSettings, type DrainSelection } from '../src/http/requests.js';
 import { parse, queueNameSchema } from '../src/options.js';
 import { publish, publishBulk } from '../src/publish.js';
 import type { DrainReport, TaskMap } from '../src/types.js';
@@ -59,6 +62,8 @@ const settingsSchema = z.object({
   PGDRAIN_BATCH_SIZE: z._default(count(1, 10_000), 100),
   PGDRAIN_TOPIC: z.optional(z.string().check(z.maxLength(200))),
   PGDRAIN_QUEUE: z.optional(queueNameSchema),
+  PGDRAIN_FILTER: z.optional(z.string()), // JSON text, checked by readSettings as drain() checks it
+  PGDRAIN_EXCLUDE: z.optional(z.string()),
   PGDRAIN_LINGER_SECONDS: z.optional(settingSeconds(lingerSecondsSchema)),
   PGDRAIN_POLL_SECONDS: z.optional(settingSeconds(pollSecondsSchema)),
   PGDRAIN_SAFETY_MARGIN_MS: z._default(count(0, 60_000), 1000),
@@ -67,7 +72,7 @@ const settingsSchema = z.object({
   // REST APIs may have theirs raised past 29 s (a quota request); HTTP APIs stop at 30.
   PGDRAIN_API_GATEWAY_TIMEOUT_SECONDS: z._default(count(1, 900), 29),
 });
-type Settings = z.output<typeof settingsSchema>;
+type Settings = z.output<typeof settingsSchema> & { selection: DrainSelection };
 
 /** Options a schedule may carry in its input: `{ "pgdrain": { "batchSize": 200, "topic": "email.%", "lingerSeconds": 50 } }`. */
 const scheduleInputSchema = z.strictObject({
@@ -77,7 +82,10 @@ const scheduleInputSchema = z.strictObject({
   queue: z.optional(queueNameSchema),
   lingerSeconds: z.optional(lingerSecondsSchema),
   pollSeconds: z.optional(pollSecondsSchema),
+  filter: z.optional(z.unknown()), // JSON, as drain() takes them: checked by scheduleInput as drain() checks them
+  exclude: z.optional(z.unknown()),
 });
+type ScheduleInput = Omit<z.output<typeof scheduleInputSchema>, 'filter' | 'exclude'> & DrainSelection;
 
 /**
  * Builds the Lambda handler for a tasks module. The queue, its connection
@@ -106,7 +114,9 @@ export function createLambdaHandler(tasks: TaskMap, env: Env = process.env) {
 function readSettings(env: Env): Settings {
   // An empty variable counts as unset.
   const given = Object.fromEntries(Object.keys(settingsSchema.shape).map((k) => [k, env[k] || undefined]));
-  return parse(settingsSchema, given, '');
+  const settings = parse(settingsSchema, given, '');
+  return { ...settings, selection: checkDrainSelectionSettings(settings.PGDRAIN_FILTER, settings.PGDRAIN_EXCLUDE,
+                                                           { filter: 'PGDRAIN_FILTER', exclude: 'PGDRAIN_EXCLUDE' }) };
 }
 
 class Instance {
@@ -131,11 +141,13 @@ class Instance {
   }
 
   /** A scheduled drain: the budget (and so any linger) is what the invocation has left, minus the safety margin. */
-  async drain(input: z.output<typeof scheduleInputSchema>, context: LambdaContext): Promise<DrainReport> {
+  async drain(input: ScheduleInput, context: LambdaContext): Promise<DrainReport> {
     const deadline = Date.now() + context.getRemainingTimeInMillis() - this.settings.PGDRAIN_SAFETY_MARGIN_MS;
     const report = await this.queue.drain(input.batchSize ?? this.settings.PGDRAIN_BATCH_SIZE, deadline,
                                           { topic: input.topic ?? this.settings.PGDRAIN_TOPIC,
                                             queue: input.queue ?? this.settings.PGDRAIN_QUEUE,
+                                            filter: input.filter ?? this.settings.selection.filter,
+                                            exclude: input.exclude ?? this.settings.selection.exclude,
                                             ...fastPickup(input.lingerSeconds ?? this.settings.PGDRAIN_LINGER_SECONDS,
                                                           input.pollSeconds ?? this.settings.PGDRAIN_POLL_SECONDS) });
     // A scheduled invocation's result goes nowhere: the log line is what an operator sees.
@@ -204,11 +216,13 @@ function gatewayEnd(event: unknown, timeoutSeconds: number): number {
  * aws.scheduler; a schedule without input sends {}), or any event carrying
  * `pgdrain` options. Returns the options, or undefined for anything else.
  */
-function scheduleInput(event: unknown): z.output<typeof scheduleInputSchema> | undefined {
+function scheduleInput(event: unknown): ScheduleInput | undefined {
   if (!isObject(event)) return undefined;
   const scheduled = event['detail-type'] === 'Scheduled Event' && (event.source === 'aws.events' || event.source === 'aws.scheduler');
   if (!scheduled && Object.keys(event).length > 0 && !('pgdrain' in event)) return undefined;
-  return parse(scheduleInputSchema, event.pgdrain ?? {}, 'event.pgdrain');
+  const { filter, exclude, ...input } = parse(scheduleInputSchema, event.pgdrain ?? {}, 'event.pgdrain');
+  return { ...input, ...checkDrainSelection({ filter, exclude },
+                                             { filter: 'event.pgdrain.filter', exclude: 'event.pgdrain.exclude' }) };
 }
 
 function jsonResult(statusCode: number, body: unknown) {

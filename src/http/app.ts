@@ -150,7 +150,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     let report: DrainReport;
     try {
       report = await queueOf(c).drain(request.batchSize, deadline, { topic: request.topic, queue: request.queue, signal: stopOn,
-                                                                     graceMs, hardSignal, lingerMs: request.lingerMs, pollMs: request.pollMs });
+                                                                     graceMs, hardSignal, lingerMs: request.lingerMs, pollMs: request.pollMs,
+                                                                     filter: request.filter, exclude: request.exclude });
     } catch (error) {
       done(undefined, Date.now() - startedAt);
       throw translateError(error);

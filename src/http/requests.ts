@@ -1,8 +1,8 @@
 import * as z from 'zod/mini';
 import { eventNameSchema } from '../admin.js';
 import { ValidationError } from '../errors.js';
-import { bulkPublishOptionsSchema, isoDateTimeSchema, lingerMsSchema, pollMsSchema, publishOptionsSchema, queueNameSchema,
-         taskSchema, topicSchema } from '../options.js';
+import { bulkPublishOptionsSchema, drainOptionsSchema, isoDateTimeSchema, lingerMsSchema, pollMsSchema, publishOptionsSchema,
+         queueNameSchema, taskSchema, topicSchema, type DrainOptions } from '../options.js';
 import type { BulkJob, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
@@ -71,8 +71,44 @@ export function resolveLimits(given: Partial<HttpLimits> = {}): HttpLimits {
   return check(limitsSchema, merged, 'limits');
 }
 
+/** Which jobs a drain may claim: DrainOptions.filter and DrainOptions.exclude. */
+export interface DrainSelection {
+  filter?: DrainOptions['filter'];
+  exclude?: DrainOptions['exclude'];
+}
+
+/**
+ * Checks a drain's filter and exclude with drain()'s own rules and messages
+ * (drainOptionsSchema), so an edge refuses them before any claim. An error
+ * names the field as the caller gave it: names.filter, names.exclude, or
+ * names.exclude + '[1]' for an element of exclude.
+ */
+export function checkDrainSelection(given: { filter?: unknown; exclude?: unknown },
+                                    names = { filter: 'filter', exclude: 'exclude' }): DrainSelection {
+  const { filter, exclude } = given;
+  const result = drainOptionsSchema.safeParse({ ...(filter === undefined ? {} : { filter }),
+                                                ...(exclude === undefined ? {} : { exclude }) });
+  if (result.success) {
+    const { filter: f, exclude: e } = result.data;
+    return { ...(f && { filter: f }), ...(e && { exclude: e }) };
+  }
+  const issue = result.error.issues[0]!;
+  const at = String(issue.path[0]); // filter, exclude or exclude[i]
+  throw new ValidationError(at === 'filter' ? names.filter : names.exclude + at.slice('exclude'.length), issue.message);
+}
+
+/**
+ * The same from settings: a string is JSON text (an environment variable),
+ * blank is none; any other value is taken as is (a Worker's JSON [vars]).
+ */
+export function checkDrainSelectionSettings(filter: unknown, exclude: unknown,
+                                            names: { filter: string; exclude: string }): DrainSelection {
+  const json = (v: unknown, field: string) => (typeof v === 'string' ? parseJson(v, field) : v);
+  return checkDrainSelection({ filter: json(filter, names.filter), exclude: json(exclude, names.exclude) }, names);
+}
+
 /** What POST /drain asked for, within the limits. */
-export interface DrainRequest {
+export interface DrainRequest extends DrainSelection {
   batchSize: number;
   budgetSeconds: number;
   topic?: string;
@@ -83,15 +119,21 @@ export interface DrainRequest {
 }
 
 const NUMERIC_FIELDS = new Set(['batchSize', 'budgetSeconds', 'lingerMs', 'pollMs']);
+const JSON_FIELDS = new Set(['filter', 'exclude']);
 
-/** Reads batchSize, budgetSeconds, topic, queue, lingerMs and pollMs from the JSON body, else from the query string. */
+/**
+ * Reads batchSize, budgetSeconds, topic, queue, lingerMs, pollMs, filter and
+ * exclude from the JSON body, else from the query string (filter and exclude
+ * there as JSON text: ?filter=%7B%22region%22%3A%22eu%22%7D).
+ */
 export function parseDrainRequest(body: unknown, query: Record<string, string>, limits: HttpLimits): DrainRequest {
   if (body !== undefined && !isPlainObject(body)) throw new ValidationError('body', 'must be a JSON object');
   const fromQuery: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(query)) {
     // A number as JSON would spell it (1e2, 0.5, -3): as a number, so the query and the body take the same values.
-    fromQuery[key] = NUMERIC_FIELDS.has(key) && /^\s*-?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(value)
-      ? Number(value) : value;
+    // A blank filter or exclude stays text, refused as the body's "" is.
+    fromQuery[key] = NUMERIC_FIELDS.has(key) && /^\s*-?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) ? Number(value)
+      : JSON_FIELDS.has(key) && value.trim() !== '' ? parseJson(value, key) : value;
   }
   const schema = z.strictObject({
     batchSize: z._default(positiveInt(Number.MAX_SAFE_INTEGER)
@@ -104,8 +146,11 @@ export function parseDrainRequest(body: unknown, query: Record<string, string>, 
     queue: z.optional(queueNameSchema),
     lingerMs: z.optional(lingerMsSchema),
     pollMs: z.optional(pollMsSchema),
+    filter: z.optional(z.unknown()), // checked below, as drain() checks them
+    exclude: z.optional(z.unknown()),
   });
-  return check(schema, { ...fromQuery, ...(body as object | undefined) }, '');
+  const { filter, exclude, ...request } = check(schema, { ...fromQuery, ...(body as object | undefined) }, '');
+  return { ...request, ...checkDrainSelection({ filter, exclude }) };
 }
 
 const jobShape = {
@@ -194,24 +239,24 @@ export function parsePublishEventRequest(event: string, body: unknown): PublishE
 }
 
 /**
- * Parses a JSON text; an empty body is undefined. JSON.parse reads numbers
- * as doubles: an integer past 2^53 or a number past the double's range
- * would be stored altered (12345678901234567890 as 12345678901234567000,
+ * Parses a JSON text (field names it in errors); an empty one is undefined.
+ * JSON.parse reads numbers as doubles: an integer past 2^53 or a number past
+ * the double's range would be stored altered (12345678901234567890 as 12345678901234567000,
  * 1e400 as null), so such a number is refused, never changed.
  */
-export function parseJson(text: string): unknown {
+export function parseJson(text: string, field = 'body'): unknown {
   if (text.trim() === '') return undefined;
   let value: unknown;
   try {
     value = JSON.parse(text) as unknown;
   } catch (error) {
-    throw new ValidationError('body', `must be valid JSON (${(error as Error).message})`);
+    throw new ValidationError(field, `must be valid JSON (${(error as Error).message})`);
   }
   // The numbers of the text, its strings blanked out (valid JSON by now).
   for (const [token] of text.replace(/"(?:[^"\\]|\\.)*"/g, '""').matchAll(/-?\d+(\.\d+)?([eE][+-]?\d+)?/g)) {
     const n = Number(token);
     if (!Number.isFinite(n) || (/^-?\d+$/.test(token) && !Number.isSafeInteger(n))) {
-      throw new ValidationError('body', `the number ${token.slice(0, 40)} cannot be kept exactly (JSON numbers here are `
+      throw new ValidationError(field, `the number ${token.slice(0, 40)} cannot be kept exactly (JSON numbers here are `
         + '64-bit floats, integers up to 2^53): send it as a string');
     }
   }

@@ -1,0 +1,102 @@
+// The Cloudflare Worker's cron drain takes a filter and an exclude from
+// DRAIN_FILTER / DRAIN_EXCLUDE (JSON text, or a JSON [vars] value), and its
+// POST /drain takes them in the body. The demo Worker, bundled by `wrangler
+// deploy --dry-run`, runs in workerd through Miniflare (as in
+// test/cloudflare.test.ts), reaching the test PostgreSQL through Hyperdrive.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { Miniflare } from 'miniflare';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createQueue } from '../src/index.js';
+import { testDb } from './support/db.js';
+import { ALL_JOBS, publishSelectionJobs, selectionOutcome } from './support/selection-jobs.js';
+
+const root = resolve(import.meta.dirname, '..');
+const db = await testDb();
+const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
+const TOKEN = 'selection-drain-token-0123456789';
+const outdir = mkdtempSync(join(tmpdir(), 'pgdrain-worker-selection-'));
+let mf: Miniflare | undefined;
+
+afterAll(async () => {
+  await mf?.dispose();
+  rmSync(outdir, { recursive: true, force: true });
+});
+
+beforeAll(async () => {
+  await promisify(execFile)(join(root, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--outdir', outdir], {
+    cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' },
+  });
+  const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(readFileSync(join(root, 'wrangler.toml'), 'utf8'))![1]!;
+  // Miniflare's Hyperdrive insists on a password; the test cluster trusts local connections and ignores it.
+  const hyperdriveUrl = new URL(db.url);
+  hyperdriveUrl.password = 'unused';
+  const common = { modules: true, modulesRoot: outdir, scriptPath: join(outdir, 'cloudflare-demo.js'), compatibilityDate,
+                   compatibilityFlags: ['nodejs_compat'], hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } };
+  const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_DEADLINE_SECONDS: '30' };
+  const worker = (name: string, bindings: Record<string, unknown>) => ({ ...common, name, bindings: { ...vars, ...bindings } });
+  mf = new Miniflare({
+    workers: [
+      worker('text', { DRAIN_FILTER: '{"region":"eu"}', DRAIN_EXCLUDE: '[{"partner":"acme"}]' }),
+      // [vars] DRAIN_EXCLUDE = [{ partner = "acme" }, { tier = "gold" }]: the Worker gets JSON, not text.
+      worker('json-vars', { DRAIN_EXCLUDE: [{ partner: 'acme' }, { tier: 'gold' }] }),
+      worker('plain', {}),
+      worker('bad-filter', { DRAIN_FILTER: '{region:eu}' }),
+      worker('bad-filter-array', { DRAIN_FILTER: '["eu"]' }),
+      worker('bad-exclude', { DRAIN_EXCLUDE: '[{"partner":"acme"},3]' }),
+      worker('bad-exclude-object', { DRAIN_EXCLUDE: '{"partner":"acme"}' }),
+    ],
+  });
+  await mf.ready;
+}, 180_000);
+
+interface WorkerStub {
+  scheduled(options: { cron: string }): Promise<{ outcome: string }>;
+  fetch(url: string, init: { method: string; headers: Record<string, string>; body?: string }): Promise<Response>;
+}
+const stub = async (name: string) => (await mf!.getWorker(name)) as unknown as WorkerStub;
+const scheduled = async (name: string) => (await stub(name)).scheduled({ cron: '* * * * *' });
+const post = async (name: string, body: unknown) => {
+  const response = await (await stub(name)).fetch('http://worker/drain', {
+    method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+  });
+  return { status: response.status, body: await response.json() as any };
+};
+
+const { ran, untouched } = selectionOutcome(db);
+beforeEach(() => publishSelectionJobs(db, queue, 'demo.math.sum'));
+
+describe('Worker drains with filter and exclude', () => {
+  it('the cron drain claims what DRAIN_FILTER and DRAIN_EXCLUDE select, as text or as JSON [vars]', async () => {
+    expect(await scheduled('text')).toMatchObject({ outcome: 'ok' });
+    expect(await ran()).toEqual(['eu']);
+    expect(await scheduled('json-vars')).toMatchObject({ outcome: 'ok' });
+    expect(await ran()).toEqual(['eu', 'plain', 'us']);
+    expect(await untouched()).toEqual(['eu-acme', 'us-acme', 'us-bob-gold']);
+  });
+
+  it('POST /drain to the Worker takes filter and exclude in its body', async () => {
+    expect(await post('plain', { filter: { partner: 'acme' }, exclude: [{ region: 'eu' }] }))
+      .toMatchObject({ status: 200, body: { claimed: 1, succeeded: 1 } });
+    expect(await ran()).toEqual(['us-acme']);
+    expect(await post('plain', { exclude: [{ partner: 'acme' }, 'bob'] })).toMatchObject({ status: 400, body: { error: {
+      code: 'invalid_argument', field: 'exclude[1]', message: 'exclude[1]: must be a JSON object' } } });
+  });
+
+  it('a bad DRAIN_FILTER or DRAIN_EXCLUDE fails the cron drain and answers HTTP 500 naming it, and claims nothing', async () => {
+    for (const [name, field, message] of [
+      ['bad-filter', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: must be valid JSON \(/],
+      ['bad-filter-array', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: must be a JSON object$/],
+      ['bad-exclude', 'env.DRAIN_EXCLUDE[1]', /^env\.DRAIN_EXCLUDE\[1\]: must be a JSON object$/],
+      ['bad-exclude-object', 'env.DRAIN_EXCLUDE', /^env\.DRAIN_EXCLUDE: must be an array of JSON objects$/],
+    ] as const) {
+      expect(await scheduled(name), name).toMatchObject({ outcome: 'exception' });
+      expect(await post(name, {}), name).toMatchObject({ status: 500, body: { error: {
+        code: 'not_configured', field, message: expect.stringMatching(message) } } });
+    }
+    expect(await untouched()).toEqual(ALL_JOBS);
+  });
+});
