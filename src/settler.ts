@@ -106,8 +106,9 @@ export interface SettleCounts {
  * this drain's worker id (a release gives the attempt number back to the
  * next delivery, which another drain may hold by then).
  * Outcomes that end a serial-key job go at most MAX_SERIAL_KEYS per
- * statement; the rest wait in `keyedOut` for the next claim or flush (armed
- * again while any wait), and close() sends as many statements as they need.
+ * statement; the rest wait in `keyedOut` and go in statements back to back
+ * (a claim waits for them: see take()), and close() sends as many
+ * statements as they need.
  */
 export class Settler {
   readonly totals: SettleCounts = { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 0 };
@@ -152,13 +153,22 @@ export class Settler {
     return this.buffer.length > 0 || this.keyedOut.length > 0;
   }
 
-  /** Hands the buffered outcomes to a claim that settles them, after any settle in flight. */
+  /**
+   * Hands the buffered outcomes to a claim that settles them, after any
+   * settle in flight. Serial-key ends held back past what one statement
+   * carries are settled first, back to back: the claim expires passed
+   * leases, and would otherwise expire this drain's own finished jobs.
+   */
   async take(): Promise<Outcome[]> {
-    while (this.inFlight) await this.inFlight;
+    for (;;) {
+      while (this.inFlight) await this.inFlight;
+      if (this.keyedOut.length <= MAX_SERIAL_KEYS || this.lastError !== undefined) break;
+      this.kick();
+    }
     clearTimeout(this.timer);
     this.timer = undefined;
     const batch = this.next();
-    // Those held back go within flushIntervalMs, should no claim come first.
+    // After a failed settle some may still wait: within a second, should no claim come first.
     this.arm();
     return batch;
   }
@@ -252,7 +262,10 @@ export class Settler {
     const batch = this.next();
     this.inFlight = this.send(batch).finally(() => {
       this.inFlight = undefined;
-      this.arm();
+      // Serial-key ends still held back go at once, not after flushIntervalMs:
+      // each statement waits only for its share of the lock table.
+      if (this.keyedOut.length > 0 && this.lastError === undefined && !this.closing) this.kick();
+      else this.arm();
     });
   }
 
