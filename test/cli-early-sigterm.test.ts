@@ -26,8 +26,11 @@ writeFileSync(TASKS, 'export const t = async () => "ran";\n');
 
 beforeEach(async () => void (await db.sql('truncate jobs.job_queue, jobs.job')));
 
-/** A proxy to the database that calls onFirst when the first connection arrives, then forwards it. */
-async function signallingProxy(onFirst: () => void): Promise<string> {
+/**
+ * A proxy to the database that calls onFirst when the first connection
+ * arrives, then forwards it; `refuse`: drops every connection instead (a database down).
+ */
+async function signallingProxy(onFirst: () => void, refuse = false): Promise<string> {
   const target = new URL(db.url);
   const sockets = new Set<Socket>();
   let first = true;
@@ -36,6 +39,7 @@ async function signallingProxy(onFirst: () => void): Promise<string> {
       first = false;
       onFirst();
     }
+    if (refuse) return void client.destroy();
     const upstream = connect(Number(target.port), target.hostname);
     for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
       sockets.add(a);
@@ -55,9 +59,9 @@ async function signallingProxy(onFirst: () => void): Promise<string> {
 }
 
 /** Spawns `pgdrain ARGS` through a proxy and sends `signal` as its first connection arrives. */
-async function signalledAtStart(args: string[], signal: NodeJS.Signals) {
+async function signalledAtStart(args: string[], signal: NodeJS.Signals, refuse = false) {
   let p: DrainProcess | undefined;
-  const url = await signallingProxy(() => p!.child.kill(signal));
+  const url = await signallingProxy(() => p!.child.kill(signal), refuse);
   p = spawnCli(args, { DATABASE_URL: url });
   return p.exited;
 }
@@ -73,6 +77,15 @@ it.each(['SIGTERM', 'SIGINT'] as const)('a %s during start-up: the drain claims 
   expect(await db.sql('select job_id::text as id, attempt, lease_until from jobs.job_queue'))
     .toEqual([{ id, attempt: 0, lease_until: null }]);
   expect(await db.sql('select job_id from jobs.job')).toEqual([]);
+});
+
+// Reviewer V: the held signal stopped the drain before its first round
+// trip, so a database that was down exited 0 with an empty report.
+it('a SIGTERM during start-up with the database down: exit 1, database unavailable, as without the signal', async () => {
+  const exit = await signalledAtStart(['drain', '--tasks', TASKS, '--json'], 'SIGTERM', true);
+  expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: 1, signal: null });
+  expect(exit.stderr).toContain('database unavailable');
+  expect(exit.stdout).toBe('');
 });
 
 it('other commands keep the default: a SIGTERM during `pgdrain publish` start-up ends it, nothing published', async () => {

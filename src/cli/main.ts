@@ -101,8 +101,13 @@ export function program(): Command {
           // module's imports can take as long as a TLS handshake. The first
           // claim waits for it (no longer than the drain's deadline allows),
           // and fails with its error if it fails.
-          driver.warm?.().catch(() => {});
+          const warming = driver.warm?.();
+          warming?.catch(() => {});
           const tasks = loadedFirst ?? await loadTasks(opts.tasks, deadline - Date.now());
+          // A signal held from start-up stops the drain before its first round
+          // trip: the database is asked once anyway (within --grace), so one
+          // that is down exits 1, as without the signal, not 0.
+          if (stop.signal.aborted && warming) await answeredWithin(warming, opts.grace * 1000, stop.hardSignal);
           const report = await drain(
             { db: driver, tasks, publish: (task, body, o) => publish(driver, task, body, o) },
             opts.batch, deadline,
@@ -206,6 +211,23 @@ function inheriting(cmd: Command, from: Command): Command {
   cmd.copyInheritedSettings(from);
   for (const sub of cmd.commands) inheriting(sub, cmd);
   return cmd;
+}
+
+/** Waits for the connection being opened, no longer than ms or until hard aborts; throws when it failed or did not come. */
+async function answeredWithin(opening: Promise<void>, ms: number, hard: AbortSignal): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onHard = () => {};
+  const late = new Promise<never>((_, reject) => {
+    const fail = () => reject(new PgDrainError('database_unavailable', `database unavailable: no connection within ${ms} ms (--grace)`));
+    timer = setTimeout(fail, ms);
+    hard.addEventListener('abort', onHard = fail, { once: true });
+  });
+  try {
+    await Promise.race([opening, late]);
+  } finally {
+    clearTimeout(timer);
+    hard.removeEventListener('abort', onHard);
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
