@@ -76,8 +76,8 @@ const bulkOptions = {
   delaySeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'),
     z.maximum(MAX_DELAY_SECONDS, `must be at most ${MAX_DELAY_SECONDS} (ten years)`))),
   timeoutSeconds: z.optional(z.number().check(z.minimum(0.001, 'must be at least 0.001 (a millisecond)'), z.maximum(86400, 'must be at most 86400 seconds'))),
-  priority: z.optional(z.number().check(integer, z.minimum(-1_000_000), z.maximum(1_000_000))),
-  maxRetries: z.optional(z.number().check(integer, z.minimum(0, 'must be 0 or more'), z.maximum(1000))),
+  priority: z.optional(z.number().check(integer, z.minimum(-1_000_000, 'must be at least -1000000'), z.maximum(1_000_000, 'must be at most 1000000'))),
+  maxRetries: z.optional(z.number().check(integer, z.minimum(0, 'must be 0 or more'), z.maximum(1000, 'must be at most 1000'))),
 };
 const runAtOrDelay = {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
@@ -180,13 +180,13 @@ const hook = <E>() => z.custom<(event: E) => void>((f) => typeof f === 'function
 
 export const drainOptionsSchema = z.strictObject({
   topic: z.optional(topicSchema),
-  concurrency: z.optional(z.number().check(integer, z.minimum(1, 'must be at least 1'), z.maximum(10000))),
+  concurrency: z.optional(z.number().check(integer, z.minimum(1, 'must be at least 1'), z.maximum(10000, 'must be at most 10000'))),
   signal: z.optional(abortSignal),
   graceMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),
   /** When it fires: stop claiming and give back every running job now, grace or not. */
   hardSignal: z.optional(abortSignal),
-  settleMarginMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(60_000))),
-  flushIntervalMs: z.optional(z.number().check(z.minimum(1, 'must be at least 1'), z.maximum(60_000))),
+  settleMarginMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(60_000, 'must be at most 60000'))),
+  flushIntervalMs: z.optional(z.number().check(z.minimum(1, 'must be at least 1'), z.maximum(60_000, 'must be at most 60000'))),
   /** The queue to consume (default 'default'). */
   queue: z.optional(name('queue name')),
   /** Claim only jobs whose attributes contain this object (jsonb @>). */
@@ -201,9 +201,9 @@ export const drainOptionsSchema = z.strictObject({
   /** Recorded on every job this drain runs (default: a random id per drain). */
   workerId: z.optional(workerIdSchema),
   /** How often to ask whether jobs running longer than this were cancelled (default 2000). */
-  cancelCheckMs: z.optional(z.number().check(z.minimum(100, 'must be at least 100'), z.maximum(3_600_000))),
+  cancelCheckMs: z.optional(z.number().check(z.minimum(100, 'must be at least 100'), z.maximum(3_600_000, 'must be at most 3600000'))),
   /** How long past the deadline (or the grace after signal, or hardSignal) to wait for a silent database (default 5000). */
-  overrunMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(3_600_000))),
+  overrunMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(3_600_000, 'must be at most 3600000'))),
   /**
    * How long the queue may stay empty (nothing to claim, nothing running)
    * before the drain returns (default 0: at once); never past the deadline.

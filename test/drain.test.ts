@@ -241,6 +241,17 @@ describe('bad input at the TypeScript edge', () => {
       field: 'deadline', message: 'deadline: must be a valid Date or epoch milliseconds (Date.now() + 55_000), not seconds' });
   });
 
+  // zod's own wording ("Too big: expected number to be <=1000") named no rule of ours (reviewer V).
+  it.each([
+    ['options.maxRetries: must be at most 1000', () => queueWith({}).publish('a', null, { maxRetries: 1001 })],
+    ['options.priority: must be at most 1000000', () => queueWith({}).publish('a', null, { priority: 1_000_001 })],
+    ['options.priority: must be at least -1000000', () => queueWith({}).publish('a', null, { priority: -1_000_001 })],
+    ['options.concurrency: must be at most 10000', () => queueWith({}).drain(1, Date.now() + 1000, { concurrency: 10_001 })],
+    ['options.overrunMs: must be at most 3600000', () => queueWith({}).drain(1, Date.now() + 1000, { overrunMs: 3_600_001 })],
+  ])('a number past its bound names the bound: %s', async (message, call) => {
+    await expect(call()).rejects.toThrow(message);
+  });
+
   it('a driver that is not one (an un-awaited pgliteDriver, a queue, an empty object) is named at once', async () => {
     const rule = 'must be a driver or client with a query() method (pgDriver(url), await pgliteDriver(dir), a pg client)';
     expect(() => createQueue({ driver: Promise.resolve(db.driver) as never }))

@@ -45,8 +45,8 @@ export const DEFAULT_LIMITS: HttpLimits = {
 };
 
 const positiveInt = (max: number) => z.number({ error: 'must be a number' })
-  .check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'), z.maximum(max));
-const seconds = () => z.number({ error: 'must be a number' }).check(z.gt(0, 'must be greater than 0'), z.maximum(86_400));
+  .check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'), z.maximum(max, `must be at most ${max}`));
+const seconds = () => z.number({ error: 'must be a number' }).check(z.gt(0, 'must be greater than 0'), z.maximum(86_400, 'must be at most 86400'));
 
 const limitsSchema = z.strictObject({
   maxBatchSize: positiveInt(10_000),
