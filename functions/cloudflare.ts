@@ -58,7 +58,7 @@ import { loadNeon } from '../src/db/neon-load.js';
 import { pgDriver } from '../src/db/pg.js';
 import { hasTransactionalTask } from '../src/define-task.js';
 import { createApp } from '../src/http/app.js';
-import { checkDrainSelectionSettings, type DrainSelection } from '../src/http/requests.js';
+import { checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
 import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
 import { parse, queueNameSchema } from '../src/options.js';
 import { fastPickup, lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';

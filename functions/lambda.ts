@@ -35,7 +35,7 @@ import { listenQueued, pgDriver } from '../src/db/pg.js';
 import { drain } from '../src/drain.js';
 import { ValidationError } from '../src/errors.js';
 import { createApp, type AppQueue } from '../src/http/app.js';
-import { checkDrainSelection, checkDrainSelectionSettings, type DrainSelection } from '../src/http/requests.js';
+import { checkDrainSelection, checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
 import { parse, queueNameSchema } from '../src/options.js';
 import { publish, publishBulk } from '../src/publish.js';
 import type { DrainReport, TaskMap } from '../src/types.js';

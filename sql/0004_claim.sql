@@ -127,7 +127,8 @@ end $$;
 
 -- A claim's exclude: at most 100 JSON objects (jobs.check_object's rule
 -- and SQLSTATE, each named by its place: exclude[2]). A null element would
--- make `not (attributes @> any(exclude))` null for every job: refused too.
+-- make `not (attributes @> any(exclude))` null for every job: refused too;
+-- so is {}, which every job's attributes contain (it would exclude them all).
 create function jobs.check_exclude(p_exclude jsonb[])
 returns void language plpgsql immutable as $$
 declare
@@ -140,10 +141,11 @@ begin
     perform jobs.raise_invalid('PD014', 'exclude', format('must hold at most 100 JSON objects, got %s', cardinality(p_exclude)));
   end if;
   select e.value, e.ord into v_bad from unnest(p_exclude) with ordinality e(value, ord)
-  where e.value is null or jsonb_typeof(e.value) <> 'object' order by e.ord limit 1;
+  where e.value is null or jsonb_typeof(e.value) <> 'object' or e.value = '{}' order by e.ord limit 1;
   if found then
     perform jobs.raise_invalid('PD014', format('exclude[%s]', v_bad.ord),
-                               format('must be a JSON object, got %s', coalesce(jsonb_typeof(v_bad.value), 'null')));
+                               case when v_bad.value = '{}' then 'must not be empty: {} is in every job''s attributes, so it would exclude them all'
+                                    else format('must be a JSON object, got %s', coalesce(jsonb_typeof(v_bad.value), 'null')) end);
   end if;
 end $$;
 

@@ -35,8 +35,11 @@ export class PgDrainError extends Error {
 /** Bad input at an edge: the message names the field and the rule. */
 export class ValidationError extends PgDrainError {
   override readonly name = 'ValidationError';
+  /** The rule broken, without the field: "must be at most 1000". */
+  readonly rule: string;
   constructor(field: string, rule: string, options: { cause?: unknown } = {}) {
     super('invalid_argument', `${field}: ${rule}`, { field, ...options });
+    this.rule = rule;
   }
 }
 

@@ -111,3 +111,28 @@ export function quietThenables(value: unknown, root = 'result'): string | undefi
 }
 
 const ignore = () => {};
+
+/**
+ * Parses a JSON text (field names it in errors); an empty one is undefined.
+ * JSON.parse reads numbers as doubles: an integer past 2^53 or a number past
+ * the double's range would be stored altered (12345678901234567890 as 12345678901234567000,
+ * 1e400 as null), so such a number is refused, never changed.
+ */
+export function parseJson(text: string, field = 'body'): unknown {
+  if (text.trim() === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new ValidationError(field, `must be valid JSON (${(error as Error).message})`);
+  }
+  // The numbers of the text, its strings blanked out (valid JSON by now).
+  for (const [token] of text.replace(/"(?:[^"\\]|\\.)*"/g, '""').matchAll(/-?\d+(\.\d+)?([eE][+-]?\d+)?/g)) {
+    const n = Number(token);
+    if (!Number.isFinite(n) || (/^-?\d+$/.test(token) && !Number.isSafeInteger(n))) {
+      throw new ValidationError(field, `the number ${token.slice(0, 40)} cannot be kept exactly (JSON numbers here are `
+        + '64-bit floats, integers up to 2^53): send it as a string');
+    }
+  }
+  return value;
+}

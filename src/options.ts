@@ -1,6 +1,7 @@
 import * as z from 'zod/mini';
 import { en } from 'zod/locales';
 import { ValidationError } from './errors.js';
+import { jsonParam } from './json-text.js';
 import type { JobEndEvent, JobStartEvent } from './types.js';
 
 // Validation at the TS edge, mirroring the SQL checks so a bad call fails
@@ -172,8 +173,27 @@ export const pollMsSchema = z.number({ error: 'must be a number of milliseconds'
   .check(z.minimum(50, 'must be at least 50'), z.maximum(3_600_000, 'must be at most 3600000 (an hour)'));
 
 /** DrainOptions.exclude's bound, as jobs.pick's exclude. */
-export const MAX_EXCLUDE = 100;
-const isJsonObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+const MAX_EXCLUDE = 100;
+
+/**
+ * Why a filter or exclude object will not do, or undefined: a plain JSON
+ * object PostgreSQL can store (a Map or a Date would go as something else).
+ * An exclude object must not be empty: {} is in every job's attributes, so
+ * it would exclude them all (a { partner: undefined } goes as {}).
+ */
+function selectionRule(v: unknown, exclude: boolean): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'must be a JSON object';
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto !== Object.prototype && proto !== null) return 'must be a plain JSON object, not a class instance';
+  let json: string;
+  try {
+    json = jsonParam(v, '');
+  } catch (error) {
+    return (error as ValidationError).rule;
+  }
+  if (exclude && json === '{}') return 'must not be empty: {} is in every job\'s attributes, so it would exclude them all';
+  return undefined;
+}
 
 // A function: not passable through the CLI or HTTP, which take JSON.
 const hook = <E>() => z.custom<(event: E) => void>((f) => typeof f === 'function', 'must be a function (event) => void');
@@ -216,8 +236,12 @@ export const drainOptionsSchema = z.strictObject({
   /** Called once per claimed job when the drain knows its outcome (drain-hooks.ts: a throw is caught). */
   onJobEnd: z.optional(hook<JobEndEvent>()),
 }).check(z.superRefine((o, ctx) => {
-  const i = o.exclude?.findIndex((e) => !isJsonObject(e)) ?? -1;
-  if (i >= 0) ctx.addIssue({ code: 'custom', path: [`exclude[${i}]`], message: 'must be a JSON object', input: o.exclude![i] });
+  const filterRule = o.filter === undefined ? undefined : selectionRule(o.filter, false);
+  if (filterRule) ctx.addIssue({ code: 'custom', path: ['filter'], message: filterRule, input: o.filter });
+  for (const [i, e] of (o.exclude ?? []).entries()) {
+    const rule = selectionRule(e, true);
+    if (rule) return ctx.addIssue({ code: 'custom', path: [`exclude[${i}]`], message: rule, input: e });
+  }
 }));
 
 export type DrainOptions = z.input<typeof drainOptionsSchema>;

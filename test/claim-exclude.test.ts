@@ -98,6 +98,8 @@ describe('exclude in SQL', () => {
     await refused(`array['{"a":1}', null]::jsonb[]`, 'exclude[2]', /got null$/);
     await refused(`array(select '{}'::jsonb from generate_series(1, 101))`, 'exclude', /must hold at most 100 JSON objects, got 101/);
     await refused(`'{{"{}"},{"{}"}}'::jsonb[]`, 'exclude', /one-dimensional/);
+    // {} is in every job's attributes: it would exclude them all (reviewer W).
+    await refused(`array['{"a":1}', '{}']::jsonb[]`, 'exclude[2]', /^exclude\[2\]: must not be empty/);
     await expect(sql(`select * from jobs.claim(10, exclude => array['"x"']::jsonb[])`))
       .rejects.toMatchObject({ code: 'PD014', column: 'exclude[1]' });
     expect(await untouched()).toEqual(['plain']);
@@ -128,6 +130,16 @@ describe('exclude in drain()', () => {
     await refused({ partner: 'acme' }, 'options.exclude');
     await refused(Array.from({ length: 101 }, () => ({})), 'options.exclude');
     await refused([{ a: 'nul \u0000' }], 'options.exclude[0]');
+    // Reviewer W: a Map went as {}, and so did { partner: undefined } (an unset
+    // variable): {} excluded every job with attributes. A Date reached SQL as a string.
+    await refused([{ a: 1 }, new Map([['partner', 'acme']])], 'options.exclude[1]');
+    await refused([{ partner: undefined }], 'options.exclude[0]');
+    await refused([new Date()], 'options.exclude[0]');
+    await refused([{}], 'options.exclude[0]');
+    await expect(q.drain(10, Date.now() + 10_000, { exclude: [{ partner: undefined }] }))
+      .rejects.toThrow('options.exclude[0]: must not be empty: {} is in every job\'s attributes, so it would exclude them all');
+    await expect(q.drain(10, Date.now() + 10_000, { filter: new Map() as never }))
+      .rejects.toThrow('options.filter: must be a plain JSON object, not a class instance');
     expect(await untouched()).toEqual(['plain']);
   });
 
@@ -163,9 +175,12 @@ describe('pgdrain drain --exclude', () => {
     await put('bob', { partner: 'bob' });
     await put('plain');
     const bad = [
-      [await cli(['--exclude', '[1]']), /--exclude.*must be a JSON array of at most 100 objects.*element 0 is not an object/],
-      [await cli(['--exclude', '{"partner":"acme"}']), /--exclude.*must be a JSON array/],
-      [await cli([], { PGDRAIN_EXCLUDE: '[{"partner":"acme"}, null]' }), /PGDRAIN_EXCLUDE.*element 1 is not an object/],
+      [await cli(['--exclude', '[1]']), /--exclude.*exclude\[0\]: must be a JSON object/],
+      [await cli(['--exclude', '{"partner":"acme"}']), /--exclude.*exclude: must be an array of JSON objects/],
+      [await cli([], { PGDRAIN_EXCLUDE: '[{"partner":"acme"}, null]' }), /PGDRAIN_EXCLUDE.*exclude\[1\]: must be a JSON object/],
+      // Reviewer W: JSON.parse made this 12345678901234567000, and the job it meant ran.
+      [await cli(['--exclude', '[{"acct":12345678901234567890}]']), /--exclude.*cannot be kept exactly/],
+      [await cli(['--exclude', '[{"a":"\\u0000"}]']), /--exclude.*exclude\[0\]: must not contain \\u0000/],
     ] as const;
     for (const [run, message] of bad) {
       expect(run.code).toBe(2);

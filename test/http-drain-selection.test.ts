@@ -66,7 +66,11 @@ describe('POST /drain with filter and exclude', () => {
       [{ body: { filter: '{"region":"eu"}' } }, 'filter', 'must be a JSON object'],
       [{ body: { exclude: { partner: 'acme' } } }, 'exclude', 'must be an array of JSON objects'],
       [{ body: { exclude: [{ partner: 'acme' }, 'bob'] } }, 'exclude[1]', 'must be a JSON object'],
-      [{ body: { exclude: [{}, {}, null] } }, 'exclude[2]', 'must be a JSON object'],
+      [{ body: { exclude: [{ a: 1 }, { b: 2 }, null] } }, 'exclude[2]', 'must be a JSON object'],
+      // Reviewer W: these passed the edge and were named options.exclude[0] by drain().
+      [{ body: { exclude: [{ a: 'nul \u0000' }] } }, 'exclude[0]', /^must not contain \\u0000/],
+      [{ body: { filter: { a: '\ud800' } } }, 'filter', /^must not contain an unpaired surrogate/],
+      [{ body: { exclude: [{ a: 1 }, {}] } }, 'exclude[1]', /^must not be empty/],
       [{ body: { exclude: Array.from({ length: 101 }, (_, i) => ({ partner: `p${i}` })) } }, 'exclude', 'must hold at most 100 objects'],
       [{ query: { exclude: [{ partner: 'acme' }, [1]] } }, 'exclude[1]', 'must be a JSON object'],
       [{ query: { filter: '' } }, 'filter', 'must be a JSON object'],

@@ -2,9 +2,11 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { createNamedQueue, listNamedQueues, redrive, setQueuePaused } from '../admin.js';
 import type { Driver } from '../db/driver.js';
 import { PgJobEvents } from '../db/pg-events.js';
-import { PgDrainError } from '../errors.js';
+import { PgDrainError, ValidationError } from '../errors.js';
 import type * as z from 'zod/mini';
-import { isJobId, MAX_EXCLUDE, queueNameSchema, workerIdSchema } from '../options.js';
+import { checkDrainSelection } from '../drain-selection.js';
+import { parseJson } from '../json-text.js';
+import { isJobId, queueNameSchema, workerIdSchema } from '../options.js';
 import { formatTable } from './format.js';
 
 // The commands of issue 7 (redrive, dead-letters, queue, wait; cancel is in admin-commands.ts) and
@@ -36,32 +38,29 @@ function positive(value: string) {
 
 /** JSON object for --attributes and --filter. */
 export function jsonObject(value: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch (error) {
-    throw new InvalidArgumentError(`must be a JSON object (${(error as Error).message})`);
-  }
+  // parseJson: a number JSON.parse would alter (past 2^53) is refused, not changed.
+  const parsed = commanderRule(() => parseJson(value, ''));
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('must be a JSON object');
   return parsed as Record<string, unknown>;
 }
 
 /**
- * JSON array of objects for drain --exclude: one value, not a repeatable
- * flag, so that PGDRAIN_EXCLUDE (one ConfigMap string) holds the same.
+ * JSON array of objects for drain --exclude, checked as drain() checks it:
+ * one value, not a repeatable flag, so that PGDRAIN_EXCLUDE (one ConfigMap
+ * string) holds the same.
  */
 export function jsonObjects(value: string): Record<string, unknown>[] {
-  const rule = `must be a JSON array of at most ${MAX_EXCLUDE} objects, such as [{"partner":"acme"}]`;
-  let parsed: unknown;
+  return commanderRule(() => checkDrainSelection({ exclude: parseJson(value, 'exclude') ?? value }).exclude ?? []);
+}
+
+/** What check() returns; its ValidationError as commander's, which names the flag. */
+function commanderRule<T>(check: () => T): T {
   try {
-    parsed = JSON.parse(value);
+    return check();
   } catch (error) {
-    throw new InvalidArgumentError(`${rule} (${(error as Error).message})`);
+    if (error instanceof ValidationError) throw new InvalidArgumentError(error.field ? error.message : error.rule);
+    throw error;
   }
-  if (!Array.isArray(parsed) || parsed.length > MAX_EXCLUDE) throw new InvalidArgumentError(rule);
-  const i = parsed.findIndex((o) => typeof o !== 'object' || o === null || Array.isArray(o));
-  if (i >= 0) throw new InvalidArgumentError(`${rule}; element ${i} is not an object`);
-  return parsed as Record<string, unknown>[];
 }
 
 /** Comma-separated job ids for --depends-on and --ids. */

@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
+import { parseJson } from '../json-text.js';
 import type { Queue } from '../queue.js';
 import { getJob, publishEvent } from '../admin.js';
 import { givenUpOn } from '../round-trip-limit.js';
@@ -8,7 +9,7 @@ import type { DrainReport, JobInfo } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { errorResponse, HttpError } from './errors.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
-import { parseDrainRequest, parseJson, parsePublishEventRequest, parsePublishRequest, resolveLimits, tooLarge,
+import { parseDrainRequest, parsePublishEventRequest, parsePublishRequest, resolveLimits, tooLarge,
   type HttpLimits } from './requests.js';
 
 // Fields as the core (options.attributes) or the database (depends_on) names them, as a request sends them.

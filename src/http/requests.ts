@@ -1,8 +1,10 @@
 import * as z from 'zod/mini';
 import { eventNameSchema } from '../admin.js';
 import { ValidationError } from '../errors.js';
-import { bulkPublishOptionsSchema, drainOptionsSchema, isoDateTimeSchema, lingerMsSchema, pollMsSchema, publishOptionsSchema,
-         queueNameSchema, taskSchema, topicSchema, type DrainOptions } from '../options.js';
+import { checkDrainSelection, type DrainSelection } from '../drain-selection.js';
+import { parseJson } from '../json-text.js';
+import { bulkPublishOptionsSchema, isoDateTimeSchema, lingerMsSchema, pollMsSchema, publishOptionsSchema,
+         queueNameSchema, taskSchema, topicSchema } from '../options.js';
 import type { BulkJob, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
@@ -69,42 +71,6 @@ export function resolveLimits(given: Partial<HttpLimits> = {}): HttpLimits {
     merged.defaultBudgetSeconds = Math.min(merged.defaultBudgetSeconds, merged.maxBudgetSeconds);
   }
   return check(limitsSchema, merged, 'limits');
-}
-
-/** Which jobs a drain may claim: DrainOptions.filter and DrainOptions.exclude. */
-export interface DrainSelection {
-  filter?: DrainOptions['filter'];
-  exclude?: DrainOptions['exclude'];
-}
-
-/**
- * Checks a drain's filter and exclude with drain()'s own rules and messages
- * (drainOptionsSchema), so an edge refuses them before any claim. An error
- * names the field as the caller gave it: names.filter, names.exclude, or
- * names.exclude + '[1]' for an element of exclude.
- */
-export function checkDrainSelection(given: { filter?: unknown; exclude?: unknown },
-                                    names = { filter: 'filter', exclude: 'exclude' }): DrainSelection {
-  const { filter, exclude } = given;
-  const result = drainOptionsSchema.safeParse({ ...(filter === undefined ? {} : { filter }),
-                                                ...(exclude === undefined ? {} : { exclude }) });
-  if (result.success) {
-    const { filter: f, exclude: e } = result.data;
-    return { ...(f && { filter: f }), ...(e && { exclude: e }) };
-  }
-  const issue = result.error.issues[0]!;
-  const at = String(issue.path[0]); // filter, exclude or exclude[i]
-  throw new ValidationError(at === 'filter' ? names.filter : names.exclude + at.slice('exclude'.length), issue.message);
-}
-
-/**
- * The same from settings: a string is JSON text (an environment variable),
- * blank is none; any other value is taken as is (a Worker's JSON [vars]).
- */
-export function checkDrainSelectionSettings(filter: unknown, exclude: unknown,
-                                            names: { filter: string; exclude: string }): DrainSelection {
-  const json = (v: unknown, field: string) => (typeof v === 'string' ? parseJson(v, field) : v);
-  return checkDrainSelection({ filter: json(filter, names.filter), exclude: json(exclude, names.exclude) }, names);
 }
 
 /** What POST /drain asked for, within the limits. */
@@ -238,30 +204,6 @@ export function parsePublishEventRequest(event: string, body: unknown): PublishE
   return { event, body: eventBody, options: options as PublishEventOptions };
 }
 
-/**
- * Parses a JSON text (field names it in errors); an empty one is undefined.
- * JSON.parse reads numbers as doubles: an integer past 2^53 or a number past
- * the double's range would be stored altered (12345678901234567890 as 12345678901234567000,
- * 1e400 as null), so such a number is refused, never changed.
- */
-export function parseJson(text: string, field = 'body'): unknown {
-  if (text.trim() === '') return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new ValidationError(field, `must be valid JSON (${(error as Error).message})`);
-  }
-  // The numbers of the text, its strings blanked out (valid JSON by now).
-  for (const [token] of text.replace(/"(?:[^"\\]|\\.)*"/g, '""').matchAll(/-?\d+(\.\d+)?([eE][+-]?\d+)?/g)) {
-    const n = Number(token);
-    if (!Number.isFinite(n) || (/^-?\d+$/.test(token) && !Number.isSafeInteger(n))) {
-      throw new ValidationError(field, `the number ${token.slice(0, 40)} cannot be kept exactly (JSON numbers here are `
-        + '64-bit floats, integers up to 2^53): send it as a string');
-    }
-  }
-  return value;
-}
 
 /** Throws 413 when a body is larger than the limit (for bodies that arrive without a length). */
 export function tooLarge(limits: HttpLimits): HttpError {
