@@ -212,9 +212,15 @@ describe('Cloudflare Worker in workerd', () => {
     await queue.publish('demo.math.sum', { a: 1, b: 1 }, { timeoutSeconds: 1 });
     const logged = logs.length;
     const run = scheduled(name);
-    // The first job shows as done with the claim that found the queue empty.
+    // The first job done, and then the drain's claim that found the queue empty sent (with
+    // that job's settle, or after a flush of it): only a job published after that claim is
+    // one the drain must wait for. (Once, in a full CI run, the no-poll case ran the second
+    // job; not reproduced alone or under CPU load, this wait rules the order out.)
     await vi.waitFor(async () => expect(await sql('select count(*)::int as n from jobs.job')).toEqual([{ n: 1 }]),
                      { timeout: 10_000, interval: 20 });
+    await vi.waitFor(async () => expect(await sql(`select count(*)::int as n from pg_stat_activity a, jobs.job j
+      where a.datname = current_database() and a.state = 'idle' and a.query like 'select jobs.claim_json(%'
+        and a.query_start >= j.ended_at`)).not.toEqual([{ n: 0 }]), { timeout: 10_000, interval: 20 });
     await queue.publish('demo.math.sum', { a: 2, b: 2 }, { timeoutSeconds: 1 });
     if (picked) {
       await vi.waitFor(async () => expect(await sql('select count(*)::int as n from jobs.job')).toEqual([{ n: 2 }]),
