@@ -20,6 +20,9 @@
 -- publish gives none (null: the global 60 s, 0, 3); jobs.create_queue checks them.
 -- dead_letter names the queue a job of this one is copied to when it fails
 -- for good (jobs.route_dead_letters, sql/0003); the key keeps that queue.
+-- retry_* are the queue's retry policy (jobs.queue_backoff, sql/0003): the
+-- base delay in seconds, exponential (null or true) or fixed (false), and the
+-- cap; with all three null the queue's retries wait jobs.backoff(attempt).
 create table jobs.queue (
   name                text        primary key,
   max_size            integer,
@@ -28,7 +31,10 @@ create table jobs.queue (
   default_timeout     numeric,
   default_priority    integer,
   default_max_retries integer,
-  dead_letter         text        references jobs.queue (name)
+  dead_letter         text        references jobs.queue (name),
+  retry_delay         numeric,
+  retry_backoff       boolean,
+  retry_delay_max     numeric
 );
 insert into jobs.queue (name) values ('default');
 

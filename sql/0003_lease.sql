@@ -11,6 +11,24 @@ returns interval language sql volatile as $$
   from (select least(3600.0, 5.0 * power(2, greatest(backoff.attempt, 1) - 1)) as d) s
 $$;
 
+-- Delay before retry number `attempt` of a job whose queue has a retry
+-- policy of its own (any of jobs.queue.retry_* set: jobs.settle_arrays calls
+-- this then, jobs.backoff otherwise). Base `delay` seconds (null: 5), never
+-- more than `delay_max` (null: an hour, or `delay` when that is longer).
+-- Exponential (null or true): equal jitter as jobs.backoff, between d/2 and
+-- d for d = min(cap, delay * 2^(attempt-1)). Fixed (false): min(cap, delay)
+-- exactly, no jitter, as asked (spread retries out with exponential).
+create function jobs.queue_backoff(attempt integer, delay numeric, exponential boolean, delay_max numeric)
+returns interval language sql volatile as $$
+  select make_interval(secs => case when x.fixed then x.d else x.d / 2 + random() * x.d / 2 end)
+  from (select f.fixed,
+               least(f.cap, case when f.fixed then f.base
+                                 else f.base * power(2::float8, least(greatest(queue_backoff.attempt, 1), 1000) - 1) end) as d
+        from (select coalesce(not queue_backoff.exponential, false) as fixed,
+                     coalesce(queue_backoff.delay, 5)::float8 as base,
+                     coalesce(queue_backoff.delay_max, greatest(3600, queue_backoff.delay))::float8 as cap) f) x
+$$;
+
 -- Events ---------------------------------------------------------------------
 
 -- Events are NOTIFYs on three channels: pgdrain_queued (payload: the queue

@@ -4,7 +4,8 @@
 -- each array belongs to delivery i (results, errors, retry_at and ms may be
 -- null, or hold nulls). outcomes[i] is one of
 --   ack      job ids[i], attempt attempts[i] succeeded with results[i], taking ms[i] ms
---   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff)
+--   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff:
+--            its queue's retry policy, jobs.queue_backoff, or jobs.backoff)
 --   fail     it failed with errors[i]: no retry
 --   release  give it back unstarted, its attempt not spent; with retry_at[i], it
 --            runs again then (a snooze: SnoozeJob, ctx.rateLimit)
@@ -44,6 +45,7 @@ declare
   v_bad_ids bigint[];
   v_keys text[];
   v_nacks boolean;
+  v_policies jsonb;
   v_releases boolean;
   v_retried integer := 0;
   v_released integer := 0;
@@ -71,6 +73,13 @@ begin
   -- Retries and releases first, each only when the batch has one: a batch of
   -- acks then pays for nothing but its delete and its history insert.
   if v_nacks then
+    -- The retry policies of the queues that have one (jobs.queue.retry_*),
+    -- read once for the statement, not per job; a job of any other queue
+    -- waits jobs.backoff(attempt), which users may have replaced.
+    select jsonb_object_agg(r.name, jsonb_build_array(r.retry_delay, r.retry_backoff, r.retry_delay_max))
+    into v_policies
+    from jobs.queue r
+    where r.retry_delay is not null or r.retry_backoff is not null or r.retry_delay_max is not null;
     with o as (
       select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
                            settle_arrays.errors, settle_arrays.retry_at) as x(id, attempt, outcome, error, retry_at)
@@ -78,7 +87,11 @@ begin
     ), retried as (
       update jobs.job_queue q
       set lease_until = null,
-          scheduled_at = coalesce(o.retry_at, v_now + jobs.backoff(q.attempt)),
+          scheduled_at = coalesce(o.retry_at, v_now + case
+            when v_policies ? q.queue
+            then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
+                                    (v_policies->q.queue->>2)::numeric)
+            else jobs.backoff(q.attempt) end),
           last_error = o.error
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries

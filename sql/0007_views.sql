@@ -83,13 +83,22 @@ where j.status = 'failure';
 -- queue, which gets a copy of every job that fails here for good
 -- (jobs.route_dead_letters, sql/0003); a chain of them is fine (mail ->
 -- mail_dead -> ops), one leading back to this queue is refused (its jobs
--- would go round for ever): PD009, column dead_letter. Best called by name:
+-- would go round for ever): PD009, column dead_letter. retry_delay (0 to
+-- 86400 s; null: 5), retry_backoff ('exponential', null: the same, or
+-- 'fixed'; stored as the boolean jobs.queue.retry_backoff, as pg-boss's
+-- retryBackoff) and retry_delay_max (1 to 604800 s; null: an hour, or
+-- retry_delay when longer; never under retry_delay) are the queue's retry
+-- policy (jobs.queue_backoff, sql/0003), checked with PD007 naming the
+-- argument; with all three null its retries wait jobs.backoff. Best called by name:
 --   jobs.create_queue('mail', max_size => 1000, default_timeout => 300, dead_letter => 'mail_dead')
+--   jobs.create_queue('mail', retry_delay => 30, retry_backoff => 'fixed')
 --   jobs.create_queue('mail', max_size => null)   -- unbounded again; the rest stays
 create function jobs.create_queue(name text, max_size integer default -2147483648,
                                   default_timeout numeric default 'NaN', default_priority integer default -2147483648,
                                   default_max_retries integer default -2147483648,
-                                  dead_letter text default '(unchanged)')
+                                  dead_letter text default '(unchanged)',
+                                  retry_delay numeric default 'NaN', retry_backoff text default '(unchanged)',
+                                  retry_delay_max numeric default 'NaN')
 returns void language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -99,6 +108,9 @@ declare
   v_priority integer := nullif(create_queue.default_priority, k_keep);
   v_retries integer := nullif(create_queue.default_max_retries, k_keep);
   v_dead text := nullif(create_queue.dead_letter, '(unchanged)');
+  v_delay numeric := nullif(create_queue.retry_delay, 'NaN');
+  v_backoff text := nullif(create_queue.retry_backoff, '(unchanged)');
+  v_delay_max numeric := nullif(create_queue.retry_delay_max, 'NaN');
   v_loop text;
   v_path text[];
   v_at text;
@@ -109,6 +121,18 @@ begin
                                                           v_max));
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
+  if v_delay is not null and (v_delay < 0 or v_delay > 86400) then
+    perform jobs.raise_invalid('PD007', 'retry_delay',
+      format('must be 0 to 86400 seconds, or null for the default 5, got %s', v_delay));
+  end if;
+  if v_backoff is not null and v_backoff not in ('exponential', 'fixed') then
+    perform jobs.raise_invalid('PD007', 'retry_backoff',
+      format('must be ''exponential'' or ''fixed'', or null for exponential, got %s', quote_literal(v_backoff)));
+  end if;
+  if v_delay_max is not null and (v_delay_max < 1 or v_delay_max > 604800) then
+    perform jobs.raise_invalid('PD007', 'retry_delay_max',
+      format('must be 1 to 604800 seconds (7 days), or null for an hour, got %s', v_delay_max));
+  end if;
   if v_dead is not null then
     perform jobs.check_name(v_dead, 'PD009', 'dead_letter', 'queue name');
     -- One change of dead letters at a time: two could close a loop unseen.
@@ -141,8 +165,10 @@ begin
         quote_literal(create_queue.name), v_loop));
     end if;
   end if;
-  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter)
-  values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead)
+  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
+                               retry_delay, retry_backoff, retry_delay_max)
+  values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead,
+          v_delay, v_backoff = 'exponential', v_delay_max)
   on conflict (name) do update set
     max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
     default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
@@ -152,7 +178,24 @@ begin
     default_max_retries = case when create_queue.default_max_retries is not distinct from k_keep
                                then q.default_max_retries else excluded.default_max_retries end,
     dead_letter = case when create_queue.dead_letter is not distinct from '(unchanged)' then q.dead_letter
-                       else excluded.dead_letter end;
+                       else excluded.dead_letter end,
+    retry_delay = case when create_queue.retry_delay is not distinct from 'NaN' then q.retry_delay
+                       else excluded.retry_delay end,
+    retry_backoff = case when create_queue.retry_backoff is not distinct from '(unchanged)' then q.retry_backoff
+                         else excluded.retry_backoff end,
+    retry_delay_max = case when create_queue.retry_delay_max is not distinct from 'NaN' then q.retry_delay_max
+                           else excluded.retry_delay_max end
+  returning q.retry_delay, q.retry_delay_max into v_delay, v_delay_max;
+  -- The cap against the base as they are now, one of them perhaps kept:
+  -- the error names the argument given (the cap when both were).
+  if v_delay > v_delay_max then
+    if create_queue.retry_delay_max is distinct from 'NaN' then
+      perform jobs.raise_invalid('PD007', 'retry_delay_max',
+        format('must be at least the retry delay (%s seconds), got %s', v_delay, v_delay_max));
+    end if;
+    perform jobs.raise_invalid('PD007', 'retry_delay',
+      format('must be at most the cap on retry delays (%s seconds), got %s', v_delay_max, v_delay));
+  end if;
 end $$;
 
 -- A paused queue still takes jobs but hands none out until resumed; its

@@ -116,7 +116,10 @@ CREATE TABLE jobs.queue (
     default_timeout numeric,
     default_priority integer,
     default_max_retries integer,
-    dead_letter text
+    dead_letter text,
+    retry_delay numeric,
+    retry_backoff boolean,
+    retry_delay_max numeric
 );
 
 --
@@ -809,10 +812,10 @@ begin
 end $$;
 
 --
--- Name: create_queue(text, integer, numeric, integer, integer, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: create_queue(text, integer, numeric, integer, integer, text, numeric, text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text) RETURNS void
+CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text, retry_delay numeric DEFAULT 'NaN'::numeric, retry_backoff text DEFAULT '(unchanged)'::text, retry_delay_max numeric DEFAULT 'NaN'::numeric) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -824,6 +827,9 @@ declare
   v_priority integer := nullif(create_queue.default_priority, k_keep);
   v_retries integer := nullif(create_queue.default_max_retries, k_keep);
   v_dead text := nullif(create_queue.dead_letter, '(unchanged)');
+  v_delay numeric := nullif(create_queue.retry_delay, 'NaN');
+  v_backoff text := nullif(create_queue.retry_backoff, '(unchanged)');
+  v_delay_max numeric := nullif(create_queue.retry_delay_max, 'NaN');
   v_loop text;
   v_path text[];
   v_at text;
@@ -834,6 +840,18 @@ begin
                                                           v_max));
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
+  if v_delay is not null and (v_delay < 0 or v_delay > 86400) then
+    perform jobs.raise_invalid('PD007', 'retry_delay',
+      format('must be 0 to 86400 seconds, or null for the default 5, got %s', v_delay));
+  end if;
+  if v_backoff is not null and v_backoff not in ('exponential', 'fixed') then
+    perform jobs.raise_invalid('PD007', 'retry_backoff',
+      format('must be ''exponential'' or ''fixed'', or null for exponential, got %s', quote_literal(v_backoff)));
+  end if;
+  if v_delay_max is not null and (v_delay_max < 1 or v_delay_max > 604800) then
+    perform jobs.raise_invalid('PD007', 'retry_delay_max',
+      format('must be 1 to 604800 seconds (7 days), or null for an hour, got %s', v_delay_max));
+  end if;
   if v_dead is not null then
     perform jobs.check_name(v_dead, 'PD009', 'dead_letter', 'queue name');
     -- One change of dead letters at a time: two could close a loop unseen.
@@ -866,8 +884,10 @@ begin
         quote_literal(create_queue.name), v_loop));
     end if;
   end if;
-  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter)
-  values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead)
+  insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
+                               retry_delay, retry_backoff, retry_delay_max)
+  values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead,
+          v_delay, v_backoff = 'exponential', v_delay_max)
   on conflict (name) do update set
     max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
     default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
@@ -877,7 +897,24 @@ begin
     default_max_retries = case when create_queue.default_max_retries is not distinct from k_keep
                                then q.default_max_retries else excluded.default_max_retries end,
     dead_letter = case when create_queue.dead_letter is not distinct from '(unchanged)' then q.dead_letter
-                       else excluded.dead_letter end;
+                       else excluded.dead_letter end,
+    retry_delay = case when create_queue.retry_delay is not distinct from 'NaN' then q.retry_delay
+                       else excluded.retry_delay end,
+    retry_backoff = case when create_queue.retry_backoff is not distinct from '(unchanged)' then q.retry_backoff
+                         else excluded.retry_backoff end,
+    retry_delay_max = case when create_queue.retry_delay_max is not distinct from 'NaN' then q.retry_delay_max
+                           else excluded.retry_delay_max end
+  returning q.retry_delay, q.retry_delay_max into v_delay, v_delay_max;
+  -- The cap against the base as they are now, one of them perhaps kept:
+  -- the error names the argument given (the cap when both were).
+  if v_delay > v_delay_max then
+    if create_queue.retry_delay_max is distinct from 'NaN' then
+      perform jobs.raise_invalid('PD007', 'retry_delay_max',
+        format('must be at least the retry delay (%s seconds), got %s', v_delay, v_delay_max));
+    end if;
+    perform jobs.raise_invalid('PD007', 'retry_delay',
+      format('must be at most the cap on retry delays (%s seconds), got %s', v_delay_max, v_delay));
+  end if;
 end $$;
 
 --
@@ -2401,6 +2438,22 @@ begin
 end $$;
 
 --
+-- Name: queue_backoff(integer, numeric, boolean, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.queue_backoff(attempt integer, delay numeric, exponential boolean, delay_max numeric) RETURNS interval
+    LANGUAGE sql
+    AS $$
+  select make_interval(secs => case when x.fixed then x.d else x.d / 2 + random() * x.d / 2 end)
+  from (select f.fixed,
+               least(f.cap, case when f.fixed then f.base
+                                 else f.base * power(2::float8, least(greatest(queue_backoff.attempt, 1), 1000) - 1) end) as d
+        from (select coalesce(not queue_backoff.exponential, false) as fixed,
+                     coalesce(queue_backoff.delay, 5)::float8 as base,
+                     coalesce(queue_backoff.delay_max, greatest(3600, queue_backoff.delay))::float8 as cap) f) x
+$$;
+
+--
 -- Name: raise_invalid(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3094,6 +3147,7 @@ declare
   v_bad_ids bigint[];
   v_keys text[];
   v_nacks boolean;
+  v_policies jsonb;
   v_releases boolean;
   v_retried integer := 0;
   v_released integer := 0;
@@ -3121,6 +3175,13 @@ begin
   -- Retries and releases first, each only when the batch has one: a batch of
   -- acks then pays for nothing but its delete and its history insert.
   if v_nacks then
+    -- The retry policies of the queues that have one (jobs.queue.retry_*),
+    -- read once for the statement, not per job; a job of any other queue
+    -- waits jobs.backoff(attempt), which users may have replaced.
+    select jsonb_object_agg(r.name, jsonb_build_array(r.retry_delay, r.retry_backoff, r.retry_delay_max))
+    into v_policies
+    from jobs.queue r
+    where r.retry_delay is not null or r.retry_backoff is not null or r.retry_delay_max is not null;
     with o as (
       select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
                            settle_arrays.errors, settle_arrays.retry_at) as x(id, attempt, outcome, error, retry_at)
@@ -3128,7 +3189,11 @@ begin
     ), retried as (
       update jobs.job_queue q
       set lease_until = null,
-          scheduled_at = coalesce(o.retry_at, v_now + jobs.backoff(q.attempt)),
+          scheduled_at = coalesce(o.retry_at, v_now + case
+            when v_policies ? q.queue
+            then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
+                                    (v_policies->q.queue->>2)::numeric)
+            else jobs.backoff(q.attempt) end),
           last_error = o.error
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries

@@ -113,10 +113,26 @@ export async function redrive(db: Queryable, filter: RedriveFilter = {}): Promis
      f.includeCancelled ?? false]));
 }
 
+/** queues.create's options: the queue's settings, and its retry policy (jobs.create_queue's retry_*, sql/0007). */
+const queueOptionsSchema = z.extend(namedQueueOptionsSchema, {
+  retryDelaySeconds: z.optional(z.nullable(z.number().check(z.minimum(0, 'must be 0 or more'),
+    z.maximum(86400, 'must be at most 86400 seconds')))),
+  retryBackoff: z.optional(z.nullable(z.boolean('must be a boolean (true: exponential, false: fixed)'))),
+  retryDelayMaxSeconds: z.optional(z.nullable(z.number().check(z.minimum(1, 'must be at least 1'),
+    z.maximum(604800, 'must be at most 604800 seconds (7 days)')))),
+}).check(z.refine((o) => typeof o.retryDelaySeconds !== 'number' || typeof o.retryDelayMaxSeconds !== 'number'
+  || o.retryDelayMaxSeconds >= o.retryDelaySeconds,
+  { message: 'must be at least the retry delay (retryDelaySeconds)', path: ['retryDelayMaxSeconds'] }));
+
 // A queue option and the create_queue argument it is (its type for a null).
 const QUEUE_ARGS = [['maxSize', 'max_size', 'integer'], ['timeoutSeconds', 'default_timeout', 'numeric'],
   ['priority', 'default_priority', 'integer'], ['maxRetries', 'default_max_retries', 'integer'],
-  ['deadLetter', 'dead_letter', 'text']] as const;
+  ['deadLetter', 'dead_letter', 'text'], ['retryDelaySeconds', 'retry_delay', 'numeric'],
+  ['retryBackoff', 'retry_backoff', 'text'], ['retryDelayMaxSeconds', 'retry_delay_max', 'numeric']] as const;
+// What only the database can check: which queues exist (and where their dead
+// letters go), and a retry delay against the cap the queue keeps, or back.
+const CHECKED_IN_SQL: Record<string, string> = { dead_letter: 'deadLetter', retry_delay: 'retryDelaySeconds',
+  retry_delay_max: 'retryDelayMaxSeconds' };
 
 /**
  * Creates a named queue, or changes an existing one (jobs.create_queue):
@@ -124,22 +140,21 @@ const QUEUE_ARGS = [['maxSize', 'max_size', 'integer'], ['timeoutSeconds', 'defa
  */
 export async function createNamedQueue(db: Queryable, name: string, options: NamedQueueOptions = {}): Promise<void> {
   parse(queueNameSchema, name, 'name');
-  const o = parse(namedQueueOptionsSchema, options, 'options');
+  const o = parse(queueOptionsSchema, options, 'options');
   const params: unknown[] = [name];
   let args = '';
   for (const [option, arg, type] of QUEUE_ARGS) {
-    if (o[option] === undefined) continue;
-    params.push(o[option]);
+    const value = o[option];
+    if (value === undefined) continue;
+    params.push(typeof value === 'boolean' ? (value ? 'exponential' : 'fixed') : value);
     args += `, ${arg} => $${params.length}::${type}`;
   }
   try {
     await callValue(db, `select jobs.create_queue($1${args}) as r`, params);
   } catch (error) {
-    // Which queues exist (and where their dead letters go) only the database knows.
-    if (error instanceof PgDrainError && error.field === 'dead_letter') {
-      throw new ValidationError('options.deadLetter', error.message.replace(/^dead_letter: /, ''), { cause: error });
-    }
-    throw error;
+    const option = error instanceof PgDrainError ? CHECKED_IN_SQL[error.field ?? ''] : undefined;
+    if (!option) throw error;
+    throw new ValidationError(`options.${option}`, (error as PgDrainError).message.replace(/^[a-z_]+: /, ''), { cause: error });
   }
 }
 
@@ -147,12 +162,15 @@ export async function createNamedQueue(db: Queryable, name: string, options: Nam
 export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> {
   const { rows } = await db.query<Record<string, unknown>>(
     `select name, max_size, paused, default_timeout::float8 as timeout, default_priority, default_max_retries,
-            dead_letter, created_at
+            dead_letter, retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max,
+            created_at
      from jobs.queue order by name`, []).catch((error: unknown) => { throw translateError(error); });
   return rows.map((r) => ({
     name: r.name as string, maxSize: r.max_size as number | null, paused: r.paused as boolean,
     timeoutSeconds: r.timeout as number | null, priority: r.default_priority as number | null,
     maxRetries: r.default_max_retries as number | null, deadLetter: r.dead_letter as string | null,
+    retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
+    retryDelayMaxSeconds: r.retry_delay_max as number | null,
     createdAt: new Date(r.created_at as string | Date),
   }));
 }

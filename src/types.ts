@@ -113,6 +113,16 @@ export interface NamedQueueOptions {
    * that queue's maxSize. A loop back to this queue is refused.
    */
   deadLetter?: string | null | undefined;
+  /**
+   * The base delay of the queue's retries, 0 to 86400 seconds (null: 5). With
+   * retryDelaySeconds, retryBackoff and retryDelayMaxSeconds all null, its
+   * retries wait the global jobs.backoff(attempt). A handler's RetryJob wins.
+   */
+  retryDelaySeconds?: number | null | undefined;
+  /** Retry k waits between d/2 and d for d = base·2^(k−1) (true or null), or the base exactly (false). */
+  retryBackoff?: boolean | null | undefined;
+  /** The longest retry wait, 1 to 604800 seconds, at least retryDelaySeconds (null: an hour, or the base when longer). */
+  retryDelayMaxSeconds?: number | null | undefined;
 }
 
 /** A named queue as queues.list() shows it (null: unbounded, the global default, none). */
@@ -124,6 +134,9 @@ export interface NamedQueueInfo {
   priority: number | null;
   maxRetries: number | null;
   deadLetter: string | null;
+  retryDelaySeconds: number | null;
+  retryBackoff: boolean | null;
+  retryDelayMaxSeconds: number | null;
   createdAt: Date;
 }
 

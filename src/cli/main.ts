@@ -180,7 +180,8 @@ export function program(): Command {
 
 // Flags whose name is not the option's in kebab case.
 const FLAG_OF: Record<string, string> = { delaySeconds: '--delay', runAt: '--at', timeoutSeconds: '--timeout',
-                                          throttleSeconds: '--throttle' };
+                                          throttleSeconds: '--throttle', retryDelaySeconds: '--retry-delay',
+                                          retryDelayMaxSeconds: '--retry-delay-max' };
 
 /** --throttle's seconds, as publish's throttleSeconds takes them. */
 function throttle(value: string): number {
