@@ -8,11 +8,12 @@ import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ClaimResult } from '../src/claim-answer.js';
 import type { Queryable } from '../src/db/driver.js';
-import { createQueue, migrate, pgDriver } from '../src/index.js';
+import { createQueue } from '../src/index.js';
 import { Settler, type Outcome, type Pause } from '../src/settler.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
-import { startServer, type Server } from './support/postgres.js';
+import type { Server } from './support/postgres.js';
+import { smallLockTable } from './support/small-lock-table.js';
 
 type Sql = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
 
@@ -31,8 +32,7 @@ const count = async (sql: Sql, text: string, params?: unknown[]) => Number((awai
 
 const db = await testDb();
 
-// Its own cluster, with a lock table of about 3,200 entries (max_locks_per_transaction
-// 10 x 322 backends): a restart of the shared server would break the files running beside this one.
+// Its own cluster, with a lock table of about 3,200 entries (support/small-lock-table.ts).
 describe('on a server with a small lock table', () => {
   let server: Server;
   let url: string;
@@ -40,28 +40,7 @@ describe('on a server with a small lock table', () => {
   const sql: Sql = async (text, params) => (await admin.query(text, params)).rows;
 
   beforeAll(async () => {
-    server = await startServer();
-    if (server.kind !== 'cluster' || !server.pgCtl) {
-      throw new Error(`this test sets max_locks_per_transaction and restarts PostgreSQL with pg_ctl: it needs a cluster it ` +
-        `started itself, got a '${server.kind}' server: unset TEST_DATABASE_URL and PGDRAIN_TEST_POSTGRES and install ` +
-        'the PostgreSQL server binaries');
-    }
-    const c = new pg.Client({ connectionString: server.url });
-    await c.connect();
-    await c.query('alter system set max_locks_per_transaction = 10');
-    await c.end();
-    server.pgCtl('restart', '-m', 'fast');
-    const c2 = new pg.Client({ connectionString: server.url });
-    await c2.connect();
-    expect((await c2.query('show max_locks_per_transaction')).rows[0]).toEqual({ max_locks_per_transaction: '10' });
-    await c2.query('create database locks');
-    await c2.end();
-    url = server.url.replace(/\/postgres$/, '/locks');
-    const driver = pgDriver(url);
-    await migrate(driver);
-    await driver.close();
-    admin = new pg.Pool({ connectionString: url, max: 2 });
-    admin.on('error', () => {});
+    ({ server, url, admin } = await smallLockTable());
   }, 60_000);
 
   afterAll(async () => {

@@ -1,0 +1,43 @@
+import pg from 'pg';
+import { expect } from 'vitest';
+import { migrate, pgDriver } from '../../src/index.js';
+import { startServer, type Server } from './postgres.js';
+
+/** A cluster of the test's own with a small lock table, migrated, in its database `locks`. */
+export interface SmallLockTable {
+  server: Server;
+  url: string;
+  /** Two connections to `locks`; its errors (a restart, a full lock table) are the test's to see. */
+  admin: pg.Pool;
+}
+
+/**
+ * Starts a cluster with max_locks_per_transaction 10: a lock table of about
+ * 3,200 entries (10 x 322 backends). Its own cluster, as it restarts it: a
+ * restart of the shared server would break the files running beside this one.
+ */
+export async function smallLockTable(): Promise<SmallLockTable> {
+  const server = await startServer();
+  if (server.kind !== 'cluster' || !server.pgCtl) {
+    throw new Error(`this test sets max_locks_per_transaction and restarts PostgreSQL with pg_ctl: it needs a cluster it ` +
+      `started itself, got a '${server.kind}' server: unset TEST_DATABASE_URL and PGDRAIN_TEST_POSTGRES and install ` +
+      'the PostgreSQL server binaries');
+  }
+  const c = new pg.Client({ connectionString: server.url });
+  await c.connect();
+  await c.query('alter system set max_locks_per_transaction = 10');
+  await c.end();
+  server.pgCtl('restart', '-m', 'fast');
+  const c2 = new pg.Client({ connectionString: server.url });
+  await c2.connect();
+  expect((await c2.query('show max_locks_per_transaction')).rows[0]).toEqual({ max_locks_per_transaction: '10' });
+  await c2.query('create database locks');
+  await c2.end();
+  const url = server.url.replace(/\/postgres$/, '/locks');
+  const driver = pgDriver(url);
+  await migrate(driver);
+  await driver.close();
+  const admin = new pg.Pool({ connectionString: url, max: 2 });
+  admin.on('error', () => {});
+  return { server, url, admin };
+}
