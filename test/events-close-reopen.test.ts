@@ -7,49 +7,13 @@
 // far less than the wait. The window is held open as in
 // events-opening.test.ts: a proxy keeps the first LISTEN from reaching the
 // server (a slow network); the termination is real.
-import { connect, createServer, type Socket } from 'node:net';
-import { afterAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { PgJobEvents } from '../src/db/pg-events.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
+import { listenHoldingProxy } from './support/listen-holding-proxy.js';
 
 const db = await testDb();
-
-/** Forwards to the database, holding back the first LISTEN; counts connections and their ends. */
-async function listenHoldingProxy() {
-  const target = new URL(db.url);
-  const sockets = new Set<Socket>();
-  let connections = 0;
-  let closed = 0;
-  let held = false;
-  const server = createServer((client) => {
-    connections++;
-    let holding = false;
-    const upstream = connect(Number(target.port), target.hostname);
-    client.once('close', () => closed++);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    upstream.on('data', (chunk: Buffer) => client.write(chunk));
-    client.on('data', (chunk: Buffer) => {
-      if (chunk.includes('listen pgdrain') && !held) held = holding = true;
-      if (!holding) upstream.write(chunk);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  afterAll(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  const url = new URL(db.url);
-  url.host = `127.0.0.1:${(server.address() as { port: number }).port}`;
-  return { url: url.href, held: () => held, connections: () => connections, closed: () => closed };
-}
 
 const eventsBackends = async () => (await db.sql<{ pid: number }>(
   `select pid from pg_stat_activity where datname = current_database() and application_name = 'pgdrain-events'`));
@@ -61,7 +25,7 @@ async function turns(n: number): Promise<void> {
 
 it.each(['waitFor', 'subscribe'] as const)(
   'close() while open() waits to try again: a pending %s rejects at once, and no second session opens', async (call) => {
-    const proxy = await listenHoldingProxy();
+    const proxy = await listenHoldingProxy(db.url);
     const events = new PgJobEvents(proxy.url);
     const [{ id }] = await db.sql<{ id: string }>(`select jobs.publish('t', '{}'::jsonb)::text as id`) as [{ id: string }];
     let settled = false;

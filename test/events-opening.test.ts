@@ -4,47 +4,15 @@
 // unavailable" (src/db/pg-events.ts). The window is
 // held open by a proxy that keeps the first session's LISTEN from reaching
 // the server, standing in for a slow network; the termination is real.
-import { connect, createServer, type Socket } from 'node:net';
-import { afterAll, expect, it } from 'vitest';
+import { createServer } from 'node:net';
+import { expect, it } from 'vitest';
 import { listenQueued } from '../src/db/pg.js';
 import { createQueue, type QueueEvent } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
+import { listenHoldingProxy } from './support/listen-holding-proxy.js';
 
 const db = await testDb();
-
-/** Forwards to the database; the first LISTEN sent (and all after it on its connection) is held back. */
-async function listenHoldingProxy() {
-  const target = new URL(db.url);
-  const sockets = new Set<Socket>();
-  let listens = 0;
-  let held = false;
-  const server = createServer((client) => {
-    let holding = false;
-    const upstream = connect(Number(target.port), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    upstream.on('data', (chunk: Buffer) => client.write(chunk));
-    client.on('data', (chunk: Buffer) => {
-      if (chunk.includes('listen pgdrain') && listens++ === 0) held = holding = true;
-      if (!holding) upstream.write(chunk);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  afterAll(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  const url = new URL(db.url);
-  url.host = `127.0.0.1:${(server.address() as { port: number }).port}`;
-  return { url: url.href, held: () => held, listens: () => listens };
-}
 
 /** Terminates the one events session once its LISTEN is held back. */
 async function terminateHeld(proxy: { held(): boolean }) {
@@ -56,7 +24,7 @@ async function terminateHeld(proxy: { held(): boolean }) {
 }
 
 it('waitFor whose LISTEN session is terminated before its LISTEN ran opens another and answers', async () => {
-  const proxy = await listenHoldingProxy();
+  const proxy = await listenHoldingProxy(db.url);
   const q = createQueue({ connectionString: proxy.url, tasks: {} });
   try {
     const id = await q.publish('t');
@@ -74,7 +42,7 @@ it('waitFor whose LISTEN session is terminated before its LISTEN ran opens anoth
 });
 
 it('subscribe whose LISTEN session is terminated before its LISTEN ran opens another and hears events', async () => {
-  const proxy = await listenHoldingProxy();
+  const proxy = await listenHoldingProxy(db.url);
   const q = createQueue({ connectionString: proxy.url, tasks: {} });
   try {
     const events: QueueEvent[] = [];
@@ -91,7 +59,7 @@ it('subscribe whose LISTEN session is terminated before its LISTEN ran opens ano
 });
 
 it("a lingering drain's LISTEN (listenQueued) terminated before its LISTEN ran is ready on another", async () => {
-  const proxy = await listenHoldingProxy();
+  const proxy = await listenHoldingProxy(db.url);
   const heard: string[] = [];
   const listener = listenQueued(proxy.url, (queue) => heard.push(queue));
   try {
