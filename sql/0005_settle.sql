@@ -73,13 +73,18 @@ begin
   -- Retries and releases first, each only when the batch has one: a batch of
   -- acks then pays for nothing but its delete and its history insert.
   if v_nacks then
-    -- The retry policies of the queues that have one (jobs.queue.retry_*),
+    -- The retry policies of the batch's queues that have one (jobs.queue.retry_*),
     -- read once for the statement, not per job; a job of any other queue
     -- waits jobs.backoff(attempt), which users may have replaced.
-    select jsonb_object_agg(r.name, jsonb_build_array(r.retry_delay, r.retry_backoff, r.retry_delay_max))
-    into v_policies
-    from jobs.queue r
-    where r.retry_delay is not null or r.retry_backoff is not null or r.retry_delay_max is not null;
+    if exists (select 1 from jobs.queue r
+               where r.retry_delay is not null or r.retry_backoff is not null or r.retry_delay_max is not null) then
+      select jsonb_object_agg(r.name, jsonb_build_array(r.retry_delay, r.retry_backoff, r.retry_delay_max))
+      into v_policies
+      from jobs.queue r
+      where (r.retry_delay is not null or r.retry_backoff is not null or r.retry_delay_max is not null)
+        and r.name in (select q.queue from unnest(settle_arrays.ids, settle_arrays.outcomes) as x(id, outcome)
+                       join jobs.job_queue q on q.job_id = x.id where x.outcome = 'nack');
+    end if;
     with o as (
       select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
                            settle_arrays.errors, settle_arrays.retry_at) as x(id, attempt, outcome, error, retry_at)
@@ -95,7 +100,8 @@ begin
           last_error = o.error
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
-        and q.cancel_requested_at is null and q.lease_until is not null
+        -- A CASE, not "lease_until is not null": as in the delete below.
+        and q.cancel_requested_at is null and case when q.lease_until is null then false else true end
         and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
       returning 1
     )
@@ -119,7 +125,7 @@ begin
             || coalesce(E'\n' || nullif(regexp_replace(q.last_error, '^snoozed until \S+ \(\d+ in a row\)\n?', ''), ''), '')
           end
       from o
-      where q.job_id = o.id and q.attempt = o.attempt and q.lease_until is not null
+      where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
         and q.cancel_requested_at is null
         and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
       returning 1

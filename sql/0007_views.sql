@@ -186,8 +186,10 @@ begin
     retry_delay_max = case when create_queue.retry_delay_max is not distinct from 'NaN' then q.retry_delay_max
                            else excluded.retry_delay_max end
   returning q.retry_delay, q.retry_delay_max into v_delay, v_delay_max;
-  -- The cap against the base as they are now, one of them perhaps kept:
-  -- the error names the argument given (the cap when both were).
+  -- The cap against the base as they are now, one of them perhaps kept (a
+  -- base left null is the default 5 s): the error names the argument given
+  -- (the cap when both were).
+  v_delay := coalesce(v_delay, 5);
   if v_delay > v_delay_max then
     if create_queue.retry_delay_max is distinct from 'NaN' then
       perform jobs.raise_invalid('PD007', 'retry_delay_max',

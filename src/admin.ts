@@ -122,7 +122,7 @@ const queueOptionsSchema = z.extend(namedQueueOptionsSchema, {
     z.maximum(604800, 'must be at most 604800 seconds (7 days)')))),
 }).check(z.refine((o) => typeof o.retryDelaySeconds !== 'number' || typeof o.retryDelayMaxSeconds !== 'number'
   || o.retryDelayMaxSeconds >= o.retryDelaySeconds,
-  { message: 'must be at least the retry delay (retryDelaySeconds)', path: ['retryDelayMaxSeconds'] }));
+  { message: 'must be at least the retry delay', path: ['retryDelayMaxSeconds'] }));
 
 // A queue option and the create_queue argument it is (its type for a null).
 const QUEUE_ARGS = [['maxSize', 'max_size', 'integer'], ['timeoutSeconds', 'default_timeout', 'numeric'],

@@ -123,8 +123,12 @@ describe('the nack path', () => {
     expect(await sql(`select status, attempts from jobs.job`)).toEqual([{ status: 'failure', attempts: 2 }, { status: 'failure', attempts: 2 }]);
   });
 
-  it('retry_delay 0 retries at once; a cap under the default base caps it', async () => {
-    await sql(`select jobs.create_queue('now', retry_delay => 0), jobs.create_queue('capped', retry_delay_max => 1, retry_backoff => 'fixed')`);
+  it('retry_delay 0 retries at once; a cap alone under the default base (5 s) is refused', async () => {
+    // Reviewer Y: a cap of 2 with the base left null was taken, and retries waited 1-2 s, under "never under retry_delay".
+    await expect(sql(`select jobs.create_queue('low', retry_delay_max => 2)`))
+      .rejects.toMatchObject({ code: 'PD007', column: 'retry_delay_max',
+                               message: 'retry_delay_max: must be at least the retry delay (5 seconds), got 2' });
+    await sql(`select jobs.create_queue('now', retry_delay => 0), jobs.create_queue('capped', retry_delay => 1, retry_delay_max => 1, retry_backoff => 'fixed')`);
     await publish('now', 2);
     await publish('capped', 2);
     const rows = await claimAndNack(['now', 'capped'], T0);
