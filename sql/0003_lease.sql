@@ -203,6 +203,9 @@ end $$;
 -- letter is never refused: the dead-letter queue's max_size is not checked
 -- (it may go above it, and publishes to it then get PD010), and a paused one
 -- keeps it until resumed. The failed job stays in jobs.job, as ever.
+-- Each dead-letter queue written to is held first against a delete
+-- (jobs.hold_queue, sql/0002); the insert then reads the queues again, so a
+-- route removed and its queue deleted while this waited sends nothing there.
 create function jobs.route_dead_letters(p_ended bigint[], p_now timestamptz)
 returns void language plpgsql as $$
 declare
@@ -211,6 +214,10 @@ begin
   if not exists (select 1 from jobs.queue q where q.dead_letter is not null) then
     return;
   end if;
+  perform jobs.hold_queue(x.dead_letter)
+  from (select distinct q.dead_letter from jobs.job j join jobs.queue q on q.name = j.queue
+        where j.job_id = any(p_ended) and j.status = 'failure' and q.dead_letter is not null
+        order by q.dead_letter) x;
   with sent as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
                                 queue, attributes)

@@ -134,8 +134,13 @@ declare
   v_max integer;
   v_waiting integer;
 begin
-  select * into v_q from jobs.queue q where q.name = p_queue;
-  if not found then
+  if current_setting('transaction_isolation') = 'read committed' then
+    perform pg_advisory_xact_lock_shared(736041, hashtext(p_queue));
+    select * into v_q from jobs.queue q where q.name = p_queue;
+  else
+    select * into v_q from jobs.queue q where q.name = p_queue for key share;
+  end if;
+  if v_q.name is null then
     perform jobs.raise_invalid('PD009', 'queue',
       format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)));
   end if;
@@ -1179,6 +1184,57 @@ begin
 end $_$;
 
 --
+-- Name: delete_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.delete_queue(name text) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_by text;
+  v_waiting bigint;
+  v_running bigint;
+begin
+  perform jobs.check_name(delete_queue.name, 'PD009', 'name', 'queue name');
+  if delete_queue.name = 'default' then
+    perform jobs.raise_invalid('PD009', 'name',
+      'the default queue cannot be deleted (jobs published without a queue go there); purge it with jobs.purge_queue(''default'')');
+  end if;
+  -- Its check of the queue's jobs must see those committed while it waited.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'jobs.delete_queue must run in a READ COMMITTED transaction, not %',
+      upper(current_setting('transaction_isolation'))
+      using errcode = '0A000';
+  end if;
+  -- No queue comes to name this one as its dead_letter meanwhile (jobs.create_queue takes it too).
+  perform pg_advisory_xact_lock(736040, 0);
+  -- The row first, then the writers' lock: the order of jobs.publish_event.
+  perform from jobs.queue q where q.name = delete_queue.name for update;
+  if not found then
+    return false;
+  end if;
+  select q.name into v_by from jobs.queue q where q.dead_letter = delete_queue.name order by q.name limit 1;
+  if found then
+    perform jobs.raise_invalid('PD009', 'name', format(
+      'queue %s is the dead-letter queue of %s: give that one another (jobs.create_queue(%s, dead_letter => null)) first',
+      quote_literal(delete_queue.name), quote_literal(v_by), quote_literal(v_by)));
+  end if;
+  -- Waits for writers in flight (jobs.hold_queue); those after find no queue.
+  perform pg_advisory_xact_lock(736041, hashtext(delete_queue.name));
+  select count(*) filter (where q.lease_until is null), count(*) filter (where q.lease_until is not null)
+  into v_waiting, v_running
+  from jobs.job_queue q where q.queue = delete_queue.name;
+  if v_waiting + v_running > 0 then
+    perform jobs.raise_invalid('PD009', 'name', format(
+      'queue %s still has %s waiting and %s running jobs: purge it first (jobs.purge_queue(%s)) and wait for its '
+      'running jobs to end', quote_literal(delete_queue.name), v_waiting, v_running, quote_literal(delete_queue.name)));
+  end if;
+  delete from jobs.queue q where q.name = delete_queue.name;
+  return true;
+end $$;
+
+--
 -- Name: disallow_sql_task(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1438,6 +1494,25 @@ CREATE FUNCTION jobs.has_pg_cron() RETURNS boolean
     AS $$
   select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron') and jobs.pg_cron_lacks() is null
 $$;
+
+--
+-- Name: hold_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.hold_queue(p_queue text) RETURNS jobs.queue
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_q jobs.queue;
+begin
+  if current_setting('transaction_isolation') = 'read committed' then
+    perform pg_advisory_xact_lock_shared(736041, hashtext(p_queue));
+    select * into v_q from jobs.queue q where q.name = p_queue;
+  else
+    select * into v_q from jobs.queue q where q.name = p_queue for key share;
+  end if;
+  return v_q;
+end $$;
 
 --
 -- Name: lock_dependencies(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
@@ -2440,6 +2515,35 @@ begin
 end $$;
 
 --
+-- Name: purge_queue(text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.purge_queue(name text, reason text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ids bigint[];
+begin
+  perform jobs.check_name(purge_queue.name, 'PD009', 'name', 'queue name');
+  select array_agg(q.job_id order by q.job_id) into v_ids
+  from jobs.job_queue q where q.queue = purge_queue.name and q.lease_until is null;
+  if v_ids is null then
+    return 0;
+  end if;
+  -- Locked as jobs.fail locks them (those still not running, and what ending
+  -- them touches), so cancel_bulk finds them waiting: one claimed meanwhile
+  -- is left to run. Read again once locked: a replace may have moved one.
+  v_ids := jobs.lock_jobs(v_ids, true, true);
+  select array_agg(q.job_id) into v_ids
+  from jobs.job_queue q where q.job_id = any(v_ids) and q.queue = purge_queue.name;
+  if v_ids is null then
+    return 0;
+  end if;
+  return jobs.cancel_bulk(v_ids, coalesce(purge_queue.reason, 'purged'));
+end $$;
+
+--
 -- Name: queue_backoff(integer, numeric, boolean, numeric); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2726,6 +2830,10 @@ begin
   if not exists (select 1 from jobs.queue q where q.dead_letter is not null) then
     return;
   end if;
+  perform jobs.hold_queue(x.dead_letter)
+  from (select distinct q.dead_letter from jobs.job j join jobs.queue q on q.name = j.queue
+        where j.job_id = any(p_ended) and j.status = 'failure' and q.dead_letter is not null
+        order by q.dead_letter) x;
   with sent as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
                                 queue, attributes)

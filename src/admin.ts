@@ -6,8 +6,8 @@ import { jsonParam } from './json-text.js';
 import { jobIdSchema, jobIdsSchema, namedQueueOptionsSchema, parse, publishOptionsSchema, queueNameSchema, redriveFilterSchema,
   rescheduleOptionsSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
 import { givenUpWith, takeSignal, type SignalOption } from './publish.js';
-import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, RedriveFilter, RescheduleOptions,
-  Subscription } from './types.js';
+import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
+  RescheduleOptions, Subscription } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip).
 
@@ -179,6 +179,40 @@ export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> 
 export async function setQueuePaused(db: Queryable, name: string, paused: boolean): Promise<boolean> {
   parse(queueNameSchema, name, 'name');
   return callValue(db, paused ? 'select jobs.pause_queue($1) as r' : 'select jobs.resume_queue($1) as r', [name]);
+}
+
+const purgeOptionsSchema = z.strictObject({
+  reason: z.optional(z.string({ error: 'must be a string' }).check(z.superRefine((s: string, ctx) => {
+    const rule = unstorableText(s);
+    if (rule) ctx.addIssue({ code: 'custom', message: rule, input: s });
+  }))),
+}, { error: 'must be an object' });
+
+/**
+ * Ends every waiting job of a queue (pending, scheduled, blocked) as
+ * cancelled, as cancelJobs does, in one statement (jobs.purge_queue); running
+ * jobs are left to finish. Returns how many it ended (0 for an unknown queue).
+ */
+export async function purgeQueue(db: Queryable, name: string, options: PurgeQueueOptions = {}): Promise<number> {
+  parse(queueNameSchema, name, 'name');
+  const o = parse(purgeOptionsSchema, options, 'options');
+  return Number(await callValue(db, 'select jobs.purge_queue($1, $2) as r', [name, o.reason ?? null]));
+}
+
+/**
+ * Deletes a queue and its subscriptions (jobs.delete_queue): false when there
+ * is none. Refused (a ValidationError naming name) for the default queue, a
+ * queue another names as its deadLetter, and one with waiting or running jobs
+ * (purge it, and let its running jobs end, first).
+ */
+export async function deleteQueue(db: Queryable, name: string): Promise<boolean> {
+  parse(queueNameSchema, name, 'name');
+  try {
+    return await callValue(db, 'select jobs.delete_queue($1) as r', [name]);
+  } catch (error) {
+    if (!(error instanceof PgDrainError) || error.field !== 'name') throw error;
+    throw new ValidationError('name', error.message.replace(/^name: /, ''), { cause: error });
+  }
 }
 
 // Fan-out (sql/0015): a queue subscribes to an event, and one publish of the

@@ -1,5 +1,5 @@
-import { cancelJob, cancelJobs, createNamedQueue, failJobs, getJob, listNamedQueues, listSubscriptions, publishEvent, redrive,
-  rescheduleJobs, setQueuePaused, subscribe, unsubscribe } from './admin.js';
+import { cancelJob, cancelJobs, createNamedQueue, deleteQueue, failJobs, getJob, listNamedQueues, listSubscriptions, publishEvent,
+  purgeQueue, redrive, rescheduleJobs, setQueuePaused, subscribe, unsubscribe } from './admin.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
 import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
@@ -9,7 +9,7 @@ import { PgDrainError, ValidationError } from './errors.js';
 import { checkDriver, checkQueryable, type DrainOptions } from './options.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
 import type { BatchHandler, BulkJob, DrainReport, Handler, JobInfo, JobOutcome, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
-  PublishOptions, RedriveFilter, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
+  PublishOptions, PurgeQueueOptions, RedriveFilter, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
@@ -78,13 +78,20 @@ export interface Queue {
   redrive(filter?: RedriveFilter): Promise<number>;
   /**
    * Named queues: create (or change the options given of an existing one;
-   * null clears one), list, pause and resume.
+   * null clears one), list, pause, resume, purge and delete.
    */
   readonly queues: {
     create(name: string, options?: NamedQueueOptions): Promise<void>;
     list(): Promise<NamedQueueInfo[]>;
     pause(name: string): Promise<boolean>;
     resume(name: string): Promise<boolean>;
+    /** Ends every waiting job of the queue as cancelled (running ones finish); returns how many. */
+    purge(name: string, options?: PurgeQueueOptions): Promise<number>;
+    /**
+     * Deletes the queue and its subscriptions; false when there is none. Refused for
+     * 'default', a dead-letter target, and a queue with waiting or running jobs.
+     */
+    delete(name: string): Promise<boolean>;
     /** Fan-out: publishEvent(event) then writes a job of options.task (default: the event) into queue. True when new. */
     subscribe(event: string, queue: string, options?: { task?: string | undefined }): Promise<boolean>;
     /** Ends a queue's subscription to an event; true when there was one. */
@@ -164,6 +171,8 @@ export function createQueue(options: QueueOptions): Queue {
       list: () => listNamedQueues(driver),
       pause: (name) => setQueuePaused(driver, name, true),
       resume: (name) => setQueuePaused(driver, name, false),
+      purge: (name, o) => purgeQueue(driver, name, o),
+      delete: (name) => deleteQueue(driver, name),
       subscribe: (event, queue, o) => subscribe(driver, event, queue, o),
       unsubscribe: (event, queue) => unsubscribe(driver, event, queue),
       subscriptions: (event) => listSubscriptions(driver, event),

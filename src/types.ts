@@ -140,6 +140,12 @@ export interface NamedQueueInfo {
   createdAt: Date;
 }
 
+/** queues.purge's options. */
+export interface PurgeQueueOptions {
+  /** Recorded as each purged job's error: 'cancelled: <reason>' (left out: 'cancelled: purged'). */
+  reason?: string | undefined;
+}
+
 /**
  * One job of publishBulk: publish's per-job options. Its dedupeKey keeps
  * only (a job whose key an active job, or an earlier job of the bulk,

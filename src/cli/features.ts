@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createNamedQueue, listNamedQueues, redrive, setQueuePaused } from '../admin.js';
+import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, setQueuePaused } from '../admin.js';
 import type { Driver } from '../db/driver.js';
 import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError, ValidationError } from '../errors.js';
@@ -165,7 +165,7 @@ export function featureCommands(withConnection: WithConnection): Command[] {
       });
     });
 
-  const queue = new Command('queue').description('named queues: create, list, pause, resume');
+  const queue = new Command('queue').description('named queues: create, list, pause, resume, purge, delete');
   // A value flag and its --no- form (clears it); left out, the queue keeps its value.
   const create = queue.command('create')
     .description('create a queue, or change an existing one: only the flags given change, --no-X clears X')
@@ -231,6 +231,27 @@ export function featureCommands(withConnection: WithConnection): Command[] {
         });
       });
   }
+
+  // Refusals (jobs still in it, the default queue, a dead-letter target) are the core's ValidationError: exit 2.
+  queue.command('purge')
+    .description('end every waiting job of a queue as cancelled (running jobs finish); prints how many')
+    .argument('<name>', 'the queue', checkedBy(queueNameSchema))
+    .option('--reason <text>', "recorded as each job's error, after 'cancelled: ' (default: purged)")
+    .addOption(dsnOption())
+    .action(async (name: string, opts: { reason?: string; dsn?: string }) => {
+      await withConnection(opts.dsn, async ({ driver }) => {
+        process.stdout.write(`${await purgeQueue(driver, name, { reason: opts.reason })}\n`);
+      });
+    });
+  queue.command('delete')
+    .description('delete a queue with no waiting or running jobs (purge it first), and its subscriptions')
+    .argument('<name>', 'the queue', checkedBy(queueNameSchema))
+    .addOption(dsnOption())
+    .action(async (name: string, opts: { dsn?: string }) => {
+      await withConnection(opts.dsn, async ({ driver }) => {
+        process.stdout.write(`${(await deleteQueue(driver, name)) ? 'deleted' : `no queue named '${name}'`}\n`);
+      });
+    });
 
   const wait = new Command('wait')
     .description('wait for a job to end (LISTEN; needs a DSN) and print its outcome as JSON')

@@ -1,0 +1,104 @@
+-- pgdrain 0016: purging and deleting a queue (pg-boss's purgeQueue / deleteQueue).
+--
+-- Errors: PD009 name (not a queue name; the default queue, a dead-letter
+-- target or a queue with active jobs cannot be deleted); 0A000 when
+-- jobs.delete_queue runs in a REPEATABLE READ or SERIALIZABLE transaction.
+--
+-- Every path that writes a job into a queue holds that queue against a
+-- delete until it commits (jobs.hold_queue, sql/0002): jobs.admit, which every publish
+-- and redrive calls, and jobs.route_dead_letters. A delete waits for those
+-- in flight and then sees their jobs (and refuses); one that comes after the
+-- delete committed finds no queue (PD009).
+
+-- Ends every waiting job of queue name (pending, scheduled, blocked by
+-- dependencies or a serial key) as jobs.cancel_bulk ends one: cancelled,
+-- error 'cancelled: <reason>' ('cancelled: purged' without one), its
+-- dependants (in any queue) cancelled in turn, its serial key's next job
+-- (in any queue: keys are global) given its turn, pgdrain_completed
+-- notified. Running jobs are left alone (jobs.cancel asks them to stop).
+-- Returns how many jobs of the queue it ended (0 for an unknown queue; a
+-- queue's row deleted by hand leaves its jobs here to purge). Not bounded,
+-- as jobs.cancel_bulk: each serial key whose head it ends takes a lock
+-- until commit (README, Serialization key). Admin only (jobs.create_roles).
+create function jobs.purge_queue(name text, reason text default null)
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_ids bigint[];
+begin
+  perform jobs.check_name(purge_queue.name, 'PD009', 'name', 'queue name');
+  select array_agg(q.job_id order by q.job_id) into v_ids
+  from jobs.job_queue q where q.queue = purge_queue.name and q.lease_until is null;
+  if v_ids is null then
+    return 0;
+  end if;
+  -- Locked as jobs.fail locks them (those still not running, and what ending
+  -- them touches), so cancel_bulk finds them waiting: one claimed meanwhile
+  -- is left to run. Read again once locked: a replace may have moved one.
+  v_ids := jobs.lock_jobs(v_ids, true, true);
+  select array_agg(q.job_id) into v_ids
+  from jobs.job_queue q where q.job_id = any(v_ids) and q.queue = purge_queue.name;
+  if v_ids is null then
+    return 0;
+  end if;
+  return jobs.cancel_bulk(v_ids, coalesce(purge_queue.reason, 'purged'));
+end $$;
+
+-- Deletes queue name, and its subscriptions with it, when no job is active
+-- in it (waiting or running): else PD009 naming name and saying to purge it
+-- and wait for its running jobs. Its ended jobs stay in jobs.job (which
+-- names the queue as text). The default queue, and a queue another one
+-- names as its dead_letter, cannot be deleted (PD009). Returns false when
+-- there is no such queue (as pg-boss's deleteQueue, nothing to do). A
+-- publish into the queue racing it either commits first (the delete waits
+-- for it, then refuses) or finds no queue (PD009): jobs.hold_queue. A
+-- schedule naming the queue records PD009 at each tick until it is
+-- unscheduled or the queue made again. Admin only (jobs.create_roles).
+create function jobs.delete_queue(name text)
+returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_by text;
+  v_waiting bigint;
+  v_running bigint;
+begin
+  perform jobs.check_name(delete_queue.name, 'PD009', 'name', 'queue name');
+  if delete_queue.name = 'default' then
+    perform jobs.raise_invalid('PD009', 'name',
+      'the default queue cannot be deleted (jobs published without a queue go there); purge it with jobs.purge_queue(''default'')');
+  end if;
+  -- Its check of the queue's jobs must see those committed while it waited.
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'jobs.delete_queue must run in a READ COMMITTED transaction, not %',
+      upper(current_setting('transaction_isolation'))
+      using errcode = '0A000';
+  end if;
+  -- No queue comes to name this one as its dead_letter meanwhile (jobs.create_queue takes it too).
+  perform pg_advisory_xact_lock(736040, 0);
+  -- The row first, then the writers' lock: the order of jobs.publish_event.
+  perform from jobs.queue q where q.name = delete_queue.name for update;
+  if not found then
+    return false;
+  end if;
+  select q.name into v_by from jobs.queue q where q.dead_letter = delete_queue.name order by q.name limit 1;
+  if found then
+    perform jobs.raise_invalid('PD009', 'name', format(
+      'queue %s is the dead-letter queue of %s: give that one another (jobs.create_queue(%s, dead_letter => null)) first',
+      quote_literal(delete_queue.name), quote_literal(v_by), quote_literal(v_by)));
+  end if;
+  -- Waits for writers in flight (jobs.hold_queue); those after find no queue.
+  perform pg_advisory_xact_lock(736041, hashtext(delete_queue.name));
+  select count(*) filter (where q.lease_until is null), count(*) filter (where q.lease_until is not null)
+  into v_waiting, v_running
+  from jobs.job_queue q where q.queue = delete_queue.name;
+  if v_waiting + v_running > 0 then
+    perform jobs.raise_invalid('PD009', 'name', format(
+      'queue %s still has %s waiting and %s running jobs: purge it first (jobs.purge_queue(%s)) and wait for its '
+      'running jobs to end', quote_literal(delete_queue.name), v_waiting, v_running, quote_literal(delete_queue.name)));
+  end if;
+  delete from jobs.queue q where q.name = delete_queue.name;
+  return true;
+end $$;
+
+-- Destructive: nobody but the owner until jobs.create_roles grants them to
+-- the admin role (a publisher or worker role granted before this migration
+-- would otherwise hold PUBLIC's EXECUTE on them until create_roles runs again).
+revoke execute on function jobs.purge_queue(text, text), jobs.delete_queue(text) from public;
