@@ -59,6 +59,18 @@ describe('POST /drain with filter and exclude', () => {
     expect(await ran()).toEqual(['eu-acme', 'us', 'us-acme']);
   });
 
+  // Reviewer W: the first of two was taken silently: ?exclude=[]&exclude=[…] claimed every job.
+  it('refuses a field given twice in the query string, naming it, and claims nothing', async () => {
+    for (const query of ['exclude=%5B%5D&exclude=%5B%7B%22partner%22%3A%22acme%22%7D%5D', 'batchSize=5&batchSize=6']) {
+      const res = await fetch(`${base}/drain?${query}`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+      const field = query.slice(0, query.indexOf('='));
+      expect(res.status, query).toBe(400);
+      expect((await res.json() as { error: unknown }).error)
+        .toMatchObject({ code: 'invalid_argument', field, message: `${field}: must be given once in the query string, got 2` });
+    }
+    expect(await untouched()).toEqual(ALL_JOBS);
+  });
+
   it('refuses bad values with 400 naming the field and drain()\'s rule, and claims nothing', async () => {
     const cases: [{ body?: unknown; query?: Record<string, unknown> }, string, string | RegExp][] = [
       [{ body: { filter: ['eu'] } }, 'filter', 'must be a JSON object'],

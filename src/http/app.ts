@@ -136,7 +136,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
       throw new HttpError(404, 'drain_disabled', 'POST /drain is off: this server has no tasks module (start it with --tasks)');
     }
     if (signal?.aborted) throw new HttpError(503, 'shutting_down', 'the server is shutting down');
-    const request = parseDrainRequest(parseJson(await c.req.text()), c.req.query(), limits);
+    const request = parseDrainRequest(parseJson(await c.req.text()), c.req.queries(), limits);
     if (metrics.active >= limits.maxConcurrentDrains) {
       throw new HttpError(429, 'too_many_drains', `${limits.maxConcurrentDrains} drains are running here already; try again`,
         null, { 'Retry-After': '1' });

@@ -92,10 +92,13 @@ const JSON_FIELDS = new Set(['filter', 'exclude']);
  * exclude from the JSON body, else from the query string (filter and exclude
  * there as JSON text: ?filter=%7B%22region%22%3A%22eu%22%7D).
  */
-export function parseDrainRequest(body: unknown, query: Record<string, string>, limits: HttpLimits): DrainRequest {
+export function parseDrainRequest(body: unknown, query: Record<string, string[]>, limits: HttpLimits): DrainRequest {
   if (body !== undefined && !isPlainObject(body)) throw new ValidationError('body', 'must be a JSON object');
   const fromQuery: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(query)) {
+  for (const [key, values] of Object.entries(query)) {
+    // Not the first of two silently (?exclude=[]&exclude=[…] claimed every job).
+    if (values.length > 1) throw new ValidationError(key, `must be given once in the query string, got ${values.length}`);
+    const value = values[0]!;
     // A number as JSON would spell it (1e2, 0.5, -3): as a number, so the query and the body take the same values.
     // A blank filter or exclude stays text, refused as the body's "" is.
     fromQuery[key] = NUMERIC_FIELDS.has(key) && /^\s*-?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) ? Number(value)
