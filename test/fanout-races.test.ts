@@ -9,31 +9,11 @@
 // that order both by name and by lock key: the publish waits at the first.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { lockSessions, type LockSession } from './support/lock-sessions.js';
+import { blocked, doneOrBlocked, lockSessions, outcome } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
 const session = lockSessions(db.url);
-
-/** The query's rows, or its error as `error CODE column: message`. */
-const outcome = (p: Promise<{ rows: unknown[] }>) =>
-  p.then((r) => r.rows, (e: { code?: string; column?: string; message: string }) => `error ${e.code} ${e.column}: ${e.message}`);
-
-/** Until session s waits for a lock (polls pg_locks, outside any transaction; no time asserted). */
-async function blocked(s: LockSession): Promise<void> {
-  while ((await sql(`select 1 from pg_locks where pid = $1 and not granted`, [s.pid])).length === 0) {
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** Until session s's query p is done or waits for a lock. */
-async function doneOrBlocked(s: LockSession, p: Promise<unknown>): Promise<void> {
-  let done = false;
-  const ended = p.then(() => { done = true; }, () => { done = true; });
-  while (!done && (await sql(`select 1 from pg_locks where pid = $1 and not granted`, [s.pid])).length === 0) {
-    await Promise.race([ended, new Promise((r) => setTimeout(r, 5))]);
-  }
-}
 
 /** The queue of each job id, in the order given. */
 const queuesOf = async (ids: string[]) => (await sql<{ queue: string }>(
@@ -64,9 +44,9 @@ describe('publish_event and a subscribed queue deleted meanwhile', () => {
     await holder.query('begin');
     await holder.query(`select jobs.publish('t.h', queue => 'race_a')`);
     const published = outcome(publisher.query(`select jobs.publish_event('race.ev', '{"n":1}')::text[] as ids`));
-    await blocked(publisher);
+    await blocked(sql, publisher);
     const deleted = outcome(deleter.query(`delete from jobs.queue where name = 'race_z' returning name`));
-    await doneOrBlocked(deleter, deleted);
+    await doneOrBlocked(sql, deleter, deleted);
     await holder.query('rollback');
     const answer = await published;
     // Before: error PD009 queue: no queue named 'race_z', a queue the publisher never named; nothing written.
@@ -80,7 +60,7 @@ describe('publish_event and a subscribed queue deleted meanwhile', () => {
     await deleter.query('begin');
     await deleter.query(`delete from jobs.queue where name = 'race_z'`);
     const published = outcome(publisher.query(`select jobs.publish_event('race.ev', '{"n":1}')::text[] as ids`));
-    await doneOrBlocked(publisher, published);
+    await doneOrBlocked(sql, publisher, published);
     await deleter.query('commit');
     const answer = await published;
     // Before: it wrote a job into race_z, a queue gone once the delete committed.
@@ -99,9 +79,9 @@ describe('publish_event and its subscription\'s sql: task disallowed meanwhile',
     await holder.query('begin');
     await holder.query(`select jobs.publish('t.h', queue => 'rs_a')`);
     const published = outcome(publisher.query(`select jobs.publish_event('race.sql')::text[] as ids`));
-    await blocked(publisher);
+    await blocked(sql, publisher);
     const disallowed = outcome(admin.query(`select jobs.disallow_sql_task('fan.run') as r`));
-    await doneOrBlocked(admin, disallowed);
+    await doneOrBlocked(sql, admin, disallowed);
     await holder.query('rollback');
     // Before: error PD018 jobs[1].task, a field no caller of publish_event has; nothing written.
     expect(await published).toEqual([{ ids: [expect.any(String), expect.any(String)] }]);
@@ -125,9 +105,9 @@ describe('several advisory locks are taken in lock-key order, not name order', (
     await holder.query('begin');
     await holder.query(held);
     const a = outcome(one.query(first));
-    await blocked(one);
+    await blocked(sql, one);
     const b = outcome(two.query(second));
-    await doneOrBlocked(two, b);
+    await doneOrBlocked(sql, two, b);
     await holder.query('rollback');
     return [await a, await b];
   }

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, deleteQueue, migrate, purgeQueue, ValidationError } from '../src/index.js';
 import { testDb } from './support/db.js';
-import { lockSessions, type LockSession } from './support/lock-sessions.js';
+import { blocked, doneOrBlocked, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -26,26 +26,6 @@ afterEach(async () => {
 const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
 const id = async (text: string) => (await one<{ id: string }>(`select (${text})::text as id`)).id;
 const queue = () => createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {} });
-
-/** The query's rows, or its error as `error CODE column: message`. */
-const outcome = (p: Promise<{ rows: unknown[] }>) =>
-  p.then((r) => r.rows, (e: { code?: string; column?: string; message: string }) => `error ${e.code} ${e.column}: ${e.message}`);
-
-/** Until session s waits for a lock (polls pg_locks; no time asserted). */
-async function blocked(s: LockSession): Promise<void> {
-  while ((await sql(`select 1 from pg_locks where pid = $1 and not granted`, [s.pid])).length === 0) {
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** Until session s's query p is done or waits for a lock. */
-async function doneOrBlocked(s: LockSession, p: Promise<unknown>): Promise<void> {
-  let done = false;
-  const ended = p.then(() => { done = true; }, () => { done = true; });
-  while (!done && (await sql(`select 1 from pg_locks where pid = $1 and not granted`, [s.pid])).length === 0) {
-    await Promise.race([ended, new Promise((r) => setTimeout(r, 5))]);
-  }
-}
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.subscription');
@@ -128,7 +108,7 @@ describe('jobs.purge_queue', () => {
     await drain.query('begin');
     await drain.query(`update jobs.job_queue set lease_until = now() + interval '1 minute', attempt = 1 where job_id = $1`, [claimed]);
     const purged = outcome(admin.query(`select jobs.purge_queue('pq') as n`));
-    await blocked(admin);
+    await blocked(sql, admin);
     await drain.query('commit');
     expect(await purged).toEqual([{ n: 1 }]);
     expect(await sql(`select job_id::text as id from jobs.job`)).toEqual([{ id: waiting }]);
@@ -206,7 +186,7 @@ describe('a delete racing a publish into the queue', () => {
     await publisher.query('begin');
     const job = (await publisher.query<{ id: string }>(`select jobs.publish('t.r', queue => 'rq')::text as id`)).rows[0]!.id;
     const deleted = outcome(deleter.query(`select jobs.delete_queue('rq') as d`));
-    await doneOrBlocked(deleter, deleted);
+    await doneOrBlocked(sql, deleter, deleted);
     await publisher.query('commit');
     // Before: [{ d: true }], and the job left in a queue that no longer exists.
     expect(await deleted).toEqual(expect.stringMatching(/^error PD009 name: name: queue 'rq' still has 1 waiting and 0 running jobs/));
@@ -219,9 +199,9 @@ describe('a delete racing a publish into the queue', () => {
     await deleter.query('begin');
     expect((await deleter.query(`select jobs.delete_queue('rq') as d`)).rows).toEqual([{ d: true }]);
     const published = outcome(publisher.query(`select jobs.publish('t.r', queue => 'rq')::text as id`));
-    await doneOrBlocked(publisher, published);
+    await doneOrBlocked(sql, publisher, published);
     const bulked = outcome(bulk.query(`select jobs.publish_arrays(array['t.a', 't.b'], queue => 'rq') as ids`));
-    await doneOrBlocked(bulk, bulked);
+    await doneOrBlocked(sql, bulk, bulked);
     await deleter.query('commit');
     // Before: both answered ids, of jobs in a queue gone once the delete committed.
     const gone = "error PD009 queue: queue: no queue named 'rq'; create it with jobs.create_queue('rq')";
@@ -255,7 +235,7 @@ describe('a delete racing a publish into the queue', () => {
     // The route is removed meanwhile (create_queue's own lock, not the settle's), then the delete comes.
     await sql(`select jobs.create_queue('src', dead_letter => null)`);
     const deleted = outcome(admin.query(`select jobs.delete_queue('dlq') as d`));
-    await doneOrBlocked(admin, deleted);
+    await doneOrBlocked(sql, admin, deleted);
     await settler.query('commit');
     // Before: [{ d: true }], and the dead letter left in a queue that no longer exists.
     expect(await deleted).toEqual(expect.stringMatching(/^error PD009 name: name: queue 'dlq' still has 1 waiting/));

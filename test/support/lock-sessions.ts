@@ -30,3 +30,25 @@ export async function waitUntilBlocked(c: pg.Client, pid: number): Promise<void>
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/** Runs a statement outside the sessions under test (the test database's own pool), answering its rows. */
+export type Observer = (text: string, params?: unknown[]) => Promise<unknown[]>;
+
+/** A session's query, as its rows or its error as `error CODE column: message`. */
+export const outcome = (p: Promise<{ rows: unknown[] }>) =>
+  p.then((r) => r.rows, (e: { code?: string; column?: string; message: string }) => `error ${e.code} ${e.column}: ${e.message}`);
+
+const waitsForLock = async (sql: Observer, s: LockSession) =>
+  (await sql(`select 1 from pg_locks where pid = $1 and not granted`, [s.pid])).length > 0;
+
+/** Until session s waits for a lock (polls pg_locks over sql; no time asserted). */
+export async function blocked(sql: Observer, s: LockSession): Promise<void> {
+  while (!await waitsForLock(sql, s)) await new Promise((r) => setTimeout(r, 5));
+}
+
+/** Until session s's query p is done or waits for a lock. */
+export async function doneOrBlocked(sql: Observer, s: LockSession, p: Promise<unknown>): Promise<void> {
+  let done = false;
+  const ended = p.then(() => { done = true; }, () => { done = true; });
+  while (!done && !await waitsForLock(sql, s)) await Promise.race([ended, new Promise((r) => setTimeout(r, 5))]);
+}
