@@ -80,12 +80,14 @@ end $$;
 -- Serial-key lock volume -------------------------------------------------------
 
 -- The most serial-key jobs one jobs.expire call ends (as jobs.publish_arrays
--- takes at most 500 keys; a settle or an admin call is not bounded: see
--- README, Serialization key). A key's lock (jobs.lock_serial_keys) is one
--- entry of PostgreSQL's lock table, held until commit; that table (about
--- max_locks_per_transaction x max_connections entries, 6,400 on a default
--- server) is shared by every session, and a full one fails any statement
--- of any session that needs a lock ("out of shared memory", 53200).
+-- takes at most 500 keys; a drain's settle statement ends at most as many;
+-- an admin call is not bounded: see README, Serialization key), and the most
+-- keys one jobs.after_end takes (or its caller's, if more). A key's lock
+-- (jobs.lock_serial_keys) is one entry of PostgreSQL's lock table, held
+-- until commit; that table (about max_locks_per_transaction x
+-- max_connections entries, 6,400 on a default server) is shared by every
+-- session, and a full one fails any statement of any session that needs a
+-- lock ("out of shared memory", 53200).
 create function jobs.max_serial_keys()
 returns integer language sql immutable as $$ select 500 $$;
 
@@ -103,14 +105,25 @@ returns integer language sql immutable as $$ select 500 $$;
 -- another waits for, a deadlock. job_id order agrees with the rest: a
 -- dependant's id is greater than its dependencies', which the ending
 -- transaction holds, and publishers lock dependencies in job_id order.
+-- A cancelled dependant that heads a serial key takes the key's lock, to
+-- hand it on: a cascade takes at most jobs.max_serial_keys() locks, less the
+-- caller's keys (p_budget: what its recursion has left). The heads past that,
+-- in job_id order, are not ended here: their cancel is requested and their
+-- lease set to have passed, so the next jobs.expire (any claim's, or
+-- jobs.maintain's) ends them as cancelled, within its own bound, and they
+-- hand their keys on and cancel their own dependants then. Each stays its
+-- key's head meanwhile: a publish of the key waits behind it, as ever.
+-- (Unbounded, a job with thousands of keyed dependants could not end: its
+-- settle, then every claim's expiry of it, failed on a full lock table.)
 -- p_locked: the caller (its own recursion) has locked them.
 create function jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[],
-                               p_now timestamptz, p_locked boolean default false)
+                               p_now timestamptz, p_locked boolean default false, p_budget integer default null)
 returns void language plpgsql as $$
 declare
   v_key text;
   v_cancelled bigint[];
   v_keys text[];
+  v_budget integer;
 begin
   if not p_locked and cardinality(p_unsuccessful) > 0 then
     -- FOR UPDATE: most of them end here (deleted), with their own dependants.
@@ -141,12 +154,29 @@ begin
   end if;
 
   if cardinality(p_unsuccessful) > 0 then
+    v_budget := greatest(0, coalesce(p_budget, jobs.max_serial_keys()
+                  - (select count(distinct k)::integer from unnest(p_serial_keys) k where k is not null)));
     with dependants as (
       delete from jobs.dependency d where d.depends_on = any(p_unsuccessful) returning d.job_id, d.depends_on
+    ), x as (
+      select x.job_id, min(x.depends_on) as cause from dependants x group by x.job_id
+    ), later as (
+      -- The key heads past the budget (each head's key is its own: one head per key).
+      select h.job_id from (select q.job_id, row_number() over (order by q.job_id) as k
+                            from jobs.job_queue q join x on x.job_id = q.job_id
+                            where q.serial_key is not null and not q.serial_wait) h
+      where h.k > v_budget
+    ), deferred as (
+      -- Passed now (least: a caller's now may run ahead of the clock). A drain
+      -- whose session found no passed lease since may see it only within ten
+      -- seconds (jobs.remembered_lease_floor); other claims at once.
+      update jobs.job_queue q
+      set lease_until = least(p_now, pg_catalog.now()), cancel_requested_at = p_now,
+          cancel_reason = format('cancelled: dependency %s did not succeed', x.cause)
+      from x where q.job_id = x.job_id and x.job_id in (select l.job_id from later l)
     ), gone as (
-      delete from jobs.job_queue q
-      using (select x.job_id, min(x.depends_on) as cause from dependants x group by x.job_id) x
-      where q.job_id = x.job_id
+      delete from jobs.job_queue q using x
+      where q.job_id = x.job_id and not exists (select 1 from later l where l.job_id = x.job_id)
       returning q.*, x.cause
     ), ended as (
       insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
@@ -185,7 +215,7 @@ begin
 
   if cardinality(v_cancelled) > 0 then
     perform jobs.notify_ids('pgdrain_completed', v_cancelled);
-    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true, v_budget - coalesce(cardinality(v_keys), 0));
   end if;
 end $$;
 
@@ -240,7 +270,8 @@ end $$;
 
 -- Settles up to n expired leases: a job with retries left goes back to pending
 -- at once (its attempt stays counted), the others end as failures (or as
--- cancelled, when a cancel was requested while they ran). consume calls it
+-- cancelled, when a cancel was requested while they ran, or by a cascade
+-- past its bound: jobs.after_end). consume calls it
 -- first, so expiry needs no daemon; callers may also call it on their own.
 -- Of those that end, at most jobs.max_serial_keys() hold a serial key (each
 -- end takes its key's lock): the leases past it stay passed for the next call.

@@ -162,16 +162,17 @@ begin
 end $$;
 
 --
--- Name: after_end(bigint[], bigint[], text[], timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: after_end(bigint[], bigint[], text[], timestamp with time zone, boolean, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone, p_locked boolean DEFAULT false) RETURNS void
+CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone, p_locked boolean DEFAULT false, p_budget integer DEFAULT NULL::integer) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
   v_key text;
   v_cancelled bigint[];
   v_keys text[];
+  v_budget integer;
 begin
   if not p_locked and cardinality(p_unsuccessful) > 0 then
     -- FOR UPDATE: most of them end here (deleted), with their own dependants.
@@ -202,12 +203,29 @@ begin
   end if;
 
   if cardinality(p_unsuccessful) > 0 then
+    v_budget := greatest(0, coalesce(p_budget, jobs.max_serial_keys()
+                  - (select count(distinct k)::integer from unnest(p_serial_keys) k where k is not null)));
     with dependants as (
       delete from jobs.dependency d where d.depends_on = any(p_unsuccessful) returning d.job_id, d.depends_on
+    ), x as (
+      select x.job_id, min(x.depends_on) as cause from dependants x group by x.job_id
+    ), later as (
+      -- The key heads past the budget (each head's key is its own: one head per key).
+      select h.job_id from (select q.job_id, row_number() over (order by q.job_id) as k
+                            from jobs.job_queue q join x on x.job_id = q.job_id
+                            where q.serial_key is not null and not q.serial_wait) h
+      where h.k > v_budget
+    ), deferred as (
+      -- Passed now (least: a caller's now may run ahead of the clock). A drain
+      -- whose session found no passed lease since may see it only within ten
+      -- seconds (jobs.remembered_lease_floor); other claims at once.
+      update jobs.job_queue q
+      set lease_until = least(p_now, pg_catalog.now()), cancel_requested_at = p_now,
+          cancel_reason = format('cancelled: dependency %s did not succeed', x.cause)
+      from x where q.job_id = x.job_id and x.job_id in (select l.job_id from later l)
     ), gone as (
-      delete from jobs.job_queue q
-      using (select x.job_id, min(x.depends_on) as cause from dependants x group by x.job_id) x
-      where q.job_id = x.job_id
+      delete from jobs.job_queue q using x
+      where q.job_id = x.job_id and not exists (select 1 from later l where l.job_id = x.job_id)
       returning q.*, x.cause
     ), ended as (
       insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
@@ -246,7 +264,7 @@ begin
 
   if cardinality(v_cancelled) > 0 then
     perform jobs.notify_ids('pgdrain_completed', v_cancelled);
-    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true);
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true, v_budget - coalesce(cardinality(v_keys), 0));
   end if;
 end $$;
 

@@ -1,0 +1,187 @@
+// A failure's cascade takes a bounded number of serial-key locks. A job that
+// fails or is cancelled cancels its dependants, and each cancelled dependant
+// that heads a serial key takes the key's lock until commit (to hand the key
+// on): one entry of PostgreSQL's lock table each. A job with more keyed
+// dependants than that table holds could not end: its settle failed with
+// 53200 ("out of shared memory"), and once its lease passed, the expiry that
+// every claim of every queue runs first failed the same way: one job stalled
+// every claim on the server. Now a cascade takes at most 500 key locks; the
+// heads past them end through the expiry of the claims after it.
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createQueue } from '../src/index.js';
+import { testDb } from './support/db.js';
+import type { Server } from './support/postgres.js';
+import { smallLockTable } from './support/small-lock-table.js';
+
+type Sql = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
+
+const DEPENDANTS = 8000; // each with its own serial key: more keys than the small lock table holds
+const SECONDS = DEPENDANTS / 10; // keys k:0, k:10, ... have a second, independent job behind the dependant
+
+const count = async (sql: Sql, text: string, params?: unknown[]) => Number((await sql<{ n: string }>(text, params))[0]!.n);
+
+const db = await testDb();
+
+describe('on the shared test server', () => {
+  const sql: Sql = db.sql;
+
+  it('an end cancels at most 500 key heads at once; jobs.maintain ends the rest, which then hand their keys on', async () => {
+    const parent = (await sql<{ id: string }>(`select jobs.publish('parent', max_retries => 0) as id`))[0]!.id;
+    await sql(`select count(jobs.publish('child', serial_key => 'k:' || g, depends_on => array[$1::bigint])) from generate_series(1, 600) g`,
+      [parent]);
+    for (const from of [1, 301]) {
+      await sql(`select jobs.publish_arrays(array_fill('second'::text, array[300]),
+                   serial_keys => (select array_agg('k:' || g) from generate_series($1::int, $1::int + 299) g))`, [from]);
+    }
+    expect(await sql('select job_id from jobs.consume(1)')).toEqual([{ job_id: parent }]);
+    expect(await sql(`select jobs.nack($1::bigint, 'broke') as ok`, [parent])).toEqual([{ ok: true }]);
+    const states = async () => Object.fromEntries((await sql<{ task: string; state: string; n: string }>(
+      `select task, state, count(*) as n from jobs.all where task in ('child', 'second') group by 1, 2`))
+      .map((r) => [`${r.task} ${r.state}`, Number(r.n)]));
+    // The first 500 (job_id order) ended, their keys handed on; the last 100 wait for an expiry, still their keys' heads.
+    expect(await states()).toEqual({ 'child cancelled': 500, 'child expired': 100, 'second pending': 500, 'second blocked': 100 });
+    expect(await count(sql, `select count(*) as n from jobs.job_queue where task = 'child' and cancel_requested_at is not null
+                             and job_id > (select max(job_id) from jobs.job where task = 'child')`)).toBe(100);
+    expect(await sql(`select (jobs.maintain()->>'expired')::int as n`)).toEqual([{ n: 100 }]);
+    expect(await states()).toEqual({ 'child cancelled': 600, 'second pending': 600 });
+    expect(await count(sql, `select count(*) as n from jobs.job where task = 'child' and status = 'cancelled' and error = $1`,
+      [`cancelled: dependency ${parent} did not succeed`])).toBe(600);
+  });
+});
+
+// Its own cluster, with a small lock table (support/small-lock-table.ts): 8,000 locks do not fit.
+describe('a job with thousands of dependants of distinct serial keys, on a server with a small lock table', () => {
+  let server: Server;
+  let url: string;
+  let admin: pg.Pool;
+  const sql: Sql = async (text, params) => (await admin.query(text, params)).rows;
+  let parent: string;
+  let lastChild: string;
+
+  beforeAll(async () => {
+    ({ server, url, admin } = await smallLockTable());
+    await sql(`select jobs.create_queue('other')`);
+    // One statement taking every dependant's key lock does not fit this lock table (asked on a
+    // client of its own, once more after: its backend frees the table only once it has aborted).
+    const check = new pg.Client({ connectionString: url });
+    await check.connect();
+    try {
+      await expect(check.query(`select count(pg_advisory_xact_lock(1, g)) from generate_series(1, $1::int) g`, [DEPENDANTS]))
+        .rejects.toMatchObject({ code: '53200' });
+      await check.query('select 1');
+    } finally {
+      await check.end();
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    await admin?.end();
+    await server?.stop();
+  });
+
+  beforeEach(async () => {
+    await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
+    parent = (await sql<{ id: string }>(`select jobs.publish('parent', max_retries => 0, timeout => 10) as id`))[0]!.id;
+    // Dependants k:0 .. k:7999, 250 per transaction (each publish holds its key's lock until commit).
+    for (let from = 0; from < DEPENDANTS; from += 250) {
+      await sql(`select count(jobs.publish('child', serial_key => 'k:' || g, depends_on => array[$1::bigint], timeout => 10))
+                 from generate_series($2::int, $3::int) g`, [parent, from, from + 249]);
+    }
+    lastChild = (await sql<{ id: string }>(`select max(job_id) as id from jobs.job_queue where task = 'child'`))[0]!.id;
+    // The last dependant (past the cascade's first 500 keys) has dependants of its own, keyed too.
+    await sql(`select count(jobs.publish('grand', serial_key => 'g:' || g, depends_on => array[$1::bigint], timeout => 10))
+               from generate_series(1, 5) g`, [lastChild]);
+    // Later jobs of some keys, depending on nothing: they wait for their key's dependant.
+    for (let from = 0; from < SECONDS; from += 400) {
+      await sql(`select jobs.publish_arrays(array_fill('second'::text, array[400]), timeouts => array_fill(10::numeric, array[400]),
+                   serial_keys => (select array_agg('k:' || (g * 10)) from generate_series($1::int, $1::int + 399) g))`, [from]);
+    }
+    await sql(`select jobs.publish_arrays(array_fill('other'::text, array[20]), timeouts => array_fill(10::numeric, array[20]), queue => 'other')`);
+    expect(await count(sql, `select count(*) as n from jobs.job_queue where serial_wait`)).toBe(SECONDS);
+  }, 60_000);
+
+  /** A queue whose handlers count their runs by task; the parent fails. */
+  function queueCounting(runs: Map<string, number>) {
+    const run = (task: string, result: () => unknown) => async () => {
+      runs.set(task, (runs.get(task) ?? 0) + 1);
+      return result();
+    };
+    return createQueue({ connectionString: url, tasks: {
+      parent: run('parent', () => { throw new Error('parent broke'); }),
+      child: run('child', () => null), grand: run('grand', () => null),
+      second: run('second', () => null), other: run('other', () => null), late: run('late', () => null),
+    } });
+  }
+
+  /** Drains the default queue until no job is left in it; a bounded number of drains. */
+  async function drainAll(queue: ReturnType<typeof createQueue>): Promise<number> {
+    let drains = 0;
+    while (await count(sql, `select count(*) as n from jobs.job_queue where queue = 'default'`) > 0) {
+      expect(++drains).toBeLessThanOrEqual(20);
+      await queue.drain(500, Date.now() + 60_000);
+    }
+    return drains;
+  }
+
+  async function expectEveryoneEnded(parentError: RegExp): Promise<void> {
+    const [p] = await sql<{ status: string; error: string }>('select status, error from jobs.job where job_id = $1', [parent]);
+    expect(p!.status).toBe('failure');
+    expect(p!.error).toMatch(parentError);
+    expect(await count(sql, `select count(*) as n from jobs.job where task = 'child' and status = 'cancelled' and error = $1`,
+      [`cancelled: dependency ${parent} did not succeed`])).toBe(DEPENDANTS);
+    expect(await count(sql, `select count(*) as n from jobs.job where task = 'grand' and status = 'cancelled' and error = $1`,
+      [`cancelled: dependency ${lastChild} did not succeed`])).toBe(5);
+    expect(await count(sql, `select count(*) as n from jobs.job where task = 'second' and status = 'success' and attempts = 1`)).toBe(SECONDS);
+    // Each second job ran after its key's dependant ended.
+    expect(await count(sql, `select count(*) as n from jobs.job s join jobs.job c on c.serial_key = s.serial_key and c.task = 'child'
+                             where s.task = 'second' and s.started_at >= c.ended_at`)).toBe(SECONDS);
+    expect(await count(sql, 'select count(*) as n from jobs.job_queue')).toBe(0);
+  }
+
+  it('its failure in a drain ends it, cancels every dependant, and hands every key on; other queues claim throughout', async () => {
+    const runs = new Map<string, number>();
+    const queue = queueCounting(runs);
+    try {
+      // The parent's settle cancels its dependants: it used to fail whole, with 53200.
+      const first = await queue.drain(500, Date.now() + 60_000);
+      expect(first).toMatchObject({ failed: 1 });
+      expect(await count(sql, `select count(*) as n from jobs.job where job_id = $1 and status = 'failure'`, [parent])).toBe(1);
+      // Another queue's claims work while dependants are still to be ended.
+      expect(await queue.drain(500, Date.now() + 60_000, { queue: 'other' })).toMatchObject({ succeeded: 20, failed: 0 });
+      await drainAll(queue);
+    } finally {
+      await queue.close();
+    }
+    await expectEveryoneEnded(/parent broke/);
+    expect(Object.fromEntries(runs)).toEqual({ parent: 1, second: SECONDS, other: 20 });
+  }, 120_000);
+
+  it('its lease passing unsettled fails no claim of any queue: the expiry ends it and its dependants', async () => {
+    // Claimed, its drain gone: its lease passes with no settle.
+    expect(await sql(`select job_id from jobs.consume(1)`)).toEqual([{ job_id: parent }]);
+    await sql(`update jobs.job_queue set lease_until = now() - interval '1 second' where job_id = $1`, [parent]);
+    const runs = new Map<string, number>();
+    const queue = queueCounting(runs);
+    try {
+      // Every claim, of any queue, expires passed leases first: this one used to fail with 53200, as every one after it.
+      expect(await queue.drain(500, Date.now() + 60_000, { queue: 'other' })).toMatchObject({ succeeded: 20, failed: 0 });
+      expect(await count(sql, `select count(*) as n from jobs.job where job_id = $1 and status = 'failure'`, [parent])).toBe(1);
+      // Dependants past the cascade's bound wait for the next claims' expiry, each still its key's
+      // head: a job published for its key meanwhile waits behind it.
+      const [waiting] = await sql<{ key: string }>(`select serial_key as key from jobs.job_queue
+        where task = 'child' and cancel_requested_at is not null and lease_until <= now() and not serial_wait limit 1`);
+      expect(waiting).toBeDefined();
+      const [late] = await sql<{ id: string }>(`select jobs.publish('late', serial_key => $1, timeout => 10) as id`, [waiting!.key]);
+      expect(await sql('select serial_wait from jobs.job_queue where job_id = $1', [late!.id])).toEqual([{ serial_wait: true }]);
+      await drainAll(queue);
+      expect(await count(sql, `select count(*) as n from jobs.job l join jobs.job c on c.serial_key = l.serial_key and c.task = 'child'
+                               where l.job_id = $1 and l.status = 'success' and l.started_at >= c.ended_at
+                                 and c.status = 'cancelled'`, [late!.id])).toBe(1);
+    } finally {
+      await queue.close();
+    }
+    await expectEveryoneEnded(/^timed out: no ack within 10 seconds/);
+    expect(Object.fromEntries(runs)).toEqual({ second: SECONDS, other: 20, late: 1 });
+  }, 120_000);
+});
