@@ -123,8 +123,19 @@ const envSchema = z.object({
 
 type Settings = z.output<typeof envSchema> & { selection: DrainSelection };
 
+// The drain's settings: one set to '' (or spaces) is a mistake to hear about, as
+// for the CLI's PGDRAIN_* variables, not a default (the secrets and NEON_* take '' as unset).
+const DRAIN_BINDINGS = ['DRAIN_BATCH', 'DRAIN_DEADLINE_SECONDS', 'DRAIN_TOPIC', 'DRAIN_QUEUE', 'DRAIN_FILTER',
+                        'DRAIN_EXCLUDE', 'PGDRAIN_LINGER_SECONDS', 'PGDRAIN_POLL_SECONDS'] as const;
+
 /** The bindings, checked; an error names the binding (env.DRAIN_EXCLUDE[1]). */
 function readSettings(env: Env): Settings {
+  for (const name of DRAIN_BINDINGS) {
+    const value = env[name];
+    if (typeof value === 'string' && value.trim() === '') {
+      throw new ValidationError(`env.${name}`, 'is set but empty: give a value or unset it');
+    }
+  }
   const settings = parse(envSchema, env, 'env');
   return { ...settings, selection: checkDrainSelectionSettings(settings.DRAIN_FILTER, settings.DRAIN_EXCLUDE,
                                                            { filter: 'env.DRAIN_FILTER', exclude: 'env.DRAIN_EXCLUDE' }) };

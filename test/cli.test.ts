@@ -396,6 +396,21 @@ describe('runtime errors', () => {
     expect(existsSync(join(dir, '.pgdrain'))).toBe(false);
   });
 
+  // The Worker refuses DRAIN_FILTER / DRAIN_EXCLUDE set blank the same way; the Lambda function takes every
+  // variable set blank as unset (test/lambda-drain-selection.test.ts).
+  it('a blank PGDRAIN_FILTER, PGDRAIN_EXCLUDE or --exclude exits 2 naming it, and claims nothing', async () => {
+    await db.sql(`select jobs.publish('math.sum', '{"a":1,"b":2}'::jsonb)`);
+    for (const [args, env, line] of [
+      [[], { PGDRAIN_FILTER: '' }, 'pgdrain: PGDRAIN_FILTER: is set but empty: give a value or unset it'],
+      [[], { PGDRAIN_EXCLUDE: ' ' }, 'pgdrain: PGDRAIN_EXCLUDE: is set but empty: give a value or unset it'],
+      [['--exclude', ''], {}, "error: option '--exclude <json>' argument '' is invalid. exclude: must be an array of JSON objects"],
+    ] as const) {
+      const r = await cli(['drain', '--tasks', TASKS, ...args], { env });
+      expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }, line).toEqual({ code: 2, stdout: '', stderr: `${line}\n` });
+    }
+    expect(await db.sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);
+  });
+
   it('a mistyped flag holding a connection string is echoed without its password', async () => {
     for (const args of [
       ['stats', '--dns=postgres://app:S3cret-pw@127.0.0.1:1/app'],

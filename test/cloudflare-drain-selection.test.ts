@@ -48,6 +48,9 @@ beforeAll(async () => {
       worker('bad-filter-array', { DRAIN_FILTER: '["eu"]' }),
       worker('bad-exclude', { DRAIN_EXCLUDE: '[{"partner":"acme"},3]' }),
       worker('bad-exclude-object', { DRAIN_EXCLUDE: '{"partner":"acme"}' }),
+      // Set but blank: a mistake (a [vars] line left half-written), as the CLI's PGDRAIN_EXCLUDE='' is, not "none".
+      worker('blank-filter', { DRAIN_FILTER: '' }),
+      worker('blank-exclude', { DRAIN_EXCLUDE: ' ' }),
     ],
   });
   await mf.ready;
@@ -86,12 +89,14 @@ describe('Worker drains with filter and exclude', () => {
       code: 'invalid_argument', field: 'exclude[1]', message: 'exclude[1]: must be a JSON object' } } });
   });
 
-  it('a bad DRAIN_FILTER or DRAIN_EXCLUDE fails the cron drain and answers HTTP 500 naming it, and claims nothing', async () => {
+  it('a bad or blank DRAIN_FILTER or DRAIN_EXCLUDE fails the cron drain and answers HTTP 500 naming it, and claims nothing', async () => {
     for (const [name, field, message] of [
       ['bad-filter', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: must be valid JSON \(/],
       ['bad-filter-array', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: must be a JSON object$/],
       ['bad-exclude', 'env.DRAIN_EXCLUDE[1]', /^env\.DRAIN_EXCLUDE\[1\]: must be a JSON object$/],
       ['bad-exclude-object', 'env.DRAIN_EXCLUDE', /^env\.DRAIN_EXCLUDE: must be an array of JSON objects$/],
+      ['blank-filter', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: is set but empty: give a value or unset it$/],
+      ['blank-exclude', 'env.DRAIN_EXCLUDE', /^env\.DRAIN_EXCLUDE: is set but empty: give a value or unset it$/],
     ] as const) {
       expect(await scheduled(name), name).toMatchObject({ outcome: 'exception' });
       expect(await post(name, {}), name).toMatchObject({ status: 500, body: { error: {

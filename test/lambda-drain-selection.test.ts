@@ -80,6 +80,15 @@ describe('Lambda drains with filter and exclude', () => {
     expect(await ran()).toEqual(['eu', 'plain', 'us', 'us-acme']);
   });
 
+  // As every other setting of the function (PGDRAIN_BATCH_SIZE, PGDRAIN_HMAC_SECRET, …): a SAM or CloudFormation
+  // template sets a variable from a parameter whose default is '', and cannot leave it out. The CLI and the Worker
+  // refuse theirs set blank instead (no template stands in front of them).
+  it('PGDRAIN_FILTER / PGDRAIN_EXCLUDE set empty count as unset, as the function\'s other settings do', async () => {
+    const env = { PGDRAIN_FILTER: '', PGDRAIN_EXCLUDE: '', PGDRAIN_BATCH_SIZE: '' };
+    expect(await invoke(coldBundle(), env, scheduler())).toMatchObject({ claimed: 6, succeeded: 6, stoppedBy: 'empty' });
+    expect(await ran()).toEqual(ALL_JOBS);
+  });
+
   it('bad variables fail every invocation naming the variable (HTTP ones answer 500), and claim nothing', async () => {
     for (const [variable, value, field, rule] of [
       ['PGDRAIN_FILTER', '{region:eu}', 'PGDRAIN_FILTER', /^PGDRAIN_FILTER: must be valid JSON \(/],
