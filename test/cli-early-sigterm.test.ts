@@ -15,7 +15,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeEach, expect, it } from 'vitest';
+import { afterAll, beforeEach, expect, it, onTestFinished } from 'vitest';
 import { testDb } from './support/db.js';
 import { reportOf, spawnCli, type DrainProcess } from './support/drain-process.js';
 
@@ -94,3 +94,33 @@ it('other commands keep the default: a SIGTERM during `pgdrain publish` start-up
   expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: null, signal: 'SIGTERM' });
   expect(await db.sql('select job_id from jobs.job_queue')).toEqual([]);
 });
+
+// `pgdrain serve` holds one too: once it listens, it shuts down (exit 0),
+// nothing claimed. Its start-up opens no connection to signal on, so its tasks
+// module, which it loads before it listens, signals its own process: a signal
+// a process sends itself is taken before kill() returns, so it lands during
+// start-up every run. Node hands it to JavaScript in a later I/O phase of its
+// event loop: the module lets one go by (two setImmediate turns), so the
+// signal is held before serve goes on. Unfixed: exit by the signal (nothing
+// held it), or, held but not acted on once listening, a server that never
+// stops (this test then times out).
+const SERVE_TASKS = join(tasksDir, 'serve-tasks.mjs');
+writeFileSync(SERVE_TASKS, `process.kill(process.pid, process.env.EARLY_SIGNAL);
+for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
+export const t = async () => "ran";
+`);
+
+it.each(['SIGTERM', 'SIGINT'] as const)('a %s during `pgdrain serve` start-up: it shuts down once listening, exit 0, nothing claimed',
+  async (signal) => {
+    const [{ id }] = await db.sql<{ id: string }>(`select jobs.publish('t', '{}'::jsonb)::text as id`) as [{ id: string }];
+    const p = spawnCli(['serve', '--port', '0', '--tasks', SERVE_TASKS],
+                       { DATABASE_URL: db.url, PGDRAIN_TOKEN: 'early-serve-token-0123456789', EARLY_SIGNAL: signal });
+    onTestFinished(() => void p.child.kill('SIGKILL')); // a server left running by a failure
+    const exit = await p.exited;
+    expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: 0, signal: null });
+    // Held from start-up (logged before it listened), then acted on: it started, and stopped.
+    expect(exit.stderr).toMatch(new RegExp(`^pgdrain: ${signal}: .*\npgdrain: serving on http://127\\.0\\.0\\.1:\\d+\n`
+                                           + 'pgdrain: shutting down: no new requests', 'm'));
+    expect(await db.sql('select job_id::text as id, attempt, lease_until from jobs.job_queue'))
+      .toEqual([{ id, attempt: 0, lease_until: null }]);
+  });

@@ -5,7 +5,7 @@
 import { holdEarlyStops } from './signals.js';
 
 // First, before pg and the rest load (dynamic imports, so they evaluate only
-// now): a kubelet's SIGTERM during start-up stops the drain, not the process.
+// now): a kubelet's SIGTERM during start-up stops the drain (or serve), not the process.
 holdEarlyStops(process.argv);
 const { connectEarly } = await import('./connect.js');
 connectEarly(process.argv);

@@ -106,9 +106,15 @@ export function serveCommand(): Command {
           const server = serve({ fetch: app.fetch, port: opts.port, hostname: opts.host }, (info: AddressInfo) => {
             const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
             log(`pgdrain: serving on http://${host}:${info.port}${tasks ? '' : ' (no --tasks: POST /drain is off)'}`);
+            // A signal that came before it listened (held from start-up: holdEarlyStops) acts now.
+            if (stopping.signal.aborted) shutDown();
           });
           server.once('error', (error) => reject(listenError(error, opts)));
+          // Not before it listens: close() would fail (not running), and the listen would go on.
           stopping.signal.addEventListener('abort', () => {
+            if (server.listening) shutDown();
+          }, { once: true });
+          function shutDown() {
             log('pgdrain: shutting down: no new requests; running drains stop claiming');
             // close() waits for requests in flight (drains wind down within --grace).
             server.close((error) => (error ? reject(error) : resolve()));
@@ -118,7 +124,7 @@ export function serveCommand(): Command {
             const cut = setTimeout(() => (server as { closeAllConnections?(): void }).closeAllConnections?.(),
                                    opts.grace * 1000 + DEFAULT_OVERRUN_MS + CUT_MARGIN_MS);
             cut.unref();
-          }, { once: true });
+          }
         });
       } finally {
         stopping.done();

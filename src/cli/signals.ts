@@ -28,19 +28,20 @@ export interface StopSignals {
 let stopped = false;
 /** A command that listened for stops has ended (its report printed, or its error). */
 let ended = false;
-/** Signals held during a drain's start-up (holdEarlyStops), for listenForStop. */
+/** Signals held during a drain's or serve's start-up (holdEarlyStops), for listenForStop. */
 let early: NodeJS.Signals[] | undefined;
 const holdEarly = (name: NodeJS.Signals) => void early?.push(name);
 
 /**
- * The CLI's first act for `pgdrain drain` (bin.ts, before anything heavy
- * loads): a SIGTERM or SIGINT during start-up is kept for listenForStop,
- * which acts on it as on one mid-drain (nothing claimed, the report, exit 0),
- * rather than Node's default killing the process (exit 143) before the drain
- * listens. Other commands keep the default: a SIGTERM ends them at once.
+ * The CLI's first act for `pgdrain drain` and `serve` (bin.ts, before
+ * anything heavy loads): a SIGTERM or SIGINT during start-up is kept for
+ * listenForStop, which acts on it as on one mid-drain (nothing claimed, the
+ * report, exit 0; serve shuts down once it listens), rather than Node's
+ * default killing the process (exit 143) before the command listens. Other
+ * commands keep the default: a SIGTERM ends them at once.
  */
 export function holdEarlyStops(argv: readonly string[]): void {
-  if (argv[2] !== 'drain' || early) return;
+  if ((argv[2] !== 'drain' && argv[2] !== 'serve') || early) return;
   early = [];
   process.on('SIGTERM', holdEarly).on('SIGINT', holdEarly);
 }
