@@ -5,7 +5,7 @@ import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { jobIdSchema, jobIdsSchema, namedQueueOptionsSchema, parse, publishOptionsSchema, queueNameSchema, redriveFilterSchema,
   rescheduleOptionsSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
-import { givenUpWith, takeSignal, type SignalOption } from './publish.js';
+import { asOption, givenUpWith, takeSignal, type SignalOption } from './publish.js';
 import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
   RescheduleOptions, Subscription } from './types.js';
 
@@ -290,6 +290,8 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
        delay => $5::float8, attributes => $6::jsonb, timeout => $7::numeric, max_retries => $8::integer), ',') as r`,
     [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,
      o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes'),
-     o.timeoutSeconds ?? null, o.maxRetries ?? null]);
+     o.timeoutSeconds ?? null, o.maxRetries ?? null])
+    // A check only the database makes names the option as publish's do (max_retries → options.maxRetries).
+    .catch((error: unknown) => { throw asOption(error, 'options.'); });
   return ids === '' ? [] : ids.split(',');
 }

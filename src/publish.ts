@@ -188,7 +188,7 @@ const OPTION_OF: Record<string, string> = {
  * the task); `queue` stays `queue` unless the caller gave options.queue (a
  * full default queue). The database's name stays on the error's cause.
  */
-function asOption(error: unknown, prefix: string, queueGiven = false): unknown {
+export function asOption(error: unknown, prefix: string, queueGiven = false): unknown {
   if (!(error instanceof PgDrainError) || !error.field) return error;
   const m = /^(jobs\[\d+\]\.)?([a-z_]+)$/.exec(error.field);
   const option = m && OPTION_OF[m[2]!];

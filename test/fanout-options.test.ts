@@ -95,6 +95,20 @@ describe('TypeScript', () => {
     }
     expect(await jobs()).toEqual([]);
   });
+
+  // timeoutSeconds, maxRetries, priority, runAt and delaySeconds are refused by
+  // the TS checks with the SQL's bounds: none reaches the database. Attributes
+  // that are an object whose JSON is not one (a Date) are refused by it alone.
+  it('a check only the database makes names the option as publish\'s do (attributes → options.attributes)', async () => {
+    const options = { attributes: new Date(0) as unknown as Record<string, never> };
+    const event = await errorOf(queue.publishEvent('user.created', {}, options));
+    const job = await errorOf(queue.publish('t', {}, options));
+    expect(event).toMatchObject({ code: 'invalid_argument', field: 'options.attributes',
+                                  message: 'options.attributes: must be a JSON object, got string' });
+    expect((event as Error).cause).toMatchObject({ code: 'PD014', column: 'attributes' });
+    expect(job).toMatchObject({ field: (event as Error & { field: string }).field, message: (event as Error).message });
+    expect(await jobs()).toEqual([]);
+  });
 });
 
 describe('CLI', () => {
