@@ -23,6 +23,8 @@
 -- retry_* are the queue's retry policy (jobs.queue_backoff, sql/0003): the
 -- base delay in seconds, exponential (null or true) or fixed (false), and the
 -- cap; with all three null the queue's retries wait jobs.backoff(attempt).
+-- max_running (null = unlimited) caps its running jobs across every claim
+-- (jobs.pick, sql/0004).
 create table jobs.queue (
   name                text        primary key,
   max_size            integer,
@@ -34,7 +36,8 @@ create table jobs.queue (
   dead_letter         text        references jobs.queue (name),
   retry_delay         numeric,
   retry_backoff       boolean,
-  retry_delay_max     numeric
+  retry_delay_max     numeric,
+  max_running         integer
 );
 insert into jobs.queue (name) values ('default');
 
@@ -81,6 +84,12 @@ create index job_queue_pending_idx on jobs.job_queue (queue, priority desc, sche
 -- Finds expired leases without scanning pending jobs.
 create index job_queue_lease_idx on jobs.job_queue (lease_until)
   where lease_until is not null;
+-- A queue's running jobs, for the count of a queue with max_running
+-- (jobs.pick): the lease index holds every queue's. One more entry per claim.
+-- "queue is not null" (always true) keeps it from the statements that find
+-- passed leases across queues: they have no clause on queue that implies
+-- it, so the planner cannot pick this index (and sort) over the lease index.
+create index job_queue_running_idx on jobs.job_queue (queue) where lease_until is not null and queue is not null;
 -- Partial: plain jobs (all three null) are in none of these.
 create unique index job_queue_dedupe_idx on jobs.job_queue (dedupe_key) where dedupe_key is not null;
 create index job_queue_serial_idx on jobs.job_queue (serial_key, job_id) where serial_key is not null;

@@ -159,6 +159,11 @@ end $$;
 -- and none of exclude's objects (null or empty = none; a job without
 -- attributes is never excluded; excluded jobs are stepped over by every
 -- such claim: no index serves a NOT). A paused queue hands out nothing.
+-- A queue with max_running hands out at most max_running minus its running
+-- jobs (expired leases not yet reaped count), its claims serialized on an
+-- advisory lock until each commits so that no two see the same free slots;
+-- settles take no lock (one racing a claim only makes its count high). A
+-- queue without max_running takes no lock and counts nothing.
 -- Returns null when nothing was picked.
 -- SQL tasks (sql:<schema>.<function>) run inside the database (jobs.drain_sql):
 -- only a claim whose pattern matches them hands them out, so a drain without a
@@ -174,6 +179,8 @@ declare
   v_now timestamptz := coalesce(pick.now, pg_catalog.now());
   v_queue text := coalesce(pick.queue, 'default');
   v_paused boolean;
+  v_max_running integer;
+  v_n integer := pick.n; -- n, or the slots max_running leaves free when fewer
   v_like text;
   v_ids bigint[];
   v_some bigint[];
@@ -201,7 +208,7 @@ begin
     perform jobs.check_exclude(pick.exclude);
     v_exclude := pick.exclude;
   end if;
-  select q.paused into v_paused from jobs.queue q where q.name = v_queue;
+  select q.paused, q.max_running into v_paused, v_max_running from jobs.queue q where q.name = v_queue;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
   end if;
@@ -223,6 +230,24 @@ begin
   end if;
   if v_paused then
     return null;
+  end if;
+  -- After the expiry: an expired lease frees its slot first.
+  if v_max_running is not null then
+    -- A REPEATABLE READ or SERIALIZABLE snapshot may predate claims committed
+    -- while this waited for the lock: its count would be low.
+    if current_setting('transaction_isolation') <> 'read committed' then
+      raise exception 'a claim of queue % (max_running %) must run in a READ COMMITTED transaction, not %',
+        quote_literal(v_queue), v_max_running, upper(current_setting('transaction_isolation'))
+        using errcode = '0A000';
+    end if;
+    perform pg_advisory_xact_lock(736043, hashtext(v_queue));
+    v_n := least(pick.n, v_max_running - (select count(*) from (
+      select 1 from jobs.job_queue q where q.queue = v_queue and q.lease_until is not null
+      limit v_max_running) r));
+    if v_n <= 0 then
+      return null;
+    end if;
+    v_left := v_n;
   end if;
 
   -- Two ways rather than one statement with "filter is null or …", so a
@@ -262,7 +287,7 @@ begin
         limit v_left
         for update skip locked) p;
       v_ids := v_ids || v_some;
-      v_left := pick.n - coalesce(cardinality(v_ids), 0);
+      v_left := v_n - coalesce(cardinality(v_ids), 0);
       -- Started from a remembered head and still short: the jobs of its
       -- priority behind that head go next, before any lower priority. The
       -- next turn reads this priority again from its true head (below it by
@@ -299,7 +324,7 @@ begin
         and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
         and (v_exclude is null or not q.attributes @> any(v_exclude))
       order by q.priority desc, q.scheduled_at, q.job_id
-      limit pick.n
+      limit v_n
       for update skip locked) p;
   end if;
   return v_ids;

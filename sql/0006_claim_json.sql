@@ -8,7 +8,9 @@
 --             "scheduledAt": [...], "createdAt": [...], "attributes": [...],
 --             "keyed": [...] | null, "keyedMaxRetries": [...] | null},
 --    "count": c, "queue": q, "now": t, "unfit": k, "settled": {...} | null,
---    "paused": true when it claimed nothing from a paused queue}
+--    "paused": true when it claimed nothing from a paused queue,
+--    "atMaxRunning": true when the queue's max_running held it to fewer
+--    than n jobs, none included (it took every slot left: jobs.pick)}
 -- one array per field, element i of each describing job i (in no particular
 -- order: a drain starts all it claims at once), times as epoch seconds;
 -- each job's lease ends at now + timeout. Columns and epoch numbers because
@@ -54,6 +56,8 @@ declare
   v_jobs json;
   v_count integer := 0;
   v_unfit integer := 0;
+  v_paused boolean := false;
+  v_at_max boolean := false;
 begin
   -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
@@ -97,9 +101,19 @@ begin
     perform jobs.notify_ids('pgdrain_picked', v_ids);
   end if;
 
+  -- Why a claim came back short: one probe of the queue, only then. Paused:
+  -- it hands out nothing. At max_running: every slot is taken, this claim's
+  -- jobs counted (it still holds the queue's lock; a settle committed since
+  -- the pick may have freed one: then false).
+  if v_count < claim_json.n then
+    select x.paused, x.max_running is not null and x.max_running <= (select count(*) from (
+             select 1 from jobs.job_queue r
+             where r.queue = x.name and r.lease_until is not null limit x.max_running) r)
+    into v_paused, v_at_max
+    from jobs.queue x where x.name = coalesce(claim_json.queue, 'default');
+  end if;
   -- (A paused queue hands out nothing: none of its jobs was left for its timeout.)
-  if v_count < claim_json.n and claim_json.max_timeout is not null
-     and not exists (select 1 from jobs.queue x where x.name = coalesce(claim_json.queue, 'default') and x.paused) then
+  if v_count < claim_json.n and claim_json.max_timeout is not null and not v_paused then
     -- Due jobs left alone because their timeout does not fit, up to 1000,
     -- one priority at a time as jobs.pick walks them (jobs scheduled for
     -- later are never read), from the head the pick found: one that turned
@@ -126,7 +140,6 @@ begin
   end if;
   return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
                            'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled,
-                           -- Why a claim came back empty while due jobs wait: one probe, only then.
-                           'paused', v_count = 0 and exists (select 1 from jobs.queue x
-                                                             where x.name = coalesce(claim_json.queue, 'default') and x.paused));
+                           'paused', v_count = 0 and coalesce(v_paused, false),
+                           'atMaxRunning', coalesce(v_at_max, false));
 end $$;

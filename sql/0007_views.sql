@@ -89,16 +89,19 @@ where j.status = 'failure';
 -- retryBackoff) and retry_delay_max (1 to 604800 s; null: an hour, or
 -- retry_delay when longer; never under retry_delay) are the queue's retry
 -- policy (jobs.queue_backoff, sql/0003), checked with PD007 naming the
--- argument; with all three null its retries wait jobs.backoff. Best called by name:
+-- argument; with all three null its retries wait jobs.backoff. max_running
+-- (1 to 100000; null: unlimited) caps the queue's running jobs across every
+-- claim (jobs.pick, sql/0004), checked with PD015 as max_size. Best called by name:
 --   jobs.create_queue('mail', max_size => 1000, default_timeout => 300, dead_letter => 'mail_dead')
 --   jobs.create_queue('mail', retry_delay => 30, retry_backoff => 'fixed')
 --   jobs.create_queue('mail', max_size => null)   -- unbounded again; the rest stays
+--   jobs.create_queue('mail', max_running => 5)   -- at most 5 of its jobs run at once
 create function jobs.create_queue(name text, max_size integer default -2147483648,
                                   default_timeout numeric default 'NaN', default_priority integer default -2147483648,
                                   default_max_retries integer default -2147483648,
                                   dead_letter text default '(unchanged)',
                                   retry_delay numeric default 'NaN', retry_backoff text default '(unchanged)',
-                                  retry_delay_max numeric default 'NaN')
+                                  retry_delay_max numeric default 'NaN', max_running integer default -2147483648)
 returns void language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -111,6 +114,7 @@ declare
   v_delay numeric := nullif(create_queue.retry_delay, 'NaN');
   v_backoff text := nullif(create_queue.retry_backoff, '(unchanged)');
   v_delay_max numeric := nullif(create_queue.retry_delay_max, 'NaN');
+  v_running integer := nullif(create_queue.max_running, k_keep);
   v_loop text;
   v_path text[];
   v_at text;
@@ -119,6 +123,10 @@ begin
   if v_max is not null and (v_max < 1 or v_max > 100000000) then
     perform jobs.raise_invalid('PD015', 'max_size', format('must be between 1 and 100000000, or null for unbounded, got %s',
                                                           v_max));
+  end if;
+  if v_running is not null and (v_running < 1 or v_running > 100000) then
+    perform jobs.raise_invalid('PD015', 'max_running',
+      format('must be between 1 and 100000, or null for unlimited, got %s', v_running));
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
   if v_delay is not null and (v_delay < 0 or v_delay > 86400) then
@@ -166,9 +174,9 @@ begin
     end if;
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
-                               retry_delay, retry_backoff, retry_delay_max)
+                               retry_delay, retry_backoff, retry_delay_max, max_running)
   values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead,
-          v_delay, v_backoff = 'exponential', v_delay_max)
+          v_delay, v_backoff = 'exponential', v_delay_max, v_running)
   on conflict (name) do update set
     max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
     default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
@@ -184,7 +192,9 @@ begin
     retry_backoff = case when create_queue.retry_backoff is not distinct from '(unchanged)' then q.retry_backoff
                          else excluded.retry_backoff end,
     retry_delay_max = case when create_queue.retry_delay_max is not distinct from 'NaN' then q.retry_delay_max
-                           else excluded.retry_delay_max end
+                           else excluded.retry_delay_max end,
+    max_running = case when create_queue.max_running is not distinct from k_keep then q.max_running
+                       else excluded.max_running end
   returning q.retry_delay, q.retry_delay_max into v_delay, v_delay_max;
   -- The cap against the base as they are now, one of them perhaps kept (a
   -- base left null is the default 5 s): the error names the argument given

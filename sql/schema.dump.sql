@@ -119,7 +119,8 @@ CREATE TABLE jobs.queue (
     dead_letter text,
     retry_delay numeric,
     retry_backoff boolean,
-    retry_delay_max numeric
+    retry_delay_max numeric,
+    max_running integer
 );
 
 --
@@ -730,6 +731,8 @@ declare
   v_jobs json;
   v_count integer := 0;
   v_unfit integer := 0;
+  v_paused boolean := false;
+  v_at_max boolean := false;
 begin
   -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
@@ -773,9 +776,19 @@ begin
     perform jobs.notify_ids('pgdrain_picked', v_ids);
   end if;
 
+  -- Why a claim came back short: one probe of the queue, only then. Paused:
+  -- it hands out nothing. At max_running: every slot is taken, this claim's
+  -- jobs counted (it still holds the queue's lock; a settle committed since
+  -- the pick may have freed one: then false).
+  if v_count < claim_json.n then
+    select x.paused, x.max_running is not null and x.max_running <= (select count(*) from (
+             select 1 from jobs.job_queue r
+             where r.queue = x.name and r.lease_until is not null limit x.max_running) r)
+    into v_paused, v_at_max
+    from jobs.queue x where x.name = coalesce(claim_json.queue, 'default');
+  end if;
   -- (A paused queue hands out nothing: none of its jobs was left for its timeout.)
-  if v_count < claim_json.n and claim_json.max_timeout is not null
-     and not exists (select 1 from jobs.queue x where x.name = coalesce(claim_json.queue, 'default') and x.paused) then
+  if v_count < claim_json.n and claim_json.max_timeout is not null and not v_paused then
     -- Due jobs left alone because their timeout does not fit, up to 1000,
     -- one priority at a time as jobs.pick walks them (jobs scheduled for
     -- later are never read), from the head the pick found: one that turned
@@ -802,9 +815,8 @@ begin
   end if;
   return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
                            'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled,
-                           -- Why a claim came back empty while due jobs wait: one probe, only then.
-                           'paused', v_count = 0 and exists (select 1 from jobs.queue x
-                                                             where x.name = coalesce(claim_json.queue, 'default') and x.paused));
+                           'paused', v_count = 0 and coalesce(v_paused, false),
+                           'atMaxRunning', coalesce(v_at_max, false));
 end $$;
 
 --
@@ -835,10 +847,10 @@ begin
 end $$;
 
 --
--- Name: create_queue(text, integer, numeric, integer, integer, text, numeric, text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: create_queue(text, integer, numeric, integer, integer, text, numeric, text, numeric, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text, retry_delay numeric DEFAULT 'NaN'::numeric, retry_backoff text DEFAULT '(unchanged)'::text, retry_delay_max numeric DEFAULT 'NaN'::numeric) RETURNS void
+CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text, retry_delay numeric DEFAULT 'NaN'::numeric, retry_backoff text DEFAULT '(unchanged)'::text, retry_delay_max numeric DEFAULT 'NaN'::numeric, max_running integer DEFAULT '-2147483648'::integer) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -853,6 +865,7 @@ declare
   v_delay numeric := nullif(create_queue.retry_delay, 'NaN');
   v_backoff text := nullif(create_queue.retry_backoff, '(unchanged)');
   v_delay_max numeric := nullif(create_queue.retry_delay_max, 'NaN');
+  v_running integer := nullif(create_queue.max_running, k_keep);
   v_loop text;
   v_path text[];
   v_at text;
@@ -861,6 +874,10 @@ begin
   if v_max is not null and (v_max < 1 or v_max > 100000000) then
     perform jobs.raise_invalid('PD015', 'max_size', format('must be between 1 and 100000000, or null for unbounded, got %s',
                                                           v_max));
+  end if;
+  if v_running is not null and (v_running < 1 or v_running > 100000) then
+    perform jobs.raise_invalid('PD015', 'max_running',
+      format('must be between 1 and 100000, or null for unlimited, got %s', v_running));
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
   if v_delay is not null and (v_delay < 0 or v_delay > 86400) then
@@ -908,9 +925,9 @@ begin
     end if;
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
-                               retry_delay, retry_backoff, retry_delay_max)
+                               retry_delay, retry_backoff, retry_delay_max, max_running)
   values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead,
-          v_delay, v_backoff = 'exponential', v_delay_max)
+          v_delay, v_backoff = 'exponential', v_delay_max, v_running)
   on conflict (name) do update set
     max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
     default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
@@ -926,7 +943,9 @@ begin
     retry_backoff = case when create_queue.retry_backoff is not distinct from '(unchanged)' then q.retry_backoff
                          else excluded.retry_backoff end,
     retry_delay_max = case when create_queue.retry_delay_max is not distinct from 'NaN' then q.retry_delay_max
-                           else excluded.retry_delay_max end
+                           else excluded.retry_delay_max end,
+    max_running = case when create_queue.max_running is not distinct from k_keep then q.max_running
+                       else excluded.max_running end
   returning q.retry_delay, q.retry_delay_max into v_delay, v_delay_max;
   -- The cap against the base as they are now, one of them perhaps kept (a
   -- base left null is the default 5 s): the error names the argument given
@@ -1894,6 +1913,8 @@ declare
   v_now timestamptz := coalesce(pick.now, pg_catalog.now());
   v_queue text := coalesce(pick.queue, 'default');
   v_paused boolean;
+  v_max_running integer;
+  v_n integer := pick.n; -- n, or the slots max_running leaves free when fewer
   v_like text;
   v_ids bigint[];
   v_some bigint[];
@@ -1921,7 +1942,7 @@ begin
     perform jobs.check_exclude(pick.exclude);
     v_exclude := pick.exclude;
   end if;
-  select q.paused into v_paused from jobs.queue q where q.name = v_queue;
+  select q.paused, q.max_running into v_paused, v_max_running from jobs.queue q where q.name = v_queue;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
   end if;
@@ -1943,6 +1964,24 @@ begin
   end if;
   if v_paused then
     return null;
+  end if;
+  -- After the expiry: an expired lease frees its slot first.
+  if v_max_running is not null then
+    -- A REPEATABLE READ or SERIALIZABLE snapshot may predate claims committed
+    -- while this waited for the lock: its count would be low.
+    if current_setting('transaction_isolation') <> 'read committed' then
+      raise exception 'a claim of queue % (max_running %) must run in a READ COMMITTED transaction, not %',
+        quote_literal(v_queue), v_max_running, upper(current_setting('transaction_isolation'))
+        using errcode = '0A000';
+    end if;
+    perform pg_advisory_xact_lock(736043, hashtext(v_queue));
+    v_n := least(pick.n, v_max_running - (select count(*) from (
+      select 1 from jobs.job_queue q where q.queue = v_queue and q.lease_until is not null
+      limit v_max_running) r));
+    if v_n <= 0 then
+      return null;
+    end if;
+    v_left := v_n;
   end if;
 
   -- Two ways rather than one statement with "filter is null or …", so a
@@ -1982,7 +2021,7 @@ begin
         limit v_left
         for update skip locked) p;
       v_ids := v_ids || v_some;
-      v_left := pick.n - coalesce(cardinality(v_ids), 0);
+      v_left := v_n - coalesce(cardinality(v_ids), 0);
       -- Started from a remembered head and still short: the jobs of its
       -- priority behind that head go next, before any lower priority. The
       -- next turn reads this priority again from its true head (below it by
@@ -2019,7 +2058,7 @@ begin
         and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
         and (v_exclude is null or not q.attributes @> any(v_exclude))
       order by q.priority desc, q.scheduled_at, q.job_id
-      limit pick.n
+      limit v_n
       for update skip locked) p;
   end if;
   return v_ids;
@@ -4206,6 +4245,12 @@ CREATE INDEX job_queue_lease_idx ON jobs.job_queue USING btree (lease_until) WHE
 --
 
 CREATE INDEX job_queue_pending_idx ON jobs.job_queue USING btree (queue, priority DESC, scheduled_at, job_id) WHERE ((lease_until IS NULL) AND (waiting_deps = 0) AND (NOT serial_wait));
+
+--
+-- Name: job_queue_running_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX job_queue_running_idx ON jobs.job_queue USING btree (queue) WHERE ((lease_until IS NOT NULL) AND (queue IS NOT NULL));
 
 --
 -- Name: job_queue_serial_idx; Type: INDEX; Schema: jobs; Owner: -

@@ -120,6 +120,8 @@ const queueOptionsSchema = z.extend(namedQueueOptionsSchema, {
   retryBackoff: z.optional(z.nullable(z.boolean('must be a boolean (true: exponential, false: fixed)'))),
   retryDelayMaxSeconds: z.optional(z.nullable(z.number().check(z.minimum(1, 'must be at least 1'),
     z.maximum(604800, 'must be at most 604800 seconds (7 days)')))),
+  maxRunning: z.optional(z.nullable(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000,
+    'must be an integer between 1 and 100000')))),
 }).check(z.refine((o) => typeof o.retryDelaySeconds !== 'number' || typeof o.retryDelayMaxSeconds !== 'number'
   || o.retryDelayMaxSeconds >= o.retryDelaySeconds,
   { message: 'must be at least the retry delay', path: ['retryDelayMaxSeconds'] }));
@@ -128,7 +130,8 @@ const queueOptionsSchema = z.extend(namedQueueOptionsSchema, {
 const QUEUE_ARGS = [['maxSize', 'max_size', 'integer'], ['timeoutSeconds', 'default_timeout', 'numeric'],
   ['priority', 'default_priority', 'integer'], ['maxRetries', 'default_max_retries', 'integer'],
   ['deadLetter', 'dead_letter', 'text'], ['retryDelaySeconds', 'retry_delay', 'numeric'],
-  ['retryBackoff', 'retry_backoff', 'text'], ['retryDelayMaxSeconds', 'retry_delay_max', 'numeric']] as const;
+  ['retryBackoff', 'retry_backoff', 'text'], ['retryDelayMaxSeconds', 'retry_delay_max', 'numeric'],
+  ['maxRunning', 'max_running', 'integer']] as const;
 // What only the database can check: which queues exist (and where their dead
 // letters go), and a retry delay against the cap the queue keeps, or back.
 const CHECKED_IN_SQL: Record<string, string> = { dead_letter: 'deadLetter', retry_delay: 'retryDelaySeconds',
@@ -163,14 +166,14 @@ export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> 
   const { rows } = await db.query<Record<string, unknown>>(
     `select name, max_size, paused, default_timeout::float8 as timeout, default_priority, default_max_retries,
             dead_letter, retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max,
-            created_at
+            max_running, created_at
      from jobs.queue order by name`, []).catch((error: unknown) => { throw translateError(error); });
   return rows.map((r) => ({
     name: r.name as string, maxSize: r.max_size as number | null, paused: r.paused as boolean,
     timeoutSeconds: r.timeout as number | null, priority: r.default_priority as number | null,
     maxRetries: r.default_max_retries as number | null, deadLetter: r.dead_letter as string | null,
     retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
-    retryDelayMaxSeconds: r.retry_delay_max as number | null,
+    retryDelayMaxSeconds: r.retry_delay_max as number | null, maxRunning: r.max_running as number | null,
     createdAt: new Date(r.created_at as string | Date),
   }));
 }

@@ -30,6 +30,8 @@ export interface ClaimResult {
   unfit: number;
   settled: SettleCounts | null;
   paused: boolean;
+  /** The queue's max_running held the claim to fewer jobs than asked (none included). */
+  atMaxRunning: boolean;
 }
 
 /** Job i of a claim's answer. */

@@ -38,6 +38,12 @@ export interface DrainReport {
   stale: number;
   /** The drain's last claim found its queue paused (jobs.pause_queue): none of its jobs runs until resumed. */
   queuePaused: boolean;
+  /**
+   * The drain's last claim got none of its queue's jobs because the queue's
+   * maxRunning were running already (in any drain): as on an empty queue, it
+   * waited for its own running jobs and claimed again, else stopped 'empty'.
+   */
+  queueAtMaxRunning: boolean;
   stoppedBy: StoppedBy;
   /** Wall-clock time of the drain, a lingering drain's idle waits included. */
   durationMs: number;

@@ -82,6 +82,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let batches = 0;
   let skipped = 0;
   let queuePaused = false;
+  let queueAtMaxRunning = false;
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
   let handlers = 0; // jobs whose handler call has not returned, settled or not
   let stoppedBy: StoppedBy | undefined;
@@ -240,6 +241,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       claimed += count;
       skipped = unfit;
       queuePaused = result.paused;
+      queueAtMaxRunning = count === 0 && result.atMaxRunning;
       startClaimed(result, claimSentAt);
       if (count > 0) idleSince = undefined;
       else {
@@ -287,7 +289,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   }
   if (claimError !== undefined) throw translateError(claimError);
   return {
-    claimed, ...settler.totals, skipped, queuePaused, stoppedBy: stoppedBy ?? 'empty',
+    claimed, ...settler.totals, skipped, queuePaused, queueAtMaxRunning, stoppedBy: stoppedBy ?? 'empty',
     durationMs: Date.now() - startedAt, batches, failures: failures.list, failuresOmitted: failures.omitted,
   };
 }

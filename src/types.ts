@@ -123,6 +123,12 @@ export interface NamedQueueOptions {
   retryBackoff?: boolean | null | undefined;
   /** The longest retry wait, 1 to 604800 seconds, at least retryDelaySeconds (null: an hour, or the base when longer). */
   retryDelayMaxSeconds?: number | null | undefined;
+  /**
+   * At most this many of the queue's jobs run at once, across every drain
+   * and claim (1 to 100000; null: unlimited). Its claims then wait for each
+   * other's commit; a crashed drain's slots come back when its leases expire.
+   */
+  maxRunning?: number | null | undefined;
 }
 
 /** A named queue as queues.list() shows it (null: unbounded, the global default, none). */
@@ -137,6 +143,7 @@ export interface NamedQueueInfo {
   retryDelaySeconds: number | null;
   retryBackoff: boolean | null;
   retryDelayMaxSeconds: number | null;
+  maxRunning: number | null;
   createdAt: Date;
 }
 

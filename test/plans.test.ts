@@ -270,3 +270,38 @@ describe('settling failures on a queue of 20,000 pending jobs', () => {
     }
   });
 });
+
+describe("a queue with max_running counts its running jobs", () => {
+  // Its claims count the queue's running jobs (jobs.pick). The lease index is
+  // not per queue and keeps the entries of every job settled since the last
+  // vacuum: the count reads the partial index of running jobs by queue, only
+  // this queue's part of it.
+  it('with an index scan of its own running jobs, not of every lease, generic plans included', async () => {
+    await client.query('truncate jobs.job_queue, jobs.job');
+    await client.query('alter table jobs.job_queue set (autovacuum_enabled = false)');
+    try {
+      // Another queue: 10,000 jobs settled since the last vacuum, 500 running.
+      await fill(client, 12_000);
+      await client.query('vacuum analyze jobs.job_queue');
+      for (let batch = 0; batch < 20; batch++) await client.query('select jobs.ack(array(select job_id from jobs.consume(500)))');
+      await client.query('select count(*) from jobs.consume(500)');
+      await client.query(`select jobs.create_queue('limited', max_running => 50)`);
+      await client.query(`select jobs.publish('noop', queue => 'limited') from generate_series(1, 200)`);
+      await client.query('analyze jobs.job_queue');
+      for (let call = 1; call <= 7; call++) { // past the switch to generic plans
+        const plans = await capturePlans(client, async () => {
+          const { rows } = await client.query<{ r: { count: number } }>(`select jobs.claim_json(5, queue => 'limited') as r`);
+          expect(rows[0]!.r.count).toBe(5);
+        });
+        const counts = plansOf(plans, /lease_until is not null\s+limit v_max_running/);
+        expect(counts.length, `call ${call}: the count among ${plans.map((p) => p.statement).join(' | ')}`).toBe(1);
+        expect(scans(counts[0]!).filter((s) => / on job_queue$/.test(s)), counts[0]!.text)
+          .toEqual([expect.stringMatching(/^Index (Only )?Scan using job_queue_running_idx on job_queue$/)]);
+        // The 500 running jobs and 10,000 settled ones of the other queue are not read (a few pages: the way down).
+        expect(indexBuffers(counts, 'job_queue_running_idx'), counts[0]!.text).toBeLessThan(10);
+      }
+    } finally {
+      await client.query('alter table jobs.job_queue reset (autovacuum_enabled)');
+    }
+  });
+});

@@ -10,6 +10,7 @@ export function formatReport(r: DrainReport): string {
     lines.push(`  ${r.skipped} due job(s) were left alone: their timeout does not fit the remaining deadline`);
   }
   if (r.queuePaused) lines.push('  the queue is paused: its jobs wait until `pgdrain queue resume` (jobs.resume_queue)');
+  if (r.queueAtMaxRunning) lines.push('  the queue is at its max_running: its other jobs wait for a running one to end');
   if (r.stale > 0) lines.push(`  ${r.stale} outcome(s) arrived after their lease had passed to another drain`);
   for (const f of r.failures.slice(0, 20)) {
     lines.push(`  job ${f.id} ${f.task} attempt ${f.attempt} ${f.willRetry ? 'will retry' : 'failed'}: ${f.error.split('\n')[0]}`);

@@ -50,7 +50,23 @@ export async function everyOption(): Promise<void> {
   await queue.drain(10, Date.now() + 1000, { topic: maybe<string>(), signal: maybe<AbortSignal>(), graceMs: maybe<number>() });
   await queue.redrive({ ids: maybe<string[]>(), task: maybe<string>(), queue: maybe<string>(), endedAfter: maybe<Date>(),
     errorLike: maybe<string>() });
-  await queue.queues.create('mail', { maxSize: maybe<number>() });
+  await queue.queues.create('mail', { maxSize: maybe<number>(), timeoutSeconds: maybe<number>(), priority: maybe<number>(),
+    maxRetries: maybe<number>(), deadLetter: maybe<string>(), retryDelaySeconds: maybe<number>(),
+    retryBackoff: maybe<boolean>(), retryDelayMaxSeconds: maybe<number>(), maxRunning: maybe<number>() });
+  await queue.queues.purge('mail', { reason: maybe<string>() });
+  await queue.queues.subscribe('user.created', 'mail', { task: maybe<string>() });
+  await queue.publishEvent('user.created', {}, { runAt: maybe<Date>(), delaySeconds: maybe<number>(),
+    timeoutSeconds: maybe<number>(), priority: maybe<number>(), maxRetries: maybe<number>(),
+    attributes: maybe<{ tenant: string }>(), signal: maybe<AbortSignal>() });
+  await queue.drain(10, Date.now() + 1000, { queue: maybe<string>(), filter: maybe<{ region: string }>(),
+    exclude: maybe<{ partner: string }[]>(), workerId: maybe<string>(), lingerMs: maybe<number>(), pollMs: maybe<number>(),
+    concurrency: maybe<number>(), hardSignal: maybe<AbortSignal>(), overrunMs: maybe<number>(),
+    cancelCheckMs: maybe<number>(), settleMarginMs: maybe<number>(), flushIntervalMs: maybe<number>(),
+    onJobStart: maybe<() => void>(), onJobEnd: maybe<() => void>() });
+  await queue.reschedule(['1'], { runAt: maybe<Date>(), delaySeconds: maybe<number>(), priority: maybe<number>() });
+  await queue.redrive({ includeCancelled: maybe<boolean>() });
+  await queue.publish('a.b', {}, { throttleSeconds: maybe<number>(), dedupeKey: 'k' });
+  queue.defineTask('a.e', async () => [], { batch: { maxSize: maybe<number>() } });
   await queue.waitFor('1', { signal: maybe<AbortSignal>(), timeoutMs: maybe<number>() });
   queue.defineTask('a.c', async () => null, { transactional: maybe<boolean>() });
   defineTask('a.d', async () => null, { transactional: maybe<boolean>() });
