@@ -162,8 +162,10 @@ end $$;
 -- A queue with max_running hands out at most max_running minus its running
 -- jobs (expired leases not yet reaped count), its claims serialized on an
 -- advisory lock until each commits so that no two see the same free slots;
--- settles take no lock (one racing a claim only makes its count high). A
--- queue without max_running takes no lock and counts nothing.
+-- settles take no lock (one racing a claim only makes its count high). It
+-- counts the slots of jobs.running_slot: the jobs its claims handed out that
+-- still hold a lease. A queue without max_running takes no lock and counts
+-- nothing.
 -- Returns null when nothing was picked.
 -- SQL tasks (sql:<schema>.<function>) run inside the database (jobs.drain_sql):
 -- only a claim whose pattern matches them hands them out, so a drain without a
@@ -241,9 +243,11 @@ begin
         using errcode = '0A000';
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
-    v_n := least(pick.n, v_max_running - (select count(*) from (
-      select 1 from jobs.job_queue q where q.queue = v_queue and q.lease_until is not null
-      limit v_max_running) r));
+    -- The queue's running jobs are its slots (jobs.running_slot) whose job
+    -- still holds a lease; the others (ended, retried, released, expired) go.
+    delete from jobs.running_slot s where s.queue = v_queue
+      and not exists (select 1 from jobs.job_queue q where q.job_id = s.job_id and q.lease_until is not null);
+    v_n := least(pick.n, v_max_running - (select count(*) from jobs.running_slot s where s.queue = v_queue));
     if v_n <= 0 then
       return null;
     end if;
@@ -326,6 +330,9 @@ begin
       order by q.priority desc, q.scheduled_at, q.job_id
       limit v_n
       for update skip locked) p;
+  end if;
+  if v_max_running is not null and v_ids is not null then
+    insert into jobs.running_slot (job_id, queue) select i, v_queue from unnest(v_ids) i on conflict (job_id) do nothing;
   end if;
   return v_ids;
 end $$;

@@ -102,13 +102,11 @@ begin
   end if;
 
   -- Why a claim came back short: one probe of the queue, only then. Paused:
-  -- it hands out nothing. At max_running: every slot is taken, this claim's
-  -- jobs counted (it still holds the queue's lock; a settle committed since
-  -- the pick may have freed one: then false).
+  -- it hands out nothing. At max_running: every slot is taken (jobs.running_slot
+  -- as the pick left it, under the queue's lock: its own jobs counted).
   if v_count < claim_json.n then
-    select x.paused, x.max_running is not null and x.max_running <= (select count(*) from (
-             select 1 from jobs.job_queue r
-             where r.queue = x.name and r.lease_until is not null limit x.max_running) r)
+    select x.paused, x.max_running is not null
+                     and x.max_running <= (select count(*) from jobs.running_slot r where r.queue = x.name)
     into v_paused, v_at_max
     from jobs.queue x where x.name = coalesce(claim_json.queue, 'default');
   end if;

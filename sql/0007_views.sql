@@ -208,6 +208,19 @@ begin
     perform jobs.raise_invalid('PD007', 'retry_delay',
       format('must be at most the cap on retry delays (%s seconds), got %s', v_delay_max, v_delay));
   end if;
+  -- A limit given: the queue's jobs running now take their slots (jobs.running_slot),
+  -- under its claims' lock (a claim that read the queue before this commits
+  -- may still hand out more, once). Cleared: its slots go.
+  if create_queue.max_running is distinct from k_keep then
+    perform pg_advisory_xact_lock(736043, hashtext(create_queue.name));
+    if v_running is null then
+      delete from jobs.running_slot s where s.queue = create_queue.name;
+    else
+      insert into jobs.running_slot (job_id, queue)
+      select q.job_id, q.queue from jobs.job_queue q where q.queue = create_queue.name and q.lease_until is not null
+      on conflict (job_id) do nothing;
+    end if;
+  end if;
 end $$;
 
 -- A paused queue still takes jobs but hands none out until resumed; its

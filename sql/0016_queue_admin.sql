@@ -95,6 +95,8 @@ begin
       'running jobs to end', quote_literal(delete_queue.name), v_waiting, v_running, quote_literal(delete_queue.name)));
   end if;
   delete from jobs.queue q where q.name = delete_queue.name;
+  -- Its max_running slots, none of them running now.
+  delete from jobs.running_slot s where s.queue = delete_queue.name;
   return true;
 end $$;
 

@@ -777,13 +777,11 @@ begin
   end if;
 
   -- Why a claim came back short: one probe of the queue, only then. Paused:
-  -- it hands out nothing. At max_running: every slot is taken, this claim's
-  -- jobs counted (it still holds the queue's lock; a settle committed since
-  -- the pick may have freed one: then false).
+  -- it hands out nothing. At max_running: every slot is taken (jobs.running_slot
+  -- as the pick left it, under the queue's lock: its own jobs counted).
   if v_count < claim_json.n then
-    select x.paused, x.max_running is not null and x.max_running <= (select count(*) from (
-             select 1 from jobs.job_queue r
-             where r.queue = x.name and r.lease_until is not null limit x.max_running) r)
+    select x.paused, x.max_running is not null
+                     and x.max_running <= (select count(*) from jobs.running_slot r where r.queue = x.name)
     into v_paused, v_at_max
     from jobs.queue x where x.name = coalesce(claim_json.queue, 'default');
   end if;
@@ -958,6 +956,19 @@ begin
     end if;
     perform jobs.raise_invalid('PD007', 'retry_delay',
       format('must be at most the cap on retry delays (%s seconds), got %s', v_delay_max, v_delay));
+  end if;
+  -- A limit given: the queue's jobs running now take their slots (jobs.running_slot),
+  -- under its claims' lock (a claim that read the queue before this commits
+  -- may still hand out more, once). Cleared: its slots go.
+  if create_queue.max_running is distinct from k_keep then
+    perform pg_advisory_xact_lock(736043, hashtext(create_queue.name));
+    if v_running is null then
+      delete from jobs.running_slot s where s.queue = create_queue.name;
+    else
+      insert into jobs.running_slot (job_id, queue)
+      select q.job_id, q.queue from jobs.job_queue q where q.queue = create_queue.name and q.lease_until is not null
+      on conflict (job_id) do nothing;
+    end if;
   end if;
 end $$;
 
@@ -1268,6 +1279,8 @@ begin
       'running jobs to end', quote_literal(delete_queue.name), v_waiting, v_running, quote_literal(delete_queue.name)));
   end if;
   delete from jobs.queue q where q.name = delete_queue.name;
+  -- Its max_running slots, none of them running now.
+  delete from jobs.running_slot s where s.queue = delete_queue.name;
   return true;
 end $$;
 
@@ -1975,9 +1988,11 @@ begin
         using errcode = '0A000';
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
-    v_n := least(pick.n, v_max_running - (select count(*) from (
-      select 1 from jobs.job_queue q where q.queue = v_queue and q.lease_until is not null
-      limit v_max_running) r));
+    -- The queue's running jobs are its slots (jobs.running_slot) whose job
+    -- still holds a lease; the others (ended, retried, released, expired) go.
+    delete from jobs.running_slot s where s.queue = v_queue
+      and not exists (select 1 from jobs.job_queue q where q.job_id = s.job_id and q.lease_until is not null);
+    v_n := least(pick.n, v_max_running - (select count(*) from jobs.running_slot s where s.queue = v_queue));
     if v_n <= 0 then
       return null;
     end if;
@@ -2060,6 +2075,9 @@ begin
       order by q.priority desc, q.scheduled_at, q.job_id
       limit v_n
       for update skip locked) p;
+  end if;
+  if v_max_running is not null and v_ids is not null then
+    insert into jobs.running_slot (job_id, queue) select i, v_queue from unnest(v_ids) i on conflict (job_id) do nothing;
   end if;
   return v_ids;
 end $$;
@@ -4018,6 +4036,15 @@ CREATE VIEW jobs.running AS
   WHERE (q.lease_until > now());
 
 --
+-- Name: running_slot; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.running_slot (
+    job_id bigint NOT NULL,
+    queue text NOT NULL
+);
+
+--
 -- Name: schedules; Type: VIEW; Schema: jobs; Owner: -
 --
 
@@ -4178,6 +4205,13 @@ ALTER TABLE ONLY jobs.recurring
     ADD CONSTRAINT recurring_pkey PRIMARY KEY (name);
 
 --
+-- Name: running_slot running_slot_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.running_slot
+    ADD CONSTRAINT running_slot_pkey PRIMARY KEY (job_id);
+
+--
 -- Name: sql_task sql_task_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 --
 
@@ -4247,12 +4281,6 @@ CREATE INDEX job_queue_lease_idx ON jobs.job_queue USING btree (lease_until) WHE
 CREATE INDEX job_queue_pending_idx ON jobs.job_queue USING btree (queue, priority DESC, scheduled_at, job_id) WHERE ((lease_until IS NULL) AND (waiting_deps = 0) AND (NOT serial_wait));
 
 --
--- Name: job_queue_running_idx; Type: INDEX; Schema: jobs; Owner: -
---
-
-CREATE INDEX job_queue_running_idx ON jobs.job_queue USING btree (queue) WHERE ((lease_until IS NOT NULL) AND (queue IS NOT NULL));
-
---
 -- Name: job_queue_serial_idx; Type: INDEX; Schema: jobs; Owner: -
 --
 
@@ -4263,6 +4291,12 @@ CREATE INDEX job_queue_serial_idx ON jobs.job_queue USING btree (serial_key, job
 --
 
 CREATE INDEX recurring_due_idx ON jobs.recurring USING btree (next_run_at) WHERE (runner = 'drains'::text);
+
+--
+-- Name: running_slot_queue_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX running_slot_queue_idx ON jobs.running_slot USING btree (queue);
 
 --
 -- Name: subscription_queue_idx; Type: INDEX; Schema: jobs; Owner: -

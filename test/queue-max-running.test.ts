@@ -57,6 +57,18 @@ describe('jobs.pick honours max_running', () => {
     expect(await claimJson(10)).toMatchObject({ count: 6, atMaxRunning: false });
   });
 
+  it('jobs already running when the limit is set take their slots; clearing it drops them', async () => {
+    await sql(`select jobs.create_queue('mr', max_running => null)`);
+    await publish(6);
+    expect(await claimIds(4)).toHaveLength(4); // claimed while unlimited: no slots
+    await sql(`select jobs.create_queue('mr', max_running => 5)`);
+    expect(await sql(`select count(*)::int as n from jobs.running_slot where queue = 'mr'`)).toEqual([{ n: 4 }]);
+    expect(await claimJson(10)).toMatchObject({ count: 1, atMaxRunning: true });
+    await sql(`select jobs.create_queue('mr', max_running => null)`);
+    expect(await sql(`select count(*)::int as n from jobs.running_slot`)).toEqual([{ n: 0 }]);
+    expect(await claimJson(10)).toMatchObject({ count: 1, atMaxRunning: false });
+  });
+
   it('the field is false when the queue ran out of jobs before the limit, and on a queue without max_running', async () => {
     await sql(`select jobs.create_queue('mr', max_running => 5)`);
     await publish(2);
