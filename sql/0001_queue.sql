@@ -129,7 +129,9 @@ create index job_failure_idx on jobs.job (ended_at) where status = 'failure';
 create table jobs.running_slot (
   job_id bigint primary key,
   queue  text   not null
-);
+)
+-- Few live rows, a dead one per job of such a queue: as jobs.job_queue.
+with (autovacuum_vacuum_cost_delay = 0);
 create index running_slot_queue_idx on jobs.running_slot (queue);
 revoke all on jobs.running_slot from public;
 

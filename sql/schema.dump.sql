@@ -4042,7 +4042,8 @@ CREATE VIEW jobs.running AS
 CREATE TABLE jobs.running_slot (
     job_id bigint NOT NULL,
     queue text NOT NULL
-);
+)
+WITH (autovacuum_vacuum_cost_delay='0');
 
 --
 -- Name: schedules; Type: VIEW; Schema: jobs; Owner: -
