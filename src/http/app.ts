@@ -8,6 +8,7 @@ import { givenUpOn } from '../round-trip-limit.js';
 import type { DrainReport, JobInfo } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { errorResponse, HttpError } from './errors.js';
+import { dashboardHeaders, parseDashboardQuery, readDashboard, renderDashboard } from './dashboard.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
 import { parseDrainRequest, parsePublishEventRequest, parsePublishRequest, resolveLimits, tooLarge,
   type HttpLimits } from './requests.js';
@@ -90,8 +91,10 @@ const PUBLISH_TIMEOUT_MS = 10_000;
  *   POST /events/:event  publish an event: one job per subscribed queue (fan-out)
  *   GET  /stats    jobs by queue, task and state
  *   GET  /metrics  Prometheus text: queue gauges and this instance's drain counters
+ *   GET  /dashboard  a read-only HTML page: queues, last failures, schedules
  *
- * Every route but /healthz needs a bearer token or a signed request, checked
+ * Every route but /healthz needs a bearer token or a signed request (the
+ * dashboard also HTTP Basic with the token as the password), checked
  * before the body is read and before any database work. Errors answer
  * `{ "error": { "code", "message", "field" } }`.
  */
@@ -125,6 +128,12 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
       throw new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
     });
     return c.json({ status: 'ok' });
+  });
+
+  // Before the API's own auth, which it replaces: a browser sends Basic, not a bearer token.
+  app.get('/dashboard', dashboardHeaders, auth.checkDashboard, async (c) => {
+    const queue = parseDashboardQuery(c.req.queries());
+    return c.html(renderDashboard(await readDashboard(queueOf(c).driver, queue, COUNTS_TIMEOUT_MS), queue));
   });
 
   app.use('*', auth.checkHeaders);

@@ -15,6 +15,9 @@ import { HttpError } from './errors.js';
  *   against POST /drain. A timestamp outside ±toleranceSeconds is refused, and
  *   a signature already seen inside the window is refused too (per process).
  *
+ * GET /dashboard, a page for browsers, also takes HTTP Basic with the token
+ * as the password (checkDashboard).
+ *
  * Everything here runs before the body is parsed and before any database work.
  */
 export const TIMESTAMP_HEADER = 'x-pgdrain-timestamp';
@@ -35,6 +38,7 @@ export interface PendingSignature {
 export type AuthVariables = { pendingSignature?: PendingSignature };
 
 const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
+const BASIC = /^Basic[ \t]+(\S+)[ \t]*$/i;
 const SIGNATURE = /^sha256=([0-9a-f]{64})$/i;
 const encoder = new TextEncoder();
 
@@ -53,10 +57,30 @@ function unauthorized(message: string, field: string | null): HttpError {
   return new HttpError(401, 'unauthorized', message, field, { 'WWW-Authenticate': 'Bearer realm="pgdrain"' });
 }
 
-/** Returns the two middlewares: one before the body limit (headers only), one after it (the signature). */
+/** A 401 that makes a browser ask for a user name and password (GET /dashboard). */
+function basicUnauthorized(message: string, field: string | null): HttpError {
+  return new HttpError(401, 'unauthorized', message, field, { 'WWW-Authenticate': 'Basic realm="pgdrain"' });
+}
+
+/** The password of `Authorization: Basic <base64 of user:password>` (UTF-8), or null when it is not that. */
+function basicPassword(encoded: string): string | null {
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(atob(encoded), (ch) => ch.charCodeAt(0)));
+    const colon = text.indexOf(':');
+    return colon < 0 ? null : text.slice(colon + 1);
+  } catch {
+    return null; // not base64, or not UTF-8
+  }
+}
+
+/**
+ * Returns the two middlewares: one before the body limit (headers only), one
+ * after it (the signature); and checkDashboard, both in one for GET /dashboard.
+ */
 export function authentication(options: AuthOptions): {
   checkHeaders: MiddlewareHandler<{ Variables: AuthVariables }>;
   verifySignature: MiddlewareHandler<{ Variables: AuthVariables }>;
+  checkDashboard: MiddlewareHandler<{ Variables: AuthVariables }>;
 } {
   const key = options.hmacSecret === undefined ? undefined
     : crypto.subtle.importKey('raw', encoder.encode(options.hmacSecret), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
@@ -117,7 +141,44 @@ export function authentication(options: AuthOptions): {
     return next();
   };
 
-  return { checkHeaders, verifySignature };
+  /**
+   * GET /dashboard (no body): what every route takes, and HTTP Basic with the
+   * token as the password (any user name), since a browser cannot send a
+   * bearer token when it navigates; its 401s ask for Basic. Without a token,
+   * as every route: signed requests only.
+   */
+  const checkDashboard: MiddlewareHandler<{ Variables: AuthVariables }> = async (c, next) => {
+    const authorization = c.req.header('authorization');
+    const basic = authorization === undefined ? null : BASIC.exec(authorization);
+    if (options.token === undefined) {
+      if (basic) throw unauthorized('basic auth takes the bearer token as its password, and this server has none: sign the request', 'authorization');
+      await checkHeaders(c, async () => {});
+      await verifySignature(c, async () => {});
+      return next();
+    }
+    if (basic) {
+      const password = basicPassword(basic[1]!);
+      if (password === null) throw basicUnauthorized('authorization: expected "Basic <base64 of user:password>"', 'authorization');
+      if (!(await timingSafeEqual(password, options.token))) {
+        throw basicUnauthorized('invalid password: it is the bearer token (PGDRAIN_TOKEN), with any user name', 'authorization');
+      }
+      return next();
+    }
+    if (authorization === undefined && c.req.header(TIMESTAMP_HEADER) === undefined && c.req.header(SIGNATURE_HEADER) === undefined) {
+      throw basicUnauthorized('missing credentials: log in with any user name and the bearer token as the password, '
+        + 'or send "Authorization: Bearer <token>"', null);
+    }
+    try {
+      await checkHeaders(c, async () => {});
+      await verifySignature(c, async () => {});
+    } catch (error) {
+      if (error instanceof HttpError && error.status === 401) throw basicUnauthorized(error.message, error.field);
+      throw error;
+    }
+    return next();
+  };
+
+  return { checkHeaders, verifySignature, checkDashboard };
 }
 
 /**

@@ -1,0 +1,158 @@
+import type { MiddlewareHandler } from 'hono';
+import { html, raw } from 'hono/html';
+import type { HtmlEscapedString } from 'hono/utils/html';
+import type { Queryable } from '../db/driver.js';
+import { PgDrainError, translateError, ValidationError } from '../errors.js';
+import { parse, queueNameSchema } from '../options.js';
+import { givenUpOn } from '../round-trip-limit.js';
+
+// GET /dashboard: a read-only HTML page of the queues, the last failures and
+// the schedules, from one statement. No forms, no scripts, no actions.
+
+/** How many of the latest failures the page lists. */
+export const DASHBOARD_FAILURES = 50;
+/** The length an error's first line is cut to. */
+const ERROR_CHARS = 200;
+
+/**
+ * The page's data as one jsonb value, $1 a queue name or null (every queue).
+ * The states are GET /metrics' (COUNTS_SQL): the queued jobs, and of the
+ * ended ones only the failures, through their partial index; the failures
+ * list walks job_failure_idx back from the newest, never the whole history.
+ */
+export const DASHBOARD_SQL = `select jsonb_build_object(
+  'queues', (select coalesce(jsonb_agg(to_jsonb(x) order by x.name), '[]') from (
+    select qu.name, qu.paused, qu.max_size, qu.max_running,
+           count(*) filter (where s.state = 'pending') as pending, count(*) filter (where s.state = 'scheduled') as scheduled,
+           count(*) filter (where s.state = 'blocked') as blocked, count(*) filter (where s.state = 'running') as running,
+           count(*) filter (where s.state = 'expired') as expired, count(*) filter (where s.state = 'failure') as failed,
+           extract(epoch from now() - min(s.scheduled_at) filter (where s.state = 'pending'))::float8 as oldest_due_s
+    from jobs.queue qu
+    left join (select q.queue, q.scheduled_at, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state
+               from jobs.job_queue q
+               union all
+               select j.queue, j.scheduled_at, 'failure' from jobs.job j where j.status = 'failure') s on s.queue = qu.name
+    where $1::text is null or qu.name = $1
+    group by qu.name) x),
+  'failures', (select coalesce(jsonb_agg(to_jsonb(f) order by f.ended_at desc, f.id desc), '[]') from (
+    select j.job_id::text as id, j.task, j.queue, j.attempts, j.ended_at,
+           left(split_part(j.error, E'\\n', 1), ${ERROR_CHARS + 1}) as error
+    from jobs.job j
+    where j.status = 'failure' and ($1::text is null or j.queue = $1)
+    order by j.ended_at desc limit ${DASHBOARD_FAILURES}) f),
+  'schedules', (select coalesce(jsonb_agg(to_jsonb(r) order by r.name), '[]') from (
+    select s.name, s.cron, s.tz, s.task, coalesce(s.queue, 'default') as queue, s.runner, s.next_run_at, s.last_run_at, s.last_error
+    from jobs.schedules s
+    where $1::text is null or coalesce(s.queue, 'default') = $1) r)) as r`;
+
+export interface DashboardQueue {
+  name: string; paused: boolean; max_size: number | null; max_running: number | null;
+  pending: number; scheduled: number; blocked: number; running: number; expired: number; failed: number;
+  oldest_due_s: number | null;
+}
+export interface DashboardFailure { id: string; task: string; queue: string; attempts: number; ended_at: string; error: string | null }
+export interface DashboardSchedule {
+  name: string; cron: string; tz: string; task: string; queue: string; runner: string;
+  next_run_at: string; last_run_at: string | null; last_error: string | null;
+}
+export interface DashboardData { queues: DashboardQueue[]; failures: DashboardFailure[]; schedules: DashboardSchedule[] }
+
+/** The page's query string: `queue` (once, a queue name) or nothing. */
+export function parseDashboardQuery(query: Record<string, string[]>): string | undefined {
+  for (const [key, values] of Object.entries(query)) {
+    if (key !== 'queue') throw new ValidationError(key, 'unknown query parameter (the dashboard takes only "queue")');
+    if (values.length > 1) throw new ValidationError(key, `must be given once in the query string, got ${values.length}`);
+  }
+  const queue = query.queue?.[0];
+  return queue === undefined ? undefined : parse(queueNameSchema, queue, 'queue');
+}
+
+/**
+ * Reads the page's data in one round trip, given up after timeoutMs with its
+ * connection ended (as /metrics is). An unknown queue is a 400.
+ */
+export async function readDashboard(db: Queryable, queue: string | undefined, timeoutMs: number): Promise<DashboardData> {
+  let data: DashboardData;
+  try {
+    const { rows } = await givenUpOn(db, AbortSignal.timeout(timeoutMs)).query<{ r: DashboardData }>(DASHBOARD_SQL, [queue ?? null]);
+    data = rows[0]!.r;
+  } catch (error) {
+    const e = translateError(error);
+    throw e instanceof PgDrainError ? e : new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
+  }
+  if (queue !== undefined && data.queues.length === 0) {
+    throw new ValidationError('queue', `no queue named ${JSON.stringify(queue)}; create it with jobs.create_queue`);
+  }
+  return data;
+}
+
+/** The answer's headers: no script may run, nothing is cached, framed, sniffed or sent on as a referrer. */
+export const dashboardHeaders: MiddlewareHandler = async (c, next) => {
+  c.header('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'");
+  c.header('X-Content-Type-Options', 'nosniff');
+  c.header('Referrer-Policy', 'no-referrer');
+  c.header('Cache-Control', 'no-store');
+  c.header('X-Frame-Options', 'DENY');
+  await next();
+};
+
+const STYLE = `body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 2em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}caption{text-align:left;font-weight:bold;padding:.3em 0}
+.paused{color:#b00}.muted{color:#777}code{font-size:13px}`;
+
+/** The whole page; every value goes through `html`, which escapes it. */
+export function renderDashboard(data: DashboardData, queue: string | undefined, now = new Date()): HtmlEscapedString | Promise<HtmlEscapedString> {
+  const link = (name: string) => html`<a href="?queue=${encodeURIComponent(name)}">${name}</a>`;
+  const count = (n: number) => html`<td class="n">${n}</td>`;
+  const limit = (n: number | null) => html`<td class="n">${n ?? '–'}</td>`;
+  const none = (columns: number, what: string) => html`<tr><td colspan="${columns}" class="muted">${what}</td></tr>`;
+  return html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
+<title>pgdrain${queue === undefined ? '' : ` – ${queue}`}</title><style>${raw(STYLE)}</style></head>
+<body><h1>pgdrain</h1>
+<p class="muted">Read-only; refreshes every 10 s. ${time(now)}.${queue === undefined ? ''
+  : html` Queue <strong>${queue}</strong> only: <a href="?">all queues</a>.`}</p>
+<table><caption>Queues</caption>
+<tr><th>queue</th><th>paused</th><th>max_size</th><th>max_running</th><th>pending</th><th>scheduled</th><th>blocked</th>
+<th>running</th><th>expired</th><th>failed</th><th>oldest due</th></tr>
+${data.queues.length === 0 ? none(11, 'no queues') : data.queues.map((q) => html`<tr><td>${link(q.name)}</td>
+<td${q.paused ? html` class="paused"` : ''}>${q.paused ? 'paused' : 'no'}</td>${limit(q.max_size)}${limit(q.max_running)}
+${count(q.pending)}${count(q.scheduled)}${count(q.blocked)}${count(q.running)}${count(q.expired)}${count(q.failed)}
+<td class="n">${q.oldest_due_s === null ? '–' : age(q.oldest_due_s)}</td></tr>`)}
+</table>
+<table><caption>Last ${DASHBOARD_FAILURES} failures</caption>
+<tr><th>id</th><th>task</th><th>queue</th><th>attempts</th><th>ended</th><th>error (first line)</th></tr>
+${data.failures.length === 0 ? none(6, 'no failures') : data.failures.map((f) => html`<tr><td class="n">${f.id}</td><td>${f.task}</td>
+<td>${link(f.queue)}</td>${count(f.attempts)}<td>${time(new Date(f.ended_at))}</td><td><code>${firstLine(f.error)}</code></td></tr>`)}
+</table>
+<table><caption>Schedules</caption>
+<tr><th>name</th><th>cron</th><th>task</th><th>queue</th><th>runner</th><th>next run</th><th>last run</th><th>last error</th></tr>
+${data.schedules.length === 0 ? none(8, 'no schedules') : data.schedules.map((s) => html`<tr><td>${s.name}</td>
+<td><code>${s.cron}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td><td>${s.runner}</td>
+<td>${time(new Date(s.next_run_at))}</td><td>${s.last_run_at === null ? '–' : time(new Date(s.last_run_at))}</td>
+<td>${s.last_error === null ? '–' : html`<code>${firstLine(s.last_error)}</code>`}</td></tr>`)}
+</table>
+</body></html>
+`;
+}
+
+/** The first line, cut to ERROR_CHARS. */
+function firstLine(error: string | null): string {
+  const line = (error ?? '').split('\n')[0]!;
+  return line.length > ERROR_CHARS ? `${line.slice(0, ERROR_CHARS - 1)}…` : line;
+}
+
+/** 2026-11-22 10:04:05Z */
+function time(d: Date): string {
+  return `${d.toISOString().slice(0, 19).replace('T', ' ')}Z`;
+}
+
+/** 45 s, 12 min 5 s, 3 h 20 min, 2 d 4 h */
+function age(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
