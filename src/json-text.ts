@@ -32,6 +32,11 @@ export function jsonParam(value: unknown, field: string): string {
     throw new ValidationError(field, `must be JSON-serialisable (${reason})`);
   }
   if (json === undefined) throw new ValidationError(field, `must be JSON-serialisable, got ${typeof value}`);
+  // A Map, Set or Promise is written as {}, its data lost: looked for only
+  // then, so other values cost one substring search (a Date, written as its
+  // ISO string, and a class instance, as its own fields, lose nothing).
+  const lost = json.includes('{}') ? quietThenables(value, field || 'value') : undefined;
+  if (lost !== undefined) throw new ValidationError(field, `must not hold a Map, Set or Promise (JSON writes it as {}): ${lost}`);
   const bad = unstorableEscape(json);
   if (bad) throw new ValidationError(field, `must not contain ${bad} (PostgreSQL jsonb cannot store it)`);
   return json;

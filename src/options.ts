@@ -40,6 +40,22 @@ export const workerIdSchema = text(200);
 export const topicSchema = text(200, 'must be a non-empty pattern');
 const jsonObject = z.custom<Record<string, unknown>>(
   (v) => typeof v === 'object' && v !== null && !Array.isArray(v), 'must be a JSON object');
+/**
+ * Why v is not a plain JSON object, or undefined: a Date would be stored as
+ * a string, a Map or Set as {}, a class instance as its own fields only.
+ */
+function plainObjectRule(v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'must be a JSON object';
+  const proto = Object.getPrototypeOf(v) as { constructor?: { name?: unknown } } | null;
+  if (proto === Object.prototype || proto === null) return undefined;
+  const name = proto.constructor?.name;
+  return `must be a plain JSON object, not a class instance${typeof name === 'string' && name ? ` (got a ${name})` : ''}`;
+}
+/** A job's attributes: a plain JSON object, refused here rather than by the database (a Date) or not at all (a Map). */
+const attributes = z.custom<Record<string, unknown>>().check(z.superRefine((v, ctx) => {
+  const rule = plainObjectRule(v);
+  if (rule) ctx.addIssue({ code: 'custom', message: rule, input: v });
+}));
 /** Whether s is a job id: a positive integer that fits PostgreSQL's bigint. */
 export function isJobId(s: string): boolean {
   return /^[1-9][0-9]{0,18}$/.test(s) && BigInt(s) <= 9_223_372_036_854_775_807n;
@@ -93,7 +109,7 @@ export const bulkPublishOptionsSchema = z.strictObject({
   dedupeMode: z.optional(z.literal('keep', "must be 'keep' in a bulk publish: a replace rewrites a waiting job "
     + 'under its key\'s lock, one job at a time (publish)')),
   serialKey: z.optional(key),
-  attributes: z.optional(jsonObject),
+  attributes: z.optional(attributes),
   dependsOn: z.optional(z.never({ error: 'a bulk publish takes none: each dependency is locked and checked '
     + 'per job; publish a job with dependencies one at a time (publish)' })),
   throttleSeconds: z.optional(z.never({ error: 'a bulk publish takes none: a throttle window is locked and '
@@ -108,7 +124,7 @@ export const publishOptionsSchema = z.strictObject({
   dedupeMode: z.optional(z.enum(['keep', 'replace'], "must be 'keep' or 'replace'")),
   serialKey: z.optional(key),
   dependsOn: z.optional(z.array(jobId).check(z.maxLength(1000, 'must list at most 1000 jobs'))),
-  attributes: z.optional(jsonObject),
+  attributes: z.optional(attributes),
   throttleSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'),
     z.maximum(MAX_THROTTLE_SECONDS, `must be at most ${MAX_THROTTLE_SECONDS} seconds (30 days)`))),
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
@@ -182,9 +198,8 @@ const MAX_EXCLUDE = 100;
  * it would exclude them all (a { partner: undefined } goes as {}).
  */
 function selectionRule(v: unknown, exclude: boolean): string | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'must be a JSON object';
-  const proto = Object.getPrototypeOf(v) as unknown;
-  if (proto !== Object.prototype && proto !== null) return 'must be a plain JSON object, not a class instance';
+  const notPlain = plainObjectRule(v);
+  if (notPlain) return notPlain;
   let json: string;
   try {
     json = jsonParam(v, '');

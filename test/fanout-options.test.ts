@@ -98,9 +98,10 @@ describe('TypeScript', () => {
 
   // timeoutSeconds, maxRetries, priority, runAt and delaySeconds are refused by
   // the TS checks with the SQL's bounds: none reaches the database. Attributes
-  // that are an object whose JSON is not one (a Date) are refused by it alone.
+  // that are a plain object whose JSON is not one (its toJSON gives a string)
+  // are refused by it alone (a Date is refused by the TS checks: test/publish-plain-json.test.ts).
   it('a check only the database makes names the option as publish\'s do (attributes → options.attributes)', async () => {
-    const options = { attributes: new Date(0) as unknown as Record<string, never> };
+    const options = { attributes: { toJSON: () => 'eu' } as unknown as Record<string, never> };
     const event = await errorOf(queue.publishEvent('user.created', {}, options));
     const job = await errorOf(queue.publish('t', {}, options));
     expect(event).toMatchObject({ code: 'invalid_argument', field: 'options.attributes',
