@@ -398,12 +398,16 @@ describe('runtime errors', () => {
 
   // The Worker refuses DRAIN_FILTER / DRAIN_EXCLUDE set blank the same way; the Lambda function takes every
   // variable set blank as unset (test/lambda-drain-selection.test.ts).
-  it('a blank PGDRAIN_FILTER, PGDRAIN_EXCLUDE or --exclude exits 2 naming it, and claims nothing', async () => {
+  // A blank --exclude or --filter says it is empty, as a blank variable does: it said
+  // "exclude: must be an array of JSON objects" and "must be a JSON object".
+  it('a blank PGDRAIN_FILTER, PGDRAIN_EXCLUDE, --exclude or --filter exits 2 naming it as empty, and claims nothing', async () => {
     await db.sql(`select jobs.publish('math.sum', '{"a":1,"b":2}'::jsonb)`);
     for (const [args, env, line] of [
       [[], { PGDRAIN_FILTER: '' }, 'pgdrain: PGDRAIN_FILTER: is set but empty: give a value or unset it'],
       [[], { PGDRAIN_EXCLUDE: ' ' }, 'pgdrain: PGDRAIN_EXCLUDE: is set but empty: give a value or unset it'],
-      [['--exclude', ''], {}, "error: option '--exclude <json>' argument '' is invalid. exclude: must be an array of JSON objects"],
+      [['--exclude', ''], {}, "error: option '--exclude <json>' argument '' is invalid. "
+        + 'is empty: give a JSON array of objects, or leave the flag out'],
+      [['--filter', ' '], {}, "error: option '--filter <json>' argument ' ' is invalid. is empty: give a JSON object, or leave the flag out"],
     ] as const) {
       const r = await cli(['drain', '--tasks', TASKS, ...args], { env });
       expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }, line).toEqual({ code: 2, stdout: '', stderr: `${line}\n` });

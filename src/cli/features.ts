@@ -36,8 +36,14 @@ function positive(value: string) {
   return Number(value);
 }
 
+/** A blank flag value, refused as a blank PGDRAIN_* is (env.ts), not as JSON of the wrong kind. */
+function notBlank(value: string, what: string): void {
+  if (value.trim() === '') throw new InvalidArgumentError(`is empty: give ${what}, or leave the flag out`);
+}
+
 /** JSON object for --attributes and --filter. */
 export function jsonObject(value: string): Record<string, unknown> {
+  notBlank(value, 'a JSON object');
   // parseJson: a number JSON.parse would alter (past 2^53) is refused, not changed.
   const parsed = commanderRule(() => parseJson(value, ''));
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('must be a JSON object');
@@ -50,6 +56,7 @@ export function jsonObject(value: string): Record<string, unknown> {
  * string) holds the same.
  */
 export function jsonObjects(value: string): Record<string, unknown>[] {
+  notBlank(value, 'a JSON array of objects');
   return commanderRule(() => checkDrainSelection({ exclude: parseJson(value, 'exclude') ?? value }).exclude ?? []);
 }
 
