@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, expect, it, onTestFinished } from 'vitest';
 import { testDb } from './support/db.js';
-import { reportOf, spawnCli, type DrainProcess } from './support/drain-process.js';
+import { reportOf, spawnCli, until, type DrainProcess } from './support/drain-process.js';
 
 const db = await testDb();
 const tasksDir = mkdtempSync(join(tmpdir(), 'pgdrain-early-'));
@@ -28,9 +28,11 @@ beforeEach(async () => void (await db.sql('truncate jobs.job_queue, jobs.job')))
 
 /**
  * A proxy to the database that calls onFirst when the first connection
- * arrives, then forwards it; `refuse`: drops every connection instead (a database down).
+ * arrives, then forwards it; 'refuse': drops every connection instead (a
+ * database down); 'hang': keeps every connection open and sends nothing (a
+ * database that hangs: node-postgres has no connect timeout by default).
  */
-async function signallingProxy(onFirst: () => void, refuse = false): Promise<string> {
+async function signallingProxy(onFirst: () => void, mode: 'forward' | 'refuse' | 'hang' = 'forward'): Promise<string> {
   const target = new URL(db.url);
   const sockets = new Set<Socket>();
   let first = true;
@@ -39,7 +41,9 @@ async function signallingProxy(onFirst: () => void, refuse = false): Promise<str
       first = false;
       onFirst();
     }
-    if (refuse) return void client.destroy();
+    if (mode === 'refuse') return void client.destroy();
+    sockets.add(client);
+    if (mode === 'hang') return;
     const upstream = connect(Number(target.port), target.hostname);
     for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
       sockets.add(a);
@@ -59,11 +63,17 @@ async function signallingProxy(onFirst: () => void, refuse = false): Promise<str
 }
 
 /** Spawns `pgdrain ARGS` through a proxy and sends `signal` as its first connection arrives. */
-async function signalledAtStart(args: string[], signal: NodeJS.Signals, refuse = false) {
+async function signalledAtStart(args: string[], signal: NodeJS.Signals, mode?: 'refuse' | 'hang') {
+  return (await startSignalled(args, signal, mode)).exited;
+}
+
+async function startSignalled(args: string[], signal: NodeJS.Signals, mode?: 'refuse' | 'hang'): Promise<DrainProcess> {
   let p: DrainProcess | undefined;
-  const url = await signallingProxy(() => p!.child.kill(signal), refuse);
+  const url = await signallingProxy(() => p!.child.kill(signal), mode);
   p = spawnCli(args, { DATABASE_URL: url });
-  return p.exited;
+  const { child } = p;
+  onTestFinished(() => void child.kill('SIGKILL')); // one left running by a failure
+  return p;
 }
 
 it.each(['SIGTERM', 'SIGINT'] as const)('a %s during start-up: the drain claims nothing, reports, exits 0', async (signal) => {
@@ -82,11 +92,38 @@ it.each(['SIGTERM', 'SIGINT'] as const)('a %s during start-up: the drain claims 
 // Reviewer V: the held signal stopped the drain before its first round
 // trip, so a database that was down exited 0 with an empty report.
 it('a SIGTERM during start-up with the database down: exit 1, database unavailable, as without the signal', async () => {
-  const exit = await signalledAtStart(['drain', '--tasks', TASKS, '--json'], 'SIGTERM', true);
+  const exit = await signalledAtStart(['drain', '--tasks', TASKS, '--json'], 'SIGTERM', 'refuse');
   expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: 1, signal: null });
   expect(exit.stderr).toContain('database unavailable');
   expect(exit.stdout).toBe('');
 });
+
+// A held signal has the drain ask a database that hangs for up to --grace; a
+// second signal ends that wait at once, as a second signal mid-drain gives
+// everything back at once. It exits 1 (database unavailable: it never
+// answered), as the held signal does with a database that is down. Unfixed, a
+// second signal that came before the wait began (while the tasks module
+// loaded) was missed, and the drain waited out --grace: 600 s here, so the
+// test times out. The second signal is sent once the first is logged and the
+// tasks module, which loads until a signal comes, says it is loading.
+const LOADING_TASKS = join(tasksDir, 'loading-tasks.mjs');
+writeFileSync(LOADING_TASKS, `const next = new Promise((r) => { process.once('SIGTERM', r); process.once('SIGINT', r); });
+process.stderr.write('tasks: loading\\n');
+await next;
+export const t = async () => "ran";
+`);
+
+it.each([['SIGTERM', 'SIGTERM'], ['SIGTERM', 'SIGINT'], ['SIGINT', 'SIGTERM']] as const)(
+  'a %s during start-up, then a %s, with a database that hangs: exit 1 at once, not after --grace', async (first, second) => {
+    const p = await startSignalled(['drain', '--tasks', LOADING_TASKS, '--grace', '600', '--json'], first, 'hang');
+    await until(async () => p.stderr().includes(`pgdrain: ${first}: `) && p.stderr().includes('tasks: loading'),
+                `the ${first} logged and the tasks module loading`);
+    p.child.kill(second);
+    const exit = await p.exited;
+    expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: 1, signal: null });
+    expect(exit.stderr).toContain('database unavailable: no connection before a second signal ended the wait');
+    expect(exit.stdout).toBe('');
+  }, 30_000);
 
 it('other commands keep the default: a SIGTERM during `pgdrain publish` start-up ends it, nothing published', async () => {
   // Only drain holds a SIGTERM for later; a publish, migrate or stats has no stop to act on it.

@@ -105,9 +105,9 @@ export function program(): Command {
           warming?.catch(() => {});
           const tasks = loadedFirst ?? await loadTasks(opts.tasks, deadline - Date.now());
           // A signal held from start-up stops the drain before its first round
-          // trip: the database is asked once anyway (within --grace), so one
-          // that is down exits 1, as without the signal, not 0.
-          if (stop.signal.aborted && warming) await answeredWithin(warming, opts.grace * 1000, stop.hardSignal);
+          // trip: the database is asked once anyway (within --grace, or until
+          // a second signal), so one that is down exits 1, as without the signal, not 0.
+          if (stop.signal.aborted && warming) await answeredWithin(warming, opts.grace * 1000, stop.again);
           const report = await drain(
             { db: driver, tasks, publish: (task, body, o) => publish(driver, task, body, o) },
             opts.batch, deadline,
@@ -214,20 +214,23 @@ function inheriting(cmd: Command, from: Command): Command {
   return cmd;
 }
 
-/** Waits for the connection being opened, no longer than ms or until hard aborts; throws when it failed or did not come. */
-async function answeredWithin(opening: Promise<void>, ms: number, hard: AbortSignal): Promise<void> {
+/** Waits for the connection being opened, no longer than ms or until `again` aborts; throws when it failed or did not come. */
+async function answeredWithin(opening: Promise<void>, ms: number, again: AbortSignal): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let onHard = () => {};
+  let onAgain = () => {};
   const late = new Promise<never>((_, reject) => {
-    const fail = () => reject(new PgDrainError('database_unavailable', `database unavailable: no connection within ${ms} ms (--grace)`));
-    timer = setTimeout(fail, ms);
-    hard.addEventListener('abort', onHard = fail, { once: true });
+    const fail = (why: string) => () => reject(new PgDrainError('database_unavailable', `database unavailable: ${why}`));
+    timer = setTimeout(fail(`no connection within ${ms} ms (--grace)`), ms);
+    // A second signal that came while the tasks module loaded has aborted it already: no 'abort' event will come.
+    onAgain = fail('no connection before a second signal ended the wait');
+    if (again.aborted) onAgain();
+    else again.addEventListener('abort', onAgain, { once: true });
   });
   try {
     await Promise.race([opening, late]);
   } finally {
     clearTimeout(timer);
-    hard.removeEventListener('abort', onHard);
+    again.removeEventListener('abort', onAgain);
   }
 }
 

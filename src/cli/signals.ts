@@ -21,6 +21,11 @@ export interface StopSignals {
   signal: AbortSignal;
   /** Fires on a second SIGTERM or any SIGINT: give back everything now. */
   hardSignal: AbortSignal;
+  /**
+   * Fires on the second signal of either kind: what start-up still waits for
+   * (the database a held signal asks within the grace) it waits for no more.
+   */
+  again: AbortSignal;
   /** The drain has returned or failed: further signals change nothing. */
   done(): void;
 }
@@ -50,10 +55,13 @@ export function holdEarlyStops(argv: readonly string[]): void {
 export function listenForStop(graceSeconds: number, log: (line: string) => void): StopSignals {
   const soft = new AbortController();
   const hard = new AbortController();
+  const again = new AbortController();
   let finished = false;
+  let count = 0;
   const onSignal = (name: NodeJS.Signals) => {
     stopped = true;
     if (finished) return; // the drain has settled its jobs; the process is closing
+    if (++count === 2) again.abort(new Error(name));
     if (name === 'SIGTERM' && !soft.signal.aborted) {
       log(`pgdrain: SIGTERM: claiming no more jobs; running ones have ${graceSeconds} s to finish ` +
           '(SIGTERM again or SIGINT gives them back now)');
@@ -74,6 +82,7 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void)
   return {
     signal: soft.signal,
     hardSignal: hard.signal,
+    again: again.signal,
     done: () => void (finished = ended = true),
   };
 }
