@@ -240,13 +240,23 @@ begin
     if current_setting('transaction_isolation') <> 'read committed' then
       raise exception 'a claim of queue % (max_running %) must run in a READ COMMITTED transaction, not %',
         quote_literal(v_queue), v_max_running, upper(current_setting('transaction_isolation'))
-        using errcode = '0A000';
+        using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
+          || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
+    end if;
+    -- The queue's running jobs are its slots (jobs.running_slot) whose job is
+    -- still in it and holds a lease. Full already: nothing to hand out, and no
+    -- wait for the lock (a transaction that claimed from the queue holds it
+    -- until it ends).
+    if (select count(*) from jobs.running_slot s join jobs.job_queue q on q.job_id = s.job_id
+        where s.queue = v_queue and q.queue = v_queue and q.lease_until is not null) >= v_max_running then
+      return null;
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
-    -- The queue's running jobs are its slots (jobs.running_slot) whose job
-    -- still holds a lease; the others (ended, retried, released, expired) go.
+    -- The other slots go: their job ended, was retried, released or expired,
+    -- or a dedupe replace moved it to another queue while it waited.
     delete from jobs.running_slot s where s.queue = v_queue
-      and not exists (select 1 from jobs.job_queue q where q.job_id = s.job_id and q.lease_until is not null);
+      and not exists (select 1 from jobs.job_queue q
+                      where q.job_id = s.job_id and q.queue = v_queue and q.lease_until is not null);
     v_n := least(pick.n, v_max_running - (select count(*) from jobs.running_slot s where s.queue = v_queue));
     if v_n <= 0 then
       return null;
@@ -332,7 +342,9 @@ begin
       for update skip locked) p;
   end if;
   if v_max_running is not null and v_ids is not null then
-    insert into jobs.running_slot (job_id, queue) select i, v_queue from unnest(v_ids) i on conflict (job_id) do nothing;
+    -- A slot another queue's claim left for the job (moved here since) is taken over.
+    insert into jobs.running_slot (job_id, queue) select i, v_queue from unnest(v_ids) i
+    on conflict (job_id) do update set queue = excluded.queue;
   end if;
   return v_ids;
 end $$;

@@ -58,6 +58,7 @@ declare
   v_unfit integer := 0;
   v_paused boolean := false;
   v_at_max boolean := false;
+  v_max_running integer;
 begin
   -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
@@ -102,13 +103,18 @@ begin
   end if;
 
   -- Why a claim came back short: one probe of the queue, only then. Paused:
-  -- it hands out nothing. At max_running: every slot is taken (jobs.running_slot
-  -- as the pick left it, under the queue's lock: its own jobs counted).
+  -- it hands out nothing. At max_running: not paused, every slot taken (as
+  -- jobs.pick counts them: this claim's jobs too), and a due job waits (of
+  -- any task, filter or exclude: jobs.due_below).
   if v_count < claim_json.n then
-    select x.paused, x.max_running is not null
-                     and x.max_running <= (select count(*) from jobs.running_slot r where r.queue = x.name)
-    into v_paused, v_at_max
+    select x.paused, x.max_running into v_paused, v_max_running
     from jobs.queue x where x.name = coalesce(claim_json.queue, 'default');
+    if v_max_running is not null and not v_paused then
+      v_at_max := v_max_running <= (select count(*) from jobs.running_slot r join jobs.job_queue q on q.job_id = r.job_id
+                                    where r.queue = coalesce(claim_json.queue, 'default')
+                                      and q.queue = coalesce(claim_json.queue, 'default') and q.lease_until is not null)
+                  and jobs.due_below(coalesce(claim_json.queue, 'default'), null, v_now);
+    end if;
   end if;
   -- (A paused queue hands out nothing: none of its jobs was left for its timeout.)
   if v_count < claim_json.n and claim_json.max_timeout is not null and not v_paused then

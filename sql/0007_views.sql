@@ -218,7 +218,7 @@ begin
     else
       insert into jobs.running_slot (job_id, queue)
       select q.job_id, q.queue from jobs.job_queue q where q.queue = create_queue.name and q.lease_until is not null
-      on conflict (job_id) do nothing;
+      on conflict (job_id) do update set queue = excluded.queue;
     end if;
   end if;
 end $$;

@@ -733,6 +733,7 @@ declare
   v_unfit integer := 0;
   v_paused boolean := false;
   v_at_max boolean := false;
+  v_max_running integer;
 begin
   -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
@@ -777,13 +778,18 @@ begin
   end if;
 
   -- Why a claim came back short: one probe of the queue, only then. Paused:
-  -- it hands out nothing. At max_running: every slot is taken (jobs.running_slot
-  -- as the pick left it, under the queue's lock: its own jobs counted).
+  -- it hands out nothing. At max_running: not paused, every slot taken (as
+  -- jobs.pick counts them: this claim's jobs too), and a due job waits (of
+  -- any task, filter or exclude: jobs.due_below).
   if v_count < claim_json.n then
-    select x.paused, x.max_running is not null
-                     and x.max_running <= (select count(*) from jobs.running_slot r where r.queue = x.name)
-    into v_paused, v_at_max
+    select x.paused, x.max_running into v_paused, v_max_running
     from jobs.queue x where x.name = coalesce(claim_json.queue, 'default');
+    if v_max_running is not null and not v_paused then
+      v_at_max := v_max_running <= (select count(*) from jobs.running_slot r join jobs.job_queue q on q.job_id = r.job_id
+                                    where r.queue = coalesce(claim_json.queue, 'default')
+                                      and q.queue = coalesce(claim_json.queue, 'default') and q.lease_until is not null)
+                  and jobs.due_below(coalesce(claim_json.queue, 'default'), null, v_now);
+    end if;
   end if;
   -- (A paused queue hands out nothing: none of its jobs was left for its timeout.)
   if v_count < claim_json.n and claim_json.max_timeout is not null and not v_paused then
@@ -967,7 +973,7 @@ begin
     else
       insert into jobs.running_slot (job_id, queue)
       select q.job_id, q.queue from jobs.job_queue q where q.queue = create_queue.name and q.lease_until is not null
-      on conflict (job_id) do nothing;
+      on conflict (job_id) do update set queue = excluded.queue;
     end if;
   end if;
 end $$;
@@ -1985,13 +1991,23 @@ begin
     if current_setting('transaction_isolation') <> 'read committed' then
       raise exception 'a claim of queue % (max_running %) must run in a READ COMMITTED transaction, not %',
         quote_literal(v_queue), v_max_running, upper(current_setting('transaction_isolation'))
-        using errcode = '0A000';
+        using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
+          || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
+    end if;
+    -- The queue's running jobs are its slots (jobs.running_slot) whose job is
+    -- still in it and holds a lease. Full already: nothing to hand out, and no
+    -- wait for the lock (a transaction that claimed from the queue holds it
+    -- until it ends).
+    if (select count(*) from jobs.running_slot s join jobs.job_queue q on q.job_id = s.job_id
+        where s.queue = v_queue and q.queue = v_queue and q.lease_until is not null) >= v_max_running then
+      return null;
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
-    -- The queue's running jobs are its slots (jobs.running_slot) whose job
-    -- still holds a lease; the others (ended, retried, released, expired) go.
+    -- The other slots go: their job ended, was retried, released or expired,
+    -- or a dedupe replace moved it to another queue while it waited.
     delete from jobs.running_slot s where s.queue = v_queue
-      and not exists (select 1 from jobs.job_queue q where q.job_id = s.job_id and q.lease_until is not null);
+      and not exists (select 1 from jobs.job_queue q
+                      where q.job_id = s.job_id and q.queue = v_queue and q.lease_until is not null);
     v_n := least(pick.n, v_max_running - (select count(*) from jobs.running_slot s where s.queue = v_queue));
     if v_n <= 0 then
       return null;
@@ -2077,7 +2093,9 @@ begin
       for update skip locked) p;
   end if;
   if v_max_running is not null and v_ids is not null then
-    insert into jobs.running_slot (job_id, queue) select i, v_queue from unnest(v_ids) i on conflict (job_id) do nothing;
+    -- A slot another queue's claim left for the job (moved here since) is taken over.
+    insert into jobs.running_slot (job_id, queue) select i, v_queue from unnest(v_ids) i
+    on conflict (job_id) do update set queue = excluded.queue;
   end if;
   return v_ids;
 end $$;

@@ -69,6 +69,55 @@ describe('jobs.pick honours max_running', () => {
     expect(await claimJson(10)).toMatchObject({ count: 1, atMaxRunning: false });
   });
 
+  it('a job a dedupe replace moved to another queue counts in that queue only', async () => {
+    await sql(`select jobs.create_queue('mr', max_running => 1)`);
+    await sql(`select jobs.create_queue('free', max_running => 1)`);
+    const [moved] = (await sql<{ id: string }>(`select jobs.publish('mr.job', dedupe_key => 'k', queue => 'mr')::text as id`));
+    expect(await claimIds(1)).toEqual([moved!.id]);
+    // Retried at once: pending again, its slot in 'mr' not yet cleared (no claim of 'mr' since).
+    await sql('select jobs.nack($1::bigint, $2, now())', [moved!.id, 'again']);
+    await sql(`select jobs.publish('mr.job', dedupe_key => 'k', queue => 'free', dedupe_mode => 'replace')`);
+    await publish(1, 'free');
+    await publish(1, 'mr');
+    expect(await claimIds(10, 'free')).toEqual([moved!.id]);
+    // 'free' has its one job running: nothing more; 'mr' has none running: its job goes.
+    expect(await claimJson(10, 'free')).toMatchObject({ count: 0, atMaxRunning: true });
+    expect(await claimJson(10, 'mr')).toMatchObject({ count: 1 });
+  });
+
+  it('a full queue hands out nothing without waiting for the lock of a transaction that claimed from it', async () => {
+    await sql(`select jobs.create_queue('mr', max_running => 1)`);
+    await publish(3);
+    expect(await claimIds(1)).toHaveLength(1); // committed: the one slot is taken
+    const holder = new pg.Client({ connectionString: db.url });
+    const other = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    await other.connect();
+    try {
+      // A transaction claims from the full queue (nothing) and stays open.
+      await holder.query('begin');
+      expect((await holder.query(`select job_id from jobs.claim(1, queue => 'mr')`)).rows).toHaveLength(0);
+      // Waiting for a lock it held would end in lock_not_available here, not in an answer.
+      await other.query(`set lock_timeout = '5s'`);
+      const { rows } = await other.query<{ r: Claim }>(`select jobs.claim_json(10, queue => 'mr') as r`);
+      expect(rows[0]!.r).toMatchObject({ count: 0, atMaxRunning: true });
+    } finally {
+      await holder.query('rollback').catch(() => {});
+      await Promise.all([holder.end(), other.end()]);
+    }
+  });
+
+  it('atMaxRunning is false when no job waits, and on a paused queue', async () => {
+    await sql(`select jobs.create_queue('mr', max_running => 1)`);
+    await publish(1);
+    expect(await claimIds(1)).toHaveLength(1);
+    expect(await claimJson(10)).toMatchObject({ count: 0, atMaxRunning: false }); // nothing waits
+    await publish(1);
+    expect(await claimJson(10)).toMatchObject({ count: 0, atMaxRunning: true });
+    await sql(`select jobs.pause_queue('mr')`);
+    expect(await claimJson(10)).toMatchObject({ count: 0, atMaxRunning: false, paused: true });
+  });
+
   it('the field is false when the queue ran out of jobs before the limit, and on a queue without max_running', async () => {
     await sql(`select jobs.create_queue('mr', max_running => 5)`);
     await publish(2);
