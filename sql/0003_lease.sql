@@ -108,11 +108,18 @@ returns integer language sql immutable as $$ select 500 $$;
 -- A cancelled dependant that heads a serial key takes the key's lock, to
 -- hand it on: a cascade takes at most jobs.max_serial_keys() locks, less the
 -- caller's keys (p_budget: what its recursion has left). The heads past that,
--- in job_id order, are not ended here: their cancel is requested and their
--- lease set to have passed, so the next jobs.expire (any claim's, or
--- jobs.maintain's) ends them as cancelled, within its own bound, and they
--- hand their keys on and cancel their own dependants then. Each stays its
--- key's head meanwhile: a publish of the key waits behind it, as ever.
+-- in job_id order, are not ended here ("deferred"): their cancel is
+-- requested and their lease set to have passed (attempt 0: no delivery, so
+-- no max_running slot, and no settle applies to them), so the next
+-- jobs.expire (any claim's, or jobs.maintain's) ends them as cancelled,
+-- within its own bound, and they hand their keys on and cancel their own
+-- dependants then. Each stays its key's head meanwhile: a publish of the key
+-- waits behind it, as ever; its dedupe key is free at once.
+-- A key lock taken here marks the transaction (pgdrain.serial_keys_locked,
+-- to its end): a jobs.expire after it in the transaction (a drain's claim,
+-- after its settle) ends no serial-key job, so a claim takes key locks in one
+-- run, at most jobs.max_serial_keys() of them, never in two runs that a bulk
+-- publish (one sorted run) could cross in a deadlock.
 -- (Unbounded, a job with thousands of keyed dependants could not end: its
 -- settle, then every claim's expiry of it, failed on a full lock table.)
 -- p_locked: the caller (its own recursion) has locked them.
@@ -170,9 +177,13 @@ begin
       -- Passed now (least: a caller's now may run ahead of the clock). A drain
       -- whose session found no passed lease since may see it only within ten
       -- seconds (jobs.remembered_lease_floor); other claims at once.
+      -- Its dedupe key is freed at once, so a publish of the key writes a new
+      -- job (README: publish them again); kept in last_error (it never ran)
+      -- for jobs.expire to put back in its history.
       update jobs.job_queue q
       set lease_until = least(p_now, pg_catalog.now()), cancel_requested_at = p_now,
-          cancel_reason = format('cancelled: dependency %s did not succeed', x.cause)
+          cancel_reason = format('cancelled: dependency %s did not succeed', x.cause),
+          dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error)
       from x where q.job_id = x.job_id and x.job_id in (select l.job_id from later l)
     ), gone as (
       delete from jobs.job_queue q using x
@@ -196,6 +207,9 @@ begin
     into v_cancelled, v_keys;
   end if;
 
+  if exists (select from unnest(p_serial_keys) k where k is not null) then
+    perform set_config('pgdrain.serial_keys_locked', 'on', true);
+  end if;
   -- The same lock as jobs.publish takes, so a job published meanwhile is seen;
   -- in jobs.lock_serial_keys' order (the lock's, hashtext, not the key's text).
   for v_key in select u.k from (select distinct k from unnest(p_serial_keys) k where k is not null) u
@@ -274,7 +288,9 @@ end $$;
 -- past its bound: jobs.after_end). consume calls it
 -- first, so expiry needs no daemon; callers may also call it on their own.
 -- Of those that end, at most jobs.max_serial_keys() hold a serial key (each
--- end takes its key's lock): the leases past it stay passed for the next call.
+-- end takes its key's lock): the leases past it stay passed for the next call;
+-- none, in a transaction that took serial-key locks before (jobs.after_end):
+-- those leases are passed over, and the next claim ends them.
 -- With `after`, only leases that passed after it: a drain's claim passes
 -- the point up to which its session found none (jobs.remembered_lease_floor),
 -- so it does not read the lease-index entries of the jobs settled before.
@@ -286,12 +302,14 @@ declare
   v_ended bigint[];
   v_keys text[];
   v_deps boolean;
+  v_keyed boolean := current_setting('pgdrain.serial_keys_locked', true) is distinct from 'on';
 begin
   with expired as (
     select q.job_id, q.lease_until,
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
     from jobs.job_queue q
     where q.lease_until <= v_now and q.lease_until > coalesce(expire.after, '-infinity')
+      and (v_keyed or q.serial_key is null or (q.attempt <= q.max_retries and q.cancel_requested_at is null))
     order by q.lease_until
     limit expire.n
     for update skip locked
@@ -316,7 +334,11 @@ begin
                 else coalesce(s.cancel_reason, 'cancelled') end,
            s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at,
            s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000,
-           s.queue, s.dedupe_key, s.serial_key, s.attributes, s.worker_id
+           s.queue,
+           -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
+           coalesce(s.dedupe_key, case when s.attempt = 0 and starts_with(s.last_error, 'freed dedupe key: ')
+                                       then substr(s.last_error, 19) end),
+           s.serial_key, s.attributes, s.worker_id
     from spent s
     returning job_id, serial_key
   ), retried as (

@@ -219,14 +219,17 @@ begin
   -- it finds a passed lease. Bounded by now, it never reads the entries of
   -- leases still running or of jobs settled within their timeout; with
   -- remember, it starts where this session last found none passed (see
-  -- jobs.remembered_lease_floor).
+  -- jobs.remembered_lease_floor). It ends up to jobs.max_serial_keys()
+  -- leases whatever n: a claim of one job ends as many dependants a
+  -- cascade deferred (jobs.after_end) as any, and a backlog of them holds
+  -- an expired lease behind it for backlog / 500 claims, not backlog / n.
   if pick.remember then
     v_floor := jobs.remembered_lease_floor(v_now);
   end if;
   if (select q.lease_until from jobs.job_queue q
       where q.lease_until is not null and q.lease_until <= v_now and q.lease_until > coalesce(v_floor, '-infinity')
       order by q.lease_until limit 1) is not null then
-    perform jobs.expire(pick.n, v_now, v_floor);
+    perform jobs.expire(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor);
   elsif pick.remember then
     perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;

@@ -14,7 +14,9 @@
 -- expired and whose job went to another drain cannot settle the newer
 -- delivery, and a delivery already settled (nacked, released, or expired by
 -- a claim) cannot be settled again, by a late ack either; such outcomes are
--- counted as stale. A release gives the attempt back, so the next delivery
+-- counted as stale; so is one for attempt 0 or below (no delivery has it: a
+-- job leased at attempt 0 is a dependant a cascade deferred, jobs.after_end,
+-- which only its expiry ends). A release gives the attempt back, so the next delivery
 -- has the same attempt number: only worker_id tells the two apart, and a
 -- drain passes it, as a settle it sends again (its reply lost after the
 -- commit) could otherwise release or settle another drain's delivery. A nack with retries
@@ -88,7 +90,7 @@ begin
     with o as (
       select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
                            settle_arrays.errors, settle_arrays.retry_at) as x(id, attempt, outcome, error, retry_at)
-      where x.outcome = 'nack'
+      where x.outcome = 'nack' and x.attempt > 0
     ), retried as (
       update jobs.job_queue q
       set lease_until = null,
@@ -111,7 +113,7 @@ begin
     with o as (
       select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at)
         as x(id, attempt, outcome, retry_at)
-      where x.outcome = 'release'
+      where x.outcome = 'release' and x.attempt > 0
     ), released as (
       -- With a retry_at, a snooze: it runs again then. Its last_error counts
       -- the snoozes since the last error, which stays on the lines below:
@@ -137,6 +139,7 @@ begin
   with o as materialized (
     select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.results,
                          settle_arrays.errors, settle_arrays.ms) as x(id, attempt, outcome, result, error, ms)
+    where x.attempt > 0
   ), ending as (
     delete from jobs.job_queue q using o
     where q.job_id = o.id and q.attempt = o.attempt

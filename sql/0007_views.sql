@@ -216,8 +216,10 @@ begin
     if v_running is null then
       delete from jobs.running_slot s where s.queue = create_queue.name;
     else
+      -- Not a dependant a cascade deferred (leased at attempt 0, never run: jobs.after_end).
       insert into jobs.running_slot (job_id, queue)
-      select q.job_id, q.queue from jobs.job_queue q where q.queue = create_queue.name and q.lease_until is not null
+      select q.job_id, q.queue from jobs.job_queue q
+      where q.queue = create_queue.name and q.lease_until is not null and q.attempt > 0
       on conflict (job_id) do update set queue = excluded.queue;
     end if;
   end if;

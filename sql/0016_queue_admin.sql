@@ -15,7 +15,9 @@
 -- error 'cancelled: <reason>' ('cancelled: purged' without one), its
 -- dependants (in any queue) cancelled in turn, its serial key's next job
 -- (in any queue: keys are global) given its turn, pgdrain_completed
--- notified. Running jobs are left alone (jobs.cancel asks them to stop).
+-- notified. Running jobs are left alone (jobs.cancel asks them to stop); so
+-- are dependants a failure's cascade deferred (cancelled already, their lease
+-- passed: jobs.after_end): any claim or jobs.maintain() ends them.
 -- Returns how many jobs of the queue it ended (0 for an unknown queue; a
 -- queue's row deleted by hand leaves its jobs here to purge). Not bounded,
 -- as jobs.cancel_bulk: each serial key whose head it ends takes a lock
@@ -45,8 +47,9 @@ end $$;
 
 -- Deletes queue name, and its subscriptions with it, when no job is active
 -- in it (waiting or running): else PD009 naming name and saying to purge it
--- and wait for its running jobs. Its ended jobs stay in jobs.job (which
--- names the queue as text). The default queue, and a queue another one
+-- and wait for its running jobs (and, when a cascade deferred some of its
+-- dependants, to end them with a claim or jobs.maintain()). Its ended jobs
+-- stay in jobs.job (which names the queue as text). The default queue, and a queue another one
 -- names as its dead_letter, cannot be deleted (PD009). Returns false when
 -- there is no such queue (as pg-boss's deleteQueue, nothing to do). A
 -- publish into the queue racing it either commits first (the delete waits
@@ -59,6 +62,7 @@ declare
   v_by text;
   v_waiting bigint;
   v_running bigint;
+  v_deferred bigint;
 begin
   perform jobs.check_name(delete_queue.name, 'PD009', 'name', 'queue name');
   if delete_queue.name = 'default' then
@@ -86,10 +90,17 @@ begin
   end if;
   -- Waits for writers in flight (jobs.hold_queue); those after find no queue.
   perform pg_advisory_xact_lock(736041, hashtext(delete_queue.name));
-  select count(*) filter (where q.lease_until is null), count(*) filter (where q.lease_until is not null)
-  into v_waiting, v_running
+  -- Leased at attempt 0: a dependant a cascade deferred, never run (jobs.after_end).
+  select count(*) filter (where q.lease_until is null), count(*) filter (where q.lease_until is not null and q.attempt > 0),
+         count(*) filter (where q.lease_until is not null and q.attempt <= 0)
+  into v_waiting, v_running, v_deferred
   from jobs.job_queue q where q.queue = delete_queue.name;
-  if v_waiting + v_running > 0 then
+  if v_deferred > 0 then
+    perform jobs.raise_invalid('PD009', 'name', format(
+      'queue %s still has %s waiting and %s running jobs, and %s cancelled dependants to end: any claim or '
+      'jobs.maintain() ends them; purge it first (jobs.purge_queue(%s)) and wait for its running jobs to end',
+      quote_literal(delete_queue.name), v_waiting, v_running, v_deferred, quote_literal(delete_queue.name)));
+  elsif v_waiting + v_running > 0 then
     perform jobs.raise_invalid('PD009', 'name', format(
       'queue %s still has %s waiting and %s running jobs: purge it first (jobs.purge_queue(%s)) and wait for its '
       'running jobs to end', quote_literal(delete_queue.name), v_waiting, v_running, quote_literal(delete_queue.name)));

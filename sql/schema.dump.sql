@@ -220,9 +220,13 @@ begin
       -- Passed now (least: a caller's now may run ahead of the clock). A drain
       -- whose session found no passed lease since may see it only within ten
       -- seconds (jobs.remembered_lease_floor); other claims at once.
+      -- Its dedupe key is freed at once, so a publish of the key writes a new
+      -- job (README: publish them again); kept in last_error (it never ran)
+      -- for jobs.expire to put back in its history.
       update jobs.job_queue q
       set lease_until = least(p_now, pg_catalog.now()), cancel_requested_at = p_now,
-          cancel_reason = format('cancelled: dependency %s did not succeed', x.cause)
+          cancel_reason = format('cancelled: dependency %s did not succeed', x.cause),
+          dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error)
       from x where q.job_id = x.job_id and x.job_id in (select l.job_id from later l)
     ), gone as (
       delete from jobs.job_queue q using x
@@ -246,6 +250,9 @@ begin
     into v_cancelled, v_keys;
   end if;
 
+  if exists (select from unnest(p_serial_keys) k where k is not null) then
+    perform set_config('pgdrain.serial_keys_locked', 'on', true);
+  end if;
   -- The same lock as jobs.publish takes, so a job published meanwhile is seen;
   -- in jobs.lock_serial_keys' order (the lock's, hashtext, not the key's text).
   for v_key in select u.k from (select distinct k from unnest(p_serial_keys) k where k is not null) u
@@ -971,8 +978,10 @@ begin
     if v_running is null then
       delete from jobs.running_slot s where s.queue = create_queue.name;
     else
+      -- Not a dependant a cascade deferred (leased at attempt 0, never run: jobs.after_end).
       insert into jobs.running_slot (job_id, queue)
-      select q.job_id, q.queue from jobs.job_queue q where q.queue = create_queue.name and q.lease_until is not null
+      select q.job_id, q.queue from jobs.job_queue q
+      where q.queue = create_queue.name and q.lease_until is not null and q.attempt > 0
       on conflict (job_id) do update set queue = excluded.queue;
     end if;
   end if;
@@ -1249,6 +1258,7 @@ declare
   v_by text;
   v_waiting bigint;
   v_running bigint;
+  v_deferred bigint;
 begin
   perform jobs.check_name(delete_queue.name, 'PD009', 'name', 'queue name');
   if delete_queue.name = 'default' then
@@ -1276,10 +1286,17 @@ begin
   end if;
   -- Waits for writers in flight (jobs.hold_queue); those after find no queue.
   perform pg_advisory_xact_lock(736041, hashtext(delete_queue.name));
-  select count(*) filter (where q.lease_until is null), count(*) filter (where q.lease_until is not null)
-  into v_waiting, v_running
+  -- Leased at attempt 0: a dependant a cascade deferred, never run (jobs.after_end).
+  select count(*) filter (where q.lease_until is null), count(*) filter (where q.lease_until is not null and q.attempt > 0),
+         count(*) filter (where q.lease_until is not null and q.attempt <= 0)
+  into v_waiting, v_running, v_deferred
   from jobs.job_queue q where q.queue = delete_queue.name;
-  if v_waiting + v_running > 0 then
+  if v_deferred > 0 then
+    perform jobs.raise_invalid('PD009', 'name', format(
+      'queue %s still has %s waiting and %s running jobs, and %s cancelled dependants to end: any claim or '
+      'jobs.maintain() ends them; purge it first (jobs.purge_queue(%s)) and wait for its running jobs to end',
+      quote_literal(delete_queue.name), v_waiting, v_running, v_deferred, quote_literal(delete_queue.name)));
+  elsif v_waiting + v_running > 0 then
     perform jobs.raise_invalid('PD009', 'name', format(
       'queue %s still has %s waiting and %s running jobs: purge it first (jobs.purge_queue(%s)) and wait for its '
       'running jobs to end', quote_literal(delete_queue.name), v_waiting, v_running, quote_literal(delete_queue.name)));
@@ -1445,12 +1462,14 @@ declare
   v_ended bigint[];
   v_keys text[];
   v_deps boolean;
+  v_keyed boolean := current_setting('pgdrain.serial_keys_locked', true) is distinct from 'on';
 begin
   with expired as (
     select q.job_id, q.lease_until,
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
     from jobs.job_queue q
     where q.lease_until <= v_now and q.lease_until > coalesce(expire.after, '-infinity')
+      and (v_keyed or q.serial_key is null or (q.attempt <= q.max_retries and q.cancel_requested_at is null))
     order by q.lease_until
     limit expire.n
     for update skip locked
@@ -1475,7 +1494,11 @@ begin
                 else coalesce(s.cancel_reason, 'cancelled') end,
            s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at,
            s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000,
-           s.queue, s.dedupe_key, s.serial_key, s.attributes, s.worker_id
+           s.queue,
+           -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
+           coalesce(s.dedupe_key, case when s.attempt = 0 and starts_with(s.last_error, 'freed dedupe key: ')
+                                       then substr(s.last_error, 19) end),
+           s.serial_key, s.attributes, s.worker_id
     from spent s
     returning job_id, serial_key
   ), retried as (
@@ -1970,14 +1993,17 @@ begin
   -- it finds a passed lease. Bounded by now, it never reads the entries of
   -- leases still running or of jobs settled within their timeout; with
   -- remember, it starts where this session last found none passed (see
-  -- jobs.remembered_lease_floor).
+  -- jobs.remembered_lease_floor). It ends up to jobs.max_serial_keys()
+  -- leases whatever n: a claim of one job ends as many dependants a
+  -- cascade deferred (jobs.after_end) as any, and a backlog of them holds
+  -- an expired lease behind it for backlog / 500 claims, not backlog / n.
   if pick.remember then
     v_floor := jobs.remembered_lease_floor(v_now);
   end if;
   if (select q.lease_until from jobs.job_queue q
       where q.lease_until is not null and q.lease_until <= v_now and q.lease_until > coalesce(v_floor, '-infinity')
       order by q.lease_until limit 1) is not null then
-    perform jobs.expire(pick.n, v_now, v_floor);
+    perform jobs.expire(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor);
   elsif pick.remember then
     perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;
@@ -3393,7 +3419,7 @@ begin
     with o as (
       select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
                            settle_arrays.errors, settle_arrays.retry_at) as x(id, attempt, outcome, error, retry_at)
-      where x.outcome = 'nack'
+      where x.outcome = 'nack' and x.attempt > 0
     ), retried as (
       update jobs.job_queue q
       set lease_until = null,
@@ -3416,7 +3442,7 @@ begin
     with o as (
       select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at)
         as x(id, attempt, outcome, retry_at)
-      where x.outcome = 'release'
+      where x.outcome = 'release' and x.attempt > 0
     ), released as (
       -- With a retry_at, a snooze: it runs again then. Its last_error counts
       -- the snoozes since the last error, which stays on the lines below:
@@ -3442,6 +3468,7 @@ begin
   with o as materialized (
     select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.results,
                          settle_arrays.errors, settle_arrays.ms) as x(id, attempt, outcome, result, error, ms)
+    where x.attempt > 0
   ), ending as (
     delete from jobs.job_queue q using o
     where q.job_id = o.id and q.attempt = o.attempt

@@ -50,6 +50,208 @@ describe('on the shared test server', () => {
   });
 });
 
+// What a deferred dependant (a key head past the cascade's bound: cancel requested, lease passed,
+// attempt 0, never run) must not do until its expiry ends it: hold its dedupe key, take a
+// max_running slot, count as running, be settled, or hold back an expired lease; and a claim
+// that settles keyed jobs ends none in its expiry (one run of at most 500 key locks).
+describe('dependants a cascade deferred, on the shared test server', () => {
+  const sql: Sql = db.sql;
+  const truncate = () => sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.running_slot');
+
+  /** A failed parent (task p) with `keyed` dependants of keys `${prefix}g`, published 500 per statement; the last `keyed - 500` are deferred. */
+  async function failParent(task: string, keyed: number, opts: { queue?: string; prefix?: string; dedupe?: boolean; now?: string } = {}) {
+    const queue = opts.queue ?? 'default';
+    const parent = (await sql<{ id: string }>(`select jobs.publish('p', max_retries => 0, queue => $1) as id`, [queue]))[0]!.id;
+    for (let from = 1; from <= keyed; from += 500) {
+      await sql(`select count(jobs.publish($2, jsonb_build_object('n', g), serial_key => $5 || g, depends_on => array[$1::bigint],
+                   queue => $6, dedupe_key => case when $7 then $2 || ':' || g end))
+                 from generate_series($3::int, $4::int) g`,
+        [parent, task, from, Math.min(keyed, from + 499), opts.prefix ?? 'k:', queue, opts.dedupe ?? false]);
+    }
+    return parent;
+  }
+  async function nack(parent: string, now?: string) {
+    expect(await sql(`select jobs.nack($1::bigint, 'broke', null, ${now ?? 'null'}) as ok`, [parent])).toEqual([{ ok: true }]);
+  }
+  const deferred = (task: string) => count(sql, `select count(*) as n from jobs.job_queue
+    where task = $1 and cancel_requested_at is not null and lease_until is not null and attempt = 0`, [task]);
+
+  it('frees its dedupe key at once: publishing the key again writes a new job, which runs; the history keeps the key', async () => {
+    await truncate();
+    const parent = await failParent('dd', 501, { dedupe: true });
+    expect(await sql('select job_id from jobs.consume(1)')).toEqual([{ job_id: parent }]);
+    await nack(parent);
+    expect(await deferred('dd')).toBe(1);
+    const doomed = (await sql<{ id: string }>(`select job_id as id from jobs.job_queue where serial_key = 'k:501'`))[0]!.id;
+    const queue = createQueue({ connectionString: db.url, tasks: { dd: async () => 'ran' } });
+    try {
+      const again = await queue.publish('dd', { n: 501 }, { dedupeKey: 'dd:501' });
+      expect(again).not.toBe(doomed);
+      // While both are in the queue, a publish of the key answers the new job.
+      expect(await queue.publish('dd', { n: 501 }, { dedupeKey: 'dd:501' })).toBe(again);
+      expect(await queue.drain(10, Date.now() + 120_000)).toMatchObject({ succeeded: 1, failed: 0 }); // 60 s timeouts fit
+      expect(await sql('select job_id, status, error, dedupe_key, attempts from jobs.job where job_id in ($1, $2) order by job_id',
+        [doomed, again])).toEqual([
+        { job_id: doomed, status: 'cancelled', error: `cancelled: dependency ${parent} did not succeed`, dedupe_key: 'dd:501', attempts: 0 },
+        { job_id: again, status: 'success', error: null, dedupe_key: 'dd:501', attempts: 1 }]);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it('a claim of one job ends up to 500 of them: an expired lease behind 1,500 comes back within 4 claims', async () => {
+    await truncate();
+    const x = (await sql<{ id: string }>(`select jobs.publish('x', timeout => 60) as id`))[0]!.id;
+    const parent = await failParent('dl', 2000);
+    expect((await sql<{ job_id: string }>('select job_id from jobs.consume(2)')).map((r) => r.job_id).sort()).toEqual([x, parent].sort());
+    // Deferred a minute ago; x's drain crashed, its lease passed a second ago: behind all 1,500 of them.
+    await nack(parent, `now() - interval '1 minute'`);
+    expect(await deferred('dl')).toBe(1500);
+    await sql(`update jobs.job_queue set lease_until = now() - interval '1 second' where job_id = $1`, [x]);
+    const queue = createQueue({ connectionString: db.url, tasks: { x: async () => 'again' } });
+    let drains = 0;
+    try {
+      while (await count(sql, 'select count(*) as n from jobs.job where job_id = $1', [x]) === 0) {
+        expect(++drains).toBeLessThanOrEqual(4); // it used to take 300 drains of 5
+        await queue.drain(5, Date.now() + 120_000);
+      }
+    } finally {
+      await queue.close();
+    }
+    expect(await sql('select status, attempts from jobs.job where job_id = $1', [x])).toEqual([{ status: 'success', attempts: 2 }]);
+    expect(await count(sql, `select count(*) as n from jobs.job where task = 'dl' and status = 'cancelled'`)).toBe(2000);
+  });
+
+  it('takes no max_running slot when a limit is set: the queue claims its other jobs', async () => {
+    await truncate();
+    await sql(`select jobs.create_queue('cap')`);
+    const parent = await failParent('cd', 1100, { queue: 'cap' });
+    expect(await sql(`select job_id from jobs.consume(1, queue => 'cap')`)).toEqual([{ job_id: parent }]);
+    await nack(parent);
+    expect(await deferred('cd')).toBe(600);
+    await sql(`select jobs.publish_arrays(array_fill('work'::text, array[20]), queue => 'cap')`);
+    await sql(`select jobs.create_queue('cap', max_running => 5)`);
+    expect(await count(sql, `select count(*) as n from jobs.running_slot where queue = 'cap'`)).toBe(0);
+    const queue = createQueue({ connectionString: db.url, tasks: { work: async () => null } });
+    try {
+      // Its first claim's expiry ends 500 of them; the 100 left used to fill the 5 slots: nothing claimed, "at max_running".
+      expect(await queue.drain(5, Date.now() + 120_000, { queue: 'cap' }))
+        .toMatchObject({ claimed: 20, succeeded: 20, queueAtMaxRunning: false });
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it("jobs.delete_queue names them apart from running jobs and says what ends them; jobs.maintain does", async () => {
+    await truncate();
+    await sql(`select jobs.create_queue('gone')`);
+    const parent = await failParent('dq', 501, { queue: 'gone' });
+    expect(await sql(`select job_id from jobs.consume(1, queue => 'gone')`)).toEqual([{ job_id: parent }]);
+    await nack(parent);
+    expect(await sql(`select jobs.purge_queue('gone') as n`)).toEqual([{ n: 0 }]);
+    await expect(sql(`select jobs.delete_queue('gone')`)).rejects.toMatchObject({ code: 'PD009',
+      message: "name: queue 'gone' still has 0 waiting and 0 running jobs, and 1 cancelled dependants to end: any claim or " +
+        "jobs.maintain() ends them; purge it first (jobs.purge_queue('gone')) and wait for its running jobs to end" });
+    expect(await sql(`select (jobs.maintain()->>'expired')::int as n`)).toEqual([{ n: 1 }]);
+    expect(await sql(`select jobs.delete_queue('gone') as ok`)).toEqual([{ ok: true }]);
+  });
+
+  it('an outcome for attempt 0 is stale: a settle never ends one (its own dependant does not run)', async () => {
+    await truncate();
+    const parent = await failParent('ds', 501);
+    const last = (await sql<{ id: string }>(`select max(job_id) as id from jobs.job_queue where task = 'ds'`))[0]!.id;
+    const grand = (await sql<{ id: string }>(`select jobs.publish('grand', depends_on => array[$1::bigint]) as id`, [last]))[0]!.id;
+    expect(await sql('select job_id from jobs.consume(1)')).toEqual([{ job_id: parent }]);
+    await nack(parent);
+    expect(await deferred('ds')).toBe(1);
+    for (const outcome of ['ack', 'nack', 'fail', 'release']) {
+      expect(await sql(`select jobs.settle(jsonb_build_array(jsonb_build_object('id', $1::bigint, 'attempt', 0, 'outcome', $2::text))) as r`,
+        [last, outcome])).toEqual([{ r: { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 1 } }]);
+    }
+    expect(await deferred('ds')).toBe(1);
+    // The next claim's expiry ends it, and its dependant with it.
+    expect(await sql('select job_id from jobs.consume(5)')).toEqual([]);
+    expect(await sql('select job_id, status, attempts from jobs.job where job_id in ($1, $2) order by job_id', [last, grand]))
+      .toEqual([{ job_id: last, status: 'cancelled', attempts: 0 }, { job_id: grand, status: 'cancelled', attempts: 0 }]);
+  });
+
+  it("a claim whose settle's cascade took 500 key locks ends none in its expiry: one statement holds 500, not 1,000", async () => {
+    await truncate();
+    const parent = await failParent('dk', 1200);
+    expect(await sql('select job_id from jobs.consume(1)')).toEqual([{ job_id: parent }]);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query('begin');
+      const { rows: [{ r }] } = await client.query(`select jobs.claim_json(500, ids => array[$1::bigint], attempts => array[1],
+        outcomes => array['fail'], errors => array['broke']) as r`, [parent]);
+      expect(r).toMatchObject({ count: 0, settled: { failed: 1 } });
+      expect((await client.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and classid = 736038
+                                  and pid = pg_backend_pid()`)).rows).toEqual([{ n: 500 }]);
+      await client.query('commit');
+    } finally {
+      await client.end();
+    }
+    expect(await deferred('dk')).toBe(700);
+    // Claims with nothing to settle end them, 500 each.
+    expect(await sql('select job_id from jobs.consume(1)')).toEqual([]);
+    expect(await deferred('dk')).toBe(200);
+    expect(await sql('select job_id from jobs.consume(1)')).toEqual([]);
+    expect(await count(sql, `select count(*) as n from jobs.job where task = 'dk' and status = 'cancelled'`)).toBe(1200);
+  });
+
+  it('a claim settling a keyed job does not deadlock with a bulk publish of its key and a deferred head\'s key', async () => {
+    await truncate();
+    // Keys a and b with hashtext(b) < hashtext(a): the bulk (as every key lock run) takes b, then a.
+    const { a, b } = (await sql<{ a: string; b: string }>(`select max(k) filter (where h > 0) as a, min(k) filter (where h < 0) as b
+      from (select 'dead:' || g as k, hashtext('dead:' || g) as h from generate_series(1, 20) g) s`))[0]!;
+    const parent = await failParent('dx', 500);
+    const d = (await sql<{ id: string }>(`select jobs.publish('dx', serial_key => $2, depends_on => array[$1::bigint]) as id`,
+      [parent, b]))[0]!.id; // the 501st: deferred, the head of b
+    const g = (await sql<{ id: string }>(`select jobs.publish('grand', depends_on => array[$1::bigint]) as id`, [d]))[0]!.id;
+    const j = (await sql<{ id: string }>(`select jobs.publish('j', serial_key => $1) as id`, [a]))[0]!.id;
+    expect((await sql<{ job_id: string }>('select job_id from jobs.consume(2)')).map((r) => r.job_id).sort()).toEqual([parent, j].sort());
+    await nack(parent);
+    expect(await deferred('dx')).toBe(1);
+    const connect = async () => {
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      const pid = Number((await c.query('select pg_backend_pid() as pid')).rows[0].pid);
+      return { c, pid };
+    };
+    const [y, claimer, bulker] = [await connect(), await connect(), await connect()];
+    /** Resolves when the promise settles or its session waits for a lock, whichever comes first. */
+    const settledOrWaiting = async (p: Promise<string>, pid: number) => {
+      let done = false;
+      void p.finally(() => { done = true; });
+      while (!done && (await sql(`select 1 from pg_stat_activity where pid = $1 and wait_event_type = 'Lock'`, [pid])).length === 0) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      // The grand dependant's row held: an expiry of d (which locks it first) would wait here, holding a.
+      await y.c.query('begin');
+      await y.c.query('select 1 from jobs.job_queue where job_id = $1 for update', [g]);
+      const claim = claimer.c.query(`select jobs.claim_json(10, ids => array[$1::bigint], attempts => array[1], outcomes => array['ack'])`, [j])
+        .then(() => 'ok', (e: { code?: string }) => `claim ${e.code}`);
+      await settledOrWaiting(claim, claimer.pid);
+      const bulk = bulker.c.query(`select jobs.publish_arrays(array['f', 'f'], serial_keys => array[$1, $2])`, [a, b])
+        .then(() => 'ok', (e: { code?: string }) => `bulk ${e.code}`);
+      await settledOrWaiting(bulk, bulker.pid);
+      await y.c.query('commit');
+      // Its expiry used to end d: key b's lock, which the bulk held while it waited for a (40P01, one side or the other).
+      expect([await claim, await bulk]).toEqual(['ok', 'ok']);
+    } finally {
+      for (const s of [y, claimer, bulker]) await s.c.end();
+    }
+    expect(await deferred('dx')).toBe(1);
+    // The next claim ends d and its dependant; b's bulk job then heads its key.
+    expect(await sql(`select job_id from jobs.consume(5) where task <> 'f'`)).toEqual([]);
+    expect(await sql('select job_id, status from jobs.job where job_id in ($1, $2) order by job_id', [d, g]))
+      .toEqual([{ job_id: d, status: 'cancelled' }, { job_id: g, status: 'cancelled' }]);
+  }, 30_000);
+});
+
 // Its own cluster, with a small lock table (support/small-lock-table.ts): 8,000 locks do not fit.
 describe('a job with thousands of dependants of distinct serial keys, on a server with a small lock table', () => {
   let server: Server;
