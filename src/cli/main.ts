@@ -13,7 +13,7 @@ import { addDrainOptions, addPublishOptions, checkedBy, dsnOption, featureComman
 import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { scheduleCommand } from './schedule-commands.js';
 import { serveCommand } from './serve.js';
-import { exitWhenEnded, listenForStop } from './signals.js';
+import { exitWhenEnded, listenForStop, unlessAgain } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 
 // Exit codes: 0 the command ran (a drain whose jobs failed still ran);
@@ -95,7 +95,11 @@ export function program(): Command {
       const deadline = Date.now() + opts.deadline * 1000;
       try {
         // The embedded database opens only once the module has loaded: a bad --tasks creates none.
-        const loadedFirst = databaseUrl(opts.dsn) ? undefined : await loadTasks(opts.tasks, deadline - Date.now());
+        // A second signal ends a module load that does not end (as serve's).
+        const load = () => unlessAgain(loadTasks(opts.tasks, deadline - Date.now()), stop.again, (name) =>
+          new PgDrainError('tasks_module', `cannot load tasks module ${opts.tasks}: a second signal (${name}) came before it had loaded`,
+                           { field: '--tasks' }));
+        const loadedFirst = databaseUrl(opts.dsn) ? undefined : await load();
         await withConnection(opts.dsn, async ({ driver }) => {
           // Else the first connection opens while the tasks module loads: a
           // module's imports can take as long as a TLS handshake. The first
@@ -103,7 +107,7 @@ export function program(): Command {
           // and fails with its error if it fails.
           const warming = driver.warm?.();
           warming?.catch(() => {});
-          const tasks = loadedFirst ?? await loadTasks(opts.tasks, deadline - Date.now());
+          const tasks = loadedFirst ?? await load();
           // A signal held from start-up stops the drain before its first round
           // trip: the database is asked once anyway (within --grace, or until
           // a second signal), so one that is down exits 1, as without the signal, not 0.

@@ -1,10 +1,10 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_OVERRUN_MS } from '../drain.js';
-import { ValidationError } from '../errors.js';
+import { PgDrainError, ValidationError } from '../errors.js';
 import { createQueue } from '../queue.js';
 import { connect } from './connect.js';
-import { listenForStop } from './signals.js';
+import { listenForStop, unlessAgain, type StopSignals } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -72,63 +72,78 @@ export function serveCommand(): Command {
       if (!token && !hmacSecret) {
         throw new CommanderError(2, 'usage', 'error: set PGDRAIN_TOKEN (bearer token) or PGDRAIN_HMAC_SECRET (signed requests), 16+ characters');
       }
-      // The HTTP stack loads only for this command, keeping drain's cold start short.
-      const [{ serve }, { createApp }, { credentialRule }] =
-        await Promise.all([import('@hono/node-server'), import('../http/app.js'), import('../http/auth.js')]);
-      // Before the tasks module and the database: a bad credential creates nothing.
-      for (const [variable, kind, value] of [['PGDRAIN_TOKEN', 'token', token], ['PGDRAIN_HMAC_SECRET', 'hmacSecret', hmacSecret]] as const) {
-        const rule = value === undefined ? null : credentialRule(kind, value);
-        if (rule) throw new ValidationError(variable, rule);
-      }
-      // As drain reads it: the image sets PGDRAIN_TASKS for both commands.
-      const tasksModule = opts.tasks ?? (process.env.PGDRAIN_TASKS || undefined);
-      const tasks = tasksModule ? await loadTasks(tasksModule) : undefined;
-      const { driver } = await connect(opts.dsn, log);
       // As for drain: the first SIGTERM stops new work and gives running handlers
-      // the grace; a second SIGTERM or a SIGINT gives their jobs back now.
+      // the grace; a second SIGTERM or a SIGINT gives their jobs back now. Taken
+      // before the tasks module loads, so a signal then is logged, a second one
+      // ends a slow load, and a failed start-up still exits (done(), then
+      // exitWhenEnded) though the module left a timer running, signals held or not.
       const stopping = listenForStop(opts.grace, log);
       try {
-        const app = createApp({
-          queue: createQueue({ driver, tasks }),
-          token, hmacSecret,
-          drain: tasks !== undefined,
-          limits: {
-            ...(opts.maxBatch === undefined ? {} : { maxBatchSize: opts.maxBatch }),
-            ...(opts.maxBudget === undefined ? {} : { maxBudgetSeconds: opts.maxBudget }),
-            ...(opts.maxBody === undefined ? {} : { maxBodyBytes: opts.maxBody }),
-          },
-          signal: stopping.signal,
-          graceMs: opts.grace * 1000,
-          hardSignal: stopping.hardSignal,
-          onError: (error) => log(`pgdrain: ${error instanceof Error ? error.stack ?? error.message : String(error)}`),
-        });
-        await new Promise<void>((resolve, reject) => {
-          const server = serve({ fetch: app.fetch, port: opts.port, hostname: opts.host }, (info: AddressInfo) => {
-            const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
-            log(`pgdrain: serving on http://${host}:${info.port}${tasks ? '' : ' (no --tasks: POST /drain is off)'}`);
-            // A signal that came before it listened (held from start-up: holdEarlyStops) acts now.
-            if (stopping.signal.aborted) shutDown();
-          });
-          server.once('error', (error) => reject(listenError(error, opts)));
-          // Not before it listens: close() would fail (not running), and the listen would go on.
-          stopping.signal.addEventListener('abort', () => {
-            if (server.listening) shutDown();
-          }, { once: true });
-          function shutDown() {
-            log('pgdrain: shutting down: no new requests; running drains stop claiming');
-            // close() waits for requests in flight (drains wind down within --grace).
-            server.close((error) => (error ? reject(error) : resolve()));
-            // A request whose body never finishes (a client gone quiet, or anyone
-            // holding a half-sent request open) would hold close() forever: past
-            // the grace and a drain's overrun, every connection left is cut.
-            const cut = setTimeout(() => (server as { closeAllConnections?(): void }).closeAllConnections?.(),
-                                   opts.grace * 1000 + DEFAULT_OVERRUN_MS + CUT_MARGIN_MS);
-            cut.unref();
-          }
-        });
+        await serveWith(opts, stopping, token, hmacSecret);
       } finally {
         stopping.done();
-        await driver.close().catch(() => {});
       }
     });
+}
+
+/** Serve's start-up, then the server until it has shut down; the caller listens for signals. */
+async function serveWith(opts: ServeOptions, stopping: StopSignals, token: string | undefined,
+                         hmacSecret: string | undefined): Promise<void> {
+  // The HTTP stack loads only for this command, keeping drain's cold start short.
+  const [{ serve }, { createApp }, { credentialRule }] =
+    await Promise.all([import('@hono/node-server'), import('../http/app.js'), import('../http/auth.js')]);
+  // Before the tasks module and the database: a bad credential creates nothing.
+  for (const [variable, kind, value] of [['PGDRAIN_TOKEN', 'token', token], ['PGDRAIN_HMAC_SECRET', 'hmacSecret', hmacSecret]] as const) {
+    const rule = value === undefined ? null : credentialRule(kind, value);
+    if (rule) throw new ValidationError(variable, rule);
+  }
+  // As drain reads it: the image sets PGDRAIN_TASKS for both commands.
+  const tasksModule = opts.tasks ?? (process.env.PGDRAIN_TASKS || undefined);
+  const tasks = tasksModule ? await unlessAgain(loadTasks(tasksModule), stopping.again, (name) =>
+    new PgDrainError('tasks_module', `cannot load tasks module ${tasksModule}: a second signal (${name}) came before it had loaded`,
+                     { field: '--tasks' })) : undefined;
+  const { driver } = await connect(opts.dsn, log);
+  try {
+    const app = createApp({
+      queue: createQueue({ driver, tasks }),
+      token, hmacSecret,
+      drain: tasks !== undefined,
+      limits: {
+        ...(opts.maxBatch === undefined ? {} : { maxBatchSize: opts.maxBatch }),
+        ...(opts.maxBudget === undefined ? {} : { maxBudgetSeconds: opts.maxBudget }),
+        ...(opts.maxBody === undefined ? {} : { maxBodyBytes: opts.maxBody }),
+      },
+      signal: stopping.signal,
+      graceMs: opts.grace * 1000,
+      hardSignal: stopping.hardSignal,
+      onError: (error) => log(`pgdrain: ${error instanceof Error ? error.stack ?? error.message : String(error)}`),
+    });
+    await new Promise<void>((resolve, reject) => {
+      const server = serve({ fetch: app.fetch, port: opts.port, hostname: opts.host }, (info: AddressInfo) => {
+        const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+        log(`pgdrain: serving on http://${host}:${info.port}${tasks ? '' : ' (no --tasks: POST /drain is off)'}`);
+        // A signal that came before it listened (while it loaded, or held from start-up) acts now.
+        if (stopping.signal.aborted) shutDown();
+      });
+      server.once('error', (error) => reject(listenError(error, opts)));
+      // Not before it listens: close() would fail (not running), and the listen would go on.
+      stopping.signal.addEventListener('abort', () => {
+        if (server.listening) shutDown();
+      }, { once: true });
+      function shutDown() {
+        log('pgdrain: shutting down: no new requests; running drains stop claiming');
+        // close() waits for requests in flight (drains wind down within --grace).
+        server.close((error) => (error ? reject(error) : resolve()));
+        // A request whose body never finishes (a client gone quiet, or anyone
+        // holding a half-sent request open) would hold close() forever: past
+        // the grace and a drain's overrun, every connection left is cut.
+        const cut = setTimeout(() => (server as { closeAllConnections?(): void }).closeAllConnections?.(),
+                               opts.grace * 1000 + DEFAULT_OVERRUN_MS + CUT_MARGIN_MS);
+        cut.unref();
+      }
+    });
+  } finally {
+    stopping.done();
+    await driver.close().catch(() => {});
+  }
 }

@@ -88,6 +88,26 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void)
 }
 
 /**
+ * What start-up waits for (a tasks module loading), given up at a second
+ * signal: rejects with failure(the signal's name) once `again` has aborted,
+ * before or while waiting. What was waited for is left to settle unobserved.
+ */
+export async function unlessAgain<T>(work: Promise<T>, again: AbortSignal,
+                                     failure: (signal: string) => Error): Promise<T> {
+  let onAgain = () => {};
+  const interrupted = new Promise<never>((_, reject) => {
+    onAgain = () => reject(failure(again.reason instanceof Error ? again.reason.message : String(again.reason)));
+    if (again.aborted) onAgain();
+    else again.addEventListener('abort', onAgain, { once: true });
+  });
+  try {
+    return await Promise.race([work, interrupted]);
+  } finally {
+    again.removeEventListener('abort', onAgain);
+  }
+}
+
+/**
  * After a drain (or serve) has ended and said so: exit now, even if a handler
  * that ignores its AbortSignal still holds the event loop. Its job was
  * settled already (nacked at its timeout, or given back), and signals no
