@@ -246,3 +246,45 @@ describe('what a dashboard page reads', () => {
     expect(row((await get('/dashboard')).text, 'default')).toEqual(['default', 'no', '–', '–', '0', '0', '0', '0', '0', '0', '–']);
   });
 });
+
+describe('GET /dashboard: edges (review R3)', () => {
+  it('lists the newest failures by ended_at, then job id as a number, when many ended at once', async () => {
+    await sql(`select jobs.create_queue('ties')`);
+    // Ids that cross a power of ten: as text, 10009 sorts before 9999.
+    const { last } = (await sql<{ last: string }>(`select last_value::text as last from jobs.job_queue_job_id_seq`))[0]!;
+    await sql(`select setval('jobs.job_queue_job_id_seq', $1::bigint)`, [10 ** String(Number(last) + 100).length - 31]);
+    const ids = (await sql<{ id: string }>(`select jobs.publish('ties.job', queue => 'ties')::text as id from generate_series(1, 60)`))
+      .map((r) => r.id);
+    expect(await sql<{ n: number }>('select jobs.fail($1::bigint[], $2) as n', [ids, 'all at once'])).toEqual([{ n: 60 }]);
+    const { status, text } = await get('/dashboard?queue=ties');
+    expect(status).toBe(200);
+    const listed = [...text.matchAll(/<tr><td class="n">(\d+)<\/td><td>ties\.job<\/td>/g)].map((m) => m[1]);
+    expect(listed).toEqual(ids.slice(10).reverse()); // 10029 … 9980, or past another power of ten
+  });
+
+  it('shows a failure dated at infinity as the database wrote it, and names a deleted queue without a link', async () => {
+    await sql(`select jobs.create_queue('gone')`);
+    const id = await queue.publish('gone.job', {}, { queue: 'gone' });
+    await sql(`select jobs.fail(array[$1::bigint], 'the last one', now => 'infinity')`, [id]);
+    await sql(`select jobs.delete_queue('gone')`);
+    try {
+      const { status, text } = await get('/dashboard');
+      expect(status, text).toBe(200);
+      expect(row(text, id)!.slice(2, 5)).toEqual(['gone', '0', 'infinity']); // failed waiting: no attempt
+      expect(text).not.toContain('?queue=gone');
+      expect(text).toContain('?queue=dash');
+    } finally {
+      await sql('delete from jobs.job where job_id = $1', [id]);
+    }
+  });
+
+  it('answers at /dashboard/ as at /dashboard, Basic included', async () => {
+    const { status, text } = await get('/dashboard/');
+    expect(status).toBe(200);
+    expect(row(text, 'dash')).toBeDefined();
+  });
+
+  it('refuses a token that is not visible ASCII: no client could send it as a bearer', () => {
+    expect(() => createApp({ queue, token: 'tökén_0123456789abcdef' })).toThrow(/token.*visible ASCII/);
+  });
+});

@@ -131,10 +131,13 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   });
 
   // Before the API's own auth, which it replaces: a browser sends Basic, not a bearer token.
-  app.get('/dashboard', dashboardHeaders, auth.checkDashboard, async (c) => {
-    const queue = parseDashboardQuery(c.req.queries());
-    return c.html(renderDashboard(await readDashboard(queueOf(c).driver, queue, COUNTS_TIMEOUT_MS), queue));
-  });
+  // With a trailing slash too, as a browser may be given it (its links are relative: ?queue=…).
+  for (const path of ['/dashboard', '/dashboard/']) {
+    app.get(path, dashboardHeaders, auth.checkDashboard, async (c) => {
+      const queue = parseDashboardQuery(c.req.queries());
+      return c.html(renderDashboard(await readDashboard(queueOf(c).driver, queue, COUNTS_TIMEOUT_MS), queue));
+    });
+  }
 
   app.use('*', auth.checkHeaders);
   app.use('*', bodyLimit({ maxSize: limits.maxBodyBytes, onError: () => { throw tooLarge(limits); } }));

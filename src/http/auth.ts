@@ -50,6 +50,8 @@ const encoder = new TextEncoder();
 export function credentialRule(kind: 'token' | 'hmacSecret', value: unknown): string | null {
   if (typeof value !== 'string' || value.length < 16) return 'must be a string of at least 16 characters';
   if (kind === 'token' && /\s/.test(value)) return 'must not contain whitespace (a trailing newline from a secret file?)';
+  // An HTTP header carries bytes: clients send other characters differently (or not at all), so no bearer could match.
+  if (kind === 'token' && !/^[\x21-\x7e]+$/.test(value)) return 'must be visible ASCII characters only (an Authorization header carries no others reliably)';
   return null;
 }
 

@@ -34,12 +34,12 @@ export const DASHBOARD_SQL = `select jsonb_build_object(
                select j.queue, j.scheduled_at, 'failure' from jobs.job j where j.status = 'failure') s on s.queue = qu.name
     where $1::text is null or qu.name = $1
     group by qu.name) x),
-  'failures', (select coalesce(jsonb_agg(to_jsonb(f) order by f.ended_at desc, f.id desc), '[]') from (
-    select j.job_id::text as id, j.task, j.queue, j.attempts, j.ended_at,
+  'failures', (select coalesce(jsonb_agg(to_jsonb(f) - 'job_id' order by f.ended_at desc, f.job_id desc), '[]') from (
+    select j.job_id, j.job_id::text as id, j.task, j.queue, j.attempts, j.ended_at,
            left(split_part(j.error, E'\\n', 1), ${ERROR_CHARS + 1}) as error
     from jobs.job j
     where j.status = 'failure' and ($1::text is null or j.queue = $1)
-    order by j.ended_at desc limit ${DASHBOARD_FAILURES}) f),
+    order by j.ended_at desc, j.job_id desc limit ${DASHBOARD_FAILURES}) f),
   'schedules', (select coalesce(jsonb_agg(to_jsonb(r) order by r.name), '[]') from (
     select s.name, s.cron, s.tz, s.task, coalesce(s.queue, 'default') as queue, s.runner, s.next_run_at, s.last_run_at, s.last_error
     from jobs.schedules s
@@ -103,7 +103,10 @@ th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}ca
 
 /** The whole page; every value goes through `html`, which escapes it. */
 export function renderDashboard(data: DashboardData, queue: string | undefined, now = new Date()): HtmlEscapedString | Promise<HtmlEscapedString> {
-  const link = (name: string) => html`<a href="?queue=${encodeURIComponent(name)}">${name}</a>`;
+  // A failure or schedule may name a queue deleted since: no link to a page that would answer 400.
+  const queues = new Set(data.queues.map((q) => q.name));
+  const link = (name: string) => (queue !== undefined || !queues.has(name) ? html`${name}`
+    : html`<a href="?queue=${encodeURIComponent(name)}">${name}</a>`);
   const count = (n: number) => html`<td class="n">${n}</td>`;
   const limit = (n: number | null) => html`<td class="n">${n ?? '–'}</td>`;
   const none = (columns: number, what: string) => html`<tr><td colspan="${columns}" class="muted">${what}</td></tr>`;
@@ -124,13 +127,13 @@ ${count(q.pending)}${count(q.scheduled)}${count(q.blocked)}${count(q.running)}${
 <table><caption>Last ${DASHBOARD_FAILURES} failures</caption>
 <tr><th>id</th><th>task</th><th>queue</th><th>attempts</th><th>ended</th><th>error (first line)</th></tr>
 ${data.failures.length === 0 ? none(6, 'no failures') : data.failures.map((f) => html`<tr><td class="n">${f.id}</td><td>${f.task}</td>
-<td>${link(f.queue)}</td>${count(f.attempts)}<td>${time(new Date(f.ended_at))}</td><td><code>${firstLine(f.error)}</code></td></tr>`)}
+<td>${link(f.queue)}</td>${count(f.attempts)}<td>${time(f.ended_at)}</td><td><code>${firstLine(f.error)}</code></td></tr>`)}
 </table>
 <table><caption>Schedules</caption>
 <tr><th>name</th><th>cron</th><th>task</th><th>queue</th><th>runner</th><th>next run</th><th>last run</th><th>last error</th></tr>
 ${data.schedules.length === 0 ? none(8, 'no schedules') : data.schedules.map((s) => html`<tr><td>${s.name}</td>
 <td><code>${s.cron}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td><td>${s.runner}</td>
-<td>${time(new Date(s.next_run_at))}</td><td>${s.last_run_at === null ? '–' : time(new Date(s.last_run_at))}</td>
+<td>${time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
 <td>${s.last_error === null ? '–' : html`<code>${firstLine(s.last_error)}</code>`}</td></tr>`)}
 </table>
 </body></html>
@@ -143,9 +146,10 @@ function firstLine(error: string | null): string {
   return line.length > ERROR_CHARS ? `${line.slice(0, ERROR_CHARS - 1)}…` : line;
 }
 
-/** 2026-11-22 10:04:05Z */
-function time(d: Date): string {
-  return `${d.toISOString().slice(0, 19).replace('T', ' ')}Z`;
+/** 2026-11-22 10:04:05Z; a time JavaScript cannot hold (PostgreSQL's infinity, a year past 275760) as the database wrote it. */
+function time(at: string | Date): string {
+  const d = new Date(at);
+  return Number.isNaN(d.getTime()) ? String(at) : `${d.toISOString().slice(0, 19).replace('T', ' ')}Z`;
 }
 
 /** 45 s, 12 min 5 s, 3 h 20 min, 2 d 4 h */
