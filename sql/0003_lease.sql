@@ -115,11 +115,12 @@ returns integer language sql immutable as $$ select 500 $$;
 -- within its own bound, and they hand their keys on and cancel their own
 -- dependants then. Each stays its key's head meanwhile: a publish of the key
 -- waits behind it, as ever; its dedupe key is free at once.
--- A key lock taken here marks the transaction (pgdrain.serial_keys_locked,
--- to its end): a jobs.expire after it in the transaction (a drain's claim,
--- after its settle) ends no serial-key job, so a claim takes key locks in one
--- run, at most jobs.max_serial_keys() of them, never in two runs that a bulk
--- publish (one sorted run) could cross in a deadlock.
+-- A drain's claim takes key locks in two runs, each sorted: its settle's
+-- ends (and their cascade), then its expiry's; up to 1,000 in all. A bulk
+-- publish sharing keys of both runs can deadlock with it (40P01: the drain
+-- sends its claim again; README says to retry a publish). Skipping keyed
+-- ends in an expiry after a keyed settle was tried: a drain that kept
+-- settling keyed jobs then never ended a crashed one, nor a deferred head.
 -- (Unbounded, a job with thousands of keyed dependants could not end: its
 -- settle, then every claim's expiry of it, failed on a full lock table.)
 -- p_locked: the caller (its own recursion) has locked them.
@@ -195,7 +196,11 @@ begin
                             queue, dedupe_key, serial_key, attributes, worker_id)
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
-             p_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+             p_now, null, g.queue,
+             -- One a cascade deferred before (another of its dependencies) gets its dedupe key back, as in jobs.expire.
+             coalesce(g.dedupe_key, case when g.attempt = 0 and starts_with(g.last_error, 'freed dedupe key: ')
+                                         then substr(g.last_error, 19) end),
+             g.serial_key, g.attributes, g.worker_id
       from gone g
       returning job_id
     )
@@ -207,9 +212,6 @@ begin
     into v_cancelled, v_keys;
   end if;
 
-  if exists (select from unnest(p_serial_keys) k where k is not null) then
-    perform set_config('pgdrain.serial_keys_locked', 'on', true);
-  end if;
   -- The same lock as jobs.publish takes, so a job published meanwhile is seen;
   -- in jobs.lock_serial_keys' order (the lock's, hashtext, not the key's text).
   for v_key in select u.k from (select distinct k from unnest(p_serial_keys) k where k is not null) u
@@ -288,9 +290,7 @@ end $$;
 -- past its bound: jobs.after_end). consume calls it
 -- first, so expiry needs no daemon; callers may also call it on their own.
 -- Of those that end, at most jobs.max_serial_keys() hold a serial key (each
--- end takes its key's lock): the leases past it stay passed for the next call;
--- none, in a transaction that took serial-key locks before (jobs.after_end):
--- those leases are passed over, and the next claim ends them.
+-- end takes its key's lock): the leases past it stay passed for the next call.
 -- With `after`, only leases that passed after it: a drain's claim passes
 -- the point up to which its session found none (jobs.remembered_lease_floor),
 -- so it does not read the lease-index entries of the jobs settled before.
@@ -302,14 +302,12 @@ declare
   v_ended bigint[];
   v_keys text[];
   v_deps boolean;
-  v_keyed boolean := current_setting('pgdrain.serial_keys_locked', true) is distinct from 'on';
 begin
   with expired as (
     select q.job_id, q.lease_until,
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
     from jobs.job_queue q
     where q.lease_until <= v_now and q.lease_until > coalesce(expire.after, '-infinity')
-      and (v_keyed or q.serial_key is null or (q.attempt <= q.max_retries and q.cancel_requested_at is null))
     order by q.lease_until
     limit expire.n
     for update skip locked

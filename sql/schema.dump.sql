@@ -238,7 +238,11 @@ begin
                             queue, dedupe_key, serial_key, attributes, worker_id)
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
-             p_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+             p_now, null, g.queue,
+             -- One a cascade deferred before (another of its dependencies) gets its dedupe key back, as in jobs.expire.
+             coalesce(g.dedupe_key, case when g.attempt = 0 and starts_with(g.last_error, 'freed dedupe key: ')
+                                         then substr(g.last_error, 19) end),
+             g.serial_key, g.attributes, g.worker_id
       from gone g
       returning job_id
     )
@@ -250,9 +254,6 @@ begin
     into v_cancelled, v_keys;
   end if;
 
-  if exists (select from unnest(p_serial_keys) k where k is not null) then
-    perform set_config('pgdrain.serial_keys_locked', 'on', true);
-  end if;
   -- The same lock as jobs.publish takes, so a job published meanwhile is seen;
   -- in jobs.lock_serial_keys' order (the lock's, hashtext, not the key's text).
   for v_key in select u.k from (select distinct k from unnest(p_serial_keys) k where k is not null) u
@@ -1462,14 +1463,12 @@ declare
   v_ended bigint[];
   v_keys text[];
   v_deps boolean;
-  v_keyed boolean := current_setting('pgdrain.serial_keys_locked', true) is distinct from 'on';
 begin
   with expired as (
     select q.job_id, q.lease_until,
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
     from jobs.job_queue q
     where q.lease_until <= v_now and q.lease_until > coalesce(expire.after, '-infinity')
-      and (v_keyed or q.serial_key is null or (q.attempt <= q.max_retries and q.cancel_requested_at is null))
     order by q.lease_until
     limit expire.n
     for update skip locked
