@@ -185,8 +185,8 @@ describe('dependants a cascade deferred, on the shared test server', () => {
     expect((await sql<{ job_id: string }>('select job_id from jobs.consume(5)')).map((r) => r.job_id).sort())
       .toEqual([crashed, busy].sort());
     await sql(`update jobs.job_queue set lease_until = now() - interval '1 second' where job_id = $1`, [crashed]);
-    const [{ r }] = await sql<{ r: { count: number; settled: { succeeded: number } } }>(
-      `select jobs.claim_json(10, ids => array[$1::bigint], attempts => array[1], outcomes => array['ack']) as r`, [busy]);
+    const { r } = (await sql<{ r: { count: number; settled: { succeeded: number } } }>(
+      `select jobs.claim_json(10, ids => array[$1::bigint], attempts => array[1], outcomes => array['ack']) as r`, [busy]))[0]!;
     expect(r).toMatchObject({ settled: { succeeded: 1 } });
     expect(await sql('select status from jobs.job where job_id = $1', [crashed])).toEqual([{ status: 'failure' }]);
     // The crashed job's key went on to its next job, which this claim handed out.
