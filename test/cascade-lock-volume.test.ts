@@ -8,11 +8,10 @@
 // every claim on the server. Now a cascade takes at most 500 key locks; the
 // heads past them end through the expiry of the claims after it.
 import pg from 'pg';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
-import type { Server } from './support/postgres.js';
-import { smallLockTable } from './support/small-lock-table.js';
+import { useSmallLockTable } from './support/small-lock-table.js';
 
 type Sql = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
 
@@ -212,19 +211,16 @@ describe('dependants a cascade deferred, on the shared test server', () => {
 
 // Its own cluster, with a small lock table (support/small-lock-table.ts): 8,000 locks do not fit.
 describe('a job with thousands of dependants of distinct serial keys, on a server with a small lock table', () => {
-  let server: Server;
-  let url: string;
-  let admin: pg.Pool;
-  const sql: Sql = async (text, params) => (await admin.query(text, params)).rows;
+  const locks = useSmallLockTable();
+  const sql = locks.sql;
   let parent: string;
   let lastChild: string;
 
   beforeAll(async () => {
-    ({ server, url, admin } = await smallLockTable());
     await sql(`select jobs.create_queue('other')`);
     // One statement taking every dependant's key lock does not fit this lock table (asked on a
     // client of its own, once more after: its backend frees the table only once it has aborted).
-    const check = new pg.Client({ connectionString: url });
+    const check = new pg.Client({ connectionString: locks.url });
     await check.connect();
     try {
       await expect(check.query(`select count(pg_advisory_xact_lock(1, g)) from generate_series(1, $1::int) g`, [DEPENDANTS]))
@@ -235,13 +231,7 @@ describe('a job with thousands of dependants of distinct serial keys, on a serve
     }
   }, 60_000);
 
-  afterAll(async () => {
-    await admin?.end();
-    await server?.stop();
-  });
-
   beforeEach(async () => {
-    await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
     parent = (await sql<{ id: string }>(`select jobs.publish('parent', max_retries => 0, timeout => 10) as id`))[0]!.id;
     // Dependants k:0 .. k:7999, 250 per transaction (each publish holds its key's lock until commit).
     for (let from = 0; from < DEPENDANTS; from += 250) {
@@ -267,7 +257,7 @@ describe('a job with thousands of dependants of distinct serial keys, on a serve
       runs.set(task, (runs.get(task) ?? 0) + 1);
       return result();
     };
-    return createQueue({ connectionString: url, tasks: {
+    return createQueue({ connectionString: locks.url, tasks: {
       parent: run('parent', () => { throw new Error('parent broke'); }),
       child: run('child', () => null), grand: run('grand', () => null),
       second: run('second', () => null), other: run('other', () => null), late: run('late', () => null),

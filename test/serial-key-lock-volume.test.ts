@@ -6,12 +6,11 @@
 // reaches a drain is translated into an error saying what to change, its
 // jobs running again once their leases pass: none is lost.
 import pg from 'pg';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, PgDrainError } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
-import type { Server } from './support/postgres.js';
-import { smallLockTable } from './support/small-lock-table.js';
+import { useSmallLockTable } from './support/small-lock-table.js';
 
 type Sql = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
 
@@ -60,23 +59,8 @@ describe('on the shared test server', () => {
 
 // Its own cluster, with a lock table of about 3,200 entries (support/small-lock-table.ts).
 describe('on a server with a small lock table', () => {
-  let server: Server;
-  let url: string;
-  let admin: pg.Pool;
-  const sql: Sql = async (text, params) => (await admin.query(text, params)).rows;
-
-  beforeAll(async () => {
-    ({ server, url, admin } = await smallLockTable());
-  });
-
-  afterAll(async () => {
-    await admin?.end();
-    await server?.stop();
-  });
-
-  beforeEach(async () => {
-    await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
-  });
+  const locks = useSmallLockTable();
+  const sql = locks.sql;
 
   it('a full lock table fails a drain with resources_exhausted naming what to change; its jobs run again, none lost', async () => {
     await publishKeyed(sql, 'noop', 600, { timeout: 5 });
@@ -88,8 +72,8 @@ describe('on a server with a small lock table', () => {
       await gate;
       return null;
     } };
-    const queue = createQueue({ connectionString: url, tasks });
-    const filler = new pg.Client({ connectionString: url });
+    const queue = createQueue({ connectionString: locks.url, tasks });
+    const filler = new pg.Client({ connectionString: locks.url });
     await filler.connect();
     try {
       const drained = queue.drain(1000, Date.now() + 30_000).then(() => undefined, (e: unknown) => e);

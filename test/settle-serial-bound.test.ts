@@ -12,8 +12,7 @@ import { createQueue } from '../src/index.js';
 import { Settler, type Outcome, type Pause } from '../src/settler.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
-import type { Server } from './support/postgres.js';
-import { smallLockTable } from './support/small-lock-table.js';
+import { useSmallLockTable } from './support/small-lock-table.js';
 
 type Sql = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
 
@@ -34,23 +33,8 @@ const db = await testDb();
 
 // Its own cluster, with a lock table of about 3,200 entries (support/small-lock-table.ts).
 describe('on a server with a small lock table', () => {
-  let server: Server;
-  let url: string;
-  let admin: pg.Pool;
-  const sql: Sql = async (text, params) => (await admin.query(text, params)).rows;
-
-  beforeAll(async () => {
-    ({ server, url, admin } = await smallLockTable());
-  }, 60_000);
-
-  afterAll(async () => {
-    await admin?.end();
-    await server?.stop();
-  });
-
-  beforeEach(async () => {
-    await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
-  });
+  const locks = useSmallLockTable();
+  const sql = locks.sql;
 
   it('a drain of 8,000 jobs of distinct serial keys settles them all, each run once', async () => {
     const n = 8000;
@@ -58,7 +42,7 @@ describe('on a server with a small lock table', () => {
     // One statement taking every key's lock does not fit this lock table. On a client of its own,
     // asked once more after: a backend sends its error before it aborts and frees the table, and
     // a connection opened meanwhile (the drain's first, in one CI run) failed to start.
-    const check = new pg.Client({ connectionString: url });
+    const check = new pg.Client({ connectionString: locks.url });
     await check.connect();
     try {
       await expect(check.query(`select count(pg_advisory_xact_lock(1, g)) from generate_series(1, $1::int) g`, [n]))
@@ -72,7 +56,7 @@ describe('on a server with a small lock table', () => {
       runs.set(ctx.job.id, (runs.get(ctx.job.id) ?? 0) + 1);
       return null;
     } };
-    const queue = createQueue({ connectionString: url, tasks });
+    const queue = createQueue({ connectionString: locks.url, tasks });
     try {
       const report = await queue.drain(10_000, Date.now() + 60_000);
       expect(report).toMatchObject({ claimed: n, succeeded: n, failed: 0, retried: 0, released: 0, stale: 0 });

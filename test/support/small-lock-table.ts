@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect } from 'vitest';
 import { migrate, pgDriver } from '../../src/index.js';
 import { startServer, type Server } from './postgres.js';
 
@@ -40,4 +40,27 @@ export async function smallLockTable(): Promise<SmallLockTable> {
   const admin = new pg.Pool({ connectionString: url, max: 2 });
   admin.on('error', () => {});
   return { server, url, admin };
+}
+
+export type Sql = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
+
+/**
+ * The hooks of a describe on such a cluster: started before its tests,
+ * stopped after them, its job tables emptied before each (a describe's own
+ * beforeAll and beforeEach run after these). `url` is there once it is up.
+ */
+export function useSmallLockTable(): { readonly url: string; sql: Sql } {
+  let table: SmallLockTable | undefined;
+  const sql: Sql = async (text, params) => (await table!.admin.query(text, params)).rows;
+  beforeAll(async () => {
+    table = await smallLockTable();
+  }, 60_000);
+  afterAll(async () => {
+    await table?.admin.end();
+    await table?.server.stop();
+  });
+  beforeEach(async () => {
+    await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
+  });
+  return { get url() { return table!.url; }, sql };
 }
