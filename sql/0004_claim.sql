@@ -149,6 +149,15 @@ begin
   end if;
 end $$;
 
+-- How many of a queue's jobs run, as its max_running counts them: its slots
+-- (jobs.running_slot, written by its claims) whose job is still in it and
+-- holds a lease. jobs.pick and jobs.claim_json's answer.
+create function jobs.running_count(p_queue text)
+returns bigint language sql stable as $$
+  select count(*) from jobs.running_slot s join jobs.job_queue q on q.job_id = s.job_id
+  where s.queue = p_queue and q.queue = p_queue and q.lease_until is not null
+$$;
+
 -- Picks (locks) up to n due pending jobs of one queue for a claim: the
 -- shared part of jobs.claim and jobs.claim_json, which then mark them
 -- running. It expires stale leases first, then picks in claim order
@@ -246,12 +255,9 @@ begin
         using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
           || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
     end if;
-    -- The queue's running jobs are its slots (jobs.running_slot) whose job is
-    -- still in it and holds a lease. Full already: nothing to hand out, and no
-    -- wait for the lock (a transaction that claimed from the queue holds it
-    -- until it ends).
-    if (select count(*) from jobs.running_slot s join jobs.job_queue q on q.job_id = s.job_id
-        where s.queue = v_queue and q.queue = v_queue and q.lease_until is not null) >= v_max_running then
+    -- Full already: nothing to hand out, and no wait for the lock (a
+    -- transaction that claimed from the queue holds it until it ends).
+    if jobs.running_count(v_queue) >= v_max_running then
       return null;
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));

@@ -110,9 +110,7 @@ begin
     select x.paused, x.max_running into v_paused, v_max_running
     from jobs.queue x where x.name = coalesce(claim_json.queue, 'default');
     if v_max_running is not null and not v_paused then
-      v_at_max := v_max_running <= (select count(*) from jobs.running_slot r join jobs.job_queue q on q.job_id = r.job_id
-                                    where r.queue = coalesce(claim_json.queue, 'default')
-                                      and q.queue = coalesce(claim_json.queue, 'default') and q.lease_until is not null)
+      v_at_max := v_max_running <= jobs.running_count(coalesce(claim_json.queue, 'default'))
                   and jobs.due_below(coalesce(claim_json.queue, 'default'), null, v_now);
     end if;
   end if;

@@ -793,9 +793,7 @@ begin
     select x.paused, x.max_running into v_paused, v_max_running
     from jobs.queue x where x.name = coalesce(claim_json.queue, 'default');
     if v_max_running is not null and not v_paused then
-      v_at_max := v_max_running <= (select count(*) from jobs.running_slot r join jobs.job_queue q on q.job_id = r.job_id
-                                    where r.queue = coalesce(claim_json.queue, 'default')
-                                      and q.queue = coalesce(claim_json.queue, 'default') and q.lease_until is not null)
+      v_at_max := v_max_running <= jobs.running_count(coalesce(claim_json.queue, 'default'))
                   and jobs.due_below(coalesce(claim_json.queue, 'default'), null, v_now);
     end if;
   end if;
@@ -2019,12 +2017,9 @@ begin
         using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
           || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
     end if;
-    -- The queue's running jobs are its slots (jobs.running_slot) whose job is
-    -- still in it and holds a lease. Full already: nothing to hand out, and no
-    -- wait for the lock (a transaction that claimed from the queue holds it
-    -- until it ends).
-    if (select count(*) from jobs.running_slot s join jobs.job_queue q on q.job_id = s.job_id
-        where s.queue = v_queue and q.queue = v_queue and q.lease_until is not null) >= v_max_running then
+    -- Full already: nothing to hand out, and no wait for the lock (a
+    -- transaction that claimed from the queue holds it until it ends).
+    if jobs.running_count(v_queue) >= v_max_running then
       return null;
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
@@ -3092,6 +3087,17 @@ begin
   where s.name = r.name;
   return v_id;
 end $$;
+
+--
+-- Name: running_count(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.running_count(p_queue text) RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+  select count(*) from jobs.running_slot s join jobs.job_queue q on q.job_id = s.job_id
+  where s.queue = p_queue and q.queue = p_queue and q.lease_until is not null
+$$;
 
 --
 -- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text); Type: FUNCTION; Schema: jobs; Owner: -
