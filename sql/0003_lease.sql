@@ -93,6 +93,15 @@ returns integer language sql immutable as $$ select 500 $$;
 
 -- After jobs end ------------------------------------------------------------
 
+-- The dedupe key a job ends with: its own, or the one a cascade freed when
+-- it deferred the job (jobs.after_end keeps it in last_error, 'freed dedupe
+-- key: <key>': a deferred job never ran, so it has no error of its own).
+create function jobs.ended_dedupe_key(p_dedupe_key text, p_attempt integer, p_last_error text)
+returns text language sql immutable as $$
+  select coalesce(p_dedupe_key, case when p_attempt = 0 and starts_with(p_last_error, 'freed dedupe key: ')
+                                     then substr(p_last_error, 19) end)
+$$;
+
 -- Called by every path that ends jobs (settle, expire, cancel) for the ended
 -- jobs that matter here, so plain jobs cost nothing:
 -- - dependants of succeeded jobs have one dependency fewer to wait for;
@@ -184,7 +193,7 @@ begin
       update jobs.job_queue q
       set lease_until = least(p_now, pg_catalog.now()), cancel_requested_at = p_now,
           cancel_reason = format('cancelled: dependency %s did not succeed', x.cause),
-          dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error)
+          dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error) -- jobs.ended_dedupe_key
       from x where q.job_id = x.job_id and x.job_id in (select l.job_id from later l)
     ), gone as (
       delete from jobs.job_queue q using x
@@ -197,9 +206,8 @@ begin
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue,
-             -- One a cascade deferred before (another of its dependencies) gets its dedupe key back, as in jobs.expire.
-             coalesce(g.dedupe_key, case when g.attempt = 0 and starts_with(g.last_error, 'freed dedupe key: ')
-                                         then substr(g.last_error, 19) end),
+             -- One a cascade deferred before (another of its dependencies) gets its dedupe key back.
+             jobs.ended_dedupe_key(g.dedupe_key, g.attempt, g.last_error),
              g.serial_key, g.attributes, g.worker_id
       from gone g
       returning job_id
@@ -334,8 +342,7 @@ begin
            s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000,
            s.queue,
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
-           coalesce(s.dedupe_key, case when s.attempt = 0 and starts_with(s.last_error, 'freed dedupe key: ')
-                                       then substr(s.last_error, 19) end),
+           jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
            s.serial_key, s.attributes, s.worker_id
     from spent s
     returning job_id, serial_key

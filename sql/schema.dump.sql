@@ -226,7 +226,7 @@ begin
       update jobs.job_queue q
       set lease_until = least(p_now, pg_catalog.now()), cancel_requested_at = p_now,
           cancel_reason = format('cancelled: dependency %s did not succeed', x.cause),
-          dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error)
+          dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error) -- jobs.ended_dedupe_key
       from x where q.job_id = x.job_id and x.job_id in (select l.job_id from later l)
     ), gone as (
       delete from jobs.job_queue q using x
@@ -239,9 +239,8 @@ begin
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue,
-             -- One a cascade deferred before (another of its dependencies) gets its dedupe key back, as in jobs.expire.
-             coalesce(g.dedupe_key, case when g.attempt = 0 and starts_with(g.last_error, 'freed dedupe key: ')
-                                         then substr(g.last_error, 19) end),
+             -- One a cascade deferred before (another of its dependencies) gets its dedupe key back.
+             jobs.ended_dedupe_key(g.dedupe_key, g.attempt, g.last_error),
              g.serial_key, g.attributes, g.worker_id
       from gone g
       returning job_id
@@ -1438,6 +1437,17 @@ begin
 end $$;
 
 --
+-- Name: ended_dedupe_key(text, integer, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.ended_dedupe_key(p_dedupe_key text, p_attempt integer, p_last_error text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select coalesce(p_dedupe_key, case when p_attempt = 0 and starts_with(p_last_error, 'freed dedupe key: ')
+                                     then substr(p_last_error, 19) end)
+$$;
+
+--
 -- Name: events_on(); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1493,8 +1503,7 @@ begin
            s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000,
            s.queue,
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
-           coalesce(s.dedupe_key, case when s.attempt = 0 and starts_with(s.last_error, 'freed dedupe key: ')
-                                       then substr(s.last_error, 19) end),
+           jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
            s.serial_key, s.attributes, s.worker_id
     from spent s
     returning job_id, serial_key
