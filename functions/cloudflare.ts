@@ -52,35 +52,14 @@
  * - NEON_WS_PROXY / NEON_HTTP_ENDPOINT: a self-hosted WebSocket proxy or HTTP
  *   endpoint in front of a PostgreSQL that is not Neon.
  */
-import * as z from 'zod/mini';
-import { neonHttpDriverOf, neonPoolDriver } from '../src/db/neon-drivers.js';
-import { loadNeon } from '../src/db/neon-load.js';
-import { pgDriver } from '../src/db/pg.js';
-import { hasTransactionalTask } from '../src/define-task.js';
 import { createApp } from '../src/http/app.js';
-import { checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
-import { createQueue, ValidationError, type Driver, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
-import { parse, queueNameSchema } from '../src/options.js';
-import { fastPickup, lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
+import { ValidationError, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
+import { openQueue } from './cloudflare-queue.js';
+import { asBindingError, MAX_DEADLINE_SECONDS, readSettings, type Env, type Settings } from './cloudflare-settings.js';
+import { fastPickup } from './fast-pickup.js';
 
-/** The bindings this Worker reads. */
-export interface Env {
-  DATABASE_URL?: string;
-  HYPERDRIVE?: { connectionString: string };
-  DATABASE_DRIVER?: string;
-  PGDRAIN_TOKEN?: string;
-  PGDRAIN_HMAC_SECRET?: string;
-  DRAIN_BATCH?: string;
-  DRAIN_DEADLINE_SECONDS?: string;
-  DRAIN_TOPIC?: string;
-  DRAIN_QUEUE?: string;
-  DRAIN_FILTER?: string | object; // JSON text, or a JSON [vars] value
-  DRAIN_EXCLUDE?: string | object[];
-  PGDRAIN_LINGER_SECONDS?: string;
-  PGDRAIN_POLL_SECONDS?: string;
-  NEON_WS_PROXY?: string;
-  NEON_HTTP_ENDPOINT?: string;
-}
+// Types only beside createWorker: workerd takes every named export of the entry module for a handler.
+export type { Env } from './cloudflare-settings.js';
 
 /** The parts of the Workers runtime types this file uses. */
 export interface ScheduledController {
@@ -93,102 +72,6 @@ export interface ExecutionContext {
 export interface WorkerHandlers {
   fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response>;
   scheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext): Promise<void>;
-}
-
-// Not exported: workerd takes every named export of the entry module for a handler.
-/** Cron invocations may run 15 minutes; keep a minute for the last settle. */
-const MAX_DEADLINE_SECONDS = 840;
-/** The default budget: inside the default 30 s CPU limit, whatever the handlers do. */
-const DEFAULT_DEADLINE_SECONDS = 25;
-/** Connections per invocation: Workers allow 6 open at once; 2 stay free for the handlers' own. */
-const POOL_MAX = 4;
-
-// Bindings are strings: numbers are coerced, then checked.
-const envSchema = z.object({
-  DATABASE_URL: z.optional(z.string().check(z.minLength(1, 'must be a postgres:// URL'))),
-  DATABASE_DRIVER: z.optional(z.enum(['hyperdrive', 'neon', 'neon-http', 'pg'])),
-  DRAIN_BATCH: z._default(z.coerce.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'),
-    z.maximum(1000, 'must be at most 1000')), 50),
-  DRAIN_DEADLINE_SECONDS: z._default(z.coerce.number().check(z.gt(0, 'must be greater than 0'),
-    z.maximum(MAX_DEADLINE_SECONDS, `must be at most ${MAX_DEADLINE_SECONDS} (a cron invocation runs at most 15 minutes)`)),
-    DEFAULT_DEADLINE_SECONDS),
-  DRAIN_TOPIC: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'),
-    z.maxLength(200, 'must be at most 200 characters'))),
-  DRAIN_QUEUE: z.optional(queueNameSchema),
-  DRAIN_FILTER: z.optional(z.unknown()), // JSON text or a JSON [vars] value, checked by readSettings as drain() checks it
-  DRAIN_EXCLUDE: z.optional(z.unknown()),
-  PGDRAIN_LINGER_SECONDS: z.optional(settingSeconds(lingerSecondsSchema)),
-  PGDRAIN_POLL_SECONDS: z.optional(settingSeconds(pollSecondsSchema)),
-});
-
-type Settings = z.output<typeof envSchema> & { selection: DrainSelection };
-
-// The drain's settings: one set to '' (or spaces) is a mistake to hear about, as
-// for the CLI's PGDRAIN_* variables, not a default (the secrets and NEON_* take '' as unset).
-const DRAIN_BINDINGS = ['DRAIN_BATCH', 'DRAIN_DEADLINE_SECONDS', 'DRAIN_TOPIC', 'DRAIN_QUEUE', 'DRAIN_FILTER',
-                        'DRAIN_EXCLUDE', 'PGDRAIN_LINGER_SECONDS', 'PGDRAIN_POLL_SECONDS'] as const;
-
-/** The bindings, checked; an error names the binding (env.DRAIN_EXCLUDE[1]). */
-function readSettings(env: Env): Settings {
-  for (const name of DRAIN_BINDINGS) {
-    const value = env[name];
-    if (typeof value === 'string' && value.trim() === '') {
-      throw new ValidationError(`env.${name}`, 'is set but empty: give a value or unset it');
-    }
-  }
-  const settings = parse(envSchema, env, 'env');
-  return { ...settings, selection: checkDrainSelectionSettings(settings.DRAIN_FILTER, settings.DRAIN_EXCLUDE,
-                                                           { filter: 'env.DRAIN_FILTER', exclude: 'env.DRAIN_EXCLUDE' }) };
-}
-
-/** Opens a driver for one invocation: sockets cannot outlive the request that opened them. */
-async function openDriver(env: Env, settings: Settings): Promise<Driver> {
-  const kind = settings.DATABASE_DRIVER ?? (env.HYPERDRIVE ? 'hyperdrive' : 'neon');
-  if (kind === 'hyperdrive') {
-    if (!env.HYPERDRIVE?.connectionString) throw new ValidationError('env.HYPERDRIVE', 'no Hyperdrive binding named HYPERDRIVE');
-    // Hyperdrive pools by transaction and relays no NOTIFY: a lingering drain polls, with no LISTEN session to hold.
-    const { onQueued: _, ...driver } = pgDriver(env.HYPERDRIVE.connectionString, { max: POOL_MAX });
-    return driver;
-  }
-  const url = settings.DATABASE_URL;
-  if (!url) {
-    throw new ValidationError('env.DATABASE_URL', 'must be set (wrangler secret put DATABASE_URL), or bind HYPERDRIVE');
-  }
-  if (kind === 'pg') return pgDriver(url, { max: POOL_MAX });
-  // Loaded only now: a Worker on pg or Hyperdrive runs without the package.
-  const wanted = `the ${kind} driver${settings.DATABASE_DRIVER ? '' : ' (the default without HYPERDRIVE)'}`;
-  const neon = await loadNeon('env.DATABASE_DRIVER', wanted);
-  try {
-    if (kind === 'neon-http') return neonHttpDriverOf(neon, url, { fetchEndpoint: env.NEON_HTTP_ENDPOINT || undefined });
-    return neonPoolDriver(neon, url, { max: POOL_MAX, wsProxy: env.NEON_WS_PROXY || undefined });
-  } catch (error) {
-    throw asBindingError(error);
-  }
-}
-
-// The options that come from a binding, by the binding's name.
-const bindingOf: Record<string, string> = {
-  connectionString: 'DATABASE_URL', wsProxy: 'NEON_WS_PROXY', fetchEndpoint: 'NEON_HTTP_ENDPOINT',
-  token: 'PGDRAIN_TOKEN', hmacSecret: 'PGDRAIN_HMAC_SECRET',
-};
-
-/** An option's ValidationError, renamed after the binding the option came from. */
-function asBindingError(error: unknown): unknown {
-  if (!(error instanceof ValidationError) || !error.field || !(error.field in bindingOf)) return error;
-  return new ValidationError(`env.${bindingOf[error.field]}`, error.message.slice(error.field.length + 2), { cause: error });
-}
-
-/**
- * A queue for one invocation. Its drains run no more jobs at once than the
- * pool holds, less one, when a task is transactional (Driver.maxConnections).
- */
-async function openQueue(tasks: TaskMap, env: Env, settings: Settings): Promise<Queue> {
-  // Each of its jobs would fail ("cannot hold a transaction") until its retries were spent.
-  if (settings.DATABASE_DRIVER === 'neon-http' && hasTransactionalTask(tasks)) {
-    throw new ValidationError('env.DATABASE_DRIVER', 'neon-http holds no transaction, and a task is transactional: '
-      + 'use neon (the default), pg or hyperdrive');
-  }
-  return createQueue({ driver: await openDriver(env, settings), tasks });
 }
 
 /** The cron side: one drain with the configured batch, deadline, topic, queue, selection and linger (the deadline bounds it). */

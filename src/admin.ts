@@ -3,8 +3,8 @@ import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { jsonParam } from './json-text.js';
-import { jobIdSchema, jobIdsSchema, namedQueueOptionsSchema, parse, publishOptionsSchema, queueNameSchema, redriveFilterSchema,
-  rescheduleOptionsSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
+import { jobIdsSchema, namedQueueOptionsSchema, publishOptionsSchema, redriveFilterSchema, rescheduleOptionsSchema } from './job-options.js';
+import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
 import { asOption, givenUpWith, takeSignal, type SignalOption } from './publish.js';
 import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
   RescheduleOptions, Subscription } from './types.js';

@@ -1,6 +1,6 @@
 import { ValidationError } from './errors.js';
 import { parseJson } from './json-text.js';
-import { drainOptionsSchema, type DrainOptions } from './options.js';
+import { drainOptionsSchema, type DrainOptions } from './drain-options.js';
 
 // A drain's filter and exclude as its edges take them (HTTP's POST /drain,
 // the Lambda and Worker settings, the CLI's flags): checked by drain()'s own

@@ -2,7 +2,8 @@ import type { Driver, Queryable } from './db/driver.js';
 import { hasTransactionalTask } from './define-task.js';
 import { ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
-import { drainArgsSchema, drainOptionsSchema, parse, type DrainOptions } from './options.js';
+import { drainArgsSchema, drainOptionsSchema, type DrainOptions } from './drain-options.js';
+import { parse } from './options.js';
 import type { PublishOptions, TaskMap } from './types.js';
 
 // What one drain runs with: what it needs from its queue (DrainDeps), its

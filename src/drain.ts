@@ -2,7 +2,7 @@ import { BatchRunner } from './batch-run.js';
 import { watchCancels } from './cancel-watch.js';
 import { claimCall, rolledBackWhole } from './claim-call.js';
 import { translateError } from './errors.js';
-import type { DrainOptions } from './options.js';
+import type { DrainOptions } from './drain-options.js';
 import { batchLookup } from './define-task.js';
 import { drainSettings, type DrainDeps } from './drain-settings.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';

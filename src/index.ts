@@ -14,5 +14,5 @@ export { FailJob, RetryJob, SnoozeJob, type RetryWhen } from './job-errors.js';
 export { takeToken, type RateLimitOptions } from './rate-limit.js';
 export { pgDriver, type PgPool } from './db/pg.js';
 export type { Driver, Queryable, QueryOptions, QueryResult, QueuedListener } from './db/driver.js';
-export type { DrainOptions } from './options.js';
+export type { DrainOptions } from './drain-options.js';
 export type * from './types.js';

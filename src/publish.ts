@@ -2,7 +2,8 @@ import type { Queryable, QueryResult } from './db/driver.js';
 import { givenUpOn } from './round-trip-limit.js';
 import { PgDrainError, translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
-import { abortSignalSchema, bulkPublishOptionsSchema, parse, publishOptionsSchema, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
+import { bulkPublishOptionsSchema, publishOptionsSchema } from './job-options.js';
+import { abortSignalSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
 import type { BulkJob, PublishOptions } from './types.js';
 
 // Publishing works on any Queryable, so a caller can publish inside its own

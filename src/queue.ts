@@ -6,7 +6,8 @@ import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
 import { defineTask, type BatchOptions, type BatchTask, type NotBatch, type Task, type TaskOptions } from './define-task.js';
 import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
-import { checkDriver, checkQueryable, type DrainOptions } from './options.js';
+import type { DrainOptions } from './drain-options.js';
+import { checkDriver, checkQueryable } from './driver-check.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
 import type { BatchHandler, BulkJob, DrainReport, Handler, JobInfo, JobOutcome, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
   PublishOptions, PurgeQueueOptions, RedriveFilter, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';

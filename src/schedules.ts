@@ -4,7 +4,9 @@ import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
-import { checkQueryable, parse, publishOptionsSchema, queueNameSchema, taskSchema } from './options.js';
+import { checkQueryable } from './driver-check.js';
+import { publishOptionsSchema } from './job-options.js';
+import { parse, queueNameSchema, taskSchema } from './options.js';
 
 // Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each
 // (maintain: one per pass).

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
-import { jobIdSchema, parse, waitForOptionsSchema } from '../options.js';
+import { waitForOptionsSchema } from '../job-options.js';
+import { jobIdSchema, parse } from '../options.js';
 import { connectTimeoutMs, endClient, type Socketed } from './pg-pool.js';
 import { timerAt } from '../timeouts.js';
 import type { JobOutcome } from '../types.js';

@@ -3,8 +3,9 @@ import { eventNameSchema } from '../admin.js';
 import { ValidationError } from '../errors.js';
 import { checkDrainSelection, type DrainSelection } from '../drain-selection.js';
 import { parseJson } from '../json-text.js';
-import { bulkPublishOptionsSchema, isoDateTimeSchema, lingerMsSchema, pollMsSchema, publishOptionsSchema,
-         queueNameSchema, taskSchema, topicSchema } from '../options.js';
+import { lingerMsSchema, pollMsSchema } from '../drain-options.js';
+import { bulkPublishOptionsSchema, publishOptionsSchema } from '../job-options.js';
+import { isoDateTimeSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
 import type { BulkJob, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 

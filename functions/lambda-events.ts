@@ -1,0 +1,68 @@
+// The Lambda events the handler tells apart: HTTP (Function URL, API
+// Gateway), whose answers it shapes, and schedules (EventBridge rule or
+// Scheduler), whose `pgdrain` input it checks.
+import * as z from 'zod/mini';
+import { checkDrainSelection, type DrainSelection } from '../src/drain-selection.js';
+import { parse, queueNameSchema } from '../src/options.js';
+import { lingerSecondsSchema, pollSecondsSchema } from './fast-pickup.js';
+
+/** Options a schedule may carry in its input: `{ "pgdrain": { "batchSize": 200, "topic": "email.%", "lingerSeconds": 50 } }`. */
+const scheduleInputSchema = z.strictObject({
+  batchSize: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'),
+    z.maximum(10_000, 'must be at most 10000'))),
+  topic: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200))),
+  queue: z.optional(queueNameSchema),
+  lingerSeconds: z.optional(lingerSecondsSchema),
+  pollSeconds: z.optional(pollSecondsSchema),
+  filter: z.optional(z.unknown()), // JSON, as drain() takes them: checked by scheduleInput as drain() checks them
+  exclude: z.optional(z.unknown()),
+});
+export type ScheduleInput = Omit<z.output<typeof scheduleInputSchema>, 'filter' | 'exclude'> & DrainSelection;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Function URL and API Gateway HTTP API (payload 2.0), API Gateway REST (1.0). */
+export function isHttpEvent(event: unknown): boolean {
+  return isObject(event) && isObject(event.requestContext) && (event.version === '2.0' || typeof event.httpMethod === 'string');
+}
+
+// A Function URL's domain: https://<url-id>.lambda-url.<region>.on.aws
+// (in the China regions: …lambda-url.<region>.on.amazonwebservices.com.cn)
+const FUNCTION_URL_DOMAIN = /\.lambda-url\.[a-z0-9-]+\.on\.(aws|amazonwebservices\.com\.cn)$/;
+
+/**
+ * When API Gateway gives up on this request (epoch ms): its integration
+ * timeout after it received the request. Infinity for a Function URL (15
+ * minutes: the function's own timeout is the bound) and for anything that
+ * is not API Gateway (an ALB's requestContext has no apiId).
+ */
+export function gatewayEnd(event: unknown, timeoutSeconds: number): number {
+  const context = isObject(event) && isObject(event.requestContext) ? event.requestContext : {};
+  if (typeof context.apiId !== 'string' || FUNCTION_URL_DOMAIN.test(String(context.domainName))) return Infinity;
+  // requestTimeEpoch (REST, payload 1.0) or timeEpoch (HTTP API, 2.0); the gateway's clock, so never after ours.
+  const received = Number(context.requestTimeEpoch ?? context.timeEpoch);
+  return (Number.isFinite(received) ? Math.min(received, Date.now()) : Date.now()) + timeoutSeconds * 1000;
+}
+
+/**
+ * A schedule: an EventBridge rule's "Scheduled Event" (source aws.events),
+ * an EventBridge Scheduler invocation (its input is whatever the schedule
+ * sets: the sample template sends the same envelope with source
+ * aws.scheduler; a schedule without input sends {}), or any event carrying
+ * `pgdrain` options. Returns the options, or undefined for anything else.
+ */
+export function scheduleInput(event: unknown): ScheduleInput | undefined {
+  if (!isObject(event)) return undefined;
+  const scheduled = event['detail-type'] === 'Scheduled Event' && (event.source === 'aws.events' || event.source === 'aws.scheduler');
+  if (!scheduled && Object.keys(event).length > 0 && !('pgdrain' in event)) return undefined;
+  const { filter, exclude, ...input } = parse(scheduleInputSchema, event.pgdrain ?? {}, 'event.pgdrain');
+  return { ...input, ...checkDrainSelection({ filter, exclude },
+                                             { filter: 'event.pgdrain.filter', exclude: 'event.pgdrain.exclude' }) };
+}
+
+/** An HTTP event's answer with a JSON body. */
+export function jsonResult(statusCode: number, body: unknown) {
+  return { statusCode, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), isBase64Encoded: false };
+}

@@ -1,0 +1,95 @@
+import * as z from 'zod/mini';
+import { abortSignalSchema, attributesSchema, integerCheck, jobIdSchema, keySchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema,
+  textSchema, validDateSchema } from './options.js';
+
+// The options a job is published or changed with (publish, publishBulk,
+// reschedule, a named queue's job defaults, redrive, waitFor), mirroring the
+// SQL checks: a bad call fails before any round trip, naming the field and the rule.
+
+// Numbers are finite in zod 4 (classic's .finite() did nothing).
+const bulkOptions = {
+  runAt: z.optional(validDateSchema),
+  delaySeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'),
+    z.maximum(MAX_DELAY_SECONDS, `must be at most ${MAX_DELAY_SECONDS} (ten years)`))),
+  timeoutSeconds: z.optional(z.number().check(z.minimum(0.001, 'must be at least 0.001 (a millisecond)'), z.maximum(86400, 'must be at most 86400 seconds'))),
+  priority: z.optional(z.number().check(integerCheck, z.minimum(-1_000_000, 'must be at least -1000000'), z.maximum(1_000_000, 'must be at most 1000000'))),
+  maxRetries: z.optional(z.number().check(integerCheck, z.minimum(0, 'must be 0 or more'), z.maximum(1000, 'must be at most 1000'))),
+};
+const runAtOrDelay = {
+  message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
+};
+
+const needsDedupeKey = { message: 'needs a dedupe key (the key whose job it keeps)', path: ['dedupeMode'] };
+
+/** A publishBulk job's options: publish's per-job ones but dedupeMode 'replace' and dependsOn (README: Dedupe key). */
+export const bulkPublishOptionsSchema = z.strictObject({
+  ...bulkOptions,
+  dedupeKey: z.optional(keySchema),
+  dedupeMode: z.optional(z.literal('keep', "must be 'keep' in a bulk publish: a replace rewrites a waiting job "
+    + 'under its key\'s lock, one job at a time (publish)')),
+  serialKey: z.optional(keySchema),
+  attributes: z.optional(attributesSchema),
+  dependsOn: z.optional(z.never({ error: 'a bulk publish takes none: each dependency is locked and checked '
+    + 'per job; publish a job with dependencies one at a time (publish)' })),
+  throttleSeconds: z.optional(z.never({ error: 'a bulk publish takes none: a throttle window is locked and '
+    + 'opened per key, one job at a time; publish throttled jobs one at a time (publish)' })),
+}).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
+  z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, needsDedupeKey));
+
+export const publishOptionsSchema = z.strictObject({
+  ...bulkOptions,
+  queue: z.optional(queueNameSchema),
+  dedupeKey: z.optional(keySchema),
+  dedupeMode: z.optional(z.enum(['keep', 'replace'], "must be 'keep' or 'replace'")),
+  serialKey: z.optional(keySchema),
+  dependsOn: z.optional(z.array(jobIdSchema).check(z.maxLength(1000, 'must list at most 1000 jobs'))),
+  attributes: z.optional(attributesSchema),
+  throttleSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'),
+    z.maximum(MAX_THROTTLE_SECONDS, `must be at most ${MAX_THROTTLE_SECONDS} seconds (30 days)`))),
+}).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
+  z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, {
+    message: 'needs a dedupe key (the key whose job it keeps or replaces)', path: ['dedupeMode'] }),
+  z.refine((o) => o.throttleSeconds === undefined || o.dedupeKey !== undefined, {
+    message: 'needs a dedupe key (the key it throttles)', path: ['throttleSeconds'] }),
+  z.refine((o) => o.throttleSeconds === undefined || o.dedupeMode !== 'replace', {
+    message: "cannot be given with dedupeMode 'replace' (a throttle keeps the first job of its window, a replace the latest)",
+    path: ['throttleSeconds'] }),
+  z.refine((o) => o.dedupeMode !== 'replace' || o.dependsOn === undefined, {
+    message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }));
+
+/** queues.create's options: the bound, the defaults checked as a publish's own, the dead-letter queue; null clears one. */
+export const namedQueueOptionsSchema = z.strictObject({
+  maxSize: z.optional(z.nullable(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000_000,
+    'must be an integer between 1 and 100000000')))),
+  timeoutSeconds: z.optional(z.nullable(bulkOptions.timeoutSeconds.def.innerType)),
+  priority: z.optional(z.nullable(bulkOptions.priority.def.innerType)),
+  maxRetries: z.optional(z.nullable(bulkOptions.maxRetries.def.innerType)),
+  deadLetter: z.optional(z.nullable(queueNameSchema)),
+});
+
+export const redriveFilterSchema = z.strictObject({
+  ids: z.optional(z.array(jobIdSchema)),
+  task: z.optional(textSchema(200, 'must be a non-empty pattern')),
+  queue: z.optional(queueNameSchema),
+  endedAfter: z.optional(validDateSchema),
+  errorLike: z.optional(textSchema(10_000, 'must be a non-empty pattern')),
+  includeCancelled: z.optional(z.boolean('must be a boolean')),
+}).check(z.refine((f) => !f.includeCancelled || f.ids !== undefined, {
+  message: 'needs ids (cancelled jobs go back by id)', path: ['includeCancelled'] }));
+
+/** Job ids for the set-based admin operations (cancel, reschedule, fail). */
+export const jobIdsSchema = z.array(jobIdSchema, 'must be an array of job ids');
+
+export const rescheduleOptionsSchema = z.strictObject({
+  runAt: bulkOptions.runAt,
+  delaySeconds: bulkOptions.delaySeconds,
+  priority: bulkOptions.priority,
+}).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
+  z.refine((o) => o.runAt !== undefined || o.delaySeconds !== undefined || o.priority !== undefined,
+    'give runAt, delaySeconds or priority'));
+
+export const waitForOptionsSchema = z.strictObject({
+  signal: z.optional(abortSignalSchema),
+  /** Omit it to wait as long as it takes. */
+  timeoutMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),
+});
