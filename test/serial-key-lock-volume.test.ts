@@ -10,9 +10,8 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, PgDrainError } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
-import { useSmallLockTable } from './support/small-lock-table.js';
-
-type Sql = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
+import { useSmallLockTable, type Sql } from './support/small-lock-table.js';
+import { count } from './support/sql-count.js';
 
 /** Publishes `count` jobs of task, each with its own serial key `<prefix><i>`, in bulks of 500. */
 async function publishKeyed(sql: Sql, task: string, count: number, options: { prefix?: string; timeout?: number;
@@ -33,8 +32,6 @@ async function publishPlain(sql: Sql, task: string, count: number, attributes: u
                attributes => case when $3::jsonb is null then null else (select jsonb_agg($3::jsonb) from generate_series(1, $2::int)) end)`,
             [task, count, attributes === null ? null : JSON.stringify(attributes)]);
 }
-
-const count = async (sql: Sql, text: string, params?: unknown[]) => Number((await sql<{ n: string }>(text, params))[0]!.n);
 
 const db = await testDb();
 

@@ -12,9 +12,8 @@ import { createQueue } from '../src/index.js';
 import { Settler, type Outcome, type Pause } from '../src/settler.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
-import { useSmallLockTable } from './support/small-lock-table.js';
-
-type Sql = <R = Record<string, unknown>>(text: string, params?: unknown[]) => Promise<R[]>;
+import { useSmallLockTable, type Sql } from './support/small-lock-table.js';
+import { count } from './support/sql-count.js';
 
 /** Publishes `count` jobs of task, each with its own serial key `<prefix><i>`, in bulks of 500. */
 async function publishKeyed(sql: Sql, task: string, count: number, prefix = 'key:', maxRetries = 3): Promise<void> {
@@ -26,8 +25,6 @@ async function publishKeyed(sql: Sql, task: string, count: number, prefix = 'key
               [task, from, n, prefix, maxRetries]);
   }
 }
-
-const count = async (sql: Sql, text: string, params?: unknown[]) => Number((await sql<{ n: string }>(text, params))[0]!.n);
 
 const db = await testDb();
 
