@@ -10,7 +10,8 @@
 -- Errors raised here use SQLSTATE class PD and name the offending field in
 -- the COLUMN diagnostic field (node-pg: error.column):
 --   PD001 task        PD002 timeout      PD003 max_retries   PD004 priority
---   PD005 n (batch)   PD006 pattern      PD007 schedule_at   PD008 outcome
+--   PD005 n (batch)   PD006 pattern      PD007 schedule_at, a delay, retry_*
+--   PD008 outcome
 --   PD017 jobs (bulk arrays of unequal length)
 
 -- Named queues. Every job belongs to one ('default' unless told); a drain
@@ -67,7 +68,12 @@ create table jobs.job_queue (
   attributes   jsonb,
   worker_id    text,
   cancel_requested_at timestamptz,
-  cancel_reason text
+  cancel_reason text,
+  -- The job's own retry policy (jobs.publish's retry_*), as jobs.queue's:
+  -- with any of the three set it wins over its queue's (null: it has none).
+  retry_delay     numeric,
+  retry_backoff   boolean,
+  retry_delay_max numeric
 )
 -- Every job leaves dead tuples here, and every claim steps over the claim
 -- index's dead entries until vacuum removes them: a queue slows down between
@@ -112,7 +118,11 @@ create table jobs.job (
   dedupe_key   text,
   serial_key   text,
   attributes   jsonb,
-  worker_id    text
+  worker_id    text,
+  -- Kept for jobs.redrive and dead letters (jobs.job_queue's retry_*).
+  retry_delay     numeric,
+  retry_backoff   boolean,
+  retry_delay_max numeric
 );
 -- Retention and "recent" queries. History is written once per job, so every
 -- index here is paid by every job: per-task reports scan by ended_at instead.
@@ -190,6 +200,33 @@ begin
   if p_max_retries is not null and (p_max_retries < 0 or p_max_retries > 1000) then
     perform jobs.raise_invalid('PD003', p_prefix || 'max_retries',
       format('must be between 0 and 1000, got %s', p_max_retries));
+  end if;
+end $$;
+
+-- A retry policy (a queue's, jobs.create_queue; a job's, jobs.publish), each
+-- checked with PD007 naming the field (p_prefix: 'jobs[3].' in a bulk).
+-- p_pair: also the cap against the base (null: 5 s), when the cap is given;
+-- create_queue checks that itself, against the values the queue keeps.
+create function jobs.check_retry_policy(p_delay numeric, p_backoff text, p_delay_max numeric,
+                                        p_prefix text default '', p_pair boolean default true)
+returns void language plpgsql immutable as $$
+begin
+  -- NaN is greater than every number: the upper bounds turn it away.
+  if p_delay is not null and (p_delay < 0 or p_delay > 86400) then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay',
+      format('must be 0 to 86400 seconds, or null for the default 5, got %s', p_delay));
+  end if;
+  if p_backoff is not null and p_backoff not in ('exponential', 'fixed') then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_backoff',
+      format('must be ''exponential'' or ''fixed'', or null for exponential, got %s', left(quote_literal(p_backoff), 80)));
+  end if;
+  if p_delay_max is not null and (p_delay_max < 1 or p_delay_max > 604800) then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay_max',
+      format('must be 1 to 604800 seconds (7 days), or null for an hour, got %s', p_delay_max));
+  end if;
+  if p_pair and p_delay_max < coalesce(p_delay, 5) then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay_max',
+      format('must be at least the retry delay (%s seconds), got %s', coalesce(p_delay, 5), p_delay_max));
   end if;
 end $$;
 

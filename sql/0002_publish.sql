@@ -121,6 +121,11 @@ end $$;
 -- depends_on   runs only after all these jobs succeeded; if one fails or is
 --              cancelled, this job ends as cancelled (and so do its own dependants)
 -- attributes   a JSON object drains can filter on (claim's filter, @>)
+-- retry_delay, retry_backoff, retry_delay_max  the job's own retry policy,
+--              checked as jobs.create_queue's (PD007): with any of them set,
+--              its nacks (and its expired leases, from lease_until) wait
+--              jobs.queue_backoff of these instead of its queue's policy or
+--              jobs.backoff; with none, the job follows its queue's
 -- Raises PD010 when the queue is at its max_size, PD018 for an SQL task
 -- (sql:schema.function) not allowed by jobs.allow_sql_task (sql/0010).
 create function jobs.publish(
@@ -137,7 +142,10 @@ create function jobs.publish(
   depends_on    bigint[]    default null,
   attributes    jsonb       default null,
   dedupe_mode   text        default null,
-  throttle_seconds numeric  default null
+  throttle_seconds numeric  default null,
+  retry_delay   numeric     default null,
+  retry_backoff text        default null,
+  retry_delay_max numeric   default null
 ) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -158,6 +166,9 @@ begin
   perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
   perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
   perform jobs.check_object(publish.attributes, 'attributes');
+  if publish.retry_delay is not null or publish.retry_backoff is not null or publish.retry_delay_max is not null then
+    perform jobs.check_retry_policy(publish.retry_delay, publish.retry_backoff, publish.retry_delay_max);
+  end if;
   if not isfinite(publish.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish.scheduled_at));
   end if;
@@ -219,7 +230,8 @@ begin
             timeout = coalesce(publish.timeout, v_q.default_timeout, 60),
             priority = coalesce(publish.priority, v_q.default_priority, 0),
             max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
-            attributes = publish.attributes
+            attributes = publish.attributes, retry_delay = publish.retry_delay,
+            retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -269,11 +281,13 @@ begin
     end if;
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
-                                queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes)
+                                queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
+                                retry_delay, retry_backoff, retry_delay_max)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
             coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
-            v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes)
+            v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
+            publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
@@ -316,10 +330,12 @@ end $$;
 -- take its id; the rest (a key's first position only) are inserted in
 -- dedupe key order, so two calls sharing keys wait for each other in one
 -- order, never crosswise. A key a concurrent publish took since the lookup
--- takes that job's id. Set-based: arrays by position.
+-- takes that job's id. Set-based: arrays by position. Also the path of a
+-- call whose jobs carry retry policies (p_retry_*), with or without keys.
 create function jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamptz[],
   p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[],
-  p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb)
+  p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb,
+  p_retry_delays numeric[] default null, p_retry_backoffs text[] default null, p_retry_delay_maxes numeric[] default null)
 returns bigint[] language plpgsql as $$
 declare
   v_ids bigint[];
@@ -361,7 +377,8 @@ begin
             from unnest(v_pick) with ordinality as x(pick, ord)) x;
       with written as (
         insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
-                                    queue, dedupe_key, serial_key, serial_wait, attributes)
+                                    queue, dedupe_key, serial_key, serial_wait, attributes,
+                                    retry_delay, retry_backoff, retry_delay_max)
         overriding system value
         select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
                coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
@@ -369,11 +386,13 @@ begin
                -- Behind the key's active jobs, or an earlier job of this call.
                j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
                  or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
-               nullif(j.attributes, 'null')
+               nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max
         from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                         unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
-                        unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes))
-               as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes)
+                        unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
+                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes))
+               as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
+                    retry_delay, retry_backoff, retry_delay_max)
         where j.id is not null
         order by j.dedupe_key
         on conflict (dedupe_key) where dedupe_key is not null do nothing
@@ -424,7 +443,9 @@ end $$;
 -- an active job holds, or an earlier job of the same call, is not written
 -- and answers that job's id. (A replace rewrites a waiting job under its
 -- key's lock, and depends_on locks and checks each dependency: jobs.publish,
--- one job at a time.) Returns one id per task, in order.
+-- one job at a time.) retry_delays, retry_backoffs and retry_delay_maxes are
+-- each job's own retry policy, as jobs.publish's retry_* (a null in all
+-- three: the queue's). Returns one id per task, in order.
 create function jobs.publish_arrays(
   tasks        text[],
   bodies       jsonb              default null,
@@ -437,7 +458,10 @@ create function jobs.publish_arrays(
   now          timestamptz        default null,
   dedupe_keys  text[]             default null,
   serial_keys  text[]             default null,
-  attributes   jsonb              default null
+  attributes   jsonb              default null,
+  retry_delays numeric[]          default null,
+  retry_backoffs text[]           default null,
+  retry_delay_maxes numeric[]     default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
@@ -460,7 +484,10 @@ begin
      or coalesce(cardinality(publish_arrays.dedupe_keys), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.serial_keys), v_n) <> v_n
      or coalesce(jsonb_typeof(publish_arrays.attributes), 'array') <> 'array'
-     or coalesce(jsonb_array_length(publish_arrays.attributes), v_n) <> v_n then
+     or coalesce(jsonb_array_length(publish_arrays.attributes), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.retry_delays), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.retry_backoffs), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -479,14 +506,20 @@ begin
      or exists (select from unnest(publish_arrays.scheduled_at) x where not isfinite(x))
      or exists (select from unnest(publish_arrays.dedupe_keys) x where x = '' or length(x) > 500)
      or exists (select from unnest(publish_arrays.serial_keys) x where x = '' or length(x) > 500)
-     or exists (select from jsonb_array_elements(publish_arrays.attributes) x where jsonb_typeof(x) not in ('object', 'null')) then
+     or exists (select from jsonb_array_elements(publish_arrays.attributes) x where jsonb_typeof(x) not in ('object', 'null'))
+     or exists (select from unnest(publish_arrays.retry_delays) x where x < 0 or x > 86400)
+     or exists (select from unnest(publish_arrays.retry_backoffs) x where x not in ('exponential', 'fixed'))
+     or exists (select from unnest(publish_arrays.retry_delays, publish_arrays.retry_delay_maxes) x(d, m)
+                where x.m < 1 or x.m > 604800 or x.m < coalesce(x.d, 5)) then
     select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at, j.dedupe_key, j.serial_key,
-           nullif(j.attributes, 'null') as attributes into v_bad
+           nullif(j.attributes, 'null') as attributes, j.retry_delay, j.retry_backoff, j.retry_delay_max into v_bad
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
                     unnest(publish_arrays.max_retries), unnest(publish_arrays.delays), unnest(publish_arrays.scheduled_at),
                     unnest(publish_arrays.dedupe_keys), unnest(publish_arrays.serial_keys),
-                    jsonb_array_elements(publish_arrays.attributes))
-           with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, dedupe_key, serial_key, attributes, ord)
+                    jsonb_array_elements(publish_arrays.attributes), unnest(publish_arrays.retry_delays),
+                    unnest(publish_arrays.retry_backoffs), unnest(publish_arrays.retry_delay_maxes))
+           with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, dedupe_key, serial_key, attributes,
+                                retry_delay, retry_backoff, retry_delay_max, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
        or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(j.task, 5)))
        or j.timeout < 0.001 or j.timeout > 86400
@@ -496,6 +529,8 @@ begin
        or not isfinite(j.scheduled_at)
        or j.dedupe_key = '' or length(j.dedupe_key) > 500 or j.serial_key = '' or length(j.serial_key) > 500
        or jsonb_typeof(j.attributes) not in ('object', 'null')
+       or j.retry_delay < 0 or j.retry_delay > 86400 or j.retry_backoff not in ('exponential', 'fixed')
+       or j.retry_delay_max < 1 or j.retry_delay_max > 604800 or j.retry_delay_max < coalesce(j.retry_delay, 5)
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
@@ -510,6 +545,8 @@ begin
       perform jobs.check_key(v_bad.dedupe_key, 'PD011', format('jobs[%s].dedupe_key', v_bad.ord));
       perform jobs.check_key(v_bad.serial_key, 'PD012', format('jobs[%s].serial_key', v_bad.ord));
       perform jobs.check_object(v_bad.attributes, format('jobs[%s].attributes', v_bad.ord));
+      perform jobs.check_retry_policy(v_bad.retry_delay, v_bad.retry_backoff, v_bad.retry_delay_max,
+                                      format('jobs[%s].', v_bad.ord));
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
@@ -520,12 +557,15 @@ begin
       || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
       || 'publish more in several');
   end if;
-  -- Decided once per call: plain jobs never take the keyed path's per-job steps.
+  -- Decided once per call: plain jobs never take the keyed path's per-job
+  -- steps, nor its retry policy arrays.
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
-     or publish_arrays.attributes is not null then
+     or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
+     or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
-      v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes);
+      v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
+      publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -553,7 +593,8 @@ end $$;
 
 -- Any number of jobs in one statement, as an array of jobs.bulk_job (null
 -- fields take the defaults): jobs.publish_arrays, for SQL callers. Returns
--- the ids in order.
+-- the ids in order. (No keys, attributes or retry policy: a wider type would
+-- break every six-field (...)::jobs.bulk_job; publish_arrays takes them.)
 create function jobs.publish_bulk(jobs jobs.bulk_job[], now timestamptz default null, queue text default null)
 returns setof bigint language sql security definer set search_path = pg_catalog, pg_temp as $$
   select unnest(jobs.publish_arrays(

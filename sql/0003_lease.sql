@@ -11,9 +11,10 @@ returns interval language sql volatile as $$
   from (select least(3600.0, 5.0 * power(2, greatest(backoff.attempt, 1) - 1)) as d) s
 $$;
 
--- Delay before retry number `attempt` of a job whose queue has a retry
--- policy of its own (any of jobs.queue.retry_* set: jobs.settle_arrays calls
--- this then, jobs.backoff otherwise). Base `delay` seconds (null: 5), never
+-- Delay before retry number `attempt` of a job that has a retry policy of
+-- its own (any of jobs.job_queue.retry_* set: jobs.publish's), or whose queue
+-- has (jobs.queue.retry_*): jobs.settle_arrays and jobs.expire call this
+-- then, the job's first, jobs.backoff otherwise (expire: no wait). Base `delay` seconds (null: 5), never
 -- more than `delay_max` (null: an hour, or `delay` when that is longer).
 -- Exponential (null or true): equal jitter as jobs.backoff, between d/2 and
 -- d for d = min(cap, delay * 2^(attempt-1)). Fixed (false): min(cap, delay)
@@ -81,7 +82,7 @@ end $$;
 
 -- The most serial-key jobs one jobs.expire call ends (as jobs.publish_arrays
 -- takes at most 500 keys; a drain's settle statement ends at most as many;
--- an admin call is not bounded: see README, Serialization key), and the most
+-- an admin call takes at most as many: jobs.ending_keys, sql/0011), and the most
 -- keys one jobs.after_end takes (or its caller's, if more). A key's lock
 -- (jobs.lock_serial_keys) is one entry of PostgreSQL's lock table, held
 -- until commit; that table (about max_locks_per_transaction x
@@ -133,8 +134,12 @@ $$;
 -- (Unbounded, a job with thousands of keyed dependants could not end: its
 -- settle, then every claim's expiry of it, failed on a full lock table.)
 -- p_locked: the caller (its own recursion) has locked them.
+-- p_keys (an admin call's, jobs.lock_jobs): the keys it holds; a head among
+-- the dependants then ends only when its key is one of them, else it is
+-- deferred as above (the budget is not used).
 create function jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[],
-                               p_now timestamptz, p_locked boolean default false, p_budget integer default null)
+                               p_now timestamptz, p_locked boolean default false, p_budget integer default null,
+                               p_keys text[] default null)
 returns void language plpgsql as $$
 declare
   v_key text;
@@ -179,10 +184,10 @@ begin
       select x.job_id, min(x.depends_on) as cause from dependants x group by x.job_id
     ), later as (
       -- The key heads past the budget (each head's key is its own: one head per key).
-      select h.job_id from (select q.job_id, row_number() over (order by q.job_id) as k
+      select h.job_id from (select q.job_id, q.serial_key, row_number() over (order by q.job_id) as k
                             from jobs.job_queue q join x on x.job_id = q.job_id
                             where q.serial_key is not null and not q.serial_wait) h
-      where h.k > v_budget
+      where case when p_keys is null then h.k > v_budget else not h.serial_key = any(p_keys) end
     ), deferred as (
       -- Passed now (least: a caller's now may run ahead of the clock). A drain
       -- whose session found no passed lease since may see it only within ten
@@ -202,13 +207,14 @@ begin
     ), ended as (
       insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                             scheduled_at, created_at, started_at, ended_at, duration_ms,
-                            queue, dedupe_key, serial_key, attributes, worker_id)
+                            queue, dedupe_key, serial_key, attributes, worker_id,
+                            retry_delay, retry_backoff, retry_delay_max)
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue,
              -- One a cascade deferred before (another of its dependencies) gets its dedupe key back.
              jobs.ended_dedupe_key(g.dedupe_key, g.attempt, g.last_error),
-             g.serial_key, g.attributes, g.worker_id
+             g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max
       from gone g
       returning job_id
     )
@@ -239,7 +245,7 @@ begin
 
   if cardinality(v_cancelled) > 0 then
     perform jobs.notify_ids('pgdrain_completed', v_cancelled);
-    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true, v_budget - coalesce(cardinality(v_keys), 0));
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true, v_budget - coalesce(cardinality(v_keys), 0), p_keys);
   end if;
 end $$;
 
@@ -253,7 +259,8 @@ end $$;
 -- attributes plus "dead_letter": {"job_id", "queue", "error", "attempts"} (the
 -- failed job; a key of that name in its own attributes is replaced); its error
 -- as last_error; the timeout and max_retries of the dead-letter queue's
--- defaults, else its own; no dedupe or serial key, no dependencies. A dead
+-- defaults, else its own, and its own retry policy unless the dead-letter
+-- queue has one; no dedupe or serial key, no dependencies. A dead
 -- letter is never refused: the dead-letter queue's max_size is not checked
 -- (it may go above it, and publishes to it then get PD010), and a paused one
 -- keeps it until resumed. The failed job stays in jobs.job, as ever.
@@ -274,14 +281,18 @@ begin
         order by q.dead_letter) x;
   with sent as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
-                                queue, attributes)
+                                queue, attributes, retry_delay, retry_backoff, retry_delay_max)
     select j.task, j.body, p_now, coalesce(d.default_timeout, j.timeout), j.priority,
            coalesce(d.default_max_retries, j.max_retries), p_now, j.error, d.name,
            coalesce(j.attributes, '{}') || jsonb_build_object('dead_letter', jsonb_build_object(
-             'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts))
+             'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts)),
+           p.retry_delay, p.retry_backoff, p.retry_delay_max
     from jobs.job j
     join jobs.queue q on q.name = j.queue
     join jobs.queue d on d.name = q.dead_letter
+    -- The job's own policy, unless the dead-letter queue has one (as its defaults win).
+    left join lateral (select j.retry_delay, j.retry_backoff, j.retry_delay_max
+                       where d.retry_delay is null and d.retry_backoff is null and d.retry_delay_max is null) p on true
     where j.job_id = any(p_ended) and j.status = 'failure'
     order by j.job_id
     returning queue
@@ -293,7 +304,8 @@ end $$;
 -- Leases ---------------------------------------------------------------------
 
 -- Settles up to n expired leases: a job with retries left goes back to pending
--- at once (its attempt stays counted), the others end as failures (or as
+-- at once (its attempt stays counted; a job with a retry policy, its own or
+-- its queue's, after that policy's delay from lease_until), the others end as failures (or as
 -- cancelled, when a cancel was requested while they ran, or by a cascade
 -- past its bound: jobs.after_end). consume calls it
 -- first, so expiry needs no daemon; callers may also call it on their own.
@@ -332,7 +344,8 @@ begin
   ), failed as (
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
-                          queue, dedupe_key, serial_key, attributes, worker_id)
+                          queue, dedupe_key, serial_key, attributes, worker_id,
+                          retry_delay, retry_backoff, retry_delay_max)
     select s.job_id, s.task, s.body,
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
            case when s.cancel_requested_at is null
@@ -343,13 +356,21 @@ begin
            s.queue,
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
            jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
-           s.serial_key, s.attributes, s.worker_id
+           s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max
     from spent s
     returning job_id, serial_key
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
-        scheduled_at = q.lease_until,
+        -- A retry policy, the job's own else its queue's, spaces it as a nack's;
+        -- without one it goes back at once (its lease was the wait).
+        scheduled_at = q.lease_until + coalesce(case
+          when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
+          then jobs.queue_backoff(q.attempt, q.retry_delay, q.retry_backoff, q.retry_delay_max) end,
+          (select jobs.queue_backoff(q.attempt, r.retry_delay, r.retry_backoff, r.retry_delay_max)
+           from jobs.queue r where r.name = q.queue
+             and (r.retry_delay is not null or r.retry_backoff is not null or r.retry_delay_max is not null)),
+          interval '0'),
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
     from taken e
     where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null

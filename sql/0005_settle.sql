@@ -5,7 +5,8 @@
 -- null, or hold nulls). outcomes[i] is one of
 --   ack      job ids[i], attempt attempts[i] succeeded with results[i], taking ms[i] ms
 --   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff:
---            its queue's retry policy, jobs.queue_backoff, or jobs.backoff)
+--            the job's own retry policy, else its queue's, by jobs.queue_backoff;
+--            else jobs.backoff)
 --   fail     it failed with errors[i]: no retry
 --   release  give it back unstarted, its attempt not spent; with retry_at[i], it
 --            runs again then (a snooze: SnoozeJob, ctx.rateLimit)
@@ -95,6 +96,9 @@ begin
       update jobs.job_queue q
       set lease_until = null,
           scheduled_at = coalesce(o.retry_at, v_now + case
+            -- The job's own policy (jobs.publish's retry_*), read only here: for jobs that retry.
+            when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
+            then jobs.queue_backoff(q.attempt, q.retry_delay, q.retry_backoff, q.retry_delay_max)
             when v_policies ? q.queue
             then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
                                     (v_policies->q.queue->>2)::numeric)
@@ -155,7 +159,8 @@ begin
   ), ended as (
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
-                          queue, dedupe_key, serial_key, attributes, worker_id)
+                          queue, dedupe_key, serial_key, attributes, worker_id,
+                          retry_delay, retry_backoff, retry_delay_max)
     select e.job_id, e.task, e.body,
            case when e.outcome = 'ack' then 'success'
                 when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
@@ -167,7 +172,8 @@ begin
            e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
            e.created_at, e.started_at, v_now,
            coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
-           e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id
+           e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id,
+           e.retry_delay, e.retry_backoff, e.retry_delay_max
     from ending e
     returning job_id, status, serial_key
   ), counts as (

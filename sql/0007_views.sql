@@ -91,7 +91,9 @@ where j.status = 'failure';
 -- policy (jobs.queue_backoff, sql/0003), checked with PD007 naming the
 -- argument; with all three null its retries wait jobs.backoff. max_running
 -- (1 to 100000; null: unlimited) caps the queue's running jobs across every
--- claim (jobs.pick, sql/0004), checked with PD015 as max_size. Best called by name:
+-- claim (jobs.pick, sql/0004), checked with PD015 as max_size. A job
+-- published with a retry policy of its own (any of jobs.publish's retry_*)
+-- keeps it over its queue's. Best called by name:
 --   jobs.create_queue('mail', max_size => 1000, default_timeout => 300, dead_letter => 'mail_dead')
 --   jobs.create_queue('mail', retry_delay => 30, retry_backoff => 'fixed')
 --   jobs.create_queue('mail', max_size => null)   -- unbounded again; the rest stays
@@ -129,18 +131,8 @@ begin
       format('must be between 1 and 100000, or null for unlimited, got %s', v_running));
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
-  if v_delay is not null and (v_delay < 0 or v_delay > 86400) then
-    perform jobs.raise_invalid('PD007', 'retry_delay',
-      format('must be 0 to 86400 seconds, or null for the default 5, got %s', v_delay));
-  end if;
-  if v_backoff is not null and v_backoff not in ('exponential', 'fixed') then
-    perform jobs.raise_invalid('PD007', 'retry_backoff',
-      format('must be ''exponential'' or ''fixed'', or null for exponential, got %s', quote_literal(v_backoff)));
-  end if;
-  if v_delay_max is not null and (v_delay_max < 1 or v_delay_max > 604800) then
-    perform jobs.raise_invalid('PD007', 'retry_delay_max',
-      format('must be 1 to 604800 seconds (7 days), or null for an hour, got %s', v_delay_max));
-  end if;
+  -- The cap against the base below, against the values the queue keeps.
+  perform jobs.check_retry_policy(v_delay, v_backoff, v_delay_max, '', false);
   if v_dead is not null then
     perform jobs.check_name(v_dead, 'PD009', 'dead_letter', 'queue name');
     -- One change of dead letters at a time: two could close a loop unseen.
@@ -277,7 +269,7 @@ begin
   -- Routines: functions and procedures (jobs.drain_sql).
   revoke execute on all routines in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[]) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer) to %I, %I',

@@ -9,11 +9,93 @@
 -- as cancelled, and a serial key's lock is taken only for a key whose head
 -- this call ended, while holding that head's row.
 
+-- Serial-key lock volume. Ending a key's head takes the key's lock until
+-- commit (jobs.after_end hands the key on), one entry of PostgreSQL's shared
+-- lock table each (jobs.max_serial_keys). So an admin call ends at most 500
+-- heads itself (those past them: jobs.heads_past_bound), and its cascade of
+-- dependants takes at most 500 keys less those (jobs.ending_keys, which
+-- jobs.lock_jobs tries; jobs.after_end, given them as p_keys, defers the
+-- heads of other keys to the next claims' expiry).
+
+-- Of the waiting jobs among p_ids, the serial-key heads past the first
+-- jobs.max_serial_keys(): those that ran before (attempt > 0, a retry
+-- pending) come first, as only a job that never ran can be deferred
+-- (jobs.cancel_bulk), then job_id order.
+create function jobs.heads_past_bound(p_ids bigint[])
+returns bigint[] language sql stable as $$
+  select coalesce(array_agg(h.job_id), '{}')
+  from (select q.job_id, row_number() over (order by q.attempt = 0, q.job_id) as k
+        from jobs.job_queue q
+        where q.job_id = any(p_ids) and q.lease_until is null and q.serial_key is not null and not q.serial_wait) h
+  where h.k > jobs.max_serial_keys()
+$$;
+
+-- The serial-key heads among the dependants of p_ended that the cascade
+-- of an admin call ends at once, with p_budget keys to take; jobs.after_end
+-- defers the others (given these heads' keys as p_keys). Level by level
+-- (the dependants of the jobs the level before ended), the first heads in
+-- job_id order while the budget lasts, as jobs.after_end's own budget; the
+-- heads past it are deferred and cascade no further, the other dependants
+-- end and do. (A job waiting behind a head that ends here becomes its
+-- key's head meanwhile: jobs.after_end ends it too, its key being held.)
+-- p_ended are still in jobs.job_queue here: left out as dependants.
+create function jobs.cascade_heads(p_ended bigint[], p_budget integer)
+returns bigint[] language plpgsql stable as $$
+declare
+  v_level bigint[] := p_ended;
+  v_done bigint[] := p_ended;
+  v_x bigint[];
+  v_ended bigint[];
+  v_past bigint[];
+  v_heads bigint[] := '{}';
+  v_left integer := greatest(0, p_budget);
+begin
+  while cardinality(v_level) > 0 loop
+    select coalesce(array_agg(x.id), '{}') into v_x
+    from (select d.job_id as id from jobs.dependency d where d.depends_on = any(v_level)
+          except select unnest(v_done)) x
+    where exists (select 1 from jobs.job_queue q where q.job_id = x.id);
+    select coalesce(array_agg(h.job_id) filter (where h.k <= v_left), '{}'),
+           coalesce(array_agg(h.job_id) filter (where h.k > v_left), '{}')
+    into v_ended, v_past
+    from (select q.job_id, row_number() over (order by q.job_id) as k from jobs.job_queue q
+          where q.job_id = any(v_x) and q.serial_key is not null and not q.serial_wait) h;
+    v_heads := v_heads || v_ended;
+    v_left := v_left - cardinality(v_ended);
+    v_level := array(select unnest(v_x) except select unnest(v_past));
+    v_done := v_done || v_level;
+  end loop;
+  return v_heads;
+end $$;
+
+-- The serial keys an admin call ending the waiting jobs among p_ids (all
+-- locked) takes, sorted: those of the heads among them within the bound
+-- (jobs.heads_past_bound), then those of the heads their cascade ends at
+-- once (jobs.cascade_heads) with the budget left; at most
+-- jobs.max_serial_keys(). jobs.lock_jobs tries them; the caller, before it
+-- changes anything, gives them to jobs.after_end (p_keys).
+create function jobs.ending_keys(p_ids bigint[])
+returns text[] language plpgsql stable as $$
+declare
+  v_direct bigint[];
+  v_heads bigint[];
+begin
+  v_direct := array(select q.job_id from jobs.job_queue q where q.job_id = any(p_ids) and q.lease_until is null
+                    except select unnest(jobs.heads_past_bound(p_ids)));
+  v_heads := array(select q.job_id from jobs.job_queue q
+                   where q.job_id = any(v_direct) and q.serial_key is not null and not q.serial_wait);
+  v_heads := v_heads || jobs.cascade_heads(v_direct, jobs.max_serial_keys() - cardinality(v_heads));
+  return array(select distinct q.serial_key from jobs.job_queue q where q.job_id = any(v_heads) order by 1);
+end $$;
+
 -- Locks the jobs among p_ids still in jobs.job_queue (with p_not_running,
 -- only those not running) and returns their ids. With p_ending, it also
 -- locks what ending those not running touches (jobs.after_end): their
 -- dependants, all the way down, the dependency rows between them, and for
--- each serial key whose head ends, the key's lock and its next job.
+-- each serial key whose head ends, the key's lock and its next job. The
+-- heads past the bound (jobs.heads_past_bound) are left out as ending (the
+-- caller defers them, or refuses), and only the keys of jobs.ending_keys
+-- are tried: at most jobs.max_serial_keys().
 -- It never waits while holding some of these: settles and jobs.after_end
 -- lock rows in no particular order, so a wait while holding could close a
 -- cycle (a deadlock; job_id order alone is not enough). A claim skips them
@@ -29,6 +111,7 @@ declare
   v_busy bigint;
   v_got boolean;
   v_keys text[];
+  v_direct bigint[];
 begin
   for i in 1..100 loop
     begin
@@ -38,8 +121,10 @@ begin
             order by q.job_id for update nowait) l;
       if p_ending then
         -- Read once locked; no dependant can be added meanwhile (jobs.lock_dependencies waits).
+        v_direct := array(select q.job_id from jobs.job_queue q where q.job_id = any(v_locked) and q.lease_until is null
+                          except select unnest(jobs.heads_past_bound(v_locked)));
         with recursive ending(id) as (
-          select q.job_id from jobs.job_queue q where q.job_id = any(v_locked) and q.lease_until is null
+          select unnest(v_direct)
           union
           select d.job_id from jobs.dependency d join ending e on d.depends_on = e.id
         )
@@ -48,10 +133,9 @@ begin
                       order by q.job_id for update nowait) l;
         perform from (select 1 from jobs.dependency d where d.job_id = any(v_ending) or d.depends_on = any(v_ending)
                       for update nowait) l;
-        select array_agg(distinct q.serial_key order by q.serial_key) into v_keys
-        from jobs.job_queue q where q.job_id = any(v_ending) and q.serial_key is not null and not q.serial_wait;
+        v_keys := jobs.ending_keys(v_locked);
         -- The keys' locks, as jobs.lock_serial_keys takes them (tried here).
-        v_got := v_keys is null
+        v_got := v_keys = '{}'
                  or (select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k))) from unnest(v_keys) k);
         if not coalesce(v_got, true) then
           raise sqlstate '55P03'; -- lock_not_available: let all go and try again
@@ -59,9 +143,7 @@ begin
         -- Each such key's next job, which jobs.after_end makes its head.
         perform from (select q.job_id from jobs.job_queue q
                       where q.job_id in (select min(w.job_id) from jobs.job_queue w
-                                         where w.serial_key in (select h.serial_key from jobs.job_queue h
-                                                                where h.job_id = any(v_ending) and not h.serial_wait)
-                                           and w.serial_wait and w.job_id <> all(v_ending)
+                                         where w.serial_key = any(v_keys) and w.serial_wait and w.job_id <> all(v_ending)
                                          group by w.serial_key)
                       order by q.job_id for update nowait) l;
       end if;
@@ -125,6 +207,7 @@ declare
   v_lease timestamptz;
   v_waiting boolean;
   v_key text;
+  v_held text[];
 begin
   -- Not a plain FOR UPDATE of the job: holding it, the delete of its
   -- dependency rows below waited for a settle of its dependency, which holds
@@ -132,6 +215,7 @@ begin
   if jobs.lock_jobs(array[cancel.job_id], false, true) = '{}' then
     return null;
   end if;
+  v_held := jobs.ending_keys(array[cancel.job_id]);
   select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id;
   if v_lease is not null then
     update jobs.job_queue q
@@ -145,10 +229,12 @@ begin
   )
   insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
-                        queue, dedupe_key, serial_key, attributes, worker_id)
+                        queue, dedupe_key, serial_key, attributes, worker_id,
+                        retry_delay, retry_backoff, retry_delay_max)
   select g.job_id, g.task, g.body, 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
-         v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+         v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
+         g.retry_delay, g.retry_backoff, g.retry_delay_max
   from gone g
   returning serial_key into v_key;
   delete from jobs.dependency d where d.job_id = cancel.job_id;
@@ -156,7 +242,7 @@ begin
   -- A job waiting behind its serial key's head leaves the head as it is: no
   -- key to pass on, so no key lock taken while holding this row's (a head
   -- that ends takes that lock first, then this row's: a deadlock).
-  perform jobs.after_end(null, array[cancel.job_id], case when not v_waiting then array[v_key] end, v_now);
+  perform jobs.after_end(null, array[cancel.job_id], case when not v_waiting then array[v_key] end, v_now, false, null, v_held);
   return 'cancelled';
 end $$;
 
@@ -164,6 +250,13 @@ end $$;
 -- (pending, scheduled, blocked) ends at once as cancelled, its dependants
 -- too; a running one gets a cancel request its drain sees. Returns how many
 -- were cancelled or cancel-requested (ended and unknown ids are not counted).
+-- Of the serial-key heads not running, 500 end here (jobs.heads_past_bound);
+-- those past them, which never ran, are deferred as a cascade defers a
+-- dependant (jobs.after_end): cancel requested, lease passed, dedupe key
+-- freed, so the next claims' expiry (or jobs.maintain) ends them as
+-- cancelled, with reason, and hands their keys on. More than 500 such heads
+-- that ran before (a retry pending: a late settle of that attempt would
+-- apply to one deferred) is PD005 job_ids: cancel them in several calls.
 create function jobs.cancel_bulk(job_ids bigint[], reason text default null, now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -173,16 +266,30 @@ declare
   v_running bigint[];
   v_queued bigint[];
   v_keys text[];
+  v_later bigint[];
+  v_ran integer;
+  v_held text[];
 begin
   perform jobs.check_job_ids(cancel_bulk.job_ids);
   v_locked := jobs.lock_jobs(cancel_bulk.job_ids, false, true);
   -- Read once locked: as they are now, and stay until this commits.
+  v_later := jobs.heads_past_bound(v_locked);
+  select count(*) into v_ran from jobs.job_queue q where q.job_id = any(v_later) and q.attempt > 0;
+  if v_ran > 0 then
+    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call cancels may head their '
+      || 'serial keys and have run before, a retry pending (each takes its key''s lock until commit, from '
+      || 'PostgreSQL''s shared lock table; those that never ran are deferred), got %s: cancel them in several calls',
+      jobs.max_serial_keys(), jobs.max_serial_keys() + v_ran));
+  end if;
+  v_held := jobs.ending_keys(v_locked);
   select array_agg(q.job_id) filter (where q.lease_until is not null),
-         array_agg(q.job_id) filter (where q.lease_until is null),
+         array_agg(q.job_id) filter (where q.lease_until is null and l.id is null),
          -- A waiting job hands no turn on (see jobs.cancel).
-         array_agg(q.serial_key) filter (where q.lease_until is null and q.serial_key is not null and not q.serial_wait)
+         array_agg(q.serial_key) filter (where q.lease_until is null and l.id is null and q.serial_key is not null
+                                           and not q.serial_wait)
   into v_running, v_queued, v_keys
-  from jobs.job_queue q where q.job_id = any(v_locked);
+  from jobs.job_queue q left join unnest(v_later) l(id) on l.id = q.job_id
+  where q.job_id = any(v_locked);
 
   if v_running is not null then
     update jobs.job_queue q
@@ -196,17 +303,28 @@ begin
     )
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                           scheduled_at, created_at, started_at, ended_at, duration_ms,
-                          queue, dedupe_key, serial_key, attributes, worker_id)
+                          queue, dedupe_key, serial_key, attributes, worker_id,
+                          retry_delay, retry_backoff, retry_delay_max)
     select g.job_id, g.task, g.body, 'cancelled', v_reason, g.attempt, g.priority, g.max_retries, g.timeout,
            g.scheduled_at, g.created_at, g.started_at, v_now, null,
-           g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+           g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
+           g.retry_delay, g.retry_backoff, g.retry_delay_max
     from gone g;
     delete from jobs.dependency d where d.job_id = any(v_queued);
     perform jobs.notify_ids('pgdrain_completed', v_queued);
     perform jobs.lock_serial_keys(v_keys);
-    perform jobs.after_end(null, v_queued, v_keys, v_now);
+    perform jobs.after_end(null, v_queued, v_keys, v_now, false, null, v_held);
   end if;
-  return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0);
+  -- After jobs.after_end, which defers those among them that depend on one
+  -- ended here with its own reason: this call's reason is theirs. As there
+  -- (jobs.ended_dedupe_key): passed now, dedupe key freed into last_error.
+  if cardinality(v_later) > 0 then
+    update jobs.job_queue q
+    set lease_until = least(v_now, pg_catalog.now()), cancel_requested_at = v_now, cancel_reason = v_reason,
+        dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error)
+    where q.job_id = any(v_later);
+  end if;
+  return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0) + cardinality(v_later);
 end $$;
 
 -- Moves jobs not yet running (pending, scheduled, blocked) to run_at and/or
@@ -245,14 +363,19 @@ end $$;
 -- reason ('failed: <reason>', the job's last error on the next line): they
 -- are dead letters, which jobs.redrive runs again (and, in a queue with a
 -- dead_letter queue, are copied there: jobs.route_dead_letters). Their
--- dependants end as cancelled, as after any failure. Running jobs are left
--- alone and not counted (cancel them to stop them). Returns how many failed.
+-- dependants end as cancelled, as after any failure (500 keyed heads among
+-- them at once, the rest through the next claims' expiry: jobs.after_end).
+-- Running jobs are left alone and not counted (cancel them to stop them).
+-- Returns how many failed. At most 500 of them may head their serial keys
+-- (each takes the key's lock): PD005 job_ids past that (a failure cannot
+-- be deferred as a cancel is).
 create function jobs.fail(job_ids bigint[], reason text default null, now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(fail.now, pg_catalog.now());
   v_ids bigint[];
   v_keys text[];
+  v_held text[];
 begin
   perform jobs.check_job_ids(fail.job_ids);
   v_ids := jobs.lock_jobs(fail.job_ids, true, true);
@@ -261,22 +384,30 @@ begin
   end if;
   select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
   from jobs.job_queue q where q.job_id = any(v_ids);
+  if cardinality(v_keys) > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call fails may head their serial '
+      || 'keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: fail them '
+      || 'in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
+  end if;
+  v_held := jobs.ending_keys(v_ids);
   with gone as (
     delete from jobs.job_queue q where q.job_id = any(v_ids) returning q.*
   )
   insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
-                        queue, dedupe_key, serial_key, attributes, worker_id)
+                        queue, dedupe_key, serial_key, attributes, worker_id,
+                        retry_delay, retry_backoff, retry_delay_max)
   select g.job_id, g.task, g.body, 'failure',
          'failed: ' || coalesce(fail.reason, 'by request') || coalesce(E'\n' || g.last_error, ''),
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
-         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
+         g.retry_delay, g.retry_backoff, g.retry_delay_max
   from gone g;
   delete from jobs.dependency d where d.job_id = any(v_ids);
   perform jobs.notify_ids('pgdrain_completed', v_ids);
   perform jobs.route_dead_letters(v_ids, v_now);
   perform jobs.lock_serial_keys(v_keys);
-  perform jobs.after_end(null, v_ids, v_keys, v_now);
+  perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
   return cardinality(v_ids);
 end $$;
 
@@ -293,6 +424,10 @@ end $$;
 -- active: it runs as soon as it is due. Ids given that are not put back,
 -- nor left in place for their dedupe key, are named in a notice with where
 -- they are (archived, still queued, ...).
+-- Each serial key it puts back jobs of takes the key's lock until commit:
+-- one call takes at most 500 keys, those of the oldest dead letters; the
+-- dead letters of the keys past them stay, and a notice says how many and
+-- to call it again (each call puts back the next keys, until it returns 0).
 create function jobs.redrive(
   job_ids     bigint[]    default null,
   task        text        default null,
@@ -310,6 +445,8 @@ declare
   v_keys text[];
   v_count integer := 0;
   v_missing text;
+  v_later integer;
+  v_later_keys integer;
 begin
   if redrive.include_cancelled and redrive.job_ids is null then
     perform jobs.raise_invalid('PD005', 'job_ids', 'must be given with include_cancelled (cancelled jobs go back by id)');
@@ -350,15 +487,22 @@ begin
     return 0;
   end if;
   -- From here as in sql/0007.
-  select array_agg(p.job_id), array_agg(distinct p.serial_key) filter (where p.serial_key is not null)
-  into v_ids, v_keys
-  from (
+  with c as (
     select distinct on (coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null) p.job_id, p.serial_key
     from jobs.job p
     where p.job_id = any(v_matched)
       and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
     order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
-  ) p;
+  ), k as (
+    -- Keys in the order of their oldest dead letter; those past the bound wait for the next call.
+    select c.serial_key, row_number() over (order by min(c.job_id)) > jobs.max_serial_keys() as later
+    from c where c.serial_key is not null group by c.serial_key
+  )
+  select array_agg(c.job_id) filter (where not coalesce(k.later, false)),
+         array_agg(distinct c.serial_key) filter (where not k.later),
+         count(*) filter (where k.later), count(distinct c.serial_key) filter (where k.later)
+  into v_ids, v_keys, v_later, v_later_keys
+  from c left join k on k.serial_key = c.serial_key;
   -- Bounded queues' locks in their order (hashtext, as jobs.publish_event), not the names'.
   perform jobs.admit(x.queue, x.n::integer)
   from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue
@@ -372,10 +516,12 @@ begin
   end if;
   with back as (
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
-                                created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
+                                created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes,
+                                retry_delay, retry_backoff, retry_delay_max)
     overriding system value
     select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
-           p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes
+           p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes,
+           p.retry_delay, p.retry_backoff, p.retry_delay_max
     from jobs.job p
     where p.job_id = any(v_ids)
     on conflict do nothing
@@ -390,9 +536,13 @@ begin
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;
-  if v_count < cardinality(v_matched) then
+  if v_later > 0 then
+    raise notice 'pgdrain: % matching dead letters of % more serial keys left in place: one call puts back at most % serial keys (each takes a lock until commit); call jobs.redrive again',
+      v_later, v_later_keys, jobs.max_serial_keys();
+  end if;
+  if v_count + v_later < cardinality(v_matched) then
     raise notice 'pgdrain: % of % matching dead letters left in place: an active job, or an older dead letter going back, holds their dedupe key',
-      cardinality(v_matched) - v_count, cardinality(v_matched);
+      cardinality(v_matched) - v_count - v_later, cardinality(v_matched);
   end if;
   return v_count;
 end $$;

@@ -19,13 +19,17 @@
 -- are dependants a failure's cascade deferred (cancelled already, their lease
 -- passed: jobs.after_end): any claim or jobs.maintain() ends them.
 -- Returns how many jobs of the queue it ended (0 for an unknown queue; a
--- queue's row deleted by hand leaves its jobs here to purge). Not bounded,
--- as jobs.cancel_bulk: each serial key whose head it ends takes a lock
--- until commit (README, Serialization key). Admin only (jobs.create_roles).
+-- queue's row deleted by hand leaves its jobs here to purge). Bounded as
+-- jobs.cancel_bulk: each serial key whose head it ends takes a lock until
+-- commit, so it ends 500 heads at once and defers the rest (counted: the
+-- next claims' expiry, or jobs.maintain, ends them as cancelled); more than
+-- 500 heads that ran before (a retry pending) is PD009 name. Admin only
+-- (jobs.create_roles).
 create function jobs.purge_queue(name text, reason text default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_ids bigint[];
+  v_ran bigint;
 begin
   perform jobs.check_name(purge_queue.name, 'PD009', 'name', 'queue name');
   select array_agg(q.job_id order by q.job_id) into v_ids
@@ -41,6 +45,15 @@ begin
   from jobs.job_queue q where q.job_id = any(v_ids) and q.queue = purge_queue.name;
   if v_ids is null then
     return 0;
+  end if;
+  -- What jobs.cancel_bulk refuses (a deferred one must never have run), said for this call.
+  select count(*) into v_ran from jobs.job_queue q
+  where q.job_id = any(v_ids) and q.attempt > 0 and q.serial_key is not null and not q.serial_wait;
+  if v_ran > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD009', 'name', format('queue %s has %s waiting jobs that ran before (a retry pending) '
+      || 'heading their serial keys, more than the %s one call ends (each takes its key''s lock until commit, from '
+      || 'PostgreSQL''s shared lock table): cancel some with jobs.cancel_bulk in smaller calls first',
+      quote_literal(purge_queue.name), v_ran, jobs.max_serial_keys()));
   end if;
   return jobs.cancel_bulk(v_ids, coalesce(purge_queue.reason, 'purged'));
 end $$;

@@ -163,10 +163,10 @@ begin
 end $$;
 
 --
--- Name: after_end(bigint[], bigint[], text[], timestamp with time zone, boolean, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: after_end(bigint[], bigint[], text[], timestamp with time zone, boolean, integer, text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone, p_locked boolean DEFAULT false, p_budget integer DEFAULT NULL::integer) RETURNS void
+CREATE FUNCTION jobs.after_end(p_succeeded bigint[], p_unsuccessful bigint[], p_serial_keys text[], p_now timestamp with time zone, p_locked boolean DEFAULT false, p_budget integer DEFAULT NULL::integer, p_keys text[] DEFAULT NULL::text[]) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
@@ -212,10 +212,10 @@ begin
       select x.job_id, min(x.depends_on) as cause from dependants x group by x.job_id
     ), later as (
       -- The key heads past the budget (each head's key is its own: one head per key).
-      select h.job_id from (select q.job_id, row_number() over (order by q.job_id) as k
+      select h.job_id from (select q.job_id, q.serial_key, row_number() over (order by q.job_id) as k
                             from jobs.job_queue q join x on x.job_id = q.job_id
                             where q.serial_key is not null and not q.serial_wait) h
-      where h.k > v_budget
+      where case when p_keys is null then h.k > v_budget else not h.serial_key = any(p_keys) end
     ), deferred as (
       -- Passed now (least: a caller's now may run ahead of the clock). A drain
       -- whose session found no passed lease since may see it only within ten
@@ -235,13 +235,14 @@ begin
     ), ended as (
       insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                             scheduled_at, created_at, started_at, ended_at, duration_ms,
-                            queue, dedupe_key, serial_key, attributes, worker_id)
+                            queue, dedupe_key, serial_key, attributes, worker_id,
+                            retry_delay, retry_backoff, retry_delay_max)
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue,
              -- One a cascade deferred before (another of its dependencies) gets its dedupe key back.
              jobs.ended_dedupe_key(g.dedupe_key, g.attempt, g.last_error),
-             g.serial_key, g.attributes, g.worker_id
+             g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max
       from gone g
       returning job_id
     )
@@ -272,7 +273,7 @@ begin
 
   if cardinality(v_cancelled) > 0 then
     perform jobs.notify_ids('pgdrain_completed', v_cancelled);
-    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true, v_budget - coalesce(cardinality(v_keys), 0));
+    perform jobs.after_end(null, v_cancelled, v_keys, p_now, true, v_budget - coalesce(cardinality(v_keys), 0), p_keys);
   end if;
 end $$;
 
@@ -326,6 +327,7 @@ declare
   v_lease timestamptz;
   v_waiting boolean;
   v_key text;
+  v_held text[];
 begin
   -- Not a plain FOR UPDATE of the job: holding it, the delete of its
   -- dependency rows below waited for a settle of its dependency, which holds
@@ -333,6 +335,7 @@ begin
   if jobs.lock_jobs(array[cancel.job_id], false, true) = '{}' then
     return null;
   end if;
+  v_held := jobs.ending_keys(array[cancel.job_id]);
   select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id;
   if v_lease is not null then
     update jobs.job_queue q
@@ -346,10 +349,12 @@ begin
   )
   insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
-                        queue, dedupe_key, serial_key, attributes, worker_id)
+                        queue, dedupe_key, serial_key, attributes, worker_id,
+                        retry_delay, retry_backoff, retry_delay_max)
   select g.job_id, g.task, g.body, 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
-         v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+         v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
+         g.retry_delay, g.retry_backoff, g.retry_delay_max
   from gone g
   returning serial_key into v_key;
   delete from jobs.dependency d where d.job_id = cancel.job_id;
@@ -357,7 +362,7 @@ begin
   -- A job waiting behind its serial key's head leaves the head as it is: no
   -- key to pass on, so no key lock taken while holding this row's (a head
   -- that ends takes that lock first, then this row's: a deadlock).
-  perform jobs.after_end(null, array[cancel.job_id], case when not v_waiting then array[v_key] end, v_now);
+  perform jobs.after_end(null, array[cancel.job_id], case when not v_waiting then array[v_key] end, v_now, false, null, v_held);
   return 'cancelled';
 end $$;
 
@@ -376,16 +381,30 @@ declare
   v_running bigint[];
   v_queued bigint[];
   v_keys text[];
+  v_later bigint[];
+  v_ran integer;
+  v_held text[];
 begin
   perform jobs.check_job_ids(cancel_bulk.job_ids);
   v_locked := jobs.lock_jobs(cancel_bulk.job_ids, false, true);
   -- Read once locked: as they are now, and stay until this commits.
+  v_later := jobs.heads_past_bound(v_locked);
+  select count(*) into v_ran from jobs.job_queue q where q.job_id = any(v_later) and q.attempt > 0;
+  if v_ran > 0 then
+    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call cancels may head their '
+      || 'serial keys and have run before, a retry pending (each takes its key''s lock until commit, from '
+      || 'PostgreSQL''s shared lock table; those that never ran are deferred), got %s: cancel them in several calls',
+      jobs.max_serial_keys(), jobs.max_serial_keys() + v_ran));
+  end if;
+  v_held := jobs.ending_keys(v_locked);
   select array_agg(q.job_id) filter (where q.lease_until is not null),
-         array_agg(q.job_id) filter (where q.lease_until is null),
+         array_agg(q.job_id) filter (where q.lease_until is null and l.id is null),
          -- A waiting job hands no turn on (see jobs.cancel).
-         array_agg(q.serial_key) filter (where q.lease_until is null and q.serial_key is not null and not q.serial_wait)
+         array_agg(q.serial_key) filter (where q.lease_until is null and l.id is null and q.serial_key is not null
+                                           and not q.serial_wait)
   into v_running, v_queued, v_keys
-  from jobs.job_queue q where q.job_id = any(v_locked);
+  from jobs.job_queue q left join unnest(v_later) l(id) on l.id = q.job_id
+  where q.job_id = any(v_locked);
 
   if v_running is not null then
     update jobs.job_queue q
@@ -399,17 +418,28 @@ begin
     )
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                           scheduled_at, created_at, started_at, ended_at, duration_ms,
-                          queue, dedupe_key, serial_key, attributes, worker_id)
+                          queue, dedupe_key, serial_key, attributes, worker_id,
+                          retry_delay, retry_backoff, retry_delay_max)
     select g.job_id, g.task, g.body, 'cancelled', v_reason, g.attempt, g.priority, g.max_retries, g.timeout,
            g.scheduled_at, g.created_at, g.started_at, v_now, null,
-           g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+           g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
+           g.retry_delay, g.retry_backoff, g.retry_delay_max
     from gone g;
     delete from jobs.dependency d where d.job_id = any(v_queued);
     perform jobs.notify_ids('pgdrain_completed', v_queued);
     perform jobs.lock_serial_keys(v_keys);
-    perform jobs.after_end(null, v_queued, v_keys, v_now);
+    perform jobs.after_end(null, v_queued, v_keys, v_now, false, null, v_held);
   end if;
-  return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0);
+  -- After jobs.after_end, which defers those among them that depend on one
+  -- ended here with its own reason: this call's reason is theirs. As there
+  -- (jobs.ended_dedupe_key): passed now, dedupe key freed into last_error.
+  if cardinality(v_later) > 0 then
+    update jobs.job_queue q
+    set lease_until = least(v_now, pg_catalog.now()), cancel_requested_at = v_now, cancel_reason = v_reason,
+        dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error)
+    where q.job_id = any(v_later);
+  end if;
+  return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0) + cardinality(v_later);
 end $$;
 
 --
@@ -423,6 +453,40 @@ CREATE FUNCTION jobs.cancel_requested(job_ids bigint[]) RETURNS SETOF bigint
   select q.job_id from jobs.job_queue q
   where q.job_id = any(cancel_requested.job_ids) and q.cancel_requested_at is not null
 $$;
+
+--
+-- Name: cascade_heads(bigint[], integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cascade_heads(p_ended bigint[], p_budget integer) RETURNS bigint[]
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_level bigint[] := p_ended;
+  v_done bigint[] := p_ended;
+  v_x bigint[];
+  v_ended bigint[];
+  v_past bigint[];
+  v_heads bigint[] := '{}';
+  v_left integer := greatest(0, p_budget);
+begin
+  while cardinality(v_level) > 0 loop
+    select coalesce(array_agg(x.id), '{}') into v_x
+    from (select d.job_id as id from jobs.dependency d where d.depends_on = any(v_level)
+          except select unnest(v_done)) x
+    where exists (select 1 from jobs.job_queue q where q.job_id = x.id);
+    select coalesce(array_agg(h.job_id) filter (where h.k <= v_left), '{}'),
+           coalesce(array_agg(h.job_id) filter (where h.k > v_left), '{}')
+    into v_ended, v_past
+    from (select q.job_id, row_number() over (order by q.job_id) as k from jobs.job_queue q
+          where q.job_id = any(v_x) and q.serial_key is not null and not q.serial_wait) h;
+    v_heads := v_heads || v_ended;
+    v_left := v_left - cardinality(v_ended);
+    v_level := array(select unnest(v_x) except select unnest(v_past));
+    v_done := v_done || v_level;
+  end loop;
+  return v_heads;
+end $$;
 
 --
 -- Name: check_batch(integer); Type: FUNCTION; Schema: jobs; Owner: -
@@ -568,6 +632,33 @@ begin
     perform jobs.raise_invalid('PDC03', 'retention', format(
       'must be an interval between 0 and 36500 days (a hundred years: ended jobs kept for good), such as ''7 days'', got %s',
       coalesce(quote_literal(p_retention), 'null')));
+  end if;
+end $$;
+
+--
+-- Name: check_retry_policy(numeric, text, numeric, text, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_retry_policy(p_delay numeric, p_backoff text, p_delay_max numeric, p_prefix text DEFAULT ''::text, p_pair boolean DEFAULT true) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  -- NaN is greater than every number: the upper bounds turn it away.
+  if p_delay is not null and (p_delay < 0 or p_delay > 86400) then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay',
+      format('must be 0 to 86400 seconds, or null for the default 5, got %s', p_delay));
+  end if;
+  if p_backoff is not null and p_backoff not in ('exponential', 'fixed') then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_backoff',
+      format('must be ''exponential'' or ''fixed'', or null for exponential, got %s', left(quote_literal(p_backoff), 80)));
+  end if;
+  if p_delay_max is not null and (p_delay_max < 1 or p_delay_max > 604800) then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay_max',
+      format('must be 1 to 604800 seconds (7 days), or null for an hour, got %s', p_delay_max));
+  end if;
+  if p_pair and p_delay_max < coalesce(p_delay, 5) then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay_max',
+      format('must be at least the retry delay (%s seconds), got %s', coalesce(p_delay, 5), p_delay_max));
   end if;
 end $$;
 
@@ -889,18 +980,8 @@ begin
       format('must be between 1 and 100000, or null for unlimited, got %s', v_running));
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
-  if v_delay is not null and (v_delay < 0 or v_delay > 86400) then
-    perform jobs.raise_invalid('PD007', 'retry_delay',
-      format('must be 0 to 86400 seconds, or null for the default 5, got %s', v_delay));
-  end if;
-  if v_backoff is not null and v_backoff not in ('exponential', 'fixed') then
-    perform jobs.raise_invalid('PD007', 'retry_backoff',
-      format('must be ''exponential'' or ''fixed'', or null for exponential, got %s', quote_literal(v_backoff)));
-  end if;
-  if v_delay_max is not null and (v_delay_max < 1 or v_delay_max > 604800) then
-    perform jobs.raise_invalid('PD007', 'retry_delay_max',
-      format('must be 1 to 604800 seconds (7 days), or null for an hour, got %s', v_delay_max));
-  end if;
+  -- The cap against the base below, against the values the queue keeps.
+  perform jobs.check_retry_policy(v_delay, v_backoff, v_delay_max, '', false);
   if v_dead is not null then
     perform jobs.check_name(v_dead, 'PD009', 'dead_letter', 'queue name');
     -- One change of dead letters at a time: two could close a loop unseen.
@@ -1010,7 +1091,7 @@ begin
   -- Routines: functions and procedures (jobs.drain_sql).
   revoke execute on all routines in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[]) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer) to %I, %I',
@@ -1448,6 +1529,25 @@ CREATE FUNCTION jobs.ended_dedupe_key(p_dedupe_key text, p_attempt integer, p_la
 $$;
 
 --
+-- Name: ending_keys(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.ending_keys(p_ids bigint[]) RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_direct bigint[];
+  v_heads bigint[];
+begin
+  v_direct := array(select q.job_id from jobs.job_queue q where q.job_id = any(p_ids) and q.lease_until is null
+                    except select unnest(jobs.heads_past_bound(p_ids)));
+  v_heads := array(select q.job_id from jobs.job_queue q
+                   where q.job_id = any(v_direct) and q.serial_key is not null and not q.serial_wait);
+  v_heads := v_heads || jobs.cascade_heads(v_direct, jobs.max_serial_keys() - cardinality(v_heads));
+  return array(select distinct q.serial_key from jobs.job_queue q where q.job_id = any(v_heads) order by 1);
+end $$;
+
+--
 -- Name: events_on(); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1493,7 +1593,8 @@ begin
   ), failed as (
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
-                          queue, dedupe_key, serial_key, attributes, worker_id)
+                          queue, dedupe_key, serial_key, attributes, worker_id,
+                          retry_delay, retry_backoff, retry_delay_max)
     select s.job_id, s.task, s.body,
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
            case when s.cancel_requested_at is null
@@ -1504,13 +1605,21 @@ begin
            s.queue,
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
            jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
-           s.serial_key, s.attributes, s.worker_id
+           s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max
     from spent s
     returning job_id, serial_key
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
-        scheduled_at = q.lease_until,
+        -- A retry policy, the job's own else its queue's, spaces it as a nack's;
+        -- without one it goes back at once (its lease was the wait).
+        scheduled_at = q.lease_until + coalesce(case
+          when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
+          then jobs.queue_backoff(q.attempt, q.retry_delay, q.retry_backoff, q.retry_delay_max) end,
+          (select jobs.queue_backoff(q.attempt, r.retry_delay, r.retry_backoff, r.retry_delay_max)
+           from jobs.queue r where r.name = q.queue
+             and (r.retry_delay is not null or r.retry_backoff is not null or r.retry_delay_max is not null)),
+          interval '0'),
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
     from taken e
     where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null
@@ -1543,6 +1652,7 @@ declare
   v_now timestamptz := coalesce(fail.now, pg_catalog.now());
   v_ids bigint[];
   v_keys text[];
+  v_held text[];
 begin
   perform jobs.check_job_ids(fail.job_ids);
   v_ids := jobs.lock_jobs(fail.job_ids, true, true);
@@ -1551,22 +1661,30 @@ begin
   end if;
   select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
   from jobs.job_queue q where q.job_id = any(v_ids);
+  if cardinality(v_keys) > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call fails may head their serial '
+      || 'keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: fail them '
+      || 'in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
+  end if;
+  v_held := jobs.ending_keys(v_ids);
   with gone as (
     delete from jobs.job_queue q where q.job_id = any(v_ids) returning q.*
   )
   insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
-                        queue, dedupe_key, serial_key, attributes, worker_id)
+                        queue, dedupe_key, serial_key, attributes, worker_id,
+                        retry_delay, retry_backoff, retry_delay_max)
   select g.job_id, g.task, g.body, 'failure',
          'failed: ' || coalesce(fail.reason, 'by request') || coalesce(E'\n' || g.last_error, ''),
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
-         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id
+         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
+         g.retry_delay, g.retry_backoff, g.retry_delay_max
   from gone g;
   delete from jobs.dependency d where d.job_id = any(v_ids);
   perform jobs.notify_ids('pgdrain_completed', v_ids);
   perform jobs.route_dead_letters(v_ids, v_now);
   perform jobs.lock_serial_keys(v_keys);
-  perform jobs.after_end(null, v_ids, v_keys, v_now);
+  perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
   return cardinality(v_ids);
 end $$;
 
@@ -1578,6 +1696,20 @@ CREATE FUNCTION jobs.has_pg_cron() RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
   select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron') and jobs.pg_cron_lacks() is null
+$$;
+
+--
+-- Name: heads_past_bound(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.heads_past_bound(p_ids bigint[]) RETURNS bigint[]
+    LANGUAGE sql STABLE
+    AS $$
+  select coalesce(array_agg(h.job_id), '{}')
+  from (select q.job_id, row_number() over (order by q.attempt = 0, q.job_id) as k
+        from jobs.job_queue q
+        where q.job_id = any(p_ids) and q.lease_until is null and q.serial_key is not null and not q.serial_wait) h
+  where h.k > jobs.max_serial_keys()
 $$;
 
 --
@@ -1645,6 +1777,7 @@ declare
   v_busy bigint;
   v_got boolean;
   v_keys text[];
+  v_direct bigint[];
 begin
   for i in 1..100 loop
     begin
@@ -1654,8 +1787,10 @@ begin
             order by q.job_id for update nowait) l;
       if p_ending then
         -- Read once locked; no dependant can be added meanwhile (jobs.lock_dependencies waits).
+        v_direct := array(select q.job_id from jobs.job_queue q where q.job_id = any(v_locked) and q.lease_until is null
+                          except select unnest(jobs.heads_past_bound(v_locked)));
         with recursive ending(id) as (
-          select q.job_id from jobs.job_queue q where q.job_id = any(v_locked) and q.lease_until is null
+          select unnest(v_direct)
           union
           select d.job_id from jobs.dependency d join ending e on d.depends_on = e.id
         )
@@ -1664,10 +1799,9 @@ begin
                       order by q.job_id for update nowait) l;
         perform from (select 1 from jobs.dependency d where d.job_id = any(v_ending) or d.depends_on = any(v_ending)
                       for update nowait) l;
-        select array_agg(distinct q.serial_key order by q.serial_key) into v_keys
-        from jobs.job_queue q where q.job_id = any(v_ending) and q.serial_key is not null and not q.serial_wait;
+        v_keys := jobs.ending_keys(v_locked);
         -- The keys' locks, as jobs.lock_serial_keys takes them (tried here).
-        v_got := v_keys is null
+        v_got := v_keys = '{}'
                  or (select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k))) from unnest(v_keys) k);
         if not coalesce(v_got, true) then
           raise sqlstate '55P03'; -- lock_not_available: let all go and try again
@@ -1675,9 +1809,7 @@ begin
         -- Each such key's next job, which jobs.after_end makes its head.
         perform from (select q.job_id from jobs.job_queue q
                       where q.job_id in (select min(w.job_id) from jobs.job_queue w
-                                         where w.serial_key in (select h.serial_key from jobs.job_queue h
-                                                                where h.job_id = any(v_ending) and not h.serial_wait)
-                                           and w.serial_wait and w.job_id <> all(v_ending)
+                                         where w.serial_key = any(v_keys) and w.serial_wait and w.job_id <> all(v_ending)
                                          group by w.serial_key)
                       order by q.job_id for update nowait) l;
       end if;
@@ -2130,10 +2262,10 @@ begin
 end $$;
 
 --
--- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric) RETURNS bigint
+CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2156,6 +2288,9 @@ begin
   perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
   perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
   perform jobs.check_object(publish.attributes, 'attributes');
+  if publish.retry_delay is not null or publish.retry_backoff is not null or publish.retry_delay_max is not null then
+    perform jobs.check_retry_policy(publish.retry_delay, publish.retry_backoff, publish.retry_delay_max);
+  end if;
   if not isfinite(publish.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish.scheduled_at));
   end if;
@@ -2217,7 +2352,8 @@ begin
             timeout = coalesce(publish.timeout, v_q.default_timeout, 60),
             priority = coalesce(publish.priority, v_q.default_priority, 0),
             max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
-            attributes = publish.attributes
+            attributes = publish.attributes, retry_delay = publish.retry_delay,
+            retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -2267,11 +2403,13 @@ begin
     end if;
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
-                                queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes)
+                                queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
+                                retry_delay, retry_backoff, retry_delay_max)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
             coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
-            v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes)
+            v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
+            publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
@@ -2290,10 +2428,10 @@ begin
 end $$;
 
 --
--- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb, retry_delays numeric[] DEFAULT NULL::numeric[], retry_backoffs text[] DEFAULT NULL::text[], retry_delay_maxes numeric[] DEFAULT NULL::numeric[]) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -2318,7 +2456,10 @@ begin
      or coalesce(cardinality(publish_arrays.dedupe_keys), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.serial_keys), v_n) <> v_n
      or coalesce(jsonb_typeof(publish_arrays.attributes), 'array') <> 'array'
-     or coalesce(jsonb_array_length(publish_arrays.attributes), v_n) <> v_n then
+     or coalesce(jsonb_array_length(publish_arrays.attributes), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.retry_delays), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.retry_backoffs), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -2337,14 +2478,20 @@ begin
      or exists (select from unnest(publish_arrays.scheduled_at) x where not isfinite(x))
      or exists (select from unnest(publish_arrays.dedupe_keys) x where x = '' or length(x) > 500)
      or exists (select from unnest(publish_arrays.serial_keys) x where x = '' or length(x) > 500)
-     or exists (select from jsonb_array_elements(publish_arrays.attributes) x where jsonb_typeof(x) not in ('object', 'null')) then
+     or exists (select from jsonb_array_elements(publish_arrays.attributes) x where jsonb_typeof(x) not in ('object', 'null'))
+     or exists (select from unnest(publish_arrays.retry_delays) x where x < 0 or x > 86400)
+     or exists (select from unnest(publish_arrays.retry_backoffs) x where x not in ('exponential', 'fixed'))
+     or exists (select from unnest(publish_arrays.retry_delays, publish_arrays.retry_delay_maxes) x(d, m)
+                where x.m < 1 or x.m > 604800 or x.m < coalesce(x.d, 5)) then
     select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at, j.dedupe_key, j.serial_key,
-           nullif(j.attributes, 'null') as attributes into v_bad
+           nullif(j.attributes, 'null') as attributes, j.retry_delay, j.retry_backoff, j.retry_delay_max into v_bad
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
                     unnest(publish_arrays.max_retries), unnest(publish_arrays.delays), unnest(publish_arrays.scheduled_at),
                     unnest(publish_arrays.dedupe_keys), unnest(publish_arrays.serial_keys),
-                    jsonb_array_elements(publish_arrays.attributes))
-           with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, dedupe_key, serial_key, attributes, ord)
+                    jsonb_array_elements(publish_arrays.attributes), unnest(publish_arrays.retry_delays),
+                    unnest(publish_arrays.retry_backoffs), unnest(publish_arrays.retry_delay_maxes))
+           with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, dedupe_key, serial_key, attributes,
+                                retry_delay, retry_backoff, retry_delay_max, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
        or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(j.task, 5)))
        or j.timeout < 0.001 or j.timeout > 86400
@@ -2354,6 +2501,8 @@ begin
        or not isfinite(j.scheduled_at)
        or j.dedupe_key = '' or length(j.dedupe_key) > 500 or j.serial_key = '' or length(j.serial_key) > 500
        or jsonb_typeof(j.attributes) not in ('object', 'null')
+       or j.retry_delay < 0 or j.retry_delay > 86400 or j.retry_backoff not in ('exponential', 'fixed')
+       or j.retry_delay_max < 1 or j.retry_delay_max > 604800 or j.retry_delay_max < coalesce(j.retry_delay, 5)
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
@@ -2368,6 +2517,8 @@ begin
       perform jobs.check_key(v_bad.dedupe_key, 'PD011', format('jobs[%s].dedupe_key', v_bad.ord));
       perform jobs.check_key(v_bad.serial_key, 'PD012', format('jobs[%s].serial_key', v_bad.ord));
       perform jobs.check_object(v_bad.attributes, format('jobs[%s].attributes', v_bad.ord));
+      perform jobs.check_retry_policy(v_bad.retry_delay, v_bad.retry_backoff, v_bad.retry_delay_max,
+                                      format('jobs[%s].', v_bad.ord));
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
@@ -2378,12 +2529,15 @@ begin
       || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
       || 'publish more in several');
   end if;
-  -- Decided once per call: plain jobs never take the keyed path's per-job steps.
+  -- Decided once per call: plain jobs never take the keyed path's per-job
+  -- steps, nor its retry policy arrays.
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
-     or publish_arrays.attributes is not null then
+     or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
+     or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
-      v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes);
+      v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
+      publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -2539,10 +2693,10 @@ begin
 end $$;
 
 --
--- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[]) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -2585,7 +2739,8 @@ begin
             from unnest(v_pick) with ordinality as x(pick, ord)) x;
       with written as (
         insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
-                                    queue, dedupe_key, serial_key, serial_wait, attributes)
+                                    queue, dedupe_key, serial_key, serial_wait, attributes,
+                                    retry_delay, retry_backoff, retry_delay_max)
         overriding system value
         select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
                coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
@@ -2593,11 +2748,13 @@ begin
                -- Behind the key's active jobs, or an earlier job of this call.
                j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
                  or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
-               nullif(j.attributes, 'null')
+               nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max
         from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                         unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
-                        unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes))
-               as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes)
+                        unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
+                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes))
+               as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
+                    retry_delay, retry_backoff, retry_delay_max)
         where j.id is not null
         order by j.dedupe_key
         on conflict (dedupe_key) where dedupe_key is not null do nothing
@@ -2646,6 +2803,7 @@ CREATE FUNCTION jobs.purge_queue(name text, reason text DEFAULT NULL::text) RETU
     AS $$
 declare
   v_ids bigint[];
+  v_ran bigint;
 begin
   perform jobs.check_name(purge_queue.name, 'PD009', 'name', 'queue name');
   select array_agg(q.job_id order by q.job_id) into v_ids
@@ -2661,6 +2819,15 @@ begin
   from jobs.job_queue q where q.job_id = any(v_ids) and q.queue = purge_queue.name;
   if v_ids is null then
     return 0;
+  end if;
+  -- What jobs.cancel_bulk refuses (a deferred one must never have run), said for this call.
+  select count(*) into v_ran from jobs.job_queue q
+  where q.job_id = any(v_ids) and q.attempt > 0 and q.serial_key is not null and not q.serial_wait;
+  if v_ran > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD009', 'name', format('queue %s has %s waiting jobs that ran before (a retry pending) '
+      || 'heading their serial keys, more than the %s one call ends (each takes its key''s lock until commit, from '
+      || 'PostgreSQL''s shared lock table): cancel some with jobs.cancel_bulk in smaller calls first',
+      quote_literal(purge_queue.name), v_ran, jobs.max_serial_keys()));
   end if;
   return jobs.cancel_bulk(v_ids, coalesce(purge_queue.reason, 'purged'));
 end $$;
@@ -2708,6 +2875,8 @@ declare
   v_keys text[];
   v_count integer := 0;
   v_missing text;
+  v_later integer;
+  v_later_keys integer;
 begin
   if redrive.include_cancelled and redrive.job_ids is null then
     perform jobs.raise_invalid('PD005', 'job_ids', 'must be given with include_cancelled (cancelled jobs go back by id)');
@@ -2748,15 +2917,22 @@ begin
     return 0;
   end if;
   -- From here as in sql/0007.
-  select array_agg(p.job_id), array_agg(distinct p.serial_key) filter (where p.serial_key is not null)
-  into v_ids, v_keys
-  from (
+  with c as (
     select distinct on (coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null) p.job_id, p.serial_key
     from jobs.job p
     where p.job_id = any(v_matched)
       and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
     order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
-  ) p;
+  ), k as (
+    -- Keys in the order of their oldest dead letter; those past the bound wait for the next call.
+    select c.serial_key, row_number() over (order by min(c.job_id)) > jobs.max_serial_keys() as later
+    from c where c.serial_key is not null group by c.serial_key
+  )
+  select array_agg(c.job_id) filter (where not coalesce(k.later, false)),
+         array_agg(distinct c.serial_key) filter (where not k.later),
+         count(*) filter (where k.later), count(distinct c.serial_key) filter (where k.later)
+  into v_ids, v_keys, v_later, v_later_keys
+  from c left join k on k.serial_key = c.serial_key;
   -- Bounded queues' locks in their order (hashtext, as jobs.publish_event), not the names'.
   perform jobs.admit(x.queue, x.n::integer)
   from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue
@@ -2770,10 +2946,12 @@ begin
   end if;
   with back as (
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
-                                created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes)
+                                created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes,
+                                retry_delay, retry_backoff, retry_delay_max)
     overriding system value
     select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
-           p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes
+           p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes,
+           p.retry_delay, p.retry_backoff, p.retry_delay_max
     from jobs.job p
     where p.job_id = any(v_ids)
     on conflict do nothing
@@ -2788,9 +2966,13 @@ begin
   if v_count > 0 then
     perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
   end if;
-  if v_count < cardinality(v_matched) then
+  if v_later > 0 then
+    raise notice 'pgdrain: % matching dead letters of % more serial keys left in place: one call puts back at most % serial keys (each takes a lock until commit); call jobs.redrive again',
+      v_later, v_later_keys, jobs.max_serial_keys();
+  end if;
+  if v_count + v_later < cardinality(v_matched) then
     raise notice 'pgdrain: % of % matching dead letters left in place: an active job, or an older dead letter going back, holds their dedupe key',
-      cardinality(v_matched) - v_count, cardinality(v_matched);
+      cardinality(v_matched) - v_count - v_later, cardinality(v_matched);
   end if;
   return v_count;
 end $$;
@@ -2958,14 +3140,18 @@ begin
         order by q.dead_letter) x;
   with sent as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
-                                queue, attributes)
+                                queue, attributes, retry_delay, retry_backoff, retry_delay_max)
     select j.task, j.body, p_now, coalesce(d.default_timeout, j.timeout), j.priority,
            coalesce(d.default_max_retries, j.max_retries), p_now, j.error, d.name,
            coalesce(j.attributes, '{}') || jsonb_build_object('dead_letter', jsonb_build_object(
-             'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts))
+             'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts)),
+           p.retry_delay, p.retry_backoff, p.retry_delay_max
     from jobs.job j
     join jobs.queue q on q.name = j.queue
     join jobs.queue d on d.name = q.dead_letter
+    -- The job's own policy, unless the dead-letter queue has one (as its defaults win).
+    left join lateral (select j.retry_delay, j.retry_backoff, j.retry_delay_max
+                       where d.retry_delay is null and d.retry_backoff is null and d.retry_delay_max is null) p on true
     where j.job_id = any(p_ended) and j.status = 'failure'
     order by j.job_id
     returning queue
@@ -3438,6 +3624,9 @@ begin
       update jobs.job_queue q
       set lease_until = null,
           scheduled_at = coalesce(o.retry_at, v_now + case
+            -- The job's own policy (jobs.publish's retry_*), read only here: for jobs that retry.
+            when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
+            then jobs.queue_backoff(q.attempt, q.retry_delay, q.retry_backoff, q.retry_delay_max)
             when v_policies ? q.queue
             then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
                                     (v_policies->q.queue->>2)::numeric)
@@ -3498,7 +3687,8 @@ begin
   ), ended as (
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
-                          queue, dedupe_key, serial_key, attributes, worker_id)
+                          queue, dedupe_key, serial_key, attributes, worker_id,
+                          retry_delay, retry_backoff, retry_delay_max)
     select e.job_id, e.task, e.body,
            case when e.outcome = 'ack' then 'success'
                 when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
@@ -3510,7 +3700,8 @@ begin
            e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
            e.created_at, e.started_at, v_now,
            coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
-           e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id
+           e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id,
+           e.retry_delay, e.retry_backoff, e.retry_delay_max
     from ending e
     returning job_id, status, serial_key
   ), counts as (
@@ -3865,6 +4056,9 @@ CREATE TABLE jobs.job (
     serial_key text,
     attributes jsonb,
     worker_id text,
+    retry_delay numeric,
+    retry_backoff boolean,
+    retry_delay_max numeric,
     CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
 );
 
@@ -3894,6 +4088,9 @@ CREATE TABLE jobs.job_queue (
     worker_id text,
     cancel_requested_at timestamp with time zone,
     cancel_reason text,
+    retry_delay numeric,
+    retry_backoff boolean,
+    retry_delay_max numeric,
     progress jsonb,
     CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at))
 )
@@ -4036,6 +4233,9 @@ CREATE TABLE jobs.job_archive (
     serial_key text,
     attributes jsonb,
     worker_id text,
+    retry_delay numeric,
+    retry_backoff boolean,
+    retry_delay_max numeric,
     CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
 );
 

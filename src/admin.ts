@@ -3,7 +3,8 @@ import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { jsonParam } from './json-text.js';
-import { jobIdsSchema, namedQueueOptionsSchema, publishOptionsSchema, redriveFilterSchema, rescheduleOptionsSchema } from './job-options.js';
+import { jobIdsSchema, namedQueueOptionsSchema, publishOptionsSchema, redriveFilterSchema, rescheduleOptionsSchema,
+  retryPolicyOptions } from './job-options.js';
 import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
 import { asOption, givenUpWith, takeSignal, type SignalOption } from './publish.js';
 import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
@@ -67,6 +68,9 @@ export async function failJobs(db: Queryable, jobIds: readonly string[], reason?
 
 const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
   attributes, worker_id, scheduled_at, created_at, started_at, ended_at, progress`;
+// The job's own retry policy, from where the job is now (jobs.all does not show it).
+const RETRY_POLICY = ['jobs.job_queue', 'jobs.job', 'jobs.job_archive'].map((t) =>
+  `select retry_delay::float8, retry_backoff, retry_delay_max::float8 from ${t} where job_id = $1::bigint`).join(' union all ');
 
 /**
  * A job by id, in one statement: queued (pending, scheduled, blocked,
@@ -76,11 +80,12 @@ const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attem
 export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | null> {
   parse(jobIdSchema, jobId, 'jobId');
   const { rows } = await db.query<Record<string, unknown>>(
-    `select ${JOB_COLUMNS} from jobs.all where job_id = $1::bigint
-     union all
-     select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress', 'null::jsonb as progress')}
-     from jobs.job_archive where job_id = $1::bigint
-     limit 1`, [jobId]);
+    `select * from (
+       select ${JOB_COLUMNS} from jobs.all where job_id = $1::bigint
+       union all
+       select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress', 'null::jsonb as progress')}
+       from jobs.job_archive where job_id = $1::bigint
+       limit 1) j left join lateral (${RETRY_POLICY} limit 1) p on true`, [jobId]);
   const r = rows[0];
   if (!r) return null;
   const date = (v: unknown) => (v === null ? null : new Date(v as string | Date));
@@ -90,6 +95,8 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
     priority: Number(r.priority), queue: r.queue as string, attributes: r.attributes as JobInfo['attributes'],
     workerId: r.worker_id as string | null, runAt: date(r.scheduled_at)!, createdAt: date(r.created_at)!,
     startedAt: date(r.started_at), endedAt: date(r.ended_at), progress: progressOf(r.progress),
+    retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
+    retryDelayMaxSeconds: r.retry_delay_max as number | null,
   };
 }
 
@@ -115,11 +122,9 @@ export async function redrive(db: Queryable, filter: RedriveFilter = {}): Promis
 
 /** queues.create's options: the queue's settings, and its retry policy (jobs.create_queue's retry_*, sql/0007). */
 const queueOptionsSchema = z.extend(namedQueueOptionsSchema, {
-  retryDelaySeconds: z.optional(z.nullable(z.number().check(z.minimum(0, 'must be 0 or more'),
-    z.maximum(86400, 'must be at most 86400 seconds')))),
-  retryBackoff: z.optional(z.nullable(z.boolean('must be a boolean (true: exponential, false: fixed)'))),
-  retryDelayMaxSeconds: z.optional(z.nullable(z.number().check(z.minimum(1, 'must be at least 1'),
-    z.maximum(604800, 'must be at most 604800 seconds (7 days)')))),
+  retryDelaySeconds: z.optional(z.nullable(retryPolicyOptions.retryDelaySeconds.def.innerType)),
+  retryBackoff: z.optional(z.nullable(retryPolicyOptions.retryBackoff.def.innerType)),
+  retryDelayMaxSeconds: z.optional(z.nullable(retryPolicyOptions.retryDelayMaxSeconds.def.innerType)),
   maxRunning: z.optional(z.nullable(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000,
     'must be an integer between 1 and 100000')))),
 }).check(z.refine((o) => typeof o.retryDelaySeconds !== 'number' || typeof o.retryDelayMaxSeconds !== 'number'

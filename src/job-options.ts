@@ -15,6 +15,24 @@ const bulkOptions = {
   priority: z.optional(z.number().check(integerCheck, z.minimum(-1_000_000, 'must be at least -1000000'), z.maximum(1_000_000, 'must be at most 1000000'))),
   maxRetries: z.optional(z.number().check(integerCheck, z.minimum(0, 'must be 0 or more'), z.maximum(1000, 'must be at most 1000'))),
 };
+
+/** A retry policy's options, a queue's (queues.create) or a job's own (publish), as jobs.check_retry_policy. */
+export const retryPolicyOptions = {
+  retryDelaySeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'),
+    z.maximum(86400, 'must be at most 86400 seconds'))),
+  retryBackoff: z.optional(z.boolean('must be a boolean (true: exponential, false: fixed)')),
+  retryDelayMaxSeconds: z.optional(z.number().check(z.minimum(1, 'must be at least 1'),
+    z.maximum(604800, 'must be at most 604800 seconds (7 days)'))),
+};
+
+/** A job's own policy: the cap at least its base (left out: 5 s), as the database checks it. */
+export const capOverBase = z.superRefine((o: { retryDelaySeconds?: number | undefined; retryDelayMaxSeconds?: number | undefined }, ctx) => {
+  const base = o.retryDelaySeconds ?? 5;
+  if (o.retryDelayMaxSeconds !== undefined && o.retryDelayMaxSeconds < base) {
+    ctx.addIssue({ code: 'custom', path: ['retryDelayMaxSeconds'], input: o.retryDelayMaxSeconds,
+      message: `must be at least the retry delay (${base} seconds), got ${o.retryDelayMaxSeconds}` });
+  }
+});
 const runAtOrDelay = {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
 };
@@ -24,6 +42,7 @@ const needsDedupeKey = { message: 'needs a dedupe key (the key whose job it keep
 /** A publishBulk job's options: publish's per-job ones but dedupeMode 'replace' and dependsOn (README: Dedupe key). */
 export const bulkPublishOptionsSchema = z.strictObject({
   ...bulkOptions,
+  ...retryPolicyOptions,
   dedupeKey: z.optional(keySchema),
   dedupeMode: z.optional(z.literal('keep', "must be 'keep' in a bulk publish: a replace rewrites a waiting job "
     + 'under its key\'s lock, one job at a time (publish)')),
@@ -34,10 +53,11 @@ export const bulkPublishOptionsSchema = z.strictObject({
   throttleSeconds: z.optional(z.never({ error: 'a bulk publish takes none: a throttle window is locked and '
     + 'opened per key, one job at a time; publish throttled jobs one at a time (publish)' })),
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
-  z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, needsDedupeKey));
+  z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, needsDedupeKey), capOverBase);
 
 export const publishOptionsSchema = z.strictObject({
   ...bulkOptions,
+  ...retryPolicyOptions,
   queue: z.optional(queueNameSchema),
   dedupeKey: z.optional(keySchema),
   dedupeMode: z.optional(z.enum(['keep', 'replace'], "must be 'keep' or 'replace'")),
@@ -55,7 +75,8 @@ export const publishOptionsSchema = z.strictObject({
     message: "cannot be given with dedupeMode 'replace' (a throttle keeps the first job of its window, a replace the latest)",
     path: ['throttleSeconds'] }),
   z.refine((o) => o.dedupeMode !== 'replace' || o.dependsOn === undefined, {
-    message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }));
+    message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }),
+  capOverBase);
 
 /** queues.create's options: the bound, the defaults checked as a publish's own, the dead-letter queue; null clears one. */
 export const namedQueueOptionsSchema = z.strictObject({

@@ -46,7 +46,8 @@ function isEmpty(value: unknown): boolean {
   return true;
 }
 
-const OPTION_COLUMNS = ['run_at', 'delay', 'timeout', 'priority', 'max_retries', 'dedupe_key', 'serial_key'] as const;
+const OPTION_COLUMNS = ['run_at', 'delay', 'timeout', 'priority', 'max_retries', 'dedupe_key', 'serial_key',
+  'retry_delay', 'retry_backoff', 'retry_delay_max'] as const;
 type OptionColumn = typeof OPTION_COLUMNS[number];
 
 const NO_OPTIONS = {} as ReturnType<typeof bulkPublishOptionsSchema.parse>;
@@ -69,6 +70,9 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
     max_retries: o.maxRetries ?? null,
     dedupe_key: o.dedupeKey ?? null,
     serial_key: o.serialKey ?? null,
+    retry_delay: o.retryDelaySeconds ?? null,
+    retry_backoff: o.retryBackoff === undefined ? null : o.retryBackoff ? 'exponential' : 'fixed',
+    retry_delay_max: o.retryDelayMaxSeconds ?? null,
     attributes: o.attributes === undefined ? null : jsonParam(o.attributes, field ? `${field}.attributes` : 'attributes'),
   };
 }
@@ -93,11 +97,12 @@ export async function publish(db: Queryable, task: string, body?: unknown,
          coalesce($3::timestamptz, now() + make_interval(secs => $4::float8)),
          $5::numeric, $6::integer, $7::integer,
          queue => $8, dedupe_key => $9, serial_key => $10, depends_on => $11::bigint[],
-         attributes => $12::jsonb, dedupe_mode => $13, throttle_seconds => $14::numeric)::text as id`,
+         attributes => $12::jsonb, dedupe_mode => $13, throttle_seconds => $14::numeric,
+         retry_delay => $15::numeric, retry_backoff => $16, retry_delay_max => $17::numeric)::text as id`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
        attributes === undefined ? null : jsonParam(attributes, 'options.attributes'), dedupeMode ?? null,
-       throttleSeconds ?? null],
+       throttleSeconds ?? null, r.retry_delay, r.retry_backoff, r.retry_delay_max],
       signal,
     );
     return rows[0]!.id;
@@ -155,9 +160,11 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   try {
     const result = await send<{ ids: string }>(db,
       `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb, $3::timestamptz[], $4::float8[],
-                                                  $5::numeric[], $6::integer[], $7::integer[], queue => $10,
+                                                  $5::numeric[], $6::integer[], $7::integer[], queue => $13,
                                                   dedupe_keys => $8::text[], serial_keys => $9::text[],
-                                                  attributes => $11::jsonb), ',') as ids`,
+                                                  retry_delays => $10::numeric[], retry_backoffs => $11::text[],
+                                                  retry_delay_maxes => $12::numeric[],
+                                                  attributes => $14::jsonb), ',') as ids`,
       // Task names are checked words (no quote, backslash or comma): quoted, they
       // make the array literal as they are, with no per-element escaping.
       [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => columns[k] ?? null), queue ?? null,
@@ -179,7 +186,8 @@ const OPTION_OF: Record<string, string> = {
   task: 'task', queue: 'queue', timeout: 'timeoutSeconds', priority: 'priority', max_retries: 'maxRetries',
   scheduled_at: 'runAt', delay: 'delaySeconds', dedupe_key: 'dedupeKey', dedupe_mode: 'dedupeMode',
   serial_key: 'serialKey', serial_keys: 'serialKey', depends_on: 'dependsOn', attributes: 'attributes',
-  throttle_seconds: 'throttleSeconds',
+  throttle_seconds: 'throttleSeconds', retry_delay: 'retryDelaySeconds', retry_backoff: 'retryBackoff',
+  retry_delay_max: 'retryDelayMaxSeconds',
 };
 
 /**

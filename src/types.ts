@@ -60,6 +60,18 @@ export interface BulkPublishOptions {
   priority?: number | undefined;
   /** Retries after the first attempt (default 3). */
   maxRetries?: number | undefined;
+  /**
+   * The job's own retry policy, as a queue's (NamedQueueOptions): with any of
+   * the three given it wins over its queue's (the others take the policy's
+   * defaults, not the queue's); with none, the queue's applies, else the
+   * global backoff. Also spaces the retry of an expired lease. A handler's
+   * RetryJob wins.
+   */
+  retryDelaySeconds?: number | undefined;
+  /** true (default): retry k waits between d/2 and d for d = base·2^(k−1); false: the base exactly. */
+  retryBackoff?: boolean | undefined;
+  /** The longest retry wait, 1 to 604800 seconds, at least retryDelaySeconds (5 when left out). */
+  retryDelayMaxSeconds?: number | undefined;
 }
 
 /** Options only single publishes take (publishBulk takes the queue per call). */
@@ -215,6 +227,10 @@ export interface JobInfo {
   maxRetries: number;
   priority: number;
   queue: string;
+  /** The job's own retry policy (publish's retryDelaySeconds…); all null: it follows its queue's. */
+  retryDelaySeconds: number | null;
+  retryBackoff: boolean | null;
+  retryDelayMaxSeconds: number | null;
   attributes: Record<string, unknown> | null;
   /** The drain that runs it or ran it last. */
   workerId: string | null;

@@ -1,15 +1,33 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { eventNameSchema, listSubscriptions, publishEvent, subscribe, unsubscribe } from '../admin.js';
 import { PgDrainError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, taskSchema } from '../options.js';
 import { checkedBy, dsnOption, integer, json, jsonObject, seconds, type WithConnection } from './features.js';
 import { formatTable } from './format.js';
 import type * as z from 'zod/mini';
+import type { PublishOptions } from '../types.js';
 
 // `pgdrain event subscribe | unsubscribe | list | publish`: fan-out
 // (sql/0015_fanout.sql, src/admin.ts). main.ts registers them. Bad input
 // exits 2: arguments and flags are checked before connecting, and the
 // core's "options.task: …" is told as "--task: …" by main.ts.
+
+/** `pgdrain publish`'s flags for the job's own retry policy, bounded as `queue create`'s (main.ts adds them). */
+export function addRetryPolicyOptions(cmd: Command): Command {
+  return cmd
+    .option('--retry-delay <seconds>', "base wait of this job's retries (default: its queue's policy, else the global backoff)",
+      seconds(0, 86400))
+    .addOption(new Option('--retry-backoff <kind>', 'exponential: the wait doubles per retry, with jitter; '
+      + 'fixed: every retry waits --retry-delay').choices(['exponential', 'fixed']))
+    .option('--retry-delay-max <seconds>', 'longest retry wait, at least --retry-delay (5 when left out)', seconds(1, 604800));
+}
+
+/** Those flags as publish()'s options (any given: the job has a policy of its own). */
+export function retryPolicyOf(opts: { retryDelay?: number; retryBackoff?: string; retryDelayMax?: number }):
+  Pick<PublishOptions, 'retryDelaySeconds' | 'retryBackoff' | 'retryDelayMaxSeconds'> {
+  return { retryDelaySeconds: opts.retryDelay, retryDelayMaxSeconds: opts.retryDelayMax,
+           retryBackoff: opts.retryBackoff === undefined ? undefined : opts.retryBackoff === 'exponential' };
+}
 
 /** An <event> or <queue> argument, checked as its flag would be. */
 function argument(schema: z.ZodMiniType<unknown, string>, field: string, value: string): string {

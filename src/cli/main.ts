@@ -7,7 +7,7 @@ import { isoDateTimeSchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, topicSchema
 import { publish } from '../publish.js';
 import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
-import { eventCommand } from './event-commands.js';
+import { addRetryPolicyOptions, eventCommand, retryPolicyOf } from './event-commands.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addPublishOptions, checkedBy, dsnOption, featureCommands, integer, json, seconds } from './features.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
@@ -130,7 +130,7 @@ export function program(): Command {
       }
     });
 
-  addPublishOptions(cli.command('publish'))
+  addRetryPolicyOptions(addPublishOptions(cli.command('publish')))
     .description('publish one job and print its id')
     .argument('<task>', 'dotted task name, e.g. email.send')
     .argument('[json]', 'the job body as JSON', json)
@@ -147,7 +147,8 @@ export function program(): Command {
                                                          timeout?: number; maxRetries?: number; dsn?: string;
                                                          queue?: string; dedupeKey?: string; dedupeMode?: 'keep' | 'replace';
                                                          serialKey?: string; dependsOn?: string[];
-                                                         attributes?: Record<string, never> }) => {
+                                                         attributes?: Record<string, never>; retryDelay?: number;
+                                                         retryBackoff?: string; retryDelayMax?: number }) => {
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
       await withConnection(opts.dsn, async ({ driver }) => {
         const id = await publish(driver, task, body, {
@@ -155,6 +156,7 @@ export function program(): Command {
           timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries,
           queue: opts.queue, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode, serialKey: opts.serialKey,
           dependsOn: opts.dependsOn, attributes: opts.attributes, throttleSeconds: opts.throttle,
+          ...retryPolicyOf(opts),
         });
         process.stdout.write(`${id}\n`);
       });

@@ -4,7 +4,7 @@ import { ValidationError } from '../errors.js';
 import { checkDrainSelection, type DrainSelection } from '../drain-selection.js';
 import { parseJson } from '../json-text.js';
 import { lingerMsSchema, pollMsSchema } from '../drain-options.js';
-import { bulkPublishOptionsSchema, publishOptionsSchema } from '../job-options.js';
+import { bulkPublishOptionsSchema, capOverBase, publishOptionsSchema } from '../job-options.js';
 import { isoDateTimeSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
 import type { BulkJob, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
@@ -131,6 +131,10 @@ const jobShape = {
   timeoutSeconds: publishOptionsSchema.shape.timeoutSeconds,
   priority: publishOptionsSchema.shape.priority,
   maxRetries: publishOptionsSchema.shape.maxRetries,
+  // The job's own retry policy, as publish() takes it.
+  retryDelaySeconds: publishOptionsSchema.shape.retryDelaySeconds,
+  retryBackoff: publishOptionsSchema.shape.retryBackoff,
+  retryDelayMaxSeconds: publishOptionsSchema.shape.retryDelayMaxSeconds,
 };
 const runAtOrDelay = z.refine<{ runAt?: Date; delaySeconds?: number }>((j) => j.runAt === undefined || j.delaySeconds === undefined, {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
@@ -142,7 +146,7 @@ const needsDedupeKey = z.refine<{ dedupeMode?: string; dedupeKey?: string }>(
 const jobSchema = z.strictObject({
   ...jobShape, dedupeKey: bulkPublishOptionsSchema.shape.dedupeKey, dedupeMode: bulkPublishOptionsSchema.shape.dedupeMode,
   serialKey: bulkPublishOptionsSchema.shape.serialKey, attributes: bulkPublishOptionsSchema.shape.attributes,
-}).check(runAtOrDelay, needsDedupeKey);
+}).check(runAtOrDelay, needsDedupeKey, capOverBase);
 /**
  * One job takes every option publish() does. A dedupe key lets a client that
  * got no answer (or a 503 after its commit) publish again and get the same
@@ -153,7 +157,7 @@ const oneJobSchema = z.strictObject({
   queue: publishOptionsSchema.shape.queue,
   serialKey: publishOptionsSchema.shape.serialKey, dependsOn: publishOptionsSchema.shape.dependsOn,
   attributes: publishOptionsSchema.shape.attributes, throttleSeconds: publishOptionsSchema.shape.throttleSeconds,
-}).check(runAtOrDelay);
+}).check(runAtOrDelay, capOverBase);
 
 /** POST /jobs: one job (`{ task, body, …options }`) or many (`{ jobs: [ … ] }`). */
 export type PublishRequest =

@@ -47,6 +47,10 @@ export async function everyOption(): Promise<void> {
     serialKey: maybe<string>(), dependsOn: maybe<string[]>(), attributes: maybe<{ tenant: string }>(),
   });
   await queue.publishBulk([{ task: 'a.b', body: maybe<unknown>(), runAt: maybe<Date>(), timeoutSeconds: maybe<number>() }]);
+  await queue.publish('a.b', {}, { retryDelaySeconds: maybe<number>(), retryBackoff: maybe<boolean>(),
+    retryDelayMaxSeconds: maybe<number>() });
+  await queue.publishBulk([{ task: 'a.b', retryDelaySeconds: maybe<number>(), retryBackoff: maybe<boolean>(),
+    retryDelayMaxSeconds: maybe<number>() }]);
   await queue.drain(10, Date.now() + 1000, { topic: maybe<string>(), signal: maybe<AbortSignal>(), graceMs: maybe<number>() });
   await queue.redrive({ ids: maybe<string[]>(), task: maybe<string>(), queue: maybe<string>(), endedAfter: maybe<Date>(),
     errorLike: maybe<string>() });
