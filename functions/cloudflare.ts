@@ -31,7 +31,8 @@
  * Connections: a Worker invocation may hold 6 open at once; the pool takes
  * at most 4, leaving 2 for the handlers' own fetch() calls. A transactional
  * task holds one while it runs, so a Worker whose tasks include one runs at
- * most 4 jobs at once.
+ * most 3 jobs at once, keeping one connection for the drain's own claims and
+ * settles.
  *
  * Bindings (wrangler.toml [vars], secrets, [[hyperdrive]]):
  * - DATABASE_URL (secret): the database; used through the Neon WebSocket Pool.

@@ -3,6 +3,7 @@
 // Scheduler), whose `pgdrain` input it checks.
 import * as z from 'zod/mini';
 import { checkDrainSelection, type DrainSelection } from '../src/drain-selection.js';
+import { ValidationError } from '../src/errors.js';
 import { parse, queueNameSchema } from '../src/options.js';
 import { lingerSecondsSchema, pollSecondsSchema } from './fast-pickup.js';
 
@@ -51,10 +52,18 @@ export function gatewayEnd(event: unknown, timeoutSeconds: number): number {
  * an EventBridge Scheduler invocation (its input is whatever the schedule
  * sets: the sample template sends the same envelope with source
  * aws.scheduler; a schedule without input sends {}), or any event carrying
- * `pgdrain` options. Returns the options, or undefined for anything else.
+ * `pgdrain` options. Returns the options, or undefined for anything else;
+ * throws for an event with a drain setting at its top level (`queue`, …).
  */
 export function scheduleInput(event: unknown): ScheduleInput | undefined {
   if (!isObject(event)) return undefined;
+  // A drain setting beside "pgdrain" instead of in it would be ignored, and the
+  // drain would consume what the function's settings say: the wrong queue, unseen.
+  const misplaced = Object.keys(scheduleInputSchema.shape).find((key) => key in event);
+  if (misplaced) {
+    throw new ValidationError(`event.${misplaced}`,
+      `put drain settings under "pgdrain": {"pgdrain": {"${misplaced}": …}}`);
+  }
   const scheduled = event['detail-type'] === 'Scheduled Event' && (event.source === 'aws.events' || event.source === 'aws.scheduler');
   if (!scheduled && Object.keys(event).length > 0 && !('pgdrain' in event)) return undefined;
   const { filter, exclude, ...input } = parse(scheduleInputSchema, event.pgdrain ?? {}, 'event.pgdrain');

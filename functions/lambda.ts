@@ -4,7 +4,8 @@
 //   Function URL / API Gateway (v1, v2)       → the hono app of src/http (hono/aws-lambda); behind API
 //                                               Gateway, a drain also ends before the gateway's timeout
 //
-// Settings come from the environment, read at the first invocation:
+// Settings come from the environment, read at the first invocation; a schedule's input may
+// override the drain's under "pgdrain" ({"pgdrain": {"queue": "mail", "batchSize": 500}}):
 //   DATABASE_URL               PostgreSQL URL (required)
 //   PGDRAIN_TOKEN              bearer token for HTTP events (16+ characters)
 //   PGDRAIN_HMAC_SECRET        secret for signed HTTP requests (16+ characters)
@@ -18,7 +19,8 @@
 //   PGDRAIN_POLL_SECONDS       while lingering, claim again this often (default 1)
 //   PGDRAIN_SAFETY_MARGIN_MS   time kept back from the function's remaining time (default 1000)
 //   PGDRAIN_POOL_MAX           connections per warm instance (default 2); with transactional tasks,
-//                              also how many jobs a drain runs at once (each holds a connection)
+//                              a drain runs one job fewer than this at once (at least 1): each holds
+//                              a connection, and the drain keeps one for its own statements
 //   PGDRAIN_MAX_BUDGET_SECONDS longest drain an HTTP request may ask for (default 300)
 //   PGDRAIN_API_GATEWAY_TIMEOUT_SECONDS  API Gateway's integration timeout (default 29): a drain
 //                              behind it ends that long after the gateway received the request,

@@ -257,6 +257,18 @@ export const count = async () => {
     expect(job!.result).toEqual({ 'early-dsn': 1 });
   });
 
+  it('an unknown queue exits 2 naming the flag or the variable it came from, and claims nothing', async () => {
+    await sql(`select jobs.publish('math.sum', '{"a":1,"b":1}')`);
+    const flag = await cli(['drain', '--tasks', TASKS, '--queue', 'nosuch']);
+    expect(flag).toMatchObject({ code: 2, stdout: '', stderr: "pgdrain: --queue: no queue named 'nosuch'\n" });
+    const variable = await cli(['drain', '--tasks', TASKS], { env: { PGDRAIN_QUEUE: 'nosuch' } });
+    expect(variable).toMatchObject({ code: 2, stdout: '', stderr: "pgdrain: PGDRAIN_QUEUE: no queue named 'nosuch'\n" });
+    // a flag given wins over the variable, and is the one named
+    const both = await cli(['drain', '--tasks', TASKS, '--queue', 'nosuch2'], { env: { PGDRAIN_QUEUE: 'default' } });
+    expect(both.stderr).toBe("pgdrain: --queue: no queue named 'nosuch2'\n");
+    expect(await sql('select count(*)::int as n from jobs.job_queue where lease_until is null')).toEqual([{ n: 1 }]);
+  });
+
   it('a missing tasks module exits 1 naming its path', async () => {
     const r = await cli(['drain', '--tasks', './no/such/tasks.mjs']);
     expect(r.code).toBe(1);
@@ -484,6 +496,15 @@ describe('help and stats', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: pgdrain ${command}`);
     expect(r.stdout).toContain('--help');
+  });
+
+  it("--help of the commands that publish says a queue's own defaults win over the global ones", async () => {
+    for (const command of [['publish'], ['schedule', 'add'], ['event', 'publish']]) {
+      const help = (await cli([...command, '--help'], { db: null })).stdout.replace(/\s+/g, ' ');
+      for (const [flag, global] of [['--timeout <seconds>', 60], ['--max-retries <n>', 3], ['--priority <n>', 0]]) {
+        expect(help).toMatch(new RegExp(`${flag} [^-]*\\(default: (the|each) queue's, else ${global}\\)`));
+      }
+    }
   });
 
   it('stats prints a table by queue, task and state', async () => {

@@ -193,6 +193,19 @@ describe('scheduled drains', () => {
     }
   });
 
+  it('a drain setting at the top level of a schedule, not under "pgdrain", fails naming it and claims nothing', async () => {
+    await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+    const failure = (field: string) => ({ errorType: 'ValidationError',
+      errorMessage: expect.stringMatching(new RegExp(`^event\\.${field}: put drain settings under "pgdrain"`)) });
+    // Ignored, these would drain the default queue: the one job above.
+    await expect(invoke({ ...scheduler(), queue: 'mail' }, 10_000)).rejects.toMatchObject(failure('queue'));
+    await expect(invoke({ ...eventBridge(), topic: 'other.%' }, 10_000)).rejects.toMatchObject(failure('topic'));
+    await expect(invoke({ ...scheduler({ batchSize: 2 }), lingerSeconds: 5 }, 10_000)).rejects.toMatchObject(failure('lingerSeconds'));
+    await expect(invoke({ batchSize: 5 }, 10_000)).rejects.toMatchObject(failure('batchSize'));
+    expect(await sql('select count(*)::int as n from jobs.job')).toEqual([{ n: 0 }]);
+    expect(await leased()).toBe(0);
+  });
+
   it('with lingerSeconds it picks up a job published while it lingers, woken by its NOTIFY, and ends before its deadline', async () => {
     // pollSeconds 30: no poll comes before the deadline, so only the LISTEN session can wake it.
     await queue.publish('work.quick', { n: 1 }, { timeoutSeconds: 1 });

@@ -89,7 +89,7 @@ export function eventCommand(withConnection: WithConnection): Command {
       + 'prints their ids, one a line (none when no queue subscribes)')
     .argument('<event>')
     .argument('[json]', 'the body of every job, as JSON', json)
-    .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
+    .option('--priority <n>', "greater runs first (default: each queue's, else 0)", integer(-1_000_000, 1_000_000))
     .option('--delay <seconds>', 'run this many seconds from now', seconds(0, MAX_DELAY_SECONDS))
     .option('--at <iso>', 'run at this time (ISO 8601)', checkedBy(isoDateTimeSchema))
     // As `pgdrain publish` takes them; left out, each queue's default.

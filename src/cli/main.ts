@@ -125,6 +125,8 @@ export function program(): Command {
           if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
           else process.stdout.write(`${formatReport(report)}\n`);
         });
+      } catch (error) {
+        throw queueNamedBySource(error, cmd);
       } finally {
         stop.done();
       }
@@ -134,12 +136,12 @@ export function program(): Command {
     .description('publish one job and print its id')
     .argument('<task>', 'dotted task name, e.g. email.send')
     .argument('[json]', 'the job body as JSON', json)
-    .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
+    .option('--priority <n>', "greater runs first (default: the queue's, else 0)", integer(-1_000_000, 1_000_000))
     .option('--delay <seconds>', 'run this many seconds from now', seconds(0, MAX_DELAY_SECONDS))
     // Not new Date(value): it takes '5' (May 2001) and reads a time without a zone as local time.
     .option('--at <iso>', 'run at this time (ISO 8601)', checkedBy(isoDateTimeSchema))
-    .option('--timeout <seconds>', 'seconds a run may take (default 60)', seconds(0.001, 86400))
-    .option('--max-retries <n>', 'retries after the first attempt (default 3)', integer(0, 1000))
+    .option('--timeout <seconds>', "seconds a run may take (default: the queue's, else 60)", seconds(0.001, 86400))
+    .option('--max-retries <n>', "retries after the first attempt (default: the queue's, else 3)", integer(0, 1000))
     .option('--throttle <seconds>', 'with --dedupe-key: for this long after a job with the key was added, print its id '
       + 'instead of adding one, even once it has ended', throttle)
     .addOption(dsnOption())
@@ -188,6 +190,17 @@ export function program(): Command {
 const FLAG_OF: Record<string, string> = { delaySeconds: '--delay', runAt: '--at', timeoutSeconds: '--timeout',
                                           throttleSeconds: '--throttle', retryDelaySeconds: '--retry-delay',
                                           retryDelayMaxSeconds: '--retry-delay-max' };
+
+/**
+ * The database names a drain's unknown queue `queue`: name the flag or the
+ * variable the value came from instead ("PGDRAIN_QUEUE: no queue named …").
+ */
+function queueNamedBySource(error: unknown, cmd: Command): unknown {
+  const e = translateError(error);
+  const source = { cli: '--queue', env: 'PGDRAIN_QUEUE' }[String(cmd.getOptionValueSource('queue'))];
+  if (!source || !(e instanceof PgDrainError) || e.field !== 'queue' || !e.message.startsWith('queue: ')) return error;
+  return new PgDrainError(e.code, `${source}: ${e.message.slice('queue: '.length)}`, { field: source, cause: e.cause ?? e });
+}
 
 /** --throttle's seconds, as publish's throttleSeconds takes them. */
 function throttle(value: string): number {
