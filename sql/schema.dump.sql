@@ -2844,8 +2844,10 @@ CREATE FUNCTION jobs.queue_backoff(attempt integer, delay numeric, exponential b
                least(f.cap, case when f.fixed then f.base
                                  else f.base * power(2::float8, least(greatest(queue_backoff.attempt, 1), 1000) - 1) end) as d
         from (select coalesce(not queue_backoff.exponential, false) as fixed,
-                     coalesce(queue_backoff.delay, 5)::float8 as base,
-                     coalesce(queue_backoff.delay_max, greatest(3600, queue_backoff.delay))::float8 as cap) f) x
+                     -- To the millisecond first: a delay under float8's range (1e-400, which the
+                     -- checks let through as at least 0) would fail every claim's expiry of it.
+                     round(coalesce(queue_backoff.delay, 5), 3)::float8 as base,
+                     round(coalesce(queue_backoff.delay_max, greatest(3600, queue_backoff.delay)), 3)::float8 as cap) f) x
 $$;
 
 --

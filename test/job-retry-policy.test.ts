@@ -95,6 +95,17 @@ describe('SQL', () => {
     expect(await waits([own, queued, plain], T0)).toEqual({ [own]: 40, [queued]: 30, [plain]: 10 });
   });
 
+  it('a delay under float8\'s range waits no time; its expiry and nack fail no claim (of any queue)', async () => {
+    await sql(`select jobs.create_queue('other')`);
+    const tiny = await one(`select jobs.publish('t', null, timeout => 10, retry_delay => 1e-400, retry_backoff => 'fixed')::text as id`);
+    await one(`select jobs.publish('t', null, queue => 'other')::text as id`);
+    expect(await sql(`select job_id from jobs.consume(10, $1::timestamptz)`, [iso(T0)])).toHaveLength(1);
+    // The lease passes: the next claim, of another queue, expires it first.
+    expect(await sql(`select job_id from jobs.consume(10, $1::timestamptz, 'other')`, [iso(T0 + 100_000)])).toHaveLength(1);
+    expect(await waits([tiny], T0)).toEqual({ [tiny]: 10 });
+    expect((await claimAndNack('default', T0 + 200_000))[tiny]).toBe(0);
+  });
+
   it('publish_arrays takes one policy per job; a plain job of the same call has none', async () => {
     await sql(`select jobs.create_queue('mail', retry_delay => 10, retry_backoff => 'fixed')`);
     const ids = (await sql<{ ids: string[] }>(
