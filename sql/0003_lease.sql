@@ -13,8 +13,8 @@ $$;
 
 -- Delay before retry number `attempt` of a job that has a retry policy of
 -- its own (any of jobs.job_queue.retry_* set: jobs.publish's), or whose queue
--- has (jobs.queue.retry_*): jobs.settle_arrays and jobs.expire call this
--- then, the job's first, jobs.backoff otherwise (expire: no wait). Base `delay` seconds (null: 5), never
+-- has (jobs.queue.retry_*): jobs.settle_arrays calls this then, the job's
+-- first, jobs.backoff otherwise. Base `delay` seconds (null: 5), never
 -- more than `delay_max` (null: an hour, or `delay` when that is longer).
 -- Exponential (null or true): equal jitter as jobs.backoff, between d/2 and
 -- d for d = min(cap, delay * 2^(attempt-1)). Fixed (false): min(cap, delay)
@@ -306,8 +306,8 @@ end $$;
 -- Leases ---------------------------------------------------------------------
 
 -- Settles up to n expired leases: a job with retries left goes back to pending
--- at once (its attempt stays counted; a job with a retry policy, its own or
--- its queue's, after that policy's delay from lease_until), the others end as failures (or as
+-- at once (its attempt stays counted; a retry policy spaces nacks, not
+-- this), the others end as failures (or as
 -- cancelled, when a cancel was requested while they ran, or by a cascade
 -- past its bound: jobs.after_end). consume calls it
 -- first, so expiry needs no daemon; callers may also call it on their own.
@@ -364,15 +364,9 @@ begin
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
-        -- A retry policy, the job's own else its queue's, spaces it as a nack's;
-        -- without one it goes back at once (its lease was the wait).
-        scheduled_at = q.lease_until + coalesce(case
-          when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
-          then jobs.queue_backoff(q.attempt, q.retry_delay, q.retry_backoff, q.retry_delay_max) end,
-          (select jobs.queue_backoff(q.attempt, r.retry_delay, r.retry_backoff, r.retry_delay_max)
-           from jobs.queue r where r.name = q.queue
-             and (r.retry_delay is not null or r.retry_backoff is not null or r.retry_delay_max is not null)),
-          interval '0'),
+        -- At once, whatever its retry policy (which spaces nacks): the lease was
+        -- the wait, and an expired job goes to the next consume (DESIGN).
+        scheduled_at = q.lease_until,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
     from taken e
     where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null

@@ -1611,15 +1611,9 @@ begin
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
-        -- A retry policy, the job's own else its queue's, spaces it as a nack's;
-        -- without one it goes back at once (its lease was the wait).
-        scheduled_at = q.lease_until + coalesce(case
-          when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
-          then jobs.queue_backoff(q.attempt, q.retry_delay, q.retry_backoff, q.retry_delay_max) end,
-          (select jobs.queue_backoff(q.attempt, r.retry_delay, r.retry_backoff, r.retry_delay_max)
-           from jobs.queue r where r.name = q.queue
-             and (r.retry_delay is not null or r.retry_backoff is not null or r.retry_delay_max is not null)),
-          interval '0'),
+        -- At once, whatever its retry policy (which spaces nacks): the lease was
+        -- the wait, and an expired job goes to the next consume (DESIGN).
+        scheduled_at = q.lease_until,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
     from taken e
     where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null

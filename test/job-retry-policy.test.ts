@@ -2,9 +2,9 @@
 // retryDelayMax, BullMQ's per-job backoff): jobs.publish(retry_delay,
 // retry_backoff, retry_delay_max), publish_arrays' arrays, TS publish /
 // publishBulk, POST /jobs and `pgdrain publish --retry-*`. With any of the
-// three set it wins over its queue's policy, on a nack and on a lease's
-// expiry (which a queue's policy spaces too); a nack's schedule_at still
-// wins over it; redrive and dead-letter routing keep it. Times come from the functions' `now`: nothing sleeps.
+// three set it wins over its queue's policy on a nack (an expired lease goes
+// to the next consume, as DESIGN has it); a nack's schedule_at still wins
+// over it; redrive and dead-letter routing keep it. Times come from the functions' `now`: nothing sleeps.
 import { serve, type ServerType } from '@hono/node-server';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
@@ -83,7 +83,7 @@ describe('SQL', () => {
     expect((await waits([id], T0))[id]).toBe(1000);
   });
 
-  it("an expired lease retries after its policy's delay from lease_until, the job's else its queue's (without: at once)", async () => {
+  it("an expired lease goes to the next consume whatever the job's or its queue's policy (DESIGN: like a visibility timeout)", async () => {
     await sql(`select jobs.create_queue('mail', retry_delay => 20, retry_backoff => 'fixed')`);
     const own = await one(`select jobs.publish('t', null, timeout => 10, queue => 'mail', retry_delay => 30, retry_backoff => 'fixed')::text as id`);
     const queued = await one(`select jobs.publish('t', null, timeout => 10, queue => 'mail')::text as id`);
@@ -91,8 +91,9 @@ describe('SQL', () => {
     expect(await sql(`select job_id from jobs.consume(10, $1::timestamptz, 'mail')`, [iso(T0)])).toHaveLength(2);
     expect(await sql(`select job_id from jobs.consume(10, $1::timestamptz)`, [iso(T0)])).toHaveLength(1);
     expect((await sql<{ n: number }>(`select jobs.expire(now => $1::timestamptz) as n`, [iso(T0 + 100_000)]))[0]!.n).toBe(3);
-    // Leases until T0 + 10 s: the job's own policy runs it 30 s after, its queue's 20 s, none at once.
-    expect(await waits([own, queued, plain], T0)).toEqual({ [own]: 40, [queued]: 30, [plain]: 10 });
+    // Leases until T0 + 10 s: each is due then.
+    expect(await waits([own, queued, plain], T0)).toEqual({ [own]: 10, [queued]: 10, [plain]: 10 });
+    expect(await sql(`select job_id from jobs.consume(10, $1::timestamptz, 'mail')`, [iso(T0 + 100_000)])).toHaveLength(2);
   });
 
   it('a delay under float8\'s range waits no time; its expiry and nack fail no claim (of any queue)', async () => {
