@@ -1,7 +1,7 @@
 -- pgdrain 0008: cron expressions, evaluated in the database, for recurring
 -- jobs (0006) wherever pg_cron does not run them.
 --
--- Errors: PDC01 cron, PDC03 tz (the COLUMN field names it).
+-- Errors: PDC01 cron, PDC03 tz or after (the COLUMN field names it).
 
 -- Cron expressions ------------------------------------------------------------
 --
@@ -76,11 +76,22 @@ begin
   return v_out;
 end $$;
 
+-- A cron expression as pgdrain checks it, stores it and hands it to pg_cron:
+-- without the white space around it, and an @ name in lower case (pg_cron
+-- refuses @HOURLY; it reads month and day names in any case). Every function
+-- that passes an expression to pg_cron passes it through this one
+-- (jobs.pg_cron_schedule), so all of them take the same texts.
+create function jobs.cron_text(expr text)
+returns text language sql immutable as $$
+  select case when t like '@%' then lower(t) else t end
+  from (select regexp_replace(cron_text.expr, '^\s+|\s+$', '', 'g') as t) s
+$$;
+
 -- Parses an expression; raises PDC01 naming the bad field.
 create function jobs.cron_parse(expr text)
 returns jobs.cron_spec language plpgsql immutable as $$
 declare
-  v text := lower(btrim(cron_parse.expr));
+  v text := lower(jobs.cron_text(cron_parse.expr));
   f text[];
   s jobs.cron_spec;
 begin
@@ -269,7 +280,8 @@ end $$;
 
 -- The next tick of a cron expression after `after`, in UTC or, with tz (as
 -- jobs.check_tz returns it), on tz's wall clock. Raises PDC01 for a bad
--- expression or one that never fires (0 0 31 2 *). Its search_path pinned
+-- expression or one that never fires (0 0 31 2 *), PDC03 naming after for a
+-- null one (no tick follows it). Its search_path pinned
 -- (and so its helpers'): it runs as whoever calls it (the jobs.schedules
 -- view), and a function or operator on that role's path could stand in for
 -- a built-in here.
@@ -277,9 +289,13 @@ create function jobs.cron_tick(cron text, after timestamptz, tz text)
 returns timestamptz language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
   v_spec jobs.cron_spec := jobs.cron_parse(cron_tick.cron);
-  v_next timestamptz := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
-                             else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
+  v_next timestamptz;
 begin
+  if cron_tick.after is null then
+    perform jobs.raise_invalid('PDC03', 'after', 'must be a timestamp to count from, such as now(), got null');
+  end if;
+  v_next := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
+                 else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
   if v_next is null then
     perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_tick.cron)));
   end if;
@@ -289,7 +305,7 @@ end $$;
 -- The next time (whole minutes) a cron expression fires after `after`, in
 -- UTC or on the wall clock of time zone tz ('Europe/Paris'). Raises PDC01
 -- for a bad expression or one that never fires, PDC03 naming tz for a name
--- that is not a time zone (jobs.check_tz).
+-- that is not a time zone (jobs.check_tz), PDC03 naming after for a null after.
 create function jobs.cron_next(cron text, after timestamptz default now(), tz text default null)
 returns timestamptz language sql stable set search_path = pg_catalog, pg_temp as $$
   select jobs.cron_tick(cron_next.cron, cron_next.after, jobs.check_tz(cron_next.tz, false))

@@ -116,12 +116,13 @@ begin
   return true;
 end $$;
 
+-- Creates or replaces pg_cron job p_jobname; p_cron as pg_cron takes it (jobs.cron_text).
 create function jobs.pg_cron_schedule(p_jobname text, p_cron text, p_command text)
 returns bigint language plpgsql as $$
 declare
   v_id bigint;
 begin
-  execute 'select cron.schedule($1, $2, $3)' into v_id using p_jobname, p_cron, p_command;
+  execute 'select cron.schedule($1, $2, $3)' into v_id using p_jobname, jobs.cron_text(p_cron), p_command;
   return v_id;
 end $$;
 
@@ -155,8 +156,8 @@ declare
   v_old_cron text;
   v_old_tz text;
   v_last timestamptz;
-  -- pg_cron knows its @ names in lower case only; the other checks take any case.
-  v_cron text := case when schedule.cron like '@%' then lower(schedule.cron) else schedule.cron end;
+  -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
+  v_cron text := jobs.cron_text(schedule.cron);
 begin
   -- 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:'.
   if schedule.name is null or schedule.name !~ '^[A-Za-z0-9_.:-]{1,46}$' then
@@ -380,7 +381,8 @@ end $$;
 -- when this role may not delete from it), and at most max_rows ended dedupe
 -- throttle windows (sql/0014). One transaction: a backlog larger
 -- than max_rows takes more passes (jobs.run_maintenance). Returns
--- {"expired", "ticks", "deleted", "archived"}.
+-- {"expired", "ticks", "deleted", "archived", "windows"} (windows: the
+-- ended throttle windows deleted).
 create function jobs.maintain(
   retention interval    default '7 days',
   archive   boolean     default false,
@@ -394,6 +396,7 @@ declare
   v_ticks integer;
   v_removed integer;
   v_archived integer;
+  v_windows integer;
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -419,11 +422,13 @@ begin
   )
   select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
   -- Dedupe keys' throttle windows that have ended (sql/0014): no publish
-  -- reads a row past its until. Not in the report (its keys are a contract).
+  -- reads a row past its until. Counted, so that a full share tells
+  -- run_maintenance and TS maintain() that more are left.
   delete from jobs.throttle t using (
     select o.dedupe_key from jobs.throttle o where o.until <= v_now
     order by o.until limit maintain.max_rows for update skip locked) old
   where t.dedupe_key = old.dedupe_key;
+  get diagnostics v_windows = row_count;
 
   v_expired := jobs.expire(maintain.max_rows, v_now);
 
@@ -436,7 +441,7 @@ begin
       using v_now - maintain.retention;
   end if;
   return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
-                            'deleted', v_removed - v_archived, 'archived', v_archived);
+                            'deleted', v_removed - v_archived, 'archived', v_archived, 'windows', v_windows);
 end $$;
 
 -- Maintenance until caught up, as pg_cron runs it (jobs.schedule_maintenance):
@@ -452,7 +457,8 @@ end $$;
 -- its caller (pg_cron: the role that scheduled it): the owner of schema jobs
 -- or pgdrain_admin. It commits, so it is called on its own: not inside BEGIN,
 -- and as the only statement of a pg_cron command. report: maintain's counts
--- summed, "passes", "caughtUp".
+-- summed, "passes", "caughtUp" (false while the last pass still found a full
+-- share of jobs, leases or throttle windows to do).
 create procedure jobs.run_maintenance(
   retention interval default '7 days',
   archive   boolean  default false,
@@ -469,7 +475,7 @@ declare
   v_removed bigint := 0;
   v_passes integer := 0;
   v_done boolean := false;
-  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0}';
+  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0, "windows": 0}';
 begin
   -- As in jobs.drain_sql: the path pinned, again after every COMMIT.
   perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -503,9 +509,9 @@ begin
     v_passes := v_passes + 1;
     commit;
     perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    -- Caught up when a pass did less than it could.
+    -- Caught up when a pass did less than it could, of each kind of work.
     v_done := (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint < v_step
-              and (v_pass->>'expired')::bigint < v_step;
+              and (v_pass->>'expired')::bigint < v_step and (v_pass->>'windows')::bigint < v_step;
     exit when v_done or v_removed >= coalesce(run_maintenance.max_rows, v_removed + 1) or clock_timestamp() >= v_deadline;
   end loop;
   report := v_counts || jsonb_build_object('passes', v_passes, 'caughtUp', v_done);

@@ -1140,7 +1140,7 @@ CREATE FUNCTION jobs.cron_parse(expr text) RETURNS jobs.cron_spec
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 declare
-  v text := lower(btrim(cron_parse.expr));
+  v text := lower(jobs.cron_text(cron_parse.expr));
   f text[];
   s jobs.cron_spec;
 begin
@@ -1254,6 +1254,17 @@ begin
 end $$;
 
 --
+-- Name: cron_text(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cron_text(expr text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $_$
+  select case when t like '@%' then lower(t) else t end
+  from (select regexp_replace(cron_text.expr, '^\s+|\s+$', '', 'g') as t) s
+$_$;
+
+--
 -- Name: cron_tick(text, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1263,9 +1274,13 @@ CREATE FUNCTION jobs.cron_tick(cron text, after timestamp with time zone, tz tex
     AS $$
 declare
   v_spec jobs.cron_spec := jobs.cron_parse(cron_tick.cron);
-  v_next timestamptz := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
-                             else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
+  v_next timestamptz;
 begin
+  if cron_tick.after is null then
+    perform jobs.raise_invalid('PDC03', 'after', 'must be a timestamp to count from, such as now(), got null');
+  end if;
+  v_next := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
+                 else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
   if v_next is null then
     perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_tick.cron)));
   end if;
@@ -1869,6 +1884,7 @@ declare
   v_ticks integer;
   v_removed integer;
   v_archived integer;
+  v_windows integer;
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -1894,11 +1910,13 @@ begin
   )
   select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
   -- Dedupe keys' throttle windows that have ended (sql/0014): no publish
-  -- reads a row past its until. Not in the report (its keys are a contract).
+  -- reads a row past its until. Counted, so that a full share tells
+  -- run_maintenance and TS maintain() that more are left.
   delete from jobs.throttle t using (
     select o.dedupe_key from jobs.throttle o where o.until <= v_now
     order by o.until limit maintain.max_rows for update skip locked) old
   where t.dedupe_key = old.dedupe_key;
+  get diagnostics v_windows = row_count;
 
   v_expired := jobs.expire(maintain.max_rows, v_now);
 
@@ -1911,7 +1929,7 @@ begin
       using v_now - maintain.retention;
   end if;
   return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
-                            'deleted', v_removed - v_archived, 'archived', v_archived);
+                            'deleted', v_removed - v_archived, 'archived', v_archived, 'windows', v_windows);
 end $_$;
 
 --
@@ -2043,7 +2061,7 @@ CREATE FUNCTION jobs.pg_cron_schedule(p_jobname text, p_cron text, p_command tex
 declare
   v_id bigint;
 begin
-  execute 'select cron.schedule($1, $2, $3)' into v_id using p_jobname, p_cron, p_command;
+  execute 'select cron.schedule($1, $2, $3)' into v_id using p_jobname, jobs.cron_text(p_cron), p_command;
   return v_id;
 end $_$;
 
@@ -3197,7 +3215,7 @@ declare
   v_removed bigint := 0;
   v_passes integer := 0;
   v_done boolean := false;
-  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0}';
+  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0, "windows": 0}';
 begin
   -- As in jobs.drain_sql: the path pinned, again after every COMMIT.
   perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -3231,9 +3249,9 @@ begin
     v_passes := v_passes + 1;
     commit;
     perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    -- Caught up when a pass did less than it could.
+    -- Caught up when a pass did less than it could, of each kind of work.
     v_done := (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint < v_step
-              and (v_pass->>'expired')::bigint < v_step;
+              and (v_pass->>'expired')::bigint < v_step and (v_pass->>'windows')::bigint < v_step;
     exit when v_done or v_removed >= coalesce(run_maintenance.max_rows, v_removed + 1) or clock_timestamp() >= v_deadline;
   end loop;
   report := v_counts || jsonb_build_object('passes', v_passes, 'caughtUp', v_done);
@@ -3307,8 +3325,8 @@ declare
   v_old_cron text;
   v_old_tz text;
   v_last timestamptz;
-  -- pg_cron knows its @ names in lower case only; the other checks take any case.
-  v_cron text := case when schedule.cron like '@%' then lower(schedule.cron) else schedule.cron end;
+  -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
+  v_cron text := jobs.cron_text(schedule.cron);
 begin
   -- 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:'.
   if schedule.name is null or schedule.name !~ '^[A-Za-z0-9_.:-]{1,46}$' then

@@ -97,6 +97,19 @@ describe('pg_cron', () => {
     await sql(`delete from jobs.job_queue where queue = 'tiny'; delete from jobs.queue where name = 'tiny'`);
   });
 
+  it('every function that registers a pg_cron job takes an @ name in any case, padded: pg_cron gets it trimmed, in lower case', async () => {
+    expect(await sql(`select jobs.schedule('pad', ' @HOURLY ', 'a.b') as r`)).toEqual([{ r: 'pg_cron' }]);
+    expect(await cronJob('pgdrain:schedule:pad')).toMatchObject([{ schedule: '@hourly' }]);
+    expect(await sql(`select cron from jobs.recurring where name = 'pad'`)).toEqual([{ cron: '@hourly' }]);
+    await sql(`select jobs.unschedule('pad')`);
+
+    await sql(`select jobs.schedule_maintenance(' @DAILY')`);
+    expect(await cronJob('pgdrain:maintain')).toMatchObject([{ schedule: '@daily' }]);
+    await sql(`select jobs.schedule_maintenance('@HOURLY')`);
+    expect(await cronJob('pgdrain:maintain')).toMatchObject([{ schedule: '@hourly' }]);
+    await sql(`select cron.unschedule(jobid) from cron.job where jobname in ('pgdrain:maintain', 'pgdrain:vacuum')`);
+  });
+
   it('handing a schedule to the drains while pg_cron publishes its tick does not publish that tick twice', async () => {
     await sql('truncate jobs.job_queue');
     await sql(`select jobs.schedule('sw', '*/5 * * * *', 'sw.tick', runner => 'pg_cron', now => '2030-01-01 11:50Z')`);
@@ -245,7 +258,7 @@ describe('pg_cron', () => {
     expect((await sql<{ ids: string[] }>(`select jobs.schedule_maintenance('*/5 * * * *', '3 days', true) as ids`))[0]!.ids)
       .toEqual(ids); // idempotent
     const [result] = await sql<{ report: object }>(maintain!.command);
-    expect(result!.report).toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0, passes: 1, caughtUp: true });
+    expect(result!.report).toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, passes: 1, caughtUp: true });
     await sql(vacuum!.command);
   });
 
@@ -277,6 +290,11 @@ describe('pg_cron', () => {
       headers: { 'Content-Type': 'application/json', Authorization: 'Bearer secret' }, timeout_milliseconds: 60000 }]);
     expect(await sql(`select jobs.unschedule_http_drain() as r`)).toEqual([{ r: true }]);
     expect(await cronJob('pgdrain:http:default')).toEqual([]);
+
+    // An @ name in any case, padded, as jobs.schedule takes it.
+    await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', ' @DAILY', name => 'daily')`);
+    expect(await cronJob('pgdrain:http:daily')).toMatchObject([{ schedule: '@daily' }]);
+    expect(await sql(`select jobs.unschedule_http_drain('daily') as r`)).toEqual([{ r: true }]);
   });
 
   it('a real firing: pg_cron publishes the scheduled job and runs drain_sql; a drain runs the published job', async () => {

@@ -149,6 +149,31 @@ describe('cron expressions', () => {
     }
     expect(() => nextTicks('* * * * *', 1, new Date('x'))).toThrow(expect.objectContaining({ field: 'from' }));
   });
+
+  it('a null after is refused naming after (jobs.cron_next and jobs.cron_tick), not taken for a cron that never fires', async () => {
+    for (const call of [`select jobs.cron_next('* * * * *', null)`, `select jobs.cron_next('0 9 * * *', null, 'Europe/Paris')`,
+                        `select jobs.cron_tick('* * * * *', null, null)`]) {
+      const e = await sqlError(call);
+      expect([call, e.code, e.column]).toEqual([call, 'PDC03', 'after']);
+      expect(e.message).toBe('after: must be a timestamp to count from, such as now(), got null');
+    }
+    // A bad expression is still named first.
+    expect((await sqlError(`select jobs.cron_next('61 * * * *', null)`)).column).toBe('cron');
+  });
+
+  it('jobs.cron_text, what every function hands pg_cron: trimmed, an @ name in lower case, the rest as written', async () => {
+    // jobs.schedule_http_drain needs pg_net, which this machine lacks: the text
+    // it passes pg_cron is this function's (through jobs.pg_cron_schedule).
+    expect(await sql(`select jobs.cron_text($1) as a, jobs.cron_text($2) as b, jobs.cron_text($3) as c, jobs.cron_text($4) as d`,
+                     ['@HOURLY', ' \t@Daily\n', ' 0 9 * * MON-FRI  ', '*/5 * * * *']))
+      .toEqual([{ a: '@hourly', b: '@daily', c: '0 9 * * MON-FRI', d: '*/5 * * * *' }]);
+    // Every edge takes the same texts, upper-case and padded @ names included.
+    for (const expr of ['@HOURLY', ' @HOURLY', '\t@daily ', ' 0 9 * * MON-FRI ']) {
+      expect(await sql(`select jobs.cron_next($1, '2030-01-01T00:30Z') = jobs.cron_next(jobs.cron_text($1), '2030-01-01T00:30Z') as same`, [expr]))
+        .toEqual([{ same: true }]);
+      expect(checkCron(expr), JSON.stringify(expr)).toBe(expr.trim());
+    }
+  });
 });
 
 describe('schedules run by drains (no pg_cron in this database)', () => {
@@ -522,10 +547,10 @@ describe('jobs.maintain', () => {
     await sql(`select jobs.claim(1, 'stuck.job', null, now() - interval '1 hour')`);
     await sql(`select jobs.schedule('m', '* * * * *', 'clock.tick', now => now() - interval '5 minutes')`);
 
-    expect(await sql(`select jobs.maintain('25 days') as r`)).toEqual([{ r: { expired: 1, ticks: 1, deleted: 3, archived: 0 } }]);
+    expect(await sql(`select jobs.maintain('25 days') as r`)).toEqual([{ r: { expired: 1, ticks: 1, deleted: 3, archived: 0, windows: 0 } }]);
     // Passes of at most 2 rows, until one finds less to do.
     expect(await maintain(db.driver, { retentionSeconds: 7 * 86400, archive: true, maxRows: 2 }))
-      .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 3, passes: 2, caughtUp: true });
+      .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 3, windows: 0, passes: 2, caughtUp: true });
     expect(await maintain(db.driver, { retentionSeconds: 7 * 86400, archive: true })).toMatchObject({ archived: 0, passes: 1 });
     expect(await sql(`select task, count(*)::int as n from jobs.job group by task`)).toEqual([{ task: 'fresh.c', n: 3 }]);
     expect(await sql(`select task, status, count(*)::int as n from jobs.job_archive group by task, status`))
