@@ -242,7 +242,7 @@ $$;
 -- after every upgrade so new functions get their grants (and lose grants
 -- taken back here).
 -- - publisher: publish, publish_bulk, publish_arrays and publish_event only; it cannot read or consume jobs.
--- - worker:    consume, settle and publish follow-ups; read jobs.job (and archived) outcomes
+-- - worker:    consume, settle, extend leases and publish follow-ups; read jobs.job (and archived) outcomes
 --              and which job ids are active (waitFor), not their bodies; run
 --              CALL jobs.drain_sql (SQL tasks then run with the worker's privileges).
 -- - admin:     everything in the schema (cancel, redrive, queues, views, the
@@ -280,9 +280,11 @@ begin
   -- ticks (which jobs.claim_json publishes too), two readers of what a
   -- worker may not read (sql/0010), and the raise of its argument checks.
   execute format('grant execute on procedure jobs.drain_sql(integer, numeric, text, jsonb) to %I', v_roles[2]);
-  -- Handlers take rate-limit tokens (sql/0012) and report progress (sql/0013).
+  -- Handlers take rate-limit tokens (sql/0012), report progress (sql/0013)
+  -- and extend their leases (sql/0017).
   execute format('grant execute on function jobs.take_token(text, integer, double precision), '
-                 'jobs.set_progress(bigint, integer, jsonb, text) to %I', v_roles[2]);
+                 'jobs.set_progress(bigint, integer, jsonb, text), '
+                 'jobs.extend_lease(bigint, integer, numeric, timestamptz, text) to %I', v_roles[2]);
   execute format('grant execute on function jobs.publish_due_schedules(timestamptz), jobs.sql_task_call(text), jobs.sql_unfit(text, numeric), jobs.raise_invalid(text, text, text) to %I',
                  v_roles[2]);
   execute format('grant select on jobs.job, jobs.job_archive to %I', v_roles[2]);

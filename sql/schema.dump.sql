@@ -1102,9 +1102,11 @@ begin
   -- ticks (which jobs.claim_json publishes too), two readers of what a
   -- worker may not read (sql/0010), and the raise of its argument checks.
   execute format('grant execute on procedure jobs.drain_sql(integer, numeric, text, jsonb) to %I', v_roles[2]);
-  -- Handlers take rate-limit tokens (sql/0012) and report progress (sql/0013).
+  -- Handlers take rate-limit tokens (sql/0012), report progress (sql/0013)
+  -- and extend their leases (sql/0017).
   execute format('grant execute on function jobs.take_token(text, integer, double precision), '
-                 'jobs.set_progress(bigint, integer, jsonb, text) to %I', v_roles[2]);
+                 'jobs.set_progress(bigint, integer, jsonb, text), '
+                 'jobs.extend_lease(bigint, integer, numeric, timestamptz, text) to %I', v_roles[2]);
   execute format('grant execute on function jobs.publish_due_schedules(timestamptz), jobs.sql_task_call(text), jobs.sql_unfit(text, numeric), jobs.raise_invalid(text, text, text) to %I',
                  v_roles[2]);
   execute format('grant select on jobs.job, jobs.job_archive to %I', v_roles[2]);
@@ -1647,6 +1649,34 @@ begin
     end if;
   end if;
   return v_count;
+end $$;
+
+--
+-- Name: extend_lease(bigint, integer, numeric, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.extend_lease(job_id bigint, attempt integer, seconds numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, worker_id text DEFAULT NULL::text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_until timestamptz;
+begin
+  -- NaN is outside any range here (PostgreSQL orders it above every number).
+  if extend_lease.seconds is null or not (extend_lease.seconds between 0.001 and 86400) then
+    perform jobs.raise_invalid('PD002', 'seconds',
+      format('must be 0.001 to 86400 seconds, got %s', coalesce(extend_lease.seconds::text, 'null')));
+  end if;
+  update jobs.job_queue q
+  set lease_until = greatest(q.lease_until, coalesce(extend_lease.now, pg_catalog.now())
+                                            + make_interval(secs => extend_lease.seconds))
+  -- attempt > 0: a job leased at attempt 0 is a dependant a cascade deferred
+  -- (jobs.after_end), whose passed lease is its end. The CASE: as in jobs.settle_arrays.
+  where q.job_id = extend_lease.job_id and q.attempt = extend_lease.attempt and extend_lease.attempt > 0
+    and case when q.lease_until is null then false else true end
+    and (extend_lease.worker_id is null or q.worker_id = extend_lease.worker_id)
+  returning q.lease_until into v_until;
+  return v_until;
 end $$;
 
 --

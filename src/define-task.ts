@@ -1,5 +1,6 @@
 import type { Driver, Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
+import { leaseSeconds } from './job-context.js';
 import { resultJson } from './json-text.js';
 import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
@@ -204,6 +205,7 @@ const TRANSACTIONAL_ACK_SQL =
   'now => clock_timestamp(), worker_id => $8) as r';
 
 const notStored = async (): Promise<boolean> => false;
+const notExtended = async (seconds: number): Promise<Date | null> => (leaseSeconds(seconds), null);
 
 /**
  * Runs a transactional handler and acks its job in the same transaction.
@@ -224,14 +226,15 @@ export async function runTransactional(
       // has nacked it then, and it must not start (another drain may run it).
       if (ctx.signal.aborted) throw ctx.signal.reason;
       // Spelled out: a spread would drop ctx's signal (an accessor on its prototype).
-      // progress and rateLimit go through the drain's connections, not this
+      // progress, extendLease and rateLimit go through the drain's connections, not this
       // transaction: progress shows while the job runs, a token taken stays taken.
       // On one session (PGlite, a pool of 1) this transaction holds it: a token
-      // is taken in the transaction, and progress is not stored (answers false).
+      // is taken in the transaction, progress is not stored (answers false), nor a lease extended (null).
       const oneSession = driver.maxConnections === 1;
       const result = await handler(job.body, {
         job: ctx.job, signal: ctx.signal, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
         progress: oneSession ? notStored : ctx.progress, rateLimit: oneSession ? rateLimiter(tx) : ctx.rateLimit,
+        extendLease: oneSession ? notExtended : ctx.extendLease,
       });
       // Past its timeout (or cancelled) the drain has already settled it: roll its work back.
       if (ctx.signal.aborted) throw ctx.signal.reason;

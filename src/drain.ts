@@ -144,7 +144,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     return end;
   };
-  const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, settled,
+  const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
     returned(run, outcome) {
       handlers--;
       run.finish(outcome);

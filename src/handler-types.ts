@@ -25,6 +25,21 @@ export interface JobContext {
    */
   progress(value: unknown): Promise<boolean>;
   /**
+   * Extends this delivery's lease to at least `seconds` (0.001 to 86400) from
+   * now, never shortening it (pg-boss's touch): a long job keeps a short
+   * timeout, so a crash gives it back after that short time. Answers the new
+   * lease end, and this drain then runs the handler on to it (ctx.signal does
+   * not fire at the old end), but never past the drain's own stop (its
+   * deadline: then it is stopped, nacked, as any job running there; or
+   * graceMs after its signal). Answers null, changing nothing, once this
+   * delivery is over (timed out, settled, cancelled, handed out again), and
+   * when the statement failed: it never rejects but for bad input, a
+   * ValidationError naming `seconds` before any statement. Through the
+   * drain's connections, not a transactional task's transaction (on one
+   * session, PGlite or a pool of 1, it answers null).
+   */
+  extendLease(seconds: number): Promise<Date | null>;
+  /**
    * Takes a token from the database's bucket `key` (up to `limit` calls per
    * `perSeconds`, shared by every drain and process on this database), or
    * throws a SnoozeJob: the job goes back until the next token, its attempt

@@ -1,3 +1,5 @@
+import type { Queryable } from './db/driver.js';
+import { ValidationError } from './errors.js';
 import { ProgressReporter, type ProgressSink } from './progress.js';
 import { takeSignal, type SignalOption } from './publish.js';
 import type { RateLimit } from './rate-limit.js';
@@ -37,6 +39,35 @@ export class LazySignal {
 
 type Publish = (task: string, body?: unknown, options?: PublishOptions & SignalOption) => Promise<string>;
 
+/** What ctx.extendLease asks: the running job (run-handler.ts JobRun), which also moves its drain's timer. */
+export interface LeaseHolder {
+  extendLease(seconds: unknown): Promise<Date | null>;
+}
+
+/** A lease extension's seconds, checked as a timeout is: a ValidationError naming `seconds` otherwise. */
+export function leaseSeconds(seconds: unknown): number {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0.001 || seconds > 86400) {
+    throw new ValidationError('seconds', `must be a number of seconds from 0.001 to 86400, got ${describeValue(seconds)}`);
+  }
+  return seconds;
+}
+
+function describeValue(value: unknown): string {
+  return typeof value === 'number' ? String(value) : typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : typeof value;
+}
+
+/**
+ * jobs.extend_lease (sql/0017): this delivery's lease moved to at least
+ * `seconds` from now; its new end, or null when the delivery is over.
+ */
+export async function extendLeaseOf(db: Queryable, jobId: string, attempt: number, seconds: number,
+                                    workerId: string | null): Promise<Date | null> {
+  const { rows } = await db.query<{ until: string | Date | null }>(
+    'select jobs.extend_lease($1::bigint, $2::integer, $3::numeric, null, $4) as until', [jobId, attempt, seconds, workerId]);
+  const until = rows[0]?.until;
+  return until === null || until === undefined ? null : new Date(until);
+}
+
 /**
  * The ctx a handler gets. publish is an own bound property, so `const { publish } = ctx` works.
  *
@@ -52,10 +83,12 @@ export class DrainJobContext implements JobContext {
   private running = true;
   private reporter: ProgressReporter | undefined;
   private reportFn: ((value: unknown) => Promise<boolean>) | undefined;
+  private extendFn: ((seconds: number) => Promise<Date | null>) | undefined;
 
   /** ctx.rateLimit: the drain's one function, shared by its jobs (no closure per job). */
   constructor(readonly job: Job, private readonly lazy: LazySignal, publish: Publish,
-              private readonly progressSink: ProgressSink, readonly rateLimit: RateLimit) {
+              private readonly progressSink: ProgressSink, readonly rateLimit: RateLimit,
+              private readonly lease: LeaseHolder) {
     this.publish = (task, body, options) =>
       this.running ? boundPublish(publish, lazy, () => this.running, task, body, options) : publish(task, body, options);
   }
@@ -63,6 +96,11 @@ export class DrainJobContext implements JobContext {
   /** ctx.progress, made on first read (most handlers never report): bound, so `const { progress } = ctx` works. */
   get progress(): (value: unknown) => Promise<boolean> {
     return this.reportFn ??= (value) => (this.reporter ??= new ProgressReporter(this.progressSink, this.job)).report(value);
+  }
+
+  /** ctx.extendLease, made on first read as progress is: bound, so `const { extendLease } = ctx` works. */
+  get extendLease(): (seconds: number) => Promise<Date | null> {
+    return this.extendFn ??= (seconds) => this.lease.extendLease(seconds);
   }
 
   get signal(): AbortSignal {

@@ -3,7 +3,7 @@
 import { isTransactional, runTransactional } from './define-task.js';
 import type { DrainDeps } from './drain.js';
 import type { Thrown } from './drain-hooks.js';
-import { DrainJobContext, LazySignal } from './job-context.js';
+import { DrainJobContext, extendLeaseOf, LazySignal, leaseSeconds, type LeaseHolder } from './job-context.js';
 import type { ProgressSink } from './progress.js';
 import type { RateLimit } from './rate-limit.js';
 import { askedOutcome } from './job-errors.js';
@@ -23,6 +23,8 @@ export interface RunHost {
   rateLimit: RateLimit;
   running: Map<string, Running>;
   timeouts: Timeouts;
+  /** The drain's stop (epoch ms): no job's timer goes past it, an extended one's neither. */
+  stopAt: number;
   /** A started job ended (its entry left running): recorded, the drain woken. */
   settled(job: Job, outcome: Outcome | null, startedAt: number): void;
   /** The handler of `run` returned or threw, with this outcome (null: settled in its transaction). */
@@ -37,20 +39,22 @@ const SETTLED = new Error('job settled');
  * calls expire). Made per job on a drain's hot path, so a class: its
  * methods are shared, where closures would be made for every job.
  */
-export class JobRun implements Running {
+export class JobRun implements Running, LeaseHolder {
   readonly signal = new LazySignal();
   /** Its entry left host.running (settled, timed out, released): its timeout group lets it go. */
   ended = false;
-  private readonly timeout: TimeoutGroup;
+  private timeout: TimeoutGroup;
   private ctx: DrainJobContext | undefined;
   private began = 0;
+  /** The lease its handler last extended to (ctx.extendLease), if it did. */
+  private extended: Date | undefined;
 
   /**
    * Enters host.running and host.timeouts. end: when it must end, its
    * timeout's end or, when that comes later (stops), the drain's stop.
    */
   constructor(private readonly host: RunHost, readonly job: Job, readonly startedAt: number, end: number,
-              private readonly stops: boolean) {
+              private stops: boolean) {
     host.running.set(job.id, this);
     this.timeout = host.timeouts.at(end, this);
   }
@@ -58,9 +62,43 @@ export class JobRun implements Running {
   /** Its end came: the signal fires, the job is nacked without waiting for the handler. */
   expire(): void {
     if (this.host.running.get(this.job.id) !== this) return; // settled before its group's timer fired
-    const why = this.stops ? 'stopped at the drain deadline' : `timed out after ${this.job.timeout} s`;
+    const why = this.stops ? 'stopped at the drain deadline'
+      : this.extended ? `timed out after ${this.job.timeout} s and its lease extended to ${this.extended.toISOString()}`
+      : `timed out after ${this.job.timeout} s`;
     this.signal.abort(new Error(why));
     this.finish({ id: this.job.id, attempt: this.job.attempt, outcome: 'nack', error: why });
+  }
+
+  /**
+   * ctx.extendLease: jobs.extend_lease for this delivery, through the drain's
+   * pool as ctx.progress. Granted, its timer moves to `seconds` from when the
+   * call was sent (the database's lease, from its own later now, ends no
+   * sooner), never past the drain's stop: there it is stopped as ever ('stopped
+   * at the drain deadline', nacked). null when it ended here (timed out, settled,
+   * cancelled, given back) before or while the statement ran, when the database
+   * says the delivery is over, or when the statement failed (best effort, as
+   * progress: an un-awaited heartbeat must not end the process).
+   */
+  async extendLease(seconds: unknown): Promise<Date | null> {
+    const s = leaseSeconds(seconds); // before any statement: rejects naming seconds
+    if (this.ended) return null;
+    const { host, job } = this;
+    const sentAt = Date.now();
+    let until: Date | null;
+    try {
+      until = await extendLeaseOf(host.progress.db, job.id, job.attempt, s, host.progress.workerId);
+    } catch {
+      return null;
+    }
+    if (until === null || this.ended) return null;
+    this.extended = until;
+    const want = sentAt + s * 1000;
+    if (!this.stops && want > this.timeout.end) {
+      const end = Math.min(want, host.stopAt);
+      this.stops = end < want;
+      this.timeout = host.timeouts.move(this.timeout, end, this);
+    }
+    return until;
   }
 
   finish(outcome: Outcome | null): void {
@@ -96,7 +134,7 @@ export class JobRun implements Running {
       return this.answer({ id: job.id, attempt: job.attempt, outcome: 'nack',
                            error: `unknown task "${job.task}": the tasks module exports no handler by that name` });
     }
-    const ctx = this.ctx = new DrainJobContext(job, this.signal, host.publish, host.progress, host.rateLimit);
+    const ctx = this.ctx = new DrainJobContext(job, this.signal, host.publish, host.progress, host.rateLimit, this);
     if (transactional) {
       void inTransaction(host, handler, job, ctx).then((outcome) => host.returned(this, outcome));
       return;

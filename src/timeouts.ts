@@ -50,6 +50,19 @@ export class Timeouts {
     clearTimeout(group.timer);
     if (this.groups.get(group.end) === group) this.groups.delete(group.end);
   }
+
+  /**
+   * Moves a live item of group to a new end (a lease extended): taken out of
+   * group's items, so its old timer no longer calls it. Answers its new group.
+   * A search of the group: only extensions pay for it.
+   */
+  move(group: TimeoutGroup, end: number, item: Expiring): TimeoutGroup {
+    if (end === group.end) return group;
+    const i = group.items.indexOf(item);
+    if (i >= 0) group.items.splice(i, 1);
+    this.clear(group);
+    return this.at(end, item);
+  }
 }
 
 /** setTimeout's longest delay: a longer one fires at once, with a warning. */

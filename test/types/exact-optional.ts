@@ -8,7 +8,7 @@ import { createWorker } from '../../functions/cloudflare.js';
 import { neonHttpDriver } from '../../src/db/neon-http.js';
 import { neonDriver } from '../../src/db/neon.js';
 import { createApp } from '../../src/http/index.js';
-import { createQueue, defineTask, pgDriver, schedule, type Driver, type QueueOptions } from '../../src/index.js';
+import { createQueue, defineTask, pgDriver, schedule, type Driver, type JobContext, type QueueOptions } from '../../src/index.js';
 
 declare const client: pg.Client;
 declare const orderId: number;
@@ -34,6 +34,15 @@ export async function readmeTypeScriptApi(): Promise<void> {
   const app = createApp({ queue, token: process.env.PGDRAIN_TOKEN, hmacSecret: process.env.PGDRAIN_HMAC_SECRET,
                           limits: { maxBatchSize: 1000, maxBudgetSeconds: 300 } });
   void app;
+}
+
+// ---- README "Hooks and progress", lease extension, as written there
+declare function reindexShard(shard: string, signal: AbortSignal): Promise<void>;
+export async function reindex(body: { shards: string[] }, ctx: JobContext) {  // published with timeoutSeconds: 60
+  for (const shard of body.shards) {
+    await ctx.extendLease(60);                // a minute from now; not extended, ctx.signal fires at the old end
+    await reindexShard(shard, ctx.signal);    // each shard well under a minute
+  }
 }
 
 /** Every optional member of the public option types, given a value that may be undefined. */

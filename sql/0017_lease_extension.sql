@@ -1,0 +1,45 @@
+-- pgdrain 0017: extending a running job's lease (pg-boss's touch, heartbeat).
+--
+-- A lease starts as the job's timeout (jobs.claim); a long job can push it
+-- later while it runs, so its timeout can stay short: a crashed drain's job
+-- then goes back after that short time, not after the longest the job might need.
+
+-- Moves the lease of job job_id's delivery `attempt` to at least now +
+-- seconds (never earlier: greatest) and answers the new lease_until; null,
+-- changing nothing, when that delivery is not running: unknown job, ended,
+-- expired (put back, or handed out again: another attempt), released, or
+-- not leased by worker_id (when given), as settles match it (sql/0005). A
+-- lease that passed but that no expiry has settled yet is still this
+-- delivery's (an ack would land too): it is extended. seconds: 0.001 to
+-- 86400, as a timeout (PD002, naming seconds).
+-- Later leases keep jobs.remembered_lease_floor right: a probe reads the
+-- leases after its session's floor F, and a lease only moves later, so one
+-- past F stays past it. One moved to at most F is one whose extension
+-- committed after the probe at F (else the probe saw it passed, expired it
+-- and kept no floor) yet began `seconds` before F: the case that comment
+-- already covers (a transaction that ran longer than the lease it wrote),
+-- expired by the next probe from the start, within ten seconds.
+-- One statement, a primary-key probe; the row's lock orders it with an
+-- expiry or settle of the same delivery, and the later sees the other's end.
+create function jobs.extend_lease(job_id bigint, attempt integer, seconds numeric, now timestamptz default null,
+                                  worker_id text default null)
+returns timestamptz language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_until timestamptz;
+begin
+  -- NaN is outside any range here (PostgreSQL orders it above every number).
+  if extend_lease.seconds is null or not (extend_lease.seconds between 0.001 and 86400) then
+    perform jobs.raise_invalid('PD002', 'seconds',
+      format('must be 0.001 to 86400 seconds, got %s', coalesce(extend_lease.seconds::text, 'null')));
+  end if;
+  update jobs.job_queue q
+  set lease_until = greatest(q.lease_until, coalesce(extend_lease.now, pg_catalog.now())
+                                            + make_interval(secs => extend_lease.seconds))
+  -- attempt > 0: a job leased at attempt 0 is a dependant a cascade deferred
+  -- (jobs.after_end), whose passed lease is its end. The CASE: as in jobs.settle_arrays.
+  where q.job_id = extend_lease.job_id and q.attempt = extend_lease.attempt and extend_lease.attempt > 0
+    and case when q.lease_until is null then false else true end
+    and (extend_lease.worker_id is null or q.worker_id = extend_lease.worker_id)
+  returning q.lease_until into v_until;
+  return v_until;
+end $$;
