@@ -43,3 +43,7 @@ begin
   returning q.lease_until into v_until;
   return v_until;
 end $$;
+
+-- As every function a role of jobs.create_roles is granted: no role may
+-- call it before migrate --roles grants it (PUBLIC may execute a new function).
+revoke execute on function jobs.extend_lease(bigint, integer, numeric, timestamptz, text) from public;

@@ -205,7 +205,7 @@ const TRANSACTIONAL_ACK_SQL =
   'now => clock_timestamp(), worker_id => $8) as r';
 
 const notStored = async (): Promise<boolean> => false;
-const notExtended = async (seconds: number): Promise<Date | null> => (leaseSeconds(seconds), null);
+const notExtended = (seconds: number): Promise<Date | null> => (leaseSeconds(seconds), Promise.resolve(null));
 
 /**
  * Runs a transactional handler and acks its job in the same transaction.

@@ -145,6 +145,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     return end;
   };
   const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
+    signalled: () => stoppedBy === 'signal',
     returned(run, outcome) {
       handlers--;
       run.finish(outcome);

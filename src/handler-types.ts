@@ -33,8 +33,8 @@ export interface JobContext {
    * deadline: then it is stopped, nacked, as any job running there; or
    * graceMs after its signal). Answers null, changing nothing, once this
    * delivery is over (timed out, settled, cancelled, handed out again), and
-   * when the statement failed: it never rejects but for bad input, a
-   * ValidationError naming `seconds` before any statement. Through the
+   * when the statement failed: it never rejects. Bad input throws at the
+   * call, a ValidationError naming `seconds`, before any statement. Through the
    * drain's connections, not a transactional task's transaction (on one
    * session, PGlite or a pool of 1, it answers null).
    */

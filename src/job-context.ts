@@ -100,7 +100,9 @@ export class DrainJobContext implements JobContext {
 
   /** ctx.extendLease, made on first read as progress is: bound, so `const { extendLease } = ctx` works. */
   get extendLease(): (seconds: number) => Promise<Date | null> {
-    return this.extendFn ??= (seconds) => this.lease.extendLease(seconds);
+    // Bad seconds throw here, at the call, as progress's bad values do: as a
+    // rejection nobody awaited (a heartbeat), they would end the process.
+    return this.extendFn ??= (seconds) => this.lease.extendLease(leaseSeconds(seconds));
   }
 
   get signal(): AbortSignal {

@@ -25,6 +25,8 @@ export interface RunHost {
   timeouts: Timeouts;
   /** The drain's stop (epoch ms): no job's timer goes past it, an extended one's neither. */
   stopAt: number;
+  /** The drain was stopped by its signal (then a job cut at stopAt is given back, not nacked). */
+  signalled(): boolean;
   /** A started job ended (its entry left running): recorded, the drain woken. */
   settled(job: Job, outcome: Outcome | null, startedAt: number): void;
   /** The handler of `run` returned or threw, with this outcome (null: settled in its transaction). */
@@ -62,6 +64,13 @@ export class JobRun implements Running, LeaseHolder {
   /** Its end came: the signal fires, the job is nacked without waiting for the handler. */
   expire(): void {
     if (this.host.running.get(this.job.id) !== this) return; // settled before its group's timer fired
+    // Its end was the drain's stop, after the drain's signal: given back, as
+    // windDown gives back what runs at the grace's end (its attempt not spent).
+    if (this.stops && this.host.signalled()) {
+      this.signal.abort(new Error('drain stopped'));
+      this.finish({ id: this.job.id, attempt: this.job.attempt, outcome: 'release' });
+      return;
+    }
     const why = this.stops ? 'stopped at the drain deadline'
       : this.extended ? `timed out after ${this.job.timeout} s and its lease extended to ${this.extended.toISOString()}`
       : `timed out after ${this.job.timeout} s`;

@@ -129,6 +129,12 @@ describe('jobs.extend_lease', () => {
       .toEqual([{ lease_until: null, last_error: expect.stringMatching(/^timed out: no ack within 10 seconds/) }]);
   });
 
+  it('PUBLIC may not call it: a role jobs.create_roles did not grant it cannot', async () => {
+    const [row] = await sql<{ ok: boolean }>(`select has_function_privilege('public',
+      'jobs.extend_lease(bigint, integer, numeric, timestamptz, text)', 'execute') as ok`);
+    expect(row!.ok).toBe(false);
+  });
+
   it('a worker role may extend leases (jobs.create_roles grants extend_lease)', async () => {
     const prefix = `l${Date.now().toString(36)}`;
     await migrate(db.driver, { roles: prefix });
@@ -266,6 +272,21 @@ describe('ctx.extendLease', () => {
     expect(await q.getJob(id)).toMatchObject({ state: 'failure', error: 'stopped at the drain deadline' });
   });
 
+  it("after the drain's signal, a job extended past the drain's stop is given back there, its attempt not spent", async () => {
+    const stopped = new AbortController();
+    const q = queueWith({
+      deaf: async (_b: unknown, ctx: JobContext) => {
+        expect(await ctx.extendLease(600)).toBeInstanceOf(Date);
+        stopped.abort(); // the signal, with a grace that ends after the drain's stop
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+      },
+    });
+    const id = await q.publish('deaf', null, { timeoutSeconds: 1, maxRetries: 0 });
+    const report = await q.drain(5, Date.now() + 3000, { signal: stopped.signal, graceMs: 60_000, settleMarginMs: 200 });
+    expect(report).toMatchObject({ claimed: 1, failed: 0, released: 1, stoppedBy: 'signal' });
+    expect(await q.getJob(id)).toMatchObject({ state: 'pending', attempts: 0 });
+  });
+
   it('answers null, sending nothing, once the job settled or timed out', async () => {
     const counts = new Map<string, number>();
     const kept: JobContext[] = [];
@@ -302,13 +323,19 @@ describe('ctx.extendLease', () => {
     expect(answer).toBeNull();
   });
 
-  it('refuses bad seconds with a ValidationError naming seconds, before any statement', async () => {
+  it('throws a ValidationError naming bad seconds at the call, before any statement', async () => {
     const counts = new Map<string, number>();
     const errors: unknown[] = [];
     const q = queueWith({
       bad: async (_b: unknown, ctx: JobContext) => {
+        // Thrown at the call, not as a rejection: one nobody awaited (a heartbeat) would end the process.
         for (const seconds of [0, -5, 86401, Number.NaN, Infinity, '5', undefined]) {
-          errors.push(await ctx.extendLease(seconds as number).then(() => 'answered', (e: unknown) => e));
+          try {
+            void ctx.extendLease(seconds as number);
+            errors.push('no throw');
+          } catch (e) {
+            errors.push(e);
+          }
         }
       },
     }, countingDriver(counts));
