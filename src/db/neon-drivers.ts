@@ -10,7 +10,7 @@ import type { Driver, QueryOptions, QueryResult } from './driver.js';
 import type { NeonHttpDriverOptions } from './neon-http.js';
 import type { NeonDriverOptions } from './neon.js';
 import { poolEnder } from './pg-pool.js';
-import { driverOverPool, type PgPool } from './pg.js';
+import { catchClientErrors, driverOverPool, type PgPool } from './pg.js';
 
 /** The parts of @neondatabase/serverless the drivers use. */
 export interface NeonModule {
@@ -59,6 +59,7 @@ export function neonPoolDriver(mod: NeonModule, connectionString: string, option
   configureProxy(mod.neonConfig, options.wsProxy, options.webSocketConstructor);
   const pool = new mod.Pool({ connectionString: url, max });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
+  catchClientErrors(pool);
   return driverOverPool(pool as unknown as PgPool, poolEnder(pool));
 }
 

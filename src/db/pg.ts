@@ -22,17 +22,41 @@ export interface PgPoolClient {
   off?(event: 'error', listener: (error: Error) => void): unknown;
 }
 
-/**
- * A pooled pg.Client emits 'error' when its connection breaks, and the pool
- * listens only while the client is idle: a checked-out client with no
- * listener would take the process down. Its statement fails with that error.
- */
-const ignoreError = () => {};
+/** The error each client broke with, as its 'error' listener (recordError) heard it. */
+const brokenWith = new WeakMap<object, unknown>();
 
+/**
+ * A listener for a pooled client's 'error'. A pg.Client emits it when its
+ * connection breaks, and the pool listens only while the client is idle: a
+ * checked-out client with no listener would take the process down. Its
+ * statement in flight fails with that error; one sent later would fail with
+ * "Client has encountered a connection error and is not queryable", which
+ * wrap() replaces with that error too (a FATAL 57P01: database unavailable).
+ */
+const recordError = (client: object) => (error: unknown) => void brokenWith.set(client, error);
+
+/**
+ * Gives every client of a pool pgdrain owns a listener for 'error' for its
+ * whole life. Adding one after pool.connect() resolves is too late: pg-pool
+ * drops its own listener as it hands a new client out, the promise resolves
+ * a microtask later, and a FATAL that came in the same chunk as the server's
+ * first ReadyForQuery (pg_terminate_backend at once) is emitted in between.
+ * 'connect' is emitted before pg-pool drops its listener, so there is no gap.
+ */
+export function catchClientErrors(pool: { on(event: 'connect', listener: (client: PgPoolClient) => void): unknown }): void {
+  pool.on('connect', (client) => client.on?.('error', recordError(client)));
+}
+
+/** q (a pool or a client) as a Queryable; a client's statement fails with the error the client broke with, if it did. */
 function wrap(q: { query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }> }): Queryable {
   return {
-    query: async <R>(text: string, params?: readonly unknown[]) =>
-      (await q.query(text, params ? [...params] : undefined)) as QueryResult<R>,
+    async query<R>(text: string, params?: readonly unknown[]) {
+      try {
+        return (await q.query(text, params ? [...params] : undefined)) as QueryResult<R>;
+      } catch (error) {
+        throw brokenWith.get(q) ?? error;
+      }
+    },
   };
 }
 
@@ -134,17 +158,18 @@ async function abandonable<R>(client: PgPoolClient, text: string, params: readon
     void client.end?.().catch(() => {});
   });
   signal.addEventListener('abort', end, { once: true });
-  client.on?.('error', ignoreError);
+  const onError = recordError(client);
+  client.on?.('error', onError);
   let failed: unknown;
   try {
     if (signal.aborted) throw signal.reason;
-    return (await client.query(text, params ? [...params] : undefined)) as QueryResult<R>;
+    return await wrap(client).query<R>(text, params);
   } catch (error) {
     failed = error;
     throw error;
   } finally {
     signal.removeEventListener('abort', end);
-    client.off?.('error', ignoreError);
+    client.off?.('error', onError);
     // As pool.query does: a client whose statement failed leaves the pool.
     client.release(failed === undefined ? undefined : failed instanceof Error ? failed : true);
   }
@@ -153,11 +178,15 @@ async function abandonable<R>(client: PgPoolClient, text: string, params: readon
 /**
  * A driver over a node-postgres Pool. Pass a connection string (the driver
  * owns and closes the pool) or your own pool (closing the driver leaves it open).
+ * Your pool's clients are left as they are (no catchClientErrors): a listener
+ * for their whole life would also silence the errors of the clients your own
+ * code checks out. Give them one yourself (README: Cloudflare Workers and Neon).
  */
 export function pgDriver(source: string | PgPool, options: { max?: number | undefined } = {}): Driver {
   if (typeof source !== 'string') return driverOverPool(source, undefined);
   const pool = new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: ownedClient(connectTimeoutMs(source)) });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
+  catchClientErrors(pool);
   // NOTICEs the server sends (jobs.redrive says which ids it left, and why) go to onNotice's listeners.
   const noticed = new Set<(message: string) => void>();
   pool.on('connect', (client) => client.on('notice', (n) => { for (const fn of noticed) fn(n.message ?? ''); }));
@@ -219,7 +248,8 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
       refuseClosed();
       if (warming) await warming;
       const client = await connect();
-      client.on?.('error', ignoreError);
+      const onError = recordError(client);
+      client.on?.('error', onError);
       let broken: unknown;
       // A statement the callback sends after it settled (a promise it did not
       // await) would run after the commit or rollback, outside the transaction
@@ -233,20 +263,20 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
         },
       };
       try {
-        await client.query('begin');
+        await session.query('begin');
         let result: Awaited<ReturnType<typeof fn>>;
         try {
           result = await fn(tx);
         } finally {
           open = false;
         }
-        await client.query('commit');
+        await session.query('commit');
         return result;
       } catch (error) {
-        broken = await client.query('rollback').then(() => undefined, (e: unknown) => e);
+        broken = await session.query('rollback').then(() => undefined, (e: unknown) => e);
         throw error;
       } finally {
-        client.off?.('error', ignoreError);
+        client.off?.('error', onError);
         client.release(broken instanceof Error ? broken : undefined);
       }
     },

@@ -19,8 +19,18 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
+export interface TcpProxyOptions {
+  /**
+   * Every new connection is terminated as soon as it is open: the server's
+   * answers are forwarded up to its first ReadyForQuery, and that one goes in
+   * the same write as a FATAL 57P01 (what pg_terminate_backend sends), then
+   * the connection ends. The client reads both in one chunk.
+   */
+  terminateWhenReady?: boolean;
+}
+
 /** Forwards 127.0.0.1:<port> to target host:port. */
-export async function tcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+export async function tcpProxy(targetHost: string, targetPort: number, options: TcpProxyOptions = {}): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let cut = false;
   let frozen = false;
@@ -30,7 +40,8 @@ export async function tcpProxy(targetHost: string, targetPort: number): Promise<
     const upstream = connect(targetPort, targetHost);
     for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
       sockets.add(a);
-      a.pipe(b);
+      if (a === upstream && options.terminateWhenReady) a.on('data', terminatingAtReady(client));
+      else a.pipe(b);
       a.on('error', () => b.destroy());
       a.on('close', () => {
         sockets.delete(a);
@@ -62,6 +73,46 @@ export async function tcpProxy(targetHost: string, targetPort: number): Promise<
       if (!server.listening) return resolve();
       server.close(() => resolve());
     }),
+  };
+}
+
+/** An ErrorResponse as PostgreSQL sends it to a backend it terminates. */
+function fatalTerminated(): Buffer {
+  const fields = ['SFATAL', 'VFATAL', 'C57P01', 'Mterminating connection due to administrator command']
+    .map((f) => `${f}\0`).join('') + '\0';
+  const body = Buffer.from(fields, 'utf8');
+  const head = Buffer.alloc(5);
+  head.write('E', 0, 'latin1');
+  head.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([head, body]);
+}
+
+/**
+ * The server-to-client side of terminateWhenReady: whole messages are passed
+ * on as they come (an authentication exchange needs its answers), until the
+ * first ReadyForQuery ('Z'): it and the FATAL go in one write, and the
+ * connection ends. What the server says after that is dropped.
+ */
+function terminatingAtReady(client: Socket): (chunk: Buffer) => void {
+  let pending = Buffer.alloc(0);
+  let done = false;
+  return (chunk) => {
+    if (done) return;
+    pending = Buffer.concat([pending, chunk]);
+    let at = 0;
+    while (pending.length >= at + 5) {
+      const end = at + 1 + pending.readInt32BE(at + 1);
+      if (pending.length < end) break;
+      const type = String.fromCharCode(pending[at]!);
+      at = end;
+      if (type === 'Z') {
+        done = true;
+        client.end(Buffer.concat([pending.subarray(0, at), fatalTerminated()]));
+        return;
+      }
+    }
+    if (at > 0) client.write(pending.subarray(0, at));
+    pending = pending.subarray(at);
   };
 }
 
