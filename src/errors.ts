@@ -117,7 +117,7 @@ export function translateError(error: unknown): unknown {
       + `${exhausted[code]}. Nothing the statement did was kept; jobs a drain ran but could not settle run again `
       + 'once their leases expire', { cause: error });
   }
-  if (unavailable.has(code) || /Connection terminated|connect ECONNREFUSED|timeout expired/i.test(message)) {
+  if (unavailable.has(code) || /Connection terminated|connect ECONNREFUSED|timeout expired|encountered a connection error and is not queryable/i.test(message)) {
     return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });
   }
   return error;
