@@ -213,13 +213,18 @@ const notExtended = (seconds: number): Promise<Date | null> => (leaseSeconds(sec
  * a rollback, as it was thrown, so a FailJob or RetryJob still decides the
  * outcome (runHandler reads it). A delivery that is no longer current (its
  * lease passed to another drain) rolls back and counts as stale, so its work
- * is not kept.
+ * is not kept. When the COMMIT itself fails, its answer may have been lost
+ * after it landed (a dropped connection): `committed` asks the database
+ * whether the job ended as this delivery's success; if so the commit's
+ * counts are returned, else (or when it cannot tell) the COMMIT's error is
+ * thrown, as a handler's would be.
  */
 export async function runTransactional(
   driver: Driver, handler: Handler, job: { id: string; attempt: number; body: unknown },
-  ctx: JobContext,
+  ctx: JobContext, committed?: () => Promise<boolean>,
 ): Promise<SettleCounts> {
   const began = Date.now();
+  let acked: SettleCounts | undefined; // set as the callback returns: a later error is the COMMIT's
   try {
     return await driver.transaction(async (tx) => {
       // Its timeout may have passed while it waited for a connection: the drain
@@ -242,12 +247,13 @@ export async function runTransactional(
       const { rows } = await tx.query<{ r: SettleCounts }>(TRANSACTIONAL_ACK_SQL, [...outcomeArrays([
         { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(result), ms: Date.now() - began }]), null]);
       if (Number(rows[0]!.r.succeeded) !== 1) throw new StaleDelivery();
-      return rows[0]!.r;
+      return acked = rows[0]!.r;
     });
   } catch (error) {
     if (error instanceof StaleDelivery) {
       return { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 1 };
     }
+    if (acked !== undefined && committed && await committed().catch(() => false)) return acked;
     throw error;
   }
 }

@@ -67,6 +67,9 @@ function inJobIdOrder(outcomes: readonly Outcome[]): boolean {
  */
 export const MAX_SERIAL_KEYS = 500;
 
+const ENDED_AS_SUCCESS_SQL =
+  "select 1 from jobs.job where job_id = $1 and attempts = $2 and worker_id = $3 and status = 'success'";
+
 /** How long a settle waits to try again after its call failed. */
 const RETRY_AFTER_ERROR_MS = 1000;
 
@@ -104,7 +107,8 @@ export interface SettleCounts {
  * one in flight at a time. A failed call keeps its outcomes for the next try:
  * settling again is harmless, each outcome being bound to its attempt and to
  * this drain's worker id (a release gives the attempt number back to the
- * next delivery, which another drain may hold by then).
+ * next delivery, which another drain may hold by then); one that an earlier
+ * try applied (its reply lost) is counted as what it did, not as stale.
  * Outcomes that end a serial-key job go at most MAX_SERIAL_KEYS per
  * statement; the rest wait in `keyedOut` and go in statements back to back
  * (a claim waits for them: see take()), and close() sends as many
@@ -146,6 +150,16 @@ export class Settler {
       this.buffer.push(outcome);
     }
     this.arm();
+  }
+
+  /**
+   * Whether this delivery ended as a success (jobs.job: its attempt, claimed
+   * by this worker): a transactional handler's ack whose COMMIT failed may
+   * have landed, its answer lost with the connection.
+   */
+  async endedAsSuccess(id: string, attempt: number): Promise<boolean> {
+    const { rows } = await this.db.query(ENDED_AS_SUCCESS_SQL, [id, attempt, this.workerId]);
+    return rows.length > 0;
   }
 
   /** Whether outcomes wait to be settled. */
