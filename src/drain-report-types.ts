@@ -34,7 +34,7 @@ export interface DrainReport {
   released: number;
   /** Due jobs left alone because their timeout did not fit the remaining budget. */
   skipped: number;
-  /** Outcomes not applied because the lease had passed to another consumer. */
+  /** Outcomes not applied: their delivery had ended without them (its lease expired, another drain took it over, a cancel or fail ended it). */
   stale: number;
   /** The drain's last claim found its queue paused (jobs.pause_queue): none of its jobs runs until resumed. */
   queuePaused: boolean;
