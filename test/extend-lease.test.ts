@@ -12,6 +12,7 @@ import { createQueue, defineTask, migrate, ValidationError, type JobContext, typ
 import { Timeouts, type Expiring } from '../src/timeouts.js';
 import { capturePlans, explainSession, scans } from '../bench/explain.js';
 import { fill } from '../bench/fill.js';
+import { countingDriver as countingDriverOf } from './support/counting-driver.js';
 import { sqlErrorOf, testDb } from './support/db.js';
 
 const db = await testDb();
@@ -20,18 +21,7 @@ const deadline = () => Date.now() + 120_000;
 const T = '2030-01-01T00:00:00Z'; // a fixed "now" for the SQL tests: claims and expiries take one
 const at = (seconds: number) => new Date(Date.parse(T) + seconds * 1000).toISOString();
 
-/** The shared driver with its statements counted by function name (every query still runs). */
-function countingDriver(counts: Map<string, number>): Driver {
-  const d = db.driver;
-  return {
-    ...d, close: async () => {},
-    query: (text, params, options) => {
-      const key = /jobs\.(\w+)/.exec(text)?.[1] ?? text;
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-      return d.query(text, params, options);
-    },
-  } as Driver;
-}
+const countingDriver = (counts: Map<string, number>) => countingDriverOf(db.driver, counts);
 const queueWith = (tasks: TaskMap, driver: Driver = { ...db.driver, close: async () => {} }) => createQueue({ driver, tasks });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

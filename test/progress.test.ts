@@ -5,6 +5,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { Driver } from '../src/db/driver.js';
 import { createApp } from '../src/http/index.js';
 import { createQueue, defineTask, migrate, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
+import { countingDriver as countingDriverOf } from './support/counting-driver.js';
 import { sqlErrorOf, testDb } from './support/db.js';
 
 const db = await testDb();
@@ -28,18 +29,7 @@ async function until(check: () => Promise<boolean>, what: string, ms = 20_000): 
   }
 }
 
-/** The shared driver, with its statements counted by text (a counter, not a stand-in: every query still runs). */
-function countingDriver(counts: Map<string, number>): Driver {
-  const d = db.driver;
-  return {
-    ...d, close: async () => {},
-    query: (text, params, options) => {
-      const key = /jobs\.(\w+)/.exec(text)?.[1] ?? text;
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-      return d.query(text, params, options);
-    },
-  } as Driver;
-}
+const countingDriver = (counts: Map<string, number>) => countingDriverOf(db.driver, counts);
 
 const queueWith = (tasks: TaskMap, driver: Driver = { ...db.driver, close: async () => {} }) => createQueue({ driver, tasks });
 
