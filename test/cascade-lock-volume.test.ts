@@ -12,10 +12,9 @@
 // dependants than the table holds ends, whether its drain fails it or its
 // lease passes (cascade-lock-volume-deferred.test.ts: the bound itself, and
 // the deferred dependants, on the shared test server).
-import pg from 'pg';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
-import { useSmallLockTable } from './support/small-lock-table.js';
+import { expectLocksNotToFit, useSmallLockTable } from './support/small-lock-table.js';
 import { count } from './support/sql-count.js';
 
 const DEPENDANTS = 8000; // each with its own serial key: more keys than the small lock table holds
@@ -30,17 +29,8 @@ describe('a job with thousands of dependants of distinct serial keys, on a serve
 
   beforeAll(async () => {
     await sql(`select jobs.create_queue('other')`);
-    // One statement taking every dependant's key lock does not fit this lock table (asked on a
-    // client of its own, once more after: its backend frees the table only once it has aborted).
-    const check = new pg.Client({ connectionString: locks.url });
-    await check.connect();
-    try {
-      await expect(check.query(`select count(pg_advisory_xact_lock(1, g)) from generate_series(1, $1::int) g`, [DEPENDANTS]))
-        .rejects.toMatchObject({ code: '53200' });
-      await check.query('select 1');
-    } finally {
-      await check.end();
-    }
+    // One statement taking every key's lock does not fit this lock table.
+    await expectLocksNotToFit(locks.url, DEPENDANTS);
   }, 60_000);
 
   beforeEach(async () => {

@@ -64,3 +64,21 @@ export function useSmallLockTable(): { readonly url: string; sql: Sql } {
   });
   return { get url() { return table!.url; }, sql };
 }
+
+/**
+ * Checks that one statement taking n locks does not fit the lock table of
+ * the cluster at url (53200). On a client of its own, asked once more
+ * after: a backend sends its error before it aborts and frees the table,
+ * and a connection opened meanwhile could fail to start.
+ */
+export async function expectLocksNotToFit(url: string, n: number): Promise<void> {
+  const check = new pg.Client({ connectionString: url });
+  await check.connect();
+  try {
+    await expect(check.query(`select count(pg_advisory_xact_lock(1, g)) from generate_series(1, $1::int) g`, [n]))
+      .rejects.toMatchObject({ code: '53200' });
+    await check.query('select 1');
+  } finally {
+    await check.end();
+  }
+}
