@@ -123,9 +123,9 @@ end $$;
 -- attributes   a JSON object drains can filter on (claim's filter, @>)
 -- retry_delay, retry_backoff, retry_delay_max  the job's own retry policy,
 --              checked as jobs.create_queue's (PD007): with any of them set,
---              its nacks (and its expired leases, from lease_until) wait
---              jobs.queue_backoff of these instead of its queue's policy or
---              jobs.backoff; with none, the job follows its queue's
+--              its nacks wait jobs.queue_backoff of these instead of its
+--              queue's policy or jobs.backoff (an expired lease goes back at
+--              once, whatever the policy); with none, the job follows its queue's
 -- Raises PD010 when the queue is at its max_size, PD018 for an SQL task
 -- (sql:schema.function) not allowed by jobs.allow_sql_task (sql/0010).
 create function jobs.publish(

@@ -64,8 +64,8 @@ export interface BulkPublishOptions {
    * The job's own retry policy, as a queue's (NamedQueueOptions): with any of
    * the three given it wins over its queue's (the others take the policy's
    * defaults, not the queue's); with none, the queue's applies, else the
-   * global backoff. Also spaces the retry of an expired lease. A handler's
-   * RetryJob wins.
+   * global backoff. It spaces nacks only: an expired lease goes back at
+   * once. A handler's RetryJob wins.
    */
   retryDelaySeconds?: number | undefined;
   /** true (default): retry k waits between d/2 and d for d = base·2^(k−1); false: the base exactly. */
