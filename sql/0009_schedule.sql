@@ -73,6 +73,20 @@ returns boolean language sql stable as $$
   select exists (select 1 from pg_catalog.pg_extension where extname = 'pg_cron') and jobs.pg_cron_lacks() is null
 $$;
 
+-- The time zone pg_cron reads schedules in when it is not UTC, else null.
+-- pg_cron 1.5 and later read them on the wall clock of cron.timezone (GMT
+-- unless set); 1.4 has no such setting and reads UTC. pgdrain's expressions
+-- are UTC, so a schedule goes to pg_cron only while this is null.
+create function jobs.pg_cron_zone()
+returns text language plpgsql stable as $$
+declare
+  v_zone text := nullif(current_setting('cron.timezone', true), '');
+begin
+  return jobs.check_tz(v_zone, false);
+exception when sqlstate 'PDC03' then
+  return v_zone;  -- not a zone name pgdrain takes (an abbreviation): not UTC either
+end $$;
+
 -- Raises 0A000 naming the missing extension, or for pg_cron installed but
 -- not usable by this role, 42501 naming the privilege it lacks.
 create function jobs.require_extension(p_extension text, p_for text, p_else text)
@@ -191,8 +205,13 @@ begin
       'pg_cron 1.4 reads schedules in UTC only: a schedule in %s needs runner => ''drains'' (or no runner: drains then)',
       quote_literal(v_tz)));
   end if;
-  v_runner := coalesce(schedule.runner, case when v_tz is null and jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
-  if v_runner = 'pg_cron' and jobs.pg_cron_lacks() is not null then
+  v_runner := coalesce(schedule.runner,
+                       case when v_tz is null and jobs.has_pg_cron() and jobs.pg_cron_zone() is null then 'pg_cron' else 'drains' end);
+  if v_runner = 'pg_cron' and jobs.pg_cron_zone() is not null then
+    perform jobs.raise_invalid('PDC03', 'runner', format(
+      'pg_cron here reads schedules in time zone %s (cron.timezone), and %s is UTC: use runner => ''drains'' (or no runner: drains then), or set cron.timezone = ''GMT''',
+      quote_literal(jobs.pg_cron_zone()), quote_literal(v_cron)));
+  elsif v_runner = 'pg_cron' and jobs.pg_cron_lacks() is not null then
     perform jobs.raise_invalid('PDC03', 'runner', format(
       '''pg_cron'' needs %s, which role %s lacks: GRANT %s TO %s, or use runner => ''drains''',
       jobs.pg_cron_lacks(), current_user, jobs.pg_cron_lacks(), quote_ident(current_user)));

@@ -2125,6 +2125,21 @@ begin
 end $_$;
 
 --
+-- Name: pg_cron_zone(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.pg_cron_zone() RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_zone text := nullif(current_setting('cron.timezone', true), '');
+begin
+  return jobs.check_tz(v_zone, false);
+exception when sqlstate 'PDC03' then
+  return v_zone;  -- not a zone name pgdrain takes (an abbreviation): not UTC either
+end $$;
+
+--
 -- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb, boolean, jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3390,8 +3405,13 @@ begin
       'pg_cron 1.4 reads schedules in UTC only: a schedule in %s needs runner => ''drains'' (or no runner: drains then)',
       quote_literal(v_tz)));
   end if;
-  v_runner := coalesce(schedule.runner, case when v_tz is null and jobs.has_pg_cron() then 'pg_cron' else 'drains' end);
-  if v_runner = 'pg_cron' and jobs.pg_cron_lacks() is not null then
+  v_runner := coalesce(schedule.runner,
+                       case when v_tz is null and jobs.has_pg_cron() and jobs.pg_cron_zone() is null then 'pg_cron' else 'drains' end);
+  if v_runner = 'pg_cron' and jobs.pg_cron_zone() is not null then
+    perform jobs.raise_invalid('PDC03', 'runner', format(
+      'pg_cron here reads schedules in time zone %s (cron.timezone), and %s is UTC: use runner => ''drains'' (or no runner: drains then), or set cron.timezone = ''GMT''',
+      quote_literal(jobs.pg_cron_zone()), quote_literal(v_cron)));
+  elsif v_runner = 'pg_cron' and jobs.pg_cron_lacks() is not null then
     perform jobs.raise_invalid('PDC03', 'runner', format(
       '''pg_cron'' needs %s, which role %s lacks: GRANT %s TO %s, or use runner => ''drains''',
       jobs.pg_cron_lacks(), current_user, jobs.pg_cron_lacks(), quote_ident(current_user)));

@@ -223,6 +223,31 @@ describe('pg_cron', () => {
     await sql(`select jobs.unschedule('paris')`);
   });
 
+  // pg_cron 1.5+ reads schedules on the wall clock of cron.timezone, a
+  // server setting. pg_cron 1.4.2 here has none, so the test sets it as a
+  // session placeholder: jobs.schedule reads it the same way either way.
+  it('while pg_cron reads another zone than UTC (cron.timezone), schedules go to the drains; forcing pg_cron is refused naming runner', async () => {
+    const client = await pool.connect();
+    const q = async (text: string) => (await client.query(text)).rows;
+    try {
+      await q(`set cron.timezone = 'Europe/Paris'`);
+      const e = await q(`select jobs.schedule('zoned', '0 9 * * *', 'a.b', runner => 'pg_cron')`).then(() => null, (err) => err);
+      expect([e?.code, e?.column]).toEqual(['PDC03', 'runner']);
+      expect(e.message).toMatch(/^runner: pg_cron here reads schedules in time zone 'Europe\/Paris' \(cron\.timezone\)/);
+      expect(await cronJob('pgdrain:schedule:zoned')).toEqual([]);
+      expect(await q(`select jobs.schedule('zoned', '0 9 * * *', 'a.b') as r`)).toEqual([{ r: 'drains' }]);
+      expect(await cronJob('pgdrain:schedule:zoned')).toEqual([]);
+      // GMT, pg_cron's default, is UTC: pg_cron runs it again.
+      await q(`set cron.timezone = 'GMT'`);
+      expect(await q(`select jobs.schedule('zoned', '0 9 * * *', 'a.b') as r`)).toEqual([{ r: 'pg_cron' }]);
+      expect(await cronJob('pgdrain:schedule:zoned')).toHaveLength(1);
+      await q(`select jobs.unschedule('zoned')`);
+    } finally {
+      await client.query('reset cron.timezone').catch(() => undefined);
+      client.release();
+    }
+  });
+
   it('a bad schedule registers nothing, in pg_cron or in the table', async () => {
     const e = await sqlError(`select jobs.schedule('bad', '*/5 * * *', 'a.b')`);
     expect([e.code, e.column]).toEqual(['PDC01', 'cron']);
