@@ -208,7 +208,8 @@ const notStored = async (): Promise<boolean> => false;
 const notExtended = (seconds: number): Promise<Date | null> => (leaseSeconds(seconds), Promise.resolve(null));
 
 /**
- * Runs a transactional handler and acks its job in the same transaction.
+ * Runs a transactional handler and acks its job, as the delivery of drain
+ * workerId, in the same transaction.
  * Returns the settle counts of the commit; throws the handler's error after
  * a rollback, as it was thrown, so a FailJob or RetryJob still decides the
  * outcome (runHandler reads it). A delivery that is no longer current (its
@@ -220,7 +221,7 @@ const notExtended = (seconds: number): Promise<Date | null> => (leaseSeconds(sec
  * thrown, as a handler's would be.
  */
 export async function runTransactional(
-  driver: Driver, handler: Handler, job: { id: string; attempt: number; body: unknown },
+  driver: Driver, handler: Handler, job: { id: string; attempt: number; body: unknown }, workerId: string,
   ctx: JobContext, committed?: () => Promise<boolean>,
 ): Promise<SettleCounts> {
   const began = Date.now();
@@ -243,9 +244,11 @@ export async function runTransactional(
       });
       // Past its timeout (or cancelled) the drain has already settled it: roll its work back.
       if (ctx.signal.aborted) throw ctx.signal.reason;
-      // Any worker's: the abort check above already refuses a delivery this drain gave up.
+      // This drain's delivery only: the abort check above cannot see a give-back
+      // that lands while this statement is on its way, after which another
+      // drain's claim holds the same attempt (a release does not spend one).
       const { rows } = await tx.query<{ r: SettleCounts }>(TRANSACTIONAL_ACK_SQL, [...outcomeArrays([
-        { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(result), ms: Date.now() - began }]), null]);
+        { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(result), ms: Date.now() - began }]), workerId]);
       if (Number(rows[0]!.r.succeeded) !== 1) throw new StaleDelivery();
       return acked = rows[0]!.r;
     });

@@ -186,7 +186,7 @@ async function inTransaction(host: RunHost, handler: Handler, job: Job, ctx: Dra
     const { db } = host.deps;
     if (!('transaction' in db)) throw new TypeError('a transactional task needs a driver with transactions');
     // A COMMIT whose answer was lost: asked whether it landed before a nack is made of its error.
-    host.settler.count(await runTransactional(db, handler, job, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt)));
+    host.settler.count(await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt)));
     return null;
   } catch (error) {
     return thrownOutcome(job.id, job.attempt, error);

@@ -94,10 +94,11 @@ describe("a transactional handler's COMMIT whose reply was lost", () => {
     }, { transactional: true });
     const queue = createQueue({ driver: pgDriver(proxy.url), tasks: { tx: { write } } });
     await queue.publish('tx.write', {}, { maxRetries: 3 });
+    // The ack carries the worker id: one with 'commit' in it would match here first.
     const dropped = proxy.dropReplyTo('commit', 'insert into lost_reply_effects');
     let report: DrainReport;
     try {
-      report = await queue.drain(5, Date.now() + 120_000, { workerId: 'lost-commit', onJobEnd: (e) => void ends.push(e) });
+      report = await queue.drain(5, Date.now() + 120_000, { workerId: 'tx-drain', onJobEnd: (e) => void ends.push(e) });
       await dropped;
     } finally {
       await queue.close();
