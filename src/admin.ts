@@ -2,12 +2,13 @@ import * as z from 'zod/mini';
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
+import { JOB_COLUMNS, jobInfoOf, retryPolicySql } from './job-info.js';
 import { jsonParam } from './json-text.js';
 import { jobIdsSchema, namedQueueOptionsSchema, publishOptionsSchema, redriveFilterSchema, rescheduleOptionsSchema,
   retryPolicyOptions } from './job-options.js';
 import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
 import { asOption, givenUpWith, takeSignal, type SignalOption } from './publish.js';
-import type { JobInfo, JobProgress, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
+import type { JobInfo, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
   RescheduleOptions, Subscription } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip).
@@ -66,12 +67,6 @@ export async function failJobs(db: Queryable, jobIds: readonly string[], reason?
   return Number(await callValue(db, 'select jobs.fail($1::bigint[], $2) as r', [jobIds, reason ?? null]));
 }
 
-const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
-  attributes, worker_id, scheduled_at, created_at, started_at, ended_at, progress`;
-// The job's own retry policy, from where the job is now (jobs.all does not show it).
-const RETRY_POLICY = ['jobs.job_queue', 'jobs.job', 'jobs.job_archive'].map((t) =>
-  `select retry_delay::float8, retry_backoff, retry_delay_max::float8 from ${t} where job_id = $1::bigint`).join(' union all ');
-
 /**
  * A job by id, in one statement: queued (pending, scheduled, blocked,
  * running, expired) or ended, archived by jobs.maintain included; null when
@@ -85,26 +80,9 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
        union all
        select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress', 'null::jsonb as progress')}
        from jobs.job_archive where job_id = $1::bigint
-       limit 1) j left join lateral (${RETRY_POLICY} limit 1) p on true`, [jobId]);
+       limit 1) j left join lateral (${retryPolicySql('$1::bigint')} limit 1) p on true`, [jobId]);
   const r = rows[0];
-  if (!r) return null;
-  const date = (v: unknown) => (v === null ? null : new Date(v as string | Date));
-  return {
-    id: r.id as string, task: r.task as string, state: r.state as JobInfo['state'], body: r.body, result: r.result,
-    error: r.error as string | null, attempts: Number(r.attempts), maxRetries: Number(r.max_retries),
-    priority: Number(r.priority), queue: r.queue as string, attributes: r.attributes as JobInfo['attributes'],
-    workerId: r.worker_id as string | null, runAt: date(r.scheduled_at)!, createdAt: date(r.created_at)!,
-    startedAt: date(r.started_at), endedAt: date(r.ended_at), progress: progressOf(r.progress),
-    retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
-    retryDelayMaxSeconds: r.retry_delay_max as number | null,
-  };
-}
-
-/** jobs.job_queue.progress ({attempt, value, at}: sql/0013) as JobInfo's. */
-function progressOf(stored: unknown): JobProgress | null {
-  if (stored === null || typeof stored !== 'object') return null;
-  const p = stored as { attempt: number; value: unknown; at: string };
-  return { value: p.value, attempt: Number(p.attempt), at: new Date(p.at) };
+  return r ? jobInfoOf(r) : null;
 }
 
 /**

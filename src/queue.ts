@@ -8,8 +8,9 @@ import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import type { DrainOptions } from './drain-options.js';
 import { checkDriver, checkQueryable } from './driver-check.js';
+import { listJobs } from './list-jobs.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
-import type { BatchHandler, BulkJob, DrainReport, Handler, JobInfo, JobOutcome, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
+import type { BatchHandler, BulkJob, DrainReport, Handler, JobInfo, JobOutcome, ListJobsFilter, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
   PublishOptions, PurgeQueueOptions, RedriveFilter, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
@@ -64,6 +65,11 @@ export interface Queue {
                                                options?: NotBatch): Task<Body, Result>;
   /** A job as it is now, by id (queued, running or ended); null when there is none. */
   getJob(jobId: string): Promise<JobInfo | null>;
+  /**
+   * Jobs matching every filter given (queue, task, state, body containment, ids), newest first,
+   * as getJob answers each; page with filter.before. A body search reads the whole history: an admin's call.
+   */
+  listJobs(filter?: ListJobsFilter): Promise<JobInfo[]>;
   /** Cancels a job: 'cancelled' (never ran), 'cancelling' (running: aborted best effort), null (not active). */
   cancel(jobId: string, reason?: string): Promise<'cancelled' | 'cancelling' | null>;
   /** Cancels many jobs in one statement, each as above. Returns how many were cancelled or asked to stop. */
@@ -162,6 +168,7 @@ export function createQueue(options: QueueOptions): Queue {
       return task as Task<Body, Result> & BatchTask<Body, Result>; // which one: the overloads above
     },
     getJob: (jobId) => getJob(driver, jobId),
+    listJobs: (filter) => listJobs(driver, filter),
     cancel: ((jobIds: string | readonly string[], reason?: string) => (Array.isArray(jobIds)
       ? cancelJobs(driver, jobIds, reason) : cancelJob(driver, jobIds as string, reason))) as Queue['cancel'],
     reschedule: (jobIds, o) => rescheduleJobs(driver, jobIds, o),

@@ -266,6 +266,26 @@ export interface RedriveFilter {
   includeCancelled?: boolean | undefined;
 }
 
+/**
+ * Which jobs queue.listJobs answers, newest first: those matching every
+ * filter given (none: the newest jobs).
+ */
+export interface ListJobsFilter {
+  queue?: string | undefined;
+  /** A task name, exactly. */
+  task?: string | undefined;
+  /** A state as JobInfo names it. */
+  state?: JobInfo['state'] | undefined;
+  /** JSON the body contains (jsonb `@>`): `{ userId: 42 }` finds bodies with that key and value, among others. */
+  body?: Json | undefined;
+  /** Only these jobs (at most 1000). */
+  ids?: readonly string[] | undefined;
+  /** Paging: only jobs older than this job id (the last id of the page before). */
+  before?: string | undefined;
+  /** At most this many, 1 to 1000 (default 100). */
+  limit?: number | undefined;
+}
+
 /** What queue.reschedule changes: the run time (runAt or delaySeconds from now), the priority, or both. */
 export interface RescheduleOptions {
   runAt?: Date | undefined;

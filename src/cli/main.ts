@@ -8,6 +8,7 @@ import { publish } from '../publish.js';
 import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { addRetryPolicyOptions, eventCommand, retryPolicyOf } from './event-commands.js';
+import { jobCommands } from './job-commands.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addPublishOptions, checkedBy, dsnOption, featureCommands, integer, json, seconds } from './features.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
@@ -179,7 +180,7 @@ export function program(): Command {
     });
 
   for (const command of [serveCommand(), ...featureCommands(withConnection), ...adminCommands(withConnection),
-                         scheduleCommand(withConnection), eventCommand(withConnection)]) {
+                         ...jobCommands(withConnection), scheduleCommand(withConnection), eventCommand(withConnection)]) {
     cli.addCommand(inheriting(command, cli));
   }
 

@@ -4,8 +4,10 @@ import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parseJson } from '../json-text.js';
 import type { Queue } from '../queue.js';
 import { getJob, publishEvent } from '../admin.js';
+import type { Queryable } from '../db/driver.js';
+import { listJobs } from '../list-jobs.js';
 import { givenUpOn } from '../round-trip-limit.js';
-import type { DrainReport, JobInfo } from '../types.js';
+import type { DrainReport, ListJobsFilter } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { errorResponse, HttpError } from './errors.js';
 import { dashboardHeaders, parseDashboardQuery, readDashboard, renderDashboard } from './dashboard.js';
@@ -20,7 +22,7 @@ const SENT_AS: Record<string, string> = { depends_on: 'dependsOn', dedupe_key: '
 /** A publish error naming the field as the request sent it. */
 function asSent(error: unknown): unknown {
   if (!(error instanceof PgDrainError) || error.field === undefined) return error;
-  const sent = SENT_AS[error.field] ?? error.field.replace(/^options\./, '');
+  const sent = SENT_AS[error.field] ?? error.field.replace(/^(?:options|filter)\./, '');
   if (sent === error.field) return error;
   const rule = error.message.startsWith(`${error.field}: `) ? error.message.slice(error.field.length + 2) : error.message;
   return new PgDrainError(error.code, `${sent}: ${rule}`, { field: sent, cause: error });
@@ -89,6 +91,7 @@ const PUBLISH_TIMEOUT_MS = 10_000;
  *   POST /drain    run drain(batchSize, budget) and answer its report
  *   POST /jobs     publish one job or { jobs: [...] }
  *   POST /events/:event  publish an event: one job per subscribed queue (fan-out)
+ *   GET  /jobs     jobs by queue, task, state and body, newest first; GET /jobs/:id one job
  *   GET  /stats    jobs by queue, task and state
  *   GET  /metrics  Prometheus text: queue gauges and this instance's drain counters
  *   GET  /dashboard  a read-only HTML page: queues, last failures, schedules
@@ -211,18 +214,26 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     return c.json({ ids }, 201);
   });
 
-  app.get('/jobs/:id', async (c) => {
-    const id = c.req.param('id');
-    // Bounded as the counts are, its connection ended when given up on.
+  /** Runs a read bounded as the counts are, its connection ended when given up on (then a 503). */
+  const read = async <T>(c: Context, run: (db: Queryable) => Promise<T>): Promise<T> => {
     const signal = AbortSignal.timeout(COUNTS_TIMEOUT_MS);
-    let job: JobInfo | null;
     try {
-      job = await getJob(givenUpOn(queueOf(c).driver, signal), id);
+      return await run(givenUpOn(queueOf(c).driver, signal));
     } catch (error) {
       if (!signal.aborted) throw asSent(translateError(error));
       onError?.(error);
       throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${COUNTS_TIMEOUT_MS / 1000} s`);
     }
+  };
+
+  app.get('/jobs', async (c) => {
+    const filter = listJobsQuery(c.req.queries());
+    return c.json({ jobs: await read(c, (db) => listJobs(db, filter)) });
+  });
+
+  app.get('/jobs/:id', async (c) => {
+    const id = c.req.param('id');
+    const job = await read(c, (db) => getJob(db, id));
     if (!job) throw new HttpError(404, 'not_found', `no job ${id} (never published, or deleted by retention)`);
     return c.json({ job });
   });
@@ -241,6 +252,23 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   });
 
   return app;
+}
+
+const LIST_PARAMETERS = ['queue', 'task', 'state', 'body', 'before', 'limit'];
+
+/** GET /jobs's query string as listJobs' filter (which checks the values): each parameter once, body as JSON. */
+function listJobsQuery(query: Record<string, string[]>): ListJobsFilter {
+  const filter: Record<string, unknown> = {};
+  for (const [key, values] of Object.entries(query)) {
+    if (!LIST_PARAMETERS.includes(key)) {
+      throw new ValidationError(key, `unknown query parameter (GET /jobs takes ${LIST_PARAMETERS.join(', ')})`);
+    }
+    if (values.length > 1) throw new ValidationError(key, `must be given once in the query string, got ${values.length}`);
+    const value = values[0]!;
+    if (key === 'body' && value.trim() === '') throw new ValidationError(key, 'is empty: give JSON the body contains, or leave it out');
+    filter[key] = key === 'body' ? parseJson(value, key) : key === 'limit' && /^\d+$/.test(value) ? Number(value) : value;
+  }
+  return filter as ListJobsFilter;
 }
 
 async function counts(queue: AppQueue): Promise<JobCountRow[]> {
