@@ -443,6 +443,23 @@ begin
 end $$;
 
 --
+-- Name: cancel_key(text, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cancel_key(dedupe_key text, reason text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  if cancel_key.dedupe_key is null then
+    perform jobs.raise_invalid('PD011', 'dedupe_key', 'must be a non-empty text of at most 500 characters');
+  end if;
+  perform jobs.check_key(cancel_key.dedupe_key, 'PD011', 'dedupe_key');
+  return (select jobs.cancel(q.job_id, cancel_key.reason, cancel_key.now)
+          from jobs.job_queue q where q.dedupe_key = cancel_key.dedupe_key);
+end $$;
+
+--
 -- Name: cancel_requested(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -917,6 +934,52 @@ begin
                            'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled,
                            'paused', v_count = 0 and coalesce(v_paused, false),
                            'atMaxRunning', coalesce(v_at_max, false));
+end $$;
+
+--
+-- Name: complete(bigint[], jsonb, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.complete(job_ids bigint[], result jsonb DEFAULT NULL::jsonb, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(complete.now, pg_catalog.now());
+  v_ids bigint[];
+  v_keys text[];
+begin
+  perform jobs.check_job_ids(complete.job_ids);
+  v_ids := jobs.lock_jobs(complete.job_ids, true, true);
+  if v_ids = '{}' then
+    return 0;
+  end if;
+  -- A job waiting behind its key's head hands no turn on (see jobs.cancel).
+  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
+  from jobs.job_queue q where q.job_id = any(v_ids);
+  if cardinality(v_keys) > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call completes may head their '
+      || 'serial keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: '
+      || 'complete them in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
+  end if;
+  with gone as (
+    delete from jobs.job_queue q where q.job_id = any(v_ids) returning q.*
+  )
+  insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries, timeout,
+                        scheduled_at, created_at, started_at, ended_at, duration_ms,
+                        queue, dedupe_key, serial_key, attributes, worker_id,
+                        retry_delay, retry_backoff, retry_delay_max)
+  select g.job_id, g.task, g.body, 'success', complete.result, g.last_error,
+         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
+         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
+         g.retry_delay, g.retry_backoff, g.retry_delay_max
+  from gone g;
+  -- Its own dependencies, if it waited on some: it no longer does.
+  delete from jobs.dependency d where d.job_id = any(v_ids);
+  perform jobs.notify_ids('pgdrain_completed', v_ids);
+  perform jobs.lock_serial_keys(v_keys);
+  perform jobs.after_end(v_ids, null, v_keys, v_now);
+  return cardinality(v_ids);
 end $$;
 
 --

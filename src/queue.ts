@@ -1,5 +1,6 @@
 import { cancelJob, cancelJobs, createNamedQueue, deleteQueue, failJobs, getJob, listNamedQueues, listSubscriptions, publishEvent,
   purgeQueue, redrive, rescheduleJobs, setQueuePaused, subscribe, unsubscribe } from './admin.js';
+import { cancelJobByKey, completeJobs } from './admin-ends.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
 import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
@@ -78,6 +79,16 @@ export interface Queue {
   reschedule(jobIds: readonly string[], options: RescheduleOptions): Promise<number>;
   /** Ends jobs not yet running as failures (dead letters) with reason; running ones are left alone. Returns how many. */
   fail(jobIds: readonly string[], reason?: string): Promise<number>;
+  /**
+   * Ends jobs not yet running as successes with result, as an ack does (their dependants
+   * may run, their serial key moves on); running ones are left alone. Returns how many.
+   */
+  complete(jobIds: readonly string[], result?: unknown): Promise<number>;
+  /**
+   * Cancels the active job holding a dedupe key, as cancel(id) does; null when none holds it.
+   * Its own method, not a cancel overload: a key is another look-up, not another count.
+   */
+  cancelByKey(dedupeKey: string, reason?: string): Promise<'cancelled' | 'cancelling' | null>;
   /**
    * Runs dead letters (failed jobs) again: all, or those matching the filter;
    * with includeCancelled, cancelled jobs among filter.ids too. Returns how many.
@@ -173,6 +184,8 @@ export function createQueue(options: QueueOptions): Queue {
       ? cancelJobs(driver, jobIds, reason) : cancelJob(driver, jobIds as string, reason))) as Queue['cancel'],
     reschedule: (jobIds, o) => rescheduleJobs(driver, jobIds, o),
     fail: (jobIds, reason) => failJobs(driver, jobIds, reason),
+    complete: (jobIds, result) => completeJobs(driver, jobIds, result),
+    cancelByKey: (dedupeKey, reason) => cancelJobByKey(driver, dedupeKey, reason),
     redrive: (filter) => redrive(driver, filter),
     queues: {
       create: (name, o) => createNamedQueue(driver, name, o),

@@ -1,10 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { cancelJob, cancelJobs, failJobs, rescheduleJobs } from '../admin.js';
+import { cancelJobByKey, completeJobs } from '../admin-ends.js';
 import { ValidationError } from '../errors.js';
-import { isJobId, isoDateTimeSchema, MAX_DELAY_SECONDS } from '../options.js';
-import { checkedBy, dsnOption, integer, seconds, type WithConnection } from './features.js';
+import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS } from '../options.js';
+import { checkedBy, dsnOption, integer, json, seconds, type WithConnection } from './features.js';
 
-// Changing queued jobs, many at once: cancel, reschedule, fail (sql/0011).
+// Changing queued jobs, many at once: cancel, reschedule, fail (sql/0011),
+// complete and cancel --key (sql/0018).
 // main.ts registers them.
 
 /** The <id...> arguments, each checked: a usage error (exit 2) names the first bad one. */
@@ -19,14 +21,19 @@ function checkIds(ids: string[]): string[] {
 export function adminCommands(withConnection: WithConnection): Command[] {
   const cancel = new Command('cancel')
     .description('cancel jobs: one not yet running never runs; a running one is aborted (best effort). '
-      + 'Prints the state for one id, the number cancelled or asked to stop for several')
-    .argument('<id...>', 'job ids')
+      + 'Prints the state for one id (or --key), the number cancelled or asked to stop for several')
+    .argument('[id...]', 'job ids')
+    .option('--key <dedupe-key>', 'instead of ids: the active job holding this dedupe key', checkedBy(keySchema))
     .option('--reason <text>', 'recorded as the error')
     .addOption(dsnOption())
-    .action(async (ids: string[], opts: { reason?: string; dsn?: string }) => {
+    .action(async (ids: string[], opts: { key?: string; reason?: string; dsn?: string }) => {
+      if ((opts.key === undefined) === (ids.length === 0)) throw new CommanderError(2, 'usage', 'error: give job ids or --key, one of them');
       checkIds(ids);
       await withConnection(opts.dsn, async ({ driver }) => {
-        if (ids.length === 1) {
+        if (opts.key !== undefined) {
+          const state = await cancelJobByKey(driver, opts.key, opts.reason);
+          process.stdout.write(`${state ?? 'not active'}\n`);
+        } else if (ids.length === 1) {
           const state = await cancelJob(driver, ids[0]!, opts.reason);
           process.stdout.write(`${state ?? 'not active'}\n`);
         } else {
@@ -68,5 +75,18 @@ export function adminCommands(withConnection: WithConnection): Command[] {
       });
     });
 
-  return [cancel, reschedule, fail];
+  const complete = new Command('complete')
+    .description('end jobs not yet running as successes, as an ack does (dependants may run, a serial key moves on); '
+      + 'prints how many ended (running jobs are left alone)')
+    .argument('<id...>', 'job ids')
+    .option('--result <json>', 'recorded as the result', json)
+    .addOption(dsnOption())
+    .action(async (ids: string[], opts: { result?: unknown; dsn?: string }) => {
+      checkIds(ids);
+      await withConnection(opts.dsn, async ({ driver }) => {
+        process.stdout.write(`${await completeJobs(driver, ids, opts.result)}\n`);
+      });
+    });
+
+  return [cancel, reschedule, fail, complete];
 }
