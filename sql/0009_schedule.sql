@@ -14,7 +14,10 @@
 -- overlap 'skip': a tick publishes nothing while a job of the schedule is
 -- active; its jobs carry dedupe key pgdrain:schedule:<name>, so the check is
 -- the dedupe key's unique index. tz: the zone whose wall clock cron reads
--- (null: UTC); pg_cron 1.4 reads UTC only, so drains run those.
+-- (null: UTC); pg_cron 1.4 reads UTC only, so drains run those. backfill
+-- (seconds): the drains publish one job per missed tick of the last
+-- `backfill` seconds (null: one job for all the ticks missed); overlap
+-- 'allow' and drains only (pg_cron does not backfill).
 create table jobs.recurring (
   name         text        primary key,
   cron         text        not null,
@@ -27,6 +30,8 @@ create table jobs.recurring (
   runner       text        not null check (runner in ('pg_cron', 'drains')),
   overlap      text        not null default 'allow' check (overlap in ('allow', 'skip')),
   tz           text        check (tz is null or runner = 'drains'),
+  backfill     numeric     check (backfill is null or (backfill > 0 and backfill <= 31622400
+                                   and runner = 'drains' and overlap = 'allow')),
   next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)),
   last_run_at  timestamptz,
   last_job_id  bigint,
@@ -146,7 +151,10 @@ end $$;
 -- changes nothing (a pending tick is kept). runner: null picks pg_cron when
 -- it is installed in this database, this role may use it and tz is UTC,
 -- else drains; 'pg_cron' or 'drains' forces one. overlap: 'allow' (null) or
--- 'skip': no job while one of this schedule is active. Returns the runner.
+-- 'skip': no job while one of this schedule is active. backfill: seconds
+-- (> 0, at most 366 days) within which the drains publish one job for each
+-- tick they missed (null: one job for all of them); drains and overlap
+-- 'allow' only. Returns the runner.
 create function jobs.schedule(
   name        text,
   cron        text,
@@ -159,7 +167,8 @@ create function jobs.schedule(
   runner      text        default null,
   now         timestamptz default null,
   overlap     text        default null,
-  tz          text        default null
+  tz          text        default null,
+  backfill    numeric     default null
 ) returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
@@ -205,8 +214,20 @@ begin
       'pg_cron 1.4 reads schedules in UTC only: a schedule in %s needs runner => ''drains'' (or no runner: drains then)',
       quote_literal(v_tz)));
   end if;
+  -- 31622400: 366 days. NaN is greater than any number: refused here too.
+  if schedule.backfill is not null and not (schedule.backfill > 0 and schedule.backfill <= 31622400) then
+    perform jobs.raise_invalid('PDC03', 'backfill', format(
+      'must be a number of seconds greater than 0 and at most 31622400 (366 days), or null (no backfill), got %s', schedule.backfill));
+  elsif schedule.backfill is not null and schedule.overlap = 'skip' then
+    perform jobs.raise_invalid('PDC03', 'backfill',
+      'publishes one job per missed tick, which overlap ''skip'' (one job at a time) refuses: use overlap ''allow'' (or null)');
+  elsif schedule.backfill is not null and schedule.runner = 'pg_cron' then
+    perform jobs.raise_invalid('PDC03', 'backfill',
+      'pg_cron does not backfill missed ticks: a schedule with backfill needs runner => ''drains'' (or no runner: drains then)');
+  end if;
   v_runner := coalesce(schedule.runner,
-                       case when v_tz is null and jobs.has_pg_cron() and jobs.pg_cron_zone() is null then 'pg_cron' else 'drains' end);
+                       case when v_tz is null and schedule.backfill is null and jobs.has_pg_cron()
+                                 and jobs.pg_cron_zone() is null then 'pg_cron' else 'drains' end);
   if v_runner = 'pg_cron' and jobs.pg_cron_zone() is not null then
     perform jobs.raise_invalid('PDC03', 'runner', format(
       'pg_cron here reads schedules in time zone %s (cron.timezone), and %s is UTC: use runner => ''drains'' (or no runner: drains then), or set cron.timezone = ''GMT''',
@@ -237,14 +258,14 @@ begin
     v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   overlap, tz, next_run_at, created_at, updated_at)
+                                   overlap, tz, backfill, next_run_at, created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
           schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
-          case when v_runner = 'drains' then v_next end, v_now, v_now)
+          schedule.backfill, case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
-      runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz,
+      runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
       updated_at = excluded.updated_at, last_error = null,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
@@ -320,7 +341,9 @@ end $$;
 -- Publishes one job for each drain-run schedule whose tick is due and moves
 -- its next_run_at past `now`. Ticks missed while nothing claimed become one
 -- job (scheduled at the first of them), or none for overlap 'skip' while a
--- job of the schedule is active (one skipped tick). FOR UPDATE SKIP LOCKED: when many
+-- job of the schedule is active (one skipped tick); with backfill, one job
+-- per tick of the window (at most 100 a call). Returns the jobs published.
+-- FOR UPDATE SKIP LOCKED: when many
 -- drains call this at once, each due row is taken by one of them, and the
 -- others skip it or, once it has committed, find it no longer due, so each
 -- tick is published once. With no due schedule it costs one index probe.
@@ -331,6 +354,10 @@ declare
   r jobs.recurring;
   v_id bigint;
   v_count integer := 0;
+  v_tick timestamptz;
+  v_from timestamptz;
+  v_last timestamptz;
+  v_n integer;
 begin
   for r in
     select * from jobs.recurring s
@@ -346,19 +373,53 @@ begin
         where s.name = r.name;
         continue;
       end if;
-      v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
-                           priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                           dedupe_key => jobs.schedule_key(r));
+      if r.backfill is null then
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
+                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                             dedupe_key => jobs.schedule_key(r));
+        update jobs.recurring s
+        set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
+            last_error = null
+        where s.name = r.name;
+        v_count := v_count + 1;
+        continue;
+      end if;
+      -- Backfill: ticks before the window are dropped (the run of them
+      -- counted as one skipped tick, as overlap 'skip' counts a run), then
+      -- one job per tick, oldest first, at most 100 per call: next_run_at
+      -- stays at the first tick not published, which the next call goes on from.
+      v_tick := r.next_run_at;
+      v_from := v_now - make_interval(secs => r.backfill::float8);
+      if v_tick < v_from then
+        v_tick := jobs.cron_tick(r.cron, v_from - interval '1 microsecond', r.tz);
+      end if;
+      v_last := null;
+      v_n := 0;
+      while v_tick <= v_now and v_n < 100 loop
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
+                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue);
+        v_last := v_tick;
+        v_n := v_n + 1;
+        v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
+      end loop;
       update jobs.recurring s
-      set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
-          last_error = null
+      set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at),
+          last_job_id = case when v_n = 0 then s.last_job_id else v_id end,
+          last_error = case when v_n = 0 then s.last_error end,
+          skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
+          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
       where s.name = r.name;
-      v_count := v_count + 1;
+      v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
     exception when others then
       -- A schedule that cannot publish (its queue was dropped, it is full)
       -- must not stop the claim that called us: record why, try next minute.
+      -- With backfill, at the next tick (a job's scheduled_at is its tick):
+      -- the ticks not published count as one skipped tick.
       update jobs.recurring s
-      set next_run_at = date_trunc('minute', v_now) + interval '1 minute',
+      set next_run_at = case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute'
+                             else jobs.cron_tick(r.cron, v_now, r.tz) end,
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null)::integer,
+          last_skipped_at = case when r.backfill is not null then r.next_run_at else s.last_skipped_at end,
           last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
       where s.name = r.name;
     end;
@@ -371,7 +432,7 @@ select r.name, r.cron, r.task, r.body, r.timeout, r.priority, r.max_retries, r.q
        case when r.runner = 'pg_cron' then 'pgdrain:schedule:' || r.name end as pg_cron_job,
        coalesce(r.next_run_at, jobs.cron_tick(r.cron, now(), r.tz)) as next_run_at,
        r.last_run_at, r.last_job_id, r.last_error, r.created_at, r.updated_at,
-       r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at
+       r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at, r.backfill
 from jobs.recurring r;
 
 -- Maintenance -----------------------------------------------------------------

@@ -2712,6 +2712,10 @@ declare
   r jobs.recurring;
   v_id bigint;
   v_count integer := 0;
+  v_tick timestamptz;
+  v_from timestamptz;
+  v_last timestamptz;
+  v_n integer;
 begin
   for r in
     select * from jobs.recurring s
@@ -2727,19 +2731,53 @@ begin
         where s.name = r.name;
         continue;
       end if;
-      v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
-                           priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                           dedupe_key => jobs.schedule_key(r));
+      if r.backfill is null then
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
+                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                             dedupe_key => jobs.schedule_key(r));
+        update jobs.recurring s
+        set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
+            last_error = null
+        where s.name = r.name;
+        v_count := v_count + 1;
+        continue;
+      end if;
+      -- Backfill: ticks before the window are dropped (the run of them
+      -- counted as one skipped tick, as overlap 'skip' counts a run), then
+      -- one job per tick, oldest first, at most 100 per call: next_run_at
+      -- stays at the first tick not published, which the next call goes on from.
+      v_tick := r.next_run_at;
+      v_from := v_now - make_interval(secs => r.backfill::float8);
+      if v_tick < v_from then
+        v_tick := jobs.cron_tick(r.cron, v_from - interval '1 microsecond', r.tz);
+      end if;
+      v_last := null;
+      v_n := 0;
+      while v_tick <= v_now and v_n < 100 loop
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
+                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue);
+        v_last := v_tick;
+        v_n := v_n + 1;
+        v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
+      end loop;
       update jobs.recurring s
-      set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
-          last_error = null
+      set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at),
+          last_job_id = case when v_n = 0 then s.last_job_id else v_id end,
+          last_error = case when v_n = 0 then s.last_error end,
+          skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
+          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
       where s.name = r.name;
-      v_count := v_count + 1;
+      v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
     exception when others then
       -- A schedule that cannot publish (its queue was dropped, it is full)
       -- must not stop the claim that called us: record why, try next minute.
+      -- With backfill, at the next tick (a job's scheduled_at is its tick):
+      -- the ticks not published count as one skipped tick.
       update jobs.recurring s
-      set next_run_at = date_trunc('minute', v_now) + interval '1 minute',
+      set next_run_at = case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute'
+                             else jobs.cron_tick(r.cron, v_now, r.tz) end,
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null)::integer,
+          last_skipped_at = case when r.backfill is not null then r.next_run_at else s.last_skipped_at end,
           last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
       where s.name = r.name;
     end;
@@ -3417,10 +3455,10 @@ CREATE FUNCTION jobs.running_count(p_queue text) RETURNS bigint
 $$;
 
 --
--- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, overlap text DEFAULT NULL::text, tz text DEFAULT NULL::text) RETURNS text
+CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, overlap text DEFAULT NULL::text, tz text DEFAULT NULL::text, backfill numeric DEFAULT NULL::numeric) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -3468,8 +3506,20 @@ begin
       'pg_cron 1.4 reads schedules in UTC only: a schedule in %s needs runner => ''drains'' (or no runner: drains then)',
       quote_literal(v_tz)));
   end if;
+  -- 31622400: 366 days. NaN is greater than any number: refused here too.
+  if schedule.backfill is not null and not (schedule.backfill > 0 and schedule.backfill <= 31622400) then
+    perform jobs.raise_invalid('PDC03', 'backfill', format(
+      'must be a number of seconds greater than 0 and at most 31622400 (366 days), or null (no backfill), got %s', schedule.backfill));
+  elsif schedule.backfill is not null and schedule.overlap = 'skip' then
+    perform jobs.raise_invalid('PDC03', 'backfill',
+      'publishes one job per missed tick, which overlap ''skip'' (one job at a time) refuses: use overlap ''allow'' (or null)');
+  elsif schedule.backfill is not null and schedule.runner = 'pg_cron' then
+    perform jobs.raise_invalid('PDC03', 'backfill',
+      'pg_cron does not backfill missed ticks: a schedule with backfill needs runner => ''drains'' (or no runner: drains then)');
+  end if;
   v_runner := coalesce(schedule.runner,
-                       case when v_tz is null and jobs.has_pg_cron() and jobs.pg_cron_zone() is null then 'pg_cron' else 'drains' end);
+                       case when v_tz is null and schedule.backfill is null and jobs.has_pg_cron()
+                                 and jobs.pg_cron_zone() is null then 'pg_cron' else 'drains' end);
   if v_runner = 'pg_cron' and jobs.pg_cron_zone() is not null then
     perform jobs.raise_invalid('PDC03', 'runner', format(
       'pg_cron here reads schedules in time zone %s (cron.timezone), and %s is UTC: use runner => ''drains'' (or no runner: drains then), or set cron.timezone = ''GMT''',
@@ -3500,14 +3550,14 @@ begin
     v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   overlap, tz, next_run_at, created_at, updated_at)
+                                   overlap, tz, backfill, next_run_at, created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
           schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
-          case when v_runner = 'drains' then v_next end, v_now, v_now)
+          schedule.backfill, case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
-      runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz,
+      runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
       updated_at = excluded.updated_at, last_error = null,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
@@ -3581,6 +3631,7 @@ CREATE TABLE jobs.recurring (
     runner text NOT NULL,
     overlap text DEFAULT 'allow'::text NOT NULL,
     tz text,
+    backfill numeric,
     next_run_at timestamp with time zone,
     last_run_at timestamp with time zone,
     last_job_id bigint,
@@ -3590,7 +3641,8 @@ CREATE TABLE jobs.recurring (
     created_at timestamp with time zone NOT NULL,
     updated_at timestamp with time zone NOT NULL,
     CONSTRAINT recurring_check CHECK (((tz IS NULL) OR (runner = 'drains'::text))),
-    CONSTRAINT recurring_check1 CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
+    CONSTRAINT recurring_check1 CHECK (((backfill IS NULL) OR ((backfill > (0)::numeric) AND (backfill <= (31622400)::numeric) AND (runner = 'drains'::text) AND (overlap = 'allow'::text)))),
+    CONSTRAINT recurring_check2 CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
     CONSTRAINT recurring_overlap_check CHECK ((overlap = ANY (ARRAY['allow'::text, 'skip'::text]))),
     CONSTRAINT recurring_runner_check CHECK ((runner = ANY (ARRAY['pg_cron'::text, 'drains'::text])))
 );
@@ -4496,7 +4548,8 @@ CREATE VIEW jobs.schedules AS
     r.overlap,
     COALESCE(r.tz, 'UTC'::text) AS tz,
     r.skipped_ticks,
-    r.last_skipped_at
+    r.last_skipped_at,
+    r.backfill
    FROM jobs.recurring r;
 
 --

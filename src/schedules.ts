@@ -42,6 +42,12 @@ export interface ScheduleSpec {
   overlap?: ScheduleOverlap | undefined;
   /** An IANA time zone ('Europe/Paris') whose wall clock the expression reads; default UTC. Runner drains only. */
   tz?: string | undefined;
+  /**
+   * Seconds (at most 366 days): the drains publish one job per tick they
+   * missed within this window before now, oldest first, each scheduled at its
+   * tick (default: one job for all the ticks missed). Runner drains, overlap 'allow'.
+   */
+  backfillSeconds?: number | undefined;
 }
 
 /** A row of the jobs.schedules view. */
@@ -65,6 +71,8 @@ export interface ScheduleInfo {
   /** Ticks that published nothing because a job of the schedule was still active (overlap 'skip'). */
   skippedTicks: number;
   lastSkippedAt: Date | null;
+  /** The backfill window in seconds, or null (none). */
+  backfillSeconds: number | null;
 }
 
 /** What one jobs.maintain pass did. */
@@ -195,6 +203,8 @@ const specSchema = z.strictObject({
   runner: z.optional(z.enum(['pg_cron', 'drains'])),
   overlap: z.optional(z.enum(['allow', 'skip'])),
   tz: z.optional(z.string()),
+  backfillSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'),
+    z.maximum(31_622_400, 'must be at most 31622400 (366 days)'))),
 });
 
 /**
@@ -209,9 +219,10 @@ export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<Sched
   const body = jsonParam(s.body, 'spec.body');
   return callValue(db,
     `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
-       priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9, overlap => $10, tz => $11) as r`,
+       priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9, overlap => $10, tz => $11,
+       backfill => $12::numeric) as r`,
     [s.name, cron, s.task, body, s.timeoutSeconds ?? null, s.priority ?? null, s.maxRetries ?? null,
-     s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz]);
+     s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz, s.backfillSeconds ?? null]);
 }
 
 /** Removes a recurring job and its pg_cron job; false when there was none. */
@@ -224,7 +235,7 @@ interface ScheduleRow {
   name: string; cron: string; task: string; body: unknown; queue: string | null; runner: ScheduleRunner;
   pg_cron_job: string | null; next_run_at: string | Date; last_run_at: string | Date | null;
   last_job_id: string | null; last_error: string | null; overlap: ScheduleOverlap; tz: string;
-  skipped_ticks: number | string; last_skipped_at: string | Date | null;
+  skipped_ticks: number | string; last_skipped_at: string | Date | null; backfill: number | string | null;
 }
 
 /** Every recurring job, from the jobs.schedules view, by name. */
@@ -238,6 +249,7 @@ export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
     lastJobId: r.last_job_id === null ? null : String(r.last_job_id), lastError: r.last_error,
     overlap: r.overlap, tz: r.tz, skippedTicks: Number(r.skipped_ticks),
     lastSkippedAt: r.last_skipped_at === null ? null : new Date(r.last_skipped_at),
+    backfillSeconds: r.backfill === null ? null : Number(r.backfill),
   }));
 }
 

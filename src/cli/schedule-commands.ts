@@ -12,7 +12,7 @@ import { formatTable } from './format.js';
 const FLAGS: Record<string, string> = {
   name: 'name', cron: '--cron', task: '--task', body: '--body', queue: '--queue', priority: '--priority',
   timeoutSeconds: '--timeout', timeout: '--timeout', maxRetries: '--max-retries', max_retries: '--max-retries',
-  runner: '--runner', overlap: '--overlap', tz: '--tz',
+  runner: '--runner', overlap: '--overlap', tz: '--tz', backfillSeconds: '--backfill', backfill: '--backfill',
 };
 
 /** An error naming a field of the spec, reworded to name its flag. */
@@ -42,10 +42,12 @@ export function scheduleCommand(withConnection: WithConnection): Command {
     .addOption(new Option('--overlap <mode>', 'allow (default): every tick publishes; skip: none while a job of it is active')
       .choices(['allow', 'skip']))
     .option('--tz <zone>', "IANA time zone whose wall clock --cron reads, e.g. Europe/Paris (default UTC; runner drains)")
+    .option('--backfill <seconds>', 'one job per tick missed within these seconds before now (default: one for all; runner drains)',
+            seconds(0.001, 31_622_400))
     .addOption(dsnOption())
     .action(async (name: string, opts: { cron: string; task: string; body?: unknown; queue?: string; priority?: number;
                                          timeout?: number; maxRetries?: number; runner?: 'pg_cron' | 'drains';
-                                         overlap?: 'allow' | 'skip'; tz?: string; dsn?: string }) => {
+                                         overlap?: 'allow' | 'skip'; tz?: string; backfill?: number; dsn?: string }) => {
       const { checkCron, checkTz, schedule } = await import('../schedules.js');
       try {
         // Before connecting: a bad flag opens no database.
@@ -55,6 +57,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
           const runner = await schedule(driver, {
             name, cron: opts.cron, task: opts.task, body: opts.body, queue: opts.queue, priority: opts.priority,
             timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, runner: opts.runner, overlap: opts.overlap, tz: opts.tz,
+            backfillSeconds: opts.backfill,
           });
           process.stdout.write(`${runner}\n`);
         });
@@ -76,8 +79,11 @@ export function scheduleCommand(withConnection: WithConnection): Command {
           return;
         }
         const iso = (d: Date | null) => (d === null ? '' : d.toISOString());
+        // The backfill column only when a schedule has one.
+        const fill = list.some((s) => s.backfillSeconds !== null);
         const rows = list.map((s) => ({
           name: s.name, cron: s.cron, tz: s.tz, task: s.task, runner: s.runner, overlap: s.overlap,
+          ...(fill ? { backfill: s.backfillSeconds === null ? '' : `${s.backfillSeconds}s` } : {}),
           next_run_at: iso(s.nextRunAt), last_run_at: iso(s.lastRunAt), skipped: s.skippedTicks,
           last_error: s.lastError === null ? '' : s.lastError.split('\n')[0]!.slice(0, 100),
         }));
