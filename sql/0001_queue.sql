@@ -11,7 +11,7 @@
 -- the COLUMN diagnostic field (node-pg: error.column):
 --   PD001 task        PD002 timeout      PD003 max_retries   PD004 priority
 --   PD005 n (batch)   PD006 pattern      PD007 schedule_at, a delay, retry_*
---   PD008 outcome
+--   PD008 outcome      PD007 also expires_at, expire_in
 --   PD017 jobs (bulk arrays of unequal length)
 
 -- Named queues. Every job belongs to one ('default' unless told); a drain
@@ -25,7 +25,8 @@
 -- base delay in seconds, exponential (null or true) or fixed (false), and the
 -- cap; with all three null the queue's retries wait jobs.backoff(attempt).
 -- max_running (null = unlimited) caps its running jobs across every claim
--- (jobs.pick, sql/0004).
+-- (jobs.pick, sql/0004). expire_in (null = never) gives a job published
+-- without expires_at one this many seconds after its scheduled time.
 create table jobs.queue (
   name                text        primary key,
   max_size            integer,
@@ -38,7 +39,8 @@ create table jobs.queue (
   retry_delay         numeric,
   retry_backoff       boolean,
   retry_delay_max     numeric,
-  max_running         integer
+  max_running         integer,
+  expire_in           numeric
 );
 insert into jobs.queue (name) values ('default');
 
@@ -73,7 +75,10 @@ create table jobs.job_queue (
   -- with any of the three set it wins over its queue's (null: it has none).
   retry_delay     numeric,
   retry_backoff   boolean,
-  retry_delay_max numeric
+  retry_delay_max numeric,
+  -- Not started by then, it never runs: the next claim (or jobs.maintain)
+  -- ends it as a failure (jobs.expire). A running job is not affected.
+  expires_at   timestamptz
 )
 -- Every job leaves dead tuples here, and every claim steps over the claim
 -- index's dead entries until vacuum removes them: a queue slows down between
@@ -90,6 +95,19 @@ create index job_queue_pending_idx on jobs.job_queue (queue, priority desc, sche
 -- Finds expired leases without scanning pending jobs.
 create index job_queue_lease_idx on jobs.job_queue (lease_until)
   where lease_until is not null;
+-- Waiting jobs that have an expiry (jobs.expire ends those past it): every
+-- claim probes it once, so plain jobs, running ones and blocked ones (which
+-- expire once unblocked) are not in it.
+create index job_queue_expires_idx on jobs.job_queue (expires_at)
+  where expires_at is not null and lease_until is null and waiting_deps = 0;
+-- Given a root page now: PostgreSQL caches a btree's metapage only once it
+-- has one, so until then the planner reads it for every statement it plans
+-- on this table (8 buffers per custom-planned claim, test/plans.test.ts), and
+-- the claim's probe reads it too. An entry put in and taken out makes the
+-- root, which a btree never removes. (Id 0: the identity sequence is not used.)
+insert into jobs.job_queue (job_id, task, scheduled_at, timeout, priority, max_retries, created_at, expires_at)
+overriding system value values (0, 'pgdrain:root', 'epoch', 1, 0, 0, 'epoch', 'epoch');
+delete from jobs.job_queue where job_id = 0;
 -- Partial: plain jobs (all three null) are in none of these.
 create unique index job_queue_dedupe_idx on jobs.job_queue (dedupe_key) where dedupe_key is not null;
 create index job_queue_serial_idx on jobs.job_queue (serial_key, job_id) where serial_key is not null;
@@ -229,6 +247,25 @@ begin
       format('must be at least the retry delay (%s seconds), got %s', coalesce(p_delay, 5), p_delay_max));
   end if;
 end $$;
+
+-- An expiry (jobs.publish's expires_at; p_field: 'jobs[3].expires_at' in a
+-- bulk): a finite time after the job's scheduled one, when it would be due.
+create function jobs.check_expiry(p_expires_at timestamptz, p_scheduled_at timestamptz, p_field text)
+returns void language plpgsql stable as $$
+begin
+  if not isfinite(p_expires_at) then
+    perform jobs.raise_invalid('PD007', p_field, format('must be a finite time, got %s', p_expires_at));
+  elsif p_expires_at <= p_scheduled_at then
+    perform jobs.raise_invalid('PD007', p_field, format(
+      'must be after the job''s scheduled time (%s), got %s: it would expire before it could run', p_scheduled_at, p_expires_at));
+  end if;
+end $$;
+
+-- A job's expiry: its own, else its queue's expire_in after its scheduled time, else none.
+create function jobs.expiry(p_expires_at timestamptz, p_scheduled_at timestamptz, p_expire_in numeric)
+returns timestamptz language sql stable as $$
+  select coalesce(p_expires_at, p_scheduled_at + make_interval(secs => p_expire_in::float8))
+$$;
 
 create function jobs.check_batch(p_n integer)
 returns void language plpgsql immutable as $$

@@ -126,6 +126,12 @@ end $$;
 --              its nacks wait jobs.queue_backoff of these instead of its
 --              queue's policy or jobs.backoff (an expired lease goes back at
 --              once, whatever the policy); with none, the job follows its queue's
+-- expires_at   not started by then, the job never runs: the next claim (or
+--              jobs.maintain) ends it as a failure, 'expired: not started
+--              before <expires_at>' (jobs.expire); after its scheduled time
+--              (PD007). Left null: its queue's expire_in after its scheduled
+--              time, else never. A running job is not affected; one retried
+--              after it passed expires at the next claim.
 -- Raises PD010 when the queue is at its max_size, PD018 for an SQL task
 -- (sql:schema.function) not allowed by jobs.allow_sql_task (sql/0010).
 create function jobs.publish(
@@ -145,7 +151,8 @@ create function jobs.publish(
   throttle_seconds numeric  default null,
   retry_delay   numeric     default null,
   retry_backoff text        default null,
-  retry_delay_max numeric   default null
+  retry_delay_max numeric   default null,
+  expires_at    timestamptz default null
 ) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -171,6 +178,9 @@ begin
   end if;
   if not isfinite(publish.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish.scheduled_at));
+  end if;
+  if publish.expires_at is not null then
+    perform jobs.check_expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), 'expires_at');
   end if;
   if publish.dedupe_mode is not null then
     if publish.dedupe_mode not in ('keep', 'replace') then
@@ -231,7 +241,8 @@ begin
             priority = coalesce(publish.priority, v_q.default_priority, 0),
             max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
             attributes = publish.attributes, retry_delay = publish.retry_delay,
-            retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max
+            retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max,
+            expires_at = jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in)
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -282,12 +293,13 @@ begin
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
-                                retry_delay, retry_backoff, retry_delay_max)
+                                retry_delay, retry_backoff, retry_delay_max, expires_at)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
             coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
-            publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max)
+            publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
+            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in))
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
@@ -335,7 +347,8 @@ end $$;
 create function jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamptz[],
   p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[],
   p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb,
-  p_retry_delays numeric[] default null, p_retry_backoffs text[] default null, p_retry_delay_maxes numeric[] default null)
+  p_retry_delays numeric[] default null, p_retry_backoffs text[] default null, p_retry_delay_maxes numeric[] default null,
+  p_expires_at timestamptz[] default null)
 returns bigint[] language plpgsql as $$
 declare
   v_ids bigint[];
@@ -378,7 +391,7 @@ begin
       with written as (
         insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                     queue, dedupe_key, serial_key, serial_wait, attributes,
-                                    retry_delay, retry_backoff, retry_delay_max)
+                                    retry_delay, retry_backoff, retry_delay_max, expires_at)
         overriding system value
         select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
                coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
@@ -386,13 +399,15 @@ begin
                -- Behind the key's active jobs, or an earlier job of this call.
                j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
                  or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
-               nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max
+               nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
+               jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+                           v_q.expire_in)
         from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                         unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
                         unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
-                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes))
+                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at))
                as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
-                    retry_delay, retry_backoff, retry_delay_max)
+                    retry_delay, retry_backoff, retry_delay_max, expires_at)
         where j.id is not null
         order by j.dedupe_key
         on conflict (dedupe_key) where dedupe_key is not null do nothing
@@ -445,7 +460,8 @@ end $$;
 -- key's lock, and depends_on locks and checks each dependency: jobs.publish,
 -- one job at a time.) retry_delays, retry_backoffs and retry_delay_maxes are
 -- each job's own retry policy, as jobs.publish's retry_* (a null in all
--- three: the queue's). Returns one id per task, in order.
+-- three: the queue's). expires_at: each job's, as jobs.publish's (a null:
+-- its queue's expire_in, else never). Returns one id per task, in order.
 create function jobs.publish_arrays(
   tasks        text[],
   bodies       jsonb              default null,
@@ -461,7 +477,8 @@ create function jobs.publish_arrays(
   attributes   jsonb              default null,
   retry_delays numeric[]          default null,
   retry_backoffs text[]           default null,
-  retry_delay_maxes numeric[]     default null
+  retry_delay_maxes numeric[]     default null,
+  expires_at   timestamptz[]      default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
@@ -487,7 +504,8 @@ begin
      or coalesce(jsonb_array_length(publish_arrays.attributes), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_delays), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_backoffs), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n then
+     or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -510,16 +528,19 @@ begin
      or exists (select from unnest(publish_arrays.retry_delays) x where x < 0 or x > 86400)
      or exists (select from unnest(publish_arrays.retry_backoffs) x where x not in ('exponential', 'fixed'))
      or exists (select from unnest(publish_arrays.retry_delays, publish_arrays.retry_delay_maxes) x(d, m)
-                where x.m < 1 or x.m > 604800 or x.m < coalesce(x.d, 5)) then
+                where x.m < 1 or x.m > 604800 or x.m < coalesce(x.d, 5))
+     or exists (select from unnest(publish_arrays.expires_at, publish_arrays.scheduled_at, publish_arrays.delays) x(e, s, d)
+                where not isfinite(x.e) or x.e <= coalesce(x.s, v_now + make_interval(secs => x.d), v_now)) then
     select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at, j.dedupe_key, j.serial_key,
-           nullif(j.attributes, 'null') as attributes, j.retry_delay, j.retry_backoff, j.retry_delay_max into v_bad
+           nullif(j.attributes, 'null') as attributes, j.retry_delay, j.retry_backoff, j.retry_delay_max, j.expires_at into v_bad
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
                     unnest(publish_arrays.max_retries), unnest(publish_arrays.delays), unnest(publish_arrays.scheduled_at),
                     unnest(publish_arrays.dedupe_keys), unnest(publish_arrays.serial_keys),
                     jsonb_array_elements(publish_arrays.attributes), unnest(publish_arrays.retry_delays),
-                    unnest(publish_arrays.retry_backoffs), unnest(publish_arrays.retry_delay_maxes))
+                    unnest(publish_arrays.retry_backoffs), unnest(publish_arrays.retry_delay_maxes),
+                    unnest(publish_arrays.expires_at))
            with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, dedupe_key, serial_key, attributes,
-                                retry_delay, retry_backoff, retry_delay_max, ord)
+                                retry_delay, retry_backoff, retry_delay_max, expires_at, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
        or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(j.task, 5)))
        or j.timeout < 0.001 or j.timeout > 86400
@@ -531,6 +552,8 @@ begin
        or jsonb_typeof(j.attributes) not in ('object', 'null')
        or j.retry_delay < 0 or j.retry_delay > 86400 or j.retry_backoff not in ('exponential', 'fixed')
        or j.retry_delay_max < 1 or j.retry_delay_max > 604800 or j.retry_delay_max < coalesce(j.retry_delay, 5)
+       or not isfinite(j.expires_at)
+       or j.expires_at <= coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now)
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
@@ -547,6 +570,11 @@ begin
       perform jobs.check_object(v_bad.attributes, format('jobs[%s].attributes', v_bad.ord));
       perform jobs.check_retry_policy(v_bad.retry_delay, v_bad.retry_backoff, v_bad.retry_delay_max,
                                       format('jobs[%s].', v_bad.ord));
+      if v_bad.delay is null or v_bad.delay between 0 and 315360000 then
+        perform jobs.check_expiry(v_bad.expires_at,
+                                  coalesce(v_bad.scheduled_at, v_now + make_interval(secs => v_bad.delay), v_now),
+                                  format('jobs[%s].expires_at', v_bad.ord));
+      end if;
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
@@ -561,11 +589,13 @@ begin
   -- steps, nor its retry policy arrays.
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
      or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
-     or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null then
+     or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null
+     or publish_arrays.expires_at is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
-      publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes);
+      publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
+      publish_arrays.expires_at);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -575,10 +605,13 @@ begin
   perform jobs.notify('pgdrain_queued', v_queue);
 
   with inserted as (
-    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue, expires_at)
     select j.task, j.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
            coalesce(j.timeout, v_timeout), coalesce(j.priority, v_priority), coalesce(j.max_retries, v_max_retries),
-           v_now, v_queue
+           v_now, v_queue,
+           -- The queue's expire_in (null for most: nothing computed per job then).
+           case when v_q.expire_in is not null
+                then jobs.expiry(null, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now), v_q.expire_in) end
     -- One function scan in lockstep (no join): its ordinality is already in order.
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.scheduled_at), unnest(publish_arrays.delays),
                     unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),

@@ -160,7 +160,8 @@ $$;
 
 -- Picks (locks) up to n due pending jobs of one queue for a claim: the
 -- shared part of jobs.claim and jobs.claim_json, which then mark them
--- running. It expires stale leases first, then picks in claim order
+-- running. It expires stale leases (and ends waiting jobs whose expires_at
+-- passed: jobs.expire) first, then picks in claim order
 -- (greatest priority first, then earliest scheduled_at, then job_id) jobs
 -- whose task matches pattern (null = any), whose timeout is at most
 -- max_timeout seconds (null = any: a drain never takes work it cannot finish
@@ -205,6 +206,8 @@ declare
   v_picked bigint[]; -- picked at v_prio before a second read of it
   v_floor timestamptz;
   v_exclude jsonb[];   -- exclude when it holds any
+  v_lease boolean;     -- a passed lease to expire
+  v_stale boolean;     -- a waiting job past its expires_at
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -232,14 +235,22 @@ begin
   -- leases whatever n: a claim of one job ends as many dependants a
   -- cascade deferred (jobs.after_end) as any, and a backlog of them holds
   -- an expired lease behind it for backlog / 500 claims, not backlog / n.
+  -- Likewise one probe of the partial expiry index (empty unless waiting
+  -- jobs have an expiry), for jobs whose expires_at passed (in any queue):
+  -- they end in the same statement, so the next claim sees them at once.
   if pick.remember then
     v_floor := jobs.remembered_lease_floor(v_now);
   end if;
-  if (select q.lease_until from jobs.job_queue q
-      where q.lease_until is not null and q.lease_until <= v_now and q.lease_until > coalesce(v_floor, '-infinity')
-      order by q.lease_until limit 1) is not null then
-    perform jobs.expire(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor);
-  elsif pick.remember then
+  v_lease := (select q.lease_until from jobs.job_queue q
+              where q.lease_until is not null and q.lease_until <= v_now and q.lease_until > coalesce(v_floor, '-infinity')
+              order by q.lease_until limit 1) is not null;
+  v_stale := (select q.expires_at from jobs.job_queue q
+              where q.expires_at <= v_now and q.lease_until is null and q.waiting_deps = 0
+              order by q.expires_at limit 1) is not null;
+  if v_lease or v_stale then
+    perform jobs.expire_due(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor, v_lease, v_stale);
+  end if;
+  if pick.remember and not v_lease then
     perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;
   if v_paused then
@@ -280,6 +291,8 @@ begin
       v_start := jobs.remembered_head(v_queue, v_now);
     end if;
     v_full := (v_start).job_id is null;
+    -- A job past its expiry is never handed out (one the expiry above left
+    -- past its bound, or found locked): the expires_at filter, in both picks.
     -- One priority at a time, highest first (a skip scan over the priorities
     -- in use): within a priority the claim index is in scheduled_at order, so
     -- each range scan ends at the first job not yet due, and jobs scheduled
@@ -305,6 +318,7 @@ begin
           and (q.task like v_like or v_like is null and q.task not like 'sql:%')
           and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
           and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
+          and (q.expires_at is null or q.expires_at > v_now)
           and (v_picked is null or q.job_id <> all(v_picked))
         order by q.scheduled_at, q.job_id
         limit v_left
@@ -346,6 +360,7 @@ begin
         and (q.task like v_like or v_like is null and q.task not like 'sql:%')
         and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
         and (v_exclude is null or not q.attributes @> any(v_exclude))
+        and (q.expires_at is null or q.expires_at > v_now)
       order by q.priority desc, q.scheduled_at, q.job_id
       limit v_n
       for update skip locked) p;

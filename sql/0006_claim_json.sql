@@ -132,6 +132,7 @@ begin
           and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
           and q.scheduled_at <= v_now
           and q.timeout > claim_json.max_timeout
+          and (q.expires_at is null or q.expires_at > v_now)
           and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
                or claim_json.pattern is null and q.task not like 'sql:%')
           and (claim_json.filter is null or q.attributes @> claim_json.filter)

@@ -93,7 +93,10 @@ where j.status = 'failure';
 -- (1 to 100000; null: unlimited) caps the queue's running jobs across every
 -- claim (jobs.pick, sql/0004), checked with PD015 as max_size. A job
 -- published with a retry policy of its own (any of jobs.publish's retry_*)
--- keeps it over its queue's. Best called by name:
+-- keeps it over its queue's. expire_in (more than 0, at most 315360000 s:
+-- ten years; null: never) gives each job published here without an
+-- expires_at one this many seconds after its scheduled time (PD007).
+-- Best called by name:
 --   jobs.create_queue('mail', max_size => 1000, default_timeout => 300, dead_letter => 'mail_dead')
 --   jobs.create_queue('mail', retry_delay => 30, retry_backoff => 'fixed')
 --   jobs.create_queue('mail', max_size => null)   -- unbounded again; the rest stays
@@ -103,7 +106,8 @@ create function jobs.create_queue(name text, max_size integer default -214748364
                                   default_max_retries integer default -2147483648,
                                   dead_letter text default '(unchanged)',
                                   retry_delay numeric default 'NaN', retry_backoff text default '(unchanged)',
-                                  retry_delay_max numeric default 'NaN', max_running integer default -2147483648)
+                                  retry_delay_max numeric default 'NaN', max_running integer default -2147483648,
+                                  expire_in numeric default 'NaN')
 returns void language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -117,6 +121,7 @@ declare
   v_backoff text := nullif(create_queue.retry_backoff, '(unchanged)');
   v_delay_max numeric := nullif(create_queue.retry_delay_max, 'NaN');
   v_running integer := nullif(create_queue.max_running, k_keep);
+  v_expire_in numeric := nullif(create_queue.expire_in, 'NaN');
   v_loop text;
   v_path text[];
   v_at text;
@@ -131,6 +136,10 @@ begin
       format('must be between 1 and 100000, or null for unlimited, got %s', v_running));
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
+  if v_expire_in is not null and not (v_expire_in > 0 and v_expire_in <= 315360000) then
+    perform jobs.raise_invalid('PD007', 'expire_in',
+      format('must be more than 0 and at most 315360000 seconds (ten years), or null for never, got %s', v_expire_in));
+  end if;
   -- The cap against the base below, against the values the queue keeps.
   perform jobs.check_retry_policy(v_delay, v_backoff, v_delay_max, '', false);
   if v_dead is not null then
@@ -166,9 +175,9 @@ begin
     end if;
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
-                               retry_delay, retry_backoff, retry_delay_max, max_running)
+                               retry_delay, retry_backoff, retry_delay_max, max_running, expire_in)
   values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead,
-          v_delay, v_backoff = 'exponential', v_delay_max, v_running)
+          v_delay, v_backoff = 'exponential', v_delay_max, v_running, v_expire_in)
   on conflict (name) do update set
     max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
     default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
@@ -186,7 +195,9 @@ begin
     retry_delay_max = case when create_queue.retry_delay_max is not distinct from 'NaN' then q.retry_delay_max
                            else excluded.retry_delay_max end,
     max_running = case when create_queue.max_running is not distinct from k_keep then q.max_running
-                       else excluded.max_running end
+                       else excluded.max_running end,
+    expire_in = case when create_queue.expire_in is not distinct from 'NaN' then q.expire_in
+                     else excluded.expire_in end
   returning q.retry_delay, q.retry_delay_max into v_delay, v_delay_max;
   -- The cap against the base as they are now, one of them perhaps kept (a
   -- base left null is the default 5 s): the error names the argument given
@@ -269,7 +280,7 @@ begin
   -- Routines: functions and procedures (jobs.drain_sql).
   revoke execute on all routines in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[]) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[]) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer) to %I, %I',

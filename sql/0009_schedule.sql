@@ -462,7 +462,8 @@ end $$;
 -- throttle windows (sql/0014). One transaction: a backlog larger
 -- than max_rows takes more passes (jobs.run_maintenance). Returns
 -- {"expired", "ticks", "deleted", "archived", "windows"} (windows: the
--- ended throttle windows deleted).
+-- ended throttle windows deleted; expired: jobs.expire's count, the leases
+-- settled and the waiting jobs ended past their expires_at together).
 create function jobs.maintain(
   retention interval    default '7 days',
   archive   boolean     default false,

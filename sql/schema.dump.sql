@@ -120,7 +120,8 @@ CREATE TABLE jobs.queue (
     retry_delay numeric,
     retry_backoff boolean,
     retry_delay_max numeric,
-    max_running integer
+    max_running integer,
+    expire_in numeric
 );
 
 --
@@ -560,6 +561,22 @@ begin
 end $$;
 
 --
+-- Name: check_expiry(timestamp with time zone, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_expiry(p_expires_at timestamp with time zone, p_scheduled_at timestamp with time zone, p_field text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  if not isfinite(p_expires_at) then
+    perform jobs.raise_invalid('PD007', p_field, format('must be a finite time, got %s', p_expires_at));
+  elsif p_expires_at <= p_scheduled_at then
+    perform jobs.raise_invalid('PD007', p_field, format(
+      'must be after the job''s scheduled time (%s), got %s: it would expire before it could run', p_scheduled_at, p_expires_at));
+  end if;
+end $$;
+
+--
 -- Name: check_job_ids(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -922,6 +939,7 @@ begin
           and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
           and q.scheduled_at <= v_now
           and q.timeout > claim_json.max_timeout
+          and (q.expires_at is null or q.expires_at > v_now)
           and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
                or claim_json.pattern is null and q.task not like 'sql:%')
           and (claim_json.filter is null or q.attributes @> claim_json.filter)
@@ -1010,10 +1028,10 @@ begin
 end $$;
 
 --
--- Name: create_queue(text, integer, numeric, integer, integer, text, numeric, text, numeric, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: create_queue(text, integer, numeric, integer, integer, text, numeric, text, numeric, integer, numeric); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text, retry_delay numeric DEFAULT 'NaN'::numeric, retry_backoff text DEFAULT '(unchanged)'::text, retry_delay_max numeric DEFAULT 'NaN'::numeric, max_running integer DEFAULT '-2147483648'::integer) RETURNS void
+CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text, retry_delay numeric DEFAULT 'NaN'::numeric, retry_backoff text DEFAULT '(unchanged)'::text, retry_delay_max numeric DEFAULT 'NaN'::numeric, max_running integer DEFAULT '-2147483648'::integer, expire_in numeric DEFAULT 'NaN'::numeric) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1029,6 +1047,7 @@ declare
   v_backoff text := nullif(create_queue.retry_backoff, '(unchanged)');
   v_delay_max numeric := nullif(create_queue.retry_delay_max, 'NaN');
   v_running integer := nullif(create_queue.max_running, k_keep);
+  v_expire_in numeric := nullif(create_queue.expire_in, 'NaN');
   v_loop text;
   v_path text[];
   v_at text;
@@ -1043,6 +1062,10 @@ begin
       format('must be between 1 and 100000, or null for unlimited, got %s', v_running));
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
+  if v_expire_in is not null and not (v_expire_in > 0 and v_expire_in <= 315360000) then
+    perform jobs.raise_invalid('PD007', 'expire_in',
+      format('must be more than 0 and at most 315360000 seconds (ten years), or null for never, got %s', v_expire_in));
+  end if;
   -- The cap against the base below, against the values the queue keeps.
   perform jobs.check_retry_policy(v_delay, v_backoff, v_delay_max, '', false);
   if v_dead is not null then
@@ -1078,9 +1101,9 @@ begin
     end if;
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
-                               retry_delay, retry_backoff, retry_delay_max, max_running)
+                               retry_delay, retry_backoff, retry_delay_max, max_running, expire_in)
   values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead,
-          v_delay, v_backoff = 'exponential', v_delay_max, v_running)
+          v_delay, v_backoff = 'exponential', v_delay_max, v_running, v_expire_in)
   on conflict (name) do update set
     max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
     default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
@@ -1098,7 +1121,9 @@ begin
     retry_delay_max = case when create_queue.retry_delay_max is not distinct from 'NaN' then q.retry_delay_max
                            else excluded.retry_delay_max end,
     max_running = case when create_queue.max_running is not distinct from k_keep then q.max_running
-                       else excluded.max_running end
+                       else excluded.max_running end,
+    expire_in = case when create_queue.expire_in is not distinct from 'NaN' then q.expire_in
+                     else excluded.expire_in end
   returning q.retry_delay, q.retry_delay_max into v_delay, v_delay_max;
   -- The cap against the base as they are now, one of them perhaps kept (a
   -- base left null is the default 5 s): the error names the argument given
@@ -1154,7 +1179,7 @@ begin
   -- Routines: functions and procedures (jobs.drain_sql).
   revoke execute on all routines in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[]) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[]) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer) to %I, %I',
@@ -1645,31 +1670,50 @@ CREATE FUNCTION jobs.expire(n integer DEFAULT 1000, now timestamp with time zone
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+begin
+  return (select e.leases + e.waiting from jobs.expire_due(expire.n, coalesce(expire.now, pg_catalog.now()), expire.after) e);
+end $$;
+
+--
+-- Name: expire_due(integer, timestamp with time zone, timestamp with time zone, boolean, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.expire_due(n integer, p_now timestamp with time zone, p_after timestamp with time zone, p_leases boolean DEFAULT true, p_waiting boolean DEFAULT true, OUT leases integer, OUT waiting integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
 declare
-  v_now timestamptz := coalesce(expire.now, pg_catalog.now());
-  v_count integer;
   v_ended bigint[];
   v_keys text[];
   v_deps boolean;
 begin
   with expired as (
-    select q.job_id, q.lease_until,
+    select q.job_id, q.lease_until as at, false as stale,
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
     from jobs.job_queue q
-    where q.lease_until <= v_now and q.lease_until > coalesce(expire.after, '-infinity')
+    where p_leases and q.lease_until <= p_now and q.lease_until > coalesce(p_after, '-infinity')
     order by q.lease_until
-    limit expire.n
+    limit expire_due.n
+    for update skip locked
+  ), stale as (
+    -- job_queue_expires_idx. Blocked ones wait for their dependencies first
+    -- (ended here, their dependency rows would be deleted while holding
+    -- their row: a settle of a dependency locks in the other order).
+    select q.job_id, q.expires_at as at, true as stale, q.serial_key is not null as keyed_end
+    from jobs.job_queue q
+    where p_waiting and q.expires_at <= p_now and q.lease_until is null and q.waiting_deps = 0
+    order by q.expires_at
+    limit expire_due.n
     for update skip locked
   ), taken as (
-    select e.job_id from (
-      select e.job_id, e.keyed_end,
-             count(*) filter (where e.keyed_end) over (order by e.lease_until, e.job_id) as k
-      from expired e) e
+    select e.job_id, e.stale from (
+      select e.job_id, e.stale, e.keyed_end,
+             count(*) filter (where e.keyed_end) over (order by e.at, e.job_id) as k
+      from (select * from expired union all select * from stale) e) e
     where not e.keyed_end or e.k <= jobs.max_serial_keys()
   ), spent as (
     delete from jobs.job_queue q using taken e
-    where q.job_id = e.job_id and (q.attempt > q.max_retries or q.cancel_requested_at is not null)
-    returning q.*
+    where q.job_id = e.job_id and (e.stale or q.attempt > q.max_retries or q.cancel_requested_at is not null)
+    returning q.*, e.stale
   ), failed as (
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
@@ -1677,11 +1721,14 @@ begin
                           retry_delay, retry_backoff, retry_delay_max)
     select s.job_id, s.task, s.body,
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
-           case when s.cancel_requested_at is null
-                then format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1)
-                else coalesce(s.cancel_reason, 'cancelled') end,
-           s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at,
-           s.started_at, s.lease_until, extract(epoch from s.lease_until - s.started_at) * 1000,
+           case when s.cancel_requested_at is not null then coalesce(s.cancel_reason, 'cancelled')
+                -- In UTC, whatever the session's time zone: 'expired: not started before 2030-01-01T09:00:00.000Z'.
+                when s.stale then format('expired: not started before %s',
+                                         to_char(s.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+                else format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1) end,
+           s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at, s.started_at,
+           case when s.stale then s.expires_at else s.lease_until end,
+           case when not s.stale then extract(epoch from s.lease_until - s.started_at) * 1000 end,
            s.queue,
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
            jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
@@ -1696,23 +1743,33 @@ begin
         scheduled_at = q.lease_until,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
     from taken e
-    where q.job_id = e.job_id and q.attempt <= q.max_retries and q.cancel_requested_at is null
+    where q.job_id = e.job_id and not e.stale and q.attempt <= q.max_retries and q.cancel_requested_at is null
     returning 1
   )
-  select (select count(*) from failed) + (select count(*) from retried),
+  select (select count(*) from spent where not spent.stale) + (select count(*) from retried),
+         (select count(*) from spent where spent.stale),
          (select array_agg(job_id) from failed),
          (select array_agg(serial_key) from failed where serial_key is not null)
-  into v_count, v_ended, v_keys;
+  into leases, waiting, v_ended, v_keys;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
-    perform jobs.route_dead_letters(v_ended, v_now);
+    perform jobs.route_dead_letters(v_ended, p_now);
     v_deps := exists (select 1 from jobs.dependency);
     if v_deps or v_keys is not null then
-      perform jobs.after_end(null, case when v_deps then v_ended end, v_keys, v_now);
+      perform jobs.after_end(null, case when v_deps then v_ended end, v_keys, p_now);
     end if;
   end if;
-  return v_count;
 end $$;
+
+--
+-- Name: expiry(timestamp with time zone, timestamp with time zone, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.expiry(p_expires_at timestamp with time zone, p_scheduled_at timestamp with time zone, p_expire_in numeric) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+  select coalesce(p_expires_at, p_scheduled_at + make_interval(secs => p_expire_in::float8))
+$$;
 
 --
 -- Name: extend_lease(bigint, integer, numeric, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
@@ -2228,6 +2285,8 @@ declare
   v_picked bigint[]; -- picked at v_prio before a second read of it
   v_floor timestamptz;
   v_exclude jsonb[];   -- exclude when it holds any
+  v_lease boolean;     -- a passed lease to expire
+  v_stale boolean;     -- a waiting job past its expires_at
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -2255,14 +2314,22 @@ begin
   -- leases whatever n: a claim of one job ends as many dependants a
   -- cascade deferred (jobs.after_end) as any, and a backlog of them holds
   -- an expired lease behind it for backlog / 500 claims, not backlog / n.
+  -- Likewise one probe of the partial expiry index (empty unless waiting
+  -- jobs have an expiry), for jobs whose expires_at passed (in any queue):
+  -- they end in the same statement, so the next claim sees them at once.
   if pick.remember then
     v_floor := jobs.remembered_lease_floor(v_now);
   end if;
-  if (select q.lease_until from jobs.job_queue q
-      where q.lease_until is not null and q.lease_until <= v_now and q.lease_until > coalesce(v_floor, '-infinity')
-      order by q.lease_until limit 1) is not null then
-    perform jobs.expire(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor);
-  elsif pick.remember then
+  v_lease := (select q.lease_until from jobs.job_queue q
+              where q.lease_until is not null and q.lease_until <= v_now and q.lease_until > coalesce(v_floor, '-infinity')
+              order by q.lease_until limit 1) is not null;
+  v_stale := (select q.expires_at from jobs.job_queue q
+              where q.expires_at <= v_now and q.lease_until is null and q.waiting_deps = 0
+              order by q.expires_at limit 1) is not null;
+  if v_lease or v_stale then
+    perform jobs.expire_due(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor, v_lease, v_stale);
+  end if;
+  if pick.remember and not v_lease then
     perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;
   if v_paused then
@@ -2303,6 +2370,8 @@ begin
       v_start := jobs.remembered_head(v_queue, v_now);
     end if;
     v_full := (v_start).job_id is null;
+    -- A job past its expiry is never handed out (one the expiry above left
+    -- past its bound, or found locked): the expires_at filter, in both picks.
     -- One priority at a time, highest first (a skip scan over the priorities
     -- in use): within a priority the claim index is in scheduled_at order, so
     -- each range scan ends at the first job not yet due, and jobs scheduled
@@ -2328,6 +2397,7 @@ begin
           and (q.task like v_like or v_like is null and q.task not like 'sql:%')
           and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
           and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
+          and (q.expires_at is null or q.expires_at > v_now)
           and (v_picked is null or q.job_id <> all(v_picked))
         order by q.scheduled_at, q.job_id
         limit v_left
@@ -2369,6 +2439,7 @@ begin
         and (q.task like v_like or v_like is null and q.task not like 'sql:%')
         and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
         and (v_exclude is null or not q.attributes @> any(v_exclude))
+        and (q.expires_at is null or q.expires_at > v_now)
       order by q.priority desc, q.scheduled_at, q.job_id
       limit v_n
       for update skip locked) p;
@@ -2382,10 +2453,10 @@ begin
 end $$;
 
 --
--- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric) RETURNS bigint
+CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2413,6 +2484,9 @@ begin
   end if;
   if not isfinite(publish.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish.scheduled_at));
+  end if;
+  if publish.expires_at is not null then
+    perform jobs.check_expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), 'expires_at');
   end if;
   if publish.dedupe_mode is not null then
     if publish.dedupe_mode not in ('keep', 'replace') then
@@ -2473,7 +2547,8 @@ begin
             priority = coalesce(publish.priority, v_q.default_priority, 0),
             max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
             attributes = publish.attributes, retry_delay = publish.retry_delay,
-            retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max
+            retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max,
+            expires_at = jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in)
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -2524,12 +2599,13 @@ begin
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
-                                retry_delay, retry_backoff, retry_delay_max)
+                                retry_delay, retry_backoff, retry_delay_max, expires_at)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
             coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
-            publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max)
+            publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
+            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in))
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
@@ -2548,10 +2624,10 @@ begin
 end $$;
 
 --
--- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb, retry_delays numeric[] DEFAULT NULL::numeric[], retry_backoffs text[] DEFAULT NULL::text[], retry_delay_maxes numeric[] DEFAULT NULL::numeric[]) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb, retry_delays numeric[] DEFAULT NULL::numeric[], retry_backoffs text[] DEFAULT NULL::text[], retry_delay_maxes numeric[] DEFAULT NULL::numeric[], expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[]) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -2579,7 +2655,8 @@ begin
      or coalesce(jsonb_array_length(publish_arrays.attributes), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_delays), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_backoffs), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n then
+     or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -2602,16 +2679,19 @@ begin
      or exists (select from unnest(publish_arrays.retry_delays) x where x < 0 or x > 86400)
      or exists (select from unnest(publish_arrays.retry_backoffs) x where x not in ('exponential', 'fixed'))
      or exists (select from unnest(publish_arrays.retry_delays, publish_arrays.retry_delay_maxes) x(d, m)
-                where x.m < 1 or x.m > 604800 or x.m < coalesce(x.d, 5)) then
+                where x.m < 1 or x.m > 604800 or x.m < coalesce(x.d, 5))
+     or exists (select from unnest(publish_arrays.expires_at, publish_arrays.scheduled_at, publish_arrays.delays) x(e, s, d)
+                where not isfinite(x.e) or x.e <= coalesce(x.s, v_now + make_interval(secs => x.d), v_now)) then
     select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at, j.dedupe_key, j.serial_key,
-           nullif(j.attributes, 'null') as attributes, j.retry_delay, j.retry_backoff, j.retry_delay_max into v_bad
+           nullif(j.attributes, 'null') as attributes, j.retry_delay, j.retry_backoff, j.retry_delay_max, j.expires_at into v_bad
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
                     unnest(publish_arrays.max_retries), unnest(publish_arrays.delays), unnest(publish_arrays.scheduled_at),
                     unnest(publish_arrays.dedupe_keys), unnest(publish_arrays.serial_keys),
                     jsonb_array_elements(publish_arrays.attributes), unnest(publish_arrays.retry_delays),
-                    unnest(publish_arrays.retry_backoffs), unnest(publish_arrays.retry_delay_maxes))
+                    unnest(publish_arrays.retry_backoffs), unnest(publish_arrays.retry_delay_maxes),
+                    unnest(publish_arrays.expires_at))
            with ordinality as j(task, timeout, priority, max_retries, delay, scheduled_at, dedupe_key, serial_key, attributes,
-                                retry_delay, retry_backoff, retry_delay_max, ord)
+                                retry_delay, retry_backoff, retry_delay_max, expires_at, ord)
     where j.task is null or j.task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' or length(j.task) > 200
        or j.task like 'sql:%' and not exists (select from jobs.sql_task s where s.name = lower(substr(j.task, 5)))
        or j.timeout < 0.001 or j.timeout > 86400
@@ -2623,6 +2703,8 @@ begin
        or jsonb_typeof(j.attributes) not in ('object', 'null')
        or j.retry_delay < 0 or j.retry_delay > 86400 or j.retry_backoff not in ('exponential', 'fixed')
        or j.retry_delay_max < 1 or j.retry_delay_max > 604800 or j.retry_delay_max < coalesce(j.retry_delay, 5)
+       or not isfinite(j.expires_at)
+       or j.expires_at <= coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now)
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
@@ -2639,6 +2721,11 @@ begin
       perform jobs.check_object(v_bad.attributes, format('jobs[%s].attributes', v_bad.ord));
       perform jobs.check_retry_policy(v_bad.retry_delay, v_bad.retry_backoff, v_bad.retry_delay_max,
                                       format('jobs[%s].', v_bad.ord));
+      if v_bad.delay is null or v_bad.delay between 0 and 315360000 then
+        perform jobs.check_expiry(v_bad.expires_at,
+                                  coalesce(v_bad.scheduled_at, v_now + make_interval(secs => v_bad.delay), v_now),
+                                  format('jobs[%s].expires_at', v_bad.ord));
+      end if;
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
@@ -2653,11 +2740,13 @@ begin
   -- steps, nor its retry policy arrays.
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
      or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
-     or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null then
+     or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null
+     or publish_arrays.expires_at is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
-      publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes);
+      publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
+      publish_arrays.expires_at);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -2667,10 +2756,13 @@ begin
   perform jobs.notify('pgdrain_queued', v_queue);
 
   with inserted as (
-    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue)
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue, expires_at)
     select j.task, j.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
            coalesce(j.timeout, v_timeout), coalesce(j.priority, v_priority), coalesce(j.max_retries, v_max_retries),
-           v_now, v_queue
+           v_now, v_queue,
+           -- The queue's expire_in (null for most: nothing computed per job then).
+           case when v_q.expire_in is not null
+                then jobs.expiry(null, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now), v_q.expire_in) end
     -- One function scan in lockstep (no join): its ordinality is already in order.
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.scheduled_at), unnest(publish_arrays.delays),
                     unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
@@ -2851,10 +2943,10 @@ begin
 end $$;
 
 --
--- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[]) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[], p_expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[]) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -2898,7 +2990,7 @@ begin
       with written as (
         insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                     queue, dedupe_key, serial_key, serial_wait, attributes,
-                                    retry_delay, retry_backoff, retry_delay_max)
+                                    retry_delay, retry_backoff, retry_delay_max, expires_at)
         overriding system value
         select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
                coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
@@ -2906,13 +2998,15 @@ begin
                -- Behind the key's active jobs, or an earlier job of this call.
                j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
                  or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
-               nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max
+               nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
+               jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+                           v_q.expire_in)
         from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                         unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
                         unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
-                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes))
+                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at))
                as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
-                    retry_delay, retry_backoff, retry_delay_max)
+                    retry_delay, retry_backoff, retry_delay_max, expires_at)
         where j.id is not null
         order by j.dedupe_key
         on conflict (dedupe_key) where dedupe_key is not null do nothing
@@ -4308,6 +4402,7 @@ CREATE TABLE jobs.job_queue (
     retry_delay numeric,
     retry_backoff boolean,
     retry_delay_max numeric,
+    expires_at timestamp with time zone,
     progress jsonb,
     CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at))
 )
@@ -4745,6 +4840,12 @@ CREATE INDEX job_queue_attributes_idx ON jobs.job_queue USING gin (attributes js
 --
 
 CREATE UNIQUE INDEX job_queue_dedupe_idx ON jobs.job_queue USING btree (dedupe_key) WHERE (dedupe_key IS NOT NULL);
+
+--
+-- Name: job_queue_expires_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX job_queue_expires_idx ON jobs.job_queue USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (lease_until IS NULL) AND (waiting_deps = 0));
 
 --
 -- Name: job_queue_lease_idx; Type: INDEX; Schema: jobs; Owner: -

@@ -14,6 +14,9 @@ const bulkOptions = {
   timeoutSeconds: z.optional(z.number().check(z.minimum(0.001, 'must be at least 0.001 (a millisecond)'), z.maximum(86400, 'must be at most 86400 seconds'))),
   priority: z.optional(z.number().check(integerCheck, z.minimum(-1_000_000, 'must be at least -1000000'), z.maximum(1_000_000, 'must be at most 1000000'))),
   maxRetries: z.optional(z.number().check(integerCheck, z.minimum(0, 'must be 0 or more'), z.maximum(1000, 'must be at most 1000'))),
+  expiresAt: z.optional(validDateSchema),
+  expiresInSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'),
+    z.maximum(MAX_DELAY_SECONDS, `must be at most ${MAX_DELAY_SECONDS} (ten years)`))),
 };
 
 /** A retry policy's options, a queue's (queues.create) or a job's own (publish), as jobs.check_retry_policy. */
@@ -37,6 +40,19 @@ const runAtOrDelay = {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
 };
 
+/** An expiry: expiresAt or expiresInSeconds (after the scheduled time), and after runAt, as jobs.check_expiry. */
+export const expiryChecks = [
+  z.refine<{ expiresAt?: Date | undefined; expiresInSeconds?: number | undefined }>((o) =>
+    o.expiresAt === undefined || o.expiresInSeconds === undefined,
+  { message: 'give expiresAt or expiresInSeconds, not both', path: ['expiresInSeconds'] }),
+  z.superRefine((o: { runAt?: Date | undefined; expiresAt?: Date | undefined }, ctx) => {
+    if (o.runAt !== undefined && o.expiresAt !== undefined && o.expiresAt.getTime() <= o.runAt.getTime()) {
+      ctx.addIssue({ code: 'custom', path: ['expiresAt'], input: o.expiresAt,
+        message: `must be after runAt (${o.runAt.toISOString()}), got ${o.expiresAt.toISOString()}: it would expire before it could run` });
+    }
+  }),
+] as const;
+
 const needsDedupeKey = { message: 'needs a dedupe key (the key whose job it keeps)', path: ['dedupeMode'] };
 
 /** A publishBulk job's options: publish's per-job ones but dedupeMode 'replace' and dependsOn (README: Dedupe key). */
@@ -53,7 +69,7 @@ export const bulkPublishOptionsSchema = z.strictObject({
   throttleSeconds: z.optional(z.never({ error: 'a bulk publish takes none: a throttle window is locked and '
     + 'opened per key, one job at a time; publish throttled jobs one at a time (publish)' })),
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
-  z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, needsDedupeKey), capOverBase);
+  z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, needsDedupeKey), capOverBase, ...expiryChecks);
 
 export const publishOptionsSchema = z.strictObject({
   ...bulkOptions,
@@ -76,7 +92,7 @@ export const publishOptionsSchema = z.strictObject({
     path: ['throttleSeconds'] }),
   z.refine((o) => o.dedupeMode !== 'replace' || o.dependsOn === undefined, {
     message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }),
-  capOverBase);
+  capOverBase, ...expiryChecks);
 
 /** queues.create's options: the bound, the defaults checked as a publish's own, the dead-letter queue; null clears one. */
 export const namedQueueOptionsSchema = z.strictObject({

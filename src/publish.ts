@@ -47,7 +47,7 @@ function isEmpty(value: unknown): boolean {
 }
 
 const OPTION_COLUMNS = ['run_at', 'delay', 'timeout', 'priority', 'max_retries', 'dedupe_key', 'serial_key',
-  'retry_delay', 'retry_backoff', 'retry_delay_max'] as const;
+  'retry_delay', 'retry_backoff', 'retry_delay_max', 'expires_at', 'expires_in'] as const;
 type OptionColumn = typeof OPTION_COLUMNS[number];
 
 const NO_OPTIONS = {} as ReturnType<typeof bulkPublishOptionsSchema.parse>;
@@ -73,6 +73,8 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
     retry_delay: o.retryDelaySeconds ?? null,
     retry_backoff: o.retryBackoff === undefined ? null : o.retryBackoff ? 'exponential' : 'fixed',
     retry_delay_max: o.retryDelayMaxSeconds ?? null,
+    expires_at: o.expiresAt?.toISOString() ?? null,
+    expires_in: o.expiresInSeconds ?? null,
     attributes: o.attributes === undefined ? null : jsonParam(o.attributes, field ? `${field}.attributes` : 'attributes'),
   };
 }
@@ -98,11 +100,14 @@ export async function publish(db: Queryable, task: string, body?: unknown,
          $5::numeric, $6::integer, $7::integer,
          queue => $8, dedupe_key => $9, serial_key => $10, depends_on => $11::bigint[],
          attributes => $12::jsonb, dedupe_mode => $13, throttle_seconds => $14::numeric,
-         retry_delay => $15::numeric, retry_backoff => $16, retry_delay_max => $17::numeric)::text as id`,
+         retry_delay => $15::numeric, retry_backoff => $16, retry_delay_max => $17::numeric,
+         -- expiresInSeconds: after the scheduled time.
+         expires_at => coalesce($18::timestamptz, coalesce($3::timestamptz, now() + make_interval(secs => coalesce($4::float8, 0)))
+                                                  + make_interval(secs => $19::float8)))::text as id`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
        attributes === undefined ? null : jsonParam(attributes, 'options.attributes'), dedupeMode ?? null,
-       throttleSeconds ?? null, r.retry_delay, r.retry_backoff, r.retry_delay_max],
+       throttleSeconds ?? null, r.retry_delay, r.retry_backoff, r.retry_delay_max, r.expires_at, r.expires_in],
       signal,
     );
     return rows[0]!.id;
@@ -160,11 +165,17 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   try {
     const result = await send<{ ids: string }>(db,
       `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb, $3::timestamptz[], $4::float8[],
-                                                  $5::numeric[], $6::integer[], $7::integer[], queue => $13,
+                                                  $5::numeric[], $6::integer[], $7::integer[], queue => $15,
                                                   dedupe_keys => $8::text[], serial_keys => $9::text[],
                                                   retry_delays => $10::numeric[], retry_backoffs => $11::text[],
                                                   retry_delay_maxes => $12::numeric[],
-                                                  attributes => $14::jsonb), ',') as ids`,
+                                                  attributes => $16::jsonb,
+                                                  -- null (no array) unless a job has an expiry; expiresInSeconds after its scheduled time.
+                                                  expires_at => (select array_agg(coalesce(x.e, coalesce(x.s, now() + make_interval(secs => coalesce(x.d, 0)))
+                                                                                                + make_interval(secs => x.i)) order by x.o)
+                                                                 from unnest($13::timestamptz[], $3::timestamptz[], $4::float8[], $14::float8[])
+                                                                      with ordinality x(e, s, d, i, o)
+                                                                 where $13::timestamptz[] is not null or $14::float8[] is not null)), ',') as ids`,
       // Task names are checked words (no quote, backslash or comma): quoted, they
       // make the array literal as they are, with no per-element escaping.
       [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => columns[k] ?? null), queue ?? null,
@@ -187,7 +198,7 @@ const OPTION_OF: Record<string, string> = {
   scheduled_at: 'runAt', delay: 'delaySeconds', dedupe_key: 'dedupeKey', dedupe_mode: 'dedupeMode',
   serial_key: 'serialKey', serial_keys: 'serialKey', depends_on: 'dependsOn', attributes: 'attributes',
   throttle_seconds: 'throttleSeconds', retry_delay: 'retryDelaySeconds', retry_backoff: 'retryBackoff',
-  retry_delay_max: 'retryDelayMaxSeconds',
+  retry_delay_max: 'retryDelayMaxSeconds', expires_at: 'expiresAt',
 };
 
 /**

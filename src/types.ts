@@ -72,6 +72,15 @@ export interface BulkPublishOptions {
   retryBackoff?: boolean | undefined;
   /** The longest retry wait, 1 to 604800 seconds, at least retryDelaySeconds (5 when left out). */
   retryDelayMaxSeconds?: number | undefined;
+  /**
+   * Not started by then, the job never runs: the next claim (or maintenance)
+   * ends it as a failure, 'expired: not started before …'. After its
+   * scheduled time. Exclusive with expiresInSeconds. A running job is not
+   * affected; one retried after it passed expires at the next claim.
+   */
+  expiresAt?: Date | undefined;
+  /** An expiry this many seconds after the job's scheduled time (left out: its queue's expireInSeconds, else none). */
+  expiresInSeconds?: number | undefined;
 }
 
 /** Options only single publishes take (publishBulk takes the queue per call). */

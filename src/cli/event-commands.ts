@@ -29,6 +29,22 @@ export function retryPolicyOf(opts: { retryDelay?: number; retryBackoff?: string
            retryBackoff: opts.retryBackoff === undefined ? undefined : opts.retryBackoff === 'exponential' };
 }
 
+/** `pgdrain publish`'s expiry flags (main.ts adds them): not started by then, the job ends as a failure. */
+export function addExpiryOptions(cmd: Command): Command {
+  return cmd
+    .option('--expires-in <seconds>', "never start it later than this many seconds after its run time (default: its queue's, else never)",
+      seconds(0.001, MAX_DELAY_SECONDS))
+    .option('--expires-at <iso>', 'never start it after this time (ISO 8601; after its run time)', checkedBy(isoDateTimeSchema));
+}
+
+/** Those flags as publish()'s options. */
+export function expiryOf(opts: { expiresIn?: number; expiresAt?: Date }): Pick<PublishOptions, 'expiresAt' | 'expiresInSeconds'> {
+  if (opts.expiresIn !== undefined && opts.expiresAt) {
+    throw new CommanderError(2, 'usage', 'error: give --expires-in or --expires-at, not both');
+  }
+  return { expiresInSeconds: opts.expiresIn, expiresAt: opts.expiresAt };
+}
+
 /** An <event> or <queue> argument, checked as its flag would be. */
 function argument(schema: z.ZodMiniType<unknown, string>, field: string, value: string): string {
   const result = schema.safeParse(value);

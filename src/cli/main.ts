@@ -7,7 +7,7 @@ import { isoDateTimeSchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, topicSchema
 import { publish } from '../publish.js';
 import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
-import { addRetryPolicyOptions, eventCommand, retryPolicyOf } from './event-commands.js';
+import { addExpiryOptions, addRetryPolicyOptions, eventCommand, expiryOf, retryPolicyOf } from './event-commands.js';
 import { jobCommands } from './job-commands.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addPublishOptions, checkedBy, dsnOption, featureCommands, integer, json, seconds } from './features.js';
@@ -133,7 +133,7 @@ export function program(): Command {
       }
     });
 
-  addRetryPolicyOptions(addPublishOptions(cli.command('publish')))
+  addExpiryOptions(addRetryPolicyOptions(addPublishOptions(cli.command('publish'))))
     .description('publish one job and print its id')
     .argument('<task>', 'dotted task name, e.g. email.send')
     .argument('[json]', 'the job body as JSON', json)
@@ -151,15 +151,17 @@ export function program(): Command {
                                                          queue?: string; dedupeKey?: string; dedupeMode?: 'keep' | 'replace';
                                                          serialKey?: string; dependsOn?: string[];
                                                          attributes?: Record<string, never>; retryDelay?: number;
-                                                         retryBackoff?: string; retryDelayMax?: number }) => {
+                                                         retryBackoff?: string; retryDelayMax?: number;
+                                                         expiresIn?: number; expiresAt?: Date }) => {
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
+      const expiry = expiryOf(opts);
       await withConnection(opts.dsn, async ({ driver }) => {
         const id = await publish(driver, task, body, {
           priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at,
           timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries,
           queue: opts.queue, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode, serialKey: opts.serialKey,
           dependsOn: opts.dependsOn, attributes: opts.attributes, throttleSeconds: opts.throttle,
-          ...retryPolicyOf(opts),
+          ...retryPolicyOf(opts), ...expiry,
         });
         process.stdout.write(`${id}\n`);
       });
@@ -190,7 +192,7 @@ export function program(): Command {
 // Flags whose name is not the option's in kebab case.
 const FLAG_OF: Record<string, string> = { delaySeconds: '--delay', runAt: '--at', timeoutSeconds: '--timeout',
                                           throttleSeconds: '--throttle', retryDelaySeconds: '--retry-delay',
-                                          retryDelayMaxSeconds: '--retry-delay-max' };
+                                          retryDelayMaxSeconds: '--retry-delay-max', expiresInSeconds: '--expires-in' };
 
 /**
  * The database names a drain's unknown queue `queue`: name the flag or the

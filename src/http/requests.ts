@@ -4,7 +4,7 @@ import { ValidationError } from '../errors.js';
 import { checkDrainSelection, type DrainSelection } from '../drain-selection.js';
 import { parseJson } from '../json-text.js';
 import { lingerMsSchema, pollMsSchema } from '../drain-options.js';
-import { bulkPublishOptionsSchema, capOverBase, publishOptionsSchema } from '../job-options.js';
+import { bulkPublishOptionsSchema, capOverBase, expiryChecks, publishOptionsSchema } from '../job-options.js';
 import { isoDateTimeSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
 import type { BulkJob, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
@@ -135,6 +135,9 @@ const jobShape = {
   retryDelaySeconds: publishOptionsSchema.shape.retryDelaySeconds,
   retryBackoff: publishOptionsSchema.shape.retryBackoff,
   retryDelayMaxSeconds: publishOptionsSchema.shape.retryDelayMaxSeconds,
+  // Its expiry (ISO time, or seconds after its scheduled time).
+  expiresAt: z.optional(isoDateTimeSchema),
+  expiresInSeconds: publishOptionsSchema.shape.expiresInSeconds,
 };
 const runAtOrDelay = z.refine<{ runAt?: Date; delaySeconds?: number }>((j) => j.runAt === undefined || j.delaySeconds === undefined, {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
@@ -146,7 +149,7 @@ const needsDedupeKey = z.refine<{ dedupeMode?: string; dedupeKey?: string }>(
 const jobSchema = z.strictObject({
   ...jobShape, dedupeKey: bulkPublishOptionsSchema.shape.dedupeKey, dedupeMode: bulkPublishOptionsSchema.shape.dedupeMode,
   serialKey: bulkPublishOptionsSchema.shape.serialKey, attributes: bulkPublishOptionsSchema.shape.attributes,
-}).check(runAtOrDelay, needsDedupeKey, capOverBase);
+}).check(runAtOrDelay, needsDedupeKey, capOverBase, ...expiryChecks);
 /**
  * One job takes every option publish() does. A dedupe key lets a client that
  * got no answer (or a 503 after its commit) publish again and get the same
@@ -157,7 +160,7 @@ const oneJobSchema = z.strictObject({
   queue: publishOptionsSchema.shape.queue,
   serialKey: publishOptionsSchema.shape.serialKey, dependsOn: publishOptionsSchema.shape.dependsOn,
   attributes: publishOptionsSchema.shape.attributes, throttleSeconds: publishOptionsSchema.shape.throttleSeconds,
-}).check(runAtOrDelay, capOverBase);
+}).check(runAtOrDelay, capOverBase, ...expiryChecks);
 
 /** POST /jobs: one job (`{ task, body, …options }`) or many (`{ jobs: [ … ] }`). */
 export type PublishRequest =
