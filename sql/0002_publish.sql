@@ -253,6 +253,12 @@ begin
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
     elsif publish.dedupe_key is not null then
+      -- A waiting holder past its expiry never runs: it lets go of the key
+      -- (it still ends as expired, at the next claim, keyless as a replaced
+      -- running job ends) and this publish takes it. Before any lock: ending
+      -- it, an expiry holds its row, then its serial key.
+      update jobs.job_queue q set dedupe_key = null
+      where q.dedupe_key = publish.dedupe_key and q.lease_until is null and q.expires_at <= v_now;
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
         return v_id;
@@ -360,6 +366,15 @@ declare
   v_q jobs.queue;
   v_lost text[];
 begin
+  -- Waiting holders past their expiry let go of their keys, as in jobs.publish,
+  -- before any lock, their rows locked in job_id order.
+  if p_dedupe_keys is not null then
+    update jobs.job_queue q set dedupe_key = null
+    from (select x.job_id from jobs.job_queue x
+          where x.dedupe_key = any(p_dedupe_keys) and x.lease_until is null and x.expires_at <= p_now
+          order by x.job_id for update) e
+    where q.job_id = e.job_id;
+  end if;
   -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
   perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
   if p_serial_keys is not null then

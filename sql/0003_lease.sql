@@ -350,7 +350,10 @@ begin
     -- job_queue_expires_idx. Blocked ones wait for their dependencies first
     -- (ended here, their dependency rows would be deleted while holding
     -- their row: a settle of a dependency locks in the other order).
-    select q.job_id, q.expires_at as at, true as stale, q.serial_key is not null as keyed_end
+    -- Only a key's head hands its turn on (takes the key's lock, holding this
+    -- row): one waiting behind it ends as jobs.cancel ends one, no key lock
+    -- (a settle of the head holds that lock, then locks the next job's row).
+    select q.job_id, q.expires_at as at, true as stale, q.serial_key is not null and not q.serial_wait as keyed_end
     from jobs.job_queue q
     where p_waiting and q.expires_at <= p_now and q.lease_until is null and q.waiting_deps = 0
     order by q.expires_at
@@ -401,7 +404,7 @@ begin
   select (select count(*) from spent where not spent.stale) + (select count(*) from retried),
          (select count(*) from spent where spent.stale),
          (select array_agg(job_id) from failed),
-         (select array_agg(serial_key) from failed where serial_key is not null)
+         (select array_agg(s.serial_key) from spent s where s.serial_key is not null and not s.serial_wait)
   into leases, waiting, v_ended, v_keys;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);

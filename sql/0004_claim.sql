@@ -208,6 +208,7 @@ declare
   v_exclude jsonb[];   -- exclude when it holds any
   v_lease boolean;     -- a passed lease to expire
   v_stale boolean;     -- a waiting job past its expires_at
+  v_pick_at timestamptz; -- what expires_at is compared with: the clock as the picks begin
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -284,6 +285,11 @@ begin
     v_left := v_n;
   end if;
 
+  -- A job past its expiry is never handed out (one the expiry above left
+  -- past its bound, or found locked): the expires_at filter, in both picks,
+  -- against the clock now, not the statement's start: a settle or a lock
+  -- wait before this point may have taken a while.
+  v_pick_at := case when pick.now is null then clock_timestamp() else v_now end;
   -- Two ways rather than one statement with "filter is null or …", so a
   -- filtered claim can use the GIN index on attributes.
   if pick.filter is null then
@@ -291,8 +297,6 @@ begin
       v_start := jobs.remembered_head(v_queue, v_now);
     end if;
     v_full := (v_start).job_id is null;
-    -- A job past its expiry is never handed out (one the expiry above left
-    -- past its bound, or found locked): the expires_at filter, in both picks.
     -- One priority at a time, highest first (a skip scan over the priorities
     -- in use): within a priority the claim index is in scheduled_at order, so
     -- each range scan ends at the first job not yet due, and jobs scheduled
@@ -318,7 +322,7 @@ begin
           and (q.task like v_like or v_like is null and q.task not like 'sql:%')
           and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
           and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
-          and (q.expires_at is null or q.expires_at > v_now)
+          and (q.expires_at is null or q.expires_at > v_pick_at)
           and (v_picked is null or q.job_id <> all(v_picked))
         order by q.scheduled_at, q.job_id
         limit v_left
@@ -360,7 +364,7 @@ begin
         and (q.task like v_like or v_like is null and q.task not like 'sql:%')
         and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
         and (v_exclude is null or not q.attributes @> any(v_exclude))
-        and (q.expires_at is null or q.expires_at > v_now)
+        and (q.expires_at is null or q.expires_at > v_pick_at)
       order by q.priority desc, q.scheduled_at, q.job_id
       limit v_n
       for update skip locked) p;
@@ -391,7 +395,8 @@ declare
   v_now timestamptz := coalesce(claim.now, pg_catalog.now());
   v_ids bigint[];
 begin
-  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, v_now, claim.queue, claim.filter,
+  -- now as given (null: the clock), which pick reads as v_now is read here.
+  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, claim.now, claim.queue, claim.filter,
                      exclude => claim.exclude);
   if v_ids is null then
     return;

@@ -75,7 +75,8 @@ begin
   -- The same marking as jobs.claim, answered straight from the update: no
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
-  v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
+  -- now as given (null: the clock; pick's v_now is this one), for its expiry check.
+  v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, claim_json.now,
                      claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude);
   if v_ids is not null then
     with claimed as (

@@ -249,6 +249,10 @@ begin
     -- A tick due and not yet published by a drain is published now, not
     -- dropped with the old runner or expression (this row is ours: not skipped).
     perform jobs.publish_due_schedules(v_now);
+    -- A backfill publishes at most 100 ticks a call: those left are dropped
+    -- with the old expression, counted as one skipped run.
+    update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at
+    where r.name = schedule.name and r.next_run_at <= v_now;
   elsif v_old = 'pg_cron' and v_runner = 'drains' then
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will

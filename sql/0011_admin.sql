@@ -331,12 +331,14 @@ end $$;
 -- gives them priority; running and ended jobs are left alone and not
 -- counted. A job keeps its place in its serial key (job_id order) and its
 -- dependencies: rescheduling a key's head later holds the key's other jobs
--- back with it. Returns how many were changed.
+-- back with it, and its expiry (PD007 run_at for a time at or past it).
+-- Returns how many were changed.
 create function jobs.reschedule(job_ids bigint[], run_at timestamptz default null, priority integer default null,
                                 now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_ids bigint[];
+  v_late record;
 begin
   perform jobs.check_job_ids(reschedule.job_ids);
   if reschedule.run_at is null and reschedule.priority is null then
@@ -350,6 +352,15 @@ begin
   v_ids := jobs.lock_jobs(reschedule.job_ids, true, false);
   if v_ids = '{}' then
     return 0;
+  end if;
+  -- A job keeps its expiry (a queue's expire_in was counted when it was
+  -- published): moved to or past it, it could never run. Nothing is moved.
+  select q.job_id, q.expires_at into v_late from jobs.job_queue q
+  where q.job_id = any(v_ids) and q.expires_at <= reschedule.run_at order by q.job_id limit 1;
+  if found then
+    perform jobs.raise_invalid('PD007', 'run_at', format(
+      'must be before the expiry of job %s (%s): it would never run; cancel it and publish it again instead',
+      v_late.job_id, to_char(v_late.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
   end if;
   update jobs.job_queue q
   set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority)

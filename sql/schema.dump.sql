@@ -782,7 +782,8 @@ declare
   v_now timestamptz := coalesce(claim.now, pg_catalog.now());
   v_ids bigint[];
 begin
-  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, v_now, claim.queue, claim.filter,
+  -- now as given (null: the clock), which pick reads as v_now is read here.
+  v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, claim.now, claim.queue, claim.filter,
                      exclude => claim.exclude);
   if v_ids is null then
     return;
@@ -882,7 +883,8 @@ begin
   -- The same marking as jobs.claim, answered straight from the update: no
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
-  v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, v_now,
+  -- now as given (null: the clock; pick's v_now is this one), for its expiry check.
+  v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, claim_json.now,
                      claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude);
   if v_ids is not null then
     with claimed as (
@@ -1698,7 +1700,10 @@ begin
     -- job_queue_expires_idx. Blocked ones wait for their dependencies first
     -- (ended here, their dependency rows would be deleted while holding
     -- their row: a settle of a dependency locks in the other order).
-    select q.job_id, q.expires_at as at, true as stale, q.serial_key is not null as keyed_end
+    -- Only a key's head hands its turn on (takes the key's lock, holding this
+    -- row): one waiting behind it ends as jobs.cancel ends one, no key lock
+    -- (a settle of the head holds that lock, then locks the next job's row).
+    select q.job_id, q.expires_at as at, true as stale, q.serial_key is not null and not q.serial_wait as keyed_end
     from jobs.job_queue q
     where p_waiting and q.expires_at <= p_now and q.lease_until is null and q.waiting_deps = 0
     order by q.expires_at
@@ -1749,7 +1754,7 @@ begin
   select (select count(*) from spent where not spent.stale) + (select count(*) from retried),
          (select count(*) from spent where spent.stale),
          (select array_agg(job_id) from failed),
-         (select array_agg(serial_key) from failed where serial_key is not null)
+         (select array_agg(s.serial_key) from spent s where s.serial_key is not null and not s.serial_wait)
   into leases, waiting, v_ended, v_keys;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
@@ -2287,6 +2292,7 @@ declare
   v_exclude jsonb[];   -- exclude when it holds any
   v_lease boolean;     -- a passed lease to expire
   v_stale boolean;     -- a waiting job past its expires_at
+  v_pick_at timestamptz; -- what expires_at is compared with: the clock as the picks begin
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
@@ -2363,6 +2369,11 @@ begin
     v_left := v_n;
   end if;
 
+  -- A job past its expiry is never handed out (one the expiry above left
+  -- past its bound, or found locked): the expires_at filter, in both picks,
+  -- against the clock now, not the statement's start: a settle or a lock
+  -- wait before this point may have taken a while.
+  v_pick_at := case when pick.now is null then clock_timestamp() else v_now end;
   -- Two ways rather than one statement with "filter is null or …", so a
   -- filtered claim can use the GIN index on attributes.
   if pick.filter is null then
@@ -2370,8 +2381,6 @@ begin
       v_start := jobs.remembered_head(v_queue, v_now);
     end if;
     v_full := (v_start).job_id is null;
-    -- A job past its expiry is never handed out (one the expiry above left
-    -- past its bound, or found locked): the expires_at filter, in both picks.
     -- One priority at a time, highest first (a skip scan over the priorities
     -- in use): within a priority the claim index is in scheduled_at order, so
     -- each range scan ends at the first job not yet due, and jobs scheduled
@@ -2397,7 +2406,7 @@ begin
           and (q.task like v_like or v_like is null and q.task not like 'sql:%')
           and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
           and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
-          and (q.expires_at is null or q.expires_at > v_now)
+          and (q.expires_at is null or q.expires_at > v_pick_at)
           and (v_picked is null or q.job_id <> all(v_picked))
         order by q.scheduled_at, q.job_id
         limit v_left
@@ -2439,7 +2448,7 @@ begin
         and (q.task like v_like or v_like is null and q.task not like 'sql:%')
         and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
         and (v_exclude is null or not q.attributes @> any(v_exclude))
-        and (q.expires_at is null or q.expires_at > v_now)
+        and (q.expires_at is null or q.expires_at > v_pick_at)
       order by q.priority desc, q.scheduled_at, q.job_id
       limit v_n
       for update skip locked) p;
@@ -2559,6 +2568,12 @@ begin
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
     elsif publish.dedupe_key is not null then
+      -- A waiting holder past its expiry never runs: it lets go of the key
+      -- (it still ends as expired, at the next claim, keyless as a replaced
+      -- running job ends) and this publish takes it. Before any lock: ending
+      -- it, an expiry holds its row, then its serial key.
+      update jobs.job_queue q set dedupe_key = null
+      where q.dedupe_key = publish.dedupe_key and q.lease_until is null and q.expires_at <= v_now;
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
         return v_id;
@@ -2959,6 +2974,15 @@ declare
   v_q jobs.queue;
   v_lost text[];
 begin
+  -- Waiting holders past their expiry let go of their keys, as in jobs.publish,
+  -- before any lock, their rows locked in job_id order.
+  if p_dedupe_keys is not null then
+    update jobs.job_queue q set dedupe_key = null
+    from (select x.job_id from jobs.job_queue x
+          where x.dedupe_key = any(p_dedupe_keys) and x.lease_until is null and x.expires_at <= p_now
+          order by x.job_id for update) e
+    where q.job_id = e.job_id;
+  end if;
   -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
   perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
   if p_serial_keys is not null then
@@ -3341,6 +3365,7 @@ CREATE FUNCTION jobs.reschedule(job_ids bigint[], run_at timestamp with time zon
     AS $$
 declare
   v_ids bigint[];
+  v_late record;
 begin
   perform jobs.check_job_ids(reschedule.job_ids);
   if reschedule.run_at is null and reschedule.priority is null then
@@ -3354,6 +3379,15 @@ begin
   v_ids := jobs.lock_jobs(reschedule.job_ids, true, false);
   if v_ids = '{}' then
     return 0;
+  end if;
+  -- A job keeps its expiry (a queue's expire_in was counted when it was
+  -- published): moved to or past it, it could never run. Nothing is moved.
+  select q.job_id, q.expires_at into v_late from jobs.job_queue q
+  where q.job_id = any(v_ids) and q.expires_at <= reschedule.run_at order by q.job_id limit 1;
+  if found then
+    perform jobs.raise_invalid('PD007', 'run_at', format(
+      'must be before the expiry of job %s (%s): it would never run; cancel it and publish it again instead',
+      v_late.job_id, to_char(v_late.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
   end if;
   update jobs.job_queue q
   set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority)
@@ -3635,6 +3669,10 @@ begin
     -- A tick due and not yet published by a drain is published now, not
     -- dropped with the old runner or expression (this row is ours: not skipped).
     perform jobs.publish_due_schedules(v_now);
+    -- A backfill publishes at most 100 ticks a call: those left are dropped
+    -- with the old expression, counted as one skipped run.
+    update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at
+    where r.name = schedule.name and r.next_run_at <= v_now;
   elsif v_old = 'pg_cron' and v_runner = 'drains' then
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will

@@ -15,7 +15,8 @@ const bulkOptions = {
   priority: z.optional(z.number().check(integerCheck, z.minimum(-1_000_000, 'must be at least -1000000'), z.maximum(1_000_000, 'must be at most 1000000'))),
   maxRetries: z.optional(z.number().check(integerCheck, z.minimum(0, 'must be 0 or more'), z.maximum(1000, 'must be at most 1000'))),
   expiresAt: z.optional(validDateSchema),
-  expiresInSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'),
+  // As the CLI's --expires-in: less than a millisecond would land on the scheduled time itself.
+  expiresInSeconds: z.optional(z.number().check(z.minimum(0.001, 'must be at least 0.001 (a millisecond)'),
     z.maximum(MAX_DELAY_SECONDS, `must be at most ${MAX_DELAY_SECONDS} (ten years)`))),
 };
 

@@ -266,7 +266,8 @@ describe('TypeScript', () => {
       const bad: [object, string, RegExp][] = [
         [{ expiresAt: new Date(T0), expiresInSeconds: 5 }, 'options.expiresInSeconds', /give expiresAt or expiresInSeconds, not both/],
         [{ runAt: new Date(T0), expiresAt: new Date(T0) }, 'options.expiresAt', /must be after runAt/],
-        [{ expiresInSeconds: 0 }, 'options.expiresInSeconds', /greater than 0/],
+        [{ expiresInSeconds: 0 }, 'options.expiresInSeconds', /at least 0.001/],
+        [{ expiresInSeconds: 1e-9 }, 'options.expiresInSeconds', /at least 0.001/],
         [{ expiresAt: new Date(Number.NaN) }, 'options.expiresAt', /./],
       ];
       for (const [options, field, message] of bad) {

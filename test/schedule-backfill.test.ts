@@ -184,6 +184,16 @@ describe('backfill: jobs.schedule, TS and CLI', () => {
     expect(await sql(`select backfill from jobs.recurring where name = 'plain'`)).toEqual([{ backfill: null }]);
   });
 
+  it('a new expression publishes the old one\'s missed ticks first, at most 100: those left count as one skipped tick', async () => {
+    await sql(`select jobs.schedule('every', '* * * * *', 'fill.every', backfill => 86400, now => $1)`, [T0]);
+    await sql(`select jobs.schedule('every', '*/2 * * * *', 'fill.every', backfill => 86400, now => $1)`, [minute(300)]);
+    const published = await ticks('fill.every');
+    expect(published).toHaveLength(100);
+    expect(published[0]).toBe(minute(1));
+    expect(await row('every')).toMatchObject({ skipped_ticks: '1', last_skipped_at: new Date(minute(101)),
+                                               next_run_at: new Date(minute(302)) });
+  });
+
   it('TS schedule() takes backfillSeconds, validated naming it, and listSchedules shows it', async () => {
     expect(await schedule(db.driver, { name: 'ts', cron: '*/10 * * * *', task: 'fill.tick', backfillSeconds: 5400 })).toBe('drains');
     expect(await sql(`select backfill::float8 as backfill from jobs.recurring`)).toEqual([{ backfill: 5400 }]);
