@@ -12,6 +12,7 @@
 --   PD001 task        PD002 timeout      PD003 max_retries   PD004 priority
 --   PD005 n (batch)   PD006 pattern      PD007 schedule_at, a delay, retry_*
 --   PD008 outcome      PD007 also expires_at, expire_in
+--   PD009 queue, dead_letter (no such queue, or a loop)
 --   PD017 jobs (bulk arrays of unequal length)
 
 -- Named queues. Every job belongs to one ('default' unless told); a drain
@@ -78,7 +79,12 @@ create table jobs.job_queue (
   retry_delay_max numeric,
   -- Not started by then, it never runs: the next claim (or jobs.maintain)
   -- ends it as a failure (jobs.expire). A running job is not affected.
-  expires_at   timestamptz
+  expires_at   timestamptz,
+  -- The job's own dead-letter queue (jobs.publish's dead_letter): failing for
+  -- good, it is copied there, not to its queue's (jobs.route_dead_letters).
+  -- No foreign key (one more check per publish): jobs.delete_queue refuses a
+  -- queue an active job names; routing falls back to the queue's if it is gone.
+  dead_letter  text
 )
 -- Every job leaves dead tuples here, and every claim steps over the claim
 -- index's dead entries until vacuum removes them: a queue slows down between
@@ -140,7 +146,11 @@ create table jobs.job (
   -- Kept for jobs.redrive and dead letters (jobs.job_queue's retry_*).
   retry_delay     numeric,
   retry_backoff   boolean,
-  retry_delay_max numeric
+  retry_delay_max numeric,
+  -- The job's own dead-letter queue (jobs.job_queue's), null: its queue's
+  -- if any. Every end path carries it: jobs.route_dead_letters reads it
+  -- here, and jobs.redrive puts it back with the job.
+  dead_letter     text
 );
 -- Retention and "recent" queries. History is written once per job, so every
 -- index here is paid by every job: per-task reports scan by ended_at instead.

@@ -22,6 +22,42 @@ begin
   return v_q;
 end $$;
 
+-- A job's own dead-letter queue (jobs.publish's dead_letter; p_field:
+-- 'jobs[3].dead_letter' in a bulk), checked as jobs.create_queue checks a
+-- queue's (PD009): a queue name, an existing queue, and neither the job's
+-- queue p_queue nor one whose dead letters lead back to it (the failed job
+-- would come back to the queue it failed in). The queue is held against a
+-- delete until commit (jobs.hold_queue), so jobs.delete_queue, which refuses
+-- a queue an active job names, sees this job. The walk reads the queues as
+-- they are: a route changed later may close such a path, but the copy has
+-- no dead letter of its own, so it follows its queue's, which never loop.
+create function jobs.check_dead_letter(p_dead text, p_queue text, p_field text)
+returns void language plpgsql as $$
+declare
+  v_path text[] := array[p_queue];
+  v_at text := p_dead;
+begin
+  perform jobs.check_name(p_dead, 'PD009', p_field, 'queue name');
+  if p_dead = p_queue then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'must name another queue than the job''s own (%s): failing for good, it would come back to the queue it failed in',
+      quote_literal(p_dead)));
+  end if;
+  if (jobs.hold_queue(p_dead)).name is null then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(p_dead), quote_literal(p_dead)));
+  end if;
+  while v_at is not null and v_at <> all(v_path) loop
+    v_path := v_path || v_at;
+    select q.dead_letter into v_at from jobs.queue q where q.name = v_at;
+  end loop;
+  if v_at = p_queue then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'must not lead back to the job''s queue %s: %s would be a loop (failing for good, it would come back to the queue it failed in)',
+      quote_literal(p_queue), array_to_string(v_path || v_at, ' -> ')));
+  end if;
+end $$;
+
 -- Checks that a queue exists and has room for n more waiting jobs (n = 0:
 -- adds none, nothing to check), and returns its row: the publish takes the
 -- queue's default_* from this one lookup. A bounded queue (max_size set)
@@ -132,6 +168,11 @@ end $$;
 --              (PD007). Left null: its queue's expire_in after its scheduled
 --              time, else never. A running job is not affected; one retried
 --              after it passed expires at the next claim.
+-- dead_letter  the job's own dead-letter queue: failing for good, it is
+--              copied there instead of to its queue's dead_letter
+--              (jobs.route_dead_letters, sql/0003). An existing queue, not
+--              the job's own nor one leading back to it (PD009:
+--              jobs.check_dead_letter). A replace takes the new one; redrive keeps it.
 -- Raises PD010 when the queue is at its max_size, PD018 for an SQL task
 -- (sql:schema.function) not allowed by jobs.allow_sql_task (sql/0010).
 create function jobs.publish(
@@ -152,7 +193,8 @@ create function jobs.publish(
   retry_delay   numeric     default null,
   retry_backoff text        default null,
   retry_delay_max numeric   default null,
-  expires_at    timestamptz default null
+  expires_at    timestamptz default null,
+  dead_letter   text        default null
 ) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -181,6 +223,9 @@ begin
   end if;
   if publish.expires_at is not null then
     perform jobs.check_expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), 'expires_at');
+  end if;
+  if publish.dead_letter is not null then
+    perform jobs.check_dead_letter(publish.dead_letter, v_queue, 'dead_letter');
   end if;
   if publish.dedupe_mode is not null then
     if publish.dedupe_mode not in ('keep', 'replace') then
@@ -242,7 +287,8 @@ begin
             max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
             attributes = publish.attributes, retry_delay = publish.retry_delay,
             retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max,
-            expires_at = jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in)
+            expires_at = jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in),
+            dead_letter = publish.dead_letter
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -299,13 +345,13 @@ begin
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
-                                retry_delay, retry_backoff, retry_delay_max, expires_at)
+                                retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
             coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
             publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
-            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in))
+            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in), publish.dead_letter)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
@@ -349,12 +395,13 @@ end $$;
 -- dedupe key order, so two calls sharing keys wait for each other in one
 -- order, never crosswise. A key a concurrent publish took since the lookup
 -- takes that job's id. Set-based: arrays by position. Also the path of a
--- call whose jobs carry retry policies (p_retry_*), with or without keys.
+-- call whose jobs carry retry policies (p_retry_*), expiries or dead letters
+-- (p_dead_letters, checked by the caller), with or without keys.
 create function jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamptz[],
   p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[],
   p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb,
   p_retry_delays numeric[] default null, p_retry_backoffs text[] default null, p_retry_delay_maxes numeric[] default null,
-  p_expires_at timestamptz[] default null)
+  p_expires_at timestamptz[] default null, p_dead_letters text[] default null)
 returns bigint[] language plpgsql as $$
 declare
   v_ids bigint[];
@@ -406,7 +453,7 @@ begin
       with written as (
         insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                     queue, dedupe_key, serial_key, serial_wait, attributes,
-                                    retry_delay, retry_backoff, retry_delay_max, expires_at)
+                                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
         overriding system value
         select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
                coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
@@ -416,13 +463,14 @@ begin
                  or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
                nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
                jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
-                           v_q.expire_in)
+                           v_q.expire_in), j.dead_letter
         from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                         unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
                         unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
-                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at))
+                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at),
+                        unnest(p_dead_letters))
                as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
-                    retry_delay, retry_backoff, retry_delay_max, expires_at)
+                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
         where j.id is not null
         order by j.dedupe_key
         on conflict (dedupe_key) where dedupe_key is not null do nothing
@@ -476,7 +524,10 @@ end $$;
 -- one job at a time.) retry_delays, retry_backoffs and retry_delay_maxes are
 -- each job's own retry policy, as jobs.publish's retry_* (a null in all
 -- three: the queue's). expires_at: each job's, as jobs.publish's (a null:
--- its queue's expire_in, else never). Returns one id per task, in order.
+-- its queue's expire_in, else never). dead_letters: each job's own
+-- dead-letter queue, as jobs.publish's (a null: its queue's), each distinct
+-- one checked once (PD009 jobs[i].dead_letter, i its first job). Returns
+-- one id per task, in order.
 create function jobs.publish_arrays(
   tasks        text[],
   bodies       jsonb              default null,
@@ -493,7 +544,8 @@ create function jobs.publish_arrays(
   retry_delays numeric[]          default null,
   retry_backoffs text[]           default null,
   retry_delay_maxes numeric[]     default null,
-  expires_at   timestamptz[]      default null
+  expires_at   timestamptz[]      default null,
+  dead_letters text[]             default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
@@ -520,7 +572,8 @@ begin
      or coalesce(cardinality(publish_arrays.retry_delays), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_backoffs), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n then
+     or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.dead_letters), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -600,17 +653,22 @@ begin
       || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
       || 'publish more in several');
   end if;
+  -- Each distinct dead letter once, in the order of its first job: that job is named.
+  for v_bad in select min(x.ord) as ord, x.d from unnest(publish_arrays.dead_letters) with ordinality as x(d, ord)
+               where x.d is not null group by x.d order by 1 loop
+    perform jobs.check_dead_letter(v_bad.d, v_queue, format('jobs[%s].dead_letter', v_bad.ord));
+  end loop;
   -- Decided once per call: plain jobs never take the keyed path's per-job
   -- steps, nor its retry policy arrays.
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
      or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
      or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null
-     or publish_arrays.expires_at is not null then
+     or publish_arrays.expires_at is not null or publish_arrays.dead_letters is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
       publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
-      publish_arrays.expires_at);
+      publish_arrays.expires_at, publish_arrays.dead_letters);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.

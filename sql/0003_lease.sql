@@ -210,13 +210,13 @@ begin
       insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                             scheduled_at, created_at, started_at, ended_at, duration_ms,
                             queue, dedupe_key, serial_key, attributes, worker_id,
-                            retry_delay, retry_backoff, retry_delay_max)
+                            retry_delay, retry_backoff, retry_delay_max, dead_letter)
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue,
              -- One a cascade deferred before (another of its dependencies) gets its dedupe key back.
              jobs.ended_dedupe_key(g.dedupe_key, g.attempt, g.last_error),
-             g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max
+             g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
       from gone g
       returning job_id
     )
@@ -256,31 +256,41 @@ end $$;
 -- Called by every path that ends jobs as failures (jobs.settle_arrays, so
 -- ack/nack/settle and the drains; jobs.expire; jobs.fail), with the jobs it
 -- ended, only when one failed. Each that failed for good (status 'failure',
--- not cancelled) in a queue with a dead_letter queue is published there, in
--- the same transaction: a new job with its task, body and priority; its
+-- not cancelled) with a dead-letter queue is published there, in the same
+-- transaction: its own (jobs.publish's dead_letter, kept in jobs.job) when
+-- it has one, whatever its queue's; else its queue's dead_letter. (Its own
+-- gone, deleted after a redrive put it back, its queue's is used.) A new
+-- job with its task, body and priority; its
 -- attributes plus "dead_letter": {"job_id", "queue", "error", "attempts"} (the
 -- failed job; a key of that name in its own attributes is replaced); its error
 -- as last_error; the timeout and max_retries of the dead-letter queue's
 -- defaults, else its own, and its own retry policy unless the dead-letter
--- queue has one; no dedupe or serial key, no dependencies. A dead
+-- queue has one; no dedupe or serial key, no dependencies, no dead letter
+-- of its own (it follows its new queue's). A dead
 -- letter is never refused: the dead-letter queue's max_size is not checked
 -- (it may go above it, and publishes to it then get PD010), and a paused one
 -- keeps it until resumed. The failed job stays in jobs.job, as ever.
 -- Each dead-letter queue written to is held first against a delete
 -- (jobs.hold_queue, sql/0002); the insert then reads the queues again, so a
 -- route removed and its queue deleted while this waited sends nothing there.
-create function jobs.route_dead_letters(p_ended bigint[], p_now timestamptz)
+-- p_own: whether a job among them failed with a dead letter of its own (the
+-- caller sees it in the rows it ended; true when it cannot tell). Without
+-- one, and with no queue naming a dead_letter, this returns after one read
+-- of jobs.queue: a failing batch of plain jobs pays nothing more.
+create function jobs.route_dead_letters(p_ended bigint[], p_now timestamptz, p_own boolean default true)
 returns void language plpgsql as $$
 declare
   v_queues text[];
 begin
-  if not exists (select 1 from jobs.queue q where q.dead_letter is not null) then
+  if not coalesce(p_own, true) and not exists (select 1 from jobs.queue q where q.dead_letter is not null) then
     return;
   end if;
-  perform jobs.hold_queue(x.dead_letter)
-  from (select distinct q.dead_letter from jobs.job j join jobs.queue q on q.name = j.queue
-        where j.job_id = any(p_ended) and j.status = 'failure' and q.dead_letter is not null
-        order by q.dead_letter) x;
+  -- Both the job's own and its queue's: which one it goes to is read below.
+  perform jobs.hold_queue(x.name)
+  from (select distinct x.name from jobs.job j left join jobs.queue q on q.name = j.queue
+        cross join lateral (values (j.dead_letter), (q.dead_letter)) x(name)
+        where j.job_id = any(p_ended) and j.status = 'failure' and x.name is not null
+        order by x.name) x;
   with sent as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
                                 queue, attributes, retry_delay, retry_backoff, retry_delay_max)
@@ -290,8 +300,9 @@ begin
              'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts)),
            p.retry_delay, p.retry_backoff, p.retry_delay_max
     from jobs.job j
-    join jobs.queue q on q.name = j.queue
-    join jobs.queue d on d.name = q.dead_letter
+    left join jobs.queue q on q.name = j.queue
+    left join jobs.queue o on o.name = j.dead_letter
+    join jobs.queue d on d.name = coalesce(o.name, q.dead_letter)
     -- The job's own policy, unless the dead-letter queue has one (as its defaults win).
     left join lateral (select j.retry_delay, j.retry_backoff, j.retry_delay_max
                        where d.retry_delay is null and d.retry_backoff is null and d.retry_delay_max is null) p on true
@@ -337,6 +348,7 @@ declare
   v_ended bigint[];
   v_keys text[];
   v_deps boolean;
+  v_own boolean;
 begin
   with expired as (
     select q.job_id, q.lease_until as at, false as stale,
@@ -373,7 +385,7 @@ begin
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter)
     select s.job_id, s.task, s.body,
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
            case when s.cancel_requested_at is not null then coalesce(s.cancel_reason, 'cancelled')
@@ -387,9 +399,9 @@ begin
            s.queue,
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
            jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
-           s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max
+           s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max, s.dead_letter
     from spent s
-    returning job_id, serial_key
+    returning job_id, serial_key, status = 'failure' and dead_letter is not null as own_dead_letter
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
@@ -404,11 +416,12 @@ begin
   select (select count(*) from spent where not spent.stale) + (select count(*) from retried),
          (select count(*) from spent where spent.stale),
          (select array_agg(job_id) from failed),
-         (select array_agg(s.serial_key) from spent s where s.serial_key is not null and not s.serial_wait)
-  into leases, waiting, v_ended, v_keys;
+         (select array_agg(s.serial_key) from spent s where s.serial_key is not null and not s.serial_wait),
+         (select bool_or(own_dead_letter) from failed)
+  into leases, waiting, v_ended, v_keys, v_own;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
-    perform jobs.route_dead_letters(v_ended, p_now);
+    perform jobs.route_dead_letters(v_ended, p_now, v_own);
     v_deps := exists (select 1 from jobs.dependency);
     if v_deps or v_keys is not null then
       perform jobs.after_end(null, case when v_deps then v_ended end, v_keys, p_now);

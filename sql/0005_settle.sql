@@ -55,6 +55,7 @@ declare
   v_ok bigint[];
   v_bad_ids bigint[];
   v_keys text[];
+  v_own_dead boolean;
   v_nacks boolean;
   v_policies jsonb;
   v_releases boolean;
@@ -169,7 +170,7 @@ begin
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter)
     select e.job_id, e.task, e.body,
            case when e.outcome = 'ack' then 'success'
                 when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
@@ -182,9 +183,9 @@ begin
            e.created_at, e.started_at, v_now,
            coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
            e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id,
-           e.retry_delay, e.retry_backoff, e.retry_delay_max
+           e.retry_delay, e.retry_backoff, e.retry_delay_max, e.dead_letter
     from ending e
-    returning job_id, status, serial_key
+    returning job_id, status, serial_key, dead_letter
   ), counts as (
     select count(*) filter (where status = 'success') as succeeded,
            count(*) filter (where status = 'failure') as failed,
@@ -192,7 +193,9 @@ begin
            array_agg(job_id) as ids,
            array_agg(job_id) filter (where v_deps and status = 'success') as ok_ids,
            array_agg(job_id) filter (where v_deps and status <> 'success') as bad_ids,
-           array_agg(serial_key) filter (where serial_key is not null) as keys
+           array_agg(serial_key) filter (where serial_key is not null) as keys,
+           -- Read from the rows in hand: jobs.route_dead_letters' early exit.
+           coalesce(bool_or(status = 'failure' and dead_letter is not null), false) as own_dead
     from ended
   )
   select jsonb_build_object(
@@ -202,14 +205,14 @@ begin
     'retried',   v_retried,
     'released',  v_released,
     'stale',     cardinality(settle_arrays.ids) - c.succeeded - c.failed - c.cancelled - v_retried - v_released),
-    c.ids, c.ok_ids, c.bad_ids, c.keys
-  into v_result, v_ended, v_ok, v_bad_ids, v_keys
+    c.ids, c.ok_ids, c.bad_ids, c.keys, c.own_dead
+  into v_result, v_ended, v_ok, v_bad_ids, v_keys, v_own_dead
   from counts c;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
     -- Only when one failed: a batch of acks pays nothing for it.
     if (v_result->>'failed')::integer > 0 then
-      perform jobs.route_dead_letters(v_ended, v_now);
+      perform jobs.route_dead_letters(v_ended, v_now, v_own_dead);
     end if;
     -- Asked again after the statement, with a snapshot of its own: a
     -- dependant published while the delete waited on its dependency's row

@@ -230,11 +230,11 @@ begin
   insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
                         queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max)
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
   select g.job_id, g.task, g.body, 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
          v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
   from gone g
   returning serial_key into v_key;
   delete from jobs.dependency d where d.job_id = cancel.job_id;
@@ -304,11 +304,11 @@ begin
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                           scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter)
     select g.job_id, g.task, g.body, 'cancelled', v_reason, g.attempt, g.priority, g.max_retries, g.timeout,
            g.scheduled_at, g.created_at, g.started_at, v_now, null,
            g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-           g.retry_delay, g.retry_backoff, g.retry_delay_max
+           g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
     from gone g;
     delete from jobs.dependency d where d.job_id = any(v_queued);
     perform jobs.notify_ids('pgdrain_completed', v_queued);
@@ -387,13 +387,15 @@ declare
   v_ids bigint[];
   v_keys text[];
   v_held text[];
+  v_own boolean;
 begin
   perform jobs.check_job_ids(fail.job_ids);
   v_ids := jobs.lock_jobs(fail.job_ids, true, true);
   if v_ids = '{}' then
     return 0;
   end if;
-  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
+  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait),
+         coalesce(bool_or(q.dead_letter is not null), false) into v_keys, v_own
   from jobs.job_queue q where q.job_id = any(v_ids);
   if cardinality(v_keys) > jobs.max_serial_keys() then
     perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call fails may head their serial '
@@ -407,16 +409,16 @@ begin
   insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
                         queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max)
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
   select g.job_id, g.task, g.body, 'failure',
          'failed: ' || coalesce(fail.reason, 'by request') || coalesce(E'\n' || g.last_error, ''),
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
   from gone g;
   delete from jobs.dependency d where d.job_id = any(v_ids);
   perform jobs.notify_ids('pgdrain_completed', v_ids);
-  perform jobs.route_dead_letters(v_ids, v_now);
+  perform jobs.route_dead_letters(v_ids, v_now, v_own);
   perform jobs.lock_serial_keys(v_keys);
   perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
   return cardinality(v_ids);
@@ -528,11 +530,11 @@ begin
   with back as (
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
                                 created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes,
-                                retry_delay, retry_backoff, retry_delay_max)
+                                retry_delay, retry_backoff, retry_delay_max, dead_letter)
     overriding system value
     select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
            p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes,
-           p.retry_delay, p.retry_backoff, p.retry_delay_max
+           p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter
     from jobs.job p
     where p.job_id = any(v_ids)
     on conflict do nothing

@@ -6,7 +6,8 @@
 -- queue), PD018 task (an SQL task not allowed; event when the task is the
 -- event's name, none given); publish_event also raises jobs.publish's
 -- errors for its options (PD002 timeout, PD003 max_retries, PD004 priority,
--- PD007, PD014) and what jobs.publish_arrays does (PD010 for a full queue).
+-- PD007 also retry_delay, retry_backoff, retry_delay_max and expires_at,
+-- PD014) and what jobs.publish_arrays does (PD010 for a full queue).
 
 -- One row per (event, queue): queue's job for the event runs task (default:
 -- the event's name), so user.created can run email.welcome in queue mail and
@@ -92,7 +93,10 @@ select s.event, s.queue, s.task, s.created_at from jobs.subscription s;
 -- Publishes event: one job per subscribed queue, of the subscription's task,
 -- with this body, run time (scheduled_at, or delay seconds from now; not
 -- both), priority, attributes, timeout and max_retries (null: each queue's
--- default, then the global one, as jobs.publish). No dedupe key: one key
+-- default, then the global one, as jobs.publish), retry policy (retry_delay,
+-- retry_backoff, retry_delay_max: jobs.publish's; none given, each queue's)
+-- and expires_at (jobs.publish's, after the run time; null: each queue's
+-- expire_in after the run time, else never). No dedupe key: one key
 -- would collapse the fan-out into one job. One call of jobs.publish_arrays
 -- per queue, all in this statement: so each queue's defaults, backpressure,
 -- NOTIFY and the SQL task list apply as to any bulk, and it is all or
@@ -112,7 +116,11 @@ create function jobs.publish_event(
   delay        double precision default null,
   attributes   jsonb            default null,
   timeout      numeric          default null,
-  max_retries  integer          default null
+  max_retries  integer          default null,
+  retry_delay  numeric          default null,
+  retry_backoff text            default null,
+  retry_delay_max numeric       default null,
+  expires_at   timestamptz      default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(publish_event.now, pg_catalog.now());
@@ -121,10 +129,13 @@ declare
   v_allowed text[];
   v_ids bigint[] := '{}';
   v_sub record;
+  v_policy boolean := coalesce(publish_event.retry_delay, publish_event.retry_delay_max) is not null
+                      or publish_event.retry_backoff is not null;
 begin
   perform jobs.check_event(publish_event.event);
   perform jobs.check_options(publish_event.timeout, publish_event.priority, publish_event.max_retries);
   perform jobs.check_object(publish_event.attributes, 'attributes');
+  perform jobs.check_retry_policy(publish_event.retry_delay, publish_event.retry_backoff, publish_event.retry_delay_max);
   if not isfinite(publish_event.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish_event.scheduled_at));
   end if;
@@ -134,6 +145,11 @@ begin
       format('must be 0 to 315360000 seconds (ten years), got %s', publish_event.delay));
   elsif publish_event.delay is not null and publish_event.scheduled_at is not null then
     perform jobs.raise_invalid('PD007', 'delay', 'give scheduled_at or delay, not both');
+  end if;
+  -- Checked here, as jobs.publish names it: publish_arrays would name jobs[1].expires_at.
+  if publish_event.expires_at is not null then
+    perform jobs.check_expiry(publish_event.expires_at,
+      coalesce(publish_event.scheduled_at, v_now + make_interval(secs => publish_event.delay), v_now), 'expires_at');
   end if;
   -- Key-share locked, as jobs.subscribe locks its queue: a queue deleted
   -- (with its subscriptions) before this read is not published to, one
@@ -165,7 +181,12 @@ begin
       scheduled_at => array[publish_event.scheduled_at], delays => array[publish_event.delay],
       timeouts => array[publish_event.timeout], priorities => array[publish_event.priority],
       max_retries => array[publish_event.max_retries], queue => v_queues[i], now => v_now,
-      attributes => case when publish_event.attributes is not null then jsonb_build_array(publish_event.attributes) end);
+      attributes => case when publish_event.attributes is not null then jsonb_build_array(publish_event.attributes) end,
+      -- Arrays only when given: a plain event keeps publish_arrays' fast path.
+      retry_delays => case when v_policy then array[publish_event.retry_delay] end,
+      retry_backoffs => case when v_policy then array[publish_event.retry_backoff] end,
+      retry_delay_maxes => case when v_policy then array[publish_event.retry_delay_max] end,
+      expires_at => case when publish_event.expires_at is not null then array[publish_event.expires_at] end);
   end loop;
   -- Answered in queue-name order, whatever order the locks were taken in.
   return coalesce((select array_agg(x.id order by x.queue) from unnest(v_queues, v_ids) x(queue, id)), '{}');

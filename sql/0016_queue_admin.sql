@@ -1,12 +1,14 @@
 -- pgdrain 0016: purging and deleting a queue (pg-boss's purgeQueue / deleteQueue).
 --
 -- Errors: PD009 name (not a queue name; the default queue, a dead-letter
--- target or a queue with active jobs cannot be deleted); 0A000 when
+-- target of a queue or of an active job, or a queue with active jobs cannot
+-- be deleted); 0A000 when
 -- jobs.delete_queue runs in a REPEATABLE READ or SERIALIZABLE transaction.
 --
 -- Every path that writes a job into a queue holds that queue against a
 -- delete until it commits (jobs.hold_queue, sql/0002): jobs.admit, which every publish
--- and redrive calls, and jobs.route_dead_letters. A delete waits for those
+-- and redrive calls, jobs.check_dead_letter (a job naming it as its own
+-- dead letter) and jobs.route_dead_letters. A delete waits for those
 -- in flight and then sees their jobs (and refuses); one that comes after the
 -- delete committed finds no queue (PD009).
 
@@ -62,8 +64,12 @@ end $$;
 -- in it (waiting or running): else PD009 naming name and saying to purge it
 -- and wait for its running jobs (and, when a cascade deferred some of its
 -- dependants, to end them with a claim or jobs.maintain()). Its ended jobs
--- stay in jobs.job (which names the queue as text). The default queue, and a queue another one
--- names as its dead_letter, cannot be deleted (PD009). Returns false when
+-- stay in jobs.job (which names the queue as text). The default queue, a queue another one
+-- names as its dead_letter, and one an active job (waiting or running)
+-- names as its own dead_letter (jobs.publish), cannot be deleted (PD009):
+-- the job's failure would lose the route it was published with. (A job
+-- redriven later with a dead letter since deleted falls back to its
+-- queue's: jobs.route_dead_letters.) Returns false when
 -- there is no such queue (as pg-boss's deleteQueue, nothing to do). A
 -- publish into the queue racing it either commits first (the delete waits
 -- for it, then refuses) or finds no queue (PD009): jobs.hold_queue. A
@@ -76,6 +82,8 @@ declare
   v_waiting bigint;
   v_running bigint;
   v_deferred bigint;
+  v_named bigint;
+  v_first bigint;
 begin
   perform jobs.check_name(delete_queue.name, 'PD009', 'name', 'queue name');
   if delete_queue.name = 'default' then
@@ -117,6 +125,14 @@ begin
     perform jobs.raise_invalid('PD009', 'name', format(
       'queue %s still has %s waiting and %s running jobs: purge it first (jobs.purge_queue(%s)) and wait for its '
       'running jobs to end', quote_literal(delete_queue.name), v_waiting, v_running, quote_literal(delete_queue.name)));
+  end if;
+  -- One scan of the active jobs: no index on dead_letter (each would cost every job).
+  select count(*), min(q.job_id) into v_named, v_first from jobs.job_queue q where q.dead_letter = delete_queue.name;
+  if v_named > 0 then
+    perform jobs.raise_invalid('PD009', 'name', format(
+      'queue %s is the dead-letter queue of %s active jobs of other queues (job %s first), published with it as their '
+      'dead_letter: let them end, or cancel them (jobs.cancel_bulk), first',
+      quote_literal(delete_queue.name), v_named, v_first));
   end if;
   delete from jobs.queue q where q.name = delete_queue.name;
   -- Its max_running slots, none of them running now.

@@ -237,13 +237,13 @@ begin
       insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                             scheduled_at, created_at, started_at, ended_at, duration_ms,
                             queue, dedupe_key, serial_key, attributes, worker_id,
-                            retry_delay, retry_backoff, retry_delay_max)
+                            retry_delay, retry_backoff, retry_delay_max, dead_letter)
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue,
              -- One a cascade deferred before (another of its dependencies) gets its dedupe key back.
              jobs.ended_dedupe_key(g.dedupe_key, g.attempt, g.last_error),
-             g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max
+             g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
       from gone g
       returning job_id
     )
@@ -351,11 +351,11 @@ begin
   insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
                         queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max)
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
   select g.job_id, g.task, g.body, 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
          v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
   from gone g
   returning serial_key into v_key;
   delete from jobs.dependency d where d.job_id = cancel.job_id;
@@ -420,11 +420,11 @@ begin
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                           scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter)
     select g.job_id, g.task, g.body, 'cancelled', v_reason, g.attempt, g.priority, g.max_retries, g.timeout,
            g.scheduled_at, g.created_at, g.started_at, v_now, null,
            g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-           g.retry_delay, g.retry_backoff, g.retry_delay_max
+           g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
     from gone g;
     delete from jobs.dependency d where d.job_id = any(v_queued);
     perform jobs.notify_ids('pgdrain_completed', v_queued);
@@ -516,6 +516,38 @@ CREATE FUNCTION jobs.check_batch(p_n integer) RETURNS void
 begin
   if p_n is null or p_n < 1 or p_n > 10000 then
     perform jobs.raise_invalid('PD005', 'n', format('must be between 1 and 10000, got %s', coalesce(p_n::text, 'null')));
+  end if;
+end $$;
+
+--
+-- Name: check_dead_letter(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_dead_letter(p_dead text, p_queue text, p_field text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_path text[] := array[p_queue];
+  v_at text := p_dead;
+begin
+  perform jobs.check_name(p_dead, 'PD009', p_field, 'queue name');
+  if p_dead = p_queue then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'must name another queue than the job''s own (%s): failing for good, it would come back to the queue it failed in',
+      quote_literal(p_dead)));
+  end if;
+  if (jobs.hold_queue(p_dead)).name is null then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(p_dead), quote_literal(p_dead)));
+  end if;
+  while v_at is not null and v_at <> all(v_path) loop
+    v_path := v_path || v_at;
+    select q.dead_letter into v_at from jobs.queue q where q.name = v_at;
+  end loop;
+  if v_at = p_queue then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'must not lead back to the job''s queue %s: %s would be a loop (failing for good, it would come back to the queue it failed in)',
+      quote_literal(p_queue), array_to_string(v_path || v_at, ' -> ')));
   end if;
 end $$;
 
@@ -988,11 +1020,11 @@ begin
   insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
                         queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max)
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
   select g.job_id, g.task, g.body, 'success', complete.result, g.last_error,
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
   from gone g;
   -- Its own dependencies, if it waited on some: it no longer does.
   delete from jobs.dependency d where d.job_id = any(v_ids);
@@ -1181,10 +1213,10 @@ begin
   -- Routines: functions and procedures (jobs.drain_sql).
   revoke execute on all routines in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[]) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[]) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
-  execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer) to %I, %I',
+  execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
@@ -1445,6 +1477,8 @@ declare
   v_waiting bigint;
   v_running bigint;
   v_deferred bigint;
+  v_named bigint;
+  v_first bigint;
 begin
   perform jobs.check_name(delete_queue.name, 'PD009', 'name', 'queue name');
   if delete_queue.name = 'default' then
@@ -1486,6 +1520,14 @@ begin
     perform jobs.raise_invalid('PD009', 'name', format(
       'queue %s still has %s waiting and %s running jobs: purge it first (jobs.purge_queue(%s)) and wait for its '
       'running jobs to end', quote_literal(delete_queue.name), v_waiting, v_running, quote_literal(delete_queue.name)));
+  end if;
+  -- One scan of the active jobs: no index on dead_letter (each would cost every job).
+  select count(*), min(q.job_id) into v_named, v_first from jobs.job_queue q where q.dead_letter = delete_queue.name;
+  if v_named > 0 then
+    perform jobs.raise_invalid('PD009', 'name', format(
+      'queue %s is the dead-letter queue of %s active jobs of other queues (job %s first), published with it as their '
+      'dead_letter: let them end, or cancel them (jobs.cancel_bulk), first',
+      quote_literal(delete_queue.name), v_named, v_first));
   end if;
   delete from jobs.queue q where q.name = delete_queue.name;
   -- Its max_running slots, none of them running now.
@@ -1687,6 +1729,7 @@ declare
   v_ended bigint[];
   v_keys text[];
   v_deps boolean;
+  v_own boolean;
 begin
   with expired as (
     select q.job_id, q.lease_until as at, false as stale,
@@ -1723,7 +1766,7 @@ begin
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter)
     select s.job_id, s.task, s.body,
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
            case when s.cancel_requested_at is not null then coalesce(s.cancel_reason, 'cancelled')
@@ -1737,9 +1780,9 @@ begin
            s.queue,
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
            jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
-           s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max
+           s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max, s.dead_letter
     from spent s
-    returning job_id, serial_key
+    returning job_id, serial_key, status = 'failure' and dead_letter is not null as own_dead_letter
   ), retried as (
     update jobs.job_queue q
     set lease_until = null,
@@ -1754,11 +1797,12 @@ begin
   select (select count(*) from spent where not spent.stale) + (select count(*) from retried),
          (select count(*) from spent where spent.stale),
          (select array_agg(job_id) from failed),
-         (select array_agg(s.serial_key) from spent s where s.serial_key is not null and not s.serial_wait)
-  into leases, waiting, v_ended, v_keys;
+         (select array_agg(s.serial_key) from spent s where s.serial_key is not null and not s.serial_wait),
+         (select bool_or(own_dead_letter) from failed)
+  into leases, waiting, v_ended, v_keys, v_own;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
-    perform jobs.route_dead_letters(v_ended, p_now);
+    perform jobs.route_dead_letters(v_ended, p_now, v_own);
     v_deps := exists (select 1 from jobs.dependency);
     if v_deps or v_keys is not null then
       perform jobs.after_end(null, case when v_deps then v_ended end, v_keys, p_now);
@@ -1817,13 +1861,15 @@ declare
   v_ids bigint[];
   v_keys text[];
   v_held text[];
+  v_own boolean;
 begin
   perform jobs.check_job_ids(fail.job_ids);
   v_ids := jobs.lock_jobs(fail.job_ids, true, true);
   if v_ids = '{}' then
     return 0;
   end if;
-  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
+  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait),
+         coalesce(bool_or(q.dead_letter is not null), false) into v_keys, v_own
   from jobs.job_queue q where q.job_id = any(v_ids);
   if cardinality(v_keys) > jobs.max_serial_keys() then
     perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call fails may head their serial '
@@ -1837,16 +1883,16 @@ begin
   insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
                         queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max)
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
   select g.job_id, g.task, g.body, 'failure',
          'failed: ' || coalesce(fail.reason, 'by request') || coalesce(E'\n' || g.last_error, ''),
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
   from gone g;
   delete from jobs.dependency d where d.job_id = any(v_ids);
   perform jobs.notify_ids('pgdrain_completed', v_ids);
-  perform jobs.route_dead_letters(v_ids, v_now);
+  perform jobs.route_dead_letters(v_ids, v_now, v_own);
   perform jobs.lock_serial_keys(v_keys);
   perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
   return cardinality(v_ids);
@@ -2462,10 +2508,10 @@ begin
 end $$;
 
 --
--- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
+CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, dead_letter text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2496,6 +2542,9 @@ begin
   end if;
   if publish.expires_at is not null then
     perform jobs.check_expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), 'expires_at');
+  end if;
+  if publish.dead_letter is not null then
+    perform jobs.check_dead_letter(publish.dead_letter, v_queue, 'dead_letter');
   end if;
   if publish.dedupe_mode is not null then
     if publish.dedupe_mode not in ('keep', 'replace') then
@@ -2557,7 +2606,8 @@ begin
             max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
             attributes = publish.attributes, retry_delay = publish.retry_delay,
             retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max,
-            expires_at = jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in)
+            expires_at = jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in),
+            dead_letter = publish.dead_letter
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -2614,13 +2664,13 @@ begin
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
-                                retry_delay, retry_backoff, retry_delay_max, expires_at)
+                                retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
             coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
             publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
-            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in))
+            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in), publish.dead_letter)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
@@ -2639,10 +2689,10 @@ begin
 end $$;
 
 --
--- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb, retry_delays numeric[] DEFAULT NULL::numeric[], retry_backoffs text[] DEFAULT NULL::text[], retry_delay_maxes numeric[] DEFAULT NULL::numeric[], expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[]) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb, retry_delays numeric[] DEFAULT NULL::numeric[], retry_backoffs text[] DEFAULT NULL::text[], retry_delay_maxes numeric[] DEFAULT NULL::numeric[], expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], dead_letters text[] DEFAULT NULL::text[]) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -2671,7 +2721,8 @@ begin
      or coalesce(cardinality(publish_arrays.retry_delays), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_backoffs), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n then
+     or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.dead_letters), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -2751,17 +2802,22 @@ begin
       || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
       || 'publish more in several');
   end if;
+  -- Each distinct dead letter once, in the order of its first job: that job is named.
+  for v_bad in select min(x.ord) as ord, x.d from unnest(publish_arrays.dead_letters) with ordinality as x(d, ord)
+               where x.d is not null group by x.d order by 1 loop
+    perform jobs.check_dead_letter(v_bad.d, v_queue, format('jobs[%s].dead_letter', v_bad.ord));
+  end loop;
   -- Decided once per call: plain jobs never take the keyed path's per-job
   -- steps, nor its retry policy arrays.
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
      or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
      or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null
-     or publish_arrays.expires_at is not null then
+     or publish_arrays.expires_at is not null or publish_arrays.dead_letters is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
       publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
-      publish_arrays.expires_at);
+      publish_arrays.expires_at, publish_arrays.dead_letters);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -2893,10 +2949,10 @@ begin
 end $$;
 
 --
--- Name: publish_event(text, jsonb, timestamp with time zone, integer, timestamp with time zone, double precision, jsonb, numeric, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_event(text, jsonb, timestamp with time zone, integer, timestamp with time zone, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_event(event text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, delay double precision DEFAULT NULL::double precision, attributes jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, max_retries integer DEFAULT NULL::integer) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_event(event text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, delay double precision DEFAULT NULL::double precision, attributes jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, max_retries integer DEFAULT NULL::integer, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2907,10 +2963,13 @@ declare
   v_allowed text[];
   v_ids bigint[] := '{}';
   v_sub record;
+  v_policy boolean := coalesce(publish_event.retry_delay, publish_event.retry_delay_max) is not null
+                      or publish_event.retry_backoff is not null;
 begin
   perform jobs.check_event(publish_event.event);
   perform jobs.check_options(publish_event.timeout, publish_event.priority, publish_event.max_retries);
   perform jobs.check_object(publish_event.attributes, 'attributes');
+  perform jobs.check_retry_policy(publish_event.retry_delay, publish_event.retry_backoff, publish_event.retry_delay_max);
   if not isfinite(publish_event.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish_event.scheduled_at));
   end if;
@@ -2920,6 +2979,11 @@ begin
       format('must be 0 to 315360000 seconds (ten years), got %s', publish_event.delay));
   elsif publish_event.delay is not null and publish_event.scheduled_at is not null then
     perform jobs.raise_invalid('PD007', 'delay', 'give scheduled_at or delay, not both');
+  end if;
+  -- Checked here, as jobs.publish names it: publish_arrays would name jobs[1].expires_at.
+  if publish_event.expires_at is not null then
+    perform jobs.check_expiry(publish_event.expires_at,
+      coalesce(publish_event.scheduled_at, v_now + make_interval(secs => publish_event.delay), v_now), 'expires_at');
   end if;
   -- Key-share locked, as jobs.subscribe locks its queue: a queue deleted
   -- (with its subscriptions) before this read is not published to, one
@@ -2951,17 +3015,22 @@ begin
       scheduled_at => array[publish_event.scheduled_at], delays => array[publish_event.delay],
       timeouts => array[publish_event.timeout], priorities => array[publish_event.priority],
       max_retries => array[publish_event.max_retries], queue => v_queues[i], now => v_now,
-      attributes => case when publish_event.attributes is not null then jsonb_build_array(publish_event.attributes) end);
+      attributes => case when publish_event.attributes is not null then jsonb_build_array(publish_event.attributes) end,
+      -- Arrays only when given: a plain event keeps publish_arrays' fast path.
+      retry_delays => case when v_policy then array[publish_event.retry_delay] end,
+      retry_backoffs => case when v_policy then array[publish_event.retry_backoff] end,
+      retry_delay_maxes => case when v_policy then array[publish_event.retry_delay_max] end,
+      expires_at => case when publish_event.expires_at is not null then array[publish_event.expires_at] end);
   end loop;
   -- Answered in queue-name order, whatever order the locks were taken in.
   return coalesce((select array_agg(x.id order by x.queue) from unnest(v_queues, v_ids) x(queue, id)), '{}');
 end $$;
 
 --
--- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[], p_expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[]) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[], p_expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], p_dead_letters text[] DEFAULT NULL::text[]) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -3014,7 +3083,7 @@ begin
       with written as (
         insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                     queue, dedupe_key, serial_key, serial_wait, attributes,
-                                    retry_delay, retry_backoff, retry_delay_max, expires_at)
+                                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
         overriding system value
         select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
                coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
@@ -3024,13 +3093,14 @@ begin
                  or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
                nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
                jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
-                           v_q.expire_in)
+                           v_q.expire_in), j.dead_letter
         from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                         unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
                         unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
-                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at))
+                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at),
+                        unnest(p_dead_letters))
                as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
-                    retry_delay, retry_backoff, retry_delay_max, expires_at)
+                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
         where j.id is not null
         order by j.dedupe_key
         on conflict (dedupe_key) where dedupe_key is not null do nothing
@@ -3225,11 +3295,11 @@ begin
   with back as (
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
                                 created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes,
-                                retry_delay, retry_backoff, retry_delay_max)
+                                retry_delay, retry_backoff, retry_delay_max, dead_letter)
     overriding system value
     select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
            p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes,
-           p.retry_delay, p.retry_backoff, p.retry_delay_max
+           p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter
     from jobs.job p
     where p.job_id = any(v_ids)
     on conflict do nothing
@@ -3410,22 +3480,24 @@ CREATE FUNCTION jobs.resume_queue(name text) RETURNS boolean
 $$;
 
 --
--- Name: route_dead_letters(bigint[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: route_dead_letters(bigint[], timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.route_dead_letters(p_ended bigint[], p_now timestamp with time zone) RETURNS void
+CREATE FUNCTION jobs.route_dead_letters(p_ended bigint[], p_now timestamp with time zone, p_own boolean DEFAULT true) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
   v_queues text[];
 begin
-  if not exists (select 1 from jobs.queue q where q.dead_letter is not null) then
+  if not coalesce(p_own, true) and not exists (select 1 from jobs.queue q where q.dead_letter is not null) then
     return;
   end if;
-  perform jobs.hold_queue(x.dead_letter)
-  from (select distinct q.dead_letter from jobs.job j join jobs.queue q on q.name = j.queue
-        where j.job_id = any(p_ended) and j.status = 'failure' and q.dead_letter is not null
-        order by q.dead_letter) x;
+  -- Both the job's own and its queue's: which one it goes to is read below.
+  perform jobs.hold_queue(x.name)
+  from (select distinct x.name from jobs.job j left join jobs.queue q on q.name = j.queue
+        cross join lateral (values (j.dead_letter), (q.dead_letter)) x(name)
+        where j.job_id = any(p_ended) and j.status = 'failure' and x.name is not null
+        order by x.name) x;
   with sent as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
                                 queue, attributes, retry_delay, retry_backoff, retry_delay_max)
@@ -3435,8 +3507,9 @@ begin
              'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts)),
            p.retry_delay, p.retry_backoff, p.retry_delay_max
     from jobs.job j
-    join jobs.queue q on q.name = j.queue
-    join jobs.queue d on d.name = q.dead_letter
+    left join jobs.queue q on q.name = j.queue
+    left join jobs.queue o on o.name = j.dead_letter
+    join jobs.queue d on d.name = coalesce(o.name, q.dead_letter)
     -- The job's own policy, unless the dead-letter queue has one (as its defaults win).
     left join lateral (select j.retry_delay, j.retry_backoff, j.retry_delay_max
                        where d.retry_delay is null and d.retry_backoff is null and d.retry_delay_max is null) p on true
@@ -3886,6 +3959,7 @@ declare
   v_ok bigint[];
   v_bad_ids bigint[];
   v_keys text[];
+  v_own_dead boolean;
   v_nacks boolean;
   v_policies jsonb;
   v_releases boolean;
@@ -4000,7 +4074,7 @@ begin
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter)
     select e.job_id, e.task, e.body,
            case when e.outcome = 'ack' then 'success'
                 when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
@@ -4013,9 +4087,9 @@ begin
            e.created_at, e.started_at, v_now,
            coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
            e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id,
-           e.retry_delay, e.retry_backoff, e.retry_delay_max
+           e.retry_delay, e.retry_backoff, e.retry_delay_max, e.dead_letter
     from ending e
-    returning job_id, status, serial_key
+    returning job_id, status, serial_key, dead_letter
   ), counts as (
     select count(*) filter (where status = 'success') as succeeded,
            count(*) filter (where status = 'failure') as failed,
@@ -4023,7 +4097,9 @@ begin
            array_agg(job_id) as ids,
            array_agg(job_id) filter (where v_deps and status = 'success') as ok_ids,
            array_agg(job_id) filter (where v_deps and status <> 'success') as bad_ids,
-           array_agg(serial_key) filter (where serial_key is not null) as keys
+           array_agg(serial_key) filter (where serial_key is not null) as keys,
+           -- Read from the rows in hand: jobs.route_dead_letters' early exit.
+           coalesce(bool_or(status = 'failure' and dead_letter is not null), false) as own_dead
     from ended
   )
   select jsonb_build_object(
@@ -4033,14 +4109,14 @@ begin
     'retried',   v_retried,
     'released',  v_released,
     'stale',     cardinality(settle_arrays.ids) - c.succeeded - c.failed - c.cancelled - v_retried - v_released),
-    c.ids, c.ok_ids, c.bad_ids, c.keys
-  into v_result, v_ended, v_ok, v_bad_ids, v_keys
+    c.ids, c.ok_ids, c.bad_ids, c.keys, c.own_dead
+  into v_result, v_ended, v_ok, v_bad_ids, v_keys, v_own_dead
   from counts c;
   if v_ended is not null then
     perform jobs.notify_ids('pgdrain_completed', v_ended);
     -- Only when one failed: a batch of acks pays nothing for it.
     if (v_result->>'failed')::integer > 0 then
-      perform jobs.route_dead_letters(v_ended, v_now);
+      perform jobs.route_dead_letters(v_ended, v_now, v_own_dead);
     end if;
     -- Asked again after the statement, with a snapshot of its own: a
     -- dependant published while the delete waited on its dependency's row
@@ -4408,6 +4484,7 @@ CREATE TABLE jobs.job (
     retry_delay numeric,
     retry_backoff boolean,
     retry_delay_max numeric,
+    dead_letter text,
     CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
 );
 
@@ -4441,6 +4518,7 @@ CREATE TABLE jobs.job_queue (
     retry_backoff boolean,
     retry_delay_max numeric,
     expires_at timestamp with time zone,
+    dead_letter text,
     progress jsonb,
     CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at))
 )
@@ -4472,7 +4550,11 @@ CREATE VIEW jobs."all" AS
     q.serial_key,
     q.attributes,
     q.worker_id,
-    q.progress
+    q.progress,
+    q.expires_at,
+    q.retry_delay,
+    q.retry_backoff,
+    q.retry_delay_max
    FROM jobs.job_queue q
 UNION ALL
  SELECT j.job_id,
@@ -4496,7 +4578,11 @@ UNION ALL
     j.serial_key,
     j.attributes,
     j.worker_id,
-    NULL::jsonb AS progress
+    NULL::jsonb AS progress,
+    NULL::timestamp with time zone AS expires_at,
+    j.retry_delay,
+    j.retry_backoff,
+    j.retry_delay_max
    FROM jobs.job j;
 
 --
@@ -4586,6 +4672,7 @@ CREATE TABLE jobs.job_archive (
     retry_delay numeric,
     retry_backoff boolean,
     retry_delay_max numeric,
+    dead_letter text,
     CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
 );
 

@@ -2,10 +2,10 @@ import * as z from 'zod/mini';
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
-import { JOB_COLUMNS, jobInfoOf, retryPolicySql } from './job-info.js';
+import { JOB_COLUMNS, jobInfoOf } from './job-info.js';
 import { jsonParam } from './json-text.js';
-import { jobIdsSchema, namedQueueOptionsSchema, publishOptionsSchema, redriveFilterSchema, rescheduleOptionsSchema,
-  retryPolicyOptions } from './job-options.js';
+import { capOverBase, expiryChecks, jobIdsSchema, namedQueueOptionsSchema, publishOptionsSchema, redriveFilterSchema,
+  rescheduleOptionsSchema, retryPolicyOptions } from './job-options.js';
 import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
 import { asOption, givenUpWith, takeSignal, type SignalOption } from './publish.js';
 import type { JobInfo, NamedQueueInfo, NamedQueueOptions, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
@@ -75,12 +75,12 @@ export async function failJobs(db: Queryable, jobIds: readonly string[], reason?
 export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | null> {
   parse(jobIdSchema, jobId, 'jobId');
   const { rows } = await db.query<Record<string, unknown>>(
-    `select * from (
-       select ${JOB_COLUMNS} from jobs.all where job_id = $1::bigint
-       union all
-       select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress', 'null::jsonb as progress')}
-       from jobs.job_archive where job_id = $1::bigint
-       limit 1) j left join lateral (${retryPolicySql('$1::bigint')} limit 1) p on true`, [jobId]);
+    `select ${JOB_COLUMNS} from jobs.all where job_id = $1::bigint
+     union all
+     select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress,', 'null::jsonb as progress,')
+       .replace('expires_at,', 'null::timestamptz as expires_at,')}
+     from jobs.job_archive where job_id = $1::bigint
+     limit 1`, [jobId]);
   const r = rows[0];
   return r ? jobInfoOf(r) : null;
 }
@@ -98,13 +98,15 @@ export async function redrive(db: Queryable, filter: RedriveFilter = {}): Promis
      f.includeCancelled ?? false]));
 }
 
-/** queues.create's options: the queue's settings, and its retry policy (jobs.create_queue's retry_*, sql/0007). */
+/** queues.create's options: the queue's settings, its retry policy (jobs.create_queue's retry_*, sql/0007) and expiry. */
 const queueOptionsSchema = z.extend(namedQueueOptionsSchema, {
   retryDelaySeconds: z.optional(z.nullable(retryPolicyOptions.retryDelaySeconds.def.innerType)),
   retryBackoff: z.optional(z.nullable(retryPolicyOptions.retryBackoff.def.innerType)),
   retryDelayMaxSeconds: z.optional(z.nullable(retryPolicyOptions.retryDelayMaxSeconds.def.innerType)),
   maxRunning: z.optional(z.nullable(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000,
     'must be an integer between 1 and 100000')))),
+  // publish's expiresInSeconds' bounds, as jobs.create_queue's expire_in.
+  expireInSeconds: z.optional(z.nullable(publishOptionsSchema.shape.expiresInSeconds.def.innerType)),
 }).check(z.refine((o) => typeof o.retryDelaySeconds !== 'number' || typeof o.retryDelayMaxSeconds !== 'number'
   || o.retryDelayMaxSeconds >= o.retryDelaySeconds,
   { message: 'must be at least the retry delay', path: ['retryDelayMaxSeconds'] }));
@@ -114,7 +116,7 @@ const QUEUE_ARGS = [['maxSize', 'max_size', 'integer'], ['timeoutSeconds', 'defa
   ['priority', 'default_priority', 'integer'], ['maxRetries', 'default_max_retries', 'integer'],
   ['deadLetter', 'dead_letter', 'text'], ['retryDelaySeconds', 'retry_delay', 'numeric'],
   ['retryBackoff', 'retry_backoff', 'text'], ['retryDelayMaxSeconds', 'retry_delay_max', 'numeric'],
-  ['maxRunning', 'max_running', 'integer']] as const;
+  ['maxRunning', 'max_running', 'integer'], ['expireInSeconds', 'expire_in', 'numeric']] as const;
 // What only the database can check: which queues exist (and where their dead
 // letters go), and a retry delay against the cap the queue keeps, or back.
 const CHECKED_IN_SQL: Record<string, string> = { dead_letter: 'deadLetter', retry_delay: 'retryDelaySeconds',
@@ -149,7 +151,7 @@ export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> 
   const { rows } = await db.query<Record<string, unknown>>(
     `select name, max_size, paused, default_timeout::float8 as timeout, default_priority, default_max_retries,
             dead_letter, retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max,
-            max_running, created_at
+            max_running, expire_in::float8 as expire_in, created_at
      from jobs.queue order by name`, []).catch((error: unknown) => { throw translateError(error); });
   return rows.map((r) => ({
     name: r.name as string, maxSize: r.max_size as number | null, paused: r.paused as boolean,
@@ -157,7 +159,7 @@ export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> 
     maxRetries: r.default_max_retries as number | null, deadLetter: r.dead_letter as string | null,
     retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
     retryDelayMaxSeconds: r.retry_delay_max as number | null, maxRunning: r.max_running as number | null,
-    createdAt: new Date(r.created_at as string | Date),
+    expireInSeconds: r.expire_in as number | null, createdAt: new Date(r.created_at as string | Date),
   }));
 }
 
@@ -209,7 +211,7 @@ export const eventNameSchema = z.string({ error: 'must be a string' }).check(z.m
   z.maxLength(200, 'must be at most 200 characters'),
   z.regex(TASK_PATTERN, 'must be dot-separated words of letters, digits, _ : or -'));
 const subscribeOptionsSchema = z.strictObject({ task: z.optional(taskSchema) });
-/** publishEvent's options: the run time, timeout, priority, retries and attributes of every job it writes. */
+/** publishEvent's options: the run time, timeout, priority, retries, retry policy, expiry and attributes of every job it writes. */
 export const publishEventOptionsSchema = z.strictObject({
   runAt: publishOptionsSchema.shape.runAt,
   delaySeconds: publishOptionsSchema.shape.delaySeconds,
@@ -217,8 +219,11 @@ export const publishEventOptionsSchema = z.strictObject({
   priority: publishOptionsSchema.shape.priority,
   maxRetries: publishOptionsSchema.shape.maxRetries,
   attributes: publishOptionsSchema.shape.attributes,
+  ...retryPolicyOptions,
+  expiresAt: publishOptionsSchema.shape.expiresAt,
+  expiresInSeconds: publishOptionsSchema.shape.expiresInSeconds,
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined,
-  { message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'] }));
+  { message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'] }), capOverBase, ...expiryChecks);
 
 /**
  * Subscribes a queue to an event (jobs.subscribe): each publishEvent of it
@@ -273,10 +278,16 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
   const json = jsonParam(body, 'body');
   const ids = await callValue<string>(givenUpWith(db, signal),
     `select array_to_string(jobs.publish_event($1, $2::jsonb, $3::timestamptz, $4::integer,
-       delay => $5::float8, attributes => $6::jsonb, timeout => $7::numeric, max_retries => $8::integer), ',') as r`,
+       delay => $5::float8, attributes => $6::jsonb, timeout => $7::numeric, max_retries => $8::integer,
+       retry_delay => $9::numeric, retry_backoff => $10, retry_delay_max => $11::numeric,
+       -- expiresInSeconds: after the scheduled time, as publish's.
+       expires_at => coalesce($12::timestamptz, coalesce($3::timestamptz, now() + make_interval(secs => coalesce($5::float8, 0)))
+                                                + make_interval(secs => $13::float8))), ',') as r`,
     [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,
      o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes'),
-     o.timeoutSeconds ?? null, o.maxRetries ?? null])
+     o.timeoutSeconds ?? null, o.maxRetries ?? null, o.retryDelaySeconds ?? null,
+     o.retryBackoff === undefined ? null : o.retryBackoff ? 'exponential' : 'fixed', o.retryDelayMaxSeconds ?? null,
+     o.expiresAt?.toISOString() ?? null, o.expiresInSeconds ?? null])
     // A check only the database makes names the option as publish's do (max_retries → options.maxRetries).
     .catch((error: unknown) => { throw asOption(error, 'options.'); });
   return ids === '' ? [] : ids.split(',');

@@ -1,22 +1,17 @@
 import type { JobInfo, JobProgress } from './types.js';
 
 // A job as getJob and listJobs answer it (JobInfo): the columns they read
-// from jobs.all, the retry policy beside them, and the row as a JobInfo.
-
-/** jobs.all's columns a JobInfo is made of. */
-export const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
-  attributes, worker_id, scheduled_at, created_at, started_at, ended_at, progress`;
+// from jobs.all, and the row as a JobInfo.
 
 /**
- * The job's own retry policy, from where the job is now (jobs.all does not
- * show it): a statement to join laterally, `idSql` being the job's bigint id.
+ * jobs.all's columns a JobInfo is made of (getJob reads jobs.job_archive's
+ * too, which has neither progress nor expires_at).
  */
-export function retryPolicySql(idSql: string): string {
-  return ['jobs.job_queue', 'jobs.job', 'jobs.job_archive'].map((t) =>
-    `select retry_delay::float8, retry_backoff, retry_delay_max::float8 from ${t} where job_id = ${idSql}`).join(' union all ');
-}
+export const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
+  attributes, worker_id, scheduled_at, created_at, started_at, ended_at, progress, expires_at,
+  retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max`;
 
-/** A row of JOB_COLUMNS and retryPolicySql's as a JobInfo. */
+/** A row of JOB_COLUMNS as a JobInfo. */
 export function jobInfoOf(r: Record<string, unknown>): JobInfo {
   const date = (v: unknown) => (v === null ? null : new Date(v as string | Date));
   return {
@@ -24,7 +19,7 @@ export function jobInfoOf(r: Record<string, unknown>): JobInfo {
     error: r.error as string | null, attempts: Number(r.attempts), maxRetries: Number(r.max_retries),
     priority: Number(r.priority), queue: r.queue as string, attributes: r.attributes as JobInfo['attributes'],
     workerId: r.worker_id as string | null, runAt: date(r.scheduled_at)!, createdAt: date(r.created_at)!,
-    startedAt: date(r.started_at), endedAt: date(r.ended_at), progress: progressOf(r.progress),
+    startedAt: date(r.started_at), endedAt: date(r.ended_at), progress: progressOf(r.progress), expiresAt: date(r.expires_at),
     retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
     retryDelayMaxSeconds: r.retry_delay_max as number | null,
   };

@@ -18,6 +18,8 @@ const bulkOptions = {
   // As the CLI's --expires-in: less than a millisecond would land on the scheduled time itself.
   expiresInSeconds: z.optional(z.number().check(z.minimum(0.001, 'must be at least 0.001 (a millisecond)'),
     z.maximum(MAX_DELAY_SECONDS, `must be at most ${MAX_DELAY_SECONDS} (ten years)`))),
+  // Checked as the queue option is; that it exists and makes no loop, by the database (PD009).
+  deadLetter: z.optional(queueNameSchema),
 };
 
 /** A retry policy's options, a queue's (queues.create) or a job's own (publish), as jobs.check_retry_policy. */

@@ -1,7 +1,7 @@
 import * as z from 'zod/mini';
 import type { Queryable } from './db/driver.js';
 import { translateError } from './errors.js';
-import { JOB_COLUMNS, jobInfoOf, retryPolicySql } from './job-info.js';
+import { JOB_COLUMNS, jobInfoOf } from './job-info.js';
 import { jsonParam } from './json-text.js';
 import { integerCheck, jobIdSchema, parse, queueNameSchema, taskSchema } from './options.js';
 import type { JobInfo, ListJobsFilter } from './types.js';
@@ -31,7 +31,7 @@ export const listJobsFilterSchema = z.strictObject({
 // which table can hold the state (ended_at is null for a queued job, so a
 // constant in jobs.all's queued branch), so a queued state does not read
 // jobs.job, nor an ended one jobs.job_queue.
-const LIST_SQL = `select j.*, p.* from (
+const LIST_SQL = `select j.* from (
     select ${JOB_COLUMNS} from jobs.all
     where ($1::text is null or queue = $1) and ($2::text is null or task = $2)
       and ($3::text is null or state = $3
@@ -39,7 +39,6 @@ const LIST_SQL = `select j.*, p.* from (
       and ($4::jsonb is null or body @> $4) and ($5::bigint[] is null or job_id = any($5))
       and ($6::bigint is null or job_id < $6)
     order by job_id desc limit $7) j
-  left join lateral (${retryPolicySql('j.id::bigint')} limit 1) p on true
   order by j.id::bigint desc`;
 
 /**

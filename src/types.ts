@@ -81,6 +81,14 @@ export interface BulkPublishOptions {
   expiresAt?: Date | undefined;
   /** An expiry this many seconds after the job's scheduled time (left out: its queue's expireInSeconds, else none). */
   expiresInSeconds?: number | undefined;
+  /**
+   * The job's own dead-letter queue (pg-boss's deadLetter): failing for good,
+   * it is copied there, as its queue's deadLetter would copy it, and not to
+   * its queue's. An existing queue, not the job's own nor one whose
+   * dead letters lead back to it. A dedupe replace takes the new one;
+   * redrive keeps it. Left out: its queue's, if any.
+   */
+  deadLetter?: string | undefined;
 }
 
 /** Options only single publishes take (publishBulk takes the queue per call). */
@@ -150,6 +158,13 @@ export interface NamedQueueOptions {
    * other's commit; a crashed drain's slots come back when its leases expire.
    */
   maxRunning?: number | null | undefined;
+  /**
+   * A job published here without an expiry of its own (expiresAt,
+   * expiresInSeconds) expires this many seconds after its scheduled time
+   * (more than 0, at most 315360000: ten years; null: never). Jobs already
+   * published keep theirs.
+   */
+  expireInSeconds?: number | null | undefined;
 }
 
 /** A named queue as queues.list() shows it (null: unbounded, the global default, none). */
@@ -165,6 +180,7 @@ export interface NamedQueueInfo {
   retryBackoff: boolean | null;
   retryDelayMaxSeconds: number | null;
   maxRunning: number | null;
+  expireInSeconds: number | null;
   createdAt: Date;
 }
 
@@ -191,11 +207,11 @@ export interface BulkJob extends BulkPublishOptions {
 
 /**
  * publishEvent's options, for every job it writes (left out: each queue's
- * defaults, then the global ones). No dedupeKey: one key would collapse the
- * fan-out into one job.
+ * defaults, retry policy and expireInSeconds, then the global ones). No
+ * dedupeKey: one key would collapse the fan-out into one job.
  */
 export type PublishEventOptions = Pick<PublishOptions, 'runAt' | 'delaySeconds' | 'timeoutSeconds' | 'priority' | 'maxRetries'
-  | 'attributes'>;
+  | 'attributes' | 'retryDelaySeconds' | 'retryBackoff' | 'retryDelayMaxSeconds' | 'expiresAt' | 'expiresInSeconds'>;
 
 /** A queue's subscription to an event (queues.subscriptions()): its jobs of the event run task. */
 export interface Subscription {
@@ -253,6 +269,12 @@ export interface JobInfo {
    * not reported yet) and when; null when none, and always once it ended.
    */
   progress: JobProgress | null;
+  /**
+   * When a waiting job expires if not started by then (its expiresAt, or its
+   * queue's expireInSeconds after its run time); null when it has none, and
+   * once it ended (the history does not keep it).
+   */
+  expiresAt: Date | null;
 }
 
 /** A job's last reported progress (JobInfo.progress). */

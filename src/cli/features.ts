@@ -6,7 +6,7 @@ import { PgDrainError, ValidationError } from '../errors.js';
 import type * as z from 'zod/mini';
 import { checkDrainSelection } from '../drain-selection.js';
 import { parseJson } from '../json-text.js';
-import { isJobId, queueNameSchema, workerIdSchema } from '../options.js';
+import { isJobId, MAX_DELAY_SECONDS, queueNameSchema, workerIdSchema } from '../options.js';
 import { formatTable } from './format.js';
 
 // The commands of issue 7 (redrive, dead-letters, queue, wait; cancel is in admin-commands.ts) and
@@ -188,23 +188,27 @@ export function featureCommands(withConnection: WithConnection): Command[] {
     .addOption(new Option('--retry-backoff <kind>', 'exponential: the wait doubles per retry, with jitter (default); '
       + 'fixed: every retry waits --retry-delay').choices(['exponential', 'fixed']))
     .option('--retry-delay-max <seconds>', 'longest retry wait, at least --retry-delay (default an hour)', seconds(1, 604800))
-    .option('--max-running <n>', 'at most this many of its jobs run at once, across every drain', integer(1, 100_000));
+    .option('--max-running <n>', 'at most this many of its jobs run at once, across every drain', integer(1, 100_000))
+    .option('--expire-in <seconds>', 'a job published here without an expiry never starts later than this many seconds '
+      + 'after its run time (ends as a failure)', seconds(0.001, MAX_DELAY_SECONDS));
   const cleared = { 'max-size': 'unbounded', timeout: 'the global 60 s', 'max-retries': 'the global 3',
                    priority: 'the global 0', 'dead-letter': 'no dead-letter queue', 'retry-delay': '5 s',
-                   'retry-backoff': 'exponential', 'retry-delay-max': 'an hour', 'max-running': 'unlimited' };
+                   'retry-backoff': 'exponential', 'retry-delay-max': 'an hour', 'max-running': 'unlimited',
+                   'expire-in': 'never' };
   for (const [flag, then] of Object.entries(cleared)) create.option(`--no-${flag}`, `clear --${flag} (${then})`);
   create.addOption(dsnOption())
     .action(async (name: string, opts: { maxSize?: number | false; timeout?: number | false; maxRetries?: number | false;
                                          priority?: number | false; deadLetter?: string | false; retryDelay?: number | false;
                                          retryBackoff?: string | false; retryDelayMax?: number | false;
-                                         maxRunning?: number | false; dsn?: string }) => {
+                                         maxRunning?: number | false; expireIn?: number | false; dsn?: string }) => {
       const given = <T>(v: T | false | undefined) => (v === false ? null : v);
       const backoff = given(opts.retryBackoff);
       await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, {
         maxSize: given(opts.maxSize), timeoutSeconds: given(opts.timeout), maxRetries: given(opts.maxRetries),
         priority: given(opts.priority), deadLetter: given(opts.deadLetter), retryDelaySeconds: given(opts.retryDelay),
         retryBackoff: typeof backoff === 'string' ? backoff === 'exponential' : backoff,
-        retryDelayMaxSeconds: given(opts.retryDelayMax), maxRunning: given(opts.maxRunning) }));
+        retryDelayMaxSeconds: given(opts.retryDelayMax), maxRunning: given(opts.maxRunning),
+        expireInSeconds: given(opts.expireIn) }));
     });
   queue.command('list')
     .description('list the queues and their settings')
@@ -222,9 +226,10 @@ export function featureCommands(withConnection: WithConnection): Command[] {
           name: q.name, paused: q.paused ? 'yes' : '', max_size: q.maxSize, timeout: q.timeoutSeconds,
           priority: q.priority, max_retries: q.maxRetries, retry_delay: q.retryDelaySeconds,
           retry_backoff: q.retryBackoff === null ? null : q.retryBackoff ? 'exponential' : 'fixed',
-          retry_delay_max: q.retryDelayMaxSeconds, max_running: q.maxRunning, dead_letter: q.deadLetter })),
+          retry_delay_max: q.retryDelayMaxSeconds, max_running: q.maxRunning, dead_letter: q.deadLetter,
+          expire_in: q.expireInSeconds })),
           ['name', 'paused', 'max_size', 'max_running', 'timeout', 'priority', 'max_retries', 'retry_delay', 'retry_backoff',
-           'retry_delay_max', 'dead_letter'])}\n`);
+           'retry_delay_max', 'expire_in', 'dead_letter'])}\n`);
       });
     });
   for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {

@@ -32,7 +32,8 @@ function formatJob(job: JobInfo): string {
   const rows: [string, unknown][] = [
     ['id', job.id], ['task', job.task], ['queue', job.queue], ['state', job.state],
     ['attempts', `${job.attempts} of ${job.maxRetries + 1}`], ['priority', job.priority],
-    ['created', at(job.createdAt)], ['run at', at(job.runAt)], ['started', at(job.startedAt)], ['ended', at(job.endedAt)],
+    ['created', at(job.createdAt)], ['run at', at(job.runAt)], ['expires', at(job.expiresAt)], ['started', at(job.startedAt)],
+    ['ended', at(job.endedAt)],
     ['worker', job.workerId], ['retry delay', job.retryDelaySeconds],
     ['retry backoff', job.retryBackoff === null ? null : job.retryBackoff ? 'exponential' : 'fixed'],
     ['retry max', job.retryDelayMaxSeconds], ['body', json(job.body)], ['attributes', json(job.attributes)],

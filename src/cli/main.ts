@@ -3,7 +3,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
-import { isoDateTimeSchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, topicSchema } from '../options.js';
+import { isoDateTimeSchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
 import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
@@ -145,6 +145,8 @@ export function program(): Command {
     .option('--max-retries <n>', "retries after the first attempt (default: the queue's, else 3)", integer(0, 1000))
     .option('--throttle <seconds>', 'with --dedupe-key: for this long after a job with the key was added, print its id '
       + 'instead of adding one, even once it has ended', throttle)
+    .option('--dead-letter <queue>', "a queue (created first) that gets a copy of this job if it fails for good, "
+      + "instead of its queue's dead-letter queue", checkedBy(queueNameSchema))
     .addOption(dsnOption())
     .action(async (task: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date; throttle?: number;
                                                          timeout?: number; maxRetries?: number; dsn?: string;
@@ -152,7 +154,7 @@ export function program(): Command {
                                                          serialKey?: string; dependsOn?: string[];
                                                          attributes?: Record<string, never>; retryDelay?: number;
                                                          retryBackoff?: string; retryDelayMax?: number;
-                                                         expiresIn?: number; expiresAt?: Date }) => {
+                                                         expiresIn?: number; expiresAt?: Date; deadLetter?: string }) => {
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
       const expiry = expiryOf(opts);
       await withConnection(opts.dsn, async ({ driver }) => {
@@ -161,7 +163,7 @@ export function program(): Command {
           timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries,
           queue: opts.queue, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode, serialKey: opts.serialKey,
           dependsOn: opts.dependsOn, attributes: opts.attributes, throttleSeconds: opts.throttle,
-          ...retryPolicyOf(opts), ...expiry,
+          deadLetter: opts.deadLetter, ...retryPolicyOf(opts), ...expiry,
         });
         process.stdout.write(`${id}\n`);
       });

@@ -138,6 +138,8 @@ const jobShape = {
   // Its expiry (ISO time, or seconds after its scheduled time).
   expiresAt: z.optional(isoDateTimeSchema),
   expiresInSeconds: publishOptionsSchema.shape.expiresInSeconds,
+  // Its own dead-letter queue (the database checks that it exists, and makes no loop).
+  deadLetter: publishOptionsSchema.shape.deadLetter,
 };
 const runAtOrDelay = z.refine<{ runAt?: Date; delaySeconds?: number }>((j) => j.runAt === undefined || j.delaySeconds === undefined, {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
@@ -186,7 +188,9 @@ export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishR
 
 /**
  * POST /events/:event: the event (from the path) and `{ body, runAt,
- * delaySeconds, timeoutSeconds, priority, maxRetries, attributes }`, each optional.
+ * delaySeconds, timeoutSeconds, priority, maxRetries, attributes,
+ * retryDelaySeconds, retryBackoff, retryDelayMaxSeconds, expiresAt,
+ * expiresInSeconds }`, each optional, as POST /jobs takes them.
  */
 export interface PublishEventRequest {
   event: string;
@@ -202,13 +206,18 @@ const publishEventSchema = z.strictObject({
   priority: jobShape.priority,
   maxRetries: jobShape.maxRetries,
   attributes: publishOptionsSchema.shape.attributes,
-}).check(runAtOrDelay);
+  retryDelaySeconds: jobShape.retryDelaySeconds,
+  retryBackoff: jobShape.retryBackoff,
+  retryDelayMaxSeconds: jobShape.retryDelayMaxSeconds,
+  expiresAt: jobShape.expiresAt,
+  expiresInSeconds: jobShape.expiresInSeconds,
+}).check(runAtOrDelay, capOverBase, ...expiryChecks);
 
 export function parsePublishEventRequest(event: string, body: unknown): PublishEventRequest {
   check(eventNameSchema, event, 'event');
   if (body !== undefined && !isPlainObject(body)) {
     throw new ValidationError('body', 'must be a JSON object: { "body": …, "runAt" | "delaySeconds", "timeoutSeconds", "priority", '
-      + '"maxRetries", "attributes" }');
+      + '"maxRetries", "attributes", "retryDelaySeconds", "retryBackoff", "retryDelayMaxSeconds", "expiresAt" | "expiresInSeconds" }');
   }
   const { body: eventBody, ...options } = check(publishEventSchema, body ?? {}, '');
   // attributes came from JSON.parse: JSON values all the way down.
