@@ -5,12 +5,11 @@
 // expiry is never handed out; the next claim (any queue's) or jobs.maintain
 // ends it as a failure through jobs.expire, as a lease that ran out of
 // retries ends. Times come from the functions' `now`: nothing sleeps.
-import { serve, type ServerType } from '@hono/node-server';
 import pg from 'pg';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { createApp } from '../src/http/index.js';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { postJobsTo } from './support/http-jobs.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
@@ -288,20 +287,7 @@ describe('TypeScript', () => {
 });
 
 describe('HTTP and CLI', () => {
-  const servers: ServerType[] = [];
-  afterAll(async () => {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  });
-  const TOKEN = 'test-token-0123456789abcdef';
-  const base = new Promise<string>((done) => {
-    const app = createApp({ queue, token: TOKEN });
-    servers.push(serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => done(`http://127.0.0.1:${info.port}`)));
-  });
-  const post = async (body: unknown) => {
-    const res = await fetch(`${await base}/jobs`, { method: 'POST', body: JSON.stringify(body),
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } });
-    return { status: res.status, body: await res.json() as any };
-  };
+  const post = postJobsTo(queue);
   const expiresIn = async (id: string) => (await sql<{ s: number | null }>(
     `select extract(epoch from expires_at - scheduled_at)::float8 as s from jobs.job_queue where job_id = $1`, [id]))[0]!.s;
 

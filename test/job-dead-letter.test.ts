@@ -4,13 +4,12 @@
 // is copied there, whatever its queue's dead_letter; kept in jobs.job_queue
 // and jobs.job (so redrive keeps it); jobs.delete_queue refuses a queue an
 // active job names. Times come from the functions' `now`: nothing sleeps.
-import { serve, type ServerType } from '@hono/node-server';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { createApp } from '../src/http/index.js';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, FailJob } from '../src/index.js';
 import type { Queryable } from '../src/db/driver.js';
 import { publishBulk } from '../src/publish.js';
 import { testDb } from './support/db.js';
+import { postJobsTo } from './support/http-jobs.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
@@ -231,20 +230,7 @@ describe('redrive and deleting queues', () => {
 });
 
 describe('HTTP and CLI', () => {
-  const servers: ServerType[] = [];
-  afterAll(async () => {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  });
-  const TOKEN = 'test-token-0123456789abcdef';
-  const base = new Promise<string>((done) => {
-    const app = createApp({ queue, token: TOKEN });
-    servers.push(serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => done(`http://127.0.0.1:${info.port}`)));
-  });
-  const post = async (body: unknown) => {
-    const res = await fetch(`${await base}/jobs`, { method: 'POST', body: JSON.stringify(body),
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } });
-    return { status: res.status, body: await res.json() as any };
-  };
+  const post = postJobsTo(queue);
   const deadOf = async (id: string) => (await sql<{ d: string | null }>(`select dead_letter as d from jobs.job_queue where job_id = $1`, [id]))[0]!.d;
 
   it('POST /jobs takes deadLetter (one, or per job of a bulk); bad ones answer 400 naming the field', async () => {

@@ -5,11 +5,10 @@
 // three set it wins over its queue's policy on a nack (an expired lease goes
 // to the next consume, as DESIGN has it); a nack's schedule_at still wins
 // over it; redrive and dead-letter routing keep it. Times come from the functions' `now`: nothing sleeps.
-import { serve, type ServerType } from '@hono/node-server';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { createApp } from '../src/http/index.js';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { postJobsTo } from './support/http-jobs.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
@@ -214,20 +213,7 @@ describe('TypeScript', () => {
 });
 
 describe('HTTP and CLI', () => {
-  const servers: ServerType[] = [];
-  afterAll(async () => {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  });
-  const TOKEN = 'test-token-0123456789abcdef';
-  const base = new Promise<string>((done) => {
-    const app = createApp({ queue, token: TOKEN });
-    servers.push(serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => done(`http://127.0.0.1:${info.port}`)));
-  });
-  const post = async (body: unknown) => {
-    const res = await fetch(`${await base}/jobs`, { method: 'POST', body: JSON.stringify(body),
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } });
-    return { status: res.status, body: await res.json() as any };
-  };
+  const post = postJobsTo(queue);
 
   it('POST /jobs takes the policy per job (one, or a bulk); bad values answer 400 naming the field', async () => {
     const one = await post({ task: 't', retryDelaySeconds: 30, retryBackoff: false, retryDelayMaxSeconds: 60 });
