@@ -147,6 +147,13 @@ end $$;
 --              created_at, attempt and last_error, serial_key (left out:
 --              kept; another is refused) and dependencies (depends_on is refused). A running
 --              job is left to finish without the key, and a new job takes it.
+--              'replace_keep_time' (debounce without postponing: graphile-worker's
+--              preserve_run_at): as 'replace', but a waiting job keeps its
+--              scheduled_at (this publish's is ignored for it); its expiry is
+--              this publish's expires_at (PD007 unless after the kept time),
+--              else its queue's expire_in after the kept time. A waiting job
+--              already past its expiry never runs: it is let go as a running
+--              one is, and the new job runs at its own time, as with no holder.
 -- throttle_seconds  with a dedupe_key (mode keep): for this long after it
 --              wrote a job, even once that job has ended, a publish with
 --              throttle_seconds returns its id and writes nothing (more than
@@ -204,6 +211,8 @@ declare
   v_serial_wait boolean := false;
   v_id bigint;
   v_replace boolean := false;
+  v_keep_time boolean := false;
+  v_at timestamptz;
   v_old record;
   v_q jobs.queue;
 begin
@@ -228,13 +237,14 @@ begin
     perform jobs.check_dead_letter(publish.dead_letter, v_queue, 'dead_letter');
   end if;
   if publish.dedupe_mode is not null then
-    if publish.dedupe_mode not in ('keep', 'replace') then
+    if publish.dedupe_mode not in ('keep', 'replace', 'replace_keep_time') then
       perform jobs.raise_invalid('PD011', 'dedupe_mode',
-        format('must be keep or replace, got %s', left(quote_literal(publish.dedupe_mode), 80)));
+        format('must be keep, replace or replace_keep_time, got %s', left(quote_literal(publish.dedupe_mode), 80)));
     elsif publish.dedupe_key is null then
       perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
     end if;
-    v_replace := publish.dedupe_mode = 'replace';
+    v_replace := publish.dedupe_mode in ('replace', 'replace_keep_time');
+    v_keep_time := publish.dedupe_mode = 'replace_keep_time';
   end if;
   if publish.throttle_seconds is not null then
     if publish.dedupe_key is null then
@@ -246,8 +256,8 @@ begin
     elsif v_replace then
       -- A replace rewrites the waiting job with the latest publish; a window
       -- keeps the first job and answers every publish after it with its id.
-      perform jobs.raise_invalid('PD011', 'throttle_seconds',
-        'cannot be given with dedupe_mode replace (a throttle keeps the first job of its window, a replace the latest)');
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', format(
+        'cannot be given with dedupe_mode %s (a throttle keeps the first job of its window, a replace the latest)', publish.dedupe_mode));
     end if;
     v_id := jobs.throttle_lock(publish.dedupe_key, v_now);
     if v_id is not null then
@@ -256,8 +266,8 @@ begin
   end if;
   if v_replace then
     if publish.depends_on is not null then
-      perform jobs.raise_invalid('PD013', 'depends_on',
-        'cannot be given with dedupe_mode replace (a replaced job keeps its dependencies)');
+      perform jobs.raise_invalid('PD013', 'depends_on', format(
+        'cannot be given with dedupe_mode %s (a replaced job keeps its dependencies)', publish.dedupe_mode));
     end if;
     -- Replaces of one key one at a time, so none finds the key free, loses
     -- the insert to another and loops.
@@ -269,31 +279,36 @@ begin
       -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
       -- claim or settle holding it first is waited for, and the row read as
       -- it left it (running, back to pending, or gone).
-      select q.job_id, q.lease_until, q.queue, q.serial_key into v_old
+      select q.job_id, q.lease_until, q.queue, q.serial_key, q.scheduled_at, q.expires_at into v_old
       from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
-      if found and v_old.lease_until is null then
+      -- Kept time: an expired waiting job (it never runs) is let go as a running one.
+      if found and v_old.lease_until is null and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
         -- Left out, the serial key is the job's own (kept, as its dependencies are).
         if publish.serial_key is not null and v_old.serial_key is distinct from publish.serial_key then
           perform jobs.raise_invalid('PD012', 'serial_key', format(
             'must be the serial_key of job %s, which this publish replaces (%s), got %s', v_old.job_id,
             coalesce(left(quote_literal(v_old.serial_key), 80), 'null'), coalesce(left(quote_literal(publish.serial_key), 80), 'null')));
         end if;
+        v_at := case when v_keep_time then v_old.scheduled_at else coalesce(publish.scheduled_at, v_now) end;
+        if v_keep_time and publish.expires_at is not null then
+          perform jobs.check_expiry(publish.expires_at, v_at, 'expires_at');
+        end if;
         -- Moved to another queue, the job needs room there; in its own, only the defaults.
         v_q := jobs.admit(v_queue, case when v_old.queue <> v_queue then 1 else 0 end);
         update jobs.job_queue q
-        set task = publish.task, body = publish.body, scheduled_at = coalesce(publish.scheduled_at, v_now),
+        set task = publish.task, body = publish.body, scheduled_at = v_at,
             timeout = coalesce(publish.timeout, v_q.default_timeout, 60),
             priority = coalesce(publish.priority, v_q.default_priority, 0),
             max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
             attributes = publish.attributes, retry_delay = publish.retry_delay,
             retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max,
-            expires_at = jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in),
+            expires_at = jobs.expiry(publish.expires_at, v_at, v_q.expire_in),
             dead_letter = publish.dead_letter
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
       elsif found then
-        -- Running (or its lease ran out unseen): it ends as it is, keyless;
+        -- Running (or its lease ran out unseen, or expired): it ends as it is, keyless;
         -- the new job takes its serial key when this publish left it out.
         update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);

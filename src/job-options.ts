@@ -58,13 +58,13 @@ export const expiryChecks = [
 
 const needsDedupeKey = { message: 'needs a dedupe key (the key whose job it keeps)', path: ['dedupeMode'] };
 
-/** A publishBulk job's options: publish's per-job ones but dedupeMode 'replace' and dependsOn (README: Dedupe key). */
+/** A publishBulk job's options: publish's per-job ones but the replace modes and dependsOn (README: Dedupe key). */
 export const bulkPublishOptionsSchema = z.strictObject({
   ...bulkOptions,
   ...retryPolicyOptions,
   dedupeKey: z.optional(keySchema),
-  dedupeMode: z.optional(z.literal('keep', "must be 'keep' in a bulk publish: a replace rewrites a waiting job "
-    + 'under its key\'s lock, one job at a time (publish)')),
+  dedupeMode: z.optional(z.literal('keep', "must be 'keep' in a bulk publish (not 'replace' nor 'replace_keep_time'): "
+    + 'a replace rewrites a waiting job under its key\'s lock, one job at a time (publish)')),
   serialKey: z.optional(keySchema),
   attributes: z.optional(attributesSchema),
   dependsOn: z.optional(z.never({ error: 'a bulk publish takes none: each dependency is locked and checked '
@@ -74,12 +74,15 @@ export const bulkPublishOptionsSchema = z.strictObject({
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
   z.refine((o) => o.dedupeMode === undefined || o.dedupeKey !== undefined, needsDedupeKey), capOverBase, ...expiryChecks);
 
+/** The modes that rewrite a waiting job ('replace_keep_time' keeping its run time): each refuses what replace refuses. */
+const replaces = (mode: string | undefined) => mode === 'replace' || mode === 'replace_keep_time';
+
 export const publishOptionsSchema = z.strictObject({
   ...bulkOptions,
   ...retryPolicyOptions,
   queue: z.optional(queueNameSchema),
   dedupeKey: z.optional(keySchema),
-  dedupeMode: z.optional(z.enum(['keep', 'replace'], "must be 'keep' or 'replace'")),
+  dedupeMode: z.optional(z.enum(['keep', 'replace', 'replace_keep_time'], "must be 'keep', 'replace' or 'replace_keep_time'")),
   serialKey: z.optional(keySchema),
   dependsOn: z.optional(z.array(jobIdSchema).check(z.maxLength(1000, 'must list at most 1000 jobs'))),
   attributes: z.optional(attributesSchema),
@@ -90,11 +93,17 @@ export const publishOptionsSchema = z.strictObject({
     message: 'needs a dedupe key (the key whose job it keeps or replaces)', path: ['dedupeMode'] }),
   z.refine((o) => o.throttleSeconds === undefined || o.dedupeKey !== undefined, {
     message: 'needs a dedupe key (the key it throttles)', path: ['throttleSeconds'] }),
-  z.refine((o) => o.throttleSeconds === undefined || o.dedupeMode !== 'replace', {
-    message: "cannot be given with dedupeMode 'replace' (a throttle keeps the first job of its window, a replace the latest)",
-    path: ['throttleSeconds'] }),
-  z.refine((o) => o.dedupeMode !== 'replace' || o.dependsOn === undefined, {
-    message: "cannot be given with dedupeMode 'replace' (a replaced job keeps its dependencies)", path: ['dependsOn'] }),
+  z.superRefine((o, ctx) => {
+    if (!replaces(o.dedupeMode)) return;
+    if (o.throttleSeconds !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['throttleSeconds'], input: o.throttleSeconds, message: `cannot be given with dedupeMode `
+        + `'${o.dedupeMode}' (a throttle keeps the first job of its window, a replace the latest)` });
+    }
+    if (o.dependsOn !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['dependsOn'], input: o.dependsOn,
+        message: `cannot be given with dedupeMode '${o.dedupeMode}' (a replaced job keeps its dependencies)` });
+    }
+  }),
   capOverBase, ...expiryChecks);
 
 /** queues.create's options: the bound, the defaults checked as a publish's own, the dead-letter queue; null clears one. */

@@ -83,7 +83,7 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
 /**
  * Publishes one job through `db` (a pool, or your transaction's client);
  * returns its id, or the id of the active job holding options.dedupeKey
- * (with dedupeMode 'replace': of the job it replaced, or of the new one
+ * (with dedupeMode 'replace' or 'replace_keep_time': of the job it replaced, or of the new one
  * when that job was running; with throttleSeconds: also of the job that
  * opened the key's window, ended or not).
  * With options.signal, the call is given up when it fires (see givenUpWith()).

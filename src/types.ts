@@ -102,8 +102,13 @@ export interface PublishOptions extends BulkPublishOptions {
    * returns that job's id. 'replace' (debounce): a job not yet started takes
    * this publish's task, body, run time and options, keeping its id; a
    * running one finishes without the key, and a new job takes it.
+   * 'replace_keep_time' (graphile-worker's preserve_run_at): as 'replace',
+   * but a job not yet started keeps its run time (this runAt / delaySeconds
+   * count only for a new job); an expiry given (expiresInSeconds counted
+   * from this publish's own run time) must fall after the kept time, one
+   * left out is its queue's expireInSeconds after it.
    */
-  dedupeMode?: 'keep' | 'replace' | undefined;
+  dedupeMode?: 'keep' | 'replace' | 'replace_keep_time' | undefined;
   /**
    * With dedupeKey (mode 'keep'): for this many seconds after this publish
    * wrote a job (more than 0, at most 2592000: 30 days), a publish of the key
@@ -199,7 +204,7 @@ export interface BulkJob extends BulkPublishOptions {
   task: string;
   body?: unknown;
   dedupeKey?: string | undefined;
-  /** 'keep' only: a bulk publish does not replace (publish does). */
+  /** 'keep' only: a bulk publish does not replace in either mode (publish does). */
   dedupeMode?: 'keep' | undefined;
   serialKey?: string | undefined;
   attributes?: Record<string, Json> | undefined;

@@ -162,7 +162,7 @@ describe('dedupe_mode replace', () => {
   it('bad input names the field and the rule, in SQL and at the TypeScript edge', async () => {
     const bad = (extra: string) => sqlErrorOf(sql, `select jobs.publish('t', '{}', ${extra})`);
     expect(await bad(`dedupe_key => 'k', dedupe_mode => 'debounce'`)).toMatchObject(
-      { code: 'PD011', column: 'dedupe_mode', message: "dedupe_mode: must be keep or replace, got 'debounce'" });
+      { code: 'PD011', column: 'dedupe_mode', message: "dedupe_mode: must be keep, replace or replace_keep_time, got 'debounce'" });
     expect(await bad(`dedupe_mode => 'replace'`)).toMatchObject(
       { code: 'PD011', column: 'dedupe_mode', message: 'dedupe_mode: needs a dedupe_key (the key whose job it keeps or replaces)' });
     const dep = await one<{ id: string }>(`select jobs.publish('t')::text as id`);
@@ -172,7 +172,7 @@ describe('dedupe_mode replace', () => {
 
     const q = queueWith({});
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'debounce' as 'replace' })).rejects.toMatchObject(
-      { field: 'options.dedupeMode', message: "options.dedupeMode: must be 'keep' or 'replace'" });
+      { field: 'options.dedupeMode', message: "options.dedupeMode: must be 'keep', 'replace' or 'replace_keep_time'" });
     await expect(q.publish('t', {}, { dedupeMode: 'replace' })).rejects.toMatchObject(
       { field: 'options.dedupeMode', message: 'options.dedupeMode: needs a dedupe key (the key whose job it keeps or replaces)' });
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'replace', dependsOn: [dep.id] })).rejects.toBeInstanceOf(ValidationError);

@@ -5,6 +5,7 @@ import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
+import type { PublishOptions } from '../types.js';
 import { adminCommands } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { addExpiryOptions, addRetryPolicyOptions, eventCommand, expiryOf, retryPolicyOf } from './event-commands.js';
@@ -150,7 +151,7 @@ export function program(): Command {
     .addOption(dsnOption())
     .action(async (task: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date; throttle?: number;
                                                          timeout?: number; maxRetries?: number; dsn?: string;
-                                                         queue?: string; dedupeKey?: string; dedupeMode?: 'keep' | 'replace';
+                                                         queue?: string; dedupeKey?: string; dedupeMode?: PublishOptions['dedupeMode'];
                                                          serialKey?: string; dependsOn?: string[];
                                                          attributes?: Record<string, never>; retryDelay?: number;
                                                          retryBackoff?: string; retryDelayMax?: number;
