@@ -102,7 +102,10 @@ export function translateError(error: unknown): unknown {
   if (code in sqlStates) {
     const field = typeof e.column === 'string' && e.column ? e.column : message.split(':')[0] ?? sqlStates[code]!;
     // PD010: the queue is at its max_size (backpressure), not bad input.
-    return new PgDrainError(code === 'PD010' ? 'queue_full' : 'invalid_argument', message, { field, cause: error });
+    if (code === 'PD010') return new PgDrainError('queue_full', message, { field, cause: error });
+    // Bad input the database checked: a ValidationError as the TS checks throw.
+    const rule = message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message;
+    return new ValidationError(field, rule, { cause: error });
   }
   if ((code === '42883' || code === '3F000' || code === '42P01') && /\bjobs\b/.test(message)) {
     return new PgDrainError('not_migrated', `the jobs schema is missing or out of date (${message}): run pgdrain migrate`, { cause: error });

@@ -218,7 +218,8 @@ export function asOption(error: unknown, prefix: string, queueGiven = false): un
   const field = m[1] ? `${m[1]}${option}` : option === 'task' || (option === 'queue' && !queueGiven) ? option : `${prefix}${option}`;
   if (field === error.field) return error;
   const rule = error.message.startsWith(`${error.field}: `) ? error.message.slice(error.field.length + 2) : error.message;
-  return new PgDrainError(error.code, `${field}: ${rule}`, { field, cause: error.cause ?? error });
+  return error instanceof ValidationError ? new ValidationError(field, rule, { cause: error.cause ?? error })
+    : new PgDrainError(error.code, `${field}: ${rule}`, { field, cause: error.cause ?? error });
 }
 
 /**
@@ -230,5 +231,6 @@ function fromZeroBased(error: unknown): unknown {
   const m = /^jobs\[(\d+)\]/.exec(error.field);
   if (!m) return error;
   const shift = (text: string) => text.replace(/^jobs\[(\d+)\]/, (_, n: string) => `jobs[${Number(n) - 1}]`);
+  if (error instanceof ValidationError) return new ValidationError(shift(error.field), error.rule, { cause: error.cause ?? error });
   return new PgDrainError(error.code, shift(error.message), { field: shift(error.field), cause: error.cause ?? error });
 }

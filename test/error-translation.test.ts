@@ -1,12 +1,43 @@
-// translateError's reading of a driver's errors that carry no SQLSTATE.
+// translateError's reading of a driver's errors: those that carry no
+// SQLSTATE, and the database's own checks of input (class PD).
 import { describe, expect, it } from 'vitest';
+import { createQueue, PgDrainError, ValidationError } from '../src/index.js';
 import { translateError } from '../src/errors.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const queue = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {} });
 
 describe('translateError', () => {
   it("reads node-postgres's broken-client errors as database_unavailable", () => {
     // A user's own pool with an 'error' listener (README): a statement on a client that broke fails so.
     for (const message of ['Client has encountered a connection error and is not queryable', 'Connection terminated unexpectedly']) {
       expect(translateError(new Error(message))).toMatchObject({ code: 'database_unavailable', message: `database unavailable: ${message}` });
+    }
+  });
+
+  it('reads a PD error as a ValidationError naming the field, but a full queue (PD010) as queue_full', () => {
+    const bad = translateError(Object.assign(new Error('expires_at: must be after the job\'s scheduled time'), { code: 'PD007', column: 'expires_at' }));
+    expect(bad).toBeInstanceOf(ValidationError);
+    expect(bad).toMatchObject({ code: 'invalid_argument', field: 'expires_at', rule: "must be after the job's scheduled time" });
+    const full = translateError(Object.assign(new Error("queue: 'mail' is full"), { code: 'PD010', column: 'queue' }));
+    expect(full).toBeInstanceOf(PgDrainError);
+    expect(full).not.toBeInstanceOf(ValidationError);
+    expect(full).toMatchObject({ code: 'queue_full', field: 'queue' });
+  });
+
+  it('bad input only the database can check is a ValidationError named as the caller wrote it: publish, publishBulk, publishEvent', async () => {
+    const past = new Date(Date.now() - 60_000);
+    const calls: [() => Promise<unknown>, string][] = [
+      [() => queue.publish('t', null, { expiresAt: past }), 'options.expiresAt'],
+      [() => queue.publish('t', null, { deadLetter: 'no_such_queue' }), 'options.deadLetter'],
+      [() => queue.publishBulk([{ task: 't' }, { task: 't', expiresAt: past }]), 'jobs[1].expiresAt'],
+      [() => queue.publishEvent('ev', null, { expiresAt: past }), 'options.expiresAt'],
+    ];
+    for (const [call, field] of calls) {
+      const error = await call().then(() => null, (e: unknown) => e);
+      expect(error, field).toBeInstanceOf(ValidationError);
+      expect(error, field).toMatchObject({ code: 'invalid_argument', field });
     }
   });
 });
