@@ -201,7 +201,7 @@ describe('checks', () => {
       [{ task: 't', dedupeKey: '' }, 'jobs[1].dedupeKey', /must be a non-empty text/],
       [{ task: 't', serialKey: 7 }, 'jobs[1].serialKey', /must be a string/],
       [{ task: 't', attributes: [1] }, 'jobs[1].attributes', /must be a JSON object/],
-      [{ task: 't', dedupeKey: 'k', dedupeMode: 'replace' }, 'jobs[1].dedupeMode', /must be 'keep' in a bulk publish: a replace rewrites/],
+      [{ task: 't', dedupeKey: 'k', dedupeMode: 'replace' }, 'jobs[1].dedupeMode', /must be 'keep' in a bulk publish \(not 'replace' nor 'replace_keep_time'\): a replace rewrites/],
       [{ task: 't', dedupeMode: 'keep' }, 'jobs[1].dedupeMode', /needs a dedupe key/],
       [{ task: 't', dependsOn: ['1'] }, 'jobs[1].dependsOn', /a bulk publish takes none/],
     ];
