@@ -317,9 +317,13 @@ begin
       -- A waiting holder past its expiry never runs: it lets go of the key
       -- (it still ends as expired, at the next claim, keyless as a replaced
       -- running job ends) and this publish takes it. Before any lock: ending
-      -- it, an expiry holds its row, then its serial key.
-      update jobs.job_queue q set dedupe_key = null
-      where q.dedupe_key = publish.dedupe_key and q.lease_until is null and q.expires_at <= v_now;
+      -- it, an expiry holds its row, then its serial key. So only on the
+      -- first pass: a later one holds the locks taken below (the holder it
+      -- finds is answered, as one found under them is).
+      if i = 1 then
+        update jobs.job_queue q set dedupe_key = null
+        where q.dedupe_key = publish.dedupe_key and q.lease_until is null and q.expires_at <= v_now;
+      end if;
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
         return v_id;

@@ -17,7 +17,9 @@
 -- (null: UTC); pg_cron 1.4 reads UTC only, so drains run those. backfill
 -- (seconds): the drains publish one job per missed tick of the last
 -- `backfill` seconds (null: one job for all the ticks missed); overlap
--- 'allow' and drains only (pg_cron does not backfill).
+-- 'allow' and drains only (pg_cron does not backfill). Every job a schedule
+-- publishes carries attributes {"schedule": name, "tick": its tick}
+-- (jobs.schedule_attributes).
 create table jobs.recurring (
   name         text        primary key,
   cron         text        not null,
@@ -179,6 +181,8 @@ declare
   v_old_cron text;
   v_old_tz text;
   v_last timestamptz;
+  v_error text;       -- the row's last_error before this call
+  v_kept_error text;  -- why the old expression's ticks could not be published now
   -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
   v_cron text := jobs.cron_text(schedule.cron);
 begin
@@ -243,7 +247,7 @@ begin
 
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.cron, r.tz, r.last_run_at into v_old, v_old_cron, v_old_tz, v_last
+  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error into v_old, v_old_cron, v_old_tz, v_last, v_error
   from jobs.recurring r where r.name = schedule.name for update;
   if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
@@ -253,6 +257,8 @@ begin
     -- with the old expression, counted as one skipped run.
     update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at
     where r.name = schedule.name and r.next_run_at <= v_now;
+    -- Why they could not be published (a full queue) stays, where jobs.schedules shows it.
+    select nullif(r.last_error, v_error) into v_kept_error from jobs.recurring r where r.name = schedule.name;
   elsif v_old = 'pg_cron' and v_runner = 'drains' then
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will
@@ -270,7 +276,7 @@ begin
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
       runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
-      updated_at = excluded.updated_at, last_error = null,
+      updated_at = excluded.updated_at, last_error = v_kept_error,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
                          else excluded.next_run_at end;
@@ -296,6 +302,16 @@ begin
   return jobs.pg_cron_unschedule('pgdrain:schedule:' || unschedule.name, coalesce(v_runner = 'pg_cron', false))
          or v_runner is not null;
 end $$;
+
+-- The attributes of every job a schedule publishes: its name and the tick
+-- the job is for, ISO 8601 in UTC to the millisecond (as JS's toISOString).
+-- A retry moves the job's scheduled_at, never these: a handler reads its tick
+-- on every attempt (graphile-worker puts it in the payload, _cron.ts).
+create function jobs.schedule_attributes(p_name text, p_tick timestamptz)
+returns jsonb language sql stable as $$
+  select jsonb_build_object('schedule', p_name,
+                            'tick', to_char(p_tick at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+$$;
 
 -- The dedupe key of an overlap 'skip' schedule's jobs, else null.
 create function jobs.schedule_key(r jobs.recurring)
@@ -328,8 +344,10 @@ begin
     return null;
   end if;
   begin
+    -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
-                         max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r));
+                         max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
+                         attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
     -- say) where jobs.schedules shows it, not only in pg_cron's run log.
@@ -380,7 +398,7 @@ begin
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             dedupe_key => jobs.schedule_key(r));
+                             dedupe_key => jobs.schedule_key(r), attributes => jobs.schedule_attributes(r.name, r.next_run_at));
         update jobs.recurring s
         set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
             last_error = null
@@ -401,7 +419,8 @@ begin
       v_n := 0;
       while v_tick <= v_now and v_n < 100 loop
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
-                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue);
+                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                             attributes => jobs.schedule_attributes(r.name, v_tick));
         v_last := v_tick;
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);

@@ -36,7 +36,8 @@ end $$;
 
 -- jobs.all shows it too (null for ended jobs), then the job's expiry (a
 -- waiting job's; jobs.job keeps none: null once ended) and its own retry
--- policy (jobs.publish's retry_*; all null: its queue's). This is the view's
+-- policy (jobs.publish's retry_*; all null: its queue's), then its own
+-- dead-letter queue (jobs.publish's dead_letter; null: its queue's, if any). This is the view's
 -- final definition (sql/0007 made it).
 create or replace view jobs.all as
 select q.job_id, q.task, q.body, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state,
@@ -44,11 +45,11 @@ select q.job_id, q.task, q.body, jobs.state_of(q.lease_until, q.scheduled_at, q.
        q.max_retries, q.timeout, q.scheduled_at, q.created_at, q.started_at, q.lease_until,
        null::timestamptz as ended_at, null::double precision as duration_ms,
        q.queue, q.dedupe_key, q.serial_key, q.attributes, q.worker_id, q.progress,
-       q.expires_at, q.retry_delay, q.retry_backoff, q.retry_delay_max
+       q.expires_at, q.retry_delay, q.retry_backoff, q.retry_delay_max, q.dead_letter
 from jobs.job_queue q
 union all
 select j.job_id, j.task, j.body, j.status, j.result, j.error, j.attempts, j.priority,
        j.max_retries, j.timeout, j.scheduled_at, j.created_at, j.started_at, null,
        j.ended_at, j.duration_ms, j.queue, j.dedupe_key, j.serial_key, j.attributes, j.worker_id, null,
-       null, j.retry_delay, j.retry_backoff, j.retry_delay_max
+       null, j.retry_delay, j.retry_backoff, j.retry_delay_max, j.dead_letter
 from jobs.job j;

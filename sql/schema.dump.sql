@@ -339,9 +339,13 @@ begin
   v_held := jobs.ending_keys(array[cancel.job_id]);
   select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id;
   if v_lease is not null then
+    -- Its dedupe key is freed at once (graphile-worker's remove_job does so
+    -- too): a publish with it makes a new job, not the dying one's id. The
+    -- history of the job then shows no dedupe key. The serial key stays: it still runs.
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request'))
+        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request')),
+        dedupe_key = null
     where q.job_id = cancel.job_id;
     return 'cancelling';
   end if;
@@ -408,9 +412,10 @@ begin
   where q.job_id = any(v_locked);
 
   if v_running is not null then
+    -- Dedupe keys freed at once, as jobs.cancel frees them.
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, v_reason)
+        cancel_reason = coalesce(q.cancel_reason, v_reason), dedupe_key = null
     where q.job_id = any(v_running);
   end if;
   if v_queued is not null then
@@ -2629,9 +2634,13 @@ begin
       -- A waiting holder past its expiry never runs: it lets go of the key
       -- (it still ends as expired, at the next claim, keyless as a replaced
       -- running job ends) and this publish takes it. Before any lock: ending
-      -- it, an expiry holds its row, then its serial key.
-      update jobs.job_queue q set dedupe_key = null
-      where q.dedupe_key = publish.dedupe_key and q.lease_until is null and q.expires_at <= v_now;
+      -- it, an expiry holds its row, then its serial key. So only on the
+      -- first pass: a later one holds the locks taken below (the holder it
+      -- finds is answered, as one found under them is).
+      if i = 1 then
+        update jobs.job_queue q set dedupe_key = null
+        where q.dedupe_key = publish.dedupe_key and q.lease_until is null and q.expires_at <= v_now;
+      end if;
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
         return v_id;
@@ -2905,7 +2914,7 @@ begin
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             dedupe_key => jobs.schedule_key(r));
+                             dedupe_key => jobs.schedule_key(r), attributes => jobs.schedule_attributes(r.name, r.next_run_at));
         update jobs.recurring s
         set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
             last_error = null
@@ -2926,7 +2935,8 @@ begin
       v_n := 0;
       while v_tick <= v_now and v_n < 100 loop
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
-                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue);
+                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                             attributes => jobs.schedule_attributes(r.name, v_tick));
         v_last := v_tick;
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
@@ -3638,8 +3648,10 @@ begin
     return null;
   end if;
   begin
+    -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
-                         max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r));
+                         max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
+                         attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
     -- say) where jobs.schedules shows it, not only in pg_cron's run log.
@@ -3680,6 +3692,8 @@ declare
   v_old_cron text;
   v_old_tz text;
   v_last timestamptz;
+  v_error text;       -- the row's last_error before this call
+  v_kept_error text;  -- why the old expression's ticks could not be published now
   -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
   v_cron text := jobs.cron_text(schedule.cron);
 begin
@@ -3744,7 +3758,7 @@ begin
 
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.cron, r.tz, r.last_run_at into v_old, v_old_cron, v_old_tz, v_last
+  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error into v_old, v_old_cron, v_old_tz, v_last, v_error
   from jobs.recurring r where r.name = schedule.name for update;
   if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
@@ -3754,6 +3768,8 @@ begin
     -- with the old expression, counted as one skipped run.
     update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at
     where r.name = schedule.name and r.next_run_at <= v_now;
+    -- Why they could not be published (a full queue) stays, where jobs.schedules shows it.
+    select nullif(r.last_error, v_error) into v_kept_error from jobs.recurring r where r.name = schedule.name;
   elsif v_old = 'pg_cron' and v_runner = 'drains' then
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will
@@ -3771,7 +3787,7 @@ begin
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
       runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
-      updated_at = excluded.updated_at, last_error = null,
+      updated_at = excluded.updated_at, last_error = v_kept_error,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
                          else excluded.next_run_at end;
@@ -3786,6 +3802,17 @@ begin
   end if;
   return v_runner;
 end $_$;
+
+--
+-- Name: schedule_attributes(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.schedule_attributes(p_name text, p_tick timestamp with time zone) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+  select jsonb_build_object('schedule', p_name,
+                            'tick', to_char(p_tick at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+$$;
 
 --
 -- Name: schedule_http_drain(text, text, text, text, jsonb, integer); Type: FUNCTION; Schema: jobs; Owner: -
@@ -4562,7 +4589,8 @@ CREATE VIEW jobs."all" AS
     q.expires_at,
     q.retry_delay,
     q.retry_backoff,
-    q.retry_delay_max
+    q.retry_delay_max,
+    q.dead_letter
    FROM jobs.job_queue q
 UNION ALL
  SELECT j.job_id,
@@ -4590,7 +4618,8 @@ UNION ALL
     NULL::timestamp with time zone AS expires_at,
     j.retry_delay,
     j.retry_backoff,
-    j.retry_delay_max
+    j.retry_delay_max,
+    j.dead_letter
    FROM jobs.job j;
 
 --

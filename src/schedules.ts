@@ -2,7 +2,7 @@ import { Cron } from 'croner';
 import * as z from 'zod/mini';
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
-import { ValidationError } from './errors.js';
+import { PgDrainError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { checkQueryable } from './driver-check.js';
 import { publishOptionsSchema } from './job-options.js';
@@ -46,6 +46,8 @@ export interface ScheduleSpec {
    * Seconds (at most 366 days): the drains publish one job per tick they
    * missed within this window before now, oldest first, each scheduled at its
    * tick (default: one job for all the ticks missed). Runner drains, overlap 'allow'.
+   * Every job of a schedule carries attributes { schedule, tick }: its tick
+   * (ISO 8601 UTC) on every attempt, as a retry moves scheduledAt.
    */
   backfillSeconds?: number | undefined;
 }
@@ -207,6 +209,24 @@ const specSchema = z.strictObject({
     z.maximum(31_622_400, 'must be at most 31622400 (366 days)'))),
 });
 
+// jobs.schedule's arguments as the spec names them: a check only the
+// database makes (an unknown queue, backfill with overlap 'skip', a 'CET'
+// tz) names the field as the TS checks do (spec.backfillSeconds, not backfill).
+const SPEC_FIELD: Record<string, string> = {
+  name: 'spec.name', cron: 'spec.cron', task: 'spec.task', body: 'spec.body', timeout: 'spec.timeoutSeconds',
+  priority: 'spec.priority', max_retries: 'spec.maxRetries', queue: 'spec.queue', runner: 'spec.runner',
+  overlap: 'spec.overlap', tz: 'spec.tz', backfill: 'spec.backfillSeconds',
+};
+
+/** A database error naming one of jobs.schedule's arguments, renamed to the spec's field (the SQL name stays on the cause). */
+function asSpecField(error: unknown): unknown {
+  if (!(error instanceof PgDrainError) || error.code !== 'invalid_argument' || error.field === undefined) return error;
+  const field = SPEC_FIELD[error.field];
+  if (field === undefined) return error;
+  const rule = error.message.startsWith(`${error.field}: `) ? error.message.slice(error.field.length + 2) : error.message;
+  return new ValidationError(field, rule, { cause: error.cause ?? error });
+}
+
 /**
  * Creates or replaces a recurring job (jobs.schedule); idempotent, so it is
  * safe to call at every start. Returns the runner that will fire it.
@@ -217,12 +237,13 @@ export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<Sched
   const cron = checkCron(s.cron, 'spec.cron');
   const tz = s.tz === undefined ? null : checkTz(s.tz, 'spec.tz');
   const body = jsonParam(s.body, 'spec.body');
-  return callValue(db,
+  return callValue<ScheduleRunner>(db,
     `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
        priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9, overlap => $10, tz => $11,
        backfill => $12::numeric) as r`,
     [s.name, cron, s.task, body, s.timeoutSeconds ?? null, s.priority ?? null, s.maxRetries ?? null,
-     s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz, s.backfillSeconds ?? null]);
+     s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz, s.backfillSeconds ?? null])
+    .catch((error: unknown) => { throw asSpecField(error); });
 }
 
 /** Removes a recurring job and its pg_cron job; false when there was none. */

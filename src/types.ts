@@ -261,6 +261,8 @@ export interface JobInfo {
   retryDelaySeconds: number | null;
   retryBackoff: boolean | null;
   retryDelayMaxSeconds: number | null;
+  /** The job's own dead-letter queue (publish's deadLetter), or null: its queue's deadLetter applies, if any. */
+  deadLetter: string | null;
   attributes: Record<string, unknown> | null;
   /** The drain that runs it or ran it last. */
   workerId: string | null;

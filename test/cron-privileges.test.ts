@@ -83,7 +83,7 @@ describe('pg_cron installed, and role app may not use it (no USAGE on schema cro
       expect(await schedule(driver, { name: 'ts', cron: '@hourly', task: 'a.b' })).toBe('drains');
       expect(await unschedule(driver, 'ts')).toBe(true);
       await expect(schedule(driver, { name: 'ts', cron: '@hourly', task: 'a.b', runner: 'pg_cron' }))
-        .rejects.toMatchObject({ name: 'PgDrainError', code: 'invalid_argument', field: 'runner' });
+        .rejects.toMatchObject({ name: 'ValidationError', code: 'invalid_argument', field: 'spec.runner' });
     } finally {
       await driver.close();
     }

@@ -184,6 +184,25 @@ describe('backfill: jobs.schedule, TS and CLI', () => {
     expect(await sql(`select backfill from jobs.recurring where name = 'plain'`)).toEqual([{ backfill: null }]);
   });
 
+  it('a new expression whose old ticks cannot be published (a full queue) keeps why in last_error', async () => {
+    await sql(`select jobs.create_queue('fq', max_size => 1)`);
+    try {
+      await sql(`select jobs.publish('x', '{}', queue => 'fq')`);
+      await sql(`select jobs.schedule('full', '* * * * *', 'fill.full', queue => 'fq', backfill => 86400, now => $1)`, [T0]);
+      await sql(`select jobs.schedule('full', '*/2 * * * *', 'fill.full', queue => 'fq', backfill => 86400, now => $1)`, [minute(180)]);
+      expect(await ticks('fill.full')).toEqual([]);
+      const r = await row('full');
+      expect(r.skipped_ticks).toBe('1');
+      expect(r.last_error).toMatch(/full/);
+      // Called again unchanged, nothing failed: the error goes.
+      await sql(`select jobs.schedule('full', '*/2 * * * *', 'fill.full', queue => 'fq', backfill => 86400, now => $1)`, [minute(181)]);
+      expect((await row('full')).last_error).toBeNull();
+    } finally {
+      await sql(`truncate jobs.job_queue, jobs.recurring`);
+      await sql(`delete from jobs.queue where name = 'fq'`);
+    }
+  });
+
   it('a new expression publishes the old one\'s missed ticks first, at most 100: those left count as one skipped tick', async () => {
     await sql(`select jobs.schedule('every', '* * * * *', 'fill.every', backfill => 86400, now => $1)`, [T0]);
     await sql(`select jobs.schedule('every', '*/2 * * * *', 'fill.every', backfill => 86400, now => $1)`, [minute(300)]);
@@ -204,7 +223,7 @@ describe('backfill: jobs.schedule, TS and CLI', () => {
     }
     // The database's rules, reached through TS.
     await expect(schedule(db.driver, { name: 'bad', cron: '* * * * *', task: 'a.b', backfillSeconds: 60, overlap: 'skip' }))
-      .rejects.toMatchObject({ code: 'invalid_argument', field: 'backfill' });
+      .rejects.toMatchObject({ code: 'invalid_argument', field: 'spec.backfillSeconds' });
     expect(await sql(`select name from jobs.recurring`)).toEqual([{ name: 'ts' }]);
   });
 

@@ -121,7 +121,7 @@ describe('cron expressions', () => {
         .toMatchObject({ code: 'invalid_argument', field: 'spec.tz', message: expect.stringMatching(/^spec\.tz: must be an IANA time zone name/) });
     }
     await expect(schedule(db.driver, { name: 'z', cron: '0 9 * * *', task: 'a.b', tz: 'CET' })).rejects
-      .toMatchObject({ code: 'invalid_argument', field: 'tz', message: expect.stringMatching(/^tz: 'CET' is an abbreviation/) });
+      .toMatchObject({ code: 'invalid_argument', field: 'spec.tz', message: expect.stringMatching(/^spec\.tz: 'CET' is an abbreviation/) });
     expect(await sql(`select count(*)::int as n from jobs.recurring`)).toEqual([{ n: 0 }]);
     // UTC and its aliases are no time zone to the schedule: stored as UTC.
     expect(await sql(`select jobs.cron_next('0 9 * * *', '2026-03-29T12:00Z', 'Etc/UTC') as r`))
@@ -392,7 +392,7 @@ describe('schedules run by drains (no pg_cron in this database)', () => {
     }
     // The database's own checks, reached through TS: an unknown queue, a forced pg_cron that is missing.
     await expect(schedule(db.driver, { name: 'n', cron: '* * * * *', task: 'a.b', queue: 'nope' }))
-      .rejects.toMatchObject({ code: 'invalid_argument', field: 'queue' });
+      .rejects.toMatchObject({ code: 'invalid_argument', field: 'spec.queue' });
     await expect(schedule(db.driver, { name: 'n', cron: '* * * * *', task: 'a.b', runner: 'pg_cron' }))
       .rejects.toMatchObject({ name: 'PgDrainError', code: 'unsupported', message: expect.stringMatching(/^pg_cron is not installed in this database/) });
     expect(await listSchedules(db.driver)).toMatchObject([

@@ -99,7 +99,7 @@ describe('F1: a sql: task runs only a function the owner or an admin allowed', (
     await expect(queue.publishBulk([{ task: 'ok.job' }, { task: 'sql:tenant.evil' }, { task: 'ok.job' }], 'sql'))
       .rejects.toMatchObject({ code: 'invalid_argument', field: 'jobs[1].task', message: expect.stringMatching(/^jobs\[1\]\.task: /) });
     await expect(schedule(db.driver, { name: 'evil', cron: '* * * * *', task: 'sql:tenant.evil' }))
-      .rejects.toMatchObject({ code: 'invalid_argument', field: 'task' });
+      .rejects.toMatchObject({ code: 'invalid_argument', field: 'spec.task' });
     const token = 'tok-0123456789abcdef';
     const app = createApp({ queue, token });
     const answer = await app.request('/jobs', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },

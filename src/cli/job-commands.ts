@@ -36,7 +36,7 @@ function formatJob(job: JobInfo): string {
     ['ended', at(job.endedAt)],
     ['worker', job.workerId], ['retry delay', job.retryDelaySeconds],
     ['retry backoff', job.retryBackoff === null ? null : job.retryBackoff ? 'exponential' : 'fixed'],
-    ['retry max', job.retryDelayMaxSeconds], ['body', json(job.body)], ['attributes', json(job.attributes)],
+    ['retry max', job.retryDelayMaxSeconds], ['dead letter', job.deadLetter], ['body', json(job.body)], ['attributes', json(job.attributes)],
     ['result', json(job.result)],
     ['progress', job.progress && `${json(job.progress.value)} (attempt ${job.progress.attempt}, ${at(job.progress.at)})`],
     ['error', job.error?.replaceAll('\n', `\n${' '.repeat(14)}`)],
