@@ -1,10 +1,10 @@
-import { Cron } from 'croner';
 import * as z from 'zod/mini';
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { checkQueryable } from './driver-check.js';
+import { checkCron, checkTz } from './cron-checks.js';
 import { publishOptionsSchema } from './job-options.js';
 import { parse, queueNameSchema, taskSchema } from './options.js';
 
@@ -93,102 +93,6 @@ export interface MaintainReport extends PassReport {
   passes: number;
   /** false when the budget ran out while the last pass still found a full share to do (jobs, leases or windows). */
   caughtUp: boolean;
-}
-
-// Each field's name, and the largest step croner takes in it.
-const FIELDS = [['minute', 60], ['hour', 24], ['day-of-month', 31], ['month', 12], ['day-of-week', 7]] as const;
-const MACROS = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly']);
-// One list item of a field, as the database evaluator reads it; croner
-// knows more (L, W, #, ?, seconds), which the database does not.
-const ITEM = /^(\*|\d{1,4}|[a-z]{3})(-(\d{1,4}|[a-z]{3}))?(\/\d{1,4})?$/i;
-
-/**
- * Checks a cron expression with croner and returns it trimmed; throws a
- * ValidationError naming `field` when it is malformed or never fires.
- */
-export function checkCron(expr: unknown, field = 'cron'): string {
-  if (typeof expr !== 'string' || expr.trim() === '' || expr.length > 200) {
-    throw new ValidationError(field, "must be a cron expression of at most 200 characters, such as '*/5 * * * *'");
-  }
-  const text = expr.trim();
-  const parts = text.split(/\s+/);
-  if (!MACROS.has(text.toLowerCase()) && (parts.length !== 5 || !parts.every((p) => p.split(',').every((item) => ITEM.test(item))))) {
-    throw new ValidationError(field, 'must have 5 fields (minute hour day-of-month month day-of-week) of *, values, ' +
-      `ranges, lists and /steps, or be @hourly, @daily, @weekly, @monthly or @yearly, got '${text.slice(0, 80)}'`);
-  }
-  // croner reads sun at a range's end as 7 (sat-sun: both days); the
-  // database, as Vixie cron, reads it as 0: a range that goes down.
-  const downToSunday = parts.length === 5 ? parts[4]!.split(',').find((item) => /^(mon|tue|wed|thu|fri|sat)-sun\b/i.test(item)) : undefined;
-  if (downToSunday) {
-    throw new ValidationError(field, `day-of-week field '${downToSunday}' is a range that goes down: sun is 0 (write 6-7, or sat,sun)`);
-  }
-  // As the database words it (croner's own message says "illegal stepping").
-  for (const [i, part] of (parts.length === 5 ? parts : []).entries()) {
-    const zero = part.split(',').find((item) => /^(\*|\w+-\w+)\/0+$/.test(item));
-    if (zero) throw new ValidationError(field, `${FIELDS[i]![0]} field '${zero}': the step must be 1 or more (in '${text.slice(0, 80)}')`);
-  }
-  let cron: Cron;
-  try {
-    cron = croner(text);
-  } catch (error) {
-    throw new ValidationError(field, `is not a valid cron expression: ${(error as Error).message}`);
-  }
-  if (!cron.nextRun()) throw new ValidationError(field, `'${text}' never fires: no date matches it`);
-  return text;
-}
-
-/**
- * Checks an IANA time zone name with Intl; throws a ValidationError naming
- * `field` otherwise. Offsets ('+01:00') and POSIX rules ('UTC+3') are
- * refused, as the database refuses them; so are abbreviations (CET, EST)
- * there, which it reads as fixed offsets.
- */
-export function checkTz(tz: unknown, field = 'tz'): string {
-  const rule = "must be an IANA time zone name such as 'Europe/Paris'";
-  if (typeof tz !== 'string' || tz.length > 64 || !/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/.test(tz)) {
-    throw new ValidationError(field, `${rule}, got ${typeof tz === 'string' ? `'${tz.slice(0, 80)}'` : typeof tz}`);
-  }
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: tz });
-  } catch {
-    throw new ValidationError(field, `${rule}, got '${tz}'`);
-  }
-  return tz;
-}
-
-/**
- * The next `count` ticks of a cron expression after `from`, computed by
- * croner: in UTC, or on the wall clock of time zone `tz`, with the database's
- * daylight saving rules (Vixie cron's, croner's fixedTimeRule 'no-wildcard').
- */
-export function nextTicks(expr: string, count = 1, from: Date = new Date(), tz?: string): Date[] {
-  const text = checkCron(expr);
-  if (!Number.isInteger(count) || count < 1 || count > 1000) throw new ValidationError('count', 'must be an integer between 1 and 1000');
-  if (!(from instanceof Date) || Number.isNaN(from.getTime())) throw new ValidationError('from', 'must be a valid Date');
-  return croner(text, tz === undefined ? undefined : checkTz(tz)).nextRuns(count, from);
-}
-
-/**
- * croner for a checked expression, its day fields combined as Vixie cron
- * (pg_cron) and jobs.cron_next combine them: when either starts with a *
- * (a bare one, or a step over all days), a day must match both; else it may
- * match either. croner alone treats only a bare * that way.
- */
-function croner(text: string, tz = 'UTC'): Cron {
-  const lower = text.toLowerCase();
-  const fields = lower.split(/\s+/);
-  const [, , dom = '', , dow = ''] = fields;
-  // pg_cron takes any step from 1: one past an item's range picks its first
-  // value (*/61 is minute 0). croner refuses a step past its field's largest,
-  // which picks the same values, so the step is cut to that (day-of-week: 7,
-  // which in */7 and 0-7/7 picks 0 and 7, both Sunday, as */8 picks 0).
-  const pattern = fields.length !== 5 ? lower : fields.map((f, i) =>
-    f.replace(/\/(\d+)/g, (_, step: string) => `/${Math.min(Number(step), FIELDS[i]![1])}`)).join(' ');
-  // DST as jobs.cron_spec_next_tz (Vixie cron): with no * nor /step in the
-  // minute and hour fields, a skipped time fires at the gap's end and a
-  // repeated one once; other times fire at every instant that matches.
-  return new Cron(pattern, { mode: '5-part', timezone: tz, domAndDow: dom.startsWith('*') || dow.startsWith('*'),
-                             fixedTimeRule: 'no-wildcard' });
 }
 
 // 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:'.

@@ -16,12 +16,13 @@
  * - dead letter: a job that ended as a failure; jobs.redrive runs it again.
  */
 
-// Here: a job, what publishing one takes, and what the queue-management
-// calls take and show. Handlers' types and a drain's report have modules of
+// Here: a job and what publishing one takes. Handlers' types, a drain's
+// report and what the queue-management calls take and show have modules of
 // their own, re-exported here as they always were.
 export type * from './handler-types.js';
 export type * from './drain-report-types.js';
 export type { Queryable } from './db/driver.js';
+export type * from './admin-types.js';
 
 /** JSON a job body or result may hold. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -125,77 +126,6 @@ export interface PublishOptions extends BulkPublishOptions {
 }
 
 /**
- * A named queue's settings (queues.create). A new queue takes those given
- * (left out: unbounded, the global defaults 60 s, 0, 3, no dead-letter
- * queue); an existing one changes only those given, and one given as null
- * is cleared to that.
- */
-export interface NamedQueueOptions {
-  /** Refuse publishing beyond this many waiting jobs (1 to 100000000). */
-  maxSize?: number | null | undefined;
-  /** timeoutSeconds of a job published to the queue without one. */
-  timeoutSeconds?: number | null | undefined;
-  /** priority of a job published to the queue without one. */
-  priority?: number | null | undefined;
-  /** maxRetries of a job published to the queue without one. */
-  maxRetries?: number | null | undefined;
-  /**
-   * Another queue, created first, that gets a copy of every job failing
-   * here for good (retries spent, FailJob, expiry, queue.fail; not a
-   * cancel): same task, body and priority, and attributes plus
-   * `dead_letter: { job_id, queue, error, attempts }`. Never refused by
-   * that queue's maxSize. A loop back to this queue is refused.
-   */
-  deadLetter?: string | null | undefined;
-  /**
-   * The base delay of the queue's retries, 0 to 86400 seconds (null: 5). With
-   * retryDelaySeconds, retryBackoff and retryDelayMaxSeconds all null, its
-   * retries wait the global jobs.backoff(attempt). A handler's RetryJob wins.
-   */
-  retryDelaySeconds?: number | null | undefined;
-  /** Retry k waits between d/2 and d for d = base·2^(k−1) (true or null), or the base exactly (false). */
-  retryBackoff?: boolean | null | undefined;
-  /** The longest retry wait, 1 to 604800 seconds, at least retryDelaySeconds (null: an hour, or the base when longer). */
-  retryDelayMaxSeconds?: number | null | undefined;
-  /**
-   * At most this many of the queue's jobs run at once, across every drain
-   * and claim (1 to 100000; null: unlimited). Its claims then wait for each
-   * other's commit; a crashed drain's slots come back when its leases expire.
-   */
-  maxRunning?: number | null | undefined;
-  /**
-   * A job published here without an expiry of its own (expiresAt,
-   * expiresInSeconds) expires this many seconds after its scheduled time
-   * (more than 0, at most 315360000: ten years; null: never). Jobs already
-   * published keep theirs.
-   */
-  expireInSeconds?: number | null | undefined;
-}
-
-/** A named queue as queues.list() shows it (null: unbounded, the global default, none). */
-export interface NamedQueueInfo {
-  name: string;
-  maxSize: number | null;
-  paused: boolean;
-  timeoutSeconds: number | null;
-  priority: number | null;
-  maxRetries: number | null;
-  deadLetter: string | null;
-  retryDelaySeconds: number | null;
-  retryBackoff: boolean | null;
-  retryDelayMaxSeconds: number | null;
-  maxRunning: number | null;
-  expireInSeconds: number | null;
-  createdAt: Date;
-}
-
-/** queues.purge's options. */
-export interface PurgeQueueOptions {
-  /** Recorded as each purged job's error: 'cancelled: <reason>' (left out: 'cancelled: purged'). */
-  reason?: string | undefined;
-}
-
-/**
  * One job of publishBulk: publish's per-job options. Its dedupeKey keeps
  * only (a job whose key an active job, or an earlier job of the bulk,
  * holds answers that job's id); no dependsOn: publish those one at a time.
@@ -218,115 +148,3 @@ export interface BulkJob extends BulkPublishOptions {
 export type PublishEventOptions = Pick<PublishOptions, 'runAt' | 'delaySeconds' | 'timeoutSeconds' | 'priority' | 'maxRetries'
   | 'attributes' | 'retryDelaySeconds' | 'retryBackoff' | 'retryDelayMaxSeconds' | 'expiresAt' | 'expiresInSeconds'>;
 
-/** A queue's subscription to an event (queues.subscriptions()): its jobs of the event run task. */
-export interface Subscription {
-  event: string;
-  queue: string;
-  task: string;
-  createdAt: Date;
-}
-
-/** How a job ended, as stored in jobs.job. */
-export interface JobOutcome {
-  id: string;
-  task: string;
-  status: 'success' | 'failure' | 'cancelled';
-  /** The handler's return value (success). */
-  result: unknown;
-  /** Why it failed or was cancelled; for a success, the error of the attempt before, if any. */
-  error: string | null;
-  attempts: number;
-  durationMs: number | null;
-  workerId: string | null;
-  queue: string;
-  endedAt: Date;
-}
-
-/** A job as it is now (queue.getJob): queued, running or ended. */
-export interface JobInfo {
-  id: string;
-  task: string;
-  state: 'pending' | 'scheduled' | 'blocked' | 'running' | 'expired' | 'success' | 'failure' | 'cancelled';
-  body: unknown;
-  /** The handler's return value, once it succeeded. */
-  result: unknown;
-  /** The last error: why it failed, or what the attempt before reported. */
-  error: string | null;
-  /** Attempts started so far. */
-  attempts: number;
-  maxRetries: number;
-  priority: number;
-  queue: string;
-  /** The job's own retry policy (publish's retryDelaySeconds…); all null: it follows its queue's. */
-  retryDelaySeconds: number | null;
-  retryBackoff: boolean | null;
-  retryDelayMaxSeconds: number | null;
-  /** The job's own dead-letter queue (publish's deadLetter), or null: its queue's deadLetter applies, if any. */
-  deadLetter: string | null;
-  attributes: Record<string, unknown> | null;
-  /** The drain that runs it or ran it last. */
-  workerId: string | null;
-  runAt: Date;
-  createdAt: Date;
-  startedAt: Date | null;
-  endedAt: Date | null;
-  /**
-   * The last ctx.progress value while the job is queued or running, with the
-   * attempt that reported it (older than `attempts` when a new delivery has
-   * not reported yet) and when; null when none, and always once it ended.
-   */
-  progress: JobProgress | null;
-  /**
-   * When a waiting job expires if not started by then (its expiresAt, or its
-   * queue's expireInSeconds after its run time); null when it has none, and
-   * once it ended (the history does not keep it).
-   */
-  expiresAt: Date | null;
-}
-
-/** A job's last reported progress (JobInfo.progress). */
-export interface JobProgress {
-  value: unknown;
-  attempt: number;
-  at: Date;
-}
-
-/** Which dead letters jobs.redrive runs again; all filters given must match. */
-export interface RedriveFilter {
-  ids?: readonly string[] | undefined;
-  /** Task LIKE pattern where only % is a wildcard ('email.%'). */
-  task?: string | undefined;
-  queue?: string | undefined;
-  endedAfter?: Date | undefined;
-  /** SQL LIKE pattern over the error text. */
-  errorLike?: string | undefined;
-  /** Also put back cancelled jobs among ids (needs ids). */
-  includeCancelled?: boolean | undefined;
-}
-
-/**
- * Which jobs queue.listJobs answers, newest first: those matching every
- * filter given (none: the newest jobs).
- */
-export interface ListJobsFilter {
-  queue?: string | undefined;
-  /** A task name, exactly. */
-  task?: string | undefined;
-  /** A state as JobInfo names it. */
-  state?: JobInfo['state'] | undefined;
-  /** JSON the body contains (jsonb `@>`): `{ userId: 42 }` finds bodies with that key and value, among others. */
-  body?: Json | undefined;
-  /** Only these jobs (at most 1000). */
-  ids?: readonly string[] | undefined;
-  /** Paging: only jobs older than this job id (the last id of the page before). */
-  before?: string | undefined;
-  /** At most this many, 1 to 1000 (default 100). */
-  limit?: number | undefined;
-}
-
-/** What queue.reschedule changes: the run time (runAt or delaySeconds from now), the priority, or both. */
-export interface RescheduleOptions {
-  runAt?: Date | undefined;
-  delaySeconds?: number | undefined;
-  priority?: number | undefined;
-}

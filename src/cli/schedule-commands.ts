@@ -48,7 +48,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
     .action(async (name: string, opts: { cron: string; task: string; body?: unknown; queue?: string; priority?: number;
                                          timeout?: number; maxRetries?: number; runner?: 'pg_cron' | 'drains';
                                          overlap?: 'allow' | 'skip'; tz?: string; backfill?: number; dsn?: string }) => {
-      const { checkCron, checkTz, schedule } = await import('../schedules.js');
+      const [{ checkCron, checkTz }, { schedule }] = await Promise.all([import('../cron-checks.js'), import('../schedules.js')]);
       try {
         // Before connecting: a bad flag opens no database.
         checkCron(opts.cron, '--cron');
