@@ -19,7 +19,8 @@
 -- `backfill` seconds (null: one job for all the ticks missed); overlap
 -- 'allow' and drains only (pg_cron does not backfill). Every job a schedule
 -- publishes carries attributes {"schedule": name, "tick": its tick}
--- (jobs.schedule_attributes).
+-- (jobs.schedule_attributes). serial_key: every job it publishes carries it,
+-- so its jobs run one at a time (graphile-worker's crontab ?queue=).
 create table jobs.recurring (
   name         text        primary key,
   cron         text        not null,
@@ -34,6 +35,7 @@ create table jobs.recurring (
   tz           text        check (tz is null or runner = 'drains'),
   backfill     numeric     check (backfill is null or (backfill > 0 and backfill <= 31622400
                                    and runner = 'drains' and overlap = 'allow')),
+  serial_key   text,
   next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)),
   last_run_at  timestamptz,
   last_job_id  bigint,
@@ -156,7 +158,9 @@ end $$;
 -- 'skip': no job while one of this schedule is active. backfill: seconds
 -- (> 0, at most 366 days) within which the drains publish one job for each
 -- tick they missed (null: one job for all of them); drains and overlap
--- 'allow' only. Returns the runner.
+-- 'allow' only. serial_key: the serial key of every job it publishes (a
+-- tick's job waits while an earlier one with that key is active); a
+-- change applies from the next tick. Returns the runner.
 create function jobs.schedule(
   name        text,
   cron        text,
@@ -170,7 +174,8 @@ create function jobs.schedule(
   now         timestamptz default null,
   overlap     text        default null,
   tz          text        default null,
-  backfill    numeric     default null
+  backfill    numeric     default null,
+  serial_key  text        default null
 ) returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
@@ -203,6 +208,7 @@ begin
     perform jobs.check_sql_task(schedule.task);
   end if;
   perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
+  perform jobs.check_key(schedule.serial_key, 'PD012', 'serial_key');
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
   end if;
@@ -268,15 +274,15 @@ begin
     v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   overlap, tz, backfill, next_run_at, created_at, updated_at)
+                                   overlap, tz, backfill, serial_key, next_run_at, created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
           schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
-          schedule.backfill, case when v_runner = 'drains' then v_next end, v_now, v_now)
+          schedule.backfill, schedule.serial_key, case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
       runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
-      updated_at = excluded.updated_at, last_error = v_kept_error,
+      serial_key = excluded.serial_key, updated_at = excluded.updated_at, last_error = v_kept_error,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
                          else excluded.next_run_at end;
@@ -347,7 +353,7 @@ begin
     -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
                          max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
-                         attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
+                         serial_key => r.serial_key, attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
     -- say) where jobs.schedules shows it, not only in pg_cron's run log.
@@ -398,7 +404,8 @@ begin
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             dedupe_key => jobs.schedule_key(r), attributes => jobs.schedule_attributes(r.name, r.next_run_at));
+                             dedupe_key => jobs.schedule_key(r), serial_key => r.serial_key,
+                             attributes => jobs.schedule_attributes(r.name, r.next_run_at));
         update jobs.recurring s
         set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
             last_error = null
@@ -420,7 +427,7 @@ begin
       while v_tick <= v_now and v_n < 100 loop
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             attributes => jobs.schedule_attributes(r.name, v_tick));
+                             serial_key => r.serial_key, attributes => jobs.schedule_attributes(r.name, v_tick));
         v_last := v_tick;
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
@@ -455,7 +462,8 @@ select r.name, r.cron, r.task, r.body, r.timeout, r.priority, r.max_retries, r.q
        case when r.runner = 'pg_cron' then 'pgdrain:schedule:' || r.name end as pg_cron_job,
        coalesce(r.next_run_at, jobs.cron_tick(r.cron, now(), r.tz)) as next_run_at,
        r.last_run_at, r.last_job_id, r.last_error, r.created_at, r.updated_at,
-       r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at, r.backfill
+       r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at, r.backfill,
+       r.serial_key
 from jobs.recurring r;
 
 -- Maintenance -----------------------------------------------------------------

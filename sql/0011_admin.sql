@@ -333,27 +333,37 @@ begin
   return coalesce(cardinality(v_running), 0) + coalesce(cardinality(v_queued), 0) + cardinality(v_later);
 end $$;
 
--- Moves jobs not yet running (pending, scheduled, blocked) to run_at and/or
--- gives them priority; running and ended jobs are left alone and not
--- counted. A job keeps its place in its serial key (job_id order) and its
--- dependencies: rescheduling a key's head later holds the key's other jobs
--- back with it, and its expiry (PD007 run_at for a time at or past it).
+-- Moves jobs not yet running (pending, scheduled, blocked) to run_at, gives
+-- them priority, max_retries (0 to 1000) and/or sets the attempts they have
+-- spent (attempt: 0 gives a job all its runs back); running and ended jobs
+-- are left alone and not counted. A job keeps its place in its serial key
+-- (job_id order) and its dependencies: rescheduling a key's head later holds
+-- the key's other jobs back with it, and its expiry (PD007 run_at for a time
+-- at or past it). Every job keeps a run left: attempt at most its
+-- max_retries (PD007 attempt, or PD003 max_retries when only that is given).
 -- Returns how many were changed.
 create function jobs.reschedule(job_ids bigint[], run_at timestamptz default null, priority integer default null,
-                                now timestamptz default null)
+                                now timestamptz default null, max_retries integer default null,
+                                attempt integer default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_ids bigint[];
   v_late record;
 begin
   perform jobs.check_job_ids(reschedule.job_ids);
-  if reschedule.run_at is null and reschedule.priority is null then
-    perform jobs.raise_invalid('PD007', 'run_at', 'give run_at, priority or both (both are null)');
+  if reschedule.run_at is null and reschedule.priority is null and reschedule.max_retries is null
+     and reschedule.attempt is null then
+    perform jobs.raise_invalid('PD007', 'run_at',
+      'give run_at, priority, max_retries or attempt, one or more (all are null)');
   end if;
   if not isfinite(reschedule.run_at) then
     perform jobs.raise_invalid('PD007', 'run_at', format('must be a finite time, got %s', reschedule.run_at));
   end if;
-  perform jobs.check_options(null, reschedule.priority, null);
+  perform jobs.check_options(null, reschedule.priority, reschedule.max_retries);
+  if reschedule.attempt < 0 or reschedule.attempt > coalesce(reschedule.max_retries, 1000) then
+    perform jobs.raise_invalid('PD007', 'attempt', format('must be 0 to %s (the attempts spent; at most max_retries, '
+      || 'a run left), got %s', coalesce(reschedule.max_retries, 1000), reschedule.attempt));
+  end if;
   -- Only jobs not running: a running one's settle is not waited for.
   v_ids := jobs.lock_jobs(reschedule.job_ids, true, false);
   if v_ids = '{}' then
@@ -368,8 +378,29 @@ begin
       'must be before the expiry of job %s (%s): it would never run; cancel it and publish it again instead',
       v_late.job_id, to_char(v_late.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
   end if;
+  -- Each job keeps a run left (a claim counts attempt past max_retries
+  -- without looking; the settle would end it after one more run).
+  if reschedule.max_retries is not null or reschedule.attempt is not null then
+    select q.job_id, q.attempt, q.max_retries into v_late from jobs.job_queue q
+    where q.job_id = any(v_ids)
+      and coalesce(reschedule.attempt, q.attempt) > coalesce(reschedule.max_retries, q.max_retries)
+    order by q.job_id limit 1;
+    if found and reschedule.attempt is not null then
+      perform jobs.raise_invalid('PD007', 'attempt', format(
+        'must be at most the max_retries of job %s (%s), got %s: give max_retries too to raise it',
+        v_late.job_id, v_late.max_retries, reschedule.attempt));
+    elsif found then
+      perform jobs.raise_invalid('PD003', 'max_retries', format(
+        'must be at least the attempts job %s has spent (%s), got %s: give attempt too to reset them',
+        v_late.job_id, v_late.attempt, reschedule.max_retries));
+    end if;
+  end if;
+  -- Lowering attempt reuses delivery numbers ((job_id, attempt) names one):
+  -- a settle of an old delivery whose lease expired, sent with no or the
+  -- same worker_id, could settle the new one of that number.
   update jobs.job_queue q
-  set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority)
+  set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority),
+      max_retries = coalesce(reschedule.max_retries, q.max_retries), attempt = coalesce(reschedule.attempt, q.attempt)
   where q.job_id = any(v_ids);
   perform jobs.notify('pgdrain_queued', x.queue)
   from (select distinct q.queue from jobs.job_queue q where q.job_id = any(v_ids) order by 1) x;

@@ -2914,7 +2914,8 @@ begin
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             dedupe_key => jobs.schedule_key(r), attributes => jobs.schedule_attributes(r.name, r.next_run_at));
+                             dedupe_key => jobs.schedule_key(r), serial_key => r.serial_key,
+                             attributes => jobs.schedule_attributes(r.name, r.next_run_at));
         update jobs.recurring s
         set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
             last_error = null
@@ -2936,7 +2937,7 @@ begin
       while v_tick <= v_now and v_n < 100 loop
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             attributes => jobs.schedule_attributes(r.name, v_tick));
+                             serial_key => r.serial_key, attributes => jobs.schedule_attributes(r.name, v_tick));
         v_last := v_tick;
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
@@ -3444,10 +3445,10 @@ begin
 end $$;
 
 --
--- Name: reschedule(bigint[], timestamp with time zone, integer, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: reschedule(bigint[], timestamp with time zone, integer, timestamp with time zone, integer, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.reschedule(job_ids bigint[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+CREATE FUNCTION jobs.reschedule(job_ids bigint[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, max_retries integer DEFAULT NULL::integer, attempt integer DEFAULT NULL::integer) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -3456,13 +3457,19 @@ declare
   v_late record;
 begin
   perform jobs.check_job_ids(reschedule.job_ids);
-  if reschedule.run_at is null and reschedule.priority is null then
-    perform jobs.raise_invalid('PD007', 'run_at', 'give run_at, priority or both (both are null)');
+  if reschedule.run_at is null and reschedule.priority is null and reschedule.max_retries is null
+     and reschedule.attempt is null then
+    perform jobs.raise_invalid('PD007', 'run_at',
+      'give run_at, priority, max_retries or attempt, one or more (all are null)');
   end if;
   if not isfinite(reschedule.run_at) then
     perform jobs.raise_invalid('PD007', 'run_at', format('must be a finite time, got %s', reschedule.run_at));
   end if;
-  perform jobs.check_options(null, reschedule.priority, null);
+  perform jobs.check_options(null, reschedule.priority, reschedule.max_retries);
+  if reschedule.attempt < 0 or reschedule.attempt > coalesce(reschedule.max_retries, 1000) then
+    perform jobs.raise_invalid('PD007', 'attempt', format('must be 0 to %s (the attempts spent; at most max_retries, '
+      || 'a run left), got %s', coalesce(reschedule.max_retries, 1000), reschedule.attempt));
+  end if;
   -- Only jobs not running: a running one's settle is not waited for.
   v_ids := jobs.lock_jobs(reschedule.job_ids, true, false);
   if v_ids = '{}' then
@@ -3477,8 +3484,29 @@ begin
       'must be before the expiry of job %s (%s): it would never run; cancel it and publish it again instead',
       v_late.job_id, to_char(v_late.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
   end if;
+  -- Each job keeps a run left (a claim counts attempt past max_retries
+  -- without looking; the settle would end it after one more run).
+  if reschedule.max_retries is not null or reschedule.attempt is not null then
+    select q.job_id, q.attempt, q.max_retries into v_late from jobs.job_queue q
+    where q.job_id = any(v_ids)
+      and coalesce(reschedule.attempt, q.attempt) > coalesce(reschedule.max_retries, q.max_retries)
+    order by q.job_id limit 1;
+    if found and reschedule.attempt is not null then
+      perform jobs.raise_invalid('PD007', 'attempt', format(
+        'must be at most the max_retries of job %s (%s), got %s: give max_retries too to raise it',
+        v_late.job_id, v_late.max_retries, reschedule.attempt));
+    elsif found then
+      perform jobs.raise_invalid('PD003', 'max_retries', format(
+        'must be at least the attempts job %s has spent (%s), got %s: give attempt too to reset them',
+        v_late.job_id, v_late.attempt, reschedule.max_retries));
+    end if;
+  end if;
+  -- Lowering attempt reuses delivery numbers ((job_id, attempt) names one):
+  -- a settle of an old delivery whose lease expired, sent with no or the
+  -- same worker_id, could settle the new one of that number.
   update jobs.job_queue q
-  set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority)
+  set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority),
+      max_retries = coalesce(reschedule.max_retries, q.max_retries), attempt = coalesce(reschedule.attempt, q.attempt)
   where q.job_id = any(v_ids);
   perform jobs.notify('pgdrain_queued', x.queue)
   from (select distinct q.queue from jobs.job_queue q where q.job_id = any(v_ids) order by 1) x;
@@ -3651,7 +3679,7 @@ begin
     -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
                          max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
-                         attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
+                         serial_key => r.serial_key, attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
     -- say) where jobs.schedules shows it, not only in pg_cron's run log.
@@ -3676,10 +3704,10 @@ CREATE FUNCTION jobs.running_count(p_queue text) RETURNS bigint
 $$;
 
 --
--- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text, numeric, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, overlap text DEFAULT NULL::text, tz text DEFAULT NULL::text, backfill numeric DEFAULT NULL::numeric) RETURNS text
+CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, overlap text DEFAULT NULL::text, tz text DEFAULT NULL::text, backfill numeric DEFAULT NULL::numeric, serial_key text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -3714,6 +3742,7 @@ begin
     perform jobs.check_sql_task(schedule.task);
   end if;
   perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
+  perform jobs.check_key(schedule.serial_key, 'PD012', 'serial_key');
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
   end if;
@@ -3779,15 +3808,15 @@ begin
     v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   overlap, tz, backfill, next_run_at, created_at, updated_at)
+                                   overlap, tz, backfill, serial_key, next_run_at, created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
           schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
-          schedule.backfill, case when v_runner = 'drains' then v_next end, v_now, v_now)
+          schedule.backfill, schedule.serial_key, case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
       runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
-      updated_at = excluded.updated_at, last_error = v_kept_error,
+      serial_key = excluded.serial_key, updated_at = excluded.updated_at, last_error = v_kept_error,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
                          else excluded.next_run_at end;
@@ -3872,6 +3901,7 @@ CREATE TABLE jobs.recurring (
     overlap text DEFAULT 'allow'::text NOT NULL,
     tz text,
     backfill numeric,
+    serial_key text,
     next_run_at timestamp with time zone,
     last_run_at timestamp with time zone,
     last_job_id bigint,
@@ -4806,7 +4836,8 @@ CREATE VIEW jobs.schedules AS
     COALESCE(r.tz, 'UTC'::text) AS tz,
     r.skipped_ticks,
     r.last_skipped_at,
-    r.backfill
+    r.backfill,
+    r.serial_key
    FROM jobs.recurring r;
 
 --

@@ -179,9 +179,16 @@ export interface ListJobsFilter {
   limit?: number | undefined;
 }
 
-/** What queue.reschedule changes: the run time (runAt or delaySeconds from now), the priority, or both. */
+/**
+ * What queue.reschedule changes, one or more of: the run time (runAt or
+ * delaySeconds from now), the priority, the retries (maxRetries, 0 to 1000)
+ * and the attempts already spent (attempts: 0 gives a job all its runs
+ * back; at most its maxRetries, so it keeps a run).
+ */
 export interface RescheduleOptions {
   runAt?: Date | undefined;
   delaySeconds?: number | undefined;
   priority?: number | undefined;
+  maxRetries?: number | undefined;
+  attempts?: number | undefined;
 }

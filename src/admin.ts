@@ -45,15 +45,18 @@ export async function cancelJobs(db: Queryable, jobIds: readonly string[], reaso
 
 /**
  * Moves jobs not yet running to another time (runAt, or delaySeconds from
- * the database's now) and/or priority (jobs.reschedule). Returns how many
- * changed; running and ended jobs are left alone.
+ * the database's now), priority, maxRetries and/or attempts spent
+ * (jobs.reschedule). Returns how many changed; running and ended jobs are
+ * left alone.
  */
 export async function rescheduleJobs(db: Queryable, jobIds: readonly string[], options: RescheduleOptions): Promise<number> {
   parse(jobIdsSchema, jobIds, 'jobIds');
   const o = parse(rescheduleOptionsSchema, options, 'options');
   return Number(await callValue(db,
-    `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, now() + make_interval(secs => $3::float8)), $4) as r`,
-    [jobIds, o.runAt?.toISOString() ?? null, o.delaySeconds ?? null, o.priority ?? null]));
+    `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, now() + make_interval(secs => $3::float8)), $4,
+       max_retries => $5, attempt => $6) as r`,
+    [jobIds, o.runAt?.toISOString() ?? null, o.delaySeconds ?? null, o.priority ?? null, o.maxRetries ?? null,
+      o.attempts ?? null]));
 }
 
 /**

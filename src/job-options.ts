@@ -133,9 +133,18 @@ export const rescheduleOptionsSchema = z.strictObject({
   runAt: bulkOptions.runAt,
   delaySeconds: bulkOptions.delaySeconds,
   priority: bulkOptions.priority,
+  maxRetries: bulkOptions.maxRetries,
+  // The attempts spent (jobs.reschedule's attempt): at most maxRetries, a run left.
+  attempts: bulkOptions.maxRetries,
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined, runAtOrDelay),
-  z.refine((o) => o.runAt !== undefined || o.delaySeconds !== undefined || o.priority !== undefined,
-    'give runAt, delaySeconds or priority'));
+  z.superRefine((o: { attempts?: number | undefined; maxRetries?: number | undefined }, ctx) => {
+    if (o.attempts !== undefined && o.maxRetries !== undefined && o.attempts > o.maxRetries) {
+      ctx.addIssue({ code: 'custom', path: ['attempts'], input: o.attempts,
+        message: `must be at most maxRetries (${o.maxRetries}), got ${o.attempts}: a job keeps a run left` });
+    }
+  }),
+  z.refine((o) => Object.values(o).some((v) => v !== undefined),
+    'give runAt, delaySeconds, priority, maxRetries or attempts'));
 
 export const waitForOptionsSchema = z.strictObject({
   signal: z.optional(abortSignalSchema),

@@ -6,7 +6,7 @@ import { jsonParam } from './json-text.js';
 import { checkQueryable } from './driver-check.js';
 import { checkCron, checkTz } from './cron-checks.js';
 import { publishOptionsSchema } from './job-options.js';
-import { parse, queueNameSchema, taskSchema } from './options.js';
+import { keySchema, parse, queueNameSchema, taskSchema } from './options.js';
 
 // Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each
 // (maintain: one per pass).
@@ -50,6 +50,8 @@ export interface ScheduleSpec {
    * (ISO 8601 UTC) on every attempt, as a retry moves scheduledAt.
    */
   backfillSeconds?: number | undefined;
+  /** The serial key of every job it publishes: its ticks' jobs run one at a time (a change applies from the next tick). */
+  serialKey?: string | undefined;
 }
 
 /** A row of the jobs.schedules view. */
@@ -75,6 +77,8 @@ export interface ScheduleInfo {
   lastSkippedAt: Date | null;
   /** The backfill window in seconds, or null (none). */
   backfillSeconds: number | null;
+  /** The serial key its jobs carry, or null (none). */
+  serialKey: string | null;
 }
 
 /** What one jobs.maintain pass did. */
@@ -111,6 +115,7 @@ const specSchema = z.strictObject({
   tz: z.optional(z.string()),
   backfillSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'),
     z.maximum(31_622_400, 'must be at most 31622400 (366 days)'))),
+  serialKey: z.optional(keySchema),
 });
 
 // jobs.schedule's arguments as the spec names them: a check only the
@@ -120,6 +125,7 @@ const SPEC_FIELD: Record<string, string> = {
   name: 'spec.name', cron: 'spec.cron', task: 'spec.task', body: 'spec.body', timeout: 'spec.timeoutSeconds',
   priority: 'spec.priority', max_retries: 'spec.maxRetries', queue: 'spec.queue', runner: 'spec.runner',
   overlap: 'spec.overlap', tz: 'spec.tz', backfill: 'spec.backfillSeconds',
+  serial_key: 'spec.serialKey',
 };
 
 /** A database error naming one of jobs.schedule's arguments, renamed to the spec's field (the SQL name stays on the cause). */
@@ -144,9 +150,9 @@ export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<Sched
   return callValue<ScheduleRunner>(db,
     `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
        priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9, overlap => $10, tz => $11,
-       backfill => $12::numeric) as r`,
+       backfill => $12::numeric, serial_key => $13) as r`,
     [s.name, cron, s.task, body, s.timeoutSeconds ?? null, s.priority ?? null, s.maxRetries ?? null,
-     s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz, s.backfillSeconds ?? null])
+     s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz, s.backfillSeconds ?? null, s.serialKey ?? null])
     .catch((error: unknown) => { throw asSpecField(error); });
 }
 
@@ -161,6 +167,7 @@ interface ScheduleRow {
   pg_cron_job: string | null; next_run_at: string | Date; last_run_at: string | Date | null;
   last_job_id: string | null; last_error: string | null; overlap: ScheduleOverlap; tz: string;
   skipped_ticks: number | string; last_skipped_at: string | Date | null; backfill: number | string | null;
+  serial_key: string | null;
 }
 
 /** Every recurring job, from the jobs.schedules view, by name. */
@@ -174,7 +181,7 @@ export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
     lastJobId: r.last_job_id === null ? null : String(r.last_job_id), lastError: r.last_error,
     overlap: r.overlap, tz: r.tz, skippedTicks: Number(r.skipped_ticks),
     lastSkippedAt: r.last_skipped_at === null ? null : new Date(r.last_skipped_at),
-    backfillSeconds: r.backfill === null ? null : Number(r.backfill),
+    backfillSeconds: r.backfill === null ? null : Number(r.backfill), serialKey: r.serial_key,
   }));
 }
 

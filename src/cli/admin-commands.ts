@@ -43,21 +43,27 @@ export function adminCommands(withConnection: WithConnection): Command[] {
     });
 
   const reschedule = new Command('reschedule')
-    .description('move jobs not yet running to another time and/or priority; prints how many changed '
-      + '(running and ended jobs are left alone)')
+    .description('move jobs not yet running to another time, priority, max retries and/or attempts spent; '
+      + 'prints how many changed (running and ended jobs are left alone)')
     .argument('<id...>', 'job ids')
     .option('--at <iso>', 'run at this time (ISO 8601 with a time zone)', checkedBy(isoDateTimeSchema))
     .option('--delay <seconds>', 'run this many seconds from now', seconds(0, MAX_DELAY_SECONDS))
     .option('--priority <n>', 'greater runs first', integer(-1_000_000, 1_000_000))
+    .option('--max-retries <n>', 'the jobs\' retries (runs after the first)', integer(0, 1000))
+    .option('--attempts <n>', 'the attempts they have spent (0: all their runs back; at most their max retries)',
+      integer(0, 1000))
     .addOption(dsnOption())
-    .action(async (ids: string[], opts: { at?: Date; delay?: number; priority?: number; dsn?: string }) => {
+    .action(async (ids: string[], opts: { at?: Date; delay?: number; priority?: number; maxRetries?: number;
+      attempts?: number; dsn?: string }) => {
       checkIds(ids);
       if (opts.at !== undefined && opts.delay !== undefined) throw new CommanderError(2, 'usage', 'error: give --at or --delay, not both');
-      if (opts.at === undefined && opts.delay === undefined && opts.priority === undefined) {
-        throw new CommanderError(2, 'usage', 'error: give --at, --delay or --priority');
+      if (opts.at === undefined && opts.delay === undefined && opts.priority === undefined
+        && opts.maxRetries === undefined && opts.attempts === undefined) {
+        throw new CommanderError(2, 'usage', 'error: give --at, --delay or --priority, --max-retries or --attempts');
       }
       await withConnection(opts.dsn, async ({ driver }) => {
-        const n = await rescheduleJobs(driver, ids, { runAt: opts.at, delaySeconds: opts.delay, priority: opts.priority });
+        const n = await rescheduleJobs(driver, ids, { runAt: opts.at, delaySeconds: opts.delay, priority: opts.priority,
+          maxRetries: opts.maxRetries, attempts: opts.attempts });
         process.stdout.write(`${n}\n`);
       });
     });

@@ -13,6 +13,7 @@ const FLAGS: Record<string, string> = {
   name: 'name', cron: '--cron', task: '--task', body: '--body', queue: '--queue', priority: '--priority',
   timeoutSeconds: '--timeout', timeout: '--timeout', maxRetries: '--max-retries', max_retries: '--max-retries',
   runner: '--runner', overlap: '--overlap', tz: '--tz', backfillSeconds: '--backfill', backfill: '--backfill',
+  serialKey: '--serial-key', serial_key: '--serial-key',
 };
 
 /** An error naming a field of the spec, reworded to name its flag. */
@@ -44,10 +45,12 @@ export function scheduleCommand(withConnection: WithConnection): Command {
     .option('--tz <zone>', "IANA time zone whose wall clock --cron reads, e.g. Europe/Paris (default UTC; runner drains)")
     .option('--backfill <seconds>', 'one job per tick missed within these seconds before now (default: one for all; runner drains)',
             seconds(0.001, 31_622_400))
+    .option('--serial-key <key>', 'serial key of every job it publishes: they run one at a time (graphile-worker ?queue=)')
     .addOption(dsnOption())
     .action(async (name: string, opts: { cron: string; task: string; body?: unknown; queue?: string; priority?: number;
                                          timeout?: number; maxRetries?: number; runner?: 'pg_cron' | 'drains';
-                                         overlap?: 'allow' | 'skip'; tz?: string; backfill?: number; dsn?: string }) => {
+                                         overlap?: 'allow' | 'skip'; tz?: string; backfill?: number; serialKey?: string;
+                                         dsn?: string }) => {
       const [{ checkCron, checkTz }, { schedule }] = await Promise.all([import('../cron-checks.js'), import('../schedules.js')]);
       try {
         // Before connecting: a bad flag opens no database.
@@ -57,7 +60,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
           const runner = await schedule(driver, {
             name, cron: opts.cron, task: opts.task, body: opts.body, queue: opts.queue, priority: opts.priority,
             timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, runner: opts.runner, overlap: opts.overlap, tz: opts.tz,
-            backfillSeconds: opts.backfill,
+            backfillSeconds: opts.backfill, serialKey: opts.serialKey,
           });
           process.stdout.write(`${runner}\n`);
         });
@@ -79,11 +82,13 @@ export function scheduleCommand(withConnection: WithConnection): Command {
           return;
         }
         const iso = (d: Date | null) => (d === null ? '' : d.toISOString());
-        // The backfill column only when a schedule has one.
+        // The backfill and serial_key columns only when a schedule has one.
         const fill = list.some((s) => s.backfillSeconds !== null);
+        const serial = list.some((s) => s.serialKey !== null);
         const rows = list.map((s) => ({
           name: s.name, cron: s.cron, tz: s.tz, task: s.task, runner: s.runner, overlap: s.overlap,
           ...(fill ? { backfill: s.backfillSeconds === null ? '' : `${s.backfillSeconds}s` } : {}),
+          ...(serial ? { serial_key: s.serialKey ?? '' } : {}),
           next_run_at: iso(s.nextRunAt), last_run_at: iso(s.lastRunAt), skipped: s.skippedTicks,
           last_error: s.lastError === null ? '' : s.lastError.split('\n')[0]!.slice(0, 100),
         }));
