@@ -212,6 +212,8 @@ declare
   v_id bigint;
   v_replace boolean := false;
   v_keep_time boolean := false;
+  v_old_serial text;     -- the serial key of a holder this publish took the key from
+  v_was_running boolean;
   v_at timestamptz;
   v_old record;
   v_q jobs.queue;
@@ -314,15 +316,23 @@ begin
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
     elsif publish.dedupe_key is not null then
-      -- A waiting holder past its expiry never runs: it lets go of the key
-      -- (it still ends as expired, at the next claim, keyless as a replaced
-      -- running job ends) and this publish takes it. Before any lock: ending
-      -- it, an expiry holds its row, then its serial key. So only on the
-      -- first pass: a later one holds the locks taken below (the holder it
-      -- finds is answered, as one found under them is).
+      -- A holder that will not run to an end of its own lets go of the key,
+      -- and this publish takes it: a waiting one past its expiry (it still
+      -- ends as expired, at the next claim, keyless as a replaced running
+      -- job ends), and a running one asked to cancel (graphile-worker's
+      -- remove_job frees a locked job's key too); the new job then takes its
+      -- serial key when this publish left it out, as a replace does, so it
+      -- waits behind it. Before any lock (an expiry or a settle holds the
+      -- row, then its serial key): so only on the first pass, as a later
+      -- one holds the locks taken below (the holder it finds is answered).
       if i = 1 then
         update jobs.job_queue q set dedupe_key = null
-        where q.dedupe_key = publish.dedupe_key and q.lease_until is null and q.expires_at <= v_now;
+        where q.dedupe_key = publish.dedupe_key
+          and (q.lease_until is null and q.expires_at <= v_now or q.lease_until is not null and q.cancel_requested_at is not null)
+        returning q.serial_key, q.lease_until is not null into v_old_serial, v_was_running;
+        if v_was_running then
+          publish.serial_key := coalesce(publish.serial_key, v_old_serial);
+        end if;
       end if;
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then

@@ -188,6 +188,8 @@ declare
   v_last timestamptz;
   v_error text;       -- the row's last_error before this call
   v_kept_error text;  -- why the old expression's ticks could not be published now
+  v_old_next timestamptz;
+  v_old_backfill numeric;
   -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
   v_cron text := jobs.cron_text(schedule.cron);
 begin
@@ -253,7 +255,8 @@ begin
 
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error into v_old, v_old_cron, v_old_tz, v_last, v_error
+  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill
+  into v_old, v_old_cron, v_old_tz, v_last, v_error, v_old_next, v_old_backfill
   from jobs.recurring r where r.name = schedule.name for update;
   if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
@@ -265,6 +268,13 @@ begin
     where r.name = schedule.name and r.next_run_at <= v_now;
     -- Why they could not be published (a full queue) stays, where jobs.schedules shows it.
     select nullif(r.last_error, v_error) into v_kept_error from jobs.recurring r where r.name = schedule.name;
+    -- Without backfill a tick that failed waits for the next minute, uncounted:
+    -- dropped now with the old expression, it is counted (with backfill, the
+    -- failed call counted its ticks).
+    if v_kept_error is not null and v_old_backfill is null then
+      update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = v_old_next
+      where r.name = schedule.name;
+    end if;
   elsif v_old = 'pg_cron' and v_runner = 'drains' then
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will

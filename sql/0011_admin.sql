@@ -194,8 +194,9 @@ end $$;
 
 -- Cancels a job. A job not yet running (pending, scheduled, or waiting on
 -- dependencies or its serial key) ends at once in jobs.job as cancelled and
--- never runs: returns 'cancelled'. A running job is marked, and its dedupe
--- key freed for a new job at once (its serial key stays): its drain sees
+-- never runs: returns 'cancelled'. A running job is marked (it keeps its
+-- dedupe and serial keys until it ends; a keep-mode publish with its dedupe
+-- key takes the key over, jobs.publish): its drain sees
 -- the mark within a few seconds (best effort) and fires the handler's
 -- AbortSignal; whatever its delivery then reports except an ack ends it as
 -- cancelled, without retry: returns 'cancelling'. Returns null when the job
@@ -219,13 +220,9 @@ begin
   v_held := jobs.ending_keys(array[cancel.job_id]);
   select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id;
   if v_lease is not null then
-    -- Its dedupe key is freed at once (graphile-worker's remove_job does so
-    -- too): a publish with it makes a new job, not the dying one's id. The
-    -- history of the job then shows no dedupe key. The serial key stays: it still runs.
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request')),
-        dedupe_key = null
+        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request'))
     where q.job_id = cancel.job_id;
     return 'cancelling';
   end if;
@@ -297,10 +294,9 @@ begin
   where q.job_id = any(v_locked);
 
   if v_running is not null then
-    -- Dedupe keys freed at once, as jobs.cancel frees them.
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, v_reason), dedupe_key = null
+        cancel_reason = coalesce(q.cancel_reason, v_reason)
     where q.job_id = any(v_running);
   end if;
   if v_queued is not null then

@@ -339,13 +339,9 @@ begin
   v_held := jobs.ending_keys(array[cancel.job_id]);
   select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id;
   if v_lease is not null then
-    -- Its dedupe key is freed at once (graphile-worker's remove_job does so
-    -- too): a publish with it makes a new job, not the dying one's id. The
-    -- history of the job then shows no dedupe key. The serial key stays: it still runs.
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request')),
-        dedupe_key = null
+        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request'))
     where q.job_id = cancel.job_id;
     return 'cancelling';
   end if;
@@ -412,10 +408,9 @@ begin
   where q.job_id = any(v_locked);
 
   if v_running is not null then
-    -- Dedupe keys freed at once, as jobs.cancel frees them.
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, v_reason), dedupe_key = null
+        cancel_reason = coalesce(q.cancel_reason, v_reason)
     where q.job_id = any(v_running);
   end if;
   if v_queued is not null then
@@ -2529,6 +2524,8 @@ declare
   v_id bigint;
   v_replace boolean := false;
   v_keep_time boolean := false;
+  v_old_serial text;     -- the serial key of a holder this publish took the key from
+  v_was_running boolean;
   v_at timestamptz;
   v_old record;
   v_q jobs.queue;
@@ -2631,15 +2628,23 @@ begin
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
     elsif publish.dedupe_key is not null then
-      -- A waiting holder past its expiry never runs: it lets go of the key
-      -- (it still ends as expired, at the next claim, keyless as a replaced
-      -- running job ends) and this publish takes it. Before any lock: ending
-      -- it, an expiry holds its row, then its serial key. So only on the
-      -- first pass: a later one holds the locks taken below (the holder it
-      -- finds is answered, as one found under them is).
+      -- A holder that will not run to an end of its own lets go of the key,
+      -- and this publish takes it: a waiting one past its expiry (it still
+      -- ends as expired, at the next claim, keyless as a replaced running
+      -- job ends), and a running one asked to cancel (graphile-worker's
+      -- remove_job frees a locked job's key too); the new job then takes its
+      -- serial key when this publish left it out, as a replace does, so it
+      -- waits behind it. Before any lock (an expiry or a settle holds the
+      -- row, then its serial key): so only on the first pass, as a later
+      -- one holds the locks taken below (the holder it finds is answered).
       if i = 1 then
         update jobs.job_queue q set dedupe_key = null
-        where q.dedupe_key = publish.dedupe_key and q.lease_until is null and q.expires_at <= v_now;
+        where q.dedupe_key = publish.dedupe_key
+          and (q.lease_until is null and q.expires_at <= v_now or q.lease_until is not null and q.cancel_requested_at is not null)
+        returning q.serial_key, q.lease_until is not null into v_old_serial, v_was_running;
+        if v_was_running then
+          publish.serial_key := coalesce(publish.serial_key, v_old_serial);
+        end if;
       end if;
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
@@ -3722,6 +3727,8 @@ declare
   v_last timestamptz;
   v_error text;       -- the row's last_error before this call
   v_kept_error text;  -- why the old expression's ticks could not be published now
+  v_old_next timestamptz;
+  v_old_backfill numeric;
   -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
   v_cron text := jobs.cron_text(schedule.cron);
 begin
@@ -3787,7 +3794,8 @@ begin
 
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error into v_old, v_old_cron, v_old_tz, v_last, v_error
+  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill
+  into v_old, v_old_cron, v_old_tz, v_last, v_error, v_old_next, v_old_backfill
   from jobs.recurring r where r.name = schedule.name for update;
   if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
@@ -3799,6 +3807,13 @@ begin
     where r.name = schedule.name and r.next_run_at <= v_now;
     -- Why they could not be published (a full queue) stays, where jobs.schedules shows it.
     select nullif(r.last_error, v_error) into v_kept_error from jobs.recurring r where r.name = schedule.name;
+    -- Without backfill a tick that failed waits for the next minute, uncounted:
+    -- dropped now with the old expression, it is counted (with backfill, the
+    -- failed call counted its ticks).
+    if v_kept_error is not null and v_old_backfill is null then
+      update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = v_old_next
+      where r.name = schedule.name;
+    end if;
   elsif v_old = 'pg_cron' and v_runner = 'drains' then
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will

@@ -52,11 +52,17 @@ export async function cancelJobs(db: Queryable, jobIds: readonly string[], reaso
 export async function rescheduleJobs(db: Queryable, jobIds: readonly string[], options: RescheduleOptions): Promise<number> {
   parse(jobIdsSchema, jobIds, 'jobIds');
   const o = parse(rescheduleOptionsSchema, options, 'options');
+  // What only the database checks (a job's expiry, its max_retries) named as the option given.
+  const named: Record<string, string> = { run_at: o.delaySeconds === undefined ? 'runAt' : 'delaySeconds', max_retries: 'maxRetries',
+                                          attempt: 'attempts' };
   return Number(await callValue(db,
     `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, now() + make_interval(secs => $3::float8)), $4,
        max_retries => $5, attempt => $6) as r`,
     [jobIds, o.runAt?.toISOString() ?? null, o.delaySeconds ?? null, o.priority ?? null, o.maxRetries ?? null,
-      o.attempts ?? null]));
+      o.attempts ?? null]).catch((error: unknown) => {
+    if (!(error instanceof ValidationError) || !(error.field! in named)) throw error;
+    throw new ValidationError(`options.${named[error.field!]}`, error.rule, { cause: error.cause ?? error });
+  }));
 }
 
 /**

@@ -1,9 +1,10 @@
-// Cancelling a running job frees its dedupe key at once (graphile-worker's
-// remove_job clears the key of a locked job too): a keep-mode publish with the
-// key makes a new job, which runs, instead of answering the id of the job
-// being cancelled. The cancelled job still ends as cancelled, its serial key
-// held until then. jobs.cancel, jobs.cancel_key and jobs.cancel_bulk, and a
-// real drain. On a real PostgreSQL.
+// A running job being cancelled keeps its keys until it ends, but a
+// keep-mode publish with its dedupe key takes the key over (graphile-worker's
+// remove_job clears the key of a locked job too): it makes a new job instead
+// of answering the id of the job being cancelled, with that job's serial key
+// when it gives none, so it waits for it to end, as a replace does. The
+// cancelled job still ends as cancelled. jobs.cancel, jobs.cancel_key and
+// jobs.cancel_bulk, a real drain, and an overlap 'skip' schedule. On a real PostgreSQL.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type JobContext } from '../src/index.js';
 import { testDb } from './support/db.js';
@@ -23,23 +24,28 @@ const publish = async (v: number, extra = '') =>
 const claim = async () => (await sql<{ id: string }>(`select job_id::text as id from jobs.consume(1, queue => 'ckq')`)).map((r) => r.id);
 const states = async () => sql(`select job_id::text as id, state, body, dedupe_key, serial_key from jobs.all where queue = 'ckq' order by job_id`);
 
-describe('SQL: cancelling a running job frees its dedupe key', () => {
+describe('SQL: a keep publish takes the dedupe key of a running job being cancelled', () => {
   for (const [how, cancel] of [
     ['jobs.cancel_key', () => sql(`select jobs.cancel_key('user:7:sync', 'superseded') as r`)],
     ['jobs.cancel', (id: string) => sql(`select jobs.cancel($1::bigint, 'superseded') as r`, [id])],
     ['jobs.cancel_bulk', (id: string) => sql(`select jobs.cancel_bulk(array[$1::bigint], 'superseded') as r`, [id])],
   ] as const) {
-    it(`${how}: a keep publish with the key makes a new job that runs; the cancelled one ends cancelled`, async () => {
+    it(`${how}: a keep publish with the key makes a new job, which runs after the cancelled one ended`, async () => {
       const first = await publish(1, `, serial_key => 'acct:7'`);
       expect(await claim()).toEqual([first]);
       expect((await cancel(first))[0]!.r).toBe(how === 'jobs.cancel_bulk' ? 1 : 'cancelling');
-      // The key is free at once; the serial key stays with the running job.
-      expect(await states()).toEqual([{ id: first, state: 'running', body: { v: 1 }, dedupe_key: null, serial_key: 'acct:7' }]);
+      // Both keys stay with the running job until a publish takes the dedupe key.
+      expect(await states()).toEqual([{ id: first, state: 'running', body: { v: 1 }, dedupe_key: 'user:7:sync', serial_key: 'acct:7' }]);
       const second = await publish(2);
       expect(second).not.toBe(first);
-      expect(await claim()).toEqual([second]);
-      // The first one's drain reports (a handler that stopped): it ends cancelled, not retried.
+      // The new job holds the dedupe key and waits behind the first on its serial key.
+      expect(await states()).toEqual([
+        { id: first, state: 'running', body: { v: 1 }, dedupe_key: null, serial_key: 'acct:7' },
+        { id: second, state: 'blocked', body: { v: 2 }, dedupe_key: 'user:7:sync', serial_key: 'acct:7' }]);
+      expect(await claim()).toEqual([]);
+      // The first one's drain reports (a handler that stopped): it ends cancelled, not retried; then the second runs.
       await sql(`select jobs.nack($1::bigint, 'aborted')`, [first]);
+      expect(await claim()).toEqual([second]);
       await sql(`select jobs.ack($1::bigint)`, [second]);
       expect(await sql(`select job_id::text as id, state, body, error from jobs.all where queue = 'ckq' order by job_id`)).toEqual([
         { id: first, state: 'cancelled', body: { v: 1 }, error: 'cancelled: superseded\naborted' },
@@ -47,6 +53,29 @@ describe('SQL: cancelling a running job frees its dedupe key', () => {
       ]);
     });
   }
+
+  it('a replace after the cancel still finds the running job: the new job takes its serial key and waits', async () => {
+    const first = await publish(1, `, serial_key => 'acct:7'`);
+    expect(await claim()).toEqual([first]);
+    expect(await sql(`select jobs.cancel($1::bigint) as r`, [first])).toEqual([{ r: 'cancelling' }]);
+    const second = await publish(2, `, dedupe_mode => 'replace'`);
+    expect(second).not.toBe(first);
+    expect((await states()).map((r) => [r.id, r.state, r.serial_key])).toEqual([[first, 'running', 'acct:7'], [second, 'blocked', 'acct:7']]);
+    expect(await claim()).toEqual([]);
+  });
+
+  it("an overlap 'skip' schedule publishes no tick while its cancelled job still runs", async () => {
+    const T0 = '2030-01-01T00:00:00Z';
+    const at = (m: number) => new Date(Date.parse(T0) + m * 60_000).toISOString();
+    await sql(`select jobs.schedule('tick1', '* * * * *', 'ck.tick', queue => 'ckq', overlap => 'skip', runner => 'drains', now => $1)`, [T0]);
+    await sql(`select jobs.publish_due_schedules($1)`, [at(1)]);
+    const [tick] = await sql<{ id: string }>(`select job_id::text as id from jobs.consume(1, $1, 'ckq')`, [at(1)]);
+    expect(await sql(`select jobs.cancel($1::bigint) as r`, [tick!.id])).toEqual([{ r: 'cancelling' }]);
+    await sql(`select jobs.publish_due_schedules($1)`, [at(2)]);
+    expect(await sql(`select job_id::text as id from jobs.job_queue where task = 'ck.tick'`)).toEqual([{ id: tick!.id }]);
+    expect(await sql(`select skipped_ticks::int as n from jobs.recurring where name = 'tick1'`)).toEqual([{ n: 1 }]);
+    await sql(`select jobs.unschedule('tick1')`);
+  });
 
   it('a job not yet running ends at once, as before: its key is free too', async () => {
     const first = await publish(1);

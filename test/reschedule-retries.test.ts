@@ -121,10 +121,11 @@ describe('bad values', () => {
       expect({ options, field: e.field }).toEqual({ options, field });
       expect(e.message).toMatch(rule);
     }
-    // The job's own max_retries (3), from the database.
+    // The job's own max_retries (3), from the database: named as the option given, the SQL name on the cause.
     const e = await errorOf(queue.reschedule([id], { attempts: 4 }));
-    expect(e.field).toBe('attempt');
-    expect(e.message).toMatch(new RegExp(`must be at most the max_retries of job ${id} \\(3\\), got 4`));
+    expect(e).toBeInstanceOf(ValidationError);
+    expect([e.field, (e.cause as { column?: string }).column]).toEqual(['options.attempts', 'attempt']);
+    expect(e.message).toMatch(new RegExp(`^options.attempts: must be at most the max_retries of job ${id} \\(3\\), got 4`));
   });
 
   it('pgdrain reschedule --max-retries/--attempts: changes them; bad ones are usage errors naming the flag', async () => {
@@ -138,6 +139,8 @@ describe('bad values', () => {
       [['--attempts', 'x'], /--attempts.*must be an integer from 0 to 1000/],
       [['--attempts', '3', '--max-retries', '2'], /--attempts: must be at most maxRetries \(2\), got 3/],
       [[], /give --at, --delay or --priority, --max-retries or --attempts/],
+      // Checked by the database against the job's own max_retries (4): named as the flag.
+      [['--attempts', '5'], /^pgdrain: --attempts: must be at most the max_retries of job \d+ \(4\), got 5/],
     ] as const) {
       const r = await runCli(db.url, 'reschedule', id, ...args);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });

@@ -203,6 +203,21 @@ describe('backfill: jobs.schedule, TS and CLI', () => {
     }
   });
 
+  it('without backfill too: a new expression drops the old one\'s tick that could not be published, counted', async () => {
+    await sql(`select jobs.create_queue('fq', max_size => 1)`);
+    try {
+      await sql(`select jobs.publish('x', '{}', queue => 'fq')`);
+      await sql(`select jobs.schedule('hourly', '0 * * * *', 'fill.hourly', queue => 'fq', now => $1)`, [T0]);
+      await sql(`select jobs.schedule('hourly', '15 * * * *', 'fill.hourly', queue => 'fq', now => $1)`, [minute(60) + '']);
+      expect(await ticks('fill.hourly')).toEqual([]);
+      expect(await row('hourly')).toMatchObject({ skipped_ticks: '1', last_skipped_at: new Date(minute(60)),
+                                                  next_run_at: new Date(minute(75)), last_error: expect.stringMatching(/full/) });
+    } finally {
+      await sql(`truncate jobs.job_queue, jobs.recurring`);
+      await sql(`delete from jobs.queue where name = 'fq'`);
+    }
+  });
+
   it('a new expression publishes the old one\'s missed ticks first, at most 100: those left count as one skipped tick', async () => {
     await sql(`select jobs.schedule('every', '* * * * *', 'fill.every', backfill => 86400, now => $1)`, [T0]);
     await sql(`select jobs.schedule('every', '*/2 * * * *', 'fill.every', backfill => 86400, now => $1)`, [minute(300)]);
