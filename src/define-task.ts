@@ -13,6 +13,12 @@ import type { BatchContext, BatchHandler, BatchItem, BatchResults, Handler, JobC
 const TRANSACTIONAL = Symbol.for('pgdrain.transactional');
 /** A batch task's brand: its maxSize (Infinity: no split). A brand, as CLI and library copies must agree. */
 const BATCH = Symbol.for('pgdrain.batch');
+/** A task's heartbeatSeconds, a brand as BATCH (run-handler.ts starts the heartbeat). */
+const HEARTBEAT = Symbol.for('pgdrain.heartbeat');
+// heartbeatSeconds' bounds: at most extendLease's 86400 (the SQL refuses more); at least 1, as a beat
+// every half second per running job is already many statements, and a shorter lease could pass between beats.
+const MIN_HEARTBEAT = 1;
+const MAX_HEARTBEAT = 86400;
 /** The largest batch.maxSize: a claim's largest batch. */
 const MAX_BATCH_SIZE = 10_000;
 
@@ -33,6 +39,14 @@ export interface TaskOptions {
    * Not with transactional.
    */
   batch?: boolean | BatchOptions | undefined;
+  /**
+   * A heartbeat on a timer (pg-boss's heartbeatSeconds; README "Lease
+   * extension"): while a drain runs the handler, it extends the job's lease
+   * to this many seconds from now every half of it, as ctx.extendLease does.
+   * The job's timeout is its first lease; the handler then runs until it
+   * returns or the drain stops. 1 to 86400. Not with batch.
+   */
+  heartbeatSeconds?: number | undefined;
 }
 
 /**
@@ -77,7 +91,8 @@ export interface BatchTask<Body, Result> extends TaskPublish<Body> {
  */
 export function defineTask<Body = unknown, Result = unknown>(
   name: string, handler: BatchHandler<Body, Result>,
-  options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined; db?: Queryable },
+  options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined; heartbeatSeconds?: undefined;
+                           db?: Queryable },
 ): BatchTask<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
   name: string, handler: TransactionalHandler<Body, Result>, options: NotBatch & { transactional: true; db?: Queryable },
@@ -102,6 +117,11 @@ export function defineTask<Body = unknown, Result = unknown>(
     // Its jobs would share one transaction: one job's error would roll back the work of all.
     throw new ValidationError('options.batch', 'cannot be combined with transactional: true (README "Batch handlers")');
   }
+  const heartbeat = heartbeatSeconds(options.heartbeatSeconds);
+  if (heartbeat !== undefined && maxSize !== undefined) {
+    // A call's jobs end together at the earliest timeout: a batch has no lease of its own to extend.
+    throw new ValidationError('options.heartbeatSeconds', 'cannot be combined with batch (README "Batch handlers")');
+  }
   const call = maxSize === undefined ? async (body: Body, ctx: JobContext) => handler(body, ctx)
     : async (jobs: unknown, ctx: JobContext) => {
       // Called directly with a body, or run per job by an older copy of pgdrain.
@@ -119,6 +139,7 @@ export function defineTask<Body = unknown, Result = unknown>(
   });
   if (transactional) Object.defineProperty(wrapped, TRANSACTIONAL, { value: true });
   if (maxSize !== undefined) Object.defineProperty(wrapped, BATCH, { value: maxSize });
+  if (heartbeat !== undefined) Object.defineProperty(wrapped, HEARTBEAT, { value: heartbeat });
   return wrapped as Task<Body, Result>;
 }
 
@@ -137,6 +158,21 @@ function batchMaxSize(batch: unknown): number | undefined {
     throw new ValidationError('options.batch.maxSize', `must be an integer from 1 to ${MAX_BATCH_SIZE} (jobs per call)`);
   }
   return maxSize;
+}
+
+/** options.heartbeatSeconds checked: its seconds, or undefined for none. */
+function heartbeatSeconds(seconds: unknown): number | undefined {
+  if (seconds === undefined) return undefined;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < MIN_HEARTBEAT || seconds > MAX_HEARTBEAT) {
+    const got = typeof seconds === 'number' ? String(seconds) : typeof seconds;
+    throw new ValidationError('options.heartbeatSeconds', `must be a number of seconds from ${MIN_HEARTBEAT} to ${MAX_HEARTBEAT}, got ${got}`);
+  }
+  return seconds;
+}
+
+/** The heartbeatSeconds a handler was defined with, if any (a job of it gets a heartbeat). */
+export function heartbeatOf(handler: Handler): number | undefined {
+  return (handler as unknown as Record<symbol, number | undefined>)[HEARTBEAT];
 }
 
 /** Whether a handler was defined with { transactional: true }. */

@@ -1,6 +1,6 @@
 // One job's handler, run: whatever it returns, throws or rejects with
 // becomes the outcome drain() settles.
-import { isTransactional, runTransactional } from './define-task.js';
+import { heartbeatOf, isTransactional, runTransactional } from './define-task.js';
 import type { DrainDeps } from './drain.js';
 import type { Thrown } from './drain-hooks.js';
 import { DrainJobContext, extendLeaseOf, LazySignal, leaseSeconds, type LeaseHolder } from './job-context.js';
@@ -50,6 +50,8 @@ export class JobRun implements Running, LeaseHolder {
   private began = 0;
   /** The lease its handler last extended to (ctx.extendLease), if it did. */
   private extended: Date | undefined;
+  /** Its heartbeat's next beat (a task's heartbeatSeconds), if it has one: cleared by finish(). */
+  private beat: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Enters host.running and host.timeouts. end: when it must end, its
@@ -110,6 +112,20 @@ export class JobRun implements Running, LeaseHolder {
     return until;
   }
 
+  /**
+   * A task's heartbeatSeconds: extendLease(seconds) every seconds / 2 (the
+   * first at half its timeout when that comes sooner: the timeout is its first
+   * lease), until finish(). One beat at a time: the next is set when one answers.
+   */
+  private startHeartbeat(seconds: number): void {
+    const beat = async (): Promise<void> => {
+      const sentAt = Date.now();
+      await this.extendLease(seconds); // never rejects: a failed beat is tried again at the next
+      if (!this.ended) this.beat = setTimeout(beat, Math.max(0, sentAt + seconds * 500 - Date.now()));
+    };
+    this.beat = setTimeout(beat, Math.min(seconds, this.job.timeout) * 500);
+  }
+
   finish(outcome: Outcome | null): void {
     const { host, job } = this;
     // Already settled (timeout, release): the entry under its id may be a
@@ -118,6 +134,7 @@ export class JobRun implements Running, LeaseHolder {
     host.running.delete(job.id);
     this.ended = true;
     host.timeouts.clear(this.timeout);
+    if (this.beat !== undefined) clearTimeout(this.beat);
     this.signal.abort(SETTLED);
     host.settled(job, outcome, this.startedAt);
   }
@@ -133,9 +150,13 @@ export class JobRun implements Running, LeaseHolder {
     this.began = Date.now();
     let handler: Handler | undefined;
     let transactional = false;
+    let heartbeat: number | undefined;
     try {
       handler = resolveHandler(host.deps.tasks, job.task); // an export may be a getter that throws
-      transactional = handler !== undefined && isTransactional(handler);
+      if (handler !== undefined) {
+        transactional = isTransactional(handler);
+        heartbeat = heartbeatOf(handler);
+      }
     } catch (error) {
       return this.answer(thrownOutcome(job.id, job.attempt, error));
     }
@@ -144,6 +165,8 @@ export class JobRun implements Running, LeaseHolder {
                            error: `unknown task "${job.task}": the tasks module exports no handler by that name` });
     }
     const ctx = this.ctx = new DrainJobContext(job, this.signal, host.publish, host.progress, host.rateLimit, this);
+    // On one session a transactional handler's transaction holds the connection a beat would wait for.
+    if (heartbeat !== undefined && !(transactional && oneSession(host.deps.db))) this.startHeartbeat(heartbeat);
     if (transactional) {
       void inTransaction(host, handler, job, ctx).then((outcome) => host.returned(this, outcome));
       return;
@@ -180,6 +203,8 @@ export class JobRun implements Running, LeaseHolder {
     void Promise.resolve(outcome).then((o) => this.host.returned(this, o));
   }
 }
+
+const oneSession = (db: DrainDeps['db']): boolean => 'maxConnections' in db && db.maxConnections === 1;
 
 async function inTransaction(host: RunHost, handler: Handler, job: Job, ctx: DrainJobContext): Promise<Outcome | null> {
   try {

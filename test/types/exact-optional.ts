@@ -83,6 +83,8 @@ export async function everyOption(): Promise<void> {
   await queue.waitFor('1', { signal: maybe<AbortSignal>(), timeoutMs: maybe<number>() });
   queue.defineTask('a.c', async () => null, { transactional: maybe<boolean>() });
   defineTask('a.d', async () => null, { transactional: maybe<boolean>() });
+  defineTask('a.h', async () => null, { heartbeatSeconds: maybe<number>() });
+  queue.defineTask('a.i', async () => null, { heartbeatSeconds: maybe<number>(), transactional: maybe<boolean>() });
   await schedule(queue.driver, { name: 'n', cron: '* * * * *', task: 'a.b', body: maybe<unknown>(), timeoutSeconds: maybe<number>(),
     priority: maybe<number>(), maxRetries: maybe<number>(), queue: maybe<string>(), runner: maybe<'drains'>() });
   createApp({ queue, token: maybe<string>(), hmacSecret: maybe<string>(), limits: maybe<{ maxBatchSize: number }>(),

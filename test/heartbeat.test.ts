@@ -1,0 +1,198 @@
+// A heartbeat on a timer (pg-boss's heartbeatSeconds): defineTask(…, {
+// heartbeatSeconds }) makes the drain extend a running job's lease every half
+// of it (src/run-handler.ts JobRun startHeartbeat), through the path
+// ctx.extendLease takes. Over a real PostgreSQL. No timing assertions: the
+// handlers wait on a promise the test resolves once it has seen, in
+// jobs.job_queue, what it waits for.
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Driver } from '../src/db/driver.js';
+import { createQueue, defineTask, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
+import { countingDriver } from './support/counting-driver.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const deadline = () => Date.now() + 120_000;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const until = (check: () => Promise<void> | void) => vi.waitFor(check, { timeout: 30_000, interval: 20 });
+const queueWith = (tasks: TaskMap, driver: Driver = { ...db.driver, close: async () => {} }) => createQueue({ driver, tasks });
+
+/** A promise the test resolves: what the handlers wait on. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
+}
+
+/** Waits on `opened` and answers whether its signal had fired: the same handler with and without the option. */
+const waiting = (opened: Promise<void>) => async (_body: unknown, ctx: JobContext) => {
+  await opened;
+  return { aborted: ctx.signal.aborted };
+};
+
+/** The job's lease as jobs.job_queue holds it, and the end its claim gave it (started_at + timeout). */
+async function leaseOf(id: string): Promise<{ lease: Date | null; first: Date | null } | undefined> {
+  const [row] = await sql<{ lease: Date | null; first: Date | null }>(
+    `select lease_until as lease, started_at + make_interval(secs => timeout::float8) as first
+       from jobs.job_queue where job_id = $1`, [id]);
+  return row;
+}
+
+/** Polls the job's lease until it has moved later past its first end `times` times; answers the leases seen. */
+async function extendedTimes(id: string, times: number): Promise<Date[]> {
+  const seen: Date[] = [];
+  await until(async () => {
+    const row = await leaseOf(id);
+    expect(row, 'the job still in job_queue (not timed out)').toBeDefined();
+    const { lease, first } = row!;
+    if (lease && first && lease > first && (seen.length === 0 || lease > seen.at(-1)!)) seen.push(lease);
+    expect(seen.length).toBeGreaterThanOrEqual(times);
+  });
+  return seen;
+}
+
+/** A driver that records the job id of each jobs.extend_lease statement (every query still runs). */
+function extendsRecorded(ids: string[]): Driver {
+  const driver = db.driver;
+  return {
+    ...driver, close: async () => {},
+    query: (text, params, options) => {
+      if (text.includes('jobs.extend_lease')) ids.push(String(params?.[0]));
+      return driver.query(text, params, options);
+    },
+  } as Driver;
+}
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+});
+
+describe('defineTask heartbeatSeconds', () => {
+  it('a job with timeout 1 s runs on while its lease is extended, and succeeds; the same handler without it times out', async () => {
+    const { opened, open } = gate();
+    const hb = {
+      beating: defineTask('hb.beating', waiting(opened), { heartbeatSeconds: 1 }),
+      plain: defineTask('hb.plain', waiting(opened)),
+    };
+    const q = queueWith({ hb });
+    const plain = await q.publish('hb.plain', null, { timeoutSeconds: 1, maxRetries: 0 });
+    const beating = await q.publish('hb.beating', null, { timeoutSeconds: 1, maxRetries: 0 });
+    const drained = q.drain(5, deadline());
+    try {
+      const leases = await extendedTimes(beating, 2);
+      expect(leases[1]!.getTime()).toBeGreaterThan(leases[0]!.getTime());
+      // The plain one of the same claim timed out meanwhile (its lease ended, nacked: no retries left).
+      await until(async () => expect(await q.getJob(plain)).toMatchObject({ state: 'failure', error: 'timed out after 1 s' }));
+    } finally {
+      open();
+    }
+    expect(await drained).toMatchObject({ claimed: 2, succeeded: 1, failed: 1 });
+    const done = await q.getJob(beating);
+    expect(done).toMatchObject({ state: 'success', attempts: 1, result: { aborted: false } });
+    expect(done!.error ?? null).toBeNull();
+  });
+
+  it('a transactional task beats through the drain, and its ack commits past its first lease', async () => {
+    const { opened, open } = gate();
+    const tx = defineTask('tx.beating', waiting(opened), { transactional: true, heartbeatSeconds: 1 });
+    const q = queueWith({ tx });
+    const id = await q.publish('tx.beating', null, { timeoutSeconds: 1, maxRetries: 0 });
+    const drained = q.drain(5, deadline());
+    try {
+      await extendedTimes(id, 2);
+    } finally {
+      open();
+    }
+    expect(await drained).toMatchObject({ claimed: 1, succeeded: 1, failed: 0 });
+    expect(await q.getJob(id)).toMatchObject({ state: 'success', result: { aborted: false } });
+  });
+
+  it('stops once the job settled: its lease row gone, no extend_lease statement after', async () => {
+    const counts = new Map<string, number>();
+    const { opened, open } = gate();
+    const q = queueWith({ hb: { beating: defineTask('hb.beating', waiting(opened), { heartbeatSeconds: 1 }) } },
+                        countingDriver(db.driver, counts));
+    const id = await q.publish('hb.beating', null, { timeoutSeconds: 30 });
+    const drained = q.drain(5, deadline());
+    try {
+      await until(() => expect(counts.get('extend_lease') ?? 0).toBeGreaterThanOrEqual(2));
+    } finally {
+      open();
+    }
+    expect(await drained).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(await leaseOf(id)).toBeUndefined();
+    const after = counts.get('extend_lease');
+    await sleep(1600); // three beats' time, had it gone on
+    expect(counts.get('extend_lease')).toBe(after);
+  });
+
+  it('stops when the job is cancelled: it ends cancelled, and no extend_lease statement follows', async () => {
+    const ids: string[] = [];
+    const { opened, open } = gate();
+    const q = queueWith({ hb: { beating: defineTask('hb.beating', waiting(opened), { heartbeatSeconds: 1 }) } },
+                        extendsRecorded(ids));
+    const id = await q.publish('hb.beating', null, { timeoutSeconds: 1, maxRetries: 0 });
+    const drained = q.drain(5, deadline(), { cancelCheckMs: 100 });
+    try {
+      await extendedTimes(id, 1);
+      await q.cancel(id);
+      expect(await drained).toMatchObject({ claimed: 1, cancelled: 1 });
+    } finally {
+      open();
+    }
+    const after = ids.length;
+    await sleep(1600);
+    expect(ids.length).toBe(after);
+  });
+
+  it("runs until the drain's stop: there it is stopped and nacked as any job", async () => {
+    const q = queueWith({
+      hb: { deaf: defineTask('hb.deaf', async (_b: unknown, ctx: JobContext) => {
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+      }, { heartbeatSeconds: 1 }) },
+    });
+    const id = await q.publish('hb.deaf', null, { timeoutSeconds: 1, maxRetries: 0 });
+    // 4 s: twice and more its timeout, time for the heartbeat to carry it past.
+    expect(await q.drain(5, Date.now() + 4000, { settleMarginMs: 200 })).toMatchObject({ claimed: 1, failed: 1, stoppedBy: 'deadline' });
+    expect(await q.getJob(id)).toMatchObject({ state: 'failure', error: 'stopped at the drain deadline' });
+  });
+
+  it('a task without the option issues no extend_lease statement (beside one that beats)', async () => {
+    const ids: string[] = [];
+    const { opened, open } = gate();
+    const q = queueWith({
+      hb: { beating: defineTask('hb.beating', waiting(opened), { heartbeatSeconds: 1 }), plain: waiting(opened) },
+      tx: { plain: defineTask('tx.plain', waiting(opened), { transactional: true }) },
+    }, extendsRecorded(ids));
+    const beating = await q.publish('hb.beating', null, { timeoutSeconds: 30 });
+    await q.publish('hb.plain', null, { timeoutSeconds: 30 });
+    await q.publish('tx.plain', null, { timeoutSeconds: 30 });
+    const drained = q.drain(5, deadline());
+    try {
+      await until(() => expect(ids.length).toBeGreaterThanOrEqual(3));
+    } finally {
+      open();
+    }
+    expect(await drained).toMatchObject({ claimed: 3, succeeded: 3 });
+    expect(new Set(ids)).toEqual(new Set([beating]));
+  });
+
+  it('refuses bad values with a ValidationError naming options.heartbeatSeconds, and with batch', () => {
+    const q = queueWith({});
+    const handler = async () => null;
+    for (const heartbeatSeconds of [0, 0.5, -1, 86401, Number.NaN, Infinity, '5', null, true]) {
+      for (const define of [defineTask, q.defineTask]) {
+        expect(() => define('a.b', handler, { heartbeatSeconds: heartbeatSeconds as number }), String(heartbeatSeconds))
+          .toThrow(expect.objectContaining({ field: 'options.heartbeatSeconds',
+                                             message: expect.stringMatching(/^options\.heartbeatSeconds: must be a number of seconds from 1 to 86400, got /) }));
+      }
+    }
+    const withBatch = () => defineTask('a.b', async () => [], { batch: true, heartbeatSeconds: 5 as never });
+    expect(withBatch).toThrow(ValidationError);
+    expect(withBatch).toThrow(expect.objectContaining({ field: 'options.heartbeatSeconds', message: expect.stringMatching(/batch/) }));
+    // The bounds themselves are taken.
+    expect(() => defineTask('a.b', handler, { heartbeatSeconds: 1 })).not.toThrow();
+    expect(() => defineTask('a.b', handler, { heartbeatSeconds: 86400 })).not.toThrow();
+    expect(() => defineTask('a.b', handler, { heartbeatSeconds: undefined })).not.toThrow();
+  });
+});
