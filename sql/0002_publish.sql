@@ -325,10 +325,16 @@ begin
       -- waits behind it. Before any lock (an expiry or a settle holds the
       -- row, then its serial key): so only on the first pass, as a later
       -- one holds the locks taken below (the holder it finds is answered).
+      -- A holder's row another transaction holds (a settle or an expiry
+      -- ending it) is skipped, and the holder answered: waiting for it could
+      -- close a cycle with locks this publish's transaction took before.
       if i = 1 then
         update jobs.job_queue q set dedupe_key = null
-        where q.dedupe_key = publish.dedupe_key
-          and (q.lease_until is null and q.expires_at <= v_now or q.lease_until is not null and q.cancel_requested_at is not null)
+        from (select x.job_id from jobs.job_queue x
+              where x.dedupe_key = publish.dedupe_key
+                and (x.lease_until is null and x.expires_at <= v_now or x.lease_until is not null and x.cancel_requested_at is not null)
+              for update skip locked) t
+        where q.job_id = t.job_id
         returning q.serial_key, q.lease_until is not null into v_old_serial, v_was_running;
         if v_was_running then
           publish.serial_key := coalesce(publish.serial_key, v_old_serial);
@@ -443,12 +449,12 @@ declare
   v_lost text[];
 begin
   -- Waiting holders past their expiry let go of their keys, as in jobs.publish,
-  -- before any lock, their rows locked in job_id order.
+  -- before any lock, those another transaction holds skipped (as there).
   if p_dedupe_keys is not null then
     update jobs.job_queue q set dedupe_key = null
     from (select x.job_id from jobs.job_queue x
           where x.dedupe_key = any(p_dedupe_keys) and x.lease_until is null and x.expires_at <= p_now
-          order by x.job_id for update) e
+          for update skip locked) e
     where q.job_id = e.job_id;
   end if;
   -- The queue's lock as jobs.admit takes it (a bounded queue only), first.

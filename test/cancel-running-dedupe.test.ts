@@ -5,9 +5,11 @@
 // when it gives none, so it waits for it to end, as a replace does. The
 // cancelled job still ends as cancelled. jobs.cancel, jobs.cancel_key and
 // jobs.cancel_bulk, a real drain, and an overlap 'skip' schedule. On a real PostgreSQL.
+import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type JobContext } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -75,6 +77,36 @@ describe('SQL: a keep publish takes the dedupe key of a running job being cancel
     expect(await sql(`select job_id::text as id from jobs.job_queue where task = 'ck.tick'`)).toEqual([{ id: tick!.id }]);
     expect(await sql(`select skipped_ticks::int as n from jobs.recurring where name = 'tick1'`)).toEqual([{ n: 1 }]);
     await sql(`select jobs.unschedule('tick1')`);
+  });
+
+  it('a transaction taking two cancelling jobs\' keys does not deadlock with the settle ending both: a row the settle holds is skipped', async () => {
+    const x1 = await publish(1);
+    const x2 = (await sql<{ id: string }>(`select jobs.publish('ck.task', '{"v":2}', queue => 'ckq', dedupe_key => 'other')::text as id`))[0]!.id;
+    const claimed = await sql<{ id: string; attempt: number }>(`select job_id::text as id, attempt from jobs.consume(2, queue => 'ckq') order by job_id`);
+    expect(claimed.map((r) => r.id)).toEqual([x1, x2]);
+    await sql(`select jobs.cancel($1::bigint), jobs.cancel($2::bigint)`, [x1, x2]);
+    const t = new pg.Client({ connectionString: db.url });
+    const settler = new pg.Client({ connectionString: db.url });
+    await Promise.all([t.connect(), settler.connect()]);
+    try {
+      await t.query('begin');
+      // The transaction takes x2's key (its row now held by the transaction)...
+      const third = (await t.query(`select jobs.publish('ck.task', '{"v":3}', queue => 'ckq', dedupe_key => 'other')::text as id`)).rows[0].id;
+      expect(third).not.toBe(x2);
+      // ...while a drain's settle of both locks x1, then waits for x2.
+      const settlerPid = (await settler.query('select pg_backend_pid() as pid')).rows[0].pid as number;
+      const settled = settler.query(`select jobs.settle_arrays($1::bigint[], $2::integer[], array['ack', 'ack']) as r`,
+                                    [claimed.map((r) => r.id), claimed.map((r) => r.attempt)]);
+      await until(async () => (await sql<{ w: string | null }>(`select wait_event_type as w from pg_stat_activity where pid = $1`,
+                                                               [settlerPid]))[0]?.w === 'Lock', 'the settle to wait for x2');
+      // x1's row is the settle's: its key is not taken, the holder answered, nothing waits.
+      expect((await t.query(`select jobs.publish('ck.task', '{"v":4}', queue => 'ckq', dedupe_key => 'user:7:sync')::text as id`)).rows[0].id)
+        .toBe(x1);
+      await t.query('commit');
+      expect(Number((await settled).rows[0].r.succeeded)).toBe(2);
+    } finally {
+      await Promise.all([t.end(), settler.end()]);
+    }
   });
 
   it('a job not yet running ends at once, as before: its key is free too', async () => {
