@@ -36,21 +36,8 @@ begin
       || 'serial keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: '
       || 'complete them in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
   end if;
-  with gone as (
-    delete from jobs.job_queue q where q.job_id = any(v_ids) returning q.*
-  )
-  insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries, timeout,
-                        scheduled_at, created_at, started_at, ended_at, duration_ms,
-                        queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
-  select g.job_id, g.task, g.body, 'success', complete.result, g.last_error,
-         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
-         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
-  from gone g;
-  -- Its own dependencies, if it waited on some: it no longer does.
-  delete from jobs.dependency d where d.job_id = any(v_ids);
-  perform jobs.notify_ids('pgdrain_completed', v_ids);
+  -- Attempts and the last error kept, as an ack keeps them.
+  perform jobs.end_waiting(v_ids, 'success', null, false, complete.result, v_now);
   perform jobs.lock_serial_keys(v_keys);
   perform jobs.after_end(v_ids, null, v_keys, v_now);
   return cardinality(v_ids);

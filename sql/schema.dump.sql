@@ -337,7 +337,7 @@ begin
     return null;
   end if;
   v_held := jobs.ending_keys(array[cancel.job_id]);
-  select q.lease_until, q.serial_wait into v_lease, v_waiting from jobs.job_queue q where q.job_id = cancel.job_id;
+  select q.lease_until, q.serial_wait, q.serial_key into v_lease, v_waiting, v_key from jobs.job_queue q where q.job_id = cancel.job_id;
   if v_lease is not null then
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
@@ -345,21 +345,8 @@ begin
     where q.job_id = cancel.job_id;
     return 'cancelling';
   end if;
-  with gone as (
-    delete from jobs.job_queue q where q.job_id = cancel.job_id returning q.*
-  )
-  insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
-                        scheduled_at, created_at, started_at, ended_at, duration_ms,
-                        queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
-  select g.job_id, g.task, g.body, 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
-         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
-         v_now, null, g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
-  from gone g
-  returning serial_key into v_key;
-  delete from jobs.dependency d where d.job_id = cancel.job_id;
-  perform jobs.notify_ids('pgdrain_completed', array[cancel.job_id]);
+  perform jobs.end_waiting(array[cancel.job_id], 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
+                           false, null, v_now);
   -- A job waiting behind its serial key's head leaves the head as it is: no
   -- key to pass on, so no key lock taken while holding this row's (a head
   -- that ends takes that lock first, then this row's: a deadlock).
@@ -414,20 +401,7 @@ begin
     where q.job_id = any(v_running);
   end if;
   if v_queued is not null then
-    with gone as (
-      delete from jobs.job_queue q where q.job_id = any(v_queued) returning q.*
-    )
-    insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
-                          scheduled_at, created_at, started_at, ended_at, duration_ms,
-                          queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max, dead_letter)
-    select g.job_id, g.task, g.body, 'cancelled', v_reason, g.attempt, g.priority, g.max_retries, g.timeout,
-           g.scheduled_at, g.created_at, g.started_at, v_now, null,
-           g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-           g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
-    from gone g;
-    delete from jobs.dependency d where d.job_id = any(v_queued);
-    perform jobs.notify_ids('pgdrain_completed', v_queued);
+    perform jobs.end_waiting(v_queued, 'cancelled', v_reason, false, null, v_now);
     perform jobs.lock_serial_keys(v_keys);
     perform jobs.after_end(null, v_queued, v_keys, v_now, false, null, v_held);
   end if;
@@ -1014,21 +988,8 @@ begin
       || 'serial keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: '
       || 'complete them in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
   end if;
-  with gone as (
-    delete from jobs.job_queue q where q.job_id = any(v_ids) returning q.*
-  )
-  insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries, timeout,
-                        scheduled_at, created_at, started_at, ended_at, duration_ms,
-                        queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
-  select g.job_id, g.task, g.body, 'success', complete.result, g.last_error,
-         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
-         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
-  from gone g;
-  -- Its own dependencies, if it waited on some: it no longer does.
-  delete from jobs.dependency d where d.job_id = any(v_ids);
-  perform jobs.notify_ids('pgdrain_completed', v_ids);
+  -- Attempts and the last error kept, as an ack keeps them.
+  perform jobs.end_waiting(v_ids, 'success', null, false, complete.result, v_now);
   perform jobs.lock_serial_keys(v_keys);
   perform jobs.after_end(v_ids, null, v_keys, v_now);
   return cardinality(v_ids);
@@ -1667,6 +1628,32 @@ begin
 end $$;
 
 --
+-- Name: end_waiting(bigint[], text, text, boolean, jsonb, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.end_waiting(p_ids bigint[], p_status text, p_error text, p_after_last boolean, p_result jsonb, p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  with gone as (
+    delete from jobs.job_queue q where q.job_id = any(p_ids) returning q.*
+  )
+  insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries, timeout,
+                        scheduled_at, created_at, started_at, ended_at, duration_ms,
+                        queue, dedupe_key, serial_key, attributes, worker_id,
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
+  select g.job_id, g.task, g.body, p_status, p_result,
+         case when p_error is null then g.last_error
+              when p_after_last then p_error || coalesce(E'\n' || g.last_error, '') else p_error end,
+         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, p_now, null,
+         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
+  from gone g;
+  delete from jobs.dependency d where d.job_id = any(p_ids);
+  perform jobs.notify_ids('pgdrain_completed', p_ids);
+end $$;
+
+--
 -- Name: ended_dedupe_key(text, integer, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1877,21 +1864,7 @@ begin
       || 'in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
   end if;
   v_held := jobs.ending_keys(v_ids);
-  with gone as (
-    delete from jobs.job_queue q where q.job_id = any(v_ids) returning q.*
-  )
-  insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
-                        scheduled_at, created_at, started_at, ended_at, duration_ms,
-                        queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
-  select g.job_id, g.task, g.body, 'failure',
-         'failed: ' || coalesce(fail.reason, 'by request') || coalesce(E'\n' || g.last_error, ''),
-         g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, v_now, null,
-         g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
-  from gone g;
-  delete from jobs.dependency d where d.job_id = any(v_ids);
-  perform jobs.notify_ids('pgdrain_completed', v_ids);
+  perform jobs.end_waiting(v_ids, 'failure', 'failed: ' || coalesce(fail.reason, 'by request'), true, null, v_now);
   perform jobs.route_dead_letters(v_ids, v_now, v_own);
   perform jobs.lock_serial_keys(v_keys);
   perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
