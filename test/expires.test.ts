@@ -9,6 +9,7 @@ import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { expectRefusedBeforeAnyStatement } from './support/publish-refusals.js';
 import { postJobsTo } from './support/http-jobs.js';
 import { runCli } from './support/drain-process.js';
 
@@ -260,24 +261,13 @@ describe('TypeScript', () => {
   });
 
   it('bad expiries are refused naming the option: both given, not after runAt, out of range; the database\'s check too', async () => {
-    const offline = createQueue({ connectionString: 'postgres://postgres@127.0.0.1:1/none', tasks: {} });
-    try {
-      const bad: [object, string, RegExp][] = [
-        [{ expiresAt: new Date(T0), expiresInSeconds: 5 }, 'options.expiresInSeconds', /give expiresAt or expiresInSeconds, not both/],
-        [{ runAt: new Date(T0), expiresAt: new Date(T0) }, 'options.expiresAt', /must be after runAt/],
-        [{ expiresInSeconds: 0 }, 'options.expiresInSeconds', /at least 0.001/],
-        [{ expiresInSeconds: 1e-9 }, 'options.expiresInSeconds', /at least 0.001/],
-        [{ expiresAt: new Date(Number.NaN) }, 'options.expiresAt', /./],
-      ];
-      for (const [options, field, message] of bad) {
-        await expect(offline.publish('t', null, options as never), JSON.stringify(options))
-          .rejects.toMatchObject({ name: 'ValidationError', field, message: expect.stringMatching(message) });
-        await expect(offline.publishBulk([{ task: 't' }, { task: 't', ...options } as never]), JSON.stringify(options))
-          .rejects.toMatchObject({ name: 'ValidationError', field: field.replace('options', 'jobs[1]') });
-      }
-    } finally {
-      await offline.close();
-    }
+    await expectRefusedBeforeAnyStatement([
+      [{ expiresAt: new Date(T0), expiresInSeconds: 5 }, 'options.expiresInSeconds', /give expiresAt or expiresInSeconds, not both/],
+      [{ runAt: new Date(T0), expiresAt: new Date(T0) }, 'options.expiresAt', /must be after runAt/],
+      [{ expiresInSeconds: 0 }, 'options.expiresInSeconds', /at least 0.001/],
+      [{ expiresInSeconds: 1e-9 }, 'options.expiresInSeconds', /at least 0.001/],
+      [{ expiresAt: new Date(Number.NaN) }, 'options.expiresAt', /./],
+    ]);
     // Only the database knows its now: an expiry already past is its PD007, named as the option.
     await expect(queue.publish('t', null, { expiresAt: new Date(Date.now() - 60_000) }))
       .rejects.toMatchObject({ field: 'options.expiresAt' });
