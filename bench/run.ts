@@ -46,19 +46,42 @@ const FACTORIES: Record<string, (url: string) => Promise<System>> = {
 };
 const DEFAULT_SYSTEMS = ['floor', 'floor+history', 'pgdrain', 'graphile-worker', 'pg-boss'];
 
-const { values } = parseArgs({
-  options: {
-    rounds: { type: 'string', default: '3' },
-    sizes: { type: 'string', default: '20000,100000' },
-    only: { type: 'string', default: SECTIONS.join(',') },
-    systems: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
-    soak: { type: 'string' },
-    control: { type: 'string' },
-    pin: { type: 'string' },
-    steady: { type: 'string' },
-  },
-  strict: true,
-});
+const USAGE = `usage: npm run bench [-- options]
+  --rounds N            interleaved rounds (default 3)
+  --sizes A,B           job counts of the throughput rounds (default 20000,100000)
+  --only S,...          sections: ${SECTIONS.join(', ')} (default all)
+  --systems S,...       systems: ${Object.keys(FACTORIES).join(', ')}
+                        (default ${DEFAULT_SYSTEMS.join(',')}; must include floor outside --soak)
+  --steady SECONDS      steady load in interleaved turns instead of backlog drains
+  --soak SECONDS        a soak of pgdrain; --control SYSTEM then soaks it for as long
+  --pin FROM:TO         with --soak: a transaction holds back vacuum from FROM to TO seconds
+  --help                this text`;
+
+function parseCommandLine() {
+  try {
+    return parseArgs({ options: OPTIONS, strict: true }).values;
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+const OPTIONS = {
+  rounds: { type: 'string', default: '3' },
+  sizes: { type: 'string', default: '20000,100000' },
+  only: { type: 'string', default: SECTIONS.join(',') },
+  systems: { type: 'string', default: DEFAULT_SYSTEMS.join(',') },
+  soak: { type: 'string' },
+  control: { type: 'string' },
+  pin: { type: 'string' },
+  steady: { type: 'string' },
+  help: { type: 'boolean', default: false },
+} as const;
+const values = parseCommandLine();
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) throw new Error(`--${name}: unknown ${JSON.stringify(value)} (one of ${allowed.join(', ')})`);
