@@ -44,7 +44,9 @@ export interface TaskOptions {
    * extension"): while a drain runs the handler, it extends the job's lease
    * to this many seconds from now every half of it, as ctx.extendLease does.
    * The job's timeout is its first lease; the handler then runs until it
-   * returns or the drain stops. 1 to 86400. Not with batch.
+   * returns or the drain stops. A beat that finds the lease lost (expired by
+   * a claim) stops the beats and fires ctx.signal; one that fails on a
+   * database error is tried again at the next. 1 to 86400. Not with batch.
    */
   heartbeatSeconds?: number | undefined;
 }

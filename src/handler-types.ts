@@ -33,7 +33,10 @@ export interface JobContext {
    * deadline: then it is stopped, nacked, as any job running there; or
    * graceMs after its signal). Answers null, changing nothing, once this
    * delivery is over (timed out, settled, cancelled, handed out again), and
-   * when the statement failed: it never rejects. Bad input throws at the
+   * when the statement failed: it never rejects. A null from the database
+   * while the handler still runs here means the lease was lost (it passed
+   * and a claim expired the job): ctx.signal then fires ('lease lost: …').
+   * So null with ctx.signal not fired is a failed statement. Bad input throws at the
    * call, a ValidationError naming `seconds`, before any statement. Through the
    * drain's connections, not a transactional task's transaction (on one
    * session, PGlite or a pool of 1, it answers null).

@@ -50,8 +50,10 @@ export class JobRun implements Running, LeaseHolder {
   private began = 0;
   /** The lease its handler last extended to (ctx.extendLease), if it did. */
   private extended: Date | undefined;
-  /** Its heartbeat's next beat (a task's heartbeatSeconds), if it has one: cleared by finish(). */
+  /** Its heartbeat's next beat (a task's heartbeatSeconds), if it has one: cleared by finish() or a lost lease. */
   private beat: ReturnType<typeof setTimeout> | undefined;
+  /** The database answered that this delivery no longer runs (leaseLost): no more beats. */
+  private lost = false;
 
   /**
    * Enters host.running and host.timeouts. end: when it must end, its
@@ -87,8 +89,9 @@ export class JobRun implements Running, LeaseHolder {
    * sooner), never past the drain's stop: there it is stopped as ever ('stopped
    * at the drain deadline', nacked). null when it ended here (timed out, settled,
    * cancelled, given back) before or while the statement ran, when the database
-   * says the delivery is over, or when the statement failed (best effort, as
-   * progress: an un-awaited heartbeat must not end the process).
+   * says the delivery is over (then leaseLost), or when the statement failed
+   * (best effort, as progress: an un-awaited heartbeat must not end the
+   * process; the lease is as it was, and the next call may land).
    */
   async extendLease(seconds: unknown): Promise<Date | null> {
     const s = leaseSeconds(seconds); // before any statement: rejects naming seconds
@@ -101,7 +104,11 @@ export class JobRun implements Running, LeaseHolder {
     } catch {
       return null;
     }
-    if (until === null || this.ended) return null;
+    if (this.ended) return null;
+    if (until === null) {
+      this.leaseLost();
+      return null;
+    }
     this.extended = until;
     const want = sentAt + s * 1000;
     if (!this.stops && want > this.timeout.end) {
@@ -121,9 +128,27 @@ export class JobRun implements Running, LeaseHolder {
     const beat = async (): Promise<void> => {
       const sentAt = Date.now();
       await this.extendLease(seconds); // never rejects: a failed beat is tried again at the next
-      if (!this.ended) this.beat = setTimeout(beat, Math.max(0, sentAt + seconds * 500 - Date.now()));
+      if (!this.ended && !this.lost) this.beat = setTimeout(beat, Math.max(0, sentAt + seconds * 500 - Date.now()));
     };
     this.beat = setTimeout(beat, Math.min(seconds, this.job.timeout) * 500);
+  }
+
+  /**
+   * The database answered an extension of this delivery, still running here,
+   * with null: its lease passed and a claim expired it (put back, handed out
+   * again, perhaps to another drain, or ended), so nothing it settles can
+   * land. Its heartbeat stops and its signal fires; its entry stays until
+   * the handler answers or its timer fires, and that outcome is counted
+   * stale. Not ended here with an outcome of its own: the null of a beat
+   * that waited for a transactional ack's row can come before that ack's
+   * COMMIT answers, and the job would be counted stale, not succeeded. Rare
+   * (a drain that missed its own timer), so its reason is made here.
+   */
+  private leaseLost(): void {
+    this.lost = true;
+    if (this.beat !== undefined) clearTimeout(this.beat);
+    this.beat = undefined;
+    this.signal.abort(new Error('lease lost: the database no longer has this delivery running (its lease passed and a claim expired it)'));
   }
 
   finish(outcome: Outcome | null): void {

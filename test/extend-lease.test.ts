@@ -299,18 +299,43 @@ describe('ctx.extendLease', () => {
       .toEqual([{ lease_until: null, attempt: 1 }]);
   });
 
-  it('a stale delivery the database no longer leases answers null (another drain took it over)', async () => {
+  it('a stale delivery the database no longer leases answers null and fires ctx.signal (another drain took it over)', async () => {
     let answer: Date | null | undefined;
+    let reason: unknown;
     const q = queueWith({
       taken: async (_b: unknown, ctx: JobContext) => {
         // As if its lease passed and another drain's claim handed it out again.
         await sql(`update jobs.job_queue set attempt = attempt + 1 where job_id = $1`, [ctx.job.id]);
         answer = await ctx.extendLease(60);
+        reason = ctx.signal.aborted ? (ctx.signal.reason as Error).message : 'not aborted';
       },
     });
     await q.publish('taken', null, { timeoutSeconds: 30 });
-    expect(await q.drain(5, deadline())).toMatchObject({ claimed: 1, succeeded: 0 });
+    expect(await q.drain(5, deadline())).toMatchObject({ claimed: 1, succeeded: 0, stale: 1 });
     expect(answer).toBeNull();
+    expect(reason).toMatch(/^lease lost: the database no longer has this delivery running/);
+  });
+
+  it('a database error answers null and leaves ctx.signal alone: the lease is as it was, and a later call lands', async () => {
+    const answers: (Date | null)[] = [];
+    const q = queueWith({
+      retried: async (_b: unknown, ctx: JobContext) => {
+        const signature = 'jobs.extend_lease(bigint, integer, numeric, timestamptz, text)';
+        await sql(`alter function ${signature} rename to extend_lease_away`);
+        try {
+          answers.push(await ctx.extendLease(60)); // a real error: no function under that name
+        } finally {
+          await sql(`alter function jobs.extend_lease_away(bigint, integer, numeric, timestamptz, text) rename to extend_lease`);
+        }
+        const aborted = ctx.signal.aborted;
+        answers.push(await ctx.extendLease(60));
+        return { aborted };
+      },
+    });
+    const id = await q.publish('retried', null, { timeoutSeconds: 30 });
+    expect(await q.drain(5, deadline())).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(answers).toEqual([null, expect.any(Date)]);
+    expect(await q.getJob(id)).toMatchObject({ state: 'success', result: { aborted: false } });
   });
 
   it('throws a ValidationError naming bad seconds at the call, before any statement', async () => {

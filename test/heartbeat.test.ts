@@ -145,6 +145,68 @@ describe('defineTask heartbeatSeconds', () => {
     expect(ids.length).toBe(after);
   });
 
+  it('stops, and fires ctx.signal, when the database says the delivery no longer runs (its lease passed and a claim expired it)', async () => {
+    const ids: string[] = [];
+    const seen: { reason: string; beats: number }[] = [];
+    const q = queueWith({
+      hb: { lost: defineTask('hb.lost', async (_b: unknown, ctx: JobContext) => {
+        // As if this drain missed its own timer: the lease passed, and another claim's expiry ended the job.
+        await sql(`update jobs.job_queue set lease_until = now() - interval '1 second' where job_id = $1`, [ctx.job.id]);
+        expect(await sql(`select jobs.expire() as n`)).toEqual([{ n: 1 }]);
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        seen.push({ reason: (ctx.signal.reason as Error).message, beats: ids.length });
+        return 'late';
+      }, { heartbeatSeconds: 1 }) },
+    }, extendsRecorded(ids));
+    const id = await q.publish('hb.lost', null, { timeoutSeconds: 20, maxRetries: 0 });
+    // Its ack comes after the expiry ended the job: it changes nothing (stale).
+    expect(await q.drain(5, deadline())).toMatchObject({ claimed: 1, succeeded: 0, failed: 0, stale: 1 });
+    // The first beat answered null: the signal fired then (not at its 20 s timeout), and no beat followed.
+    expect(seen).toEqual([{ reason: expect.stringMatching(/^lease lost: /), beats: 1 }]);
+    await sleep(1600); // three beats' time, had it gone on
+    expect(ids).toEqual([id]);
+    expect(await q.getJob(id)).toMatchObject({ state: 'failure', error: expect.stringMatching(/^timed out: no ack within 20 seconds/) });
+  });
+
+  it('beats on through database errors (the lease as it was), and lands once the database answers', async () => {
+    const answers: ('error' | 'null' | 'granted')[] = [];
+    const driver = db.driver;
+    const recording = {
+      ...driver, close: async () => {},
+      query: (text: string, params?: unknown[], options?: unknown) => {
+        const result = driver.query(text, params, options as never);
+        if (!text.includes('jobs.extend_lease')) return result;
+        return result.then((r) => {
+          answers.push((r.rows[0] as { until: unknown }).until === null ? 'null' : 'granted');
+          return r;
+        }, (error: unknown) => {
+          answers.push('error');
+          throw error;
+        });
+      },
+    } as Driver;
+    const { opened, open } = gate();
+    const q = queueWith({ hb: { beating: defineTask('hb.beating', waiting(opened), { heartbeatSeconds: 1 }) } }, recording);
+    const id = await q.publish('hb.beating', null, { timeoutSeconds: 30, maxRetries: 0 });
+    // A real error for every beat: the function is not there under its name.
+    const signature = 'jobs.extend_lease(bigint, integer, numeric, timestamptz, text)';
+    await sql(`alter function ${signature} rename to extend_lease_away`);
+    let renamed = true;
+    const drained = q.drain(5, deadline());
+    try {
+      await until(() => expect(answers.filter((a) => a === 'error').length).toBeGreaterThanOrEqual(2));
+      await sql(`alter function jobs.extend_lease_away(bigint, integer, numeric, timestamptz, text) rename to extend_lease`);
+      renamed = false;
+      await until(() => expect(answers).toContain('granted'));
+    } finally {
+      if (renamed) await sql(`alter function jobs.extend_lease_away(bigint, integer, numeric, timestamptz, text) rename to extend_lease`);
+      open();
+    }
+    expect(await drained).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(answers).not.toContain('null');
+    expect(await q.getJob(id)).toMatchObject({ state: 'success', result: { aborted: false } });
+  });
+
   it("runs until the drain's stop: there it is stopped and nacked as any job", async () => {
     const q = queueWith({
       hb: { deaf: defineTask('hb.deaf', async (_b: unknown, ctx: JobContext) => {
