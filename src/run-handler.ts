@@ -50,10 +50,8 @@ export class JobRun implements Running, LeaseHolder {
   private began = 0;
   /** The lease its handler last extended to (ctx.extendLease), if it did. */
   private extended: Date | undefined;
-  /** Its heartbeat's next beat (a task's heartbeatSeconds), if it has one: cleared by finish() or a lost lease. */
+  /** Its heartbeat's next beat (a task's heartbeatSeconds), if it has one: cleared by finish() or leaseLost(). */
   private beat: ReturnType<typeof setTimeout> | undefined;
-  /** The database answered that this delivery no longer runs (leaseLost): no more beats. */
-  private lost = false;
 
   /**
    * Enters host.running and host.timeouts. end: when it must end, its
@@ -128,7 +126,9 @@ export class JobRun implements Running, LeaseHolder {
     const beat = async (): Promise<void> => {
       const sentAt = Date.now();
       await this.extendLease(seconds); // never rejects: a failed beat is tried again at the next
-      if (!this.ended && !this.lost) this.beat = setTimeout(beat, Math.max(0, sentAt + seconds * 500 - Date.now()));
+      // Its signal fired while it runs here: the lease was lost (leaseLost).
+      if (this.ended || this.signal.abortedWith !== undefined) return;
+      this.beat = setTimeout(beat, Math.max(0, sentAt + seconds * 500 - Date.now()));
     };
     this.beat = setTimeout(beat, Math.min(seconds, this.job.timeout) * 500);
   }
@@ -145,7 +145,6 @@ export class JobRun implements Running, LeaseHolder {
    * (a drain that missed its own timer), so its reason is made here.
    */
   private leaseLost(): void {
-    this.lost = true;
     if (this.beat !== undefined) clearTimeout(this.beat);
     this.beat = undefined;
     this.signal.abort(new Error('lease lost: the database no longer has this delivery running (its lease passed and a claim expired it)'));
