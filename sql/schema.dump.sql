@@ -4410,8 +4410,7 @@ CREATE FUNCTION jobs.throttle_hold(p_key text, p_job_id bigint, p_now timestamp 
     AS $$
   insert into jobs.throttle as t (dedupe_key, job_id, until)
   values (p_key, p_job_id, p_now + make_interval(secs => p_seconds::double precision))
-  on conflict (dedupe_key) do update set job_id = excluded.job_id, until = excluded.until
-  where t.until <= p_now;
+  on conflict (dedupe_key) do update set job_id = excluded.job_id, until = excluded.until;
 $$;
 
 --
@@ -4425,9 +4424,15 @@ declare
   v_id bigint;
 begin
   perform pg_advisory_xact_lock(736042, hashtext(p_key));
-  select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = p_key;
+  select q.job_id into v_id from jobs.job_queue q
+  where q.dedupe_key = p_key and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false);
   if not found then
-    select t.job_id into v_id from jobs.throttle t where t.dedupe_key = p_key and t.until > p_now;
+    select t.job_id into v_id from jobs.throttle t
+    where t.dedupe_key = p_key and t.until > p_now
+      and not exists (select from jobs.job_queue q where q.job_id = t.job_id
+                        and q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now)
+      and not exists (select from jobs.job j where j.job_id = t.job_id and j.status = 'failure' and j.attempts = 0
+                        and starts_with(j.error, 'expired: not started before '));
   end if;
   return v_id;
 end $$;

@@ -114,7 +114,9 @@ export interface PublishOptions extends BulkPublishOptions {
    * With dedupeKey (mode 'keep'): for this many seconds after this publish
    * wrote a job (more than 0, at most 2592000: 30 days), a publish of the key
    * with throttleSeconds returns that job's id even once it has ended, and
-   * writes nothing. publishBulk takes none.
+   * writes nothing; unless that job expired unstarted (expiresAt passed while
+   * it waited, no attempt spent): then a new job is written, and its publish
+   * opens the window anew. publishBulk takes none.
    */
   throttleSeconds?: number | undefined;
   /** Jobs sharing a key run one at a time, in publish order. */

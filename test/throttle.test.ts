@@ -138,6 +138,48 @@ describe('throttle_seconds', () => {
     expect(await counts()).toEqual({ active: 1, ended: 2, windows: 2 });
   });
 
+  it('a window whose job expired unstarted is open to a new job, which opens the window anew: before its expiry ended it and after', async () => {
+    /** A throttled job of key that expires, unstarted, 10 s after T. */
+    const expiring = async (key: string) => (await one<{ id: string }>(`select jobs.publish('sync.user', '{"n":1}', now => ${at(0)},
+      dedupe_key => '${key}', throttle_seconds => 60, expires_at => ${at(10)})::text as id`)).id;
+    const windowOf = (key: string) => one(`select job_id::text as id, until from jobs.throttle where dedupe_key = $1`, [key]);
+
+    // Still waiting in job_queue past its expiry: the publish takes its key, and its window.
+    const waiting = await expiring('k');
+    expect(await throttled(60, 5)).toBe(waiting); // not expired yet: it holds the window
+    const second = await throttled(60, 20);
+    expect(second).not.toBe(waiting);
+    expect(await windowOf('k')).toEqual({ id: second, until: new Date('2030-01-01T00:01:20Z') });
+    expect(await throttled(60, 30)).toBe(second);
+    // The next claim's expiry ends the first as expired; the second holds key and window.
+    expect(await one(`select jobs.expire(now => ${at(40)}) as n`)).toEqual({ n: 1 });
+    expect(await one(`select status, error from jobs.job where job_id = $1`, [waiting]))
+      .toEqual({ status: 'failure', error: 'expired: not started before 2030-01-01T00:00:10.000Z' });
+    expect(await throttled(60, 45)).toBe(second);
+
+    // Already ended as expired, nothing active: its window is open to a new job.
+    const ended = await expiring('k2');
+    expect(await one(`select jobs.expire(now => ${at(20)}) as n`)).toEqual({ n: 1 });
+    const next = await throttled(60, 30, 'k2');
+    expect(next).not.toBe(ended);
+    expect(await windowOf('k2')).toEqual({ id: next, until: new Date('2030-01-01T00:01:30Z') });
+    expect(await throttled(60, 40, 'k2')).toBe(next);
+    expect(await counts()).toEqual({ active: 2, ended: 2, windows: 2 });
+  });
+
+  it('a job that ran holds its window however it ended: an expiry while it waited for its retry too', async () => {
+    const first = (await one<{ id: string }>(`select jobs.publish('sync.user', '{"n":1}', now => ${at(0)}, dedupe_key => 'k',
+      throttle_seconds => 60, expires_at => ${at(10)}, max_retries => 2)::text as id`)).id;
+    expect(await sql(`select job_id::text as id from jobs.consume(10, ${at(0)})`)).toEqual([{ id: first }]);
+    await sql(`select jobs.nack($1::bigint, 'boom', ${at(30)}, ${at(1)})`, [first]); // its retry due after its expiry
+    expect(await throttled(60, 20)).toBe(first); // waiting past its expiry, but it ran
+    expect(await one(`select jobs.expire(now => ${at(30)}) as n`)).toEqual({ n: 1 });
+    expect(await one(`select status, attempts, error from jobs.job where job_id = $1`, [first]))
+      .toEqual({ status: 'failure', attempts: 1, error: 'expired: not started before 2030-01-01T00:00:10.000Z' });
+    expect(await throttled(60, 40)).toBe(first);
+    expect(await counts()).toEqual({ active: 0, ended: 1, windows: 1 });
+  });
+
   it('SQL refuses a bad throttle_seconds (PD011, column throttle_seconds) and writes nothing', async () => {
     const cases: [string, string][] = [
       [`throttle_seconds => 60`, 'throttle_seconds: needs a dedupe_key (the key it throttles)'],
