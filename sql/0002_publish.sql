@@ -448,15 +448,40 @@ declare
   v_written bigint[];
   v_q jobs.queue;
   v_lost text[];
+  v_freed text[];
+  v_serials text[];
 begin
-  -- Waiting holders past their expiry let go of their keys, as in jobs.publish,
-  -- before any lock, those another transaction holds skipped (as there).
+  -- Holders that will not run to an end of their own let go of their keys,
+  -- as in jobs.publish: waiting ones past their expiry, and running ones
+  -- asked to cancel. In one statement before any lock, those another
+  -- transaction holds skipped (their holders answered, as there): a settle
+  -- ending two of them would otherwise hold one while waiting for the other.
+  -- The new job of a running holder's key takes its serial key when its
+  -- position gives none, so it waits for the holder to end.
   if p_dedupe_keys is not null then
-    update jobs.job_queue q set dedupe_key = null
-    from (select x.job_id from jobs.job_queue x
-          where x.dedupe_key = any(p_dedupe_keys) and x.lease_until is null and x.expires_at <= p_now
-          for update skip locked) e
-    where q.job_id = e.job_id;
+    with freed as (
+      update jobs.job_queue q set dedupe_key = null
+      from (select x.job_id, x.dedupe_key from jobs.job_queue x
+            where x.dedupe_key = any(p_dedupe_keys)
+              and (x.lease_until is null and x.expires_at <= p_now
+                   or x.lease_until is not null and x.cancel_requested_at is not null)
+            for update skip locked) e
+      where q.job_id = e.job_id
+      returning e.dedupe_key, q.serial_key, q.lease_until is not null as running
+    )
+    select array_agg(f.dedupe_key), array_agg(f.serial_key) into v_freed, v_serials
+    from freed f where f.running and f.serial_key is not null;
+    if v_freed is not null then
+      select array_agg(coalesce(x.serial, f.serial) order by x.ord) into p_serial_keys
+      from unnest(p_dedupe_keys, p_serial_keys) with ordinality as x(key, serial, ord)
+      left join unnest(v_freed, v_serials) f(key, serial) on f.key = x.key;
+      -- As jobs.publish_arrays bounds the keys it is given (jobs.lock_serial_keys).
+      if (select count(distinct k) from unnest(p_serial_keys) k) > jobs.max_serial_keys() then
+        perform jobs.raise_invalid('PD012', 'serial_keys', format('must hold at most %s distinct keys in one bulk '
+          || 'publish, counting those its jobs take from running jobs being cancelled whose dedupe keys they take over '
+          || '(each takes a lock until the publish commits): publish more in several', jobs.max_serial_keys()));
+      end if;
+    end if;
   end if;
   -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
   perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
@@ -555,7 +580,8 @@ end $$;
 -- dedupe_keys, serial_keys and attributes (a JSON array of objects or nulls)
 -- are per job as in jobs.publish, dedupe mode 'keep' only: a job whose key
 -- an active job holds, or an earlier job of the same call, is not written
--- and answers that job's id. (A replace rewrites a waiting job under its
+-- and answers that job's id (a holder past its expiry, or running and asked
+-- to cancel, lets go of its key first, as in jobs.publish: jobs.publish_keyed). (A replace rewrites a waiting job under its
 -- key's lock, and depends_on locks and checks each dependency: jobs.publish,
 -- one job at a time.) retry_delays, retry_backoffs and retry_delay_maxes are
 -- each job's own retry policy, as jobs.publish's retry_* (a null in all

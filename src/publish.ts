@@ -122,7 +122,8 @@ export async function publish(db: Queryable, task: string, body?: unknown,
  * Publishes any number of jobs in one statement, all to one queue (default
  * 'default'); returns their ids in order, one per job: a job whose dedupeKey
  * an active job (or an earlier job of this call) holds is not written and
- * answers that job's id. With options.signal, the call is given up when it
+ * answers that job's id (one past its expiry, or running and being
+ * cancelled, lets go of its key first, as for publish). With options.signal, the call is given up when it
  * fires (see givenUpWith()).
  */
 export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue?: string,
