@@ -21,6 +21,10 @@
 -- publishes carries attributes {"schedule": name, "tick": its tick}
 -- (jobs.schedule_attributes). serial_key: every job it publishes carries it,
 -- so its jobs run one at a time (graphile-worker's crontab ?queue=).
+-- dedupe_key, dedupe_mode: every tick publishes with them as jobs.publish
+-- takes them (graphile-worker's crontab ?jobKey=&jobKeyMode=): a key of one's
+-- choosing, which other publishes may share; overlap 'allow' only (overlap
+-- 'skip' gives its jobs a key of its own).
 create table jobs.recurring (
   name         text        primary key,
   cron         text        not null,
@@ -36,6 +40,9 @@ create table jobs.recurring (
   backfill     numeric     check (backfill is null or (backfill > 0 and backfill <= 31622400
                                    and runner = 'drains' and overlap = 'allow')),
   serial_key   text,
+  dedupe_key   text        check (dedupe_key is null or overlap = 'allow'),
+  dedupe_mode  text        check (dedupe_mode is null or dedupe_mode in ('keep', 'replace', 'replace_keep_time')
+                                   and dedupe_key is not null),
   next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)),
   last_run_at  timestamptz,
   last_job_id  bigint,
@@ -160,7 +167,13 @@ end $$;
 -- tick they missed (null: one job for all of them); drains and overlap
 -- 'allow' only. serial_key: the serial key of every job it publishes (a
 -- tick's job waits while an earlier one with that key is active); a
--- change applies from the next tick. Returns the runner.
+-- change applies from the next tick. dedupe_key, dedupe_mode: each tick
+-- publishes with them as jobs.publish does (keep, null: a tick while a job
+-- holds the key publishes nothing and records the holder as last_job_id;
+-- replace: the waiting holder takes the tick; replace_keep_time: it takes
+-- the tick and keeps its time); overlap 'allow' only; with backfill, the
+-- missed ticks are published oldest first, so the key's job is the first
+-- of them (keep) or the latest (replace). Returns the runner.
 create function jobs.schedule(
   name        text,
   cron        text,
@@ -175,7 +188,9 @@ create function jobs.schedule(
   overlap     text        default null,
   tz          text        default null,
   backfill    numeric     default null,
-  serial_key  text        default null
+  serial_key  text        default null,
+  dedupe_key  text        default null,
+  dedupe_mode text        default null
 ) returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
@@ -211,6 +226,14 @@ begin
   end if;
   perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
   perform jobs.check_key(schedule.serial_key, 'PD012', 'serial_key');
+  perform jobs.check_key(schedule.dedupe_key, 'PD011', 'dedupe_key');
+  -- As jobs.publish words them: refused now rather than at every tick.
+  if schedule.dedupe_mode is not null and schedule.dedupe_mode not in ('keep', 'replace', 'replace_keep_time') then
+    perform jobs.raise_invalid('PD011', 'dedupe_mode',
+      format('must be keep, replace or replace_keep_time, got %s', left(quote_literal(schedule.dedupe_mode), 80)));
+  elsif schedule.dedupe_mode is not null and schedule.dedupe_key is null then
+    perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
+  end if;
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
   end if;
@@ -220,6 +243,10 @@ begin
   if schedule.overlap is not null and schedule.overlap not in ('allow', 'skip') then
     perform jobs.raise_invalid('PDC03', 'overlap', format('must be allow, skip or null (allow), got %s',
       left(quote_literal(schedule.overlap), 80)));
+  elsif schedule.overlap = 'skip' and schedule.dedupe_key is not null then
+    perform jobs.raise_invalid('PD011', 'dedupe_key',
+      'cannot be given with overlap ''skip'', whose jobs carry a dedupe key of their own (pgdrain:schedule:<name>): '
+      'use overlap ''allow'' (or null) with dedupe_mode keep for one job at a time under your key');
   end if;
   if v_tz is not null and schedule.runner = 'pg_cron' then
     perform jobs.raise_invalid('PDC03', 'tz', format(
@@ -284,15 +311,18 @@ begin
     v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   overlap, tz, backfill, serial_key, next_run_at, created_at, updated_at)
+                                   overlap, tz, backfill, serial_key, dedupe_key, dedupe_mode, next_run_at,
+                                   created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
           schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
-          schedule.backfill, schedule.serial_key, case when v_runner = 'drains' then v_next end, v_now, v_now)
+          schedule.backfill, schedule.serial_key, schedule.dedupe_key, schedule.dedupe_mode,
+          case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
       runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
-      serial_key = excluded.serial_key, updated_at = excluded.updated_at, last_error = v_kept_error,
+      serial_key = excluded.serial_key, dedupe_key = excluded.dedupe_key, dedupe_mode = excluded.dedupe_mode,
+      updated_at = excluded.updated_at, last_error = v_kept_error,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
                          else excluded.next_run_at end;
@@ -329,14 +359,16 @@ returns jsonb language sql stable as $$
                             'tick', to_char(p_tick at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
 $$;
 
--- The dedupe key of an overlap 'skip' schedule's jobs, else null.
+-- The dedupe key of a schedule's jobs: an overlap 'skip' schedule's own,
+-- else the schedule's dedupe_key (null: none).
 create function jobs.schedule_key(r jobs.recurring)
 returns text language sql immutable as $$
-  select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name end
+  select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name else r.dedupe_key end
 $$;
 
 -- Publishes the schedule's job now and records it; pg_cron calls this at
--- each tick. Returns the job id, or null when nothing was published: the
+-- each tick. Returns the job id (with a dedupe_key, that of the job holding
+-- it, as jobs.publish answers), or null when nothing was published: the
 -- tick failed (last_error says why), overlap 'skip' found a job of the
 -- schedule still active (skipped_ticks counts it), or drains run this
 -- schedule now (a tick pg_cron started as the schedule was handed to them:
@@ -355,7 +387,7 @@ begin
   if r.runner <> 'pg_cron' then
     return null;
   end if;
-  if exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+  if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
     update jobs.recurring s set skipped_ticks = s.skipped_ticks + 1, last_skipped_at = v_now where s.name = r.name;
     return null;
   end if;
@@ -363,7 +395,8 @@ begin
     -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
                          max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
-                         serial_key => r.serial_key, attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
+                         dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                         attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
     -- say) where jobs.schedules shows it, not only in pg_cron's run log.
@@ -404,7 +437,7 @@ begin
     for update skip locked
   loop
     begin
-      if exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+      if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
         update jobs.recurring s
         set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), skipped_ticks = s.skipped_ticks + 1,
             last_skipped_at = r.next_run_at
@@ -414,7 +447,7 @@ begin
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             dedupe_key => jobs.schedule_key(r), serial_key => r.serial_key,
+                             dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              attributes => jobs.schedule_attributes(r.name, r.next_run_at));
         update jobs.recurring s
         set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
@@ -437,7 +470,8 @@ begin
       while v_tick <= v_now and v_n < 100 loop
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             serial_key => r.serial_key, attributes => jobs.schedule_attributes(r.name, v_tick));
+                             dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                             attributes => jobs.schedule_attributes(r.name, v_tick));
         v_last := v_tick;
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
@@ -473,7 +507,7 @@ select r.name, r.cron, r.task, r.body, r.timeout, r.priority, r.max_retries, r.q
        coalesce(r.next_run_at, jobs.cron_tick(r.cron, now(), r.tz)) as next_run_at,
        r.last_run_at, r.last_job_id, r.last_error, r.created_at, r.updated_at,
        r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at, r.backfill,
-       r.serial_key
+       r.serial_key, r.dedupe_key, r.dedupe_mode
 from jobs.recurring r;
 
 -- Maintenance -----------------------------------------------------------------

@@ -2888,7 +2888,7 @@ begin
     for update skip locked
   loop
     begin
-      if exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+      if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
         update jobs.recurring s
         set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), skipped_ticks = s.skipped_ticks + 1,
             last_skipped_at = r.next_run_at
@@ -2898,7 +2898,7 @@ begin
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             dedupe_key => jobs.schedule_key(r), serial_key => r.serial_key,
+                             dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              attributes => jobs.schedule_attributes(r.name, r.next_run_at));
         update jobs.recurring s
         set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
@@ -2921,7 +2921,8 @@ begin
       while v_tick <= v_now and v_n < 100 loop
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             serial_key => r.serial_key, attributes => jobs.schedule_attributes(r.name, v_tick));
+                             dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                             attributes => jobs.schedule_attributes(r.name, v_tick));
         v_last := v_tick;
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
@@ -3680,7 +3681,7 @@ begin
   if r.runner <> 'pg_cron' then
     return null;
   end if;
-  if exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+  if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
     update jobs.recurring s set skipped_ticks = s.skipped_ticks + 1, last_skipped_at = v_now where s.name = r.name;
     return null;
   end if;
@@ -3688,7 +3689,8 @@ begin
     -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
                          max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
-                         serial_key => r.serial_key, attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
+                         dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                         attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
     -- say) where jobs.schedules shows it, not only in pg_cron's run log.
@@ -3713,10 +3715,10 @@ CREATE FUNCTION jobs.running_count(p_queue text) RETURNS bigint
 $$;
 
 --
--- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text, numeric, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text, numeric, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, overlap text DEFAULT NULL::text, tz text DEFAULT NULL::text, backfill numeric DEFAULT NULL::numeric, serial_key text DEFAULT NULL::text) RETURNS text
+CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, overlap text DEFAULT NULL::text, tz text DEFAULT NULL::text, backfill numeric DEFAULT NULL::numeric, serial_key text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, dedupe_mode text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -3754,6 +3756,14 @@ begin
   end if;
   perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
   perform jobs.check_key(schedule.serial_key, 'PD012', 'serial_key');
+  perform jobs.check_key(schedule.dedupe_key, 'PD011', 'dedupe_key');
+  -- As jobs.publish words them: refused now rather than at every tick.
+  if schedule.dedupe_mode is not null and schedule.dedupe_mode not in ('keep', 'replace', 'replace_keep_time') then
+    perform jobs.raise_invalid('PD011', 'dedupe_mode',
+      format('must be keep, replace or replace_keep_time, got %s', left(quote_literal(schedule.dedupe_mode), 80)));
+  elsif schedule.dedupe_mode is not null and schedule.dedupe_key is null then
+    perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
+  end if;
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
   end if;
@@ -3763,6 +3773,10 @@ begin
   if schedule.overlap is not null and schedule.overlap not in ('allow', 'skip') then
     perform jobs.raise_invalid('PDC03', 'overlap', format('must be allow, skip or null (allow), got %s',
       left(quote_literal(schedule.overlap), 80)));
+  elsif schedule.overlap = 'skip' and schedule.dedupe_key is not null then
+    perform jobs.raise_invalid('PD011', 'dedupe_key',
+      'cannot be given with overlap ''skip'', whose jobs carry a dedupe key of their own (pgdrain:schedule:<name>): '
+      'use overlap ''allow'' (or null) with dedupe_mode keep for one job at a time under your key');
   end if;
   if v_tz is not null and schedule.runner = 'pg_cron' then
     perform jobs.raise_invalid('PDC03', 'tz', format(
@@ -3827,15 +3841,18 @@ begin
     v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   overlap, tz, backfill, serial_key, next_run_at, created_at, updated_at)
+                                   overlap, tz, backfill, serial_key, dedupe_key, dedupe_mode, next_run_at,
+                                   created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
           schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
-          schedule.backfill, schedule.serial_key, case when v_runner = 'drains' then v_next end, v_now, v_now)
+          schedule.backfill, schedule.serial_key, schedule.dedupe_key, schedule.dedupe_mode,
+          case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
       runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
-      serial_key = excluded.serial_key, updated_at = excluded.updated_at, last_error = v_kept_error,
+      serial_key = excluded.serial_key, dedupe_key = excluded.dedupe_key, dedupe_mode = excluded.dedupe_mode,
+      updated_at = excluded.updated_at, last_error = v_kept_error,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
                          else excluded.next_run_at end;
@@ -3921,6 +3938,8 @@ CREATE TABLE jobs.recurring (
     tz text,
     backfill numeric,
     serial_key text,
+    dedupe_key text,
+    dedupe_mode text,
     next_run_at timestamp with time zone,
     last_run_at timestamp with time zone,
     last_job_id bigint,
@@ -3931,7 +3950,9 @@ CREATE TABLE jobs.recurring (
     updated_at timestamp with time zone NOT NULL,
     CONSTRAINT recurring_check CHECK (((tz IS NULL) OR (runner = 'drains'::text))),
     CONSTRAINT recurring_check1 CHECK (((backfill IS NULL) OR ((backfill > (0)::numeric) AND (backfill <= (31622400)::numeric) AND (runner = 'drains'::text) AND (overlap = 'allow'::text)))),
-    CONSTRAINT recurring_check2 CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
+    CONSTRAINT recurring_check2 CHECK (((dedupe_key IS NULL) OR (overlap = 'allow'::text))),
+    CONSTRAINT recurring_check3 CHECK (((dedupe_mode IS NULL) OR ((dedupe_mode = ANY (ARRAY['keep'::text, 'replace'::text, 'replace_keep_time'::text])) AND (dedupe_key IS NOT NULL)))),
+    CONSTRAINT recurring_check4 CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
     CONSTRAINT recurring_overlap_check CHECK ((overlap = ANY (ARRAY['allow'::text, 'skip'::text]))),
     CONSTRAINT recurring_runner_check CHECK ((runner = ANY (ARRAY['pg_cron'::text, 'drains'::text])))
 );
@@ -3943,7 +3964,7 @@ CREATE TABLE jobs.recurring (
 CREATE FUNCTION jobs.schedule_key(r jobs.recurring) RETURNS text
     LANGUAGE sql IMMUTABLE
     AS $$
-  select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name end
+  select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name else r.dedupe_key end
 $$;
 
 --
@@ -4861,7 +4882,9 @@ CREATE VIEW jobs.schedules AS
     r.skipped_ticks,
     r.last_skipped_at,
     r.backfill,
-    r.serial_key
+    r.serial_key,
+    r.dedupe_key,
+    r.dedupe_mode
    FROM jobs.recurring r;
 
 --

@@ -10,7 +10,7 @@ export { PgJobEvents, type QueueEvent } from './db/pg-events.js';
 export { migrate, migrationSql, latestVersion } from './migrate.js';
 export { checkCron, checkTz, nextTicks } from './cron-checks.js';
 export { schedule, unschedule, listSchedules, maintain, type ScheduleSpec, type ScheduleInfo, type ScheduleRunner,
-  type ScheduleOverlap, type MaintainReport } from './schedules.js';
+  type ScheduleOverlap, type ScheduleDedupeMode, type MaintainReport } from './schedules.js';
 export { resolveHandler, taskNames } from './tasks.js';
 export { PgDrainError, ValidationError, translateError, type ErrorCode } from './errors.js';
 export { FailJob, RetryJob, SnoozeJob, type RetryWhen } from './job-errors.js';

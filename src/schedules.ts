@@ -52,7 +52,23 @@ export interface ScheduleSpec {
   backfillSeconds?: number | undefined;
   /** The serial key of every job it publishes: its ticks' jobs run one at a time (a change applies from the next tick). */
   serialKey?: string | undefined;
+  /**
+   * The dedupe key every tick publishes with, as publish's dedupeKey
+   * (graphile-worker's crontab ?jobKey=): other publishes may share it.
+   * Overlap 'allow' only ('skip' gives its jobs a key of its own).
+   */
+  dedupeKey?: string | undefined;
+  /**
+   * What a tick does while a job holds dedupeKey, as publish's dedupeMode:
+   * 'keep' (default) publishes nothing (lastJobId: the holder); 'replace'
+   * makes the waiting holder the tick's job; 'replace_keep_time' too, but it
+   * keeps its time. With backfill, the missed ticks go oldest first.
+   */
+  dedupeMode?: ScheduleDedupeMode | undefined;
 }
+
+/** What a schedule's tick does while a job holds its dedupe key (publish's dedupeMode). */
+export type ScheduleDedupeMode = 'keep' | 'replace' | 'replace_keep_time';
 
 /** A row of the jobs.schedules view. */
 export interface ScheduleInfo {
@@ -79,6 +95,10 @@ export interface ScheduleInfo {
   backfillSeconds: number | null;
   /** The serial key its jobs carry, or null (none). */
   serialKey: string | null;
+  /** The dedupe key its ticks publish with, or null (none). */
+  dedupeKey: string | null;
+  /** Its dedupe mode, or null (keep, when there is a key). */
+  dedupeMode: ScheduleDedupeMode | null;
 }
 
 /** What one jobs.maintain pass did. */
@@ -116,7 +136,12 @@ const specSchema = z.strictObject({
   backfillSeconds: z.optional(z.number().check(z.gt(0, 'must be greater than 0'),
     z.maximum(31_622_400, 'must be at most 31622400 (366 days)'))),
   serialKey: z.optional(keySchema),
-});
+  dedupeKey: publishOptionsSchema.shape.dedupeKey,
+  dedupeMode: publishOptionsSchema.shape.dedupeMode,
+}).check(z.refine((s) => s.dedupeMode === undefined || s.dedupeKey !== undefined, {
+  message: 'needs a dedupe key (the key whose job it keeps or replaces)', path: ['dedupeMode'] }),
+  z.refine((s) => s.dedupeKey === undefined || s.overlap !== 'skip', { path: ['dedupeKey'],
+    message: "cannot be given with overlap 'skip', whose jobs carry a dedupe key of their own: use overlap 'allow' with dedupeMode 'keep'" }));
 
 // jobs.schedule's arguments as the spec names them: a check only the
 // database makes (an unknown queue, backfill with overlap 'skip', a 'CET'
@@ -125,7 +150,7 @@ const SPEC_FIELD: Record<string, string> = {
   name: 'spec.name', cron: 'spec.cron', task: 'spec.task', body: 'spec.body', timeout: 'spec.timeoutSeconds',
   priority: 'spec.priority', max_retries: 'spec.maxRetries', queue: 'spec.queue', runner: 'spec.runner',
   overlap: 'spec.overlap', tz: 'spec.tz', backfill: 'spec.backfillSeconds',
-  serial_key: 'spec.serialKey',
+  serial_key: 'spec.serialKey', dedupe_key: 'spec.dedupeKey', dedupe_mode: 'spec.dedupeMode',
 };
 
 /** A database error naming one of jobs.schedule's arguments, renamed to the spec's field (the SQL name stays on the cause). */
@@ -150,9 +175,10 @@ export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<Sched
   return callValue<ScheduleRunner>(db,
     `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
        priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9, overlap => $10, tz => $11,
-       backfill => $12::numeric, serial_key => $13) as r`,
+       backfill => $12::numeric, serial_key => $13, dedupe_key => $14, dedupe_mode => $15) as r`,
     [s.name, cron, s.task, body, s.timeoutSeconds ?? null, s.priority ?? null, s.maxRetries ?? null,
-     s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz, s.backfillSeconds ?? null, s.serialKey ?? null])
+     s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz, s.backfillSeconds ?? null, s.serialKey ?? null,
+     s.dedupeKey ?? null, s.dedupeMode ?? null])
     .catch((error: unknown) => { throw asSpecField(error); });
 }
 
@@ -167,7 +193,7 @@ interface ScheduleRow {
   pg_cron_job: string | null; next_run_at: string | Date; last_run_at: string | Date | null;
   last_job_id: string | null; last_error: string | null; overlap: ScheduleOverlap; tz: string;
   skipped_ticks: number | string; last_skipped_at: string | Date | null; backfill: number | string | null;
-  serial_key: string | null;
+  serial_key: string | null; dedupe_key: string | null; dedupe_mode: ScheduleDedupeMode | null;
 }
 
 /** Every recurring job, from the jobs.schedules view, by name. */
@@ -182,6 +208,7 @@ export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
     overlap: r.overlap, tz: r.tz, skippedTicks: Number(r.skipped_ticks),
     lastSkippedAt: r.last_skipped_at === null ? null : new Date(r.last_skipped_at),
     backfillSeconds: r.backfill === null ? null : Number(r.backfill), serialKey: r.serial_key,
+    dedupeKey: r.dedupe_key, dedupeMode: r.dedupe_mode,
   }));
 }
 

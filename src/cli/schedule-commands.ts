@@ -13,7 +13,8 @@ const FLAGS: Record<string, string> = {
   name: 'name', cron: '--cron', task: '--task', body: '--body', queue: '--queue', priority: '--priority',
   timeoutSeconds: '--timeout', timeout: '--timeout', maxRetries: '--max-retries', max_retries: '--max-retries',
   runner: '--runner', overlap: '--overlap', tz: '--tz', backfillSeconds: '--backfill', backfill: '--backfill',
-  serialKey: '--serial-key', serial_key: '--serial-key',
+  serialKey: '--serial-key', serial_key: '--serial-key', dedupeKey: '--dedupe-key', dedupe_key: '--dedupe-key',
+  dedupeMode: '--dedupe-mode', dedupe_mode: '--dedupe-mode',
 };
 
 /** An error naming a field of the spec, reworded to name its flag. */
@@ -46,10 +47,14 @@ export function scheduleCommand(withConnection: WithConnection): Command {
     .option('--backfill <seconds>', 'one job per tick missed within these seconds before now (default: one for all; runner drains)',
             seconds(0.001, 31_622_400))
     .option('--serial-key <key>', 'serial key of every job it publishes: they run one at a time (graphile-worker ?queue=)')
+    .option('--dedupe-key <key>', 'dedupe key every tick publishes with, as publish --dedupe-key (graphile-worker ?jobKey=; overlap allow)')
+    .addOption(new Option('--dedupe-mode <mode>', "while a job holds --dedupe-key: keep (default) publishes nothing; replace: "
+      + 'the waiting job takes the tick; replace_keep_time: and keeps its time').choices(['keep', 'replace', 'replace_keep_time']))
     .addOption(dsnOption())
     .action(async (name: string, opts: { cron: string; task: string; body?: unknown; queue?: string; priority?: number;
                                          timeout?: number; maxRetries?: number; runner?: 'pg_cron' | 'drains';
                                          overlap?: 'allow' | 'skip'; tz?: string; backfill?: number; serialKey?: string;
+                                         dedupeKey?: string; dedupeMode?: 'keep' | 'replace' | 'replace_keep_time';
                                          dsn?: string }) => {
       const [{ checkCron, checkTz }, { schedule }] = await Promise.all([import('../cron-checks.js'), import('../schedules.js')]);
       try {
@@ -60,7 +65,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
           const runner = await schedule(driver, {
             name, cron: opts.cron, task: opts.task, body: opts.body, queue: opts.queue, priority: opts.priority,
             timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, runner: opts.runner, overlap: opts.overlap, tz: opts.tz,
-            backfillSeconds: opts.backfill, serialKey: opts.serialKey,
+            backfillSeconds: opts.backfill, serialKey: opts.serialKey, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode,
           });
           process.stdout.write(`${runner}\n`);
         });
@@ -82,13 +87,16 @@ export function scheduleCommand(withConnection: WithConnection): Command {
           return;
         }
         const iso = (d: Date | null) => (d === null ? '' : d.toISOString());
-        // The backfill and serial_key columns only when a schedule has one.
+        // The backfill, serial_key and dedupe_key columns only when a schedule has one.
         const fill = list.some((s) => s.backfillSeconds !== null);
         const serial = list.some((s) => s.serialKey !== null);
+        const dedupe = list.some((s) => s.dedupeKey !== null);
         const rows = list.map((s) => ({
           name: s.name, cron: s.cron, tz: s.tz, task: s.task, runner: s.runner, overlap: s.overlap,
           ...(fill ? { backfill: s.backfillSeconds === null ? '' : `${s.backfillSeconds}s` } : {}),
           ...(serial ? { serial_key: s.serialKey ?? '' } : {}),
+          // The key, and its mode after it when not keep: 'k (replace)'.
+          ...(dedupe ? { dedupe_key: s.dedupeKey === null ? '' : `${s.dedupeKey}${s.dedupeMode === null || s.dedupeMode === 'keep' ? '' : ` (${s.dedupeMode})`}` } : {}),
           next_run_at: iso(s.nextRunAt), last_run_at: iso(s.lastRunAt), skipped: s.skippedTicks,
           last_error: s.lastError === null ? '' : s.lastError.split('\n')[0]!.slice(0, 100),
         }));

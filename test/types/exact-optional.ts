@@ -86,7 +86,8 @@ export async function everyOption(): Promise<void> {
   defineTask('a.h', async () => null, { heartbeatSeconds: maybe<number>() });
   queue.defineTask('a.i', async () => null, { heartbeatSeconds: maybe<number>(), transactional: maybe<boolean>() });
   await schedule(queue.driver, { name: 'n', cron: '* * * * *', task: 'a.b', body: maybe<unknown>(), timeoutSeconds: maybe<number>(),
-    priority: maybe<number>(), maxRetries: maybe<number>(), queue: maybe<string>(), runner: maybe<'drains'>() });
+    priority: maybe<number>(), maxRetries: maybe<number>(), queue: maybe<string>(), runner: maybe<'drains'>(),
+    dedupeKey: maybe<string>(), dedupeMode: maybe<'replace'>() });
   createApp({ queue, token: maybe<string>(), hmacSecret: maybe<string>(), limits: maybe<{ maxBatchSize: number }>(),
     drain: maybe<boolean>(), deadlineCap: maybe<() => number>(), signal: maybe<AbortSignal>(), graceMs: maybe<number>(),
     hardSignal: maybe<AbortSignal>(), onError: maybe<(e: unknown) => void>() });
