@@ -89,7 +89,7 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
      select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress,', 'null::jsonb as progress,')
        .replace('expires_at,', 'null::timestamptz as expires_at,')}
      from jobs.job_archive where job_id = $1::bigint
-     limit 1`, [jobId]);
+     limit 1`, [jobId]).catch((error: unknown) => { throw translateError(error); });
   const r = rows[0];
   return r ? jobInfoOf(r) : null;
 }

@@ -1,9 +1,9 @@
 // translateError's reading of a driver's errors: those that carry no
 // SQLSTATE, and the database's own checks of input (class PD).
 import { describe, expect, it } from 'vitest';
-import { createQueue, PgDrainError, ValidationError } from '../src/index.js';
+import { createQueue, getJob, PgDrainError, pgDriver, ValidationError } from '../src/index.js';
 import { translateError } from '../src/errors.js';
-import { testDb } from './support/db.js';
+import { emptyDb, testDb } from './support/db.js';
 
 const db = await testDb();
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {} });
@@ -38,6 +38,21 @@ describe('translateError', () => {
       const error = await call().then(() => null, (e: unknown) => e);
       expect(error, field).toBeInstanceOf(ValidationError);
       expect(error, field).toMatchObject({ code: 'invalid_argument', field });
+    }
+  });
+
+  it('getJob passes its database errors through translateError: on an unmigrated database, not_migrated saying to run migrate', async () => {
+    const empty = await emptyDb();
+    const driver = pgDriver(empty.url);
+    const bare = createQueue({ driver: { ...driver, close: async () => {} }, tasks: {} });
+    try {
+      for (const call of [() => bare.getJob('1'), () => getJob(driver, '1')]) {
+        const error = await call().then(() => null, (e: unknown) => e);
+        expect(error).toBeInstanceOf(PgDrainError);
+        expect(error).toMatchObject({ code: 'not_migrated', message: expect.stringMatching(/run pgdrain migrate$/) });
+      }
+    } finally {
+      await driver.close();
     }
   });
 });
