@@ -207,6 +207,31 @@ describe('pg_cron', () => {
     await sql(`select jobs.unschedule('single')`);
   });
 
+  it('a dedupe key under pg_cron: the command pg_cron runs publishes with the key and mode (replace: one waiting job; keep: the holder)', async () => {
+    await sql('truncate jobs.job_queue');
+    expect(await sql(`select jobs.schedule('digest', '* * * * *', 'cron.digest', dedupe_key => 'digest:all', dedupe_mode => 'replace') as r`))
+      .toEqual([{ r: 'pg_cron' }]);
+    expect(await sql(`select jobs.schedule('kept', '* * * * *', 'cron.kept', dedupe_key => 'kept:all') as r`)).toEqual([{ r: 'pg_cron' }]);
+    const [digest] = await cronJob('pgdrain:schedule:digest');
+    const [kept] = await cronJob('pgdrain:schedule:kept');
+    // pg_cron's ticks, run as pg_cron runs them.
+    const ids: Record<string, (string | null)[]> = { digest: [], kept: [] };
+    for (let i = 0; i < 2; i++) {
+      ids.digest!.push((await sql<Record<string, string | null>>(digest!.command))[0]!.run_schedule!);
+      ids.kept!.push((await sql<Record<string, string | null>>(kept!.command))[0]!.run_schedule!);
+    }
+    expect(ids.digest![0]).not.toBeNull();
+    expect(ids.digest![1]).toBe(ids.digest![0]);
+    expect(ids.kept![1]).toBe(ids.kept![0]);
+    expect(await sql(`select job_id::text as id, task, dedupe_key from jobs.job_queue order by job_id`)).toEqual([
+      { id: ids.digest![0], task: 'cron.digest', dedupe_key: 'digest:all' }, { id: ids.kept![0], task: 'cron.kept', dedupe_key: 'kept:all' }]);
+    expect(await sql(`select name, dedupe_key, dedupe_mode, last_job_id::text as id, skipped_ticks::int from jobs.schedules
+                      where name in ('digest', 'kept') order by name`)).toEqual([
+      { name: 'digest', dedupe_key: 'digest:all', dedupe_mode: 'replace', id: ids.digest![0], skipped_ticks: 0 },
+      { name: 'kept', dedupe_key: 'kept:all', dedupe_mode: null, id: ids.kept![0], skipped_ticks: 0 }]);
+    await sql(`select jobs.unschedule('digest'), jobs.unschedule('kept')`);
+  });
+
   it('a schedule in a time zone goes to the drains (pg_cron 1.4 reads UTC only); forcing pg_cron is refused naming tz', async () => {
     const e = await sqlError(`select jobs.schedule('paris', '0 9 * * *', 'a.b', runner => 'pg_cron', tz => 'Europe/Paris')`);
     expect([e.code, e.column]).toEqual(['PDC03', 'tz']);
