@@ -366,6 +366,23 @@ returns text language sql immutable as $$
   select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name else r.dedupe_key end
 $$;
 
+-- Whether another transaction holds dedupe key p_key as a replace publish
+-- would wait for it: its replace lock (a replace publish of it not yet
+-- committed) or its holder's row (a claim, a settle, a replace); else takes
+-- both, as jobs.publish then does, so that publish waits for nothing. A
+-- drain's claim publishes replace ticks only when this is false: it waits
+-- on no job's row (an ack holding one may wait for a serial key this claim
+-- took publishing another tick), and the tick stays due for the next claim.
+create function jobs.dedupe_key_busy(p_key text)
+returns boolean language plpgsql as $$
+begin
+  if not pg_try_advisory_xact_lock(736039, hashtext(p_key)) then
+    return true;
+  end if;
+  perform from jobs.job_queue q where q.dedupe_key = p_key for update skip locked;
+  return not found and exists (select from jobs.job_queue q where q.dedupe_key = p_key);
+end $$;
+
 -- Publishes the schedule's job now and records it; pg_cron calls this at
 -- each tick. Returns the job id (with a dedupe_key, that of the job holding
 -- it, as jobs.publish answers), or null when nothing was published: the
@@ -413,7 +430,9 @@ end $$;
 -- its next_run_at past `now`. Ticks missed while nothing claimed become one
 -- job (scheduled at the first of them), or none for overlap 'skip' while a
 -- job of the schedule is active (one skipped tick); with backfill, one job
--- per tick of the window (at most 100 a call). Returns the jobs published.
+-- per tick of the window (at most 100 a call); a replace tick whose dedupe
+-- key another transaction holds stays due (jobs.dedupe_key_busy). Returns
+-- the jobs published.
 -- FOR UPDATE SKIP LOCKED: when many
 -- drains call this at once, each due row is taken by one of them, and the
 -- others skip it or, once it has committed, find it no longer due, so each
@@ -443,6 +462,9 @@ begin
             last_skipped_at = r.next_run_at
         where s.name = r.name;
         continue;
+      end if;
+      if r.dedupe_mode in ('replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
+        continue;  -- still due: the next claim publishes it
       end if;
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,

@@ -1426,6 +1426,21 @@ begin
 end $_$;
 
 --
+-- Name: dedupe_key_busy(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.dedupe_key_busy(p_key text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if not pg_try_advisory_xact_lock(736039, hashtext(p_key)) then
+    return true;
+  end if;
+  perform from jobs.job_queue q where q.dedupe_key = p_key for update skip locked;
+  return not found and exists (select from jobs.job_queue q where q.dedupe_key = p_key);
+end $$;
+
+--
 -- Name: delete_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2894,6 +2909,9 @@ begin
             last_skipped_at = r.next_run_at
         where s.name = r.name;
         continue;
+      end if;
+      if r.dedupe_mode in ('replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
+        continue;  -- still due: the next claim publishes it
       end if;
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,

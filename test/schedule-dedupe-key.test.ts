@@ -5,6 +5,7 @@
 // every claim calls), pg_cron-run ones by calling jobs.run_schedule as
 // pg_cron would (this database has no pg_cron). On a real PostgreSQL; the
 // CLI case runs dist/cli.mjs (npm run build first).
+import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, listSchedules, schedule } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
@@ -98,6 +99,40 @@ describe('drains: each tick publishes with the dedupe key and mode', () => {
     expect(await sql(`select name, last_run_at, next_run_at from jobs.recurring order by name`)).toEqual([
       { name: 'kept', last_run_at: new Date(minute(30)), next_run_at: new Date(minute(40)) },
       { name: 'repl', last_run_at: new Date(minute(30)), next_run_at: new Date(minute(40)) }]);
+  });
+
+  it("a claim waits for no lock of the key: while another transaction holds the key's job or replaces it, the replace tick stays due", async () => {
+    await sql(`select jobs.schedule('digest', '*/10 * * * *', 'mail.digest', dedupe_key => 'digest:all', dedupe_mode => 'replace',
+               now => $1)`, [T0]);
+    await publishDue(minute(10));
+    const open = new pg.Client({ connectionString: db.url });
+    const claim = new pg.Client({ connectionString: db.url });
+    await Promise.all([open.connect(), claim.connect()]);
+    try {
+      // A bound, so that a wait fails the tick (recorded in last_error) rather than the test hanging.
+      await claim.query(`set lock_timeout = '3s'`);
+      const stillDue = async () => {
+        expect((await claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(20)])).rows).toEqual([{ n: 0 }]);
+        expect(await sql(`select next_run_at, last_run_at, last_error from jobs.recurring`))
+          .toEqual([{ next_run_at: new Date(minute(20)), last_run_at: new Date(minute(10)), last_error: null }]);
+      };
+      // The holder's row held (as a claim or a settle of it holds it).
+      await open.query('begin');
+      await open.query(`select 1 from jobs.job_queue where dedupe_key = 'digest:all' for update`);
+      await stillDue();
+      await open.query('rollback');
+      // A replace of the key not yet committed.
+      await open.query('begin');
+      await open.query(`select jobs.publish('mail.digest', '{"by":"app"}', dedupe_key => 'digest:all', dedupe_mode => 'replace')`);
+      await stillDue();
+      await open.query('commit');
+      // The next claim publishes the tick: the app's job (its replace committed) takes it.
+      expect((await claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(21)])).rows).toEqual([{ n: 1 }]);
+      expect((await jobs('mail.digest')).map((j) => [j.scheduled_at, j.tick])).toEqual([[minute(20), minute(20)]]);
+    } finally {
+      await open.end();
+      await claim.end();
+    }
   });
 
   it('a tick publish refuses (replace with another serial key holding the key): recorded in last_error, nothing lost', async () => {
