@@ -150,7 +150,11 @@ create table jobs.job (
   -- The job's own dead-letter queue (jobs.job_queue's), null: its queue's
   -- if any. Every end path carries it: jobs.route_dead_letters reads it
   -- here, and jobs.redrive puts it back with the job.
-  dead_letter     text
+  dead_letter     text,
+  -- The waiting job's expiry (jobs.job_queue's), kept so a job's history
+  -- answers it (getJob, jobs.all); every end path carries it. jobs.redrive
+  -- does not put it back: a job redriven runs now, past its old expiry.
+  expires_at      timestamptz
 );
 -- Retention and "recent" queries. History is written once per job, so every
 -- index here is paid by every job: per-task reports scan by ended_at instead.

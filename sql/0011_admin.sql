@@ -209,13 +209,13 @@ begin
   insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
                         queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
   select g.job_id, g.task, g.body, p_status, p_result,
          case when p_error is null then g.last_error
               when p_after_last then p_error || coalesce(E'\n' || g.last_error, '') else p_error end,
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, p_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at
   from gone g;
   delete from jobs.dependency d where d.job_id = any(p_ids);
   perform jobs.notify_ids('pgdrain_completed', p_ids);

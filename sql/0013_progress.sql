@@ -35,7 +35,7 @@ begin
 end $$;
 
 -- jobs.all shows it too (null for ended jobs), then the job's expiry (a
--- waiting job's; jobs.job keeps none: null once ended) and its own retry
+-- waiting job's, kept in jobs.job once it ended) and its own retry
 -- policy (jobs.publish's retry_*; all null: its queue's), then its own
 -- dead-letter queue (jobs.publish's dead_letter; null: its queue's, if any). This is the view's
 -- final definition (sql/0007 made it).
@@ -51,5 +51,5 @@ union all
 select j.job_id, j.task, j.body, j.status, j.result, j.error, j.attempts, j.priority,
        j.max_retries, j.timeout, j.scheduled_at, j.created_at, j.started_at, null,
        j.ended_at, j.duration_ms, j.queue, j.dedupe_key, j.serial_key, j.attributes, j.worker_id, null,
-       null, j.retry_delay, j.retry_backoff, j.retry_delay_max, j.dead_letter
+       j.expires_at, j.retry_delay, j.retry_backoff, j.retry_delay_max, j.dead_letter
 from jobs.job j;

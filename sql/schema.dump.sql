@@ -237,13 +237,14 @@ begin
       insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                             scheduled_at, created_at, started_at, ended_at, duration_ms,
                             queue, dedupe_key, serial_key, attributes, worker_id,
-                            retry_delay, retry_backoff, retry_delay_max, dead_letter)
+                            retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue,
              -- One a cascade deferred before (another of its dependencies) gets its dedupe key back.
              jobs.ended_dedupe_key(g.dedupe_key, g.attempt, g.last_error),
-             g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
+             g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter,
+             g.expires_at
       from gone g
       returning job_id
     )
@@ -1656,13 +1657,13 @@ begin
   insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
                         queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max, dead_letter)
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
   select g.job_id, g.task, g.body, p_status, p_result,
          case when p_error is null then g.last_error
               when p_after_last then p_error || coalesce(E'\n' || g.last_error, '') else p_error end,
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, p_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at
   from gone g;
   delete from jobs.dependency d where d.job_id = any(p_ids);
   perform jobs.notify_ids('pgdrain_completed', p_ids);
@@ -1768,7 +1769,7 @@ begin
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max, dead_letter)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
     select s.job_id, s.task, s.body,
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
            case when s.cancel_requested_at is not null then coalesce(s.cancel_reason, 'cancelled')
@@ -1782,7 +1783,8 @@ begin
            s.queue,
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
            jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
-           s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max, s.dead_letter
+           s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max, s.dead_letter,
+           s.expires_at
     from spent s
     returning job_id, serial_key, status = 'failure' and dead_letter is not null as own_dead_letter
   ), retried as (
@@ -4197,7 +4199,7 @@ begin
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max, dead_letter)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
     select e.job_id, e.task, e.body,
            case when e.outcome = 'ack' then 'success'
                 when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
@@ -4210,7 +4212,7 @@ begin
            e.created_at, e.started_at, v_now,
            coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
            e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id,
-           e.retry_delay, e.retry_backoff, e.retry_delay_max, e.dead_letter
+           e.retry_delay, e.retry_backoff, e.retry_delay_max, e.dead_letter, e.expires_at
     from ending e
     returning job_id, status, serial_key, dead_letter
   ), counts as (
@@ -4613,6 +4615,7 @@ CREATE TABLE jobs.job (
     retry_backoff boolean,
     retry_delay_max numeric,
     dead_letter text,
+    expires_at timestamp with time zone,
     CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
 );
 
@@ -4708,7 +4711,7 @@ UNION ALL
     j.attributes,
     j.worker_id,
     NULL::jsonb AS progress,
-    NULL::timestamp with time zone AS expires_at,
+    j.expires_at,
     j.retry_delay,
     j.retry_backoff,
     j.retry_delay_max,
@@ -4803,6 +4806,7 @@ CREATE TABLE jobs.job_archive (
     retry_backoff boolean,
     retry_delay_max numeric,
     dead_letter text,
+    expires_at timestamp with time zone,
     CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
 );
 

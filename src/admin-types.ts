@@ -133,8 +133,8 @@ export interface JobInfo {
   progress: JobProgress | null;
   /**
    * When a waiting job expires if not started by then (its expiresAt, or its
-   * queue's expireInSeconds after its run time); null when it has none, and
-   * once it ended (the history does not keep it).
+   * queue's expireInSeconds after its run time); null when it has none. An
+   * ended job keeps the one it had.
    */
   expiresAt: Date | null;
 }

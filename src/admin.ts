@@ -86,8 +86,7 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
   const { rows } = await db.query<Record<string, unknown>>(
     `select ${JOB_COLUMNS} from jobs.all where job_id = $1::bigint
      union all
-     select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress,', 'null::jsonb as progress,')
-       .replace('expires_at,', 'null::timestamptz as expires_at,')}
+     select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress,', 'null::jsonb as progress,')}
      from jobs.job_archive where job_id = $1::bigint
      limit 1`, [jobId]).catch((error: unknown) => { throw translateError(error); });
   const r = rows[0];

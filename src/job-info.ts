@@ -5,7 +5,7 @@ import type { JobInfo, JobProgress } from './types.js';
 
 /**
  * jobs.all's columns a JobInfo is made of (getJob reads jobs.job_archive's
- * too, which has neither progress nor expires_at).
+ * too, which has no progress).
  */
 export const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
   attributes, worker_id, scheduled_at, created_at, started_at, ended_at, progress, expires_at,

@@ -51,7 +51,7 @@ const ownFields = { expiresAt: EXPIRES, retryDelaySeconds: 2.5, retryBackoff: fa
 const noFields = { expiresAt: null, retryDelaySeconds: null, retryBackoff: null, retryDelayMaxSeconds: null };
 
 describe('SQL', () => {
-  it('jobs.all shows a waiting job\'s expires_at and its retry policy; an ended one keeps the policy, no expiry', async () => {
+  it('jobs.all shows a waiting job\'s expires_at and its retry policy; an ended one keeps both', async () => {
     const { own, plain } = await publishBoth();
     const view = () => sql(`select job_id::text as id, state, expires_at, retry_delay::float8 as d, retry_backoff as b,
                               retry_delay_max::float8 as m from jobs.all order by job_id`);
@@ -61,7 +61,7 @@ describe('SQL', () => {
     ]);
     expect((await runAll()).sort()).toEqual([own, plain].sort());
     expect(await view()).toEqual([
-      { id: own, state: 'success', expires_at: null, d: 2.5, b: false, m: 30 },
+      { id: own, state: 'success', expires_at: EXPIRES, d: 2.5, b: false, m: 30 },
       { id: plain, state: 'success', expires_at: null, d: null, b: null, m: null },
     ]);
   });
@@ -83,10 +83,10 @@ describe('TypeScript', () => {
     expect((await queue.listJobs({ queue: 'mail' }))[0]).toMatchObject({ expiresAt: new Date(RUN_AT.getTime() + 600_000) });
   });
 
-  it('once ended: expiresAt null, the retry policy kept, in the history and in the archive', async () => {
+  it('once ended: expiresAt and the retry policy kept, in the history and in the archive', async () => {
     const { own } = await publishBoth();
     await runAll();
-    const ended = { state: 'success', ...ownFields, expiresAt: null };
+    const ended = { state: 'success', ...ownFields };
     expect(await queue.getJob(own)).toMatchObject(ended);
     expect((await queue.listJobs({ ids: [own] }))[0]).toMatchObject(ended);
     await sql(`update jobs.job set ended_at = now() - interval '30 days'`);
@@ -119,6 +119,7 @@ describe('CLI', () => {
     expect(bare.stdout).not.toMatch(/^expires|^retry/m);
     expect(JSON.parse((await cli('show', plain, '--json')).stdout)).toMatchObject({ id: plain, ...noFields });
     await runAll();
-    expect((await cli('show', own)).stdout).not.toMatch(/^expires/m);
+    // Ended, it keeps its expiry (jobs.job.expires_at).
+    expect((await cli('show', own)).stdout).toMatch(/^expires {7}2031-03-01T11:00:00Z$/m);
   });
 });
