@@ -125,7 +125,7 @@ begin
   if found then
     perform jobs.raise_invalid('PD013', 'depends_on', case
       when v_bad.id is null then 'must not contain null'
-      when v_bad.status is null then format('job %s does not exist (never published, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
+      when v_bad.status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
       else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
   end if;
   return v_active;

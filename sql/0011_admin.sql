@@ -199,10 +199,12 @@ end $$;
 -- when p_after_last; a null p_error keeps the last error (as an ack does).
 -- The end jobs.cancel, cancel_bulk, fail and complete give waiting jobs;
 -- their dependants and serial keys are the caller's (jobs.after_end).
+-- A null p_status writes no history row: jobs.delete_jobs (sql/0018).
 create function jobs.end_waiting(p_ids bigint[], p_status text, p_error text, p_after_last boolean, p_result jsonb,
                                  p_now timestamptz)
 returns void language plpgsql as $$
 begin
+  -- The delete runs in full whatever the insert keeps (a data-modifying CTE).
   with gone as (
     delete from jobs.job_queue q where q.job_id = any(p_ids) returning q.*
   )
@@ -216,7 +218,7 @@ begin
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, p_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
          g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at
-  from gone g;
+  from gone g where p_status is not null;
   delete from jobs.dependency d where d.job_id = any(p_ids);
   perform jobs.notify_ids('pgdrain_completed', p_ids);
 end $$;

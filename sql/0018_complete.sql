@@ -1,6 +1,7 @@
 -- pgdrain 0018: ending a waiting job as a success (graphile-worker's
--- complete_jobs, pg-boss's complete of a queued job), and cancelling the job
--- that holds a dedupe key (graphile-worker's remove_job).
+-- complete_jobs, pg-boss's complete of a queued job), cancelling the job
+-- that holds a dedupe key (graphile-worker's remove_job), and deleting jobs
+-- outright, history and all (pg-boss's deleteJob, deleteStoredJobs).
 
 -- Ends jobs not yet running (pending, scheduled, blocked: those jobs.fail
 -- takes, locked as it locks them) as successes with result, as an ack ends
@@ -61,7 +62,107 @@ begin
           from jobs.job_queue q where q.dedupe_key = cancel_key.dedupe_key);
 end $$;
 
+-- Deletes jobs outright (pg-boss's deleteJob): none of them is left, and a
+-- waiting one leaves no history.
+-- - Waiting (pending, scheduled, blocked; locked as jobs.fail locks them):
+--   it leaves jobs.job_queue with no row in jobs.job, as jobs.cancel ends
+--   one for everything around it: its dependants end as cancelled (with
+--   history: 'cancelled: dependency <id> did not succeed'), its serial key
+--   goes to its next job, its dedupe key is free, pgdrain_completed is
+--   notified (a waitFor then finds no job). Counted in `waiting`.
+-- - Ended: its row in jobs.job, or in jobs.job_archive, is deleted (those a
+--   redrive or a maintenance pass holds at that moment are left, not
+--   counted: never waited for). Counted in `ended`.
+-- - Running (its lease held, or passed and not yet expired, or a cancel a
+--   cascade deferred): left alone, its id in `running`. A drain holds it:
+--   cancel it (jobs.cancel_bulk), and delete it once ended.
+-- Unknown ids are in none. Bounded as jobs.fail: at most 500 of the waiting
+-- ones may head their serial keys (each takes its key's lock until
+-- commit): PD005 job_ids past that; their dependants' cascade as fail's.
+create function jobs.delete_jobs(job_ids bigint[], now timestamptz default null,
+                                 out waiting integer, out ended integer, out running bigint[])
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(delete_jobs.now, pg_catalog.now());
+  v_ids bigint[];
+  v_keys text[];
+  v_held text[];
+begin
+  perform jobs.check_job_ids(delete_jobs.job_ids);
+  v_ids := jobs.lock_jobs(delete_jobs.job_ids, true, true);
+  -- Read once the waiting ones are locked: a job running now is left alone,
+  -- even if it ends before this commits.
+  running := array(select q.job_id from jobs.job_queue q
+                   where q.job_id = any(delete_jobs.job_ids) and q.job_id <> all(v_ids) order by q.job_id);
+  -- SKIP LOCKED, as jobs.maintain's retention: this waits on no row of the history.
+  with gone as (
+    delete from jobs.job j where j.job_id in (
+      select x.job_id from jobs.job x where x.job_id = any(delete_jobs.job_ids) and x.job_id <> all(running)
+      for update skip locked)
+    returning 1
+  ), archived as (
+    delete from jobs.job_archive a where a.job_id in (
+      select x.job_id from jobs.job_archive x where x.job_id = any(delete_jobs.job_ids) and x.job_id <> all(running)
+      for update skip locked)
+    returning 1
+  )
+  select (select count(*) from gone) + (select count(*) from archived) into ended;
+  waiting := cardinality(v_ids);
+  if waiting = 0 then
+    return;
+  end if;
+  -- A job waiting behind its key's head hands no turn on (see jobs.cancel).
+  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
+  from jobs.job_queue q where q.job_id = any(v_ids);
+  if cardinality(v_keys) > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the waiting jobs one call deletes may head '
+      || 'their serial keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: '
+      || 'delete them in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
+  end if;
+  v_held := jobs.ending_keys(v_ids);
+  perform jobs.end_waiting(v_ids, null, null, false, null, v_now);
+  perform jobs.lock_serial_keys(v_keys);
+  perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
+end $$;
+
+-- Deletes the ended jobs of queue (pg-boss's deleteStoredJobs): successes,
+-- failures (dead letters) and cancelled ones, from jobs.job_archive (its
+-- rows the older: jobs.maintain's retention moved them) and then jobs.job,
+-- oldest first in each; with ended_before, only those that ended
+-- before it. At most max_rows (1 to 10000000) in one call, as
+-- jobs.maintain: call it again until it returns less. Returns how many it
+-- deleted. Waiting and running jobs are not touched (jobs.purge_queue ends
+-- the waiting ones). Any queue name, existing or not: a deleted queue's
+-- history names it. Rows a redrive or a maintenance pass holds are left
+-- (SKIP LOCKED). No index has the queue: it reads the history by ended_at
+-- (job_ended_idx), an admin's call. Every queue by age is jobs.maintain's
+-- retention.
+create function jobs.delete_ended(queue text, ended_before timestamptz default null, max_rows integer default 100000)
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_ended integer;
+  v_archived integer;
+begin
+  perform jobs.check_name(delete_ended.queue, 'PD009', 'queue', 'queue name');
+  if delete_ended.max_rows is null or delete_ended.max_rows < 1 or delete_ended.max_rows > 10000000 then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s',
+      coalesce(delete_ended.max_rows::text, 'null')));
+  end if;
+  delete from jobs.job_archive a where a.job_id in (
+    select x.job_id from jobs.job_archive x
+    where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
+    order by x.ended_at limit delete_ended.max_rows for update skip locked);
+  get diagnostics v_archived = row_count;
+  delete from jobs.job j where j.job_id in (
+    select x.job_id from jobs.job x
+    where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
+    order by x.ended_at limit delete_ended.max_rows - v_archived for update skip locked);
+  get diagnostics v_ended = row_count;
+  return v_ended + v_archived;
+end $$;
+
 -- As every function a role of jobs.create_roles is granted: nobody but the
 -- owner until jobs.create_roles grants them to the admin role (PUBLIC may
 -- execute a new function).
-revoke execute on function jobs.complete(bigint[], jsonb, timestamptz), jobs.cancel_key(text, text, timestamptz) from public;
+revoke execute on function jobs.complete(bigint[], jsonb, timestamptz), jobs.cancel_key(text, text, timestamptz),
+  jobs.delete_jobs(bigint[], timestamptz), jobs.delete_ended(text, timestamptz, integer) from public;

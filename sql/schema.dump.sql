@@ -1442,6 +1442,87 @@ begin
 end $$;
 
 --
+-- Name: delete_ended(text, timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.delete_ended(queue text, ended_before timestamp with time zone DEFAULT NULL::timestamp with time zone, max_rows integer DEFAULT 100000) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ended integer;
+  v_archived integer;
+begin
+  perform jobs.check_name(delete_ended.queue, 'PD009', 'queue', 'queue name');
+  if delete_ended.max_rows is null or delete_ended.max_rows < 1 or delete_ended.max_rows > 10000000 then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s',
+      coalesce(delete_ended.max_rows::text, 'null')));
+  end if;
+  delete from jobs.job_archive a where a.job_id in (
+    select x.job_id from jobs.job_archive x
+    where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
+    order by x.ended_at limit delete_ended.max_rows for update skip locked);
+  get diagnostics v_archived = row_count;
+  delete from jobs.job j where j.job_id in (
+    select x.job_id from jobs.job x
+    where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
+    order by x.ended_at limit delete_ended.max_rows - v_archived for update skip locked);
+  get diagnostics v_ended = row_count;
+  return v_ended + v_archived;
+end $$;
+
+--
+-- Name: delete_jobs(bigint[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.delete_jobs(job_ids bigint[], now timestamp with time zone DEFAULT NULL::timestamp with time zone, OUT waiting integer, OUT ended integer, OUT running bigint[]) RETURNS record
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_now timestamptz := coalesce(delete_jobs.now, pg_catalog.now());
+  v_ids bigint[];
+  v_keys text[];
+  v_held text[];
+begin
+  perform jobs.check_job_ids(delete_jobs.job_ids);
+  v_ids := jobs.lock_jobs(delete_jobs.job_ids, true, true);
+  -- Read once the waiting ones are locked: a job running now is left alone,
+  -- even if it ends before this commits.
+  running := array(select q.job_id from jobs.job_queue q
+                   where q.job_id = any(delete_jobs.job_ids) and q.job_id <> all(v_ids) order by q.job_id);
+  -- SKIP LOCKED, as jobs.maintain's retention: this waits on no row of the history.
+  with gone as (
+    delete from jobs.job j where j.job_id in (
+      select x.job_id from jobs.job x where x.job_id = any(delete_jobs.job_ids) and x.job_id <> all(running)
+      for update skip locked)
+    returning 1
+  ), archived as (
+    delete from jobs.job_archive a where a.job_id in (
+      select x.job_id from jobs.job_archive x where x.job_id = any(delete_jobs.job_ids) and x.job_id <> all(running)
+      for update skip locked)
+    returning 1
+  )
+  select (select count(*) from gone) + (select count(*) from archived) into ended;
+  waiting := cardinality(v_ids);
+  if waiting = 0 then
+    return;
+  end if;
+  -- A job waiting behind its key's head hands no turn on (see jobs.cancel).
+  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
+  from jobs.job_queue q where q.job_id = any(v_ids);
+  if cardinality(v_keys) > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the waiting jobs one call deletes may head '
+      || 'their serial keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: '
+      || 'delete them in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
+  end if;
+  v_held := jobs.ending_keys(v_ids);
+  perform jobs.end_waiting(v_ids, null, null, false, null, v_now);
+  perform jobs.lock_serial_keys(v_keys);
+  perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
+end $$;
+
+--
 -- Name: delete_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1651,6 +1732,7 @@ CREATE FUNCTION jobs.end_waiting(p_ids bigint[], p_status text, p_error text, p_
     LANGUAGE plpgsql
     AS $$
 begin
+  -- The delete runs in full whatever the insert keeps (a data-modifying CTE).
   with gone as (
     delete from jobs.job_queue q where q.job_id = any(p_ids) returning q.*
   )
@@ -1664,7 +1746,7 @@ begin
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, p_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
          g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at
-  from gone g;
+  from gone g where p_status is not null;
   delete from jobs.dependency d where d.job_id = any(p_ids);
   perform jobs.notify_ids('pgdrain_completed', p_ids);
 end $$;
@@ -1957,7 +2039,7 @@ begin
   if found then
     perform jobs.raise_invalid('PD013', 'depends_on', case
       when v_bad.id is null then 'must not contain null'
-      when v_bad.status is null then format('job %s does not exist (never published, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
+      when v_bad.status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
       else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
   end if;
   return v_active;

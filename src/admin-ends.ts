@@ -1,12 +1,15 @@
+import * as z from 'zod/mini';
 import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
-import { ValidationError } from './errors.js';
+import { translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { jobIdsSchema } from './job-options.js';
-import { keySchema, parse, unstorableText } from './options.js';
+import { keySchema, parse, queueNameSchema, unstorableText, validDateSchema } from './options.js';
+import type { DeletedJobs, DeleteEndedOptions } from './types.js';
 
 // Ending waiting jobs another way than admin.ts does (sql/0018): as a
-// success, and a cancel found by dedupe key. Each is one SQL call.
+// success, a cancel found by dedupe key, and deleting jobs outright. Each
+// is one SQL call.
 
 /**
  * Ends jobs not yet running (pending, scheduled, blocked) as successes with
@@ -35,4 +38,41 @@ export async function cancelJobByKey(db: Queryable, dedupeKey: string, reason?: 
   const rule = reason === undefined ? null : unstorableText(reason);
   if (rule) throw new ValidationError('reason', rule);
   return callValue(db, 'select jobs.cancel_key($1, $2) as r', [dedupeKey, reason ?? null]);
+}
+
+/**
+ * Deletes jobs outright (jobs.delete_jobs): a waiting one (pending,
+ * scheduled, blocked) leaves no history, its dependants end as cancelled, its
+ * serial key moves on and its dedupe key is free, as a cancel would; an
+ * ended one's history (jobs.job, jobs.job_archive) is deleted. Running jobs
+ * are left alone and answered in `running`. At most 500 of the waiting ones
+ * may head serial keys (a PgDrainError naming job_ids past that).
+ */
+export async function deleteJobs(db: Queryable, jobIds: readonly string[]): Promise<DeletedJobs> {
+  parse(jobIdsSchema, jobIds, 'jobIds');
+  // The ids as one text, as publishEvent's: every driver answers it alike.
+  const { rows } = await db.query<{ waiting: number; ended: number; running: string }>(
+    `select waiting, ended, array_to_string(running, ',') as running from jobs.delete_jobs($1::bigint[])`, [jobIds])
+    .catch((error: unknown) => { throw translateError(error); });
+  const r = rows[0]!;
+  return { waiting: Number(r.waiting), ended: Number(r.ended), running: r.running === '' ? [] : r.running.split(',') };
+}
+
+const deleteEndedOptionsSchema = z.strictObject({
+  endedBefore: z.optional(validDateSchema),
+  maxRows: z.optional(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 10_000_000,
+    'must be an integer between 1 and 10000000'))),
+}, { error: 'must be an object' });
+
+/**
+ * Deletes the ended jobs (successes, failures, cancelled) of a queue, from
+ * the history and its archive, oldest first (jobs.delete_ended): those that
+ * ended before options.endedBefore, or all; at most options.maxRows (100000)
+ * in one call. Returns how many; call again until it returns less than maxRows.
+ */
+export async function deleteEndedJobs(db: Queryable, name: string, options: DeleteEndedOptions = {}): Promise<number> {
+  parse(queueNameSchema, name, 'name');
+  const o = parse(deleteEndedOptionsSchema, options, 'options');
+  return Number(await callValue(db, 'select jobs.delete_ended($1, $2::timestamptz, $3) as r',
+    [name, o.endedBefore?.toISOString() ?? null, o.maxRows ?? 100_000]));
 }

@@ -73,6 +73,24 @@ export interface PurgeQueueOptions {
   reason?: string | undefined;
 }
 
+/** What queue.deleteJobs did with the ids it was given (an unknown id is in none). */
+export interface DeletedJobs {
+  /** Waiting jobs (pending, scheduled, blocked) deleted with no history; their dependants end as cancelled. */
+  waiting: number;
+  /** Ended jobs whose history (jobs.job, or jobs.job_archive) was deleted. */
+  ended: number;
+  /** Running jobs left alone, by id: a drain holds them. Cancel them, then delete them once ended. */
+  running: string[];
+}
+
+/** queues.deleteEnded's options. */
+export interface DeleteEndedOptions {
+  /** Only jobs that ended before this time (left out: all of the queue's ended jobs). */
+  endedBefore?: Date | undefined;
+  /** At most this many in one call, 1 to 10000000 (default 100000): call again until it returns less. */
+  maxRows?: number | undefined;
+}
+
 /** A queue's subscription to an event (queues.subscriptions()): its jobs of the event run task. */
 export interface Subscription {
   event: string;

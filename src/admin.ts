@@ -79,7 +79,7 @@ export async function failJobs(db: Queryable, jobIds: readonly string[], reason?
 /**
  * A job by id, in one statement: queued (pending, scheduled, blocked,
  * running, expired) or ended, archived by jobs.maintain included; null when
- * there is none (never published, or deleted by retention).
+ * there is none (never published, deleted by deleteJobs, or by retention).
  */
 export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | null> {
   parse(jobIdSchema, jobId, 'jobId');

@@ -3,7 +3,7 @@ export { drain, DEFAULT_SETTLE_MARGIN_MS, type DrainDeps } from './drain.js';
 export { publish, publishBulk } from './publish.js';
 export { cancelJob, cancelJobs, rescheduleJobs, failJobs, getJob, redrive, createNamedQueue, setQueuePaused, purgeQueue, deleteQueue,
   subscribe, unsubscribe, listSubscriptions, publishEvent } from './admin.js';
-export { completeJobs, cancelJobByKey } from './admin-ends.js';
+export { completeJobs, cancelJobByKey, deleteJobs, deleteEndedJobs } from './admin-ends.js';
 export { listJobs } from './list-jobs.js';
 export { defineTask, type BatchOptions, type BatchTask, type Task, type TaskOptions } from './define-task.js';
 export { PgJobEvents, type QueueEvent } from './db/pg-events.js';

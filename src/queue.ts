@@ -1,6 +1,6 @@
 import { cancelJob, cancelJobs, createNamedQueue, deleteQueue, failJobs, getJob, listNamedQueues, listSubscriptions, publishEvent,
   purgeQueue, redrive, rescheduleJobs, setQueuePaused, subscribe, unsubscribe } from './admin.js';
-import { cancelJobByKey, completeJobs } from './admin-ends.js';
+import { cancelJobByKey, completeJobs, deleteEndedJobs, deleteJobs } from './admin-ends.js';
 import type { Driver, Queryable } from './db/driver.js';
 import { pgDriver } from './db/pg.js';
 import { PgJobEvents, type QueueEvent } from './db/pg-events.js';
@@ -11,7 +11,7 @@ import type { DrainOptions } from './drain-options.js';
 import { checkDriver, checkQueryable } from './driver-check.js';
 import { listJobs } from './list-jobs.js';
 import { publish, publishBulk, type SignalOption } from './publish.js';
-import type { BatchHandler, BulkJob, DrainReport, Handler, JobInfo, JobOutcome, ListJobsFilter, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
+import type { BatchHandler, BulkJob, DeletedJobs, DeleteEndedOptions, DrainReport, Handler, JobInfo, JobOutcome, ListJobsFilter, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
   PublishOptions, PurgeQueueOptions, RedriveFilter, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
@@ -90,13 +90,19 @@ export interface Queue {
    */
   cancelByKey(dedupeKey: string, reason?: string): Promise<'cancelled' | 'cancelling' | null>;
   /**
+   * Deletes jobs outright: a waiting one leaves no history (its dependants end as cancelled,
+   * its serial key moves on, its dedupe key is free); an ended one's history is deleted.
+   * Running ones are left alone, answered in `running`: cancel them, and delete them once ended.
+   */
+  deleteJobs(jobIds: readonly string[]): Promise<DeletedJobs>;
+  /**
    * Runs dead letters (failed jobs) again: all, or those matching the filter;
    * with includeCancelled, cancelled jobs among filter.ids too. Returns how many.
    */
   redrive(filter?: RedriveFilter): Promise<number>;
   /**
    * Named queues: create (or change the options given of an existing one;
-   * null clears one), list, pause, resume, purge and delete.
+   * null clears one), list, pause, resume, purge, delete and deleteEnded (ended jobs).
    */
   readonly queues: {
     create(name: string, options?: NamedQueueOptions): Promise<void>;
@@ -110,6 +116,11 @@ export interface Queue {
      * 'default', a dead-letter target, and a queue with waiting or running jobs.
      */
     delete(name: string): Promise<boolean>;
+    /**
+     * Deletes the queue's ended jobs (history and archive), oldest first: those that ended before
+     * options.endedBefore, or all; at most options.maxRows (100000). Returns how many.
+     */
+    deleteEnded(name: string, options?: DeleteEndedOptions): Promise<number>;
     /** Fan-out: publishEvent(event) then writes a job of options.task (default: the event) into queue. True when new. */
     subscribe(event: string, queue: string, options?: { task?: string | undefined }): Promise<boolean>;
     /** Ends a queue's subscription to an event; true when there was one. */
@@ -186,6 +197,7 @@ export function createQueue(options: QueueOptions): Queue {
     fail: (jobIds, reason) => failJobs(driver, jobIds, reason),
     complete: (jobIds, result) => completeJobs(driver, jobIds, result),
     cancelByKey: (dedupeKey, reason) => cancelJobByKey(driver, dedupeKey, reason),
+    deleteJobs: (jobIds) => deleteJobs(driver, jobIds),
     redrive: (filter) => redrive(driver, filter),
     queues: {
       create: (name, o) => createNamedQueue(driver, name, o),
@@ -194,6 +206,7 @@ export function createQueue(options: QueueOptions): Queue {
       resume: (name) => setQueuePaused(driver, name, false),
       purge: (name, o) => purgeQueue(driver, name, o),
       delete: (name) => deleteQueue(driver, name),
+      deleteEnded: (name, o) => deleteEndedJobs(driver, name, o),
       subscribe: (event, queue, o) => subscribe(driver, event, queue, o),
       unsubscribe: (event, queue) => unsubscribe(driver, event, queue),
       subscriptions: (event) => listSubscriptions(driver, event),

@@ -87,7 +87,7 @@ describe('pgdrain show', () => {
   it('exits 1 with "no job <id>" when there is none, and 2 on an id that is not one', async () => {
     const none = await cli('show', '999999');
     expect(none).toMatchObject({ code: 1, stdout: '' });
-    expect(none.stderr).toMatch(/^pgdrain: no job 999999 \(never published, or deleted by retention\)\n$/);
+    expect(none.stderr).toMatch(/^pgdrain: no job 999999 \(never published, or deleted: by retention or deleteJobs\)\n$/);
     const bad = await cli('show', 'abc');
     expect(bad).toMatchObject({ code: 2, stdout: '' });
     expect(bad.stderr).toMatch(/^pgdrain: id: must be a job id.*"abc"/);

@@ -1,13 +1,13 @@
 import { Command, CommanderError } from 'commander';
 import { cancelJob, cancelJobs, failJobs, rescheduleJobs } from '../admin.js';
-import { cancelJobByKey, completeJobs } from '../admin-ends.js';
+import { cancelJobByKey, completeJobs, deleteEndedJobs, deleteJobs } from '../admin-ends.js';
 import { ValidationError } from '../errors.js';
-import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS } from '../options.js';
+import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS, queueNameSchema } from '../options.js';
 import { checkedBy, dsnOption, integer, json, seconds, type WithConnection } from './features.js';
 
 // Changing queued jobs, many at once: cancel, reschedule, fail (sql/0011),
-// complete and cancel --key (sql/0018).
-// main.ts registers them.
+// complete, cancel --key and delete (sql/0018).
+// main.ts registers them, and `queue delete-ended` with features.ts's queue command.
 
 /** The <id...> arguments, each checked: a usage error (exit 2) names the first bad one. */
 function checkIds(ids: string[]): string[] {
@@ -94,5 +94,36 @@ export function adminCommands(withConnection: WithConnection): Command[] {
       });
     });
 
-  return [cancel, reschedule, fail, complete];
+  const del = new Command('delete')
+    .description('delete jobs outright: a waiting one leaves no history (its dependants end as cancelled, its serial '
+      + 'key moves on), an ended one\'s history is deleted; running jobs are left alone and listed (cancel them first)')
+    .argument('<id...>', 'job ids')
+    .option('--json', 'print what it did as JSON, as queue.deleteJobs answers it')
+    .addOption(dsnOption())
+    .action(async (ids: string[], opts: { json?: boolean; dsn?: string }) => {
+      checkIds(ids);
+      await withConnection(opts.dsn, async ({ driver }) => {
+        const done = await deleteJobs(driver, ids);
+        process.stdout.write(opts.json ? `${JSON.stringify(done)}\n` : `deleted ${done.waiting} waiting, ${done.ended} ended\n${
+          done.running.length ? `left running: ${done.running.join(' ')} (cancel them, then delete them once ended)\n` : ''}`);
+      });
+    });
+
+  return [cancel, reschedule, fail, complete, del];
+}
+
+/** `pgdrain queue delete-ended <name>`: a queue's ended jobs (jobs.delete_ended). */
+export function deleteEndedCommand(withConnection: WithConnection): Command {
+  return new Command('delete-ended')
+    .description('delete the ended jobs (history and archive) of a queue, oldest first; prints how many '
+      + '(less than --max-rows: none left)')
+    .argument('<name>', 'the queue (a deleted queue\'s history too)', checkedBy(queueNameSchema))
+    .option('--before <iso>', 'only jobs that ended before this time (ISO 8601 with a time zone)', checkedBy(isoDateTimeSchema))
+    .option('--max-rows <n>', 'at most this many in one call', integer(1, 10_000_000), 100_000)
+    .addOption(dsnOption())
+    .action(async (name: string, opts: { before?: Date; maxRows: number; dsn?: string }) => {
+      await withConnection(opts.dsn, async ({ driver }) => {
+        process.stdout.write(`${await deleteEndedJobs(driver, name, { endedBefore: opts.before, maxRows: opts.maxRows })}\n`);
+      });
+    });
 }

@@ -133,7 +133,8 @@ export function json(value: string) {
   }
 }
 
-export function featureCommands(withConnection: WithConnection): Command[] {
+/** queueCommands: more `queue` subcommands (admin-commands.ts's delete-ended). */
+export function featureCommands(withConnection: WithConnection, queueCommands: Command[] = []): Command[] {
   const redriveCmd = new Command('redrive')
     .description('run dead letters (failed jobs) again: all, or those matching every filter given')
     .option('--ids <ids>', 'comma-separated job ids', jobIds)
@@ -173,7 +174,7 @@ export function featureCommands(withConnection: WithConnection): Command[] {
       });
     });
 
-  const queue = new Command('queue').description('named queues: create, list, pause, resume, purge, delete');
+  const queue = new Command('queue').description('named queues: create, list, pause, resume, purge, delete, delete-ended');
   // A value flag and its --no- form (clears it); left out, the queue keeps its value.
   const create = queue.command('create')
     .description('create a queue, or change an existing one: only the flags given change, --no-X clears X')
@@ -267,6 +268,7 @@ export function featureCommands(withConnection: WithConnection): Command[] {
         process.stdout.write(`${(await deleteQueue(driver, name)) ? 'deleted' : `no queue named '${name}'`}\n`);
       });
     });
+  for (const command of queueCommands) queue.addCommand(command);
 
   const wait = new Command('wait')
     .description('wait for a job to end (LISTEN; needs a DSN) and print its outcome as JSON')

@@ -83,7 +83,7 @@ export function jobCommands(withConnection: WithConnection): Command[] {
       }
       await withConnection(opts.dsn, async ({ driver }) => {
         const job = await getJob(driver, id);
-        if (!job) throw new Error(`no job ${id} (never published, or deleted by retention)`);
+        if (!job) throw new Error(`no job ${id} (never published, or deleted: by retention or deleteJobs)`);
         process.stdout.write(`${opts.json ? JSON.stringify(job) : formatJob(job)}\n`);
       });
     });

@@ -6,7 +6,7 @@ import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
 import type { PublishOptions } from '../types.js';
-import { adminCommands } from './admin-commands.js';
+import { adminCommands, deleteEndedCommand } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
 import { addExpiryOptions, addRetryPolicyOptions, eventCommand, expiryOf, retryPolicyOf } from './event-commands.js';
 import { jobCommands } from './job-commands.js';
@@ -184,7 +184,8 @@ export function program(): Command {
       });
     });
 
-  for (const command of [serveCommand(), ...featureCommands(withConnection), ...adminCommands(withConnection),
+  for (const command of [serveCommand(), ...featureCommands(withConnection, [deleteEndedCommand(withConnection)]),
+                         ...adminCommands(withConnection),
                          ...jobCommands(withConnection), scheduleCommand(withConnection), eventCommand(withConnection)]) {
     cli.addCommand(inheriting(command, cli));
   }

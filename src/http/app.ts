@@ -234,7 +234,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   app.get('/jobs/:id', async (c) => {
     const id = c.req.param('id');
     const job = await read(c, (db) => getJob(db, id));
-    if (!job) throw new HttpError(404, 'not_found', `no job ${id} (never published, or deleted by retention)`);
+    if (!job) throw new HttpError(404, 'not_found', `no job ${id} (never published, or deleted: by retention or deleteJobs)`);
     return c.json({ job });
   });
 

@@ -256,7 +256,7 @@ describe('dependencies', () => {
 
   it('unknown or already failed dependencies are refused at publish, naming depends_on', async () => {
     await expect(sql(`select jobs.publish('t', depends_on => array[424242]::bigint[])`))
-      .rejects.toMatchObject({ code: 'PD013', column: 'depends_on', message: "depends_on: job 424242 does not exist (never published, or ended and deleted by jobs.maintain's retention)" });
+      .rejects.toMatchObject({ code: 'PD013', column: 'depends_on', message: "depends_on: job 424242 does not exist (never published, deleted by jobs.delete_jobs, or ended and deleted by jobs.maintain's retention)" });
     await sql(`select jobs.publish('t', max_retries => 0)`);
     const { id } = (await sql<{ id: string }>(`select job_id as id from jobs.consume(1)`))[0]!;
     await sql(`select jobs.nack($1::bigint, 'x')`, [id]);
