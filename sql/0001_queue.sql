@@ -153,7 +153,7 @@ create table jobs.job (
   dead_letter     text,
   -- The waiting job's expiry (jobs.job_queue's), kept so a job's history
   -- answers it (getJob, jobs.all); every end path carries it. jobs.redrive
-  -- does not put it back: a job redriven runs now, past its old expiry.
+  -- does not put it back: a job redriven runs now, whatever its old expiry.
   expires_at      timestamptz
 );
 -- Retention and "recent" queries. History is written once per job, so every
