@@ -1,7 +1,7 @@
 // Admin calls over thousands of serial keys take a bounded number of key locks.
 // Ending a serial key's head takes the key's lock until commit (to hand the key
 // on): one entry of PostgreSQL's shared lock table each. jobs.cancel / jobs.fail
-// of a waiting job with thousands of keyed dependants, jobs.cancel_bulk and
+// (and jobs.delete_jobs) of a waiting job with thousands of keyed dependants, jobs.cancel_bulk and
 // jobs.purge_queue of thousands of keyed heads, and jobs.redrive of thousands of
 // keyed dead letters used to take every key at once and fail whole with 53200
 // ("out of shared memory"), filling the table every session needs meanwhile.
@@ -121,6 +121,19 @@ describe('admin calls over thousands of serial keys, on a server with a small lo
     for (let i = 0; i < 20 && await count(`select count(*) as n from jobs.job_queue where task in ('child', 'grand')`) > 0; i++) {
       await sql('select jobs.maintain()');
     }
+    const runs = new Map<string, number>();
+    await drainAll(runs);
+    await expectDependantsCancelled(parent, lastChild);
+    expect(Object.fromEntries(runs)).toEqual({ second: SECONDS });
+  }, 180_000);
+
+  it('jobs.delete_jobs of a waiting job with thousands of keyed dependants deletes it and, in the end, cancels each of them', async () => {
+    const { parent, lastChild } = await parentWithDependants();
+    expect(await sql(`select waiting, ended, running::text[] as running from jobs.delete_jobs(array[$1::bigint])`, [parent]))
+      .toEqual([{ waiting: 1, ended: 0, running: [] }]);
+    expect(await count('select count(*) as n from jobs.all where job_id = $1', [parent])).toBe(0);
+    // As jobs.fail's cascade: 500 at once, the rest through the next claims' expiry.
+    expect(await count(`select count(*) as n from jobs.job where task = 'child'`)).toBe(500);
     const runs = new Map<string, number>();
     await drainAll(runs);
     await expectDependantsCancelled(parent, lastChild);
