@@ -92,8 +92,10 @@ begin
   v_ids := jobs.lock_jobs(delete_jobs.job_ids, true, true);
   -- Read once the waiting ones are locked: a job running now is left alone,
   -- even if it ends before this commits.
+  -- (A job a redrive put back meanwhile, waiting, is in none: call again.)
   running := array(select q.job_id from jobs.job_queue q
-                   where q.job_id = any(delete_jobs.job_ids) and q.job_id <> all(v_ids) order by q.job_id);
+                   where q.job_id = any(delete_jobs.job_ids) and q.job_id <> all(v_ids) and q.lease_until is not null
+                   order by q.job_id);
   -- SKIP LOCKED, as jobs.maintain's retention: this waits on no row of the history.
   with gone as (
     delete from jobs.job j where j.job_id in (
