@@ -14,6 +14,7 @@
 --   PD008 outcome      PD007 also expires_at, expire_in
 --   PD009 queue, dead_letter (no such queue, or a loop)
 --   PD017 jobs (bulk arrays of unequal length)
+--   PD019 group_id, group_tier; a queue's group_concurrency, group_tiers
 
 -- Named queues. Every job belongs to one ('default' unless told); a drain
 -- consumes one queue. max_size (null = unbounded) caps the jobs waiting in it
@@ -28,6 +29,9 @@
 -- max_running (null = unlimited) caps its running jobs across every claim
 -- (jobs.pick, sql/0004). expire_in (null = never) gives a job published
 -- without expires_at one this many seconds after its scheduled time.
+-- group_concurrency (null = unlimited) caps the running jobs of each group
+-- (a job's group_id) across every claim; group_tiers ({"tier": n}) gives
+-- the jobs of a tier (a job's group_tier) their own cap (jobs.pick, sql/0004).
 create table jobs.queue (
   name                text        primary key,
   max_size            integer,
@@ -41,7 +45,9 @@ create table jobs.queue (
   retry_backoff       boolean,
   retry_delay_max     numeric,
   max_running         integer,
-  expire_in           numeric
+  expire_in           numeric,
+  group_concurrency   integer,
+  group_tiers         jsonb
 );
 insert into jobs.queue (name) values ('default');
 
@@ -84,7 +90,12 @@ create table jobs.job_queue (
   -- good, it is copied there, not to its queue's (jobs.route_dead_letters).
   -- No foreign key (one more check per publish): jobs.delete_queue refuses a
   -- queue an active job names; routing falls back to the queue's if it is gone.
-  dead_letter  text
+  dead_letter  text,
+  -- The job's group (jobs.publish's group_id) and its tier: its queue's
+  -- group_concurrency (or the tier's cap in group_tiers) caps how many jobs
+  -- of the group run at once (jobs.pick, sql/0004). Null: not limited.
+  group_id     text,
+  group_tier   text
 )
 -- Every job leaves dead tuples here, and every claim steps over the claim
 -- index's dead entries until vacuum removes them: a queue slows down between
@@ -119,6 +130,11 @@ create unique index job_queue_dedupe_idx on jobs.job_queue (dedupe_key) where de
 create index job_queue_serial_idx on jobs.job_queue (serial_key, job_id) where serial_key is not null;
 create index job_queue_attributes_idx on jobs.job_queue using gin (attributes jsonb_path_ops)
   where attributes is not null;
+-- The running jobs of groups (and dependants a cascade deferred, attempt 0,
+-- which the count leaves out): a group-limited claim counts them by group.
+-- Jobs without a group, and waiting ones, are not in it.
+create index job_queue_group_running_idx on jobs.job_queue (queue, group_id)
+  where group_id is not null and lease_until is not null;
 
 create table jobs.job (
   job_id       bigint      primary key,
@@ -154,7 +170,9 @@ create table jobs.job (
   -- The waiting job's expiry (jobs.job_queue's), kept so a job's history
   -- answers it (getJob, jobs.all); every end path carries it. jobs.redrive
   -- does not put it back: a job redriven runs now, whatever its old expiry.
-  expires_at      timestamptz
+  expires_at      timestamptz,
+  group_id        text,
+  group_tier      text
 );
 -- Retention and "recent" queries. History is written once per job, so every
 -- index here is paid by every job: per-task reports scan by ended_at instead.
@@ -306,6 +324,21 @@ returns void language plpgsql immutable as $$
 begin
   if p_value is not null and (p_value = '' or length(p_value) > 500) then
     perform jobs.raise_invalid(p_code, p_field, 'must be a non-empty text of at most 500 characters');
+  end if;
+end $$;
+
+-- A job's group (jobs.publish's group_id, group_tier; p_prefix: 'jobs[3].'
+-- in a bulk): each a non-empty text of at most 200 characters, a tier only
+-- with a group.
+create function jobs.check_group(p_id text, p_tier text, p_prefix text default '')
+returns void language plpgsql immutable as $$
+begin
+  if p_id = '' or length(p_id) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_id', 'must be a non-empty text of at most 200 characters');
+  elsif p_tier = '' or length(p_tier) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'must be a non-empty text of at most 200 characters');
+  elsif p_tier is not null and p_id is null then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'needs a group_id (the group whose tier it names)');
   end if;
 end $$;
 

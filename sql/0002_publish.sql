@@ -181,6 +181,11 @@ end $$;
 --              (jobs.route_dead_letters, sql/0003). An existing queue, not
 --              the job's own nor one leading back to it (PD009:
 --              jobs.check_dead_letter). A replace takes the new one; redrive keeps it.
+-- group_id, group_tier  the job's group and its tier (each 1 to 200
+--              characters, a tier only with a group: PD019): a queue with
+--              group_concurrency runs at most that many jobs of a group at
+--              once (the tier's cap in its group_tiers for a job of a tier).
+--              A replace takes the new ones; history and redrive keep them.
 -- Raises PD010 when the queue is at its max_size, PD018 for an SQL task
 -- (sql:schema.function) not allowed by jobs.allow_sql_task (sql/0010).
 create function jobs.publish(
@@ -202,7 +207,9 @@ create function jobs.publish(
   retry_backoff text        default null,
   retry_delay_max numeric   default null,
   expires_at    timestamptz default null,
-  dead_letter   text        default null
+  dead_letter   text        default null,
+  group_id      text        default null,
+  group_tier    text        default null
 ) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -227,6 +234,9 @@ begin
   perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
   perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
   perform jobs.check_object(publish.attributes, 'attributes');
+  if publish.group_id is not null or publish.group_tier is not null then
+    perform jobs.check_group(publish.group_id, publish.group_tier);
+  end if;
   if publish.retry_delay is not null or publish.retry_backoff is not null or publish.retry_delay_max is not null then
     perform jobs.check_retry_policy(publish.retry_delay, publish.retry_backoff, publish.retry_delay_max);
   end if;
@@ -306,7 +316,7 @@ begin
             attributes = publish.attributes, retry_delay = publish.retry_delay,
             retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max,
             expires_at = jobs.expiry(publish.expires_at, v_at, v_q.expire_in),
-            dead_letter = publish.dead_letter
+            dead_letter = publish.dead_letter, group_id = publish.group_id, group_tier = publish.group_tier
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -381,13 +391,14 @@ begin
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
-                                retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
+                                retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
             coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
             publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
-            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in), publish.dead_letter)
+            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in), publish.dead_letter,
+            publish.group_id, publish.group_tier)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
@@ -437,7 +448,8 @@ create function jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_a
   p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[],
   p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb,
   p_retry_delays numeric[] default null, p_retry_backoffs text[] default null, p_retry_delay_maxes numeric[] default null,
-  p_expires_at timestamptz[] default null, p_dead_letters text[] default null)
+  p_expires_at timestamptz[] default null, p_dead_letters text[] default null,
+  p_group_ids text[] default null, p_group_tiers text[] default null)
 returns bigint[] language plpgsql as $$
 declare
   v_ids bigint[];
@@ -514,7 +526,8 @@ begin
       with written as (
         insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                     queue, dedupe_key, serial_key, serial_wait, attributes,
-                                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
+                                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter,
+                                    group_id, group_tier)
         overriding system value
         select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
                coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
@@ -524,14 +537,14 @@ begin
                  or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
                nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
                jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
-                           v_q.expire_in), j.dead_letter
+                           v_q.expire_in), j.dead_letter, j.group_id, j.group_tier
         from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                         unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
                         unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
                         unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at),
-                        unnest(p_dead_letters))
+                        unnest(p_dead_letters), unnest(p_group_ids), unnest(p_group_tiers))
                as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
-                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
+                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
         where j.id is not null
         order by j.dedupe_key
         on conflict (dedupe_key) where dedupe_key is not null do nothing
@@ -588,8 +601,9 @@ end $$;
 -- three: the queue's). expires_at: each job's, as jobs.publish's (a null:
 -- its queue's expire_in, else never). dead_letters: each job's own
 -- dead-letter queue, as jobs.publish's (a null: its queue's), each distinct
--- one checked once (PD009 jobs[i].dead_letter, i its first job). Returns
--- one id per task, in order.
+-- one checked once (PD009 jobs[i].dead_letter, i its first job).
+-- group_ids, group_tiers: each job's group and tier, as jobs.publish's
+-- (PD019 jobs[i].group_id). Returns one id per task, in order.
 create function jobs.publish_arrays(
   tasks        text[],
   bodies       jsonb              default null,
@@ -607,7 +621,9 @@ create function jobs.publish_arrays(
   retry_backoffs text[]           default null,
   retry_delay_maxes numeric[]     default null,
   expires_at   timestamptz[]      default null,
-  dead_letters text[]             default null
+  dead_letters text[]             default null,
+  group_ids    text[]             default null,
+  group_tiers  text[]             default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
@@ -635,7 +651,9 @@ begin
      or coalesce(cardinality(publish_arrays.retry_backoffs), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.dead_letters), v_n) <> v_n then
+     or coalesce(cardinality(publish_arrays.dead_letters), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.group_ids), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.group_tiers), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -709,6 +727,16 @@ begin
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
   end if;
+  -- Groups: the first bad job named.
+  if exists (select from unnest(publish_arrays.group_ids) x where x = '' or length(x) > 200)
+     or exists (select from unnest(publish_arrays.group_tiers, publish_arrays.group_ids) x(t, g)
+                where x.t = '' or length(x.t) > 200 or x.t is not null and x.g is null) then
+    select x.ord, x.g, x.t into v_bad
+    from unnest(publish_arrays.group_ids, publish_arrays.group_tiers) with ordinality as x(g, t, ord)
+    where x.g = '' or length(x.g) > 200 or x.t = '' or length(x.t) > 200 or x.t is not null and x.g is null
+    order by x.ord limit 1;
+    perform jobs.check_group(v_bad.g, v_bad.t, format('jobs[%s].', v_bad.ord));
+  end if;
   -- Each distinct serial key holds a lock-table entry until commit (jobs.lock_serial_keys).
   if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 500 then
     perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 500 distinct keys in one bulk publish '
@@ -725,12 +753,13 @@ begin
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
      or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
      or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null
-     or publish_arrays.expires_at is not null or publish_arrays.dead_letters is not null then
+     or publish_arrays.expires_at is not null or publish_arrays.dead_letters is not null
+     or publish_arrays.group_ids is not null or publish_arrays.group_tiers is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
       publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
-      publish_arrays.expires_at, publish_arrays.dead_letters);
+      publish_arrays.expires_at, publish_arrays.dead_letters, publish_arrays.group_ids, publish_arrays.group_tiers);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -763,12 +792,18 @@ end $$;
 -- fields take the defaults): jobs.publish_arrays, for SQL callers. Returns
 -- the ids in order. (No keys, attributes or retry policy: a wider type would
 -- break every six-field (...)::jobs.bulk_job; publish_arrays takes them.)
-create function jobs.publish_bulk(jobs jobs.bulk_job[], now timestamptz default null, queue text default null)
+-- group_id, group_tier: the group (and tier) of every job of the bulk.
+create function jobs.publish_bulk(jobs jobs.bulk_job[], now timestamptz default null, queue text default null,
+                                  group_id text default null, group_tier text default null)
 returns setof bigint language sql security definer set search_path = pg_catalog, pg_temp as $$
   select unnest(jobs.publish_arrays(
     coalesce(array_agg(j.task order by j.ord), '{}'), jsonb_agg(j.body order by j.ord),
     array_agg(j.scheduled_at order by j.ord), null, array_agg(j.timeout order by j.ord),
     array_agg(j.priority order by j.ord), array_agg(j.max_retries order by j.ord),
-    publish_bulk.queue, publish_bulk.now))
+    publish_bulk.queue, publish_bulk.now,
+    group_ids => case when publish_bulk.group_id is not null or publish_bulk.group_tier is not null
+                      then array_fill(publish_bulk.group_id, array[count(*)::integer]) end,
+    group_tiers => case when publish_bulk.group_tier is not null
+                        then array_fill(publish_bulk.group_tier, array[count(*)::integer]) end))
   from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
 $$;

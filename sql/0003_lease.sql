@@ -210,14 +210,14 @@ begin
       insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                             scheduled_at, created_at, started_at, ended_at, duration_ms,
                             queue, dedupe_key, serial_key, attributes, worker_id,
-                            retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
+                            retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue,
              -- One a cascade deferred before (another of its dependencies) gets its dedupe key back.
              jobs.ended_dedupe_key(g.dedupe_key, g.attempt, g.last_error),
              g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter,
-             g.expires_at
+             g.expires_at, g.group_id, g.group_tier
       from gone g
       returning job_id
     )
@@ -386,7 +386,7 @@ begin
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
     select s.job_id, s.task, s.body,
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
            case when s.cancel_requested_at is not null then coalesce(s.cancel_reason, 'cancelled')
@@ -401,7 +401,7 @@ begin
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
            jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
            s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max, s.dead_letter,
-           s.expires_at
+           s.expires_at, s.group_id, s.group_tier
     from spent s
     returning job_id, serial_key, status = 'failure' and dead_letter is not null as own_dead_letter
   ), retried as (

@@ -158,6 +158,83 @@ returns bigint language sql stable as $$
   where s.queue = p_queue and q.queue = p_queue and q.lease_until is not null
 $$;
 
+-- How many of each group's jobs run in a queue, as its group_concurrency
+-- counts them: {"group_id": n}. Running: holding a lease (expired ones
+-- not yet reaped count), delivered (attempt > 0: not a dependant a cascade
+-- deferred). One range of the partial index of grouped leases.
+create function jobs.group_running(p_queue text)
+returns jsonb language sql stable as $$
+  select coalesce(jsonb_object_agg(c.group_id, c.n), '{}') from (
+    select q.group_id, count(*) as n from jobs.job_queue q
+    where q.queue = p_queue and q.group_id is not null and q.lease_until is not null and q.attempt > 0
+    group by q.group_id) c
+$$;
+
+-- jobs.pick's picks in a queue with group_concurrency (cap; tiers: the
+-- caps of group_tiers): up to p_left jobs as its own pick would take them
+-- (at priority p_prio from the head p_head_at, p_head_id on; or, with
+-- p_filter, over all priorities), passing over the jobs of a group whose
+-- running ones (counts, from jobs.group_running, plus those picked here,
+-- which it adds) reach the cap of the job's tier, else cap. Jobs without a
+-- group are never held back. Row by row in claim order: a group at its cap
+-- is stepped over job by job (no index leads to the jobs after a group's,
+-- in claim order), which README (Concurrency per group) measures.
+create function jobs.pick_grouped(p_queue text, p_prio integer, p_head_at timestamptz, p_head_id bigint,
+                                  p_now timestamptz, p_like text, p_max_timeout numeric, p_exclude jsonb[],
+                                  p_pick_at timestamptz, p_picked bigint[], p_filter jsonb, p_left integer,
+                                  p_cap integer, p_tiers jsonb, inout counts jsonb, out ids bigint[])
+language plpgsql as $$
+declare
+  r record;
+  v_running integer;
+  v_jobs refcursor;
+begin
+  -- Groups at their cap as the pick starts are filtered out before the row
+  -- lock; the loop checks the ones its own picks fill.
+  if p_filter is null then
+    open v_jobs for
+      select q.job_id, q.group_id, q.group_tier from jobs.job_queue q
+      where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.priority = p_prio and (q.scheduled_at, q.job_id) >= (p_head_at, p_head_id)
+        and q.scheduled_at <= p_now
+        and (q.task like p_like or p_like is null and q.task not like 'sql:%')
+        and (p_max_timeout is null or q.timeout <= p_max_timeout)
+        and (p_exclude is null or q.attributes is null or not q.attributes @> any(p_exclude))
+        and (q.expires_at is null or q.expires_at > p_pick_at)
+        and (p_picked is null or q.job_id <> all(p_picked))
+        and (q.group_id is null
+             or coalesce((counts ->> q.group_id)::integer, 0) < coalesce((p_tiers ->> q.group_tier)::integer, p_cap))
+      order by q.scheduled_at, q.job_id
+      for update skip locked;
+  else
+    open v_jobs for
+      select q.job_id, q.group_id, q.group_tier from jobs.job_queue q
+      where q.attributes @> p_filter
+        and q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= p_now
+        and (q.task like p_like or p_like is null and q.task not like 'sql:%')
+        and (p_max_timeout is null or q.timeout <= p_max_timeout)
+        and (p_exclude is null or not q.attributes @> any(p_exclude))
+        and (q.expires_at is null or q.expires_at > p_pick_at)
+        and (q.group_id is null
+             or coalesce((counts ->> q.group_id)::integer, 0) < coalesce((p_tiers ->> q.group_tier)::integer, p_cap))
+      order by q.priority desc, q.scheduled_at, q.job_id
+      for update skip locked;
+  end if;
+  while coalesce(cardinality(ids), 0) < p_left loop
+    fetch v_jobs into r;
+    exit when not found;
+    if r.group_id is not null then
+      v_running := coalesce((counts ->> r.group_id)::integer, 0);
+      -- Locked, not taken: another claim skips it until this one commits.
+      continue when v_running >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap);
+      counts := counts || jsonb_build_object(r.group_id, v_running + 1);
+    end if;
+    ids := ids || r.job_id;
+  end loop;
+  close v_jobs;
+end $$;
+
 -- Picks (locks) up to n due pending jobs of one queue for a claim: the
 -- shared part of jobs.claim and jobs.claim_json, which then mark them
 -- running. It expires stale leases (and ends waiting jobs whose expires_at
@@ -176,6 +253,12 @@ $$;
 -- counts the slots of jobs.running_slot: the jobs its claims handed out that
 -- still hold a lease. A queue without max_running takes no lock and counts
 -- nothing.
+-- A queue with group_concurrency hands out no more of a group's jobs (a
+-- job's group_id) than the cap of the job's tier (group_tiers) or
+-- group_concurrency, minus the group's running jobs (jobs.group_running:
+-- expired leases not yet reaped count), under the same lock; jobs without a
+-- group are not held back (jobs.pick_grouped). A queue without it takes no
+-- lock for it and counts nothing.
 -- Returns null when nothing was picked.
 -- SQL tasks (sql:<schema>.<function>) run inside the database (jobs.drain_sql):
 -- only a claim whose pattern matches them hands them out, so a drain without a
@@ -192,6 +275,9 @@ declare
   v_queue text := coalesce(pick.queue, 'default');
   v_paused boolean;
   v_max_running integer;
+  v_group_cap integer; -- group_concurrency
+  v_tiers jsonb;       -- group_tiers
+  v_counts jsonb;      -- running jobs by group (jobs.group_running), plus those picked
   v_n integer := pick.n; -- n, or the slots max_running leaves free when fewer
   v_like text;
   v_ids bigint[];
@@ -223,7 +309,8 @@ begin
     perform jobs.check_exclude(pick.exclude);
     v_exclude := pick.exclude;
   end if;
-  select q.paused, q.max_running into v_paused, v_max_running from jobs.queue q where q.name = v_queue;
+  select q.paused, q.max_running, q.group_concurrency, q.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
+  from jobs.queue q where q.name = v_queue;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
   end if;
@@ -257,16 +344,18 @@ begin
   if v_paused then
     return null;
   end if;
+  -- A REPEATABLE READ or SERIALIZABLE snapshot may predate claims committed
+  -- while this waited for the lock: its count would be low.
+  if (v_max_running is not null or v_group_cap is not null)
+     and current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'a claim of queue % (%) must run in a READ COMMITTED transaction, not %',
+      quote_literal(v_queue), concat_ws(', ', 'max_running ' || v_max_running, 'group_concurrency ' || v_group_cap),
+      upper(current_setting('transaction_isolation'))
+      using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
+        || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
+  end if;
   -- After the expiry: an expired lease frees its slot first.
   if v_max_running is not null then
-    -- A REPEATABLE READ or SERIALIZABLE snapshot may predate claims committed
-    -- while this waited for the lock: its count would be low.
-    if current_setting('transaction_isolation') <> 'read committed' then
-      raise exception 'a claim of queue % (max_running %) must run in a READ COMMITTED transaction, not %',
-        quote_literal(v_queue), v_max_running, upper(current_setting('transaction_isolation'))
-        using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
-          || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
-    end if;
     -- Full already: nothing to hand out, and no wait for the lock (a
     -- transaction that claimed from the queue holds it until it ends).
     if jobs.running_count(v_queue) >= v_max_running then
@@ -283,6 +372,11 @@ begin
       return null;
     end if;
     v_left := v_n;
+  end if;
+  if v_group_cap is not null then
+    -- The lock max_running's claims take (already held if the queue has both).
+    perform pg_advisory_xact_lock(736043, hashtext(v_queue));
+    v_counts := jobs.group_running(v_queue);
   end if;
 
   -- A job past its expiry is never handed out (one the expiry above left
@@ -314,19 +408,25 @@ begin
       if (v_found).job_id is null then
         v_found := (v_prio, v_head_at, v_head_id);
       end if;
-      select array_agg(p.job_id) into v_some from (
-        select q.job_id from jobs.job_queue q
-        where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-          and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
-          and q.scheduled_at <= v_now
-          and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-          and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
-          and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
-          and (q.expires_at is null or q.expires_at > v_pick_at)
-          and (v_picked is null or q.job_id <> all(v_picked))
-        order by q.scheduled_at, q.job_id
-        limit v_left
-        for update skip locked) p;
+      if v_group_cap is null then
+        select array_agg(p.job_id) into v_some from (
+          select q.job_id from jobs.job_queue q
+          where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+            and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
+            and q.scheduled_at <= v_now
+            and (q.task like v_like or v_like is null and q.task not like 'sql:%')
+            and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+            and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
+            and (q.expires_at is null or q.expires_at > v_pick_at)
+            and (v_picked is null or q.job_id <> all(v_picked))
+          order by q.scheduled_at, q.job_id
+          limit v_left
+          for update skip locked) p;
+      else
+        select g.ids, g.counts into v_some, v_counts
+        from jobs.pick_grouped(v_queue, v_prio, v_head_at, v_head_id, v_now, v_like, pick.max_timeout, v_exclude,
+                               v_pick_at, v_picked, null, v_left, v_group_cap, v_tiers, v_counts) g;
+      end if;
       v_ids := v_ids || v_some;
       v_left := v_n - coalesce(cardinality(v_ids), 0);
       -- Started from a remembered head and still short: the jobs of its
@@ -355,6 +455,10 @@ begin
     if pick.remember and (v_found).job_id is not null then
       perform jobs.remember_head(v_queue, v_found, v_now, v_full);
     end if;
+  elsif v_group_cap is not null then
+    select g.ids into v_ids
+    from jobs.pick_grouped(v_queue, null, null, null, v_now, v_like, pick.max_timeout, v_exclude,
+                           v_pick_at, null, pick.filter, v_n, v_group_cap, v_tiers, v_counts) g;
   else
     select array_agg(p.job_id) into v_ids from (
       select q.job_id from jobs.job_queue q

@@ -170,7 +170,7 @@ begin
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
     select e.job_id, e.task, e.body,
            case when e.outcome = 'ack' then 'success'
                 when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
@@ -183,7 +183,7 @@ begin
            e.created_at, e.started_at, v_now,
            coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
            e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id,
-           e.retry_delay, e.retry_backoff, e.retry_delay_max, e.dead_letter, e.expires_at
+           e.retry_delay, e.retry_backoff, e.retry_delay_max, e.dead_letter, e.expires_at, e.group_id, e.group_tier
     from ending e
     returning job_id, status, serial_key, dead_letter
   ), counts as (

@@ -96,18 +96,26 @@ where j.status = 'failure';
 -- keeps it over its queue's. expire_in (more than 0, at most 315360000 s:
 -- ten years; null: never) gives each job published here without an
 -- expires_at one this many seconds after its scheduled time (PD007).
+-- group_concurrency (1 to 100000; null: unlimited) caps the running jobs of
+-- each group (a job's group_id, jobs.publish) across every claim, and
+-- group_tiers ({"tier": n}, each n 1 to 100000; null: none) the running
+-- jobs of a group whose jobs are of that tier (jobs.publish's group_tier;
+-- others: group_concurrency, which tiers need): PD019 naming the argument.
 -- Best called by name:
 --   jobs.create_queue('mail', max_size => 1000, default_timeout => 300, dead_letter => 'mail_dead')
 --   jobs.create_queue('mail', retry_delay => 30, retry_backoff => 'fixed')
 --   jobs.create_queue('mail', max_size => null)   -- unbounded again; the rest stays
 --   jobs.create_queue('mail', max_running => 5)   -- at most 5 of its jobs run at once
+--   jobs.create_queue('mail', group_concurrency => 2, group_tiers => '{"pro": 5}')
 create function jobs.create_queue(name text, max_size integer default -2147483648,
                                   default_timeout numeric default 'NaN', default_priority integer default -2147483648,
                                   default_max_retries integer default -2147483648,
                                   dead_letter text default '(unchanged)',
                                   retry_delay numeric default 'NaN', retry_backoff text default '(unchanged)',
                                   retry_delay_max numeric default 'NaN', max_running integer default -2147483648,
-                                  expire_in numeric default 'NaN')
+                                  expire_in numeric default 'NaN',
+                                  group_concurrency integer default -2147483648,
+                                  group_tiers jsonb default '"(unchanged)"')
 returns void language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
@@ -122,6 +130,9 @@ declare
   v_delay_max numeric := nullif(create_queue.retry_delay_max, 'NaN');
   v_running integer := nullif(create_queue.max_running, k_keep);
   v_expire_in numeric := nullif(create_queue.expire_in, 'NaN');
+  v_group_cap integer := nullif(create_queue.group_concurrency, k_keep);
+  v_tiers jsonb := nullif(create_queue.group_tiers, '"(unchanged)"');
+  v_bad record;
   v_loop text;
   v_path text[];
   v_at text;
@@ -134,6 +145,25 @@ begin
   if v_running is not null and (v_running < 1 or v_running > 100000) then
     perform jobs.raise_invalid('PD015', 'max_running',
       format('must be between 1 and 100000, or null for unlimited, got %s', v_running));
+  end if;
+  if v_group_cap is not null and (v_group_cap < 1 or v_group_cap > 100000) then
+    perform jobs.raise_invalid('PD019', 'group_concurrency',
+      format('must be between 1 and 100000, or null for unlimited, got %s', v_group_cap));
+  end if;
+  if jsonb_typeof(v_tiers) is distinct from 'object' and v_tiers is not null and v_tiers <> 'null' then
+    perform jobs.raise_invalid('PD019', 'group_tiers',
+      format('must be a JSON object of tier names to caps ({"pro": 5}), or null for none, got %s', jsonb_typeof(v_tiers)));
+  end if;
+  v_tiers := nullif(nullif(v_tiers, 'null'), '{}');
+  select e.key, e.value into v_bad from jsonb_each(v_tiers) e
+  where e.key = '' or length(e.key) > 200 or jsonb_typeof(e.value) <> 'number'
+     or case when e.value::text ~ '^\d{1,6}$' then e.value::text::integer not between 1 and 100000 else true end
+  order by e.key limit 1;
+  if found then
+    perform jobs.raise_invalid('PD019', case when v_bad.key = '' or length(v_bad.key) > 200 then 'group_tiers'
+                                            else format('group_tiers.%s', v_bad.key) end,
+      case when v_bad.key = '' or length(v_bad.key) > 200 then 'tier names must be non-empty texts of at most 200 characters'
+           else format('must be an integer between 1 and 100000, got %s', v_bad.value) end);
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
   if v_expire_in is not null and not (v_expire_in > 0 and v_expire_in <= 315360000) then
@@ -175,9 +205,10 @@ begin
     end if;
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
-                               retry_delay, retry_backoff, retry_delay_max, max_running, expire_in)
+                               retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,
+                               group_concurrency, group_tiers)
   values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead,
-          v_delay, v_backoff = 'exponential', v_delay_max, v_running, v_expire_in)
+          v_delay, v_backoff = 'exponential', v_delay_max, v_running, v_expire_in, v_group_cap, v_tiers)
   on conflict (name) do update set
     max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
     default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
@@ -197,8 +228,18 @@ begin
     max_running = case when create_queue.max_running is not distinct from k_keep then q.max_running
                        else excluded.max_running end,
     expire_in = case when create_queue.expire_in is not distinct from 'NaN' then q.expire_in
-                     else excluded.expire_in end
-  returning q.retry_delay, q.retry_delay_max into v_delay, v_delay_max;
+                     else excluded.expire_in end,
+    group_concurrency = case when create_queue.group_concurrency is not distinct from k_keep then q.group_concurrency
+                             else excluded.group_concurrency end,
+    group_tiers = case when create_queue.group_tiers is not distinct from '"(unchanged)"' then q.group_tiers
+                       else excluded.group_tiers end
+  returning q.retry_delay, q.retry_delay_max, q.group_concurrency, q.group_tiers into v_delay, v_delay_max, v_group_cap, v_tiers;
+  -- Tiers as the queue keeps them now, one of the two perhaps kept.
+  if v_tiers is not null and v_group_cap is null then
+    perform jobs.raise_invalid('PD019', case when create_queue.group_tiers is distinct from '"(unchanged)"'
+                                             then 'group_tiers' else 'group_concurrency' end,
+      'tiers need a group_concurrency (the cap of the groups of no tier, or of a tier not listed): give one, or clear group_tiers');
+  end if;
   -- The cap against the base as they are now, one of them perhaps kept (a
   -- base left null is the default 5 s): the error names the argument given
   -- (the cap when both were).

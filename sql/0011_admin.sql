@@ -211,13 +211,13 @@ begin
   insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
                         queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
   select g.job_id, g.task, g.body, p_status, p_result,
          case when p_error is null then g.last_error
               when p_after_last then p_error || coalesce(E'\n' || g.last_error, '') else p_error end,
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, p_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at, g.group_id, g.group_tier
   from gone g where p_status is not null;
   delete from jobs.dependency d where d.job_id = any(p_ids);
   perform jobs.notify_ids('pgdrain_completed', p_ids);
@@ -554,11 +554,11 @@ begin
   with back as (
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
                                 created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes,
-                                retry_delay, retry_backoff, retry_delay_max, dead_letter)
+                                retry_delay, retry_backoff, retry_delay_max, dead_letter, group_id, group_tier)
     overriding system value
     select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
            p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes,
-           p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter
+           p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter, p.group_id, p.group_tier
     from jobs.job p
     where p.job_id = any(v_ids)
     on conflict do nothing

@@ -121,7 +121,9 @@ CREATE TABLE jobs.queue (
     retry_backoff boolean,
     retry_delay_max numeric,
     max_running integer,
-    expire_in numeric
+    expire_in numeric,
+    group_concurrency integer,
+    group_tiers jsonb
 );
 
 --
@@ -237,14 +239,14 @@ begin
       insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries, timeout,
                             scheduled_at, created_at, started_at, ended_at, duration_ms,
                             queue, dedupe_key, serial_key, attributes, worker_id,
-                            retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
+                            retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
       select g.job_id, g.task, g.body, 'cancelled', format('cancelled: dependency %s did not succeed', g.cause),
              g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at,
              p_now, null, g.queue,
              -- One a cascade deferred before (another of its dependencies) gets its dedupe key back.
              jobs.ended_dedupe_key(g.dedupe_key, g.attempt, g.last_error),
              g.serial_key, g.attributes, g.worker_id, g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter,
-             g.expires_at
+             g.expires_at, g.group_id, g.group_tier
       from gone g
       returning job_id
     )
@@ -580,6 +582,23 @@ begin
   elsif p_expires_at <= p_scheduled_at then
     perform jobs.raise_invalid('PD007', p_field, format(
       'must be after the job''s scheduled time (%s), got %s: it would expire before it could run', p_scheduled_at, p_expires_at));
+  end if;
+end $$;
+
+--
+-- Name: check_group(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_group(p_id text, p_tier text, p_prefix text DEFAULT ''::text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  if p_id = '' or length(p_id) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_id', 'must be a non-empty text of at most 200 characters');
+  elsif p_tier = '' or length(p_tier) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'must be a non-empty text of at most 200 characters');
+  elsif p_tier is not null and p_id is null then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'needs a group_id (the group whose tier it names)');
   end if;
 end $$;
 
@@ -1024,13 +1043,13 @@ begin
 end $$;
 
 --
--- Name: create_queue(text, integer, numeric, integer, integer, text, numeric, text, numeric, integer, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: create_queue(text, integer, numeric, integer, integer, text, numeric, text, numeric, integer, numeric, integer, jsonb); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text, retry_delay numeric DEFAULT 'NaN'::numeric, retry_backoff text DEFAULT '(unchanged)'::text, retry_delay_max numeric DEFAULT 'NaN'::numeric, max_running integer DEFAULT '-2147483648'::integer, expire_in numeric DEFAULT 'NaN'::numeric) RETURNS void
+CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text, retry_delay numeric DEFAULT 'NaN'::numeric, retry_backoff text DEFAULT '(unchanged)'::text, retry_delay_max numeric DEFAULT 'NaN'::numeric, max_running integer DEFAULT '-2147483648'::integer, expire_in numeric DEFAULT 'NaN'::numeric, group_concurrency integer DEFAULT '-2147483648'::integer, group_tiers jsonb DEFAULT '"(unchanged)"'::jsonb) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
+    AS $_$
 #variable_conflict use_column
 declare
   k_keep constant integer := -2147483648;
@@ -1044,6 +1063,9 @@ declare
   v_delay_max numeric := nullif(create_queue.retry_delay_max, 'NaN');
   v_running integer := nullif(create_queue.max_running, k_keep);
   v_expire_in numeric := nullif(create_queue.expire_in, 'NaN');
+  v_group_cap integer := nullif(create_queue.group_concurrency, k_keep);
+  v_tiers jsonb := nullif(create_queue.group_tiers, '"(unchanged)"');
+  v_bad record;
   v_loop text;
   v_path text[];
   v_at text;
@@ -1056,6 +1078,25 @@ begin
   if v_running is not null and (v_running < 1 or v_running > 100000) then
     perform jobs.raise_invalid('PD015', 'max_running',
       format('must be between 1 and 100000, or null for unlimited, got %s', v_running));
+  end if;
+  if v_group_cap is not null and (v_group_cap < 1 or v_group_cap > 100000) then
+    perform jobs.raise_invalid('PD019', 'group_concurrency',
+      format('must be between 1 and 100000, or null for unlimited, got %s', v_group_cap));
+  end if;
+  if jsonb_typeof(v_tiers) is distinct from 'object' and v_tiers is not null and v_tiers <> 'null' then
+    perform jobs.raise_invalid('PD019', 'group_tiers',
+      format('must be a JSON object of tier names to caps ({"pro": 5}), or null for none, got %s', jsonb_typeof(v_tiers)));
+  end if;
+  v_tiers := nullif(nullif(v_tiers, 'null'), '{}');
+  select e.key, e.value into v_bad from jsonb_each(v_tiers) e
+  where e.key = '' or length(e.key) > 200 or jsonb_typeof(e.value) <> 'number'
+     or case when e.value::text ~ '^\d{1,6}$' then e.value::text::integer not between 1 and 100000 else true end
+  order by e.key limit 1;
+  if found then
+    perform jobs.raise_invalid('PD019', case when v_bad.key = '' or length(v_bad.key) > 200 then 'group_tiers'
+                                            else format('group_tiers.%s', v_bad.key) end,
+      case when v_bad.key = '' or length(v_bad.key) > 200 then 'tier names must be non-empty texts of at most 200 characters'
+           else format('must be an integer between 1 and 100000, got %s', v_bad.value) end);
   end if;
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
   if v_expire_in is not null and not (v_expire_in > 0 and v_expire_in <= 315360000) then
@@ -1097,9 +1138,10 @@ begin
     end if;
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
-                               retry_delay, retry_backoff, retry_delay_max, max_running, expire_in)
+                               retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,
+                               group_concurrency, group_tiers)
   values (create_queue.name, v_max, v_timeout, v_priority, v_retries, v_dead,
-          v_delay, v_backoff = 'exponential', v_delay_max, v_running, v_expire_in)
+          v_delay, v_backoff = 'exponential', v_delay_max, v_running, v_expire_in, v_group_cap, v_tiers)
   on conflict (name) do update set
     max_size = case when create_queue.max_size is not distinct from k_keep then q.max_size else excluded.max_size end,
     default_timeout = case when create_queue.default_timeout is not distinct from 'NaN' then q.default_timeout
@@ -1119,8 +1161,18 @@ begin
     max_running = case when create_queue.max_running is not distinct from k_keep then q.max_running
                        else excluded.max_running end,
     expire_in = case when create_queue.expire_in is not distinct from 'NaN' then q.expire_in
-                     else excluded.expire_in end
-  returning q.retry_delay, q.retry_delay_max into v_delay, v_delay_max;
+                     else excluded.expire_in end,
+    group_concurrency = case when create_queue.group_concurrency is not distinct from k_keep then q.group_concurrency
+                             else excluded.group_concurrency end,
+    group_tiers = case when create_queue.group_tiers is not distinct from '"(unchanged)"' then q.group_tiers
+                       else excluded.group_tiers end
+  returning q.retry_delay, q.retry_delay_max, q.group_concurrency, q.group_tiers into v_delay, v_delay_max, v_group_cap, v_tiers;
+  -- Tiers as the queue keeps them now, one of the two perhaps kept.
+  if v_tiers is not null and v_group_cap is null then
+    perform jobs.raise_invalid('PD019', case when create_queue.group_tiers is distinct from '"(unchanged)"'
+                                             then 'group_tiers' else 'group_concurrency' end,
+      'tiers need a group_concurrency (the cap of the groups of no tier, or of a tier not listed): give one, or clear group_tiers');
+  end if;
   -- The cap against the base as they are now, one of them perhaps kept (a
   -- base left null is the default 5 s): the error names the argument given
   -- (the cap when both were).
@@ -1148,7 +1200,7 @@ begin
       on conflict (job_id) do update set queue = excluded.queue;
     end if;
   end if;
-end $$;
+end $_$;
 
 --
 -- Name: create_roles(text); Type: FUNCTION; Schema: jobs; Owner: -
@@ -1741,13 +1793,13 @@ begin
   insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries, timeout,
                         scheduled_at, created_at, started_at, ended_at, duration_ms,
                         queue, dedupe_key, serial_key, attributes, worker_id,
-                        retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
+                        retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
   select g.job_id, g.task, g.body, p_status, p_result,
          case when p_error is null then g.last_error
               when p_after_last then p_error || coalesce(E'\n' || g.last_error, '') else p_error end,
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, p_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
-         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at
+         g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at, g.group_id, g.group_tier
   from gone g where p_status is not null;
   delete from jobs.dependency d where d.job_id = any(p_ids);
   perform jobs.notify_ids('pgdrain_completed', p_ids);
@@ -1853,7 +1905,7 @@ begin
     insert into jobs.job (job_id, task, body, status, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
     select s.job_id, s.task, s.body,
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
            case when s.cancel_requested_at is not null then coalesce(s.cancel_reason, 'cancelled')
@@ -1868,7 +1920,7 @@ begin
            -- A dependant a cascade deferred (jobs.after_end) gets its dedupe key back.
            jobs.ended_dedupe_key(s.dedupe_key, s.attempt, s.last_error),
            s.serial_key, s.attributes, s.worker_id, s.retry_delay, s.retry_backoff, s.retry_delay_max, s.dead_letter,
-           s.expires_at
+           s.expires_at, s.group_id, s.group_tier
     from spent s
     returning job_id, serial_key, status = 'failure' and dead_letter is not null as own_dead_letter
   ), retried as (
@@ -1971,6 +2023,19 @@ begin
   perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
   return cardinality(v_ids);
 end $$;
+
+--
+-- Name: group_running(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.group_running(p_queue text) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+  select coalesce(jsonb_object_agg(c.group_id, c.n), '{}') from (
+    select q.group_id, count(*) as n from jobs.job_queue q
+    where q.queue = p_queue and q.group_id is not null and q.lease_until is not null and q.attempt > 0
+    group by q.group_id) c
+$$;
 
 --
 -- Name: has_pg_cron(); Type: FUNCTION; Schema: jobs; Owner: -
@@ -2396,6 +2461,9 @@ declare
   v_queue text := coalesce(pick.queue, 'default');
   v_paused boolean;
   v_max_running integer;
+  v_group_cap integer; -- group_concurrency
+  v_tiers jsonb;       -- group_tiers
+  v_counts jsonb;      -- running jobs by group (jobs.group_running), plus those picked
   v_n integer := pick.n; -- n, or the slots max_running leaves free when fewer
   v_like text;
   v_ids bigint[];
@@ -2427,7 +2495,8 @@ begin
     perform jobs.check_exclude(pick.exclude);
     v_exclude := pick.exclude;
   end if;
-  select q.paused, q.max_running into v_paused, v_max_running from jobs.queue q where q.name = v_queue;
+  select q.paused, q.max_running, q.group_concurrency, q.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
+  from jobs.queue q where q.name = v_queue;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
   end if;
@@ -2461,16 +2530,18 @@ begin
   if v_paused then
     return null;
   end if;
+  -- A REPEATABLE READ or SERIALIZABLE snapshot may predate claims committed
+  -- while this waited for the lock: its count would be low.
+  if (v_max_running is not null or v_group_cap is not null)
+     and current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'a claim of queue % (%) must run in a READ COMMITTED transaction, not %',
+      quote_literal(v_queue), concat_ws(', ', 'max_running ' || v_max_running, 'group_concurrency ' || v_group_cap),
+      upper(current_setting('transaction_isolation'))
+      using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
+        || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
+  end if;
   -- After the expiry: an expired lease frees its slot first.
   if v_max_running is not null then
-    -- A REPEATABLE READ or SERIALIZABLE snapshot may predate claims committed
-    -- while this waited for the lock: its count would be low.
-    if current_setting('transaction_isolation') <> 'read committed' then
-      raise exception 'a claim of queue % (max_running %) must run in a READ COMMITTED transaction, not %',
-        quote_literal(v_queue), v_max_running, upper(current_setting('transaction_isolation'))
-        using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
-          || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
-    end if;
     -- Full already: nothing to hand out, and no wait for the lock (a
     -- transaction that claimed from the queue holds it until it ends).
     if jobs.running_count(v_queue) >= v_max_running then
@@ -2487,6 +2558,11 @@ begin
       return null;
     end if;
     v_left := v_n;
+  end if;
+  if v_group_cap is not null then
+    -- The lock max_running's claims take (already held if the queue has both).
+    perform pg_advisory_xact_lock(736043, hashtext(v_queue));
+    v_counts := jobs.group_running(v_queue);
   end if;
 
   -- A job past its expiry is never handed out (one the expiry above left
@@ -2518,19 +2594,25 @@ begin
       if (v_found).job_id is null then
         v_found := (v_prio, v_head_at, v_head_id);
       end if;
-      select array_agg(p.job_id) into v_some from (
-        select q.job_id from jobs.job_queue q
-        where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-          and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
-          and q.scheduled_at <= v_now
-          and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-          and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
-          and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
-          and (q.expires_at is null or q.expires_at > v_pick_at)
-          and (v_picked is null or q.job_id <> all(v_picked))
-        order by q.scheduled_at, q.job_id
-        limit v_left
-        for update skip locked) p;
+      if v_group_cap is null then
+        select array_agg(p.job_id) into v_some from (
+          select q.job_id from jobs.job_queue q
+          where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+            and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
+            and q.scheduled_at <= v_now
+            and (q.task like v_like or v_like is null and q.task not like 'sql:%')
+            and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
+            and (v_exclude is null or q.attributes is null or not q.attributes @> any(v_exclude))
+            and (q.expires_at is null or q.expires_at > v_pick_at)
+            and (v_picked is null or q.job_id <> all(v_picked))
+          order by q.scheduled_at, q.job_id
+          limit v_left
+          for update skip locked) p;
+      else
+        select g.ids, g.counts into v_some, v_counts
+        from jobs.pick_grouped(v_queue, v_prio, v_head_at, v_head_id, v_now, v_like, pick.max_timeout, v_exclude,
+                               v_pick_at, v_picked, null, v_left, v_group_cap, v_tiers, v_counts) g;
+      end if;
       v_ids := v_ids || v_some;
       v_left := v_n - coalesce(cardinality(v_ids), 0);
       -- Started from a remembered head and still short: the jobs of its
@@ -2559,6 +2641,10 @@ begin
     if pick.remember and (v_found).job_id is not null then
       perform jobs.remember_head(v_queue, v_found, v_now, v_full);
     end if;
+  elsif v_group_cap is not null then
+    select g.ids into v_ids
+    from jobs.pick_grouped(v_queue, null, null, null, v_now, v_like, pick.max_timeout, v_exclude,
+                           v_pick_at, null, pick.filter, v_n, v_group_cap, v_tiers, v_counts) g;
   else
     select array_agg(p.job_id) into v_ids from (
       select q.job_id from jobs.job_queue q
@@ -2582,10 +2668,68 @@ begin
 end $$;
 
 --
--- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: pick_grouped(text, integer, timestamp with time zone, bigint, timestamp with time zone, text, numeric, jsonb[], timestamp with time zone, bigint[], jsonb, integer, integer, jsonb, jsonb); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, dead_letter text DEFAULT NULL::text) RETURNS bigint
+CREATE FUNCTION jobs.pick_grouped(p_queue text, p_prio integer, p_head_at timestamp with time zone, p_head_id bigint, p_now timestamp with time zone, p_like text, p_max_timeout numeric, p_exclude jsonb[], p_pick_at timestamp with time zone, p_picked bigint[], p_filter jsonb, p_left integer, p_cap integer, p_tiers jsonb, INOUT counts jsonb, OUT ids bigint[]) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+declare
+  r record;
+  v_running integer;
+  v_jobs refcursor;
+begin
+  -- Groups at their cap as the pick starts are filtered out before the row
+  -- lock; the loop checks the ones its own picks fill.
+  if p_filter is null then
+    open v_jobs for
+      select q.job_id, q.group_id, q.group_tier from jobs.job_queue q
+      where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.priority = p_prio and (q.scheduled_at, q.job_id) >= (p_head_at, p_head_id)
+        and q.scheduled_at <= p_now
+        and (q.task like p_like or p_like is null and q.task not like 'sql:%')
+        and (p_max_timeout is null or q.timeout <= p_max_timeout)
+        and (p_exclude is null or q.attributes is null or not q.attributes @> any(p_exclude))
+        and (q.expires_at is null or q.expires_at > p_pick_at)
+        and (p_picked is null or q.job_id <> all(p_picked))
+        and (q.group_id is null
+             or coalesce((counts ->> q.group_id)::integer, 0) < coalesce((p_tiers ->> q.group_tier)::integer, p_cap))
+      order by q.scheduled_at, q.job_id
+      for update skip locked;
+  else
+    open v_jobs for
+      select q.job_id, q.group_id, q.group_tier from jobs.job_queue q
+      where q.attributes @> p_filter
+        and q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.scheduled_at <= p_now
+        and (q.task like p_like or p_like is null and q.task not like 'sql:%')
+        and (p_max_timeout is null or q.timeout <= p_max_timeout)
+        and (p_exclude is null or not q.attributes @> any(p_exclude))
+        and (q.expires_at is null or q.expires_at > p_pick_at)
+        and (q.group_id is null
+             or coalesce((counts ->> q.group_id)::integer, 0) < coalesce((p_tiers ->> q.group_tier)::integer, p_cap))
+      order by q.priority desc, q.scheduled_at, q.job_id
+      for update skip locked;
+  end if;
+  while coalesce(cardinality(ids), 0) < p_left loop
+    fetch v_jobs into r;
+    exit when not found;
+    if r.group_id is not null then
+      v_running := coalesce((counts ->> r.group_id)::integer, 0);
+      -- Locked, not taken: another claim skips it until this one commits.
+      continue when v_running >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap);
+      counts := counts || jsonb_build_object(r.group_id, v_running + 1);
+    end if;
+    ids := ids || r.job_id;
+  end loop;
+  close v_jobs;
+end $$;
+
+--
+-- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamp with time zone, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, dead_letter text DEFAULT NULL::text, group_id text DEFAULT NULL::text, group_tier text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2612,6 +2756,9 @@ begin
   perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
   perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
   perform jobs.check_object(publish.attributes, 'attributes');
+  if publish.group_id is not null or publish.group_tier is not null then
+    perform jobs.check_group(publish.group_id, publish.group_tier);
+  end if;
   if publish.retry_delay is not null or publish.retry_backoff is not null or publish.retry_delay_max is not null then
     perform jobs.check_retry_policy(publish.retry_delay, publish.retry_backoff, publish.retry_delay_max);
   end if;
@@ -2691,7 +2838,7 @@ begin
             attributes = publish.attributes, retry_delay = publish.retry_delay,
             retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max,
             expires_at = jobs.expiry(publish.expires_at, v_at, v_q.expire_in),
-            dead_letter = publish.dead_letter
+            dead_letter = publish.dead_letter, group_id = publish.group_id, group_tier = publish.group_tier
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
@@ -2766,13 +2913,14 @@ begin
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
-                                retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
+                                retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
             coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
             publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
-            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in), publish.dead_letter)
+            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in), publish.dead_letter,
+            publish.group_id, publish.group_tier)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
@@ -2791,10 +2939,10 @@ begin
 end $$;
 
 --
--- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb, retry_delays numeric[] DEFAULT NULL::numeric[], retry_backoffs text[] DEFAULT NULL::text[], retry_delay_maxes numeric[] DEFAULT NULL::numeric[], expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], dead_letters text[] DEFAULT NULL::text[]) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb, retry_delays numeric[] DEFAULT NULL::numeric[], retry_backoffs text[] DEFAULT NULL::text[], retry_delay_maxes numeric[] DEFAULT NULL::numeric[], expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], dead_letters text[] DEFAULT NULL::text[], group_ids text[] DEFAULT NULL::text[], group_tiers text[] DEFAULT NULL::text[]) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -2824,7 +2972,9 @@ begin
      or coalesce(cardinality(publish_arrays.retry_backoffs), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.retry_delay_maxes), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.dead_letters), v_n) <> v_n then
+     or coalesce(cardinality(publish_arrays.dead_letters), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.group_ids), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.group_tiers), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -2898,6 +3048,16 @@ begin
         format('must be 0 to 315360000 seconds (ten years), got %s', v_bad.delay));
     end if;
   end if;
+  -- Groups: the first bad job named.
+  if exists (select from unnest(publish_arrays.group_ids) x where x = '' or length(x) > 200)
+     or exists (select from unnest(publish_arrays.group_tiers, publish_arrays.group_ids) x(t, g)
+                where x.t = '' or length(x.t) > 200 or x.t is not null and x.g is null) then
+    select x.ord, x.g, x.t into v_bad
+    from unnest(publish_arrays.group_ids, publish_arrays.group_tiers) with ordinality as x(g, t, ord)
+    where x.g = '' or length(x.g) > 200 or x.t = '' or length(x.t) > 200 or x.t is not null and x.g is null
+    order by x.ord limit 1;
+    perform jobs.check_group(v_bad.g, v_bad.t, format('jobs[%s].', v_bad.ord));
+  end if;
   -- Each distinct serial key holds a lock-table entry until commit (jobs.lock_serial_keys).
   if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 500 then
     perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 500 distinct keys in one bulk publish '
@@ -2914,12 +3074,13 @@ begin
   if publish_arrays.dedupe_keys is not null or publish_arrays.serial_keys is not null
      or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
      or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null
-     or publish_arrays.expires_at is not null or publish_arrays.dead_letters is not null then
+     or publish_arrays.expires_at is not null or publish_arrays.dead_letters is not null
+     or publish_arrays.group_ids is not null or publish_arrays.group_tiers is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
       publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
-      publish_arrays.expires_at, publish_arrays.dead_letters);
+      publish_arrays.expires_at, publish_arrays.dead_letters, publish_arrays.group_ids, publish_arrays.group_tiers);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -2949,10 +3110,10 @@ begin
 end $_$;
 
 --
--- Name: publish_bulk(jobs.bulk_job[], timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_bulk(jobs.bulk_job[], timestamp with time zone, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_bulk(jobs jobs.bulk_job[], now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text) RETURNS SETOF bigint
+CREATE FUNCTION jobs.publish_bulk(jobs jobs.bulk_job[], now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, group_id text DEFAULT NULL::text, group_tier text DEFAULT NULL::text) RETURNS SETOF bigint
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2960,7 +3121,11 @@ CREATE FUNCTION jobs.publish_bulk(jobs jobs.bulk_job[], now timestamp with time 
     coalesce(array_agg(j.task order by j.ord), '{}'), jsonb_agg(j.body order by j.ord),
     array_agg(j.scheduled_at order by j.ord), null, array_agg(j.timeout order by j.ord),
     array_agg(j.priority order by j.ord), array_agg(j.max_retries order by j.ord),
-    publish_bulk.queue, publish_bulk.now))
+    publish_bulk.queue, publish_bulk.now,
+    group_ids => case when publish_bulk.group_id is not null or publish_bulk.group_tier is not null
+                      then array_fill(publish_bulk.group_id, array[count(*)::integer]) end,
+    group_tiers => case when publish_bulk.group_tier is not null
+                        then array_fill(publish_bulk.group_tier, array[count(*)::integer]) end))
   from unnest(publish_bulk.jobs) with ordinality as j(task, body, scheduled_at, timeout, priority, max_retries, ord)
 $$;
 
@@ -3135,10 +3300,10 @@ begin
 end $$;
 
 --
--- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[], p_expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], p_dead_letters text[] DEFAULT NULL::text[]) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[], p_expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], p_dead_letters text[] DEFAULT NULL::text[], p_group_ids text[] DEFAULT NULL::text[], p_group_tiers text[] DEFAULT NULL::text[]) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -3216,7 +3381,8 @@ begin
       with written as (
         insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                     queue, dedupe_key, serial_key, serial_wait, attributes,
-                                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
+                                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter,
+                                    group_id, group_tier)
         overriding system value
         select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
                coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
@@ -3226,14 +3392,14 @@ begin
                  or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
                nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
                jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
-                           v_q.expire_in), j.dead_letter
+                           v_q.expire_in), j.dead_letter, j.group_id, j.group_tier
         from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                         unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
                         unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
                         unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at),
-                        unnest(p_dead_letters))
+                        unnest(p_dead_letters), unnest(p_group_ids), unnest(p_group_tiers))
                as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
-                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter)
+                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
         where j.id is not null
         order by j.dedupe_key
         on conflict (dedupe_key) where dedupe_key is not null do nothing
@@ -3428,11 +3594,11 @@ begin
   with back as (
     insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
                                 created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes,
-                                retry_delay, retry_backoff, retry_delay_max, dead_letter)
+                                retry_delay, retry_backoff, retry_delay_max, dead_letter, group_id, group_tier)
     overriding system value
     select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
            p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes,
-           p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter
+           p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter, p.group_id, p.group_tier
     from jobs.job p
     where p.job_id = any(v_ids)
     on conflict do nothing
@@ -4283,7 +4449,7 @@ begin
     insert into jobs.job (job_id, task, body, status, result, error, attempts, priority, max_retries,
                           timeout, scheduled_at, created_at, started_at, ended_at, duration_ms,
                           queue, dedupe_key, serial_key, attributes, worker_id,
-                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at)
+                          retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
     select e.job_id, e.task, e.body,
            case when e.outcome = 'ack' then 'success'
                 when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
@@ -4296,7 +4462,7 @@ begin
            e.created_at, e.started_at, v_now,
            coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
            e.queue, e.dedupe_key, e.serial_key, e.attributes, e.worker_id,
-           e.retry_delay, e.retry_backoff, e.retry_delay_max, e.dead_letter, e.expires_at
+           e.retry_delay, e.retry_backoff, e.retry_delay_max, e.dead_letter, e.expires_at, e.group_id, e.group_tier
     from ending e
     returning job_id, status, serial_key, dead_letter
   ), counts as (
@@ -4700,6 +4866,8 @@ CREATE TABLE jobs.job (
     retry_delay_max numeric,
     dead_letter text,
     expires_at timestamp with time zone,
+    group_id text,
+    group_tier text,
     CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
 );
 
@@ -4734,6 +4902,8 @@ CREATE TABLE jobs.job_queue (
     retry_delay_max numeric,
     expires_at timestamp with time zone,
     dead_letter text,
+    group_id text,
+    group_tier text,
     progress jsonb,
     CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at))
 )
@@ -4770,7 +4940,9 @@ CREATE VIEW jobs."all" AS
     q.retry_delay,
     q.retry_backoff,
     q.retry_delay_max,
-    q.dead_letter
+    q.dead_letter,
+    q.group_id,
+    q.group_tier
    FROM jobs.job_queue q
 UNION ALL
  SELECT j.job_id,
@@ -4799,7 +4971,9 @@ UNION ALL
     j.retry_delay,
     j.retry_backoff,
     j.retry_delay_max,
-    j.dead_letter
+    j.dead_letter,
+    j.group_id,
+    j.group_tier
    FROM jobs.job j;
 
 --
@@ -4891,6 +5065,8 @@ CREATE TABLE jobs.job_archive (
     retry_delay_max numeric,
     dead_letter text,
     expires_at timestamp with time zone,
+    group_id text,
+    group_tier text,
     CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
 );
 
@@ -5192,6 +5368,12 @@ CREATE UNIQUE INDEX job_queue_dedupe_idx ON jobs.job_queue USING btree (dedupe_k
 --
 
 CREATE INDEX job_queue_expires_idx ON jobs.job_queue USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (lease_until IS NULL) AND (waiting_deps = 0));
+
+--
+-- Name: job_queue_group_running_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX job_queue_group_running_idx ON jobs.job_queue USING btree (queue, group_id) WHERE ((group_id IS NOT NULL) AND (lease_until IS NOT NULL));
 
 --
 -- Name: job_queue_lease_idx; Type: INDEX; Schema: jobs; Owner: -
