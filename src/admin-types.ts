@@ -48,6 +48,20 @@ export interface NamedQueueOptions {
    * published keep theirs.
    */
   expireInSeconds?: number | null | undefined;
+  /**
+   * At most this many jobs of one group (publish's `group.id`) run at once,
+   * across every drain and claim (1 to 100000; null: unlimited; pg-boss's
+   * groupConcurrency): a number, or `{ default, tiers: { [tier]: n } }`,
+   * where a job of a listed tier (`group.tier`) takes its tier's cap. Jobs
+   * without a group are never held back.
+   */
+  groupConcurrency?: number | GroupConcurrency | null | undefined;
+}
+
+/** queues.create's groupConcurrency with tiers. */
+export interface GroupConcurrency {
+  default: number;
+  tiers?: Record<string, number> | undefined;
 }
 
 /** A named queue as queues.list() shows it (null: unbounded, the global default, none). */
@@ -64,6 +78,8 @@ export interface NamedQueueInfo {
   retryDelayMaxSeconds: number | null;
   maxRunning: number | null;
   expireInSeconds: number | null;
+  /** null: unlimited; a number with no tiers; { default, tiers } with them. */
+  groupConcurrency: number | { default: number; tiers: Record<string, number> } | null;
   createdAt: Date;
 }
 
@@ -136,6 +152,8 @@ export interface JobInfo {
   retryDelayMaxSeconds: number | null;
   /** The job's own dead-letter queue (publish's deadLetter), or null: its queue's deadLetter applies, if any. */
   deadLetter: string | null;
+  /** The job's group (publish's group), or null. */
+  group: { id: string; tier: string | null } | null;
   attributes: Record<string, unknown> | null;
   /** The drain that runs it or ran it last. */
   workerId: string | null;

@@ -4,7 +4,7 @@ import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { JOB_COLUMNS, jobInfoOf } from './job-info.js';
 import { jsonParam } from './json-text.js';
-import { capOverBase, expiryChecks, jobIdsSchema, namedQueueOptionsSchema, publishOptionsSchema, redriveFilterSchema,
+import { capOverBase, expiryChecks, groupCapSchema, groupTiersSchema, jobIdsSchema, namedQueueOptionsSchema, publishOptionsSchema, redriveFilterSchema,
   rescheduleOptionsSchema, retryPolicyOptions } from './job-options.js';
 import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
 import { asOption, givenUpWith, takeSignal, type SignalOption } from './publish.js';
@@ -115,6 +115,8 @@ const queueOptionsSchema = z.extend(namedQueueOptionsSchema, {
     'must be an integer between 1 and 100000')))),
   // publish's expiresInSeconds' bounds, as jobs.create_queue's expire_in.
   expireInSeconds: z.optional(z.nullable(publishOptionsSchema.shape.expiresInSeconds.def.innerType)),
+  // A number or { default, tiers }: each checked below, naming its place.
+  groupConcurrency: z.optional(z.nullable(z.unknown())),
 }).check(z.refine((o) => typeof o.retryDelaySeconds !== 'number' || typeof o.retryDelayMaxSeconds !== 'number'
   || o.retryDelayMaxSeconds >= o.retryDelaySeconds,
   { message: 'must be at least the retry delay', path: ['retryDelayMaxSeconds'] }));
@@ -145,6 +147,15 @@ export async function createNamedQueue(db: Queryable, name: string, options: Nam
     params.push(typeof value === 'boolean' ? (value ? 'exponential' : 'fixed') : value);
     args += `, ${arg} => $${params.length}::${type}`;
   }
+  // A number sets the cap and clears the tiers; null clears both.
+  const group = o.groupConcurrency;
+  if (group !== undefined) {
+    const g = group === null ? null : typeof group === 'object'
+      ? parse(groupTiersSchema, group, 'options.groupConcurrency')
+      : { default: parse(groupCapSchema, group, 'options.groupConcurrency'), tiers: undefined };
+    params.push(g?.default ?? null, g?.tiers && Object.keys(g.tiers).length > 0 ? JSON.stringify(g.tiers) : null);
+    args += `, group_concurrency => $${params.length - 1}::integer, group_tiers => $${params.length}::jsonb`;
+  }
   try {
     await callValue(db, `select jobs.create_queue($1${args}) as r`, params);
   } catch (error) {
@@ -159,7 +170,7 @@ export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> 
   const { rows } = await db.query<Record<string, unknown>>(
     `select name, max_size, paused, default_timeout::float8 as timeout, default_priority, default_max_retries,
             dead_letter, retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max,
-            max_running, expire_in::float8 as expire_in, created_at
+            max_running, expire_in::float8 as expire_in, group_concurrency, group_tiers, created_at
      from jobs.queue order by name`, []).catch((error: unknown) => { throw translateError(error); });
   return rows.map((r) => ({
     name: r.name as string, maxSize: r.max_size as number | null, paused: r.paused as boolean,
@@ -167,7 +178,10 @@ export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> 
     maxRetries: r.default_max_retries as number | null, deadLetter: r.dead_letter as string | null,
     retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
     retryDelayMaxSeconds: r.retry_delay_max as number | null, maxRunning: r.max_running as number | null,
-    expireInSeconds: r.expire_in as number | null, createdAt: new Date(r.created_at as string | Date),
+    expireInSeconds: r.expire_in as number | null,
+    groupConcurrency: r.group_concurrency === null ? null : r.group_tiers === null ? r.group_concurrency as number
+      : { default: r.group_concurrency as number, tiers: r.group_tiers as Record<string, number> },
+    createdAt: new Date(r.created_at as string | Date),
   }));
 }
 

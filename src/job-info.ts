@@ -9,7 +9,7 @@ import type { JobInfo, JobProgress } from './types.js';
  */
 export const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
   attributes, worker_id, scheduled_at, created_at, started_at, ended_at, progress, expires_at,
-  retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max, dead_letter`;
+  retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max, dead_letter, group_id, group_tier`;
 
 /** A row of JOB_COLUMNS as a JobInfo. */
 export function jobInfoOf(r: Record<string, unknown>): JobInfo {
@@ -22,6 +22,7 @@ export function jobInfoOf(r: Record<string, unknown>): JobInfo {
     startedAt: date(r.started_at), endedAt: date(r.ended_at), progress: progressOf(r.progress), expiresAt: date(r.expires_at),
     retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
     retryDelayMaxSeconds: r.retry_delay_max as number | null, deadLetter: r.dead_letter as string | null,
+    group: r.group_id === null ? null : { id: r.group_id as string, tier: r.group_tier as string | null },
   };
 }
 

@@ -20,6 +20,11 @@ const bulkOptions = {
     z.maximum(MAX_DELAY_SECONDS, `must be at most ${MAX_DELAY_SECONDS} (ten years)`))),
   // Checked as the queue option is; that it exists and makes no loop, by the database (PD009).
   deadLetter: z.optional(queueNameSchema),
+  // As jobs.check_group (PD019).
+  group: z.optional(z.strictObject({
+    id: textSchema(200, 'must be a non-empty text of at most 200 characters'),
+    tier: z.optional(textSchema(200, 'must be a non-empty text of at most 200 characters')),
+  }, { error: 'must be an object { id, tier? }' })),
 };
 
 /** A retry policy's options, a queue's (queues.create) or a job's own (publish), as jobs.check_retry_policy. */
@@ -114,6 +119,14 @@ export const namedQueueOptionsSchema = z.strictObject({
   priority: z.optional(z.nullable(bulkOptions.priority.def.innerType)),
   maxRetries: z.optional(z.nullable(bulkOptions.maxRetries.def.innerType)),
   deadLetter: z.optional(z.nullable(queueNameSchema)),
+});
+
+/** queues.create's groupConcurrency as a number, and each cap of its { default, tiers } (jobs.create_queue's checks, PD019). */
+export const groupCapSchema = z.number('must be an integer between 1 and 100000, or { default, tiers? }')
+  .check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000, 'must be an integer between 1 and 100000'));
+export const groupTiersSchema = z.strictObject({
+  default: groupCapSchema,
+  tiers: z.optional(z.record(textSchema(200, 'tier names must be non-empty texts'), groupCapSchema)),
 });
 
 export const redriveFilterSchema = z.strictObject({

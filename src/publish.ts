@@ -47,7 +47,7 @@ function isEmpty(value: unknown): boolean {
 }
 
 const OPTION_COLUMNS = ['run_at', 'delay', 'timeout', 'priority', 'max_retries', 'dedupe_key', 'serial_key',
-  'retry_delay', 'retry_backoff', 'retry_delay_max', 'expires_at', 'expires_in', 'dead_letter'] as const;
+  'retry_delay', 'retry_backoff', 'retry_delay_max', 'expires_at', 'expires_in', 'dead_letter', 'group_id', 'group_tier'] as const;
 type OptionColumn = typeof OPTION_COLUMNS[number];
 
 const NO_OPTIONS = {} as ReturnType<typeof bulkPublishOptionsSchema.parse>;
@@ -76,6 +76,8 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
     expires_at: o.expiresAt?.toISOString() ?? null,
     expires_in: o.expiresInSeconds ?? null,
     dead_letter: o.deadLetter ?? null,
+    group_id: o.group?.id ?? null,
+    group_tier: o.group?.tier ?? null,
     attributes: o.attributes === undefined ? null : jsonParam(o.attributes, field ? `${field}.attributes` : 'attributes'),
   };
 }
@@ -105,11 +107,12 @@ export async function publish(db: Queryable, task: string, body?: unknown,
          -- expiresInSeconds: after the scheduled time.
          expires_at => coalesce($18::timestamptz, coalesce($3::timestamptz, now() + make_interval(secs => coalesce($4::float8, 0)))
                                                   + make_interval(secs => $19::float8)),
-         dead_letter => $20)::text as id`,
+         dead_letter => $20, group_id => $21, group_tier => $22)::text as id`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
        attributes === undefined ? null : jsonParam(attributes, 'options.attributes'), dedupeMode ?? null,
-       throttleSeconds ?? null, r.retry_delay, r.retry_backoff, r.retry_delay_max, r.expires_at, r.expires_in, r.dead_letter],
+       throttleSeconds ?? null, r.retry_delay, r.retry_backoff, r.retry_delay_max, r.expires_at, r.expires_in, r.dead_letter,
+       r.group_id, r.group_tier],
       signal,
     );
     return rows[0]!.id;
@@ -168,11 +171,12 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   try {
     const result = await send<{ ids: string }>(db,
       `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb, $3::timestamptz[], $4::float8[],
-                                                  $5::numeric[], $6::integer[], $7::integer[], queue => $16,
+                                                  $5::numeric[], $6::integer[], $7::integer[], queue => $18,
                                                   dedupe_keys => $8::text[], serial_keys => $9::text[],
                                                   retry_delays => $10::numeric[], retry_backoffs => $11::text[],
                                                   retry_delay_maxes => $12::numeric[],
-                                                  attributes => $17::jsonb, dead_letters => $15::text[],
+                                                  attributes => $19::jsonb, dead_letters => $15::text[],
+                                                  group_ids => $16::text[], group_tiers => $17::text[],
                                                   -- null (no array) unless a job has an expiry; expiresInSeconds after its scheduled time.
                                                   expires_at => (select array_agg(coalesce(x.e, coalesce(x.s, now() + make_interval(secs => coalesce(x.d, 0)))
                                                                                                 + make_interval(secs => x.i)) order by x.o)
@@ -202,6 +206,7 @@ const OPTION_OF: Record<string, string> = {
   serial_key: 'serialKey', serial_keys: 'serialKey', depends_on: 'dependsOn', attributes: 'attributes',
   throttle_seconds: 'throttleSeconds', retry_delay: 'retryDelaySeconds', retry_backoff: 'retryBackoff',
   retry_delay_max: 'retryDelayMaxSeconds', expires_at: 'expiresAt', dead_letter: 'deadLetter',
+  group_id: 'group.id', group_tier: 'group.tier',
 };
 
 /**

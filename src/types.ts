@@ -90,6 +90,19 @@ export interface BulkPublishOptions {
    * redrive keeps it. Left out: its queue's, if any.
    */
   deadLetter?: string | undefined;
+  /**
+   * The job's group (pg-boss's group): in a queue with groupConcurrency, at
+   * most that many jobs of one group (`id`) run at once, across every
+   * drain; `tier` picks the tier's cap from the queue's groupConcurrency.tiers.
+   * Each 1 to 200 characters. Left out: the job is never held back.
+   */
+  group?: JobGroup | undefined;
+}
+
+/** A job's group: publish's `group` option, and JobInfo's. */
+export interface JobGroup {
+  id: string;
+  tier?: string | undefined;
 }
 
 /** Options only single publishes take (publishBulk takes the queue per call). */

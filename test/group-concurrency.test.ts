@@ -114,7 +114,7 @@ describe('jobs.pick honours group_concurrency', () => {
 
 describe('publishing a group', () => {
   it('carries the group into jobs.all and history, from publish, publish_arrays and publish_bulk', async () => {
-    const [{ id }] = await sql<{ id: string }>(`select jobs.publish('gc.job', queue => 'gc', group_id => 'g1', group_tier => 'pro')::text as id`);
+    const id = (await sql<{ id: string }>(`select jobs.publish('gc.job', queue => 'gc', group_id => 'g1', group_tier => 'pro')::text as id`))[0]!.id;
     await sql(`select jobs.publish_arrays(array['gc.job', 'gc.job'], queue => 'gc', group_ids => array['g2', null],
                                           group_tiers => array['t', null])`);
     await sql(`select jobs.publish_bulk(array[('gc.job', null, null, null, null, null)::jobs.bulk_job], queue => 'gc', group_id => 'g3')`);

@@ -54,7 +54,7 @@ let failedId = '';
 let otherFailedId = '';
 
 beforeAll(async () => {
-  await sql(`select jobs.create_queue('dash', max_size => 100, max_running => 5)`);
+  await sql(`select jobs.create_queue('dash', max_size => 100, max_running => 5, group_concurrency => 2, group_tiers => '{"pro": 4}')`);
   await sql(`select jobs.create_queue('other')`);
   await sql(`select jobs.create_queue('stopped')`);
   await sql(`select jobs.pause_queue('stopped')`);
@@ -139,12 +139,12 @@ describe('GET /dashboard: content', () => {
   it('shows each queue with its settings and the counts by state', async () => {
     const { status, text } = await get('/dashboard');
     expect(status).toBe(200);
-    // queue, paused, max_size, max_running, pending, scheduled, blocked, running, expired, failed, oldest due
+    // queue, paused, max_size, max_running, per group, pending, scheduled, blocked, running, expired, failed, oldest due
     const dash = row(text, 'dash')!;
-    expect(dash.slice(0, 10)).toEqual(['dash', 'no', '100', '5', '3', '1', '1', '1', '1', '1']);
-    expect(dash[10]).toMatch(/^\d+ s$|^\d+ min \d+ s$/);
-    expect(row(text, 'other')!.slice(0, 10)).toEqual(['other', 'no', '–', '–', '1', '0', '0', '0', '0', '1']);
-    expect(row(text, 'stopped')!.slice(0, 11)).toEqual(['stopped', 'paused', '–', '–', '0', '0', '0', '0', '0', '0', '–']);
+    expect(dash.slice(0, 11)).toEqual(['dash', 'no', '100', '5', '2 (pro 4)', '3', '1', '1', '1', '1', '1']);
+    expect(dash[11]).toMatch(/^\d+ s$|^\d+ min \d+ s$/);
+    expect(row(text, 'other')!.slice(0, 11)).toEqual(['other', 'no', '–', '–', '–', '1', '0', '0', '0', '0', '1']);
+    expect(row(text, 'stopped')!.slice(0, 12)).toEqual(['stopped', 'paused', '–', '–', '–', '0', '0', '0', '0', '0', '0', '–']);
     expect(row(text, 'default')).toBeDefined();
   });
 
@@ -194,7 +194,7 @@ describe('GET /dashboard?queue=NAME', () => {
   it('shows that queue only: its row, its failures, its schedules', async () => {
     const { status, text } = await get('/dashboard?queue=dash');
     expect(status).toBe(200);
-    expect(row(text, 'dash')!.slice(0, 5)).toEqual(['dash', 'no', '100', '5', '3']);
+    expect(row(text, 'dash')!.slice(0, 6)).toEqual(['dash', 'no', '100', '5', '2 (pro 4)', '3']);
     expect(row(text, 'other')).toBeUndefined();
     expect(row(text, 'default')).toBeUndefined();
     expect(row(text, failedId)).toBeDefined();
@@ -244,7 +244,7 @@ describe('what a dashboard page reads', () => {
     }
     // The successes are not counted.
     // The last cell: its expire_in (none).
-    expect(row((await get('/dashboard')).text, 'default')).toEqual(['default', 'no', '–', '–', '0', '0', '0', '0', '0', '0', '–', '–']);
+    expect(row((await get('/dashboard')).text, 'default')).toEqual(['default', 'no', '–', '–', '–', '0', '0', '0', '0', '0', '0', '–', '–']);
   });
 });
 

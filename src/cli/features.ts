@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, setQueuePaused } from '../admin.js';
 import type { Driver } from '../db/driver.js';
 import { PgJobEvents } from '../db/pg-events.js';
@@ -6,8 +6,8 @@ import { PgDrainError, ValidationError } from '../errors.js';
 import type * as z from 'zod/mini';
 import { checkDrainSelection } from '../drain-selection.js';
 import { parseJson } from '../json-text.js';
-import { isJobId, MAX_DELAY_SECONDS, queueNameSchema, workerIdSchema } from '../options.js';
-import { formatTable } from './format.js';
+import { isJobId, MAX_DELAY_SECONDS, queueNameSchema, textSchema, workerIdSchema } from '../options.js';
+import { formatTable, groupCaps } from './format.js';
 
 // The commands of issue 7 (redrive, dead-letters, queue, wait; cancel is in admin-commands.ts) and
 // the options they add to publish and drain. main.ts registers them.
@@ -88,7 +88,11 @@ export function addPublishOptions(cmd: Command): Command {
       .choices(['keep', 'replace', 'replace_keep_time']))
     .option('--serial-key <key>', 'jobs sharing the key run one at a time, in publish order')
     .option('--depends-on <ids>', 'run after these jobs (comma-separated ids) succeeded', jobIds)
-    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject);
+    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject)
+    .option('--group <id>', "the job's group: a queue's --group-concurrency caps how many of a group's jobs run at once",
+      checkedBy(textSchema(200)))
+    .option('--group-tier <tier>', "with --group: the tier whose cap (the queue's --group-tiers) the group takes",
+      checkedBy(textSchema(200)));
 }
 
 /**
@@ -191,26 +195,35 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
       + 'fixed: every retry waits --retry-delay').choices(['exponential', 'fixed']))
     .option('--retry-delay-max <seconds>', 'longest retry wait, at least --retry-delay (default an hour)', seconds(1, 604800))
     .option('--max-running <n>', 'at most this many of its jobs run at once, across every drain', integer(1, 100_000))
+    .option('--group-concurrency <n>', "at most this many jobs of one group (publish --group) run at once, across every "
+      + 'drain (clears --group-tiers unless given with it)', integer(1, 100_000))
+    .option('--group-tiers <json>', 'with --group-concurrency: caps of tiers (publish --group-tier), e.g. {"pro": 5}', jsonObject)
     .option('--expire-in <seconds>', 'a job published here without an expiry never starts later than this many seconds '
       + 'after its run time (ends as a failure)', seconds(0.001, MAX_DELAY_SECONDS));
   const cleared = { 'max-size': 'unbounded', timeout: 'the global 60 s', 'max-retries': 'the global 3',
                    priority: 'the global 0', 'dead-letter': 'no dead-letter queue', 'retry-delay': '5 s',
                    'retry-backoff': 'exponential', 'retry-delay-max': 'an hour', 'max-running': 'unlimited',
-                   'expire-in': 'never' };
+                   'expire-in': 'never', 'group-concurrency': 'unlimited, no tiers' };
   for (const [flag, then] of Object.entries(cleared)) create.option(`--no-${flag}`, `clear --${flag} (${then})`);
   create.addOption(dsnOption())
     .action(async (name: string, opts: { maxSize?: number | false; timeout?: number | false; maxRetries?: number | false;
                                          priority?: number | false; deadLetter?: string | false; retryDelay?: number | false;
                                          retryBackoff?: string | false; retryDelayMax?: number | false;
-                                         maxRunning?: number | false; expireIn?: number | false; dsn?: string }) => {
+                                         maxRunning?: number | false; expireIn?: number | false; dsn?: string;
+                                         groupConcurrency?: number | false; groupTiers?: Record<string, number> }) => {
       const given = <T>(v: T | false | undefined) => (v === false ? null : v);
+      if (opts.groupTiers && typeof opts.groupConcurrency !== 'number') {
+        throw new CommanderError(2, 'usage', 'error: --group-tiers needs --group-concurrency (the cap of groups of no tier)');
+      }
+      const group = opts.groupTiers ? { default: opts.groupConcurrency as number, tiers: opts.groupTiers }
+        : given(opts.groupConcurrency);
       const backoff = given(opts.retryBackoff);
       await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, {
         maxSize: given(opts.maxSize), timeoutSeconds: given(opts.timeout), maxRetries: given(opts.maxRetries),
         priority: given(opts.priority), deadLetter: given(opts.deadLetter), retryDelaySeconds: given(opts.retryDelay),
         retryBackoff: typeof backoff === 'string' ? backoff === 'exponential' : backoff,
         retryDelayMaxSeconds: given(opts.retryDelayMax), maxRunning: given(opts.maxRunning),
-        expireInSeconds: given(opts.expireIn) }));
+        expireInSeconds: given(opts.expireIn), groupConcurrency: group }));
     });
   queue.command('list')
     .description('list the queues and their settings')
@@ -229,8 +242,8 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
           priority: q.priority, max_retries: q.maxRetries, retry_delay: q.retryDelaySeconds,
           retry_backoff: q.retryBackoff === null ? null : q.retryBackoff ? 'exponential' : 'fixed',
           retry_delay_max: q.retryDelayMaxSeconds, max_running: q.maxRunning, dead_letter: q.deadLetter,
-          expire_in: q.expireInSeconds })),
-          ['name', 'paused', 'max_size', 'max_running', 'timeout', 'priority', 'max_retries', 'retry_delay', 'retry_backoff',
+          expire_in: q.expireInSeconds, group_concurrency: groupCaps(q.groupConcurrency) })),
+          ['name', 'paused', 'max_size', 'max_running', 'group_concurrency', 'timeout', 'priority', 'max_retries', 'retry_delay', 'retry_backoff',
            'retry_delay_max', 'expire_in', 'dead_letter'])}\n`);
       });
     });

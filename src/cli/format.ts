@@ -21,6 +21,12 @@ export function formatReport(r: DrainReport): string {
 }
 
 /** Rows as an aligned text table. */
+/** A queue's groupConcurrency as queue list prints it: `2`, or `2 (pro 5, team 3)` with tiers. */
+export function groupCaps(g: number | { default: number; tiers: Record<string, number> } | null): string | null {
+  if (g === null || typeof g === 'number') return g === null ? null : String(g);
+  return `${g.default} (${Object.entries(g.tiers).map(([tier, n]) => `${tier} ${n}`).join(', ')})`;
+}
+
 export function formatTable(rows: Record<string, unknown>[], columns: string[]): string {
   const cells = rows.map((row) => columns.map((c) => (row[c] === null || row[c] === undefined ? '' : String(row[c]))));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)));

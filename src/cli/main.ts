@@ -155,8 +155,12 @@ export function program(): Command {
                                                          serialKey?: string; dependsOn?: string[];
                                                          attributes?: Record<string, never>; retryDelay?: number;
                                                          retryBackoff?: string; retryDelayMax?: number;
-                                                         expiresIn?: number; expiresAt?: Date; deadLetter?: string }) => {
+                                                         expiresIn?: number; expiresAt?: Date; deadLetter?: string;
+                                                         group?: string; groupTier?: string }) => {
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
+      if (opts.groupTier !== undefined && opts.group === undefined) {
+        throw new CommanderError(2, 'usage', 'error: --group-tier needs --group (the group whose tier it names)');
+      }
       const expiry = expiryOf(opts);
       await withConnection(opts.dsn, async ({ driver }) => {
         const id = await publish(driver, task, body, {
@@ -165,6 +169,7 @@ export function program(): Command {
           queue: opts.queue, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode, serialKey: opts.serialKey,
           dependsOn: opts.dependsOn, attributes: opts.attributes, throttleSeconds: opts.throttle,
           deadLetter: opts.deadLetter, ...retryPolicyOf(opts), ...expiry,
+          group: opts.group === undefined ? undefined : { id: opts.group, tier: opts.groupTier },
         });
         process.stdout.write(`${id}\n`);
       });

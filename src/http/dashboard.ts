@@ -22,7 +22,7 @@ const ERROR_CHARS = 200;
  */
 export const DASHBOARD_SQL = `select jsonb_build_object(
   'queues', (select coalesce(jsonb_agg(to_jsonb(x) order by x.name), '[]') from (
-    select qu.name, qu.paused, qu.max_size, qu.max_running, qu.expire_in::float8 as expire_in,
+    select qu.name, qu.paused, qu.max_size, qu.max_running, qu.group_concurrency, qu.group_tiers, qu.expire_in::float8 as expire_in,
            count(*) filter (where s.state = 'pending') as pending, count(*) filter (where s.state = 'scheduled') as scheduled,
            count(*) filter (where s.state = 'blocked') as blocked, count(*) filter (where s.state = 'running') as running,
            count(*) filter (where s.state = 'expired') as expired, count(*) filter (where s.state = 'failure') as failed,
@@ -47,6 +47,7 @@ export const DASHBOARD_SQL = `select jsonb_build_object(
 
 export interface DashboardQueue {
   name: string; paused: boolean; max_size: number | null; max_running: number | null; expire_in: number | null;
+  group_concurrency: number | null; group_tiers: Record<string, number> | null;
   pending: number; scheduled: number; blocked: number; running: number; expired: number; failed: number;
   oldest_due_s: number | null;
 }
@@ -117,10 +118,12 @@ export function renderDashboard(data: DashboardData, queue: string | undefined, 
 <p class="muted">Read-only; refreshes every 10 s. ${time(now)}.${queue === undefined ? ''
   : html` Queue <strong>${queue}</strong> only: <a href="?">all queues</a>.`}</p>
 <table><caption>Queues</caption>
-<tr><th>queue</th><th>paused</th><th>max_size</th><th>max_running</th><th>pending</th><th>scheduled</th><th>blocked</th>
+<tr><th>queue</th><th>paused</th><th>max_size</th><th>max_running</th><th>per group</th><th>pending</th><th>scheduled</th><th>blocked</th>
 <th>running</th><th>expired</th><th>failed</th><th>oldest due</th><th>expire_in</th></tr>
-${data.queues.length === 0 ? none(12, 'no queues') : data.queues.map((q) => html`<tr><td>${link(q.name)}</td>
+${data.queues.length === 0 ? none(13, 'no queues') : data.queues.map((q) => html`<tr><td>${link(q.name)}</td>
 <td${q.paused ? html` class="paused"` : ''}>${q.paused ? 'paused' : 'no'}</td>${limit(q.max_size)}${limit(q.max_running)}
+<td class="n">${q.group_concurrency ?? '–'}${q.group_tiers === null ? ''
+  : ` (${Object.entries(q.group_tiers).map(([tier, n]) => `${tier} ${n}`).join(', ')})`}</td>
 ${count(q.pending)}${count(q.scheduled)}${count(q.blocked)}${count(q.running)}${count(q.expired)}${count(q.failed)}
 <td class="n">${q.oldest_due_s === null ? '–' : age(q.oldest_due_s)}</td>
 <td class="n">${q.expire_in === null ? '–' : q.expire_in < 60 ? `${q.expire_in} s` : age(q.expire_in)}</td></tr>`)}

@@ -140,6 +140,8 @@ const jobShape = {
   expiresInSeconds: publishOptionsSchema.shape.expiresInSeconds,
   // Its own dead-letter queue (the database checks that it exists, and makes no loop).
   deadLetter: publishOptionsSchema.shape.deadLetter,
+  // Its group ({ id, tier? }): a queue's groupConcurrency caps each group's running jobs.
+  group: publishOptionsSchema.shape.group,
 };
 const runAtOrDelay = z.refine<{ runAt?: Date; delaySeconds?: number }>((j) => j.runAt === undefined || j.delaySeconds === undefined, {
   message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'],
