@@ -161,12 +161,14 @@ $$;
 -- How many of each group's jobs run in a queue, as its group_concurrency
 -- counts them: {"group_id": n}. Running: holding a lease (expired ones
 -- not yet reaped count), delivered (attempt > 0: not a dependant a cascade
--- deferred). One range of the partial index of grouped leases.
+-- deferred). One range of the partial index of grouped leases
+-- (job_queue_group_running_idx, whose predicate this repeats).
 create function jobs.group_running(p_queue text)
 returns jsonb language sql stable as $$
   select coalesce(jsonb_object_agg(c.group_id, c.n), '{}') from (
     select q.group_id, count(*) as n from jobs.job_queue q
-    where q.queue = p_queue and q.group_id is not null and q.lease_until is not null and q.attempt > 0
+    where q.queue = p_queue and q.group_id is not null and case when q.lease_until is null then false else true end
+      and q.attempt > 0
     group by q.group_id) c
 $$;
 
@@ -178,11 +180,14 @@ $$;
 -- which it adds) reach the cap of the job's tier, else cap. Jobs without a
 -- group are never held back. Row by row in claim order: a group at its cap
 -- is stepped over job by job (no index leads to the jobs after a group's,
--- in claim order), which README (Concurrency per group) measures.
+-- in claim order), which README (Concurrency per group) measures. first_at,
+-- first_id: where the first job it took is (jobs.pick remembers it as the
+-- head, so the session's next claim starts past the jobs stepped over).
 create function jobs.pick_grouped(p_queue text, p_prio integer, p_head_at timestamptz, p_head_id bigint,
                                   p_now timestamptz, p_like text, p_max_timeout numeric, p_exclude jsonb[],
                                   p_pick_at timestamptz, p_picked bigint[], p_filter jsonb, p_left integer,
-                                  p_cap integer, p_tiers jsonb, inout counts jsonb, out ids bigint[])
+                                  p_cap integer, p_tiers jsonb, inout counts jsonb, out ids bigint[],
+                                  out first_at timestamptz, out first_id bigint)
 language plpgsql as $$
 declare
   r record;
@@ -193,7 +198,7 @@ begin
   -- lock; the loop checks the ones its own picks fill.
   if p_filter is null then
     open v_jobs for
-      select q.job_id, q.group_id, q.group_tier from jobs.job_queue q
+      select q.job_id, q.group_id, q.group_tier, q.scheduled_at from jobs.job_queue q
       where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.priority = p_prio and (q.scheduled_at, q.job_id) >= (p_head_at, p_head_id)
         and q.scheduled_at <= p_now
@@ -208,7 +213,7 @@ begin
       for update skip locked;
   else
     open v_jobs for
-      select q.job_id, q.group_id, q.group_tier from jobs.job_queue q
+      select q.job_id, q.group_id, q.group_tier, q.scheduled_at from jobs.job_queue q
       where q.attributes @> p_filter
         and q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.scheduled_at <= p_now
@@ -229,6 +234,10 @@ begin
       -- Locked, not taken: another claim skips it until this one commits.
       continue when v_running >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap);
       counts := counts || jsonb_build_object(r.group_id, v_running + 1);
+    end if;
+    if ids is null then
+      first_at := r.scheduled_at;
+      first_id := r.job_id;
     end if;
     ids := ids || r.job_id;
   end loop;
@@ -288,6 +297,9 @@ declare
   v_left integer := pick.n;
   v_start jobs.head;
   v_found jobs.head;   -- the head this claim found first
+  v_taken jobs.head;   -- with group_concurrency: where the first job it took is
+  v_first_at timestamptz;
+  v_first_id bigint;
   v_full boolean;      -- this claim read its queue from the true head
   v_picked bigint[]; -- picked at v_prio before a second read of it
   v_floor timestamptz;
@@ -423,9 +435,16 @@ begin
           limit v_left
           for update skip locked) p;
       else
-        select g.ids, g.counts into v_some, v_counts
+        select g.ids, g.counts, g.first_at, g.first_id into v_some, v_counts, v_first_at, v_first_id
         from jobs.pick_grouped(v_queue, v_prio, v_head_at, v_head_id, v_now, v_like, pick.max_timeout, v_exclude,
                                v_pick_at, v_picked, null, v_left, v_group_cap, v_tiers, v_counts) g;
+        -- Remembered as the head: the jobs of groups at their cap before it
+        -- (and any another claim held) are not read again by the session's
+        -- next claims, until one comes up short or a second has passed
+        -- (jobs.remembered_head); those of a higher priority are.
+        if (v_taken).job_id is null and v_first_id is not null then
+          v_taken := (v_prio, v_first_at, v_first_id);
+        end if;
       end if;
       v_ids := v_ids || v_some;
       v_left := v_n - coalesce(cardinality(v_ids), 0);
@@ -453,7 +472,7 @@ begin
       exit when v_left = 0;
     end loop;
     if pick.remember and (v_found).job_id is not null then
-      perform jobs.remember_head(v_queue, v_found, v_now, v_full);
+      perform jobs.remember_head(v_queue, case when (v_taken).job_id is not null then v_taken else v_found end, v_now, v_full);
     end if;
   elsif v_group_cap is not null then
     select g.ids into v_ids

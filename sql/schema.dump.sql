@@ -2033,7 +2033,8 @@ CREATE FUNCTION jobs.group_running(p_queue text) RETURNS jsonb
     AS $$
   select coalesce(jsonb_object_agg(c.group_id, c.n), '{}') from (
     select q.group_id, count(*) as n from jobs.job_queue q
-    where q.queue = p_queue and q.group_id is not null and q.lease_until is not null and q.attempt > 0
+    where q.queue = p_queue and q.group_id is not null and case when q.lease_until is null then false else true end
+      and q.attempt > 0
     group by q.group_id) c
 $$;
 
@@ -2474,6 +2475,9 @@ declare
   v_left integer := pick.n;
   v_start jobs.head;
   v_found jobs.head;   -- the head this claim found first
+  v_taken jobs.head;   -- with group_concurrency: where the first job it took is
+  v_first_at timestamptz;
+  v_first_id bigint;
   v_full boolean;      -- this claim read its queue from the true head
   v_picked bigint[]; -- picked at v_prio before a second read of it
   v_floor timestamptz;
@@ -2609,9 +2613,16 @@ begin
           limit v_left
           for update skip locked) p;
       else
-        select g.ids, g.counts into v_some, v_counts
+        select g.ids, g.counts, g.first_at, g.first_id into v_some, v_counts, v_first_at, v_first_id
         from jobs.pick_grouped(v_queue, v_prio, v_head_at, v_head_id, v_now, v_like, pick.max_timeout, v_exclude,
                                v_pick_at, v_picked, null, v_left, v_group_cap, v_tiers, v_counts) g;
+        -- Remembered as the head: the jobs of groups at their cap before it
+        -- (and any another claim held) are not read again by the session's
+        -- next claims, until one comes up short or a second has passed
+        -- (jobs.remembered_head); those of a higher priority are.
+        if (v_taken).job_id is null and v_first_id is not null then
+          v_taken := (v_prio, v_first_at, v_first_id);
+        end if;
       end if;
       v_ids := v_ids || v_some;
       v_left := v_n - coalesce(cardinality(v_ids), 0);
@@ -2639,7 +2650,7 @@ begin
       exit when v_left = 0;
     end loop;
     if pick.remember and (v_found).job_id is not null then
-      perform jobs.remember_head(v_queue, v_found, v_now, v_full);
+      perform jobs.remember_head(v_queue, case when (v_taken).job_id is not null then v_taken else v_found end, v_now, v_full);
     end if;
   elsif v_group_cap is not null then
     select g.ids into v_ids
@@ -2671,7 +2682,7 @@ end $$;
 -- Name: pick_grouped(text, integer, timestamp with time zone, bigint, timestamp with time zone, text, numeric, jsonb[], timestamp with time zone, bigint[], jsonb, integer, integer, jsonb, jsonb); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.pick_grouped(p_queue text, p_prio integer, p_head_at timestamp with time zone, p_head_id bigint, p_now timestamp with time zone, p_like text, p_max_timeout numeric, p_exclude jsonb[], p_pick_at timestamp with time zone, p_picked bigint[], p_filter jsonb, p_left integer, p_cap integer, p_tiers jsonb, INOUT counts jsonb, OUT ids bigint[]) RETURNS record
+CREATE FUNCTION jobs.pick_grouped(p_queue text, p_prio integer, p_head_at timestamp with time zone, p_head_id bigint, p_now timestamp with time zone, p_like text, p_max_timeout numeric, p_exclude jsonb[], p_pick_at timestamp with time zone, p_picked bigint[], p_filter jsonb, p_left integer, p_cap integer, p_tiers jsonb, INOUT counts jsonb, OUT ids bigint[], OUT first_at timestamp with time zone, OUT first_id bigint) RETURNS record
     LANGUAGE plpgsql
     AS $$
 declare
@@ -2683,7 +2694,7 @@ begin
   -- lock; the loop checks the ones its own picks fill.
   if p_filter is null then
     open v_jobs for
-      select q.job_id, q.group_id, q.group_tier from jobs.job_queue q
+      select q.job_id, q.group_id, q.group_tier, q.scheduled_at from jobs.job_queue q
       where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.priority = p_prio and (q.scheduled_at, q.job_id) >= (p_head_at, p_head_id)
         and q.scheduled_at <= p_now
@@ -2698,7 +2709,7 @@ begin
       for update skip locked;
   else
     open v_jobs for
-      select q.job_id, q.group_id, q.group_tier from jobs.job_queue q
+      select q.job_id, q.group_id, q.group_tier, q.scheduled_at from jobs.job_queue q
       where q.attributes @> p_filter
         and q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
         and q.scheduled_at <= p_now
@@ -2719,6 +2730,10 @@ begin
       -- Locked, not taken: another claim skips it until this one commits.
       continue when v_running >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap);
       counts := counts || jsonb_build_object(r.group_id, v_running + 1);
+    end if;
+    if ids is null then
+      first_at := r.scheduled_at;
+      first_id := r.job_id;
     end if;
     ids := ids || r.job_id;
   end loop;
@@ -5373,7 +5388,11 @@ CREATE INDEX job_queue_expires_idx ON jobs.job_queue USING btree (expires_at) WH
 -- Name: job_queue_group_running_idx; Type: INDEX; Schema: jobs; Owner: -
 --
 
-CREATE INDEX job_queue_group_running_idx ON jobs.job_queue USING btree (queue, group_id) WHERE ((group_id IS NOT NULL) AND (lease_until IS NOT NULL));
+CREATE INDEX job_queue_group_running_idx ON jobs.job_queue USING btree (queue, group_id) WHERE ((group_id IS NOT NULL) AND
+CASE
+    WHEN (lease_until IS NULL) THEN false
+    ELSE true
+END);
 
 --
 -- Name: job_queue_lease_idx; Type: INDEX; Schema: jobs; Owner: -

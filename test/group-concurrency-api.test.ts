@@ -149,7 +149,7 @@ describe('HTTP and CLI', () => {
     expect(table.stdout.split('\n').find((l) => /^gc\b/.test(l))).toContain('2 (pro 5)');
     for (const [args, message] of [[['--group-concurrency', '0'], /--group-concurrency/],
       [['--group-tiers', '{"pro": 5}'], /--group-tiers needs --group-concurrency/],
-      [["--group-concurrency", "2", "--group-tiers", "{\"pro\": 0}"], /--group-concurrency\.tiers\.pro: must be an integer between 1 and 100000/]] as const) {
+      [['--group-concurrency', '2', '--group-tiers', '{"pro": 0}'], /--group-concurrency\.tiers\.pro: must be an integer between 1 and 100000/]] as const) {
       const bad = await cli('queue', 'create', 'gc', ...args);
       expect(bad.code, args.join(' ')).toBe(2);
       expect(bad.stderr, args.join(' ')).toMatch(message);

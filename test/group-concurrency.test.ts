@@ -4,6 +4,8 @@
 // without a group, expired leases, bad input, history and the claim's plan.
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { fill } from '../bench/fill.js';
+import { capturePlans, explainSession, scans, seqScansOfQueue } from '../bench/explain.js';
 import { sqlErrorOf, testDb } from './support/db.js';
 
 const db = await testDb();
@@ -164,5 +166,55 @@ describe('publishing a group', () => {
     expect(await sql(`select group_concurrency, group_tiers from jobs.queue where name = 'gc'`))
       .toEqual([{ group_concurrency: 2, group_tiers: { pro: 3 } }]);
     expect(await sql(`select count(*)::int as n from jobs.queue where name = 'gc2'`)).toEqual([{ n: 0 }]);
+  });
+});
+
+describe('the plan of a claim on a group-limited queue', () => {
+  // 10,000 waiting jobs of a group at its cap ahead of 2,000 of 200 others,
+  // and 500 running jobs of another queue, analyzed: the claims count running
+  // jobs through the partial index of grouped leases (not every lease) and pick through the claim index, never reading the
+  // table whole; a session's next claims (drain()'s, within a second of
+  // the last full read: `now` given) start past the jobs of the full group.
+  it('uses indexes, generic plans included, and steps over a full group once', async () => {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      // The server's clock: the other queue's leases (60 s) have not passed.
+      const t0 = (await client.query<{ t: string }>('select now()::text as t')).rows[0]!.t;
+      await client.query(`select jobs.publish_arrays(array(select 'noop' from generate_series(1, 10000)), queue => 'gc',
+                            group_ids => array(select 'big' from generate_series(1, 10000)), now => $1::timestamptz - interval '1 hour')`, [t0]);
+      await client.query(`select jobs.publish_arrays(array(select 'noop' from generate_series(1, 2000)), queue => 'gc',
+                            group_ids => array(select 'g' || (i % 200) from generate_series(1, 2000) i),
+                            now => $1::timestamptz - interval '30 minutes')`, [t0]);
+      expect((await client.query(`select count(*)::int as n from jobs.claim(2, queue => 'gc', now => $1)`, [t0])).rows).toEqual([{ n: 2 }]);
+      // Another queue's 500 running jobs: in the lease index, not in the index of grouped leases.
+      await fill(client, 500);
+      await client.query(`select count(*) from jobs.consume(500)`);
+      await client.query('analyze jobs.job_queue');
+      await explainSession(client);
+      const cursorBuffers: number[] = [];
+      for (let call = 1; call <= 7; call++) { // past the switch to generic plans
+        const plans = await capturePlans(client, async () => {
+          const { rows } = await client.query<{ r: { count: number; jobs: { group: unknown } } }>(
+            `select jobs.claim_json(10, queue => 'gc', now => $1::timestamptz + make_interval(secs => $2 * 0.01)) as r`, [t0, call]);
+          expect(rows[0]!.r.count, `call ${call}`).toBe(10);
+        });
+        expect(seqScansOfQueue(plans), `call ${call}`).toEqual([]);
+        const count = plans.filter((p) => /jobs\.job_queue q\s+where q\.queue = p_queue and q\.group_id is not null/.test(p.text));
+        expect(count.length, `call ${call}: the count among ${plans.map((p) => p.statement).join(' | ')}`).toBe(1);
+        // Through its own index (an index or bitmap scan), never the lease index of every queue's running jobs.
+        expect(scans(count[0]!).filter((x) => !/^Bitmap Heap Scan/.test(x)), count[0]!.text)
+          .toEqual([expect.stringMatching(/^(Bitmap Index Scan on|Index (Only )?Scan using) job_queue_group_running_idx( on job_queue)?$/)]);
+        const picks = plans.filter((p) => /for update skip locked/i.test(p.text) && /q\.group_tier/.test(p.text));
+        expect(picks.length, `call ${call}: the pick among ${plans.map((p) => p.statement).join(' | ')}`).toBeGreaterThan(0);
+        for (const p of picks) expect(scans(p), p.text).toEqual([expect.stringMatching(/^Index Scan using job_queue_pending_idx on job_queue/)]);
+        cursorBuffers.push(picks.reduce((sum, p) => sum + Number(/Buffers: shared hit=(\d+)/.exec(p.text)?.[1] ?? 0), 0));
+      }
+      // The first claim read the full group's 10,000 jobs; the next start past them.
+      expect(cursorBuffers[0]).toBeGreaterThan(100);
+      for (const b of cursorBuffers.slice(1)) expect(b, cursorBuffers.join(' ')).toBeLessThan(50);
+    } finally {
+      await client.end();
+    }
   });
 });
