@@ -117,19 +117,6 @@ create index job_queue_lease_idx on jobs.job_queue (lease_until)
 -- expire once unblocked) are not in it.
 create index job_queue_expires_idx on jobs.job_queue (expires_at)
   where expires_at is not null and lease_until is null and waiting_deps = 0;
--- Given a root page now: PostgreSQL caches a btree's metapage only once it
--- has one, so until then the planner reads it for every statement it plans
--- on this table (8 buffers per custom-planned claim, test/plans.test.ts), and
--- the claim's probe reads it too. An entry put in and taken out makes the
--- root, which a btree never removes. (Id 0: the identity sequence is not used.)
-insert into jobs.job_queue (job_id, task, scheduled_at, timeout, priority, max_retries, created_at, expires_at)
-overriding system value values (0, 'pgdrain:root', 'epoch', 1, 0, 0, 'epoch', 'epoch');
-delete from jobs.job_queue where job_id = 0;
--- Partial: plain jobs (all three null) are in none of these.
-create unique index job_queue_dedupe_idx on jobs.job_queue (dedupe_key) where dedupe_key is not null;
-create index job_queue_serial_idx on jobs.job_queue (serial_key, job_id) where serial_key is not null;
-create index job_queue_attributes_idx on jobs.job_queue using gin (attributes jsonb_path_ops)
-  where attributes is not null;
 -- The running jobs of groups (and dependants a cascade deferred, attempt 0,
 -- which the count leaves out): a group-limited claim counts them by group
 -- (jobs.group_running). Jobs without a group, and waiting ones, are not in
@@ -139,6 +126,23 @@ create index job_queue_attributes_idx on jobs.job_queue using gin (attributes js
 -- smaller; only this index's own expression proves this index.
 create index job_queue_group_running_idx on jobs.job_queue (queue, group_id)
   where group_id is not null and case when lease_until is null then false else true end;
+-- Given a root page now: PostgreSQL caches a btree's metapage only once it
+-- has one, so until then the planner reads it for every statement it plans
+-- on this table (8 buffers per custom-planned claim, test/plans.test.ts), and
+-- the claim's probe reads it too. An entry put in and taken out makes the
+-- root, which a btree never removes. (Id 0: the identity sequence is not used.)
+-- A second, leased and grouped (id -1), roots the lease index and the index
+-- of grouped leases (each one's metapage was a buffer per planned statement).
+insert into jobs.job_queue (job_id, task, scheduled_at, timeout, priority, max_retries, created_at, expires_at,
+                            lease_until, group_id)
+overriding system value values (0, 'pgdrain:root', 'epoch', 1, 0, 0, 'epoch', 'epoch', null, null),
+                               (-1, 'pgdrain:root', 'epoch', 1, 0, 0, 'epoch', null, 'epoch', 'pgdrain:root');
+delete from jobs.job_queue where job_id in (0, -1);
+-- Partial: plain jobs (all three null) are in none of these.
+create unique index job_queue_dedupe_idx on jobs.job_queue (dedupe_key) where dedupe_key is not null;
+create index job_queue_serial_idx on jobs.job_queue (serial_key, job_id) where serial_key is not null;
+create index job_queue_attributes_idx on jobs.job_queue using gin (attributes jsonb_path_ops)
+  where attributes is not null;
 
 create table jobs.job (
   job_id       bigint      primary key,
