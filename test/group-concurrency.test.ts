@@ -128,6 +128,14 @@ describe('publishing a group', () => {
     await sql(`select jobs.ack(job_id) from jobs.claim(10, queue => 'gc')`);
     expect(await sql(`select group_id, group_tier, status from jobs.job where job_id = $1`, [id]))
       .toEqual([{ group_id: 'g1', group_tier: 'pro', status: 'success' }]);
+    // A failure redriven comes back in its group; a dedupe replace takes the new one.
+    const failed = (await sql<{ id: string }>(`select jobs.publish('gc.job', queue => 'gc', group_id => 'g4', max_retries => 0)::text as id`))[0]!.id;
+    await sql(`select jobs.nack(job_id, 'no') from jobs.claim(10, queue => 'gc')`);
+    expect(await sql(`select jobs.redrive(job_ids => array[$1::bigint]) as n`, [failed])).toEqual([{ n: 1 }]);
+    expect(await sql(`select group_id from jobs.job_queue where job_id = $1`, [failed])).toEqual([{ group_id: 'g4' }]);
+    const kept = (await sql<{ id: string }>(`select jobs.publish('gc.job', queue => 'gc', dedupe_key => 'k', group_id => 'a')::text as id`))[0]!.id;
+    await sql(`select jobs.publish('gc.job', queue => 'gc', dedupe_key => 'k', dedupe_mode => 'replace', group_id => 'b', group_tier => 't')`);
+    expect(await sql(`select group_id, group_tier from jobs.job_queue where job_id = $1`, [kept])).toEqual([{ group_id: 'b', group_tier: 't' }]);
   });
 
   it('refuses bad groups, naming the field, writing nothing', async () => {
