@@ -2617,7 +2617,7 @@ begin
         from jobs.pick_grouped(v_queue, v_prio, v_head_at, v_head_id, v_now, v_like, pick.max_timeout, v_exclude,
                                v_pick_at, v_picked, null, v_left, v_group_cap, v_tiers, v_counts) g;
         -- Remembered as the head: the jobs of groups at their cap before it
-        -- (and any another claim held) are not read again by the session's
+        -- (and those another claim held) are not read again by the session's
         -- next claims, until one comes up short or a second has passed
         -- (jobs.remembered_head); those of a higher priority are.
         if (v_taken).job_id is null and v_first_id is not null then
