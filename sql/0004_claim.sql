@@ -31,10 +31,12 @@ create type jobs.head as (priority integer, scheduled_at timestamptz, job_id big
 -- unblocked dependant, a job published by a transaction that began
 -- earlier) waits while newer jobs of its priority go first, until a claim
 -- finds nothing else to take at its priority or above, or for a second.
-create function jobs.remembered_head(p_queue text, p_now timestamptz)
+-- p_key: the setting it is kept in ('pgdrain.claim_group_head': where a
+-- claim of a queue with group_concurrency took its first job, jobs.pick).
+create function jobs.remembered_head(p_queue text, p_now timestamptz, p_key text default 'pgdrain.claim_head')
 returns jobs.head language plpgsql stable as $$
 declare
-  v_parts text[] := regexp_match(current_setting('pgdrain.claim_head', true),
+  v_parts text[] := regexp_match(current_setting(p_key, true),
                                  '^(-?\d{1,7})\|(-?\d{1,16})\|(-?\d{1,18})\|(-?\d{1,18})\|(-?\d{1,18})\|(.*)$');
   v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
 begin
@@ -49,16 +51,17 @@ end $$;
 -- found the head; p_full: the claim read the queue from its true head (else
 -- the last such claim's now is kept). (PL/pgSQL, not SQL: its plan is kept
 -- for the session.)
-create function jobs.remember_head(p_queue text, p_head jobs.head, p_now timestamptz, p_full boolean)
+create function jobs.remember_head(p_queue text, p_head jobs.head, p_now timestamptz, p_full boolean,
+                                   p_key text default 'pgdrain.claim_head')
 returns void language plpgsql as $$
 declare
   v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
 begin
-  perform set_config('pgdrain.claim_head',
+  perform set_config(p_key,
                      concat_ws('|', p_head.priority, (extract(epoch from p_head.scheduled_at) * 1000000)::bigint,
                                p_head.job_id, v_now,
                                case when p_full then v_now::text
-                                    else split_part(current_setting('pgdrain.claim_head', true), '|', 5) end,
+                                    else split_part(current_setting(p_key, true), '|', 5) end,
                                p_queue),
                      false);
 end $$;
@@ -400,7 +403,10 @@ begin
   -- filtered claim can use the GIN index on attributes.
   if pick.filter is null then
     if pick.remember then
-      v_start := jobs.remembered_head(v_queue, v_now);
+      -- A group-limited queue's claims start where the last one took its
+      -- first job (below), past the jobs of groups at their cap.
+      v_start := jobs.remembered_head(v_queue, v_now, case when v_group_cap is null then 'pgdrain.claim_head'
+                                                           else 'pgdrain.claim_group_head' end);
     end if;
     v_full := (v_start).job_id is null;
     -- One priority at a time, highest first (a skip scan over the priorities
@@ -438,10 +444,12 @@ begin
         select g.ids, g.counts, g.first_at, g.first_id into v_some, v_counts, v_first_at, v_first_id
         from jobs.pick_grouped(v_queue, v_prio, v_head_at, v_head_id, v_now, v_like, pick.max_timeout, v_exclude,
                                v_pick_at, v_picked, null, v_left, v_group_cap, v_tiers, v_counts) g;
-        -- Remembered as the head: the jobs of groups at their cap before it
-        -- (and those another claim held) are not read again by the session's
-        -- next claims, until one comes up short or a second has passed
-        -- (jobs.remembered_head); those of a higher priority are.
+        -- Remembered as the group-limited claims' head: the jobs of groups at
+        -- their cap before it (and those another claim held) are not read
+        -- again by the session's next claims, until one comes up short or a
+        -- second has passed (jobs.remembered_head); those of a higher
+        -- priority are. (The true head stays claim_json's, for its count of
+        -- jobs that do not fit.)
         if (v_taken).job_id is null and v_first_id is not null then
           v_taken := (v_prio, v_first_at, v_first_id);
         end if;
@@ -472,7 +480,11 @@ begin
       exit when v_left = 0;
     end loop;
     if pick.remember and (v_found).job_id is not null then
-      perform jobs.remember_head(v_queue, case when (v_taken).job_id is not null then v_taken else v_found end, v_now, v_full);
+      perform jobs.remember_head(v_queue, v_found, v_now, v_full);
+      if v_group_cap is not null then
+        perform jobs.remember_head(v_queue, case when (v_taken).job_id is not null then v_taken else v_found end, v_now, v_full,
+                                   'pgdrain.claim_group_head');
+      end if;
     end if;
   elsif v_group_cap is not null then
     select g.ids into v_ids

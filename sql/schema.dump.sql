@@ -2578,7 +2578,10 @@ begin
   -- filtered claim can use the GIN index on attributes.
   if pick.filter is null then
     if pick.remember then
-      v_start := jobs.remembered_head(v_queue, v_now);
+      -- A group-limited queue's claims start where the last one took its
+      -- first job (below), past the jobs of groups at their cap.
+      v_start := jobs.remembered_head(v_queue, v_now, case when v_group_cap is null then 'pgdrain.claim_head'
+                                                           else 'pgdrain.claim_group_head' end);
     end if;
     v_full := (v_start).job_id is null;
     -- One priority at a time, highest first (a skip scan over the priorities
@@ -2616,10 +2619,12 @@ begin
         select g.ids, g.counts, g.first_at, g.first_id into v_some, v_counts, v_first_at, v_first_id
         from jobs.pick_grouped(v_queue, v_prio, v_head_at, v_head_id, v_now, v_like, pick.max_timeout, v_exclude,
                                v_pick_at, v_picked, null, v_left, v_group_cap, v_tiers, v_counts) g;
-        -- Remembered as the head: the jobs of groups at their cap before it
-        -- (and those another claim held) are not read again by the session's
-        -- next claims, until one comes up short or a second has passed
-        -- (jobs.remembered_head); those of a higher priority are.
+        -- Remembered as the group-limited claims' head: the jobs of groups at
+        -- their cap before it (and those another claim held) are not read
+        -- again by the session's next claims, until one comes up short or a
+        -- second has passed (jobs.remembered_head); those of a higher
+        -- priority are. (The true head stays claim_json's, for its count of
+        -- jobs that do not fit.)
         if (v_taken).job_id is null and v_first_id is not null then
           v_taken := (v_prio, v_first_at, v_first_id);
         end if;
@@ -2650,7 +2655,11 @@ begin
       exit when v_left = 0;
     end loop;
     if pick.remember and (v_found).job_id is not null then
-      perform jobs.remember_head(v_queue, case when (v_taken).job_id is not null then v_taken else v_found end, v_now, v_full);
+      perform jobs.remember_head(v_queue, v_found, v_now, v_full);
+      if v_group_cap is not null then
+        perform jobs.remember_head(v_queue, case when (v_taken).job_id is not null then v_taken else v_found end, v_now, v_full,
+                                   'pgdrain.claim_group_head');
+      end if;
     end if;
   elsif v_group_cap is not null then
     select g.ids into v_ids
@@ -3651,20 +3660,20 @@ CREATE FUNCTION jobs.release(job_ids bigint[]) RETURNS integer
 $$;
 
 --
--- Name: remember_head(text, jobs.head, timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: remember_head(text, jobs.head, timestamp with time zone, boolean, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.remember_head(p_queue text, p_head jobs.head, p_now timestamp with time zone, p_full boolean) RETURNS void
+CREATE FUNCTION jobs.remember_head(p_queue text, p_head jobs.head, p_now timestamp with time zone, p_full boolean, p_key text DEFAULT 'pgdrain.claim_head'::text) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
   v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
 begin
-  perform set_config('pgdrain.claim_head',
+  perform set_config(p_key,
                      concat_ws('|', p_head.priority, (extract(epoch from p_head.scheduled_at) * 1000000)::bigint,
                                p_head.job_id, v_now,
                                case when p_full then v_now::text
-                                    else split_part(current_setting('pgdrain.claim_head', true), '|', 5) end,
+                                    else split_part(current_setting(p_key, true), '|', 5) end,
                                p_queue),
                      false);
 end $$;
@@ -3686,14 +3695,14 @@ begin
 end $$;
 
 --
--- Name: remembered_head(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: remembered_head(text, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.remembered_head(p_queue text, p_now timestamp with time zone) RETURNS jobs.head
+CREATE FUNCTION jobs.remembered_head(p_queue text, p_now timestamp with time zone, p_key text DEFAULT 'pgdrain.claim_head'::text) RETURNS jobs.head
     LANGUAGE plpgsql STABLE
     AS $_$
 declare
-  v_parts text[] := regexp_match(current_setting('pgdrain.claim_head', true),
+  v_parts text[] := regexp_match(current_setting(p_key, true),
                                  '^(-?\d{1,7})\|(-?\d{1,16})\|(-?\d{1,18})\|(-?\d{1,18})\|(-?\d{1,18})\|(.*)$');
   v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
 begin
