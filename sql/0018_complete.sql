@@ -68,7 +68,8 @@ end $$;
 --   it leaves jobs.job_queue with no row in jobs.job, as jobs.cancel ends
 --   one for everything around it: its dependants end as cancelled (with
 --   history: 'cancelled: dependency <id> did not succeed'), its serial key
---   goes to its next job, its dedupe key is free, pgdrain_completed is
+--   goes to its next job, its dedupe key (and the throttle window its
+--   publish opened, sql/0014) is free, pgdrain_completed is
 --   notified (a waitFor then finds no job). Counted in `waiting`.
 -- - Ended: its row in jobs.job, or in jobs.job_archive, is deleted (those a
 --   redrive or a maintenance pass holds at that moment are left, not
@@ -87,6 +88,7 @@ declare
   v_ids bigint[];
   v_keys text[];
   v_held text[];
+  v_dedupe text[];
 begin
   perform jobs.check_job_ids(delete_jobs.job_ids);
   v_ids := jobs.lock_jobs(delete_jobs.job_ids, true, true);
@@ -114,7 +116,8 @@ begin
     return;
   end if;
   -- A job waiting behind its key's head hands no turn on (see jobs.cancel).
-  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
+  select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait),
+         array_agg(q.dedupe_key) filter (where q.dedupe_key is not null) into v_keys, v_dedupe
   from jobs.job_queue q where q.job_id = any(v_ids);
   if cardinality(v_keys) > jobs.max_serial_keys() then
     perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the waiting jobs one call deletes may head '
@@ -123,6 +126,12 @@ begin
   end if;
   v_held := jobs.ending_keys(v_ids);
   perform jobs.end_waiting(v_ids, null, null, false, null, v_now);
+  -- The throttle window a waiting one's publish opened goes with it (it
+  -- never ran), as one that expired unstarted lets go of it (sql/0014):
+  -- kept, a throttled publish of the key would answer a job that is gone.
+  if v_dedupe is not null then
+    delete from jobs.throttle t where t.dedupe_key = any(v_dedupe) and t.job_id = any(v_ids);
+  end if;
   perform jobs.lock_serial_keys(v_keys);
   perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
 end $$;

@@ -79,6 +79,18 @@ describe('jobs.delete_jobs', () => {
     expect(await deleted([])).toEqual({ waiting: 0, ended: 0, running: [] });
   });
 
+  it('a waiting job that opened a throttle window lets go of it: the next throttled publish of its key writes a job, '
+    + 'not answering the deleted one', async () => {
+    const throttled = `, dedupe_key => 'k', throttle_seconds => 3600`;
+    const first = await publish(`${later}${throttled}`);
+    expect(await deleted([first])).toEqual({ waiting: 1, ended: 0, running: [] });
+    const second = await publish(throttled);
+    expect(second).not.toBe(first);
+    expect(await whereIs(second)).toBe('queued');
+    // The window is the new job's now, as ever.
+    expect(await publish(throttled)).toBe(second);
+  });
+
   it('a claim in flight: delete waits for it and leaves the job it claimed running', async () => {
     const job = await publish();
     const [claimer, admin] = [await session(), await session()];
