@@ -75,8 +75,9 @@ end $$;
 --   redrive or a maintenance pass holds at that moment are left, not
 --   counted: never waited for). Counted in `ended`.
 -- - Running (its lease held, or passed and not yet expired, or a cancel a
---   cascade deferred): left alone, its id in `running`. A drain holds it:
---   cancel it (jobs.cancel_bulk), and delete it once ended.
+--   cascade deferred): left alone, its id in `running` (its row locked
+--   until this commits, as jobs.cancel_bulk locks it: its settle waits for
+--   this). A drain holds it: cancel it (jobs.cancel_bulk), and delete it once ended.
 -- Unknown ids are in none. Bounded as jobs.fail: at most 500 of the waiting
 -- ones may head their serial keys (each takes its key's lock until
 -- commit): PD005 job_ids past that; their dependants' cascade as fail's.
@@ -91,13 +92,16 @@ declare
   v_dedupe text[];
 begin
   perform jobs.check_job_ids(delete_jobs.job_ids);
-  v_ids := jobs.lock_jobs(delete_jobs.job_ids, true, true);
-  -- Read once the waiting ones are locked: a job running now is left alone,
-  -- even if it ends before this commits.
-  -- (A job a redrive put back meanwhile, waiting, is in none: call again.)
-  running := array(select q.job_id from jobs.job_queue q
-                   where q.job_id = any(delete_jobs.job_ids) and q.job_id <> all(v_ids) and q.lease_until is not null
-                   order by q.job_id);
+  -- The running ones locked too (as jobs.cancel_bulk), and read once
+  -- locked: as they are now, and stay until this commits. Locked only when
+  -- waiting, a running job whose nack or release (or a claim's expiry of
+  -- its lease) committed between that lock and a later read of its state
+  -- was answered in none, as an unknown id, though it waits to run again.
+  v_ids := jobs.lock_jobs(delete_jobs.job_ids, false, true);
+  select coalesce(array_agg(q.job_id order by q.job_id) filter (where q.lease_until is not null), '{}'),
+         coalesce(array_agg(q.job_id) filter (where q.lease_until is null), '{}')
+  into running, v_ids
+  from jobs.job_queue q where q.job_id = any(v_ids);
   -- SKIP LOCKED, as jobs.maintain's retention: this waits on no row of the history.
   with gone as (
     delete from jobs.job j where j.job_id in (

@@ -103,6 +103,26 @@ describe('jobs.delete_jobs', () => {
     expect(await whereIs(job)).toBe('queued');
   });
 
+  it('a running job whose nack commits while the delete runs is answered (deleted, or running), never in none while it waits to run again', async () => {
+    // The nack and the delete race: whichever order they land in, the delete
+    // answers the job. Answered in none (as an unknown id), the caller was
+    // told nothing while the job stayed queued to run again.
+    const [nacker, admin] = [await session(), await session()];
+    const unanswered: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const job = await publish(', max_retries => 5');
+      expect(await sql(`select job_id::text as id from jobs.consume(1)`)).toEqual([{ id: job }]);
+      const [, d] = await Promise.all([
+        nacker.query(`select jobs.nack($1::bigint, 'again', now())`, [job]),
+        admin.query<{ waiting: number; ended: number; running: string[] }>(
+          `select waiting, ended, running::text[] as running from jobs.delete_jobs(array[$1::bigint])`, [job])]);
+      const r = d.rows[0]!;
+      if (r.waiting + r.ended + r.running.length === 0 && await whereIs(job) === 'queued') unanswered.push(job);
+      await sql('delete from jobs.job_queue');
+    }
+    expect(unanswered).toEqual([]);
+  });
+
   it('bad job_ids is PD005 naming job_ids; more than 500 waiting serial-key heads is PD005, nothing deleted', async () => {
     for (const ids of [null, '{1,NULL}']) {
       await expect(sql(`select jobs.delete_jobs($1::bigint[])`, [ids]))
