@@ -104,7 +104,7 @@ export class JobRun implements Running, LeaseHolder {
     }
     if (this.ended) return null;
     if (until === null) {
-      this.leaseLost();
+      if (!await this.endedHere()) this.leaseLost();
       return null;
     }
     this.extended = until;
@@ -131,6 +131,22 @@ export class JobRun implements Running, LeaseHolder {
       this.beat = setTimeout(beat, Math.max(0, sentAt + seconds * 500 - Date.now()));
     };
     this.beat = setTimeout(beat, Math.min(seconds, this.job.timeout) * 500);
+  }
+
+  /**
+   * Whether a null from jobs.extend_lease is this delivery's own end, not a
+   * lost lease: it ended here meanwhile, or a transactional handler's ack
+   * committed before the drain read its COMMIT's answer (the beat, on
+   * another connection, waited for the row the ack held). Asked only on that
+   * rare null; a failed look-up counts as ended here (the next beat asks again).
+   */
+  private async endedHere(): Promise<boolean> {
+    const { host, job } = this;
+    try {
+      return this.ended || await host.settler.endedAsSuccess(job.id, job.attempt) || this.ended;
+    } catch {
+      return true;
+    }
   }
 
   /**
