@@ -3181,6 +3181,7 @@ declare
   v_from timestamptz;
   v_last timestamptz;
   v_n integer;
+  v_lock_timeout text;
 begin
   for r in
     select * from jobs.recurring s
@@ -3199,11 +3200,23 @@ begin
       if r.dedupe_mode in ('replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
         continue;  -- still due: the next claim publishes it
       end if;
+      -- A tick with a dedupe key of one's choosing waits on no lock either:
+      -- its insert would wait for another transaction's uncommitted publish
+      -- of the key (the unique index), for as long as that stays open, and
+      -- a cycle with a serial key an earlier tick of this claim took is a
+      -- deadlock. Any lock not free at once leaves it due (below, 55P03).
+      if r.dedupe_key is not null then
+        v_lock_timeout := current_setting('lock_timeout');
+        perform set_config('lock_timeout', '1ms', true);
+      end if;
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              attributes => jobs.schedule_attributes(r.name, r.next_run_at));
+        if r.dedupe_key is not null then
+          perform set_config('lock_timeout', v_lock_timeout, true);
+        end if;
         update jobs.recurring s
         set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
             last_error = null
@@ -3231,6 +3244,9 @@ begin
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
       end loop;
+      if r.dedupe_key is not null then
+        perform set_config('lock_timeout', v_lock_timeout, true);
+      end if;
       update jobs.recurring s
       set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at),
           last_job_id = case when v_n = 0 then s.last_job_id else v_id end,
@@ -3240,6 +3256,12 @@ begin
       where s.name = r.name;
       v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
     exception when others then
+      -- A keyed tick that would have waited (lock_timeout set above; the
+      -- subtransaction's rollback restored it): still due, the next claim
+      -- publishes it.
+      if sqlstate = '55P03' and r.dedupe_key is not null then
+        continue;
+      end if;
       -- A schedule that cannot publish (its queue was dropped, it is full)
       -- must not stop the claim that called us: record why, try next minute.
       -- With backfill, at the next tick (a job's scheduled_at is its tick):

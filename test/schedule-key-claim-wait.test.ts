@@ -1,0 +1,73 @@
+// A drain's claim publishing a schedule's keyed tick must not wait on
+// another transaction (README "Dedupe key": "A claim waits on no lock of the
+// key"). A keep tick (and a replace tick whose key no job holds yet) inserts
+// its job; an uncommitted publish of the same key in another transaction
+// makes that insert wait for it (the unique index), for as long as that
+// transaction stays open, and can close a cycle (40P01). On a real PostgreSQL.
+import pg from 'pg';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const T0 = '2030-01-01T00:00:00Z';
+const minute = (k: number) => new Date(Date.parse(T0) + k * 60_000).toISOString();
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.recurring');
+});
+
+async function sessions<T>(fn: (open: pg.Client, claim: pg.Client) => Promise<T>): Promise<T> {
+  const open = new pg.Client({ connectionString: db.url });
+  const claim = new pg.Client({ connectionString: db.url });
+  await Promise.all([open.connect(), claim.connect()]);
+  try {
+    // A bound, so that a wait fails the tick (recorded in last_error) rather than the test hanging.
+    await claim.query(`set lock_timeout = '3s'`);
+    return await fn(open, claim);
+  } finally {
+    await open.end();
+    await claim.end();
+  }
+}
+
+describe("a keyed tick's claim and an uncommitted publish of the key", () => {
+  for (const mode of ['keep', 'replace'] as const) {
+    it(`${mode}: the tick stays due, the claim waits for nothing`, async () => {
+      await sql(`select jobs.schedule('digest', '*/10 * * * *', 'mail.digest', dedupe_key => 'digest:all',
+                 dedupe_mode => $2, now => $1)`, [T0, mode]);
+      await sessions(async (open, claim) => {
+        await open.query('begin');
+        await open.query(`select jobs.publish('mail.digest', '{"by":"app"}', dedupe_key => 'digest:all')`);
+        expect((await claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(10)])).rows).toEqual([{ n: 0 }]);
+        expect(await sql(`select next_run_at, last_run_at, last_error from jobs.recurring`))
+          .toEqual([{ next_run_at: new Date(minute(10)), last_run_at: null, last_error: null }]);
+        await open.query('commit');
+      });
+    });
+  }
+
+  it('no deadlock with an app transaction that publishes the key, then a serial key an earlier tick of the claim took', async () => {
+    await sql(`select jobs.schedule('a', '*/10 * * * *', 'a.t', serial_key => 's', now => $1)`, [T0]);
+    await sql(`select jobs.schedule('b', '*/10 * * * *', 'b.t', dedupe_key => 'k', now => $1)`, [T0]);
+    // b after a in the claim's order.
+    await sql(`update jobs.recurring set next_run_at = next_run_at + interval '1 second' where name = 'b'`);
+    await sessions(async (open, claim) => {
+      await claim.query(`set lock_timeout = 0`);
+      await open.query('begin');
+      await open.query(`select jobs.publish('b.t', '{"by":"app"}', dedupe_key => 'k')`);
+      let answered = false;
+      const claimed = claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(11)]).finally(() => (answered = true));
+      // Until the claim has answered, or waits on a lock (the insert of b's tick, before this change).
+      await expect.poll(async () => answered || (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+        where wait_event_type = 'Lock' and query like '%publish_due_schedules%'`))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
+      await open.query(`select jobs.publish('a.t', '{"by":"app"}', serial_key => 's')`);
+      await open.query('commit');
+      expect((await claimed).rows).toEqual([{ n: 1 }]);
+      // a published; b, whose key the app's transaction held, still due at its tick, and nothing recorded as failed.
+      expect(await sql(`select name, next_run_at, last_error from jobs.recurring order by name`))
+        .toEqual([{ name: 'a', next_run_at: new Date(minute(20)), last_error: null },
+                  { name: 'b', next_run_at: new Date(Date.parse(minute(10)) + 1000), last_error: null }]);
+    });
+  });
+});
