@@ -87,7 +87,8 @@ export class JobRun implements Running, LeaseHolder {
    * sooner), never past the drain's stop: there it is stopped as ever ('stopped
    * at the drain deadline', nacked). null when it ended here (timed out, settled,
    * cancelled, given back) before or while the statement ran, when the database
-   * says the delivery is over (then leaseLost), or when the statement failed
+   * says the delivery is over (then leaseLost, unless it is this delivery's
+   * own success: endedHere), or when the statement failed
    * (best effort, as progress: an un-awaited heartbeat must not end the
    * process; the lease is as it was, and the next call may land).
    */
