@@ -62,6 +62,26 @@ begin
           from jobs.job_queue q where q.dedupe_key = cancel_key.dedupe_key);
 end $$;
 
+-- Lets go of the throttle windows (sql/0014) that ended jobs whose history
+-- jobs.delete_jobs or jobs.delete_ended just deleted hold: p_ids with their
+-- dedupe keys p_keys (the keyed ones only). Kept, a throttled publish of
+-- the key would answer, for the rest of the window, the id of a job that
+-- no longer exists (getJob null, waitFor rejects) and write nothing. As
+-- pg-boss frees a singleton slot with its job's row. One primary-key probe
+-- per keyed job; jobs without a key cost nothing. (A job whose key a
+-- plain publish took over while it was being cancelled ended keyless, and
+-- keeps a window it opened: give every publish of a key the same
+-- throttle_seconds.) A row another transaction holds (a throttled publish
+-- writing the key's new window, a maintenance pass deleting it) is
+-- skipped: never waited for.
+create function jobs.forget_windows(p_ids bigint[], p_keys text[])
+returns void language sql as $$
+  delete from jobs.throttle t using (
+    select o.dedupe_key from jobs.throttle o join unnest(p_ids, p_keys) u(id, key) on o.dedupe_key = u.key and o.job_id = u.id
+    for update of o skip locked) d
+  where t.dedupe_key = d.dedupe_key;
+$$;
+
 -- Deletes jobs outright (pg-boss's deleteJob): none of them is left, and a
 -- waiting one leaves no history.
 -- - Waiting (pending, scheduled, blocked; locked as jobs.fail locks them):
@@ -73,7 +93,8 @@ end $$;
 --   notified (a waitFor then finds no job). Counted in `waiting`.
 -- - Ended: its row in jobs.job, or in jobs.job_archive, is deleted (those a
 --   redrive or a maintenance pass holds at that moment are left, not
---   counted: never waited for). Counted in `ended`.
+--   counted: never waited for), and the throttle window it holds with it
+--   (jobs.forget_windows). Counted in `ended`.
 -- - Running (its lease held, or passed and not yet expired, or a cancel a
 --   cascade deferred): left alone, its id in `running` (its row locked
 --   until this commits, as jobs.cancel_bulk locks it: its settle waits for
@@ -90,6 +111,8 @@ declare
   v_keys text[];
   v_held text[];
   v_dedupe text[];
+  v_gone bigint[];
+  v_gone_keys text[];
 begin
   perform jobs.check_job_ids(delete_jobs.job_ids);
   -- The running ones locked too (as jobs.cancel_bulk), and read once
@@ -107,14 +130,21 @@ begin
     delete from jobs.job j where j.job_id in (
       select x.job_id from jobs.job x where x.job_id = any(delete_jobs.job_ids) and x.job_id <> all(running)
       for update skip locked)
-    returning 1
+    returning j.job_id, j.dedupe_key
   ), archived as (
     delete from jobs.job_archive a where a.job_id in (
       select x.job_id from jobs.job_archive x where x.job_id = any(delete_jobs.job_ids) and x.job_id <> all(running)
       for update skip locked)
-    returning 1
+    returning a.job_id, a.dedupe_key
+  ), deleted as (
+    select g.job_id, g.dedupe_key from gone g union all select a.job_id, a.dedupe_key from archived a
   )
-  select (select count(*) from gone) + (select count(*) from archived) into ended;
+  select count(*), coalesce(array_agg(b.job_id) filter (where b.dedupe_key is not null), '{}'),
+         coalesce(array_agg(b.dedupe_key) filter (where b.dedupe_key is not null), '{}')
+  into ended, v_gone, v_gone_keys from deleted b;
+  if v_gone <> '{}' then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
   waiting := cardinality(v_ids);
   if waiting = 0 then
     return;
@@ -151,28 +181,47 @@ end $$;
 -- history names it. Rows a redrive or a maintenance pass holds are left
 -- (SKIP LOCKED). No index has the queue: it reads the history by ended_at
 -- (job_ended_idx), an admin's call. Every queue by age is jobs.maintain's
--- retention.
+-- retention. The throttle windows the deleted jobs held go with them
+-- (jobs.forget_windows).
 create function jobs.delete_ended(queue text, ended_before timestamptz default null, max_rows integer default 100000)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_ended integer;
+  v_gone bigint[];
+  v_gone_keys text[];
   v_archived integer;
+  v_ended integer;
 begin
   perform jobs.check_name(delete_ended.queue, 'PD009', 'queue', 'queue name');
   if delete_ended.max_rows is null or delete_ended.max_rows < 1 or delete_ended.max_rows > 10000000 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s',
       coalesce(delete_ended.max_rows::text, 'null')));
   end if;
-  delete from jobs.job_archive a where a.job_id in (
-    select x.job_id from jobs.job_archive x
-    where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
-    order by x.ended_at limit delete_ended.max_rows for update skip locked);
-  get diagnostics v_archived = row_count;
-  delete from jobs.job j where j.job_id in (
-    select x.job_id from jobs.job x
-    where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
-    order by x.ended_at limit delete_ended.max_rows - v_archived for update skip locked);
-  get diagnostics v_ended = row_count;
+  with gone as (
+    delete from jobs.job_archive a where a.job_id in (
+      select x.job_id from jobs.job_archive x
+      where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
+      order by x.ended_at limit delete_ended.max_rows for update skip locked)
+    returning a.job_id, a.dedupe_key
+  )
+  select count(*), coalesce(array_agg(g.job_id) filter (where g.dedupe_key is not null), '{}'),
+         coalesce(array_agg(g.dedupe_key) filter (where g.dedupe_key is not null), '{}')
+  into v_archived, v_gone, v_gone_keys from gone g;
+  if v_gone <> '{}' then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
+  with gone as (
+    delete from jobs.job j where j.job_id in (
+      select x.job_id from jobs.job x
+      where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
+      order by x.ended_at limit delete_ended.max_rows - v_archived for update skip locked)
+    returning j.job_id, j.dedupe_key
+  )
+  select count(*), coalesce(array_agg(g.job_id) filter (where g.dedupe_key is not null), '{}'),
+         coalesce(array_agg(g.dedupe_key) filter (where g.dedupe_key is not null), '{}')
+  into v_ended, v_gone, v_gone_keys from gone g;
+  if v_gone <> '{}' then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
   return v_ended + v_archived;
 end $$;
 

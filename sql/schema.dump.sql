@@ -1502,24 +1502,42 @@ CREATE FUNCTION jobs.delete_ended(queue text, ended_before timestamp with time z
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_ended integer;
+  v_gone bigint[];
+  v_gone_keys text[];
   v_archived integer;
+  v_ended integer;
 begin
   perform jobs.check_name(delete_ended.queue, 'PD009', 'queue', 'queue name');
   if delete_ended.max_rows is null or delete_ended.max_rows < 1 or delete_ended.max_rows > 10000000 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s',
       coalesce(delete_ended.max_rows::text, 'null')));
   end if;
-  delete from jobs.job_archive a where a.job_id in (
-    select x.job_id from jobs.job_archive x
-    where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
-    order by x.ended_at limit delete_ended.max_rows for update skip locked);
-  get diagnostics v_archived = row_count;
-  delete from jobs.job j where j.job_id in (
-    select x.job_id from jobs.job x
-    where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
-    order by x.ended_at limit delete_ended.max_rows - v_archived for update skip locked);
-  get diagnostics v_ended = row_count;
+  with gone as (
+    delete from jobs.job_archive a where a.job_id in (
+      select x.job_id from jobs.job_archive x
+      where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
+      order by x.ended_at limit delete_ended.max_rows for update skip locked)
+    returning a.job_id, a.dedupe_key
+  )
+  select count(*), coalesce(array_agg(g.job_id) filter (where g.dedupe_key is not null), '{}'),
+         coalesce(array_agg(g.dedupe_key) filter (where g.dedupe_key is not null), '{}')
+  into v_archived, v_gone, v_gone_keys from gone g;
+  if v_gone <> '{}' then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
+  with gone as (
+    delete from jobs.job j where j.job_id in (
+      select x.job_id from jobs.job x
+      where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
+      order by x.ended_at limit delete_ended.max_rows - v_archived for update skip locked)
+    returning j.job_id, j.dedupe_key
+  )
+  select count(*), coalesce(array_agg(g.job_id) filter (where g.dedupe_key is not null), '{}'),
+         coalesce(array_agg(g.dedupe_key) filter (where g.dedupe_key is not null), '{}')
+  into v_ended, v_gone, v_gone_keys from gone g;
+  if v_gone <> '{}' then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
   return v_ended + v_archived;
 end $$;
 
@@ -1537,6 +1555,8 @@ declare
   v_keys text[];
   v_held text[];
   v_dedupe text[];
+  v_gone bigint[];
+  v_gone_keys text[];
 begin
   perform jobs.check_job_ids(delete_jobs.job_ids);
   -- The running ones locked too (as jobs.cancel_bulk), and read once
@@ -1554,14 +1574,21 @@ begin
     delete from jobs.job j where j.job_id in (
       select x.job_id from jobs.job x where x.job_id = any(delete_jobs.job_ids) and x.job_id <> all(running)
       for update skip locked)
-    returning 1
+    returning j.job_id, j.dedupe_key
   ), archived as (
     delete from jobs.job_archive a where a.job_id in (
       select x.job_id from jobs.job_archive x where x.job_id = any(delete_jobs.job_ids) and x.job_id <> all(running)
       for update skip locked)
-    returning 1
+    returning a.job_id, a.dedupe_key
+  ), deleted as (
+    select g.job_id, g.dedupe_key from gone g union all select a.job_id, a.dedupe_key from archived a
   )
-  select (select count(*) from gone) + (select count(*) from archived) into ended;
+  select count(*), coalesce(array_agg(b.job_id) filter (where b.dedupe_key is not null), '{}'),
+         coalesce(array_agg(b.dedupe_key) filter (where b.dedupe_key is not null), '{}')
+  into ended, v_gone, v_gone_keys from deleted b;
+  if v_gone <> '{}' then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
   waiting := cardinality(v_ids);
   if waiting = 0 then
     return;
@@ -2034,6 +2061,19 @@ begin
   perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
   return cardinality(v_ids);
 end $$;
+
+--
+-- Name: forget_windows(bigint[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.forget_windows(p_ids bigint[], p_keys text[]) RETURNS void
+    LANGUAGE sql
+    AS $$
+  delete from jobs.throttle t using (
+    select o.dedupe_key from jobs.throttle o join unnest(p_ids, p_keys) u(id, key) on o.dedupe_key = u.key and o.job_id = u.id
+    for update of o skip locked) d
+  where t.dedupe_key = d.dedupe_key;
+$$;
 
 --
 -- Name: group_running(text); Type: FUNCTION; Schema: jobs; Owner: -

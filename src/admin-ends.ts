@@ -44,7 +44,8 @@ export async function cancelJobByKey(db: Queryable, dedupeKey: string, reason?: 
  * Deletes jobs outright (jobs.delete_jobs): a waiting one (pending,
  * scheduled, blocked) leaves no history, its dependants end as cancelled, its
  * serial key moves on and its dedupe key is free, as a cancel would; an
- * ended one's history (jobs.job, jobs.job_archive) is deleted. Running jobs
+ * ended one's history (jobs.job, jobs.job_archive) is deleted, with the
+ * throttle window it holds. Running jobs
  * are left alone and answered in `running`. At most 500 of the waiting ones
  * may head serial keys (a PgDrainError naming job_ids past that).
  */

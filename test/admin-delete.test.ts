@@ -21,7 +21,7 @@ const whereIs = async (id: string) => (await one<{ w: string | null }>(`select c
 const session = lockSessions(db.url);
 
 beforeEach(async () => {
-  await sql('truncate jobs.job_queue, jobs.job, jobs.job_archive, jobs.dependency');
+  await sql('truncate jobs.job_queue, jobs.job, jobs.job_archive, jobs.dependency, jobs.throttle');
 });
 
 describe('jobs.delete_jobs', () => {
@@ -88,6 +88,20 @@ describe('jobs.delete_jobs', () => {
     expect(second).not.toBe(first);
     expect(await whereIs(second)).toBe('queued');
     // The window is the new job's now, as ever.
+    expect(await publish(throttled)).toBe(second);
+  });
+
+  it('an ended job whose throttle window is open lets go of it: the next throttled publish of its key writes a job, '
+    + 'not answering the deleted one', async () => {
+    const throttled = `, dedupe_key => 'k', throttle_seconds => 3600`;
+    const first = await publish(throttled);
+    expect(await sql(`select job_id::text as id from jobs.consume(1)`)).toEqual([{ id: first }]);
+    await sql(`select jobs.ack($1::bigint)`, [first]);
+    expect(await publish(throttled)).toBe(first);
+    expect(await deleted([first])).toEqual({ waiting: 0, ended: 1, running: [] });
+    const second = await publish(throttled);
+    expect(second).not.toBe(first);
+    expect(await whereIs(second)).toBe('queued');
     expect(await publish(throttled)).toBe(second);
   });
 
@@ -158,6 +172,24 @@ describe('jobs.delete_ended', () => {
     expect(await one(`select jobs.delete_ended('mail') as n`)).toEqual({ n: 0 });
     expect([await whereIs(other), await whereIs(waiting)]).toEqual(['success', 'queued']);
     expect(await one(`select jobs.delete_ended('gone.queue') as n`)).toEqual({ n: 0 });
+  });
+
+  it('an ended job whose throttle window is open lets go of it, archived or not: a throttled publish of its key '
+    + 'writes a job, not answering the deleted one', async () => {
+    await sql(`select jobs.create_queue('mail')`);
+    const throttled = (key: string) => `, queue => 'mail', dedupe_key => '${key}', throttle_seconds => 3600`;
+    const [a, b] = [await publish(throttled('a')), await publish(throttled('b'))];
+    expect(await sql(`select job_id::text as id from jobs.consume(2, queue => 'mail') order by job_id`)).toEqual([{ id: a }, { id: b }]);
+    await sql(`select jobs.ack(array[$1, $2]::bigint[])`, [a, b]);
+    await sql(`update jobs.job set ended_at = now() - interval '2 days' where job_id = $1::bigint`, [a]);
+    await sql(`select jobs.maintain(retention => '1 day', archive => true)`);
+    expect([await whereIs(a), await whereIs(b)]).toEqual(['archived', 'success']);
+    expect([await publish(throttled('a')), await publish(throttled('b'))]).toEqual([a, b]);
+    expect(await one(`select jobs.delete_ended('mail') as n`)).toEqual({ n: 2 });
+    const [a2, b2] = [await publish(throttled('a')), await publish(throttled('b'))];
+    expect([a2, b2]).not.toContain(a);
+    expect([a2, b2]).not.toContain(b);
+    expect([await whereIs(a2), await whereIs(b2)]).toEqual(['queued', 'queued']);
   });
 
   it('a bad queue is PD009 naming queue; a bad max_rows PDC03 naming max_rows', async () => {
