@@ -186,6 +186,12 @@ $$;
 -- in claim order), which README (Concurrency per group) measures. first_at,
 -- first_id: where the first job it took is (jobs.pick remembers it as the
 -- head, so the session's next claim starts past the jobs stepped over).
+-- The scan locks (FOR UPDATE SKIP LOCKED) only the rows its filter passes,
+-- so a group its own picks fill must leave the filter: the scan starts
+-- again after the job that filled it, with the counts as they are now.
+-- Otherwise it would lock every later job of that group it reads (a hot
+-- group's whole backlog: 100,000 row locks, 5.6 MB of WAL, 250 ms per
+-- claim, held until commit), though it takes none of them.
 create function jobs.pick_grouped(p_queue text, p_prio integer, p_head_at timestamptz, p_head_id bigint,
                                   p_now timestamptz, p_like text, p_max_timeout numeric, p_exclude jsonb[],
                                   p_pick_at timestamptz, p_picked bigint[], p_filter jsonb, p_left integer,
@@ -196,55 +202,73 @@ declare
   r record;
   v_running integer;
   v_jobs refcursor;
+  v_full boolean;          -- the last job taken filled its group: scan again past it
+  -- Where the scan (again) starts: after this place in claim order. Ids are
+  -- integers, so "after (at, id - 1)" is "from (at, id) on" (the head).
+  v_prio integer := p_prio;
+  v_at timestamptz := p_head_at;
+  v_id bigint := p_head_id - 1;
 begin
-  -- Groups at their cap as the pick starts are filtered out before the row
-  -- lock; the loop checks the ones its own picks fill.
-  if p_filter is null then
-    open v_jobs for
-      select q.job_id, q.group_id, q.group_tier, q.scheduled_at from jobs.job_queue q
-      where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.priority = p_prio and (q.scheduled_at, q.job_id) >= (p_head_at, p_head_id)
-        and q.scheduled_at <= p_now
-        and (q.task like p_like or p_like is null and q.task not like 'sql:%')
-        and (p_max_timeout is null or q.timeout <= p_max_timeout)
-        and (p_exclude is null or q.attributes is null or not q.attributes @> any(p_exclude))
-        and (q.expires_at is null or q.expires_at > p_pick_at)
-        and (p_picked is null or q.job_id <> all(p_picked))
-        and (q.group_id is null
-             or coalesce((counts ->> q.group_id)::integer, 0) < coalesce((p_tiers ->> q.group_tier)::integer, p_cap))
-      order by q.scheduled_at, q.job_id
-      for update skip locked;
-  else
-    open v_jobs for
-      select q.job_id, q.group_id, q.group_tier, q.scheduled_at from jobs.job_queue q
-      where q.attributes @> p_filter
-        and q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= p_now
-        and (q.task like p_like or p_like is null and q.task not like 'sql:%')
-        and (p_max_timeout is null or q.timeout <= p_max_timeout)
-        and (p_exclude is null or not q.attributes @> any(p_exclude))
-        and (q.expires_at is null or q.expires_at > p_pick_at)
-        and (q.group_id is null
-             or coalesce((counts ->> q.group_id)::integer, 0) < coalesce((p_tiers ->> q.group_tier)::integer, p_cap))
-      order by q.priority desc, q.scheduled_at, q.job_id
-      for update skip locked;
-  end if;
-  while coalesce(cardinality(ids), 0) < p_left loop
-    fetch v_jobs into r;
-    exit when not found;
-    if r.group_id is not null then
-      v_running := coalesce((counts ->> r.group_id)::integer, 0);
-      -- Locked, not taken: another claim skips it until this one commits.
-      continue when v_running >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap);
-      counts := counts || jsonb_build_object(r.group_id, v_running + 1);
+  loop
+    v_full := false;
+    -- Groups at their cap as the scan starts are filtered out before the
+    -- row lock; the loop checks the ones its own picks fill.
+    if p_filter is null then
+      open v_jobs for
+        select q.job_id, q.group_id, q.group_tier, q.priority, q.scheduled_at from jobs.job_queue q
+        where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+          and q.priority = p_prio and (q.scheduled_at, q.job_id) > (v_at, v_id)
+          and q.scheduled_at <= p_now
+          and (q.task like p_like or p_like is null and q.task not like 'sql:%')
+          and (p_max_timeout is null or q.timeout <= p_max_timeout)
+          and (p_exclude is null or q.attributes is null or not q.attributes @> any(p_exclude))
+          and (q.expires_at is null or q.expires_at > p_pick_at)
+          and (p_picked is null or q.job_id <> all(p_picked))
+          and (q.group_id is null
+               or coalesce((counts ->> q.group_id)::integer, 0) < coalesce((p_tiers ->> q.group_tier)::integer, p_cap))
+        order by q.scheduled_at, q.job_id
+        for update skip locked;
+    else
+      open v_jobs for
+        select q.job_id, q.group_id, q.group_tier, q.priority, q.scheduled_at from jobs.job_queue q
+        where q.attributes @> p_filter
+          and q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+          and q.scheduled_at <= p_now
+          and (q.task like p_like or p_like is null and q.task not like 'sql:%')
+          and (p_max_timeout is null or q.timeout <= p_max_timeout)
+          and (p_exclude is null or not q.attributes @> any(p_exclude))
+          and (q.expires_at is null or q.expires_at > p_pick_at)
+          and (v_id is null or q.priority < v_prio or q.priority = v_prio and (q.scheduled_at, q.job_id) > (v_at, v_id))
+          and (q.group_id is null
+               or coalesce((counts ->> q.group_id)::integer, 0) < coalesce((p_tiers ->> q.group_tier)::integer, p_cap))
+        order by q.priority desc, q.scheduled_at, q.job_id
+        for update skip locked;
     end if;
-    if ids is null then
-      first_at := r.scheduled_at;
-      first_id := r.job_id;
-    end if;
-    ids := ids || r.job_id;
+    while coalesce(cardinality(ids), 0) < p_left loop
+      fetch v_jobs into r;
+      exit when not found;
+      if r.group_id is not null then
+        v_running := coalesce((counts ->> r.group_id)::integer, 0);
+        -- (A scan started after the group filled no longer reads its jobs.)
+        continue when v_running >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap);
+        counts := counts || jsonb_build_object(r.group_id, v_running + 1);
+        v_full := v_running + 1 >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap);
+      end if;
+      if ids is null then
+        first_at := r.scheduled_at;
+        first_id := r.job_id;
+      end if;
+      ids := ids || r.job_id;
+      if v_full then
+        v_prio := r.priority;
+        v_at := r.scheduled_at;
+        v_id := r.job_id;
+        exit;
+      end if;
+    end loop;
+    close v_jobs;
+    exit when not v_full or coalesce(cardinality(ids), 0) >= p_left;
   end loop;
-  close v_jobs;
 end $$;
 
 -- Picks (locks) up to n due pending jobs of one queue for a claim: the
