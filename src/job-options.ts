@@ -1,6 +1,6 @@
 import * as z from 'zod/mini';
 import { abortSignalSchema, attributesSchema, integerCheck, jobIdSchema, keySchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema,
-  textSchema, validDateSchema } from './options.js';
+  textSchema, unstorableText, validDateSchema } from './options.js';
 
 // The options a job is published or changed with (publish, publishBulk,
 // reschedule, a named queue's job defaults, redrive, waitFor), mirroring the
@@ -126,7 +126,11 @@ export const groupCapSchema = z.number('must be an integer between 1 and 100000,
   .check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000, 'must be an integer between 1 and 100000'));
 export const groupTiersSchema = z.strictObject({
   default: groupCapSchema,
-  tiers: z.optional(z.record(textSchema(200, 'tier names must be non-empty texts'), groupCapSchema)),
+  // The names checked on the whole record: a record's key schema reports
+  // only zod's "Invalid key in record", not the rule.
+  tiers: z.optional(z.record(z.string(), groupCapSchema).check(z.refine(
+    (t) => Object.keys(t).every((k) => k !== '' && k.length <= 200 && unstorableText(k) === null),
+    'tier names must be non-empty texts of at most 200 characters'))),
 });
 
 export const redriveFilterSchema = z.strictObject({

@@ -106,6 +106,12 @@ describe('TypeScript', () => {
       await expect(queue.queues.create('gc', { groupConcurrency: value as never }), JSON.stringify(value)).rejects
         .toMatchObject({ name: 'ValidationError', field });
     }
+    // A bad tier name: the rule, not zod's "Invalid key in record".
+    for (const name of ['', 'x'.repeat(201)]) {
+      await expect(queue.queues.create('gc', { groupConcurrency: { default: 2, tiers: { [name]: 1 } } })).rejects.toMatchObject({
+        name: 'ValidationError', field: 'options.groupConcurrency.tiers',
+        message: 'options.groupConcurrency.tiers: tier names must be non-empty texts of at most 200 characters' });
+    }
     await queue.queues.create('gc', { groupConcurrency: null });
     expect(await settings()).toEqual({ c: null, t: null });
   });
@@ -149,7 +155,8 @@ describe('HTTP and CLI', () => {
     expect(table.stdout.split('\n').find((l) => /^gc\b/.test(l))).toContain('2 (pro 5)');
     for (const [args, message] of [[['--group-concurrency', '0'], /--group-concurrency/],
       [['--group-tiers', '{"pro": 5}'], /--group-tiers needs --group-concurrency/],
-      [['--group-concurrency', '2', '--group-tiers', '{"pro": 0}'], /--group-concurrency\.tiers\.pro: must be an integer between 1 and 100000/]] as const) {
+      [['--group-concurrency', '2', '--group-tiers', '{"pro": 0}'], /--group-tiers\.pro: must be an integer between 1 and 100000/],
+      [['--group-concurrency', '2', '--group-tiers', '{"": 3}'], /--group-tiers: tier names must be non-empty texts of at most 200 characters/]] as const) {
       const bad = await cli('queue', 'create', 'gc', ...args);
       expect(bad.code, args.join(' ')).toBe(2);
       expect(bad.stderr, args.join(' ')).toMatch(message);

@@ -229,7 +229,10 @@ function throttle(value: string): number {
  * a job id as the commands' <id> argument.
  */
 function asFlag(message: string): string {
-  return message.replace(/^(?:options|filter)\.([A-Za-z]+)(?=[.:])/,
+  // queue create's --group-tiers and --group-concurrency make one option.
+  return message.replace(/^options\.groupConcurrency\.tiers(?=[.:])/, '--group-tiers')
+    .replace(/^options\.groupConcurrency\.default(?=[.:])/, '--group-concurrency')
+    .replace(/^(?:options|filter)\.([A-Za-z]+)(?=[.:])/,
     (_, name: string) => FLAG_OF[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
     .replace(/^jobId:/, 'id:');
 }
