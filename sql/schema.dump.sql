@@ -2749,7 +2749,8 @@ declare
   r record;
   v_running integer;
   v_jobs refcursor;
-  v_full boolean;          -- the last job taken filled its group: scan again past it
+  v_again boolean;         -- skipped enough jobs of groups it filled: scan again past the last
+  v_skipped integer;       -- such jobs this scan locked
   -- Where the scan (again) starts: after this place in claim order. Ids are
   -- integers, so "after (at, id - 1)" is "from (at, id) on" (the head).
   v_prio integer := p_prio;
@@ -2757,7 +2758,8 @@ declare
   v_id bigint := p_head_id - 1;
 begin
   loop
-    v_full := false;
+    v_again := false;
+    v_skipped := 0;
     -- Groups at their cap as the scan starts are filtered out before the
     -- row lock; the loop checks the ones its own picks fill.
     if p_filter is null then
@@ -2796,25 +2798,28 @@ begin
       exit when not found;
       if r.group_id is not null then
         v_running := coalesce((counts ->> r.group_id)::integer, 0);
-        -- (A scan started after the group filled no longer reads its jobs.)
-        continue when v_running >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap);
+        if v_running >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap) then
+          -- Locked, not taken: another claim skips it until this one commits.
+          v_skipped := v_skipped + 1;
+          if v_skipped >= 16 then
+            v_again := true;
+            v_prio := r.priority;
+            v_at := r.scheduled_at;
+            v_id := r.job_id;
+            exit;
+          end if;
+          continue;
+        end if;
         counts := counts || jsonb_build_object(r.group_id, v_running + 1);
-        v_full := v_running + 1 >= coalesce((p_tiers ->> r.group_tier)::integer, p_cap);
       end if;
       if ids is null then
         first_at := r.scheduled_at;
         first_id := r.job_id;
       end if;
       ids := ids || r.job_id;
-      if v_full then
-        v_prio := r.priority;
-        v_at := r.scheduled_at;
-        v_id := r.job_id;
-        exit;
-      end if;
     end loop;
     close v_jobs;
-    exit when not v_full or coalesce(cardinality(ids), 0) >= p_left;
+    exit when not v_again;
   end loop;
 end $$;
 
