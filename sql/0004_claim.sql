@@ -318,6 +318,13 @@ declare
   v_paused boolean;
   v_max_running integer;
   v_group_cap integer; -- group_concurrency
+  -- The group-limited claims' head is where a claim of this selection took
+  -- its first job: it is kept under the queue and the claim's pattern,
+  -- max_timeout and exclude, so that a claim of another topic on the session
+  -- does not start past its own older jobs.
+  v_group_key text := coalesce(pick.queue, 'default') || '|'
+                      || md5(format('%L|%L|%L', pick.pattern, pick.max_timeout, pick.exclude));
+  v_stepped integer;   -- claimable jobs between the head found and the first taken (up to 1000)
   v_tiers jsonb;       -- group_tiers
   v_counts jsonb;      -- running jobs by group (jobs.group_running), plus those picked
   v_n integer := pick.n; -- n, or the slots max_running leaves free when fewer
@@ -435,8 +442,8 @@ begin
     if pick.remember then
       -- A group-limited queue's claims start where the last one took its
       -- first job (below), past the jobs of groups at their cap.
-      v_start := jobs.remembered_head(v_queue, v_now, case when v_group_cap is null then 'pgdrain.claim_head'
-                                                           else 'pgdrain.claim_group_head' end);
+      v_start := case when v_group_cap is null then jobs.remembered_head(v_queue, v_now)
+                      else jobs.remembered_head(v_group_key, v_now, 'pgdrain.claim_group_head') end;
     end if;
     v_full := (v_start).job_id is null;
     -- One priority at a time, highest first (a skip scan over the priorities
@@ -474,7 +481,8 @@ begin
         select g.ids, g.counts, g.first_at, g.first_id into v_some, v_counts, v_first_at, v_first_id
         from jobs.pick_grouped(v_queue, v_prio, v_head_at, v_head_id, v_now, v_like, pick.max_timeout, v_exclude,
                                v_pick_at, v_picked, null, v_left, v_group_cap, v_tiers, v_counts) g;
-        -- Remembered as the group-limited claims' head: the jobs of groups at
+        -- Remembered as the group-limited claims' head when the claim stepped
+        -- over many jobs to take it (below): the jobs of groups at
         -- their cap before it (and those another claim held) are not read
         -- again by the session's next claims, until one comes up short or a
         -- second has passed (jobs.remembered_head); those of a higher
@@ -512,7 +520,30 @@ begin
     if pick.remember and (v_found).job_id is not null then
       perform jobs.remember_head(v_queue, v_found, v_now, v_full);
       if v_group_cap is not null then
-        perform jobs.remember_head(v_queue, case when (v_taken).job_id is not null then v_taken else v_found end, v_now, v_full,
+        -- Past the jobs it stepped over only when they are many (1000: the
+        -- backlog of a group at its cap, which every claim would read again);
+        -- fewer cost little to read again, and a claim that starts past them
+        -- would leave a job whose group's slot came free waiting behind
+        -- newer ones for up to a second.
+        if (v_taken).job_id is not null and (v_taken).job_id <> (v_found).job_id then
+          if (v_taken).priority <> (v_found).priority then
+            v_stepped := 1000;
+          else
+            v_prio := (v_found).priority;
+            v_head_at := (v_found).scheduled_at;
+            v_head_id := (v_found).job_id;
+            v_first_at := (v_taken).scheduled_at;
+            v_first_id := (v_taken).job_id;
+            select count(*) into v_stepped from (
+              select 1 from jobs.job_queue q
+              where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+                and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
+                and (q.scheduled_at, q.job_id) < (v_first_at, v_first_id)
+              order by q.scheduled_at, q.job_id
+              limit 1000) s;
+          end if;
+        end if;
+        perform jobs.remember_head(v_group_key, case when v_stepped >= 1000 then v_taken else v_found end, v_now, v_full,
                                    'pgdrain.claim_group_head');
       end if;
     end if;
