@@ -188,41 +188,37 @@ returns integer language plpgsql security definer set search_path = pg_catalog, 
 declare
   v_gone bigint[];
   v_gone_keys text[];
-  v_archived integer;
-  v_ended integer;
+  v_deleted integer;
 begin
   perform jobs.check_name(delete_ended.queue, 'PD009', 'queue', 'queue name');
   if delete_ended.max_rows is null or delete_ended.max_rows < 1 or delete_ended.max_rows > 10000000 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s',
       coalesce(delete_ended.max_rows::text, 'null')));
   end if;
-  with gone as (
+  -- The archive's first (its rows are the older), then jobs.job's up to
+  -- max_rows in all: one statement, so one look-up of the throttle windows.
+  with archived as (
     delete from jobs.job_archive a where a.job_id in (
       select x.job_id from jobs.job_archive x
       where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
       order by x.ended_at limit delete_ended.max_rows for update skip locked)
     returning a.job_id, a.dedupe_key
-  )
-  select count(*), coalesce(array_agg(g.job_id) filter (where g.dedupe_key is not null), '{}'),
-         coalesce(array_agg(g.dedupe_key) filter (where g.dedupe_key is not null), '{}')
-  into v_archived, v_gone, v_gone_keys from gone g;
-  if v_gone <> '{}' then
-    perform jobs.forget_windows(v_gone, v_gone_keys);
-  end if;
-  with gone as (
+  ), ended as (
     delete from jobs.job j where j.job_id in (
       select x.job_id from jobs.job x
       where x.queue = delete_ended.queue and (delete_ended.ended_before is null or x.ended_at < delete_ended.ended_before)
-      order by x.ended_at limit delete_ended.max_rows - v_archived for update skip locked)
+      order by x.ended_at limit delete_ended.max_rows - (select count(*) from archived) for update skip locked)
     returning j.job_id, j.dedupe_key
+  ), gone as (
+    select * from archived union all select * from ended
   )
   select count(*), coalesce(array_agg(g.job_id) filter (where g.dedupe_key is not null), '{}'),
          coalesce(array_agg(g.dedupe_key) filter (where g.dedupe_key is not null), '{}')
-  into v_ended, v_gone, v_gone_keys from gone g;
+  into v_deleted, v_gone, v_gone_keys from gone g;
   if v_gone <> '{}' then
     perform jobs.forget_windows(v_gone, v_gone_keys);
   end if;
-  return v_ended + v_archived;
+  return v_deleted;
 end $$;
 
 -- As every function a role of jobs.create_roles is granted: nobody but the
