@@ -69,7 +69,8 @@ const deleteEndedOptionsSchema = z.strictObject({
  * Deletes the ended jobs (successes, failures, cancelled) of a queue, from
  * the history and its archive, oldest first (jobs.delete_ended): those that
  * ended before options.endedBefore, or all; at most options.maxRows (100000)
- * in one call. Returns how many; call again until it returns less than maxRows.
+ * in one call. Returns how many; call again until it returns less than maxRows
+ * (rows another transaction holds are skipped, not waited for).
  */
 export async function deleteEndedJobs(db: Queryable, name: string, options: DeleteEndedOptions = {}): Promise<number> {
   parse(queueNameSchema, name, 'name');

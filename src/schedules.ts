@@ -141,7 +141,7 @@ const specSchema = z.strictObject({
 }).check(z.refine((s) => s.dedupeMode === undefined || s.dedupeKey !== undefined, {
   message: 'needs a dedupe key (the key whose job it keeps or replaces)', path: ['dedupeMode'] }),
   z.refine((s) => s.dedupeKey === undefined || s.overlap !== 'skip', { path: ['dedupeKey'],
-    message: "cannot be given with overlap 'skip', whose jobs carry a dedupe key of their own: use overlap 'allow' with dedupeMode 'keep'" }));
+    message: "cannot be given with overlap 'skip', whose jobs carry a dedupe key of their own: a key in keep mode (the default) already publishes no tick while its job is active" }));
 
 // jobs.schedule's arguments as the spec names them: a check only the
 // database makes (an unknown queue, backfill with overlap 'skip', a 'CET'
