@@ -3,7 +3,8 @@ import { cancelJob, cancelJobs, failJobs, rescheduleJobs } from '../admin.js';
 import { cancelJobByKey, completeJobs, deleteEndedJobs, deleteJobs } from '../admin-ends.js';
 import { ValidationError } from '../errors.js';
 import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS, queueNameSchema } from '../options.js';
-import { checkedBy, dsnOption, integer, json, seconds, type WithConnection } from './features.js';
+import { dsnOption, type WithConnection } from './features.js';
+import { checkedBy, integer, json, seconds } from './flag-parsers.js';
 
 // Changing queued jobs, many at once: cancel, reschedule, fail (sql/0011),
 // complete, cancel --key and delete (sql/0018).

@@ -1,12 +1,10 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { checkedBy, integer, jobIds, json, jsonObject, jsonObjects, positive, seconds } from './flag-parsers.js';
 import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, setQueuePaused } from '../admin.js';
 import type { Driver } from '../db/driver.js';
 import { PgJobEvents } from '../db/pg-events.js';
-import { PgDrainError, ValidationError } from '../errors.js';
-import type * as z from 'zod/mini';
-import { checkDrainSelection } from '../drain-selection.js';
-import { parseJson } from '../json-text.js';
-import { isJobId, MAX_DELAY_SECONDS, queueNameSchema, textSchema, workerIdSchema } from '../options.js';
+import { PgDrainError } from '../errors.js';
+import { MAX_DELAY_SECONDS, queueNameSchema, textSchema, workerIdSchema } from '../options.js';
 import { formatTable, groupCaps } from './format.js';
 
 // The commands of issue 7 (redrive, dead-letters, queue, wait; cancel is in admin-commands.ts) and
@@ -17,65 +15,6 @@ export type WithConnection = <T>(dsn: string | undefined, fn: (c: { driver: Driv
 
 /** Every command's --dsn. */
 export const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)');
-
-/** A flag's parser: a whole number from min to max. */
-export function integer(min: number, max: number) {
-  return (value: string) => {
-    const n = Number(value);
-    if (!/^-?\d+$/.test(value.trim()) || n < min || n > max) {
-      throw new InvalidArgumentError(`must be an integer from ${min} to ${max}`);
-    }
-    return n;
-  };
-}
-
-function positive(value: string) {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || Number(value) > 2_147_483_647) {
-    throw new InvalidArgumentError('must be a positive integer of at most 2147483647');
-  }
-  return Number(value);
-}
-
-/** A blank flag value, refused as a blank PGDRAIN_* is (env.ts), not as JSON of the wrong kind. */
-function notBlank(value: string, what: string): void {
-  if (value.trim() === '') throw new InvalidArgumentError(`is empty: give ${what}, or leave the flag out`);
-}
-
-/** JSON object for --attributes and --filter. */
-export function jsonObject(value: string): Record<string, unknown> {
-  notBlank(value, 'a JSON object');
-  // parseJson: a number JSON.parse would alter (past 2^53) is refused, not changed.
-  const parsed = commanderRule(() => parseJson(value, ''));
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('must be a JSON object');
-  return parsed as Record<string, unknown>;
-}
-
-/**
- * JSON array of objects for drain --exclude, checked as drain() checks it:
- * one value, not a repeatable flag, so that PGDRAIN_EXCLUDE (one ConfigMap
- * string) holds the same.
- */
-export function jsonObjects(value: string): Record<string, unknown>[] {
-  notBlank(value, 'a JSON array of objects');
-  return commanderRule(() => checkDrainSelection({ exclude: parseJson(value, 'exclude') ?? value }).exclude ?? []);
-}
-
-/** What check() returns; its ValidationError as commander's, which names the flag. */
-function commanderRule<T>(check: () => T): T {
-  try {
-    return check();
-  } catch (error) {
-    if (error instanceof ValidationError) throw new InvalidArgumentError(error.field ? error.message : error.rule);
-    throw error;
-  }
-}
-
-/** Comma-separated job ids for --depends-on and --ids. */
-export function jobIds(value: string): string[] {
-  const ids = value.split(',').map((s) => s.trim());
-  if (!ids.every(isJobId)) throw new InvalidArgumentError('must be job ids (positive integers of at most 9223372036854775807) separated by commas');
-  return ids;
-}
 
 /** Options publish gains: --queue --dedupe-key --dedupe-mode --serial-key --depends-on --attributes. */
 export function addPublishOptions(cmd: Command): Command {
@@ -95,18 +34,6 @@ export function addPublishOptions(cmd: Command): Command {
       checkedBy(textSchema(200)));
 }
 
-/**
- * A flag's parser from the core's schema for it: the rule fails as the flag's
- * (or its environment variable's) error, not as the core option's.
- */
-export function checkedBy(schema: z.ZodMiniType<unknown, string>) {
-  return (value: string) => {
-    const result = schema.safeParse(value);
-    if (!result.success) throw new InvalidArgumentError(result.error.issues[0]!.message);
-    return result.data;
-  };
-}
-
 /** Options drain gains: --queue --filter --exclude --worker-id. */
 export function addDrainOptions(cmd: Command): Command {
   return cmd
@@ -115,26 +42,6 @@ export function addDrainOptions(cmd: Command): Command {
     .option('--exclude <json>', 'no job whose attributes contain any object of this JSON array '
       + '(\'[{"partner":"acme"}]\'); excluded jobs stay pending', jsonObjects)
     .option('--worker-id <id>', 'recorded on every job this drain runs (default: host:pid)', checkedBy(workerIdSchema));
-}
-
-/** A flag's seconds, from min to max. */
-export function seconds(min: number, max: number) {
-  return (value: string) => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`must be a number of seconds from ${min} to ${max}`);
-    }
-    return n;
-  };
-}
-
-/** A flag's JSON. */
-export function json(value: string) {
-  try {
-    return JSON.parse(value) as unknown;
-  } catch (error) {
-    throw new InvalidArgumentError(`must be JSON (${(error as Error).message})`);
-  }
 }
 
 /** queueCommands: more `queue` subcommands (admin-commands.ts's delete-ended). */

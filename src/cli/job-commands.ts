@@ -5,7 +5,8 @@ import { parseJson } from '../json-text.js';
 import { JOB_STATES, listJobs, MAX_LIST_LIMIT } from '../list-jobs.js';
 import { isJobId, jobIdSchema, queueNameSchema, taskSchema } from '../options.js';
 import type { JobInfo, ListJobsFilter } from '../types.js';
-import { checkedBy, dsnOption, integer, type WithConnection } from './features.js';
+import { dsnOption, type WithConnection } from './features.js';
+import { checkedBy, integer } from './flag-parsers.js';
 import { formatTable } from './format.js';
 
 // Finding jobs: `pgdrain jobs` lists them (listJobs), `pgdrain show <id>`

@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
-import { isoDateTimeSchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema, topicSchema } from '../options.js';
+import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
 import type { PublishOptions } from '../types.js';
 import { adminCommands, deleteEndedCommand } from './admin-commands.js';
@@ -11,7 +11,8 @@ import { closeEarly, connect, databaseUrl, type Connection } from './connect.js'
 import { addExpiryOptions, addRetryPolicyOptions, eventCommand, expiryOf, retryPolicyOf } from './event-commands.js';
 import { jobCommands } from './job-commands.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
-import { addDrainOptions, addPublishOptions, checkedBy, dsnOption, featureCommands, integer, json, seconds } from './features.js';
+import { addDrainOptions, addPublishOptions, dsnOption, featureCommands } from './features.js';
+import { checkedBy, integer, json, seconds, throttle } from './flag-parsers.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { scheduleCommand } from './schedule-commands.js';
 import { serveCommand } from './serve.js';
@@ -212,15 +213,6 @@ function queueNamedBySource(error: unknown, cmd: Command): unknown {
   const source = { cli: '--queue', env: 'PGDRAIN_QUEUE' }[String(cmd.getOptionValueSource('queue'))];
   if (!source || !(e instanceof PgDrainError) || e.field !== 'queue' || !e.message.startsWith('queue: ')) return error;
   return new PgDrainError(e.code, `${source}: ${e.message.slice('queue: '.length)}`, { field: source, cause: e.cause ?? e });
-}
-
-/** --throttle's seconds, as publish's throttleSeconds takes them. */
-function throttle(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !(n > 0 && n <= MAX_THROTTLE_SECONDS)) {
-    throw new InvalidArgumentError(`must be a number of seconds greater than 0 and at most ${MAX_THROTTLE_SECONDS} (30 days)`);
-  }
-  return n;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { PgDrainError, ValidationError } from '../errors.js';
-import { dsnOption, integer, json, seconds, type WithConnection } from './features.js';
+import { dsnOption, type WithConnection } from './features.js';
+import { integer, json, seconds } from './flag-parsers.js';
 import { formatTable } from './format.js';
 
 // `pgdrain schedule add | list | rm`: recurring jobs (src/schedules.ts,
