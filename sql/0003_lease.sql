@@ -266,8 +266,9 @@ end $$;
 -- failed job; a key of that name in its own attributes is replaced); its error
 -- as last_error; the timeout and max_retries of the dead-letter queue's
 -- defaults, else its own, and its own retry policy unless the dead-letter
--- queue has one; no dedupe or serial key, no dependencies, no dead letter
--- of its own (it follows its new queue's). A dead
+-- queue has one; its group and tier (the dead-letter queue's
+-- group_concurrency caps it, if it has one); no dedupe or serial key, no
+-- dependencies, no dead letter of its own (it follows its new queue's). A dead
 -- letter is never refused: the dead-letter queue's max_size is not checked
 -- (it may go above it, and publishes to it then get PD010), and a paused one
 -- keeps it until resumed. The failed job stays in jobs.job, as ever.
@@ -294,12 +295,12 @@ begin
         order by x.name) x;
   with sent as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
-                                queue, attributes, retry_delay, retry_backoff, retry_delay_max)
+                                queue, attributes, retry_delay, retry_backoff, retry_delay_max, group_id, group_tier)
     select j.task, j.body, p_now, coalesce(d.default_timeout, j.timeout), j.priority,
            coalesce(d.default_max_retries, j.max_retries), p_now, j.error, d.name,
            coalesce(j.attributes, '{}') || jsonb_build_object('dead_letter', jsonb_build_object(
              'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts)),
-           p.retry_delay, p.retry_backoff, p.retry_delay_max
+           p.retry_delay, p.retry_backoff, p.retry_delay_max, j.group_id, j.group_tier
     from jobs.job j
     left join jobs.queue q on q.name = j.queue
     left join jobs.queue o on o.name = j.dead_letter

@@ -3973,12 +3973,12 @@ begin
         order by x.name) x;
   with sent as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, last_error,
-                                queue, attributes, retry_delay, retry_backoff, retry_delay_max)
+                                queue, attributes, retry_delay, retry_backoff, retry_delay_max, group_id, group_tier)
     select j.task, j.body, p_now, coalesce(d.default_timeout, j.timeout), j.priority,
            coalesce(d.default_max_retries, j.max_retries), p_now, j.error, d.name,
            coalesce(j.attributes, '{}') || jsonb_build_object('dead_letter', jsonb_build_object(
              'job_id', j.job_id, 'queue', j.queue, 'error', j.error, 'attempts', j.attempts)),
-           p.retry_delay, p.retry_backoff, p.retry_delay_max
+           p.retry_delay, p.retry_backoff, p.retry_delay_max, j.group_id, j.group_tier
     from jobs.job j
     left join jobs.queue q on q.name = j.queue
     left join jobs.queue o on o.name = j.dead_letter

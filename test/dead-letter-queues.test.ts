@@ -93,6 +93,19 @@ describe('a job that fails for good is published into the dead-letter queue', ()
     expect(await deadLetters()).toEqual([{ ...letterOf(id, 'failed: tenant deleted', 0), timeout: '5', max_retries: 9 }]);
   });
 
+  it('a dead letter keeps the failed job\'s group and tier; the dead-letter queue\'s group_concurrency caps it', async () => {
+    await sql(`select jobs.create_queue('mail_dead', group_concurrency => 1)`);
+    const ids = (await sql<{ id: string }>(`select jobs.publish('mail.send', queue => 'mail', max_retries => 0, group_id => g,
+                                                                group_tier => t)::text as id
+                                          from (values ('acme', 'pro'), ('acme', null), (null, null)) v(g, t)`)).map((r) => r.id);
+    expect(await queueWith().fail(ids, 'gone')).toBe(3);
+    expect(await sql(`select group_id, group_tier from jobs.job_queue where queue = 'mail_dead' order by job_id`))
+      .toEqual([{ group_id: 'acme', group_tier: 'pro' }, { group_id: 'acme', group_tier: null }, { group_id: null, group_tier: null }]);
+    // One of acme's at a time there, and the ungrouped one.
+    expect(await sql(`select group_id from jobs.claim(10, queue => 'mail_dead') join jobs.job_queue using (job_id) order by job_id`))
+      .toEqual([{ group_id: 'acme' }, { group_id: null }]);
+  });
+
   it('a chain: a dead letter that fails goes on to its own queue\'s dead-letter queue', async () => {
     await sql(`select jobs.create_queue('ops')`);
     await sql(`select jobs.create_queue('mail_dead', dead_letter => 'ops')`);
