@@ -98,7 +98,7 @@ where j.status = 'failure';
 -- expires_at one this many seconds after its scheduled time (PD007).
 -- group_concurrency (1 to 100000; null: unlimited) caps the running jobs of
 -- each group (a job's group_id, jobs.publish) across every claim, and
--- group_tiers ({"tier": n}, each n 1 to 100000; null: none) the running
+-- group_tiers ({"tier": n}, each n an integer 1 to 100000, 5.0 as 5; null: none) the running
 -- jobs of a group whose jobs are of that tier (jobs.publish's group_tier;
 -- others: group_concurrency, which tiers need): PD019 naming the argument.
 -- Best called by name:
@@ -157,7 +157,8 @@ begin
   v_tiers := nullif(nullif(v_tiers, 'null'), '{}');
   select e.key, e.value into v_bad from jsonb_each(v_tiers) e
   where e.key = '' or length(e.key) > 200 or jsonb_typeof(e.value) <> 'number'
-     or case when e.value::text ~ '^\d{1,6}$' then e.value::text::integer not between 1 and 100000 else true end
+     or case when jsonb_typeof(e.value) = 'number'
+             then e.value::numeric not between 1 and 100000 or e.value::numeric <> trunc(e.value::numeric) else true end
   order by e.key limit 1;
   if found then
     perform jobs.raise_invalid('PD019', case when v_bad.key = '' or length(v_bad.key) > 200 then 'group_tiers'
@@ -165,6 +166,9 @@ begin
       case when v_bad.key = '' or length(v_bad.key) > 200 then 'tier names must be non-empty texts of at most 200 characters'
            else format('must be an integer between 1 and 100000, got %s', v_bad.value) end);
   end if;
+  -- An integral number written with a fraction (5.0) is kept as the integer
+  -- (jobs.pick_grouped reads each cap as one).
+  v_tiers := (select jsonb_object_agg(e.key, e.value::numeric::integer) from jsonb_each(v_tiers) e);
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
   if v_expire_in is not null and not (v_expire_in > 0 and v_expire_in <= 315360000) then
     perform jobs.raise_invalid('PD007', 'expire_in',

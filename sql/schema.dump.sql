@@ -1049,7 +1049,7 @@ end $$;
 CREATE FUNCTION jobs.create_queue(name text, max_size integer DEFAULT '-2147483648'::integer, default_timeout numeric DEFAULT 'NaN'::numeric, default_priority integer DEFAULT '-2147483648'::integer, default_max_retries integer DEFAULT '-2147483648'::integer, dead_letter text DEFAULT '(unchanged)'::text, retry_delay numeric DEFAULT 'NaN'::numeric, retry_backoff text DEFAULT '(unchanged)'::text, retry_delay_max numeric DEFAULT 'NaN'::numeric, max_running integer DEFAULT '-2147483648'::integer, expire_in numeric DEFAULT 'NaN'::numeric, group_concurrency integer DEFAULT '-2147483648'::integer, group_tiers jsonb DEFAULT '"(unchanged)"'::jsonb) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $_$
+    AS $$
 #variable_conflict use_column
 declare
   k_keep constant integer := -2147483648;
@@ -1090,7 +1090,8 @@ begin
   v_tiers := nullif(nullif(v_tiers, 'null'), '{}');
   select e.key, e.value into v_bad from jsonb_each(v_tiers) e
   where e.key = '' or length(e.key) > 200 or jsonb_typeof(e.value) <> 'number'
-     or case when e.value::text ~ '^\d{1,6}$' then e.value::text::integer not between 1 and 100000 else true end
+     or case when jsonb_typeof(e.value) = 'number'
+             then e.value::numeric not between 1 and 100000 or e.value::numeric <> trunc(e.value::numeric) else true end
   order by e.key limit 1;
   if found then
     perform jobs.raise_invalid('PD019', case when v_bad.key = '' or length(v_bad.key) > 200 then 'group_tiers'
@@ -1098,6 +1099,9 @@ begin
       case when v_bad.key = '' or length(v_bad.key) > 200 then 'tier names must be non-empty texts of at most 200 characters'
            else format('must be an integer between 1 and 100000, got %s', v_bad.value) end);
   end if;
+  -- An integral number written with a fraction (5.0) is kept as the integer
+  -- (jobs.pick_grouped reads each cap as one).
+  v_tiers := (select jsonb_object_agg(e.key, e.value::numeric::integer) from jsonb_each(v_tiers) e);
   perform jobs.check_options(v_timeout, v_priority, v_retries, 'default_');
   if v_expire_in is not null and not (v_expire_in > 0 and v_expire_in <= 315360000) then
     perform jobs.raise_invalid('PD007', 'expire_in',
@@ -1200,7 +1204,7 @@ begin
       on conflict (job_id) do update set queue = excluded.queue;
     end if;
   end if;
-end $_$;
+end $$;
 
 --
 -- Name: create_roles(text); Type: FUNCTION; Schema: jobs; Owner: -

@@ -56,6 +56,13 @@ describe('jobs.pick honours group_concurrency', () => {
     expect(await claim(100)).toEqual([]);
   });
 
+  it('a tier\'s cap written with a fraction (5.0) is the integer, kept as one', async () => {
+    await sql(`select jobs.create_queue('gc', group_tiers => '{"pro": 5.0, "team": 3e0}')`);
+    expect(await sql(`select group_tiers::text as t from jobs.queue where name = 'gc'`)).toEqual([{ t: '{"pro": 5, "team": 3}' }]);
+    await publish(6, 'p', 'pro');
+    expect(byGroup(await claim(100))).toEqual({ p: 5 });
+  });
+
   it('a queue without group_concurrency does not limit groups', async () => {
     await sql(`select jobs.create_queue('gc', group_concurrency => null)`);
     await publish(5, 'a');
@@ -209,6 +216,7 @@ describe('publishing a group', () => {
       [`select jobs.create_queue('gc', group_tiers => '[1]')`, 'group_tiers'],
       [`select jobs.create_queue('gc', group_tiers => '{"pro": 0}')`, 'group_tiers.pro'],
       [`select jobs.create_queue('gc', group_tiers => '{"pro": 1.5}')`, 'group_tiers.pro'],
+      [`select jobs.create_queue('gc', group_tiers => '{"pro": 5.5, "team": 2}')`, 'group_tiers.pro'],
       [`select jobs.create_queue('gc', group_tiers => '{"pro": "2"}')`, 'group_tiers.pro'],
       [`select jobs.create_queue('gc2', group_tiers => '{"pro": 2}')`, 'group_tiers'],
       [`select jobs.create_queue('gc', group_concurrency => null)`, 'group_concurrency'],
