@@ -893,6 +893,9 @@ declare
   v_paused boolean := false;
   v_at_max boolean := false;
   v_max_running integer;
+  v_at_group boolean := false;
+  v_group_cap integer;
+  v_tiers jsonb;
 begin
   -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
@@ -941,12 +944,19 @@ begin
   -- it hands out nothing. At max_running: not paused, every slot taken (as
   -- jobs.pick counts them: this claim's jobs too), and a due job waits (of
   -- any task, filter or exclude: jobs.due_below).
+  -- At its group caps: a queue with group_concurrency, not paused, and a due
+  -- job of this claim's selection whose group is at its cap (jobs.group_held).
   if v_count < claim_json.n then
-    select x.paused, x.max_running into v_paused, v_max_running
+    select x.paused, x.max_running, x.group_concurrency, x.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
     from jobs.queue x where x.name = coalesce(claim_json.queue, 'default');
     if v_max_running is not null and not v_paused then
       v_at_max := v_max_running <= jobs.running_count(coalesce(claim_json.queue, 'default'))
                   and jobs.due_below(coalesce(claim_json.queue, 'default'), null, v_now);
+    end if;
+    if v_group_cap is not null and not v_paused then
+      v_at_group := jobs.group_held(coalesce(claim_json.queue, 'default'), v_group_cap, v_tiers, v_now,
+                                    replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'), claim_json.max_timeout,
+                                    claim_json.filter, nullif(claim_json.exclude, '{}'));
     end if;
   end if;
   -- (A paused queue hands out nothing: none of its jobs was left for its timeout.)
@@ -979,7 +989,8 @@ begin
   return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
                            'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled,
                            'paused', v_count = 0 and coalesce(v_paused, false),
-                           'atMaxRunning', coalesce(v_at_max, false));
+                           'atMaxRunning', coalesce(v_at_max, false),
+                           'atGroupConcurrency', coalesce(v_at_group, false));
 end $$;
 
 --
@@ -2074,6 +2085,46 @@ CREATE FUNCTION jobs.forget_windows(p_ids bigint[], p_keys text[]) RETURNS void
     for update of o skip locked) d
   where t.dedupe_key = d.dedupe_key;
 $$;
+
+--
+-- Name: group_held(text, integer, jsonb, timestamp with time zone, text, numeric, jsonb, jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.group_held(p_queue text, p_cap integer, p_tiers jsonb, p_now timestamp with time zone, p_like text, p_max_timeout numeric, p_filter jsonb, p_exclude jsonb[]) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_counts jsonb := jobs.group_running(p_queue);
+  v_prio integer;
+  v_head_at timestamptz;
+  v_head_id bigint;
+begin
+  -- No group runs as many jobs as the least cap: none is at its cap.
+  if not exists (select 1 from jsonb_each_text(v_counts) c
+                 where c.value::integer >= least(p_cap, (select min(t.value::integer) from jsonb_each_text(p_tiers) t))) then
+    return false;
+  end if;
+  loop
+    select h.head_priority, h.head_at, h.head_id into v_prio, v_head_at, v_head_id
+    from jobs.claim_head(p_queue, v_prio, case when v_prio is null then jobs.remembered_head(p_queue, p_now) end) h;
+    exit when v_prio is null;
+    if v_head_at <= p_now and exists (
+      select 1 from jobs.job_queue q
+      where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+        and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
+        and q.scheduled_at <= p_now
+        and q.group_id is not null
+        and coalesce((v_counts ->> q.group_id)::integer, 0) >= coalesce((p_tiers ->> q.group_tier)::integer, p_cap)
+        and (q.expires_at is null or q.expires_at > p_now)
+        and (q.task like p_like or p_like is null and q.task not like 'sql:%')
+        and (p_max_timeout is null or q.timeout <= p_max_timeout)
+        and (p_filter is null or q.attributes @> p_filter)
+        and (p_exclude is null or q.attributes is null or not q.attributes @> any(p_exclude))) then
+      return true;
+    end if;
+  end loop;
+  return false;
+end $$;
 
 --
 -- Name: group_running(text); Type: FUNCTION; Schema: jobs; Owner: -

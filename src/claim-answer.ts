@@ -32,6 +32,8 @@ export interface ClaimResult {
   paused: boolean;
   /** The queue's max_running held the claim to fewer jobs than asked (none included). */
   atMaxRunning: boolean;
+  /** Fewer jobs than asked, and a due job the claim would take waits for its group (group_concurrency). */
+  atGroupConcurrency: boolean;
 }
 
 /** Job i of a claim's answer. */

@@ -44,6 +44,13 @@ export interface DrainReport {
    * waited for its own running jobs and claimed again, else stopped 'empty'.
    */
   queueAtMaxRunning: boolean;
+  /**
+   * The drain's last claim got none of its queue's jobs because the due
+   * ones it would take belong to groups at their cap (the queue's
+   * groupConcurrency, in any drain): as on an empty queue, it waited for
+   * its own running jobs and claimed again, else stopped 'empty'.
+   */
+  queueAtGroupConcurrency: boolean;
   stoppedBy: StoppedBy;
   /** Wall-clock time of the drain, a lingering drain's idle waits included. */
   durationMs: number;

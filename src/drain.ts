@@ -83,6 +83,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let skipped = 0;
   let queuePaused = false;
   let queueAtMaxRunning = false;
+  let queueAtGroupConcurrency = false;
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
   let handlers = 0; // jobs whose handler call has not returned, settled or not
   let stoppedBy: StoppedBy | undefined;
@@ -243,6 +244,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       skipped = unfit;
       queuePaused = result.paused;
       queueAtMaxRunning = count === 0 && result.atMaxRunning;
+      queueAtGroupConcurrency = count === 0 && result.atGroupConcurrency;
       startClaimed(result, claimSentAt);
       if (count > 0) idleSince = undefined;
       else {
@@ -290,7 +292,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   }
   if (claimError !== undefined) throw translateError(claimError);
   return {
-    claimed, ...settler.totals, skipped, queuePaused, queueAtMaxRunning, stoppedBy: stoppedBy ?? 'empty',
+    claimed, ...settler.totals, skipped, queuePaused, queueAtMaxRunning, queueAtGroupConcurrency, stoppedBy: stoppedBy ?? 'empty',
     durationMs: Date.now() - startedAt, batches, failures: failures.list, failuresOmitted: failures.omitted,
   };
 }

@@ -11,6 +11,9 @@ export function formatReport(r: DrainReport): string {
   }
   if (r.queuePaused) lines.push('  the queue is paused: its jobs wait until `pgdrain queue resume` (jobs.resume_queue)');
   if (r.queueAtMaxRunning) lines.push('  the queue is at its max_running: its other jobs wait for a running one to end');
+  if (r.queueAtGroupConcurrency) {
+    lines.push("  its due jobs' groups are at their group_concurrency: they wait for a running job of their group to end");
+  }
   if (r.stale > 0) lines.push(`  ${r.stale} outcome(s) not applied: their delivery had already ended (lease expired or taken over)`);
   for (const f of r.failures.slice(0, 20)) {
     lines.push(`  job ${f.id} ${f.task} attempt ${f.attempt} ${f.willRetry ? 'will retry' : 'failed'}: ${f.error.split('\n')[0]}`);
