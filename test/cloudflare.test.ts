@@ -94,9 +94,9 @@ beforeAll(async () => {
       // Fast pickup: pg LISTENs (a poll every 30 s would come after the deadline); Hyperdrive polls.
       { ...common, name: 'linger-pg', bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'pg', DRAIN_DEADLINE_SECONDS: '20',
                                                   PGDRAIN_LINGER_SECONDS: '5', PGDRAIN_POLL_SECONDS: '30' } },
-      { ...common, name: 'linger-hyperdrive', bindings: { ...vars, DRAIN_DEADLINE_SECONDS: '6', PGDRAIN_LINGER_SECONDS: '3600',
+      { ...common, name: 'linger-hyperdrive', bindings: { ...vars, DRAIN_DEADLINE_SECONDS: '8', PGDRAIN_LINGER_SECONDS: '3600',
                                                           PGDRAIN_POLL_SECONDS: '0.1' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
-      { ...common, name: 'linger-hyperdrive-no-poll', bindings: { ...vars, DRAIN_DEADLINE_SECONDS: '4', PGDRAIN_LINGER_SECONDS: '3600',
+      { ...common, name: 'linger-hyperdrive-no-poll', bindings: { ...vars, DRAIN_DEADLINE_SECONDS: '6', PGDRAIN_LINGER_SECONDS: '3600',
                                                                   PGDRAIN_POLL_SECONDS: '30' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
       { ...common, name: 'bad-linger', bindings: { ...vars, DATABASE_URL: db.url, PGDRAIN_LINGER_SECONDS: '-1' } },
       { ...common, name: 'named-queue', bindings: { ...vars, DRAIN_QUEUE: 'mail' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
@@ -209,7 +209,11 @@ describe('Cloudflare Worker in workerd', () => {
    * how many LISTEN sessions were open while it lingered.
    */
   async function lingeringCron(name: string, { picked = true } = {}): Promise<Record<string, unknown>> {
-    await queue.publish('demo.math.sum', { a: 1, b: 1 }, { timeoutSeconds: 1 });
+    // A timeout of 2 s, and deadlines of 6 s and more: under load (a full CI run), a claim
+    // sent 2.5 s into a 4 s drain could not take a job of 1 s, and one answered after
+    // more than 1 s gave its job back as timed out before it could start; either left the
+    // first job queued and the wait below timed out.
+    await queue.publish('demo.math.sum', { a: 1, b: 1 }, { timeoutSeconds: 2 });
     const logged = logs.length;
     const run = scheduled(name);
     // The first job done, and then the drain's claim that found the queue empty sent (with
@@ -221,7 +225,7 @@ describe('Cloudflare Worker in workerd', () => {
     await vi.waitFor(async () => expect(await sql(`select count(*)::int as n from pg_stat_activity a, jobs.job j
       where a.datname = current_database() and a.state = 'idle' and a.query like 'select jobs.claim_json(%'
         and a.query_start >= j.ended_at`)).not.toEqual([{ n: 0 }]), { timeout: 10_000, interval: 20 });
-    await queue.publish('demo.math.sum', { a: 2, b: 2 }, { timeoutSeconds: 1 });
+    await queue.publish('demo.math.sum', { a: 2, b: 2 }, { timeoutSeconds: 2 });
     if (picked) {
       await vi.waitFor(async () => expect(await sql('select count(*)::int as n from jobs.job')).toEqual([{ n: 2 }]),
                        { timeout: 10_000, interval: 20 });
@@ -244,7 +248,7 @@ describe('Cloudflare Worker in workerd', () => {
   it('over Hyperdrive a lingering cron drain polls every PGDRAIN_POLL_SECONDS, and an hour of linger ends at DRAIN_DEADLINE_SECONDS', async () => {
     // No LISTEN session: Hyperdrive pools by transaction and would relay no NOTIFY.
     expect(await lingeringCron('linger-hyperdrive')).toMatchObject({ claimed: 2, succeeded: 2, stoppedBy: 'empty', sessions: 0 });
-    // So with a poll every 30 s, nothing wakes it before its 4 s deadline: the second job waits for the next cron,
+    // So with a poll every 30 s, nothing wakes it before its 6 s deadline: the second job waits for the next cron,
     // and the report says work was left ('deadline', the job counted as skipped), not 'empty'.
     await sql('truncate jobs.job_queue, jobs.job');
     expect(await lingeringCron('linger-hyperdrive-no-poll', { picked: false }))
@@ -328,13 +332,16 @@ describe('Cloudflare Worker in workerd', () => {
   });
 
   it('transactional tasks run no more at once than the pool holds: none spends an attempt waiting for a connection', async () => {
-    // wrangler.toml's DRAIN_BATCH (50) claims all 24 at once; the pool holds 4 connections.
+    // wrangler.toml's DRAIN_BATCH (50) claims all 40 at once; the pool holds 4 connections.
     // Each job holds one for 0.5 s: waiting its turn at 4 a time, the last would start
-    // 2.5 s after its claim, past its 1.5 s timeout, and be nacked without having run.
-    await queue.publishBulk(Array.from({ length: 24 }, () => ({ task: 'tx.hold', body: { s: 0.5 }, timeoutSeconds: 1.5 })));
+    // 4.5 s after its claim, and every one from 2.5 s on could not end by its 3 s
+    // timeout: half the jobs nacked. Run 3 at a time, each has 2.5 s to spare for its
+    // claim and its transaction's round trips (with 24 jobs of 1.5 s, the 1 s to spare
+    // ran out for 2 under load).
+    await queue.publishBulk(Array.from({ length: 40 }, () => ({ task: 'tx.hold', body: { s: 0.5 }, timeoutSeconds: 3 })));
     expect(await scheduled('transactional')).toMatchObject({ outcome: 'ok' });
     expect(await sql(`select status, attempts, count(*)::int as n from jobs.job group by 1, 2`))
-      .toEqual([{ status: 'success', attempts: 1, n: 24 }]);
+      .toEqual([{ status: 'success', attempts: 1, n: 40 }]);
     expect(await sql('select count(*)::int as n from jobs.job_queue')).toEqual([{ n: 0 }]);
   });
 
