@@ -408,6 +408,20 @@ begin
   return cardinality(v_ids);
 end $$;
 
+-- Refuses (PD005 job_ids) an admin call that would end more serial-key
+-- heads than jobs.max_serial_keys(): each takes its key's lock until commit.
+-- p_which: the jobs the call ends ('jobs one call fails'); p_verb: how to
+-- say "do it in several calls" ('fail').
+create function jobs.check_heads(p_keys text[], p_which text, p_verb text)
+returns void language plpgsql stable as $$
+begin
+  if cardinality(p_keys) > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the %s may head their serial keys (each takes '
+      || 'its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: %s them in several calls',
+      jobs.max_serial_keys(), p_which, cardinality(p_keys), p_verb));
+  end if;
+end $$;
+
 -- Ends jobs not yet running (pending, scheduled, blocked) as failures with
 -- reason ('failed: <reason>', the job's last error on the next line): they
 -- are dead letters, which jobs.redrive runs again (and, in a queue with a
@@ -435,11 +449,7 @@ begin
   select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait),
          coalesce(bool_or(q.dead_letter is not null), false) into v_keys, v_own
   from jobs.job_queue q where q.job_id = any(v_ids);
-  if cardinality(v_keys) > jobs.max_serial_keys() then
-    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call fails may head their serial '
-      || 'keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: fail them '
-      || 'in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
-  end if;
+  perform jobs.check_heads(v_keys, 'jobs one call fails', 'fail');
   v_held := jobs.ending_keys(v_ids);
   perform jobs.end_waiting(v_ids, 'failure', 'failed: ' || coalesce(fail.reason, 'by request'), true, null, v_now);
   perform jobs.route_dead_letters(v_ids, v_now, v_own);

@@ -603,6 +603,21 @@ begin
 end $$;
 
 --
+-- Name: check_heads(text[], text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_heads(p_keys text[], p_which text, p_verb text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  if cardinality(p_keys) > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the %s may head their serial keys (each takes '
+      || 'its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: %s them in several calls',
+      jobs.max_serial_keys(), p_which, cardinality(p_keys), p_verb));
+  end if;
+end $$;
+
+--
 -- Name: check_job_ids(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1014,11 +1029,7 @@ begin
   -- A job waiting behind its key's head hands no turn on (see jobs.cancel).
   select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait) into v_keys
   from jobs.job_queue q where q.job_id = any(v_ids);
-  if cardinality(v_keys) > jobs.max_serial_keys() then
-    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call completes may head their '
-      || 'serial keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: '
-      || 'complete them in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
-  end if;
+  perform jobs.check_heads(v_keys, 'jobs one call completes', 'complete');
   -- Attempts and the last error kept, as an ack keeps them.
   perform jobs.end_waiting(v_ids, 'success', null, false, complete.result, v_now);
   perform jobs.lock_serial_keys(v_keys);
@@ -1608,11 +1619,7 @@ begin
   select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait),
          array_agg(q.dedupe_key) filter (where q.dedupe_key is not null) into v_keys, v_dedupe
   from jobs.job_queue q where q.job_id = any(v_ids);
-  if cardinality(v_keys) > jobs.max_serial_keys() then
-    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the waiting jobs one call deletes may head '
-      || 'their serial keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: '
-      || 'delete them in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
-  end if;
+  perform jobs.check_heads(v_keys, 'waiting jobs one call deletes', 'delete');
   v_held := jobs.ending_keys(v_ids);
   perform jobs.end_waiting(v_ids, null, null, false, null, v_now);
   -- The throttle window a waiting one's publish opened goes with it (it
@@ -2060,11 +2067,7 @@ begin
   select array_agg(q.serial_key) filter (where q.serial_key is not null and not q.serial_wait),
          coalesce(bool_or(q.dead_letter is not null), false) into v_keys, v_own
   from jobs.job_queue q where q.job_id = any(v_ids);
-  if cardinality(v_keys) > jobs.max_serial_keys() then
-    perform jobs.raise_invalid('PD005', 'job_ids', format('at most %s of the jobs one call fails may head their serial '
-      || 'keys (each takes its key''s lock until commit, from PostgreSQL''s shared lock table), got %s: fail them '
-      || 'in several calls', jobs.max_serial_keys(), cardinality(v_keys)));
-  end if;
+  perform jobs.check_heads(v_keys, 'jobs one call fails', 'fail');
   v_held := jobs.ending_keys(v_ids);
   perform jobs.end_waiting(v_ids, 'failure', 'failed: ' || coalesce(fail.reason, 'by request'), true, null, v_now);
   perform jobs.route_dead_letters(v_ids, v_now, v_own);
