@@ -158,7 +158,9 @@ end $$;
 --              wrote a job, even once that job has ended, a publish with
 --              throttle_seconds returns its id and writes nothing (more than
 --              0, at most 2592000: 30 days), unless that job expired
---              unstarted (jobs.throttle_lock). The window is the one given by
+--              unstarted or was cancelled (a running one: asked to cancel),
+--              or its history was deleted (jobs.throttle_lock,
+--              jobs.forget_windows). The window is the one given by
 --              the publish that wrote the job; a publish without
 --              throttle_seconds neither reads nor opens one (sql/0014).
 -- serial_key   jobs with the same key run one at a time, in publish order

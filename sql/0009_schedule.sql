@@ -576,7 +576,8 @@ end $$;
 
 -- One maintenance pass: settles expired leases, publishes due drain-run
 -- ticks, and removes ended jobs older than `retention` from jobs.job (moved
--- to jobs.job_archive when archive is true), at most max_rows of each, along
+-- to jobs.job_archive when archive is true) and the throttle windows they
+-- hold (sql/0014: jobs.forget_windows), at most max_rows of each, along
 -- with pg_cron's run log of pgdrain's own jobs past the same age (skipped
 -- when this role may not delete from it), and at most max_rows ended dedupe
 -- throttle windows (sql/0014). One transaction: a backlog larger
@@ -598,6 +599,8 @@ declare
   v_removed integer;
   v_archived integer;
   v_windows integer;
+  v_gone bigint[];
+  v_gone_keys text[];
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -621,7 +624,19 @@ begin
   ), kept as (
     insert into jobs.job_archive select * from gone where maintain.archive returning 1
   )
-  select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
+  -- The throttle windows (sql/0014) the deleted jobs hold go with them, as
+  -- jobs.delete_jobs lets them go: kept, a throttled publish of the key
+  -- would answer a job that no longer exists. An archived job still is one
+  -- (getJob and waitFor find it in jobs.job_archive) and holds its window,
+  -- unless its end frees it (jobs.frees_window, which jobs.throttle_lock
+  -- reads in jobs.job only). At most max_rows, one probe per keyed job.
+  select (select count(*) from gone), (select count(*) from kept), f.ids, f.keys
+  into v_removed, v_archived, v_gone, v_gone_keys
+  from (select array_agg(g.job_id) as ids, array_agg(g.dedupe_key) as keys from gone g
+        where g.dedupe_key is not null and (not maintain.archive or jobs.frees_window(g.status, g.attempts, g.error))) f;
+  if v_gone is not null then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
   -- Dedupe keys' throttle windows that have ended (sql/0014): no publish
   -- reads a row past its until. Counted, so that a full share tells
   -- run_maintenance and TS maintain() that more are left.

@@ -1,6 +1,8 @@
 -- pgdrain 0014: throttle windows for dedupe keys (jobs.publish's
 -- throttle_seconds; pg-boss singletonKey with singletonSeconds): at most one
--- job per key per window, even when the job has ended since.
+-- job per key per window, even when the job has ended since, unless it
+-- was cancelled or expired unstarted (jobs.frees_window), or its history
+-- was deleted (jobs.forget_windows).
 --
 -- A dedupe key is global (job_queue_dedupe_idx spans queues), and so is its
 -- window. A row is written only by a throttled publish that wrote a job, so
@@ -18,20 +20,38 @@ create table jobs.throttle (
 create index throttle_until_idx on jobs.throttle (until);
 revoke all on jobs.throttle from public;
 
+-- Whether a job that has ended (its row of jobs.job or jobs.job_archive)
+-- lets go of its throttle window: one cancelled (pg-boss's singleton slot
+-- index leaves cancelled jobs out; here every way a job ends as cancelled:
+-- jobs.cancel, cancel_bulk, cancel_key, purge_queue, the cascade to
+-- dependants, a running job's cancel once its drain or a claim's expiry
+-- ends it), and one that expired unstarted ('expired: not started before
+-- …', sql/0003, no attempt spent: its work was never done). Any other
+-- end, a success or a failure, holds it, as in pg-boss. Read by jobs.throttle_lock,
+-- so no path that ends a job pays for it, and by jobs.maintain's retention,
+-- which forgets such windows when it archives their jobs.
+create function jobs.frees_window(p_status text, p_attempts integer, p_error text)
+returns boolean language sql immutable as $$
+  select p_status = 'cancelled'
+         or (p_status = 'failure' and p_attempts = 0 and starts_with(p_error, 'expired: not started before '))
+$$;
+
 -- Called by a throttled jobs.publish before it looks for the key's job: takes
 -- the key's lock, held until commit, so throttled publishes of one key run
 -- one at a time, and each sees the job (and the window) the one before it
 -- wrote, even when that job has already ended. Returns the id of the job
 -- holding the key: an active one, else the one whose window is still open
--- at p_now; null when the key is free. A job that expired unstarted (its
--- expires_at passed while it waited, no attempt spent) holds neither: an
--- active one is taken over by the publish as any expired waiting holder
--- (jobs.publish), and its window, whether it still waits or has ended as
--- expired ('expired: not started before …', sql/0003), is open to a new job,
--- whose publish opens the key's window anew (jobs.throttle_hold). A job that
--- ran holds the window as ever, however it ended. Primary-key probes of the
--- window's job, only when a throttled publish finds an open window and no
--- active holder.
+-- at p_now; null when the key is free. An active job that will not run to
+-- an end of its own holds neither, as jobs.publish lets go of such a
+-- keep-mode holder: one that expired unstarted (its expires_at passed
+-- while it waited, no attempt spent) and one whose cancel was requested
+-- (running, or a head or dependant whose cancel was deferred, sql/0003);
+-- the publish takes over its key (jobs.publish) and opens the key's window
+-- anew (jobs.throttle_hold). Nor does an ended job whose end frees it
+-- (jobs.frees_window: cancelled, expired unstarted). A job that ran and
+-- succeeded or failed holds the window as ever. Primary-key probes
+-- of the window's job, only when a throttled publish finds an open window
+-- and no active holder.
 create function jobs.throttle_lock(p_key text, p_now timestamptz)
 returns bigint language plpgsql as $$
 declare
@@ -39,14 +59,14 @@ declare
 begin
   perform pg_advisory_xact_lock(736042, hashtext(p_key));
   select q.job_id into v_id from jobs.job_queue q
-  where q.dedupe_key = p_key and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false);
+  where q.dedupe_key = p_key and q.cancel_requested_at is null
+    and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false);
   if not found then
     select t.job_id into v_id from jobs.throttle t
     where t.dedupe_key = p_key and t.until > p_now
       and not exists (select from jobs.job_queue q where q.job_id = t.job_id
-                        and q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now)
-      and not exists (select from jobs.job j where j.job_id = t.job_id and j.status = 'failure' and j.attempts = 0
-                        and starts_with(j.error, 'expired: not started before '));
+                        and (q.cancel_requested_at is not null or q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now))
+      and not exists (select from jobs.job j where j.job_id = t.job_id and jobs.frees_window(j.status, j.attempts, j.error));
   end if;
   return v_id;
 end $$;
@@ -54,10 +74,33 @@ end $$;
 -- Opens the key's window, p_seconds from p_now, for the job a throttled
 -- publish just wrote, in the publish's transaction: under
 -- jobs.throttle_lock, which found the key free (no row, a window that has
--- ended, or one whose job expired unstarted), so the row is taken over.
+-- ended, or one whose job was cancelled or expired unstarted), so the row
+-- is taken over.
 create function jobs.throttle_hold(p_key text, p_job_id bigint, p_now timestamptz, p_seconds numeric)
 returns void language sql as $$
   insert into jobs.throttle as t (dedupe_key, job_id, until)
   values (p_key, p_job_id, p_now + make_interval(secs => p_seconds::double precision))
   on conflict (dedupe_key) do update set job_id = excluded.job_id, until = excluded.until;
+$$;
+
+-- Lets go of the throttle windows that ended jobs whose history was just
+-- deleted hold (jobs.delete_jobs, jobs.delete_ended, jobs.maintain's
+-- retention; and those jobs.maintain archives whose end frees them,
+-- jobs.frees_window): p_ids with their dedupe keys p_keys (the keyed ones
+-- only), each only while its key's window still names it. Kept, a
+-- throttled publish of the key would answer, for the rest of the window,
+-- the id of a job that no longer exists (getJob null, waitFor rejects) and
+-- write nothing. As pg-boss frees a singleton slot with its job's row. One
+-- primary-key probe per keyed job; jobs without a key cost nothing. (A job
+-- that ended keyless, its key taken over by a replace or a plain publish
+-- while it ran, keeps a window it opened once deleted: give every publish
+-- of a key the same throttle_seconds.) A row another transaction holds (a
+-- throttled publish writing the key's new window, a maintenance pass
+-- deleting it) is skipped: never waited for.
+create function jobs.forget_windows(p_ids bigint[], p_keys text[])
+returns void language sql as $$
+  delete from jobs.throttle t using (
+    select o.dedupe_key from jobs.throttle o join unnest(p_ids, p_keys) u(id, key) on o.dedupe_key = u.key and o.job_id = u.id
+    for update of o skip locked) d
+  where t.dedupe_key = d.dedupe_key;
 $$;

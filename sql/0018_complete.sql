@@ -58,26 +58,6 @@ begin
           from jobs.job_queue q where q.dedupe_key = cancel_key.dedupe_key);
 end $$;
 
--- Lets go of the throttle windows (sql/0014) that ended jobs whose history
--- jobs.delete_jobs or jobs.delete_ended just deleted hold: p_ids with their
--- dedupe keys p_keys (the keyed ones only). Kept, a throttled publish of
--- the key would answer, for the rest of the window, the id of a job that
--- no longer exists (getJob null, waitFor rejects) and write nothing. As
--- pg-boss frees a singleton slot with its job's row. One primary-key probe
--- per keyed job; jobs without a key cost nothing. (A job whose key a
--- plain publish took over while it was being cancelled ended keyless, and
--- keeps a window it opened: give every publish of a key the same
--- throttle_seconds.) A row another transaction holds (a throttled publish
--- writing the key's new window, a maintenance pass deleting it) is
--- skipped: never waited for.
-create function jobs.forget_windows(p_ids bigint[], p_keys text[])
-returns void language sql as $$
-  delete from jobs.throttle t using (
-    select o.dedupe_key from jobs.throttle o join unnest(p_ids, p_keys) u(id, key) on o.dedupe_key = u.key and o.job_id = u.id
-    for update of o skip locked) d
-  where t.dedupe_key = d.dedupe_key;
-$$;
-
 -- Deletes jobs outright (pg-boss's deleteJob): none of them is left, and a
 -- waiting one leaves no history.
 -- - Waiting (pending, scheduled, blocked; locked as jobs.fail locks them):

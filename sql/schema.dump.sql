@@ -2090,6 +2090,17 @@ CREATE FUNCTION jobs.forget_windows(p_ids bigint[], p_keys text[]) RETURNS void
 $$;
 
 --
+-- Name: frees_window(text, integer, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.frees_window(p_status text, p_attempts integer, p_error text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select p_status = 'cancelled'
+         or (p_status = 'failure' and p_attempts = 0 and starts_with(p_error, 'expired: not started before '))
+$$;
+
+--
 -- Name: group_held(text, integer, jsonb, timestamp with time zone, text, numeric, jsonb, jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2331,6 +2342,8 @@ declare
   v_removed integer;
   v_archived integer;
   v_windows integer;
+  v_gone bigint[];
+  v_gone_keys text[];
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -2354,7 +2367,19 @@ begin
   ), kept as (
     insert into jobs.job_archive select * from gone where maintain.archive returning 1
   )
-  select (select count(*) from gone), (select count(*) from kept) into v_removed, v_archived;
+  -- The throttle windows (sql/0014) the deleted jobs hold go with them, as
+  -- jobs.delete_jobs lets them go: kept, a throttled publish of the key
+  -- would answer a job that no longer exists. An archived job still is one
+  -- (getJob and waitFor find it in jobs.job_archive) and holds its window,
+  -- unless its end frees it (jobs.frees_window, which jobs.throttle_lock
+  -- reads in jobs.job only). At most max_rows, one probe per keyed job.
+  select (select count(*) from gone), (select count(*) from kept), f.ids, f.keys
+  into v_removed, v_archived, v_gone, v_gone_keys
+  from (select array_agg(g.job_id) as ids, array_agg(g.dedupe_key) as keys from gone g
+        where g.dedupe_key is not null and (not maintain.archive or jobs.frees_window(g.status, g.attempts, g.error))) f;
+  if v_gone is not null then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
   -- Dedupe keys' throttle windows that have ended (sql/0014): no publish
   -- reads a row past its until. Counted, so that a full share tells
   -- run_maintenance and TS maintain() that more are left.
@@ -4946,14 +4971,14 @@ declare
 begin
   perform pg_advisory_xact_lock(736042, hashtext(p_key));
   select q.job_id into v_id from jobs.job_queue q
-  where q.dedupe_key = p_key and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false);
+  where q.dedupe_key = p_key and q.cancel_requested_at is null
+    and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false);
   if not found then
     select t.job_id into v_id from jobs.throttle t
     where t.dedupe_key = p_key and t.until > p_now
       and not exists (select from jobs.job_queue q where q.job_id = t.job_id
-                        and q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now)
-      and not exists (select from jobs.job j where j.job_id = t.job_id and j.status = 'failure' and j.attempts = 0
-                        and starts_with(j.error, 'expired: not started before '));
+                        and (q.cancel_requested_at is not null or q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now))
+      and not exists (select from jobs.job j where j.job_id = t.job_id and jobs.frees_window(j.status, j.attempts, j.error));
   end if;
   return v_id;
 end $$;

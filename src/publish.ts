@@ -87,7 +87,8 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
  * returns its id, or the id of the active job holding options.dedupeKey
  * (with dedupeMode 'replace' or 'replace_keep_time': of the job it replaced, or of the new one
  * when that job was running; with throttleSeconds: also of the job that
- * opened the key's window, ended or not, unless it expired unstarted).
+ * opened the key's window, ended or not, unless it expired unstarted, was
+ * cancelled or was deleted).
  * With options.signal, the call is given up when it fires (see givenUpWith()).
  */
 export async function publish(db: Queryable, task: string, body?: unknown,

@@ -128,8 +128,10 @@ export interface PublishOptions extends BulkPublishOptions {
    * wrote a job (more than 0, at most 2592000: 30 days), a publish of the key
    * with throttleSeconds returns that job's id even once it has ended, and
    * writes nothing; unless that job expired unstarted (expiresAt passed while
-   * it waited, no attempt spent): then a new job is written, and its publish
-   * opens the window anew. publishBulk takes none.
+   * it waited, no attempt spent), was cancelled (a running one: once its
+   * cancel is requested), or its history was deleted (deleteJobs, maintain's
+   * retention): then a new job is written, and its publish opens the window
+   * anew. publishBulk takes none.
    */
   throttleSeconds?: number | undefined;
   /** Jobs sharing a key run one at a time, in publish order. */
