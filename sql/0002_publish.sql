@@ -154,6 +154,15 @@ end $$;
 --              else its queue's expire_in after the kept time. A waiting job
 --              already past its expiry never runs: it is let go as a running
 --              one is, and the new job runs at its own time, as with no holder.
+--              'keep_waiting' (pg-boss's policy short): only a job that has
+--              not started yet holds the key (pending, scheduled or blocked,
+--              attempt 0): its id is returned and nothing is written, as
+--              'keep'. A running holder, and one waiting to retry (attempt >
+--              0), is let go as 'replace' lets a running one go: it ends (and
+--              retries) keyless, a new job takes the key, and its serial_key
+--              when this publish left it out. With serial_key = the dedupe
+--              key: one waiting and one running job per key (pg-boss's
+--              stately, README: Dedupe key, for how it differs).
 -- throttle_seconds  with a dedupe_key (mode keep): for this long after it
 --              wrote a job, even once that job has ended, a publish with
 --              throttle_seconds returns its id and writes nothing (more than
@@ -222,6 +231,8 @@ declare
   v_id bigint;
   v_replace boolean := false;
   v_keep_time boolean := false;
+  v_keep_waiting boolean := false;
+  v_takes boolean := false;  -- a mode that takes the key from a running holder
   v_old_serial text;     -- the serial key of a holder this publish took the key from
   v_was_running boolean;
   v_at timestamptz;
@@ -252,14 +263,16 @@ begin
     perform jobs.check_dead_letter(publish.dead_letter, v_queue, 'dead_letter');
   end if;
   if publish.dedupe_mode is not null then
-    if publish.dedupe_mode not in ('keep', 'replace', 'replace_keep_time') then
+    if publish.dedupe_mode not in ('keep', 'keep_waiting', 'replace', 'replace_keep_time') then
       perform jobs.raise_invalid('PD011', 'dedupe_mode',
-        format('must be keep, replace or replace_keep_time, got %s', left(quote_literal(publish.dedupe_mode), 80)));
+        format('must be keep, keep_waiting, replace or replace_keep_time, got %s', left(quote_literal(publish.dedupe_mode), 80)));
     elsif publish.dedupe_key is null then
       perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
     end if;
     v_replace := publish.dedupe_mode in ('replace', 'replace_keep_time');
     v_keep_time := publish.dedupe_mode = 'replace_keep_time';
+    v_keep_waiting := publish.dedupe_mode = 'keep_waiting';
+    v_takes := v_replace or v_keep_waiting;
   end if;
   if publish.throttle_seconds is not null then
     if publish.dedupe_key is null then
@@ -273,6 +286,11 @@ begin
       -- keeps the first job and answers every publish after it with its id.
       perform jobs.raise_invalid('PD011', 'throttle_seconds', format(
         'cannot be given with dedupe_mode %s (a throttle keeps the first job of its window, a replace the latest)', publish.dedupe_mode));
+    elsif v_keep_waiting then
+      -- A window answers with the job that opened it while it runs and after
+      -- it ended; keep_waiting lets a running job go.
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'cannot be given with dedupe_mode keep_waiting '
+        || '(a throttle window answers with its job even while it runs or once it ended; keep_waiting lets a running job go)');
     end if;
     v_id := jobs.throttle_lock(publish.dedupe_key, v_now);
     if v_id is not null then
@@ -284,20 +302,23 @@ begin
       perform jobs.raise_invalid('PD013', 'depends_on', format(
         'cannot be given with dedupe_mode %s (a replaced job keeps its dependencies)', publish.dedupe_mode));
     end if;
-    -- Replaces of one key one at a time, so none finds the key free, loses
-    -- the insert to another and loops.
+  end if;
+  if v_takes then
+    -- Replaces (and keep_waiting publishes) of one key one at a time, so
+    -- none finds the key free, loses the insert to another and loops.
     perform pg_advisory_xact_lock(736039, hashtext(publish.dedupe_key));
   end if;
 
   for i in 1..3 loop
-    if v_replace then
+    if v_takes then
       -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
       -- claim or settle holding it first is waited for, and the row read as
       -- it left it (running, back to pending, or gone).
-      select q.job_id, q.lease_until, q.queue, q.serial_key, q.scheduled_at, q.expires_at into v_old
+      select q.job_id, q.lease_until, q.queue, q.serial_key, q.scheduled_at, q.expires_at, q.attempt into v_old
       from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
       -- Kept time: an expired waiting job (it never runs) is let go as a running one.
-      if found and v_old.lease_until is null and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
+      if found and v_replace and v_old.lease_until is null
+         and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
         -- Left out, the serial key is the job's own (kept, as its dependencies are).
         if publish.serial_key is not null and v_old.serial_key is distinct from publish.serial_key then
           perform jobs.raise_invalid('PD012', 'serial_key', format(
@@ -322,8 +343,13 @@ begin
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
+      elsif found and v_keep_waiting and v_old.lease_until is null and v_old.attempt = 0
+            and not coalesce(v_old.expires_at <= v_now, false) then
+        -- Not started yet (pg-boss's created): it holds the key.
+        return v_old.job_id;
       elsif found then
-        -- Running (or its lease ran out unseen, or expired): it ends as it is, keyless;
+        -- Running (or its lease ran out unseen, or expired; keep_waiting: or
+        -- waiting to retry): it ends (or retries) as it is, keyless;
         -- the new job takes its serial key when this publish left it out.
         update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
@@ -364,7 +390,7 @@ begin
     end if;
     if publish.serial_key is not null then
       -- Taken also by jobs.after_end before it picks a key's next head.
-      if v_replace and publish.dedupe_key is not null then
+      if v_takes then
         -- Its lock let go if a job took the key while this waited (below).
         begin
           perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
@@ -384,7 +410,7 @@ begin
     -- Looked up again under the locks: a job that took the key while this
     -- waited for them may be ending (an ack that deleted it waits for the
     -- serial key held here): inserting would wait for that ack, a deadlock.
-    if not v_replace and publish.dedupe_key is not null then
+    if not v_takes and publish.dedupe_key is not null then
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
         return v_id;
@@ -451,10 +477,11 @@ create function jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_a
   p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb,
   p_retry_delays numeric[] default null, p_retry_backoffs text[] default null, p_retry_delay_maxes numeric[] default null,
   p_expires_at timestamptz[] default null, p_dead_letters text[] default null,
-  p_group_ids text[] default null, p_group_tiers text[] default null)
+  p_group_ids text[] default null, p_group_tiers text[] default null, p_dedupe_modes text[] default null)
 returns bigint[] language plpgsql as $$
 declare
   v_ids bigint[];
+  v_kw_keys text[];  -- the keys given with dedupe mode keep_waiting
   v_pick boolean[];
   v_count integer;
   v_new bigint[];
@@ -471,17 +498,25 @@ begin
   -- transaction holds skipped (their holders answered, as there): a settle
   -- ending two of them would otherwise hold one while waiting for the other.
   -- The new job of a running holder's key takes its serial key when its
-  -- position gives none, so it waits for the holder to end.
+  -- position gives none, so it waits for the holder to end. A key given
+  -- with keep_waiting (at any of its positions) is let go also by a running
+  -- holder and one waiting to retry (attempt > 0), which keep their serial
+  -- keys for the new job as a running one does.
+  if p_dedupe_modes is not null then
+    select array_agg(distinct x.key) into v_kw_keys
+    from unnest(p_dedupe_keys, p_dedupe_modes) x(key, mode) where x.mode = 'keep_waiting';
+  end if;
   if p_dedupe_keys is not null then
     with freed as (
       update jobs.job_queue q set dedupe_key = null
       from (select x.job_id, x.dedupe_key from jobs.job_queue x
             where x.dedupe_key = any(p_dedupe_keys)
               and (x.lease_until is null and x.expires_at <= p_now
-                   or x.lease_until is not null and x.cancel_requested_at is not null)
+                   or x.lease_until is not null and x.cancel_requested_at is not null
+                   or x.dedupe_key = any(v_kw_keys) and (x.lease_until is not null or x.attempt > 0))
             for update skip locked) e
       where q.job_id = e.job_id
-      returning e.dedupe_key, q.serial_key, q.lease_until is not null as running
+      returning e.dedupe_key, q.serial_key, q.lease_until is not null or not coalesce(q.expires_at <= p_now, false) as running
     )
     select array_agg(f.dedupe_key), array_agg(f.serial_key) into v_freed, v_serials
     from freed f where f.running and f.serial_key is not null;
@@ -593,10 +628,13 @@ end $$;
 -- error names the first bad job: jobs[3].task. All go to one queue (default
 -- 'default'), whose defaults fill null timeouts, priorities and max_retries.
 -- dedupe_keys, serial_keys and attributes (a JSON array of objects or nulls)
--- are per job as in jobs.publish, dedupe mode 'keep' only: a job whose key
--- an active job holds, or an earlier job of the same call, is not written
--- and answers that job's id (a holder past its expiry, or running and asked
--- to cancel, lets go of its key first, as in jobs.publish: jobs.publish_keyed). (A replace rewrites a waiting job under its
+-- are per job as in jobs.publish, dedupe mode 'keep' (dedupe_modes null, or
+-- a null in it) or 'keep_waiting' (dedupe_modes): a job whose key an active
+-- job holds (keep_waiting: one not started yet), or an earlier job of the
+-- same call, is not written and answers that job's id (a holder past its expiry, or running and asked
+-- to cancel, lets go of its key first, as in jobs.publish: jobs.publish_keyed;
+-- keep_waiting: and one running or waiting to retry, unless another
+-- transaction holds its row, a settle ending it: then it is answered). (A replace rewrites a waiting job under its
 -- key's lock, and depends_on locks and checks each dependency: jobs.publish,
 -- one job at a time.) retry_delays, retry_backoffs and retry_delay_maxes are
 -- each job's own retry policy, as jobs.publish's retry_* (a null in all
@@ -625,7 +663,8 @@ create function jobs.publish_arrays(
   expires_at   timestamptz[]      default null,
   dead_letters text[]             default null,
   group_ids    text[]             default null,
-  group_tiers  text[]             default null
+  group_tiers  text[]             default null,
+  dedupe_modes text[]             default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
@@ -655,7 +694,8 @@ begin
      or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.dead_letters), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.group_ids), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.group_tiers), v_n) <> v_n then
+     or coalesce(cardinality(publish_arrays.group_tiers), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.dedupe_modes), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -739,6 +779,22 @@ begin
     order by x.ord limit 1;
     perform jobs.check_group(v_bad.g, v_bad.t, format('jobs[%s].', v_bad.ord));
   end if;
+  -- Dedupe modes: the first bad job named (a replace rewrites a waiting job
+  -- under its key's lock, and depends_on locks and checks each dependency:
+  -- jobs.publish, one job at a time).
+  if publish_arrays.dedupe_modes is not null then
+    select x.ord, x.mode into v_bad
+    from unnest(publish_arrays.dedupe_modes, publish_arrays.dedupe_keys) with ordinality as x(mode, key, ord)
+    where x.mode not in ('keep', 'keep_waiting') or x.mode is not null and x.key is null
+    order by x.ord limit 1;
+    if found and v_bad.mode not in ('keep', 'keep_waiting') then
+      perform jobs.raise_invalid('PD011', format('jobs[%s].dedupe_mode', v_bad.ord), format(
+        'must be keep or keep_waiting in a bulk publish (a replace rewrites a waiting job under its key''s lock, '
+        || 'one job at a time: jobs.publish), got %s', left(quote_literal(v_bad.mode), 80)));
+    elsif found then
+      perform jobs.raise_invalid('PD011', format('jobs[%s].dedupe_mode', v_bad.ord), 'needs a dedupe_key (the key whose job it keeps)');
+    end if;
+  end if;
   -- Each distinct serial key holds a lock-table entry until commit (jobs.lock_serial_keys).
   if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 500 then
     perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 500 distinct keys in one bulk publish '
@@ -756,12 +812,14 @@ begin
      or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
      or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null
      or publish_arrays.expires_at is not null or publish_arrays.dead_letters is not null
-     or publish_arrays.group_ids is not null or publish_arrays.group_tiers is not null then
+     or publish_arrays.group_ids is not null or publish_arrays.group_tiers is not null
+     or publish_arrays.dedupe_modes is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
       publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
-      publish_arrays.expires_at, publish_arrays.dead_letters, publish_arrays.group_ids, publish_arrays.group_tiers);
+      publish_arrays.expires_at, publish_arrays.dead_letters, publish_arrays.group_ids, publish_arrays.group_tiers,
+      publish_arrays.dedupe_modes);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.

@@ -325,7 +325,7 @@ begin
   -- Routines: functions and procedures (jobs.drain_sql).
   revoke execute on all routines in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text, text, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[], text[], text[]) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text, text, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[], text[], text[], text[]) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz) to %I, %I',

@@ -41,7 +41,7 @@ create table jobs.recurring (
                                    and runner = 'drains' and overlap = 'allow')),
   serial_key   text,
   dedupe_key   text        check (dedupe_key is null or overlap = 'allow'),
-  dedupe_mode  text        check (dedupe_mode is null or dedupe_mode in ('keep', 'replace', 'replace_keep_time')
+  dedupe_mode  text        check (dedupe_mode is null or dedupe_mode in ('keep', 'keep_waiting', 'replace', 'replace_keep_time')
                                    and dedupe_key is not null),
   next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)),
   last_run_at  timestamptz,
@@ -170,7 +170,8 @@ end $$;
 -- change applies from the next tick. dedupe_key, dedupe_mode: each tick
 -- publishes with them as jobs.publish does (keep, null: a tick while a job
 -- holds the key publishes nothing and records the holder as last_job_id;
--- replace: the waiting holder takes the tick; replace_keep_time: it takes
+-- keep_waiting: so does one not started yet, but a running holder (or one
+-- waiting to retry) lets the tick's job take the key; replace: the waiting holder takes the tick; replace_keep_time: it takes
 -- the tick and keeps its time); overlap 'allow' only; with backfill, the
 -- missed ticks are published oldest first, so the key's job is the first
 -- of them (keep) or the latest (replace). Returns the runner.
@@ -228,9 +229,9 @@ begin
   perform jobs.check_key(schedule.serial_key, 'PD012', 'serial_key');
   perform jobs.check_key(schedule.dedupe_key, 'PD011', 'dedupe_key');
   -- As jobs.publish words them: refused now rather than at every tick.
-  if schedule.dedupe_mode is not null and schedule.dedupe_mode not in ('keep', 'replace', 'replace_keep_time') then
+  if schedule.dedupe_mode is not null and schedule.dedupe_mode not in ('keep', 'keep_waiting', 'replace', 'replace_keep_time') then
     perform jobs.raise_invalid('PD011', 'dedupe_mode',
-      format('must be keep, replace or replace_keep_time, got %s', left(quote_literal(schedule.dedupe_mode), 80)));
+      format('must be keep, keep_waiting, replace or replace_keep_time, got %s', left(quote_literal(schedule.dedupe_mode), 80)));
   elsif schedule.dedupe_mode is not null and schedule.dedupe_key is null then
     perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
   end if;
@@ -465,7 +466,8 @@ begin
         where s.name = r.name;
         continue;
       end if;
-      if r.dedupe_mode in ('replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
+      -- keep_waiting takes the replace's locks too (jobs.publish).
+      if r.dedupe_mode in ('keep_waiting', 'replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
         continue;  -- still due: the next claim publishes it
       end if;
       -- A tick with a dedupe key of one's choosing waits on no lock either:

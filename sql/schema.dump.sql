@@ -1253,7 +1253,7 @@ begin
   -- Routines: functions and procedures (jobs.drain_sql).
   revoke execute on all routines in schema jobs from public;
 
-  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text, text, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[], text[], text[]) to %I, %I',
+  execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text, text, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[], text[], text[], text[]) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz) to %I, %I',
@@ -2950,6 +2950,8 @@ declare
   v_id bigint;
   v_replace boolean := false;
   v_keep_time boolean := false;
+  v_keep_waiting boolean := false;
+  v_takes boolean := false;  -- a mode that takes the key from a running holder
   v_old_serial text;     -- the serial key of a holder this publish took the key from
   v_was_running boolean;
   v_at timestamptz;
@@ -2980,14 +2982,16 @@ begin
     perform jobs.check_dead_letter(publish.dead_letter, v_queue, 'dead_letter');
   end if;
   if publish.dedupe_mode is not null then
-    if publish.dedupe_mode not in ('keep', 'replace', 'replace_keep_time') then
+    if publish.dedupe_mode not in ('keep', 'keep_waiting', 'replace', 'replace_keep_time') then
       perform jobs.raise_invalid('PD011', 'dedupe_mode',
-        format('must be keep, replace or replace_keep_time, got %s', left(quote_literal(publish.dedupe_mode), 80)));
+        format('must be keep, keep_waiting, replace or replace_keep_time, got %s', left(quote_literal(publish.dedupe_mode), 80)));
     elsif publish.dedupe_key is null then
       perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
     end if;
     v_replace := publish.dedupe_mode in ('replace', 'replace_keep_time');
     v_keep_time := publish.dedupe_mode = 'replace_keep_time';
+    v_keep_waiting := publish.dedupe_mode = 'keep_waiting';
+    v_takes := v_replace or v_keep_waiting;
   end if;
   if publish.throttle_seconds is not null then
     if publish.dedupe_key is null then
@@ -3001,6 +3005,11 @@ begin
       -- keeps the first job and answers every publish after it with its id.
       perform jobs.raise_invalid('PD011', 'throttle_seconds', format(
         'cannot be given with dedupe_mode %s (a throttle keeps the first job of its window, a replace the latest)', publish.dedupe_mode));
+    elsif v_keep_waiting then
+      -- A window answers with the job that opened it while it runs and after
+      -- it ended; keep_waiting lets a running job go.
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'cannot be given with dedupe_mode keep_waiting '
+        || '(a throttle window answers with its job even while it runs or once it ended; keep_waiting lets a running job go)');
     end if;
     v_id := jobs.throttle_lock(publish.dedupe_key, v_now);
     if v_id is not null then
@@ -3012,20 +3021,23 @@ begin
       perform jobs.raise_invalid('PD013', 'depends_on', format(
         'cannot be given with dedupe_mode %s (a replaced job keeps its dependencies)', publish.dedupe_mode));
     end if;
-    -- Replaces of one key one at a time, so none finds the key free, loses
-    -- the insert to another and loops.
+  end if;
+  if v_takes then
+    -- Replaces (and keep_waiting publishes) of one key one at a time, so
+    -- none finds the key free, loses the insert to another and loops.
     perform pg_advisory_xact_lock(736039, hashtext(publish.dedupe_key));
   end if;
 
   for i in 1..3 loop
-    if v_replace then
+    if v_takes then
       -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
       -- claim or settle holding it first is waited for, and the row read as
       -- it left it (running, back to pending, or gone).
-      select q.job_id, q.lease_until, q.queue, q.serial_key, q.scheduled_at, q.expires_at into v_old
+      select q.job_id, q.lease_until, q.queue, q.serial_key, q.scheduled_at, q.expires_at, q.attempt into v_old
       from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
       -- Kept time: an expired waiting job (it never runs) is let go as a running one.
-      if found and v_old.lease_until is null and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
+      if found and v_replace and v_old.lease_until is null
+         and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
         -- Left out, the serial key is the job's own (kept, as its dependencies are).
         if publish.serial_key is not null and v_old.serial_key is distinct from publish.serial_key then
           perform jobs.raise_invalid('PD012', 'serial_key', format(
@@ -3050,8 +3062,13 @@ begin
         where q.job_id = v_old.job_id;
         perform jobs.notify('pgdrain_queued', v_queue);
         return v_old.job_id;
+      elsif found and v_keep_waiting and v_old.lease_until is null and v_old.attempt = 0
+            and not coalesce(v_old.expires_at <= v_now, false) then
+        -- Not started yet (pg-boss's created): it holds the key.
+        return v_old.job_id;
       elsif found then
-        -- Running (or its lease ran out unseen, or expired): it ends as it is, keyless;
+        -- Running (or its lease ran out unseen, or expired; keep_waiting: or
+        -- waiting to retry): it ends (or retries) as it is, keyless;
         -- the new job takes its serial key when this publish left it out.
         update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
@@ -3092,7 +3109,7 @@ begin
     end if;
     if publish.serial_key is not null then
       -- Taken also by jobs.after_end before it picks a key's next head.
-      if v_replace and publish.dedupe_key is not null then
+      if v_takes then
         -- Its lock let go if a job took the key while this waited (below).
         begin
           perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
@@ -3112,7 +3129,7 @@ begin
     -- Looked up again under the locks: a job that took the key while this
     -- waited for them may be ending (an ack that deleted it waits for the
     -- serial key held here): inserting would wait for that ack, a deadlock.
-    if not v_replace and publish.dedupe_key is not null then
+    if not v_takes and publish.dedupe_key is not null then
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
         return v_id;
@@ -3147,10 +3164,10 @@ begin
 end $$;
 
 --
--- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_arrays(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[], text[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb, retry_delays numeric[] DEFAULT NULL::numeric[], retry_backoffs text[] DEFAULT NULL::text[], retry_delay_maxes numeric[] DEFAULT NULL::numeric[], expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], dead_letters text[] DEFAULT NULL::text[], group_ids text[] DEFAULT NULL::text[], group_tiers text[] DEFAULT NULL::text[]) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], delays double precision[] DEFAULT NULL::double precision[], timeouts numeric[] DEFAULT NULL::numeric[], priorities integer[] DEFAULT NULL::integer[], max_retries integer[] DEFAULT NULL::integer[], queue text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, dedupe_keys text[] DEFAULT NULL::text[], serial_keys text[] DEFAULT NULL::text[], attributes jsonb DEFAULT NULL::jsonb, retry_delays numeric[] DEFAULT NULL::numeric[], retry_backoffs text[] DEFAULT NULL::text[], retry_delay_maxes numeric[] DEFAULT NULL::numeric[], expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], dead_letters text[] DEFAULT NULL::text[], group_ids text[] DEFAULT NULL::text[], group_tiers text[] DEFAULT NULL::text[], dedupe_modes text[] DEFAULT NULL::text[]) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -3182,7 +3199,8 @@ begin
      or coalesce(cardinality(publish_arrays.expires_at), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.dead_letters), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.group_ids), v_n) <> v_n
-     or coalesce(cardinality(publish_arrays.group_tiers), v_n) <> v_n then
+     or coalesce(cardinality(publish_arrays.group_tiers), v_n) <> v_n
+     or coalesce(cardinality(publish_arrays.dedupe_modes), v_n) <> v_n then
     perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
@@ -3266,6 +3284,22 @@ begin
     order by x.ord limit 1;
     perform jobs.check_group(v_bad.g, v_bad.t, format('jobs[%s].', v_bad.ord));
   end if;
+  -- Dedupe modes: the first bad job named (a replace rewrites a waiting job
+  -- under its key's lock, and depends_on locks and checks each dependency:
+  -- jobs.publish, one job at a time).
+  if publish_arrays.dedupe_modes is not null then
+    select x.ord, x.mode into v_bad
+    from unnest(publish_arrays.dedupe_modes, publish_arrays.dedupe_keys) with ordinality as x(mode, key, ord)
+    where x.mode not in ('keep', 'keep_waiting') or x.mode is not null and x.key is null
+    order by x.ord limit 1;
+    if found and v_bad.mode not in ('keep', 'keep_waiting') then
+      perform jobs.raise_invalid('PD011', format('jobs[%s].dedupe_mode', v_bad.ord), format(
+        'must be keep or keep_waiting in a bulk publish (a replace rewrites a waiting job under its key''s lock, '
+        || 'one job at a time: jobs.publish), got %s', left(quote_literal(v_bad.mode), 80)));
+    elsif found then
+      perform jobs.raise_invalid('PD011', format('jobs[%s].dedupe_mode', v_bad.ord), 'needs a dedupe_key (the key whose job it keeps)');
+    end if;
+  end if;
   -- Each distinct serial key holds a lock-table entry until commit (jobs.lock_serial_keys).
   if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 500 then
     perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 500 distinct keys in one bulk publish '
@@ -3283,12 +3317,14 @@ begin
      or publish_arrays.attributes is not null or publish_arrays.retry_delays is not null
      or publish_arrays.retry_backoffs is not null or publish_arrays.retry_delay_maxes is not null
      or publish_arrays.expires_at is not null or publish_arrays.dead_letters is not null
-     or publish_arrays.group_ids is not null or publish_arrays.group_tiers is not null then
+     or publish_arrays.group_ids is not null or publish_arrays.group_tiers is not null
+     or publish_arrays.dedupe_modes is not null then
     return jobs.publish_keyed(publish_arrays.tasks, publish_arrays.bodies, publish_arrays.scheduled_at,
       publish_arrays.delays, publish_arrays.timeouts, publish_arrays.priorities, publish_arrays.max_retries,
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
       publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
-      publish_arrays.expires_at, publish_arrays.dead_letters, publish_arrays.group_ids, publish_arrays.group_tiers);
+      publish_arrays.expires_at, publish_arrays.dead_letters, publish_arrays.group_ids, publish_arrays.group_tiers,
+      publish_arrays.dedupe_modes);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -3370,7 +3406,8 @@ begin
         where s.name = r.name;
         continue;
       end if;
-      if r.dedupe_mode in ('replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
+      -- keep_waiting takes the replace's locks too (jobs.publish).
+      if r.dedupe_mode in ('keep_waiting', 'replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
         continue;  -- still due: the next claim publishes it
       end if;
       -- A tick with a dedupe key of one's choosing waits on no lock either:
@@ -3530,14 +3567,15 @@ begin
 end $$;
 
 --
--- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[], text[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[], p_expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], p_dead_letters text[] DEFAULT NULL::text[], p_group_ids text[] DEFAULT NULL::text[], p_group_tiers text[] DEFAULT NULL::text[]) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[], p_expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], p_dead_letters text[] DEFAULT NULL::text[], p_group_ids text[] DEFAULT NULL::text[], p_group_tiers text[] DEFAULT NULL::text[], p_dedupe_modes text[] DEFAULT NULL::text[]) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
   v_ids bigint[];
+  v_kw_keys text[];  -- the keys given with dedupe mode keep_waiting
   v_pick boolean[];
   v_count integer;
   v_new bigint[];
@@ -3554,17 +3592,25 @@ begin
   -- transaction holds skipped (their holders answered, as there): a settle
   -- ending two of them would otherwise hold one while waiting for the other.
   -- The new job of a running holder's key takes its serial key when its
-  -- position gives none, so it waits for the holder to end.
+  -- position gives none, so it waits for the holder to end. A key given
+  -- with keep_waiting (at any of its positions) is let go also by a running
+  -- holder and one waiting to retry (attempt > 0), which keep their serial
+  -- keys for the new job as a running one does.
+  if p_dedupe_modes is not null then
+    select array_agg(distinct x.key) into v_kw_keys
+    from unnest(p_dedupe_keys, p_dedupe_modes) x(key, mode) where x.mode = 'keep_waiting';
+  end if;
   if p_dedupe_keys is not null then
     with freed as (
       update jobs.job_queue q set dedupe_key = null
       from (select x.job_id, x.dedupe_key from jobs.job_queue x
             where x.dedupe_key = any(p_dedupe_keys)
               and (x.lease_until is null and x.expires_at <= p_now
-                   or x.lease_until is not null and x.cancel_requested_at is not null)
+                   or x.lease_until is not null and x.cancel_requested_at is not null
+                   or x.dedupe_key = any(v_kw_keys) and (x.lease_until is not null or x.attempt > 0))
             for update skip locked) e
       where q.job_id = e.job_id
-      returning e.dedupe_key, q.serial_key, q.lease_until is not null as running
+      returning e.dedupe_key, q.serial_key, q.lease_until is not null or not coalesce(q.expires_at <= p_now, false) as running
     )
     select array_agg(f.dedupe_key), array_agg(f.serial_key) into v_freed, v_serials
     from freed f where f.running and f.serial_key is not null;
@@ -4258,9 +4304,9 @@ begin
   perform jobs.check_key(schedule.serial_key, 'PD012', 'serial_key');
   perform jobs.check_key(schedule.dedupe_key, 'PD011', 'dedupe_key');
   -- As jobs.publish words them: refused now rather than at every tick.
-  if schedule.dedupe_mode is not null and schedule.dedupe_mode not in ('keep', 'replace', 'replace_keep_time') then
+  if schedule.dedupe_mode is not null and schedule.dedupe_mode not in ('keep', 'keep_waiting', 'replace', 'replace_keep_time') then
     perform jobs.raise_invalid('PD011', 'dedupe_mode',
-      format('must be keep, replace or replace_keep_time, got %s', left(quote_literal(schedule.dedupe_mode), 80)));
+      format('must be keep, keep_waiting, replace or replace_keep_time, got %s', left(quote_literal(schedule.dedupe_mode), 80)));
   elsif schedule.dedupe_mode is not null and schedule.dedupe_key is null then
     perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
   end if;
@@ -4451,7 +4497,7 @@ CREATE TABLE jobs.recurring (
     CONSTRAINT recurring_check CHECK (((tz IS NULL) OR (runner = 'drains'::text))),
     CONSTRAINT recurring_check1 CHECK (((backfill IS NULL) OR ((backfill > (0)::numeric) AND (backfill <= (31622400)::numeric) AND (runner = 'drains'::text) AND (overlap = 'allow'::text)))),
     CONSTRAINT recurring_check2 CHECK (((dedupe_key IS NULL) OR (overlap = 'allow'::text))),
-    CONSTRAINT recurring_check3 CHECK (((dedupe_mode IS NULL) OR ((dedupe_mode = ANY (ARRAY['keep'::text, 'replace'::text, 'replace_keep_time'::text])) AND (dedupe_key IS NOT NULL)))),
+    CONSTRAINT recurring_check3 CHECK (((dedupe_mode IS NULL) OR ((dedupe_mode = ANY (ARRAY['keep'::text, 'keep_waiting'::text, 'replace'::text, 'replace_keep_time'::text])) AND (dedupe_key IS NOT NULL)))),
     CONSTRAINT recurring_check4 CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
     CONSTRAINT recurring_overlap_check CHECK ((overlap = ANY (ARRAY['allow'::text, 'skip'::text]))),
     CONSTRAINT recurring_runner_check CHECK ((runner = ANY (ARRAY['pg_cron'::text, 'drains'::text])))

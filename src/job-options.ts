@@ -63,13 +63,16 @@ export const expiryChecks = [
 
 const needsDedupeKey = { message: 'needs a dedupe key (the key whose job it keeps)', path: ['dedupeMode'] };
 
+/** Every dedupe mode publish takes (README: Dedupe key). */
+export const DEDUPE_MODES = ['keep', 'keep_waiting', 'replace', 'replace_keep_time'] as const;
+
 /** A publishBulk job's options: publish's per-job ones but the replace modes and dependsOn (README: Dedupe key). */
 export const bulkPublishOptionsSchema = z.strictObject({
   ...bulkOptions,
   ...retryPolicyOptions,
   dedupeKey: z.optional(keySchema),
-  dedupeMode: z.optional(z.literal('keep', "must be 'keep' in a bulk publish (not 'replace' nor 'replace_keep_time'): "
-    + 'a replace rewrites a waiting job under its key\'s lock, one job at a time (publish)')),
+  dedupeMode: z.optional(z.enum(['keep', 'keep_waiting'], "must be 'keep' or 'keep_waiting' in a bulk publish (not 'replace' "
+    + "nor 'replace_keep_time'): a replace rewrites a waiting job under its key's lock, one job at a time (publish)")),
   serialKey: z.optional(keySchema),
   attributes: z.optional(attributesSchema),
   dependsOn: z.optional(z.never({ error: 'a bulk publish takes none: each dependency is locked and checked '
@@ -87,7 +90,7 @@ export const publishOptionsSchema = z.strictObject({
   ...retryPolicyOptions,
   queue: z.optional(queueNameSchema),
   dedupeKey: z.optional(keySchema),
-  dedupeMode: z.optional(z.enum(['keep', 'replace', 'replace_keep_time'], "must be 'keep', 'replace' or 'replace_keep_time'")),
+  dedupeMode: z.optional(z.enum(DEDUPE_MODES, "must be 'keep', 'keep_waiting', 'replace' or 'replace_keep_time'")),
   serialKey: z.optional(keySchema),
   dependsOn: z.optional(z.array(jobIdSchema).check(z.maxLength(1000, 'must list at most 1000 jobs'))),
   attributes: z.optional(attributesSchema),
@@ -99,6 +102,10 @@ export const publishOptionsSchema = z.strictObject({
   z.refine((o) => o.throttleSeconds === undefined || o.dedupeKey !== undefined, {
     message: 'needs a dedupe key (the key it throttles)', path: ['throttleSeconds'] }),
   z.superRefine((o, ctx) => {
+    if (o.dedupeMode === 'keep_waiting' && o.throttleSeconds !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['throttleSeconds'], input: o.throttleSeconds, message: "cannot be given with dedupeMode "
+        + "'keep_waiting' (a throttle window answers with its job even while it runs or once it ended; keep_waiting lets a running job go)" });
+    }
     if (!replaces(o.dedupeMode)) return;
     if (o.throttleSeconds !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['throttleSeconds'], input: o.throttleSeconds, message: `cannot be given with dedupeMode `

@@ -69,6 +69,8 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
     priority: o.priority ?? null,
     max_retries: o.maxRetries ?? null,
     dedupe_key: o.dedupeKey ?? null,
+    // Sent only for keep_waiting ('keep' is the database's default).
+    dedupe_mode: o.dedupeMode === 'keep_waiting' ? o.dedupeMode : null,
     serial_key: o.serialKey ?? null,
     retry_delay: o.retryDelaySeconds ?? null,
     retry_backoff: o.retryBackoff === undefined ? null : o.retryBackoff ? 'exponential' : 'fixed',
@@ -86,7 +88,8 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
  * Publishes one job through `db` (a pool, or your transaction's client);
  * returns its id, or the id of the active job holding options.dedupeKey
  * (with dedupeMode 'replace' or 'replace_keep_time': of the job it replaced, or of the new one
- * when that job was running; with throttleSeconds: also of the job that
+ * when that job was running; 'keep_waiting': of the job only while it has
+ * not started, else of a new one; with throttleSeconds: also of the job that
  * opened the key's window, ended or not, unless it expired unstarted, was
  * cancelled or was deleted).
  * With options.signal, the call is given up when it fires (see givenUpWith()).
@@ -127,7 +130,8 @@ export async function publish(db: Queryable, task: string, body?: unknown,
  * 'default'); returns their ids in order, one per job: a job whose dedupeKey
  * an active job (or an earlier job of this call) holds is not written and
  * answers that job's id (one past its expiry, or running and being
- * cancelled, lets go of its key first, as for publish). With options.signal, the call is given up when it
+ * cancelled, lets go of its key first, as for publish; with dedupeMode
+ * 'keep_waiting', one running or waiting to retry too). With options.signal, the call is given up when it
  * fires (see givenUpWith()).
  */
 export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue?: string,
@@ -149,6 +153,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   const bodies: string[] = new Array(jobs.length);
   const columns: Partial<Record<OptionColumn, unknown[]>> = {};
   let attributes: string[] | undefined;
+  let modes: (string | null)[] | undefined;
   for (let i = 0; i < jobs.length; i++) {
     const j = jobs[i];
     if (typeof j !== 'object' || j === null) throw new ValidationError(`jobs[${i}]`, 'must be an object');
@@ -168,6 +173,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
       (columns[k] ??= new Array(jobs.length).fill(null))[i] = r[k];
     }
     if (r.attributes !== null) (attributes ??= new Array<string>(jobs.length).fill('null'))[i] = r.attributes;
+    if (r.dedupe_mode !== null) (modes ??= new Array<string | null>(jobs.length).fill(null))[i] = r.dedupe_mode;
   }
   try {
     const result = await send<{ ids: string }>(db,
@@ -178,6 +184,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
                                                   retry_delay_maxes => $12::numeric[],
                                                   attributes => $19::jsonb, dead_letters => $15::text[],
                                                   group_ids => $16::text[], group_tiers => $17::text[],
+                                                  dedupe_modes => $20::text[],
                                                   -- null (no array) unless a job has an expiry; expiresInSeconds after its scheduled time.
                                                   expires_at => (select array_agg(coalesce(x.e, coalesce(x.s, now() + make_interval(secs => coalesce(x.d, 0)))
                                                                                                 + make_interval(secs => x.i)) order by x.o)
@@ -187,7 +194,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
       // Task names are checked words (no quote, backslash or comma): quoted, they
       // make the array literal as they are, with no per-element escaping.
       [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => columns[k] ?? null), queue ?? null,
-       attributes ? `[${attributes.join(',')}]` : null],
+       attributes ? `[${attributes.join(',')}]` : null, modes ?? null],
       signal,
     );
     return result.rows[0]!.ids.split(',');

@@ -60,7 +60,9 @@ export interface ScheduleSpec {
   dedupeKey?: string | undefined;
   /**
    * What a tick does while a job holds dedupeKey, as publish's dedupeMode:
-   * 'keep' (default) publishes nothing (lastJobId: the holder); 'replace'
+   * 'keep' (default) publishes nothing (lastJobId: the holder);
+   * 'keep_waiting' too while the holder has not started, else a new job
+   * takes the key (a running holder finishes keyless); 'replace'
    * makes the waiting holder the tick's job; 'replace_keep_time' too, but it
    * keeps its time. With backfill, the missed ticks go oldest first.
    */
@@ -68,7 +70,7 @@ export interface ScheduleSpec {
 }
 
 /** What a schedule's tick does while a job holds its dedupe key (publish's dedupeMode). */
-export type ScheduleDedupeMode = 'keep' | 'replace' | 'replace_keep_time';
+export type ScheduleDedupeMode = 'keep' | 'keep_waiting' | 'replace' | 'replace_keep_time';
 
 /** A row of the jobs.schedules view. */
 export interface ScheduleInfo {

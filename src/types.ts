@@ -121,10 +121,15 @@ export interface PublishOptions extends BulkPublishOptions {
    * count only for a new job); an expiry given (expiresInSeconds counted
    * from this publish's own run time) must fall after the kept time, one
    * left out is its queue's expireInSeconds after it.
+   * 'keep_waiting' (pg-boss's policy short): returns the id of a job that
+   * has not started yet; a running one, or one waiting to retry, finishes
+   * (and retries) without the key, and a new job takes it. With serialKey =
+   * dedupeKey: one waiting and one running job per key (pg-boss's stately;
+   * README: Dedupe key).
    */
-  dedupeMode?: 'keep' | 'replace' | 'replace_keep_time' | undefined;
+  dedupeMode?: 'keep' | 'keep_waiting' | 'replace' | 'replace_keep_time' | undefined;
   /**
-   * With dedupeKey (mode 'keep'): for this many seconds after this publish
+   * With dedupeKey (mode 'keep'; refused with the others): for this many seconds after this publish
    * wrote a job (more than 0, at most 2592000: 30 days), a publish of the key
    * with throttleSeconds returns that job's id even once it has ended, and
    * writes nothing; unless that job expired unstarted (expiresAt passed while
@@ -151,8 +156,8 @@ export interface BulkJob extends BulkPublishOptions {
   task: string;
   body?: unknown;
   dedupeKey?: string | undefined;
-  /** 'keep' only: a bulk publish does not replace in either mode (publish does). */
-  dedupeMode?: 'keep' | undefined;
+  /** 'keep' or 'keep_waiting': a bulk publish does not replace in either mode (publish does). */
+  dedupeMode?: 'keep' | 'keep_waiting' | undefined;
   serialKey?: string | undefined;
   attributes?: Record<string, Json> | undefined;
 }

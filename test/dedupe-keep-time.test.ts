@@ -104,7 +104,7 @@ describe('dedupe_mode replace_keep_time', () => {
   it('bad input names the field and the rule: the modes, throttle, depends_on, bulk', async () => {
     const bad = (extra: string) => sqlErrorOf(sql, `select jobs.publish('t', '{}', dedupe_key => 'k', ${extra})`);
     expect(await bad(`dedupe_mode => 'debounce'`)).toMatchObject({ code: 'PD011', column: 'dedupe_mode',
-      message: "dedupe_mode: must be keep, replace or replace_keep_time, got 'debounce'" });
+      message: "dedupe_mode: must be keep, keep_waiting, replace or replace_keep_time, got 'debounce'" });
     expect(await bad(`dedupe_mode => 'replace_keep_time', throttle_seconds => 60`)).toMatchObject({ code: 'PD011', column: 'throttle_seconds',
       message: 'throttle_seconds: cannot be given with dedupe_mode replace_keep_time (a throttle keeps the first job of its window, a replace the latest)' });
     const dep = await one<{ id: string }>(`select jobs.publish('t')::text as id`);
@@ -113,7 +113,7 @@ describe('dedupe_mode replace_keep_time', () => {
 
     const q = queueWith({});
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'debounce' as 'keep' })).rejects.toMatchObject(
-      { field: 'options.dedupeMode', message: "options.dedupeMode: must be 'keep', 'replace' or 'replace_keep_time'" });
+      { field: 'options.dedupeMode', message: "options.dedupeMode: must be 'keep', 'keep_waiting', 'replace' or 'replace_keep_time'" });
     await expect(q.publish('t', {}, { dedupeMode: 'replace_keep_time' })).rejects.toMatchObject(
       { field: 'options.dedupeMode', message: 'options.dedupeMode: needs a dedupe key (the key whose job it keeps or replaces)' });
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'replace_keep_time', throttleSeconds: 60 })).rejects.toMatchObject(
@@ -121,7 +121,7 @@ describe('dedupe_mode replace_keep_time', () => {
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'replace_keep_time', dependsOn: [dep.id] })).rejects.toMatchObject(
       { field: 'options.dependsOn', message: "options.dependsOn: cannot be given with dedupeMode 'replace_keep_time' (a replaced job keeps its dependencies)" });
     await expect(publishBulk(db.driver, [{ task: 't', dedupeKey: 'k', dedupeMode: 'replace_keep_time' } as never])).rejects.toMatchObject(
-      { field: 'jobs[0].dedupeMode', message: expect.stringMatching(/^jobs\[0\]\.dedupeMode: must be 'keep' in a bulk publish \(not 'replace' nor 'replace_keep_time'\)/) });
+      { field: 'jobs[0].dedupeMode', message: expect.stringMatching(/^jobs\[0\]\.dedupeMode: must be 'keep' or 'keep_waiting' in a bulk publish \(not 'replace' nor 'replace_keep_time'\)/) });
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 1 });
   });
 
@@ -148,7 +148,7 @@ describe('dedupe_mode replace_keep_time', () => {
     expect(await times(a.stdout.trim())).toEqual(before);
     const wrong = await cli('publish', 'sync.user', '--dedupe-key', 'user:1', '--dedupe-mode', 'debounce');
     expect(wrong.code).toBe(2);
-    expect(wrong.stderr).toMatch(/--dedupe-mode.*'debounce' is invalid\. Allowed choices are keep, replace, replace_keep_time/);
+    expect(wrong.stderr).toMatch(/--dedupe-mode.*'debounce' is invalid\. Allowed choices are keep, keep_waiting, replace, replace_keep_time/);
   });
 
   it('HTTP: POST /jobs with dedupeMode replace_keep_time; a bulk job with it is refused naming it', async () => {
@@ -168,6 +168,6 @@ describe('dedupe_mode replace_keep_time', () => {
     expect(await times(a.body.id)).toEqual(before);
     const bulk = await post({ jobs: [{ task: 'sync.user', dedupeKey: 'user:1', dedupeMode: 'replace_keep_time' }] });
     expect(bulk.status).toBe(400);
-    expect(JSON.stringify(bulk.body)).toMatch(/jobs\[0\]\.dedupeMode: must be 'keep' in a bulk publish/);
+    expect(JSON.stringify(bulk.body)).toMatch(/jobs\[0\]\.dedupeMode: must be 'keep' or 'keep_waiting' in a bulk publish/);
   });
 });

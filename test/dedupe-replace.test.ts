@@ -162,7 +162,7 @@ describe('dedupe_mode replace', () => {
   it('bad input names the field and the rule, in SQL and at the TypeScript edge', async () => {
     const bad = (extra: string) => sqlErrorOf(sql, `select jobs.publish('t', '{}', ${extra})`);
     expect(await bad(`dedupe_key => 'k', dedupe_mode => 'debounce'`)).toMatchObject(
-      { code: 'PD011', column: 'dedupe_mode', message: "dedupe_mode: must be keep, replace or replace_keep_time, got 'debounce'" });
+      { code: 'PD011', column: 'dedupe_mode', message: "dedupe_mode: must be keep, keep_waiting, replace or replace_keep_time, got 'debounce'" });
     expect(await bad(`dedupe_mode => 'replace'`)).toMatchObject(
       { code: 'PD011', column: 'dedupe_mode', message: 'dedupe_mode: needs a dedupe_key (the key whose job it keeps or replaces)' });
     const dep = await one<{ id: string }>(`select jobs.publish('t')::text as id`);
@@ -172,13 +172,13 @@ describe('dedupe_mode replace', () => {
 
     const q = queueWith({});
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'debounce' as 'replace' })).rejects.toMatchObject(
-      { field: 'options.dedupeMode', message: "options.dedupeMode: must be 'keep', 'replace' or 'replace_keep_time'" });
+      { field: 'options.dedupeMode', message: "options.dedupeMode: must be 'keep', 'keep_waiting', 'replace' or 'replace_keep_time'" });
     await expect(q.publish('t', {}, { dedupeMode: 'replace' })).rejects.toMatchObject(
       { field: 'options.dedupeMode', message: 'options.dedupeMode: needs a dedupe key (the key whose job it keeps or replaces)' });
     await expect(q.publish('t', {}, { dedupeKey: 'k', dedupeMode: 'replace', dependsOn: [dep.id] })).rejects.toBeInstanceOf(ValidationError);
     // A bulk publish keeps (its jobs may carry keys) but never replaces.
     await expect(publishBulk(db.driver, [{ task: 't' }, { task: 't', dedupeKey: 'k', dedupeMode: 'replace' } as never])).rejects.toMatchObject(
-      { field: 'jobs[1].dedupeMode', message: expect.stringMatching(/^jobs\[1\]\.dedupeMode: must be 'keep' in a bulk publish/) });
+      { field: 'jobs[1].dedupeMode', message: expect.stringMatching(/^jobs\[1\]\.dedupeMode: must be 'keep' or 'keep_waiting' in a bulk publish/) });
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 1 });
   });
 
@@ -202,7 +202,7 @@ describe('dedupe_mode replace', () => {
     expect(await sql(`select job_id::text || E'\\n' as id, body from jobs.job_queue`)).toEqual([{ id: a.stdout, body: { n: 2 } }]);
     const wrong = await cli('publish', 'sync.user', '--dedupe-key', 'user:1', '--dedupe-mode', 'debounce');
     expect(wrong.code).toBe(2);
-    expect(wrong.stderr).toMatch(/--dedupe-mode.*'debounce' is invalid\. Allowed choices are keep, replace/);
+    expect(wrong.stderr).toMatch(/--dedupe-mode.*'debounce' is invalid\. Allowed choices are keep, keep_waiting, replace/);
     const keyless = await cli('publish', 'sync.user', '--dedupe-mode', 'replace');
     expect(keyless.code).not.toBe(0);
     expect(keyless.stderr).toMatch(/--dedupe-mode: needs a dedupe key/);
@@ -226,6 +226,6 @@ describe('dedupe_mode replace', () => {
     expect(JSON.stringify(keyless.body)).toMatch(/dedupeMode: needs a dedupe key/);
     const bulk = await post({ jobs: [{ task: 'sync.user', dedupeMode: 'replace' }] });
     expect(bulk.status).toBe(400);
-    expect(JSON.stringify(bulk.body)).toMatch(/jobs\[0\]\.dedupeMode: must be 'keep' in a bulk publish/);
+    expect(JSON.stringify(bulk.body)).toMatch(/jobs\[0\]\.dedupeMode: must be 'keep' or 'keep_waiting' in a bulk publish/);
   });
 });

@@ -201,7 +201,7 @@ describe('checks', () => {
       [{ task: 't', dedupeKey: '' }, 'jobs[1].dedupeKey', /must be a non-empty text/],
       [{ task: 't', serialKey: 7 }, 'jobs[1].serialKey', /must be a string/],
       [{ task: 't', attributes: [1] }, 'jobs[1].attributes', /must be a JSON object/],
-      [{ task: 't', dedupeKey: 'k', dedupeMode: 'replace' }, 'jobs[1].dedupeMode', /must be 'keep' in a bulk publish \(not 'replace' nor 'replace_keep_time'\): a replace rewrites/],
+      [{ task: 't', dedupeKey: 'k', dedupeMode: 'replace' }, 'jobs[1].dedupeMode', /must be 'keep' or 'keep_waiting' in a bulk publish \(not 'replace' nor 'replace_keep_time'\): a replace rewrites/],
       [{ task: 't', dedupeMode: 'keep' }, 'jobs[1].dedupeMode', /needs a dedupe key/],
       [{ task: 't', dependsOn: ['1'] }, 'jobs[1].dependsOn', /a bulk publish takes none/],
     ];
@@ -252,7 +252,7 @@ describe('publishBulk and POST /jobs', () => {
     for (const [job, field, rule] of [
       [{ task: 't', serialKey: '' }, 'jobs[0].serialKey', /must be a non-empty text/],
       [{ task: 't', attributes: 'eu' }, 'jobs[0].attributes', /must be a JSON object/],
-      [{ task: 't', dedupeKey: 'k', dedupeMode: 'replace' }, 'jobs[0].dedupeMode', /must be 'keep' in a bulk publish/],
+      [{ task: 't', dedupeKey: 'k', dedupeMode: 'replace' }, 'jobs[0].dedupeMode', /must be 'keep' or 'keep_waiting' in a bulk publish/],
       [{ task: 't', dependsOn: ['1'] }, 'jobs[0].dependsOn', /a job of a bulk publish takes no dependsOn/],
     ] as const) {
       const res = await post({ jobs: [job] });

@@ -185,7 +185,7 @@ describe('dedupe_key: stored, shown, checked', () => {
     const refusals: [string, unknown[], string, RegExp][] = [
       [`dedupe_key => $1`, [''], 'dedupe_key', /^dedupe_key: must be a non-empty text of at most 500 characters$/],
       [`dedupe_key => $1`, ['x'.repeat(501)], 'dedupe_key', /^dedupe_key: must be a non-empty text/],
-      [`dedupe_key => 'k', dedupe_mode => $1`, ['debounce'], 'dedupe_mode', /^dedupe_mode: must be keep, replace or replace_keep_time, got 'debounce'$/],
+      [`dedupe_key => 'k', dedupe_mode => $1`, ['debounce'], 'dedupe_mode', /^dedupe_mode: must be keep, keep_waiting, replace or replace_keep_time, got 'debounce'$/],
       [`dedupe_mode => $1`, ['replace'], 'dedupe_mode', /^dedupe_mode: needs a dedupe_key/],
       [`dedupe_key => $1, overlap => 'skip'`, ['k'], 'dedupe_key', /^dedupe_key: cannot be given with overlap 'skip'/],
     ];
@@ -232,7 +232,7 @@ describe('dedupe_key: stored, shown, checked', () => {
       [['--dedupe-key', ''], /^pgdrain: --dedupe-key: must /],
       [['--dedupe-key', 'k', '--overlap', 'skip'], /^pgdrain: --dedupe-key: cannot be given with overlap 'skip'/],
       [['--dedupe-mode', 'replace'], /^pgdrain: --dedupe-mode: needs a dedupe key/],
-      [['--dedupe-key', 'k', '--dedupe-mode', 'debounce'], /--dedupe-mode.*'debounce' is invalid\. Allowed choices are keep, replace, replace_keep_time/],
+      [['--dedupe-key', 'k', '--dedupe-mode', 'debounce'], /--dedupe-mode.*'debounce' is invalid\. Allowed choices are keep, keep_waiting, replace, replace_keep_time/],
     ];
     for (const [flags, message] of bad) {
       const r = await cli('schedule', 'add', 'bad', '--cron', '@hourly', '--task', 'a.b', ...flags);

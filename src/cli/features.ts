@@ -23,8 +23,9 @@ export function addPublishOptions(cmd: Command): Command {
     .option('--dedupe-key <key>', 'while a job with this key is active, print its id instead of adding one')
     .addOption(new Option('--dedupe-mode <mode>', 'keep: as --dedupe-key says; replace: a job with the key that has '
       + 'not started takes this body, run time and options (debounce); a running one finishes and a new job takes the key; '
-      + 'replace_keep_time: as replace, but a job that has not started keeps its run time')
-      .choices(['keep', 'replace', 'replace_keep_time']))
+      + 'replace_keep_time: as replace, but a job that has not started keeps its run time; '
+      + 'keep_waiting: keep while the job has not started, else a new job takes the key (pg-boss short)')
+      .choices(['keep', 'keep_waiting', 'replace', 'replace_keep_time']))
     .option('--serial-key <key>', 'jobs sharing the key run one at a time, in publish order')
     .option('--depends-on <ids>', 'run after these jobs (comma-separated ids) succeeded', jobIds)
     .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject)

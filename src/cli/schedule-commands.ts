@@ -3,6 +3,7 @@ import { PgDrainError, ValidationError } from '../errors.js';
 import { dsnOption, type WithConnection } from './features.js';
 import { integer, json, seconds } from './flag-parsers.js';
 import { formatTable } from './format.js';
+import type { ScheduleDedupeMode } from '../schedules.js';
 
 // `pgdrain schedule add | list | rm`: recurring jobs (src/schedules.ts,
 // sql/0009_schedule.sql). main.ts registers them. The schedules module (and
@@ -50,12 +51,13 @@ export function scheduleCommand(withConnection: WithConnection): Command {
     .option('--serial-key <key>', 'serial key of every job it publishes: they run one at a time (graphile-worker ?queue=)')
     .option('--dedupe-key <key>', 'dedupe key every tick publishes with, as publish --dedupe-key (graphile-worker ?jobKey=; overlap allow)')
     .addOption(new Option('--dedupe-mode <mode>', "while a job holds --dedupe-key: keep (default) publishes nothing; replace: "
-      + 'the waiting job takes the tick; replace_keep_time: and keeps its time').choices(['keep', 'replace', 'replace_keep_time']))
+      + 'the waiting job takes the tick; replace_keep_time: and keeps its time; keep_waiting: keep while the job has not started')
+      .choices(['keep', 'keep_waiting', 'replace', 'replace_keep_time']))
     .addOption(dsnOption())
     .action(async (name: string, opts: { cron: string; task: string; body?: unknown; queue?: string; priority?: number;
                                          timeout?: number; maxRetries?: number; runner?: 'pg_cron' | 'drains';
                                          overlap?: 'allow' | 'skip'; tz?: string; backfill?: number; serialKey?: string;
-                                         dedupeKey?: string; dedupeMode?: 'keep' | 'replace' | 'replace_keep_time';
+                                         dedupeKey?: string; dedupeMode?: ScheduleDedupeMode;
                                          dsn?: string }) => {
       const [{ checkCron, checkTz }, { schedule }] = await Promise.all([import('../cron-checks.js'), import('../schedules.js')]);
       try {

@@ -149,7 +149,7 @@ const runAtOrDelay = z.refine<{ runAt?: Date; delaySeconds?: number }>((j) => j.
 const needsDedupeKey = z.refine<{ dedupeMode?: string; dedupeKey?: string }>(
   (j) => j.dedupeMode === undefined || j.dedupeKey !== undefined,
   { message: 'needs a dedupeKey (the key whose job it keeps)', path: ['dedupeMode'] });
-/** A job of a bulk takes publishBulk's options: dedupeMode 'keep' only, no dependsOn. */
+/** A job of a bulk takes publishBulk's options: dedupeMode 'keep' or 'keep_waiting' only, no dependsOn. */
 const jobSchema = z.strictObject({
   ...jobShape, dedupeKey: bulkPublishOptionsSchema.shape.dedupeKey, dedupeMode: bulkPublishOptionsSchema.shape.dedupeMode,
   serialKey: bulkPublishOptionsSchema.shape.serialKey, attributes: bulkPublishOptionsSchema.shape.attributes,
