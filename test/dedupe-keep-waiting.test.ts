@@ -6,7 +6,7 @@
 // the CLI case runs dist/cli.mjs (npm run build first).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
-import { createQueue, publishBulk, schedule } from '../src/index.js';
+import { createQueue, publish, publishBulk, schedule, type JobContext } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
 import { runCli } from './support/drain-process.js';
 
@@ -103,6 +103,38 @@ describe('dedupe_mode keep_waiting (pg-boss short)', () => {
     const e = await stately(7);
     expect(e).not.toBe(d);
     expect(await sql(`select job_id::text as id from jobs.consume(5)`)).toEqual([{ id: d }]);
+  });
+
+  it('race: concurrent keep_waiting publishes against drains lose nothing; a publish never gets a job that had started', async () => {
+    const started = new Map<string, number>(); // job id -> when its handler began (a counter, not a clock)
+    let tick = 0;
+    const q = createQueue({ driver: shared, tasks: { sync: { user: async (_: unknown, ctx: JobContext) => {
+      started.set(ctx.job.id, ++tick);
+      await new Promise((r) => setTimeout(r, 2)); // stay running while publishes arrive
+    } } } });
+    const sent: { id: string; before: number }[] = [];
+    let publishing = true;
+    const chains = Array.from({ length: 6 }, async () => {
+      for (let k = 0; k < 25; k++) {
+        const before = tick;
+        sent.push({ id: await publish(db.driver, 'sync.user', { k }, { dedupeKey: 'user:1', dedupeMode: 'keep_waiting' }), before });
+      }
+    });
+    const drains = Array.from({ length: 3 }, async () => {
+      while (publishing) await q.drain(5, Date.now() + 120_000);
+    });
+    await Promise.all(chains).finally(() => (publishing = false));
+    await Promise.all(drains);
+    await q.drain(10, Date.now() + 120_000);
+    const ids = new Set(sent.map((s) => s.id));
+    expect(ids.size).toBeGreaterThan(1);
+    expect(ids.size).toBeLessThan(sent.length);
+    expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 0 });
+    const ended = await sql<{ id: string; status: string }>(`select job_id::text as id, status from jobs.job`);
+    expect(ended.map((e) => e.id).sort()).toEqual([...ids].sort());
+    expect(ended.every((e) => e.status === 'success')).toBe(true);
+    // Answered with a job, the publish came before that job's handler began (it had not started).
+    for (const s of sent) expect(started.get(s.id)!, s.id).toBeGreaterThan(s.before);
   });
 
   it('bulk: publish_arrays dedupe_modes and publishBulk dedupeMode keep_waiting; keep positions unchanged', async () => {
