@@ -215,7 +215,7 @@ describe('dedupe_mode keep_waiting (pg-boss short)', () => {
     expect(await one(`select (select count(*) from jobs.job_queue) + (select count(*) from jobs.recurring) as n`)).toEqual({ n: '0' });
   });
 
-  it('CLI publish --dedupe-mode keep_waiting and HTTP dedupeMode (one job and a bulk)', async () => {
+  it('CLI publish and schedule add --dedupe-mode keep_waiting, and HTTP dedupeMode (one job and a bulk)', async () => {
     const a = await runCli(db.url, 'publish', 'sync.user', '{"n":1}', '--dedupe-key', 'user:1', '--dedupe-mode', 'keep_waiting');
     const b = await runCli(db.url, 'publish', 'sync.user', '{"n":2}', '--dedupe-key', 'user:1', '--dedupe-mode', 'keep_waiting');
     expect(a).toMatchObject({ code: 0 });
@@ -223,6 +223,9 @@ describe('dedupe_mode keep_waiting (pg-boss short)', () => {
     await sql(`select jobs.consume(1)`);
     const c = await runCli(db.url, 'publish', 'sync.user', '{"n":3}', '--dedupe-key', 'user:1', '--dedupe-mode', 'keep_waiting');
     expect(c.stdout).not.toBe(a.stdout);
+    expect(await runCli(db.url, 'schedule', 'add', 'digest', '--cron', '@hourly', '--task', 'a.b', '--runner', 'drains',
+                        '--dedupe-key', 'k', '--dedupe-mode', 'keep_waiting')).toMatchObject({ code: 0 });
+    expect(await sql(`select dedupe_key, dedupe_mode from jobs.recurring`)).toEqual([{ dedupe_key: 'k', dedupe_mode: 'keep_waiting' }]);
 
     const token = 'keep-waiting-token-0123456789abc';
     const app = createApp({ queue: queueWith(), token });
