@@ -8,7 +8,7 @@ import { askedOutcome } from './job-errors.js';
 import { quietThenables, resultJson } from './json-text.js';
 import type { RateLimit } from './rate-limit.js';
 import { isError, thrownOutcome } from './run-handler.js';
-import type { Outcome } from './settler.js';
+import type { Outcome } from './outcome-arrays.js';
 import type { Expiring, Timeouts } from './timeouts.js';
 import type { Job } from './types.js';
 import type { Running } from './wind-down.js';

@@ -1,4 +1,4 @@
-import type { SettleCounts } from './settler.js';
+import type { SettleCounts } from './outcome-arrays.js';
 import type { Job, Json } from './types.js';
 
 // What jobs.claim_json answers (sql/0006_claim_json.sql), and the jobs in it.

@@ -1,6 +1,6 @@
 import type { Queryable, QueryResult } from './db/driver.js';
 import type { ClaimResult } from './claim-answer.js';
-import { outcomeArrays, type Outcome } from './settler.js';
+import { outcomeArrays, type Outcome } from './outcome-arrays.js';
 
 // A drain's claim round trip: one jobs.claim_json statement
 // (sql/0006_claim_json.sql) settles the outcomes gathered since the last

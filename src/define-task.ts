@@ -5,7 +5,7 @@ import { resultJson } from './json-text.js';
 import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
 import { rateLimiter } from './rate-limit.js';
-import { outcomeArrays, type SettleCounts } from './settler.js';
+import { outcomeArrays, type SettleCounts } from './outcome-arrays.js';
 import { reachableHandlers, resolveHandler } from './tasks.js';
 import type { BatchContext, BatchHandler, BatchItem, BatchResults, Handler, JobContext, PublishOptions, TaskMap,
   TransactionalHandler } from './types.js';

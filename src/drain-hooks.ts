@@ -1,5 +1,5 @@
 // DrainOptions.onJobStart / onJobEnd: what Sentry or OpenTelemetry glue hangs on.
-import type { Outcome } from './settler.js';
+import type { Outcome } from './outcome-arrays.js';
 import type { Job, JobEndEvent, JobStartEvent } from './types.js';
 
 /** The error text of a job the drain aborted after jobs.cancel: its hook outcome is 'cancelled'. */

@@ -1,4 +1,4 @@
-import type { Outcome } from './settler.js';
+import type { Outcome } from './outcome-arrays.js';
 import type { FailedJob, Job } from './types.js';
 
 /**

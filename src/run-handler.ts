@@ -1,5 +1,4 @@
-// One job's handler, run: whatever it returns, throws or rejects with
-// becomes the outcome drain() settles.
+// One job's handler, run: what it returns, throws or rejects with becomes the outcome drain() settles.
 import { heartbeatOf, isTransactional, runTransactional } from './define-task.js';
 import type { DrainDeps } from './drain.js';
 import type { Thrown } from './drain-hooks.js';
@@ -8,7 +7,8 @@ import type { ProgressSink } from './progress.js';
 import type { RateLimit } from './rate-limit.js';
 import { askedOutcome } from './job-errors.js';
 import { resultJson } from './json-text.js';
-import type { Outcome, Settler } from './settler.js';
+import type { Outcome } from './outcome-arrays.js';
+import type { Settler } from './settler.js';
 import { resolveHandler } from './tasks.js';
 import type { TimeoutGroup, Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';

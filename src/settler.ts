@@ -1,63 +1,5 @@
 import type { Queryable } from './db/driver.js';
-
-/** One settled delivery. An ack's result is already JSON text (null: none). */
-export type Outcome =
-  | { id: string; attempt: number; outcome: 'ack'; result: string | null; ms: number }
-  /** retryAt (ISO text): when to run again, instead of after the backoff (a RetryJob). */
-  | { id: string; attempt: number; outcome: 'nack'; error: string; retryAt?: string }
-  | { id: string; attempt: number; outcome: 'fail'; error: string }
-  /** retryAt: a snooze (SnoozeJob), run again then; without it, a plain give-back. */
-  | { id: string; attempt: number; outcome: 'release'; retryAt?: string };
-
-/** Settles outcomeArrays(...) of the worker $8 (null: any) in one statement; answers the counts as r. */
-export const SETTLE_ARRAYS_SQL =
-  'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[], ' +
-  'worker_id => $8) as r';
-
-/**
- * Outcomes as the column arrays jobs.settle_arrays and jobs.claim_json take
- * (ids, attempts, outcomes, results, errors, retry_at, ms): cheaper for the
- * server to read than a JSON document. A column nobody uses goes as null.
- * Ids, attempts, outcome names and durations need no quoting, so they go as
- * array literals joined here rather than escaped element by element.
- */
-export function outcomeArrays(unsorted: readonly Outcome[]): unknown[] {
-  // In job_id order, as a publish locks the dependencies it names
-  // (jobs.lock_dependencies): deleted in the order handlers returned, a
-  // settle and such a publish could each hold a job the other waited for.
-  // Mostly they come in that order already: checked first, it costs less than sorting.
-  const batch = inJobIdOrder(unsorted) ? unsorted : [...unsorted].sort(byJobId);
-  const n = batch.length;
-  const ids: string[] = new Array(n);
-  const attempts: number[] = new Array(n);
-  const kinds: string[] = new Array(n);
-  const ms: (number | 'NULL')[] = new Array(n);
-  // Made only when an outcome has one: no-op jobs have none.
-  let results: (string | null)[] | undefined;
-  let errors: (string | null)[] | undefined;
-  let retryAts: (string | null)[] | undefined;
-  for (let i = 0; i < n; i++) {
-    const o = batch[i]!;
-    ids[i] = o.id;
-    attempts[i] = o.attempt;
-    kinds[i] = o.outcome;
-    if (o.outcome === 'ack') {
-      ms[i] = o.ms;
-      if (o.result !== null) (results ??= new Array<string | null>(n).fill(null))[i] = o.result;
-    } else {
-      ms[i] = 'NULL';
-      if (o.outcome === 'nack' || o.outcome === 'fail') (errors ??= new Array<string | null>(n).fill(null))[i] = o.error;
-      if (o.outcome !== 'fail' && o.retryAt !== undefined) (retryAts ??= new Array<string | null>(n).fill(null))[i] = o.retryAt;
-    }
-  }
-  return [`{${ids.join(',')}}`, `{${attempts.join(',')}}`, `{${kinds.join(',')}}`,
-          results ?? null, errors ?? null, retryAts ?? null, `{${ms.join(',')}}`];
-}
-
-function inJobIdOrder(outcomes: readonly Outcome[]): boolean {
-  for (let i = 1; i < outcomes.length; i++) if (byJobId(outcomes[i - 1]!, outcomes[i]!) > 0) return false;
-  return true;
-}
+import { outcomeArrays, SETTLE_ARRAYS_SQL, type Outcome, type SettleCounts } from './outcome-arrays.js';
 
 /**
  * The most outcomes that end a serial-key job one settle statement carries
@@ -89,15 +31,6 @@ export function pauseUntil(signal?: AbortSignal): Pause {
     const timer = setTimeout(() => end(true), ms);
     signal?.addEventListener('abort', cut, { once: true });
   });
-}
-
-export interface SettleCounts {
-  succeeded: number;
-  failed: number;
-  cancelled: number;
-  retried: number;
-  released: number;
-  stale: number;
 }
 
 /**
@@ -293,9 +226,4 @@ export class Settler {
       this.putBack(batch);
     }
   }
-}
-
-/** Ids are bigints in decimal without leading zeros: shorter is smaller. */
-function byJobId(x: Outcome, y: Outcome): number {
-  return x.id.length - y.id.length || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0);
 }

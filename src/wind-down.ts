@@ -1,5 +1,5 @@
 import type { LazySignal } from './job-context.js';
-import type { Outcome } from './settler.js';
+import type { Outcome } from './outcome-arrays.js';
 import type { Job } from './types.js';
 
 /** A job drain() has started and not yet settled. */

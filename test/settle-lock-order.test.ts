@@ -6,7 +6,7 @@
 // Forced interleaving, no timing: a third session holds b, the settle queues
 // on it first, the publish (holding a) second; the third lets go.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { outcomeArrays, SETTLE_ARRAYS_SQL, type Outcome } from '../src/settler.js';
+import { outcomeArrays, SETTLE_ARRAYS_SQL, type Outcome } from '../src/outcome-arrays.js';
 import { testDb } from './support/db.js';
 import { lockSessions, waitUntilBlocked } from './support/lock-sessions.js';
 
