@@ -24,7 +24,9 @@
 -- dedupe_key, dedupe_mode: every tick publishes with them as jobs.publish
 -- takes them (graphile-worker's crontab ?jobKey=&jobKeyMode=): a key of one's
 -- choosing, which other publishes may share; overlap 'allow' only (overlap
--- 'skip' gives its jobs a key of its own).
+-- 'skip' gives its jobs a key of its own). group_id, group_tier: every job
+-- it publishes carries them, so its queue's group_concurrency caps its
+-- ticks' running jobs with the group's others (pg-boss's schedule options).
 create table jobs.recurring (
   name         text        primary key,
   cron         text        not null,
@@ -43,6 +45,8 @@ create table jobs.recurring (
   dedupe_key   text        check (dedupe_key is null or overlap = 'allow'),
   dedupe_mode  text        check (dedupe_mode is null or dedupe_mode in ('keep', 'keep_waiting', 'replace', 'replace_keep_time')
                                    and dedupe_key is not null),
+  group_id     text,
+  group_tier   text        check (group_tier is null or group_id is not null),
   next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)),
   last_run_at  timestamptz,
   last_job_id  bigint,
@@ -174,7 +178,9 @@ end $$;
 -- waiting to retry) lets the tick's job take the key; replace: the waiting holder takes the tick; replace_keep_time: it takes
 -- the tick and keeps its time); overlap 'allow' only; with backfill, the
 -- missed ticks are published oldest first, so the key's job is the first
--- of them (keep) or the latest (replace). Returns the runner.
+-- of them (keep) or the latest (replace). group_id, group_tier: the group
+-- (and tier) of every job it publishes, as jobs.publish's (PD019); a change
+-- applies from the next tick. Returns the runner.
 create function jobs.schedule(
   name        text,
   cron        text,
@@ -191,7 +197,9 @@ create function jobs.schedule(
   backfill    numeric     default null,
   serial_key  text        default null,
   dedupe_key  text        default null,
-  dedupe_mode text        default null
+  dedupe_mode text        default null,
+  group_id    text        default null,
+  group_tier  text        default null
 ) returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
@@ -235,6 +243,7 @@ begin
   elsif schedule.dedupe_mode is not null and schedule.dedupe_key is null then
     perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
   end if;
+  perform jobs.check_group(schedule.group_id, schedule.group_tier);
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
   end if;
@@ -312,17 +321,18 @@ begin
     v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   overlap, tz, backfill, serial_key, dedupe_key, dedupe_mode, next_run_at,
-                                   created_at, updated_at)
+                                   overlap, tz, backfill, serial_key, dedupe_key, dedupe_mode, group_id, group_tier,
+                                   next_run_at, created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
           schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
           schedule.backfill, schedule.serial_key, schedule.dedupe_key, schedule.dedupe_mode,
-          case when v_runner = 'drains' then v_next end, v_now, v_now)
+          schedule.group_id, schedule.group_tier, case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
       runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
       serial_key = excluded.serial_key, dedupe_key = excluded.dedupe_key, dedupe_mode = excluded.dedupe_mode,
+      group_id = excluded.group_id, group_tier = excluded.group_tier,
       updated_at = excluded.updated_at, last_error = v_kept_error,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
@@ -414,6 +424,7 @@ begin
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
                          max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
                          dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                         group_id => r.group_id, group_tier => r.group_tier,
                          attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
@@ -483,6 +494,7 @@ begin
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                             group_id => r.group_id, group_tier => r.group_tier,
                              attributes => jobs.schedule_attributes(r.name, r.next_run_at));
         if r.dedupe_key is not null then
           perform set_config('lock_timeout', v_lock_timeout, true);
@@ -509,6 +521,7 @@ begin
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                             group_id => r.group_id, group_tier => r.group_tier,
                              attributes => jobs.schedule_attributes(r.name, v_tick));
         v_last := v_tick;
         v_n := v_n + 1;
@@ -554,7 +567,7 @@ select r.name, r.cron, r.task, r.body, r.timeout, r.priority, r.max_retries, r.q
        coalesce(r.next_run_at, jobs.cron_tick(r.cron, now(), r.tz)) as next_run_at,
        r.last_run_at, r.last_job_id, r.last_error, r.created_at, r.updated_at,
        r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at, r.backfill,
-       r.serial_key, r.dedupe_key, r.dedupe_mode
+       r.serial_key, r.dedupe_key, r.dedupe_mode, r.group_id, r.group_tier
 from jobs.recurring r;
 
 -- Maintenance -----------------------------------------------------------------

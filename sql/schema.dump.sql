@@ -3423,6 +3423,7 @@ begin
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                             group_id => r.group_id, group_tier => r.group_tier,
                              attributes => jobs.schedule_attributes(r.name, r.next_run_at));
         if r.dedupe_key is not null then
           perform set_config('lock_timeout', v_lock_timeout, true);
@@ -3449,6 +3450,7 @@ begin
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                             group_id => r.group_id, group_tier => r.group_tier,
                              attributes => jobs.schedule_attributes(r.name, v_tick));
         v_last := v_tick;
         v_n := v_n + 1;
@@ -4236,6 +4238,7 @@ begin
     v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
                          max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
                          dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                         group_id => r.group_id, group_tier => r.group_tier,
                          attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
   exception when others then
     -- As when drains run it: the tick is recorded as failed (queue full,
@@ -4261,10 +4264,10 @@ CREATE FUNCTION jobs.running_count(p_queue text) RETURNS bigint
 $$;
 
 --
--- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text, numeric, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: schedule(text, text, text, jsonb, numeric, integer, integer, text, text, timestamp with time zone, text, text, numeric, text, text, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, overlap text DEFAULT NULL::text, tz text DEFAULT NULL::text, backfill numeric DEFAULT NULL::numeric, serial_key text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, dedupe_mode text DEFAULT NULL::text) RETURNS text
+CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, queue text DEFAULT NULL::text, runner text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, overlap text DEFAULT NULL::text, tz text DEFAULT NULL::text, backfill numeric DEFAULT NULL::numeric, serial_key text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, dedupe_mode text DEFAULT NULL::text, group_id text DEFAULT NULL::text, group_tier text DEFAULT NULL::text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
@@ -4310,6 +4313,7 @@ begin
   elsif schedule.dedupe_mode is not null and schedule.dedupe_key is null then
     perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
   end if;
+  perform jobs.check_group(schedule.group_id, schedule.group_tier);
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
   end if;
@@ -4387,17 +4391,18 @@ begin
     v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
-                                   overlap, tz, backfill, serial_key, dedupe_key, dedupe_mode, next_run_at,
-                                   created_at, updated_at)
+                                   overlap, tz, backfill, serial_key, dedupe_key, dedupe_mode, group_id, group_tier,
+                                   next_run_at, created_at, updated_at)
   values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
           schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
           schedule.backfill, schedule.serial_key, schedule.dedupe_key, schedule.dedupe_mode,
-          case when v_runner = 'drains' then v_next end, v_now, v_now)
+          schedule.group_id, schedule.group_tier, case when v_runner = 'drains' then v_next end, v_now, v_now)
   on conflict on constraint recurring_pkey do update
   set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
       priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
       runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
       serial_key = excluded.serial_key, dedupe_key = excluded.dedupe_key, dedupe_mode = excluded.dedupe_mode,
+      group_id = excluded.group_id, group_tier = excluded.group_tier,
       updated_at = excluded.updated_at, last_error = v_kept_error,
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
                               and r.tz is not distinct from excluded.tz then r.next_run_at
@@ -4486,6 +4491,8 @@ CREATE TABLE jobs.recurring (
     serial_key text,
     dedupe_key text,
     dedupe_mode text,
+    group_id text,
+    group_tier text,
     next_run_at timestamp with time zone,
     last_run_at timestamp with time zone,
     last_job_id bigint,
@@ -4498,7 +4505,8 @@ CREATE TABLE jobs.recurring (
     CONSTRAINT recurring_check1 CHECK (((backfill IS NULL) OR ((backfill > (0)::numeric) AND (backfill <= (31622400)::numeric) AND (runner = 'drains'::text) AND (overlap = 'allow'::text)))),
     CONSTRAINT recurring_check2 CHECK (((dedupe_key IS NULL) OR (overlap = 'allow'::text))),
     CONSTRAINT recurring_check3 CHECK (((dedupe_mode IS NULL) OR ((dedupe_mode = ANY (ARRAY['keep'::text, 'keep_waiting'::text, 'replace'::text, 'replace_keep_time'::text])) AND (dedupe_key IS NOT NULL)))),
-    CONSTRAINT recurring_check4 CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
+    CONSTRAINT recurring_check4 CHECK (((group_tier IS NULL) OR (group_id IS NOT NULL))),
+    CONSTRAINT recurring_check5 CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
     CONSTRAINT recurring_overlap_check CHECK ((overlap = ANY (ARRAY['allow'::text, 'skip'::text]))),
     CONSTRAINT recurring_runner_check CHECK ((runner = ANY (ARRAY['pg_cron'::text, 'drains'::text])))
 );
@@ -5442,7 +5450,9 @@ CREATE VIEW jobs.schedules AS
     r.backfill,
     r.serial_key,
     r.dedupe_key,
-    r.dedupe_mode
+    r.dedupe_mode,
+    r.group_id,
+    r.group_tier
    FROM jobs.recurring r;
 
 --

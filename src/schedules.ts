@@ -7,6 +7,7 @@ import { checkQueryable } from './driver-check.js';
 import { checkCron, checkTz } from './cron-checks.js';
 import { publishOptionsSchema } from './job-options.js';
 import { keySchema, parse, queueNameSchema, taskSchema } from './options.js';
+import type { JobGroup } from './types.js';
 
 // Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each
 // (maintain: one per pass).
@@ -67,6 +68,12 @@ export interface ScheduleSpec {
    * keeps its time. With backfill, the missed ticks go oldest first.
    */
   dedupeMode?: ScheduleDedupeMode | undefined;
+  /**
+   * The group (and tier) of every job it publishes, as publish's group
+   * (pg-boss's schedule options): its queue's groupConcurrency caps the
+   * ticks' running jobs with the group's others. A change applies from the next tick.
+   */
+  group?: JobGroup | undefined;
 }
 
 /** What a schedule's tick does while a job holds its dedupe key (publish's dedupeMode). */
@@ -101,6 +108,8 @@ export interface ScheduleInfo {
   dedupeKey: string | null;
   /** Its dedupe mode, or null (keep, when there is a key). */
   dedupeMode: ScheduleDedupeMode | null;
+  /** The group its jobs carry ({ id, tier: null when none }), or null (none). */
+  group: { id: string; tier: string | null } | null;
 }
 
 /** What one jobs.maintain pass did. */
@@ -140,6 +149,7 @@ const specSchema = z.strictObject({
   serialKey: z.optional(keySchema),
   dedupeKey: publishOptionsSchema.shape.dedupeKey,
   dedupeMode: publishOptionsSchema.shape.dedupeMode,
+  group: publishOptionsSchema.shape.group,
 }).check(z.refine((s) => s.dedupeMode === undefined || s.dedupeKey !== undefined, {
   message: 'needs a dedupe key (the key whose job it keeps or replaces)', path: ['dedupeMode'] }),
   z.refine((s) => s.dedupeKey === undefined || s.overlap !== 'skip', { path: ['dedupeKey'],
@@ -153,6 +163,7 @@ const SPEC_FIELD: Record<string, string> = {
   priority: 'spec.priority', max_retries: 'spec.maxRetries', queue: 'spec.queue', runner: 'spec.runner',
   overlap: 'spec.overlap', tz: 'spec.tz', backfill: 'spec.backfillSeconds',
   serial_key: 'spec.serialKey', dedupe_key: 'spec.dedupeKey', dedupe_mode: 'spec.dedupeMode',
+  group_id: 'spec.group.id', group_tier: 'spec.group.tier',
 };
 
 /** A database error naming one of jobs.schedule's arguments, renamed to the spec's field (the SQL name stays on the cause). */
@@ -177,10 +188,11 @@ export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<Sched
   return callValue<ScheduleRunner>(db,
     `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
        priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9, overlap => $10, tz => $11,
-       backfill => $12::numeric, serial_key => $13, dedupe_key => $14, dedupe_mode => $15) as r`,
+       backfill => $12::numeric, serial_key => $13, dedupe_key => $14, dedupe_mode => $15,
+       group_id => $16, group_tier => $17) as r`,
     [s.name, cron, s.task, body, s.timeoutSeconds ?? null, s.priority ?? null, s.maxRetries ?? null,
      s.queue ?? null, s.runner ?? null, s.overlap ?? null, tz, s.backfillSeconds ?? null, s.serialKey ?? null,
-     s.dedupeKey ?? null, s.dedupeMode ?? null])
+     s.dedupeKey ?? null, s.dedupeMode ?? null, s.group?.id ?? null, s.group?.tier ?? null])
     .catch((error: unknown) => { throw asSpecField(error); });
 }
 
@@ -196,6 +208,7 @@ interface ScheduleRow {
   last_job_id: string | null; last_error: string | null; overlap: ScheduleOverlap; tz: string;
   skipped_ticks: number | string; last_skipped_at: string | Date | null; backfill: number | string | null;
   serial_key: string | null; dedupe_key: string | null; dedupe_mode: ScheduleDedupeMode | null;
+  group_id: string | null; group_tier: string | null;
 }
 
 /** Every recurring job, from the jobs.schedules view, by name. */
@@ -211,6 +224,7 @@ export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
     lastSkippedAt: r.last_skipped_at === null ? null : new Date(r.last_skipped_at),
     backfillSeconds: r.backfill === null ? null : Number(r.backfill), serialKey: r.serial_key,
     dedupeKey: r.dedupe_key, dedupeMode: r.dedupe_mode,
+    group: r.group_id === null ? null : { id: r.group_id, tier: r.group_tier },
   }));
 }
 

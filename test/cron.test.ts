@@ -232,6 +232,23 @@ describe('pg_cron', () => {
     await sql(`select jobs.unschedule('digest'), jobs.unschedule('kept')`);
   });
 
+  it('a group under pg_cron: the command pg_cron runs publishes with it, and the queue\'s group_concurrency caps the ticks', async () => {
+    await sql('truncate jobs.job_queue');
+    await sql(`select jobs.create_queue('cron_gc', group_concurrency => 1)`);
+    expect(await sql(`select jobs.schedule('tenant', '* * * * *', 'cron.tenant', queue => 'cron_gc', group_id => 'acme',
+                                           group_tier => 'pro') as r`)).toEqual([{ r: 'pg_cron' }]);
+    const [job] = await cronJob('pgdrain:schedule:tenant');
+    // pg_cron's ticks, run as pg_cron runs them.
+    for (let i = 0; i < 3; i++) await sql(job!.command);
+    expect(await sql(`select group_id, group_tier from jobs.job_queue where queue = 'cron_gc'`))
+      .toEqual(Array(3).fill({ group_id: 'acme', group_tier: 'pro' }));
+    // No tier cap for pro: the group's, one at a time.
+    expect(await sql(`select job_id from jobs.claim(10, queue => 'cron_gc')`)).toHaveLength(1);
+    expect(await sql(`select job_id from jobs.claim(10, queue => 'cron_gc')`)).toEqual([]);
+    await sql(`select jobs.unschedule('tenant')`);
+    await sql(`delete from jobs.job_queue where queue = 'cron_gc'; delete from jobs.queue where name = 'cron_gc'`);
+  });
+
   it('a schedule in a time zone goes to the drains (pg_cron 1.4 reads UTC only); forcing pg_cron is refused naming tz', async () => {
     const e = await sqlError(`select jobs.schedule('paris', '0 9 * * *', 'a.b', runner => 'pg_cron', tz => 'Europe/Paris')`);
     expect([e.code, e.column]).toEqual(['PDC03', 'tz']);

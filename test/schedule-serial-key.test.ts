@@ -67,13 +67,13 @@ describe('a schedule with serial_key: its ticks run one at a time', () => {
 });
 
 describe('serial_key: stored, shown, checked', () => {
-  it('jobs.schedules shows it (its last column but the dedupe key\'s two) and listSchedules as serialKey', async () => {
+  it('jobs.schedules shows it (its last column but the dedupe key\'s two and the group\'s two) and listSchedules as serialKey', async () => {
     await sql(`select jobs.schedule('a', '@hourly', 'a.b', serial_key => 'k:a', now => $1)`, [T0]);
     await sql(`select jobs.schedule('b', '@hourly', 'a.b', now => $1)`, [T0]);
     expect(await sql(`select name, serial_key from jobs.schedules order by name`))
       .toEqual([{ name: 'a', serial_key: 'k:a' }, { name: 'b', serial_key: null }]);
     expect(await sql(`select column_name from information_schema.columns where table_schema = 'jobs' and table_name = 'schedules'
-                      order by ordinal_position desc limit 1 offset 2`)).toEqual([{ column_name: 'serial_key' }]);
+                      order by ordinal_position desc limit 1 offset 4`)).toEqual([{ column_name: 'serial_key' }]);
     expect(await listSchedules(db.driver)).toMatchObject([{ name: 'a', serialKey: 'k:a' }, { name: 'b', serialKey: null }]);
   });
 

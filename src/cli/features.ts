@@ -6,6 +6,7 @@ import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
 import { MAX_DELAY_SECONDS, queueNameSchema, textSchema, workerIdSchema } from '../options.js';
 import { formatTable, groupCaps } from './format.js';
+import type { JobGroup } from '../types.js';
 
 // The commands of issue 7 (redrive, dead-letters, queue, wait; cancel is in admin-commands.ts) and
 // the options they add to publish and drain. main.ts registers them.
@@ -28,11 +29,24 @@ export function addPublishOptions(cmd: Command): Command {
       .choices(['keep', 'keep_waiting', 'replace', 'replace_keep_time']))
     .option('--serial-key <key>', 'jobs sharing the key run one at a time, in publish order')
     .option('--depends-on <ids>', 'run after these jobs (comma-separated ids) succeeded', jobIds)
-    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject)
+    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject);
+}
+
+/** --group and --group-tier: the group of the jobs a command publishes (publish, event publish, schedule add). */
+export function addGroupOptions(cmd: Command): Command {
+  return cmd
     .option('--group <id>', "the job's group: a queue's --group-concurrency caps how many of a group's jobs run at once",
       checkedBy(textSchema(200)))
     .option('--group-tier <tier>', "with --group: the tier whose cap (the queue's --group-tiers) the group takes",
       checkedBy(textSchema(200)));
+}
+
+/** Those flags as the group option (none: undefined); --group-tier without --group is a usage error. */
+export function groupOf(opts: { group?: string; groupTier?: string }): JobGroup | undefined {
+  if (opts.groupTier !== undefined && opts.group === undefined) {
+    throw new CommanderError(2, 'usage', 'error: --group-tier needs --group (the group whose tier it names)');
+  }
+  return opts.group === undefined ? undefined : { id: opts.group, tier: opts.groupTier };
 }
 
 /** Options drain gains: --queue --filter --exclude --worker-id. */

@@ -11,7 +11,7 @@ import { closeEarly, connect, databaseUrl, type Connection } from './connect.js'
 import { addExpiryOptions, addRetryPolicyOptions, eventCommand, expiryOf, retryPolicyOf } from './event-commands.js';
 import { jobCommands } from './job-commands.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
-import { addDrainOptions, addPublishOptions, dsnOption, featureCommands } from './features.js';
+import { addDrainOptions, addGroupOptions, addPublishOptions, dsnOption, featureCommands, groupOf } from './features.js';
 import { checkedBy, integer, json, seconds, throttle } from './flag-parsers.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { scheduleCommand } from './schedule-commands.js';
@@ -135,7 +135,7 @@ export function program(): Command {
       }
     });
 
-  addExpiryOptions(addRetryPolicyOptions(addPublishOptions(cli.command('publish'))))
+  addExpiryOptions(addRetryPolicyOptions(addGroupOptions(addPublishOptions(cli.command('publish')))))
     .description('publish one job and print its id')
     .argument('<task>', 'dotted task name, e.g. email.send')
     .argument('[json]', 'the job body as JSON', json)
@@ -159,9 +159,7 @@ export function program(): Command {
                                                          expiresIn?: number; expiresAt?: Date; deadLetter?: string;
                                                          group?: string; groupTier?: string }) => {
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
-      if (opts.groupTier !== undefined && opts.group === undefined) {
-        throw new CommanderError(2, 'usage', 'error: --group-tier needs --group (the group whose tier it names)');
-      }
+      const group = groupOf(opts);
       const expiry = expiryOf(opts);
       await withConnection(opts.dsn, async ({ driver }) => {
         const id = await publish(driver, task, body, {
@@ -170,7 +168,7 @@ export function program(): Command {
           queue: opts.queue, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode, serialKey: opts.serialKey,
           dependsOn: opts.dependsOn, attributes: opts.attributes, throttleSeconds: opts.throttle,
           deadLetter: opts.deadLetter, ...retryPolicyOf(opts), ...expiry,
-          group: opts.group === undefined ? undefined : { id: opts.group, tier: opts.groupTier },
+          group,
         });
         process.stdout.write(`${id}\n`);
       });

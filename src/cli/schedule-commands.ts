@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { PgDrainError, ValidationError } from '../errors.js';
-import { dsnOption, type WithConnection } from './features.js';
+import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
 import { integer, json, seconds } from './flag-parsers.js';
 import { formatTable } from './format.js';
 import type { ScheduleDedupeMode } from '../schedules.js';
@@ -16,14 +16,15 @@ const FLAGS: Record<string, string> = {
   timeoutSeconds: '--timeout', timeout: '--timeout', maxRetries: '--max-retries', max_retries: '--max-retries',
   runner: '--runner', overlap: '--overlap', tz: '--tz', backfillSeconds: '--backfill', backfill: '--backfill',
   serialKey: '--serial-key', serial_key: '--serial-key', dedupeKey: '--dedupe-key', dedupe_key: '--dedupe-key',
-  dedupeMode: '--dedupe-mode', dedupe_mode: '--dedupe-mode',
+  dedupeMode: '--dedupe-mode', dedupe_mode: '--dedupe-mode', 'group.id': '--group', 'group.tier': '--group-tier',
+  group: '--group', group_id: '--group', group_tier: '--group-tier',
 };
 
 /** An error naming a field of the spec, reworded to name its flag. */
 function asFlag(error: unknown): unknown {
   if (!(error instanceof PgDrainError) || error.code !== 'invalid_argument' || error.field === undefined) return error;
-  const field = error.field.replace(/^spec\./, '').split('.')[0]!;
-  const flag = FLAGS[field];
+  const field = error.field.replace(/^spec\./, '');
+  const flag = FLAGS[field] ?? FLAGS[field.split('.')[0]!];
   if (flag === undefined) return error;
   return new ValidationError(flag, error.message.slice(error.message.indexOf(': ') + 2), { cause: error });
 }
@@ -31,7 +32,7 @@ function asFlag(error: unknown): unknown {
 export function scheduleCommand(withConnection: WithConnection): Command {
   const cmd = new Command('schedule').description('recurring jobs: add (or replace), list, rm');
 
-  cmd.command('add')
+  addGroupOptions(cmd.command('add')
     .description('create or replace a schedule: at each tick of --cron, publish a job of --task (prints its runner)')
     .argument('<name>', 'unique name; adding it again replaces it')
     .requiredOption('--cron <expr>', "5 fields (minute hour day-of-month month day-of-week) or @hourly, @daily, …: '0 9 * * mon-fri'")
@@ -52,14 +53,15 @@ export function scheduleCommand(withConnection: WithConnection): Command {
     .option('--dedupe-key <key>', 'dedupe key every tick publishes with, as publish --dedupe-key (graphile-worker ?jobKey=; overlap allow)')
     .addOption(new Option('--dedupe-mode <mode>', "while a job holds --dedupe-key: keep (default) publishes nothing; replace: "
       + 'the waiting job takes the tick; replace_keep_time: and keeps its time; keep_waiting: keep while the job has not started')
-      .choices(['keep', 'keep_waiting', 'replace', 'replace_keep_time']))
+      .choices(['keep', 'keep_waiting', 'replace', 'replace_keep_time'])))
     .addOption(dsnOption())
     .action(async (name: string, opts: { cron: string; task: string; body?: unknown; queue?: string; priority?: number;
                                          timeout?: number; maxRetries?: number; runner?: 'pg_cron' | 'drains';
                                          overlap?: 'allow' | 'skip'; tz?: string; backfill?: number; serialKey?: string;
                                          dedupeKey?: string; dedupeMode?: ScheduleDedupeMode;
-                                         dsn?: string }) => {
+                                         group?: string; groupTier?: string; dsn?: string }) => {
       const [{ checkCron, checkTz }, { schedule }] = await Promise.all([import('../cron-checks.js'), import('../schedules.js')]);
+      const group = groupOf(opts);
       try {
         // Before connecting: a bad flag opens no database.
         checkCron(opts.cron, '--cron');
@@ -69,6 +71,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
             name, cron: opts.cron, task: opts.task, body: opts.body, queue: opts.queue, priority: opts.priority,
             timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, runner: opts.runner, overlap: opts.overlap, tz: opts.tz,
             backfillSeconds: opts.backfill, serialKey: opts.serialKey, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode,
+            group,
           });
           process.stdout.write(`${runner}\n`);
         });
@@ -90,16 +93,19 @@ export function scheduleCommand(withConnection: WithConnection): Command {
           return;
         }
         const iso = (d: Date | null) => (d === null ? '' : d.toISOString());
-        // The backfill, serial_key and dedupe_key columns only when a schedule has one.
+        // The backfill, serial_key, dedupe_key and group columns only when a schedule has one.
         const fill = list.some((s) => s.backfillSeconds !== null);
         const serial = list.some((s) => s.serialKey !== null);
         const dedupe = list.some((s) => s.dedupeKey !== null);
+        const grouped = list.some((s) => s.group !== null);
         const rows = list.map((s) => ({
           name: s.name, cron: s.cron, tz: s.tz, task: s.task, runner: s.runner, overlap: s.overlap,
           ...(fill ? { backfill: s.backfillSeconds === null ? '' : `${s.backfillSeconds}s` } : {}),
           ...(serial ? { serial_key: s.serialKey ?? '' } : {}),
           // The key, and its mode after it when not keep: 'k (replace)'.
           ...(dedupe ? { dedupe_key: s.dedupeKey === null ? '' : `${s.dedupeKey}${s.dedupeMode === null || s.dedupeMode === 'keep' ? '' : ` (${s.dedupeMode})`}` } : {}),
+          // As pgdrain show's group line: 'acme (tier pro)'.
+          ...(grouped ? { group: s.group === null ? '' : s.group.tier === null ? s.group.id : `${s.group.id} (tier ${s.group.tier})` } : {}),
           next_run_at: iso(s.nextRunAt), last_run_at: iso(s.lastRunAt), skipped: s.skippedTicks,
           last_error: s.lastError === null ? '' : s.lastError.split('\n')[0]!.slice(0, 100),
         }));
