@@ -7,7 +7,7 @@
 -- event's name, none given); publish_event also raises jobs.publish's
 -- errors for its options (PD002 timeout, PD003 max_retries, PD004 priority,
 -- PD007 also retry_delay, retry_backoff, retry_delay_max and expires_at,
--- PD014) and what jobs.publish_arrays does (PD010 for a full queue).
+-- PD014, PD019 group_id and group_tier) and what jobs.publish_arrays does (PD010 for a full queue).
 
 -- One row per (event, queue): queue's job for the event runs task (default:
 -- the event's name), so user.created can run email.welcome in queue mail and
@@ -96,7 +96,9 @@ select s.event, s.queue, s.task, s.created_at from jobs.subscription s;
 -- default, then the global one, as jobs.publish), retry policy (retry_delay,
 -- retry_backoff, retry_delay_max: jobs.publish's; none given, each queue's)
 -- and expires_at (jobs.publish's, after the run time; null: each queue's
--- expire_in after the run time, else never). No dedupe key: one key
+-- expire_in after the run time, else never), group (group_id, group_tier:
+-- jobs.publish's, every job in it, so each queue's group_concurrency caps
+-- it; null: no group). No dedupe key: one key
 -- would collapse the fan-out into one job. One call of jobs.publish_arrays
 -- per queue, all in this statement: so each queue's defaults, backpressure,
 -- NOTIFY and the SQL task list apply as to any bulk, and it is all or
@@ -120,7 +122,9 @@ create function jobs.publish_event(
   retry_delay  numeric          default null,
   retry_backoff text            default null,
   retry_delay_max numeric       default null,
-  expires_at   timestamptz      default null
+  expires_at   timestamptz      default null,
+  group_id     text             default null,
+  group_tier   text             default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(publish_event.now, pg_catalog.now());
@@ -136,6 +140,8 @@ begin
   perform jobs.check_options(publish_event.timeout, publish_event.priority, publish_event.max_retries);
   perform jobs.check_object(publish_event.attributes, 'attributes');
   perform jobs.check_retry_policy(publish_event.retry_delay, publish_event.retry_backoff, publish_event.retry_delay_max);
+  -- Here, as jobs.publish names them: publish_arrays would name jobs[1].group_id.
+  perform jobs.check_group(publish_event.group_id, publish_event.group_tier);
   if not isfinite(publish_event.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish_event.scheduled_at));
   end if;
@@ -186,7 +192,9 @@ begin
       retry_delays => case when v_policy then array[publish_event.retry_delay] end,
       retry_backoffs => case when v_policy then array[publish_event.retry_backoff] end,
       retry_delay_maxes => case when v_policy then array[publish_event.retry_delay_max] end,
-      expires_at => case when publish_event.expires_at is not null then array[publish_event.expires_at] end);
+      expires_at => case when publish_event.expires_at is not null then array[publish_event.expires_at] end,
+      group_ids => case when publish_event.group_id is not null then array[publish_event.group_id] end,
+      group_tiers => case when publish_event.group_tier is not null then array[publish_event.group_tier] end);
   end loop;
   -- Answered in queue-name order, whatever order the locks were taken in.
   return coalesce((select array_agg(x.id order by x.queue) from unnest(v_queues, v_ids) x(queue, id)), '{}');

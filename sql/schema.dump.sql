@@ -1256,7 +1256,7 @@ begin
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text, text, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[], text[], text[], text[]) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
-  execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz) to %I, %I',
+  execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
@@ -3491,10 +3491,10 @@ begin
 end $$;
 
 --
--- Name: publish_event(text, jsonb, timestamp with time zone, integer, timestamp with time zone, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_event(text, jsonb, timestamp with time zone, integer, timestamp with time zone, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamp with time zone, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_event(event text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, delay double precision DEFAULT NULL::double precision, attributes jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, max_retries integer DEFAULT NULL::integer, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_event(event text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, delay double precision DEFAULT NULL::double precision, attributes jsonb DEFAULT NULL::jsonb, timeout numeric DEFAULT NULL::numeric, max_retries integer DEFAULT NULL::integer, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, group_id text DEFAULT NULL::text, group_tier text DEFAULT NULL::text) RETURNS bigint[]
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -3512,6 +3512,8 @@ begin
   perform jobs.check_options(publish_event.timeout, publish_event.priority, publish_event.max_retries);
   perform jobs.check_object(publish_event.attributes, 'attributes');
   perform jobs.check_retry_policy(publish_event.retry_delay, publish_event.retry_backoff, publish_event.retry_delay_max);
+  -- Here, as jobs.publish names them: publish_arrays would name jobs[1].group_id.
+  perform jobs.check_group(publish_event.group_id, publish_event.group_tier);
   if not isfinite(publish_event.scheduled_at) then
     perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish_event.scheduled_at));
   end if;
@@ -3562,7 +3564,9 @@ begin
       retry_delays => case when v_policy then array[publish_event.retry_delay] end,
       retry_backoffs => case when v_policy then array[publish_event.retry_backoff] end,
       retry_delay_maxes => case when v_policy then array[publish_event.retry_delay_max] end,
-      expires_at => case when publish_event.expires_at is not null then array[publish_event.expires_at] end);
+      expires_at => case when publish_event.expires_at is not null then array[publish_event.expires_at] end,
+      group_ids => case when publish_event.group_id is not null then array[publish_event.group_id] end,
+      group_tiers => case when publish_event.group_tier is not null then array[publish_event.group_tier] end);
   end loop;
   -- Answered in queue-name order, whatever order the locks were taken in.
   return coalesce((select array_agg(x.id order by x.queue) from unnest(v_queues, v_ids) x(queue, id)), '{}');

@@ -156,7 +156,7 @@ export const eventNameSchema = z.string({ error: 'must be a string' }).check(z.m
   z.maxLength(200, 'must be at most 200 characters'),
   z.regex(TASK_PATTERN, 'must be dot-separated words of letters, digits, _ : or -'));
 const subscribeOptionsSchema = z.strictObject({ task: z.optional(taskSchema) });
-/** publishEvent's options: the run time, timeout, priority, retries, retry policy, expiry and attributes of every job it writes. */
+/** publishEvent's options: the run time, timeout, priority, retries, retry policy, expiry, attributes and group of every job it writes. */
 export const publishEventOptionsSchema = z.strictObject({
   runAt: publishOptionsSchema.shape.runAt,
   delaySeconds: publishOptionsSchema.shape.delaySeconds,
@@ -167,6 +167,7 @@ export const publishEventOptionsSchema = z.strictObject({
   ...retryPolicyOptions,
   expiresAt: publishOptionsSchema.shape.expiresAt,
   expiresInSeconds: publishOptionsSchema.shape.expiresInSeconds,
+  group: publishOptionsSchema.shape.group,
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined,
   { message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'] }), capOverBase, ...expiryChecks);
 
@@ -227,12 +228,13 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
        retry_delay => $9::numeric, retry_backoff => $10, retry_delay_max => $11::numeric,
        -- expiresInSeconds: after the scheduled time, as publish's.
        expires_at => coalesce($12::timestamptz, coalesce($3::timestamptz, now() + make_interval(secs => coalesce($5::float8, 0)))
-                                                + make_interval(secs => $13::float8))), ',') as r`,
+                                                + make_interval(secs => $13::float8)),
+       group_id => $14, group_tier => $15), ',') as r`,
     [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,
      o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes'),
      o.timeoutSeconds ?? null, o.maxRetries ?? null, o.retryDelaySeconds ?? null,
      o.retryBackoff === undefined ? null : o.retryBackoff ? 'exponential' : 'fixed', o.retryDelayMaxSeconds ?? null,
-     o.expiresAt?.toISOString() ?? null, o.expiresInSeconds ?? null])
+     o.expiresAt?.toISOString() ?? null, o.expiresInSeconds ?? null, o.group?.id ?? null, o.group?.tier ?? null])
     // A check only the database makes names the option as publish's do (max_retries → options.maxRetries).
     .catch((error: unknown) => { throw asOption(error, 'options.'); });
   return ids === '' ? [] : ids.split(',');

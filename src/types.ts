@@ -164,9 +164,9 @@ export interface BulkJob extends BulkPublishOptions {
 
 /**
  * publishEvent's options, for every job it writes (left out: each queue's
- * defaults, retry policy and expireInSeconds, then the global ones). No
- * dedupeKey: one key would collapse the fan-out into one job.
+ * defaults, retry policy and expireInSeconds, then the global ones; no
+ * group). No dedupeKey: one key would collapse the fan-out into one job.
  */
 export type PublishEventOptions = Pick<PublishOptions, 'runAt' | 'delaySeconds' | 'timeoutSeconds' | 'priority' | 'maxRetries'
-  | 'attributes' | 'retryDelaySeconds' | 'retryBackoff' | 'retryDelayMaxSeconds' | 'expiresAt' | 'expiresInSeconds'>;
+  | 'attributes' | 'retryDelaySeconds' | 'retryBackoff' | 'retryDelayMaxSeconds' | 'expiresAt' | 'expiresInSeconds' | 'group'>;
 

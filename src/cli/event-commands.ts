@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { eventNameSchema, listSubscriptions, publishEvent, subscribe, unsubscribe } from '../admin.js';
 import { PgDrainError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, taskSchema } from '../options.js';
-import { dsnOption, type WithConnection } from './features.js';
+import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
 import { checkedBy, integer, json, jsonObject, seconds } from './flag-parsers.js';
 import { formatTable } from './format.js';
 import type * as z from 'zod/mini';
@@ -101,8 +101,8 @@ export function eventCommand(withConnection: WithConnection): Command {
       });
     });
 
-  // The job's own retry policy and expiry as `pgdrain publish` takes them; left out, each queue's.
-  addExpiryOptions(addRetryPolicyOptions(cmd.command('publish')
+  // The job's own retry policy, expiry and group as `pgdrain publish` takes them; left out, each queue's (no group).
+  addGroupOptions(addExpiryOptions(addRetryPolicyOptions(cmd.command('publish')
     .description('publish an event: one job per subscribed queue, all or none (a full queue refuses it); '
       + 'prints their ids, one a line (none when no queue subscribes)')
     .argument('<event>')
@@ -113,19 +113,21 @@ export function eventCommand(withConnection: WithConnection): Command {
     // As `pgdrain publish` takes them; left out, each queue's default.
     .option('--timeout <seconds>', "seconds a run may take (default: each queue's, else 60)", seconds(0.001, 86400))
     .option('--max-retries <n>', "retries after the first attempt (default: each queue's, else 3)", integer(0, 1000))
-    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject)))
+    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject))))
     .addOption(dsnOption())
     .action(async (event: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date; timeout?: number;
                                                          maxRetries?: number; attributes?: Record<string, never>;
                                                          retryDelay?: number; retryBackoff?: string; retryDelayMax?: number;
-                                                         expiresIn?: number; expiresAt?: Date; dsn?: string }) => {
+                                                         expiresIn?: number; expiresAt?: Date; group?: string;
+                                                         groupTier?: string; dsn?: string }) => {
       argument(eventNameSchema, 'event', event);
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
+      const group = groupOf(opts);
       const expiry = expiryOf(opts);
       await withConnection(opts.dsn, async ({ driver }) => {
         const ids = await publishEvent(driver, event, body, {
           priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at, attributes: opts.attributes,
-          timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, ...retryPolicyOf(opts), ...expiry });
+          timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, ...retryPolicyOf(opts), ...expiry, group });
         process.stdout.write(ids.map((id) => `${id}\n`).join(''));
       });
     });

@@ -192,7 +192,7 @@ export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishR
  * POST /events/:event: the event (from the path) and `{ body, runAt,
  * delaySeconds, timeoutSeconds, priority, maxRetries, attributes,
  * retryDelaySeconds, retryBackoff, retryDelayMaxSeconds, expiresAt,
- * expiresInSeconds }`, each optional, as POST /jobs takes them.
+ * expiresInSeconds, group }`, each optional, as POST /jobs takes them.
  */
 export interface PublishEventRequest {
   event: string;
@@ -213,13 +213,14 @@ const publishEventSchema = z.strictObject({
   retryDelayMaxSeconds: jobShape.retryDelayMaxSeconds,
   expiresAt: jobShape.expiresAt,
   expiresInSeconds: jobShape.expiresInSeconds,
+  group: publishOptionsSchema.shape.group,
 }).check(runAtOrDelay, capOverBase, ...expiryChecks);
 
 export function parsePublishEventRequest(event: string, body: unknown): PublishEventRequest {
   check(eventNameSchema, event, 'event');
   if (body !== undefined && !isPlainObject(body)) {
     throw new ValidationError('body', 'must be a JSON object: { "body": …, "runAt" | "delaySeconds", "timeoutSeconds", "priority", '
-      + '"maxRetries", "attributes", "retryDelaySeconds", "retryBackoff", "retryDelayMaxSeconds", "expiresAt" | "expiresInSeconds" }');
+      + '"maxRetries", "attributes", "retryDelaySeconds", "retryBackoff", "retryDelayMaxSeconds", "expiresAt" | "expiresInSeconds", "group" }');
   }
   const { body: eventBody, ...options } = check(publishEventSchema, body ?? {}, '');
   // attributes came from JSON.parse: JSON values all the way down.

@@ -70,7 +70,7 @@ export async function everyOption(): Promise<void> {
   await queue.queues.subscribe('user.created', 'mail', { task: maybe<string>() });
   await queue.publishEvent('user.created', {}, { runAt: maybe<Date>(), delaySeconds: maybe<number>(),
     timeoutSeconds: maybe<number>(), priority: maybe<number>(), maxRetries: maybe<number>(),
-    attributes: maybe<{ tenant: string }>(), signal: maybe<AbortSignal>() });
+    attributes: maybe<{ tenant: string }>(), signal: maybe<AbortSignal>(), group: maybe<{ id: string; tier: string | undefined }>() });
   await queue.drain(10, Date.now() + 1000, { queue: maybe<string>(), filter: maybe<{ region: string }>(),
     exclude: maybe<{ partner: string }[]>(), workerId: maybe<string>(), lingerMs: maybe<number>(), pollMs: maybe<number>(),
     concurrency: maybe<number>(), hardSignal: maybe<AbortSignal>(), overrunMs: maybe<number>(),
@@ -87,7 +87,7 @@ export async function everyOption(): Promise<void> {
   queue.defineTask('a.i', async () => null, { heartbeatSeconds: maybe<number>(), transactional: maybe<boolean>() });
   await schedule(queue.driver, { name: 'n', cron: '* * * * *', task: 'a.b', body: maybe<unknown>(), timeoutSeconds: maybe<number>(),
     priority: maybe<number>(), maxRetries: maybe<number>(), queue: maybe<string>(), runner: maybe<'drains'>(),
-    dedupeKey: maybe<string>(), dedupeMode: maybe<'replace'>() });
+    dedupeKey: maybe<string>(), dedupeMode: maybe<'replace'>(), group: maybe<{ id: string; tier: string | undefined }>() });
   createApp({ queue, token: maybe<string>(), hmacSecret: maybe<string>(), limits: maybe<{ maxBatchSize: number }>(),
     drain: maybe<boolean>(), deadlineCap: maybe<() => number>(), signal: maybe<AbortSignal>(), graceMs: maybe<number>(),
     hardSignal: maybe<AbortSignal>(), onError: maybe<(e: unknown) => void>() });
