@@ -162,13 +162,20 @@ describe('GET /dashboard: content', () => {
     expect(text.indexOf(`>${otherFailedId}<`)).toBeLessThan(text.indexOf(`>${failedId}<`)); // newest first
   });
 
-  it('lists the schedules', async () => {
-    const { text } = await get('/dashboard');
-    // name, cron, task, queue, runner, next run, last run, last error
-    const nightly = row(text, 'nightly-report')!;
-    expect(nightly.slice(0, 5)).toEqual(['nightly-report', '0 3 * * *', 'dash.report', 'dash', 'drains']);
-    expect(nightly[5]).toMatch(/^\d{4}-\d\d-\d\d 03:00:00Z$/);
-    expect(nightly[6]).toBe('–');
+  it('lists the schedules, with the group their jobs carry', async () => {
+    await sql(`select jobs.schedule('tenant-export', '0 4 * * *', 'dash.export', queue => 'dash', runner => 'drains',
+                                    group_id => 'acme', group_tier => 'pro')`);
+    try {
+      const { text } = await get('/dashboard');
+      // name, cron, task, queue, group, runner, next run, last run, last error
+      const nightly = row(text, 'nightly-report')!;
+      expect(nightly.slice(0, 6)).toEqual(['nightly-report', '0 3 * * *', 'dash.report', 'dash', '–', 'drains']);
+      expect(nightly[6]).toMatch(/^\d{4}-\d\d-\d\d 03:00:00Z$/);
+      expect(nightly[7]).toBe('–');
+      expect(row(text, 'tenant-export')!.slice(0, 6)).toEqual(['tenant-export', '0 4 * * *', 'dash.export', 'dash', 'acme (tier pro)', 'drains']);
+    } finally {
+      await sql(`select jobs.unschedule('tenant-export')`);
+    }
   });
 
   it('is read-only and refreshes itself: no form, no script, a meta refresh', async () => {

@@ -41,7 +41,8 @@ export const DASHBOARD_SQL = `select jsonb_build_object(
     where j.status = 'failure' and ($1::text is null or j.queue = $1)
     order by j.ended_at desc, j.job_id desc limit ${DASHBOARD_FAILURES}) f),
   'schedules', (select coalesce(jsonb_agg(to_jsonb(r) order by r.name), '[]') from (
-    select s.name, s.cron, s.tz, s.task, coalesce(s.queue, 'default') as queue, s.runner, s.next_run_at, s.last_run_at, s.last_error
+    select s.name, s.cron, s.tz, s.task, coalesce(s.queue, 'default') as queue, s.group_id, s.group_tier, s.runner,
+           s.next_run_at, s.last_run_at, s.last_error
     from jobs.schedules s
     where $1::text is null or coalesce(s.queue, 'default') = $1) r)) as r`;
 
@@ -53,8 +54,8 @@ export interface DashboardQueue {
 }
 export interface DashboardFailure { id: string; task: string; queue: string; attempts: number; ended_at: string; error: string | null }
 export interface DashboardSchedule {
-  name: string; cron: string; tz: string; task: string; queue: string; runner: string;
-  next_run_at: string; last_run_at: string | null; last_error: string | null;
+  name: string; cron: string; tz: string; task: string; queue: string; group_id: string | null; group_tier: string | null;
+  runner: string; next_run_at: string; last_run_at: string | null; last_error: string | null;
 }
 export interface DashboardData { queues: DashboardQueue[]; failures: DashboardFailure[]; schedules: DashboardSchedule[] }
 
@@ -134,9 +135,10 @@ ${data.failures.length === 0 ? none(6, 'no failures') : data.failures.map((f) =>
 <td>${link(f.queue)}</td>${count(f.attempts)}<td>${time(f.ended_at)}</td><td><code>${firstLine(f.error)}</code></td></tr>`)}
 </table>
 <table><caption>Schedules</caption>
-<tr><th>name</th><th>cron</th><th>task</th><th>queue</th><th>runner</th><th>next run</th><th>last run</th><th>last error</th></tr>
-${data.schedules.length === 0 ? none(8, 'no schedules') : data.schedules.map((s) => html`<tr><td>${s.name}</td>
-<td><code>${s.cron}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td><td>${s.runner}</td>
+<tr><th>name</th><th>cron</th><th>task</th><th>queue</th><th>group</th><th>runner</th><th>next run</th><th>last run</th><th>last error</th></tr>
+${data.schedules.length === 0 ? none(9, 'no schedules') : data.schedules.map((s) => html`<tr><td>${s.name}</td>
+<td><code>${s.cron}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td>
+<td>${s.group_id === null ? '–' : s.group_tier === null ? s.group_id : `${s.group_id} (tier ${s.group_tier})`}</td><td>${s.runner}</td>
 <td>${time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
 <td>${s.last_error === null ? '–' : html`<code>${firstLine(s.last_error)}</code>`}</td></tr>`)}
 </table>
