@@ -505,6 +505,11 @@ begin
   if p_dedupe_modes is not null then
     select array_agg(distinct x.key) into v_kw_keys
     from unnest(p_dedupe_keys, p_dedupe_modes) x(key, mode) where x.mode = 'keep_waiting';
+    -- Each key's lock as jobs.publish takes it, first, in one order (as
+    -- jobs.lock_serial_keys): a publish taking one of these keys from its
+    -- running holder (that holder's row held, skipped below) is waited for,
+    -- and its new job answered, not the running one.
+    perform pg_advisory_xact_lock(736039, hashtext(k)) from unnest(v_kw_keys) k order by hashtext(k), k;
   end if;
   if p_dedupe_keys is not null then
     with freed as (
@@ -633,8 +638,10 @@ end $$;
 -- job holds (keep_waiting: one not started yet), or an earlier job of the
 -- same call, is not written and answers that job's id (a holder past its expiry, or running and asked
 -- to cancel, lets go of its key first, as in jobs.publish: jobs.publish_keyed;
--- keep_waiting: and one running or waiting to retry, unless another
--- transaction holds its row, a settle ending it: then it is answered). (A replace rewrites a waiting job under its
+-- keep_waiting: and one running or waiting to retry, unless a settle
+-- ending it holds its row: then it is answered; a publish taking the key
+-- is waited for, at most 500 distinct keep_waiting keys, PD011
+-- dedupe_modes). (A replace rewrites a waiting job under its
 -- key's lock, and depends_on locks and checks each dependency: jobs.publish,
 -- one job at a time.) retry_delays, retry_backoffs and retry_delay_maxes are
 -- each job's own retry policy, as jobs.publish's retry_* (a null in all
@@ -799,6 +806,13 @@ begin
   if (select count(distinct k) from unnest(publish_arrays.serial_keys) k) > 500 then
     perform jobs.raise_invalid('PD012', 'serial_keys', 'must hold at most 500 distinct keys in one bulk publish '
       || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
+      || 'publish more in several');
+  end if;
+  -- Each distinct key given with keep_waiting too (jobs.publish_keyed).
+  if publish_arrays.dedupe_modes is not null and (select count(distinct x.key)
+      from unnest(publish_arrays.dedupe_keys, publish_arrays.dedupe_modes) x(key, mode) where x.mode = 'keep_waiting') > 500 then
+    perform jobs.raise_invalid('PD011', 'dedupe_modes', 'must give keep_waiting to at most 500 distinct dedupe keys in one bulk '
+      || 'publish (each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
       || 'publish more in several');
   end if;
   -- Each distinct dead letter once, in the order of its first job: that job is named.

@@ -3306,6 +3306,13 @@ begin
       || '(each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
       || 'publish more in several');
   end if;
+  -- Each distinct key given with keep_waiting too (jobs.publish_keyed).
+  if publish_arrays.dedupe_modes is not null and (select count(distinct x.key)
+      from unnest(publish_arrays.dedupe_keys, publish_arrays.dedupe_modes) x(key, mode) where x.mode = 'keep_waiting') > 500 then
+    perform jobs.raise_invalid('PD011', 'dedupe_modes', 'must give keep_waiting to at most 500 distinct dedupe keys in one bulk '
+      || 'publish (each takes a lock until the publish commits, from a table PostgreSQL sizes by max_locks_per_transaction): '
+      || 'publish more in several');
+  end if;
   -- Each distinct dead letter once, in the order of its first job: that job is named.
   for v_bad in select min(x.ord) as ord, x.d from unnest(publish_arrays.dead_letters) with ordinality as x(d, ord)
                where x.d is not null group by x.d order by 1 loop
@@ -3605,6 +3612,11 @@ begin
   if p_dedupe_modes is not null then
     select array_agg(distinct x.key) into v_kw_keys
     from unnest(p_dedupe_keys, p_dedupe_modes) x(key, mode) where x.mode = 'keep_waiting';
+    -- Each key's lock as jobs.publish takes it, first, in one order (as
+    -- jobs.lock_serial_keys): a publish taking one of these keys from its
+    -- running holder (that holder's row held, skipped below) is waited for,
+    -- and its new job answered, not the running one.
+    perform pg_advisory_xact_lock(736039, hashtext(k)) from unnest(v_kw_keys) k order by hashtext(k), k;
   end if;
   if p_dedupe_keys is not null then
     with freed as (

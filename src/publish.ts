@@ -210,7 +210,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
  */
 const OPTION_OF: Record<string, string> = {
   task: 'task', queue: 'queue', timeout: 'timeoutSeconds', priority: 'priority', max_retries: 'maxRetries',
-  scheduled_at: 'runAt', delay: 'delaySeconds', dedupe_key: 'dedupeKey', dedupe_mode: 'dedupeMode',
+  scheduled_at: 'runAt', delay: 'delaySeconds', dedupe_key: 'dedupeKey', dedupe_mode: 'dedupeMode', dedupe_modes: 'dedupeMode',
   serial_key: 'serialKey', serial_keys: 'serialKey', depends_on: 'dependsOn', attributes: 'attributes',
   throttle_seconds: 'throttleSeconds', retry_delay: 'retryDelaySeconds', retry_backoff: 'retryBackoff',
   retry_delay_max: 'retryDelayMaxSeconds', expires_at: 'expiresAt', dead_letter: 'deadLetter',

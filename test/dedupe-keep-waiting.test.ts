@@ -4,11 +4,12 @@
 // new job take the key. With serial_key = the dedupe key it is pg-boss's
 // stately (job_i3: one created, one active per key). On a real PostgreSQL;
 // the CLI case runs dist/cli.mjs (npm run build first).
+import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
 import { createQueue, publish, publishBulk, schedule, type JobContext } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
-import { runCli } from './support/drain-process.js';
+import { runCli, until } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -173,6 +174,41 @@ describe('dedupe_mode keep_waiting (pg-boss short)', () => {
                 { id: next, dedupe_key: 'user:4', serial_key: 's4', serial_wait: true }]);
   });
 
+  it('bulk: a keep_waiting key a concurrent publish is taking from its running holder waits for it and answers its new job, '
+    + 'not the running one', async () => {
+    const kw = (body: string) => `select jobs.publish('sync.user', '${body}', dedupe_key => 'user:1', dedupe_mode => 'keep_waiting')::text as id`;
+    const bulk = `select (jobs.publish_arrays(array['sync.user'], dedupe_keys => array['user:1'],
+                                              dedupe_modes => array['keep_waiting']))[1]::text as id`;
+    const [a, b] = [new pg.Client({ connectionString: db.url }), new pg.Client({ connectionString: db.url })];
+    await a.connect();
+    await b.connect();
+    try {
+      const bPid = (await b.query('select pg_backend_pid() as pid')).rows[0].pid as number;
+      for (const taker of [kw('{"n":2}'), bulk]) {
+        await sql('truncate jobs.job_queue');
+        const running = await short('{"n":1}');
+        await sql(`select jobs.consume(1)`);
+        // A takes the key from the running job (one publish, then a bulk), uncommitted.
+        await a.query('begin');
+        const fresh = (await a.query<{ id: string }>(taker)).rows[0]!.id;
+        expect(fresh).not.toBe(running);
+        // B's bulk waits for A (pg-boss's short: only a job not started yet is answered)...
+        let answered: string | undefined;
+        const second = b.query<{ id: string }>(bulk).then((r) => (answered = r.rows[0]!.id));
+        await until(async () => answered !== undefined || (await sql<{ w: string | null }>(
+          `select wait_event_type as w from pg_stat_activity where pid = $1`, [bPid]))[0]?.w === 'Lock', "B's bulk to wait for A");
+        await a.query('commit');
+        // ...and answers A's job, not the one that had started before it was sent.
+        expect(await second).toBe(fresh);
+        expect(await sql(`select job_id::text as id, dedupe_key from jobs.job_queue order by job_id`))
+          .toEqual([{ id: running, dedupe_key: null }, { id: fresh, dedupe_key: 'user:1' }]);
+      }
+    } finally {
+      await a.query('rollback').catch(() => {});
+      await Promise.all([a.end(), b.end()]);
+    }
+  });
+
   it('a schedule with dedupe_mode keep_waiting: no job while its holder waits, a new one once it runs', async () => {
     const T0 = '2030-01-01T00:00:00Z';
     const minute = (k: number) => new Date(Date.parse(T0) + k * 60_000).toISOString();
@@ -203,6 +239,12 @@ describe('dedupe_mode keep_waiting (pg-boss short)', () => {
     expect(await bad(`select jobs.publish_arrays(array['a', 'b'], dedupe_keys => array['k', null], dedupe_modes => array[null, 'keep_waiting'])`))
       .toMatchObject({ code: 'PD011', column: 'jobs[2].dedupe_mode', message: 'jobs[2].dedupe_mode: needs a dedupe_key (the key whose job it keeps)' });
     expect(await bad(`select jobs.publish_arrays(array['a', 'b'], dedupe_modes => array['keep_waiting'])`)).toMatchObject({ code: 'PD017' });
+    // Each distinct keep_waiting key of a bulk takes a lock until commit, as a serial key: at most 500.
+    expect(await bad(`select jobs.publish_arrays(array_fill('t'::text, array[501]), dedupe_keys => array(select 'k' || g from generate_series(1, 501) g),
+                                                 dedupe_modes => array_fill('keep_waiting'::text, array[501]))`)).toMatchObject({
+      code: 'PD011', column: 'dedupe_modes', message: expect.stringMatching(/^dedupe_modes: must give keep_waiting to at most 500 distinct dedupe keys/) });
+    await expect(publishBulk(db.driver, Array.from({ length: 501 }, (_, i) => ({ task: 't', dedupeKey: `k${i % 501}`, dedupeMode: 'keep_waiting' as const }))))
+      .rejects.toMatchObject({ field: 'dedupeMode', message: expect.stringMatching(/^dedupeMode: must give keep_waiting to at most 500/) });
     expect(await bad(`select jobs.schedule('s', '@hourly', 't', dedupe_key => 'k', dedupe_mode => 'short')`)).toMatchObject({
       code: 'PD011', column: 'dedupe_mode', message: "dedupe_mode: must be keep, keep_waiting, replace or replace_keep_time, got 'short'" });
     const q = queueWith();
