@@ -643,8 +643,9 @@ begin
   -- jobs.delete_jobs lets them go: kept, a throttled publish of the key
   -- would answer a job that no longer exists. An archived job still is one
   -- (getJob and waitFor find it in jobs.job_archive) and holds its window,
-  -- unless its end frees it (jobs.frees_window, which jobs.throttle_lock
-  -- reads in jobs.job only). At most max_rows, one probe per keyed job.
+  -- unless its end frees it (jobs.frees_window; jobs.throttle_lock reads
+  -- that in jobs.job_archive too: this drops the row). At most max_rows,
+  -- one probe per keyed job.
   select (select count(*) from gone), (select count(*) from kept), f.ids, f.keys
   into v_removed, v_archived, v_gone, v_gone_keys
   from (select array_agg(g.job_id) as ids, array_agg(g.dedupe_key) as keys from gone g

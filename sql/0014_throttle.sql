@@ -48,10 +48,14 @@ $$;
 -- (running, or a head or dependant whose cancel was deferred, sql/0003);
 -- the publish takes over its key (jobs.publish) and opens the key's window
 -- anew (jobs.throttle_hold). Nor does an ended job whose end frees it
--- (jobs.frees_window: cancelled, expired unstarted). A job that ran and
--- succeeded or failed holds the window as ever. Primary-key probes
--- of the window's job, only when a throttled publish finds an open window
--- and no active holder.
+-- (jobs.frees_window: cancelled, expired unstarted), active, ended or
+-- archived, nor one that no longer exists (its history deleted): a window
+-- holds only while its job is still there to answer. (Its row is dropped
+-- with the job's when the job ends with the key, jobs.forget_windows; one
+-- that ended keyless, its key taken while it ran, left it naming the job.)
+-- A job that ran and succeeded or failed holds the window as ever.
+-- Primary-key probes of the window's job, only when a throttled publish
+-- finds an open window and no active holder.
 create function jobs.throttle_lock(p_key text, p_now timestamptz)
 returns bigint language plpgsql as $$
 declare
@@ -64,9 +68,12 @@ begin
   if not found then
     select t.job_id into v_id from jobs.throttle t
     where t.dedupe_key = p_key and t.until > p_now
-      and not exists (select from jobs.job_queue q where q.job_id = t.job_id
-                        and (q.cancel_requested_at is not null or q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now))
-      and not exists (select from jobs.job j where j.job_id = t.job_id and jobs.frees_window(j.status, j.attempts, j.error));
+      and (exists (select from jobs.job_queue q where q.job_id = t.job_id and q.cancel_requested_at is null
+                     and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false))
+           or exists (select from jobs.job j where j.job_id = t.job_id
+                        and not coalesce(jobs.frees_window(j.status, j.attempts, j.error), false))
+           or exists (select from jobs.job_archive a where a.job_id = t.job_id
+                        and not coalesce(jobs.frees_window(a.status, a.attempts, a.error), false)));
   end if;
   return v_id;
 end $$;
@@ -93,8 +100,8 @@ $$;
 -- write nothing. As pg-boss frees a singleton slot with its job's row. One
 -- primary-key probe per keyed job; jobs without a key cost nothing. (A job
 -- that ended keyless, its key taken over by a replace or a plain publish
--- while it ran, keeps a window it opened once deleted: give every publish
--- of a key the same throttle_seconds.) A row another transaction holds (a
+-- while it ran, leaves its row: jobs.throttle_lock finds its job gone and
+-- the window free.) A row another transaction holds (a
 -- throttled publish writing the key's new window, a maintenance pass
 -- deleting it) is skipped: never waited for.
 create function jobs.forget_windows(p_ids bigint[], p_keys text[])

@@ -2371,8 +2371,9 @@ begin
   -- jobs.delete_jobs lets them go: kept, a throttled publish of the key
   -- would answer a job that no longer exists. An archived job still is one
   -- (getJob and waitFor find it in jobs.job_archive) and holds its window,
-  -- unless its end frees it (jobs.frees_window, which jobs.throttle_lock
-  -- reads in jobs.job only). At most max_rows, one probe per keyed job.
+  -- unless its end frees it (jobs.frees_window; jobs.throttle_lock reads
+  -- that in jobs.job_archive too: this drops the row). At most max_rows,
+  -- one probe per keyed job.
   select (select count(*) from gone), (select count(*) from kept), f.ids, f.keys
   into v_removed, v_archived, v_gone, v_gone_keys
   from (select array_agg(g.job_id) as ids, array_agg(g.dedupe_key) as keys from gone g
@@ -5046,9 +5047,12 @@ begin
   if not found then
     select t.job_id into v_id from jobs.throttle t
     where t.dedupe_key = p_key and t.until > p_now
-      and not exists (select from jobs.job_queue q where q.job_id = t.job_id
-                        and (q.cancel_requested_at is not null or q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now))
-      and not exists (select from jobs.job j where j.job_id = t.job_id and jobs.frees_window(j.status, j.attempts, j.error));
+      and (exists (select from jobs.job_queue q where q.job_id = t.job_id and q.cancel_requested_at is null
+                     and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false))
+           or exists (select from jobs.job j where j.job_id = t.job_id
+                        and not coalesce(jobs.frees_window(j.status, j.attempts, j.error), false))
+           or exists (select from jobs.job_archive a where a.job_id = t.job_id
+                        and not coalesce(jobs.frees_window(a.status, a.attempts, a.error), false)));
   end if;
   return v_id;
 end $$;

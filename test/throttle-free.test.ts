@@ -201,6 +201,28 @@ describe('maintenance\'s retention and throttle windows', () => {
     expect(await throttled('k', 410, 3600)).not.toBe(second);
   });
 
+  it('a job that ended keyless (its key taken over while its cancel was requested) lets go of its window once deleted or archived, '
+    + 'as it did while its history was there', async () => {
+    for (const archive of [false, true]) {
+      await sql('truncate jobs.job_queue, jobs.job, jobs.job_archive, jobs.throttle');
+      const cancelled = await throttled('k', 0, 3600);
+      expect(await claim(0)).toEqual([cancelled]);
+      expect(await one(`select jobs.cancel($1::bigint, now => ${at(1)}) as r`, [cancelled])).toEqual({ r: 'cancelling' });
+      // A plain publish takes the key over (Cancellation): the cancelled job ends keyless, its window still names it.
+      const plain = (await one<{ id: string }>(`select jobs.publish('sync.user', now => ${at(2)}, dedupe_key => 'k')::text as id`)).id;
+      await sql(`select jobs.nack($1::bigint, 'stopped', null, ${at(3)})`, [cancelled]);
+      expect(await claim(4)).toEqual([plain]);
+      await sql(`select jobs.ack($1::bigint, null, ${at(5)})`, [plain]);
+      expect(await one(`select status, dedupe_key from jobs.job where job_id = $1`, [cancelled])).toEqual({ status: 'cancelled', dedupe_key: null });
+      expect(await windowOf('k')).toMatchObject({ id: cancelled });
+      expect(await maintain(300, `, archive => ${archive}`)).toMatchObject({ deleted: archive ? 0 : 2, archived: archive ? 2 : 0 });
+      // Gone (or archived as cancelled): the window is free, not answered with the cancelled job's id.
+      const next = await throttled('k', 310, 3600);
+      expect(next, `archive => ${archive}`).not.toBe(cancelled);
+      expect(await windowOf('k')).toEqual({ id: next, until: new Date('2030-01-01T01:05:10Z') });
+    }
+  });
+
   it('an archived job still exists and keeps its window (getJob finds it), unless it was cancelled or expired unstarted', async () => {
     const done = await endedJob('done', 1);
     const cancelled = await endedJob('cancelled', 1, 'cancel');
