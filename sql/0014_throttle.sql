@@ -47,13 +47,13 @@ $$;
 -- while it waited, no attempt spent) and one whose cancel was requested
 -- (running, or a head or dependant whose cancel was deferred, sql/0003);
 -- the publish takes over its key (jobs.publish) and opens the key's window
--- anew (jobs.throttle_hold). Nor does an ended job whose end frees it
--- (jobs.frees_window: cancelled, expired unstarted), active, ended or
--- archived, nor one that no longer exists (its history deleted): a window
--- holds only while its job is still there to answer. (Its row is dropped
--- with the job's when the job ends with the key, jobs.forget_windows; one
--- that ended keyless, its key taken while it ran, left it naming the job.)
--- A job that ran and succeeded or failed holds the window as ever.
+-- anew (jobs.throttle_hold). Nor does a job whose end frees it
+-- (jobs.frees_window: cancelled, expired unstarted; read in jobs.job and
+-- jobs.job_archive), nor one that no longer exists (its history deleted):
+-- a window holds only while its job is there to answer. (jobs.forget_windows
+-- drops the row with a deleted job that ended with its key; one that ended
+-- keyless, its key taken over while it ran, leaves the row naming it.) A
+-- job that ran and succeeded or failed holds the window as ever.
 -- Primary-key probes of the window's job, only when a throttled publish
 -- finds an open window and no active holder.
 create function jobs.throttle_lock(p_key text, p_now timestamptz)
