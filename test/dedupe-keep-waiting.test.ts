@@ -106,7 +106,8 @@ describe('dedupe_mode keep_waiting (pg-boss short)', () => {
     expect(await sql(`select job_id::text as id from jobs.consume(5)`)).toEqual([{ id: d }]);
   });
 
-  it('race: concurrent keep_waiting publishes against drains lose nothing; a publish never gets a job that had started', async () => {
+  for (const bulk of [false, true])
+  it(`race: concurrent keep_waiting publishes${bulk ? ' (bulk)' : ''} against drains lose nothing; a publish never gets a job that had started`, async () => {
     const started = new Map<string, number>(); // job id -> when its handler began (a counter, not a clock)
     let tick = 0;
     const q = createQueue({ driver: shared, tasks: { sync: { user: async (_: unknown, ctx: JobContext) => {
@@ -118,7 +119,9 @@ describe('dedupe_mode keep_waiting (pg-boss short)', () => {
     const chains = Array.from({ length: 6 }, async () => {
       for (let k = 0; k < 25; k++) {
         const before = tick;
-        sent.push({ id: await publish(db.driver, 'sync.user', { k }, { dedupeKey: 'user:1', dedupeMode: 'keep_waiting' }), before });
+        const id = bulk ? (await publishBulk(db.driver, [{ task: 'sync.user', body: { k }, dedupeKey: 'user:1', dedupeMode: 'keep_waiting' }]))[0]!
+          : await publish(db.driver, 'sync.user', { k }, { dedupeKey: 'user:1', dedupeMode: 'keep_waiting' });
+        sent.push({ id, before });
       }
     });
     const drains = Array.from({ length: 3 }, async () => {
