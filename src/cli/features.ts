@@ -35,7 +35,7 @@ export function addPublishOptions(cmd: Command): Command {
 /** --group and --group-tier: the group of the jobs a command publishes (publish, event publish, schedule add). */
 export function addGroupOptions(cmd: Command): Command {
   return cmd
-    .option('--group <id>', "the job's group: a queue's --group-concurrency caps how many of a group's jobs run at once",
+    .option('--group <id>', "the group of every job it publishes: a queue's --group-concurrency caps how many of a group's jobs run at once",
       checkedBy(textSchema(200)))
     .option('--group-tier <tier>', "with --group: the tier whose cap (the queue's --group-tiers) the group takes",
       checkedBy(textSchema(200)));
