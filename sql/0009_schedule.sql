@@ -444,7 +444,7 @@ end $$;
 -- job of the schedule is active (one skipped tick); with backfill, one job
 -- per tick of the window (at most 100 a call); a replace tick whose dedupe
 -- key another transaction holds stays due (jobs.dedupe_key_busy), as does
--- any tick with a dedupe key whose publish would wait on a lock. Returns
+-- any tick with a dedupe or serial key whose publish would wait on a lock. Returns
 -- the jobs published.
 -- FOR UPDATE SKIP LOCKED: when many
 -- drains call this at once, each due row is taken by one of them, and the
@@ -485,8 +485,11 @@ begin
       -- its insert would wait for another transaction's uncommitted publish
       -- of the key (the unique index), for as long as that stays open, and
       -- a cycle with a serial key an earlier tick of this claim took is a
-      -- deadlock. Any lock not free at once leaves it due (below, 55P03).
-      if r.dedupe_key is not null then
+      -- deadlock. Nor does one with a serial key: ticks take their keys in
+      -- tick order, not the keys' lock order, so two claims (or a claim and
+      -- a bulk publish) crossing two keys each held one the other wanted.
+      -- Any lock not free at once leaves it due (below, 55P03).
+      if r.dedupe_key is not null or r.serial_key is not null then
         v_lock_timeout := current_setting('lock_timeout');
         perform set_config('lock_timeout', '1ms', true);
       end if;
@@ -496,7 +499,7 @@ begin
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              group_id => r.group_id, group_tier => r.group_tier,
                              attributes => jobs.schedule_attributes(r.name, r.next_run_at));
-        if r.dedupe_key is not null then
+        if r.dedupe_key is not null or r.serial_key is not null then
           perform set_config('lock_timeout', v_lock_timeout, true);
         end if;
         update jobs.recurring s
@@ -527,7 +530,7 @@ begin
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
       end loop;
-      if r.dedupe_key is not null then
+      if r.dedupe_key is not null or r.serial_key is not null then
         perform set_config('lock_timeout', v_lock_timeout, true);
       end if;
       update jobs.recurring s
@@ -542,7 +545,7 @@ begin
       -- A keyed tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
-      if sqlstate = '55P03' and r.dedupe_key is not null then
+      if sqlstate = '55P03' and (r.dedupe_key is not null or r.serial_key is not null) then
         continue;
       end if;
       -- A schedule that cannot publish (its queue was dropped, it is full)

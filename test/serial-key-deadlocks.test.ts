@@ -1,0 +1,71 @@
+// Three lock shapes around serial keys that deadlocked (40P01, one side
+// rolled back), each forced on a real PostgreSQL with no timing: a session
+// holds a lock, each step waits until a session is seen waiting for a lock
+// (or done), then the lock is let go.
+// a. A failed job's cascade took its serial key's lock, then the keys of
+//    the dependants it cancelled (a second sorted run); a bulk publish of
+//    both keys holds the lower one and waits for the higher.
+// b. A transactional handler publishes with serial key S (holding its lock),
+//    then acks its own job H, which is being cancelled; a publish of H's
+//    dedupe key took the key over (holding H's row) and waited for S.
+// c. Two claims publishing drain-run ticks with serial keys, in tick order:
+//    one takes S1 then wants S2, the other S2 then S1.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { doneOrBlocked, lockSessions, outcome } from './support/lock-sessions.js';
+
+const db = await testDb();
+const sql = db.sql;
+const session = lockSessions(db.url);
+
+const one = async (text: string, params?: unknown[]) => (await sql(text, params))[0]!;
+const id = async (text: string) => (await one(`select (${text})::text as id`)).id as string;
+
+/** Two keys in their locks' order (jobs.lock_serial_keys: hashtext). */
+async function keysInLockOrder(): Promise<[string, string]> {
+  const rows = await sql<{ k: string }>(`select k from unnest(array['sa', 'sb']) k order by hashtext(k)`);
+  return [rows[0]!.k, rows[1]!.k];
+}
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.recurring');
+});
+
+describe('c. two claims publishing ticks of serial-key schedules crosswise', () => {
+  it('both claims answer; a tick whose key is busy stays due for the next claim', async () => {
+    const T0 = '2030-01-01T00:00:00Z';
+    const at = (s: number) => new Date(Date.parse(T0) + s * 1000).toISOString();
+    // Ticks in order: a (s1), c (s2) due for the first claim; b (s2), d (s1) for the second.
+    for (const [name, key, s] of [['a', 's1', 10], ['c', 's2', 20], ['b', 's2', 30], ['d', 's1', 40]] as const) {
+      await sql(`select jobs.schedule($1, '0 0 1 1 *', $1 || '.t', serial_key => $2, runner => 'drains', now => $3)`,
+                [name, key, T0]);
+      await sql(`update jobs.recurring set next_run_at = $2 where name = $1`, [name, at(s)]);
+    }
+    const [holder, first, second] = [await session(), await session(), await session()];
+    await holder.query('begin');
+    await holder.query(`select pg_advisory_xact_lock(736038, hashtext('s1'))`);
+    // The first claim takes a and c, and waits at a's key; the second takes b and d.
+    await first.query('begin');
+    const c1 = outcome(first.query(`select jobs.claim_json(1, now => $1) as r`, [at(25)]));
+    await doneOrBlocked(sql, first, c1);
+    await second.query('begin');
+    const c2 = outcome(second.query(`select jobs.claim_json(1, now => $1) as r`, [at(45)]));
+    await doneOrBlocked(sql, second, c2);
+    await holder.query('commit');
+
+    const r1 = await c1;
+    await first.query(typeof r1 === 'string' ? 'rollback' : 'commit');
+    const r2 = await c2;
+    await second.query(typeof r2 === 'string' ? 'rollback' : 'commit');
+    expect([typeof r1, typeof r2]).toEqual(['object', 'object']); // 40P01 on one side before the fix
+
+    // The ticks left due are published by the next claim, none recorded as failed.
+    await sql(`select jobs.publish_due_schedules($1)`, [at(45)]);
+    expect(await sql(`select name, last_run_at, last_error from jobs.recurring order by name`)).toEqual(
+      [['a', 10], ['b', 30], ['c', 20], ['d', 40]].map(([name, s]) => ({ name, last_run_at: new Date(at(s as number)), last_error: null })));
+    expect(await sql(`select task, serial_key from jobs.job_queue order by task`)).toEqual([
+      { task: 'a.t', serial_key: 's1' }, { task: 'b.t', serial_key: 's2' },
+      { task: 'c.t', serial_key: 's2' }, { task: 'd.t', serial_key: 's1' },
+    ]);
+  });
+});
