@@ -2953,7 +2953,8 @@ declare
   v_keep_time boolean := false;
   v_keep_waiting boolean := false;
   v_takes boolean := false;  -- a mode that takes the key from a running holder
-  v_old_serial text;     -- the serial key of a holder this publish took the key from
+  v_take bigint;         -- a holder to take the dedupe key from (below, under the locks)
+  v_take_serial text;    -- its serial key, when it runs: the new job's, unless this publish gives one
   v_was_running boolean;
   v_at timestamptz;
   v_old record;
@@ -3081,34 +3082,29 @@ begin
       -- job ends), and a running one asked to cancel (graphile-worker's
       -- remove_job frees a locked job's key too); the new job then takes its
       -- serial key when this publish left it out, as a replace does, so it
-      -- waits behind it. Before any lock (an expiry or a settle holds the
-      -- row, then its serial key): so only on the first pass, as a later
-      -- one holds the locks taken below (the holder it finds is answered).
-      -- A holder's row another transaction holds (a settle or an expiry
-      -- ending it) is skipped, and the holder answered: waiting for it could
-      -- close a cycle with locks this publish's transaction took before.
-      if i = 1 then
-        update jobs.job_queue q set dedupe_key = null
-        from (select x.job_id from jobs.job_queue x
-              where x.dedupe_key = publish.dedupe_key
-                and (x.lease_until is null and x.expires_at <= v_now or x.lease_until is not null and x.cancel_requested_at is not null)
-              for update skip locked) t
-        where q.job_id = t.job_id
-        returning q.serial_key, q.lease_until is not null into v_old_serial, v_was_running;
-        if v_was_running then
-          publish.serial_key := coalesce(publish.serial_key, v_old_serial);
-        end if;
-      end if;
-      select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
-      if found then
-        return v_id;
+      -- waits behind it. Found here, taken below under the locks, the
+      -- serial key it passes on among them: holding its row while waiting
+      -- for them, this publish deadlocked with a transactional handler's
+      -- ack of that very job, which holds a serial key this publish wants
+      -- (its handler published with it) and waits for the row. Only on the
+      -- first pass: a later one holds the locks, and a holder found then is
+      -- answered.
+      select q.job_id, q.serial_key, q.lease_until is not null as running,
+             q.lease_until is null and q.expires_at <= v_now or q.lease_until is not null and q.cancel_requested_at is not null as ends
+        into v_old
+      from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
+      if found and not (i = 1 and v_old.ends) then
+        return v_old.job_id;
+      elsif found then
+        v_take := v_old.job_id;
+        v_take_serial := case when v_old.running then v_old.serial_key end;
       end if;
     end if;
     v_q := jobs.admit(v_queue, 1);
     if publish.depends_on is not null then
       v_waiting := jobs.lock_dependencies(publish.depends_on);
     end if;
-    if publish.serial_key is not null then
+    if coalesce(publish.serial_key, v_take_serial) is not null then
       -- Taken also by jobs.after_end before it picks a key's next head.
       if v_takes then
         -- Its lock let go if a job took the key while this waited (below).
@@ -3123,18 +3119,40 @@ begin
           continue;
         end;
       else
-        perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+        perform pg_advisory_xact_lock(736038, hashtext(coalesce(publish.serial_key, v_take_serial)));
       end if;
-      v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
     end if;
     -- Looked up again under the locks: a job that took the key while this
     -- waited for them may be ending (an ack that deleted it waits for the
     -- serial key held here): inserting would wait for that ack, a deadlock.
     if not v_takes and publish.dedupe_key is not null then
+      -- The holder found above, if it still holds the key and will not end
+      -- of its own. Its row held by another transaction (a settle or an
+      -- expiry ending it) is skipped, and the holder answered: waiting for
+      -- it could close a cycle with the locks held here.
+      if v_take is not null then
+        update jobs.job_queue q set dedupe_key = null
+        from (select x.job_id from jobs.job_queue x
+              where x.job_id = v_take and x.dedupe_key = publish.dedupe_key
+                and (x.lease_until is null and x.expires_at <= v_now
+                     -- Running, only with the serial key locked above (it was running then).
+                     or x.lease_until is not null and x.cancel_requested_at is not null
+                        and (publish.serial_key is not null or x.serial_key is null or x.serial_key = v_take_serial))
+              for update skip locked) t
+        where q.job_id = t.job_id
+        returning q.lease_until is not null into v_was_running;
+        if v_was_running then
+          publish.serial_key := coalesce(publish.serial_key, v_take_serial);
+        end if;
+        v_take := null;
+      end if;
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
         return v_id;
       end if;
+    end if;
+    if publish.serial_key is not null then
+      v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
     end if;
 
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
@@ -3602,17 +3620,21 @@ declare
   v_lost text[];
   v_freed text[];
   v_serials text[];
+  v_take bigint[];
+  v_locked text[];
 begin
   -- Holders that will not run to an end of their own let go of their keys,
   -- as in jobs.publish: waiting ones past their expiry, and running ones
-  -- asked to cancel. In one statement before any lock, those another
-  -- transaction holds skipped (their holders answered, as there): a settle
-  -- ending two of them would otherwise hold one while waiting for the other.
-  -- The new job of a running holder's key takes its serial key when its
-  -- position gives none, so it waits for the holder to end. A key given
-  -- with keep_waiting (at any of its positions) is let go also by a running
-  -- holder and one waiting to retry (attempt > 0), which keep their serial
-  -- keys for the new job as a running one does.
+  -- asked to cancel. A key given with keep_waiting (at any of its
+  -- positions) is let go also by a running holder and one waiting to retry
+  -- (attempt > 0). The new job of a running holder's key (keep_waiting: or
+  -- one waiting to retry) takes its serial key when its position gives
+  -- none, so it waits for the holder to end: those holders are found
+  -- first, their keys locked with the rest, and the keys taken over under
+  -- the locks (holding the holders' rows while waiting for them, a bulk
+  -- deadlocked with a transactional handler's ack of such a holder, which
+  -- holds a serial key the bulk wants and waits for the row, as in
+  -- jobs.publish).
   if p_dedupe_modes is not null then
     select array_agg(distinct x.key) into v_kw_keys
     from unnest(p_dedupe_keys, p_dedupe_modes) x(key, mode) where x.mode = 'keep_waiting';
@@ -3623,13 +3645,42 @@ begin
     perform pg_advisory_xact_lock(736039, hashtext(k)) from unnest(v_kw_keys) k order by hashtext(k), k;
   end if;
   if p_dedupe_keys is not null then
+    select array_agg(x.job_id), array_agg(x.dedupe_key), array_agg(x.serial_key) into v_take, v_freed, v_serials
+    from jobs.job_queue x
+    where x.dedupe_key = any(p_dedupe_keys) and x.serial_key is not null
+      and (x.lease_until is not null and (x.cancel_requested_at is not null or x.dedupe_key = any(v_kw_keys))
+           or x.dedupe_key = any(v_kw_keys) and x.attempt > 0 and not coalesce(x.expires_at <= p_now, false));
+    if v_freed is not null then
+      select array_agg(coalesce(x.serial, f.serial) order by x.ord) into v_locked
+      from unnest(p_dedupe_keys, p_serial_keys) with ordinality as x(key, serial, ord)
+      left join unnest(v_freed, v_serials) f(key, serial) on f.key = x.key;
+      -- As jobs.publish_arrays bounds the keys it is given (jobs.lock_serial_keys).
+      if (select count(distinct k) from unnest(v_locked) k) > jobs.max_serial_keys() then
+        perform jobs.raise_invalid('PD012', 'serial_keys', format('must hold at most %s distinct keys in one bulk '
+          || 'publish, counting those its jobs take from running jobs being cancelled (keep_waiting: running or '
+          || 'waiting to retry) whose dedupe keys they take over (each takes a lock until the publish commits): '
+          || 'publish more in several', jobs.max_serial_keys()));
+      end if;
+    end if;
+  end if;
+  -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
+  perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
+  if coalesce(v_locked, p_serial_keys) is not null then
+    perform jobs.lock_serial_keys(coalesce(v_locked, p_serial_keys));
+  end if;
+  -- In one statement, those another transaction holds skipped (their
+  -- holders answered, as in jobs.publish): a settle ending two of them
+  -- would otherwise hold one while waiting for the other. One that passes
+  -- its serial key on only if that key was locked above (or it has none).
+  if p_dedupe_keys is not null then
     with freed as (
       update jobs.job_queue q set dedupe_key = null
       from (select x.job_id, x.dedupe_key from jobs.job_queue x
             where x.dedupe_key = any(p_dedupe_keys)
               and (x.lease_until is null and x.expires_at <= p_now
-                   or x.lease_until is not null and x.cancel_requested_at is not null
-                   or x.dedupe_key = any(v_kw_keys) and (x.lease_until is not null or x.attempt > 0))
+                   or (x.lease_until is not null and x.cancel_requested_at is not null
+                       or x.dedupe_key = any(v_kw_keys) and (x.lease_until is not null or x.attempt > 0))
+                      and (x.serial_key is null or x.job_id = any(v_take)))
             for update skip locked) e
       where q.job_id = e.job_id
       returning e.dedupe_key, q.serial_key, q.lease_until is not null or not coalesce(q.expires_at <= p_now, false) as running
@@ -3640,18 +3691,7 @@ begin
       select array_agg(coalesce(x.serial, f.serial) order by x.ord) into p_serial_keys
       from unnest(p_dedupe_keys, p_serial_keys) with ordinality as x(key, serial, ord)
       left join unnest(v_freed, v_serials) f(key, serial) on f.key = x.key;
-      -- As jobs.publish_arrays bounds the keys it is given (jobs.lock_serial_keys).
-      if (select count(distinct k) from unnest(p_serial_keys) k) > jobs.max_serial_keys() then
-        perform jobs.raise_invalid('PD012', 'serial_keys', format('must hold at most %s distinct keys in one bulk '
-          || 'publish, counting those its jobs take from running jobs being cancelled whose dedupe keys they take over '
-          || '(each takes a lock until the publish commits): publish more in several', jobs.max_serial_keys()));
-      end if;
     end if;
-  end if;
-  -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
-  perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
-  if p_serial_keys is not null then
-    perform jobs.lock_serial_keys(p_serial_keys);
   end if;
   for v_round in 1..4 loop
     begin

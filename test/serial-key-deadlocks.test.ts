@@ -31,6 +31,40 @@ beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.recurring');
 });
 
+describe("b. a transactional handler's ack of its cancelled job and a publish taking over its dedupe key", () => {
+  for (const how of ['single', 'bulk'] as const) {
+    it(`${how}: both commit; the publish waits for the handler, then writes its job`, async () => {
+      const h = await id(`jobs.publish('h', dedupe_key => 'dk', serial_key => 's2')`);
+      expect((await sql(`select job_id::text as id from jobs.consume(1)`)).map((r) => r.id)).toEqual([h]);
+      await sql(`select jobs.cancel(${h})`);
+
+      const [handler, publisher] = [await session(), await session()];
+      // The handler's transaction: it publishes the next job of its series (serial key s2) ...
+      await handler.query('begin');
+      await handler.query(`select jobs.publish('next', serial_key => 's2')`);
+      // ... while a publish of h's dedupe key takes it over and wants s2 ...
+      await publisher.query('begin');
+      const published = outcome(publisher.query(how === 'single'
+        ? `select array[jobs.publish('p', dedupe_key => 'dk')] as ids`
+        : `select jobs.publish_arrays(array['p'], dedupe_keys => array['dk']) as ids`));
+      await doneOrBlocked(sql, publisher, published);
+      // ... then acks its own job.
+      const acked = await outcome(handler.query(`select jobs.ack(${h}::bigint) as ok`));
+      await handler.query(typeof acked === 'string' ? 'rollback' : 'commit');
+      const p = await published;
+      await publisher.query(typeof p === 'string' ? 'rollback' : 'commit');
+      expect([acked, typeof p]).toEqual([[{ ok: true }], 'object']); // 40P01 on one side before the fix
+
+      expect(await sql(`select task, status from jobs.job order by job_id`)).toEqual([{ task: 'h', status: 'success' }]);
+      // h ended before the publish took its key: nothing to take over, nothing to wait behind.
+      expect(await sql(`select task, dedupe_key, serial_key, serial_wait from jobs.job_queue order by job_id`)).toEqual([
+        { task: 'next', dedupe_key: null, serial_key: 's2', serial_wait: false },
+        { task: 'p', dedupe_key: 'dk', serial_key: null, serial_wait: false },
+      ]);
+    });
+  }
+});
+
 describe('c. two claims publishing ticks of serial-key schedules crosswise', () => {
   it('both claims answer; a tick whose key is busy stays due for the next claim', async () => {
     const T0 = '2030-01-01T00:00:00Z';
