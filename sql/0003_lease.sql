@@ -105,6 +105,55 @@ returns text language sql immutable as $$
                                      then substr(p_last_error, 19) end)
 $$;
 
+-- The serial-key locks a cascade takes (jobs.after_end, not an admin
+-- call's: those hold their keys) before it ends the dependants of
+-- p_unsuccessful: first those of the jobs that ended (p_serial_keys, as
+-- jobs.lock_serial_keys takes them), then those of the dependants that head
+-- their keys (within p_budget, in job_id order: the ones jobs.after_end
+-- ends), in the locks' order. A head's key is waited for only when its lock
+-- comes after every serial-key lock this transaction holds, as a bulk
+-- publish's one sorted run takes them; one before is tried, and if another
+-- transaction holds it the head is answered (deferred by jobs.after_end: its
+-- cancel requested, the next expiry ends it). Waiting for it, the cascade
+-- (holding a later key) deadlocked with a bulk publish holding it and
+-- waiting for that later key. Returns the heads answered; with no keyed
+-- head among the dependants, it takes nothing (one probe).
+create function jobs.lock_head_keys(p_unsuccessful bigint[], p_serial_keys text[], p_budget integer)
+returns bigint[] language plpgsql as $$
+declare
+  v_max integer;
+  v_head record;
+  v_busy bigint[];
+begin
+  for v_head in
+    select h.job_id, h.serial_key from (
+      select q.job_id, q.serial_key, row_number() over (order by q.job_id) as k
+      from jobs.job_queue q
+      where q.job_id in (select d.job_id from jobs.dependency d where d.depends_on = any(p_unsuccessful))
+        and q.serial_key is not null and not q.serial_wait) h
+    where h.k <= p_budget
+    order by hashtext(h.serial_key), h.serial_key
+  loop
+    if v_busy is null then
+      v_busy := '{}';
+      perform jobs.lock_serial_keys(p_serial_keys);
+      -- The last serial-key lock held (pg_locks shows an int4 key as an unsigned oid).
+      select max(case when l.objid::bigint >= 2147483648 then l.objid::bigint - 4294967296 else l.objid::bigint end)::integer
+        into v_max
+      from pg_catalog.pg_locks l
+      where l.locktype = 'advisory' and l.classid = 736038 and l.objsubid = 2 and l.pid = pg_catalog.pg_backend_pid()
+        and l.granted;
+    end if;
+    if v_max is null or hashtext(v_head.serial_key) > v_max then
+      perform pg_advisory_xact_lock(736038, hashtext(v_head.serial_key));
+      v_max := hashtext(v_head.serial_key);
+    elsif not pg_try_advisory_xact_lock(736038, hashtext(v_head.serial_key)) then
+      v_busy := v_busy || v_head.job_id;
+    end if;
+  end loop;
+  return v_busy;
+end $$;
+
 -- Called by every path that ends jobs (settle, expire, cancel) for the ended
 -- jobs that matter here, so plain jobs cost nothing:
 -- - dependants of succeeded jobs have one dependency fewer to wait for;
@@ -127,6 +176,10 @@ $$;
 -- within its own bound, and they hand their keys on and cancel their own
 -- dependants then. Each stays its key's head meanwhile: a publish of the key
 -- waits behind it, as ever; its dedupe key is free at once.
+-- A cascade takes the keys of the heads it ends after those of the jobs
+-- that ended, waiting only for a key whose lock comes after every one it
+-- holds (jobs.lock_head_keys: a head whose key is busy is deferred as
+-- above), so it waits in one order with a bulk publish of the same keys.
 -- A drain's claim takes key locks in two runs, each sorted: its settle's
 -- ends (and their cascade), then its expiry's; up to 1,000 in all. A bulk
 -- publish sharing keys of both runs can deadlock with it (40P01: the drain
@@ -148,6 +201,7 @@ declare
   v_cancelled bigint[];
   v_keys text[];
   v_budget integer;
+  v_busy bigint[];
 begin
   if not p_locked and cardinality(p_unsuccessful) > 0 then
     -- FOR UPDATE: most of them end here (deleted), with their own dependants.
@@ -180,6 +234,9 @@ begin
   if cardinality(p_unsuccessful) > 0 then
     v_budget := greatest(0, coalesce(p_budget, jobs.max_serial_keys()
                   - (select count(distinct k)::integer from unnest(p_serial_keys) k where k is not null)));
+    if p_keys is null then
+      v_busy := jobs.lock_head_keys(p_unsuccessful, p_serial_keys, v_budget);
+    end if;
     with dependants as (
       delete from jobs.dependency d where d.depends_on = any(p_unsuccessful) returning d.job_id, d.depends_on
     ), x as (
@@ -189,7 +246,7 @@ begin
       select h.job_id from (select q.job_id, q.serial_key, row_number() over (order by q.job_id) as k
                             from jobs.job_queue q join x on x.job_id = q.job_id
                             where q.serial_key is not null and not q.serial_wait) h
-      where case when p_keys is null then h.k > v_budget else not h.serial_key = any(p_keys) end
+      where case when p_keys is null then h.k > v_budget or h.job_id = any(v_busy) else not h.serial_key = any(p_keys) end
     ), deferred as (
       -- Passed now (least: a caller's now may run ahead of the clock). A drain
       -- whose session found no passed lease since may see it only within ten

@@ -177,6 +177,7 @@ declare
   v_cancelled bigint[];
   v_keys text[];
   v_budget integer;
+  v_busy bigint[];
 begin
   if not p_locked and cardinality(p_unsuccessful) > 0 then
     -- FOR UPDATE: most of them end here (deleted), with their own dependants.
@@ -209,6 +210,9 @@ begin
   if cardinality(p_unsuccessful) > 0 then
     v_budget := greatest(0, coalesce(p_budget, jobs.max_serial_keys()
                   - (select count(distinct k)::integer from unnest(p_serial_keys) k where k is not null)));
+    if p_keys is null then
+      v_busy := jobs.lock_head_keys(p_unsuccessful, p_serial_keys, v_budget);
+    end if;
     with dependants as (
       delete from jobs.dependency d where d.depends_on = any(p_unsuccessful) returning d.job_id, d.depends_on
     ), x as (
@@ -218,7 +222,7 @@ begin
       select h.job_id from (select q.job_id, q.serial_key, row_number() over (order by q.job_id) as k
                             from jobs.job_queue q join x on x.job_id = q.job_id
                             where q.serial_key is not null and not q.serial_wait) h
-      where case when p_keys is null then h.k > v_budget else not h.serial_key = any(p_keys) end
+      where case when p_keys is null then h.k > v_budget or h.job_id = any(v_busy) else not h.serial_key = any(p_keys) end
     ), deferred as (
       -- Passed now (least: a caller's now may run ahead of the clock). A drain
       -- whose session found no passed lease since may see it only within ten
@@ -2227,6 +2231,47 @@ begin
       else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
   end if;
   return v_active;
+end $$;
+
+--
+-- Name: lock_head_keys(bigint[], text[], integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.lock_head_keys(p_unsuccessful bigint[], p_serial_keys text[], p_budget integer) RETURNS bigint[]
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_max integer;
+  v_head record;
+  v_busy bigint[];
+begin
+  for v_head in
+    select h.job_id, h.serial_key from (
+      select q.job_id, q.serial_key, row_number() over (order by q.job_id) as k
+      from jobs.job_queue q
+      where q.job_id in (select d.job_id from jobs.dependency d where d.depends_on = any(p_unsuccessful))
+        and q.serial_key is not null and not q.serial_wait) h
+    where h.k <= p_budget
+    order by hashtext(h.serial_key), h.serial_key
+  loop
+    if v_busy is null then
+      v_busy := '{}';
+      perform jobs.lock_serial_keys(p_serial_keys);
+      -- The last serial-key lock held (pg_locks shows an int4 key as an unsigned oid).
+      select max(case when l.objid::bigint >= 2147483648 then l.objid::bigint - 4294967296 else l.objid::bigint end)::integer
+        into v_max
+      from pg_catalog.pg_locks l
+      where l.locktype = 'advisory' and l.classid = 736038 and l.objsubid = 2 and l.pid = pg_catalog.pg_backend_pid()
+        and l.granted;
+    end if;
+    if v_max is null or hashtext(v_head.serial_key) > v_max then
+      perform pg_advisory_xact_lock(736038, hashtext(v_head.serial_key));
+      v_max := hashtext(v_head.serial_key);
+    elsif not pg_try_advisory_xact_lock(736038, hashtext(v_head.serial_key)) then
+      v_busy := v_busy || v_head.job_id;
+    end if;
+  end loop;
+  return v_busy;
 end $$;
 
 --

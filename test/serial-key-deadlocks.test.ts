@@ -31,6 +31,53 @@ beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.recurring');
 });
 
+describe('a. a cascade and a bulk publish of the same serial keys', () => {
+  it('both commit; the dependant whose key the bulk held is deferred, then ends as cancelled', async () => {
+    const [lo, hi] = await keysInLockOrder();
+    const f = await id(`jobs.publish('f', serial_key => '${hi}', max_retries => 0)`);
+    const d = await id(`jobs.publish('d', serial_key => '${lo}', depends_on => array[${f}])`);
+    expect((await sql(`select job_id::text as id from jobs.consume(5)`)).map((r) => r.id)).toEqual([f]);
+
+    const [holder, settle, bulk] = [await session(), await session(), await session()];
+    await holder.query('begin');
+    await holder.query(`select pg_advisory_xact_lock(736038, hashtext($1))`, [hi]);
+    // f's failure waits for its own key (held), its cascade then wants d's.
+    await settle.query('begin');
+    const settled = outcome(settle.query(`select jobs.nack(${f}::bigint, 'f failed') as ok`));
+    await doneOrBlocked(sql, settle, settled);
+    // The bulk takes the lower key (d's), then waits for the higher.
+    await bulk.query('begin');
+    const published = outcome(bulk.query(`select jobs.publish_arrays(array['p1', 'p2'], serial_keys => array[$1, $2]) as ids`,
+                                         [lo, hi]));
+    await doneOrBlocked(sql, bulk, published);
+    await holder.query('commit');
+
+    const r1 = await settled;
+    await settle.query(typeof r1 === 'string' ? 'rollback' : 'commit');
+    const r2 = await published;
+    await bulk.query(typeof r2 === 'string' ? 'rollback' : 'commit');
+    expect([r1, typeof r2 === 'string' ? r2 : 'published']).toEqual([[{ ok: true }], 'published']); // 40P01 on one side before the fix
+
+    // d was not ended here (its key was busy): its cancel is requested and its
+    // lease passed, so the next expiry ends it and hands its key on.
+    expect(await sql(`select task, attempt, cancel_requested_at is not null as cancelling, lease_until <= now() as passed,
+                      serial_wait from jobs.job_queue order by job_id`)).toEqual([
+      { task: 'd', attempt: 0, cancelling: true, passed: true, serial_wait: false },
+      { task: 'p1', attempt: 0, cancelling: false, passed: null, serial_wait: true },
+      { task: 'p2', attempt: 0, cancelling: false, passed: null, serial_wait: false },
+    ]);
+    await sql(`select jobs.expire()`);
+    expect(await sql(`select task, status, error from jobs.job order by job_id`)).toEqual([
+      { task: 'f', status: 'failure', error: 'f failed' },
+      { task: 'd', status: 'cancelled', error: `cancelled: dependency ${f} did not succeed` },
+    ]);
+    expect(await sql(`select task, serial_key, serial_wait from jobs.job_queue order by job_id`)).toEqual([
+      { task: 'p1', serial_key: lo, serial_wait: false },
+      { task: 'p2', serial_key: hi, serial_wait: false },
+    ]);
+  });
+});
+
 describe("b. a transactional handler's ack of its cancelled job and a publish taking over its dedupe key", () => {
   for (const how of ['single', 'bulk'] as const) {
     it(`${how}: both commit; the publish waits for the handler, then writes its job`, async () => {
