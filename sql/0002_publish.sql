@@ -133,6 +133,33 @@ end $$;
 
 -- Publishing -----------------------------------------------------------------
 
+-- Takes dedupe key p_key from job p_job, which held it when a publish
+-- looked it up before taking its locks (jobs.publish), if it still holds it
+-- and will not run to an end of its own, as the publish's dedupe mode
+-- p_mode lets it go: keep (or null), running and asked to cancel, or
+-- waiting past its expiry; replace or replace_keep_time, running;
+-- keep_waiting, running or waiting to retry (attempt > 0, not expired). One
+-- that passes its serial key on (running; keep_waiting: or waiting to
+-- retry) only if that key is the one the publish locked for it (p_serial;
+-- or null), or the publish gives one of its own (p_own_serial). Its row
+-- held by another transaction (a settle or an expiry ending it) is
+-- skipped: waiting for it while holding the publish's locks could close a
+-- cycle. Returns whether it passes its serial key on; null when not taken.
+create function jobs.take_dedupe_key(p_job bigint, p_key text, p_now timestamptz, p_mode text,
+                                     p_serial text, p_own_serial boolean)
+returns boolean language sql as $$
+  update jobs.job_queue q set dedupe_key = null
+  from (select x.job_id from jobs.job_queue x
+        where x.job_id = p_job and x.dedupe_key = p_key
+          and (coalesce(p_mode, 'keep') = 'keep' and x.lease_until is null and x.expires_at <= p_now
+               or (x.lease_until is not null and (coalesce(p_mode, 'keep') <> 'keep' or x.cancel_requested_at is not null)
+                   or p_mode = 'keep_waiting' and x.attempt > 0 and not coalesce(x.expires_at <= p_now, false))
+                  and (p_own_serial or x.serial_key is null or x.serial_key = p_serial))
+        for update skip locked) t
+  where q.job_id = t.job_id
+  returning q.lease_until is not null or p_mode = 'keep_waiting'
+$$;
+
 -- Options after `now` are best given by name:
 --   jobs.publish('email.send', '{"to":"a@b"}', queue => 'mail', dedupe_key => 'welcome:42')
 -- queue        a queue made by jobs.create_queue (default 'default'); its
@@ -235,6 +262,7 @@ declare
   v_takes boolean := false;  -- a mode that takes the key from a running holder
   v_take bigint;         -- a holder to take the dedupe key from (below, under the locks)
   v_take_serial text;    -- its serial key, when it runs: the new job's, unless this publish gives one
+  v_row_wait boolean := false;  -- a replace or keep_waiting waits for the holder's row (its takeover found it held)
   v_was_running boolean;
   v_at timestamptz;
   v_old record;
@@ -311,10 +339,29 @@ begin
   end if;
 
   for i in 1..3 loop
-    if v_takes then
+    if v_takes and not v_row_wait then
+      -- A running holder (it ends as it is, keyless; keep_waiting: also one
+      -- waiting to retry, which retries keyless) is found here and taken
+      -- over under the locks below, as jobs.publish takes a key from a
+      -- cancelling one (holding its row while waiting for them, this
+      -- deadlocked with a transactional handler's ack of it); its row held
+      -- then (a settle ending it), the pass starts again without them and
+      -- waits for the row below.
+      select q.job_id, q.serial_key into v_old
+      from jobs.job_queue q
+      where q.dedupe_key = publish.dedupe_key
+        and (q.lease_until is not null
+             or v_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= v_now, false));
+      if found then
+        v_take := v_old.job_id;
+        v_take_serial := v_old.serial_key;
+      end if;
+    end if;
+    if v_takes and v_take is null then
       -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
       -- claim or settle holding it first is waited for, and the row read as
       -- it left it (running, back to pending, or gone).
+      v_row_wait := false;
       select q.job_id, q.lease_until, q.queue, q.serial_key, q.scheduled_at, q.expires_at, q.attempt into v_old
       from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
       -- Kept time: an expired waiting job (it never runs) is let go as a running one.
@@ -355,7 +402,7 @@ begin
         update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
-    elsif publish.dedupe_key is not null then
+    elsif not v_takes and publish.dedupe_key is not null then
       -- A holder that will not run to an end of its own lets go of the key,
       -- and this publish takes it: a waiting one past its expiry (it still
       -- ends as expired, at the next claim, keyless as a replaced running
@@ -387,9 +434,20 @@ begin
     if coalesce(publish.serial_key, v_take_serial) is not null then
       -- Taken also by jobs.after_end before it picks a key's next head.
       if v_takes then
-        -- Its lock let go if a job took the key while this waited (below).
+        -- Its lock let go if a job took the key while this waited (below),
+        -- or if the running holder found above could not be taken over.
         begin
-          perform pg_advisory_xact_lock(736038, hashtext(publish.serial_key));
+          perform pg_advisory_xact_lock(736038, hashtext(coalesce(publish.serial_key, v_take_serial)));
+          if v_take is not null then
+            v_was_running := jobs.take_dedupe_key(v_take, publish.dedupe_key, v_now, publish.dedupe_mode, v_take_serial,
+                                                  publish.serial_key is not null);
+            v_take := null;
+            if v_was_running then
+              publish.serial_key := coalesce(publish.serial_key, v_take_serial);
+            else
+              v_row_wait := true;
+            end if;
+          end if;
           if exists (select 1 from jobs.job_queue q where q.dedupe_key = publish.dedupe_key) then
             raise sqlstate 'PDA98';
           end if;
@@ -402,6 +460,15 @@ begin
         perform pg_advisory_xact_lock(736038, hashtext(coalesce(publish.serial_key, v_take_serial)));
       end if;
     end if;
+    if v_takes and v_take is not null then
+      -- A running holder without a serial key, and none given: no key lock to let go.
+      v_was_running := jobs.take_dedupe_key(v_take, publish.dedupe_key, v_now, publish.dedupe_mode, null, false);
+      v_take := null;
+      if v_was_running is null then
+        v_row_wait := true;
+        continue;
+      end if;
+    end if;
     -- Looked up again under the locks: a job that took the key while this
     -- waited for them may be ending (an ack that deleted it waits for the
     -- serial key held here): inserting would wait for that ack, a deadlock.
@@ -411,16 +478,8 @@ begin
       -- expiry ending it) is skipped, and the holder answered: waiting for
       -- it could close a cycle with the locks held here.
       if v_take is not null then
-        update jobs.job_queue q set dedupe_key = null
-        from (select x.job_id from jobs.job_queue x
-              where x.job_id = v_take and x.dedupe_key = publish.dedupe_key
-                and (x.lease_until is null and x.expires_at <= v_now
-                     -- Running, only with the serial key locked above (it was running then).
-                     or x.lease_until is not null and x.cancel_requested_at is not null
-                        and (publish.serial_key is not null or x.serial_key is null or x.serial_key = v_take_serial))
-              for update skip locked) t
-        where q.job_id = t.job_id
-        returning q.lease_until is not null into v_was_running;
+        v_was_running := jobs.take_dedupe_key(v_take, publish.dedupe_key, v_now, publish.dedupe_mode, v_take_serial,
+                                              publish.serial_key is not null);
         if v_was_running then
           publish.serial_key := coalesce(publish.serial_key, v_take_serial);
         end if;

@@ -7,7 +7,9 @@
 //    both keys holds the lower one and waits for the higher.
 // b. A transactional handler publishes with serial key S (holding its lock),
 //    then acks its own job H, which is being cancelled; a publish of H's
-//    dedupe key took the key over (holding H's row) and waited for S.
+//    dedupe key took the key over (holding H's row) and waited for S. So did
+//    a replace or a keep_waiting publish (single or bulk) of H's key, H
+//    cancelled or not.
 // c. Two claims publishing drain-run ticks with serial keys, in tick order:
 //    one takes S1 then wants S2, the other S2 then S1.
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -79,11 +81,22 @@ describe('a. a cascade and a bulk publish of the same serial keys', () => {
 });
 
 describe("b. a transactional handler's ack of its cancelled job and a publish taking over its dedupe key", () => {
-  for (const how of ['single', 'bulk'] as const) {
+  const publishes = {
+    single: `select array[jobs.publish('p', dedupe_key => 'dk')] as ids`,
+    bulk: `select jobs.publish_arrays(array['p'], dedupe_keys => array['dk']) as ids`,
+    // A replace takes the key of any running holder, cancelled or not.
+    replace: `select array[jobs.publish('p', dedupe_key => 'dk', dedupe_mode => 'replace')] as ids`,
+    'replace, not cancelled': `select array[jobs.publish('p', dedupe_key => 'dk', dedupe_mode => 'replace')] as ids`,
+    // keep_waiting takes it from a running holder as a replace does, in one publish or a bulk.
+    'keep_waiting, not cancelled': `select array[jobs.publish('p', dedupe_key => 'dk', dedupe_mode => 'keep_waiting')] as ids`,
+    'keep_waiting bulk, not cancelled':
+      `select jobs.publish_arrays(array['p'], dedupe_keys => array['dk'], dedupe_modes => array['keep_waiting']) as ids`,
+  };
+  for (const [how, publish] of Object.entries(publishes)) {
     it(`${how}: both commit; the publish waits for the handler, then writes its job`, async () => {
       const h = await id(`jobs.publish('h', dedupe_key => 'dk', serial_key => 's2')`);
       expect((await sql(`select job_id::text as id from jobs.consume(1)`)).map((r) => r.id)).toEqual([h]);
-      await sql(`select jobs.cancel(${h})`);
+      if (!how.endsWith('not cancelled')) await sql(`select jobs.cancel(${h})`);
 
       const [handler, publisher] = [await session(), await session()];
       // The handler's transaction: it publishes the next job of its series (serial key s2) ...
@@ -91,9 +104,7 @@ describe("b. a transactional handler's ack of its cancelled job and a publish ta
       await handler.query(`select jobs.publish('next', serial_key => 's2')`);
       // ... while a publish of h's dedupe key takes it over and wants s2 ...
       await publisher.query('begin');
-      const published = outcome(publisher.query(how === 'single'
-        ? `select array[jobs.publish('p', dedupe_key => 'dk')] as ids`
-        : `select jobs.publish_arrays(array['p'], dedupe_keys => array['dk']) as ids`));
+      const published = outcome(publisher.query(publish));
       await doneOrBlocked(sql, publisher, published);
       // ... then acks its own job.
       const acked = await outcome(handler.query(`select jobs.ack(${h}::bigint) as ok`));
