@@ -121,6 +121,30 @@ describe("b. a transactional handler's ack of its cancelled job and a publish ta
       ]);
     });
   }
+
+  it("a bounded queue's lock: the publish waits for the handler, then writes its job", async () => {
+    await sql(`select jobs.create_queue('bq', max_size => 100) where not exists (select from jobs.queue where name = 'bq')`);
+    const h = await id(`jobs.publish('h', dedupe_key => 'dk')`);
+    expect((await sql(`select job_id::text as id from jobs.consume(1)`)).map((r) => r.id)).toEqual([h]);
+    await sql(`select jobs.cancel(${h})`);
+
+    const [handler, publisher] = [await session(), await session()];
+    // The handler publishes into the bounded queue (holding its lock until commit) ...
+    await handler.query('begin');
+    await handler.query(`select jobs.publish('next', queue => 'bq')`);
+    // ... a publish into it takes h's key over and waits for that lock ...
+    await publisher.query('begin');
+    const published = outcome(publisher.query(`select jobs.publish('p', queue => 'bq', dedupe_key => 'dk') as id`));
+    await doneOrBlocked(sql, publisher, published);
+    // ... then the handler acks its own job.
+    const acked = await outcome(handler.query(`select jobs.ack(${h}::bigint) as ok`));
+    await handler.query(typeof acked === 'string' ? 'rollback' : 'commit');
+    const p = await published;
+    await publisher.query(typeof p === 'string' ? 'rollback' : 'commit');
+    expect([acked, typeof p]).toEqual([[{ ok: true }], 'object']); // 40P01 on one side before the fix
+    expect(await sql(`select task, queue, dedupe_key from jobs.job_queue order by job_id`)).toEqual([
+      { task: 'next', queue: 'bq', dedupe_key: null }, { task: 'p', queue: 'bq', dedupe_key: 'dk' }]);
+  });
 });
 
 describe('c. two claims publishing ticks of serial-key schedules crosswise', () => {
