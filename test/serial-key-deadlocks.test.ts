@@ -122,29 +122,44 @@ describe("b. a transactional handler's ack of its cancelled job and a publish ta
     });
   }
 
-  it("a bounded queue's lock: the publish waits for the handler, then writes its job", async () => {
-    await sql(`select jobs.create_queue('bq', max_size => 100) where not exists (select from jobs.queue where name = 'bq')`);
-    const h = await id(`jobs.publish('h', dedupe_key => 'dk')`);
-    expect((await sql(`select job_id::text as id from jobs.consume(1)`)).map((r) => r.id)).toEqual([h]);
-    await sql(`select jobs.cancel(${h})`);
+  // The same with a bounded queue's lock in place of the serial key (h has
+  // none): a cancelling holder's key taken over by a publish, one or a bulk;
+  // a running one's by a replace or a keep_waiting publish (one or a bulk).
+  const bounded = {
+    single: `select array[jobs.publish('p', queue => 'bq', dedupe_key => 'dk')] as ids`,
+    bulk: `select jobs.publish_arrays(array['p'], queue => 'bq', dedupe_keys => array['dk']) as ids`,
+    'replace, not cancelled':
+      `select array[jobs.publish('p', queue => 'bq', dedupe_key => 'dk', dedupe_mode => 'replace')] as ids`,
+    'keep_waiting, not cancelled':
+      `select array[jobs.publish('p', queue => 'bq', dedupe_key => 'dk', dedupe_mode => 'keep_waiting')] as ids`,
+    'keep_waiting bulk, not cancelled': `select jobs.publish_arrays(array['p'], queue => 'bq', dedupe_keys => array['dk'],
+                                                                   dedupe_modes => array['keep_waiting']) as ids`,
+  };
+  for (const [how, publish] of Object.entries(bounded)) {
+    it(`a bounded queue's lock, ${how}: the publish waits for the handler, then writes its job`, async () => {
+      await sql(`select jobs.create_queue('bq', max_size => 100) where not exists (select from jobs.queue where name = 'bq')`);
+      const h = await id(`jobs.publish('h', dedupe_key => 'dk')`);
+      expect((await sql(`select job_id::text as id from jobs.consume(1)`)).map((r) => r.id)).toEqual([h]);
+      if (!how.endsWith('not cancelled')) await sql(`select jobs.cancel(${h})`);
 
-    const [handler, publisher] = [await session(), await session()];
-    // The handler publishes into the bounded queue (holding its lock until commit) ...
-    await handler.query('begin');
-    await handler.query(`select jobs.publish('next', queue => 'bq')`);
-    // ... a publish into it takes h's key over and waits for that lock ...
-    await publisher.query('begin');
-    const published = outcome(publisher.query(`select jobs.publish('p', queue => 'bq', dedupe_key => 'dk') as id`));
-    await doneOrBlocked(sql, publisher, published);
-    // ... then the handler acks its own job.
-    const acked = await outcome(handler.query(`select jobs.ack(${h}::bigint) as ok`));
-    await handler.query(typeof acked === 'string' ? 'rollback' : 'commit');
-    const p = await published;
-    await publisher.query(typeof p === 'string' ? 'rollback' : 'commit');
-    expect([acked, typeof p]).toEqual([[{ ok: true }], 'object']); // 40P01 on one side before the fix
-    expect(await sql(`select task, queue, dedupe_key from jobs.job_queue order by job_id`)).toEqual([
-      { task: 'next', queue: 'bq', dedupe_key: null }, { task: 'p', queue: 'bq', dedupe_key: 'dk' }]);
-  });
+      const [handler, publisher] = [await session(), await session()];
+      // The handler publishes into the bounded queue (holding its lock until commit) ...
+      await handler.query('begin');
+      await handler.query(`select jobs.publish('next', queue => 'bq')`);
+      // ... a publish into it takes h's key over and waits for that lock ...
+      await publisher.query('begin');
+      const published = outcome(publisher.query(publish));
+      await doneOrBlocked(sql, publisher, published);
+      // ... then the handler acks its own job.
+      const acked = await outcome(handler.query(`select jobs.ack(${h}::bigint) as ok`));
+      await handler.query(typeof acked === 'string' ? 'rollback' : 'commit');
+      const p = await published;
+      await publisher.query(typeof p === 'string' ? 'rollback' : 'commit');
+      expect([acked, typeof p]).toEqual([[{ ok: true }], 'object']); // 40P01 on one side before the fix
+      expect(await sql(`select task, queue, dedupe_key from jobs.job_queue order by job_id`)).toEqual([
+        { task: 'next', queue: 'bq', dedupe_key: null }, { task: 'p', queue: 'bq', dedupe_key: 'dk' }]);
+    });
+  }
 });
 
 describe('c. two claims publishing ticks of serial-key schedules crosswise', () => {
