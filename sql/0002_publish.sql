@@ -360,8 +360,10 @@ begin
     if v_takes and v_take is null then
       -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
       -- claim or settle holding it first is waited for, and the row read as
-      -- it left it (running, back to pending, or gone).
+      -- it left it (running, back to pending, or gone). A serial key found
+      -- with a holder on an earlier pass is not this one's to lock.
       v_row_wait := false;
+      v_take_serial := null;
       select q.job_id, q.lease_until, q.queue, q.serial_key, q.scheduled_at, q.expires_at, q.attempt into v_old
       from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
       -- Kept time: an expired waiting job (it never runs) is let go as a running one.
