@@ -916,7 +916,7 @@ declare
   v_group_cap integer;
   v_tiers jsonb;
 begin
-  -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
+  -- Drain-run schedules (sql/0022) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
   -- queue) and the settle a serial key's, the order jobs.publish takes them
   -- in; the other order deadlocks with a publish of that key to that queue.
@@ -1259,17 +1259,17 @@ begin
 
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text, text, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[], text[], text[], text[]) to %I, %I',
                  v_roles[1], v_roles[2]);
-  -- Fan-out (sql/0015): publishing an event; subscribing a queue is the admin's.
+  -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);
   execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
   -- What CALL jobs.drain_sql calls besides claim and settle_arrays: the due
   -- ticks (which jobs.claim_json publishes too), two readers of what a
-  -- worker may not read (sql/0010), and the raise of its argument checks.
+  -- worker may not read (sql/0025), and the raise of its argument checks.
   execute format('grant execute on procedure jobs.drain_sql(integer, numeric, text, jsonb) to %I', v_roles[2]);
-  -- Handlers take rate-limit tokens (sql/0012), report progress (sql/0013)
-  -- and extend their leases (sql/0017).
+  -- Handlers take rate-limit tokens (sql/0030), report progress (sql/0031)
+  -- and extend their leases (sql/0035).
   execute format('grant execute on function jobs.take_token(text, integer, double precision), '
                  'jobs.set_progress(bigint, integer, jsonb, text), '
                  'jobs.extend_lease(bigint, integer, numeric, timestamptz, text) to %I', v_roles[2]);
@@ -1627,7 +1627,7 @@ begin
   v_held := jobs.ending_keys(v_ids);
   perform jobs.end_waiting(v_ids, null, null, false, null, v_now);
   -- The throttle window a waiting one's publish opened goes with it (it
-  -- never ran), as one that expired unstarted lets go of it (sql/0014):
+  -- never ran), as one that expired unstarted lets go of it (sql/0032):
   -- kept, a throttled publish of the key would answer a job that is gone.
   if v_dedupe is not null then
     delete from jobs.throttle t where t.dedupe_key = any(v_dedupe) and t.job_id = any(v_ids);
@@ -2218,7 +2218,7 @@ begin
   select coalesce(array_agg(q.job_id), '{}') into v_active from (
     select q.job_id from jobs.job_queue q where q.job_id = any(p_depends_on) order by q.job_id for key share
   ) q;
-  -- An ended dependency may already be in jobs.job_archive (jobs.maintain, sql/0009).
+  -- An ended dependency may already be in jobs.job_archive (jobs.maintain, sql/0024).
   select d.id, coalesce(j.status, a.status) as status into v_bad
   from unnest(p_depends_on) d(id) left join jobs.job j on j.job_id = d.id
        left join jobs.job_archive a on a.job_id = d.id
@@ -2412,7 +2412,7 @@ begin
   ), kept as (
     insert into jobs.job_archive select * from gone where maintain.archive returning 1
   )
-  -- The throttle windows (sql/0014) the deleted jobs hold go with them, as
+  -- The throttle windows (sql/0032) the deleted jobs hold go with them, as
   -- jobs.delete_jobs lets them go: kept, a throttled publish of the key
   -- would answer a job that no longer exists. An archived job still is one
   -- (getJob and waitFor find it in jobs.job_archive) and holds its window,
@@ -2426,7 +2426,7 @@ begin
   if v_gone is not null then
     perform jobs.forget_windows(v_gone, v_gone_keys);
   end if;
-  -- Dedupe keys' throttle windows that have ended (sql/0014): no publish
+  -- Dedupe keys' throttle windows that have ended (sql/0032): no publish
   -- reads a row past its until. Counted, so that a full share tells
   -- run_maintenance and TS maintain() that more are left.
   delete from jobs.throttle t using (
@@ -3303,7 +3303,7 @@ begin
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
   -- arrays only when sent; the per-job pass only to name the first bad job.
-  -- SQL tasks (sql:) must be allowed (sql/0010): asked of those names only.
+  -- SQL tasks (sql:) must be allowed (sql/0025): asked of those names only.
   if array_position(publish_arrays.tasks, null) is not null
      or exists (select from (select distinct t from unnest(array_remove(publish_arrays.tasks, publish_arrays.tasks[1])
                                                          || publish_arrays.tasks[1]) t) d
@@ -3980,7 +3980,7 @@ begin
   if v_matched is null then
     return 0;
   end if;
-  -- From here as in sql/0007.
+  -- From here as in sql/0017.
   with c as (
     select distinct on (coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null) p.job_id, p.serial_key
     from jobs.job p

@@ -7,7 +7,7 @@ import { jobIdsSchema } from './job-options.js';
 import { keySchema, parse, queueNameSchema, unstorableText, validDateSchema } from './options.js';
 import type { DeletedJobs, DeleteEndedOptions } from './types.js';
 
-// Ending waiting jobs another way than admin.ts does (sql/0018): as a
+// Ending waiting jobs another way than admin.ts does (sql/0036): as a
 // success, a cancel found by dedupe key, and deleting jobs outright. Each
 // is one SQL call.
 

@@ -148,7 +148,7 @@ export async function deleteQueue(db: Queryable, name: string): Promise<boolean>
   }
 }
 
-// Fan-out (sql/0015): a queue subscribes to an event, and one publish of the
+// Fan-out (sql/0033): a queue subscribes to an event, and one publish of the
 // event writes one job into each subscribed queue.
 
 /** An event's name: the task-name rule (jobs.check_event). */

@@ -1,7 +1,7 @@
 import type { SettleCounts } from './outcome-arrays.js';
 import type { Job, Json } from './types.js';
 
-// What jobs.claim_json answers (sql/0006_claim_json.sql), and the jobs in it.
+// What jobs.claim_json answers (sql/0015_claim_json.sql), and the jobs in it.
 
 /** Claimed jobs as jobs.claim_json answers them: one array per field (times in epoch seconds). */
 export interface ClaimedColumns {

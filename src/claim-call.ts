@@ -3,7 +3,7 @@ import type { ClaimResult } from './claim-answer.js';
 import { outcomeArrays, type Outcome } from './outcome-arrays.js';
 
 // A drain's claim round trip: one jobs.claim_json statement
-// (sql/0006_claim_json.sql) settles the outcomes gathered since the last
+// (sql/0015_claim_json.sql) settles the outcomes gathered since the last
 // claim and claims the next jobs; claim-answer.ts reads what it answers.
 
 /** No outcomes to settle: their seven column arrays go as null. */

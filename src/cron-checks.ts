@@ -1,6 +1,6 @@
 // Cron expressions and time zones checked in TypeScript (croner, Intl)
 // before any round trip, with the grammar and daylight saving rules the
-// database's evaluator (sql/0008_cron.sql) and pg_cron use.
+// database's evaluator (sql/0019_cron.sql) and pg_cron use.
 import { Cron } from 'croner';
 import { ValidationError } from './errors.js';
 

@@ -57,7 +57,7 @@ function describeValue(value: unknown): string {
 }
 
 /**
- * jobs.extend_lease (sql/0017): this delivery's lease moved to at least
+ * jobs.extend_lease (sql/0035): this delivery's lease moved to at least
  * `seconds` from now; its new end, or null when the delivery is over.
  */
 export async function extendLeaseOf(db: Queryable, jobId: string, attempt: number, seconds: number,

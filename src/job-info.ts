@@ -26,7 +26,7 @@ export function jobInfoOf(r: Record<string, unknown>): JobInfo {
   };
 }
 
-/** jobs.job_queue.progress ({attempt, value, at}: sql/0013) as JobInfo's. */
+/** jobs.job_queue.progress ({attempt, value, at}: sql/0031) as JobInfo's. */
 function progressOf(stored: unknown): JobProgress | null {
   if (stored === null || typeof stored !== 'object') return null;
   const p = stored as { attempt: number; value: unknown; at: string };

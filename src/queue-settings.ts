@@ -6,10 +6,10 @@ import { groupCapSchema, groupTiersSchema, namedQueueOptionsSchema, publishOptio
 import { parse, queueNameSchema } from './options.js';
 import type { NamedQueueInfo, NamedQueueOptions } from './types.js';
 
-// A named queue's settings: queues.create (jobs.create_queue, sql/0007) and
+// A named queue's settings: queues.create (jobs.create_queue, sql/0017) and
 // queues.list, each one SQL call.
 
-/** queues.create's options: the queue's settings, its retry policy (jobs.create_queue's retry_*, sql/0007) and expiry. */
+/** queues.create's options: the queue's settings, its retry policy (jobs.create_queue's retry_*, sql/0017) and expiry. */
 const queueOptionsSchema = z.extend(namedQueueOptionsSchema, {
   retryDelaySeconds: z.optional(z.nullable(retryPolicyOptions.retryDelaySeconds.def.innerType)),
   retryBackoff: z.optional(z.nullable(retryPolicyOptions.retryBackoff.def.innerType)),

@@ -1,5 +1,5 @@
 // Rate limits shared by every drain: a token bucket per key in the database
-// (jobs.take_token, sql/0012_rate_limit.sql). A handler over its limit is
+// (jobs.take_token, sql/0030_rate_limit.sql). A handler over its limit is
 // snoozed: its job goes back until the next token, its attempt not spent.
 import type { Queryable } from './db/driver.js';
 import { translateError, ValidationError } from './errors.js';

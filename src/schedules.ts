@@ -9,7 +9,7 @@ import { publishOptionsSchema } from './job-options.js';
 import { keySchema, parse, queueNameSchema, taskSchema } from './options.js';
 import type { JobGroup } from './types.js';
 
-// Recurring jobs and maintenance (sql/0009_schedule.sql), one SQL call each
+// Recurring jobs and maintenance (sql/0022_schedule.sql), one SQL call each
 // (maintain: one per pass).
 // Cron expressions are checked here with croner before any round trip; the
 // database checks them again with the same grammar (5 fields, UTC or a time

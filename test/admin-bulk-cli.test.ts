@@ -1,4 +1,4 @@
-// pgdrain cancel <id...>, reschedule, fail (sql/0011) as a child process against a real PostgreSQL.
+// pgdrain cancel <id...>, reschedule, fail (sql/0028) as a child process against a real PostgreSQL.
 import { beforeEach, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
 import { runCli } from './support/drain-process.js';

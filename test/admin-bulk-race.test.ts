@@ -1,4 +1,4 @@
-// Set-based admin operations (sql/0011) while drains claim and settle: 3
+// Set-based admin operations (sql/0028) while drains claim and settle: 3
 // drains drain 1000 jobs (some in serial keys, some with a dependency)
 // while cancel_bulk, reschedule and fail run on random subsets. Afterwards
 // every job ended exactly once or waits, unchanged in half, and serial keys

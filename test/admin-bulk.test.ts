@@ -1,4 +1,4 @@
-// Changing queued jobs as a set (sql/0011): jobs.cancel_bulk, jobs.reschedule,
+// Changing queued jobs as a set (sql/0028): jobs.cancel_bulk, jobs.reschedule,
 // jobs.fail, jobs.redrive's include_cancelled, and their TypeScript edge.
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';

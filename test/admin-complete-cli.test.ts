@@ -1,4 +1,4 @@
-// pgdrain complete <id...> and pgdrain cancel --key (sql/0018) as a child process against a real PostgreSQL.
+// pgdrain complete <id...> and pgdrain cancel --key (sql/0036) as a child process against a real PostgreSQL.
 import { beforeEach, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
 import { runCli } from './support/drain-process.js';

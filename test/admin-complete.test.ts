@@ -1,5 +1,5 @@
 // Ending a waiting job as a success (jobs.complete) and cancelling the job
-// holding a dedupe key (jobs.cancel_key), sql/0018, and their TypeScript edge.
+// holding a dedupe key (jobs.cancel_key), sql/0036, and their TypeScript edge.
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { cancelJobByKey, completeJobs, createQueue, migrate } from '../src/index.js';

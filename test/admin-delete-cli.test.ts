@@ -1,4 +1,4 @@
-// pgdrain delete <id...> and pgdrain queue delete-ended (sql/0018) as a child process against a real PostgreSQL
+// pgdrain delete <id...> and pgdrain queue delete-ended (sql/0036) as a child process against a real PostgreSQL
 // (dist/cli.mjs: `npm run build` first).
 import { beforeEach, expect, it } from 'vitest';
 import { testDb } from './support/db.js';

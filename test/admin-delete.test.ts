@@ -1,5 +1,5 @@
 // Deleting jobs outright (jobs.delete_jobs) and a queue's ended jobs
-// (jobs.delete_ended), sql/0018, and their TypeScript edge.
+// (jobs.delete_ended), sql/0036, and their TypeScript edge.
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, deleteEndedJobs, deleteJobs, migrate } from '../src/index.js';

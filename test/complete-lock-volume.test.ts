@@ -1,4 +1,4 @@
-// jobs.complete (sql/0018) over many serial keys, on a server with a small lock
+// jobs.complete (sql/0036) over many serial keys, on a server with a small lock
 // table (max_locks_per_transaction 10). Ending a key's
 // head takes the key's lock until commit, one lock-table entry each: as
 // jobs.fail, one call ends at most 500 heads and refuses more (PD005 job_ids;

@@ -1,4 +1,4 @@
-// Lease extension (pg-boss's touch / heartbeat): jobs.extend_lease (sql/0017)
+// Lease extension (pg-boss's touch / heartbeat): jobs.extend_lease (sql/0035)
 // moves a running delivery's lease later, and ctx.extendLease does so from a
 // handler, moving the drain's own timer for the job (src/run-handler.ts,
 // src/timeouts.ts move) so the handler runs on past its old end. Over a real

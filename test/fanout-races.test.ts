@@ -1,5 +1,5 @@
 // jobs.publish_event against concurrent changes and other lock takers
-// (sql/0015_fanout.sql), and the lock order of every caller that takes
+// (sql/0033_fanout.sql), and the lock order of every caller that takes
 // several bounded-queue (736037) or serial-key (736038) advisory locks.
 // Forced interleavings, no timing: a holder session keeps a lock, each step
 // waits until a session is seen waiting for a lock (or done), then the holder

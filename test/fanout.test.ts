@@ -1,4 +1,4 @@
-// Fan-out (sql/0015_fanout.sql; pg-boss's subscribe / publish): queues
+// Fan-out (sql/0033_fanout.sql; pg-boss's subscribe / publish): queues
 // subscribe to an event, and one publish of it writes one job into each, in
 // one statement, all or nothing. SQL, TypeScript, the CLI (dist/cli.mjs:
 // `npm run build` first) and HTTP, on a real PostgreSQL, with real roles.

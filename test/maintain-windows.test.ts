@@ -1,4 +1,4 @@
-// Maintenance catches up with ended throttle windows (sql/0014) as it does
+// Maintenance catches up with ended throttle windows (sql/0032) as it does
 // with ended jobs: a pass that deleted a full share of them is not the last,
 // in jobs.run_maintenance (what pg_cron runs) and in TS maintain().
 import { beforeEach, describe, expect, it } from 'vitest';

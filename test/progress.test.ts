@@ -1,5 +1,5 @@
 // ctx.progress: a handler's progress stored on its running job (jobs.set_progress,
-// sql/0013), read back by getJob and GET /jobs/:id, over a real PostgreSQL.
+// sql/0031), read back by getJob and GET /jobs/:id, over a real PostgreSQL.
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Driver } from '../src/db/driver.js';
@@ -191,7 +191,7 @@ describe('ctx.progress', () => {
       await client.query(`set local role ${prefix}_worker`);
       const { rows } = await client.query(`select jobs.set_progress($1, 1, '1') as r`, [job!.id]);
       expect(rows).toEqual([{ r: true }]);
-      // 0013 copied create_roles: the worker keeps 0012's grant beside its own.
+      // 0031 copied create_roles: the worker keeps 0030's grant beside its own.
       const { rows: kept } = await client.query(
         `select has_function_privilege($1, 'jobs.take_token(text, integer, double precision)', 'execute') as ok`, [`${prefix}_worker`]);
       expect(kept).toEqual([{ ok: true }]);

@@ -60,7 +60,7 @@ describe('a database check reached through publish', () => {
   it('publishBulk: too many serial keys names serialKey; a job\'s field keeps its index, from 0', async () => {
     expect(await rejection(queue.publishBulk(manyKeys))).toMatchObject({ code: 'invalid_argument', field: 'serialKey',
       message: expect.stringMatching(/^serialKey: must hold at most 500 distinct keys in one bulk publish/) });
-    // An SQL task no one allowed: only the database knows (sql/0010).
+    // An SQL task no one allowed: only the database knows (sql/0025).
     expect(await rejection(queue.publishBulk([{ task: 't' }, { task: 'sql:nope', serialKey: 's' }])))
       .toMatchObject({ field: 'jobs[1].task' });
   });

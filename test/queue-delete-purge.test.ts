@@ -1,4 +1,4 @@
-// Purging and deleting a queue (sql/0016_queue_admin.sql): jobs.purge_queue,
+// Purging and deleting a queue (sql/0034_queue_admin.sql): jobs.purge_queue,
 // jobs.delete_queue, their TypeScript and CLI edges, roles, and a delete
 // racing a publish (forced interleavings with sessions of their own; no timing).
 import { execFile } from 'node:child_process';

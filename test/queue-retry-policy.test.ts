@@ -52,7 +52,7 @@ async function claimAndNack(queues: string[], at: number, scheduleAt: string | n
 }
 
 const ORIGINAL_BACKOFF = /create function jobs\.backoff\(attempt integer\)[\s\S]*?\n\$\$;/.exec(
-  readFileSync(new URL('../sql/0003_lease.sql', import.meta.url), 'utf8'))![0];
+  readFileSync(new URL('../sql/0007_retry.sql', import.meta.url), 'utf8'))![0];
 
 describe('the nack path', () => {
   it('a fixed policy waits retry_delay exactly, on every attempt', async () => {

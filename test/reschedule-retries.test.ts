@@ -1,4 +1,4 @@
-// jobs.reschedule's max_retries and attempt (sql/0011), as graphile-worker's
+// jobs.reschedule's max_retries and attempt (sql/0028), as graphile-worker's
 // reschedule_jobs(..., attempts, max_attempts): in SQL, queue.reschedule and
 // `pgdrain reschedule --max-retries/--attempts`.
 import { beforeEach, describe, expect, it } from 'vitest';

@@ -1,5 +1,5 @@
 // Throttle windows let go as pg-boss lets a singletonSeconds slot go
-// (sql/0014_throttle.sql): a cancelled job holds none (pg-boss's slot index
+// (sql/0032_throttle.sql): a cancelled job holds none (pg-boss's slot index
 // leaves cancelled jobs out), whichever way it was cancelled; a job whose
 // history is deleted by maintenance's retention takes its window with it;
 // an archived one still exists and keeps it. Jobs that succeeded or failed

@@ -1,6 +1,6 @@
 // throttle_seconds (pg-boss singletonSeconds): a dedupe key's job answers
 // publishes of the key for a window after it was written, even once it has
-// ended (sql/0014_throttle.sql). Times are injected (`now =>`), never slept.
+// ended (sql/0032_throttle.sql). Times are injected (`now =>`), never slept.
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import pg from 'pg';

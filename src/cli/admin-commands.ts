@@ -6,8 +6,8 @@ import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS, queueNameSche
 import { dsnOption, type WithConnection } from './features.js';
 import { checkedBy, integer, json, seconds } from './flag-parsers.js';
 
-// Changing queued jobs, many at once: cancel, reschedule, fail (sql/0011),
-// complete, cancel --key and delete (sql/0018).
+// Changing queued jobs, many at once: cancel, reschedule, fail (sql/0028),
+// complete, cancel --key and delete (sql/0036).
 // main.ts registers them, and `queue delete-ended` with features.ts's queue command.
 
 /** The <id...> arguments, each checked: a usage error (exit 2) names the first bad one. */

@@ -9,7 +9,7 @@ import type * as z from 'zod/mini';
 import type { PublishOptions } from '../types.js';
 
 // `pgdrain event subscribe | unsubscribe | list | publish`: fan-out
-// (sql/0015_fanout.sql, src/admin.ts). main.ts registers them. Bad input
+// (sql/0033_fanout.sql, src/admin.ts). main.ts registers them. Bad input
 // exits 2: arguments and flags are checked before connecting, and the
 // core's "options.task: …" is told as "--task: …" by main.ts.
 

@@ -1,4 +1,4 @@
--- pgdrain 0013: job progress (a handler's ctx.progress), on the running job only.
+-- pgdrain 0031: job progress (a handler's ctx.progress), on the running job only.
 --
 -- jobs.job_queue.progress holds {"attempt": n, "value": <any JSON>, "at": <time>}:
 -- the last value the handler of delivery n reported. No claim or settle
@@ -11,7 +11,7 @@ alter table jobs.job_queue add column progress jsonb;
 
 -- Stores progress on a delivery that still runs: job job_id on attempt
 -- attempt, leased (by worker_id, when given), as settles match it
--- (sql/0005). Answers false, changing nothing, when that delivery is over:
+-- (sql/0013). Answers false, changing nothing, when that delivery is over:
 -- settled, timed out and nacked, released, or handed out again.
 create function jobs.set_progress(job_id bigint, attempt integer, progress jsonb, worker_id text default null)
 returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -39,7 +39,7 @@ end $$;
 -- policy (jobs.publish's retry_*; all null: its queue's), then its own
 -- dead-letter queue (jobs.publish's dead_letter; null: its queue's, if any), then its
 -- group and tier (jobs.publish's group_id, group_tier). This is the view's
--- final definition (sql/0007 made it).
+-- final definition (sql/0016 made it).
 create or replace view jobs.all as
 select q.job_id, q.task, q.body, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state,
        null::jsonb as result, q.last_error as error, q.attempt as attempts, q.priority,

@@ -1,4 +1,4 @@
--- pgdrain 0015: fan-out (pg-boss's subscribe / publish): a queue subscribes
+-- pgdrain 0033: fan-out (pg-boss's subscribe / publish): a queue subscribes
 -- to an event, and one jobs.publish_event of the event writes one job into
 -- each subscribed queue.
 --
@@ -43,7 +43,7 @@ end $$;
 -- of it then writes a job of task into queue. task null: the event's name
 -- for a new subscription, unchanged for an existing one. Idempotent: true
 -- when newly subscribed, false when it was already (its task then set to
--- the one given). An sql: task must be allowed (sql/0010), now and at each
+-- the one given). An sql: task must be allowed (sql/0025), now and at each
 -- publish. Admin only (jobs.create_roles).
 create function jobs.subscribe(event text, queue text, task text default null)
 returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$

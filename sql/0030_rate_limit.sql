@@ -1,4 +1,4 @@
--- pgdrain 0012: rate limits shared by every drain and every process, as
+-- pgdrain 0030: rate limits shared by every drain and every process, as
 -- token buckets kept in the database (ctx.rateLimit in TypeScript).
 --
 -- Errors: PDC03 an argument out of range (the field named).
@@ -65,5 +65,5 @@ begin
   return v_wait;
 end $$;
 
--- Handlers take tokens as <prefix>_worker: jobs.create_roles (sql/0007)
+-- Handlers take tokens as <prefix>_worker: jobs.create_roles (sql/0018)
 -- grants it take_token.

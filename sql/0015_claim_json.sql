@@ -1,4 +1,4 @@
--- pgdrain 0006: drain()'s round trip, settling and claiming in one statement.
+-- pgdrain 0015: drain()'s round trip, settling and claiming in one statement.
 
 -- Whether a queue's group caps hold back a due job a claim would take:
 -- one of its jobs (of the claim's pattern, max_timeout, filter and exclude,
@@ -110,7 +110,7 @@ declare
   v_group_cap integer;
   v_tiers jsonb;
 begin
-  -- Drain-run schedules (sql/0009) with a tick due: one index probe when none is.
+  -- Drain-run schedules (sql/0022) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
   -- queue) and the settle a serial key's, the order jobs.publish takes them
   -- in; the other order deadlocks with a publish of that key to that queue.

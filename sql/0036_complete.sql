@@ -1,4 +1,4 @@
--- pgdrain 0018: ending a waiting job as a success (graphile-worker's
+-- pgdrain 0036: ending a waiting job as a success (graphile-worker's
 -- complete_jobs, pg-boss's complete of a queued job), cancelling the job
 -- that holds a dedupe key (graphile-worker's remove_job), and deleting jobs
 -- outright, history and all (pg-boss's deleteJob, deleteStoredJobs).
@@ -65,7 +65,7 @@ end $$;
 --   one for everything around it: its dependants end as cancelled (with
 --   history: 'cancelled: dependency <id> did not succeed'), its serial key
 --   goes to its next job, its dedupe key (and the throttle window its
---   publish opened, sql/0014) is free, pgdrain_completed is
+--   publish opened, sql/0032) is free, pgdrain_completed is
 --   notified (a waitFor then finds no job). Counted in `waiting`.
 -- - Ended: its row in jobs.job, or in jobs.job_archive, is deleted (those a
 --   redrive or a maintenance pass holds at that moment are left, not
@@ -133,7 +133,7 @@ begin
   v_held := jobs.ending_keys(v_ids);
   perform jobs.end_waiting(v_ids, null, null, false, null, v_now);
   -- The throttle window a waiting one's publish opened goes with it (it
-  -- never ran), as one that expired unstarted lets go of it (sql/0014):
+  -- never ran), as one that expired unstarted lets go of it (sql/0032):
   -- kept, a throttled publish of the key would answer a job that is gone.
   if v_dedupe is not null then
     delete from jobs.throttle t where t.dedupe_key = any(v_dedupe) and t.job_id = any(v_ids);

@@ -1,4 +1,4 @@
--- pgdrain 0014: throttle windows for dedupe keys (jobs.publish's
+-- pgdrain 0032: throttle windows for dedupe keys (jobs.publish's
 -- throttle_seconds; pg-boss singletonKey with singletonSeconds): at most one
 -- job per key per window, even when the job has ended since, unless it
 -- was cancelled or expired unstarted (jobs.frees_window), or its history
@@ -9,7 +9,7 @@
 -- plain and plain-keyed publishes pay nothing. `until` is the end of the
 -- window of the publish that wrote job_id; a row past its until is the same
 -- as no row (no publish reads it), so deleting such rows is always safe:
--- jobs.maintain (sql/0009) does, a bounded number per pass, and a throttled
+-- jobs.maintain (sql/0024) does, a bounded number per pass, and a throttled
 -- publish overwrites one it finds.
 create table jobs.throttle (
   dedupe_key text        primary key,
@@ -26,7 +26,7 @@ revoke all on jobs.throttle from public;
 -- jobs.cancel, cancel_bulk, cancel_key, purge_queue, the cascade to
 -- dependants, a running job's cancel once its drain or a claim's expiry
 -- ends it), and one that expired unstarted ('expired: not started before
--- …', sql/0003, no attempt spent: its work was never done). Any other
+-- …', sql/0009, no attempt spent: its work was never done). Any other
 -- end, a success or a failure, holds it, as in pg-boss. Read by jobs.throttle_lock,
 -- so no path that ends a job pays for it, and by jobs.maintain's retention,
 -- which forgets such windows when it archives their jobs.
@@ -45,7 +45,7 @@ $$;
 -- an end of its own holds neither, as jobs.publish lets go of such a
 -- keep-mode holder: one that expired unstarted (its expires_at passed
 -- while it waited, no attempt spent) and one whose cancel was requested
--- (running, or a head or dependant whose cancel was deferred, sql/0003);
+-- (running, or a head or dependant whose cancel was deferred, sql/0009);
 -- the publish takes over its key (jobs.publish) and opens the key's window
 -- anew (jobs.throttle_hold). Nor does a job whose end frees it
 -- (jobs.frees_window: cancelled, expired unstarted; read in jobs.job and

@@ -1,4 +1,4 @@
--- pgdrain 0016: purging and deleting a queue (pg-boss's purgeQueue / deleteQueue).
+-- pgdrain 0034: purging and deleting a queue (pg-boss's purgeQueue / deleteQueue).
 --
 -- Errors: PD009 name (not a queue name; the default queue, a dead-letter
 -- target of a queue or of an active job, or a queue with active jobs cannot
@@ -6,7 +6,7 @@
 -- jobs.delete_queue runs in a REPEATABLE READ or SERIALIZABLE transaction.
 --
 -- Every path that writes a job into a queue holds that queue against a
--- delete until it commits (jobs.hold_queue, sql/0002): jobs.admit, which every publish
+-- delete until it commits (jobs.hold_queue, sql/0003): jobs.admit, which every publish
 -- and redrive calls, jobs.check_dead_letter (a job naming it as its own
 -- dead letter) and jobs.route_dead_letters. A delete waits for those
 -- in flight and then sees their jobs (and refuses); one that comes after the

@@ -1,4 +1,4 @@
--- pgdrain 0017: extending a running job's lease (pg-boss's touch, heartbeat).
+-- pgdrain 0035: extending a running job's lease (pg-boss's touch, heartbeat).
 --
 -- A lease starts as the job's timeout (jobs.claim); a long job can push it
 -- later while it runs, so its timeout can stay short: a crashed drain's job
@@ -8,7 +8,7 @@
 -- seconds (never earlier: greatest) and answers the new lease_until; null,
 -- changing nothing, when that delivery is not running: unknown job, ended,
 -- expired (put back, or handed out again: another attempt), released, or
--- not leased by worker_id (when given), as settles match it (sql/0005). A
+-- not leased by worker_id (when given), as settles match it (sql/0013). A
 -- lease that passed but that no expiry has settled yet is still this
 -- delivery's (an ack would land too): it is extended. seconds: 0.001 to
 -- 86400, as a timeout (PD002, naming seconds).

@@ -1,0 +1,149 @@
+-- pgdrain 0002: input checks, raising errors of class PD that name the
+-- offending field.
+--
+-- Errors raised here use SQLSTATE class PD and name the offending field in
+-- the COLUMN diagnostic field (node-pg: error.column):
+--   PD001 task        PD002 timeout      PD003 max_retries   PD004 priority
+--   PD005 n (batch)   PD006 pattern      PD007 schedule_at, a delay, retry_*
+--   PD008 outcome      PD007 also expires_at, expire_in
+--   PD009 queue, dead_letter (no such queue, or a loop)
+--   PD017 jobs (bulk arrays of unequal length)
+--   PD019 group_id, group_tier; a queue's group_concurrency, group_tiers
+
+-- Input checks ---------------------------------------------------------------
+
+create function jobs.raise_invalid(p_code text, p_field text, p_message text)
+returns void language plpgsql volatile as $$
+begin
+  raise exception '%: %', p_field, p_message using errcode = p_code, column = p_field;
+end $$;
+
+-- A task is one or more dot-separated words of letters, digits, _ : and -,
+-- at most 200 characters: email.send, billing.invoice_v2, sql:reports.daily.
+create function jobs.check_task(p_task text, p_field text default 'task')
+returns void language plpgsql immutable as $$
+begin
+  if p_task is null or p_task = '' then
+    perform jobs.raise_invalid('PD001', p_field, 'must be a non-empty task name');
+  elsif length(p_task) > 200 or p_task !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' then
+    perform jobs.raise_invalid('PD001', p_field, format(
+      'must be dot-separated words of letters, digits, _ : or - (at most 200 characters), got %s',
+      left(quote_literal(p_task), 80)));
+  end if;
+end $$;
+
+create function jobs.check_options(p_timeout numeric, p_priority integer, p_max_retries integer,
+                                   p_prefix text default '')
+returns void language plpgsql immutable as $$
+begin
+  -- At least a millisecond: a shorter one ends before any claim could start it.
+  if p_timeout is not null and (p_timeout < 0.001 or p_timeout > 86400) then
+    perform jobs.raise_invalid('PD002', p_prefix || 'timeout',
+      format('must be 0.001 to 86400 seconds, got %s', p_timeout));
+  end if;
+  if p_priority is not null and (p_priority < -1000000 or p_priority > 1000000) then
+    perform jobs.raise_invalid('PD004', p_prefix || 'priority',
+      format('must be between -1000000 and 1000000, got %s', p_priority));
+  end if;
+  if p_max_retries is not null and (p_max_retries < 0 or p_max_retries > 1000) then
+    perform jobs.raise_invalid('PD003', p_prefix || 'max_retries',
+      format('must be between 0 and 1000, got %s', p_max_retries));
+  end if;
+end $$;
+
+-- A retry policy (a queue's, jobs.create_queue; a job's, jobs.publish), each
+-- checked with PD007 naming the field (p_prefix: 'jobs[3].' in a bulk).
+-- p_pair: also the cap against the base (null: 5 s), when the cap is given;
+-- create_queue checks that itself, against the values the queue keeps.
+create function jobs.check_retry_policy(p_delay numeric, p_backoff text, p_delay_max numeric,
+                                        p_prefix text default '', p_pair boolean default true)
+returns void language plpgsql immutable as $$
+begin
+  -- NaN is greater than every number: the upper bounds turn it away.
+  if p_delay is not null and (p_delay < 0 or p_delay > 86400) then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay',
+      format('must be 0 to 86400 seconds, or null for the default 5, got %s', p_delay));
+  end if;
+  if p_backoff is not null and p_backoff not in ('exponential', 'fixed') then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_backoff',
+      format('must be ''exponential'' or ''fixed'', or null for exponential, got %s', left(quote_literal(p_backoff), 80)));
+  end if;
+  if p_delay_max is not null and (p_delay_max < 1 or p_delay_max > 604800) then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay_max',
+      format('must be 1 to 604800 seconds (7 days), or null for an hour, got %s', p_delay_max));
+  end if;
+  if p_pair and p_delay_max < coalesce(p_delay, 5) then
+    perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay_max',
+      format('must be at least the retry delay (%s seconds), got %s', coalesce(p_delay, 5), p_delay_max));
+  end if;
+end $$;
+
+-- An expiry (jobs.publish's expires_at; p_field: 'jobs[3].expires_at' in a
+-- bulk): a finite time after the job's scheduled one, when it would be due.
+create function jobs.check_expiry(p_expires_at timestamptz, p_scheduled_at timestamptz, p_field text)
+returns void language plpgsql stable as $$
+begin
+  if not isfinite(p_expires_at) then
+    perform jobs.raise_invalid('PD007', p_field, format('must be a finite time, got %s', p_expires_at));
+  elsif p_expires_at <= p_scheduled_at then
+    perform jobs.raise_invalid('PD007', p_field, format(
+      'must be after the job''s scheduled time (%s), got %s: it would expire before it could run', p_scheduled_at, p_expires_at));
+  end if;
+end $$;
+
+-- A job's expiry: its own, else its queue's expire_in after its scheduled time, else none.
+create function jobs.expiry(p_expires_at timestamptz, p_scheduled_at timestamptz, p_expire_in numeric)
+returns timestamptz language sql stable as $$
+  select coalesce(p_expires_at, p_scheduled_at + make_interval(secs => p_expire_in::float8))
+$$;
+
+create function jobs.check_batch(p_n integer)
+returns void language plpgsql immutable as $$
+begin
+  if p_n is null or p_n < 1 or p_n > 10000 then
+    perform jobs.raise_invalid('PD005', 'n', format('must be between 1 and 10000, got %s', coalesce(p_n::text, 'null')));
+  end if;
+end $$;
+
+-- Names of queues follow the rule of task names.
+create function jobs.check_name(p_value text, p_code text, p_field text, p_what text)
+returns void language plpgsql immutable as $$
+begin
+  if p_value is null or p_value = '' or length(p_value) > 200
+     or p_value !~ '^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$' then
+    perform jobs.raise_invalid(p_code, p_field, format(
+      'must be a %s: dot-separated words of letters, digits, _ : or - (at most 200 characters), got %s',
+      p_what, coalesce(left(quote_literal(p_value), 80), 'null')));
+  end if;
+end $$;
+
+create function jobs.check_key(p_value text, p_code text, p_field text)
+returns void language plpgsql immutable as $$
+begin
+  if p_value is not null and (p_value = '' or length(p_value) > 500) then
+    perform jobs.raise_invalid(p_code, p_field, 'must be a non-empty text of at most 500 characters');
+  end if;
+end $$;
+
+-- A job's group (jobs.publish's group_id, group_tier; p_prefix: 'jobs[3].'
+-- in a bulk): each a non-empty text of at most 200 characters, a tier only
+-- with a group.
+create function jobs.check_group(p_id text, p_tier text, p_prefix text default '')
+returns void language plpgsql immutable as $$
+begin
+  if p_id = '' or length(p_id) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_id', 'must be a non-empty text of at most 200 characters');
+  elsif p_tier = '' or length(p_tier) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'must be a non-empty text of at most 200 characters');
+  elsif p_tier is not null and p_id is null then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'needs a group_id (the group whose tier it names)');
+  end if;
+end $$;
+
+create function jobs.check_object(p_value jsonb, p_field text)
+returns void language plpgsql immutable as $$
+begin
+  if p_value is not null and jsonb_typeof(p_value) <> 'object' then
+    perform jobs.raise_invalid('PD014', p_field, format('must be a JSON object, got %s', jsonb_typeof(p_value)));
+  end if;
+end $$;

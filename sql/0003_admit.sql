@@ -1,0 +1,178 @@
+-- pgdrain 0003: what every publish goes through: holding and admitting a
+-- queue, locking dependencies and serial keys.
+
+-- Holds queue p_queue until commit, and returns its row (all nulls: no such
+-- queue). In READ COMMITTED, an advisory lock shared by its writers (a
+-- delete takes it alone), then the row read with a new snapshot: so a
+-- delete committed while this waited is seen. No row lock, which every
+-- publish of a queue would write to the same row. A REPEATABLE READ or
+-- SERIALIZABLE snapshot may predate a delete committed since: there the row
+-- is read FOR KEY SHARE, which raises 40001 for such a row, and which a
+-- delete (FOR UPDATE of the row first) waits for.
+create function jobs.hold_queue(p_queue text)
+returns jobs.queue language plpgsql as $$
+declare
+  v_q jobs.queue;
+begin
+  if current_setting('transaction_isolation') = 'read committed' then
+    perform pg_advisory_xact_lock_shared(736041, hashtext(p_queue));
+    select * into v_q from jobs.queue q where q.name = p_queue;
+  else
+    select * into v_q from jobs.queue q where q.name = p_queue for key share;
+  end if;
+  return v_q;
+end $$;
+
+-- A job's own dead-letter queue (jobs.publish's dead_letter; p_field:
+-- 'jobs[3].dead_letter' in a bulk), checked as jobs.create_queue checks a
+-- queue's (PD009): a queue name, an existing queue, and neither the job's
+-- queue p_queue nor one whose dead letters lead back to it (the failed job
+-- would come back to the queue it failed in). The queue is held against a
+-- delete until commit (jobs.hold_queue), so jobs.delete_queue, which refuses
+-- a queue an active job names, sees this job. The walk reads the queues as
+-- they are: a route changed later may close such a path, but the copy has
+-- no dead letter of its own, so it follows its queue's, which never loop.
+create function jobs.check_dead_letter(p_dead text, p_queue text, p_field text)
+returns void language plpgsql as $$
+declare
+  v_path text[] := array[p_queue];
+  v_at text := p_dead;
+begin
+  perform jobs.check_name(p_dead, 'PD009', p_field, 'queue name');
+  if p_dead = p_queue then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'must name another queue than the job''s own (%s): failing for good, it would come back to the queue it failed in',
+      quote_literal(p_dead)));
+  end if;
+  if (jobs.hold_queue(p_dead)).name is null then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(p_dead), quote_literal(p_dead)));
+  end if;
+  while v_at is not null and v_at <> all(v_path) loop
+    v_path := v_path || v_at;
+    select q.dead_letter into v_at from jobs.queue q where q.name = v_at;
+  end loop;
+  if v_at = p_queue then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'must not lead back to the job''s queue %s: %s would be a loop (failing for good, it would come back to the queue it failed in)',
+      quote_literal(p_queue), array_to_string(v_path || v_at, ' -> ')));
+  end if;
+end $$;
+
+-- Checks that a queue exists and has room for n more waiting jobs (n = 0:
+-- adds none, nothing to check), and returns its row: the publish takes the
+-- queue's default_* from this one lookup. A bounded queue (max_size set)
+-- serialises its publishers on an advisory lock until they commit, so the
+-- bound holds exactly. Every publish also holds the queue against a delete
+-- until it commits, as jobs.hold_queue does (inline here: the function
+-- call cost ~2% of a single publish, pgbench with fsync off; the shared
+-- lock ~2% more): jobs.delete_queue (sql/0034) waits for publishes in
+-- flight and sees their jobs, and one that comes after it finds no queue.
+create function jobs.admit(p_queue text, p_n integer)
+returns jobs.queue language plpgsql as $$
+declare
+  v_q jobs.queue;
+  v_max integer;
+  v_waiting integer;
+begin
+  if current_setting('transaction_isolation') = 'read committed' then
+    perform pg_advisory_xact_lock_shared(736041, hashtext(p_queue));
+    select * into v_q from jobs.queue q where q.name = p_queue;
+  else
+    select * into v_q from jobs.queue q where q.name = p_queue for key share;
+  end if;
+  if v_q.name is null then
+    perform jobs.raise_invalid('PD009', 'queue',
+      format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)));
+  end if;
+  v_max := v_q.max_size;
+  if v_max is not null and p_n > 0 then
+    perform pg_advisory_xact_lock(736037, hashtext(p_queue));
+    -- Waiting = pending or scheduled, not running or blocked: the backlog.
+    select count(*) into v_waiting from (
+      select 1 from jobs.job_queue j
+      where j.queue = p_queue and j.lease_until is null and j.waiting_deps = 0 and not j.serial_wait
+      limit v_max + 1) s;
+    if v_waiting + p_n > v_max then
+      perform jobs.raise_invalid('PD010', 'queue', format(
+        'queue %s is full: %s waiting jobs, max_size %s; publish later or raise it with jobs.create_queue(%s, max_size => ...)',
+        quote_literal(p_queue), v_waiting, v_max, quote_literal(p_queue)));
+    end if;
+  end if;
+  return v_q;
+end $$;
+
+-- Locks the active jobs among depends_on (so none can end unseen before this
+-- transaction commits) and returns them: the dependencies still to succeed.
+-- Raises when one is unknown or already ended without success.
+create function jobs.lock_dependencies(p_depends_on bigint[])
+returns bigint[] language plpgsql as $$
+declare
+  v_active bigint[];
+  v_bad record;
+begin
+  if cardinality(p_depends_on) > 1000 then
+    perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
+  end if;
+  select coalesce(array_agg(q.job_id), '{}') into v_active from (
+    select q.job_id from jobs.job_queue q where q.job_id = any(p_depends_on) order by q.job_id for key share
+  ) q;
+  -- An ended dependency may already be in jobs.job_archive (jobs.maintain, sql/0024).
+  select d.id, coalesce(j.status, a.status) as status into v_bad
+  from unnest(p_depends_on) d(id) left join jobs.job j on j.job_id = d.id
+       left join jobs.job_archive a on a.job_id = d.id
+  where d.id is null or (d.id <> all(v_active) and coalesce(j.status, a.status) is distinct from 'success')
+  limit 1;
+  if found then
+    perform jobs.raise_invalid('PD013', 'depends_on', case
+      when v_bad.id is null then 'must not contain null'
+      when v_bad.status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
+      else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
+  end if;
+  return v_active;
+end $$;
+
+-- Publishing -----------------------------------------------------------------
+
+-- Takes dedupe key p_key from job p_job, which held it when a publish
+-- looked it up before taking its locks (jobs.publish), if it still holds it
+-- and will not run to an end of its own, as the publish's dedupe mode
+-- p_mode lets it go: keep (or null), running and asked to cancel, or
+-- waiting past its expiry; replace or replace_keep_time, running;
+-- keep_waiting, running or waiting to retry (attempt > 0, not expired). One
+-- that passes its serial key on (running; keep_waiting: or waiting to
+-- retry) only if that key is the one the publish locked for it (p_serial;
+-- or null), or the publish gives one of its own (p_own_serial). Its row
+-- held by another transaction (a settle or an expiry ending it) is
+-- skipped: waiting for it while holding the publish's locks could close a
+-- cycle. Returns whether it passes its serial key on; null when not taken.
+create function jobs.take_dedupe_key(p_job bigint, p_key text, p_now timestamptz, p_mode text,
+                                     p_serial text, p_own_serial boolean)
+returns boolean language sql as $$
+  update jobs.job_queue q set dedupe_key = null
+  from (select x.job_id from jobs.job_queue x
+        where x.job_id = p_job and x.dedupe_key = p_key
+          and (coalesce(p_mode, 'keep') = 'keep' and x.lease_until is null and x.expires_at <= p_now
+               or (x.lease_until is not null and (coalesce(p_mode, 'keep') <> 'keep' or x.cancel_requested_at is not null)
+                   or p_mode = 'keep_waiting' and x.attempt > 0 and not coalesce(x.expires_at <= p_now, false))
+                  and (p_own_serial or x.serial_key is null or x.serial_key = p_serial))
+        for update skip locked) t
+  where q.job_id = t.job_id
+  returning q.lease_until is not null or p_mode = 'keep_waiting'
+$$;
+
+-- Takes the locks of serial keys, as every holder of one does (jobs.publish,
+-- jobs.publish_keyed, jobs.after_end, jobs.redrive; jobs.lock_jobs tries
+-- them), each key's own in the order of its lock (hashtext, then text: two
+-- keys may share a hashtext, and text order would take them crosswise), so
+-- two callers sharing keys do not deadlock. Each holds an entry of PostgreSQL's lock table until commit
+-- (sized by max_locks_per_transaction): a bulk publish takes at most
+-- 500 keys (16 such bulks at once fit a default server's table; 1000 did not). (One lock standing for many keys was tried: a transaction
+-- holding one key then stalled every settle of serial-key jobs behind a
+-- bulk waiting for it.)
+create function jobs.lock_serial_keys(p_keys text[])
+returns void language plpgsql as $$
+begin
+  perform pg_advisory_xact_lock(736038, hashtext(u.k))
+  from (select distinct k from unnest(p_keys) k where k is not null) u order by hashtext(u.k), u.k;
+end $$;

@@ -1,0 +1,364 @@
+-- pgdrain 0004: publishing one job (jobs.publish).
+
+-- Options after `now` are best given by name:
+--   jobs.publish('email.send', '{"to":"a@b"}', queue => 'mail', dedupe_key => 'welcome:42')
+-- queue        a queue made by jobs.create_queue (default 'default'); its
+--              defaults fill timeout, priority and max_retries left null
+-- dedupe_key   while a job with this key is pending or running, publishing
+--              another returns that job's id and writes nothing
+-- dedupe_mode  what a publish does while a job holds its dedupe_key (null:
+--              'keep', as above). 'replace' (debounce): a job that has not
+--              started (pending, scheduled or blocked) takes this publish's
+--              task, body, scheduled_at, timeout, priority, max_retries,
+--              queue and attributes, and its id is returned; it keeps its id,
+--              created_at, attempt and last_error, serial_key (left out:
+--              kept; another is refused) and dependencies (depends_on is refused). A running
+--              job is left to finish without the key, and a new job takes it.
+--              'replace_keep_time' (debounce without postponing: graphile-worker's
+--              preserve_run_at): as 'replace', but a waiting job keeps its
+--              scheduled_at (this publish's is ignored for it); its expiry is
+--              this publish's expires_at (PD007 unless after the kept time),
+--              else its queue's expire_in after the kept time. A waiting job
+--              already past its expiry never runs: it is let go as a running
+--              one is, and the new job runs at its own time, as with no holder.
+--              'keep_waiting' (pg-boss's policy short): only a job that has
+--              not started yet holds the key (pending, scheduled or blocked,
+--              attempt 0): its id is returned and nothing is written, as
+--              'keep'. A running holder, and one waiting to retry (attempt >
+--              0), is let go as 'replace' lets a running one go: it ends (and
+--              retries) keyless, a new job takes the key, and its serial_key
+--              when this publish left it out. With serial_key = the dedupe
+--              key: one waiting and one running job per key (pg-boss's
+--              stately, README: Dedupe key, for how it differs).
+-- throttle_seconds  with a dedupe_key (mode keep): for this long after it
+--              wrote a job, even once that job has ended, a publish with
+--              throttle_seconds returns its id and writes nothing (more than
+--              0, at most 2592000: 30 days), unless that job expired
+--              unstarted or was cancelled (a running one: asked to cancel),
+--              or its history was deleted (jobs.throttle_lock,
+--              jobs.forget_windows). The window is the one given by
+--              the publish that wrote the job; a publish without
+--              throttle_seconds neither reads nor opens one (sql/0032).
+-- serial_key   jobs with the same key run one at a time, in publish order
+-- depends_on   runs only after all these jobs succeeded; if one fails or is
+--              cancelled, this job ends as cancelled (and so do its own dependants)
+-- attributes   a JSON object drains can filter on (claim's filter, @>)
+-- retry_delay, retry_backoff, retry_delay_max  the job's own retry policy,
+--              checked as jobs.create_queue's (PD007): with any of them set,
+--              its nacks wait jobs.queue_backoff of these instead of its
+--              queue's policy or jobs.backoff (an expired lease goes back at
+--              once, whatever the policy); with none, the job follows its queue's
+-- expires_at   not started by then, the job never runs: the next claim (or
+--              jobs.maintain) ends it as a failure, 'expired: not started
+--              before <expires_at>' (jobs.expire); after its scheduled time
+--              (PD007). Left null: its queue's expire_in after its scheduled
+--              time, else never. A running job is not affected; one retried
+--              after it passed expires at the next claim.
+-- dead_letter  the job's own dead-letter queue: failing for good, it is
+--              copied there instead of to its queue's dead_letter
+--              (jobs.route_dead_letters, sql/0008). An existing queue, not
+--              the job's own nor one leading back to it (PD009:
+--              jobs.check_dead_letter). A replace takes the new one; redrive keeps it.
+-- group_id, group_tier  the job's group and its tier (each 1 to 200
+--              characters, a tier only with a group: PD019): a queue with
+--              group_concurrency runs at most that many jobs of a group at
+--              once (the tier's cap in its group_tiers for a job of a tier).
+--              A replace takes the new ones; history and redrive keep them.
+-- Raises PD010 when the queue is at its max_size, PD018 for an SQL task
+-- (sql:schema.function) not allowed by jobs.allow_sql_task (sql/0025).
+create function jobs.publish(
+  task          text,
+  body          jsonb       default null,
+  scheduled_at  timestamptz default null,
+  timeout       numeric     default null,
+  priority      integer     default null,
+  max_retries   integer     default null,
+  now           timestamptz default null,
+  queue         text        default null,
+  dedupe_key    text        default null,
+  serial_key    text        default null,
+  depends_on    bigint[]    default null,
+  attributes    jsonb       default null,
+  dedupe_mode   text        default null,
+  throttle_seconds numeric  default null,
+  retry_delay   numeric     default null,
+  retry_backoff text        default null,
+  retry_delay_max numeric   default null,
+  expires_at    timestamptz default null,
+  dead_letter   text        default null,
+  group_id      text        default null,
+  group_tier    text        default null
+) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+#variable_conflict use_column
+declare
+  v_now timestamptz := coalesce(publish.now, pg_catalog.now());
+  v_queue text := coalesce(publish.queue, 'default');
+  v_waiting bigint[];
+  v_serial_wait boolean := false;
+  v_id bigint;
+  v_replace boolean := false;
+  v_keep_time boolean := false;
+  v_keep_waiting boolean := false;
+  v_takes boolean := false;  -- a mode that takes the key from a running holder
+  v_take bigint;         -- a holder to take the dedupe key from (below, under the locks)
+  v_take_serial text;    -- its serial key, when it runs: the new job's, unless this publish gives one
+  v_row_wait boolean := false;  -- a replace or keep_waiting waits for the holder's row (its takeover found it held)
+  v_was_running boolean;
+  v_at timestamptz;
+  v_old record;
+  v_q jobs.queue;
+begin
+  perform jobs.check_task(publish.task);
+  if publish.task like 'sql:%' then
+    perform jobs.check_sql_task(publish.task);
+  end if;
+  perform jobs.check_options(publish.timeout, publish.priority, publish.max_retries);
+  perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
+  perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
+  perform jobs.check_object(publish.attributes, 'attributes');
+  if publish.group_id is not null or publish.group_tier is not null then
+    perform jobs.check_group(publish.group_id, publish.group_tier);
+  end if;
+  if publish.retry_delay is not null or publish.retry_backoff is not null or publish.retry_delay_max is not null then
+    perform jobs.check_retry_policy(publish.retry_delay, publish.retry_backoff, publish.retry_delay_max);
+  end if;
+  if not isfinite(publish.scheduled_at) then
+    perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish.scheduled_at));
+  end if;
+  if publish.expires_at is not null then
+    perform jobs.check_expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), 'expires_at');
+  end if;
+  if publish.dead_letter is not null then
+    perform jobs.check_dead_letter(publish.dead_letter, v_queue, 'dead_letter');
+  end if;
+  if publish.dedupe_mode is not null then
+    if publish.dedupe_mode not in ('keep', 'keep_waiting', 'replace', 'replace_keep_time') then
+      perform jobs.raise_invalid('PD011', 'dedupe_mode',
+        format('must be keep, keep_waiting, replace or replace_keep_time, got %s', left(quote_literal(publish.dedupe_mode), 80)));
+    elsif publish.dedupe_key is null then
+      perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
+    end if;
+    v_replace := publish.dedupe_mode in ('replace', 'replace_keep_time');
+    v_keep_time := publish.dedupe_mode = 'replace_keep_time';
+    v_keep_waiting := publish.dedupe_mode = 'keep_waiting';
+    v_takes := v_replace or v_keep_waiting;
+  end if;
+  if publish.throttle_seconds is not null then
+    if publish.dedupe_key is null then
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'needs a dedupe_key (the key it throttles)');
+    -- NaN is greater than every number: the upper bound turns it away.
+    elsif not (publish.throttle_seconds > 0 and publish.throttle_seconds <= 2592000) then
+      perform jobs.raise_invalid('PD011', 'throttle_seconds',
+        format('must be greater than 0 and at most 2592000 seconds (30 days), got %s', publish.throttle_seconds));
+    elsif v_replace then
+      -- A replace rewrites the waiting job with the latest publish; a window
+      -- keeps the first job and answers every publish after it with its id.
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', format(
+        'cannot be given with dedupe_mode %s (a throttle keeps the first job of its window, a replace the latest)', publish.dedupe_mode));
+    elsif v_keep_waiting then
+      -- A window answers with the job that opened it while it runs and after
+      -- it ended; keep_waiting lets a running job go.
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'cannot be given with dedupe_mode keep_waiting '
+        || '(a throttle window answers with its job even while it runs or once it ended; keep_waiting lets a running job go)');
+    end if;
+    v_id := jobs.throttle_lock(publish.dedupe_key, v_now);
+    if v_id is not null then
+      return v_id;
+    end if;
+  end if;
+  if v_replace then
+    if publish.depends_on is not null then
+      perform jobs.raise_invalid('PD013', 'depends_on', format(
+        'cannot be given with dedupe_mode %s (a replaced job keeps its dependencies)', publish.dedupe_mode));
+    end if;
+  end if;
+  if v_takes then
+    -- Replaces (and keep_waiting publishes) of one key one at a time, so
+    -- none finds the key free, loses the insert to another and loops.
+    perform pg_advisory_xact_lock(736039, hashtext(publish.dedupe_key));
+  end if;
+
+  for i in 1..3 loop
+    if v_takes and not v_row_wait then
+      -- A running holder (it ends as it is, keyless; keep_waiting: also one
+      -- waiting to retry, which retries keyless) is found here and taken
+      -- over under the locks below, as jobs.publish takes a key from a
+      -- cancelling one (holding its row while waiting for them, this
+      -- deadlocked with a transactional handler's ack of it); its row held
+      -- then (a settle ending it), the pass starts again without them and
+      -- waits for the row below.
+      select q.job_id, q.serial_key into v_old
+      from jobs.job_queue q
+      where q.dedupe_key = publish.dedupe_key
+        and (q.lease_until is not null
+             or v_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= v_now, false));
+      if found then
+        v_take := v_old.job_id;
+        v_take_serial := v_old.serial_key;
+      end if;
+    end if;
+    if v_takes and v_take is null then
+      -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
+      -- claim or settle holding it first is waited for, and the row read as
+      -- it left it (running, back to pending, or gone). A serial key found
+      -- with a holder on an earlier pass is not this one's to lock.
+      v_row_wait := false;
+      v_take_serial := null;
+      select q.job_id, q.lease_until, q.queue, q.serial_key, q.scheduled_at, q.expires_at, q.attempt into v_old
+      from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
+      -- Kept time: an expired waiting job (it never runs) is let go as a running one.
+      if found and v_replace and v_old.lease_until is null
+         and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
+        -- Left out, the serial key is the job's own (kept, as its dependencies are).
+        if publish.serial_key is not null and v_old.serial_key is distinct from publish.serial_key then
+          perform jobs.raise_invalid('PD012', 'serial_key', format(
+            'must be the serial_key of job %s, which this publish replaces (%s), got %s', v_old.job_id,
+            coalesce(left(quote_literal(v_old.serial_key), 80), 'null'), coalesce(left(quote_literal(publish.serial_key), 80), 'null')));
+        end if;
+        v_at := case when v_keep_time then v_old.scheduled_at else coalesce(publish.scheduled_at, v_now) end;
+        if v_keep_time and publish.expires_at is not null then
+          perform jobs.check_expiry(publish.expires_at, v_at, 'expires_at');
+        end if;
+        -- Moved to another queue, the job needs room there; in its own, only the defaults.
+        v_q := jobs.admit(v_queue, case when v_old.queue <> v_queue then 1 else 0 end);
+        update jobs.job_queue q
+        set task = publish.task, body = publish.body, scheduled_at = v_at,
+            timeout = coalesce(publish.timeout, v_q.default_timeout, 60),
+            priority = coalesce(publish.priority, v_q.default_priority, 0),
+            max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
+            attributes = publish.attributes, retry_delay = publish.retry_delay,
+            retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max,
+            expires_at = jobs.expiry(publish.expires_at, v_at, v_q.expire_in),
+            dead_letter = publish.dead_letter, group_id = publish.group_id, group_tier = publish.group_tier
+        where q.job_id = v_old.job_id;
+        perform jobs.notify('pgdrain_queued', v_queue);
+        return v_old.job_id;
+      elsif found and v_keep_waiting and v_old.lease_until is null and v_old.attempt = 0
+            and not coalesce(v_old.expires_at <= v_now, false) then
+        -- Not started yet (pg-boss's created): it holds the key.
+        return v_old.job_id;
+      elsif found then
+        -- Running (or its lease ran out unseen, or expired; keep_waiting: or
+        -- waiting to retry): it ends (or retries) as it is, keyless;
+        -- the new job takes its serial key when this publish left it out.
+        update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
+        publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
+      end if;
+    elsif not v_takes and publish.dedupe_key is not null then
+      -- A holder that will not run to an end of its own lets go of the key,
+      -- and this publish takes it: a waiting one past its expiry (it still
+      -- ends as expired, at the next claim, keyless as a replaced running
+      -- job ends), and a running one asked to cancel (graphile-worker's
+      -- remove_job frees a locked job's key too); the new job then takes its
+      -- serial key when this publish left it out, as a replace does, so it
+      -- waits behind it. Found here, taken below under the locks, the
+      -- serial key it passes on among them: holding its row while waiting
+      -- for them, this publish deadlocked with a transactional handler's
+      -- ack of that very job, which holds a serial key this publish wants
+      -- (its handler published with it) and waits for the row. Only on the
+      -- first pass: a later one holds the locks, and a holder found then is
+      -- answered.
+      select q.job_id, q.serial_key, q.lease_until is not null as running,
+             q.lease_until is null and q.expires_at <= v_now or q.lease_until is not null and q.cancel_requested_at is not null as ends
+        into v_old
+      from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
+      if found and not (i = 1 and v_old.ends) then
+        return v_old.job_id;
+      elsif found then
+        v_take := v_old.job_id;
+        v_take_serial := case when v_old.running then v_old.serial_key end;
+      end if;
+    end if;
+    v_q := jobs.admit(v_queue, 1);
+    if publish.depends_on is not null then
+      v_waiting := jobs.lock_dependencies(publish.depends_on);
+    end if;
+    if coalesce(publish.serial_key, v_take_serial) is not null then
+      -- Taken also by jobs.after_end before it picks a key's next head.
+      if v_takes then
+        -- Its lock let go if a job took the key while this waited (below),
+        -- or if the running holder found above could not be taken over.
+        begin
+          perform pg_advisory_xact_lock(736038, hashtext(coalesce(publish.serial_key, v_take_serial)));
+          if v_take is not null then
+            v_was_running := jobs.take_dedupe_key(v_take, publish.dedupe_key, v_now, publish.dedupe_mode, v_take_serial,
+                                                  publish.serial_key is not null);
+            v_take := null;
+            if v_was_running then
+              publish.serial_key := coalesce(publish.serial_key, v_take_serial);
+            else
+              v_row_wait := true;
+            end if;
+          end if;
+          if exists (select 1 from jobs.job_queue q where q.dedupe_key = publish.dedupe_key) then
+            raise sqlstate 'PDA98';
+          end if;
+        exception when sqlstate 'PDA98' then
+          -- That job's ack may wait for this key while holding the job's
+          -- row: back to the top without the key, to lock the row first.
+          continue;
+        end;
+      else
+        perform pg_advisory_xact_lock(736038, hashtext(coalesce(publish.serial_key, v_take_serial)));
+      end if;
+    end if;
+    if v_takes and v_take is not null then
+      -- A running holder without a serial key, and none given: no key lock to let go.
+      v_was_running := jobs.take_dedupe_key(v_take, publish.dedupe_key, v_now, publish.dedupe_mode, null, false);
+      v_take := null;
+      if v_was_running is null then
+        v_row_wait := true;
+        continue;
+      end if;
+    end if;
+    -- Looked up again under the locks: a job that took the key while this
+    -- waited for them may be ending (an ack that deleted it waits for the
+    -- serial key held here): inserting would wait for that ack, a deadlock.
+    if not v_takes and publish.dedupe_key is not null then
+      -- The holder found above, if it still holds the key and will not end
+      -- of its own. Its row held by another transaction (a settle or an
+      -- expiry ending it) is skipped, and the holder answered: waiting for
+      -- it could close a cycle with the locks held here.
+      if v_take is not null then
+        v_was_running := jobs.take_dedupe_key(v_take, publish.dedupe_key, v_now, publish.dedupe_mode, v_take_serial,
+                                              publish.serial_key is not null);
+        if v_was_running then
+          publish.serial_key := coalesce(publish.serial_key, v_take_serial);
+        end if;
+        v_take := null;
+      end if;
+      select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
+      if found then
+        return v_id;
+      end if;
+    end if;
+    if publish.serial_key is not null then
+      v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
+    end if;
+
+    insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
+                                queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
+                                retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
+    values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
+            coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
+            coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
+            v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
+            publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
+            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in), publish.dead_letter,
+            publish.group_id, publish.group_tier)
+    on conflict (dedupe_key) where dedupe_key is not null do nothing
+    returning job_id into v_id;
+    -- null: a concurrent publish took the dedupe key first; loop to return its id.
+    if v_id is not null then
+      if publish.throttle_seconds is not null then
+        perform jobs.throttle_hold(publish.dedupe_key, v_id, v_now, publish.throttle_seconds);
+      end if;
+      if cardinality(v_waiting) > 0 then
+        insert into jobs.dependency (depends_on, job_id) select d, v_id from unnest(v_waiting) d on conflict do nothing;
+      end if;
+      perform jobs.notify('pgdrain_queued', v_queue);
+      return v_id;
+    end if;
+  end loop;
+  perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+end $$;

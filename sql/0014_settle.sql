@@ -1,0 +1,110 @@
+-- pgdrain 0014: the settle calls over jobs.settle_arrays: settle, ack, nack,
+-- release, cancel_requested.
+
+-- jobs.settle_arrays with the deliveries as a JSON array, for SQL callers:
+--   {"id": job_id, "attempt": n, "outcome": "ack",     "result": any, "ms": number}
+--   {"id": job_id, "attempt": n, "outcome": "nack",    "error": text, "retry_at": timestamptz | null}
+--   {"id": job_id, "attempt": n, "outcome": "fail",    "error": text}
+--   {"id": job_id, "attempt": n, "outcome": "release", "retry_at": timestamptz | null}
+create function jobs.settle(outcomes jsonb, now timestamptz default null)
+returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_bad text;
+begin
+  if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
+    perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
+  end if;
+  select min(jsonb_typeof(o.value)) filter (where jsonb_typeof(o.value) <> 'object') into v_bad
+  from jsonb_array_elements(settle.outcomes) o;
+  if v_bad is not null then
+    perform jobs.raise_invalid('PD008', 'outcomes', format('every element must be an object, got %s', v_bad));
+  end if;
+  -- One aggregation: every array sees the rows in the same order.
+  return (
+    select jobs.settle_arrays(coalesce(array_agg(x.id), '{}'), coalesce(array_agg(x.attempt), '{}'),
+                              coalesce(array_agg(x.outcome), '{}'), array_agg(x.result), array_agg(x.error),
+                              array_agg(x.retry_at), array_agg(x.ms), settle.now)
+    from jsonb_to_recordset(settle.outcomes)
+      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision));
+end $$;
+
+-- Settles the current delivery of each of these consumed jobs with one
+-- outcome (results[i] and errors[i] belong to job_ids[i]; either may be
+-- null): what ack, nack and release do, straight to jobs.settle_arrays.
+create function jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[],
+                                    retry_at timestamptz, now timestamptz)
+returns jsonb language sql as $$
+  select jobs.settle_arrays(coalesce(array_agg(q.job_id), '{}'), coalesce(array_agg(q.attempt), '{}'),
+                            array_fill(settle_current.outcome, array[count(*)::integer]),
+                            array_agg(settle_current.results[i.ord]), array_agg(settle_current.errors[i.ord]),
+                            array_fill(settle_current.retry_at, array[count(*)::integer]), null, settle_current.now)
+  from unnest(settle_current.job_ids) with ordinality as i(id, ord)
+  join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
+$$;
+
+-- Acknowledges a consumed job: it moves to jobs.job as a success with its
+-- result. Returns false when the job is not waiting for an ack (unknown id,
+-- already settled, or never consumed).
+create function jobs.ack(job_id bigint, result jsonb default null, now timestamptz default null)
+returns boolean language sql security definer
+set search_path = pg_catalog, pg_temp as $$
+  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now)
+          ->>'succeeded')::integer = 1
+$$;
+
+-- Acknowledges many consumed jobs in one statement; results[i] belongs to
+-- job_ids[i] (results may be null). Returns how many were acknowledged.
+create function jobs.ack(job_ids bigint[], results jsonb[] default null, now timestamptz default null)
+returns integer language sql security definer
+set search_path = pg_catalog, pg_temp as $$
+  select (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now)->>'succeeded')::integer
+$$;
+
+-- Returns a failed job: it runs again at schedule_at (or after the backoff),
+-- or, when its retries are spent, moves to jobs.job as a failure with this
+-- error. Returns false when the job is not waiting for an ack.
+create function jobs.nack(job_id bigint, error text, schedule_at timestamptz default null,
+                          now timestamptz default null)
+returns boolean language plpgsql security definer
+set search_path = pg_catalog, pg_temp as $$
+declare
+  v jsonb;
+begin
+  if nack.schedule_at is not null and (nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute'
+                                       or not isfinite(nack.schedule_at)) then
+    perform jobs.raise_invalid('PD007', 'schedule_at', format('must be a finite time, not in the past, got %s', nack.schedule_at));
+  end if;
+  v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
+  return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
+end $$;
+
+-- nack for many jobs in one statement; errors[i] belongs to job_ids[i].
+-- Returns how many were settled (retried, failed or cancelled).
+create function jobs.nack(job_ids bigint[], errors text[], schedule_at timestamptz default null,
+                          now timestamptz default null)
+returns integer language plpgsql security definer
+set search_path = pg_catalog, pg_temp as $$
+declare
+  v jsonb;
+begin
+  v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now);
+  return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
+end $$;
+
+-- Gives running jobs back to pending without spending an attempt (a consumer
+-- that will not run them after all). Returns how many were released.
+create function jobs.release(job_ids bigint[])
+returns integer language sql security definer
+set search_path = pg_catalog, pg_temp as $$
+  select (jobs.settle_current(release.job_ids, 'release', null, null, null, null)->>'released')::integer
+$$;
+
+-- Cancelling (jobs.cancel, in sql/0028 with the locking it needs) -------------
+
+-- Which of these running jobs have a cancel requested: drains ask this about
+-- their long-running jobs, so the plain claim/ack path never pays for it.
+create function jobs.cancel_requested(job_ids bigint[])
+returns setof bigint language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select q.job_id from jobs.job_queue q
+  where q.job_id = any(cancel_requested.job_ids) and q.cancel_requested_at is not null
+$$;

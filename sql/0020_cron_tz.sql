@@ -1,0 +1,154 @@
+-- pgdrain 0020: cron in a time zone: offsets, DST changes, and the next run
+-- time (jobs.cron_next).
+
+-- Time zones ------------------------------------------------------------------
+
+-- tz's offset from UTC at instant t (interval '+01:00:00' in Paris in winter).
+create function jobs.tz_offset(p_tz text, p_t timestamptz)
+returns interval language sql immutable as $$
+  select (p_t at time zone p_tz) - (p_t at time zone 'UTC')
+$$;
+
+-- The first instant in (p_from, p_to] at which tz's offset is no longer
+-- p_offset, or null. Probed a day apart (offsets change months apart), then
+-- bisected to the microsecond.
+create function jobs.tz_change(p_tz text, p_offset interval, p_from timestamptz, p_to timestamptz)
+returns timestamptz language plpgsql immutable as $$
+declare
+  v_hi timestamptz;
+  v_lo timestamptz;
+  v_mid timestamptz;
+begin
+  select min(p) into v_hi
+  from (select generate_series(p_from + interval '24 hours', p_to, interval '24 hours') union all select p_to) s(p)
+  where jobs.tz_offset(p_tz, p) <> p_offset;
+  if v_hi is null then
+    return null;
+  end if;
+  v_lo := greatest(p_from, v_hi - interval '24 hours');
+  while v_hi - v_lo > interval '1 microsecond' loop
+    v_mid := v_lo + (v_hi - v_lo) / 2;
+    if jobs.tz_offset(p_tz, v_mid) = p_offset then v_lo := v_mid; else v_hi := v_mid; end if;
+  end loop;
+  return v_hi;
+end $$;
+
+-- Checks a time zone name and returns it as pg_timezone_names spells it, or
+-- null for UTC (null, 'UTC' and its aliases). Raises PDC03 naming tz for a
+-- name PostgreSQL does not know as a zone: an abbreviation such as CET or
+-- EST (it would read it as a fixed offset, without daylight saving time) or
+-- a POSIX rule such as 'UTC+3' (whose sign is inverted). p_lookup: always
+-- look the name up in pg_timezone_names (some 20 ms: it reads the zone
+-- files); else only when a cheaper test cannot tell (a digit in the name).
+create function jobs.check_tz(p_tz text, p_lookup boolean default true)
+returns text language plpgsql stable set search_path = pg_catalog, pg_temp as $$
+declare
+  v_name text;
+begin
+  if p_tz is null or upper(p_tz) in ('UTC', 'ETC/UTC', 'UCT', 'ETC/UCT', 'GMT', 'ETC/GMT', 'GMT0', 'ETC/GMT0', 'GMT+0',
+                                     'ETC/GMT+0', 'GMT-0', 'ETC/GMT-0', 'GREENWICH', 'ETC/GREENWICH', 'UNIVERSAL',
+                                     'ETC/UNIVERSAL', 'ZULU', 'ETC/ZULU') then
+    return null;
+  end if;
+  if length(p_tz) > 64 or p_tz !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$' then
+    perform jobs.raise_invalid('PDC03', 'tz', format('must be an IANA time zone name such as ''Europe/Paris'', got %s',
+      left(quote_literal(p_tz), 80)));
+  end if;
+  if exists (select from pg_timezone_abbrevs a where a.abbrev = upper(p_tz)) then
+    perform jobs.raise_invalid('PDC03', 'tz', format(
+      '%s is an abbreviation, which PostgreSQL reads as a fixed offset (no daylight saving time): give a zone name such as ''Europe/Paris''',
+      quote_literal(p_tz)));
+  end if;
+  if p_lookup or p_tz ~ '[0-9]' then
+    select n.name into v_name from pg_timezone_names n where lower(n.name) = lower(p_tz) order by n.name = p_tz desc limit 1;
+  else
+    begin
+      perform now() at time zone p_tz;
+      v_name := p_tz;
+    exception when invalid_parameter_value then
+      v_name := null;
+    end;
+  end if;
+  if v_name is null then
+    perform jobs.raise_invalid('PDC03', 'tz', format('must be an IANA time zone name such as ''Europe/Paris'' (pg_timezone_names), got %s',
+      left(quote_literal(p_tz), 80)));
+  end if;
+  return v_name;
+end $$;
+
+-- The first minute after `after` that spec matches on tz's wall clock. As
+-- Vixie cron (and croner's fixedTimeRule 'no-wildcard'): a fixed-time spec
+-- (no * nor /step in minute and hour) fires once at a wall time that occurs
+-- twice (the first time, as the clocks go back), and at the end of the gap
+-- for a wall time the clocks skip (02:30 on the day they go from 02:00 to
+-- 03:00 fires at 03:00); any other spec fires at every instant whose wall
+-- time matches: twice in a repeated hour, never in a skipped one.
+create function jobs.cron_spec_next_tz(spec jobs.cron_spec, after timestamptz, tz text)
+returns timestamptz language plpgsql immutable as $$
+declare
+  v_t timestamptz := cron_spec_next_tz.after;  -- searching for instants after v_t,
+  v_offset interval := jobs.tz_offset(tz, v_t); -- at which tz has this offset
+  v_wall timestamptz;  -- the wall time matched, written as if in UTC
+  v_at timestamptz;
+  v_change timestamptz;
+  v_new interval;
+  v_before interval;
+begin
+  for i in 1..1000 loop
+    v_wall := jobs.cron_spec_next(spec, v_t + v_offset);
+    if v_wall is null then
+      return null;
+    end if;
+    v_at := v_wall - v_offset;
+    v_change := jobs.tz_change(tz, v_offset, v_t, v_at);
+    if v_change is null then
+      -- A fixed time in the clocks' second pass through a repeated hour ran in the first.
+      v_before := jobs.tz_offset(tz, v_at - interval '24 hours');
+      if not (spec.fixed and v_before > v_offset and jobs.tz_offset(tz, v_at - (v_before - v_offset)) = v_before) then
+        return v_at;
+      end if;
+      v_t := v_at;
+    else
+      v_new := jobs.tz_offset(tz, v_change);
+      if spec.fixed and v_new > v_offset and v_wall < v_change + v_new then
+        return v_change;  -- a fixed time the clocks skipped: at the end of the gap
+      end if;
+      v_t := v_change - interval '1 microsecond';
+      v_offset := v_new;
+    end if;
+  end loop;
+  return null;
+end $$;
+
+-- The next tick of a cron expression after `after`, in UTC or, with tz (as
+-- jobs.check_tz returns it), on tz's wall clock. Raises PDC01 for a bad
+-- expression or one that never fires (0 0 31 2 *), PDC03 naming after for a
+-- null one (no tick follows it). Its search_path pinned
+-- (and so its helpers'): it runs as whoever calls it (the jobs.schedules
+-- view), and a function or operator on that role's path could stand in for
+-- a built-in here.
+create function jobs.cron_tick(cron text, after timestamptz, tz text)
+returns timestamptz language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
+declare
+  v_spec jobs.cron_spec := jobs.cron_parse(cron_tick.cron);
+  v_next timestamptz;
+begin
+  if cron_tick.after is null then
+    perform jobs.raise_invalid('PDC03', 'after', 'must be a timestamp to count from, such as now(), got null');
+  end if;
+  v_next := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
+                 else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
+  if v_next is null then
+    perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_tick.cron)));
+  end if;
+  return v_next;
+end $$;
+
+-- The next time (whole minutes) a cron expression fires after `after`, in
+-- UTC or on the wall clock of time zone tz ('Europe/Paris'). Raises PDC01
+-- for a bad expression or one that never fires, PDC03 naming tz for a name
+-- that is not a time zone (jobs.check_tz), PDC03 naming after for a null after.
+create function jobs.cron_next(cron text, after timestamptz default now(), tz text default null)
+returns timestamptz language sql stable set search_path = pg_catalog, pg_temp as $$
+  select jobs.cron_tick(cron_next.cron, cron_next.after, jobs.check_tz(cron_next.tz, false))
+$$;

@@ -1,0 +1,202 @@
+-- pgdrain 0022: creating and removing recurring jobs (jobs.schedule,
+-- jobs.unschedule).
+
+-- Creates or replaces the schedule `name`: at each tick of `cron` (UTC, or
+-- on the wall clock of time zone `tz`), a job of `task` with `body` and these
+-- options is published. Idempotent: calling it again with the same arguments
+-- changes nothing (a pending tick is kept). runner: null picks pg_cron when
+-- it is installed in this database, this role may use it and tz is UTC,
+-- else drains; 'pg_cron' or 'drains' forces one. overlap: 'allow' (null) or
+-- 'skip': no job while one of this schedule is active. backfill: seconds
+-- (> 0, at most 366 days) within which the drains publish one job for each
+-- tick they missed (null: one job for all of them); drains and overlap
+-- 'allow' only. serial_key: the serial key of every job it publishes (a
+-- tick's job waits while an earlier one with that key is active); a
+-- change applies from the next tick. dedupe_key, dedupe_mode: each tick
+-- publishes with them as jobs.publish does (keep, null: a tick while a job
+-- holds the key publishes nothing and records the holder as last_job_id;
+-- keep_waiting: so does one not started yet, but a running holder (or one
+-- waiting to retry) lets the tick's job take the key; replace: the waiting holder takes the tick; replace_keep_time: it takes
+-- the tick and keeps its time); overlap 'allow' only; with backfill, the
+-- missed ticks are published oldest first, so the key's job is the first
+-- of them (keep) or the latest (replace). group_id, group_tier: the group
+-- (and tier) of every job it publishes, as jobs.publish's (PD019); a change
+-- applies from the next tick. Returns the runner.
+create function jobs.schedule(
+  name        text,
+  cron        text,
+  task        text,
+  body        jsonb       default null,
+  timeout     numeric     default null,
+  priority    integer     default null,
+  max_retries integer     default null,
+  queue       text        default null,
+  runner      text        default null,
+  now         timestamptz default null,
+  overlap     text        default null,
+  tz          text        default null,
+  backfill    numeric     default null,
+  serial_key  text        default null,
+  dedupe_key  text        default null,
+  dedupe_mode text        default null,
+  group_id    text        default null,
+  group_tier  text        default null
+) returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
+  v_next timestamptz;
+  v_runner text;
+  v_tz text;
+  v_old text;
+  v_old_cron text;
+  v_old_tz text;
+  v_last timestamptz;
+  v_error text;       -- the row's last_error before this call
+  v_kept_error text;  -- why the old expression's ticks could not be published now
+  v_old_next timestamptz;
+  v_old_backfill numeric;
+  -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
+  v_cron text := jobs.cron_text(schedule.cron);
+begin
+  -- 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:'.
+  if schedule.name is null or schedule.name !~ '^[A-Za-z0-9_.:-]{1,46}$' then
+    perform jobs.raise_invalid('PDC02', 'name', format(
+      'must be 1 to 46 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
+  end if;
+  v_next := jobs.cron_next(v_cron, v_now);
+  v_tz := jobs.check_tz(schedule.tz);
+  if v_tz is not null then
+    v_next := jobs.cron_tick(v_cron, v_now, v_tz);
+  end if;
+  perform jobs.check_task(schedule.task);
+  -- Refused now rather than at every tick (a tick of a task disallowed
+  -- since fails, recorded in last_error).
+  if schedule.task like 'sql:%' then
+    perform jobs.check_sql_task(schedule.task);
+  end if;
+  perform jobs.check_options(schedule.timeout, schedule.priority, schedule.max_retries);
+  perform jobs.check_key(schedule.serial_key, 'PD012', 'serial_key');
+  perform jobs.check_key(schedule.dedupe_key, 'PD011', 'dedupe_key');
+  -- As jobs.publish words them: refused now rather than at every tick.
+  if schedule.dedupe_mode is not null and schedule.dedupe_mode not in ('keep', 'keep_waiting', 'replace', 'replace_keep_time') then
+    perform jobs.raise_invalid('PD011', 'dedupe_mode',
+      format('must be keep, keep_waiting, replace or replace_keep_time, got %s', left(quote_literal(schedule.dedupe_mode), 80)));
+  elsif schedule.dedupe_mode is not null and schedule.dedupe_key is null then
+    perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
+  end if;
+  perform jobs.check_group(schedule.group_id, schedule.group_tier);
+  if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
+    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
+  end if;
+  if schedule.runner is not null and schedule.runner not in ('pg_cron', 'drains') then
+    perform jobs.raise_invalid('PDC03', 'runner', format('must be pg_cron, drains or null (pick), got %s', quote_literal(schedule.runner)));
+  end if;
+  if schedule.overlap is not null and schedule.overlap not in ('allow', 'skip') then
+    perform jobs.raise_invalid('PDC03', 'overlap', format('must be allow, skip or null (allow), got %s',
+      left(quote_literal(schedule.overlap), 80)));
+  elsif schedule.overlap = 'skip' and schedule.dedupe_key is not null then
+    perform jobs.raise_invalid('PD011', 'dedupe_key',
+      'cannot be given with overlap ''skip'', whose jobs carry a dedupe key of their own (pgdrain:schedule:<name>): '
+      'use overlap ''allow'' (or null) with dedupe_mode keep for one job at a time under your key');
+  end if;
+  if v_tz is not null and schedule.runner = 'pg_cron' then
+    perform jobs.raise_invalid('PDC03', 'tz', format(
+      'pg_cron 1.4 reads schedules in UTC only: a schedule in %s needs runner => ''drains'' (or no runner: drains then)',
+      quote_literal(v_tz)));
+  end if;
+  -- 31622400: 366 days. NaN is greater than any number: refused here too.
+  if schedule.backfill is not null and not (schedule.backfill > 0 and schedule.backfill <= 31622400) then
+    perform jobs.raise_invalid('PDC03', 'backfill', format(
+      'must be a number of seconds greater than 0 and at most 31622400 (366 days), or null (no backfill), got %s', schedule.backfill));
+  elsif schedule.backfill is not null and schedule.overlap = 'skip' then
+    perform jobs.raise_invalid('PDC03', 'backfill',
+      'publishes one job per missed tick, which overlap ''skip'' (one job at a time) refuses: use overlap ''allow'' (or null)');
+  elsif schedule.backfill is not null and schedule.runner = 'pg_cron' then
+    perform jobs.raise_invalid('PDC03', 'backfill',
+      'pg_cron does not backfill missed ticks: a schedule with backfill needs runner => ''drains'' (or no runner: drains then)');
+  end if;
+  v_runner := coalesce(schedule.runner,
+                       case when v_tz is null and schedule.backfill is null and jobs.has_pg_cron()
+                                 and jobs.pg_cron_zone() is null then 'pg_cron' else 'drains' end);
+  if v_runner = 'pg_cron' and jobs.pg_cron_zone() is not null then
+    perform jobs.raise_invalid('PDC03', 'runner', format(
+      'pg_cron here reads schedules in time zone %s (cron.timezone), and %s is UTC: use runner => ''drains'' (or no runner: drains then), or set cron.timezone = ''GMT''',
+      quote_literal(jobs.pg_cron_zone()), quote_literal(v_cron)));
+  elsif v_runner = 'pg_cron' and jobs.pg_cron_lacks() is not null then
+    perform jobs.raise_invalid('PDC03', 'runner', format(
+      '''pg_cron'' needs %s, which role %s lacks: GRANT %s TO %s, or use runner => ''drains''',
+      jobs.pg_cron_lacks(), current_user, jobs.pg_cron_lacks(), quote_ident(current_user)));
+  elsif v_runner = 'pg_cron' and not jobs.has_pg_cron() then
+    perform jobs.require_extension('pg_cron', 'runner => ''pg_cron''',
+      'CREATE EXTENSION pg_cron in the database named by cron.database_name, or use runner => ''drains''');
+  end if;
+
+  -- The row lock serializes this with a tick being published (run_schedule,
+  -- publish_due_schedules): a tick published meanwhile is not due again.
+  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill
+  into v_old, v_old_cron, v_old_tz, v_last, v_error, v_old_next, v_old_backfill
+  from jobs.recurring r where r.name = schedule.name for update;
+  if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
+    -- A tick due and not yet published by a drain is published now, not
+    -- dropped with the old runner or expression (this row is ours: not skipped).
+    perform jobs.publish_due_schedules(v_now);
+    -- A backfill publishes at most 100 ticks a call: those left are dropped
+    -- with the old expression, counted as one skipped run.
+    update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at
+    where r.name = schedule.name and r.next_run_at <= v_now;
+    -- Why they could not be published (a full queue) stays, where jobs.schedules shows it.
+    select nullif(r.last_error, v_error) into v_kept_error from jobs.recurring r where r.name = schedule.name;
+    -- Without backfill a tick that failed waits for the next minute, uncounted:
+    -- dropped now with the old expression, it is counted (with backfill, the
+    -- failed call counted its ticks).
+    if v_kept_error is not null and v_old_backfill is null then
+      update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = v_old_next
+      where r.name = schedule.name;
+    end if;
+  elsif v_old = 'pg_cron' and v_runner = 'drains' then
+    -- From the tick of this minute, unless pg_cron ran it (or a later one)
+    -- already: pg_cron may not have reached it yet, and run_schedule will
+    -- leave it to the drains once this commits.
+    v_next := jobs.cron_tick(v_cron, greatest(v_last, date_trunc('minute', v_now) - interval '1 microsecond'), v_tz);
+  elsif v_last > v_now then
+    v_next := jobs.cron_tick(v_cron, v_last, v_tz);
+  end if;
+  insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
+                                   overlap, tz, backfill, serial_key, dedupe_key, dedupe_mode, group_id, group_tier,
+                                   next_run_at, created_at, updated_at)
+  values (schedule.name, v_cron, schedule.task, schedule.body, schedule.timeout, schedule.priority,
+          schedule.max_retries, schedule.queue, v_runner, coalesce(schedule.overlap, 'allow'), v_tz,
+          schedule.backfill, schedule.serial_key, schedule.dedupe_key, schedule.dedupe_mode,
+          schedule.group_id, schedule.group_tier, case when v_runner = 'drains' then v_next end, v_now, v_now)
+  on conflict on constraint recurring_pkey do update
+  set cron = excluded.cron, task = excluded.task, body = excluded.body, timeout = excluded.timeout,
+      priority = excluded.priority, max_retries = excluded.max_retries, queue = excluded.queue,
+      runner = excluded.runner, overlap = excluded.overlap, tz = excluded.tz, backfill = excluded.backfill,
+      serial_key = excluded.serial_key, dedupe_key = excluded.dedupe_key, dedupe_mode = excluded.dedupe_mode,
+      group_id = excluded.group_id, group_tier = excluded.group_tier,
+      updated_at = excluded.updated_at, last_error = v_kept_error,
+      next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
+                              and r.tz is not distinct from excluded.tz then r.next_run_at
+                         else excluded.next_run_at end;
+
+  if v_runner = 'pg_cron' then
+    perform jobs.pg_cron_schedule('pgdrain:schedule:' || schedule.name, v_cron,
+                                  format('select jobs.run_schedule(%L)', schedule.name));
+  else
+    -- Whatever the row said: a first schedule() for this name with runner
+    -- pg_cron may have committed after this one read the row.
+    perform jobs.pg_cron_unschedule('pgdrain:schedule:' || schedule.name, coalesce(v_old = 'pg_cron', false));
+  end if;
+  return v_runner;
+end $$;
+
+-- Removes a schedule (and its pg_cron job). Returns false if there was none.
+create function jobs.unschedule(name text)
+returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_runner text;
+begin
+  delete from jobs.recurring r where r.name = unschedule.name returning r.runner into v_runner;
+  return jobs.pg_cron_unschedule('pgdrain:schedule:' || unschedule.name, coalesce(v_runner = 'pg_cron', false))
+         or v_runner is not null;
+end $$;

@@ -1,0 +1,215 @@
+-- pgdrain 0023: running recurring jobs: one now, and every due one (drains
+-- call jobs.publish_due_schedules).
+
+-- The attributes of every job a schedule publishes: its name and the tick
+-- the job is for, ISO 8601 in UTC to the millisecond (as JS's toISOString).
+-- A retry moves the job's scheduled_at, never these: a handler reads its tick
+-- on every attempt (graphile-worker puts it in the payload, _cron.ts).
+create function jobs.schedule_attributes(p_name text, p_tick timestamptz)
+returns jsonb language sql stable as $$
+  select jsonb_build_object('schedule', p_name,
+                            'tick', to_char(p_tick at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+$$;
+
+-- The dedupe key of a schedule's jobs: an overlap 'skip' schedule's own,
+-- else the schedule's dedupe_key (null: none).
+create function jobs.schedule_key(r jobs.recurring)
+returns text language sql immutable as $$
+  select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name else r.dedupe_key end
+$$;
+
+-- Whether another transaction holds dedupe key p_key as a replace publish
+-- would wait for it: its replace lock (a replace publish of it not yet
+-- committed) or its holder's row (a claim, a settle, a replace); else takes
+-- both, as jobs.publish then does, so that publish waits for nothing. A
+-- drain's claim publishes replace ticks only when this is false: it waits
+-- on no job's row (an ack holding one may wait for a serial key this claim
+-- took publishing another tick), and the tick stays due for the next claim.
+create function jobs.dedupe_key_busy(p_key text)
+returns boolean language plpgsql as $$
+begin
+  if not pg_try_advisory_xact_lock(736039, hashtext(p_key)) then
+    return true;
+  end if;
+  perform from jobs.job_queue q where q.dedupe_key = p_key for update skip locked;
+  return not found and exists (select from jobs.job_queue q where q.dedupe_key = p_key);
+end $$;
+
+-- Publishes the schedule's job now and records it; pg_cron calls this at
+-- each tick. Returns the job id (with a dedupe_key, that of the job holding
+-- it, as jobs.publish answers), or null when nothing was published: the
+-- tick failed (last_error says why), overlap 'skip' found a job of the
+-- schedule still active (skipped_ticks counts it), or drains run this
+-- schedule now (a tick pg_cron started as the schedule was handed to them:
+-- the drains publish it, so it must not be published twice).
+create function jobs.run_schedule(name text, now timestamptz default null)
+returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(run_schedule.now, pg_catalog.now());
+  r jobs.recurring;
+  v_id bigint;
+begin
+  select * into r from jobs.recurring s where s.name = run_schedule.name for update;
+  if not found then
+    perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
+  end if;
+  if r.runner <> 'pg_cron' then
+    return null;
+  end if;
+  if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+    update jobs.recurring s set skipped_ticks = s.skipped_ticks + 1, last_skipped_at = v_now where s.name = r.name;
+    return null;
+  end if;
+  begin
+    -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
+    v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
+                         max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
+                         dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                         group_id => r.group_id, group_tier => r.group_tier,
+                         attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
+  exception when others then
+    -- As when drains run it: the tick is recorded as failed (queue full,
+    -- say) where jobs.schedules shows it, not only in pg_cron's run log.
+    update jobs.recurring s set last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
+    where s.name = r.name;
+    return null;
+  end;
+  update jobs.recurring s set last_run_at = v_now, last_job_id = v_id, last_error = null
+  where s.name = r.name;
+  return v_id;
+end $$;
+
+-- Publishes one job for each drain-run schedule whose tick is due and moves
+-- its next_run_at past `now`. Ticks missed while nothing claimed become one
+-- job (scheduled at the first of them), or none for overlap 'skip' while a
+-- job of the schedule is active (one skipped tick); with backfill, one job
+-- per tick of the window (at most 100 a call); a replace tick whose dedupe
+-- key another transaction holds stays due (jobs.dedupe_key_busy), as does
+-- any tick with a dedupe or serial key whose publish would wait on a lock. Returns
+-- the jobs published.
+-- FOR UPDATE SKIP LOCKED: when many
+-- drains call this at once, each due row is taken by one of them, and the
+-- others skip it or, once it has committed, find it no longer due, so each
+-- tick is published once. With no due schedule it costs one index probe.
+create function jobs.publish_due_schedules(now timestamptz default null)
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(publish_due_schedules.now, pg_catalog.now());
+  r jobs.recurring;
+  v_id bigint;
+  v_count integer := 0;
+  v_tick timestamptz;
+  v_from timestamptz;
+  v_last timestamptz;
+  v_n integer;
+  v_lock_timeout text;
+begin
+  for r in
+    select * from jobs.recurring s
+    where s.runner = 'drains' and s.next_run_at <= v_now
+    order by s.next_run_at
+    for update skip locked
+  loop
+    begin
+      if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+        update jobs.recurring s
+        set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), skipped_ticks = s.skipped_ticks + 1,
+            last_skipped_at = r.next_run_at
+        where s.name = r.name;
+        continue;
+      end if;
+      -- keep_waiting takes the replace's locks too (jobs.publish).
+      if r.dedupe_mode in ('keep_waiting', 'replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
+        continue;  -- still due: the next claim publishes it
+      end if;
+      -- A tick with a dedupe key of one's choosing waits on no lock either:
+      -- its insert would wait for another transaction's uncommitted publish
+      -- of the key (the unique index), for as long as that stays open, and
+      -- a cycle with a serial key an earlier tick of this claim took is a
+      -- deadlock. Nor does one with a serial key: ticks take their keys in
+      -- tick order, not the keys' lock order, so two claims (or a claim and
+      -- a bulk publish) crossing two keys each held one the other wanted.
+      -- Any lock not free at once leaves it due (below, 55P03).
+      if r.dedupe_key is not null or r.serial_key is not null then
+        v_lock_timeout := current_setting('lock_timeout');
+        perform set_config('lock_timeout', '1ms', true);
+      end if;
+      if r.backfill is null then
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
+                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                             dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                             group_id => r.group_id, group_tier => r.group_tier,
+                             attributes => jobs.schedule_attributes(r.name, r.next_run_at));
+        if r.dedupe_key is not null or r.serial_key is not null then
+          perform set_config('lock_timeout', v_lock_timeout, true);
+        end if;
+        update jobs.recurring s
+        set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
+            last_error = null
+        where s.name = r.name;
+        v_count := v_count + 1;
+        continue;
+      end if;
+      -- Backfill: ticks before the window are dropped (the run of them
+      -- counted as one skipped tick, as overlap 'skip' counts a run), then
+      -- one job per tick, oldest first, at most 100 per call: next_run_at
+      -- stays at the first tick not published, which the next call goes on from.
+      v_tick := r.next_run_at;
+      v_from := v_now - make_interval(secs => r.backfill::float8);
+      if v_tick < v_from then
+        v_tick := jobs.cron_tick(r.cron, v_from - interval '1 microsecond', r.tz);
+      end if;
+      v_last := null;
+      v_n := 0;
+      while v_tick <= v_now and v_n < 100 loop
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
+                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                             dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                             group_id => r.group_id, group_tier => r.group_tier,
+                             attributes => jobs.schedule_attributes(r.name, v_tick));
+        v_last := v_tick;
+        v_n := v_n + 1;
+        v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
+      end loop;
+      if r.dedupe_key is not null or r.serial_key is not null then
+        perform set_config('lock_timeout', v_lock_timeout, true);
+      end if;
+      update jobs.recurring s
+      set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at),
+          last_job_id = case when v_n = 0 then s.last_job_id else v_id end,
+          last_error = case when v_n = 0 then s.last_error end,
+          skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
+          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
+      where s.name = r.name;
+      v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
+    exception when others then
+      -- A keyed tick that would have waited (lock_timeout set above; the
+      -- subtransaction's rollback restored it): still due, the next claim
+      -- publishes it.
+      if sqlstate = '55P03' and (r.dedupe_key is not null or r.serial_key is not null) then
+        continue;
+      end if;
+      -- A schedule that cannot publish (its queue was dropped, it is full)
+      -- must not stop the claim that called us: record why, try next minute.
+      -- With backfill, at the next tick (a job's scheduled_at is its tick):
+      -- the ticks not published count as one skipped tick.
+      update jobs.recurring s
+      set next_run_at = case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute'
+                             else jobs.cron_tick(r.cron, v_now, r.tz) end,
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null)::integer,
+          last_skipped_at = case when r.backfill is not null then r.next_run_at else s.last_skipped_at end,
+          last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
+      where s.name = r.name;
+    end;
+  end loop;
+  return v_count;
+end $$;
+
+create view jobs.schedules as
+select r.name, r.cron, r.task, r.body, r.timeout, r.priority, r.max_retries, r.queue, r.runner,
+       case when r.runner = 'pg_cron' then 'pgdrain:schedule:' || r.name end as pg_cron_job,
+       coalesce(r.next_run_at, jobs.cron_tick(r.cron, now(), r.tz)) as next_run_at,
+       r.last_run_at, r.last_job_id, r.last_error, r.created_at, r.updated_at,
+       r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at, r.backfill,
+       r.serial_key, r.dedupe_key, r.dedupe_mode, r.group_id, r.group_tier
+from jobs.recurring r;

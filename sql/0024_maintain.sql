@@ -1,0 +1,209 @@
+-- pgdrain 0024: maintenance: expiring leases, archiving and deleting old
+-- jobs, on a schedule.
+
+-- Maintenance -----------------------------------------------------------------
+
+-- Ended jobs moved out of jobs.job by jobs.maintain(archive => true). Same
+-- columns as jobs.job: a later migration adding one there adds it here too.
+create table jobs.job_archive (like jobs.job including all);
+
+-- Retention as jobs.maintain can subtract it from now: at most 36500 days (a
+-- hundred years, as maintain() takes it in TS); '9999 years' would fail every
+-- pass with "timestamp out of range". Keeping ended jobs for good: 36500 days.
+create function jobs.check_retention(p_retention interval)
+returns void language plpgsql as $$
+begin
+  if p_retention is null or p_retention < interval '0' or p_retention > interval '36500 days' then
+    perform jobs.raise_invalid('PDC03', 'retention', format(
+      'must be an interval between 0 and 36500 days (a hundred years: ended jobs kept for good), such as ''7 days'', got %s',
+      coalesce(quote_literal(p_retention), 'null')));
+  end if;
+end $$;
+
+-- One maintenance pass: settles expired leases, publishes due drain-run
+-- ticks, and removes ended jobs older than `retention` from jobs.job (moved
+-- to jobs.job_archive when archive is true) and the throttle windows they
+-- hold (sql/0032: jobs.forget_windows), at most max_rows of each, along
+-- with pg_cron's run log of pgdrain's own jobs past the same age (skipped
+-- when this role may not delete from it), and at most max_rows ended dedupe
+-- throttle windows (sql/0032). One transaction: a backlog larger
+-- than max_rows takes more passes (jobs.run_maintenance). Returns
+-- {"expired", "ticks", "deleted", "archived", "windows"} (windows: the
+-- ended throttle windows deleted; expired: jobs.expire's count, the leases
+-- settled and the waiting jobs ended past their expires_at together).
+create function jobs.maintain(
+  retention interval    default '7 days',
+  archive   boolean     default false,
+  max_rows  integer     default 100000,
+  now       timestamptz default null,
+  prune_run_log boolean default true
+) returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(maintain.now, pg_catalog.now());
+  v_expired integer;
+  v_ticks integer;
+  v_removed integer;
+  v_archived integer;
+  v_windows integer;
+  v_gone bigint[];
+  v_gone_keys text[];
+begin
+  perform jobs.check_retention(maintain.retention);
+  if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
+  end if;
+  -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
+  v_ticks := jobs.publish_due_schedules(v_now);
+
+  -- Retention before expiry: a job expiry ends is dated when its lease ran
+  -- out (often past a short retention), and would otherwise be deleted by
+  -- this very pass, never seen as a dead letter. Its rows taken SKIP LOCKED,
+  -- this statement waits on no row, so expiry's lock order is unchanged.
+  with old as (
+    select j.job_id from jobs.job j
+    where j.ended_at < v_now - maintain.retention
+    order by j.ended_at
+    limit maintain.max_rows
+    for update skip locked
+  ), gone as (
+    delete from jobs.job j using old where j.job_id = old.job_id returning j.*
+  ), kept as (
+    insert into jobs.job_archive select * from gone where maintain.archive returning 1
+  )
+  -- The throttle windows (sql/0032) the deleted jobs hold go with them, as
+  -- jobs.delete_jobs lets them go: kept, a throttled publish of the key
+  -- would answer a job that no longer exists. An archived job still is one
+  -- (getJob and waitFor find it in jobs.job_archive) and holds its window,
+  -- unless its end frees it (jobs.frees_window; jobs.throttle_lock reads
+  -- that in jobs.job_archive too: this drops the row). At most max_rows,
+  -- one probe per keyed job.
+  select (select count(*) from gone), (select count(*) from kept), f.ids, f.keys
+  into v_removed, v_archived, v_gone, v_gone_keys
+  from (select array_agg(g.job_id) as ids, array_agg(g.dedupe_key) as keys from gone g
+        where g.dedupe_key is not null and (not maintain.archive or jobs.frees_window(g.status, g.attempts, g.error))) f;
+  if v_gone is not null then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
+  -- Dedupe keys' throttle windows that have ended (sql/0032): no publish
+  -- reads a row past its until. Counted, so that a full share tells
+  -- run_maintenance and TS maintain() that more are left.
+  delete from jobs.throttle t using (
+    select o.dedupe_key from jobs.throttle o where o.until <= v_now
+    order by o.until limit maintain.max_rows for update skip locked) old
+  where t.dedupe_key = old.dedupe_key;
+  get diagnostics v_windows = row_count;
+
+  v_expired := jobs.expire(maintain.max_rows, v_now);
+
+  -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
+  -- rest of the pass must not fail for it.
+  -- It reads all of pg_cron's log (no index on it): run_maintenance asks it of its first pass only.
+  if maintain.prune_run_log and jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
+    execute 'delete from cron.job_run_details d using cron.job j
+             where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1'
+      using v_now - maintain.retention;
+  end if;
+  return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
+                            'deleted', v_removed - v_archived, 'archived', v_archived, 'windows', v_windows);
+end $$;
+
+-- Maintenance until caught up, as pg_cron runs it (jobs.schedule_maintenance):
+-- jobs.maintain passes of at most 10,000 rows, each committed on its own,
+-- until a pass finds less to do, max_rows (null: no cap) are removed, or
+-- `budget` seconds have passed (50: done before a once-a-minute run is due).
+-- One maintain call a minute with its 100,000 rows falls behind past ~1,700
+-- ended jobs/s; here, on a backlog, no pass holds its locks or its snapshot
+-- for long. A run killed midway keeps the passes it committed and rolls back
+-- the one it was in (each deletes and archives its rows in one statement);
+-- two runs at once take different rows (SKIP LOCKED). A procedure, as only
+-- a CALLed procedure may commit; it cannot be security definer, so it runs as
+-- its caller (pg_cron: the role that scheduled it): the owner of schema jobs
+-- or pgdrain_admin. It commits, so it is called on its own: not inside BEGIN,
+-- and as the only statement of a pg_cron command. report: maintain's counts
+-- summed, "passes", "caughtUp" (false while the last pass still found a full
+-- share of jobs, leases or throttle windows to do).
+create procedure jobs.run_maintenance(
+  retention interval default '7 days',
+  archive   boolean  default false,
+  budget    numeric  default 50,
+  max_rows  integer  default null,
+  inout report jsonb default null
+) language plpgsql as $$
+declare
+  v_path text := pg_catalog.current_setting('search_path');
+  v_deadline timestamptz;
+  v_budget numeric;
+  v_step integer;
+  v_pass jsonb;
+  v_removed bigint := 0;
+  v_passes integer := 0;
+  v_done boolean := false;
+  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0, "windows": 0}';
+begin
+  -- As in jobs.drain_sql: the path pinned, again after every COMMIT.
+  perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+  perform jobs.check_retention(run_maintenance.retention);
+  if run_maintenance.budget is null or run_maintenance.budget <= 0 or run_maintenance.budget > 86400 then
+    perform jobs.raise_invalid('PDC03', 'budget', format('must be greater than 0 and at most 86400 seconds, got %s', run_maintenance.budget));
+  end if;
+  if run_maintenance.max_rows is not null and (run_maintenance.max_rows < 1 or run_maintenance.max_rows > 1000000000) then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (no cap) or between 1 and 1000000000, got %s', run_maintenance.max_rows));
+  end if;
+  -- The whole CALL is one statement to statement_timeout (common on managed
+  -- databases): end well before it, or the report is lost with the call.
+  select least(run_maintenance.budget, case when t.setting::numeric > 0 then t.setting::numeric / 1000 * 0.8 end)
+  into v_budget from pg_catalog.pg_settings t where t.name = 'statement_timeout';
+  v_deadline := clock_timestamp() + make_interval(secs => v_budget);
+  loop
+    v_step := least(10000, coalesce(run_maintenance.max_rows - v_removed, 10000));
+    -- A pass waiting on a lock (a CREATE INDEX on jobs.job, a serial key's
+    -- lock) waits only until the budget ends, then the run stops there.
+    perform pg_catalog.set_config('lock_timeout',
+      greatest(1, extract(epoch from v_deadline - clock_timestamp()) * 1000)::bigint::text, true);
+    begin
+      v_pass := jobs.maintain(run_maintenance.retention, coalesce(run_maintenance.archive, false), v_step,
+                              prune_run_log => v_passes = 0);
+    exception when lock_not_available then
+      exit;
+    end;
+    select jsonb_object_agg(k, (v_counts->>k)::bigint + (v_pass->>k)::bigint) into v_counts
+    from jsonb_object_keys(v_counts) k;
+    v_removed := v_removed + (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint;
+    v_passes := v_passes + 1;
+    commit;
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- Caught up when a pass did less than it could, of each kind of work.
+    v_done := (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint < v_step
+              and (v_pass->>'expired')::bigint < v_step and (v_pass->>'windows')::bigint < v_step;
+    exit when v_done or v_removed >= coalesce(run_maintenance.max_rows, v_removed + 1) or clock_timestamp() >= v_deadline;
+  end loop;
+  report := v_counts || jsonb_build_object('passes', v_passes, 'caughtUp', v_done);
+  perform pg_catalog.set_config('search_path', v_path, true);
+end $$;
+
+-- Registers maintenance with pg_cron (one call, idempotent): pgdrain:maintain
+-- calls jobs.run_maintenance at `cron` (for up to `budget` seconds), and
+-- pgdrain:vacuum vacuums jobs.job_queue every 10 minutes so a busy queue
+-- table stays small. Returns the two job ids.
+create function jobs.schedule_maintenance(
+  cron      text     default '* * * * *',
+  retention interval default '7 days',
+  archive   boolean  default false,
+  budget    numeric  default 50
+) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  perform jobs.cron_next(schedule_maintenance.cron);
+  perform jobs.check_retention(schedule_maintenance.retention);
+  if schedule_maintenance.budget is null or schedule_maintenance.budget <= 0 or schedule_maintenance.budget > 86400 then
+    perform jobs.raise_invalid('PDC03', 'budget', format('must be greater than 0 and at most 86400 seconds, got %s', schedule_maintenance.budget));
+  end if;
+  if not jobs.has_pg_cron() then
+    perform jobs.require_extension('pg_cron', 'jobs.schedule_maintenance',
+      'without it, call select jobs.maintain() from any scheduler; drains expire leases on their own');
+  end if;
+  return array[
+    jobs.pg_cron_schedule('pgdrain:maintain', schedule_maintenance.cron,
+      format('call jobs.run_maintenance(%L::interval, %s, %s)', schedule_maintenance.retention,
+             case when schedule_maintenance.archive then 'true' else 'false' end, schedule_maintenance.budget)),
+    jobs.pg_cron_schedule('pgdrain:vacuum', '*/10 * * * *', 'vacuum (analyze) jobs.job_queue')];
+end $$;

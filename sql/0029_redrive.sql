@@ -1,0 +1,138 @@
+-- pgdrain 0029: redrive: putting dead letters (and, by id, cancelled jobs)
+-- back.
+
+-- Runs dead letters again, in one statement: all of them, or those matching
+-- every filter given (job_ids, a task LIKE pattern where only % is a
+-- wildcard, queue, ended_after, an error LIKE pattern). Each goes back to
+-- pending under its own job id with a fresh set of retries; its error stays in
+-- last_error. A job whose dedupe key is active again is left in place, and of
+-- dead letters sharing a key only the oldest goes back.
+-- Returns how many were redriven.
+-- With include_cancelled, cancelled jobs among job_ids go back too
+-- (required with it: every cancel of history would otherwise match). A
+-- cancelled dependant goes back without its dependencies, even one still
+-- active: it runs as soon as it is due. Ids given that are not put back,
+-- nor left in place for their dedupe key, are named in a notice with where
+-- they are (archived, still queued, ...).
+-- Each serial key it puts back jobs of takes the key's lock until commit:
+-- one call takes at most 500 keys, those of the oldest dead letters; the
+-- dead letters of the keys past them stay, and a notice says how many and
+-- to call it again (each call puts back the next keys, until it returns 0).
+create function jobs.redrive(
+  job_ids     bigint[]    default null,
+  task        text        default null,
+  queue       text        default null,
+  ended_after timestamptz default null,
+  error_like  text        default null,
+  now         timestamptz default null,
+  include_cancelled boolean default false
+) returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
+  v_statuses text[] := case when redrive.include_cancelled then array['failure', 'cancelled'] else array['failure'] end;
+  v_matched bigint[];
+  v_ids bigint[];
+  v_keys text[];
+  v_count integer := 0;
+  v_missing text;
+  v_later integer;
+  v_later_keys integer;
+begin
+  if redrive.include_cancelled and redrive.job_ids is null then
+    perform jobs.raise_invalid('PD005', 'job_ids', 'must be given with include_cancelled (cancelled jobs go back by id)');
+  end if;
+  select array_agg(j.job_id) into v_matched
+  from (
+    select j.job_id from jobs.job j
+    where j.status = any(v_statuses)
+      and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
+      and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
+      and (redrive.queue is null or j.queue = redrive.queue)
+      and (redrive.ended_after is null or j.ended_at > redrive.ended_after)
+      and (redrive.error_like is null or j.error like redrive.error_like)
+      and exists (select 1 from jobs.queue x where x.name = j.queue)
+    for update of j skip locked
+  ) j;
+  -- Cheap: only for the ids given, and only when some did not match.
+  if redrive.job_ids is not null and coalesce(cardinality(v_matched), 0) < cardinality(redrive.job_ids) then
+    select string_agg(format('%s (%s)', m.id, m.where_), ', ' order by m.id) into v_missing
+    from (
+      select d.id, case
+               when exists (select 1 from jobs.job_queue q where q.job_id = d.id) then 'still queued'
+               when j.status = 'cancelled' then 'cancelled: give include_cancelled'
+               when j.status is not null then j.status || case when j.status = 'failure' then ': filtered out, or being redriven' else '' end
+               when exists (select 1 from jobs.job_archive a where a.job_id = d.id) then 'archived by jobs.maintain: redrive reads jobs.job only'
+               else 'unknown, or deleted by retention' end as where_
+      from (select distinct x as id from unnest(redrive.job_ids) x where x is not null
+            and x <> all(coalesce(v_matched, '{}'))) d
+      left join jobs.job j on j.job_id = d.id
+      order by d.id limit 20
+    ) m;
+    -- None left when the ids only repeat: no notice then.
+    if v_missing is not null then
+      raise notice 'pgdrain: not redriven: %', v_missing;
+    end if;
+  end if;
+  if v_matched is null then
+    return 0;
+  end if;
+  -- From here as in sql/0017.
+  with c as (
+    select distinct on (coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null) p.job_id, p.serial_key
+    from jobs.job p
+    where p.job_id = any(v_matched)
+      and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
+    order by coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null, p.job_id
+  ), k as (
+    -- Keys in the order of their oldest dead letter; those past the bound wait for the next call.
+    select c.serial_key, row_number() over (order by min(c.job_id)) > jobs.max_serial_keys() as later
+    from c where c.serial_key is not null group by c.serial_key
+  )
+  select array_agg(c.job_id) filter (where not coalesce(k.later, false)),
+         array_agg(distinct c.serial_key) filter (where not k.later),
+         count(*) filter (where k.later), count(distinct c.serial_key) filter (where k.later)
+  into v_ids, v_keys, v_later, v_later_keys
+  from c left join k on k.serial_key = c.serial_key;
+  -- Bounded queues' locks in their order (hashtext, as jobs.publish_event), not the names'.
+  perform jobs.admit(x.queue, x.n::integer)
+  from (select j.queue, count(*) as n from jobs.job j where j.job_id = any(v_ids) group by j.queue
+        order by hashtext(j.queue), j.queue) x;
+  perform jobs.lock_serial_keys(v_keys);
+  -- A dependant cancelled after one dependency failed keeps the rows of its
+  -- others still active (jobs.after_end deletes only the failed one's): back
+  -- without them, or their success would count it below zero, never to run.
+  if redrive.include_cancelled then
+    delete from jobs.dependency d where d.job_id = any(v_ids);
+  end if;
+  with back as (
+    insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries,
+                                created_at, last_error, queue, dedupe_key, serial_key, serial_wait, attributes,
+                                retry_delay, retry_backoff, retry_delay_max, dead_letter, group_id, group_tier)
+    overriding system value
+    select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
+           p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes,
+           p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter, p.group_id, p.group_tier
+    from jobs.job p
+    where p.job_id = any(v_ids)
+    on conflict do nothing
+    returning job_id
+  ), gone as (
+    delete from jobs.job j using back b where j.job_id = b.job_id returning 1
+  )
+  select count(*) into v_count from gone;
+  if v_keys is not null then
+    perform jobs.after_end(null, null, v_keys, v_now);
+  end if;
+  if v_count > 0 then
+    perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
+  end if;
+  if v_later > 0 then
+    raise notice 'pgdrain: % matching dead letters of % more serial keys left in place: one call puts back at most % serial keys (each takes a lock until commit); call jobs.redrive again',
+      v_later, v_later_keys, jobs.max_serial_keys();
+  end if;
+  if v_count + v_later < cardinality(v_matched) then
+    raise notice 'pgdrain: % of % matching dead letters left in place: an active job, or an older dead letter going back, holds their dedupe key',
+      cardinality(v_matched) - v_count - v_later, cardinality(v_matched);
+  end if;
+  return v_count;
+end $$;
