@@ -1,5 +1,5 @@
 -- pgdrain 0003: what every publish goes through: holding and admitting a
--- queue, locking dependencies and serial keys.
+-- queue, locking dependencies and serial keys; taking over a dedupe key.
 
 -- Holds queue p_queue until commit, and returns its row (all nulls: no such
 -- queue). In READ COMMITTED, an advisory lock shared by its writers (a
@@ -160,6 +160,50 @@ returns boolean language sql as $$
   where q.job_id = t.job_id
   returning q.lease_until is not null or p_mode = 'keep_waiting'
 $$;
+
+-- A replace publish's (jobs.publish, dedupe_mode replace or
+-- replace_keep_time) rewrite of p_job, the job waiting with its dedupe key,
+-- whose row it holds: the job takes the publish's task, body and options
+-- and moves to its queue p_queue (admitted there, sql/0004 says what it
+-- keeps); p_from_queue, p_held_serial and p_held_at are the job's queue,
+-- serial key and scheduled time, p_keep_time whether it keeps that time.
+-- Raises PD012 for another serial key, PD007 for an expiry not after the
+-- kept time, PD010 when the queue moved to is full. Returns p_job.
+create function jobs.replace_waiting_job(p_job bigint, p_from_queue text, p_held_serial text, p_held_at timestamptz,
+  p_keep_time boolean, p_now timestamptz, p_queue text, p_task text, p_body jsonb, p_scheduled_at timestamptz,
+  p_timeout numeric, p_priority integer, p_max_retries integer, p_serial_key text, p_attributes jsonb,
+  p_retry_delay numeric, p_retry_backoff text, p_retry_delay_max numeric, p_expires_at timestamptz,
+  p_dead_letter text, p_group_id text, p_group_tier text)
+returns bigint language plpgsql as $$
+declare
+  v_at timestamptz;
+  v_q jobs.queue;
+begin
+  -- Left out, the serial key is the job's own (kept, as its dependencies are).
+  if p_serial_key is not null and p_held_serial is distinct from p_serial_key then
+    perform jobs.raise_invalid('PD012', 'serial_key', format(
+      'must be the serial_key of job %s, which this publish replaces (%s), got %s', p_job,
+      coalesce(left(quote_literal(p_held_serial), 80), 'null'), coalesce(left(quote_literal(p_serial_key), 80), 'null')));
+  end if;
+  v_at := case when p_keep_time then p_held_at else coalesce(p_scheduled_at, p_now) end;
+  if p_keep_time and p_expires_at is not null then
+    perform jobs.check_expiry(p_expires_at, v_at, 'expires_at');
+  end if;
+  -- Moved to another queue, the job needs room there; in its own, only the defaults.
+  v_q := jobs.admit(p_queue, case when p_from_queue <> p_queue then 1 else 0 end);
+  update jobs.job_queue q
+  set task = p_task, body = p_body, scheduled_at = v_at,
+      timeout = coalesce(p_timeout, v_q.default_timeout, 60),
+      priority = coalesce(p_priority, v_q.default_priority, 0),
+      max_retries = coalesce(p_max_retries, v_q.default_max_retries, 3), queue = p_queue,
+      attributes = p_attributes, retry_delay = p_retry_delay,
+      retry_backoff = p_retry_backoff = 'exponential', retry_delay_max = p_retry_delay_max,
+      expires_at = jobs.expiry(p_expires_at, v_at, v_q.expire_in),
+      dead_letter = p_dead_letter, group_id = p_group_id, group_tier = p_group_tier
+  where q.job_id = p_job;
+  perform jobs.notify('pgdrain_queued', p_queue);
+  return p_job;
+end $$;
 
 -- Takes the locks of serial keys, as every holder of one does (jobs.publish,
 -- jobs.publish_keyed, jobs.after_end, jobs.redrive; jobs.lock_jobs tries

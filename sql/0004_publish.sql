@@ -104,72 +104,25 @@ declare
   v_take_serial text;    -- its serial key, when it runs: the new job's, unless this publish gives one
   v_row_wait boolean := false;  -- a replace or keep_waiting waits for the holder's row (its takeover found it held)
   v_was_running boolean;
-  v_at timestamptz;
   v_old record;
   v_q jobs.queue;
 begin
-  perform jobs.check_task(publish.task);
-  if publish.task like 'sql:%' then
-    perform jobs.check_sql_task(publish.task);
-  end if;
-  perform jobs.check_options(publish.timeout, publish.priority, publish.max_retries);
-  perform jobs.check_key(publish.dedupe_key, 'PD011', 'dedupe_key');
-  perform jobs.check_key(publish.serial_key, 'PD012', 'serial_key');
-  perform jobs.check_object(publish.attributes, 'attributes');
-  if publish.group_id is not null or publish.group_tier is not null then
-    perform jobs.check_group(publish.group_id, publish.group_tier);
-  end if;
-  if publish.retry_delay is not null or publish.retry_backoff is not null or publish.retry_delay_max is not null then
-    perform jobs.check_retry_policy(publish.retry_delay, publish.retry_backoff, publish.retry_delay_max);
-  end if;
-  if not isfinite(publish.scheduled_at) then
-    perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', publish.scheduled_at));
-  end if;
-  if publish.expires_at is not null then
-    perform jobs.check_expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), 'expires_at');
-  end if;
-  if publish.dead_letter is not null then
-    perform jobs.check_dead_letter(publish.dead_letter, v_queue, 'dead_letter');
-  end if;
+  perform jobs.check_publish(publish.task, publish.timeout, publish.priority, publish.max_retries,
+    publish.dedupe_key, publish.serial_key, publish.attributes, publish.group_id, publish.group_tier,
+    publish.retry_delay, publish.retry_backoff, publish.retry_delay_max, publish.scheduled_at,
+    publish.expires_at, v_now, publish.dead_letter, v_queue, publish.dedupe_mode,
+    publish.throttle_seconds, publish.depends_on);
   if publish.dedupe_mode is not null then
-    if publish.dedupe_mode not in ('keep', 'keep_waiting', 'replace', 'replace_keep_time') then
-      perform jobs.raise_invalid('PD011', 'dedupe_mode',
-        format('must be keep, keep_waiting, replace or replace_keep_time, got %s', left(quote_literal(publish.dedupe_mode), 80)));
-    elsif publish.dedupe_key is null then
-      perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
-    end if;
     v_replace := publish.dedupe_mode in ('replace', 'replace_keep_time');
     v_keep_time := publish.dedupe_mode = 'replace_keep_time';
     v_keep_waiting := publish.dedupe_mode = 'keep_waiting';
     v_takes := v_replace or v_keep_waiting;
   end if;
+  -- A window open for the key answers with the job that opened it (sql/0032).
   if publish.throttle_seconds is not null then
-    if publish.dedupe_key is null then
-      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'needs a dedupe_key (the key it throttles)');
-    -- NaN is greater than every number: the upper bound turns it away.
-    elsif not (publish.throttle_seconds > 0 and publish.throttle_seconds <= 2592000) then
-      perform jobs.raise_invalid('PD011', 'throttle_seconds',
-        format('must be greater than 0 and at most 2592000 seconds (30 days), got %s', publish.throttle_seconds));
-    elsif v_replace then
-      -- A replace rewrites the waiting job with the latest publish; a window
-      -- keeps the first job and answers every publish after it with its id.
-      perform jobs.raise_invalid('PD011', 'throttle_seconds', format(
-        'cannot be given with dedupe_mode %s (a throttle keeps the first job of its window, a replace the latest)', publish.dedupe_mode));
-    elsif v_keep_waiting then
-      -- A window answers with the job that opened it while it runs and after
-      -- it ended; keep_waiting lets a running job go.
-      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'cannot be given with dedupe_mode keep_waiting '
-        || '(a throttle window answers with its job even while it runs or once it ended; keep_waiting lets a running job go)');
-    end if;
     v_id := jobs.throttle_lock(publish.dedupe_key, v_now);
     if v_id is not null then
       return v_id;
-    end if;
-  end if;
-  if v_replace then
-    if publish.depends_on is not null then
-      perform jobs.raise_invalid('PD013', 'depends_on', format(
-        'cannot be given with dedupe_mode %s (a replaced job keeps its dependencies)', publish.dedupe_mode));
     end if;
   end if;
   if v_takes then
@@ -209,30 +162,11 @@ begin
       -- Kept time: an expired waiting job (it never runs) is let go as a running one.
       if found and v_replace and v_old.lease_until is null
          and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
-        -- Left out, the serial key is the job's own (kept, as its dependencies are).
-        if publish.serial_key is not null and v_old.serial_key is distinct from publish.serial_key then
-          perform jobs.raise_invalid('PD012', 'serial_key', format(
-            'must be the serial_key of job %s, which this publish replaces (%s), got %s', v_old.job_id,
-            coalesce(left(quote_literal(v_old.serial_key), 80), 'null'), coalesce(left(quote_literal(publish.serial_key), 80), 'null')));
-        end if;
-        v_at := case when v_keep_time then v_old.scheduled_at else coalesce(publish.scheduled_at, v_now) end;
-        if v_keep_time and publish.expires_at is not null then
-          perform jobs.check_expiry(publish.expires_at, v_at, 'expires_at');
-        end if;
-        -- Moved to another queue, the job needs room there; in its own, only the defaults.
-        v_q := jobs.admit(v_queue, case when v_old.queue <> v_queue then 1 else 0 end);
-        update jobs.job_queue q
-        set task = publish.task, body = publish.body, scheduled_at = v_at,
-            timeout = coalesce(publish.timeout, v_q.default_timeout, 60),
-            priority = coalesce(publish.priority, v_q.default_priority, 0),
-            max_retries = coalesce(publish.max_retries, v_q.default_max_retries, 3), queue = v_queue,
-            attributes = publish.attributes, retry_delay = publish.retry_delay,
-            retry_backoff = publish.retry_backoff = 'exponential', retry_delay_max = publish.retry_delay_max,
-            expires_at = jobs.expiry(publish.expires_at, v_at, v_q.expire_in),
-            dead_letter = publish.dead_letter, group_id = publish.group_id, group_tier = publish.group_tier
-        where q.job_id = v_old.job_id;
-        perform jobs.notify('pgdrain_queued', v_queue);
-        return v_old.job_id;
+        -- Waiting: it takes this publish's task, body and options, under its row lock.
+        return jobs.replace_waiting_job(v_old.job_id, v_old.queue, v_old.serial_key, v_old.scheduled_at, v_keep_time, v_now,
+          v_queue, publish.task, publish.body, publish.scheduled_at, publish.timeout, publish.priority, publish.max_retries,
+          publish.serial_key, publish.attributes, publish.retry_delay, publish.retry_backoff, publish.retry_delay_max,
+          publish.expires_at, publish.dead_letter, publish.group_id, publish.group_tier);
       elsif found and v_keep_waiting and v_old.lease_until is null and v_old.attempt = 0
             and not coalesce(v_old.expires_at <= v_now, false) then
         -- Not started yet (pg-boss's created): it holds the key.
