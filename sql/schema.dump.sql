@@ -711,10 +711,20 @@ begin
   if p_task like 'sql:%' then
     perform jobs.check_sql_task(p_task);
   end if;
-  perform jobs.check_options(p_timeout, p_priority, p_max_retries);
-  perform jobs.check_key(p_dedupe_key, 'PD011', 'dedupe_key');
-  perform jobs.check_key(p_serial_key, 'PD012', 'serial_key');
-  perform jobs.check_object(p_attributes, 'attributes');
+  -- These checks pass nulls: each called only for a value given (a plain
+  -- publish makes one call of a check, jobs.check_task's, not five).
+  if p_timeout is not null or p_priority is not null or p_max_retries is not null then
+    perform jobs.check_options(p_timeout, p_priority, p_max_retries);
+  end if;
+  if p_dedupe_key is not null then
+    perform jobs.check_key(p_dedupe_key, 'PD011', 'dedupe_key');
+  end if;
+  if p_serial_key is not null then
+    perform jobs.check_key(p_serial_key, 'PD012', 'serial_key');
+  end if;
+  if p_attributes is not null then
+    perform jobs.check_object(p_attributes, 'attributes');
+  end if;
   if p_group_id is not null or p_group_tier is not null then
     perform jobs.check_group(p_group_id, p_group_tier);
   end if;

@@ -93,6 +93,8 @@ describe('bad input is rejected with its own SQLSTATE, naming the field, writing
     ['timeout under a millisecond', `select jobs.publish('a', null, null, 0.0009)`, 'PD002', 'timeout'],
     ['negative max_retries', `select jobs.publish('a', null, null, null, null, -1)`, 'PD003', 'max_retries'],
     ['priority out of range', `select jobs.publish('a', null, null, null, 2000000000)`, 'PD004', 'priority'],
+    ['empty serial_key', `select jobs.publish('a', serial_key => '')`, 'PD012', 'serial_key'],
+    ['attributes not an object', `select jobs.publish('a', attributes => '[1]')`, 'PD014', 'attributes'],
     ['consume 0', `select * from jobs.consume(0)`, 'PD005', 'n'],
     ['consume too many', `select * from jobs.consume(10001)`, 'PD005', 'n'],
     ['null topic', `select * from jobs.consume_topic(null, 1)`, 'PD006', 'pattern'],
