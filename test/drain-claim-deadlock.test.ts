@@ -3,7 +3,12 @@
 // publishes jobs of two keys out of that order (b, then a) can deadlock with
 // it; when the drain is the one PostgreSQL rolls back, nothing of its claim
 // or settle happened, so it tries again instead of failing the whole drain.
-// Sequenced by lock waits (pg_stat_activity), not by time.
+// Sequenced by lock waits (pg_stat_activity). Which side PostgreSQL rolls
+// back is the one whose deadlock check runs first once the cycle closes: the
+// drain's runs 5 s after its claim began to wait, the user's not for a minute,
+// so the drain is the victim even when the user's publish comes late on a
+// loaded machine (with both at the server's 1 s, a publish more than 1 s late
+// made the user's transaction the victim).
 import pg from 'pg';
 import { expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
@@ -19,9 +24,12 @@ it('a claim rolled back as a deadlock victim is tried again: the drain goes on a
   let release!: () => void;
   const gate = new Promise<void>((r) => { release = r; });
   let ran = 0;
-  const queue = createQueue({ connectionString: db.url, tasks: { t: async () => { ran++; await gate; return null; } } });
+  const drainUrl = new URL(db.url);
+  drainUrl.searchParams.set('options', '-c deadlock_timeout=5s');
+  const queue = createQueue({ connectionString: drainUrl.href, tasks: { t: async () => { ran++; await gate; return null; } } });
   const user = new pg.Client({ connectionString: db.url });
   await user.connect();
+  await user.query(`set deadlock_timeout = '1min'`);
   try {
     const drained = queue.drain(10, Date.now() + 60_000, { workerId: 'victim' });
     await until(async () => ran === 2, 'both handlers to run');
@@ -32,8 +40,8 @@ it('a claim rolled back as a deadlock victim is tried again: the drain goes on a
     release();
     await until(async () => (await sql(`select 1 from pg_stat_activity where wait_event_type = 'Lock'
                                           and query like '%claim_json%'`)).length > 0, "the drain's claim to wait for account:b");
-    // Now the user's transaction asks for account:a: a cycle. The drain waited first, so its
-    // deadlock check runs first and it is rolled back; the user's publish then goes through.
+    // Now the user's transaction asks for account:a: a cycle. The drain's deadlock check
+    // runs first and it is rolled back; the user's publish then goes through.
     await user.query(`select jobs.publish('t', '"a2"', serial_key => 'account:a')`);
     await user.query('commit');
     // Before: the drain rejected with the deadlock, though its settle was put back.
