@@ -34,11 +34,10 @@
 --              wrote a job, even once that job has ended, a publish with
 --              throttle_seconds returns its id and writes nothing (more than
 --              0, at most 2592000: 30 days), unless that job expired
---              unstarted or was cancelled (a running one: asked to cancel),
---              or its history was deleted (jobs.throttle_lock,
---              jobs.forget_windows). The window is the one given by
---              the publish that wrote the job; a publish without
---              throttle_seconds neither reads nor opens one (sql/0032).
+--              unstarted, was cancelled (a running one: asked to cancel) or
+--              is gone (jobs.throttle_lock). The window is the one the
+--              writing publish gave; a publish without throttle_seconds
+--              neither reads nor opens one (sql/0032).
 -- serial_key   jobs with the same key run one at a time, in publish order
 -- depends_on   runs only after all these jobs succeeded; if one fails or is
 --              cancelled, this job ends as cancelled (and so do its own dependants)
@@ -129,11 +128,8 @@ begin
     -- Replaces (and keep_waiting publishes) of one key one at a time, so
     -- none finds the key free, loses the insert to another and loops.
     perform pg_advisory_xact_lock(736039, hashtext(publish.dedupe_key));
-    -- A bounded queue's lock (as jobs.admit takes it) before the holder's
-    -- row, not after it: a replace moving a waiting holder into the queue
-    -- locked the row, then wanted the lock, and deadlocked (40P01) with a
-    -- publish into the queue depending on the holder (it holds the lock,
-    -- then locks its dependencies' rows); as jobs.publish_keyed takes it.
+    -- A bounded queue's lock before the holder's row, as jobs.publish_keyed: after it, a publish
+    -- into the queue depending on the holder (the lock, then its rows) deadlocked (40P01).
     perform pg_advisory_xact_lock(736037, hashtext(v_queue)) from jobs.queue q where q.name = v_queue and q.max_size is not null;
   end if;
 

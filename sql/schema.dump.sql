@@ -3101,11 +3101,8 @@ begin
     -- Replaces (and keep_waiting publishes) of one key one at a time, so
     -- none finds the key free, loses the insert to another and loops.
     perform pg_advisory_xact_lock(736039, hashtext(publish.dedupe_key));
-    -- A bounded queue's lock (as jobs.admit takes it) before the holder's
-    -- row, not after it: a replace moving a waiting holder into the queue
-    -- locked the row, then wanted the lock, and deadlocked (40P01) with a
-    -- publish into the queue depending on the holder (it holds the lock,
-    -- then locks its dependencies' rows); as jobs.publish_keyed takes it.
+    -- A bounded queue's lock before the holder's row, as jobs.publish_keyed: after it, a publish
+    -- into the queue depending on the holder (the lock, then its rows) deadlocked (40P01).
     perform pg_advisory_xact_lock(736037, hashtext(v_queue)) from jobs.queue q where q.name = v_queue and q.max_size is not null;
   end if;
 
