@@ -1,11 +1,7 @@
-import type { Driver, Queryable } from './db/driver.js';
+import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
-import { leaseSeconds } from './job-context.js';
-import { resultJson } from './json-text.js';
 import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
-import { rateLimiter } from './rate-limit.js';
-import { outcomeArrays, type SettleCounts } from './outcome-arrays.js';
 import { reachableHandlers, resolveHandler } from './tasks.js';
 import type { BatchContext, BatchHandler, BatchItem, BatchResults, Handler, JobContext, PublishOptions, TaskMap,
   TransactionalHandler } from './types.js';
@@ -106,7 +102,7 @@ export function defineTask<Body = unknown, Result = unknown>(
   name: string, anyHandler: Handler<Body, Result> | TransactionalHandler<Body, Result> | BatchHandler<Body, Result>,
   options: TaskOptions & { db?: Queryable } = {},
 ): Task<Body, Result> | BatchTask<Body, Result> {
-  // A transactional handler is always called with ctx.db (runTransactional).
+  // A transactional handler is always called with ctx.db (run-transactional.ts).
   const handler = anyHandler as Handler<Body, Result>;
   parse(taskSchema, name, 'name');
   if (typeof handler !== 'function') throw new ValidationError('handler', 'must be a function (body, ctx) => result');
@@ -229,72 +225,4 @@ export function batchLookup(tasks: TaskMap): (task: string) => BatchSpec | undef
     if (!spec) specs.set(handler!, spec = { call: handler as unknown as BatchHandler, maxSize });
     return spec;
   };
-}
-
-/** The delivery was no longer this drain's when its transaction tried to ack. */
-class StaleDelivery extends Error {}
-
-/**
- * SETTLE_ARRAYS_SQL at the clock's time: inside the handler's transaction
- * now() is when the transaction began, which would be the job's ended_at.
- */
-const TRANSACTIONAL_ACK_SQL =
-  'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[], ' +
-  'now => clock_timestamp(), worker_id => $8) as r';
-
-const notStored = async (): Promise<boolean> => false;
-const notExtended = (seconds: number): Promise<Date | null> => (leaseSeconds(seconds), Promise.resolve(null));
-
-/**
- * Runs a transactional handler and acks its job, as the delivery of drain
- * workerId, in the same transaction.
- * Returns the settle counts of the commit; throws the handler's error after
- * a rollback, as it was thrown, so a FailJob or RetryJob still decides the
- * outcome (runHandler reads it). A delivery that is no longer current (its
- * lease passed to another drain) rolls back and counts as stale, so its work
- * is not kept. When the COMMIT itself fails, its answer may have been lost
- * after it landed (a dropped connection): `committed` asks the database
- * whether the job ended as this delivery's success; if so the commit's
- * counts are returned, else (or when it cannot tell) the COMMIT's error is
- * thrown, as a handler's would be.
- */
-export async function runTransactional(
-  driver: Driver, handler: Handler, job: { id: string; attempt: number; body: unknown }, workerId: string,
-  ctx: JobContext, committed?: () => Promise<boolean>,
-): Promise<SettleCounts> {
-  const began = Date.now();
-  let acked: SettleCounts | undefined; // set as the callback returns: a later error is the COMMIT's
-  try {
-    return await driver.transaction(async (tx) => {
-      // Its timeout may have passed while it waited for a connection: the drain
-      // has nacked it then, and it must not start (another drain may run it).
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-      // Spelled out: a spread would drop ctx's signal (an accessor on its prototype).
-      // progress, extendLease and rateLimit go through the drain's connections, not this
-      // transaction: progress shows while the job runs, a token taken stays taken.
-      // On one session (PGlite, a pool of 1) this transaction holds it: a token
-      // is taken in the transaction, progress is not stored (answers false), nor a lease extended (null).
-      const oneSession = driver.maxConnections === 1;
-      const result = await handler(job.body, {
-        job: ctx.job, signal: ctx.signal, db: tx, publish: (task, body, options) => publish(tx, task, body, options),
-        progress: oneSession ? notStored : ctx.progress, rateLimit: oneSession ? rateLimiter(tx) : ctx.rateLimit,
-        extendLease: oneSession ? notExtended : ctx.extendLease,
-      });
-      // Past its timeout (or cancelled) the drain has already settled it: roll its work back.
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-      // This drain's delivery only: the abort check above cannot see a give-back
-      // that lands while this statement is on its way, after which another
-      // drain's claim holds the same attempt (a release does not spend one).
-      const { rows } = await tx.query<{ r: SettleCounts }>(TRANSACTIONAL_ACK_SQL, [...outcomeArrays([
-        { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(result), ms: Date.now() - began }]), workerId]);
-      if (Number(rows[0]!.r.succeeded) !== 1) throw new StaleDelivery();
-      return acked = rows[0]!.r;
-    });
-  } catch (error) {
-    if (error instanceof StaleDelivery) {
-      return { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 1 };
-    }
-    if (acked !== undefined && committed && await committed().catch(() => false)) return acked;
-    throw error;
-  }
 }

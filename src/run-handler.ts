@@ -1,5 +1,6 @@
 // One job's handler, run: what it returns, throws or rejects with becomes the outcome drain() settles.
-import { heartbeatOf, isTransactional, runTransactional } from './define-task.js';
+import { heartbeatOf, isTransactional } from './define-task.js';
+import { runTransactional } from './run-transactional.js';
 import type { DrainDeps } from './drain.js';
 import type { Thrown } from './drain-hooks.js';
 import { DrainJobContext, extendLeaseOf, LazySignal, leaseSeconds, type LeaseHolder } from './job-context.js';

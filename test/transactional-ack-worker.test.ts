@@ -5,7 +5,7 @@
 // worker's would end that delivery with the first one's work committed.
 import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
-import { runTransactional } from '../src/define-task.js';
+import { runTransactional } from '../src/run-transactional.js';
 import type { JobContext } from '../src/index.js';
 import { testDb } from './support/db.js';
 
