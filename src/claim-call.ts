@@ -29,7 +29,15 @@ export function claimCall(db: Queryable, topic: string | null, queue: string | n
     );
 }
 
-/** Whether a claim failed as rolled back whole for another statement's sake: nothing changed, it may be sent again. */
+/**
+ * Whether a claim (or a transactional task's transaction, run-transactional.ts) failed as rolled back
+ * whole for another statement's sake: nothing changed, it may be sent again. Any thrown value (a
+ * handler's null) answers.
+ */
 export function rolledBackWhole(error: unknown): boolean {
-  return ROLLED_BACK.has((error as { code?: unknown }).code as string);
+  try {
+    return typeof error === 'object' && error !== null && ROLLED_BACK.has((error as { code?: unknown }).code as string);
+  } catch {
+    return false; // a handler's throw that cannot be read (a revoked Proxy): not the database's answer
+  }
 }

@@ -1,5 +1,6 @@
 // A transactional task's run: its handler and its ack in one transaction
 // (defineTask(name, handler, { transactional: true }), define-task.ts).
+import { rolledBackWhole } from './claim-call.js';
 import type { Driver } from './db/driver.js';
 import { leaseSeconds } from './job-context.js';
 import { resultJson } from './json-text.js';
@@ -19,6 +20,11 @@ const TRANSACTIONAL_ACK_SQL =
   'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[], ' +
   'now => clock_timestamp(), worker_id => $8) as r';
 
+/** Runs after the first whose transaction was rolled back whole, before its error is thrown (a nack). */
+const RERUNS = 3;
+
+type TransactionalJob = { id: string; attempt: number; body: unknown };
+
 const notStored = async (): Promise<boolean> => false;
 const notExtended = (seconds: number): Promise<Date | null> => (leaseSeconds(seconds), Promise.resolve(null));
 
@@ -34,12 +40,35 @@ const notExtended = (seconds: number): Promise<Date | null> => (leaseSeconds(sec
  * whether the job ended as this delivery's success; if so the commit's
  * counts are returned, else (or when it cannot tell) the COMMIT's error is
  * thrown, as a handler's would be.
+ * A transaction rolled back whole as a deadlock victim or a serialization
+ * failure (40P01, 40001: often lock orders the user cannot choose; README
+ * "Typed tasks") runs the handler again at once, up to RERUNS times, with
+ * the same ctx (same job, same attempt); then its error is thrown.
  */
 export async function runTransactional(
-  driver: Driver, handler: Handler, job: { id: string; attempt: number; body: unknown }, workerId: string,
+  driver: Driver, handler: Handler, job: TransactionalJob, workerId: string,
   ctx: JobContext, committed?: () => Promise<boolean>,
 ): Promise<SettleCounts> {
   const began = Date.now();
+  for (let reruns = 0; ; reruns++) {
+    try {
+      return await runOnce(driver, handler, job, workerId, ctx, began, committed);
+    } catch (error) {
+      // Rolled back whole for another transaction's sake (a deadlock victim,
+      // a serialization failure): nothing of this run stayed, so the handler
+      // runs again in a new transaction, the attempt not spent. Not once the
+      // signal aborted: the drain has settled the job (or is giving it back).
+      if (reruns < RERUNS && !ctx.signal.aborted && rolledBackWhole(error)) continue;
+      throw error;
+    }
+  }
+}
+
+/** One transaction of runTransactional: the handler and the ack; began is the first run's start (the ack's ms). */
+async function runOnce(
+  driver: Driver, handler: Handler, job: TransactionalJob, workerId: string,
+  ctx: JobContext, began: number, committed?: () => Promise<boolean>,
+): Promise<SettleCounts> {
   let acked: SettleCounts | undefined; // set as the callback returns: a later error is the COMMIT's
   try {
     return await driver.transaction(async (tx) => {
