@@ -118,3 +118,17 @@ it('a handler that is a deadlock victim 4 times is nacked with the error (maxRet
     await q.close();
   }
 });
+
+it('a transactional handler that throws null or a plain object is nacked with it once (the rerun check reads any throw)', async () => {
+  const q = createQueue({ driver: { ...db.driver, close: async () => {} } });
+  let ran = 0;
+  q.defineTask('null', async () => { ran++; throw null; }, { transactional: true });
+  q.defineTask('coded', async () => { ran++; throw { code: '23505' }; }, { transactional: true });
+  await q.publish('null', {}, { maxRetries: 0, timeoutSeconds: 30 });
+  await q.publish('coded', {}, { maxRetries: 0, timeoutSeconds: 30 });
+  expect(await q.drain(10, Date.now() + 60_000)).toMatchObject({ failed: 2 });
+  expect(ran).toBe(2);
+  // Reading .code of null threw a TypeError, which became the job's error.
+  expect(await sql(`select task, error from jobs.job order by job_id`)).toEqual([
+    { task: 'null', error: 'non-Error thrown: null' }, { task: 'coded', error: 'non-Error thrown: {"code":"23505"}' }]);
+});
