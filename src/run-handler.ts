@@ -170,8 +170,7 @@ export class JobRun implements Running, LeaseHolder {
 
   finish(outcome: Outcome | null): void {
     const { host, job } = this;
-    // Already settled (timeout, release): the entry under its id may be a
-    // later attempt's by now, claimed again while this one ran on.
+    // Already settled (timeout, release): the entry under its id may be a later attempt's by now.
     if (host.running.get(job.id) !== this) return;
     host.running.delete(job.id);
     this.ended = true;
