@@ -2,13 +2,8 @@
 -- offending field.
 --
 -- Errors raised here use SQLSTATE class PD and name the offending field in
--- the COLUMN diagnostic field (node-pg: error.column):
---   PD001 task        PD002 timeout      PD003 max_retries   PD004 priority
---   PD005 n (batch)   PD006 pattern      PD007 schedule_at, a delay, retry_*
---   PD008 outcome      PD007 also expires_at, expire_in
---   PD009 queue, dead_letter (no such queue, or a loop)
---   PD017 jobs (bulk arrays of unequal length)
---   PD019 group_id, group_tier; a queue's group_concurrency, group_tiers
+-- the COLUMN diagnostic field (node-pg: error.column). Every code, PD001 to
+-- PD019, and the fields each names: README, "SQL API", Errors.
 
 -- Input checks ---------------------------------------------------------------
 
