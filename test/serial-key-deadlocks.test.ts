@@ -33,6 +33,26 @@ beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.recurring');
 });
 
+/**
+ * Part b's race: a handler's transaction runs `handlerPublish` (taking a lock
+ * until it commits), a publish taking over h's dedupe key waits (or is done),
+ * then the handler acks h; each side commits unless it failed (40P01).
+ * Answers the ack's rows (or error text) and the publish's rows (or error text).
+ */
+async function ackWhilePublishing(h: string, handlerPublish: string, publish: string): Promise<[unknown, unknown]> {
+  const [handler, publisher] = [await session(), await session()];
+  await handler.query('begin');
+  await handler.query(handlerPublish);
+  await publisher.query('begin');
+  const published = outcome(publisher.query(publish));
+  await doneOrBlocked(sql, publisher, published);
+  const acked = await outcome(handler.query(`select jobs.ack(${h}::bigint) as ok`));
+  await handler.query(typeof acked === 'string' ? 'rollback' : 'commit');
+  const p = await published;
+  await publisher.query(typeof p === 'string' ? 'rollback' : 'commit');
+  return [acked, p];
+}
+
 describe('a. a cascade and a bulk publish of the same serial keys', () => {
   it('both commit; the dependant whose key the bulk held is deferred, then ends as cancelled', async () => {
     const [lo, hi] = await keysInLockOrder();
@@ -98,19 +118,9 @@ describe("b. a transactional handler's ack of its cancelled job and a publish ta
       expect((await sql(`select job_id::text as id from jobs.consume(1)`)).map((r) => r.id)).toEqual([h]);
       if (!how.endsWith('not cancelled')) await sql(`select jobs.cancel(${h})`);
 
-      const [handler, publisher] = [await session(), await session()];
-      // The handler's transaction: it publishes the next job of its series (serial key s2) ...
-      await handler.query('begin');
-      await handler.query(`select jobs.publish('next', serial_key => 's2')`);
-      // ... while a publish of h's dedupe key takes it over and wants s2 ...
-      await publisher.query('begin');
-      const published = outcome(publisher.query(publish));
-      await doneOrBlocked(sql, publisher, published);
-      // ... then acks its own job.
-      const acked = await outcome(handler.query(`select jobs.ack(${h}::bigint) as ok`));
-      await handler.query(typeof acked === 'string' ? 'rollback' : 'commit');
-      const p = await published;
-      await publisher.query(typeof p === 'string' ? 'rollback' : 'commit');
+      // The handler's transaction publishes the next job of its series (serial key s2), while a
+      // publish of h's dedupe key takes it over and wants s2; then the handler acks its own job.
+      const [acked, p] = await ackWhilePublishing(h, `select jobs.publish('next', serial_key => 's2')`, publish);
       expect([acked, typeof p]).toEqual([[{ ok: true }], 'object']); // 40P01 on one side before the fix
 
       expect(await sql(`select task, status from jobs.job order by job_id`)).toEqual([{ task: 'h', status: 'success' }]);
@@ -142,19 +152,9 @@ describe("b. a transactional handler's ack of its cancelled job and a publish ta
       expect((await sql(`select job_id::text as id from jobs.consume(1)`)).map((r) => r.id)).toEqual([h]);
       if (!how.endsWith('not cancelled')) await sql(`select jobs.cancel(${h})`);
 
-      const [handler, publisher] = [await session(), await session()];
-      // The handler publishes into the bounded queue (holding its lock until commit) ...
-      await handler.query('begin');
-      await handler.query(`select jobs.publish('next', queue => 'bq')`);
-      // ... a publish into it takes h's key over and waits for that lock ...
-      await publisher.query('begin');
-      const published = outcome(publisher.query(publish));
-      await doneOrBlocked(sql, publisher, published);
-      // ... then the handler acks its own job.
-      const acked = await outcome(handler.query(`select jobs.ack(${h}::bigint) as ok`));
-      await handler.query(typeof acked === 'string' ? 'rollback' : 'commit');
-      const p = await published;
-      await publisher.query(typeof p === 'string' ? 'rollback' : 'commit');
+      // The handler publishes into the bounded queue (holding its lock until commit), a publish
+      // into it takes h's key over and waits for that lock, then the handler acks its own job.
+      const [acked, p] = await ackWhilePublishing(h, `select jobs.publish('next', queue => 'bq')`, publish);
       expect([acked, typeof p]).toEqual([[{ ok: true }], 'object']); // 40P01 on one side before the fix
       expect(await sql(`select task, queue, dedupe_key from jobs.job_queue order by job_id`)).toEqual([
         { task: 'next', queue: 'bq', dedupe_key: null }, { task: 'p', queue: 'bq', dedupe_key: 'dk' }]);
