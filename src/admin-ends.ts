@@ -1,10 +1,10 @@
 import * as z from 'zod/mini';
-import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { jobIdsSchema } from './job-options.js';
 import { keySchema, parse, queueNameSchema, unstorableText, validDateSchema } from './options.js';
+import { callValue, send } from './send.js';
 import type { DeletedJobs, DeleteEndedOptions } from './types.js';
 
 // Ending waiting jobs another way than admin.ts does (sql/0036): as a
@@ -52,7 +52,7 @@ export async function cancelJobByKey(db: Queryable, dedupeKey: string, reason?: 
 export async function deleteJobs(db: Queryable, jobIds: readonly string[]): Promise<DeletedJobs> {
   parse(jobIdsSchema, jobIds, 'jobIds');
   // The ids as one text, as publishEvent's: every driver answers it alike.
-  const { rows } = await db.query<{ waiting: number; ended: number; running: string }>(
+  const { rows } = await send<{ waiting: number; ended: number; running: string }>(db,
     `select waiting, ended, array_to_string(running, ',') as running from jobs.delete_jobs($1::bigint[])`, [jobIds])
     .catch((error: unknown) => { throw translateError(error); });
   const r = rows[0]!;

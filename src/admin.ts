@@ -1,5 +1,4 @@
 import * as z from 'zod/mini';
-import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { JOB_COLUMNS, jobInfoOf } from './job-info.js';
@@ -7,7 +6,8 @@ import { jsonParam } from './json-text.js';
 import { capOverBase, expiryChecks, jobIdsSchema, publishOptionsSchema, redriveFilterSchema,
   rescheduleOptionsSchema, retryPolicyOptions } from './job-options.js';
 import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
-import { asOption, givenUpWith, takeSignal, type SignalOption } from './publish.js';
+import { asOption, takeSignal, type SignalOption } from './publish.js';
+import { callValue } from './send.js';
 import type { JobInfo, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
   RescheduleOptions, Subscription } from './types.js';
 
@@ -222,7 +222,7 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
   const { signal, rest } = takeSignal(options, 'options');
   const o = parse(publishEventOptionsSchema, rest ?? {}, 'options');
   const json = jsonParam(body, 'body');
-  const ids = await callValue<string>(givenUpWith(db, signal),
+  const ids = await callValue<string>(db,
     `select array_to_string(jobs.publish_event($1, $2::jsonb, $3::timestamptz, $4::integer,
        delay => $5::float8, attributes => $6::jsonb, timeout => $7::numeric, max_retries => $8::integer,
        retry_delay => $9::numeric, retry_backoff => $10, retry_delay_max => $11::numeric,
@@ -234,7 +234,7 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
      o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes'),
      o.timeoutSeconds ?? null, o.maxRetries ?? null, o.retryDelaySeconds ?? null,
      o.retryBackoff === undefined ? null : o.retryBackoff ? 'exponential' : 'fixed', o.retryDelayMaxSeconds ?? null,
-     o.expiresAt?.toISOString() ?? null, o.expiresInSeconds ?? null, o.group?.id ?? null, o.group?.tier ?? null])
+     o.expiresAt?.toISOString() ?? null, o.expiresInSeconds ?? null, o.group?.id ?? null, o.group?.tier ?? null], signal)
     // A check only the database makes names the option as publish's do (max_retries → options.maxRetries).
     .catch((error: unknown) => { throw asOption(error, 'options.'); });
   return ids === '' ? [] : ids.split(',');

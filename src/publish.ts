@@ -1,9 +1,9 @@
-import type { Queryable, QueryResult } from './db/driver.js';
-import { givenUpOn } from './round-trip-limit.js';
+import type { Queryable } from './db/driver.js';
 import { PgDrainError, translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { bulkPublishOptionsSchema, publishOptionsSchema } from './job-options.js';
 import { abortSignalSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
+import { send } from './send.js';
 import type { BulkJob, PublishOptions } from './types.js';
 
 // Publishing works on any Queryable, so a caller can publish inside its own
@@ -20,24 +20,6 @@ export function takeSignal<O extends SignalOption>(options: O | undefined, field
   if (typeof options !== 'object' || options === null || !('signal' in options)) return { signal: undefined, rest: options };
   const { signal, ...rest } = options;
   return { signal: signal === undefined ? undefined : parse(abortSignalSchema, signal, `${field}.signal`), rest };
-}
-
-/**
- * db, its statements given up when signal fires (none: db itself): the call
- * rejects with the signal's reason at once, and the driver (pgDriver) ends
- * the connection, so the statement cannot be run later. A node-postgres
- * client or pool of the caller's own (publishing inside its transaction)
- * takes a third argument for a callback: it gets the statement alone, and
- * the signal only ends the wait (its connection is the caller's to end).
- */
-export function givenUpWith(db: Queryable, signal: AbortSignal | undefined): Queryable {
-  if (!signal) return db;
-  const ownClient = typeof (db as { connect?: unknown }).connect === 'function';
-  return givenUpOn(ownClient ? { query: (t, p) => db.query(t, p) } : db, signal);
-}
-
-function send<R>(db: Queryable, text: string, params: unknown[], signal: AbortSignal | undefined): Promise<QueryResult<R>> {
-  return givenUpWith(db, signal).query<R>(text, params);
 }
 
 function isEmpty(value: unknown): boolean {
@@ -92,7 +74,7 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
  * not started, else of a new one; with throttleSeconds: also of the job that
  * opened the key's window, ended or not, unless it expired unstarted, was
  * cancelled or was deleted).
- * With options.signal, the call is given up when it fires (see givenUpWith()).
+ * With options.signal, the call is given up when it fires (see givenUpWith(), send.ts).
  */
 export async function publish(db: Queryable, task: string, body?: unknown,
                               options?: PublishOptions & SignalOption): Promise<string> {
@@ -132,7 +114,7 @@ export async function publish(db: Queryable, task: string, body?: unknown,
  * answers that job's id (one past its expiry, or running and being
  * cancelled, lets go of its key first, as for publish; with dedupeMode
  * 'keep_waiting', one running or waiting to retry too). With options.signal, the call is given up when it
- * fires (see givenUpWith()).
+ * fires (see givenUpWith(), send.ts).
  */
 export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue?: string,
                                   options?: SignalOption): Promise<string[]> {

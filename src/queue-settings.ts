@@ -1,9 +1,9 @@
 import * as z from 'zod/mini';
-import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { groupCapSchema, groupTiersSchema, namedQueueOptionsSchema, publishOptionsSchema, retryPolicyOptions } from './job-options.js';
 import { parse, queueNameSchema } from './options.js';
+import { callValue } from './send.js';
 import type { NamedQueueInfo, NamedQueueOptions } from './types.js';
 
 // A named queue's settings: queues.create (jobs.create_queue, sql/0017) and

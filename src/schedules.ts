@@ -1,5 +1,4 @@
 import * as z from 'zod/mini';
-import { callValue } from './db/call.js';
 import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
@@ -7,6 +6,7 @@ import { checkQueryable } from './driver-check.js';
 import { checkCron, checkTz } from './cron-checks.js';
 import { publishOptionsSchema } from './job-options.js';
 import { keySchema, parse, queueNameSchema, taskSchema } from './options.js';
+import { callValue } from './send.js';
 import type { JobGroup } from './types.js';
 
 // Recurring jobs and maintenance (sql/0022_schedule.sql), one SQL call each
