@@ -67,6 +67,7 @@ export function reconnectingDriver(url: string, max: number): ReconnectingDriver
   };
   return {
     maxConnections: max, // drain() runs fewer transactional handlers at once
+    autocommit: true, // query() is pgDriver's
     query: async (text, params, options) => {
       await proved(options?.signal);
       return driver.query(text, params, options);

@@ -7,7 +7,9 @@ import { send } from './send.js';
 import type { BulkJob, PublishOptions } from './types.js';
 
 // Publishing works on any Queryable, so a caller can publish inside its own
-// transaction: pass the pg client (or driver transaction) it is using.
+// transaction: pass the pg client (or driver transaction) it is using. Its
+// statement goes through send() (send.ts): sent again when a deadlock rolled
+// it back, on a pool or driver only (in the caller's transaction: its error).
 
 /** What bounds one publish call: when `signal` fires, the call is given up. */
 export interface SignalOption {

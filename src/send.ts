@@ -1,8 +1,14 @@
 // One statement of a queue call (publish, publishBulk, publishEvent, the
-// admin calls): given up when the call's signal fires.
-import type { Queryable, QueryResult } from './db/driver.js';
+// admin calls): given up when the call's signal fires, and sent again when
+// PostgreSQL rolled it back whole for another transaction's sake, where it
+// was a transaction of its own.
+import { rolledBackWhole } from './claim-call.js';
+import type { Driver, Queryable, QueryResult } from './db/driver.js';
 import { translateError } from './errors.js';
 import { givenUpOn } from './round-trip-limit.js';
+
+/** Sends after the first that PostgreSQL rolled back whole, as a drain's claim tries again (drain.ts). */
+const RESENDS = 3;
 
 /**
  * db, its statements given up when signal fires (none: db itself): the call
@@ -18,10 +24,43 @@ export function givenUpWith(db: Queryable, signal: AbortSignal | undefined): Que
   return givenUpOn(ownClient ? { query: (t, p) => db.query(t, p) } : db, signal);
 }
 
-/** Sends one statement through db, given up when signal fires (givenUpWith). */
-export function send<R>(db: Queryable, text: string, params: readonly unknown[],
-                        signal?: AbortSignal | undefined): Promise<QueryResult<R>> {
-  return givenUpWith(db, signal).query<R>(text, params);
+/**
+ * Whether each statement sent through db is a transaction of its own, never
+ * a part of one its caller opened: a driver that says so (Driver.autocommit:
+ * pgDriver, neonDriver, neonHttpDriver), or a node-postgres Pool (Neon's Pool
+ * is one: pg-pool's counts, connect() and no release()), whose query() checks
+ * out an idle connection for the one statement. Anything else may be inside
+ * the caller's transaction, which a deadlock aborted whole: a client
+ * (pg.Client, a PoolClient), a driver's transaction, pgliteDriver (one
+ * session the caller may have begun a transaction on; it cannot deadlock).
+ */
+export function runsAlone(db: Queryable): boolean {
+  if ((db as Partial<Driver>).autocommit === true) return true;
+  const pool = db as { connect?: unknown; release?: unknown; totalCount?: unknown; idleCount?: unknown; waitingCount?: unknown };
+  return typeof pool.connect === 'function' && typeof pool.release !== 'function' && typeof pool.totalCount === 'number'
+    && typeof pool.idleCount === 'number' && typeof pool.waitingCount === 'number';
+}
+
+/**
+ * Sends one statement through db, given up when signal fires (givenUpWith).
+ * One PostgreSQL rolled back whole for another's sake (a deadlock victim,
+ * 40P01; a serialization failure, 40001) changed nothing: when it was a
+ * transaction of its own (runsAlone) it is sent again at once, up to RESENDS
+ * times, unless signal has fired; then, or inside the caller's transaction
+ * (aborted: the caller runs it again), its error is thrown. A statement that
+ * succeeds the first time pays nothing more.
+ */
+export async function send<R>(db: Queryable, text: string, params: readonly unknown[],
+                              signal?: AbortSignal | undefined): Promise<QueryResult<R>> {
+  const via = givenUpWith(db, signal);
+  for (let resends = 0; ; resends++) {
+    try {
+      return await via.query<R>(text, params);
+    } catch (error) {
+      if (resends < RESENDS && !signal?.aborted && rolledBackWhole(error) && runsAlone(db)) continue;
+      throw error;
+    }
+  }
 }
 
 /**

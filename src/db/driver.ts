@@ -49,6 +49,17 @@ export interface Driver extends Queryable {
    */
   readonly holdsTransactions?: boolean | undefined;
   /**
+   * True when query() runs each statement as a transaction of its own, never
+   * inside one a caller opened (a pool checks a connection out for it, an
+   * HTTP driver sends it alone). A statement PostgreSQL rolls back whole
+   * for another's sake (a deadlock victim, 40P01; a serialization failure,
+   * 40001) left nothing behind, so publish, publishBulk, publishEvent and the
+   * admin calls send it again, up to 3 times (src/send.ts). pgDriver,
+   * neonDriver and neonHttpDriver set it; leave it unset on a driver whose
+   * query() may run inside its caller's transaction.
+   */
+  readonly autocommit?: boolean | undefined;
+  /**
    * Listens for pgdrain_queued NOTIFYs (one per publishing statement; the
    * payload is the queue name, '*' after a redrive of several queues) on a
    * session of its own, calling fn with each payload until close(). A

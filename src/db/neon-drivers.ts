@@ -79,6 +79,7 @@ export function neonHttpDriverOf(mod: NeonModule, connectionString: string, opti
   };
   return {
     holdsTransactions: false,
+    autocommit: true, // each statement its own request, and transaction
     async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
       refuseClosed();
       try {

@@ -237,6 +237,7 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
   const pooled = wrap(pool);
   return {
     maxConnections: pool.options?.max,
+    autocommit: true, // a statement is sent alone on a client of the pool (query, abandonable)
     async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       refuseClosed();
       if (warming) await warming;

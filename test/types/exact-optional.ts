@@ -96,7 +96,8 @@ export async function everyOption(): Promise<void> {
   neonDriver('postgres://h/db', { max: maybe<number>(), wsProxy: maybe<string>(), webSocketConstructor: maybe<unknown>() });
   neonHttpDriver('postgres://u@h/db', { fetchEndpoint: maybe<string>() });
   await queue.driver.query('select 1', [], { signal: maybe<AbortSignal>() });
-  const driver: Driver = { ...queue.driver, maxConnections: maybe<number>(), holdsTransactions: maybe<boolean>() };
+  const driver: Driver = { ...queue.driver, maxConnections: maybe<number>(), holdsTransactions: maybe<boolean>(),
+                           autocommit: maybe<boolean>() };
   void driver;
   void createWorker(tasks);
   void createLambdaHandler(tasks);
