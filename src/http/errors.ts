@@ -9,7 +9,7 @@ export interface ErrorBody {
 /** An error the HTTP layer answers with its own status (401, 404, 413, 429, …). */
 export class HttpError extends Error {
   override readonly name = 'HttpError';
-  constructor(readonly status: 400 | 401 | 404 | 413 | 429 | 503, readonly code: string, message: string,
+  constructor(readonly status: 400 | 401 | 403 | 404 | 413 | 429 | 503, readonly code: string, message: string,
               readonly field: string | null = null, readonly headers: Record<string, string> = {}) {
     super(message);
   }
@@ -24,25 +24,36 @@ const statusOf: Record<string, 400 | 429 | 503> = {
   resources_exhausted: 503, // the server's lock table or disk: retrying later may succeed
 };
 
+/** What an error answers: its status, code, message, field and headers. */
+export interface ErrorAnswer {
+  status: number; code: string; message: string; field: string | null; headers: Record<string, string>;
+}
+
 /**
- * Turns any error into a JSON answer. Known errors keep their message and
- * field; anything else becomes a bare 500 (`report` gets the real error, for
- * the server's log), so no stack trace or driver detail reaches the caller.
+ * What any error answers. Known errors keep their message and field;
+ * anything else becomes a bare 500 (`report` gets the real error, for the
+ * server's log), so no stack trace or driver detail reaches the caller.
  */
-export function errorResponse(c: Context, error: unknown, report?: (error: unknown) => void): Response {
+export function errorAnswer(error: unknown, report?: (error: unknown) => void): ErrorAnswer {
   if (error instanceof HttpError) {
-    for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
-    return send(c, error.status, error.code, error.message, error.field);
+    return { status: error.status, code: error.code, message: error.message, field: error.field, headers: error.headers };
   }
   if (error instanceof PgDrainError && error.code in statusOf) {
     const status = statusOf[error.code]!;
     // A database message may carry host names or SQL: say only what kind of failure it was.
     const message = status === 503 ? publicMessage(error.code) : error.message;
     if (status === 503) report?.(error);
-    return send(c, status, error.code, message, error.field ?? null);
+    return { status, code: error.code, message, field: error.field ?? null, headers: {} };
   }
   report?.(error);
-  return send(c, 500, 'internal', 'internal error; the server log has the details', null);
+  return { status: 500, code: 'internal', message: 'internal error; the server log has the details', field: null, headers: {} };
+}
+
+/** Turns any error into a JSON answer (errorAnswer's). */
+export function errorResponse(c: Context, error: unknown, report?: (error: unknown) => void): Response {
+  const { status, code, message, field, headers } = errorAnswer(error, report);
+  for (const [name, value] of Object.entries(headers)) c.header(name, value);
+  return send(c, status, code, message, field);
 }
 
 function publicMessage(code: string): string {
