@@ -28,6 +28,7 @@ interface ServeOptions {
   maxBody?: number;
   grace: number;
   dsn?: string;
+  dashboardActions?: boolean;
 }
 
 /** A listen error as the flag to fix (else the CLI would call a host it cannot resolve a database outage). */
@@ -65,6 +66,7 @@ export function serveCommand(): Command {
     .option('--max-budget <seconds>', 'longest drain a request may ask for (default 300)', number(0.1, 86400, false))
     .option('--max-body <bytes>', 'largest request body (default 1048576)', number(1, 100 * 1024 * 1024, true))
     .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', number(0, 3600, false), 10)
+    .option('--dashboard-actions', 'GET /dashboard gets forms: pause/resume a queue, redrive failed jobs, cancel a job (needs PGDRAIN_TOKEN)')
     .addOption(new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)'))
     .action(async (opts: ServeOptions) => {
       const token = process.env.PGDRAIN_TOKEN || undefined;
@@ -97,6 +99,9 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
     const rule = value === undefined ? null : credentialRule(kind, value);
     if (rule) throw new ValidationError(variable, rule);
   }
+  if (opts.dashboardActions && token === undefined) {
+    throw new ValidationError('--dashboard-actions', 'needs PGDRAIN_TOKEN: a browser logs in to the dashboard with it, and it keys the forms\' tokens');
+  }
   // As drain reads it: the image sets PGDRAIN_TASKS for both commands.
   const tasksModule = opts.tasks ?? (process.env.PGDRAIN_TASKS || undefined);
   const tasks = tasksModule ? await unlessAgain(loadTasks(tasksModule), stopping.again, (name) =>
@@ -108,6 +113,7 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
       queue: createQueue({ driver, tasks }),
       token, hmacSecret,
       drain: tasks !== undefined,
+      dashboardActions: opts.dashboardActions === true,
       limits: {
         ...(opts.maxBatch === undefined ? {} : { maxBatchSize: opts.maxBatch }),
         ...(opts.maxBudget === undefined ? {} : { maxBudgetSeconds: opts.maxBudget }),

@@ -10,7 +10,7 @@ import { givenUpOn } from '../round-trip-limit.js';
 import type { DrainReport, ListJobsFilter } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { errorResponse, HttpError } from './errors.js';
-import { dashboardHeaders, parseDashboardQuery, readDashboard, renderDashboard } from './dashboard.js';
+import { mountDashboard } from './dashboard-routes.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
 import { parseDrainRequest, parsePublishEventRequest, parsePublishRequest, resolveLimits, tooLarge,
   type HttpLimits } from './requests.js';
@@ -61,6 +61,12 @@ export interface AppOptions {
   hardSignal?: AbortSignal | undefined;
   /** Gets unexpected errors (500s, database failures) for the server's log; callers only see a code. */
   onError?: ((error: unknown) => void) | undefined;
+  /**
+   * true: the dashboard's page has forms to pause and resume a queue, redrive
+   * failed jobs and cancel a job, each guarded against cross-site requests.
+   * Needs a token (it keys the forms' tokens). Default false: read-only.
+   */
+  dashboardActions?: boolean | undefined;
 }
 
 // Jobs by task and state, summed over named queues so each series appears once.
@@ -94,7 +100,8 @@ const PUBLISH_TIMEOUT_MS = 10_000;
  *   GET  /jobs     jobs by queue, task, state and body, newest first; GET /jobs/:id one job
  *   GET  /stats    jobs by queue, task and state
  *   GET  /metrics  Prometheus text: queue gauges and this instance's drain counters
- *   GET  /dashboard  a read-only HTML page: queues, last failures, schedules
+ *   GET  /dashboard  an HTML page: queues, last failures, schedules; with
+ *                    dashboardActions, POST /dashboard/ACTION from its forms
  *
  * Every route but /healthz needs a bearer token or a signed request (the
  * dashboard also HTTP Basic with the token as the password), checked
@@ -115,6 +122,11 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   if (options.token === undefined && options.hmacSecret === undefined) {
     throw new ValidationError('token', 'give a token, an hmacSecret or both: the API does not run without authentication');
   }
+  const { dashboardActions = false } = options;
+  if (typeof dashboardActions !== 'boolean') throw new ValidationError('dashboardActions', 'must be a boolean');
+  if (dashboardActions && options.token === undefined) {
+    throw new ValidationError('dashboardActions', 'needs a token: a browser logs in to the dashboard with it, and it keys the forms\' tokens');
+  }
   const limits = resolveLimits(options.limits);
   const metrics = new DrainMetrics();
   const auth = authentication({ token: options.token, hmacSecret: options.hmacSecret,
@@ -133,14 +145,26 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     return c.json({ status: 'ok' });
   });
 
+  /**
+   * Runs a publish bounded by PUBLISH_TIMEOUT_MS, its connection ended when
+   * given up on: a silent database must hold neither the request nor a pool
+   * slot until TCP gives up. Then a 503 saying `maybe` (what may have been
+   * published, and how to send it again).
+   */
+  const bounded = async <T>(maybe: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+    const signal = AbortSignal.timeout(PUBLISH_TIMEOUT_MS);
+    try {
+      return await run(signal);
+    } catch (error) {
+      if (!signal.aborted) throw asSent(translateError(error));
+      onError?.(error);
+      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${PUBLISH_TIMEOUT_MS / 1000} s; ${maybe}`);
+    }
+  };
+
   // Before the API's own auth, which it replaces: a browser sends Basic, not a bearer token.
-  // With a trailing slash too, as a browser may be given it (its links are relative: ?queue=…).
-  for (const path of ['/dashboard', '/dashboard/']) {
-    app.get(path, dashboardHeaders, auth.checkDashboard, async (c) => {
-      const queue = parseDashboardQuery(c.req.queries());
-      return c.html(renderDashboard(await readDashboard(queueOf(c).driver, queue, COUNTS_TIMEOUT_MS), queue));
-    });
-  }
+  mountDashboard(app, { auth: auth.checkDashboard, driverOf: (c) => queueOf(c).driver, timeoutMs: COUNTS_TIMEOUT_MS,
+                        actionsToken: dashboardActions ? options.token : undefined, bounded, onError });
 
   app.use('*', auth.checkHeaders);
   app.use('*', bodyLimit({ maxSize: limits.maxBodyBytes, onError: () => { throw tooLarge(limits); } }));
@@ -176,23 +200,6 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     // The full error of each failure is in jobs.job; the answer keeps its first line, no stack.
     return c.json({ ...report, failures: report.failures.map((f) => ({ ...f, error: f.error.split('\n')[0] })) });
   });
-
-  /**
-   * Runs a publish bounded by PUBLISH_TIMEOUT_MS, its connection ended when
-   * given up on: a silent database must hold neither the request nor a pool
-   * slot until TCP gives up. Then a 503 saying `maybe` (what may have been
-   * published, and how to send it again).
-   */
-  const bounded = async <T>(maybe: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> => {
-    const signal = AbortSignal.timeout(PUBLISH_TIMEOUT_MS);
-    try {
-      return await run(signal);
-    } catch (error) {
-      if (!signal.aborted) throw asSent(translateError(error));
-      onError?.(error);
-      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${PUBLISH_TIMEOUT_MS / 1000} s; ${maybe}`);
-    }
-  };
 
   app.post('/jobs', async (c) => {
     const request = parsePublishRequest(parseJson(await c.req.text()), limits);

@@ -6,8 +6,10 @@ import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parse, queueNameSchema } from '../options.js';
 import { givenUpOn } from '../round-trip-limit.js';
 
-// GET /dashboard: a read-only HTML page of the queues, the last failures and
-// the schedules, from one statement. No forms, no scripts, no actions.
+// GET /dashboard: an HTML page of the queues, the last failures and the
+// schedules, from one statement. No scripts. Read-only unless the app has
+// dashboardActions: then its forms (pause, resume, redrive, cancel) post to
+// the routes of dashboard-routes.ts, guarded as dashboard-guard.ts says.
 
 /** How many of the latest failures the page lists. */
 export const DASHBOARD_FAILURES = 50;
@@ -88,23 +90,37 @@ export async function readDashboard(db: Queryable, queue: string | undefined, ti
   return data;
 }
 
-/** The answer's headers: no script may run, nothing is cached, framed, sniffed or sent on as a referrer. */
-export const dashboardHeaders: MiddlewareHandler = async (c, next) => {
-  c.header('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'");
-  c.header('X-Content-Type-Options', 'nosniff');
-  c.header('Referrer-Policy', 'no-referrer');
-  c.header('Cache-Control', 'no-store');
-  c.header('X-Frame-Options', 'DENY');
-  await next();
-};
+/**
+ * The answer's headers: no script may run, nothing is cached, framed or
+ * sniffed. Read-only, no referrer is sent on; with actions, forms post to
+ * this server only, and the referrer goes to it alone: a browser sends
+ * `Origin: null` with the form of a page whose policy is no-referrer, and
+ * the actions need the real origin (checkSameOrigin).
+ */
+export function dashboardHeaders(actions: boolean): MiddlewareHandler {
+  const policy = `default-src 'none'; style-src 'unsafe-inline'${actions ? "; form-action 'self'" : ''}`;
+  return async (c, next) => {
+    c.header('Content-Security-Policy', policy);
+    c.header('X-Content-Type-Options', 'nosniff');
+    c.header('Referrer-Policy', actions ? 'same-origin' : 'no-referrer');
+    c.header('Cache-Control', 'no-store');
+    c.header('X-Frame-Options', 'DENY');
+    await next();
+  };
+}
 
-const STYLE = `body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
+/** What a page with actions needs: its form token, the forms' path relative to the page, the note of the last action. */
+export interface PageActions { csrf: string; base: string; note?: string | undefined }
+
+export const STYLE = `body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 2em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}caption{text-align:left;font-weight:bold;padding:.3em 0}
-.paused{color:#b00}.muted{color:#777}code{font-size:13px}`;
+.paused{color:#b00}.muted{color:#777}code{font-size:13px}form{display:inline;margin:0}
+.note{background:#eef6ee;border:1px solid #9c9;padding:.4em .6em}.error{background:#fbeeee;border:1px solid #c99;padding:.4em .6em}`;
 
 /** The whole page; every value goes through `html`, which escapes it. */
-export function renderDashboard(data: DashboardData, queue: string | undefined, now = new Date()): HtmlEscapedString | Promise<HtmlEscapedString> {
+export function renderDashboard(data: DashboardData, queue: string | undefined, now = new Date(),
+                                actions?: PageActions): HtmlEscapedString | Promise<HtmlEscapedString> {
   // A failure or schedule may name a queue deleted since: no link to a page that would answer 400.
   const queues = new Set(data.queues.map((q) => q.name));
   const link = (name: string) => (queue !== undefined || !queues.has(name) ? html`${name}`
@@ -112,27 +128,40 @@ export function renderDashboard(data: DashboardData, queue: string | undefined, 
   const count = (n: number) => html`<td class="n">${n}</td>`;
   const limit = (n: number | null) => html`<td class="n">${n ?? '–'}</td>`;
   const none = (columns: number, what: string) => html`<tr><td colspan="${columns}" class="muted">${what}</td></tr>`;
+  // A form of one button (or, for cancel, a job id to type) that comes back to this page.
+  const form = (action: string, fields: Record<string, string>, label: string, input = html``) => (actions === undefined ? ''
+    : html`<form method="post" action="${actions.base}${action}"><input type="hidden" name="csrf" value="${actions.csrf}">${
+      Object.entries(fields).map(([name, value]) => html`<input type="hidden" name="${name}" value="${value}">`)
+    }<input type="hidden" name="back" value="${queue ?? ''}">${input}<button>${label}</button></form>`);
+  const act = actions === undefined ? () => '' : (...forms: unknown[]) => html`<td>${forms}</td>`;
+  const actHead = actions === undefined ? '' : html`<th>actions</th>`;
   return html`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
+<html lang="en"><head><meta charset="utf-8">${actions === undefined ? html`<meta http-equiv="refresh" content="10">` : ''}
 <title>pgdrain${queue === undefined ? '' : ` – ${queue}`}</title><style>${raw(STYLE)}</style></head>
 <body><h1>pgdrain</h1>
-<p class="muted">Read-only; refreshes every 10 s. ${time(now)}.${queue === undefined ? ''
-  : html` Queue <strong>${queue}</strong> only: <a href="?">all queues</a>.`}</p>
+${actions?.note === undefined ? '' : html`<p class="note">${actions.note}</p>`}
+<p class="muted">${actions === undefined ? 'Read-only; refreshes every 10 s.' : 'Reload for fresh counts (a page with forms does not refresh itself).'} ${
+  time(now)}.${queue === undefined ? '' : html` Queue <strong>${queue}</strong> only: <a href="?">all queues</a>.`}</p>
 <table><caption>Queues</caption>
 <tr><th>queue</th><th>paused</th><th>max_size</th><th>max_running</th><th>per group</th><th>pending</th><th>scheduled</th><th>blocked</th>
-<th>running</th><th>expired</th><th>failed</th><th>oldest due</th><th>expire_in</th></tr>
-${data.queues.length === 0 ? none(13, 'no queues') : data.queues.map((q) => html`<tr><td>${link(q.name)}</td>
+<th>running</th><th>expired</th><th>failed</th><th>oldest due</th><th>expire_in</th>${actHead}</tr>
+${data.queues.length === 0 ? none(actions ? 14 : 13, 'no queues') : data.queues.map((q) => html`<tr><td>${link(q.name)}</td>
 <td${q.paused ? html` class="paused"` : ''}>${q.paused ? 'paused' : 'no'}</td>${limit(q.max_size)}${limit(q.max_running)}
 <td class="n">${q.group_concurrency ?? '–'}${q.group_tiers === null ? ''
   : ` (${Object.entries(q.group_tiers).map(([tier, n]) => `${tier} ${n}`).join(', ')})`}</td>
 ${count(q.pending)}${count(q.scheduled)}${count(q.blocked)}${count(q.running)}${count(q.expired)}${count(q.failed)}
 <td class="n">${q.oldest_due_s === null ? '–' : age(q.oldest_due_s)}</td>
-<td class="n">${q.expire_in === null ? '–' : q.expire_in < 60 ? `${q.expire_in} s` : age(q.expire_in)}</td></tr>`)}
+<td class="n">${q.expire_in === null ? '–' : q.expire_in < 60 ? `${q.expire_in} s` : age(q.expire_in)}</td>
+${act(q.paused ? form('resume', { queue: q.name }, 'resume') : form('pause', { queue: q.name }, 'pause'),
+      q.failed === 0 ? '' : html` ${form('redrive', { queue: q.name }, `redrive ${q.failed} failed`)}`)}</tr>`)}
 </table>
+${form('cancel', {}, 'cancel', html`<label>Cancel a waiting or running job: <input name="job" required pattern="[1-9][0-9]*"
+ inputmode="numeric" placeholder="job id" size="12"></label> `)}
 <table><caption>Last ${DASHBOARD_FAILURES} failures</caption>
-<tr><th>id</th><th>task</th><th>queue</th><th>attempts</th><th>ended</th><th>error (first line)</th></tr>
-${data.failures.length === 0 ? none(6, 'no failures') : data.failures.map((f) => html`<tr><td class="n">${f.id}</td><td>${f.task}</td>
-<td>${link(f.queue)}</td>${count(f.attempts)}<td>${time(f.ended_at)}</td><td><code>${firstLine(f.error)}</code></td></tr>`)}
+<tr><th>id</th><th>task</th><th>queue</th><th>attempts</th><th>ended</th><th>error (first line)</th>${actHead}</tr>
+${data.failures.length === 0 ? none(actions ? 7 : 6, 'no failures') : data.failures.map((f) => html`<tr><td class="n">${f.id}</td><td>${f.task}</td>
+<td>${link(f.queue)}</td>${count(f.attempts)}<td>${time(f.ended_at)}</td><td><code>${firstLine(f.error)}</code></td>
+${act(queues.has(f.queue) ? form('redrive', { job: f.id }, 'redrive') : '')}</tr>`)}
 </table>
 <table><caption>Schedules</caption>
 <tr><th>name</th><th>cron</th><th>task</th><th>queue</th><th>group</th><th>runner</th><th>next run</th><th>last run</th><th>last error</th></tr>

@@ -1,0 +1,89 @@
+import { cancelJob, redrive, setQueuePaused } from '../admin.js';
+import type { Queryable } from '../db/driver.js';
+import { ValidationError } from '../errors.js';
+import { jobIdSchema, parse, queueNameSchema } from '../options.js';
+import { HttpError } from './errors.js';
+
+// What each of the dashboard's forms does: one call of the admin function
+// the CLI and the TypeScript API use (admin.ts), one round trip. The form's
+// fields are checked here, named as the form sends them; the answer is the
+// note the page shows after the redirect.
+
+/** The forms: each one's fields besides csrf and back. */
+export const DASHBOARD_ACTIONS = {
+  cancel: ['job'],
+  redrive: ['job', 'queue'],
+  pause: ['queue'],
+  resume: ['queue'],
+} as const satisfies Record<string, readonly string[]>;
+export type DashboardAction = keyof typeof DASHBOARD_ACTIONS;
+
+/** The reason a cancel from the dashboard records (the job's error: "cancelled: from the dashboard"). */
+export const DASHBOARD_CANCEL_REASON = 'from the dashboard';
+
+/** A form's fields, each given at most once, none the form does not have: csrf and back, and the action's. */
+export function formFields(action: DashboardAction, params: URLSearchParams): Map<string, string> {
+  const allowed: readonly string[] = ['csrf', 'back', ...DASHBOARD_ACTIONS[action]];
+  const fields = new Map<string, string>();
+  for (const [name, value] of params) {
+    if (!allowed.includes(name)) {
+      throw new ValidationError(name, `unknown field (the ${action} form sends ${allowed.join(', ')})`);
+    }
+    if (fields.has(name)) throw new ValidationError(name, 'must be given once');
+    fields.set(name, value);
+  }
+  return fields;
+}
+
+/** The page to go back to: the queue the form's page showed, or '' (every queue). */
+export function backOf(fields: Map<string, string>): string {
+  const back = fields.get('back') ?? '';
+  return back === '' ? '' : parse(queueNameSchema, back, 'back');
+}
+
+function required(fields: Map<string, string>, name: string, what: string): string {
+  const value = fields.get(name);
+  if (value === undefined || value === '') throw new ValidationError(name, `missing: give ${what}`);
+  return value;
+}
+
+function notFound(field: string, message: string): HttpError {
+  return new HttpError(404, 'not_found', `${field}: ${message}`, field);
+}
+
+/** Runs the form's action on db; returns the note that says what it did. */
+export async function runAction(db: Queryable, action: DashboardAction, fields: Map<string, string>): Promise<string> {
+  switch (action) {
+    case 'cancel': {
+      const id = parse(jobIdSchema, required(fields, 'job', 'the id of a waiting or running job'), 'job');
+      const outcome = await cancelJob(db, id, DASHBOARD_CANCEL_REASON);
+      if (outcome === null) throw notFound('job', `no waiting or running job ${id} (it has ended, or never existed): nothing to cancel`);
+      return outcome === 'cancelled' ? `Job ${id} cancelled.`
+        : `Job ${id} is running: asked to stop. It ends as cancelled unless it finishes first.`;
+    }
+    case 'redrive': {
+      if (fields.has('job') === fields.has('queue')) {
+        throw new ValidationError('job', 'give job (one failed job) or queue (all its failed jobs), not both or neither');
+      }
+      if (fields.has('job')) {
+        const id = parse(jobIdSchema, required(fields, 'job', 'the id of a failed job'), 'job');
+        if (await redrive(db, { ids: [id] }) === 0) {
+          throw notFound('job', `job ${id} was not redriven: it is not a failed job (redriven already?), its queue is gone, `
+            + 'or a waiting job holds its dedupe key');
+        }
+        return `Job ${id} redriven: it runs again.`;
+      }
+      const queue = parse(queueNameSchema, required(fields, 'queue', 'a queue name'), 'queue');
+      const n = await redrive(db, { queue });
+      return n === 0 ? `Queue ${queue}: no failed job to redrive.`
+        : `Queue ${queue}: ${n} failed job${n === 1 ? '' : 's'} redriven.`;
+    }
+    case 'pause':
+    case 'resume': {
+      const queue = parse(queueNameSchema, required(fields, 'queue', 'a queue name'), 'queue');
+      if (!(await setQueuePaused(db, queue, action === 'pause'))) throw notFound('queue', `no queue named ${JSON.stringify(queue)}`);
+      return action === 'pause' ? `Queue ${queue} paused: drains claim none of its jobs until it is resumed.`
+        : `Queue ${queue} resumed.`;
+    }
+  }
+}

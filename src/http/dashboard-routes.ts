@@ -1,0 +1,116 @@
+import type { Context, Hono, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { html, raw } from 'hono/html';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { Queryable } from '../db/driver.js';
+import { ValidationError } from '../errors.js';
+import { givenUpOn } from '../round-trip-limit.js';
+import type { AuthVariables } from './auth.js';
+import { backOf, DASHBOARD_ACTIONS, formFields, runAction, type DashboardAction } from './dashboard-actions.js';
+import { checkSameOrigin, DashboardSigner } from './dashboard-guard.js';
+import { dashboardHeaders, parseDashboardQuery, readDashboard, renderDashboard, STYLE } from './dashboard.js';
+import { errorAnswer, HttpError } from './errors.js';
+
+// The dashboard's routes, before the API's auth (which checkDashboard
+// replaces: a browser sends Basic, not a bearer token):
+//
+//   GET  /dashboard, /dashboard/   the page (?queue=NAME: one queue)
+//   POST /dashboard/ACTION         with actions on: pause, resume, redrive,
+//                                  cancel; a 303 back to the page with a note
+//
+// An action's checks, in order: credentials (401), same origin (403), the
+// form's size (413) and type, its form token (403), its fields (400), then
+// one admin call. Its errors answer an HTML page a browser shows.
+
+/** The largest form an action takes: a form token, an id or a queue name, and the page to go back to. */
+export const MAX_FORM_BYTES = 4096;
+
+export interface DashboardRouteOptions {
+  /** checkDashboard: Basic with the token as the password, bearer, or signed. */
+  auth: MiddlewareHandler<{ Variables: AuthVariables }>;
+  driverOf: (c: Context) => Queryable;
+  /** The token that keys the form tokens: given, the page has forms and the actions are taken; else read-only. */
+  actionsToken: string | undefined;
+  /** How long the page's statement may take. */
+  timeoutMs: number;
+  /** The app's bound on a write: run(signal) given up after its time, then a 503 that says `maybe`. */
+  bounded: <T>(maybe: string, run: (signal: AbortSignal) => Promise<T>) => Promise<T>;
+  onError?: ((error: unknown) => void) | undefined;
+}
+
+export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: DashboardRouteOptions): void {
+  const signer = o.actionsToken === undefined ? undefined : new DashboardSigner(o.actionsToken);
+  const headers = dashboardHeaders(signer !== undefined);
+  // With a trailing slash too, as a browser may be given it (its links are relative: ?queue=…).
+  for (const path of ['/dashboard', '/dashboard/']) {
+    app.get(path, headers, o.auth, async (c) => {
+      const query = c.req.queries();
+      const note = signer === undefined ? undefined : await takeNote(query, signer);
+      const queue = parseDashboardQuery(query);
+      const data = await readDashboard(o.driverOf(c), queue, o.timeoutMs);
+      // The forms' paths, relative as the links are: from /dashboard, dashboard/pause; from /dashboard/, pause.
+      const actions = signer && { csrf: await signer.formToken(), base: c.req.path.endsWith('/') ? '' : 'dashboard/', note };
+      return c.html(renderDashboard(data, queue, new Date(), actions));
+    });
+  }
+
+  const formLimit = bodyLimit({ maxSize: MAX_FORM_BYTES, onError: () => {
+    throw new HttpError(413, 'payload_too_large', `body: must be at most ${MAX_FORM_BYTES} bytes (a dashboard form)`, 'body');
+  } });
+  for (const action of Object.keys(DASHBOARD_ACTIONS) as DashboardAction[]) {
+    app.post(`/dashboard/${action}`, headers, async (c) => {
+      try {
+        // Bounded first: a signed request's check reads the body.
+        await formLimit(c, async () => {});
+        await o.auth(c, async () => {});
+        if (signer === undefined) {
+          throw new HttpError(404, 'dashboard_read_only', 'the dashboard is read-only here: its actions are on with '
+            + 'pgdrain serve --dashboard-actions (createApp\'s dashboardActions)');
+        }
+        checkSameOrigin(c);
+        if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(c.req.header('content-type') ?? '')) {
+          throw new ValidationError('content-type', 'must be application/x-www-form-urlencoded, as the dashboard\'s forms send');
+        }
+        const params = new URLSearchParams(await c.req.text());
+        const csrf = params.getAll('csrf');
+        await signer.checkFormToken(csrf.length > 1 ? 'given more than once' : csrf[0]);
+        const fields = formFields(action, params);
+        const back = backOf(fields);
+        const note = await o.bounded('the action may have been taken: reload the dashboard to see',
+          (signal) => runAction(givenUpOn(o.driverOf(c), signal), action, fields));
+        const query = `${back === '' ? '' : `queue=${encodeURIComponent(back)}&`}note=${encodeURIComponent(note)}`;
+        return c.redirect(`./?${query}&sig=${await signer.signNote(note)}`, 303);
+      } catch (error) {
+        return errorPage(c, error, o.onError);
+      }
+    });
+  }
+}
+
+/** The note and its signature, taken out of the query: both or neither, the signature the server's. */
+async function takeNote(query: Record<string, string[]>, signer: DashboardSigner): Promise<string | undefined> {
+  const { note, sig } = query;
+  delete query.note;
+  delete query.sig;
+  if (note === undefined && sig === undefined) return undefined;
+  if (note?.length !== 1 || sig?.length !== 1) {
+    throw new ValidationError(note?.length === 1 ? 'sig' : 'note', 'comes once, with the other, from the redirect after an action');
+  }
+  if (!(await signer.checkNote(note[0]!, sig[0]!))) {
+    throw new ValidationError('sig', 'does not match the note: a note comes only from this dashboard\'s redirect after an action');
+  }
+  return note[0];
+}
+
+/** An action's error as a page: status, code and message, every value escaped, and the way back. */
+function errorPage(c: Context, error: unknown, report: ((error: unknown) => void) | undefined): Response | Promise<Response> {
+  const { status, code, message, headers } = errorAnswer(error, report);
+  for (const [name, value] of Object.entries(headers)) c.header(name, value);
+  return c.html(html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pgdrain – ${status}</title><style>${raw(STYLE)}</style></head>
+<body><h1>pgdrain</h1>
+<p class="error"><strong>${status} ${code}</strong>: ${message}</p>
+<p>${status < 500 ? 'Nothing was changed. ' : ''}<a href="./">Back to the dashboard</a>.</p>
+</body></html>
+`, status as ContentfulStatusCode);
+}
