@@ -85,7 +85,7 @@ describe('the page with actions', () => {
     expect(text).toMatch(/action="dashboard\/cancel">[^]*<input name="job" required/);
     expect(text).not.toContain('http-equiv="refresh"');
     expect(text).not.toMatch(/<script/i);
-    expect(headers.get('content-security-policy')).toBe("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
+    expect(headers.get('content-security-policy')).toBe("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
     // no-referrer would make a browser send "Origin: null" with the form.
     expect(headers.get('referrer-policy')).toBe('same-origin');
     // At /dashboard/ the forms post to the same routes.

@@ -93,12 +93,13 @@ export async function readDashboard(db: Queryable, queue: string | undefined, ti
 /**
  * The answer's headers: no script may run, nothing is cached, framed or
  * sniffed. Read-only, no referrer is sent on; with actions, forms post to
- * this server only, and the referrer goes to it alone: a browser sends
+ * this server only, no page may frame it (frame-ancestors too, besides
+ * X-Frame-Options), and the referrer goes to it alone: a browser sends
  * `Origin: null` with the form of a page whose policy is no-referrer, and
  * the actions need the real origin (checkSameOrigin).
  */
 export function dashboardHeaders(actions: boolean): MiddlewareHandler {
-  const policy = `default-src 'none'; style-src 'unsafe-inline'${actions ? "; form-action 'self'" : ''}`;
+  const policy = `default-src 'none'; style-src 'unsafe-inline'${actions ? "; form-action 'self'; frame-ancestors 'none'" : ''}`;
   return async (c, next) => {
     c.header('Content-Security-Policy', policy);
     c.header('X-Content-Type-Options', 'nosniff');
