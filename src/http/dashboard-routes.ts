@@ -25,6 +25,7 @@ import { errorAnswer, HttpError } from './errors.js';
 /** The largest form an action takes: a form token, an id or a queue name, and the page to go back to. */
 export const MAX_FORM_BYTES = 4096;
 
+/** What the dashboard's routes take from createApp. */
 export interface DashboardRouteOptions {
   /** checkDashboard: Basic with the token as the password, bearer, or signed. */
   auth: MiddlewareHandler<{ Variables: AuthVariables }>;
@@ -38,6 +39,7 @@ export interface DashboardRouteOptions {
   onError?: ((error: unknown) => void) | undefined;
 }
 
+/** Adds the dashboard's routes to app; to be called before the API's auth middleware. */
 export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: DashboardRouteOptions): void {
   const signer = o.actionsToken === undefined ? undefined : new DashboardSigner(o.actionsToken);
   const headers = dashboardHeaders(signer !== undefined);
