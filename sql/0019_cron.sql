@@ -87,6 +87,15 @@ returns text language sql immutable as $$
   from (select regexp_replace(cron_text.expr, '^\s+|\s+$', '', 'g') as t) s
 $$;
 
+-- Whether a schedule's cron text is an RFC 5545 recurrence (sql/0037)
+-- rather than a cron expression, told apart as pg-boss tells them: a FREQ=
+-- part, or a line that opens with a property name and ; or : (DTSTART:,
+-- RRULE:). No cron expression has = ; or :.
+create function jobs.is_rrule(expr text)
+returns boolean language sql immutable as $$
+  select is_rrule.expr ~* '(^|[[:space:]]|;)FREQ=' or is_rrule.expr ~* '(?n)^[ \t]*[a-z][a-z0-9-]*[;:]'
+$$;
+
 -- Parses an expression; raises PDC01 naming the bad field.
 create function jobs.cron_parse(expr text)
 returns jobs.cron_spec language plpgsql immutable as $$

@@ -123,16 +123,24 @@ end $$;
 -- The next tick of a cron expression after `after`, in UTC or, with tz (as
 -- jobs.check_tz returns it), on tz's wall clock. Raises PDC01 for a bad
 -- expression or one that never fires (0 0 31 2 *), PDC03 naming after for a
--- null one (no tick follows it). Its search_path pinned
+-- null one (no tick follows it). A recurrence rule (jobs.is_rrule, sql/0037)
+-- goes to jobs.rrule_spec_next (sql/0038): null when it has no occurrence left. Its search_path pinned
 -- (and so its helpers'): it runs as whoever calls it (the jobs.schedules
 -- view), and a function or operator on that role's path could stand in for
 -- a built-in here.
 create function jobs.cron_tick(cron text, after timestamptz, tz text)
 returns timestamptz language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
-  v_spec jobs.cron_spec := jobs.cron_parse(cron_tick.cron);
+  v_spec jobs.cron_spec;
   v_next timestamptz;
 begin
+  if jobs.is_rrule(cron_tick.cron) and cron_tick.after is not null then
+    return jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
+  elsif jobs.is_rrule(cron_tick.cron) then
+    perform jobs.rrule_parse(cron_tick.cron, cron_tick.tz);  -- a bad expression is named first
+  else
+    v_spec := jobs.cron_parse(cron_tick.cron);
+  end if;
   if cron_tick.after is null then
     perform jobs.raise_invalid('PDC03', 'after', 'must be a timestamp to count from, such as now(), got null');
   end if;
@@ -148,6 +156,8 @@ end $$;
 -- UTC or on the wall clock of time zone tz ('Europe/Paris'). Raises PDC01
 -- for a bad expression or one that never fires, PDC03 naming tz for a name
 -- that is not a time zone (jobs.check_tz), PDC03 naming after for a null after.
+-- A recurrence rule instead (FREQ=DAILY;BYHOUR=9, sql/0037): its next
+-- occurrence, or null when it has none left.
 create function jobs.cron_next(cron text, after timestamptz default now(), tz text default null)
 returns timestamptz language sql stable set search_path = pg_catalog, pg_temp as $$
   select jobs.cron_tick(cron_next.cron, cron_next.after, jobs.check_tz(cron_next.tz, false))

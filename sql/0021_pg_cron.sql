@@ -47,7 +47,8 @@ create table jobs.recurring (
                                    and dedupe_key is not null),
   group_id     text,
   group_tier   text        check (group_tier is null or group_id is not null),
-  next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)),
+  -- Null for drains: a recurrence rule with no occurrence left (COUNT, UNTIL).
+  next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null) or runner = 'drains' and jobs.is_rrule(cron)),
   last_run_at  timestamptz,
   last_job_id  bigint,
   last_error   text,
@@ -150,12 +151,16 @@ begin
   return true;
 end $$;
 
--- Creates or replaces pg_cron job p_jobname; p_cron as pg_cron takes it (jobs.cron_text).
+-- Creates or replaces pg_cron job p_jobname; p_cron as pg_cron takes it
+-- (jobs.cron_text). Refuses a recurrence rule (PDC01 cron): pg_cron reads cron only.
 create function jobs.pg_cron_schedule(p_jobname text, p_cron text, p_command text)
 returns bigint language plpgsql as $$
 declare
   v_id bigint;
 begin
+  if jobs.is_rrule(p_cron) then
+    perform jobs.raise_invalid('PDC01', 'cron', 'pg_cron runs cron expressions only, not a recurrence rule (FREQ=...): give a cron expression');
+  end if;
   execute 'select cron.schedule($1, $2, $3)' into v_id using p_jobname, jobs.cron_text(p_cron), p_command;
   return v_id;
 end $$;

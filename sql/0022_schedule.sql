@@ -21,7 +21,9 @@
 -- missed ticks are published oldest first, so the key's job is the first
 -- of them (keep) or the latest (replace). group_id, group_tier: the group
 -- (and tier) of every job it publishes, as jobs.publish's (PD019); a change
--- applies from the next tick. Returns the runner.
+-- applies from the next tick. Returns the runner. cron may be an RFC 5545
+-- recurrence instead (sql/0037; DTSTART's TZID is then the tz): drains run
+-- it, and once COUNT or UNTIL ends it next_run_at is null (nothing fires).
 create function jobs.schedule(
   name        text,
   cron        text,
@@ -55,6 +57,7 @@ declare
   v_kept_error text;  -- why the old expression's ticks could not be published now
   v_old_next timestamptz;
   v_old_backfill numeric;
+  v_rrule_tz text;
   -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
   v_cron text := jobs.cron_text(schedule.cron);
 begin
@@ -65,6 +68,20 @@ begin
   end if;
   v_next := jobs.cron_next(v_cron, v_now);
   v_tz := jobs.check_tz(schedule.tz);
+  if jobs.is_rrule(v_cron) then
+    -- A recurrence rule whose DTSTART names a TZID recurs on that zone's
+    -- clock: the schedule's tz, which must then be that zone or none.
+    v_rrule_tz := (jobs.rrule_parse(v_cron, v_tz)).tz;
+    if v_tz is not null and v_rrule_tz is distinct from v_tz then
+      perform jobs.raise_invalid('PDC03', 'tz', format('is %s, but the rule''s DTSTART names TZID %s: give the same zone, or no tz',
+        quote_literal(v_tz), quote_literal(coalesce(v_rrule_tz, 'UTC'))));
+    end if;
+    v_tz := v_rrule_tz;
+    if schedule.runner = 'pg_cron' then
+      perform jobs.raise_invalid('PDC03', 'runner',
+        'pg_cron cannot fire a recurrence rule (FREQ=...): use runner => ''drains'' (or no runner: drains then)');
+    end if;
+  end if;
   if v_tz is not null then
     v_next := jobs.cron_tick(v_cron, v_now, v_tz);
   end if;
@@ -116,7 +133,7 @@ begin
       'pg_cron does not backfill missed ticks: a schedule with backfill needs runner => ''drains'' (or no runner: drains then)');
   end if;
   v_runner := coalesce(schedule.runner,
-                       case when v_tz is null and schedule.backfill is null and jobs.has_pg_cron()
+                       case when v_tz is null and schedule.backfill is null and not jobs.is_rrule(v_cron) and jobs.has_pg_cron()
                                  and jobs.pg_cron_zone() is null then 'pg_cron' else 'drains' end);
   if v_runner = 'pg_cron' and jobs.pg_cron_zone() is not null then
     perform jobs.raise_invalid('PDC03', 'runner', format(
@@ -136,6 +153,12 @@ begin
   select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill
   into v_old, v_old_cron, v_old_tz, v_last, v_error, v_old_next, v_old_backfill
   from jobs.recurring r where r.name = schedule.name for update;
+  -- A rule with no occurrence left is refused, unless it is this schedule's
+  -- own, which ran out (calling schedule() again changes nothing).
+  if v_next is null and not coalesce(v_old_cron = v_cron and v_old_tz is not distinct from v_tz, false) then
+    perform jobs.raise_invalid('PDC01', 'cron', format('%s has no occurrence after %s (COUNT or UNTIL ended it): the schedule would never fire',
+      left(quote_literal(v_cron), 200), v_now));
+  end if;
   if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
     -- dropped with the old runner or expression (this row is ours: not skipped).

@@ -208,7 +208,7 @@ end $$;
 create view jobs.schedules as
 select r.name, r.cron, r.task, r.body, r.timeout, r.priority, r.max_retries, r.queue, r.runner,
        case when r.runner = 'pg_cron' then 'pgdrain:schedule:' || r.name end as pg_cron_job,
-       coalesce(r.next_run_at, jobs.cron_tick(r.cron, now(), r.tz)) as next_run_at,
+       case when r.runner = 'pg_cron' then jobs.cron_tick(r.cron, now(), r.tz) else r.next_run_at end as next_run_at,
        r.last_run_at, r.last_job_id, r.last_error, r.created_at, r.updated_at,
        r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at, r.backfill,
        r.serial_key, r.dedupe_key, r.dedupe_mode, r.group_id, r.group_tier

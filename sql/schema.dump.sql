@@ -78,6 +78,30 @@ CREATE TYPE jobs.head AS (
 );
 
 --
+-- Name: rrule_spec; Type: TYPE; Schema: jobs; Owner: -
+--
+
+CREATE TYPE jobs.rrule_spec AS (
+	freq text,
+	ival integer,
+	count integer,
+	until timestamp with time zone,
+	months integer[],
+	monthdays integer[],
+	bd_w integer[],
+	bd_n integer[],
+	hours integer[],
+	minutes integer[],
+	seconds integer[],
+	setpos integer[],
+	wkst integer,
+	dtstart timestamp without time zone,
+	tz text,
+	rdates timestamp with time zone[],
+	exdates timestamp with time zone[]
+);
+
+--
 -- Name: ack(bigint[], jsonb[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1515,9 +1539,16 @@ CREATE FUNCTION jobs.cron_tick(cron text, after timestamp with time zone, tz tex
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_spec jobs.cron_spec := jobs.cron_parse(cron_tick.cron);
+  v_spec jobs.cron_spec;
   v_next timestamptz;
 begin
+  if jobs.is_rrule(cron_tick.cron) and cron_tick.after is not null then
+    return jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
+  elsif jobs.is_rrule(cron_tick.cron) then
+    perform jobs.rrule_parse(cron_tick.cron, cron_tick.tz);  -- a bad expression is named first
+  else
+    v_spec := jobs.cron_parse(cron_tick.cron);
+  end if;
   if cron_tick.after is null then
     perform jobs.raise_invalid('PDC03', 'after', 'must be a timestamp to count from, such as now(), got null');
   end if;
@@ -2276,6 +2307,16 @@ begin
 end $$;
 
 --
+-- Name: is_rrule(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.is_rrule(expr text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select is_rrule.expr ~* '(^|[[:space:]]|;)FREQ=' or is_rrule.expr ~* '(?n)^[ \t]*[a-z][a-z0-9-]*[;:]'
+$$;
+
+--
 -- Name: lock_dependencies(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2652,6 +2693,9 @@ CREATE FUNCTION jobs.pg_cron_schedule(p_jobname text, p_cron text, p_command tex
 declare
   v_id bigint;
 begin
+  if jobs.is_rrule(p_cron) then
+    perform jobs.raise_invalid('PDC01', 'cron', 'pg_cron runs cron expressions only, not a recurrence rule (FREQ=...): give a cron expression');
+  end if;
   execute 'select cron.schedule($1, $2, $3)' into v_id using p_jobname, jobs.cron_text(p_cron), p_command;
   return v_id;
 end $_$;
@@ -4313,6 +4357,461 @@ begin
 end $$;
 
 --
+-- Name: rrule_at(timestamp without time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_at(p_wall timestamp without time zone, p_tz text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  v_at timestamptz;
+  v_offset interval;
+  v_before interval;
+begin
+  if p_tz is null then
+    return p_wall at time zone 'UTC';
+  end if;
+  v_at := p_wall at time zone p_tz;  -- PostgreSQL: a skipped time on the offset before, a repeated one the second
+  if v_at at time zone p_tz <> p_wall then
+    return jobs.tz_change(p_tz, jobs.tz_offset(p_tz, v_at - interval '1 day'), v_at - interval '1 day', v_at);
+  end if;
+  v_offset := jobs.tz_offset(p_tz, v_at);
+  v_before := jobs.tz_offset(p_tz, v_at - interval '1 day');
+  if v_before > v_offset and jobs.tz_offset(p_tz, v_at - (v_before - v_offset)) = v_before then
+    return v_at - (v_before - v_offset);
+  end if;
+  return v_at;
+end $$;
+
+--
+-- Name: rrule_day_ok(jobs.rrule_spec, date); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_day_ok(s jobs.rrule_spec, d date) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  v_dom integer := extract(day from d)::integer;
+  v_dow integer := extract(dow from d)::integer;
+  v_ok boolean := s.bd_w is null;
+begin
+  if s.months is not null and extract(month from d)::integer <> all(s.months) then
+    return false;
+  elsif s.monthdays is not null and v_dom <> all(s.monthdays)
+        and v_dom - extract(day from date_trunc('month', d) + interval '1 month - 1 day')::integer - 1 <> all(s.monthdays) then
+    return false;
+  end if;
+  for i in 1..coalesce(cardinality(s.bd_w), 0) loop
+    if s.bd_w[i] = v_dow and (s.bd_n[i] = 0 or s.bd_n[i] = jobs.rrule_nth(d, s.freq = 'MONTHLY' or s.months is not null, s.bd_n[i] < 0)) then
+      v_ok := true;
+      exit;
+    end if;
+  end loop;
+  return v_ok and case s.freq
+    when 'YEARLY' then s.monthdays is not null or s.bd_w is not null
+                       or (s.months is not null or extract(month from d) = extract(month from s.dtstart)) and v_dom = extract(day from s.dtstart)
+    when 'MONTHLY' then s.monthdays is not null or s.bd_w is not null or v_dom = extract(day from s.dtstart)
+    when 'WEEKLY' then s.bd_w is not null or v_dow = extract(dow from s.dtstart)
+    else true end;
+end $$;
+
+--
+-- Name: rrule_instant(text, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_instant(p_value text, p_tz text, p_what text, p_expr text) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select case when p_value like '%Z' then jobs.rrule_wall(p_value, p_what, p_expr) at time zone 'UTC'
+              else jobs.rrule_at(jobs.rrule_wall(p_value, p_what, p_expr), p_tz) end
+$$;
+
+--
+-- Name: rrule_ints(text, text, integer, integer, boolean, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_ints(p_part text, p_value text, p_lo integer, p_hi integer, p_nonzero boolean, p_expr text) RETURNS integer[]
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+declare
+  v_item text;
+  v_out integer[] := '{}';
+begin
+  foreach v_item in array string_to_array(p_value, ',') loop
+    if v_item !~ '^[+-]?[0-9]{1,4}$' or v_item::integer not between p_lo and p_hi or (p_nonzero and v_item::integer = 0) then
+      perform jobs.rrule_invalid(p_expr, format('%s value %s must be %s from %s to %s', p_part, quote_literal(v_item),
+        case when p_nonzero then 'a whole number other than 0' else 'a whole number' end, p_lo, p_hi));
+    end if;
+    v_out := v_out || v_item::integer;
+  end loop;
+  return array(select distinct x from unnest(v_out) x order by x);
+end $_$;
+
+--
+-- Name: rrule_invalid(text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_invalid(p_expr text, p_message text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  perform jobs.raise_invalid('PDC01', 'cron', format('%s (in %s)', p_message, left(quote_literal(p_expr), 200)));
+end $$;
+
+--
+-- Name: rrule_nth(date, boolean, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_nth(d date, p_month boolean, p_last boolean) RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select case when not p_last then (day_in - 1) / 7 + 1 else -((days - day_in) / 7 + 1) end
+  from (select case when p_month then extract(day from d)::integer else extract(doy from d)::integer end as day_in,
+               case when p_month then extract(day from date_trunc('month', d) + interval '1 month - 1 day')::integer
+                    else extract(doy from make_date(extract(year from d)::integer, 12, 31))::integer end as days) x
+$$;
+
+--
+-- Name: rrule_offsets(jobs.rrule_spec); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_offsets(s jobs.rrule_spec) RETURNS interval[]
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select array(
+    select make_interval(hours => case when s.freq in ('HOURLY', 'MINUTELY') then 0 else h end,
+                         mins => case when s.freq = 'MINUTELY' then 0 else mi end, secs => se)
+    from unnest(coalesce(s.hours, array[extract(hour from s.dtstart)::integer])) h,
+         unnest(coalesce(s.minutes, array[extract(minute from s.dtstart)::integer])) mi,
+         unnest(coalesce(s.seconds, array[floor(extract(second from s.dtstart))::integer])) se
+    group by 1 order by 1)
+$$;
+
+--
+-- Name: rrule_params(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_params(p_line text, p_params text, p_expr text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_param text;
+  v_tzid text;
+begin
+  foreach v_param in array coalesce(string_to_array(nullif(p_params, ''), ';'), '{}') loop
+    if upper(v_param) like 'TZID=%' then
+      v_tzid := coalesce(jobs.check_tz(substr(v_param, 6), false), 'UTC');
+    elsif upper(v_param) <> 'VALUE=DATE-TIME' then
+      perform jobs.rrule_invalid(p_expr, format('%s parameter %s is not supported: give TZID=zone, or none (date-times only)',
+        p_line, quote_literal(v_param)));
+    end if;
+  end loop;
+  return v_tzid;
+end $$;
+
+--
+-- Name: rrule_parse(text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_parse(p_expr text, p_tz text) RETURNS jobs.rrule_spec
+    LANGUAGE plpgsql STABLE
+    AS $_$
+declare
+  s jobs.rrule_spec;
+  v_line text;
+  m text[];
+  v_name text;
+  v_rule text;
+  v_start text;
+  v_start_tz text;
+  v_dates text[] := '{}';  -- name, tzid, value list, ...
+  v_part text;
+  v_key text;
+  v_value text;
+  v_seen text[] := '{}';
+  v_item text;
+  i integer;
+begin
+  if p_expr is null or length(p_expr) > 4000 then
+    perform jobs.raise_invalid('PDC01', 'cron', 'must be a cron expression or a recurrence rule of at most 4000 characters');
+  end if;
+  -- A line break then a space or a tab folds a line (RFC 5545 3.1).
+  foreach v_line in array regexp_split_to_array(regexp_replace(p_expr, '\r?\n[ \t]', '', 'g'), '\r?\n') loop
+    v_line := btrim(v_line, E' \t\r');
+    continue when v_line = '';
+    m := regexp_match(v_line, '^([A-Za-z][A-Za-z0-9-]*)((?:;[^:;]*)*):(.*)$');
+    v_name := upper(m[1]);
+    if m is null or v_name = 'RRULE' then
+      if v_rule is not null then
+        perform jobs.rrule_invalid(p_expr, 'has more than one RRULE');
+      end if;
+      v_rule := coalesce(m[3], v_line);
+    elsif v_name = 'DTSTART' then
+      if v_start is not null then
+        perform jobs.rrule_invalid(p_expr, 'has more than one DTSTART');
+      end if;
+      v_start := m[3];
+      v_start_tz := jobs.rrule_params('DTSTART', substr(m[2], 2), p_expr);
+    elsif v_name in ('RDATE', 'EXDATE') then
+      v_dates := v_dates || array[v_name, jobs.rrule_params(v_name, substr(m[2], 2), p_expr), m[3]];
+    else
+      perform jobs.rrule_invalid(p_expr, format('line %s is not supported: give DTSTART, RRULE, RDATE and EXDATE lines only',
+        quote_literal(left(v_line, 40))));
+    end if;
+  end loop;
+  if v_rule is null then
+    perform jobs.rrule_invalid(p_expr, 'has no RRULE to recur on');
+  end if;
+  s.tz := coalesce(nullif(v_start_tz, 'UTC'), case when v_start_tz is null then p_tz end);
+  s.dtstart := coalesce(case when v_start like '%Z' then jobs.rrule_wall(v_start, 'DTSTART', p_expr) at time zone 'UTC' at time zone coalesce(s.tz, 'UTC')
+                             else jobs.rrule_wall(v_start, 'DTSTART', p_expr) end,
+                        timestamp '1970-01-01 00:00');
+  s.ival := 1;
+  s.wkst := 1;
+  foreach v_part in array string_to_array(v_rule, ';') loop
+    continue when v_part = '';
+    v_key := upper(split_part(v_part, '=', 1));
+    v_value := upper(substr(v_part, length(v_key) + 2));
+    if v_part !~ '^[A-Za-z-]+=.' then
+      perform jobs.rrule_invalid(p_expr, format('RRULE part %s must be NAME=VALUE', quote_literal(v_part)));
+    elsif v_key = any(v_seen) then
+      perform jobs.rrule_invalid(p_expr, format('RRULE has more than one %s part', v_key));
+    end if;
+    v_seen := v_seen || v_key;
+    case v_key
+    when 'FREQ' then
+      if v_value = 'SECONDLY' then
+        perform jobs.rrule_invalid(p_expr, 'FREQ=SECONDLY is not supported: a schedule ticks at most 1440 times a day (MINUTELY, or BYSECOND with a longer FREQ)');
+      elsif v_value not in ('MINUTELY', 'HOURLY', 'DAILY', 'WEEKLY', 'MONTHLY', 'YEARLY') then
+        perform jobs.rrule_invalid(p_expr, format('FREQ %s must be MINUTELY, HOURLY, DAILY, WEEKLY, MONTHLY or YEARLY', quote_literal(v_value)));
+      end if;
+      s.freq := v_value;
+    when 'INTERVAL' then s.ival := (jobs.rrule_ints('INTERVAL', v_value, 1, 10000, false, p_expr))[1];
+    when 'COUNT' then s.count := (jobs.rrule_ints('COUNT', v_value, 1, 1000, false, p_expr))[1];
+    when 'UNTIL' then s.until := jobs.rrule_instant(v_value, s.tz, 'UNTIL', p_expr);
+    when 'BYMONTH' then s.months := jobs.rrule_ints('BYMONTH', v_value, 1, 12, false, p_expr);
+    when 'BYMONTHDAY' then s.monthdays := jobs.rrule_ints('BYMONTHDAY', v_value, -31, 31, true, p_expr);
+    when 'BYHOUR' then s.hours := jobs.rrule_ints('BYHOUR', v_value, 0, 23, false, p_expr);
+    when 'BYMINUTE' then s.minutes := jobs.rrule_ints('BYMINUTE', v_value, 0, 59, false, p_expr);
+    when 'BYSECOND' then s.seconds := jobs.rrule_ints('BYSECOND', v_value, 0, 59, false, p_expr);
+    when 'BYSETPOS' then s.setpos := jobs.rrule_ints('BYSETPOS', v_value, -366, 366, true, p_expr);
+    when 'WKST' then
+      s.wkst := array_position('{SU,MO,TU,WE,TH,FR,SA}'::text[], v_value) - 1;
+      if s.wkst is null then
+        perform jobs.rrule_invalid(p_expr, format('WKST %s must be one of MO, TU, WE, TH, FR, SA, SU', quote_literal(v_value)));
+      end if;
+    when 'BYDAY' then
+      s.bd_w := '{}';
+      s.bd_n := '{}';
+      foreach v_item in array string_to_array(v_value, ',') loop
+        m := regexp_match(v_item, '^([+-]?[0-9]{1,2})?(MO|TU|WE|TH|FR|SA|SU)$');
+        if m is null or m[1]::integer = 0 or abs(m[1]::integer) > 53 then
+          perform jobs.rrule_invalid(p_expr, format('BYDAY value %s must be a weekday MO to SU, with an optional ordinal from -53 to 53 other than 0 (1MO, -1FR)',
+            quote_literal(v_item)));
+        end if;
+        s.bd_w := s.bd_w || array_position('{SU,MO,TU,WE,TH,FR,SA}'::text[], m[2]) - 1;
+        s.bd_n := s.bd_n || coalesce(m[1]::integer, 0);
+      end loop;
+    when 'BYWEEKNO', 'BYYEARDAY', 'RSCALE', 'SKIP' then
+      perform jobs.rrule_invalid(p_expr, format('RRULE part %s is not supported here (supported: FREQ, INTERVAL, COUNT, UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR, BYMINUTE, BYSECOND, BYSETPOS, WKST)',
+        quote_literal(v_part)));
+    else
+      perform jobs.rrule_invalid(p_expr, format('RRULE part %s is not an RFC 5545 rule part (FREQ, INTERVAL, COUNT, UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR, BYMINUTE, BYSECOND, BYSETPOS, WKST)',
+        quote_literal(v_part)));
+    end case;
+  end loop;
+  if s.freq is null then
+    perform jobs.rrule_invalid(p_expr, 'RRULE needs a FREQ part (FREQ=DAILY, say)');
+  elsif s.count is not null and s.until is not null then
+    perform jobs.rrule_invalid(p_expr, 'RRULE has both COUNT and UNTIL, which RFC 5545 forbids: give one');
+  elsif s.count is not null and v_start is null then
+    perform jobs.rrule_invalid(p_expr, 'RRULE uses COUNT, which counts occurrences from DTSTART, so it needs a DTSTART line');
+  elsif s.monthdays is not null and s.freq = 'WEEKLY' then
+    perform jobs.rrule_invalid(p_expr, 'BYMONTHDAY cannot be used with FREQ=WEEKLY (RFC 5545)');
+  elsif s.bd_n is not null and exists (select from unnest(s.bd_n) n where n <> 0)
+        and (s.freq not in ('MONTHLY', 'YEARLY') or s.freq = 'MONTHLY' and exists (select from unnest(s.bd_n) n where abs(n) > 5)) then
+    perform jobs.rrule_invalid(p_expr, 'BYDAY ordinals (1MO, -1FR) need FREQ=MONTHLY (-5 to 5) or FREQ=YEARLY');
+  elsif s.setpos is not null and s.months is null and s.monthdays is null and s.bd_w is null and s.hours is null
+        and s.minutes is null and s.seconds is null then
+    perform jobs.rrule_invalid(p_expr, 'BYSETPOS needs another BY part to pick from (RFC 5545)');
+  elsif coalesce(cardinality(s.hours), case when s.freq in ('HOURLY', 'MINUTELY') then 24 else 1 end)
+        * coalesce(cardinality(s.minutes), case when s.freq = 'MINUTELY' then 60 else 1 end)
+        * coalesce(cardinality(s.seconds), 1) > 1440 then
+    perform jobs.rrule_invalid(p_expr, 'BYHOUR, BYMINUTE and BYSECOND give more than 1440 times a day: a schedule ticks at most that often');
+  end if;
+  for i in 1..cardinality(v_dates) / 3 loop
+    foreach v_item in array string_to_array(v_dates[3 * i], ',') loop
+      if v_dates[3 * i - 2] = 'RDATE' then
+        s.rdates := coalesce(s.rdates, '{}') || jobs.rrule_instant(v_item, coalesce(nullif(v_dates[3 * i - 1], 'UTC'),
+          case when v_dates[3 * i - 1] is null then s.tz end), 'RDATE', p_expr);
+      else
+        s.exdates := coalesce(s.exdates, '{}') || jobs.rrule_instant(v_item, coalesce(nullif(v_dates[3 * i - 1], 'UTC'),
+          case when v_dates[3 * i - 1] is null then s.tz end), 'EXDATE', p_expr);
+      end if;
+    end loop;
+  end loop;
+  return s;
+end $_$;
+
+--
+-- Name: rrule_slots(jobs.rrule_spec, timestamp without time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_slots(s jobs.rrule_spec, p timestamp without time zone) RETURNS timestamp without time zone[]
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  v_minutes integer := case s.freq when 'HOURLY' then 60 else 1 end;  -- a slot's length
+  v_base bigint;  -- the slots since DTSTART's hour (minute) to p
+begin
+  if s.freq in ('HOURLY', 'MINUTELY') then
+    if not jobs.rrule_day_ok(s, p::date) then
+      return '{}';
+    end if;
+    v_base := floor(extract(epoch from p - date_trunc(case s.freq when 'HOURLY' then 'hour' else 'minute' end, s.dtstart)) / 60 / v_minutes);
+    return array(
+      select p + make_interval(hours => h, mins => mi)
+      from unnest(coalesce(s.hours, array(select generate_series(0, 23)))) h,
+           unnest(case when s.freq = 'HOURLY' then '{0}' else coalesce(s.minutes, array(select generate_series(0, 59))) end) mi
+      where mod(v_base + (h * 60 + mi) / v_minutes, s.ival) = 0
+      order by h, mi);
+  end if;
+  return array(
+    select d from generate_series(p, p + case s.freq when 'YEARLY' then interval '1 year' when 'WEEKLY' then interval '7 days'
+                                                 else interval '1 month' end - interval '1 day', interval '1 day') d
+    where jobs.rrule_day_ok(s, d::date) and (s.freq <> 'DAILY' or mod(d::date - s.dtstart::date, s.ival) = 0)
+    order by d);
+end $$;
+
+--
+-- Name: rrule_spec_next(jobs.rrule_spec, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_spec_next(s jobs.rrule_spec, after timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+declare
+  -- No occurrence after `after` is on an earlier wall time (an hour the
+  -- clocks go back through within a day lowers it).
+  v_low timestamp := case when s.tz is null then after at time zone 'UTC'
+                          else least(after at time zone s.tz, (after at time zone 'UTC') + jobs.tz_offset(s.tz, after + interval '1 day')) end;
+  v_unit text := case s.freq when 'YEARLY' then 'year' when 'MONTHLY' then 'month' when 'WEEKLY' then 'week'
+                             when 'DAILY' then 'month' else 'day' end;
+  v_step integer := case when s.freq in ('YEARLY', 'MONTHLY', 'WEEKLY') then s.ival else 1 end;
+  v_first timestamp;  -- the chunk holding DTSTART: chunk k starts k units after it
+  v_offs interval[] := jobs.rrule_offsets(s);
+  v_last interval;
+  v_until timestamp;  -- no chunk starting after it holds an occurrence before UNTIL
+  v_end timestamp;
+  v_rdate timestamptz := (select min(x) from unnest(s.rdates) x where x > after and x <> all(coalesce(s.exdates, '{}')));
+  v_slots timestamp[];
+  v_slot timestamp;
+  v_off interval;
+  v_wall timestamp;
+  v_at timestamptz;
+  v_p timestamp;
+  v_n integer := 0;
+  v_size integer;
+  k bigint := 0;
+begin
+  v_first := case v_unit when 'week' then date_trunc('day', s.dtstart) - make_interval(days => (extract(dow from s.dtstart)::integer - s.wkst + 7) % 7)
+                         else date_trunc(v_unit, s.dtstart) end;
+  if s.setpos is not null and s.freq in ('DAILY', 'HOURLY', 'MINUTELY') then
+    -- BYSETPOS picks among each slot's (day's, hour's, minute's) occurrences: the same offsets every slot.
+    v_offs := array(select v_offs[q] from (select distinct case when sp > 0 then sp else cardinality(v_offs) + sp + 1 end q
+                                          from unnest(s.setpos) sp) x
+                    where q between 1 and cardinality(v_offs) order by q);
+  end if;
+  v_last := v_offs[cardinality(v_offs)];
+  v_until := s.until at time zone coalesce(s.tz, 'UTC') + interval '1 day';
+  v_end := greatest(v_low, s.dtstart) + interval '100 years';
+  if s.count is null and v_low > v_first then
+    k := case v_unit when 'year' then extract(year from v_low) - extract(year from v_first)
+                     when 'month' then (extract(year from v_low) - extract(year from v_first)) * 12
+                                       + extract(month from v_low) - extract(month from v_first)
+                     when 'week' then (v_low::date - v_first::date) / 7
+                     else v_low::date - v_first::date end;
+    k := (k + v_step - 1) / v_step * v_step;  -- the chunk holding v_low, or the next one on INTERVAL's phase
+  end if;
+  <<chunks>>
+  loop
+    v_p := v_first + case v_unit when 'year' then make_interval(years => k::integer) when 'month' then make_interval(months => k::integer)
+                                 when 'week' then make_interval(days => 7 * k::integer) else make_interval(days => k::integer) end;
+    exit when v_p > v_end or v_p > v_until;
+    if s.freq <> 'YEARLY' and s.months is not null and extract(month from v_p)::integer <> all(s.months)
+       and extract(month from v_p) = extract(month from v_p + interval '6 days') then
+      -- A chunk wholly in a month BYMONTH leaves out: none; HOURLY and MINUTELY go on at the next month.
+      k := k + case when v_unit = 'day' then (date_trunc('month', v_p) + interval '1 month')::date - v_p::date else v_step end;
+      continue;
+    end if;
+    v_slots := jobs.rrule_slots(s, v_p);
+    if s.setpos is not null and s.freq in ('YEARLY', 'MONTHLY', 'WEEKLY') then
+      -- BYSETPOS picks among the period's occurrences (its slots times the offsets, in order).
+      v_size := cardinality(v_slots) * cardinality(v_offs);
+      v_slots := array(select v_slots[(q - 1) / cardinality(v_offs) + 1] + v_offs[(q - 1) % cardinality(v_offs) + 1]
+                       from (select distinct case when sp > 0 then sp else v_size + sp + 1 end q from unnest(s.setpos) sp) x
+                       where q between 1 and v_size order by q);
+    end if;
+    foreach v_slot in array v_slots loop
+      if s.setpos is not null and s.freq in ('YEARLY', 'MONTHLY', 'WEEKLY') then
+        v_wall := v_slot;  -- already an occurrence
+        continue when v_wall < s.dtstart;
+        v_n := v_n + 1;
+        exit chunks when v_n > s.count;
+        continue when v_wall < v_low;
+        v_at := jobs.rrule_at(v_wall, s.tz);
+        exit chunks when v_at > s.until;
+        if v_at > after and v_at <> all(coalesce(s.exdates, '{}')) then
+          return least(v_at, v_rdate);
+        end if;
+        continue;
+      end if;
+      -- A slot wholly before `after`: only counted.
+      if v_slot >= s.dtstart and v_slot + v_last < v_low then
+        v_n := v_n + cardinality(v_offs);
+        exit chunks when v_n >= s.count;
+        continue;
+      end if;
+      foreach v_off in array v_offs loop
+        v_wall := v_slot + v_off;
+        continue when v_wall < s.dtstart;
+        v_n := v_n + 1;
+        exit chunks when v_n > s.count;
+        continue when v_wall < v_low;
+        v_at := jobs.rrule_at(v_wall, s.tz);
+        exit chunks when v_at > s.until;
+        if v_at > after and v_at <> all(coalesce(s.exdates, '{}')) then
+          return least(v_at, v_rdate);
+        end if;
+      end loop;
+    end loop;
+    k := k + v_step;
+  end loop;
+  return v_rdate;
+end $$;
+
+--
+-- Name: rrule_wall(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.rrule_wall(p_value text, p_what text, p_expr text) RETURNS timestamp without time zone
+    LANGUAGE plpgsql IMMUTABLE
+    AS $_$
+declare
+  m text[] := regexp_match(p_value, '^([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z?$');
+begin
+  if p_value is null then
+    return null;
+  elsif m is null then
+    perform jobs.rrule_invalid(p_expr, format('%s %s must be a date-time such as 20260105T093000 (or 20260105T083000Z in UTC)',
+      p_what, left(quote_literal(p_value), 40)));
+  end if;
+  return make_timestamp(m[1]::integer, m[2]::integer, m[3]::integer, m[4]::integer, m[5]::integer, m[6]::float8);
+exception when datetime_field_overflow or invalid_datetime_format then
+  perform jobs.rrule_invalid(p_expr, format('%s %s is not a date-time that exists', p_what, quote_literal(p_value)));
+end $_$;
+
+--
 -- Name: run_http_drain(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -4471,6 +4970,7 @@ declare
   v_kept_error text;  -- why the old expression's ticks could not be published now
   v_old_next timestamptz;
   v_old_backfill numeric;
+  v_rrule_tz text;
   -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
   v_cron text := jobs.cron_text(schedule.cron);
 begin
@@ -4481,6 +4981,20 @@ begin
   end if;
   v_next := jobs.cron_next(v_cron, v_now);
   v_tz := jobs.check_tz(schedule.tz);
+  if jobs.is_rrule(v_cron) then
+    -- A recurrence rule whose DTSTART names a TZID recurs on that zone's
+    -- clock: the schedule's tz, which must then be that zone or none.
+    v_rrule_tz := (jobs.rrule_parse(v_cron, v_tz)).tz;
+    if v_tz is not null and v_rrule_tz is distinct from v_tz then
+      perform jobs.raise_invalid('PDC03', 'tz', format('is %s, but the rule''s DTSTART names TZID %s: give the same zone, or no tz',
+        quote_literal(v_tz), quote_literal(coalesce(v_rrule_tz, 'UTC'))));
+    end if;
+    v_tz := v_rrule_tz;
+    if schedule.runner = 'pg_cron' then
+      perform jobs.raise_invalid('PDC03', 'runner',
+        'pg_cron cannot fire a recurrence rule (FREQ=...): use runner => ''drains'' (or no runner: drains then)');
+    end if;
+  end if;
   if v_tz is not null then
     v_next := jobs.cron_tick(v_cron, v_now, v_tz);
   end if;
@@ -4532,7 +5046,7 @@ begin
       'pg_cron does not backfill missed ticks: a schedule with backfill needs runner => ''drains'' (or no runner: drains then)');
   end if;
   v_runner := coalesce(schedule.runner,
-                       case when v_tz is null and schedule.backfill is null and jobs.has_pg_cron()
+                       case when v_tz is null and schedule.backfill is null and not jobs.is_rrule(v_cron) and jobs.has_pg_cron()
                                  and jobs.pg_cron_zone() is null then 'pg_cron' else 'drains' end);
   if v_runner = 'pg_cron' and jobs.pg_cron_zone() is not null then
     perform jobs.raise_invalid('PDC03', 'runner', format(
@@ -4552,6 +5066,12 @@ begin
   select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill
   into v_old, v_old_cron, v_old_tz, v_last, v_error, v_old_next, v_old_backfill
   from jobs.recurring r where r.name = schedule.name for update;
+  -- A rule with no occurrence left is refused, unless it is this schedule's
+  -- own, which ran out (calling schedule() again changes nothing).
+  if v_next is null and not coalesce(v_old_cron = v_cron and v_old_tz is not distinct from v_tz, false) then
+    perform jobs.raise_invalid('PDC01', 'cron', format('%s has no occurrence after %s (COUNT or UNTIL ended it): the schedule would never fire',
+      left(quote_literal(v_cron), 200), v_now));
+  end if;
   if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
     -- dropped with the old runner or expression (this row is ours: not skipped).
@@ -4693,7 +5213,7 @@ CREATE TABLE jobs.recurring (
     CONSTRAINT recurring_check2 CHECK (((dedupe_key IS NULL) OR (overlap = 'allow'::text))),
     CONSTRAINT recurring_check3 CHECK (((dedupe_mode IS NULL) OR ((dedupe_mode = ANY (ARRAY['keep'::text, 'keep_waiting'::text, 'replace'::text, 'replace_keep_time'::text])) AND (dedupe_key IS NOT NULL)))),
     CONSTRAINT recurring_check4 CHECK (((group_tier IS NULL) OR (group_id IS NOT NULL))),
-    CONSTRAINT recurring_check5 CHECK (((runner = 'drains'::text) = (next_run_at IS NOT NULL))),
+    CONSTRAINT recurring_check5 CHECK ((((runner = 'drains'::text) = (next_run_at IS NOT NULL)) OR ((runner = 'drains'::text) AND jobs.is_rrule(cron)))),
     CONSTRAINT recurring_overlap_check CHECK ((overlap = ANY (ARRAY['allow'::text, 'skip'::text]))),
     CONSTRAINT recurring_runner_check CHECK ((runner = ANY (ARRAY['pg_cron'::text, 'drains'::text])))
 );
@@ -5646,7 +6166,10 @@ CREATE VIEW jobs.schedules AS
             WHEN (r.runner = 'pg_cron'::text) THEN ('pgdrain:schedule:'::text || r.name)
             ELSE NULL::text
         END AS pg_cron_job,
-    COALESCE(r.next_run_at, jobs.cron_tick(r.cron, now(), r.tz)) AS next_run_at,
+        CASE
+            WHEN (r.runner = 'pg_cron'::text) THEN jobs.cron_tick(r.cron, now(), r.tz)
+            ELSE r.next_run_at
+        END AS next_run_at,
     r.last_run_at,
     r.last_job_id,
     r.last_error,

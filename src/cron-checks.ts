@@ -11,11 +11,27 @@ const MACROS = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily',
 // knows more (L, W, #, ?, seconds), which the database does not.
 const ITEM = /^(\*|\d{1,4}|[a-z]{3})(-(\d{1,4}|[a-z]{3}))?(\/\d{1,4})?$/i;
 
+// An RFC 5545 recurrence rather than a cron expression, told apart as the
+// database (jobs.is_rrule) and pg-boss tell them: a FREQ= part, or a line
+// that opens with a property name and ; or : (DTSTART:, RRULE:).
+const RRULE_SHAPE = /^[ \t]*[a-z][a-z0-9-]*[;:]|(?:^|[\s;])FREQ=/im;
+
+/** Whether `expr` is an RFC 5545 recurrence rule ('FREQ=DAILY;BYHOUR=9'), which schedules take where they take cron. */
+export function isRrule(expr: string): boolean {
+  return RRULE_SHAPE.test(expr);
+}
+
 /**
  * Checks a cron expression with croner and returns it trimmed; throws a
- * ValidationError naming `field` when it is malformed or never fires.
+ * ValidationError naming `field` when it is malformed or never fires. A
+ * recurrence rule (isRrule) is returned trimmed as it is: the database
+ * parses and checks it (sql/0037_rrule.sql), naming the part at fault.
  */
 export function checkCron(expr: unknown, field = 'cron'): string {
+  if (typeof expr === 'string' && isRrule(expr)) {
+    if (expr.length > 4000) throw new ValidationError(field, 'must be a recurrence rule of at most 4000 characters');
+    return expr.trim();
+  }
   if (typeof expr !== 'string' || expr.trim() === '' || expr.length > 200) {
     throw new ValidationError(field, "must be a cron expression of at most 200 characters, such as '*/5 * * * *'");
   }
@@ -69,8 +85,12 @@ export function checkTz(tz: unknown, field = 'tz'): string {
  * The next `count` ticks of a cron expression after `from`, computed by
  * croner: in UTC, or on the wall clock of time zone `tz`, with the database's
  * daylight saving rules (Vixie cron's, croner's fixedTimeRule 'no-wildcard').
+ * Not for a recurrence rule, which only the database evaluates (jobs.cron_next).
  */
 export function nextTicks(expr: string, count = 1, from: Date = new Date(), tz?: string): Date[] {
+  if (typeof expr === 'string' && isRrule(expr)) {
+    throw new ValidationError('cron', 'is a recurrence rule, whose ticks the database computes: select jobs.cron_next(rule, after, tz)');
+  }
   const text = checkCron(expr);
   if (!Number.isInteger(count) || count < 1 || count > 1000) throw new ValidationError('count', 'must be an integer between 1 and 1000');
   if (!(from instanceof Date) || Number.isNaN(from.getTime())) throw new ValidationError('from', 'must be a valid Date');

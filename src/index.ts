@@ -8,7 +8,7 @@ export { listJobs } from './list-jobs.js';
 export { defineTask, type BatchOptions, type BatchTask, type Task, type TaskOptions } from './define-task.js';
 export { PgJobEvents, type QueueEvent } from './db/pg-events.js';
 export { migrate, migrationSql, latestVersion } from './migrate.js';
-export { checkCron, checkTz, nextTicks } from './cron-checks.js';
+export { checkCron, checkTz, isRrule, nextTicks } from './cron-checks.js';
 export { schedule, unschedule, listSchedules, maintain, type ScheduleSpec, type ScheduleInfo, type ScheduleRunner,
   type ScheduleOverlap, type ScheduleDedupeMode, type MaintainReport } from './schedules.js';
 export { resolveHandler, taskNames } from './tasks.js';

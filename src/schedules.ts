@@ -13,7 +13,8 @@ import type { JobGroup } from './types.js';
 // (maintain: one per pass).
 // Cron expressions are checked here with croner before any round trip; the
 // database checks them again with the same grammar (5 fields, UTC or a time
-// zone), and pg_cron or the drains fire them.
+// zone), and pg_cron or the drains fire them. An RFC 5545 recurrence rule
+// goes where cron does: the database checks it, and the drains fire it.
 
 /** What fires a schedule: pg_cron in this database, or the drains' claims. */
 export type ScheduleRunner = 'pg_cron' | 'drains';
@@ -25,7 +26,11 @@ export type ScheduleOverlap = 'allow' | 'skip';
 export interface ScheduleSpec {
   /** Unique; scheduling the same name again replaces it. */
   name: string;
-  /** Five fields (minute hour day-of-month month day-of-week) or @hourly, @daily, … */
+  /**
+   * Five fields (minute hour day-of-month month day-of-week) or @hourly,
+   * @daily, …; or an RFC 5545 recurrence: 'FREQ=WEEKLY;BYDAY=MO;BYHOUR=9', or
+   * DTSTART[;TZID=zone]:, RRULE:, RDATE: and EXDATE: lines (runner drains).
+   */
   cron: string;
   task: string;
   body?: unknown;
@@ -89,7 +94,8 @@ export interface ScheduleInfo {
   runner: ScheduleRunner;
   /** The pg_cron job's name (pgdrain:schedule:<name>) when pg_cron runs it. */
   pgCronJob: string | null;
-  nextRunAt: Date;
+  /** null: a recurrence rule with no occurrence left (COUNT or UNTIL ended it): it fires no more. */
+  nextRunAt: Date | null;
   lastRunAt: Date | null;
   lastJobId: string | null;
   /** Why the last drain-run tick could not publish, if it could not. */
@@ -204,7 +210,7 @@ export async function unschedule(db: Queryable, name: string): Promise<boolean> 
 
 interface ScheduleRow {
   name: string; cron: string; task: string; body: unknown; queue: string | null; runner: ScheduleRunner;
-  pg_cron_job: string | null; next_run_at: string | Date; last_run_at: string | Date | null;
+  pg_cron_job: string | null; next_run_at: string | Date | null; last_run_at: string | Date | null;
   last_job_id: string | null; last_error: string | null; overlap: ScheduleOverlap; tz: string;
   skipped_ticks: number | string; last_skipped_at: string | Date | null; backfill: number | string | null;
   serial_key: string | null; dedupe_key: string | null; dedupe_mode: ScheduleDedupeMode | null;
@@ -217,7 +223,7 @@ export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
     `select coalesce(jsonb_agg(to_jsonb(s) order by s.name), '[]') as r from jobs.schedules s`, []);
   return (rows ?? []).map((r) => ({
     name: r.name, cron: r.cron, task: r.task, body: r.body, queue: r.queue, runner: r.runner,
-    pgCronJob: r.pg_cron_job, nextRunAt: new Date(r.next_run_at),
+    pgCronJob: r.pg_cron_job, nextRunAt: r.next_run_at === null ? null : new Date(r.next_run_at),
     lastRunAt: r.last_run_at === null ? null : new Date(r.last_run_at),
     lastJobId: r.last_job_id === null ? null : String(r.last_job_id), lastError: r.last_error,
     overlap: r.overlap, tz: r.tz, skippedTicks: Number(r.skipped_ticks),

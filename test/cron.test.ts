@@ -290,6 +290,23 @@ describe('pg_cron', () => {
     }
   });
 
+  it('a recurrence rule goes to the drains with pg_cron at hand; forcing pg_cron, or giving a rule to maintenance, is refused', async () => {
+    const e = await sqlError(`select jobs.schedule('weekly', 'FREQ=WEEKLY;BYDAY=MO;BYHOUR=9', 'a.b', runner => 'pg_cron')`);
+    expect([e.code, e.column]).toEqual(['PDC03', 'runner']);
+    expect(e.message).toMatch(/^runner: pg_cron cannot fire a recurrence rule/);
+    expect(await cronJob('pgdrain:schedule:weekly')).toEqual([]);
+    // Handed over from pg_cron (a cron expression before), its pg_cron job goes.
+    await sql(`select jobs.schedule('weekly', '0 9 * * mon', 'a.b')`);
+    expect(await cronJob('pgdrain:schedule:weekly')).toHaveLength(1);
+    expect(await sql(`select jobs.schedule('weekly', 'FREQ=WEEKLY;BYDAY=MO;BYHOUR=9', 'a.b') as r`)).toEqual([{ r: 'drains' }]);
+    expect(await cronJob('pgdrain:schedule:weekly')).toEqual([]);
+    await sql(`select jobs.unschedule('weekly')`);
+    const before = await cronJob('pgdrain:maintain');
+    const m = await sqlError(`select jobs.schedule_maintenance('FREQ=HOURLY')`);
+    expect([m.code, m.column, m.message]).toEqual(['PDC01', 'cron', 'cron: pg_cron runs cron expressions only, not a recurrence rule (FREQ=...): give a cron expression']);
+    expect(await cronJob('pgdrain:maintain')).toEqual(before);
+  });
+
   it('a bad schedule registers nothing, in pg_cron or in the table', async () => {
     const e = await sqlError(`select jobs.schedule('bad', '*/5 * * *', 'a.b')`);
     expect([e.code, e.column]).toEqual(['PDC01', 'cron']);

@@ -35,7 +35,8 @@ export function scheduleCommand(withConnection: WithConnection): Command {
   addGroupOptions(cmd.command('add')
     .description('create or replace a schedule: at each tick of --cron, publish a job of --task (prints its runner)')
     .argument('<name>', 'unique name; adding it again replaces it')
-    .requiredOption('--cron <expr>', "5 fields (minute hour day-of-month month day-of-week) or @hourly, @daily, …: '0 9 * * mon-fri'")
+    .requiredOption('--cron <expr>', "5 fields (minute hour day-of-month month day-of-week) or @hourly, @daily, …: '0 9 * * mon-fri'; "
+      + "or an RFC 5545 rule: 'FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=9', with DTSTART:/RRULE:/EXDATE: lines if need be")
     .requiredOption('--task <task>', 'dotted task name of the jobs it publishes')
     .option('--body <json>', 'the body of each job, as JSON', json)
     .option('--queue <name>', 'the queue of its jobs (default: default)')
@@ -99,14 +100,15 @@ export function scheduleCommand(withConnection: WithConnection): Command {
         const dedupe = list.some((s) => s.dedupeKey !== null);
         const grouped = list.some((s) => s.group !== null);
         const rows = list.map((s) => ({
-          name: s.name, cron: s.cron, tz: s.tz, task: s.task, runner: s.runner, overlap: s.overlap,
+          // A recurrence's lines on one line.
+          name: s.name, cron: s.cron.replace(/\s*\n\s*/g, ' '), tz: s.tz, task: s.task, runner: s.runner, overlap: s.overlap,
           ...(fill ? { backfill: s.backfillSeconds === null ? '' : `${s.backfillSeconds}s` } : {}),
           ...(serial ? { serial_key: s.serialKey ?? '' } : {}),
           // The key, and its mode after it when not keep: 'k (replace)'.
           ...(dedupe ? { dedupe_key: s.dedupeKey === null ? '' : `${s.dedupeKey}${s.dedupeMode === null || s.dedupeMode === 'keep' ? '' : ` (${s.dedupeMode})`}` } : {}),
           // As pgdrain show's group line: 'acme (tier pro)'.
           ...(grouped ? { group: s.group === null ? '' : s.group.tier === null ? s.group.id : `${s.group.id} (tier ${s.group.tier})` } : {}),
-          next_run_at: iso(s.nextRunAt), last_run_at: iso(s.lastRunAt), skipped: s.skippedTicks,
+          next_run_at: s.nextRunAt === null ? 'none: the rule ended' : iso(s.nextRunAt), last_run_at: iso(s.lastRunAt), skipped: s.skippedTicks,
           last_error: s.lastError === null ? '' : s.lastError.split('\n')[0]!.slice(0, 100),
         }));
         process.stdout.write(`${rows.length ? formatTable(rows, Object.keys(rows[0]!)) : 'no schedules'}\n`);

@@ -57,7 +57,7 @@ export interface DashboardQueue {
 export interface DashboardFailure { id: string; task: string; queue: string; attempts: number; ended_at: string; error: string | null }
 export interface DashboardSchedule {
   name: string; cron: string; tz: string; task: string; queue: string; group_id: string | null; group_tier: string | null;
-  runner: string; next_run_at: string; last_run_at: string | null; last_error: string | null;
+  runner: string; next_run_at: string | null; last_run_at: string | null; last_error: string | null;
 }
 export interface DashboardData { queues: DashboardQueue[]; failures: DashboardFailure[]; schedules: DashboardSchedule[] }
 
@@ -169,7 +169,7 @@ ${act(queues.has(f.queue) ? form('redrive', { job: f.id }, 'redrive') : '')}</tr
 ${data.schedules.length === 0 ? none(9, 'no schedules') : data.schedules.map((s) => html`<tr><td>${s.name}</td>
 <td><code>${s.cron}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td>
 <td>${s.group_id === null ? '–' : s.group_tier === null ? s.group_id : `${s.group_id} (tier ${s.group_tier})`}</td><td>${s.runner}</td>
-<td>${time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
+<td>${s.next_run_at === null ? 'none: the rule ended' : time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
 <td>${s.last_error === null ? '–' : html`<code>${firstLine(s.last_error)}</code>`}</td></tr>`)}
 </table>
 </body></html>
