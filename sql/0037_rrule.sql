@@ -121,7 +121,12 @@ declare
 begin
   foreach v_param in array coalesce(string_to_array(nullif(p_params, ''), ';'), '{}') loop
     if upper(v_param) like 'TZID=%' then
-      v_tzid := coalesce(jobs.check_tz(substr(v_param, 6), false), 'UTC');
+      begin
+        v_tzid := coalesce(jobs.check_tz(substr(v_param, 6), false), 'UTC');
+      exception when sqlstate 'PDC03' then  -- named as part of cron, not as the schedule's tz
+        perform jobs.rrule_invalid(p_expr, format('%s TZID %s must be an IANA time zone name such as Europe/Paris',
+          p_line, left(quote_literal(substr(v_param, 6)), 80)));
+      end;
     elsif upper(v_param) <> 'VALUE=DATE-TIME' then
       perform jobs.rrule_invalid(p_expr, format('%s parameter %s is not supported: give TZID=zone, or none (date-times only)',
         p_line, quote_literal(v_param)));

@@ -121,6 +121,8 @@ describe('recurrence rule schedules', () => {
       ['DTSTART:20300101T000000\nRRULE:FREQ=DAILY;COUNT=1001', "COUNT value '1001' must be a whole number from 1 to 1000"],
       ['DTSTART:20300230T000000\nRRULE:FREQ=DAILY', "DTSTART '20300230T000000' is not a date-time that exists"],
       ['DTSTART;VALUE=DATE:20300101\nRRULE:FREQ=DAILY', "DTSTART parameter 'VALUE=DATE' is not supported"],
+      ['DTSTART;TZID=CET:20300101T090000\nRRULE:FREQ=DAILY', "DTSTART TZID 'CET' must be an IANA time zone name"],
+      ['FREQ=DAILY\nEXDATE;TZID=Mars/Olympus:20300101T090000', "EXDATE TZID 'Mars/Olympus' must be an IANA time zone name"],
       ['DTSTART:20300101T000000\nSUMMARY:standup\nRRULE:FREQ=DAILY', "line 'SUMMARY:standup' is not supported"],
       ['DTSTART:20300101T000000', 'has no RRULE to recur on'],
       ['RRULE:FREQ=DAILY\nRRULE:FREQ=WEEKLY', 'has more than one RRULE'],
