@@ -178,6 +178,20 @@ describe('GET /dashboard: content', () => {
     }
   });
 
+  it('lists a recurrence rule schedule, and says when its rule has ended', async () => {
+    await sql(`select jobs.schedule('sprint', E'DTSTART;TZID=Europe/Paris:20300107T100000\\nRRULE:FREQ=WEEKLY;INTERVAL=2;COUNT=2', 'dash.sprint',
+                                    queue => 'dash', now => '2030-01-01Z')`);
+    try {
+      const listed = async () => row((await get('/dashboard')).text, 'sprint')!;
+      expect((await listed()).slice(0, 7)).toEqual(['sprint', 'DTSTART;TZID=Europe/Paris:20300107T100000\nRRULE:FREQ=WEEKLY;INTERVAL=2;COUNT=2 (Europe/Paris)',
+                                                    'dash.sprint', 'dash', '–', 'drains', '2030-01-07 09:00:00Z']);
+      await sql(`select jobs.publish_due_schedules('2030-01-07 09:00Z'); select jobs.publish_due_schedules('2030-01-21 09:00Z')`);
+      expect((await listed())[6]).toBe('none: the rule ended');
+    } finally {
+      await sql(`select jobs.unschedule('sprint')`);
+    }
+  });
+
   it('is read-only and refreshes itself: no form, no script, a meta refresh', async () => {
     const { text } = await get('/dashboard');
     expect(text).toContain('<meta http-equiv="refresh" content="10">');
