@@ -44,6 +44,13 @@ describe('recurrence rule schedules', () => {
     expect(await listSchedules(db.driver)).toMatchObject([{ name: 'standup', cron: weekly, nextRunAt: null, runner: 'drains' }]);
     const list = await runCli(db.url, 'schedule', 'list');
     expect(list.stdout.split('\n')[2]).toMatch(/^standup\s+DTSTART:20300107T093000 RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=3\s+UTC\s+team\.standup\s+drains\s+allow\s+none: the rule ended\s/);
+    // The CLI adds a rule as --cron, and names --cron for a bad one.
+    expect(await runCli(db.url, 'schedule', 'add', 'cli-rule', '--cron', 'FREQ=MONTHLY;BYMONTHDAY=-1;BYHOUR=18', '--task', 'books.close'))
+      .toEqual({ code: 0, stdout: 'drains\n', stderr: '' });
+    const bad = await runCli(db.url, 'schedule', 'add', 'cli-bad', '--cron', 'FREQ=MONTHLY;BYHOUR=25', '--task', 'books.close');
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining("--cron: BYHOUR value '25' must be a whole number from 0 to 23")]);
+    expect(await sql(`select name from jobs.recurring order by name`)).toEqual([{ name: 'cli-rule' }, { name: 'standup' }]);
+    await sql(`select jobs.unschedule('cli-rule')`);
     // Scheduled again as it was (an app's restart): accepted, still ended.
     expect(await sql(`select jobs.schedule('standup', $1, 'team.standup', now => '2030-03-01Z') as r`, [weekly])).toEqual([{ r: 'drains' }]);
     expect(await sql(`select next_run_at from jobs.recurring`)).toEqual([{ next_run_at: null }]);
