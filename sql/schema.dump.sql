@@ -4583,6 +4583,9 @@ begin
       perform jobs.rrule_invalid(p_expr, format('RRULE has more than one %s part', v_key));
     end if;
     v_seen := v_seen || v_key;
+    if v_key in ('FREQ', 'INTERVAL', 'COUNT', 'UNTIL', 'WKST') and v_value like '%,%' then
+      perform jobs.rrule_invalid(p_expr, format('RRULE part %s takes one value, not a list', quote_literal(v_part)));
+    end if;
     case v_key
     when 'FREQ' then
       if v_value = 'SECONDLY' then

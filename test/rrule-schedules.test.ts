@@ -119,6 +119,7 @@ describe('recurrence rule schedules', () => {
       ['FREQ=DAILY;BYHOURS=9', "RRULE part 'BYHOURS=9' is not an RFC 5545 rule part"],
       ['FREQ=DAILY;BYHOUR=24', "BYHOUR value '24' must be a whole number from 0 to 23"],
       ['FREQ=DAILY;BYHOUR=9;BYHOUR=17', 'RRULE has more than one BYHOUR part'],
+      ['FREQ=DAILY;INTERVAL=2,3', "RRULE part 'INTERVAL=2,3' takes one value, not a list"],
       ['FREQ=MONTHLY;BYMONTHDAY=0', "BYMONTHDAY value '0' must be a whole number other than 0 from -31 to 31"],
       ['FREQ=DAILY;BYDAY=1MO', 'BYDAY ordinals (1MO, -1FR) need FREQ=MONTHLY'],
       ['FREQ=WEEKLY;BYMONTHDAY=1', 'BYMONTHDAY cannot be used with FREQ=WEEKLY'],
