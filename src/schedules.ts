@@ -38,7 +38,7 @@ export interface ScheduleSpec {
   priority?: number | undefined;
   maxRetries?: number | undefined;
   queue?: string | undefined;
-  /** Default: pg_cron when it is installed in this database and no tz is given, else drains. */
+  /** Default: pg_cron when it is installed in this database, no tz is given and cron is no recurrence rule, else drains. */
   runner?: ScheduleRunner | undefined;
   /**
    * 'allow' (default): every tick publishes a job. 'skip': a tick publishes

@@ -43,7 +43,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
     .option('--priority <n>', "greater runs first (default: the queue's, else 0)", integer(-1_000_000, 1_000_000))
     .option('--timeout <seconds>', "seconds a run may take (default: the queue's, else 60)", seconds(0.001, 86400))
     .option('--max-retries <n>', "retries after the first attempt (default: the queue's, else 3)", integer(0, 1000))
-    .addOption(new Option('--runner <runner>', 'what fires it (default: pg_cron where it is usable and no --tz, else drains)')
+    .addOption(new Option('--runner <runner>', 'what fires it (default: pg_cron where it is usable, with no --tz and a cron --cron; else drains)')
       .choices(['pg_cron', 'drains']))
     .addOption(new Option('--overlap <mode>', 'allow (default): every tick publishes; skip: none while a job of it is active')
       .choices(['allow', 'skip']))
