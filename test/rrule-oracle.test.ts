@@ -83,7 +83,9 @@ function generate(): Case {
   }
   const rule = parts.join(';');
   if (!dtstart) return { expr: rule, tz, dtstart };
-  const lines = [zoned ? `DTSTART;TZID=${tz}:${ics(dtstart)}` : `DTSTART:${ics(dtstart)}`, `RRULE:${rule}`];
+  // DTSTART in UTC (Z) too, where no DST change can move its wall time into a gap.
+  const utc = !zoned && !dst && chance(0.3);
+  const lines = [zoned ? `DTSTART;TZID=${tz}:${ics(dtstart)}` : `DTSTART:${ics(dtstart)}${utc ? 'Z' : ''}`, `RRULE:${rule}`];
   return { expr: lines.join('\n'), tz: zoned ? pick(ZONES) : tz, dtstart };
 }
 
@@ -148,7 +150,7 @@ describe('recurrence rules against rrule-temporal', () => {
     // The generator reached what it is meant to reach.
     const exprs = queries.map((q) => q.expr);
     for (const needle of [/BYMONTHDAY=[^;\n]*-/, /BYSETPOS/, /BYDAY=[^;\n]*-?\d(MO|TU|WE|TH|FR|SA|SU)/, /INTERVAL=[2-9]/, /COUNT=/, /UNTIL=\d{8}T\d{6}Z/, /UNTIL=\d{8}T\d{6}(;|$)/m,
-                          /EXDATE/, /TZID=/, /FREQ=MINUTELY/, /FREQ=HOURLY/]) {
+                          /EXDATE/, /TZID=/, /DTSTART:\d{8}T\d{6}Z/, /FREQ=MINUTELY/, /FREQ=HOURLY/]) {
       expect(exprs.filter((e) => needle.test(e)).length, String(needle)).toBeGreaterThan(10);
     }
     expect(queries.filter((q) => q.expected === null).length).toBeGreaterThan(10);
