@@ -102,7 +102,7 @@ declare
   v_out integer[] := '{}';
 begin
   foreach v_item in array string_to_array(p_value, ',') loop
-    if v_item !~ '^[+-]?[0-9]{1,4}$' or v_item::integer not between p_lo and p_hi or (p_nonzero and v_item::integer = 0) then
+    if v_item !~ '^[+-]?[0-9]{1,5}$' or v_item::integer not between p_lo and p_hi or (p_nonzero and v_item::integer = 0) then
       perform jobs.rrule_invalid(p_expr, format('%s value %s must be %s from %s to %s', p_part, quote_literal(v_item),
         case when p_nonzero then 'a whole number other than 0' else 'a whole number' end, p_lo, p_hi));
     end if;

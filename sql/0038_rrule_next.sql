@@ -133,6 +133,9 @@ begin
   v_last := v_offs[cardinality(v_offs)];
   v_until := s.until at time zone coalesce(s.tz, 'UTC') + interval '1 day';
   v_end := greatest(v_low, s.dtstart) + interval '100 years';
+  -- No chunk starting a day past the next RDATE's wall time holds an
+  -- earlier occurrence: the RDATE is the answer (least ignores a null).
+  v_end := least(v_end, v_rdate at time zone coalesce(s.tz, 'UTC') + interval '1 day');
   if s.count is null and v_low > v_first then
     k := case v_unit when 'year' then extract(year from v_low) - extract(year from v_first)
                      when 'month' then (extract(year from v_low) - extract(year from v_first)) * 12

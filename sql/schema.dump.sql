@@ -4438,7 +4438,7 @@ declare
   v_out integer[] := '{}';
 begin
   foreach v_item in array string_to_array(p_value, ',') loop
-    if v_item !~ '^[+-]?[0-9]{1,4}$' or v_item::integer not between p_lo and p_hi or (p_nonzero and v_item::integer = 0) then
+    if v_item !~ '^[+-]?[0-9]{1,5}$' or v_item::integer not between p_lo and p_hi or (p_nonzero and v_item::integer = 0) then
       perform jobs.rrule_invalid(p_expr, format('%s value %s must be %s from %s to %s', p_part, quote_literal(v_item),
         case when p_nonzero then 'a whole number other than 0' else 'a whole number' end, p_lo, p_hi));
     end if;
@@ -4733,6 +4733,9 @@ begin
   v_last := v_offs[cardinality(v_offs)];
   v_until := s.until at time zone coalesce(s.tz, 'UTC') + interval '1 day';
   v_end := greatest(v_low, s.dtstart) + interval '100 years';
+  -- No chunk starting a day past the next RDATE's wall time holds an
+  -- earlier occurrence: the RDATE is the answer (least ignores a null).
+  v_end := least(v_end, v_rdate at time zone coalesce(s.tz, 'UTC') + interval '1 day');
   if s.count is null and v_low > v_first then
     k := case v_unit when 'year' then extract(year from v_low) - extract(year from v_first)
                      when 'month' then (extract(year from v_low) - extract(year from v_first)) * 12

@@ -1,0 +1,52 @@
+// Recurrence rules at the bounds of what they take (sql/0037_rrule.sql,
+// 0038_rrule_next.sql): the largest INTERVAL the README names, and the work
+// a drain's claim does for a rule whose RRULE part is sparse but whose
+// RDATEs give it a next tick (counted in rrule_slots calls, not timed).
+import pg from 'pg';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { schedule } from '../src/index.js';
+import { sqlErrorOf, testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.recurring');
+});
+
+describe('recurrence rule bounds', () => {
+  it('takes INTERVAL=10000, the largest it names, and refuses 10001 naming that range', async () => {
+    // No DTSTART: every 10000th minute since 1970-01-01 00:00 UTC.
+    const after = Date.UTC(2030, 0, 1);
+    const expected = new Date(Math.ceil(after / 60_000 / 10_000 + 1e-9) * 10_000 * 60_000).toISOString();
+    expect((await sql<{ n: Date }>(`select jobs.cron_next('FREQ=MINUTELY;INTERVAL=10000', $1) as n`, [new Date(after).toISOString()]))[0]!
+      .n.toISOString()).toBe(expected);
+    expect(await schedule(db.driver, { name: 'rare', cron: 'FREQ=HOURLY;INTERVAL=10000', task: 'a.b' })).toBe('drains');
+    const error = await sqlErrorOf(sql, `select jobs.schedule('rarer', 'FREQ=HOURLY;INTERVAL=10001', 'a.b')`);
+    expect(error).toMatchObject({ code: 'PDC01', column: 'cron', message: expect.stringContaining("INTERVAL value '10001' must be a whole number from 1 to 10000") });
+  });
+
+  it('a claim publishing an RDATE tick looks no further than the next RDATE for the rule\'s own occurrences', async () => {
+    // Odd minutes on a 2-minute step from 1970 00:00: the RRULE part never fires; the RDATEs do.
+    const odd = Array.from({ length: 30 }, (_, i) => 2 * i + 1).join(',');
+    await sql(`select jobs.schedule('dates', $1, 'a.b', now => '2029-12-31Z')`,
+      [`FREQ=MINUTELY;INTERVAL=2;BYMINUTE=${odd}\nRDATE:20300101T000000Z,20300102T000000Z`]);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query('begin');
+      await client.query(`set local track_functions = 'pl'`);
+      await client.query(`select jobs.claim_json(10, 'nothing.matches.%', null, '2030-01-01T00:00:30Z')`);
+      const { rows } = await client.query<{ calls: string }>(
+        `select coalesce(sum(calls), 0) as calls from pg_stat_xact_user_functions where schemaname = 'jobs' and funcname = 'rrule_slots'`);
+      await client.query('commit');
+      // A few days' chunks, not a century of them (36,500 days of 720 minutes each: seconds of a claim,
+      // and a claim that fails every time under a statement_timeout shorter than that).
+      expect(Number(rows[0]!.calls)).toBeLessThan(10);
+    } finally {
+      await client.end();
+    }
+    expect(await sql(`select next_run_at, last_run_at from jobs.recurring`))
+      .toEqual([{ next_run_at: new Date('2030-01-02T00:00:00Z'), last_run_at: new Date('2030-01-01T00:00:00Z') }]);
+  });
+});
