@@ -148,6 +148,12 @@ declare
   v_start text;
   v_start_tz text;
   v_dates text[] := '{}';  -- name, tzid, value list, ...
+  -- Lines' parameter texts read so far, and their TZIDs: a zone is checked
+  -- once per parse, not once per line (every tick parses the rule again, and
+  -- checking a name with a digit, EST5EDT, reads pg_timezone_names: ~90 ms).
+  v_params text[] := '{}';
+  v_tzids text[] := '{}';
+  v_tzid text;
   v_part text;
   v_key text;
   v_value text;
@@ -164,6 +170,15 @@ begin
     continue when v_line = '';
     m := regexp_match(v_line, '^([A-Za-z][A-Za-z0-9-]*)((?:;[^:;]*)*):(.*)$');
     v_name := upper(m[1]);
+    if v_name in ('DTSTART', 'RDATE', 'EXDATE') then
+      i := array_position(v_params, m[2]);
+      if i is null then
+        v_tzids := v_tzids || jobs.rrule_params(v_name, substr(m[2], 2), p_expr);
+        v_params := v_params || m[2];
+        i := cardinality(v_params);
+      end if;
+      v_tzid := v_tzids[i];
+    end if;
     if m is null or v_name = 'RRULE' then
       if v_rule is not null then
         perform jobs.rrule_invalid(p_expr, 'has more than one RRULE');
@@ -174,9 +189,9 @@ begin
         perform jobs.rrule_invalid(p_expr, 'has more than one DTSTART');
       end if;
       v_start := m[3];
-      v_start_tz := jobs.rrule_params('DTSTART', substr(m[2], 2), p_expr);
+      v_start_tz := v_tzid;
     elsif v_name in ('RDATE', 'EXDATE') then
-      v_dates := v_dates || array[v_name, jobs.rrule_params(v_name, substr(m[2], 2), p_expr), m[3]];
+      v_dates := v_dates || array[v_name, v_tzid, m[3]];
     else
       perform jobs.rrule_invalid(p_expr, format('line %s is not supported: give DTSTART, RRULE, RDATE and EXDATE lines only',
         quote_literal(left(v_line, 40))));

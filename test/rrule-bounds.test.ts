@@ -1,7 +1,8 @@
 // Recurrence rules at the bounds of what they take (sql/0037_rrule.sql,
 // 0038_rrule_next.sql): the largest INTERVAL the README names, and the work
 // a drain's claim does for a rule whose RRULE part is sparse but whose
-// RDATEs give it a next tick (counted in rrule_slots calls, not timed).
+// RDATEs give it a next tick, or whose EXDATE lines name a zone each
+// (counted in function calls, not timed).
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { schedule } from '../src/index.js';
@@ -48,5 +49,27 @@ describe('recurrence rule bounds', () => {
     }
     expect(await sql(`select next_run_at, last_run_at from jobs.recurring`))
       .toEqual([{ next_run_at: new Date('2030-01-02T00:00:00Z'), last_run_at: new Date('2030-01-01T00:00:00Z') }]);
+  });
+
+  it('reads a zone that many EXDATE lines name once per tick, not once per line', async () => {
+    // An export's EXDATE lines, each with its TZID; EST5EDT (a digit) is checked against pg_timezone_names.
+    const days = ['20300102', '20300103', '20300104', '20300105', '20300106', '20300107', '20300108', '20300109'];
+    const rule = ['DTSTART;TZID=America/New_York:20300101T090000', 'RRULE:FREQ=DAILY',
+                  ...days.map((d) => `EXDATE;TZID=EST5EDT:${d}T090000`)].join('\n');
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query('begin');
+      await client.query(`set local track_functions = 'pl'`);
+      const { rows: [next] } = await client.query<{ n: Date }>(`select jobs.cron_next($1, '2030-01-01T15:00Z') as n`, [rule]);
+      const { rows } = await client.query<{ calls: string }>(
+        `select coalesce(sum(calls), 0) as calls from pg_stat_xact_user_functions where schemaname = 'jobs' and funcname = 'check_tz'`);
+      await client.query('commit');
+      expect(next!.n).toEqual(new Date('2030-01-10T14:00:00Z')); // the 2nd to the 9th excluded
+      // cron_next's tz (null), DTSTART's zone, the EXDATEs' zone.
+      expect(Number(rows[0]!.calls)).toBeLessThanOrEqual(3);
+    } finally {
+      await client.end();
+    }
   });
 });
