@@ -4531,10 +4531,11 @@ declare
   v_start_tz text;
   v_dates text[] := '{}';  -- name, tzid, value list, ...
   -- Lines' parameter texts read so far, and their TZIDs: a zone is checked
-  -- once per parse, not once per line (every tick parses the rule again, and
-  -- checking a name with a digit, EST5EDT, reads pg_timezone_names: ~90 ms).
-  v_params text[] := '{}';
-  v_tzids text[] := '{}';
+  -- once per parse, not once per line, and p_tz (checked by the caller: a
+  -- schedule's is its DTSTART's TZID) not again. Every tick parses the rule
+  -- again, and checking a name with a digit (EST5EDT) reads pg_timezone_names: ~90 ms.
+  v_params text[] := case when p_tz is not null then array[';TZID=' || p_tz] else '{}' end;
+  v_tzids text[] := case when p_tz is not null then array[p_tz] else '{}' end;
   v_tzid text;
   v_part text;
   v_key text;

@@ -72,4 +72,25 @@ describe('recurrence rule bounds', () => {
       await client.end();
     }
   });
+
+  it('a claim backfilling a rule in a zone with a digit (EST5EDT) does not check the zone again at every tick', async () => {
+    await sql(`select jobs.schedule('m', E'DTSTART;TZID=EST5EDT:20300101T000000\\nRRULE:FREQ=MINUTELY', 'a.b',
+                                    backfill => 6000, now => '2030-01-01T05:00:00Z')`);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query('begin');
+      await client.query(`set local track_functions = 'pl'`);
+      await client.query(`select jobs.claim_json(10, 'nothing.matches.%', null, '2030-01-01T05:20:00Z')`);
+      const { rows } = await client.query<{ calls: string }>(
+        `select coalesce(sum(calls), 0) as calls from pg_stat_xact_user_functions where schemaname = 'jobs' and funcname = 'check_tz'`);
+      await client.query('commit');
+      // The schedule's tz is the rule's TZID, checked when it was scheduled: each check reads
+      // pg_timezone_names (~90 ms), so a 100-tick backfill cost a claim 8 s.
+      expect(Number(rows[0]!.calls)).toBe(0);
+    } finally {
+      await client.end();
+    }
+    expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 20 }]);
+  });
 });
