@@ -9,7 +9,7 @@
 // has BYDAY limit it: both must match), looks further than a century, skips an occurrence whose wall time the clocks skip, and steps
 // HOURLY and MINUTELY rules with an INTERVAL in elapsed time (its fast
 // path), where pgdrain reads every occurrence on the wall clock and a
-// skipped time as cron does (rrule-dst.test.ts). So in zones with DST the
+// skipped time as cron does (rrule-schedules.test.ts). So in zones with DST the
 // rules' hours are 4 to 23, and HOURLY and MINUTELY steps divide an hour.
 import { RRuleTemporal } from 'rrule-temporal';
 import { describe, expect, it } from 'vitest';
