@@ -11,6 +11,7 @@
 import pg from 'pg';
 import { afterAll, beforeEach, expect, it } from 'vitest';
 import { createQueue, publishBulk, type Driver } from '../src/index.js';
+import { createApp } from '../src/http/index.js';
 import { neonHttpDriver } from '../src/db/neon-http.js';
 import { neonDriver } from '../src/db/neon.js';
 import { pgDriver } from '../src/db/pg.js';
@@ -100,6 +101,25 @@ it('an admin call on the queue (redrive) rolled back as a deadlock victim is sen
   // Before: it rejected with the deadlock (40P01), the dead letters left as they were.
   expect(error).toBeUndefined();
   expect(value).toBe(3);
+  expect(await ids()).toEqual(jobs);
+});
+
+it('a dashboard action on the queue (redrive of a queue) rolled back as a deadlock victim is sent again, as the CLI\'s', async () => {
+  const token = 'deadlock-dashboard-token-0123456789';
+  const app = createApp({ queue, token, dashboardActions: true });
+  const headers = { authorization: `Basic ${Buffer.from(`ops:${token}`).toString('base64')}` };
+  const page = await (await app.request('/dashboard', { headers })).text();
+  const csrf = /name="csrf" value="([^"]+)"/.exec(page)![1]!;
+  await sql(`select jobs.create_queue('dq')`);
+  const jobs = await queue.publishBulk(threeJobs, 'dq');
+  expect(await queue.fail(jobs, 'by test')).toBe(3);
+  const { value, error } = await loseDeadlock(async () => app.request('/dashboard/redrive', { method: 'POST',
+    body: new URLSearchParams({ queue: 'dq', csrf }).toString(),
+    headers: { ...headers, origin: 'http://localhost', 'content-type': 'application/x-www-form-urlencoded' } }));
+  expect(error).toBeUndefined();
+  // Before: a 500 page ("internal error"), the dead letters left as they were.
+  expect(value!.status).toBe(303);
+  expect(decodeURIComponent(value!.headers.get('location')!)).toContain('Queue dq: 3 failed jobs redriven.');
   expect(await ids()).toEqual(jobs);
 });
 

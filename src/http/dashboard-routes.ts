@@ -5,6 +5,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Queryable } from '../db/driver.js';
 import { ValidationError } from '../errors.js';
 import { givenUpOn } from '../round-trip-limit.js';
+import { runsAlone } from '../send.js';
 import type { AuthVariables } from './auth.js';
 import { backOf, DASHBOARD_ACTIONS, formFields, runAction, type DashboardAction } from './dashboard-actions.js';
 import { checkSameOrigin, DashboardSigner } from './dashboard-guard.js';
@@ -78,8 +79,11 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
         await signer.checkFormToken(csrf.length > 1 ? 'given more than once' : csrf[0]);
         const fields = formFields(action, params);
         const back = backOf(fields);
+        const db = o.driverOf(c);
+        // Still a statement of its own when the driver's is (autocommit): a deadlock's victim is sent
+        // again, as the CLI's call of the same admin function is (send.ts), not answered as a 500.
         const note = await o.bounded('the action may have been taken: reload the dashboard to see',
-          (signal) => runAction(givenUpOn(o.driverOf(c), signal), action, fields));
+          (signal) => runAction(alone(givenUpOn(db, signal), runsAlone(db)), action, fields));
         const query = `${back === '' ? '' : `queue=${encodeURIComponent(back)}&`}note=${encodeURIComponent(note)}`;
         return c.redirect(`./?${query}&sig=${await signer.signNote(note)}`, 303);
       } catch (error) {
@@ -87,6 +91,11 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
       }
     });
   }
+}
+
+/** db, marked as running each statement alone (Driver.autocommit) when it does. */
+function alone(db: Queryable, autocommit: boolean): Queryable & { autocommit: boolean } {
+  return { query: (text, params) => db.query(text, params), autocommit };
 }
 
 /** The note and its signature, taken out of the query: both or neither, the signature the server's. */
