@@ -3,7 +3,7 @@
 // PostgreSQL rolled it back whole for another transaction's sake, where it
 // was a transaction of its own.
 import { rolledBackWhole } from './claim-call.js';
-import type { Driver, Queryable, QueryResult } from './db/driver.js';
+import { isPgPool, type Driver, type Queryable, type QueryResult } from './db/driver.js';
 import { translateError } from './errors.js';
 import { givenUpOn } from './round-trip-limit.js';
 
@@ -27,18 +27,14 @@ export function givenUpWith(db: Queryable, signal: AbortSignal | undefined): Que
 /**
  * Whether each statement sent through db is a transaction of its own, never
  * a part of one its caller opened: a driver that says so (Driver.autocommit:
- * pgDriver, neonDriver, neonHttpDriver), or a node-postgres Pool (Neon's Pool
- * is one: pg-pool's counts, connect() and no release()), whose query() checks
- * out an idle connection for the one statement. Anything else may be inside
+ * pgDriver and neonDriver over a pool, neonHttpDriver), or a node-postgres
+ * Pool (isPgPool), whose query() checks out an idle connection for the one statement. Anything else may be inside
  * the caller's transaction, which a deadlock aborted whole: a client
  * (pg.Client, a PoolClient), a driver's transaction, pgliteDriver (one
  * session the caller may have begun a transaction on; it cannot deadlock).
  */
 export function runsAlone(db: Queryable): boolean {
-  if ((db as Partial<Driver>).autocommit === true) return true;
-  const pool = db as { connect?: unknown; release?: unknown; totalCount?: unknown; idleCount?: unknown; waitingCount?: unknown };
-  return typeof pool.connect === 'function' && typeof pool.release !== 'function' && typeof pool.totalCount === 'number'
-    && typeof pool.idleCount === 'number' && typeof pool.waitingCount === 'number';
+  return (db as Partial<Driver>).autocommit === true || isPgPool(db);
 }
 
 /**

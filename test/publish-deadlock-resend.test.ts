@@ -142,6 +142,24 @@ it.each([
   expect(await ids()).toEqual([]);
 });
 
+it("a queue over pgDriver(client) of the caller's, in its transaction, is not sent again: the deadlock is the caller's", async () => {
+  // driver-check's message offers pgDriver for a client too; the statements then run on the caller's session.
+  const client = new pg.Client({ connectionString: victimUrl.href });
+  await client.connect();
+  const own = createQueue({ driver: pgDriver(client as unknown as pg.Pool) });
+  try {
+    expect(runsAlone(own.driver)).toBe(false);
+    await client.query('begin');
+    const { error } = await loseDeadlock(() => own.publishBulk(threeJobs));
+    // Before: sent again in the aborted transaction, it failed with 25P02, hiding the deadlock from the caller's retry.
+    expect(error?.code).toBe('40P01');
+    await client.query('rollback');
+    expect(await ids()).toEqual([]);
+  } finally {
+    await client.end();
+  }
+});
+
 it('runsAlone: pgdrain pool drivers, Neon HTTP and a pg Pool; not a client, a transaction, an unmarked driver', async () => {
   const neonPool = neonDriver('postgres://u@127.0.0.1:1/db');
   const client = new pg.Client({ connectionString: db.url });

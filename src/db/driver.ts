@@ -54,9 +54,10 @@ export interface Driver extends Queryable {
    * HTTP driver sends it alone). A statement PostgreSQL rolls back whole
    * for another's sake (a deadlock victim, 40P01; a serialization failure,
    * 40001) left nothing behind, so publish, publishBulk, publishEvent and the
-   * admin calls send it again, up to 3 times (src/send.ts). pgDriver,
-   * neonDriver and neonHttpDriver set it; leave it unset on a driver whose
-   * query() may run inside its caller's transaction.
+   * admin calls send it again, up to 3 times (src/send.ts). pgDriver (over
+   * a pool, not a client a JavaScript caller gave it), neonDriver and
+   * neonHttpDriver set it; leave it unset on a driver whose query() may run
+   * inside its caller's transaction.
    */
   readonly autocommit?: boolean | undefined;
   /**
@@ -86,4 +87,16 @@ export interface QueuedListener {
    * meanwhile is not heard, so once it is back fn is called with '*'.
    */
   close(): Promise<void>;
+}
+
+/**
+ * Whether db is a node-postgres Pool (Neon's Pool is one: pg-pool's counts,
+ * connect() and no release()), whose query() checks out an idle connection
+ * for the one statement: never a pg.Client or a PoolClient, which run it in
+ * whatever transaction their session has open.
+ */
+export function isPgPool(db: unknown): boolean {
+  const pool = db as { connect?: unknown; release?: unknown; totalCount?: unknown; idleCount?: unknown; waitingCount?: unknown };
+  return typeof pool.connect === 'function' && typeof pool.release !== 'function' && typeof pool.totalCount === 'number'
+    && typeof pool.idleCount === 'number' && typeof pool.waitingCount === 'number';
 }

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { PgDrainError } from '../errors.js';
-import type { Driver, Queryable, QueryOptions, QueryResult, QueuedListener } from './driver.js';
+import { isPgPool, type Driver, type Queryable, type QueryOptions, type QueryResult, type QueuedListener } from './driver.js';
 import { PgJobEvents } from './pg-events.js';
 import { CLOSE_WAIT_MS, connectTimeoutMs, ownedClient, poolEnder, sharingOnRefusal } from './pg-pool.js';
 
@@ -237,7 +237,9 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
   const pooled = wrap(pool);
   return {
     maxConnections: pool.options?.max,
-    autocommit: true, // a statement is sent alone on a client of the pool (query, abandonable)
+    // A statement is sent alone on a client of the pool (query, abandonable); not through
+    // pgDriver(client) of a JavaScript caller's, whose session may be in its transaction.
+    autocommit: isPgPool(pool),
     async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       refuseClosed();
       if (warming) await warming;
