@@ -1043,8 +1043,11 @@ begin
       returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
                 q.scheduled_at, q.created_at, q.attributes, q.serial_key
     )
+    -- The ids as one text, split by the client: as JSON strings of up to 10
+    -- characters, V8's JSON.parse would enter each id in its string table
+    -- (a unique key per job), a tenth of a drain's Node-side CPU.
     select json_build_object(
-             'id', array_agg(c.job_id::text), 'task', array_agg(c.task), 'body', json_agg(c.body),
+             'id', string_agg(c.job_id::text, ','), 'task', array_agg(c.task), 'body', json_agg(c.body),
              'attempt', array_agg(c.attempt), 'maxRetries', array_agg(c.max_retries),
              'timeout', array_agg(c.timeout), 'priority', array_agg(c.priority),
              'scheduledAt', array_agg(date_part('epoch', c.scheduled_at)),

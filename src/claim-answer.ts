@@ -3,9 +3,12 @@ import type { Job, Json } from './types.js';
 
 // What jobs.claim_json answers (sql/0015_claim_json.sql), and the jobs in it.
 
-/** Claimed jobs as jobs.claim_json answers them: one array per field (times in epoch seconds). */
+/**
+ * Claimed jobs as jobs.claim_json answers them: one array per field (times
+ * in epoch seconds), but the ids in one text, comma-separated (claimedIds).
+ */
 export interface ClaimedColumns {
-  id: string[];
+  id: string;
   task: string[];
   body: unknown[];
   attempt: number[];
@@ -36,11 +39,16 @@ export interface ClaimResult {
   atGroupConcurrency: boolean;
 }
 
-/** Job i of a claim's answer. */
-export function toJob(c: ClaimedColumns, i: number, queue: string, now: number): Job {
+/** A claim's ids, in the order of its other columns. */
+export function claimedIds(c: ClaimedColumns): string[] {
+  return c.id.split(',');
+}
+
+/** Job i of a claim's answer; ids: claimedIds(c). */
+export function toJob(c: ClaimedColumns, ids: readonly string[], i: number, queue: string, now: number): Job {
   const timeout = Number(c.timeout[i]);
   return {
-    id: c.id[i]!, task: c.task[i]!, body: c.body[i], attempt: c.attempt[i]!, maxRetries: c.maxRetries[i]!, timeout,
+    id: ids[i]!, task: c.task[i]!, body: c.body[i], attempt: c.attempt[i]!, maxRetries: c.maxRetries[i]!, timeout,
     priority: c.priority[i]!, queue, attributes: c.attributes[i] ?? null,
     leaseUntil: new Date((now + timeout) * 1000),
     scheduledAt: new Date(c.scheduledAt[i]! * 1000),

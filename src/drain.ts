@@ -13,7 +13,7 @@ import { JobRun, type RunHost } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
 import type { Outcome } from './outcome-arrays.js';
 import { pauseUntil, Settler } from './settler.js';
-import { toJob, type ClaimResult } from './claim-answer.js';
+import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
 import { timerAt, Timeouts } from './timeouts.js';
 import { windDown, type Running } from './wind-down.js';
 import type { DrainReport, Job, StoppedBy } from './types.js';
@@ -175,8 +175,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     const { jobs, count } = result;
     if (jobs?.keyed) settler.claimedKeyed(jobs.keyed, jobs.keyedMaxRetries!); // before any of their outcomes
     const now = Date.now();
+    const ids = count > 0 ? claimedIds(jobs!) : [];
     for (let i = 0; i < count; i++) {
-      const job = toJob(jobs!, i, result.queue, result.now);
+      const job = toJob(jobs!, ids, i, result.queue, result.now);
       const end = endOf(job, claimSentAt, now);
       if (end === 0) continue;
       const spec = batchOf(job.task);

@@ -6,7 +6,7 @@
 // shared memory"), settled none, and failed the same way on every rerun.
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ClaimResult } from '../src/claim-answer.js';
+import { claimedIds, type ClaimResult } from '../src/claim-answer.js';
 import type { Queryable } from '../src/db/driver.js';
 import { createQueue } from '../src/index.js';
 import type { Outcome } from '../src/outcome-arrays.js';
@@ -96,7 +96,7 @@ describe('the settler', () => {
     await publishKeyed(sql, 'keeps', 300, 'keep:', 3);
     await sql(`select jobs.publish_arrays(array_fill('plain'::text, array[300]))`);
     const { jobs } = await claim(2000);
-    const byTask = (task: string) => jobs!.id.filter((_, i) => jobs!.task[i] === task);
+    const byTask = (task: string) => claimedIds(jobs!).filter((_, i) => jobs!.task[i] === task);
     const [ends, keeps, plain] = [byTask('ends'), byTask('keeps'), byTask('plain')];
     expect([ends.length, keeps.length, plain.length]).toEqual([1200, 300, 300]);
     expect(new Set(jobs!.keyed)).toEqual(new Set([...ends, ...keeps]));
@@ -128,7 +128,7 @@ describe('the settler', () => {
     const statements: string[][] = [];
     const settler = new Settler(recording(statements), 10, 'w');
     settler.claimedKeyed(jobs!.keyed!, jobs!.keyedMaxRetries!);
-    for (const id of jobs!.id) settler.add(ack(id));
+    for (const id of claimedIds(jobs!)) settler.add(ack(id));
     await until(async () => await count('select count(*) as n from jobs.job_queue') === 0, 'the 1,200 to be settled');
     expect(statements.map((ids) => ids.length)).toEqual([500, 500, 200]);
     expect(settler.totals.succeeded).toBe(1200);
@@ -147,7 +147,7 @@ describe('the settler', () => {
     // No flush within the test: only take() sends the held-back ones.
     const settler = new Settler(recording(statements), 60_000, 'w');
     settler.claimedKeyed(jobs!.keyed!, jobs!.keyedMaxRetries!);
-    const ids = [...jobs!.id].sort((a, b) => Number(a) - Number(b));
+    const ids = claimedIds(jobs!).sort((a, b) => Number(a) - Number(b));
     for (const id of ids) settler.add(ack(id));
     const taken = await settler.take();
     // Settled before take() answered, in statements of 500 keyed ends: all of them, the claim carries none.
@@ -161,7 +161,7 @@ describe('the settler', () => {
   it('a settle that fails keeps the outcomes it held back: after its pause, every one is settled', async () => {
     await publishKeyed(db.sql, 'ends', 1100, 'end:', 0);
     const { jobs } = await claim(1100);
-    const ids = [...jobs!.id].sort((a, b) => Number(a) - Number(b));
+    const ids = claimedIds(jobs!).sort((a, b) => Number(a) - Number(b));
     // Another session holds the key of a job of the first statement: that settle fails (lock_timeout).
     const holder = await pool.connect();
     const { key } = (await holder.query<{ key: string }>('select serial_key as key from jobs.job_queue where job_id = $1', [ids[0]])).rows[0]!;

@@ -14,10 +14,10 @@ const sql = db.sql;
 
 /** One claim of worker `worker`: the claimed job's id and attempt. */
 async function claim(worker: string): Promise<{ id: string; attempt: number }> {
-  const [row] = await sql<{ r: { jobs: { id: string[]; attempt: number[] } } }>(
+  const [row] = await sql<{ r: { jobs: { id: string; attempt: number[] } } }>(
     `select jobs.claim_json(1, worker_id => $1) as r`, [worker]);
   const { r } = row!;
-  return { id: r.jobs.id[0]!, attempt: r.jobs.attempt[0]! };
+  return { id: r.jobs.id, attempt: r.jobs.attempt[0]! }; // one job: its id alone
 }
 
 describe('a transactional ack', () => {

@@ -77,7 +77,7 @@ begin
       select claim_json.worker_id, v_now + make_interval(secs => max((m.q).timeout)), v_now, array_agg(m.q) from moved m
     )
     select json_build_object(
-             'id', array_agg((c.q).job_id::text), 'task', array_agg((c.q).task), 'body', json_agg((c.q).body),
+             'id', string_agg(((c.q).job_id)::text, ','), 'task', array_agg((c.q).task), 'body', json_agg((c.q).body),
              'attempt', array_agg((c.q).attempt + 1), 'maxRetries', array_agg((c.q).max_retries),
              'timeout', array_agg((c.q).timeout), 'priority', array_agg((c.q).priority),
              'scheduledAt', array_agg(date_part('epoch', (c.q).scheduled_at)),
