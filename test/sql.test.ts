@@ -247,6 +247,27 @@ describe('consume', () => {
   });
 });
 
+describe('claim_json', () => {
+  it('answers the claimed ids as one comma-separated text, in the order of its other columns, whatever their length', async () => {
+    // As JSON strings of up to 10 characters, V8's JSON.parse would intern each id (the drain splits this text).
+    const seq = "pg_get_serial_sequence('jobs.job_queue', 'job_id')";
+    const { last } = await one<{ last: string | null }>(`select pg_sequence_last_value(${seq}::regclass)::text as last`);
+    await sql(`select setval(${seq}, 9999999998, false)`);
+    try {
+      const { ids } = await one<{ ids: string[] }>(`select jobs.publish_arrays(array['a', 'a', 'a'], '[{"n": 0}, {"n": 1}, {"n": 2}]')::text[] as ids`);
+      expect(ids).toEqual(['9999999998', '9999999999', '10000000000']);
+      const { r } = await one<{ r: { count: number; jobs: { id: string; body: { n: number }[] } } }>(
+        `select jobs.claim_json(10, worker_id => 'w') as r`);
+      expect(r.count).toBe(3);
+      expect(typeof r.jobs.id).toBe('string');
+      const claimed = r.jobs.id.split(',');
+      expect(claimed.map((id, i) => [id, r.jobs.body[i]!.n]).sort()).toEqual([[ids[0], 0], [ids[1], 1], [ids[2], 2]].sort());
+    } finally {
+      await sql(last === null ? `select setval(${seq}, 1, false)` : `select setval(${seq}, $1::bigint)`, last === null ? [] : [last]);
+    }
+  });
+});
+
 describe('ack and nack', () => {
   it('ack moves the job to jobs.job as success with result and duration', async () => {
     const { id } = await one<{ id: string }>(`select jobs.publish('a') as id`);
