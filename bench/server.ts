@@ -122,7 +122,7 @@ function statFields(pid: number | string): string[] | undefined {
 
 // Clock ticks (USER_HZ) are 100 per second on Linux. A child that exits
 // between the two reads is missed or counted twice: rare, and one process.
-function clusterCpuMs(postmaster: number): number {
+export function clusterCpuMs(postmaster: number): number {
   const own = statFields(postmaster);
   if (!own) throw new Error(`postmaster ${postmaster} is not running`);
   // utime, stime, cutime, cstime: fields 14-17
