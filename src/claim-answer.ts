@@ -39,9 +39,9 @@ export interface ClaimResult {
   atGroupConcurrency: boolean;
 }
 
-/** A claim's ids, in the order of its other columns. */
-export function claimedIds(c: ClaimedColumns): string[] {
-  return c.id.split(',');
+/** A claim's ids, in the order of its other columns (none when it claimed none). */
+export function claimedIds(c: ClaimedColumns | null): string[] {
+  return c === null ? [] : c.id.split(',');
 }
 
 /** Job i of a claim's answer; ids: claimedIds(c). */

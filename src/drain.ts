@@ -175,8 +175,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     const { jobs, count } = result;
     if (jobs?.keyed) settler.claimedKeyed(jobs.keyed, jobs.keyedMaxRetries!); // before any of their outcomes
     const now = Date.now();
-    const ids = count > 0 ? claimedIds(jobs!) : [];
-    for (let i = 0; i < count; i++) {
+    for (let i = 0, ids = claimedIds(jobs); i < count; i++) {
       const job = toJob(jobs!, ids, i, result.queue, result.now);
       const end = endOf(job, claimSentAt, now);
       if (end === 0) continue;
