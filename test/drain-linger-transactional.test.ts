@@ -15,10 +15,16 @@ it('a lingering drain whose transactional handlers hang past their timeout still
   afterAll(() => driver.close());
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const q = createQueue({ driver: { ...driver, close: async () => {} } });
+  // It claims again only after the jobs' timers fired: polls 1.5 s apart (the
+  // first 1.5 s after the timeouts' wake), and no LISTEN (whose session, once
+  // open, sets off a claim at once). A claim sent just before those timers
+  // fired and run just after the leases passed (a loaded machine) expired
+  // the jobs itself: given back at once, one was claimed again, and the
+  // drain's nacks came too late (claimed 3, retried 1, stale 2).
+  const q = createQueue({ driver: { ...driver, onQueued: undefined, close: async () => {} } });
   q.defineTask('hang', async () => { await gate; }, { transactional: true });
   await q.publishBulk([{ task: 'hang', timeoutSeconds: 1 }, { task: 'hang', timeoutSeconds: 1 }]);
-  const report = await q.drain(10, Date.now() + 4000, { lingerMs: 60_000, pollMs: 170 });
+  const report = await q.drain(10, Date.now() + 4000, { lingerMs: 60_000, pollMs: 1500 });
   release();
   expect(report).toMatchObject({ claimed: 2, retried: 2 });
   expect(['deadline', 'empty']).toContain(report.stoppedBy);
