@@ -30,6 +30,9 @@ it('a lingering drain whose transactional handlers hang past their timeout still
   expect(['deadline', 'empty']).toContain(report.stoppedBy);
 });
 
+// A fresh PGlite costs about 6 CPU-seconds (its wasm and initdb): on a loaded
+// 2-core machine it took 59 s and 99 s to start, past the default 60 s; its
+// claim took 0.7 s there (so a timeout of 20 s, not 5).
 it('on one session (PGlite), a transactional task may take a rate-limit token and report progress', async () => {
   const driver = await pgliteDriver('memory://');
   const q = createQueue({ driver });
@@ -40,10 +43,10 @@ it('on one session (PGlite), a transactional task may take a rate-limit token an
     stored = await ctx.progress({ done: 1 });
     return 'ok';
   }, { transactional: true });
-  await q.publish('tx.limited', {}, { timeoutSeconds: 5 });
+  await q.publish('tx.limited', {}, { timeoutSeconds: 20 });
   // Its transaction holds the one session: the token is taken in it (before, its statement waited for the session for good).
-  expect(await q.drain(1, Date.now() + 10_000, { overrunMs: 2000 })).toMatchObject({ claimed: 1, succeeded: 1 });
+  expect(await q.drain(1, Date.now() + 30_000, { overrunMs: 2000 })).toMatchObject({ claimed: 1, succeeded: 1 });
   expect(stored).toBe(false); // progress cannot show beside the transaction that holds the session
   expect((await driver.query<{ tokens: number }>('select tokens from jobs.rate_limit'))).toMatchObject({ rows: [{ tokens: 4 }] });
   await q.close();
-});
+}, 180_000);
