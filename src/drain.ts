@@ -15,7 +15,7 @@ import type { Outcome } from './outcome-arrays.js';
 import { pauseUntil, Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
 import { timerAt, Timeouts } from './timeouts.js';
-import { windDown, type Running } from './wind-down.js';
+import { endEarlierDelivery, windDown, type Running } from './wind-down.js';
 import type { DrainReport, Job, StoppedBy } from './types.js';
 
 export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS,
@@ -177,6 +177,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     const now = Date.now();
     for (let i = 0, ids = claimedIds(jobs); i < count; i++) {
       const job = toJob(jobs!, ids, i, result.queue, result.now);
+      if (running.size > 0) endEarlierDelivery(running, job.id); // its lease passed while it ran here
       const end = endOf(job, claimSentAt, now);
       if (end === 0) continue;
       const spec = batchOf(job.task);

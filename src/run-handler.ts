@@ -13,7 +13,7 @@ import type { Settler } from './settler.js';
 import { resolveHandler } from './tasks.js';
 import type { TimeoutGroup, Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
-import type { Running } from './wind-down.js';
+import { LEASE_LOST, type Running } from './wind-down.js';
 
 /** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
 export interface RunHost {
@@ -165,7 +165,7 @@ export class JobRun implements Running, LeaseHolder {
   private leaseLost(): void {
     if (this.beat !== undefined) clearTimeout(this.beat);
     this.beat = undefined;
-    this.signal.abort(new Error('lease lost: the database no longer has this delivery running (its lease passed and a claim expired it)'));
+    this.signal.abort(new Error(LEASE_LOST));
   }
 
   finish(outcome: Outcome | null): void {

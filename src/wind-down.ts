@@ -12,6 +12,25 @@ export interface Running {
   finish(outcome: Outcome | null): void;
 }
 
+/** A delivery's signal reason once the database no longer has it running (its lease passed and a claim expired it). */
+export const LEASE_LOST = 'lease lost: the database no longer has this delivery running (its lease passed and a claim expired it)';
+
+/**
+ * A claim handed out again job `id`, whose earlier delivery still runs here:
+ * its lease passed before its timer fired (a claim of this drain sent as the
+ * timer came due and run once the lease had passed, an event loop blocked
+ * past it, a clock far from the database's), and the claim's expiry gave it
+ * back. That delivery's signal fires (LEASE_LOST) and it leaves `running`,
+ * nacked (stale: the database has its attempt over), for the new one's entry;
+ * replaced unended, its signal never fired and its timer found another entry.
+ */
+export function endEarlierDelivery(running: Map<string, Running>, id: string): void {
+  const earlier = running.get(id);
+  if (earlier === undefined) return;
+  earlier.signal.abort(new Error(LEASE_LOST));
+  earlier.finish({ id, attempt: earlier.job.attempt, outcome: 'nack', error: LEASE_LOST });
+}
+
 /**
  * Waits for running jobs; after graceMs (if given), or at once when
  * hardSignal fires, aborts and releases the rest.
