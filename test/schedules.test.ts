@@ -402,6 +402,8 @@ describe('schedules run by drains (no pg_cron in this database)', () => {
     expect(await listSchedules(db.driver)).toEqual([]);
   });
 
+  // A fresh PGlite costs about 6 CPU-seconds (its wasm and initdb): on a loaded
+  // 2-core machine it took 47 to 99 s to start, near or past the default 60 s.
   it('on PGlite, a drain publishes the due tick and runs it in the same pass', async () => {
     const driver = await pgliteDriver();
     try {
@@ -419,7 +421,7 @@ describe('schedules run by drains (no pg_cron in this database)', () => {
     } finally {
       await driver.close();
     }
-  });
+  }, 180_000);
 });
 
 describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the database', () => {
