@@ -2,7 +2,7 @@ import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
-import { reachableHandlers, resolveHandler } from './tasks.js';
+import { reachableHandlers, type TaskLookup } from './tasks.js';
 import type { BatchContext, BatchHandler, BatchItem, BatchResults, Handler, JobContext, PublishOptions, TaskMap,
   TransactionalHandler } from './types.js';
 
@@ -207,15 +207,16 @@ export function hasTransactionalTask(tasks: TaskMap): boolean {
  * now (as runHandler resolves it: a task an instance holds too, one defined
  * or replaced while a drain runs); undefined for a plain task, or one whose
  * lookup throws (runHandler then fails its jobs alone, with that error).
- * The name is looked up each time (10-100 ns): a cache by name went stale.
+ * The name is looked up each time, through the drain's lookup (tasks.ts
+ * TaskLookup: 10-100 ns): a cache by name went stale.
  */
-export function batchLookup(tasks: TaskMap): (task: string) => BatchSpec | undefined {
+export function batchLookup(lookup: TaskLookup): (task: string) => BatchSpec | undefined {
   const specs = new WeakMap<Handler, BatchSpec>(); // one per handler: a claim's jobs of it make one group
   return (task) => {
     let handler: Handler | undefined;
     let maxSize: unknown;
     try {
-      handler = resolveHandler(tasks, task);
+      handler = lookup.resolve(task);
       maxSize = handler && (handler as unknown as Record<symbol, unknown>)[BATCH];
     } catch {
       return undefined; // a lookup or a Proxy handler that throws: runHandler meets it again and fails the job

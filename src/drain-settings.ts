@@ -1,6 +1,7 @@
 import type { Driver, Queryable } from './db/driver.js';
 import { hasTransactionalTask } from './define-task.js';
 import { ValidationError } from './errors.js';
+import { TaskLookup } from './tasks.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, type DrainOptions } from './drain-options.js';
 import { parse } from './options.js';
@@ -63,5 +64,7 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
     overrunMs: opts.overrunMs ?? DEFAULT_OVERRUN_MS,
     flushIntervalMs: opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS,
     cancelCheckMs: opts.cancelCheckMs ?? DEFAULT_CANCEL_CHECK_MS,
+    /** Its jobs' handlers by task name: the module's defined task names walked once for the drain, not per job. */
+    lookup: new TaskLookup(deps.tasks),
   };
 }

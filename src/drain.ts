@@ -58,7 +58,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const startedAt = Date.now();
   // Options checked, and what follows from them (drain-settings.ts). poolBound: the pool's size bounds concurrency.
   const { args, opts, driver, poolBound, concurrency, refillAt, stopAt, filter, exclude, workerId, lingerMs, overrunMs,
-          flushIntervalMs, cancelCheckMs } = drainSettings(deps, batchSize, deadline, options);
+          flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
   let lastLook: 'no' | 'due' | 'done' = 'no'; // lingered until stopAt: one more claim, with no budget, counts what is due
@@ -146,7 +146,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     return end;
   };
-  const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
+  const host: RunHost = { deps, lookup, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
     signalled: () => stoppedBy === 'signal',
     returned(run, outcome) {
       handlers--;
@@ -160,7 +160,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     run.runHandler();
   };
   // Whether a job's task runs as a batch (its handler looked up, as runHandler does); a runner once one does.
-  const batchOf = batchLookup(deps.tasks);
+  const batchOf = batchLookup(lookup);
   let batchRunner: BatchRunner | undefined;
   const newBatchRunner = () => new BatchRunner({ running, timeouts, hooks, publish, rateLimit, settled,
     calling(n) {

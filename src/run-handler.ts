@@ -10,7 +10,7 @@ import { askedOutcome } from './job-errors.js';
 import { resultJson } from './json-text.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
-import { resolveHandler } from './tasks.js';
+import type { TaskLookup } from './tasks.js';
 import type { TimeoutGroup, Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
 import { LEASE_LOST, type Running } from './wind-down.js';
@@ -18,6 +18,8 @@ import { LEASE_LOST, type Running } from './wind-down.js';
 /** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
 export interface RunHost {
   deps: DrainDeps;
+  /** The drain's handler lookup, by task name (its defined names walked once, not per job). */
+  lookup: TaskLookup;
   publish: DrainDeps['publish'];
   settler: Settler;
   progress: ProgressSink;
@@ -193,7 +195,7 @@ export class JobRun implements Running, LeaseHolder {
     let transactional = false;
     let heartbeat: number | undefined;
     try {
-      handler = resolveHandler(host.deps.tasks, job.task); // an export may be a getter that throws
+      handler = host.lookup.resolve(job.task); // an export may be a getter that throws
       if (handler !== undefined) {
         transactional = isTransactional(handler);
         heartbeat = heartbeatOf(handler);

@@ -7,10 +7,56 @@ import type { Handler, TaskMap } from './types.js';
  * defineTask('email.send', …)` serves `email.send`). A module whose tasks
  * are all in its default export (`export default { … }`, or CommonJS
  * `module.exports`) is looked up there too. Returns undefined when nothing
- * callable is there.
+ * callable is there. Walks the exports for defined names on each call that
+ * misses by path: a drain looks up through one TaskLookup instead.
  */
 export function resolveHandler(tasks: TaskMap, name: string): Handler | undefined {
-  return byPath(tasks, name) ?? definedTasks(tasks).get(name) ?? inDefault(tasks, (d) => resolveHandler(d, name));
+  return new TaskLookup(tasks).resolve(name);
+}
+
+/**
+ * resolveHandler for the jobs of one drain: the exports are walked for
+ * defined names once (per object looked in: the module, its default export),
+ * not for each job. Each use of a defined name reads it again where the walk
+ * found it (one property read per level), so a task replaced there (a live
+ * binding reassigned) serves its next job; one gone from there, or a name
+ * not found at all (a task added since, an unknown task), walks again. The
+ * one difference from a walk per job: of two exports defining one name, the
+ * one found first keeps serving it while it still does. A name found by its
+ * path never reaches the walk: a drain of such tasks pays nothing for it.
+ */
+export class TaskLookup {
+  private indexes = new WeakMap<object, Map<string, Defined>>();
+  private walked = false;
+
+  constructor(private readonly tasks: TaskMap) {}
+
+  resolve(name: string): Handler | undefined {
+    const walkedBefore = this.walked;
+    const found = this.find(this.tasks, name);
+    if (found !== undefined || !walkedBefore) return found;
+    this.indexes = new WeakMap(); // a miss on an earlier walk: the exports may have gained the task since
+    return this.find(this.tasks, name);
+  }
+
+  private find(tasks: TaskMap, name: string): Handler | undefined {
+    return byPath(tasks, name) ?? this.defined(tasks, name) ?? inDefault(tasks, (d) => this.find(d, name));
+  }
+
+  private defined(tasks: TaskMap, name: string): Handler | undefined {
+    const index = this.indexes.get(tasks);
+    const at = index?.get(name);
+    if (at !== undefined) {
+      const now = stillAt(tasks, at, name);
+      if (now !== undefined) return now;
+    } else if (index !== undefined) {
+      return undefined;
+    }
+    const fresh = definedTasks(tasks);
+    this.indexes.set(tasks, fresh);
+    this.walked = true;
+    return fresh.get(name)?.handler;
+  }
 }
 
 /** Every task name a tasks module serves, for listings and checks. */
@@ -78,23 +124,52 @@ function pathNames(tasks: TaskMap, prefix: string, seen = new Set<object>([tasks
   return names;
 }
 
+/** A task found by its defined name: its handler, and the keys that lead to it. */
+interface Defined {
+  handler: Handler;
+  path: string[];
+}
+
 /**
  * Tasks made by defineTask (a function carrying its own `task` name), at any
  * depth of the exports but the default export's, by that name; the first
  * found wins. Read on a lookup that missed by path, and for listings.
  */
-function definedTasks(tasks: TaskMap, found = new Map<string, Handler>(), seen = new Set<object>([tasks]),
-                      top = true): Map<string, Handler> {
+function definedTasks(tasks: TaskMap, found = new Map<string, Defined>(), seen = new Set<object>([tasks]),
+                      path: string[] = []): Map<string, Defined> {
   for (const [key, value] of entries(tasks)) {
-    if (key === 'default' && top) continue;
-    if (typeof value === 'function') {
-      const task = (value as { task?: unknown }).task;
-      if (typeof task === 'string' && !found.has(task)) found.set(task, value as Handler);
-    } else if (isNamespace(value, seen)) {
-      definedTasks(value, found, seen, false);
+    if (key === 'default' && path.length === 0) continue;
+    try {
+      if (typeof value === 'function') {
+        const task = (value as { task?: unknown }).task;
+        if (typeof task === 'string' && !found.has(task)) found.set(task, { handler: value as Handler, path: [...path, key] });
+      } else if (isNamespace(value, seen)) {
+        definedTasks(value, found, seen, [...path, key]);
+      }
+    } catch {
+      // a Proxy that throws when read: passed over, as entries() passes over a getter that throws
     }
   }
   return found;
+}
+
+/**
+ * The handler serving name where a walk found at, read there again (as the
+ * walk reads it: own properties, through plain objects), if it still serves
+ * name; undefined when it does not, or a read throws.
+ */
+function stillAt(tasks: TaskMap, at: Defined, name: string): Handler | undefined {
+  try {
+    let node: unknown = own(tasks, at.path[0]!);
+    for (let i = 1; i < at.path.length; i++) {
+      node = typeof node === 'object' && node !== null && isPlain(node) ? own(node as TaskMap, at.path[i]!) : undefined;
+    }
+    if (node === at.handler) return at.handler;
+    if (typeof node !== 'function' || (node as { task?: unknown }).task !== name) return undefined;
+    return at.handler = node as Handler; // replaced by another definition of the name: that one from now on
+  } catch {
+    return undefined;
+  }
 }
 
 /**
