@@ -18,7 +18,7 @@ import { LEASE_LOST, type Running } from './wind-down.js';
 /** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
 export interface RunHost {
   deps: DrainDeps;
-  /** The drain's handler lookup, by task name (its defined names walked once, not per job). */
+  /** The drain's handler lookup (defined names walked once per drain, not per job). */
   lookup: TaskLookup;
   publish: DrainDeps['publish'];
   settler: Settler;
@@ -56,10 +56,7 @@ export class JobRun implements Running, LeaseHolder {
   /** Its heartbeat's next beat (a task's heartbeatSeconds), if it has one: cleared by finish() or leaseLost(). */
   private beat: ReturnType<typeof setTimeout> | undefined;
 
-  /**
-   * Enters host.running and host.timeouts. end: when it must end, its
-   * timeout's end or, when that comes later (stops), the drain's stop.
-   */
+  /** Enters host.running and host.timeouts. end: its timeout's end, or the drain's stop when that comes first. */
   constructor(private readonly host: RunHost, readonly job: Job, readonly startedAt: number, end: number,
               private stops: boolean) {
     host.running.set(job.id, this);
@@ -209,7 +206,8 @@ export class JobRun implements Running, LeaseHolder {
     }
     const ctx = this.ctx = new DrainJobContext(job, this.signal, host.publish, host.progress, host.rateLimit, this);
     // On one session a transactional handler's transaction holds the connection a beat would wait for.
-    if (heartbeat !== undefined && !(transactional && oneSession(host.deps.db))) this.startHeartbeat(heartbeat);
+    const db = host.deps.db;
+    if (heartbeat !== undefined && !(transactional && 'maxConnections' in db && db.maxConnections === 1)) this.startHeartbeat(heartbeat);
     if (transactional) {
       void inTransaction(host, handler, job, ctx).then((outcome) => host.returned(this, outcome));
       return;
@@ -246,8 +244,6 @@ export class JobRun implements Running, LeaseHolder {
     void Promise.resolve(outcome).then((o) => this.host.returned(this, o));
   }
 }
-
-const oneSession = (db: DrainDeps['db']): boolean => 'maxConnections' in db && db.maxConnections === 1;
 
 async function inTransaction(host: RunHost, handler: Handler, job: Job, ctx: DrainJobContext): Promise<Outcome | null> {
   try {
