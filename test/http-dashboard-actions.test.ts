@@ -6,10 +6,11 @@
 // error page, and the read-only dashboard stays read-only.
 import { serve, type ServerType } from '@hono/node-server';
 import { spawn } from 'node:child_process';
+import { request } from 'node:http';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createApp } from '../src/http/index.js';
+import { createApp, signRequest } from '../src/http/index.js';
 import { DashboardSigner, FORM_TOKEN_HOURS } from '../src/http/dashboard-guard.js';
 import { createQueue, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
@@ -30,7 +31,8 @@ function listen(options: { token?: string; hmacSecret?: string; dashboardActions
                        (info) => done(`http://127.0.0.1:${info.port}`)));
   });
 }
-const base = await listen({ token: TOKEN, dashboardActions: true });
+const SECRET = 'dashboard-actions-hmac-secret-0123456789';
+const base = await listen({ token: TOKEN, hmacSecret: SECRET, dashboardActions: true });
 const readOnly = await listen({ token: TOKEN });
 
 const basic = (password = TOKEN) => `Basic ${Buffer.from(`ops:${password}`).toString('base64')}`;
@@ -231,6 +233,39 @@ describe('cross-site requests are refused (403) and change nothing', () => {
     expect((await post('resume', { queue: 'acts' })).status).toBe(303);
   });
 
+  it('behind a proxy: a default port (80, 443) named on either side is the same host', async () => {
+    const cases: Record<string, string>[] = [
+      { origin: 'https://jobs.example.com', 'x-forwarded-host': 'jobs.example.com:443' },
+      { origin: 'http://jobs.example.com', 'x-forwarded-host': 'Jobs.Example.com:80' },
+      { origin: 'https://jobs.example.com:443', 'x-forwarded-host': 'jobs.example.com' },
+      { origin: 'http://jobs.example.com:80', 'x-forwarded-host': 'jobs.example.com, proxy.internal' },
+    ];
+    for (const headers of cases) {
+      expect((await post('pause', { queue: 'acts' }, { headers })).status, JSON.stringify(headers)).toBe(303);
+      expect(await paused('acts')).toBe(true);
+      expect((await post('resume', { queue: 'acts' })).status).toBe(303);
+    }
+    // A Host header with a default port (fetch cannot set Host: node:http can).
+    const viaHost = (origin: string) => new Promise<number>((done, fail) => {
+      const body = `queue=acts&csrf=${encodeURIComponent(csrf)}`;
+      const req = request(`${base}/dashboard/pause`, { method: 'POST', headers: { host: 'jobs.example.com:443', origin,
+        authorization: basic(), 'content-type': 'application/x-www-form-urlencoded', 'content-length': body.length } },
+      (res) => { res.resume(); done(res.statusCode!); });
+      req.on('error', fail);
+      req.end(body);
+    });
+    const csrf = await formToken();
+    expect(await viaHost('https://evil.example')).toBe(403);
+    expect(await paused('acts')).toBe(false);
+    expect(await viaHost('https://jobs.example.com')).toBe(303);
+    expect(await paused('acts')).toBe(true);
+    expect((await post('resume', { queue: 'acts' })).status).toBe(303);
+    // Another port is another origin.
+    const other = await post('pause', { queue: 'acts' }, { headers: { origin: 'https://jobs.example.com:8443', 'x-forwarded-host': 'jobs.example.com:443' } });
+    expect(other.status).toBe(403);
+    expect(await paused('acts')).toBe(false);
+  });
+
   it('without credentials, or a wrong password: 401 asking for Basic, nothing changed', async () => {
     for (const authorization of [undefined, basic('wrong-password-0123456789')]) {
       const res = await fetch(`${base}/dashboard/pause`, { method: 'POST', redirect: 'manual',
@@ -241,6 +276,28 @@ describe('cross-site requests are refused (403) and change nothing', () => {
       expect(await res.text()).toContain('401 unauthorized');
     }
     expect(await paused('acts')).toBe(false);
+  });
+});
+
+describe('a signed request (PGDRAIN_HMAC_SECRET: schedulers, pg_net) takes no action: only the token does', () => {
+  it('its page has no forms and no form token; its POST, even with a form token and this Origin, is a 403 naming the rule', async () => {
+    const signedPage = await fetch(`${base}/dashboard`, { headers: await signRequest(SECRET, 'GET', '/dashboard', '') });
+    expect(signedPage.status).toBe(200);
+    const text = await signedPage.text();
+    expect(text).toContain('<h1>pgdrain</h1>');
+    expect(text).not.toMatch(/<form|csrf/);
+    const body = new URLSearchParams({ queue: 'acts', csrf: await formToken() }).toString();
+    const res = await fetch(`${base}/dashboard/pause`, { method: 'POST', redirect: 'manual', body,
+      headers: { origin: base, 'content-type': 'application/x-www-form-urlencoded',
+                 ...await signRequest(SECRET, 'POST', '/dashboard/pause', body) } });
+    expect(res.status).toBe(403);
+    expect(await res.text()).toMatch(/403 forbidden<\/strong>: authorization: a signed request cannot take dashboard actions .*log in with the token/);
+    expect(await paused('acts')).toBe(false);
+    // The token as a bearer takes them, as Basic does.
+    const bearer = await post('pause', { queue: 'acts' }, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(bearer.status).toBe(303);
+    expect(await paused('acts')).toBe(true);
+    expect((await post('resume', { queue: 'acts' })).status).toBe(303);
   });
 });
 
@@ -274,16 +331,29 @@ describe('bad input: a clear error page naming the field, nothing changed', () =
     expect(await paused('acts')).toBe(false);
   });
 
-  it('a note in the page\'s query string must carry the server\'s signature: a link cannot make the page say something', async () => {
-    const forged = await fetch(`${base}/dashboard?note=${encodeURIComponent('Your token leaked: call 555')}&sig=${'0'.repeat(64)}`,
-                               { headers: { authorization: basic() } });
-    expect(forged.status).toBe(400);
-    expect(await forged.json()).toMatchObject({ error: { code: 'invalid_argument', field: 'sig' } });
-    const bare = await fetch(`${base}/dashboard?note=hello`, { headers: { authorization: basic() } });
-    expect(bare.status).toBe(400);
-    // The read-only dashboard takes no note at all.
-    const ro = await fetch(`${readOnly}/dashboard?note=hello&sig=${'0'.repeat(64)}`, { headers: { authorization: basic() } });
-    expect(ro.status).toBe(400);
+  it('a note in the page\'s query string shows only with the server\'s signature; else the page comes without it', async () => {
+    // A forged note, a stale link (the token rotated: another server's signature), a bare note, a note
+    // on the read-only dashboard: the page, without the note.
+    const otherSig = await new DashboardSigner('another-servers-token-0123456789').signNote('Queue acts paused.');
+    const cases: [string, string][] = [
+      [base, `note=${encodeURIComponent('Your token leaked: call 555')}&sig=${'0'.repeat(64)}`],
+      [base, `note=${encodeURIComponent('Queue acts paused.')}&sig=${otherSig}`],
+      [base, 'note=hello'],
+      [base, `sig=${'0'.repeat(64)}`],
+      [base, `queue=acts&note=a&note=b&sig=${'0'.repeat(64)}`],
+      [readOnly, `note=${encodeURIComponent('Queue acts paused.')}&sig=${await new DashboardSigner(TOKEN).signNote('Queue acts paused.')}`],
+    ];
+    for (const [url, query] of cases) {
+      const res = await fetch(`${url}/dashboard?${query}`, { headers: { authorization: basic() } });
+      expect(res.status, query).toBe(200);
+      const text = await res.text();
+      expect(text).toContain('<h1>pgdrain</h1>');
+      expect(text).not.toMatch(/class="note"|555|paused\.|hello/);
+    }
+    // The server's own note shows.
+    const note = 'Queue acts paused.';
+    const own = await page(`/dashboard?note=${encodeURIComponent(note)}&sig=${await new DashboardSigner(TOKEN).signNote(note)}`);
+    expect(own.text).toContain('<p class="note">Queue acts paused.</p>');
   });
 });
 

@@ -79,6 +79,15 @@ export class DashboardSigner {
 }
 
 /**
+ * A host as compared: lower case, without a default port (80, 443), which a
+ * proxy may name (X-Forwarded-Host: jobs.example.com:443) and a browser's
+ * Origin leaves out. Either port on either scheme, as the scheme is not compared.
+ */
+function hostOf(host: string): string {
+  return host.toLowerCase().replace(/:(80|443)$/, '');
+}
+
+/**
  * Throws a 403 unless the request says it comes from a page of this server:
  * Origin (else Referer) with this host, and Sec-Fetch-Site same-origin when
  * sent. The scheme is not compared: behind a proxy that ends TLS the server
@@ -98,12 +107,12 @@ export function checkSameOrigin(c: Context): void {
   }
   let host: string;
   try {
-    host = new URL(source).host.toLowerCase();
+    host = hostOf(new URL(source).host);
   } catch {
     throw forbidden(field, `${JSON.stringify(source)} is not this server's page (a page that hides its origin?)`);
   }
   const forwarded = (c.req.header('x-forwarded-host') ?? '').split(',').map((h) => h.trim());
-  const hosts = [new URL(c.req.url).host, c.req.header('host') ?? '', ...forwarded].map((h) => h.toLowerCase());
+  const hosts = [new URL(c.req.url).host, c.req.header('host') ?? '', ...forwarded].map(hostOf);
   if (host === '' || !hosts.includes(host)) {
     throw forbidden(field, `${JSON.stringify(source)} is another site than this dashboard's (${hosts[0]}): `
       + 'take the action from the dashboard\'s own page');

@@ -19,8 +19,9 @@ import { errorAnswer, HttpError } from './errors.js';
 //   POST /dashboard/ACTION         with actions on: pause, resume, redrive,
 //                                  cancel; a 303 back to the page with a note
 //
-// An action's checks, in order: credentials (401), same origin (403), the
-// form's size (413) and type, its form token (403), its fields (400), then
+// An action's checks, in order: credentials (401), which must be the
+// token, as Basic or bearer (a signed request takes no action: 403), same
+// origin (403), the form's size (413) and type, its form token (403), its fields (400), then
 // one admin call. Its errors answer an HTML page a browser shows.
 
 /** The largest form an action takes: a form token, an id or a queue name, and the page to go back to. */
@@ -48,11 +49,13 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
   for (const path of ['/dashboard', '/dashboard/']) {
     app.get(path, headers, o.auth, async (c) => {
       const query = c.req.queries();
-      const note = signer === undefined ? undefined : await takeNote(query, signer);
+      // Only the token takes actions: a signed request (a scheduler's) gets the page without forms.
+      const acting = signer !== undefined && c.get('pendingSignature') === undefined ? signer : undefined;
+      const note = await takeNote(query, acting);
       const queue = parseDashboardQuery(query);
       const data = await readDashboard(o.driverOf(c), queue, o.timeoutMs);
       // The forms' paths, relative as the links are: from /dashboard, dashboard/pause; from /dashboard/, pause.
-      const actions = signer && { csrf: await signer.formToken(), base: c.req.path.endsWith('/') ? '' : 'dashboard/', note };
+      const actions = acting && { csrf: await acting.formToken(), base: c.req.path.endsWith('/') ? '' : 'dashboard/', note };
       return c.html(renderDashboard(data, queue, new Date(), actions));
     });
   }
@@ -70,6 +73,7 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
           throw new HttpError(404, 'dashboard_read_only', 'the dashboard is read-only here: its actions are on with '
             + 'pgdrain serve --dashboard-actions (createApp\'s dashboardActions)');
         }
+        if (c.get('pendingSignature') !== undefined) throw signedRefused();
         checkSameOrigin(c);
         if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(c.req.header('content-type') ?? '')) {
           throw new ValidationError('content-type', 'must be application/x-www-form-urlencoded, as the dashboard\'s forms send');
@@ -98,19 +102,28 @@ function alone(db: Queryable, autocommit: boolean): Queryable & { autocommit: bo
   return { query: (text, params) => db.query(text, params), autocommit };
 }
 
-/** The note and its signature, taken out of the query: both or neither, the signature the server's. */
-async function takeNote(query: Record<string, string[]>, signer: DashboardSigner): Promise<string | undefined> {
+/**
+ * A signed request (PGDRAIN_HMAC_SECRET, for schedulers and pg_net) may drain,
+ * publish and read, as the API lets it; the API has no pause, resume, cancel
+ * or redrive, so neither has the dashboard for it: only the token does.
+ */
+function signedRefused(): HttpError {
+  return new HttpError(403, 'forbidden', 'authorization: a signed request cannot take dashboard actions (it may drain, '
+    + 'publish and read): log in with the token (PGDRAIN_TOKEN) as the password, or send it as a bearer token', 'authorization');
+}
+
+/**
+ * The note, taken out of the query with its signature: shown when both came
+ * once and the signature is the server's (signer's), else left out, the page
+ * shown all the same: a stale link (the token rotated, the actions turned
+ * off) is no error, and a forged note is never shown.
+ */
+async function takeNote(query: Record<string, string[]>, signer: DashboardSigner | undefined): Promise<string | undefined> {
   const { note, sig } = query;
   delete query.note;
   delete query.sig;
-  if (note === undefined && sig === undefined) return undefined;
-  if (note?.length !== 1 || sig?.length !== 1) {
-    throw new ValidationError(note?.length === 1 ? 'sig' : 'note', 'comes once, with the other, from the redirect after an action');
-  }
-  if (!(await signer.checkNote(note[0]!, sig[0]!))) {
-    throw new ValidationError('sig', 'does not match the note: a note comes only from this dashboard\'s redirect after an action');
-  }
-  return note[0];
+  if (signer === undefined || note?.length !== 1 || sig?.length !== 1) return undefined;
+  return (await signer.checkNote(note[0]!, sig[0]!)) ? note[0] : undefined;
 }
 
 /** An action's error as a page: status, code and message, every value escaped, and the way back. */
