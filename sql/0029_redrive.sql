@@ -18,6 +18,9 @@
 -- one call takes at most 500 keys, those of the oldest dead letters; the
 -- dead letters of the keys past them stay, and a notice says how many and
 -- to call it again (each call puts back the next keys, until it returns 0).
+-- With max_rows, it takes at most that many matching dead letters, the
+-- oldest (by id) first: a call bounded in time (a dashboard's click) over a
+-- million of them; call it again for the next ones.
 create function jobs.redrive(
   job_ids     bigint[]    default null,
   task        text        default null,
@@ -25,7 +28,8 @@ create function jobs.redrive(
   ended_after timestamptz default null,
   error_like  text        default null,
   now         timestamptz default null,
-  include_cancelled boolean default false
+  include_cancelled boolean default false,
+  max_rows    integer     default null
 ) returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
@@ -41,6 +45,9 @@ begin
   if redrive.include_cancelled and redrive.job_ids is null then
     perform jobs.raise_invalid('PD005', 'job_ids', 'must be given with include_cancelled (cancelled jobs go back by id)');
   end if;
+  if redrive.max_rows < 1 then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (every match) or at least 1, got %s', redrive.max_rows));
+  end if;
   select array_agg(j.job_id) into v_matched
   from (
     select j.job_id from jobs.job j
@@ -51,6 +58,9 @@ begin
       and (redrive.ended_after is null or j.ended_at > redrive.ended_after)
       and (redrive.error_like is null or j.error like redrive.error_like)
       and exists (select 1 from jobs.queue x where x.name = j.queue)
+    -- The oldest first under max_rows (limit null is none: every match).
+    order by case when redrive.max_rows is not null then j.job_id end
+    limit redrive.max_rows
     for update of j skip locked
   ) j;
   -- Cheap: only for the ids given, and only when some did not match.

@@ -3982,10 +3982,10 @@ begin
 end $$;
 
 --
--- Name: redrive(bigint[], text, text, timestamp with time zone, text, timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: redrive(bigint[], text, text, timestamp with time zone, text, timestamp with time zone, boolean, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.redrive(job_ids bigint[] DEFAULT NULL::bigint[], task text DEFAULT NULL::text, queue text DEFAULT NULL::text, ended_after timestamp with time zone DEFAULT NULL::timestamp with time zone, error_like text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, include_cancelled boolean DEFAULT false) RETURNS integer
+CREATE FUNCTION jobs.redrive(job_ids bigint[] DEFAULT NULL::bigint[], task text DEFAULT NULL::text, queue text DEFAULT NULL::text, ended_after timestamp with time zone DEFAULT NULL::timestamp with time zone, error_like text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, include_cancelled boolean DEFAULT false, max_rows integer DEFAULT NULL::integer) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -4003,6 +4003,9 @@ begin
   if redrive.include_cancelled and redrive.job_ids is null then
     perform jobs.raise_invalid('PD005', 'job_ids', 'must be given with include_cancelled (cancelled jobs go back by id)');
   end if;
+  if redrive.max_rows < 1 then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (every match) or at least 1, got %s', redrive.max_rows));
+  end if;
   select array_agg(j.job_id) into v_matched
   from (
     select j.job_id from jobs.job j
@@ -4013,6 +4016,9 @@ begin
       and (redrive.ended_after is null or j.ended_at > redrive.ended_after)
       and (redrive.error_like is null or j.error like redrive.error_like)
       and exists (select 1 from jobs.queue x where x.name = j.queue)
+    -- The oldest first under max_rows (limit null is none: every match).
+    order by case when redrive.max_rows is not null then j.job_id end
+    limit redrive.max_rows
     for update of j skip locked
   ) j;
   -- Cheap: only for the ids given, and only when some did not match.

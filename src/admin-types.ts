@@ -193,6 +193,8 @@ export interface RedriveFilter {
   errorLike?: string | undefined;
   /** Also put back cancelled jobs among ids (needs ids). */
   includeCancelled?: boolean | undefined;
+  /** At most this many matching jobs, the oldest (by id) first (left out: all): call again for the next ones. */
+  maxRows?: number | undefined;
 }
 
 /**

@@ -97,15 +97,16 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
 
 /**
  * Runs dead letters again (jobs.redrive): all of them, or those matching every
- * filter given; with includeCancelled, cancelled jobs among ids too. Returns how many.
+ * filter given; with includeCancelled, cancelled jobs among ids too; with
+ * maxRows, at most that many. Returns how many.
  */
 export async function redrive(db: Queryable, filter: RedriveFilter = {}): Promise<number> {
   const f = parse(redriveFilterSchema, filter, 'filter');
   return Number(await callValue(db,
     'select jobs.redrive(job_ids => $1::bigint[], task => $2, queue => $3, ended_after => $4, error_like => $5, ' +
-    'include_cancelled => $6) as r',
+    'include_cancelled => $6, max_rows => $7) as r',
     [f.ids ?? null, f.task ?? null, f.queue ?? null, f.endedAfter?.toISOString() ?? null, f.errorLike ?? null,
-     f.includeCancelled ?? false]));
+     f.includeCancelled ?? false, f.maxRows ?? null]));
 }
 
 /** Pauses (true) or resumes (false) a queue; returns false when no such queue exists. */

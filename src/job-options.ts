@@ -147,6 +147,8 @@ export const redriveFilterSchema = z.strictObject({
   endedAfter: z.optional(validDateSchema),
   errorLike: z.optional(textSchema(10_000, 'must be a non-empty pattern')),
   includeCancelled: z.optional(z.boolean('must be a boolean')),
+  maxRows: z.optional(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 2_147_483_647,
+    'must be an integer between 1 and 2147483647'))),
 }).check(z.refine((f) => !f.includeCancelled || f.ids !== undefined, {
   message: 'needs ids (cancelled jobs go back by id)', path: ['includeCancelled'] }));
 

@@ -41,6 +41,17 @@ it('redrive --include-cancelled puts back cancelled jobs among --ids; without it
   expect(r.stderr).toMatch(/--include-cancelled: needs ids/);
 });
 
+it('redrive --max-rows puts back at most that many failed jobs, the oldest first', async () => {
+  const ids = [await publish(), await publish(), await publish()];
+  expect(await cli('fail', ...ids)).toMatchObject({ code: 0, stdout: '3\n' });
+  expect(await cli('redrive', '--max-rows', '2')).toEqual({ code: 0, stdout: '2\n', stderr: '' });
+  expect(await sql(`select job_id::text as id from jobs.job_queue order by job_id`)).toEqual([{ id: ids[0] }, { id: ids[1] }]);
+  const r = await cli('redrive', '--max-rows', '0');
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/--max-rows/);
+  expect(await cli('redrive', '--max-rows', '2')).toMatchObject({ code: 0, stdout: '1\n' });
+});
+
 it('bad input is a usage error (exit 2) naming the argument or flag', async () => {
   for (const [args, message] of [
     [['cancel', '1', 'x'], /^pgdrain: id: must be a job id.*"x"/m],

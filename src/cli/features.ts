@@ -68,8 +68,10 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
     .option('--queue <name>', 'only this queue')
     .option('--error-like <pattern>', 'SQL LIKE pattern over the error')
     .option('--include-cancelled', 'also put back cancelled jobs among --ids')
+    .option('--max-rows <n>', 'at most this many, the oldest first (run again for the next ones)', positive)
     .addOption(dsnOption())
-    .action(async (opts: { ids?: string[]; task?: string; queue?: string; errorLike?: string; includeCancelled?: boolean; dsn?: string }) => {
+    .action(async (opts: { ids?: string[]; task?: string; queue?: string; errorLike?: string; includeCancelled?: boolean;
+                           maxRows?: number; dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
         // Which ids it left, and why ("5 (cancelled: give include_cancelled)"): a NOTICE, told on stderr.
         const unhear = driver.onNotice?.((message) => {
@@ -77,7 +79,7 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
         });
         try {
           const n = await redrive(driver, { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike,
-                                            includeCancelled: opts.includeCancelled });
+                                            includeCancelled: opts.includeCancelled, maxRows: opts.maxRows });
           process.stdout.write(`${n}\n`);
         } finally {
           unhear?.();
