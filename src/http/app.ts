@@ -164,6 +164,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
 
   // Before the API's own auth, which it replaces: a browser sends Basic, not a bearer token.
   mountDashboard(app, { auth: auth.checkDashboard, driverOf: (c) => queueOf(c).driver, timeoutMs: COUNTS_TIMEOUT_MS,
+                        redriveRows: limits.dashboardRedriveRows,
                         actionsToken: dashboardActions ? options.token : undefined, bounded, onError });
 
   app.use('*', auth.checkHeaders);

@@ -2,12 +2,19 @@ import { cancelJob, redrive, setQueuePaused } from '../admin.js';
 import type { Queryable } from '../db/driver.js';
 import { ValidationError } from '../errors.js';
 import { jobIdSchema, parse, queueNameSchema } from '../options.js';
+import { callValue } from '../send.js';
 import { HttpError } from './errors.js';
 
 // What each of the dashboard's forms does: one call of the admin function
 // the CLI and the TypeScript API use (admin.ts), one round trip. The form's
 // fields are checked here, named as the form sends them; the answer is the
 // note the page shows after the redirect.
+//
+// A queue's redrive puts back at most redriveRows (limits.dashboardRedriveRows)
+// per click, within the app's 10 s bound over any number of failures, and
+// counts the queue's failures in the same statement, as they were before it,
+// so the note says how many are left, and why when pressing again would
+// not put them back.
 
 /** The forms: each one's fields besides csrf and back. */
 export const DASHBOARD_ACTIONS = {
@@ -52,7 +59,8 @@ function notFound(field: string, message: string): HttpError {
 }
 
 /** Runs the form's action on db; returns the note that says what it did. */
-export async function runAction(db: Queryable, action: DashboardAction, fields: Map<string, string>): Promise<string> {
+export async function runAction(db: Queryable, action: DashboardAction, fields: Map<string, string>,
+                                redriveRows: number): Promise<string> {
   switch (action) {
     case 'cancel': {
       const id = parse(jobIdSchema, required(fields, 'job', 'the id of a waiting or running job'), 'job');
@@ -74,9 +82,7 @@ export async function runAction(db: Queryable, action: DashboardAction, fields: 
         return `Job ${id} redriven: it runs again.`;
       }
       const queue = parse(queueNameSchema, required(fields, 'queue', 'a queue name'), 'queue');
-      const n = await redrive(db, { queue });
-      return n === 0 ? `Queue ${queue}: no failed job to redrive.`
-        : `Queue ${queue}: ${n} failed job${n === 1 ? '' : 's'} redriven.`;
+      return redriveNote(queue, await redriveQueue(db, queue, redriveRows), redriveRows);
     }
     case 'pause':
     case 'resume': {
@@ -86,4 +92,27 @@ export async function runAction(db: Queryable, action: DashboardAction, fields: 
         : `Queue ${queue} resumed.`;
     }
   }
+}
+
+/** jobs.redrive of a queue's failures, at most maxRows, and how many it had (the statement's snapshot: before it). */
+async function redriveQueue(db: Queryable, queue: string, maxRows: number): Promise<{ redriven: number; failed: number }> {
+  const r = await callValue<{ redriven: number | string; failed: number | string }>(db,
+    `select jsonb_build_object('redriven', jobs.redrive(queue => $1, max_rows => $2),
+       'failed', (select count(*) from jobs.job j where j.queue = $1 and j.status = 'failure')) as r`, [queue, maxRows]);
+  return { redriven: Number(r.redriven), failed: Number(r.failed) };
+}
+
+const failedJobs = (n: number) => `${n} failed job${n === 1 ? '' : 's'}`;
+
+/** What a queue's redrive did, and what it left: more than a click takes, or jobs it leaves whose notice the CLI shows. */
+export function redriveNote(queue: string, { redriven, failed }: { redriven: number; failed: number }, maxRows: number): string {
+  const left = Math.max(0, failed - redriven);
+  if (redriven === 0 && left === 0) return `Queue ${queue}: no failed job to redrive.`;
+  if (left === 0) return `Queue ${queue}: ${failedJobs(redriven)} redriven.`;
+  if (redriven >= maxRows) {
+    return `Queue ${queue}: ${failedJobs(redriven)} redriven, ${left} left: press again (one click redrives at most ${maxRows}).`;
+  }
+  return `Queue ${queue}: ${redriven === 0 ? 'no failed job' : failedJobs(redriven)} redriven; ${left} left as they are: a waiting job `
+    + 'holds their dedupe key (or one redriven now does), they are of serial keys past the 500 one call puts back '
+    + '(press again), or another session is changing them.';
 }

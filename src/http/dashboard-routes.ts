@@ -36,6 +36,8 @@ export interface DashboardRouteOptions {
   actionsToken: string | undefined;
   /** How long the page's statement may take. */
   timeoutMs: number;
+  /** The most failed jobs a queue's redrive puts back per click (limits.dashboardRedriveRows). */
+  redriveRows: number;
   /** The app's bound on a write: run(signal) given up after its time, then a 503 that says `maybe`. */
   bounded: <T>(maybe: string, run: (signal: AbortSignal) => Promise<T>) => Promise<T>;
   onError?: ((error: unknown) => void) | undefined;
@@ -87,7 +89,7 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
         // Still a statement of its own when the driver's is (autocommit): a deadlock's victim is sent
         // again, as the CLI's call of the same admin function is (send.ts), not answered as a 500.
         const note = await o.bounded('the action may have been taken: reload the dashboard to see',
-          (signal) => runAction(alone(givenUpOn(db, signal), runsAlone(db)), action, fields));
+          (signal) => runAction(alone(givenUpOn(db, signal), runsAlone(db)), action, fields, o.redriveRows));
         const query = `${back === '' ? '' : `queue=${encodeURIComponent(back)}&`}note=${encodeURIComponent(note)}`;
         return c.redirect(`./?${query}&sig=${await signer.signNote(note)}`, 303);
       } catch (error) {

@@ -34,6 +34,8 @@ export interface HttpLimits {
   maxConcurrentDrains: number;
   /** How far a signed request's timestamp may be from the server's clock, in seconds (default 300). */
   signatureToleranceSeconds: number;
+  /** Most failed jobs the dashboard's redrive of a queue puts back per click (default 10000): press again for more. */
+  dashboardRedriveRows: number;
 }
 
 export const DEFAULT_LIMITS: HttpLimits = {
@@ -45,6 +47,7 @@ export const DEFAULT_LIMITS: HttpLimits = {
   maxJobsPerRequest: 1000,
   maxConcurrentDrains: 4,
   signatureToleranceSeconds: 300,
+  dashboardRedriveRows: 10_000,
 };
 
 const positiveInt = (max: number) => z.number({ error: 'must be a number' })
@@ -60,6 +63,7 @@ const limitsSchema = z.strictObject({
   maxJobsPerRequest: positiveInt(100_000),
   maxConcurrentDrains: positiveInt(1000),
   signatureToleranceSeconds: positiveInt(3600),
+  dashboardRedriveRows: positiveInt(1_000_000),
 }).check(z.refine((l) => l.defaultBatchSize <= l.maxBatchSize, { message: 'must be at most maxBatchSize', path: ['defaultBatchSize'] }),
   z.refine((l) => l.defaultBudgetSeconds <= l.maxBudgetSeconds, { message: 'must be at most maxBudgetSeconds', path: ['defaultBudgetSeconds'] }));
 
