@@ -149,6 +149,8 @@ describe('each action does what it says, then 303 back to the page with a note',
     const small = await listen({ token: TOKEN, dashboardActions: true, limits: { dashboardRedriveRows: 2 } });
     await sql(`select jobs.create_queue('acts.many')`);
     const ids = await failed('acts.many', 5);
+    // The button says what a click does.
+    expect((await page('/dashboard?queue=acts.many', small)).text).toContain('<button>redrive 2 of 5 failed</button>');
     const click = async () => {
       const a = await post('redrive', { queue: 'acts.many' }, { url: small });
       expect(a.status).toBe(303);
@@ -157,6 +159,7 @@ describe('each action does what it says, then 303 back to the page with a note',
     expect(await click()).toContain('Queue acts.many: 2 failed jobs redriven, 3 left: press again (one click redrives at most 2).');
     expect(await Promise.all(ids.map(stateOf))).toEqual(['pending', 'pending', 'failure', 'failure', 'failure']);
     expect(await click()).toContain('Queue acts.many: 2 failed jobs redriven, 1 left: press again');
+    expect((await page('/dashboard?queue=acts.many', small)).text).toContain('<button>redrive 1 failed</button>');
     expect(await click()).toContain('Queue acts.many: 1 failed job redriven.&sig=');
     expect(await click()).toContain('Queue acts.many: no failed job to redrive.');
     await sql('select jobs.cancel_bulk($1::bigint[], null)', [ids]);

@@ -57,7 +57,8 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
       const queue = parseDashboardQuery(query);
       const data = await readDashboard(o.driverOf(c), queue, o.timeoutMs);
       // The forms' paths, relative as the links are: from /dashboard, dashboard/pause; from /dashboard/, pause.
-      const actions = acting && { csrf: await acting.formToken(), base: c.req.path.endsWith('/') ? '' : 'dashboard/', note };
+      const actions = acting && { csrf: await acting.formToken(), base: c.req.path.endsWith('/') ? '' : 'dashboard/', note,
+                                  redriveRows: o.redriveRows };
       return c.html(renderDashboard(data, queue, new Date(), actions));
     });
   }

@@ -110,8 +110,11 @@ export function dashboardHeaders(actions: boolean): MiddlewareHandler {
   };
 }
 
-/** What a page with actions needs: its form token, the forms' path relative to the page, the note of the last action. */
-export interface PageActions { csrf: string; base: string; note?: string | undefined }
+/**
+ * What a page with actions needs: its form token, the forms' path relative to
+ * the page, the note of the last action, and the most a queue's redrive puts back per click.
+ */
+export interface PageActions { csrf: string; base: string; note?: string | undefined; redriveRows: number }
 
 export const STYLE = `body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 2em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
@@ -154,7 +157,8 @@ ${count(q.pending)}${count(q.scheduled)}${count(q.blocked)}${count(q.running)}${
 <td class="n">${q.oldest_due_s === null ? '–' : age(q.oldest_due_s)}</td>
 <td class="n">${q.expire_in === null ? '–' : q.expire_in < 60 ? `${q.expire_in} s` : age(q.expire_in)}</td>
 ${act(q.paused ? form('resume', { queue: q.name }, 'resume') : form('pause', { queue: q.name }, 'pause'),
-      q.failed === 0 ? '' : html` ${form('redrive', { queue: q.name }, `redrive ${q.failed} failed`)}`)}</tr>`)}
+      q.failed === 0 ? '' : html` ${form('redrive', { queue: q.name },
+        actions && q.failed > actions.redriveRows ? `redrive ${actions.redriveRows} of ${q.failed} failed` : `redrive ${q.failed} failed`)}`)}</tr>`)}
 </table>
 ${form('cancel', {}, 'cancel', html`<label>Cancel a waiting or running job: <input name="job" required pattern="[1-9][0-9]*"
  inputmode="numeric" placeholder="job id" size="12"></label> `)}
