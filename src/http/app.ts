@@ -64,7 +64,8 @@ export interface AppOptions {
   /**
    * true: the dashboard's page has forms to pause and resume a queue, redrive
    * failed jobs and cancel a job, each guarded against cross-site requests.
-   * Needs a token (it keys the forms' tokens). Default false: read-only.
+   * Needs a token (it keys the forms' tokens), and only the token takes them:
+   * a signed request gets the page without forms. Default false: read-only.
    */
   dashboardActions?: boolean | undefined;
 }

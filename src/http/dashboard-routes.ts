@@ -29,7 +29,7 @@ export const MAX_FORM_BYTES = 4096;
 
 /** What the dashboard's routes take from createApp. */
 export interface DashboardRouteOptions {
-  /** checkDashboard: Basic with the token as the password, bearer, or signed. */
+  /** checkDashboard: Basic with the token as the password, bearer, or signed (the page only: no actions). */
   auth: MiddlewareHandler<{ Variables: AuthVariables }>;
   driverOf: (c: Context) => Queryable;
   /** The token that keys the form tokens: given, the page has forms and the actions are taken; else read-only. */
