@@ -4,75 +4,15 @@
 // form token, with another server's or an expired one, or from another
 // origin is refused with 403 and changes nothing, bad fields get a clear
 // error page, and the read-only dashboard stays read-only.
-import { serve, type ServerType } from '@hono/node-server';
 import { spawn } from 'node:child_process';
-import { request } from 'node:http';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createApp, signRequest } from '../src/http/index.js';
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../src/http/index.js';
 import { DashboardSigner, FORM_TOKEN_HOURS } from '../src/http/dashboard-guard.js';
-import { createQueue, type TaskMap } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { dashboardRig, TOKEN } from './support/dashboard-actions.js';
 
-const db = await testDb();
-const sql = db.sql;
-const TOKEN = 'dashboard-actions-token-0123456789';
-const tasks: TaskMap = { noop: async () => null };
-const queue = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks });
-
-const servers: ServerType[] = [];
-afterAll(async () => {
-  await Promise.all(servers.map((s) => new Promise((done) => s.close(done))));
-});
-function listen(options: { token?: string; hmacSecret?: string; dashboardActions?: boolean;
-  limits?: { dashboardRedriveRows: number } }): Promise<string> {
-  return new Promise((done) => {
-    servers.push(serve({ fetch: createApp({ queue, ...options }).fetch, port: 0, hostname: '127.0.0.1' },
-                       (info) => done(`http://127.0.0.1:${info.port}`)));
-  });
-}
-const SECRET = 'dashboard-actions-hmac-secret-0123456789';
-const base = await listen({ token: TOKEN, hmacSecret: SECRET, dashboardActions: true });
-const readOnly = await listen({ token: TOKEN });
-
-const basic = (password = TOKEN) => `Basic ${Buffer.from(`ops:${password}`).toString('base64')}`;
-
-async function page(path = '/dashboard', url = base, password = TOKEN) {
-  const res = await fetch(`${url}${path}`, { headers: { authorization: basic(password) } });
-  return { status: res.status, headers: res.headers, text: await res.text() };
-}
-
-/** The form token of a page the server rendered. */
-async function formToken(url = base, password = TOKEN): Promise<string> {
-  const { text } = await page('/dashboard', url, password);
-  return /name="csrf" value="([^"]+)"/.exec(text)![1]!;
-}
-
-/** Posts a form as a browser on the dashboard's page would: Basic, Origin of the page, the form token. */
-async function post(action: string, fields: Record<string, string>, options: { headers?: Record<string, string>;
-  csrf?: string | null; url?: string; body?: string } = {}) {
-  const url = options.url ?? base;
-  const form = new URLSearchParams(fields);
-  const csrf = options.csrf === undefined ? await formToken(url) : options.csrf;
-  if (csrf !== null) form.set('csrf', csrf);
-  const res = await fetch(`${url}/dashboard/${action}`, {
-    method: 'POST', redirect: 'manual', body: options.body ?? form.toString(),
-    headers: { authorization: basic(), origin: url, 'content-type': 'application/x-www-form-urlencoded', ...options.headers },
-  });
-  return { status: res.status, headers: res.headers, text: await res.text() };
-}
-
-const paused = async (name: string) => (await sql<{ paused: boolean }>('select paused from jobs.queue where name = $1', [name]))[0]!.paused;
-const stateOf = async (id: string) => (await sql<{ state: string }>(
-  `select state from jobs.all where job_id = $1::bigint union all select status from jobs.job where job_id = $1::bigint`, [id]))[0]?.state;
-
-async function failed(queueName: string, n = 1): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push(await queue.publish(`${queueName}.job`, {}, { queue: queueName }));
-  await sql('select jobs.fail($1::bigint[], $2)', [ids, 'boom']);
-  return ids;
-}
+const { db, sql, queue, listen, base, readOnly, basic, page, formToken, post, paused, stateOf, failed } = await dashboardRig();
 
 await sql(`select jobs.create_queue('acts')`);
 
@@ -143,41 +83,6 @@ describe('each action does what it says, then 303 back to the page with a note',
     expect(decodeURIComponent(b.headers.get('location')!)).toContain('Queue acts: 2 failed jobs redriven.');
     expect(await Promise.all(rest.map(stateOf))).toEqual(['pending', 'pending']);
     await sql('select jobs.cancel_bulk($1::bigint[], null)', [[one, ...rest]]);
-  });
-
-  it('a queue\'s redrive puts back at most limits.dashboardRedriveRows a click, and says how many are left', async () => {
-    const small = await listen({ token: TOKEN, dashboardActions: true, limits: { dashboardRedriveRows: 2 } });
-    await sql(`select jobs.create_queue('acts.many')`);
-    const ids = await failed('acts.many', 5);
-    // The button says what a click does.
-    expect((await page('/dashboard?queue=acts.many', small)).text).toContain('<button>redrive 2 of 5 failed</button>');
-    const click = async () => {
-      const a = await post('redrive', { queue: 'acts.many' }, { url: small });
-      expect(a.status).toBe(303);
-      return decodeURIComponent(a.headers.get('location')!);
-    };
-    expect(await click()).toContain('Queue acts.many: 2 failed jobs redriven, 3 left: press again (one click redrives at most 2).');
-    expect(await Promise.all(ids.map(stateOf))).toEqual(['pending', 'pending', 'failure', 'failure', 'failure']);
-    expect(await click()).toContain('Queue acts.many: 2 failed jobs redriven, 1 left: press again');
-    expect((await page('/dashboard?queue=acts.many', small)).text).toContain('<button>redrive 1 failed</button>');
-    expect(await click()).toContain('Queue acts.many: 1 failed job redriven.&sig=');
-    expect(await click()).toContain('Queue acts.many: no failed job to redrive.');
-    await sql('select jobs.cancel_bulk($1::bigint[], null)', [ids]);
-  });
-
-  it('a queue\'s redrive says which failed jobs it leaves as they are (a waiting job holds their dedupe key)', async () => {
-    await sql(`select jobs.create_queue('acts.keyed')`);
-    const held = await queue.publish('acts.keyed.job', {}, { queue: 'acts.keyed', dedupeKey: 'k1' });
-    await sql('select jobs.fail($1::bigint[], $2)', [[held], 'boom']);
-    const [free] = await failed('acts.keyed');
-    const waiting = await queue.publish('acts.keyed.job', {}, { queue: 'acts.keyed', dedupeKey: 'k1' });
-    const a = await post('redrive', { queue: 'acts.keyed' });
-    expect(a.status).toBe(303);
-    expect(decodeURIComponent(a.headers.get('location')!)).toContain('Queue acts.keyed: 1 failed job redriven; 1 left as they are: '
-      + 'a waiting job holds their dedupe key');
-    expect(await stateOf(free!)).toBe('pending');
-    expect(await stateOf(held)).toBe('failure');
-    await sql('select jobs.cancel_bulk($1::bigint[], null)', [[free, waiting]]);
   });
 
   it('cancel a waiting job (its error says from where), and ask a running one to stop', async () => {
@@ -269,39 +174,6 @@ describe('cross-site requests are refused (403) and change nothing', () => {
     expect((await post('resume', { queue: 'acts' })).status).toBe(303);
   });
 
-  it('behind a proxy: a default port (80, 443) named on either side is the same host', async () => {
-    const cases: Record<string, string>[] = [
-      { origin: 'https://jobs.example.com', 'x-forwarded-host': 'jobs.example.com:443' },
-      { origin: 'http://jobs.example.com', 'x-forwarded-host': 'Jobs.Example.com:80' },
-      { origin: 'https://jobs.example.com:443', 'x-forwarded-host': 'jobs.example.com' },
-      { origin: 'http://jobs.example.com:80', 'x-forwarded-host': 'jobs.example.com, proxy.internal' },
-    ];
-    for (const headers of cases) {
-      expect((await post('pause', { queue: 'acts' }, { headers })).status, JSON.stringify(headers)).toBe(303);
-      expect(await paused('acts')).toBe(true);
-      expect((await post('resume', { queue: 'acts' })).status).toBe(303);
-    }
-    // A Host header with a default port (fetch cannot set Host: node:http can).
-    const viaHost = (origin: string) => new Promise<number>((done, fail) => {
-      const body = `queue=acts&csrf=${encodeURIComponent(csrf)}`;
-      const req = request(`${base}/dashboard/pause`, { method: 'POST', headers: { host: 'jobs.example.com:443', origin,
-        authorization: basic(), 'content-type': 'application/x-www-form-urlencoded', 'content-length': body.length } },
-      (res) => { res.resume(); done(res.statusCode!); });
-      req.on('error', fail);
-      req.end(body);
-    });
-    const csrf = await formToken();
-    expect(await viaHost('https://evil.example')).toBe(403);
-    expect(await paused('acts')).toBe(false);
-    expect(await viaHost('https://jobs.example.com')).toBe(303);
-    expect(await paused('acts')).toBe(true);
-    expect((await post('resume', { queue: 'acts' })).status).toBe(303);
-    // Another port is another origin.
-    const other = await post('pause', { queue: 'acts' }, { headers: { origin: 'https://jobs.example.com:8443', 'x-forwarded-host': 'jobs.example.com:443' } });
-    expect(other.status).toBe(403);
-    expect(await paused('acts')).toBe(false);
-  });
-
   it('without credentials, or a wrong password: 401 asking for Basic, nothing changed', async () => {
     for (const authorization of [undefined, basic('wrong-password-0123456789')]) {
       const res = await fetch(`${base}/dashboard/pause`, { method: 'POST', redirect: 'manual',
@@ -312,28 +184,6 @@ describe('cross-site requests are refused (403) and change nothing', () => {
       expect(await res.text()).toContain('401 unauthorized');
     }
     expect(await paused('acts')).toBe(false);
-  });
-});
-
-describe('a signed request (PGDRAIN_HMAC_SECRET: schedulers, pg_net) takes no action: only the token does', () => {
-  it('its page has no forms and no form token; its POST, even with a form token and this Origin, is a 403 naming the rule', async () => {
-    const signedPage = await fetch(`${base}/dashboard`, { headers: await signRequest(SECRET, 'GET', '/dashboard', '') });
-    expect(signedPage.status).toBe(200);
-    const text = await signedPage.text();
-    expect(text).toContain('<h1>pgdrain</h1>');
-    expect(text).not.toMatch(/<form|csrf/);
-    const body = new URLSearchParams({ queue: 'acts', csrf: await formToken() }).toString();
-    const res = await fetch(`${base}/dashboard/pause`, { method: 'POST', redirect: 'manual', body,
-      headers: { origin: base, 'content-type': 'application/x-www-form-urlencoded',
-                 ...await signRequest(SECRET, 'POST', '/dashboard/pause', body) } });
-    expect(res.status).toBe(403);
-    expect(await res.text()).toMatch(/403 forbidden<\/strong>: authorization: a signed request cannot take dashboard actions .*log in with the token/);
-    expect(await paused('acts')).toBe(false);
-    // The token as a bearer takes them, as Basic does.
-    const bearer = await post('pause', { queue: 'acts' }, { headers: { authorization: `Bearer ${TOKEN}` } });
-    expect(bearer.status).toBe(303);
-    expect(await paused('acts')).toBe(true);
-    expect((await post('resume', { queue: 'acts' })).status).toBe(303);
   });
 });
 
@@ -367,30 +217,6 @@ describe('bad input: a clear error page naming the field, nothing changed', () =
     expect(await paused('acts')).toBe(false);
   });
 
-  it('a note in the page\'s query string shows only with the server\'s signature; else the page comes without it', async () => {
-    // A forged note, a stale link (the token rotated: another server's signature), a bare note, a note
-    // on the read-only dashboard: the page, without the note.
-    const otherSig = await new DashboardSigner('another-servers-token-0123456789').signNote('Queue acts paused.');
-    const cases: [string, string][] = [
-      [base, `note=${encodeURIComponent('Your token leaked: call 555')}&sig=${'0'.repeat(64)}`],
-      [base, `note=${encodeURIComponent('Queue acts paused.')}&sig=${otherSig}`],
-      [base, 'note=hello'],
-      [base, `sig=${'0'.repeat(64)}`],
-      [base, `queue=acts&note=a&note=b&sig=${'0'.repeat(64)}`],
-      [readOnly, `note=${encodeURIComponent('Queue acts paused.')}&sig=${await new DashboardSigner(TOKEN).signNote('Queue acts paused.')}`],
-    ];
-    for (const [url, query] of cases) {
-      const res = await fetch(`${url}/dashboard?${query}`, { headers: { authorization: basic() } });
-      expect(res.status, query).toBe(200);
-      const text = await res.text();
-      expect(text).toContain('<h1>pgdrain</h1>');
-      expect(/class="note"|token leaked|paused\.|hello/.exec(text)?.[0], query).toBeUndefined();
-    }
-    // The server's own note shows.
-    const note = 'Queue acts paused.';
-    const own = await page(`/dashboard?note=${encodeURIComponent(note)}&sig=${await new DashboardSigner(TOKEN).signNote(note)}`);
-    expect(own.text).toContain('<p class="note">Queue acts paused.</p>');
-  });
 });
 
 describe('pgdrain serve --dashboard-actions', () => {
