@@ -133,4 +133,14 @@ describe('a queue\'s redrive from the dashboard', () => {
     expect(await stateOf(held)).toBe('failure');
     await sql('select jobs.cancel_bulk($1::bigint[], null)', [[free, waiting]]);
   });
+
+  it('a queue deleted since has no failed job to redrive, though its failures stay (jobs.redrive puts none back)', async () => {
+    await sql(`select jobs.create_queue('acts.gone')`);
+    const [id] = await failed('acts.gone');
+    await sql(`select jobs.delete_queue('acts.gone')`);
+    const a = await post('redrive', { queue: 'acts.gone' });
+    expect(a.status).toBe(303);
+    expect(decodeURIComponent(a.headers.get('location')!)).toContain('Queue acts.gone: no failed job to redrive.&sig=');
+    expect(await stateOf(id!)).toBe('failure');
+  });
 });

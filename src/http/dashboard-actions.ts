@@ -94,18 +94,23 @@ export async function runAction(db: Queryable, action: DashboardAction, fields: 
   }
 }
 
-/** jobs.redrive of a queue's failures, at most maxRows, and how many it had (the statement's snapshot: before it). */
+/**
+ * jobs.redrive of a queue's failures, at most maxRows, and how many it had:
+ * counted as jobs.redrive matches them (none of a queue gone), from the
+ * statement's snapshot, so before it.
+ */
 async function redriveQueue(db: Queryable, queue: string, maxRows: number): Promise<{ redriven: number; failed: number }> {
   const r = await callValue<{ redriven: number | string; failed: number | string }>(db,
     `select jsonb_build_object('redriven', jobs.redrive(queue => $1, max_rows => $2),
-       'failed', (select count(*) from jobs.job j where j.queue = $1 and j.status = 'failure')) as r`, [queue, maxRows]);
+       'failed', (select count(*) from jobs.job j where j.queue = $1 and j.status = 'failure'
+                    and exists (select 1 from jobs.queue x where x.name = $1))) as r`, [queue, maxRows]);
   return { redriven: Number(r.redriven), failed: Number(r.failed) };
 }
 
 const failedJobs = (n: number) => `${n} failed job${n === 1 ? '' : 's'}`;
 
 /** What a queue's redrive did, and what it left: more than a click takes, or jobs it leaves whose notice the CLI shows. */
-export function redriveNote(queue: string, { redriven, failed }: { redriven: number; failed: number }, maxRows: number): string {
+function redriveNote(queue: string, { redriven, failed }: { redriven: number; failed: number }, maxRows: number): string {
   const left = Math.max(0, failed - redriven);
   if (redriven === 0 && left === 0) return `Queue ${queue}: no failed job to redrive.`;
   if (left === 0) return `Queue ${queue}: ${failedJobs(redriven)} redriven.`;
