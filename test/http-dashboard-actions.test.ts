@@ -4,13 +4,11 @@
 // form token, with another server's or an expired one, or from another
 // origin is refused with 403 and changes nothing, bad fields get a clear
 // error page, and the read-only dashboard stays read-only.
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
 import { DashboardSigner, FORM_TOKEN_HOURS } from '../src/http/dashboard-guard.js';
 import { dashboardRig, TOKEN } from './support/dashboard-actions.js';
+import { startServe } from './support/serve-process.js';
 
 const { db, sql, queue, listen, base, readOnly, basic, page, formToken, post, paused, stateOf, failed } = await dashboardRig();
 
@@ -220,23 +218,7 @@ describe('bad input: a clear error page naming the field, nothing changed', () =
 });
 
 describe('pgdrain serve --dashboard-actions', () => {
-  const CLI = resolve('dist/cli.mjs');
-  function start(env: Record<string, string>) {
-    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--dashboard-actions'],
-      { env: { ...process.env, DATABASE_URL: db.url, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const url = new Promise<string>((done, fail) => {
-      child.stderr.on('data', (c) => {
-        stderr += c;
-        const m = /serving on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-        if (m) done(m[1]!);
-      });
-      void exited.then((code) => fail(new Error(`serve exited ${code}: ${stderr}`)));
-    });
-    return { child, url, exited, stderr: () => stderr };
-  }
+  const start = (env: Record<string, string>) => startServe(db.url, ['--dashboard-actions'], env);
 
   it('serves the page with its forms, whose actions are taken', async () => {
     const server = start({ PGDRAIN_TOKEN: TOKEN });

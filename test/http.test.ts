@@ -2,13 +2,13 @@
 // auth (bearer, signed requests), 400/401/413/429/503 answers, publish,
 // drain, stats, metrics, concurrent drains, and `pgdrain serve` as a process.
 import { serve, type ServerType } from '@hono/node-server';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createApp, signRequest } from '../src/http/index.js';
 import { ReplayGuard } from '../src/http/auth.js';
@@ -17,6 +17,7 @@ import { pgDriver } from '../src/db/pg.js';
 import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
 import { emptyDb, testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
+import { startServe } from './support/serve-process.js';
 import { tcpProxy } from './support/tcp-proxy.js';
 
 const db = await testDb();
@@ -451,7 +452,6 @@ describe('GET /jobs/:id', () => {
 });
 
 describe('pgdrain serve', () => {
-  const CLI = resolve('dist/cli.mjs');
   const dir = mkdtempSync(join(tmpdir(), 'pgdrain-serve-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'tasks.mjs'), `
@@ -460,22 +460,7 @@ export const quick = async () => 'quick done';
 `);
 
   /** Starts the CLI's server on a free port; resolves with its URL once it listens. */
-  function start(args: string[], env: Record<string, string> = { PGDRAIN_TOKEN: TOKEN }) {
-    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
-    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args],
-      { cwd: dir, env: { ...process.env, DATABASE_URL: db.url, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const url = new Promise<string>((done, fail) => {
-      child.stderr.on('data', (c) => {
-        stderr += c;
-        const m = /serving on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-        if (m) done(m[1]!);
-      });
-      void exited.then((code) => fail(new Error(`serve exited ${code}: ${stderr}`)));
-    });
-    return { child, url, exited, stderr: () => stderr };
-  }
+  const start = (args: string[], env: Record<string, string> = { PGDRAIN_TOKEN: TOKEN }) => startServe(db.url, args, env, dir);
 
   it('a bad credential or host exits 2 naming its variable or flag, before any database is opened', async () => {
     const cases: [string[], Record<string, string>, string][] = [
