@@ -4733,6 +4733,7 @@ declare
   v_step integer := case when s.freq in ('YEARLY', 'MONTHLY', 'WEEKLY') then s.ival else 1 end;
   v_first timestamp;  -- the chunk holding DTSTART: chunk k starts k units after it
   v_offs interval[] := jobs.rrule_offsets(s);
+  v_each interval[];
   v_last interval;
   v_until timestamp;  -- no chunk starting after it holds an occurrence before UNTIL
   v_end timestamp;
@@ -4755,7 +4756,9 @@ begin
                                           from unnest(s.setpos) sp) x
                     where q between 1 and cardinality(v_offs) order by q);
   end if;
-  v_last := v_offs[cardinality(v_offs)];
+  -- Each slot's occurrences: its offsets, or (BYSETPOS by period, below) the slot itself.
+  v_each := case when s.setpos is not null and s.freq in ('YEARLY', 'MONTHLY', 'WEEKLY') then array[interval '0'] else v_offs end;
+  v_last := v_each[cardinality(v_each)];
   v_until := s.until at time zone coalesce(s.tz, 'UTC') + interval '1 day';
   v_end := greatest(v_low, s.dtstart) + interval '100 years';
   -- No chunk starting a day past the next RDATE's wall time holds an
@@ -4782,33 +4785,20 @@ begin
     end if;
     v_slots := jobs.rrule_slots(s, v_p);
     if s.setpos is not null and s.freq in ('YEARLY', 'MONTHLY', 'WEEKLY') then
-      -- BYSETPOS picks among the period's occurrences (its slots times the offsets, in order).
+      -- BYSETPOS picks among the period's occurrences (its slots times the offsets, in order): each an occurrence.
       v_size := cardinality(v_slots) * cardinality(v_offs);
       v_slots := array(select v_slots[(q - 1) / cardinality(v_offs) + 1] + v_offs[(q - 1) % cardinality(v_offs) + 1]
                        from (select distinct case when sp > 0 then sp else v_size + sp + 1 end q from unnest(s.setpos) sp) x
                        where q between 1 and v_size order by q);
     end if;
     foreach v_slot in array v_slots loop
-      if s.setpos is not null and s.freq in ('YEARLY', 'MONTHLY', 'WEEKLY') then
-        v_wall := v_slot;  -- already an occurrence
-        continue when v_wall < s.dtstart;
-        v_n := v_n + 1;
-        exit chunks when v_n > s.count;
-        continue when v_wall < v_low;
-        v_at := jobs.rrule_at(v_wall, s.tz);
-        exit chunks when v_at > s.until;
-        if v_at > after and v_at <> all(coalesce(s.exdates, '{}')) then
-          return least(v_at, v_rdate);
-        end if;
-        continue;
-      end if;
       -- A slot wholly before `after`: only counted.
       if v_slot >= s.dtstart and v_slot + v_last < v_low then
-        v_n := v_n + cardinality(v_offs);
+        v_n := v_n + cardinality(v_each);
         exit chunks when v_n >= s.count;
         continue;
       end if;
-      foreach v_off in array v_offs loop
+      foreach v_off in array v_each loop
         v_wall := v_slot + v_off;
         continue when v_wall < s.dtstart;
         v_n := v_n + 1;
