@@ -34,6 +34,9 @@ declare
   v_serials text[];
   v_take bigint[];
   v_locked text[];
+  v_given_serials text[] := p_serial_keys;
+  v_busy bigint[];  -- keep_waiting holders a pass could not take (another transaction held their rows)
+  v_id bigint;
 begin
   -- Holders that will not run to an end of their own let go of their keys,
   -- as in jobs.publish: waiting ones past their expiry, and running ones
@@ -56,55 +59,93 @@ begin
     -- and its new job answered, not the running one.
     perform pg_advisory_xact_lock(736039, hashtext(k)) from unnest(v_kw_keys) k order by hashtext(k), k;
   end if;
-  if p_dedupe_keys is not null then
-    select array_agg(x.job_id), array_agg(x.dedupe_key), array_agg(x.serial_key) into v_take, v_freed, v_serials
-    from jobs.job_queue x
-    where x.dedupe_key = any(p_dedupe_keys) and x.serial_key is not null
-      and (x.lease_until is not null and (x.cancel_requested_at is not null or x.dedupe_key = any(v_kw_keys))
-           or x.dedupe_key = any(v_kw_keys) and x.attempt > 0 and not coalesce(x.expires_at <= p_now, false));
-    if v_freed is not null then
-      select array_agg(coalesce(x.serial, f.serial) order by x.ord) into v_locked
-      from unnest(p_dedupe_keys, p_serial_keys) with ordinality as x(key, serial, ord)
-      left join unnest(v_freed, v_serials) f(key, serial) on f.key = x.key;
-      -- As jobs.publish_arrays bounds the keys it is given (jobs.lock_serial_keys).
-      if (select count(distinct k) from unnest(v_locked) k) > jobs.max_serial_keys() then
-        perform jobs.raise_invalid('PD012', 'serial_keys', format('must hold at most %s distinct keys in one bulk '
-          || 'publish, counting those its jobs take from running jobs being cancelled (keep_waiting: running or '
-          || 'waiting to retry) whose dedupe keys they take over (each takes a lock until the publish commits): '
-          || 'publish more in several', jobs.max_serial_keys()));
+  -- A keep_waiting key's holder whose row another transaction holds (a
+  -- settle ending it, retrying or giving it back) is waited for, as
+  -- jobs.publish waits for it, and read as that left it: answered, it could
+  -- be a job that has ended (nothing would run this publish's job). Not
+  -- while holding the serial keys' locks (its settle may wait for one to
+  -- hand it on), nor holding any other row (a settle ending two holders
+  -- holds one while waiting for the other): the locks below are let go, the
+  -- row waited for and let go at once, and the pass made again. A holder
+  -- still held after four passes: PD011 dedupe_key, as jobs.publish.
+  for v_pass in 1..4 loop
+    begin
+      p_serial_keys := v_given_serials;
+      v_locked := null;
+      if p_dedupe_keys is not null then
+        select array_agg(x.job_id), array_agg(x.dedupe_key), array_agg(x.serial_key) into v_take, v_freed, v_serials
+        from jobs.job_queue x
+        where x.dedupe_key = any(p_dedupe_keys) and x.serial_key is not null
+          and (x.lease_until is not null and (x.cancel_requested_at is not null or x.dedupe_key = any(v_kw_keys))
+               or x.dedupe_key = any(v_kw_keys) and x.attempt > 0 and not coalesce(x.expires_at <= p_now, false));
+        if v_freed is not null then
+          select array_agg(coalesce(x.serial, f.serial) order by x.ord) into v_locked
+          from unnest(p_dedupe_keys, p_serial_keys) with ordinality as x(key, serial, ord)
+          left join unnest(v_freed, v_serials) f(key, serial) on f.key = x.key;
+          -- As jobs.publish_arrays bounds the keys it is given (jobs.lock_serial_keys).
+          if (select count(distinct k) from unnest(v_locked) k) > jobs.max_serial_keys() then
+            perform jobs.raise_invalid('PD012', 'serial_keys', format('must hold at most %s distinct keys in one bulk '
+              || 'publish, counting those its jobs take from running jobs being cancelled (keep_waiting: running or '
+              || 'waiting to retry) whose dedupe keys they take over (each takes a lock until the publish commits): '
+              || 'publish more in several', jobs.max_serial_keys()));
+          end if;
+        end if;
       end if;
-    end if;
-  end if;
-  -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
-  perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
-  if coalesce(v_locked, p_serial_keys) is not null then
-    perform jobs.lock_serial_keys(coalesce(v_locked, p_serial_keys));
-  end if;
-  -- In one statement, those another transaction holds skipped (their
-  -- holders answered, as in jobs.publish): a settle ending two of them
-  -- would otherwise hold one while waiting for the other. One that passes
-  -- its serial key on only if that key was locked above (or it has none).
-  if p_dedupe_keys is not null then
-    with freed as (
-      update jobs.job_queue q set dedupe_key = null
-      from (select x.job_id, x.dedupe_key from jobs.job_queue x
-            where x.dedupe_key = any(p_dedupe_keys)
-              and (x.lease_until is null and x.expires_at <= p_now
-                   or (x.lease_until is not null and x.cancel_requested_at is not null
-                       or x.dedupe_key = any(v_kw_keys) and (x.lease_until is not null or x.attempt > 0))
-                      and (x.serial_key is null or x.job_id = any(v_take)))
-            for update skip locked) e
-      where q.job_id = e.job_id
-      returning e.dedupe_key, q.serial_key, q.lease_until is not null or not coalesce(q.expires_at <= p_now, false) as running
-    )
-    select array_agg(f.dedupe_key), array_agg(f.serial_key) into v_freed, v_serials
-    from freed f where f.running and f.serial_key is not null;
-    if v_freed is not null then
-      select array_agg(coalesce(x.serial, f.serial) order by x.ord) into p_serial_keys
-      from unnest(p_dedupe_keys, p_serial_keys) with ordinality as x(key, serial, ord)
-      left join unnest(v_freed, v_serials) f(key, serial) on f.key = x.key;
-    end if;
-  end if;
+      -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
+      perform pg_advisory_xact_lock(736037, hashtext(p_queue)) from jobs.queue q where q.name = p_queue and q.max_size is not null;
+      if coalesce(v_locked, p_serial_keys) is not null then
+        perform jobs.lock_serial_keys(coalesce(v_locked, p_serial_keys));
+      end if;
+      -- In one statement, those another transaction holds skipped (their
+      -- holders answered, as in jobs.publish; a keep_waiting key's waited
+      -- for, below): a settle ending two of them would otherwise hold one
+      -- while waiting for the other. One that passes
+      -- its serial key on only if that key was locked above (or it has none).
+      if p_dedupe_keys is not null then
+        with freed as (
+          update jobs.job_queue q set dedupe_key = null
+          from (select x.job_id, x.dedupe_key from jobs.job_queue x
+                where x.dedupe_key = any(p_dedupe_keys)
+                  and (x.lease_until is null and x.expires_at <= p_now
+                       or (x.lease_until is not null and x.cancel_requested_at is not null
+                           or x.dedupe_key = any(v_kw_keys) and (x.lease_until is not null or x.attempt > 0))
+                          and (x.serial_key is null or x.job_id = any(v_take)))
+                for update skip locked) e
+          where q.job_id = e.job_id
+          returning e.dedupe_key, q.serial_key, q.lease_until is not null or not coalesce(q.expires_at <= p_now, false) as running
+        )
+        select array_agg(f.dedupe_key), array_agg(f.serial_key) into v_freed, v_serials
+        from freed f where f.running and f.serial_key is not null;
+        if v_freed is not null then
+          select array_agg(coalesce(x.serial, f.serial) order by x.ord) into p_serial_keys
+          from unnest(p_dedupe_keys, p_serial_keys) with ordinality as x(key, serial, ord)
+          left join unnest(v_freed, v_serials) f(key, serial) on f.key = x.key;
+        end if;
+      end if;
+      if v_kw_keys is not null then
+        select array_agg(x.job_id order by x.job_id) into v_busy from jobs.job_queue x
+        where x.dedupe_key = any(v_kw_keys)
+          and not (x.lease_until is null and x.attempt = 0 and not coalesce(x.expires_at <= p_now, false));
+        if v_busy is not null then
+          if v_pass = 4 then
+            perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+          end if;
+          raise sqlstate 'PDA97';
+        end if;
+      end if;
+      exit;
+    exception when sqlstate 'PDA97' then
+      -- The block's locks are released with it; each busy row waited for alone.
+      foreach v_id in array v_busy loop
+        begin
+          perform from jobs.job_queue q where q.job_id = v_id for update;
+          raise sqlstate 'PDA97';
+        exception when sqlstate 'PDA97' then
+          null;
+        end;
+      end loop;
+    end;
+  end loop;
   for v_round in 1..4 loop
     begin
       v_ids := array_fill(null::bigint, array[coalesce(cardinality(p_tasks), 0)]);

@@ -14,8 +14,8 @@
 -- job holds (keep_waiting: one not started yet), or an earlier job of the
 -- same call, is not written and answers that job's id (a holder past its expiry, or running and asked
 -- to cancel, lets go of its key first, as in jobs.publish: jobs.publish_keyed;
--- keep_waiting: and one running or waiting to retry, unless a settle
--- ending it holds its row: then it is answered; a publish taking the key
+-- keep_waiting: and one running or waiting to retry, its row waited for
+-- when a settle holds it, as jobs.publish waits; a publish taking the key
 -- is waited for, at most 500 distinct keep_waiting keys, PD011
 -- dedupe_modes). (A replace rewrites a waiting job under its
 -- key's lock, and depends_on locks and checks each dependency: jobs.publish,

@@ -1,0 +1,106 @@
+// A bulk publish with dedupe mode keep_waiting whose key's running holder is
+// being settled by another transaction (its row held) waits for that
+// settle, as a single jobs.publish does, and answers from what it left: a
+// new job when the holder ended or went to retry, the holder when it was
+// given back unstarted. Answered at once with the holder's id, the caller
+// of a bulk racing an ack believed its work queued while the job answered
+// had ended and nothing would run it. The settle is held open from another
+// session (no timing). On a real PostgreSQL.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { doneOrBlocked, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
+
+const db = await testDb();
+const sql = db.sql;
+const session = lockSessions(db.url);
+/** Two sessions, the settler's transaction rolled back after fn (a failed test leaves no row held). */
+const withSessions = async (fn: (settler: LockSession, publisher: LockSession) => Promise<void>) => {
+  const [settler, publisher] = [await session(), await session()];
+  try {
+    await fn(settler, publisher);
+  } finally {
+    await settler.query('rollback');
+  }
+};
+const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
+const bulk = (key: string) => `select (jobs.publish_arrays(array['sync.user'], dedupe_keys => array['${key}'],
+                                                           dedupe_modes => array['keep_waiting']))[1]::text as id`;
+/** Whether s's query p waits for a lock (false: it answered without waiting). */
+const waits = async (s: LockSession, p: Promise<unknown>) => {
+  let done = false;
+  void p.then(() => (done = true));
+  await doneOrBlocked(sql, s, p);
+  return !done;
+};
+/** A job of key (and serial key s), claimed: running, its holder. */
+const running = async (key: string, serial = 's') => {
+  const { id } = await one<{ id: string }>(`select jobs.publish('sync.user', dedupe_key => $1, serial_key => $2)::text as id`, [key, serial]);
+  expect(await sql(`select job_id::text as id from jobs.consume(5)`)).toEqual([{ id }]);
+  return id;
+};
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
+});
+
+describe('bulk keep_waiting: a holder a settle is ending is waited for, not answered', () => {
+  for (const [settle, how] of [
+    ['ack', 'ended a success: the bulk writes a new job'],
+    ['nack', 'went to retry: the bulk takes the key from it, the new job behind it on its serial key'],
+    ['release', 'given back unstarted (waiting again, attempt 0): the bulk answers it'],
+  ] as const) {
+    it(`${settle}: ${how}; the serial key's lock is not held while it waits`, async () => {
+      const holder = await running('user:1');
+      await withSessions(async (settler, publisher) => {
+        await settler.query('begin');
+        // The holder's row, as a settle holds it while its transaction runs.
+        await settler.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [holder]);
+        const answer = outcome(publisher.query(bulk('user:1')));
+        // Unfixed, the bulk answered the holder here, without waiting.
+        expect(await waits(publisher, answer)).toBe(true);
+        // The settle hands the holder's serial key on (jobs.after_end takes its lock): not held by the waiting bulk.
+        expect((await settler.query(`select pg_try_advisory_xact_lock(736038, hashtext('s')) as free`)).rows).toEqual([{ free: true }]);
+        const call = { ack: `jobs.ack($1::bigint)`, nack: `jobs.nack($1::bigint, 'boom', now())`, release: `jobs.release(array[$1::bigint])` }[settle];
+        await settler.query(`select ${call}`, [holder]);
+        await settler.query('commit');
+        const [{ id }] = await answer as [{ id: string }];
+        const queued = await sql(`select job_id::text as id, dedupe_key, serial_key, serial_wait from jobs.job_queue order by job_id`);
+        if (settle === 'release') {
+          expect(id).toBe(holder);
+          expect(queued).toEqual([{ id: holder, dedupe_key: 'user:1', serial_key: 's', serial_wait: false }]);
+        } else if (settle === 'nack') {
+          expect(id).not.toBe(holder);
+          expect(queued).toEqual([{ id: holder, dedupe_key: null, serial_key: 's', serial_wait: false },
+                                  { id, dedupe_key: 'user:1', serial_key: 's', serial_wait: true }]);
+        } else {
+          expect(id).not.toBe(holder);
+          expect(queued).toEqual([{ id, dedupe_key: 'user:1', serial_key: null, serial_wait: false }]);
+          expect(await sql(`select job_id::text as id, status from jobs.job`)).toEqual([{ id: holder, status: 'success' }]);
+        }
+      });
+    });
+  }
+
+  it('two holders one settle ends, each row waited for alone: no deadlock, both keys get new jobs', async () => {
+    const [x1, x2] = [await running('k1', 's1'), await running('k2', 's2')];
+    await withSessions(async (settler, publisher) => {
+      await settler.query('begin');
+      // The settle holds x2 (as the first row of its batch)...
+      await settler.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [x2]);
+      const answer = outcome(publisher.query(`select jobs.publish_arrays(array['a', 'b'], dedupe_keys => array['k1', 'k2'],
+                                                dedupe_modes => array['keep_waiting', 'keep_waiting'])::text[] as ids`));
+      expect(await waits(publisher, answer)).toBe(true);
+      // ...then takes x1 and ends both: the bulk holds neither row, nor their serial keys, while it waits.
+      const attempts = await sql<{ attempt: number }>(`select attempt from jobs.job_queue where job_id = any($1::bigint[]) order by job_id`, [[x1, x2]]);
+      const settled = await settler.query(`select jobs.settle_arrays($1::bigint[], $2::integer[], array['ack', 'ack']) as r`,
+                                          [[x1, x2], attempts.map((a) => a.attempt)]);
+      expect(Number(settled.rows[0].r.succeeded)).toBe(2);
+      await settler.query('commit');
+      const [{ ids }] = await answer as [{ ids: string[] }];
+      expect(ids).not.toContain(x1);
+      expect(ids).not.toContain(x2);
+      expect(await sql(`select dedupe_key from jobs.job_queue where job_id = any($1::bigint[]) order by dedupe_key`, [ids]))
+        .toEqual([{ dedupe_key: 'k1' }, { dedupe_key: 'k2' }]);
+    });
+  });
+});
