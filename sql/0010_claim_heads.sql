@@ -155,11 +155,17 @@ end $$;
 
 -- How many of a queue's jobs run, as its max_running counts them: its slots
 -- (jobs.running_slot, written by its claims) whose job is still in it and
--- holds a lease. jobs.pick and jobs.claim_json's answer.
+-- holds a delivery's lease (attempt > 0, as jobs.group_running and
+-- jobs.create_queue count running jobs). Not a job leased at attempt 0: a
+-- serial-key head or dependant whose cancel was deferred (jobs.after_end,
+-- jobs.cancel_bulk), which never runs again, though a claim once handed it
+-- out (a release or snooze gave the attempt back; the slot's row stays
+-- until the next claim of the queue deletes it: jobs.pick, which asks the
+-- same). jobs.pick and jobs.claim_json's answer.
 create function jobs.running_count(p_queue text)
 returns bigint language sql stable as $$
   select count(*) from jobs.running_slot s join jobs.job_queue q on q.job_id = s.job_id
-  where s.queue = p_queue and q.queue = p_queue and q.lease_until is not null
+  where s.queue = p_queue and q.queue = p_queue and q.lease_until is not null and q.attempt > 0
 $$;
 
 -- How many of each group's jobs run in a queue, as its group_concurrency

@@ -138,10 +138,11 @@ begin
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
     -- The other slots go: their job ended, was retried, released or expired,
-    -- or a dedupe replace moved it to another queue while it waited.
+    -- or a dedupe replace moved it to another queue while it waited, or its
+    -- cancel was deferred after a release (jobs.running_count).
     delete from jobs.running_slot s where s.queue = v_queue
       and not exists (select 1 from jobs.job_queue q
-                      where q.job_id = s.job_id and q.queue = v_queue and q.lease_until is not null);
+                      where q.job_id = s.job_id and q.queue = v_queue and q.lease_until is not null and q.attempt > 0);
     v_n := least(pick.n, v_max_running - (select count(*) from jobs.running_slot s where s.queue = v_queue));
     if v_n <= 0 then
       return null;
