@@ -129,8 +129,58 @@ begin
   return s;
 end $$;
 
+-- A tick's budget ---------------------------------------------------------------
+--
+-- Finding a schedule's next tick searches forward in time, and a drain's
+-- claim does it for every due schedule (jobs.publish_due_schedules): a rule
+-- whose search is long (a sparse recurrence rule, a COUNT counted from a
+-- DTSTART centuries back) would make every claim slow, or fail them all
+-- under a statement_timeout (an uncatchable cancel, next_run_at never
+-- moving). So the searches (jobs.cron_spec_next, jobs.rrule_spec_next) take
+-- steps from a budget: a step is about a day examined (a period: a few
+-- steps more; a month skipped whole: one). Past jobs.max_tick_steps() of
+-- them they raise PDC01 naming cron (a catchable error): jobs.schedule
+-- refuses the rule, and a claim records it in the schedule's last_error and
+-- stops the schedule. The steps left are setting pgdrain.tick_steps, for the
+-- transaction: jobs.cron_tick gives one evaluation the budget when nothing
+-- has (a search called alone takes a whole one), and
+-- jobs.publish_due_schedules gives it to all the ticks of one call.
+
+-- The most steps one evaluation (one claim's ticks together) may take: up
+-- to about 0.1 s of a search on an idle 2-core server, whatever the rule.
+create function jobs.max_tick_steps()
+returns integer language sql immutable as $$ select 50000 $$;
+
+-- The steps the evaluation under way has left (none under way: a whole budget).
+create function jobs.tick_steps_left()
+returns bigint language sql stable as $$
+  select coalesce(nullif(current_setting('pgdrain.tick_steps', true), '')::bigint, jobs.max_tick_steps())
+$$;
+
+-- Records the steps a search leaves, for the evaluation under way (none: nothing to record).
+create function jobs.tick_steps_keep(p_left bigint)
+returns void language plpgsql as $$
+begin
+  if coalesce(current_setting('pgdrain.tick_steps', true), '') <> '' then
+    perform set_config('pgdrain.tick_steps', greatest(p_left, 0)::text, true);
+  end if;
+end $$;
+
+-- The error of a search out of steps (PDC01 naming cron): what it was
+-- looking for (p_what) and how far it got.
+create function jobs.tick_steps_spent(p_what text, p_reached timestamp)
+returns void language plpgsql as $$
+begin
+  perform jobs.tick_steps_keep(0);
+  perform jobs.raise_invalid('PDC01', 'cron', format(
+    '%s took more than the %s steps a tick may take (jobs.max_tick_steps(); searched up to %s): '
+    'a schedule''s next tick is computed at every tick, inside the drains'' claims, so a rule this costly cannot be scheduled',
+    p_what, jobs.max_tick_steps(), p_reached));
+end $$;
+
 -- The first minute after `after` that spec matches, or null if none within
--- a century. Whole months that do not match are skipped at once.
+-- a century. Whole months that do not match are skipped at once. A step of
+-- the tick's budget per day or month.
 create function jobs.cron_spec_next(spec jobs.cron_spec, after timestamptz)
 returns timestamptz language plpgsql immutable as $$
 declare
@@ -141,8 +191,13 @@ declare
   v_dow boolean;
   v_hour integer;
   v_minute integer;
+  v_left bigint := jobs.tick_steps_left();
 begin
   for i in 1..6000 loop
+    v_left := v_left - 1;
+    if v_left < 0 then
+      perform jobs.tick_steps_spent(format('finding the next minute of the cron expression after %s', cron_spec_next.after), v_day);
+    end if;
     if extract(month from v_day)::integer <> all(spec.months) then
       v_day := (date_trunc('month', v_day) + interval '1 month')::date;
       v_first := false;
@@ -157,6 +212,7 @@ begin
         select min(m) into v_minute from unnest(spec.minutes) m
         where m >= case when v_first and v_hour = extract(hour from v_from) then extract(minute from v_from)::integer else 0 end;
         if v_minute is not null then
+          perform jobs.tick_steps_keep(v_left);
           return (v_day + make_time(v_hour, v_minute, 0)) at time zone 'UTC';
         end if;
         select min(h) into v_hour from unnest(spec.hours) h where h > v_hour;
@@ -165,5 +221,6 @@ begin
     v_day := v_day + 1;
     v_first := false;
   end loop;
+  perform jobs.tick_steps_keep(v_left);
   return null;
 end $$;

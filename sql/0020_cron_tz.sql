@@ -127,15 +127,26 @@ end $$;
 -- goes to jobs.rrule_spec_next (sql/0038): null when it has no occurrence left. Its search_path pinned
 -- (and so its helpers'): it runs as whoever calls it (the jobs.schedules
 -- view), and a function or operator on that role's path could stand in for
--- a built-in here.
+-- a built-in here. Its searches take at most a tick's budget of steps
+-- (sql/0019: PDC01 past it), its own unless its caller gave one
+-- (jobs.publish_due_schedules: one for all of a claim's ticks).
 create function jobs.cron_tick(cron text, after timestamptz, tz text)
 returns timestamptz language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
 declare
   v_spec jobs.cron_spec;
   v_next timestamptz;
+  v_own boolean := coalesce(current_setting('pgdrain.tick_steps', true), '') = '';
 begin
+  if v_own then
+    -- Left set only by an error, which its (sub)transaction's rollback undoes.
+    perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
+  end if;
   if jobs.is_rrule(cron_tick.cron) and cron_tick.after is not null then
-    return jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
+    v_next := jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
+    if v_own then
+      perform set_config('pgdrain.tick_steps', '', true);
+    end if;
+    return v_next;
   elsif jobs.is_rrule(cron_tick.cron) then
     perform jobs.rrule_parse(cron_tick.cron, cron_tick.tz);  -- a bad expression is named first
   else
@@ -146,6 +157,9 @@ begin
   end if;
   v_next := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
                  else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
+  if v_own then
+    perform set_config('pgdrain.tick_steps', '', true);
+  end if;
   if v_next is null then
     perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_tick.cron)));
   end if;

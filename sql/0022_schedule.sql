@@ -66,7 +66,14 @@ begin
     perform jobs.raise_invalid('PDC02', 'name', format(
       'must be 1 to 46 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
   end if;
-  v_next := jobs.cron_next(v_cron, v_now);
+  -- The expression is checked (PDC01 naming cron) before the zone, and its
+  -- next tick computed once, on the zone's clock (below): each evaluation
+  -- may take a tick's budget (sql/0019).
+  if jobs.is_rrule(v_cron) then
+    perform jobs.rrule_parse(v_cron, null);
+  else
+    perform jobs.cron_parse(v_cron);
+  end if;
   v_tz := jobs.check_tz(schedule.tz);
   if jobs.is_rrule(v_cron) then
     -- A recurrence rule whose DTSTART names a TZID recurs on that zone's
@@ -82,9 +89,7 @@ begin
         'pg_cron cannot fire a recurrence rule (FREQ=...): use runner => ''drains'' (or no runner: drains then)');
     end if;
   end if;
-  if v_tz is not null then
-    v_next := jobs.cron_tick(v_cron, v_now, v_tz);
-  end if;
+  v_next := jobs.cron_tick(v_cron, v_now, v_tz);
   perform jobs.check_task(schedule.task);
   -- Refused now rather than at every tick (a tick of a task disallowed
   -- since fails, recorded in last_error).
@@ -198,8 +203,10 @@ begin
       serial_key = excluded.serial_key, dedupe_key = excluded.dedupe_key, dedupe_mode = excluded.dedupe_mode,
       group_id = excluded.group_id, group_tier = excluded.group_tier,
       updated_at = excluded.updated_at, last_error = v_kept_error,
+      -- A schedule a tick stopped (next_run_at null, sql/0023) goes on from
+      -- now; one whose rule ended has no tick after now either.
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
-                              and r.tz is not distinct from excluded.tz then r.next_run_at
+                              and r.tz is not distinct from excluded.tz then coalesce(r.next_run_at, excluded.next_run_at)
                          else excluded.next_run_at end;
 
   if v_runner = 'pg_cron' then

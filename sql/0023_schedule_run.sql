@@ -87,6 +87,14 @@ end $$;
 -- key another transaction holds stays due (jobs.dedupe_key_busy), as does
 -- any tick with a dedupe or serial key whose publish would wait on a lock. Returns
 -- the jobs published.
+-- The searches for the schedules' next ticks share one tick's budget
+-- (sql/0019: jobs.max_tick_steps() steps), so however many schedules are
+-- due, or however costly their rules, this call's searches cost at most
+-- that: once it is spent the schedules left stay due, and the next call
+-- publishes them (each call starts with the one due longest). A schedule
+-- whose rule cannot be computed within a whole budget (or at all: a tick's
+-- PDC01) is stopped: next_run_at null, why in last_error, its due tick
+-- counted as skipped, until jobs.schedule is called for it again.
 -- FOR UPDATE SKIP LOCKED: when many
 -- drains call this at once, each due row is taken by one of them, and the
 -- others skip it or, once it has committed, find it no longer due, so each
@@ -103,13 +111,23 @@ declare
   v_last timestamptz;
   v_n integer;
   v_lock_timeout text;
+  v_budget text := current_setting('pgdrain.tick_steps', true);  -- a caller's, given back at the end
+  v_left bigint;  -- the steps the schedules before this one left
+  v_kept bigint;  -- and those this one's searches left, so far
+  v_next timestamptz;
+  v_error text;
+  v_stopped boolean;
 begin
+  perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
   for r in
     select * from jobs.recurring s
     where s.runner = 'drains' and s.next_run_at <= v_now
     order by s.next_run_at
     for update skip locked
   loop
+    v_left := current_setting('pgdrain.tick_steps')::bigint;
+    exit when v_left <= 0;  -- spent: the schedules left stay due
+    v_kept := v_left;
     begin
       if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
         update jobs.recurring s
@@ -158,6 +176,7 @@ begin
       v_from := v_now - make_interval(secs => r.backfill::float8);
       if v_tick < v_from then
         v_tick := jobs.cron_tick(r.cron, v_from - interval '1 microsecond', r.tz);
+        v_kept := current_setting('pgdrain.tick_steps')::bigint;
       end if;
       v_last := null;
       v_n := 0;
@@ -170,6 +189,7 @@ begin
         v_last := v_tick;
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
+        v_kept := current_setting('pgdrain.tick_steps')::bigint;
       end loop;
       if r.dedupe_key is not null or r.serial_key is not null then
         perform set_config('lock_timeout', v_lock_timeout, true);
@@ -183,25 +203,46 @@ begin
       where s.name = r.name;
       v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
     exception when others then
+      -- The rollback gave back the steps its searches took (and, PDC01, the
+      -- rest of the budget, spent by the search that raised it): taken again.
+      perform set_config('pgdrain.tick_steps', case when sqlstate = 'PDC01' then 0 else v_kept end::text, true);
       -- A keyed tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
       if sqlstate = '55P03' and (r.dedupe_key is not null or r.serial_key is not null) then
         continue;
       end if;
+      v_error := format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now);
       -- A schedule that cannot publish (its queue was dropped, it is full)
       -- must not stop the claim that called us: record why, try next minute.
       -- With backfill, at the next tick (a job's scheduled_at is its tick):
       -- the ticks not published count as one skipped tick.
+      v_stopped := sqlstate = 'PDC01';
+      v_next := case when r.backfill is null and not v_stopped then date_trunc('minute', v_now) + interval '1 minute' end;
+      if r.backfill is not null and not v_stopped then
+        begin
+          v_next := jobs.cron_tick(r.cron, v_now, r.tz);  -- null: the rule ended (COUNT, UNTIL)
+        exception when others then
+          perform set_config('pgdrain.tick_steps', case when sqlstate = 'PDC01' then 0 else v_kept end::text, true);
+          v_error := format('%s; its next tick: %s (SQLSTATE %s)', v_error, sqlerrm, sqlstate);
+          v_stopped := true;
+        end;
+      end if;
+      -- Its rule out of steps, or not computable at all (PDC01, or any error
+      -- computing its next tick): stopped, unless the schedules before it
+      -- spent part of the budget: then still due, the first of the next
+      -- call's (the rest wait too, the budget spent).
+      exit when v_stopped and v_left < jobs.max_tick_steps() and current_setting('pgdrain.tick_steps') = '0';
       update jobs.recurring s
-      set next_run_at = case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute'
-                             else jobs.cron_tick(r.cron, v_now, r.tz) end,
-          skipped_ticks = s.skipped_ticks + (r.backfill is not null)::integer,
-          last_skipped_at = case when r.backfill is not null then r.next_run_at else s.last_skipped_at end,
-          last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
+      set next_run_at = v_next,
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null or v_stopped)::integer,
+          last_skipped_at = case when r.backfill is not null or v_stopped then r.next_run_at else s.last_skipped_at end,
+          last_error = v_error || case when v_stopped then ': the schedule is stopped (next_run_at null, no tick published)'
+                                                           ' until jobs.schedule is called for it again' else '' end
       where s.name = r.name;
     end;
   end loop;
+  perform set_config('pgdrain.tick_steps', coalesce(v_budget, ''), true);
   return v_count;
 end $$;
 

@@ -8,7 +8,9 @@
 -- never at DTSTART: its work is one chunk of days at a time, not one step
 -- per occurrence since DTSTART. COUNT is the exception: occurrences are
 -- counted from DTSTART, which is why COUNT is at most 1000. None within a
--- century of `after`: null, as when COUNT or UNTIL ended the rule.
+-- century of `after`: null, as when COUNT or UNTIL ended the rule. Either
+-- search takes at most a tick's budget of steps (sql/0019), PDC01 past it:
+-- a rule so sparse, or a DTSTART so far back, cannot be a schedule's.
 
 -- d's rank among the days of its weekday in its month (p_month) or year:
 -- 1 for the first, 2 for the second, ...; with p_last -1 for the last.
@@ -122,6 +124,14 @@ declare
   v_n integer := 0;
   v_size integer;
   k bigint := 0;
+  -- The tick's budget (sql/0019): a chunk costs the days rrule_slots
+  -- examines, its candidate times of day by the 64 (MINUTELY: up to 1440),
+  -- and 8 for the chunk itself; a month skipped whole costs 1.
+  v_left bigint := jobs.tick_steps_left();
+  v_cost integer := case v_unit when 'year' then 366 when 'month' then 31 when 'week' then 7 else 1 end + 8
+                    + case when s.freq in ('HOURLY', 'MINUTELY')
+                           then coalesce(cardinality(s.hours), 24) * case when s.freq = 'MINUTELY' then coalesce(cardinality(s.minutes), 60) else 1 end / 64
+                           else 0 end;
 begin
   v_first := case v_unit when 'week' then date_trunc('day', s.dtstart) - make_interval(days => (extract(dow from s.dtstart)::integer - s.wkst + 7) % 7)
                          else date_trunc(v_unit, s.dtstart) end;
@@ -156,7 +166,15 @@ begin
        and extract(month from v_p) = extract(month from v_p + interval '6 days') then
       -- A chunk wholly in a month BYMONTH leaves out: none; HOURLY and MINUTELY go on at the next month.
       k := k + case when v_unit = 'day' then (date_trunc('month', v_p) + interval '1 month')::date - v_p::date else v_step end;
+      v_left := v_left - 1;
       continue;
+    end if;
+    v_left := v_left - v_cost;
+    if v_left < 0 and s.count is not null and v_p <= v_low then
+      perform jobs.tick_steps_spent(format('counting the occurrences of COUNT from DTSTART %s to %s%s (give a later DTSTART, with the COUNT left)',
+                                           s.dtstart, v_low, ' ' || s.tz), v_p);
+    elsif v_left < 0 then
+      perform jobs.tick_steps_spent(format('finding the occurrence after %s%s', v_low, ' ' || s.tz), v_p);
     end if;
     v_slots := jobs.rrule_slots(s, v_p);
     if s.setpos is not null and s.freq in ('YEARLY', 'MONTHLY', 'WEEKLY') then
@@ -182,11 +200,13 @@ begin
         v_at := jobs.rrule_at(v_wall, s.tz);
         exit chunks when v_at > s.until;
         if v_at > after and v_at <> all(coalesce(s.exdates, '{}')) then
+          perform jobs.tick_steps_keep(v_left);
           return least(v_at, v_rdate);
         end if;
       end loop;
     end loop;
     k := k + v_step;
   end loop;
+  perform jobs.tick_steps_keep(v_left);
   return v_rdate;
 end $$;

@@ -1453,8 +1453,13 @@ declare
   v_dow boolean;
   v_hour integer;
   v_minute integer;
+  v_left bigint := jobs.tick_steps_left();
 begin
   for i in 1..6000 loop
+    v_left := v_left - 1;
+    if v_left < 0 then
+      perform jobs.tick_steps_spent(format('finding the next minute of the cron expression after %s', cron_spec_next.after), v_day);
+    end if;
     if extract(month from v_day)::integer <> all(spec.months) then
       v_day := (date_trunc('month', v_day) + interval '1 month')::date;
       v_first := false;
@@ -1469,6 +1474,7 @@ begin
         select min(m) into v_minute from unnest(spec.minutes) m
         where m >= case when v_first and v_hour = extract(hour from v_from) then extract(minute from v_from)::integer else 0 end;
         if v_minute is not null then
+          perform jobs.tick_steps_keep(v_left);
           return (v_day + make_time(v_hour, v_minute, 0)) at time zone 'UTC';
         end if;
         select min(h) into v_hour from unnest(spec.hours) h where h > v_hour;
@@ -1477,6 +1483,7 @@ begin
     v_day := v_day + 1;
     v_first := false;
   end loop;
+  perform jobs.tick_steps_keep(v_left);
   return null;
 end $$;
 
@@ -1544,9 +1551,18 @@ CREATE FUNCTION jobs.cron_tick(cron text, after timestamp with time zone, tz tex
 declare
   v_spec jobs.cron_spec;
   v_next timestamptz;
+  v_own boolean := coalesce(current_setting('pgdrain.tick_steps', true), '') = '';
 begin
+  if v_own then
+    -- Left set only by an error, which its (sub)transaction's rollback undoes.
+    perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
+  end if;
   if jobs.is_rrule(cron_tick.cron) and cron_tick.after is not null then
-    return jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
+    v_next := jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
+    if v_own then
+      perform set_config('pgdrain.tick_steps', '', true);
+    end if;
+    return v_next;
   elsif jobs.is_rrule(cron_tick.cron) then
     perform jobs.rrule_parse(cron_tick.cron, cron_tick.tz);  -- a bad expression is named first
   else
@@ -1557,6 +1573,9 @@ begin
   end if;
   v_next := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
                  else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
+  if v_own then
+    perform set_config('pgdrain.tick_steps', '', true);
+  end if;
   if v_next is null then
     perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_tick.cron)));
   end if;
@@ -2576,6 +2595,14 @@ CREATE FUNCTION jobs.max_serial_keys() RETURNS integer
     AS $$ select 500 $$;
 
 --
+-- Name: max_tick_steps(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.max_tick_steps() RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    AS $$ select 50000 $$;
+
+--
 -- Name: nack(bigint[], text[], timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3555,13 +3582,23 @@ declare
   v_last timestamptz;
   v_n integer;
   v_lock_timeout text;
+  v_budget text := current_setting('pgdrain.tick_steps', true);  -- a caller's, given back at the end
+  v_left bigint;  -- the steps the schedules before this one left
+  v_kept bigint;  -- and those this one's searches left, so far
+  v_next timestamptz;
+  v_error text;
+  v_stopped boolean;
 begin
+  perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
   for r in
     select * from jobs.recurring s
     where s.runner = 'drains' and s.next_run_at <= v_now
     order by s.next_run_at
     for update skip locked
   loop
+    v_left := current_setting('pgdrain.tick_steps')::bigint;
+    exit when v_left <= 0;  -- spent: the schedules left stay due
+    v_kept := v_left;
     begin
       if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
         update jobs.recurring s
@@ -3610,6 +3647,7 @@ begin
       v_from := v_now - make_interval(secs => r.backfill::float8);
       if v_tick < v_from then
         v_tick := jobs.cron_tick(r.cron, v_from - interval '1 microsecond', r.tz);
+        v_kept := current_setting('pgdrain.tick_steps')::bigint;
       end if;
       v_last := null;
       v_n := 0;
@@ -3622,6 +3660,7 @@ begin
         v_last := v_tick;
         v_n := v_n + 1;
         v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
+        v_kept := current_setting('pgdrain.tick_steps')::bigint;
       end loop;
       if r.dedupe_key is not null or r.serial_key is not null then
         perform set_config('lock_timeout', v_lock_timeout, true);
@@ -3635,25 +3674,46 @@ begin
       where s.name = r.name;
       v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
     exception when others then
+      -- The rollback gave back the steps its searches took (and, PDC01, the
+      -- rest of the budget, spent by the search that raised it): taken again.
+      perform set_config('pgdrain.tick_steps', case when sqlstate = 'PDC01' then 0 else v_kept end::text, true);
       -- A keyed tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
       if sqlstate = '55P03' and (r.dedupe_key is not null or r.serial_key is not null) then
         continue;
       end if;
+      v_error := format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now);
       -- A schedule that cannot publish (its queue was dropped, it is full)
       -- must not stop the claim that called us: record why, try next minute.
       -- With backfill, at the next tick (a job's scheduled_at is its tick):
       -- the ticks not published count as one skipped tick.
+      v_stopped := sqlstate = 'PDC01';
+      v_next := case when r.backfill is null and not v_stopped then date_trunc('minute', v_now) + interval '1 minute' end;
+      if r.backfill is not null and not v_stopped then
+        begin
+          v_next := jobs.cron_tick(r.cron, v_now, r.tz);  -- null: the rule ended (COUNT, UNTIL)
+        exception when others then
+          perform set_config('pgdrain.tick_steps', case when sqlstate = 'PDC01' then 0 else v_kept end::text, true);
+          v_error := format('%s; its next tick: %s (SQLSTATE %s)', v_error, sqlerrm, sqlstate);
+          v_stopped := true;
+        end;
+      end if;
+      -- Its rule out of steps, or not computable at all (PDC01, or any error
+      -- computing its next tick): stopped, unless the schedules before it
+      -- spent part of the budget: then still due, the first of the next
+      -- call's (the rest wait too, the budget spent).
+      exit when v_stopped and v_left < jobs.max_tick_steps() and current_setting('pgdrain.tick_steps') = '0';
       update jobs.recurring s
-      set next_run_at = case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute'
-                             else jobs.cron_tick(r.cron, v_now, r.tz) end,
-          skipped_ticks = s.skipped_ticks + (r.backfill is not null)::integer,
-          last_skipped_at = case when r.backfill is not null then r.next_run_at else s.last_skipped_at end,
-          last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
+      set next_run_at = v_next,
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null or v_stopped)::integer,
+          last_skipped_at = case when r.backfill is not null or v_stopped then r.next_run_at else s.last_skipped_at end,
+          last_error = v_error || case when v_stopped then ': the schedule is stopped (next_run_at null, no tick published)'
+                                                           ' until jobs.schedule is called for it again' else '' end
       where s.name = r.name;
     end;
   end loop;
+  perform set_config('pgdrain.tick_steps', coalesce(v_budget, ''), true);
   return v_count;
 end $$;
 
@@ -4789,6 +4849,14 @@ declare
   v_n integer := 0;
   v_size integer;
   k bigint := 0;
+  -- The tick's budget (sql/0019): a chunk costs the days rrule_slots
+  -- examines, its candidate times of day by the 64 (MINUTELY: up to 1440),
+  -- and 8 for the chunk itself; a month skipped whole costs 1.
+  v_left bigint := jobs.tick_steps_left();
+  v_cost integer := case v_unit when 'year' then 366 when 'month' then 31 when 'week' then 7 else 1 end + 8
+                    + case when s.freq in ('HOURLY', 'MINUTELY')
+                           then coalesce(cardinality(s.hours), 24) * case when s.freq = 'MINUTELY' then coalesce(cardinality(s.minutes), 60) else 1 end / 64
+                           else 0 end;
 begin
   v_first := case v_unit when 'week' then date_trunc('day', s.dtstart) - make_interval(days => (extract(dow from s.dtstart)::integer - s.wkst + 7) % 7)
                          else date_trunc(v_unit, s.dtstart) end;
@@ -4823,7 +4891,15 @@ begin
        and extract(month from v_p) = extract(month from v_p + interval '6 days') then
       -- A chunk wholly in a month BYMONTH leaves out: none; HOURLY and MINUTELY go on at the next month.
       k := k + case when v_unit = 'day' then (date_trunc('month', v_p) + interval '1 month')::date - v_p::date else v_step end;
+      v_left := v_left - 1;
       continue;
+    end if;
+    v_left := v_left - v_cost;
+    if v_left < 0 and s.count is not null and v_p <= v_low then
+      perform jobs.tick_steps_spent(format('counting the occurrences of COUNT from DTSTART %s to %s%s (give a later DTSTART, with the COUNT left)',
+                                           s.dtstart, v_low, ' ' || s.tz), v_p);
+    elsif v_left < 0 then
+      perform jobs.tick_steps_spent(format('finding the occurrence after %s%s', v_low, ' ' || s.tz), v_p);
     end if;
     v_slots := jobs.rrule_slots(s, v_p);
     if s.setpos is not null and s.freq in ('YEARLY', 'MONTHLY', 'WEEKLY') then
@@ -4849,12 +4925,14 @@ begin
         v_at := jobs.rrule_at(v_wall, s.tz);
         exit chunks when v_at > s.until;
         if v_at > after and v_at <> all(coalesce(s.exdates, '{}')) then
+          perform jobs.tick_steps_keep(v_left);
           return least(v_at, v_rdate);
         end if;
       end loop;
     end loop;
     k := k + v_step;
   end loop;
+  perform jobs.tick_steps_keep(v_left);
   return v_rdate;
 end $$;
 
@@ -5047,7 +5125,14 @@ begin
     perform jobs.raise_invalid('PDC02', 'name', format(
       'must be 1 to 46 letters, digits, _ . : or -, got %s', coalesce(left(quote_literal(schedule.name), 80), 'null')));
   end if;
-  v_next := jobs.cron_next(v_cron, v_now);
+  -- The expression is checked (PDC01 naming cron) before the zone, and its
+  -- next tick computed once, on the zone's clock (below): each evaluation
+  -- may take a tick's budget (sql/0019).
+  if jobs.is_rrule(v_cron) then
+    perform jobs.rrule_parse(v_cron, null);
+  else
+    perform jobs.cron_parse(v_cron);
+  end if;
   v_tz := jobs.check_tz(schedule.tz);
   if jobs.is_rrule(v_cron) then
     -- A recurrence rule whose DTSTART names a TZID recurs on that zone's
@@ -5063,9 +5148,7 @@ begin
         'pg_cron cannot fire a recurrence rule (FREQ=...): use runner => ''drains'' (or no runner: drains then)');
     end if;
   end if;
-  if v_tz is not null then
-    v_next := jobs.cron_tick(v_cron, v_now, v_tz);
-  end if;
+  v_next := jobs.cron_tick(v_cron, v_now, v_tz);
   perform jobs.check_task(schedule.task);
   -- Refused now rather than at every tick (a tick of a task disallowed
   -- since fails, recorded in last_error).
@@ -5179,8 +5262,10 @@ begin
       serial_key = excluded.serial_key, dedupe_key = excluded.dedupe_key, dedupe_mode = excluded.dedupe_mode,
       group_id = excluded.group_id, group_tier = excluded.group_tier,
       updated_at = excluded.updated_at, last_error = v_kept_error,
+      -- A schedule a tick stopped (next_run_at null, sql/0023) goes on from
+      -- now; one whose rule ended has no tick after now either.
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
-                              and r.tz is not distinct from excluded.tz then r.next_run_at
+                              and r.tz is not distinct from excluded.tz then coalesce(r.next_run_at, excluded.next_run_at)
                          else excluded.next_run_at end;
 
   if v_runner = 'pg_cron' then
@@ -5832,6 +5917,44 @@ begin
                         and not coalesce(jobs.frees_window(a.status, a.attempts, a.error), false)));
   end if;
   return v_id;
+end $$;
+
+--
+-- Name: tick_steps_keep(bigint); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_steps_keep(p_left bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if coalesce(current_setting('pgdrain.tick_steps', true), '') <> '' then
+    perform set_config('pgdrain.tick_steps', greatest(p_left, 0)::text, true);
+  end if;
+end $$;
+
+--
+-- Name: tick_steps_left(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_steps_left() RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+  select coalesce(nullif(current_setting('pgdrain.tick_steps', true), '')::bigint, jobs.max_tick_steps())
+$$;
+
+--
+-- Name: tick_steps_spent(text, timestamp without time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_steps_spent(p_what text, p_reached timestamp without time zone) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform jobs.tick_steps_keep(0);
+  perform jobs.raise_invalid('PDC01', 'cron', format(
+    '%s took more than the %s steps a tick may take (jobs.max_tick_steps(); searched up to %s): '
+    'a schedule''s next tick is computed at every tick, inside the drains'' claims, so a rule this costly cannot be scheduled',
+    p_what, jobs.max_tick_steps(), p_reached));
 end $$;
 
 --
