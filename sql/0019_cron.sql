@@ -166,16 +166,22 @@ begin
   end if;
 end $$;
 
--- The error of a search out of steps (PDC01 naming cron): what it was
--- looking for (p_what) and how far it got.
+-- The error of a search out of steps (PDC01 naming cron, as
+-- jobs.raise_invalid words it): what it was looking for (p_what) and how
+-- far it got. Its hint (jobs.tick_steps_hint()) tells it from the other PDC01s.
+create function jobs.tick_steps_hint()
+returns text language sql immutable as $$
+  select 'A tick''s budget is jobs.max_tick_steps() steps: give a rule that recurs more often, or a later DTSTART.'
+$$;
+
 create function jobs.tick_steps_spent(p_what text, p_reached timestamp)
 returns void language plpgsql as $$
 begin
-  perform jobs.tick_steps_keep(0);
-  perform jobs.raise_invalid('PDC01', 'cron', format(
+  raise exception 'cron: %', format(
     '%s took more than the %s steps a tick may take (jobs.max_tick_steps(); searched up to %s): '
     'a schedule''s next tick is computed at every tick, inside the drains'' claims, so a rule this costly cannot be scheduled',
-    p_what, jobs.max_tick_steps(), p_reached));
+    p_what, jobs.max_tick_steps(), p_reached)
+  using errcode = 'PDC01', column = 'cron', hint = jobs.tick_steps_hint();
 end $$;
 
 -- The first minute after `after` that spec matches, or null if none within

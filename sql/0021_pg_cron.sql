@@ -47,8 +47,11 @@ create table jobs.recurring (
                                    and dedupe_key is not null),
   group_id     text,
   group_tier   text        check (group_tier is null or group_id is not null),
-  -- Null for drains: a recurrence rule with no occurrence left (COUNT, UNTIL).
-  next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null) or runner = 'drains' and jobs.is_rrule(cron)),
+  -- Null for drains: a recurrence rule with no occurrence left (COUNT,
+  -- UNTIL), or a schedule a tick stopped, its next one not computable
+  -- (last_error says why: jobs.publish_due_schedules).
+  next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)
+                                  or runner = 'drains' and (jobs.is_rrule(cron) or last_error is not null)),
   last_run_at  timestamptz,
   last_job_id  bigint,
   last_error   text,

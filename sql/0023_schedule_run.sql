@@ -117,6 +117,8 @@ declare
   v_next timestamptz;
   v_error text;
   v_stopped boolean;
+  v_hint text;
+  v_out boolean;  -- a search ran out of steps
 begin
   perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
   for r in
@@ -203,9 +205,11 @@ begin
       where s.name = r.name;
       v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
     exception when others then
-      -- The rollback gave back the steps its searches took (and, PDC01, the
-      -- rest of the budget, spent by the search that raised it): taken again.
-      perform set_config('pgdrain.tick_steps', case when sqlstate = 'PDC01' then 0 else v_kept end::text, true);
+      -- The rollback gave back the steps its searches took (out of steps:
+      -- the whole rest of the budget): taken again.
+      get stacked diagnostics v_hint = pg_exception_hint;
+      v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
+      perform set_config('pgdrain.tick_steps', case when v_out then 0 else v_kept end::text, true);
       -- A keyed tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
@@ -223,22 +227,23 @@ begin
         begin
           v_next := jobs.cron_tick(r.cron, v_now, r.tz);  -- null: the rule ended (COUNT, UNTIL)
         exception when others then
-          perform set_config('pgdrain.tick_steps', case when sqlstate = 'PDC01' then 0 else v_kept end::text, true);
+          get stacked diagnostics v_hint = pg_exception_hint;
+          v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
+          perform set_config('pgdrain.tick_steps', case when v_out then 0 else v_kept end::text, true);
           v_error := format('%s; its next tick: %s (SQLSTATE %s)', v_error, sqlerrm, sqlstate);
           v_stopped := true;
         end;
       end if;
       -- Its rule out of steps, or not computable at all (PDC01, or any error
-      -- computing its next tick): stopped, unless the schedules before it
-      -- spent part of the budget: then still due, the first of the next
-      -- call's (the rest wait too, the budget spent).
-      exit when v_stopped and v_left < jobs.max_tick_steps() and current_setting('pgdrain.tick_steps') = '0';
+      -- computing its next tick): stopped; but out of steps the schedules
+      -- before it spent in part: still due, the first of the next call's
+      -- (the rest wait too, the budget spent).
+      exit when v_out and v_left < jobs.max_tick_steps();
       update jobs.recurring s
       set next_run_at = v_next,
           skipped_ticks = s.skipped_ticks + (r.backfill is not null or v_stopped)::integer,
           last_skipped_at = case when r.backfill is not null or v_stopped then r.next_run_at else s.last_skipped_at end,
-          last_error = v_error || case when v_stopped then ': the schedule is stopped (next_run_at null, no tick published)'
-                                                           ' until jobs.schedule is called for it again' else '' end
+          last_error = case when v_stopped then 'stopped until jobs.schedule is called for it again: ' else '' end || v_error
       where s.name = r.name;
     end;
   end loop;

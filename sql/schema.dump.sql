@@ -3588,6 +3588,8 @@ declare
   v_next timestamptz;
   v_error text;
   v_stopped boolean;
+  v_hint text;
+  v_out boolean;  -- a search ran out of steps
 begin
   perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
   for r in
@@ -3674,9 +3676,11 @@ begin
       where s.name = r.name;
       v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
     exception when others then
-      -- The rollback gave back the steps its searches took (and, PDC01, the
-      -- rest of the budget, spent by the search that raised it): taken again.
-      perform set_config('pgdrain.tick_steps', case when sqlstate = 'PDC01' then 0 else v_kept end::text, true);
+      -- The rollback gave back the steps its searches took (out of steps:
+      -- the whole rest of the budget): taken again.
+      get stacked diagnostics v_hint = pg_exception_hint;
+      v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
+      perform set_config('pgdrain.tick_steps', case when v_out then 0 else v_kept end::text, true);
       -- A keyed tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
@@ -3694,22 +3698,23 @@ begin
         begin
           v_next := jobs.cron_tick(r.cron, v_now, r.tz);  -- null: the rule ended (COUNT, UNTIL)
         exception when others then
-          perform set_config('pgdrain.tick_steps', case when sqlstate = 'PDC01' then 0 else v_kept end::text, true);
+          get stacked diagnostics v_hint = pg_exception_hint;
+          v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
+          perform set_config('pgdrain.tick_steps', case when v_out then 0 else v_kept end::text, true);
           v_error := format('%s; its next tick: %s (SQLSTATE %s)', v_error, sqlerrm, sqlstate);
           v_stopped := true;
         end;
       end if;
       -- Its rule out of steps, or not computable at all (PDC01, or any error
-      -- computing its next tick): stopped, unless the schedules before it
-      -- spent part of the budget: then still due, the first of the next
-      -- call's (the rest wait too, the budget spent).
-      exit when v_stopped and v_left < jobs.max_tick_steps() and current_setting('pgdrain.tick_steps') = '0';
+      -- computing its next tick): stopped; but out of steps the schedules
+      -- before it spent in part: still due, the first of the next call's
+      -- (the rest wait too, the budget spent).
+      exit when v_out and v_left < jobs.max_tick_steps();
       update jobs.recurring s
       set next_run_at = v_next,
           skipped_ticks = s.skipped_ticks + (r.backfill is not null or v_stopped)::integer,
           last_skipped_at = case when r.backfill is not null or v_stopped then r.next_run_at else s.last_skipped_at end,
-          last_error = v_error || case when v_stopped then ': the schedule is stopped (next_run_at null, no tick published)'
-                                                           ' until jobs.schedule is called for it again' else '' end
+          last_error = case when v_stopped then 'stopped until jobs.schedule is called for it again: ' else '' end || v_error
       where s.name = r.name;
     end;
   end loop;
@@ -5366,7 +5371,7 @@ CREATE TABLE jobs.recurring (
     CONSTRAINT recurring_check2 CHECK (((dedupe_key IS NULL) OR (overlap = 'allow'::text))),
     CONSTRAINT recurring_check3 CHECK (((dedupe_mode IS NULL) OR ((dedupe_mode = ANY (ARRAY['keep'::text, 'keep_waiting'::text, 'replace'::text, 'replace_keep_time'::text])) AND (dedupe_key IS NOT NULL)))),
     CONSTRAINT recurring_check4 CHECK (((group_tier IS NULL) OR (group_id IS NOT NULL))),
-    CONSTRAINT recurring_check5 CHECK ((((runner = 'drains'::text) = (next_run_at IS NOT NULL)) OR ((runner = 'drains'::text) AND jobs.is_rrule(cron)))),
+    CONSTRAINT recurring_check5 CHECK ((((runner = 'drains'::text) = (next_run_at IS NOT NULL)) OR ((runner = 'drains'::text) AND (jobs.is_rrule(cron) OR (last_error IS NOT NULL))))),
     CONSTRAINT recurring_overlap_check CHECK ((overlap = ANY (ARRAY['allow'::text, 'skip'::text]))),
     CONSTRAINT recurring_runner_check CHECK ((runner = ANY (ARRAY['pg_cron'::text, 'drains'::text])))
 );
@@ -5920,6 +5925,16 @@ begin
 end $$;
 
 --
+-- Name: tick_steps_hint(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_steps_hint() RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select 'A tick''s budget is jobs.max_tick_steps() steps: give a rule that recurs more often, or a later DTSTART.'
+$$;
+
+--
 -- Name: tick_steps_keep(bigint); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -5950,11 +5965,11 @@ CREATE FUNCTION jobs.tick_steps_spent(p_what text, p_reached timestamp without t
     LANGUAGE plpgsql
     AS $$
 begin
-  perform jobs.tick_steps_keep(0);
-  perform jobs.raise_invalid('PDC01', 'cron', format(
+  raise exception 'cron: %', format(
     '%s took more than the %s steps a tick may take (jobs.max_tick_steps(); searched up to %s): '
     'a schedule''s next tick is computed at every tick, inside the drains'' claims, so a rule this costly cannot be scheduled',
-    p_what, jobs.max_tick_steps(), p_reached));
+    p_what, jobs.max_tick_steps(), p_reached)
+  using errcode = 'PDC01', column = 'cron', hint = jobs.tick_steps_hint();
 end $$;
 
 --
