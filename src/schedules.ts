@@ -94,11 +94,15 @@ export interface ScheduleInfo {
   runner: ScheduleRunner;
   /** The pg_cron job's name (pgdrain:schedule:<name>) when pg_cron runs it. */
   pgCronJob: string | null;
-  /** null: a recurrence rule with no occurrence left (COUNT or UNTIL ended it): it fires no more. */
+  /**
+   * null: a recurrence rule with no occurrence left (COUNT or UNTIL ended it), or, with a
+   * lastError saying 'stopped', a schedule whose next tick could not be computed within a
+   * tick's budget (jobs.max_tick_steps()) until jobs.schedule is called for it again: it fires no more.
+   */
   nextRunAt: Date | null;
   lastRunAt: Date | null;
   lastJobId: string | null;
-  /** Why the last drain-run tick could not publish, if it could not. */
+  /** Why the last drain-run tick could not publish (or why the schedule stopped), if it could not. */
   lastError: string | null;
   overlap: ScheduleOverlap;
   /** The time zone the expression reads ('UTC' when none was given). */

@@ -173,7 +173,7 @@ ${act(queues.has(f.queue) ? form('redrive', { job: f.id }, 'redrive') : '')}</tr
 ${data.schedules.length === 0 ? none(9, 'no schedules') : data.schedules.map((s) => html`<tr><td>${s.name}</td>
 <td><code>${s.cron}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td>
 <td>${s.group_id === null ? '–' : s.group_tier === null ? s.group_id : `${s.group_id} (tier ${s.group_tier})`}</td><td>${s.runner}</td>
-<td>${s.next_run_at === null ? 'none: the rule ended' : time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
+<td>${s.next_run_at === null ? (s.last_error === null ? 'none: the rule ended' : 'none: see the last error') : time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
 <td>${s.last_error === null ? '–' : html`<code>${firstLine(s.last_error)}</code>`}</td></tr>`)}
 </table>
 </body></html>
