@@ -24,6 +24,9 @@
 -- applies from the next tick. Returns the runner. cron may be an RFC 5545
 -- recurrence instead (sql/0037; DTSTART's TZID is then the tz): drains run
 -- it, and once COUNT or UNTIL ends it next_run_at is null (nothing fires).
+-- An expression whose next tick takes more than a tick's budget to compute
+-- (sql/0019) is refused, PDC01 naming cron; a schedule a tick stopped for
+-- that (next_run_at null, sql/0023) goes on from now when called again.
 create function jobs.schedule(
   name        text,
   cron        text,
