@@ -2,7 +2,9 @@
 // 0038_rrule_next.sql): the largest INTERVAL the README names, and the work
 // a drain's claim does for a rule whose RRULE part is sparse but whose
 // RDATEs give it a next tick, or whose EXDATE lines name a zone each
-// (counted in function calls, not timed).
+// (counted in function calls, not timed); and a tick's budget
+// (jobs.max_tick_steps(), sql/0019): a rule whose next tick costs more stops
+// its schedule, never the claims.
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { schedule } from '../src/index.js';
