@@ -1,5 +1,4 @@
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parseJson } from '../json-text.js';
 import type { Queue } from '../queue.js';
@@ -9,6 +8,7 @@ import { listJobs } from '../list-jobs.js';
 import { givenUpOn } from '../round-trip-limit.js';
 import type { DrainReport, ListJobsFilter } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
+import { limitBody } from './body-limit.js';
 import { errorResponse, HttpError } from './errors.js';
 import { mountDashboard } from './dashboard-routes.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
@@ -163,13 +163,16 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     }
   };
 
+  // Every route's bound on a body, before a signed request's check reads it.
+  const bodyLimit = limitBody(limits.maxBodyBytes, () => tooLarge(limits));
+
   // Before the API's own auth, which it replaces: a browser sends Basic, not a bearer token.
-  mountDashboard(app, { auth: auth.checkDashboard, driverOf: (c) => queueOf(c).driver, timeoutMs: COUNTS_TIMEOUT_MS,
+  mountDashboard(app, { auth: auth.checkDashboard, bodyLimit, driverOf: (c) => queueOf(c).driver, timeoutMs: COUNTS_TIMEOUT_MS,
                         redriveRows: limits.dashboardRedriveRows,
                         actionsToken: dashboardActions ? options.token : undefined, bounded, onError });
 
   app.use('*', auth.checkHeaders);
-  app.use('*', bodyLimit({ maxSize: limits.maxBodyBytes, onError: () => { throw tooLarge(limits); } }));
+  app.use('*', bodyLimit);
   app.use('*', auth.verifySignature);
 
   app.post('/drain', async (c) => {

@@ -144,7 +144,7 @@ export function authentication(options: AuthOptions): {
   };
 
   /**
-   * GET /dashboard (no body): what every route takes, and HTTP Basic with the
+   * GET /dashboard (its body bounded before: a signed one's is read): what every route takes, and HTTP Basic with the
    * token as the password (any user name), since a browser cannot send a
    * bearer token when it navigates; its 401s ask for Basic. Without a token,
    * as every route: signed requests only.

@@ -1,5 +1,4 @@
 import type { Context, Hono, MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { html, raw } from 'hono/html';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Queryable } from '../db/driver.js';
@@ -7,6 +6,7 @@ import { ValidationError } from '../errors.js';
 import { givenUpOn } from '../round-trip-limit.js';
 import { runsAlone } from '../send.js';
 import type { AuthVariables } from './auth.js';
+import { limitBody } from './body-limit.js';
 import { backOf, DASHBOARD_ACTIONS, formFields, runAction, type DashboardAction } from './dashboard-actions.js';
 import { checkSameOrigin, DashboardSigner } from './dashboard-guard.js';
 import { dashboardHeaders, parseDashboardQuery, readDashboard, renderDashboard, STYLE } from './dashboard.js';
@@ -22,7 +22,9 @@ import { errorAnswer, HttpError } from './errors.js';
 // An action's checks, in order: credentials (401), which must be the
 // token, as Basic or bearer (a signed request takes no action: 403), same
 // origin (403), the form's size (413) and type, its form token (403), its fields (400), then
-// one admin call. Its errors answer an HTML page a browser shows.
+// one admin call. Its errors answer an HTML page a browser shows. The page's
+// body (workerd hands a GET the body it was sent) is held to the app's limit
+// before its auth reads a signed one's, as every API route's is.
 
 /** The largest form an action takes: a form token, an id or a queue name, and the page to go back to. */
 export const MAX_FORM_BYTES = 4096;
@@ -31,6 +33,8 @@ export const MAX_FORM_BYTES = 4096;
 export interface DashboardRouteOptions {
   /** checkDashboard: Basic with the token as the password, bearer, or signed (the page only: no actions). */
   auth: MiddlewareHandler<{ Variables: AuthVariables }>;
+  /** The app's bound on a request's body (limits.maxBodyBytes): the page's, before its auth reads a signed one. */
+  bodyLimit: MiddlewareHandler;
   driverOf: (c: Context) => Queryable;
   /** The token that keys the form tokens: given, the page has forms and the actions are taken; else read-only. */
   actionsToken: string | undefined;
@@ -49,7 +53,7 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
   const headers = dashboardHeaders(signer !== undefined);
   // With a trailing slash too, as a browser may be given it (its links are relative: ?queue=…).
   for (const path of ['/dashboard', '/dashboard/']) {
-    app.get(path, headers, o.auth, async (c) => {
+    app.get(path, headers, o.bodyLimit, o.auth, async (c) => {
       const query = c.req.queries();
       // Only the token takes actions: a signed request (a scheduler's) gets the page without forms.
       const acting = signer !== undefined && c.get('pendingSignature') === undefined ? signer : undefined;
@@ -63,9 +67,8 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
     });
   }
 
-  const formLimit = bodyLimit({ maxSize: MAX_FORM_BYTES, onError: () => {
-    throw new HttpError(413, 'payload_too_large', `body: must be at most ${MAX_FORM_BYTES} bytes (a dashboard form)`, 'body');
-  } });
+  const formLimit = limitBody(MAX_FORM_BYTES,
+    () => new HttpError(413, 'payload_too_large', `body: must be at most ${MAX_FORM_BYTES} bytes (a dashboard form)`, 'body'));
   for (const action of Object.keys(DASHBOARD_ACTIONS) as DashboardAction[]) {
     app.post(`/dashboard/${action}`, headers, async (c) => {
       try {
