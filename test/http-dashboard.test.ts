@@ -178,15 +178,20 @@ describe('GET /dashboard: content', () => {
     }
   });
 
-  it('lists a recurrence rule schedule, and says when its rule has ended', async () => {
-    await sql(`select jobs.schedule('sprint', E'DTSTART;TZID=Europe/Paris:20300107T100000\\nRRULE:FREQ=WEEKLY;INTERVAL=2;COUNT=2', 'dash.sprint',
-                                    queue => 'dash', now => '2030-01-01Z')`);
+  it('lists a recurrence rule schedule line by line, each line escaped, and says when its rule has ended', async () => {
+    await sql(`select jobs.schedule('sprint', E'DTSTART;TZID=Europe/Paris:20300107T100000\\nRRULE:FREQ=WEEKLY;INTERVAL=2;COUNT=2'
+                                    '\\r\\nRDATE;TZID=Europe/Paris:20300114T100000', 'dash.sprint', queue => 'dash', now => '2030-01-01Z')`);
     try {
       const listed = async () => row((await get('/dashboard')).text, 'sprint')!;
-      expect((await listed()).slice(0, 7)).toEqual(['sprint', 'DTSTART;TZID=Europe/Paris:20300107T100000\nRRULE:FREQ=WEEKLY;INTERVAL=2;COUNT=2 (Europe/Paris)',
-                                                    'dash.sprint', 'dash', '–', 'drains', '2030-01-07 09:00:00Z']);
+      expect((await listed()).slice(2, 7)).toEqual(['dash.sprint', 'dash', '–', 'drains', '2030-01-07 09:00:00Z']);
+      // Its lines as lines: a newline in HTML would run them into one.
+      expect((await get('/dashboard')).text).toContain('<td><code>DTSTART;TZID=Europe/Paris:20300107T100000<br>'
+        + 'RRULE:FREQ=WEEKLY;INTERVAL=2;COUNT=2<br>RDATE;TZID=Europe/Paris:20300114T100000</code> (Europe/Paris)</td>');
       await sql(`select jobs.publish_due_schedules('2030-01-07 09:00Z'); select jobs.publish_due_schedules('2030-01-21 09:00Z')`);
       expect((await listed())[6]).toBe('none: the rule ended');
+      // A line written straight into the table is escaped as any value.
+      await sql(`update jobs.recurring set cron = cron || E'\\n${XSS}' where name = 'sprint'`);
+      expect((await get('/dashboard')).text).toContain('RDATE;TZID=Europe/Paris:20300114T100000<br>&lt;script&gt;alert(1)&lt;/script&gt;</code>');
     } finally {
       await sql(`select jobs.unschedule('sprint')`);
     }

@@ -171,13 +171,18 @@ ${act(queues.has(f.queue) ? form('redrive', { job: f.id }, 'redrive') : '')}</tr
 <table><caption>Schedules</caption>
 <tr><th>name</th><th>cron</th><th>task</th><th>queue</th><th>group</th><th>runner</th><th>next run</th><th>last run</th><th>last error</th></tr>
 ${data.schedules.length === 0 ? none(9, 'no schedules') : data.schedules.map((s) => html`<tr><td>${s.name}</td>
-<td><code>${s.cron}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td>
+<td><code>${lines(s.cron)}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td>
 <td>${s.group_id === null ? '–' : s.group_tier === null ? s.group_id : `${s.group_id} (tier ${s.group_tier})`}</td><td>${s.runner}</td>
 <td>${s.next_run_at === null ? (s.last_error === null ? 'none: the rule ended' : 'none: see the last error') : time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
 <td>${s.last_error === null ? '–' : html`<code>${firstLine(s.last_error)}</code>`}</td></tr>`)}
 </table>
 </body></html>
 `;
+}
+
+/** A recurrence rule's lines (DTSTART, RRULE, RDATE…) as the page's lines, each escaped: HTML would run them into one. */
+function lines(text: string) {
+  return text.split(/\r\n|\r|\n/).map((line, i) => (i === 0 ? html`${line}` : html`<br>${line}`));
 }
 
 /** The first line, cut to ERROR_CHARS. */
