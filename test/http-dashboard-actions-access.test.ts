@@ -1,6 +1,6 @@
 // The dashboard's actions, who may take them and what they say: only the
 // token acts (a signed request gets the page without forms, and 403 on an
-// action); a host with a default port is the same origin; a note whose
+// action); a form token does only what its form does; a host with a default port is the same origin; a note whose
 // signature does not match is left out, the page shown; a queue's redrive
 // puts back at most limits.dashboardRedriveRows a click and says what is
 // left. A real server against a real PostgreSQL.
@@ -21,7 +21,7 @@ describe('a signed request (PGDRAIN_HMAC_SECRET: schedulers, pg_net) takes no ac
     const text = await signedPage.text();
     expect(text).toContain('<h1>pgdrain</h1>');
     expect(text).not.toMatch(/<form|csrf/);
-    const body = new URLSearchParams({ queue: 'acts', csrf: await formToken() }).toString();
+    const body = new URLSearchParams({ queue: 'acts', csrf: await formToken('pause', { queue: 'acts' }) }).toString();
     const res = await fetch(`${base}/dashboard/pause`, { method: 'POST', redirect: 'manual', body,
       headers: { origin: base, 'content-type': 'application/x-www-form-urlencoded',
                  ...await signRequest(SECRET, 'POST', '/dashboard/pause', body) } });
@@ -33,6 +33,48 @@ describe('a signed request (PGDRAIN_HMAC_SECRET: schedulers, pg_net) takes no ac
     expect(bearer.status).toBe(303);
     expect(await paused('acts')).toBe(true);
     expect((await post('resume', { queue: 'acts' })).status).toBe(303);
+  });
+});
+
+describe('a form token does what its form does, nothing else', () => {
+  it('one lifted from a form and sent with another action or target is refused (403), nothing changed; each with its own form acts', async () => {
+    await sql(`select jobs.create_queue('acts.other')`);
+    const [f1, f2] = await failed('acts', 2);
+    const waiting = await queue.publish('acts.wait', {}, { queue: 'acts' });
+    const token = {
+      pauseActs: await formToken('pause', { queue: 'acts' }),
+      pauseOther: await formToken('pause', { queue: 'acts.other' }),
+      redriveF1: await formToken('redrive', { job: f1! }),
+      redriveActs: await formToken('redrive', { queue: 'acts' }),
+      cancel: await formToken('cancel', {}),
+    };
+    expect((await post('pause', { queue: 'acts.other' }, { csrf: token.pauseOther })).status).toBe(303);
+    const swapped: [string, Record<string, string>, string][] = [
+      ['pause', { queue: 'acts.other' }, token.pauseActs],
+      ['resume', { queue: 'acts.other' }, token.pauseOther],
+      ['pause', { queue: 'acts' }, token.cancel],
+      ['redrive', { job: f2! }, token.redriveF1],
+      ['redrive', { queue: 'acts' }, token.redriveF1],
+      ['redrive', { job: f1! }, token.redriveActs],
+      ['cancel', { job: waiting }, token.pauseActs],
+      ['cancel', { job: waiting }, token.redriveF1],
+    ];
+    for (const [action, fields, csrf] of swapped) {
+      const a = await post(action, fields, { csrf });
+      expect(a.status, `${action} ${JSON.stringify(fields)}`).toBe(403);
+      expect(a.text).toMatch(/403 forbidden<\/strong>: csrf: invalid form token: take the action from the dashboard&#39;s own page/);
+      expect(a.text).toContain('Nothing was changed.');
+    }
+    expect([await paused('acts'), await paused('acts.other')]).toEqual([false, true]);
+    expect(await Promise.all([f1!, f2!, waiting].map(stateOf))).toEqual(['failure', 'failure', 'pending']);
+    // The page's own forms, each with its token.
+    expect((await post('resume', { queue: 'acts.other' })).status).toBe(303);
+    expect((await post('redrive', { job: f1! }, { csrf: token.redriveF1 })).status).toBe(303);
+    expect((await post('cancel', { job: waiting }, { csrf: token.cancel })).status).toBe(303);
+    expect((await post('redrive', { queue: 'acts' }, { csrf: token.redriveActs })).status).toBe(303);
+    expect(await paused('acts.other')).toBe(false);
+    expect(await Promise.all([f1!, f2!, waiting].map(stateOf))).toEqual(['pending', 'pending', 'cancelled']);
+    await sql('select jobs.cancel_bulk($1::bigint[], null)', [[f1, f2]]);
   });
 });
 
@@ -58,7 +100,7 @@ describe('behind a proxy', () => {
       req.on('error', fail);
       req.end(body);
     });
-    const csrf = await formToken();
+    const csrf = await formToken('pause', { queue: 'acts' });
     expect(await viaHost('https://evil.example')).toBe(403);
     expect(await paused('acts')).toBe(false);
     expect(await viaHost('https://jobs.example.com')).toBe(303);
@@ -105,8 +147,10 @@ describe('a queue\'s redrive from the dashboard', () => {
     const ids = await failed('acts.many', 5);
     // The button says what a click does.
     expect((await page('/dashboard?queue=acts.many', small)).text).toContain('<button>redrive 2 of 5 failed</button>');
+    // Clicked again and again on the page it came from.
+    const csrf = await formToken('redrive', { queue: 'acts.many' }, small);
     const click = async () => {
-      const a = await post('redrive', { queue: 'acts.many' }, { url: small });
+      const a = await post('redrive', { queue: 'acts.many' }, { url: small, csrf });
       expect(a.status).toBe(303);
       return decodeURIComponent(a.headers.get('location')!);
     };
@@ -137,8 +181,10 @@ describe('a queue\'s redrive from the dashboard', () => {
   it('a queue deleted since has no failed job to redrive, though its failures stay (jobs.redrive puts none back)', async () => {
     await sql(`select jobs.create_queue('acts.gone')`);
     const [id] = await failed('acts.gone');
+    // Its button, on a page from before the queue was deleted.
+    const csrf = await formToken('redrive', { queue: 'acts.gone' });
     await sql(`select jobs.delete_queue('acts.gone')`);
-    const a = await post('redrive', { queue: 'acts.gone' });
+    const a = await post('redrive', { queue: 'acts.gone' }, { csrf });
     expect(a.status).toBe(303);
     expect(decodeURIComponent(a.headers.get('location')!)).toContain('Queue acts.gone: no failed job to redrive.&sig=');
     expect(await stateOf(id!)).toBe('failure');

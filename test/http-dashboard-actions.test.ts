@@ -6,11 +6,12 @@
 // error page, and the read-only dashboard stays read-only.
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
+import { formBinding, type DashboardAction } from '../src/http/dashboard-actions.js';
 import { DashboardSigner, FORM_TOKEN_HOURS } from '../src/http/dashboard-guard.js';
 import { dashboardRig, TOKEN } from './support/dashboard-actions.js';
 import { startServe } from './support/serve-process.js';
 
-const { db, sql, queue, listen, base, readOnly, basic, page, formToken, post, paused, stateOf, failed } = await dashboardRig();
+const { db, sql, queue, listen, base, readOnly, basic, page, formToken, minted, post, paused, stateOf, failed } = await dashboardRig();
 
 await sql(`select jobs.create_queue('acts')`);
 
@@ -107,14 +108,16 @@ describe('cross-site requests are refused (403) and change nothing', () => {
   it('without the form token, with a wrong, another server\'s, an expired or a repeated one', async () => {
     const otherToken = 'another-servers-token-0123456789';
     const other = await listen({ token: otherToken, dashboardActions: true });
-    const expired = await new DashboardSigner(TOKEN).formToken(Date.now() - (FORM_TOKEN_HOURS * 3600 + 60) * 1000);
-    const good = await formToken();
+    // The pause form of queue acts, rendered 12 h and a minute ago.
+    const expired = await new DashboardSigner(TOKEN).formToken(formBinding('pause', () => ['acts']),
+                                                               Date.now() - (FORM_TOKEN_HOURS * 3600 + 60) * 1000);
+    const good = await formToken('pause', { queue: 'acts' });
     const cases: [string | null, RegExp, string?][] = [
       [null, /csrf: missing form token/],
       ['', /csrf: missing form token/],
       ['1733356800.' + '0'.repeat(64), /csrf: invalid form token/],
       [good.replace(/.$/, (d) => (d === '0' ? '1' : '0')), /csrf: invalid form token/],
-      [await formToken(other, otherToken), /csrf: invalid form token/],
+      [await formToken('pause', { queue: 'acts' }, other, otherToken), /csrf: invalid form token/],
       [expired, /csrf: form token expired \(the page is more than 12 h old\)/],
       [good, /csrf: invalid form token/, `queue=acts&csrf=${good}&csrf=${good}`],
     ];
@@ -146,7 +149,7 @@ describe('cross-site requests are refused (403) and change nothing', () => {
     }
     // No Origin: the Referer decides.
     const noOrigin = async (headers: Record<string, string>) => {
-      const form = new URLSearchParams({ job: id!, csrf: await formToken() });
+      const form = new URLSearchParams({ job: id!, csrf: await formToken('redrive', { job: id! }) });
       const res = await fetch(`${base}/dashboard/redrive`, { method: 'POST', redirect: 'manual', body: form,
         headers: { authorization: basic(), ...headers } });
       return { status: res.status, text: await res.text() };
@@ -175,7 +178,7 @@ describe('cross-site requests are refused (403) and change nothing', () => {
   it('without credentials, or a wrong password: 401 asking for Basic, nothing changed', async () => {
     for (const authorization of [undefined, basic('wrong-password-0123456789')]) {
       const res = await fetch(`${base}/dashboard/pause`, { method: 'POST', redirect: 'manual',
-        body: new URLSearchParams({ queue: 'acts', csrf: await formToken() }),
+        body: new URLSearchParams({ queue: 'acts', csrf: await formToken('pause', { queue: 'acts' }) }),
         headers: { origin: base, ...(authorization ? { authorization } : {}) } });
       expect(res.status).toBe(401);
       expect(res.headers.get('www-authenticate')).toBe('Basic realm="pgdrain"');
@@ -187,7 +190,8 @@ describe('cross-site requests are refused (403) and change nothing', () => {
 
 describe('bad input: a clear error page naming the field, nothing changed', () => {
   it('a malformed or unknown job id, an unknown queue, a missing or extra field, a bad back, a wrong body', async () => {
-    const cases: [string, Record<string, string>, number, RegExp, { body?: string; headers?: Record<string, string> }?][] = [
+    // Forms the page does not render, with the token a form of theirs would carry (PGDRAIN_TOKEN keys it).
+    const cases: [DashboardAction, Record<string, string>, number, RegExp, { body?: string; headers?: Record<string, string> }?][] = [
       ['cancel', { job: 'abc' }, 400, /400 invalid_argument<\/strong>: job: must be a job id/],
       ['cancel', { job: '-1' }, 400, /job: must be a job id/],
       ['cancel', {}, 400, /job: missing: give the id of a waiting or running job/],
@@ -205,7 +209,7 @@ describe('bad input: a clear error page naming the field, nothing changed', () =
       ['pause', { queue: 'acts' }, 413, /body: must be at most 4096 bytes/, { body: `queue=acts&x=${'y'.repeat(5000)}` }],
     ];
     for (const [action, fields, status, message, options] of cases) {
-      const a = await post(action, fields, options);
+      const a = await post(action, fields, { csrf: await minted(action, fields), ...options });
       expect(a.status, `${action} ${JSON.stringify(fields)}`).toBe(status);
       expect(a.headers.get('content-type')).toMatch(/^text\/html/);
       expect(a.text).toMatch(message);

@@ -25,6 +25,21 @@ export const DASHBOARD_ACTIONS = {
 } as const satisfies Record<string, readonly string[]>;
 export type DashboardAction = keyof typeof DASHBOARD_ACTIONS;
 
+/** The fields a form token covers: those the page fills in, not the job id one types into cancel's (any job). */
+const TOKEN_FIELDS: Record<DashboardAction, readonly string[]> = { cancel: [], redrive: ['job', 'queue'], pause: ['queue'], resume: ['queue'] };
+
+/**
+ * What a form token is bound to: the form's action and the values it gives
+ * the fields the token covers (valuesOf: each field's values, none when
+ * absent), so a token taken from one form does nothing another form does:
+ * pause queue a's resumes nothing and pauses no other queue, redrive job 5's
+ * redrives neither job 6 nor a whole queue. Not the Basic user name: any name
+ * logs in with the token, so it tells no one apart.
+ */
+export function formBinding(action: DashboardAction, valuesOf: (field: string) => string[]): string {
+  return JSON.stringify([action, ...TOKEN_FIELDS[action].map(valuesOf)]);
+}
+
 /** The reason a cancel from the dashboard records (the job's error: "cancelled: from the dashboard"). */
 export const DASHBOARD_CANCEL_REASON = 'from the dashboard';
 

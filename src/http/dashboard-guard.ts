@@ -10,10 +10,12 @@ import { HttpError } from './errors.js';
 //   X-Forwarded-Host from a proxy in front), and its Sec-Fetch-Site, when the
 //   browser sends one, is same-origin. A page cannot set these headers on a
 //   form it sends elsewhere.
-// - its form token: a time and the HMAC-SHA256 of it keyed with the token
+// - its form token: a time and the HMAC-SHA256 of it and of what the form
+//   does (its action and target: formBinding) keyed with the token
 //   (PGDRAIN_TOKEN), which only a dashboard page rendered for a logged-in
-//   browser holds; another site's page cannot read it. Stateless, so any
-//   instance with the same token takes it, and it lasts FORM_TOKEN_HOURS.
+//   browser holds; another site's page cannot read it, and one lifted from a
+//   form does only what that form does. Stateless, so any instance with the
+//   same token takes it, and it lasts FORM_TOKEN_HOURS.
 //
 // A failed check is a 403 saying which; nothing was read past the headers.
 
@@ -35,19 +37,22 @@ export class DashboardSigner {
     this.key = crypto.subtle.importKey('raw', encoder.encode(token), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
   }
 
-  /** A form token for a page rendered at `now`. */
-  async formToken(now = Date.now()): Promise<string> {
+  /** The token of a form that does `binding` (formBinding), on a page rendered at `now`. */
+  async formToken(binding: string, now = Date.now()): Promise<string> {
     const at = Math.floor(now / 1000);
-    return `${at}.${await this.sign(`form\n${at}`)}`;
+    return `${at}.${await this.sign(`form\n${at}\n${binding}`)}`;
   }
 
-  /** Throws a 403 naming the `csrf` field unless value is a form token of this server, dated within FORM_TOKEN_HOURS. */
-  async checkFormToken(value: string | undefined, now = Date.now()): Promise<void> {
+  /**
+   * Throws a 403 naming the `csrf` field unless value is a form token of this
+   * server for a form that does `binding`, dated within FORM_TOKEN_HOURS.
+   */
+  async checkFormToken(value: string | undefined, binding: string, now = Date.now()): Promise<void> {
     if (value === undefined || value === '') {
       throw forbidden('csrf', 'missing form token: take the action from the dashboard\'s own page (reload it)');
     }
     const match = FORM_TOKEN.exec(value);
-    if (!match || !(await this.verify(`form\n${match[1]}`, match[2]!))) {
+    if (!match || !(await this.verify(`form\n${match[1]}\n${binding}`, match[2]!))) {
       throw forbidden('csrf', 'invalid form token: take the action from the dashboard\'s own page (reload it)');
     }
     const age = now / 1000 - Number(match[1]);

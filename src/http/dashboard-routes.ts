@@ -7,7 +7,7 @@ import { givenUpOn } from '../round-trip-limit.js';
 import { runsAlone } from '../send.js';
 import type { AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
-import { backOf, DASHBOARD_ACTIONS, formFields, runAction, type DashboardAction } from './dashboard-actions.js';
+import { backOf, DASHBOARD_ACTIONS, formBinding, formFields, runAction, type DashboardAction } from './dashboard-actions.js';
 import { checkSameOrigin, DashboardSigner } from './dashboard-guard.js';
 import { dashboardHeaders, parseDashboardQuery, readDashboard, renderDashboard, STYLE } from './dashboard.js';
 import { errorAnswer, HttpError } from './errors.js';
@@ -60,10 +60,14 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
       const note = await takeNote(query, acting);
       const queue = parseDashboardQuery(query);
       const data = await readDashboard(o.driverOf(c), queue, o.timeoutMs);
-      // The forms' paths, relative as the links are: from /dashboard, dashboard/pause; from /dashboard/, pause.
-      const actions = acting && { csrf: await acting.formToken(), base: c.req.path.endsWith('/') ? '' : 'dashboard/', note,
-                                  redriveRows: o.redriveRows };
-      return c.html(renderDashboard(data, queue, new Date(), actions));
+      const now = Date.now();
+      const actions = acting && {
+        // Each form's token, of what the form does: its action and the fields the page fills in.
+        formToken: (action: DashboardAction, fields: Record<string, string>) =>
+          acting.formToken(formBinding(action, (name) => (fields[name] === undefined ? [] : [fields[name]])), now),
+        // The forms' paths, relative as the links are: from /dashboard, dashboard/pause; from /dashboard/, pause.
+        base: c.req.path.endsWith('/') ? '' : 'dashboard/', note, redriveRows: o.redriveRows };
+      return c.html(renderDashboard(data, queue, new Date(now), actions));
     });
   }
 
@@ -86,7 +90,7 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
         }
         const params = new URLSearchParams(await c.req.text());
         const csrf = params.getAll('csrf');
-        await signer.checkFormToken(csrf.length > 1 ? 'given more than once' : csrf[0]);
+        await signer.checkFormToken(csrf.length > 1 ? 'given more than once' : csrf[0], formBinding(action, (name) => params.getAll(name)));
         const fields = formFields(action, params);
         const back = backOf(fields);
         const db = o.driverOf(c);

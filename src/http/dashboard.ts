@@ -5,6 +5,7 @@ import type { Queryable } from '../db/driver.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parse, queueNameSchema } from '../options.js';
 import { givenUpOn } from '../round-trip-limit.js';
+import type { DashboardAction } from './dashboard-actions.js';
 
 // GET /dashboard: an HTML page of the queues, the last failures and the
 // schedules, from one statement. No scripts. Read-only unless the app has
@@ -111,10 +112,14 @@ export function dashboardHeaders(actions: boolean): MiddlewareHandler {
 }
 
 /**
- * What a page with actions needs: its form token, the forms' path relative to
- * the page, the note of the last action, and the most a queue's redrive puts back per click.
+ * What a page with actions needs: each form's token (of its action and the
+ * fields the page fills in), the forms' path relative to the page, the note
+ * of the last action, and the most a queue's redrive puts back per click.
  */
-export interface PageActions { csrf: string; base: string; note?: string | undefined; redriveRows: number }
+export interface PageActions {
+  formToken: (action: DashboardAction, fields: Record<string, string>) => Promise<string>;
+  base: string; note?: string | undefined; redriveRows: number;
+}
 
 export const STYLE = `body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 2em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
@@ -133,8 +138,8 @@ export function renderDashboard(data: DashboardData, queue: string | undefined, 
   const limit = (n: number | null) => html`<td class="n">${n ?? '–'}</td>`;
   const none = (columns: number, what: string) => html`<tr><td colspan="${columns}" class="muted">${what}</td></tr>`;
   // A form of one button (or, for cancel, a job id to type) that comes back to this page.
-  const form = (action: string, fields: Record<string, string>, label: string, input = html``) => (actions === undefined ? ''
-    : html`<form method="post" action="${actions.base}${action}"><input type="hidden" name="csrf" value="${actions.csrf}">${
+  const form = (action: DashboardAction, fields: Record<string, string>, label: string, input = html``) => (actions === undefined ? ''
+    : html`<form method="post" action="${actions.base}${action}"><input type="hidden" name="csrf" value="${actions.formToken(action, fields)}">${
       Object.entries(fields).map(([name, value]) => html`<input type="hidden" name="${name}" value="${value}">`)
     }<input type="hidden" name="back" value="${queue ?? ''}">${input}<button>${label}</button></form>`);
   const act = actions === undefined ? () => '' : (...forms: unknown[]) => html`<td>${forms}</td>`;

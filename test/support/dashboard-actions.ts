@@ -4,6 +4,8 @@
 import { serve, type ServerType } from '@hono/node-server';
 import { afterAll } from 'vitest';
 import { createApp } from '../../src/http/index.js';
+import { formBinding, type DashboardAction } from '../../src/http/dashboard-actions.js';
+import { DashboardSigner } from '../../src/http/dashboard-guard.js';
 import { createQueue, type TaskMap } from '../../src/index.js';
 import { testDb } from './db.js';
 
@@ -38,18 +40,36 @@ export async function dashboardRig() {
     return { status: res.status, headers: res.headers, text: await res.text() };
   }
 
-  /** The form token of a page the server rendered. */
-  async function formToken(url = base, password = TOKEN): Promise<string> {
-    const { text } = await page('/dashboard', url, password);
-    return /name="csrf" value="([^"]+)"/.exec(text)![1]!;
+  /**
+   * The form token of the page's form for action with fields (besides back,
+   * and cancel's typed job): its hidden fields are those. Throws when the page
+   * the server rendered (at path) has no such form.
+   */
+  async function formToken(action: string, fields: Record<string, string>, url = base, password = TOKEN,
+                           path = '/dashboard'): Promise<string> {
+    const { text } = await page(path, url, password);
+    const { back: _, ...want } = fields;
+    if (action === 'cancel') delete want.job;
+    for (const [, name, inner] of text.matchAll(/<form method="post" action="(?:dashboard\/)?(\w+)">([^]*?)<\/form>/g)) {
+      const hidden = Object.fromEntries([...inner!.matchAll(/<input type="hidden" name="(\w+)" value="([^"]*)">/g)].map((m) => [m[1]!, m[2]!]));
+      const { csrf, back: __, ...given } = hidden;
+      if (name === action && JSON.stringify(Object.entries(given).sort()) === JSON.stringify(Object.entries(want).sort())) return csrf!;
+    }
+    throw new Error(`the page has no ${action} form for ${JSON.stringify(fields)}`);
   }
 
-  /** Posts a form as a browser on the dashboard's page would: Basic, Origin of the page, the form token. */
+  /** The token this server would give the form (action, fields), whether or not a page shows it (the token keys it). */
+  function minted(action: DashboardAction, fields: Record<string, string>): Promise<string> {
+    const form = new URLSearchParams(fields);
+    return new DashboardSigner(TOKEN).formToken(formBinding(action, (name) => form.getAll(name)));
+  }
+
+  /** Posts a form as a browser on the dashboard's page would: Basic, Origin of the page, the form's token from the page. */
   async function post(action: string, fields: Record<string, string>, options: { headers?: Record<string, string>;
     csrf?: string | null; url?: string; body?: string } = {}) {
     const url = options.url ?? base;
     const form = new URLSearchParams(fields);
-    const csrf = options.csrf === undefined ? await formToken(url) : options.csrf;
+    const csrf = options.csrf === undefined ? await formToken(action, fields, url) : options.csrf;
     if (csrf !== null) form.set('csrf', csrf);
     const res = await fetch(`${url}/dashboard/${action}`, {
       method: 'POST', redirect: 'manual', body: options.body ?? form.toString(),
@@ -69,5 +89,5 @@ export async function dashboardRig() {
     return ids;
   }
 
-  return { db, sql, queue, listen, base, readOnly, basic, page, formToken, post, paused, stateOf, failed };
+  return { db, sql, queue, listen, base, readOnly, basic, page, formToken, minted, post, paused, stateOf, failed };
 }
