@@ -108,11 +108,13 @@ it('a dashboard action on the queue (redrive of a queue) rolled back as a deadlo
   const token = 'deadlock-dashboard-token-0123456789';
   const app = createApp({ queue, token, dashboardActions: true });
   const headers = { authorization: `Basic ${Buffer.from(`ops:${token}`).toString('base64')}` };
-  const page = await (await app.request('/dashboard', { headers })).text();
-  const csrf = /name="csrf" value="([^"]+)"/.exec(page)![1]!;
   await sql(`select jobs.create_queue('dq')`);
   const jobs = await queue.publishBulk(threeJobs, 'dq');
   expect(await queue.fail(jobs, 'by test')).toBe(3);
+  // The token of the page's button for this redrive.
+  const page = await (await app.request('/dashboard', { headers })).text();
+  const csrf = /action="dashboard\/redrive"><input type="hidden" name="csrf" value="([^"]+)"><input type="hidden" name="queue" value="dq">/
+    .exec(page)![1]!;
   const { value, error } = await loseDeadlock(async () => app.request('/dashboard/redrive', { method: 'POST',
     body: new URLSearchParams({ queue: 'dq', csrf }).toString(),
     headers: { ...headers, origin: 'http://localhost', 'content-type': 'application/x-www-form-urlencoded' } }));
