@@ -144,10 +144,11 @@ export function authentication(options: AuthOptions): {
   };
 
   /**
-   * GET /dashboard (its body bounded before: a signed one's is read): what every route takes, and HTTP Basic with the
-   * token as the password (any user name), since a browser cannot send a
-   * bearer token when it navigates; its 401s ask for Basic. Without a token,
-   * as every route: signed requests only.
+   * GET /dashboard: what every route takes, and HTTP Basic with the token as
+   * the password (any user name), since a browser cannot send a bearer token
+   * when it navigates; its 401s ask for Basic. Without a token, as every
+   * route: signed requests only. A signed request's body is read whole here:
+   * the route bounds it first (limitBody), as the API's bodyLimit does.
    */
   const checkDashboard: MiddlewareHandler<{ Variables: AuthVariables }> = async (c, next) => {
     const authorization = c.req.header('authorization');
