@@ -4,12 +4,12 @@ import { translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { jobIdsSchema } from './job-options.js';
 import { keySchema, parse, queueNameSchema, unstorableText, validDateSchema } from './options.js';
-import { callValue, send } from './send.js';
+import { callValue, send, signalOnly, takeSignal, type SignalOption } from './send.js';
 import type { DeletedJobs, DeleteEndedOptions } from './types.js';
 
 // Ending waiting jobs another way than admin.ts does (sql/0036): as a
 // success, a cancel found by dedupe key, and deleting jobs outright. Each
-// is one SQL call.
+// is one SQL call, given up when options.signal fires (as admin.ts's).
 
 /**
  * Ends jobs not yet running (pending, scheduled, blocked) as successes with
@@ -19,11 +19,12 @@ import type { DeletedJobs, DeleteEndedOptions } from './types.js';
  * not counted. Returns how many it ended. At most 500 of them may head
  * serial keys (a PgDrainError naming job_ids past that).
  */
-export async function completeJobs(db: Queryable, jobIds: readonly string[], result?: unknown): Promise<number> {
+export async function completeJobs(db: Queryable, jobIds: readonly string[], result?: unknown,
+                                   options?: SignalOption): Promise<number> {
   parse(jobIdsSchema, jobIds, 'jobIds');
   // As a handler's result: none (undefined or null) is stored as SQL null.
   const json = result === undefined || result === null ? null : jsonParam(result, 'result');
-  return Number(await callValue(db, 'select jobs.complete($1::bigint[], $2::jsonb) as r', [jobIds, json]));
+  return Number(await callValue(db, 'select jobs.complete($1::bigint[], $2::jsonb) as r', [jobIds, json], signalOnly(options)));
 }
 
 /**
@@ -32,12 +33,13 @@ export async function completeJobs(db: Queryable, jobIds: readonly string[], res
  * it runs now, null when no active job holds the key. Keys are global, not
  * per queue.
  */
-export async function cancelJobByKey(db: Queryable, dedupeKey: string, reason?: string): Promise<'cancelled' | 'cancelling' | null> {
+export async function cancelJobByKey(db: Queryable, dedupeKey: string, reason?: string,
+                                     options?: SignalOption): Promise<'cancelled' | 'cancelling' | null> {
   parse(keySchema, dedupeKey, 'dedupeKey');
   if (reason !== undefined && typeof reason !== 'string') throw new ValidationError('reason', 'must be a string');
   const rule = reason === undefined ? null : unstorableText(reason);
   if (rule) throw new ValidationError('reason', rule);
-  return callValue(db, 'select jobs.cancel_key($1, $2) as r', [dedupeKey, reason ?? null]);
+  return callValue(db, 'select jobs.cancel_key($1, $2) as r', [dedupeKey, reason ?? null], signalOnly(options));
 }
 
 /**
@@ -49,11 +51,12 @@ export async function cancelJobByKey(db: Queryable, dedupeKey: string, reason?: 
  * are left alone and answered in `running`. At most 500 of the waiting ones
  * may head serial keys (a PgDrainError naming job_ids past that).
  */
-export async function deleteJobs(db: Queryable, jobIds: readonly string[]): Promise<DeletedJobs> {
+export async function deleteJobs(db: Queryable, jobIds: readonly string[], options?: SignalOption): Promise<DeletedJobs> {
   parse(jobIdsSchema, jobIds, 'jobIds');
+  const signal = signalOnly(options);
   // The ids as one text, as publishEvent's: every driver answers it alike.
   const { rows } = await send<{ waiting: number; ended: number; running: string }>(db,
-    `select waiting, ended, array_to_string(running, ',') as running from jobs.delete_jobs($1::bigint[])`, [jobIds])
+    `select waiting, ended, array_to_string(running, ',') as running from jobs.delete_jobs($1::bigint[])`, [jobIds], signal)
     .catch((error: unknown) => { throw translateError(error); });
   const r = rows[0]!;
   return { waiting: Number(r.waiting), ended: Number(r.ended), running: r.running === '' ? [] : r.running.split(',') };
@@ -72,9 +75,10 @@ const deleteEndedOptionsSchema = z.strictObject({
  * in one call. Returns how many; call again until it returns less than maxRows
  * (rows another transaction holds are skipped, not waited for).
  */
-export async function deleteEndedJobs(db: Queryable, name: string, options: DeleteEndedOptions = {}): Promise<number> {
+export async function deleteEndedJobs(db: Queryable, name: string, options: DeleteEndedOptions & SignalOption = {}): Promise<number> {
   parse(queueNameSchema, name, 'name');
-  const o = parse(deleteEndedOptionsSchema, options, 'options');
+  const { signal, rest } = takeSignal(options, 'options');
+  const o = parse(deleteEndedOptionsSchema, rest, 'options');
   return Number(await callValue(db, 'select jobs.delete_ended($1, $2::timestamptz, $3) as r',
-    [name, o.endedBefore?.toISOString() ?? null, o.maxRows ?? 100_000]));
+    [name, o.endedBefore?.toISOString() ?? null, o.maxRows ?? 100_000], signal));
 }

@@ -6,12 +6,14 @@ import { jsonParam } from './json-text.js';
 import { capOverBase, expiryChecks, jobIdsSchema, publishOptionsSchema, redriveFilterSchema,
   rescheduleOptionsSchema, retryPolicyOptions } from './job-options.js';
 import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
-import { asOption, takeSignal, type SignalOption } from './publish.js';
-import { callValue } from './send.js';
+import { asOption } from './publish.js';
+import { callValue, signalOnly, takeSignal, type SignalOption } from './send.js';
 import type { JobInfo, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
   RescheduleOptions, Subscription } from './types.js';
 
-// Queue administration: each function is one SQL call (one round trip).
+// Queue administration: each function is one SQL call (one round trip),
+// sent as a publish is (callValue, send.ts): given up when options.signal
+// fires, and sent again after a deadlock when it was a statement of its own.
 // A named queue's settings (queues.create, queues.list) are in queue-settings.ts.
 export { createNamedQueue, listNamedQueues } from './queue-settings.js';
 
@@ -21,10 +23,11 @@ export { createNamedQueue, listNamedQueues } from './queue-settings.js';
  * best effort, and it ends as cancelled unless it acks first); null when it
  * is not active.
  */
-export async function cancelJob(db: Queryable, jobId: string, reason?: string): Promise<'cancelled' | 'cancelling' | null> {
+export async function cancelJob(db: Queryable, jobId: string, reason?: string,
+                                options?: SignalOption): Promise<'cancelled' | 'cancelling' | null> {
   parse(jobIdSchema, jobId, 'jobId');
   checkReason(reason);
-  return callValue(db, 'select jobs.cancel($1::bigint, $2) as r', [jobId, reason ?? null]);
+  return callValue(db, 'select jobs.cancel($1::bigint, $2) as r', [jobId, reason ?? null], signalOnly(options));
 }
 
 /** A reason to record as the error: a string PostgreSQL can store. */
@@ -39,10 +42,10 @@ function checkReason(reason: unknown): void {
  * does: not yet running, it ends as cancelled; running, it is asked to stop.
  * Returns how many were cancelled or asked to stop.
  */
-export async function cancelJobs(db: Queryable, jobIds: readonly string[], reason?: string): Promise<number> {
+export async function cancelJobs(db: Queryable, jobIds: readonly string[], reason?: string, options?: SignalOption): Promise<number> {
   parse(jobIdsSchema, jobIds, 'jobIds');
   checkReason(reason);
-  return Number(await callValue(db, 'select jobs.cancel_bulk($1::bigint[], $2) as r', [jobIds, reason ?? null]));
+  return Number(await callValue(db, 'select jobs.cancel_bulk($1::bigint[], $2) as r', [jobIds, reason ?? null], signalOnly(options)));
 }
 
 /**
@@ -51,9 +54,11 @@ export async function cancelJobs(db: Queryable, jobIds: readonly string[], reaso
  * (jobs.reschedule). Returns how many changed; running and ended jobs are
  * left alone.
  */
-export async function rescheduleJobs(db: Queryable, jobIds: readonly string[], options: RescheduleOptions): Promise<number> {
+export async function rescheduleJobs(db: Queryable, jobIds: readonly string[],
+                                     options: RescheduleOptions & SignalOption): Promise<number> {
   parse(jobIdsSchema, jobIds, 'jobIds');
-  const o = parse(rescheduleOptionsSchema, options, 'options');
+  const { signal, rest } = takeSignal(options, 'options');
+  const o = parse(rescheduleOptionsSchema, rest, 'options');
   // What only the database checks (a job's expiry, its max_retries) named as the option given.
   const named: Record<string, string> = { run_at: o.delaySeconds === undefined ? 'runAt' : 'delaySeconds', max_retries: 'maxRetries',
                                           attempt: 'attempts' };
@@ -61,7 +66,7 @@ export async function rescheduleJobs(db: Queryable, jobIds: readonly string[], o
     `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, now() + make_interval(secs => $3::float8)), $4,
        max_retries => $5, attempt => $6) as r`,
     [jobIds, o.runAt?.toISOString() ?? null, o.delaySeconds ?? null, o.priority ?? null, o.maxRetries ?? null,
-      o.attempts ?? null]).catch((error: unknown) => {
+      o.attempts ?? null], signal).catch((error: unknown) => {
     if (!(error instanceof ValidationError) || !(error.field! in named)) throw error;
     throw new ValidationError(`options.${named[error.field!]}`, error.rule, { cause: error.cause ?? error });
   }));
@@ -72,10 +77,10 @@ export async function rescheduleJobs(db: Queryable, jobIds: readonly string[], o
  * reason (jobs.fail); their dependants end as cancelled. Running jobs are
  * left alone. Returns how many failed.
  */
-export async function failJobs(db: Queryable, jobIds: readonly string[], reason?: string): Promise<number> {
+export async function failJobs(db: Queryable, jobIds: readonly string[], reason?: string, options?: SignalOption): Promise<number> {
   parse(jobIdsSchema, jobIds, 'jobIds');
   checkReason(reason);
-  return Number(await callValue(db, 'select jobs.fail($1::bigint[], $2) as r', [jobIds, reason ?? null]));
+  return Number(await callValue(db, 'select jobs.fail($1::bigint[], $2) as r', [jobIds, reason ?? null], signalOnly(options)));
 }
 
 /**
@@ -100,19 +105,20 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
  * filter given; with includeCancelled, cancelled jobs among ids too; with
  * maxRows, at most that many. Returns how many.
  */
-export async function redrive(db: Queryable, filter: RedriveFilter = {}): Promise<number> {
+export async function redrive(db: Queryable, filter: RedriveFilter = {}, options?: SignalOption): Promise<number> {
   const f = parse(redriveFilterSchema, filter, 'filter');
   return Number(await callValue(db,
     'select jobs.redrive(job_ids => $1::bigint[], task => $2, queue => $3, ended_after => $4, error_like => $5, ' +
     'include_cancelled => $6, max_rows => $7) as r',
     [f.ids ?? null, f.task ?? null, f.queue ?? null, f.endedAfter?.toISOString() ?? null, f.errorLike ?? null,
-     f.includeCancelled ?? false, f.maxRows ?? null]));
+     f.includeCancelled ?? false, f.maxRows ?? null], signalOnly(options)));
 }
 
 /** Pauses (true) or resumes (false) a queue; returns false when no such queue exists. */
-export async function setQueuePaused(db: Queryable, name: string, paused: boolean): Promise<boolean> {
+export async function setQueuePaused(db: Queryable, name: string, paused: boolean, options?: SignalOption): Promise<boolean> {
   parse(queueNameSchema, name, 'name');
-  return callValue(db, paused ? 'select jobs.pause_queue($1) as r' : 'select jobs.resume_queue($1) as r', [name]);
+  return callValue(db, paused ? 'select jobs.pause_queue($1) as r' : 'select jobs.resume_queue($1) as r', [name],
+                   signalOnly(options));
 }
 
 const purgeOptionsSchema = z.strictObject({
@@ -127,10 +133,11 @@ const purgeOptionsSchema = z.strictObject({
  * cancelled, as cancelJobs does, in one statement (jobs.purge_queue); running
  * jobs are left to finish. Returns how many it ended (0 for an unknown queue).
  */
-export async function purgeQueue(db: Queryable, name: string, options: PurgeQueueOptions = {}): Promise<number> {
+export async function purgeQueue(db: Queryable, name: string, options: PurgeQueueOptions & SignalOption = {}): Promise<number> {
   parse(queueNameSchema, name, 'name');
-  const o = parse(purgeOptionsSchema, options, 'options');
-  return Number(await callValue(db, 'select jobs.purge_queue($1, $2) as r', [name, o.reason ?? null]));
+  const { signal, rest } = takeSignal(options, 'options');
+  const o = parse(purgeOptionsSchema, rest, 'options');
+  return Number(await callValue(db, 'select jobs.purge_queue($1, $2) as r', [name, o.reason ?? null], signal));
 }
 
 /**
@@ -139,10 +146,11 @@ export async function purgeQueue(db: Queryable, name: string, options: PurgeQueu
  * queue another names as its deadLetter, and one with waiting or running jobs
  * (purge it, and let its running jobs end, first).
  */
-export async function deleteQueue(db: Queryable, name: string): Promise<boolean> {
+export async function deleteQueue(db: Queryable, name: string, options?: SignalOption): Promise<boolean> {
   parse(queueNameSchema, name, 'name');
+  const signal = signalOnly(options);
   try {
-    return await callValue(db, 'select jobs.delete_queue($1) as r', [name]);
+    return await callValue(db, 'select jobs.delete_queue($1) as r', [name], signal);
   } catch (error) {
     if (!(error instanceof PgDrainError) || error.field !== 'name') throw error;
     throw new ValidationError('name', error.message.replace(/^name: /, ''), { cause: error });
@@ -178,12 +186,14 @@ export const publishEventOptionsSchema = z.strictObject({
  * queue. Idempotent: true when newly subscribed, false when it was already
  * (its task then set to options.task when given).
  */
-export async function subscribe(db: Queryable, event: string, queue: string, options: { task?: string | undefined } = {}): Promise<boolean> {
+export async function subscribe(db: Queryable, event: string, queue: string,
+                                options: { task?: string | undefined } & SignalOption = {}): Promise<boolean> {
   parse(eventNameSchema, event, 'event');
   parse(queueNameSchema, queue, 'queue');
-  const o = parse(subscribeOptionsSchema, options, 'options');
+  const { signal, rest } = takeSignal(options, 'options');
+  const o = parse(subscribeOptionsSchema, rest, 'options');
   try {
-    return await callValue(db, 'select jobs.subscribe($1, $2, $3) as r', [event, queue, o.task ?? null]);
+    return await callValue(db, 'select jobs.subscribe($1, $2, $3) as r', [event, queue, o.task ?? null], signal);
   } catch (error) {
     // An sql: task the database does not allow: the option that named it (with
     // none, the database names event, the task then).
@@ -195,10 +205,10 @@ export async function subscribe(db: Queryable, event: string, queue: string, opt
 }
 
 /** Ends a queue's subscription to an event (jobs.unsubscribe): true when there was one. */
-export async function unsubscribe(db: Queryable, event: string, queue: string): Promise<boolean> {
+export async function unsubscribe(db: Queryable, event: string, queue: string, options?: SignalOption): Promise<boolean> {
   parse(eventNameSchema, event, 'event');
   parse(queueNameSchema, queue, 'queue');
-  return callValue(db, 'select jobs.unsubscribe($1, $2) as r', [event, queue]);
+  return callValue(db, 'select jobs.unsubscribe($1, $2) as r', [event, queue], signalOnly(options));
 }
 
 /** Every subscription (of one event, when given), by event and queue. */

@@ -1,7 +1,7 @@
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { ProgressReporter, type ProgressSink } from './progress.js';
-import { takeSignal, type SignalOption } from './publish.js';
+import { takeSignal, type SignalOption } from './send.js';
 import type { RateLimit } from './rate-limit.js';
 import type { BatchContext, Job, JobContext, PublishOptions } from './types.js';
 

@@ -2,27 +2,14 @@ import type { Queryable } from './db/driver.js';
 import { PgDrainError, translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { bulkPublishOptionsSchema, publishOptionsSchema } from './job-options.js';
-import { abortSignalSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
-import { send } from './send.js';
+import { parse, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
+import { send, signalOnly, takeSignal, type SignalOption } from './send.js';
 import type { BulkJob, PublishOptions } from './types.js';
 
 // Publishing works on any Queryable, so a caller can publish inside its own
 // transaction: pass the pg client (or driver transaction) it is using. Its
 // statement goes through send() (send.ts): sent again when a deadlock rolled
 // it back, on a pool or driver only (in the caller's transaction: its error).
-
-/** What bounds one publish call: when `signal` fires, the call is given up. */
-export interface SignalOption {
-  signal?: AbortSignal | undefined;
-}
-
-/** The signal of a call's options, checked; options without it (undefined when there were none). */
-export function takeSignal<O extends SignalOption>(options: O | undefined, field: string):
-  { signal: AbortSignal | undefined; rest: Omit<O, 'signal'> | undefined } {
-  if (typeof options !== 'object' || options === null || !('signal' in options)) return { signal: undefined, rest: options };
-  const { signal, ...rest } = options;
-  return { signal: signal === undefined ? undefined : parse(abortSignalSchema, signal, `${field}.signal`), rest };
-}
 
 function isEmpty(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
@@ -122,11 +109,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
                                   options?: SignalOption): Promise<string[]> {
   if (!Array.isArray(jobs)) throw new ValidationError('jobs', 'must be an array');
   if (queue !== undefined) parse(queueNameSchema, queue, 'queue');
-  if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw new ValidationError('options', 'must be an object');
-  }
-  const { signal, rest } = takeSignal(options, 'options');
-  for (const k in rest) throw new ValidationError('options', `unknown option ${JSON.stringify(k)}`);
+  const signal = signalOnly(options);
   if (jobs.length === 0) return [];
   // Column arrays, one per field, and the bodies as one JSON array (already
   // JSON text: joined, not escaped into an array literal, and parsed once by

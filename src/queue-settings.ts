@@ -3,7 +3,7 @@ import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { groupCapSchema, groupTiersSchema, namedQueueOptionsSchema, publishOptionsSchema, retryPolicyOptions } from './job-options.js';
 import { parse, queueNameSchema } from './options.js';
-import { callValue } from './send.js';
+import { callValue, takeSignal, type SignalOption } from './send.js';
 import type { NamedQueueInfo, NamedQueueOptions } from './types.js';
 
 // A named queue's settings: queues.create (jobs.create_queue, sql/0017) and
@@ -39,9 +39,10 @@ const CHECKED_IN_SQL: Record<string, string> = { dead_letter: 'deadLetter', retr
  * Creates a named queue, or changes an existing one (jobs.create_queue):
  * only the options given are sent, so only they change; null clears one.
  */
-export async function createNamedQueue(db: Queryable, name: string, options: NamedQueueOptions = {}): Promise<void> {
+export async function createNamedQueue(db: Queryable, name: string, options: NamedQueueOptions & SignalOption = {}): Promise<void> {
   parse(queueNameSchema, name, 'name');
-  const o = parse(queueOptionsSchema, options, 'options');
+  const { signal, rest } = takeSignal(options, 'options');
+  const o = parse(queueOptionsSchema, rest, 'options');
   const params: unknown[] = [name];
   let args = '';
   for (const [option, arg, type] of QUEUE_ARGS) {
@@ -60,7 +61,7 @@ export async function createNamedQueue(db: Queryable, name: string, options: Nam
     args += `, group_concurrency => $${params.length - 1}::integer, group_tiers => $${params.length}::jsonb`;
   }
   try {
-    await callValue(db, `select jobs.create_queue($1${args}) as r`, params);
+    await callValue(db, `select jobs.create_queue($1${args}) as r`, params, signal);
   } catch (error) {
     const option = error instanceof PgDrainError ? CHECKED_IN_SQL[error.field ?? ''] : undefined;
     if (!option) throw error;

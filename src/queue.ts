@@ -10,7 +10,8 @@ import { PgDrainError, ValidationError } from './errors.js';
 import type { DrainOptions } from './drain-options.js';
 import { checkDriver, checkQueryable } from './driver-check.js';
 import { listJobs } from './list-jobs.js';
-import { publish, publishBulk, type SignalOption } from './publish.js';
+import { publish, publishBulk } from './publish.js';
+import type { SignalOption } from './send.js';
 import type { BatchHandler, BulkJob, DeletedJobs, DeleteEndedOptions, DrainReport, Handler, JobInfo, JobOutcome, ListJobsFilter, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
   PublishOptions, PurgeQueueOptions, RedriveFilter, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
 
@@ -71,60 +72,62 @@ export interface Queue {
    * as getJob answers each; page with filter.before. A body search reads the whole history: an admin's call.
    */
   listJobs(filter?: ListJobsFilter): Promise<JobInfo[]>;
+  // The calls that change jobs and queues take options.signal as publish does: when it fires the
+  // call rejects with its reason and its connection is ended (a statement it had sent may have run).
   /** Cancels a job: 'cancelled' (never ran), 'cancelling' (running: aborted best effort), null (not active). */
-  cancel(jobId: string, reason?: string): Promise<'cancelled' | 'cancelling' | null>;
+  cancel(jobId: string, reason?: string, options?: SignalOption): Promise<'cancelled' | 'cancelling' | null>;
   /** Cancels many jobs in one statement, each as above. Returns how many were cancelled or asked to stop. */
-  cancel(jobIds: readonly string[], reason?: string): Promise<number>;
+  cancel(jobIds: readonly string[], reason?: string, options?: SignalOption): Promise<number>;
   /** Moves jobs not yet running to runAt (or delaySeconds from now) and/or priority. Returns how many changed. */
-  reschedule(jobIds: readonly string[], options: RescheduleOptions): Promise<number>;
+  reschedule(jobIds: readonly string[], options: RescheduleOptions & SignalOption): Promise<number>;
   /** Ends jobs not yet running as failures (dead letters) with reason; running ones are left alone. Returns how many. */
-  fail(jobIds: readonly string[], reason?: string): Promise<number>;
+  fail(jobIds: readonly string[], reason?: string, options?: SignalOption): Promise<number>;
   /**
    * Ends jobs not yet running as successes with result, as an ack does (their dependants
    * may run, their serial key moves on); running ones are left alone. Returns how many.
    */
-  complete(jobIds: readonly string[], result?: unknown): Promise<number>;
+  complete(jobIds: readonly string[], result?: unknown, options?: SignalOption): Promise<number>;
   /**
    * Cancels the active job holding a dedupe key, as cancel(id) does; null when none holds it.
    * Its own method, not a cancel overload: a key is another look-up, not another count.
    */
-  cancelByKey(dedupeKey: string, reason?: string): Promise<'cancelled' | 'cancelling' | null>;
+  cancelByKey(dedupeKey: string, reason?: string, options?: SignalOption): Promise<'cancelled' | 'cancelling' | null>;
   /**
    * Deletes jobs outright: a waiting one leaves no history (its dependants end as cancelled,
    * its serial key moves on, its dedupe key is free); an ended one's history is deleted.
    * Running ones are left alone, answered in `running`: cancel them, and delete them once ended.
    */
-  deleteJobs(jobIds: readonly string[]): Promise<DeletedJobs>;
+  deleteJobs(jobIds: readonly string[], options?: SignalOption): Promise<DeletedJobs>;
   /**
    * Runs dead letters (failed jobs) again: all, or those matching the filter;
    * with includeCancelled, cancelled jobs among filter.ids too. Returns how many.
    */
-  redrive(filter?: RedriveFilter): Promise<number>;
+  redrive(filter?: RedriveFilter, options?: SignalOption): Promise<number>;
   /**
    * Named queues: create (or change the options given of an existing one;
    * null clears one), list, pause, resume, purge, delete and deleteEnded (ended jobs).
    */
   readonly queues: {
-    create(name: string, options?: NamedQueueOptions): Promise<void>;
+    create(name: string, options?: NamedQueueOptions & SignalOption): Promise<void>;
     list(): Promise<NamedQueueInfo[]>;
-    pause(name: string): Promise<boolean>;
-    resume(name: string): Promise<boolean>;
+    pause(name: string, options?: SignalOption): Promise<boolean>;
+    resume(name: string, options?: SignalOption): Promise<boolean>;
     /** Ends every waiting job of the queue as cancelled (running ones finish); returns how many. */
-    purge(name: string, options?: PurgeQueueOptions): Promise<number>;
+    purge(name: string, options?: PurgeQueueOptions & SignalOption): Promise<number>;
     /**
      * Deletes the queue and its subscriptions; false when there is none. Refused for
      * 'default', a dead-letter target, and a queue with waiting or running jobs.
      */
-    delete(name: string): Promise<boolean>;
+    delete(name: string, options?: SignalOption): Promise<boolean>;
     /**
      * Deletes the queue's ended jobs (history and archive), oldest first: those that ended before
      * options.endedBefore, or all; at most options.maxRows (100000). Returns how many.
      */
-    deleteEnded(name: string, options?: DeleteEndedOptions): Promise<number>;
+    deleteEnded(name: string, options?: DeleteEndedOptions & SignalOption): Promise<number>;
     /** Fan-out: publishEvent(event) then writes a job of options.task (default: the event) into queue. True when new. */
-    subscribe(event: string, queue: string, options?: { task?: string | undefined }): Promise<boolean>;
+    subscribe(event: string, queue: string, options?: { task?: string | undefined } & SignalOption): Promise<boolean>;
     /** Ends a queue's subscription to an event; true when there was one. */
-    unsubscribe(event: string, queue: string): Promise<boolean>;
+    unsubscribe(event: string, queue: string, options?: SignalOption): Promise<boolean>;
     /** Every subscription (of one event, when given). */
     subscriptions(event?: string): Promise<Subscription[]>;
   };
@@ -191,24 +194,24 @@ export function createQueue(options: QueueOptions): Queue {
     },
     getJob: (jobId) => getJob(driver, jobId),
     listJobs: (filter) => listJobs(driver, filter),
-    cancel: ((jobIds: string | readonly string[], reason?: string) => (Array.isArray(jobIds)
-      ? cancelJobs(driver, jobIds, reason) : cancelJob(driver, jobIds as string, reason))) as Queue['cancel'],
+    cancel: ((jobIds: string | readonly string[], reason?: string, o?: SignalOption) => (Array.isArray(jobIds)
+      ? cancelJobs(driver, jobIds, reason, o) : cancelJob(driver, jobIds as string, reason, o))) as Queue['cancel'],
     reschedule: (jobIds, o) => rescheduleJobs(driver, jobIds, o),
-    fail: (jobIds, reason) => failJobs(driver, jobIds, reason),
-    complete: (jobIds, result) => completeJobs(driver, jobIds, result),
-    cancelByKey: (dedupeKey, reason) => cancelJobByKey(driver, dedupeKey, reason),
-    deleteJobs: (jobIds) => deleteJobs(driver, jobIds),
-    redrive: (filter) => redrive(driver, filter),
+    fail: (jobIds, reason, o) => failJobs(driver, jobIds, reason, o),
+    complete: (jobIds, result, o) => completeJobs(driver, jobIds, result, o),
+    cancelByKey: (dedupeKey, reason, o) => cancelJobByKey(driver, dedupeKey, reason, o),
+    deleteJobs: (jobIds, o) => deleteJobs(driver, jobIds, o),
+    redrive: (filter, o) => redrive(driver, filter, o),
     queues: {
       create: (name, o) => createNamedQueue(driver, name, o),
       list: () => listNamedQueues(driver),
-      pause: (name) => setQueuePaused(driver, name, true),
-      resume: (name) => setQueuePaused(driver, name, false),
+      pause: (name, o) => setQueuePaused(driver, name, true, o),
+      resume: (name, o) => setQueuePaused(driver, name, false, o),
       purge: (name, o) => purgeQueue(driver, name, o),
-      delete: (name) => deleteQueue(driver, name),
+      delete: (name, o) => deleteQueue(driver, name, o),
       deleteEnded: (name, o) => deleteEndedJobs(driver, name, o),
       subscribe: (event, queue, o) => subscribe(driver, event, queue, o),
-      unsubscribe: (event, queue) => unsubscribe(driver, event, queue),
+      unsubscribe: (event, queue, o) => unsubscribe(driver, event, queue, o),
       subscriptions: (event) => listSubscriptions(driver, event),
     },
     waitFor: async (jobId, o) => listen().waitFor(jobId, o),

@@ -4,7 +4,8 @@
 // was a transaction of its own.
 import { rolledBackWhole } from './claim-call.js';
 import { isPgPool, type Driver, type Queryable, type QueryResult } from './db/driver.js';
-import { translateError } from './errors.js';
+import { translateError, ValidationError } from './errors.js';
+import { abortSignalSchema, parse } from './options.js';
 import { givenUpOn } from './round-trip-limit.js';
 
 /** Sends after the first that PostgreSQL rolled back whole, as a drain's claim tries again (drain.ts). */
@@ -72,4 +73,30 @@ export async function callValue<R>(db: Queryable, text: string, params: unknown[
   } catch (error) {
     throw translateError(error);
   }
+}
+
+/** What bounds one publish or admin call: when `signal` fires, the call is given up. */
+export interface SignalOption {
+  signal?: AbortSignal | undefined;
+}
+
+/** The signal of a call's options, checked; options without it (undefined when there were none). */
+export function takeSignal<O extends SignalOption>(options: O | undefined, field: string):
+  { signal: AbortSignal | undefined; rest: Omit<O, 'signal'> | undefined } {
+  if (typeof options !== 'object' || options === null || !('signal' in options)) return { signal: undefined, rest: options };
+  const { signal, ...rest } = options;
+  return { signal: signal === undefined ? undefined : parse(abortSignalSchema, signal, `${field}.signal`), rest };
+}
+
+/**
+ * The signal of a call whose options are only { signal } (publishBulk's,
+ * the admin calls' that take no other option): options must be an object
+ * with no other key.
+ */
+export function signalOnly(options: SignalOption | undefined, field = 'options'): AbortSignal | undefined {
+  if (options === undefined) return undefined;
+  if (typeof options !== 'object' || options === null) throw new ValidationError(field, 'must be an object');
+  const { signal, rest } = takeSignal(options, field);
+  for (const k in rest) throw new ValidationError(field, `unknown option ${JSON.stringify(k)}`);
+  return signal;
 }

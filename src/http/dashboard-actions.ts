@@ -6,9 +6,10 @@ import { callValue } from '../send.js';
 import { HttpError } from './errors.js';
 
 // What each of the dashboard's forms does: one call of the admin function
-// the CLI and the TypeScript API use (admin.ts), one round trip. The form's
-// fields are checked here, named as the form sends them; the answer is the
-// note the page shows after the redirect.
+// the CLI and the TypeScript API use (admin.ts), one round trip, given up
+// when the app's bound (signal) fires and sent again after a deadlock as
+// theirs are (send.ts). The form's fields are checked here, named as the
+// form sends them; the answer is the note the page shows after the redirect.
 //
 // A queue's redrive puts back at most redriveRows (limits.dashboardRedriveRows)
 // per click, within the app's 10 s bound over any number of failures, and
@@ -73,13 +74,13 @@ function notFound(field: string, message: string): HttpError {
   return new HttpError(404, 'not_found', `${field}: ${message}`, field);
 }
 
-/** Runs the form's action on db; returns the note that says what it did. */
+/** Runs the form's action on db, given up when signal fires; returns the note that says what it did. */
 export async function runAction(db: Queryable, action: DashboardAction, fields: Map<string, string>,
-                                redriveRows: number): Promise<string> {
+                                redriveRows: number, signal: AbortSignal): Promise<string> {
   switch (action) {
     case 'cancel': {
       const id = parse(jobIdSchema, required(fields, 'job', 'the id of a waiting or running job'), 'job');
-      const outcome = await cancelJob(db, id, DASHBOARD_CANCEL_REASON);
+      const outcome = await cancelJob(db, id, DASHBOARD_CANCEL_REASON, { signal });
       if (outcome === null) throw notFound('job', `no waiting or running job ${id} (it has ended, or never existed): nothing to cancel`);
       return outcome === 'cancelled' ? `Job ${id} cancelled.`
         : `Job ${id} is running: asked to stop. It ends as cancelled unless it finishes first.`;
@@ -90,19 +91,19 @@ export async function runAction(db: Queryable, action: DashboardAction, fields: 
       }
       if (fields.has('job')) {
         const id = parse(jobIdSchema, required(fields, 'job', 'the id of a failed job'), 'job');
-        if (await redrive(db, { ids: [id] }) === 0) {
+        if (await redrive(db, { ids: [id] }, { signal }) === 0) {
           throw notFound('job', `job ${id} was not redriven: it is not a failed job (redriven already?), its queue is gone, `
             + 'or a waiting job holds its dedupe key');
         }
         return `Job ${id} redriven: it runs again.`;
       }
       const queue = parse(queueNameSchema, required(fields, 'queue', 'a queue name'), 'queue');
-      return redriveNote(queue, await redriveQueue(db, queue, redriveRows), redriveRows);
+      return redriveNote(queue, await redriveQueue(db, queue, redriveRows, signal), redriveRows);
     }
     case 'pause':
     case 'resume': {
       const queue = parse(queueNameSchema, required(fields, 'queue', 'a queue name'), 'queue');
-      if (!(await setQueuePaused(db, queue, action === 'pause'))) throw notFound('queue', `no queue named ${JSON.stringify(queue)}`);
+      if (!(await setQueuePaused(db, queue, action === 'pause', { signal }))) throw notFound('queue', `no queue named ${JSON.stringify(queue)}`);
       return action === 'pause' ? `Queue ${queue} paused: drains claim none of its jobs until it is resumed.`
         : `Queue ${queue} resumed.`;
     }
@@ -114,11 +115,12 @@ export async function runAction(db: Queryable, action: DashboardAction, fields: 
  * counted as jobs.redrive matches them (none of a queue gone), from the
  * statement's snapshot, so before it.
  */
-async function redriveQueue(db: Queryable, queue: string, maxRows: number): Promise<{ redriven: number; failed: number }> {
+async function redriveQueue(db: Queryable, queue: string, maxRows: number,
+                            signal: AbortSignal): Promise<{ redriven: number; failed: number }> {
   const r = await callValue<{ redriven: number | string; failed: number | string }>(db,
     `select jsonb_build_object('redriven', jobs.redrive(queue => $1, max_rows => $2),
        'failed', (select count(*) from jobs.job j where j.queue = $1 and j.status = 'failure'
-                    and exists (select 1 from jobs.queue x where x.name = $1))) as r`, [queue, maxRows]);
+                    and exists (select 1 from jobs.queue x where x.name = $1))) as r`, [queue, maxRows], signal);
   return { redriven: Number(r.redriven), failed: Number(r.failed) };
 }
 

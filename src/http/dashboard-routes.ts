@@ -3,8 +3,6 @@ import { html, raw } from 'hono/html';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Queryable } from '../db/driver.js';
 import { ValidationError } from '../errors.js';
-import { givenUpOn } from '../round-trip-limit.js';
-import { runsAlone } from '../send.js';
 import type { AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
 import { backOf, DASHBOARD_ACTIONS, formBinding, formFields, runAction, type DashboardAction } from './dashboard-actions.js';
@@ -93,11 +91,10 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
         await signer.checkFormToken(csrf.length > 1 ? 'given more than once' : csrf[0], formBinding(action, (name) => params.getAll(name)));
         const fields = formFields(action, params);
         const back = backOf(fields);
-        const db = o.driverOf(c);
-        // Still a statement of its own when the driver's is (autocommit): a deadlock's victim is sent
-        // again, as the CLI's call of the same admin function is (send.ts), not answered as a 500.
+        // The admin call takes the bound's signal: given up when it fires, and sent again after a deadlock
+        // as the CLI's call of the same function is (send.ts), not answered as a 500.
         const note = await o.bounded('the action may have been taken: reload the dashboard to see',
-          (signal) => runAction(alone(givenUpOn(db, signal), runsAlone(db)), action, fields, o.redriveRows));
+          (signal) => runAction(o.driverOf(c), action, fields, o.redriveRows, signal));
         const query = `${back === '' ? '' : `queue=${encodeURIComponent(back)}&`}note=${encodeURIComponent(note)}`;
         return c.redirect(`./?${query}&sig=${await signer.signNote(note)}`, 303);
       } catch (error) {
@@ -105,11 +102,6 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
       }
     });
   }
-}
-
-/** db, marked as running each statement alone (Driver.autocommit) when it does. */
-function alone(db: Queryable, autocommit: boolean): Queryable & { autocommit: boolean } {
-  return { query: (text, params) => db.query(text, params), autocommit };
 }
 
 /**

@@ -78,6 +78,9 @@ export async function everyOption(): Promise<void> {
     onJobStart: maybe<() => void>(), onJobEnd: maybe<() => void>() });
   await queue.reschedule(['1'], { runAt: maybe<Date>(), delaySeconds: maybe<number>(), priority: maybe<number>() });
   await queue.redrive({ includeCancelled: maybe<boolean>() });
+  await queue.redrive({}, { signal: maybe<AbortSignal>() });
+  await queue.reschedule(['1'], { priority: 1, signal: maybe<AbortSignal>() });
+  await queue.queues.purge('q', { reason: maybe<string>(), signal: maybe<AbortSignal>() });
   await queue.publish('a.b', {}, { throttleSeconds: maybe<number>(), dedupeKey: 'k' });
   queue.defineTask('a.e', async () => [], { batch: { maxSize: maybe<number>() } });
   await queue.waitFor('1', { signal: maybe<AbortSignal>(), timeoutMs: maybe<number>() });
