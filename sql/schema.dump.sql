@@ -4093,12 +4093,24 @@ end $$;
 --
 
 CREATE FUNCTION jobs.redrive(job_ids bigint[] DEFAULT NULL::bigint[], task text DEFAULT NULL::text, queue text DEFAULT NULL::text, ended_after timestamp with time zone DEFAULT NULL::timestamp with time zone, error_like text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, include_cancelled boolean DEFAULT false, max_rows integer DEFAULT NULL::integer) RETURNS integer
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+  select r.redriven from jobs.redrive_counts(redrive.job_ids, redrive.task, redrive.queue, redrive.ended_after, redrive.error_like,
+                                            redrive.now, redrive.include_cancelled, redrive.max_rows) r
+$$;
+
+--
+-- Name: redrive_counts(bigint[], text, text, timestamp with time zone, text, timestamp with time zone, boolean, integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.redrive_counts(job_ids bigint[] DEFAULT NULL::bigint[], task text DEFAULT NULL::text, queue text DEFAULT NULL::text, ended_after timestamp with time zone DEFAULT NULL::timestamp with time zone, error_like text DEFAULT NULL::text, now timestamp with time zone DEFAULT NULL::timestamp with time zone, include_cancelled boolean DEFAULT false, max_rows integer DEFAULT NULL::integer) RETURNS TABLE(redriven integer, held_by_key integer, serial_later integer)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(redrive.now, pg_catalog.now());
-  v_statuses text[] := case when redrive.include_cancelled then array['failure', 'cancelled'] else array['failure'] end;
+  v_now timestamptz := coalesce(redrive_counts.now, pg_catalog.now());
+  v_statuses text[] := case when redrive_counts.include_cancelled then array['failure', 'cancelled'] else array['failure'] end;
   v_matched bigint[];
   v_ids bigint[];
   v_keys text[];
@@ -4106,30 +4118,51 @@ declare
   v_missing text;
   v_later integer;
   v_later_keys integer;
+  v_chosen bigint[] := '{}';
+  v_held integer := 0;
+  v_held_ids bigint[] := '{}';
+  r record;
 begin
-  if redrive.include_cancelled and redrive.job_ids is null then
+  if redrive_counts.include_cancelled and redrive_counts.job_ids is null then
     perform jobs.raise_invalid('PD005', 'job_ids', 'must be given with include_cancelled (cancelled jobs go back by id)');
   end if;
-  if redrive.max_rows < 1 then
-    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (every match) or at least 1, got %s', redrive.max_rows));
+  if redrive_counts.max_rows < 1 then
+    perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (every match) or at least 1, got %s', redrive_counts.max_rows));
   end if;
-  select array_agg(j.job_id) into v_matched
-  from (
-    select j.job_id from jobs.job j
+  -- The matching dead letters, read in order (the oldest first under
+  -- max_rows) and not locked yet: one whose dedupe key an active job holds is
+  -- passed over and counted, so max_rows counts those that can go back and a
+  -- call reaches them behind held ones; at most 100 * max_rows are read.
+  for r in
+    select j.job_id, j.dedupe_key is not null
+                     and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key) as held
+    from jobs.job j
     where j.status = any(v_statuses)
-      and (redrive.job_ids is null or j.job_id = any(redrive.job_ids))
-      and (redrive.task is null or j.task like replace(replace(redrive.task, '\', '\\'), '_', '\_'))
-      and (redrive.queue is null or j.queue = redrive.queue)
-      and (redrive.ended_after is null or j.ended_at > redrive.ended_after)
-      and (redrive.error_like is null or j.error like redrive.error_like)
+      and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
+      and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
+      and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
+      and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
+      and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
       and exists (select 1 from jobs.queue x where x.name = j.queue)
-    -- The oldest first under max_rows (limit null is none: every match).
-    order by case when redrive.max_rows is not null then j.job_id end
-    limit redrive.max_rows
-    for update of j skip locked
-  ) j;
+    order by case when redrive_counts.max_rows is not null then j.job_id end
+    -- (limit null is none: every match.)
+    limit redrive_counts.max_rows::bigint * 100
+  loop
+    if r.held then
+      v_held := v_held + 1;
+      -- Only for the ids given (the notice below leaves them out): a few.
+      if redrive_counts.job_ids is not null then v_held_ids := v_held_ids || r.job_id; end if;
+    else
+      v_chosen := v_chosen || r.job_id;
+      exit when cardinality(v_chosen) = redrive_counts.max_rows;
+    end if;
+  end loop;
+  -- Locked now; one another session holds (redriving it) is left to it, one changed since is read as it is now.
+  select array_agg(j.job_id) into v_matched
+  from (select j.job_id from jobs.job j where j.job_id = any(v_chosen) and j.status = any(v_statuses)
+        for update of j skip locked) j;
   -- Cheap: only for the ids given, and only when some did not match.
-  if redrive.job_ids is not null and coalesce(cardinality(v_matched), 0) < cardinality(redrive.job_ids) then
+  if redrive_counts.job_ids is not null and coalesce(cardinality(v_matched), 0) < cardinality(redrive_counts.job_ids) then
     select string_agg(format('%s (%s)', m.id, m.where_), ', ' order by m.id) into v_missing
     from (
       select d.id, case
@@ -4138,8 +4171,8 @@ begin
                when j.status is not null then j.status || case when j.status = 'failure' then ': filtered out, or being redriven' else '' end
                when exists (select 1 from jobs.job_archive a where a.job_id = d.id) then 'archived by jobs.maintain: redrive reads jobs.job only'
                else 'unknown, or deleted by retention' end as where_
-      from (select distinct x as id from unnest(redrive.job_ids) x where x is not null
-            and x <> all(coalesce(v_matched, '{}'))) d
+      from (select distinct x as id from unnest(redrive_counts.job_ids) x where x is not null
+            and x <> all(coalesce(v_matched, '{}')) and x <> all(v_held_ids)) d
       left join jobs.job j on j.job_id = d.id
       order by d.id limit 20
     ) m;
@@ -4148,9 +4181,8 @@ begin
       raise notice 'pgdrain: not redriven: %', v_missing;
     end if;
   end if;
-  if v_matched is null then
-    return 0;
-  end if;
+  -- None locked: what follows finds nothing to do (and counts the held ones).
+  v_matched := coalesce(v_matched, '{}');
   -- From here as in sql/0017.
   with c as (
     select distinct on (coalesce(p.dedupe_key, p.job_id::text), p.dedupe_key is null) p.job_id, p.serial_key
@@ -4176,7 +4208,7 @@ begin
   -- A dependant cancelled after one dependency failed keeps the rows of its
   -- others still active (jobs.after_end deletes only the failed one's): back
   -- without them, or their success would count it below zero, never to run.
-  if redrive.include_cancelled then
+  if redrive_counts.include_cancelled then
     delete from jobs.dependency d where d.job_id = any(v_ids);
   end if;
   with back as (
@@ -4199,17 +4231,21 @@ begin
     perform jobs.after_end(null, null, v_keys, v_now);
   end if;
   if v_count > 0 then
-    perform jobs.notify('pgdrain_queued', coalesce(redrive.queue, '*'));
+    perform jobs.notify('pgdrain_queued', coalesce(redrive_counts.queue, '*'));
   end if;
+  redriven := v_count;
+  serial_later := v_later;
+  -- Passed over, and locked but left (a key an older one going back takes, or one taken since).
+  held_by_key := v_held + cardinality(v_matched) - v_count - v_later;
   if v_later > 0 then
     raise notice 'pgdrain: % matching dead letters of % more serial keys left in place: one call puts back at most % serial keys (each takes a lock until commit); call jobs.redrive again',
       v_later, v_later_keys, jobs.max_serial_keys();
   end if;
-  if v_count + v_later < cardinality(v_matched) then
+  if held_by_key > 0 then
     raise notice 'pgdrain: % of % matching dead letters left in place: an active job, or an older dead letter going back, holds their dedupe key',
-      cardinality(v_matched) - v_count - v_later, cardinality(v_matched);
+      held_by_key, v_held + cardinality(v_matched);
   end if;
-  return v_count;
+  return next;
 end $$;
 
 --

@@ -193,8 +193,24 @@ export interface RedriveFilter {
   errorLike?: string | undefined;
   /** Also put back cancelled jobs among ids (needs ids). */
   includeCancelled?: boolean | undefined;
-  /** At most this many matching jobs, the oldest (by id) first (left out: all): call again for the next ones. */
+  /**
+   * At most this many matching jobs whose dedupe key no active job holds, the oldest (by id) first (left
+   * out: all): call again for the next ones. Held ones are passed over, up to 100 × maxRows read in a call.
+   */
   maxRows?: number | undefined;
+}
+
+/** What queue.redrive did (jobs.redrive_counts): how many went back, and how many matching ones it left, and why. */
+export interface RedriveResult {
+  /** Jobs put back: they run again. */
+  redriven: number;
+  /**
+   * Left as they are because an active job (waiting or running), or an older failure of the same key put back
+   * by this call, holds their dedupe key: redriving one would make two. They go back once the key is free.
+   */
+  heldByKey: number;
+  /** Left for the next call: of serial keys past the 500 one call puts back (each takes a lock until commit). Call again. */
+  serialLater: number;
 }
 
 /**

@@ -8,7 +8,7 @@ import { capOverBase, expiryChecks, jobIdsSchema, publishOptionsSchema, redriveF
 import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
 import { asOption } from './publish.js';
 import { callValue, signalOnly, takeSignal, type SignalOption } from './send.js';
-import type { JobInfo, PublishEventOptions, PurgeQueueOptions, RedriveFilter,
+import type { JobInfo, PublishEventOptions, PurgeQueueOptions, RedriveFilter, RedriveResult,
   RescheduleOptions, Subscription } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip),
@@ -100,18 +100,31 @@ export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | nu
   return r ? jobInfoOf(r) : null;
 }
 
-/**
- * Runs dead letters again (jobs.redrive): all of them, or those matching every
- * filter given; with includeCancelled, cancelled jobs among ids too; with
- * maxRows, at most that many. Returns how many.
- */
-export async function redrive(db: Queryable, filter: RedriveFilter = {}, options?: SignalOption): Promise<number> {
+/** jobs.redrive_counts's call, its filter as $1 to $7: what redrive() sends, and the dashboard's redrive of a queue in its statement. */
+export const REDRIVE_CALL = 'jobs.redrive_counts(job_ids => $1::bigint[], task => $2, queue => $3, ended_after => $4, '
+  + 'error_like => $5, include_cancelled => $6, max_rows => $7)';
+
+/** redrive()'s filter, checked, as REDRIVE_CALL's $1 to $7. */
+export function redriveParams(filter: RedriveFilter): unknown[] {
   const f = parse(redriveFilterSchema, filter, 'filter');
-  return Number(await callValue(db,
-    'select jobs.redrive(job_ids => $1::bigint[], task => $2, queue => $3, ended_after => $4, error_like => $5, ' +
-    'include_cancelled => $6, max_rows => $7) as r',
-    [f.ids ?? null, f.task ?? null, f.queue ?? null, f.endedAfter?.toISOString() ?? null, f.errorLike ?? null,
-     f.includeCancelled ?? false, f.maxRows ?? null], signalOnly(options)));
+  return [f.ids ?? null, f.task ?? null, f.queue ?? null, f.endedAfter?.toISOString() ?? null, f.errorLike ?? null,
+          f.includeCancelled ?? false, f.maxRows ?? null];
+}
+
+/** REDRIVE_CALL's row as jsonb (one value, as every driver answers it). */
+export const REDRIVE_JSON = `(select jsonb_build_object('redriven', x.redriven, 'heldByKey', x.held_by_key, 'serialLater', x.serial_later)
+  from ${REDRIVE_CALL} x)`;
+
+/**
+ * Runs dead letters again (jobs.redrive_counts): all of them, or those
+ * matching every filter given; with includeCancelled, cancelled jobs among
+ * ids too; with maxRows, at most that many whose dedupe key no active job
+ * holds. Returns how many went back, and how many it left: held by their
+ * dedupe key, or of serial keys past the 500 one call takes (call again).
+ */
+export async function redrive(db: Queryable, filter: RedriveFilter = {}, options?: SignalOption): Promise<RedriveResult> {
+  const params = redriveParams(filter);
+  return callValue(db, `select ${REDRIVE_JSON} as r`, params, signalOnly(options));
 }
 
 /** Pauses (true) or resumes (false) a queue; returns false when no such queue exists. */

@@ -13,7 +13,7 @@ import { listJobs } from './list-jobs.js';
 import { publish, publishBulk } from './publish.js';
 import type { SignalOption } from './send.js';
 import type { BatchHandler, BulkJob, DeletedJobs, DeleteEndedOptions, DrainReport, Handler, JobInfo, JobOutcome, ListJobsFilter, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
-  PublishOptions, PurgeQueueOptions, RedriveFilter, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
+  PublishOptions, PurgeQueueOptions, RedriveFilter, RedriveResult, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
@@ -100,9 +100,10 @@ export interface Queue {
   deleteJobs(jobIds: readonly string[], options?: SignalOption): Promise<DeletedJobs>;
   /**
    * Runs dead letters (failed jobs) again: all, or those matching the filter;
-   * with includeCancelled, cancelled jobs among filter.ids too. Returns how many.
+   * with includeCancelled, cancelled jobs among filter.ids too. Returns how many
+   * went back, and how many it left because their dedupe key is held or for the next call.
    */
-  redrive(filter?: RedriveFilter, options?: SignalOption): Promise<number>;
+  redrive(filter?: RedriveFilter, options?: SignalOption): Promise<RedriveResult>;
   /**
    * Named queues: create (or change the options given of an existing one;
    * null clears one), list, pause, resume, purge, delete and deleteEnded (ended jobs).

@@ -192,8 +192,8 @@ describe('TypeScript', () => {
       .toEqual({ later: true, priority: 9 });
     expect(await q.reschedule([c], { runAt: new Date('2030-05-01T00:00:00Z') })).toBe(1);
     expect(await q.fail([d, c], 'no tenant')).toBe(2);
-    expect(await q.redrive({ ids: [a, b] })).toBe(0);
-    expect(await q.redrive({ ids: [a, b, c], includeCancelled: true })).toBe(3);
+    expect(await q.redrive({ ids: [a, b] })).toEqual({ redriven: 0, heldByKey: 0, serialLater: 0 });
+    expect(await q.redrive({ ids: [a, b, c], includeCancelled: true })).toEqual({ redriven: 3, heldByKey: 0, serialLater: 0 });
     expect((await q.getJob(b))!.state).toBe('pending');
   });
 

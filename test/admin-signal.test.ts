@@ -62,7 +62,7 @@ it('a signal that is not an AbortSignal is refused naming it, and an aborted one
   expect(await queue.queues.pause('sig', { signal: live })).toBe(true);
   expect(await state(id)).toEqual([{ job: '(pending,7)', ended: 0, queue: '(t,)', subscriptions: 0 }]);
   expect(await queue.cancel(id, undefined, { signal: live })).toBe('cancelled');
-  expect(await queue.redrive({ ids: [id], includeCancelled: true }, { signal: live })).toBe(1);
+  expect(await queue.redrive({ ids: [id], includeCancelled: true }, { signal: live })).toEqual({ redriven: 1, heldByKey: 0, serialLater: 0 });
   await sql(`select jobs.cancel_bulk(array[$1::bigint], null)`, [id]);
   await sql(`select jobs.resume_queue('sig')`);
 });

@@ -172,10 +172,32 @@ describe('a queue\'s redrive from the dashboard', () => {
     const a = await post('redrive', { queue: 'acts.keyed' });
     expect(a.status).toBe(303);
     expect(decodeURIComponent(a.headers.get('location')!)).toContain('Queue acts.keyed: 1 failed job redriven; 1 left as they are: '
-      + 'a waiting job holds their dedupe key');
+      + '1 held back by their dedupe key (a waiting or running job, or one redriven now, holds it).&sig=');
     expect(await stateOf(free!)).toBe('pending');
     expect(await stateOf(held)).toBe('failure');
+    // The job's own redrive says why it stays.
+    const one = await post('redrive', { job: held });
+    expect(one.status).toBe(404);
+    expect(one.text).toContain(`job: job ${held} was not redriven: a waiting or running job holds its dedupe key (redriving it would make two)`);
     await sql('select jobs.cancel_bulk($1::bigint[], null)', [[free, waiting]]);
+  });
+
+  it('a click passes over failed jobs whose dedupe key is held: those behind them go back, and the note counts the held ones', async () => {
+    const small = await listen({ token: TOKEN, dashboardActions: true, limits: { dashboardRedriveRows: 2 } });
+    await sql(`select jobs.create_queue('acts.behind')`);
+    const held: string[] = [];
+    for (const key of ['b1', 'b2', 'b3']) held.push(await queue.publish('acts.behind.job', {}, { queue: 'acts.behind', dedupeKey: key }));
+    await sql('select jobs.fail($1::bigint[], $2)', [held, 'boom']);
+    const holders: string[] = [];
+    for (const key of ['b1', 'b2', 'b3']) holders.push(await queue.publish('acts.behind.job', {}, { queue: 'acts.behind', dedupeKey: key }));
+    const free = await failed('acts.behind', 3);
+    const a = await post('redrive', { queue: 'acts.behind' }, { url: small });
+    expect(a.status).toBe(303);
+    // Before: the oldest 2 were held, so every click redrove none ("no failed job redriven; 6 left as they are").
+    expect(decodeURIComponent(a.headers.get('location')!)).toContain('Queue acts.behind: 2 failed jobs redriven, 4 left: press again '
+      + '(one click redrives at most 2); it passed over 3 held back by their dedupe key (a waiting or running job, or one redriven now, holds it).&sig=');
+    expect(await Promise.all([...held, ...free].map(stateOf))).toEqual(['failure', 'failure', 'failure', 'pending', 'pending', 'failure']);
+    await sql('select jobs.cancel_bulk($1::bigint[], null)', [[...holders, ...free]]);
   });
 
   it('a queue deleted since has no failed job to redrive, though its failures stay (jobs.redrive puts none back)', async () => {

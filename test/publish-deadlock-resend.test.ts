@@ -100,7 +100,7 @@ it('an admin call on the queue (redrive) rolled back as a deadlock victim is sen
   const { value, error } = await loseDeadlock(() => queue.redrive({ ids: jobs }));
   // Before: it rejected with the deadlock (40P01), the dead letters left as they were.
   expect(error).toBeUndefined();
-  expect(value).toBe(3);
+  expect(value).toEqual({ redriven: 3, heldByKey: 0, serialLater: 0 });
   expect(await ids()).toEqual(jobs);
 });
 

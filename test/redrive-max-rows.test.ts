@@ -27,13 +27,13 @@ describe('redrive with max_rows', () => {
     const ids = await deadLetters(5);
     expect(await sql(`select jobs.redrive(max_rows => 2) as n`)).toEqual([{ n: 2 }]);
     expect(await failures()).toEqual(ids.slice(2));
-    expect(await queue.redrive({ maxRows: 2 })).toBe(2);
+    expect(await queue.redrive({ maxRows: 2 })).toEqual({ redriven: 2, heldByKey: 0, serialLater: 0 });
     expect(await failures()).toEqual(ids.slice(4));
-    expect(await queue.redrive({ maxRows: 2 })).toBe(1);
-    expect(await queue.redrive({ maxRows: 2 })).toBe(0);
+    expect(await queue.redrive({ maxRows: 2 })).toEqual({ redriven: 1, heldByKey: 0, serialLater: 0 });
+    expect(await queue.redrive({ maxRows: 2 })).toEqual({ redriven: 0, heldByKey: 0, serialLater: 0 });
     // Without it: all, as before.
     await sql(`select jobs.fail(array(select job_id from jobs.job_queue), 'boom')`);
-    expect(await queue.redrive()).toBe(5);
+    expect(await queue.redrive()).toEqual({ redriven: 5, heldByKey: 0, serialLater: 0 });
   });
 
   it('a max_rows below 1 is refused naming it (PDC03), in SQL and TS', async () => {

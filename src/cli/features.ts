@@ -68,19 +68,22 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
     .option('--queue <name>', 'only this queue')
     .option('--error-like <pattern>', 'SQL LIKE pattern over the error')
     .option('--include-cancelled', 'also put back cancelled jobs among --ids')
-    .option('--max-rows <n>', 'at most this many, the oldest first (run again for the next ones)', positive)
+    .option('--max-rows <n>', 'at most this many whose dedupe key no active job holds, the oldest first (run again for the next ones)',
+            positive)
+    .option('--json', 'print what it did as JSON, as queue.redrive answers it: { redriven, heldByKey, serialLater }')
     .addOption(dsnOption())
     .action(async (opts: { ids?: string[]; task?: string; queue?: string; errorLike?: string; includeCancelled?: boolean;
-                           maxRows?: number; dsn?: string }) => {
+                           maxRows?: number; json?: boolean; dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
         // Which ids it left, and why ("5 (cancelled: give include_cancelled)"): a NOTICE, told on stderr.
         const unhear = driver.onNotice?.((message) => {
           if (message.startsWith('pgdrain: ')) process.stderr.write(`${message.replaceAll('include_cancelled', '--include-cancelled')}\n`);
         });
         try {
-          const n = await redrive(driver, { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike,
+          const r = await redrive(driver, { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike,
                                             includeCancelled: opts.includeCancelled, maxRows: opts.maxRows });
-          process.stdout.write(`${n}\n`);
+          // How many it put back; what it left, and why, is in the notices above (or the JSON).
+          process.stdout.write(opts.json ? `${JSON.stringify(r)}\n` : `${r.redriven}\n`);
         } finally {
           unhear?.();
         }

@@ -1,8 +1,9 @@
-import { cancelJob, redrive, setQueuePaused } from '../admin.js';
+import { cancelJob, redrive, REDRIVE_JSON, redriveParams, setQueuePaused } from '../admin.js';
 import type { Queryable } from '../db/driver.js';
 import { ValidationError } from '../errors.js';
 import { jobIdSchema, parse, queueNameSchema } from '../options.js';
 import { callValue } from '../send.js';
+import type { RedriveResult } from '../types.js';
 import { HttpError } from './errors.js';
 
 // What each of the dashboard's forms does: one call of the admin function
@@ -15,7 +16,7 @@ import { HttpError } from './errors.js';
 // per click, within the app's 10 s bound over any number of failures, and
 // counts the queue's failures in the same statement, as they were before it,
 // so the note says how many are left, and why when pressing again would
-// not put them back.
+// not put them back (jobs.redrive_counts says how many it left, and why).
 
 /** The forms: each one's fields besides csrf and back. */
 export const DASHBOARD_ACTIONS = {
@@ -91,9 +92,13 @@ export async function runAction(db: Queryable, action: DashboardAction, fields: 
       }
       if (fields.has('job')) {
         const id = parse(jobIdSchema, required(fields, 'job', 'the id of a failed job'), 'job');
-        if (await redrive(db, { ids: [id] }, { signal }) === 0) {
-          throw notFound('job', `job ${id} was not redriven: it is not a failed job (redriven already?), its queue is gone, `
-            + 'or a waiting job holds its dedupe key');
+        const r = await redrive(db, { ids: [id] }, { signal });
+        if (r.heldByKey > 0) {
+          throw notFound('job', `job ${id} was not redriven: a waiting or running job holds its dedupe key (redriving it would make two); `
+            + 'it can go back once that job has ended');
+        }
+        if (r.redriven === 0) {
+          throw notFound('job', `job ${id} was not redriven: it is not a failed job (redriven already?), or its queue is gone`);
         }
         return `Job ${id} redriven: it runs again.`;
       }
@@ -110,31 +115,42 @@ export async function runAction(db: Queryable, action: DashboardAction, fields: 
   }
 }
 
+/** What a queue's redrive did (RedriveResult), and how many failures the queue had before it. */
+interface QueueRedrive extends RedriveResult {
+  failed: number;
+}
+
 /**
- * jobs.redrive of a queue's failures, at most maxRows, and how many it had:
- * counted as jobs.redrive matches them (none of a queue gone), from the
+ * jobs.redrive_counts of a queue's failures, at most maxRows, and how many
+ * it had: counted as it matches them (none of a queue gone), from the
  * statement's snapshot, so before it.
  */
-async function redriveQueue(db: Queryable, queue: string, maxRows: number,
-                            signal: AbortSignal): Promise<{ redriven: number; failed: number }> {
-  const r = await callValue<{ redriven: number | string; failed: number | string }>(db,
-    `select jsonb_build_object('redriven', jobs.redrive(queue => $1, max_rows => $2),
-       'failed', (select count(*) from jobs.job j where j.queue = $1 and j.status = 'failure'
-                    and exists (select 1 from jobs.queue x where x.name = $1))) as r`, [queue, maxRows], signal);
-  return { redriven: Number(r.redriven), failed: Number(r.failed) };
+async function redriveQueue(db: Queryable, queue: string, maxRows: number, signal: AbortSignal): Promise<QueueRedrive> {
+  return callValue<QueueRedrive>(db,
+    `select ${REDRIVE_JSON} || jsonb_build_object('failed',
+       (select count(*) from jobs.job j where j.queue = $3 and j.status = 'failure'
+          and exists (select 1 from jobs.queue x where x.name = $3))) as r`, redriveParams({ queue, maxRows }), signal);
 }
 
 const failedJobs = (n: number) => `${n} failed job${n === 1 ? '' : 's'}`;
 
-/** What a queue's redrive did, and what it left: more than a click takes, or jobs it leaves whose notice the CLI shows. */
-function redriveNote(queue: string, { redriven, failed }: { redriven: number; failed: number }, maxRows: number): string {
+/**
+ * What a queue's redrive did, and what it left: more than a click takes
+ * (press again), and those it passed over or left, and why (RedriveResult).
+ */
+function redriveNote(queue: string, { redriven, heldByKey, serialLater, failed }: QueueRedrive, maxRows: number): string {
   const left = Math.max(0, failed - redriven);
   if (redriven === 0 && left === 0) return `Queue ${queue}: no failed job to redrive.`;
   if (left === 0) return `Queue ${queue}: ${failedJobs(redriven)} redriven.`;
+  const held = heldByKey === 0 ? '' : `${heldByKey} held back by their dedupe key (a waiting or running job, or one redriven now, holds it)`;
   if (redriven >= maxRows) {
-    return `Queue ${queue}: ${failedJobs(redriven)} redriven, ${left} left: press again (one click redrives at most ${maxRows}).`;
+    return `Queue ${queue}: ${failedJobs(redriven)} redriven, ${left} left: press again (one click redrives at most ${maxRows})`
+      + `${held === '' ? '' : `; it passed over ${held}`}.`;
   }
-  return `Queue ${queue}: ${redriven === 0 ? 'no failed job' : failedJobs(redriven)} redriven; ${left} left as they are: a waiting job `
-    + 'holds their dedupe key (or one redriven now does), they are of serial keys past the 500 one call puts back '
-    + '(press again), or another session is changing them.';
+  const other = left - heldByKey - serialLater;
+  const why = [held,
+    serialLater === 0 ? '' : `${serialLater} of serial keys past the 500 one call puts back: press again`,
+    other <= 0 ? '' : `${other} not reached (another session is changing them, or more held ones than a click reads are before them)`]
+    .filter((w) => w !== '');
+  return `Queue ${queue}: ${redriven === 0 ? 'no failed job' : failedJobs(redriven)} redriven; ${left} left as they are: ${why.join('; ')}.`;
 }

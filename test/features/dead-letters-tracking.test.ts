@@ -113,8 +113,8 @@ describe('dead letters', () => {
   it('TypeScript: queue.redrive(filter) in one call; a bad filter names the field', async () => {
     const q = queueWith();
     await deadLetters(['x.one', 'x.two', 'y.one']);
-    expect(await q.redrive({ task: 'x.%', errorLike: '%x.one' })).toBe(1);
-    expect(await q.redrive({})).toBe(2);
+    expect(await q.redrive({ task: 'x.%', errorLike: '%x.one' })).toEqual({ redriven: 1, heldByKey: 0, serialLater: 0 });
+    expect(await q.redrive({})).toEqual({ redriven: 2, heldByKey: 0, serialLater: 0 });
     await expect(q.redrive({ ids: ['nope'] })).rejects.toMatchObject({ field: 'filter.ids.0' });
     await expect(q.redrive({ colour: 'red' } as never)).rejects.toMatchObject({ field: 'filter' });
   });
