@@ -238,6 +238,38 @@ describe('pgdrain serve --dashboard-actions', () => {
     }
   });
 
+  it('--dashboard-redrive-rows N bounds a queue\'s redrive per click', async () => {
+    await sql(`select jobs.create_queue('acts.rows')`);
+    const ids = await failed('acts.rows', 3);
+    const server = startServe(db.url, ['--dashboard-actions', '--dashboard-redrive-rows', '2'], { PGDRAIN_TOKEN: TOKEN });
+    try {
+      const url = await server.url;
+      // Before: an unknown option, the server exited 1 (as 10000 a click, the button said "redrive 3 failed").
+      expect((await page('/dashboard?queue=acts.rows', url)).text).toContain('<button>redrive 2 of 3 failed</button>');
+      const a = await post('redrive', { queue: 'acts.rows' }, { url });
+      expect(decodeURIComponent(a.headers.get('location')!)).toContain('Queue acts.rows: 2 failed jobs redriven, 1 left: press again '
+        + '(one click redrives at most 2).');
+      expect(await Promise.all(ids.map(stateOf))).toEqual(['pending', 'pending', 'failure']);
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+    await sql('select jobs.cancel_bulk($1::bigint[], null)', [ids]);
+  });
+
+  it.each([
+    [['--dashboard-actions', '--dashboard-redrive-rows', '0'], "error: option '--dashboard-redrive-rows <n>' argument '0' is invalid. "
+      + 'must be an integer from 1 to 1000000\n'],
+    [['--dashboard-actions', '--dashboard-redrive-rows', '2.5'], "error: option '--dashboard-redrive-rows <n>' argument '2.5' is invalid. "
+      + 'must be an integer from 1 to 1000000\n'],
+    [['--dashboard-redrive-rows', '5'], 'pgdrain: --dashboard-redrive-rows: bounds the dashboard\'s redrive button: give --dashboard-actions too\n'],
+  ])('--dashboard-redrive-rows: %j exits 2 naming the flag', async (args, stderr) => {
+    const server = startServe(db.url, args, { PGDRAIN_TOKEN: TOKEN });
+    server.url.catch(() => {});
+    expect(await server.exited).toBe(2);
+    expect(server.stderr()).toBe(stderr);
+  });
+
   it('needs PGDRAIN_TOKEN: with only PGDRAIN_HMAC_SECRET it exits 2 naming the flag', async () => {
     const server = start({ PGDRAIN_TOKEN: '', PGDRAIN_HMAC_SECRET: 'dashboard-hmac-secret-0123456789' });
     server.url.catch(() => {});

@@ -29,6 +29,7 @@ interface ServeOptions {
   grace: number;
   dsn?: string;
   dashboardActions?: boolean;
+  dashboardRedriveRows?: number;
 }
 
 /** A listen error as the flag to fix (else the CLI would call a host it cannot resolve a database outage). */
@@ -67,6 +68,8 @@ export function serveCommand(): Command {
     .option('--max-body <bytes>', 'largest request body (default 1048576)', number(1, 100 * 1024 * 1024, true))
     .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', number(0, 3600, false), 10)
     .option('--dashboard-actions', 'GET /dashboard gets forms: pause/resume a queue, redrive failed jobs, cancel a job (needs PGDRAIN_TOKEN)')
+    .option('--dashboard-redrive-rows <n>', 'most failed jobs the dashboard\'s redrive of a queue puts back per click (default 10000; '
+      + 'with --dashboard-actions)', number(1, 1_000_000, true))
     .addOption(new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)'))
     .action(async (opts: ServeOptions) => {
       const token = process.env.PGDRAIN_TOKEN || undefined;
@@ -102,6 +105,9 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
   if (opts.dashboardActions && token === undefined) {
     throw new ValidationError('--dashboard-actions', 'needs PGDRAIN_TOKEN: a browser logs in to the dashboard with it, and it keys the forms\' tokens');
   }
+  if (opts.dashboardRedriveRows !== undefined && !opts.dashboardActions) {
+    throw new ValidationError('--dashboard-redrive-rows', 'bounds the dashboard\'s redrive button: give --dashboard-actions too');
+  }
   // As drain reads it: the image sets PGDRAIN_TASKS for both commands.
   const tasksModule = opts.tasks ?? (process.env.PGDRAIN_TASKS || undefined);
   const tasks = tasksModule ? await unlessAgain(loadTasks(tasksModule), stopping.again, (name) =>
@@ -118,6 +124,7 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
         ...(opts.maxBatch === undefined ? {} : { maxBatchSize: opts.maxBatch }),
         ...(opts.maxBudget === undefined ? {} : { maxBudgetSeconds: opts.maxBudget }),
         ...(opts.maxBody === undefined ? {} : { maxBodyBytes: opts.maxBody }),
+        ...(opts.dashboardRedriveRows === undefined ? {} : { dashboardRedriveRows: opts.dashboardRedriveRows }),
       },
       signal: stopping.signal,
       graceMs: opts.grace * 1000,
