@@ -68,6 +68,12 @@ create table jobs.job_queue (
   waiting_deps integer     not null default 0,
   attributes   jsonb,
   worker_id    text,
+  -- The drain call whose claim leased the job's delivery (jobs.claim_json's
+  -- holder; null for other claims): that drain's own claims leave the lease
+  -- to it once passed (its timer settles the job, jobs.expire_due), every
+  -- other expiry takes it back. Every claim sets it; the other passed leases
+  -- (a cascade's deferred dependants, jobs.after_end) are of jobs never claimed.
+  lease_holder bigint,
   cancel_requested_at timestamptz,
   cancel_reason text,
   -- The job's own retry policy (jobs.publish's retry_*), as jobs.queue's:
@@ -159,6 +165,12 @@ create table jobs.job (
   serial_key   text,
   attributes   jsonb,
   worker_id    text,
+  -- The drain call whose claim leased the job's delivery (jobs.claim_json's
+  -- holder; null for other claims): that drain's own claims leave the lease
+  -- to it once passed (its timer settles the job, jobs.expire_due), every
+  -- other expiry takes it back. Every claim sets it; the other passed leases
+  -- (a cascade's deferred dependants, jobs.after_end) are of jobs never claimed.
+  lease_holder bigint,
   -- Kept for jobs.redrive and dead letters (jobs.job_queue's retry_*).
   retry_delay     numeric,
   retry_backoff   boolean,

@@ -27,8 +27,17 @@ end $$;
 
 -- jobs.expire's work, each kind only when asked (p_leases, p_waiting: a
 -- claim asks for what its probes found), with its counts apart (jobs.maintain's).
+-- p_holder: a drain's claim (jobs.claim_json's holder) leaves the passed
+-- leases of its own deliveries alone. Their jobs still run in that drain,
+-- whose timer for each is due (it fires at the lease's end, by the drain's
+-- clock): a claim sent as it came due and run once the lease had passed
+-- would retry the job at once (its backoff skipped) or hand it out again,
+-- and the drain's own nack would come stale. Any other claim (another
+-- drain's, a successor's after a crash: a new holder, whatever its worker
+-- id), jobs.expire and jobs.maintain take them back as ever.
 create function jobs.expire_due(n integer, p_now timestamptz, p_after timestamptz,
                                 p_leases boolean default true, p_waiting boolean default true,
+                                p_holder bigint default null,
                                 out leases integer, out waiting integer)
 language plpgsql as $$
 declare
@@ -42,6 +51,7 @@ begin
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
     from jobs.job_queue q
     where p_leases and q.lease_until <= p_now and q.lease_until > coalesce(p_after, '-infinity')
+      and (p_holder is null or q.lease_holder is distinct from p_holder)
     order by q.lease_until
     limit expire_due.n
     for update skip locked

@@ -31,9 +31,11 @@
 -- With remember (drain()'s claims), the session keeps where this claim found
 -- the head of the queue, and its next claim within a second starts there
 -- (see jobs.remembered_head); and up to when it found no passed lease (see
--- jobs.remembered_lease_floor).
+-- jobs.remembered_lease_floor). With holder (drain()'s claims: jobs.claim_json),
+-- its expiry leaves the passed leases of that drain's own deliveries to it
+-- (jobs.expire_due).
 create function jobs.pick(n integer, pattern text, max_timeout numeric, now timestamptz, queue text, filter jsonb,
-                          remember boolean default false, exclude jsonb[] default null)
+                          remember boolean default false, exclude jsonb[] default null, holder bigint default null)
 returns bigint[] language plpgsql as $$
 declare
   v_now timestamptz := coalesce(pick.now, pg_catalog.now());
@@ -101,6 +103,11 @@ begin
   -- Likewise one probe of the partial expiry index (empty unless waiting
   -- jobs have an expiry), for jobs whose expires_at passed (in any queue):
   -- they end in the same statement, so the next claim sees them at once.
+  -- The probe does not look at whose lease it found: a passed lease of the
+  -- holder's own, which its expiry leaves alone, keeps the floor where it
+  -- is (the expiry runs, and finds nothing else, on each claim until that
+  -- drain settles the job), so a claim on the session after that drain
+  -- died still finds the lease.
   if pick.remember then
     v_floor := jobs.remembered_lease_floor(v_now);
   end if;
@@ -111,7 +118,7 @@ begin
               where q.expires_at <= v_now and q.lease_until is null and q.waiting_deps = 0
               order by q.expires_at limit 1) is not null;
   if v_lease or v_stale then
-    perform jobs.expire_due(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor, v_lease, v_stale);
+    perform jobs.expire_due(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor, v_lease, v_stale, pick.holder);
   end if;
   if pick.remember and not v_lease then
     perform jobs.remember_lease_floor(v_now, v_floor is null);

@@ -3,6 +3,7 @@
 -- Claims up to n jobs as jobs.pick chooses them (see there for the
 -- arguments): marks them running with a lease ending at now + timeout,
 -- counts the attempt, records worker_id, and returns them in claim order.
+-- Its leases have no holder: any expiry takes them back once passed.
 -- The claim behind consume and consume_topic; drain() uses jobs.claim_json.
 create function jobs.claim(
   n           integer,
@@ -32,7 +33,8 @@ begin
     set attempt = q.attempt + 1,
         lease_until = v_now + make_interval(secs => q.timeout),
         started_at = v_now,
-        worker_id = claim.worker_id
+        worker_id = claim.worker_id,
+        lease_holder = null
     where q.job_id = any(v_ids)
     returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.lease_until,
               q.priority, q.scheduled_at, q.created_at, q.queue, q.attributes

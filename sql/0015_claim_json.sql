@@ -71,7 +71,14 @@ end $$;
 -- exceeds max_timeout (not the jobs exclude leaves: no budget would make
 -- this claim take them); it is computed only when the claim came back short.
 -- exclude (jobs.pick) comes after the settle's arrays: positional calls of
--- the arguments before it keep their meaning.
+-- the arguments before it keep their meaning; holder after it.
+-- holder: a token of the drain call (random, one per drain(): worker ids
+-- may be shared, and a successor after a crash may have its predecessor's),
+-- kept on the jobs it claims (lease_holder). Its claims leave the passed
+-- leases of its own deliveries to it (jobs.expire_due: its timer settles
+-- them, as timed out with their backoff), so a claim sent as a job's timer
+-- came due neither retries that job at once nor hands it out again while
+-- it runs here. Null: its expiry takes every passed lease, as jobs.claim's.
 -- "keyed" lists the claimed jobs that have a serial key (with their
 -- max_retries, in the same order), null when none has: each such job's end
 -- takes its key's lock, so a drain settles at most jobs.max_serial_keys()
@@ -91,7 +98,8 @@ create function jobs.claim_json(
   errors      text[]             default null,
   retry_at    timestamptz[]      default null,
   ms          double precision[] default null,
-  exclude     jsonb[]            default null
+  exclude     jsonb[]            default null,
+  holder      bigint             default null
 ) returns json language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
@@ -127,14 +135,16 @@ begin
   -- twice on its way out.
   -- now as given (null: the clock; pick's v_now is this one), for its expiry check.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, claim_json.now,
-                     claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude);
+                     claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude,
+                     holder => claim_json.holder);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q
       set attempt = q.attempt + 1,
           lease_until = v_now + make_interval(secs => q.timeout),
           started_at = v_now,
-          worker_id = claim_json.worker_id
+          worker_id = claim_json.worker_id,
+          lease_holder = claim_json.holder
       where q.job_id = any(v_ids)
       returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
                 q.scheduled_at, q.created_at, q.attributes, q.serial_key

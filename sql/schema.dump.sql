@@ -939,7 +939,8 @@ begin
     set attempt = q.attempt + 1,
         lease_until = v_now + make_interval(secs => q.timeout),
         started_at = v_now,
-        worker_id = claim.worker_id
+        worker_id = claim.worker_id,
+        lease_holder = null
     where q.job_id = any(v_ids)
     returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.lease_until,
               q.priority, q.scheduled_at, q.created_at, q.queue, q.attributes
@@ -990,10 +991,10 @@ begin
 end $$;
 
 --
--- Name: claim_json(integer, text, numeric, timestamp with time zone, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamp with time zone[], double precision[], jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: claim_json(integer, text, numeric, timestamp with time zone, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamp with time zone[], double precision[], jsonb[], bigint); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text, ids bigint[] DEFAULT NULL::bigint[], attempts integer[] DEFAULT NULL::integer[], outcomes text[] DEFAULT NULL::text[], results jsonb[] DEFAULT NULL::jsonb[], errors text[] DEFAULT NULL::text[], retry_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], ms double precision[] DEFAULT NULL::double precision[], exclude jsonb[] DEFAULT NULL::jsonb[]) RETURNS json
+CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text, ids bigint[] DEFAULT NULL::bigint[], attempts integer[] DEFAULT NULL::integer[], outcomes text[] DEFAULT NULL::text[], results jsonb[] DEFAULT NULL::jsonb[], errors text[] DEFAULT NULL::text[], retry_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], ms double precision[] DEFAULT NULL::double precision[], exclude jsonb[] DEFAULT NULL::jsonb[], holder bigint DEFAULT NULL::bigint) RETURNS json
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -1031,14 +1032,16 @@ begin
   -- twice on its way out.
   -- now as given (null: the clock; pick's v_now is this one), for its expiry check.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, claim_json.now,
-                     claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude);
+                     claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude,
+                     holder => claim_json.holder);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q
       set attempt = q.attempt + 1,
           lease_until = v_now + make_interval(secs => q.timeout),
           started_at = v_now,
-          worker_id = claim_json.worker_id
+          worker_id = claim_json.worker_id,
+          lease_holder = claim_json.holder
       where q.job_id = any(v_ids)
       returning q.job_id, q.task, q.body, q.attempt, q.max_retries, q.timeout, q.priority,
                 q.scheduled_at, q.created_at, q.attributes, q.serial_key
@@ -1363,7 +1366,7 @@ begin
   -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);
-  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[]), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
+  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[], bigint), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
   -- What CALL jobs.drain_sql calls besides claim and settle_arrays: the due
   -- ticks (which jobs.claim_json publishes too), two readers of what a
@@ -2045,10 +2048,10 @@ begin
 end $$;
 
 --
--- Name: expire_due(integer, timestamp with time zone, timestamp with time zone, boolean, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: expire_due(integer, timestamp with time zone, timestamp with time zone, boolean, boolean, bigint); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.expire_due(n integer, p_now timestamp with time zone, p_after timestamp with time zone, p_leases boolean DEFAULT true, p_waiting boolean DEFAULT true, OUT leases integer, OUT waiting integer) RETURNS record
+CREATE FUNCTION jobs.expire_due(n integer, p_now timestamp with time zone, p_after timestamp with time zone, p_leases boolean DEFAULT true, p_waiting boolean DEFAULT true, p_holder bigint DEFAULT NULL::bigint, OUT leases integer, OUT waiting integer) RETURNS record
     LANGUAGE plpgsql
     AS $$
 declare
@@ -2062,6 +2065,7 @@ begin
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
     from jobs.job_queue q
     where p_leases and q.lease_until <= p_now and q.lease_until > coalesce(p_after, '-infinity')
+      and (p_holder is null or q.lease_holder is distinct from p_holder)
     order by q.lease_until
     limit expire_due.n
     for update skip locked
@@ -2775,10 +2779,10 @@ exception when sqlstate 'PDC03' then
 end $$;
 
 --
--- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb, boolean, jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb, boolean, jsonb[], bigint); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb, remember boolean DEFAULT false, exclude jsonb[] DEFAULT NULL::jsonb[]) RETURNS bigint[]
+CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb, remember boolean DEFAULT false, exclude jsonb[] DEFAULT NULL::jsonb[], holder bigint DEFAULT NULL::bigint) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -2847,6 +2851,11 @@ begin
   -- Likewise one probe of the partial expiry index (empty unless waiting
   -- jobs have an expiry), for jobs whose expires_at passed (in any queue):
   -- they end in the same statement, so the next claim sees them at once.
+  -- The probe does not look at whose lease it found: a passed lease of the
+  -- holder's own, which its expiry leaves alone, keeps the floor where it
+  -- is (the expiry runs, and finds nothing else, on each claim until that
+  -- drain settles the job), so a claim on the session after that drain
+  -- died still finds the lease.
   if pick.remember then
     v_floor := jobs.remembered_lease_floor(v_now);
   end if;
@@ -2857,7 +2866,7 @@ begin
               where q.expires_at <= v_now and q.lease_until is null and q.waiting_deps = 0
               order by q.expires_at limit 1) is not null;
   if v_lease or v_stale then
-    perform jobs.expire_due(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor, v_lease, v_stale);
+    perform jobs.expire_due(greatest(pick.n, jobs.max_serial_keys()), v_now, v_floor, v_lease, v_stale, pick.holder);
   end if;
   if pick.remember and not v_lease then
     perform jobs.remember_lease_floor(v_now, v_floor is null);
@@ -6116,6 +6125,7 @@ CREATE TABLE jobs.job (
     serial_key text,
     attributes jsonb,
     worker_id text,
+    lease_holder bigint,
     retry_delay numeric,
     retry_backoff boolean,
     retry_delay_max numeric,
@@ -6150,6 +6160,7 @@ CREATE TABLE jobs.job_queue (
     waiting_deps integer DEFAULT 0 NOT NULL,
     attributes jsonb,
     worker_id text,
+    lease_holder bigint,
     cancel_requested_at timestamp with time zone,
     cancel_reason text,
     retry_delay numeric,
@@ -6315,6 +6326,7 @@ CREATE TABLE jobs.job_archive (
     serial_key text,
     attributes jsonb,
     worker_id text,
+    lease_holder bigint,
     retry_delay numeric,
     retry_backoff boolean,
     retry_delay_max numeric,

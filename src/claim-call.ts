@@ -13,19 +13,20 @@ const ROLLED_BACK = new Set(['40P01', '40001']);
 
 /**
  * A drain's claim, bound to what stays the same across its claims (topic,
- * queue, workerId; filter and exclude as JSON text): each call sends one
- * claim of up to n jobs whose timeout fits budgetMs, settling outcomes with
- * it, and returns the driver's own promise (no step added before the drain
- * reads the answer).
+ * queue, workerId; filter and exclude as JSON text; holder, the drain
+ * call's token: its claims leave its own passed leases to it): each call
+ * sends one claim of up to n jobs whose timeout fits budgetMs, settling
+ * outcomes with it, and returns the driver's own promise (no step added
+ * before the drain reads the answer).
  */
 export function claimCall(db: Queryable, topic: string | null, queue: string | null, filter: string | null,
-                          workerId: string, exclude: string[] | null) {
+                          workerId: string, exclude: string[] | null, holder: string) {
   return (n: number, budgetMs: number, outcomes: readonly Outcome[]): Promise<QueryResult<{ r: ClaimResult }>> =>
     db.query<{ r: ClaimResult }>(
       `select jobs.claim_json($1, $2, $3, null, $4, $5::jsonb, $6, $7::bigint[], $8::integer[], $9::text[],
-                                  $10::jsonb[], $11::text[], $12::timestamptz[], $13::float8[], $14::jsonb[]) as r`,
+                                  $10::jsonb[], $11::text[], $12::timestamptz[], $13::float8[], $14::jsonb[], $15::bigint) as r`,
       [n, topic, Math.floor(budgetMs) / 1000, queue, filter, workerId,
-       ...(outcomes.length > 0 ? outcomeArrays(outcomes) : NO_OUTCOMES), exclude],
+       ...(outcomes.length > 0 ? outcomeArrays(outcomes) : NO_OUTCOMES), exclude, holder],
     );
 }
 

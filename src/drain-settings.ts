@@ -60,6 +60,12 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
     // 48 random bits tell drains apart; a whole UUID would add 24 bytes to the
     // claimed row and to every job's history row.
     workerId: opts.workerId ?? `drain-${globalThis.crypto.randomUUID().slice(-12)}`,
+    /**
+     * This drain call's claims' token (jobs.claim_json's holder, as bigint
+     * text): they leave its own passed leases to its timers. Random per call,
+     * not the worker id: that may be shared, or a crashed drain's successor's.
+     */
+    holder: globalThis.crypto.getRandomValues(new BigInt64Array(1))[0]!.toString(),
     lingerMs: opts.lingerMs ?? 0,
     overrunMs: opts.overrunMs ?? DEFAULT_OVERRUN_MS,
     flushIntervalMs: opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS,

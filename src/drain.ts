@@ -57,7 +57,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
                             options: DrainOptions = {}): Promise<DrainReport> {
   const startedAt = Date.now();
   // Options checked, and what follows from them (drain-settings.ts). poolBound: the pool's size bounds concurrency.
-  const { args, opts, driver, poolBound, concurrency, refillAt, stopAt, filter, exclude, workerId, lingerMs, overrunMs,
+  const { args, opts, driver, poolBound, concurrency, refillAt, stopAt, filter, exclude, workerId, holder, lingerMs, overrunMs,
           flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
@@ -66,7 +66,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   // The drain's own round trips (claims, settles, cancel checks) go through db.
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
   const db = limit.bind(deps.db);
-  const claim = claimCall(db, opts.topic ?? null, opts.queue ?? null, filter, workerId, exclude);
+  const claim = claimCall(db, opts.topic ?? null, opts.queue ?? null, filter, workerId, exclude, holder);
   // Its final settle pauses between failed tries, never past the limit.
   const settler = new Settler(db, flushIntervalMs, workerId, pauseUntil(limit.signal));
   // ctx.progress and ctx.rateLimit: the handler's own round trips, as its

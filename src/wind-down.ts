@@ -17,12 +17,13 @@ export const LEASE_LOST = 'lease lost: the database no longer has this delivery 
 
 /**
  * A claim handed out again job `id`, whose earlier delivery still runs here:
- * its lease passed before its timer fired (a claim of this drain sent as the
- * timer came due and run once the lease had passed, an event loop blocked
- * past it, a clock far from the database's), and the claim's expiry gave it
- * back. That delivery's signal fires (LEASE_LOST) and it leaves `running`,
- * nacked (stale: the database has its attempt over), for the new one's entry;
- * replaced unended, its signal never fired and its timer found another entry.
+ * its lease passed before its timer fired (an event loop blocked past it, a
+ * clock far from the database's) and another expiry (another drain's claim,
+ * jobs.maintain; this drain's own claims leave its leases to its timers:
+ * jobs.claim_json's holder) gave it back. That delivery's signal fires
+ * (LEASE_LOST) and it leaves `running`, nacked (stale: the database has its
+ * attempt over), for the new one's entry; replaced unended, its signal never
+ * fired and its timer found another entry.
  */
 export function endEarlierDelivery(running: Map<string, Running>, id: string): void {
   const earlier = running.get(id);

@@ -1,8 +1,8 @@
 // A drain whose claim hands out again a job it still runs: the job's lease
-// passed before its timer fired (here set to have passed; on a loaded
-// machine, a claim sent as the timer came due and run once the lease had
-// passed), the claim's expiry gave it back, and the same claim took it.
-// Over a real PostgreSQL.
+// passed before its timer fired (here set to have passed; an event loop
+// blocked past it), another expiry gave it back (jobs.maintain's, here
+// jobs.expire: the drain's own claims leave its leases to its timers), and
+// the drain's next claim took it. Over a real PostgreSQL.
 import { expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import type { JobContext } from '../src/index.js';
@@ -19,14 +19,15 @@ it("a job its own drain claims again fires the earlier delivery's signal (lease 
   const q = createQueue({ driver: { ...db.driver, close: async () => {} } });
   q.defineTask('twice', async (_body: unknown, ctx: JobContext) => {
     if (ctx.job.attempt > 1) return secondRan();
-    // Its lease passes in the database while it runs here, its timer far off.
+    // Its lease passes in the database while it runs here, its timer far off, and an expiry not this drain's gives it back.
     await db.sql(`update jobs.job_queue set lease_until = now() where job_id = $1`, [ctx.job.id]);
+    expect(await db.sql(`select jobs.expire() as n`)).toEqual([{ n: 1 }]);
     await Promise.race([new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true })), returned]);
     reasons.push(ctx.signal.aborted ? (ctx.signal.reason as Error).message : 'not aborted');
   });
   const id = await q.publish('twice', null, { timeoutSeconds: 60 });
   const stop = new AbortController();
-  // Lingering, it claims again every 100 ms while the first delivery runs: one such claim expires that lease.
+  // Lingering, it claims again every 100 ms while the first delivery runs: one such claim takes the job again.
   const drained = q.drain(5, Date.now() + 120_000, { lingerMs: 120_000, pollMs: 100, signal: stop.signal });
   await ranAgain;
   stop.abort();
