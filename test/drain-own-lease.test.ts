@@ -3,10 +3,11 @@
 // as timed out with their backoff. Every other claim still expires them:
 // another drain's, and a crashed drain's successor's, under the same worker
 // id too. Leases are set to have passed in SQL while the handler waits on a
-// promise the test holds (to now(): past every claim so far, as a drain's
-// session probes only the leases that passed since its last claim found none,
-// jobs.remembered_lease_floor); no timing is asserted. Over a real PostgreSQL; the
-// crash is a built `pgdrain drain` process killed with -9.
+// promise the test holds; no timing is asserted. A session probes only the
+// leases that passed since its last claim found none (jobs.remembered_lease_floor),
+// and a lease written as passed may pass before a claim that began meanwhile:
+// the other drain has sessions of its own, as another process would. Over a
+// real PostgreSQL; the crash is a built `pgdrain drain` process killed with -9.
 import { beforeEach, expect, it, onTestFinished } from 'vitest';
 import { createQueue } from '../src/index.js';
 import type { JobContext } from '../src/index.js';
