@@ -15,15 +15,13 @@
 -- jobs (expired leases not yet reaped count), its claims serialized on an
 -- advisory lock until each commits so that no two see the same free slots;
 -- settles take no lock (one racing a claim only makes its count high). It
--- counts the slots of jobs.running_slot: the jobs its claims handed out that
--- still hold a lease. A queue without max_running takes no lock and counts
--- nothing.
+-- counts jobs.running_slot: jobs its claims handed out that still hold a
+-- lease. A queue without max_running takes no lock and counts nothing.
 -- A queue with group_concurrency hands out no more of a group's jobs (a
 -- job's group_id) than the cap of the job's tier (group_tiers) or
 -- group_concurrency, minus the group's running jobs (jobs.group_running:
 -- expired leases not yet reaped count), under the same lock; jobs without a
--- group are not held back (jobs.pick_grouped). A queue without it takes no
--- lock for it and counts nothing.
+-- group are not held back (jobs.pick_grouped); a queue without it, nothing.
 -- Returns null when nothing was picked.
 -- SQL tasks (sql:<schema>.<function>) run inside the database (jobs.drain_sql):
 -- only a claim whose pattern matches them hands them out, so a drain without a
@@ -31,9 +29,8 @@
 -- With remember (drain()'s claims), the session keeps where this claim found
 -- the head of the queue, and its next claim within a second starts there
 -- (see jobs.remembered_head); and up to when it found no passed lease (see
--- jobs.remembered_lease_floor). With holder (drain()'s claims: jobs.claim_json),
--- its expiry leaves the passed leases of that drain's own deliveries to it
--- (jobs.expire_due).
+-- jobs.remembered_lease_floor). With holder (jobs.claim_json), its expiry
+-- leaves the passed leases of that drain's own deliveries to it.
 create function jobs.pick(n integer, pattern text, max_timeout numeric, now timestamptz, queue text, filter jsonb,
                           remember boolean default false, exclude jsonb[] default null, holder bigint default null)
 returns bigint[] language plpgsql as $$
@@ -103,11 +100,9 @@ begin
   -- Likewise one probe of the partial expiry index (empty unless waiting
   -- jobs have an expiry), for jobs whose expires_at passed (in any queue):
   -- they end in the same statement, so the next claim sees them at once.
-  -- The probe does not look at whose lease it found: a passed lease of the
-  -- holder's own, which its expiry leaves alone, keeps the floor where it
-  -- is (the expiry runs, and finds nothing else, on each claim until that
-  -- drain settles the job), so a claim on the session after that drain
-  -- died still finds the lease.
+  -- The probe ignores whose lease it found: the holder's own passed lease,
+  -- left alone, keeps the floor (the expiry runs on each claim until that
+  -- drain settles it), so a claim after that drain died still finds it.
   if pick.remember then
     v_floor := jobs.remembered_lease_floor(v_now);
   end if;
@@ -145,8 +140,8 @@ begin
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
     -- The other slots go: their job ended, was retried, released or expired,
-    -- or a dedupe replace moved it to another queue while it waited, or its
-    -- cancel was deferred after a release (jobs.running_count).
+    -- moved queue by a dedupe replace, or its cancel was deferred after a
+    -- release (jobs.running_count).
     delete from jobs.running_slot s where s.queue = v_queue
       and not exists (select 1 from jobs.job_queue q
                       where q.job_id = s.job_id and q.queue = v_queue and q.lease_until is not null and q.attempt > 0);

@@ -2851,11 +2851,9 @@ begin
   -- Likewise one probe of the partial expiry index (empty unless waiting
   -- jobs have an expiry), for jobs whose expires_at passed (in any queue):
   -- they end in the same statement, so the next claim sees them at once.
-  -- The probe does not look at whose lease it found: a passed lease of the
-  -- holder's own, which its expiry leaves alone, keeps the floor where it
-  -- is (the expiry runs, and finds nothing else, on each claim until that
-  -- drain settles the job), so a claim on the session after that drain
-  -- died still finds the lease.
+  -- The probe ignores whose lease it found: the holder's own passed lease,
+  -- left alone, keeps the floor (the expiry runs on each claim until that
+  -- drain settles it), so a claim after that drain died still finds it.
   if pick.remember then
     v_floor := jobs.remembered_lease_floor(v_now);
   end if;
@@ -2893,8 +2891,8 @@ begin
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
     -- The other slots go: their job ended, was retried, released or expired,
-    -- or a dedupe replace moved it to another queue while it waited, or its
-    -- cancel was deferred after a release (jobs.running_count).
+    -- moved queue by a dedupe replace, or its cancel was deferred after a
+    -- release (jobs.running_count).
     delete from jobs.running_slot s where s.queue = v_queue
       and not exists (select 1 from jobs.job_queue q
                       where q.job_id = s.job_id and q.queue = v_queue and q.lease_until is not null and q.attempt > 0);
