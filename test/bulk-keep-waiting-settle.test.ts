@@ -103,4 +103,38 @@ describe('bulk keep_waiting: a holder a settle is ending is waited for, not answ
         .toEqual([{ dedupe_key: 'k1' }, { dedupe_key: 'k2' }]);
     });
   });
+
+  it('holders settled one after another, another held at each pass: each waited for in turn, no PD011 after four passes', async () => {
+    // Drains settling a big bulk's running holders batch after batch: each pass finds a new one held, and gets further.
+    const keys = ['m1', 'm2', 'm3', 'm4', 'm5'];
+    const holders: string[] = [];
+    for (const [i, k] of keys.entries()) holders.push(await running(k, `t${i}`));
+    const settlers = await Promise.all(keys.map(() => session()));
+    const publisher = await session();
+    try {
+      await settlers[0]!.query('begin');
+      await settlers[0]!.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [holders[0]]);
+      const answer = outcome(publisher.query(`select jobs.publish_arrays(array_fill('sync.user'::text, array[5]), dedupe_keys => $1::text[],
+                                                dedupe_modes => array_fill('keep_waiting'::text, array[5]))::text[] as ids`, [keys]));
+      expect(await waits(publisher, answer)).toBe(true);
+      for (let i = 1; i < keys.length; i++) {
+        // The next holder's settle takes its row before this one's commits: the bulk's next pass finds it held.
+        await settlers[i]!.query('begin');
+        await settlers[i]!.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [holders[i]]);
+        await settlers[i - 1]!.query(`select jobs.ack($1::bigint)`, [holders[i - 1]]);
+        await settlers[i - 1]!.query('commit');
+        // Unfixed: the fourth pass refused it (PD011 dedupe_key, kept changing hands) with the fifth holder held.
+        expect(await waits(publisher, answer), `pass ${i + 1}: ${JSON.stringify(await Promise.race([answer, 'waiting']))}`).toBe(true);
+      }
+      await settlers[4]!.query(`select jobs.ack($1::bigint)`, [holders[4]]);
+      await settlers[4]!.query('commit');
+      const [{ ids }] = await answer as [{ ids: string[] }];
+      expect(ids.filter((id) => holders.includes(id))).toEqual([]);
+      expect(await sql(`select dedupe_key, serial_key from jobs.job_queue where job_id = any($1::bigint[]) order by dedupe_key`, [ids]))
+        .toEqual(keys.map((k) => ({ dedupe_key: k, serial_key: null })));
+      expect(await sql(`select count(*)::int as n from jobs.job where status = 'success'`)).toEqual([{ n: 5 }]);
+    } finally {
+      await Promise.all(settlers.map((s) => s.query('rollback')));
+    }
+  });
 });
