@@ -202,28 +202,47 @@ export function hasTransactionalTask(tasks: TaskMap): boolean {
   return false;
 }
 
+/** What a task name's lookup threw (an export that is a getter): runHandler fails the job with it. */
+export class LookupThrew {
+  constructor(readonly error: unknown) {}
+}
+
+/** A job's task as a drain finds it, once per job (handlerOf): its handler, none, or what the lookup threw. */
+export type Found = Handler | undefined | LookupThrew;
+
 /**
- * The batch spec of a task name, read from the handler the name resolves to
- * now (as runHandler resolves it: a task an instance holds too, one defined
- * or replaced while a drain runs); undefined for a plain task, or one whose
- * lookup throws (runHandler then fails its jobs alone, with that error).
- * The name is looked up each time (10-100 ns by its path; a defined name
- * through the drain's TaskLookup, walked once): a cache by name went stale.
+ * The handler a task name resolves to now, through the drain's lookup (a
+ * task an instance holds too, one defined or replaced while a drain runs);
+ * a throw comes back as a LookupThrew, for runHandler to fail the job alone.
+ * Looked up each time (10-100 ns by its path; a defined name through the
+ * drain's TaskLookup, walked once): a cache by name went stale.
  */
-export function batchLookup(lookup: TaskLookup): (task: string) => BatchSpec | undefined {
+export function handlerOf(lookup: TaskLookup, task: string): Found {
+  try {
+    return lookup.resolve(task);
+  } catch (error) {
+    return new LookupThrew(error);
+  }
+}
+
+/**
+ * The batch spec of a found handler (handlerOf); undefined for a plain task,
+ * none found, or a handler that throws when read (a Proxy: runHandler meets
+ * it again and fails its jobs alone, with that error).
+ */
+export function batchSpecs(): (found: Found) => BatchSpec | undefined {
   const specs = new WeakMap<Handler, BatchSpec>(); // one per handler: a claim's jobs of it make one group
-  return (task) => {
-    let handler: Handler | undefined;
+  return (found) => {
+    if (typeof found !== 'function') return undefined;
     let maxSize: unknown;
     try {
-      handler = lookup.resolve(task);
-      maxSize = handler && (handler as unknown as Record<symbol, unknown>)[BATCH];
+      maxSize = (found as unknown as Record<symbol, unknown>)[BATCH];
     } catch {
-      return undefined; // a lookup or a Proxy handler that throws: runHandler meets it again and fails the job
+      return undefined;
     }
     if (typeof maxSize !== 'number') return undefined;
-    let spec = specs.get(handler!);
-    if (!spec) specs.set(handler!, spec = { call: handler as unknown as BatchHandler, maxSize });
+    let spec = specs.get(found);
+    if (!spec) specs.set(found, spec = { call: found as unknown as BatchHandler, maxSize });
     return spec;
   };
 }

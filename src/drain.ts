@@ -3,7 +3,7 @@ import { watchCancels } from './cancel-watch.js';
 import { claimCall, rolledBackWhole } from './claim-call.js';
 import { translateError } from './errors.js';
 import type { DrainOptions } from './drain-options.js';
-import { batchLookup } from './define-task.js';
+import { batchSpecs, handlerOf, type Found } from './define-task.js';
 import { drainSettings, type DrainDeps } from './drain-settings.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { FailureList } from './failure-list.js';
@@ -146,21 +146,20 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     return end;
   };
-  const host: RunHost = { deps, lookup, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
+  const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
     signalled: () => stoppedBy === 'signal',
     returned(run, outcome) {
       handlers--;
       run.finish(outcome);
       if (poolBound) wake(); // one that ran on past its settling frees its connection only now
     } };
-  const start = (job: Job, claimSentAt: number, now: number, end: number) => {
+  const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, end < claimSentAt + job.timeout * 1000); // in running and timeouts
     handlers++;
     hooks?.started(job);
-    run.runHandler();
+    run.runHandler(handler);
   };
-  // Whether a job's task runs as a batch (its handler looked up, as runHandler does); a runner once one does.
-  const batchOf = batchLookup(lookup);
+  const batchOf = batchSpecs(); // whether a job's task runs as a batch (its handler's spec); a runner once one does
   let batchRunner: BatchRunner | undefined;
   const newBatchRunner = () => new BatchRunner({ running, timeouts, hooks, publish, rateLimit, settled,
     calling(n) {
@@ -175,14 +174,15 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     const { jobs, count } = result;
     if (jobs?.keyed) settler.claimedKeyed(jobs.keyed, jobs.keyedMaxRetries!); // before any of their outcomes
     const now = Date.now();
-    for (let i = 0, ids = claimedIds(jobs); i < count; i++) {
+    for (let i = 0, ids = claimedIds(jobs), ranBefore = running.size > 0; i < count; i++) {
       const job = toJob(jobs!, ids, i, result.queue, result.now);
-      if (running.size > 0) endEarlierDelivery(running, job.id); // its lease passed while it ran here
+      if (ranBefore) endEarlierDelivery(running, job.id); // its lease passed while it ran here (a job of an earlier claim)
       const end = endOf(job, claimSentAt, now);
       if (end === 0) continue;
-      const spec = batchOf(job.task);
+      const handler = handlerOf(lookup, job.task); // once per job: runHandler calls what batchOf read
+      const spec = batchOf(handler);
       if (spec) (batchRunner ??= newBatchRunner()).add(spec, job);
-      else start(job, claimSentAt, now, end);
+      else start(job, claimSentAt, now, end, handler);
     }
     batchRunner?.start(claimSentAt, stopAt, now);
   };

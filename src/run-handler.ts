@@ -1,5 +1,5 @@
 // One job's handler, run: what it returns, throws or rejects with becomes the outcome drain() settles.
-import { heartbeatOf, isTransactional } from './define-task.js';
+import { heartbeatOf, isTransactional, LookupThrew, type Found } from './define-task.js';
 import { runTransactional } from './run-transactional.js';
 import type { DrainDeps } from './drain.js';
 import type { Thrown } from './drain-hooks.js';
@@ -10,7 +10,6 @@ import { askedOutcome } from './job-errors.js';
 import { resultJson } from './json-text.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
-import type { TaskLookup } from './tasks.js';
 import type { TimeoutGroup, Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
 import { LEASE_LOST, type Running } from './wind-down.js';
@@ -18,8 +17,6 @@ import { LEASE_LOST, type Running } from './wind-down.js';
 /** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
 export interface RunHost {
   deps: DrainDeps;
-  /** The drain's handler lookup (defined names walked once per drain, not per job). */
-  lookup: TaskLookup;
   publish: DrainDeps['publish'];
   settler: Settler;
   progress: ProgressSink;
@@ -180,19 +177,19 @@ export class JobRun implements Running, LeaseHolder {
   }
 
   /**
-   * Calls the handler and hands whatever happens, as an outcome, to
-   * host.returned: always in a later microtask, as for an async handler;
-   * null when a transactional handler already settled its job (counted
-   * into host.settler).
+   * Calls the handler (what the drain found for the job's task: handlerOf)
+   * and hands whatever happens, as an outcome, to host.returned: always in a
+   * later microtask, as for an async handler; null when a transactional
+   * handler already settled its job (counted into host.settler).
    */
-  runHandler(): void {
+  runHandler(handler: Found): void {
     const { job, host } = this;
     this.began = Date.now();
-    let handler: Handler | undefined;
+    // An export may be a getter that throws, a handler a Proxy that throws when read.
+    if (handler instanceof LookupThrew) return this.answer(thrownOutcome(job.id, job.attempt, handler.error));
     let transactional = false;
     let heartbeat: number | undefined;
     try {
-      handler = host.lookup.resolve(job.task); // an export may be a getter that throws
       if (handler !== undefined) {
         transactional = isTransactional(handler);
         heartbeat = heartbeatOf(handler);

@@ -72,6 +72,24 @@ describe('a drain of tasks defined under other export names', () => {
   });
 });
 
+describe('a job\'s handler', () => {
+  it('is looked up once per job: an export that is a getter is read once, and what it answered is what runs', async () => {
+    let reads = 0;
+    const tasks = {
+      // Its reads alternate between a batch task and a plain one: a second read could run the other.
+      get flip(): unknown {
+        return ++reads % 2 === 1
+          ? defineTask('flip', async (jobs: unknown[]) => jobs.map(() => 'batch'), { batch: true })
+          : async () => 'plain';
+      },
+    } as TaskMap;
+    await publishAll(['flip', 'flip', 'flip', 'flip']);
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 4, succeeded: 4 });
+    expect(reads).toBe(5); // one by the drain's start (hasTransactionalTask), then one per job
+    expect((await outcomes()).map((o) => o.outcome)).toEqual(['plain', 'batch', 'plain', 'batch']);
+  });
+});
+
 describe('exports that change while a drain runs', () => {
   it('a live binding reassigned, definitions moved between exports, a task added: each next job runs what is there now', async () => {
     live.replace(1);
