@@ -11,11 +11,12 @@ import { isError, thrownOutcome } from './run-handler.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { Expiring, Timeouts } from './timeouts.js';
 import type { Job } from './types.js';
+import type { RunningJobs } from './running-jobs.js';
 import type { Running } from './wind-down.js';
 
 /** What a batch call needs of its drain. */
 export interface BatchHost {
-  running: Map<string, Running>;
+  running: RunningJobs;
   timeouts: Timeouts;
   hooks: DrainHooks | undefined;
   publish: DrainDeps['publish'];

@@ -11,11 +11,12 @@ import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
 import { rateLimiter } from './rate-limit.js';
 import { JobRun, type RunHost } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
+import { RunningJobs } from './running-jobs.js';
 import type { Outcome } from './outcome-arrays.js';
 import { pauseUntil, Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
 import { timerAt, Timeouts } from './timeouts.js';
-import { endEarlierDelivery, windDown, type Running } from './wind-down.js';
+import { endEarlierDelivery, windDown } from './wind-down.js';
 import type { DrainReport, Job, StoppedBy } from './types.js';
 
 export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS,
@@ -63,9 +64,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
   let lastLook: 'no' | 'due' | 'done' = 'no'; // lingered until stopAt: one more claim, with no budget, counts what is due
 
-  // The drain's own round trips (claims, settles, cancel checks) go through db.
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
-  const db = limit.bind(deps.db);
+  const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)
   const claim = claimCall(db, opts.topic ?? null, opts.queue ?? null, filter, workerId, exclude, holder);
   // Its final settle pauses between failed tries, never past the limit.
   const settler = new Settler(db, flushIntervalMs, workerId, pauseUntil(limit.signal));
@@ -75,7 +75,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const progressSink = { db: deps.db, workerId };
   const rateLimit = rateLimiter(deps.db);
   const hooks = DrainHooks.of(opts); // undefined without hooks: no event is built per job
-  const running = new Map<string, Running>();
+  const running = new RunningJobs();
   const failures = new FailureList();
   let claimError: unknown;
   let rolledBack = 0; // claims in a row a deadlock or serialization failure rolled back

@@ -12,6 +12,7 @@ import type { Outcome } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
 import type { TimeoutGroup, Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
+import type { RunningJobs } from './running-jobs.js';
 import { LEASE_LOST, type Running } from './wind-down.js';
 
 /** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
@@ -21,7 +22,7 @@ export interface RunHost {
   settler: Settler;
   progress: ProgressSink;
   rateLimit: RateLimit;
-  running: Map<string, Running>;
+  running: RunningJobs;
   timeouts: Timeouts;
   /** The drain's stop (epoch ms): no job's timer goes past it, an extended one's neither. */
   stopAt: number;

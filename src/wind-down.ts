@@ -1,5 +1,6 @@
 import type { LazySignal } from './job-context.js';
 import type { Outcome } from './outcome-arrays.js';
+import type { RunningJobs } from './running-jobs.js';
 import type { Job } from './types.js';
 
 /** A job drain() has started and not yet settled. */
@@ -25,7 +26,7 @@ export const LEASE_LOST = 'lease lost: the database no longer has this delivery 
  * attempt over), for the new one's entry; replaced unended, its signal never
  * fired and its timer found another entry.
  */
-export function endEarlierDelivery(running: Map<string, Running>, id: string): void {
+export function endEarlierDelivery(running: RunningJobs, id: string): void {
   const earlier = running.get(id);
   if (earlier === undefined) return;
   earlier.signal.abort(new Error(LEASE_LOST));
@@ -36,7 +37,7 @@ export function endEarlierDelivery(running: Map<string, Running>, id: string): v
  * Waits for running jobs; after graceMs (if given), or at once when
  * hardSignal fires, aborts and releases the rest.
  */
-export async function windDown(running: Map<string, Running>, graceMs: number | undefined,
+export async function windDown(running: RunningJobs, graceMs: number | undefined,
                                 changed: () => Promise<void>, hardSignal?: AbortSignal): Promise<void> {
   let graceOver = false;
   const giveBack = () => {
