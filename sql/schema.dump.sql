@@ -3593,6 +3593,7 @@ declare
   v_left bigint;  -- the steps the schedules before this one left
   v_kept bigint;  -- and those this one's searches left, so far
   v_next timestamptz;
+  v_job bigint;  -- a backfill tick's job, its publish not yet kept
   v_error text;
   v_stopped boolean;
   v_hint text;
@@ -3661,15 +3662,31 @@ begin
       v_last := null;
       v_n := 0;
       while v_tick <= v_now and v_n < 100 loop
-        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
-                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
-                             group_id => r.group_id, group_tier => r.group_tier,
-                             attributes => jobs.schedule_attributes(r.name, v_tick));
+        -- Each search of a COUNT rule counts from DTSTART, so many ticks can
+        -- cost more than the budget that pays for any one: out of steps
+        -- after a tick of this call, this tick's publish is undone and the
+        -- next call goes on from it (the ticks before it stay published).
+        begin
+          v_job := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
+                                priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                                dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                                group_id => r.group_id, group_tier => r.group_tier,
+                                attributes => jobs.schedule_attributes(r.name, v_tick));
+          v_next := jobs.cron_tick(r.cron, v_tick, r.tz);
+        exception when others then
+          get stacked diagnostics v_hint = pg_exception_hint;
+          if v_n > 0 and sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint() then
+            perform set_config('pgdrain.tick_steps', '0', true);
+            v_kept := 0;
+            exit;
+          end if;
+          raise;
+        end;
+        v_kept := current_setting('pgdrain.tick_steps')::bigint;
+        v_id := v_job;
         v_last := v_tick;
         v_n := v_n + 1;
-        v_tick := jobs.cron_tick(r.cron, v_tick, r.tz);
-        v_kept := current_setting('pgdrain.tick_steps')::bigint;
+        v_tick := v_next;
       end loop;
       if r.dedupe_key is not null or r.serial_key is not null then
         perform set_config('lock_timeout', v_lock_timeout, true);
