@@ -142,7 +142,8 @@ end $$;
 -- them they raise PDC01 naming cron (a catchable error): jobs.schedule
 -- refuses the rule, and a claim records it in the schedule's last_error and
 -- stops the schedule. The steps left are setting pgdrain.tick_steps, for the
--- transaction: jobs.cron_tick gives one evaluation the budget when nothing
+-- transaction ('<n> steps left', jobs.tick_steps_give; no other value is a
+-- budget): jobs.cron_tick gives one evaluation the budget when nothing
 -- has (a search called alone takes a whole one), and
 -- jobs.publish_due_schedules gives it to all the ticks of one call.
 
@@ -151,18 +152,34 @@ end $$;
 create function jobs.max_tick_steps()
 returns integer language sql immutable as $$ select 50000 $$;
 
+-- Whether an evaluation is under way: the setting as jobs.tick_steps_give
+-- words it ('<n> steps left'). Any other value (a session's SET, a role's
+-- or database's default: a number, a typo) is none, never a budget: it can
+-- neither refuse a rule nor fail a call.
+create function jobs.tick_steps_under_way()
+returns boolean language sql stable as $$
+  select coalesce(current_setting('pgdrain.tick_steps', true) ~ '^[0-9]{1,18} steps left$', false)
+$$;
+
 -- The steps the evaluation under way has left (none under way: a whole budget).
 create function jobs.tick_steps_left()
 returns bigint language sql stable as $$
-  select coalesce(nullif(current_setting('pgdrain.tick_steps', true), '')::bigint, jobs.max_tick_steps())
+  select coalesce((regexp_match(current_setting('pgdrain.tick_steps', true), '^([0-9]{1,18}) steps left$'))[1]::bigint,
+                  jobs.max_tick_steps())
+$$;
+
+-- Gives the evaluation under way p_left steps (for the transaction).
+create function jobs.tick_steps_give(p_left bigint)
+returns void language sql as $$
+  select set_config('pgdrain.tick_steps', greatest(p_left, 0) || ' steps left', true)
 $$;
 
 -- Records the steps a search leaves, for the evaluation under way (none: nothing to record).
 create function jobs.tick_steps_keep(p_left bigint)
 returns void language plpgsql as $$
 begin
-  if coalesce(current_setting('pgdrain.tick_steps', true), '') <> '' then
-    perform set_config('pgdrain.tick_steps', greatest(p_left, 0)::text, true);
+  if jobs.tick_steps_under_way() then
+    perform jobs.tick_steps_give(p_left);
   end if;
 end $$;
 

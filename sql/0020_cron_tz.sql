@@ -135,16 +135,17 @@ returns timestamptz language plpgsql immutable set search_path = pg_catalog, pg_
 declare
   v_spec jobs.cron_spec;
   v_next timestamptz;
-  v_own boolean := coalesce(current_setting('pgdrain.tick_steps', true), '') = '';
+  v_own boolean := not jobs.tick_steps_under_way();
+  v_prior text := current_setting('pgdrain.tick_steps', true);  -- given back when v_own
 begin
   if v_own then
     -- Left set only by an error, which its (sub)transaction's rollback undoes.
-    perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
+    perform jobs.tick_steps_give(jobs.max_tick_steps());
   end if;
   if jobs.is_rrule(cron_tick.cron) and cron_tick.after is not null then
     v_next := jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
     if v_own then
-      perform set_config('pgdrain.tick_steps', '', true);
+      perform set_config('pgdrain.tick_steps', coalesce(v_prior, ''), true);
     end if;
     return v_next;
   elsif jobs.is_rrule(cron_tick.cron) then
@@ -158,7 +159,7 @@ begin
   v_next := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
                  else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
   if v_own then
-    perform set_config('pgdrain.tick_steps', '', true);
+    perform set_config('pgdrain.tick_steps', coalesce(v_prior, ''), true);
   end if;
   if v_next is null then
     perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_tick.cron)));

@@ -121,14 +121,14 @@ declare
   v_hint text;
   v_out boolean;  -- a search ran out of steps
 begin
-  perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
+  perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
     select * from jobs.recurring s
     where s.runner = 'drains' and s.next_run_at <= v_now
     order by s.next_run_at
     for update skip locked
   loop
-    v_left := current_setting('pgdrain.tick_steps')::bigint;
+    v_left := jobs.tick_steps_left();
     exit when v_left <= 0;  -- spent: the schedules left stay due
     v_kept := v_left;
     begin
@@ -179,7 +179,7 @@ begin
       v_from := v_now - make_interval(secs => r.backfill::float8);
       if v_tick < v_from then
         v_tick := jobs.cron_tick(r.cron, v_from - interval '1 microsecond', r.tz);
-        v_kept := current_setting('pgdrain.tick_steps')::bigint;
+        v_kept := jobs.tick_steps_left();
       end if;
       v_last := null;
       v_n := 0;
@@ -198,13 +198,13 @@ begin
         exception when others then
           get stacked diagnostics v_hint = pg_exception_hint;
           if v_n > 0 and sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint() then
-            perform set_config('pgdrain.tick_steps', '0', true);
+            perform jobs.tick_steps_give(0);
             v_kept := 0;
             exit;
           end if;
           raise;
         end;
-        v_kept := current_setting('pgdrain.tick_steps')::bigint;
+        v_kept := jobs.tick_steps_left();
         v_id := v_job;
         v_last := v_tick;
         v_n := v_n + 1;
@@ -226,7 +226,7 @@ begin
       -- the whole rest of the budget): taken again.
       get stacked diagnostics v_hint = pg_exception_hint;
       v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
-      perform set_config('pgdrain.tick_steps', case when v_out then 0 else v_kept end::text, true);
+      perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
       -- A keyed tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
@@ -246,7 +246,7 @@ begin
         exception when others then
           get stacked diagnostics v_hint = pg_exception_hint;
           v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
-          perform set_config('pgdrain.tick_steps', case when v_out then 0 else v_kept end::text, true);
+          perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
           v_error := format('%s; its next tick: %s (SQLSTATE %s)', v_error, sqlerrm, sqlstate);
           v_stopped := true;
         end;

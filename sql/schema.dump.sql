@@ -1554,16 +1554,17 @@ CREATE FUNCTION jobs.cron_tick(cron text, after timestamp with time zone, tz tex
 declare
   v_spec jobs.cron_spec;
   v_next timestamptz;
-  v_own boolean := coalesce(current_setting('pgdrain.tick_steps', true), '') = '';
+  v_own boolean := not jobs.tick_steps_under_way();
+  v_prior text := current_setting('pgdrain.tick_steps', true);  -- given back when v_own
 begin
   if v_own then
     -- Left set only by an error, which its (sub)transaction's rollback undoes.
-    perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
+    perform jobs.tick_steps_give(jobs.max_tick_steps());
   end if;
   if jobs.is_rrule(cron_tick.cron) and cron_tick.after is not null then
     v_next := jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
     if v_own then
-      perform set_config('pgdrain.tick_steps', '', true);
+      perform set_config('pgdrain.tick_steps', coalesce(v_prior, ''), true);
     end if;
     return v_next;
   elsif jobs.is_rrule(cron_tick.cron) then
@@ -1577,7 +1578,7 @@ begin
   v_next := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
                  else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
   if v_own then
-    perform set_config('pgdrain.tick_steps', '', true);
+    perform set_config('pgdrain.tick_steps', coalesce(v_prior, ''), true);
   end if;
   if v_next is null then
     perform jobs.raise_invalid('PDC01', 'cron', format('%s never fires: no date matches it', quote_literal(cron_tick.cron)));
@@ -3599,14 +3600,14 @@ declare
   v_hint text;
   v_out boolean;  -- a search ran out of steps
 begin
-  perform set_config('pgdrain.tick_steps', jobs.max_tick_steps()::text, true);
+  perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
     select * from jobs.recurring s
     where s.runner = 'drains' and s.next_run_at <= v_now
     order by s.next_run_at
     for update skip locked
   loop
-    v_left := current_setting('pgdrain.tick_steps')::bigint;
+    v_left := jobs.tick_steps_left();
     exit when v_left <= 0;  -- spent: the schedules left stay due
     v_kept := v_left;
     begin
@@ -3657,7 +3658,7 @@ begin
       v_from := v_now - make_interval(secs => r.backfill::float8);
       if v_tick < v_from then
         v_tick := jobs.cron_tick(r.cron, v_from - interval '1 microsecond', r.tz);
-        v_kept := current_setting('pgdrain.tick_steps')::bigint;
+        v_kept := jobs.tick_steps_left();
       end if;
       v_last := null;
       v_n := 0;
@@ -3676,13 +3677,13 @@ begin
         exception when others then
           get stacked diagnostics v_hint = pg_exception_hint;
           if v_n > 0 and sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint() then
-            perform set_config('pgdrain.tick_steps', '0', true);
+            perform jobs.tick_steps_give(0);
             v_kept := 0;
             exit;
           end if;
           raise;
         end;
-        v_kept := current_setting('pgdrain.tick_steps')::bigint;
+        v_kept := jobs.tick_steps_left();
         v_id := v_job;
         v_last := v_tick;
         v_n := v_n + 1;
@@ -3704,7 +3705,7 @@ begin
       -- the whole rest of the budget): taken again.
       get stacked diagnostics v_hint = pg_exception_hint;
       v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
-      perform set_config('pgdrain.tick_steps', case when v_out then 0 else v_kept end::text, true);
+      perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
       -- A keyed tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
@@ -3724,7 +3725,7 @@ begin
         exception when others then
           get stacked diagnostics v_hint = pg_exception_hint;
           v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
-          perform set_config('pgdrain.tick_steps', case when v_out then 0 else v_kept end::text, true);
+          perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
           v_error := format('%s; its next tick: %s (SQLSTATE %s)', v_error, sqlerrm, sqlstate);
           v_stopped := true;
         end;
@@ -5991,6 +5992,16 @@ begin
 end $$;
 
 --
+-- Name: tick_steps_give(bigint); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_steps_give(p_left bigint) RETURNS void
+    LANGUAGE sql
+    AS $$
+  select set_config('pgdrain.tick_steps', greatest(p_left, 0) || ' steps left', true)
+$$;
+
+--
 -- Name: tick_steps_hint(); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -6008,8 +6019,8 @@ CREATE FUNCTION jobs.tick_steps_keep(p_left bigint) RETURNS void
     LANGUAGE plpgsql
     AS $$
 begin
-  if coalesce(current_setting('pgdrain.tick_steps', true), '') <> '' then
-    perform set_config('pgdrain.tick_steps', greatest(p_left, 0)::text, true);
+  if jobs.tick_steps_under_way() then
+    perform jobs.tick_steps_give(p_left);
   end if;
 end $$;
 
@@ -6019,9 +6030,10 @@ end $$;
 
 CREATE FUNCTION jobs.tick_steps_left() RETURNS bigint
     LANGUAGE sql STABLE
-    AS $$
-  select coalesce(nullif(current_setting('pgdrain.tick_steps', true), '')::bigint, jobs.max_tick_steps())
-$$;
+    AS $_$
+  select coalesce((regexp_match(current_setting('pgdrain.tick_steps', true), '^([0-9]{1,18}) steps left$'))[1]::bigint,
+                  jobs.max_tick_steps())
+$_$;
 
 --
 -- Name: tick_steps_spent(text, timestamp without time zone); Type: FUNCTION; Schema: jobs; Owner: -
@@ -6037,6 +6049,16 @@ begin
     p_what, jobs.max_tick_steps(), p_reached)
   using errcode = 'PDC01', column = 'cron', hint = jobs.tick_steps_hint();
 end $$;
+
+--
+-- Name: tick_steps_under_way(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_steps_under_way() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $_$
+  select coalesce(current_setting('pgdrain.tick_steps', true) ~ '^[0-9]{1,18} steps left$', false)
+$_$;
 
 --
 -- Name: tz_change(text, interval, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
