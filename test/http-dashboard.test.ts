@@ -197,6 +197,23 @@ describe('GET /dashboard: content', () => {
     }
   });
 
+  it("says a schedule a tick stopped (its next tick past a tick's budget) has no next run, and to see its last error", async () => {
+    // Odd minutes on a 2-minute step (never any) with a COUNT counted from year 1: past
+    // jobs.max_tick_steps() at its tick, so the claim stops it (sql/0023).
+    const odd = Array.from({ length: 30 }, (_, i) => 2 * i + 1).join(',');
+    await sql(`insert into jobs.recurring (name, cron, task, runner, queue, next_run_at, created_at, updated_at)
+               values ('ancient', $1, 'dash.ancient', 'drains', 'dash', '2030-01-01Z', '2030-01-01Z', '2030-01-01Z')`,
+              [`DTSTART:00010101T000000Z\nRRULE:FREQ=MINUTELY;INTERVAL=2;BYMINUTE=${odd};COUNT=1000`]);
+    try {
+      await sql(`select jobs.publish_due_schedules('2030-01-01T00:00:30Z')`);
+      const stopped = row((await get('/dashboard')).text, 'ancient')!;
+      expect(stopped[6]).toBe('none: see the last error');
+      expect(stopped[8]).toMatch(/^stopped until jobs\.schedule is called for it again: cron: counting the occurrences of COUNT/);
+    } finally {
+      await sql(`select jobs.unschedule('ancient')`);
+    }
+  });
+
   it('is read-only and refreshes itself: no form, no script, a meta refresh', async () => {
     const { text } = await get('/dashboard');
     expect(text).toContain('<meta http-equiv="refresh" content="10">');
