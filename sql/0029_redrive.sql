@@ -152,6 +152,11 @@ begin
            p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter, p.group_id, p.group_tier
     from jobs.job p
     where p.job_id = any(v_ids)
+    -- In one order of their dedupe keys: a concurrent redrive whose jobs
+    -- share keys with these waits at the first key both take (an
+    -- uncommitted entry of the unique index), rather than each holding one
+    -- the other then waits for (40P01).
+    order by p.dedupe_key
     on conflict do nothing
     returning job_id
   ), gone as (
