@@ -87,3 +87,30 @@ it('an admin call through a frozen network is given up when its signal fires, it
     await proxy.close();
   }
 });
+
+it('a call given up while it waits for a connection leaves the connection it then gets open in the pool: it sent nothing on it', async () => {
+  await sql(`select jobs.create_queue('waits')`);
+  const driver = pgDriver(db.url, { max: 1 });
+  const one = createQueue({ driver });
+  try {
+    const pidOf = async (q: { query: typeof driver.query }) => (await q.query<{ p: number }>('select pg_backend_pid() as p')).rows[0]!.p;
+    // The pool's one connection, held by a transaction while calls wait for it and are given up.
+    const held = await driver.transaction(async (tx) => {
+      const reasons = [1, 2, 3].map((i) => new Error(`caller ${i} gave up`));
+      const calls = reasons.map((reason) => {
+        const c = new AbortController();
+        const call = one.queues.pause('waits', { signal: c.signal });
+        c.abort(reason);
+        return call.catch((error: unknown) => error);
+      });
+      expect(await Promise.all(calls)).toEqual(reasons);
+      return pidOf(tx);
+    });
+    // Before: each given-up call ended the connection it got once the transaction let it go, and the next opened another.
+    expect(await pidOf(driver)).toBe(held);
+    expect(await one.queues.pause('waits', { signal: new AbortController().signal })).toBe(true);
+    expect(await sql(`select paused from jobs.queue where name = 'waits'`)).toEqual([{ paused: true }]);
+  } finally {
+    await driver.close();
+  }
+});

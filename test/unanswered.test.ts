@@ -105,6 +105,9 @@ describe('pgDriver and a statement given up on', () => {
       proxy.freeze();
       const giveUp = new AbortController();
       const reply = driver.query('select 2', [], { signal: giveUp.signal }).then(() => 'answered', (e: unknown) => e);
+      // Sent once the pool handed it the idle client (callbacks and promises, no I/O): given up before, it goes back to the pool.
+      await new Promise((sent) => setImmediate(sent));
+      expect(pool.idleCount).toBe(0);
       giveUp.abort();
       expect(await reply).toBeInstanceOf(Error);
       expect(pool.totalCount).toBe(0);

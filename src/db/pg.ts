@@ -150,6 +150,13 @@ function sendCancel(processID: number, secretKey: number, host: string | undefin
  */
 async function abandonable<R>(client: PgPoolClient, text: string, params: readonly unknown[] | undefined,
                               signal: AbortSignal): Promise<QueryResult<R>> {
+  // Given up while it waited for the client: nothing was sent on it, so it
+  // goes back to the pool as it came (ended, each call given up in a queue
+  // for a busy pool cost the next caller a new connection).
+  if (signal.aborted) {
+    client.release();
+    throw signal.reason;
+  }
   // The cancel first, the client's own connection ended only once it went
   // out: through PgBouncer, a client that leaves first takes its server
   // connection's identity with it, and the cancel then finds no one to cancel.
@@ -162,7 +169,6 @@ async function abandonable<R>(client: PgPoolClient, text: string, params: readon
   client.on?.('error', onError);
   let failed: unknown;
   try {
-    if (signal.aborted) throw signal.reason;
     return await wrap(client).query<R>(text, params);
   } catch (error) {
     failed = error;
