@@ -29,6 +29,20 @@ export function isHttpEvent(event: unknown): boolean {
   return isObject(event) && isObject(event.requestContext) && (event.version === '2.0' || typeof event.httpMethod === 'string');
 }
 
+/**
+ * An HTTP event as hono's adapter can take it: a GET or HEAD without the body
+ * it was sent (a Function URL passes one on), as node serve reads it. The
+ * adapter would make a Request of it, which refuses a GET with a body: a
+ * plain-text 400 "Invalid request" for a request node serve answers.
+ */
+export function withoutGetBody(event: Record<string, unknown>): Record<string, unknown> {
+  const http = isObject(event.requestContext) && isObject(event.requestContext.http) ? event.requestContext.http : undefined;
+  const method = event.httpMethod ?? http?.method;
+  if ((method !== 'GET' && method !== 'HEAD') || event.body === undefined || event.body === null) return event;
+  const { body: _, isBase64Encoded: __, ...rest } = event;
+  return rest;
+}
+
 // A Function URL's domain: https://<url-id>.lambda-url.<region>.on.aws
 // (in the China regions: …lambda-url.<region>.on.amazonwebservices.com.cn)
 const FUNCTION_URL_DOMAIN = /\.lambda-url\.[a-z0-9-]+\.on\.(aws|amazonwebservices\.com\.cn)$/;

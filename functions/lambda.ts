@@ -40,7 +40,7 @@ import { publish, publishBulk } from '../src/publish.js';
 import type { DrainReport, TaskMap } from '../src/types.js';
 import { fastPickup } from './fast-pickup.js';
 import { reconnectingDriver, type ReconnectingDriver } from './lambda-driver.js';
-import { gatewayEnd, isHttpEvent, jsonResult, scheduleInput, type ScheduleInput } from './lambda-events.js';
+import { gatewayEnd, isHttpEvent, jsonResult, scheduleInput, withoutGetBody, type ScheduleInput } from './lambda-events.js';
 import { readSettings, type Env, type Settings } from './lambda-settings.js';
 
 /** The part of the Lambda context the handler reads. */
@@ -132,6 +132,6 @@ class Instance {
       });
       this.httpHandler = handle(app) as unknown as (event: never, context: LambdaContext) => Promise<unknown>;
     }
-    return this.httpHandler(event as never, context);
+    return this.httpHandler(withoutGetBody(event as Record<string, unknown>) as never, context);
   }
 }

@@ -295,6 +295,15 @@ describe('HTTP events (Function URL, payload 2.0)', () => {
     expect(await leased()).toBe(0);
   });
 
+  it('a GET with a body (a Function URL passes it on) is answered as node serve answers it, not a failed invocation', async () => {
+    const stats = await invoke(functionUrl('GET', '/stats', { headers: bearer, body: '{"x":1}' }), 10_000);
+    expect(stats.statusCode).toBe(200);
+    expect(JSON.parse(stats.body)).toHaveProperty('stats');
+    const page = await invoke(functionUrl('GET', '/dashboard', { headers: bearer, body: 'x'.repeat(100) }), 10_000);
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('<h1>pgdrain</h1>');
+  });
+
   it('a signed POST /drain drains; its budget is capped by the remaining time', async () => {
     await queue.publishBulk(Array.from({ length: 100 }, () => ({ task: 'work.slow', body: { ms: 100 }, timeoutSeconds: 0.5 })));
     const body = JSON.stringify({ batchSize: 4, budgetSeconds: 300 });
