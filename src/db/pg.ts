@@ -71,8 +71,7 @@ function wrap(q: { query(text: string, params?: unknown[]): Promise<{ rows: unkn
 function reset(client: PgPoolClient): void {
   type Resettable = { resetAndDestroy?(): unknown; _parent?: Resettable };
   const stream = (client as { connection?: { stream?: Resettable } }).connection?.stream;
-  // A TLS stream cannot be reset itself (ERR_INVALID_HANDLE_TYPE); the TCP
-  // socket node-postgres upgraded to it can. Anything else: end() alone.
+  // A TLS stream cannot be reset (ERR_INVALID_HANDLE_TYPE), the TCP socket under it can; else end().
   for (const socket of [stream, stream?._parent]) {
     try {
       if (typeof socket?.resetAndDestroy === 'function') return void socket.resetAndDestroy();
@@ -150,9 +149,7 @@ function sendCancel(processID: number, secretKey: number, host: string | undefin
  */
 async function abandonable<R>(client: PgPoolClient, text: string, params: readonly unknown[] | undefined,
                               signal: AbortSignal): Promise<QueryResult<R>> {
-  // Given up while it waited for the client: nothing was sent on it, so it
-  // goes back to the pool as it came (ended, each call given up in a queue
-  // for a busy pool cost the next caller a new connection).
+  // Given up while waiting for the client: nothing was sent, so it goes back as it came.
   if (signal.aborted) {
     client.release();
     throw signal.reason;
@@ -260,9 +257,8 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
       const onError = recordError(client);
       client.on?.('error', onError);
       let broken: unknown;
-      // A statement the callback sends after it settled (a promise it did not
-      // await) would run after the commit or rollback, outside the transaction
-      // or inside the next one on this connection: it is refused instead.
+      // A statement the callback sends after it settled (a promise it did not await) would run
+      // after the commit or rollback, outside the transaction or in the next: it is refused.
       let open = true;
       const session = wrap(client);
       const tx: Queryable = {
