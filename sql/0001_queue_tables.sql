@@ -71,8 +71,10 @@ create table jobs.job_queue (
   -- The drain call whose claim leased the job's delivery (jobs.claim_json's
   -- holder; null for other claims): that drain's own claims leave the lease
   -- to it once passed (its timer settles the job, jobs.expire_due), every
-  -- other expiry takes it back. Every claim sets it; the other passed leases
-  -- (a cascade's deferred dependants, jobs.after_end) are of jobs never claimed.
+  -- other expiry takes it back. Every claim sets it; it stays on a job given
+  -- back or retried (the next claim sets it again). The other passed leases
+  -- have none: a cascade's deferred dependants (jobs.after_end) were never
+  -- claimed, and jobs.cancel_bulk clears it on the heads it defers.
   lease_holder bigint,
   cancel_requested_at timestamptz,
   cancel_reason text,
