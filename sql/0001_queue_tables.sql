@@ -167,12 +167,6 @@ create table jobs.job (
   serial_key   text,
   attributes   jsonb,
   worker_id    text,
-  -- The drain call whose claim leased the job's delivery (jobs.claim_json's
-  -- holder; null for other claims): that drain's own claims leave the lease
-  -- to it once passed (its timer settles the job, jobs.expire_due), every
-  -- other expiry takes it back. Every claim sets it; the other passed leases
-  -- (a cascade's deferred dependants, jobs.after_end) are of jobs never claimed.
-  lease_holder bigint,
   -- Kept for jobs.redrive and dead letters (jobs.job_queue's retry_*).
   retry_delay     numeric,
   retry_backoff   boolean,
