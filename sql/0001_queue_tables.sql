@@ -71,10 +71,12 @@ create table jobs.job_queue (
   -- The drain call whose claim leased the job's delivery (jobs.claim_json's
   -- holder; null for other claims): that drain's own claims leave the lease
   -- to it once passed (its timer settles the job, jobs.expire_due), every
-  -- other expiry takes it back. Every claim sets it; it stays on a job given
-  -- back or retried (the next claim sets it again). The other passed leases
-  -- have none: a cascade's deferred dependants (jobs.after_end) were never
-  -- claimed, and jobs.cancel_bulk clears it on the heads it defers.
+  -- other expiry takes it back. Only a leased row has one: every claim sets
+  -- it, and every update that ends a delivery but keeps the row (a nack's
+  -- retry or a release in jobs.settle_arrays, jobs.expire_due's retry)
+  -- clears it in the same statement. So a passed lease written on a waiting
+  -- job (a cascade's deferred dependants, jobs.after_end; jobs.cancel_bulk's
+  -- deferred heads) has none, and every claim ends it.
   lease_holder bigint,
   cancel_requested_at timestamptz,
   cancel_reason text,

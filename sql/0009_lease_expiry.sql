@@ -102,7 +102,7 @@ begin
     returning job_id, serial_key, status = 'failure' and dead_letter is not null as own_dead_letter
   ), retried as (
     update jobs.job_queue q
-    set lease_until = null,
+    set lease_until = null, lease_holder = null,
         -- At once, whatever its retry policy (which spaces nacks): the lease was
         -- the wait, and an expired job goes to the next consume (DESIGN).
         scheduled_at = q.lease_until,

@@ -105,7 +105,7 @@ begin
       where x.outcome = 'nack' and x.attempt > 0
     ), retried as (
       update jobs.job_queue q
-      set lease_until = null,
+      set lease_until = null, lease_holder = null,
           scheduled_at = coalesce(o.retry_at, v_now + case
             -- The job's own policy (jobs.publish's retry_*), read only here: for jobs that retry.
             when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
@@ -134,7 +134,7 @@ begin
       -- the snoozes since the last error, which stays on the lines below:
       -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'.
       update jobs.job_queue q
-      set lease_until = null, attempt = q.attempt - 1, started_at = null,
+      set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
           scheduled_at = coalesce(o.retry_at, q.scheduled_at),
           last_error = case when o.retry_at is null then q.last_error else
             format('snoozed until %s (%s in a row)', to_char(o.retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),

@@ -103,13 +103,11 @@ begin
   -- After jobs.after_end, which defers those among them that depend on one
   -- ended here with its own reason: this call's reason is theirs. As there
   -- (jobs.ended_dedupe_key): passed now, dedupe key freed into last_error.
-  -- Its lease is no drain's delivery: a job a drain gave back (attempt 0
-  -- again) still names that drain (lease_holder), whose claims would leave
-  -- the lease to it (jobs.expire_due), so the holder goes.
+  -- Waiting, they name no drain (lease_holder: a give-back clears it), so
+  -- every claim's expiry ends them, that of a drain that gave one back too.
   if cardinality(v_later) > 0 then
     update jobs.job_queue q
-    set lease_until = least(v_now, pg_catalog.now()), lease_holder = null,
-        cancel_requested_at = v_now, cancel_reason = v_reason,
+    set lease_until = least(v_now, pg_catalog.now()), cancel_requested_at = v_now, cancel_reason = v_reason,
         dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error)
     where q.job_id = any(v_later);
   end if;

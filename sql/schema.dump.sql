@@ -439,13 +439,11 @@ begin
   -- After jobs.after_end, which defers those among them that depend on one
   -- ended here with its own reason: this call's reason is theirs. As there
   -- (jobs.ended_dedupe_key): passed now, dedupe key freed into last_error.
-  -- Its lease is no drain's delivery: a job a drain gave back (attempt 0
-  -- again) still names that drain (lease_holder), whose claims would leave
-  -- the lease to it (jobs.expire_due), so the holder goes.
+  -- Waiting, they name no drain (lease_holder: a give-back clears it), so
+  -- every claim's expiry ends them, that of a drain that gave one back too.
   if cardinality(v_later) > 0 then
     update jobs.job_queue q
-    set lease_until = least(v_now, pg_catalog.now()), lease_holder = null,
-        cancel_requested_at = v_now, cancel_reason = v_reason,
+    set lease_until = least(v_now, pg_catalog.now()), cancel_requested_at = v_now, cancel_reason = v_reason,
         dedupe_key = null, last_error = coalesce('freed dedupe key: ' || q.dedupe_key, q.last_error)
     where q.job_id = any(v_later);
   end if;
@@ -2121,7 +2119,7 @@ begin
     returning job_id, serial_key, status = 'failure' and dead_letter is not null as own_dead_letter
   ), retried as (
     update jobs.job_queue q
-    set lease_until = null,
+    set lease_until = null, lease_holder = null,
         -- At once, whatever its retry policy (which spaces nacks): the lease was
         -- the wait, and an expired job goes to the next consume (DESIGN).
         scheduled_at = q.lease_until,
@@ -5608,7 +5606,7 @@ begin
       where x.outcome = 'nack' and x.attempt > 0
     ), retried as (
       update jobs.job_queue q
-      set lease_until = null,
+      set lease_until = null, lease_holder = null,
           scheduled_at = coalesce(o.retry_at, v_now + case
             -- The job's own policy (jobs.publish's retry_*), read only here: for jobs that retry.
             when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
@@ -5637,7 +5635,7 @@ begin
       -- the snoozes since the last error, which stays on the lines below:
       -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'.
       update jobs.job_queue q
-      set lease_until = null, attempt = q.attempt - 1, started_at = null,
+      set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
           scheduled_at = coalesce(o.retry_at, q.scheduled_at),
           last_error = case when o.retry_at is null then q.last_error else
             format('snoozed until %s (%s in a row)', to_char(o.retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
