@@ -9,7 +9,8 @@ export interface Expiring {
 /** The items that end at one time, under one timer: what Timeouts.at answers, for clear. */
 export interface TimeoutGroup {
   readonly end: number;
-  timer: ReturnType<typeof setTimeout>;
+  /** Stops its timer (timerAt's). */
+  cancel: () => void;
   items: Expiring[];
   live: number;
 }
@@ -30,10 +31,11 @@ export class Timeouts {
   at(end: number, item: Expiring): TimeoutGroup {
     let group = this.groups.get(end);
     if (!group) {
-      const g: TimeoutGroup = { end, items: [], live: 0, timer: setTimeout(() => {
+      // timerAt: a plain setTimeout fires at once for an end past 24.8 days.
+      const g: TimeoutGroup = { end, items: [], live: 0, cancel: timerAt(end, () => {
         this.groups.delete(end);
         for (const item of g.items) item.expire();
-      }, Math.max(0, end - Date.now())) };
+      }) };
       this.groups.set(end, group = g);
     }
     group.items.push(item);
@@ -47,7 +49,7 @@ export class Timeouts {
       if (group.items.length >= 16 && group.live * 2 <= group.items.length) group.items = group.items.filter((i) => !i.ended);
       return;
     }
-    clearTimeout(group.timer);
+    group.cancel();
     if (this.groups.get(group.end) === group) this.groups.delete(group.end);
   }
 
