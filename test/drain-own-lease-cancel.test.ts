@@ -1,5 +1,6 @@
-// A job a drain gave back (a SnoozeJob's release: its attempt back to 0) keeps
-// that drain's holder token (lease_holder) while it waits. jobs.cancel_bulk
+// A job a drain gave back (a SnoozeJob's release: its attempt back to 0) kept
+// that drain's holder token (lease_holder) while it waited; the release now
+// clears it, as every give-back does (lease-holder-give-back.test.ts). jobs.cancel_bulk
 // defers the serial-key heads past its bound that never ran (attempt 0) by
 // writing them a passed lease, for the next claims' expiry to end them as
 // cancelled: such a lease is no delivery of any drain's, so every claim must
@@ -34,7 +35,7 @@ it("the drain that gave a job back ends its deferred cancel (jobs.cancel_bulk pa
   const stop = new AbortController();
   onTestFinished(() => { stop.abort(); letGo.open(); }); // a drain left lingering by a failure
   const drained = q.drain(1, Date.now() + 120_000, { lingerMs: 120_000, pollMs: 100, signal: stop.signal });
-  // Given back by this drain: waiting, attempt 0, its lease_holder still this drain's.
+  // Given back by this drain: waiting, attempt 0 (before, its lease_holder still this drain's).
   await until(async () => (await sql(`select 1 from jobs.job_queue where job_id = $1 and attempt = 0 and lease_until is null`,
     [id])).length > 0, 'the snooze to be settled');
   // One job at a time: while the blocker runs, the drain sends no claim.
