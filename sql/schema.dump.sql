@@ -3654,8 +3654,10 @@ begin
       end if;
       -- Backfill: ticks before the window are dropped (the run of them
       -- counted as one skipped tick, as overlap 'skip' counts a run), then
-      -- one job per tick, oldest first, at most 100 per call: next_run_at
-      -- stays at the first tick not published, which the next call goes on from.
+      -- one job per tick, oldest first, at most 100 per call, and once one
+      -- is published, no more once its searches took half a budget (the
+      -- schedules due after it get steps this call): next_run_at stays at
+      -- the first tick not published, which the next call goes on from.
       v_tick := r.next_run_at;
       v_from := v_now - make_interval(secs => r.backfill::float8);
       if v_tick < v_from then
@@ -3664,7 +3666,8 @@ begin
       end if;
       v_last := null;
       v_n := 0;
-      while v_tick <= v_now and v_n < 100 loop
+      while v_tick <= v_now and v_n < 100
+            and not (v_n > 0 and v_left - jobs.tick_steps_left() >= jobs.max_tick_steps() / 2) loop
         -- Each search of a COUNT rule counts from DTSTART, so many ticks can
         -- cost more than the budget that pays for any one: out of steps
         -- after a tick of this call, this tick's publish is undone and the

@@ -5,52 +5,20 @@
 // (counted in function calls, not timed); and a tick's budget
 // (jobs.max_tick_steps(), sql/0019): a rule whose next tick costs more stops
 // its schedule, never the claims.
-import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { schedule } from '../src/index.js';
+import { callsDuring as callsDuringAt } from './support/calls-during.js';
 import { sqlErrorOf, testDb } from './support/db.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
+const callsDuring = <R>(statement: string, params: unknown[], funcname: string) =>
+  callsDuringAt<R>(db.url, statement, params, funcname);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.recurring');
 });
-
-/**
- * Runs statement (with params) in a transaction of its own that counts calls
- * of PL/pgSQL functions (track_functions), and answers its first row (or the
- * error it failed with, its writes undone) and how many times jobs.<funcname>
- * returned in it. Under a statement_timeout of 5 s, which only work without
- * bounds reaches (a century of a rule's days: seconds).
- */
-async function callsDuring<R>(statement: string, params: unknown[], funcname: string):
-    Promise<{ row: R | undefined; calls: number; error?: pg.DatabaseError }> {
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
-    await client.query('begin');
-    await client.query(`set local track_functions = 'pl'`);
-    await client.query(`set local statement_timeout = '5s'`);
-    await client.query('savepoint s');
-    let row: R | undefined;
-    let error: pg.DatabaseError | undefined;
-    try {
-      ({ rows: [row] } = await client.query<R & object>(statement, params));
-    } catch (e) {
-      error = e as pg.DatabaseError;
-      await client.query('rollback to savepoint s');
-    }
-    const { rows } = await client.query<{ calls: string }>(
-      `select coalesce(sum(calls), 0) as calls from pg_stat_xact_user_functions where schemaname = 'jobs' and funcname = $1`,
-      [funcname]);
-    await client.query('commit');
-    return { row, calls: Number(rows[0]!.calls), ...(error ? { error } : {}) };
-  } finally {
-    await client.end();
-  }
-}
 
 describe('recurrence rule bounds', () => {
   it('takes INTERVAL=10000, the largest it names, and refuses 10001 naming that range', async () => {

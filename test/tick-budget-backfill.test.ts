@@ -3,8 +3,10 @@
 // so a backfill of many missed ticks can cost more than one budget while
 // each tick alone costs little. Such a schedule is not stopped: a claim
 // publishes the ticks its budget pays for, and the next claims go on from
-// the first tick not published.
+// the first tick not published; once it has published one, at most about
+// half a budget a claim, so the schedules due after it fire in that claim.
 import { beforeEach, describe, expect, it } from 'vitest';
+import { callsDuring } from './support/calls-during.js';
 import { testDb } from './support/db.js';
 
 const db = await testDb();
@@ -44,5 +46,25 @@ describe("a tick's budget with backfill", () => {
     // The schedule due beside it fired too (its one job for the minutes it missed).
     expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'tick.minutely'`)).toEqual([{ n: 1 }]);
     expect(await row('minutely')).toMatchObject({ last_error: null });
+  });
+  it('a catching-up backfill takes about half a claim\'s budget once it has published a tick: a minutely schedule due after it fires in the first claim', async () => {
+    // As above: each of the daily rule's 62 missed ticks costs about 1,200 steps, more than a budget in all.
+    const rule = 'DTSTART:20280101T090000Z\nRRULE:FREQ=DAILY;COUNT=1000';
+    await sql(`select jobs.schedule('daily', $1, 'tick.daily', backfill => 31622400, now => '2030-07-01Z')`, [rule]);
+    await sql(`select jobs.schedule('minutely', '* * * * *', 'tick.minutely', runner => 'drains', now => '2030-08-31T23:58:30Z')`);
+    const published = async (task: string) =>
+      (await sql<{ n: number }>(`select count(*)::int as n from jobs.job_queue where task = $1`, [task]))[0]!.n;
+    const first = await callsDuring(db.url, `select jobs.claim_json(10, 'nothing.%', null, '2030-09-01T00:00:00Z')`, [], 'rrule_slots');
+    expect(first.error).toBeUndefined();
+    // The minutely schedule fired in the first claim (before: the backfill took the whole budget, and it waited).
+    expect(await published('tick.minutely')).toBe(1);
+    const daily = await published('tick.daily');
+    // About half a budget's ticks (~21 of ~41 a whole one pays for), then it goes on from the next at the next claim.
+    expect(daily).toBeGreaterThan(0);
+    expect(daily).toBeLessThanOrEqual(31);
+    expect(await sql(`select next_run_at from jobs.recurring where name = 'daily'`))
+      .toEqual([{ next_run_at: new Date(Date.UTC(2030, 6, 1 + daily, 9)) }]);
+    await sql(`select jobs.claim_json(10, 'nothing.%', null, '2030-09-01T00:00:01Z')`);
+    expect(await published('tick.daily')).toBeGreaterThan(daily);
   });
 });
