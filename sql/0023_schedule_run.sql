@@ -279,3 +279,13 @@ select r.name, r.cron, r.task, r.body, r.timeout, r.priority, r.max_retries, r.q
        r.overlap, coalesce(r.tz, 'UTC') as tz, r.skipped_ticks, r.last_skipped_at, r.backfill,
        r.serial_key, r.dedupe_key, r.dedupe_mode, r.group_id, r.group_tier
 from jobs.recurring r;
+
+-- Schedules a tick stopped (jobs.publish_due_schedules: their rule out of
+-- a tick's budget, or not computable at all), which fire no more until
+-- jobs.schedule is called for them again: for stats (pgdrain stats, GET
+-- /stats, the dashboard) to show beside the queue's counts.
+create view jobs.stopped_schedules as
+select r.name, r.task, r.queue, r.last_skipped_at as stopped_tick, r.last_error
+from jobs.recurring r
+where r.runner = 'drains' and r.next_run_at is null
+  and r.last_error like 'stopped until jobs.schedule is called for it again: %';

@@ -6526,6 +6526,19 @@ CREATE VIEW jobs.stats AS
   GROUP BY s.queue, s.task, s.state;
 
 --
+-- Name: stopped_schedules; Type: VIEW; Schema: jobs; Owner: -
+--
+
+CREATE VIEW jobs.stopped_schedules AS
+ SELECT r.name,
+    r.task,
+    r.queue,
+    r.last_skipped_at AS stopped_tick,
+    r.last_error
+   FROM jobs.recurring r
+  WHERE ((r.runner = 'drains'::text) AND (r.next_run_at IS NULL) AND (r.last_error ~~ 'stopped until jobs.schedule is called for it again: %'::text));
+
+--
 -- Name: subscription; Type: TABLE; Schema: jobs; Owner: -
 --
 

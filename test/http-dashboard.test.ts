@@ -197,7 +197,7 @@ describe('GET /dashboard: content', () => {
     }
   });
 
-  it("says a schedule a tick stopped (its next tick past a tick's budget) has no next run, and to see its last error", async () => {
+  it("says a schedule a tick stopped (its next tick past a tick's budget) has no next run, and to see its last error, in its row and above the tables; GET /stats names it", async () => {
     // Odd minutes on a 2-minute step (never any) with a COUNT counted from year 1: past
     // jobs.max_tick_steps() at its tick, so the claim stops it (sql/0023).
     const odd = Array.from({ length: 30 }, (_, i) => 2 * i + 1).join(',');
@@ -206,9 +206,15 @@ describe('GET /dashboard: content', () => {
               [`DTSTART:00010101T000000Z\nRRULE:FREQ=MINUTELY;INTERVAL=2;BYMINUTE=${odd};COUNT=1000`]);
     try {
       await sql(`select jobs.publish_due_schedules('2030-01-01T00:00:30Z')`);
-      const stopped = row((await get('/dashboard')).text, 'ancient')!;
-      expect(stopped[6]).toBe('none: see the last error');
+      const { text } = await get('/dashboard');
+      const stopped = row(text, 'ancient')!;
+      expect(stopped[6]).toBe('none: stopped, see last error');
       expect(stopped[8]).toMatch(/^stopped until jobs\.schedule is called for it again: cron: counting the occurrences of COUNT/);
+      // And above the tables, where a glance at the page sees it.
+      expect(text).toContain('<p class="error">stopped schedules (1): ancient; each until jobs.schedule is called for it again, '
+        + 'its last error says why (Schedules, below).</p>');
+      // As GET /stats says it.
+      expect((await get('/stats', { authorization: `Bearer ${TOKEN}` })).body.stoppedSchedules).toEqual(['ancient']);
     } finally {
       await sql(`select jobs.unschedule('ancient')`);
     }

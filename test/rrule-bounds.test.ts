@@ -176,7 +176,7 @@ describe("a tick's budget (jobs.max_tick_steps())", () => {
     expect((await row('count'))!.next_run_at).toEqual(new Date('2044-02-29T00:00:00Z')) // DTSTART's 00:00 UTC, on Paris's clock;
   });
 
-  it('a schedule a tick stopped goes on from now when jobs.schedule is called for it again with the same rule', async () => {
+  it('a schedule a tick stopped is named by schedule list and stats, and goes on from now when jobs.schedule is called for it again with the same rule', async () => {
     // The odd minutes' search ends a day past the next RDATE: cheap from 2039-12, past the budget from 2030-01.
     const rule = `${odd}\nRDATE:20300101T090000Z,20400101T000000Z`;
     const again = (now: string) => sql(`select jobs.schedule('dated', $1, 'tick.dated', now => $2)`, [rule, now]);
@@ -186,8 +186,14 @@ describe("a tick's budget (jobs.max_tick_steps())", () => {
     expect(await row('dated')).toMatchObject({ next_run_at: null, last_error: expect.stringMatching(/^stopped until jobs\.schedule is called for it again: cron: finding/) });
     expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
     const list = await runCli(db.url, 'schedule', 'list');
-    expect(list.stdout.split('\n')[2]).toMatch(/^dated\s.*\snone: see last_error\s.*stopped until jobs\.schedule/);
+    expect(list.stdout.split('\n')[2]).toMatch(/^dated\s.*\snone: stopped, see last error\s.*stopped until jobs\.schedule/);
+    // pgdrain stats names it under its counts (and on stderr beside --json's rows), worded as the dashboard does.
+    const summary = 'stopped schedules (1): dated; each until jobs.schedule is called for it again, its last error says why\n';
+    expect((await runCli(db.url, 'stats')).stdout).toBe(`no jobs\n${summary}`);
+    const json = await runCli(db.url, 'stats', '--json');
+    expect([json.stdout, json.stderr]).toEqual(['[]\n', summary]);
     await again('2039-12-31T00:00:00Z');
     expect(await row('dated')).toEqual({ next_run_at: new Date('2040-01-01T00:00:00Z'), last_error: null, skipped_ticks: 1 });
+    expect((await runCli(db.url, 'stats')).stdout).toBe('no jobs\n');
   });
 });

@@ -252,9 +252,12 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
 
   app.get('/stats', async (c) => {
     const rows = await counts(queueOf(c));
+    const stopped = await counts<{ name: string }>(queueOf(c), STOPPED_SQL);
     return c.json({
       stats: rows.map((r) => ({ queue: r.queue, task: r.task, state: r.state, jobs: Number(r.jobs),
                                 oldestDueSeconds: r.oldest_due_s === null ? null : Number(r.oldest_due_s) })),
+      // The schedules a tick stopped, by name (jobs.stopped_schedules).
+      stoppedSchedules: stopped.map((r) => r.name),
     });
   });
 
@@ -283,11 +286,13 @@ function listJobsQuery(query: Record<string, string[]>): ListJobsFilter {
   return filter as ListJobsFilter;
 }
 
-async function counts(queue: AppQueue): Promise<JobCountRow[]> {
+const STOPPED_SQL = 'select name from jobs.stopped_schedules order by name';  // for GET /stats
+
+async function counts<R = JobCountRow>(queue: AppQueue, sql = COUNTS_SQL): Promise<R[]> {
   try {
     // Bounded, and its connection ended when given up on: /metrics is scraped
     // every few seconds, and each scrape of a silent database would hold a slot.
-    return (await givenUpOn(queue.driver, AbortSignal.timeout(COUNTS_TIMEOUT_MS)).query<JobCountRow>(COUNTS_SQL)).rows;
+    return (await givenUpOn(queue.driver, AbortSignal.timeout(COUNTS_TIMEOUT_MS)).query<R & object>(sql)).rows;
   } catch (error) {
     const e = translateError(error);
     throw e instanceof PgDrainError ? e : new PgDrainError('database_unavailable', 'database unavailable', { cause: error });

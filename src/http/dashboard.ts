@@ -5,6 +5,7 @@ import type { Queryable } from '../db/driver.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parse, queueNameSchema } from '../options.js';
 import { givenUpOn } from '../round-trip-limit.js';
+import { isStopped, noNextRun, stoppedSummary } from '../schedule-stopped.js';
 import type { DashboardAction } from './dashboard-actions.js';
 
 // GET /dashboard: an HTML page of the queues, the last failures and the
@@ -144,11 +145,13 @@ export function renderDashboard(data: DashboardData, queue: string | undefined, 
     }<input type="hidden" name="back" value="${queue ?? ''}">${input}<button>${label}</button></form>`);
   const act = actions === undefined ? () => '' : (...forms: unknown[]) => html`<td>${forms}</td>`;
   const actHead = actions === undefined ? '' : html`<th>actions</th>`;
+  const stopped = stoppedSummary(data.schedules.filter((s) => s.next_run_at === null && isStopped(s.last_error)).map((s) => s.name));
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">${actions === undefined ? html`<meta http-equiv="refresh" content="10">` : ''}
 <title>pgdrain${queue === undefined ? '' : ` – ${queue}`}</title><style>${raw(STYLE)}</style></head>
 <body><h1>pgdrain</h1>
 ${actions?.note === undefined ? '' : html`<p class="note">${actions.note}</p>`}
+${stopped === null ? '' : html`<p class="error">${stopped} (Schedules, below).</p>`}
 <p class="muted">${actions === undefined ? 'Read-only; refreshes every 10 s.' : 'Reload for fresh counts (a page with forms does not refresh itself).'} ${
   time(now)}.${queue === undefined ? '' : html` Queue <strong>${queue}</strong> only: <a href="?">all queues</a>.`}</p>
 <table><caption>Queues</caption>
@@ -178,7 +181,7 @@ ${act(queues.has(f.queue) ? form('redrive', { job: f.id }, 'redrive') : '')}</tr
 ${data.schedules.length === 0 ? none(9, 'no schedules') : data.schedules.map((s) => html`<tr><td>${s.name}</td>
 <td><code>${lines(s.cron)}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td>
 <td>${s.group_id === null ? '–' : s.group_tier === null ? s.group_id : `${s.group_id} (tier ${s.group_tier})`}</td><td>${s.runner}</td>
-<td>${s.next_run_at === null ? (s.last_error === null ? 'none: the rule ended' : 'none: see the last error') : time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
+<td>${s.next_run_at === null ? noNextRun(s.last_error) : time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
 <td>${s.last_error === null ? '–' : html`<code>${firstLine(s.last_error)}</code>`}</td></tr>`)}
 </table>
 </body></html>

@@ -1,0 +1,25 @@
+// Schedules a tick stopped (sql/0023: their rule out of a tick's budget, or
+// not computable at all): next_run_at null, last_error beginning with
+// STOPPED_PREFIX, until jobs.schedule is called for them again. Worded once
+// here for every place that shows them: `pgdrain schedule list` and
+// `pgdrain stats`, the dashboard, GET /stats (jobs.stopped_schedules).
+
+/** How last_error begins for a schedule a tick stopped (sql/0023's jobs.publish_due_schedules). */
+export const STOPPED_PREFIX = 'stopped until jobs.schedule is called for it again: ';
+
+/** Whether a schedule's last_error says a tick stopped it. */
+export function isStopped(lastError: string | null): boolean {
+  return lastError !== null && lastError.startsWith(STOPPED_PREFIX);
+}
+
+/** A schedule's next run when it has none: stopped, ended with an error, or its rule ended. */
+export function noNextRun(lastError: string | null): string {
+  if (lastError === null) return 'none: the rule ended';
+  return isStopped(lastError) ? 'none: stopped, see last error' : 'none: see last error';
+}
+
+/** One line naming the stopped schedules, or null when none is. */
+export function stoppedSummary(names: readonly string[]): string | null {
+  if (names.length === 0) return null;
+  return `stopped schedules (${names.length}): ${names.join(', ')}; each until jobs.schedule is called for it again, its last error says why`;
+}
