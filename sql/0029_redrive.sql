@@ -60,32 +60,37 @@ begin
   if redrive_counts.max_rows < 1 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (every match) or at least 1, got %s', redrive_counts.max_rows));
   end if;
-  -- The matching dead letters, not locked yet: one whose dedupe key an
-  -- active job holds is passed over and counted. Every match in one
-  -- statement without max_rows; under it, read the oldest first, so max_rows
-  -- counts those that can go back and a call reaches them behind held ones,
-  -- reading at most 100 * max_rows.
+  -- The matching dead letters; one whose dedupe key an active job holds is
+  -- passed over (not locked) and counted. Without max_rows: those held
+  -- counted, then the others chosen and locked in one statement (one
+  -- another session holds, redriving it, is left to it).
   if redrive_counts.max_rows is null then
-    select coalesce(array_agg(m.job_id) filter (where not m.held), '{}'), count(*) filter (where m.held),
-           -- Only for the ids given (the notice below leaves them out).
-           coalesce(array_agg(m.job_id) filter (where m.held and redrive_counts.job_ids is not null), '{}')
-    into v_chosen, v_held, v_held_ids
-    from (
-      select j.job_id, j.dedupe_key is not null
-                       and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key) as held
-      from jobs.job j
-      where j.status = any(v_statuses)
+    select count(*), coalesce(array_agg(j.job_id) filter (where redrive_counts.job_ids is not null), '{}')
+    into v_held, v_held_ids
+    from jobs.job j
+    where j.status = any(v_statuses) and j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key)
+        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
+        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
+        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
+        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
+        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+        and exists (select 1 from jobs.queue x where x.name = j.queue);
+    select array_agg(j.job_id) into v_matched
+    from (select j.job_id from jobs.job j
+          where j.status = any(v_statuses) and not (j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
         and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
         and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
         and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
         and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
         and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
-    ) m;
+          for update of j skip locked) j;
   else
+    -- Under max_rows, read the oldest first, not locked yet, so max_rows
+    -- counts those that can go back and a call reaches them behind held
+    -- ones, reading at most 100 * max_rows.
     for r in
-      select j.job_id, j.dedupe_key is not null
-                       and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key) as held
+      select j.job_id, j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key) as held
       from jobs.job j
       where j.status = any(v_statuses)
         and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
@@ -99,25 +104,28 @@ begin
     loop
       if r.held then
         v_held := v_held + 1;
+        -- Only for the ids given (the notice below leaves them out): a few.
         if redrive_counts.job_ids is not null then v_held_ids := v_held_ids || r.job_id; end if;
       else
         v_chosen := v_chosen || r.job_id;
         exit when cardinality(v_chosen) = redrive_counts.max_rows;
       end if;
     end loop;
+    -- Locked now; one another session holds (redriving it) is left to it.
+    -- One changed since is read as it is now, so the filters are asked
+    -- again: a job redriven, run and failed again since it was chosen goes
+    -- back only if it still matches.
+    select array_agg(j.job_id) into v_matched
+    from (select j.job_id from jobs.job j
+          where j.job_id = any(v_chosen) and j.status = any(v_statuses)
+        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
+        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
+        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
+        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
+        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+        and exists (select 1 from jobs.queue x where x.name = j.queue)
+          for update of j skip locked) j;
   end if;
-  -- Locked now; one another session holds (redriving it) is left to it. One
-  -- changed since is read as it is now, so the filters are asked again: a job
-  -- redriven, run and failed again since it was chosen goes back only if it
-  -- still matches.
-  select array_agg(j.job_id) into v_matched
-  from (select j.job_id from jobs.job j
-        where j.job_id = any(v_chosen) and j.status = any(v_statuses)
-          and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
-          and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
-          and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
-          and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
-        for update of j skip locked) j;
   -- Cheap: only for the ids given, and only when some did not match.
   if redrive_counts.job_ids is not null and coalesce(cardinality(v_matched), 0) < cardinality(redrive_counts.job_ids) then
     select string_agg(format('%s (%s)', m.id, m.where_), ', ' order by m.id) into v_missing
