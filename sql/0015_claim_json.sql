@@ -79,6 +79,10 @@ end $$;
 -- them, as timed out with their backoff), so a claim sent as a job's timer
 -- came due neither retries that job at once nor hands it out again while
 -- it runs here. Null: its expiry takes every passed lease, as jobs.claim's.
+-- enable_seqscan off (as jobs.claim): the claim's update and the settle
+-- find their 500 rows by key (job_id = any(...)); with a hashed array the
+-- planner rated a seq scan of a 15,000-job queue near the 500 index probes,
+-- and took it when the statistics moved (30 ms a claim, not 3).
 -- "keyed" lists the claimed jobs that have a serial key (with their
 -- max_retries, in the same order), null when none has: each such job's end
 -- takes its key's lock, so a drain settles at most jobs.max_serial_keys()
@@ -100,7 +104,8 @@ create function jobs.claim_json(
   ms          double precision[] default null,
   exclude     jsonb[]            default null,
   holder      bigint             default null
-) returns json language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+) returns json language plpgsql security definer set search_path = pg_catalog, pg_temp
+  set enable_seqscan = off as $$
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
   v_settled jsonb;
