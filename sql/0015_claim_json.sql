@@ -79,10 +79,12 @@ end $$;
 -- them, as timed out with their backoff), so a claim sent as a job's timer
 -- came due neither retries that job at once nor hands it out again while
 -- it runs here. Null: its expiry takes every passed lease, as jobs.claim's.
--- enable_seqscan off (as jobs.claim): the claim's update and the settle
--- find their 500 rows by key (job_id = any(...)); with a hashed array the
--- planner rated a seq scan of a 15,000-job queue near the 500 index probes,
--- and took it when the statistics moved (30 ms a claim, not 3).
+-- random_page_cost 1.1 (as jobs.claim): its update and settle find their
+-- 500 rows by key (job_id = any(...)), which with a hashed array the planner
+-- rated near a seq scan of a 15,000-job queue at the default 4, and took
+-- the seq scan once the statistics moved (30 ms a claim, not 3). Not
+-- enable_seqscan off: its penalty cost set JIT compiling a claim that had a
+-- seq scan of a small table left (hundreds of ms under load).
 -- "keyed" lists the claimed jobs that have a serial key (with their
 -- max_retries, in the same order), null when none has: each such job's end
 -- takes its key's lock, so a drain settles at most jobs.max_serial_keys()
@@ -105,7 +107,7 @@ create function jobs.claim_json(
   exclude     jsonb[]            default null,
   holder      bigint             default null
 ) returns json language plpgsql security definer set search_path = pg_catalog, pg_temp
-  set enable_seqscan = off as $$
+  set random_page_cost = 1.1 as $$
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
   v_settled jsonb;

@@ -922,7 +922,7 @@ end $_$;
 CREATE FUNCTION jobs.claim(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text, exclude jsonb[] DEFAULT NULL::jsonb[]) RETURNS SETOF jobs.claimed_job
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET enable_seqscan TO 'off'
+    SET random_page_cost TO '1.1'
     AS $$
 declare
   v_now timestamptz := coalesce(claim.now, pg_catalog.now());
@@ -1000,7 +1000,7 @@ end $$;
 CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_timeout numeric DEFAULT NULL::numeric, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, filter jsonb DEFAULT NULL::jsonb, worker_id text DEFAULT NULL::text, ids bigint[] DEFAULT NULL::bigint[], attempts integer[] DEFAULT NULL::integer[], outcomes text[] DEFAULT NULL::text[], results jsonb[] DEFAULT NULL::jsonb[], errors text[] DEFAULT NULL::text[], retry_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], ms double precision[] DEFAULT NULL::double precision[], exclude jsonb[] DEFAULT NULL::jsonb[], holder bigint DEFAULT NULL::bigint) RETURNS json
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET enable_seqscan TO 'off'
+    SET random_page_cost TO '1.1'
     AS $$
 declare
   v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());

@@ -104,8 +104,8 @@ describe('plans on a queue of 20,000 pending jobs', () => {
   });
 
   it("drain()'s own statements (claim_json with settle riding along) never read the queue whole", async () => {
-    // Index probes rated dear (random_page_cost 40), as moved statistics can rate them: the
-    // claim's update and settle find 500 rows by key, which a seq scan must not win.
+    // Index probes rated dear in the session (random_page_cost 40), as moved statistics can rate
+    // them: the claim's update and settle find 500 rows by key, which a seq scan must not win.
     const pool = new pg.Pool({ connectionString: db.url, max: 1, options: `${EXPLAIN_OPTIONS} -c random_page_cost=40` });
     const plans: CapturedPlan[] = [];
     pool.on('connect', (c) => c.on('notice', (msg) => {
