@@ -3,18 +3,16 @@
 // POST /drain takes them in the body. The demo Worker, bundled by `wrangler
 // deploy --dry-run`, runs in workerd through Miniflare (as in
 // test/cloudflare.test.ts), reaching the test PostgreSQL through Hyperdrive.
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { demoWorker } from './support/worker-bundle.js';
 import { ALL_JOBS, publishSelectionJobs, selectionOutcome } from './support/selection-jobs.js';
 
-const root = resolve(import.meta.dirname, '..');
 const db = await testDb();
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
 const TOKEN = 'selection-drain-token-0123456789';
@@ -27,15 +25,7 @@ afterAll(async () => {
 });
 
 beforeAll(async () => {
-  await promisify(execFile)(join(root, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--outdir', outdir], {
-    cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' },
-  });
-  const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(readFileSync(join(root, 'wrangler.toml'), 'utf8'))![1]!;
-  // Miniflare's Hyperdrive insists on a password; the test cluster trusts local connections and ignores it.
-  const hyperdriveUrl = new URL(db.url);
-  hyperdriveUrl.password = 'unused';
-  const common = { modules: true, modulesRoot: outdir, scriptPath: join(outdir, 'cloudflare-demo.js'), compatibilityDate,
-                   compatibilityFlags: ['nodejs_compat'], hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } };
+  const common = await demoWorker(outdir, db.url);
   const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_DEADLINE_SECONDS: '30' };
   const worker = (name: string, bindings: Record<string, unknown>) => ({ ...common, name, bindings: { ...vars, ...bindings } });
   mf = new Miniflare({

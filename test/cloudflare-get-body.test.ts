@@ -7,18 +7,16 @@
 // `wrangler deploy --dry-run`, runs in workerd through Miniflare (as in
 // test/cloudflare.test.ts), reaching the test PostgreSQL through Hyperdrive;
 // requests are sent over HTTP to it, as a client would.
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, signRequest } from '../src/http/index.js';
 import { testDb } from './support/db.js';
+import { demoWorker } from './support/worker-bundle.js';
 
-const root = resolve(import.meta.dirname, '..');
 const db = await testDb();
 const TOKEN = 'worker-get-body-token-0123456789';
 const SECRET = 'worker-get-body-hmac-secret-0123456789';
@@ -33,16 +31,7 @@ afterAll(async () => {
 });
 
 beforeAll(async () => {
-  await promisify(execFile)(join(root, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--outdir', outdir], {
-    cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' },
-  });
-  const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(readFileSync(join(root, 'wrangler.toml'), 'utf8'))![1]!;
-  // Miniflare's Hyperdrive insists on a password; the test cluster trusts local connections and ignores it.
-  const hyperdriveUrl = new URL(db.url);
-  hyperdriveUrl.password = 'unused';
-  mf = new Miniflare({ modules: true, modulesRoot: outdir, scriptPath: join(outdir, 'cloudflare-demo.js'), compatibilityDate,
-                       compatibilityFlags: ['nodejs_compat'], hyperdrives: { HYPERDRIVE: hyperdriveUrl.href },
-                       bindings: { PGDRAIN_TOKEN: TOKEN, PGDRAIN_HMAC_SECRET: SECRET } });
+  mf = new Miniflare({ ...await demoWorker(outdir, db.url), bindings: { PGDRAIN_TOKEN: TOKEN, PGDRAIN_HMAC_SECRET: SECRET } });
   url = await mf.ready;
 }, 180_000);
 

@@ -3,14 +3,13 @@
 // project whose node_modules links every package of this repository's but
 // that one, so the package cannot be resolved from them; `wrangler deploy
 // --dry-run` bundles the Worker there, and Miniflare runs it in workerd.
-import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { hyperdriveUrl, wranglerDryRun } from './support/worker-bundle.js';
 
 const root = resolve(import.meta.dirname, '..');
 const db = await testDb();
@@ -38,10 +37,7 @@ beforeAll(async () => {
     + 'export default createWorker({ math: { sum: async (b) => ({ sum: b.a + b.b }) } });\n');
   writeFileSync(join(project, 'wrangler.toml'),
     'name = "no-neon"\nmain = "worker.mjs"\ncompatibility_date = "2026-04-01"\ncompatibility_flags = ["nodejs_compat"]\n');
-  await promisify(execFile)(join(root, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', '--outdir', out], {
-    cwd: project,
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' },
-  });
+  await wranglerDryRun(['--outdir', out], project);
   bundle = readFileSync(join(out, 'worker.js'), 'utf8');
   // The module given as is: Miniflare's scriptPath walker refuses an import it
   // cannot find, where workerd (wrangler dev, Cloudflare) resolves a dynamic
@@ -51,13 +47,11 @@ beforeAll(async () => {
     modules: [{ type: 'ESModule' as const, path: join(out, 'worker.js'), contents: bundle }], modulesRoot: out,
     compatibilityDate: '2026-04-01', compatibilityFlags: ['nodejs_compat'],
   };
-  const hyperdriveUrl = new URL(db.url);
-  hyperdriveUrl.password = 'unused'; // Miniflare's Hyperdrive insists on one; the test cluster trusts local connections
   const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_DEADLINE_SECONDS: '20' };
   mf = new Miniflare({
     handleStructuredLogs: ({ message }: { message: string }) => { logs.push(message); },
     workers: [
-      { ...common, name: 'hyperdrive', bindings: vars, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+      { ...common, name: 'hyperdrive', bindings: vars, hyperdrives: { HYPERDRIVE: hyperdriveUrl(db.url) } },
       { ...common, name: 'neon', bindings: { ...vars, DATABASE_URL: db.url } },
       { ...common, name: 'neon-http', bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'neon-http' } },
     ],

@@ -17,6 +17,7 @@ import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { startNeonHttpServer } from './support/neon-http-server.js';
 import { startWsProxy } from './support/ws-proxy.js';
+import { hyperdriveUrl, wranglerDryRun } from './support/worker-bundle.js';
 
 const root = resolve(import.meta.dirname, '..');
 const db = await testDb();
@@ -60,22 +61,16 @@ export default createWorker({ tx: { hold } });
 `;
 
 beforeAll(async () => {
-  const wrangler = (args: string[]) => promisify(execFile)(join(root, 'node_modules/.bin/wrangler'), ['deploy', '--dry-run', ...args], {
-    cwd: root,
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', NO_COLOR: '1' },
-  });
   rmSync(txDir, { recursive: true, force: true });
   await promisify(execFile)('mkdir', ['-p', txDir]);
   writeFileSync(join(txDir, 'worker.mjs'), txTasks);
   writeFileSync(join(txDir, 'wrangler.toml'), `name = "pgdrain-tx"\nmain = "worker.mjs"\ncompatibility_date = "${compatibilityDate}"\n`
     + 'compatibility_flags = ["nodejs_compat"]\n');
-  await Promise.all([wrangler(['--outdir', outdir]), wrangler(['--outdir', txOut, '--config', join(txDir, 'wrangler.toml')])]);
+  await Promise.all([wranglerDryRun(['--outdir', outdir]), wranglerDryRun(['--outdir', txOut, '--config', join(txDir, 'wrangler.toml')])]);
   bundle = join(outdir, 'cloudflare-demo.js'); // wrangler.toml's main: the demo Worker
   // modulesRoot: module names are relative to it, and workerd refuses '..' in them.
   const common = { modules: true, modulesRoot: outdir, scriptPath: bundle, compatibilityDate, compatibilityFlags: ['nodejs_compat'] };
-  // Miniflare's Hyperdrive insists on a password; the test cluster trusts local connections and ignores it.
-  const hyperdriveUrl = new URL(db.url);
-  hyperdriveUrl.password = 'unused';
+  const hyperdrive = hyperdriveUrl(db.url);
   const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_BATCH: '20', DRAIN_DEADLINE_SECONDS: '100' };
   // One workerd, one Worker per way to reach the database.
   mf = new Miniflare({
@@ -85,7 +80,7 @@ beforeAll(async () => {
     },
     workers: [
       { ...common, name: 'neon', bindings: { ...vars, DATABASE_URL: db.url, NEON_WS_PROXY: proxy.url } },
-      { ...common, name: 'hyperdrive', bindings: vars, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+      { ...common, name: 'hyperdrive', bindings: vars, hyperdrives: { HYPERDRIVE: hyperdrive } },
       { ...common, name: 'neon-http', bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'neon-http',
                                                   NEON_HTTP_ENDPOINT: neonHttp.endpoint } },
       { ...common, name: 'unconfigured', bindings: { PGDRAIN_TOKEN: TOKEN } },
@@ -95,17 +90,17 @@ beforeAll(async () => {
       { ...common, name: 'linger-pg', bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'pg', DRAIN_DEADLINE_SECONDS: '20',
                                                   PGDRAIN_LINGER_SECONDS: '5', PGDRAIN_POLL_SECONDS: '30' } },
       { ...common, name: 'linger-hyperdrive', bindings: { ...vars, DRAIN_DEADLINE_SECONDS: '8', PGDRAIN_LINGER_SECONDS: '3600',
-                                                          PGDRAIN_POLL_SECONDS: '0.1' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+                                                          PGDRAIN_POLL_SECONDS: '0.1' }, hyperdrives: { HYPERDRIVE: hyperdrive } },
       { ...common, name: 'linger-hyperdrive-no-poll', bindings: { ...vars, DRAIN_DEADLINE_SECONDS: '6', PGDRAIN_LINGER_SECONDS: '3600',
-                                                                  PGDRAIN_POLL_SECONDS: '30' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+                                                                  PGDRAIN_POLL_SECONDS: '30' }, hyperdrives: { HYPERDRIVE: hyperdrive } },
       { ...common, name: 'bad-linger', bindings: { ...vars, DATABASE_URL: db.url, PGDRAIN_LINGER_SECONDS: '-1' } },
-      { ...common, name: 'named-queue', bindings: { ...vars, DRAIN_QUEUE: 'mail' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+      { ...common, name: 'named-queue', bindings: { ...vars, DRAIN_QUEUE: 'mail' }, hyperdrives: { HYPERDRIVE: hyperdrive } },
       // As deployed from this repository: wrangler.toml's [vars], nothing more.
-      { ...common, name: 'toml-vars', bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+      { ...common, name: 'toml-vars', bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdrive } },
       { ...common, name: 'transactional-http', modulesRoot: txOut, scriptPath: join(txOut, 'worker.js'),
         bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'neon-http', NEON_HTTP_ENDPOINT: neonHttp.endpoint } },
       { ...common, name: 'transactional', modulesRoot: txOut, scriptPath: join(txOut, 'worker.js'),
-        bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdriveUrl.href } },
+        bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdrive } },
     ],
   });
   await mf.ready;
