@@ -7,6 +7,9 @@
 /** How last_error begins for a schedule a tick stopped (sql/0023's jobs.publish_due_schedules). */
 export const STOPPED_PREFIX = 'stopped until jobs.schedule is called for it again: ';
 
+/** The stopped schedules' names, for `pgdrain stats` and GET /stats. */
+export const STOPPED_SCHEDULES_SQL = 'select name from jobs.stopped_schedules order by name';
+
 /** Whether a schedule's last_error says a tick stopped it. */
 export function isStopped(lastError: string | null): boolean {
   return lastError !== null && lastError.startsWith(STOPPED_PREFIX);

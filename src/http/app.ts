@@ -6,6 +6,7 @@ import { getJob, publishEvent } from '../admin.js';
 import type { Queryable } from '../db/driver.js';
 import { listJobs } from '../list-jobs.js';
 import { givenUpOn } from '../round-trip-limit.js';
+import { STOPPED_SCHEDULES_SQL } from '../schedule-stopped.js';
 import type { DrainReport, ListJobsFilter } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
@@ -252,7 +253,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
 
   app.get('/stats', async (c) => {
     const rows = await counts(queueOf(c));
-    const stopped = await counts<{ name: string }>(queueOf(c), STOPPED_SQL);
+    const stopped = await counts<{ name: string }>(queueOf(c), STOPPED_SCHEDULES_SQL);
     return c.json({
       stats: rows.map((r) => ({ queue: r.queue, task: r.task, state: r.state, jobs: Number(r.jobs),
                                 oldestDueSeconds: r.oldest_due_s === null ? null : Number(r.oldest_due_s) })),
@@ -285,8 +286,6 @@ function listJobsQuery(query: Record<string, string[]>): ListJobsFilter {
   }
   return filter as ListJobsFilter;
 }
-
-const STOPPED_SQL = 'select name from jobs.stopped_schedules order by name';  // for GET /stats
 
 async function counts<R = JobCountRow>(queue: AppQueue, sql = COUNTS_SQL): Promise<R[]> {
   try {
