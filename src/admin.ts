@@ -7,13 +7,14 @@ import { capOverBase, expiryChecks, jobIdsSchema, publishOptionsSchema, redriveF
   rescheduleOptionsSchema, retryPolicyOptions } from './job-options.js';
 import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
 import { asOption } from './publish.js';
-import { callValue, signalOnly, takeSignal, type SignalOption } from './send.js';
+import { callValue, send, signalOnly, takeSignal, type SignalOption } from './send.js';
 import type { JobInfo, PublishEventOptions, PurgeQueueOptions, RedriveFilter, RedriveResult,
   RescheduleOptions, Subscription } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip),
 // sent as a publish is (callValue, send.ts): given up when options.signal
 // fires, and sent again after a deadlock when it was a statement of its own.
+// The reads (getJob, listSubscriptions) take options.signal alike.
 // A named queue's settings (queues.create, queues.list) are in queue-settings.ts.
 export { createNamedQueue, listNamedQueues } from './queue-settings.js';
 
@@ -88,14 +89,14 @@ export async function failJobs(db: Queryable, jobIds: readonly string[], reason?
  * running, expired) or ended, archived by jobs.maintain included; null when
  * there is none (never published, deleted by deleteJobs, or by retention).
  */
-export async function getJob(db: Queryable, jobId: string): Promise<JobInfo | null> {
+export async function getJob(db: Queryable, jobId: string, options?: SignalOption): Promise<JobInfo | null> {
   parse(jobIdSchema, jobId, 'jobId');
-  const { rows } = await db.query<Record<string, unknown>>(
+  const { rows } = await send<Record<string, unknown>>(db,
     `select ${JOB_COLUMNS} from jobs.all where job_id = $1::bigint
      union all
      select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress,', 'null::jsonb as progress,')}
      from jobs.job_archive where job_id = $1::bigint
-     limit 1`, [jobId]).catch((error: unknown) => { throw translateError(error); });
+     limit 1`, [jobId], signalOnly(options)).catch((error: unknown) => { throw translateError(error); });
   const r = rows[0];
   return r ? jobInfoOf(r) : null;
 }
@@ -225,11 +226,11 @@ export async function unsubscribe(db: Queryable, event: string, queue: string, o
 }
 
 /** Every subscription (of one event, when given), by event and queue. */
-export async function listSubscriptions(db: Queryable, event?: string): Promise<Subscription[]> {
+export async function listSubscriptions(db: Queryable, event?: string, options?: SignalOption): Promise<Subscription[]> {
   if (event !== undefined) parse(eventNameSchema, event, 'event');
-  const { rows } = await db.query<Record<string, unknown>>(
+  const { rows } = await send<Record<string, unknown>>(db,
     `select event, queue, task, created_at from jobs.subscriptions where $1::text is null or event = $1
-     order by event, queue`, [event ?? null]).catch((error: unknown) => { throw translateError(error); });
+     order by event, queue`, [event ?? null], signalOnly(options)).catch((error: unknown) => { throw translateError(error); });
   return rows.map((r) => ({ event: r.event as string, queue: r.queue as string, task: r.task as string,
                             createdAt: new Date(r.created_at as string | Date) }));
 }

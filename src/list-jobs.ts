@@ -4,6 +4,7 @@ import { translateError } from './errors.js';
 import { JOB_COLUMNS, jobInfoOf } from './job-info.js';
 import { jsonParam } from './json-text.js';
 import { integerCheck, jobIdSchema, parse, queueNameSchema, taskSchema } from './options.js';
+import { send, signalOnly, type SignalOption } from './send.js';
 import type { JobInfo, ListJobsFilter } from './types.js';
 
 // Finding jobs: listJobs, one statement over jobs.all.
@@ -54,14 +55,16 @@ const LIST_SQL = `select j.* from (
  * sequential scan of jobs.job (the history) unless a queued state keeps it
  * to jobs.job_queue. Fine for an admin's call with a limit; not a query to
  * run per request. jobs.job has no index on body, queue or task on purpose:
- * every drained job would pay for it.
+ * every drained job would pay for it. options.signal gives the call up as
+ * the admin calls' does (send.ts): a long body search too.
  */
-export async function listJobs(db: Queryable, filter: ListJobsFilter = {}): Promise<JobInfo[]> {
+export async function listJobs(db: Queryable, filter: ListJobsFilter = {}, options?: SignalOption): Promise<JobInfo[]> {
   const f = parse(listJobsFilterSchema, filter, 'filter');
   const body = f.body === undefined ? null : jsonParam(f.body, 'filter.body');
+  const signal = signalOnly(options);
   try {
-    const { rows } = await db.query<Record<string, unknown>>(LIST_SQL, [f.queue ?? null, f.task ?? null, f.state ?? null, body,
-      f.ids ?? null, f.before ?? null, f.limit ?? 100]);
+    const { rows } = await send<Record<string, unknown>>(db, LIST_SQL, [f.queue ?? null, f.task ?? null, f.state ?? null, body,
+      f.ids ?? null, f.before ?? null, f.limit ?? 100], signal);
     return rows.map(jobInfoOf);
   } catch (error) {
     throw translateError(error);

@@ -3,7 +3,7 @@ import type { Queryable } from './db/driver.js';
 import { PgDrainError, ValidationError, translateError } from './errors.js';
 import { groupCapSchema, groupTiersSchema, namedQueueOptionsSchema, publishOptionsSchema, retryPolicyOptions } from './job-options.js';
 import { parse, queueNameSchema } from './options.js';
-import { callValue, takeSignal, type SignalOption } from './send.js';
+import { callValue, send, signalOnly, takeSignal, type SignalOption } from './send.js';
 import type { NamedQueueInfo, NamedQueueOptions } from './types.js';
 
 // A named queue's settings: queues.create (jobs.create_queue, sql/0017) and
@@ -69,13 +69,13 @@ export async function createNamedQueue(db: Queryable, name: string, options: Nam
   }
 }
 
-/** Every named queue and its settings, by name. */
-export async function listNamedQueues(db: Queryable): Promise<NamedQueueInfo[]> {
-  const { rows } = await db.query<Record<string, unknown>>(
+/** Every named queue and its settings, by name; given up when options.signal fires (send.ts). */
+export async function listNamedQueues(db: Queryable, options?: SignalOption): Promise<NamedQueueInfo[]> {
+  const { rows } = await send<Record<string, unknown>>(db,
     `select name, max_size, paused, default_timeout::float8 as timeout, default_priority, default_max_retries,
             dead_letter, retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max,
             max_running, expire_in::float8 as expire_in, group_concurrency, group_tiers, created_at
-     from jobs.queue order by name`, []).catch((error: unknown) => { throw translateError(error); });
+     from jobs.queue order by name`, [], signalOnly(options)).catch((error: unknown) => { throw translateError(error); });
   return rows.map((r) => ({
     name: r.name as string, maxSize: r.max_size as number | null, paused: r.paused as boolean,
     timeoutSeconds: r.timeout as number | null, priority: r.default_priority as number | null,

@@ -65,13 +65,14 @@ export interface Queue {
                                                options: NotBatch & { transactional: true }): Task<Body, Result>;
   defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result>,
                                                options?: NotBatch): Task<Body, Result>;
+  // The reads take options.signal too, given up as the calls below are.
   /** A job as it is now, by id (queued, running or ended); null when there is none. */
-  getJob(jobId: string): Promise<JobInfo | null>;
+  getJob(jobId: string, options?: SignalOption): Promise<JobInfo | null>;
   /**
    * Jobs matching every filter given (queue, task, state, body containment, ids), newest first,
    * as getJob answers each; page with filter.before. A body search reads the whole history: an admin's call.
    */
-  listJobs(filter?: ListJobsFilter): Promise<JobInfo[]>;
+  listJobs(filter?: ListJobsFilter, options?: SignalOption): Promise<JobInfo[]>;
   // The calls that change jobs and queues take options.signal as publish does: when it fires the
   // call rejects with its reason and its connection is ended (a statement it had sent may have run).
   /** Cancels a job: 'cancelled' (never ran), 'cancelling' (running: aborted best effort), null (not active). */
@@ -110,7 +111,7 @@ export interface Queue {
    */
   readonly queues: {
     create(name: string, options?: NamedQueueOptions & SignalOption): Promise<void>;
-    list(): Promise<NamedQueueInfo[]>;
+    list(options?: SignalOption): Promise<NamedQueueInfo[]>;
     pause(name: string, options?: SignalOption): Promise<boolean>;
     resume(name: string, options?: SignalOption): Promise<boolean>;
     /** Ends every waiting job of the queue as cancelled (running ones finish); returns how many. */
@@ -130,7 +131,7 @@ export interface Queue {
     /** Ends a queue's subscription to an event; true when there was one. */
     unsubscribe(event: string, queue: string, options?: SignalOption): Promise<boolean>;
     /** Every subscription (of one event, when given). */
-    subscriptions(event?: string): Promise<Subscription[]>;
+    subscriptions(event?: string, options?: SignalOption): Promise<Subscription[]>;
   };
   /**
    * Resolves with a job's outcome once it ended, woken by NOTIFY rather than
@@ -193,8 +194,8 @@ export function createQueue(options: QueueOptions): Queue {
       registry[name] = task;
       return task as Task<Body, Result> & BatchTask<Body, Result>; // which one: the overloads above
     },
-    getJob: (jobId) => getJob(driver, jobId),
-    listJobs: (filter) => listJobs(driver, filter),
+    getJob: (jobId, o) => getJob(driver, jobId, o),
+    listJobs: (filter, o) => listJobs(driver, filter, o),
     cancel: ((jobIds: string | readonly string[], reason?: string, o?: SignalOption) => (Array.isArray(jobIds)
       ? cancelJobs(driver, jobIds, reason, o) : cancelJob(driver, jobIds as string, reason, o))) as Queue['cancel'],
     reschedule: (jobIds, o) => rescheduleJobs(driver, jobIds, o),
@@ -205,7 +206,7 @@ export function createQueue(options: QueueOptions): Queue {
     redrive: (filter, o) => redrive(driver, filter, o),
     queues: {
       create: (name, o) => createNamedQueue(driver, name, o),
-      list: () => listNamedQueues(driver),
+      list: (o) => listNamedQueues(driver, o),
       pause: (name, o) => setQueuePaused(driver, name, true, o),
       resume: (name, o) => setQueuePaused(driver, name, false, o),
       purge: (name, o) => purgeQueue(driver, name, o),
@@ -213,7 +214,7 @@ export function createQueue(options: QueueOptions): Queue {
       deleteEnded: (name, o) => deleteEndedJobs(driver, name, o),
       subscribe: (event, queue, o) => subscribe(driver, event, queue, o),
       unsubscribe: (event, queue, o) => unsubscribe(driver, event, queue, o),
-      subscriptions: (event) => listSubscriptions(driver, event),
+      subscriptions: (event, o) => listSubscriptions(driver, event, o),
     },
     waitFor: async (jobId, o) => listen().waitFor(jobId, o),
     subscribe: async (listener) => listen().subscribe(listener),

@@ -6,7 +6,7 @@ import { checkQueryable } from './driver-check.js';
 import { checkCron, checkTz } from './cron-checks.js';
 import { publishOptionsSchema } from './job-options.js';
 import { keySchema, parse, queueNameSchema, taskSchema } from './options.js';
-import { callValue } from './send.js';
+import { callValue, signalOnly, type SignalOption } from './send.js';
 import type { JobGroup } from './types.js';
 
 // Recurring jobs and maintenance (sql/0022_schedule.sql), one SQL call each
@@ -221,10 +221,10 @@ interface ScheduleRow {
   group_id: string | null; group_tier: string | null;
 }
 
-/** Every recurring job, from the jobs.schedules view, by name. */
-export async function listSchedules(db: Queryable): Promise<ScheduleInfo[]> {
+/** Every recurring job, from the jobs.schedules view, by name; given up when options.signal fires (send.ts). */
+export async function listSchedules(db: Queryable, options?: SignalOption): Promise<ScheduleInfo[]> {
   const rows = await callValue<ScheduleRow[] | null>(db,
-    `select coalesce(jsonb_agg(to_jsonb(s) order by s.name), '[]') as r from jobs.schedules s`, []);
+    `select coalesce(jsonb_agg(to_jsonb(s) order by s.name), '[]') as r from jobs.schedules s`, [], signalOnly(options));
   return (rows ?? []).map((r) => ({
     name: r.name, cron: r.cron, task: r.task, body: r.body, queue: r.queue, runner: r.runner,
     pgCronJob: r.pg_cron_job, nextRunAt: r.next_run_at === null ? null : new Date(r.next_run_at),

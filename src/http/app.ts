@@ -3,17 +3,17 @@ import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parseJson } from '../json-text.js';
 import type { Queue } from '../queue.js';
 import { getJob, publishEvent } from '../admin.js';
-import type { Queryable } from '../db/driver.js';
 import { listJobs } from '../list-jobs.js';
 import { givenUpOn } from '../round-trip-limit.js';
 import { STOPPED_SCHEDULES_SQL } from '../schedule-stopped.js';
-import type { DrainReport, ListJobsFilter } from '../types.js';
+import { send } from '../send.js';
+import type { DrainReport } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
 import { errorResponse, HttpError } from './errors.js';
 import { mountDashboard } from './dashboard-routes.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
-import { parseDrainRequest, parsePublishEventRequest, parsePublishRequest, resolveLimits, tooLarge,
+import { listJobsQuery, parseDrainRequest, parsePublishEventRequest, parsePublishRequest, resolveLimits, tooLarge,
   type HttpLimits } from './requests.js';
 
 // Fields as the core (options.attributes) or the database (depends_on) names them, as a request sends them.
@@ -164,11 +164,28 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     }
   };
 
+  /**
+   * Runs a read given up, its connection ended, after COUNTS_TIMEOUT_MS (a 503) or when its caller
+   * hangs up first (the request's signal; a 499 no one reads): a read no one waits for holds no pool slot.
+   */
+  const read = async <T>(c: Context, run: (signal: AbortSignal) => Promise<T>): Promise<T> => {
+    const timeout = AbortSignal.timeout(COUNTS_TIMEOUT_MS);
+    const signal = AbortSignal.any([timeout, c.req.raw.signal]);
+    try {
+      return await run(signal);
+    } catch (error) {
+      if (!signal.aborted) throw asSent(translateError(error));
+      if (!timeout.aborted) throw new HttpError(499, 'request_ended', 'the request ended before its read answered: the read was given up');
+      onError?.(error);
+      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${COUNTS_TIMEOUT_MS / 1000} s`);
+    }
+  };
+
   // Every route's bound on a body, before a signed request's check reads it.
   const bodyLimit = limitBody(limits.maxBodyBytes, () => tooLarge(limits));
 
   // Before the API's own auth, which it replaces: a browser sends Basic, not a bearer token.
-  mountDashboard(app, { auth: auth.checkDashboard, bodyLimit, driverOf: (c) => queueOf(c).driver, timeoutMs: COUNTS_TIMEOUT_MS,
+  mountDashboard(app, { auth: auth.checkDashboard, bodyLimit, driverOf: (c) => queueOf(c).driver, read,
                         redriveRows: limits.dashboardRedriveRows,
                         actionsToken: dashboardActions ? options.token : undefined, bounded, onError });
 
@@ -227,33 +244,21 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     return c.json({ ids }, 201);
   });
 
-  /** Runs a read bounded as the counts are, its connection ended when given up on (then a 503). */
-  const read = async <T>(c: Context, run: (db: Queryable) => Promise<T>): Promise<T> => {
-    const signal = AbortSignal.timeout(COUNTS_TIMEOUT_MS);
-    try {
-      return await run(givenUpOn(queueOf(c).driver, signal));
-    } catch (error) {
-      if (!signal.aborted) throw asSent(translateError(error));
-      onError?.(error);
-      throw new HttpError(503, 'database_unavailable', `database unavailable: no reply within ${COUNTS_TIMEOUT_MS / 1000} s`);
-    }
-  };
-
   app.get('/jobs', async (c) => {
     const filter = listJobsQuery(c.req.queries());
-    return c.json({ jobs: await read(c, (db) => listJobs(db, filter)) });
+    return c.json({ jobs: await read(c, (signal) => listJobs(queueOf(c).driver, filter, { signal })) });
   });
 
   app.get('/jobs/:id', async (c) => {
     const id = c.req.param('id');
-    const job = await read(c, (db) => getJob(db, id));
+    const job = await read(c, (signal) => getJob(queueOf(c).driver, id, { signal }));
     if (!job) throw new HttpError(404, 'not_found', `no job ${id} (never published, or deleted: by retention or deleteJobs)`);
     return c.json({ job });
   });
 
   app.get('/stats', async (c) => {
-    const rows = await counts(queueOf(c));
-    const stopped = await counts<{ name: string }>(queueOf(c), STOPPED_SCHEDULES_SQL);
+    const [rows, stopped] = await read(c, async (signal) =>
+      [await counts(queueOf(c), signal), await counts<{ name: string }>(queueOf(c), signal, STOPPED_SCHEDULES_SQL)] as const);
     return c.json({
       stats: rows.map((r) => ({ queue: r.queue, task: r.task, state: r.state, jobs: Number(r.jobs),
                                 oldestDueSeconds: r.oldest_due_s === null ? null : Number(r.oldest_due_s) })),
@@ -263,35 +268,18 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   });
 
   app.get('/metrics', async (c) => {
-    const text = metrics.render(await counts(queueOf(c)));
+    const text = metrics.render(await read(c, (signal) => counts(queueOf(c), signal)));
     return c.text(text, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
 
   return app;
 }
 
-const LIST_PARAMETERS = ['queue', 'task', 'state', 'body', 'before', 'limit'];
-
-/** GET /jobs's query string as listJobs' filter (which checks the values): each parameter once, body as JSON. */
-function listJobsQuery(query: Record<string, string[]>): ListJobsFilter {
-  const filter: Record<string, unknown> = {};
-  for (const [key, values] of Object.entries(query)) {
-    if (!LIST_PARAMETERS.includes(key)) {
-      throw new ValidationError(key, `unknown query parameter (GET /jobs takes ${LIST_PARAMETERS.join(', ')})`);
-    }
-    if (values.length > 1) throw new ValidationError(key, `must be given once in the query string, got ${values.length}`);
-    const value = values[0]!;
-    if (key === 'body' && value.trim() === '') throw new ValidationError(key, 'is empty: give JSON the body contains, or leave it out');
-    filter[key] = key === 'body' ? parseJson(value, key) : key === 'limit' && /^\d+$/.test(value) ? Number(value) : value;
-  }
-  return filter as ListJobsFilter;
-}
-
-async function counts<R = JobCountRow>(queue: AppQueue, sql = COUNTS_SQL): Promise<R[]> {
+async function counts<R = JobCountRow>(queue: AppQueue, signal: AbortSignal, sql = COUNTS_SQL): Promise<R[]> {
   try {
-    // Bounded, and its connection ended when given up on: /metrics is scraped
-    // every few seconds, and each scrape of a silent database would hold a slot.
-    return (await givenUpOn(queue.driver, AbortSignal.timeout(COUNTS_TIMEOUT_MS)).query<R & object>(sql)).rows;
+    // Given up by read()'s signal, its connection ended: /metrics is scraped every few seconds,
+    // and each scrape of a silent database would hold a slot.
+    return (await send<R & object>(queue.driver, sql, [], signal)).rows;
   } catch (error) {
     const e = translateError(error);
     throw e instanceof PgDrainError ? e : new PgDrainError('database_unavailable', 'database unavailable', { cause: error });

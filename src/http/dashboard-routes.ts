@@ -36,8 +36,8 @@ export interface DashboardRouteOptions {
   driverOf: (c: Context) => Queryable;
   /** The token that keys the form tokens: given, the page has forms and the actions are taken; else read-only. */
   actionsToken: string | undefined;
-  /** How long the page's statement may take. */
-  timeoutMs: number;
+  /** The app's bound on a read: run(signal) given up after its time or when the request ends. */
+  read: <T>(c: Context, run: (signal: AbortSignal) => Promise<T>) => Promise<T>;
   /** The most failed jobs a queue's redrive puts back per click (limits.dashboardRedriveRows). */
   redriveRows: number;
   /** The app's bound on a write: run(signal) given up after its time, then a 503 that says `maybe`. */
@@ -57,7 +57,7 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
       const acting = signer !== undefined && c.get('pendingSignature') === undefined ? signer : undefined;
       const note = await takeNote(query, acting);
       const queue = parseDashboardQuery(query);
-      const data = await readDashboard(o.driverOf(c), queue, o.timeoutMs);
+      const data = await o.read(c, (signal) => readDashboard(o.driverOf(c), queue, signal));
       const now = Date.now();
       const actions = acting && {
         // Each form's token, of what the form does: its action and the fields the page fills in.

@@ -4,8 +4,8 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import type { Queryable } from '../db/driver.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parse, queueNameSchema } from '../options.js';
-import { givenUpOn } from '../round-trip-limit.js';
 import { isStopped, noNextRun, stoppedSummary } from '../schedule-stopped.js';
+import { send } from '../send.js';
 import type { DashboardAction } from './dashboard-actions.js';
 
 // GET /dashboard: an HTML page of the queues, the last failures and the
@@ -74,13 +74,14 @@ export function parseDashboardQuery(query: Record<string, string[]>): string | u
 }
 
 /**
- * Reads the page's data in one round trip, given up after timeoutMs with its
- * connection ended (as /metrics is). An unknown queue is a 400.
+ * Reads the page's data in one round trip, given up when signal fires (the
+ * app's read bound: its time, or the request's end) with its connection
+ * ended (as /metrics is). An unknown queue is a 400.
  */
-export async function readDashboard(db: Queryable, queue: string | undefined, timeoutMs: number): Promise<DashboardData> {
+export async function readDashboard(db: Queryable, queue: string | undefined, signal: AbortSignal): Promise<DashboardData> {
   let data: DashboardData;
   try {
-    const { rows } = await givenUpOn(db, AbortSignal.timeout(timeoutMs)).query<{ r: DashboardData }>(DASHBOARD_SQL, [queue ?? null]);
+    const { rows } = await send<{ r: DashboardData }>(db, DASHBOARD_SQL, [queue ?? null], signal);
     data = rows[0]!.r;
   } catch (error) {
     const e = translateError(error);

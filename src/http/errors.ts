@@ -6,10 +6,10 @@ export interface ErrorBody {
   error: { code: string; message: string; field: string | null };
 }
 
-/** An error the HTTP layer answers with its own status (401, 404, 413, 429, …). */
+/** An error the HTTP layer answers with its own status (401, 404, 413, 429, …; 499: the request ended first, answered to no one). */
 export class HttpError extends Error {
   override readonly name = 'HttpError';
-  constructor(readonly status: 400 | 401 | 403 | 404 | 413 | 429 | 503, readonly code: string, message: string,
+  constructor(readonly status: 400 | 401 | 403 | 404 | 413 | 429 | 499 | 503, readonly code: string, message: string,
               readonly field: string | null = null, readonly headers: Record<string, string> = {}) {
     super(message);
   }

@@ -6,7 +6,7 @@ import { parseJson } from '../json-text.js';
 import { lingerMsSchema, pollMsSchema } from '../drain-options.js';
 import { bulkPublishOptionsSchema, capOverBase, expiryChecks, publishOptionsSchema } from '../job-options.js';
 import { isoDateTimeSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
-import type { BulkJob, PublishEventOptions, PublishOptions } from '../types.js';
+import type { BulkJob, ListJobsFilter, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
 // Parsing and validation of request bodies and query strings, with errors
@@ -231,6 +231,23 @@ export function parsePublishEventRequest(event: string, body: unknown): PublishE
   return { event, body: eventBody, options: options as PublishEventOptions };
 }
 
+
+const LIST_PARAMETERS = ['queue', 'task', 'state', 'body', 'before', 'limit'];
+
+/** GET /jobs's query string as listJobs' filter (which checks the values): each parameter once, body as JSON. */
+export function listJobsQuery(query: Record<string, string[]>): ListJobsFilter {
+  const filter: Record<string, unknown> = {};
+  for (const [key, values] of Object.entries(query)) {
+    if (!LIST_PARAMETERS.includes(key)) {
+      throw new ValidationError(key, `unknown query parameter (GET /jobs takes ${LIST_PARAMETERS.join(', ')})`);
+    }
+    if (values.length > 1) throw new ValidationError(key, `must be given once in the query string, got ${values.length}`);
+    const value = values[0]!;
+    if (key === 'body' && value.trim() === '') throw new ValidationError(key, 'is empty: give JSON the body contains, or leave it out');
+    filter[key] = key === 'body' ? parseJson(value, key) : key === 'limit' && /^\d+$/.test(value) ? Number(value) : value;
+  }
+  return filter as ListJobsFilter;
+}
 
 /** Throws 413 when a body is larger than the limit (for bodies that arrive without a length). */
 export function tooLarge(limits: HttpLimits): HttpError {

@@ -81,6 +81,8 @@ export async function everyOption(): Promise<void> {
   await queue.redrive({}, { signal: maybe<AbortSignal>() });
   await queue.reschedule(['1'], { priority: 1, signal: maybe<AbortSignal>() });
   await queue.queues.purge('q', { reason: maybe<string>(), signal: maybe<AbortSignal>() });
+  await queue.listJobs({ queue: maybe<string>() }, { signal: maybe<AbortSignal>() });
+  await queue.queues.subscriptions(maybe<string>(), { signal: maybe<AbortSignal>() });
   await queue.publish('a.b', {}, { throttleSeconds: maybe<number>(), dedupeKey: 'k' });
   queue.defineTask('a.e', async () => [], { batch: { maxSize: maybe<number>() } });
   await queue.waitFor('1', { signal: maybe<AbortSignal>(), timeoutMs: maybe<number>() });
