@@ -4,7 +4,9 @@
 // new job when the holder ended or went to retry, the holder when it was
 // given back unstarted. Answered at once with the holder's id, the caller
 // of a bulk racing an ack believed its work queued while the job answered
-// had ended and nothing would run it. The settle is held open from another
+// had ended and nothing would run it. Inside a REPEATABLE READ or
+// SERIALIZABLE transaction that wait ends in 40001, for a bulk as for a
+// single publish (what README says). The settle is held open from another
 // session (no timing). On a real PostgreSQL.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
@@ -137,4 +139,35 @@ describe('bulk keep_waiting: a holder a settle is ending is waited for, not answ
       await Promise.all(settlers.map((s) => s.query('rollback')));
     }
   });
+});
+
+describe('keep_waiting in a REPEATABLE READ or SERIALIZABLE transaction: a holder being acked is a serialization failure', () => {
+  const single = (key: string) => `select jobs.publish('sync.user', dedupe_key => '${key}', dedupe_mode => 'keep_waiting')::text as id`;
+  for (const level of ['repeatable read', 'serializable']) {
+    for (const [kind, publish] of [['a single publish', single], ['a bulk publish', bulk]] as const) {
+      it(`${level}, ${kind}: waits for the ack, then fails with 40001 and writes nothing; sent again, a new job takes the key`, async () => {
+        const holder = await running('user:2');
+        await withSessions(async (settler, publisher) => {
+          await settler.query('begin');
+          await settler.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [holder]);
+          // The publish's snapshot, taken at its first statement, has the holder running.
+          await publisher.query(`begin isolation level ${level}`);
+          const answer = outcome(publisher.query(publish('user:2')));
+          expect(await waits(publisher, answer)).toBe(true);
+          await settler.query(`select jobs.ack($1::bigint)`, [holder]);
+          await settler.query('commit');
+          // The row it waited for was deleted since its snapshot: PostgreSQL cannot go on in that snapshot.
+          expect(await answer).toMatch(/^error 40001 /);
+          await publisher.query('rollback');
+          expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
+          // Its transaction run again (a new snapshot): the key is free, a new job holds it.
+          await publisher.query(`begin isolation level ${level}`);
+          const [{ id }] = (await publisher.query(publish('user:2'))).rows as [{ id: string }];
+          await publisher.query('commit');
+          expect(id).not.toBe(holder);
+          expect(await sql(`select job_id::text as id, dedupe_key from jobs.job_queue`)).toEqual([{ id, dedupe_key: 'user:2' }]);
+        });
+      });
+    }
+  }
 });
