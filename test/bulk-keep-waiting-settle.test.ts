@@ -10,7 +10,7 @@
 // session (no timing). On a real PostgreSQL.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { doneOrBlocked, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
+import { blockedOn, doneOrBlocked, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -170,4 +170,45 @@ describe('keep_waiting in a REPEATABLE READ or SERIALIZABLE transaction: a holde
       });
     }
   }
+});
+
+describe('bulk keep_waiting: what it holds while it waits for a held holder', () => {
+  const kw2 = `select jobs.publish_arrays(array['a', 'b'], dedupe_keys => array['k1', 'k2'],
+                                          dedupe_modes => array['keep_waiting', 'keep_waiting'])::text[] as ids`;
+
+  it('a holder held again at each of four passes: PD011 dedupe_key, nothing written', async () => {
+    // Its serial key's lock (taken in each pass, after the key's) held from a third session pauses each pass until the
+    // holder's row is held again: the same row re-locked between passes, with no timing.
+    const x = await running('k', 's');
+    const pauser = await session();
+    const pause = () => pauser.query(`begin; select pg_advisory_xact_lock(736038, hashtext('s'))`);
+    await withSessions(async (settler, publisher) => {
+      try {
+        await pause();
+        await settler.query('begin');
+        await settler.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [x]);
+        const answer = outcome(publisher.query(bulk('k')));
+        for (let pass = 1; ; pass++) {
+          await blockedOn(sql, publisher, ['advisory']);
+          await pauser.query('commit');
+          // The fourth finds it held again: refused, not waited for.
+          if (pass === 4) break;
+          // The pass found the holder held: it waits for the row, holding no lock.
+          await blockedOn(sql, publisher, ['transactionid', 'tuple']);
+          await pause();
+          await settler.query('commit');
+          await blockedOn(sql, publisher, ['advisory']);
+          await settler.query('begin');
+          await settler.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [x]);
+        }
+        expect(await waits(publisher, answer)).toBe(false);
+        expect(await answer).toBe('error PD011 dedupe_key: dedupe_key: kept changing hands while publishing; try again');
+        expect(await sql(`select job_id::text as id, dedupe_key, serial_key from jobs.job_queue`)).toEqual([
+          { id: x, dedupe_key: 'k', serial_key: 's' },
+        ]);
+      } finally {
+        await pauser.query('rollback');
+      }
+    });
+  });
 });

@@ -46,6 +46,13 @@ export async function blocked(sql: Observer, s: LockSession): Promise<void> {
   while (!await waitsForLock(sql, s)) await new Promise((r) => setTimeout(r, 5));
 }
 
+/** Until session s waits for a lock of one of these kinds (pg_locks.locktype: advisory, transactionid for a row, ...). */
+export async function blockedOn(sql: Observer, s: LockSession, kinds: string[]): Promise<void> {
+  const waits = async () => (await sql(`select 1 from pg_locks where pid = $1 and not granted and locktype = any($2)`,
+                                       [s.pid, kinds])).length > 0;
+  while (!await waits()) await new Promise((r) => setTimeout(r, 5));
+}
+
 /** Until session s's query p is done or waits for a lock. */
 export async function doneOrBlocked(sql: Observer, s: LockSession, p: Promise<unknown>): Promise<void> {
   let done = false;
