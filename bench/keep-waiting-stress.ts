@@ -9,12 +9,16 @@
 // unless a redrive sent after that claim put it back.
 //   esbuild bench/keep-waiting-stress.ts --bundle --platform=node --format=esm --packages=external \
 //     --outfile=dist/bench/keep-waiting-stress.mjs && node dist/bench/keep-waiting-stress.mjs DSN [SECONDS]
+// (sizes below: KW_KEYS, KW_BULK, KW_BULKS, KW_SINGLES, KW_DRAINS, KW_SERIALS, KW_HOLD_MS)
 import pg from 'pg';
 
 const url = process.argv[2];
 if (!url) throw new Error('usage: keep-waiting-stress DSN [SECONDS]');
 const seconds = Number(process.argv[3] ?? 30);
-const [KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS] = [200, 50, 3, 3, 3, 20];
+// Sizes, each overridable by an environment variable of its name (KW_BULKS=5).
+const size = (name: string, d: number) => Number(process.env[`KW_${name}`] ?? d);
+const [KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS] =
+  [size('KEYS', 200), size('BULK', 50), size('BULKS', 3), size('SINGLES', 3), size('DRAINS', 3), size('SERIALS', 20), size('HOLD_MS', 5)];
 
 type Answer = { key: string; id: string; sent: number; answered: number };
 const answers: Answer[] = [];
@@ -78,7 +82,7 @@ async function single() {
 
 /**
  * Claims 25 and settles them (a fifth nacked) in one jobs.settle_arrays, as
- * drain() does, holding the rows 5 ms before the commit; one job per
+ * drain() does, holding the rows HOLD_MS (5) before the commit; one job per
  * transaction for a drain of transactional handlers (each its own ack).
  */
 async function drain(transactional: boolean) {
@@ -99,7 +103,7 @@ async function drain(transactional: boolean) {
         await c.query(`select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], errors => $4::text[],
                                                  retry_at => array_fill(now(), array[$5::int]))`,
                       [batch.map((r) => r.id), batch.map((r) => r.attempt), outcomes, outcomes.map(() => 'boom'), batch.length]);
-        await c.query(`select pg_sleep(0.005)`);
+        if (HOLD_MS > 0) await c.query(`select pg_sleep($1::float8 / 1000)`, [HOLD_MS]);
         await c.query('commit');
       }
       latency.settle.push(Date.now() - began);
@@ -156,6 +160,6 @@ const stats = (xs: number[]) => {
   return { n: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1] ?? 0 };
 };
 console.log(JSON.stringify({
-  seconds, bulk: stats(latency.bulk), single: stats(latency.single), settle: stats(latency.settle),
+  seconds, sizes: { KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS }, bulk: stats(latency.bulk), single: stats(latency.single), settle: stats(latency.settle),
   errors: Object.fromEntries(errors), wrongAnswers: wrong.length, wrongExample: wrong[0], ...counts,
 }));
