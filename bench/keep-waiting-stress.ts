@@ -9,7 +9,7 @@
 // unless a redrive sent after that claim put it back.
 //   esbuild bench/keep-waiting-stress.ts --bundle --platform=node --format=esm --packages=external \
 //     --outfile=dist/bench/keep-waiting-stress.mjs && node dist/bench/keep-waiting-stress.mjs DSN [SECONDS]
-// (sizes below: KW_KEYS, KW_BULK, KW_BULKS, KW_SINGLES, KW_DRAINS, KW_SERIALS, KW_HOLD_MS)
+// (sizes below: KW_KEYS, KW_BULK, KW_BULKS, KW_SINGLES, KW_DRAINS, KW_SERIALS, KW_HOLD_MS, KW_REDRIVES)
 import pg from 'pg';
 
 const url = process.argv[2];
@@ -17,8 +17,9 @@ if (!url) throw new Error('usage: keep-waiting-stress DSN [SECONDS]');
 const seconds = Number(process.argv[3] ?? 30);
 // Sizes, each overridable by an environment variable of its name (KW_BULKS=5).
 const size = (name: string, d: number) => Number(process.env[`KW_${name}`] ?? d);
-const [KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS] =
-  [size('KEYS', 200), size('BULK', 50), size('BULKS', 3), size('SINGLES', 3), size('DRAINS', 3), size('SERIALS', 20), size('HOLD_MS', 5)];
+const [KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS, REDRIVES] =
+  [size('KEYS', 200), size('BULK', 50), size('BULKS', 3), size('SINGLES', 3), size('DRAINS', 3), size('SERIALS', 20), size('HOLD_MS', 5),
+   size('REDRIVES', 1)];
 
 type Answer = { key: string; id: string; sent: number; answered: number };
 const answers: Answer[] = [];
@@ -137,7 +138,7 @@ const setup = await client();
 await setup.query(`truncate jobs.job_queue, jobs.job, jobs.dependency`);
 await Promise.all([
   ...Array.from({ length: BULKS }, bulk), ...Array.from({ length: SINGLES }, single),
-  ...Array.from({ length: DRAINS }, (_, i) => drain(i === 0)), redrive(),
+  ...Array.from({ length: DRAINS }, (_, i) => drain(i === 0)), ...Array.from({ length: REDRIVES }, redrive),
 ]);
 
 // An answer is wrong when a claim of its job had committed before the
@@ -160,6 +161,6 @@ const stats = (xs: number[]) => {
   return { n: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1] ?? 0 };
 };
 console.log(JSON.stringify({
-  seconds, sizes: { KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS }, bulk: stats(latency.bulk), single: stats(latency.single), settle: stats(latency.settle),
+  seconds, sizes: { KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS, REDRIVES }, bulk: stats(latency.bulk), single: stats(latency.single), settle: stats(latency.settle),
   errors: Object.fromEntries(errors), wrongAnswers: wrong.length, wrongExample: wrong[0], ...counts,
 }));
