@@ -172,10 +172,7 @@ describe('keep_waiting in a REPEATABLE READ or SERIALIZABLE transaction: a holde
   }
 });
 
-describe('bulk keep_waiting: what it holds while it waits for a held holder', () => {
-  const kw2 = `select jobs.publish_arrays(array['a', 'b'], dedupe_keys => array['k1', 'k2'],
-                                          dedupe_modes => array['keep_waiting', 'keep_waiting'])::text[] as ids`;
-
+describe('bulk keep_waiting: a holder held again at every pass', () => {
   it('a holder held again at each of four passes: PD011 dedupe_key, nothing written', async () => {
     // Its serial key's lock (taken in each pass, after the key's) held from a third session pauses each pass until the
     // holder's row is held again: the same row re-locked between passes, with no timing.
