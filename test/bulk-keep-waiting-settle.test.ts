@@ -190,7 +190,7 @@ describe('bulk keep_waiting: a holder held again at every pass', () => {
           await pauser.query('commit');
           // The fourth finds it held again: refused, not waited for.
           if (pass === 4) break;
-          // The pass found the holder held: it waits for the row, holding no lock.
+          // The pass found the holder held: it waits for the row, its serial-key locks let go.
           await blockedOn(sql, publisher, ['transactionid', 'tuple']);
           await pause();
           await settler.query('commit');
