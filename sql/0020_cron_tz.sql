@@ -167,6 +167,30 @@ begin
   return v_next;
 end $$;
 
+-- A drain-run schedule's tick after p_after, for jobs.publish_due_schedules,
+-- which has published (or skipped) the tick before it. When the search runs
+-- out of a whole tick's budget, the rule cannot be computed within one (work
+-- that would never finish): next_at is null, `stop` says why ('<error>
+-- (SQLSTATE PDC01)') and the budget is spent. Out of a budget earlier
+-- searches had spent in part it raises (a whole one may do: the caller
+-- leaves the tick due for the next call), as it raises any other error.
+create function jobs.tick_or_stop(p_cron text, p_after timestamptz, p_tz text,
+                                  out next_at timestamptz, out stop text)
+language plpgsql as $$
+declare
+  v_whole boolean := jobs.tick_steps_left() >= jobs.max_tick_steps();
+  v_hint text;
+begin
+  next_at := jobs.cron_tick(p_cron, p_after, p_tz);
+exception when sqlstate 'PDC01' then
+  get stacked diagnostics v_hint = pg_exception_hint;
+  if not v_whole or v_hint is distinct from jobs.tick_steps_hint() then
+    raise;
+  end if;
+  perform jobs.tick_steps_give(0);
+  stop := format('%s (SQLSTATE %s)', sqlerrm, sqlstate);
+end $$;
+
 -- The next time (whole minutes) a cron expression fires after `after`, in
 -- UTC or on the wall clock of time zone tz ('Europe/Paris'). Raises PDC01
 -- for a bad expression or one that never fires, PDC03 naming tz for a name

@@ -3585,6 +3585,7 @@ CREATE FUNCTION jobs.publish_due_schedules(now timestamp with time zone DEFAULT 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
+  c_stopped constant text := 'stopped until jobs.schedule is called for it again: ';  -- jobs.stopped_schedules
   v_now timestamptz := coalesce(publish_due_schedules.now, pg_catalog.now());
   r jobs.recurring;
   v_id bigint;
@@ -3598,9 +3599,9 @@ declare
   v_left bigint;  -- the steps the schedules before this one left
   v_kept bigint;  -- and those this one's searches left, so far
   v_next timestamptz;
+  v_stop text;  -- why its next tick cannot be computed within a budget (jobs.tick_or_stop): stopped
   v_job bigint;  -- a backfill tick's job, its publish not yet kept
   v_error text;
-  v_stopped boolean;
   v_hint text;
   v_out boolean;  -- a search ran out of steps
 begin
@@ -3614,11 +3615,13 @@ begin
     v_left := jobs.tick_steps_left();
     exit when v_left <= 0;  -- spent: the schedules left stay due
     v_kept := v_left;
+    v_stop := null;
     begin
       if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+        select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
         update jobs.recurring s
-        set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), skipped_ticks = s.skipped_ticks + 1,
-            last_skipped_at = r.next_run_at
+        set next_run_at = v_next, skipped_ticks = s.skipped_ticks + 1, last_skipped_at = r.next_run_at,
+            last_error = coalesce(c_stopped || v_stop || ' at ' || v_now, s.last_error)
         where s.name = r.name;
         continue;
       end if;
@@ -3647,9 +3650,10 @@ begin
         if r.dedupe_key is not null or r.serial_key is not null then
           perform set_config('lock_timeout', v_lock_timeout, true);
         end if;
+        select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
         update jobs.recurring s
-        set next_run_at = jobs.cron_tick(r.cron, v_now, r.tz), last_run_at = r.next_run_at, last_job_id = v_id,
-            last_error = null
+        set next_run_at = v_next, last_run_at = r.next_run_at, last_job_id = v_id,
+            last_error = c_stopped || v_stop || ' at ' || v_now
         where s.name = r.name;
         v_count := v_count + 1;
         continue;
@@ -3663,27 +3667,27 @@ begin
       v_tick := r.next_run_at;
       v_from := v_now - make_interval(secs => r.backfill::float8);
       if v_tick < v_from then
-        v_tick := jobs.cron_tick(r.cron, v_from - interval '1 microsecond', r.tz);
+        select t.next_at, t.stop into v_tick, v_stop from jobs.tick_or_stop(r.cron, v_from - interval '1 microsecond', r.tz) t;
         v_kept := jobs.tick_steps_left();
       end if;
       v_last := null;
       v_n := 0;
-      while v_tick <= v_now and v_n < 100
+      while v_stop is null and v_tick <= v_now and v_n < 100
             and not (v_n > 0 and v_left - jobs.tick_steps_left() >= jobs.max_tick_steps() / 2) loop
         -- Each search of a COUNT rule counts from DTSTART, so many ticks can
-        -- cost more than the budget that pays for any one: out of steps
-        -- after a tick of this call, this tick's publish is undone and the
-        -- next call goes on from it (the ticks before it stay published).
+        -- cost more than the budget that pays for any one: out of a budget
+        -- spent in part, this tick's publish is undone and the next call
+        -- goes on from it (the ticks before it stay published).
         begin
           v_job := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
                                 priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                                 dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                                 group_id => r.group_id, group_tier => r.group_tier,
                                 attributes => jobs.schedule_attributes(r.name, v_tick));
-          v_next := jobs.cron_tick(r.cron, v_tick, r.tz);
+          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_tick, r.tz) t;
         exception when others then
           get stacked diagnostics v_hint = pg_exception_hint;
-          if v_n > 0 and sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint() then
+          if sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint() then
             perform jobs.tick_steps_give(0);
             v_kept := 0;
             exit;
@@ -3702,7 +3706,8 @@ begin
       update jobs.recurring s
       set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at),
           last_job_id = case when v_n = 0 then s.last_job_id else v_id end,
-          last_error = case when v_n = 0 then s.last_error end,
+          last_error = case when v_stop is not null then c_stopped || v_stop || ' at ' || v_now
+                            when v_n = 0 then s.last_error end,
           skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
           last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
       where s.name = r.name;
@@ -3719,34 +3724,37 @@ begin
       if sqlstate = '55P03' and (r.dedupe_key is not null or r.serial_key is not null) then
         continue;
       end if;
+      -- Out of a budget the schedules before it spent in part
+      -- (jobs.tick_or_stop raised): still due, the first of the next call's
+      -- (the rest wait too, the budget spent).
+      exit when v_out and v_left < jobs.max_tick_steps();
       v_error := format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now);
       -- A schedule that cannot publish (its queue was dropped, it is full)
-      -- must not stop the claim that called us: record why, try next minute.
-      -- With backfill, at the next tick (a job's scheduled_at is its tick):
-      -- the ticks not published count as one skipped tick.
-      v_stopped := sqlstate = 'PDC01';
-      v_next := case when r.backfill is null and not v_stopped then date_trunc('minute', v_now) + interval '1 minute' end;
-      if r.backfill is not null and not v_stopped then
+      -- or whose next tick fails but for the budget (a rule a later pgdrain
+      -- no longer parses) must not stop the claim that called us: record
+      -- why, try next minute (its publish undone). With backfill, at the
+      -- next tick (a job's scheduled_at is its tick), the ticks not
+      -- published counted as one skipped; if that tick fails too, there is
+      -- none to try at: stopped (before the budget, every claim failed).
+      v_stop := null;
+      v_next := case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute' end;
+      if r.backfill is not null then
         begin
-          v_next := jobs.cron_tick(r.cron, v_now, r.tz);  -- null: the rule ended (COUNT, UNTIL)
+          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
         exception when others then
           get stacked diagnostics v_hint = pg_exception_hint;
           v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
           perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
-          v_error := format('%s; its next tick: %s (SQLSTATE %s)', v_error, sqlerrm, sqlstate);
-          v_stopped := true;
+          exit when v_out and v_left < jobs.max_tick_steps();
+          v_stop := format('%s (SQLSTATE %s)', sqlerrm, sqlstate);
         end;
+        v_error := v_error || coalesce('; its next tick: ' || v_stop, '');
       end if;
-      -- Its rule out of steps, or not computable at all (PDC01, or any error
-      -- computing its next tick): stopped; but out of steps the schedules
-      -- before it spent in part: still due, the first of the next call's
-      -- (the rest wait too, the budget spent).
-      exit when v_out and v_left < jobs.max_tick_steps();
       update jobs.recurring s
       set next_run_at = v_next,
-          skipped_ticks = s.skipped_ticks + (r.backfill is not null or v_stopped)::integer,
-          last_skipped_at = case when r.backfill is not null or v_stopped then r.next_run_at else s.last_skipped_at end,
-          last_error = case when v_stopped then 'stopped until jobs.schedule is called for it again: ' else '' end || v_error
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null)::integer,
+          last_skipped_at = case when r.backfill is not null then r.next_run_at else s.last_skipped_at end,
+          last_error = case when v_stop is not null then c_stopped else '' end || v_error
       where s.name = r.name;
     end;
   end loop;
@@ -6038,6 +6046,27 @@ begin
 end $$;
 
 --
+-- Name: tick_or_stop(text, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_or_stop(p_cron text, p_after timestamp with time zone, p_tz text, OUT next_at timestamp with time zone, OUT stop text) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_whole boolean := jobs.tick_steps_left() >= jobs.max_tick_steps();
+  v_hint text;
+begin
+  next_at := jobs.cron_tick(p_cron, p_after, p_tz);
+exception when sqlstate 'PDC01' then
+  get stacked diagnostics v_hint = pg_exception_hint;
+  if not v_whole or v_hint is distinct from jobs.tick_steps_hint() then
+    raise;
+  end if;
+  perform jobs.tick_steps_give(0);
+  stop := format('%s (SQLSTATE %s)', sqlerrm, sqlstate);
+end $$;
+
+--
 -- Name: tick_steps_give(bigint); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -6569,7 +6598,7 @@ CREATE VIEW jobs.stopped_schedules AS
  SELECT r.name,
     r.task,
     r.queue,
-    r.last_skipped_at AS stopped_tick,
+    GREATEST(r.last_run_at, r.last_skipped_at) AS stopped_tick,
     r.last_error
    FROM jobs.recurring r
   WHERE ((r.runner = 'drains'::text) AND (r.next_run_at IS NULL) AND (r.last_error ~~ 'stopped until jobs.schedule is called for it again: %'::text));
