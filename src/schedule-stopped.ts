@@ -2,13 +2,24 @@
 // not computable at all): next_run_at null, last_error beginning with
 // STOPPED_PREFIX, until jobs.schedule is called for them again. Worded once
 // here for every place that shows them: `pgdrain schedule list` and
-// `pgdrain stats`, the dashboard, GET /stats (jobs.stopped_schedules).
+// `pgdrain stats`, the dashboard, GET /stats and /metrics (jobs.stopped_schedules).
 
 /** How last_error begins for a schedule a tick stopped (sql/0023's jobs.publish_due_schedules). */
 export const STOPPED_PREFIX = 'stopped until jobs.schedule is called for it again: ';
 
-/** The stopped schedules' names, for `pgdrain stats` and GET /stats. */
-export const STOPPED_SCHEDULES_SQL = 'select name from jobs.stopped_schedules order by name';
+/**
+ * One statement for `pgdrain stats`, GET /stats and /metrics: one row of
+ * `rows`, the rows of `sql` as JSON ordered by `orderBy` (its columns as
+ * r.<column>), and `stopped`, the stopped schedules' names (JSON): their
+ * counts and the stopped schedules in one round trip.
+ */
+export function withStoppedSchedules(sql: string, orderBy: string): string {
+  return `select coalesce((select json_agg(r order by ${orderBy}) from (${sql}) r), '[]') as rows,
+  coalesce((select json_agg(s.name order by s.name) from jobs.stopped_schedules s), '[]') as stopped`;
+}
+
+/** The row withStoppedSchedules' statement answers. */
+export interface WithStoppedSchedules<R> { rows: R[]; stopped: string[] }
 
 /** Whether a schedule's last_error says a tick stopped it. */
 export function isStopped(lastError: string | null): boolean {

@@ -10,6 +10,7 @@ import { fill } from '../bench/fill.js';
 import { createApp, signRequest } from '../src/http/index.js';
 import { DASHBOARD_SQL } from '../src/http/dashboard.js';
 import { createQueue, type TaskMap } from '../src/index.js';
+import { countingDriver } from './support/counting-driver.js';
 import { testDb } from './support/db.js';
 
 const db = await testDb();
@@ -23,9 +24,9 @@ const servers: ServerType[] = [];
 afterAll(async () => {
   await Promise.all(servers.map((s) => new Promise((done) => s.close(done))));
 });
-function listen(options: { token?: string; hmacSecret?: string }): Promise<string> {
+function listen(options: { token?: string; hmacSecret?: string }, q = queue): Promise<string> {
   return new Promise((done) => {
-    servers.push(serve({ fetch: createApp({ queue, ...options }).fetch, port: 0, hostname: '127.0.0.1' },
+    servers.push(serve({ fetch: createApp({ queue: q, ...options }).fetch, port: 0, hostname: '127.0.0.1' },
                        (info) => done(`http://127.0.0.1:${info.port}`)));
   });
 }
@@ -197,7 +198,7 @@ describe('GET /dashboard: content', () => {
     }
   });
 
-  it("says a schedule a tick stopped (its next tick past a tick's budget) has no next run, and to see its last error, in its row and above the tables; GET /stats names it", async () => {
+  it("says a schedule a tick stopped (its next tick past a tick's budget) has no next run, and to see its last error, in its row and above the tables; GET /stats names it, /metrics counts it, each in one statement", async () => {
     // Odd minutes on a 2-minute step (never any) with a COUNT counted from year 1: past
     // jobs.max_tick_steps() at its tick, so the claim stops it (sql/0023).
     const odd = Array.from({ length: 30 }, (_, i) => 2 * i + 1).join(',');
@@ -213,10 +214,16 @@ describe('GET /dashboard: content', () => {
       // And above the tables, where a glance at the page sees it.
       expect(text).toContain('<p class="error">stopped schedules (1): ancient; each until jobs.schedule is called for it again, '
         + 'its last error says why (Schedules, below).</p>');
-      // As GET /stats says it.
-      expect((await get('/stats', { authorization: `Bearer ${TOKEN}` })).body.stoppedSchedules).toEqual(['ancient']);
+      // As GET /stats says it, and /metrics counts it: each with the counts, in their one statement.
+      const statements = new Map<string, number>();
+      const url = await listen({ token: TOKEN }, createQueue({ driver: countingDriver(db.driver, statements), tasks }));
+      const bearer = { authorization: `Bearer ${TOKEN}` };
+      expect((await get('/stats', bearer, url)).body.stoppedSchedules).toEqual(['ancient']);
+      expect((await get('/metrics', bearer, url)).text.split('\n')).toContain('pgdrain_schedules_stopped 1');
+      expect([...statements.values()].reduce((a, b) => a + b, 0)).toBe(2); // before: a second for /stats' stopped schedules
     } finally {
       await sql(`select jobs.unschedule('ancient')`);
+      await sql(`delete from jobs.job_queue where task = 'dash.ancient'`); // its due tick, published as it stopped
     }
   });
 

@@ -312,7 +312,7 @@ describe('publish, drain, stats, metrics', () => {
                      stoppedBy: 'deadline', durationMs: 10, batches: 2, failures: [], failuresOmitted: 0 } as const;
     metrics.start()({ ...report, failures: [] }, 10);
     metrics.start()({ ...report, failures: [] }, 10);
-    const lines = metrics.render([]).split('\n');
+    const lines = metrics.render([], 0).split('\n');
     expect(lines).toEqual(expect.arrayContaining(['pgdrain_drain_claimed_total 4', 'pgdrain_drain_jobs_total{outcome="succeeded"} 2',
       'pgdrain_drain_jobs_total{outcome="retried"} 2', 'pgdrain_drain_skipped_jobs 1']));
     expect(lines.filter((l) => /outcome="(claimed|skipped)"/.test(l))).toEqual([]);
@@ -356,7 +356,8 @@ describe('publish, drain, stats, metrics', () => {
       'pgdrain_jobs{queue="default",task="fail",state="failure"} 1',
       'pgdrain_jobs{queue="other",task="record",state="pending"} 1',
       'pgdrain_drain_claimed_total 3', 'pgdrain_drain_jobs_total{outcome="succeeded"} 2',
-      'pgdrain_drain_jobs_total{outcome="failed"} 1', 'pgdrain_drain_skipped_jobs 0', 'pgdrain_drains_running 0']));
+      'pgdrain_drain_jobs_total{outcome="failed"} 1', 'pgdrain_drain_skipped_jobs 0', 'pgdrain_drains_running 0',
+      'pgdrain_schedules_stopped 0']));
     expect(lines.filter((l) => l.startsWith('pgdrain_drains_total'))).toEqual(['pgdrain_drains_total{stopped_by="empty"} 1']);
     // Successes stay out of the gauge: counting them reads the whole history on every scrape.
     expect(lines.filter((l) => l.includes('state="success"'))).toEqual([]);

@@ -5,7 +5,7 @@ import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
-import { STOPPED_SCHEDULES_SQL, stoppedSummary } from '../schedule-stopped.js';
+import { stoppedSummary, type WithStoppedSchedules, withStoppedSchedules } from '../schedule-stopped.js';
 import type { PublishOptions } from '../types.js';
 import { adminCommands, deleteEndedCommand } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
@@ -181,10 +181,10 @@ export function program(): Command {
     .addOption(dsnOption())
     .action(async (opts: { json?: boolean; dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
-        const { rows } = await driver.query<Record<string, unknown>>(
-          `select queue, task, state, jobs::int as jobs, round(extract(epoch from oldest_due))::int as oldest_due_s
-           from jobs.stats order by queue, task, state`);
-        const stopped = stoppedSummary((await driver.query<{ name: string }>(STOPPED_SCHEDULES_SQL)).rows.map((r) => r.name));
+        const [{ rows, stopped: names }] = (await driver.query<WithStoppedSchedules<Record<string, unknown>>>(withStoppedSchedules(
+          `select queue, task, state, jobs::int as jobs, round(extract(epoch from oldest_due))::int as oldest_due_s from jobs.stats`,
+          'r.queue, r.task, r.state'))).rows as [WithStoppedSchedules<Record<string, unknown>>];
+        const stopped = stoppedSummary(names);
         if (opts.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
         else process.stdout.write(`${rows.length ? formatTable(rows, ['queue', 'task', 'state', 'jobs', 'oldest_due_s']) : 'no jobs'}\n`);
         // Under the table, or on stderr beside --json's rows (whose shape stays).

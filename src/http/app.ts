@@ -5,7 +5,7 @@ import type { Queue } from '../queue.js';
 import { getJob, publishEvent } from '../admin.js';
 import { listJobs } from '../list-jobs.js';
 import { givenUpOn } from '../round-trip-limit.js';
-import { STOPPED_SCHEDULES_SQL } from '../schedule-stopped.js';
+import { type WithStoppedSchedules, withStoppedSchedules } from '../schedule-stopped.js';
 import { send } from '../send.js';
 import type { DrainReport } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
@@ -76,15 +76,16 @@ export interface AppOptions {
  * Jobs by task and state for /stats and /metrics: the queue's states, and of
  * the ended jobs only the failures (dead letters, through their partial
  * index). Counting every success and cancel (jobs.stats) reads the whole
- * history, seconds at millions of rows, on every scrape.
+ * history, seconds at millions of rows, on every scrape. With them, in the
+ * same statement, the schedules a tick stopped (jobs.stopped_schedules).
  */
-export const COUNTS_SQL = `select queue, task, state, count(*)::float8 as jobs,
+export const COUNTS_SQL = withStoppedSchedules(`select queue, task, state, count(*)::float8 as jobs,
   extract(epoch from max(now() - scheduled_at) filter (where state = 'pending' and scheduled_at <= now()))::float8 as oldest_due_s
   from (select q.queue, q.task, q.scheduled_at, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state
         from jobs.job_queue q
         union all
         select j.queue, j.task, j.scheduled_at, 'failure' from jobs.job j where j.status = 'failure') s
-  group by queue, task, state order by queue, task, state`;
+  group by queue, task, state`, 'r.queue, r.task, r.state');
 const HEALTH_TIMEOUT_MS = 3000;
 /** How long /stats and /metrics wait for their counts. */
 const COUNTS_TIMEOUT_MS = 10_000;
@@ -257,29 +258,29 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   });
 
   app.get('/stats', async (c) => {
-    const [rows, stopped] = await read(c, async (signal) =>
-      [await counts(queueOf(c), signal), await counts<{ name: string }>(queueOf(c), signal, STOPPED_SCHEDULES_SQL)] as const);
+    const { rows, stopped } = await read(c, (signal) => counts(queueOf(c), signal));
     return c.json({
       stats: rows.map((r) => ({ queue: r.queue, task: r.task, state: r.state, jobs: Number(r.jobs),
                                 oldestDueSeconds: r.oldest_due_s === null ? null : Number(r.oldest_due_s) })),
       // The schedules a tick stopped, by name (jobs.stopped_schedules).
-      stoppedSchedules: stopped.map((r) => r.name),
+      stoppedSchedules: stopped,
     });
   });
 
   app.get('/metrics', async (c) => {
-    const text = metrics.render(await read(c, (signal) => counts(queueOf(c), signal)));
+    const { rows, stopped } = await read(c, (signal) => counts(queueOf(c), signal));
+    const text = metrics.render(rows, stopped.length);
     return c.text(text, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
 
   return app;
 }
 
-async function counts<R = JobCountRow>(queue: AppQueue, signal: AbortSignal, sql = COUNTS_SQL): Promise<R[]> {
+async function counts(queue: AppQueue, signal: AbortSignal): Promise<WithStoppedSchedules<JobCountRow>> {
   try {
     // Given up by read()'s signal, its connection ended: /metrics is scraped every few seconds,
     // and each scrape of a silent database would hold a slot.
-    return (await send<R & object>(queue.driver, sql, [], signal)).rows;
+    return (await send<WithStoppedSchedules<JobCountRow>>(queue.driver, COUNTS_SQL, [], signal)).rows[0]!;
   } catch (error) {
     const e = translateError(error);
     throw e instanceof PgDrainError ? e : new PgDrainError('database_unavailable', 'database unavailable', { cause: error });

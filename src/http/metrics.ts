@@ -58,8 +58,8 @@ export class DrainMetrics {
     return this.running;
   }
 
-  /** The whole exposition: queue gauges from `rows`, then this instance's drain counters. */
-  render(rows: readonly JobCountRow[]): string {
+  /** The whole exposition: queue gauges from `rows` and the count of stopped schedules, then this instance's drain counters. */
+  render(rows: readonly JobCountRow[], stoppedSchedules: number): string {
     const out: string[] = [];
     const metric = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
 
@@ -69,6 +69,8 @@ export class DrainMetrics {
     for (const r of rows) {
       if (r.state === 'pending' && r.oldest_due_s !== null) out.push(`pgdrain_oldest_due_seconds${labels({ queue: r.queue, task: r.task })} ${Number(r.oldest_due_s)}`);
     }
+    metric('pgdrain_schedules_stopped', 'gauge', 'Schedules a tick stopped (their next tick not computable): none fires until jobs.schedule is called for it again (jobs.stopped_schedules).');
+    out.push(`pgdrain_schedules_stopped ${stoppedSchedules}`);
 
     metric('pgdrain_drains_total', 'counter', 'Drains run by this process, by why they stopped (error: the drain failed).');
     for (const [stoppedBy, n] of [...this.drains].sort()) out.push(`pgdrain_drains_total${labels({ stopped_by: stoppedBy })} ${n}`);
