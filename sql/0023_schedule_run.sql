@@ -95,10 +95,9 @@ end $$;
 -- stopped (jobs.tick_or_stop): its due tick published (or skipped) as any,
 -- then next_run_at null, why in last_error, until jobs.schedule is called
 -- for it again. Other errors are recorded and retried (below).
--- FOR UPDATE SKIP LOCKED: when many drains call this at once, each due row
--- is taken by one of them, and the others skip it or, once it has
--- committed, find it no longer due, so each tick is published once. With
--- no due schedule it costs one index probe.
+-- FOR UPDATE SKIP LOCKED: of many drains calling this at once one takes a
+-- due row, the others skip it or, once it has committed, find it no longer
+-- due: each tick is published once. With none due, one index probe.
 create function jobs.publish_due_schedules(now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
