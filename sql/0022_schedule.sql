@@ -175,8 +175,10 @@ begin
     -- with the old expression, counted as one skipped run.
     update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at
     where r.name = schedule.name and r.next_run_at <= v_now;
-    -- Why they could not be published (a full queue) stays, where jobs.schedules shows it.
-    select nullif(r.last_error, v_error) into v_kept_error from jobs.recurring r where r.name = schedule.name;
+    -- Why they could not be published (a full queue) stays, where jobs.schedules shows it;
+    -- not a stop (the old expression's next tick out of budget): this call ends it.
+    select nullif(r.last_error, v_error) into v_kept_error from jobs.recurring r
+    where r.name = schedule.name and r.last_error not like 'stopped until jobs.schedule is called for it again: %';
     -- Without backfill a tick that failed waits for the next minute, uncounted:
     -- dropped now with the old expression, it is counted (with backfill, the
     -- failed call counted its ticks).

@@ -48,6 +48,15 @@ describe('a schedule whose next tick is out of the budget', () => {
     });
   }
 
+  it('when jobs.schedule changes its expression as its tick is due: that tick is published, the stop ends with the old expression', async () => {
+    await sql(`select jobs.schedule('s', $1, 'tick.s', now => '2030-01-01Z')`, [rule]);
+    await sql(`select jobs.schedule('s', '*/5 * * * *', 'tick.s', now => '2030-01-01T09:00:30Z')`);
+    expect((await jobs()).map((j) => j.scheduled_at)).toEqual([TICK]);
+    // Before: the old expression's stop stayed as last_error, and its published tick counted as skipped.
+    expect(await row()).toEqual({ next_run_at: new Date('2030-01-01T09:05:00Z'), last_run_at: TICK, last_job_id: expect.any(String),
+                                  last_error: null, skipped_ticks: 0 });
+  });
+
   it('with a dedupe key a job holds: its tick publishes nothing (keep), names the holder, and the schedule stops', async () => {
     const [{ id }] = await sql<{ id: string }>(`select jobs.publish('other.task', dedupe_key => 'k', now => '2030-01-01Z')::text as id`) as [{ id: string }];
     await sql(`select jobs.schedule('s', $1, 'tick.s', dedupe_key => 'k', now => '2030-01-01Z')`, [rule]);
