@@ -73,8 +73,13 @@ const sqlStates: Record<string, string> = {
 // edge let it through.
 const badValue = new Set(['22021', '22P02', '22P05', '22003', '22007', '22008', '22009']);
 
-/** Connection-level failures worth a one-line "database unavailable" (53300: no connection slot left). */
-const unavailable = new Set(['53300', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08006']);
+/**
+ * Connection-level failures worth a one-line "database unavailable" (53300: no connection slot left),
+ * and every SQLSTATE of class 08 (connection exception): PgBouncer answers 08P01 for a server it cannot
+ * reach or log in to, with the server's own message ("the database system is starting up") or its own
+ * ("server login has been failing", "client_login_timeout (server down)").
+ */
+const unavailable = new Set(['53300', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03']);
 
 /** What to change for each resource a statement ran out of (53300, no connection slot, is "unavailable"). */
 const exhausted: Record<string, string> = {
@@ -120,7 +125,7 @@ export function translateError(error: unknown): unknown {
       + `${exhausted[code]}. Nothing the statement did was kept; jobs a drain ran but could not settle run again `
       + 'once their leases expire', { cause: error });
   }
-  if (unavailable.has(code) || /Connection terminated|connect ECONNREFUSED|timeout expired|encountered a connection error and is not queryable/i.test(message)) {
+  if (unavailable.has(code) || code.startsWith('08') || /Connection terminated|connect ECONNREFUSED|timeout expired|encountered a connection error and is not queryable/i.test(message)) {
     return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });
   }
   return error;
