@@ -22,6 +22,8 @@ const closedError = () => new PgDrainError('invalid_argument', 'these job events
 
 /** How long after losing its session (or failing to open one) a new one is tried. */
 const RECONNECT_MS = 1000;
+/** How long past its timeout waitFor's last look at the job may take (a silent server: then it gives up). */
+const LAST_CHECK_MS = 2000;
 /** How many opens in a row waitFor and subscribe try when each session is lost while it opens. */
 const OPEN_TRIES = 5;
 
@@ -86,8 +88,16 @@ export class PgJobEvents {
     let woken = new Promise<void>((resolve) => (wake = resolve));
     const waiter: Waiter = { id, wake: () => wake() };
     let cancelTimer = () => {};
+    let cancelLastCheck = () => {};
     let abort = () => {};
-    // The timeout and the signal bound everything below, the connection and
+    // At the timeout the job is asked once more before the wait gives up: a
+    // session that hears no NOTIFY (LISTEN through PgBouncer in transaction
+    // mode, whose server connection goes back to its pool) still gets the
+    // outcome of a job that ended meanwhile, not "still active".
+    let timedOut = false;
+    const stillActive = () => new PgDrainError('timed_out', `waitFor(${id}): job still active after ${options.timeoutMs} ms`,
+                                               { field: 'timeoutMs' });
+    // The signal, and the timeout plus LAST_CHECK_MS, bound everything below, the connection and
     // each check too (a server that stops answering, a lock the check waits on).
     const stop = new Promise<never>((_, reject) => {
       abort = () => reject(new PgDrainError('invalid_argument', `waitFor(${id}) aborted`, { cause: options.signal?.reason }));
@@ -95,8 +105,12 @@ export class PgJobEvents {
       options.signal?.addEventListener('abort', abort, { once: true });
       if (options.timeoutMs !== undefined) {
         // timerAt: setTimeout fires at once for a delay past 24.8 days.
-        cancelTimer = timerAt(Date.now() + options.timeoutMs, () => reject(new PgDrainError('timed_out',
-          `waitFor(${id}): job still active after ${options.timeoutMs} ms`, { field: 'timeoutMs' })));
+        const at = Date.now() + options.timeoutMs;
+        cancelTimer = timerAt(at, () => {
+          timedOut = true;
+          wake();
+        });
+        cancelLastCheck = timerAt(at + LAST_CHECK_MS, () => reject(stillActive()));
       }
     });
     stop.catch(() => {});
@@ -132,6 +146,7 @@ export class PgJobEvents {
         }
         if (state.ended) return toOutcome(state.ended);
         if (!state.active) throw new ValidationError('jobId', `no job with id ${id}`);
+        if (timedOut) throw stillActive();
         await Promise.race([woken, stop]);
         woken = new Promise<void>((resolve) => (wake = resolve));
       }
@@ -139,6 +154,7 @@ export class PgJobEvents {
       throw translateError(error);
     } finally {
       cancelTimer();
+      cancelLastCheck();
       options.signal?.removeEventListener('abort', abort); // one signal may serve many waits
       this.waiters.delete(waiter);
     }
