@@ -71,10 +71,11 @@ create table jobs.job_queue (
   -- The drain call whose claim leased the job's delivery (jobs.claim_json's
   -- holder; null for other claims): that drain's own claims leave the lease
   -- to it once passed (its timer settles the job, jobs.expire_due), every
-  -- other expiry takes it back. Only a leased row has one: every claim sets
-  -- it, and every update that ends a delivery but keeps the row (a nack's
-  -- retry or a release in jobs.settle_arrays, jobs.expire_due's retry)
-  -- clears it in the same statement. So a passed lease written on a waiting
+  -- other expiry takes it back. Only a leased row has one (the check
+  -- job_queue_lease_holder_leased, below): every claim sets it, and every
+  -- update that ends a delivery but keeps the row (a nack's retry or a
+  -- release in jobs.settle_arrays, jobs.expire_due's retry) clears it in
+  -- the same statement. So a passed lease written on a waiting
   -- job (a cascade's deferred dependants, jobs.after_end; jobs.cancel_bulk's
   -- deferred heads) has none, and every claim ends it.
   lease_holder bigint,
@@ -97,7 +98,10 @@ create table jobs.job_queue (
   -- group_concurrency (or the tier's cap in group_tiers) caps how many jobs
   -- of the group run at once (jobs.pick, sql/0011). Null: not limited.
   group_id     text,
-  group_tier   text
+  group_tier   text,
+  -- lease_holder's rule, enforced: an update that ends a lease but keeps
+  -- its holder fails (23514) instead of leaving a stale token behind.
+  constraint job_queue_lease_holder_leased check (lease_holder is null or lease_until is not null)
 )
 -- Every job leaves dead tuples here, and every claim steps over the claim
 -- index's dead entries until vacuum removes them: a queue slows down between

@@ -6290,6 +6290,7 @@ CREATE TABLE jobs.job_queue (
     group_id text,
     group_tier text,
     progress jsonb,
+    CONSTRAINT job_queue_lease_holder_leased CHECK (((lease_holder IS NULL) OR (lease_until IS NOT NULL))),
     CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at))
 )
 WITH (autovacuum_vacuum_cost_delay='0');

@@ -5,7 +5,7 @@
 // deferral's) look like a delivery of that drain, whose own claims leave such
 // leases to its timers (jobs.expire_due). Over a real PostgreSQL, in SQL.
 import { beforeEach, expect, it } from 'vitest';
-import { testDb } from './support/db.js';
+import { sqlErrorOf, testDb } from './support/db.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -48,6 +48,15 @@ it.each([
   await giveBack(id);
   // Before, each kept the holder of the delivery it ended.
   expect(await holderOf(id)).toEqual({ attempt, leased: false, lease_holder: null });
+});
+
+it('an update ending a lease but keeping its holder is refused (the check job_queue_lease_holder_leased), the row unchanged', async () => {
+  const id = await claimed();
+  // As a give-back path that forgot lease_holder would.
+  const e = await sqlErrorOf(sql, `update jobs.job_queue set lease_until = null, started_at = null where job_id = $1`, [id]);
+  expect(e.code).toBe('23514');
+  expect(e.constraint).toBe('job_queue_lease_holder_leased');
+  expect(await holderOf(id)).toEqual({ attempt: 1, leased: true, lease_holder: String(HOLDER) });
 });
 
 it("a serial-key head nacked by a drain, then rescheduled to attempt 0 and deferred by jobs.cancel_bulk, is ended by that drain's claim", async () => {
