@@ -59,7 +59,7 @@ async function round(url: string): Promise<{ ms: number; wallMs: number }> {
     const expected = await deadLetters(c);
     await c.query('analyze');
     await c.query('checkpoint');
-    const { rows: [{ pid }] } = await c.query<{ pid: number }>('select pg_backend_pid() as pid');
+    const pid = (await c.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
     const t0 = backendTicks(pid);
     const t = performance.now();
     const { rows } = await c.query<{ redriven: number }>('select redriven from jobs.redrive_counts(max_rows => $1)', [maxRows]);
