@@ -22,6 +22,10 @@
 create function jobs.expire(n integer default 1000, now timestamptz default null, after timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
+  -- Null would be LIMIT NULL (no bound at all), a negative a raw LIMIT error.
+  if expire.n is null or expire.n < 0 then
+    perform jobs.raise_invalid('PD005', 'n', format('must be 0 or more, got %s', coalesce(expire.n::text, 'null')));
+  end if;
   return (select e.leases + e.waiting from jobs.expire_due(expire.n, coalesce(expire.now, pg_catalog.now()), expire.after) e);
 end $$;
 

@@ -3,7 +3,8 @@
 
 -- Settles many deliveries at once, given as column arrays: element i of
 -- each array belongs to delivery i (results, errors, retry_at and ms may be
--- null, or hold nulls). outcomes[i] is one of
+-- null, or hold nulls; given, one element per delivery: PD008 names the array
+-- that has not, or a retry_at at ±infinity). outcomes[i] is one of
 --   ack      job ids[i], attempt attempts[i] succeeded with results[i], taking ms[i] ms
 --   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff:
 --            the job's own retry policy, else its queue's, by jobs.queue_backoff;
@@ -68,6 +69,20 @@ begin
      or coalesce(cardinality(settle_arrays.outcomes), 0) <> coalesce(cardinality(settle_arrays.ids), 0) then
     perform jobs.raise_invalid('PD008', 'outcomes', 'ids, attempts and outcomes must have one element per delivery');
   end if;
+  -- So do results, errors, retry_at and ms when given: a shorter errors would
+  -- end the last deliveries with no error recorded, a longer one drop some.
+  -- Four lengths compared, whatever the batch's size.
+  if cardinality(settle_arrays.results) <> coalesce(cardinality(settle_arrays.ids), 0)
+     or cardinality(settle_arrays.errors) <> coalesce(cardinality(settle_arrays.ids), 0)
+     or cardinality(settle_arrays.retry_at) <> coalesce(cardinality(settle_arrays.ids), 0)
+     or cardinality(settle_arrays.ms) <> coalesce(cardinality(settle_arrays.ids), 0) then
+    v_bad := case when cardinality(settle_arrays.results) <> coalesce(cardinality(settle_arrays.ids), 0) then 'results'
+                  when cardinality(settle_arrays.errors) <> coalesce(cardinality(settle_arrays.ids), 0) then 'errors'
+                  when cardinality(settle_arrays.retry_at) <> coalesce(cardinality(settle_arrays.ids), 0) then 'retry_at'
+                  else 'ms' end;
+    perform jobs.raise_invalid('PD008', v_bad, format('must be null or hold one element per delivery, as ids does (%s)',
+                                                      coalesce(cardinality(settle_arrays.ids), 0)));
+  end if;
   -- Array operators first (a tenth of the cost of reading the arrays as
   -- rows, on every batch); the rows only to name what is wrong. A null
   -- element is never contained (<@), so a null outcome fails that test.
@@ -83,6 +98,12 @@ begin
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);
+  -- A retry or a snooze at ±infinity would break job_queue_scheduled_at_finite
+  -- deep in the update below: refused here, naming the field. Read only by a
+  -- batch with a nack or a release, so only such a batch looks.
+  if (v_nacks or v_releases) and settle_arrays.retry_at && array['infinity', '-infinity']::timestamptz[] then
+    perform jobs.raise_invalid('PD008', 'retry_at', 'must hold finite times or nulls, got infinity');
+  end if;
 
   -- Retries and releases first, each only when the batch has one: a batch of
   -- acks then pays for nothing but its delete and its history insert.

@@ -10,6 +10,13 @@ create function jobs.settle(outcomes jsonb, now timestamptz default null)
 returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_bad text;
+  v_ids bigint[];
+  v_attempts integer[];
+  v_outcomes text[];
+  v_results jsonb[];
+  v_errors text[];
+  v_retry_at timestamptz[];
+  v_ms double precision[];
 begin
   if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
     perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
@@ -19,13 +26,52 @@ begin
   if v_bad is not null then
     perform jobs.raise_invalid('PD008', 'outcomes', format('every element must be an object, got %s', v_bad));
   end if;
-  -- One aggregation: every array sees the rows in the same order.
-  return (
-    select jobs.settle_arrays(coalesce(array_agg(x.id), '{}'), coalesce(array_agg(x.attempt), '{}'),
-                              coalesce(array_agg(x.outcome), '{}'), array_agg(x.result), array_agg(x.error),
-                              array_agg(x.retry_at), array_agg(x.ms), settle.now)
+  -- A misspelt key ("reslt") would be dropped by jsonb_to_recordset, its value lost.
+  select format('outcomes[%s].%s', o.ord, k.key) into v_bad
+  from jsonb_array_elements(settle.outcomes) with ordinality o(value, ord), jsonb_object_keys(o.value) k(key)
+  where k.key not in ('id', 'attempt', 'outcome', 'result', 'error', 'retry_at', 'ms')
+  order by o.ord limit 1;
+  if v_bad is not null then
+    perform jobs.raise_invalid('PD008', 'outcomes', format(
+      'unknown field %s (counting from 1): an element takes id, attempt, outcome, result, error, retry_at and ms', v_bad));
+  end if;
+  -- One aggregation: every array sees the rows in the same order. A value of
+  -- the wrong type (an id "x", a retry_at "soon") is named here, not raised
+  -- as a cast error from inside.
+  begin
+    select coalesce(array_agg(x.id), '{}'), coalesce(array_agg(x.attempt), '{}'), coalesce(array_agg(x.outcome), '{}'),
+           array_agg(x.result), array_agg(x.error), array_agg(x.retry_at), array_agg(x.ms)
+    into v_ids, v_attempts, v_outcomes, v_results, v_errors, v_retry_at, v_ms
     from jsonb_to_recordset(settle.outcomes)
-      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision));
+      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision);
+  exception when invalid_text_representation or numeric_value_out_of_range or invalid_datetime_format
+                 or datetime_field_overflow then
+    perform jobs.raise_invalid('PD008', 'outcomes', format(
+      'id and attempt must be integers, retry_at a time, ms a number (%s)', sqlerrm));
+  end;
+  return jobs.settle_arrays(v_ids, v_attempts, v_outcomes, v_results, v_errors, v_retry_at, v_ms, settle.now);
+end $$;
+
+-- The checks of ack's and nack's arguments (PD008, PD007), before they settle.
+-- An array of one element per job id (results, errors), when given: shorter,
+-- the last jobs would end with no error (or result) recorded.
+create function jobs.check_per_job(p_ids bigint[], p_n integer, p_field text)
+returns void language plpgsql immutable as $$
+begin
+  if p_n <> coalesce(cardinality(p_ids), 0) then
+    perform jobs.raise_invalid('PD008', p_field, format(
+      'must be null or hold one element per job id (%s belongs to job_ids[i]), got %s for %s job ids',
+      p_field || '[i]', p_n, coalesce(cardinality(p_ids), 0)));
+  end if;
+end $$;
+
+-- A nack's schedule_at: finite, and not in the past (a minute's slack for clocks).
+create function jobs.check_schedule_at(p_at timestamptz, p_now timestamptz)
+returns void language plpgsql stable as $$
+begin
+  if p_at is not null and (p_at < coalesce(p_now, pg_catalog.now()) - interval '1 minute' or not isfinite(p_at)) then
+    perform jobs.raise_invalid('PD007', 'schedule_at', format('must be a finite time, not in the past, got %s', p_at));
+  end if;
 end $$;
 
 -- Settles the current delivery of each of these consumed jobs with one
@@ -55,10 +101,12 @@ $$;
 -- Acknowledges many consumed jobs in one statement; results[i] belongs to
 -- job_ids[i] (results may be null). Returns how many were acknowledged.
 create function jobs.ack(job_ids bigint[], results jsonb[] default null, now timestamptz default null)
-returns integer language sql security definer
+returns integer language plpgsql security definer
 set search_path = pg_catalog, pg_temp as $$
-  select (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now)->>'succeeded')::integer
-$$;
+begin
+  perform jobs.check_per_job(ack.job_ids, cardinality(ack.results), 'results');
+  return (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now)->>'succeeded')::integer;
+end $$;
 
 -- Returns a failed job: it runs again at schedule_at (or after the backoff),
 -- or, when its retries are spent, moves to jobs.job as a failure with this
@@ -70,10 +118,7 @@ set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
-  if nack.schedule_at is not null and (nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute'
-                                       or not isfinite(nack.schedule_at)) then
-    perform jobs.raise_invalid('PD007', 'schedule_at', format('must be a finite time, not in the past, got %s', nack.schedule_at));
-  end if;
+  perform jobs.check_schedule_at(nack.schedule_at, nack.now);
   v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
@@ -87,6 +132,8 @@ set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
+  perform jobs.check_per_job(nack.job_ids, cardinality(nack.errors), 'errors');
+  perform jobs.check_schedule_at(nack.schedule_at, nack.now);
   v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;

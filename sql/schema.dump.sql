@@ -106,11 +106,13 @@ CREATE TYPE jobs.rrule_spec AS (
 --
 
 CREATE FUNCTION jobs.ack(job_ids bigint[], results jsonb[] DEFAULT NULL::jsonb[], now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now)->>'succeeded')::integer
-$$;
+begin
+  perform jobs.check_per_job(ack.job_ids, cardinality(ack.results), 'results');
+  return (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now)->>'succeeded')::integer;
+end $$;
 
 --
 -- Name: ack(bigint, jsonb, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
@@ -726,6 +728,21 @@ begin
 end $$;
 
 --
+-- Name: check_per_job(bigint[], integer, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_per_job(p_ids bigint[], p_n integer, p_field text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  if p_n <> coalesce(cardinality(p_ids), 0) then
+    perform jobs.raise_invalid('PD008', p_field, format(
+      'must be null or hold one element per job id (%s belongs to job_ids[i]), got %s for %s job ids',
+      p_field || '[i]', p_n, coalesce(cardinality(p_ids), 0)));
+  end if;
+end $$;
+
+--
 -- Name: check_publish(text, numeric, integer, integer, text, text, jsonb, text, text, numeric, text, numeric, timestamp with time zone, timestamp with time zone, timestamp with time zone, text, text, text, numeric, bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -838,6 +855,19 @@ begin
   if p_pair and p_delay_max < coalesce(p_delay, 5) then
     perform jobs.raise_invalid('PD007', p_prefix || 'retry_delay_max',
       format('must be at least the retry delay (%s seconds), got %s', coalesce(p_delay, 5), p_delay_max));
+  end if;
+end $$;
+
+--
+-- Name: check_schedule_at(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_schedule_at(p_at timestamp with time zone, p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  if p_at is not null and (p_at < coalesce(p_now, pg_catalog.now()) - interval '1 minute' or not isfinite(p_at)) then
+    perform jobs.raise_invalid('PD007', 'schedule_at', format('must be a finite time, not in the past, got %s', p_at));
   end if;
 end $$;
 
@@ -2049,6 +2079,10 @@ CREATE FUNCTION jobs.expire(n integer DEFAULT 1000, now timestamp with time zone
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
+  -- Null would be LIMIT NULL (no bound at all), a negative a raw LIMIT error.
+  if expire.n is null or expire.n < 0 then
+    perform jobs.raise_invalid('PD005', 'n', format('must be 0 or more, got %s', coalesce(expire.n::text, 'null')));
+  end if;
   return (select e.leases + e.waiting from jobs.expire_due(expire.n, coalesce(expire.now, pg_catalog.now()), expire.after) e);
 end $$;
 
@@ -2622,6 +2656,8 @@ CREATE FUNCTION jobs.nack(job_ids bigint[], errors text[], schedule_at timestamp
 declare
   v jsonb;
 begin
+  perform jobs.check_per_job(nack.job_ids, cardinality(nack.errors), 'errors');
+  perform jobs.check_schedule_at(nack.schedule_at, nack.now);
   v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;
@@ -2637,10 +2673,7 @@ CREATE FUNCTION jobs.nack(job_id bigint, error text, schedule_at timestamp with 
 declare
   v jsonb;
 begin
-  if nack.schedule_at is not null and (nack.schedule_at < coalesce(nack.now, pg_catalog.now()) - interval '1 minute'
-                                       or not isfinite(nack.schedule_at)) then
-    perform jobs.raise_invalid('PD007', 'schedule_at', format('must be a finite time, not in the past, got %s', nack.schedule_at));
-  end if;
+  perform jobs.check_schedule_at(nack.schedule_at, nack.now);
   v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
@@ -5571,6 +5604,13 @@ CREATE FUNCTION jobs.settle(outcomes jsonb, now timestamp with time zone DEFAULT
     AS $$
 declare
   v_bad text;
+  v_ids bigint[];
+  v_attempts integer[];
+  v_outcomes text[];
+  v_results jsonb[];
+  v_errors text[];
+  v_retry_at timestamptz[];
+  v_ms double precision[];
 begin
   if settle.outcomes is null or jsonb_typeof(settle.outcomes) <> 'array' then
     perform jobs.raise_invalid('PD008', 'outcomes', 'must be a JSON array');
@@ -5580,13 +5620,30 @@ begin
   if v_bad is not null then
     perform jobs.raise_invalid('PD008', 'outcomes', format('every element must be an object, got %s', v_bad));
   end if;
-  -- One aggregation: every array sees the rows in the same order.
-  return (
-    select jobs.settle_arrays(coalesce(array_agg(x.id), '{}'), coalesce(array_agg(x.attempt), '{}'),
-                              coalesce(array_agg(x.outcome), '{}'), array_agg(x.result), array_agg(x.error),
-                              array_agg(x.retry_at), array_agg(x.ms), settle.now)
+  -- A misspelt key ("reslt") would be dropped by jsonb_to_recordset, its value lost.
+  select format('outcomes[%s].%s', o.ord, k.key) into v_bad
+  from jsonb_array_elements(settle.outcomes) with ordinality o(value, ord), jsonb_object_keys(o.value) k(key)
+  where k.key not in ('id', 'attempt', 'outcome', 'result', 'error', 'retry_at', 'ms')
+  order by o.ord limit 1;
+  if v_bad is not null then
+    perform jobs.raise_invalid('PD008', 'outcomes', format(
+      'unknown field %s (counting from 1): an element takes id, attempt, outcome, result, error, retry_at and ms', v_bad));
+  end if;
+  -- One aggregation: every array sees the rows in the same order. A value of
+  -- the wrong type (an id "x", a retry_at "soon") is named here, not raised
+  -- as a cast error from inside.
+  begin
+    select coalesce(array_agg(x.id), '{}'), coalesce(array_agg(x.attempt), '{}'), coalesce(array_agg(x.outcome), '{}'),
+           array_agg(x.result), array_agg(x.error), array_agg(x.retry_at), array_agg(x.ms)
+    into v_ids, v_attempts, v_outcomes, v_results, v_errors, v_retry_at, v_ms
     from jsonb_to_recordset(settle.outcomes)
-      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision));
+      as x(id bigint, attempt integer, outcome text, result jsonb, error text, retry_at timestamptz, ms double precision);
+  exception when invalid_text_representation or numeric_value_out_of_range or invalid_datetime_format
+                 or datetime_field_overflow then
+    perform jobs.raise_invalid('PD008', 'outcomes', format(
+      'id and attempt must be integers, retry_at a time, ms a number (%s)', sqlerrm));
+  end;
+  return jobs.settle_arrays(v_ids, v_attempts, v_outcomes, v_results, v_errors, v_retry_at, v_ms, settle.now);
 end $$;
 
 --
@@ -5618,6 +5675,20 @@ begin
      or coalesce(cardinality(settle_arrays.outcomes), 0) <> coalesce(cardinality(settle_arrays.ids), 0) then
     perform jobs.raise_invalid('PD008', 'outcomes', 'ids, attempts and outcomes must have one element per delivery');
   end if;
+  -- So do results, errors, retry_at and ms when given: a shorter errors would
+  -- end the last deliveries with no error recorded, a longer one drop some.
+  -- Four lengths compared, whatever the batch's size.
+  if cardinality(settle_arrays.results) <> coalesce(cardinality(settle_arrays.ids), 0)
+     or cardinality(settle_arrays.errors) <> coalesce(cardinality(settle_arrays.ids), 0)
+     or cardinality(settle_arrays.retry_at) <> coalesce(cardinality(settle_arrays.ids), 0)
+     or cardinality(settle_arrays.ms) <> coalesce(cardinality(settle_arrays.ids), 0) then
+    v_bad := case when cardinality(settle_arrays.results) <> coalesce(cardinality(settle_arrays.ids), 0) then 'results'
+                  when cardinality(settle_arrays.errors) <> coalesce(cardinality(settle_arrays.ids), 0) then 'errors'
+                  when cardinality(settle_arrays.retry_at) <> coalesce(cardinality(settle_arrays.ids), 0) then 'retry_at'
+                  else 'ms' end;
+    perform jobs.raise_invalid('PD008', v_bad, format('must be null or hold one element per delivery, as ids does (%s)',
+                                                      coalesce(cardinality(settle_arrays.ids), 0)));
+  end if;
   -- Array operators first (a tenth of the cost of reading the arrays as
   -- rows, on every batch); the rows only to name what is wrong. A null
   -- element is never contained (<@), so a null outcome fails that test.
@@ -5633,6 +5704,12 @@ begin
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);
+  -- A retry or a snooze at ±infinity would break job_queue_scheduled_at_finite
+  -- deep in the update below: refused here, naming the field. Read only by a
+  -- batch with a nack or a release, so only such a batch looks.
+  if (v_nacks or v_releases) and settle_arrays.retry_at && array['infinity', '-infinity']::timestamptz[] then
+    perform jobs.raise_invalid('PD008', 'retry_at', 'must hold finite times or nulls, got infinity');
+  end if;
 
   -- Retries and releases first, each only when the batch has one: a batch of
   -- acks then pays for nothing but its delete and its history insert.
