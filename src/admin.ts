@@ -131,6 +131,8 @@ export async function redrive(db: Queryable, filter: RedriveFilter = {}, options
 /** Pauses (true) or resumes (false) a queue; returns false when no such queue exists. */
 export async function setQueuePaused(db: Queryable, name: string, paused: boolean, options?: SignalOption): Promise<boolean> {
   parse(queueNameSchema, name, 'name');
+  // Not truthiness: 'false' from a form or an env var would pause the queue.
+  if (typeof paused !== 'boolean') throw new ValidationError('paused', 'must be a boolean: true pauses, false resumes');
   return callValue(db, paused ? 'select jobs.pause_queue($1) as r' : 'select jobs.resume_queue($1) as r', [name],
                    signalOnly(options));
 }

@@ -148,8 +148,13 @@ export interface Queue {
 }
 
 /** Builds a queue on a driver (or a connection string) with a task registry. */
+const QUEUE_OPTIONS = new Set(['connectionString', 'driver', 'tasks', 'drain']);
+
 export function createQueue(options: QueueOptions): Queue {
   if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'must be an object');
+  // A misspelt "tasks" would leave the queue with no handlers: every job it drains would fail.
+  const unknown = Object.keys(options).filter((k) => !QUEUE_OPTIONS.has(k));
+  if (unknown.length > 0) throw new ValidationError('options', `unknown option ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
   const { connectionString, tasks = {}, drain: defaults } = options;
   if (options.driver && connectionString) {
     throw new ValidationError('connectionString', 'give connectionString or driver, not both');
