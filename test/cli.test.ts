@@ -331,6 +331,11 @@ describe('usage errors exit 2 with one line naming the flag', () => {
     [['queue', 'create', 'big', '--max-size', '2147483647'], 'must be an integer from 1 to 100000000'],
     [['drain', '--tasks', 'x', '--topic', ''], "'--topic <pattern>' argument '' is invalid. must be a non-empty pattern"],
     [['publish', 'math.sum', '--queue', 'bad q'], '--queue: '],
+    // Number() reads these as 16, 3 and 7: seconds are decimal, as JSON spells them
+    [['publish', 'math.sum', '--delay', '0x10'], "'--delay <seconds>' argument '0x10' is invalid"],
+    [['drain', '--tasks', 'x', '--deadline', '0b11'], "'--deadline <seconds>' argument '0b11' is invalid"],
+    [['publish', 'math.sum', '--dedupe-key', 'k', '--throttle', '0x10'], "'--throttle <seconds>' argument '0x10' is invalid"],
+    [['serve', '--max-budget', '0o7'], "'--max-budget <seconds>' argument '0o7' is invalid"],
   ])('pgdrain %j', async (args, flag) => {
     // With DATABASE_URL set, drain and publish open a connection before parsing their flags
     // (bin.ts); left open, it would hold the process for pg's 10-s idle timeout.

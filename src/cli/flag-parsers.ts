@@ -8,6 +8,14 @@ import { isJobId, MAX_THROTTLE_SECONDS } from '../options.js';
 // Flag parsers: each turns a flag's text into its value or throws commander's
 // InvalidArgumentError, which names the flag.
 
+/**
+ * A flag's text as a decimal number, as JSON would spell it (5, 0.5, 1e3),
+ * else NaN: Number() alone also reads '0x10' as 16, '0b11' as 3 and '0o7' as 7.
+ */
+export function decimal(value: string): number {
+  return /^\s*-?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) ? Number(value) : NaN;
+}
+
 /** A flag's parser: a whole number from min to max. */
 export function integer(min: number, max: number) {
   return (value: string) => {
@@ -82,8 +90,8 @@ export function checkedBy(schema: z.ZodMiniType<unknown, string>) {
 /** A flag's seconds, from min to max. */
 export function seconds(min: number, max: number) {
   return (value: string) => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+    const n = decimal(value);
+    if (!Number.isFinite(n) || n < min || n > max) {
       throw new InvalidArgumentError(`must be a number of seconds from ${min} to ${max}`);
     }
     return n;
@@ -101,8 +109,8 @@ export function json(value: string) {
 
 /** --throttle's seconds, as publish's throttleSeconds takes them. */
 export function throttle(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !(n > 0 && n <= MAX_THROTTLE_SECONDS)) {
+  const n = decimal(value);
+  if (!(n > 0 && n <= MAX_THROTTLE_SECONDS)) {
     throw new InvalidArgumentError(`must be a number of seconds greater than 0 and at most ${MAX_THROTTLE_SECONDS} (30 days)`);
   }
   return n;

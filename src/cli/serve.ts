@@ -4,6 +4,7 @@ import { DEFAULT_OVERRUN_MS } from '../drain.js';
 import { PgDrainError, ValidationError } from '../errors.js';
 import { createQueue } from '../queue.js';
 import { connect } from './connect.js';
+import { decimal } from './flag-parsers.js';
 import { listenForStop, unlessAgain, type StopSignals } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 
@@ -11,8 +12,8 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 
 function number(min: number, max: number, integer: boolean) {
   return (value: string) => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
+    const n = decimal(value);
+    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
       throw new InvalidArgumentError(`must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
     }
     return n;
