@@ -1234,7 +1234,7 @@ declare
   v_path text[];
   v_at text;
 begin
-  perform jobs.check_name(create_queue.name, 'PD009', 'queue', 'queue name');
+  perform jobs.check_name(create_queue.name, 'PD009', 'name', 'queue name');
   if v_max is not null and (v_max < 1 or v_max > 100000000) then
     perform jobs.raise_invalid('PD015', 'max_size', format('must be between 1 and 100000000, or null for unbounded, got %s',
                                                           v_max));

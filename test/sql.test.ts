@@ -105,6 +105,9 @@ describe('bad input is rejected with its own SQLSTATE, naming the field, writing
     ['settle_arrays null id', `select jobs.settle_arrays('{1,NULL}', '{1,1}', '{ack,nack}')`, 'PD008', 'outcomes'],
     ['settle_arrays null attempt', `select jobs.settle_arrays('{1,2}', '{NULL,1}', '{ack,fail}')`, 'PD008', 'outcomes'],
     ['settle_arrays bad outcome', `select jobs.settle_arrays('{1}', '{1}', '{done}')`, 'PD008', 'outcomes'],
+    // Its argument is name, as purge_queue's and delete_queue's (it said queue).
+    ['create_queue bad name', `select jobs.create_queue('bad name')`, 'PD009', 'name'],
+    ['create_queue null name', `select jobs.create_queue(null)`, 'PD009', 'name'],
   ];
   it.each(cases)('%s', async (_name, text, code, field) => {
     const error = await sqlError(text);
