@@ -3405,6 +3405,7 @@ declare
   v_queue text := coalesce(publish_arrays.queue, 'default');
   v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
   v_bad record;
+  v_which text;
   v_ids bigint[];
   v_q jobs.queue;
   v_timeout numeric;
@@ -3430,7 +3431,26 @@ begin
      or coalesce(cardinality(publish_arrays.group_ids), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.group_tiers), v_n) <> v_n
      or coalesce(cardinality(publish_arrays.dedupe_modes), v_n) <> v_n then
-    perform jobs.raise_invalid('PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)');
+    -- Which one, for the message: read only on this path.
+    select x.arg into v_which from (values
+      (1, 'bodies', case when coalesce(jsonb_typeof(publish_arrays.bodies), 'array') = 'array'
+                         then coalesce(jsonb_array_length(publish_arrays.bodies), v_n) end),
+      (2, 'scheduled_at', cardinality(publish_arrays.scheduled_at)), (3, 'delays', cardinality(publish_arrays.delays)),
+      (4, 'timeouts', cardinality(publish_arrays.timeouts)), (5, 'priorities', cardinality(publish_arrays.priorities)),
+      (6, 'max_retries', cardinality(publish_arrays.max_retries)), (7, 'dedupe_keys', cardinality(publish_arrays.dedupe_keys)),
+      (8, 'serial_keys', cardinality(publish_arrays.serial_keys)),
+      (9, 'attributes', case when coalesce(jsonb_typeof(publish_arrays.attributes), 'array') = 'array'
+                             then coalesce(jsonb_array_length(publish_arrays.attributes), v_n) end),
+      (10, 'retry_delays', cardinality(publish_arrays.retry_delays)),
+      (11, 'retry_backoffs', cardinality(publish_arrays.retry_backoffs)),
+      (12, 'retry_delay_maxes', cardinality(publish_arrays.retry_delay_maxes)),
+      (13, 'expires_at', cardinality(publish_arrays.expires_at)), (14, 'dead_letters', cardinality(publish_arrays.dead_letters)),
+      (15, 'group_ids', cardinality(publish_arrays.group_ids)), (16, 'group_tiers', cardinality(publish_arrays.group_tiers)),
+      (17, 'dedupe_modes', cardinality(publish_arrays.dedupe_modes))) x(ord, arg, n)
+    where coalesce(x.n, -1) <> v_n and (x.n is not null or x.arg in ('bodies', 'attributes'))
+    order by x.ord limit 1;
+    perform jobs.raise_invalid('PD017', 'jobs', format(
+      'every array must hold one element per task (bodies, attributes: JSON arrays): %s does not (%s tasks)', v_which, v_n));
   end if;
   -- Each distinct task name once (a batch repeats a few names), the option
   -- arrays only when sent; the per-job pass only to name the first bad job.

@@ -188,8 +188,11 @@ describe('checks', () => {
     ['an empty dedupe key', `dedupe_keys => array['k', '']`, 'PD011', 'jobs[2].dedupe_key', 'must be a non-empty text of at most 500 characters'],
     ['a long serial key', `serial_keys => array[null, repeat('x', 501)]`, 'PD012', 'jobs[2].serial_key', 'must be a non-empty text of at most 500 characters'],
     ['attributes not an object', `attributes => '[{}, [1]]'`, 'PD014', 'jobs[2].attributes', 'must be a JSON object, got array'],
-    ['attributes of another length', `attributes => '[{}]'`, 'PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)'],
-    ['fewer dedupe keys', `dedupe_keys => array['k']`, 'PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays)'],
+    ['attributes of another length', `attributes => '[{}]'`, 'PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays): attributes does not (2 tasks)'],
+    ['attributes not an array', `attributes => '{}'`, 'PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays): attributes does not (2 tasks)'],
+    ['bodies not an array', `'{"a":1}'`, 'PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays): bodies does not (2 tasks)'],
+    ['fewer dedupe keys', `dedupe_keys => array['k']`, 'PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays): dedupe_keys does not (2 tasks)'],
+    ['more group tiers', `group_ids => array['g', 'g'], group_tiers => array['a', 'b', 'c']`, 'PD017', 'jobs', 'every array must hold one element per task (bodies, attributes: JSON arrays): group_tiers does not (2 tasks)'],
   ])('SQL: %s is refused naming the element and field, and nothing is written', async (_name, args, code, column, rule) => {
     const e = await sqlErrorOf(sql, `select jobs.publish_arrays(array['t', 't'], ${args})`);
     expect(e).toMatchObject({ code, column, message: `${column}: ${rule}` });
