@@ -4354,6 +4354,15 @@ begin
            p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter, p.group_id, p.group_tier
     from jobs.job p
     where p.job_id = any(v_ids)
+      -- Asked again under the serial keys' locks (this statement's snapshot
+      -- comes after them), as jobs.publish looks a key up under its locks:
+      -- a job that took the key since it was chosen, and whose settle has
+      -- deleted it, holds it until that settle commits, and the settle
+      -- (jobs.after_end) waits for a serial key held here; inserting would
+      -- wait for the settle, a deadlock (40P01). Left, it counts as held.
+      -- A job of one of these serial keys cannot take a key after this
+      -- (its publish waits for the key's lock).
+      and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
     -- In one order of their dedupe keys: a concurrent redrive whose jobs
     -- share keys with these waits at the first key both take (an
     -- uncommitted entry of the unique index), rather than each holding one
