@@ -9,6 +9,7 @@ import { stoppedSummary, type WithStoppedSchedules, withStoppedSchedules } from 
 import type { PublishOptions } from '../types.js';
 import { adminCommands, deleteEndedCommand } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
+import { addDbTimeout, withinBound } from './db-bound.js';
 import { addExpiryOptions, addRetryPolicyOptions, eventCommand, expiryOf, retryPolicyOf } from './event-commands.js';
 import { jobCommands } from './job-commands.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
@@ -29,7 +30,7 @@ const log = (line: string) => process.stderr.write(`${withoutPasswords(line)}\n`
 async function withConnection<T>(dsn: string | undefined, fn: (c: Connection) => Promise<T>): Promise<T> {
   const connection = await connect(dsn, log);
   try {
-    return await fn(connection);
+    return await withinBound(connection, databaseUrl(dsn), fn);
   } finally {
     await connection.driver.close().catch(() => {});
   }
@@ -197,6 +198,7 @@ export function program(): Command {
                          ...jobCommands(withConnection), scheduleCommand(withConnection), eventCommand(withConnection)]) {
     cli.addCommand(inheriting(command, cli));
   }
+  addDbTimeout(cli);
 
   return cli;
 }

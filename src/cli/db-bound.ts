@@ -1,0 +1,125 @@
+import { Command, Option } from 'commander';
+import type { Driver, Queryable, QueryOptions } from '../db/driver.js';
+import { PgDrainError } from '../errors.js';
+import { seconds } from './flag-parsers.js';
+
+// --db-timeout: how long a one-shot command (publish, stats, cancel, jobs, …)
+// waits for a database that does not answer (a frozen network, a stopped
+// PgBouncer), which TCP would wait for forever: a CronJob running `pgdrain
+// publish` has no deadline of its own. drain bounds itself (--overrun),
+// serve per request, wait by its --timeout: they take no --db-timeout.
+
+/** --db-timeout's default, in seconds. */
+export const DB_TIMEOUT_SECONDS = 30;
+
+/** Commands with a --dsn that bound their database waits otherwise. */
+const UNBOUNDED = new Set(['drain', 'serve', 'wait']);
+
+/** What one command waits for, in ms: a connection, then each statement (undefined: no bound). */
+interface DbBound {
+  connectMs: number | undefined;
+  statementMs: number | undefined;
+}
+
+/** The running command's (boundOf), set as commander calls its action; the CLI runs one command. */
+let current: DbBound | undefined;
+
+/**
+ * Adds --db-timeout to every command of cli that takes a --dsn, but drain,
+ * serve and wait. migrate's bounds only its connection unless given: a
+ * migration may rightly take long (an index on a large table), and migrate
+ * waits on purpose for another migrate's lock (pg_advisory_xact_lock).
+ */
+export function addDbTimeout(cli: Command): void {
+  for (const cmd of cli.commands) {
+    if (UNBOUNDED.has(cmd.name())) continue;
+    addDbTimeout(cmd);
+    if (!cmd.options.some((o) => o.long === '--dsn')) continue;
+    cmd.addOption(cmd.name() === 'migrate'
+      ? new Option('--db-timeout <seconds>', `give up on a database that does not answer: connecting (default ${DB_TIMEOUT_SECONDS}), `
+          + 'and, only when given, each statement (a migration may take long, or wait for another migrate); 0: no bound')
+        .argParser(seconds(0, 86400))
+      : new Option('--db-timeout <seconds>', 'give up on a database that does not answer: connecting, and each statement; 0: no bound')
+        .argParser(seconds(0, 86400)).default(DB_TIMEOUT_SECONDS));
+  }
+  if (!cli.parent) cli.hook('preAction', (_cli, action) => void (current = boundOf(action)));
+}
+
+/** The bound a command's --db-timeout sets (none: the command has no such flag). */
+function boundOf(cmd: Command): DbBound | undefined {
+  if (!cmd.options.some((o) => o.long === '--db-timeout')) return undefined;
+  const given = cmd.opts<{ dbTimeout?: number }>().dbTimeout;
+  const ms = (s: number | undefined) => (s === undefined || s === 0 ? undefined : s * 1000);
+  return { connectMs: ms(given ?? DB_TIMEOUT_SECONDS), statementMs: ms(given) };
+}
+
+/** Where a URL points, for the error: host:port (its password never). */
+function serverOf(url: string): string {
+  try {
+    return new URL(url).host || 'the database';
+  } catch {
+    return 'the database';
+  }
+}
+
+/** work, rejected with signal's reason once it aborts (work is left to settle unobserved). */
+function unless<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const giveUp = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', giveUp, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', giveUp));
+  });
+}
+
+/**
+ * Runs fn with the connection's driver bounded by the running command's
+ * --db-timeout (boundedBy); as it is without one, or on the embedded
+ * database (no URL: no network to wait for).
+ */
+export function withinBound<C extends { driver: Driver; embeddedDir?: string }, T>(
+  connection: C, url: string | undefined, fn: (c: C) => Promise<T>): Promise<T> {
+  if (!current || !url || connection.embeddedDir !== undefined) return fn(connection);
+  return boundedBy(current, connection.driver, url, (driver) => fn({ ...connection, driver }));
+}
+
+/**
+ * Runs fn with driver (a pgDriver over url) bounded: the first connection
+ * must open within connectMs, each statement answer within statementMs.
+ * When one does not, the command is given up: fn's call rejects at once with
+ * database_unavailable naming what did not answer and the bound, and every
+ * statement in flight gets the signal, so that pgDriver cancels it on the
+ * server and resets its connection (the statement cannot run later). The
+ * caller then closes the driver, which ends the connections still opening.
+ */
+async function boundedBy<T>(bound: DbBound, driver: Driver, url: string, fn: (driver: Driver) => Promise<T>): Promise<T> {
+  const server = serverOf(url);
+  const gaveUp = new AbortController();
+  const timers = new Set<ReturnType<typeof setTimeout>>();
+  const within = <R>(ms: number | undefined, what: string, work: (signal: AbortSignal) => Promise<R>): Promise<R> => {
+    if (ms === undefined) return unless(work(gaveUp.signal), gaveUp.signal);
+    const timer = setTimeout(() => gaveUp.abort(new PgDrainError('database_unavailable',
+      `database unavailable: ${what} ${server} within ${ms / 1000} s (--db-timeout)`)), ms);
+    timers.add(timer);
+    return unless(work(gaveUp.signal), gaveUp.signal).finally(() => {
+      clearTimeout(timer);
+      timers.delete(timer);
+    });
+  };
+  const statement = (db: Queryable): Queryable['query'] => (text, params, options?: QueryOptions) =>
+    within(bound.statementMs, 'no reply from', (signal) =>
+      db.query(text, params, { signal: options?.signal ? AbortSignal.any([signal, options.signal]) : signal }));
+  try {
+    // Opened apart from the first statement (the statement takes it from the pool): its error says which did not come.
+    if (driver.warm) await within(bound.connectMs, 'no connection to', () => driver.warm!());
+    const bounded: Driver = {
+      ...driver,
+      query: statement(driver),
+      // A transaction (migrate's) given up is left to the driver's close: its statements' connection is ended then.
+      transaction: (body) => within(undefined, '', () => driver.transaction((tx) => body({ query: statement(tx) }))),
+    };
+    return await within(undefined, '', () => fn(bounded));
+  } finally {
+    for (const timer of timers) clearTimeout(timer);
+  }
+}

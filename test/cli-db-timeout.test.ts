@@ -1,0 +1,92 @@
+// One-shot commands against a database that does not answer: the network
+// between the CLI and PostgreSQL freezes (a real TCP proxy stops forwarding,
+// its sockets left open), so no error ever comes. Each command gives up at
+// its --db-timeout, exits 1 with one line, and leaves no process behind
+// (runCli kills one still running after 30 s: its code is then null).
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { runCli, until } from './support/drain-process.js';
+import { tcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+
+const db = await testDb();
+const sql = db.sql;
+let proxy: TcpProxy;
+let viaProxy: string;
+
+beforeEach(async () => {
+  const target = new URL(db.url);
+  proxy = await tcpProxy(target.hostname, Number(target.port));
+  const u = new URL(db.url);
+  u.port = String(proxy.port);
+  viaProxy = u.href;
+});
+afterEach(async () => proxy.close());
+
+const lines = (text: string) => text.split('\n').filter((l) => l !== '');
+
+describe('one-shot commands give up on a database that does not answer (--db-timeout)', () => {
+  it.each([
+    ['publish', 'email.send', '{}'],
+    ['stats'],
+    ['jobs'],
+    ['show', '1'],
+    ['cancel', '1'],
+    ['redrive'],
+    ['queue', 'list'],
+    ['schedule', 'list'],
+    ['migrate'],
+  ])('%s through a frozen network exits 1 naming the server it could not connect to', async (...args) => {
+    proxy.freeze();
+    const r = await runCli(viaProxy, ...args, '--db-timeout', '1');
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toEqual([
+      `pgdrain: database unavailable: no connection to 127.0.0.1:${proxy.port} within 1 s (--db-timeout)`]);
+  });
+
+  it('a statement with no reply is given up at the bound and cancelled on the server: it does not run later', async () => {
+    const [{ id }] = await sql<{ id: string }>(`select jobs.publish('a.task', '{}') as id`) as [{ id: string }];
+    // The job's row held by another transaction: the cancel waits for it, and no reply comes.
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [id]);
+      const r = await runCli(db.url, 'cancel', id, '--db-timeout', '1');
+      expect(r.code).toBe(1);
+      expect(lines(r.stderr)).toEqual([`pgdrain: database unavailable: no reply from ${new URL(db.url).host} within 1 s (--db-timeout)`]);
+      // Its connection ended: no backend of it is left waiting.
+      await until(async () => (await sql<{ n: number }>(
+        `select count(*)::int as n from pg_stat_activity where query like 'select jobs.cancel(%' and pid <> pg_backend_pid()`))[0]!.n === 0,
+      'the cancel to be ended on the server');
+      await holder.query('commit');
+    } finally {
+      await holder.end();
+    }
+    expect(JSON.parse((await runCli(db.url, 'show', id, '--json')).stdout)).toMatchObject({ state: 'pending' });
+  });
+
+  it('migrate waits for another migrate\'s lock by default, and gives up on it at a --db-timeout given', async () => {
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('select pg_advisory_lock(7360372011)');
+      const given = await runCli(db.url, 'migrate', '--db-timeout', '1');
+      expect(given.code).toBe(1);
+      expect(lines(given.stderr)).toEqual([`pgdrain: database unavailable: no reply from ${new URL(db.url).host} within 1 s (--db-timeout)`]);
+      const waiting = runCli(db.url, 'migrate');
+      await until(async () => (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+        where wait_event = 'advisory' and query like 'select pg_advisory_xact_lock%'`))[0]!.n === 1, 'migrate to wait for the lock');
+      await holder.query('select pg_advisory_unlock(7360372011)');
+      expect(await waiting).toMatchObject({ code: 0, stderr: 'pgdrain: schema is up to date\n' });
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it('--db-timeout must be a number of seconds: a usage error naming the flag', async () => {
+    const r = await runCli(db.url, 'stats', '--db-timeout', 'soon');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--db-timeout <seconds>.*must be a number of seconds from 0 to 86400/);
+  });
+});
