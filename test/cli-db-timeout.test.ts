@@ -7,6 +7,7 @@ import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
 import { runCli, until } from './support/drain-process.js';
+import { startServe } from './support/serve-process.js';
 import { tcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 
 const db = await testDb();
@@ -88,5 +89,24 @@ describe('one-shot commands give up on a database that does not answer (--db-tim
     const r = await runCli(db.url, 'stats', '--db-timeout', 'soon');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--db-timeout <seconds>.*must be a number of seconds from 0 to 86400/);
+  });
+});
+
+describe('pgdrain serve during a database outage', () => {
+  it('logs one line per 503 database_unavailable, no stack trace', async () => {
+    proxy.freeze();
+    const server = startServe(viaProxy, [], { PGDRAIN_TOKEN: 't'.repeat(32) });
+    try {
+      const url = await server.url;
+      for (let i = 0; i < 2; i++) expect((await fetch(`${url}/healthz`)).status).toBe(503);
+      // Written before each answer, but stderr's pipe may lag it.
+      const logged = () => lines(server.stderr()).filter((l) => !l.includes('serving on'));
+      await until(async () => logged().filter((l) => l.startsWith('pgdrain: ')).length >= 2, 'both 503s to be logged');
+      expect(logged()).toHaveLength(2);
+      for (const line of logged()) expect(line).toMatch(/^pgdrain: database_unavailable: /);
+    } finally {
+      server.child.kill('SIGINT');
+      await server.exited;
+    }
   });
 });

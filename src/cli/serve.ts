@@ -1,7 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_OVERRUN_MS } from '../drain.js';
-import { PgDrainError, ValidationError } from '../errors.js';
+import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { createQueue } from '../queue.js';
 import { connect } from './connect.js';
 import { decimal } from './flag-parsers.js';
@@ -44,6 +44,22 @@ function listenError(error: unknown, opts: ServeOptions): unknown {
                                { cause: error });
   }
   return error;
+}
+
+/** What the API answers 503 for: an outage, whose every request would log it again. */
+const OUTAGES = new Set(['database_unavailable', 'not_migrated', 'resources_exhausted']);
+
+/**
+ * serve's log line for an error a request met: one line (code, message) for
+ * an outage, so that one does not flood the log with a stack per request; the
+ * stack for anything else (a 500: a bug, or a failure pgdrain does not know).
+ * A bound on the database that ran out (AbortSignal.timeout's reason) is an outage.
+ */
+function errorLine(error: unknown): string {
+  const e = translateError(error);
+  if (e instanceof PgDrainError && OUTAGES.has(e.code)) return `pgdrain: ${e.code}: ${e.message.split('\n')[0]}`;
+  if (e instanceof Error && e.name === 'TimeoutError') return `pgdrain: database_unavailable: no reply (${e.message})`;
+  return `pgdrain: ${error instanceof Error ? error.stack ?? error.message : String(error)}`;
 }
 
 /** After the grace and the overrun, how much longer a drain's answer may take to go out. */
@@ -130,7 +146,7 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
       signal: stopping.signal,
       graceMs: opts.grace * 1000,
       hardSignal: stopping.hardSignal,
-      onError: (error) => log(`pgdrain: ${error instanceof Error ? error.stack ?? error.message : String(error)}`),
+      onError: (error) => log(errorLine(error)),
     });
     await new Promise<void>((resolve, reject) => {
       const server = serve({ fetch: app.fetch, port: opts.port, hostname: opts.host }, (info: AddressInfo) => {

@@ -142,8 +142,9 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   app.get('/healthz', async (c) => {
     // Given up with its connection ended: a probe of a silent database must not hold a pool slot.
     await givenUpOn(queueOf(c).driver, AbortSignal.timeout(HEALTH_TIMEOUT_MS)).query('select 1').catch((error: unknown) => {
+      // Reported here once, with what failed; an HttpError is not reported again by errorAnswer.
       onError?.(error);
-      throw new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
+      throw new HttpError(503, 'database_unavailable', 'database unavailable');
     });
     return c.json({ status: 'ok' });
   });
