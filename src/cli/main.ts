@@ -199,7 +199,6 @@ export function program(): Command {
     cli.addCommand(inheriting(command, cli));
   }
   addDbTimeout(cli);
-
   return cli;
 }
 
