@@ -6,10 +6,13 @@
 // actor's latencies and errors by SQLSTATE (40P01: a deadlock; PD011: kept
 // changing hands), and checks each answer: a publish must not answer a job a
 // claim had taken (running, retrying or ended) before the publish was sent,
-// unless a redrive sent after that claim put it back.
+// unless a redrive sent after that claim put it back. With KW_CHECK=1 (the
+// default) each publish runs in a transaction that reads its answered jobs
+// again before it commits: one a claim started (or that ended) meanwhile was
+// answered unlocked, while a claim was taking it (startedBeforeCommit).
 //   esbuild bench/keep-waiting-stress.ts --bundle --platform=node --format=esm --packages=external \
 //     --outfile=dist/bench/keep-waiting-stress.mjs && node dist/bench/keep-waiting-stress.mjs DSN [SECONDS]
-// (sizes below: KW_KEYS, KW_BULK, KW_BULKS, KW_SINGLES, KW_DRAINS, KW_SERIALS, KW_HOLD_MS, KW_REDRIVES)
+// (sizes below: KW_KEYS, KW_BULK, KW_BULKS, KW_SINGLES, KW_DRAINS, KW_SERIALS, KW_HOLD_MS, KW_REDRIVES, KW_CHECK)
 import pg from 'pg';
 
 const url = process.argv[2];
@@ -17,9 +20,9 @@ if (!url) throw new Error('usage: keep-waiting-stress DSN [SECONDS]');
 const seconds = Number(process.argv[3] ?? 30);
 // Sizes, each overridable by an environment variable of its name (KW_BULKS=5).
 const size = (name: string, d: number) => Number(process.env[`KW_${name}`] ?? d);
-const [KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS, REDRIVES] =
+const [KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS, REDRIVES, CHECK] =
   [size('KEYS', 200), size('BULK', 50), size('BULKS', 3), size('SINGLES', 3), size('DRAINS', 3), size('SERIALS', 20), size('HOLD_MS', 5),
-   size('REDRIVES', 1)];
+   size('REDRIVES', 1), size('CHECK', 1)];
 
 type Answer = { key: string; id: string; sent: number; answered: number };
 const answers: Answer[] = [];
@@ -28,6 +31,28 @@ const redrives: { sent: number; ids: Set<string> }[] = [];
 const errors = new Map<string, number>();
 const latency = { bulk: [] as number[], single: [] as number[], settle: [] as number[] };
 const end = Date.now() + seconds * 1000;
+const started = { bulk: 0, single: 0 }; // answered jobs found started or ended before the publish committed
+
+/**
+ * The publish q, in a transaction that then reads the jobs it answered
+ * (CHECK): each must still wait to start, as the publish held it.
+ */
+async function publishChecked(c: pg.Client, actor: 'bulk' | 'single', q: string, params: unknown[]): Promise<string[]> {
+  if (!CHECK) return (await c.query<{ ids: string[] }>(q, params)).rows[0]!.ids;
+  await c.query('begin');
+  try {
+    const { rows: [{ ids }] } = await c.query<{ ids: string[] }>(q, params);
+    const { rows: [{ n }] } = await c.query<{ n: number }>(
+      `select count(*)::int as n from unnest($1::bigint[]) i
+       where not exists (select from jobs.job_queue q where q.job_id = i and q.lease_until is null and q.attempt = 0)`, [ids]);
+    started[actor] += n;
+    await c.query('commit');
+    return ids;
+  } catch (e) {
+    await c.query('rollback').catch(() => {});
+    throw e;
+  }
+}
 
 const pick = <T>(xs: T[]) => xs[Math.floor(Math.random() * xs.length)]!;
 const keyOf = (i: number) => `k${i}`;
@@ -48,7 +73,7 @@ async function bulk() {
     const keys = [...Array(KEYS).keys()].sort(() => Math.random() - 0.5).slice(0, BULK).map(keyOf);
     const sent = Date.now();
     try {
-      const { rows: [{ ids }] } = await c.query(
+      const ids = await publishChecked(c, 'bulk',
         `select jobs.publish_arrays(array_fill('kw'::text, array[$3::int]), dedupe_keys => $1::text[], serial_keys => $2::text[],
                 max_retries => array_fill(1, array[$3::int]), dedupe_modes => array_fill('keep_waiting'::text, array[$3::int]))::text[] as ids`,
         [keys, keys.map(serialOf), BULK]);
@@ -68,12 +93,12 @@ async function single() {
     const key = keyOf(Math.floor(Math.random() * KEYS));
     const sent = Date.now();
     try {
-      const { rows: [{ id }] } = await c.query(
-        `select jobs.publish('kw', dedupe_key => $1, serial_key => $2, max_retries => 1, dedupe_mode => 'keep_waiting')::text as id`,
+      const [id] = await publishChecked(c, 'single',
+        `select array[jobs.publish('kw', dedupe_key => $1, serial_key => $2, max_retries => 1, dedupe_mode => 'keep_waiting')]::text[] as ids`,
         [key, serialOf()]);
       const answered = Date.now();
       latency.single.push(answered - sent);
-      answers.push({ key, id, sent, answered });
+      answers.push({ key, id: id!, sent, answered });
     } catch (e) {
       failed('single', e);
     }
@@ -161,6 +186,6 @@ const stats = (xs: number[]) => {
   return { n: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1] ?? 0 };
 };
 console.log(JSON.stringify({
-  seconds, sizes: { KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS, REDRIVES }, bulk: stats(latency.bulk), single: stats(latency.single), settle: stats(latency.settle),
-  errors: Object.fromEntries(errors), wrongAnswers: wrong.length, wrongExample: wrong[0], ...counts,
+  seconds, sizes: { KEYS, BULK, BULKS, SINGLES, DRAINS, SERIALS, HOLD_MS, REDRIVES, CHECK }, bulk: stats(latency.bulk), single: stats(latency.single), settle: stats(latency.settle),
+  errors: Object.fromEntries(errors), wrongAnswers: wrong.length, startedBeforeCommit: CHECK ? started : 'not checked', wrongExample: wrong[0], ...counts,
 }));
