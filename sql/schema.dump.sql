@@ -3921,6 +3921,7 @@ declare
   v_given_serials text[] := p_serial_keys;
   v_busy bigint[];  -- keep_waiting holders a pass could not take (another transaction held their rows)
   v_busy_keys text[] := '{}';  -- their keys, once per pass each was held in
+  v_kept bigint[];  -- keep_waiting holders not started yet, held until commit (FOR KEY SHARE)
   v_id bigint;
 begin
   -- Holders that will not run to an end of their own let go of their keys,
@@ -3945,9 +3946,11 @@ begin
     perform pg_advisory_xact_lock(736039, hashtext(k)) from unnest(v_kw_keys) k order by hashtext(k), k;
   end if;
   -- A keep_waiting key's holder whose row another transaction holds (a
-  -- settle ending it, retrying or giving it back) is waited for, as
-  -- jobs.publish waits for it, and read as that left it: answered, it could
-  -- be a job that has ended (nothing would run this publish's job). Not
+  -- settle ending it, retrying or giving it back; one not started yet: a
+  -- claim taking it, a cancel ending it) is waited for, as jobs.publish
+  -- waits for it, and read as that left it: answered, it could be a job
+  -- that has ended, or one starting with the body it had before this
+  -- publish (nothing would run this publish's job). Not
   -- while holding the serial keys' locks (its settle may wait for one to
   -- hand it on), nor holding any other row (a settle ending two holders
   -- holds one while waiting for the other): the locks below are let go, the
@@ -3985,6 +3988,20 @@ begin
       if coalesce(v_locked, p_serial_keys) is not null then
         perform jobs.lock_serial_keys(coalesce(v_locked, p_serial_keys));
       end if;
+      -- A keep_waiting key's holder not started yet is held until this
+      -- commits, as jobs.publish holds it (FOR UPDATE there): a claim (its
+      -- FOR UPDATE SKIP LOCKED) passes over it, so the job answered stays
+      -- unstarted until then. FOR KEY SHARE, so a settle handing it a serial
+      -- key or ending one of its dependencies (NO KEY UPDATE) is not held
+      -- back. One another transaction holds (a claim taking it) is skipped
+      -- here and waited for below, as a busy one.
+      if v_kw_keys is not null then
+        select array_agg(x.job_id) into v_kept
+        from (select q.job_id from jobs.job_queue q
+              where q.dedupe_key = any(v_kw_keys)
+                and q.lease_until is null and q.attempt = 0 and not coalesce(q.expires_at <= p_now, false)
+              for key share skip locked) x;
+      end if;
       -- In one statement, those another transaction holds skipped (their
       -- holders answered, as in jobs.publish; a keep_waiting key's waited
       -- for, below): a settle ending two of them would otherwise hold one
@@ -4015,7 +4032,8 @@ begin
         select array_agg(x.job_id order by x.job_id), v_busy_keys || array_agg(x.dedupe_key) into v_busy, v_busy_keys
         from jobs.job_queue x
         where x.dedupe_key = any(v_kw_keys)
-          and not (x.lease_until is null and x.attempt = 0 and not coalesce(x.expires_at <= p_now, false));
+          and not (x.lease_until is null and x.attempt = 0 and not coalesce(x.expires_at <= p_now, false)
+                   and x.job_id = any(coalesce(v_kept, '{}')));
         if v_busy is not null then
           if exists (select from unnest(v_busy_keys) k group by k having count(*) >= 4) then
             perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
