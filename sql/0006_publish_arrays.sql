@@ -15,7 +15,8 @@
 -- same call, is not written and answers that job's id (a holder past its expiry, or running and asked
 -- to cancel, lets go of its key first, as in jobs.publish: jobs.publish_keyed;
 -- keep_waiting: and one running or waiting to retry, its row waited for
--- when a settle holds it, as jobs.publish waits; a publish taking the key
+-- when a settle holds it, as jobs.publish waits; one not started yet held
+-- until commit, or waited for when a claim holds it; a publish taking the key
 -- is waited for, at most 500 distinct keep_waiting keys, PD011
 -- dedupe_modes). (A replace rewrites a waiting job under its
 -- key's lock, and depends_on locks and checks each dependency: jobs.publish,
