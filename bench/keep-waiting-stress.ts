@@ -41,10 +41,10 @@ async function publishChecked(c: pg.Client, actor: 'bulk' | 'single', q: string,
   if (!CHECK) return (await c.query<{ ids: string[] }>(q, params)).rows[0]!.ids;
   await c.query('begin');
   try {
-    const { rows: [{ ids }] } = await c.query<{ ids: string[] }>(q, params);
-    const { rows: [{ n }] } = await c.query<{ n: number }>(
+    const ids = (await c.query<{ ids: string[] }>(q, params)).rows[0]!.ids;
+    const { n } = (await c.query<{ n: number }>(
       `select count(*)::int as n from unnest($1::bigint[]) i
-       where not exists (select from jobs.job_queue q where q.job_id = i and q.lease_until is null and q.attempt = 0)`, [ids]);
+       where not exists (select from jobs.job_queue q where q.job_id = i and q.lease_until is null and q.attempt = 0)`, [ids])).rows[0]!;
     started[actor] += n;
     await c.query('commit');
     return ids;
@@ -79,7 +79,7 @@ async function bulk() {
         [keys, keys.map(serialOf), BULK]);
       const answered = Date.now();
       latency.bulk.push(answered - sent);
-      keys.forEach((key, i) => answers.push({ key, id: ids[i], sent, answered }));
+      keys.forEach((key, i) => answers.push({ key, id: ids[i]!, sent, answered }));
     } catch (e) {
       failed('bulk', e);
     }
