@@ -3922,6 +3922,8 @@ declare
   v_busy bigint[];  -- keep_waiting holders a pass could not take (another transaction held their rows)
   v_busy_keys text[] := '{}';  -- their keys, once per pass each was held in
   v_kept bigint[];  -- keep_waiting holders not started yet, held until commit (FOR KEY SHARE)
+  v_late bigint[];  -- keep_waiting positions answered with a job written since the pass
+  v_claimed_keys text[] := '{}';  -- the keys of those a pass could not hold (a claim taking them), once per pass
   v_id bigint;
 begin
   -- Holders that will not run to an end of their own let go of their keys,
@@ -3959,11 +3961,17 @@ begin
   -- (counted by key, not by pass: a bulk of many keys whose running holders
   -- drains settle one batch after another finds a new one held in most
   -- passes, and made progress in each; each pass that waits counts a key,
-  -- none more than three times, so the passes end).
+  -- none more than three times, so the passes end). A holder not started
+  -- yet that a claim holds counts apart, four passes too: the claims of a
+  -- drain taking such holders batch after batch, then settling them, would
+  -- otherwise add to the settles' count of the same key and end bulks in
+  -- PD011 that made progress in each pass (one to three a 30 s run of
+  -- bench/keep-waiting-stress.ts, none when counted apart).
   loop
     begin
       p_serial_keys := v_given_serials;
       v_locked := null;
+      v_written := null;
       if p_dedupe_keys is not null then
         select array_agg(x.job_id), array_agg(x.dedupe_key), array_agg(x.serial_key) into v_take, v_freed, v_serials
         from jobs.job_queue x
@@ -4029,17 +4037,123 @@ begin
         end if;
       end if;
       if v_kw_keys is not null then
-        select array_agg(x.job_id order by x.job_id), v_busy_keys || array_agg(x.dedupe_key) into v_busy, v_busy_keys
-        from jobs.job_queue x
-        where x.dedupe_key = any(v_kw_keys)
-          and not (x.lease_until is null and x.attempt = 0 and not coalesce(x.expires_at <= p_now, false)
-                   and x.job_id = any(coalesce(v_kept, '{}')));
+        select array_agg(x.job_id order by x.job_id), v_busy_keys || array_agg(x.dedupe_key) filter (where not x.waiting),
+               v_claimed_keys || array_agg(x.dedupe_key) filter (where x.waiting)
+          into v_busy, v_busy_keys, v_claimed_keys
+        from (select x.job_id, x.dedupe_key,
+                     x.lease_until is null and x.attempt = 0 and not coalesce(x.expires_at <= p_now, false) as waiting
+              from jobs.job_queue x where x.dedupe_key = any(v_kw_keys)) x
+        where not (x.waiting and x.job_id = any(coalesce(v_kept, '{}')));
         if v_busy is not null then
-          if exists (select from unnest(v_busy_keys) k group by k having count(*) >= 4) then
+          if exists (select from unnest(v_busy_keys) k group by k having count(*) >= 4)
+             or exists (select from unnest(v_claimed_keys) k group by k having count(*) >= 4) then
             perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
           end if;
           raise sqlstate 'PDA97';
         end if;
+      end if;
+      for v_round in 1..4 loop
+        begin
+          v_ids := array_fill(null::bigint, array[coalesce(cardinality(p_tasks), 0)]);
+          if p_dedupe_keys is not null then
+            select array_agg(q.job_id order by x.ord) into v_ids
+            from unnest(p_dedupe_keys) with ordinality as x(key, ord)
+            left join jobs.job_queue q on q.dedupe_key = x.key;
+          end if;
+          -- Written: each position without an id, but a key's first only.
+          select array_agg(x.pick order by x.ord), count(*) filter (where x.pick) into v_pick, v_count
+          from (select x.ord, x.id is null and (x.key is null or row_number() over (partition by x.key order by x.ord) = 1) as pick
+                from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)) x;
+          -- Also when none is new: a queue that does not exist is refused.
+          v_q := jobs.admit(p_queue, coalesce(v_count, 0));
+          if coalesce(v_count, 0) = 0 then
+            exit;
+          end if;
+          -- Ids drawn under the keys' locks and given in position order: a key's
+          -- jobs run in job_id order, so this call's keep theirs and follow earlier publishes.
+          v_new := array(select nextval('jobs.job_queue_job_id_seq') from generate_series(1, v_count) order by 1);
+          select array_agg(case when x.pick then v_new[x.k] end order by x.ord) into v_try
+          from (select x.ord, x.pick, count(*) filter (where x.pick) over (order by x.ord) as k
+                from unnest(v_pick) with ordinality as x(pick, ord)) x;
+          with written as (
+            insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
+                                        queue, dedupe_key, serial_key, serial_wait, attributes,
+                                        retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter,
+                                        group_id, group_tier)
+            overriding system value
+            select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+                   coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
+                   coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
+                   -- Behind the key's active jobs, or an earlier job of this call.
+                   j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
+                     or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
+                   nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
+                   jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+                               v_q.expire_in), j.dead_letter, j.group_id, j.group_tier
+            from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
+                            unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
+                            unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
+                            unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at),
+                            unnest(p_dead_letters), unnest(p_group_ids), unnest(p_group_tiers))
+                   as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
+                        retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
+            where j.id is not null
+            order by j.dedupe_key
+            on conflict (dedupe_key) where dedupe_key is not null do nothing
+            returning job_id
+          )
+          select coalesce(array_agg(w.job_id), '{}') into v_written from written w;
+          -- Written positions take their ids; a key a concurrent publish took, its job's.
+          select array_agg(coalesce(x.id, w.id, q.job_id) order by x.ord) into v_ids
+          from unnest(v_ids, v_try, p_dedupe_keys) with ordinality as x(id, try, key, ord)
+          left join unnest(v_written) w(id) on w.id = x.try
+          left join jobs.job_queue q on x.try is not null and w.id is null and q.dedupe_key = x.key;
+          if exists (select from unnest(v_ids, v_try) x(id, try) where x.try is not null and x.id is null) then
+            -- That job already ended too. Written again now, while holding the
+            -- keys written above, the wait for a third publish of the key could
+            -- close a cycle with one waiting for those: undone, and done again.
+            raise sqlstate 'PDA98';
+          end if;
+          exit;
+        exception when sqlstate 'PDA98' then
+          if v_round = 4 then
+            perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+          end if;
+        end;
+      end loop;
+      -- A keep_waiting key answered with a job another publish wrote since
+      -- the pass (one not taking the key's lock: keep, a redrive) is held
+      -- as the pass holds its holders; one a claim holds, or that started
+      -- or ended meanwhile, is waited for as a busy one, and all done again.
+      if v_kw_keys is not null then
+        select array_agg(distinct x.id) into v_late
+        from unnest(v_ids, p_dedupe_keys) x(id, key)
+        where x.key = any(v_kw_keys) and x.id <> all(coalesce(v_kept, '{}')) and x.id <> all(coalesce(v_written, '{}'));
+        if v_late is not null then
+          select coalesce(v_kept, '{}') || coalesce(array_agg(x.job_id), '{}') into v_kept
+          from (select q.job_id from jobs.job_queue q
+                where q.job_id = any(v_late)
+                  and q.lease_until is null and q.attempt = 0 and not coalesce(q.expires_at <= p_now, false)
+                for key share skip locked) x;
+          -- Counted by the key it was answered for (one gone, ended, with the started ones).
+          select array_agg(l.id order by l.id), v_busy_keys || array_agg(l.key) filter (where not coalesce(x.waiting, false)),
+                 v_claimed_keys || array_agg(l.key) filter (where x.waiting)
+            into v_busy, v_busy_keys, v_claimed_keys
+          from (select distinct p.id, p.key from unnest(v_ids, p_dedupe_keys) p(id, key) where p.id = any(v_late)) l
+          left join lateral (select q.lease_until is null and q.attempt = 0 and not coalesce(q.expires_at <= p_now, false) as waiting
+                             from jobs.job_queue q where q.job_id = l.id) x on true
+          where l.id <> all(v_kept);
+          if v_busy is not null then
+            if exists (select from unnest(v_busy_keys) k group by k having count(*) >= 4)
+               or exists (select from unnest(v_claimed_keys) k group by k having count(*) >= 4) then
+              perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+            end if;
+            raise sqlstate 'PDA97';
+          end if;
+        end if;
+      end if;
+      if coalesce(v_count, 0) = 0 then
+        return coalesce(v_ids, '{}');
       end if;
       exit;
     exception when sqlstate 'PDA97' then
@@ -4052,75 +4166,6 @@ begin
           null;
         end;
       end loop;
-    end;
-  end loop;
-  for v_round in 1..4 loop
-    begin
-      v_ids := array_fill(null::bigint, array[coalesce(cardinality(p_tasks), 0)]);
-      if p_dedupe_keys is not null then
-        select array_agg(q.job_id order by x.ord) into v_ids
-        from unnest(p_dedupe_keys) with ordinality as x(key, ord)
-        left join jobs.job_queue q on q.dedupe_key = x.key;
-      end if;
-      -- Written: each position without an id, but a key's first only.
-      select array_agg(x.pick order by x.ord), count(*) filter (where x.pick) into v_pick, v_count
-      from (select x.ord, x.id is null and (x.key is null or row_number() over (partition by x.key order by x.ord) = 1) as pick
-            from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)) x;
-      -- Also when none is new: a queue that does not exist is refused.
-      v_q := jobs.admit(p_queue, coalesce(v_count, 0));
-      if coalesce(v_count, 0) = 0 then
-        return coalesce(v_ids, '{}');
-      end if;
-      -- Ids drawn under the keys' locks and given in position order: a key's
-      -- jobs run in job_id order, so this call's keep theirs and follow earlier publishes.
-      v_new := array(select nextval('jobs.job_queue_job_id_seq') from generate_series(1, v_count) order by 1);
-      select array_agg(case when x.pick then v_new[x.k] end order by x.ord) into v_try
-      from (select x.ord, x.pick, count(*) filter (where x.pick) over (order by x.ord) as k
-            from unnest(v_pick) with ordinality as x(pick, ord)) x;
-      with written as (
-        insert into jobs.job_queue (job_id, task, body, scheduled_at, timeout, priority, max_retries, created_at,
-                                    queue, dedupe_key, serial_key, serial_wait, attributes,
-                                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter,
-                                    group_id, group_tier)
-        overriding system value
-        select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
-               coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
-               coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
-               -- Behind the key's active jobs, or an earlier job of this call.
-               j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
-                 or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
-               nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
-               jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
-                           v_q.expire_in), j.dead_letter, j.group_id, j.group_tier
-        from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
-                        unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
-                        unnest(p_dedupe_keys), unnest(p_serial_keys), jsonb_array_elements(p_attributes),
-                        unnest(p_retry_delays), unnest(p_retry_backoffs), unnest(p_retry_delay_maxes), unnest(p_expires_at),
-                        unnest(p_dead_letters), unnest(p_group_ids), unnest(p_group_tiers))
-               as j(id, task, body, scheduled_at, delay, timeout, priority, max_retries, dedupe_key, serial_key, attributes,
-                    retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
-        where j.id is not null
-        order by j.dedupe_key
-        on conflict (dedupe_key) where dedupe_key is not null do nothing
-        returning job_id
-      )
-      select coalesce(array_agg(w.job_id), '{}') into v_written from written w;
-      -- Written positions take their ids; a key a concurrent publish took, its job's.
-      select array_agg(coalesce(x.id, w.id, q.job_id) order by x.ord) into v_ids
-      from unnest(v_ids, v_try, p_dedupe_keys) with ordinality as x(id, try, key, ord)
-      left join unnest(v_written) w(id) on w.id = x.try
-      left join jobs.job_queue q on x.try is not null and w.id is null and q.dedupe_key = x.key;
-      if exists (select from unnest(v_ids, v_try) x(id, try) where x.try is not null and x.id is null) then
-        -- That job already ended too. Written again now, while holding the
-        -- keys written above, the wait for a third publish of the key could
-        -- close a cycle with one waiting for those: undone, and done again.
-        raise sqlstate 'PDA98';
-      end if;
-      exit;
-    exception when sqlstate 'PDA98' then
-      if v_round = 4 then
-        perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
-      end if;
     end;
   end loop;
   perform jobs.notify('pgdrain_queued', p_queue);

@@ -100,6 +100,26 @@ describe('bulk keep_waiting: a waiting holder a claim is taking is waited for, n
   });
 });
 
+describe('bulk keep_waiting: a holder written since its pass by a publish not taking the key\'s lock', () => {
+  it('started before the bulk read it (its writer claimed it, then committed): a new job takes the key', async () => {
+    // A keep publish (it takes no lock of the key) writes the key and claims its job in one transaction: the bulk,
+    // finding the key free, waits for that insert, and its key then goes to that job, running by then.
+    await withSessions(async (writer, publisher) => {
+      await writer.query('begin');
+      const { id } = (await writer.query(`select jobs.publish('sync.user', dedupe_key => 'user:5', serial_key => 's')::text as id`)).rows[0];
+      expect(claimed(await writer.query(claim))).toEqual([id]);
+      const answer = outcome(publisher.query(bulk('user:5')));
+      expect(await waits(publisher, answer)).toBe(true);
+      await writer.query('commit');
+      // Unfixed, the bulk answered the job its writer had started.
+      const [{ id: answered }] = await answer as [{ id: string }];
+      expect(answered).not.toBe(id);
+      expect(await queued()).toEqual([{ id, dedupe_key: null, serial_key: 's', serial_wait: false, attempt: 1 },
+                                      { id: answered, dedupe_key: 'user:5', serial_key: 's', serial_wait: true, attempt: 0 }]);
+    });
+  });
+});
+
 describe('bulk keep_waiting: a holder it answered stays unstarted until the bulk commits', () => {
   it('a claim while the bulk is uncommitted skips the holder; after the commit it takes it', async () => {
     const holder = await waiting('user:3');
