@@ -18,6 +18,7 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createQueue } from '../src/index.js';
+import { abDatabases } from './ab-databases.js';
 import { startBenchServer } from './server.js';
 import { median } from './stats.js';
 import { chunks } from './systems/system.js';
@@ -97,23 +98,7 @@ async function round(url: string, drains: number): Promise<{ us: number; jobsPer
 
 const server = await startBenchServer();
 try {
-  const urls = { a: '', b: '' };
-  const admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
-  for (const which of ['a', 'b'] as const) {
-    await admin.query(`create database ${which}`);
-    urls[which] = server.url.replace(/\/bench$/, `/${which}`);
-    const q = createQueue({ connectionString: urls[which], tasks: {} });
-    await q.migrate();
-    await q.close();
-    if (values[which]) {
-      const c = new pg.Client({ connectionString: urls[which] });
-      await c.connect();
-      await c.query(readFileSync(values[which]!, 'utf8'));
-      await c.end();
-    }
-  }
-  await admin.end();
+  const urls = await abDatabases(server.url, { a: values.a, b: values.b });
   const us: Record<'a' | 'b', number[]> = { a: [], b: [] };
   const rate: Record<'a' | 'b', number[]> = { a: [], b: [] };
   for (let r = 0; r < Number(values.rounds); r++) {
