@@ -9,7 +9,7 @@
 // claim is held open from another session (no timing). On a real PostgreSQL.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { doneOrBlocked, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
+import { lockSessions, outcome, waits, type LockSession } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -27,13 +27,6 @@ const withSessions = async (fn: (claimer: LockSession, publisher: LockSession) =
 const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
 const bulk = (key: string) => `select (jobs.publish_arrays(array['sync.user'], dedupe_keys => array['${key}'],
                                                            dedupe_modes => array['keep_waiting']))[1]::text as id`;
-/** Whether s's query p waits for a lock (false: it answered without waiting). */
-const waits = async (s: LockSession, p: Promise<unknown>) => {
-  let done = false;
-  void p.then(() => (done = true));
-  await doneOrBlocked(sql, s, p);
-  return !done;
-};
 /** The ids a claim_json of up to 5 jobs took. */
 const claimed = (r: { rows: { c: { jobs: { id: string } | null } }[] }) => r.rows[0]!.c.jobs?.id.split(',') ?? [];
 const claim = `select jobs.claim_json(5) as c`;
@@ -55,7 +48,7 @@ describe('bulk keep_waiting: a waiting holder a claim is taking is waited for, n
       expect(claimed(await claimer.query(claim))).toEqual([holder]);
       const answer = outcome(publisher.query(bulk('user:1')));
       // Unfixed, the bulk answered the holder here, without waiting for the claim.
-      expect(await waits(publisher, answer)).toBe(true);
+      expect(await waits(sql, publisher, answer)).toBe(true);
       await claimer.query('commit');
       const [{ id }] = await answer as [{ id: string }];
       expect(id).not.toBe(holder);
@@ -70,7 +63,7 @@ describe('bulk keep_waiting: a waiting holder a claim is taking is waited for, n
       await claimer.query('begin');
       expect(claimed(await claimer.query(claim))).toEqual([holder]);
       const answer = outcome(publisher.query(bulk('user:2')));
-      expect(await waits(publisher, answer)).toBe(true);
+      expect(await waits(sql, publisher, answer)).toBe(true);
       await claimer.query('rollback');
       expect(await answer).toEqual([{ id: holder }]);
       expect(await queued()).toEqual([{ id: holder, dedupe_key: 'user:2', serial_key: 's', serial_wait: false, attempt: 0 }]);
@@ -89,7 +82,7 @@ describe('bulk keep_waiting: a waiting holder a claim is taking is waited for, n
       await other.query('rollback');
       const answer = outcome(publisher.query(`select jobs.publish_arrays(array['x', 'y', 'z'], dedupe_keys => array['k1', 'k2', 'k3'],
                                                 dedupe_modes => array['keep_waiting', 'keep_waiting', 'keep_waiting'])::text[] as ids`));
-      expect(await waits(publisher, answer)).toBe(true);
+      expect(await waits(sql, publisher, answer)).toBe(true);
       await claimer.query('commit');
       const [{ ids }] = await answer as [{ ids: string[] }];
       expect(ids[0]).toBe(a);
@@ -109,7 +102,7 @@ describe('bulk keep_waiting: a holder written since its pass by a publish not ta
       const { id } = (await writer.query(`select jobs.publish('sync.user', dedupe_key => 'user:5', serial_key => 's')::text as id`)).rows[0];
       expect(claimed(await writer.query(claim))).toEqual([id]);
       const answer = outcome(publisher.query(bulk('user:5')));
-      expect(await waits(publisher, answer)).toBe(true);
+      expect(await waits(sql, publisher, answer)).toBe(true);
       await writer.query('commit');
       // Unfixed, the bulk answered the job its writer had started.
       const [{ id: answered }] = await answer as [{ id: string }];
@@ -146,7 +139,7 @@ describe('bulk keep_waiting: a holder it answered stays unstarted until the bulk
       // Both settles update the holder's row (serial_wait, waiting_deps) without waiting for the bulk's commit.
       await settler.query('begin');
       const settles = outcome(settler.query(`select jobs.ack($1::bigint), jobs.ack($2::bigint)`, [first.id, dep.id]));
-      expect(await waits(settler, settles)).toBe(false);
+      expect(await waits(sql, settler, settles)).toBe(false);
       await settler.query('commit');
       expect(await sql(`select serial_wait, waiting_deps from jobs.job_queue where job_id = $1`, [holder.id]))
         .toEqual([{ serial_wait: false, waiting_deps: 0 }]);

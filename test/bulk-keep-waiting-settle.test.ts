@@ -10,7 +10,7 @@
 // session (no timing). On a real PostgreSQL.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { blockedOn, doneOrBlocked, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
+import { blockedOn, lockSessions, outcome, waits, type LockSession } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -27,13 +27,6 @@ const withSessions = async (fn: (settler: LockSession, publisher: LockSession) =
 const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
 const bulk = (key: string) => `select (jobs.publish_arrays(array['sync.user'], dedupe_keys => array['${key}'],
                                                            dedupe_modes => array['keep_waiting']))[1]::text as id`;
-/** Whether s's query p waits for a lock (false: it answered without waiting). */
-const waits = async (s: LockSession, p: Promise<unknown>) => {
-  let done = false;
-  void p.then(() => (done = true));
-  await doneOrBlocked(sql, s, p);
-  return !done;
-};
 /** A job of key (and serial key s), claimed: running, its holder. */
 const running = async (key: string, serial = 's') => {
   const { id } = await one<{ id: string }>(`select jobs.publish('sync.user', dedupe_key => $1, serial_key => $2)::text as id`, [key, serial]);
@@ -59,7 +52,7 @@ describe('bulk keep_waiting: a holder a settle is ending is waited for, not answ
         await settler.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [holder]);
         const answer = outcome(publisher.query(bulk('user:1')));
         // Unfixed, the bulk answered the holder here, without waiting.
-        expect(await waits(publisher, answer)).toBe(true);
+        expect(await waits(sql, publisher, answer)).toBe(true);
         // The settle hands the holder's serial key on (jobs.after_end takes its lock): not held by the waiting bulk.
         expect((await settler.query(`select pg_try_advisory_xact_lock(736038, hashtext('s')) as free`)).rows).toEqual([{ free: true }]);
         const call = { ack: `jobs.ack($1::bigint)`, nack: `jobs.nack($1::bigint, 'boom', now())`, release: `jobs.release(array[$1::bigint])` }[settle];
@@ -91,7 +84,7 @@ describe('bulk keep_waiting: a holder a settle is ending is waited for, not answ
       await settler.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [x2]);
       const answer = outcome(publisher.query(`select jobs.publish_arrays(array['a', 'b'], dedupe_keys => array['k1', 'k2'],
                                                 dedupe_modes => array['keep_waiting', 'keep_waiting'])::text[] as ids`));
-      expect(await waits(publisher, answer)).toBe(true);
+      expect(await waits(sql, publisher, answer)).toBe(true);
       // ...then takes x1 and ends both: the bulk holds neither row, nor their serial keys, while it waits.
       const attempts = await sql<{ attempt: number }>(`select attempt from jobs.job_queue where job_id = any($1::bigint[]) order by job_id`, [[x1, x2]]);
       const settled = await settler.query(`select jobs.settle_arrays($1::bigint[], $2::integer[], array['ack', 'ack']) as r`,
@@ -118,7 +111,7 @@ describe('bulk keep_waiting: a holder a settle is ending is waited for, not answ
       await settlers[0]!.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [holders[0]]);
       const answer = outcome(publisher.query(`select jobs.publish_arrays(array_fill('sync.user'::text, array[5]), dedupe_keys => $1::text[],
                                                 dedupe_modes => array_fill('keep_waiting'::text, array[5]))::text[] as ids`, [keys]));
-      expect(await waits(publisher, answer)).toBe(true);
+      expect(await waits(sql, publisher, answer)).toBe(true);
       for (let i = 1; i < keys.length; i++) {
         // The next holder's settle takes its row before this one's commits: the bulk's next pass finds it held.
         await settlers[i]!.query('begin');
@@ -126,7 +119,7 @@ describe('bulk keep_waiting: a holder a settle is ending is waited for, not answ
         await settlers[i - 1]!.query(`select jobs.ack($1::bigint)`, [holders[i - 1]]);
         await settlers[i - 1]!.query('commit');
         // Unfixed: the fourth pass refused it (PD011 dedupe_key, kept changing hands) with the fifth holder held.
-        expect(await waits(publisher, answer), `pass ${i + 1}: ${JSON.stringify(await Promise.race([answer, 'waiting']))}`).toBe(true);
+        expect(await waits(sql, publisher, answer), `pass ${i + 1}: ${JSON.stringify(await Promise.race([answer, 'waiting']))}`).toBe(true);
       }
       await settlers[4]!.query(`select jobs.ack($1::bigint)`, [holders[4]]);
       await settlers[4]!.query('commit');
@@ -153,7 +146,7 @@ describe('keep_waiting in a REPEATABLE READ or SERIALIZABLE transaction: a holde
           // The publish's snapshot, taken at its first statement, has the holder running.
           await publisher.query(`begin isolation level ${level}`);
           const answer = outcome(publisher.query(publish('user:2')));
-          expect(await waits(publisher, answer)).toBe(true);
+          expect(await waits(sql, publisher, answer)).toBe(true);
           await settler.query(`select jobs.ack($1::bigint)`, [holder]);
           await settler.query('commit');
           // The row it waited for was deleted since its snapshot: PostgreSQL cannot go on in that snapshot.
@@ -198,7 +191,7 @@ describe('bulk keep_waiting: a holder held again at every pass', () => {
           await settler.query('begin');
           await settler.query(`select 1 from jobs.job_queue where job_id = $1 for update`, [x]);
         }
-        expect(await waits(publisher, answer)).toBe(false);
+        expect(await waits(sql, publisher, answer)).toBe(false);
         expect(await answer).toBe('error PD011 dedupe_key: dedupe_key: kept changing hands while publishing; try again');
         expect(await sql(`select job_id::text as id, dedupe_key, serial_key from jobs.job_queue`)).toEqual([
           { id: x, dedupe_key: 'k', serial_key: 's' },

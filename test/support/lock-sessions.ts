@@ -59,3 +59,11 @@ export async function doneOrBlocked(sql: Observer, s: LockSession, p: Promise<un
   const ended = p.then(() => { done = true; }, () => { done = true; });
   while (!done && !await waitsForLock(sql, s)) await Promise.race([ended, new Promise((r) => setTimeout(r, 5))]);
 }
+
+/** Whether session s's query p waits for a lock (false: it answered without waiting). */
+export async function waits(sql: Observer, s: LockSession, p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void p.then(() => (done = true), () => (done = true));
+  await doneOrBlocked(sql, s, p);
+  return !done;
+}
