@@ -6,7 +6,7 @@ import { expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { createQueue, type Queue } from '../src/index.js';
 import { testDb } from './support/db.js';
-import { tcpProxy } from './support/tcp-proxy.js';
+import { proxiedUrl } from './support/tcp-proxy.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -69,12 +69,9 @@ it('a signal that is not an AbortSignal is refused naming it, and an aborted one
 
 it('an admin call through a frozen network is given up when its signal fires, its connection ended: the pool slot is free again', async () => {
   await sql(`select jobs.create_queue('frozen')`);
-  const target = new URL(db.url);
-  const proxy = await tcpProxy(target.hostname, Number(target.port));
-  const url = new URL(db.url);
-  url.port = String(proxy.port);
+  const { proxy, url } = await proxiedUrl(db.url);
   // One connection: a call that kept it after giving up would leave none for the next.
-  const frozen = createQueue({ driver: pgDriver(url.href, { max: 1 }) });
+  const frozen = createQueue({ driver: pgDriver(url, { max: 1 }) });
   try {
     expect(await frozen.queues.resume('frozen')).toBe(true); // the connection, open
     proxy.freezeOpen(); // no reply, no error, ever, on it; new connections get through

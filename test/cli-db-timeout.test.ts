@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
 import { runCli, until } from './support/drain-process.js';
 import { startServe } from './support/serve-process.js';
-import { tcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+import { proxiedUrl, type TcpProxy } from './support/tcp-proxy.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -16,11 +16,7 @@ let proxy: TcpProxy;
 let viaProxy: string;
 
 beforeEach(async () => {
-  const target = new URL(db.url);
-  proxy = await tcpProxy(target.hostname, Number(target.port));
-  const u = new URL(db.url);
-  u.port = String(proxy.port);
-  viaProxy = u.href;
+  ({ proxy, url: viaProxy } = await proxiedUrl(db.url));
 });
 afterEach(async () => proxy.close());
 

@@ -18,7 +18,7 @@ import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
 import { emptyDb, testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
 import { startServe } from './support/serve-process.js';
-import { tcpProxy } from './support/tcp-proxy.js';
+import { proxiedUrl, tcpProxy } from './support/tcp-proxy.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -103,11 +103,8 @@ describe('authentication', () => {
   });
 
   it('/healthz and /stats give up on a silent connection and end it: a probe does not hold a pool slot', async () => {
-    const target = new URL(db.url);
-    const proxy = await tcpProxy(target.hostname, Number(target.port));
-    const via = new URL(db.url);
-    via.port = String(proxy.port);
-    const queue = createQueue({ driver: pgDriver(via.href, { max: 1 }), tasks });
+    const { proxy, url: via } = await proxiedUrl(db.url);
+    const queue = createQueue({ driver: pgDriver(via, { max: 1 }), tasks });
     try {
       const url = await listen(createApp({ queue, token: TOKEN, limits }));
       expect((await call('GET', '/healthz', { url, token: null })).status).toBe(200);

@@ -9,7 +9,7 @@ import { pgDriver } from '../src/db/pg.js';
 import { createQueue, listSchedules, type Queue } from '../src/index.js';
 import { countingDriver } from './support/counting-driver.js';
 import { testDb } from './support/db.js';
-import { tcpProxy } from './support/tcp-proxy.js';
+import { proxiedUrl } from './support/tcp-proxy.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -63,12 +63,9 @@ it('a signal that is not an AbortSignal is refused naming it, and an aborted one
 });
 
 it('a read through a frozen network is given up when its signal fires, its connection ended: the pool slot is free again', async () => {
-  const target = new URL(db.url);
-  const proxy = await tcpProxy(target.hostname, Number(target.port));
-  const url = new URL(db.url);
-  url.port = String(proxy.port);
+  const { proxy, url } = await proxiedUrl(db.url);
   // One connection: a read that kept it after giving up would leave none for the next.
-  const driver = pgDriver(url.href, { max: 1 });
+  const driver = pgDriver(url, { max: 1 });
   const frozen = createQueue({ driver });
   try {
     const id = await frozen.publish('reads.frozen', {});

@@ -8,7 +8,7 @@ import { pgDriver } from '../src/db/pg.js';
 import { createQueue, PgDrainError, type JobContext } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { sleep, until, withAppName } from './support/drain-process.js';
-import { tcpProxy } from './support/tcp-proxy.js';
+import { proxiedUrl } from './support/tcp-proxy.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -77,13 +77,10 @@ describe("a drain's final settle", () => {
   });
 
   it('against a database that never comes back stops trying at the drain\'s limit, and rejects with the failure its last try met', async () => {
-    const target = new URL(db.url);
-    const proxy = await tcpProxy(target.hostname, Number(target.port));
-    const viaProxy = new URL(db.url);
-    viaProxy.port = String(proxy.port);
+    const { proxy, url: viaProxy } = await proxiedUrl(db.url);
     const running: string[] = [];
     const queue = createQueue({
-      driver: pgDriver(viaProxy.href),
+      driver: pgDriver(viaProxy),
       // Each handler runs until the drain aborts it.
       tasks: { work: (_b: unknown, ctx: JobContext) => new Promise((resolve) => {
         running.push(ctx.job.id);

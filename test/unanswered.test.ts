@@ -9,7 +9,7 @@ import { pgDriver } from '../src/db/pg.js';
 import { createQueue, PgDrainError, type JobContext, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
-import { tcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+import { proxiedUrl, type TcpProxy } from './support/tcp-proxy.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -18,11 +18,7 @@ let viaProxy: string;
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job');
-  const target = new URL(db.url);
-  proxy = await tcpProxy(target.hostname, Number(target.port));
-  const u = new URL(db.url);
-  u.port = String(proxy.port);
-  viaProxy = u.href;
+  ({ proxy, url: viaProxy } = await proxiedUrl(db.url));
 });
 afterEach(async () => proxy.close());
 

@@ -29,6 +29,14 @@ export interface TcpProxyOptions {
   terminateWhenReady?: boolean;
 }
 
+/** A proxy to the database at url, and url itself rewritten to go through it. */
+export async function proxiedUrl(url: string, options: TcpProxyOptions = {}): Promise<{ proxy: TcpProxy; url: string }> {
+  const target = new URL(url);
+  const proxy = await tcpProxy(target.hostname, Number(target.port), options);
+  target.port = String(proxy.port);
+  return { proxy, url: target.href };
+}
+
 /** Forwards 127.0.0.1:<port> to target host:port. */
 export async function tcpProxy(targetHost: string, targetPort: number, options: TcpProxyOptions = {}): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
