@@ -71,7 +71,7 @@ export interface BulkPublishOptions {
   retryDelaySeconds?: number | undefined;
   /** true (default): retry k waits between d/2 and d for d = base·2^(k−1); false: the base exactly. */
   retryBackoff?: boolean | undefined;
-  /** The longest retry wait, 1 to 604800 seconds, at least retryDelaySeconds (5 when left out). */
+  /** The longest retry wait, 1 to 604800 seconds (an hour when left out), at least retryDelaySeconds (5 when that is left out). */
   retryDelayMaxSeconds?: number | undefined;
   /**
    * Not started by then, the job never runs: the next claim (or maintenance)

@@ -20,7 +20,7 @@ export function addRetryPolicyOptions(cmd: Command): Command {
       seconds(0, 86400))
     .addOption(new Option('--retry-backoff <kind>', 'exponential: the wait doubles per retry, with jitter; '
       + 'fixed: every retry waits --retry-delay').choices(['exponential', 'fixed']))
-    .option('--retry-delay-max <seconds>', 'longest retry wait, at least --retry-delay (5 when left out)', seconds(1, 604800));
+    .option('--retry-delay-max <seconds>', 'longest retry wait (default an hour), at least --retry-delay (5 when that is left out)', seconds(1, 604800));
 }
 
 /** Those flags as publish()'s options (any given: the job has a policy of its own). */
