@@ -81,6 +81,23 @@ describe('one-shot commands give up on a database that does not answer (--db-tim
     }
   });
 
+  it('migrate given up on another migrate\'s lock leaves no backend of it waiting in the lock\'s queue', async () => {
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    const waitingForLock = async () => (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+      where wait_event = 'advisory' and query like 'select pg_advisory_xact_lock%'`))[0]!.n;
+    try {
+      await holder.query('select pg_advisory_lock(7360372011)');
+      const r = await runCli(db.url, 'migrate', '--db-timeout', '1');
+      expect(r.code).toBe(1);
+      expect(lines(r.stderr)).toEqual([`pgdrain: database unavailable: no reply from ${new URL(db.url).host} within 1 s (--db-timeout)`]);
+      // Its lock wait was cancelled on the server: the lock is still held, and nobody waits for it.
+      await until(async () => (await waitingForLock()) === 0, 'the given-up migrate to leave the lock\'s queue');
+    } finally {
+      await holder.end();
+    }
+  });
+
   it('--db-timeout must be a number of seconds: a usage error naming the flag', async () => {
     const r = await runCli(db.url, 'stats', '--db-timeout', 'soon');
     expect(r.code).toBe(2);

@@ -115,7 +115,8 @@ async function boundedBy<T>(bound: DbBound, driver: Driver, url: string, fn: (dr
     const bounded: Driver = {
       ...driver,
       query: statement(driver),
-      // A transaction (migrate's) given up is left to the driver's close: its statements' connection is ended then.
+      // A transaction (migrate's) given up: its statement in flight is cancelled on the server (pgDriver),
+      // so a lock wait ends there too; the driver's close then ends its connection.
       transaction: (body) => within(undefined, '', () => driver.transaction((tx) => body({ query: statement(tx) }))),
     };
     return await within(undefined, '', () => fn(bounded));

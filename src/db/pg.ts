@@ -2,7 +2,8 @@ import pg from 'pg';
 import { PgDrainError } from '../errors.js';
 import { isPgPool, type Driver, type Queryable, type QueryOptions, type QueryResult, type QueuedListener } from './driver.js';
 import { PgJobEvents } from './pg-events.js';
-import { CLOSE_WAIT_MS, connectTimeoutMs, ownedClient, poolEnder, sharingOnRefusal } from './pg-pool.js';
+import { cancelOnServer } from './pg-cancel.js';
+import { connectTimeoutMs, ownedClient, poolEnder, sharingOnRefusal } from './pg-pool.js';
 
 /** The part of a node-postgres Pool (or pg-compatible pool) that pgdrain uses. */
 export interface PgPool {
@@ -79,65 +80,6 @@ function reset(client: PgPoolClient): void {
       // not a TCP handle: try the socket under it
     }
   }
-}
-
-/** What cancelling a node-postgres Client's statement reads of it (Neon's Client has these too, and neonConfig). */
-type Cancellable = {
-  processID?: number | null; secretKey?: number | null; host?: string; port?: number;
-  ssl?: unknown; sslNegotiation?: string; neonConfig?: unknown;
-};
-
-/**
- * Asks the server to cancel the statement `client` is running, as libpq's
- * PQcancel does: a CancelRequest (no role right needed; PgBouncer passes it
- * on) on a new connection to where the client connected, its unix socket or
- * host and port, over TLS if the client's was. Ending the client's own
- * connection is not enough: a backend waiting on a lock does not read its
- * socket, and once the lock is released it runs the statement to its commit.
- * Best effort, awaited by nothing: a statement that commits before the
- * cancel arrives has committed. Neon's Client (a WebSocket to Neon's proxy)
- * is only ended.
- */
-function cancelOnServer(client: PgPoolClient): Promise<void> {
-  const { processID, secretKey, host, port, ssl, sslNegotiation, neonConfig } = client as Cancellable;
-  if (processID == null || secretKey == null || port === undefined || neonConfig !== undefined) return Promise.resolve();
-  try {
-    return sendCancel(processID, secretKey, host, port, ssl, sslNegotiation);
-  } catch {
-    return Promise.resolve(); // a runtime with no socket of this kind: the client is ended all the same
-  }
-}
-
-/** Resolves once the cancel's connection closed (the server has read it), failed, or CLOSE_WAIT_MS passed. */
-function sendCancel(processID: number, secretKey: number, host: string | undefined, port: number,
-                    ssl: unknown, sslNegotiation: string | undefined): Promise<void> {
-  const con = new pg.Connection({ ssl, sslNegotiation } as pg.ConnectionConfig) as pg.Connection & {
-    connect(portOrPath: number | string, host?: string): void;
-    requestSsl(): void;
-    cancel(processID: number, secretKey: number): void;
-    stream: { destroy(): void };
-  };
-  const send = () => con.cancel(processID, secretKey);
-  let done!: () => void;
-  const closed = new Promise<void>((resolve) => { done = resolve; });
-  const timer = setTimeout(() => { // the server closes it once it has read the request
-    con.stream.destroy();
-    done();
-  }, CLOSE_WAIT_MS);
-  (timer as { unref?: () => void }).unref?.();
-  con.on('error', done);
-  con.once('end', () => {
-    clearTimeout(timer);
-    done();
-  });
-  con.once('connect', () => {
-    if (!ssl) send();
-    else if (sslNegotiation !== 'direct') con.requestSsl();
-  });
-  con.once('sslconnect', send);
-  if (host?.startsWith('/')) con.connect(`${host}/.s.PGSQL.${port}`);
-  else con.connect(port, host);
-  return closed;
 }
 
 /**
@@ -262,9 +204,21 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
       let open = true;
       const session = wrap(client);
       const tx: Queryable = {
-        async query<R>(text: string, params?: readonly unknown[]) {
+        async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions) {
           if (!open) throw new Error('this transaction has ended: a statement came after its callback returned or threw');
-          return session.query<R>(text, params);
+          const signal = options?.signal;
+          if (!signal) return session.query<R>(text, params);
+          // Given up (a caller's bound): cancelled on the server, where a backend waiting on
+          // a lock would otherwise keep its place in the lock's queue after its client left;
+          // the statement then fails, and the transaction rolls back and releases its client.
+          signal.throwIfAborted();
+          const cancel = () => void cancelOnServer(client);
+          signal.addEventListener('abort', cancel, { once: true });
+          try {
+            return await session.query<R>(text, params);
+          } finally {
+            signal.removeEventListener('abort', cancel);
+          }
         },
       };
       try {
