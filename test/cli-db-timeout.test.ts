@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { runCli, until } from './support/drain-process.js';
+import { runCli, runCliWith, until } from './support/drain-process.js';
 import { startServe } from './support/serve-process.js';
 import { proxiedUrl, type TcpProxy } from './support/tcp-proxy.js';
 
@@ -33,6 +33,7 @@ describe('one-shot commands give up on a database that does not answer (--db-tim
     ['queue', 'list'],
     ['schedule', 'list'],
     ['migrate'],
+    ['wait', '1'], // its LISTEN session
   ])('%s through a frozen network exits 1 naming the server it could not connect to', async (...args) => {
     proxy.freeze();
     const r = await runCli(viaProxy, ...args, '--db-timeout', '1');
@@ -96,6 +97,28 @@ describe('one-shot commands give up on a database that does not answer (--db-tim
     } finally {
       await holder.end();
     }
+  });
+
+  it.each([['stats'], ['wait', '1']])('%s takes PGDRAIN_DB_TIMEOUT when --db-timeout is absent', async (...args) => {
+    proxy.freeze();
+    const r = await runCliWith({ PGDRAIN_DB_TIMEOUT: '1' }, viaProxy, ...args);
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toEqual([
+      `pgdrain: database unavailable: no connection to 127.0.0.1:${proxy.port} within 1 s (--db-timeout)`]);
+  });
+
+  it('PGDRAIN_DB_TIMEOUT must be decimal seconds: a usage error naming the variable; a --db-timeout given wins', async () => {
+    for (const [value, rule] of [['0x10', 'must be a number of seconds from 0 to 86400, got "0x10"'],
+                                 ['-1', 'must be a number of seconds from 0 to 86400, got "-1"'],
+                                 [' ', 'is set but empty: give a value or unset it']]) {
+      for (const command of ['stats', 'migrate']) {
+        const r = await runCliWith({ PGDRAIN_DB_TIMEOUT: value! }, db.url, command);
+        expect(r.code).toBe(2);
+        expect(lines(r.stderr)).toEqual([`pgdrain: PGDRAIN_DB_TIMEOUT: ${rule}`]);
+      }
+    }
+    const given = await runCliWith({ PGDRAIN_DB_TIMEOUT: 'soon' }, db.url, 'stats', '--db-timeout', '5');
+    expect(given).toMatchObject({ code: 0, stderr: '' });
   });
 
   it('--db-timeout must be a number of seconds: a usage error naming the flag', async () => {

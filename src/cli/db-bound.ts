@@ -1,19 +1,24 @@
 import { Command, Option } from 'commander';
 import type { Driver, Queryable, QueryOptions } from '../db/driver.js';
 import { PgDrainError } from '../errors.js';
+import { fromEnv } from './env.js';
 import { seconds } from './flag-parsers.js';
 
 // --db-timeout: how long a one-shot command (publish, stats, cancel, jobs, …)
 // waits for a database that does not answer (a frozen network, a stopped
 // PgBouncer), which TCP would wait for forever: a CronJob running `pgdrain
-// publish` has no deadline of its own. drain bounds itself (--overrun),
-// serve per request, wait by its --timeout: they take no --db-timeout.
+// publish` has no deadline of its own. drain bounds itself (--overrun) and
+// serve per request: they take no --db-timeout. PGDRAIN_DB_TIMEOUT stands in
+// for the flag when it is absent.
 
 /** --db-timeout's default, in seconds. */
 export const DB_TIMEOUT_SECONDS = 30;
 
+/** The environment variable that stands in for --db-timeout. */
+export const DB_TIMEOUT_ENV = 'PGDRAIN_DB_TIMEOUT';
+
 /** Commands with a --dsn that bound their database waits otherwise. */
-const UNBOUNDED = new Set(['drain', 'serve', 'wait']);
+const UNBOUNDED = new Set(['drain', 'serve']);
 
 /** What one command waits for, in ms: a connection, then each statement (undefined: no bound). */
 interface DbBound {
@@ -24,30 +29,38 @@ interface DbBound {
 /** The running command's (boundOf), set as commander calls its action; the CLI runs one command. */
 let current: DbBound | undefined;
 
+/** --db-timeout's help, by command: what it bounds there. */
+const HELP: Record<string, string> = {
+  migrate: `give up on a database that does not answer: connecting (default ${DB_TIMEOUT_SECONDS}), `
+    + 'and, only when given, each statement (a migration may take long, or wait for another migrate)',
+  wait: `give up on a database that does not answer while connecting and starting to listen (default ${DB_TIMEOUT_SECONDS}); `
+    + 'the wait itself ends at --timeout',
+};
+
 /**
- * Adds --db-timeout to every command of cli that takes a --dsn, but drain,
- * serve and wait. migrate's bounds only its connection unless given: a
+ * Adds --db-timeout to every command of cli that takes a --dsn, but drain
+ * and serve. migrate's bounds only its connection unless given: a
  * migration may rightly take long (an index on a large table), and migrate
  * waits on purpose for another migrate's lock (pg_advisory_xact_lock).
+ * wait's bounds its LISTEN session's opening: its waiting is its --timeout.
  */
 export function addDbTimeout(cli: Command): void {
   for (const cmd of cli.commands) {
     if (UNBOUNDED.has(cmd.name())) continue;
     addDbTimeout(cmd);
     if (!cmd.options.some((o) => o.long === '--dsn')) continue;
-    cmd.addOption(cmd.name() === 'migrate'
-      ? new Option('--db-timeout <seconds>', `give up on a database that does not answer: connecting (default ${DB_TIMEOUT_SECONDS}), `
-          + 'and, only when given, each statement (a migration may take long, or wait for another migrate); 0: no bound')
-        .argParser(seconds(0, 86400))
-      : new Option('--db-timeout <seconds>', 'give up on a database that does not answer: connecting, and each statement; 0: no bound')
-        .argParser(seconds(0, 86400)).default(DB_TIMEOUT_SECONDS));
+    const help = HELP[cmd.name()] ?? 'give up on a database that does not answer: connecting, and each statement';
+    const option = new Option('--db-timeout <seconds>', `${help}; 0: no bound (env: ${DB_TIMEOUT_ENV})`).argParser(seconds(0, 86400));
+    cmd.addOption(HELP[cmd.name()] ? option : option.default(DB_TIMEOUT_SECONDS));
   }
   if (!cli.parent) cli.hook('preAction', (_cli, action) => void (current = boundOf(action)));
 }
 
-/** The bound a command's --db-timeout sets (none: the command has no such flag). */
+/** The bound a command's --db-timeout, else PGDRAIN_DB_TIMEOUT, sets (none: the command has no such flag). */
 function boundOf(cmd: Command): DbBound | undefined {
-  if (!cmd.options.some((o) => o.long === '--db-timeout')) return undefined;
+  const option = cmd.options.find((o) => o.long === '--db-timeout');
+  if (!option) return undefined;
+  fromEnv(cmd, option, DB_TIMEOUT_ENV);
   const given = cmd.opts<{ dbTimeout?: number }>().dbTimeout;
   const ms = (s: number | undefined) => (s === undefined || s === 0 ? undefined : s * 1000);
   return { connectMs: ms(given ?? DB_TIMEOUT_SECONDS), statementMs: ms(given) };
@@ -59,6 +72,27 @@ function serverOf(url: string): string {
     return new URL(url).host || 'the database';
   } catch {
     return 'the database';
+  }
+}
+
+/** The error of a bound that passed: what did not answer, where, and the bound. */
+const unanswered = (what: string, server: string, ms: number) =>
+  new PgDrainError('database_unavailable', `database unavailable: ${what} ${server} within ${ms / 1000} s (--db-timeout)`);
+
+/**
+ * opening (a session the command opens itself: wait's LISTEN), rejected with
+ * database_unavailable naming url's server once the running command's
+ * connection bound passes; the caller then ends what it was opening.
+ */
+export async function openedWithin<T>(opening: Promise<T>, url: string): Promise<T> {
+  const ms = current?.connectMs;
+  if (ms === undefined) return opening;
+  const gaveUp = new AbortController();
+  const timer = setTimeout(() => gaveUp.abort(unanswered('no connection to', serverOf(url), ms)), ms);
+  try {
+    return await unless(opening, gaveUp.signal);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -98,8 +132,7 @@ async function boundedBy<T>(bound: DbBound, driver: Driver, url: string, fn: (dr
   const timers = new Set<ReturnType<typeof setTimeout>>();
   const within = <R>(ms: number | undefined, what: string, work: (signal: AbortSignal) => Promise<R>): Promise<R> => {
     if (ms === undefined) return unless(work(gaveUp.signal), gaveUp.signal);
-    const timer = setTimeout(() => gaveUp.abort(new PgDrainError('database_unavailable',
-      `database unavailable: ${what} ${server} within ${ms / 1000} s (--db-timeout)`)), ms);
+    const timer = setTimeout(() => gaveUp.abort(unanswered(what, server, ms)), ms);
     timers.add(timer);
     return unless(work(gaveUp.signal), gaveUp.signal).finally(() => {
       clearTimeout(timer);

@@ -1,7 +1,7 @@
 // `pgdrain drain` as a container entrypoint: every flag of the drain command
 // has an environment variable that stands in when the flag is absent, so a
 // Kubernetes Job sets them from a ConfigMap (DATABASE_URL is read by connect.ts).
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, type Command, type Option } from 'commander';
 import { ValidationError } from '../errors.js';
 
 /** Drain flags and the environment variables that stand in for them. A flag given on the command line wins. */
@@ -41,21 +41,31 @@ export function drainSettings<T extends object>(cmd: Command, env: Record<string
   for (const [flag, variable] of DRAIN_ENV) {
     const option = cmd.options.find((o) => o.long === flag);
     if (!option) throw new Error(`the drain command has no ${flag} option`); // a wiring bug, not user input
-    const name = option.attributeName();
-    const raw = env[variable];
-    if (raw === undefined || cmd.getOptionValueSource(name) === 'cli') continue;
-    if (raw.trim() === '') throw new ValidationError(variable, 'is set but empty: give a value or unset it');
-    let value: unknown = raw;
-    try {
-      if (option.parseArg) value = option.parseArg(raw, undefined);
-    } catch (error) {
-      if (!(error instanceof InvalidArgumentError)) throw error;
-      throw new ValidationError(variable, `${error.message}, got ${JSON.stringify(raw)}`);
-    }
-    cmd.setOptionValueWithSource(name, value, 'env');
+    fromEnv(cmd, option, variable, env);
   }
   const opts = cmd.opts<{ tasks?: string }>();
   if (!opts.tasks) throw new ValidationError('--tasks', 'is required: give --tasks MODULE or set PGDRAIN_TASKS');
   return opts as T;
 }
 
+
+/**
+ * Sets cmd's option from `variable` when the flag was not given on the
+ * command line, through the flag's own parser: a bad or empty value is a
+ * ValidationError naming the variable.
+ */
+export function fromEnv(cmd: Command, option: Option, variable: string,
+                        env: Record<string, string | undefined> = process.env): void {
+  const name = option.attributeName();
+  const raw = env[variable];
+  if (raw === undefined || cmd.getOptionValueSource(name) === 'cli') return;
+  if (raw.trim() === '') throw new ValidationError(variable, 'is set but empty: give a value or unset it');
+  let value: unknown = raw;
+  try {
+    if (option.parseArg) value = option.parseArg(raw, undefined);
+  } catch (error) {
+    if (!(error instanceof InvalidArgumentError)) throw error;
+    throw new ValidationError(variable, `${error.message}, got ${JSON.stringify(raw)}`);
+  }
+  cmd.setOptionValueWithSource(name, value, 'env');
+}

@@ -2,13 +2,12 @@ import { Command, CommanderError, Option } from 'commander';
 import { checkedBy, integer, jobIds, json, jsonObject, jsonObjects, positive, seconds } from './flag-parsers.js';
 import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, setQueuePaused } from '../admin.js';
 import type { Driver } from '../db/driver.js';
-import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
 import { MAX_DELAY_SECONDS, queueNameSchema, textSchema, workerIdSchema } from '../options.js';
 import { formatTable, groupCaps } from './format.js';
 import type { JobGroup } from '../types.js';
 
-// The commands of issue 7 (redrive, dead-letters, queue, wait; cancel is in admin-commands.ts) and
+// The commands of issue 7 (redrive, dead-letters, queue; wait is in wait-command.ts, cancel in admin-commands.ts) and
 // the options they add to publish and drain. main.ts registers them.
 
 /** How a command gets its database (main.ts): a driver, closed after fn. */
@@ -210,22 +209,5 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
     });
   for (const command of queueCommands) queue.addCommand(command);
 
-  const wait = new Command('wait')
-    .description('wait for a job to end (LISTEN; needs a DSN) and print its outcome as JSON')
-    .argument('<id>', 'job id')
-    .option('--timeout <seconds>', 'give up after this long', positive)
-    .addOption(dsnOption())
-    .action(async (id: string, opts: { timeout?: number; dsn?: string }) => {
-      const url = opts.dsn || process.env.DATABASE_URL;
-      if (!url) throw new PgDrainError('invalid_argument', 'wait needs a PostgreSQL URL (--dsn or DATABASE_URL): the embedded database has no LISTEN session to share', { field: 'dsn' });
-      const events = new PgJobEvents(url);
-      try {
-        const outcome = await events.waitFor(id, { timeoutMs: opts.timeout === undefined ? undefined : opts.timeout * 1000 });
-        process.stdout.write(`${JSON.stringify(outcome)}\n`);
-      } finally {
-        await events.close();
-      }
-    });
-
-  return [redriveCmd, deadLetters, queue, wait];
+  return [redriveCmd, deadLetters, queue];
 }

@@ -18,6 +18,7 @@ import { checkedBy, integer, json, seconds, throttle } from './flag-parsers.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { scheduleCommand } from './schedule-commands.js';
 import { serveCommand } from './serve.js';
+import { waitCommand } from './wait-command.js';
 import { exitWhenEnded, listenForStop, unlessAgain } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 
@@ -35,7 +36,6 @@ async function withConnection<T>(dsn: string | undefined, fn: (c: Connection) =>
     await connection.driver.close().catch(() => {});
   }
 }
-
 
 export function program(): Command {
   const cli = new Command('pgdrain')
@@ -193,7 +193,7 @@ export function program(): Command {
       });
     });
 
-  for (const command of [serveCommand(), ...featureCommands(withConnection, [deleteEndedCommand(withConnection)]),
+  for (const command of [serveCommand(), ...featureCommands(withConnection, [deleteEndedCommand(withConnection)]), waitCommand(),
                          ...adminCommands(withConnection),
                          ...jobCommands(withConnection), scheduleCommand(withConnection), eventCommand(withConnection)]) {
     cli.addCommand(inheriting(command, cli));

@@ -25,7 +25,12 @@ export interface DrainProcess {
 
 /** Runs `pgdrain ARGS` against the database at url to its exit (at most 30 s): its code and output. */
 export function runCli(url: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url };
+  return runCliWith({}, url, ...args);
+}
+
+/** runCli with `env` on top of this process's environment (and DATABASE_URL). */
+export function runCliWith(env: Record<string, string>, url: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  env = { ...process.env, ...env, DATABASE_URL: url };
   return new Promise((done) => {
     execFile(process.execPath, [CLI, ...args], { env, timeout: 30_000 }, (error, stdout, stderr) =>
       done({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }));

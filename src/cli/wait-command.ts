@@ -1,0 +1,32 @@
+import { Command } from 'commander';
+import { PgJobEvents } from '../db/pg-events.js';
+import { PgDrainError } from '../errors.js';
+import { openedWithin } from './db-bound.js';
+import { dsnOption } from './features.js';
+import { positive } from './flag-parsers.js';
+
+// `pgdrain wait`: one job's outcome, heard on a LISTEN session of its own
+// (PgJobEvents, not the commands' pool). Its session must open within
+// --db-timeout (a frozen network would hold the connect, or the LISTEN,
+// forever); then it waits for the job as long as --timeout says.
+
+export function waitCommand(): Command {
+  return new Command('wait')
+    .description('wait for a job to end (LISTEN; needs a DSN) and print its outcome as JSON')
+    .argument('<id>', 'job id')
+    .option('--timeout <seconds>', 'give up after this long', positive)
+    .addOption(dsnOption())
+    .action(async (id: string, opts: { timeout?: number; dsn?: string }) => {
+      const url = opts.dsn || process.env.DATABASE_URL;
+      if (!url) throw new PgDrainError('invalid_argument', 'wait needs a PostgreSQL URL (--dsn or DATABASE_URL): the embedded database has no LISTEN session to share', { field: 'dsn' });
+      const events = new PgJobEvents(url);
+      try {
+        // Opened first, alone: subscribe resolves once LISTEN has run. waitFor takes this session.
+        await openedWithin(events.subscribe(() => {}), url);
+        const outcome = await events.waitFor(id, { timeoutMs: opts.timeout === undefined ? undefined : opts.timeout * 1000 });
+        process.stdout.write(`${JSON.stringify(outcome)}\n`);
+      } finally {
+        await events.close();
+      }
+    });
+}
