@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { runCli, runCliWith, until } from './support/drain-process.js';
+import { runCli, runCliWith, until, withAppName } from './support/drain-process.js';
 import { startServe } from './support/serve-process.js';
 import { proxiedUrl, type TcpProxy } from './support/tcp-proxy.js';
 
@@ -62,6 +62,27 @@ describe('one-shot commands give up on a database that does not answer (--db-tim
       await holder.end();
     }
     expect(JSON.parse((await runCli(db.url, 'show', id, '--json')).stdout)).toMatchObject({ state: 'pending' });
+  });
+
+  it.each([['stats'], ['jobs']])('a %s read with no reply is given up at the bound: its backend ends, nothing waits on', async (command) => {
+    // The read waits on the table's lock: connected, then no reply.
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    const app = `bound-${command}`;
+    const backends = async () => (await sql<{ n: number }>(
+      'select count(*)::int as n from pg_stat_activity where application_name = $1', [app]))[0]!.n;
+    try {
+      await holder.query('begin');
+      await holder.query('lock table jobs.job_queue in access exclusive mode');
+      const r = await runCli(withAppName(db.url, app), command!, '--db-timeout', '1');
+      expect(r.code).toBe(1);
+      expect(lines(r.stderr)).toEqual([`pgdrain: database unavailable: no reply from ${new URL(db.url).host} within 1 s (--db-timeout)`]);
+      // Its statement cancelled and its connection ended while the lock is still held.
+      await until(async () => (await backends()) === 0, `the ${command} backend to end`);
+    } finally {
+      await holder.query('rollback').catch(() => {});
+      await holder.end();
+    }
   });
 
   it('migrate waits for another migrate\'s lock by default, and gives up on it at a --db-timeout given', async () => {
