@@ -12,7 +12,8 @@ export interface QueryOptions {
   /**
    * Fires when the caller has given up waiting for the reply (a database
    * that stopped answering). A driver that honours it frees the connection
-   * the statement holds (pgDriver ends it); one that does not may ignore it.
+   * the statement holds (pgDriver ends it; in a transaction it cancels the
+   * statement on the server, which fails it); one that does not may ignore it.
    */
   signal?: AbortSignal | undefined;
 }
