@@ -29,7 +29,10 @@ interface DbBound {
 /** The running command's (boundOf), set as commander calls its action; the CLI runs one command. */
 let current: DbBound | undefined;
 
-/** --db-timeout's help, by command: what it bounds there. */
+/**
+ * --db-timeout's help where it bounds less than every statement unless given:
+ * there its default (connecting) is no commander default, so a value given is told apart.
+ */
 const HELP: Record<string, string> = {
   migrate: `give up on a database that does not answer: connecting (default ${DB_TIMEOUT_SECONDS}), `
     + 'and, only when given, each statement (a migration may take long, or wait for another migrate)',
