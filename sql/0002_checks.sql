@@ -13,6 +13,20 @@ begin
   raise exception '%: %', p_field, p_message using errcode = p_code, column = p_field;
 end $$;
 
+-- The clock of a function that takes an injected `now` (its tests' clock):
+-- now as given, or the transaction's time when null. A time at ±infinity is
+-- no clock (every lease, backoff and expiry computed from it would be
+-- infinite, or fail deep inside): PD007 naming now. One call per public
+-- call, never per job.
+create function jobs.clock(p_now timestamptz)
+returns timestamptz language plpgsql stable as $$
+begin
+  if not isfinite(p_now) then
+    perform jobs.raise_invalid('PD007', 'now', format('must be a finite time or null, got %s', p_now));
+  end if;
+  return coalesce(p_now, pg_catalog.now());
+end $$;
+
 -- A task is one or more dot-separated words of letters, digits, _ : and -,
 -- at most 200 characters: email.send, billing.invoice_v2, sql:reports.daily.
 create function jobs.check_task(p_task text, p_field text default 'task')

@@ -90,7 +90,7 @@ create function jobs.publish(
 ) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 #variable_conflict use_column
 declare
-  v_now timestamptz := coalesce(publish.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(publish.now);
   v_queue text := coalesce(publish.queue, 'default');
   v_waiting bigint[];
   v_serial_wait boolean := false;

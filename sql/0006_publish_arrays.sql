@@ -51,7 +51,7 @@ create function jobs.publish_arrays(
   dedupe_modes text[]             default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(publish_arrays.now);
   v_queue text := coalesce(publish_arrays.queue, 'default');
   v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
   v_bad record;

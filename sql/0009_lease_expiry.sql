@@ -26,7 +26,7 @@ begin
   if expire.n is null or expire.n < 0 then
     perform jobs.raise_invalid('PD005', 'n', format('must be 0 or more, got %s', coalesce(expire.n::text, 'null')));
   end if;
-  return (select e.leases + e.waiting from jobs.expire_due(expire.n, coalesce(expire.now, pg_catalog.now()), expire.after) e);
+  return (select e.leases + e.waiting from jobs.expire_due(expire.n, jobs.clock(expire.now), expire.after) e);
 end $$;
 
 -- jobs.expire's work, each kind only when asked (p_leases, p_waiting: a

@@ -18,7 +18,7 @@ create function jobs.claim(
 ) returns setof jobs.claimed_job language plpgsql security definer set search_path = pg_catalog, pg_temp
   set random_page_cost = 1.1 as $$
 declare
-  v_now timestamptz := coalesce(claim.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(claim.now);
   v_ids bigint[];
 begin
   -- now as given (null: the clock), which pick reads as v_now is read here.

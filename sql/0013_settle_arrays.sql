@@ -4,7 +4,8 @@
 -- Settles many deliveries at once, given as column arrays: element i of
 -- each array belongs to delivery i (results, errors, retry_at and ms may be
 -- null, or hold nulls; given, one element per delivery: PD008 names the array
--- that has not, or a retry_at at ±infinity). outcomes[i] is one of
+-- that has not, or a retry_at at ±infinity; PD007 now at ±infinity).
+-- outcomes[i] is one of
 --   ack      job ids[i], attempt attempts[i] succeeded with results[i], taking ms[i] ms
 --   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff:
 --            the job's own retry policy, else its queue's, by jobs.queue_backoff;
@@ -49,7 +50,7 @@ create function jobs.settle_arrays(
   worker_id text              default null
 ) returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(settle_arrays.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(settle_arrays.now);
   v_bad text;
   v_result jsonb;
   v_deps boolean;

@@ -118,7 +118,7 @@ set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
-  perform jobs.check_schedule_at(nack.schedule_at, nack.now);
+  perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
   v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
@@ -133,7 +133,7 @@ declare
   v jsonb;
 begin
   perform jobs.check_per_job(nack.job_ids, cardinality(nack.errors), 'errors');
-  perform jobs.check_schedule_at(nack.schedule_at, nack.now);
+  perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
   v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;

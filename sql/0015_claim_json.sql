@@ -109,7 +109,7 @@ create function jobs.claim_json(
 ) returns json language plpgsql security definer set search_path = pg_catalog, pg_temp
   set random_page_cost = 1.1 as $$
 declare
-  v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(claim_json.now);
   v_settled jsonb;
   v_ids bigint[];
   v_prio integer;

@@ -39,7 +39,7 @@ create function jobs.maintain(
   prune_run_log boolean default true
 ) returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(maintain.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(maintain.now);
   v_expired integer;
   v_ticks integer;
   v_removed integer;

@@ -14,7 +14,7 @@
 create function jobs.cancel(job_id bigint, reason text default null, now timestamptz default null)
 returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(cancel.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(cancel.now);
   v_lease timestamptz;
   v_waiting boolean;
   v_key text;
@@ -58,7 +58,7 @@ end $$;
 create function jobs.cancel_bulk(job_ids bigint[], reason text default null, now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(cancel_bulk.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(cancel_bulk.now);
   v_reason text := 'cancelled: ' || coalesce(cancel_bulk.reason, 'by request');
   v_locked bigint[];
   v_running bigint[];
@@ -132,6 +132,7 @@ declare
   v_late record;
 begin
   perform jobs.check_job_ids(reschedule.job_ids);
+  perform jobs.clock(reschedule.now);
   if reschedule.run_at is null and reschedule.priority is null and reschedule.max_retries is null
      and reschedule.attempt is null then
     perform jobs.raise_invalid('PD007', 'run_at',
@@ -215,7 +216,7 @@ end $$;
 create function jobs.fail(job_ids bigint[], reason text default null, now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(fail.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(fail.now);
   v_ids bigint[];
   v_keys text[];
   v_held text[];

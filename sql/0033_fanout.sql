@@ -127,7 +127,7 @@ create function jobs.publish_event(
   group_tier   text             default null
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(publish_event.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(publish_event.now);
   v_queues text[];
   v_tasks text[];
   v_allowed text[];

@@ -25,6 +25,7 @@ create function jobs.extend_lease(job_id bigint, attempt integer, seconds numeri
                                   worker_id text default null)
 returns timestamptz language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
+  v_now timestamptz := jobs.clock(extend_lease.now);
   v_until timestamptz;
 begin
   -- NaN is outside any range here (PostgreSQL orders it above every number).
@@ -33,8 +34,7 @@ begin
       format('must be 0.001 to 86400 seconds, got %s', coalesce(extend_lease.seconds::text, 'null')));
   end if;
   update jobs.job_queue q
-  set lease_until = greatest(q.lease_until, coalesce(extend_lease.now, pg_catalog.now())
-                                            + make_interval(secs => extend_lease.seconds))
+  set lease_until = greatest(q.lease_until, v_now + make_interval(secs => extend_lease.seconds))
   -- attempt > 0: a job leased at attempt 0 is a dependant a cascade deferred
   -- (jobs.after_end), whose passed lease is its end. The CASE: as in jobs.settle_arrays.
   where q.job_id = extend_lease.job_id and q.attempt = extend_lease.attempt and extend_lease.attempt > 0

@@ -20,7 +20,7 @@
 create function jobs.complete(job_ids bigint[], result jsonb default null, now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(complete.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(complete.now);
   v_ids bigint[];
   v_keys text[];
 begin
@@ -54,6 +54,8 @@ begin
     perform jobs.raise_invalid('PD011', 'dedupe_key', 'must be a non-empty text of at most 500 characters');
   end if;
   perform jobs.check_key(cancel_key.dedupe_key, 'PD011', 'dedupe_key');
+  -- Checked here: jobs.cancel, which would, runs only when a job holds the key.
+  perform jobs.clock(cancel_key.now);
   return (select jobs.cancel(q.job_id, cancel_key.reason, cancel_key.now)
           from jobs.job_queue q where q.dedupe_key = cancel_key.dedupe_key);
 end $$;
@@ -82,7 +84,7 @@ create function jobs.delete_jobs(job_ids bigint[], now timestamptz default null,
                                  out waiting integer, out ended integer, out running bigint[])
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(delete_jobs.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(delete_jobs.now);
   v_ids bigint[];
   v_keys text[];
   v_held text[];

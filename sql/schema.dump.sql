@@ -357,7 +357,7 @@ CREATE FUNCTION jobs.cancel(job_id bigint, reason text DEFAULT NULL::text, now t
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(cancel.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(cancel.now);
   v_lease timestamptz;
   v_waiting boolean;
   v_key text;
@@ -396,7 +396,7 @@ CREATE FUNCTION jobs.cancel_bulk(job_ids bigint[], reason text DEFAULT NULL::tex
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(cancel_bulk.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(cancel_bulk.now);
   v_reason text := 'cancelled: ' || coalesce(cancel_bulk.reason, 'by request');
   v_locked bigint[];
   v_running bigint[];
@@ -465,6 +465,8 @@ begin
     perform jobs.raise_invalid('PD011', 'dedupe_key', 'must be a non-empty text of at most 500 characters');
   end if;
   perform jobs.check_key(cancel_key.dedupe_key, 'PD011', 'dedupe_key');
+  -- Checked here: jobs.cancel, which would, runs only when a job holds the key.
+  perform jobs.clock(cancel_key.now);
   return (select jobs.cancel(q.job_id, cancel_key.reason, cancel_key.now)
           from jobs.job_queue q where q.dedupe_key = cancel_key.dedupe_key);
 end $$;
@@ -955,7 +957,7 @@ CREATE FUNCTION jobs.claim(n integer, pattern text DEFAULT NULL::text, max_timeo
     SET random_page_cost TO '1.1'
     AS $$
 declare
-  v_now timestamptz := coalesce(claim.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(claim.now);
   v_ids bigint[];
 begin
   -- now as given (null: the clock), which pick reads as v_now is read here.
@@ -1033,7 +1035,7 @@ CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_
     SET random_page_cost TO '1.1'
     AS $$
 declare
-  v_now timestamptz := coalesce(claim_json.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(claim_json.now);
   v_settled jsonb;
   v_ids bigint[];
   v_prio integer;
@@ -1151,6 +1153,20 @@ begin
 end $$;
 
 --
+-- Name: clock(timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.clock(p_now timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  if not isfinite(p_now) then
+    perform jobs.raise_invalid('PD007', 'now', format('must be a finite time or null, got %s', p_now));
+  end if;
+  return coalesce(p_now, pg_catalog.now());
+end $$;
+
+--
 -- Name: complete(bigint[], jsonb, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1159,7 +1175,7 @@ CREATE FUNCTION jobs.complete(job_ids bigint[], result jsonb DEFAULT NULL::jsonb
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(complete.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(complete.now);
   v_ids bigint[];
   v_keys text[];
 begin
@@ -1741,7 +1757,7 @@ CREATE FUNCTION jobs.delete_jobs(job_ids bigint[], now timestamp with time zone 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(delete_jobs.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(delete_jobs.now);
   v_ids bigint[];
   v_keys text[];
   v_held text[];
@@ -2083,7 +2099,7 @@ begin
   if expire.n is null or expire.n < 0 then
     perform jobs.raise_invalid('PD005', 'n', format('must be 0 or more, got %s', coalesce(expire.n::text, 'null')));
   end if;
-  return (select e.leases + e.waiting from jobs.expire_due(expire.n, coalesce(expire.now, pg_catalog.now()), expire.after) e);
+  return (select e.leases + e.waiting from jobs.expire_due(expire.n, jobs.clock(expire.now), expire.after) e);
 end $$;
 
 --
@@ -2199,6 +2215,7 @@ CREATE FUNCTION jobs.extend_lease(job_id bigint, attempt integer, seconds numeri
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
+  v_now timestamptz := jobs.clock(extend_lease.now);
   v_until timestamptz;
 begin
   -- NaN is outside any range here (PostgreSQL orders it above every number).
@@ -2207,8 +2224,7 @@ begin
       format('must be 0.001 to 86400 seconds, got %s', coalesce(extend_lease.seconds::text, 'null')));
   end if;
   update jobs.job_queue q
-  set lease_until = greatest(q.lease_until, coalesce(extend_lease.now, pg_catalog.now())
-                                            + make_interval(secs => extend_lease.seconds))
+  set lease_until = greatest(q.lease_until, v_now + make_interval(secs => extend_lease.seconds))
   -- attempt > 0: a job leased at attempt 0 is a dependant a cascade deferred
   -- (jobs.after_end), whose passed lease is its end. The CASE: as in jobs.settle_arrays.
   where q.job_id = extend_lease.job_id and q.attempt = extend_lease.attempt and extend_lease.attempt > 0
@@ -2227,7 +2243,7 @@ CREATE FUNCTION jobs.fail(job_ids bigint[], reason text DEFAULT NULL::text, now 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(fail.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(fail.now);
   v_ids bigint[];
   v_keys text[];
   v_held text[];
@@ -2561,7 +2577,7 @@ CREATE FUNCTION jobs.maintain(retention interval DEFAULT '7 days'::interval, arc
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 declare
-  v_now timestamptz := coalesce(maintain.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(maintain.now);
   v_expired integer;
   v_ticks integer;
   v_removed integer;
@@ -2657,7 +2673,7 @@ declare
   v jsonb;
 begin
   perform jobs.check_per_job(nack.job_ids, cardinality(nack.errors), 'errors');
-  perform jobs.check_schedule_at(nack.schedule_at, nack.now);
+  perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
   v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;
@@ -2673,7 +2689,7 @@ CREATE FUNCTION jobs.nack(job_id bigint, error text, schedule_at timestamp with 
 declare
   v jsonb;
 begin
-  perform jobs.check_schedule_at(nack.schedule_at, nack.now);
+  perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
   v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
@@ -3183,7 +3199,7 @@ CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, schedule
     AS $$
 #variable_conflict use_column
 declare
-  v_now timestamptz := coalesce(publish.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(publish.now);
   v_queue text := coalesce(publish.queue, 'default');
   v_waiting bigint[];
   v_serial_wait boolean := false;
@@ -3401,7 +3417,7 @@ CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jso
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 declare
-  v_now timestamptz := coalesce(publish_arrays.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(publish_arrays.now);
   v_queue text := coalesce(publish_arrays.queue, 'default');
   v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
   v_bad record;
@@ -3824,7 +3840,7 @@ CREATE FUNCTION jobs.publish_event(event text, body jsonb DEFAULT NULL::jsonb, s
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(publish_event.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(publish_event.now);
   v_queues text[];
   v_tasks text[];
   v_allowed text[];
@@ -4609,6 +4625,7 @@ declare
   v_late record;
 begin
   perform jobs.check_job_ids(reschedule.job_ids);
+  perform jobs.clock(reschedule.now);
   if reschedule.run_at is null and reschedule.priority is null and reschedule.max_retries is null
      and reschedule.attempt is null then
     perform jobs.raise_invalid('PD007', 'run_at',
@@ -5748,7 +5765,7 @@ CREATE FUNCTION jobs.settle_arrays(ids bigint[], attempts integer[], outcomes te
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(settle_arrays.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(settle_arrays.now);
   v_bad text;
   v_result jsonb;
   v_deps boolean;
