@@ -27,6 +27,27 @@ begin
   return coalesce(p_now, pg_catalog.now());
 end $$;
 
+-- Whether a text given is empty or only whitespace (space, tab, newline,
+-- carriage return, form feed, vertical tab): where an empty text is refused
+-- (a key, a topic pattern, a worker id), so is a blank one. Inlined: one
+-- btrim, no call, where it is read per element (jobs.publish_arrays' keys).
+create function jobs.blank(p_value text)
+returns boolean language sql immutable as $$
+  select btrim(p_value, E' \t\n\r\f\x0b') = ''
+$$;
+
+-- A claim's worker_id (recorded on the jobs it claims): null, or a text of
+-- 1 to 200 characters, not only whitespace, as the TypeScript workerId.
+create function jobs.check_worker_id(p_worker_id text)
+returns void language plpgsql immutable as $$
+begin
+  if jobs.blank(p_worker_id) or length(p_worker_id) > 200 then
+    perform jobs.raise_invalid('PD005', 'worker_id', format(
+      'must be a non-empty text of at most 200 characters, not only whitespace, or null, got %s',
+      left(quote_literal(p_worker_id), 80)));
+  end if;
+end $$;
+
 -- A task is one or more dot-separated words of letters, digits, _ : and -,
 -- at most 200 characters: email.send, billing.invoice_v2, sql:reports.daily.
 create function jobs.check_task(p_task text, p_field text default 'task')
@@ -129,7 +150,7 @@ end $$;
 create function jobs.check_key(p_value text, p_code text, p_field text)
 returns void language plpgsql immutable as $$
 begin
-  if p_value is not null and (p_value = '' or length(p_value) > 500) then
+  if p_value is not null and (jobs.blank(p_value) or length(p_value) > 500) then
     perform jobs.raise_invalid(p_code, p_field, 'must be a non-empty text of at most 500 characters');
   end if;
 end $$;

@@ -116,8 +116,8 @@ begin
      -- NaN sorts above every number, so it fails the upper bound.
      or exists (select from unnest(publish_arrays.delays) x where x < 0 or x > 315360000)
      or exists (select from unnest(publish_arrays.scheduled_at) x where not isfinite(x))
-     or exists (select from unnest(publish_arrays.dedupe_keys) x where x = '' or length(x) > 500)
-     or exists (select from unnest(publish_arrays.serial_keys) x where x = '' or length(x) > 500)
+     or exists (select from unnest(publish_arrays.dedupe_keys) x where jobs.blank(x) or length(x) > 500)
+     or exists (select from unnest(publish_arrays.serial_keys) x where jobs.blank(x) or length(x) > 500)
      or exists (select from jsonb_array_elements(publish_arrays.attributes) x where jsonb_typeof(x) not in ('object', 'null'))
      or exists (select from unnest(publish_arrays.retry_delays) x where x < 0 or x > 86400)
      or exists (select from unnest(publish_arrays.retry_backoffs) x where x not in ('exponential', 'fixed'))
@@ -142,7 +142,7 @@ begin
        or j.max_retries < 0 or j.max_retries > 1000
        or j.delay < 0 or j.delay > 315360000
        or not isfinite(j.scheduled_at)
-       or j.dedupe_key = '' or length(j.dedupe_key) > 500 or j.serial_key = '' or length(j.serial_key) > 500
+       or jobs.blank(j.dedupe_key) or length(j.dedupe_key) > 500 or jobs.blank(j.serial_key) or length(j.serial_key) > 500
        or jsonb_typeof(j.attributes) not in ('object', 'null')
        or j.retry_delay < 0 or j.retry_delay > 86400 or j.retry_backoff not in ('exponential', 'fixed')
        or j.retry_delay_max < 1 or j.retry_delay_max > 604800 or j.retry_delay_max < coalesce(j.retry_delay, 5)

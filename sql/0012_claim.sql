@@ -2,7 +2,8 @@
 
 -- Claims up to n jobs as jobs.pick chooses them (see there for the
 -- arguments): marks them running with a lease ending at now + timeout,
--- counts the attempt, records worker_id, and returns them in claim order.
+-- counts the attempt, records worker_id (null, or 1 to 200 characters not
+-- all whitespace: PD005), and returns them in claim order.
 -- Its leases have no holder: any expiry takes them back once passed.
 -- The claim behind consume and consume_topic; drain() uses jobs.claim_json.
 -- Index probes rated as on SSDs (random_page_cost 1.1): see jobs.claim_json.
@@ -21,6 +22,7 @@ declare
   v_now timestamptz := jobs.clock(claim.now);
   v_ids bigint[];
 begin
+  perform jobs.check_worker_id(claim.worker_id);
   -- now as given (null: the clock), which pick reads as v_now is read here.
   v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, claim.now, claim.queue, claim.filter,
                      exclude => claim.exclude);

@@ -125,6 +125,7 @@ declare
   v_group_cap integer;
   v_tiers jsonb;
 begin
+  perform jobs.check_worker_id(claim_json.worker_id);
   -- Drain-run schedules (sql/0022) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
   -- queue) and the settle a serial key's, the order jobs.publish takes them

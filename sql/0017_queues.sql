@@ -206,15 +206,19 @@ begin
 end $$;
 
 -- A paused queue still takes jobs but hands none out until resumed; its
--- running jobs finish normally. Both return false for an unknown queue.
+-- running jobs finish normally. Both return false for an unknown queue (as
+-- jobs.delete_queue does; jobs.purge_queue answers 0), and refuse what is
+-- no queue name (PD009 name), as those two do.
 create function jobs.pause_queue(name text)
 returns boolean language sql security definer set search_path = pg_catalog, pg_temp as $$
+  select jobs.check_name(pause_queue.name, 'PD009', 'name', 'queue name');
   with u as (update jobs.queue q set paused = true where q.name = pause_queue.name returning 1)
   select exists (select 1 from u)
 $$;
 
 create function jobs.resume_queue(name text)
 returns boolean language sql security definer set search_path = pg_catalog, pg_temp as $$
+  select jobs.check_name(resume_queue.name, 'PD009', 'name', 'queue name');
   with u as (update jobs.queue q set paused = false where q.name = resume_queue.name returning 1)
   select exists (select 1 from u)
 $$;

@@ -32,7 +32,7 @@ declare
   v_rate double precision; -- tokens per second
   v_wait double precision;
 begin
-  if take_token.key is null or take_token.key = '' or length(take_token.key) > 200 then
+  if take_token.key is null or jobs.blank(take_token.key) or length(take_token.key) > 200 then
     perform jobs.raise_invalid('PDC03', 'key', 'must be a non-empty text of at most 200 characters');
   end if;
   if take_token.capacity is null or take_token.capacity < 1 or take_token.capacity > 1000000 then

@@ -349,6 +349,16 @@ CREATE FUNCTION jobs.backoff(attempt integer) RETURNS interval
 $$;
 
 --
+-- Name: blank(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.blank(p_value text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select btrim(p_value, E' \t\n\r\f\x0b') = ''
+$$;
+
+--
 -- Name: cancel(bigint, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -672,7 +682,7 @@ CREATE FUNCTION jobs.check_key(p_value text, p_code text, p_field text) RETURNS 
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 begin
-  if p_value is not null and (p_value = '' or length(p_value) > 500) then
+  if p_value is not null and (jobs.blank(p_value) or length(p_value) > 500) then
     perform jobs.raise_invalid(p_code, p_field, 'must be a non-empty text of at most 500 characters');
   end if;
 end $$;
@@ -948,6 +958,21 @@ begin
 end $_$;
 
 --
+-- Name: check_worker_id(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_worker_id(p_worker_id text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  if jobs.blank(p_worker_id) or length(p_worker_id) > 200 then
+    perform jobs.raise_invalid('PD005', 'worker_id', format(
+      'must be a non-empty text of at most 200 characters, not only whitespace, or null, got %s',
+      left(quote_literal(p_worker_id), 80)));
+  end if;
+end $$;
+
+--
 -- Name: claim(integer, text, numeric, timestamp with time zone, text, jsonb, text, jsonb[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -960,6 +985,7 @@ declare
   v_now timestamptz := jobs.clock(claim.now);
   v_ids bigint[];
 begin
+  perform jobs.check_worker_id(claim.worker_id);
   -- now as given (null: the clock), which pick reads as v_now is read here.
   v_ids := jobs.pick(claim.n, claim.pattern, claim.max_timeout, claim.now, claim.queue, claim.filter,
                      exclude => claim.exclude);
@@ -1051,6 +1077,7 @@ declare
   v_group_cap integer;
   v_tiers jsonb;
 begin
+  perform jobs.check_worker_id(claim_json.worker_id);
   -- Drain-run schedules (sql/0022) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
   -- queue) and the settle a serial key's, the order jobs.publish takes them
@@ -2740,6 +2767,7 @@ CREATE FUNCTION jobs.pause_queue(name text) RETURNS boolean
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+  select jobs.check_name(pause_queue.name, 'PD009', 'name', 'queue name');
   with u as (update jobs.queue q set paused = true where q.name = pause_queue.name returning 1)
   select exists (select 1 from u)
 $$;
@@ -2877,11 +2905,16 @@ declare
 begin
   perform jobs.check_batch(pick.n);
   if pick.pattern is not null then
-    if pick.pattern = '' or length(pick.pattern) > 200 then
+    if jobs.blank(pick.pattern) or length(pick.pattern) > 200 then
       perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
     end if;
     -- Only % is a wildcard; _ and \ match themselves.
     v_like := replace(replace(pick.pattern, '\', '\\'), '_', '\_');
+  end if;
+  -- Negative, no job fits; NaN (greater than every number) would fit every one.
+  if pick.max_timeout < 0 or pick.max_timeout = 'NaN' then
+    perform jobs.raise_invalid('PD005', 'max_timeout',
+      format('must be 0 or more seconds, or null for any, got %s', pick.max_timeout));
   end if;
   perform jobs.check_object(pick.filter, 'filter');
   if cardinality(pick.exclude) > 0 then
@@ -3482,8 +3515,8 @@ begin
      -- NaN sorts above every number, so it fails the upper bound.
      or exists (select from unnest(publish_arrays.delays) x where x < 0 or x > 315360000)
      or exists (select from unnest(publish_arrays.scheduled_at) x where not isfinite(x))
-     or exists (select from unnest(publish_arrays.dedupe_keys) x where x = '' or length(x) > 500)
-     or exists (select from unnest(publish_arrays.serial_keys) x where x = '' or length(x) > 500)
+     or exists (select from unnest(publish_arrays.dedupe_keys) x where jobs.blank(x) or length(x) > 500)
+     or exists (select from unnest(publish_arrays.serial_keys) x where jobs.blank(x) or length(x) > 500)
      or exists (select from jsonb_array_elements(publish_arrays.attributes) x where jsonb_typeof(x) not in ('object', 'null'))
      or exists (select from unnest(publish_arrays.retry_delays) x where x < 0 or x > 86400)
      or exists (select from unnest(publish_arrays.retry_backoffs) x where x not in ('exponential', 'fixed'))
@@ -3508,7 +3541,7 @@ begin
        or j.max_retries < 0 or j.max_retries > 1000
        or j.delay < 0 or j.delay > 315360000
        or not isfinite(j.scheduled_at)
-       or j.dedupe_key = '' or length(j.dedupe_key) > 500 or j.serial_key = '' or length(j.serial_key) > 500
+       or jobs.blank(j.dedupe_key) or length(j.dedupe_key) > 500 or jobs.blank(j.serial_key) or length(j.serial_key) > 500
        or jsonb_typeof(j.attributes) not in ('object', 'null')
        or j.retry_delay < 0 or j.retry_delay > 86400 or j.retry_backoff not in ('exponential', 'fixed')
        or j.retry_delay_max < 1 or j.retry_delay_max > 604800 or j.retry_delay_max < coalesce(j.retry_delay, 5)
@@ -4690,6 +4723,7 @@ CREATE FUNCTION jobs.resume_queue(name text) RETURNS boolean
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
+  select jobs.check_name(resume_queue.name, 'PD009', 'name', 'queue name');
   with u as (update jobs.queue q set paused = false where q.name = resume_queue.name returning 1)
   select exists (select 1 from u)
 $$;
@@ -5820,6 +5854,13 @@ begin
   if (v_nacks or v_releases) and settle_arrays.retry_at && array['infinity', '-infinity']::timestamptz[] then
     perform jobs.raise_invalid('PD008', 'retry_at', 'must hold finite times or nulls, got infinity');
   end if;
+  -- A duration (kept as duration_ms) below 0, NaN or infinite is none: two
+  -- comparisons per element in C (about 3 us a batch of 500), no rows but
+  -- to name the first. NaN sorts above Infinity, so the second finds it.
+  if 0 > any(settle_arrays.ms) or 'Infinity' <= any(settle_arrays.ms) then
+    perform jobs.raise_invalid('PD008', 'ms', format('must hold finite numbers of milliseconds, 0 or more, or nulls, got %s',
+      (select x from unnest(settle_arrays.ms) x where x < 0 or x >= 'Infinity' limit 1)));
+  end if;
 
   -- Retries and releases first, each only when the batch has one: a batch of
   -- acks then pays for nothing but its delete and its history insert.
@@ -6162,7 +6203,7 @@ declare
   v_rate double precision; -- tokens per second
   v_wait double precision;
 begin
-  if take_token.key is null or take_token.key = '' or length(take_token.key) > 200 then
+  if take_token.key is null or jobs.blank(take_token.key) or length(take_token.key) > 200 then
     perform jobs.raise_invalid('PDC03', 'key', 'must be a non-empty text of at most 200 characters');
   end if;
   if take_token.capacity is null or take_token.capacity < 1 or take_token.capacity > 1000000 then

@@ -32,13 +32,19 @@ const storable = z.superRefine((s: string, ctx) => {
   const rule = unstorableText(s);
   if (rule) ctx.addIssue({ code: 'custom', message: rule, input: s });
 });
-const text = (max: number, empty = 'must be a non-empty text') =>
-  z.string({ error: 'must be a string' }).check(z.minLength(1, empty), z.maxLength(max, `must be at most ${max} characters`), storable);
-const key = text(500);
+/** Whether s is empty or only whitespace (space, tab, newline, CR, form feed, vertical tab), as jobs.blank (sql/0002). */
+export function isBlank(s: string): boolean {
+  return /^[ \t\n\r\f\v]*$/.test(s);
+}
+/** With notBlank, a text of only whitespace is refused as an empty one is (keys, topics, worker ids: as the SQL checks). */
+const text = (max: number, empty = 'must be a non-empty text', notBlank = false) =>
+  z.string({ error: 'must be a string' }).check(notBlank ? z.refine((s: string) => !isBlank(s), empty) : z.minLength(1, empty),
+    z.maxLength(max, `must be at most ${max} characters`), storable);
+const key = text(500, undefined, true);
 /** What a drain records as worker_id. */
-export const workerIdSchema = text(200);
+export const workerIdSchema = text(200, undefined, true);
 /** A drain's topic: a LIKE pattern over task names. */
-export const topicSchema = text(200, 'must be a non-empty pattern');
+export const topicSchema = text(200, 'must be a non-empty pattern', true);
 /**
  * Why v is not a plain JSON object, or undefined: a Date would be stored as
  * a string, a Map or Set as {}, a class instance as its own fields only.

@@ -1,5 +1,5 @@
 // Bad input to the settle calls SQL users make (ack, nack, settle,
-// settle_arrays) and to jobs.expire: refused with a PD code naming the field,
+// settle_arrays, and claim_json's settle) and to jobs.expire: refused with a PD code naming the field,
 // the deliveries left running, nothing ended. Found by a scripted sweep of
 // every public jobs.* function with odd values for each argument.
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -49,6 +49,18 @@ describe('refused, naming the field, settling nothing', () => {
      'PD008', 'results', /one element per delivery/],
     ['settle_arrays: ms shorter than ids', () => `select jobs.settle_arrays(array[${a}, ${b}]::bigint[], '{1,1}', '{ack,ack}', ms => '{}')`,
      'PD008', 'ms', /one element per delivery/],
+    // Before: stored as the job's duration_ms, NaN or below 0.
+    ['settle_arrays: an ms that is NaN', () => `select jobs.settle_arrays(array[${a}]::bigint[], '{1}', '{ack}', ms => '{NaN}')`,
+     'PD008', 'ms', /finite numbers of milliseconds, 0 or more, or nulls, got NaN$/],
+    ['settle_arrays: an ms below 0', () => `select jobs.settle_arrays(array[${a}, ${b}]::bigint[], '{1,1}', '{ack,fail}', ms => '{NULL,-5}')`,
+     'PD008', 'ms', /got -5$/],
+    ['settle_arrays: an ms at Infinity', () => `select jobs.settle_arrays(array[${a}]::bigint[], '{1}', '{ack}', ms => '{Infinity}')`,
+     'PD008', 'ms', /got Infinity$/],
+    ['claim_json: an ms below 0 in its settle', () => `select jobs.claim_json(1, ids => array[${a}]::bigint[], attempts => '{1}',
+                                                      outcomes => '{ack}', ms => '{-1}')`,
+     'PD008', 'ms', /got -1$/],
+    ['settle: an ms below 0', () => `select jobs.settle('[{"id":${a},"attempt":1,"outcome":"ack","ms":-3}]')`,
+     'PD008', 'ms', /got -3$/],
     ['settle_arrays: a retry at infinity', () => `select jobs.settle_arrays(array[${a}]::bigint[], '{1}', '{nack}', retry_at => array['infinity']::timestamptz[])`,
      'PD008', 'retry_at', /finite/],
     ['settle_arrays: a snooze at -infinity', () => `select jobs.settle_arrays(array[${a}]::bigint[], '{1}', '{release}', retry_at => array['-infinity']::timestamptz[])`,

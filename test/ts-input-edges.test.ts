@@ -2,7 +2,7 @@
 // sweep of every export with wrong types, typos and odd values): refused
 // with a ValidationError naming the option, before any statement runs.
 import { describe, expect, it } from 'vitest';
-import { createQueue, setQueuePaused, ValidationError } from '../src/index.js';
+import { createQueue, setQueuePaused, takeToken, ValidationError } from '../src/index.js';
 import { testDb } from './support/db.js';
 
 const db = await testDb();
@@ -43,5 +43,34 @@ describe('setQueuePaused', () => {
     expect(await db.sql(`select paused from jobs.queue where name = 'edge_paused2'`)).toEqual([{ paused: true }]);
     expect(await setQueuePaused(db.driver, 'edge_paused2', false)).toBe(true);
     expect(await db.sql(`select paused from jobs.queue where name = 'edge_paused2'`)).toEqual([{ paused: false }]);
+  });
+});
+
+// As the SQL checks (jobs.blank, sql/0002): where an empty text is refused, so is one of only whitespace.
+describe('texts of only whitespace, refused as empty ones are', () => {
+  const queue = () => createQueue({ driver: db.driver, tasks: { t: () => null } });
+  const deadline = () => Date.now() + 5000;
+
+  it.each([
+    ['drain workerId', () => queue().drain(1, deadline(), { workerId: ' \t' }), 'options.workerId', /non-empty text/],
+    ['drain topic', () => queue().drain(1, deadline(), { topic: '  ' }), 'options.topic', /non-empty pattern/],
+    ['publish dedupeKey', () => queue().publish('t', null, { dedupeKey: ' ' }), 'options.dedupeKey', /non-empty text/],
+    ['publish serialKey', () => queue().publish('t', null, { serialKey: '\n' }), 'options.serialKey', /non-empty text/],
+    ['takeToken key', () => takeToken(db.driver, '   ', { limit: 1, perSeconds: 60 }), 'key', /not only whitespace/],
+  ])('%s', async (_name, call, field, rule) => {
+    await db.sql('truncate jobs.job_queue, jobs.rate_limit');
+    const error = await rejection(call());
+    expect(error.field).toBe(field);
+    expect(error.rule).toMatch(rule);
+    expect(await db.sql('select 1 from jobs.job_queue union all select 1 from jobs.rate_limit')).toEqual([]);
+  });
+
+  it('a text with more than whitespace is taken', async () => {
+    await db.sql('truncate jobs.job_queue');
+    const q = queue();
+    await q.publish('t', null, { dedupeKey: ' v ', timeoutSeconds: 1 });
+    expect(await q.drain(1, deadline(), { workerId: ' w ', topic: ' %' })).toMatchObject({ claimed: 0 });
+    expect(await q.drain(1, deadline(), { workerId: ' w ' })).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(await db.sql(`select worker_id from jobs.job`)).toEqual([{ worker_id: ' w ' }]);
   });
 });
