@@ -29,11 +29,13 @@ end $$;
 
 -- Whether a text given is empty or only whitespace (space, tab, newline,
 -- carriage return, form feed, vertical tab): where an empty text is refused
--- (a key, a topic pattern, a worker id), so is a blank one. Inlined: one
--- btrim, no call, where it is read per element (jobs.publish_arrays' keys).
+-- (a key, a topic pattern, a worker id), so is a blank one. Inlined (no
+-- call) where it is read per element (jobs.publish_arrays' keys); the btrim
+-- (which reads the whole text: 0.4 us a key) only for a text that starts
+-- with whitespace, the first character's code otherwise.
 create function jobs.blank(p_value text)
 returns boolean language sql immutable as $$
-  select btrim(p_value, E' \t\n\r\f\x0b') = ''
+  select p_value = '' or ascii(p_value) in (9, 10, 11, 12, 13, 32) and btrim(p_value, E' \t\n\r\f\x0b') = ''
 $$;
 
 -- A claim's worker_id (recorded on the jobs it claims): null, or a text of

@@ -355,7 +355,7 @@ $$;
 CREATE FUNCTION jobs.blank(p_value text) RETURNS boolean
     LANGUAGE sql IMMUTABLE
     AS $$
-  select btrim(p_value, E' \t\n\r\f\x0b') = ''
+  select p_value = '' or ascii(p_value) in (9, 10, 11, 12, 13, 32) and btrim(p_value, E' \t\n\r\f\x0b') = ''
 $$;
 
 --
