@@ -137,6 +137,23 @@ begin
   end if;
 end $$;
 
+-- A claim's n, pattern and max_timeout (jobs.pick's, which each claim calls
+-- once): a pattern of 1 to 200 characters, not only whitespace (PD006);
+-- max_timeout 0 or more seconds (PD005: below 0 no job fits, and NaN,
+-- above every number, would fit every one), either null for any.
+create function jobs.check_pick(p_n integer, p_pattern text, p_max_timeout numeric)
+returns void language plpgsql immutable as $$
+begin
+  perform jobs.check_batch(p_n);
+  if jobs.blank(p_pattern) or length(p_pattern) > 200 then
+    perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
+  end if;
+  if p_max_timeout < 0 or p_max_timeout = 'NaN' then
+    perform jobs.raise_invalid('PD005', 'max_timeout',
+      format('must be 0 or more seconds, or null for any, got %s', p_max_timeout));
+  end if;
+end $$;
+
 -- Names of queues follow the rule of task names.
 create function jobs.check_name(p_value text, p_code text, p_field text, p_what text)
 returns void language plpgsql immutable as $$

@@ -6,8 +6,8 @@
 -- passed: jobs.expire) first, then picks in claim order
 -- (greatest priority first, then earliest scheduled_at, then job_id) jobs
 -- whose task matches pattern (null = any), whose timeout is at most
--- max_timeout seconds (0 or more, PD005; null = any: a drain never takes
--- work it cannot finish before its deadline) and whose attributes contain filter (null = any)
+-- max_timeout seconds (null = any: a drain never takes work it cannot finish
+-- before its deadline) and whose attributes contain filter (null = any)
 -- and none of exclude's objects (null or empty = none; a job without
 -- attributes is never excluded; excluded jobs are stepped over by every
 -- such claim: no index serves a NOT). A paused queue hands out nothing.
@@ -70,18 +70,10 @@ declare
   v_stale boolean;     -- a waiting job past its expires_at
   v_pick_at timestamptz; -- what expires_at is compared with: the clock as the picks begin
 begin
-  perform jobs.check_batch(pick.n);
+  perform jobs.check_pick(pick.n, pick.pattern, pick.max_timeout);
   if pick.pattern is not null then
-    if jobs.blank(pick.pattern) or length(pick.pattern) > 200 then
-      perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
-    end if;
     -- Only % is a wildcard; _ and \ match themselves.
     v_like := replace(replace(pick.pattern, '\', '\\'), '_', '\_');
-  end if;
-  -- Negative, no job fits; NaN (greater than every number) would fit every one.
-  if pick.max_timeout < 0 or pick.max_timeout = 'NaN' then
-    perform jobs.raise_invalid('PD005', 'max_timeout',
-      format('must be 0 or more seconds, or null for any, got %s', pick.max_timeout));
   end if;
   perform jobs.check_object(pick.filter, 'filter');
   if cardinality(pick.exclude) > 0 then

@@ -755,6 +755,24 @@ begin
 end $$;
 
 --
+-- Name: check_pick(integer, text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_pick(p_n integer, p_pattern text, p_max_timeout numeric) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  perform jobs.check_batch(p_n);
+  if jobs.blank(p_pattern) or length(p_pattern) > 200 then
+    perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
+  end if;
+  if p_max_timeout < 0 or p_max_timeout = 'NaN' then
+    perform jobs.raise_invalid('PD005', 'max_timeout',
+      format('must be 0 or more seconds, or null for any, got %s', p_max_timeout));
+  end if;
+end $$;
+
+--
 -- Name: check_publish(text, numeric, integer, integer, text, text, jsonb, text, text, numeric, text, numeric, timestamp with time zone, timestamp with time zone, timestamp with time zone, text, text, text, numeric, bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2903,18 +2921,10 @@ declare
   v_stale boolean;     -- a waiting job past its expires_at
   v_pick_at timestamptz; -- what expires_at is compared with: the clock as the picks begin
 begin
-  perform jobs.check_batch(pick.n);
+  perform jobs.check_pick(pick.n, pick.pattern, pick.max_timeout);
   if pick.pattern is not null then
-    if jobs.blank(pick.pattern) or length(pick.pattern) > 200 then
-      perform jobs.raise_invalid('PD006', 'pattern', 'must be a non-empty LIKE pattern of at most 200 characters');
-    end if;
     -- Only % is a wildcard; _ and \ match themselves.
     v_like := replace(replace(pick.pattern, '\', '\\'), '_', '\_');
-  end if;
-  -- Negative, no job fits; NaN (greater than every number) would fit every one.
-  if pick.max_timeout < 0 or pick.max_timeout = 'NaN' then
-    perform jobs.raise_invalid('PD005', 'max_timeout',
-      format('must be 0 or more seconds, or null for any, got %s', pick.max_timeout));
   end if;
   perform jobs.check_object(pick.filter, 'filter');
   if cardinality(pick.exclude) > 0 then
