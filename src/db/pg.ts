@@ -199,6 +199,9 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
       const onError = recordError(client);
       client.on?.('error', onError);
       let broken: unknown;
+      // A cancel sent may reach the server late, after the commit: the client then leaves
+      // the pool, so that it cannot cancel the next user's statement on that backend.
+      let cancelSent = false;
       // A statement the callback sends after it settled (a promise it did not await) would run
       // after the commit or rollback, outside the transaction or in the next: it is refused.
       let open = true;
@@ -212,7 +215,10 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
           // a lock would otherwise keep its place in the lock's queue after its client left;
           // the statement then fails, and the transaction rolls back and releases its client.
           signal.throwIfAborted();
-          const cancel = () => void cancelOnServer(client);
+          const cancel = () => {
+            cancelSent = true;
+            void cancelOnServer(client);
+          };
           signal.addEventListener('abort', cancel, { once: true });
           try {
             return await session.query<R>(text, params);
@@ -236,7 +242,7 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
         throw error;
       } finally {
         client.off?.('error', onError);
-        client.release(broken instanceof Error ? broken : undefined);
+        client.release(broken instanceof Error ? broken : cancelSent ? true : undefined);
       }
     },
     warm() {
