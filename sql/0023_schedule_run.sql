@@ -1,5 +1,5 @@
--- pgdrain 0023: running recurring jobs: one now, and every due one (drains
--- call jobs.publish_due_schedules).
+-- pgdrain 0023: running recurring jobs: every due one (drains call
+-- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0021).
 
 -- The attributes of every job a schedule publishes: its name and the tick
 -- the job is for, ISO 8601 in UTC to the millisecond (as JS's toISOString).
@@ -33,50 +33,6 @@ begin
   end if;
   perform from jobs.job_queue q where q.dedupe_key = p_key for update skip locked;
   return not found and exists (select from jobs.job_queue q where q.dedupe_key = p_key);
-end $$;
-
--- Publishes the schedule's job now and records it; pg_cron calls this at
--- each tick. Returns the job id (with a dedupe_key, that of the job holding
--- it, as jobs.publish answers), or null when nothing was published: the
--- tick failed (last_error says why), overlap 'skip' found a job of the
--- schedule still active (skipped_ticks counts it), or drains run this
--- schedule now (a tick pg_cron started as the schedule was handed to them:
--- the drains publish it, so it must not be published twice).
-create function jobs.run_schedule(name text, now timestamptz default null)
-returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
-declare
-  v_now timestamptz := coalesce(run_schedule.now, pg_catalog.now());
-  r jobs.recurring;
-  v_id bigint;
-begin
-  select * into r from jobs.recurring s where s.name = run_schedule.name for update;
-  if not found then
-    perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
-  end if;
-  if r.runner <> 'pg_cron' then
-    return null;
-  end if;
-  if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
-    update jobs.recurring s set skipped_ticks = s.skipped_ticks + 1, last_skipped_at = v_now where s.name = r.name;
-    return null;
-  end if;
-  begin
-    -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
-    v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
-                         max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
-                         dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
-                         group_id => r.group_id, group_tier => r.group_tier,
-                         attributes => jobs.schedule_attributes(r.name, date_trunc('minute', v_now)));
-  exception when others then
-    -- As when drains run it: the tick is recorded as failed (queue full,
-    -- say) where jobs.schedules shows it, not only in pg_cron's run log.
-    update jobs.recurring s set last_error = format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now)
-    where s.name = r.name;
-    return null;
-  end;
-  update jobs.recurring s set last_run_at = v_now, last_job_id = v_id, last_error = null
-  where s.name = r.name;
-  return v_id;
 end $$;
 
 -- Publishes one job for each drain-run schedule whose tick is due and moves
