@@ -146,6 +146,10 @@ end $$;
 -- budget): jobs.cron_tick gives one evaluation the budget when nothing
 -- has (a search called alone takes a whole one), and
 -- jobs.publish_due_schedules gives it to all the ticks of one call.
+-- The searches and jobs.cron_tick are stable, not immutable: they read and
+-- keep the setting, so the same arguments may run out of steps; an immutable
+-- call with constant arguments is folded into its plan, and a kept plan then
+-- answers without taking its steps, a budget spent or not.
 
 -- The most steps one evaluation (one claim's ticks together) may take: about
 -- 0.1 to 0.2 s of CPU (measured on a 2-core server), whatever the rule.
@@ -205,7 +209,7 @@ end $$;
 -- a century. Whole months that do not match are skipped at once. A step of
 -- the tick's budget per day or month.
 create function jobs.cron_spec_next(spec jobs.cron_spec, after timestamptz)
-returns timestamptz language plpgsql immutable as $$
+returns timestamptz language plpgsql stable as $$
 declare
   v_from timestamp := date_trunc('minute', cron_spec_next.after at time zone 'UTC') + interval '1 minute';
   v_day date := v_from::date;

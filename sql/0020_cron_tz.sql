@@ -84,7 +84,7 @@ end $$;
 -- 03:00 fires at 03:00); any other spec fires at every instant whose wall
 -- time matches: twice in a repeated hour, never in a skipped one.
 create function jobs.cron_spec_next_tz(spec jobs.cron_spec, after timestamptz, tz text)
-returns timestamptz language plpgsql immutable as $$
+returns timestamptz language plpgsql stable as $$
 declare
   v_t timestamptz := cron_spec_next_tz.after;  -- searching for instants after v_t,
   v_offset interval := jobs.tz_offset(tz, v_t); -- at which tz has this offset
@@ -131,7 +131,7 @@ end $$;
 -- (sql/0019: PDC01 past it), its own unless its caller gave one
 -- (jobs.publish_due_schedules: one for all of a claim's ticks).
 create function jobs.cron_tick(cron text, after timestamptz, tz text)
-returns timestamptz language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
+returns timestamptz language plpgsql stable set search_path = pg_catalog, pg_temp as $$
 declare
   v_spec jobs.cron_spec;
   v_next timestamptz;

@@ -99,7 +99,7 @@ $$;
 -- The first occurrence of s (jobs.rrule_parse) after `after`, or null: none
 -- left (COUNT, UNTIL), or none within a century.
 create function jobs.rrule_spec_next(s jobs.rrule_spec, after timestamptz)
-returns timestamptz language plpgsql immutable as $$
+returns timestamptz language plpgsql stable as $$
 declare
   -- No occurrence after `after` is on an earlier wall time (an hour the
   -- clocks go back through within a day lowers it).

@@ -1541,7 +1541,7 @@ end $$;
 --
 
 CREATE FUNCTION jobs.cron_spec_next(spec jobs.cron_spec, after timestamp with time zone) RETURNS timestamp with time zone
-    LANGUAGE plpgsql IMMUTABLE
+    LANGUAGE plpgsql STABLE
     AS $$
 declare
   v_from timestamp := date_trunc('minute', cron_spec_next.after at time zone 'UTC') + interval '1 minute';
@@ -1590,7 +1590,7 @@ end $$;
 --
 
 CREATE FUNCTION jobs.cron_spec_next_tz(spec jobs.cron_spec, after timestamp with time zone, tz text) RETURNS timestamp with time zone
-    LANGUAGE plpgsql IMMUTABLE
+    LANGUAGE plpgsql STABLE
     AS $$
 declare
   v_t timestamptz := cron_spec_next_tz.after;  -- searching for instants after v_t,
@@ -1643,7 +1643,7 @@ $_$;
 --
 
 CREATE FUNCTION jobs.cron_tick(cron text, after timestamp with time zone, tz text) RETURNS timestamp with time zone
-    LANGUAGE plpgsql IMMUTABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
@@ -5136,7 +5136,7 @@ end $$;
 --
 
 CREATE FUNCTION jobs.rrule_spec_next(s jobs.rrule_spec, after timestamp with time zone) RETURNS timestamp with time zone
-    LANGUAGE plpgsql IMMUTABLE
+    LANGUAGE plpgsql STABLE
     AS $$
 declare
   -- No occurrence after `after` is on an earlier wall time (an hour the

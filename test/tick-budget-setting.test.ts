@@ -48,4 +48,26 @@ describe('pgdrain.tick_steps set by a user', () => {
       expect(await sql(`select task from jobs.job_queue order by task`)).toEqual([{ task: 'tick.daily' }, { task: 'tick.monthly' }]);
     });
   }
+
+  // The searches read and keep the setting: stable, not immutable (sql/0019).
+  // Declared immutable, a call with constant arguments was folded into its
+  // plan, and a kept plan answered without taking a step, a budget spent or not.
+  for (const [what, call] of [['cron', `select jobs.cron_tick('0 9 * * *', '2030-01-01Z', null) as n`],
+                              ['a recurrence rule', `select jobs.cron_tick('FREQ=DAILY;BYHOUR=9', '2030-01-01Z', null) as n`]] as const) {
+    it(`a kept plan of a search with constant arguments takes its steps: out of a spent budget, refused (${what})`, async () => {
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      try {
+        const kept = { name: `kept-${what.length}`, text: call };
+        expect((await client.query(kept)).rows).toEqual([{ n: new Date('2030-01-01T09:00:00Z') }]);
+        await client.query('begin');
+        await client.query('select jobs.tick_steps_give(0)');
+        await expect(client.query(kept)).rejects.toMatchObject({ code: 'PDC01', column: 'cron',
+          message: expect.stringMatching(/took more than the 50000 steps a tick may take/) });
+        await client.query('rollback');
+      } finally {
+        await client.end();
+      }
+    });
+  }
 });
