@@ -3698,7 +3698,7 @@ CREATE FUNCTION jobs.publish_due_schedules(now timestamp with time zone DEFAULT 
     AS $$
 declare
   c_stopped constant text := 'stopped until jobs.schedule is called for it again: ';  -- jobs.stopped_schedules
-  v_now timestamptz := coalesce(publish_due_schedules.now, pg_catalog.now());
+  v_now timestamptz := jobs.schedule_now(publish_due_schedules.now);
   r jobs.recurring;
   v_id bigint;
   v_count integer := 0;
@@ -5363,7 +5363,7 @@ CREATE FUNCTION jobs.run_schedule(name text, now timestamp with time zone DEFAUL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(run_schedule.now, pg_catalog.now());
+  v_now timestamptz := jobs.schedule_now(run_schedule.now);
   r jobs.recurring;
   v_id bigint;
 begin
@@ -5417,7 +5417,7 @@ CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAUL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 declare
-  v_now timestamptz := coalesce(schedule.now, pg_catalog.now());
+  v_now timestamptz := jobs.schedule_now(schedule.now);
   v_next timestamptz;
   v_runner text;
   v_tz text;
@@ -5719,6 +5719,20 @@ begin
       format('call jobs.run_maintenance(%L::interval, %s, %s)', schedule_maintenance.retention,
              case when schedule_maintenance.archive then 'true' else 'false' end, schedule_maintenance.budget)),
     jobs.pg_cron_schedule('pgdrain:vacuum', '*/10 * * * *', 'vacuum (analyze) jobs.job_queue')];
+end $$;
+
+--
+-- Name: schedule_now(timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.schedule_now(p_now timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  if not isfinite(p_now) then
+    perform jobs.raise_invalid('PDC03', 'now', format('must be a finite time or null, got %s', p_now));
+  end if;
+  return coalesce(p_now, pg_catalog.now());
 end $$;
 
 --
