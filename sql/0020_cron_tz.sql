@@ -173,21 +173,27 @@ end $$;
 -- that would never finish): next_at is null, `stop` says why ('<error>
 -- (SQLSTATE PDC01)') and the budget is spent. Out of a budget earlier
 -- searches had spent in part it raises (a whole one may do: the caller
--- leaves the tick due for the next call), as it raises any other error.
-create function jobs.tick_or_stop(p_cron text, p_after timestamptz, p_tz text,
+-- leaves the tick due for the next call), as it raises any other error,
+-- unless p_any: then any other error is a stop too (a backfill's ticks are
+-- known only by computing them: the tick before, published, is kept).
+create function jobs.tick_or_stop(p_cron text, p_after timestamptz, p_tz text, p_any boolean default false,
                                   out next_at timestamptz, out stop text)
 language plpgsql as $$
 declare
   v_whole boolean := jobs.tick_steps_left() >= jobs.max_tick_steps();
   v_hint text;
+  v_budget boolean;
 begin
   next_at := jobs.cron_tick(p_cron, p_after, p_tz);
-exception when sqlstate 'PDC01' then
+exception when others then
   get stacked diagnostics v_hint = pg_exception_hint;
-  if not v_whole or v_hint is distinct from jobs.tick_steps_hint() then
+  v_budget := sqlstate = 'PDC01' and v_hint is not distinct from jobs.tick_steps_hint();
+  if v_budget and not v_whole or not v_budget and not p_any then
     raise;
   end if;
-  perform jobs.tick_steps_give(0);
+  if v_budget then
+    perform jobs.tick_steps_give(0);
+  end if;
   stop := format('%s (SQLSTATE %s)', sqlerrm, sqlstate);
 end $$;
 

@@ -47,10 +47,10 @@ end $$;
 -- (sql/0019: jobs.max_tick_steps() steps), so this call's searches cost at
 -- most that: once it is spent the schedules left stay due, and the next
 -- call publishes them (each call starts with the one due longest). A
--- schedule whose next tick cannot be computed within a whole budget is
--- stopped (jobs.tick_or_stop): its due tick published (or skipped) as any,
--- then next_run_at null, why in last_error, until jobs.schedule is called
--- for it again. Other errors are recorded and retried (below).
+-- schedule whose next tick cannot be computed within a whole budget (with
+-- backfill: at all) is stopped (jobs.tick_or_stop): its due tick published
+-- (or skipped) as any, then next_run_at null, why in last_error, until
+-- jobs.schedule is called for it again. Other errors: recorded, retried.
 -- FOR UPDATE SKIP LOCKED: of many drains calling this at once one takes a
 -- due row, the others skip it or, once it has committed, find it no longer
 -- due: each tick is published once. With none due, one index probe.
@@ -76,6 +76,7 @@ declare
   v_error text;
   v_hint text;
   v_out boolean;  -- a search ran out of steps
+  v_due boolean;  -- a tick whose publish failed, left due
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
@@ -135,11 +136,13 @@ begin
       -- one job per tick, oldest first, at most 100 per call, and once one
       -- is published, no more once its searches took half a budget (the
       -- schedules due after it get steps this call): next_run_at stays at
-      -- the first tick not published, which the next call goes on from.
+      -- the first tick not published, which the next call goes on from. A
+      -- tick whose next fails (a rule this pgdrain does not parse) is
+      -- published, then the schedule stopped: no next tick to go on from.
       v_tick := r.next_run_at;
       v_from := v_now - make_interval(secs => r.backfill::float8);
       if v_tick < v_from then
-        select t.next_at, t.stop into v_tick, v_stop from jobs.tick_or_stop(r.cron, v_from - interval '1 microsecond', r.tz) t;
+        select t.next_at, t.stop into v_tick, v_stop from jobs.tick_or_stop(r.cron, v_from - interval '1 microsecond', r.tz, true) t;
         v_kept := jobs.tick_steps_left();
       end if;
       v_last := null;
@@ -156,7 +159,7 @@ begin
                                 dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                                 group_id => r.group_id, group_tier => r.group_tier,
                                 attributes => jobs.schedule_attributes(r.name, v_tick));
-          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_tick, r.tz) t;
+          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_tick, r.tz, true) t;
         exception when others then
           get stacked diagnostics v_hint = pg_exception_hint;
           if sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint() then
@@ -204,11 +207,13 @@ begin
       -- A schedule that cannot publish (its queue was dropped, it is full)
       -- or whose next tick fails but for the budget (a rule a later pgdrain
       -- no longer parses) must not stop the claim that called us: record
-      -- why, try next minute (its publish undone). With backfill, at the
-      -- next tick (a job's scheduled_at is its tick), the ticks not
-      -- published counted as one skipped; if that tick fails too, there is
-      -- none to try at: stopped (before the budget, every claim failed).
+      -- why, try next minute (its publish undone). With backfill (its
+      -- publish failed), at the next tick (a job's scheduled_at is its
+      -- tick), the ticks not published counted as one skipped; that tick
+      -- out of a budget, stopped; failing but for the budget, none to go
+      -- to: its tick stays due for the next claim.
       v_stop := null;
+      v_due := false;
       v_next := case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute' end;
       if r.backfill is not null then
         begin
@@ -219,14 +224,16 @@ begin
           perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
           exit when v_out and v_left < jobs.max_tick_steps();
           v_stop := format('%s (SQLSTATE %s)', sqlerrm, sqlstate);
+          v_due := true;
+          v_next := r.next_run_at;
         end;
         v_error := v_error || coalesce('; its next tick: ' || v_stop, '');
       end if;
       update jobs.recurring s
       set next_run_at = v_next,
-          skipped_ticks = s.skipped_ticks + (r.backfill is not null)::integer,
-          last_skipped_at = case when r.backfill is not null then r.next_run_at else s.last_skipped_at end,
-          last_error = case when v_stop is not null then c_stopped else '' end || v_error
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null and not v_due)::integer,
+          last_skipped_at = case when r.backfill is not null and not v_due then r.next_run_at else s.last_skipped_at end,
+          last_error = case when v_stop is not null and not v_due then c_stopped else '' end || v_error
       where s.name = r.name;
     end;
   end loop;

@@ -3716,6 +3716,7 @@ declare
   v_error text;
   v_hint text;
   v_out boolean;  -- a search ran out of steps
+  v_due boolean;  -- a tick whose publish failed, left due
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
@@ -3775,11 +3776,13 @@ begin
       -- one job per tick, oldest first, at most 100 per call, and once one
       -- is published, no more once its searches took half a budget (the
       -- schedules due after it get steps this call): next_run_at stays at
-      -- the first tick not published, which the next call goes on from.
+      -- the first tick not published, which the next call goes on from. A
+      -- tick whose next fails (a rule this pgdrain does not parse) is
+      -- published, then the schedule stopped: no next tick to go on from.
       v_tick := r.next_run_at;
       v_from := v_now - make_interval(secs => r.backfill::float8);
       if v_tick < v_from then
-        select t.next_at, t.stop into v_tick, v_stop from jobs.tick_or_stop(r.cron, v_from - interval '1 microsecond', r.tz) t;
+        select t.next_at, t.stop into v_tick, v_stop from jobs.tick_or_stop(r.cron, v_from - interval '1 microsecond', r.tz, true) t;
         v_kept := jobs.tick_steps_left();
       end if;
       v_last := null;
@@ -3796,7 +3799,7 @@ begin
                                 dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                                 group_id => r.group_id, group_tier => r.group_tier,
                                 attributes => jobs.schedule_attributes(r.name, v_tick));
-          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_tick, r.tz) t;
+          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_tick, r.tz, true) t;
         exception when others then
           get stacked diagnostics v_hint = pg_exception_hint;
           if sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint() then
@@ -3844,11 +3847,13 @@ begin
       -- A schedule that cannot publish (its queue was dropped, it is full)
       -- or whose next tick fails but for the budget (a rule a later pgdrain
       -- no longer parses) must not stop the claim that called us: record
-      -- why, try next minute (its publish undone). With backfill, at the
-      -- next tick (a job's scheduled_at is its tick), the ticks not
-      -- published counted as one skipped; if that tick fails too, there is
-      -- none to try at: stopped (before the budget, every claim failed).
+      -- why, try next minute (its publish undone). With backfill (its
+      -- publish failed), at the next tick (a job's scheduled_at is its
+      -- tick), the ticks not published counted as one skipped; that tick
+      -- out of a budget, stopped; failing but for the budget, none to go
+      -- to: its tick stays due for the next claim.
       v_stop := null;
+      v_due := false;
       v_next := case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute' end;
       if r.backfill is not null then
         begin
@@ -3859,14 +3864,16 @@ begin
           perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
           exit when v_out and v_left < jobs.max_tick_steps();
           v_stop := format('%s (SQLSTATE %s)', sqlerrm, sqlstate);
+          v_due := true;
+          v_next := r.next_run_at;
         end;
         v_error := v_error || coalesce('; its next tick: ' || v_stop, '');
       end if;
       update jobs.recurring s
       set next_run_at = v_next,
-          skipped_ticks = s.skipped_ticks + (r.backfill is not null)::integer,
-          last_skipped_at = case when r.backfill is not null then r.next_run_at else s.last_skipped_at end,
-          last_error = case when v_stop is not null then c_stopped else '' end || v_error
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null and not v_due)::integer,
+          last_skipped_at = case when r.backfill is not null and not v_due then r.next_run_at else s.last_skipped_at end,
+          last_error = case when v_stop is not null and not v_due then c_stopped else '' end || v_error
       where s.name = r.name;
     end;
   end loop;
@@ -6300,23 +6307,27 @@ begin
 end $$;
 
 --
--- Name: tick_or_stop(text, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: tick_or_stop(text, timestamp with time zone, text, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.tick_or_stop(p_cron text, p_after timestamp with time zone, p_tz text, OUT next_at timestamp with time zone, OUT stop text) RETURNS record
+CREATE FUNCTION jobs.tick_or_stop(p_cron text, p_after timestamp with time zone, p_tz text, p_any boolean DEFAULT false, OUT next_at timestamp with time zone, OUT stop text) RETURNS record
     LANGUAGE plpgsql
     AS $$
 declare
   v_whole boolean := jobs.tick_steps_left() >= jobs.max_tick_steps();
   v_hint text;
+  v_budget boolean;
 begin
   next_at := jobs.cron_tick(p_cron, p_after, p_tz);
-exception when sqlstate 'PDC01' then
+exception when others then
   get stacked diagnostics v_hint = pg_exception_hint;
-  if not v_whole or v_hint is distinct from jobs.tick_steps_hint() then
+  v_budget := sqlstate = 'PDC01' and v_hint is not distinct from jobs.tick_steps_hint();
+  if v_budget and not v_whole or not v_budget and not p_any then
     raise;
   end if;
-  perform jobs.tick_steps_give(0);
+  if v_budget then
+    perform jobs.tick_steps_give(0);
+  end if;
   stop := format('%s (SQLSTATE %s)', sqlerrm, sqlstate);
 end $$;
 

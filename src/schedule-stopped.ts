@@ -1,6 +1,6 @@
 // Schedules a tick stopped (sql/0023: their next tick out of a tick's
-// budget, its due one published; with backfill, a next tick not computable
-// at all): next_run_at null, last_error beginning with
+// budget, its due one published; with backfill, one not computable at all,
+// its due one published too): next_run_at null, last_error beginning with
 // STOPPED_PREFIX, until jobs.schedule is called for them again. Worded once
 // here for every place that shows them: `pgdrain schedule list` and
 // `pgdrain stats`, the dashboard, GET /stats and /metrics (jobs.stopped_schedules).

@@ -3,7 +3,8 @@
 // (or skips it, overlap 'skip') with the schedule's options, and only then
 // stops the schedule, whose next tick cannot be computed within a budget.
 // And the errors that are not the budget's: retried as before it existed,
-// or, with backfill (where that failed every claim), stopped.
+// or, with backfill (where that failed every claim), stopped once its due
+// tick is published (left due while that fails too).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
 
@@ -96,10 +97,34 @@ describe('errors other than the budget', () => {
     expect(await sql(`select * from jobs.stopped_schedules`)).toEqual([]);
   });
 
-  it('the same with backfill (before the budget, every claim failed on it): stopped, the claim goes on', async () => {
+  it('the same with backfill: its due tick is published, then the schedule stopped (no next tick to go on from), the claim goes on', async () => {
     await stored(3600);
     await sql(`select jobs.claim_json(10, 'nothing.%', null, '2030-01-01T09:00:30Z')`);
-    expect(await row()).toEqual({ next_run_at: null, last_run_at: null, last_job_id: null, skipped_ticks: 1,
-                                  last_error: expect.stringMatching(/^stopped until jobs\.schedule is called for it again: cron: minute field '61' .*\(SQLSTATE PDC01\) at 2030-01-01 09:00:30\+00; its next tick: cron: minute field '61' .*\(SQLSTATE PDC01\)$/) });
+    // Before: the tick was dropped with the claim's rollback of it: no job, skipped_ticks 1.
+    const published = await jobs();
+    expect(published).toEqual([{ job_id: expect.any(String), scheduled_at: TICK, serial_key: null, dedupe_key: null,
+                                 tick: '2030-01-01T09:00:00.000Z' }]);
+    expect(await row()).toEqual({ next_run_at: null, last_run_at: TICK, last_job_id: published[0]!.job_id, skipped_ticks: 0,
+                                  last_error: "stopped until jobs.schedule is called for it again: cron: minute field '61' is out of range 0-59 (in '61 * * * *') (SQLSTATE PDC01) at 2030-01-01 09:00:30+00" });
+    expect(await sql(`select name, stopped_tick from jobs.stopped_schedules`)).toEqual([{ name: 's', stopped_tick: TICK }]);
+  });
+
+  it('with backfill, its publish failing too (a full queue): its tick stays due with the errors recorded, and a claim once there is room publishes it', async () => {
+    await sql(`select jobs.create_queue('small', max_size => 1)`);
+    const [{ id }] = await sql<{ id: string }>(`select jobs.publish('app.job', queue => 'small')::text as id`) as [{ id: string }];
+    await stored(3600);
+    await sql(`update jobs.recurring set queue = 'small'`);
+    for (const at of ['2030-01-01T09:00:30Z', '2030-01-01T09:00:40Z']) {
+      await sql(`select jobs.claim_json(10, 'nothing.%', null, $1)`, [at]);
+      // Before: stopped, the tick counted as skipped and lost.
+      expect(await row()).toEqual({ next_run_at: TICK, last_run_at: null, last_job_id: null, skipped_ticks: 0,
+                                    last_error: expect.stringMatching(new RegExp(`^queue: queue 'small' is full: .*\\(SQLSTATE PD010\\) at ${at.replace('T', ' ').replace('Z', '\\+00')}; its next tick: cron: minute field '61' .*\\(SQLSTATE PDC01\\)$`)) });
+      expect(await sql(`select * from jobs.stopped_schedules`)).toEqual([]);
+    }
+    await sql(`select jobs.cancel($1)`, [id]);
+    await sql(`select jobs.claim_json(10, 'nothing.%', null, '2030-01-01T09:01:00Z')`);
+    expect((await jobs()).map((j) => j.scheduled_at)).toEqual([TICK]);
+    expect(await row()).toMatchObject({ next_run_at: null, last_run_at: TICK, skipped_ticks: 0,
+                                        last_error: expect.stringMatching(/^stopped until jobs\.schedule is called for it again: cron: minute field '61' /) });
   });
 });
