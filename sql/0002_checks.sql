@@ -16,14 +16,16 @@ end $$;
 -- The clock of a function that takes an injected `now` (its tests' clock):
 -- now as given, or the transaction's time when null. A time at ±infinity is
 -- no clock (every lease, backoff and expiry computed from it would be
--- infinite, or fail deep inside): PD007 naming now. One call per public
--- call, never per job.
+-- infinite, or fail deep inside): PD007 naming now; a time that is not the
+-- transaction's own, only from an admin (jobs.check_now, below). One call
+-- per public call, never per job.
 create function jobs.clock(p_now timestamptz)
 returns timestamptz language plpgsql stable as $$
 begin
   if not isfinite(p_now) then
     perform jobs.raise_invalid('PD007', 'now', format('must be a finite time or null, got %s', p_now));
   end if;
+  if p_now <> pg_catalog.now() then perform jobs.check_now(p_now); end if;  -- another clock: an admin's
   return coalesce(p_now, pg_catalog.now());
 end $$;
 
@@ -48,6 +50,27 @@ begin
       'must be a non-empty text of at most 200 characters, not only whitespace, or null, got %s',
       left(quote_literal(p_worker_id), 80)));
   end if;
+end $$;
+
+-- A `now` given by the caller (jobs.clock, jobs.schedule_now): the SECURITY
+-- DEFINER functions act on every job at that time, so a publisher or worker
+-- could otherwise expire every lease (jobs.expire(now => 'infinity')), push
+-- drain-run schedules past a far date, or backdate ends. A time outside the
+-- caller's own transaction (its now() to the clock, as a transactional ack's
+-- clock_timestamp()) only from a role that may run jobs.maintain (owner,
+-- admin, superuser; anyone before migrate --roles), else 42501. The caller is
+-- the session's role (SET ROLE, as PostgREST sets it), not the definer.
+create function jobs.check_now(p_now timestamptz, p_field text default 'now')
+returns void language plpgsql set search_path = pg_catalog, pg_temp as $$
+declare
+  v_caller text := coalesce(nullif(current_setting('role'), 'none'), session_user);
+begin
+  if p_now is null or (p_now >= now() and p_now <= clock_timestamp())
+     or has_function_privilege(v_caller, 'jobs.maintain(interval, boolean, integer, timestamptz, boolean)', 'execute') then
+    return;
+  end if;
+  raise exception '%: role % may not set the clock (only a role that may run jobs.maintain does): give null, the time now, got %',
+    p_field, v_caller, p_now using errcode = '42501', column = p_field;
 end $$;
 
 -- A task is one or more dot-separated words of letters, digits, _ : and -,

@@ -3,13 +3,15 @@
 
 -- The time a schedule function works at: `now` (a test's clock) or the
 -- clock's. An infinite one is refused, PDC03 naming now: no tick follows
--- infinity, and every tick is due at it.
+-- infinity, and every tick is due at it. Another time than the
+-- transaction's only from an admin (jobs.check_now, sql/0002).
 create function jobs.schedule_now(p_now timestamptz)
 returns timestamptz language plpgsql stable as $$
 begin
   if not isfinite(p_now) then
     perform jobs.raise_invalid('PDC03', 'now', format('must be a finite time or null, got %s', p_now));
   end if;
+  if p_now <> pg_catalog.now() then perform jobs.check_now(p_now); end if;  -- another clock: an admin's
   return coalesce(p_now, pg_catalog.now());
 end $$;
 

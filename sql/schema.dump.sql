@@ -704,6 +704,25 @@ begin
 end $_$;
 
 --
+-- Name: check_now(timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_now(p_now timestamp with time zone, p_field text DEFAULT 'now'::text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_caller text := coalesce(nullif(current_setting('role'), 'none'), session_user);
+begin
+  if p_now is null or (p_now >= now() and p_now <= clock_timestamp())
+     or has_function_privilege(v_caller, 'jobs.maintain(interval, boolean, integer, timestamptz, boolean)', 'execute') then
+    return;
+  end if;
+  raise exception '%: role % may not set the clock (only a role that may run jobs.maintain does): give null, the time now, got %',
+    p_field, v_caller, p_now using errcode = '42501', column = p_field;
+end $$;
+
+--
 -- Name: check_object(jsonb, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -1208,6 +1227,7 @@ begin
   if not isfinite(p_now) then
     perform jobs.raise_invalid('PD007', 'now', format('must be a finite time or null, got %s', p_now));
   end if;
+  if p_now <> pg_catalog.now() then perform jobs.check_now(p_now); end if;  -- another clock: an admin's
   return coalesce(p_now, pg_catalog.now());
 end $$;
 
@@ -5739,6 +5759,7 @@ begin
   if not isfinite(p_now) then
     perform jobs.raise_invalid('PDC03', 'now', format('must be a finite time or null, got %s', p_now));
   end if;
+  if p_now <> pg_catalog.now() then perform jobs.check_now(p_now); end if;  -- another clock: an admin's
   return coalesce(p_now, pg_catalog.now());
 end $$;
 
