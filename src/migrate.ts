@@ -9,7 +9,22 @@ const LOCK_ID = 7_360_372_011;
 // before pgdrain recorded it; the next migrate() fills it in). The column is
 // added only where it is missing: an ALTER on every run would take the
 // table's strongest lock and need its owner each time.
+// A schema jobs made beforehand by another role (one that may create
+// schemas in the database) would stay that role's: as its owner it may drop
+// and replace every function made in it, which the application, often a
+// superuser, then calls as itself. So the schema must be this role's (a
+// member of its owner) or a superuser's (one made by the database's admin).
 const bootstrap = `create schema if not exists jobs;
+do $$ begin
+  -- Membership read from the catalog: pg_has_role says yes to a superuser for any role.
+  if not exists (with recursive m(id) as (select r.oid from pg_catalog.pg_roles r where r.rolname = current_user
+                                          union select a.roleid from pg_catalog.pg_auth_members a join m on a.member = m.id)
+                 select 1 from pg_catalog.pg_namespace n join pg_catalog.pg_roles r on r.oid = n.nspowner
+                 where n.nspname = 'jobs' and (r.rolsuper or n.nspowner in (select m.id from m))) then
+    raise exception 'schema jobs belongs to role %, which % is not a member of: that role could replace the functions made in it; have a superuser drop the schema (if it holds nothing of yours), or migrate as its owner',
+      (select n.nspowner::regrole from pg_catalog.pg_namespace n where n.nspname = 'jobs'), current_user using errcode = '42501';
+  end if;
+end $$;
 create table if not exists jobs.migration (
   version    integer primary key,
   name       text not null,

@@ -63,6 +63,27 @@ describe('migrate()', () => {
     }
   });
 
+  it('refuses, creating nothing, a schema jobs another role made first (its owner could replace the functions); takes a member\'s', async () => {
+    const { url, name } = await emptyDb();
+    // Roles are cluster-wide: names of this run's own.
+    const squatter = `sq${Date.now().toString(36)}`;
+    await withClient(url, (c) => c.query(`create role ${squatter} nologin; grant create on database ${name} to ${squatter};
+      set role ${squatter}; create schema jobs; reset role`));
+    const driver = pgDriver(url);
+    try {
+      await expect(migrate(driver)).rejects.toMatchObject({
+        name: 'PgDrainError', code: 'permission_denied',
+        message: expect.stringMatching(new RegExp(`^schema jobs belongs to role ${squatter}, which postgres is not a member of`)) });
+      expect(await withClient(url, async (c) => (await c.query(`select to_regclass('jobs.migration') as t`)).rows)).toEqual([{ t: null }]);
+      // Its owner's member (the application's role in the owner's group) migrates it.
+      await withClient(url, (c) => c.query(`grant ${squatter} to postgres`));
+      expect(await migrate(driver)).toEqual(allVersions);
+    } finally {
+      await driver.close();
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; revoke create on database ${name} from ${squatter}; drop role ${squatter}`));
+    }
+  });
+
   it.each(['read committed', 'repeatable read', 'serializable'])(
     'two migrators started together on an empty database both succeed, each version recorded once (default isolation %s)',
     async (isolation) => {
