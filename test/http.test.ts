@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createApp, signRequest } from '../src/http/index.js';
+import { HEALTH_REUSE_MS } from '../src/http/app.js';
 import { ReplayGuard } from '../src/http/auth.js';
 import { DrainMetrics } from '../src/http/metrics.js';
 import { pgDriver } from '../src/db/pg.js';
@@ -110,12 +111,20 @@ describe('authentication', () => {
       expect((await call('GET', '/healthz', { url, token: null })).status).toBe(200);
       // The pool's one connection goes silent; new ones still get through (a failover, a lost NAT entry).
       proxy.freezeOpen();
+      // Each probe past the time a good answer is given again (HEALTH_REUSE_MS): it asks the database.
+      const realNow = Date.now.bind(Date);
+      let shift = 0;
+      vi.spyOn(Date, 'now').mockImplementation(() => realNow() + shift);
+      shift += HEALTH_REUSE_MS;
       expectError(await call('GET', '/healthz', { url, token: null }), 503, 'database_unavailable', null);
+      shift += HEALTH_REUSE_MS;
       expect((await call('GET', '/healthz', { url, token: null })).status).toBe(200); // on a new connection
+      vi.restoreAllMocks();
       proxy.freezeOpen();
       expectError(await call('GET', '/stats', { url }), 503, 'database_unavailable', null);
       expect((await call('GET', '/stats', { url })).status).toBe(200);
     } finally {
+      vi.restoreAllMocks();
       await queue.close();
       await proxy.close();
     }

@@ -87,6 +87,14 @@ export const COUNTS_SQL = withStoppedSchedules(`select queue, task, state, count
         select j.queue, j.task, j.scheduled_at, 'failure' from jobs.job j where j.status = 'failure') s
   group by queue, task, state`, 'r.queue, r.task, r.state');
 const HEALTH_TIMEOUT_MS = 3000;
+/**
+ * How long a good /healthz answer is given again without asking the
+ * database. /healthz takes no credentials, and a Worker opens a connection
+ * for each request: without it, anyone could make the database open one
+ * connection per request they send (max_connections, a backend each).
+ * Only a good answer is kept: a failed probe is asked again at once.
+ */
+export const HEALTH_REUSE_MS = 1000;
 /** How long /stats and /metrics wait for their counts. */
 const COUNTS_TIMEOUT_MS = 10_000;
 /** How long POST /jobs waits for its publish. */
@@ -96,7 +104,7 @@ const PUBLISH_TIMEOUT_MS = 10_000;
  * The HTTP API as a web-standard hono app, servable by any runtime
  * (@hono/node-server, a Lambda through hono/aws-lambda, a Worker's fetch):
  *
- *   GET  /healthz  database reachable (no auth)
+ *   GET  /healthz  database reachable (no auth; a good answer is reused for HEALTH_REUSE_MS)
  *   POST /drain    run drain(batchSize, budget) and answer its report
  *   POST /jobs     publish one job or { jobs: [...] }
  *   POST /events/:event  publish an event: one job per subscribed queue (fan-out)
@@ -139,13 +147,16 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   app.onError((error, c) => errorResponse(c, error, onError));
   app.notFound((c) => errorResponse(c, new HttpError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
 
+  let healthyAt = -Infinity; // when the database last answered a probe (this app's: a Worker's isolate, a server)
   app.get('/healthz', async (c) => {
+    if (Date.now() - healthyAt < HEALTH_REUSE_MS) return c.json({ status: 'ok' });
     // Given up with its connection ended: a probe of a silent database must not hold a pool slot.
     await givenUpOn(queueOf(c).driver, AbortSignal.timeout(HEALTH_TIMEOUT_MS)).query('select 1').catch((error: unknown) => {
       // Reported here once, with what failed; an HttpError is not reported again by errorAnswer.
       onError?.(error);
       throw new HttpError(503, 'database_unavailable', 'database unavailable');
     });
+    healthyAt = Date.now();
     return c.json({ status: 'ok' });
   });
 
