@@ -16,7 +16,8 @@
 --              CALL jobs.drain_sql (SQL tasks then run with the worker's privileges).
 -- - admin:     everything in the schema (cancel, redrive, queues, views, the
 --              SQL task list through jobs.allow_sql_task), but jobs.http_drain:
---              the HTTP drain's token is the owner's (jobs.schedule_http_drain replaces it).
+--              the HTTP drain's token is the owner's (jobs.schedule_http_drain replaces it),
+--              and writes to jobs.migration (it reads it).
 -- Its search_path pinned: it runs as its caller (the owner, say), whose
 -- path could hold a function standing in for a built-in (format).
 create function jobs.create_roles(prefix text default 'pgdrain')
@@ -67,5 +68,8 @@ begin
   -- jobs.allow_sql_task and jobs.disallow_sql_task, which check what they add.
   execute format('revoke all on jobs.http_drain from %I', v_roles[3]);
   execute format('revoke insert, update, delete on jobs.sql_task from %I', v_roles[3]);
+  -- And the owner's record of the migrations it applied: a row taken out or
+  -- added would make the next migrate apply a migration again or refuse to run.
+  execute format('revoke insert, update, delete on jobs.migration from %I', v_roles[3]);
   return v_roles;
 end $$;

@@ -1505,6 +1505,9 @@ begin
   -- jobs.allow_sql_task and jobs.disallow_sql_task, which check what they add.
   execute format('revoke all on jobs.http_drain from %I', v_roles[3]);
   execute format('revoke insert, update, delete on jobs.sql_task from %I', v_roles[3]);
+  -- And the owner's record of the migrations it applied: a row taken out or
+  -- added would make the next migrate apply a migration again or refuse to run.
+  execute format('revoke insert, update, delete on jobs.migration from %I', v_roles[3]);
   return v_roles;
 end $_$;
 

@@ -113,6 +113,13 @@ describe('roles', () => {
     }
   });
 
+  it('an admin reads the migrations applied but cannot change that record (the owner\'s next migrate reads it)', async () => {
+    expect(await as('admin', `select count(*)::int > 0 as ok from jobs.migration`)).toEqual([{ ok: true }]);
+    await denied('admin', `delete from jobs.migration where version = 1`);
+    await denied('admin', `insert into jobs.migration (version, name) values (1000, 'x')`);
+    await denied('admin', `update jobs.migration set checksum = null`);
+  });
+
   it('an admin does everything: cancel, redrive, queues, views', async () => {
     expect(await as('admin', `select jobs.redrive() >= 0 as ok, jobs.pause_queue('default') as p`)).toEqual([{ ok: true, p: true }]);
     expect(await as('admin', `select count(*)::int > 0 as ok from jobs.all`)).toEqual([{ ok: true }]);
