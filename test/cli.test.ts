@@ -439,6 +439,8 @@ describe('runtime errors', () => {
       ['drain', '--tasks', TASKS, '--url=host=h password=S3cret-pw user=app'],
       // node-postgres reads a raw @ as part of the password (it splits at the last one).
       ['stats', '--dns=postgres://app:S3cret@-pw@db.example/app'],
+      // …and a space (a password of words, which it reads whole).
+      ['stats', '--dns=postgres://app:S3cret -pw@db.example/app'],
     ]) {
       const r = await cli(args, { db: null, timeout: 8_000 });
       expect(r.code, args.join(' ')).toBe(2);

@@ -44,7 +44,8 @@ export function formatTable(rows: Record<string, unknown>[], columns: string[]):
  */
 export function withoutPasswords(text: string): string {
   return text
-    // Up to the last @ before the path: node-postgres reads a raw @ as part of the password.
-    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]*:)[^\s/]*@/gi, '$1***@')
+    // Up to the last @ before the path or the line's end: node-postgres reads a raw @ as part
+    // of the password, and a space too (postgres://app:two words@host/db).
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]*:)[^/\n]*@/gi, '$1***@')
     .replace(/(\bpassword\s*=\s*)('[^']*'|\S+)/gi, '$1***');
 }
