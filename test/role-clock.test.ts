@@ -48,7 +48,7 @@ describe('a role that may not run jobs.maintain cannot set the clock', () => {
     const waiting = (await sql<{ id: string }>(
       `select jobs.publish('clock.wait', null, now() + interval '1 hour', expires_at => now() + interval '1 day')::text as id`))[0]!.id;
     expect(await as('worker', `select job_id::text as id from jobs.consume_topic('clock.run', 1)`)).toEqual([{ id: running }]);
-    await refused('worker', `select jobs.expire(1000, 'infinity')`);
+    await refused('worker', `select jobs.expire(1000, now() + interval '100 years')`);
     await refused('worker', `select jobs.expire(1000, now() + interval '2 hours')`);
     const rows = await sql(`select job_id::text as id, lease_until is not null as leased from jobs.job_queue
                             where job_id = any($1::bigint[]) order by job_id`, [[running, waiting]]);
@@ -72,7 +72,7 @@ describe('a role that may not run jobs.maintain cannot set the clock', () => {
     const id = (await sql<{ id: string }>(`select jobs.publish('clock.settle', null, timeout => 60)::text as id`))[0]!.id;
     await as('worker', `select job_id from jobs.consume_topic('clock.settle', 1)`);
     await refused('worker', `select jobs.ack(${id}, null, '1970-01-01')`);
-    await refused('worker', `select jobs.extend_lease(${id}, 1, 60, 'infinity')`);
+    await refused('worker', `select jobs.extend_lease(${id}, 1, 60, now() + interval '100 years')`);
     await refused('worker', `select jobs.settle('[{"id": ${id}, "attempt": 1, "outcome": "ack"}]', '1970-01-01')`);
     // As src/run-transactional.ts sends it: the clock, later than the transaction's now().
     expect(await as('worker', `select pg_sleep(0.01)`, `select jobs.settle_arrays(array[${id}]::bigint[], array[1], array['ack'],
