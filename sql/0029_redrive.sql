@@ -13,6 +13,8 @@
 -- redriven, how many went back; held_by_key, how many it left because an
 -- active job (or an older dead letter going back now) holds their dedupe
 -- key; serial_later, how many it left for the next call (below).
+-- A queue that does not exist is refused (PD009 queue), and a now at
+-- ±infinity (PD007 now).
 -- With include_cancelled, cancelled jobs among job_ids go back too
 -- (required with it: every cancel of history would otherwise match). A
 -- cancelled dependant goes back without its dependencies, even one still
@@ -60,6 +62,15 @@ begin
   end if;
   if redrive_counts.max_rows < 1 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (every match) or at least 1, got %s', redrive_counts.max_rows));
+  end if;
+  if not isfinite(redrive_counts.now) then
+    perform jobs.raise_invalid('PD007', 'now', format('must be a finite time or null, got %s', redrive_counts.now));
+  end if;
+  -- A queue filter naming no queue would match nothing (a dead letter goes
+  -- back only to a queue that exists): a typo answered 0 otherwise.
+  if redrive_counts.queue is not null and not exists (select 1 from jobs.queue x where x.name = redrive_counts.queue) then
+    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s; the dead letters of a deleted queue go back once it is '
+      || 'created again (jobs.create_queue(%s))', quote_literal(redrive_counts.queue), quote_literal(redrive_counts.queue)));
   end if;
   -- The matching dead letters; one whose dedupe key an active job holds is
   -- passed over (not locked) and counted. Without max_rows: those held

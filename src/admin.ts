@@ -122,10 +122,15 @@ export const REDRIVE_JSON = `(select jsonb_build_object('redriven', x.redriven, 
  * ids too; with maxRows, at most that many whose dedupe key no active job
  * holds. Returns how many went back, and how many it left: held by their
  * dedupe key, or of serial keys past the 500 one call takes (call again).
+ * A queue filter naming no queue is a ValidationError naming filter.queue.
  */
 export async function redrive(db: Queryable, filter: RedriveFilter = {}, options?: SignalOption): Promise<RedriveResult> {
   const params = redriveParams(filter);
-  return callValue(db, `select ${REDRIVE_JSON} as r`, params, signalOnly(options));
+  // A queue that does not exist (PD009 queue), named as the filter's field.
+  return callValue<RedriveResult>(db, `select ${REDRIVE_JSON} as r`, params, signalOnly(options)).catch((error: unknown) => {
+    if (!(error instanceof ValidationError) || error.field !== 'queue') throw error;
+    throw new ValidationError('filter.queue', error.rule, { cause: error.cause ?? error });
+  });
 }
 
 /** Pauses (true) or resumes (false) a queue; returns false when no such queue exists. */

@@ -200,15 +200,16 @@ describe('a queue\'s redrive from the dashboard', () => {
     await sql('select jobs.cancel_bulk($1::bigint[], null)', [[...holders, ...free]]);
   });
 
-  it('a queue deleted since has no failed job to redrive, though its failures stay (jobs.redrive puts none back)', async () => {
+  it('a queue deleted since: 404 naming it, as pause\'s, its failures left as they are (jobs.redrive refuses it, PD009)', async () => {
     await sql(`select jobs.create_queue('acts.gone')`);
     const [id] = await failed('acts.gone');
     // Its button, on a page from before the queue was deleted.
     const csrf = await formToken('redrive', { queue: 'acts.gone' });
     await sql(`select jobs.delete_queue('acts.gone')`);
     const a = await post('redrive', { queue: 'acts.gone' }, { csrf });
-    expect(a.status).toBe(303);
-    expect(decodeURIComponent(a.headers.get('location')!)).toContain('Queue acts.gone: no failed job to redrive.&sig=');
+    // Before: a 303 and the note "Queue acts.gone: no failed job to redrive." (jobs.redrive answered 0).
+    expect(a.status).toBe(404);
+    expect(a.text).toContain('queue: no queue named &quot;acts.gone&quot;');
     expect(await stateOf(id!)).toBe('failure');
   });
 });

@@ -122,14 +122,17 @@ interface QueueRedrive extends RedriveResult {
 
 /**
  * jobs.redrive_counts of a queue's failures, at most maxRows, and how many
- * it had: counted as it matches them (none of a queue gone), from the
- * statement's snapshot, so before it.
+ * it had: counted as it matches them, from the statement's snapshot, so
+ * before it. A queue gone (deleted since the page showed it) is a 404, as
+ * pause's: jobs.redrive_counts refuses a queue that does not exist (PD009).
  */
 async function redriveQueue(db: Queryable, queue: string, maxRows: number, signal: AbortSignal): Promise<QueueRedrive> {
   return callValue<QueueRedrive>(db,
     `select ${REDRIVE_JSON} || jsonb_build_object('failed',
-       (select count(*) from jobs.job j where j.queue = $3 and j.status = 'failure'
-          and exists (select 1 from jobs.queue x where x.name = $3))) as r`, redriveParams({ queue, maxRows }), signal);
+       (select count(*) from jobs.job j where j.queue = $3 and j.status = 'failure')) as r`,
+    redriveParams({ queue, maxRows }), signal).catch((error: unknown) => {
+    throw error instanceof ValidationError && error.field === 'queue' ? notFound('queue', `no queue named ${JSON.stringify(queue)}`) : error;
+  });
 }
 
 const failedJobs = (n: number) => `${n} failed job${n === 1 ? '' : 's'}`;
