@@ -55,8 +55,7 @@ declare
   v_chosen bigint[] := '{}';
   v_held integer := 0;
   v_held_ids bigint[] := '{}';
-  v_queues text[];
-  v_counts integer[];
+  v_bounded text[];
   r record;
 begin
   if redrive_counts.include_cancelled and redrive_counts.job_ids is null then
@@ -181,35 +180,26 @@ begin
   select array_agg(c.job_id) filter (where not coalesce(k.later, false)),
          array_agg(distinct c.serial_key) filter (where not k.later),
          count(*) filter (where k.later), count(distinct c.serial_key) filter (where k.later),
-         array_agg(distinct c.queue) filter (where not coalesce(k.later, false))
-  into v_ids, v_keys, v_later, v_later_keys, v_queues
+         -- The bounded queues among them (hashed: no sort of every row).
+         (select array_agg(x.queue) from (select distinct c.queue from c) x
+          where exists (select 1 from jobs.queue q where q.name = x.queue and q.max_size is not null))
+  into v_ids, v_keys, v_later, v_later_keys, v_bounded
   from c left join k on k.serial_key = c.serial_key;
   -- Bounded queues' locks first, in their order (hashtext, as
   -- jobs.publish_event), then the serial keys', as jobs.publish_keyed
-  -- takes them; the queues admitted (their room counted) once the dead
-  -- letters going back are known, below.
-  perform pg_advisory_xact_lock(736037, hashtext(q.name))
-  from jobs.queue q where q.name = any(v_queues) and q.max_size is not null order by hashtext(q.name), q.name;
+  -- takes them. Then each queue is admitted for the dead letters going
+  -- back, a bounded one's keys asked again, as the insert asks them
+  -- (below): one whose key a job took while this waited for a serial key
+  -- does not count toward its queue's max_size (a nearly full queue
+  -- refused the redrive for dead letters it then left).
+  perform pg_advisory_xact_lock(736037, hashtext(q)) from unnest(v_bounded) q order by hashtext(q), q;
   perform jobs.lock_serial_keys(v_keys);
-  -- Asked again under the serial keys' locks (this statement's snapshot
-  -- comes after them), as jobs.publish looks a key up under its locks: a
-  -- job that took the key since it was chosen, and whose settle has
-  -- deleted it, holds it until that settle commits, and the settle
-  -- (jobs.after_end) waits for a serial key held here; inserting would
-  -- wait for the settle, a deadlock (40P01). Left, it counts as held, and
-  -- not toward its queue's max_size (a queue nearly full refused the
-  -- redrive for dead letters it then left). A job of one of these serial
-  -- keys cannot take a key after this (its publish waits for the key's lock).
-  with s as (
-    select p.job_id, p.queue from jobs.job p
-    where p.job_id = any(v_ids)
-      and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
-  )
-  select (select array_agg(s.job_id) from s),
-         (select array_agg(x.queue order by hashtext(x.queue), x.queue) from (select distinct s.queue from s) x),
-         (select array_agg(x.n order by hashtext(x.queue), x.queue) from (select s.queue, count(*)::integer as n from s group by s.queue) x)
-  into v_ids, v_queues, v_counts;
-  perform jobs.admit(x.queue, x.n) from unnest(v_queues, v_counts) with ordinality x(queue, n, i) order by x.i;
+  perform jobs.admit(x.queue, x.n::integer)
+  from (select j.queue, count(*) as n from jobs.job j
+        where j.job_id = any(v_ids)
+          and (j.dedupe_key is null or j.queue <> all(coalesce(v_bounded, '{}'))
+               or not exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
+        group by j.queue order by hashtext(j.queue), j.queue) x;
   -- A dependant cancelled after one dependency failed keeps the rows of its
   -- others still active (jobs.after_end deletes only the failed one's): back
   -- without them, or their success would count it below zero, never to run.
@@ -226,6 +216,15 @@ begin
            p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter, p.group_id, p.group_tier
     from jobs.job p
     where p.job_id = any(v_ids)
+      -- Asked again under the serial keys' locks (this statement's snapshot
+      -- comes after them), as jobs.publish looks a key up under its locks:
+      -- a job that took the key since it was chosen, and whose settle has
+      -- deleted it, holds it until that settle commits, and the settle
+      -- (jobs.after_end) waits for a serial key held here; inserting would
+      -- wait for the settle, a deadlock (40P01). Left, it counts as held.
+      -- A job of one of these serial keys cannot take a key after this
+      -- (its publish waits for the key's lock).
+      and (p.dedupe_key is null or not exists (select 1 from jobs.job_queue q where q.dedupe_key = p.dedupe_key))
     -- In one order of their dedupe keys: a concurrent redrive whose jobs
     -- share keys with these waits at the first key both take (an
     -- uncommitted entry of the unique index), rather than each holding one
