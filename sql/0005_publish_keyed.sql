@@ -74,9 +74,9 @@ begin
   -- holds one while waiting for the other): the locks below are let go, the
   -- row waited for and let go at once, and the pass made again. A key
   -- whose holder is held in four passes: PD011 dedupe_key, as jobs.publish
-  -- (counted by key, not by pass: a bulk of many keys whose running holders
-  -- drains settle one batch after another finds a new one held in most
-  -- passes, and made progress in each; each pass that waits counts a key,
+  -- (jobs.check_busy_passes; counted by key, not by pass: a bulk of many
+  -- keys whose running holders drains settle one batch after another finds
+  -- a new one held in most passes, and made progress in each; each pass that waits counts a key,
   -- none more than three times, so the passes end). A holder not started
   -- yet that a claim holds counts apart, four passes too: the claims of a
   -- drain taking such holders batch after batch, then settling them, would
@@ -162,10 +162,7 @@ begin
               from jobs.job_queue x where x.dedupe_key = any(v_kw_keys)) x
         where not (x.waiting and x.job_id = any(coalesce(v_kept, '{}')));
         if v_busy is not null then
-          if exists (select from unnest(v_busy_keys) k group by k having count(*) >= 4)
-             or exists (select from unnest(v_claimed_keys) k group by k having count(*) >= 4) then
-            perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
-          end if;
+          perform jobs.check_busy_passes(v_busy_keys, v_claimed_keys);
           raise sqlstate 'PDA97';
         end if;
       end if;
@@ -261,10 +258,7 @@ begin
                              from jobs.job_queue q where q.job_id = l.id) x on true
           where l.id <> all(v_kept);
           if v_busy is not null then
-            if exists (select from unnest(v_busy_keys) k group by k having count(*) >= 4)
-               or exists (select from unnest(v_claimed_keys) k group by k having count(*) >= 4) then
-              perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
-            end if;
+            perform jobs.check_busy_passes(v_busy_keys, v_claimed_keys);
             raise sqlstate 'PDA97';
           end if;
         end if;
