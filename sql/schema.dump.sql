@@ -4406,28 +4406,28 @@ begin
   -- key freed or taken between two statements would be counted held and
   -- redriven anyway, or neither.
   if redrive_counts.max_rows is null then
-    with l as (
-      select j.job_id from jobs.job j
-      where j.status = any(v_statuses) and not (j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
+    with h as (
+      select count(*) as n, coalesce(array_agg(j.job_id) filter (where redrive_counts.job_ids is not null), '{}') as ids
+      from jobs.job j
+      where j.status = any(v_statuses) and j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key)
         and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
         and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
         and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
         and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
         and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
-      for update of j skip locked
     )
-    select count(*), coalesce(array_agg(j.job_id) filter (where redrive_counts.job_ids is not null), '{}'),
-           (select array_agg(l.job_id) from l)
+    select (select h.n from h), (select h.ids from h), array_agg(l.job_id)
     into v_held, v_held_ids, v_matched
-    from jobs.job j
-    where j.status = any(v_statuses) and j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key)
+    from (select j.job_id from jobs.job j
+          where j.status = any(v_statuses) and not (j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
         and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
         and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
         and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
         and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
         and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
-        and exists (select 1 from jobs.queue x where x.name = j.queue);
+        and exists (select 1 from jobs.queue x where x.name = j.queue)
+          for update of j skip locked) l;
   else
     -- Under max_rows, read the oldest first, not locked yet, so max_rows
     -- counts those that can go back and a call reaches them behind held
