@@ -1,6 +1,21 @@
 -- pgdrain 0029: redrive: putting dead letters (and, by id, cancelled jobs)
 -- back.
 
+-- Whether dead letter (or cancelled job) j matches a redrive's filters
+-- (jobs.redrive_counts, whose arguments these are; p_statuses the statuses
+-- it puts back), written once for its four reads. Inlined into each (SQL,
+-- immutable, no SET): the plans are those of the filters written out.
+create function jobs.redrive_match(j jobs.job, p_statuses text[], p_job_ids bigint[], p_task text, p_queue text,
+                                   p_ended_after timestamptz, p_error_like text)
+returns boolean language sql immutable as $$
+  select j.status = any(p_statuses)
+     and (p_job_ids is null or j.job_id = any(p_job_ids))
+     and (p_task is null or j.task like replace(replace(p_task, '\', '\\'), '_', '\_'))
+     and (p_queue is null or j.queue = p_queue)
+     and (p_ended_after is null or j.ended_at > p_ended_after)
+     and (p_error_like is null or j.error like p_error_like)
+$$;
+
 -- Runs dead letters again, in one statement: all of them, or those matching
 -- every filter given (job_ids, a task LIKE pattern where only % is a
 -- wildcard, queue, ended_after, an error LIKE pattern). Each goes back to
@@ -83,23 +98,17 @@ begin
     with h as (
       select count(*) as n, coalesce(array_agg(j.job_id) filter (where redrive_counts.job_ids is not null), '{}') as ids
       from jobs.job j
-      where j.status = any(v_statuses) and j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key)
-        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
-        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
-        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
-        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
-        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+      where j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key)
+        and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                               redrive_counts.ended_after, redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
     )
     select (select h.n from h), (select h.ids from h), array_agg(l.job_id)
     into v_held, v_held_ids, v_matched
     from (select j.job_id from jobs.job j
-          where j.status = any(v_statuses) and not (j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
-        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
-        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
-        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
-        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
-        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+          where not (j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
+        and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                               redrive_counts.ended_after, redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
           for update of j skip locked) l;
   else
@@ -109,12 +118,8 @@ begin
     for r in
       select j.job_id, j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key) as held
       from jobs.job j
-      where j.status = any(v_statuses)
-        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
-        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
-        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
-        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
-        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+      where jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                               redrive_counts.ended_after, redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
       order by j.job_id
       limit redrive_counts.max_rows::bigint * 100
@@ -134,12 +139,9 @@ begin
     -- back only if it still matches.
     select array_agg(j.job_id) into v_matched
     from (select j.job_id from jobs.job j
-          where j.job_id = any(v_chosen) and j.status = any(v_statuses)
-        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
-        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
-        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
-        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
-        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+          where j.job_id = any(v_chosen)
+        and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                               redrive_counts.ended_after, redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
           for update of j skip locked) j;
   end if;

@@ -4409,23 +4409,17 @@ begin
     with h as (
       select count(*) as n, coalesce(array_agg(j.job_id) filter (where redrive_counts.job_ids is not null), '{}') as ids
       from jobs.job j
-      where j.status = any(v_statuses) and j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key)
-        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
-        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
-        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
-        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
-        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+      where j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key)
+        and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                               redrive_counts.ended_after, redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
     )
     select (select h.n from h), (select h.ids from h), array_agg(l.job_id)
     into v_held, v_held_ids, v_matched
     from (select j.job_id from jobs.job j
-          where j.status = any(v_statuses) and not (j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
-        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
-        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
-        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
-        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
-        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+          where not (j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
+        and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                               redrive_counts.ended_after, redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
           for update of j skip locked) l;
   else
@@ -4435,12 +4429,8 @@ begin
     for r in
       select j.job_id, j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key) as held
       from jobs.job j
-      where j.status = any(v_statuses)
-        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
-        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
-        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
-        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
-        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+      where jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                               redrive_counts.ended_after, redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
       order by j.job_id
       limit redrive_counts.max_rows::bigint * 100
@@ -4460,12 +4450,9 @@ begin
     -- back only if it still matches.
     select array_agg(j.job_id) into v_matched
     from (select j.job_id from jobs.job j
-          where j.job_id = any(v_chosen) and j.status = any(v_statuses)
-        and (redrive_counts.job_ids is null or j.job_id = any(redrive_counts.job_ids))
-        and (redrive_counts.task is null or j.task like replace(replace(redrive_counts.task, '\', '\\'), '_', '\_'))
-        and (redrive_counts.queue is null or j.queue = redrive_counts.queue)
-        and (redrive_counts.ended_after is null or j.ended_at > redrive_counts.ended_after)
-        and (redrive_counts.error_like is null or j.error like redrive_counts.error_like)
+          where j.job_id = any(v_chosen)
+        and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                               redrive_counts.ended_after, redrive_counts.error_like)
         and exists (select 1 from jobs.queue x where x.name = j.queue)
           for update of j skip locked) j;
   end if;
@@ -4582,6 +4569,56 @@ begin
   end if;
   return next;
 end $$;
+
+--
+-- Name: job; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.job (
+    job_id bigint NOT NULL,
+    task text NOT NULL,
+    body jsonb,
+    status text NOT NULL,
+    result jsonb,
+    error text,
+    attempts integer NOT NULL,
+    priority integer NOT NULL,
+    max_retries integer NOT NULL,
+    timeout numeric NOT NULL,
+    scheduled_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    started_at timestamp with time zone,
+    ended_at timestamp with time zone NOT NULL,
+    duration_ms double precision,
+    queue text DEFAULT 'default'::text NOT NULL,
+    dedupe_key text,
+    serial_key text,
+    attributes jsonb,
+    worker_id text,
+    retry_delay numeric,
+    retry_backoff boolean,
+    retry_delay_max numeric,
+    dead_letter text,
+    expires_at timestamp with time zone,
+    group_id text,
+    group_tier text,
+    CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
+);
+
+--
+-- Name: redrive_match(jobs.job, text[], bigint[], text, text, timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.redrive_match(j jobs.job, p_statuses text[], p_job_ids bigint[], p_task text, p_queue text, p_ended_after timestamp with time zone, p_error_like text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select j.status = any(p_statuses)
+     and (p_job_ids is null or j.job_id = any(p_job_ids))
+     and (p_task is null or j.task like replace(replace(p_task, '\', '\\'), '_', '\_'))
+     and (p_queue is null or j.queue = p_queue)
+     and (p_ended_after is null or j.ended_at > p_ended_after)
+     and (p_error_like is null or j.error like p_error_like)
+$$;
 
 --
 -- Name: release(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
@@ -6541,41 +6578,6 @@ begin
   delete from jobs.subscription s where s.event = unsubscribe.event and s.queue = unsubscribe.queue;
   return found;
 end $$;
-
---
--- Name: job; Type: TABLE; Schema: jobs; Owner: -
---
-
-CREATE TABLE jobs.job (
-    job_id bigint NOT NULL,
-    task text NOT NULL,
-    body jsonb,
-    status text NOT NULL,
-    result jsonb,
-    error text,
-    attempts integer NOT NULL,
-    priority integer NOT NULL,
-    max_retries integer NOT NULL,
-    timeout numeric NOT NULL,
-    scheduled_at timestamp with time zone NOT NULL,
-    created_at timestamp with time zone NOT NULL,
-    started_at timestamp with time zone,
-    ended_at timestamp with time zone NOT NULL,
-    duration_ms double precision,
-    queue text DEFAULT 'default'::text NOT NULL,
-    dedupe_key text,
-    serial_key text,
-    attributes jsonb,
-    worker_id text,
-    retry_delay numeric,
-    retry_backoff boolean,
-    retry_delay_max numeric,
-    dead_letter text,
-    expires_at timestamp with time zone,
-    group_id text,
-    group_tier text,
-    CONSTRAINT job_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failure'::text, 'cancelled'::text])))
-);
 
 --
 -- Name: job_queue; Type: TABLE; Schema: jobs; Owner: -
