@@ -20,10 +20,10 @@ beforeEach(async () => {
 
 /** A dead letter of queue 'small' (dedupe key and serial key as given). */
 async function deadLetter(key: string | null, serial: string | null): Promise<string> {
-  const [{ id }] = await sql<{ id: string }>(`select jobs.publish('mail.send', max_retries => 0, queue => 'small',
-    dedupe_key => $1, serial_key => $2)::text as id`, [key, serial]);
+  const { id } = (await sql<{ id: string }>(`select jobs.publish('mail.send', max_retries => 0, queue => 'small',
+    dedupe_key => $1, serial_key => $2)::text as id`, [key, serial]))[0]!;
   await sql(`select jobs.fail(array[$1::bigint], 'boom')`, [id]);
-  return id!;
+  return id;
 }
 
 describe('redrive into a nearly full bounded queue', () => {
