@@ -93,24 +93,24 @@ begin
   -- counted and the others chosen and locked in one statement, so in one
   -- snapshot (one another session holds, redriving it, is left to it): a
   -- key freed or taken between two statements would be counted held and
-  -- redriven anyway, or neither.
+  -- redriven anyway, or neither. (It costs a 100k redrive ~0.2-0.4 s of
+  -- server CPU more than two statements did, bench/redrive-ab.ts; why is
+  -- not known.)
   if redrive_counts.max_rows is null then
-    with h as (
-      select count(*) as n, coalesce(array_agg(j.job_id) filter (where redrive_counts.job_ids is not null), '{}') as ids
-      from jobs.job j
-      where j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key)
-        and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
-                               redrive_counts.ended_after, redrive_counts.error_like)
-        and exists (select 1 from jobs.queue x where x.name = j.queue)
-    )
-    select (select h.n from h), (select h.ids from h), array_agg(l.job_id)
+    select count(*), coalesce(array_agg(j.job_id) filter (where redrive_counts.job_ids is not null), '{}'),
+           (select array_agg(l.job_id) from (
+              select j.job_id from jobs.job j
+              where not (j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
+                and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                                       redrive_counts.ended_after, redrive_counts.error_like)
+                and exists (select 1 from jobs.queue x where x.name = j.queue)
+              for update of j skip locked) l)
     into v_held, v_held_ids, v_matched
-    from (select j.job_id from jobs.job j
-          where not (j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
-        and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
-                               redrive_counts.ended_after, redrive_counts.error_like)
-        and exists (select 1 from jobs.queue x where x.name = j.queue)
-          for update of j skip locked) l;
+    from jobs.job j
+    where j.dedupe_key is not null and exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key)
+      and jobs.redrive_match(j, v_statuses, redrive_counts.job_ids, redrive_counts.task, redrive_counts.queue,
+                             redrive_counts.ended_after, redrive_counts.error_like)
+      and exists (select 1 from jobs.queue x where x.name = j.queue);
   else
     -- Under max_rows, read the oldest first, not locked yet, so max_rows
     -- counts those that can go back and a call reaches them behind held
