@@ -45,6 +45,24 @@ begin
   return false;
 end $$;
 
+-- Once per session (its first claim settling 100 or more): one 1 MiB
+-- value made and freed. glibc's malloc gives the top of a backend's heap
+-- back to the kernel whenever a free leaves more than its trim threshold
+-- there, and a claim of 500 jobs grows the heap by ~0.5 MiB and frees it:
+-- whether that crosses the threshold depends on where the session's other
+-- memory happens to lie, so a change anywhere in the claim can turn it on
+-- (one after 2d0f790 did). Then every claim faults ~110 pages in
+-- again: 4-6 µs of server CPU per job on the bench's guests (bench/RESULTS.md,
+-- 2026-12-06 04:47). A freed allocation larger than malloc's mmap threshold
+-- raises it, and the trim threshold to twice it, for the process's life:
+-- 2 MiB from then on. A few hundred page faults, once; other allocators, and
+-- servers started with MALLOC_* settings, are not affected either way.
+create function jobs.keep_heap() returns void language plpgsql as $$
+begin
+  perform pg_catalog.length(pg_catalog.repeat(pg_catalog.repeat('x', 4096), 256));
+  perform pg_catalog.set_config('pgdrain.heap_kept', 'yes', false);
+end $$;
+
 -- drain()'s round trip: settles the deliveries it has gathered (if any, as
 -- jobs.settle_arrays takes them), then claims the next batch like
 -- jobs.claim, answering one json value
@@ -126,6 +144,11 @@ declare
   v_tiers jsonb;
 begin
   perform jobs.check_worker_id(claim_json.worker_id);
+  -- Only a session settling a batch of 100 or more (a drain through a
+  -- backlog): a short-lived one (a CLI drain of an empty queue) pays nothing.
+  if cardinality(claim_json.ids) >= 100 and pg_catalog.current_setting('pgdrain.heap_kept', true) is distinct from 'yes' then
+    perform jobs.keep_heap();
+  end if;
   -- Drain-run schedules (sql/0022) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
   -- queue) and the settle a serial key's, the order jobs.publish takes them

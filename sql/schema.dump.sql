@@ -1129,6 +1129,11 @@ declare
   v_tiers jsonb;
 begin
   perform jobs.check_worker_id(claim_json.worker_id);
+  -- Only a session settling a batch of 100 or more (a drain through a
+  -- backlog): a short-lived one (a CLI drain of an empty queue) pays nothing.
+  if cardinality(claim_json.ids) >= 100 and pg_catalog.current_setting('pgdrain.heap_kept', true) is distinct from 'yes' then
+    perform jobs.keep_heap();
+  end if;
   -- Drain-run schedules (sql/0022) with a tick due: one index probe when none is.
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
   -- queue) and the settle a serial key's, the order jobs.publish takes them
@@ -2478,6 +2483,18 @@ CREATE FUNCTION jobs.is_rrule(expr text) RETURNS boolean
     AS $$
   select is_rrule.expr ~* '(^|[[:space:]]|;)FREQ=' or is_rrule.expr ~* '(?n)^[ \t]*[a-z][a-z0-9-]*[;:]'
 $$;
+
+--
+-- Name: keep_heap(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.keep_heap() RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform pg_catalog.length(pg_catalog.repeat(pg_catalog.repeat('x', 4096), 256));
+  perform pg_catalog.set_config('pgdrain.heap_kept', 'yes', false);
+end $$;
 
 --
 -- Name: lock_dependencies(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
