@@ -52,7 +52,9 @@ export function outcomeArrays(unsorted: readonly Outcome[]): unknown[] {
     attempts[i] = o.attempt;
     kinds[i] = o.outcome;
     if (o.outcome === 'ack') {
-      ms[i] = o.ms;
+      // Date.now() at the end minus at the start: below 0 when the host's clock stepped back
+      // meanwhile. jobs.settle_arrays refuses that (PD008), with every outcome of the statement.
+      ms[i] = o.ms > 0 ? o.ms : 0;
       if (o.result !== null) (results ??= new Array<string | null>(n).fill(null))[i] = o.result;
     } else {
       ms[i] = 'NULL';
