@@ -99,10 +99,16 @@ async function abandonable<R>(client: PgPoolClient, text: string, params: readon
   // The cancel first, the client's own connection ended only once it went
   // out: through PgBouncer, a client that leaves first takes its server
   // connection's identity with it, and the cancel then finds no one to cancel.
-  const end = () => void cancelOnServer(client).then(() => {
-    reset(client);
-    void client.end?.().catch(() => {});
-  });
+  // Once sent, the cancel may land after the statement ended by itself (its reply came
+  // first), when the backend runs the next user's statement: the client leaves the pool.
+  let cancelSent = false;
+  const end = () => {
+    cancelSent = true;
+    void cancelOnServer(client).then(() => {
+      reset(client);
+      void client.end?.().catch(() => {});
+    });
+  };
   signal.addEventListener('abort', end, { once: true });
   const onError = recordError(client);
   client.on?.('error', onError);
@@ -115,8 +121,8 @@ async function abandonable<R>(client: PgPoolClient, text: string, params: readon
   } finally {
     signal.removeEventListener('abort', end);
     client.off?.('error', onError);
-    // As pool.query does: a client whose statement failed leaves the pool.
-    client.release(failed === undefined ? undefined : failed instanceof Error ? failed : true);
+    // As pool.query does: a client whose statement failed leaves the pool; so does one a cancel is on its way to.
+    client.release(failed instanceof Error ? failed : failed !== undefined || cancelSent ? true : undefined);
   }
 }
 

@@ -16,6 +16,12 @@ export interface TcpProxy {
   freeze(): void;
   /** Stops forwarding on the connections open now; new ones are forwarded (a failover, a lost NAT entry). */
   freezeOpen(): void;
+  /**
+   * New connections are accepted and held, unforwarded, until the function
+   * returned is called (a connection slow to reach the server, as a cancel
+   * request's can be); those open now keep forwarding.
+   */
+  holdNew(): () => void;
   close(): Promise<void>;
 }
 
@@ -42,9 +48,14 @@ export async function tcpProxy(targetHost: string, targetPort: number, options: 
   const sockets = new Set<Socket>();
   let cut = false;
   let frozen = false;
-  const server = createServer((client) => {
+  let held: Socket[] | undefined;
+  const forward = (client: Socket) => {
     if (cut) return void client.destroy();
     if (frozen) return void sockets.add(client);
+    if (held) {
+      sockets.add(client);
+      return void held.push(client);
+    }
     const upstream = connect(targetPort, targetHost);
     for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
       sockets.add(a);
@@ -56,7 +67,8 @@ export async function tcpProxy(targetHost: string, targetPort: number, options: 
         b.destroy();
       });
     }
-  });
+  };
+  const server = createServer(forward);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const freezeOpen = () => {
     for (const s of sockets) {
@@ -76,6 +88,13 @@ export async function tcpProxy(targetHost: string, targetPort: number, options: 
       freezeOpen();
     },
     freezeOpen,
+    holdNew() {
+      const mine = held = [];
+      return () => {
+        if (held === mine) held = undefined;
+        for (const client of mine.splice(0)) if (!client.destroyed) forward(client);
+      };
+    },
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
       if (!server.listening) return resolve();
