@@ -23,6 +23,8 @@ function tsBlocks(text: string): { line: number; code: string }[] {
   for (let i = 0; i < lines.length; i++) {
     if (lines[i] !== '```ts') continue;
     const end = lines.indexOf('```', i + 1);
+    // Unclosed, the scan would start over from the top (i = -1) for ever, the test file never loaded.
+    if (end < 0) throw new Error(`README.md:${i + 1}: a \`\`\`ts block with no closing \`\`\` line`);
     blocks.push({ line: i + 2, code: lines.slice(i + 1, end).join('\n') });
     i = end;
   }
@@ -83,6 +85,11 @@ describe("README's TypeScript examples", () => {
   it('has its blocks (the quick start, handlers, hooks, Worker, Lambda, batch tasks)', () => {
     expect(blocks.length).toBeGreaterThanOrEqual(15);
     expect(blocks.some((b) => b.code.includes('createLambdaHandler'))).toBe(true);
+  });
+
+  it('refuses a ```ts block left open (a README edit), naming its line, rather than scanning for ever', () => {
+    expect(() => tsBlocks('# x\n```ts\nconst a = 1;\n```\ntext\n```ts\nconst b = 2;\n'))
+      .toThrow('README.md:6: a ```ts block with no closing ``` line');
   });
 
   it('each compiles against the package types', () => {
