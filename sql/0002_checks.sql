@@ -52,7 +52,7 @@ begin
   end if;
 end $$;
 
--- A `now` given by the caller (jobs.clock, jobs.schedule_now): the SECURITY
+-- A `now` given by the caller (jobs.clock): the SECURITY
 -- DEFINER functions act on every job at that time, so a publisher or worker
 -- could otherwise expire every lease (jobs.expire(now => 'infinity')), push
 -- drain-run schedules past a far date, or backdate ends. A time outside the

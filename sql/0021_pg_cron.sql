@@ -178,7 +178,7 @@ end $$;
 create function jobs.run_schedule(name text, now timestamptz default null)
 returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := jobs.schedule_now(run_schedule.now);
+  v_now timestamptz := jobs.clock(run_schedule.now);
   r jobs.recurring;
   v_id bigint;
 begin

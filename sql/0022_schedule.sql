@@ -1,20 +1,6 @@
 -- pgdrain 0022: creating and removing recurring jobs (jobs.schedule,
 -- jobs.unschedule).
 
--- The time a schedule function works at: `now` (a test's clock) or the
--- clock's. An infinite one is refused, PDC03 naming now: no tick follows
--- infinity, and every tick is due at it. Another time than the
--- transaction's only from an admin (jobs.check_now, sql/0002).
-create function jobs.schedule_now(p_now timestamptz)
-returns timestamptz language plpgsql stable as $$
-begin
-  if not isfinite(p_now) then
-    perform jobs.raise_invalid('PDC03', 'now', format('must be a finite time or null, got %s', p_now));
-  end if;
-  if p_now <> pg_catalog.now() then perform jobs.check_now(p_now); end if;  -- another clock: an admin's
-  return coalesce(p_now, pg_catalog.now());
-end $$;
-
 -- Creates or replaces the schedule `name`: at each tick of `cron` (UTC, or
 -- on the wall clock of time zone `tz`), a job of `task` with `body` and these
 -- options is published. Idempotent: calling it again with the same arguments
@@ -62,7 +48,7 @@ create function jobs.schedule(
   group_tier  text        default null
 ) returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := jobs.schedule_now(schedule.now);
+  v_now timestamptz := jobs.clock(schedule.now);
   v_next timestamptz;
   v_runner text;
   v_tz text;

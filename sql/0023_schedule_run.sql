@@ -58,7 +58,7 @@ create function jobs.publish_due_schedules(now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   c_stopped constant text := 'stopped until jobs.schedule is called for it again: ';  -- jobs.stopped_schedules
-  v_now timestamptz := jobs.schedule_now(publish_due_schedules.now);
+  v_now timestamptz := jobs.clock(publish_due_schedules.now);
   r jobs.recurring;
   v_id bigint;
   v_count integer := 0;

@@ -58,7 +58,7 @@ create function jobs.redrive_counts(
 ) returns table (redriven integer, held_by_key integer, serial_later integer)
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := coalesce(redrive_counts.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(redrive_counts.now);
   v_statuses text[] := case when redrive_counts.include_cancelled then array['failure', 'cancelled'] else array['failure'] end;
   v_matched bigint[];
   v_ids bigint[];
@@ -78,9 +78,6 @@ begin
   end if;
   if redrive_counts.max_rows < 1 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (every match) or at least 1, got %s', redrive_counts.max_rows));
-  end if;
-  if not isfinite(redrive_counts.now) then
-    perform jobs.raise_invalid('PD007', 'now', format('must be a finite time or null, got %s', redrive_counts.now));
   end if;
   -- A queue filter naming no queue would match nothing (a dead letter goes
   -- back only to a queue that exists): a typo answered 0 otherwise.

@@ -3752,7 +3752,7 @@ CREATE FUNCTION jobs.publish_due_schedules(now timestamp with time zone DEFAULT 
     AS $$
 declare
   c_stopped constant text := 'stopped until jobs.schedule is called for it again: ';  -- jobs.stopped_schedules
-  v_now timestamptz := jobs.schedule_now(publish_due_schedules.now);
+  v_now timestamptz := jobs.clock(publish_due_schedules.now);
   r jobs.recurring;
   v_id bigint;
   v_count integer := 0;
@@ -4386,7 +4386,7 @@ CREATE FUNCTION jobs.redrive_counts(job_ids bigint[] DEFAULT NULL::bigint[], tas
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := coalesce(redrive_counts.now, pg_catalog.now());
+  v_now timestamptz := jobs.clock(redrive_counts.now);
   v_statuses text[] := case when redrive_counts.include_cancelled then array['failure', 'cancelled'] else array['failure'] end;
   v_matched bigint[];
   v_ids bigint[];
@@ -4406,9 +4406,6 @@ begin
   end if;
   if redrive_counts.max_rows < 1 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (every match) or at least 1, got %s', redrive_counts.max_rows));
-  end if;
-  if not isfinite(redrive_counts.now) then
-    perform jobs.raise_invalid('PD007', 'now', format('must be a finite time or null, got %s', redrive_counts.now));
   end if;
   -- A queue filter naming no queue would match nothing (a dead letter goes
   -- back only to a queue that exists): a typo answered 0 otherwise.
@@ -5482,7 +5479,7 @@ CREATE FUNCTION jobs.run_schedule(name text, now timestamp with time zone DEFAUL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := jobs.schedule_now(run_schedule.now);
+  v_now timestamptz := jobs.clock(run_schedule.now);
   r jobs.recurring;
   v_id bigint;
 begin
@@ -5536,7 +5533,7 @@ CREATE FUNCTION jobs.schedule(name text, cron text, task text, body jsonb DEFAUL
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 declare
-  v_now timestamptz := jobs.schedule_now(schedule.now);
+  v_now timestamptz := jobs.clock(schedule.now);
   v_next timestamptz;
   v_runner text;
   v_tz text;
@@ -5838,21 +5835,6 @@ begin
       format('call jobs.run_maintenance(%L::interval, %s, %s)', schedule_maintenance.retention,
              case when schedule_maintenance.archive then 'true' else 'false' end, schedule_maintenance.budget)),
     jobs.pg_cron_schedule('pgdrain:vacuum', '*/10 * * * *', 'vacuum (analyze) jobs.job_queue')];
-end $$;
-
---
--- Name: schedule_now(timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
---
-
-CREATE FUNCTION jobs.schedule_now(p_now timestamp with time zone) RETURNS timestamp with time zone
-    LANGUAGE plpgsql STABLE
-    AS $$
-begin
-  if not isfinite(p_now) then
-    perform jobs.raise_invalid('PDC03', 'now', format('must be a finite time or null, got %s', p_now));
-  end if;
-  if p_now <> pg_catalog.now() then perform jobs.check_now(p_now); end if;  -- another clock: an admin's
-  return coalesce(p_now, pg_catalog.now());
 end $$;
 
 --

@@ -5,8 +5,10 @@
 // maintain, expire and the cancels ran on it, publish failed with the
 // table's check (23514), settle_arrays with "cannot subtract infinite
 // timestamps", claim_json with "cannot convert infinity to bigint".
-// The schedule functions (sql/0019-0023, 0037-0038) and redrive (sql/0029)
-// are left to their own files' tests.
+// The schedule functions that take one and redrive's count (below) too:
+// publish_due_schedules set a due schedule's next tick to infinity (it never
+// ran again) and wrote its last_error, schedule answered that its cron never
+// fires (PDC01 cron), redrive_counts failed with the table's check (23514).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { sqlErrorOf, testDb } from './support/db.js';
 
@@ -82,5 +84,32 @@ describe('a finite now (and null) still runs the call', () => {
     expect(await sql(`select jobs.ack(${running}, null, null) as ok`)).toEqual([{ ok: true }]);
     expect(await sql(`select job_id::text as id, lease_until = now() + interval '1 hour 60 s' as ok
                       from jobs.consume(1, now() + interval '1 hour')`)).toEqual([{ id: waiting, ok: true }]);
+  });
+});
+
+describe.each(['infinity', '-infinity'])('the schedule functions and redrive, now at %s', (value) => {
+  /** The schedules and jobs a refused call could have written, as one text. */
+  const scheduleState = async () => (await sql<{ s: string }>(`select concat_ws('|',
+      (select string_agg(r::text, ',' order by r.name) from jobs.recurring r), queued.s) as s
+      from (select string_agg(q::text, ',' order by q.job_id) as s from jobs.job_queue q) queued`))[0]!.s;
+
+  it.each([
+    ['schedule', () => `select jobs.schedule('s.new', '* * * * *', 't.a', now => '${value}')`],
+    // Due (next_run_at passed) for a drain's claim or maintain to tick.
+    ['publish_due_schedules', () => `select jobs.publish_due_schedules('${value}')`],
+    // As pg_cron runs it (runner set by hand: no pg_cron here).
+    ['run_schedule', () => `select jobs.run_schedule('s.cron', '${value}')`],
+    ['redrive_counts', () => `select * from jobs.redrive_counts(now => '${value}')`],
+  ])('%s: PD007 naming now, nothing written', async (_name, call) => {
+    await sql('truncate jobs.recurring');
+    await sql(`select jobs.schedule('s.due', '* * * * *', 't.a'), jobs.schedule('s.cron', '* * * * *', 't.b')`);
+    await sql(`update jobs.recurring set next_run_at = now() - interval '1 minute' where name = 's.due'`);
+    await sql(`update jobs.recurring set runner = 'pg_cron', next_run_at = null where name = 's.cron'`);
+    await sql(`select jobs.fail(array[${waiting}]::bigint[])`);
+    const before = await scheduleState();
+    const error = await sqlErrorOf(sql, call());
+    expect({ code: error.code, column: error.column, message: error.message })
+      .toEqual({ code: 'PD007', column: 'now', message: `now: must be a finite time or null, got ${value}` });
+    expect(await scheduleState()).toBe(before);
   });
 });

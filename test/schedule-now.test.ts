@@ -24,7 +24,7 @@ describe('now at ±infinity', () => {
     ]) {
       it(`is refused naming now, nothing written: ${call.slice(7, call.indexOf('('))} (${now})`, async () => {
         const e = await sqlError(call, [now]);
-        expect([e.code, e.column, e.message]).toEqual(['PDC03', 'now', `now: must be a finite time or null, got ${now}`]);
+        expect([e.code, e.column, e.message]).toEqual(['PD007', 'now', `now: must be a finite time or null, got ${now}`]);
         expect(await sql(`select name, next_run_at, last_error from jobs.recurring`))
           .toEqual([{ name: 's', next_run_at: new Date('2030-01-01T00:01:00Z'), last_error: null }]);
         expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 0 }]);
