@@ -3770,7 +3770,7 @@ declare
   v_error text;
   v_hint text;
   v_out boolean;  -- a search ran out of steps
-  v_due boolean;  -- a tick whose publish failed, left due
+  v_due boolean;  -- a tick whose publish and next failed, left due
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
@@ -3904,8 +3904,8 @@ begin
       -- why, try next minute (its publish undone). With backfill (its
       -- publish failed), at the next tick (a job's scheduled_at is its
       -- tick), the ticks not published counted as one skipped; that tick
-      -- out of a budget, stopped; failing but for the budget, none to go
-      -- to: its tick stays due for the next claim.
+      -- out of a whole budget, stopped; failing but for the budget, none
+      -- to go to: its tick stays due for the next claim.
       v_stop := null;
       v_due := false;
       v_next := case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute' end;
@@ -3917,16 +3917,22 @@ begin
           v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
           perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
           exit when v_out and v_left < jobs.max_tick_steps();
-          v_stop := format('%s (SQLSTATE %s)', sqlerrm, sqlstate);
-          v_due := true;
-          v_next := r.next_run_at;
+          -- Out of what its own searches left (its window's first tick, the
+          -- ticks before the one that failed): no proof it needs more than a
+          -- budget, so not stopped, nor that error recorded. Due at the tick
+          -- that failed (those before it dropped, counted): the next claim
+          -- it heads goes on from it, its searches with a whole budget.
+          v_stop := case when not v_out then format('%s (SQLSTATE %s)', sqlerrm, sqlstate) end;
+          v_due := not v_out;
+          v_next := case when v_out then coalesce(v_tick, r.next_run_at) else r.next_run_at end;
         end;
         v_error := v_error || coalesce('; its next tick: ' || v_stop, '');
       end if;
       update jobs.recurring s
       set next_run_at = v_next,
-          skipped_ticks = s.skipped_ticks + (r.backfill is not null and not v_due)::integer,
-          last_skipped_at = case when r.backfill is not null and not v_due then r.next_run_at else s.last_skipped_at end,
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null and v_next is distinct from r.next_run_at)::integer,
+          last_skipped_at = case when r.backfill is not null and v_next is distinct from r.next_run_at then r.next_run_at
+                                 else s.last_skipped_at end,
           last_error = case when v_stop is not null and not v_due then c_stopped else '' end || v_error
       where s.name = r.name;
     end;
