@@ -27,7 +27,8 @@ it('a statement that ended before its late cancel arrived does not hand its clie
   const release = proxy.holdNew(); // the cancel's connection waits here
   const controller = new AbortController();
   const given = driver.query("select pg_sleep(0.5), 'given up' as mark", [], { signal: controller.signal });
-  await until(async () => (await db.sql(`select 1 from pg_stat_activity where pid = $1 and query like '%given up%'`, [before])).length > 0);
+  await until(async () => (await db.sql(`select 1 from pg_stat_activity where pid = $1 and query like '%given up%'`, [before])).length > 0,
+    'the statement running on the server');
   controller.abort(new Error('gave up'));
   await given; // the reply came before the cancel reached the server
   release();

@@ -89,7 +89,8 @@ export async function tcpProxy(targetHost: string, targetPort: number, options: 
     },
     freezeOpen,
     holdNew() {
-      const mine = held = [];
+      const mine: Socket[] = [];
+      held = mine;
       return () => {
         if (held === mine) held = undefined;
         for (const client of mine.splice(0)) if (!client.destroyed) forward(client);
