@@ -1,10 +1,13 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_OVERRUN_MS } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { createQueue } from '../queue.js';
 import { connect } from './connect.js';
-import { decimal } from './flag-parsers.js';
+import { decimal, seconds } from './flag-parsers.js';
+import { capConnections, DEFAULT_HEADERS_TIMEOUT_S, DEFAULT_KEEP_ALIVE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS,
+         DEFAULT_REQUEST_TIMEOUT_S, serverOptions, type BoundFlags } from './serve-bounds.js';
 import { listenForStop, unlessAgain, type StopSignals } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 
@@ -20,7 +23,7 @@ function number(min: number, max: number, integer: boolean) {
   };
 }
 
-interface ServeOptions {
+interface ServeOptions extends BoundFlags {
   port: number;
   host: string;
   tasks?: string;
@@ -83,6 +86,14 @@ export function serveCommand(): Command {
     .option('--max-batch <n>', 'largest batchSize a request may ask for (default 1000)', number(1, 10000, true))
     .option('--max-budget <seconds>', 'longest drain a request may ask for (default 300)', number(0.1, 86400, false))
     .option('--max-body <bytes>', 'largest request body (default 1048576)', number(1, 100 * 1024 * 1024, true))
+    .option('--headers-timeout <seconds>', `longest a request's headers may take to arrive (default ${DEFAULT_HEADERS_TIMEOUT_S})`,
+      seconds(0.1, 3600))
+    .option('--request-timeout <seconds>', `longest a whole request (headers and body, not the answer) may take to arrive `
+      + `(default ${DEFAULT_REQUEST_TIMEOUT_S}, or --headers-timeout if longer)`, seconds(0.1, 86400))
+    .option('--keep-alive-timeout <seconds>', `how long an idle keep-alive connection stays open (default ${DEFAULT_KEEP_ALIVE_TIMEOUT_S}; `
+      + 'behind a load balancer, longer than its idle timeout)', seconds(0.1, 3600))
+    .option('--max-connections <n>', `most open connections; past it the one longest without a request in progress is closed `
+      + `(default ${DEFAULT_MAX_CONNECTIONS})`, number(1, 1_000_000, true))
     .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', number(0, 3600, false), 10)
     .option('--dashboard-actions', 'GET /dashboard gets forms: pause/resume a queue, redrive failed jobs, cancel a job (needs PGDRAIN_TOKEN)')
     .option('--dashboard-redrive-rows <n>', 'most failed jobs the dashboard\'s redrive of a queue puts back per click (default 10000; '
@@ -119,6 +130,7 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
     const rule = value === undefined ? null : credentialRule(kind, value);
     if (rule) throw new ValidationError(variable, rule);
   }
+  const bounds = serverOptions(opts);
   if (opts.dashboardActions && token === undefined) {
     throw new ValidationError('--dashboard-actions', 'needs PGDRAIN_TOKEN: a browser logs in to the dashboard with it, and it keys the forms\' tokens');
   }
@@ -149,13 +161,15 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
       onError: (error) => log(errorLine(error)),
     });
     await new Promise<void>((resolve, reject) => {
-      const server = serve({ fetch: app.fetch, port: opts.port, hostname: opts.host }, (info: AddressInfo) => {
+      const server = serve({ fetch: app.fetch, port: opts.port, hostname: opts.host, serverOptions: bounds }, (info: AddressInfo) => {
         const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
         log(`pgdrain: serving on http://${host}:${info.port}${tasks ? '' : ' (no --tasks: POST /drain is off)'}`);
         // A signal that came before it listened (while it loaded, or held from start-up) acts now.
         if (stopping.signal.aborted) shutDown();
       });
       server.once('error', (error) => reject(listenError(error, opts)));
+      // Before any socket comes: serve() only starts listening.
+      capConnections(server as Server, opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS, log);
       // Not before it listens: close() would fail (not running), and the listen would go on.
       stopping.signal.addEventListener('abort', () => {
         if (server.listening) shutDown();
