@@ -10,7 +10,7 @@ import { send } from '../send.js';
 import type { DrainReport } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
-import { errorResponse, HttpError } from './errors.js';
+import { endedRequest, errorResponse, HttpError } from './errors.js';
 import { mountDashboard } from './dashboard-routes.js';
 import { DrainMetrics, type JobCountRow } from './metrics.js';
 import { listJobsQuery, parseDrainRequest, parsePublishEventRequest, parsePublishRequest, resolveLimits, tooLarge,
@@ -144,7 +144,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
                                 toleranceSeconds: limits.signatureToleranceSeconds });
 
   const app = new Hono<{ Variables: AuthVariables }>();
-  app.onError((error, c) => errorResponse(c, error, onError));
+  app.onError((error, c) => errorResponse(c, endedRequest(c, error), onError));
   app.notFound((c) => errorResponse(c, new HttpError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
 
   let healthyAt = -Infinity; // when the database last answered a probe (this app's: a Worker's isolate, a server)

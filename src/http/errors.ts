@@ -49,6 +49,18 @@ export function errorAnswer(error: unknown, report?: (error: unknown) => void): 
   return { status: 500, code: 'internal', message: 'internal error; the server log has the details', field: null, headers: {} };
 }
 
+/**
+ * A body that stopped arriving because its client went, or was cut off
+ * (`pgdrain serve`'s --request-timeout): Node fails the read with an
+ * ECONNRESET, which would be a 500 logged as a database outage. It is a 499
+ * no one reads, not logged. Anything else is as it was.
+ */
+export function endedRequest(c: Context, error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== 'ECONNRESET' || !c.req.raw.signal.aborted || error instanceof PgDrainError) return error;
+  return new HttpError(499, 'request_ended', 'the request ended before its body had arrived', null);
+}
+
 /** Turns any error into a JSON answer (errorAnswer's). */
 export function errorResponse(c: Context, error: unknown, report?: (error: unknown) => void): Response {
   const { status, code, message, field, headers } = errorAnswer(error, report);
