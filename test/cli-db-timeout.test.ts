@@ -120,7 +120,24 @@ describe('one-shot commands give up on a database that does not answer (--db-tim
     }
   });
 
-  it.each([['stats'], ['wait', '1']])('%s takes PGDRAIN_DB_TIMEOUT when --db-timeout is absent', async (...args) => {
+  it('migrate with PGDRAIN_DB_TIMEOUT set waits for another migrate\'s lock past that bound: the variable bounds its connection only', async () => {
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('select pg_advisory_lock(7360372011)');
+      const waiting = runCliWith({ PGDRAIN_DB_TIMEOUT: '1' }, db.url, 'migrate');
+      // Its lock wait outlives the variable's 1 s, by the server's clock (a bound on it would have cancelled it at 1 s).
+      await until(async () => (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+        where wait_event = 'advisory' and query like 'select pg_advisory_xact_lock%'
+          and clock_timestamp() - query_start > interval '3 seconds'`))[0]!.n === 1, 'migrate to wait for the lock past 3 s');
+      await holder.query('select pg_advisory_unlock(7360372011)');
+      expect(await waiting).toMatchObject({ code: 0, stderr: 'pgdrain: schema is up to date\n' });
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it.each([['stats'], ['wait', '1'], ['migrate']])('%s takes PGDRAIN_DB_TIMEOUT when --db-timeout is absent', async (...args) => {
     proxy.freeze();
     const r = await runCliWith({ PGDRAIN_DB_TIMEOUT: '1' }, viaProxy, ...args);
     expect(r.code).toBe(1);

@@ -9,7 +9,7 @@ import { seconds } from './flag-parsers.js';
 // PgBouncer), which TCP would wait for forever: a CronJob running `pgdrain
 // publish` has no deadline of its own. drain bounds itself (--overrun) and
 // serve per request: they take no --db-timeout. PGDRAIN_DB_TIMEOUT stands in
-// for the flag when it is absent.
+// for the flag when it is absent (on migrate, for its connection only).
 
 /** --db-timeout's default, in seconds. */
 export const DB_TIMEOUT_SECONDS = 30;
@@ -59,14 +59,21 @@ export function addDbTimeout(cli: Command): void {
   if (!cli.parent) cli.hook('preAction', (_cli, action) => void (current = boundOf(action)));
 }
 
-/** The bound a command's --db-timeout, else PGDRAIN_DB_TIMEOUT, sets (none: the command has no such flag). */
+/**
+ * The bound a command's --db-timeout, else PGDRAIN_DB_TIMEOUT, sets (none:
+ * the command has no such flag). Where the flag bounds statements only when
+ * given (HELP: migrate), the variable bounds the connection only, as the
+ * default does: set for every command (a shared ConfigMap), it must not give
+ * up on a long migration, or on one waiting for another migrate's lock.
+ */
 function boundOf(cmd: Command): DbBound | undefined {
   const option = cmd.options.find((o) => o.long === '--db-timeout');
   if (!option) return undefined;
   fromEnv(cmd, option, DB_TIMEOUT_ENV);
   const given = cmd.opts<{ dbTimeout?: number }>().dbTimeout;
+  const onStatements = !HELP[cmd.name()] || cmd.getOptionValueSource(option.attributeName()) === 'cli';
   const ms = (s: number | undefined) => (s === undefined || s === 0 ? undefined : s * 1000);
-  return { connectMs: ms(given ?? DB_TIMEOUT_SECONDS), statementMs: ms(given) };
+  return { connectMs: ms(given ?? DB_TIMEOUT_SECONDS), statementMs: onStatements ? ms(given) : undefined };
 }
 
 /** Where a URL points, for the error: host:port (its password never). */
