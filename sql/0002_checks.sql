@@ -198,15 +198,15 @@ begin
 end $$;
 
 -- A job's group (jobs.publish's group_id, group_tier; p_prefix: 'jobs[3].'
--- in a bulk): each a non-empty text of at most 200 characters, a tier only
--- with a group.
+-- in a bulk): each a non-empty text of at most 200 characters, not only
+-- whitespace (jobs.blank), a tier only with a group.
 create function jobs.check_group(p_id text, p_tier text, p_prefix text default '')
 returns void language plpgsql immutable as $$
 begin
-  if p_id = '' or length(p_id) > 200 then
-    perform jobs.raise_invalid('PD019', p_prefix || 'group_id', 'must be a non-empty text of at most 200 characters');
-  elsif p_tier = '' or length(p_tier) > 200 then
-    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'must be a non-empty text of at most 200 characters');
+  if jobs.blank(p_id) or length(p_id) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_id', 'must be a non-empty text of at most 200 characters, not only whitespace');
+  elsif jobs.blank(p_tier) or length(p_tier) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'must be a non-empty text of at most 200 characters, not only whitespace');
   elsif p_tier is not null and p_id is null then
     perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'needs a group_id (the group whose tier it names)');
   end if;

@@ -174,12 +174,12 @@ begin
     end if;
   end if;
   -- Groups: the first bad job named.
-  if exists (select from unnest(publish_arrays.group_ids) x where x = '' or length(x) > 200)
+  if exists (select from unnest(publish_arrays.group_ids) x where jobs.blank(x) or length(x) > 200)
      or exists (select from unnest(publish_arrays.group_tiers, publish_arrays.group_ids) x(t, g)
-                where x.t = '' or length(x.t) > 200 or x.t is not null and x.g is null) then
+                where jobs.blank(x.t) or length(x.t) > 200 or x.t is not null and x.g is null) then
     select x.ord, x.g, x.t into v_bad
     from unnest(publish_arrays.group_ids, publish_arrays.group_tiers) with ordinality as x(g, t, ord)
-    where x.g = '' or length(x.g) > 200 or x.t = '' or length(x.t) > 200 or x.t is not null and x.g is null
+    where jobs.blank(x.g) or length(x.g) > 200 or jobs.blank(x.t) or length(x.t) > 200 or x.t is not null and x.g is null
     order by x.ord limit 1;
     perform jobs.check_group(v_bad.g, v_bad.t, format('jobs[%s].', v_bad.ord));
   end if;

@@ -88,14 +88,14 @@ begin
   end if;
   v_tiers := nullif(nullif(v_tiers, 'null'), '{}');
   select e.key, e.value into v_bad from jsonb_each(v_tiers) e
-  where e.key = '' or length(e.key) > 200 or jsonb_typeof(e.value) <> 'number'
+  where jobs.blank(e.key) or length(e.key) > 200 or jsonb_typeof(e.value) <> 'number'
      or case when jsonb_typeof(e.value) = 'number'
              then e.value::numeric not between 1 and 100000 or e.value::numeric <> trunc(e.value::numeric) else true end
   order by e.key limit 1;
   if found then
-    perform jobs.raise_invalid('PD019', case when v_bad.key = '' or length(v_bad.key) > 200 then 'group_tiers'
+    perform jobs.raise_invalid('PD019', case when jobs.blank(v_bad.key) or length(v_bad.key) > 200 then 'group_tiers'
                                             else format('group_tiers.%s', v_bad.key) end,
-      case when v_bad.key = '' or length(v_bad.key) > 200 then 'tier names must be non-empty texts of at most 200 characters'
+      case when jobs.blank(v_bad.key) or length(v_bad.key) > 200 then 'tier names must be non-empty texts of at most 200 characters, not only whitespace'
            else format('must be an integer between 1 and 100000, got %s', v_bad.value) end);
   end if;
   -- An integral number written with a fraction (5.0) is kept as the integer

@@ -651,10 +651,10 @@ CREATE FUNCTION jobs.check_group(p_id text, p_tier text, p_prefix text DEFAULT '
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 begin
-  if p_id = '' or length(p_id) > 200 then
-    perform jobs.raise_invalid('PD019', p_prefix || 'group_id', 'must be a non-empty text of at most 200 characters');
-  elsif p_tier = '' or length(p_tier) > 200 then
-    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'must be a non-empty text of at most 200 characters');
+  if jobs.blank(p_id) or length(p_id) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_id', 'must be a non-empty text of at most 200 characters, not only whitespace');
+  elsif jobs.blank(p_tier) or length(p_tier) > 200 then
+    perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'must be a non-empty text of at most 200 characters, not only whitespace');
   elsif p_tier is not null and p_id is null then
     perform jobs.raise_invalid('PD019', p_prefix || 'group_tier', 'needs a group_id (the group whose tier it names)');
   end if;
@@ -1353,14 +1353,14 @@ begin
   end if;
   v_tiers := nullif(nullif(v_tiers, 'null'), '{}');
   select e.key, e.value into v_bad from jsonb_each(v_tiers) e
-  where e.key = '' or length(e.key) > 200 or jsonb_typeof(e.value) <> 'number'
+  where jobs.blank(e.key) or length(e.key) > 200 or jsonb_typeof(e.value) <> 'number'
      or case when jsonb_typeof(e.value) = 'number'
              then e.value::numeric not between 1 and 100000 or e.value::numeric <> trunc(e.value::numeric) else true end
   order by e.key limit 1;
   if found then
-    perform jobs.raise_invalid('PD019', case when v_bad.key = '' or length(v_bad.key) > 200 then 'group_tiers'
+    perform jobs.raise_invalid('PD019', case when jobs.blank(v_bad.key) or length(v_bad.key) > 200 then 'group_tiers'
                                             else format('group_tiers.%s', v_bad.key) end,
-      case when v_bad.key = '' or length(v_bad.key) > 200 then 'tier names must be non-empty texts of at most 200 characters'
+      case when jobs.blank(v_bad.key) or length(v_bad.key) > 200 then 'tier names must be non-empty texts of at most 200 characters, not only whitespace'
            else format('must be an integer between 1 and 100000, got %s', v_bad.value) end);
   end if;
   -- An integral number written with a fraction (5.0) is kept as the integer
@@ -3637,12 +3637,12 @@ begin
     end if;
   end if;
   -- Groups: the first bad job named.
-  if exists (select from unnest(publish_arrays.group_ids) x where x = '' or length(x) > 200)
+  if exists (select from unnest(publish_arrays.group_ids) x where jobs.blank(x) or length(x) > 200)
      or exists (select from unnest(publish_arrays.group_tiers, publish_arrays.group_ids) x(t, g)
-                where x.t = '' or length(x.t) > 200 or x.t is not null and x.g is null) then
+                where jobs.blank(x.t) or length(x.t) > 200 or x.t is not null and x.g is null) then
     select x.ord, x.g, x.t into v_bad
     from unnest(publish_arrays.group_ids, publish_arrays.group_tiers) with ordinality as x(g, t, ord)
-    where x.g = '' or length(x.g) > 200 or x.t = '' or length(x.t) > 200 or x.t is not null and x.g is null
+    where jobs.blank(x.g) or length(x.g) > 200 or jobs.blank(x.t) or length(x.t) > 200 or x.t is not null and x.g is null
     order by x.ord limit 1;
     perform jobs.check_group(v_bad.g, v_bad.t, format('jobs[%s].', v_bad.ord));
   end if;

@@ -1,10 +1,13 @@
 import * as z from 'zod/mini';
-import { abortSignalSchema, attributesSchema, integerCheck, jobIdSchema, keySchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema,
+import { abortSignalSchema, attributesSchema, integerCheck, isBlank, jobIdSchema, keySchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema,
   textSchema, unstorableText, validDateSchema } from './options.js';
 
 // The options a job is published or changed with (publish, publishBulk,
 // reschedule, a named queue's job defaults, redrive, waitFor), mirroring the
 // SQL checks: a bad call fails before any round trip, naming the field and the rule.
+
+/** A job's group id or tier (publish's group, the CLI's --group and --group-tier), as jobs.check_group (PD019). */
+export const groupTextSchema = textSchema(200, 'must be a non-empty text of at most 200 characters, not only whitespace', true);
 
 // Numbers are finite in zod 4 (classic's .finite() did nothing).
 const bulkOptions = {
@@ -20,10 +23,9 @@ const bulkOptions = {
     z.maximum(MAX_DELAY_SECONDS, `must be at most ${MAX_DELAY_SECONDS} (ten years)`))),
   // Checked as the queue option is; that it exists and makes no loop, by the database (PD009).
   deadLetter: z.optional(queueNameSchema),
-  // As jobs.check_group (PD019).
   group: z.optional(z.strictObject({
-    id: textSchema(200, 'must be a non-empty text of at most 200 characters'),
-    tier: z.optional(textSchema(200, 'must be a non-empty text of at most 200 characters')),
+    id: groupTextSchema,
+    tier: z.optional(groupTextSchema),
   }, { error: 'must be an object { id, tier? }' })),
 };
 
@@ -136,8 +138,8 @@ export const groupTiersSchema = z.strictObject({
   // The names checked on the whole record: a record's key schema reports
   // only zod's "Invalid key in record", not the rule.
   tiers: z.optional(z.record(z.string(), groupCapSchema).check(z.refine(
-    (t) => Object.keys(t).every((k) => k !== '' && k.length <= 200 && unstorableText(k) === null),
-    'tier names must be non-empty texts of at most 200 characters'))),
+    (t) => Object.keys(t).every((k) => !isBlank(k) && k.length <= 200 && unstorableText(k) === null),
+    'tier names must be non-empty texts of at most 200 characters, not only whitespace'))),
 });
 
 export const redriveFilterSchema = z.strictObject({

@@ -82,8 +82,10 @@ describe('TypeScript', () => {
   it('refuses a bad group before any round trip, naming the option', async () => {
     const bad: [Promise<unknown>, string][] = [
       [queue.publish('t', null, { group: { id: '' } }), 'options.group.id'],
+      [queue.publish('t', null, { group: { id: ' \t' } }), 'options.group.id'],
       [queue.publish('t', null, { group: { id: 'x'.repeat(201) } }), 'options.group.id'],
       [queue.publish('t', null, { group: { id: 'g', tier: '' } }), 'options.group.tier'],
+      [queue.publish('t', null, { group: { id: 'g', tier: '\n' } }), 'options.group.tier'],
       [queue.publish('t', null, { group: 'g' as never }), 'options.group'],
       [queue.publish('t', null, { group: { tier: 'pro' } as never }), 'options.group.id'],
       [queue.publishBulk([{ task: 't' }, { task: 't', group: { id: 'g', tier: 7 as never } }]), 'jobs[1].group.tier'],
@@ -107,10 +109,10 @@ describe('TypeScript', () => {
         .toMatchObject({ name: 'ValidationError', field });
     }
     // A bad tier name: the rule, not zod's "Invalid key in record".
-    for (const name of ['', 'x'.repeat(201)]) {
+    for (const name of ['', '  ', 'x'.repeat(201)]) {
       await expect(queue.queues.create('gc', { groupConcurrency: { default: 2, tiers: { [name]: 1 } } })).rejects.toMatchObject({
         name: 'ValidationError', field: 'options.groupConcurrency.tiers',
-        message: 'options.groupConcurrency.tiers: tier names must be non-empty texts of at most 200 characters' });
+        message: 'options.groupConcurrency.tiers: tier names must be non-empty texts of at most 200 characters, not only whitespace' });
     }
     await queue.queues.create('gc', { groupConcurrency: null });
     expect(await settings()).toEqual({ c: null, t: null });
@@ -129,7 +131,7 @@ describe('HTTP and CLI', () => {
     const many = await post({ queue: 'gc', jobs: [{ task: 't' }, { task: 't', group: { id: 'g2' } }] });
     expect(many.status).toBe(201);
     expect(await groupOf(many.body.ids[1])).toEqual({ group_id: 'g2', group_tier: null });
-    for (const [body, field] of [[{ task: 't', group: { id: '' } }, 'group.id'],
+    for (const [body, field] of [[{ task: 't', group: { id: '' } }, 'group.id'], [{ task: 't', group: { id: '  ' } }, 'group.id'],
       [{ jobs: [{ task: 't', group: { id: 'g', tier: '' } }] }, 'jobs[0].group.tier']] as const) {
       const r = await post(body);
       expect(r.status, JSON.stringify(body)).toBe(400);
@@ -147,6 +149,11 @@ describe('HTTP and CLI', () => {
     expect(lone.code).toBe(2);
     expect(lone.stderr).toMatch(/--group-tier needs --group/);
     expect((await cli('publish', 't', '--group', '')).stderr).toMatch(/--group/);
+    for (const flags of [['--group', ' '], ['--group', 'g', '--group-tier', '\t']]) {
+      const blank = await cli('publish', 't', ...flags);
+      expect(blank.code, flags.join(' ')).toBe(2);
+      expect(blank.stderr, flags.join(' ')).toMatch(new RegExp(`${flags.at(-2)}.*must be a non-empty text of at most 200 characters, not only whitespace`));
+    }
 
     expect(await cli('queue', 'create', 'gc', '--group-concurrency', '2', '--group-tiers', '{"pro": 5}')).toMatchObject({ code: 0 });
     expect(await settings()).toEqual({ c: 2, t: { pro: 5 } });
@@ -156,7 +163,8 @@ describe('HTTP and CLI', () => {
     for (const [args, message] of [[['--group-concurrency', '0'], /--group-concurrency/],
       [['--group-tiers', '{"pro": 5}'], /--group-tiers needs --group-concurrency/],
       [['--group-concurrency', '2', '--group-tiers', '{"pro": 0}'], /--group-tiers\.pro: must be an integer between 1 and 100000/],
-      [['--group-concurrency', '2', '--group-tiers', '{"": 3}'], /--group-tiers: tier names must be non-empty texts of at most 200 characters/]] as const) {
+      [['--group-concurrency', '2', '--group-tiers', '{"": 3}'], /--group-tiers: tier names must be non-empty texts of at most 200 characters/],
+      [['--group-concurrency', '2', '--group-tiers', '{" ": 3}'], /--group-tiers: tier names must be non-empty texts of at most 200 characters, not only whitespace/]] as const) {
       const bad = await cli('queue', 'create', 'gc', ...args);
       expect(bad.code, args.join(' ')).toBe(2);
       expect(bad.stderr, args.join(' ')).toMatch(message);

@@ -195,10 +195,14 @@ describe('publishing a group', () => {
   it('refuses bad groups, naming the field, writing nothing', async () => {
     const cases: [string, string][] = [
       [`select jobs.publish('gc.job', group_id => '')`, 'group_id'],
+      [`select jobs.publish('gc.job', group_id => E' \\t')`, 'group_id'],
       [`select jobs.publish('gc.job', group_id => repeat('x', 201))`, 'group_id'],
       [`select jobs.publish('gc.job', group_tier => 'pro')`, 'group_tier'],
       [`select jobs.publish('gc.job', group_id => 'g', group_tier => '')`, 'group_tier'],
+      [`select jobs.publish('gc.job', group_id => 'g', group_tier => '  ')`, 'group_tier'],
       [`select jobs.publish_arrays(array['a', 'b'], group_ids => array['g', ''])`, 'jobs[2].group_id'],
+      [`select jobs.publish_arrays(array['a', 'b'], group_ids => array['g', ' '])`, 'jobs[2].group_id'],
+      [`select jobs.publish_arrays(array['a', 'b'], group_ids => array['g', 'h'], group_tiers => array[null, E'\\n'])`, 'jobs[2].group_tier'],
       [`select jobs.publish_arrays(array['a', 'b'], group_tiers => array[null, 't'])`, 'jobs[2].group_tier'],
       [`select jobs.publish_bulk(array[('a', null, null, null, null, null)::jobs.bulk_job], group_tier => 't')`, 'jobs[1].group_tier'],
     ];
@@ -214,6 +218,7 @@ describe('publishing a group', () => {
       [`select jobs.create_queue('gc', group_concurrency => 0)`, 'group_concurrency'],
       [`select jobs.create_queue('gc', group_concurrency => 100001)`, 'group_concurrency'],
       [`select jobs.create_queue('gc', group_tiers => '[1]')`, 'group_tiers'],
+      [`select jobs.create_queue('gc', group_tiers => '{" ": 3}')`, 'group_tiers'],
       [`select jobs.create_queue('gc', group_tiers => '{"pro": 0}')`, 'group_tiers.pro'],
       [`select jobs.create_queue('gc', group_tiers => '{"pro": 1.5}')`, 'group_tiers.pro'],
       [`select jobs.create_queue('gc', group_tiers => '{"pro": 5.5, "team": 2}')`, 'group_tiers.pro'],

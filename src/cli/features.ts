@@ -3,7 +3,8 @@ import { checkedBy, integer, jobIds, json, jsonObject, jsonObjects, positive, se
 import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, setQueuePaused } from '../admin.js';
 import type { Driver } from '../db/driver.js';
 import { PgDrainError } from '../errors.js';
-import { MAX_DELAY_SECONDS, queueNameSchema, textSchema, workerIdSchema } from '../options.js';
+import { groupTextSchema } from '../job-options.js';
+import { MAX_DELAY_SECONDS, queueNameSchema, workerIdSchema } from '../options.js';
 import { formatTable, groupCaps } from './format.js';
 import type { JobGroup } from '../types.js';
 
@@ -35,9 +36,9 @@ export function addPublishOptions(cmd: Command): Command {
 export function addGroupOptions(cmd: Command): Command {
   return cmd
     .option('--group <id>', "the group of every job it publishes: a queue's --group-concurrency caps how many of a group's jobs run at once",
-      checkedBy(textSchema(200)))
+      checkedBy(groupTextSchema))
     .option('--group-tier <tier>', "with --group: the tier whose cap (the queue's --group-tiers) the group takes",
-      checkedBy(textSchema(200)));
+      checkedBy(groupTextSchema));
 }
 
 /** Those flags as the group option (none: undefined); --group-tier without --group is a usage error. */
