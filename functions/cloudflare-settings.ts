@@ -3,7 +3,7 @@
 import * as z from 'zod/mini';
 import { checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
 import { ValidationError } from '../src/errors.js';
-import { parse, queueNameSchema } from '../src/options.js';
+import { parse, queueNameSchema, topicSchema } from '../src/options.js';
 import { lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
 
 /** The bindings this Worker reads. */
@@ -39,8 +39,7 @@ const envSchema = z.object({
   DRAIN_DEADLINE_SECONDS: z._default(z.coerce.number().check(z.gt(0, 'must be greater than 0'),
     z.maximum(MAX_DEADLINE_SECONDS, `must be at most ${MAX_DEADLINE_SECONDS} (a cron invocation runs at most 15 minutes)`)),
     DEFAULT_DEADLINE_SECONDS),
-  DRAIN_TOPIC: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'),
-    z.maxLength(200, 'must be at most 200 characters'))),
+  DRAIN_TOPIC: z.optional(topicSchema), // drain()'s rule, named after the binding
   DRAIN_QUEUE: z.optional(queueNameSchema),
   DRAIN_FILTER: z.optional(z.unknown()), // JSON text or a JSON [vars] value, checked by readSettings as drain() checks it
   DRAIN_EXCLUDE: z.optional(z.unknown()),

@@ -3,7 +3,7 @@
 // the variable and the rule.
 import * as z from 'zod/mini';
 import { checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
-import { parse, queueNameSchema } from '../src/options.js';
+import { parse, queueNameSchema, topicSchema } from '../src/options.js';
 import { lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
 
 export type Env = Record<string, string | undefined>;
@@ -19,7 +19,7 @@ const settingsSchema = z.object({
   PGDRAIN_TOKEN: secret(),
   PGDRAIN_HMAC_SECRET: secret(),
   PGDRAIN_BATCH_SIZE: z._default(count(1, 10_000), 100),
-  PGDRAIN_TOPIC: z.optional(z.string().check(z.maxLength(200))),
+  PGDRAIN_TOPIC: z.optional(topicSchema), // drain()'s rule: blank is refused here, named, not later as options.topic
   PGDRAIN_QUEUE: z.optional(queueNameSchema),
   PGDRAIN_FILTER: z.optional(z.string()), // JSON text, checked by readSettings as drain() checks it
   PGDRAIN_EXCLUDE: z.optional(z.string()),

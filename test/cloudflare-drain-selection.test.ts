@@ -41,6 +41,8 @@ beforeAll(async () => {
       // Set but blank: a mistake (a [vars] line left half-written), as the CLI's PGDRAIN_EXCLUDE='' is, not "none".
       worker('blank-filter', { DRAIN_FILTER: '' }),
       worker('blank-exclude', { DRAIN_EXCLUDE: ' ' }),
+      worker('blank-topic', { DRAIN_TOPIC: ' \t' }),
+      worker('long-topic', { DRAIN_TOPIC: 'x'.repeat(201) }),
     ],
   });
   await mf.ready;
@@ -79,7 +81,7 @@ describe('Worker drains with filter and exclude', () => {
       code: 'invalid_argument', field: 'exclude[1]', message: 'exclude[1]: must be a JSON object' } } });
   });
 
-  it('a bad or blank DRAIN_FILTER or DRAIN_EXCLUDE fails the cron drain and answers HTTP 500 naming it, and claims nothing', async () => {
+  it('a bad or blank DRAIN_FILTER, DRAIN_EXCLUDE or DRAIN_TOPIC fails the cron drain and answers HTTP 500 naming it, and claims nothing', async () => {
     for (const [name, field, message] of [
       ['bad-filter', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: must be valid JSON \(/],
       ['bad-filter-array', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: must be a JSON object$/],
@@ -87,6 +89,8 @@ describe('Worker drains with filter and exclude', () => {
       ['bad-exclude-object', 'env.DRAIN_EXCLUDE', /^env\.DRAIN_EXCLUDE: must be an array of JSON objects$/],
       ['blank-filter', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: is set but empty: give a value or unset it$/],
       ['blank-exclude', 'env.DRAIN_EXCLUDE', /^env\.DRAIN_EXCLUDE: is set but empty: give a value or unset it$/],
+      ['blank-topic', 'env.DRAIN_TOPIC', /^env\.DRAIN_TOPIC: is set but empty: give a value or unset it$/],
+      ['long-topic', 'env.DRAIN_TOPIC', /^env\.DRAIN_TOPIC: must be at most 200 characters$/],
     ] as const) {
       expect(await scheduled(name), name).toMatchObject({ outcome: 'exception' });
       expect(await post(name, {}), name).toMatchObject({ status: 500, body: { error: {

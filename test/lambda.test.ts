@@ -361,6 +361,19 @@ describe('configuration', () => {
     expect(await sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);
   });
 
+  it('a blank or too long PGDRAIN_TOPIC fails scheduled invocations naming it (not as the drain\'s options.topic), and claims nothing', async () => {
+    await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+    for (const [name, value, rule] of [['blank-topic.mjs', ' \t', 'must be a non-empty pattern'],
+                                       ['long-topic.mjs', 'x'.repeat(201), 'must be at most 200 characters']]) {
+      const bundle = join(dir, name!); // a cold instance of its own
+      copyFileSync(BUNDLE, bundle);
+      await expect(invoke(eventBridge(), 10_000, bundle, { ...ENV, PGDRAIN_TOPIC: value! })).rejects.toMatchObject({
+        errorType: 'ValidationError', errorMessage: `PGDRAIN_TOPIC: ${rule}` });
+      delete process.env.PGDRAIN_TOPIC; // lambda-local leaves it in process.env
+    }
+    expect(await sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);
+  });
+
   it('without DATABASE_URL (unset or empty), HTTP events answer 500 naming it, and scheduled ones fail naming it', async () => {
     const saved = process.env.DATABASE_URL; // lambda-local leaves each invocation's environment in process.env
     delete process.env.DATABASE_URL;
