@@ -4401,6 +4401,7 @@ declare
   v_missing text;
   v_later integer;
   v_later_keys integer;
+  v_admitted integer;  -- the queues admitted (jobs.admit called in the statement that reads v_ids)
   v_chosen bigint[] := '{}';
   v_held integer := 0;
   v_held_ids bigint[] := '{}';
@@ -4524,15 +4525,21 @@ begin
   -- back, a bounded one's keys asked again, as the insert asks them
   -- (below): one whose key a job took while this waited for a serial key
   -- does not count toward its queue's max_size (a nearly full queue
-  -- refused the redrive for dead letters it then left).
+  -- refused the redrive for dead letters it then left), and is left out
+  -- of the insert too (v_ids: the same scan), so one whose key is freed
+  -- again before the insert does not go back uncounted, past max_size.
   perform pg_advisory_xact_lock(736037, hashtext(q)) from unnest(v_bounded) q order by hashtext(q), q;
   perform jobs.lock_serial_keys(v_keys);
-  perform jobs.admit(x.queue, x.n::integer)
-  from (select j.queue, count(*) as n from jobs.job j
-        where j.job_id = any(v_ids)
-          and (j.dedupe_key is null or j.queue <> all(coalesce(v_bounded, '{}'))
-               or not exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
-        group by j.queue order by hashtext(j.queue), j.queue) x;
+  with m as materialized (
+    select j.job_id, j.queue from jobs.job j
+    where j.job_id = any(v_ids)
+      and (j.dedupe_key is null or j.queue <> all(coalesce(v_bounded, '{}'))
+           or not exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
+  ), a as (
+    select jobs.admit(x.queue, x.n::integer)
+    from (select m.queue, count(*) as n from m group by m.queue order by hashtext(m.queue), m.queue) x
+  )
+  select array_agg(m.job_id), (select count(*) from a) into v_ids, v_admitted from m;
   -- A dependant cancelled after one dependency failed keeps the rows of its
   -- others still active (jobs.after_end deletes only the failed one's): back
   -- without them, or their success would count it below zero, never to run.
