@@ -15,10 +15,12 @@ class StaleDelivery extends Error {}
 /**
  * SETTLE_ARRAYS_SQL at the clock's time: inside the handler's transaction
  * now() is when the transaction began, which would be the job's ended_at.
+ * Never before now(): a server clock stepped back would give a time outside
+ * the transaction's own, which jobs.check_now refuses a worker (42501).
  */
 const TRANSACTIONAL_ACK_SQL =
   'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[], ' +
-  'now => clock_timestamp(), worker_id => $8) as r';
+  'now => greatest(clock_timestamp(), now()), worker_id => $8) as r';
 
 /** Runs after the first whose transaction was rolled back whole, before its error is thrown (a nack). */
 const RERUNS = 3;
