@@ -8,29 +8,12 @@
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { NOW, rule, steps as stepsOf, YEAR } from './support/tick-steps.js';
 
 const db = await testDb();
 const sql = db.sql;
 
-const odd = `FREQ=MINUTELY;INTERVAL=2;BYMINUTE=${Array.from({ length: 30 }, (_, i) => 2 * i + 1).join(',')}`;
-const rule = (...rdates: string[]) => `${odd}\nRDATE:${rdates.join(',')}`;
-const NOW = '2031-01-01T00:00:30Z';
-const YEAR = 31622400; // backfill: 366 days, the window from 2029-12-31T00:00:30
-
-/** The steps one search for the tick after `after` takes (a whole budget given). */
-async function steps(cron: string, after: string): Promise<number> {
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
-    await client.query('begin');
-    await client.query('select jobs.tick_steps_give(jobs.max_tick_steps())');
-    await client.query('select jobs.cron_tick($1, $2, null)', [cron, after]);
-    const { rows } = await client.query(`select 50000 - (regexp_match(current_setting('pgdrain.tick_steps'), '^[0-9]+'))[1]::int as n`);
-    return rows[0].n as number;
-  } finally {
-    await client.end();
-  }
-}
+const steps = (cron: string, after: string) => stepsOf(db.url, cron, after);
 
 const row = async (name: string) => (await sql<{ next_run_at: Date | null; last_run_at: Date | null; last_error: string | null;
                                                  skipped_ticks: number }>(
