@@ -6,20 +6,14 @@
 // written.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { tableState } from './support/table-state.js';
 
 const db = await testDb();
 const sql = db.sql;
 let job = '';
 
 /** Every row of the tables a refused call could have written, as one text. */
-async function state(): Promise<string> {
-  const [row] = await sql<{ s: string }>(`select concat_ws('|',
-      (select string_agg(q::text, ',' order by q.job_id) from jobs.job_queue q),
-      (select string_agg(j::text, ',' order by j.job_id) from jobs.job j),
-      (select string_agg(x::text, ',' order by x.name) from jobs.queue x),
-      (select string_agg(b::text, ',' order by b.key) from jobs.rate_limit b)) as s`);
-  return row!.s;
-}
+const state = () => tableState(sql, [['jobs.job_queue', 'job_id'], ['jobs.job', 'job_id'], ['jobs.queue', 'name'], ['jobs.rate_limit', 'key']]);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.rate_limit');

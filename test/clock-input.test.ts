@@ -11,6 +11,7 @@
 // fires (PDC01 cron), redrive_counts failed with the table's check (23514).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { tableState } from './support/table-state.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -19,14 +20,7 @@ let running = '';
 let waiting = '';
 
 /** Every row of the tables a refused call could have written, as one text. */
-async function state(): Promise<string> {
-  const [row] = await sql<{ s: string }>(`select concat_ws('|',
-      (select string_agg(q::text, ',' order by q.job_id) from jobs.job_queue q),
-      (select string_agg(j::text, ',' order by j.job_id) from jobs.job j),
-      (select string_agg(a::text, ',' order by a.job_id) from jobs.job_archive a),
-      (select string_agg(x::text, ',' order by x.name) from jobs.queue x)) as s`);
-  return row!.s;
-}
+const state = () => tableState(sql, [['jobs.job_queue', 'job_id'], ['jobs.job', 'job_id'], ['jobs.job_archive', 'job_id'], ['jobs.queue', 'name']]);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.job_archive');
