@@ -2,35 +2,24 @@ import pg from 'pg';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { waitForOptionsSchema } from '../job-options.js';
 import { jobIdSchema, parse } from '../options.js';
-import { connectTimeoutMs, endClient, type Socketed } from './pg-pool.js';
 import { timerAt } from '../timeouts.js';
 import type { JobOutcome } from '../types.js';
+import { CHANNELS, queueEvent, type Channel, type QueueEvent } from './event-channels.js';
+import { JOB_STATE_SQL, toOutcome, type JobState } from './job-outcome.js';
+import { connectTimeoutMs, endClient, type Socketed } from './pg-pool.js';
+import { waitLimits } from './wait-limits.js';
 
-/** A NOTIFY pgdrain sends: queued (payload: queue name), picked and completed (payload: job ids). */
-export interface QueueEvent {
-  event: 'queued' | 'picked' | 'completed';
-  /** Job ids (picked, completed). */
-  ids: string[];
-  /**
-   * The queue (queued). '*' after a redrive of several queues, and when a
-   * lost LISTEN session is back: what was published meanwhile was not heard.
-   */
-  queue?: string;
-}
+export type { QueueEvent } from './event-channels.js';
 
 const closedError = () => new PgDrainError('invalid_argument', 'these job events are closed');
 
 /** How long after losing its session (or failing to open one) a new one is tried. */
 const RECONNECT_MS = 1000;
-/** How long past its timeout waitFor's last look at the job may take (a silent server: then it gives up). */
-const LAST_CHECK_MS = 2000;
 /** How many opens in a row waitFor and subscribe try when each session is lost while it opens. */
 const OPEN_TRIES = 5;
 
 /** Errors of an open whose session was lost after the server answered (terminated before its LISTEN ran). */
 const lostOpening = new WeakSet<object>();
-
-const CHANNELS = { pgdrain_queued: 'queued', pgdrain_picked: 'picked', pgdrain_completed: 'completed' } as const;
 
 interface Waiter {
   id: string;
@@ -61,7 +50,7 @@ export class PgJobEvents {
 
   /** channels: the ones to LISTEN on (default all three; a lingering drain needs only pgdrain_queued). */
   constructor(private readonly connectionString: string,
-              private readonly channels: readonly (keyof typeof CHANNELS)[] = Object.keys(CHANNELS) as (keyof typeof CHANNELS)[]) {}
+              private readonly channels: readonly Channel[] = Object.keys(CHANNELS) as Channel[]) {}
 
   /**
    * Calls listener for every event until the returned function is called.
@@ -87,33 +76,8 @@ export class PgJobEvents {
     let wake!: () => void;
     let woken = new Promise<void>((resolve) => (wake = resolve));
     const waiter: Waiter = { id, wake: () => wake() };
-    let cancelTimer = () => {};
-    let cancelLastCheck = () => {};
-    let abort = () => {};
-    // At the timeout the job is asked once more before the wait gives up: a
-    // session that hears no NOTIFY (LISTEN through PgBouncer in transaction
-    // mode, whose server connection goes back to its pool) still gets the
-    // outcome of a job that ended meanwhile, not "still active".
-    let timedOut = false;
-    const stillActive = () => new PgDrainError('timed_out', `waitFor(${id}): job still active after ${options.timeoutMs} ms`,
-                                               { field: 'timeoutMs' });
-    // The signal, and the timeout plus LAST_CHECK_MS, bound everything below, the connection and
-    // each check too (a server that stops answering, a lock the check waits on).
-    const stop = new Promise<never>((_, reject) => {
-      abort = () => reject(new PgDrainError('invalid_argument', `waitFor(${id}) aborted`, { cause: options.signal?.reason }));
-      if (options.signal?.aborted) abort();
-      options.signal?.addEventListener('abort', abort, { once: true });
-      if (options.timeoutMs !== undefined) {
-        // timerAt: setTimeout fires at once for a delay past 24.8 days.
-        const at = Date.now() + options.timeoutMs;
-        cancelTimer = timerAt(at, () => {
-          timedOut = true;
-          wake();
-        });
-        cancelLastCheck = timerAt(at + LAST_CHECK_MS, () => reject(stillActive()));
-      }
-    });
-    stop.catch(() => {});
+    // At the timeout the job is asked once more before the wait gives up (waitLimits).
+    const { stop, timedOut, stillActive, release } = waitLimits(id, options, () => wake());
     try {
       await this.open(stop);
       this.waiters.add(waiter);
@@ -121,13 +85,9 @@ export class PgJobEvents {
         // Asked after LISTEN and after registering, so an end in between still wakes us.
         // A new session after a lost one wakes every waiter: what it missed is asked here.
         const session = await this.open(stop);
-        let state: { ended: Record<string, unknown> | null; active: boolean };
+        let state: JobState;
         try {
-          const check = this.lastCheck.then(() => session.query<typeof state>(
-            // jobs.job_archive too: maintain(archive) may have moved it there already.
-            `select coalesce((select to_jsonb(j) from jobs.job j where j.job_id = $1),
-                             (select to_jsonb(a) from jobs.job_archive a where a.job_id = $1)) as ended,
-                    exists (select 1 from jobs.job_queue q where q.job_id = $1) as active`, [id]));
+          const check = this.lastCheck.then(() => session.query<JobState>(JOB_STATE_SQL, [id]));
           this.lastCheck = check.catch(() => {});
           state = (await Promise.race([check, stop])).rows[0]!;
         } catch (error) {
@@ -146,16 +106,14 @@ export class PgJobEvents {
         }
         if (state.ended) return toOutcome(state.ended);
         if (!state.active) throw new ValidationError('jobId', `no job with id ${id}`);
-        if (timedOut) throw stillActive();
+        if (timedOut()) throw stillActive();
         await Promise.race([woken, stop]);
         woken = new Promise<void>((resolve) => (wake = resolve));
       }
     } catch (error) {
       throw translateError(error);
     } finally {
-      cancelTimer();
-      cancelLastCheck();
-      options.signal?.removeEventListener('abort', abort); // one signal may serve many waits
+      release();
       this.waiters.delete(waiter);
     }
   }
@@ -269,10 +227,9 @@ export class PgJobEvents {
   }
 
   private dispatch(channel: string, payload: string): void {
-    const event = CHANNELS[channel as keyof typeof CHANNELS];
-    if (!event) return;
-    const e: QueueEvent = event === 'queued' ? { event, ids: [], queue: payload } : { event, ids: payload.split(',') };
-    if (event === 'completed' && this.waiters.size > 0) {
+    const e = queueEvent(channel, payload);
+    if (!e) return;
+    if (e.event === 'completed' && this.waiters.size > 0) {
       const ended = new Set(e.ids);
       for (const w of this.waiters) if (ended.has(w.id)) w.wake();
     }
@@ -291,13 +248,4 @@ export class PgJobEvents {
       }
     }
   }
-}
-
-function toOutcome(j: Record<string, unknown>): JobOutcome {
-  return {
-    id: String(j.job_id), task: String(j.task), status: j.status as JobOutcome['status'],
-    result: j.result ?? null, error: (j.error as string | null) ?? null, attempts: Number(j.attempts),
-    durationMs: j.duration_ms === null ? null : Number(j.duration_ms), workerId: (j.worker_id as string | null) ?? null,
-    queue: String(j.queue), endedAt: new Date(String(j.ended_at)),
-  };
 }
