@@ -12,7 +12,7 @@ const openPg = (url: string): Driver => pgDriver(withConnectTimeout(url), { max:
  * The URL with libpq's PGCONNECT_TIMEOUT as its connect_timeout, when it has
  * none of its own (as psql reads them): pgDriver reads only the URL.
  */
-function withConnectTimeout(url: string): string {
+export function withConnectTimeout(url: string): string {
   const seconds = process.env.PGCONNECT_TIMEOUT;
   if (seconds === undefined || seconds === '') return url;
   wholeSeconds('PGCONNECT_TIMEOUT', seconds);

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import type { Driver, Queryable, QueryOptions } from '../db/driver.js';
+import type { ReadBound } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
 import { fromEnv } from './env.js';
 import { seconds } from './flag-parsers.js';
@@ -36,8 +37,8 @@ let current: DbBound | undefined;
 const HELP: Record<string, string> = {
   migrate: `give up on a database that does not answer: connecting (default ${DB_TIMEOUT_SECONDS}), `
     + 'and, only when given, each statement (a migration may take long, or wait for another migrate)',
-  wait: `give up on a database that does not answer while connecting and starting to listen (default ${DB_TIMEOUT_SECONDS}); `
-    + 'the wait itself ends at --timeout',
+  wait: `give up on a database that does not answer while connecting and starting to listen (default ${DB_TIMEOUT_SECONDS}), `
+    + 'and, only when given, each read of the job (the wait itself ends at --timeout)',
 };
 
 /**
@@ -45,7 +46,7 @@ const HELP: Record<string, string> = {
  * and serve. migrate's bounds only its connection unless given: a
  * migration may rightly take long (an index on a large table), and migrate
  * waits on purpose for another migrate's lock (pg_advisory_xact_lock).
- * wait's bounds its LISTEN session's opening: its waiting is its --timeout.
+ * wait's bounds its LISTEN session's opening, and its reads only when given: its waiting is its --timeout.
  */
 export function addDbTimeout(cli: Command): void {
   for (const cmd of cli.commands) {
@@ -94,13 +95,31 @@ const unanswered = (what: string, server: string, ms: number) =>
  * database_unavailable naming url's server once the running command's
  * connection bound passes; the caller then ends what it was opening.
  */
-export async function openedWithin<T>(opening: Promise<T>, url: string): Promise<T> {
+export function openedWithin<T>(opening: Promise<T>, url: string): Promise<T> {
   const ms = current?.connectMs;
   if (ms === undefined) return opening;
+  return withinMs(ms, () => unanswered('no connection to', serverOf(url), ms), () => opening);
+}
+
+/**
+ * The bound on each read of a session the command opened itself, once open
+ * (wait's checks of its job): the running command's statement bound, which
+ * wait has only when --db-timeout is given (undefined: none). A read past
+ * it is given up with database_unavailable naming url's server.
+ */
+export function sessionReadBound(url: string): ReadBound | undefined {
+  const ms = current?.statementMs;
+  if (ms === undefined) return undefined;
+  const server = serverOf(url);
+  return (read) => withinMs(ms, () => unanswered('no reply from', server, ms), read);
+}
+
+/** work, given a signal that aborts (and rejected with reason()) once ms passed. */
+async function withinMs<T>(ms: number, reason: () => Error, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const gaveUp = new AbortController();
-  const timer = setTimeout(() => gaveUp.abort(unanswered('no connection to', serverOf(url), ms)), ms);
+  const timer = setTimeout(() => gaveUp.abort(reason()), ms);
   try {
-    return await unless(opening, gaveUp.signal);
+    return await unless(work(gaveUp.signal), gaveUp.signal);
   } finally {
     clearTimeout(timer);
   }

@@ -1,14 +1,17 @@
 import { Command } from 'commander';
 import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
-import { openedWithin } from './db-bound.js';
+import { withConnectTimeout } from './connect.js';
+import { openedWithin, sessionReadBound } from './db-bound.js';
 import { dsnOption } from './features.js';
 import { positive } from './flag-parsers.js';
 
 // `pgdrain wait`: one job's outcome, heard on a LISTEN session of its own
 // (PgJobEvents, not the commands' pool). Its session must open within
 // --db-timeout (a frozen network would hold the connect, or the LISTEN,
-// forever); then it waits for the job as long as --timeout says.
+// forever), and each connection within the URL's connect_timeout, else
+// PGCONNECT_TIMEOUT, as the other commands'; then it waits for the job as
+// long as --timeout says, each read of it within a --db-timeout given.
 
 export function waitCommand(): Command {
   return new Command('wait')
@@ -19,7 +22,7 @@ export function waitCommand(): Command {
     .action(async (id: string, opts: { timeout?: number; dsn?: string }) => {
       const url = opts.dsn || process.env.DATABASE_URL;
       if (!url) throw new PgDrainError('invalid_argument', 'wait needs a PostgreSQL URL (--dsn or DATABASE_URL): the embedded database has no LISTEN session to share', { field: 'dsn' });
-      const events = new PgJobEvents(url);
+      const events = new PgJobEvents(withConnectTimeout(url), undefined, { readBound: sessionReadBound(url) });
       try {
         // Opened first, alone: subscribe resolves once LISTEN has run. waitFor takes this session.
         await openedWithin(events.subscribe(() => {}), url);

@@ -7,9 +7,11 @@ import type { JobOutcome } from '../types.js';
 import { CHANNELS, queueEvent, type Channel, type QueueEvent } from './event-channels.js';
 import { JOB_STATE_SQL, toOutcome, type JobState } from './job-outcome.js';
 import { connectTimeoutMs, endClient, type Socketed } from './pg-pool.js';
+import { boundedRead, boundGaveUp, type ReadBound } from './session-read.js';
 import { waitLimits } from './wait-limits.js';
 
 export type { QueueEvent } from './event-channels.js';
+export type { ReadBound } from './session-read.js';
 
 const closedError = () => new PgDrainError('invalid_argument', 'these job events are closed');
 
@@ -20,6 +22,16 @@ const OPEN_TRIES = 5;
 
 /** Errors of an open whose session was lost after the server answered (terminated before its LISTEN ran). */
 const lostOpening = new WeakSet<object>();
+
+export interface PgJobEventsOptions {
+  /**
+   * Bounds each read on the session once it is connected: its LISTEN and
+   * each of waitFor's checks of the job (`pgdrain wait --db-timeout`). A read
+   * given up ends the session and rejects the waitFor or subscribe that sent
+   * it with the bound's error; the others open a new session.
+   */
+  readBound?: ReadBound;
+}
 
 interface Waiter {
   id: string;
@@ -50,7 +62,8 @@ export class PgJobEvents {
 
   /** channels: the ones to LISTEN on (default all three; a lingering drain needs only pgdrain_queued). */
   constructor(private readonly connectionString: string,
-              private readonly channels: readonly Channel[] = Object.keys(CHANNELS) as Channel[]) {}
+              private readonly channels: readonly Channel[] = Object.keys(CHANNELS) as Channel[],
+              private readonly options: PgJobEventsOptions = {}) {}
 
   /**
    * Calls listener for every event until the returned function is called.
@@ -87,7 +100,7 @@ export class PgJobEvents {
         const session = await this.open(stop);
         let state: JobState;
         try {
-          const check = this.lastCheck.then(() => session.query<JobState>(JOB_STATE_SQL, [id]));
+          const check = this.lastCheck.then(() => boundedRead<JobState>(session, this.options.readBound, JOB_STATE_SQL, [id]));
           this.lastCheck = check.catch(() => {});
           state = (await Promise.race([check, stop])).rows[0]!;
         } catch (error) {
@@ -95,7 +108,7 @@ export class PgJobEvents {
           // client's own 'error' event): ask again on the next one, which wakes us.
           const e = translateError(error);
           const lostUnder = this.client !== session || (e instanceof PgDrainError && e.code === 'database_unavailable');
-          if (this.closed || !lostUnder) throw error;
+          if (this.closed || !lostUnder || boundGaveUp(error)) throw error;
           if (this.client === session) {
             this.lost(session);
             void endClient(session);
@@ -172,10 +185,11 @@ export class PgJobEvents {
       try {
         await client.connect();
         reached = true;
-        await client.query(this.channels.map((c) => `listen ${c}`).join('; '));
+        await boundedRead(client, this.options.readBound, this.channels.map((c) => `listen ${c}`).join('; '));
       } catch (error) {
         await endClient(client);
         if (this.closed) throw closedError();
+        if (boundGaveUp(error)) throw error; // final: not lost while opening
         const e = translateError(error);
         // Terminated (57P01) or lost once connected: the server answered, so open again (open()).
         const terminated = (error as { code?: unknown } | null)?.code === '57P01';
