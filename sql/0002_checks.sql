@@ -87,13 +87,15 @@ begin
   end if;
 end $$;
 
+-- p_timeout_name: the timeout's field as its caller names it (jobs.publish's
+-- is timeout_seconds).
 create function jobs.check_options(p_timeout numeric, p_priority integer, p_max_retries integer,
-                                   p_prefix text default '')
+                                   p_prefix text default '', p_timeout_name text default 'timeout')
 returns void language plpgsql immutable as $$
 begin
   -- At least a millisecond: a shorter one ends before any claim could start it.
   if p_timeout is not null and (p_timeout < 0.001 or p_timeout > 86400) then
-    perform jobs.raise_invalid('PD002', p_prefix || 'timeout',
+    perform jobs.raise_invalid('PD002', p_prefix || p_timeout_name,
       format('must be 0.001 to 86400 seconds, got %s', p_timeout));
   end if;
   if p_priority is not null and (p_priority < -1000000 or p_priority > 1000000) then
@@ -238,7 +240,7 @@ begin
   -- These checks pass nulls: each called only for a value given (a plain
   -- publish makes one call of a check, jobs.check_task's, not five).
   if p_timeout is not null or p_priority is not null or p_max_retries is not null then
-    perform jobs.check_options(p_timeout, p_priority, p_max_retries);
+    perform jobs.check_options(p_timeout, p_priority, p_max_retries, p_timeout_name => 'timeout_seconds');
   end if;
   if p_dedupe_key is not null then
     perform jobs.check_key(p_dedupe_key, 'PD011', 'dedupe_key');

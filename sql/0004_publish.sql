@@ -1,15 +1,18 @@
 -- pgdrain 0004: publishing one job (jobs.publish).
 
+-- The first six, in this order and by these names, are the public contract
+-- (DESIGN.md): task, body, scheduled_at, timeout_seconds (the seconds a run
+-- may take: the job's timeout), priority, max_retries.
 -- Options after `now` are best given by name:
 --   jobs.publish('email.send', '{"to":"a@b"}', queue => 'mail', dedupe_key => 'welcome:42')
 -- queue        a queue made by jobs.create_queue (default 'default'); its
---              defaults fill timeout, priority and max_retries left null
+--              defaults fill timeout_seconds, priority and max_retries left null
 -- dedupe_key   while a job with this key is pending or running, publishing
 --              another returns that job's id and writes nothing
 -- dedupe_mode  what a publish does while a job holds its dedupe_key (null:
 --              'keep', as above). 'replace' (debounce): a job that has not
 --              started (pending, scheduled or blocked) takes this publish's
---              task, body, scheduled_at, timeout, priority, max_retries,
+--              task, body, scheduled_at, timeout_seconds, priority, max_retries,
 --              queue and attributes, and its id is returned; it keeps its id,
 --              created_at, attempt and last_error, serial_key (left out:
 --              kept; another is refused) and dependencies (depends_on is refused). A running
@@ -69,7 +72,7 @@ create function jobs.publish(
   task          text,
   body          jsonb       default null,
   scheduled_at  timestamptz default null,
-  timeout       numeric     default null,
+  timeout_seconds numeric   default null,
   priority      integer     default null,
   max_retries   integer     default null,
   now           timestamptz default null,
@@ -106,7 +109,7 @@ declare
   v_old record;
   v_q jobs.queue;
 begin
-  perform jobs.check_publish(publish.task, publish.timeout, publish.priority, publish.max_retries,
+  perform jobs.check_publish(publish.task, publish.timeout_seconds, publish.priority, publish.max_retries,
     publish.dedupe_key, publish.serial_key, publish.attributes, publish.group_id, publish.group_tier,
     publish.retry_delay, publish.retry_backoff, publish.retry_delay_max, publish.scheduled_at,
     publish.expires_at, v_now, publish.dead_letter, v_queue, publish.dedupe_mode,
@@ -166,7 +169,7 @@ begin
          and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
         -- Waiting: it takes this publish's task, body and options, under its row lock.
         return jobs.replace_waiting_job(v_old.job_id, v_old.queue, v_old.serial_key, v_old.scheduled_at, v_keep_time, v_now,
-          v_queue, publish.task, publish.body, publish.scheduled_at, publish.timeout, publish.priority, publish.max_retries,
+          v_queue, publish.task, publish.body, publish.scheduled_at, publish.timeout_seconds, publish.priority, publish.max_retries,
           publish.serial_key, publish.attributes, publish.retry_delay, publish.retry_backoff, publish.retry_delay_max,
           publish.expires_at, publish.dead_letter, publish.group_id, publish.group_tier);
       elsif found and v_keep_waiting and v_old.lease_until is null and v_old.attempt = 0
@@ -276,7 +279,7 @@ begin
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
                                 retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
-            coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
+            coalesce(publish.timeout_seconds, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
             publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,

@@ -195,7 +195,7 @@ begin
   end if;
   begin
     -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
-    v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
+    v_id := jobs.publish(task => r.task, body => r.body, timeout_seconds => r.timeout, priority => r.priority,
                          max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
                          dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                          group_id => r.group_id, group_tier => r.group_tier,

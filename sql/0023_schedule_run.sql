@@ -115,7 +115,7 @@ begin
         perform set_config('lock_timeout', '1ms', true);
       end if;
       if r.backfill is null then
-        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout_seconds => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              group_id => r.group_id, group_tier => r.group_tier,
@@ -154,7 +154,7 @@ begin
         -- spent in part, this tick's publish is undone and the next call
         -- goes on from it (the ticks before it stay published).
         begin
-          v_job := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
+          v_job := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout_seconds => r.timeout,
                                 priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                                 dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                                 group_id => r.group_id, group_tier => r.group_tier,

@@ -750,16 +750,16 @@ begin
 end $$;
 
 --
--- Name: check_options(numeric, integer, integer, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: check_options(numeric, integer, integer, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.check_options(p_timeout numeric, p_priority integer, p_max_retries integer, p_prefix text DEFAULT ''::text) RETURNS void
+CREATE FUNCTION jobs.check_options(p_timeout numeric, p_priority integer, p_max_retries integer, p_prefix text DEFAULT ''::text, p_timeout_name text DEFAULT 'timeout'::text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 begin
   -- At least a millisecond: a shorter one ends before any claim could start it.
   if p_timeout is not null and (p_timeout < 0.001 or p_timeout > 86400) then
-    perform jobs.raise_invalid('PD002', p_prefix || 'timeout',
+    perform jobs.raise_invalid('PD002', p_prefix || p_timeout_name,
       format('must be 0.001 to 86400 seconds, got %s', p_timeout));
   end if;
   if p_priority is not null and (p_priority < -1000000 or p_priority > 1000000) then
@@ -820,7 +820,7 @@ begin
   -- These checks pass nulls: each called only for a value given (a plain
   -- publish makes one call of a check, jobs.check_task's, not five).
   if p_timeout is not null or p_priority is not null or p_max_retries is not null then
-    perform jobs.check_options(p_timeout, p_priority, p_max_retries);
+    perform jobs.check_options(p_timeout, p_priority, p_max_retries, p_timeout_name => 'timeout_seconds');
   end if;
   if p_dedupe_key is not null then
     perform jobs.check_key(p_dedupe_key, 'PD011', 'dedupe_key');
@@ -3290,7 +3290,7 @@ end $$;
 -- Name: publish(text, jsonb, timestamp with time zone, numeric, integer, integer, timestamp with time zone, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamp with time zone, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, dead_letter text DEFAULT NULL::text, group_id text DEFAULT NULL::text, group_tier text DEFAULT NULL::text) RETURNS bigint
+CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, scheduled_at timestamp with time zone DEFAULT NULL::timestamp with time zone, timeout_seconds numeric DEFAULT NULL::numeric, priority integer DEFAULT NULL::integer, max_retries integer DEFAULT NULL::integer, now timestamp with time zone DEFAULT NULL::timestamp with time zone, queue text DEFAULT NULL::text, dedupe_key text DEFAULT NULL::text, serial_key text DEFAULT NULL::text, depends_on bigint[] DEFAULT NULL::bigint[], attributes jsonb DEFAULT NULL::jsonb, dedupe_mode text DEFAULT NULL::text, throttle_seconds numeric DEFAULT NULL::numeric, retry_delay numeric DEFAULT NULL::numeric, retry_backoff text DEFAULT NULL::text, retry_delay_max numeric DEFAULT NULL::numeric, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, dead_letter text DEFAULT NULL::text, group_id text DEFAULT NULL::text, group_tier text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -3312,7 +3312,7 @@ declare
   v_old record;
   v_q jobs.queue;
 begin
-  perform jobs.check_publish(publish.task, publish.timeout, publish.priority, publish.max_retries,
+  perform jobs.check_publish(publish.task, publish.timeout_seconds, publish.priority, publish.max_retries,
     publish.dedupe_key, publish.serial_key, publish.attributes, publish.group_id, publish.group_tier,
     publish.retry_delay, publish.retry_backoff, publish.retry_delay_max, publish.scheduled_at,
     publish.expires_at, v_now, publish.dead_letter, v_queue, publish.dedupe_mode,
@@ -3372,7 +3372,7 @@ begin
          and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
         -- Waiting: it takes this publish's task, body and options, under its row lock.
         return jobs.replace_waiting_job(v_old.job_id, v_old.queue, v_old.serial_key, v_old.scheduled_at, v_keep_time, v_now,
-          v_queue, publish.task, publish.body, publish.scheduled_at, publish.timeout, publish.priority, publish.max_retries,
+          v_queue, publish.task, publish.body, publish.scheduled_at, publish.timeout_seconds, publish.priority, publish.max_retries,
           publish.serial_key, publish.attributes, publish.retry_delay, publish.retry_backoff, publish.retry_delay_max,
           publish.expires_at, publish.dead_letter, publish.group_id, publish.group_tier);
       elsif found and v_keep_waiting and v_old.lease_until is null and v_old.attempt = 0
@@ -3482,7 +3482,7 @@ begin
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
                                 retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
     values (publish.task, publish.body, coalesce(publish.scheduled_at, v_now),
-            coalesce(publish.timeout, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
+            coalesce(publish.timeout_seconds, v_q.default_timeout, 60), coalesce(publish.priority, v_q.default_priority, 0),
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
             publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
@@ -3809,7 +3809,7 @@ begin
         perform set_config('lock_timeout', '1ms', true);
       end if;
       if r.backfill is null then
-        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout => r.timeout,
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout_seconds => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              group_id => r.group_id, group_tier => r.group_tier,
@@ -3848,7 +3848,7 @@ begin
         -- spent in part, this tick's publish is undone and the next call
         -- goes on from it (the ticks before it stay published).
         begin
-          v_job := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout => r.timeout,
+          v_job := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout_seconds => r.timeout,
                                 priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                                 dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                                 group_id => r.group_id, group_tier => r.group_tier,
@@ -5509,7 +5509,7 @@ begin
   end if;
   begin
     -- Its tick: the minute pg_cron fired it in (pg_cron ticks on whole minutes).
-    v_id := jobs.publish(task => r.task, body => r.body, timeout => r.timeout, priority => r.priority,
+    v_id := jobs.publish(task => r.task, body => r.body, timeout_seconds => r.timeout, priority => r.priority,
                          max_retries => r.max_retries, now => v_now, queue => r.queue, dedupe_key => jobs.schedule_key(r),
                          dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                          group_id => r.group_id, group_tier => r.group_tier,

@@ -176,7 +176,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
  * serial keys) names it as the caller wrote it, as the TS checks do.
  */
 const OPTION_OF: Record<string, string> = {
-  task: 'task', queue: 'queue', timeout: 'timeoutSeconds', priority: 'priority', max_retries: 'maxRetries',
+  task: 'task', queue: 'queue', timeout: 'timeoutSeconds', timeout_seconds: 'timeoutSeconds', priority: 'priority', max_retries: 'maxRetries',
   scheduled_at: 'runAt', delay: 'delaySeconds', dedupe_key: 'dedupeKey', dedupe_mode: 'dedupeMode', dedupe_modes: 'dedupeMode',
   serial_key: 'serialKey', serial_keys: 'serialKey', depends_on: 'dependsOn', attributes: 'attributes',
   throttle_seconds: 'throttleSeconds', retry_delay: 'retryDelaySeconds', retry_backoff: 'retryBackoff',

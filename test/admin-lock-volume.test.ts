@@ -31,7 +31,7 @@ describe('admin calls over thousands of serial keys, on a server with a small lo
   /** KEYS jobs of task `task`, keys k:0 .. k:7999, depending on `parent` when given. */
   async function publishKeyed(task: string, opts: { parent?: string; queue?: string; dedupe?: boolean } = {}) {
     for (let from = 0; from < KEYS; from += 250) {
-      await sql(`select count(jobs.publish($1, jsonb_build_object('n', g), serial_key => 'k:' || g, timeout => 10,
+      await sql(`select count(jobs.publish($1, jsonb_build_object('n', g), serial_key => 'k:' || g, timeout_seconds => 10,
                    depends_on => case when $4::bigint is null then null else array[$4::bigint] end,
                    queue => $5, dedupe_key => case when $6 then 'd:' || g end))
                  from generate_series($2::int, $3::int) g`,
@@ -80,10 +80,10 @@ describe('admin calls over thousands of serial keys, on a server with a small lo
 
   /** A waiting parent with KEYS keyed dependants; its last dependant has 5 keyed dependants of its own. */
   async function parentWithDependants(): Promise<{ parent: string; lastChild: string }> {
-    const parent = (await sql<{ id: string }>(`select jobs.publish('parent', timeout => 10, scheduled_at => now() + interval '1 hour') as id`))[0]!.id;
+    const parent = (await sql<{ id: string }>(`select jobs.publish('parent', timeout_seconds => 10, scheduled_at => now() + interval '1 hour') as id`))[0]!.id;
     await publishKeyed('child', { parent });
     const lastChild = (await sql<{ id: string }>(`select max(job_id) as id from jobs.job_queue where task = 'child'`))[0]!.id;
-    await sql(`select count(jobs.publish('grand', serial_key => 'g:' || g, depends_on => array[$1::bigint], timeout => 10))
+    await sql(`select count(jobs.publish('grand', serial_key => 'g:' || g, depends_on => array[$1::bigint], timeout_seconds => 10))
                from generate_series(1, 5) g`, [lastChild]);
     await publishSeconds();
     return { parent, lastChild };

@@ -89,7 +89,7 @@ describe('dependants a cascade deferred, on the shared test server', () => {
 
   it('a claim of one job ends up to 500 of them: an expired lease behind 1,500 comes back within 4 claims', async () => {
     await truncate();
-    const x = (await sql<{ id: string }>(`select jobs.publish('x', timeout => 60) as id`))[0]!.id;
+    const x = (await sql<{ id: string }>(`select jobs.publish('x', timeout_seconds => 60) as id`))[0]!.id;
     const parent = await failParent('dl', 2000);
     expect((await sql<{ job_id: string }>('select job_id from jobs.consume(2)')).map((r) => r.job_id).sort()).toEqual([x, parent].sort());
     // Deferred a minute ago; x's drain crashed, its lease passed a second ago: behind all 1,500 of them.

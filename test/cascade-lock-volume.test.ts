@@ -38,15 +38,15 @@ describe('a job with thousands of dependants of distinct serial keys, on a serve
   }, 60_000);
 
   beforeEach(async () => {
-    parent = (await sql<{ id: string }>(`select jobs.publish('parent', max_retries => 0, timeout => 10) as id`))[0]!.id;
+    parent = (await sql<{ id: string }>(`select jobs.publish('parent', max_retries => 0, timeout_seconds => 10) as id`))[0]!.id;
     // Dependants k:0 .. k:7999, 250 per transaction (each publish holds its key's lock until commit).
     for (let from = 0; from < DEPENDANTS; from += 250) {
-      await sql(`select count(jobs.publish('child', serial_key => 'k:' || g, depends_on => array[$1::bigint], timeout => 10))
+      await sql(`select count(jobs.publish('child', serial_key => 'k:' || g, depends_on => array[$1::bigint], timeout_seconds => 10))
                  from generate_series($2::int, $3::int) g`, [parent, from, from + 249]);
     }
     lastChild = (await sql<{ id: string }>(`select max(job_id) as id from jobs.job_queue where task = 'child'`))[0]!.id;
     // The last dependant (past the cascade's first 500 keys) has dependants of its own, keyed too.
-    await sql(`select count(jobs.publish('grand', serial_key => 'g:' || g, depends_on => array[$1::bigint], timeout => 10))
+    await sql(`select count(jobs.publish('grand', serial_key => 'g:' || g, depends_on => array[$1::bigint], timeout_seconds => 10))
                from generate_series(1, 5) g`, [lastChild]);
     // Later jobs of some keys, depending on nothing: they wait for their key's dependant.
     for (let from = 0; from < SECONDS; from += 400) {
@@ -128,7 +128,7 @@ describe('a job with thousands of dependants of distinct serial keys, on a serve
       const [waiting] = await sql<{ key: string }>(`select serial_key as key from jobs.job_queue
         where task = 'child' and cancel_requested_at is not null and lease_until <= now() and not serial_wait limit 1`);
       expect(waiting).toBeDefined();
-      const [late] = await sql<{ id: string }>(`select jobs.publish('late', serial_key => $1, timeout => $2) as id`, [waiting!.key, RUN_TIMEOUT]);
+      const [late] = await sql<{ id: string }>(`select jobs.publish('late', serial_key => $1, timeout_seconds => $2) as id`, [waiting!.key, RUN_TIMEOUT]);
       expect(await sql('select serial_wait from jobs.job_queue where job_id = $1', [late!.id])).toEqual([{ serial_wait: true }]);
       await drainAll(queue);
       expect(await count(sql, `select count(*) as n from jobs.job l join jobs.job c on c.serial_key = l.serial_key and c.task = 'child'

@@ -30,7 +30,7 @@ beforeEach(async () => {
 /** Publishes task t with body `body`, scheduled `ago` seconds ago (negative: later). */
 async function put(body: string, attributes?: object, priority = 0, ago = 10, timeout = 1): Promise<void> {
   await sql(`select jobs.publish('t', to_jsonb($1::text), scheduled_at => now() - make_interval(secs => $2),
-                                 priority => $3, attributes => $4::jsonb, timeout => $5)`,
+                                 priority => $3, attributes => $4::jsonb, timeout_seconds => $5)`,
             [body, ago, priority, attributes === undefined ? null : JSON.stringify(attributes), timeout]);
 }
 const bodies = async (text: string) => (await sql<{ body: string }>(text)).map((r) => r.body);

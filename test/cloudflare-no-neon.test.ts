@@ -78,14 +78,14 @@ describe('Cloudflare Worker without @neondatabase/serverless installed', () => {
   });
 
   it('drains through Hyperdrive with pg', async () => {
-    await db.sql(`select jobs.publish('math.sum', '{"a": 2, "b": 3}', timeout => 10)`);
+    await db.sql(`select jobs.publish('math.sum', '{"a": 2, "b": 3}', timeout_seconds => 10)`);
     expect(await scheduled('hyperdrive')).toMatchObject({ outcome: 'ok' });
     expect(await db.sql(`select status, result from jobs.job`)).toEqual([{ status: 'success', result: { sum: 5 } }]);
   });
 
   it('asked for a Neon driver, fails naming the package and how to install it, and the jobs stay queued', async () => {
     await db.sql(`truncate jobs.job_queue, jobs.job`);
-    await db.sql(`select jobs.publish('math.sum', '{"a": 1, "b": 1}', timeout => 10)`);
+    await db.sql(`select jobs.publish('math.sum', '{"a": 1, "b": 1}', timeout_seconds => 10)`);
     const message = /^env\.DATABASE_DRIVER: the neon(-http)? driver.* needs @neondatabase\/serverless, which could not be loaded .*npm install @neondatabase\/serverless/;
     for (const name of ['neon', 'neon-http']) {
       expect(await post(name), name).toMatchObject({

@@ -188,7 +188,7 @@ describe('Cloudflare Worker in workerd', () => {
   it('scheduled() drains the named queue DRAIN_QUEUE names, and only it', async () => {
     await sql(`select jobs.create_queue('mail')`);
     try {
-      await sql(`select jobs.publish('demo.email.send', '{"to": "a@b"}', timeout => 5, queue => 'mail'), jobs.publish('demo.email.send', '{"to": "a@b"}', timeout => 5)`);
+      await sql(`select jobs.publish('demo.email.send', '{"to": "a@b"}', timeout_seconds => 5, queue => 'mail'), jobs.publish('demo.email.send', '{"to": "a@b"}', timeout_seconds => 5)`);
       expect(await scheduled('named-queue')).toMatchObject({ outcome: 'ok' });
       expect(await sql(`select queue from jobs.job where status = 'success'`)).toEqual([{ queue: 'mail' }]);
       // The default queue's job waits unclaimed (the mail job's handler may publish follow-ups to it).

@@ -52,7 +52,7 @@ describe('pg_cron installed, and role app may not use it (no USAGE on schema cro
     // An ended job past retention, and a lease that ran out (max_retries 0: it ends as a failure).
     await asApp(`select jobs.publish('old.job', now => now() - interval '10 days')`);
     await asApp(`select jobs.ack(job_id, null, now() - interval '10 days') from jobs.claim(1, 'old.job', null, now() - interval '10 days')`);
-    await asApp(`select jobs.publish('stuck.job', timeout => 5, max_retries => 0, now => now() - interval '1 hour')`);
+    await asApp(`select jobs.publish('stuck.job', timeout_seconds => 5, max_retries => 0, now => now() - interval '1 hour')`);
     await asApp(`select jobs.claim(1, 'stuck.job', null, now() - interval '1 hour')`);
     expect(await asApp(`select jobs.maintain('7 days') as r`)).toEqual([{ r: { expired: 1, ticks: 0, deleted: 1, archived: 0, windows: 0 } }]);
     expect(await asApp(`select task, status from jobs.job`)).toEqual([{ task: 'stuck.job', status: 'failure' }]);

@@ -383,7 +383,7 @@ describe('pg_cron', () => {
 
   it('a real firing: pg_cron publishes the scheduled job and runs drain_sql; a drain runs the published job', async () => {
     await sql('truncate jobs.job_queue, jobs.job');
-    await sql(`select jobs.publish('sql:app.note', '{"from":"pg_cron"}', timeout => 5)`);
+    await sql(`select jobs.publish('sql:app.note', '{"from":"pg_cron"}', timeout_seconds => 5)`);
     await sql(`select cron.schedule('pgdrain:test:drain-sql', '* * * * *', 'call jobs.drain_sql(10, 20)')`);
     expect(await sql(`select jobs.schedule('heartbeat', '* * * * *', 'cron.heartbeat', '{"beat":1}', timeout => 5) as r`))
       .toEqual([{ r: 'pg_cron' }]);

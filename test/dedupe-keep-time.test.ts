@@ -32,7 +32,7 @@ describe('dedupe_mode replace_keep_time', () => {
     // Neither a later time, nor an earlier one, nor none (now) moves it.
     expect(await keepTime('{"n":2}', `, scheduled_at => now() + interval '2 hours'`)).toBe(id);
     expect(await keepTime('{"n":3}', `, scheduled_at => now() + interval '1 minute'`)).toBe(id);
-    const last = await one<{ id: string }>(`select jobs.publish('sync.account', '{"n":4}', timeout => 30, priority => 5,
+    const last = await one<{ id: string }>(`select jobs.publish('sync.account', '{"n":4}', timeout_seconds => 30, priority => 5,
       max_retries => 1, queue => 'mail', attributes => '{"region":"eu"}', dedupe_key => 'user:1',
       dedupe_mode => 'replace_keep_time')::text as id`);
     expect(last.id).toBe(id);

@@ -26,7 +26,7 @@ describe('dedupe_mode replace', () => {
     await sql(`select jobs.publish('sync.user', '{"n":1}', dedupe_key => 'user:1')`);
     const { id, created_at } = await one<{ id: string; created_at: Date }>(`select job_id::text as id, created_at from jobs.job_queue`);
     expect(await replace('{"n":2}')).toBe(id);
-    const third = await one<{ id: string }>(`select jobs.publish('sync.account', '{"n":3}', timeout => 30, priority => 5,
+    const third = await one<{ id: string }>(`select jobs.publish('sync.account', '{"n":3}', timeout_seconds => 30, priority => 5,
       max_retries => 1, queue => 'mail', attributes => '{"region":"eu"}', dedupe_key => 'user:1', dedupe_mode => 'replace')::text as id`);
     expect(third.id).toBe(id);
     expect(await sql(`select job_id::text as id, task, body, timeout::int, priority, max_retries, queue, attributes, created_at,

@@ -19,8 +19,8 @@ const db = await testDb();
 const sql = db.sql;
 
 it('a claim rolled back as a deadlock victim is tried again: the drain goes on and its jobs end once', async () => {
-  await sql(`select jobs.publish('t', '"a"', timeout => 30, serial_key => 'account:a'),
-                    jobs.publish('t', '"b"', timeout => 30, serial_key => 'account:b')`);
+  await sql(`select jobs.publish('t', '"a"', timeout_seconds => 30, serial_key => 'account:a'),
+                    jobs.publish('t', '"b"', timeout_seconds => 30, serial_key => 'account:b')`);
   let release!: () => void;
   const gate = new Promise<void>((r) => { release = r; });
   let ran = 0;

@@ -20,7 +20,7 @@ afterAll(() => session.end());
 
 it('ends by 80% of statement_timeout with its report, claiming only jobs that fit before it', async () => {
   // 4 jobs of 1 s each would take the call past the 4 s statement_timeout.
-  await db.sql(`select jobs.publish('sql:app.slow', '{"s":1}', timeout => 2) from generate_series(1, 4)`);
+  await db.sql(`select jobs.publish('sql:app.slow', '{"s":1}', timeout_seconds => 2) from generate_series(1, 4)`);
   await session.query(`set statement_timeout = '4s'`);
   const { rows } = await session.query<{ report: Record<string, unknown> }>(`call jobs.drain_sql(10, 50)`);
   const report = rows[0]!.report;

@@ -149,7 +149,7 @@ describe('SQL', () => {
   });
 
   it('a running job past its expiry is not affected: it still acks', async () => {
-    const id = await publishAt(`, timeout => 600`);
+    const id = await publishAt(`, timeout_seconds => 600`);
     expect(await consume(30)).toEqual([id]);
     expect(await consume(90)).toEqual([]);
     expect(await sql(`select jobs.ack($1::bigint, now => $2::timestamptz) as ok`, [id, at(90)])).toEqual([{ ok: true }]);
@@ -157,7 +157,7 @@ describe('SQL', () => {
   });
 
   it('a retry (nack) of a job whose expiry passed while it ran goes back to waiting, then expires at the next claim', async () => {
-    const id = await publishAt(`, timeout => 600`);
+    const id = await publishAt(`, timeout_seconds => 600`);
     expect(await consume(30)).toEqual([id]);
     await sql(`select jobs.nack($1::bigint, 'boom', $2::timestamptz, $2::timestamptz)`, [id, at(90)]);
     expect(await consume(90)).toEqual([]);

@@ -130,7 +130,7 @@ describe('jobs.extend_lease', () => {
     await migrate(db.driver, { roles: prefix });
     // Consumed at the clock's time: a worker may not give another (jobs.check_now), so it extends from now().
     const [job] = await sql<{ id: string; attempt: number }>(
-      `select c.job_id::text as id, c.attempt from (select jobs.publish('long.job', null, timeout => 10)) p, jobs.consume(1) c`);
+      `select c.job_id::text as id, c.attempt from (select jobs.publish('long.job', null, timeout_seconds => 10)) p, jobs.consume(1) c`);
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
     try {

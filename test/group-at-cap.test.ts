@@ -21,7 +21,7 @@ const claimJson = async (n: number, options: { pattern?: string; maxTimeout?: nu
                            [n, options.pattern ?? null, options.maxTimeout ?? null, options.queue ?? 'gc']))[0]!.r;
 const publish = (n: number, group: string | null, options: { task?: string; tier?: string; timeout?: number; later?: boolean; queue?: string } = {}) =>
   sql(`select jobs.publish($1::text, jsonb_build_object('i', i), queue => $2::text, group_id => $3::text, group_tier => $4::text,
-                           timeout => $5::numeric, scheduled_at => case when $6::boolean then now() + interval '1 hour' end)
+                           timeout_seconds => $5::numeric, scheduled_at => case when $6::boolean then now() + interval '1 hour' end)
        from generate_series(1, $7) i`,
       [options.task ?? 'gc.job', options.queue ?? 'gc', group, options.tier ?? null, options.timeout ?? 60, options.later ?? false, n]);
 const ackRunning = () => sql(`select jobs.ack(job_id) from jobs.job_queue where queue = 'gc' and lease_until is not null`);

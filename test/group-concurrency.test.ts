@@ -17,7 +17,7 @@ const claim = async (n: number, now = T0, queue = 'gc') =>
   sql<Claimed>(`select c.job_id::text, q.group_id from jobs.claim($1, now => $2, queue => $3) c
                 join jobs.job_queue q using (job_id) order by c.job_id`, [n, now, queue]);
 const publish = (n: number, group: string | null, tier: string | null = null, queue = 'gc', timeout = 60) =>
-  sql(`select jobs.publish('gc.job', jsonb_build_object('i', i), queue => $1, timeout => $2, group_id => $3,
+  sql(`select jobs.publish('gc.job', jsonb_build_object('i', i), queue => $1, timeout_seconds => $2, group_id => $3,
                            group_tier => $4, now => $5::timestamptz - interval '1 minute')
        from generate_series(1, $6) i`, [queue, timeout, group, tier, T0, n]);
 const byGroup = (rows: Claimed[]) => {
@@ -98,7 +98,7 @@ describe('jobs.pick honours group_concurrency', () => {
 
   it("a drain's claims start past a full group, but still count the jobs that do not fit from the true head", async () => {
     // The head needs an hour (the drains' claims take at most 600 s); three of group y behind it.
-    await sql(`select jobs.publish('gc.long', queue => 'gc', group_id => 'x', timeout => 3600, now => $1::timestamptz - interval '2 minutes')`, [T0]);
+    await sql(`select jobs.publish('gc.long', queue => 'gc', group_id => 'x', timeout_seconds => 3600, now => $1::timestamptz - interval '2 minutes')`, [T0]);
     await publish(3, 'y', null, 'gc', 10);
     type Answer = { count: number; unfit: number; jobs: { id: string } | null }; // ids comma-separated
     const client = new pg.Client({ connectionString: db.url }); // one session: claim_json remembers heads per session

@@ -335,7 +335,7 @@ describe('publish, drain, stats, metrics', () => {
     expect(many.body.ids).toHaveLength(3);
     // The same task in another queue is counted apart (and left alone by the drain below).
     await sql(`select jobs.create_queue('other')`);
-    await sql(`select jobs.publish('record', null, queue => 'other', timeout => 10)`);
+    await sql(`select jobs.publish('record', null, queue => 'other', timeout_seconds => 10)`);
     const stats = await call('GET', '/stats', { url });
     expect(stats.body.stats).toEqual(expect.arrayContaining([
       { queue: 'default', task: 'record', state: 'pending', jobs: 2, oldestDueSeconds: expect.any(Number) },

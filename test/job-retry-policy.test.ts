@@ -85,9 +85,9 @@ describe('SQL', () => {
 
   it("an expired lease goes to the next consume whatever the job's or its queue's policy (DESIGN: like a visibility timeout)", async () => {
     await sql(`select jobs.create_queue('mail', retry_delay => 20, retry_backoff => 'fixed')`);
-    const own = await one(`select jobs.publish('t', null, timeout => 10, queue => 'mail', retry_delay => 30, retry_backoff => 'fixed')::text as id`);
-    const queued = await one(`select jobs.publish('t', null, timeout => 10, queue => 'mail')::text as id`);
-    const plain = await one(`select jobs.publish('t', null, timeout => 10)::text as id`);
+    const own = await one(`select jobs.publish('t', null, timeout_seconds => 10, queue => 'mail', retry_delay => 30, retry_backoff => 'fixed')::text as id`);
+    const queued = await one(`select jobs.publish('t', null, timeout_seconds => 10, queue => 'mail')::text as id`);
+    const plain = await one(`select jobs.publish('t', null, timeout_seconds => 10)::text as id`);
     expect(await sql(`select job_id from jobs.consume(10, $1::timestamptz, 'mail')`, [iso(T0)])).toHaveLength(2);
     expect(await sql(`select job_id from jobs.consume(10, $1::timestamptz)`, [iso(T0)])).toHaveLength(1);
     expect((await sql<{ n: number }>(`select jobs.expire(now => $1::timestamptz) as n`, [iso(T0 + 100_000)]))[0]!.n).toBe(3);
@@ -98,7 +98,7 @@ describe('SQL', () => {
 
   it('a delay under float8\'s range waits no time: its nack settles, and claims of any queue go on', async () => {
     await sql(`select jobs.create_queue('other')`);
-    const tiny = await one(`select jobs.publish('t', null, timeout => 10, retry_delay => 1e-400, retry_backoff => 'fixed')::text as id`);
+    const tiny = await one(`select jobs.publish('t', null, timeout_seconds => 10, retry_delay => 1e-400, retry_backoff => 'fixed')::text as id`);
     await one(`select jobs.publish('t', null, queue => 'other')::text as id`);
     expect(await sql(`select job_id from jobs.consume(10, $1::timestamptz)`, [iso(T0)])).toHaveLength(1);
     // The lease passes: the next claim, of another queue, expires it first.

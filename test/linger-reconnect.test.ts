@@ -87,7 +87,7 @@ describe('a lingering drain whose LISTEN session is lost', () => {
       await sql('select pg_terminate_backend($1)', [pid]);
       await until(async () => (await listeners()).length === 0, 'the LISTEN session to end');
       // Published while no session listens (none can open): its NOTIFY reaches no one.
-      await sql(`select jobs.publish('note', '{"n":"gap"}'::jsonb, timeout => 5)`);
+      await sql(`select jobs.publish('note', '{"n":"gap"}'::jsonb, timeout_seconds => 5)`);
       expect(await listeners()).toEqual([]);
       expect(claims()).toBe(before);
       await allowConnections(true);
@@ -137,7 +137,7 @@ describe('a lingering drain whose LISTEN session is lost', () => {
         await allowConnections(false);
         await sql('select pg_terminate_backend($1)', [pid]);
         await until(async () => (await listeners()).length === 0, 'the LISTEN session to end');
-        await sql(`select jobs.publish('note', '{"n":"polled"}'::jsonb, timeout => 1)`);
+        await sql(`select jobs.publish('note', '{"n":"polled"}'::jsonb, timeout_seconds => 1)`);
       } finally {
         report = await drained; // its deadline ends it, before the next test
         await allowConnections(true);
@@ -163,7 +163,7 @@ describe('a lingering drain whose LISTEN cannot connect at all', () => {
       const unhandled = await unhandledDuring(async () => {
         const drained = queue.drain(10, Date.now() + 4000, { lingerMs: HOUR, pollMs: 200, settleMarginMs: 0 });
         await until(async () => claims() >= 2, 'the drain to poll');
-        await sql(`select jobs.publish('note', '{"n":"polled"}'::jsonb, timeout => 1)`);
+        await sql(`select jobs.publish('note', '{"n":"polled"}'::jsonb, timeout_seconds => 1)`);
         report = await drained;
       });
       expect(unhandled).toEqual([]);

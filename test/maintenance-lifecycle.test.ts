@@ -83,7 +83,7 @@ describe('maintain() from TypeScript catches up', () => {
 describe('expiry and retention in one pass', () => {
   /** A job whose lease ran out an hour ago with no retries left: expiry ends it as a failure. */
   const stuckJob = async () => {
-    await sql(`select jobs.publish('stuck.job', timeout => 5, max_retries => 0, now => now() - interval '1 hour')`);
+    await sql(`select jobs.publish('stuck.job', timeout_seconds => 5, max_retries => 0, now => now() - interval '1 hour')`);
     await sql(`select jobs.claim(1, 'stuck.job', null, now() - interval '1 hour')`);
   };
   const deadLetters = () => sql(`select task, status from jobs.job`);

@@ -38,7 +38,7 @@ describe('a queue with defaults', () => {
 
   it('a job published to it without options gets them; explicit options win, one by one', async () => {
     expect(await optionsOf(await publishSql(`jobs.publish('t', queue => 'mail')`))).toEqual(MAIL);
-    expect(await optionsOf(await publishSql(`jobs.publish('t', queue => 'mail', timeout => 7)`)))
+    expect(await optionsOf(await publishSql(`jobs.publish('t', queue => 'mail', timeout_seconds => 7)`)))
       .toEqual({ ...MAIL, timeout: '7' });
     expect(await optionsOf(await publishSql(`jobs.publish('t', queue => 'mail', priority => -2, max_retries => 0)`)))
       .toEqual({ ...MAIL, priority: -2, max_retries: 0 });
@@ -78,7 +78,7 @@ describe('a queue with defaults', () => {
   });
 
   it('a job replaced by a publish (dedupe_mode replace) takes the defaults of its queue', async () => {
-    const id = await publishSql(`jobs.publish('t', timeout => 1, priority => 1, max_retries => 1, queue => 'mail', dedupe_key => 'k')`);
+    const id = await publishSql(`jobs.publish('t', timeout_seconds => 1, priority => 1, max_retries => 1, queue => 'mail', dedupe_key => 'k')`);
     expect(await publishSql(`jobs.publish('u', queue => 'mail', dedupe_key => 'k', dedupe_mode => 'replace')`)).toBe(id);
     expect(await optionsOf(id)).toEqual(MAIL);
     // Moved to the default queue, it takes the default queue's (global) ones.

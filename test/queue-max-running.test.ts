@@ -25,7 +25,7 @@ const claimJson = async (n: number, queue = 'mr') =>
 const claimIds = async (n: number, queue = 'mr') =>
   (await sql<{ job_id: string }>('select job_id from jobs.claim($1, queue => $2)', [n, queue])).map((r) => r.job_id);
 const publish = (n: number, queue = 'mr', timeout = 60) =>
-  sql(`select jobs.publish('mr.job', jsonb_build_object('i', i), queue => $1, timeout => $2) from generate_series(1, $3) i`,
+  sql(`select jobs.publish('mr.job', jsonb_build_object('i', i), queue => $1, timeout_seconds => $2) from generate_series(1, $3) i`,
       [queue, timeout, n]);
 const maxRunning = async (name = 'mr') =>
   (await sql<{ m: number | null }>('select max_running as m from jobs.queue where name = $1', [name]))[0]!.m;

@@ -44,7 +44,7 @@ const refused = (role: string, text: string) =>
 
 describe('a role that may not run jobs.maintain cannot set the clock', () => {
   it('a worker cannot expire running and waiting jobs early: refused, both stay', async () => {
-    const running = (await sql<{ id: string }>(`select jobs.publish('clock.run', null, timeout => 3600, max_retries => 0)::text as id`))[0]!.id;
+    const running = (await sql<{ id: string }>(`select jobs.publish('clock.run', null, timeout_seconds => 3600, max_retries => 0)::text as id`))[0]!.id;
     const waiting = (await sql<{ id: string }>(
       `select jobs.publish('clock.wait', null, now() + interval '1 hour', expires_at => now() + interval '1 day')::text as id`))[0]!.id;
     expect(await as('worker', `select job_id::text as id from jobs.consume_topic('clock.run', 1)`)).toEqual([{ id: running }]);
@@ -69,7 +69,7 @@ describe('a role that may not run jobs.maintain cannot set the clock', () => {
   });
 
   it('a worker cannot backdate an end or stretch a lease; an ack at the clock (a transactional ack\'s) settles', async () => {
-    const id = (await sql<{ id: string }>(`select jobs.publish('clock.settle', null, timeout => 60)::text as id`))[0]!.id;
+    const id = (await sql<{ id: string }>(`select jobs.publish('clock.settle', null, timeout_seconds => 60)::text as id`))[0]!.id;
     await as('worker', `select job_id from jobs.consume_topic('clock.settle', 1)`);
     await refused('worker', `select jobs.ack(${id}, null, '1970-01-01')`);
     await refused('worker', `select jobs.extend_lease(${id}, 1, 60, now() + interval '100 years')`);
@@ -90,7 +90,7 @@ describe('a role that may not run jobs.maintain cannot set the clock', () => {
   });
 
   it('an admin (and the owner) still sets the clock', async () => {
-    const id = (await sql<{ id: string }>(`select jobs.publish('clock.admin', null, timeout => 3600, max_retries => 0)::text as id`))[0]!.id;
+    const id = (await sql<{ id: string }>(`select jobs.publish('clock.admin', null, timeout_seconds => 3600, max_retries => 0)::text as id`))[0]!.id;
     await as('worker', `select job_id from jobs.consume_topic('clock.admin', 1)`);
     expect(await as('admin', `select jobs.expire(1000, now() + interval '2 hours') >= 1 as ok`)).toEqual([{ ok: true }]);
     expect(await sql(`select status from jobs.job where job_id = $1`, [id])).toEqual([{ status: 'failure' }]);

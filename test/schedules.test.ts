@@ -476,7 +476,7 @@ describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the datab
 
   it('commits per job: a call that dies mid-job keeps what it finished, and the lease of the rest expires into a retry', async () => {
     for (const [task, body] of [['record', '{"n":1}'], ['record', '{"n":2}'], ['abort_call', '{"n":3}'], ['record', '{"n":4}']]) {
-      await sql(`select jobs.publish($1, $2::jsonb, timeout => 5)`, [`sql:app.${task}`, body]);
+      await sql(`select jobs.publish($1, $2::jsonb, timeout_seconds => 5)`, [`sql:app.${task}`, body]);
     }
     const e = await sqlError(`call jobs.drain_sql(10, 60)`);
     expect(e.code).toBe('57014');
@@ -490,15 +490,15 @@ describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the datab
   });
 
   it('a function that outlives its lease is rolled back and nacked as timed out', async () => {
-    await sql(`select jobs.publish('sql:app.slow', '{"s":1.5}', timeout => 1, max_retries => 0)`);
+    await sql(`select jobs.publish('sql:app.slow', '{"s":1.5}', timeout_seconds => 1, max_retries => 0)`);
     expect(await drainSql(10, 30)).toMatchObject({ claimed: 1, failed: 1 });
     expect(await sql(`select error from jobs.job`)).toEqual([{ error: 'timed out: ran past its 1-second lease (SQLSTATE PDC98)' }]);
     expect(await seen()).toEqual([]);
   });
 
   it('claims only jobs that fit the budget and returns by its deadline', async () => {
-    await sql(`select jobs.publish('sql:app.slow', '{"s":0.25}', timeout => 1) from generate_series(1, 20)`);
-    await sql(`select jobs.publish('sql:app.record', '{"long":true}', timeout => 600)`);
+    await sql(`select jobs.publish('sql:app.slow', '{"s":0.25}', timeout_seconds => 1) from generate_series(1, 20)`);
+    await sql(`select jobs.publish('sql:app.record', '{"long":true}', timeout_seconds => 600)`);
     const started = Date.now();
     const report = await drainSql(100, 3);
     const elapsed = Date.now() - started;
@@ -512,10 +512,10 @@ describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the datab
 
   it("says 'empty', not 'deadline', when the only long job left is blocked or its queue paused", async () => {
     // Longer than the budget, but not claimable anyway: waiting on a dependency, or in a paused queue.
-    const { id } = (await sql<{ id: string }>(`select jobs.publish('sql:app.record', '{}', timeout => 600) as id`))[0]!;
-    await sql(`select jobs.publish('sql:app.record', '{}', timeout => 600, depends_on => array[$1::bigint])`, [id]);
+    const { id } = (await sql<{ id: string }>(`select jobs.publish('sql:app.record', '{}', timeout_seconds => 600) as id`))[0]!;
+    await sql(`select jobs.publish('sql:app.record', '{}', timeout_seconds => 600, depends_on => array[$1::bigint])`, [id]);
     await sql(`select jobs.create_queue('held'); select jobs.pause_queue('held')`);
-    await sql(`select jobs.publish('sql:app.record', '{}', timeout => 600, queue => 'held')`);
+    await sql(`select jobs.publish('sql:app.record', '{}', timeout_seconds => 600, queue => 'held')`);
     await sql(`update jobs.job_queue set scheduled_at = now() + interval '1 hour' where job_id = $1`, [id]);
     expect(await drainSql(10, 2)).toMatchObject({ claimed: 0, stoppedBy: 'empty' });
     expect((await sql<{ report: Record<string, unknown> }>(`call jobs.drain_sql(10, 2, 'held')`))[0]!.report)
@@ -545,7 +545,7 @@ describe('jobs.maintain', () => {
     await endedJobs(3, 'old.a', 30);
     await endedJobs(3, 'old.b', 20);
     await endedJobs(3, 'fresh.c', 1);
-    await sql(`select jobs.publish('stuck.job', timeout => 1, now => now() - interval '1 hour')`);
+    await sql(`select jobs.publish('stuck.job', timeout_seconds => 1, now => now() - interval '1 hour')`);
     await sql(`select jobs.claim(1, 'stuck.job', null, now() - interval '1 hour')`);
     await sql(`select jobs.schedule('m', '* * * * *', 'clock.tick', now => now() - interval '5 minutes')`);
 

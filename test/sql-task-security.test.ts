@@ -83,8 +83,8 @@ describe('F1: a sql: task runs only a function the owner or an admin allowed', (
   it('a publisher cannot make drain_sql run its own function: refused at every way to publish', async () => {
     const refused = { code: 'PD018', column: 'task',
                       message: expect.stringMatching(/^task: sql:tenant\.evil is not an allowed SQL task: .*select jobs\.allow_sql_task\('tenant\.evil'\)$/) };
-    await expect(as(publisher, [`select jobs.publish('sql:tenant.evil', '{}', timeout => 10, queue => 'sql')`])).rejects.toMatchObject(refused);
-    await expect(as(mallory, [`select jobs.publish('sql:tenant.evil', '{}', timeout => 10, queue => 'sql')`])).rejects.toMatchObject(refused);
+    await expect(as(publisher, [`select jobs.publish('sql:tenant.evil', '{}', timeout_seconds => 10, queue => 'sql')`])).rejects.toMatchObject(refused);
+    await expect(as(mallory, [`select jobs.publish('sql:tenant.evil', '{}', timeout_seconds => 10, queue => 'sql')`])).rejects.toMatchObject(refused);
     await expect(as(publisher, [`select jobs.publish_bulk(array[row('sql:tenant.evil', null, null, null, null, null)::jobs.bulk_job], queue => 'sql')`]))
       .rejects.toMatchObject({ code: 'PD018', column: 'jobs[1].task' });
     await expect(as(publisher, [`select jobs.publish_arrays(array['plain.job', 'sql:tenant.evil'], queue => 'sql')`]))
@@ -147,11 +147,11 @@ describe('F1: a sql: task runs only a function the owner or an admin allowed', (
   it('an allowed task publishes and runs; disallowed after its publish, its job fails without retry and the function does not run', async () => {
     await sql(`truncate jobs.job_queue, jobs.job, app.seen`);
     expect(await sql(`select jobs.allow_sql_task('app.record') as r`)).toEqual([{ r: true }]);
-    await as(publisher, [`select jobs.publish('sql:app.record', '{"n":1}', timeout => 10, queue => 'sql')`,
+    await as(publisher, [`select jobs.publish('sql:app.record', '{"n":1}', timeout_seconds => 10, queue => 'sql')`,
                          `select jobs.publish_arrays(array['sql:app.record'], '[{"n":2}]', timeouts => array[10], queue => 'sql')`], true);
     await session([appPath], async (c) => expect(await drainSql(c)).toMatchObject({ claimed: 2, succeeded: 2 }));
 
-    await as(publisher, [`select jobs.publish('sql:app.record', '{"n":3}', timeout => 10, max_retries => 3, queue => 'sql')`], true);
+    await as(publisher, [`select jobs.publish('sql:app.record', '{"n":3}', timeout_seconds => 10, max_retries => 3, queue => 'sql')`], true);
     // A drain-run schedule of it too: its ticks fail from now on, recorded where jobs.schedules shows them.
     await sql(`select jobs.schedule('tick', '* * * * *', 'sql:app.record', queue => 'sql', runner => 'drains', now => now() - interval '2 minutes')`);
     expect(await sql(`select jobs.disallow_sql_task('app.record') as r`)).toEqual([{ r: true }]);
@@ -186,8 +186,8 @@ describe('F2: a function on the caller\'s search_path never stands in for a buil
 
   it('drain_sql, run by a superuser with shadow on its path: only the task function runs, with the caller\'s path', async () => {
     await sql(`truncate jobs.job_queue, jobs.job, app.seen, shadow.calls; select jobs.allow_sql_task('app.record')`);
-    await sql(`select jobs.publish('sql:app.record', '{"n":1}', timeout => 10, queue => 'sql'),
-                      jobs.publish('sql:app.record', '{"fail":true}', timeout => 10, queue => 'sql')`);
+    await sql(`select jobs.publish('sql:app.record', '{"n":1}', timeout_seconds => 10, queue => 'sql'),
+                      jobs.publish('sql:app.record', '{"fail":true}', timeout_seconds => 10, queue => 'sql')`);
     const path = 'shadow, app, public';
     await session([`set search_path = ${path}`], async (c) => {
       expect(await drainSql(c)).toMatchObject({ claimed: 2, succeeded: 1, retried: 1 });
@@ -231,8 +231,8 @@ describe('roles', () => {
       create function app.private(b jsonb) returns jsonb language sql as $$ select b $$;
       revoke execute on function app.private(jsonb) from public;
       select jobs.allow_sql_task('app.private');
-      select jobs.publish('sql:app.record', '{"n":1}', timeout => 10, queue => 'sql'),
-             jobs.publish('sql:app.private', '{}', timeout => 10, queue => 'sql')`);
+      select jobs.publish('sql:app.record', '{"n":1}', timeout_seconds => 10, queue => 'sql'),
+             jobs.publish('sql:app.private', '{}', timeout_seconds => 10, queue => 'sql')`);
     await session([`set role ${worker}`, appPath], async (c) => {
       expect(await drainSql(c)).toMatchObject({ claimed: 2, succeeded: 1, retried: 1, stoppedBy: 'empty' });
       await expect(c.query(`call jobs.drain_sql(0, 10)`)).rejects.toMatchObject({ code: 'PDC03', column: 'batch' });

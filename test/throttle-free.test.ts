@@ -147,7 +147,7 @@ describe('a cancelled job lets go of its throttle window', () => {
       .toEqual([acked, failed, askedAcked]);
 
     // Ended cancelled by an expiry of its lease (its drain gone), then published again.
-    const byExpiry = await throttled('expiry', 0, 3600, `, timeout => 10, max_retries => 0`);
+    const byExpiry = await throttled('expiry', 0, 3600, `, timeout_seconds => 10, max_retries => 0`);
     expect(await claim(0)).toContain(byExpiry);
     await sql(`select jobs.cancel($1::bigint, now => ${at(1)})`, [byExpiry]);
     expect(await one(`select jobs.expire(now => ${at(20)}) as n`)).toEqual({ n: 1 });

@@ -20,7 +20,7 @@ afterAll(async () => {
 });
 
 it('waitFor answers with the outcome of a job that ended while it waited', async () => {
-  const id = (await db.sql<{ id: string }>(`select jobs.publish('t', '{}', timeout => 30)::text as id`))[0]!.id;
+  const id = (await db.sql<{ id: string }>(`select jobs.publish('t', '{}', timeout_seconds => 30)::text as id`))[0]!.id;
   const waiting = queue.waitFor(id, { timeoutMs: 5000 });
   waiting.catch(() => {});
   await new Promise((resolve) => setTimeout(resolve, 1000));

@@ -91,7 +91,7 @@ describe('cancel', () => {
   });
 
   it('SQL: a cancel requested while running turns a nack or an expiry into cancelled; an ack still succeeds', async () => {
-    await sql(`select jobs.publish('a', max_retries => 3), jobs.publish('b', max_retries => 3), jobs.publish('c', timeout => 1)`);
+    await sql(`select jobs.publish('a', max_retries => 3), jobs.publish('b', max_retries => 3), jobs.publish('c', timeout_seconds => 1)`);
     const claimed = await sql<{ job_id: string; task: string }>(`select job_id, task from jobs.consume(3) order by task`);
     for (const j of claimed) expect(await one(`select jobs.cancel($1) as r`, [j.job_id])).toEqual({ r: 'cancelling' });
     await sql(`select jobs.nack($1::bigint, 'boom')`, [claimed[0]!.job_id]);
