@@ -5,6 +5,13 @@
 -- counts the attempt, records worker_id (null, or 1 to 200 characters not
 -- all whitespace: PD005), and returns them in claim order.
 -- Its leases have no holder: any expiry takes them back once passed.
+-- A lease runs from the claim, not from the transaction's start (now()):
+-- consume inside a transaction open longer than a job's timeout (a psql
+-- session, a PL/pgSQL loop, a trigger) would otherwise write a lease that
+-- had already passed, and the next consume after its commit would hand the
+-- job out again while it runs. started_at stays the transaction's time (an
+-- ack in the same transaction ends at now(), never before it). With a `now`
+-- given (an admin's clock), the lease runs from that.
 -- The claim behind consume and consume_topic; drain() uses jobs.claim_json.
 -- Index probes rated as on SSDs (random_page_cost 1.1): see jobs.claim_json.
 create function jobs.claim(
@@ -20,6 +27,7 @@ create function jobs.claim(
   set random_page_cost = 1.1 as $$
 declare
   v_now timestamptz := jobs.clock(claim.now);
+  v_from timestamptz := case when claim.now is null then greatest(v_now, clock_timestamp()) else v_now end;
   v_ids bigint[];
 begin
   perform jobs.check_worker_id(claim.worker_id);
@@ -35,7 +43,7 @@ begin
   with claimed as (
     update jobs.job_queue q
     set attempt = q.attempt + 1,
-        lease_until = v_now + make_interval(secs => q.timeout),
+        lease_until = v_from + make_interval(secs => q.timeout),
         started_at = v_now,
         worker_id = claim.worker_id,
         lease_holder = null

@@ -11,7 +11,9 @@
 -- not leased by worker_id (when given), as settles match it (sql/0013). A
 -- lease that passed but that no expiry has settled yet is still this
 -- delivery's (an ack would land too): it is extended. seconds: 0.001 to
--- 86400, as a timeout (PD002, naming seconds).
+-- 86400, as a timeout (PD002, naming seconds). With no `now` given, from the
+-- time of the call, not the transaction's start: called inside a long
+-- transaction, now() + seconds could already have passed (jobs.claim's lease too).
 -- Later leases keep jobs.remembered_lease_floor right: a probe reads the
 -- leases after its session's floor F, and a lease only moves later, so one
 -- past F stays past it. One moved to at most F is one whose extension
@@ -25,7 +27,8 @@ create function jobs.extend_lease(job_id bigint, attempt integer, seconds numeri
                                   worker_id text default null)
 returns timestamptz language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  v_now timestamptz := jobs.clock(extend_lease.now);
+  v_now timestamptz := case when extend_lease.now is null then greatest(pg_catalog.now(), clock_timestamp())
+                            else jobs.clock(extend_lease.now) end;
   v_until timestamptz;
 begin
   -- NaN is outside any range here (PostgreSQL orders it above every number).

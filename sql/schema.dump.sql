@@ -1034,6 +1034,7 @@ CREATE FUNCTION jobs.claim(n integer, pattern text DEFAULT NULL::text, max_timeo
     AS $$
 declare
   v_now timestamptz := jobs.clock(claim.now);
+  v_from timestamptz := case when claim.now is null then greatest(v_now, clock_timestamp()) else v_now end;
   v_ids bigint[];
 begin
   perform jobs.check_worker_id(claim.worker_id);
@@ -1049,7 +1050,7 @@ begin
   with claimed as (
     update jobs.job_queue q
     set attempt = q.attempt + 1,
-        lease_until = v_now + make_interval(secs => q.timeout),
+        lease_until = v_from + make_interval(secs => q.timeout),
         started_at = v_now,
         worker_id = claim.worker_id,
         lease_holder = null
@@ -2302,7 +2303,8 @@ CREATE FUNCTION jobs.extend_lease(job_id bigint, attempt integer, seconds numeri
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  v_now timestamptz := jobs.clock(extend_lease.now);
+  v_now timestamptz := case when extend_lease.now is null then greatest(pg_catalog.now(), clock_timestamp())
+                            else jobs.clock(extend_lease.now) end;
   v_until timestamptz;
 begin
   -- NaN is outside any range here (PostgreSQL orders it above every number).
