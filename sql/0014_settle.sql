@@ -77,8 +77,9 @@ end $$;
 -- Settles the current delivery of each of these consumed jobs with one
 -- outcome (results[i] and errors[i] belong to job_ids[i]; either may be
 -- null): what ack, nack and release do, straight to jobs.settle_arrays.
+-- With attempt, only a delivery of that attempt (ack's and nack's attempt).
 create function jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[],
-                                    retry_at timestamptz, now timestamptz)
+                                    retry_at timestamptz, now timestamptz, attempt integer default null)
 returns jsonb language sql as $$
   select jobs.settle_arrays(coalesce(array_agg(q.job_id), '{}'), coalesce(array_agg(q.attempt), '{}'),
                             array_fill(settle_current.outcome, array[count(*)::integer]),
@@ -86,15 +87,20 @@ returns jsonb language sql as $$
                             array_fill(settle_current.retry_at, array[count(*)::integer]), null, settle_current.now)
   from unnest(settle_current.job_ids) with ordinality as i(id, ord)
   join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
+    and (settle_current.attempt is null or q.attempt = settle_current.attempt)
 $$;
 
 -- Acknowledges a consumed job: it moves to jobs.job as a success with its
 -- result. Returns false when the job is not waiting for an ack (unknown id,
--- already settled, or never consumed).
-create function jobs.ack(job_id bigint, result jsonb default null, now timestamptz default null)
+-- already settled, or never consumed). Without attempt it settles the job's
+-- current delivery, whoever holds it: a consumer whose lease passed and whose
+-- job another consume took would settle that newer delivery. With attempt
+-- (consume's), only the delivery of that attempt: a late ack returns false.
+create function jobs.ack(job_id bigint, result jsonb default null, now timestamptz default null,
+                         attempt integer default null)
 returns boolean language sql security definer
 set search_path = pg_catalog, pg_temp as $$
-  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now)
+  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now, ack.attempt)
           ->>'succeeded')::integer = 1
 $$;
 
@@ -110,16 +116,19 @@ end $$;
 
 -- Returns a failed job: it runs again at schedule_at (or after the backoff),
 -- or, when its retries are spent, moves to jobs.job as a failure with this
--- error. Returns false when the job is not waiting for an ack.
+-- error. Returns false when the job is not waiting for an ack. attempt: as
+-- ack's (a late nack would otherwise retry, or fail for good, another
+-- consumer's delivery).
 create function jobs.nack(job_id bigint, error text, schedule_at timestamptz default null,
-                          now timestamptz default null)
+                          now timestamptz default null, attempt integer default null)
 returns boolean language plpgsql security definer
 set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
   perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
-  v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
+  v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now,
+                           nack.attempt);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
 

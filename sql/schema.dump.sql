@@ -115,14 +115,14 @@ begin
 end $$;
 
 --
--- Name: ack(bigint, jsonb, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: ack(bigint, jsonb, timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.ack(job_id bigint, result jsonb DEFAULT NULL::jsonb, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
+CREATE FUNCTION jobs.ack(job_id bigint, result jsonb DEFAULT NULL::jsonb, now timestamp with time zone DEFAULT NULL::timestamp with time zone, attempt integer DEFAULT NULL::integer) RETURNS boolean
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now)
+  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now, ack.attempt)
           ->>'succeeded')::integer = 1
 $$;
 
@@ -1501,7 +1501,7 @@ begin
   -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);
-  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[], bigint), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
+  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[], bigint), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz, integer), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz, integer), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
   -- What CALL jobs.drain_sql calls besides claim and settle_arrays: the due
   -- ticks (which jobs.claim_json publishes too), two readers of what a
@@ -2780,10 +2780,10 @@ begin
 end $$;
 
 --
--- Name: nack(bigint, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: nack(bigint, text, timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.nack(job_id bigint, error text, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
+CREATE FUNCTION jobs.nack(job_id bigint, error text, schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, now timestamp with time zone DEFAULT NULL::timestamp with time zone, attempt integer DEFAULT NULL::integer) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2791,7 +2791,8 @@ declare
   v jsonb;
 begin
   perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
-  v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now);
+  v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now,
+                           nack.attempt);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
 
@@ -6188,10 +6189,10 @@ begin
 end $$;
 
 --
--- Name: settle_current(bigint[], text, jsonb[], text[], timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: settle_current(bigint[], text, jsonb[], text[], timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[], retry_at timestamp with time zone, now timestamp with time zone) RETURNS jsonb
+CREATE FUNCTION jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[], retry_at timestamp with time zone, now timestamp with time zone, attempt integer DEFAULT NULL::integer) RETURNS jsonb
     LANGUAGE sql
     AS $$
   select jobs.settle_arrays(coalesce(array_agg(q.job_id), '{}'), coalesce(array_agg(q.attempt), '{}'),
@@ -6200,6 +6201,7 @@ CREATE FUNCTION jobs.settle_current(job_ids bigint[], outcome text, results json
                             array_fill(settle_current.retry_at, array[count(*)::integer]), null, settle_current.now)
   from unnest(settle_current.job_ids) with ordinality as i(id, ord)
   join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
+    and (settle_current.attempt is null or q.attempt = settle_current.attempt)
 $$;
 
 --
