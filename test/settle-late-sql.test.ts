@@ -14,7 +14,7 @@ beforeEach(async () => {
 
 /** A job consumed by A (attempt 1), its lease passed, and consumed again by B (attempt 2). */
 async function handedOutTwice(maxRetries: number): Promise<string> {
-  const [{ id }] = await sql<{ id: string }>(`select jobs.publish('late.settle', null, null, 60, 0, $1) as id`, [maxRetries]);
+  const { id } = (await sql<{ id: string }>(`select jobs.publish('late.settle', null, null, 60, 0, $1) as id`, [maxRetries]))[0]!;
   expect(await sql(`select attempt from jobs.consume(1)`)).toEqual([{ attempt: 1 }]);
   expect(await sql(`select attempt from jobs.consume(1, ${HOUR})`)).toEqual([{ attempt: 2 }]);
   return id;
@@ -39,7 +39,7 @@ describe('ack and nack with attempt', () => {
   });
 
   it('the current attempt given settles as without it; an attempt never handed out settles nothing', async () => {
-    const [{ id }] = await sql<{ id: string }>(`select jobs.publish('late.settle', null, null, 60, 0, 3) as id`);
+    const { id } = (await sql<{ id: string }>(`select jobs.publish('late.settle', null, null, 60, 0, 3) as id`))[0]!;
     await sql(`select * from jobs.consume(1)`);
     expect(await sql(`select jobs.nack($1::bigint, 'x', attempt => 0) as a, jobs.nack($1::bigint, 'x', attempt => 2) as b`, [id]))
       .toEqual([{ a: false, b: false }]);
