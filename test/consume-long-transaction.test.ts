@@ -31,9 +31,11 @@ describe('a claim inside a long transaction', () => {
   });
 
   it('is not handed out again by the next consume once that transaction commits', async () => {
-    const id = (await sql<{ id: string }>(`select jobs.publish('long.tx', null, null, 3) as id`))[0]!.id;
+    const id = (await sql<{ id: string }>(`select jobs.publish('long.tx', null, null, 5) as id`))[0]!.id;
     await client.query('begin');
-    await client.query('select pg_sleep(3.2)'); // the transaction is now older than the job's timeout
+    // The transaction is now older than the job's timeout; the checks after its
+    // commit have the whole timeout (5 s) to run, a margin for a loaded machine.
+    await client.query('select pg_sleep(5.1)');
     const claimed = (await client.query<{ job_id: string; attempt: number }>('select job_id, attempt from jobs.consume(1)')).rows;
     await client.query('commit');
     expect(claimed).toEqual([{ job_id: id, attempt: 1 }]);
