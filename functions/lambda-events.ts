@@ -1,6 +1,7 @@
 // The Lambda events the handler tells apart: HTTP (Function URL, API
 // Gateway), whose answers it shapes, and schedules (EventBridge rule or
 // Scheduler), whose `pgdrain` input it checks.
+import { getPath } from 'hono/utils/url';
 import * as z from 'zod/mini';
 import { checkDrainSelection, type DrainSelection } from '../src/drain-selection.js';
 import { ValidationError } from '../src/errors.js';
@@ -41,6 +42,44 @@ export function withoutGetBody(event: Record<string, unknown>): Record<string, u
   if ((method !== 'GET' && method !== 'HEAD') || event.body === undefined || event.body === null) return event;
   const { body: _, isBase64Encoded: __, ...rest } = event;
   return rest;
+}
+
+/** The prefix before the app's routes in the path an event's caller sent (asSent), by event. */
+const routePrefixes = new WeakMap<object, string>();
+const under = (path: string, prefix: string) => path === prefix || path.startsWith(`${prefix}/`);
+
+/**
+ * An HTTP event whose request URL is the path its caller sent, which a signed
+ * request signs. API Gateway on a named stage puts the stage (or a custom
+ * domain's base path) before the app's routes in the URL the caller used
+ * (https://ID.execute-api.REGION.amazonaws.com/prod/jobs): an HTTP API
+ * (payload 2.0) passes that path on in rawPath, a REST API (1.0) passes it in
+ * requestContext.path, and the path without it in `path`. routePath routes
+ * the request without the prefix; a Function URL has none.
+ */
+export function asSent(event: Record<string, unknown>): Record<string, unknown> {
+  const context = isObject(event.requestContext) ? event.requestContext : {};
+  if (typeof event.rawPath === 'string') {
+    const stage = context.stage;
+    if (typeof stage === 'string' && stage !== '$default' && under(event.rawPath, `/${stage}`)) routePrefixes.set(event, `/${stage}`);
+    return event;
+  }
+  const { path } = event;
+  const sent = context.path;
+  if (typeof path !== 'string' || !path.startsWith('/') || typeof sent !== 'string' || sent === path || !sent.endsWith(path)) {
+    return event;
+  }
+  const staged = { ...event, path: sent };
+  routePrefixes.set(staged, sent.slice(0, sent.length - path.length));
+  return staged;
+}
+
+/** The path an event's request is routed on (createApp's routePath): its URL's, without asSent's prefix. */
+export function routePath(request: Request, env: unknown): string {
+  const path = getPath(request);
+  const event = isObject(env) ? env.event : undefined;
+  const prefix = isObject(event) ? routePrefixes.get(event) : undefined;
+  return prefix !== undefined && under(path, prefix) ? path.slice(prefix.length) || '/' : path;
 }
 
 // A Function URL's domain: https://<url-id>.lambda-url.<region>.on.aws

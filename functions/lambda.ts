@@ -40,7 +40,7 @@ import { publish, publishBulk } from '../src/publish.js';
 import type { DrainReport, TaskMap } from '../src/types.js';
 import { fastPickup } from './fast-pickup.js';
 import { reconnectingDriver, type ReconnectingDriver } from './lambda-driver.js';
-import { gatewayEnd, isHttpEvent, jsonResult, scheduleInput, withoutGetBody, type ScheduleInput } from './lambda-events.js';
+import { asSent, gatewayEnd, isHttpEvent, jsonResult, routePath, scheduleInput, withoutGetBody, type ScheduleInput } from './lambda-events.js';
 import { readSettings, type Env, type Settings } from './lambda-settings.js';
 
 /** The part of the Lambda context the handler reads. */
@@ -121,7 +121,7 @@ class Instance {
           message: 'set PGDRAIN_TOKEN or PGDRAIN_HMAC_SECRET on the function to serve HTTP events' } }));
       }
       const app = createApp({
-        queue: this.queue, token, hmacSecret,
+        queue: this.queue, token, hmacSecret, routePath,
         limits: this.settings.PGDRAIN_MAX_BUDGET_SECONDS ? { maxBudgetSeconds: this.settings.PGDRAIN_MAX_BUDGET_SECONDS } : {},
         deadlineCap: (bindings) => {
           const { lambdaContext: lambda, event: request } = bindings as { lambdaContext?: LambdaContext; event?: unknown };
@@ -132,6 +132,6 @@ class Instance {
       });
       this.httpHandler = handle(app) as unknown as (event: never, context: LambdaContext) => Promise<unknown>;
     }
-    return this.httpHandler(withoutGetBody(event as Record<string, unknown>) as never, context);
+    return this.httpHandler(asSent(withoutGetBody(event as Record<string, unknown>)) as never, context);
   }
 }

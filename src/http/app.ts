@@ -69,6 +69,13 @@ export interface AppOptions {
    * a signed request gets the page without forms. Default false: read-only.
    */
   dashboardActions?: boolean | undefined;
+  /**
+   * The path a request is routed on, given the request and its env, when the
+   * platform puts a prefix before the app's routes in the URL the caller used
+   * (API Gateway's stage: /prod/jobs). Default: the URL's path. A signed
+   * request is still checked against the URL's path, as the caller sent it.
+   */
+  routePath?: ((request: Request, env: unknown) => string) | undefined;
 }
 
 // Jobs by task and state, summed over named queues so each series appears once.
@@ -143,7 +150,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   const auth = authentication({ token: options.token, hmacSecret: options.hmacSecret,
                                 toleranceSeconds: limits.signatureToleranceSeconds });
 
-  const app = new Hono<{ Variables: AuthVariables }>();
+  const { routePath } = options;
+  const app = new Hono<{ Variables: AuthVariables }>(routePath ? { getPath: (request, o) => routePath(request, o?.env) } : {});
   app.onError((error, c) => errorResponse(c, endedRequest(c, error), onError));
   app.notFound((c) => errorResponse(c, new HttpError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`)));
 
