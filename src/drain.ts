@@ -8,6 +8,7 @@ import { drainSettings, type DrainDeps } from './drain-settings.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
+import { poolShare } from './pool-share.js';
 import { rateLimiter } from './rate-limit.js';
 import { JobRun, type RunHost } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
@@ -104,6 +105,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     wake();
   };
   const onSignal = () => stop('signal');
+  // Pool-bound, the connections its handlers hold count with those of the other drains on the pool.
+  const share = poolBound ? poolShare(driver, Math.max(1, driver.maxConnections! - 1)) : undefined;
+  share?.wakes.add(wake);
   opts.signal?.addEventListener('abort', onSignal, { once: true });
   opts.hardSignal?.addEventListener('abort', onSignal, { once: true });
   if (opts.signal?.aborted || opts.hardSignal?.aborted) stop('signal');
@@ -151,11 +155,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     returned(run, outcome) {
       handlers--;
       run.finish(outcome);
-      if (poolBound) wake(); // one that ran on past its settling frees its connection only now
+      share?.add(-1); // wakes: one that ran on past its settling frees its connection only now
     } };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, end < claimSentAt + job.timeout * 1000); // in running and timeouts
     handlers++;
+    share?.add(1);
     hooks?.started(job);
     run.runHandler(handler);
   };
@@ -164,7 +169,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const newBatchRunner = () => new BatchRunner({ running, timeouts, hooks, publish, rateLimit, settled,
     calling(n) {
       handlers += n;
-      if (n < 0 && poolBound) wake();
+      share?.add(n);
     } });
 
   // A claim's jobs, started. In a function of its own: locals of the loop
@@ -198,8 +203,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     while (!stoppedBy) {
       // Pool-bound, a handler that ran on past its timeout (its job settled) still holds a connection.
       const busy = poolBound ? handlers : running.size;
-      const free = concurrency - busy;
-      if (busy > 0 && free < refillAt) {
+      // Pool-bound, the other drains on the pool hold some of its connections too.
+      const free = share ? Math.min(concurrency - busy, share.cap - share.busy) : concurrency - busy;
+      if ((busy > 0 || share?.busy) && free < refillAt) {
         // Lingering, a NOTIFY or a poll fills free slots too: a new job need not wait for a long one.
         const why = idle && free > 0 ? await idle.wait(stopAt, changed()) : await changed();
         // At stopAt the wait answers at once: stop here (its timer could not fire between microtasks).
@@ -223,8 +229,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (lastLook === 'due') lastLook = 'done';
       let result: ClaimResult;
       idle?.claiming();
+      const want = Math.min(args.batchSize, free);
+      share?.add(want); // taken while the claim is out: the other drains' claims leave them
       try {
-        const { rows } = await claim(Math.min(args.batchSize, free), budgetMs, outcomes);
+        const { rows } = await claim(want, budgetMs, outcomes);
         result = rows[0]!.r;
         rolledBack = 0;
       } catch (error) {
@@ -238,6 +246,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // them while they still run here.
         claimError = error;
         break;
+      } finally {
+        share?.add(-want); // each job it started holds its own
       }
       batches++;
       settler.count(result.settled);
@@ -280,6 +290,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     throw translateError(error);
   } finally {
     await idle?.close();
+    share?.wakes.delete(wake);
     stopWatching();
     cancelDeadline();
     opts.signal?.removeEventListener('abort', onSignal);

@@ -1,0 +1,29 @@
+// The connections of one driver's pool that transactional handlers hold,
+// counted across every drain on it (`pgdrain serve`'s concurrent POST
+// /drain, several drain() calls on one queue). Each pool-bound drain keeps
+// its handlers under the pool's size less one (drain-settings.ts); drains
+// side by side must keep their sum under it too, or the handlers past it
+// wait for a connection with their timeout running, and are nacked without
+// having run.
+
+export class PoolShare {
+  /** Handlers running on the pool, over all its drains. */
+  busy = 0;
+  /** Each drain's wake: a connection one drain's handler gives back may be another's to use. */
+  readonly wakes = new Set<() => void>();
+  constructor(readonly cap: number) {}
+
+  add(n: number): void {
+    this.busy += n;
+    if (n < 0) for (const wake of this.wakes) wake();
+  }
+}
+
+const shares = new WeakMap<object, PoolShare>();
+
+/** The share of a driver's pool, whose handlers may hold at most cap connections at once. */
+export function poolShare(driver: object, cap: number): PoolShare {
+  let share = shares.get(driver);
+  if (!share) shares.set(driver, share = new PoolShare(cap));
+  return share;
+}

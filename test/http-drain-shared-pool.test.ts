@@ -1,0 +1,46 @@
+// Concurrent POST /drain on one server share its queue's pool (`pgdrain
+// serve`: one pool for every request). With a transactional task each running
+// handler holds a pooled connection: the drains together must not start more
+// of them than the pool holds (less one for the drains' own statements), or
+// the rest wait for a connection with their timeout running and are nacked
+// without having run (README "Typed tasks": "more would wait for a connection
+// with their timeout running, and be nacked without having run").
+import { serve, type ServerType } from '@hono/node-server';
+import { afterAll, expect, it } from 'vitest';
+import { createApp } from '../src/http/index.js';
+import { pgDriver } from '../src/db/pg.js';
+import { createQueue, defineTask } from '../src/index.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const TOKEN = 'test-token-0123456789abcdef';
+const POOL_MAX = 4;
+
+const servers: ServerType[] = [];
+const driver = pgDriver(db.url, { max: POOL_MAX });
+afterAll(async () => {
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  await driver.close();
+});
+
+// Holds its transaction's connection for 0.6 s.
+const tasks = { hold: defineTask('hold', async (_body: unknown, ctx) => {
+  await ctx.db.query('select pg_sleep(0.6)');
+}, { transactional: true }) };
+const queue = createQueue({ driver, tasks });
+
+it('concurrent drains on one pool run no more transactional jobs at once than it holds: none is nacked without having run', async () => {
+  const base = await new Promise<string>((done) => {
+    servers.push(serve({ fetch: createApp({ queue, token: TOKEN }).fetch, port: 0, hostname: '127.0.0.1' },
+                       (info) => done(`http://127.0.0.1:${info.port}`)));
+  });
+  // 1.5 s each: room for two 0.6 s runs one after the other, not for four.
+  await db.sql(`select jobs.publish('hold', '{}'::jsonb, timeout => 1.5, max_retries => 0)
+                from generate_series(1, 24)`);
+  const reports = await Promise.all(Array.from({ length: 4 }, () =>
+    fetch(`${base}/drain`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+                             body: JSON.stringify({ batchSize: 6, budgetSeconds: 30 }) }).then((r) => r.json() as Promise<{ succeeded: number }>)));
+  const failed = await db.sql<{ error: string }>(`select error from jobs.job where status = 'failure'`);
+  expect(failed.map((f) => f.error)).toEqual([]);
+  expect(reports.reduce((n, r) => n + r.succeeded, 0)).toBe(24);
+});
