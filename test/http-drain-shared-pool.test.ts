@@ -23,10 +23,19 @@ afterAll(async () => {
   await driver.close();
 });
 
-// Holds its transaction's connection for 0.6 s.
-const tasks = { hold: defineTask('hold', async (_body: unknown, ctx) => {
-  await ctx.db.query('select pg_sleep(0.6)');
-}, { transactional: true }) };
+// Holds its transaction's connection for 0.6 s; long holds until the test lets it go.
+let release: (() => void) | undefined;
+let longEnded = false;
+const tasks = {
+  hold: defineTask('hold', async (_body: unknown, ctx) => {
+    await ctx.db.query('select pg_sleep(0.6)');
+  }, { transactional: true }),
+  long: defineTask('long', async (_body: unknown, ctx) => {
+    await ctx.db.query('select 1');
+    await new Promise<void>((resolve) => (release = resolve));
+    longEnded = true;
+  }, { transactional: true }),
+};
 const queue = createQueue({ driver, tasks });
 
 it('concurrent drains on one pool run no more transactional jobs at once than it holds: none is nacked without having run', async () => {
@@ -43,4 +52,26 @@ it('concurrent drains on one pool run no more transactional jobs at once than it
   const failed = await db.sql<{ error: string }>(`select error from jobs.job where status = 'failure'`);
   expect(failed.map((f) => f.error)).toEqual([]);
   expect(reports.reduce((n, r) => n + r.succeeded, 0)).toBe(24);
+});
+
+it("a lingering drain whose pool the other drains' handlers fill still ends at its deadline", async () => {
+  const two = pgDriver(db.url, { max: 2 }); // one connection for handlers, over every drain on it
+  try {
+    const q = createQueue({ driver: two, tasks });
+    await db.sql(`select jobs.create_queue('idle'), jobs.create_queue('busy')`);
+    // It lingers on its empty queue, polling, before the other drain's job takes the pool's one handler connection.
+    const lingering = q.drain(10, Date.now() + 3000, { queue: 'idle', lingerMs: 60_000, pollMs: 100 });
+    await new Promise((r) => setTimeout(r, 500)); // its first claim found nothing: it lingers
+    await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout => 60, queue => 'busy')`);
+    const busy = q.drain(10, Date.now() + 120_000, { queue: 'busy' });
+    const report = await lingering;
+    const stillHeld = !longEnded;
+    release?.();
+    await busy;
+    expect(stillHeld).toBe(true); // it returned at its deadline, not when the other drain's handler let go
+    expect(report).toMatchObject({ claimed: 0, stoppedBy: 'empty' });
+  } finally {
+    release?.();
+    await two.close();
+  }
 });
