@@ -32,11 +32,11 @@ export function jsonParam(value: unknown, field: string): string {
     throw new ValidationError(field, `must be JSON-serialisable (${reason})`);
   }
   if (json === undefined) throw new ValidationError(field, `must be JSON-serialisable, got ${typeof value}`);
-  // A Map, Set or Promise is written as {}, its data lost: looked for only
+  // A Map, Set, Promise or Error is written as {}, its data lost: looked for only
   // then, so other values cost one substring search (a Date, written as its
   // ISO string, and a class instance, as its own fields, lose nothing).
   const lost = json.includes('{}') ? quietThenables(value, field || 'value') : undefined;
-  if (lost !== undefined) throw new ValidationError(field, `must not hold a Map, Set or Promise (JSON writes it as {}): ${lost}`);
+  if (lost !== undefined) throw new ValidationError(field, `must not hold a Map, Set, Promise or Error (JSON writes it as {}): ${lost}`);
   const bad = unstorableEscape(json);
   if (bad) throw new ValidationError(field, `must not contain ${bad} (PostgreSQL jsonb cannot store it)`);
   return json;
@@ -58,9 +58,10 @@ export function resultJson(result: unknown): string | null {
   }
   if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
   if (json === null) return null;
-  // A Promise (or another thenable of no own data) is written as {}: looked
-  // for only then, so other results cost one substring search.
-  const lost = json.includes('{}') ? quietThenables(result) : undefined;
+  // A Promise (or another thenable of no own data), a Map, a Set or an Error
+  // (`return err` meant as `throw err`) is written as {}: looked for only
+  // then, so other results cost one substring search.
+  const lost = json.includes('{}') ? quietThenables(result, 'result', true) : undefined;
   if (lost !== undefined) throw new TypeError(`${lost} (JSON would store it as {})`);
   const bad = unstorableEscape(json);
   if (bad) throw new TypeError(`handler returned a string with ${bad}, which PostgreSQL cannot store`);
@@ -71,13 +72,15 @@ export function resultJson(result: unknown): string | null {
  * What JSON would write as {} with data lost, first in a value as
  * JSON.stringify walks it (own enumerable keys, arrays by index, toJSON
  * not followed): a Promise, a thenable of no own data but functions, a Map
- * or Set that is not empty; said with its path (`result.a[2].b is a
- * Promise: await it`); undefined when none. Every native promise found gets a
+ * or Set that is not empty, an Error of no own enumerable fields (its
+ * message and stack are not: `returned`, a handler's result, is told to
+ * throw it); said with its path (`result.a[2].b is a Promise: await it`);
+ * undefined when none. Every native promise found gets a
  * no-op catch: left rejecting unhandled, it would end the process, with the
  * drain's jobs leased. Iterative, so a value as deep as JSON.stringify took
  * cannot overflow the stack here.
  */
-export function quietThenables(value: unknown, root = 'result'): string | undefined {
+export function quietThenables(value: unknown, root = 'result', returned = false): string | undefined {
   let found: string | undefined;
   const stack: [unknown, string][] = [[value, root]];
   const seen = new Set<object>();
@@ -101,6 +104,12 @@ export function quietThenables(value: unknown, root = 'result'): string | undefi
         }
       }
       if (typeof (node as { toJSON?: unknown }).toJSON === 'function') continue;
+      // An Error of this realm or another (node:vm), as run-handler.ts isError tells it.
+      if (keys.length === 0 && (node instanceof Error || Object.prototype.toString.call(node) === '[object Error]')) {
+        found ??= `${path} is an Error: JSON keeps neither its message nor its stack; `
+          + (returned ? 'throw it to fail the job, or return its message' : 'store its message');
+        continue;
+      }
       if (node instanceof Map && node.size > 0) found ??= `${path} is a Map: store Object.fromEntries(it) or [...it]`;
       if (node instanceof Set && node.size > 0) found ??= `${path} is a Set: store [...it]`;
       // Pushed in reverse, so the first in JSON order is found first.

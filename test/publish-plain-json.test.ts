@@ -34,7 +34,7 @@ describe('attributes that are not a plain JSON object', () => {
     ['a Map', new Map([['partner', 'acme']]), 'must be a plain JSON object, not a class instance (got a Map)'],
     ['a class instance', new Tags(), 'must be a plain JSON object, not a class instance (got a Tags)'],
     ['an object holding a Map', { partner: new Map([['id', 7]]) },
-     'must not hold a Map, Set or Promise (JSON writes it as {}): options.attributes.partner is a Map: '
+     'must not hold a Map, Set, Promise or Error (JSON writes it as {}): options.attributes.partner is a Map: '
      + 'store Object.fromEntries(it) or [...it]'],
   ] as const)('%s: publish, publishBulk and publishEvent refuse it naming the field, before any statement', async (_, value, rule) => {
     const attributes = value as unknown as Record<string, never>;
@@ -68,7 +68,7 @@ describe('a body JSON would write as {}', () => {
     ['a Promise (not awaited)', Promise.resolve({ id: 7 }), 'body is a Promise: await it'],
   ] as const)('%s: publish, publishBulk and publishEvent refuse it naming where, before any statement', async (_, body, where) => {
     // Unfixed: each was published with {} where its data was.
-    const rule = `must not hold a Map, Set or Promise (JSON writes it as {}): ${where}`;
+    const rule = `must not hold a Map, Set, Promise or Error (JSON writes it as {}): ${where}`;
     expect(await rejection(queue.publish('t', body)))
       .toMatchObject({ name: 'ValidationError', field: 'body', message: `body: ${rule}` });
     expect(await rejection(queue.publishEvent('user.created', body)))
