@@ -52,6 +52,11 @@ export function checkCron(expr: unknown, field = 'cron'): string {
     const zero = part.split(',').find((item) => /^(\*|\w+-\w+)\/0+$/.test(item));
     if (zero) throw new ValidationError(field, `${FIELDS[i]![0]} field '${zero}': the step must be 1 or more (in '${text.slice(0, 80)}')`);
   }
+  // As the database words them: croner names its own parsed value (month 13 as 12, day 0 as -1).
+  for (const [i, part] of (parts.length === 5 ? parts : []).entries()) {
+    const wrong = part.split(',').map((item) => [item, rangeFault(item, i)] as const).find(([, fault]) => fault);
+    if (wrong) throw new ValidationError(field, `${FIELDS[i]![0]} field '${wrong[0]}' ${wrong[1]} (in '${text.slice(0, 80)}')`);
+  }
   let cron: Cron;
   try {
     cron = croner(text);
@@ -60,6 +65,28 @@ export function checkCron(expr: unknown, field = 'cron'): string {
   }
   if (!cron.nextRun()) throw new ValidationError(field, `'${text}' never fires: no date matches it`);
   return text;
+}
+
+// Each field's values, and the names it takes (a month's from 1, a day's from 0).
+const BOUNDS = [[0, 59], [0, 23], [1, 31], [1, 12], [0, 7]] as const;
+const NAMES: readonly (readonly string[] | undefined)[] = [undefined, undefined, undefined,
+  ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'],
+  ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']];
+
+/** What is wrong with one list item (ITEM's shape) of field i, as jobs.cron_next says it, or undefined. */
+function rangeFault(item: string, i: number): string | undefined {
+  const [, from = '*', , to] = ITEM.exec(item) ?? [];
+  if (from === '*') return undefined;
+  const [lo, hi] = BOUNDS[i]!;
+  const value = (token: string) => {
+    if (/^\d+$/.test(token)) return Number(token);
+    const at = NAMES[i]?.indexOf(token.toLowerCase()) ?? -1;
+    return at < 0 ? NaN : at + (i === 3 ? 1 : 0);
+  };
+  const a = value(from);
+  const b = to === undefined ? a : value(to);
+  if (b < a) return 'is a range that goes down';
+  return a >= lo && a <= hi && b >= lo && b <= hi ? undefined : `is out of range ${lo}-${hi}`;
 }
 
 /**
