@@ -3,7 +3,7 @@ import type { DrainReport } from '../types.js';
 /** A report as a few readable lines. */
 export function formatReport(r: DrainReport): string {
   const lines = [
-    `drained: ${r.claimed} claimed, ${r.succeeded} succeeded, ${r.retried} retried, ${r.failed} failed, ` +
+    `drained: ${r.claimed} claimed, ${r.succeeded} succeeded, ${r.retried} retried, ${r.failed} failed, ${r.cancelled} cancelled, ` +
       `${r.released} released, ${r.skipped} skipped; stopped by ${r.stoppedBy} after ${r.durationMs} ms`,
   ];
   if (r.skipped > 0) {
