@@ -32,7 +32,7 @@ export interface DrainReport {
   cancelled: number;
   /** Given back without spending an attempt: unstarted, stopped by a signal, or snoozed (SnoozeJob, ctx.rateLimit). */
   released: number;
-  /** Due jobs left alone because their timeout did not fit the remaining budget. */
+  /** Due jobs left alone because their timeout did not fit the remaining budget, as its last claim counted them: at most 1000 (1000 or more). */
   skipped: number;
   /** Outcomes not applied: their delivery had ended without them (its lease expired, another drain took it over, a cancel or fail ended it). */
   stale: number;
