@@ -84,7 +84,10 @@ export const isoDateTimeSchema = z.pipe(z.pipe(
 export const MAX_THROTTLE_SECONDS = 30 * 86400;
 /** delaySeconds' bound: ten years, as the CLI's --delay. */
 export const MAX_DELAY_SECONDS = 10 * 365 * 86400;
-const integer = z.int('must be an integer'); // also a check, as classic's .int() uses it
+// Number.isInteger, not z.int(), which takes only safe integers: 1e16, an
+// integer past every range here, was told 'must be an integer' rather than
+// its bound. Each use checks its range after this.
+const integer = z.refine<number>((n) => Number.isInteger(n), 'must be an integer');
 const abortSignal = z.custom<AbortSignal>((s) => typeof s === 'object' && s !== null && 'aborted' in s
   && typeof (s as AbortSignal).addEventListener === 'function', 'must be an AbortSignal');
 export { abortSignal as abortSignalSchema };

@@ -5,7 +5,7 @@ import { checkDrainSelection, type DrainSelection } from '../drain-selection.js'
 import { parseJson } from '../json-text.js';
 import { lingerMsSchema, pollMsSchema } from '../drain-options.js';
 import { bulkPublishOptionsSchema, capOverBase, expiryChecks, publishOptionsSchema } from '../job-options.js';
-import { isoDateTimeSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
+import { integerCheck, isoDateTimeSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
 import type { BulkJob, ListJobsFilter, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
@@ -51,7 +51,7 @@ export const DEFAULT_LIMITS: HttpLimits = {
 };
 
 const positiveInt = (max: number) => z.number({ error: 'must be a number' })
-  .check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'), z.maximum(max, `must be at most ${max}`));
+  .check(integerCheck, z.minimum(1, 'must be at least 1'), z.maximum(max, `must be at most ${max}`));
 const seconds = () => z.number({ error: 'must be a number' }).check(z.gt(0, 'must be greater than 0'), z.maximum(86_400, 'must be at most 86400'));
 
 const limitsSchema = z.strictObject({
@@ -110,8 +110,8 @@ export function parseDrainRequest(body: unknown, query: Record<string, string[]>
       : JSON_FIELDS.has(key) && value.trim() !== '' ? parseJson(value, key) : value;
   }
   const schema = z.strictObject({
-    batchSize: z._default(positiveInt(Number.MAX_SAFE_INTEGER)
-      .check(z.maximum(limits.maxBatchSize, `must be at most ${limits.maxBatchSize} (the server's maximum)`)),
+    batchSize: z._default(z.number({ error: 'must be a number' }).check(integerCheck, z.minimum(1, 'must be at least 1'),
+      z.maximum(limits.maxBatchSize, `must be at most ${limits.maxBatchSize} (the server's maximum)`)),
       limits.defaultBatchSize),
     budgetSeconds: z._default(z.number({ error: 'must be a number of seconds' }).check(z.gt(0, 'must be greater than 0'),
       z.maximum(limits.maxBudgetSeconds, `must be at most ${limits.maxBudgetSeconds} seconds (the server's maximum)`)),
