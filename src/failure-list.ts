@@ -24,3 +24,17 @@ export class FailureList {
     }
   }
 }
+
+/** The most characters of a failure's first line an HTTP drain answer carries (the dashboard shows 200). */
+export const FAILURE_LINE = 1000;
+
+/**
+ * A failure's error as an HTTP drain answer gives it: its first line, no
+ * stack, cut to FAILURE_LINE characters (… marks a cut). One line can be a
+ * whole upstream answer; jobs.job keeps the error whole.
+ */
+export function firstLine(error: string): string {
+  const end = error.indexOf('\n');
+  const line = end < 0 ? error : error.slice(0, end);
+  return line.length > FAILURE_LINE ? `${line.slice(0, FAILURE_LINE)}…` : line;
+}

@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parseJson } from '../json-text.js';
+import { firstLine } from '../failure-list.js';
 import type { Queue } from '../queue.js';
 import { getJob, publishEvent } from '../admin.js';
 import { listJobs } from '../list-jobs.js';
@@ -241,8 +242,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
       throw translateError(error);
     }
     done(report, report.durationMs);
-    // The full error of each failure is in jobs.job; the answer keeps its first line, no stack.
-    return c.json({ ...report, failures: report.failures.map((f) => ({ ...f, error: f.error.split('\n')[0] })) });
+    // jobs.job keeps each failure's full error; the answer its first line, cut (Lambda caps a reply at 6 MB).
+    return c.json({ ...report, failures: report.failures.map((f) => ({ ...f, error: firstLine(f.error) })) });
   });
 
   app.post('/jobs', async (c) => {
