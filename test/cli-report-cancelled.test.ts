@@ -12,7 +12,7 @@ const TASKS = resolve('test/fixtures/self-cancel-tasks.mjs');
 
 describe('the drain report line', () => {
   it('counts the jobs cancelled while they ran, so its counts add up to claimed', async () => {
-    await db.sql(`select jobs.publish('selfCancel', '{}', timeout => 30)`);
+    await db.sql(`select jobs.publish('selfCancel', '{}', timeout_seconds => 30)`);
     const r = await runCli(db.url, 'drain', '--tasks', TASKS, '--deadline', '60');
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(await db.sql(`select status::text from jobs.job`)).toEqual([{ status: 'cancelled' }]);

@@ -44,7 +44,7 @@ it('concurrent drains on one pool run no more transactional jobs at once than it
                        (info) => done(`http://127.0.0.1:${info.port}`)));
   });
   // 1.5 s each: room for two 0.6 s runs one after the other, not for four.
-  await db.sql(`select jobs.publish('hold', '{}'::jsonb, timeout => 1.5, max_retries => 0)
+  await db.sql(`select jobs.publish('hold', '{}'::jsonb, timeout_seconds => 1.5, max_retries => 0)
                 from generate_series(1, 24)`);
   const reports = await Promise.all(Array.from({ length: 4 }, () =>
     fetch(`${base}/drain`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
@@ -62,7 +62,7 @@ it("a lingering drain whose pool the other drains' handlers fill still ends at i
     // It lingers on its empty queue, polling, before the other drain's job takes the pool's one handler connection.
     const lingering = q.drain(10, Date.now() + 3000, { queue: 'idle', lingerMs: 60_000, pollMs: 100 });
     await new Promise((r) => setTimeout(r, 500)); // its first claim found nothing: it lingers
-    await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout => 60, queue => 'busy')`);
+    await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 60, queue => 'busy')`);
     const busy = q.drain(10, Date.now() + 120_000, { queue: 'busy' });
     const report = await lingering;
     const stillHeld = !longEnded;
