@@ -5,6 +5,7 @@ import { translateError } from './errors.js';
 import type { DrainOptions } from './drain-options.js';
 import { batchSpecs, handlerOf, type Found } from './define-task.js';
 import { drainSettings, type DrainDeps } from './drain-settings.js';
+import { DrainStop } from './drain-stop.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
@@ -16,7 +17,7 @@ import { RunningJobs } from './running-jobs.js';
 import type { Outcome } from './outcome-arrays.js';
 import { pauseUntil, Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
-import { timerAt, Timeouts } from './timeouts.js';
+import { Timeouts } from './timeouts.js';
 import { endEarlierDelivery, windDown } from './wind-down.js';
 import type { DrainReport, Job, StoppedBy } from './types.js';
 
@@ -88,31 +89,13 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let queueAtGroupConcurrency = false;
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
   let handlers = 0; // jobs whose handler call has not returned, settled or not
-  let stoppedBy: StoppedBy | undefined;
-
-  // One promise that resolves at the next change: a job ended, or a stop.
-  let resolveChanged: (() => void) | undefined;
-  const changed = () => new Promise<void>((resolve) => (resolveChanged = resolve));
-  // Each resolve is called once: calling a spent one again (a wake per job)
-  // costs more than the rest of settling a job (V8 reports it to Node).
-  const wake = () => {
-    const resolve = resolveChanged;
-    resolveChanged = undefined;
-    resolve?.();
-  };
-  const stop = (why: StoppedBy) => {
-    stoppedBy ??= why;
-    wake();
-  };
-  const onSignal = () => stop('signal');
+  // When its loop wakes, and why it stops (drain-stop.ts). Lingering, the idle wait ends itself at stopAt (stoppedBy 'empty').
+  const stopped = new DrainStop(opts, stopAt, () => idleSince === undefined);
+  const { changed, wake } = stopped;
+  const stop = (why: StoppedBy) => stopped.stop(why);
   // Pool-bound, the connections its handlers hold count with those of the other drains on the pool.
   const share = poolBound ? poolShare(driver, Math.max(1, driver.maxConnections! - 1)) : undefined;
   share?.wakes.add(wake);
-  opts.signal?.addEventListener('abort', onSignal, { once: true });
-  opts.hardSignal?.addEventListener('abort', onSignal, { once: true });
-  if (opts.signal?.aborted || opts.hardSignal?.aborted) stop('signal');
-  // Lingering, the idle wait ends itself at stopAt (stoppedBy 'empty').
-  const cancelDeadline = timerAt(stopAt, () => idleSince === undefined && stop('deadline'));
 
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
@@ -137,21 +120,21 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const endOf = (job: Job, claimSentAt: number, now: number): number => {
     const ownEnd = claimSentAt + job.timeout * 1000;
     const end = Math.min(ownEnd, stopAt);
-    if (!stoppedBy && ownEnd <= now) {
+    if (!stopped.by && ownEnd <= now) {
       // Its timeout passed while the claim was out: given back, it would be
       // claimed and given back again without end.
       record(job, { id: job.id, attempt: job.attempt, outcome: 'nack',
                     error: `timed out after ${job.timeout} s, before it could start (its claim took longer)` });
       return 0;
     }
-    if (stoppedBy || end <= now) {
+    if (stopped.by || end <= now) {
       record(job, { id: job.id, attempt: job.attempt, outcome: 'release' });
       return 0;
     }
     return end;
   };
   const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
-    signalled: () => stoppedBy === 'signal',
+    signalled: () => stopped.by === 'signal',
     returned(run, outcome) {
       handlers--;
       run.finish(outcome);
@@ -200,7 +183,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       r.finish({ id, attempt: r.job.attempt, outcome: 'fail', error: CANCELLED_ERROR });
     });
   try {
-    while (!stoppedBy) {
+    while (!stopped.by) {
       // Pool-bound, a handler that ran on past its timeout (its job settled) still holds a connection.
       const busy = poolBound ? handlers : running.size;
       // Pool-bound, the other drains on the pool hold some of its connections too.
@@ -222,7 +205,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       // The budget from the claim's own start: a job whose timeout fits it ends by stopAt.
       const claimSentAt = Date.now();
       const budgetMs = stopAt - claimSentAt;
-      if (stoppedBy || (budgetMs <= 0 && lastLook !== 'due')) {
+      if (stopped.by || (budgetMs <= 0 && lastLook !== 'due')) {
         settler.putBack(outcomes);
         stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         break;
@@ -268,7 +251,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // commits its follow-ups and ack itself, after the claim's snapshot):
         // claim again at once, as its wake came before this wait.
         // A stop that came while the claim was out woke no one: check it here.
-        if (ended !== endedBefore || stoppedBy) continue;
+        if (ended !== endedBefore || stopped.by) continue;
         if (running.size > 0) await (idle ? idle.wait(stopAt, changed()) : changed());
         else if (settler.hasBuffered()) continue;
         else if (idle && await idle.wait(Math.min((idleSince ??= Date.now()) + lingerMs, stopAt), changed()) !== 'until') continue;
@@ -279,7 +262,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         else stop(unfit > 0 ? 'deadline' : 'empty');
       }
     }
-    await windDown(running, stoppedBy === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal);
+    await windDown(running, stopped.by === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal);
   } catch (error) {
     // Not a claim's error: a fault of the drain itself. Give back what runs.
     for (const r of [...running.values()]) {
@@ -293,9 +276,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     await idle?.close();
     share?.wakes.delete(wake);
     stopWatching();
-    cancelDeadline();
-    opts.signal?.removeEventListener('abort', onSignal);
-    opts.hardSignal?.removeEventListener('abort', onSignal);
+    stopped.dispose();
   }
   try {
     await settler.close();
@@ -306,7 +287,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   }
   if (claimError !== undefined) throw translateError(claimError);
   return {
-    claimed, ...settler.totals, skipped, queuePaused, queueAtMaxRunning, queueAtGroupConcurrency, stoppedBy: stoppedBy ?? 'empty',
+    claimed, ...settler.totals, skipped, queuePaused, queueAtMaxRunning, queueAtGroupConcurrency, stoppedBy: stopped.by ?? 'empty',
     durationMs: Date.now() - startedAt, batches, failures: failures.list, failuresOmitted: failures.omitted,
   };
 }
