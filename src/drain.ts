@@ -30,7 +30,7 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  *
  * - A claim takes only jobs whose timeout fits before `deadline - settleMarginMs`,
  *   so every job it starts can finish in time; the report's `skipped` counts
- *   due jobs it left alone for that reason.
+ *   due jobs it left alone for that reason (with no budget at all, one claim that takes none counts them).
  * - Each handler's ctx.signal fires at its job's timeout; the job is then
  *   nacked as timed out without waiting for the handler.
  * - On options.signal it stops claiming, lets running handlers go on for
@@ -64,7 +64,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
           flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
-  let lastLook: 'no' | 'due' | 'done' = 'no'; // lingered until stopAt: one more claim, with no budget, counts what is due
+  let lastLook: 'no' | 'due' | 'done' = 'no'; // lingered until stopAt, or no budget at all: one claim with none counts what is due
 
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
   const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)
@@ -205,6 +205,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       // The budget from the claim's own start: a job whose timeout fits it ends by stopAt.
       const claimSentAt = Date.now();
       const budgetMs = stopAt - claimSentAt;
+      // No budget from its first claim on (a Lambda with under settleMarginMs left): it looks once, as a linger's end does.
+      if (budgetMs <= 0 && batches === 0 && lastLook === 'no') lastLook = 'due';
       if (stopped.by || (budgetMs <= 0 && lastLook !== 'due')) {
         settler.putBack(outcomes);
         stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
@@ -251,6 +253,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // commits its follow-ups and ack itself, after the claim's snapshot):
         // claim again at once, as its wake came before this wait.
         // A stop that came while the claim was out woke no one: check it here.
+        if (budgetMs <= 0 && idleSince === undefined) stop('deadline'); // that look: as its deadline's timer says
         if (ended !== endedBefore || stopped.by) continue;
         if (running.size > 0) await (idle ? idle.wait(stopAt, changed()) : changed());
         else if (settler.hasBuffered()) continue;
