@@ -10,9 +10,9 @@ import { lingerSecondsSchema, pollSecondsSchema } from './fast-pickup.js';
 
 /** Options a schedule may carry in its input: `{ "pgdrain": { "batchSize": 200, "topic": "email.%", "lingerSeconds": 50 } }`. */
 const scheduleInputSchema = z.strictObject({
-  batchSize: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'),
+  batchSize: z.optional(z.number({ error: 'must be a number' }).check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'),
     z.maximum(10_000, 'must be at most 10000'))),
-  topic: z.optional(z.string().check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200))),
+  topic: z.optional(z.string({ error: 'must be a LIKE pattern (a string)' }).check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200))),
   queue: z.optional(queueNameSchema),
   lingerSeconds: z.optional(lingerSecondsSchema),
   pollSeconds: z.optional(pollSecondsSchema),
@@ -119,6 +119,11 @@ export function scheduleInput(event: unknown): ScheduleInput | undefined {
   }
   const scheduled = event['detail-type'] === 'Scheduled Event' && (event.source === 'aws.events' || event.source === 'aws.scheduler');
   if (!scheduled && Object.keys(event).length > 0 && !('pgdrain' in event)) return undefined;
+  // Not read as none: a null (a template's variable left empty) would drain with the function's settings, unseen.
+  if (event.pgdrain !== undefined && !isObject(event.pgdrain)) {
+    const got = event.pgdrain === null ? 'null' : Array.isArray(event.pgdrain) ? 'an array' : `a ${typeof event.pgdrain}`;
+    throw new ValidationError('event.pgdrain', `must be an object of drain settings ({"batchSize": 200, …}) or left out, got ${got}`);
+  }
   const { filter, exclude, ...input } = parse(scheduleInputSchema, event.pgdrain ?? {}, 'event.pgdrain');
   return { ...input, ...checkDrainSelection({ filter, exclude },
                                              { filter: 'event.pgdrain.filter', exclude: 'event.pgdrain.exclude' }) };

@@ -254,6 +254,15 @@ describe('scheduled drains', () => {
     await expect(invoke(scheduler({ lingerSeconds: 30, pollSeconds: 0.01 }), 10_000))
       .rejects.toMatchObject(failure(/^event\.pgdrain\.pollSeconds: must be a number of seconds from 0.05 to 3600$/));
     await expect(invoke({ Records: [{ eventSource: 'aws:sqs' }] }, 10_000)).rejects.toMatchObject(failure(/^event: is not an EventBridge/));
+    // null, or an object's stand-in, is not "no settings": it would drain with the function's own (the job below), unseen.
+    await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+    await expect(invoke({ ...scheduler(), pgdrain: null }, 10_000))
+      .rejects.toMatchObject(failure(/^event\.pgdrain: must be an object of drain settings .* got null$/));
+    await expect(invoke({ pgdrain: null }, 10_000)).rejects.toMatchObject(failure(/^event\.pgdrain: must be an object .* got null$/));
+    await expect(invoke({ pgdrain: [] }, 10_000)).rejects.toMatchObject(failure(/^event\.pgdrain: must be an object .* got an array$/));
+    await expect(invoke(scheduler({ batchSize: null }), 10_000)).rejects.toMatchObject(failure(/^event\.pgdrain\.batchSize: must be a number$/));
+    expect(await sql('select count(*)::int as n from jobs.job')).toEqual([{ n: 0 }]);
+    expect(await leased()).toBe(0);
   });
 
   it('with 2 s remaining it returns before the function times out and leaves nothing running', async () => {
