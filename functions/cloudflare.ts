@@ -58,6 +58,7 @@ import { ValidationError, type DrainReport, type Queue, type TaskMap } from '../
 import { openQueue } from './cloudflare-queue.js';
 import { asBindingError, MAX_DEADLINE_SECONDS, readSettings, type Env, type Settings } from './cloudflare-settings.js';
 import { fastPickup } from './fast-pickup.js';
+import { misconfigured } from './cloudflare-misconfigured.js';
 
 // Types only beside createWorker: workerd takes every named export of the entry module for a handler.
 export type { Env } from './cloudflare-settings.js';
@@ -116,8 +117,9 @@ function summary(report: DrainReport): Record<string, unknown> {
  * every drain the isolate served and the signed-request replay guard
  * remembers across requests; each request gets a queue of its own, whose
  * sockets close with it (a Worker cannot keep them across requests), handed
- * to the app in the request's env. A wrong binding answers 500 naming it; the caller
- * did nothing wrong.
+ * to the app in the request's env. A wrong binding answers 500 naming it to a
+ * caller whose credentials pass (it did nothing wrong), 401 to anyone else
+ * (cloudflare-misconfigured.ts).
  */
 function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: ExecutionContext) => Promise<Response> {
   // The request's queue rides in the env the app is fetched with.
@@ -157,7 +159,7 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
       const e = asBindingError(error);
       if (!(e instanceof ValidationError) || !e.field?.startsWith('env.')) throw error;
       console.error('pgdrain: the Worker is misconfigured:', e.message);
-      return Response.json({ error: { code: 'not_configured', message: e.message, field: e.field } }, { status: 500 });
+      return await misconfigured(request, env, e); // credentials first: an anonymous caller gets 401
     } finally {
       if (queue) ctx.waitUntil(queue.close().catch(() => {}));
     }

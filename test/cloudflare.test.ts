@@ -126,6 +126,11 @@ const post = async (name: string, init: { token?: string; body?: unknown; method
   return { status: response.status, body: await response.json() as any };
 };
 
+const healthz = async (name: string) => {
+  const response = await (await worker(name)).fetch('http://worker/healthz', { method: 'GET', headers: {} });
+  return { status: response.status, body: await response.json() as any };
+};
+
 async function publishDemo(sums: number): Promise<void> {
   await queue.publishBulk(Array.from({ length: sums }, (_, i) => ({ task: 'demo.math.sum', body: { a: i, b: 2 } })));
   await queue.publish('demo.email.send', { to: 'ada@example.com' });
@@ -351,7 +356,17 @@ describe('Cloudflare Worker in workerd', () => {
       status: 500, body: { error: { code: 'not_configured', field: 'env.DATABASE_URL' } } });
     expect(await post('bad-deadline', { token: TOKEN })).toMatchObject({
       status: 500, body: { error: { field: 'env.DRAIN_DEADLINE_SECONDS', message: expect.stringMatching(/at most 840/) } } });
-    expect(await post('no-token')).toMatchObject({ status: 500, body: { error: { field: 'env.PGDRAIN_TOKEN' } } });
+    // With no credential set up, no one gets in; /healthz, which takes none, says why.
+    expect(await post('no-token')).toMatchObject({ status: 401, body: { error: { code: 'unauthorized', field: null } } });
+    expect(await post('no-token', { token: TOKEN })).toMatchObject({ status: 401, body: { error: { code: 'unauthorized' } } });
+    expect(await healthz('no-token')).toMatchObject({ status: 500, body: { error: { field: 'env.PGDRAIN_TOKEN' } } });
+    // Credentials first: an anonymous caller, or a wrong token, learns nothing of the bindings.
+    for (const name of ['unconfigured', 'bad-deadline', 'bad-linger', 'transactional-http']) {
+      expect(await post(name), name).toEqual({ status: 401, body: { error: expect.objectContaining({ code: 'unauthorized' }) } });
+      expect(await post(name, { token: 'not-the-token-0123456789' }), name)
+        .toEqual({ status: 401, body: { error: { code: 'unauthorized', field: 'authorization', message: 'invalid bearer token' } } });
+    }
+    expect(await healthz('unconfigured')).toMatchObject({ status: 500, body: { error: { code: 'not_configured', field: 'env.DATABASE_URL' } } });
     // A transactional task over neon-http, which holds no transaction: refused before any claim.
     expect(await scheduled('transactional-http')).toMatchObject({ outcome: 'exception' });
     expect(await post('transactional-http', { token: TOKEN })).toMatchObject({
