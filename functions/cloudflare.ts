@@ -152,7 +152,9 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
       queue = await openQueue(tasks, env, settings);
       const answer = Promise.resolve(app.fetch(request, { ...env, [QUEUE]: queue }, ctx as never));
       // A caller that disconnects cancels the request's work: under waitUntil
-      // a drain still settles what it ran (and gives back the rest) first.
+      // a drain still settles what it ran (and gives back the rest) first, if
+      // it ends within the 30 s Cloudflare gives waitUntil after a disconnect
+      // (README: request.signal did not fire on one in workerd here).
       ctx.waitUntil(answer.then(() => undefined, () => undefined));
       return await answer;
     } catch (error) {
