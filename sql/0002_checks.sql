@@ -29,6 +29,20 @@ begin
   return coalesce(p_now, pg_catalog.now());
 end $$;
 
+-- The time a publish's expiry and throttle window, and a nack's backoff,
+-- count from, given the caller's `now` (p_now) and jobs.clock's answer
+-- (p_clock): with no `now`, the time of the call, not the transaction's
+-- start (now()). Called inside a transaction open for a while (psql, a
+-- PL/pgSQL loop, a trigger in an import), now() + a duration could already
+-- have passed when the call runs: a job that expired before anyone could
+-- see it, a window closed before its job was written, a retry with no
+-- backoff. With a `now` given (an admin's clock), that time. (jobs.claim's
+-- and jobs.extend_lease's leases count from the call the same way.)
+create function jobs.call_time(p_now timestamptz, p_clock timestamptz)
+returns timestamptz language sql volatile as $$
+  select case when p_now is null then greatest(p_clock, clock_timestamp()) else p_clock end
+$$;
+
 -- Whether a text given is empty or only whitespace (space, tab, newline,
 -- carriage return, form feed, vertical tab): where an empty text is refused
 -- (a key, a topic pattern, a worker id), so is a blank one. Inlined (no

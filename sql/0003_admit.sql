@@ -166,11 +166,12 @@ $$;
 -- whose row it holds: the job takes the publish's task, body and options
 -- and moves to its queue p_queue (admitted there, sql/0004 says what it
 -- keeps); p_from_queue, p_held_serial and p_held_at are the job's queue,
--- serial key and scheduled time, p_keep_time whether it keeps that time.
+-- serial key and scheduled time, p_keep_time whether it keeps that time,
+-- p_from the publish's jobs.call_time.
 -- Raises PD012 for another serial key, PD007 for an expiry not after the
 -- kept time, PD010 when the queue moved to is full. Returns p_job.
 create function jobs.replace_waiting_job(p_job bigint, p_from_queue text, p_held_serial text, p_held_at timestamptz,
-  p_keep_time boolean, p_now timestamptz, p_queue text, p_task text, p_body jsonb, p_scheduled_at timestamptz,
+  p_keep_time boolean, p_now timestamptz, p_from timestamptz, p_queue text, p_task text, p_body jsonb, p_scheduled_at timestamptz,
   p_timeout numeric, p_priority integer, p_max_retries integer, p_serial_key text, p_attributes jsonb,
   p_retry_delay numeric, p_retry_backoff text, p_retry_delay_max numeric, p_expires_at timestamptz,
   p_dead_letter text, p_group_id text, p_group_tier text)
@@ -186,6 +187,8 @@ begin
       coalesce(left(quote_literal(p_held_serial), 80), 'null'), coalesce(left(quote_literal(p_serial_key), 80), 'null')));
   end if;
   v_at := case when p_keep_time then p_held_at else coalesce(p_scheduled_at, p_now) end;
+  -- Its expiry counts from v_at, but from p_from (jobs.call_time) when the
+  -- publish left scheduled_at out: the kept time is kept for it too.
   if p_keep_time and p_expires_at is not null then
     perform jobs.check_expiry(p_expires_at, v_at, 'expires_at');
   end if;
@@ -198,7 +201,8 @@ begin
       max_retries = coalesce(p_max_retries, v_q.default_max_retries, 3), queue = p_queue,
       attributes = p_attributes, retry_delay = p_retry_delay,
       retry_backoff = p_retry_backoff = 'exponential', retry_delay_max = p_retry_delay_max,
-      expires_at = jobs.expiry(p_expires_at, v_at, v_q.expire_in),
+      expires_at = jobs.expiry(p_expires_at, case when p_keep_time or p_scheduled_at is not null then v_at else p_from end,
+                               v_q.expire_in),
       dead_letter = p_dead_letter, group_id = p_group_id, group_tier = p_group_tier
   where q.job_id = p_job;
   perform jobs.notify('pgdrain_queued', p_queue);

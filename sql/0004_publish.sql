@@ -54,7 +54,8 @@
 --              jobs.maintain) ends it as a failure, 'expired: not started
 --              before <expires_at>' (jobs.expire); after its scheduled time
 --              (PD007). Left null: its queue's expire_in after its scheduled
---              time, else never. A running job is not affected; one retried
+--              time, else never (scheduled_at left null: after this call,
+--              jobs.call_time). A running job is not affected; one retried
 --              after it passed expires at the next claim.
 -- dead_letter  the job's own dead-letter queue: failing for good, it is
 --              copied there instead of to its queue's dead_letter
@@ -94,6 +95,8 @@ create function jobs.publish(
 #variable_conflict use_column
 declare
   v_now timestamptz := jobs.clock(publish.now);
+  -- The time an expiry (and a throttle window) counts from: jobs.call_time.
+  v_from timestamptz := jobs.call_time(publish.now, v_now);
   v_queue text := coalesce(publish.queue, 'default');
   v_waiting bigint[];
   v_serial_wait boolean := false;
@@ -122,7 +125,7 @@ begin
   end if;
   -- A window open for the key answers with the job that opened it (sql/0032).
   if publish.throttle_seconds is not null then
-    v_id := jobs.throttle_lock(publish.dedupe_key, v_now);
+    v_id := jobs.throttle_lock(publish.dedupe_key, v_now, v_from);
     if v_id is not null then
       return v_id;
     end if;
@@ -168,7 +171,7 @@ begin
       if found and v_replace and v_old.lease_until is null
          and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
         -- Waiting: it takes this publish's task, body and options, under its row lock.
-        return jobs.replace_waiting_job(v_old.job_id, v_old.queue, v_old.serial_key, v_old.scheduled_at, v_keep_time, v_now,
+        return jobs.replace_waiting_job(v_old.job_id, v_old.queue, v_old.serial_key, v_old.scheduled_at, v_keep_time, v_now, v_from,
           v_queue, publish.task, publish.body, publish.scheduled_at, publish.timeout_seconds, publish.priority, publish.max_retries,
           publish.serial_key, publish.attributes, publish.retry_delay, publish.retry_backoff, publish.retry_delay_max,
           publish.expires_at, publish.dead_letter, publish.group_id, publish.group_tier);
@@ -283,14 +286,14 @@ begin
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
             publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
-            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in), publish.dead_letter,
+            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_from), v_q.expire_in), publish.dead_letter,
             publish.group_id, publish.group_tier)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
     if v_id is not null then
       if publish.throttle_seconds is not null then
-        perform jobs.throttle_hold(publish.dedupe_key, v_id, v_now, publish.throttle_seconds);
+        perform jobs.throttle_hold(publish.dedupe_key, v_id, v_from, publish.throttle_seconds);
       end if;
       if cardinality(v_waiting) > 0 then
         insert into jobs.dependency (depends_on, job_id) select d, v_id from unnest(v_waiting) d on conflict do nothing;

@@ -12,13 +12,15 @@
 -- order, never crosswise. A key a concurrent publish took since the lookup
 -- takes that job's id. Set-based: arrays by position. Also the path of a
 -- call whose jobs carry retry policies (p_retry_*), expiries or dead letters
--- (p_dead_letters, checked by the caller), with or without keys.
+-- (p_dead_letters, checked by the caller), with or without keys. p_from:
+-- the caller's jobs.call_time (null: p_now).
 create function jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamptz[],
   p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[],
   p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb,
   p_retry_delays numeric[] default null, p_retry_backoffs text[] default null, p_retry_delay_maxes numeric[] default null,
   p_expires_at timestamptz[] default null, p_dead_letters text[] default null,
-  p_group_ids text[] default null, p_group_tiers text[] default null, p_dedupe_modes text[] default null)
+  p_group_ids text[] default null, p_group_tiers text[] default null, p_dedupe_modes text[] default null,
+  p_from timestamptz default null)
 returns bigint[] language plpgsql as $$
 declare
   v_ids bigint[];
@@ -202,7 +204,9 @@ begin
                    j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
                      or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
                    nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
-                   jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+                   -- A queue's expire_in counts from p_from (jobs.call_time) for a job without scheduled_at.
+                   jobs.expiry(j.expires_at, coalesce(j.scheduled_at, coalesce(p_from, p_now) + make_interval(secs => j.delay),
+                                                      coalesce(p_from, p_now)),
                                v_q.expire_in), j.dead_letter, j.group_id, j.group_tier
             from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                             unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),

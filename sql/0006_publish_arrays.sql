@@ -23,7 +23,8 @@
 -- one job at a time.) retry_delays, retry_backoffs and retry_delay_maxes are
 -- each job's own retry policy, as jobs.publish's retry_* (a null in all
 -- three: the queue's). expires_at: each job's, as jobs.publish's (a null:
--- its queue's expire_in, else never). dead_letters: each job's own
+-- its queue's expire_in, else never; for a job without scheduled_at, after
+-- the call's time plus its delay, jobs.call_time). dead_letters: each job's own
 -- dead-letter queue, as jobs.publish's (a null: its queue's), each distinct
 -- one checked once (PD009 jobs[i].dead_letter, i its first job).
 -- group_ids, group_tiers: each job's group and tier, as jobs.publish's
@@ -52,6 +53,7 @@ create function jobs.publish_arrays(
 ) returns bigint[] language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := jobs.clock(publish_arrays.now);
+  v_from timestamptz := jobs.call_time(publish_arrays.now, v_now);  -- what an expiry counts from
   v_queue text := coalesce(publish_arrays.queue, 'default');
   v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
   v_bad record;
@@ -230,7 +232,7 @@ begin
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
       publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
       publish_arrays.expires_at, publish_arrays.dead_letters, publish_arrays.group_ids, publish_arrays.group_tiers,
-      publish_arrays.dedupe_modes);
+      publish_arrays.dedupe_modes, v_from);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -244,9 +246,10 @@ begin
     select j.task, j.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
            coalesce(j.timeout, v_timeout), coalesce(j.priority, v_priority), coalesce(j.max_retries, v_max_retries),
            v_now, v_queue,
-           -- The queue's expire_in (null for most: nothing computed per job then).
+           -- The queue's expire_in (null for most: nothing computed per job then),
+           -- from the call's time for a job without scheduled_at (jobs.call_time).
            case when v_q.expire_in is not null
-                then jobs.expiry(null, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now), v_q.expire_in) end
+                then jobs.expiry(null, coalesce(j.scheduled_at, v_from + make_interval(secs => j.delay), v_from), v_q.expire_in) end
     -- One function scan in lockstep (no join): its ordinality is already in order.
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.scheduled_at), unnest(publish_arrays.delays),
                     unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),

@@ -7,9 +7,9 @@
 -- that has not, a retry_at at ±infinity, or an ms below 0, NaN or infinite;
 -- PD007 now at ±infinity). outcomes[i] is one of
 --   ack      job ids[i], attempt attempts[i] succeeded with results[i], taking ms[i] ms
---   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff:
---            the job's own retry policy, else its queue's, by jobs.queue_backoff;
---            else jobs.backoff)
+--   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff
+--            from the call, jobs.call_time: the job's own retry policy, else its
+--            queue's, by jobs.queue_backoff; else jobs.backoff)
 --   fail     it failed with errors[i]: no retry
 --   release  give it back unstarted, its attempt not spent; with retry_at[i], it
 --            runs again then (a snooze: SnoozeJob, ctx.rateLimit)
@@ -65,6 +65,7 @@ declare
   v_retried integer := 0;
   v_released integer := 0;
   v_touched bigint[] := '{}'; -- retried or released by this call
+  v_from timestamptz;  -- what a retry's backoff counts from (jobs.call_time)
 begin
   if coalesce(cardinality(settle_arrays.attempts), 0) <> coalesce(cardinality(settle_arrays.ids), 0)
      or coalesce(cardinality(settle_arrays.outcomes), 0) <> coalesce(cardinality(settle_arrays.ids), 0) then
@@ -116,6 +117,7 @@ begin
   -- Retries and releases first, each only when the batch has one: a batch of
   -- acks then pays for nothing but its delete and its history insert.
   if v_nacks then
+    v_from := jobs.call_time(settle_arrays.now, v_now);  -- once per statement, only for a batch with a nack
     -- The retry policies of the batch's queues that have one (jobs.queue.retry_*),
     -- read once for the statement, not per job; a job of any other queue
     -- waits jobs.backoff(attempt), which users may have replaced.
@@ -135,7 +137,10 @@ begin
     ), retried as (
       update jobs.job_queue q
       set lease_until = null, lease_holder = null,
-          scheduled_at = coalesce(o.retry_at, v_now + case
+          -- The backoff from the call's time (v_from): a nack inside a transaction
+          -- open longer than it would otherwise schedule a retry already due
+          -- at commit, with no backoff at all.
+          scheduled_at = coalesce(o.retry_at, v_from + case
             -- The job's own policy (jobs.publish's retry_*), read only here: for jobs that retry.
             when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
             then jobs.queue_backoff(q.attempt, q.retry_delay, q.retry_backoff, q.retry_delay_max)

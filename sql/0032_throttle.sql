@@ -41,7 +41,7 @@ $$;
 -- one at a time, and each sees the job (and the window) the one before it
 -- wrote, even when that job has already ended. Returns the id of the job
 -- holding the key: an active one, else the one whose window is still open
--- at p_now; null when the key is free. An active job that will not run to
+-- at p_from; null when the key is free. An active job that will not run to
 -- an end of its own holds neither, as jobs.publish lets go of such a
 -- keep-mode holder: one that expired unstarted (its expires_at passed
 -- while it waited, no attempt spent) and one whose cancel was requested
@@ -55,8 +55,12 @@ $$;
 -- keyless, its key taken over while it ran, leaves the row naming it.) A
 -- job that ran and succeeded or failed holds the window as ever.
 -- Primary-key probes of the window's job, only when a throttled publish
--- finds an open window and no active holder.
-create function jobs.throttle_lock(p_key text, p_now timestamptz)
+-- finds an open window and no active holder. A window is open until its
+-- end at p_from, the publish's jobs.call_time (its window opens at that time
+-- too, jobs.throttle_hold): in a transaction open longer than the window,
+-- now() would find a window still open that ended, or open one that had
+-- already ended when its job was written, letting the next publish through.
+create function jobs.throttle_lock(p_key text, p_now timestamptz, p_from timestamptz)
 returns bigint language plpgsql as $$
 declare
   v_id bigint;
@@ -67,7 +71,7 @@ begin
     and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false);
   if not found then
     select t.job_id into v_id from jobs.throttle t
-    where t.dedupe_key = p_key and t.until > p_now
+    where t.dedupe_key = p_key and t.until > p_from
       and (exists (select from jobs.job_queue q where q.job_id = t.job_id and q.cancel_requested_at is null
                      and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false))
            or exists (select from jobs.job j where j.job_id = t.job_id
@@ -78,7 +82,7 @@ begin
   return v_id;
 end $$;
 
--- Opens the key's window, p_seconds from p_now, for the job a throttled
+-- Opens the key's window, p_seconds from p_now (the publish's jobs.call_time), for the job a throttled
 -- publish just wrote, in the publish's transaction: under
 -- jobs.throttle_lock, which found the key free (no row, a window that has
 -- ended, or one whose job was cancelled or expired unstarted), so the row

@@ -186,7 +186,9 @@ begin
       bodies => case when publish_event.body is not null then jsonb_build_array(publish_event.body) end,
       scheduled_at => array[publish_event.scheduled_at], delays => array[publish_event.delay],
       timeouts => array[publish_event.timeout], priorities => array[publish_event.priority],
-      max_retries => array[publish_event.max_retries], queue => v_queues[i], now => v_now,
+      -- The caller's now, not v_now: without one, each queue's expire_in counts
+      -- from the call (jobs.call_time), not from the transaction's start.
+      max_retries => array[publish_event.max_retries], queue => v_queues[i], now => publish_event.now,
       attributes => case when publish_event.attributes is not null then jsonb_build_array(publish_event.attributes) end,
       -- Arrays only when given: a plain event keeps publish_arrays' fast path.
       retry_delays => case when v_policy then array[publish_event.retry_delay] end,

@@ -359,6 +359,16 @@ CREATE FUNCTION jobs.blank(p_value text) RETURNS boolean
 $$;
 
 --
+-- Name: call_time(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.call_time(p_now timestamp with time zone, p_clock timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql
+    AS $$
+  select case when p_now is null then greatest(p_clock, clock_timestamp()) else p_clock end
+$$;
+
+--
 -- Name: cancel(bigint, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3300,6 +3310,8 @@ CREATE FUNCTION jobs.publish(task text, body jsonb DEFAULT NULL::jsonb, schedule
 #variable_conflict use_column
 declare
   v_now timestamptz := jobs.clock(publish.now);
+  -- The time an expiry (and a throttle window) counts from: jobs.call_time.
+  v_from timestamptz := jobs.call_time(publish.now, v_now);
   v_queue text := coalesce(publish.queue, 'default');
   v_waiting bigint[];
   v_serial_wait boolean := false;
@@ -3328,7 +3340,7 @@ begin
   end if;
   -- A window open for the key answers with the job that opened it (sql/0032).
   if publish.throttle_seconds is not null then
-    v_id := jobs.throttle_lock(publish.dedupe_key, v_now);
+    v_id := jobs.throttle_lock(publish.dedupe_key, v_now, v_from);
     if v_id is not null then
       return v_id;
     end if;
@@ -3374,7 +3386,7 @@ begin
       if found and v_replace and v_old.lease_until is null
          and not (v_keep_time and coalesce(v_old.expires_at <= v_now, false)) then
         -- Waiting: it takes this publish's task, body and options, under its row lock.
-        return jobs.replace_waiting_job(v_old.job_id, v_old.queue, v_old.serial_key, v_old.scheduled_at, v_keep_time, v_now,
+        return jobs.replace_waiting_job(v_old.job_id, v_old.queue, v_old.serial_key, v_old.scheduled_at, v_keep_time, v_now, v_from,
           v_queue, publish.task, publish.body, publish.scheduled_at, publish.timeout_seconds, publish.priority, publish.max_retries,
           publish.serial_key, publish.attributes, publish.retry_delay, publish.retry_backoff, publish.retry_delay_max,
           publish.expires_at, publish.dead_letter, publish.group_id, publish.group_tier);
@@ -3489,14 +3501,14 @@ begin
             coalesce(publish.max_retries, v_q.default_max_retries, 3), v_now, v_queue, publish.dedupe_key, publish.serial_key,
             v_serial_wait, coalesce(cardinality(v_waiting), 0), publish.attributes,
             publish.retry_delay, publish.retry_backoff = 'exponential', publish.retry_delay_max,
-            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_now), v_q.expire_in), publish.dead_letter,
+            jobs.expiry(publish.expires_at, coalesce(publish.scheduled_at, v_from), v_q.expire_in), publish.dead_letter,
             publish.group_id, publish.group_tier)
     on conflict (dedupe_key) where dedupe_key is not null do nothing
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
     if v_id is not null then
       if publish.throttle_seconds is not null then
-        perform jobs.throttle_hold(publish.dedupe_key, v_id, v_now, publish.throttle_seconds);
+        perform jobs.throttle_hold(publish.dedupe_key, v_id, v_from, publish.throttle_seconds);
       end if;
       if cardinality(v_waiting) > 0 then
         insert into jobs.dependency (depends_on, job_id) select d, v_id from unnest(v_waiting) d on conflict do nothing;
@@ -3518,6 +3530,7 @@ CREATE FUNCTION jobs.publish_arrays(tasks text[], bodies jsonb DEFAULT NULL::jso
     AS $_$
 declare
   v_now timestamptz := jobs.clock(publish_arrays.now);
+  v_from timestamptz := jobs.call_time(publish_arrays.now, v_now);  -- what an expiry counts from
   v_queue text := coalesce(publish_arrays.queue, 'default');
   v_n integer := coalesce(cardinality(publish_arrays.tasks), 0);
   v_bad record;
@@ -3696,7 +3709,7 @@ begin
       v_queue, v_now, publish_arrays.dedupe_keys, publish_arrays.serial_keys, publish_arrays.attributes,
       publish_arrays.retry_delays, publish_arrays.retry_backoffs, publish_arrays.retry_delay_maxes,
       publish_arrays.expires_at, publish_arrays.dead_letters, publish_arrays.group_ids, publish_arrays.group_tiers,
-      publish_arrays.dedupe_modes);
+      publish_arrays.dedupe_modes, v_from);
   end if;
   v_q := jobs.admit(v_queue, v_n);
   -- Once per statement: the queue's defaults, else the global ones.
@@ -3710,9 +3723,10 @@ begin
     select j.task, j.body, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now),
            coalesce(j.timeout, v_timeout), coalesce(j.priority, v_priority), coalesce(j.max_retries, v_max_retries),
            v_now, v_queue,
-           -- The queue's expire_in (null for most: nothing computed per job then).
+           -- The queue's expire_in (null for most: nothing computed per job then),
+           -- from the call's time for a job without scheduled_at (jobs.call_time).
            case when v_q.expire_in is not null
-                then jobs.expiry(null, coalesce(j.scheduled_at, v_now + make_interval(secs => j.delay), v_now), v_q.expire_in) end
+                then jobs.expiry(null, coalesce(j.scheduled_at, v_from + make_interval(secs => j.delay), v_from), v_q.expire_in) end
     -- One function scan in lockstep (no join): its ordinality is already in order.
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.scheduled_at), unnest(publish_arrays.delays),
                     unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
@@ -4012,7 +4026,9 @@ begin
       bodies => case when publish_event.body is not null then jsonb_build_array(publish_event.body) end,
       scheduled_at => array[publish_event.scheduled_at], delays => array[publish_event.delay],
       timeouts => array[publish_event.timeout], priorities => array[publish_event.priority],
-      max_retries => array[publish_event.max_retries], queue => v_queues[i], now => v_now,
+      -- The caller's now, not v_now: without one, each queue's expire_in counts
+      -- from the call (jobs.call_time), not from the transaction's start.
+      max_retries => array[publish_event.max_retries], queue => v_queues[i], now => publish_event.now,
       attributes => case when publish_event.attributes is not null then jsonb_build_array(publish_event.attributes) end,
       -- Arrays only when given: a plain event keeps publish_arrays' fast path.
       retry_delays => case when v_policy then array[publish_event.retry_delay] end,
@@ -4027,10 +4043,10 @@ begin
 end $$;
 
 --
--- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[], text[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: publish_keyed(text[], jsonb, timestamp with time zone[], double precision[], numeric[], integer[], integer[], text, timestamp with time zone, text[], text[], jsonb, numeric[], text[], numeric[], timestamp with time zone[], text[], text[], text[], text[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[], p_expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], p_dead_letters text[] DEFAULT NULL::text[], p_group_ids text[] DEFAULT NULL::text[], p_group_tiers text[] DEFAULT NULL::text[], p_dedupe_modes text[] DEFAULT NULL::text[]) RETURNS bigint[]
+CREATE FUNCTION jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamp with time zone[], p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[], p_queue text, p_now timestamp with time zone, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb, p_retry_delays numeric[] DEFAULT NULL::numeric[], p_retry_backoffs text[] DEFAULT NULL::text[], p_retry_delay_maxes numeric[] DEFAULT NULL::numeric[], p_expires_at timestamp with time zone[] DEFAULT NULL::timestamp with time zone[], p_dead_letters text[] DEFAULT NULL::text[], p_group_ids text[] DEFAULT NULL::text[], p_group_tiers text[] DEFAULT NULL::text[], p_dedupe_modes text[] DEFAULT NULL::text[], p_from timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -4215,7 +4231,9 @@ begin
                    j.serial_key is not null and (row_number() over (partition by j.serial_key order by j.id) > 1
                      or exists (select 1 from jobs.job_queue q where q.serial_key = j.serial_key)),
                    nullif(j.attributes, 'null'), j.retry_delay, j.retry_backoff = 'exponential', j.retry_delay_max,
-                   jobs.expiry(j.expires_at, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+                   -- A queue's expire_in counts from p_from (jobs.call_time) for a job without scheduled_at.
+                   jobs.expiry(j.expires_at, coalesce(j.scheduled_at, coalesce(p_from, p_now) + make_interval(secs => j.delay),
+                                                      coalesce(p_from, p_now)),
                                v_q.expire_in), j.dead_letter, j.group_id, j.group_tier
             from rows from (unnest(v_try), unnest(p_tasks), jsonb_array_elements(p_bodies), unnest(p_scheduled_at),
                             unnest(p_delays), unnest(p_timeouts), unnest(p_priorities), unnest(p_max_retries),
@@ -4733,10 +4751,10 @@ begin
 end $_$;
 
 --
--- Name: replace_waiting_job(bigint, text, text, timestamp with time zone, boolean, timestamp with time zone, text, text, jsonb, timestamp with time zone, numeric, integer, integer, text, jsonb, numeric, text, numeric, timestamp with time zone, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: replace_waiting_job(bigint, text, text, timestamp with time zone, boolean, timestamp with time zone, timestamp with time zone, text, text, jsonb, timestamp with time zone, numeric, integer, integer, text, jsonb, numeric, text, numeric, timestamp with time zone, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.replace_waiting_job(p_job bigint, p_from_queue text, p_held_serial text, p_held_at timestamp with time zone, p_keep_time boolean, p_now timestamp with time zone, p_queue text, p_task text, p_body jsonb, p_scheduled_at timestamp with time zone, p_timeout numeric, p_priority integer, p_max_retries integer, p_serial_key text, p_attributes jsonb, p_retry_delay numeric, p_retry_backoff text, p_retry_delay_max numeric, p_expires_at timestamp with time zone, p_dead_letter text, p_group_id text, p_group_tier text) RETURNS bigint
+CREATE FUNCTION jobs.replace_waiting_job(p_job bigint, p_from_queue text, p_held_serial text, p_held_at timestamp with time zone, p_keep_time boolean, p_now timestamp with time zone, p_from timestamp with time zone, p_queue text, p_task text, p_body jsonb, p_scheduled_at timestamp with time zone, p_timeout numeric, p_priority integer, p_max_retries integer, p_serial_key text, p_attributes jsonb, p_retry_delay numeric, p_retry_backoff text, p_retry_delay_max numeric, p_expires_at timestamp with time zone, p_dead_letter text, p_group_id text, p_group_tier text) RETURNS bigint
     LANGUAGE plpgsql
     AS $$
 declare
@@ -4750,6 +4768,8 @@ begin
       coalesce(left(quote_literal(p_held_serial), 80), 'null'), coalesce(left(quote_literal(p_serial_key), 80), 'null')));
   end if;
   v_at := case when p_keep_time then p_held_at else coalesce(p_scheduled_at, p_now) end;
+  -- Its expiry counts from v_at, but from p_from (jobs.call_time) when the
+  -- publish left scheduled_at out: the kept time is kept for it too.
   if p_keep_time and p_expires_at is not null then
     perform jobs.check_expiry(p_expires_at, v_at, 'expires_at');
   end if;
@@ -4762,7 +4782,8 @@ begin
       max_retries = coalesce(p_max_retries, v_q.default_max_retries, 3), queue = p_queue,
       attributes = p_attributes, retry_delay = p_retry_delay,
       retry_backoff = p_retry_backoff = 'exponential', retry_delay_max = p_retry_delay_max,
-      expires_at = jobs.expiry(p_expires_at, v_at, v_q.expire_in),
+      expires_at = jobs.expiry(p_expires_at, case when p_keep_time or p_scheduled_at is not null then v_at else p_from end,
+                               v_q.expire_in),
       dead_letter = p_dead_letter, group_id = p_group_id, group_tier = p_group_tier
   where q.job_id = p_job;
   perform jobs.notify('pgdrain_queued', p_queue);
@@ -5956,6 +5977,7 @@ declare
   v_retried integer := 0;
   v_released integer := 0;
   v_touched bigint[] := '{}'; -- retried or released by this call
+  v_from timestamptz;  -- what a retry's backoff counts from (jobs.call_time)
 begin
   if coalesce(cardinality(settle_arrays.attempts), 0) <> coalesce(cardinality(settle_arrays.ids), 0)
      or coalesce(cardinality(settle_arrays.outcomes), 0) <> coalesce(cardinality(settle_arrays.ids), 0) then
@@ -6007,6 +6029,7 @@ begin
   -- Retries and releases first, each only when the batch has one: a batch of
   -- acks then pays for nothing but its delete and its history insert.
   if v_nacks then
+    v_from := jobs.call_time(settle_arrays.now, v_now);  -- once per statement, only for a batch with a nack
     -- The retry policies of the batch's queues that have one (jobs.queue.retry_*),
     -- read once for the statement, not per job; a job of any other queue
     -- waits jobs.backoff(attempt), which users may have replaced.
@@ -6026,7 +6049,10 @@ begin
     ), retried as (
       update jobs.job_queue q
       set lease_until = null, lease_holder = null,
-          scheduled_at = coalesce(o.retry_at, v_now + case
+          -- The backoff from the call's time (v_from): a nack inside a transaction
+          -- open longer than it would otherwise schedule a retry already due
+          -- at commit, with no backoff at all.
+          scheduled_at = coalesce(o.retry_at, v_from + case
             -- The job's own policy (jobs.publish's retry_*), read only here: for jobs that retry.
             when q.retry_delay is not null or q.retry_backoff is not null or q.retry_delay_max is not null
             then jobs.queue_backoff(q.attempt, q.retry_delay, q.retry_backoff, q.retry_delay_max)
@@ -6392,10 +6418,10 @@ CREATE FUNCTION jobs.throttle_hold(p_key text, p_job_id bigint, p_now timestamp 
 $$;
 
 --
--- Name: throttle_lock(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: throttle_lock(text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.throttle_lock(p_key text, p_now timestamp with time zone) RETURNS bigint
+CREATE FUNCTION jobs.throttle_lock(p_key text, p_now timestamp with time zone, p_from timestamp with time zone) RETURNS bigint
     LANGUAGE plpgsql
     AS $$
 declare
@@ -6407,7 +6433,7 @@ begin
     and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false);
   if not found then
     select t.job_id into v_id from jobs.throttle t
-    where t.dedupe_key = p_key and t.until > p_now
+    where t.dedupe_key = p_key and t.until > p_from
       and (exists (select from jobs.job_queue q where q.job_id = t.job_id and q.cancel_requested_at is null
                      and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false))
            or exists (select from jobs.job j where j.job_id = t.job_id

@@ -258,8 +258,8 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
     `select array_to_string(jobs.publish_event($1, $2::jsonb, $3::timestamptz, $4::integer,
        delay => $5::float8, attributes => $6::jsonb, timeout => $7::numeric, max_retries => $8::integer,
        retry_delay => $9::numeric, retry_backoff => $10, retry_delay_max => $11::numeric,
-       -- expiresInSeconds: after the scheduled time, as publish's.
-       expires_at => coalesce($12::timestamptz, coalesce($3::timestamptz, now() + make_interval(secs => coalesce($5::float8, 0)))
+       -- expiresInSeconds: after the scheduled time (without runAt: after the call), as publish's.
+       expires_at => coalesce($12::timestamptz, coalesce($3::timestamptz, greatest(now(), clock_timestamp()) + make_interval(secs => coalesce($5::float8, 0)))
                                                 + make_interval(secs => $13::float8)),
        group_id => $14, group_tier => $15), ',') as r`,
     [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,

@@ -79,8 +79,9 @@ export async function publish(db: Queryable, task: string, body?: unknown,
          queue => $8, dedupe_key => $9, serial_key => $10, depends_on => $11::bigint[],
          attributes => $12::jsonb, dedupe_mode => $13, throttle_seconds => $14::numeric,
          retry_delay => $15::numeric, retry_backoff => $16, retry_delay_max => $17::numeric,
-         -- expiresInSeconds: after the scheduled time.
-         expires_at => coalesce($18::timestamptz, coalesce($3::timestamptz, now() + make_interval(secs => coalesce($4::float8, 0)))
+         -- expiresInSeconds: after the scheduled time; without runAt, after the call (delay
+         -- included), not the transaction's start, as jobs.publish counts a queue's expire_in.
+         expires_at => coalesce($18::timestamptz, coalesce($3::timestamptz, greatest(now(), clock_timestamp()) + make_interval(secs => coalesce($4::float8, 0)))
                                                   + make_interval(secs => $19::float8)),
          dead_letter => $20, group_id => $21, group_tier => $22)::text as id`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
@@ -152,8 +153,10 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
                                                   attributes => $19::jsonb, dead_letters => $15::text[],
                                                   group_ids => $16::text[], group_tiers => $17::text[],
                                                   dedupe_modes => $20::text[],
-                                                  -- null (no array) unless a job has an expiry; expiresInSeconds after its scheduled time.
-                                                  expires_at => (select array_agg(coalesce(x.e, coalesce(x.s, now() + make_interval(secs => coalesce(x.d, 0)))
+                                                  -- null (no array) unless a job has an expiry; expiresInSeconds after its scheduled
+                                                  -- time (without runAt: after the call, as publish's; read once).
+                                                  expires_at => (select array_agg(coalesce(x.e, coalesce(x.s, (select greatest(now(), clock_timestamp()))
+                                                                                                               + make_interval(secs => coalesce(x.d, 0)))
                                                                                                 + make_interval(secs => x.i)) order by x.o)
                                                                  from unnest($13::timestamptz[], $3::timestamptz[], $4::float8[], $14::float8[])
                                                                       with ordinality x(e, s, d, i, o)
