@@ -11,6 +11,7 @@
 --            from the call, jobs.call_time: the job's own retry policy, else its
 --            queue's, by jobs.queue_backoff; else jobs.backoff)
 --   fail     it failed with errors[i]: no retry
+-- (a null error of a nack or fail: jobs.settle_error's default)
 --   release  give it back unstarted, its attempt not spent; with retry_at[i], it
 --            runs again then (a snooze: SnoozeJob, ctx.rateLimit)
 -- An outcome applies only while that delivery runs: the job is still on that
@@ -38,6 +39,14 @@
 -- as a success). This is drain()'s form: arrays cost the server far less to
 -- read than JSON. Returns {"succeeded", "failed", "cancelled", "retried",
 -- "released", "stale"}.
+-- The error a nack or fail records: the one given, else a default naming
+-- the outcome, so a job never fails (or waits to retry) with no error
+-- recorded (jobs.nack(id, null), errors holding a null). Inlined.
+create function jobs.settle_error(p_outcome text, p_error text)
+returns text language sql immutable as $$
+  select coalesce(p_error, case when p_outcome = 'fail' then 'failed without an error' else 'nacked without an error' end)
+$$;
+
 create function jobs.settle_arrays(
   ids      bigint[],
   attempts integer[],
@@ -148,7 +157,7 @@ begin
             then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
                                     (v_policies->q.queue->>2)::numeric)
             else jobs.backoff(q.attempt) end),
-          last_error = o.error
+          last_error = jobs.settle_error(o.outcome, o.error)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
         -- A CASE, not "lease_until is not null": as in the delete below.
@@ -213,7 +222,7 @@ begin
            case when e.outcome = 'ack' then e.last_error
                 when e.cancel_requested_at is not null then coalesce(e.cancel_reason, 'cancelled')
                      || coalesce(E'\n' || e.error, '')
-                else e.error end,
+                else jobs.settle_error(e.outcome, e.error) end,
            e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
            e.created_at, e.started_at, v_now,
            coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
@@ -284,9 +293,9 @@ begin
         when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
         -- The error tells this worker's end from its lease's expiry (jobs.expire's
         -- 'timed out: …') or a jobs.fail, which end the same delivery.
-        else (j.status = 'failure' and j.error is not distinct from o.error)
+        else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
           or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error))
-          or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from o.error)
+          or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
         end
     )
     select jsonb_build_object(

@@ -116,7 +116,7 @@ end $$;
 
 -- Returns a failed job: it runs again at schedule_at (or after the backoff),
 -- or, when its retries are spent, moves to jobs.job as a failure with this
--- error. Returns false when the job is not waiting for an ack. attempt: as
+-- error (null: 'nacked without an error', jobs.settle_error). Returns false when the job is not waiting for an ack. attempt: as
 -- ack's (a late nack would otherwise retry, or fail for good, another
 -- consumer's delivery).
 create function jobs.nack(job_id bigint, error text, schedule_at timestamptz default null,

@@ -6060,7 +6060,7 @@ begin
             then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
                                     (v_policies->q.queue->>2)::numeric)
             else jobs.backoff(q.attempt) end),
-          last_error = o.error
+          last_error = jobs.settle_error(o.outcome, o.error)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
         -- A CASE, not "lease_until is not null": as in the delete below.
@@ -6125,7 +6125,7 @@ begin
            case when e.outcome = 'ack' then e.last_error
                 when e.cancel_requested_at is not null then coalesce(e.cancel_reason, 'cancelled')
                      || coalesce(E'\n' || e.error, '')
-                else e.error end,
+                else jobs.settle_error(e.outcome, e.error) end,
            e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
            e.created_at, e.started_at, v_now,
            coalesce(e.ms, extract(epoch from v_now - e.started_at) * 1000),
@@ -6196,9 +6196,9 @@ begin
         when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
         -- The error tells this worker's end from its lease's expiry (jobs.expire's
         -- 'timed out: …') or a jobs.fail, which end the same delivery.
-        else (j.status = 'failure' and j.error is not distinct from o.error)
+        else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
           or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error))
-          or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from o.error)
+          or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
         end
     )
     select jsonb_build_object(
@@ -6228,6 +6228,16 @@ CREATE FUNCTION jobs.settle_current(job_ids bigint[], outcome text, results json
   from unnest(settle_current.job_ids) with ordinality as i(id, ord)
   join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
     and (settle_current.attempt is null or q.attempt = settle_current.attempt)
+$$;
+
+--
+-- Name: settle_error(text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.settle_error(p_outcome text, p_error text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select coalesce(p_error, case when p_outcome = 'fail' then 'failed without an error' else 'nacked without an error' end)
 $$;
 
 --

@@ -2,7 +2,8 @@
 // been open for a while (psql, a PL/pgSQL loop, a trigger in an import): a
 // queue's expire_in, a throttle window and a retry's backoff count from the
 // call (jobs.call_time), not from the transaction's start, so none has
-// already passed when the transaction commits.
+// already passed when the transaction commits. Also: a nack or fail given no
+// error records a default one.
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { publish, publishBulk, publishEvent } from '../src/index.js';
@@ -129,5 +130,38 @@ describe('a nack inside a long transaction', () => {
     expect(await sql(`select scheduled_at >= $1::timestamptz + interval '3 seconds' as ok from jobs.job_queue`, [before]))
       .toEqual([{ ok: true }]);
     expect(await sql(`select job_id from jobs.consume(1)`)).toEqual([]);
+  });
+});
+
+describe('a nack or fail without an error', () => {
+  it('records a default error, on every settle path', async () => {
+    const ids = (await sql<{ id: string }>(
+      `select jobs.publish('e' || i, max_retries => case when i = 4 then 1 else 0 end)::text as id
+       from generate_series(1, 5) i order by i`)).map((r) => r.id);
+    const consumed = await sql<{ job_id: string; attempt: number }>(
+      `select job_id::text, attempt from jobs.consume(5) order by job_id`);
+    expect(consumed.map((c) => c.job_id)).toEqual(ids);
+    expect(await sql(`select jobs.nack($1::bigint, null) as ok`, [ids[0]])).toEqual([{ ok: true }]);
+    expect(await sql(`select jobs.nack(array[$1::bigint], array[null]::text[]) as n`, [ids[1]])).toEqual([{ n: 1 }]);
+    await sql(`select jobs.settle(jsonb_build_array(jsonb_build_object('id', $1::bigint, 'attempt', 1, 'outcome', 'fail'),
+                                                    jsonb_build_object('id', $2::bigint, 'attempt', 1, 'outcome', 'nack')))`,
+              [ids[2], ids[3]]);
+    expect(await sql(`select job_id::text as id, status, error from jobs.job order by job_id`)).toEqual([
+      { id: ids[0], status: 'failure', error: 'nacked without an error' },
+      { id: ids[1], status: 'failure', error: 'nacked without an error' },
+      { id: ids[2], status: 'failure', error: 'failed without an error' },
+    ]);
+    // Retried: its last error says so too.
+    expect(await sql(`select last_error from jobs.job_queue where job_id = $1`, [ids[3]]))
+      .toEqual([{ last_error: 'nacked without an error' }]);
+  });
+
+  it('counts a settle sent again (its reply lost) as what it did, not as stale', async () => {
+    const id = (await sql<{ id: string }>(`select jobs.publish('again', max_retries => 0)::text as id`))[0]!.id;
+    const [c] = await sql<{ attempt: number }>(`select attempt from jobs.claim(1, worker_id => 'w1')`);
+    const settle = `select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['nack'], worker_id => 'w1') as r`;
+    expect((await sql<{ r: { failed: number } }>(settle, [id, c!.attempt]))[0]!.r.failed).toBe(1);
+    expect((await sql<{ r: { failed: number; stale: number } }>(settle, [id, c!.attempt]))[0]!.r)
+      .toMatchObject({ failed: 1, stale: 0 });
   });
 });
