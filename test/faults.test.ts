@@ -242,6 +242,8 @@ describe('a network that freezes: a proxy stops forwarding, so no error ever com
     try {
       const viaProxy = new URL(db.url);
       viaProxy.port = String(proxy.port);
+      // --deadline 6 for jobs of timeout 2: a CLI slow to start on a loaded machine (3 s) still has the
+      // budget to claim them (with 4, one taking over 1.5 s claimed nothing and no handler ever ran).
       const d = startDrain(viaProxy.href, 'frozen', ['--batch', '5', ...args]);
       await until(async () => (await count(sql, 'select count(*) from fault_runs')) > 0, 'a handler to run');
       proxy.freeze();
@@ -253,7 +255,7 @@ describe('a network that freezes: a proxy stops forwarding, so no error ever com
   };
 
   it('the drain exits 1 five seconds after its deadline, with one line saying why; none lost', async () => {
-    const exit = await frozenDrain(['--deadline', '4']);
+    const exit = await frozenDrain(['--deadline', '6']);
     expect(exit).toMatchObject({ code: 1, signal: null,
       stderr: "pgdrain: database unavailable: no reply within 5000 ms after the drain's deadline\n" });
     for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });
@@ -262,7 +264,7 @@ describe('a network that freezes: a proxy stops forwarding, so no error ever com
 
   it('…and exits although handlers still wait on the pool for statements of their own', async () => {
     // fault.follow publishes a follow-up through the drain's pool: frozen, that statement never ends.
-    const exit = await frozenDrain(['--deadline', '4'], async () => {}, 'fault.follow');
+    const exit = await frozenDrain(['--deadline', '6'], async () => {}, 'fault.follow');
     expect(exit).toMatchObject({ code: 1, signal: null,
       stderr: "pgdrain: database unavailable: no reply within 5000 ms after the drain's deadline\n" });
     for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });
