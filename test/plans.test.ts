@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capturePlans, EXPLAIN_OPTIONS, explainSession, scans, seqScansOfQueue, toPlan, type CapturedPlan } from '../bench/explain.js';
 import { fill } from '../bench/fill.js';
-import { COUNTS_SQL } from '../src/http/app.js';
+import { COUNTS_SQL } from '../src/http/counts.js';
 import { createQueue } from '../src/index.js';
 import { pgDriver } from '../src/db/pg.js';
 import { testDb } from './support/db.js';

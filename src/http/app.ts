@@ -6,14 +6,13 @@ import type { Queue } from '../queue.js';
 import { getJob, publishEvent } from '../admin.js';
 import { listJobs } from '../list-jobs.js';
 import { givenUpOn } from '../round-trip-limit.js';
-import { type WithStoppedSchedules, withStoppedSchedules } from '../schedule-stopped.js';
-import { send } from '../send.js';
 import type { DrainReport } from '../types.js';
 import { authentication, credentialRule, type AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
 import { endedRequest, errorResponse, HttpError } from './errors.js';
 import { mountDashboard } from './dashboard-routes.js';
-import { DrainMetrics, type JobCountRow } from './metrics.js';
+import { jobCounts, statsAnswer } from './counts.js';
+import { DrainMetrics } from './metrics.js';
 import { listJobsQuery, parseDrainRequest, parsePublishEventRequest, parsePublishRequest, resolveLimits, tooLarge,
   type HttpLimits } from './requests.js';
 
@@ -79,21 +78,6 @@ export interface AppOptions {
   routePath?: ((request: Request, env: unknown) => string) | undefined;
 }
 
-// Jobs by task and state, summed over named queues so each series appears once.
-/**
- * Jobs by task and state for /stats and /metrics: the queue's states, and of
- * the ended jobs only the failures (dead letters, through their partial
- * index). Counting every success and cancel (jobs.stats) reads the whole
- * history, seconds at millions of rows, on every scrape. With them, in the
- * same statement, the schedules a tick stopped (jobs.stopped_schedules).
- */
-export const COUNTS_SQL = withStoppedSchedules(`select queue, task, state, count(*)::float8 as jobs,
-  extract(epoch from max(now() - scheduled_at) filter (where state = 'pending' and scheduled_at <= now()))::float8 as oldest_due_s
-  from (select q.queue, q.task, q.scheduled_at, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state
-        from jobs.job_queue q
-        union all
-        select j.queue, j.task, j.scheduled_at, 'failure' from jobs.job j where j.status = 'failure') s
-  group by queue, task, state`, 'r.queue, r.task, r.state');
 const HEALTH_TIMEOUT_MS = 3000;
 /**
  * How long a good /healthz answer is given again without asking the
@@ -278,32 +262,13 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     return c.json({ job });
   });
 
-  app.get('/stats', async (c) => {
-    const { rows, stopped } = await read(c, (signal) => counts(queueOf(c), signal));
-    return c.json({
-      stats: rows.map((r) => ({ queue: r.queue, task: r.task, state: r.state, jobs: Number(r.jobs),
-                                oldestDueSeconds: r.oldest_due_s === null ? null : Number(r.oldest_due_s) })),
-      // The schedules a tick stopped, by name (jobs.stopped_schedules).
-      stoppedSchedules: stopped,
-    });
-  });
+  app.get('/stats', async (c) => c.json(statsAnswer(await read(c, (signal) => jobCounts(queueOf(c).driver, signal)))));
 
   app.get('/metrics', async (c) => {
-    const { rows, stopped } = await read(c, (signal) => counts(queueOf(c), signal));
+    const { rows, stopped } = await read(c, (signal) => jobCounts(queueOf(c).driver, signal));
     const text = metrics.render(rows, stopped.length);
     return c.text(text, 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   });
 
   return app;
-}
-
-async function counts(queue: AppQueue, signal: AbortSignal): Promise<WithStoppedSchedules<JobCountRow>> {
-  try {
-    // Given up by read()'s signal, its connection ended: /metrics is scraped every few seconds,
-    // and each scrape of a silent database would hold a slot.
-    return (await send<WithStoppedSchedules<JobCountRow>>(queue.driver, COUNTS_SQL, [], signal)).rows[0]!;
-  } catch (error) {
-    const e = translateError(error);
-    throw e instanceof PgDrainError ? e : new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
-  }
 }

@@ -20,7 +20,7 @@ const ERROR_CHARS = 200;
 
 /**
  * The page's data as one jsonb value, $1 a queue name or null (every queue).
- * The states are GET /metrics' (COUNTS_SQL): the queued jobs, and of the
+ * The states are GET /metrics' (COUNTS_SQL, counts.ts): the queued jobs, and of the
  * ended ones only the failures, through their partial index; the failures
  * list walks job_failure_idx back from the newest, never the whole history.
  */
