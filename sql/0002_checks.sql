@@ -3,7 +3,7 @@
 --
 -- Errors raised here use SQLSTATE class PD and name the offending field in
 -- the COLUMN diagnostic field (node-pg: error.column). Every code, PD001 to
--- PD019, and the fields each names: README, "SQL API", Errors.
+-- PD021, and the fields each names: README, "SQL API", Errors.
 
 -- Input checks ---------------------------------------------------------------
 
@@ -63,6 +63,20 @@ begin
     perform jobs.raise_invalid('PD005', 'worker_id', format(
       'must be a non-empty text of at most 200 characters, not only whitespace, or null, got %s',
       left(quote_literal(p_worker_id), 80)));
+  end if;
+end $$;
+
+-- An admin call's reason (jobs.cancel, cancel_bulk, cancel_key, fail,
+-- purge_queue), recorded as the jobs' error after 'cancelled: ' or
+-- 'failed: ': null for the default ('by request', a purge's 'purged'), else
+-- not empty nor only whitespace, as every other text an admin call takes
+-- (a blank one recorded 'failed: ', saying nothing).
+create function jobs.check_reason(p_reason text)
+returns void language plpgsql immutable as $$
+begin
+  if jobs.blank(p_reason) then
+    perform jobs.raise_invalid('PD021', 'reason', format(
+      'must be a non-empty text, not only whitespace, or null (the default reason), got %s', quote_literal(p_reason)));
   end if;
 end $$;
 

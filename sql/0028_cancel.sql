@@ -20,6 +20,7 @@ declare
   v_key text;
   v_held text[];
 begin
+  perform jobs.check_reason(cancel.reason);
   -- Not a plain FOR UPDATE of the job: holding it, the delete of its
   -- dependency rows below waited for a settle of its dependency, which holds
   -- them and waits for this row (to cancel or unblock it): a deadlock.
@@ -69,6 +70,7 @@ declare
   v_held text[];
 begin
   perform jobs.check_job_ids(cancel_bulk.job_ids);
+  perform jobs.check_reason(cancel_bulk.reason);
   v_locked := jobs.lock_jobs(cancel_bulk.job_ids, false, true);
   -- Read once locked: as they are now, and stay until this commits.
   v_later := jobs.heads_past_bound(v_locked);
@@ -210,7 +212,8 @@ end $$;
 -- dependants end as cancelled, as after any failure (500 keyed heads among
 -- them at once, the rest through the next claims' expiry: jobs.after_end).
 -- Running jobs are left alone and not counted (cancel them to stop them).
--- Returns how many failed. At most 500 of them may head their serial keys
+-- Returns how many failed. A reason empty or only whitespace is PD021
+-- (null: 'by request'). At most 500 of them may head their serial keys
 -- (each takes the key's lock): PD005 job_ids past that (a failure cannot
 -- be deferred as a cancel is).
 create function jobs.fail(job_ids bigint[], reason text default null, now timestamptz default null)
@@ -223,6 +226,7 @@ declare
   v_own boolean;
 begin
   perform jobs.check_job_ids(fail.job_ids);
+  perform jobs.check_reason(fail.reason);
   v_ids := jobs.lock_jobs(fail.job_ids, true, true);
   if v_ids = '{}' then
     return 0;

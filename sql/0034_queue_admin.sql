@@ -34,6 +34,7 @@ declare
   v_ran bigint;
 begin
   perform jobs.check_name(purge_queue.name, 'PD009', 'name', 'queue name');
+  perform jobs.check_reason(purge_queue.reason);
   select array_agg(q.job_id order by q.job_id) into v_ids
   from jobs.job_queue q where q.queue = purge_queue.name and q.lease_until is null;
   if v_ids is null then

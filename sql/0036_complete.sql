@@ -56,6 +56,7 @@ begin
   perform jobs.check_key(cancel_key.dedupe_key, 'PD011', 'dedupe_key');
   -- Checked here: jobs.cancel, which would, runs only when a job holds the key.
   perform jobs.clock(cancel_key.now);
+  perform jobs.check_reason(cancel_key.reason);
   return (select jobs.cancel(q.job_id, cancel_key.reason, cancel_key.now)
           from jobs.job_queue q where q.dedupe_key = cancel_key.dedupe_key);
 end $$;

@@ -383,6 +383,7 @@ declare
   v_key text;
   v_held text[];
 begin
+  perform jobs.check_reason(cancel.reason);
   -- Not a plain FOR UPDATE of the job: holding it, the delete of its
   -- dependency rows below waited for a settle of its dependency, which holds
   -- them and waits for this row (to cancel or unblock it): a deadlock.
@@ -427,6 +428,7 @@ declare
   v_held text[];
 begin
   perform jobs.check_job_ids(cancel_bulk.job_ids);
+  perform jobs.check_reason(cancel_bulk.reason);
   v_locked := jobs.lock_jobs(cancel_bulk.job_ids, false, true);
   -- Read once locked: as they are now, and stay until this commits.
   v_later := jobs.heads_past_bound(v_locked);
@@ -487,6 +489,7 @@ begin
   perform jobs.check_key(cancel_key.dedupe_key, 'PD011', 'dedupe_key');
   -- Checked here: jobs.cancel, which would, runs only when a job holds the key.
   perform jobs.clock(cancel_key.now);
+  perform jobs.check_reason(cancel_key.reason);
   return (select jobs.cancel(q.job_id, cancel_key.reason, cancel_key.now)
           from jobs.job_queue q where q.dedupe_key = cancel_key.dedupe_key);
 end $$;
@@ -886,6 +889,20 @@ begin
   if p_depends_on is not null and p_dedupe_mode in ('replace', 'replace_keep_time') then
     perform jobs.raise_invalid('PD013', 'depends_on', format(
       'cannot be given with dedupe_mode %s (a replaced job keeps its dependencies)', p_dedupe_mode));
+  end if;
+end $$;
+
+--
+-- Name: check_reason(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_reason(p_reason text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+begin
+  if jobs.blank(p_reason) then
+    perform jobs.raise_invalid('PD021', 'reason', format(
+      'must be a non-empty text, not only whitespace, or null (the default reason), got %s', quote_literal(p_reason)));
   end if;
 end $$;
 
@@ -2349,6 +2366,7 @@ declare
   v_own boolean;
 begin
   perform jobs.check_job_ids(fail.job_ids);
+  perform jobs.check_reason(fail.reason);
   v_ids := jobs.lock_jobs(fail.job_ids, true, true);
   if v_ids = '{}' then
     return 0;
@@ -4337,6 +4355,7 @@ declare
   v_ran bigint;
 begin
   perform jobs.check_name(purge_queue.name, 'PD009', 'name', 'queue name');
+  perform jobs.check_reason(purge_queue.reason);
   select array_agg(q.job_id order by q.job_id) into v_ids
   from jobs.job_queue q where q.queue = purge_queue.name and q.lease_until is null;
   if v_ids is null then

@@ -1,9 +1,10 @@
 import * as z from 'zod/mini';
 import type { Queryable } from './db/driver.js';
-import { translateError, ValidationError } from './errors.js';
+import { translateError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { jobIdsSchema } from './job-options.js';
-import { keySchema, parse, queueNameSchema, unstorableText, validDateSchema } from './options.js';
+import { checkReason } from './admin.js';
+import { keySchema, parse, queueNameSchema, validDateSchema } from './options.js';
 import { callValue, send, signalOnly, takeSignal, type SignalOption } from './send.js';
 import type { DeletedJobs, DeleteEndedOptions } from './types.js';
 
@@ -36,9 +37,7 @@ export async function completeJobs(db: Queryable, jobIds: readonly string[], res
 export async function cancelJobByKey(db: Queryable, dedupeKey: string, reason?: string,
                                      options?: SignalOption): Promise<'cancelled' | 'cancelling' | null> {
   parse(keySchema, dedupeKey, 'dedupeKey');
-  if (reason !== undefined && typeof reason !== 'string') throw new ValidationError('reason', 'must be a string');
-  const rule = reason === undefined ? null : unstorableText(reason);
-  if (rule) throw new ValidationError('reason', rule);
+  checkReason(reason);
   return callValue(db, 'select jobs.cancel_key($1, $2) as r', [dedupeKey, reason ?? null], signalOnly(options));
 }
 

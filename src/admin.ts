@@ -5,7 +5,7 @@ import { JOB_COLUMNS, jobInfoOf } from './job-info.js';
 import { jsonParam } from './json-text.js';
 import { capOverBase, expiryChecks, jobIdsSchema, publishOptionsSchema, redriveFilterSchema,
   rescheduleOptionsSchema, retryPolicyOptions } from './job-options.js';
-import { jobIdSchema, parse, queueNameSchema, TASK_PATTERN, taskSchema, unstorableText } from './options.js';
+import { jobIdSchema, parse, queueNameSchema, reasonSchema, TASK_PATTERN, taskSchema } from './options.js';
 import { asOption } from './publish.js';
 import { callValue, send, signalOnly, takeSignal, type SignalOption } from './send.js';
 import type { JobInfo, PublishEventOptions, PurgeQueueOptions, RedriveFilter, RedriveResult,
@@ -31,11 +31,9 @@ export async function cancelJob(db: Queryable, jobId: string, reason?: string,
   return callValue(db, 'select jobs.cancel($1::bigint, $2) as r', [jobId, reason ?? null], signalOnly(options));
 }
 
-/** A reason to record as the error: a string PostgreSQL can store. */
-function checkReason(reason: unknown): void {
-  if (reason !== undefined && typeof reason !== 'string') throw new ValidationError('reason', 'must be a string');
-  const rule = reason === undefined ? null : unstorableText(reason);
-  if (rule) throw new ValidationError('reason', rule);
+/** A reason to record as the error (reasonSchema): left out, or a string PostgreSQL can store, not blank. */
+export function checkReason(reason: unknown): void {
+  if (reason !== undefined) parse(reasonSchema, reason, 'reason');
 }
 
 /**
@@ -143,10 +141,7 @@ export async function setQueuePaused(db: Queryable, name: string, paused: boolea
 }
 
 const purgeOptionsSchema = z.strictObject({
-  reason: z.optional(z.string({ error: 'must be a string' }).check(z.superRefine((s: string, ctx) => {
-    const rule = unstorableText(s);
-    if (rule) ctx.addIssue({ code: 'custom', message: rule, input: s });
-  }))),
+  reason: z.optional(reasonSchema),
 }, { error: 'must be an object' });
 
 /**

@@ -63,6 +63,7 @@ const sqlStates: Record<string, string> = {
   PD016: 'prefix',
   PD017: 'jobs',
   PD018: 'task',
+  PD021: 'reason',
   PDC01: 'cron',
   PDC02: 'name',
   PDC03: 'argument',

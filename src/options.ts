@@ -36,6 +36,12 @@ const storable = z.superRefine((s: string, ctx) => {
 export function isBlank(s: string): boolean {
   return /^[ \t\n\r\f\v]*$/.test(s);
 }
+/**
+ * An admin call's reason (cancel, fail, a queue's purge), recorded as the
+ * jobs' error: left out for the default, else not blank, as jobs.check_reason.
+ */
+export const reasonSchema = z.string({ error: 'must be a string' }).check(
+  z.refine((s: string) => !isBlank(s), 'must be a non-empty text, not only whitespace, or left out (the default reason)'), storable);
 /** With notBlank, a text of only whitespace is refused as an empty one is (keys, topics, worker ids: as the SQL checks). */
 const text = (max: number, empty = 'must be a non-empty text', notBlank = false) =>
   z.string({ error: 'must be a string' }).check(notBlank ? z.refine((s: string) => !isBlank(s), empty) : z.minLength(1, empty),

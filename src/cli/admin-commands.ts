@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { cancelJob, cancelJobs, failJobs, rescheduleJobs } from '../admin.js';
 import { cancelJobByKey, completeJobs, deleteEndedJobs, deleteJobs } from '../admin-ends.js';
 import { ValidationError } from '../errors.js';
-import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS, queueNameSchema } from '../options.js';
+import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS, queueNameSchema, reasonSchema } from '../options.js';
 import { dsnOption, type WithConnection } from './features.js';
 import { checkedBy, integer, json, seconds } from './flag-parsers.js';
 
@@ -25,7 +25,7 @@ export function adminCommands(withConnection: WithConnection): Command[] {
       + 'Prints the state for one id (or --key), the number cancelled or asked to stop for several')
     .argument('[id...]', 'job ids')
     .option('--key <dedupe-key>', 'instead of ids: the active job holding this dedupe key', checkedBy(keySchema))
-    .option('--reason <text>', 'recorded as the error')
+    .option('--reason <text>', 'recorded as the error', checkedBy(reasonSchema))
     .addOption(dsnOption())
     .action(async (ids: string[], opts: { key?: string; reason?: string; dsn?: string }) => {
       if ((opts.key === undefined) === (ids.length === 0)) throw new CommanderError(2, 'usage', 'error: give job ids or --key, one of them');
@@ -73,7 +73,7 @@ export function adminCommands(withConnection: WithConnection): Command[] {
     .description('end jobs not yet running as failures (dead letters, redrivable); prints how many failed '
       + '(running jobs are left alone: cancel them)')
     .argument('<id...>', 'job ids')
-    .option('--reason <text>', 'recorded as the error')
+    .option('--reason <text>', 'recorded as the error', checkedBy(reasonSchema))
     .addOption(dsnOption())
     .action(async (ids: string[], opts: { reason?: string; dsn?: string }) => {
       checkIds(ids);

@@ -4,7 +4,7 @@ import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, se
 import type { Driver } from '../db/driver.js';
 import { PgDrainError } from '../errors.js';
 import { groupTextSchema } from '../job-options.js';
-import { MAX_DELAY_SECONDS, queueNameSchema, workerIdSchema } from '../options.js';
+import { MAX_DELAY_SECONDS, queueNameSchema, reasonSchema, workerIdSchema } from '../options.js';
 import { formatTable, groupCaps } from './format.js';
 import type { JobGroup } from '../types.js';
 
@@ -192,7 +192,7 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
   queue.command('purge')
     .description('end every waiting job of a queue as cancelled (running jobs finish); prints how many')
     .argument('<name>', 'the queue', checkedBy(queueNameSchema))
-    .option('--reason <text>', "recorded as each job's error, after 'cancelled: ' (default: purged)")
+    .option('--reason <text>', "recorded as each job's error, after 'cancelled: ' (default: purged)", checkedBy(reasonSchema))
     .addOption(dsnOption())
     .action(async (name: string, opts: { reason?: string; dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
