@@ -196,6 +196,24 @@ export const publishEventOptionsSchema = z.strictObject({
 }).check(z.refine((o) => o.runAt === undefined || o.delaySeconds === undefined,
   { message: 'give runAt or delaySeconds, not both', path: ['delaySeconds'] }), capOverBase, ...expiryChecks);
 
+const NO_DEDUPE_KEY = 'a dedupe key is global, not per queue: on the job of every subscribed queue, one key would make '
+  + 'the fan-out one job, in the first queue. To publish an event at most once, publish its '
+  + 'job into each subscribed queue yourself, each with a key of its own (the queue\'s name and the event\'s key)';
+/** Publish options an event takes none of, and why: each publishEvent (and POST /events) names the one given. */
+export const EVENT_TAKES_NO: Readonly<Record<string, string>> = {
+  dedupeKey: NO_DEDUPE_KEY,
+  dedupeMode: `it goes with a dedupeKey, which an event takes none of: ${NO_DEDUPE_KEY}`,
+  throttleSeconds: `it goes with a dedupeKey, which an event takes none of: ${NO_DEDUPE_KEY}`,
+  queue: 'its subscriptions name the queues it is published to (subscribe the queue to the event)',
+};
+
+/** The first option of options an event takes none of, as [name, why]; undefined when none. */
+export function eventTakesNo(options: unknown): [string, string] | undefined {
+  if (typeof options !== 'object' || options === null) return undefined;
+  const name = Object.keys(options).find((k) => Object.hasOwn(EVENT_TAKES_NO, k));
+  return name === undefined ? undefined : [name, `an event takes no ${name}: ${EVENT_TAKES_NO[name]}`];
+}
+
 /**
  * Subscribes a queue to an event (jobs.subscribe): each publishEvent of it
  * then writes a job of options.task (default: the event's name) into the
@@ -247,6 +265,8 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
                                    options?: PublishEventOptions & SignalOption): Promise<string[]> {
   parse(eventNameSchema, event, 'event');
   const { signal, rest } = takeSignal(options, 'options');
+  const refused = eventTakesNo(rest);
+  if (refused) throw new ValidationError(`options.${refused[0]}`, refused[1]);
   const o = parse(publishEventOptionsSchema, rest ?? {}, 'options');
   const json = jsonParam(body, 'body');
   const ids = await callValue<string>(db,

@@ -165,7 +165,8 @@ export interface BulkJob extends BulkPublishOptions {
 /**
  * publishEvent's options, for every job it writes (left out: each queue's
  * defaults, retry policy and expireInSeconds, then the global ones; no
- * group). No dedupeKey: one key would collapse the fan-out into one job.
+ * group). No dedupeKey (refused, saying why: EVENT_TAKES_NO): a key is global, not per queue, so one key
+ * would collapse the fan-out into one job.
  */
 export type PublishEventOptions = Pick<PublishOptions, 'runAt' | 'delaySeconds' | 'timeoutSeconds' | 'priority' | 'maxRetries'
   | 'attributes' | 'retryDelaySeconds' | 'retryBackoff' | 'retryDelayMaxSeconds' | 'expiresAt' | 'expiresInSeconds' | 'group'>;

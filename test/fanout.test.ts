@@ -244,7 +244,7 @@ describe('TypeScript', () => {
       [() => queue.publishEvent('user.created', {}, { priority: 1.5 }), 'options.priority'],
       [() => queue.publishEvent('user.created', {}, { runAt: new Date(), delaySeconds: 1 }), 'options.delaySeconds'],
       [() => queue.publishEvent('user.created', {}, { attributes: [] as never }), 'options.attributes'],
-      [() => queue.publishEvent('user.created', {}, { dedupeKey: 'k' } as never), 'options'], // one key: one job, no fan-out
+      [() => queue.publishEvent('user.created', {}, { dedupeKey: 'k' } as never), 'options.dedupeKey'], // one key: one job, no fan-out
     ];
     for (const [call, field] of fields) {
       const e = await call().then(() => null, (error: unknown) => error);

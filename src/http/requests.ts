@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { eventNameSchema } from '../admin.js';
+import { eventNameSchema, eventTakesNo } from '../admin.js';
 import { ValidationError } from '../errors.js';
 import { checkDrainSelection, type DrainSelection } from '../drain-selection.js';
 import { parseJson } from '../json-text.js';
@@ -226,6 +226,8 @@ export function parsePublishEventRequest(event: string, body: unknown): PublishE
     throw new ValidationError('body', 'must be a JSON object: { "body": …, "runAt" | "delaySeconds", "timeoutSeconds", "priority", '
       + '"maxRetries", "attributes", "retryDelaySeconds", "retryBackoff", "retryDelayMaxSeconds", "expiresAt" | "expiresInSeconds", "group" }');
   }
+  const refused = eventTakesNo(body);
+  if (refused) throw new ValidationError(...refused);
   const { body: eventBody, ...options } = check(publishEventSchema, body ?? {}, '');
   // attributes came from JSON.parse: JSON values all the way down.
   return { event, body: eventBody, options: options as PublishEventOptions };
