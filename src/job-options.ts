@@ -177,5 +177,7 @@ export const rescheduleOptionsSchema = z.strictObject({
 export const waitForOptionsSchema = z.strictObject({
   signal: z.optional(abortSignalSchema),
   /** Omit it to wait as long as it takes. */
-  timeoutMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),
+  // Infinity, NaN: not a number zod takes, told so in its own words ('expected number, received number').
+  timeoutMs: z.optional(z.number({ error: 'must be a finite number of milliseconds (leave it out to wait as long as it takes)' })
+    .check(z.minimum(0, 'must be 0 or more'))),
 });

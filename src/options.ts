@@ -92,8 +92,10 @@ export const MAX_THROTTLE_SECONDS = 30 * 86400;
 export const MAX_DELAY_SECONDS = 10 * 365 * 86400;
 // Number.isInteger, not z.int(), which takes only safe integers: 1e16, an
 // integer past every range here, was told 'must be an integer' rather than
-// its bound. Each use checks its range after this.
-const integer = z.refine<number>((n) => Number.isInteger(n), 'must be an integer');
+// its bound. Each use checks its range after this; integerCheckSaying
+// words it for its field ('must be an integer number of milliseconds').
+export const integerCheckSaying = (rule: string) => z.refine<number>((n) => Number.isInteger(n), rule);
+const integer = integerCheckSaying('must be an integer');
 const abortSignal = z.custom<AbortSignal>((s) => typeof s === 'object' && s !== null && 'aborted' in s
   && typeof (s as AbortSignal).addEventListener === 'function', 'must be an AbortSignal');
 export { abortSignal as abortSignalSchema };

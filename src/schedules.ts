@@ -5,7 +5,7 @@ import { jsonParam } from './json-text.js';
 import { checkQueryable } from './driver-check.js';
 import { checkCron, checkTz } from './cron-checks.js';
 import { publishOptionsSchema } from './job-options.js';
-import { keySchema, parse, queueNameSchema, taskSchema } from './options.js';
+import { integerCheck, integerCheckSaying, keySchema, parse, queueNameSchema, taskSchema } from './options.js';
 import { callValue, signalOnly, type SignalOption } from './send.js';
 import type { JobGroup } from './types.js';
 
@@ -238,11 +238,12 @@ export async function listSchedules(db: Queryable, options?: SignalOption): Prom
   }));
 }
 
+const BUDGET_RULE = 'must be an integer number of milliseconds';
 const maintainSchema = z.strictObject({
-  retentionSeconds: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(3_153_600_000, 'must be at most 3153600000 (a hundred years)'))),
-  archive: z.optional(z.boolean()),
-  maxRows: z.optional(z.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'), z.maximum(10_000_000, 'must be at most 10000000'))),
-  budgetMs: z.optional(z.number().check(z.int('must be an integer number of milliseconds'), z.minimum(1, 'must be at least 1'),
+  retentionSeconds: z.optional(z.number({ error: 'must be a finite number of seconds' }).check(z.minimum(0, 'must be 0 or more'), z.maximum(3_153_600_000, 'must be at most 3153600000 (a hundred years)'))),
+  archive: z.optional(z.boolean({ error: 'must be a boolean' })),
+  maxRows: z.optional(z.number({ error: 'must be an integer' }).check(integerCheck, z.minimum(1, 'must be at least 1'), z.maximum(10_000_000, 'must be at most 10000000'))),
+  budgetMs: z.optional(z.number({ error: BUDGET_RULE }).check(integerCheckSaying(BUDGET_RULE), z.minimum(1, 'must be at least 1'),
     z.maximum(86_400_000, 'must be at most 86400000 (a day)'))),
 });
 
