@@ -63,6 +63,8 @@ const sqlStates: Record<string, string> = {
   PD016: 'prefix',
   PD017: 'jobs',
   PD018: 'task',
+  PD019: 'group_id',
+  PD020: 'progress',
   PD021: 'reason',
   PDC01: 'cron',
   PDC02: 'name',

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { createQueue, getJob, PgDrainError, pgDriver, ValidationError } from '../src/index.js';
 import { translateError } from '../src/errors.js';
-import { emptyDb, testDb } from './support/db.js';
+import { emptyDb, sqlErrorOf, testDb } from './support/db.js';
 
 const db = await testDb();
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {} });
@@ -24,6 +24,15 @@ describe('translateError', () => {
     expect(full).toBeInstanceOf(PgDrainError);
     expect(full).not.toBeInstanceOf(ValidationError);
     expect(full).toMatchObject({ code: 'queue_full', field: 'queue' });
+  });
+
+  it('every PD code the SQL raises for bad input reads as a ValidationError: a group (PD019), progress (PD020)', async () => {
+    const group = await sqlErrorOf(db.sql, `select jobs.publish('t', group_tier => 'gold')`);
+    const progress = await sqlErrorOf(db.sql, `select jobs.set_progress(1, 1, to_jsonb(repeat('x', 140000)))`);
+    for (const [error, code] of [[group, 'PD019'], [progress, 'PD020']] as const) {
+      expect(error, code).toMatchObject({ code });
+      expect(translateError(error), code).toBeInstanceOf(ValidationError);
+    }
   });
 
   it('bad input only the database can check is a ValidationError named as the caller wrote it: publish, publishBulk, publishEvent', async () => {
