@@ -35,6 +35,23 @@ describe('translateError', () => {
     }
   });
 
+  it('the table knows every PD code sql/ raises for callers (the internal PDA9x / PDC9x signals left out)', async () => {
+    const { readdir, readFile } = await import('node:fs/promises');
+    const dir = new URL('../sql/', import.meta.url);
+    const codes = new Set<string>();
+    for (const file of (await readdir(dir)).filter((f) => /^\d{4}_.*\.sql$/.test(f))) {
+      for (const [, code] of (await readFile(new URL(file, dir), 'utf8')).matchAll(/'(PD[0-9A-Z]{3})'/g)) {
+        if (!/^PD[AC]9\d$/.test(code!)) codes.add(code!);
+      }
+    }
+    expect(codes.size).toBeGreaterThan(20);
+    for (const code of codes) {
+      const read = translateError(Object.assign(new Error('f: bad'), { code }));
+      expect(read, code).toBeInstanceOf(PgDrainError);
+      expect((read as PgDrainError).code, code).toBe(code === 'PD010' ? 'queue_full' : 'invalid_argument');
+    }
+  });
+
   it('bad input only the database can check is a ValidationError named as the caller wrote it: publish, publishBulk, publishEvent', async () => {
     const past = new Date(Date.now() - 60_000);
     const calls: [() => Promise<unknown>, string][] = [
