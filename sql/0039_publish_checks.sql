@@ -1,0 +1,79 @@
+-- pgdrain 0039: checking jobs.publish's arguments (jobs.check_publish), each
+-- with the check of sql/0002 for its field, in the order jobs.publish gives them.
+
+-- jobs.publish's arguments (sql/0004 says what each means), checked in this
+-- order before it takes a lock but the hold of a dead_letter's queue
+-- (jobs.check_dead_letter); p_now and p_queue as it resolved them (now,
+-- 'default'). Raises PD001 to PD019 naming the field.
+create function jobs.check_publish(p_task text, p_timeout numeric, p_priority integer, p_max_retries integer,
+  p_dedupe_key text, p_serial_key text, p_attributes jsonb, p_group_id text, p_group_tier text,
+  p_retry_delay numeric, p_retry_backoff text, p_retry_delay_max numeric, p_scheduled_at timestamptz,
+  p_expires_at timestamptz, p_now timestamptz, p_dead_letter text, p_queue text, p_dedupe_mode text,
+  p_throttle_seconds numeric, p_depends_on bigint[])
+returns void language plpgsql as $$
+begin
+  perform jobs.check_task(p_task);
+  if p_task like 'sql:%' then
+    perform jobs.check_sql_task(p_task);
+  end if;
+  -- These checks pass nulls: each called only for a value given (a plain
+  -- publish makes one call of a check, jobs.check_task's, not five).
+  if p_timeout is not null or p_priority is not null or p_max_retries is not null then
+    perform jobs.check_options(p_timeout, p_priority, p_max_retries, p_timeout_name => 'timeout_seconds');
+  end if;
+  if p_dedupe_key is not null then
+    perform jobs.check_key(p_dedupe_key, 'PD011', 'dedupe_key');
+  end if;
+  if p_serial_key is not null then
+    perform jobs.check_key(p_serial_key, 'PD012', 'serial_key');
+  end if;
+  if p_attributes is not null then
+    perform jobs.check_object(p_attributes, 'attributes');
+  end if;
+  if p_group_id is not null or p_group_tier is not null then
+    perform jobs.check_group(p_group_id, p_group_tier);
+  end if;
+  if p_retry_delay is not null or p_retry_backoff is not null or p_retry_delay_max is not null then
+    perform jobs.check_retry_policy(p_retry_delay, p_retry_backoff, p_retry_delay_max);
+  end if;
+  if not isfinite(p_scheduled_at) then
+    perform jobs.raise_invalid('PD007', 'scheduled_at', format('must be a finite time, got %s', p_scheduled_at));
+  end if;
+  if p_expires_at is not null then
+    perform jobs.check_expiry(p_expires_at, coalesce(p_scheduled_at, p_now), 'expires_at');
+  end if;
+  if p_dead_letter is not null then
+    perform jobs.check_dead_letter(p_dead_letter, p_queue, 'dead_letter');
+  end if;
+  if p_dedupe_mode is not null then
+    if p_dedupe_mode not in ('keep', 'keep_waiting', 'replace', 'replace_keep_time') then
+      perform jobs.raise_invalid('PD011', 'dedupe_mode',
+        format('must be keep, keep_waiting, replace or replace_keep_time, got %s', left(quote_literal(p_dedupe_mode), 80)));
+    elsif p_dedupe_key is null then
+      perform jobs.raise_invalid('PD011', 'dedupe_mode', 'needs a dedupe_key (the key whose job it keeps or replaces)');
+    end if;
+  end if;
+  if p_throttle_seconds is not null then
+    if p_dedupe_key is null then
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'needs a dedupe_key (the key it throttles)');
+    -- NaN is greater than every number: the upper bound turns it away.
+    elsif not (p_throttle_seconds > 0 and p_throttle_seconds <= 2592000) then
+      perform jobs.raise_invalid('PD011', 'throttle_seconds',
+        format('must be greater than 0 and at most 2592000 seconds (30 days), got %s', p_throttle_seconds));
+    elsif p_dedupe_mode in ('replace', 'replace_keep_time') then
+      -- A replace rewrites the waiting job with the latest publish; a window
+      -- keeps the first job and answers every publish after it with its id.
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', format(
+        'cannot be given with dedupe_mode %s (a throttle keeps the first job of its window, a replace the latest)', p_dedupe_mode));
+    elsif p_dedupe_mode = 'keep_waiting' then
+      -- A window answers with the job that opened it while it runs and after
+      -- it ended; keep_waiting lets a running job go.
+      perform jobs.raise_invalid('PD011', 'throttle_seconds', 'cannot be given with dedupe_mode keep_waiting '
+        || '(a throttle window answers with its job even while it runs or once it ended; keep_waiting lets a running job go)');
+    end if;
+  end if;
+  if p_depends_on is not null and p_dedupe_mode in ('replace', 'replace_keep_time') then
+    perform jobs.raise_invalid('PD013', 'depends_on', format(
+      'cannot be given with dedupe_mode %s (a replaced job keeps its dependencies)', p_dedupe_mode));
+  end if;
+end $$;
