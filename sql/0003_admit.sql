@@ -134,6 +134,40 @@ end $$;
 
 -- Publishing -----------------------------------------------------------------
 
+-- The holder of dedupe key p_key a keep publish (jobs.publish, dedupe_mode
+-- keep or null) finds before taking its locks, and whether it ends (ends):
+-- a holder that will not run to an end of its own lets go of the key, and
+-- the publish takes it: a waiting one past its expiry at p_now (it still
+-- ends as expired, at the next claim, keyless as a replaced running job
+-- ends), and a running one asked to cancel (graphile-worker's remove_job
+-- frees a locked job's key too); the new job then takes its serial key when
+-- the publish left it out, as a replace does, so it waits behind it. Found
+-- before, taken under the locks (jobs.take_dedupe_key), the serial key it
+-- passes on among them: holding its row while waiting for them, the publish
+-- deadlocked with a transactional handler's ack of that very job, which
+-- holds a serial key the publish wants (its handler published with it) and
+-- waits for the row. No row: no holder. Set-returning, so the calling
+-- query inlines it (no function call, the plan of the query it replaces).
+create function jobs.key_holder(p_key text, p_now timestamptz)
+returns table (job_id bigint, serial_key text, running boolean, ends boolean) language sql stable as $$
+  select q.job_id, q.serial_key, q.lease_until is not null,
+         q.lease_until is null and q.expires_at <= p_now or q.lease_until is not null and q.cancel_requested_at is not null
+  from jobs.job_queue q where q.dedupe_key = p_key
+$$;
+
+-- The holder a replace or keep_waiting publish (jobs.publish) takes dedupe
+-- key p_key from: a running one (it ends as it is, keyless; p_keep_waiting:
+-- also one waiting to retry, not expired at p_now, which retries keyless).
+-- No row: none. Inlined, as jobs.key_holder.
+create function jobs.running_holder(p_key text, p_keep_waiting boolean, p_now timestamptz)
+returns table (job_id bigint, serial_key text) language sql stable as $$
+  select q.job_id, q.serial_key
+  from jobs.job_queue q
+  where q.dedupe_key = p_key
+    and (q.lease_until is not null
+         or p_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= p_now, false))
+$$;
+
 -- Takes dedupe key p_key from job p_job, which held it when a publish
 -- looked it up before taking its locks (jobs.publish), if it still holds it
 -- and will not run to an end of its own, as the publish's dedupe mode

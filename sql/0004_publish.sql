@@ -141,18 +141,13 @@ begin
 
   for i in 1..3 loop
     if v_takes and not v_row_wait then
-      -- A running holder (it ends as it is, keyless; keep_waiting: also one
-      -- waiting to retry, which retries keyless) is found here and taken
+      -- A running holder (jobs.running_holder) is found here and taken
       -- over under the locks below, as jobs.publish takes a key from a
       -- cancelling one (holding its row while waiting for them, this
       -- deadlocked with a transactional handler's ack of it); its row held
       -- then (a settle ending it), the pass starts again without them and
       -- waits for the row below.
-      select q.job_id, q.serial_key into v_old
-      from jobs.job_queue q
-      where q.dedupe_key = publish.dedupe_key
-        and (q.lease_until is not null
-             or v_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= v_now, false));
+      select h.job_id, h.serial_key into v_old from jobs.running_holder(publish.dedupe_key, v_keep_waiting, v_now) h;
       if found then
         v_take := v_old.job_id;
         v_take_serial := v_old.serial_key;
@@ -187,23 +182,11 @@ begin
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
     elsif not v_takes and publish.dedupe_key is not null then
-      -- A holder that will not run to an end of its own lets go of the key,
-      -- and this publish takes it: a waiting one past its expiry (it still
-      -- ends as expired, at the next claim, keyless as a replaced running
-      -- job ends), and a running one asked to cancel (graphile-worker's
-      -- remove_job frees a locked job's key too); the new job then takes its
-      -- serial key when this publish left it out, as a replace does, so it
-      -- waits behind it. Found here, taken below under the locks, the
-      -- serial key it passes on among them: holding its row while waiting
-      -- for them, this publish deadlocked with a transactional handler's
-      -- ack of that very job, which holds a serial key this publish wants
-      -- (its handler published with it) and waits for the row. Only on the
-      -- first pass: a later one holds the locks, and a holder found then is
-      -- answered.
-      select q.job_id, q.serial_key, q.lease_until is not null as running,
-             q.lease_until is null and q.expires_at <= v_now or q.lease_until is not null and q.cancel_requested_at is not null as ends
-        into v_old
-      from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
+      -- A holder that will not run to an end of its own lets go of the key
+      -- (jobs.key_holder): found here, taken below under the locks. Only on
+      -- the first pass: a later one holds the locks, and a holder found
+      -- then is answered.
+      select h.* into v_old from jobs.key_holder(publish.dedupe_key, v_now) h;
       if found and not (i = 1 and v_old.ends) then
         return v_old.job_id;
       elsif found then

@@ -2527,6 +2527,18 @@ begin
 end $$;
 
 --
+-- Name: key_holder(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.key_holder(p_key text, p_now timestamp with time zone) RETURNS TABLE(job_id bigint, serial_key text, running boolean, ends boolean)
+    LANGUAGE sql STABLE
+    AS $$
+  select q.job_id, q.serial_key, q.lease_until is not null,
+         q.lease_until is null and q.expires_at <= p_now or q.lease_until is not null and q.cancel_requested_at is not null
+  from jobs.job_queue q where q.dedupe_key = p_key
+$$;
+
+--
 -- Name: lock_dependencies(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3374,18 +3386,13 @@ begin
 
   for i in 1..3 loop
     if v_takes and not v_row_wait then
-      -- A running holder (it ends as it is, keyless; keep_waiting: also one
-      -- waiting to retry, which retries keyless) is found here and taken
+      -- A running holder (jobs.running_holder) is found here and taken
       -- over under the locks below, as jobs.publish takes a key from a
       -- cancelling one (holding its row while waiting for them, this
       -- deadlocked with a transactional handler's ack of it); its row held
       -- then (a settle ending it), the pass starts again without them and
       -- waits for the row below.
-      select q.job_id, q.serial_key into v_old
-      from jobs.job_queue q
-      where q.dedupe_key = publish.dedupe_key
-        and (q.lease_until is not null
-             or v_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= v_now, false));
+      select h.job_id, h.serial_key into v_old from jobs.running_holder(publish.dedupe_key, v_keep_waiting, v_now) h;
       if found then
         v_take := v_old.job_id;
         v_take_serial := v_old.serial_key;
@@ -3420,23 +3427,11 @@ begin
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
     elsif not v_takes and publish.dedupe_key is not null then
-      -- A holder that will not run to an end of its own lets go of the key,
-      -- and this publish takes it: a waiting one past its expiry (it still
-      -- ends as expired, at the next claim, keyless as a replaced running
-      -- job ends), and a running one asked to cancel (graphile-worker's
-      -- remove_job frees a locked job's key too); the new job then takes its
-      -- serial key when this publish left it out, as a replace does, so it
-      -- waits behind it. Found here, taken below under the locks, the
-      -- serial key it passes on among them: holding its row while waiting
-      -- for them, this publish deadlocked with a transactional handler's
-      -- ack of that very job, which holds a serial key this publish wants
-      -- (its handler published with it) and waits for the row. Only on the
-      -- first pass: a later one holds the locks, and a holder found then is
-      -- answered.
-      select q.job_id, q.serial_key, q.lease_until is not null as running,
-             q.lease_until is null and q.expires_at <= v_now or q.lease_until is not null and q.cancel_requested_at is not null as ends
-        into v_old
-      from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
+      -- A holder that will not run to an end of its own lets go of the key
+      -- (jobs.key_holder): found here, taken below under the locks. Only on
+      -- the first pass: a later one holds the locks, and a holder found
+      -- then is answered.
+      select h.* into v_old from jobs.key_holder(publish.dedupe_key, v_now) h;
       if found and not (i = 1 and v_old.ends) then
         return v_old.job_id;
       elsif found then
@@ -5578,6 +5573,20 @@ CREATE FUNCTION jobs.running_count(p_queue text) RETURNS bigint
     AS $$
   select count(*) from jobs.running_slot s join jobs.job_queue q on q.job_id = s.job_id
   where s.queue = p_queue and q.queue = p_queue and q.lease_until is not null and q.attempt > 0
+$$;
+
+--
+-- Name: running_holder(text, boolean, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.running_holder(p_key text, p_keep_waiting boolean, p_now timestamp with time zone) RETURNS TABLE(job_id bigint, serial_key text)
+    LANGUAGE sql STABLE
+    AS $$
+  select q.job_id, q.serial_key
+  from jobs.job_queue q
+  where q.dedupe_key = p_key
+    and (q.lease_until is not null
+         or p_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= p_now, false))
 $$;
 
 --
