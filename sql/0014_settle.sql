@@ -1,5 +1,46 @@
 -- pgdrain 0014: the settle calls over jobs.settle_arrays: settle, ack, nack,
--- release, cancel_requested.
+-- release, cancel_requested; and its count of a settle sent again
+-- (jobs.settle_resent).
+
+-- A worker's settle sent again (its reply lost, the drain sent it again):
+-- of jobs.settle_arrays' stale outcomes (p_result: its counts), those its
+-- earlier settle applied count as what they did, found as sql/0013 says;
+-- p_settled: the jobs this call ended, retried or released, left out (their
+-- rows now look the same). Called only for a batch with a stale outcome and
+-- a worker_id: a primary-key probe per stale outcome, so the outcomes that
+-- matched a running delivery never read jobs.job.
+create function jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts integer[], p_outcomes text[],
+                                   p_errors text[], p_worker_id text, p_settled bigint[])
+returns jsonb language sql stable as $$
+  with o as (
+    select * from unnest(p_ids, p_attempts, p_outcomes, p_errors) as x(id, attempt, outcome, error)
+    where x.attempt > 0 and x.id <> all(p_settled)
+  ), applied as (
+    select coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) as counted
+    from o
+    left join jobs.job j on j.job_id = o.id and j.attempts = o.attempt and j.worker_id = p_worker_id
+    left join jobs.job_queue q on j.job_id is null and q.job_id = o.id and q.worker_id = p_worker_id
+      and case when q.lease_until is null then true else false end -- pending again: not a running delivery
+    where case o.outcome
+      when 'ack' then j.status = 'success'
+      -- A release that met a cancel ends the job; else it gave the attempt back.
+      when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
+      -- The error tells this worker's end from its lease's expiry (jobs.expire's
+      -- 'timed out: …') or a jobs.fail, which end the same delivery.
+      else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
+        or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error))
+        or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
+      end
+  )
+  select jsonb_build_object(
+    'succeeded', (p_result->>'succeeded')::integer + count(*) filter (where a.counted = 'success'),
+    'failed',    (p_result->>'failed')::integer + count(*) filter (where a.counted = 'failure'),
+    'cancelled', (p_result->>'cancelled')::integer + count(*) filter (where a.counted = 'cancelled'),
+    'retried',   (p_result->>'retried')::integer + count(*) filter (where a.counted = 'retried'),
+    'released',  (p_result->>'released')::integer + count(*) filter (where a.counted = 'released'),
+    'stale',     (p_result->>'stale')::integer - count(*))
+  from applied a
+$$;
 
 -- jobs.settle_arrays with the deliveries as a JSON array, for SQL callers:
 --   {"id": job_id, "attempt": n, "outcome": "ack",     "result": any, "ms": number}

@@ -6202,42 +6202,12 @@ begin
       perform jobs.after_end(v_ok, v_bad_ids, v_keys, v_now);
     end if;
   end if;
-  -- Stale outcomes of a worker: those its earlier settle applied (its reply
-  -- lost, the drain sent them again) count as what they did. Only here, a
-  -- primary-key probe per stale outcome: the outcomes that matched a running
-  -- delivery never read jobs.job. Those this call ended, retried or
+  -- Stale outcomes of a worker: those its earlier settle applied count as
+  -- what they did (jobs.settle_resent). Those this call ended, retried or
   -- released are left out: their rows now look the same.
   if (v_result->>'stale')::integer > 0 and settle_arrays.worker_id is not null then
-    with o as (
-      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors)
-        as x(id, attempt, outcome, error)
-      where x.attempt > 0 and x.id <> all(coalesce(v_ended, '{}') || v_touched)
-    ), applied as (
-      select coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) as counted
-      from o
-      left join jobs.job j on j.job_id = o.id and j.attempts = o.attempt and j.worker_id = settle_arrays.worker_id
-      left join jobs.job_queue q on j.job_id is null and q.job_id = o.id and q.worker_id = settle_arrays.worker_id
-        and case when q.lease_until is null then true else false end -- pending again: not a running delivery
-      where case o.outcome
-        when 'ack' then j.status = 'success'
-        -- A release that met a cancel ends the job; else it gave the attempt back.
-        when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
-        -- The error tells this worker's end from its lease's expiry (jobs.expire's
-        -- 'timed out: …') or a jobs.fail, which end the same delivery.
-        else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
-          or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error))
-          or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
-        end
-    )
-    select jsonb_build_object(
-      'succeeded', (v_result->>'succeeded')::integer + count(*) filter (where a.counted = 'success'),
-      'failed',    (v_result->>'failed')::integer + count(*) filter (where a.counted = 'failure'),
-      'cancelled', (v_result->>'cancelled')::integer + count(*) filter (where a.counted = 'cancelled'),
-      'retried',   (v_result->>'retried')::integer + count(*) filter (where a.counted = 'retried'),
-      'released',  (v_result->>'released')::integer + count(*) filter (where a.counted = 'released'),
-      'stale',     (v_result->>'stale')::integer - count(*))
-    into v_result
-    from applied a;
+    v_result := jobs.settle_resent(v_result, settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
+                                   settle_arrays.errors, settle_arrays.worker_id, coalesce(v_ended, '{}') || v_touched);
   end if;
   return v_result;
 end $$;
@@ -6266,6 +6236,43 @@ CREATE FUNCTION jobs.settle_error(p_outcome text, p_error text) RETURNS text
     LANGUAGE sql IMMUTABLE
     AS $$
   select coalesce(p_error, case when p_outcome = 'fail' then 'failed without an error' else 'nacked without an error' end)
+$$;
+
+--
+-- Name: settle_resent(jsonb, bigint[], integer[], text[], text[], text, bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_worker_id text, p_settled bigint[]) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+  with o as (
+    select * from unnest(p_ids, p_attempts, p_outcomes, p_errors) as x(id, attempt, outcome, error)
+    where x.attempt > 0 and x.id <> all(p_settled)
+  ), applied as (
+    select coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) as counted
+    from o
+    left join jobs.job j on j.job_id = o.id and j.attempts = o.attempt and j.worker_id = p_worker_id
+    left join jobs.job_queue q on j.job_id is null and q.job_id = o.id and q.worker_id = p_worker_id
+      and case when q.lease_until is null then true else false end -- pending again: not a running delivery
+    where case o.outcome
+      when 'ack' then j.status = 'success'
+      -- A release that met a cancel ends the job; else it gave the attempt back.
+      when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
+      -- The error tells this worker's end from its lease's expiry (jobs.expire's
+      -- 'timed out: …') or a jobs.fail, which end the same delivery.
+      else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
+        or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error))
+        or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
+      end
+  )
+  select jsonb_build_object(
+    'succeeded', (p_result->>'succeeded')::integer + count(*) filter (where a.counted = 'success'),
+    'failed',    (p_result->>'failed')::integer + count(*) filter (where a.counted = 'failure'),
+    'cancelled', (p_result->>'cancelled')::integer + count(*) filter (where a.counted = 'cancelled'),
+    'retried',   (p_result->>'retried')::integer + count(*) filter (where a.counted = 'retried'),
+    'released',  (p_result->>'released')::integer + count(*) filter (where a.counted = 'released'),
+    'stale',     (p_result->>'stale')::integer - count(*))
+  from applied a
 $$;
 
 --
