@@ -212,10 +212,17 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         break;
       }
+      // Pool-bound, read again after take(): drains woken together (one handler's return wakes them all,
+      // or drain() called twice in one tick) each read the same free slots before it.
+      const room = share ? Math.min(free, share.cap - share.busy) : free;
+      if (room <= 0) {
+        settler.untake(outcomes);
+        continue;
+      }
       if (lastLook === 'due') lastLook = 'done';
       let result: ClaimResult;
       idle?.claiming();
-      const want = Math.min(args.batchSize, free);
+      const want = Math.min(args.batchSize, room);
       share?.add(want); // taken while the claim is out: the other drains' claims leave them
       try {
         const { rows } = await claim(want, budgetMs, outcomes);

@@ -126,6 +126,12 @@ export class Settler {
     for (const key of Object.keys(this.totals) as (keyof SettleCounts)[]) this.totals[key] += Number(counts[key] ?? 0);
   }
 
+  /** Outcomes take() handed to a claim that was not sent after all (it waits): the timer settles them meanwhile. */
+  untake(batch: Outcome[]): void {
+    this.putBack(batch);
+    this.arm();
+  }
+
   putBack(batch: Outcome[]): void {
     const takesKey = this.takesKey;
     if (takesKey === undefined) {
