@@ -186,9 +186,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     while (!stopped.by) {
       // Pool-bound, a handler that ran on past its timeout (its job settled) still holds a connection.
       const busy = poolBound ? handlers : running.size;
-      // Pool-bound, the other drains on the pool hold some of its connections too.
+      // Pool-bound, the other drains on the pool hold some of its connections too. With none of its
+      // own running, one free is enough: waiting for refillAt, it would lose each to the busy drains.
       const free = share ? Math.min(concurrency - busy, share.cap - share.busy) : concurrency - busy;
-      if ((busy > 0 || share?.busy) && free < refillAt) {
+      if ((busy > 0 || share?.busy) && free < (busy > 0 ? refillAt : 1)) {
         // Lingering, a NOTIFY or a poll fills free slots too: a new job need not wait for a long one.
         // With none of its own running (the pool's other drains hold it), the wait ends at stopAt too: lingering, its deadline timer does not.
         const why = idle && (free > 0 || busy === 0) ? await idle.wait(stopAt, changed()) : await changed();
