@@ -1,6 +1,7 @@
 import type { LazySignal } from './job-context.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { RunningJobs } from './running-jobs.js';
+import { timerAt } from './timeouts.js';
 import type { Job } from './types.js';
 
 /** A job drain() has started and not yet settled. */
@@ -47,10 +48,11 @@ export async function windDown(running: RunningJobs, graceMs: number | undefined
       r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
     }
   };
-  const timer = graceMs === undefined ? undefined : setTimeout(giveBack, graceMs);
+  // timerAt: setTimeout fires at once for a grace past 24.8 days.
+  const cancelGrace = graceMs === undefined ? undefined : timerAt(Date.now() + graceMs, giveBack);
   hardSignal?.addEventListener('abort', giveBack, { once: true });
   if (hardSignal?.aborted) giveBack();
   while (running.size > 0 && !graceOver) await changed();
-  clearTimeout(timer);
+  cancelGrace?.();
   hardSignal?.removeEventListener('abort', giveBack);
 }
