@@ -4,7 +4,7 @@
 // running handlers the moment its signal came (wind-down.ts; timerAt as the
 // drain's other long timers).
 import { expect, it } from 'vitest';
-import { createQueue } from '../src/index.js';
+import { createQueue, type JobContext } from '../src/index.js';
 import { testDb } from './support/db.js';
 
 const db = await testDb();
@@ -14,7 +14,7 @@ it('a graceMs longer than 24.8 days lets running handlers finish after the signa
   let started: () => void;
   const running = new Promise<void>((r) => (started = r));
   const q = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {
-    slow: async (_b: unknown, ctx) => {
+    slow: async (_b: unknown, ctx: JobContext) => {
       started();
       await new Promise((r) => setTimeout(r, 300));
       return ctx.signal.aborted ? 'aborted' : 'finished';
