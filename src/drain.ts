@@ -214,8 +214,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         break;
       }
-      // Pool-bound, read again after take(): drains woken together (one handler's return wakes them all,
-      // or drain() called twice in one tick) each read the same free slots before it.
+      // Pool-bound, read again after take(): drains woken together each read the same free slots before it.
       const room = share ? Math.min(free, share.cap - share.busy) : free;
       if (room <= 0) {
         settler.untake(outcomes);
