@@ -193,7 +193,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // Lingering, a NOTIFY or a poll fills free slots too: a new job need not wait for a long one.
         // With none of its own running (the pool's other drains hold it), or lingering (a handler hung past its
         // settling holds its slot), the wait ends at stopAt too: lingering, its deadline timer does not.
-        const why = idle && (free > 0 || busy === 0 || idleSince !== undefined) ? await idle.wait(stopAt, changed()) : await changed();
+        // With no slot free, deaf to NOTIFYs (idle.pause): one heard would answer each wait at once.
+        const why = !idle ? await changed() : free > 0 ? await idle.wait(stopAt, changed())
+          : busy === 0 || idleSince !== undefined ? await idle.pause(stopAt, changed()) : await changed();
         // At stopAt the wait answers at once: stop here (its timer could not fire between microtasks).
         if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;

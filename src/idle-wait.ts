@@ -76,6 +76,22 @@ export class IdleWait {
     }
   }
 
+  /**
+   * Waits until `interrupted` settles or `until` comes, deaf to NOTIFYs and
+   * polls: a drain with no slot free (its pool's other drains hold them) has
+   * nothing to claim with, and a NOTIFY heard answers wait() at once until
+   * the next claim, which would loop without end.
+   */
+  async pause(until: number, interrupted: Promise<void>): Promise<Wake> {
+    let cancel: (() => void) | undefined;
+    const at = new Promise<Wake>((resolve) => (cancel = timerAt(until, () => resolve('until'))));
+    try {
+      return await Promise.race([at, interrupted.then((): Wake => 'changed')]);
+    } finally {
+      cancel?.();
+    }
+  }
+
   private listen(): void {
     if (this.listenTried || !this.driver.onQueued) return;
     this.listenTried = true;
