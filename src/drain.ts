@@ -186,14 +186,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     while (!stopped.by) {
       // Pool-bound, a handler that ran on past its timeout (its job settled) still holds a connection.
       const busy = poolBound ? handlers : running.size;
-      // Pool-bound, the other drains on the pool hold some of its connections too. With none of its
-      // own running, one free is enough: waiting for refillAt, it would lose each to the busy drains.
+      // Pool-bound, the other drains on the pool hold some of its connections too; none of its own running, one free will do.
       const free = share ? Math.min(concurrency - busy, share.cap - share.busy) : concurrency - busy;
       if ((busy > 0 || share?.busy) && free < (busy > 0 ? refillAt : 1)) {
-        // Lingering, a NOTIFY or a poll fills free slots too: a new job need not wait for a long one.
-        // With none of its own running (the pool's other drains hold it), or lingering (a handler hung past its
-        // settling holds its slot), the wait ends at stopAt too: lingering, its deadline timer does not.
-        // With no slot free, deaf to NOTIFYs (idle.pause): one heard would answer each wait at once.
+        // Lingering, a NOTIFY or a poll fills free slots too; none free, idle.pause (a NOTIFY heard answers a wait at once).
+        // None of its own running, or lingering (a hung handler's slot), it ends at stopAt: its deadline timer is off.
         const why = !idle ? await changed() : free > 0 ? await idle.wait(stopAt, changed())
           : busy === 0 || idleSince !== undefined ? await idle.pause(stopAt, changed()) : await changed();
         // At stopAt the wait answers at once: stop here (its timer could not fire between microtasks).
@@ -218,10 +215,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       }
       // Pool-bound, read again after take(): drains woken together each read the same free slots before it.
       const room = share ? Math.min(free, share.cap - share.busy) : free;
-      if (room <= 0) {
-        settler.untake(outcomes);
-        continue;
-      }
+      if (room <= 0) { settler.untake(outcomes); continue; }
       if (lastLook === 'due') lastLook = 'done';
       let result: ClaimResult;
       idle?.claiming();
