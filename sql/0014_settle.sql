@@ -118,9 +118,10 @@ end $$;
 -- Settles the current delivery of each of these consumed jobs with one
 -- outcome (results[i] and errors[i] belong to job_ids[i]; either may be
 -- null): what ack, nack and release do, straight to jobs.settle_arrays.
--- With attempt, only a delivery of that attempt (ack's and nack's attempt).
+-- With attempts[i], only job_ids[i]'s delivery of that attempt (ack's and
+-- nack's attempt or attempts; a null: its current delivery).
 create function jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[],
-                                    retry_at timestamptz, now timestamptz, attempt integer default null)
+                                    retry_at timestamptz, now timestamptz, attempts integer[] default null)
 returns jsonb language sql as $$
   select jobs.settle_arrays(coalesce(array_agg(q.job_id), '{}'), coalesce(array_agg(q.attempt), '{}'),
                             array_fill(settle_current.outcome, array[count(*)::integer]),
@@ -128,7 +129,7 @@ returns jsonb language sql as $$
                             array_fill(settle_current.retry_at, array[count(*)::integer]), null, settle_current.now)
   from unnest(settle_current.job_ids) with ordinality as i(id, ord)
   join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
-    and (settle_current.attempt is null or q.attempt = settle_current.attempt)
+    and (settle_current.attempts[i.ord] is null or q.attempt = settle_current.attempts[i.ord])
 $$;
 
 -- Acknowledges a consumed job: it moves to jobs.job as a success with its
@@ -141,18 +142,24 @@ create function jobs.ack(job_id bigint, result jsonb default null, now timestamp
                          attempt integer default null)
 returns boolean language sql security definer
 set search_path = pg_catalog, pg_temp as $$
-  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now, ack.attempt)
+  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now, array[ack.attempt])
           ->>'succeeded')::integer = 1
 $$;
 
 -- Acknowledges many consumed jobs in one statement; results[i] belongs to
 -- job_ids[i] (results may be null). Returns how many were acknowledged.
-create function jobs.ack(job_ids bigint[], results jsonb[] default null, now timestamptz default null)
+-- attempts[i] (consume's attempt of job_ids[i]): as the one-job ack's
+-- attempt, only that delivery, so a consumer whose leases passed acks none
+-- that another consume took; a null element, as without attempts.
+create function jobs.ack(job_ids bigint[], results jsonb[] default null, now timestamptz default null,
+                         attempts integer[] default null)
 returns integer language plpgsql security definer
 set search_path = pg_catalog, pg_temp as $$
 begin
   perform jobs.check_per_job(ack.job_ids, cardinality(ack.results), 'results');
-  return (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now)->>'succeeded')::integer;
+  perform jobs.check_per_job(ack.job_ids, cardinality(ack.attempts), 'attempts');
+  return (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now, ack.attempts)
+          ->>'succeeded')::integer;
 end $$;
 
 -- Returns a failed job: it runs again at schedule_at (or after the backoff),
@@ -169,22 +176,24 @@ declare
 begin
   perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
   v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now,
-                           nack.attempt);
+                           array[nack.attempt]);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
 
 -- nack for many jobs in one statement; errors[i] belongs to job_ids[i].
--- Returns how many were settled (retried, failed or cancelled).
+-- Returns how many were settled (retried, failed or cancelled). attempts:
+-- as the array ack's.
 create function jobs.nack(job_ids bigint[], errors text[], schedule_at timestamptz default null,
-                          now timestamptz default null)
+                          now timestamptz default null, attempts integer[] default null)
 returns integer language plpgsql security definer
 set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
   perform jobs.check_per_job(nack.job_ids, cardinality(nack.errors), 'errors');
+  perform jobs.check_per_job(nack.job_ids, cardinality(nack.attempts), 'attempts');
   perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
-  v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now);
+  v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now, nack.attempts);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;
 

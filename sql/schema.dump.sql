@@ -102,16 +102,18 @@ CREATE TYPE jobs.rrule_spec AS (
 );
 
 --
--- Name: ack(bigint[], jsonb[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: ack(bigint[], jsonb[], timestamp with time zone, integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.ack(job_ids bigint[], results jsonb[] DEFAULT NULL::jsonb[], now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+CREATE FUNCTION jobs.ack(job_ids bigint[], results jsonb[] DEFAULT NULL::jsonb[], now timestamp with time zone DEFAULT NULL::timestamp with time zone, attempts integer[] DEFAULT NULL::integer[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
   perform jobs.check_per_job(ack.job_ids, cardinality(ack.results), 'results');
-  return (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now)->>'succeeded')::integer;
+  perform jobs.check_per_job(ack.job_ids, cardinality(ack.attempts), 'attempts');
+  return (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now, ack.attempts)
+          ->>'succeeded')::integer;
 end $$;
 
 --
@@ -122,7 +124,7 @@ CREATE FUNCTION jobs.ack(job_id bigint, result jsonb DEFAULT NULL::jsonb, now ti
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now, ack.attempt)
+  select (jobs.settle_current(array[ack.job_id], 'ack', array[ack.result], null, null, ack.now, array[ack.attempt])
           ->>'succeeded')::integer = 1
 $$;
 
@@ -1528,7 +1530,7 @@ begin
   -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);
-  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[], bigint), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz, integer), jobs.ack(bigint[], jsonb[], timestamptz), jobs.nack(bigint, text, timestamptz, timestamptz, integer), jobs.nack(bigint[], text[], timestamptz, timestamptz), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
+  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[], bigint), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz, integer), jobs.ack(bigint[], jsonb[], timestamptz, integer[]), jobs.nack(bigint, text, timestamptz, timestamptz, integer), jobs.nack(bigint[], text[], timestamptz, timestamptz, integer[]), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
   -- What CALL jobs.drain_sql calls besides claim and settle_arrays: the due
   -- ticks (which jobs.claim_json publishes too), two readers of what a
@@ -2803,10 +2805,10 @@ CREATE FUNCTION jobs.max_tick_steps() RETURNS integer
     AS $$ select 50000 $$;
 
 --
--- Name: nack(bigint[], text[], timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: nack(bigint[], text[], timestamp with time zone, timestamp with time zone, integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.nack(job_ids bigint[], errors text[], schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+CREATE FUNCTION jobs.nack(job_ids bigint[], errors text[], schedule_at timestamp with time zone DEFAULT NULL::timestamp with time zone, now timestamp with time zone DEFAULT NULL::timestamp with time zone, attempts integer[] DEFAULT NULL::integer[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
@@ -2814,8 +2816,9 @@ declare
   v jsonb;
 begin
   perform jobs.check_per_job(nack.job_ids, cardinality(nack.errors), 'errors');
+  perform jobs.check_per_job(nack.job_ids, cardinality(nack.attempts), 'attempts');
   perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
-  v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now);
+  v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now, nack.attempts);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
 end $$;
 
@@ -2832,7 +2835,7 @@ declare
 begin
   perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
   v := jobs.settle_current(array[nack.job_id], 'nack', null, array[nack.error], nack.schedule_at, nack.now,
-                           nack.attempt);
+                           array[nack.attempt]);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
 
@@ -6213,10 +6216,10 @@ begin
 end $$;
 
 --
--- Name: settle_current(bigint[], text, jsonb[], text[], timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: settle_current(bigint[], text, jsonb[], text[], timestamp with time zone, timestamp with time zone, integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[], retry_at timestamp with time zone, now timestamp with time zone, attempt integer DEFAULT NULL::integer) RETURNS jsonb
+CREATE FUNCTION jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[], retry_at timestamp with time zone, now timestamp with time zone, attempts integer[] DEFAULT NULL::integer[]) RETURNS jsonb
     LANGUAGE sql
     AS $$
   select jobs.settle_arrays(coalesce(array_agg(q.job_id), '{}'), coalesce(array_agg(q.attempt), '{}'),
@@ -6225,7 +6228,7 @@ CREATE FUNCTION jobs.settle_current(job_ids bigint[], outcome text, results json
                             array_fill(settle_current.retry_at, array[count(*)::integer]), null, settle_current.now)
   from unnest(settle_current.job_ids) with ordinality as i(id, ord)
   join jobs.job_queue q on q.job_id = i.id and q.attempt > 0
-    and (settle_current.attempt is null or q.attempt = settle_current.attempt)
+    and (settle_current.attempts[i.ord] is null or q.attempt = settle_current.attempts[i.ord])
 $$;
 
 --
