@@ -189,11 +189,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       // Pool-bound, the other drains on the pool hold some of its connections too; none of its own running, one free will do.
       const free = share ? Math.min(concurrency - busy, share.cap - share.busy) : concurrency - busy;
       if ((busy > 0 || share?.busy) && free < (busy > 0 ? refillAt : 1)) {
-        // Lingering, a NOTIFY or a poll fills free slots too; none free, idle.pause (a NOTIFY heard answers a wait at once).
-        // None of its own running, or lingering (a hung handler's slot), it ends at stopAt: its deadline timer is off.
-        const why = !idle ? await changed() : free > 0 ? await idle.wait(stopAt, changed())
-          : busy === 0 || idleSince !== undefined ? await idle.pause(stopAt, changed()) : await changed();
-        // At stopAt the wait answers at once: stop here (its timer could not fire between microtasks).
+        // Lingering, a NOTIFY or a poll fills free slots too; none free, idle.pause (a NOTIFY heard answers a wait at once). None of its
+        // own running, or lingering (a hung handler's slot), it stops at stopAt or its linger's end (its deadline timer is off) here.
+        const until = idleSince === undefined ? stopAt : Math.min(idleSince + lingerMs, stopAt);
+        const why = !idle ? await changed() : free > 0 ? await idle.wait(until, changed())
+          : busy === 0 || idleSince !== undefined ? await idle.pause(until, changed()) : await changed();
         if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;
       }
