@@ -5,6 +5,7 @@ import { TaskLookup } from './tasks.js';
 import { jsonParam } from './json-text.js';
 import { drainArgsSchema, drainOptionsSchema, type DrainOptions } from './drain-options.js';
 import { parse } from './options.js';
+import { poolShare } from './pool-share.js';
 import type { PublishOptions, TaskMap } from './types.js';
 
 // What one drain runs with: what it needs from its queue (DrainDeps), its
@@ -50,6 +51,12 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
   const concurrency = opts.concurrency ?? Math.min(args.batchSize, poolBound ? Math.max(1, poolSize - 1) : Infinity);
   return {
     args, opts, driver, poolBound, concurrency,
+    /**
+     * The connections of its pool that transactional handlers hold, over every drain on it (pool-share.ts): a
+     * pool-bound drain keeps under it; one given `concurrency` is not bound, but counts its handlers there.
+     */
+    share: transactional && driver.maxConnections !== undefined
+      ? poolShare(driver, Math.max(1, driver.maxConnections - 1)) : undefined,
     /** Claim again once this many slots are free. */
     refillAt: Math.ceil(Math.min(args.batchSize, concurrency) / 2),
     /** No job runs past it: the deadline less the settle margin. */

@@ -9,7 +9,6 @@ import { DrainStop } from './drain-stop.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
-import { poolShare } from './pool-share.js';
 import { rateLimiter } from './rate-limit.js';
 import { JobRun, type RunHost } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
@@ -60,7 +59,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
                             options: DrainOptions = {}): Promise<DrainReport> {
   const startedAt = Date.now();
   // Options checked, and what follows from them (drain-settings.ts). poolBound: the pool's size bounds concurrency.
-  const { args, opts, driver, poolBound, concurrency, refillAt, stopAt, filter, exclude, workerId, holder, lingerMs, overrunMs,
+  const { args, opts, driver, poolBound, share, concurrency, refillAt, stopAt, filter, exclude, workerId, holder, lingerMs, overrunMs,
           flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
@@ -93,9 +92,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const stopped = new DrainStop(opts, stopAt, () => idleSince === undefined);
   const { changed, wake } = stopped;
   const stop = (why: StoppedBy) => stopped.stop(why);
-  // Pool-bound, the connections its handlers hold count with those of the other drains on the pool.
-  const share = poolBound ? poolShare(driver, Math.max(1, driver.maxConnections! - 1)) : undefined;
-  share?.wakes.add(wake);
+  // Pool-bound, its handlers and the other drains' on the pool (share: their count) keep under the pool's size less one.
+  const bound = poolBound ? share : undefined;
+  bound?.wakes.add(wake);
 
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
@@ -187,8 +186,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       // Pool-bound, a handler that ran on past its timeout (its job settled) still holds a connection.
       const busy = poolBound ? handlers : running.size;
       // Pool-bound, the other drains on the pool hold some of its connections too; none of its own running, one free will do.
-      const free = share ? Math.min(concurrency - busy, share.cap - share.busy) : concurrency - busy;
-      if ((busy > 0 || share?.busy) && free < (busy > 0 ? refillAt : 1)) {
+      const free = bound ? Math.min(concurrency - busy, bound.cap - bound.busy) : concurrency - busy;
+      if ((busy > 0 || bound?.busy) && free < (busy > 0 ? refillAt : 1)) {
         // Lingering, a NOTIFY or a poll fills free slots too; none free, idle.pause (a NOTIFY heard answers a wait at once). None of its
         // own running, or lingering (a hung handler's slot), it stops at stopAt or its linger's end (its deadline timer is off) here.
         const until = idleSince === undefined ? stopAt : Math.min(idleSince + lingerMs, stopAt);
@@ -214,7 +213,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         break;
       }
       // Pool-bound, read again after take(): drains woken together each read the same free slots before it.
-      const room = share ? Math.min(free, share.cap - share.busy) : free;
+      const room = bound ? Math.min(free, bound.cap - bound.busy) : free;
       if (room <= 0) { settler.untake(outcomes); continue; }
       if (lastLook === 'due') lastLook = 'done';
       let result: ClaimResult;
@@ -281,7 +280,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     throw translateError(error);
   } finally {
     await idle?.close();
-    share?.wakes.delete(wake);
+    bound?.wakes.delete(wake);
     stopWatching();
     stopped.dispose();
   }

@@ -4,7 +4,8 @@
 // its handlers under the pool's size less one (drain-settings.ts); drains
 // side by side must keep their sum under it too, or the handlers past it
 // wait for a connection with their timeout running, and are nacked without
-// having run.
+// having run. A drain given `concurrency` is not bound, but its handlers
+// count here too: the drains beside it that are bound leave their connections.
 
 export class PoolShare {
   /** Handlers running on the pool, over all its drains. */

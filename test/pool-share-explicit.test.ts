@@ -1,0 +1,40 @@
+// A drain given `concurrency` is not bound by its pool's share (README: drains
+// side by side keep the bound together "unless you set concurrency"), but its
+// transactional handlers hold the pool's connections all the same: a default
+// drain beside it did not count them, started its own handlers on a pool
+// they filled, and they waited for a connection with their timeout running
+// (nacked as timed out, hardly run).
+import { afterAll, expect, it } from 'vitest';
+import { pgDriver } from '../src/db/pg.js';
+import { createQueue, defineTask } from '../src/index.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const driver = pgDriver(db.url, { max: 3 }); // two connections for handlers, over every drain on it
+afterAll(() => driver.close());
+
+const releases: (() => void)[] = [];
+const tasks = {
+  long: defineTask('long', async (_body: unknown, ctx) => {
+    await ctx.db.query('select 1');
+    await new Promise<void>((resolve) => releases.push(resolve));
+  }, { transactional: true }),
+  short: defineTask('short', async (_body: unknown, ctx) => {
+    await ctx.db.query('select pg_sleep(0.7)');
+  }, { transactional: true }),
+};
+const queue = createQueue({ driver, tasks });
+
+it("a default drain counts the connections an explicit-concurrency drain's handlers hold", async () => {
+  await db.sql(`select jobs.create_queue('explicit'), jobs.create_queue('plain')`);
+  await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 100, queue => 'explicit') from generate_series(1, 2)`);
+  await db.sql(`select jobs.publish('short', '{}'::jsonb, timeout_seconds => 1, queue => 'plain') from generate_series(1, 2)`);
+  const explicit = queue.drain(10, Date.now() + 120_000, { queue: 'explicit', concurrency: 2 });
+  while (releases.length < 2) await new Promise((r) => setTimeout(r, 20)); // its handlers hold two connections
+  const plain = queue.drain(10, Date.now() + 8000, { queue: 'plain' });
+  setTimeout(() => releases.forEach((release) => release()), 1500);
+  const report = await plain;
+  await explicit;
+  // Unfixed, it ran both at once beside the held connections: one waited for the last one, and timed out.
+  expect(report).toMatchObject({ claimed: 2, succeeded: 2, retried: 0 });
+});
