@@ -92,9 +92,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const stopped = new DrainStop(opts, stopAt, () => idleSince === undefined);
   const { changed, wake } = stopped;
   const stop = (why: StoppedBy) => stopped.stop(why);
-  // Pool-bound, its handlers and the other drains' on the pool (share: their count) keep under the pool's size less one.
-  const bound = poolBound ? share : undefined;
-  bound?.wakes.add(wake);
+  const bound = poolBound ? share : undefined; // pool-bound, it keeps under its pool's size less one with the other drains (share)
 
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
@@ -191,8 +189,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // Lingering, a NOTIFY or a poll fills free slots too; none free, idle.pause (a NOTIFY heard answers a wait at once). None of its
         // own running, or lingering (a hung handler's slot), it stops at stopAt or its linger's end (its deadline timer is off) here.
         const until = idleSince === undefined ? stopAt : Math.min(idleSince + lingerMs, stopAt);
+        bound?.wakes.add(wake); // a connection another drain gives back wakes it only here: an idle one woken would claim
         const why = !idle ? await changed() : free > 0 ? await idle.wait(until, changed())
           : busy === 0 || idleSince !== undefined ? await idle.pause(until, changed()) : await changed();
+        bound?.wakes.delete(wake);
         if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;
       }

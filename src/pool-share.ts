@@ -10,7 +10,7 @@
 export class PoolShare {
   /** Handlers running on the pool, over all its drains. */
   busy = 0;
-  /** Each drain's wake: a connection one drain's handler gives back may be another's to use. */
+  /** The wakes of the drains waiting for a free connection: one a drain's handler gives back may be theirs to use. */
   readonly wakes = new Set<() => void>();
   constructor(readonly cap: number) {}
 
