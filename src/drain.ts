@@ -185,7 +185,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const busy = poolBound ? handlers : running.size;
       // Pool-bound, the other drains on the pool hold some of its connections too; none of its own running, one free will do.
       const free = bound ? Math.min(concurrency - busy, bound.cap - bound.busy) : concurrency - busy;
-      if ((busy > 0 || bound?.busy) && free < (busy > 0 ? refillAt : 1)) {
+      // No budget from its first claim on (a Lambda with under settleMarginMs left): it looks once, as a linger's end does,
+      // then with no slot free too (that claim takes no job).
+      if (batches === 0 && lastLook === 'no' && stopAt <= Date.now()) lastLook = 'due';
+      if (lastLook !== 'due' && (busy > 0 || bound?.busy) && free < (busy > 0 ? refillAt : 1)) {
         // Lingering, a NOTIFY or a poll fills free slots too; none free, idle.pause (a NOTIFY heard answers a wait at once). None of its
         // own running, or lingering (a hung handler's slot), it stops at stopAt or its linger's end (its deadline timer is off) here.
         const until = idleSince === undefined ? stopAt : Math.min(idleSince + lingerMs, stopAt);
@@ -205,8 +208,6 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       // The budget from the claim's own start: a job whose timeout fits it ends by stopAt.
       const claimSentAt = Date.now();
       const budgetMs = stopAt - claimSentAt;
-      // No budget from its first claim on (a Lambda with under settleMarginMs left): it looks once, as a linger's end does.
-      if (budgetMs <= 0 && batches === 0 && lastLook === 'no') lastLook = 'due';
       if (stopped.by || (budgetMs <= 0 && lastLook !== 'due')) {
         settler.putBack(outcomes);
         stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
@@ -214,11 +215,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       }
       // Pool-bound, read again after take(): drains woken together each read the same free slots before it.
       const room = bound ? Math.min(free, bound.cap - bound.busy) : free;
-      if (room <= 0) { settler.untake(outcomes); continue; }
+      if (room <= 0 && lastLook !== 'due') { settler.untake(outcomes); continue; }
       if (lastLook === 'due') lastLook = 'done';
       let result: ClaimResult;
       idle?.claiming();
-      const want = Math.min(args.batchSize, room);
+      const want = Math.min(args.batchSize, Math.max(room, 1));
       share?.add(want); // taken while the claim is out: the other drains' claims leave them
       try {
         const { rows } = await claim(want, budgetMs, outcomes);
