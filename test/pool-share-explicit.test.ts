@@ -5,25 +5,15 @@
 // they filled, and they waited for a connection with their timeout running
 // (nacked as timed out, hardly run).
 import { afterAll, expect, it } from 'vitest';
-import { pgDriver } from '../src/db/pg.js';
-import { createQueue, defineTask } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { defineTask } from '../src/index.js';
+import { fullPool } from './support/full-pool.js';
 
-const db = await testDb();
-const driver = pgDriver(db.url, { max: 3 }); // two connections for handlers, over every drain on it
-afterAll(() => driver.close());
-
-const releases: (() => void)[] = [];
-const tasks = {
-  long: defineTask('long', async (_body: unknown, ctx) => {
-    await ctx.db.query('select 1');
-    await new Promise<void>((resolve) => releases.push(resolve));
-  }, { transactional: true }),
+const { db, driver, releases, queue } = await fullPool({
   short: defineTask('short', async (_body: unknown, ctx) => {
     await ctx.db.query('select pg_sleep(0.7)');
   }, { transactional: true }),
-};
-const queue = createQueue({ driver, tasks });
+});
+afterAll(() => driver.close());
 
 it("a default drain counts the connections an explicit-concurrency drain's handlers hold", async () => {
   await db.sql(`select jobs.create_queue('explicit'), jobs.create_queue('plain')`);

@@ -4,22 +4,10 @@
 // until the end of its linger (a poll found its pool full), so a drain with
 // lingerMs 300 stayed as long as the other drain's handlers held the pool.
 import { afterAll, expect, it } from 'vitest';
-import { pgDriver } from '../src/db/pg.js';
-import { createQueue, defineTask } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { fullPool } from './support/full-pool.js';
 
-const db = await testDb();
-const driver = pgDriver(db.url, { max: 3 }); // two connections for handlers, over every drain on it
+const { db, driver, releases, queue } = await fullPool();
 afterAll(() => driver.close());
-
-const releases: (() => void)[] = [];
-const tasks = {
-  long: defineTask('long', async (_body: unknown, ctx) => {
-    await ctx.db.query('select 1');
-    await new Promise<void>((resolve) => releases.push(resolve));
-  }, { transactional: true }),
-};
-const queue = createQueue({ driver, tasks });
 
 it('a lingering drain on a pool the other drains fill ends when its linger does', async () => {
   await db.sql(`select jobs.create_queue('idle'), jobs.create_queue('busy')`);

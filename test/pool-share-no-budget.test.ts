@@ -3,22 +3,10 @@
 // pool's other drains hold every handler connection: a claim with no budget
 // starts no handler, so it needs no free slot.
 import { afterAll, expect, it } from 'vitest';
-import { pgDriver } from '../src/db/pg.js';
-import { createQueue, defineTask } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { fullPool } from './support/full-pool.js';
 
-const db = await testDb();
-const driver = pgDriver(db.url, { max: 3 }); // two connections for handlers, over every drain on it
+const { db, driver, releases, queue } = await fullPool();
 afterAll(() => driver.close());
-
-const releases: (() => void)[] = [];
-const tasks = {
-  long: defineTask('long', async (_body: unknown, ctx) => {
-    await ctx.db.query('select 1');
-    await new Promise<void>((resolve) => releases.push(resolve));
-  }, { transactional: true }),
-};
-const queue = createQueue({ driver, tasks });
 
 it('a drain with no budget on a full pool still counts the due jobs it left', async () => {
   await db.sql(`select jobs.create_queue('busy'), jobs.create_queue('short')`);
