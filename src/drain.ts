@@ -185,18 +185,19 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const busy = poolBound ? handlers : running.size;
       // Pool-bound, the other drains on the pool hold some of its connections too; none of its own running, one free will do.
       const free = bound ? Math.min(concurrency - busy, bound.cap - bound.busy) : concurrency - busy;
-      // No budget from its first claim on (a Lambda with under settleMarginMs left): it looks once, as a linger's end does,
-      // then with no slot free too (that claim takes no job).
+      // No budget from its first claim on (a Lambda with under settleMarginMs left): one look, with no slot free too (no job taken).
       if (batches === 0 && lastLook === 'no' && stopAt <= Date.now()) lastLook = 'due';
       if (lastLook !== 'due' && (busy > 0 || bound?.busy) && free < (busy > 0 ? refillAt : 1)) {
         // Lingering, a NOTIFY or a poll fills free slots too; none free, idle.pause (a NOTIFY heard answers a wait at once). None of its
-        // own running, or lingering (a hung handler's slot), it stops at stopAt or its linger's end (its deadline timer is off) here.
+        // own running, or lingering (a hung handler's slot), it stops at stopAt or its linger's end (its deadline timer is off) here;
+        // a linger that ran to stopAt looks once more first, as below (with no budget: it needs no slot).
         const until = idleSince === undefined ? stopAt : Math.min(idleSince + lingerMs, stopAt);
         bound?.wakes.add(wake); // a connection another drain gives back wakes it only here: an idle one woken would claim
         const why = !idle ? await changed() : free > 0 ? await idle.wait(until, changed())
           : busy === 0 || idleSince !== undefined ? await idle.pause(until, changed()) : await changed();
         bound?.wakes.delete(wake);
-        if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
+        if (why === 'until' && idleSince !== undefined && idleSince + lingerMs >= stopAt && lastLook === 'no') lastLook = 'due';
+        else if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;
       }
       // Read before take(): a job that ends while take() hands its outcomes
@@ -255,8 +256,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // can make jobs claimable (dependants, a serial key's next job). So
         // does a job that ended while the claim was out (a transactional one
         // commits its follow-ups and ack itself, after the claim's snapshot):
-        // claim again at once, as its wake came before this wait.
-        // A stop that came while the claim was out woke no one: check it here.
+        // claim again at once, as its wake came before this wait. A stop that came while the claim was out woke no one: check it.
         if (budgetMs <= 0 && idleSince === undefined) stop('deadline'); // that look: as its deadline's timer says
         if (ended !== endedBefore || stopped.by) continue;
         if (running.size > 0) await (idle ? idle.wait(stopAt, changed()) : changed());
