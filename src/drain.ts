@@ -134,8 +134,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     signalled: () => stopped.by === 'signal',
     returned(run, outcome) {
       handlers--;
+      share?.add(-1); // before finish (a throw there keeps no slot); its connection is free only now
       run.finish(outcome);
-      share?.add(-1); // wakes: one that ran on past its settling frees its connection only now
     } };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, end < claimSentAt + job.timeout * 1000); // in running and timeouts
