@@ -4,20 +4,16 @@
 // release wakes first and which claims as soon as its own refillAt is free,
 // so it ran nothing until its deadline while the other drained its backlog.
 import { afterAll, expect, it } from 'vitest';
-import { pgDriver } from '../src/db/pg.js';
-import { createQueue, defineTask } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { defineTask } from '../src/index.js';
+import { fullPool } from './support/full-pool.js';
 
-const db = await testDb();
-const driver = pgDriver(db.url, { max: 5 }); // four connections for handlers, over every drain on it
-afterAll(() => driver.close());
-
-const tasks = {
+// Four connections for handlers, over every drain on it.
+const { db, driver, queue } = await fullPool({
   hold: defineTask('hold', async (_body: unknown, ctx) => {
     await ctx.db.query('select pg_sleep(0.2)');
   }, { transactional: true }),
-};
-const queue = createQueue({ driver, tasks });
+}, { max: 5 });
+afterAll(() => driver.close());
 
 it('a drain on a pool another drain keeps busy still gets connections before its deadline', async () => {
   await db.sql(`select jobs.create_queue('busy'), jobs.create_queue('small')`);

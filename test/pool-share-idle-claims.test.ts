@@ -5,20 +5,15 @@
 // claims again, so beside a busy drain it sent a claim per job the busy one
 // ran. A drain is woken by its pool only while it waits for a free connection.
 import { afterAll, expect, it } from 'vitest';
-import { pgDriver } from '../src/db/pg.js';
-import { createQueue, defineTask } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { defineTask } from '../src/index.js';
+import { fullPool } from './support/full-pool.js';
 
-const db = await testDb();
-const driver = pgDriver(db.url, { max: 3 }); // two connections for handlers, over every drain on it
-afterAll(() => driver.close());
-
-const tasks = {
+const { db, driver, queue } = await fullPool({
   short: defineTask('short', async (_body: unknown, ctx) => {
     await ctx.db.query('select pg_sleep(0.02)');
   }, { transactional: true }),
-};
-const queue = createQueue({ driver, tasks });
+});
+afterAll(() => driver.close());
 
 it("an idle lingering drain does not claim at each of its pool's other drains' jobs", async () => {
   await db.sql(`select jobs.create_queue('idle'), jobs.create_queue('busy')`);

@@ -4,23 +4,11 @@
 // for a free connection: its pool's other drains held every handler
 // connection, so the jobs it heard of stayed due, and it said 'empty'.
 import { afterAll, expect, it } from 'vitest';
-import { pgDriver } from '../src/db/pg.js';
-import { createQueue, defineTask } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { fullPool } from './support/full-pool.js';
 import { until } from './support/drain-process.js';
 
-const db = await testDb();
-const driver = pgDriver(db.url, { max: 3 }); // two connections for handlers, over every drain on it
+const { db, driver, releases, queue } = await fullPool();
 afterAll(() => driver.close());
-
-const releases: (() => void)[] = [];
-const tasks = {
-  long: defineTask('long', async (_body: unknown, ctx) => {
-    await ctx.db.query('select 1');
-    await new Promise<void>((resolve) => releases.push(resolve));
-  }, { transactional: true }),
-};
-const queue = createQueue({ driver, tasks });
 
 it('a lingering drain that waits for a connection until its deadline counts the due jobs it left', async () => {
   await db.sql(`select jobs.create_queue('busy'), jobs.create_queue('short')`);

@@ -1,13 +1,14 @@
-// The pool-share tests' setup: a pool of 3 (two connections for handlers,
-// over every drain on it) and a transactional task `long` whose handler
-// holds its connection until the test calls one of `releases`.
+// The pool-share tests' setup: a pool of `max` connections (3: two for
+// handlers, over every drain on it), a transactional task `long` whose
+// handler holds its connection until the test calls one of `releases`, and
+// the file's own tasks beside it.
 import { pgDriver } from '../../src/db/pg.js';
 import { createQueue, defineTask, type Task } from '../../src/index.js';
 import { testDb } from './db.js';
 
-export async function fullPool(more: Record<string, Task<never, unknown>> = {}) {
+export async function fullPool(more: Record<string, Task<never, unknown>> = {}, { max = 3 } = {}) {
   const db = await testDb();
-  const driver = pgDriver(db.url, { max: 3 });
+  const driver = pgDriver(db.url, { max });
   const releases: (() => void)[] = [];
   const tasks = {
     long: defineTask('long', async (_body: unknown, ctx) => {
