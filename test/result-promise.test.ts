@@ -3,18 +3,12 @@
 // naming where the promise is (json-text.ts resultJson), from plain, batch and
 // transactional handlers alike.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createQueue, defineTask, drain, publish, type BatchItem, type TaskMap } from '../src/index.js';
+import { createQueue, defineTask, type BatchItem, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { resultRows } from './support/result-rows.js';
 
 const db = await testDb();
-const driver = { ...db.driver, close: async () => {} };
-const drainOf = (tasks: TaskMap) =>
-  drain({ db: driver, tasks, publish: (t, b, o) => publish(driver, t, b, o) }, 10, Date.now() + 120_000);
-
-interface Row { task: string; state: string; error: string | null; result: unknown }
-const rows = () => db.sql<Row>(`select coalesce(j.task, q.task) as task, coalesce(j.status::text, 'queued ' || q.attempt) as state,
-                                       split_part(coalesce(j.error, q.last_error), E'\\n', 1) as error, j.result
-                                from jobs.job_queue q full join jobs.job j using (job_id) order by job_id`);
+const { driver, drainOf, rows } = resultRows(db);
 
 beforeEach(async () => {
   await db.sql('truncate jobs.job_queue, jobs.job');
