@@ -8,18 +8,15 @@
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { NOW, rule, steps as stepsOf, YEAR } from './support/tick-steps.js';
+import { NOW, rule, scheduleRow, steps as stepsOf, tickTimes, YEAR } from './support/tick-steps.js';
 
 const db = await testDb();
 const sql = db.sql;
 
 const steps = (cron: string, after: string) => stepsOf(db.url, cron, after);
 
-const row = async (name: string) => (await sql<{ next_run_at: Date | null; last_run_at: Date | null; last_error: string | null;
-                                                 skipped_ticks: number }>(
-  `select next_run_at, last_run_at, last_error, skipped_ticks::int as skipped_ticks from jobs.recurring where name = $1`, [name]))[0]!;
-const ticks = async (task: string) => (await sql<{ at: Date }>(
-  `select scheduled_at as at from jobs.job_queue where task = $1 order by scheduled_at`, [task])).map((j) => j.at.toISOString());
+const row = (name: string) => scheduleRow(sql, name);
+const ticks = (task: string) => tickTimes(sql, task);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.recurring');

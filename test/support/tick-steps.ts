@@ -32,3 +32,14 @@ export async function steps(url: string, cron: string, after: string): Promise<n
     await client.end();
   }
 }
+
+type Sql = <T>(text: string, params?: unknown[]) => Promise<T[]>;
+
+/** A schedule's tick state: its next and last run, its last error, the ticks it skipped. */
+export const scheduleRow = async (sql: Sql, name: string) => (await sql<{ next_run_at: Date | null; last_run_at: Date | null;
+                                                                          last_error: string | null; skipped_ticks: number }>(
+  `select next_run_at, last_run_at, last_error, skipped_ticks::int as skipped_ticks from jobs.recurring where name = $1`, [name]))[0]!;
+
+/** The scheduled times of a task's queued jobs, in order, as ISO text. */
+export const tickTimes = async (sql: Sql, task: string) => (await sql<{ at: Date }>(
+  `select scheduled_at as at from jobs.job_queue where task = $1 order by scheduled_at`, [task])).map((j) => j.at.toISOString());
