@@ -5,7 +5,7 @@
 // so an anonymous request learns nothing of the configuration. /healthz,
 // which takes none, says what is wrong as before.
 import { Hono } from 'hono';
-import { authentication, credentialRule, type AuthVariables } from '../src/http/auth.js';
+import { authentication, credentialsError, type AuthVariables } from '../src/http/auth.js';
 import { limitBody } from '../src/http/body-limit.js';
 import { errorResponse } from '../src/http/errors.js';
 import { DEFAULT_LIMITS, tooLarge } from '../src/http/requests.js';
@@ -21,10 +21,7 @@ function authFor(env: Env): ReturnType<typeof authentication> | undefined {
     const token = env.PGDRAIN_TOKEN || undefined;
     const hmacSecret = env.PGDRAIN_HMAC_SECRET || undefined;
     // createApp's rules: a credential it refuses (or none at all) lets no one in.
-    const usable = (token !== undefined || hmacSecret !== undefined)
-      && (token === undefined || credentialRule('token', token) === null)
-      && (hmacSecret === undefined || credentialRule('hmacSecret', hmacSecret) === null);
-    const auth = usable ? authentication({ token, hmacSecret, toleranceSeconds: DEFAULT_LIMITS.signatureToleranceSeconds }) : undefined;
+    const auth = credentialsError({ token, hmacSecret }) === null ? authentication({ token, hmacSecret, toleranceSeconds: DEFAULT_LIMITS.signatureToleranceSeconds }) : undefined;
     built = { key, auth };
   }
   return built.auth;

@@ -7,7 +7,7 @@ import { getJob, publishEvent } from '../admin.js';
 import { listJobs } from '../list-jobs.js';
 import { givenUpOn } from '../round-trip-limit.js';
 import type { DrainReport } from '../types.js';
-import { authentication, credentialRule, type AuthVariables } from './auth.js';
+import { authentication, credentialsError, type AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
 import { endedRequest, errorResponse, HttpError } from './errors.js';
 import { mountDashboard } from './dashboard-routes.js';
@@ -118,13 +118,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     throw new ValidationError('queue', 'must be a queue from createQueue(), or a function of the env giving one');
   }
   const queueOf = (c: Context): AppQueue => (typeof source === 'function' ? source(c.env) : source);
-  for (const field of ['token', 'hmacSecret'] as const) {
-    const rule = options[field] === undefined ? null : credentialRule(field, options[field]);
-    if (rule) throw new ValidationError(field, rule);
-  }
-  if (options.token === undefined && options.hmacSecret === undefined) {
-    throw new ValidationError('token', 'give a token, an hmacSecret or both: the API does not run without authentication');
-  }
+  const refused = credentialsError(options);
+  if (refused) throw refused;
   const { dashboardActions = false } = options;
   if (typeof dashboardActions !== 'boolean') throw new ValidationError('dashboardActions', 'must be a boolean');
   if (dashboardActions && options.token === undefined) {

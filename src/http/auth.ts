@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import { timingSafeEqual } from 'hono/utils/buffer';
+import { ValidationError } from '../errors.js';
 import { HttpError } from './errors.js';
 
 /**
@@ -52,6 +53,18 @@ export function credentialRule(kind: 'token' | 'hmacSecret', value: unknown): st
   if (kind === 'token' && /\s/.test(value)) return 'must not contain whitespace (a trailing newline from a secret file?)';
   // An HTTP header carries bytes: clients send other characters differently (or not at all), so no bearer could match.
   if (kind === 'token' && !/^[\x21-\x7e]+$/.test(value)) return 'must be visible ASCII characters only (an Authorization header carries no others reliably)';
+  return null;
+}
+
+/** Why these credentials cannot guard the API (createApp refuses them: then no one gets in), or null. */
+export function credentialsError(credentials: { token?: unknown; hmacSecret?: unknown }): ValidationError | null {
+  for (const field of ['token', 'hmacSecret'] as const) {
+    const rule = credentials[field] === undefined ? null : credentialRule(field, credentials[field]);
+    if (rule) return new ValidationError(field, rule);
+  }
+  if (credentials.token === undefined && credentials.hmacSecret === undefined) {
+    return new ValidationError('token', 'give a token, an hmacSecret or both: the API does not run without authentication');
+  }
   return null;
 }
 
