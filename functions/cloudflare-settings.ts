@@ -3,7 +3,7 @@
 import * as z from 'zod/mini';
 import { checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
 import { ValidationError } from '../src/errors.js';
-import { parse, queueNameSchema, topicSchema } from '../src/options.js';
+import { integerCheckSaying, parse, queueNameSchema, topicSchema } from '../src/options.js';
 import { lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
 
 /** The bindings this Worker reads. */
@@ -34,7 +34,7 @@ const DEFAULT_DEADLINE_SECONDS = 25;
 const envSchema = z.object({
   DATABASE_URL: z.optional(z.string().check(z.minLength(1, 'must be a postgres:// URL'))),
   DATABASE_DRIVER: z.optional(z.enum(['hyperdrive', 'neon', 'neon-http', 'pg'])),
-  DRAIN_BATCH: z._default(z.coerce.number().check(z.int('must be an integer'), z.minimum(1, 'must be at least 1'),
+  DRAIN_BATCH: z._default(z.coerce.number().check(integerCheckSaying('must be an integer'), z.minimum(1, 'must be at least 1'),
     z.maximum(1000, 'must be at most 1000')), 50),
   DRAIN_DEADLINE_SECONDS: z._default(z.coerce.number().check(z.gt(0, 'must be greater than 0'),
     z.maximum(MAX_DEADLINE_SECONDS, `must be at most ${MAX_DEADLINE_SECONDS} (a cron invocation runs at most 15 minutes)`)),

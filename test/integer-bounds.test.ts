@@ -7,6 +7,8 @@ import { serve } from '@hono/node-server';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { createApp } from '../src/http/index.js';
+import { readSettings } from '../functions/cloudflare-settings.js';
+import { scheduleInput } from '../functions/lambda-events.js';
 import { testDb } from './support/db.js';
 
 const db = await testDb();
@@ -40,5 +42,13 @@ describe('an integer past its bound', () => {
     expect(await post('/jobs', '{"jobs":[{"task":"t","maxRetries":1e16}]}')).toBe('jobs[0].maxRetries: must be at most 1000');
     expect(await post('/drain', '{"batchSize":1e20}')).toBe('batchSize: must be at most 1000 (the server\'s maximum)');
     expect(await post('/jobs', '{"task":"t","priority":2.5}')).toBe('priority: must be an integer');
+  });
+
+  it('is refused naming the bound by the Lambda and Worker adapters', () => {
+    const thrown = (f: () => unknown) => { try { f(); return 'accepted'; } catch (e) { return (e as Error).message; } };
+    expect(thrown(() => scheduleInput({ pgdrain: { batchSize: 1e20 } }))).toMatch(/batchSize: must be at most 10000$/);
+    expect(thrown(() => scheduleInput({ pgdrain: { batchSize: 1.5 } }))).toMatch(/batchSize: must be an integer$/);
+    expect(thrown(() => readSettings({ DATABASE_URL: 'postgres://x@h/d', PGDRAIN_TOKEN: TOKEN, DRAIN_BATCH: '1e20' } as never)))
+      .toMatch(/DRAIN_BATCH: must be at most/);
   });
 });
