@@ -72,10 +72,11 @@ describe('jobs.take_token', () => {
   it('keeps one row per key, with when it is full again (rows past it can be deleted)', async () => {
     await sql(`select jobs.take_token('a', 2, 10), jobs.take_token('a', 2, 10), jobs.take_token('b', 1, 1)`);
     const a = (await bucket('a'))!;
-    expect(a.tokens).toBeCloseTo(0, 3);
-    // Two tokens at 5 s each (less the microseconds refilled between the two takes).
-    expect(a.full_at.getTime() - a.updated_at.getTime()).toBeGreaterThan(9_990);
-    expect(a.full_at.getTime() - a.updated_at.getTime()).toBeLessThanOrEqual(10_000);
+    // Both taken: what is left is only what refilled between the two takes (however long a loaded machine took).
+    expect(a.tokens).toBeGreaterThanOrEqual(0);
+    expect(a.tokens).toBeLessThan(1);
+    // Full again once the missing tokens refill, at 5 s each (timestamps read to the millisecond).
+    expect(a.full_at.getTime() - a.updated_at.getTime()).toBeCloseTo((2 - a.tokens) * 5000, -1);
     expect(await sql(`select key from jobs.rate_limit order by key`)).toEqual([{ key: 'a' }, { key: 'b' }]);
     await age('a', 11);
     await sql(`delete from jobs.rate_limit where full_at < now()`);
