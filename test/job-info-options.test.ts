@@ -113,7 +113,7 @@ describe('CLI', () => {
     const shown = await cli('show', own);
     expect(shown).toMatchObject({ code: 0 });
     expect(shown.stdout).toMatch(/^run at {8}2031-03-01T10:00:00Z\nexpires {7}2031-03-01T11:00:00Z$/m);
-    expect(shown.stdout).toMatch(/^retry delay {3}2\.5\nretry backoff {2}fixed\nretry max {5}30$/m);
+    expect(shown.stdout).toMatch(/^retry delay {3}2\.5\nbackoff {7}fixed\nretry max {5}30$/m);
     expect(JSON.parse((await cli('show', own, '--json')).stdout)).toMatchObject({ id: own, expiresAt: EXPIRES.toISOString() });
     const bare = await cli('show', plain);
     expect(bare.stdout).not.toMatch(/^expires|^retry/m);

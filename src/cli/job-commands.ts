@@ -36,7 +36,7 @@ function formatJob(job: JobInfo): string {
     ['created', at(job.createdAt)], ['run at', at(job.runAt)], ['expires', at(job.expiresAt)], ['started', at(job.startedAt)],
     ['ended', at(job.endedAt)],
     ['worker', job.workerId], ['retry delay', job.retryDelaySeconds],
-    ['retry backoff', job.retryBackoff === null ? null : job.retryBackoff ? 'exponential' : 'fixed'],
+    ['backoff', job.retryBackoff === null ? null : job.retryBackoff ? 'exponential' : 'fixed'],
     ['retry max', job.retryDelayMaxSeconds], ['dead letter', job.deadLetter],
     ['group', job.group && (job.group.tier === null ? job.group.id : `${job.group.id} (tier ${job.group.tier})`)], ['body', json(job.body)], ['attributes', json(job.attributes)],
     ['result', json(job.result)],
