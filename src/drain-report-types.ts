@@ -15,7 +15,9 @@ export interface FailedJob {
  * Why a drain returned. 'empty': nothing was left to claim; a lingering drain
  * (DrainOptions.lingerMs) says so too when its linger or its deadline ends an
  * idle wait. 'deadline': it stopped for its deadline with work left (running,
- * or due jobs whose timeout no longer fit: `skipped`). 'signal': options.signal
+ * or due jobs whose timeout no longer fit: `skipped`), or lingering, its linger
+ * ended with due jobs left while its pool's other drains held every connection
+ * (its last look with no budget counts them in `skipped`). 'signal': options.signal
  * or hardSignal, lingering or not.
  */
 export type StoppedBy = 'empty' | 'deadline' | 'signal';
@@ -32,7 +34,10 @@ export interface DrainReport {
   cancelled: number;
   /** Given back without spending an attempt: unstarted, stopped by a signal, or snoozed (SnoozeJob, ctx.rateLimit). */
   released: number;
-  /** Due jobs left alone because their timeout did not fit the remaining budget, as its last claim counted them: at most 1000 (1000 or more). */
+  /**
+   * Due jobs left alone because their timeout did not fit the remaining budget, as its last claim counted them: at most
+   * 1000 (1000 or more). A last look with no budget (no budget left, a linger's end on a full pool) counts every due one.
+   */
   skipped: number;
   /** Outcomes not applied: their delivery had ended without them (its lease expired, another drain took it over, a cancel or fail ended it). */
   stale: number;

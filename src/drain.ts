@@ -190,13 +190,13 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (lastLook !== 'due' && (busy > 0 || bound?.busy) && free < (busy > 0 ? refillAt : 1)) {
         // Lingering, a NOTIFY or a poll fills free slots too; none free, idle.pause (a NOTIFY heard answers a wait at once). None of its
         // own running, or lingering (a hung handler's slot), it stops at stopAt or its linger's end (its deadline timer is off) here;
-        // a linger that ran to stopAt looks once more first, as below (with no budget: it needs no slot).
+        // a linger that ends here (deaf to NOTIFYs and polls in a pause) looks once more first, as below (no budget: no slot needed).
         const until = idleSince === undefined ? stopAt : Math.min(idleSince + lingerMs, stopAt);
         bound?.wakes.add(wake); // a connection another drain gives back wakes it only here: an idle one woken would claim
         const why = !idle ? await changed() : free > 0 ? await idle.wait(until, changed())
           : busy === 0 || idleSince !== undefined ? await idle.pause(until, changed()) : await changed();
         bound?.wakes.delete(wake);
-        if (why === 'until' && idleSince !== undefined && idleSince + lingerMs >= stopAt && lastLook === 'no') lastLook = 'due';
+        if (why === 'until' && idleSince !== undefined && lastLook === 'no') lastLook = 'due';
         else if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;
       }
@@ -216,14 +216,15 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       }
       // Pool-bound, read again after take(): drains woken together each read the same free slots before it.
       const room = bound ? Math.min(free, bound.cap - bound.busy) : free;
-      if (room <= 0 && lastLook !== 'due') { settler.untake(outcomes); continue; }
-      if (lastLook === 'due') lastLook = 'done';
+      const look = lastLook === 'due'; // a last look: no budget, so it takes no job and needs no slot
+      if (look) lastLook = 'done';
+      else if (room <= 0) { settler.untake(outcomes); continue; }
       let result: ClaimResult;
       idle?.claiming();
       const want = Math.min(args.batchSize, Math.max(room, 1));
       share?.add(want); // taken while the claim is out: the other drains' claims leave them
       try {
-        const { rows } = await claim(want, budgetMs, outcomes);
+        const { rows } = await claim(want, look ? 0 : budgetMs, outcomes);
         result = rows[0]!.r;
         rolledBack = 0;
       } catch (error) {
@@ -262,9 +263,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         if (running.size > 0) await (idle ? idle.wait(stopAt, changed()) : changed());
         else if (settler.hasBuffered()) continue;
         else if (idle && await idle.wait(Math.min((idleSince ??= Date.now()) + lingerMs, stopAt), changed()) !== 'until') continue;
-        // Its linger ran to stopAt: a job that came due since the last claim
-        // sent no NOTIFY. A claim with no budget claims nothing and counts it
-        // in unfit: a drain that leaves due work says 'deadline' (README).
+        // Its linger ran to stopAt: a job that came due since the last claim sent no NOTIFY. A claim with
+        // no budget claims nothing and counts it in unfit: a drain that leaves due work says 'deadline' (README).
         else if (idle && lastLook === 'no' && idleSince! + lingerMs >= stopAt) lastLook = 'due';
         else stop(unfit > 0 ? 'deadline' : 'empty');
       }
