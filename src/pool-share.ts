@@ -6,6 +6,8 @@
 // wait for a connection with their timeout running, and are nacked without
 // having run. A drain given `concurrency` is not bound, but its handlers
 // count here too: the drains beside it that are bound leave their connections.
+// A pool is what holds the connections (Driver.pool), not the driver object:
+// a copy of a driver, or a second driver over the same pg.Pool, shares it.
 
 export class PoolShare {
   /** Handlers running on the pool, over all its drains. */
@@ -22,9 +24,10 @@ export class PoolShare {
 
 const shares = new WeakMap<object, PoolShare>();
 
-/** The share of a driver's pool, whose handlers may hold at most cap connections at once. */
-export function poolShare(driver: object, cap: number): PoolShare {
-  let share = shares.get(driver);
-  if (!share) shares.set(driver, share = new PoolShare(cap));
+/** The share of a driver's pool (the driver itself when it names none), whose handlers may hold at most cap connections at once. */
+export function poolShare(driver: { readonly pool?: object | undefined }, cap: number): PoolShare {
+  const pool = typeof driver.pool === 'object' && driver.pool !== null ? driver.pool : driver; // a WeakMap key
+  let share = shares.get(pool);
+  if (!share) shares.set(pool, share = new PoolShare(cap));
   return share;
 }

@@ -44,6 +44,14 @@ export interface Driver extends Queryable {
    */
   readonly maxConnections?: number | undefined;
   /**
+   * What holds those connections (pgDriver's pg.Pool, pgliteDriver's PGlite),
+   * left opaque: drains on drivers with the same one keep their transactional
+   * handlers under its bound together, so a copy of a driver ({ ...driver })
+   * or a second driver over the same pool counts as the same pool. Optional:
+   * without it, each driver object counts as a pool of its own.
+   */
+  readonly pool?: object | undefined;
+  /**
    * False when transaction() always refuses (neonHttpDriver: each statement
    * is a request of its own). drain() then refuses a transactional task up
    * front, instead of failing each of its jobs until their retries are spent.

@@ -188,6 +188,7 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
   const pooled = wrap(pool);
   return {
     maxConnections: pool.options?.max,
+    pool, // drains on one pool through several drivers share its connections (pool-share.ts)
     // A statement is sent alone on a client of the pool (query, abandonable); not through
     // pgDriver(client) of a JavaScript caller's, whose session may be in its transaction.
     autocommit: isPgPool(pool),

@@ -47,6 +47,7 @@ export async function pgliteDriver(source: string | PGliteLike = 'memory://'): P
   const session = wrap(db);
   return {
     maxConnections: 1, // one session: a transaction holds the database
+    pool: db, // every driver over this instance shares that session
     async query<R>(text: string, params?: readonly unknown[]) {
       refuseClosed();
       return session.query<R>(text, params);
