@@ -13,6 +13,7 @@ import { rateLimiter } from './rate-limit.js';
 import { JobRun, type RunHost } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
 import { RunningJobs } from './running-jobs.js';
+import { SlotWait } from './slot-wait.js';
 import type { Outcome } from './outcome-arrays.js';
 import { pauseUntil, Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
@@ -87,12 +88,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let queueAtMaxRunning = false;
   let queueAtGroupConcurrency = false;
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
-  let handlers = 0; // jobs whose handler call has not returned, settled or not
   // When its loop wakes, and why it stops (drain-stop.ts). Lingering, the idle wait ends itself at stopAt (stoppedBy 'empty').
   const stopped = new DrainStop(opts, stopAt, () => idleSince === undefined);
   const { changed, wake } = stopped;
   const stop = (why: StoppedBy) => stopped.stop(why);
-  const bound = poolBound ? share : undefined; // pool-bound, it keeps under its pool's size less one with the other drains (share)
+  // Its slots for handlers, pool-bound its pool's connections shared with the other drains on it, and its wait for them.
+  const slots = new SlotWait({ running, poolBound, share, concurrency, refillAt, idle, stopped, stopAt, lingerMs });
 
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
@@ -133,24 +134,19 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
     signalled: () => stopped.by === 'signal',
     returned(run, outcome) {
-      handlers--;
-      share?.add(-1); // before finish (a throw there keeps no slot); its connection is free only now
+      slots.add(-1); // before finish (a throw there keeps no slot); its connection is free only now
       run.finish(outcome);
     } };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, end < claimSentAt + job.timeout * 1000); // in running and timeouts
-    handlers++;
-    share?.add(1);
+    slots.add(1);
     hooks?.started(job);
     run.runHandler(handler);
   };
   const batchOf = batchSpecs(); // whether a job's task runs as a batch (its handler's spec); a runner once one does
   let batchRunner: BatchRunner | undefined;
   const newBatchRunner = () => new BatchRunner({ running, timeouts, hooks, publish, rateLimit, settled,
-    calling(n) {
-      handlers += n;
-      share?.add(n);
-    } });
+    calling: (n) => slots.add(n) });
 
   // A claim's jobs, started. In a function of its own: locals of the loop
   // (the answer's columns, its last job) would stay alive through the next
@@ -181,21 +177,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     });
   try {
     while (!stopped.by) {
-      // Pool-bound, a handler that ran on past its timeout (its job settled) still holds a connection.
-      const busy = poolBound ? handlers : running.size;
-      // Pool-bound, the other drains on the pool hold some of its connections too; none of its own running, one free will do.
-      const free = bound ? Math.min(concurrency - busy, bound.cap - bound.busy) : concurrency - busy;
+      const free = slots.free();
       // No budget from its first claim on (a Lambda with under settleMarginMs left): one look, with no slot free too (no job taken).
       if (batches === 0 && lastLook === 'no' && stopAt <= Date.now()) lastLook = 'due';
-      if (lastLook !== 'due' && (busy > 0 || bound?.busy) && free < (busy > 0 ? refillAt : 1)) {
-        // Lingering, a NOTIFY or a poll fills free slots too; none free, idle.pause (a NOTIFY heard answers a wait at once). None of its
-        // own running, or lingering (a hung handler's slot), it stops at stopAt or its linger's end (its deadline timer is off) here;
-        // a linger that ends here (deaf to NOTIFYs and polls in a pause) looks once more first, as below (no budget: no slot needed).
-        const until = idleSince === undefined ? stopAt : Math.min(idleSince + lingerMs, stopAt);
-        bound?.wakes.add(wake); // a connection another drain gives back wakes it only here: an idle one woken would claim
-        const why = !idle ? await changed() : free > 0 ? await idle.wait(until, changed())
-          : busy === 0 || idleSince !== undefined ? await idle.pause(until, changed()) : await changed();
-        bound?.wakes.delete(wake);
+      if (lastLook !== 'due' && slots.short(free)) {
+        const why = await slots.wait(free, idleSince);
+        // Its wait ended at stopAt or its linger's end: a linger looks once more first, as below (no budget: no slot needed).
         if (why === 'until' && idleSince !== undefined && lastLook === 'no') lastLook = 'due';
         else if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;
@@ -214,15 +201,14 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         break;
       }
-      // Pool-bound, read again after take(): drains woken together each read the same free slots before it.
-      const room = bound ? Math.min(free, bound.cap - bound.busy) : free;
+      const room = slots.room(free);
       const look = lastLook === 'due'; // a last look: no budget, so it takes no job and needs no slot
       if (look) lastLook = 'done';
       else if (room <= 0) { settler.untake(outcomes); continue; }
       let result: ClaimResult;
       idle?.claiming();
       const want = Math.min(args.batchSize, Math.max(room, 1));
-      share?.add(want); // taken while the claim is out: the other drains' claims leave them
+      slots.claiming(want);
       try {
         const { rows } = await claim(want, look ? 0 : budgetMs, outcomes);
         result = rows[0]!.r;
@@ -239,7 +225,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         claimError = error;
         break;
       } finally {
-        share?.add(-want); // each job it started holds its own
+        slots.claiming(-want);
       }
       batches++;
       settler.count(result.settled);
@@ -281,7 +267,6 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     throw translateError(error);
   } finally {
     await idle?.close();
-    bound?.wakes.delete(wake);
     stopWatching();
     stopped.dispose();
   }

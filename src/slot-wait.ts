@@ -1,0 +1,104 @@
+import type { DrainStop } from './drain-stop.js';
+import type { IdleWait, Wake } from './idle-wait.js';
+import type { PoolShare } from './pool-share.js';
+
+// A drain's slots for handlers and its wait for one (drain.ts): how many jobs
+// it may start now, and how it waits when too few are free. A slot is one of
+// its concurrency; pool-bound (a transactional task, concurrency left to its
+// pool's size: drain-settings.ts), it is also a connection of its pool that
+// the handlers of every drain on it share (pool-share.ts).
+
+/** What the slots are counted from: the drain's settings and its running jobs. */
+export interface SlotSettings {
+  /** Its running jobs (settled ones leave it, their handler returned or not). */
+  running: { readonly size: number };
+  /** The pool's size bounds its concurrency: a handler that ran on past its timeout still holds a connection. */
+  poolBound: boolean;
+  /** Its pool's share, for any transactional drain on a pool: a drain given concurrency counts its handlers there too. */
+  share: PoolShare | undefined;
+  concurrency: number;
+  /** With some of its own running, it claims again once this many slots are free. */
+  refillAt: number;
+  /** Lingering (DrainOptions.lingerMs), it waits for NOTIFYs and polls. */
+  idle: IdleWait | undefined;
+  lingerMs: number;
+  /** No job runs past it: the deadline less the settle margin. */
+  stopAt: number;
+  stopped: DrainStop;
+}
+
+export class SlotWait {
+  /** Jobs whose handler call has not returned, settled or not. */
+  private handlers = 0;
+  private readonly share: PoolShare | undefined;
+  /** Pool-bound, its pool's share: it keeps under the pool's size less one with the other drains. */
+  private readonly bound: PoolShare | undefined;
+
+  constructor(private readonly s: SlotSettings) {
+    this.share = s.share;
+    this.bound = s.poolBound ? s.share : undefined;
+  }
+
+  /** n handler calls began (n < 0: returned); their connections are in the pool's share, and one given back wakes its waiters. */
+  add(n: number): void {
+    this.handlers += n;
+    this.share?.add(n);
+  }
+
+  /** n slots taken while a claim is out (n < 0: its answer came, each job it started holds its own): other drains' claims leave them. */
+  claiming(n: number): void {
+    this.share?.add(n);
+  }
+
+  /** Slots in use: pool-bound, the handlers still holding their connection; otherwise its running jobs. */
+  private busy(): number {
+    return this.bound ? this.handlers : this.s.running.size;
+  }
+
+  /** Slots free now: pool-bound, no more than its pool's other drains leave. */
+  free(): number {
+    const free = this.s.concurrency - this.busy();
+    return this.bound ? Math.min(free, this.bound.cap - this.bound.busy) : free;
+  }
+
+  /**
+   * Whether it waits before its next claim: with some of its own running,
+   * until refillAt slots are free; with none, pool-bound, while its pool's
+   * other drains hold every slot (one free will do).
+   */
+  short(free: number): boolean {
+    const busy = this.busy();
+    return (busy > 0 || (this.bound?.busy ?? 0) > 0) && free < (busy > 0 ? this.s.refillAt : 1);
+  }
+
+  /**
+   * Waits for slots, as short(free) said. A change ends the wait: a job of
+   * its own ends, a connection another drain gives back (its wake is in the
+   * share's only now: an idle drain woken would claim), a stop. A drain with
+   * lingerMs also claims on a NOTIFY or a poll while some slots are free
+   * (idle.wait); with none free it waits deaf to them (idle.pause: a NOTIFY
+   * heard answers idle.wait at once, a loop until the next claim). Such a
+   * drain with none of its own running, or idle (idleSince: since when; a
+   * hung handler holds its slot), waits until stopAt at most, or its
+   * linger's end while idle ('until': its deadline timer is off while it
+   * lingers). Resolves 'changed' for a change.
+   */
+  async wait(free: number, idleSince: number | undefined): Promise<Wake> {
+    const { idle, stopped, stopAt } = this.s;
+    const until = idleSince === undefined ? stopAt : Math.min(idleSince + this.s.lingerMs, stopAt);
+    this.bound?.wakes.add(stopped.wake);
+    try {
+      if (idle && free > 0) return await idle.wait(until, stopped.changed());
+      if (idle && (this.busy() === 0 || idleSince !== undefined)) return await idle.pause(until, stopped.changed());
+      await stopped.changed();
+      return 'changed';
+    } finally {
+      this.bound?.wakes.delete(stopped.wake);
+    }
+  }
+
+  /** The slots it claims with, read again after the settler's take(): drains woken together each read the same free ones before it. */
+  room(free: number): number {
+    return this.bound ? Math.min(free, this.bound.cap - this.bound.busy) : free;
+  }
+}
