@@ -140,6 +140,14 @@ begin
         quote_literal(create_queue.name), v_loop));
     end if;
   end if;
+  -- A limit set, changed or cleared: the claims in flight, which read the
+  -- queue before this, end first, and those after wait for this to commit
+  -- (jobs.pick), so every claim's jobs are counted as this commits them
+  -- (the row first, then the claims' lock: the order of jobs.delete_queue).
+  if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
+    perform from jobs.queue q where q.name = create_queue.name for update;
+    perform pg_advisory_xact_lock(736044, hashtext(create_queue.name));
+  end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
                                retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,
                                group_concurrency, group_tiers)
@@ -189,8 +197,8 @@ begin
       format('must be at most the cap on retry delays (%s seconds), got %s', v_delay_max, v_delay));
   end if;
   -- A limit given: the queue's jobs running now take their slots (jobs.running_slot),
-  -- under its claims' lock (a claim that read the queue before this commits
-  -- may still hand out more, once). Cleared: its slots go.
+  -- under its claims' lock (no claim that read the queue before this is
+  -- still in flight: above). Cleared: its slots go.
   if create_queue.max_running is distinct from k_keep then
     perform pg_advisory_xact_lock(736043, hashtext(create_queue.name));
     if v_running is null then

@@ -1435,6 +1435,14 @@ begin
         quote_literal(create_queue.name), v_loop));
     end if;
   end if;
+  -- A limit set, changed or cleared: the claims in flight, which read the
+  -- queue before this, end first, and those after wait for this to commit
+  -- (jobs.pick), so every claim's jobs are counted as this commits them
+  -- (the row first, then the claims' lock: the order of jobs.delete_queue).
+  if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
+    perform from jobs.queue q where q.name = create_queue.name for update;
+    perform pg_advisory_xact_lock(736044, hashtext(create_queue.name));
+  end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
                                retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,
                                group_concurrency, group_tiers)
@@ -1484,8 +1492,8 @@ begin
       format('must be at most the cap on retry delays (%s seconds), got %s', v_delay_max, v_delay));
   end if;
   -- A limit given: the queue's jobs running now take their slots (jobs.running_slot),
-  -- under its claims' lock (a claim that read the queue before this commits
-  -- may still hand out more, once). Cleared: its slots go.
+  -- under its claims' lock (no claim that read the queue before this is
+  -- still in flight: above). Cleared: its slots go.
   if create_queue.max_running is distinct from k_keep then
     perform pg_advisory_xact_lock(736043, hashtext(create_queue.name));
     if v_running is null then
@@ -3031,8 +3039,24 @@ begin
     perform jobs.check_exclude(pick.exclude);
     v_exclude := pick.exclude;
   end if;
-  select q.paused, q.max_running, q.group_concurrency, q.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
-  from jobs.queue q where q.name = v_queue;
+  -- The queue's limits as committed: a claim that read them before a limit
+  -- set meanwhile (jobs.create_queue) committed would hand out jobs that no
+  -- slot counts while they run. In READ COMMITTED a lock shared by claims
+  -- (a change of max_running or group_concurrency takes it alone: it waits
+  -- for the claims in flight, and these for it), then the row read with a
+  -- new snapshot; in REPEATABLE READ or SERIALIZABLE the row read FOR KEY
+  -- SHARE, which raises 40001 for a row changed since the snapshot, and which
+  -- that change (FOR UPDATE of the row first) waits for. (As jobs.hold_queue
+  -- holds a queue for its publishes, on a lock of its own: a claim never
+  -- waits for a publish.)
+  if current_setting('transaction_isolation') = 'read committed' then
+    perform pg_advisory_xact_lock_shared(736044, hashtext(v_queue));
+    select q.paused, q.max_running, q.group_concurrency, q.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
+    from jobs.queue q where q.name = v_queue;
+  else
+    select q.paused, q.max_running, q.group_concurrency, q.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
+    from jobs.queue q where q.name = v_queue for key share;
+  end if;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
   end if;
