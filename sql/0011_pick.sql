@@ -80,24 +80,8 @@ begin
     perform jobs.check_exclude(pick.exclude);
     v_exclude := pick.exclude;
   end if;
-  -- The queue's limits as committed: a claim that read them before a limit
-  -- set meanwhile (jobs.create_queue) committed would hand out jobs that no
-  -- slot counts while they run. In READ COMMITTED a lock shared by claims
-  -- (a change of max_running or group_concurrency takes it alone: it waits
-  -- for the claims in flight, and these for it), then the row read with a
-  -- new snapshot; in REPEATABLE READ or SERIALIZABLE the row read FOR KEY
-  -- SHARE, which raises 40001 for a row changed since the snapshot, and which
-  -- that change (FOR UPDATE of the row first) waits for. (As jobs.hold_queue
-  -- holds a queue for its publishes, on a lock of its own: a claim never
-  -- waits for a publish.)
-  if current_setting('transaction_isolation') = 'read committed' then
-    perform pg_advisory_xact_lock_shared(736044, hashtext(v_queue));
-    select q.paused, q.max_running, q.group_concurrency, q.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
-    from jobs.queue q where q.name = v_queue;
-  else
-    select q.paused, q.max_running, q.group_concurrency, q.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
-    from jobs.queue q where q.name = v_queue for key share;
-  end if;
+  select c.paused, c.max_running, c.group_concurrency, c.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
+  from jobs.claim_settings(v_queue) c where c.known;
   if not found then
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
   end if;

@@ -3,6 +3,32 @@
 
 -- Queues -----------------------------------------------------------------------
 
+-- The settings of a queue that a claim goes by (jobs.pick), as committed
+-- (known: the queue exists): a claim that read them before a limit set
+-- meanwhile (jobs.create_queue, below) committed would hand out jobs that no
+-- slot counts while they run. In READ COMMITTED a lock shared by claims (a
+-- change of max_running or group_concurrency takes it alone: it waits for
+-- the claims in flight, and these for it), then the row read with a new
+-- snapshot; in REPEATABLE READ or SERIALIZABLE the row read FOR KEY SHARE,
+-- which raises 40001 for a row changed since the snapshot, and which that
+-- change (FOR UPDATE of the row first) waits for. (As jobs.hold_queue holds
+-- a queue for its publishes, on a lock of its own: a claim never waits for
+-- a publish.)
+create function jobs.claim_settings(p_queue text, out known boolean, out paused boolean, out max_running integer,
+                                    out group_concurrency integer, out group_tiers jsonb)
+language plpgsql as $$
+begin
+  if current_setting('transaction_isolation') = 'read committed' then
+    perform pg_advisory_xact_lock_shared(736044, hashtext(p_queue));
+    select q.paused, q.max_running, q.group_concurrency, q.group_tiers into paused, max_running, group_concurrency, group_tiers
+    from jobs.queue q where q.name = p_queue;
+  else
+    select q.paused, q.max_running, q.group_concurrency, q.group_tiers into paused, max_running, group_concurrency, group_tiers
+    from jobs.queue q where q.name = p_queue for key share;
+  end if;
+  known := found;
+end $$;
+
 -- Creates a queue, or changes an existing one: only the arguments given
 -- change, and one given as null clears its value (max_size: unbounded;
 -- default_*: the global default; dead_letter: none). PL/pgSQL cannot tell a
@@ -142,7 +168,7 @@ begin
   end if;
   -- A limit set, changed or cleared: the claims in flight, which read the
   -- queue before this, end first, and those after wait for this to commit
-  -- (jobs.pick), so every claim's jobs are counted as this commits them
+  -- (jobs.claim_settings), so every claim's jobs are counted as this commits them
   -- (the row first, then the claims' lock: the order of jobs.delete_queue).
   if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
     perform from jobs.queue q where q.name = create_queue.name for update;
