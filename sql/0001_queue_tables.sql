@@ -216,6 +216,13 @@ create table jobs.dependency (
   job_id     bigint not null,
   primary key (depends_on, job_id)
 );
+-- A dependant's own rows, by job_id: what ending it by hand (jobs.end_waiting,
+-- jobs.lock_jobs: jobs.cancel, cancel_bulk, fail, complete, delete_jobs,
+-- purge_queue) and a redrive of a cancelled dependant delete or lock. The
+-- primary key leads with depends_on, so without this each of those calls
+-- read the whole table: every blocked job waiting anywhere. Only jobs with
+-- dependencies pay for it (one more entry per dependency row).
+create index dependency_job_idx on jobs.dependency (job_id);
 
 create type jobs.bulk_job as (
   task         varchar,

@@ -7173,6 +7173,12 @@ ALTER TABLE ONLY jobs.throttle
     ADD CONSTRAINT throttle_pkey PRIMARY KEY (dedupe_key);
 
 --
+-- Name: dependency_job_idx; Type: INDEX; Schema: jobs; Owner: -
+--
+
+CREATE INDEX dependency_job_idx ON jobs.dependency USING btree (job_id);
+
+--
 -- Name: job_archive_ended_at_idx; Type: INDEX; Schema: jobs; Owner: -
 --
 
