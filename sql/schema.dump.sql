@@ -2666,12 +2666,17 @@ begin
         -- Read once locked; no dependant can be added meanwhile (jobs.lock_dependencies waits).
         v_direct := array(select q.job_id from jobs.job_queue q where q.job_id = any(v_locked) and q.lease_until is null
                           except select unnest(jobs.heads_past_bound(v_locked)));
+        -- Started from their dependants, as jobs.after_end's: started from the
+        -- jobs themselves, the join ran at least once, and with most rows on
+        -- a few dependencies (one parent of many children) the planner read
+        -- the whole table for it, in every call ending a job without any.
         with recursive ending(id) as (
-          select unnest(v_direct)
+          select d.job_id from jobs.dependency d where d.depends_on = any(v_direct)
           union
           select d.job_id from jobs.dependency d join ending e on d.depends_on = e.id
         )
-        select coalesce(array_agg(e.id), '{}') into v_ending from ending e;
+        select coalesce(array_agg(x.id), '{}') into v_ending
+        from (select unnest(v_direct) as id union select e.id from ending e) x;
         perform from (select q.job_id from jobs.job_queue q where q.job_id = any(v_ending)
                       order by q.job_id for update nowait) l;
         perform from (select 1 from jobs.dependency d where d.job_id = any(v_ending) or d.depends_on = any(v_ending)
