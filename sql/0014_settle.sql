@@ -118,8 +118,8 @@ end $$;
 -- Settles the current delivery of each of these consumed jobs with one
 -- outcome (results[i] and errors[i] belong to job_ids[i]; either may be
 -- null): what ack, nack and release do, straight to jobs.settle_arrays.
--- With attempts[i], only job_ids[i]'s delivery of that attempt (ack's and
--- nack's attempt or attempts; a null: its current delivery).
+-- With attempts[i], only job_ids[i]'s delivery of that attempt (ack's, nack's
+-- attempt or attempts, release's attempts; a null: its current delivery).
 create function jobs.settle_current(job_ids bigint[], outcome text, results jsonb[], errors text[],
                                     retry_at timestamptz, now timestamptz, attempts integer[] default null)
 returns jsonb language sql as $$
@@ -199,11 +199,16 @@ end $$;
 
 -- Gives running jobs back to pending without spending an attempt (a consumer
 -- that will not run them after all). Returns how many were released.
-create function jobs.release(job_ids bigint[])
-returns integer language sql security definer
+-- attempts: as the array ack's (by ids alone, a consumer whose leases passed
+-- would give back another consumer's newer delivery, still running).
+create function jobs.release(job_ids bigint[], attempts integer[] default null)
+returns integer language plpgsql security definer
 set search_path = pg_catalog, pg_temp as $$
-  select (jobs.settle_current(release.job_ids, 'release', null, null, null, null)->>'released')::integer
-$$;
+begin
+  perform jobs.check_per_job(release.job_ids, cardinality(release.attempts), 'attempts');
+  return (jobs.settle_current(release.job_ids, 'release', null, null, null, null, release.attempts)
+          ->>'released')::integer;
+end $$;
 
 -- Cancelling (jobs.cancel, in sql/0028 with the locking it needs) -------------
 

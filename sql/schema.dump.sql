@@ -1557,7 +1557,7 @@ begin
   -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);
-  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[], bigint), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz, integer), jobs.ack(bigint[], jsonb[], timestamptz, integer[]), jobs.nack(bigint, text, timestamptz, timestamptz, integer), jobs.nack(bigint[], text[], timestamptz, timestamptz, integer[]), jobs.release(bigint[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
+  execute format('grant execute on function jobs.claim_json(integer, text, numeric, timestamptz, text, jsonb, text, bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], jsonb[], bigint), jobs.claim(integer, text, numeric, timestamptz, text, jsonb, text, jsonb[]), jobs.consume(integer, timestamptz, text), jobs.consume_topic(text, integer, timestamptz, text), jobs.settle(jsonb, timestamptz), jobs.settle_arrays(bigint[], integer[], text[], jsonb[], text[], timestamptz[], double precision[], timestamptz, text), jobs.ack(bigint, jsonb, timestamptz, integer), jobs.ack(bigint[], jsonb[], timestamptz, integer[]), jobs.nack(bigint, text, timestamptz, timestamptz, integer), jobs.nack(bigint[], text[], timestamptz, timestamptz, integer[]), jobs.release(bigint[], integer[]), jobs.expire(integer, timestamptz, timestamptz), jobs.cancel_requested(bigint[]) to %I',
                  v_roles[2]);
   -- What CALL jobs.drain_sql calls besides claim and settle_arrays: the due
   -- ticks (which jobs.claim_json publishes too), two readers of what a
@@ -4718,15 +4718,18 @@ CREATE FUNCTION jobs.redrive_match(j jobs.job, p_statuses text[], p_job_ids bigi
 $$;
 
 --
--- Name: release(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: release(bigint[], integer[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.release(job_ids bigint[]) RETURNS integer
-    LANGUAGE sql SECURITY DEFINER
+CREATE FUNCTION jobs.release(job_ids bigint[], attempts integer[] DEFAULT NULL::integer[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select (jobs.settle_current(release.job_ids, 'release', null, null, null, null)->>'released')::integer
-$$;
+begin
+  perform jobs.check_per_job(release.job_ids, cardinality(release.attempts), 'attempts');
+  return (jobs.settle_current(release.job_ids, 'release', null, null, null, null, release.attempts)
+          ->>'released')::integer;
+end $$;
 
 --
 -- Name: remember_head(text, jobs.head, timestamp with time zone, boolean, text); Type: FUNCTION; Schema: jobs; Owner: -

@@ -1,7 +1,7 @@
 // A SQL consumer whose lease passed while it ran: another consume took the
 // job (attempt 2). Its late ack or nack by id alone settles that newer
 // delivery; given consume's attempt, it settles only its own and answers false.
-// So for the array forms, given attempts (element i the attempt of id i).
+// So for the array forms and release, given attempts (element i the attempt of id i).
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { migrate } from '../src/index.js';
@@ -111,5 +111,55 @@ describe('the array ack and nack with attempts', () => {
     expect(await sql(`select count(*)::int as n from jobs.job`)).toEqual([{ n: 0 }]);
     // A null element: that job's current delivery, as without attempts.
     expect(await sql(`select jobs.ack(array[$1, $2]::bigint[], attempts => array[null, 1]::integer[]) as n`, [x, y])).toEqual([{ n: 2 }]);
+  });
+});
+
+describe('release with attempts', () => {
+  /** X handed out twice (A's attempt 1, then B's attempt 2); Y consumed once, by A, its lease still running. */
+  async function lateAndCurrent(): Promise<{ x: string; y: string }> {
+    const x = await handedOutTwice(3);
+    const y = (await sql<{ id: string }>(`select jobs.publish('late.settle', null, null, 60, 0, 3) as id`))[0]!.id;
+    expect(await sql(`select job_id, attempt from jobs.consume(1)`)).toEqual([{ job_id: y, attempt: 1 }]);
+    return { x, y };
+  }
+
+  it("A's late release of both gives back only its own delivery: B's of X runs on, and B's ack lands", async () => {
+    const { x, y } = await lateAndCurrent();
+    expect(await sql(`select jobs.release(array[$1, $2]::bigint[], attempts => array[1, 1]) as n`, [x, y])).toEqual([{ n: 1 }]);
+    expect(await sql(`select job_id, attempt, lease_until is not null as leased from jobs.job_queue order by attempt desc`))
+      .toEqual([{ job_id: x, attempt: 2, leased: true }, { job_id: y, attempt: 0, leased: false }]);
+    expect(await sql(`select jobs.ack($1::bigint, '"B"', ${HOUR}, attempt => 2) as ok`, [x])).toEqual([{ ok: true }]);
+    expect(await sql(`select job_id, status, result, attempts from jobs.job`)).toEqual([{ job_id: x, status: 'success', result: 'B', attempts: 2 }]);
+  });
+
+  it('without attempts (the one-argument call) it gives back each current delivery, whoever holds it', async () => {
+    const { x, y } = await lateAndCurrent();
+    expect(await sql(`select jobs.release(array[$1, $2]::bigint[]) as n`, [x, y])).toEqual([{ n: 2 }]);
+    expect(await sql(`select job_id, attempt from jobs.job_queue where lease_until is null order by attempt desc`))
+      .toEqual([{ job_id: x, attempt: 1 }, { job_id: y, attempt: 0 }]);
+  });
+
+  it('an attempts of another length than job_ids is refused, naming attempts, and releases nothing', async () => {
+    const { x, y } = await lateAndCurrent();
+    expect(await sqlErrorOf(sql, `select jobs.release(array[${x}, ${y}]::bigint[], attempts => array[2])`))
+      .toMatchObject({ code: 'PD008', column: 'attempts', message: expect.stringMatching(/^attempts: must be null or hold one element per job id/) });
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where lease_until is null`)).toEqual([{ n: 0 }]);
+  });
+
+  it('a worker role may call it with attempts (jobs.create_roles grants it)', async () => {
+    const prefix = `r${Date.now().toString(36)}`;
+    await migrate(db.driver, { roles: prefix });
+    const { x, y } = await lateAndCurrent();
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      await client.query('begin');
+      await client.query(`set local role ${prefix}_worker`);
+      expect((await client.query(`select jobs.release(array[$1, $2]::bigint[], attempts => array[2, 1]) as n`, [x, y])).rows)
+        .toEqual([{ n: 2 }]);
+    } finally {
+      await client.query('rollback');
+      await client.end();
+    }
   });
 });
