@@ -2,10 +2,12 @@
 // as a plain "unknown option": a dedupe key is global, not per queue, so one
 // key on the job of every subscribed queue would make the fan-out one job.
 // Its mode and throttle go with it; the subscriptions name the queues.
+// `pgdrain event publish --dedupe-key` too (dist/cli.mjs: `npm run build` first).
 import { beforeEach, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -42,5 +44,15 @@ it.each(cases)('POST /events/:event with %j answers 400 naming %s and saying why
                                                          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } });
   expect({ status: res.status, body: await res.json() }).toEqual({ status: 400,
     body: { error: { code: 'invalid_argument', message: `${name}: ${message}`, field: name } } });
+  expect(await sql('select job_id from jobs.job_queue')).toEqual([]);
+});
+
+it('pgdrain event publish takes --dedupe-key (its help says it is refused) and refuses it saying why, exit 2; nothing is written', async () => {
+  const help = await runCli(db.url, 'event', 'publish', '--help');
+  expect(help.code).toBe(0);
+  expect(help.stdout.replace(/\s+/g, ' ')).toContain('--dedupe-key <key> refused: a dedupe key is global, not per queue');
+  const refused = await runCli(db.url, 'event', 'publish', 'user.created', '{"user":1}', '--dedupe-key', 'user:1', '--priority', '1');
+  expect({ code: refused.code, stdout: refused.stdout, stderr: refused.stderr })
+    .toEqual({ code: 2, stdout: '', stderr: `pgdrain: --dedupe-key: an event takes none: ${WHY_NO_KEY}\n` });
   expect(await sql('select job_id from jobs.job_queue')).toEqual([]);
 });

@@ -291,7 +291,7 @@ describe('CLI', () => {
       [['event', 'subscribe', 'user.created', 'nope'], /queue: no queue named 'nope'/],
       [['event', 'subscribe', 'user.created', 'mail', '--task', 'sql:public.nope'], /--task: sql:public\.nope is not an allowed SQL task/],
       [['event', 'subscribe', 'sql:public.nope', 'mail'], /^pgdrain: event: sql:public\.nope is not an allowed SQL task/],
-      [['event', 'publish', 'user.created', '--dedupe-key', 'k'], /unknown option '--dedupe-key'/],
+      [['event', 'publish', 'user.created', '--dedupe-key', 'k'], /^pgdrain: --dedupe-key: an event takes none: a dedupe key is global, not per queue/],
     ];
     for (const [args, stderr] of cases) {
       const r = await cli(...args);

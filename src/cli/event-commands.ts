@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
-import { eventNameSchema, listSubscriptions, publishEvent, subscribe, unsubscribe } from '../admin.js';
-import { PgDrainError } from '../errors.js';
+import { EVENT_TAKES_NO, eventNameSchema, listSubscriptions, publishEvent, subscribe, unsubscribe } from '../admin.js';
+import { PgDrainError, ValidationError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, taskSchema } from '../options.js';
 import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
 import { checkedBy, integer, json, jsonObject, seconds } from './flag-parsers.js';
@@ -114,13 +114,17 @@ export function eventCommand(withConnection: WithConnection): Command {
     .option('--timeout <seconds>', "seconds a run may take (default: each queue's, else 60)", seconds(0.001, 86400))
     .option('--max-retries <n>', "retries after the first attempt (default: each queue's, else 3)", integer(0, 1000))
     .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject))))
+    // Taken to be refused saying why (as publishEvent and POST /events refuse a dedupeKey), not as an unknown option.
+    .option('--dedupe-key <key>', 'refused: a dedupe key is global, not per queue, so one key would make the fan-out one job; '
+      + 'publish into each subscribed queue instead, each with a key of its own (pgdrain publish --queue Q --dedupe-key K)')
     .addOption(dsnOption())
     .action(async (event: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date; timeout?: number;
                                                          maxRetries?: number; attributes?: Record<string, never>;
                                                          retryDelay?: number; retryBackoff?: string; retryDelayMax?: number;
                                                          expiresIn?: number; expiresAt?: Date; group?: string;
-                                                         groupTier?: string; dsn?: string }) => {
+                                                         groupTier?: string; dedupeKey?: string; dsn?: string }) => {
       argument(eventNameSchema, 'event', event);
+      if (opts.dedupeKey !== undefined) throw new ValidationError('--dedupe-key', `an event takes none: ${EVENT_TAKES_NO.dedupeKey}`);
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
       const group = groupOf(opts);
       const expiry = expiryOf(opts);
