@@ -13,7 +13,7 @@
 -- takes that job's id. Set-based: arrays by position. Also the path of a
 -- call whose jobs carry retry policies (p_retry_*), expiries or dead letters
 -- (p_dead_letters, checked by the caller), with or without keys. p_from:
--- the caller's jobs.call_time (null: p_now).
+-- the caller's jobs.call_time (null: p_now), what a delay and an expiry count from.
 create function jobs.publish_keyed(p_tasks text[], p_bodies jsonb, p_scheduled_at timestamptz[],
   p_delays double precision[], p_timeouts numeric[], p_priorities integer[], p_max_retries integer[],
   p_queue text, p_now timestamptz, p_dedupe_keys text[], p_serial_keys text[], p_attributes jsonb,
@@ -197,7 +197,7 @@ begin
                                         retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter,
                                         group_id, group_tier)
             overriding system value
-            select j.id, j.task, j.body, coalesce(j.scheduled_at, p_now + make_interval(secs => j.delay), p_now),
+            select j.id, j.task, j.body, coalesce(j.scheduled_at, coalesce(p_from, p_now) + make_interval(secs => j.delay), p_now),
                    coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
                    coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
                    -- Behind the key's active jobs, or an earlier job of this call.

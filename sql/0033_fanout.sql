@@ -91,7 +91,7 @@ create view jobs.subscriptions as
 select s.event, s.queue, s.task, s.created_at from jobs.subscription s;
 
 -- Publishes event: one job per subscribed queue, of the subscription's task,
--- with this body, run time (scheduled_at, or delay seconds from now; not
+-- with this body, run time (scheduled_at, or delay seconds from the call; not
 -- both), priority, attributes, timeout and max_retries (null: each queue's
 -- default, then the global one, as jobs.publish), retry policy (retry_delay,
 -- retry_backoff, retry_delay_max: jobs.publish's; none given, each queue's)
@@ -155,7 +155,8 @@ begin
   -- Checked here, as jobs.publish names it: publish_arrays would name jobs[1].expires_at.
   if publish_event.expires_at is not null then
     perform jobs.check_expiry(publish_event.expires_at,
-      coalesce(publish_event.scheduled_at, v_now + make_interval(secs => publish_event.delay), v_now), 'expires_at');
+      coalesce(publish_event.scheduled_at, jobs.call_time(publish_event.now, v_now) + make_interval(secs => publish_event.delay),
+               v_now), 'expires_at');
   end if;
   -- Key-share locked, as jobs.subscribe locks its queue: a queue deleted
   -- (with its subscriptions) before this read is not published to, one

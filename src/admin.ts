@@ -49,7 +49,7 @@ export async function cancelJobs(db: Queryable, jobIds: readonly string[], reaso
 
 /**
  * Moves jobs not yet running to another time (runAt, or delaySeconds from
- * the database's now), priority, maxRetries and/or attempts spent
+ * the call, by the database's clock), priority, maxRetries and/or attempts spent
  * (jobs.reschedule). Returns how many changed; running and ended jobs are
  * left alone.
  */
@@ -62,7 +62,8 @@ export async function rescheduleJobs(db: Queryable, jobIds: readonly string[],
   const named: Record<string, string> = { run_at: o.delaySeconds === undefined ? 'runAt' : 'delaySeconds', max_retries: 'maxRetries',
                                           attempt: 'attempts' };
   return Number(await callValue(db,
-    `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, now() + make_interval(secs => $3::float8)), $4,
+    // delaySeconds from the call, not the transaction's start (a caller's transaction open for a while).
+    `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, greatest(now(), clock_timestamp()) + make_interval(secs => $3::float8)), $4,
        max_retries => $5, attempt => $6) as r`,
     [jobIds, o.runAt?.toISOString() ?? null, o.delaySeconds ?? null, o.priority ?? null, o.maxRetries ?? null,
       o.attempts ?? null], signal).catch((error: unknown) => {
@@ -270,13 +271,15 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
   const o = parse(publishEventOptionsSchema, rest ?? {}, 'options');
   const json = jsonParam(body, 'body');
   const ids = await callValue<string>(db,
-    `select array_to_string(jobs.publish_event($1, $2::jsonb, $3::timestamptz, $4::integer,
-       delay => $5::float8, attributes => $6::jsonb, timeout => $7::numeric, max_retries => $8::integer,
+    // delaySeconds as a run time from the call's clock, read once (c.at) for it and the expiry, as publish's.
+    `select array_to_string(jobs.publish_event($1, $2::jsonb, coalesce($3::timestamptz, c.at + make_interval(secs => $5::float8)),
+       $4::integer, attributes => $6::jsonb, timeout => $7::numeric, max_retries => $8::integer,
        retry_delay => $9::numeric, retry_backoff => $10, retry_delay_max => $11::numeric,
        -- expiresInSeconds: after the scheduled time (without runAt: after the call), as publish's.
-       expires_at => coalesce($12::timestamptz, coalesce($3::timestamptz, greatest(now(), clock_timestamp()) + make_interval(secs => coalesce($5::float8, 0)))
+       expires_at => coalesce($12::timestamptz, coalesce($3::timestamptz, c.at + make_interval(secs => coalesce($5::float8, 0)))
                                                 + make_interval(secs => $13::float8)),
-       group_id => $14, group_tier => $15), ',') as r`,
+       group_id => $14, group_tier => $15), ',') as r
+     from (select greatest(now(), clock_timestamp()) as at) c`,
     [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,
      o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes'),
      o.timeoutSeconds ?? null, o.maxRetries ?? null, o.retryDelaySeconds ?? null,

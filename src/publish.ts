@@ -73,17 +73,20 @@ export async function publish(db: Queryable, task: string, body?: unknown,
   const r = row(task, body, core, '');
   try {
     const { rows } = await send<{ id: string }>(db,
+      // A delay (and an expiry) from the call, read once (c.at): inside a transaction open
+      // for a while now() is its start, and the job would be due early, or already at commit.
       `select jobs.publish($1, $2::jsonb,
-         coalesce($3::timestamptz, now() + make_interval(secs => $4::float8)),
+         coalesce($3::timestamptz, c.at + make_interval(secs => $4::float8)),
          $5::numeric, $6::integer, $7::integer,
          queue => $8, dedupe_key => $9, serial_key => $10, depends_on => $11::bigint[],
          attributes => $12::jsonb, dedupe_mode => $13, throttle_seconds => $14::numeric,
          retry_delay => $15::numeric, retry_backoff => $16, retry_delay_max => $17::numeric,
          -- expiresInSeconds: after the scheduled time; without runAt, after the call (delay
          -- included), not the transaction's start, as jobs.publish counts a queue's expire_in.
-         expires_at => coalesce($18::timestamptz, coalesce($3::timestamptz, greatest(now(), clock_timestamp()) + make_interval(secs => coalesce($4::float8, 0)))
+         expires_at => coalesce($18::timestamptz, coalesce($3::timestamptz, c.at + make_interval(secs => coalesce($4::float8, 0)))
                                                   + make_interval(secs => $19::float8)),
-         dead_letter => $20, group_id => $21, group_tier => $22)::text as id`,
+         dead_letter => $20, group_id => $21, group_tier => $22)::text as id
+       from (select greatest(now(), clock_timestamp()) as at) c`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
        attributes === undefined ? null : jsonParam(attributes, 'options.attributes'), dedupeMode ?? null,
@@ -145,7 +148,14 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   }
   try {
     const result = await send<{ ids: string }>(db,
-      `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb, $3::timestamptz[], $4::float8[],
+      // Delays become run times here, from the call's clock read once (c.at), as the
+      // expiries below: so expiresInSeconds counts from the same time (publish_arrays'
+      // own clock, jobs.call_time, is read a little later). A plain batch sends none.
+      `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb,
+                                                  case when $4::float8[] is null then $3::timestamptz[]
+                                                  else (select array_agg(coalesce(x.s, c.at + make_interval(secs => x.d)) order by x.o)
+                                                        from unnest($3::timestamptz[], $4::float8[]) with ordinality x(s, d, o)) end,
+                                                  null,
                                                   $5::numeric[], $6::integer[], $7::integer[], queue => $18,
                                                   dedupe_keys => $8::text[], serial_keys => $9::text[],
                                                   retry_delays => $10::numeric[], retry_backoffs => $11::text[],
@@ -155,12 +165,12 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
                                                   dedupe_modes => $20::text[],
                                                   -- null (no array) unless a job has an expiry; expiresInSeconds after its scheduled
                                                   -- time (without runAt: after the call, as publish's; read once).
-                                                  expires_at => (select array_agg(coalesce(x.e, coalesce(x.s, (select greatest(now(), clock_timestamp()))
-                                                                                                               + make_interval(secs => coalesce(x.d, 0)))
+                                                  expires_at => (select array_agg(coalesce(x.e, coalesce(x.s, c.at + make_interval(secs => coalesce(x.d, 0)))
                                                                                                 + make_interval(secs => x.i)) order by x.o)
                                                                  from unnest($13::timestamptz[], $3::timestamptz[], $4::float8[], $14::float8[])
                                                                       with ordinality x(e, s, d, i, o)
-                                                                 where $13::timestamptz[] is not null or $14::float8[] is not null)), ',') as ids`,
+                                                                 where $13::timestamptz[] is not null or $14::float8[] is not null)), ',') as ids
+       from (select greatest(now(), clock_timestamp()) as at) c`,
       // Task names are checked words (no quote, backslash or comma): quoted, they
       // make the array literal as they are, with no per-element escaping.
       [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => columns[k] ?? null), queue ?? null,

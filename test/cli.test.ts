@@ -107,11 +107,15 @@ describe('pgdrain publish', () => {
   });
 
   it('--delay 60 schedules a minute after publishing; --at schedules exactly then', async () => {
+    // A minute from the publish's call (read between these two clocks), not its transaction's start.
+    const clock = async () => (await sql<{ t: string }>('select clock_timestamp()::text as t'))[0]!.t;
+    const before = await clock();
     const delayed = await cli(['publish', 'later.delay', '--delay', '60']);
+    const after = await clock();
     expect(delayed.code).toBe(0);
-    expect(await sql(`select extract(epoch from scheduled_at - created_at)::float8 as ahead, body
-                      from jobs.job_queue where job_id = $1`, [delayed.stdout.trim()]))
-      .toEqual([{ ahead: 60, body: null }]);
+    expect(await sql(`select scheduled_at between $2::timestamptz + interval '60 s' and $3::timestamptz + interval '60 s' as ahead, body
+                      from jobs.job_queue where job_id = $1`, [delayed.stdout.trim(), before, after]))
+      .toEqual([{ ahead: true, body: null }]);
 
     const at = '2031-05-06T07:08:09.123Z';
     const exact = await cli(['publish', 'later.at', '{}', '--at', at]);

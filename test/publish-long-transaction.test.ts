@@ -2,11 +2,12 @@
 // been open for a while (psql, a PL/pgSQL loop, a trigger in an import): a
 // queue's expire_in, a throttle window and a retry's backoff count from the
 // call (jobs.call_time), not from the transaction's start, so none has
-// already passed when the transaction commits. Also: a nack or fail given no
-// error records a default one.
+// already passed when the transaction commits; so does a relative delay, so
+// a delayed job is not due early. Also: a nack or fail given no error
+// records a default one.
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { publish, publishBulk, publishEvent } from '../src/index.js';
+import { publish, publishBulk, publishEvent, rescheduleJobs } from '../src/index.js';
 import { testDb } from './support/db.js';
 
 const db = await testDb();
@@ -86,6 +87,58 @@ describe('publish, publishBulk and publishEvent inside a long transaction', () =
     const claimed = await sql<{ task: string }>(`select task from jobs.consume(10, queue => 'exp') order by task`);
     expect(claimed.map((r) => r.task)).toEqual(['exp.event', 'ts.bulk', 'ts.delayed', 'ts.one']);
     expect(await sql(`select task, error from jobs.job`)).toEqual([]);
+  });
+});
+
+describe('a relative delay inside a long transaction', () => {
+  // Each delayed job is due a second after its call (read before it: `before`),
+  // not a second after the transaction's start, which was 1.5 s before that.
+  const due = `select task, scheduled_at >= $1::timestamptz + interval '1 second' as from_call,
+                      scheduled_at <= $2::timestamptz + interval '1 second' as by_commit,
+                      created_at < $1::timestamptz as created_at_tx,
+                      expires_at - scheduled_at as expiry_after_due
+               from jobs.job_queue order by task`;
+  const clock = async (q: { query(text: string): Promise<{ rows: unknown[] }> }) =>
+    ((await q.query('select clock_timestamp()::text as t')).rows[0] as { t: string }).t;
+
+  it('counts from the call in the SQL API: publish_arrays\' delays, publish_event\'s delay', async () => {
+    await sql(`select jobs.create_queue('q')`);
+    await sql(`select jobs.subscribe('sql.event', 'q')`);
+    await client.query('begin');
+    await client.query('select pg_sleep(1.5)');
+    const before = await clock(client);
+    await client.query(`select jobs.publish_arrays(array['sql.arrays'], delays => array[1], queue => 'q')`);
+    await client.query(`select jobs.publish_arrays(array['sql.keyed'], delays => array[1], dedupe_keys => array['k'], queue => 'q')`);
+    await client.query(`select jobs.publish_event('sql.event', delay => 1)`);
+    const after = await clock(client);
+    await client.query('commit');
+    const row = { from_call: true, by_commit: true, created_at_tx: true, expiry_after_due: null };
+    expect(await sql(due, [before, after])).toEqual(
+      [{ task: 'sql.arrays', ...row }, { task: 'sql.event', ...row }, { task: 'sql.keyed', ...row }]);
+  });
+
+  it('counts from the call for publish, publishBulk, publishEvent and rescheduleJobs\' delaySeconds, the expiry after it', async () => {
+    await sql(`select jobs.subscribe('ts.event', 'default')`);
+    const moved = (await sql<{ id: string }>(`select jobs.publish('ts.rescheduled')::text as id`))[0]!.id;
+    let before = '';
+    let after = '';
+    await db.driver.transaction(async (tx) => {
+      await tx.query('select pg_sleep(1.5)');
+      before = await clock(tx);
+      await publish(tx, 'ts.one', null, { delaySeconds: 1, expiresInSeconds: 2 });
+      await publishBulk(tx, [{ task: 'ts.bulk', delaySeconds: 1, expiresInSeconds: 2 }, { task: 'ts.bulk.plain' }]);
+      await publishEvent(tx, 'ts.event', null, { delaySeconds: 1, expiresInSeconds: 2 });
+      expect(await rescheduleJobs(tx, [moved], { delaySeconds: 1 })).toBe(1);
+      after = await clock(tx);
+    });
+    const row = { from_call: true, by_commit: true, created_at_tx: true, expiry_after_due: { seconds: 2 } };
+    expect(await sql(due, [before, after])).toEqual([
+      { task: 'ts.bulk', ...row },
+      // No delay: due at the transaction's time, as before.
+      { task: 'ts.bulk.plain', from_call: false, by_commit: true, created_at_tx: true, expiry_after_due: null },
+      { task: 'ts.event', ...row }, { task: 'ts.one', ...row },
+      // Published before the transaction: only its run time moved.
+      { task: 'ts.rescheduled', from_call: true, by_commit: true, created_at_tx: true, expiry_after_due: null }]);
   });
 });
 
