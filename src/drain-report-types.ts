@@ -32,7 +32,7 @@ export interface DrainReport {
   retried: number;
   /** Ended as cancelled (jobs.cancel while they ran). */
   cancelled: number;
-  /** Given back without spending an attempt: unstarted, stopped by a signal, or snoozed (SnoozeJob, ctx.rateLimit). */
+  /** Given back without spending an attempt: unstarted, or snoozed (SnoozeJob, ctx.rateLimit). A handler still running at a signal's grace end is retried (retried), not released. */
   released: number;
   /**
    * Due jobs left alone because their timeout did not fit the remaining budget, as its last claim counted them: at most
@@ -78,8 +78,10 @@ export interface JobEndEvent {
   /**
    * ack: it succeeded. nack: it failed and runs again unless willRetry is
    * false (a throw, RetryJob, a timeout, an unknown task). fail: FailJob.
-   * release: given back without spending the attempt (the drain stopped, or
-   * it was claimed and never started). cancelled: jobs.cancel while it ran.
+   * A job still running when the drain's stop after its signal came is a
+   * nack ("did not stop within graceMs=…"). release: given back without
+   * spending the attempt (claimed and never started, or a SnoozeJob).
+   * cancelled: jobs.cancel while it ran.
    */
   outcome: 'ack' | 'nack' | 'fail' | 'release' | 'cancelled';
   /** The error recorded (message and stack): nack, fail and cancelled. */

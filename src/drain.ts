@@ -34,8 +34,9 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  * - Each handler's ctx.signal fires at its job's timeout; the job is then
  *   nacked as timed out without waiting for the handler.
  * - On options.signal it stops claiming, lets running handlers go on for
- *   graceMs (default: until their timeout), then aborts and releases the rest
- *   without spending their attempt; on options.hardSignal it does so at once.
+ *   graceMs (default: until their timeout), then aborts the rest and nacks
+ *   them (their attempt spent, retried at once: wind-down.ts interrupted);
+ *   on options.hardSignal it does so at once.
  * - It returns by the deadline plus the time of its last settle statement
  *   (bounded by settleMarginMs on a healthy database). A database that stops
  *   answering is given up overrunMs after the deadline (or after the grace

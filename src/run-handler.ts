@@ -13,7 +13,7 @@ import type { Settler } from './settler.js';
 import type { TimeoutGroup, Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
 import type { RunningJobs } from './running-jobs.js';
-import { LEASE_LOST, type Running } from './wind-down.js';
+import { interrupted, LEASE_LOST, type Running } from './wind-down.js';
 
 /** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
 export interface RunHost {
@@ -26,7 +26,7 @@ export interface RunHost {
   timeouts: Timeouts;
   /** The drain's stop (epoch ms): no job's timer goes past it, an extended one's neither. */
   stopAt: number;
-  /** The drain was stopped by its signal (then a job cut at stopAt is given back, not nacked). */
+  /** The drain was stopped by its signal (then a job cut at stopAt is interrupted: run again at once). */
   signalled(): boolean;
   /** A started job ended (its entry left running): recorded, the drain woken. */
   settled(job: Job, outcome: Outcome | null, startedAt: number): void;
@@ -64,12 +64,10 @@ export class JobRun implements Running, LeaseHolder {
   /** Its end came: the signal fires, the job is nacked without waiting for the handler. */
   expire(): void {
     if (this.host.running.get(this.job.id) !== this) return; // settled before its group's timer fired
-    // Its end was the drain's stop, after the drain's signal: given back, as
-    // windDown gives back what runs at the grace's end (its attempt not spent).
+    // Its end was the drain's stop, after the drain's signal: nacked to run
+    // again at once, as windDown does with what runs at the grace's end.
     if (this.stops && this.host.signalled()) {
-      this.signal.abort(new Error('drain stopped'));
-      this.finish({ id: this.job.id, attempt: this.job.attempt, outcome: 'release' });
-      return;
+      return interrupted(this, "did not stop by the drain's deadline after the drain's signal", new Date().toISOString());
     }
     const why = this.stops ? 'stopped at the drain deadline'
       : this.extended ? `timed out after ${this.job.timeout} s and its lease extended to ${this.extended.toISOString()}`

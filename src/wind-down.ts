@@ -35,24 +35,38 @@ export function endEarlierDelivery(running: RunningJobs, id: string): void {
 }
 
 /**
+ * A job whose handler still ran when the drain's stop after its signal came
+ * (the grace's end, hardSignal, or the drain's own stop): its signal fires
+ * and it is nacked with `why`, its attempt spent, to run again at once (it
+ * did not fail on its own). Given back unspent, a handler that never stops
+ * would be handed out again without end, on pods stopped often (deploys,
+ * spot nodes), while one that honours its signal and throws is bounded; so
+ * it ends failed with `why` once its retries are spent.
+ */
+export function interrupted(r: Running, why: string, retryAt: string): void {
+  r.signal.abort(new Error('drain stopped'));
+  r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'nack', error: why, retryAt });
+}
+
+/**
  * Waits for running jobs; after graceMs (if given), or at once when
- * hardSignal fires, aborts and releases the rest.
+ * hardSignal fires, aborts the rest and nacks them (interrupted).
  */
 export async function windDown(running: RunningJobs, graceMs: number | undefined,
                                 changed: () => Promise<void>, hardSignal?: AbortSignal): Promise<void> {
   let graceOver = false;
-  const giveBack = () => {
+  const giveBack = (why: string) => {
     graceOver = true;
-    for (const r of [...running.values()]) {
-      r.signal.abort(new Error('drain stopped'));
-      r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
-    }
+    const now = new Date().toISOString();
+    for (const r of [...running.values()]) interrupted(r, why, now);
   };
+  const afterGrace = () => giveBack(`did not stop within graceMs=${graceMs} after the drain's signal`);
+  const atHardSignal = () => giveBack("did not stop before the drain's hardSignal");
   // timerAt: setTimeout fires at once for a grace past 24.8 days.
-  const cancelGrace = graceMs === undefined ? undefined : timerAt(Date.now() + graceMs, giveBack);
-  hardSignal?.addEventListener('abort', giveBack, { once: true });
-  if (hardSignal?.aborted) giveBack();
+  const cancelGrace = graceMs === undefined ? undefined : timerAt(Date.now() + graceMs, afterGrace);
+  hardSignal?.addEventListener('abort', atHardSignal, { once: true });
+  if (hardSignal?.aborted) atHardSignal();
   while (running.size > 0 && !graceOver) await changed();
   cancelGrace?.();
-  hardSignal?.removeEventListener('abort', giveBack);
+  hardSignal?.removeEventListener('abort', atHardSignal);
 }

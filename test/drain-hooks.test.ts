@@ -87,7 +87,7 @@ describe('onJobEnd', () => {
     expect(of(ids.tx)[0]).toMatchObject({ outcome: 'ack', job: { task: 'tx.ok' } });
   });
 
-  it('says cancelled for a job cancelled while it ran, and release for one given back at a hard stop', async () => {
+  it('says cancelled for a job cancelled while it ran, and nack (willRetry) for one interrupted at a hard stop', async () => {
     const events: JobEndEvent[] = [];
     const running = new Set<string>();
     const q = queueWith({
@@ -104,10 +104,10 @@ describe('onJobEnd', () => {
     expect(await q.cancel(cancelMe)).toBe('cancelling');
     await until(() => events.length === 1, 'the cancel to reach the drain');
     hard.abort();
-    expect(await drained).toMatchObject({ cancelled: 1, released: 1, stoppedBy: 'signal' });
+    expect(await drained).toMatchObject({ cancelled: 1, retried: 1, released: 0, stoppedBy: 'signal' });
     expect(events).toHaveLength(2);
     expect(events[0]).toMatchObject({ outcome: 'cancelled', willRetry: false, job: { id: cancelMe } });
-    expect(events[1]).toMatchObject({ outcome: 'release', willRetry: true, job: { id: keep } });
+    expect(events[1]).toMatchObject({ outcome: 'nack', willRetry: true, error: "did not stop before the drain's hardSignal", job: { id: keep } });
   });
 
   it('a hook that throws (or rejects) breaks nothing: every job is settled, and it is reported once', async () => {

@@ -62,9 +62,9 @@ describe('drain races', () => {
 
     await until(async () => report, 'the drain to end after its 100 ms grace', 20_000);
     await drained;
-    expect(report).toMatchObject({ stoppedBy: 'signal', claimed: 2, succeeded: 1, released: 1 });
+    expect(report).toMatchObject({ stoppedBy: 'signal', claimed: 2, succeeded: 1, retried: 1 });
     expect(await sql(`select task, attempt, lease_until from jobs.job_queue`))
-      .toEqual([{ task: 'stuck', attempt: 0, lease_until: null }]); // given back, no attempt spent
+      .toEqual([{ task: 'stuck', attempt: 1, lease_until: null }]); // interrupted at the grace's end: its attempt spent
   });
 
   it('a claim that fails leaves running jobs leased until their handlers end, then settles them', async () => {

@@ -150,7 +150,7 @@ describe('drain', () => {
     expect(await sql(`select task from jobs.job_queue`)).toEqual([{ task: 'sms.send' }]);
   });
 
-  it('stops on its abort signal: running handlers finish within the grace, the rest are released', async () => {
+  it('stops on its abort signal: running handlers finish within the grace, the rest are retried at once, unclaimed ones left', async () => {
     const stop = new AbortController();
     const q = queueWith({
       quick: async () => { stop.abort(); return 'done'; },
@@ -161,10 +161,13 @@ describe('drain', () => {
     await q.publishBulk(Array.from({ length: 5 }, () => ({ task: 'quick' })));
     const report = await q.drain(2, Date.now() + 120_000, { signal: stop.signal, graceMs: 200 });
     expect(report.stoppedBy).toBe('signal');
-    expect(report).toMatchObject({ claimed: 2, succeeded: 1, released: 1 });
-    const left = await sql(`select task, attempt, lease_until from jobs.job_queue order by job_id`);
+    expect(report).toMatchObject({ claimed: 2, succeeded: 1, retried: 1, released: 0 });
+    const left = await sql(`select task, attempt, lease_until, last_error, scheduled_at <= now() as due from jobs.job_queue order by job_id`);
     expect(left).toHaveLength(6);
-    expect(left.every((r) => r.lease_until === null && r.attempt === 0)).toBe(true); // released: no attempt spent
+    expect(left.every((r) => r.lease_until === null && r.due)).toBe(true);
+    // The one still running at the grace's end spent its attempt; the unclaimed ones none.
+    expect(left.map((r) => [r.task, r.attempt])).toEqual([['stuck', 1], ...Array.from({ length: 5 }, () => ['quick', 0])]);
+    expect(left[0]!.last_error).toBe("did not stop within graceMs=200 after the drain's signal");
   });
 
   it('ctx.publish adds follow-up jobs; publishing in a rolled-back transaction leaves nothing', async () => {

@@ -266,7 +266,7 @@ describe('ctx.extendLease', () => {
     expect(await q.getJob(id)).toMatchObject({ state: 'failure', error: 'stopped at the drain deadline' });
   });
 
-  it("after the drain's signal, a job extended past the drain's stop is given back there, its attempt not spent", async () => {
+  it("after the drain's signal, a job extended past the drain's stop is stopped there, its attempt spent", async () => {
     const stopped = new AbortController();
     const q = queueWith({
       deaf: async (_b: unknown, ctx: JobContext) => {
@@ -277,8 +277,9 @@ describe('ctx.extendLease', () => {
     });
     const id = await q.publish('deaf', null, { timeoutSeconds: 1, maxRetries: 0 });
     const report = await q.drain(5, Date.now() + 3000, { signal: stopped.signal, graceMs: 60_000, settleMarginMs: 200 });
-    expect(report).toMatchObject({ claimed: 1, failed: 0, released: 1, stoppedBy: 'signal' });
-    expect(await q.getJob(id)).toMatchObject({ state: 'pending', attempts: 0 });
+    expect(report).toMatchObject({ claimed: 1, failed: 1, released: 0, stoppedBy: 'signal' });
+    expect(await q.getJob(id)).toMatchObject({ state: 'failure', attempts: 1,
+                                              error: "did not stop by the drain's deadline after the drain's signal" });
   });
 
   it('answers null, sending nothing, once the job settled or timed out', async () => {

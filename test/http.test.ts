@@ -534,7 +534,7 @@ export const quick = async () => 'quick done';
     expect(await queued()).toBe(0);
   });
 
-  it('a second SIGTERM gives running jobs back at once, without waiting out the grace; it exits 0', async () => {
+  it('a second SIGTERM stops running jobs at once (retried now, their attempt spent), without waiting out the grace; it exits 0', async () => {
     // The handler ignores its signal: only a give-back ends its drain before the 60 s grace.
     writeFileSync(join(dir, 'stuck.mjs'), 'export const stuck = () => new Promise(() => {});\n');
     const server = start(['--tasks', 'stuck.mjs', '--grace', '60']);
@@ -545,9 +545,10 @@ export const quick = async () => 'quick done';
     server.child.kill('SIGTERM');
     await until(async () => /shutting down/.test(server.stderr()), 'the first SIGTERM to be taken');
     server.child.kill('SIGTERM');
-    expect((await drain).body).toMatchObject({ stoppedBy: 'signal', claimed: 2, released: 2 });
+    expect((await drain).body).toMatchObject({ stoppedBy: 'signal', claimed: 2, retried: 2, released: 0 });
     expect(await server.exited).toBe(0);
-    expect(await sql(`select count(*)::int as n from jobs.job_queue where lease_until is null and attempt = 0`)).toEqual([{ n: 2 }]);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue where lease_until is null and attempt = 1
+                      and last_error = 'did not stop before the drain''s hardSignal' and scheduled_at <= now()`)).toEqual([{ n: 2 }]);
     await sql('truncate jobs.job_queue');
   });
 

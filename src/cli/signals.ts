@@ -2,16 +2,16 @@
 // once terminationGracePeriodSeconds has passed.
 //
 //   first SIGTERM          stop claiming; running handlers get the grace
-//                          period to finish; what still runs then is given
-//                          back (released: its attempt is not spent); the
-//                          report is printed and the process exits 0.
-//   second SIGTERM, SIGINT give back every running job now, print, exit 0.
+//                          period to finish; what still runs then is stopped
+//                          and retried at once, its attempt spent (wind-down.ts
+//                          interrupted); the report is printed, exit 0.
+//   second SIGTERM, SIGINT stop every running job so now, print, exit 0.
 //
 // pypgqueue's three stop modes map onto this: "all" (SIGHUP: stop when no
 // job waits) is what every drain does on its own (stoppedBy 'empty');
 // "current" (SIGINT: stop once running jobs are done) is the first SIGTERM,
 // bounded by the grace; "now" (SIGTERM: cancel running jobs) is the second
-// SIGTERM or SIGINT, except that jobs are given back to run again elsewhere,
+// SIGTERM or SIGINT, except that jobs are retried to run again elsewhere,
 // not cancelled. SIGINT is the immediate one here because that is what
 // Ctrl-C means in a terminal.
 
