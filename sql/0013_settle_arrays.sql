@@ -11,7 +11,8 @@
 --            from the call, jobs.call_time: the job's own retry policy, else its
 --            queue's, by jobs.queue_backoff; else jobs.backoff)
 --   fail     it failed with errors[i]: no retry
--- (a null error of a nack or fail: jobs.settle_error's default)
+-- (a null error of a nack or fail: jobs.settle_error's default; one past
+-- 65536 characters is cut, jobs.cut_error)
 --   release  give it back unstarted, its attempt not spent; with retry_at[i], it
 --            runs again then (a snooze: SnoozeJob, ctx.rateLimit)
 -- An outcome applies only while that delivery runs: the job is still on that
@@ -45,6 +46,18 @@
 create function jobs.settle_error(p_outcome text, p_error text)
 returns text language sql immutable as $$
   select coalesce(p_error, case when p_outcome = 'fail' then 'failed without an error' else 'nacked without an error' end)
+$$;
+
+-- An error as a job keeps it: at most 65536 characters, the marker
+-- included; past that its head, then '\n… (N characters cut)'. A handler's
+-- error can hold megabytes (an HTTP client's, with the response body), which
+-- would be stored whole in the job, its history and every settle that
+-- carries it. The drain cuts by the same rule first (src/error-text.ts), so
+-- what it sends is never cut twice.
+create function jobs.cut_error(p_error text)
+returns text language sql immutable as $$
+  select case when length(p_error) <= 65536 then p_error
+              else left(p_error, 65472) || format(E'\n… (%s characters cut)', length(p_error) - 65472) end
 $$;
 
 create function jobs.settle_arrays(
@@ -106,6 +119,13 @@ begin
     from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome);
     perform jobs.raise_invalid('PD008', 'outcomes',
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
+  end if;
+  -- Errors past jobs.cut_error's bound, cut once here for the whole
+  -- statement. Only a batch with a nack or fail has errors: acks pay
+  -- nothing; one with errors, a size read per error (octet_length, from the
+  -- header) unless one is that long.
+  if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 65536) then
+    settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);

@@ -213,7 +213,7 @@ end $$;
 -- them at once, the rest through the next claims' expiry: jobs.after_end).
 -- Running jobs are left alone and not counted (cancel them to stop them).
 -- Returns how many failed. A reason empty or only whitespace is PD021
--- (null: 'by request'). At most 500 of them may head their serial keys
+-- (null: 'by request'); one past 65536 characters is cut (jobs.cut_error). At most 500 of them may head their serial keys
 -- (each takes the key's lock): PD005 job_ids past that (a failure cannot
 -- be deferred as a cancel is).
 create function jobs.fail(job_ids bigint[], reason text default null, now timestamptz default null)
@@ -236,7 +236,7 @@ begin
   from jobs.job_queue q where q.job_id = any(v_ids);
   perform jobs.check_heads(v_keys, 'jobs one call fails', 'fail');
   v_held := jobs.ending_keys(v_ids);
-  perform jobs.end_waiting(v_ids, 'failure', 'failed: ' || coalesce(fail.reason, 'by request'), true, null, v_now);
+  perform jobs.end_waiting(v_ids, 'failure', 'failed: ' || coalesce(jobs.cut_error(fail.reason), 'by request'), true, null, v_now);
   perform jobs.route_dead_letters(v_ids, v_now, v_own);
   perform jobs.lock_serial_keys(v_keys);
   perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);

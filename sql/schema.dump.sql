@@ -1834,6 +1834,17 @@ begin
 end $_$;
 
 --
+-- Name: cut_error(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.cut_error(p_error text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select case when length(p_error) <= 65536 then p_error
+              else left(p_error, 65472) || format(E'\n… (%s characters cut)', length(p_error) - 65472) end
+$$;
+
+--
 -- Name: dedupe_key_busy(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2405,7 +2416,7 @@ begin
   from jobs.job_queue q where q.job_id = any(v_ids);
   perform jobs.check_heads(v_keys, 'jobs one call fails', 'fail');
   v_held := jobs.ending_keys(v_ids);
-  perform jobs.end_waiting(v_ids, 'failure', 'failed: ' || coalesce(fail.reason, 'by request'), true, null, v_now);
+  perform jobs.end_waiting(v_ids, 'failure', 'failed: ' || coalesce(jobs.cut_error(fail.reason), 'by request'), true, null, v_now);
   perform jobs.route_dead_letters(v_ids, v_now, v_own);
   perform jobs.lock_serial_keys(v_keys);
   perform jobs.after_end(null, v_ids, v_keys, v_now, false, null, v_held);
@@ -6076,6 +6087,13 @@ begin
     from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome);
     perform jobs.raise_invalid('PD008', 'outcomes',
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
+  end if;
+  -- Errors past jobs.cut_error's bound, cut once here for the whole
+  -- statement. Only a batch with a nack or fail has errors: acks pay
+  -- nothing; one with errors, a size read per error (octet_length, from the
+  -- header) unless one is that long.
+  if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 65536) then
+    settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);

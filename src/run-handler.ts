@@ -7,6 +7,7 @@ import { DrainJobContext, extendLeaseOf, LazySignal, leaseSeconds, type LeaseHol
 import type { ProgressSink } from './progress.js';
 import type { RateLimit } from './rate-limit.js';
 import { askedOutcome } from './job-errors.js';
+import { cutError } from './error-text.js';
 import { resultJson } from './json-text.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
@@ -269,7 +270,8 @@ export function thrownOutcome(id: string, attempt: number, error: unknown): Outc
 
 function describe(error: unknown): string {
   // PostgreSQL text cannot hold NUL: one in an error would fail the whole batch's settle.
-  return describeRaw(error).replaceAll('\0', '\\0');
+  // Then cut to what a job keeps (error-text.ts).
+  return cutError(describeRaw(error).replaceAll('\0', '\\0'));
 }
 
 function describeRaw(error: unknown): string {

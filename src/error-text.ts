@@ -1,0 +1,20 @@
+// The most of an error's text a job keeps (jobs.job.error, last_error, the
+// settle that carries it): a handler's Error can hold megabytes (an HTTP
+// client's error with the response body in its message). Cut here, in the
+// drain, and again by jobs.settle_arrays for SQL callers (jobs.cut_error, the
+// same rule), so a settle never carries more.
+
+/** Characters (UTF-16 code units here, characters in SQL) an error keeps at most, its cut marker included: 64 KiB of text. */
+export const MAX_ERROR_CHARS = 65_536;
+
+/** What a cut error keeps of its text: room is left for the marker. */
+const KEPT = MAX_ERROR_CHARS - 64;
+
+/** The error as stored: past MAX_ERROR_CHARS, its head, then `\n… (N characters cut)`. */
+export function cutError(text: string): string {
+  if (text.length <= MAX_ERROR_CHARS) return text;
+  // Not half of a surrogate pair: the database would take a lone one as U+FFFD.
+  const code = text.charCodeAt(KEPT - 1);
+  const end = code >= 0xd800 && code <= 0xdbff ? KEPT - 1 : KEPT;
+  return `${text.slice(0, end)}\n… (${text.length - end} characters cut)`;
+}

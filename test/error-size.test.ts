@@ -1,0 +1,89 @@
+// An error is stored at most 64 KiB of text (65536 characters, the marker
+// included): a handler's Error carrying megabytes (an HTTP client's, with the
+// response body in its message) is cut by the drain before its settle, and
+// one a SQL caller hands to jobs.nack, jobs.settle or jobs.fail is cut by the
+// database by the same rule.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createQueue } from '../src/index.js';
+import { MAX_ERROR_CHARS } from '../src/error-text.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+const KEPT = MAX_ERROR_CHARS - 64;
+const cut = (text: string) => `${text.slice(0, KEPT)}\n… (${text.length - KEPT} characters cut)`;
+
+beforeEach(async () => void (await sql('truncate jobs.job_queue, jobs.job')));
+
+const consumed = async (maxRetries: number) => {
+  const [row] = await sql<{ id: string }>(`select jobs.publish('t', '{}', max_retries => $1)::text as id`, [maxRetries]);
+  await sql('select jobs.consume(1)');
+  return row!.id;
+};
+const lastError = async (id: string) =>
+  (await sql<{ e: string }>('select last_error as e from jobs.job_queue where job_id = $1', [id]))[0]!.e;
+const endedError = async (id: string) =>
+  (await sql<{ e: string }>('select error as e from jobs.job where job_id = $1', [id]))[0]!.e;
+
+describe('a handler whose error is megabytes', () => {
+  it('is cut in the drain: the report, the hook and the job hold 64 KiB with a marker of how much was cut', async () => {
+    const body = 'x'.repeat(3_000_000);
+    const ends: string[] = [];
+    const q = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {
+      fetch: async () => { throw new Error(`HTTP 502: ${body}`); },
+    } });
+    const id = await q.publish('fetch', null, { maxRetries: 0, timeoutSeconds: 30 });
+    const report = await q.drain(5, Date.now() + 60_000, { onJobEnd: (e) => void ends.push(e.error!) });
+    const stack = `Error: HTTP 502: ${body}`; // V8's stack: the message, then its frames, all cut away
+    expect(report).toMatchObject({ claimed: 1, failed: 1 });
+    const error = report.failures[0]!.error;
+    expect(error.length).toBeLessThanOrEqual(MAX_ERROR_CHARS);
+    expect(error.slice(0, KEPT)).toBe(stack.slice(0, KEPT));
+    expect(error).toMatch(/\n… \(\d+ characters cut\)$/);
+    expect(Number(/\((\d+) characters cut\)$/.exec(error)![1])).toBeGreaterThan(3_000_000 - KEPT);
+    expect(ends).toEqual([error]);
+    expect(await endedError(id)).toBe(error); // what the drain sent, not cut again
+  });
+});
+
+describe('SQL callers', () => {
+  it('jobs.nack: a retry keeps a cut last_error; the failure at its last retry a cut error', async () => {
+    const big = 'y'.repeat(200_000);
+    const id = await consumed(1);
+    expect(await sql('select jobs.nack($1::bigint, $2) as ok', [id, big])).toEqual([{ ok: true }]);
+    expect(await lastError(id)).toBe(cut(big));
+    expect(cut(big)).toHaveLength(MAX_ERROR_CHARS - 64 + '\n… (134528 characters cut)'.length);
+    await sql(`update jobs.job_queue set scheduled_at = now() where job_id = $1`, [id]);
+    await sql('select jobs.consume(1)');
+    expect(await sql('select jobs.nack(array[$1::bigint], array[$2]) as n', [id, big])).toEqual([{ n: 1 }]);
+    expect(await endedError(id)).toBe(cut(big));
+  });
+
+  it('jobs.settle: a fail outcome; an ack beside it is settled as ever', async () => {
+    const big = 'z'.repeat(70_000);
+    const failing = await consumed(3);
+    const ok = await consumed(3);
+    const r = await sql<{ r: Record<string, number> }>(`select jobs.settle(jsonb_build_array(
+        jsonb_build_object('id', $1::bigint, 'attempt', 1, 'outcome', 'fail', 'error', $3::text),
+        jsonb_build_object('id', $2::bigint, 'attempt', 1, 'outcome', 'ack', 'result', 'done'))) as r`, [failing, ok, big]);
+    expect(r[0]!.r).toMatchObject({ succeeded: 1, failed: 1 });
+    expect(await endedError(failing)).toBe(cut(big));
+  });
+
+  it('jobs.fail: a reason past the bound is cut', async () => {
+    const [row] = await sql<{ id: string }>(`select jobs.publish('t', '{}')::text as id`);
+    const big = 'r'.repeat(100_000);
+    expect(await sql('select jobs.fail(array[$1::bigint], $2) as n', [row!.id, big])).toEqual([{ n: 1 }]);
+    expect(await endedError(row!.id)).toBe(`failed: ${cut(big)}`);
+  });
+
+  it('keeps an error of exactly 65536 characters, and one of 40000 two-byte characters, whole', async () => {
+    const exact = 'e'.repeat(MAX_ERROR_CHARS);
+    const wide = 'é'.repeat(40_000); // 80000 bytes, 40000 characters
+    const a = await consumed(3);
+    const b = await consumed(3);
+    await sql('select jobs.nack(array[$1::bigint, $2::bigint], array[$3, $4])', [a, b, exact, wide]);
+    expect(await lastError(a)).toBe(exact);
+    expect(await lastError(b)).toBe(wide);
+  });
+});
