@@ -39,7 +39,8 @@
 -- cancelled on any outcome but ack (an ack means the work was done: it ends
 -- as a success). This is drain()'s form: arrays cost the server far less to
 -- read than JSON. Returns {"succeeded", "failed", "cancelled", "retried",
--- "released", "stale"}.
+-- "released", "stale"}, and "cancelled_ids" (those it ended cancelled, as
+-- '12,15') when it cancelled any.
 -- The error a nack or fail records: the one given, else a default naming
 -- the outcome, so a job never fails (or waits to retry) with no error
 -- recorded (jobs.nack(id, null), errors holding a null). Inlined.
@@ -273,6 +274,14 @@ begin
   into v_result, v_ended, v_ok, v_bad_ids, v_keys, v_own_dead
   from counts c;
   if v_ended is not null then
+    -- Which jobs it ended cancelled (a nack or release that met a cancel
+    -- requested while the job ran): "cancelled_ids", their ids as one
+    -- comma-separated text, only when there are any, so a drain's report
+    -- does not say it will retry them. Read back only then: acks pay nothing.
+    if (v_result->>'cancelled')::integer > 0 then
+      v_result := v_result || jsonb_build_object('cancelled_ids',
+        (select string_agg(j.job_id::text, ',') from jobs.job j where j.job_id = any(v_ended) and j.status = 'cancelled'));
+    end if;
     perform jobs.notify_ids('pgdrain_completed', v_ended);
     -- Only when one failed: a batch of acks pays nothing for it.
     if (v_result->>'failed')::integer > 0 then

@@ -16,7 +16,7 @@ returns jsonb language sql stable as $$
     select * from unnest(p_ids, p_attempts, p_outcomes, p_errors) as x(id, attempt, outcome, error)
     where x.attempt > 0 and x.id <> all(p_settled)
   ), applied as (
-    select coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) as counted
+    select o.id, coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) as counted
     from o
     left join jobs.job j on j.job_id = o.id and j.attempts = o.attempt and j.worker_id = p_worker_id
     left join jobs.job_queue q on j.job_id is null and q.job_id = o.id and q.worker_id = p_worker_id
@@ -32,13 +32,17 @@ returns jsonb language sql stable as $$
         or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
       end
   )
-  select jsonb_build_object(
+  -- Merged into p_result: its cancelled_ids gain those this worker's earlier settle cancelled.
+  select p_result || jsonb_build_object(
     'succeeded', (p_result->>'succeeded')::integer + count(*) filter (where a.counted = 'success'),
     'failed',    (p_result->>'failed')::integer + count(*) filter (where a.counted = 'failure'),
     'cancelled', (p_result->>'cancelled')::integer + count(*) filter (where a.counted = 'cancelled'),
     'retried',   (p_result->>'retried')::integer + count(*) filter (where a.counted = 'retried'),
     'released',  (p_result->>'released')::integer + count(*) filter (where a.counted = 'released'),
     'stale',     (p_result->>'stale')::integer - count(*))
+    || case when count(*) filter (where a.counted = 'cancelled') = 0 then '{}'::jsonb
+            else jsonb_build_object('cancelled_ids', concat_ws(',', p_result->>'cancelled_ids',
+                                    string_agg(a.id::text, ',') filter (where a.counted = 'cancelled'))) end
   from applied a
 $$;
 

@@ -6241,6 +6241,14 @@ begin
   into v_result, v_ended, v_ok, v_bad_ids, v_keys, v_own_dead
   from counts c;
   if v_ended is not null then
+    -- Which jobs it ended cancelled (a nack or release that met a cancel
+    -- requested while the job ran): "cancelled_ids", their ids as one
+    -- comma-separated text, only when there are any, so a drain's report
+    -- does not say it will retry them. Read back only then: acks pay nothing.
+    if (v_result->>'cancelled')::integer > 0 then
+      v_result := v_result || jsonb_build_object('cancelled_ids',
+        (select string_agg(j.job_id::text, ',') from jobs.job j where j.job_id = any(v_ended) and j.status = 'cancelled'));
+    end if;
     perform jobs.notify_ids('pgdrain_completed', v_ended);
     -- Only when one failed: a batch of acks pays nothing for it.
     if (v_result->>'failed')::integer > 0 then
@@ -6306,7 +6314,7 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
     select * from unnest(p_ids, p_attempts, p_outcomes, p_errors) as x(id, attempt, outcome, error)
     where x.attempt > 0 and x.id <> all(p_settled)
   ), applied as (
-    select coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) as counted
+    select o.id, coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) as counted
     from o
     left join jobs.job j on j.job_id = o.id and j.attempts = o.attempt and j.worker_id = p_worker_id
     left join jobs.job_queue q on j.job_id is null and q.job_id = o.id and q.worker_id = p_worker_id
@@ -6322,13 +6330,17 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
         or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
       end
   )
-  select jsonb_build_object(
+  -- Merged into p_result: its cancelled_ids gain those this worker's earlier settle cancelled.
+  select p_result || jsonb_build_object(
     'succeeded', (p_result->>'succeeded')::integer + count(*) filter (where a.counted = 'success'),
     'failed',    (p_result->>'failed')::integer + count(*) filter (where a.counted = 'failure'),
     'cancelled', (p_result->>'cancelled')::integer + count(*) filter (where a.counted = 'cancelled'),
     'retried',   (p_result->>'retried')::integer + count(*) filter (where a.counted = 'retried'),
     'released',  (p_result->>'released')::integer + count(*) filter (where a.counted = 'released'),
     'stale',     (p_result->>'stale')::integer - count(*))
+    || case when count(*) filter (where a.counted = 'cancelled') = 0 then '{}'::jsonb
+            else jsonb_build_object('cancelled_ids', concat_ws(',', p_result->>'cancelled_ids',
+                                    string_agg(a.id::text, ',') filter (where a.counted = 'cancelled'))) end
   from applied a
 $$;
 

@@ -1,4 +1,4 @@
-import type { SettleCounts } from './outcome-arrays.js';
+import type { SettleAnswer } from './outcome-arrays.js';
 import type { Job, Json } from './types.js';
 
 // What jobs.claim_json answers (sql/0015_claim_json.sql), and the jobs in it.
@@ -31,7 +31,7 @@ export interface ClaimResult {
   /** The claim's time, epoch seconds: each lease ends at now + timeout. */
   now: number;
   unfit: number;
-  settled: SettleCounts | null;
+  settled: SettleAnswer | null;
   paused: boolean;
   /** The queue's max_running held the claim to fewer jobs than asked (none included). */
   atMaxRunning: boolean;

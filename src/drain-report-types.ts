@@ -7,7 +7,7 @@ export interface FailedJob {
   task: string;
   attempt: number;
   error: string;
-  /** true when the job will run again (as the drain saw it: a cancel requested meanwhile ends it as cancelled), false when it ended. */
+  /** true when the job will run again (its settle retried it), false when it ended (retries spent, FailJob, or a cancel requested while it ran: its settle ended it cancelled). */
   willRetry: boolean;
 }
 

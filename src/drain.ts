@@ -34,9 +34,8 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  * - Each handler's ctx.signal fires at its job's timeout; the job is then
  *   nacked as timed out without waiting for the handler.
  * - On options.signal it stops claiming, lets running handlers go on for
- *   graceMs (default: until their timeout), then aborts the rest and nacks
- *   them (their attempt spent, retried at once: wind-down.ts interrupted);
- *   on options.hardSignal it does so at once.
+ *   graceMs (default: until their timeout), then aborts and retries the rest
+ *   at once, their attempt spent (wind-down.ts interrupted); on hardSignal at once.
  * - It returns by the deadline plus the time of its last settle statement
  *   (bounded by settleMarginMs on a healthy database). A database that stops
  *   answering is given up overrunMs after the deadline (or after the grace
@@ -70,8 +69,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
   const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)
   const claim = claimCall(db, opts.topic ?? null, opts.queue ?? null, filter, workerId, exclude, holder);
+  const failures = new FailureList(); // willRetry false for a nack its settle ended cancelled (endedCancelled)
   // Its final settle pauses between failed tries, never past the limit.
-  const settler = new Settler(db, flushIntervalMs, workerId, pauseUntil(limit.signal));
+  const settler = new Settler(db, flushIntervalMs, workerId, pauseUntil(limit.signal), (o) => failures.endedCancelled(o));
   // ctx.progress and ctx.rateLimit: the handler's own round trips, as its
   // publishes (not bound by the drain's limit, which would add an abort
   // listener per statement in flight: Node warns past 10).
@@ -79,7 +79,6 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const rateLimit = rateLimiter(deps.db);
   const hooks = DrainHooks.of(opts); // undefined without hooks: no event is built per job
   const running = new RunningJobs();
-  const failures = new FailureList();
   let claimError: unknown;
   let rolledBack = 0; // claims in a row a deadlock or serialization failure rolled back
   let claimed = 0;
@@ -229,7 +228,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         slots.claiming(-want);
       }
       batches++;
-      settler.count(result.settled);
+      settler.count(result.settled, outcomes);
       const { count, unfit } = result;
       claimed += count;
       skipped = unfit;

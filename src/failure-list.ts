@@ -8,20 +8,36 @@ import type { FailedJob, Job } from './types.js';
  */
 export const MAX_REPORTED_FAILURES = 100;
 
-/** A drain report's failures and failuresOmitted. */
+/**
+ * A drain report's failures and failuresOmitted. willRetry is what the
+ * drain sent (a nack with retries left), until its settle answers that it
+ * ended the job cancelled instead (a cancel requested while it ran):
+ * endedCancelled. A nack its settle found stale (the delivery had ended
+ * without it) keeps what the drain saw.
+ */
 export class FailureList {
   readonly list: FailedJob[] = [];
   omitted = 0;
+  /** The listed entries that say willRetry, by the outcome their settle carries. */
+  private retrying: Map<Outcome, FailedJob> | undefined;
 
   add(job: Job, outcome: Outcome): void {
     if (outcome.outcome !== 'nack' && outcome.outcome !== 'fail') return;
     if (this.list.length >= MAX_REPORTED_FAILURES) this.omitted++;
     else {
-      this.list.push({
+      const entry = {
         id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
         willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
-      });
+      };
+      this.list.push(entry);
+      if (entry.willRetry) (this.retrying ??= new Map()).set(outcome, entry);
     }
+  }
+
+  /** Its settle ended this outcome's job cancelled: it will not run again. */
+  endedCancelled(outcome: Outcome): void {
+    const entry = this.retrying?.get(outcome);
+    if (entry) entry.willRetry = false;
   }
 }
 

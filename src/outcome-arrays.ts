@@ -9,7 +9,7 @@ export type Outcome =
   /** retryAt: a snooze (SnoozeJob), run again then; without it, a plain give-back. */
   | { id: string; attempt: number; outcome: 'release'; retryAt?: string };
 
-/** Settles outcomeArrays(...) of the worker $8 (null: any) in one statement; answers the counts as r. */
+/** Settles outcomeArrays(...) of the worker $8 (null: any) in one statement; answers the counts as r (a SettleAnswer). */
 export const SETTLE_ARRAYS_SQL =
   'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::float8[], ' +
   'worker_id => $8) as r';
@@ -23,6 +23,9 @@ export interface SettleCounts {
   released: number;
   stale: number;
 }
+
+/** A settle's answer: its counts, and the ids (as '12,15') of the jobs it ended cancelled, when it cancelled any. */
+export type SettleAnswer = SettleCounts & { cancelled_ids?: string };
 
 /**
  * Outcomes as the column arrays jobs.settle_arrays and jobs.claim_json take

@@ -1,5 +1,5 @@
 import type { Queryable } from './db/driver.js';
-import { outcomeArrays, SETTLE_ARRAYS_SQL, type Outcome, type SettleCounts } from './outcome-arrays.js';
+import { outcomeArrays, SETTLE_ARRAYS_SQL, type Outcome, type SettleAnswer, type SettleCounts } from './outcome-arrays.js';
 
 /**
  * The most outcomes that end a serial-key job one settle statement carries
@@ -62,8 +62,9 @@ export class Settler {
   /** close() has begun: it settles what is left itself, so no timer starts. */
   private closing = false;
 
+  /** cancelled: told of each outcome its settle ended cancelled (a cancel requested while the job ran). */
   constructor(private readonly db: Queryable, private readonly flushIntervalMs: number, private readonly workerId: string,
-              private readonly pause: Pause = pauseUntil()) {}
+              private readonly pause: Pause = pauseUntil(), private readonly cancelled?: (outcome: Outcome) => void) {}
 
   /** A claim's serial-key jobs (ClaimedColumns.keyed), before any of their outcomes is added. */
   claimedKeyed(ids: readonly string[], maxRetries: readonly number[]): void {
@@ -120,10 +121,17 @@ export class Settler {
     return batch;
   }
 
-  /** What a claim settled (its counts), or, when it failed, the outcomes to try again. */
-  count(counts: SettleCounts | null | undefined): void {
+  /**
+   * What a settle did (its answer's counts); batch: the outcomes it took,
+   * whose ids its cancelled_ids name (one outcome per job in a statement).
+   */
+  count(counts: SettleAnswer | null | undefined, batch?: readonly Outcome[]): void {
     if (!counts) return;
     for (const key of Object.keys(this.totals) as (keyof SettleCounts)[]) this.totals[key] += Number(counts[key] ?? 0);
+    if (counts.cancelled_ids && batch && this.cancelled) {
+      const ids = new Set(counts.cancelled_ids.split(','));
+      for (const o of batch) if (ids.has(o.id)) this.cancelled(o);
+    }
   }
 
   /** Outcomes take() handed to a claim that was not sent after all (it waits): the timer settles them meanwhile. */
@@ -224,8 +232,8 @@ export class Settler {
 
   private async send(batch: Outcome[]): Promise<void> {
     try {
-      const { rows } = await this.db.query<{ r: SettleCounts }>(SETTLE_ARRAYS_SQL, [...outcomeArrays(batch), this.workerId]);
-      this.count(rows[0]!.r);
+      const { rows } = await this.db.query<{ r: SettleAnswer }>(SETTLE_ARRAYS_SQL, [...outcomeArrays(batch), this.workerId]);
+      this.count(rows[0]!.r, batch);
       this.lastError = undefined;
     } catch (error) {
       this.lastError = error;

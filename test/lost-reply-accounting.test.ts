@@ -118,7 +118,7 @@ describe('jobs.settle_arrays sent again by a worker', () => {
   const claim = async (task: string, worker: string, now: Date) =>
     (await sql<{ attempt: number }>('select attempt from jobs.claim(1, $1, null, $2, null, null, $3)', [task, now, worker]))[0]!.attempt;
   type O = { id: string; attempt: number; outcome: string; error?: string };
-  const settle = async (worker: string | null, now: Date, ...os: O[]) => (await sql<{ r: Record<string, number> }>(
+  const settle = async (worker: string | null, now: Date, ...os: O[]) => (await sql<{ r: Record<string, number | string> }>(
     'select jobs.settle_arrays($1::bigint[], $2::integer[], $3::text[], null, $4::text[], null, null, now => $5, worker_id => $6) as r',
     [os.map((o) => o.id), os.map((o) => o.attempt), os.map((o) => o.outcome), os.map((o) => o.error ?? null), now, worker]))[0]!.r;
 
@@ -133,7 +133,9 @@ describe('jobs.settle_arrays sent again by a worker', () => {
       if (task === 'a.cancel') await sql('select jobs.cancel($1, null, $2)', [id, t0]);
       applied.push(o);
     }
-    expect(await settle('A', t0, ...applied)).toEqual({ succeeded: 1, failed: 1, cancelled: 1, retried: 1, released: 1, stale: 0 });
+    const cancelledIds = applied[4]!.id; // the ids it ended cancelled: a drain's report says willRetry false for them
+    expect(await settle('A', t0, ...applied))
+      .toEqual({ succeeded: 1, failed: 1, cancelled: 1, retried: 1, released: 1, stale: 0, cancelled_ids: cancelledIds });
 
     // Outcomes of A that match nothing of A's: stale.
     const other = await publish('s.other'); // B's delivery of the same attempt number, ended by B
@@ -153,7 +155,7 @@ describe('jobs.settle_arrays sent again by a worker', () => {
                         { id: expired, attempt: 1, outcome: 'nack', error: 'boom' },
                         { id: retriedByExpiry, attempt: 1, outcome: 'nack', error: 'boom' }];
     expect(await settle('A', at(t0, 31), ...applied, ...stale))
-      .toEqual({ succeeded: 1, failed: 1, cancelled: 1, retried: 1, released: 1, stale: 4 });
+      .toEqual({ succeeded: 1, failed: 1, cancelled: 1, retried: 1, released: 1, stale: 4, cancelled_ids: cancelledIds });
     // Nothing was applied twice.
     expect(await sql(`select task, status, attempts, worker_id from jobs.job order by task`)).toEqual([
       { task: 'a.ack', status: 'success', attempts: 1, worker_id: 'A' },
