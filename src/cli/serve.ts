@@ -74,7 +74,7 @@ const CUT_MARGIN_MS = 2000;
  * which other users of the machine can read in the process list. Without
  * --tasks it publishes and reports but does not drain. On SIGTERM it stops
  * accepting, lets running drains wind down (--grace), then exits; a second
- * SIGTERM or a SIGINT makes them give back their running jobs at once.
+ * SIGTERM or a SIGINT makes them stop their running jobs at once (retried, an attempt spent).
  */
 export function serveCommand(): Command {
   return new Command('serve')

@@ -19,7 +19,7 @@
 export interface StopSignals {
   /** Fires on the first SIGTERM: stop claiming, finish within the grace. */
   signal: AbortSignal;
-  /** Fires on a second SIGTERM or any SIGINT: give back everything now. */
+  /** Fires on a second SIGTERM or any SIGINT: stop everything now (retried at once, an attempt spent). */
   hardSignal: AbortSignal;
   /**
    * Fires on the second signal of either kind: what start-up still waits for
