@@ -49,18 +49,6 @@ returns text language sql immutable as $$
   select coalesce(p_error, case when p_outcome = 'fail' then 'failed without an error' else 'nacked without an error' end)
 $$;
 
--- An error as a job keeps it: at most 65536 characters, the marker
--- included; past that its head, then '\n… (N characters cut)'. A handler's
--- error can hold megabytes (an HTTP client's, with the response body), which
--- would be stored whole in the job, its history and every settle that
--- carries it. The drain cuts by the same rule first (src/error-text.ts), so
--- what it sends is never cut twice.
-create function jobs.cut_error(p_error text)
-returns text language sql immutable as $$
-  select case when length(p_error) <= 65536 then p_error
-              else left(p_error, 65472) || format(E'\n… (%s characters cut)', length(p_error) - 65472) end
-$$;
-
 create function jobs.settle_arrays(
   ids      bigint[],
   attempts integer[],
