@@ -31,8 +31,14 @@ begin
   end if;
   v_roles := array[create_roles.prefix || '_publisher', create_roles.prefix || '_worker', create_roles.prefix || '_admin'];
   foreach v_role in array v_roles loop
+    -- Roles are the cluster's: a migrate --roles in another database of it
+    -- may make the same one meanwhile (its advisory lock is its database's).
     if not exists (select 1 from pg_roles where rolname = v_role) then
-      execute format('create role %I nologin', v_role);
+      begin
+        execute format('create role %I nologin', v_role);
+      exception when duplicate_object or unique_violation then
+        null;
+      end;
     end if;
     execute format('grant usage on schema jobs to %I', v_role);
   end loop;
