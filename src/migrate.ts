@@ -14,8 +14,25 @@ const LOCK_ID = 7_360_372_011;
 // and replace every function made in it, which the application, often a
 // superuser, then calls as itself. So the schema must be this role's (a
 // member of its owner) or a superuser's (one made by the database's admin).
-const bootstrap = `create schema if not exists jobs;
+// The schema is created only where it is missing: create schema if not
+// exists needs CREATE on the database even when the schema is there, which
+// its owner may lack (an admin made it with create schema jobs authorization
+// <role>, or took the database's CREATE back after the install).
+const bootstrap = `do $$ begin
+  if pg_catalog.to_regnamespace('jobs') is null then
+    create schema jobs;
+  end if;
+exception when insufficient_privilege then
+  raise exception 'creating schema jobs needs CREATE on database %: grant it to %, or have an admin run create schema jobs authorization %',
+    pg_catalog.current_database(), pg_catalog.quote_ident(current_user), pg_catalog.quote_ident(current_user) using errcode = '42501';
+end $$;
 do $$ begin
+  -- One that did not migrate it (a worker's login): told whose it is, not that the schema is a stranger's.
+  if pg_catalog.to_regclass('jobs.migration') is not null
+     and not pg_catalog.pg_has_role((select c.relowner from pg_catalog.pg_class c where c.oid = pg_catalog.to_regclass('jobs.migration')), 'MEMBER') then
+    raise exception 'schema jobs was migrated by role %, which % is not a member of: migrate as that role (or a member of it)',
+      (select c.relowner::regrole from pg_catalog.pg_class c where c.oid = pg_catalog.to_regclass('jobs.migration')), current_user using errcode = '42501';
+  end if;
   -- Membership read from the catalog: pg_has_role says yes to a superuser for any role.
   if not exists (with recursive m(id) as (select r.oid from pg_catalog.pg_roles r where r.rolname = current_user
                                           union select a.roleid from pg_catalog.pg_auth_members a join m on a.member = m.id)

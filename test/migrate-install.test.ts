@@ -1,5 +1,7 @@
-// Installing as a team on managed PostgreSQL would: migrate --roles in two
-// databases of one cluster at once (roles are the cluster's).
+// Installing as a team on managed PostgreSQL would: a login role that is no
+// superuser, a schema jobs an admin made for it, a worker that runs migrate
+// by mistake, and migrate --roles in two databases of one cluster at once
+// (roles are the cluster's).
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
@@ -21,6 +23,12 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
   }
 }
 
+function as(url: string, role: string): string {
+  const u = new URL(url);
+  u.username = role;
+  return u.href;
+}
+
 /** migrate() as url's role: its versions applied, or its error. */
 async function migrateAt(url: string, options: { roles?: string } = {}): Promise<number[] | Error> {
   const driver = pgDriver(url);
@@ -30,6 +38,49 @@ async function migrateAt(url: string, options: { roles?: string } = {}): Promise
     await driver.close();
   }
 }
+
+describe('migrate as a role that is no superuser', () => {
+  it('the owner of a schema jobs an admin made for it migrates without CREATE on the database', async () => {
+    const { url } = await emptyDb();
+    const owner = `own${run}`;
+    // As on RDS or Supabase: the admin makes the schema for the application's role;
+    // the role may not create schemas (PostgreSQL 15: PUBLIC has no CREATE on a database).
+    await withClient(url, (c) => c.query(`create role ${owner} login; create schema jobs authorization ${owner}`));
+    try {
+      expect(await migrateAt(as(url, owner))).toEqual(allVersions);
+      expect(await migrateAt(as(url, owner))).toEqual([]);
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; drop role ${owner}`));
+    }
+  });
+
+  it('one without CREATE on the database and no schema made for it is told what to grant', async () => {
+    const { url, name } = await emptyDb();
+    const owner = `bare${run}`;
+    await withClient(url, (c) => c.query(`create role ${owner} login`));
+    try {
+      expect(await migrateAt(as(url, owner))).toMatchObject({ name: 'PgDrainError', code: 'permission_denied',
+        message: `creating schema jobs needs CREATE on database ${name}: grant it to ${owner}, or have an admin run create schema jobs authorization ${owner}` });
+    } finally {
+      await withClient(url, (c) => c.query(`drop role ${owner}`));
+    }
+  });
+
+  it('a worker of migrate --roles is told to migrate as the schema\'s owner', async () => {
+    const { url, name } = await emptyDb();
+    const prefix = `wm${run}`;
+    const login = `${prefix}_login`;
+    expect(await migrateAt(url, { roles: prefix })).toEqual(allVersions);
+    await withClient(url, (c) => c.query(`create role ${login} login in role ${prefix}_worker; grant create on database ${name} to ${login}`));
+    try {
+      expect(await migrateAt(as(url, login), { roles: prefix })).toMatchObject({ name: 'PgDrainError', code: 'permission_denied',
+        message: `schema jobs was migrated by role postgres, which ${login} is not a member of: migrate as that role (or a member of it)` });
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; revoke create on database ${name} from ${login};
+        drop role ${login}, ${prefix}_publisher, ${prefix}_worker, ${prefix}_admin`));
+    }
+  });
+});
 
 describe('migrate --roles in two databases of one cluster at once', () => {
   it('both make or take the same roles (one waits for the other\'s commit, then grants)', async () => {
