@@ -42,6 +42,33 @@ do $$ begin
       (select n.nspowner::regrole from pg_catalog.pg_namespace n where n.nspname = 'jobs'), current_user using errcode = '42501';
   end if;
 end $$;
+-- Another tool's schema jobs: pgdrain would make its tables beside theirs,
+-- or take their jobs.migration for its own record (adding a column to it,
+-- writing its versions in it). One without pgdrain's record must be empty;
+-- a record must have pgdrain's columns.
+do $$
+declare
+  v_found text;
+begin
+  if pg_catalog.to_regclass('jobs.migration') is null then
+    select coalesce((select 'relation jobs.' || c.relname from pg_catalog.pg_class c
+                     where c.relnamespace = 'jobs'::regnamespace order by c.relname limit 1),
+                    (select 'routine ' || p.oid::regprocedure::text from pg_catalog.pg_proc p
+                     where p.pronamespace = 'jobs'::regnamespace limit 1),
+                    (select 'type jobs.' || t.typname from pg_catalog.pg_type t
+                     where t.typnamespace = 'jobs'::regnamespace limit 1))
+    into v_found;
+  elsif (select count(*) from pg_catalog.pg_attribute a
+         where a.attrelid = pg_catalog.to_regclass('jobs.migration') and not a.attisdropped
+           and (a.attname, a.atttypid) in (('version', 'integer'::regtype), ('name', 'text'::regtype),
+                                           ('applied_at', 'timestamptz'::regtype))) < 3 then
+    v_found := 'a table jobs.migration without pgdrain''s columns (version integer, name text, applied_at timestamptz)';
+  end if;
+  if v_found is not null then
+    raise exception 'schema jobs holds % that pgdrain did not make (another tool''s?): pgdrain needs schema jobs to itself; move that tool''s schema (alter schema jobs rename to ...) or install pgdrain in another database',
+      v_found using errcode = '42P07';
+  end if;
+end $$;
 create table if not exists jobs.migration (
   version    integer primary key,
   name       text not null,

@@ -1,7 +1,7 @@
 // Installing as a team on managed PostgreSQL would: a login role that is no
-// superuser, a schema jobs an admin made for it, a worker that runs migrate
-// by mistake, and migrate --roles in two databases of one cluster at once
-// (roles are the cluster's).
+// superuser, a schema jobs an admin made for it, another tool's schema
+// jobs, a worker that runs migrate by mistake, and migrate --roles in two
+// databases of one cluster at once (roles are the cluster's).
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
@@ -38,6 +38,10 @@ async function migrateAt(url: string, options: { roles?: string } = {}): Promise
     await driver.close();
   }
 }
+
+const relations = (url: string) => withClient(url, async (c) => (await c.query<{ r: string }>(
+  `select relname as r from pg_class where relnamespace = 'jobs'::regnamespace and relkind = 'r' order by relname`)).rows
+  .map((row) => row.r));
 
 describe('migrate as a role that is no superuser', () => {
   it('the owner of a schema jobs an admin made for it migrates without CREATE on the database', async () => {
@@ -79,6 +83,30 @@ describe('migrate as a role that is no superuser', () => {
       await withClient(url, (c) => c.query(`drop schema jobs cascade; revoke create on database ${name} from ${login};
         drop role ${login}, ${prefix}_publisher, ${prefix}_worker, ${prefix}_admin`));
     }
+  });
+});
+
+describe('another tool\'s schema jobs', () => {
+  it('one holding a table jobs.job is refused by name, pgdrain creating nothing in it', async () => {
+    const { url } = await emptyDb();
+    await withClient(url, (c) => c.query(`create schema jobs; create table jobs.job (id serial primary key, payload text);
+      insert into jobs.job (payload) values ('theirs')`));
+    expect(await migrateAt(url)).toMatchObject({ name: 'PgDrainError', code: 'migration_failed',
+      message: expect.stringContaining('schema jobs holds relation jobs.job that pgdrain did not make (another tool\'s?)') });
+    expect(await relations(url)).toEqual(['job']);
+  });
+
+  it('its own jobs.migration is not taken for pgdrain\'s record: refused, left as it was', async () => {
+    const { url } = await emptyDb();
+    await withClient(url, (c) => c.query(`create schema jobs;
+      create table jobs.migration (version integer primary key, name text not null, run_on timestamptz default now())`));
+    expect(await migrateAt(url)).toMatchObject({ name: 'PgDrainError', code: 'migration_failed',
+      message: expect.stringContaining('schema jobs holds a table jobs.migration without pgdrain\'s columns') });
+    expect(await relations(url)).toEqual(['migration']);
+    expect(await withClient(url, async (c) => (await c.query(
+      `select string_agg(attname, ',' order by attnum) as cols, (select count(*)::int from jobs.migration) as n
+       from pg_attribute where attrelid = 'jobs.migration'::regclass and attnum > 0`)).rows))
+      .toEqual([{ cols: 'version,name,run_on', n: 0 }]);
   });
 });
 
