@@ -38,6 +38,9 @@ begin
         execute format('create role %I nologin', v_role);
       exception when duplicate_object or unique_violation then
         null;
+      when insufficient_privilege then
+        raise exception 'creating role % needs CREATEROLE: grant it to %, or have a role that has it create the three roles (create role % nologin, and so on) and run this again',
+          v_role, current_user, v_role using errcode = '42501';
       end;
     end if;
     execute format('grant usage on schema jobs to %I', v_role);

@@ -86,6 +86,28 @@ describe('migrate as a role that is no superuser', () => {
   });
 });
 
+describe('migrate --roles as a role without CREATEROLE', () => {
+  it('is told to get CREATEROLE or have the roles made for it; with them made, grants them', async () => {
+    const { url } = await emptyDb();
+    const owner = `cr${run}`;
+    const prefix = `nc${run}`;
+    const roles = [`${prefix}_publisher`, `${prefix}_worker`, `${prefix}_admin`];
+    await withClient(url, (c) => c.query(`create role ${owner} login; create schema jobs authorization ${owner}`));
+    try {
+      expect(await migrateAt(as(url, owner), { roles: prefix })).toMatchObject({ name: 'PgDrainError', code: 'permission_denied',
+        message: `creating role ${roles[0]} needs CREATEROLE: grant it to ${owner}, or have a role that has it create the three roles (create role ${roles[0]} nologin, and so on) and run this again` });
+      expect(await relations(url)).toEqual([]);
+      await withClient(url, (c) => c.query(roles.map((r) => `create role ${r} nologin;`).join('')));
+      expect(await migrateAt(as(url, owner), { roles: prefix })).toEqual(allVersions);
+      expect(await withClient(url, async (c) => (await c.query(
+        `select has_function_privilege($1, 'jobs.consume(integer, timestamptz, text)', 'execute') as ok`, [roles[1]])).rows))
+        .toEqual([{ ok: true }]);
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; drop role if exists ${owner}, ${roles.join(', ')}`));
+    }
+  });
+});
+
 describe('another tool\'s schema jobs', () => {
   it('one holding a table jobs.job is refused by name, pgdrain creating nothing in it', async () => {
     const { url } = await emptyDb();
