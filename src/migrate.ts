@@ -167,8 +167,9 @@ function checkApplied(row: AppliedRow, m: Migration): void {
   if (differs === undefined) return;
   throw new PgDrainError('migration_failed',
     `database has migration ${m.version} with ${differs}, not this pgdrain's ${m.file} ` +
-    `(checksum ${m.checksum.slice(0, 12)}): it was migrated by a pre-release build whose migrations changed ` +
-    `since; migrate a new database, or drop schema jobs and migrate again`);
+    `(checksum ${m.checksum.slice(0, 12)}): it was migrated by a build whose ${m.file} differed (a pre-release ` +
+    `pgdrain, or the file edited after it was applied), which this one cannot upgrade; migrate a new database, ` +
+    `or drop schema jobs (losing every job and schedule in it) and migrate again`);
 }
 
 /**

@@ -132,6 +132,19 @@ describe('another tool\'s schema jobs', () => {
   });
 });
 
+describe('a migration edited after it was applied', () => {
+  it('is refused naming the file, both ways it can happen, and what dropping the schema costs', async () => {
+    const { url } = await emptyDb();
+    expect(await migrateAt(url)).toEqual(allVersions);
+    await withClient(url, (c) => c.query(`update jobs.migration set checksum = repeat('a', 64) where version = 5`));
+    const m = migrations[4]!;
+    expect(await migrateAt(url)).toMatchObject({ name: 'PgDrainError', code: 'migration_failed',
+      message: `database has migration 5 with checksum aaaaaaaaaaaa, not this pgdrain's ${m.file} (checksum ${m.checksum.slice(0, 12)}): `
+        + `it was migrated by a build whose ${m.file} differed (a pre-release pgdrain, or the file edited after it was applied), `
+        + 'which this one cannot upgrade; migrate a new database, or drop schema jobs (losing every job and schedule in it) and migrate again' });
+  });
+});
+
 describe('migrate --roles in two databases of one cluster at once', () => {
   it('both make or take the same roles (one waits for the other\'s commit, then grants)', async () => {
     const one = await emptyDb();
