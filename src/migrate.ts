@@ -18,7 +18,7 @@ const LOCK_ID = 7_360_372_011;
 // exists needs CREATE on the database even when the schema is there, which
 // its owner may lack (an admin made it with create schema jobs authorization
 // <role>, or took the database's CREATE back after the install).
-const bootstrap = `do $$ begin
+const schemaCheck = `do $$ begin
   if pg_catalog.to_regnamespace('jobs') is null then
     create schema jobs;
   end if;
@@ -41,12 +41,14 @@ do $$ begin
     raise exception 'schema jobs belongs to role %, which % is not a member of: that role could replace the functions made in it; have a superuser drop the schema (if it holds nothing of yours), or migrate as its owner',
       (select n.nspowner::regrole from pg_catalog.pg_namespace n where n.nspname = 'jobs'), current_user using errcode = '42501';
   end if;
-end $$;
--- Another tool's schema jobs: pgdrain would make its tables beside theirs,
--- or take their jobs.migration for its own record (adding a column to it,
--- writing its versions in it). One without pgdrain's record must be empty;
--- a record must have pgdrain's columns.
-do $$
+end $$;`;
+
+// Another tool's schema jobs: pgdrain would make its tables beside theirs,
+// or take their jobs.migration for its own record (adding a column to it,
+// writing its versions in it). One without pgdrain's record must be empty;
+// a record must have pgdrain's columns. migrate() only: a team's own tool
+// running migrationSql() may keep its history in the schema it migrates.
+const foreignCheck = `do $$
 declare
   v_found text;
 begin
@@ -68,8 +70,9 @@ begin
     raise exception 'schema jobs holds % that pgdrain did not make (another tool''s?): pgdrain needs schema jobs to itself; move that tool''s schema (alter schema jobs rename to ...) or install pgdrain in another database',
       v_found using errcode = '42P07';
   end if;
-end $$;
-create table if not exists jobs.migration (
+end $$;`;
+
+const record = `create table if not exists jobs.migration (
   version    integer primary key,
   name       text not null,
   applied_at timestamptz not null default now(),
@@ -120,7 +123,7 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
       // statement's snapshot would predate the migrator it waited for.
       await tx.query('set transaction isolation level read committed');
       await tx.query('select pg_advisory_xact_lock($1)', [LOCK_ID]);
-      await tx.query(bootstrap);
+      await tx.query(`${schemaCheck}\n${foreignCheck}\n${record}`);
       const { rows } = await tx.query<AppliedRow>('select version, name, checksum from jobs.migration');
       const done = new Map(rows.map((r) => [Number(r.version), r]));
       const newer = [...done.keys()].filter((v) => v > latestVersion);
@@ -181,5 +184,5 @@ export function migrationSql(): string {
   const parts = migrations.map((m) =>
     `-- ${m.file}\n${m.sql.trim()}\n` +
     `insert into jobs.migration (version, name, checksum) values (${m.version}, '${m.name}', '${m.checksum}');\n`);
-  return `begin;\nset transaction isolation level read committed;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${bootstrap}\n\n${parts.join('\n')}commit;\n`;
+  return `begin;\nset transaction isolation level read committed;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${schemaCheck}\n${record}\n\n${parts.join('\n')}commit;\n`;
 }

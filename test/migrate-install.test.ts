@@ -6,7 +6,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { migrations } from '../src/generated/sql.js';
-import { migrate } from '../src/migrate.js';
+import { migrate, migrationSql } from '../src/migrate.js';
 import { emptyDb } from './support/db.js';
 
 const allVersions = migrations.map((m) => m.version);
@@ -83,6 +83,18 @@ describe('migrate as a role that is no superuser', () => {
       await withClient(url, (c) => c.query(`drop schema jobs cascade; revoke create on database ${name} from ${login};
         drop role ${login}, ${prefix}_publisher, ${prefix}_worker, ${prefix}_admin`));
     }
+  });
+});
+
+describe('migrate --print run by a team\'s own tool', () => {
+  it('may find that tool\'s history table in schema jobs (Flyway keeps it in the first schema it migrates)', async () => {
+    const { url } = await emptyDb();
+    await withClient(url, async (c) => {
+      await c.query('create schema jobs; create table jobs.flyway_schema_history (installed_rank integer primary key)');
+      await c.query(migrationSql());
+    });
+    expect(await relations(url)).toContain('flyway_schema_history');
+    expect(await migrateAt(url)).toEqual([]);
   });
 });
 
