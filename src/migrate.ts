@@ -26,18 +26,24 @@ exception when insufficient_privilege then
   raise exception 'creating schema jobs needs CREATE on database %: grant it to %, or have an admin run create schema jobs authorization %',
     pg_catalog.current_database(), pg_catalog.quote_ident(current_user), pg_catalog.quote_ident(current_user) using errcode = '42501';
 end $$;
-do $$ begin
-  -- One that did not migrate it (a worker's login): told whose it is, not that the schema is a stranger's.
-  if pg_catalog.to_regclass('jobs.migration') is not null
-     and not pg_catalog.pg_has_role((select c.relowner from pg_catalog.pg_class c where c.oid = pg_catalog.to_regclass('jobs.migration')), 'MEMBER') then
+do $$
+declare
+  -- This role and those it is a member of, read from the catalog: pg_has_role says yes to a superuser for any role.
+  v_roles oid[] := (with recursive m(id) as (select r.oid from pg_catalog.pg_roles r where r.rolname = current_user
+                                             union select a.roleid from pg_catalog.pg_auth_members a join m on a.member = m.id)
+                    select pg_catalog.array_agg(m.id) from m);
+  v_super boolean := (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user);
+  v_owner oid := (select c.relowner from pg_catalog.pg_class c where c.oid = pg_catalog.to_regclass('jobs.migration'));
+begin
+  -- pgdrain's schema, migrated by another role (a worker's login, or a superuser upgrading the application's
+  -- install): told whose it is, not that the schema is a stranger's.
+  if v_owner is not null and v_owner <> all(v_roles)
+     and not (v_super and (select r.rolsuper from pg_catalog.pg_roles r where r.oid = v_owner)) then
     raise exception 'schema jobs was migrated by role %, which % is not a member of: migrate as that role (or a member of it)',
-      (select c.relowner::regrole from pg_catalog.pg_class c where c.oid = pg_catalog.to_regclass('jobs.migration')), current_user using errcode = '42501';
+      v_owner::regrole, current_user using errcode = '42501';
   end if;
-  -- Membership read from the catalog: pg_has_role says yes to a superuser for any role.
-  if not exists (with recursive m(id) as (select r.oid from pg_catalog.pg_roles r where r.rolname = current_user
-                                          union select a.roleid from pg_catalog.pg_auth_members a join m on a.member = m.id)
-                 select 1 from pg_catalog.pg_namespace n join pg_catalog.pg_roles r on r.oid = n.nspowner
-                 where n.nspname = 'jobs' and (r.rolsuper or n.nspowner in (select m.id from m))) then
+  if not exists (select 1 from pg_catalog.pg_namespace n join pg_catalog.pg_roles r on r.oid = n.nspowner
+                 where n.nspname = 'jobs' and (r.rolsuper or n.nspowner = any(v_roles))) then
     raise exception 'schema jobs belongs to role %, which % is not a member of: that role could replace the functions made in it; have a superuser drop the schema (if it holds nothing of yours), or migrate as its owner',
       (select n.nspowner::regrole from pg_catalog.pg_namespace n where n.nspname = 'jobs'), current_user using errcode = '42501';
   end if;

@@ -58,6 +58,19 @@ describe('migrate as a role that is no superuser', () => {
     }
   });
 
+  it('a superuser upgrading that role\'s install is told to migrate as it, not to drop the schema', async () => {
+    const { url } = await emptyDb();
+    const owner = `up${run}`;
+    await withClient(url, (c) => c.query(`create role ${owner} login; create schema jobs authorization ${owner}`));
+    try {
+      expect(await migrateAt(as(url, owner))).toEqual(allVersions);
+      expect(await migrateAt(url)).toMatchObject({ name: 'PgDrainError', code: 'permission_denied',
+        message: `schema jobs was migrated by role ${owner}, which postgres is not a member of: migrate as that role (or a member of it)` });
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; drop role ${owner}`));
+    }
+  });
+
   it('one without CREATE on the database and no schema made for it is told what to grant', async () => {
     const { url, name } = await emptyDb();
     const owner = `bare${run}`;
