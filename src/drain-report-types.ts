@@ -36,7 +36,8 @@ export interface DrainReport {
   released: number;
   /**
    * Due jobs left alone because their timeout did not fit the remaining budget, as its last claim counted them: at most
-   * 1000 (1000 or more). A last look with no budget (no budget left, a linger's end on a full pool) counts every due one.
+   * 1000 (1000 or more). A last look with no budget (no budget left, a linger's end or a wait for a
+   * connection until the deadline on a full pool) counts every due one.
    */
   skipped: number;
   /** Outcomes not applied: their delivery had ended without them (its lease expired, another drain took it over, a cancel or fail ended it). */

@@ -30,7 +30,8 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  *
  * - A claim takes only jobs whose timeout fits before `deadline - settleMarginMs`,
  *   so every job it starts can finish in time; the report's `skipped` counts
- *   due jobs it left alone for that reason (with no budget at all, one claim that takes none counts them).
+ *   due jobs it left alone for that reason (with no budget at all, or after a wait for a free slot until
+ *   the deadline, one claim that takes none counts them).
  * - Each handler's ctx.signal fires at its job's timeout; the job is then
  *   nacked as timed out without waiting for the handler.
  * - On options.signal it stops claiming, lets running handlers go on for
@@ -64,7 +65,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
           flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
-  let lastLook: 'no' | 'due' | 'done' = 'no'; // lingered until stopAt, or no budget at all: one claim with none counts what is due
+  let lastLook: 'no' | 'due' | 'done' = 'no'; // no budget at all, or a linger or a wait for a slot ended: one claim with none counts what is due
 
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
   const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)
@@ -88,8 +89,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let queueAtMaxRunning = false;
   let queueAtGroupConcurrency = false;
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
-  // When its loop wakes, and why it stops (drain-stop.ts). Lingering, the idle wait ends itself at stopAt (stoppedBy 'empty').
-  const stopped = new DrainStop(opts, stopAt, () => idleSince === undefined);
+  // When its loop wakes, and why it stops (drain-stop.ts). Lingering, the idle wait ends itself at stopAt (stoppedBy 'empty');
+  // so does a wait for a slot with none of its own jobs running (slots.waitsAlone), for the last look that follows.
+  const stopped = new DrainStop(opts, stopAt, (): boolean => idleSince === undefined && lastLook !== 'due' && !slots.waitsAlone);
   const { changed, wake } = stopped;
   const stop = (why: StoppedBy) => stopped.stop(why);
   // Its slots for handlers, pool-bound its pool's connections shared with the other drains on it, and its wait for them.
@@ -182,8 +184,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (batches === 0 && lastLook === 'no' && stopAt <= Date.now()) lastLook = 'due';
       if (lastLook !== 'due' && slots.short(free)) {
         const why = await slots.wait(free, idleSince);
-        // Its wait ended at stopAt or its linger's end: a linger looks once more first, as below (no budget: no slot needed).
-        if (why === 'until' && idleSince !== undefined && lastLook === 'no') lastLook = 'due';
+        // Its wait ended at stopAt or its linger's end: it looks once more first, as below (no budget: no slot needed).
+        if (why === 'until' && lastLook === 'no') lastLook = 'due';
         else if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;
       }
@@ -244,7 +246,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // does a job that ended while the claim was out (a transactional one
         // commits its follow-ups and ack itself, after the claim's snapshot):
         // claim again at once, as its wake came before this wait. A stop that came while the claim was out woke no one: check it.
-        if (budgetMs <= 0 && idleSince === undefined) stop('deadline'); // that look: as its deadline's timer says
+        if ((budgetMs <= 0 || look) && idleSince === undefined) stop('deadline'); // that look: as its deadline's timer says
         if (ended !== endedBefore || stopped.by) continue;
         if (running.size > 0) await (idle ? idle.wait(stopAt, changed()) : changed());
         else if (settler.hasBuffered()) continue;

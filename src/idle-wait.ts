@@ -19,6 +19,22 @@ export const NOTIFY_GAP_MS = 50;
 export type Wake = 'heard' | 'poll' | 'changed' | 'until';
 
 /**
+ * Waits until `interrupted` settles or `until` comes, deaf to NOTIFYs and
+ * polls: a drain with no slot free (its pool's other drains hold them) has
+ * nothing to claim with, and a NOTIFY heard answers IdleWait.wait() at once
+ * until the next claim, which would loop without end.
+ */
+export async function waitUntil(until: number, interrupted: Promise<void>): Promise<Wake> {
+  let cancel: (() => void) | undefined;
+  const at = new Promise<Wake>((resolve) => (cancel = timerAt(until, () => resolve('until'))));
+  try {
+    return await Promise.race([at, interrupted.then((): Wake => 'changed')]);
+  } finally {
+    cancel?.();
+  }
+}
+
+/**
  * How a lingering drain (DrainOptions.lingerMs) waits: on an empty queue, and
  * while it runs jobs with slots free (so a new job does not wait for a long
  * one to end). It wakes on a pgdrain_queued NOTIFY for its queue (when the
@@ -73,22 +89,6 @@ export class IdleWait {
       cancelPoll();
       cancelGap?.();
       this.wake = undefined;
-    }
-  }
-
-  /**
-   * Waits until `interrupted` settles or `until` comes, deaf to NOTIFYs and
-   * polls: a drain with no slot free (its pool's other drains hold them) has
-   * nothing to claim with, and a NOTIFY heard answers wait() at once until
-   * the next claim, which would loop without end.
-   */
-  async pause(until: number, interrupted: Promise<void>): Promise<Wake> {
-    let cancel: (() => void) | undefined;
-    const at = new Promise<Wake>((resolve) => (cancel = timerAt(until, () => resolve('until'))));
-    try {
-      return await Promise.race([at, interrupted.then((): Wake => 'changed')]);
-    } finally {
-      cancel?.();
     }
   }
 

@@ -1,5 +1,5 @@
 import type { DrainStop } from './drain-stop.js';
-import type { IdleWait, Wake } from './idle-wait.js';
+import { waitUntil, type IdleWait, type Wake } from './idle-wait.js';
 import type { PoolShare } from './pool-share.js';
 
 // A drain's slots for handlers and its wait for one (drain.ts): how many jobs
@@ -33,6 +33,8 @@ export class SlotWait {
   private readonly share: PoolShare | undefined;
   /** Pool-bound, its pool's share: it keeps under the pool's size less one with the other drains. */
   private readonly bound: PoolShare | undefined;
+  /** In wait() with none of its own jobs running: the wait ends itself at stopAt, for a last look, so its deadline's timer leaves it. */
+  waitsAlone = false;
 
   constructor(private readonly s: SlotSettings) {
     this.share = s.share;
@@ -76,12 +78,13 @@ export class SlotWait {
    * its own ends, a connection another drain gives back (its wake is in the
    * share's only now: an idle drain woken would claim), a stop. A drain with
    * lingerMs also claims on a NOTIFY or a poll while some slots are free
-   * (idle.wait); with none free it waits deaf to them (idle.pause: a NOTIFY
-   * heard answers idle.wait at once, a loop until the next claim). Such a
-   * drain with none of its own running, or idle (idleSince: since when; a
-   * hung handler holds its slot), waits until stopAt at most, or its
-   * linger's end while idle ('until': its deadline timer is off while it
-   * lingers). Resolves 'changed' for a change.
+   * (idle.wait). With none free, a drain with none of its own jobs running
+   * (its pool's other drains hold every slot; a hung handler its own), or
+   * idle (idleSince: since when), waits deaf to them (waitUntil: a NOTIFY
+   * heard answers idle.wait at once, a loop until the next claim) until
+   * stopAt at most, or its linger's end while idle: 'until', and drain.ts
+   * looks once more with no budget (its deadline's timer leaves it:
+   * waitsAlone). Resolves 'changed' for a change.
    */
   async wait(free: number, idleSince: number | undefined): Promise<Wake> {
     const { idle, stopped, stopAt } = this.s;
@@ -89,10 +92,12 @@ export class SlotWait {
     this.bound?.wakes.add(stopped.wake);
     try {
       if (idle && free > 0) return await idle.wait(until, stopped.changed());
-      if (idle && (this.busy() === 0 || idleSince !== undefined)) return await idle.pause(until, stopped.changed());
+      this.waitsAlone = this.s.running.size === 0;
+      if (this.waitsAlone || idleSince !== undefined) return await waitUntil(until, stopped.changed());
       await stopped.changed();
       return 'changed';
     } finally {
+      this.waitsAlone = false;
       this.bound?.wakes.delete(stopped.wake);
     }
   }
