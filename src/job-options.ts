@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { abortSignalSchema, attributesSchema, integerCheck, isBlank, jobIdSchema, keySchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema,
+import { abortSignalSchema, attributesSchema, integerCheck, fitsChars, isBlank, jobIdSchema, keySchema, MAX_DELAY_SECONDS, MAX_THROTTLE_SECONDS, queueNameSchema,
   textSchema, unstorableText, validDateSchema } from './options.js';
 
 // The options a job is published or changed with (publish, publishBulk,
@@ -138,7 +138,7 @@ export const groupTiersSchema = z.strictObject({
   // The names checked on the whole record: a record's key schema reports
   // only zod's "Invalid key in record", not the rule.
   tiers: z.optional(z.record(z.string(), groupCapSchema).check(z.refine(
-    (t) => Object.keys(t).every((k) => !isBlank(k) && k.length <= 200 && unstorableText(k) === null),
+    (t) => Object.keys(t).every((k) => !isBlank(k) && fitsChars(k, 200) && unstorableText(k) === null),
     'tier names must be non-empty texts of at most 200 characters, not only whitespace'))),
 });
 

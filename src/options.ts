@@ -32,6 +32,20 @@ const storable = z.superRefine((s: string, ctx) => {
   const rule = unstorableText(s);
   if (rule) ctx.addIssue({ code: 'custom', message: rule, input: s });
 });
+/**
+ * Whether s holds at most max characters as PostgreSQL's length() counts them
+ * (code points): a string's .length counts UTF-16 code units, two for an
+ * emoji, so a key SQL takes would be refused. zod's maxLength counts code
+ * points already (zod 4.6); this is for checks written by hand. Counts only
+ * past max units.
+ */
+export function fitsChars(s: string, max: number): boolean {
+  if (s.length <= max) return true;
+  if (s.length > 2 * max) return false;
+  let n = 0;
+  for (const _ of s) if (++n > max) return false;
+  return true;
+}
 /** Whether s is empty or only whitespace (space, tab, newline, CR, form feed, vertical tab), as jobs.blank (sql/0002). */
 export function isBlank(s: string): boolean {
   return /^[ \t\n\r\f\v]*$/.test(s);

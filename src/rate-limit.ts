@@ -4,7 +4,7 @@
 import type { Queryable } from './db/driver.js';
 import { translateError, ValidationError } from './errors.js';
 import { SnoozeJob } from './job-errors.js';
-import { isBlank, MAX_DELAY_SECONDS } from './options.js';
+import { fitsChars, isBlank, MAX_DELAY_SECONDS } from './options.js';
 
 export interface RateLimitOptions {
   /** Calls allowed per `perSeconds`, and the most taken at once after a quiet spell (the bucket's size). */
@@ -44,7 +44,7 @@ export function rateLimiter(db: Queryable): RateLimit {
 }
 
 function checkRateLimit(key: unknown, options: unknown): RateLimitOptions {
-  if (typeof key !== 'string' || isBlank(key) || key.length > 200 || key.includes('\0')) {
+  if (typeof key !== 'string' || isBlank(key) || !fitsChars(key, 200) || key.includes('\0')) {
     throw new ValidationError('key', 'must be a non-empty string of at most 200 characters, not only whitespace, without NUL');
   }
   if (typeof options !== 'object' || options === null) {
