@@ -2,7 +2,9 @@
 // as a plain "unknown option": a dedupe key is global, not per queue, so one
 // key on the job of every subscribed queue would make the fan-out one job.
 // Its mode and throttle go with it; the subscriptions name the queues.
-// `pgdrain event publish --dedupe-key` too (dist/cli.mjs: `npm run build` first).
+// `pgdrain event publish --dedupe-key` (and --dedupe-mode, --throttle, --queue,
+// the flags of `pgdrain publish` standing for the others) too (dist/cli.mjs:
+// `npm run build` first).
 import { beforeEach, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
 import { createQueue } from '../src/index.js';
@@ -56,3 +58,19 @@ it('pgdrain event publish takes --dedupe-key (its help says it is refused) and r
     .toEqual({ code: 2, stdout: '', stderr: `pgdrain: --dedupe-key: an event takes none: ${WHY_NO_KEY}\n` });
   expect(await sql('select job_id from jobs.job_queue')).toEqual([]);
 });
+
+const flags: [string, string, string][] = [
+  ['--dedupe-mode', 'replace', `it goes with a dedupeKey, which an event takes none of: ${WHY_NO_KEY}`],
+  ['--throttle', '60', `it goes with a dedupeKey, which an event takes none of: ${WHY_NO_KEY}`],
+  ['--queue', 'mail', 'its subscriptions name the queues it is published to (subscribe the queue to the event)'],
+];
+
+it.each(flags)('pgdrain event publish takes %s (its help says it is refused) and refuses it saying why, exit 2; nothing is written',
+  async (flag, value, why) => {
+    const help = await runCli(db.url, 'event', 'publish', '--help');
+    expect(help.stdout.replace(/\s+/g, ' ')).toMatch(new RegExp(`${flag} <\\w+> refused: `));
+    const refused = await runCli(db.url, 'event', 'publish', 'user.created', '{"user":1}', flag, value, '--priority', '1');
+    expect({ code: refused.code, stdout: refused.stdout, stderr: refused.stderr })
+      .toEqual({ code: 2, stdout: '', stderr: `pgdrain: ${flag}: an event takes none: ${why}\n` });
+    expect(await sql('select job_id from jobs.job_queue')).toEqual([]);
+  });

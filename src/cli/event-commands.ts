@@ -46,6 +46,32 @@ export function expiryOf(opts: { expiresIn?: number; expiresAt?: Date }): Pick<P
   return { expiresInSeconds: opts.expiresIn, expiresAt: opts.expiresAt };
 }
 
+// `pgdrain publish`'s flags an event takes none of, each with the option of
+// publishEvent it stands for: taken to be refused saying why (EVENT_TAKES_NO,
+// as publishEvent and POST /events refuse them), not as unknown options.
+const REFUSED_FLAGS = [
+  ['--dedupe-key <key>', 'dedupeKey', 'refused: a dedupe key is global, not per queue, so one key would make the fan-out one job; '
+    + 'publish into each subscribed queue instead, each with a key of its own (pgdrain publish --queue Q --dedupe-key K)'],
+  ['--dedupe-mode <mode>', 'dedupeMode', 'refused: it goes with --dedupe-key, which an event takes none of'],
+  ['--throttle <seconds>', 'throttleSeconds', 'refused: it goes with --dedupe-key, which an event takes none of'],
+  ['--queue <name>', 'queue', "refused: the event's subscriptions name its queues (pgdrain event subscribe EVENT QUEUE)"],
+] as const;
+
+function addRefusedFlags(cmd: Command): Command {
+  for (const [flags, , help] of REFUSED_FLAGS) cmd.option(flags, help);
+  return cmd;
+}
+
+/** Throws a ValidationError naming the first of those flags given, saying why an event takes none. */
+function refuseFlags(opts: object): void {
+  for (const [flags, option] of REFUSED_FLAGS) {
+    const flag = new Option(flags);
+    if ((opts as Record<string, unknown>)[flag.attributeName()] !== undefined) {
+      throw new ValidationError(flag.long!, `an event takes none: ${EVENT_TAKES_NO[option]}`);
+    }
+  }
+}
+
 /** An <event> or <queue> argument, checked as its flag would be. */
 function argument(schema: z.ZodMiniType<unknown, string>, field: string, value: string): string {
   const result = schema.safeParse(value);
@@ -102,7 +128,7 @@ export function eventCommand(withConnection: WithConnection): Command {
     });
 
   // The job's own retry policy, expiry and group as `pgdrain publish` takes them; left out, each queue's (no group).
-  addGroupOptions(addExpiryOptions(addRetryPolicyOptions(cmd.command('publish')
+  addRefusedFlags(addGroupOptions(addExpiryOptions(addRetryPolicyOptions(cmd.command('publish')
     .description('publish an event: one job per subscribed queue, all or none (a full queue refuses it); '
       + 'prints their ids, one a line (none when no queue subscribes)')
     .argument('<event>')
@@ -113,18 +139,15 @@ export function eventCommand(withConnection: WithConnection): Command {
     // As `pgdrain publish` takes them; left out, each queue's default.
     .option('--timeout <seconds>', "seconds a run may take (default: each queue's, else 60)", seconds(0.001, 86400))
     .option('--max-retries <n>', "retries after the first attempt (default: each queue's, else 3)", integer(0, 1000))
-    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject))))
-    // Taken to be refused saying why (as publishEvent and POST /events refuse a dedupeKey), not as an unknown option.
-    .option('--dedupe-key <key>', 'refused: a dedupe key is global, not per queue, so one key would make the fan-out one job; '
-      + 'publish into each subscribed queue instead, each with a key of its own (pgdrain publish --queue Q --dedupe-key K)')
+    .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject)))))
     .addOption(dsnOption())
     .action(async (event: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date; timeout?: number;
                                                          maxRetries?: number; attributes?: Record<string, never>;
                                                          retryDelay?: number; retryBackoff?: string; retryDelayMax?: number;
                                                          expiresIn?: number; expiresAt?: Date; group?: string;
-                                                         groupTier?: string; dedupeKey?: string; dsn?: string }) => {
+                                                         groupTier?: string; dsn?: string }) => {
       argument(eventNameSchema, 'event', event);
-      if (opts.dedupeKey !== undefined) throw new ValidationError('--dedupe-key', `an event takes none: ${EVENT_TAKES_NO.dedupeKey}`);
+      refuseFlags(opts);
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
       const group = groupOf(opts);
       const expiry = expiryOf(opts);
