@@ -10,7 +10,8 @@
 -- AbortSignal; whatever its delivery then reports except an ack ends it as
 -- cancelled, without retry: returns 'cancelling'. Returns null when the job
 -- is not active (unknown, or already ended). Dependants of a cancelled job
--- end as cancelled too.
+-- end as cancelled too. A reason past 65536 characters is cut, as an error
+-- is (jobs.cut_error).
 create function jobs.cancel(job_id bigint, reason text default null, now timestamptz default null)
 returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -32,11 +33,11 @@ begin
   if v_lease is not null then
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request'))
+        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(jobs.cut_error(cancel.reason), 'by request'))
     where q.job_id = cancel.job_id;
     return 'cancelling';
   end if;
-  perform jobs.end_waiting(array[cancel.job_id], 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
+  perform jobs.end_waiting(array[cancel.job_id], 'cancelled', 'cancelled: ' || coalesce(jobs.cut_error(cancel.reason), 'by request'),
                            false, null, v_now);
   -- A job waiting behind its serial key's head leaves the head as it is: no
   -- key to pass on, so no key lock taken while holding this row's (a head
@@ -49,6 +50,7 @@ end $$;
 -- (pending, scheduled, blocked) ends at once as cancelled, its dependants
 -- too; a running one gets a cancel request its drain sees. Returns how many
 -- were cancelled or cancel-requested (ended and unknown ids are not counted).
+-- A reason past 65536 characters is cut (jobs.cut_error), as jobs.cancel's.
 -- Of the serial-key heads not running, 500 end here (jobs.heads_past_bound);
 -- those past them, which never ran, are deferred as a cascade defers a
 -- dependant (jobs.after_end): cancel requested, lease passed, dedupe key
@@ -60,7 +62,7 @@ create function jobs.cancel_bulk(job_ids bigint[], reason text default null, now
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := jobs.clock(cancel_bulk.now);
-  v_reason text := 'cancelled: ' || coalesce(cancel_bulk.reason, 'by request');
+  v_reason text := 'cancelled: ' || coalesce(jobs.cut_error(cancel_bulk.reason), 'by request');
   v_locked bigint[];
   v_running bigint[];
   v_queued bigint[];

@@ -397,11 +397,11 @@ begin
   if v_lease is not null then
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(cancel.reason, 'by request'))
+        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(jobs.cut_error(cancel.reason), 'by request'))
     where q.job_id = cancel.job_id;
     return 'cancelling';
   end if;
-  perform jobs.end_waiting(array[cancel.job_id], 'cancelled', 'cancelled: ' || coalesce(cancel.reason, 'by request'),
+  perform jobs.end_waiting(array[cancel.job_id], 'cancelled', 'cancelled: ' || coalesce(jobs.cut_error(cancel.reason), 'by request'),
                            false, null, v_now);
   -- A job waiting behind its serial key's head leaves the head as it is: no
   -- key to pass on, so no key lock taken while holding this row's (a head
@@ -420,7 +420,7 @@ CREATE FUNCTION jobs.cancel_bulk(job_ids bigint[], reason text DEFAULT NULL::tex
     AS $$
 declare
   v_now timestamptz := jobs.clock(cancel_bulk.now);
-  v_reason text := 'cancelled: ' || coalesce(cancel_bulk.reason, 'by request');
+  v_reason text := 'cancelled: ' || coalesce(jobs.cut_error(cancel_bulk.reason), 'by request');
   v_locked bigint[];
   v_running bigint[];
   v_queued bigint[];

@@ -2,7 +2,8 @@
 // included): a handler's Error carrying megabytes (an HTTP client's, with the
 // response body in its message) is cut by the drain before its settle, and
 // one a SQL caller hands to jobs.nack, jobs.settle or jobs.fail is cut by the
-// database by the same rule.
+// database by the same rule, as is a cancel's reason (jobs.cancel, cancel_bulk,
+// cancel_key, purge_queue).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { MAX_ERROR_CHARS } from '../src/error-text.js';
@@ -75,6 +76,28 @@ describe('SQL callers', () => {
     const big = 'r'.repeat(100_000);
     expect(await sql('select jobs.fail(array[$1::bigint], $2) as n', [row!.id, big])).toEqual([{ n: 1 }]);
     expect(await endedError(row!.id)).toBe(`failed: ${cut(big)}`);
+  });
+
+  // A cancel's reason too: jobs.cancel_key ends its job through jobs.cancel, jobs.purge_queue (waiting jobs only) through cancel_bulk.
+  const cancels: [string, (id: string, key: string, reason: string) => Promise<unknown>, boolean][] = [
+    ['jobs.cancel', (id, _, reason) => sql('select jobs.cancel($1::bigint, $2)', [id, reason]), true],
+    ['jobs.cancel_bulk', (id, _, reason) => sql('select jobs.cancel_bulk(array[$1::bigint], $2)', [id, reason]), true],
+    ['jobs.cancel_key', (_, key, reason) => sql('select jobs.cancel_key($1, $2)', [key, reason]), true],
+    ['jobs.purge_queue', (_, __, reason) => sql(`select jobs.purge_queue('cut_q', $1)`, [reason]), false],
+  ];
+  it.each(cancels)('%s: a reason past the bound is cut (a waiting job\'s error; a running one\'s cancel request)', async (_, call, running) => {
+    await sql(`select jobs.create_queue('cut_q')`);
+    const big = 'r'.repeat(100_000);
+    const publish = async (key: string) =>
+      (await sql<{ id: string }>(`select jobs.publish('t', '{}', queue => 'cut_q', dedupe_key => $1)::text as id`, [key]))[0]!.id;
+    const waiting = await publish('k1');
+    await call(waiting, 'k1', big);
+    expect(await endedError(waiting)).toBe(`cancelled: ${cut(big)}`);
+    if (!running) return;
+    const claimed = await publish('k2');
+    await sql(`select jobs.consume(1, queue => 'cut_q')`);
+    await call(claimed, 'k2', big);
+    expect(await sql('select cancel_reason as r from jobs.job_queue where job_id = $1', [claimed])).toEqual([{ r: `cancelled: ${cut(big)}` }]);
   });
 
   it('keeps an error of exactly 65536 characters, and one of 40000 two-byte characters, whole', async () => {
