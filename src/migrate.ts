@@ -17,7 +17,9 @@ const LOCK_ID = 7_360_372_011;
 // The schema is created only where it is missing: create schema if not
 // exists needs CREATE on the database even when the schema is there, which
 // its owner may lack (an admin made it with create schema jobs authorization
-// <role>, or took the database's CREATE back after the install).
+// <role>, or took the database's CREATE back after the install). A role
+// that may not use the schema (a superuser made it and granted nothing) is
+// told whose it is and what to do, not 'permission denied for schema jobs'.
 const schemaCheck = `do $$ begin
   if pg_catalog.to_regnamespace('jobs') is null then
     create schema jobs;
@@ -33,7 +35,10 @@ declare
                                              union select a.roleid from pg_catalog.pg_auth_members a join m on a.member = m.id)
                     select pg_catalog.array_agg(m.id) from m);
   v_super boolean := (select r.rolsuper from pg_catalog.pg_roles r where r.rolname = current_user);
-  v_owner oid := (select c.relowner from pg_catalog.pg_class c where c.oid = pg_catalog.to_regclass('jobs.migration'));
+  -- Read from the catalog, not with to_regclass: that needs USAGE on the schema, which a role may lack
+  -- (a superuser migrated it and granted none), and would answer a bare 'permission denied for schema jobs'.
+  v_owner oid := (select c.relowner from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+                  where n.nspname = 'jobs' and c.relname = 'migration');
 begin
   -- pgdrain's schema, migrated by another role (a worker's login, or a superuser upgrading the application's
   -- install): told whose it is, not that the schema is a stranger's.
@@ -46,6 +51,12 @@ begin
                  where n.nspname = 'jobs' and (r.rolsuper or n.nspowner = any(v_roles))) then
     raise exception 'schema jobs belongs to role %, which % is not a member of: that role could replace the functions made in it; have a superuser drop the schema (if it holds nothing of yours), or migrate as its owner',
       (select n.nspowner::regrole from pg_catalog.pg_namespace n where n.nspname = 'jobs'), current_user using errcode = '42501';
+  end if;
+  -- A superuser's schema (made for this role, or its own install's) that this role may not use or create in.
+  if not (pg_catalog.has_schema_privilege('jobs', 'USAGE') and pg_catalog.has_schema_privilege('jobs', 'CREATE')) then
+    raise exception 'schema jobs belongs to role %, which gives % no USAGE and CREATE on it: have it grant them (grant usage, create on schema jobs to %) or run alter schema jobs owner to %',
+      (select n.nspowner::regrole from pg_catalog.pg_namespace n where n.nspname = 'jobs'), current_user,
+      pg_catalog.quote_ident(current_user), pg_catalog.quote_ident(current_user) using errcode = '42501';
   end if;
 end $$;`;
 

@@ -99,6 +99,37 @@ describe('migrate as a role that is no superuser', () => {
   });
 });
 
+describe('a role that is not a member of the owner of a schema jobs a superuser made', () => {
+  it('is told, for an install the superuser migrated, whose it is and to migrate as that role (it could not look in the schema)', async () => {
+    const { url } = await emptyDb();
+    const login = `nu${run}`;
+    expect(await migrateAt(url)).toEqual(allVersions);
+    await withClient(url, (c) => c.query(`create role ${login} login`));
+    try {
+      expect(await migrateAt(as(url, login))).toMatchObject({ name: 'PgDrainError', code: 'permission_denied',
+        message: `schema jobs was migrated by role postgres, which ${login} is not a member of: migrate as that role (or a member of it)` });
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; drop role ${login}`));
+    }
+  });
+
+  it('is told, for an empty one the superuser made for it, what to grant; granted, it migrates', async () => {
+    const { url } = await emptyDb();
+    const login = `ne${run}`;
+    await withClient(url, (c) => c.query(`create role ${login} login; create schema jobs`));
+    try {
+      expect(await migrateAt(as(url, login))).toMatchObject({ name: 'PgDrainError', code: 'permission_denied',
+        message: `schema jobs belongs to role postgres, which gives ${login} no USAGE and CREATE on it: have it grant them `
+          + `(grant usage, create on schema jobs to ${login}) or run alter schema jobs owner to ${login}` });
+      expect(await relations(url)).toEqual([]);
+      await withClient(url, (c) => c.query(`grant usage, create on schema jobs to ${login}`));
+      expect(await migrateAt(as(url, login))).toEqual(allVersions);
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; drop role ${login}`));
+    }
+  });
+});
+
 describe('migrate --print run by a team\'s own tool', () => {
   it('may find that tool\'s history table in schema jobs (Flyway keeps it in the first schema it migrates)', async () => {
     const { url } = await emptyDb();
