@@ -9,11 +9,14 @@
 -- slot counts while they run. In READ COMMITTED a lock shared by claims (a
 -- change of max_running or group_concurrency takes it alone: it waits for
 -- the claims in flight, and these for it), then the row read with a new
--- snapshot; in REPEATABLE READ or SERIALIZABLE the row read FOR KEY SHARE,
+-- snapshot; in REPEATABLE READ or SERIALIZABLE the row read FOR SHARE,
 -- which raises 40001 for a row changed since the snapshot, and which that
--- change (FOR UPDATE of the row first) waits for. (As jobs.hold_queue holds
--- a queue for its publishes, on a lock of its own: a claim never waits for
--- a publish.)
+-- change (its update of the row) waits for. (FOR SHARE, not FOR KEY SHARE:
+-- a key share lock passes over an update that changed no key, and a change
+-- that took the row FOR UPDATE to make it one would hold the row against the
+-- event publishes (jobs.publish_event key-shares it) of a transaction whose
+-- claim it waits for: 40P01. As jobs.hold_queue holds a queue for its
+-- publishes, on a lock of its own: a claim never waits for a publish.)
 create function jobs.claim_settings(p_queue text, out known boolean, out paused boolean, out max_running integer,
                                     out group_concurrency integer, out group_tiers jsonb)
 language plpgsql as $$
@@ -24,7 +27,7 @@ begin
     from jobs.queue q where q.name = p_queue;
   else
     select q.paused, q.max_running, q.group_concurrency, q.group_tiers into paused, max_running, group_concurrency, group_tiers
-    from jobs.queue q where q.name = p_queue for key share;
+    from jobs.queue q where q.name = p_queue for share;
   end if;
   known := found;
 end $$;
@@ -168,10 +171,12 @@ begin
   end if;
   -- A limit set, changed or cleared: the claims in flight, which read the
   -- queue before this, end first, and those after wait for this to commit
-  -- (jobs.claim_settings), so every claim's jobs are counted as this commits them
-  -- (the row first, then the claims' lock: the order of jobs.delete_queue).
+  -- (jobs.claim_settings), so every claim's jobs are counted as this commits them.
+  -- The claims' lock alone, no lock of the row before it: a claim in flight
+  -- may key-share the row after its claim (jobs.publish_event in the same
+  -- transaction), and a row held here would then wait for that claim to end
+  -- and it for this (40P01).
   if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
-    perform from jobs.queue q where q.name = create_queue.name for update;
     perform pg_advisory_xact_lock(736044, hashtext(create_queue.name));
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,

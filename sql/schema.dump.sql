@@ -1279,7 +1279,7 @@ begin
     from jobs.queue q where q.name = p_queue;
   else
     select q.paused, q.max_running, q.group_concurrency, q.group_tiers into paused, max_running, group_concurrency, group_tiers
-    from jobs.queue q where q.name = p_queue for key share;
+    from jobs.queue q where q.name = p_queue for share;
   end if;
   known := found;
 end $$;
@@ -1456,10 +1456,12 @@ begin
   end if;
   -- A limit set, changed or cleared: the claims in flight, which read the
   -- queue before this, end first, and those after wait for this to commit
-  -- (jobs.claim_settings), so every claim's jobs are counted as this commits them
-  -- (the row first, then the claims' lock: the order of jobs.delete_queue).
+  -- (jobs.claim_settings), so every claim's jobs are counted as this commits them.
+  -- The claims' lock alone, no lock of the row before it: a claim in flight
+  -- may key-share the row after its claim (jobs.publish_event in the same
+  -- transaction), and a row held here would then wait for that claim to end
+  -- and it for this (40P01).
   if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
-    perform from jobs.queue q where q.name = create_queue.name for update;
     perform pg_advisory_xact_lock(736044, hashtext(create_queue.name));
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
