@@ -1454,16 +1454,6 @@ begin
         quote_literal(create_queue.name), v_loop));
     end if;
   end if;
-  -- A limit set, changed or cleared: the claims in flight, which read the
-  -- queue before this, end first, and those after wait for this to commit
-  -- (jobs.claim_settings), so every claim's jobs are counted as this commits them.
-  -- The claims' lock alone, no lock of the row before it: a claim in flight
-  -- may key-share the row after its claim (jobs.publish_event in the same
-  -- transaction), and a row held here would then wait for that claim to end
-  -- and it for this (40P01).
-  if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
-    perform pg_advisory_xact_lock(736044, hashtext(create_queue.name));
-  end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
                                retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,
                                group_concurrency, group_tiers)
@@ -1494,6 +1484,18 @@ begin
     group_tiers = case when create_queue.group_tiers is not distinct from '"(unchanged)"' then q.group_tiers
                        else excluded.group_tiers end
   returning q.retry_delay, q.retry_delay_max, q.group_concurrency, q.group_tiers into v_delay, v_delay_max, v_group_cap, v_tiers;
+  -- A limit set, changed or cleared: the claims in flight, which read the
+  -- queue before this, end first, and those after wait for this to commit
+  -- (jobs.claim_settings), so every claim's jobs are counted as this commits
+  -- them. The row first (the update above, which key-share locks do not
+  -- wait for), then the claims' lock, not the row FOR UPDATE before it: a
+  -- transaction whose claim this waits for may then key-share the row
+  -- (jobs.publish_event), and one that wrote the row (jobs.pause_queue)
+  -- may then claim, and either would wait for this while it waited for
+  -- them (40P01).
+  if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
+    perform pg_advisory_xact_lock(736044, hashtext(create_queue.name));
+  end if;
   -- Tiers as the queue keeps them now, one of the two perhaps kept.
   if v_tiers is not null and v_group_cap is null then
     perform jobs.raise_invalid('PD019', case when create_queue.group_tiers is distinct from '"(unchanged)"'

@@ -2,8 +2,10 @@
 // a transaction that then publishes an event the queue subscribes to: the
 // claim holds the claims' lock (736044, shared) until it commits and the
 // event's publish key-share locks the queue's row. create_queue must not
-// hold that row against the publish while it waits for the claim, or the
-// two wait for each other (40P01, one of them rolled back).
+// hold that row against the publish while it waits for the claim, nor wait
+// for the claims' lock while it waits for a transaction that wrote the row
+// (a pause) and then claims, or the two wait for each other (40P01, one of
+// them rolled back).
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
@@ -53,6 +55,19 @@ describe('a limit set while a claim that also publishes to its queue is in fligh
       `select count(*) as n from pg_stat_activity where datname = current_database() and query like '%create_queue(''dm''%'
          and state = 'idle'`))[0]!.n !== '0', 'the limit waiting or done');
     const claimed = await consumer.query(`select job_id from jobs.claim(1, queue => 'dm')`).then(() => null, (e: pg.DatabaseError) => e);
+    await consumer.query(claimed ? 'rollback' : 'commit');
+    const set = await setting;
+    expect([claimed?.code, set?.code]).toEqual([undefined, undefined]);
+  });
+
+  it('pause then claim in one transaction: both commit, no deadlock', async () => {
+    await sql(`select jobs.create_queue('dp')`);
+    await sql(`select jobs.publish('dp.job', queue => 'dp') from generate_series(1, 3)`);
+    await consumer.query('begin');
+    await consumer.query(`select jobs.pause_queue('dp')`);
+    const setting = sql(`select jobs.create_queue('dp', max_running => 2)`).then(() => null, (e: pg.DatabaseError) => e);
+    await until(() => waitingOnLock('%create_queue%'), 'the limit waiting for the pause');
+    const claimed = await consumer.query(`select job_id from jobs.claim(1, queue => 'dp')`).then(() => null, (e: pg.DatabaseError) => e);
     await consumer.query(claimed ? 'rollback' : 'commit');
     const set = await setting;
     expect([claimed?.code, set?.code]).toEqual([undefined, undefined]);
