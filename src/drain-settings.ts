@@ -55,8 +55,9 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
      * The connections of its pool that transactional handlers hold, over every drain on it (pool-share.ts): a
      * pool-bound drain keeps under it; one given `concurrency` is not bound, but counts its handlers there.
      */
-    share: transactional && driver.maxConnections !== undefined
-      ? poolShare(driver, Math.max(1, driver.maxConnections - 1)) : undefined,
+    share: transactional && driver.maxConnections !== undefined ? poolShare(driver) : undefined,
+    /** Pool-bound, the most handlers of all its pool's drains it starts beside: its own driver's bound, not the first drain's. */
+    poolCap: Math.max(1, (poolSize ?? 1) - 1),
     /** Claim again once this many slots are free. */
     refillAt: Math.ceil(Math.min(args.batchSize, concurrency) / 2),
     /** No job runs past it: the deadline less the settle margin. */

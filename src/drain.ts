@@ -61,8 +61,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
                             options: DrainOptions = {}): Promise<DrainReport> {
   const startedAt = Date.now();
   // Options checked, and what follows from them (drain-settings.ts). poolBound: the pool's size bounds concurrency.
-  const { args, opts, driver, poolBound, share, concurrency, refillAt, stopAt, filter, exclude, workerId, holder, lingerMs, overrunMs,
-          flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
+  const { args, opts, driver, poolBound, share, poolCap, concurrency, refillAt, stopAt, filter, exclude, workerId, holder, lingerMs,
+          overrunMs, flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
   let lastLook: 'no' | 'due' | 'done' = 'no'; // no budget at all, or a linger or a wait for a slot ended: one claim with none counts what is due
@@ -95,7 +95,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const { changed, wake } = stopped;
   const stop = (why: StoppedBy) => stopped.stop(why);
   // Its slots for handlers, pool-bound its pool's connections shared with the other drains on it, and its wait for them.
-  const slots = new SlotWait({ running, poolBound, share, concurrency, refillAt, idle, stopped, stopAt, lingerMs });
+  const slots = new SlotWait({ running, poolBound, share, poolCap, concurrency, refillAt, idle, stopped, stopAt, lingerMs });
 
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {

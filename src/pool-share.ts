@@ -8,13 +8,14 @@
 // count here too: the drains beside it that are bound leave their connections.
 // A pool is what holds the connections (Driver.pool), not the driver object:
 // a copy of a driver, or a second driver over the same pg.Pool, shares it.
+// The bound is each drain's own (its driver's maxConnections less one): drivers
+// over one pool may say different ones ({ ...driver, maxConnections: 2 }).
 
 export class PoolShare {
   /** Handlers running on the pool, over all its drains. */
   busy = 0;
   /** The wakes of the drains waiting for a free connection: one a drain's handler gives back may be theirs to use. */
   readonly wakes = new Set<() => void>();
-  constructor(readonly cap: number) {}
 
   add(n: number): void {
     this.busy += n;
@@ -24,10 +25,10 @@ export class PoolShare {
 
 const shares = new WeakMap<object, PoolShare>();
 
-/** The share of a driver's pool (the driver itself when it names none), whose handlers may hold at most cap connections at once. */
-export function poolShare(driver: { readonly pool?: object | undefined }, cap: number): PoolShare {
+/** The share of a driver's pool (the driver itself when it names none). */
+export function poolShare(driver: { readonly pool?: object | undefined }): PoolShare {
   const pool = typeof driver.pool === 'object' && driver.pool !== null ? driver.pool : driver; // a WeakMap key
   let share = shares.get(pool);
-  if (!share) shares.set(pool, share = new PoolShare(cap));
+  if (!share) shares.set(pool, share = new PoolShare());
   return share;
 }

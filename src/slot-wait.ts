@@ -16,6 +16,8 @@ export interface SlotSettings {
   poolBound: boolean;
   /** Its pool's share, for any transactional drain on a pool: a drain given concurrency counts its handlers there too. */
   share: PoolShare | undefined;
+  /** Pool-bound, the handlers of all the share's drains it keeps under: its driver's maxConnections less one. */
+  poolCap: number;
   concurrency: number;
   /** With some of its own running, it claims again once this many slots are free. */
   refillAt: number;
@@ -60,7 +62,7 @@ export class SlotWait {
   /** Slots free now: pool-bound, no more than its pool's other drains leave. */
   free(): number {
     const free = this.s.concurrency - this.busy();
-    return this.bound ? Math.min(free, this.bound.cap - this.bound.busy) : free;
+    return this.bound ? Math.min(free, this.s.poolCap - this.bound.busy) : free;
   }
 
   /**
@@ -104,6 +106,6 @@ export class SlotWait {
 
   /** The slots it claims with, read again after the settler's take(): drains woken together each read the same free ones before it. */
   room(free: number): number {
-    return this.bound ? Math.min(free, this.bound.cap - this.bound.busy) : free;
+    return this.bound ? Math.min(free, this.s.poolCap - this.bound.busy) : free;
   }
 }

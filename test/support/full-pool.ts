@@ -17,5 +17,5 @@ export async function fullPool(more: Record<string, Task<never, unknown>> = {}, 
     }, { transactional: true }),
     ...more,
   };
-  return { db, driver, releases, queue: createQueue({ driver, tasks }) };
+  return { db, driver, releases, tasks, queue: createQueue({ driver, tasks }) };
 }
