@@ -66,6 +66,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
   let lastLook: 'no' | 'due' | 'done' = 'no'; // no budget at all, or a linger or a wait for a slot ended: one claim with none counts what is due
+  // A pool of one connection (PGlite's session) keeps none for claims: a look after a wait for a slot would wait
+  // behind the transaction of the handler that holds it, past the deadline (database_unavailable). It stops without.
+  const looksAfterWait = driver.maxConnections !== 1;
 
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
   const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)
@@ -185,7 +188,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       if (lastLook !== 'due' && slots.short(free)) {
         const why = await slots.wait(free, idleSince);
         // Its wait ended at stopAt or its linger's end: it looks once more first, as below (no budget: no slot needed).
-        if (why === 'until' && lastLook === 'no') lastLook = 'due';
+        if (why === 'until' && lastLook === 'no' && looksAfterWait) lastLook = 'due';
         else if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;
       }
