@@ -68,7 +68,7 @@ export class JobRun implements Running, LeaseHolder {
     // Its end was the drain's stop, after the drain's signal: nacked to run
     // again at once, as windDown does with what runs at the grace's end.
     if (this.stops && this.host.signalled()) {
-      return interrupted(this, "did not stop by the drain's deadline after the drain's signal", new Date().toISOString());
+      return interrupted(this, "did not stop by the drain's deadline after the drain's signal");
     }
     const why = this.stops ? 'stopped at the drain deadline'
       : this.extended ? `timed out after ${this.job.timeout} s and its lease extended to ${this.extended.toISOString()}`

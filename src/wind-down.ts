@@ -38,14 +38,23 @@ export function endEarlierDelivery(running: RunningJobs, id: string): void {
  * A job whose handler still ran when the drain's stop after its signal came
  * (the grace's end, hardSignal, or the drain's own stop): its signal fires
  * and it is nacked with `why`, its attempt spent, to run again at once (it
- * did not fail on its own). Given back unspent, a handler that never stops
+ * did not fail on its own): due from its claim's time (claimedAt). Given back unspent, a handler that never stops
  * would be handed out again without end, on pods stopped often (deploys,
  * spot nodes), while one that honours its signal and throws is bounded; so
  * it ends failed with `why` once its retries are spent.
  */
-export function interrupted(r: Running, why: string, retryAt: string): void {
+export function interrupted(r: Running, why: string): void {
   r.signal.abort(new Error('drain stopped'));
-  r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'nack', error: why, retryAt });
+  r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'nack', error: why, retryAt: claimedAt(r.job) });
+}
+
+/**
+ * When a job's claim ran, by the database's clock (its lease's start): a
+ * retry then is due at once. Not the drain's Date.now(): a host whose clock
+ * runs ahead of the database's would put the job that far off.
+ */
+function claimedAt(job: Running['job']): string {
+  return new Date(job.leaseUntil.getTime() - job.timeout * 1000).toISOString();
 }
 
 /**
@@ -57,8 +66,7 @@ export async function windDown(running: RunningJobs, graceMs: number | undefined
   let graceOver = false;
   const giveBack = (why: string) => {
     graceOver = true;
-    const now = new Date().toISOString();
-    for (const r of [...running.values()]) interrupted(r, why, now);
+    for (const r of [...running.values()]) interrupted(r, why);
   };
   const afterGrace = () => giveBack(`did not stop within graceMs=${graceMs} after the drain's signal`);
   const atHardSignal = () => giveBack("did not stop before the drain's hardSignal");
