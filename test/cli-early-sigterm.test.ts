@@ -81,7 +81,7 @@ it.each(['SIGTERM', 'SIGINT'] as const)('a %s during start-up: the drain claims 
   const exit = await signalledAtStart(['drain', '--tasks', TASKS, '--json'], signal);
   // Unfixed: { code: null, signal: 'SIGTERM' } (a shell's 143), no report.
   expect({ code: exit.code, signal: exit.signal }, exit.stderr).toEqual({ code: 0, signal: null });
-  expect(exit.stderr).toContain(signal === 'SIGTERM' ? 'SIGTERM: claiming no more jobs' : 'SIGINT: giving back every running job now');
+  expect(exit.stderr).toContain(signal === 'SIGTERM' ? 'SIGTERM: claiming no more jobs' : 'SIGINT: stopping every running job now');
   expect(reportOf(exit)).toMatchObject({ claimed: 0, succeeded: 0, stoppedBy: 'signal' });
   // Untouched: still pending, no attempt spent, never leased.
   expect(await db.sql('select job_id::text as id, attempt, lease_until from jobs.job_queue'))

@@ -178,7 +178,7 @@ it.each([['a second SIGTERM', ['SIGTERM', 'SIGTERM']], ['SIGINT', ['SIGINT']]] a
     const exit = await d.exited;
     clearTimeout(timer);
     expect(exit).toMatchObject({ code: 0, signal: null });
-    expect(exit.stderr).toContain('giving back every running job now');
+    expect(exit.stderr).toContain('stopping every running job now (retried, its attempt spent)');
     expect(reportOf(exit)).toMatchObject({ stoppedBy: 'signal', claimed: 4, retried: 4, released: 0, succeeded: 0 });
     expect(await sql('select attempt, lease_until, last_error from jobs.job_queue'))
       .toEqual(Array.from({ length: 4 }, () => ({ attempt: 1, lease_until: null, last_error: "did not stop before the drain's hardSignal" })));
@@ -290,7 +290,7 @@ describe('a network that freezes: a proxy stops forwarding, so no error ever com
       d.child.kill('SIGINT');
     });
     expect(exit).toMatchObject({ code: 1, signal: null });
-    expect(exit.stderr).toContain('giving back every running job now');
+    expect(exit.stderr).toContain('stopping every running job now (retried, its attempt spent)');
     expect(exit.stderr)
       .toMatch(/\npgdrain: database unavailable: no reply within 5000 ms after the drain was told to stop at once\n$/);
     for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });

@@ -106,7 +106,7 @@ export function serveCommand(): Command {
         throw new CommanderError(2, 'usage', 'error: set PGDRAIN_TOKEN (bearer token) or PGDRAIN_HMAC_SECRET (signed requests), 16+ characters');
       }
       // As for drain: the first SIGTERM stops new work and gives running handlers
-      // the grace; a second SIGTERM or a SIGINT gives their jobs back now. Taken
+      // the grace; a second SIGTERM or a SIGINT stops their jobs now (retried, an attempt spent). Taken
       // before the tasks module loads, so a signal then is logged, a second one
       // ends a slow load, and a failed start-up still exits (done(), then
       // exitWhenEnded) though the module left a timer running, signals held or not.

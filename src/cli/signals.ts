@@ -64,12 +64,12 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void)
     if (++count === 2) again.abort(new Error(name));
     if (name === 'SIGTERM' && !soft.signal.aborted) {
       log(`pgdrain: SIGTERM: claiming no more jobs; running ones have ${graceSeconds} s to finish ` +
-          '(SIGTERM again or SIGINT gives them back now)');
+          '(SIGTERM again or SIGINT stops them now: retried, their attempt spent)');
       soft.abort(new Error(name));
       return;
     }
     if (hard.signal.aborted) return;
-    log(`pgdrain: ${name}: giving back every running job now`);
+    log(`pgdrain: ${name}: stopping every running job now (retried, its attempt spent)`);
     soft.abort(new Error(name));
     hard.abort(new Error(name));
   };
