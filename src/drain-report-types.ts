@@ -32,7 +32,7 @@ export interface DrainReport {
   retried: number;
   /** Ended as cancelled (jobs.cancel while they ran). */
   cancelled: number;
-  /** Given back without spending an attempt: unstarted, or snoozed (SnoozeJob, ctx.rateLimit). A handler still running at a signal's grace end is retried (retried), not released. */
+  /** Given back without spending an attempt: unstarted, or snoozed (SnoozeJob, ctx.rateLimit). A handler still running at a signal's grace end is nacked (retried, or failed once its retries are spent), not released. */
   released: number;
   /**
    * Due jobs left alone because their timeout did not fit the remaining budget, as its last claim counted them: at most
