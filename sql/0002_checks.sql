@@ -250,7 +250,7 @@ begin
   end if;
 end $$;
 
--- An error as a job keeps it: at most 65536 characters, the marker
+-- An error as a job keeps it: at most 8192 characters, the marker
 -- included; past that its head, then '\n… (N characters cut)'. A handler's
 -- error can hold megabytes (an HTTP client's, with the response body), which
 -- would be stored whole in the job, its history and every settle that
@@ -258,6 +258,6 @@ end $$;
 -- what it sends is never cut twice.
 create function jobs.cut_error(p_error text)
 returns text language sql immutable as $$
-  select case when length(p_error) <= 65536 then p_error
-              else left(p_error, 65472) || format(E'\n… (%s characters cut)', length(p_error) - 65472) end
+  select case when length(p_error) <= 8192 then p_error
+              else left(p_error, 8128) || format(E'\n… (%s characters cut)', length(p_error) - 8128) end
 $$;

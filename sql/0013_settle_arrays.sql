@@ -12,7 +12,7 @@
 --            queue's, by jobs.queue_backoff; else jobs.backoff)
 --   fail     it failed with errors[i]: no retry
 -- (a null error of a nack or fail: jobs.settle_error's default; one past
--- 65536 characters is cut, jobs.cut_error)
+-- 8192 characters is cut, jobs.cut_error)
 --   release  give it back unstarted, its attempt not spent; with retry_at[i], it
 --            runs again then (a snooze: SnoozeJob, ctx.rateLimit)
 -- An outcome applies only while that delivery runs: the job is still on that
@@ -113,7 +113,7 @@ begin
   -- statement. Only a batch with a nack or fail has errors: acks pay
   -- nothing; one with errors, a size read per error (octet_length, from the
   -- header) unless one is that long.
-  if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 65536) then
+  if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 8192) then
     settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);

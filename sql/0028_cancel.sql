@@ -10,7 +10,7 @@
 -- AbortSignal; whatever its delivery then reports except an ack ends it as
 -- cancelled, without retry: returns 'cancelling'. Returns null when the job
 -- is not active (unknown, or already ended). Dependants of a cancelled job
--- end as cancelled too. A reason past 65536 characters is cut, as an error
+-- end as cancelled too. A reason past 8192 characters is cut, as an error
 -- is (jobs.cut_error).
 create function jobs.cancel(job_id bigint, reason text default null, now timestamptz default null)
 returns text language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -50,7 +50,7 @@ end $$;
 -- (pending, scheduled, blocked) ends at once as cancelled, its dependants
 -- too; a running one gets a cancel request its drain sees. Returns how many
 -- were cancelled or cancel-requested (ended and unknown ids are not counted).
--- A reason past 65536 characters is cut (jobs.cut_error), as jobs.cancel's.
+-- A reason past 8192 characters is cut (jobs.cut_error), as jobs.cancel's.
 -- Of the serial-key heads not running, 500 end here (jobs.heads_past_bound);
 -- those past them, which never ran, are deferred as a cascade defers a
 -- dependant (jobs.after_end): cancel requested, lease passed, dedupe key
@@ -215,7 +215,7 @@ end $$;
 -- them at once, the rest through the next claims' expiry: jobs.after_end).
 -- Running jobs are left alone and not counted (cancel them to stop them).
 -- Returns how many failed. A reason empty or only whitespace is PD021
--- (null: 'by request'); one past 65536 characters is cut (jobs.cut_error). At most 500 of them may head their serial keys
+-- (null: 'by request'); one past 8192 characters is cut (jobs.cut_error). At most 500 of them may head their serial keys
 -- (each takes the key's lock): PD005 job_ids past that (a failure cannot
 -- be deferred as a cancel is).
 create function jobs.fail(job_ids bigint[], reason text default null, now timestamptz default null)

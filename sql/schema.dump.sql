@@ -1853,8 +1853,8 @@ end $_$;
 CREATE FUNCTION jobs.cut_error(p_error text) RETURNS text
     LANGUAGE sql IMMUTABLE
     AS $$
-  select case when length(p_error) <= 65536 then p_error
-              else left(p_error, 65472) || format(E'\n… (%s characters cut)', length(p_error) - 65472) end
+  select case when length(p_error) <= 8192 then p_error
+              else left(p_error, 8128) || format(E'\n… (%s characters cut)', length(p_error) - 8128) end
 $$;
 
 --
@@ -6105,7 +6105,7 @@ begin
   -- statement. Only a batch with a nack or fail has errors: acks pay
   -- nothing; one with errors, a size read per error (octet_length, from the
   -- header) unless one is that long.
-  if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 65536) then
+  if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 8192) then
     settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);

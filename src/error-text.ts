@@ -4,8 +4,10 @@
 // drain, and again by jobs.settle_arrays for SQL callers (jobs.cut_error, the
 // same rule), so a settle never carries more.
 
-/** Characters (UTF-16 code units here, characters in SQL) an error keeps at most, its cut marker included: 64 KiB of text. */
-export const MAX_ERROR_CHARS = 65_536;
+/** Characters (UTF-16 code units here, characters in SQL) an error keeps at most, its cut marker included: 8 KiB of text, as
+ *  Sentry keeps of a message. Not more: one batch call's error is sent once per job, so 500 of
+ *  them at 64 KiB made a 33 MB settle that outlasted a drain's overrun on a loaded machine. */
+export const MAX_ERROR_CHARS = 8_192;
 
 /** What a cut error keeps of its text: room is left for the marker. */
 const KEPT = MAX_ERROR_CHARS - 64;

@@ -1,4 +1,4 @@
-// An error is stored at most 64 KiB of text (65536 characters, the marker
+// An error is stored at most 8 KiB of text (8192 characters, the marker
 // included): a handler's Error carrying megabytes (an HTTP client's, with the
 // response body in its message) is cut by the drain before its settle, and
 // one a SQL caller hands to jobs.nack, jobs.settle or jobs.fail is cut by the
@@ -27,7 +27,7 @@ const endedError = async (id: string) =>
   (await sql<{ e: string }>('select error as e from jobs.job where job_id = $1', [id]))[0]!.e;
 
 describe('a handler whose error is megabytes', () => {
-  it('is cut in the drain: the report, the hook and the job hold 64 KiB with a marker of how much was cut', async () => {
+  it('is cut in the drain: the report, the hook and the job hold 8 KiB with a marker of how much was cut', async () => {
     const body = 'x'.repeat(3_000_000);
     const ends: string[] = [];
     const q = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {
@@ -53,7 +53,7 @@ describe('SQL callers', () => {
     const id = await consumed(1);
     expect(await sql('select jobs.nack($1::bigint, $2) as ok', [id, big])).toEqual([{ ok: true }]);
     expect(await lastError(id)).toBe(cut(big));
-    expect(cut(big)).toHaveLength(MAX_ERROR_CHARS - 64 + '\n… (134528 characters cut)'.length);
+    expect(cut(big)).toHaveLength(MAX_ERROR_CHARS - 64 + '\n… (191872 characters cut)'.length);
     await sql(`update jobs.job_queue set scheduled_at = now() where job_id = $1`, [id]);
     await sql('select jobs.consume(1)');
     expect(await sql('select jobs.nack(array[$1::bigint], array[$2]) as n', [id, big])).toEqual([{ n: 1 }]);
@@ -100,9 +100,9 @@ describe('SQL callers', () => {
     expect(await sql('select cancel_reason as r from jobs.job_queue where job_id = $1', [claimed])).toEqual([{ r: `cancelled: ${cut(big)}` }]);
   });
 
-  it('keeps an error of exactly 65536 characters, and one of 40000 two-byte characters, whole', async () => {
+  it('keeps an error of exactly 8192 characters, and one of 5000 two-byte characters, whole', async () => {
     const exact = 'e'.repeat(MAX_ERROR_CHARS);
-    const wide = 'é'.repeat(40_000); // 80000 bytes, 40000 characters
+    const wide = 'é'.repeat(5_000); // 10000 bytes, 5000 characters
     const a = await consumed(3);
     const b = await consumed(3);
     await sql('select jobs.nack(array[$1::bigint, $2::bigint], array[$3, $4])', [a, b, exact, wide]);
