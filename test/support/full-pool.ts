@@ -19,3 +19,22 @@ export async function fullPool(more: Record<string, Task<never, unknown>> = {}, 
   };
   return { db, driver, releases, tasks, queue: createQueue({ driver, tasks }) };
 }
+
+/**
+ * A transactional task `hold` whose handler holds its connection for 0.3 s,
+ * and the most of its handlers that ran at once (`most()`), for tests that
+ * count a pool's handlers over several drains.
+ */
+export function countedHold() {
+  let running = 0;
+  let most = 0;
+  const hold = defineTask('hold', async (_body: unknown, ctx) => {
+    most = Math.max(most, ++running);
+    try {
+      await ctx.db.query('select pg_sleep(0.3)');
+    } finally {
+      running--;
+    }
+  }, { transactional: true });
+  return { tasks: { hold }, most: () => most };
+}
