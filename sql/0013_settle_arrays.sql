@@ -40,7 +40,8 @@
 -- as a success). This is drain()'s form: arrays cost the server far less to
 -- read than JSON. Returns {"succeeded", "failed", "cancelled", "retried",
 -- "released", "stale"}, and "cancelled_ids" (those it ended cancelled, as
--- '12,15') when it cancelled any.
+-- '12,15') when it cancelled any, "stale_ids" (those it found stale, as
+-- '12,15') when any was stale.
 -- The error a nack or fail records: the one given, else a default naming
 -- the outcome, so a job never fails (or waits to retry) with no error
 -- recorded (jobs.nack(id, null), errors holding a null). Inlined.
@@ -290,10 +291,17 @@ begin
   end if;
   -- Stale outcomes of a worker: those its earlier settle applied count as
   -- what they did (jobs.settle_resent). Those this call ended, retried or
-  -- released are left out: their rows now look the same.
+  -- released are left out: their rows now look the same. Whichever stay
+  -- stale are named ("stale_ids"), so a drain's report does not list them
+  -- as failures; read only when one is stale: a batch that all applied
+  -- pays nothing.
   if (v_result->>'stale')::integer > 0 and settle_arrays.worker_id is not null then
     v_result := jobs.settle_resent(v_result, settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
                                    settle_arrays.errors, settle_arrays.worker_id, coalesce(v_ended, '{}') || v_touched);
+  elsif (v_result->>'stale')::integer > 0 then
+    v_result := v_result || jsonb_build_object('stale_ids', (
+      select string_agg(x.id::text, ',') from unnest(settle_arrays.ids, settle_arrays.attempts) as x(id, attempt)
+      where x.attempt <= 0 or x.id <> all(coalesce(v_ended, '{}') || v_touched)));
   end if;
   return v_result;
 end $$;

@@ -8,20 +8,17 @@
 -- p_settled: the jobs this call ended, retried or released, left out (their
 -- rows now look the same). Called only for a batch with a stale outcome and
 -- a worker_id: a primary-key probe per stale outcome, so the outcomes that
--- matched a running delivery never read jobs.job.
+-- matched a running delivery never read jobs.job. The ids of those that stay
+-- stale (attempt 0 or below too) are answered as stale_ids, when any is.
 create function jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts integer[], p_outcomes text[],
                                    p_errors text[], p_worker_id text, p_settled bigint[])
 returns jsonb language sql stable as $$
   with o as (
     select * from unnest(p_ids, p_attempts, p_outcomes, p_errors) as x(id, attempt, outcome, error)
-    where x.attempt > 0 and x.id <> all(p_settled)
+    where x.id <> all(p_settled)
   ), applied as (
-    select o.id, coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) as counted
-    from o
-    left join jobs.job j on j.job_id = o.id and j.attempts = o.attempt and j.worker_id = p_worker_id
-    left join jobs.job_queue q on j.job_id is null and q.job_id = o.id and q.worker_id = p_worker_id
-      and case when q.lease_until is null then true else false end -- pending again: not a running delivery
-    where case o.outcome
+    -- counted: null when it stays stale.
+    select o.id, case when o.attempt > 0 and case o.outcome
       when 'ack' then j.status = 'success'
       -- A release that met a cancel ends the job; else it gave the attempt back.
       when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
@@ -31,6 +28,11 @@ returns jsonb language sql stable as $$
         or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error))
         or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
       end
+      then coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) end as counted
+    from o
+    left join jobs.job j on o.attempt > 0 and j.job_id = o.id and j.attempts = o.attempt and j.worker_id = p_worker_id
+    left join jobs.job_queue q on o.attempt > 0 and j.job_id is null and q.job_id = o.id and q.worker_id = p_worker_id
+      and case when q.lease_until is null then true else false end -- pending again: not a running delivery
   )
   -- Merged into p_result: its cancelled_ids gain those this worker's earlier settle cancelled.
   select p_result || jsonb_build_object(
@@ -39,10 +41,12 @@ returns jsonb language sql stable as $$
     'cancelled', (p_result->>'cancelled')::integer + count(*) filter (where a.counted = 'cancelled'),
     'retried',   (p_result->>'retried')::integer + count(*) filter (where a.counted = 'retried'),
     'released',  (p_result->>'released')::integer + count(*) filter (where a.counted = 'released'),
-    'stale',     (p_result->>'stale')::integer - count(*))
+    'stale',     (p_result->>'stale')::integer - count(a.counted))
     || case when count(*) filter (where a.counted = 'cancelled') = 0 then '{}'::jsonb
             else jsonb_build_object('cancelled_ids', concat_ws(',', p_result->>'cancelled_ids',
                                     string_agg(a.id::text, ',') filter (where a.counted = 'cancelled'))) end
+    || case when count(*) = count(a.counted) then '{}'::jsonb
+            else jsonb_build_object('stale_ids', string_agg(a.id::text, ',') filter (where a.counted is null)) end
   from applied a
 $$;
 

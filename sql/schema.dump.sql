@@ -6282,10 +6282,17 @@ begin
   end if;
   -- Stale outcomes of a worker: those its earlier settle applied count as
   -- what they did (jobs.settle_resent). Those this call ended, retried or
-  -- released are left out: their rows now look the same.
+  -- released are left out: their rows now look the same. Whichever stay
+  -- stale are named ("stale_ids"), so a drain's report does not list them
+  -- as failures; read only when one is stale: a batch that all applied
+  -- pays nothing.
   if (v_result->>'stale')::integer > 0 and settle_arrays.worker_id is not null then
     v_result := jobs.settle_resent(v_result, settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
                                    settle_arrays.errors, settle_arrays.worker_id, coalesce(v_ended, '{}') || v_touched);
+  elsif (v_result->>'stale')::integer > 0 then
+    v_result := v_result || jsonb_build_object('stale_ids', (
+      select string_agg(x.id::text, ',') from unnest(settle_arrays.ids, settle_arrays.attempts) as x(id, attempt)
+      where x.attempt <= 0 or x.id <> all(coalesce(v_ended, '{}') || v_touched)));
   end if;
   return v_result;
 end $$;
@@ -6325,14 +6332,10 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
     AS $$
   with o as (
     select * from unnest(p_ids, p_attempts, p_outcomes, p_errors) as x(id, attempt, outcome, error)
-    where x.attempt > 0 and x.id <> all(p_settled)
+    where x.id <> all(p_settled)
   ), applied as (
-    select o.id, coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) as counted
-    from o
-    left join jobs.job j on j.job_id = o.id and j.attempts = o.attempt and j.worker_id = p_worker_id
-    left join jobs.job_queue q on j.job_id is null and q.job_id = o.id and q.worker_id = p_worker_id
-      and case when q.lease_until is null then true else false end -- pending again: not a running delivery
-    where case o.outcome
+    -- counted: null when it stays stale.
+    select o.id, case when o.attempt > 0 and case o.outcome
       when 'ack' then j.status = 'success'
       -- A release that met a cancel ends the job; else it gave the attempt back.
       when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
@@ -6342,6 +6345,11 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
         or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error))
         or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
       end
+      then coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) end as counted
+    from o
+    left join jobs.job j on o.attempt > 0 and j.job_id = o.id and j.attempts = o.attempt and j.worker_id = p_worker_id
+    left join jobs.job_queue q on o.attempt > 0 and j.job_id is null and q.job_id = o.id and q.worker_id = p_worker_id
+      and case when q.lease_until is null then true else false end -- pending again: not a running delivery
   )
   -- Merged into p_result: its cancelled_ids gain those this worker's earlier settle cancelled.
   select p_result || jsonb_build_object(
@@ -6350,10 +6358,12 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
     'cancelled', (p_result->>'cancelled')::integer + count(*) filter (where a.counted = 'cancelled'),
     'retried',   (p_result->>'retried')::integer + count(*) filter (where a.counted = 'retried'),
     'released',  (p_result->>'released')::integer + count(*) filter (where a.counted = 'released'),
-    'stale',     (p_result->>'stale')::integer - count(*))
+    'stale',     (p_result->>'stale')::integer - count(a.counted))
     || case when count(*) filter (where a.counted = 'cancelled') = 0 then '{}'::jsonb
             else jsonb_build_object('cancelled_ids', concat_ws(',', p_result->>'cancelled_ids',
                                     string_agg(a.id::text, ',') filter (where a.counted = 'cancelled'))) end
+    || case when count(*) = count(a.counted) then '{}'::jsonb
+            else jsonb_build_object('stale_ids', string_agg(a.id::text, ',') filter (where a.counted is null)) end
   from applied a
 $$;
 

@@ -40,7 +40,11 @@ export interface DrainReport {
    * connection until the deadline on a full pool) counts every due one.
    */
   skipped: number;
-  /** Outcomes not applied: their delivery had ended without them (its lease expired, another drain took it over, a cancel or fail ended it). */
+  /**
+   * Outcomes not applied: their delivery had ended without them (its lease expired, another drain took it over, a cancel or
+   * fail ended it). A job whose transactional ack and the drain's own nack (its timeout, the grace's end) both went is counted
+   * once, as what the one that applied did.
+   */
   stale: number;
   /** The drain's last claim found its queue paused (jobs.pause_queue): none of its jobs runs until resumed. */
   queuePaused: boolean;
@@ -62,7 +66,7 @@ export interface DrainReport {
   durationMs: number;
   /** Claim statements sent. */
   batches: number;
-  /** The first 100 failed deliveries (nacked, timed out, or failed after a cancel), in the order they ended. */
+  /** The first 100 failed deliveries (nacked, timed out, or failed after a cancel), in the order they ended; a stale nack or fail changed nothing: none. */
   failures: FailedJob[];
   /** Failed deliveries past those 100, counted only (jobs.job has every error). */
   failuresOmitted: number;

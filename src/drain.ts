@@ -73,9 +73,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
   const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)
   const claim = claimCall(db, opts.topic ?? null, opts.queue ?? null, filter, workerId, exclude, holder);
-  const failures = new FailureList(); // willRetry false for a nack its settle ended cancelled (endedCancelled)
+  const failures = new FailureList(); // what its settles did: willRetry false for a nack ended cancelled, a stale one left out
   // Its final settle pauses between failed tries, never past the limit.
-  const settler = new Settler(db, flushIntervalMs, workerId, pauseUntil(limit.signal), (o) => failures.endedCancelled(o));
+  const settler = new Settler(db, flushIntervalMs, workerId, pauseUntil(limit.signal), failures);
   // ctx.progress and ctx.rateLimit: the handler's own round trips, as its
   // publishes (not bound by the drain's limit, which would add an abort
   // listener per statement in flight: Node warns past 10).

@@ -1,4 +1,4 @@
-import type { Outcome } from './outcome-arrays.js';
+import type { Outcome, SettleListener } from './outcome-arrays.js';
 import type { FailedJob, Job } from './types.js';
 
 /**
@@ -9,35 +9,52 @@ import type { FailedJob, Job } from './types.js';
 export const MAX_REPORTED_FAILURES = 100;
 
 /**
- * A drain report's failures and failuresOmitted. willRetry is what the
- * drain sent (a nack with retries left), until its settle answers that it
- * ended the job cancelled instead (a cancel requested while it ran):
- * endedCancelled. A nack its settle found stale (the delivery had ended
- * without it) keeps what the drain saw.
+ * A drain report's failures and failuresOmitted: what its settles did with
+ * the nacks and fails it sent. willRetry is what the drain sent (a nack with
+ * retries left), until its settle answers that it ended the job cancelled
+ * instead (a cancel requested while it ran): endedCancelled. One its settle
+ * found stale (the delivery had ended without it: a transactional ack that
+ * committed first, another drain's claim after its lease passed) did not
+ * happen: it leaves the list, or failuresOmitted (stale).
  */
-export class FailureList {
+export class FailureList implements SettleListener {
   readonly list: FailedJob[] = [];
   omitted = 0;
-  /** The listed entries that say willRetry, by the outcome their settle carries. */
-  private retrying: Map<Outcome, FailedJob> | undefined;
+  /** The listed entries, by the outcome their settle carries. */
+  private listed: Map<Outcome, FailedJob> | undefined;
+  /** The outcomes counted in omitted, made with the first (no entry, nothing kept past their settle). */
+  private omittedOnes: WeakSet<Outcome> | undefined;
 
   add(job: Job, outcome: Outcome): void {
     if (outcome.outcome !== 'nack' && outcome.outcome !== 'fail') return;
-    if (this.list.length >= MAX_REPORTED_FAILURES) this.omitted++;
-    else {
+    if (this.list.length >= MAX_REPORTED_FAILURES) {
+      this.omitted++;
+      (this.omittedOnes ??= new WeakSet()).add(outcome);
+    } else {
       const entry = {
         id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
         willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
       };
       this.list.push(entry);
-      if (entry.willRetry) (this.retrying ??= new Map()).set(outcome, entry);
+      (this.listed ??= new Map()).set(outcome, entry);
     }
   }
 
   /** Its settle ended this outcome's job cancelled: it will not run again. */
   endedCancelled(outcome: Outcome): void {
-    const entry = this.retrying?.get(outcome);
+    const entry = this.listed?.get(outcome);
     if (entry) entry.willRetry = false;
+  }
+
+  /** Its settle found this outcome stale: it is no failure of this drain's. */
+  stale(outcome: Outcome): void {
+    const entry = this.listed?.get(outcome);
+    if (entry) {
+      this.listed!.delete(outcome);
+      this.list.splice(this.list.indexOf(entry), 1);
+    } else if (this.omittedOnes?.delete(outcome)) {
+      this.omitted--;
+    }
   }
 }
 

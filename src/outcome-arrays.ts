@@ -24,8 +24,19 @@ export interface SettleCounts {
   stale: number;
 }
 
-/** A settle's answer: its counts, and the ids (as '12,15') of the jobs it ended cancelled, when it cancelled any. */
-export type SettleAnswer = SettleCounts & { cancelled_ids?: string };
+/**
+ * A settle's answer: its counts, the ids (as '12,15') of the jobs it ended
+ * cancelled, when it cancelled any, and of those whose outcome it found stale, when any was.
+ */
+export type SettleAnswer = SettleCounts & { cancelled_ids?: string; stale_ids?: string };
+
+/** Told what a settle did with some of its outcomes (a Settler's listener: a drain's FailureList). */
+export interface SettleListener {
+  /** It ended this outcome's job cancelled (a cancel requested while it ran), whatever the outcome said. */
+  endedCancelled(outcome: Outcome): void;
+  /** It found this outcome stale: its delivery had ended without it, so it changed nothing. */
+  stale(outcome: Outcome): void;
+}
 
 /**
  * Outcomes as the column arrays jobs.settle_arrays and jobs.claim_json take

@@ -9,7 +9,7 @@ import type { RateLimit } from './rate-limit.js';
 import { askedOutcome } from './job-errors.js';
 import { cutError } from './error-text.js';
 import { resultJson } from './json-text.js';
-import type { Outcome } from './outcome-arrays.js';
+import type { Outcome, SettleCounts } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
 import type { TimeoutGroup, Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
@@ -206,7 +206,7 @@ export class JobRun implements Running, LeaseHolder {
     const db = host.deps.db;
     if (heartbeat !== undefined && !(transactional && 'maxConnections' in db && db.maxConnections === 1)) this.startHeartbeat(heartbeat);
     if (transactional) {
-      void inTransaction(host, handler, job, ctx).then((outcome) => host.returned(this, outcome));
+      void inTransaction(host, handler, this, ctx).then((outcome) => host.returned(this, outcome));
       return;
     }
     let value: unknown;
@@ -242,16 +242,32 @@ export class JobRun implements Running, LeaseHolder {
   }
 }
 
-async function inTransaction(host: RunHost, handler: Handler, job: Job, ctx: DrainJobContext): Promise<Outcome | null> {
+async function inTransaction(host: RunHost, handler: Handler, run: JobRun, ctx: DrainJobContext): Promise<Outcome | null> {
+  const { job } = run;
   try {
     const { db } = host.deps;
     if (!('transaction' in db)) throw new TypeError('a transactional task needs a driver with transactions');
     // A COMMIT whose answer was lost: asked whether it landed before a nack is made of its error.
-    host.settler.count(await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt)));
+    const counts = await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt));
+    host.settler.count(run.ended ? endedMeanwhile(counts) : counts);
     return null;
   } catch (error) {
     return thrownOutcome(job.id, job.attempt, error);
   }
+}
+
+/**
+ * A transactional ack's counts for a delivery the drain ended meanwhile with
+ * an outcome of its own (its timeout, the grace's end, a cancel: the ack was
+ * on its way, waiting for the job's row). Both are bound to the running
+ * delivery, so exactly one applies and the other is stale: the job counts
+ * once. An ack that committed counts as succeeded and takes the drain's
+ * outcome off stale (its settle answers it stale, before or after this); a
+ * stale ack counts nothing (the drain's outcome counts as what it did).
+ */
+function endedMeanwhile(counts: SettleCounts): SettleCounts {
+  return counts.succeeded > 0 ? { ...counts, stale: counts.stale - 1 }
+    : { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 0 };
 }
 
 /**

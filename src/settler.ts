@@ -1,5 +1,5 @@
 import type { Queryable } from './db/driver.js';
-import { outcomeArrays, SETTLE_ARRAYS_SQL, type Outcome, type SettleAnswer, type SettleCounts } from './outcome-arrays.js';
+import { outcomeArrays, SETTLE_ARRAYS_SQL, type Outcome, type SettleAnswer, type SettleCounts, type SettleListener } from './outcome-arrays.js';
 
 /**
  * The most outcomes that end a serial-key job one settle statement carries
@@ -62,9 +62,9 @@ export class Settler {
   /** close() has begun: it settles what is left itself, so no timer starts. */
   private closing = false;
 
-  /** cancelled: told of each outcome its settle ended cancelled (a cancel requested while the job ran). */
+  /** told: of each outcome its settle ended cancelled (a cancel requested while the job ran) or found stale. */
   constructor(private readonly db: Queryable, private readonly flushIntervalMs: number, private readonly workerId: string,
-              private readonly pause: Pause = pauseUntil(), private readonly cancelled?: (outcome: Outcome) => void) {}
+              private readonly pause: Pause = pauseUntil(), private readonly told?: SettleListener) {}
 
   /** A claim's serial-key jobs (ClaimedColumns.keyed), before any of their outcomes is added. */
   claimedKeyed(ids: readonly string[], maxRetries: readonly number[]): void {
@@ -123,14 +123,22 @@ export class Settler {
 
   /**
    * What a settle did (its answer's counts); batch: the outcomes it took,
-   * whose ids its cancelled_ids name (one outcome per job in a statement).
+   * whose ids its cancelled_ids and stale_ids name (one outcome per job in a
+   * statement). Both come only when there are any: a batch of acks that all
+   * applied reads nothing more.
    */
   count(counts: SettleAnswer | null | undefined, batch?: readonly Outcome[]): void {
     if (!counts) return;
     for (const key of Object.keys(this.totals) as (keyof SettleCounts)[]) this.totals[key] += Number(counts[key] ?? 0);
-    if (counts.cancelled_ids && batch && this.cancelled) {
+    const told = this.told;
+    if (!batch || !told) return;
+    if (counts.cancelled_ids) {
       const ids = new Set(counts.cancelled_ids.split(','));
-      for (const o of batch) if (ids.has(o.id)) this.cancelled(o);
+      for (const o of batch) if (ids.has(o.id)) told.endedCancelled(o);
+    }
+    if (counts.stale_ids) {
+      const ids = new Set(counts.stale_ids.split(','));
+      for (const o of batch) if (ids.has(o.id)) told.stale(o);
     }
   }
 

@@ -154,8 +154,11 @@ describe('jobs.settle_arrays sent again by a worker', () => {
     const stale: O[] = [{ id: other, attempt: 1, outcome: 'ack' }, { id: reclaimed, attempt: 1, outcome: 'ack' },
                         { id: expired, attempt: 1, outcome: 'nack', error: 'boom' },
                         { id: retriedByExpiry, attempt: 1, outcome: 'nack', error: 'boom' }];
-    expect(await settle('A', at(t0, 31), ...applied, ...stale))
-      .toEqual({ succeeded: 1, failed: 1, cancelled: 1, retried: 1, released: 1, stale: 4, cancelled_ids: cancelledIds });
+    // The ids it found stale (stale_ids): a drain's report lists none of them as failures.
+    const answer = await settle('A', at(t0, 31), ...applied, ...stale);
+    expect({ ...answer, stale_ids: String(answer.stale_ids).split(',').sort() })
+      .toEqual({ succeeded: 1, failed: 1, cancelled: 1, retried: 1, released: 1, stale: 4, cancelled_ids: cancelledIds,
+                 stale_ids: stale.map((o) => o.id).sort() });
     // Nothing was applied twice.
     expect(await sql(`select task, status, attempts, worker_id from jobs.job order by task`)).toEqual([
       { task: 'a.ack', status: 'success', attempts: 1, worker_id: 'A' },
@@ -171,6 +174,6 @@ describe('jobs.settle_arrays sent again by a worker', () => {
       { task: 's.expired-retry', attempt: 1, lease_until: null },
     ]);
     // Without a worker id (SQL callers, a transactional ack) an end of the same attempt may be another delivery's: stale.
-    expect(await settle(null, at(t0, 31), applied[0]!)).toMatchObject({ succeeded: 0, stale: 1 });
+    expect(await settle(null, at(t0, 31), applied[0]!)).toMatchObject({ succeeded: 0, stale: 1, stale_ids: applied[0]!.id });
   });
 });
