@@ -261,3 +261,11 @@ returns text language sql immutable as $$
   select case when length(p_error) <= 8192 then p_error
               else left(p_error, 8128) || format(E'\n… (%s characters cut)', length(p_error) - 8128) end
 $$;
+
+-- The error a nack or fail records: the one given, else a default naming
+-- the outcome, so a job never fails (or waits to retry) with no error
+-- recorded (jobs.nack(id, null), errors holding a null). Inlined.
+create function jobs.settle_error(p_outcome text, p_error text)
+returns text language sql immutable as $$
+  select coalesce(p_error, case when p_outcome = 'fail' then 'failed without an error' else 'nacked without an error' end)
+$$;

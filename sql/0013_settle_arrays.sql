@@ -42,14 +42,6 @@
 -- "released", "stale"}, and "cancelled_ids" (those it ended cancelled, as
 -- '12,15') when it cancelled any, "stale_ids" (those it found stale, as
 -- '12,15') when any was stale.
--- The error a nack or fail records: the one given, else a default naming
--- the outcome, so a job never fails (or waits to retry) with no error
--- recorded (jobs.nack(id, null), errors holding a null). Inlined.
-create function jobs.settle_error(p_outcome text, p_error text)
-returns text language sql immutable as $$
-  select coalesce(p_error, case when p_outcome = 'fail' then 'failed without an error' else 'nacked without an error' end)
-$$;
-
 create function jobs.settle_arrays(
   ids      bigint[],
   attempts integer[],
