@@ -20,3 +20,31 @@ export function cutError(text: string): string {
   const end = code >= 0xd800 && code <= 0xdbff ? KEPT - 1 : KEPT;
   return `${text.slice(0, end)}\n… (${text.length - end} characters cut)`;
 }
+
+/** A thrown value as a job's error: an Error's stack, else the value as JSON; no NUL; cut (cutError). */
+export function describe(error: unknown): string {
+  // PostgreSQL text cannot hold NUL: one in an error would fail the whole batch's settle.
+  // Then cut to what a job keeps.
+  return cutError(describeRaw(error).replaceAll('\0', '\\0'));
+}
+
+function describeRaw(error: unknown): string {
+  try {
+    if (isError(error)) return error.stack ?? `${error.name}: ${error.message}`;
+    try {
+      return `non-Error thrown: ${JSON.stringify(error)}`;
+    } catch {
+      return `non-Error thrown: ${String(error)}`;
+    }
+  } catch {
+    return 'thrown a value that cannot be read (a revoked Proxy, a getter that throws)'; // settled all the same
+  }
+}
+
+/**
+ * An Error of this realm or of another (node:vm, an iframe), where instanceof
+ * misses it. May throw (a revoked Proxy).
+ */
+export function isError(value: unknown): value is Error {
+  return value instanceof Error || Object.prototype.toString.call(value) === '[object Error]';
+}

@@ -7,7 +7,7 @@ import { DrainJobContext, extendLeaseOf, LazySignal, leaseSeconds, type LeaseHol
 import type { ProgressSink } from './progress.js';
 import type { RateLimit } from './rate-limit.js';
 import { askedOutcome } from './job-errors.js';
-import { cutError } from './error-text.js';
+import { describe } from './error-text.js';
 import { resultJson } from './json-text.js';
 import type { Outcome, SettleCounts } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
@@ -282,31 +282,4 @@ export function thrownOutcome(id: string, attempt: number, error: unknown): Outc
   if (asked === 'fail') return { id, attempt, outcome: 'fail', error: describe(error), thrown: error };
   if (asked.snooze) return { id, attempt, outcome: 'release', retryAt: asked.retryAt, thrown: error };
   return { id, attempt, outcome: 'nack', error: describe(error), retryAt: asked.retryAt, thrown: error };
-}
-
-function describe(error: unknown): string {
-  // PostgreSQL text cannot hold NUL: one in an error would fail the whole batch's settle.
-  // Then cut to what a job keeps (error-text.ts).
-  return cutError(describeRaw(error).replaceAll('\0', '\\0'));
-}
-
-function describeRaw(error: unknown): string {
-  try {
-    if (isError(error)) return error.stack ?? `${error.name}: ${error.message}`;
-    try {
-      return `non-Error thrown: ${JSON.stringify(error)}`;
-    } catch {
-      return `non-Error thrown: ${String(error)}`;
-    }
-  } catch {
-    return 'thrown a value that cannot be read (a revoked Proxy, a getter that throws)'; // settled all the same
-  }
-}
-
-/**
- * An Error of this realm or of another (node:vm, an iframe), where instanceof
- * misses it. May throw (a revoked Proxy).
- */
-export function isError(value: unknown): value is Error {
-  return value instanceof Error || Object.prototype.toString.call(value) === '[object Error]';
 }
