@@ -162,7 +162,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     const now = Date.now();
     for (let i = 0, ids = claimedIds(jobs), ranBefore = running.size > 0; i < count; i++) {
       const job = toJob(jobs!, ids, i, result.queue, result.now);
-      if (ranBefore) endEarlierDelivery(running, job.id); // its lease passed while it ran here (a job of an earlier claim)
+      // Its lease passed while it ran here (a job of an earlier claim): that delivery's nack is stale, no failure,
+      // whichever settle carries it (one with this delivery's outcome names neither in stale_ids: matched by id).
+      const lost = ranBefore ? endEarlierDelivery(running, job.id) : undefined;
+      if (lost) failures.stale(lost);
       const end = endOf(job, claimSentAt, now);
       if (end === 0) continue;
       const handler = handlerOf(lookup, job.task); // once per job: runHandler calls what batchOf read

@@ -25,13 +25,16 @@ export const LEASE_LOST = 'lease lost: the database no longer has this delivery 
  * jobs.claim_json's holder) gave it back. That delivery's signal fires
  * (LEASE_LOST) and it leaves `running`, nacked (stale: the database has its
  * attempt over), for the new one's entry; replaced unended, its signal never
- * fired and its timer found another entry.
+ * fired and its timer found another entry. Answers that nack, if it made
+ * one: it can never land (the job's next attempt is out).
  */
-export function endEarlierDelivery(running: RunningJobs, id: string): void {
+export function endEarlierDelivery(running: RunningJobs, id: string): Outcome | undefined {
   const earlier = running.get(id);
-  if (earlier === undefined) return;
+  if (earlier === undefined) return undefined;
   earlier.signal.abort(new Error(LEASE_LOST));
-  earlier.finish({ id, attempt: earlier.job.attempt, outcome: 'nack', error: LEASE_LOST });
+  const nack: Outcome = { id, attempt: earlier.job.attempt, outcome: 'nack', error: LEASE_LOST };
+  earlier.finish(nack);
+  return nack;
 }
 
 /**
