@@ -7,21 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { migrations } from '../src/generated/sql.js';
 import { migrate, migrationSql } from '../src/migrate.js';
-import { emptyDb } from './support/db.js';
+import { emptyDb, withClient } from './support/db.js';
 
 const allVersions = migrations.map((m) => m.version);
 // Roles are cluster-wide: names of this run's own.
 const run = Date.now().toString(36);
-
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 function as(url: string, role: string): string {
   const u = new URL(url);

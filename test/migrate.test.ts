@@ -6,20 +6,9 @@ import { pgDriver } from '../src/db/pg.js';
 import { PgDrainError } from '../src/errors.js';
 import { migrations } from '../src/generated/sql.js';
 import { latestVersion, migrate, migrationSql } from '../src/migrate.js';
-import { emptyDb } from './support/db.js';
+import { emptyDb, withClient } from './support/db.js';
 
 const allVersions = migrations.map((m) => m.version);
-
-/** Runs fn with a plain pg client on url, closing it afterwards. */
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 interface Recorded { version: number; name: string; checksum: string | null }
 

@@ -79,3 +79,14 @@ export async function sqlErrorOf(sql: (text: string, params?: unknown[]) => Prom
   }
   throw new Error(`expected ${text} to fail`);
 }
+
+/** Runs fn with a plain pg client on url, closing it afterwards. */
+export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
