@@ -43,8 +43,9 @@ $$;
 -- holding the key: an active one, else the one whose window is still open
 -- at p_from; null when the key is free. An active job that will not run to
 -- an end of its own holds neither, as jobs.publish lets go of such a
--- keep-mode holder: one that expired unstarted (its expires_at passed
--- while it waited, no attempt spent) and one whose cancel was requested
+-- keep-mode holder (jobs.key_holder): one whose expires_at passed while it
+-- waited (unstarted, or waiting to retry: it never runs again) and one
+-- whose cancel was requested
 -- (running, or a head or dependant whose cancel was deferred, sql/0009);
 -- the publish takes over its key (jobs.publish) and opens the key's window
 -- anew (jobs.throttle_hold). Nor does a job whose end frees it
@@ -66,9 +67,11 @@ declare
   v_id bigint;
 begin
   perform pg_advisory_xact_lock(736042, hashtext(p_key));
+  -- Waiting past its expiry, started or not (jobs.key_holder's ends): a job
+  -- waiting to retry that expired answers only while its window is open.
   select q.job_id into v_id from jobs.job_queue q
   where q.dedupe_key = p_key and q.cancel_requested_at is null
-    and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false);
+    and not coalesce(q.lease_until is null and q.expires_at <= p_now, false);
   if not found then
     select t.job_id into v_id from jobs.throttle t
     where t.dedupe_key = p_key and t.until > p_from

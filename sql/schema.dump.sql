@@ -6565,9 +6565,11 @@ declare
   v_id bigint;
 begin
   perform pg_advisory_xact_lock(736042, hashtext(p_key));
+  -- Waiting past its expiry, started or not (jobs.key_holder's ends): a job
+  -- waiting to retry that expired answers only while its window is open.
   select q.job_id into v_id from jobs.job_queue q
   where q.dedupe_key = p_key and q.cancel_requested_at is null
-    and not coalesce(q.lease_until is null and q.attempt = 0 and q.expires_at <= p_now, false);
+    and not coalesce(q.lease_until is null and q.expires_at <= p_now, false);
   if not found then
     select t.job_id into v_id from jobs.throttle t
     where t.dedupe_key = p_key and t.until > p_from

@@ -180,6 +180,26 @@ describe('throttle_seconds', () => {
     expect(await counts()).toEqual({ active: 0, ended: 1, windows: 1 });
   });
 
+  it('past its window, a job waiting to retry past its expiry answers no throttled publish: a new job, as a plain publish makes', async () => {
+    const first = (await one<{ id: string }>(`select jobs.publish('sync.user', '{"n":1}', now => ${at(0)}, dedupe_key => 'k',
+      throttle_seconds => 60, expires_at => ${at(10)}, max_retries => 2)::text as id`)).id;
+    expect(await sql(`select job_id::text as id from jobs.consume(10, ${at(0)})`)).toEqual([{ id: first }]);
+    await sql(`select jobs.nack($1::bigint, 'boom', ${at(30)}, ${at(1)})`, [first]); // its retry due after its expiry
+    expect(await throttled(60, 20)).toBe(first); // in its window: it ran, so it holds it
+    // Its window over, it still waits (no claim has expired it): it will never run again, so it holds the key no more,
+    // as a plain publish lets go of it. Before: the throttled publish answered it, and the work asked for never ran.
+    const second = await throttled(60, 70);
+    expect(second).not.toBe(first);
+    expect(await one(`select job_id::text as id, until from jobs.throttle where dedupe_key = 'k'`))
+      .toEqual({ id: second, until: new Date('2030-01-01T00:02:10Z') });
+    expect(await throttled(60, 80)).toBe(second);
+    // The first still ends as expired, keyless, at the next expiry; the second holds key and window.
+    expect(await one(`select jobs.expire(now => ${at(90)}) as n`)).toEqual({ n: 1 });
+    expect(await one(`select status, attempts, dedupe_key from jobs.job where job_id = $1`, [first]))
+      .toEqual({ status: 'failure', attempts: 1, dedupe_key: null });
+    expect(await throttled(60, 100)).toBe(second);
+  });
+
   it('SQL refuses a bad throttle_seconds (PD011, column throttle_seconds) and writes nothing', async () => {
     const cases: [string, string][] = [
       [`throttle_seconds => 60`, 'throttle_seconds: needs a dedupe_key (the key it throttles)'],
