@@ -9,6 +9,7 @@ import { DrainStop } from './drain-stop.js';
 import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
 import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
+import { LastLook } from './last-look.js';
 import { rateLimiter } from './rate-limit.js';
 import { JobRun, type RunHost } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
@@ -31,7 +32,7 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  * - A claim takes only jobs whose timeout fits before `deadline - settleMarginMs`,
  *   so every job it starts can finish in time; the report's `skipped` counts
  *   due jobs it left alone for that reason (with no budget at all, or after a wait for a free slot until
- *   the deadline, one claim that takes none counts them).
+ *   the deadline, one claim that takes none counts them, if a connection is free for it: last-look.ts).
  * - Each handler's ctx.signal fires at its job's timeout; the job is then
  *   nacked as timed out without waiting for the handler.
  * - On options.signal it stops claiming, lets running handlers go on for
@@ -65,10 +66,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
           overrunMs, flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
-  let lastLook: 'no' | 'due' | 'done' = 'no'; // no budget at all, or a linger or a wait for a slot ended: one claim with none counts what is due
-  // A pool of one connection (PGlite's session) keeps none for claims: a look after a wait for a slot would wait
-  // behind the transaction of the handler that holds it, past the deadline (database_unavailable). It stops without.
-  const looksAfterWait = driver.maxConnections !== 1;
+  // No budget at all, or a linger or a wait for a slot ended: one claim with none counts what is due, a connection free.
+  const lastLook = new LastLook({ share, poolSize: driver.maxConnections, waitsAlone: () => slots.waitsAlone });
 
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
   const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)
@@ -93,8 +92,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let queueAtGroupConcurrency = false;
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
   // When its loop wakes, and why it stops (drain-stop.ts). Lingering, the idle wait ends itself at stopAt (stoppedBy 'empty');
-  // so does a wait for a slot with none of its own jobs running (slots.waitsAlone), for the last look that follows.
-  const stopped = new DrainStop(opts, stopAt, (): boolean => idleSince === undefined && lastLook !== 'due' && !slots.waitsAlone);
+  // so does the loop while it owes its last look or waits for a slot for one.
+  const stopped = new DrainStop(opts, stopAt, (): boolean => idleSince === undefined && !lastLook.holdsStop());
   const { changed, wake } = stopped;
   const stop = (why: StoppedBy) => stopped.stop(why);
   // Its slots for handlers, pool-bound its pool's connections shared with the other drains on it, and its wait for them.
@@ -187,12 +186,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     while (!stopped.by) {
       const free = slots.free();
       // No budget from its first claim on (a Lambda with under settleMarginMs left): one look, with no slot free too (no job taken).
-      if (batches === 0 && lastLook === 'no' && stopAt <= Date.now()) lastLook = 'due';
-      if (lastLook !== 'due' && slots.short(free)) {
+      if (batches === 0 && stopAt <= Date.now()) lastLook.owe();
+      if (!lastLook.due && slots.short(free)) {
         const why = await slots.wait(free, idleSince);
         // Its wait ended at stopAt or its linger's end: it looks once more first, as below (no budget: no slot needed).
-        if (why === 'until' && lastLook === 'no' && looksAfterWait) lastLook = 'due';
-        else if (why === 'until') stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
+        if (why === 'until' && !lastLook.owe()) stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;
       }
       // Read before take(): a job that ends while take() hands its outcomes
@@ -204,15 +202,14 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       // The budget from the claim's own start: a job whose timeout fits it ends by stopAt.
       const claimSentAt = Date.now();
       const budgetMs = stopAt - claimSentAt;
-      if (stopped.by || (budgetMs <= 0 && lastLook !== 'due')) {
+      const look = lastLook.due; // a last look: no budget, so it takes no job and needs no slot; sent only with a connection free
+      if (stopped.by || (budgetMs <= 0 && !look) || (look && !lastLook.send())) {
         settler.putBack(outcomes);
         stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         break;
       }
       const room = slots.room(free);
-      const look = lastLook === 'due'; // a last look: no budget, so it takes no job and needs no slot
-      if (look) lastLook = 'done';
-      else if (room <= 0) { settler.untake(outcomes); continue; }
+      if (!look && room <= 0) { settler.untake(outcomes); continue; }
       let result: ClaimResult;
       idle?.claiming();
       const want = Math.min(args.batchSize, Math.max(room, 1));
@@ -259,7 +256,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         else if (idle && await idle.wait(Math.min((idleSince ??= Date.now()) + lingerMs, stopAt), changed()) !== 'until') continue;
         // Its linger ran to stopAt: a job that came due since the last claim sent no NOTIFY. A claim with
         // no budget claims nothing and counts it in unfit: a drain that leaves due work says 'deadline' (README).
-        else if (idle && lastLook === 'no' && idleSince! + lingerMs >= stopAt) lastLook = 'due';
+        else if (idle && idleSince! + lingerMs >= stopAt && lastLook.owe()) continue;
         else stop(unfit > 0 ? 'deadline' : 'empty');
       }
     }
