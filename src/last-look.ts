@@ -26,7 +26,7 @@ export interface LookSettings {
 }
 
 export class LastLook {
-  private state: 'no' | 'due' | 'sent' = 'no';
+  private state: 'no' | 'due' | 'spent' = 'no'; // spent: sent, or given up for want of a connection
 
   constructor(private readonly s: LookSettings) {}
 
@@ -48,7 +48,7 @@ export class LastLook {
    * whole, its outcomes going with the final settle). False: the drain stops without it.
    */
   send(): boolean {
-    this.state = 'sent';
+    this.state = 'spent';
     const { share, poolSize } = this.s;
     return share === undefined || poolSize === undefined || share.held < poolSize;
   }
