@@ -207,9 +207,12 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     const startedAt = Date.now();
     const cap = deadlineCap?.(c.env);
     const deadline = Math.min(startedAt + request.budgetSeconds * 1000, cap ?? Infinity);
-    // A lingering drain whose caller went away stops as on a signal: no one
-    // would read its report, and it would hold a drain slot until its deadline.
-    const stopOn = !request.lingerMs ? signal : signal ? AbortSignal.any([signal, c.req.raw.signal]) : c.req.raw.signal;
+    // A drain whose caller went away stops as on a signal: no more claims (no
+    // one would read its report, and it would hold a drain slot until its
+    // deadline); running jobs finish within graceMs, the rest are settled. The
+    // request's signal fires on a disconnect where the runtime tells (Node's
+    // server; workerd with enable_request_signal), else never.
+    const stopOn = signal ? AbortSignal.any([signal, c.req.raw.signal]) : c.req.raw.signal;
     const done = metrics.start();
     let report: DrainReport;
     try {
