@@ -54,6 +54,7 @@
  *   endpoint in front of a PostgreSQL that is not Neon.
  */
 import { createApp } from '../src/http/app.js';
+import { DEFAULT_OVERRUN_MS } from '../src/drain.js';
 import { ValidationError, type DrainReport, type Queue, type TaskMap } from '../src/index.js';
 import { openQueue } from './cloudflare-queue.js';
 import { asBindingError, MAX_DEADLINE_SECONDS, readSettings, type Env, type Settings } from './cloudflare-settings.js';
@@ -75,6 +76,14 @@ export interface WorkerHandlers {
   fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response>;
   scheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext): Promise<void>;
 }
+
+/**
+ * After a POST /drain's caller disconnects, how long its running jobs may go
+ * on: Cloudflare keeps waitUntil work 30 s after a disconnect; this leaves
+ * the drain's wait for a silent database (DEFAULT_OVERRUN_MS) and a second
+ * for the last settle inside them.
+ */
+const DISCONNECT_GRACE_MS = 30_000 - DEFAULT_OVERRUN_MS - 1000;
 
 /** The cron side: one drain with the configured batch, deadline, topic, queue, selection and linger (the deadline bounds it). */
 async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, settings: Settings): Promise<DrainReport> {
@@ -138,6 +147,9 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
           // DRAIN_DEADLINE_SECONDS is sized to the CPU limit: no request may ask for more.
           limits: { maxBudgetSeconds: settings.DRAIN_DEADLINE_SECONDS, defaultBudgetSeconds: settings.DRAIN_DEADLINE_SECONDS,
                     defaultBatchSize: settings.DRAIN_BATCH },
+          // The only signal here is a caller's disconnect: its running jobs get until the 30 s Cloudflare then
+          // gives waitUntil, less the wait for a silent database, before they are stopped and retried.
+          graceMs: DISCONNECT_GRACE_MS,
           onError: (error) => console.error('pgdrain:', error),
         }),
       };
@@ -152,9 +164,11 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
       queue = await openQueue(tasks, env, settings);
       const answer = Promise.resolve(app.fetch(request, { ...env, [QUEUE]: queue }, ctx as never));
       // A caller that disconnects cancels the request's work: under waitUntil
-      // a drain still settles what it ran (and gives back the rest) first, if
-      // it ends within the 30 s Cloudflare gives waitUntil after a disconnect
-      // (README: request.signal did not fire on one in workerd here).
+      // (30 s after a disconnect) a drain still settles what it ran. With the
+      // enable_request_signal flag the disconnect fires request.signal: the
+      // drain stops claiming, and what runs past DISCONNECT_GRACE_MS is
+      // stopped and retried. Without the flag it drains on to its deadline
+      // and may be cut at those 30 s (its jobs then come back after their leases).
       ctx.waitUntil(answer.then(() => undefined, () => undefined));
       return await answer;
     } catch (error) {

@@ -17,7 +17,7 @@ import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { startNeonHttpServer } from './support/neon-http-server.js';
 import { startWsProxy } from './support/ws-proxy.js';
-import { hyperdriveUrl, wranglerDryRun } from './support/worker-bundle.js';
+import { compatibilityFlags, hyperdriveUrl, wranglerDryRun } from './support/worker-bundle.js';
 
 const root = resolve(import.meta.dirname, '..');
 const db = await testDb();
@@ -69,7 +69,7 @@ beforeAll(async () => {
   await Promise.all([wranglerDryRun(['--outdir', outdir]), wranglerDryRun(['--outdir', txOut, '--config', join(txDir, 'wrangler.toml')])]);
   bundle = join(outdir, 'cloudflare-demo.js'); // wrangler.toml's main: the demo Worker
   // modulesRoot: module names are relative to it, and workerd refuses '..' in them.
-  const common = { modules: true, modulesRoot: outdir, scriptPath: bundle, compatibilityDate, compatibilityFlags: ['nodejs_compat'] };
+  const common = { modules: true, modulesRoot: outdir, scriptPath: bundle, compatibilityDate, compatibilityFlags };
   const hyperdrive = hyperdriveUrl(db.url);
   const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_BATCH: '20', DRAIN_DEADLINE_SECONDS: '100' };
   // One workerd, one Worker per way to reach the database.

@@ -9,8 +9,11 @@ import { promisify } from 'node:util';
 
 export const root = resolve(import.meta.dirname, '../..');
 
+const toml = readFileSync(join(root, 'wrangler.toml'), 'utf8');
 /** wrangler.toml's compatibility date, as the deployed demo Worker gets it. */
-export const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(readFileSync(join(root, 'wrangler.toml'), 'utf8'))![1]!;
+export const compatibilityDate = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(toml)![1]!;
+/** wrangler.toml's compatibility flags (nodejs_compat, enable_request_signal), as the deployed demo Worker gets them. */
+export const compatibilityFlags = [.../^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml)![1]!.matchAll(/"([^"]+)"/g)].map((m) => m[1]!);
 
 /** `wrangler deploy --dry-run` with args, run in cwd (the repository unless told), its telemetry off. */
 export async function wranglerDryRun(args: string[], cwd = root): Promise<void> {
@@ -34,5 +37,5 @@ export async function demoWorker(outdir: string, databaseUrl: string) {
   await wranglerDryRun(['--outdir', outdir]);
   // modulesRoot: module names are relative to it, and workerd refuses '..' in them.
   return { modules: true, modulesRoot: outdir, scriptPath: join(outdir, 'cloudflare-demo.js'), compatibilityDate,
-           compatibilityFlags: ['nodejs_compat'], hyperdrives: { HYPERDRIVE: hyperdriveUrl(databaseUrl) } };
+           compatibilityFlags, hyperdrives: { HYPERDRIVE: hyperdriveUrl(databaseUrl) } };
 }
