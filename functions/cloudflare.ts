@@ -34,6 +34,11 @@
  * most 3 jobs at once, keeping one connection for the drain's own claims and
  * settles.
  *
+ * Compatibility flags (wrangler.toml): nodejs_compat (pg, the Neon driver)
+ * and enable_request_signal: with it a POST /drain whose caller disconnects
+ * stops claiming (request.signal fires); without it the drain goes on to its
+ * deadline, and may be cut 30 s after the disconnect.
+ *
  * Bindings (wrangler.toml [vars], secrets, [[hyperdrive]]):
  * - DATABASE_URL (secret): the database; used through the Neon WebSocket Pool.
  * - HYPERDRIVE (optional binding): when bound, pg connects through it instead.
@@ -85,7 +90,12 @@ export interface WorkerHandlers {
  */
 const DISCONNECT_GRACE_MS = 30_000 - DEFAULT_OVERRUN_MS - 1000;
 
-/** The cron side: one drain with the configured batch, deadline, topic, queue, selection and linger (the deadline bounds it). */
+/**
+ * The cron side: one drain with the configured batch, deadline, topic, queue,
+ * selection and linger (the deadline bounds it). scheduled() gets no
+ * remaining time, so the deadline counts from now (a late start does not
+ * shorten it), not from controller.scheduledTime.
+ */
 async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, settings: Settings): Promise<DrainReport> {
   const queue = await openQueue(tasks, env, settings);
   const topic = settings.DRAIN_TOPIC;
