@@ -1,6 +1,7 @@
 // The Worker's POST /drain whose caller goes away, in workerd (Miniflare) with
 // wrangler.toml's compatibility flags (enable_request_signal): the drain stops
-// claiming, its running job finishes and is acked, and the jobs it had not
+// claiming, its running job finishes and is acked (or, hanging, is stopped
+// and retried after the Worker's 24 s grace), and the jobs it had not
 // claimed stay pending. The caller is a second Worker calling this one
 // through a service binding and aborting its fetch: workerd cancels the
 // incoming request as it does when a client disconnects, and request.signal
@@ -43,7 +44,8 @@ const waits = defineTask('lock.waits', async (body, ctx) => {
   await ctx.db.query('select pg_advisory_xact_lock($1)', [body.key]);
   return { got: body.key };
 }, { transactional: true });
-export default createWorker({ lock: { waits } });
+// hangs: never ends, whatever its signal says.
+export default createWorker({ lock: { waits }, hangs: () => new Promise(() => {}) });
 `;
 
 // The caller: /start fetches the pgdrain Worker's POST /drain and waits, until
@@ -97,6 +99,11 @@ interface WorkerStub {
   fetch(url: string, init: { method: string; headers: Record<string, string>; body?: string }): Promise<Response>;
 }
 const worker = async (name: string) => (await mf.getWorker(name)) as unknown as WorkerStub;
+/** Has the caller Worker start a POST /drain of batchSize 1; resolves to how that fetch ended once /abort aborts it. */
+const startDrain = async () => (await worker('caller')).fetch('http://caller/start', { method: 'POST', headers: {},
+                                                                body: JSON.stringify({ batchSize: 1 }) }).then((r) => r.text());
+const abortDrain = async () => (await (await worker('caller')).fetch('http://caller/abort', { method: 'GET', headers: {} })).text();
+const started = async (id: string) => (await sql('select 1 from jobs.job_queue where job_id = $1 and started_at is not null', [id])).length;
 
 describe('Cloudflare Worker: a POST /drain whose caller goes away', () => {
   it('stops claiming: the running job finishes and is acked, the others stay pending, unclaimed', async () => {
@@ -109,12 +116,10 @@ describe('Cloudflare Worker: a POST /drain whose caller goes away', () => {
     const first = await queue.publish('lock.waits', { key: LOCK }, { timeoutSeconds: 30, priority: 10 });
     const rest = await queue.publishBulk([{ task: 'lock.waits', body: { key: 1 }, timeoutSeconds: 30 },
                                           { task: 'lock.waits', body: { key: 2 }, timeoutSeconds: 30 }]);
-    const caller = await worker('caller');
-    const answer = caller.fetch('http://caller/start', { method: 'POST', headers: {}, body: JSON.stringify({ batchSize: 1 }) })
-      .then((r) => r.text());
+    const answer = startDrain();
     await until(async () => (await sql(`select 1 from pg_locks where locktype = 'advisory' and objid = $1 and not granted`, [LOCK])).length,
                 'the first job to wait for the lock');
-    await (await caller.fetch('http://caller/abort', { method: 'GET', headers: {} })).text();
+    await abortDrain();
     expect(await answer).toBe('aborted: AbortError');
     // The first job may finish now: a drain that goes on would claim the next as soon as it is acked.
     await holder.query('select pg_advisory_unlock($1)', [LOCK]);
@@ -132,6 +137,22 @@ describe('Cloudflare Worker: a POST /drain whose caller goes away', () => {
     expect(await sql(`select job_id::text as id, attempt, lease_until is null as free from jobs.job_queue order by job_id`)).toEqual([
       { id: rest[0], attempt: 0, free: true },
       { id: rest[1], attempt: 0, free: true },
+    ]);
+  });
+
+  it('stops a running job that outlasts the grace (24 s), retried with the error recorded, inside the 30 s waitUntil keeps', async () => {
+    const hung = await queue.publish('hangs', {}, { timeoutSeconds: 50, priority: 10 });
+    const [next] = await queue.publishBulk([{ task: 'hangs', body: {}, timeoutSeconds: 50 }]);
+    const answer = startDrain();
+    await until(() => started(hung), 'the hanging job to run');
+    await abortDrain();
+    expect(await answer).toBe('aborted: AbortError');
+    // Without the stop it would run on to its 50 s timeout (past the 30 s a disconnected Worker gets), then take the next.
+    await until(async () => (await sql(`select 1 from jobs.job_queue where job_id = $1 and lease_until is null
+                                        and last_error ~ 'did not stop within graceMs=24000'`, [hung])).length,
+                'the hanging job to be stopped after the grace', 45_000, 200);
+    expect(await sql('select job_id::text as id, attempt from jobs.job_queue order by job_id')).toEqual([
+      { id: hung, attempt: 1 }, { id: next, attempt: 0 },
     ]);
   });
 });
