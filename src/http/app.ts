@@ -56,7 +56,10 @@ export interface AppOptions {
   deadlineCap?: ((env: unknown) => number | undefined) | undefined;
   /** Server shutdown: new drains get 503, running ones stop claiming and wind down. */
   signal?: AbortSignal | undefined;
-  /** After `signal`, how long running handlers may finish before they are stopped and retried, an attempt spent (default: until their timeout). */
+  /**
+   * After `signal`, or the disconnect of a POST /drain's caller, how long running handlers may
+   * finish before they are stopped and retried, an attempt spent (default: until their timeout).
+   */
   graceMs?: number | undefined;
   /** When it fires, running drains stop and retry their running jobs at once (an attempt spent), grace or not. */
   hardSignal?: AbortSignal | undefined;
