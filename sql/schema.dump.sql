@@ -5518,7 +5518,9 @@ begin
   end if;
   execute 'select net.http_post(url := $1, body := $2, headers := $3, timeout_milliseconds := $4)'
     into v_id
-    using r.url, r.body,
+    using r.url,
+          case when r.body ? 'budgetSeconds' then r.body
+               else r.body || jsonb_build_object('budgetSeconds', (r.timeout_ms - least(10000, r.timeout_ms / 2))::float8 / 1000) end,
           jsonb_build_object('Content-Type', 'application/json')
             || case when r.token is null then '{}'::jsonb else jsonb_build_object('Authorization', 'Bearer ' || r.token) end,
           r.timeout_ms;
@@ -5875,6 +5877,12 @@ begin
   end if;
   if schedule_http_drain.timeout_ms is null or schedule_http_drain.timeout_ms < 1 or schedule_http_drain.timeout_ms > 900000 then
     perform jobs.raise_invalid('PDC03', 'timeout_ms', 'must be between 1 and 900000');
+  end if;
+  if jsonb_typeof(schedule_http_drain.body -> 'budgetSeconds') = 'number'
+     and (schedule_http_drain.body ->> 'budgetSeconds')::numeric * 1000 >= schedule_http_drain.timeout_ms then
+    perform jobs.raise_invalid('PDC03', 'body', format(
+      'budgetSeconds %s must be under timeout_ms %s: pg_net hanging up at timeout_ms stops the drain',
+      schedule_http_drain.body ->> 'budgetSeconds', schedule_http_drain.timeout_ms));
   end if;
   perform jobs.cron_next(schedule_http_drain.cron);
   if not jobs.has_pg_cron() then
