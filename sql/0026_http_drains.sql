@@ -17,7 +17,8 @@ revoke all on jobs.http_drain from public;
 
 -- Posts to a registered HTTP drain endpoint through pg_net (asynchronous:
 -- returns pg_net's request id; the answer lands in net._http_response). A body
--- without budgetSeconds asks for timeout_ms less 10 s (half of it when shorter):
+-- without budgetSeconds asks for timeout_ms less 10 s (half of it when shorter),
+-- at most 90 s (the servers' default budget; more may pass their maximum):
 -- pg_net hanging up stops the drain, so it must answer before then.
 create function jobs.run_http_drain(name text default 'default')
 returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -33,7 +34,7 @@ begin
     into v_id
     using r.url,
           case when r.body ? 'budgetSeconds' then r.body
-               else r.body || jsonb_build_object('budgetSeconds', (r.timeout_ms - least(10000, r.timeout_ms / 2))::float8 / 1000) end,
+               else r.body || jsonb_build_object('budgetSeconds', least(90000, r.timeout_ms - least(10000, r.timeout_ms / 2))::float8 / 1000) end,
           jsonb_build_object('Content-Type', 'application/json')
             || case when r.token is null then '{}'::jsonb else jsonb_build_object('Authorization', 'Bearer ' || r.token) end,
           r.timeout_ms;

@@ -5520,7 +5520,7 @@ begin
     into v_id
     using r.url,
           case when r.body ? 'budgetSeconds' then r.body
-               else r.body || jsonb_build_object('budgetSeconds', (r.timeout_ms - least(10000, r.timeout_ms / 2))::float8 / 1000) end,
+               else r.body || jsonb_build_object('budgetSeconds', least(90000, r.timeout_ms - least(10000, r.timeout_ms / 2))::float8 / 1000) end,
           jsonb_build_object('Content-Type', 'application/json')
             || case when r.token is null then '{}'::jsonb else jsonb_build_object('Authorization', 'Bearer ' || r.token) end,
           r.timeout_ms;

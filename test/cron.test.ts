@@ -383,8 +383,11 @@ describe('pg_cron', () => {
       'body: budgetSeconds 90 must be under timeout_ms 60000: pg_net hanging up at timeout_ms stops the drain']);
     await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', name => 'tiny', timeout_ms => 1000)`);
     await sql(`select jobs.run_http_drain('tiny')`);
+    await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', name => 'tiny', timeout_ms => 600000)`);
+    await sql(`select jobs.run_http_drain('tiny')`); // at most serve's default budget: more may pass its maximum (300 s)
     expect(await sql(`select body, timeout_milliseconds from net.requests where id > 1 order by id`)).toEqual([
-      { body: { budgetSeconds: 3.5 }, timeout_milliseconds: 5000 }, { body: { budgetSeconds: 0.5 }, timeout_milliseconds: 1000 }]);
+      { body: { budgetSeconds: 3.5 }, timeout_milliseconds: 5000 }, { body: { budgetSeconds: 0.5 }, timeout_milliseconds: 1000 },
+      { body: { budgetSeconds: 90 }, timeout_milliseconds: 600000 }]);
     expect(await cronJob('pgdrain:http:over')).toEqual([]);
     expect(await sql(`select jobs.unschedule_http_drain('short') and jobs.unschedule_http_drain('tiny') as r`)).toEqual([{ r: true }]);
     expect(await sql(`select jobs.unschedule_http_drain() as r`)).toEqual([{ r: true }]);
