@@ -39,9 +39,9 @@
 -- cancelled on any outcome but ack (an ack means the work was done: it ends
 -- as a success). This is drain()'s form: arrays cost the server far less to
 -- read than JSON. Returns {"succeeded", "failed", "cancelled", "retried",
--- "released", "stale"}, and "cancelled_ids" (those it ended cancelled, as
--- '12,15') when it cancelled any, "stale_ids" (those it found stale, as
--- '12,15') when any was stale.
+-- "released", "stale"}, "cancelled_ids" (the deliveries it ended cancelled,
+-- as id:attempt: '12:1,15:3') when any, "stale_ids" (those it found stale,
+-- '12:1,15:2') when any: deliveries, as a settle may carry two of one job.
 create function jobs.settle_arrays(
   ids      bigint[],
   attempts integer[],
@@ -256,12 +256,12 @@ begin
   from counts c;
   if v_ended is not null then
     -- Which jobs it ended cancelled (a nack or release that met a cancel
-    -- requested while the job ran): "cancelled_ids", their ids as one
+    -- requested while the job ran): "cancelled_ids", as id:attempt in one
     -- comma-separated text, only when there are any, so a drain's report
     -- does not say it will retry them. Read back only then: acks pay nothing.
     if (v_result->>'cancelled')::integer > 0 then
       v_result := v_result || jsonb_build_object('cancelled_ids',
-        (select string_agg(j.job_id::text, ',') from jobs.job j where j.job_id = any(v_ended) and j.status = 'cancelled'));
+        (select string_agg(j.job_id || ':' || j.attempts, ',') from jobs.job j where j.job_id = any(v_ended) and j.status = 'cancelled'));
     end if;
     perform jobs.notify_ids('pgdrain_completed', v_ended);
     -- Only when one failed: a batch of acks pays nothing for it.
@@ -292,7 +292,7 @@ begin
                                    settle_arrays.errors, settle_arrays.worker_id, coalesce(v_ended, '{}') || v_touched);
   elsif (v_result->>'stale')::integer > 0 then
     v_result := v_result || jsonb_build_object('stale_ids', (
-      select string_agg(x.id::text, ',') from unnest(settle_arrays.ids, settle_arrays.attempts) as x(id, attempt)
+      select string_agg(x.id || ':' || x.attempt, ',') from unnest(settle_arrays.ids, settle_arrays.attempts) as x(id, attempt)
       where x.attempt <= 0 or x.id <> all(coalesce(v_ended, '{}') || v_touched)));
   end if;
   return v_result;

@@ -8,8 +8,8 @@
 -- p_settled: the jobs this call ended, retried or released, left out (their
 -- rows now look the same). Called only for a batch with a stale outcome and
 -- a worker_id: a primary-key probe per stale outcome, so the outcomes that
--- matched a running delivery never read jobs.job. The ids of those that stay
--- stale (attempt 0 or below too) are answered as stale_ids, when any is.
+-- matched a running delivery never read jobs.job. Those that stay stale
+-- (attempt 0 or below too) are answered as stale_ids (id:attempt), when any is.
 create function jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts integer[], p_outcomes text[],
                                    p_errors text[], p_worker_id text, p_settled bigint[])
 returns jsonb language sql stable as $$
@@ -18,7 +18,7 @@ returns jsonb language sql stable as $$
     where x.id <> all(p_settled)
   ), applied as (
     -- counted: null when it stays stale.
-    select o.id, case when o.attempt > 0 and case o.outcome
+    select o.id, o.attempt, case when o.attempt > 0 and case o.outcome
       when 'ack' then j.status = 'success'
       -- A release that met a cancel ends the job; else it gave the attempt back.
       when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
@@ -44,9 +44,9 @@ returns jsonb language sql stable as $$
     'stale',     (p_result->>'stale')::integer - count(a.counted))
     || case when count(*) filter (where a.counted = 'cancelled') = 0 then '{}'::jsonb
             else jsonb_build_object('cancelled_ids', concat_ws(',', p_result->>'cancelled_ids',
-                                    string_agg(a.id::text, ',') filter (where a.counted = 'cancelled'))) end
+                                    string_agg(a.id || ':' || a.attempt, ',') filter (where a.counted = 'cancelled'))) end
     || case when count(*) = count(a.counted) then '{}'::jsonb
-            else jsonb_build_object('stale_ids', string_agg(a.id::text, ',') filter (where a.counted is null)) end
+            else jsonb_build_object('stale_ids', string_agg(a.id || ':' || a.attempt, ',') filter (where a.counted is null)) end
   from applied a
 $$;
 

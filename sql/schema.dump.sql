@@ -6263,12 +6263,12 @@ begin
   from counts c;
   if v_ended is not null then
     -- Which jobs it ended cancelled (a nack or release that met a cancel
-    -- requested while the job ran): "cancelled_ids", their ids as one
+    -- requested while the job ran): "cancelled_ids", as id:attempt in one
     -- comma-separated text, only when there are any, so a drain's report
     -- does not say it will retry them. Read back only then: acks pay nothing.
     if (v_result->>'cancelled')::integer > 0 then
       v_result := v_result || jsonb_build_object('cancelled_ids',
-        (select string_agg(j.job_id::text, ',') from jobs.job j where j.job_id = any(v_ended) and j.status = 'cancelled'));
+        (select string_agg(j.job_id || ':' || j.attempts, ',') from jobs.job j where j.job_id = any(v_ended) and j.status = 'cancelled'));
     end if;
     perform jobs.notify_ids('pgdrain_completed', v_ended);
     -- Only when one failed: a batch of acks pays nothing for it.
@@ -6299,7 +6299,7 @@ begin
                                    settle_arrays.errors, settle_arrays.worker_id, coalesce(v_ended, '{}') || v_touched);
   elsif (v_result->>'stale')::integer > 0 then
     v_result := v_result || jsonb_build_object('stale_ids', (
-      select string_agg(x.id::text, ',') from unnest(settle_arrays.ids, settle_arrays.attempts) as x(id, attempt)
+      select string_agg(x.id || ':' || x.attempt, ',') from unnest(settle_arrays.ids, settle_arrays.attempts) as x(id, attempt)
       where x.attempt <= 0 or x.id <> all(coalesce(v_ended, '{}') || v_touched)));
   end if;
   return v_result;
@@ -6343,7 +6343,7 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
     where x.id <> all(p_settled)
   ), applied as (
     -- counted: null when it stays stale.
-    select o.id, case when o.attempt > 0 and case o.outcome
+    select o.id, o.attempt, case when o.attempt > 0 and case o.outcome
       when 'ack' then j.status = 'success'
       -- A release that met a cancel ends the job; else it gave the attempt back.
       when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
@@ -6369,9 +6369,9 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
     'stale',     (p_result->>'stale')::integer - count(a.counted))
     || case when count(*) filter (where a.counted = 'cancelled') = 0 then '{}'::jsonb
             else jsonb_build_object('cancelled_ids', concat_ws(',', p_result->>'cancelled_ids',
-                                    string_agg(a.id::text, ',') filter (where a.counted = 'cancelled'))) end
+                                    string_agg(a.id || ':' || a.attempt, ',') filter (where a.counted = 'cancelled'))) end
     || case when count(*) = count(a.counted) then '{}'::jsonb
-            else jsonb_build_object('stale_ids', string_agg(a.id::text, ',') filter (where a.counted is null)) end
+            else jsonb_build_object('stale_ids', string_agg(a.id || ':' || a.attempt, ',') filter (where a.counted is null)) end
   from applied a
 $$;
 

@@ -162,7 +162,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     for (let i = 0, ids = claimedIds(jobs), ranBefore = running.size > 0; i < count; i++) {
       const job = toJob(jobs!, ids, i, result.queue, result.now);
       // Its lease passed while it ran here (a job of an earlier claim): that delivery's nack is stale, no failure,
-      // whichever settle carries it (one with this delivery's outcome names neither in stale_ids: matched by id).
+      // whichever settle carries it (one that applies this delivery's outcome leaves it out of stale_ids).
       const lost = ranBefore ? endEarlierDelivery(running, job.id) : undefined;
       if (lost) failures.stale(lost);
       const end = endOf(job, claimSentAt, now);

@@ -8,6 +8,13 @@ import type { FailedJob, Job } from './types.js';
  */
 export const MAX_REPORTED_FAILURES = 100;
 
+/** A failure kept: its entry, and whether its settle has yet to answer (until then it may turn out stale). */
+interface Kept {
+  entry: FailedJob;
+  outcome: Outcome;
+  pending: boolean;
+}
+
 /**
  * A drain report's failures and failuresOmitted: what its settles did with
  * the nacks and fails it sent. willRetry is what the drain sent (a nack with
@@ -15,45 +22,95 @@ export const MAX_REPORTED_FAILURES = 100;
  * instead (a cancel requested while it ran): endedCancelled. One its settle
  * found stale (the delivery had ended without it: a transactional ack that
  * committed first, another drain's claim after its lease passed) did not
- * happen: it leaves the list, or failuresOmitted (stale).
+ * happen: stale takes it out. The list is the first MAX_REPORTED_FAILURES
+ * failures that happened, in order, and omitted counts exactly the rest: a
+ * listed one found stale makes room for the next that happened. So failures
+ * past the list are kept while enough failures before them may still turn out
+ * stale (their settle has not answered) for them to move up; the others are
+ * only counted. A drain whose settles answer keeps little more than the list.
  */
 export class FailureList implements SettleListener {
-  readonly list: FailedJob[] = [];
-  omitted = 0;
-  /** The listed entries, by the outcome their settle carries. */
-  private listed: Map<Outcome, FailedJob> | undefined;
-  /** The outcomes counted in omitted, made with the first (no entry, nothing kept past their settle). */
-  private omittedOnes: WeakSet<Outcome> | undefined;
+  /** The failures that happened, in order, as far as any may still be listed. */
+  private readonly kept: Kept[] = [];
+  /** Of kept, by the outcome their settle carries. */
+  private byOutcome: Map<Outcome, Kept> | undefined;
+  /** How many of kept are pending. */
+  private pending = 0;
+  /** Failures after kept, counted only: they can no longer be listed. */
+  private dropped = 0;
+  /** Those of them whose settle has not answered, made with the first (a stale one leaves the count). */
+  private droppedPending: WeakSet<Outcome> | undefined;
+
+  /** The first MAX_REPORTED_FAILURES failures that happened, in order. */
+  get list(): FailedJob[] {
+    return this.kept.slice(0, MAX_REPORTED_FAILURES).map((k) => k.entry);
+  }
+
+  /** How many failures happened past the list. */
+  get omitted(): number {
+    return this.dropped + Math.max(0, this.kept.length - MAX_REPORTED_FAILURES);
+  }
 
   add(job: Job, outcome: Outcome): void {
     if (outcome.outcome !== 'nack' && outcome.outcome !== 'fail') return;
-    if (this.list.length >= MAX_REPORTED_FAILURES) {
-      this.omitted++;
-      (this.omittedOnes ??= new WeakSet()).add(outcome);
-    } else {
-      const entry = {
-        id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
-        willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
-      };
-      this.list.push(entry);
-      (this.listed ??= new Map()).set(outcome, entry);
+    // Past the list by more than the failures before it that may turn out stale: it can never be listed.
+    if (this.pending <= this.kept.length - MAX_REPORTED_FAILURES) {
+      this.dropped++;
+      (this.droppedPending ??= new WeakSet()).add(outcome);
+      return;
     }
+    const entry = {
+      id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
+      willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
+    };
+    const kept = { entry, outcome, pending: true };
+    this.kept.push(kept);
+    (this.byOutcome ??= new Map()).set(outcome, kept);
+    this.pending++;
   }
 
   /** Its settle ended this outcome's job cancelled: it will not run again. */
   endedCancelled(outcome: Outcome): void {
-    const entry = this.listed?.get(outcome);
-    if (entry) entry.willRetry = false;
+    const kept = this.byOutcome?.get(outcome);
+    if (kept) kept.entry.willRetry = false;
   }
 
   /** Its settle found this outcome stale: it is no failure of this drain's. */
   stale(outcome: Outcome): void {
-    const entry = this.listed?.get(outcome);
-    if (entry) {
-      this.listed!.delete(outcome);
-      this.list.splice(this.list.indexOf(entry), 1);
-    } else if (this.omittedOnes?.delete(outcome)) {
-      this.omitted--;
+    const kept = this.byOutcome?.get(outcome);
+    if (kept) {
+      this.byOutcome!.delete(outcome);
+      this.kept.splice(this.kept.indexOf(kept), 1);
+      if (kept.pending) this.pending--;
+    } else if (this.droppedPending?.delete(outcome)) {
+      this.dropped--;
+    }
+  }
+
+  /**
+   * A settle of these outcomes answered (after its endedCancelled and stale):
+   * what it did not find stale happened. Failures past the list that can no
+   * longer move up are then only counted. Nothing to do while none is pending.
+   */
+  answered(batch: readonly Outcome[]): void {
+    if (this.pending === 0) return;
+    for (const o of batch) {
+      const kept = this.byOutcome?.get(o);
+      if (kept?.pending) {
+        kept.pending = false;
+        this.pending--;
+      }
+    }
+    // From the last: one with no more pending before it than its distance past the list goes, and so then do all after it.
+    for (let last = this.kept.at(-1); last && this.pending - (last.pending ? 1 : 0) <= this.kept.length - 1 - MAX_REPORTED_FAILURES;
+         last = this.kept.at(-1)) {
+      this.kept.pop();
+      this.byOutcome!.delete(last.outcome);
+      this.dropped++;
+      if (last.pending) {
+        this.pending--;
+        (this.droppedPending ??= new WeakSet()).add(last.outcome);
+      }
     }
   }
 }

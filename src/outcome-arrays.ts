@@ -25,8 +25,10 @@ export interface SettleCounts {
 }
 
 /**
- * A settle's answer: its counts, the ids (as '12,15') of the jobs it ended
- * cancelled, when it cancelled any, and of those whose outcome it found stale, when any was.
+ * A settle's answer: its counts, the deliveries (as id:attempt, '12:1,15:3')
+ * it ended cancelled, when it cancelled any, and those whose outcome it found
+ * stale, when any was. Deliveries, not jobs: one settle may carry two
+ * outcomes of a job, the stale one of its earlier delivery and the next's.
  */
 export type SettleAnswer = SettleCounts & { cancelled_ids?: string; stale_ids?: string };
 
@@ -36,6 +38,8 @@ export interface SettleListener {
   endedCancelled(outcome: Outcome): void;
   /** It found this outcome stale: its delivery had ended without it, so it changed nothing. */
   stale(outcome: Outcome): void;
+  /** It answered, for all of these outcomes (told after endedCancelled and stale): the others did what they said. */
+  answered(batch: readonly Outcome[]): void;
 }
 
 /**

@@ -123,9 +123,9 @@ export class Settler {
 
   /**
    * What a settle did (its answer's counts); batch: the outcomes it took,
-   * whose ids its cancelled_ids and stale_ids name (one outcome per job in a
-   * statement). Both come only when there are any: a batch of acks that all
-   * applied reads nothing more.
+   * whose deliveries (id:attempt) its cancelled_ids and stale_ids name. Both
+   * come only when there are any: a batch of acks that all applied reads
+   * nothing more (and the listener's answered, nothing while it waits on none).
    */
   count(counts: SettleAnswer | null | undefined, batch?: readonly Outcome[]): void {
     if (!counts) return;
@@ -133,13 +133,14 @@ export class Settler {
     const told = this.told;
     if (!batch || !told) return;
     if (counts.cancelled_ids) {
-      const ids = new Set(counts.cancelled_ids.split(','));
-      for (const o of batch) if (ids.has(o.id)) told.endedCancelled(o);
+      const named = new Set(counts.cancelled_ids.split(','));
+      for (const o of batch) if (named.has(`${o.id}:${o.attempt}`)) told.endedCancelled(o);
     }
     if (counts.stale_ids) {
-      const ids = new Set(counts.stale_ids.split(','));
-      for (const o of batch) if (ids.has(o.id)) told.stale(o);
+      const named = new Set(counts.stale_ids.split(','));
+      for (const o of batch) if (named.has(`${o.id}:${o.attempt}`)) told.stale(o);
     }
+    told.answered(batch);
   }
 
   /** Outcomes take() handed to a claim that was not sent after all (it waits): the timer settles them meanwhile. */

@@ -2,7 +2,7 @@
 // job whose cancel was requested while it ran, and whose handler then threw,
 // is ended cancelled by the settle, not retried, so its entry must not say
 // willRetry (it did: the drain read it off the nack it sent). The settle
-// answers the ids it ended cancelled (cancelled_ids), only when it did.
+// answers the deliveries it ended cancelled (cancelled_ids, id:attempt), only when it did.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type JobContext } from '../src/index.js';
 import { testDb } from './support/db.js';
@@ -44,7 +44,7 @@ describe('failures[].willRetry', () => {
       expect(await sql(`select job_id::text as id, attempt from jobs.job_queue where task = 'flaky'`)).toEqual([{ id: other, attempt: 1 }]);
     });
 
-  it("jobs.settle answers the ids it ended cancelled, and nothing more when it cancelled none", async () => {
+  it("jobs.settle answers the deliveries it ended cancelled, and nothing more when it cancelled none", async () => {
     const ids = (await sql<{ id: string }>(`select jobs.publish('t', '{}')::text as id from generate_series(1, 3)`)).map((r) => r.id);
     await sql('select jobs.consume(3)');
     await sql('select jobs.cancel($1::bigint)', [ids[0]]);
@@ -53,7 +53,7 @@ describe('failures[].willRetry', () => {
       (await sql<{ r: Record<string, unknown> }>('select jobs.settle($1::jsonb) as r', [JSON.stringify(outcomes)]))[0]!.r;
     const answer = await settle(ids.map((id) => ({ id: Number(id), attempt: 1, outcome: 'nack', error: 'x' })));
     expect({ ...answer, cancelled_ids: String(answer.cancelled_ids).split(',').sort() })
-      .toEqual({ succeeded: 0, failed: 0, cancelled: 2, retried: 1, released: 0, stale: 0, cancelled_ids: [ids[0], ids[2]].sort() });
+      .toEqual({ succeeded: 0, failed: 0, cancelled: 2, retried: 1, released: 0, stale: 0, cancelled_ids: [`${ids[0]}:1`, `${ids[2]}:1`].sort() });
     const acked = (await sql<{ id: string }>(`select jobs.publish('t', '{}')::text as id`))[0]!.id;
     await sql('select jobs.consume(1)');
     expect(await settle([{ id: Number(acked), attempt: 1, outcome: 'ack' }]))

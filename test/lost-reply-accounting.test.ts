@@ -85,6 +85,42 @@ describe('a settle whose reply was lost after it committed', () => {
   });
 });
 
+describe('a settle sent again carrying two deliveries of one job', () => {
+  it("keeps the next delivery's failure listed: only the stale 'lease lost' nack of the earlier one is named stale", async () => {
+    let secondRan!: () => void;
+    const ranAgain = new Promise<void>((resolve) => (secondRan = resolve));
+    const queue = createQueue({ driver: pgDriver(proxy.url) });
+    queue.defineTask('twice', async (_body: unknown, ctx: JobContext) => {
+      if (ctx.job.attempt > 1) {
+        secondRan();
+        throw new Error('second boom');
+      }
+      // Its lease passes while it runs here and an expiry gives it back: the drain's next claim takes it again.
+      await sql(`update jobs.job_queue set lease_until = now() where job_id = $1`, [ctx.job.id]);
+      expect(await sql(`select jobs.expire() as n`)).toEqual([{ n: 1 }]);
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+    });
+    const id = await queue.publish('twice', null, { timeoutSeconds: 60, maxRetries: 5 });
+    const stop = new AbortController();
+    let report: DrainReport;
+    try {
+      // flushIntervalMs long: both nacks (attempt 1 stale, attempt 2 real) wait for the last settle, whose reply is lost.
+      const drained = queue.drain(5, Date.now() + 120_000,
+        { lingerMs: 120_000, pollMs: 100, signal: stop.signal, flushIntervalMs: 60_000, workerId: 'lost-twice' });
+      await ranAgain;
+      const dropped = proxy.dropReplyTo('jobs.settle_arrays(');
+      stop.abort();
+      report = await drained;
+      await dropped;
+    } finally {
+      await queue.close();
+    }
+    expect(report).toMatchObject({ claimed: 2, retried: 1, stale: 1, succeeded: 0, failed: 0, failuresOmitted: 0 });
+    expect(report.failures.map((f) => [f.attempt, f.error.split('\n')[0], f.willRetry])).toEqual([[2, 'Error: second boom', true]]);
+    expect(await sql('select attempt, lease_until from jobs.job_queue where job_id = $1', [id])).toEqual([{ attempt: 2, lease_until: null }]);
+  });
+});
+
 describe("a transactional handler's COMMIT whose reply was lost", () => {
   it('is counted as succeeded with no failure listed and no nack, its effect and its end once', async () => {
     const ends: JobEndEvent[] = [];
@@ -133,7 +169,7 @@ describe('jobs.settle_arrays sent again by a worker', () => {
       if (task === 'a.cancel') await sql('select jobs.cancel($1, null, $2)', [id, t0]);
       applied.push(o);
     }
-    const cancelledIds = applied[4]!.id; // the ids it ended cancelled: a drain's report says willRetry false for them
+    const cancelledIds = `${applied[4]!.id}:1`; // the deliveries it ended cancelled: a drain's report says willRetry false for them
     expect(await settle('A', t0, ...applied))
       .toEqual({ succeeded: 1, failed: 1, cancelled: 1, retried: 1, released: 1, stale: 0, cancelled_ids: cancelledIds });
 
@@ -154,11 +190,11 @@ describe('jobs.settle_arrays sent again by a worker', () => {
     const stale: O[] = [{ id: other, attempt: 1, outcome: 'ack' }, { id: reclaimed, attempt: 1, outcome: 'ack' },
                         { id: expired, attempt: 1, outcome: 'nack', error: 'boom' },
                         { id: retriedByExpiry, attempt: 1, outcome: 'nack', error: 'boom' }];
-    // The ids it found stale (stale_ids): a drain's report lists none of them as failures.
+    // The deliveries it found stale (stale_ids, id:attempt): a drain's report lists none of them as failures.
     const answer = await settle('A', at(t0, 31), ...applied, ...stale);
     expect({ ...answer, stale_ids: String(answer.stale_ids).split(',').sort() })
       .toEqual({ succeeded: 1, failed: 1, cancelled: 1, retried: 1, released: 1, stale: 4, cancelled_ids: cancelledIds,
-                 stale_ids: stale.map((o) => o.id).sort() });
+                 stale_ids: stale.map((o) => `${o.id}:${o.attempt}`).sort() });
     // Nothing was applied twice.
     expect(await sql(`select task, status, attempts, worker_id from jobs.job order by task`)).toEqual([
       { task: 'a.ack', status: 'success', attempts: 1, worker_id: 'A' },
@@ -174,6 +210,6 @@ describe('jobs.settle_arrays sent again by a worker', () => {
       { task: 's.expired-retry', attempt: 1, lease_until: null },
     ]);
     // Without a worker id (SQL callers, a transactional ack) an end of the same attempt may be another delivery's: stale.
-    expect(await settle(null, at(t0, 31), applied[0]!)).toMatchObject({ succeeded: 0, stale: 1, stale_ids: applied[0]!.id });
+    expect(await settle(null, at(t0, 31), applied[0]!)).toMatchObject({ succeeded: 0, stale: 1, stale_ids: `${applied[0]!.id}:1` });
   });
 });

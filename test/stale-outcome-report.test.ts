@@ -100,17 +100,70 @@ describe('a stale outcome in the drain report', () => {
     expect(await sql(`select status, error from jobs.job where job_id = $1`, [id])).toEqual([{ status: 'failure', error: 'timed out after 1 s' }]);
   });
 
+  const failing = (n: number) => Array.from({ length: n }, (_, i): Outcome =>
+    ({ id: String(i + 1), attempt: 1, outcome: i % 2 ? 'fail' : 'nack', error: `boom ${i + 1}` }));
+  const added = (failures: FailureList, outcomes: Outcome[]) => {
+    for (const o of outcomes) failures.add({ id: o.id, task: 't', attempt: 1, maxRetries: 3 } as Job, o);
+  };
+
   it('leaves the failures list, or failuresOmitted past the first 100, and keeps the others', () => {
     const failures = new FailureList();
-    const nacks = Array.from({ length: MAX_REPORTED_FAILURES + 2 }, (_, i): Outcome =>
-      ({ id: String(i + 1), attempt: 1, outcome: i % 2 ? 'fail' : 'nack', error: `boom ${i + 1}` }));
-    for (const o of nacks) failures.add({ id: o.id, task: 't', attempt: 1, maxRetries: 3 } as Job, o);
+    const nacks = failing(MAX_REPORTED_FAILURES + 2);
+    added(failures, nacks);
     expect([failures.list.length, failures.omitted]).toEqual([MAX_REPORTED_FAILURES, 2]);
     failures.stale(nacks[0]!); // a listed nack
     failures.stale(nacks[1]!); // a listed fail
     failures.stale(nacks[MAX_REPORTED_FAILURES + 1]!); // an omitted one
     failures.stale(nacks[0]!); // told twice: nothing more
-    expect(failures.list.map((f) => f.id)).toEqual(nacks.slice(2, MAX_REPORTED_FAILURES).map((o) => o.id));
+    // 99 failures happened: all listed, the first one omitted before moved up.
+    expect(failures.list.map((f) => f.id)).toEqual(nacks.slice(2, MAX_REPORTED_FAILURES + 1).map((o) => o.id));
+    expect(failures.omitted).toBe(0);
+  });
+
+  it('lists the first 100 failures that happened, in order, and counts exactly the rest, whichever turn out stale', () => {
+    const failures = new FailureList();
+    const nacks = failing(MAX_REPORTED_FAILURES + 3);
+    added(failures, nacks);
+    failures.stale(nacks[MAX_REPORTED_FAILURES + 2]!); // the last omitted one
+    failures.stale(nacks[5]!); // a listed one: the first omitted one (not a later) takes its place
+    expect(failures.list.map((f) => f.id))
+      .toEqual([...nacks.slice(0, 5), ...nacks.slice(6, MAX_REPORTED_FAILURES + 1)].map((o) => o.id));
     expect(failures.omitted).toBe(1);
+    // Their settles answer: what was not found stale happened, the list is final; what comes after is only counted.
+    failures.answered(nacks);
+    const later = failing(MAX_REPORTED_FAILURES + 5).slice(MAX_REPORTED_FAILURES + 3);
+    added(failures, later);
+    expect([failures.list.length, failures.omitted]).toEqual([MAX_REPORTED_FAILURES, 3]);
+    failures.stale(later[0]!); // its settle found it stale: no longer counted
+    expect([failures.list.length, failures.omitted]).toEqual([MAX_REPORTED_FAILURES, 2]);
+    expect(failures.list.at(-1)!.id).toBe(nacks[MAX_REPORTED_FAILURES]!.id);
+  });
+
+  it('matches a list that keeps every failure, over many settles answering out of order', () => {
+    let seed = 7;
+    const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    for (let round = 0; round < 20; round++) {
+      const failures = new FailureList();
+      const nacks = failing(400);
+      const happened: Outcome[] = []; // what the list must hold the first 100 of
+      let unsettled: Outcome[] = [];
+      for (const o of nacks) {
+        added(failures, [o]);
+        happened.push(o);
+        unsettled.push(o);
+        if (random(4) > 0) continue;
+        // A settle answers some of those still unsettled, any of them, finding some stale.
+        const batch = unsettled.filter(() => random(3) === 0);
+        unsettled = unsettled.filter((u) => !batch.includes(u));
+        for (const b of batch) {
+          if (random(round % 2 ? 2 : 10) > 0) continue;
+          failures.stale(b);
+          happened.splice(happened.indexOf(b), 1);
+        }
+        failures.answered(batch);
+      }
+      expect(failures.list.map((f) => f.id)).toEqual(happened.slice(0, MAX_REPORTED_FAILURES).map((o) => o.id));
+      expect(failures.omitted).toBe(happened.length - Math.min(happened.length, MAX_REPORTED_FAILURES));
+    }
   });
 });
