@@ -4,7 +4,7 @@
 // drain, and again by jobs.settle_arrays for SQL callers (jobs.cut_error, the
 // same rule), so a settle never carries more.
 
-/** Characters (UTF-16 code units here, characters in SQL) an error keeps at most, its cut marker included: 8 KiB of text, as
+/** Characters (code points, as PostgreSQL counts them) an error keeps at most, its cut marker included: 8 KiB of text, as
  *  Sentry keeps of a message. Not more: one batch call's error is sent once per job, so 500 of
  *  them at 64 KiB made a 33 MB settle that outlasted a drain's overrun on a loaded machine. */
 export const MAX_ERROR_CHARS = 8_192;
@@ -12,14 +12,28 @@ export const MAX_ERROR_CHARS = 8_192;
 /** What a cut error keeps of its text: room is left for the marker. */
 const KEPT = MAX_ERROR_CHARS - 64;
 
-/** The error as stored: past MAX_ERROR_CHARS, its head, then `\n… (N characters cut)`. */
+/**
+ * The error as stored: past MAX_ERROR_CHARS characters, its first KEPT, then
+ * `\n… (N characters cut)`, as jobs.cut_error: characters are code points
+ * (an emoji is one, two UTF-16 units here), so the drain keeps what the
+ * database would and its marker counts the same. Only a text longer than
+ * MAX_ERROR_CHARS units can be over; only it is counted.
+ */
 export function cutError(text: string): string {
   if (text.length <= MAX_ERROR_CHARS) return text;
-  // Not half of a surrogate pair: the database would take a lone one as U+FFFD.
-  const code = text.charCodeAt(KEPT - 1);
-  const end = code >= 0xd800 && code <= 0xdbff ? KEPT - 1 : KEPT;
-  return `${text.slice(0, end)}\n… (${text.length - end} characters cut)`;
+  let chars = 0;
+  let end = 0; // where the first KEPT characters end, in units
+  for (let i = 0; i < text.length; i++, chars++) {
+    if (chars === KEPT) end = i;
+    // A surrogate pair is one character (a lone half is one too: the database takes it as U+FFFD).
+    if (isHigh(text.charCodeAt(i)) && isLow(text.charCodeAt(i + 1))) i++;
+  }
+  if (chars <= MAX_ERROR_CHARS) return text;
+  return `${text.slice(0, end)}\n… (${chars - KEPT} characters cut)`;
 }
+
+const isHigh = (code: number) => code >= 0xd800 && code <= 0xdbff;
+const isLow = (code: number) => code >= 0xdc00 && code <= 0xdfff;
 
 /** A thrown value as a job's error: an Error's stack, else the value as JSON; no NUL; cut (cutError). */
 export function describe(error: unknown): string {

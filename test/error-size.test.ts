@@ -6,7 +6,7 @@
 // cancel_key, purge_queue).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
-import { MAX_ERROR_CHARS } from '../src/error-text.js';
+import { cutError, MAX_ERROR_CHARS } from '../src/error-text.js';
 import { testDb } from './support/db.js';
 
 const db = await testDb();
@@ -44,6 +44,31 @@ describe('a handler whose error is megabytes', () => {
     expect(Number(/\((\d+) characters cut\)$/.exec(error)![1])).toBeGreaterThan(3_000_000 - KEPT);
     expect(ends).toEqual([error]);
     expect(await endedError(id)).toBe(error); // what the drain sent, not cut again
+  });
+});
+
+describe('an error of emoji (one character each, two UTF-16 units)', () => {
+  const databaseCut = async (text: string) => (await sql<{ e: string }>('select jobs.cut_error($1) as e', [text]))[0]!.e;
+
+  it('is cut by the drain as the database cuts it: by characters, the marker counting characters', async () => {
+    for (const text of ['😀'.repeat(5_000), '😀'.repeat(MAX_ERROR_CHARS), `${'😀'.repeat(9_000)}tail`,
+                        `${'a'.repeat(KEPT - 1)}${'😀'.repeat(200)}`, 'x'.repeat(MAX_ERROR_CHARS + 1)]) {
+      expect(cutError(text)).toBe(await databaseCut(text));
+    }
+    expect(cutError('😀'.repeat(9_000))).toBe(`${'😀'.repeat(KEPT)}\n… (${9_000 - KEPT} characters cut)`);
+  });
+
+  it("a handler's error of 5000 emoji (10000 units, 5000 characters) is kept whole, as the database would", async () => {
+    const message = '😀'.repeat(5_000);
+    const q = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {
+      emoji: async () => { throw new Error(message); },
+    } });
+    const id = await q.publish('emoji', null, { maxRetries: 0, timeoutSeconds: 30 });
+    const report = await q.drain(5, Date.now() + 60_000);
+    const error = report.failures[0]!.error;
+    expect(error.startsWith(`Error: ${message}\n`)).toBe(true);
+    expect(error).not.toMatch(/characters cut\)$/);
+    expect(await endedError(id)).toBe(error);
   });
 });
 
