@@ -222,8 +222,9 @@ begin
                 when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
            e.result,
            case when e.outcome = 'ack' then e.last_error
-                when e.cancel_requested_at is not null then coalesce(e.cancel_reason, 'cancelled')
-                     || coalesce(E'\n' || e.error, '')
+                -- Cut whole (each part alone is within the bound; together they may not be).
+                when e.cancel_requested_at is not null then jobs.cut_error(coalesce(e.cancel_reason, 'cancelled')
+                     || coalesce(E'\n' || e.error, ''))
                 else jobs.settle_error(e.outcome, e.error) end,
            e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
            e.created_at, e.started_at, v_now,

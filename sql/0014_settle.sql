@@ -25,7 +25,10 @@ returns jsonb language sql stable as $$
       -- The error tells this worker's end from its lease's expiry (jobs.expire's
       -- 'timed out: …') or a jobs.fail, which end the same delivery.
       else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
-        or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error))
+        or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error
+          -- Or cut whole (jobs.cut_error): its marker gives the length of the reason before the error.
+          or j.error = jobs.cut_error(rpad(j.error, 8127 + coalesce(substring(j.error from '\((\d+) characters cut\)$')::integer, 0)
+                                                   - length(o.error), ' ') || E'\n' || o.error)))
         or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
       end
       then coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) end as counted

@@ -6229,8 +6229,9 @@ begin
                 when e.cancel_requested_at is not null then 'cancelled' else 'failure' end,
            e.result,
            case when e.outcome = 'ack' then e.last_error
-                when e.cancel_requested_at is not null then coalesce(e.cancel_reason, 'cancelled')
-                     || coalesce(E'\n' || e.error, '')
+                -- Cut whole (each part alone is within the bound; together they may not be).
+                when e.cancel_requested_at is not null then jobs.cut_error(coalesce(e.cancel_reason, 'cancelled')
+                     || coalesce(E'\n' || e.error, ''))
                 else jobs.settle_error(e.outcome, e.error) end,
            e.attempt, e.priority, e.max_retries, e.timeout, e.scheduled_at,
            e.created_at, e.started_at, v_now,
@@ -6337,7 +6338,7 @@ $$;
 
 CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_worker_id text, p_settled bigint[]) RETURNS jsonb
     LANGUAGE sql STABLE
-    AS $$
+    AS $_$
   with o as (
     select * from unnest(p_ids, p_attempts, p_outcomes, p_errors) as x(id, attempt, outcome, error)
     where x.id <> all(p_settled)
@@ -6350,7 +6351,10 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
       -- The error tells this worker's end from its lease's expiry (jobs.expire's
       -- 'timed out: …') or a jobs.fail, which end the same delivery.
       else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
-        or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error))
+        or (j.status = 'cancelled' and (o.error is null or right(j.error, length(o.error) + 1) = E'\n' || o.error
+          -- Or cut whole (jobs.cut_error): its marker gives the length of the reason before the error.
+          or j.error = jobs.cut_error(rpad(j.error, 8127 + coalesce(substring(j.error from '\((\d+) characters cut\)$')::integer, 0)
+                                                   - length(o.error), ' ') || E'\n' || o.error)))
         or (o.outcome = 'nack' and q.attempt = o.attempt and q.last_error is not distinct from jobs.settle_error(o.outcome, o.error))
       end
       then coalesce(j.status, case when q.attempt = o.attempt then 'retried' else 'released' end) end as counted
@@ -6373,7 +6377,7 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
     || case when count(*) = count(a.counted) then '{}'::jsonb
             else jsonb_build_object('stale_ids', string_agg(a.id || ':' || a.attempt, ',') filter (where a.counted is null)) end
   from applied a
-$$;
+$_$;
 
 --
 -- Name: sql_task_call(text); Type: FUNCTION; Schema: jobs; Owner: -

@@ -125,6 +125,33 @@ describe('SQL callers', () => {
     expect(await sql('select cancel_reason as r from jobs.job_queue where job_id = $1', [claimed])).toEqual([{ r: `cancelled: ${cut(big)}` }]);
   });
 
+  it("a running job cancelled with a long reason, then nacked with a long error: its error is cut whole, and a settle sent again counts it", async () => {
+    const [row] = await sql<{ id: string }>(`select jobs.publish('t', '{}', max_retries => 3)::text as id`);
+    const id = row!.id;
+    expect(await sql(`select attempt from jobs.claim(1, 't', null, null, null, null, 'W')`)).toEqual([{ attempt: 1 }]);
+    const reason = 'r'.repeat(20_000);
+    const error = 'e'.repeat(20_000);
+    expect(await sql('select jobs.cancel($1::bigint, $2) as s', [id, reason])).toEqual([{ s: 'cancelling' }]);
+    const settle = async () => (await sql<{ r: Record<string, unknown> }>(
+      `select jobs.settle_arrays(array[$1::bigint], array[1], array['nack'], null, array[$2], worker_id => 'W') as r`, [id, error]))[0]!.r;
+    expect(await settle()).toMatchObject({ cancelled: 1, stale: 0, cancelled_ids: `${id}:1` });
+    // The reason (cut to 8 KiB, after 'cancelled: ') and the error (cut to 8 KiB), then the whole cut once.
+    const whole = `cancelled: ${cut(reason)}\n${cut(error)}`;
+    expect(await endedError(id)).toBe(cut(whole));
+    expect(await endedError(id)).toHaveLength(MAX_ERROR_CHARS - 64 + `\n… (${whole.length - KEPT} characters cut)`.length);
+    // Its reply lost, the worker sends it again: what its first call did, not stale.
+    expect(await settle()).toMatchObject({ cancelled: 1, stale: 0, cancelled_ids: `${id}:1` });
+    // A reason short enough that the error's head is kept: recognised the same.
+    const [next] = await sql<{ id: string }>(`select jobs.publish('t', '{}', max_retries => 3)::text as id`);
+    await sql(`select jobs.claim(1, 't', null, null, null, null, 'W')`);
+    await sql('select jobs.cancel($1::bigint, $2) as s', [next!.id, 'r'.repeat(5_000)]);
+    const again = async () => (await sql<{ r: Record<string, unknown> }>(
+      `select jobs.settle_arrays(array[$1::bigint], array[1], array['nack'], null, array[$2], worker_id => 'W') as r`, [next!.id, error]))[0]!.r;
+    expect(await again()).toMatchObject({ cancelled: 1, stale: 0 });
+    expect(await endedError(next!.id)).toBe(cut(`cancelled: ${'r'.repeat(5_000)}\n${cut(error)}`));
+    expect(await again()).toMatchObject({ cancelled: 1, stale: 0 });
+  });
+
   it('keeps an error of exactly 8192 characters, and one of 5000 two-byte characters, whole', async () => {
     const exact = 'e'.repeat(MAX_ERROR_CHARS);
     const wide = 'é'.repeat(5_000); // 10000 bytes, 5000 characters
