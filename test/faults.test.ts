@@ -165,7 +165,7 @@ it('a drain whose handler ignores its signal past its timeout exits once it has 
 });
 
 it.each([['a second SIGTERM', ['SIGTERM', 'SIGTERM']], ['SIGINT', ['SIGINT']]] as const)(
-  '%s stops every running job now (retried at once, its attempt spent) and exits 0', async (_, signals) => {
+  '%s stops every running job now (nacked, its attempt spent: retried at once) and exits 0', async (_, signals) => {
     await publish(sql, 'stuck', 4, { ms: 120_000, timeout: 200 });
     const d = startDrain(db.url, 'hard', ['--batch', '4', '--grace', '3600']);
     await until(async () => (await running(sql, 'hard')) === 4, 'four jobs running');
@@ -173,12 +173,15 @@ it.each([['a second SIGTERM', ['SIGTERM', 'SIGTERM']], ['SIGINT', ['SIGINT']]] a
       d.child.kill(signal);
       if (i < signals.length - 1) await until(async () => d.stderr().includes('SIGTERM: claiming no more jobs'), 'the first SIGTERM');
     }
+    if (signals.length > 1) {
+      expect(d.stderr()).toContain('(SIGTERM again or SIGINT stops them now: nacked, their attempt spent: retried, or failed with no retries left)');
+    }
     // Its grace is an hour and its handlers take two minutes: only the hard stop lets it exit before this SIGKILL.
     const timer = setTimeout(() => d.child.kill('SIGKILL'), 20_000);
     const exit = await d.exited;
     clearTimeout(timer);
     expect(exit).toMatchObject({ code: 0, signal: null });
-    expect(exit.stderr).toContain('stopping every running job now (retried, its attempt spent)');
+    expect(exit.stderr).toContain('stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left)');
     expect(reportOf(exit)).toMatchObject({ stoppedBy: 'signal', claimed: 4, retried: 4, released: 0, succeeded: 0 });
     expect(await sql('select attempt, lease_until, last_error from jobs.job_queue'))
       .toEqual(Array.from({ length: 4 }, () => ({ attempt: 1, lease_until: null, last_error: "did not stop before the drain's hardSignal" })));
@@ -290,7 +293,7 @@ describe('a network that freezes: a proxy stops forwarding, so no error ever com
       d.child.kill('SIGINT');
     });
     expect(exit).toMatchObject({ code: 1, signal: null });
-    expect(exit.stderr).toContain('stopping every running job now (retried, its attempt spent)');
+    expect(exit.stderr).toContain('stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left)');
     expect(exit.stderr)
       .toMatch(/\npgdrain: database unavailable: no reply within 5000 ms after the drain was told to stop at once\n$/);
     for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });

@@ -74,7 +74,7 @@ const CUT_MARGIN_MS = 2000;
  * which other users of the machine can read in the process list. Without
  * --tasks it publishes and reports but does not drain. On SIGTERM it stops
  * accepting, lets running drains wind down (--grace), then exits; a second
- * SIGTERM or a SIGINT makes them stop their running jobs at once (retried, an attempt spent).
+ * SIGTERM or a SIGINT makes them stop their running jobs at once (nacked, an attempt spent: retried, or failed with no retries left).
  */
 export function serveCommand(): Command {
   return new Command('serve')
@@ -106,7 +106,7 @@ export function serveCommand(): Command {
         throw new CommanderError(2, 'usage', 'error: set PGDRAIN_TOKEN (bearer token) or PGDRAIN_HMAC_SECRET (signed requests), 16+ characters');
       }
       // As for drain: the first SIGTERM stops new work and gives running handlers
-      // the grace; a second SIGTERM or a SIGINT stops their jobs now (retried, an attempt spent). Taken
+      // the grace; a second SIGTERM or a SIGINT stops their jobs now (nacked, an attempt spent). Taken
       // before the tasks module loads, so a signal then is logged, a second one
       // ends a slow load, and a failed start-up still exits (done(), then
       // exitWhenEnded) though the module left a timer running, signals held or not.

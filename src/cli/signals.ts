@@ -3,7 +3,8 @@
 //
 //   first SIGTERM          stop claiming; running handlers get the grace
 //                          period to finish; what still runs then is stopped
-//                          and retried at once, its attempt spent (wind-down.ts
+//                          and nacked, its attempt spent: retried at once, or
+//                          failed with no retries left (wind-down.ts
 //                          interrupted); the report is printed, exit 0.
 //   second SIGTERM, SIGINT stop every running job so now, print, exit 0.
 //
@@ -19,7 +20,7 @@
 export interface StopSignals {
   /** Fires on the first SIGTERM: stop claiming, finish within the grace. */
   signal: AbortSignal;
-  /** Fires on a second SIGTERM or any SIGINT: stop everything now (retried at once, an attempt spent). */
+  /** Fires on a second SIGTERM or any SIGINT: stop everything now (nacked, an attempt spent: retried at once, or failed with none left). */
   hardSignal: AbortSignal;
   /**
    * Fires on the second signal of either kind: what start-up still waits for
@@ -64,12 +65,12 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void)
     if (++count === 2) again.abort(new Error(name));
     if (name === 'SIGTERM' && !soft.signal.aborted) {
       log(`pgdrain: SIGTERM: claiming no more jobs; running ones have ${graceSeconds} s to finish ` +
-          '(SIGTERM again or SIGINT stops them now: retried, their attempt spent)');
+          '(SIGTERM again or SIGINT stops them now: nacked, their attempt spent: retried, or failed with no retries left)');
       soft.abort(new Error(name));
       return;
     }
     if (hard.signal.aborted) return;
-    log(`pgdrain: ${name}: stopping every running job now (retried, its attempt spent)`);
+    log(`pgdrain: ${name}: stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left)`);
     soft.abort(new Error(name));
     hard.abort(new Error(name));
   };
