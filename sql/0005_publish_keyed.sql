@@ -197,7 +197,7 @@ begin
                                         retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter,
                                         group_id, group_tier)
             overriding system value
-            select j.id, j.task, j.body, coalesce(j.scheduled_at, coalesce(p_from, p_now) + make_interval(secs => j.delay), p_now),
+            select j.id, j.task, j.body, coalesce(j.scheduled_at, coalesce(p_from, p_now) + make_interval(secs => nullif(j.delay, 0)), p_now),
                    coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
                    coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
                    -- Behind the key's active jobs, or an earlier job of this call.

@@ -7,7 +7,10 @@
 -- element per job. delays are seconds from the call (jobs.call_time: inside
 -- a transaction open for a while, not from its start, which would make the
 -- job due early, or already due at commit), for jobs whose scheduled_at is
--- null; a job with neither is due at the transaction's time. The whole batch is checked before anything is written, and an
+-- null; a job with neither, or with a delay of 0, is due at the transaction's
+-- time (`now`), and its expires_at checked against that: counted from the
+-- call, a delay of 0 refused an expiry of now() + 1 ms (PD007) once the
+-- transaction had been open that long. The whole batch is checked before anything is written, and an
 -- error names the first bad job: jobs[3].task. All go to one queue (default
 -- 'default'), whose defaults fill null timeouts, priorities and max_retries.
 -- dedupe_keys, serial_keys and attributes (a JSON array of objects or nulls)
@@ -128,7 +131,7 @@ begin
      or exists (select from unnest(publish_arrays.retry_delays, publish_arrays.retry_delay_maxes) x(d, m)
                 where x.m < 1 or x.m > 604800 or x.m < coalesce(x.d, 5))
      or exists (select from unnest(publish_arrays.expires_at, publish_arrays.scheduled_at, publish_arrays.delays) x(e, s, d)
-                where not isfinite(x.e) or x.e <= coalesce(x.s, v_from + make_interval(secs => x.d), v_now)) then
+                where not isfinite(x.e) or x.e <= coalesce(x.s, v_from + make_interval(secs => nullif(x.d, 0)), v_now)) then
     select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at, j.dedupe_key, j.serial_key,
            nullif(j.attributes, 'null') as attributes, j.retry_delay, j.retry_backoff, j.retry_delay_max, j.expires_at into v_bad
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
@@ -151,7 +154,7 @@ begin
        or j.retry_delay < 0 or j.retry_delay > 86400 or j.retry_backoff not in ('exponential', 'fixed')
        or j.retry_delay_max < 1 or j.retry_delay_max > 604800 or j.retry_delay_max < coalesce(j.retry_delay, 5)
        or not isfinite(j.expires_at)
-       or j.expires_at <= coalesce(j.scheduled_at, v_from + make_interval(secs => j.delay), v_now)
+       or j.expires_at <= coalesce(j.scheduled_at, v_from + make_interval(secs => nullif(j.delay, 0)), v_now)
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
@@ -170,7 +173,7 @@ begin
                                       format('jobs[%s].', v_bad.ord));
       if v_bad.delay is null or v_bad.delay between 0 and 315360000 then
         perform jobs.check_expiry(v_bad.expires_at,
-                                  coalesce(v_bad.scheduled_at, v_from + make_interval(secs => v_bad.delay), v_now),
+                                  coalesce(v_bad.scheduled_at, v_from + make_interval(secs => nullif(v_bad.delay, 0)), v_now),
                                   format('jobs[%s].expires_at', v_bad.ord));
       end if;
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
@@ -245,7 +248,7 @@ begin
 
   with inserted as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue, expires_at)
-    select j.task, j.body, coalesce(j.scheduled_at, v_from + make_interval(secs => j.delay), v_now),
+    select j.task, j.body, coalesce(j.scheduled_at, v_from + make_interval(secs => nullif(j.delay, 0)), v_now),
            coalesce(j.timeout, v_timeout), coalesce(j.priority, v_priority), coalesce(j.max_retries, v_max_retries),
            v_now, v_queue,
            -- The queue's expire_in (null for most: nothing computed per job then),

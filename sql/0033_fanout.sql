@@ -155,7 +155,7 @@ begin
   -- Checked here, as jobs.publish names it: publish_arrays would name jobs[1].expires_at.
   if publish_event.expires_at is not null then
     perform jobs.check_expiry(publish_event.expires_at,
-      coalesce(publish_event.scheduled_at, jobs.call_time(publish_event.now, v_now) + make_interval(secs => publish_event.delay),
+      coalesce(publish_event.scheduled_at, jobs.call_time(publish_event.now, v_now) + make_interval(secs => nullif(publish_event.delay, 0)),
                v_now), 'expires_at');
   end if;
   -- Key-share locked, as jobs.subscribe locks its queue: a queue deleted

@@ -3675,7 +3675,7 @@ begin
      or exists (select from unnest(publish_arrays.retry_delays, publish_arrays.retry_delay_maxes) x(d, m)
                 where x.m < 1 or x.m > 604800 or x.m < coalesce(x.d, 5))
      or exists (select from unnest(publish_arrays.expires_at, publish_arrays.scheduled_at, publish_arrays.delays) x(e, s, d)
-                where not isfinite(x.e) or x.e <= coalesce(x.s, v_from + make_interval(secs => x.d), v_now)) then
+                where not isfinite(x.e) or x.e <= coalesce(x.s, v_from + make_interval(secs => nullif(x.d, 0)), v_now)) then
     select j.ord, j.task, j.timeout, j.priority, j.max_retries, j.delay, j.scheduled_at, j.dedupe_key, j.serial_key,
            nullif(j.attributes, 'null') as attributes, j.retry_delay, j.retry_backoff, j.retry_delay_max, j.expires_at into v_bad
     from rows from (unnest(publish_arrays.tasks), unnest(publish_arrays.timeouts), unnest(publish_arrays.priorities),
@@ -3698,7 +3698,7 @@ begin
        or j.retry_delay < 0 or j.retry_delay > 86400 or j.retry_backoff not in ('exponential', 'fixed')
        or j.retry_delay_max < 1 or j.retry_delay_max > 604800 or j.retry_delay_max < coalesce(j.retry_delay, 5)
        or not isfinite(j.expires_at)
-       or j.expires_at <= coalesce(j.scheduled_at, v_from + make_interval(secs => j.delay), v_now)
+       or j.expires_at <= coalesce(j.scheduled_at, v_from + make_interval(secs => nullif(j.delay, 0)), v_now)
     order by j.ord limit 1;
     if found then
       perform jobs.check_task(v_bad.task, format('jobs[%s].task', v_bad.ord));
@@ -3717,7 +3717,7 @@ begin
                                       format('jobs[%s].', v_bad.ord));
       if v_bad.delay is null or v_bad.delay between 0 and 315360000 then
         perform jobs.check_expiry(v_bad.expires_at,
-                                  coalesce(v_bad.scheduled_at, v_from + make_interval(secs => v_bad.delay), v_now),
+                                  coalesce(v_bad.scheduled_at, v_from + make_interval(secs => nullif(v_bad.delay, 0)), v_now),
                                   format('jobs[%s].expires_at', v_bad.ord));
       end if;
       perform jobs.raise_invalid('PD007', format('jobs[%s].delay', v_bad.ord),
@@ -3792,7 +3792,7 @@ begin
 
   with inserted as (
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at, queue, expires_at)
-    select j.task, j.body, coalesce(j.scheduled_at, v_from + make_interval(secs => j.delay), v_now),
+    select j.task, j.body, coalesce(j.scheduled_at, v_from + make_interval(secs => nullif(j.delay, 0)), v_now),
            coalesce(j.timeout, v_timeout), coalesce(j.priority, v_priority), coalesce(j.max_retries, v_max_retries),
            v_now, v_queue,
            -- The queue's expire_in (null for most: nothing computed per job then),
@@ -4067,7 +4067,7 @@ begin
   -- Checked here, as jobs.publish names it: publish_arrays would name jobs[1].expires_at.
   if publish_event.expires_at is not null then
     perform jobs.check_expiry(publish_event.expires_at,
-      coalesce(publish_event.scheduled_at, jobs.call_time(publish_event.now, v_now) + make_interval(secs => publish_event.delay),
+      coalesce(publish_event.scheduled_at, jobs.call_time(publish_event.now, v_now) + make_interval(secs => nullif(publish_event.delay, 0)),
                v_now), 'expires_at');
   end if;
   -- Key-share locked, as jobs.subscribe locks its queue: a queue deleted
@@ -4297,7 +4297,7 @@ begin
                                         retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter,
                                         group_id, group_tier)
             overriding system value
-            select j.id, j.task, j.body, coalesce(j.scheduled_at, coalesce(p_from, p_now) + make_interval(secs => j.delay), p_now),
+            select j.id, j.task, j.body, coalesce(j.scheduled_at, coalesce(p_from, p_now) + make_interval(secs => nullif(j.delay, 0)), p_now),
                    coalesce(j.timeout, v_q.default_timeout, 60), coalesce(j.priority, v_q.default_priority, 0),
                    coalesce(j.max_retries, v_q.default_max_retries, 3), p_now, p_queue, j.dedupe_key, j.serial_key,
                    -- Behind the key's active jobs, or an earlier job of this call.

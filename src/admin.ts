@@ -62,8 +62,9 @@ export async function rescheduleJobs(db: Queryable, jobIds: readonly string[],
   const named: Record<string, string> = { run_at: o.delaySeconds === undefined ? 'runAt' : 'delaySeconds', max_retries: 'maxRetries',
                                           attempt: 'attempts' };
   return Number(await callValue(db,
-    // delaySeconds from the call, not the transaction's start (a caller's transaction open for a while).
-    `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, greatest(now(), clock_timestamp()) + make_interval(secs => $3::float8)), $4,
+    // delaySeconds from the call, not the transaction's start (a caller's transaction open for a while); 0: now(), as publish's.
+    `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, case when $3::float8 = 0 then now()
+       else greatest(now(), clock_timestamp()) + make_interval(secs => $3::float8) end), $4,
        max_retries => $5, attempt => $6) as r`,
     [jobIds, o.runAt?.toISOString() ?? null, o.delaySeconds ?? null, o.priority ?? null, o.maxRetries ?? null,
       o.attempts ?? null], signal).catch((error: unknown) => {
@@ -271,8 +272,8 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
   const o = parse(publishEventOptionsSchema, rest ?? {}, 'options');
   const json = jsonParam(body, 'body');
   const ids = await callValue<string>(db,
-    // delaySeconds as a run time from the call's clock, read once (c.at) for it and the expiry, as publish's.
-    `select array_to_string(jobs.publish_event($1, $2::jsonb, coalesce($3::timestamptz, c.at + make_interval(secs => $5::float8)),
+    // delaySeconds as a run time from the call's clock, read once (c.at) for it and the expiry, as publish's (0: none).
+    `select array_to_string(jobs.publish_event($1, $2::jsonb, coalesce($3::timestamptz, c.at + make_interval(secs => nullif($5::float8, 0))),
        $4::integer, attributes => $6::jsonb, timeout => $7::numeric, max_retries => $8::integer,
        retry_delay => $9::numeric, retry_backoff => $10, retry_delay_max => $11::numeric,
        -- expiresInSeconds: after the scheduled time (without runAt: after the call), as publish's.

@@ -75,8 +75,9 @@ export async function publish(db: Queryable, task: string, body?: unknown,
     const { rows } = await send<{ id: string }>(db,
       // A delay (and an expiry) from the call, read once (c.at): inside a transaction open
       // for a while now() is its start, and the job would be due early, or already at commit.
+      // A delay of 0 is none: due at now(), as jobs.publish_arrays (its expiresAt checked against that).
       `select jobs.publish($1, $2::jsonb,
-         coalesce($3::timestamptz, c.at + make_interval(secs => $4::float8)),
+         coalesce($3::timestamptz, c.at + make_interval(secs => nullif($4::float8, 0))),
          $5::numeric, $6::integer, $7::integer,
          queue => $8, dedupe_key => $9, serial_key => $10, depends_on => $11::bigint[],
          attributes => $12::jsonb, dedupe_mode => $13, throttle_seconds => $14::numeric,
