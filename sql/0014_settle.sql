@@ -105,15 +105,21 @@ begin
 end $$;
 
 -- The checks of ack's and nack's arguments (PD008, PD007), before they settle.
--- An array of one element per job id (results, errors), when given: shorter,
--- the last jobs would end with no error (or result) recorded.
-create function jobs.check_per_job(p_ids bigint[], p_n integer, p_field text)
+-- An array of one element per job id (results, errors, attempts), when
+-- given: shorter, the last jobs would end with no error (or result)
+-- recorded. One-dimensional: p_values[i] of a 2-D array is null, so
+-- {{1},{2}} passed the count and settled any delivery of both jobs.
+create function jobs.check_per_job(p_ids bigint[], p_values anyarray, p_field text)
 returns void language plpgsql immutable as $$
 begin
-  if p_n <> coalesce(cardinality(p_ids), 0) then
+  if array_ndims(p_values) > 1 then
+    perform jobs.raise_invalid('PD008', p_field, format(
+      'must be a one-dimensional array (%s belongs to job_ids[i]), got %s dimensions',
+      p_field || '[i]', array_ndims(p_values)));
+  elsif cardinality(p_values) <> coalesce(cardinality(p_ids), 0) then
     perform jobs.raise_invalid('PD008', p_field, format(
       'must be null or hold one element per job id (%s belongs to job_ids[i]), got %s for %s job ids',
-      p_field || '[i]', p_n, coalesce(cardinality(p_ids), 0)));
+      p_field || '[i]', cardinality(p_values), coalesce(cardinality(p_ids), 0)));
   end if;
 end $$;
 
@@ -167,8 +173,8 @@ create function jobs.ack(job_ids bigint[], results jsonb[] default null, now tim
 returns integer language plpgsql security definer
 set search_path = pg_catalog, pg_temp as $$
 begin
-  perform jobs.check_per_job(ack.job_ids, cardinality(ack.results), 'results');
-  perform jobs.check_per_job(ack.job_ids, cardinality(ack.attempts), 'attempts');
+  perform jobs.check_per_job(ack.job_ids, ack.results, 'results');
+  perform jobs.check_per_job(ack.job_ids, ack.attempts, 'attempts');
   return (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now, ack.attempts)
           ->>'succeeded')::integer;
 end $$;
@@ -201,8 +207,8 @@ set search_path = pg_catalog, pg_temp as $$
 declare
   v jsonb;
 begin
-  perform jobs.check_per_job(nack.job_ids, cardinality(nack.errors), 'errors');
-  perform jobs.check_per_job(nack.job_ids, cardinality(nack.attempts), 'attempts');
+  perform jobs.check_per_job(nack.job_ids, nack.errors, 'errors');
+  perform jobs.check_per_job(nack.job_ids, nack.attempts, 'attempts');
   perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
   v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now, nack.attempts);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
@@ -216,7 +222,7 @@ create function jobs.release(job_ids bigint[], attempts integer[] default null)
 returns integer language plpgsql security definer
 set search_path = pg_catalog, pg_temp as $$
 begin
-  perform jobs.check_per_job(release.job_ids, cardinality(release.attempts), 'attempts');
+  perform jobs.check_per_job(release.job_ids, release.attempts, 'attempts');
   return (jobs.settle_current(release.job_ids, 'release', null, null, null, null, release.attempts)
           ->>'released')::integer;
 end $$;

@@ -110,8 +110,8 @@ CREATE FUNCTION jobs.ack(job_ids bigint[], results jsonb[] DEFAULT NULL::jsonb[]
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
-  perform jobs.check_per_job(ack.job_ids, cardinality(ack.results), 'results');
-  perform jobs.check_per_job(ack.job_ids, cardinality(ack.attempts), 'attempts');
+  perform jobs.check_per_job(ack.job_ids, ack.results, 'results');
+  perform jobs.check_per_job(ack.job_ids, ack.attempts, 'attempts');
   return (jobs.settle_current(ack.job_ids, 'ack', ack.results, null, null, ack.now, ack.attempts)
           ->>'succeeded')::integer;
 end $$;
@@ -788,17 +788,21 @@ begin
 end $$;
 
 --
--- Name: check_per_job(bigint[], integer, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: check_per_job(bigint[], anyarray, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.check_per_job(p_ids bigint[], p_n integer, p_field text) RETURNS void
+CREATE FUNCTION jobs.check_per_job(p_ids bigint[], p_values anyarray, p_field text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 begin
-  if p_n <> coalesce(cardinality(p_ids), 0) then
+  if array_ndims(p_values) > 1 then
+    perform jobs.raise_invalid('PD008', p_field, format(
+      'must be a one-dimensional array (%s belongs to job_ids[i]), got %s dimensions',
+      p_field || '[i]', array_ndims(p_values)));
+  elsif cardinality(p_values) <> coalesce(cardinality(p_ids), 0) then
     perform jobs.raise_invalid('PD008', p_field, format(
       'must be null or hold one element per job id (%s belongs to job_ids[i]), got %s for %s job ids',
-      p_field || '[i]', p_n, coalesce(cardinality(p_ids), 0)));
+      p_field || '[i]', cardinality(p_values), coalesce(cardinality(p_ids), 0)));
   end if;
 end $$;
 
@@ -2871,8 +2875,8 @@ CREATE FUNCTION jobs.nack(job_ids bigint[], errors text[], schedule_at timestamp
 declare
   v jsonb;
 begin
-  perform jobs.check_per_job(nack.job_ids, cardinality(nack.errors), 'errors');
-  perform jobs.check_per_job(nack.job_ids, cardinality(nack.attempts), 'attempts');
+  perform jobs.check_per_job(nack.job_ids, nack.errors, 'errors');
+  perform jobs.check_per_job(nack.job_ids, nack.attempts, 'attempts');
   perform jobs.check_schedule_at(nack.schedule_at, jobs.clock(nack.now));
   v := jobs.settle_current(nack.job_ids, 'nack', null, nack.errors, nack.schedule_at, nack.now, nack.attempts);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer;
@@ -4751,7 +4755,7 @@ CREATE FUNCTION jobs.release(job_ids bigint[], attempts integer[] DEFAULT NULL::
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 begin
-  perform jobs.check_per_job(release.job_ids, cardinality(release.attempts), 'attempts');
+  perform jobs.check_per_job(release.job_ids, release.attempts, 'attempts');
   return (jobs.settle_current(release.job_ids, 'release', null, null, null, null, release.attempts)
           ->>'released')::integer;
 end $$;
