@@ -68,7 +68,10 @@ end $$;
 -- call cost ~2% of a single publish, pgbench with fsync off; the shared
 -- lock ~2% more): jobs.delete_queue (sql/0034) waits for publishes in
 -- flight and sees their jobs, and one that comes after it finds no queue.
-create function jobs.admit(p_queue text, p_n integer)
+-- p_what names the jobs added in the refusal (PD010): 'published', or
+-- 'redriven' (jobs.redrive), as in 'queue 'q' is full: 1 waiting job + 2
+-- redriven > max_size 2'.
+create function jobs.admit(p_queue text, p_n integer, p_what text default 'published')
 returns jobs.queue language plpgsql as $$
 declare
   v_q jobs.queue;
@@ -94,9 +97,11 @@ begin
       where j.queue = p_queue and j.lease_until is null and j.waiting_deps = 0 and not j.serial_wait
       limit v_max + 1) s;
     if v_waiting + p_n > v_max then
+      -- What would be exceeded: the waiting jobs (counted up to max_size + 1) and those added.
       perform jobs.raise_invalid('PD010', 'queue', format(
-        'queue %s is full: %s waiting jobs, max_size %s; publish later or raise it with jobs.create_queue(%s, max_size => ...)',
-        quote_literal(p_queue), v_waiting, v_max, quote_literal(p_queue)));
+        'queue %s is full: %s waiting job%s + %s %s > max_size %s; %s later or raise it with jobs.create_queue(%s, max_size => ...)',
+        quote_literal(p_queue), v_waiting, case when v_waiting = 1 then '' else 's' end, p_n, p_what, v_max,
+        case when p_what = 'redriven' then 'redrive' else 'publish' end, quote_literal(p_queue)));
     end if;
   end if;
   return v_q;

@@ -202,7 +202,7 @@ begin
       and (j.dedupe_key is null or j.queue <> all(coalesce(v_bounded, '{}'))
            or not exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
   ), a as (
-    select jobs.admit(x.queue, x.n::integer)
+    select jobs.admit(x.queue, x.n::integer, 'redriven')
     from (select m.queue, count(*) as n from m group by m.queue order by hashtext(m.queue), m.queue) x
   )
   select array_agg(m.job_id), (select count(*) from a) into v_ids, v_admitted from m;

@@ -155,10 +155,10 @@ CREATE TABLE jobs.queue (
 );
 
 --
--- Name: admit(text, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: admit(text, integer, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.admit(p_queue text, p_n integer) RETURNS jobs.queue
+CREATE FUNCTION jobs.admit(p_queue text, p_n integer, p_what text DEFAULT 'published'::text) RETURNS jobs.queue
     LANGUAGE plpgsql
     AS $$
 declare
@@ -185,9 +185,11 @@ begin
       where j.queue = p_queue and j.lease_until is null and j.waiting_deps = 0 and not j.serial_wait
       limit v_max + 1) s;
     if v_waiting + p_n > v_max then
+      -- What would be exceeded: the waiting jobs (counted up to max_size + 1) and those added.
       perform jobs.raise_invalid('PD010', 'queue', format(
-        'queue %s is full: %s waiting jobs, max_size %s; publish later or raise it with jobs.create_queue(%s, max_size => ...)',
-        quote_literal(p_queue), v_waiting, v_max, quote_literal(p_queue)));
+        'queue %s is full: %s waiting job%s + %s %s > max_size %s; %s later or raise it with jobs.create_queue(%s, max_size => ...)',
+        quote_literal(p_queue), v_waiting, case when v_waiting = 1 then '' else 's' end, p_n, p_what, v_max,
+        case when p_what = 'redriven' then 'redrive' else 'publish' end, quote_literal(p_queue)));
     end if;
   end if;
   return v_q;
@@ -4635,7 +4637,7 @@ begin
       and (j.dedupe_key is null or j.queue <> all(coalesce(v_bounded, '{}'))
            or not exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
   ), a as (
-    select jobs.admit(x.queue, x.n::integer)
+    select jobs.admit(x.queue, x.n::integer, 'redriven')
     from (select m.queue, count(*) as n from m group by m.queue order by hashtext(m.queue), m.queue) x
   )
   select array_agg(m.job_id), (select count(*) from a) into v_ids, v_admitted from m;

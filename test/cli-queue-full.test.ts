@@ -13,6 +13,6 @@ it('a full queue: exit 1, one line naming --queue and the queue; nothing written
   const full = await runCli(db.url, 'publish', 't.x', '--queue', 'cliful');
   // Before: "pgdrain: options.queue: queue 'cliful' is full: …"
   expect(full).toMatchObject({ code: 1, stdout: '',
-    stderr: expect.stringMatching(/^pgdrain: --queue: queue 'cliful' is full: 1 waiting jobs, max_size 1;[^\n]*\n$/) });
+    stderr: expect.stringMatching(/^pgdrain: --queue: queue 'cliful' is full: 1 waiting job \+ 1 published > max_size 1;[^\n]*\n$/) });
   expect(await db.sql(`select count(*)::int as n from jobs.job_queue where queue = 'cliful'`)).toEqual([{ n: 1 }]);
 });

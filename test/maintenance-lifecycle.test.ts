@@ -209,7 +209,7 @@ describe('redrive into a bounded queue', () => {
     await deadLettersOneHeld();
     await sql(`select jobs.create_queue('b', max_size => 1)`);
     const e = await sqlError(`select jobs.redrive()`);
-    expect([e.code, e.message]).toEqual(['PD010', expect.stringMatching(/^queue: queue 'b' is full: 1 waiting jobs, max_size 1/)]);
+    expect([e.code, e.message]).toEqual(['PD010', expect.stringMatching(/^queue: queue 'b' is full: 1 waiting job \+ 1 redriven > max_size 1; redrive later/)]);
     expect(await sql(`select count(*)::int as n from jobs.dead_letters`)).toEqual([{ n: 2 }]);
   });
 

@@ -66,7 +66,7 @@ describe('backpressure', () => {
     await sql(`select jobs.publish('t', queue => 'small'), jobs.publish('t', queue => 'small')`);
     const e = await sql(`select jobs.publish('t', queue => 'small')`).catch((x: unknown) => x as { code: string; column: string; message: string });
     expect(e).toMatchObject({ code: 'PD010', column: 'queue' });
-    expect((e as unknown as Error).message).toMatch(/queue 'small' is full: 2 waiting jobs, max_size 2/);
+    expect((e as unknown as Error).message).toMatch(/queue 'small' is full: 2 waiting jobs \+ 1 published > max_size 2/);
     expect(await one(`select count(*)::int as n from jobs.job_queue`)).toEqual({ n: 2 });
     // Running jobs are not backlog: claiming one makes room.
     await sql(`select * from jobs.consume(1, queue => 'small')`);
