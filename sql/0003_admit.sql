@@ -110,25 +110,36 @@ end $$;
 -- Locks the active jobs among depends_on (so none can end unseen before this
 -- transaction commits) and returns them: the dependencies still to succeed.
 -- Raises when one is unknown or already ended without success.
+-- The history is read in a later snapshot than the lock's (so a job that
+-- ended while the lock waited for it is seen there): a redrive committing
+-- in between moved a failed one from jobs.job back to jobs.job_queue, in
+-- neither read ('does not exist'). One found queued again is locked then
+-- (at most 10 tries, each lost to a redrive committing in that gap).
 create function jobs.lock_dependencies(p_depends_on bigint[])
 returns bigint[] language plpgsql as $$
 declare
   v_active bigint[];
   v_bad record;
+  v_found boolean;
 begin
   if cardinality(p_depends_on) > 1000 then
     perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
   end if;
-  select coalesce(array_agg(q.job_id), '{}') into v_active from (
-    select q.job_id from jobs.job_queue q where q.job_id = any(p_depends_on) order by q.job_id for key share
-  ) q;
-  -- An ended dependency may already be in jobs.job_archive (jobs.maintain, sql/0024).
-  select d.id, coalesce(j.status, a.status) as status into v_bad
-  from unnest(p_depends_on) d(id) left join jobs.job j on j.job_id = d.id
-       left join jobs.job_archive a on a.job_id = d.id
-  where d.id is null or (d.id <> all(v_active) and coalesce(j.status, a.status) is distinct from 'success')
-  limit 1;
-  if found then
+  for i in 1..10 loop
+    select coalesce(array_agg(q.job_id), '{}') into v_active from (
+      select q.job_id from jobs.job_queue q where q.job_id = any(p_depends_on) order by q.job_id for key share
+    ) q;
+    -- An ended dependency may already be in jobs.job_archive (jobs.maintain, sql/0024).
+    select d.id, coalesce(j.status, a.status) as status into v_bad
+    from unnest(p_depends_on) d(id) left join jobs.job j on j.job_id = d.id
+         left join jobs.job_archive a on a.job_id = d.id
+    where d.id is null or (d.id <> all(v_active) and coalesce(j.status, a.status) is distinct from 'success')
+    limit 1;
+    v_found := found;
+    exit when not v_found or v_bad.id is null or v_bad.status is not null
+              or not exists (select 1 from jobs.job_queue q where q.job_id = v_bad.id);
+  end loop;
+  if v_found then
     perform jobs.raise_invalid('PD013', 'depends_on', case
       when v_bad.id is null then 'must not contain null'
       when v_bad.status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
