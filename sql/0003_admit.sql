@@ -109,13 +109,14 @@ end $$;
 
 -- Locks the active jobs among depends_on (so none can end unseen before this
 -- transaction commits) and returns them: the dependencies still to succeed.
--- Raises when one is unknown or already ended without success.
+-- Raises when one is unknown or already ended without success, or waits
+-- past its expiry at p_now (it ends as a failure, never run: jobs.expire).
 -- The history is read in a later snapshot than the lock's (so a job that
 -- ended while the lock waited for it is seen there): a redrive committing
 -- in between moved a failed one from jobs.job back to jobs.job_queue, in
 -- neither read ('does not exist'). One found queued again is locked then
 -- (at most 10 tries, each lost to a redrive committing in that gap).
-create function jobs.lock_dependencies(p_depends_on bigint[])
+create function jobs.lock_dependencies(p_depends_on bigint[], p_now timestamptz)
 returns bigint[] language plpgsql as $$
 declare
   v_active bigint[];
@@ -144,6 +145,12 @@ begin
       when v_bad.id is null then 'must not contain null'
       when v_bad.status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
       else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
+  end if;
+  select q.job_id, q.expires_at into v_bad from jobs.job_queue q
+  where q.job_id = any(v_active) and q.lease_until is null and q.expires_at <= p_now order by q.job_id limit 1;
+  if found then
+    perform jobs.raise_invalid('PD013', 'depends_on', format('job %s expired at %s (not started before it): it ends as a '
+      || 'failure, so this job could never run', v_bad.job_id, to_char(v_bad.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
   end if;
   return v_active;
 end $$;

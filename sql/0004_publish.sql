@@ -43,7 +43,8 @@
 --              neither reads nor opens one (sql/0032).
 -- serial_key   jobs with the same key run one at a time, in publish order
 -- depends_on   runs only after all these jobs succeeded; if one fails or is
---              cancelled, this job ends as cancelled (and so do its own dependants)
+--              cancelled, this job ends as cancelled (and so do its own dependants);
+--              one already ended so, or waiting past its expires_at, is PD013
 -- attributes   a JSON object drains can filter on (claim's filter, @>)
 -- retry_delay, retry_backoff, retry_delay_max  the job's own retry policy,
 --              checked as jobs.create_queue's (PD007): with any of them set,
@@ -196,7 +197,7 @@ begin
     end if;
     v_q := jobs.admit(v_queue, 1);
     if publish.depends_on is not null then
-      v_waiting := jobs.lock_dependencies(publish.depends_on);
+      v_waiting := jobs.lock_dependencies(publish.depends_on, v_now);
     end if;
     if coalesce(publish.serial_key, v_take_serial) is not null then
       -- Taken also by jobs.after_end before it picks a key's next head.

@@ -2598,10 +2598,10 @@ CREATE FUNCTION jobs.key_holder(p_key text, p_now timestamp with time zone) RETU
 $$;
 
 --
--- Name: lock_dependencies(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: lock_dependencies(bigint[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.lock_dependencies(p_depends_on bigint[]) RETURNS bigint[]
+CREATE FUNCTION jobs.lock_dependencies(p_depends_on bigint[], p_now timestamp with time zone) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -2631,6 +2631,12 @@ begin
       when v_bad.id is null then 'must not contain null'
       when v_bad.status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
       else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
+  end if;
+  select q.job_id, q.expires_at into v_bad from jobs.job_queue q
+  where q.job_id = any(v_active) and q.lease_until is null and q.expires_at <= p_now order by q.job_id limit 1;
+  if found then
+    perform jobs.raise_invalid('PD013', 'depends_on', format('job %s expired at %s (not started before it): it ends as a '
+      || 'failure, so this job could never run', v_bad.job_id, to_char(v_bad.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
   end if;
   return v_active;
 end $$;
@@ -3512,7 +3518,7 @@ begin
     end if;
     v_q := jobs.admit(v_queue, 1);
     if publish.depends_on is not null then
-      v_waiting := jobs.lock_dependencies(publish.depends_on);
+      v_waiting := jobs.lock_dependencies(publish.depends_on, v_now);
     end if;
     if coalesce(publish.serial_key, v_take_serial) is not null then
       -- Taken also by jobs.after_end before it picks a key's next head.
