@@ -19,13 +19,15 @@
 -- Of the waiting jobs among p_ids, the serial-key heads past the first
 -- jobs.max_serial_keys(): those that ran before (attempt > 0, a retry
 -- pending) come first, as only a job that never ran can be deferred
--- (jobs.cancel_bulk), then job_id order.
-create function jobs.heads_past_bound(p_ids bigint[])
+-- (jobs.cancel_bulk), then job_id order. p_deferred: the deferred ones
+-- among p_ids count as waiting (jobs.lock_jobs).
+create function jobs.heads_past_bound(p_ids bigint[], p_deferred boolean default false)
 returns bigint[] language sql stable as $$
   select coalesce(array_agg(h.job_id), '{}')
   from (select q.job_id, row_number() over (order by q.attempt = 0, q.job_id) as k
         from jobs.job_queue q
-        where q.job_id = any(p_ids) and q.lease_until is null and q.serial_key is not null and not q.serial_wait) h
+        where q.job_id = any(p_ids) and (q.lease_until is null or p_deferred and q.attempt = 0)
+          and q.serial_key is not null and not q.serial_wait) h
   where h.k > jobs.max_serial_keys()
 $$;
 
@@ -73,14 +75,15 @@ end $$;
 -- once (jobs.cascade_heads) with the budget left; at most
 -- jobs.max_serial_keys(). jobs.lock_jobs tries them; the caller, before it
 -- changes anything, gives them to jobs.after_end (p_keys).
-create function jobs.ending_keys(p_ids bigint[])
+create function jobs.ending_keys(p_ids bigint[], p_deferred boolean default false)
 returns text[] language plpgsql stable as $$
 declare
   v_direct bigint[];
   v_heads bigint[];
 begin
-  v_direct := array(select q.job_id from jobs.job_queue q where q.job_id = any(p_ids) and q.lease_until is null
-                    except select unnest(jobs.heads_past_bound(p_ids)));
+  v_direct := array(select q.job_id from jobs.job_queue q
+                    where q.job_id = any(p_ids) and (q.lease_until is null or p_deferred and q.attempt = 0)
+                    except select unnest(jobs.heads_past_bound(p_ids, p_deferred)));
   v_heads := array(select q.job_id from jobs.job_queue q
                    where q.job_id = any(v_direct) and q.serial_key is not null and not q.serial_wait);
   v_heads := v_heads || jobs.cascade_heads(v_direct, jobs.max_serial_keys() - cardinality(v_heads));
@@ -94,14 +97,15 @@ end $$;
 -- each serial key whose head ends, the key's lock and its next job. The
 -- heads past the bound (jobs.heads_past_bound) are left out as ending (the
 -- caller defers them, or refuses), and only the keys of jobs.ending_keys
--- are tried: at most jobs.max_serial_keys().
+-- are tried: at most jobs.max_serial_keys(). p_deferred (jobs.delete_jobs):
+-- dependants a cascade deferred (attempt 0, lease passed) end too, as waiting.
 -- It never waits while holding some of these: settles and jobs.after_end
 -- lock rows in no particular order, so a wait while holding could close a
 -- cycle (a deadlock; job_id order alone is not enough). A claim skips them
 -- meanwhile (SKIP LOCKED). When one is busy (a claim, a settle, another
 -- admin call), it lets all go, waits for the job that was busy, alone, and
 -- tries again; after 100 tries it waits for them in job_id order.
-create function jobs.lock_jobs(p_ids bigint[], p_not_running boolean, p_ending boolean)
+create function jobs.lock_jobs(p_ids bigint[], p_not_running boolean, p_ending boolean, p_deferred boolean default false)
 returns bigint[] language plpgsql as $$
 declare
   v_locked bigint[];
@@ -120,8 +124,9 @@ begin
             order by q.job_id for update nowait) l;
       if p_ending then
         -- Read once locked; no dependant can be added meanwhile (jobs.lock_dependencies waits).
-        v_direct := array(select q.job_id from jobs.job_queue q where q.job_id = any(v_locked) and q.lease_until is null
-                          except select unnest(jobs.heads_past_bound(v_locked)));
+        v_direct := array(select q.job_id from jobs.job_queue q
+                          where q.job_id = any(v_locked) and (q.lease_until is null or p_deferred and q.attempt = 0)
+                          except select unnest(jobs.heads_past_bound(v_locked, p_deferred)));
         -- Started from their dependants, as jobs.after_end's: started from the
         -- jobs themselves, the join ran at least once, and with most rows on
         -- a few dependencies (one parent of many children) the planner read
@@ -137,7 +142,7 @@ begin
                       order by q.job_id for update nowait) l;
         perform from (select 1 from jobs.dependency d where d.job_id = any(v_ending) or d.depends_on = any(v_ending)
                       for update nowait) l;
-        v_keys := jobs.ending_keys(v_locked);
+        v_keys := jobs.ending_keys(v_locked, p_deferred);
         -- The keys' locks, as jobs.lock_serial_keys takes them (tried here).
         v_got := v_keys = '{}'
                  or (select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k))) from unnest(v_keys) k);

@@ -69,15 +69,17 @@ end $$;
 --   history: 'cancelled: dependency <id> did not succeed'), its serial key
 --   goes to its next job, its dedupe key (and the throttle window its
 --   publish opened, sql/0032) is free, pgdrain_completed is
---   notified (a waitFor then finds no job). Counted in `waiting`.
+--   notified (a waitFor then finds no job). Counted in `waiting`. So is
+--   a dependant whose cancel a cascade deferred (attempt 0, its lease
+--   passed: jobs.after_end): it never ran, no drain holds it; deleted as a
+--   waiting one, its own dependants end cancelled and its key moves on.
 -- - Ended: its row in jobs.job, or in jobs.job_archive, is deleted (those a
 --   redrive or a maintenance pass holds at that moment are left, not
 --   counted: never waited for), and the throttle window it holds with it
 --   (jobs.forget_windows). Counted in `ended`.
--- - Running (its lease held, or passed and not yet expired, or a cancel a
---   cascade deferred): left alone, its id in `running` (its row locked
---   until this commits, as jobs.cancel_bulk locks it: its settle waits for
---   this). A drain holds it: cancel it (jobs.cancel_bulk), and delete it once ended.
+-- - Running (its lease held, or passed and not yet expired): left alone,
+--   its id in `running` (its row locked until this commits, as
+--   jobs.cancel_bulk locks it: its settle waits for this). A drain holds it: cancel it (jobs.cancel_bulk), and delete it once ended.
 -- Unknown ids are in none. Bounded as jobs.fail: at most 500 of the waiting
 -- ones may head their serial keys (each takes its key's lock until
 -- commit): PD005 job_ids past that; their dependants' cascade as fail's.
@@ -99,9 +101,9 @@ begin
   -- waiting, a running job whose nack or release (or a claim's expiry of
   -- its lease) committed between that lock and a later read of its state
   -- was answered in none, as an unknown id, though it waits to run again.
-  v_ids := jobs.lock_jobs(delete_jobs.job_ids, false, true);
-  select coalesce(array_agg(q.job_id order by q.job_id) filter (where q.lease_until is not null), '{}'),
-         coalesce(array_agg(q.job_id) filter (where q.lease_until is null), '{}')
+  v_ids := jobs.lock_jobs(delete_jobs.job_ids, false, true, true);
+  select coalesce(array_agg(q.job_id order by q.job_id) filter (where q.lease_until is not null and q.attempt > 0), '{}'),
+         coalesce(array_agg(q.job_id) filter (where q.lease_until is null or q.attempt = 0), '{}')
   into running, v_ids
   from jobs.job_queue q where q.job_id = any(v_ids);
   -- SKIP LOCKED, as jobs.maintain's retention: this waits on no row of the history.
@@ -133,7 +135,7 @@ begin
          array_agg(q.dedupe_key) filter (where q.dedupe_key is not null) into v_keys, v_dedupe
   from jobs.job_queue q where q.job_id = any(v_ids);
   perform jobs.check_heads(v_keys, 'waiting jobs one call deletes', 'delete');
-  v_held := jobs.ending_keys(v_ids);
+  v_held := jobs.ending_keys(v_ids, true);
   perform jobs.end_waiting(v_ids, null, null, false, null, v_now);
   -- The throttle window a waiting one's publish opened goes with it (it
   -- never ran), as one that expired unstarted lets go of it (sql/0032):

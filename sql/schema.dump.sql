@@ -1945,9 +1945,9 @@ begin
   -- waiting, a running job whose nack or release (or a claim's expiry of
   -- its lease) committed between that lock and a later read of its state
   -- was answered in none, as an unknown id, though it waits to run again.
-  v_ids := jobs.lock_jobs(delete_jobs.job_ids, false, true);
-  select coalesce(array_agg(q.job_id order by q.job_id) filter (where q.lease_until is not null), '{}'),
-         coalesce(array_agg(q.job_id) filter (where q.lease_until is null), '{}')
+  v_ids := jobs.lock_jobs(delete_jobs.job_ids, false, true, true);
+  select coalesce(array_agg(q.job_id order by q.job_id) filter (where q.lease_until is not null and q.attempt > 0), '{}'),
+         coalesce(array_agg(q.job_id) filter (where q.lease_until is null or q.attempt = 0), '{}')
   into running, v_ids
   from jobs.job_queue q where q.job_id = any(v_ids);
   -- SKIP LOCKED, as jobs.maintain's retention: this waits on no row of the history.
@@ -1979,7 +1979,7 @@ begin
          array_agg(q.dedupe_key) filter (where q.dedupe_key is not null) into v_keys, v_dedupe
   from jobs.job_queue q where q.job_id = any(v_ids);
   perform jobs.check_heads(v_keys, 'waiting jobs one call deletes', 'delete');
-  v_held := jobs.ending_keys(v_ids);
+  v_held := jobs.ending_keys(v_ids, true);
   perform jobs.end_waiting(v_ids, null, null, false, null, v_now);
   -- The throttle window a waiting one's publish opened goes with it (it
   -- never ran), as one that expired unstarted lets go of it (sql/0032):
@@ -2232,18 +2232,19 @@ CREATE FUNCTION jobs.ended_dedupe_key(p_dedupe_key text, p_attempt integer, p_la
 $$;
 
 --
--- Name: ending_keys(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: ending_keys(bigint[], boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.ending_keys(p_ids bigint[]) RETURNS text[]
+CREATE FUNCTION jobs.ending_keys(p_ids bigint[], p_deferred boolean DEFAULT false) RETURNS text[]
     LANGUAGE plpgsql STABLE
     AS $$
 declare
   v_direct bigint[];
   v_heads bigint[];
 begin
-  v_direct := array(select q.job_id from jobs.job_queue q where q.job_id = any(p_ids) and q.lease_until is null
-                    except select unnest(jobs.heads_past_bound(p_ids)));
+  v_direct := array(select q.job_id from jobs.job_queue q
+                    where q.job_id = any(p_ids) and (q.lease_until is null or p_deferred and q.attempt = 0)
+                    except select unnest(jobs.heads_past_bound(p_ids, p_deferred)));
   v_heads := array(select q.job_id from jobs.job_queue q
                    where q.job_id = any(v_direct) and q.serial_key is not null and not q.serial_wait);
   v_heads := v_heads || jobs.cascade_heads(v_direct, jobs.max_serial_keys() - cardinality(v_heads));
@@ -2531,16 +2532,17 @@ CREATE FUNCTION jobs.has_pg_cron() RETURNS boolean
 $$;
 
 --
--- Name: heads_past_bound(bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: heads_past_bound(bigint[], boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.heads_past_bound(p_ids bigint[]) RETURNS bigint[]
+CREATE FUNCTION jobs.heads_past_bound(p_ids bigint[], p_deferred boolean DEFAULT false) RETURNS bigint[]
     LANGUAGE sql STABLE
     AS $$
   select coalesce(array_agg(h.job_id), '{}')
   from (select q.job_id, row_number() over (order by q.attempt = 0, q.job_id) as k
         from jobs.job_queue q
-        where q.job_id = any(p_ids) and q.lease_until is null and q.serial_key is not null and not q.serial_wait) h
+        where q.job_id = any(p_ids) and (q.lease_until is null or p_deferred and q.attempt = 0)
+          and q.serial_key is not null and not q.serial_wait) h
   where h.k > jobs.max_serial_keys()
 $$;
 
@@ -2683,10 +2685,10 @@ begin
 end $$;
 
 --
--- Name: lock_jobs(bigint[], boolean, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: lock_jobs(bigint[], boolean, boolean, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.lock_jobs(p_ids bigint[], p_not_running boolean, p_ending boolean) RETURNS bigint[]
+CREATE FUNCTION jobs.lock_jobs(p_ids bigint[], p_not_running boolean, p_ending boolean, p_deferred boolean DEFAULT false) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -2706,8 +2708,9 @@ begin
             order by q.job_id for update nowait) l;
       if p_ending then
         -- Read once locked; no dependant can be added meanwhile (jobs.lock_dependencies waits).
-        v_direct := array(select q.job_id from jobs.job_queue q where q.job_id = any(v_locked) and q.lease_until is null
-                          except select unnest(jobs.heads_past_bound(v_locked)));
+        v_direct := array(select q.job_id from jobs.job_queue q
+                          where q.job_id = any(v_locked) and (q.lease_until is null or p_deferred and q.attempt = 0)
+                          except select unnest(jobs.heads_past_bound(v_locked, p_deferred)));
         -- Started from their dependants, as jobs.after_end's: started from the
         -- jobs themselves, the join ran at least once, and with most rows on
         -- a few dependencies (one parent of many children) the planner read
@@ -2723,7 +2726,7 @@ begin
                       order by q.job_id for update nowait) l;
         perform from (select 1 from jobs.dependency d where d.job_id = any(v_ending) or d.depends_on = any(v_ending)
                       for update nowait) l;
-        v_keys := jobs.ending_keys(v_locked);
+        v_keys := jobs.ending_keys(v_locked, p_deferred);
         -- The keys' locks, as jobs.lock_serial_keys takes them (tried here).
         v_got := v_keys = '{}'
                  or (select bool_and(pg_try_advisory_xact_lock(736038, hashtext(k))) from unnest(v_keys) k);
