@@ -47,7 +47,8 @@ export async function cancelJobByKey(db: Queryable, dedupeKey: string, reason?: 
  * serial key moves on and its dedupe key is free, as a cancel would; an
  * ended one's history (jobs.job, jobs.job_archive) is deleted, with the
  * throttle window it holds. Running jobs
- * are left alone and answered in `running`. At most 500 of the waiting ones
+ * are left alone and answered in `running` (a dependant whose cancel a
+ * cascade deferred never ran: deleted, in `waiting`). At most 500 of the waiting ones
  * may head serial keys (a PgDrainError naming job_ids past that).
  */
 export async function deleteJobs(db: Queryable, jobIds: readonly string[], options?: SignalOption): Promise<DeletedJobs> {
