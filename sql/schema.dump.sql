@@ -5827,7 +5827,10 @@ begin
     -- already: pg_cron may not have reached it yet, and run_schedule will
     -- leave it to the drains once this commits.
     v_next := jobs.cron_tick(v_cron, greatest(v_last, date_trunc('minute', v_now) - interval '1 microsecond'), v_tz);
-  elsif v_last > v_now then
+  end if;
+  -- A tick published after this call's clock (now(): a transaction begun
+  -- before that claim) is not due again, whatever the expression.
+  if v_last > v_now then
     v_next := jobs.cron_tick(v_cron, v_last, v_tz);
   end if;
   insert into jobs.recurring as r (name, cron, task, body, timeout, priority, max_retries, queue, runner,
