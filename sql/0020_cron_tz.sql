@@ -59,7 +59,10 @@ begin
       '%s is an abbreviation, which PostgreSQL reads as a fixed offset (no daylight saving time): give a zone name such as ''Europe/Paris''',
       quote_literal(p_tz)));
   end if;
-  if p_lookup or p_tz ~ '[0-9]' then
+  -- right/: zones counting leap seconds (not in pg_timezone_names), whose
+  -- wall clock is some 27 s off UTC's minutes: a tick at 09:00:00 there is
+  -- not on a whole minute. Looked up, so refused.
+  if p_lookup or p_tz ~ '[0-9]' or p_tz ~* '^right/' then
     select n.name into v_name from pg_timezone_names n where lower(n.name) = lower(p_tz) order by n.name = p_tz desc limit 1;
   else
     begin
@@ -123,7 +126,7 @@ end $$;
 -- The next tick of a cron expression after `after`, in UTC or, with tz (as
 -- jobs.check_tz returns it), on tz's wall clock. Raises PDC01 for a bad
 -- expression or one that never fires (0 0 31 2 *), PDC03 naming after for a
--- null one (no tick follows it). A recurrence rule (jobs.is_rrule, sql/0037)
+-- null or infinite one (no tick follows it). A recurrence rule (jobs.is_rrule, sql/0037)
 -- goes to jobs.rrule_spec_next (sql/0038): null when it has no occurrence left. Its search_path pinned
 -- (and so its helpers'): it runs as whoever calls it (the jobs.schedules
 -- view), and a function or operator on that role's path could stand in for
@@ -142,7 +145,7 @@ begin
     -- Left set only by an error, which its (sub)transaction's rollback undoes.
     perform jobs.tick_steps_give(jobs.max_tick_steps());
   end if;
-  if jobs.is_rrule(cron_tick.cron) and cron_tick.after is not null then
+  if jobs.is_rrule(cron_tick.cron) and isfinite(cron_tick.after) then
     v_next := jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
     if v_own then
       perform set_config('pgdrain.tick_steps', coalesce(v_prior, ''), true);
@@ -153,8 +156,10 @@ begin
   else
     v_spec := jobs.cron_parse(cron_tick.cron);
   end if;
-  if cron_tick.after is null then
-    perform jobs.raise_invalid('PDC03', 'after', 'must be a timestamp to count from, such as now(), got null');
+  if not coalesce(isfinite(cron_tick.after), false) then
+    -- ±infinity: no tick follows it, nor precedes it (not 'never fires', nor a search out of steps).
+    perform jobs.raise_invalid('PDC03', 'after', format('must be a timestamp to count from, such as now(), got %s',
+      coalesce(cron_tick.after::text, 'null')));
   end if;
   v_next := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
                  else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
@@ -200,7 +205,7 @@ end $$;
 -- The next time (whole minutes) a cron expression fires after `after`, in
 -- UTC or on the wall clock of time zone tz ('Europe/Paris'). Raises PDC01
 -- for a bad expression or one that never fires, PDC03 naming tz for a name
--- that is not a time zone (jobs.check_tz), PDC03 naming after for a null after.
+-- that is not a time zone (jobs.check_tz), PDC03 naming after for a null or infinite after.
 -- A recurrence rule instead (FREQ=DAILY;BYHOUR=9, sql/0037): its next
 -- occurrence, or null when it has none left.
 create function jobs.cron_next(cron text, after timestamptz default now(), tz text default null)

@@ -1026,7 +1026,10 @@ begin
       '%s is an abbreviation, which PostgreSQL reads as a fixed offset (no daylight saving time): give a zone name such as ''Europe/Paris''',
       quote_literal(p_tz)));
   end if;
-  if p_lookup or p_tz ~ '[0-9]' then
+  -- right/: zones counting leap seconds (not in pg_timezone_names), whose
+  -- wall clock is some 27 s off UTC's minutes: a tick at 09:00:00 there is
+  -- not on a whole minute. Looked up, so refused.
+  if p_lookup or p_tz ~ '[0-9]' or p_tz ~* '^right/' then
     select n.name into v_name from pg_timezone_names n where lower(n.name) = lower(p_tz) order by n.name = p_tz desc limit 1;
   else
     begin
@@ -1774,7 +1777,7 @@ begin
     -- Left set only by an error, which its (sub)transaction's rollback undoes.
     perform jobs.tick_steps_give(jobs.max_tick_steps());
   end if;
-  if jobs.is_rrule(cron_tick.cron) and cron_tick.after is not null then
+  if jobs.is_rrule(cron_tick.cron) and isfinite(cron_tick.after) then
     v_next := jobs.rrule_spec_next(jobs.rrule_parse(cron_tick.cron, cron_tick.tz), cron_tick.after);
     if v_own then
       perform set_config('pgdrain.tick_steps', coalesce(v_prior, ''), true);
@@ -1785,8 +1788,10 @@ begin
   else
     v_spec := jobs.cron_parse(cron_tick.cron);
   end if;
-  if cron_tick.after is null then
-    perform jobs.raise_invalid('PDC03', 'after', 'must be a timestamp to count from, such as now(), got null');
+  if not coalesce(isfinite(cron_tick.after), false) then
+    -- ±infinity: no tick follows it, nor precedes it (not 'never fires', nor a search out of steps).
+    perform jobs.raise_invalid('PDC03', 'after', format('must be a timestamp to count from, such as now(), got %s',
+      coalesce(cron_tick.after::text, 'null')));
   end if;
   v_next := case when cron_tick.tz is null then jobs.cron_spec_next(v_spec, cron_tick.after)
                  else jobs.cron_spec_next_tz(v_spec, cron_tick.after, cron_tick.tz) end;
