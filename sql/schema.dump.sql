@@ -5722,7 +5722,8 @@ begin
   if jobs.is_rrule(v_cron) then
     -- A recurrence rule whose DTSTART names a TZID recurs on that zone's
     -- clock: the schedule's tz, which must then be that zone or none.
-    v_rrule_tz := (jobs.rrule_parse(v_cron, v_tz)).tz;
+    -- As pg_timezone_names spells it (a TZID in any case names the zone tz names).
+    v_rrule_tz := jobs.check_tz((jobs.rrule_parse(v_cron, v_tz)).tz);
     if v_tz is not null and v_rrule_tz is distinct from v_tz then
       perform jobs.raise_invalid('PDC03', 'tz', format('is %s, but the rule''s DTSTART names TZID %s: give the same zone, or no tz',
         quote_literal(v_tz), quote_literal(coalesce(v_rrule_tz, 'UTC'))));
