@@ -165,7 +165,7 @@ begin
   -- A rule with no occurrence left is refused, unless it is this schedule's
   -- own, which ran out (calling schedule() again changes nothing).
   if v_next is null and not coalesce(v_old_cron = v_cron and v_old_tz is not distinct from v_tz, false) then
-    perform jobs.raise_invalid('PDC01', 'cron', format('%s has no occurrence after %s (COUNT or UNTIL ended it): the schedule would never fire',
+    perform jobs.raise_invalid('PDC01', 'cron', format('%s has no occurrence after %s (COUNT or UNTIL ended it, or none comes within a century): the schedule would never fire',
       left(quote_literal(v_cron), 200), v_now));
   end if;
   if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
