@@ -102,15 +102,16 @@ begin
       if r.dedupe_mode in ('keep_waiting', 'replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
         continue;  -- still due: the next claim publishes it
       end if;
-      -- A tick with a dedupe key of one's choosing waits on no lock either:
-      -- its insert would wait for another transaction's uncommitted publish
+      -- A tick with a dedupe key (one of one's choosing, or overlap 'skip''s
+      -- own, which a job published by hand may carry) waits on no lock
+      -- either: its insert would wait for another transaction's uncommitted publish
       -- of the key (the unique index), for as long as that stays open, and
       -- a cycle with a serial key an earlier tick of this claim took is a
       -- deadlock. Nor does one with a serial key: ticks take their keys in
       -- tick order, not the keys' lock order, so two claims (or a claim and
       -- a bulk publish) crossing two keys each held one the other wanted.
       -- Any lock not free at once leaves it due (below, 55P03).
-      if r.dedupe_key is not null or r.serial_key is not null then
+      if jobs.schedule_key(r) is not null or r.serial_key is not null then
         v_lock_timeout := current_setting('lock_timeout');
         perform set_config('lock_timeout', '1ms', true);
       end if;
@@ -120,7 +121,7 @@ begin
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              group_id => r.group_id, group_tier => r.group_tier,
                              attributes => jobs.schedule_attributes(r.name, r.next_run_at));
-        if r.dedupe_key is not null or r.serial_key is not null then
+        if jobs.schedule_key(r) is not null or r.serial_key is not null then
           perform set_config('lock_timeout', v_lock_timeout, true);
         end if;
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
@@ -175,7 +176,7 @@ begin
         v_n := v_n + 1;
         v_tick := v_next;
       end loop;
-      if r.dedupe_key is not null or r.serial_key is not null then
+      if jobs.schedule_key(r) is not null or r.serial_key is not null then
         perform set_config('lock_timeout', v_lock_timeout, true);
       end if;
       update jobs.recurring s
@@ -196,7 +197,7 @@ begin
       -- A keyed tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
-      if sqlstate = '55P03' and (r.dedupe_key is not null or r.serial_key is not null) then
+      if sqlstate = '55P03' and (jobs.schedule_key(r) is not null or r.serial_key is not null) then
         continue;
       end if;
       -- Out of a budget the schedules before it spent in part

@@ -71,3 +71,24 @@ describe("a keyed tick's claim and an uncommitted publish of the key", () => {
     });
   });
 });
+
+describe("an overlap 'skip' tick's claim and an uncommitted publish of the schedule's own key", () => {
+  // Its jobs carry dedupe key pgdrain:schedule:<name>, which a job published
+  // by hand may carry to hold its ticks off (README "Overlap"): the same wait.
+  it('the tick stays due, the claim waits for nothing; once that job is committed the tick is skipped', async () => {
+    await sql(`select jobs.schedule('nightly', '*/10 * * * *', 'night.run', runner => 'drains', overlap => 'skip', now => $1)`, [T0]);
+    await sessions(async (open, claim) => {
+      await open.query('begin');
+      await open.query(`select jobs.publish('night.run', '{"by":"hand"}', dedupe_key => 'pgdrain:schedule:nightly')`);
+      expect((await claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(10)])).rows).toEqual([{ n: 0 }]);
+      expect(await sql(`select next_run_at, last_run_at, skipped_ticks::int, last_error from jobs.recurring`))
+        .toEqual([{ next_run_at: new Date(minute(10)), last_run_at: null, skipped_ticks: 0, last_error: null }]);
+      await open.query('commit');
+      // The job by hand is active: the tick publishes nothing, counted as skipped.
+      expect((await claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(10)])).rows).toEqual([{ n: 0 }]);
+      expect(await sql(`select next_run_at, skipped_ticks::int, last_error from jobs.recurring`))
+        .toEqual([{ next_run_at: new Date(minute(20)), skipped_ticks: 1, last_error: null }]);
+      expect(await sql(`select body from jobs.job_queue`)).toEqual([{ body: { by: 'hand' } }]);
+    });
+  });
+});
