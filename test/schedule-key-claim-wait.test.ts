@@ -92,3 +92,25 @@ describe("an overlap 'skip' tick's claim and an uncommitted publish of the sched
     });
   });
 });
+
+describe('a tick into a bounded queue and an app transaction that published to it', () => {
+  // A bounded queue's publishers share a lock until they commit (jobs.admit):
+  // a tick with no key at all would wait for the app's transaction, and so
+  // would every claim that found it due, whatever the claim drains.
+  it('the tick stays due, the claim waits for nothing; once that transaction ends the next claim publishes it', async () => {
+    await sql(`select jobs.create_queue('mail', max_size => 1000)`);
+    await sql(`select jobs.schedule('digest', '*/10 * * * *', 'mail.digest', queue => 'mail', runner => 'drains', now => $1)`, [T0]);
+    await sessions(async (open, claim) => {
+      await open.query('begin');
+      await open.query(`select jobs.publish('mail.send', '{}', queue => 'mail')`);
+      expect((await claim.query(`select jobs.claim_json(10, 'other.%', null, $1) is not null as answered`, [minute(10)])).rows)
+        .toEqual([{ answered: true }]);
+      expect(await sql(`select next_run_at, last_run_at, last_error from jobs.recurring`))
+        .toEqual([{ next_run_at: new Date(minute(10)), last_run_at: null, last_error: null }]);
+      await open.query('commit');
+      expect((await claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(10)])).rows).toEqual([{ n: 1 }]);
+      expect(await sql(`select task, scheduled_at from jobs.job_queue order by job_id`))
+        .toEqual([{ task: 'mail.send', scheduled_at: expect.any(Date) }, { task: 'mail.digest', scheduled_at: new Date(minute(10)) }]);
+    });
+  });
+});
