@@ -1,4 +1,4 @@
-import type { Driver } from './db/driver.js';
+import type { Driver, Queryable } from './db/driver.js';
 import { PgDrainError, translateError, ValidationError } from './errors.js';
 import { type Migration, migrations } from './generated/sql.js';
 
@@ -89,12 +89,17 @@ begin
   end if;
 end $$;`;
 
+// Readable by PUBLIC (a role still needs USAGE on the schema): versions,
+// names and checksums, no job; so a role that may not create in the schema
+// (an application's login running migrate on every start) can see that
+// there is nothing to do (readRecord, below).
 const record = `create table if not exists jobs.migration (
   version    integer primary key,
   name       text not null,
   applied_at timestamptz not null default now(),
   checksum   text
 );
+grant select on jobs.migration to public;
 do $$ begin
   if not exists (select 1 from pg_attribute
                  where attrelid = 'jobs.migration'::regclass and attname = 'checksum' and not attisdropped) then
@@ -140,18 +145,18 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
       // statement's snapshot would predate the migrator it waited for.
       await tx.query('set transaction isolation level read committed');
       await tx.query('select pg_advisory_xact_lock($1)', [LOCK_ID]);
+      // Nothing to do (every migration applied, its checksum recorded, no
+      // --roles): done on the record alone, as any role that may read it, with
+      // no CREATE on the schema or the database and no ownership check (it
+      // changes nothing). A record that is not this build's is refused as below.
+      const before = await readRecord(tx);
+      if (before !== undefined) {
+        checkRecord(before);
+        if (roles === undefined && migrations.every((m) => typeof before.get(m.version)?.checksum === 'string')) return [];
+      }
       await tx.query(`${schemaCheck}\n${foreignCheck}\n${record}`);
       const { rows } = await tx.query<AppliedRow>('select version, name, checksum from jobs.migration');
-      const done = new Map(rows.map((r) => [Number(r.version), r]));
-      const newer = [...done.keys()].filter((v) => v > latestVersion);
-      if (newer.length > 0) {
-        throw new PgDrainError('migration_failed',
-          `database schema is at version ${Math.max(...newer)}, newer than this pgdrain (${latestVersion}); upgrade pgdrain`);
-      }
-      for (const m of migrations) {
-        const row = done.get(m.version);
-        if (row) checkApplied(row, m);
-      }
+      const done = checkRecord(new Map(rows.map((r) => [Number(r.version), r])));
       const unrecorded = migrations.filter((m) => done.get(m.version)?.checksum === null);
       if (unrecorded.length > 0) {
         await tx.query(`update jobs.migration m set checksum = c.checksum
@@ -179,6 +184,40 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
 }
 
 interface AppliedRow { version: number; name: string; checksum: string | null }
+
+/**
+ * jobs.migration's rows, or undefined when this role cannot read them: no
+ * such table with pgdrain's columns, or no USAGE on the schema or SELECT on
+ * it (the checks of the full path then say what is wrong). From the catalog
+ * first, as schemaCheck: to_regclass would need USAGE on the schema.
+ */
+async function readRecord(tx: Queryable): Promise<Map<number, AppliedRow> | undefined> {
+  const { rows: [probe] } = await tx.query<{ readable: boolean }>(
+    `select pg_catalog.has_schema_privilege(n.oid, 'USAGE') and pg_catalog.has_table_privilege(c.oid, 'SELECT')
+            and (select count(*) from pg_catalog.pg_attribute a
+                 where a.attrelid = c.oid and not a.attisdropped
+                   and (a.attname, a.atttypid) in (('version', 'integer'::regtype), ('name', 'text'::regtype),
+                                                   ('checksum', 'text'::regtype))) = 3 as readable
+     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+     where n.nspname = 'jobs' and c.relname = 'migration' and c.relkind = 'r'`);
+  if (probe?.readable !== true) return undefined;
+  const { rows } = await tx.query<AppliedRow>('select version, name, checksum from jobs.migration');
+  return new Map(rows.map((r) => [Number(r.version), r]));
+}
+
+/** The record, refused when it is not this build's: a newer version, or another name or text under one. */
+function checkRecord(done: Map<number, AppliedRow>): Map<number, AppliedRow> {
+  const newer = [...done.keys()].filter((v) => v > latestVersion);
+  if (newer.length > 0) {
+    throw new PgDrainError('migration_failed',
+      `database schema is at version ${Math.max(...newer)}, newer than this pgdrain (${latestVersion}); upgrade pgdrain`);
+  }
+  for (const m of migrations) {
+    const row = done.get(m.version);
+    if (row) checkApplied(row, m);
+  }
+  return done;
+}
 
 function checkApplied(row: AppliedRow, m: Migration): void {
   const differs = row.name !== m.name ? `name ${row.name}`
