@@ -10,7 +10,7 @@
 -- or to PostgREST's authenticator. Idempotent; migrate --roles runs it again
 -- after every upgrade so new functions get their grants (and lose grants
 -- taken back here).
--- - publisher: publish, publish_bulk, publish_arrays and publish_event only; it cannot read or consume jobs.
+-- - publisher: publish, publish_bulk, publish_arrays and publish_event only (and the clock TS reads); it cannot read or consume jobs.
 -- - worker:    consume, settle, extend leases and publish follow-ups; read jobs.job (and archived) outcomes
 --              and which job ids are active (waitFor), not their bodies; run
 --              CALL jobs.drain_sql (SQL tasks then run with the worker's privileges).
@@ -49,6 +49,9 @@ begin
   revoke execute on all routines in schema jobs from public;
 
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text, text, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[], text[], text[], text[]) to %I, %I',
+                 v_roles[1], v_roles[2]);
+  -- The call's time (sql/0002) that publish, publishBulk and publishEvent (TS) count a delay from.
+  execute format('grant execute on function jobs.clock(timestamptz), jobs.call_time(timestamptz, timestamptz) to %I, %I',
                  v_roles[1], v_roles[2]);
   -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',

@@ -62,9 +62,10 @@ export async function rescheduleJobs(db: Queryable, jobIds: readonly string[],
   const named: Record<string, string> = { run_at: o.delaySeconds === undefined ? 'runAt' : 'delaySeconds', max_retries: 'maxRetries',
                                           attempt: 'attempts' };
   return Number(await callValue(db,
-    // delaySeconds from the call, not the transaction's start (a caller's transaction open for a while); 0: now(), as publish's.
-    `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, case when $3::float8 = 0 then now()
-       else greatest(now(), clock_timestamp()) + make_interval(secs => $3::float8) end), $4,
+    // delaySeconds from the call, not the transaction's start (a caller's transaction open for a while):
+    // jobs.call_time, as publish's; 0: the transaction's time (jobs.clock), as publish's.
+    `select jobs.reschedule($1::bigint[], coalesce($2::timestamptz, case when $3::float8 = 0 then jobs.clock(null)
+       else jobs.call_time(null, jobs.clock(null)) + make_interval(secs => $3::float8) end), $4,
        max_retries => $5, attempt => $6) as r`,
     [jobIds, o.runAt?.toISOString() ?? null, o.delaySeconds ?? null, o.priority ?? null, o.maxRetries ?? null,
       o.attempts ?? null], signal).catch((error: unknown) => {
@@ -280,7 +281,7 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
        expires_at => coalesce($12::timestamptz, coalesce($3::timestamptz, c.at + make_interval(secs => coalesce($5::float8, 0)))
                                                 + make_interval(secs => $13::float8)),
        group_id => $14, group_tier => $15), ',') as r
-     from (select greatest(now(), clock_timestamp()) as at) c`,
+     from (select jobs.call_time(null, jobs.clock(null)) as at) c`,
     [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,
      o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes'),
      o.timeoutSeconds ?? null, o.maxRetries ?? null, o.retryDelaySeconds ?? null,

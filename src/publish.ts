@@ -75,7 +75,9 @@ export async function publish(db: Queryable, task: string, body?: unknown,
     const { rows } = await send<{ id: string }>(db,
       // A delay (and an expiry) from the call, read once (c.at): inside a transaction open
       // for a while now() is its start, and the job would be due early, or already at commit.
-      // A delay of 0 is none: due at now(), as jobs.publish_arrays (its expiresAt checked against that).
+      // The SQL functions' own definition of that time (jobs.call_time of jobs.clock, sql/0002),
+      // so a test's clock moves both. A delay of 0 is none: due at now(), as jobs.publish_arrays
+      // (its expiresAt checked against that).
       `select jobs.publish($1, $2::jsonb,
          coalesce($3::timestamptz, c.at + make_interval(secs => nullif($4::float8, 0))),
          $5::numeric, $6::integer, $7::integer,
@@ -87,7 +89,7 @@ export async function publish(db: Queryable, task: string, body?: unknown,
          expires_at => coalesce($18::timestamptz, coalesce($3::timestamptz, c.at + make_interval(secs => coalesce($4::float8, 0)))
                                                   + make_interval(secs => $19::float8)),
          dead_letter => $20, group_id => $21, group_tier => $22)::text as id
-       from (select greatest(now(), clock_timestamp()) as at) c`,
+       from (select jobs.call_time(null, jobs.clock(null)) as at) c`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
        attributes === undefined ? null : jsonParam(attributes, 'options.attributes'), dedupeMode ?? null,
@@ -149,9 +151,9 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
   }
   try {
     const result = await send<{ ids: string }>(db,
-      // Delays become run times here, from the call's clock read once (c.at), as the
-      // expiries below: so expiresInSeconds counts from the same time (publish_arrays'
-      // own clock, jobs.call_time, is read a little later). A plain batch sends none.
+      // Delays become run times here, from the call's clock read once (c.at, jobs.call_time as
+      // publish's), as the expiries below: so expiresInSeconds counts from the same time
+      // (publish_arrays' own jobs.call_time is read a little later). A plain batch sends none.
       `select array_to_string(jobs.publish_arrays($1::text[], $2::jsonb,
                                                   case when $4::float8[] is null then $3::timestamptz[]
                                                   else (select array_agg(coalesce(x.s, c.at + make_interval(secs => x.d)) order by x.o)
@@ -171,7 +173,7 @@ export async function publishBulk(db: Queryable, jobs: readonly BulkJob[], queue
                                                                  from unnest($13::timestamptz[], $3::timestamptz[], $4::float8[], $14::float8[])
                                                                       with ordinality x(e, s, d, i, o)
                                                                  where $13::timestamptz[] is not null or $14::float8[] is not null)), ',') as ids
-       from (select greatest(now(), clock_timestamp()) as at) c`,
+       from (select jobs.call_time(null, jobs.clock(null)) as at) c`,
       // Task names are checked words (no quote, backslash or comma): quoted, they
       // make the array literal as they are, with no per-element escaping.
       [`{"${tasks.join('","')}"}`, `[${bodies.join(',')}]`, ...OPTION_COLUMNS.map((k) => columns[k] ?? null), queue ?? null,
