@@ -107,6 +107,18 @@ do $$ begin
   end if;
 end $$;`;
 
+// The prefixes jobs.create_roles ran with in this database: its three roles
+// exist and each was granted USAGE on schema jobs (roles of the same prefix
+// made for another database of the cluster have none on this one). Run
+// again for each: new routines lose PUBLIC's EXECUTE and get the roles'.
+const regrant = `select jobs.create_roles(p.prefix)
+from (select pg_catalog.left(r.rolname, -6) as prefix from pg_catalog.pg_roles r where r.rolname like '%\\_admin') p
+where p.prefix ~ '^[a-z_][a-z0-9_]{0,40}$'
+  and (select count(distinct g.rolname) from pg_catalog.pg_namespace n
+         cross join pg_catalog.aclexplode(n.nspacl) a join pg_catalog.pg_roles g on g.oid = a.grantee
+       where n.nspname = 'jobs' and a.privilege_type = 'USAGE'
+         and g.rolname in (p.prefix || '_publisher', p.prefix || '_worker', p.prefix || '_admin')) = 3`;
+
 /**
  * The highest migration version this build knows. A pure call, so that a
  * bundle that never migrates drops the migrations' SQL (esbuild keeps a
@@ -172,6 +184,9 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
           [m.version, m.name, m.checksum]);
         applied.push(m.version);
       }
+      // An upgrade's new functions are executable by PUBLIC as made: the roles
+      // an earlier --roles made get their grants again, --roles given or not.
+      if (applied.length > 0) await tx.query(regrant);
       // Every run, so functions added by an upgrade get their grants.
       if (roles !== undefined) await tx.query('select jobs.create_roles($1)', [roles]);
       return applied;
