@@ -8,6 +8,7 @@ import { pgDriver } from '../src/db/pg.js';
 import { migrations } from '../src/generated/sql.js';
 import { migrate } from '../src/migrate.js';
 import { emptyDb, withClient } from './support/db.js';
+import { runCli } from './support/drain-process.js';
 
 const allVersions = migrations.map((m) => m.version);
 const latest = allVersions[allVersions.length - 1]!;
@@ -39,12 +40,16 @@ describe('migrate with every migration applied, as a role with only USAGE on sch
         `select has_schema_privilege($1, 'jobs', 'CREATE') as schema, has_database_privilege($1, $2, 'CREATE') as db`,
         [app, name])).rows)).toEqual([{ schema: false, db: false }]);
       expect(await migrateAt(as(url, app))).toEqual([]);
+      // pgdrain migrate, as a deploy step runs it (dist: npm run build first).
+      expect(await runCli(as(url, app), 'migrate')).toEqual({ code: 0, stdout: '', stderr: 'pgdrain: schema is up to date\n' });
 
       // A migration whose text differs from this build's: refused, clearly, as for the owner.
       await withClient(url, (c) => c.query(`update jobs.migration set checksum = repeat('a', 64) where version = 5`));
       const m = migrations[4]!;
       expect(await migrateAt(as(url, app))).toMatchObject({ name: 'PgDrainError', code: 'migration_failed',
         message: expect.stringContaining(`database has migration 5 with checksum aaaaaaaaaaaa, not this pgdrain's ${m.file}`) });
+      expect(await runCli(as(url, app), 'migrate')).toMatchObject({ code: 1,
+        stderr: expect.stringContaining(`database has migration 5 with checksum aaaaaaaaaaaa, not this pgdrain's ${m.file}`) });
       await withClient(url, (c) => c.query(`update jobs.migration set checksum = $1 where version = 5`, [m.checksum]));
 
       // Something to apply (the latest version not recorded): the owner's to do, as before.
