@@ -140,7 +140,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     returned(run, outcome) {
       slots.add(-1); // before finish (a throw there keeps no slot); its connection is free only now
       run.finish(outcome);
-    } };
+    },
+    holds: (n) => slots.holds(n) };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, end < claimSentAt + job.timeout * 1000); // in running and timeouts
     slots.add(1);

@@ -14,15 +14,17 @@
 export class PoolShare {
   /** Handlers running on the pool, over all its drains, and the slots their claims in flight keep for the jobs they bring. */
   busy = 0;
-  /** Of those, the handlers: each holds a connection until it returns (a drain's last look is sent only while one is left). */
+  /**
+   * Transactional handlers running on the pool: each holds a connection until it returns (a drain's last look is
+   * sent only while one is left). Not plain handlers nor batch calls, counted in busy: they hold none.
+   */
   held = 0;
   /** The wakes of the drains waiting for a free connection: one a drain's handler gives back may be theirs to use. */
   readonly wakes = new Set<() => void>();
 
-  /** n slots taken (n < 0: given back); handlers: by handler calls, each holding a connection. */
-  add(n: number, handlers = false): void {
+  /** n slots taken (n < 0: given back). */
+  add(n: number): void {
     this.busy += n;
-    if (handlers) this.held += n;
     if (n < 0) for (const wake of this.wakes) wake();
   }
 }

@@ -33,6 +33,8 @@ export interface RunHost {
   settled(job: Job, outcome: Outcome | null, startedAt: number): void;
   /** The handler of `run` returned or threw, with this outcome (null: settled in its transaction). */
   returned(run: JobRun, outcome: Outcome | null): void;
+  /** A transactional handler began (1) or returned (-1): it holds a connection of the pool meanwhile. */
+  holds(n: number): void;
 }
 
 /** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
@@ -206,7 +208,11 @@ export class JobRun implements Running, LeaseHolder {
     const db = host.deps.db;
     if (heartbeat !== undefined && !(transactional && 'maxConnections' in db && db.maxConnections === 1)) this.startHeartbeat(heartbeat);
     if (transactional) {
-      void inTransaction(host, handler, this, ctx).then((outcome) => host.returned(this, outcome));
+      host.holds(1);
+      void inTransaction(host, handler, this, ctx).then((outcome) => {
+        host.holds(-1);
+        host.returned(this, outcome);
+      });
       return;
     }
     let value: unknown;

@@ -46,7 +46,12 @@ export class SlotWait {
   /** n handler calls began (n < 0: returned); their connections are in the pool's share, and one given back wakes its waiters. */
   add(n: number): void {
     this.handlers += n;
-    this.share?.add(n, true);
+    this.share?.add(n);
+  }
+
+  /** A transactional handler began (1) or returned (-1): it holds a connection meanwhile (PoolShare.held). */
+  holds(n: number): void {
+    if (this.share) this.share.held += n;
   }
 
   /** n slots taken while a claim is out (n < 0: its answer came, each job it started holds its own): other drains' claims leave them. */
