@@ -48,6 +48,9 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
   // hung past their timeout would leave no connection to nack them with).
   const poolSize = opts.concurrency === undefined && transactional ? driver.maxConnections : undefined;
   const poolBound = poolSize !== undefined;
+  // Its pool's share (pool-share.ts), for any drain on a pool of known size: even a drain with no transactional task
+  // reads there whether the transactional handlers of the drains beside it leave a connection for its last look.
+  const pool = driver.maxConnections !== undefined ? poolShare(driver) : undefined;
   const concurrency = opts.concurrency ?? Math.min(args.batchSize, poolBound ? Math.max(1, poolSize - 1) : Infinity);
   return {
     args, opts, driver, poolBound, concurrency,
@@ -55,7 +58,9 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
      * The connections of its pool that transactional handlers hold, over every drain on it (pool-share.ts): a
      * pool-bound drain keeps under it; one given `concurrency` is not bound, but counts its handlers there.
      */
-    share: transactional && driver.maxConnections !== undefined ? poolShare(driver) : undefined,
+    share: transactional ? pool : undefined,
+    /** Its pool's share, whatever its tasks: what its last look reads (last-look.ts). */
+    pool,
     /** Pool-bound, the most handlers of all its pool's drains it starts beside: its own driver's bound, not the first drain's. */
     poolCap: Math.max(1, (poolSize ?? 1) - 1),
     /** Claim again once this many slots are free. */

@@ -62,12 +62,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
                             options: DrainOptions = {}): Promise<DrainReport> {
   const startedAt = Date.now();
   // Options checked, and what follows from them (drain-settings.ts). poolBound: the pool's size bounds concurrency.
-  const { args, opts, driver, poolBound, share, poolCap, concurrency, refillAt, stopAt, filter, exclude, workerId, holder, lingerMs,
-          overrunMs, flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
+  const { args, opts, driver, poolBound, share, pool, poolCap, concurrency, refillAt, stopAt, filter, exclude, workerId, holder,
+          lingerMs, overrunMs, flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
   // No budget at all, or a linger or a wait for a slot ended: one claim with none counts what is due, a connection free.
-  const lastLook = new LastLook({ share, poolSize: driver.maxConnections, waitsAlone: () => slots.waitsAlone });
+  const lastLook = new LastLook({ share: pool, poolSize: driver.maxConnections, waitsAlone: () => slots.waitsAlone });
 
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
   const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)

@@ -17,7 +17,7 @@ import type { PoolShare } from './pool-share.js';
 
 /** What the look reads: its pool's share of handler connections and its size, and the drain's wait for a slot. */
 export interface LookSettings {
-  /** Its pool's share (a transactional drain on a pool with a bound), else undefined: no handler holds a connection long. */
+  /** Its pool's share (a pool with a bound, whatever the drain's tasks), else undefined: the look goes. */
   share: PoolShare | undefined;
   /** Its driver's maxConnections: the connections of the pool. */
   poolSize: number | undefined;
