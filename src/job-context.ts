@@ -2,7 +2,7 @@ import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { ProgressReporter, type ProgressSink } from './progress.js';
 import { takeSignal, type SignalOption } from './send.js';
-import type { RateLimit } from './rate-limit.js';
+import type { RateLimit, RateLimitOptions } from './rate-limit.js';
 import type { BatchContext, Job, JobContext, PublishOptions } from './types.js';
 
 // Made once per job on a drain's hot path: classes with prototype accessors,
@@ -84,13 +84,20 @@ export class DrainJobContext implements JobContext {
   private reporter: ProgressReporter | undefined;
   private reportFn: ((value: unknown) => Promise<boolean>) | undefined;
   private extendFn: ((seconds: number) => Promise<Date | null>) | undefined;
+  private rateFn: ((key: string, options: RateLimitOptions) => Promise<void>) | undefined;
 
-  /** ctx.rateLimit: the drain's one function, shared by its jobs (no closure per job). */
+  /** limiter: the drain's one ctx.rateLimit, shared by its jobs, bound to this job's signal on first read. */
   constructor(readonly job: Job, private readonly lazy: LazySignal, publish: Publish,
-              private readonly progressSink: ProgressSink, readonly rateLimit: RateLimit,
+              private readonly progressSink: ProgressSink, private readonly limiter: RateLimit,
               private readonly lease: LeaseHolder) {
     this.publish = (task, body, options) =>
       this.running ? boundPublish(publish, lazy, () => this.running, task, body, options) : publish(task, body, options);
+  }
+
+  /** ctx.rateLimit, made on first read as progress is, bound to the job's signal as publish is. */
+  get rateLimit(): (key: string, options: RateLimitOptions) => Promise<void> {
+    return this.rateFn ??= (key, options) =>
+      this.running ? boundRateLimit(this.limiter, this.lazy, () => this.running, key, options) : this.limiter(key, options);
   }
 
   /** ctx.progress, made on first read (most handlers never report): bound, so `const { progress } = ctx` works. */
@@ -123,11 +130,14 @@ export class DrainJobContext implements JobContext {
  */
 export class BatchCallContext implements BatchContext {
   readonly publish: Publish;
+  readonly rateLimit: (key: string, options: RateLimitOptions) => Promise<void>;
   private running = true;
 
-  constructor(private readonly lazy: LazySignal, publish: Publish, readonly rateLimit: RateLimit) {
+  constructor(private readonly lazy: LazySignal, publish: Publish, limiter: RateLimit) {
     this.publish = (task, body, options) =>
       this.running ? boundPublish(publish, lazy, () => this.running, task, body, options) : publish(task, body, options);
+    this.rateLimit = (key, options) =>
+      this.running ? boundRateLimit(limiter, lazy, () => this.running, key, options) : limiter(key, options);
   }
 
   get signal(): AbortSignal {
@@ -145,8 +155,25 @@ async function boundPublish(publish: Publish, lazy: LazySignal, running: () => b
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
     return publish(task, body, options); // publish names what is wrong with it
   }
+  const bound = boundSignal(running, [lazy.signal, takeSignal(options, 'options').signal]);
+  return publish(task, body, { ...options, signal: bound.signal }).finally(bound.unfollow);
+}
+
+/**
+ * A rate limit's take, given up when `lazy` fires while running() holds, as
+ * a publish is: one waiting on its key's row lock past the job's timeout
+ * would keep a pool connection, then take a token for a job already over.
+ */
+function boundRateLimit(limiter: RateLimit, lazy: LazySignal, running: () => boolean, key: string,
+                        options: RateLimitOptions): Promise<void> {
+  const bound = boundSignal(running, [lazy.signal]);
+  return limiter(key, options, bound.signal).finally(bound.unfollow);
+}
+
+/** A signal that fires when one of `signals` does while running() holds; unfollow once the call is over. */
+function boundSignal(running: () => boolean, signals: (AbortSignal | undefined)[]): { signal: AbortSignal; unfollow: () => void } {
   const bound = new AbortController();
-  const unfollow = [lazy.signal, takeSignal(options, 'options').signal].map((signal) => {
+  const unfollow = signals.map((signal) => {
     if (!signal) return () => {};
     const follow = () => {
       if (running()) bound.abort(signal.reason);
@@ -155,7 +182,5 @@ async function boundPublish(publish: Publish, lazy: LazySignal, running: () => b
     signal.addEventListener('abort', follow, { once: true });
     return () => signal.removeEventListener('abort', follow);
   });
-  return publish(task, body, { ...options, signal: bound.signal }).finally(() => {
-    for (const f of unfollow) f();
-  });
+  return { signal: bound.signal, unfollow: () => unfollow.forEach((f) => f()) };
 }

@@ -5,6 +5,7 @@ import type { Queryable } from './db/driver.js';
 import { translateError, ValidationError } from './errors.js';
 import { SnoozeJob } from './job-errors.js';
 import { fitsChars, isBlank, MAX_DELAY_SECONDS } from './options.js';
+import { givenUpWith } from './send.js';
 
 export interface RateLimitOptions {
   /** Calls allowed per `perSeconds`, and the most taken at once after a quiet spell (the bucket's size). */
@@ -13,8 +14,11 @@ export interface RateLimitOptions {
   perSeconds: number;
 }
 
-/** ctx.rateLimit: takes a token for `key`, or throws a SnoozeJob until the next one. */
-export type RateLimit = (key: string, options: RateLimitOptions) => Promise<void>;
+/**
+ * ctx.rateLimit: takes a token for `key`, or throws a SnoozeJob until the next one.
+ * signal (the job's, job-context.ts) gives the take up as a publish's is.
+ */
+export type RateLimit = (key: string, options: RateLimitOptions, signal?: AbortSignal) => Promise<void>;
 
 const TAKE_TOKEN_SQL = 'select jobs.take_token($1, $2, $3) as wait';
 
@@ -23,11 +27,16 @@ const TAKE_TOKEN_SQL = 'select jobs.take_token($1, $2, $3) as wait';
  * use the key in this database). Answers 0 when taken, else the seconds until
  * the next token (none taken). `db` must not be a transaction that lives on:
  * the key's row stays locked until it ends, holding up every other taker.
+ * When `signal` fires first, the take is given up as a publish is (send.ts
+ * givenUpWith): it rejects with the signal's reason, and a driver that
+ * honours the signal (pgDriver) cancels the statement, so no token is taken
+ * late (one waiting on the key's row lock behind a long transaction).
  */
-export async function takeToken(db: Queryable, key: string, options: RateLimitOptions): Promise<number> {
+export async function takeToken(db: Queryable, key: string, options: RateLimitOptions,
+                                signal?: AbortSignal): Promise<number> {
   const { limit, perSeconds } = checkRateLimit(key, options);
   try {
-    const { rows } = await db.query<{ wait: number }>(TAKE_TOKEN_SQL, [key, limit, perSeconds]);
+    const { rows } = await givenUpWith(db, signal).query<{ wait: number }>(TAKE_TOKEN_SQL, [key, limit, perSeconds]);
     return Number(rows[0]!.wait);
   } catch (error) {
     throw translateError(error);
@@ -36,8 +45,8 @@ export async function takeToken(db: Queryable, key: string, options: RateLimitOp
 
 /** The ctx.rateLimit of the drains that query through `db`: made once per drain, shared by its jobs. */
 export function rateLimiter(db: Queryable): RateLimit {
-  return async (key, options) => {
-    const wait = await takeToken(db, key, options);
+  return async (key, options, signal) => {
+    const wait = await takeToken(db, key, options, signal);
     // Whole milliseconds, rounded up: never back before the token is there.
     if (wait > 0) throw new SnoozeJob({ delayMs: Math.min(Math.ceil(wait * 1000), MAX_DELAY_SECONDS * 1000) });
   };

@@ -3,8 +3,9 @@
 // real concurrent connections; time moved by setting updated_at back.
 import pg from 'pg';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { createQueue, migrate, takeToken, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
+import { createQueue, defineTask, migrate, takeToken, ValidationError, type BatchContext, type JobContext, type TaskMap } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -200,6 +201,32 @@ describe('ctx.rateLimit', () => {
     expect(await sql('select error from jobs.job where job_id = $1', [id]))
       .toEqual([{ error: expect.stringMatching(/^ValidationError: options\.limit: must be an integer from 1 to 1000000/) }]);
     expect(await sql(`select count(*)::int as n from jobs.rate_limit`)).toEqual([{ n: 0 }]);
+  });
+
+  // The take waits on its key's row, locked by a long transaction elsewhere, past the job's 1 s timeout.
+  it.each(['job', 'batch'])("a take waiting on its key's row past the %s's timeout is given up: no connection kept, no token taken late", async (kind) => {
+    const key = `held-${kind}`;
+    const take = async (_: unknown, ctx: JobContext | BatchContext) => ctx.rateLimit(key, { limit: 2, perSeconds: 3600 });
+    const q = queueWith({ slow: kind === 'job' ? take : defineTask('slow', take, { batch: true }) });
+    expect(await takeToken(db.driver, key, { limit: 2, perSeconds: 3600 })).toBe(0); // one of its 2 left
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    clients.push(holder);
+    await holder.query('begin');
+    await holder.query('select * from jobs.rate_limit where key = $1 for update', [key]);
+    try {
+      const [id] = await q.publishBulk([{ task: 'slow', timeoutSeconds: 1, maxRetries: 0 }]);
+      expect(await q.drain(1, deadline())).toMatchObject({ claimed: 1, failed: 1 });
+      expect(await sql('select error from jobs.job where job_id = $1', [id])).toEqual([{ error: expect.stringMatching(/timed out after 1 s/) }]);
+      // Given up on the server too: no statement is left waiting for the row (pg_stat_activity shows
+      // the statement's text, not this query's parameter), so none can take a token once it is free.
+      const waiting = async () => (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+        where query = $1 and state = 'active'`, ['select jobs.take_token($1, $2, $3) as wait']))[0]!.n;
+      await until(async () => (await waiting()) === 0, 'the given-up take to end on the server', 10_000);
+    } finally {
+      await holder.query('commit'); // the row free: a take still waiting (the failure) goes on
+    }
+    expect((await bucket(key))!.tokens).toBeGreaterThanOrEqual(1);
   });
 
   it('takeToken answers 0 or the wait, for code outside a handler', async () => {
