@@ -281,6 +281,13 @@ export const count = async () => {
     expect(r.stderr).toContain(join(dir, 'no/such/tasks.mjs'));
   });
 
+  it('a TypeScript tasks module Node cannot import exits 1 saying what to do', async () => {
+    writeFileSync(join(dir, 'typed.ts'), `export const t = async (body: unknown) => body;`);
+    const r = await cli(['drain', '--tasks', './typed.ts']);
+    expect(r).toMatchObject({ code: 1, stdout: '' });
+    expect(lines(r.stderr)).toEqual([expect.stringMatching(/^pgdrain: cannot load tasks module \.\/typed\.ts: Unknown file extension ".ts" .*\(a TypeScript module: compile it to JavaScript first and give that, or load a TypeScript loader: NODE_OPTIONS='--import tsx'\)$/)]);
+  });
+
   it('a tasks module that throws a non-Error, or never finishes loading, exits 1 saying so', async () => {
     writeFileSync(join(dir, 'throws-string.mjs'), `throw 'plain string';`);
     const thrown = await cli(['drain', '--tasks', './throws-string.mjs']);

@@ -25,7 +25,7 @@ export async function loadTasks(specifier: string, withinMs = 60_000): Promise<T
   try {
     tasks = (await Promise.race([import(target), late])) as TaskMap;
   } catch (error) {
-    const why = error instanceof Error ? error.message : `it threw ${JSON.stringify(error) ?? String(error)}`;
+    const why = error instanceof Error ? error.message + typeScriptHint(specifier, error) : `it threw ${JSON.stringify(error) ?? String(error)}`;
     throw new PgDrainError('tasks_module', `cannot load tasks module ${specifier}: ${why}`, { field: '--tasks', cause: error });
   } finally {
     clearTimeout(timer);
@@ -37,4 +37,10 @@ export async function loadTasks(specifier: string, withinMs = 60_000): Promise<T
       + 'export handler functions, objects of them, or defineTask() results', { field: '--tasks' });
   }
   return tasks;
+}
+
+/** What to do with a TypeScript tasks module, which Node 20 cannot import by itself. */
+function typeScriptHint(specifier: string, error: Error): string {
+  if ((error as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION' || !/\.[cm]?ts$/.test(specifier)) return '';
+  return " (a TypeScript module: compile it to JavaScript first and give that, or load a TypeScript loader: NODE_OPTIONS='--import tsx')";
 }
