@@ -1,6 +1,7 @@
 import * as z from 'zod/mini';
 import { en } from 'zod/locales';
 import { ValidationError } from './errors.js';
+import { unknownOptions } from './peer-options.js';
 
 // Validation at the TS edge, mirroring the SQL checks so a bad call fails
 // before any round trip with a message naming the field and the rule. Here:
@@ -124,9 +125,7 @@ export function parse<S extends z.ZodMiniType>(schema: S, value: unknown, field:
   const issue = result.error.issues[0]!;
   const path = issue.path.map(String).filter(Boolean);
   const name = path.length ? (field ? `${field}.${path.join('.')}` : path.join('.')) : field;
-  const message = issue.code === 'unrecognized_keys'
-    ? `unknown option ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`
-    : issue.message;
+  const message = issue.code === 'unrecognized_keys' ? unknownOptions(issue.keys) : issue.message;
   throw new ValidationError(name, message);
 }
 

@@ -74,3 +74,20 @@ describe('texts of only whitespace, refused as empty ones are', () => {
     expect(await db.sql(`select worker_id from jobs.job`)).toEqual([{ worker_id: ' w ' }]);
   });
 });
+
+describe("a pg-boss or graphile-worker option at publish", () => {
+  it('is refused as unknown, saying which option does its work here; nothing is written', async () => {
+    const q = createQueue({ driver: db.driver, tasks: {} });
+    const said = async (options: object) => (await rejection(q.publish('peer.opt', {}, options as never))).message;
+    expect(await said({ retryLimit: 5 })).toBe(`options: unknown option "retryLimit" (pg-boss's retryLimit is maxRetries, the same count)`);
+    expect(await said({ maxAttempts: 5 })).toBe(`options: unknown option "maxAttempts" (graphile-worker's maxAttempts is maxRetries = maxAttempts - 1)`);
+    expect(await said({ startAfter: new Date(), singletonKey: 'k' })).toBe('options: unknown option "startAfter", "singletonKey" '
+      + `(pg-boss's startAfter is runAt (a Date) or delaySeconds; pg-boss's singletonKey is dedupeKey)`);
+    expect(await said({ expireInSeconds: 900 })).toBe(`options: unknown option "expireInSeconds" (pg-boss's expireInSeconds is timeoutSeconds)`);
+    expect(await said({ timeoutMs: 5 })).toBe('options: unknown option "timeoutMs"'); // no peer's: named alone
+    // publishBulk says the same (the same check).
+    expect((await rejection(q.publishBulk([{ task: 'peer.opt', queueName: 'q' } as never]))).message)
+      .toMatch(/unknown option "queueName" \(graphile-worker's queueName is serialKey\)$/);
+    expect(await db.sql(`select count(*)::int as n from jobs.job_queue where task = 'peer.opt'`)).toEqual([{ n: 0 }]);
+  });
+});

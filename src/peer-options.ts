@@ -1,0 +1,26 @@
+// What an option of pg-boss's send() or graphile-worker's addJob() is here:
+// a publish given one names it unknown, and says which pgdrain option does
+// its work (README "Coming from pg-boss or graphile-worker" has the rest).
+
+const PEER_OPTIONS: Readonly<Record<string, string>> = {
+  retryLimit: "pg-boss's retryLimit is maxRetries, the same count",
+  maxAttempts: "graphile-worker's maxAttempts is maxRetries = maxAttempts - 1",
+  startAfter: "pg-boss's startAfter is runAt (a Date) or delaySeconds",
+  singletonKey: "pg-boss's singletonKey is dedupeKey",
+  singletonSeconds: "pg-boss's singletonSeconds is throttleSeconds, with a dedupeKey",
+  jobKey: "graphile-worker's jobKey is dedupeKey with dedupeMode: 'replace'",
+  jobKeyMode: "graphile-worker's jobKeyMode is dedupeMode",
+  queueName: "graphile-worker's queueName is serialKey",
+  retryDelay: "pg-boss's retryDelay is retryDelaySeconds",
+  retryDelayMax: "pg-boss's retryDelayMax is retryDelayMaxSeconds",
+  expireInSeconds: "pg-boss's expireInSeconds is timeoutSeconds",
+  retentionSeconds: "pg-boss's retentionSeconds is expiresInSeconds",
+  flags: "graphile-worker's flags are attributes: { flag: true }",
+};
+
+/** `unknown option "k"` for keys, saying what a pg-boss or graphile-worker option among them is here. */
+export function unknownOptions(keys: readonly PropertyKey[]): string {
+  const named = keys.map((k) => JSON.stringify(k)).join(', ');
+  const hints = keys.flatMap((k) => typeof k === 'string' && Object.hasOwn(PEER_OPTIONS, k) ? [PEER_OPTIONS[k]!] : []);
+  return `unknown option ${named}${hints.length > 0 ? ` (${hints.join('; ')})` : ''}`;
+}
