@@ -69,6 +69,9 @@ declare
   v_retried integer := 0;
   v_released integer := 0;
   v_touched bigint[] := '{}'; -- retried or released by this call
+  v_touched_at integer[] := '{}'; -- the attempts of their deliveries it settled, as v_touched
+  v_settled bigint[];      -- the jobs this call ended, retried or released (read only when one is stale)
+  v_settled_at integer[];  -- the attempts of those deliveries, as v_settled
   v_from timestamptz;  -- what a retry's backoff counts from (jobs.call_time)
 begin
   if coalesce(cardinality(settle_arrays.attempts), 0) <> coalesce(cardinality(settle_arrays.ids), 0)
@@ -165,9 +168,10 @@ begin
         -- A CASE, not "lease_until is not null": as in the delete below.
         and q.cancel_requested_at is null and case when q.lease_until is null then false else true end
         and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
-      returning q.job_id
+      returning q.job_id, q.attempt
     )
-    select count(*), coalesce(array_agg(job_id), '{}') into v_retried, v_touched from retried;
+    select count(*), coalesce(array_agg(job_id), '{}'), coalesce(array_agg(attempt), '{}')
+    into v_retried, v_touched, v_touched_at from retried;
   end if;
   if v_releases then
     with o as (
@@ -190,9 +194,10 @@ begin
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
         and q.cancel_requested_at is null
         and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
-      returning q.job_id
+      returning q.job_id, o.attempt
     )
-    select count(*), v_touched || coalesce(array_agg(job_id), '{}') into v_released, v_touched from released;
+    select count(*), v_touched || coalesce(array_agg(job_id), '{}'), v_touched_at || coalesce(array_agg(attempt), '{}')
+    into v_released, v_touched, v_touched_at from released;
   end if;
 
   v_deps := exists (select 1 from jobs.dependency); -- asked again below, after the statement
@@ -283,18 +288,26 @@ begin
     end if;
   end if;
   -- Stale outcomes of a worker: those its earlier settle applied count as
-  -- what they did (jobs.settle_resent). Those this call ended, retried or
-  -- released are left out: their rows now look the same. Whichever stay
+  -- what they did (jobs.settle_resent). The deliveries this call ended,
+  -- retried or released are left out: their rows now look the same. Whichever stay
   -- stale are named ("stale_ids"), so a drain's report does not list them
   -- as failures; read only when one is stale: a batch that all applied
-  -- pays nothing.
+  -- pays nothing. By delivery (id and attempt), not job: a call may carry a
+  -- stale outcome of a job's earlier delivery and the next one's, which
+  -- applied (the ended ones' attempts read back here, by primary key).
+  if (v_result->>'stale')::integer > 0 then
+    select coalesce(array_agg(j.job_id), '{}') || v_touched, coalesce(array_agg(j.attempts), '{}') || v_touched_at
+    into v_settled, v_settled_at
+    from jobs.job j where j.job_id = any(v_ended);
+  end if;
   if (v_result->>'stale')::integer > 0 and settle_arrays.worker_id is not null then
     v_result := jobs.settle_resent(v_result, settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
-                                   settle_arrays.errors, settle_arrays.worker_id, coalesce(v_ended, '{}') || v_touched);
+                                   settle_arrays.errors, settle_arrays.worker_id, v_settled, v_settled_at);
   elsif (v_result->>'stale')::integer > 0 then
     v_result := v_result || jsonb_build_object('stale_ids', (
       select string_agg(x.id || ':' || x.attempt, ',') from unnest(settle_arrays.ids, settle_arrays.attempts) as x(id, attempt)
-      where x.attempt <= 0 or x.id <> all(coalesce(v_ended, '{}') || v_touched)));
+      where x.attempt <= 0 or not exists (select 1 from unnest(v_settled, v_settled_at) as s(id, attempt)
+                                          where s.id = x.id and s.attempt = x.attempt)));
   end if;
   return v_result;
 end $$;

@@ -5,17 +5,18 @@
 -- A worker's settle sent again (its reply lost, the drain sent it again):
 -- of jobs.settle_arrays' stale outcomes (p_result: its counts), those its
 -- earlier settle applied count as what they did, found as sql/0013 says;
--- p_settled: the jobs this call ended, retried or released, left out (their
--- rows now look the same). Called only for a batch with a stale outcome and
+-- p_settled, p_settled_at: the deliveries (job and attempt) this call ended,
+-- retried or released, left out (their rows now look the same); a stale
+-- outcome of another delivery of such a job is not. Called only for a batch with a stale outcome and
 -- a worker_id: a primary-key probe per stale outcome, so the outcomes that
 -- matched a running delivery never read jobs.job. Those that stay stale
 -- (attempt 0 or below too) are answered as stale_ids (id:attempt), when any is.
 create function jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts integer[], p_outcomes text[],
-                                   p_errors text[], p_worker_id text, p_settled bigint[])
+                                   p_errors text[], p_worker_id text, p_settled bigint[], p_settled_at integer[])
 returns jsonb language sql stable as $$
   with o as (
     select * from unnest(p_ids, p_attempts, p_outcomes, p_errors) as x(id, attempt, outcome, error)
-    where x.id <> all(p_settled)
+    where not exists (select 1 from unnest(p_settled, p_settled_at) as s(id, attempt) where s.id = x.id and s.attempt = x.attempt)
   ), applied as (
     -- counted: null when it stays stale.
     select o.id, o.attempt, case when o.attempt > 0 and case o.outcome

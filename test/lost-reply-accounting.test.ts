@@ -212,4 +212,21 @@ describe('jobs.settle_arrays sent again by a worker', () => {
     // Without a worker id (SQL callers, a transactional ack) an end of the same attempt may be another delivery's: stale.
     expect(await settle(null, at(t0, 31), applied[0]!)).toMatchObject({ succeeded: 0, stale: 1, stale_ids: `${applied[0]!.id}:1` });
   });
+
+  it.each([['A'], [null]])("names the stale delivery of a job whose next delivery the same call settled (worker %s)", async (worker) => {
+    const { t0 } = (await sql<{ t0: Date }>('select now() + interval \'1 second\' as t0'))[0]!;
+    // Attempt 1's lease passed and an expiry gave it back; A's next claim took attempt 2. One call carries
+    // attempt 1's late nack (stale) and attempt 2's: a retry, an end, a snooze giving attempt 2 back.
+    const outcomes = [['two.retry', 'nack', { retried: 1 }], ['two.end', 'fail', { failed: 1 }],
+                      ['two.snooze', 'release', { released: 1 }]] as const;
+    for (const [task, outcome, counted] of outcomes) {
+      const id = await publish(task, 10, 5);
+      expect(await claim(task, 'A', t0)).toBe(1);
+      expect(await sql('select jobs.expire(100, $1) as n', [at(t0, 30)])).toEqual([{ n: 1 }]);
+      expect(await claim(task, 'A', at(t0, 31))).toBe(2);
+      expect(await settle(worker, at(t0, 32), { id, attempt: 1, outcome: 'nack', error: 'lease lost' },
+                          { id, attempt: 2, outcome, error: outcome === 'release' ? undefined : 'boom' }))
+        .toEqual({ succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, ...counted, stale: 1, stale_ids: `${id}:1` });
+    }
+  });
 });

@@ -11,6 +11,7 @@ import type { Driver, Queryable } from '../src/db/driver.js';
 import { FailureList, MAX_REPORTED_FAILURES } from '../src/failure-list.js';
 import { createQueue, defineTask, type Job } from '../src/index.js';
 import type { Outcome } from '../src/outcome-arrays.js';
+import { Settler } from '../src/settler.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
 
@@ -98,6 +99,29 @@ describe('a stale outcome in the drain report', () => {
     expect(report).toMatchObject({ claimed: 2, succeeded: 1, failed: 1, retried: 0, stale: 0 });
     expect(report.failures).toMatchObject([{ id, error: 'timed out after 1 s', willRetry: false }]);
     expect(await sql(`select status, error from jobs.job where job_id = $1`, [id])).toEqual([{ status: 'failure', error: 'timed out after 1 s' }]);
+  });
+
+  it("one settle carrying a job's stale nack and its next delivery's: only the next one is listed", async () => {
+    // Attempt 1's nack was made as its timer fired, its lease passed meanwhile and another drain's claim gave it
+    // back; this drain's claim, already out, took attempt 2, which failed before the nack of attempt 1 was sent.
+    const { t0 } = (await sql<{ t0: Date }>(`select now() + interval '1 second' as t0`))[0]!;
+    const id = (await sql<{ id: string }>(`select jobs.publish('again', null, null, 10, 0, 5)::text as id`))[0]!.id;
+    const claim = async (now: Date) =>
+      (await sql<{ attempt: number }>(`select attempt from jobs.claim(1, 'again', null, $1, null, null, 'w')`, [now]))[0]!.attempt;
+    expect(await claim(t0)).toBe(1);
+    expect(await sql('select jobs.expire(100, $1) as n', [new Date(t0.getTime() + 30_000)])).toEqual([{ n: 1 }]);
+    expect(await claim(new Date(t0.getTime() + 31_000))).toBe(2);
+    const failures = new FailureList();
+    const settler = new Settler(db.driver, 60_000, 'w', undefined, failures);
+    for (const attempt of [1, 2]) {
+      const o: Outcome = { id, attempt, outcome: 'nack', error: `timed out after 10 s (attempt ${attempt})` };
+      failures.add({ id, task: 'again', attempt, maxRetries: 5 } as Job, o);
+      settler.add(o);
+    }
+    await settler.close();
+    expect(settler.totals).toMatchObject({ retried: 1, stale: 1 });
+    expect(failures.list.map((f) => [f.attempt, f.willRetry])).toEqual([[2, true]]);
+    expect(failures.omitted).toBe(0);
   });
 
   const failing = (n: number) => Array.from({ length: n }, (_, i): Outcome =>
