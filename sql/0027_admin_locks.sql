@@ -205,7 +205,9 @@ end $$;
 -- with result at p_now: moved from jobs.job_queue to jobs.job, attempts as
 -- they were, their own dependency rows deleted, pgdrain_completed notified.
 -- The error: p_error, followed by the job's last error on the next line
--- when p_after_last; a null p_error keeps the last error (as an ack does).
+-- when p_after_last, cut whole (jobs.cut_error: each part alone may be up to
+-- the bound, a reason of 8192 characters after 'cancelled: ' past it); a
+-- null p_error keeps the last error (as an ack does).
 -- The end jobs.cancel, cancel_bulk, fail and complete give waiting jobs;
 -- their dependants and serial keys are the caller's (jobs.after_end).
 -- A null p_status writes no history row: jobs.delete_jobs (sql/0036).
@@ -223,7 +225,7 @@ begin
                         retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
   select g.job_id, g.task, g.body, p_status, p_result,
          case when p_error is null then g.last_error
-              when p_after_last then p_error || coalesce(E'\n' || g.last_error, '') else p_error end,
+              when p_after_last then jobs.cut_error(p_error || coalesce(E'\n' || g.last_error, '')) else jobs.cut_error(p_error) end,
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, p_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
          g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at, g.group_id, g.group_tier

@@ -33,7 +33,8 @@ begin
   if v_lease is not null then
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(jobs.cut_error(cancel.reason), 'by request'))
+        -- Cut whole too: a reason of 8192 characters is within the bound, not after 'cancelled: '.
+        cancel_reason = coalesce(q.cancel_reason, jobs.cut_error('cancelled: ' || coalesce(jobs.cut_error(cancel.reason), 'by request')))
     where q.job_id = cancel.job_id;
     return 'cancelling';
   end if;
@@ -62,7 +63,7 @@ create function jobs.cancel_bulk(job_ids bigint[], reason text default null, now
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := jobs.clock(cancel_bulk.now);
-  v_reason text := 'cancelled: ' || coalesce(jobs.cut_error(cancel_bulk.reason), 'by request');
+  v_reason text := jobs.cut_error('cancelled: ' || coalesce(jobs.cut_error(cancel_bulk.reason), 'by request'));
   v_locked bigint[];
   v_running bigint[];
   v_queued bigint[];

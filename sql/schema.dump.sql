@@ -399,7 +399,8 @@ begin
   if v_lease is not null then
     update jobs.job_queue q
     set cancel_requested_at = coalesce(q.cancel_requested_at, v_now),
-        cancel_reason = coalesce(q.cancel_reason, 'cancelled: ' || coalesce(jobs.cut_error(cancel.reason), 'by request'))
+        -- Cut whole too: a reason of 8192 characters is within the bound, not after 'cancelled: '.
+        cancel_reason = coalesce(q.cancel_reason, jobs.cut_error('cancelled: ' || coalesce(jobs.cut_error(cancel.reason), 'by request')))
     where q.job_id = cancel.job_id;
     return 'cancelling';
   end if;
@@ -422,7 +423,7 @@ CREATE FUNCTION jobs.cancel_bulk(job_ids bigint[], reason text DEFAULT NULL::tex
     AS $$
 declare
   v_now timestamptz := jobs.clock(cancel_bulk.now);
-  v_reason text := 'cancelled: ' || coalesce(jobs.cut_error(cancel_bulk.reason), 'by request');
+  v_reason text := jobs.cut_error('cancelled: ' || coalesce(jobs.cut_error(cancel_bulk.reason), 'by request'));
   v_locked bigint[];
   v_running bigint[];
   v_queued bigint[];
@@ -2219,7 +2220,7 @@ begin
                         retry_delay, retry_backoff, retry_delay_max, dead_letter, expires_at, group_id, group_tier)
   select g.job_id, g.task, g.body, p_status, p_result,
          case when p_error is null then g.last_error
-              when p_after_last then p_error || coalesce(E'\n' || g.last_error, '') else p_error end,
+              when p_after_last then jobs.cut_error(p_error || coalesce(E'\n' || g.last_error, '')) else jobs.cut_error(p_error) end,
          g.attempt, g.priority, g.max_retries, g.timeout, g.scheduled_at, g.created_at, g.started_at, p_now, null,
          g.queue, g.dedupe_key, g.serial_key, g.attributes, g.worker_id,
          g.retry_delay, g.retry_backoff, g.retry_delay_max, g.dead_letter, g.expires_at, g.group_id, g.group_tier

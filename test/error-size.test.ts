@@ -125,6 +125,28 @@ describe('SQL callers', () => {
     expect(await sql('select cancel_reason as r from jobs.job_queue where job_id = $1', [claimed])).toEqual([{ r: `cancelled: ${cut(big)}` }]);
   });
 
+  it("a reason of exactly 8192 characters after 'cancelled: ', and a fail's reason before a long last error, stay within the bound", async () => {
+    const reason = 'r'.repeat(MAX_ERROR_CHARS); // within the bound alone: not cut by itself
+    const publish = async (maxRetries = 0) =>
+      (await sql<{ id: string }>(`select jobs.publish('t', '{}', max_retries => $1, timeout_seconds => 1)::text as id`, [maxRetries]))[0]!.id;
+    const waiting = await publish();
+    await sql('select jobs.cancel($1::bigint, $2)', [waiting, reason]);
+    expect(await endedError(waiting)).toBe(cut(`cancelled: ${reason}`));
+    // A running one: its cancel request, and its end when its lease passes with no settle.
+    const running = await publish();
+    await sql(`select jobs.claim(1, 't', null, null, null, null, 'W')`);
+    await sql('select jobs.cancel_bulk(array[$1::bigint], $2)', [running, reason]);
+    expect(await sql('select cancel_reason as r from jobs.job_queue where job_id = $1', [running]))
+      .toEqual([{ r: cut(`cancelled: ${reason}`) }]);
+    expect(await sql(`select jobs.expire(100, now() + interval '1 minute') as n`)).toEqual([{ n: 1 }]);
+    expect(await endedError(running)).toBe(cut(`cancelled: ${reason}`));
+    // jobs.fail puts its reason before the job's last error: both 8 KiB.
+    const retried = await consumed(3);
+    await sql('select jobs.nack($1::bigint, $2)', [retried, 'e'.repeat(MAX_ERROR_CHARS)]);
+    await sql('select jobs.fail(array[$1::bigint], $2)', [retried, reason]);
+    expect(await endedError(retried)).toBe(cut(`failed: ${reason}\n${'e'.repeat(MAX_ERROR_CHARS)}`));
+  });
+
   it("a running job cancelled with a long reason, then nacked with a long error: its error is cut whole, and a settle sent again counts it", async () => {
     const [row] = await sql<{ id: string }>(`select jobs.publish('t', '{}', max_retries => 3)::text as id`);
     const id = row!.id;
