@@ -181,14 +181,15 @@ begin
     ), released as (
       -- With a retry_at, a snooze: it runs again then. Its last_error counts
       -- the snoozes since the last error, which stays on the lines below:
-      -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'.
+      -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'; cut whole
+      -- (jobs.cut_error): after an error of 8 KiB it would be past the bound.
       update jobs.job_queue q
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
           scheduled_at = coalesce(o.retry_at, q.scheduled_at),
-          last_error = case when o.retry_at is null then q.last_error else
+          last_error = case when o.retry_at is null then q.last_error else jobs.cut_error(
             format('snoozed until %s (%s in a row)', to_char(o.retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                    coalesce(substring(q.last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1)
-            || coalesce(E'\n' || nullif(regexp_replace(q.last_error, '^snoozed until \S+ \(\d+ in a row\)\n?', ''), ''), '')
+            || coalesce(E'\n' || nullif(regexp_replace(q.last_error, '^snoozed until \S+ \(\d+ in a row\)\n?', ''), ''), ''))
           end
       from o
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end

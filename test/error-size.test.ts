@@ -174,6 +174,28 @@ describe('SQL callers', () => {
     expect(await again()).toMatchObject({ cancelled: 1, stale: 0 });
   });
 
+  it('a snooze after an error of 8 KiB keeps its last_error within the bound, and so does the success that follows', async () => {
+    const id = await consumed(3);
+    const error = 'e'.repeat(MAX_ERROR_CHARS);
+    await sql(`select jobs.settle_arrays(array[$1::bigint], array[1], array['nack'], null, array[$2], array[now()])`, [id, error]);
+    await sql('select jobs.consume(1)');
+    const snooze = () => sql(`select jobs.settle_arrays(array[$1::bigint], array[2], array['release'], retry_at => array[now()])`, [id]);
+    await snooze();
+    const first = await lastError(id);
+    const head = first.split('\n')[0]!;
+    expect(head).toMatch(/^snoozed until \S+ \(1 in a row\)$/);
+    expect(first).toBe(cut(`${head}\n${error}`));
+    await sql('select jobs.consume(1)');
+    await snooze(); // again: its count goes up, what was below the first line stays
+    const second = await lastError(id);
+    expect(second.split('\n')[0]).toMatch(/^snoozed until \S+ \(2 in a row\)$/);
+    expect(second.slice(second.indexOf('\n'))).toBe(first.slice(first.indexOf('\n')));
+    expect(second.length).toBeLessThanOrEqual(MAX_ERROR_CHARS);
+    await sql('select jobs.consume(1)');
+    expect(await sql(`select jobs.ack($1::bigint) as ok`, [id])).toEqual([{ ok: true }]);
+    expect((await endedError(id)).length).toBeLessThanOrEqual(MAX_ERROR_CHARS);
+  });
+
   it('keeps an error of exactly 8192 characters, and one of 5000 two-byte characters, whole', async () => {
     const exact = 'e'.repeat(MAX_ERROR_CHARS);
     const wide = 'é'.repeat(5_000); // 10000 bytes, 5000 characters
