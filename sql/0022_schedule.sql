@@ -171,7 +171,13 @@ begin
   if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
     -- dropped with the old runner or expression (this row is ours: not skipped).
+    -- Its publish waits on locks as any publish does (pgdrain.tick_wait,
+    -- sql/0023; this schedule's only): a claim leaves a tick that would
+    -- wait due, but here it would be dropped, counted skipped, whenever a
+    -- transaction that published to its bounded queue was open.
+    perform set_config('pgdrain.tick_wait', schedule.name, true);
     perform jobs.publish_due_schedules(v_now);
+    perform set_config('pgdrain.tick_wait', '', true);
     -- A backfill publishes at most 100 ticks a call: those left are dropped
     -- with the old expression, counted as one skipped run.
     update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at

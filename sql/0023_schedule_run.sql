@@ -77,6 +77,7 @@ declare
   v_hint text;
   v_out boolean;  -- a search ran out of steps
   v_due boolean;  -- a tick whose publish and next failed, left due
+  v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
@@ -89,6 +90,7 @@ begin
     exit when v_left <= 0;  -- spent: the schedules left stay due
     v_kept := v_left;
     v_stop := null;
+    v_wait := coalesce(r.name = current_setting('pgdrain.tick_wait', true), false);
     begin
       if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
@@ -114,9 +116,13 @@ begin
       -- publishers' lock (jobs.admit) is held by every transaction that
       -- published to it until that commits, an app's among them: every
       -- claim, whatever it drains, would wait for it. Any lock not free at
-      -- once leaves it due (below, 55P03).
+      -- once leaves it due (below, 55P03). But jobs.schedule's call
+      -- (v_wait) waits: it drops a tick left due, going on to the new
+      -- expression.
       v_lock_timeout := current_setting('lock_timeout');
-      perform set_config('lock_timeout', '1ms', true);
+      if not v_wait then
+        perform set_config('lock_timeout', '1ms', true);
+      end if;
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout_seconds => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
@@ -195,7 +201,7 @@ begin
       -- A tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
-      if sqlstate = '55P03' then
+      if sqlstate = '55P03' and not v_wait then
         continue;
       end if;
       -- Out of a budget the schedules before it spent in part

@@ -3890,6 +3890,7 @@ declare
   v_hint text;
   v_out boolean;  -- a search ran out of steps
   v_due boolean;  -- a tick whose publish and next failed, left due
+  v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
@@ -3902,6 +3903,7 @@ begin
     exit when v_left <= 0;  -- spent: the schedules left stay due
     v_kept := v_left;
     v_stop := null;
+    v_wait := coalesce(r.name = current_setting('pgdrain.tick_wait', true), false);
     begin
       if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
@@ -3927,9 +3929,13 @@ begin
       -- publishers' lock (jobs.admit) is held by every transaction that
       -- published to it until that commits, an app's among them: every
       -- claim, whatever it drains, would wait for it. Any lock not free at
-      -- once leaves it due (below, 55P03).
+      -- once leaves it due (below, 55P03). But jobs.schedule's call
+      -- (v_wait) waits: it drops a tick left due, going on to the new
+      -- expression.
       v_lock_timeout := current_setting('lock_timeout');
-      perform set_config('lock_timeout', '1ms', true);
+      if not v_wait then
+        perform set_config('lock_timeout', '1ms', true);
+      end if;
       if r.backfill is null then
         v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout_seconds => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
@@ -4008,7 +4014,7 @@ begin
       -- A tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
-      if sqlstate = '55P03' then
+      if sqlstate = '55P03' and not v_wait then
         continue;
       end if;
       -- Out of a budget the schedules before it spent in part
@@ -5815,7 +5821,13 @@ begin
   if v_old = 'drains' and (v_runner <> 'drains' or v_old_cron <> v_cron or v_old_tz is distinct from v_tz) then
     -- A tick due and not yet published by a drain is published now, not
     -- dropped with the old runner or expression (this row is ours: not skipped).
+    -- Its publish waits on locks as any publish does (pgdrain.tick_wait,
+    -- sql/0023; this schedule's only): a claim leaves a tick that would
+    -- wait due, but here it would be dropped, counted skipped, whenever a
+    -- transaction that published to its bounded queue was open.
+    perform set_config('pgdrain.tick_wait', schedule.name, true);
     perform jobs.publish_due_schedules(v_now);
+    perform set_config('pgdrain.tick_wait', '', true);
     -- A backfill publishes at most 100 ticks a call: those left are dropped
     -- with the old expression, counted as one skipped run.
     update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at
