@@ -109,7 +109,10 @@ end $$;
 -- An array of one element per job id (results, errors, attempts), when
 -- given: shorter, the last jobs would end with no error (or result)
 -- recorded. One-dimensional: p_values[i] of a 2-D array is null, so
--- {{1},{2}} passed the count and settled any delivery of both jobs.
+-- {{1},{2}} passed the count and settled any delivery of both jobs. From
+-- subscript 1 (jobs.settle_current reads p_values[i] for job_ids' i-th):
+-- '[0:1]={9,9}' checked the first job against the second element, the
+-- second against none.
 create function jobs.check_per_job(p_ids bigint[], p_values anyarray, p_field text)
 returns void language plpgsql immutable as $$
 begin
@@ -117,6 +120,9 @@ begin
     perform jobs.raise_invalid('PD008', p_field, format(
       'must be a one-dimensional array (%s belongs to job_ids[i]), got %s dimensions',
       p_field || '[i]', array_ndims(p_values)));
+  elsif array_lower(p_values, 1) <> 1 then
+    perform jobs.raise_invalid('PD008', p_field, format(
+      'must start at subscript 1 (%s belongs to job_ids[i]), got %s', p_field || '[i]', array_lower(p_values, 1)));
   elsif cardinality(p_values) <> coalesce(cardinality(p_ids), 0) then
     perform jobs.raise_invalid('PD008', p_field, format(
       'must be null or hold one element per job id (%s belongs to job_ids[i]), got %s for %s job ids',

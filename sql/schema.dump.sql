@@ -802,6 +802,9 @@ begin
     perform jobs.raise_invalid('PD008', p_field, format(
       'must be a one-dimensional array (%s belongs to job_ids[i]), got %s dimensions',
       p_field || '[i]', array_ndims(p_values)));
+  elsif array_lower(p_values, 1) <> 1 then
+    perform jobs.raise_invalid('PD008', p_field, format(
+      'must start at subscript 1 (%s belongs to job_ids[i]), got %s', p_field || '[i]', array_lower(p_values, 1)));
   elsif cardinality(p_values) <> coalesce(cardinality(p_ids), 0) then
     perform jobs.raise_invalid('PD008', p_field, format(
       'must be null or hold one element per job id (%s belongs to job_ids[i]), got %s for %s job ids',

@@ -40,3 +40,22 @@ describe('2-D per-job arrays', () => {
     expect(await running()).toBe(1);
   });
 });
+
+// One-dimensional but not from 1 ('[0:1]={9,9}'): attempts[i] is the
+// element at subscript i, so job_ids[1] was checked against the second
+// element and job_ids[2] against none (null): the stale attempt 9 settled
+// the second job's current delivery, and a results or errors array gave each
+// job the wrong one (the last job none: its error not recorded).
+describe('per-job arrays whose subscripts do not start at 1', () => {
+  it.each([
+    ['ack attempts', `select jobs.ack($1::bigint[], attempts => '[0:1]={9,9}'::integer[])`, 'attempts', 0],
+    ['ack results', `select jobs.ack($1::bigint[], results => '[0:1]={"1","2"}'::jsonb[])`, 'results', 0],
+    ['nack errors', `select jobs.nack($1::bigint[], '[2:3]={a,b}'::text[])`, 'errors', 2],
+    ['release attempts', `select jobs.release($1::bigint[], '[0:1]={9,9}'::integer[])`, 'attempts', 0],
+  ])('%s: PD008 naming the field, nothing settled', async (_, text, field, lower) => {
+    const e = await sqlErrorOf(sql, text, [ids]);
+    expect([e.code, e.column, e.message]).toEqual(['PD008', field,
+      `${field}: must start at subscript 1 (${field}[i] belongs to job_ids[i]), got ${lower}`]);
+    expect(await running()).toBe(2);
+  });
+});
