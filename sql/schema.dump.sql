@@ -5926,6 +5926,13 @@ begin
   if schedule_http_drain.timeout_ms is null or schedule_http_drain.timeout_ms < 1 or schedule_http_drain.timeout_ms > 900000 then
     perform jobs.raise_invalid('PDC03', 'timeout_ms', 'must be between 1 and 900000');
   end if;
+  -- POST /drain refuses any other (400) at every tick: the drain would never run.
+  if schedule_http_drain.body ? 'budgetSeconds' and not (jsonb_typeof(schedule_http_drain.body -> 'budgetSeconds') = 'number'
+                                                         and (schedule_http_drain.body ->> 'budgetSeconds')::numeric > 0) then
+    perform jobs.raise_invalid('PDC03', 'body', format(
+      'budgetSeconds must be a number of seconds greater than 0 (POST /drain refuses any other at every tick), got %s',
+      left((schedule_http_drain.body -> 'budgetSeconds')::text, 80)));
+  end if;
   if jsonb_typeof(schedule_http_drain.body -> 'budgetSeconds') = 'number'
      and (schedule_http_drain.body ->> 'budgetSeconds')::numeric * 1000 >= schedule_http_drain.timeout_ms then
     perform jobs.raise_invalid('PDC03', 'body', format(

@@ -381,6 +381,15 @@ describe('pg_cron', () => {
                                                                  body => '{"budgetSeconds":90}')`);
     expect([over.code, over.column, over.message]).toEqual(['PDC03', 'body',
       'body: budgetSeconds 90 must be under timeout_ms 60000: pg_net hanging up at timeout_ms stops the drain']);
+    // Not a number of seconds above 0: POST /drain would refuse every tick's post (400), the drain never run.
+    for (const [body, got] of [['{"budgetSeconds":"30"}', '"30"'], ['{"budgetSeconds":null}', 'null'],
+                               ['{"budgetSeconds":0}', '0'], ['{"budgetSeconds":-5}', '-5']]) {
+      const odd = await sqlError(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', name => 'odd', body => $1::jsonb)`,
+                                 [body]);
+      expect([odd.code, odd.column, odd.message]).toEqual(['PDC03', 'body',
+        `body: budgetSeconds must be a number of seconds greater than 0 (POST /drain refuses any other at every tick), got ${got}`]);
+    }
+    expect(await cronJob('pgdrain:http:odd')).toEqual([]);
     await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', name => 'tiny', timeout_ms => 1000)`);
     await sql(`select jobs.run_http_drain('tiny')`);
     await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', name => 'tiny', timeout_ms => 600000)`);
