@@ -158,9 +158,10 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
       await tx.query('set transaction isolation level read committed');
       await tx.query('select pg_advisory_xact_lock($1)', [LOCK_ID]);
       // Nothing to do (every migration applied, its checksum recorded, no
-      // --roles): done on the record alone, as any role that may read it, with
-      // no CREATE on the schema or the database and no ownership check (it
-      // changes nothing). A record that is not this build's is refused as below.
+      // --roles), for a role that may read the record but not create in the
+      // schema or the database (an application's login): done on the record
+      // alone, with no ownership check (it changes nothing). A record that is
+      // not this build's is refused as below.
       const before = await readRecord(tx);
       if (before !== undefined) {
         checkRecord(before);
@@ -202,17 +203,25 @@ interface AppliedRow { version: number; name: string; checksum: string | null }
 
 /**
  * jobs.migration's rows, or undefined when this role cannot read them: no
- * such table with pgdrain's columns, or no USAGE on the schema or SELECT on
- * it (the checks of the full path then say what is wrong). From the catalog
+ * such table with pgdrain's columns (foreignCheck's and checksum), or no
+ * USAGE on the schema or SELECT on it (the checks of the full path then say
+ * what is wrong). Undefined too for a role that may create in the database
+ * or the schema (an owner, an installer, a superuser): the full path's
+ * ownership checks are for it, or a stranger who made schema jobs (or
+ * jobs.migration in it) first, its record faking every version, would pass
+ * for an install, its functions then called as that role. From the catalog
  * first, as schemaCheck: to_regclass would need USAGE on the schema.
  */
 async function readRecord(tx: Queryable): Promise<Map<number, AppliedRow> | undefined> {
   const { rows: [probe] } = await tx.query<{ readable: boolean }>(
     `select pg_catalog.has_schema_privilege(n.oid, 'USAGE') and pg_catalog.has_table_privilege(c.oid, 'SELECT')
+            and not pg_catalog.has_schema_privilege(n.oid, 'CREATE')
+            and not pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE')
             and (select count(*) from pg_catalog.pg_attribute a
                  where a.attrelid = c.oid and not a.attisdropped
                    and (a.attname, a.atttypid) in (('version', 'integer'::regtype), ('name', 'text'::regtype),
-                                                   ('checksum', 'text'::regtype))) = 3 as readable
+                                                   ('applied_at', 'timestamptz'::regtype),
+                                                   ('checksum', 'text'::regtype))) = 4 as readable
      from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
      where n.nspname = 'jobs' and c.relname = 'migration' and c.relkind = 'r'`);
   if (probe?.readable !== true) return undefined;

@@ -63,3 +63,63 @@ describe('migrate with every migration applied, as a role with only USAGE on sch
     }
   });
 });
+
+// A stranger (a role that may create in the database, or in a schema jobs
+// made for the installer) who makes schema jobs, or jobs.migration in it,
+// before pgdrain is installed, its record faking every version with this
+// build's checksums: the ownership checks of a full migrate refuse it to the
+// installer and to a superuser, which would call its functions as itself.
+// The up-to-date path must not skip them for such a role.
+describe('migrate over a record a stranger made', () => {
+  const stranger = `st${Date.now().toString(36)}`;
+  const installer = `in${Date.now().toString(36)}`;
+  const fake = (url: string) => withClient(as(url, stranger), async (c) => {
+    await c.query(`create table jobs.migration (version integer primary key, name text not null,
+                     applied_at timestamptz not null default now(), checksum text)`);
+    await c.query('grant select on jobs.migration to public');
+    await c.query(`insert into jobs.migration (version, name, checksum) select * from unnest($1::int[], $2::text[], $3::text[])`,
+      [allVersions, migrations.map((m) => m.name), migrations.map((m) => m.checksum)]);
+  });
+  const refused = (role: string) => ({ name: 'PgDrainError', code: 'permission_denied',
+    message: `schema jobs was migrated by role ${stranger}, which ${role} is not a member of: migrate as that role (or a member of it)` });
+
+  it('is refused to a role that may create in the database or the schema, as a full migrate refuses it', async () => {
+    const { url, name } = await emptyDb();
+    await withClient(url, (c) => c.query(`create role ${stranger} login; create role ${installer} login;
+      grant create on database ${name} to ${stranger}, ${installer}`));
+    try {
+      // The stranger's own schema jobs.
+      await withClient(as(url, stranger), (c) => c.query('create schema jobs; grant usage on schema jobs to public'));
+      await fake(url);
+      expect(await migrateAt(url)).toMatchObject(refused('postgres'));
+      expect(await migrateAt(as(url, installer))).toMatchObject(refused(installer));
+
+      // A schema jobs a superuser made for the installer (no CREATE on the database), which a stranger may create in too.
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; revoke create on database ${name} from ${installer};
+        create schema jobs; grant usage, create on schema jobs to ${installer}, ${stranger}`));
+      await fake(url);
+      expect(await migrateAt(as(url, installer))).toMatchObject(refused(installer));
+      expect(await withClient(url, async (c) => (await c.query(`select to_regclass('jobs.job') as t`)).rows)).toEqual([{ t: null }]);
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema if exists jobs cascade;
+        revoke create on database ${name} from ${stranger}, ${installer}; drop role ${stranger}, ${installer}`));
+    }
+  });
+
+  it("another tool's jobs.migration (no applied_at) is not taken for pgdrain's record: no advice to drop the schema", async () => {
+    const { url } = await emptyDb();
+    await withClient(url, (c) => c.query(`create role ${app}x login; create schema jobs;
+      create table jobs.migration (version integer primary key, name text not null, checksum text, run_on timestamptz);
+      insert into jobs.migration (version, name) values (1, 'create_users');
+      grant usage on schema jobs to ${app}x; grant select on jobs.migration to ${app}x`));
+    try {
+      const error = await migrateAt(as(url, `${app}x`));
+      expect(error).toMatchObject({ name: 'PgDrainError', code: 'permission_denied',
+        message: `schema jobs was migrated by role postgres, which ${app}x is not a member of: migrate as that role (or a member of it)` });
+      expect(await migrateAt(url)).toMatchObject({ name: 'PgDrainError',
+        message: expect.stringContaining("schema jobs holds a table jobs.migration without pgdrain's columns") });
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; drop role ${app}x`));
+    }
+  });
+});
