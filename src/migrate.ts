@@ -111,6 +111,8 @@ end $$;`;
 // exist and each was granted USAGE on schema jobs (roles of the same prefix
 // made for another database of the cluster have none on this one). Run
 // again for each: new routines lose PUBLIC's EXECUTE and get the roles'.
+// Only where it ran (rolesRan): roles a team made and granted by hand under
+// such names, PUBLIC keeping its EXECUTE, are not create_roles' to change.
 const regrant = `select jobs.create_roles(p.prefix)
 from (select pg_catalog.left(r.rolname, -6) as prefix from pg_catalog.pg_roles r where r.rolname like '%\\_admin') p
 where p.prefix ~ '^[a-z_][a-z0-9_]{0,40}$'
@@ -118,6 +120,12 @@ where p.prefix ~ '^[a-z_][a-z0-9_]{0,40}$'
          cross join pg_catalog.aclexplode(n.nspacl) a join pg_catalog.pg_roles g on g.oid = a.grantee
        where n.nspname = 'jobs' and a.privilege_type = 'USAGE'
          and g.rolname in (p.prefix || '_publisher', p.prefix || '_worker', p.prefix || '_admin')) = 3`;
+
+// Whether jobs.create_roles ran in this database, read before an upgrade:
+// it takes PUBLIC's EXECUTE on every routine of the schema, its own
+// included, which no migration takes.
+const rolesRan = `select not pg_catalog.has_function_privilege('public', p, 'EXECUTE') as ran
+from pg_catalog.to_regprocedure('jobs.create_roles(text)') p`;
 
 /**
  * The highest migration version this build knows. A pure call, so that a
@@ -177,6 +185,8 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
           where m.version = c.version and m.checksum is null`,
         [unrecorded.map((m) => m.version), unrecorded.map((m) => m.checksum)]);
       }
+      const regrants = migrations.some((m) => !done.has(m.version))
+        && (await tx.query<{ ran: boolean | null }>(rolesRan)).rows[0]?.ran === true;
       const applied: number[] = [];
       for (const m of migrations) {
         if (done.has(m.version)) continue;
@@ -187,7 +197,7 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
       }
       // An upgrade's new functions are executable by PUBLIC as made: the roles
       // an earlier --roles made get their grants again, --roles given or not.
-      if (applied.length > 0) await tx.query(regrant);
+      if (applied.length > 0 && regrants) await tx.query(regrant);
       // Every run, so functions added by an upgrade get their grants.
       if (roles !== undefined) await tx.query('select jobs.create_roles($1)', [roles]);
       return applied;

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { migrations } from '../src/generated/sql.js';
 import { migrate } from '../src/migrate.js';
+import { publish } from '../src/publish.js';
 import { emptyDb, withClient } from './support/db.js';
 
 const latest = migrations[migrations.length - 1]!;
@@ -59,6 +60,42 @@ describe('migrate without --roles after an upgrade', () => {
     } finally {
       await withClient(url, (c) => c.query(`drop schema jobs cascade; drop owned by ${roles(mine).join(', ')};
         drop role ${[...roles(mine), ...roles(other)].join(', ')}`));
+    }
+  });
+});
+
+describe('migrate without --roles after an upgrade, where --roles never ran', () => {
+  it("leaves roles a team made by hand under such names, and PUBLIC's EXECUTE, as they were", async () => {
+    const { url } = await emptyDb();
+    const hand = `uh${run}`;
+    const roles = [`${hand}_admin`, `${hand}_publisher`, `${hand}_worker`];
+    await migrateAt(url);
+    // A team's own roles (a read-only admin among them) and a login that publishes through PUBLIC's EXECUTE.
+    await withClient(url, (c) => c.query(`${roles.map((r) => `create role ${r} nologin;`).join('')}
+      create role ${hand}_api login; grant usage on schema jobs to ${[...roles, `${hand}_api`].join(', ')};
+      grant select on jobs.job to ${hand}_admin`));
+    try {
+      await withClient(url, async (c) => {
+        const { rows } = await c.query<{ f: string }>(`select p.oid::regprocedure::text as f from pg_proc p
+          where p.pronamespace = 'jobs'::regnamespace and p.proname = any($1::text[])`,
+        [[...latest.sql.matchAll(/create function jobs\.(\w+)/g)].map((m) => m[1])]);
+        await c.query(`${rows.map((r) => `drop function ${r.f};`).join('')} delete from jobs.migration where version = ${latest.version}`);
+      });
+      expect(await migrateAt(url)).toEqual([latest.version]);
+      const api = new URL(url);
+      api.username = `${hand}_api`;
+      const driver = pgDriver(api.href);
+      try {
+        expect(await publish(driver, 'uh.one', null, { delaySeconds: 60 })).toMatch(/^\d+$/);
+      } finally {
+        await driver.close();
+      }
+      expect(await withClient(url, async (c) => (await c.query(
+        `select has_table_privilege($1, 'jobs.job', 'delete') as d, has_function_privilege('public', 'jobs.create_roles(text)', 'execute') as p`,
+        [`${hand}_admin`])).rows)).toEqual([{ d: false, p: true }]);
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; drop owned by ${roles.join(', ')}, ${hand}_api;
+        drop role ${[...roles, `${hand}_api`].join(', ')}`));
     }
   });
 });
