@@ -64,6 +64,22 @@ describe('migrate with every migration applied, as a role with only USAGE on sch
   });
 });
 
+describe('an install migrated before jobs.migration was readable by PUBLIC', () => {
+  it("is given the grant by the owner's next migrate, with nothing to apply: then the login's migrate is up to date", async () => {
+    const { url } = await emptyDb();
+    expect(await migrateAt(url)).toEqual(allVersions);
+    const login = `${app}g`;
+    await withClient(url, (c) => c.query(`revoke select on jobs.migration from public;
+      create role ${login} login; grant usage on schema jobs to ${login}`));
+    try {
+      expect(await migrateAt(url)).toEqual([]);
+      expect(await migrateAt(as(url, login))).toEqual([]);
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; drop role ${login}`));
+    }
+  });
+});
+
 // A stranger (a role that may create in the database, or in a schema jobs
 // made for the installer) who makes schema jobs, or jobs.migration in it,
 // before pgdrain is installed, its record faking every version with this
