@@ -3920,23 +3920,22 @@ begin
       if r.dedupe_mode in ('keep_waiting', 'replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
         continue;  -- still due: the next claim publishes it
       end if;
-      -- No tick's publish waits on a lock either. One with a dedupe key
-      -- (one of one's choosing, or overlap 'skip''s own, which a job
-      -- published by hand may carry): its insert would wait for another
-      -- transaction's uncommitted publish of the key (the unique index), for
-      -- as long as that stays open, and a cycle with a serial key an earlier
-      -- tick of this claim took is a deadlock. One with a serial key: ticks
-      -- take their keys in tick order, not the keys' lock order, so two
-      -- claims (or a claim and a bulk publish) crossing two keys each held
-      -- one the other wanted. Any tick into a bounded queue (max_size): its
-      -- publishers' lock (jobs.admit) is held by every transaction that
-      -- published to it until that commits, an app's among them: every
-      -- claim, whatever it drains, would wait for it. Any lock not free at
-      -- once leaves it due (below, 55P03). But jobs.schedule's call
-      -- (v_wait) waits: it drops a tick left due, going on to the new
-      -- expression.
+      -- A tick with a dedupe key (one of one's choosing, or overlap 'skip''s
+      -- own, which a job published by hand may carry) waits on no lock
+      -- either: its insert would wait for another transaction's uncommitted publish
+      -- of the key (the unique index), for as long as that stays open, and
+      -- a cycle with a serial key an earlier tick of this claim took is a
+      -- deadlock. Nor does one with a serial key: ticks take their keys in
+      -- tick order, not the keys' lock order, so two claims (or a claim and
+      -- a bulk publish) crossing two keys each held one the other wanted.
+      -- Any lock not free at once leaves it due (below, 55P03). Other ticks
+      -- wait as any publish (a bounded queue's publishers' lock, jobs.admit:
+      -- at most one claim at a time, as due rows are taken SKIP LOCKED; not
+      -- waiting there starved a tick under steady publishers). jobs.schedule's
+      -- call (v_wait) waits always: it drops a tick left due, going on to the
+      -- new expression.
       v_lock_timeout := current_setting('lock_timeout');
-      if not v_wait then
+      if not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null) then
         perform set_config('lock_timeout', '1ms', true);
       end if;
       if r.backfill is null then
@@ -3945,7 +3944,9 @@ begin
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              group_id => r.group_id, group_tier => r.group_tier,
                              attributes => jobs.schedule_attributes(r.name, r.next_run_at));
-        perform set_config('lock_timeout', v_lock_timeout, true);
+        if jobs.schedule_key(r) is not null or r.serial_key is not null then
+          perform set_config('lock_timeout', v_lock_timeout, true);
+        end if;
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
         update jobs.recurring s
         set next_run_at = v_next, last_run_at = r.next_run_at, last_job_id = v_id,
@@ -3998,7 +3999,9 @@ begin
         v_n := v_n + 1;
         v_tick := v_next;
       end loop;
-      perform set_config('lock_timeout', v_lock_timeout, true);
+      if jobs.schedule_key(r) is not null or r.serial_key is not null then
+        perform set_config('lock_timeout', v_lock_timeout, true);
+      end if;
       update jobs.recurring s
       set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at),
           last_job_id = case when v_n = 0 then s.last_job_id else v_id end,
@@ -4014,10 +4017,10 @@ begin
       get stacked diagnostics v_hint = pg_exception_hint;
       v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
       perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
-      -- A tick that would have waited (lock_timeout set above; the
+      -- A keyed tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
-      if sqlstate = '55P03' and not v_wait then
+      if sqlstate = '55P03' and not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null) then
         continue;
       end if;
       -- Out of a budget the schedules before it spent in part

@@ -93,24 +93,30 @@ describe("an overlap 'skip' tick's claim and an uncommitted publish of the sched
   });
 });
 
-describe('a tick into a bounded queue and an app transaction that published to it', () => {
-  // A bounded queue's publishers share a lock until they commit (jobs.admit):
-  // a tick with no key at all would wait for the app's transaction, and so
-  // would every claim that found it due, whatever the claim drains.
-  it('the tick stays due, the claim waits for nothing; once that transaction ends the next claim publishes it', async () => {
-    await sql(`select jobs.create_queue('mail', max_size => 1000)`);
-    await sql(`select jobs.schedule('digest', '*/10 * * * *', 'mail.digest', queue => 'mail', runner => 'drains', now => $1)`, [T0]);
-    await sessions(async (open, claim) => {
-      await open.query('begin');
-      await open.query(`select jobs.publish('mail.send', '{}', queue => 'mail')`);
-      expect((await claim.query(`select jobs.claim_json(10, 'other.%', null, $1) is not null as answered`, [minute(10)])).rows)
-        .toEqual([{ answered: true }]);
-      expect(await sql(`select next_run_at, last_run_at, last_error from jobs.recurring`))
-        .toEqual([{ next_run_at: new Date(minute(10)), last_run_at: null, last_error: null }]);
-      await open.query('commit');
-      expect((await claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(10)])).rows).toEqual([{ n: 1 }]);
-      expect(await sql(`select task, scheduled_at from jobs.job_queue order by job_id`))
-        .toEqual([{ task: 'mail.send', scheduled_at: expect.any(Date) }, { task: 'mail.digest', scheduled_at: new Date(minute(10)) }]);
-    });
+describe("an unkeyed tick into a bounded queue and an app transaction that published to it", () => {
+  // Such a tick waits for the queue's publishers' lock (jobs.admit) as any publish does: left due at once
+  // instead, it was never published while publishers held that lock back to back (a starved schedule).
+  it('the claim waits for that transaction and publishes the tick once it commits', async () => {
+    await sql(`select jobs.create_queue('capped', max_size => 100)`);
+    try {
+      await sql(`select jobs.schedule('sweep', '*/10 * * * *', 'sweep.run', queue => 'capped', now => $1)`, [T0]);
+      await sessions(async (open, claim) => {
+        await claim.query(`set lock_timeout = 0`);
+        await open.query('begin');
+        await open.query(`select jobs.publish('sweep.run', '{"by":"app"}', queue => 'capped')`);
+        let answered = false;
+        const claimed = claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(10)]).finally(() => (answered = true));
+        // Until the claim waits on the app's lock (or has answered: then it did not wait, and the tick is left due).
+        await expect.poll(async () => answered || (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+          where wait_event_type = 'Lock' and query like '%publish_due_schedules%'`))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
+        await open.query('commit');
+        expect((await claimed).rows).toEqual([{ n: 1 }]);
+        expect(await sql(`select next_run_at, last_error from jobs.recurring`))
+          .toEqual([{ next_run_at: new Date(minute(20)), last_error: null }]);
+      });
+    } finally {
+      await sql(`truncate jobs.job_queue, jobs.job, jobs.recurring`);
+      await sql(`select jobs.delete_queue('capped')`);
+    }
   });
 });
