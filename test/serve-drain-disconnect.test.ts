@@ -67,4 +67,30 @@ describe('pgdrain serve: a drain whose caller goes away', () => {
     ]);
     expect(await sql('select count(*)::int as n from jobs.job')).toEqual([{ n: 0 }]);
   });
+
+  it('a shutdown during its grace waits for it: the running job is stopped at the grace and retried, not left leased', async () => {
+    const server = startServe(db.url, ['--tasks', join(dir, 'tasks.mjs'), '--grace', '3'], { PGDRAIN_TOKEN: TOKEN }, dir);
+    const url = await server.url;
+    await sql('delete from jobs.job_queue');
+    const job = await queue.publish('blocks', { n: 4 }, { timeoutSeconds: 30 });
+    const gone = new AbortController();
+    const answer = fetch(`${url}/drain`, {
+      method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ batchSize: 1, budgetSeconds: 60 }), signal: gone.signal,
+    }).then(() => 'answered', () => 'aborted');
+    await until(async () => (await sql('select 1 from jobs.job_queue where job_id = $1 and started_at is not null', [job])).length,
+                'the job to run');
+    // SIGTERM: the server waits for its connections; then the caller goes, closing the last one while the drain is in its 3 s grace.
+    server.child.kill('SIGTERM');
+    await until(async () => server.stderr().includes('shutting down'), 'the server to shut down');
+    gone.abort();
+    expect(await answer).toBe('aborted');
+    expect(await server.exited).toBe(0);
+
+    // Its connection closed does not end the drain: serve exits once it has settled its job (before, it exited at once,
+    // the job left leased, no error recorded, until its lease ran out 30 s later).
+    expect(await sql(`select job_id::text as id, attempt, lease_until is null as free, last_error from jobs.job_queue`)).toEqual([
+      { id: job, attempt: 1, free: true, last_error: expect.stringContaining('did not stop within graceMs=3000') },
+    ]);
+  });
 });

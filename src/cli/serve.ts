@@ -160,8 +160,18 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
       hardSignal: stopping.hardSignal,
       onError: (error) => log(errorLine(error)),
     });
+    // Requests being answered: a drain whose caller went away runs on (its grace, its last settle)
+    // after its connection closed, and server.close() waits for connections only.
+    const answering = new Set<Promise<unknown>>();
+    const fetch = (request: Request, env: unknown) => {
+      const answer = Promise.resolve(app.fetch(request, env));
+      answering.add(answer);
+      const forget = () => void answering.delete(answer);
+      answer.then(forget, forget);
+      return answer;
+    };
     await new Promise<void>((resolve, reject) => {
-      const server = serve({ fetch: app.fetch, port: opts.port, hostname: opts.host, serverOptions: bounds }, (info: AddressInfo) => {
+      const server = serve({ fetch, port: opts.port, hostname: opts.host, serverOptions: bounds }, (info: AddressInfo) => {
         const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
         log(`pgdrain: serving on http://${host}:${info.port}${tasks ? '' : ' (no --tasks: POST /drain is off)'}`);
         // A signal that came before it listened (while it loaded, or held from start-up) acts now.
@@ -174,15 +184,22 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
       stopping.signal.addEventListener('abort', () => {
         if (server.listening) shutDown();
       }, { once: true });
+      /** Once every request being answered has been, or at `at` (epoch ms: a drain's answer is bounded by then). */
+      function answered(at: number): Promise<unknown> {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const bound = new Promise((done) => (timer = setTimeout(done, Math.max(0, at - Date.now()))));
+        return Promise.race([Promise.allSettled([...answering]), bound]).finally(() => clearTimeout(timer));
+      }
       function shutDown() {
         log('pgdrain: shutting down: no new requests; running drains stop claiming');
-        // close() waits for requests in flight (drains wind down within --grace).
-        server.close((error) => (error ? reject(error) : resolve()));
+        // close() waits for connections with a request in flight, then for the requests still being
+        // answered (drains wind down within --grace, their callers there or not).
+        const cutAt = Date.now() + opts.grace * 1000 + DEFAULT_OVERRUN_MS + CUT_MARGIN_MS;
+        server.close((error) => (error ? reject(error) : void answered(cutAt).then(() => resolve())));
         // A request whose body never finishes (a client gone quiet, or anyone
         // holding a half-sent request open) would hold close() forever: past
         // the grace and a drain's overrun, every connection left is cut.
-        const cut = setTimeout(() => (server as { closeAllConnections?(): void }).closeAllConnections?.(),
-                               opts.grace * 1000 + DEFAULT_OVERRUN_MS + CUT_MARGIN_MS);
+        const cut = setTimeout(() => (server as { closeAllConnections?(): void }).closeAllConnections?.(), cutAt - Date.now());
         cut.unref();
       }
     });
