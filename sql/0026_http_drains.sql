@@ -16,10 +16,7 @@ create table jobs.http_drain (
 revoke all on jobs.http_drain from public;
 
 -- Posts to a registered HTTP drain endpoint through pg_net (asynchronous:
--- returns pg_net's request id; the answer lands in net._http_response). A body
--- without budgetSeconds asks for timeout_ms less 10 s (half of it when shorter),
--- at most 90 s (the servers' default budget; more may pass their maximum):
--- pg_net hanging up stops the drain, so it must answer before then.
+-- returns pg_net's request id; the answer lands in net._http_response).
 create function jobs.run_http_drain(name text default 'default')
 returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
@@ -32,9 +29,7 @@ begin
   end if;
   execute 'select net.http_post(url := $1, body := $2, headers := $3, timeout_milliseconds := $4)'
     into v_id
-    using r.url,
-          case when r.body ? 'budgetSeconds' then r.body
-               else r.body || jsonb_build_object('budgetSeconds', least(90000, r.timeout_ms - least(10000, r.timeout_ms / 2))::float8 / 1000) end,
+    using r.url, r.body,
           jsonb_build_object('Content-Type', 'application/json')
             || case when r.token is null then '{}'::jsonb else jsonb_build_object('Authorization', 'Bearer ' || r.token) end,
           r.timeout_ms;
@@ -45,13 +40,17 @@ end $$;
 -- HTTP drain endpoint, POST /drain) with "Authorization: Bearer <token>" at
 -- each tick. Needs pg_net (as on Supabase) and pg_cron; raises 0A000 naming
 -- the one that is missing. Idempotent per name. Returns the pg_cron job id.
+-- pg_net hanging up at timeout_ms stops the drain (as any caller's
+-- disconnect): its default, 120 s, is over serve's default budget (90 s), and a
+-- body's budgetSeconds must be under it. A body without one gets the
+-- server's default (a budget added here could pass a server's maximum: 400).
 create function jobs.schedule_http_drain(
   url        text,
   token      text,
   cron       text    default '* * * * *',
   name       text    default 'default',
   body       jsonb   default '{}',
-  timeout_ms integer default 60000
+  timeout_ms integer default 120000
 ) returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
   if to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)') is null then

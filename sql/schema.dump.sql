@@ -5559,9 +5559,7 @@ begin
   end if;
   execute 'select net.http_post(url := $1, body := $2, headers := $3, timeout_milliseconds := $4)'
     into v_id
-    using r.url,
-          case when r.body ? 'budgetSeconds' then r.body
-               else r.body || jsonb_build_object('budgetSeconds', least(90000, r.timeout_ms - least(10000, r.timeout_ms / 2))::float8 / 1000) end,
+    using r.url, r.body,
           jsonb_build_object('Content-Type', 'application/json')
             || case when r.token is null then '{}'::jsonb else jsonb_build_object('Authorization', 'Bearer ' || r.token) end,
           r.timeout_ms;
@@ -5906,7 +5904,7 @@ $$;
 -- Name: schedule_http_drain(text, text, text, text, jsonb, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.schedule_http_drain(url text, token text, cron text DEFAULT '* * * * *'::text, name text DEFAULT 'default'::text, body jsonb DEFAULT '{}'::jsonb, timeout_ms integer DEFAULT 60000) RETURNS bigint
+CREATE FUNCTION jobs.schedule_http_drain(url text, token text, cron text DEFAULT '* * * * *'::text, name text DEFAULT 'default'::text, body jsonb DEFAULT '{}'::jsonb, timeout_ms integer DEFAULT 120000) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
