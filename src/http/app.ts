@@ -215,7 +215,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     // deadline); running jobs finish within graceMs, the rest are settled. The
     // request's signal fires on a disconnect where the runtime tells (Node's
     // server; workerd with enable_request_signal), else never.
-    const stopOn = signal ? AbortSignal.any([signal, c.req.raw.signal]) : c.req.raw.signal;
+    const { stopOn, release } = signal ? eitherSignal(signal, c.req.raw.signal) : { stopOn: c.req.raw.signal, release: () => {} };
     const done = metrics.start();
     let report: DrainReport;
     try {
@@ -225,6 +225,8 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     } catch (error) {
       done(undefined, Date.now() - startedAt);
       throw translateError(error);
+    } finally {
+      release();
     }
     done(report, report.durationMs);
     // jobs.job keeps each failure's full error; the answer its first line, cut (Lambda caps a reply at 6 MB).
@@ -272,4 +274,21 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   });
 
   return app;
+}
+
+/**
+ * A signal that fires when the server's (long-lived) or the request's fires. Not AbortSignal.any: on
+ * Node 20 each call leaves ~60 bytes on the long-lived signal for good (183 MB after 3 million drains);
+ * release() takes this request's listener off it.
+ */
+function eitherSignal(server: AbortSignal, request: AbortSignal): { stopOn: AbortSignal; release: () => void } {
+  const both = new AbortController();
+  const abort = function (this: AbortSignal) { both.abort(this.reason); };
+  server.addEventListener('abort', abort, { once: true });
+  request.addEventListener('abort', abort, { once: true });
+  if (server.aborted || request.aborted) both.abort(server.aborted ? server.reason : request.reason);
+  return { stopOn: both.signal, release: () => {
+    server.removeEventListener('abort', abort);
+    request.removeEventListener('abort', abort);
+  } };
 }
