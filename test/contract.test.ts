@@ -9,12 +9,13 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, type JobContext } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
 import { reportOf, runCli, runCliWith, spawnCli } from './support/drain-process.js';
+import { yearLike } from './support/future-year.js';
 import { startServe } from './support/serve-process.js';
 
 const db = await testDb();
 const sql = db.sql;
 const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
-const T0 = '2030-01-01T00:00:00Z';
+const T0 = `${yearLike(2030)}-01-01T00:00:00Z`; // ahead of now(): a nack to T0 retries later
 
 const dir = mkdtempSync(join(tmpdir(), 'pgdrain-contract-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,6 +4,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, PgDrainError, schedule, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
 import { translateError } from '../src/errors.js';
 import { emptyDb, testDb } from './support/db.js';
+import { yearLike } from './support/future-year.js';
 
 const db = await testDb();
 const unmigrated = await emptyDb();
@@ -310,7 +311,7 @@ describe('bad input at the TypeScript edge', () => {
   });
 
   it('publishBulk keeps each job its own options when only some jobs set them', async () => {
-    const at = new Date('2031-05-06T07:08:09Z');
+    const at = new Date(`${yearLike(2031)}-05-06T07:08:09Z`); // ahead of now() by more than the 59 minutes 'later' asks
     // 'null' as a task name: task names travel as a hand-built array literal,
     // where an unquoted NULL would be SQL NULL.
     const ids = await q.publishBulk([

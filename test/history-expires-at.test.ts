@@ -5,11 +5,14 @@
 import { beforeEach, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { yearLike } from './support/future-year.js';
 
 const db = await testDb();
 const sql = db.sql;
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
-const EXPIRES = new Date('2031-06-01T00:00:00Z');
+// Ahead of the real clock: a job published with it now is not refused, nor expired by the claims here.
+const Y = yearLike(2031);
+const EXPIRES = new Date(`${Y}-06-01T00:00:00Z`);
 const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
 /** A job with EXPIRES as its expiry, due now unless args say otherwise. */
 const publish = async (args = '') =>
@@ -44,8 +47,8 @@ it('a lease that expired with its retries spent, and a waiting job past its expi
   await claim(leased);
   expect(await one(`select jobs.expire(now => now() + interval '1 day') as n`)).toEqual({ n: 1 });
   expect(await history(leased)).toEqual({ status: 'failure', expires_at: EXPIRES });
-  const stale = await publish(`, scheduled_at => '2031-05-01T00:00:00Z'`);
-  expect(await one(`select jobs.expire(now => '2031-06-02T00:00:00Z') as n`)).toEqual({ n: 1 });
+  const stale = await publish(`, scheduled_at => '${Y}-05-01T00:00:00Z'`);
+  expect(await one(`select jobs.expire(now => '${Y}-06-02T00:00:00Z') as n`)).toEqual({ n: 1 });
   expect(await history(stale)).toEqual({ status: 'failure', expires_at: EXPIRES });
 });
 

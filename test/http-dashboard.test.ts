@@ -195,6 +195,8 @@ describe('GET /dashboard: content', () => {
       expect((await get('/dashboard')).text).toContain('RDATE;TZID=Europe/Paris:20300114T100000<br>&lt;script&gt;alert(1)&lt;/script&gt;</code>');
     } finally {
       await sql(`select jobs.unschedule('sprint')`);
+      // Its two ticks, due in 2030: once the real clock is past them they would count as pending in dash's row.
+      await sql(`delete from jobs.job_queue where task = 'dash.sprint'`);
     }
   });
 

@@ -10,6 +10,7 @@ import { createApp } from '../src/http/index.js';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { runCli } from './support/drain-process.js';
+import { yearLike } from './support/future-year.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -22,8 +23,10 @@ const get = async (path: string) => {
   return { status: res.status, body: (await res.json()) as any };
 };
 
-const RUN_AT = new Date('2031-03-01T10:00:00.000Z');
-const EXPIRES = new Date('2031-03-01T11:00:00.000Z');
+// Ahead of the real clock, so a job to run then is 'scheduled' until the test runs it (with its own now).
+const Y = yearLike(2031);
+const RUN_AT = new Date(`${Y}-03-01T10:00:00.000Z`);
+const EXPIRES = new Date(`${Y}-03-01T11:00:00.000Z`);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.job_archive, jobs.dependency');
@@ -112,7 +115,7 @@ describe('CLI', () => {
     const { own, plain } = await publishBoth();
     const shown = await cli('show', own);
     expect(shown).toMatchObject({ code: 0 });
-    expect(shown.stdout).toMatch(/^run at {8}2031-03-01T10:00:00Z\nexpires {7}2031-03-01T11:00:00Z$/m);
+    expect(shown.stdout).toMatch(new RegExp(`^run at {8}${Y}-03-01T10:00:00Z\nexpires {7}${Y}-03-01T11:00:00Z$`, 'm'));
     expect(shown.stdout).toMatch(/^retry delay {3}2\.5\nbackoff {7}fixed\nretry max {5}30$/m);
     expect(JSON.parse((await cli('show', own, '--json')).stdout)).toMatchObject({ id: own, expiresAt: EXPIRES.toISOString() });
     const bare = await cli('show', plain);
@@ -120,6 +123,6 @@ describe('CLI', () => {
     expect(JSON.parse((await cli('show', plain, '--json')).stdout)).toMatchObject({ id: plain, ...noFields });
     await runAll();
     // Ended, it keeps its expiry (jobs.job.expires_at).
-    expect((await cli('show', own)).stdout).toMatch(/^expires {7}2031-03-01T11:00:00Z$/m);
+    expect((await cli('show', own)).stdout).toMatch(new RegExp(`^expires {7}${Y}-03-01T11:00:00Z$`, 'm'));
   });
 });

@@ -8,6 +8,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { yearLike } from './support/future-year.js';
 import { expectRefusedBeforeAnyStatement } from './support/publish-refusals.js';
 import { postJobsTo } from './support/http-jobs.js';
 import { runCli } from './support/drain-process.js';
@@ -17,7 +18,8 @@ const sql = db.sql;
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: {} });
 const cli = (...args: string[]) => runCli(db.url, ...args);
 
-const T0 = Date.parse('2030-01-01T00:00:00Z');
+// Ahead of the real clock: the claims at T0 and after find the jobs published at now().
+const T0 = Date.parse(`${yearLike(2030)}-01-01T00:00:00Z`);
 const iso = (ms: number) => new Date(ms).toISOString();
 
 beforeEach(async () => {

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, RetryJob } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { yearLike } from './support/future-year.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
@@ -15,7 +16,8 @@ const queue = createQueue({ driver: { ...db.driver, close: async () => {} }, tas
 const cli = (...args: string[]) => runCli(db.url, ...args);
 
 const DAY = 86_400_000;
-const T0 = Date.parse('2030-01-01T00:00:00Z');
+// Ahead of the real clock: the claims at T0 and after find the jobs published at now().
+const T0 = Date.parse(`${yearLike(2030)}-01-01T00:00:00Z`);
 const iso = (ms: number) => new Date(ms).toISOString();
 
 beforeEach(async () => {
@@ -139,7 +141,7 @@ describe('the nack path', () => {
 describe('drain()', () => {
   it('a handler that throws in a fixed-delay queue runs again retry_delay later; a RetryJob at its own time', async () => {
     await sql(`select jobs.create_queue('fixed', retry_delay => 30, retry_backoff => 'fixed')`);
-    const at = new Date('2031-06-01T00:00:00Z');
+    const at = new Date(`${yearLike(2031)}-06-01T00:00:00Z`); // ahead of now(): the drain does not claim the retried job again
     const q = createQueue({
       driver: { ...db.driver, close: async () => {} },
       tasks: { fails: async () => { throw new Error('boom'); }, retries: async () => { throw new RetryJob('later', { at }); } },

@@ -4,6 +4,7 @@
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, SnoozeJob, ValidationError, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { yearLike } from './support/future-year.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -144,14 +145,15 @@ describe('SnoozeJob', () => {
 
 describe('jobs.settle, for SQL callers', () => {
   it('takes a release with a retry_at: a snooze', async () => {
+    const at = new Date(`${yearLike(2030)}-01-01T09:00:00Z`); // ahead of now(), the time a release without one keeps
     const { id } = (await sql<{ id: string }>(`select jobs.publish('sql.snooze', max_retries => 0)::text as id`))[0]!;
     await sql(`select * from jobs.consume(1)`);
     const { r } = (await sql<{ r: unknown }>(
       `select jobs.settle(jsonb_build_array(jsonb_build_object('id', $1::bigint, 'attempt', 1, 'outcome', 'release',
-                                                               'retry_at', '2030-01-01T09:00:00Z'))) as r`, [id]))[0]!;
+                                                               'retry_at', $2::timestamptz))) as r`, [id, at]))[0]!;
     expect(r).toMatchObject({ released: 1, stale: 0 });
-    expect(await queued(id)).toMatchObject({ attempt: 0, scheduled_at: new Date('2030-01-01T09:00:00Z'),
-                                             last_error: 'snoozed until 2030-01-01T09:00:00.000Z (1 in a row)' });
+    expect(await queued(id)).toMatchObject({ attempt: 0, scheduled_at: at,
+                                             last_error: `snoozed until ${at.toISOString()} (1 in a row)` });
     // A release without a time keeps the job's time and its error, as before.
     await sql(`update jobs.job_queue set scheduled_at = now(), last_error = 'earlier' where job_id = $1`, [id]);
     await sql(`select * from jobs.consume(1)`);
@@ -159,7 +161,7 @@ describe('jobs.settle, for SQL callers', () => {
     expect(n).toBe(1);
     const row = (await queued(id))!;
     expect(row).toMatchObject({ attempt: 0, last_error: 'earlier' });
-    expect(row.scheduled_at.getTime()).toBeLessThan(new Date('2030-01-01T00:00:00Z').getTime());
+    expect(row.scheduled_at.getTime()).toBeLessThan(at.getTime());
   });
 });
 

@@ -8,12 +8,16 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
 import { createQueue, migrate, publish, publishBulk, ValidationError } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { yearLike } from './support/future-year.js';
 
 const db = await testDb();
 const sql = db.sql;
 const one = async <R = Record<string, unknown>>(text: string, params?: unknown[]) => (await sql<R>(text, params))[0]!;
-// A fixed clock: windows are measured from it.
-const T = '2030-01-01T00:00:00Z';
+// A fixed clock: windows are measured from it. Ahead of the real clock,
+// which jobs.run_maintenance() reads.
+const T = `${yearLike(2030)}-01-01T00:00:00Z`;
+/** The time `seconds` after T. */
+const sinceT = (seconds: number) => new Date(Date.parse(T) + seconds * 1000);
 const at = (seconds: number) => `'${T}'::timestamptz + make_interval(secs => ${seconds})`;
 const throttled = (seconds: number, now: number, key = 'k', c: pg.Client | null = null) => {
   const text = `select jobs.publish('sync.user', '{"n":1}', now => ${at(now)}, dedupe_key => '${key}',
@@ -51,7 +55,7 @@ describe('throttle_seconds', () => {
     await endJob(first);
     expect(await counts()).toEqual({ active: 0, ended: 1, windows: 1 });
     const row = await one(`select job_id::text as id, until from jobs.throttle`);
-    expect(row).toEqual({ id: first, until: new Date('2030-01-01T00:01:00Z') });
+    expect(row).toEqual({ id: first, until: sinceT(60) });
 
     expect(await throttled(60, 30)).toBe(first);
     expect(await throttled(60, 59.999)).toBe(first);
@@ -63,7 +67,7 @@ describe('throttle_seconds', () => {
     expect(second).not.toBe(first);
     expect(await counts()).toEqual({ active: 1, ended: 1, windows: 1 });
     expect(await one(`select job_id::text as id, until from jobs.throttle`))
-      .toEqual({ id: second, until: new Date('2030-01-01T00:02:00Z') });
+      .toEqual({ id: second, until: sinceT(120) });
     expect(await throttled(60, 100)).toBe(second);
   });
 
@@ -149,12 +153,12 @@ describe('throttle_seconds', () => {
     expect(await throttled(60, 5)).toBe(waiting); // not expired yet: it holds the window
     const second = await throttled(60, 20);
     expect(second).not.toBe(waiting);
-    expect(await windowOf('k')).toEqual({ id: second, until: new Date('2030-01-01T00:01:20Z') });
+    expect(await windowOf('k')).toEqual({ id: second, until: sinceT(80) });
     expect(await throttled(60, 30)).toBe(second);
     // The next claim's expiry ends the first as expired; the second holds key and window.
     expect(await one(`select jobs.expire(now => ${at(40)}) as n`)).toEqual({ n: 1 });
     expect(await one(`select status, error from jobs.job where job_id = $1`, [waiting]))
-      .toEqual({ status: 'failure', error: 'expired: not started before 2030-01-01T00:00:10.000Z' });
+      .toEqual({ status: 'failure', error: `expired: not started before ${sinceT(10).toISOString()}` });
     expect(await throttled(60, 45)).toBe(second);
 
     // Already ended as expired, nothing active: its window is open to a new job.
@@ -162,7 +166,7 @@ describe('throttle_seconds', () => {
     expect(await one(`select jobs.expire(now => ${at(20)}) as n`)).toEqual({ n: 1 });
     const next = await throttled(60, 30, 'k2');
     expect(next).not.toBe(ended);
-    expect(await windowOf('k2')).toEqual({ id: next, until: new Date('2030-01-01T00:01:30Z') });
+    expect(await windowOf('k2')).toEqual({ id: next, until: sinceT(90) });
     expect(await throttled(60, 40, 'k2')).toBe(next);
     expect(await counts()).toEqual({ active: 2, ended: 2, windows: 2 });
   });
@@ -175,7 +179,7 @@ describe('throttle_seconds', () => {
     expect(await throttled(60, 20)).toBe(first); // waiting past its expiry, but it ran
     expect(await one(`select jobs.expire(now => ${at(30)}) as n`)).toEqual({ n: 1 });
     expect(await one(`select status, attempts, error from jobs.job where job_id = $1`, [first]))
-      .toEqual({ status: 'failure', attempts: 1, error: 'expired: not started before 2030-01-01T00:00:10.000Z' });
+      .toEqual({ status: 'failure', attempts: 1, error: `expired: not started before ${sinceT(10).toISOString()}` });
     expect(await throttled(60, 40)).toBe(first);
     expect(await counts()).toEqual({ active: 0, ended: 1, windows: 1 });
   });
@@ -191,7 +195,7 @@ describe('throttle_seconds', () => {
     const second = await throttled(60, 70);
     expect(second).not.toBe(first);
     expect(await one(`select job_id::text as id, until from jobs.throttle where dedupe_key = 'k'`))
-      .toEqual({ id: second, until: new Date('2030-01-01T00:02:10Z') });
+      .toEqual({ id: second, until: sinceT(130) });
     expect(await throttled(60, 80)).toBe(second);
     // The first still ends as expired, keyless, at the next expiry; the second holds key and window.
     expect(await one(`select jobs.expire(now => ${at(90)}) as n`)).toEqual({ n: 1 });
@@ -230,7 +234,7 @@ describe('throttle_seconds', () => {
     expect(await windows()).toEqual([{ dedupe_key: 'live' }]);
     await sql(`select jobs.maintain(now => ${at(3599)})`);
     expect(await windows()).toEqual([{ dedupe_key: 'live' }]);
-    // The procedure pg_cron runs passes the same delete (real clock: 2030 is ahead, nothing goes).
+    // The procedure pg_cron runs passes the same delete (real clock: T is ahead, nothing goes).
     await sql(`call jobs.run_maintenance()`);
     expect(await windows()).toEqual([{ dedupe_key: 'live' }]);
     await sql(`select jobs.maintain(now => ${at(3600)})`);
