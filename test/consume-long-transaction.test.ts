@@ -4,6 +4,7 @@
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { yearLike } from './support/future-year.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -61,8 +62,10 @@ describe('a claim inside a long transaction', () => {
 
   it('keeps an admin clock given as now: the lease runs from it', async () => {
     await sql(`select jobs.publish('long.tx', null, null, 10)`);
-    const rows = await sql(`select lease_until = '2030-01-01T00:00:10Z'::timestamptz as ok
-                            from jobs.consume(1, '2030-01-01T00:00:00Z')`);
+    // Ahead of the real clock: the job, published at now(), is due at that clock.
+    const y = yearLike(2030);
+    const rows = await sql(`select lease_until = '${y}-01-01T00:00:10Z'::timestamptz as ok
+                            from jobs.consume(1, '${y}-01-01T00:00:00Z')`);
     expect(rows).toEqual([{ ok: true }]);
   });
 });
