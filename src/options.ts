@@ -118,14 +118,18 @@ export { abortSignal as abortSignalSchema };
 export const queueNameSchema = name('queue name');
 export const jobIdSchema = jobId;
 
-/** Parses with a schema, turning the first issue into a ValidationError naming its field. */
-export function parse<S extends z.ZodMiniType>(schema: S, value: unknown, field: string): z.output<S> {
+/**
+ * Parses with a schema, turning the first issue into a ValidationError naming its field. peerHints: an
+ * unknown key that is a pg-boss or graphile-worker publish option also names the publish option that
+ * does its work (peer-options.ts): publish's schemas only, where that option is one the call takes.
+ */
+export function parse<S extends z.ZodMiniType>(schema: S, value: unknown, field: string, peerHints = false): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   const path = issue.path.map(String).filter(Boolean);
   const name = path.length ? (field ? `${field}.${path.join('.')}` : path.join('.')) : field;
-  const message = issue.code === 'unrecognized_keys' ? unknownOptions(issue.keys) : issue.message;
+  const message = issue.code === 'unrecognized_keys' ? unknownOptions(issue.keys, peerHints) : issue.message;
   throw new ValidationError(name, message);
 }
 

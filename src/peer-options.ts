@@ -18,9 +18,13 @@ const PEER_OPTIONS: Readonly<Record<string, string>> = {
   flags: "graphile-worker's flags are attributes: { flag: true }",
 };
 
-/** `unknown option "k"` for keys, saying what a pg-boss or graphile-worker option among them is here. */
-export function unknownOptions(keys: readonly PropertyKey[]): string {
+/**
+ * `unknown option "k"` for keys; with peerHints (a publish's options), saying what a pg-boss or
+ * graphile-worker option among them is here. Not for other calls: the publish option a hint names is
+ * not theirs (a drain's or a list's queueName is its queue, not serialKey).
+ */
+export function unknownOptions(keys: readonly PropertyKey[], peerHints: boolean): string {
   const named = keys.map((k) => JSON.stringify(k)).join(', ');
-  const hints = keys.flatMap((k) => typeof k === 'string' && Object.hasOwn(PEER_OPTIONS, k) ? [PEER_OPTIONS[k]!] : []);
+  const hints = !peerHints ? [] : keys.flatMap((k) => typeof k === 'string' && Object.hasOwn(PEER_OPTIONS, k) ? [PEER_OPTIONS[k]!] : []);
   return `unknown option ${named}${hints.length > 0 ? ` (${hints.join('; ')})` : ''}`;
 }
