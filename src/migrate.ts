@@ -111,15 +111,20 @@ end $$;`;
 // exist and each was granted USAGE on schema jobs (roles of the same prefix
 // made for another database of the cluster have none on this one). Run
 // again for each: new routines lose PUBLIC's EXECUTE and get the roles'.
-// Only where it ran (rolesRan): roles a team made and granted by hand under
-// such names, PUBLIC keeping its EXECUTE, are not create_roles' to change.
+// Only where it ran (rolesRan), and only for the prefixes it ran with: its
+// worker has its column grant on jobs.job_queue (select (job_id), which it
+// alone makes). Roles a team made and granted by hand under such names are
+// not create_roles' to change (their _admin would get DML on every table).
 const regrant = `select jobs.create_roles(p.prefix)
 from (select pg_catalog.left(r.rolname, -6) as prefix from pg_catalog.pg_roles r where r.rolname like '%\\_admin') p
 where p.prefix ~ '^[a-z_][a-z0-9_]{0,40}$'
   and (select count(distinct g.rolname) from pg_catalog.pg_namespace n
          cross join pg_catalog.aclexplode(n.nspacl) a join pg_catalog.pg_roles g on g.oid = a.grantee
        where n.nspname = 'jobs' and a.privilege_type = 'USAGE'
-         and g.rolname in (p.prefix || '_publisher', p.prefix || '_worker', p.prefix || '_admin')) = 3`;
+         and g.rolname in (p.prefix || '_publisher', p.prefix || '_worker', p.prefix || '_admin')) = 3
+  and exists (select 1 from pg_catalog.pg_attribute a, pg_catalog.aclexplode(a.attacl) x, pg_catalog.pg_roles w
+              where a.attrelid = 'jobs.job_queue'::regclass and a.attname = 'job_id' and x.privilege_type = 'SELECT'
+                and w.rolname = p.prefix || '_worker' and x.grantee = w.oid)`;
 
 // Whether jobs.create_roles ran in this database, read before an upgrade:
 // it takes PUBLIC's EXECUTE on every routine of the schema, its own

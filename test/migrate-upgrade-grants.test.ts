@@ -99,3 +99,34 @@ describe('migrate without --roles after an upgrade, where --roles never ran', ()
     }
   });
 });
+
+describe('migrate without --roles after an upgrade, where --roles ran for another prefix', () => {
+  it("leaves a team's hand-made roles of their own prefix as they were", async () => {
+    const { url } = await emptyDb();
+    const mine = `um${run}`;
+    const hand = `un${run}`;
+    const made = [`${mine}_admin`, `${mine}_publisher`, `${mine}_worker`];
+    const roles = [`${hand}_admin`, `${hand}_publisher`, `${hand}_worker`];
+    await migrateAt(url, { roles: mine });
+    // Beside the roles --roles made, a team's own three (a read-only admin among them).
+    await withClient(url, (c) => c.query(`${roles.map((r) => `create role ${r} nologin;`).join('')}
+      grant usage on schema jobs to ${roles.join(', ')}; grant select on jobs.job to ${hand}_admin`));
+    try {
+      await withClient(url, async (c) => {
+        const { rows } = await c.query<{ f: string }>(`select p.oid::regprocedure::text as f from pg_proc p
+          where p.pronamespace = 'jobs'::regnamespace and p.proname = any($1::text[])`,
+        [[...latest.sql.matchAll(/create function jobs\.(\w+)/g)].map((m) => m[1])]);
+        await c.query(`${rows.map((r) => `drop function ${r.f};`).join('')} delete from jobs.migration where version = ${latest.version}`);
+      });
+      expect(await migrateAt(url)).toEqual([latest.version]);
+      // --roles' own prefix got its grants again; the hand-made admin got no DML.
+      expect(await withClient(url, async (c) => (await c.query(
+        `select has_table_privilege($1, 'jobs.job', 'delete') as hand, has_table_privilege($2, 'jobs.job', 'delete') as made`,
+        [`${hand}_admin`, `${mine}_admin`])).rows)).toEqual([{ hand: false, made: true }]);
+      expect(await executable(url, [`${mine}_admin`])).toEqual([{ who: 'public', ok: false }, { who: `${mine}_admin`, ok: true }]);
+    } finally {
+      await withClient(url, (c) => c.query(`drop schema jobs cascade; drop owned by ${[...made, ...roles].join(', ')};
+        drop role ${[...made, ...roles].join(', ')}`));
+    }
+  });
+});
