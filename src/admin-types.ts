@@ -233,6 +233,14 @@ export interface ListJobsFilter {
   limit?: number | undefined;
 }
 
+/** A state queue.queueSize counts (see queueSize): pending (due now), scheduled (later), running (leased), expired (lease run out). */
+export type QueueSizeState = 'pending' | 'scheduled' | 'running' | 'expired';
+
+/** What queue.queueSize counts: the jobs in one state (default 'pending'). */
+export interface QueueSizeOptions {
+  state?: QueueSizeState | undefined;
+}
+
 /**
  * What queue.reschedule changes, one or more of: the run time (runAt or
  * delaySeconds from now), the priority, the retries (maxRetries, 0 to 1000)

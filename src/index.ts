@@ -5,6 +5,7 @@ export { cancelJob, cancelJobs, rescheduleJobs, failJobs, getJob, redrive, creat
   subscribe, unsubscribe, listSubscriptions, publishEvent } from './admin.js';
 export { completeJobs, cancelJobByKey, deleteJobs, deleteEndedJobs } from './admin-ends.js';
 export { listJobs } from './list-jobs.js';
+export { queueSize } from './queue-size.js';
 export { defineTask, type BatchOptions, type BatchTask, type Task, type TaskOptions } from './define-task.js';
 export { PgJobEvents, type QueueEvent } from './db/pg-events.js';
 export { migrate, migrationSql, latestVersion } from './migrate.js';

@@ -11,9 +11,10 @@ import type { DrainOptions } from './drain-options.js';
 import { checkDriver, checkQueryable } from './driver-check.js';
 import { listJobs } from './list-jobs.js';
 import { publish, publishBulk } from './publish.js';
+import { queueSize } from './queue-size.js';
 import type { SignalOption } from './send.js';
 import type { BatchHandler, BulkJob, DeletedJobs, DeleteEndedOptions, DrainReport, Handler, JobInfo, JobOutcome, ListJobsFilter, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
-  PublishOptions, PurgeQueueOptions, RedriveFilter, RedriveResult, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
+  PublishOptions, PurgeQueueOptions, QueueSizeOptions, RedriveFilter, RedriveResult, RescheduleOptions, Subscription, TaskMap, TransactionalHandler } from './types.js';
 
 export interface QueueOptions {
   /** A PostgreSQL URL; the queue opens a pg pool and closes it on close(). */
@@ -73,6 +74,12 @@ export interface Queue {
    * as getJob answers each; page with filter.before. A body search reads the whole history: an admin's call.
    */
   listJobs(filter?: ListJobsFilter, options?: SignalOption): Promise<JobInfo[]>;
+  /**
+   * How many jobs of queue name (default 'default') are in options.state: pending (default: due now,
+   * free to claim), scheduled (a later run time), running (leased) or expired (lease run out, not yet
+   * taken back). pg-boss's getQueueSize. One statement over jobs.job_queue's indexes; an unknown queue is refused.
+   */
+  queueSize(name?: string, options?: QueueSizeOptions & SignalOption): Promise<number>;
   // The calls that change jobs and queues take options.signal as publish does: when it fires the
   // call rejects with its reason and its connection is ended (a statement it had sent may have run).
   /** Cancels a job: 'cancelled' (never ran), 'cancelling' (running: aborted best effort), null (not active). */
@@ -201,6 +208,7 @@ export function createQueue(options: QueueOptions): Queue {
     },
     getJob: (jobId, o) => getJob(driver, jobId, o),
     listJobs: (filter, o) => listJobs(driver, filter, o),
+    queueSize: (name, o) => queueSize(driver, name, o),
     cancel: ((jobIds: string | readonly string[], reason?: string, o?: SignalOption) => (Array.isArray(jobIds)
       ? cancelJobs(driver, jobIds, reason, o) : cancelJob(driver, jobIds as string, reason, o))) as Queue['cancel'],
     reschedule: (jobIds, o) => rescheduleJobs(driver, jobIds, o),

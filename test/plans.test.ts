@@ -249,6 +249,65 @@ describe('what a metrics scrape reads', () => {
   });
 });
 
+describe('what queue.queueSize reads', () => {
+  it('counts a queue\'s jobs in each state through an index of jobs.job_queue, never the history', async () => {
+    // Ended jobs in jobs.job (the tests above's, and 2,000 more): the history it must not read.
+    await client.query('truncate jobs.job_queue');
+    await fill(client, 2_000);
+    for (let batch = 0; batch < 4; batch++) await client.query('select jobs.ack(array(select job_id from jobs.consume(500)))');
+    // Queue sized among 20,000 jobs of other queues: 2,320 due (320 then leased, 20 of those until a minute ago), 500 later.
+    await fill(client, 20_000);
+    await client.query(`select jobs.create_queue('sized')`);
+    const sized = `select count(*) from jobs.publish_bulk(array(select jsonb_populate_record(null::jobs.bulk_job,
+      jsonb_build_object('task', 'noop', 'scheduled_at', now() + make_interval(secs => $2::float8)))
+      from generate_series(1, $1::int)), queue => 'sized')`;
+    await client.query(sized, [2_320, 0]);
+    await client.query(sized, [500, 3600]);
+    await client.query(`select count(*) from jobs.consume(320, queue => 'sized')`);
+    await client.query(`update jobs.job_queue set lease_until = now() - interval '1 minute'
+                        where job_id in (select job_id from jobs.job_queue where lease_until is not null limit 20)`);
+    await client.query('analyze jobs.job_queue, jobs.job');
+    const pool = new pg.Pool({ connectionString: db.url, max: 1, options: EXPLAIN_OPTIONS });
+    const plans: CapturedPlan[] = [];
+    pool.on('connect', (c) => c.on('notice', (msg) => {
+      const plan = toPlan(msg.message);
+      if (plan) plans.push(plan);
+    }));
+    const queue = createQueue({ driver: pgDriver(pool) });
+    const expected = { pending: 2_000, scheduled: 500, running: 300, expired: 20 } as const;
+    const index = { pending: 'job_queue_pending_idx', scheduled: 'job_queue_pending_idx', running: 'job_queue_lease_idx',
+                    expired: 'job_queue_lease_idx' } as const;
+    /** queueSize's answer, and the scans and text of its one statement's plan. */
+    const tableScans = async (name: string, state: keyof typeof expected): Promise<[number, string[], string]> => {
+      plans.length = 0;
+      const n = await queue.queueSize(name, { state });
+      const counts = plansOf(plans, /from jobs\.job_queue q/);
+      expect(counts.length, `${name} ${state}: the count among ${plans.map((p) => p.statement).join(' | ')}`).toBe(1);
+      return [n, scans(counts[0]!), counts[0]!.text];
+    };
+    try {
+      // Each call is an unnamed statement, planned knowing its queue's name (no generic plan is reused).
+      for (const state of ['pending', 'scheduled', 'running', 'expired'] as const) {
+        const [n, read, text] = await tableScans('sized', state);
+        expect(n, state).toBe(expected[state]);
+        // By the index, or a bitmap of it: never a Seq Scan.
+        expect(read.filter((s) => / on job(_queue)?$/.test(s) && !/^(Index|Bitmap Heap)/.test(s)), text).toEqual([]);
+        expect(read.filter((s) => new RegExp(`^(Index (Only )?Scan using ${index[state]} on job_queue|Bitmap Index Scan on ${index[state]})$`).test(s)),
+               text).toHaveLength(1);
+      }
+      // A queue holding most of jobs.job_queue may be counted by reading it whole (the active jobs: what
+      // the index scan would read anyway), never by reading jobs.job.
+      const [n, read, text] = await tableScans('default', 'pending');
+      expect(n).toBe(20_000);
+      expect(read.filter((s) => / on job$/.test(s)), text).toEqual([]);
+      expect(read.filter((s) => / on job_queue$/.test(s)), text).toHaveLength(1);
+    } finally {
+      await queue.close();
+      await pool.end();
+    }
+  });
+});
+
 // Last: it leaves the queue's pages laid out otherwise, which the buffer counts above would see.
 describe('settling failures on a queue of 20,000 pending jobs', () => {
   // Reviewer Y: the nack and release updates filtered on "lease_until is not null", which these

@@ -1,4 +1,4 @@
-// The reads (getJob, listJobs, queues.list, queues.subscriptions,
+// The reads (getJob, listJobs, queueSize, queues.list, queues.subscriptions,
 // listSchedules) take { signal } as the admin calls do (send.ts): checked at
 // the edge, an aborted one rejects before any query, and one that fires
 // while the read waits gives it up and ends its connection, so its pool slot
@@ -26,6 +26,7 @@ function reads(q: Queue, driver: Driver, id: string, signal: unknown): [string, 
     ['getJob', () => q.getJob(id, o)],
     ['listJobs', () => q.listJobs({ queue: 'reads' }, o)],
     ['listJobs()', () => q.listJobs(undefined, o)],
+    ['queueSize', () => q.queueSize('reads', { state: 'pending', ...o })],
     ['queues.list', () => q.queues.list(o)],
     ['queues.subscriptions', () => q.queues.subscriptions('reads.event', o)],
     ['queues.subscriptions()', () => q.queues.subscriptions(undefined, o)],

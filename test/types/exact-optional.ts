@@ -82,6 +82,7 @@ export async function everyOption(): Promise<void> {
   await queue.reschedule(['1'], { priority: 1, signal: maybe<AbortSignal>() });
   await queue.queues.purge('q', { reason: maybe<string>(), signal: maybe<AbortSignal>() });
   await queue.listJobs({ queue: maybe<string>() }, { signal: maybe<AbortSignal>() });
+  await queue.queueSize(maybe<string>(), { state: maybe<'pending' | 'running'>(), signal: maybe<AbortSignal>() });
   await queue.queues.subscriptions(maybe<string>(), { signal: maybe<AbortSignal>() });
   await queue.publish('a.b', {}, { throttleSeconds: maybe<number>(), dedupeKey: 'k' });
   queue.defineTask('a.e', async () => [], { batch: { maxSize: maybe<number>() } });
