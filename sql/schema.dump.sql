@@ -3894,6 +3894,7 @@ declare
   v_out boolean;  -- a search ran out of steps
   v_due boolean;  -- a tick whose publish and next failed, left due
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
+  v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
@@ -3931,11 +3932,17 @@ begin
       -- Any lock not free at once leaves it due (below, 55P03). Other ticks
       -- wait as any publish (a bounded queue's publishers' lock, jobs.admit:
       -- at most one claim at a time, as due rows are taken SKIP LOCKED; not
-      -- waiting there starved a tick under steady publishers). jobs.schedule's
-      -- call (v_wait) waits always: it drops a tick left due, going on to the
-      -- new expression.
+      -- waiting there starved a tick under steady publishers), but only the
+      -- first tick this call publishes: after one, the claim holds its locks
+      -- (a serial key, another bounded queue's) while it waits, and an app
+      -- transaction holding this queue's lock that then wants one of them
+      -- closes a cycle, the app's the 40P01 when it waited first. Left due,
+      -- such a tick is the oldest due one the next claim publishes first.
+      -- jobs.schedule's call (v_wait) waits always: it drops a tick left
+      -- due, going on to the new expression.
+      v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0);
       v_lock_timeout := current_setting('lock_timeout');
-      if not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null) then
+      if v_nowait then
         perform set_config('lock_timeout', '1ms', true);
       end if;
       if r.backfill is null then
@@ -3944,7 +3951,7 @@ begin
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              group_id => r.group_id, group_tier => r.group_tier,
                              attributes => jobs.schedule_attributes(r.name, r.next_run_at));
-        if jobs.schedule_key(r) is not null or r.serial_key is not null then
+        if v_nowait then
           perform set_config('lock_timeout', v_lock_timeout, true);
         end if;
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
@@ -3999,7 +4006,7 @@ begin
         v_n := v_n + 1;
         v_tick := v_next;
       end loop;
-      if jobs.schedule_key(r) is not null or r.serial_key is not null then
+      if v_nowait then
         perform set_config('lock_timeout', v_lock_timeout, true);
       end if;
       update jobs.recurring s
@@ -4017,10 +4024,10 @@ begin
       get stacked diagnostics v_hint = pg_exception_hint;
       v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
       perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
-      -- A keyed tick that would have waited (lock_timeout set above; the
+      -- A tick that would have waited (lock_timeout set above; the
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
-      if sqlstate = '55P03' and not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null) then
+      if sqlstate = '55P03' and v_nowait then
         continue;
       end if;
       -- Out of a budget the schedules before it spent in part

@@ -120,3 +120,63 @@ describe("an unkeyed tick into a bounded queue and an app transaction that publi
     }
   });
 });
+
+describe("a claim's unkeyed tick into a bounded queue, after a serial-key tick of the same claim", () => {
+  // The claim holds the serial key its earlier tick took while it waits for the bounded queue's lock; an app
+  // transaction holding that queue's lock (it published to it) that publishes with that serial key closes a
+  // cycle. The app waited first, so it is the one PostgreSQL's deadlock check picks (40P01): an app
+  // transaction fails because a drain claimed. (The claim's longer deadlock_timeout only keeps the machine's
+  // scheduling out of which check runs first: with equal ones the first to wait checks first.)
+  it("an app transaction that published to the queue, then publishes the serial key, does not deadlock", async () => {
+    await sql(`select jobs.create_queue('capped', max_size => 100)`);
+    await sql(`select jobs.create_queue('capped2', max_size => 100)`);
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    try {
+      await sql(`select jobs.schedule('a', '*/10 * * * *', 'a.t', serial_key => 's', now => $1)`, [T0]);
+      await sql(`select jobs.schedule('m', '*/10 * * * *', 'm.t', queue => 'capped2', now => $1)`, [T0]);
+      await sql(`select jobs.schedule('b', '*/10 * * * *', 'b.t', queue => 'capped', now => $1)`, [T0]);
+      // The claim's order: a, m, b.
+      await sql(`update jobs.recurring set next_run_at = next_run_at + interval '1 second' where name = 'm'`);
+      await sql(`update jobs.recurring set next_run_at = next_run_at + interval '2 seconds' where name = 'b'`);
+      await sessions(async (open, claim) => {
+        await claim.query(`set lock_timeout = 0`);
+        await claim.query(`set deadlock_timeout = '30s'`);
+        await open.query(`set deadlock_timeout = '2s'`);
+        const waiting = async () => (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+          where wait_event_type = 'Lock' and datname = current_database()`))[0]!.n;
+        await open.query('begin');
+        await open.query(`select jobs.publish('b.t', '{"by":"app"}', queue => 'capped')`);
+        await other.query('begin');
+        await other.query(`select jobs.publish('m.t', '{"by":"other"}', queue => 'capped2')`);
+        let answered = false;
+        const claimed = claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(11)]).finally(() => (answered = true));
+        claimed.catch(() => {});
+        // Until the claim has published a (serial key s) and waits for capped2's lock at m, or has answered.
+        await expect.poll(async () => answered || (await waiting()) === 1, { timeout: 10_000 }).toBe(true);
+        let settled = false;
+        const published = open.query(`select jobs.publish('a.t', '{"by":"app"}', serial_key => 's')`)
+          .then(() => 'published', (e: { code?: string }) => e.code).finally(() => (settled = true));
+        // Until the app's publish waits for the claim's key (or has answered).
+        await expect.poll(async () => settled || (answered && (await waiting()) === 0) || (await waiting()) === 2,
+          { timeout: 10_000 }).toBe(true);
+        // The claim goes on to b.
+        await other.query('commit');
+        expect(await published).toBe('published');
+        await open.query('commit');
+        await claimed;
+        // a published by that claim; m and b, left due, published by the next claim with nothing in the way.
+        expect(await sql(`select name, last_run_at, last_error from jobs.recurring where last_run_at is not null`))
+          .toEqual([{ name: 'a', last_run_at: new Date(minute(10)), last_error: null }]);
+        expect((await claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(11)])).rows).toEqual([{ n: 2 }]);
+        expect(await sql(`select name, next_run_at, last_error from jobs.recurring order by name`))
+          .toEqual(['a', 'b', 'm'].map((name) => ({ name, next_run_at: new Date(minute(20)), last_error: null })));
+      });
+    } finally {
+      await other.end();
+      await sql(`truncate jobs.job_queue, jobs.job, jobs.recurring`);
+      await sql(`select jobs.delete_queue('capped')`);
+      await sql(`select jobs.delete_queue('capped2')`);
+    }
+  });
+});
