@@ -153,8 +153,18 @@ begin
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
   -- queue) and the settle a serial key's, the order jobs.publish takes them
   -- in; the other order deadlocks with a publish of that key to that queue.
+  -- A claim carrying outcomes waits on no tick's lock (pgdrain.tick_nowait,
+  -- sql/0023): the settle after it would wait too, for as long as an app
+  -- transaction that published to a bounded queue stays open, while the
+  -- leases of the jobs it acks pass and another drain's expiry runs them again.
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
-    perform jobs.publish_due_schedules(v_now);
+    if cardinality(claim_json.ids) > 0 then
+      perform set_config('pgdrain.tick_nowait', 'on', true);
+      perform jobs.publish_due_schedules(v_now);
+      perform set_config('pgdrain.tick_nowait', '', true);
+    else
+      perform jobs.publish_due_schedules(v_now);
+    end if;
   end if;
   if cardinality(claim_json.ids) > 0 then
     v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,

@@ -79,6 +79,7 @@ declare
   v_due boolean;  -- a tick whose publish and next failed, left due
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
   v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
+  v_settling boolean := current_setting('pgdrain.tick_nowait', true) is not distinct from 'on';  -- a claim carrying outcomes (jobs.claim_json)
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
@@ -122,9 +123,12 @@ begin
       -- transaction holding this queue's lock that then wants one of them
       -- closes a cycle, the app's the 40P01 when it waited first. Left due,
       -- such a tick is the oldest due one the next claim publishes first.
+      -- Nor in a claim carrying outcomes (v_settling): its settle would wait
+      -- too, the leases of the jobs it acks passing; a claim with nothing to
+      -- settle (a drain's first) publishes it.
       -- jobs.schedule's call (v_wait) waits always: it drops a tick left
       -- due, going on to the new expression.
-      v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0);
+      v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0 or v_settling);
       v_lock_timeout := current_setting('lock_timeout');
       if v_nowait then
         perform set_config('lock_timeout', '1ms', true);

@@ -1181,8 +1181,18 @@ begin
   -- Before the settle: a tick's publish takes its queue's lock (a bounded
   -- queue) and the settle a serial key's, the order jobs.publish takes them
   -- in; the other order deadlocks with a publish of that key to that queue.
+  -- A claim carrying outcomes waits on no tick's lock (pgdrain.tick_nowait,
+  -- sql/0023): the settle after it would wait too, for as long as an app
+  -- transaction that published to a bounded queue stays open, while the
+  -- leases of the jobs it acks pass and another drain's expiry runs them again.
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
-    perform jobs.publish_due_schedules(v_now);
+    if cardinality(claim_json.ids) > 0 then
+      perform set_config('pgdrain.tick_nowait', 'on', true);
+      perform jobs.publish_due_schedules(v_now);
+      perform set_config('pgdrain.tick_nowait', '', true);
+    else
+      perform jobs.publish_due_schedules(v_now);
+    end if;
   end if;
   if cardinality(claim_json.ids) > 0 then
     v_settled := jobs.settle_arrays(claim_json.ids, claim_json.attempts, claim_json.outcomes, claim_json.results,
@@ -3895,6 +3905,7 @@ declare
   v_due boolean;  -- a tick whose publish and next failed, left due
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
   v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
+  v_settling boolean := current_setting('pgdrain.tick_nowait', true) is not distinct from 'on';  -- a claim carrying outcomes (jobs.claim_json)
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
@@ -3938,9 +3949,12 @@ begin
       -- transaction holding this queue's lock that then wants one of them
       -- closes a cycle, the app's the 40P01 when it waited first. Left due,
       -- such a tick is the oldest due one the next claim publishes first.
+      -- Nor in a claim carrying outcomes (v_settling): its settle would wait
+      -- too, the leases of the jobs it acks passing; a claim with nothing to
+      -- settle (a drain's first) publishes it.
       -- jobs.schedule's call (v_wait) waits always: it drops a tick left
       -- due, going on to the new expression.
-      v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0);
+      v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0 or v_settling);
       v_lock_timeout := current_setting('lock_timeout');
       if v_nowait then
         perform set_config('lock_timeout', '1ms', true);

@@ -180,3 +180,49 @@ describe("a claim's unkeyed tick into a bounded queue, after a serial-key tick o
     }
   });
 });
+
+describe("a drain's claim that carries a settle, and a due tick into a bounded queue an app transaction holds", () => {
+  // The claim publishes due ticks before it settles the outcomes it carries: waiting there for an app's open
+  // transaction, it held back acks of jobs that had finished, whose leases then passed; another drain's
+  // claim gave them back (an attempt spent) and they ran again.
+  it('the acks it carries are applied without waiting: the jobs do not run again', async () => {
+    await sql(`select jobs.create_queue('capped', max_size => 100)`);
+    try {
+      await sql(`select jobs.schedule('sweep', '*/10 * * * *', 'sweep.run', queue => 'capped', now => $1)`, [T0]);
+      const { id } = (await sql<{ id: string }>(`select jobs.publish('work', '{}', timeout_seconds => 30, now => $1)::text as id`, [minute(1)]))[0]!;
+      const first = (await sql<{ c: { jobs: { id: string } } }>(`select jobs.claim_json(1, now => $1) as c`, [minute(1)]))[0]!.c;
+      expect(first.jobs.id).toBe(id);
+      await sessions(async (open, claim) => {
+        await claim.query(`set lock_timeout = 0`);
+        await open.query('begin');
+        await open.query(`select jobs.publish('sweep.run', '{"by":"app"}', queue => 'capped')`);
+        // The handler finished at minute 1; its drain settles the ack with its next claim, when the tick is due.
+        let answered = false;
+        const acked = claim.query(`select jobs.claim_json(1, now => $1, ids => array[$2::bigint], attempts => array[1],
+          outcomes => array['ack']) as c`, [minute(10), id]).finally(() => (answered = true));
+        await expect.poll(async () => answered || (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+          where wait_event_type = 'Lock' and query like '%claim_json%'`))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
+        // Another drain, once the job's lease (30 s from minute 1) has passed.
+        // (A drain's first claim, with nothing to settle: it may wait for the app to publish the tick.)
+        let otherAnswered = false;
+        const other = sql<{ c: { jobs: { id: string } | null } }>(`select jobs.claim_json(1, now => $1) as c`, [minute(11)])
+          .finally(() => (otherAnswered = true));
+        other.catch(() => {});
+        // Until it has answered, or waits for the app with the first claim answered.
+        await expect.poll(async () => otherAnswered || (answered && (await sql<{ n: number }>(`select count(*)::int as n
+          from pg_stat_activity where wait_event_type = 'Lock' and query like '%claim_json%'`))[0]!.n === 1), { timeout: 10_000 }).toBe(true);
+        await open.query('commit');
+        await acked;
+        expect((await other)[0]!.c.jobs?.id ?? null).toBeNull();
+        // The tick, published by that claim with nothing to settle, once the app committed.
+        expect(await sql(`select next_run_at, last_run_at, last_error from jobs.recurring`))
+          .toEqual([{ next_run_at: new Date(minute(20)), last_run_at: new Date(minute(10)), last_error: null }]);
+        expect(await sql(`select status, attempts from jobs.job where job_id = $1`, [id]))
+          .toEqual([{ status: 'success', attempts: 1 }]);
+      });
+    } finally {
+      await sql(`truncate jobs.job_queue, jobs.job, jobs.recurring`);
+      await sql(`select jobs.delete_queue('capped')`);
+    }
+  });
+});
