@@ -10,7 +10,7 @@
 -- or to PostgREST's authenticator. Idempotent; migrate --roles runs it again
 -- after every upgrade so new functions get their grants (and lose grants
 -- taken back here).
--- - publisher: publish, publish_bulk, publish_arrays and publish_event only (and the clock TS reads); it cannot read or consume jobs.
+-- - publisher: publish, publish_bulk, publish_arrays and publish_event only; it cannot read or consume jobs.
 -- - worker:    consume, settle, extend leases and publish follow-ups; read jobs.job (and archived) outcomes
 --              and which job ids are active (waitFor), not their bodies; run
 --              CALL jobs.drain_sql (SQL tasks then run with the worker's privileges).
@@ -18,6 +18,7 @@
 --              SQL task list through jobs.allow_sql_task), but jobs.http_drain:
 --              the HTTP drain's token is the owner's (jobs.schedule_http_drain replaces it),
 --              and writes to jobs.migration (it reads it).
+-- - PUBLIC:    jobs.clock and jobs.call_time only (the call's time TS publishes read: harmless).
 -- Its search_path pinned: it runs as its caller (the owner, say), whose
 -- path could hold a function standing in for a built-in (format).
 create function jobs.create_roles(prefix text default 'pgdrain')
@@ -50,9 +51,12 @@ begin
 
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text, text, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[], text[], text[], text[]) to %I, %I',
                  v_roles[1], v_roles[2]);
-  -- The call's time (sql/0002) that publish, publishBulk and publishEvent (TS) count a delay from.
-  execute format('grant execute on function jobs.clock(timestamptz), jobs.call_time(timestamptz, timestamptz) to %I, %I',
-                 v_roles[1], v_roles[2]);
+  -- The call's time (sql/0002) that every TS publish statement (publish, publishBulk,
+  -- publishEvent, rescheduleJobs) reads: PUBLIC's, so a role of one's own granted only
+  -- jobs.publish publishes from TS. Harmless: neither is SECURITY DEFINER nor writes, and
+  -- jobs.clock given a time other than the transaction's calls jobs.check_now, which stays
+  -- the admin's (a SECURITY DEFINER function taking a `now` checks it as its owner's call).
+  grant execute on function jobs.clock(timestamptz), jobs.call_time(timestamptz, timestamptz) to public;
   -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);

@@ -1590,9 +1590,12 @@ begin
 
   execute format('grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text, bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text), jobs.publish_bulk(jobs.bulk_job[], timestamptz, text, text, text), jobs.publish_arrays(text[], jsonb, timestamptz[], double precision[], numeric[], integer[], integer[], text, timestamptz, text[], text[], jsonb, numeric[], text[], numeric[], timestamptz[], text[], text[], text[], text[]) to %I, %I',
                  v_roles[1], v_roles[2]);
-  -- The call's time (sql/0002) that publish, publishBulk and publishEvent (TS) count a delay from.
-  execute format('grant execute on function jobs.clock(timestamptz), jobs.call_time(timestamptz, timestamptz) to %I, %I',
-                 v_roles[1], v_roles[2]);
+  -- The call's time (sql/0002) that every TS publish statement (publish, publishBulk,
+  -- publishEvent, rescheduleJobs) reads: PUBLIC's, so a role of one's own granted only
+  -- jobs.publish publishes from TS. Harmless: neither is SECURITY DEFINER nor writes, and
+  -- jobs.clock given a time other than the transaction's calls jobs.check_now, which stays
+  -- the admin's (a SECURITY DEFINER function taking a `now` checks it as its owner's call).
+  grant execute on function jobs.clock(timestamptz), jobs.call_time(timestamptz, timestamptz) to public;
   -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);

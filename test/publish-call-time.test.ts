@@ -2,7 +2,8 @@
 // rescheduleJobs) counts from the SQL functions' own time of the call:
 // jobs.call_time of jobs.clock (sql/0002), one definition, so a test that
 // moves jobs.clock moves the delays too. The publisher and worker roles of
-// migrate --roles may call them (sql/0018).
+// migrate --roles may call them (sql/0018), and so may any role: a role of
+// one's own granted only jobs.publish publishes from TS as before.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, publish, publishBulk, publishEvent, rescheduleJobs } from '../src/index.js';
@@ -62,6 +63,34 @@ describe('a TS delay counts from jobs.call_time', () => {
       } finally {
         await client.query('rollback');
       }
+    }
+  });
+
+  it('which a login role granted only USAGE on jobs and EXECUTE on jobs.publish may call: TS publish with and without a delay', async () => {
+    const login = `${prefix}_own`;
+    await db.sql(`create role ${login} login`);
+    await db.sql(`grant usage on schema jobs to ${login}`);
+    await db.sql(`grant execute on function jobs.publish(text, jsonb, timestamptz, numeric, integer, integer, timestamptz, text, text, text,
+                  bigint[], jsonb, text, numeric, numeric, text, numeric, timestamptz, text, text, text) to ${login}`);
+    const u = new URL(db.url);
+    u.username = login;
+    const own = new pg.Client({ connectionString: u.href });
+    await own.connect();
+    try {
+      const plain = await publish(own, 'ct.own', null);
+      const later = await publish(own, 'ct.own', null, { delaySeconds: 60 });
+      // Due at its publish (created_at, the transaction's now()), and at least the delay after it.
+      const { rows } = await client.query<{ s: number }>(
+        `select extract(epoch from scheduled_at - created_at)::float8 as s from jobs.job_queue
+         where job_id = any($1::bigint[]) order by job_id`, [[plain, later]]);
+      expect(rows[0]!.s).toBe(0);
+      expect(rows[1]!.s).toBeGreaterThanOrEqual(60);
+      // It may not move a clock with them: jobs.clock checks another time as an admin's (jobs.check_now).
+      await expect(own.query(`select jobs.clock(now() + interval '1 day')`)).rejects.toMatchObject({ code: '42501' });
+      await expect(own.query(`select jobs.check_now(now() + interval '1 day')`)).rejects.toMatchObject({ code: '42501' });
+    } finally {
+      await own.end();
+      await db.sql(`drop owned by ${login}; drop role ${login}`);
     }
   });
 });
