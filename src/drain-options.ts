@@ -58,7 +58,7 @@ export const drainOptionsSchema = z.strictObject({
   topic: z.optional(topicSchema),
   concurrency: z.optional(z.number().check(integerCheck, z.minimum(1, 'must be at least 1'), z.maximum(10000, 'must be at most 10000'))),
   signal: z.optional(abortSignalSchema),
-  graceMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'))),
+  graceMs: z.optional(z.number('must be a number of 0 or more').check(z.minimum(0, 'must be 0 or more'))),
   /** When it fires: stop claiming, and stop every running job now (retried at once, an attempt spent), grace or not. */
   hardSignal: z.optional(abortSignalSchema),
   settleMarginMs: z.optional(z.number().check(z.minimum(0, 'must be 0 or more'), z.maximum(60_000, 'must be at most 60000'))),

@@ -15,7 +15,7 @@ import { HEALTH_REUSE_MS } from '../src/http/app.js';
 import { ReplayGuard } from '../src/http/auth.js';
 import { DrainMetrics } from '../src/http/metrics.js';
 import { pgDriver } from '../src/db/pg.js';
-import { createQueue, type JobContext, type TaskMap } from '../src/index.js';
+import { createQueue, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
 import { emptyDb, testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
 import { yearLike } from './support/future-year.js';
@@ -418,6 +418,17 @@ describe('publish, drain, stats, metrics', () => {
     expect(() => createApp({ queue })).toThrow(/^token: /);
     expect(() => createApp({ queue, hmacSecret: 'short' })).toThrow(/^hmacSecret: must be a string of at least 16/);
     expect(() => createApp({ queue, token: TOKEN, limits: { maxBatchSize: 0 } })).toThrow(/^limits\.maxBatchSize: /);
+  });
+
+  it('createApp refuses a graceMs, signal or hardSignal its drains could not take, naming the option (not 400 at every POST /drain)', () => {
+    const queue = createQueue({ driver: shared, tasks });
+    for (const graceMs of [-1, Number.NaN, '5' as unknown as number]) {
+      expect(() => createApp({ queue, token: TOKEN, graceMs })).toThrow(ValidationError);
+      expect(() => createApp({ queue, token: TOKEN, graceMs })).toThrow(/^graceMs: must be/);
+    }
+    expect(() => createApp({ queue, token: TOKEN, hardSignal: {} as AbortSignal })).toThrow(/^hardSignal: must be an AbortSignal/);
+    expect(() => createApp({ queue, token: TOKEN, signal: 'stop' as unknown as AbortSignal })).toThrow(/^signal: must be an AbortSignal/);
+    for (const graceMs of [0, 1500, undefined]) expect(() => createApp({ queue, token: TOKEN, graceMs, signal: new AbortController().signal })).not.toThrow();
   });
 });
 

@@ -2,6 +2,8 @@ import { Hono, type Context } from 'hono';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parseJson } from '../json-text.js';
 import { firstLine } from '../failure-list.js';
+import { drainOptionsSchema } from '../drain-options.js';
+import { parse } from '../options.js';
 import type { Queue } from '../queue.js';
 import { getJob, publishEvent } from '../admin.js';
 import { listJobs } from '../list-jobs.js';
@@ -128,6 +130,9 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   if (dashboardActions && options.token === undefined) {
     throw new ValidationError('dashboardActions', 'needs a token: a browser logs in to the dashboard with it, and it keys the forms\' tokens');
   }
+  // What every POST /drain hands its drain, checked by the drain's own rules here: not a 400
+  // at each request naming options.graceMs, a field its caller cannot send.
+  for (const name of ['graceMs', 'signal', 'hardSignal'] as const) parse(drainOptionsSchema.shape[name], options[name], name);
   const limits = resolveLimits(options.limits);
   const metrics = new DrainMetrics();
   const auth = authentication({ token: options.token, hmacSecret: options.hmacSecret,
