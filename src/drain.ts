@@ -261,7 +261,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         else stop(unfit > 0 ? 'deadline' : 'empty');
       }
     }
-    await windDown(running, stopped.by === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal);
+    await windDown(running, stopped.by === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal, opts.signal);
   } catch (error) {
     // Not a claim's error: a fault of the drain itself. Give back what runs.
     for (const r of [...running.values()]) {

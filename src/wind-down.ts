@@ -61,17 +61,26 @@ function claimedAt(job: Running['job']): string {
 }
 
 /**
+ * A drain signal's reason that says what stopped the drain, for the nack of a
+ * job still running at the grace's end ("did not stop within graceMs=… after
+ * <its message>"): POST /drain's when its caller disconnects (src/http/app.ts),
+ * where no shutdown came. Any other reason: "after the drain's signal".
+ */
+export class StopCause extends Error {}
+
+/**
  * Waits for running jobs; after graceMs (if given), or at once when
  * hardSignal fires, aborts the rest and nacks them (interrupted).
  */
 export async function windDown(running: RunningJobs, graceMs: number | undefined,
-                                changed: () => Promise<void>, hardSignal?: AbortSignal): Promise<void> {
+                                changed: () => Promise<void>, hardSignal?: AbortSignal, signal?: AbortSignal): Promise<void> {
   let graceOver = false;
   const giveBack = (why: string) => {
     graceOver = true;
     for (const r of [...running.values()]) interrupted(r, why);
   };
-  const afterGrace = () => giveBack(`did not stop within graceMs=${graceMs} after the drain's signal`);
+  const afterGrace = () => giveBack(`did not stop within graceMs=${graceMs} after ${
+    signal?.reason instanceof StopCause ? signal.reason.message : "the drain's signal"}`);
   const atHardSignal = () => giveBack("did not stop before the drain's hardSignal");
   // timerAt: setTimeout fires at once for a grace past 24.8 days.
   const cancelGrace = graceMs === undefined ? undefined : timerAt(Date.now() + graceMs, afterGrace);

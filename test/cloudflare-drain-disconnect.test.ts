@@ -149,7 +149,7 @@ describe('Cloudflare Worker: a POST /drain whose caller goes away', () => {
     expect(await answer).toBe('aborted: AbortError');
     // Without the stop it would run on to its 50 s timeout (past the 30 s a disconnected Worker gets), then take the next.
     await until(async () => (await sql(`select 1 from jobs.job_queue where job_id = $1 and lease_until is null
-                                        and last_error ~ 'did not stop within graceMs=24000'`, [hung])).length,
+                                        and last_error = 'did not stop within graceMs=24000 after its POST /drain caller disconnected'`, [hung])).length,
                 'the hanging job to be stopped after the grace', 45_000, 200);
     expect(await sql('select job_id::text as id, attempt from jobs.job_queue order by job_id')).toEqual([
       { id: hung, attempt: 1 }, { id: next, attempt: 0 },

@@ -8,6 +8,7 @@ import type { Queue } from '../queue.js';
 import { getJob, publishEvent } from '../admin.js';
 import { listJobs } from '../list-jobs.js';
 import { givenUpOn } from '../round-trip-limit.js';
+import { StopCause } from '../wind-down.js';
 import type { DrainReport } from '../types.js';
 import { authentication, credentialsError, type AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
@@ -220,7 +221,7 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
     // deadline); running jobs finish within graceMs, the rest are settled. The
     // request's signal fires on a disconnect where the runtime tells (Node's
     // server; workerd with enable_request_signal), else never.
-    const { stopOn, release } = signal ? eitherSignal(signal, c.req.raw.signal) : { stopOn: c.req.raw.signal, release: () => {} };
+    const { stopOn, release } = stopSignal(signal, c.req.raw.signal);
     const done = metrics.start();
     let report: DrainReport;
     try {
@@ -281,19 +282,25 @@ export function createApp(options: AppOptions): Hono<{ Variables: AuthVariables 
   return app;
 }
 
+/** The reason of a POST /drain's stop when its caller went away: a job stopped at the grace's end says so. */
+const CALLER_GONE = new StopCause('its POST /drain caller disconnected');
+
 /**
- * A signal that fires when the server's (long-lived) or the request's fires. Not AbortSignal.any: on
- * Node 20 each call leaves ~60 bytes on the long-lived signal for good (183 MB after 3 million drains);
- * release() takes this request's listener off it.
+ * A signal that fires when the server's (long-lived, if any) or the request's fires, the latter
+ * with CALLER_GONE as its reason. Not AbortSignal.any: on Node 20 each call leaves ~60 bytes on the
+ * long-lived signal for good (183 MB after 3 million drains); release() takes this request's
+ * listeners off both.
  */
-function eitherSignal(server: AbortSignal, request: AbortSignal): { stopOn: AbortSignal; release: () => void } {
+function stopSignal(server: AbortSignal | undefined, request: AbortSignal): { stopOn: AbortSignal; release: () => void } {
   const both = new AbortController();
-  const abort = function (this: AbortSignal) { both.abort(this.reason); };
-  server.addEventListener('abort', abort, { once: true });
-  request.addEventListener('abort', abort, { once: true });
-  if (server.aborted || request.aborted) both.abort(server.aborted ? server.reason : request.reason);
+  const shutdown = () => both.abort(server!.reason);
+  const gone = () => both.abort(CALLER_GONE);
+  server?.addEventListener('abort', shutdown, { once: true });
+  request.addEventListener('abort', gone, { once: true });
+  if (server?.aborted) shutdown();
+  else if (request.aborted) gone();
   return { stopOn: both.signal, release: () => {
-    server.removeEventListener('abort', abort);
-    request.removeEventListener('abort', abort);
+    server?.removeEventListener('abort', shutdown);
+    request.removeEventListener('abort', gone);
   } };
 }
