@@ -19,22 +19,14 @@
 -- attempt and leased (by worker_id, when given). So a drain whose lease
 -- expired and whose job went to another drain cannot settle the newer
 -- delivery, and a delivery already settled (nacked, released, or expired by
--- a claim) cannot be settled again, by a late ack either; such outcomes are
--- counted as stale (but see below: one this worker's earlier settle already
--- applied); so is one for attempt 0 or below (no delivery has it: a
--- job leased at attempt 0 is a dependant a cascade deferred, jobs.after_end,
--- which only its expiry ends). A release gives the attempt back, so the next delivery
--- has the same attempt number: only worker_id tells the two apart, and a
--- drain passes it, as a settle it sends again (its reply lost after the
--- commit) could otherwise release or settle another drain's delivery. Such
--- a settle sent again finds its outcomes already applied: with a worker_id,
--- an outcome that matches no running delivery but whose own end is there
--- (jobs.job: same attempt, worker and status, and for a failure its error;
--- or, still pending, its retry or its release) is counted as what it did,
--- not as stale. Without one (SQL callers, a transactional ack) it stays
--- stale: another delivery of the same attempt (after a release) could have
--- ended it, and those callers read "succeeded" as their own ack. A nack with retries
--- left schedules the job again; with none left, the job ends as a failure.
+-- a claim) cannot be settled again, by a late ack either: counted as stale
+-- (but see jobs.settle_resent, sql/0014, for a settle sent again); so is one
+-- for attempt 0 or below (no delivery has it: a job leased at attempt 0 is a
+-- dependant a cascade deferred, jobs.after_end, which only its expiry ends).
+-- A release gives the attempt back, so the next delivery has the same
+-- attempt number: only worker_id tells the two apart, and a drain passes it.
+-- A nack with retries left schedules the job again; with none left, the job
+-- ends as a failure.
 -- A job whose cancel was requested while it ran (jobs.cancel) ends as
 -- cancelled on any outcome but ack (an ack means the work was done: it ends
 -- as a success). This is drain()'s form: arrays cost the server far less to
@@ -56,6 +48,7 @@ create function jobs.settle_arrays(
 declare
   v_now timestamptz := jobs.clock(settle_arrays.now);
   v_bad text;
+  v_n integer;  -- deliveries given
   v_result jsonb;
   v_deps boolean;
   v_ended bigint[];
@@ -74,23 +67,16 @@ declare
   v_settled_at integer[];  -- the attempts of those deliveries, as v_settled
   v_from timestamptz;  -- what a retry's backoff counts from (jobs.call_time)
 begin
-  if coalesce(cardinality(settle_arrays.attempts), 0) <> coalesce(cardinality(settle_arrays.ids), 0)
-     or coalesce(cardinality(settle_arrays.outcomes), 0) <> coalesce(cardinality(settle_arrays.ids), 0) then
+  v_n := coalesce(cardinality(settle_arrays.ids), 0);
+  if coalesce(cardinality(settle_arrays.attempts), 0) <> v_n or coalesce(cardinality(settle_arrays.outcomes), 0) <> v_n then
     perform jobs.raise_invalid('PD008', 'outcomes', 'ids, attempts and outcomes must have one element per delivery');
   end if;
   -- So do results, errors, retry_at and ms when given: a shorter errors would
   -- end the last deliveries with no error recorded, a longer one drop some.
-  -- Four lengths compared, whatever the batch's size.
-  if cardinality(settle_arrays.results) <> coalesce(cardinality(settle_arrays.ids), 0)
-     or cardinality(settle_arrays.errors) <> coalesce(cardinality(settle_arrays.ids), 0)
-     or cardinality(settle_arrays.retry_at) <> coalesce(cardinality(settle_arrays.ids), 0)
-     or cardinality(settle_arrays.ms) <> coalesce(cardinality(settle_arrays.ids), 0) then
-    v_bad := case when cardinality(settle_arrays.results) <> coalesce(cardinality(settle_arrays.ids), 0) then 'results'
-                  when cardinality(settle_arrays.errors) <> coalesce(cardinality(settle_arrays.ids), 0) then 'errors'
-                  when cardinality(settle_arrays.retry_at) <> coalesce(cardinality(settle_arrays.ids), 0) then 'retry_at'
-                  else 'ms' end;
-    perform jobs.raise_invalid('PD008', v_bad, format('must be null or hold one element per delivery, as ids does (%s)',
-                                                      coalesce(cardinality(settle_arrays.ids), 0)));
+  v_bad := case when cardinality(settle_arrays.results) <> v_n then 'results' when cardinality(settle_arrays.errors) <> v_n then 'errors'
+                when cardinality(settle_arrays.retry_at) <> v_n then 'retry_at' when cardinality(settle_arrays.ms) <> v_n then 'ms' end;
+  if v_bad is not null then
+    perform jobs.raise_invalid('PD008', v_bad, format('must be null or hold one element per delivery, as ids does (%s)', v_n));
   end if;
   -- Array operators first (a tenth of the cost of reading the arrays as
   -- rows, on every batch); the rows only to name what is wrong. A null

@@ -2,9 +2,16 @@
 -- release, cancel_requested; and its count of a settle sent again
 -- (jobs.settle_resent).
 
--- A worker's settle sent again (its reply lost, the drain sent it again):
--- of jobs.settle_arrays' stale outcomes (p_result: its counts), those its
--- earlier settle applied count as what they did, found as sql/0013 says;
+-- A worker's settle sent again (its reply lost, the drain sent it again)
+-- finds its outcomes already applied: with a worker_id, an outcome that
+-- matches no running delivery but whose own end is there (jobs.job: same
+-- attempt, worker and status, and for a failure its error; or, still
+-- pending, its retry or its release) is counted as what it did, not as
+-- stale. Without one (SQL callers, a transactional ack) it stays stale:
+-- another delivery of the same attempt (after a release) could have ended
+-- it, and those callers read "succeeded" as their own ack. So, of
+-- jobs.settle_arrays' stale outcomes (p_result: its counts), those its
+-- earlier settle applied count as what they did;
 -- p_settled, p_settled_at: the deliveries (job and attempt) this call ended,
 -- retried or released, left out (their rows now look the same); a stale
 -- outcome of another delivery of such a job is not. Called only for a batch with a stale outcome and

@@ -6143,6 +6143,7 @@ CREATE FUNCTION jobs.settle_arrays(ids bigint[], attempts integer[], outcomes te
 declare
   v_now timestamptz := jobs.clock(settle_arrays.now);
   v_bad text;
+  v_n integer;  -- deliveries given
   v_result jsonb;
   v_deps boolean;
   v_ended bigint[];
@@ -6161,23 +6162,16 @@ declare
   v_settled_at integer[];  -- the attempts of those deliveries, as v_settled
   v_from timestamptz;  -- what a retry's backoff counts from (jobs.call_time)
 begin
-  if coalesce(cardinality(settle_arrays.attempts), 0) <> coalesce(cardinality(settle_arrays.ids), 0)
-     or coalesce(cardinality(settle_arrays.outcomes), 0) <> coalesce(cardinality(settle_arrays.ids), 0) then
+  v_n := coalesce(cardinality(settle_arrays.ids), 0);
+  if coalesce(cardinality(settle_arrays.attempts), 0) <> v_n or coalesce(cardinality(settle_arrays.outcomes), 0) <> v_n then
     perform jobs.raise_invalid('PD008', 'outcomes', 'ids, attempts and outcomes must have one element per delivery');
   end if;
   -- So do results, errors, retry_at and ms when given: a shorter errors would
   -- end the last deliveries with no error recorded, a longer one drop some.
-  -- Four lengths compared, whatever the batch's size.
-  if cardinality(settle_arrays.results) <> coalesce(cardinality(settle_arrays.ids), 0)
-     or cardinality(settle_arrays.errors) <> coalesce(cardinality(settle_arrays.ids), 0)
-     or cardinality(settle_arrays.retry_at) <> coalesce(cardinality(settle_arrays.ids), 0)
-     or cardinality(settle_arrays.ms) <> coalesce(cardinality(settle_arrays.ids), 0) then
-    v_bad := case when cardinality(settle_arrays.results) <> coalesce(cardinality(settle_arrays.ids), 0) then 'results'
-                  when cardinality(settle_arrays.errors) <> coalesce(cardinality(settle_arrays.ids), 0) then 'errors'
-                  when cardinality(settle_arrays.retry_at) <> coalesce(cardinality(settle_arrays.ids), 0) then 'retry_at'
-                  else 'ms' end;
-    perform jobs.raise_invalid('PD008', v_bad, format('must be null or hold one element per delivery, as ids does (%s)',
-                                                      coalesce(cardinality(settle_arrays.ids), 0)));
+  v_bad := case when cardinality(settle_arrays.results) <> v_n then 'results' when cardinality(settle_arrays.errors) <> v_n then 'errors'
+                when cardinality(settle_arrays.retry_at) <> v_n then 'retry_at' when cardinality(settle_arrays.ms) <> v_n then 'ms' end;
+  if v_bad is not null then
+    perform jobs.raise_invalid('PD008', v_bad, format('must be null or hold one element per delivery, as ids does (%s)', v_n));
   end if;
   -- Array operators first (a tenth of the cost of reading the arrays as
   -- rows, on every batch); the rows only to name what is wrong. A null
