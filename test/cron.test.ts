@@ -7,6 +7,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { checkCron, createQueue, migrate, nextTicks, pgDriver, ValidationError } from '../src/index.js';
 import { sqlErrorOf } from './support/db.js';
+import { PG_NET_STAND_IN } from './support/pg-net-stand-in.js';
 import { until } from './support/drain-process.js';
 
 const serverUrl = inject('serverUrl'); // the server's `postgres` database
@@ -352,16 +353,7 @@ describe('pg_cron', () => {
     expect(e.message).toMatch(/^pg_net is not installed in this database: jobs\.schedule_http_drain needs it/);
     expect(await cronJob('pgdrain:http:default')).toEqual([]);
 
-    // A stand-in for pg_net, which cannot be installed on this machine (no
-    // Debian 12 package for PostgreSQL 15): pg_net's signature, recording the
-    // request instead of sending it.
-    await sql(`create schema net;
-      create table net.requests (id bigserial, url text, body jsonb, headers jsonb, timeout_milliseconds integer);
-      create function net.http_post(url text, body jsonb default '{}', params jsonb default '{}',
-                                    headers jsonb default '{}', timeout_milliseconds integer default 5000)
-      returns bigint language sql as $$
-        insert into net.requests (url, body, headers, timeout_milliseconds) values (url, body, headers, timeout_milliseconds) returning id
-      $$;`);
+    await sql(PG_NET_STAND_IN); // pg_net's signature, recording each request (test/support/pg-net-stand-in.ts)
     const bad = await sqlError(`select jobs.schedule_http_drain('ftp://x', 'secret')`);
     expect([bad.code, bad.column]).toEqual(['PDC03', 'url']);
     await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', '*/2 * * * *', body => '{"batch":50}')`);

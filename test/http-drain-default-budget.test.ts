@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createApp, type HttpLimits } from '../src/http/index.js';
 import { createQueue, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { PG_NET_STAND_IN } from './support/pg-net-stand-in.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -17,13 +18,7 @@ const TOKEN = 'http-drain-token-0123456789';
 const tasks: TaskMap = { t: async () => 'done' };
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks });
 
-await sql(`create schema net;
-  create table net.requests (id bigserial, url text, body jsonb, headers jsonb, timeout_milliseconds integer);
-  create function net.http_post(url text, body jsonb default '{}', params jsonb default '{}',
-                                headers jsonb default '{}', timeout_milliseconds integer default 5000)
-  returns bigint language sql as $$
-    insert into net.requests (url, body, headers, timeout_milliseconds) values (url, body, headers, timeout_milliseconds) returning id
-  $$;`);
+await sql(PG_NET_STAND_IN);
 
 const servers: ServerType[] = [];
 afterAll(async () => {
