@@ -6,22 +6,14 @@
 // job that exists (and waits to run again). Now it is locked once found
 // queued again, and the publish waits for it; or, redriven after the whole
 // check, it answers 'already ended as failure'. A real PostgreSQL.
-import pg from 'pg';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { lockSessions, waitUntilBlocked } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
-const clients: pg.Client[] = [];
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.end()));
-});
-async function session(): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
-  clients.push(c);
-  return c;
-}
+const session = lockSessions(db.url);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');
@@ -35,19 +27,9 @@ const failed = async () => {
   return f;
 };
 
-/** Waits until `pid` waits for a lock. */
-async function waitingForLock(pid: number): Promise<void> {
-  for (;;) {
-    const [r] = await sql<{ waiting: boolean }>(`select wait_event_type = 'Lock' as waiting from pg_stat_activity where pid = $1`, [pid]);
-    if (r?.waiting) return;
-    await new Promise((done) => setTimeout(done, 10));
-  }
-}
-
 describe('depends_on racing a redrive of a dependency', () => {
   it('redriven between the lock and the history read: accepted, waiting for it (was: does not exist)', async () => {
     const [holder, publisher] = [await session(), await session()];
-    const pid = (await publisher.query('select pg_backend_pid() as p')).rows[0].p as number;
     const x = await id(`select jobs.publish('x')::text as id`);
     const f = await failed();
     // The lock statement waits for x's row, its snapshot taken before the redrive.
@@ -55,7 +37,7 @@ describe('depends_on racing a redrive of a dependency', () => {
     await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [x]);
     const published = publisher.query(`select jobs.publish('child', depends_on => $1::bigint[])::text as id`, [[x, f]])
       .then((r) => ({ id: r.rows[0].id as string }), (e: pg.DatabaseError) => ({ error: `${e.code} ${e.message}` }));
-    await waitingForLock(pid);
+    await waitUntilBlocked(holder, publisher.pid);
     expect(await sql(`select jobs.redrive(job_ids => array[$1::bigint]) as n`, [f])).toEqual([{ n: 1 }]);
     await holder.query('rollback');
     const r = await published;
