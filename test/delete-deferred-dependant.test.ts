@@ -6,6 +6,7 @@
 // no history; its own dependants end cancelled and its serial key moves on.
 import { describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { deferredDependant } from './support/deferred-dependant.js';
 import { lockSessions } from './support/lock-sessions.js';
 
 const db = await testDb();
@@ -16,18 +17,10 @@ const one = async (text: string, params?: unknown[]) => (await sql(text, params)
 describe('delete_jobs of a deferred dependant', () => {
   it('deleted and counted as waiting, not running; its dependant cancelled, its key handed on', async () => {
     // hashtext('low') < hashtext('high'): the parent's cascade only tries 'low', held by an open publish: child deferred.
-    const parent = (await one(`select jobs.publish('parent', serial_key => 'high', max_retries => 0)::text as id`)).id;
-    const child = (await one(`select jobs.publish('child', serial_key => 'low', depends_on => array[$1::bigint])::text as id`,
-      [parent])).id;
-    const grand = (await one(`select jobs.publish('grand', depends_on => array[$1::bigint])::text as id`, [child])).id;
-    await sql(`select jobs.consume(5)`);
-    const holder = await session();
-    await holder.query('begin');
-    const later = (await holder.query(`select jobs.publish('later', serial_key => 'low')::text as id`)).rows[0].id as string;
-    expect(await one(`select jobs.nack($1::bigint, 'broke') as ok`, [parent])).toEqual({ ok: true });
-    await holder.query('commit');
-    expect(await one(`select cancel_requested_at is not null as deferred, attempt from jobs.job_queue where job_id = $1`, [child]))
-      .toEqual({ deferred: true, attempt: 0 });
+    let grand = '';
+    const { parent, child, later } = await deferredDependant(sql, session, async (child) => {
+      grand = (await one(`select jobs.publish('grand', depends_on => array[$1::bigint])::text as id`, [child])).id as string;
+    });
 
     expect(await one(`select waiting, ended, running::text[] from jobs.delete_jobs(array[$1::bigint])`, [child]))
       .toEqual({ waiting: 1, ended: 0, running: [] });

@@ -9,6 +9,7 @@
 // dependency that fails after the publish.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { deferredDependant } from './support/deferred-dependant.js';
 import { lockSessions } from './support/lock-sessions.js';
 
 const db = await testDb();
@@ -52,17 +53,7 @@ describe('depends_on a job that will never run', () => {
 
   it('a dependency whose cancel a cascade deferred: taken; the next claim ends both cancelled', async () => {
     // The parent's cascade cannot take 'low' (held by an open publish; lower than 'high', which it holds): child deferred.
-    const parent = (await one(`select jobs.publish('parent', serial_key => 'high', max_retries => 0)::text as id`)).id;
-    const child = (await one(`select jobs.publish('child', serial_key => 'low', depends_on => array[$1::bigint])::text as id`,
-      [parent])).id;
-    await sql(`select jobs.consume(5)`);
-    const holder = await session();
-    await holder.query('begin');
-    const later = (await holder.query(`select jobs.publish('later', serial_key => 'low')::text as id`)).rows[0].id as string;
-    expect(await one(`select jobs.nack($1::bigint, 'broke') as ok`, [parent])).toEqual({ ok: true });
-    await holder.query('commit');
-    expect(await one(`select cancel_requested_at is not null as deferred, attempt from jobs.job_queue where job_id = $1`, [child]))
-      .toEqual({ deferred: true, attempt: 0 });
+    const { parent, child, later } = await deferredDependant(sql, session);
     const grand = (await one(`select jobs.publish('grand', depends_on => array[$1::bigint])::text as id`, [child])).id;
     expect(await sql(`select job_id::text as id from jobs.consume(10)`)).toEqual([{ id: later }]);
     expect(await sql(`select job_id::text as id, status, error from jobs.job where job_id <> $1 order by job_id`, [parent])).toEqual([
