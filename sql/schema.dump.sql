@@ -3909,8 +3909,26 @@ declare
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
   v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
   v_settling boolean := current_setting('pgdrain.tick_nowait', true) is not distinct from 'on';  -- a claim carrying outcomes (jobs.claim_json)
+  v_locked text;  -- the bounded queue whose publishers' lock this call took before any schedule's row
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
+  -- The oldest due unkeyed tick into a bounded queue waits for the queue's
+  -- publishers' lock (jobs.admit's) here, before the loop locks any row:
+  -- waiting with a row locked, an app transaction holding that lock that
+  -- then locks the row (jobs.schedule of that schedule) closed a cycle
+  -- (40P01). The loop then waits on no lock but this tick's row (taken SKIP
+  -- LOCKED). Not in a claim carrying outcomes (v_settling) nor in
+  -- jobs.schedule's call (which holds its row already and waits on its tick).
+  if not v_settling and coalesce(current_setting('pgdrain.tick_wait', true), '') = '' then
+    select coalesce(s.queue, 'default') into v_locked
+    from jobs.recurring s join jobs.queue q on q.name = coalesce(s.queue, 'default') and q.max_size is not null
+    where s.runner = 'drains' and s.next_run_at <= v_now and jobs.schedule_key(s) is null and s.serial_key is null
+    order by s.next_run_at limit 1;
+    if v_locked is not null then
+      perform pg_advisory_xact_lock_shared(736041, hashtext(v_locked));
+      perform pg_advisory_xact_lock(736037, hashtext(v_locked));
+    end if;
+  end if;
   for r in
     select * from jobs.recurring s
     where s.runner = 'drains' and s.next_run_at <= v_now
@@ -3952,12 +3970,15 @@ begin
       -- transaction holding this queue's lock that then wants one of them
       -- closes a cycle, the app's the 40P01 when it waited first. Left due,
       -- such a tick is the oldest due one the next claim publishes first.
+      -- That first tick's wait was done before the loop (v_locked): a tick
+      -- into another bounded queue waits on nothing either.
       -- Nor in a claim carrying outcomes (v_settling): its settle would wait
       -- too, the leases of the jobs it acks passing; a claim with nothing to
       -- settle (a drain's first) publishes it.
       -- jobs.schedule's call (v_wait) waits always: it drops a tick left
       -- due, going on to the new expression.
-      v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0 or v_settling);
+      v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0 or v_settling
+                                  or coalesce(r.queue, 'default') is distinct from coalesce(v_locked, coalesce(r.queue, 'default')));
       v_lock_timeout := current_setting('lock_timeout');
       if v_nowait then
         perform set_config('lock_timeout', '1ms', true);
