@@ -3924,7 +3924,12 @@ begin
     from jobs.recurring s join jobs.queue q on q.name = coalesce(s.queue, 'default') and q.max_size is not null
     where s.runner = 'drains' and s.next_run_at <= v_now and jobs.schedule_key(s) is null and s.serial_key is null
     order by s.next_run_at limit 1;
-    if v_locked is not null then
+    -- One call at a time waits there (736045: the queue's tick waiter), as
+    -- one did when the row was taken first; the others take that queue's
+    -- ticks only with its lock free at once (v_locked '': none waits).
+    if v_locked is not null and not pg_try_advisory_xact_lock(736045, hashtext(v_locked)) then
+      v_locked := '';
+    elsif v_locked is not null then
       perform pg_advisory_xact_lock_shared(736041, hashtext(v_locked));
       perform pg_advisory_xact_lock(736037, hashtext(v_locked));
     end if;

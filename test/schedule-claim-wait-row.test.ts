@@ -41,6 +41,8 @@ describe("a claim waiting to publish a tick into a bounded queue, and an app tra
         .then(() => 'claimed', (e: { code?: string }) => e.code).finally(() => (answered = true));
       await expect.poll(async () => answered || (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
         where wait_event_type = 'Lock' and query like '%claim_json%'`))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
+      // Another drain's first claim meanwhile: one claim at a time waits for the tick; this one answers.
+      expect((await sql<{ c: { count: number } }>(`select jobs.claim_json(1, now => $1) as c`, [minute(10)]))[0]!.c.count).toBe(0);
       // The app, in the same transaction, schedules sweep again (the same rule: nothing changes).
       const scheduled = open.query(`select jobs.schedule('sweep', '*/10 * * * *', 'sweep.run', queue => 'capped')`)
         .then(() => 'scheduled', (e: { code?: string }) => e.code);
