@@ -80,7 +80,9 @@ const badValue = new Set(['22021', '22P02', '22P05', '22003', '22007', '22008', 
  * Connection-level failures worth a one-line "database unavailable" (53300: no connection slot left),
  * and every SQLSTATE of class 08 (connection exception): PgBouncer answers 08P01 for a server it cannot
  * reach or log in to, with the server's own message ("the database system is starting up") or its own
- * ("server login has been failing", "client_login_timeout (server down)").
+ * ("server login has been failing", "client_login_timeout (server down)"). workerd says it in words of
+ * its own: a TCP connect() that fails is "proxy request failed, cannot connect to the specified address",
+ * a socket lost is "Network connection lost.".
  */
 const unavailable = new Set(['53300', 'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EHOSTUNREACH', 'EPIPE', '57P01', '57P02', '57P03']);
 
@@ -104,6 +106,13 @@ const exhausted: Record<string, string> = {
  */
 export function translateError(error: unknown): unknown {
   if (error instanceof PgDrainError || typeof error !== 'object' || error === null) return error;
+  // A WebSocket's error event, not an Error: the Neon driver in workerd rejects with it when its socket
+  // cannot connect or is lost ("Network connection lost."). Left as it is, it passes any `instanceof Error`
+  // handler by (hono's onError among them): the Worker threw instead of answering 503.
+  if (!(error instanceof Error) && (error as { type?: unknown }).type === 'error') {
+    const message = String((error as { message?: unknown }).message ?? 'a WebSocket error').replace(/^Uncaught (Error: )?/, '');
+    return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });
+  }
   const e = error as { code?: unknown; column?: unknown; message?: unknown };
   const code = typeof e.code === 'string' ? e.code : '';
   const message = typeof e.message === 'string' ? e.message : String(error);
@@ -128,7 +137,7 @@ export function translateError(error: unknown): unknown {
       + `${exhausted[code]}. Nothing the statement did was kept; jobs a drain ran but could not settle run again `
       + 'once their leases expire', { cause: error });
   }
-  if (unavailable.has(code) || code.startsWith('08') || /Connection terminated|connect ECONNREFUSED|timeout expired|encountered a connection error and is not queryable/i.test(message)) {
+  if (unavailable.has(code) || code.startsWith('08') || /Connection terminated|connect ECONNREFUSED|timeout expired|encountered a connection error and is not queryable|proxy request failed, cannot connect|Network connection lost/i.test(message)) {
     return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });
   }
   return error;
