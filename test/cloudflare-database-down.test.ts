@@ -44,6 +44,9 @@ beforeAll(async () => {
     workers: [
       { ...common, name: 'pg', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_DRIVER: 'pg', DATABASE_URL: down } },
       { ...common, name: 'neon', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_URL: down, NEON_WS_PROXY: `ws://127.0.0.1:${port}/v2` } },
+      // Neon's console also shows an https:// URL (its HTTP endpoint): pasted as DATABASE_URL, pg would look up a host of it.
+      { ...common, name: 'pg-https-url', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_DRIVER: 'pg',
+                                                      DATABASE_URL: `https://127.0.0.1:${port}/sql` } },
     ],
   });
   await mf.ready;
@@ -66,4 +69,14 @@ describe('Cloudflare Worker whose database cannot be reached', () => {
       }
     }, 60_000);
   }
+});
+
+describe('Cloudflare Worker whose DATABASE_URL is not a postgres:// URL', () => {
+  it('over pg: fails naming the binding (500 not_configured), not as a database that is down', async () => {
+    const worker = (await mf.getWorker('pg-https-url')) as unknown as WorkerStub;
+    const response = await worker.fetch('http://worker/jobs', { method: 'POST', body: '{"task": "demo.math.sum"}',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } });
+    expect({ status: response.status, body: await response.json() }).toMatchObject({
+      status: 500, body: { error: { code: 'not_configured', field: 'env.DATABASE_URL', message: 'env.DATABASE_URL: must be a postgres:// URL' } } });
+  }, 60_000);
 });
