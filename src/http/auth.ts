@@ -8,7 +8,7 @@ import { HttpError } from './errors.js';
  *
  * - `Authorization: Bearer <token>`, compared in constant time.
  * - A signed request, for callers that should not hold a bearer token (a
- *   scheduler, pg_net): headers
+ *   scheduler, a CI job; pg_net's jobs.run_http_drain sends the bearer): headers
  *     X-Pgdrain-Timestamp: <unix seconds, with up to 6 decimals>
  *     X-Pgdrain-Signature: sha256=<hex HMAC-SHA256(secret, message)>
  *   where message = timestamp + "\n" + METHOD + "\n" + path?query + "\n" + raw body.

@@ -105,7 +105,7 @@ export function mountDashboard(app: Hono<{ Variables: AuthVariables }>, o: Dashb
 }
 
 /**
- * A signed request (PGDRAIN_HMAC_SECRET, for schedulers and pg_net) may drain,
+ * A signed request (PGDRAIN_HMAC_SECRET, for schedulers) may drain,
  * publish and read, as the API lets it; the API has no pause, resume, cancel
  * or redrive, so neither has the dashboard for it: only the token does.
  */
