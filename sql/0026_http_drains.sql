@@ -36,6 +36,82 @@ begin
   return v_id;
 end $$;
 
+-- A body POST /drain (src/http/requests.ts, parseDrainRequest) takes, by its
+-- rules: one it refuses would be refused (400) at every tick, the drain never
+-- run, and no one told. PDC03 naming body.<field> (body.exclude[1]). Its
+-- fields only: a key it does not define is refused too, as POST /drain
+-- refuses it (a misspelt batch_size would be a 400 at each tick); a URL that
+-- is not pgdrain's takes its own parameters in its query string. Bounds that
+-- are the server's own (--max-batch, --max-budget) are not known here: the
+-- most any server takes (batchSize 10000; budgetSeconds under timeout_ms).
+-- test/http-drain-body-rules.test.ts feeds the same bodies to both.
+create function jobs.check_http_drain_body(p_body jsonb, p_timeout_ms integer)
+returns void language plpgsql immutable as $$
+declare
+  v jsonb;
+  v_field text;
+  v_n numeric;
+  v_i integer := 0;
+  got text;
+begin
+  if p_body is null or jsonb_typeof(p_body) <> 'object' then
+    perform jobs.raise_invalid('PDC03', 'body', 'must be a JSON object');
+  end if;
+  for v_field, v in select key, value from jsonb_each(p_body) loop
+    got := format(', got %s', left(v::text, 80));
+    v_n := case when jsonb_typeof(v) = 'number' then v::numeric end;
+    if v_field = 'batchSize' then
+      if v_n is null or v_n <> trunc(v_n) or v_n < 1 or v_n > 10000 then
+        perform jobs.raise_invalid('PDC03', 'body.batchSize',
+          'must be an integer from 1 to 10000, at most the server''s maximum (serve --max-batch, default 1000)' || got);
+      end if;
+    elsif v_field = 'budgetSeconds' then
+      if v_n is null or v_n <= 0 then
+        perform jobs.raise_invalid('PDC03', 'body.budgetSeconds', 'must be a number of seconds greater than 0' || got);
+      elsif v_n * 1000 >= p_timeout_ms then
+        perform jobs.raise_invalid('PDC03', 'body.budgetSeconds', format(
+          'must be under timeout_ms (%s): pg_net hanging up at timeout_ms stops the drain%s', p_timeout_ms, got));
+      end if;
+    elsif v_field = 'topic' then
+      if jsonb_typeof(v) <> 'string' or jobs.blank(v #>> '{}') or length(v #>> '{}') > 200 then
+        perform jobs.raise_invalid('PDC03', 'body.topic',
+          'must be a non-empty pattern of at most 200 characters, not only whitespace' || got);
+      end if;
+    elsif v_field = 'queue' then
+      if jsonb_typeof(v) <> 'string' then
+        perform jobs.raise_invalid('PDC03', 'body.queue', 'must be a string' || got);
+      end if;
+      perform jobs.check_name(v #>> '{}', 'PDC03', 'body.queue', 'queue name');
+    elsif v_field = 'lingerMs' then
+      if v_n is null or v_n < 0 or v_n > 86400000 then
+        perform jobs.raise_invalid('PDC03', 'body.lingerMs', 'must be a number of milliseconds from 0 to 86400000 (a day)' || got);
+      end if;
+    elsif v_field = 'pollMs' then
+      if v_n is null or v_n < 50 or v_n > 3600000 then
+        perform jobs.raise_invalid('PDC03', 'body.pollMs', 'must be a number of milliseconds from 50 to 3600000 (an hour)' || got);
+      end if;
+    elsif v_field = 'filter' then
+      if jsonb_typeof(v) <> 'object' then
+        perform jobs.raise_invalid('PDC03', 'body.filter', 'must be a JSON object' || got);
+      end if;
+    elsif v_field = 'exclude' then
+      if jsonb_typeof(v) <> 'array' or jsonb_array_length(v) > 100 then
+        perform jobs.raise_invalid('PDC03', 'body.exclude', 'must be an array of at most 100 JSON objects' || got);
+      end if;
+      for v in select value from jsonb_array_elements(v) loop
+        if jsonb_typeof(v) <> 'object' or v = '{}' then
+          perform jobs.raise_invalid('PDC03', format('body.exclude[%s]', v_i), 'must be a JSON object, not empty '
+            || '({} is in every job''s attributes, so it would exclude them all)' || format(', got %s', left(v::text, 80)));
+        end if;
+        v_i := v_i + 1;
+      end loop;
+    else
+      perform jobs.raise_invalid('PDC03', 'body.' || left(v_field, 80), 'unknown field: POST /drain takes batchSize, '
+        || 'budgetSeconds, topic, queue, lingerMs, pollMs, filter and exclude (another endpoint''s parameters go in the URL''s query string)');
+    end if;
+  end loop;
+end $$;
+
 -- Registers pg_cron job pgdrain:http:<name> that posts `body` to `url` (the
 -- HTTP drain endpoint, POST /drain) with "Authorization: Bearer <token>" at
 -- each tick. Needs pg_net (as on Supabase) and pg_cron; raises 0A000 naming
@@ -44,6 +120,7 @@ end $$;
 -- disconnect): its default, 120 s, is over serve's default budget (90 s), and a
 -- body's budgetSeconds must be under it. A body without one gets the
 -- server's default (a budget added here could pass a server's maximum: 400).
+-- The body is checked by POST /drain's rules (jobs.check_http_drain_body).
 create function jobs.schedule_http_drain(
   url        text,
   token      text,
@@ -65,25 +142,10 @@ begin
   if schedule_http_drain.name is null or schedule_http_drain.name !~ '^[A-Za-z0-9_.:-]{1,50}$' then
     perform jobs.raise_invalid('PDC02', 'name', 'must be 1 to 50 letters, digits, _ . : or -');
   end if;
-  if schedule_http_drain.body is null or jsonb_typeof(schedule_http_drain.body) <> 'object' then
-    perform jobs.raise_invalid('PDC03', 'body', 'must be a JSON object');
-  end if;
   if schedule_http_drain.timeout_ms is null or schedule_http_drain.timeout_ms < 1 or schedule_http_drain.timeout_ms > 900000 then
     perform jobs.raise_invalid('PDC03', 'timeout_ms', 'must be between 1 and 900000');
   end if;
-  -- POST /drain refuses any other (400) at every tick: the drain would never run.
-  if schedule_http_drain.body ? 'budgetSeconds' and not (jsonb_typeof(schedule_http_drain.body -> 'budgetSeconds') = 'number'
-                                                         and (schedule_http_drain.body ->> 'budgetSeconds')::numeric > 0) then
-    perform jobs.raise_invalid('PDC03', 'body', format(
-      'budgetSeconds must be a number of seconds greater than 0 (POST /drain refuses any other at every tick), got %s',
-      left((schedule_http_drain.body -> 'budgetSeconds')::text, 80)));
-  end if;
-  if jsonb_typeof(schedule_http_drain.body -> 'budgetSeconds') = 'number'
-     and (schedule_http_drain.body ->> 'budgetSeconds')::numeric * 1000 >= schedule_http_drain.timeout_ms then
-    perform jobs.raise_invalid('PDC03', 'body', format(
-      'budgetSeconds %s must be under timeout_ms %s: pg_net hanging up at timeout_ms stops the drain',
-      schedule_http_drain.body ->> 'budgetSeconds', schedule_http_drain.timeout_ms));
-  end if;
+  perform jobs.check_http_drain_body(schedule_http_drain.body, schedule_http_drain.timeout_ms);
   perform jobs.cron_next(schedule_http_drain.cron);
   if not jobs.has_pg_cron() then
     perform jobs.require_extension('pg_cron', 'jobs.schedule_http_drain',

@@ -356,30 +356,30 @@ describe('pg_cron', () => {
     await sql(PG_NET_STAND_IN); // pg_net's signature, recording each request (test/support/pg-net-stand-in.ts)
     const bad = await sqlError(`select jobs.schedule_http_drain('ftp://x', 'secret')`);
     expect([bad.code, bad.column]).toEqual(['PDC03', 'url']);
-    await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', '*/2 * * * *', body => '{"batch":50}')`);
+    await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', '*/2 * * * *', body => '{"batchSize":50}')`);
     const [job] = await cronJob('pgdrain:http:default');
     expect(job).toMatchObject({ schedule: '*/2 * * * *', command: "select jobs.run_http_drain('default')" });
     expect(job!.command).not.toContain('secret');
     await sql(job!.command);
     // The body as given; timeout_ms by default over serve's default budget (90 s): pg_net hanging up stops the drain.
     expect(await sql(`select url, body, headers, timeout_milliseconds from net.requests`)).toEqual([{
-      url: 'https://app.example/drain', body: { batch: 50 },
+      url: 'https://app.example/drain', body: { batchSize: 50 },
       headers: { 'Content-Type': 'application/json', Authorization: 'Bearer secret' }, timeout_milliseconds: 120000 }]);
-    // One that gives it keeps it; one at or over timeout_ms is refused, naming body, and nothing is written.
+    // One that gives it keeps it; one at or over timeout_ms is refused, naming body.budgetSeconds, and nothing is written.
     await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', name => 'short',
                                                body => '{"budgetSeconds":3.5}', timeout_ms => 5000)`);
     await sql(`select jobs.run_http_drain('short')`);
     const over = await sqlError(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', name => 'over',
                                                                  body => '{"budgetSeconds":120}')`);
-    expect([over.code, over.column, over.message]).toEqual(['PDC03', 'body',
-      'body: budgetSeconds 120 must be under timeout_ms 120000: pg_net hanging up at timeout_ms stops the drain']);
+    expect([over.code, over.column, over.message]).toEqual(['PDC03', 'body.budgetSeconds',
+      'body.budgetSeconds: must be under timeout_ms (120000): pg_net hanging up at timeout_ms stops the drain, got 120']);
     // Not a number of seconds above 0: POST /drain would refuse every tick's post (400), the drain never run.
     for (const [body, got] of [['{"budgetSeconds":"30"}', '"30"'], ['{"budgetSeconds":null}', 'null'],
                                ['{"budgetSeconds":0}', '0'], ['{"budgetSeconds":-5}', '-5']]) {
       const odd = await sqlError(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', name => 'odd', body => $1::jsonb)`,
                                  [body]);
-      expect([odd.code, odd.column, odd.message]).toEqual(['PDC03', 'body',
-        `body: budgetSeconds must be a number of seconds greater than 0 (POST /drain refuses any other at every tick), got ${got}`]);
+      expect([odd.code, odd.column, odd.message]).toEqual(['PDC03', 'body.budgetSeconds',
+        `body.budgetSeconds: must be a number of seconds greater than 0, got ${got}`]);
     }
     expect(await cronJob('pgdrain:http:odd')).toEqual([]);
     await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', name => 'tiny', timeout_ms => 1000)`);
