@@ -19,7 +19,7 @@ import type { Outcome } from './outcome-arrays.js';
 import { pauseUntil, Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
 import { Timeouts } from './timeouts.js';
-import { endEarlierDelivery, windDown } from './wind-down.js';
+import { causeOf, endEarlierDelivery, windDown } from './wind-down.js';
 import type { DrainReport, Job, StoppedBy } from './types.js';
 
 export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS,
@@ -137,6 +137,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   };
   const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
     signalled: () => stopped.by === 'signal',
+    stopCause: () => causeOf(opts.signal, "the drain's signal"),
     returned(run, outcome) {
       slots.add(-1); // before finish (a throw there keeps no slot); its connection is free only now
       run.finish(outcome);

@@ -29,6 +29,8 @@ export interface RunHost {
   stopAt: number;
   /** The drain was stopped by its signal (then a job cut at stopAt is interrupted: run again at once). */
   signalled(): boolean;
+  /** What its signal says stopped it (wind-down.ts causeOf): "the drain's signal", or a StopCause's message. */
+  stopCause(): string;
   /** A started job ended (its entry left running): recorded, the drain woken. */
   settled(job: Job, outcome: Outcome | null, startedAt: number): void;
   /** The handler of `run` returned or threw, with this outcome (null: settled in its transaction). */
@@ -70,7 +72,7 @@ export class JobRun implements Running, LeaseHolder {
     // Its end was the drain's stop, after the drain's signal: nacked to run
     // again at once, as windDown does with what runs at the grace's end.
     if (this.stops && this.host.signalled()) {
-      return interrupted(this, "did not stop by the drain's deadline after the drain's signal");
+      return interrupted(this, `did not stop by the drain's deadline after ${this.host.stopCause()}`);
     }
     const why = this.stops ? 'stopped at the drain deadline'
       : this.extended ? `timed out after ${this.job.timeout} s and its lease extended to ${this.extended.toISOString()}`

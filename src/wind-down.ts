@@ -61,12 +61,20 @@ function claimedAt(job: Running['job']): string {
 }
 
 /**
- * A drain signal's reason that says what stopped the drain, for the nack of a
- * job still running at the grace's end ("did not stop within graceMs=… after
- * <its message>"): POST /drain's when its caller disconnects (src/http/app.ts),
- * where no shutdown came. Any other reason: "after the drain's signal".
+ * A drain signal's (or hardSignal's) reason that says what stopped the drain,
+ * for the nack of a job still running then ("did not stop within graceMs=…
+ * after <its message>", "did not stop by the drain's deadline after …", "did
+ * not stop before …"): POST /drain's when its caller disconnects
+ * (src/http/stop-signal.ts), where no shutdown came; the CLI's on SIGTERM or
+ * SIGINT (`pgdrain serve`'s shutdown: src/cli/signals.ts). Any other reason:
+ * "the drain's signal" ("the drain's hardSignal").
  */
 export class StopCause extends Error {}
+
+/** What a stop signal says stopped the drain: its StopCause's message, else `otherwise`. */
+export function causeOf(signal: AbortSignal | undefined, otherwise: string): string {
+  return signal?.reason instanceof StopCause ? signal.reason.message : otherwise;
+}
 
 /**
  * Waits for running jobs; after graceMs (if given), or at once when
@@ -79,9 +87,8 @@ export async function windDown(running: RunningJobs, graceMs: number | undefined
     graceOver = true;
     for (const r of [...running.values()]) interrupted(r, why);
   };
-  const afterGrace = () => giveBack(`did not stop within graceMs=${graceMs} after ${
-    signal?.reason instanceof StopCause ? signal.reason.message : "the drain's signal"}`);
-  const atHardSignal = () => giveBack("did not stop before the drain's hardSignal");
+  const afterGrace = () => giveBack(`did not stop within graceMs=${graceMs} after ${causeOf(signal, "the drain's signal")}`);
+  const atHardSignal = () => giveBack(`did not stop before ${causeOf(hardSignal, "the drain's hardSignal")}`);
   // timerAt: setTimeout fires at once for a grace past 24.8 days.
   const cancelGrace = graceMs === undefined ? undefined : timerAt(Date.now() + graceMs, afterGrace);
   hardSignal?.addEventListener('abort', atHardSignal, { once: true });

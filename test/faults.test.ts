@@ -165,7 +165,7 @@ it('a drain whose handler ignores its signal past its timeout exits once it has 
 });
 
 it.each([['a second SIGTERM', ['SIGTERM', 'SIGTERM']], ['SIGINT', ['SIGINT']]] as const)(
-  '%s stops every running job now (nacked, its attempt spent: retried at once) and exits 0', async (_, signals) => {
+  '%s stops every running job now (nacked, its attempt spent: retried at once) and exits 0', async (what, signals) => {
     await publish(sql, 'stuck', 4, { ms: 120_000, timeout: 200 });
     const d = startDrain(db.url, 'hard', ['--batch', '4', '--grace', '3600']);
     await until(async () => (await running(sql, 'hard')) === 4, 'four jobs running');
@@ -184,7 +184,7 @@ it.each([['a second SIGTERM', ['SIGTERM', 'SIGTERM']], ['SIGINT', ['SIGINT']]] a
     expect(exit.stderr).toContain('stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left)');
     expect(reportOf(exit)).toMatchObject({ stoppedBy: 'signal', claimed: 4, retried: 4, released: 0, succeeded: 0 });
     expect(await sql('select attempt, lease_until, last_error from jobs.job_queue'))
-      .toEqual(Array.from({ length: 4 }, () => ({ attempt: 1, lease_until: null, last_error: "did not stop before the drain's hardSignal" })));
+      .toEqual(Array.from({ length: 4 }, () => ({ attempt: 1, lease_until: null, last_error: `did not stop before the drain's signal (${what})` })));
   });
 
 describe('a connection lost between handler success and ack', () => {

@@ -11,7 +11,7 @@ import { FAULT_TASKS, kubeletStop, reportOf, spawnCli, until, withAppName } from
 const db = await testDb();
 await db.sql('create table fault_runs (key text not null, job_id bigint not null, attempt int not null, pid int not null)');
 
-const GRACE_END = "did not stop within graceMs=1000 after the drain's signal";
+const GRACE_END = "did not stop within graceMs=1000 after the drain's signal (SIGTERM)";
 
 it('a handler that outlives every SIGTERM grace spends an attempt each time and ends failed after max_retries', async () => {
   const id = (await db.sql<{ id: string }>(

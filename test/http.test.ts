@@ -560,7 +560,7 @@ export const quick = async () => 'quick done';
     expect((await drain).body).toMatchObject({ stoppedBy: 'signal', claimed: 2, retried: 2, released: 0 });
     expect(await server.exited).toBe(0);
     expect(await sql(`select count(*)::int as n from jobs.job_queue where lease_until is null and attempt = 1
-                      and last_error = 'did not stop before the drain''s hardSignal' and scheduled_at <= now()`)).toEqual([{ n: 2 }]);
+                      and last_error = 'did not stop before the server''s shutdown (a second SIGTERM)' and scheduled_at <= now()`)).toEqual([{ n: 2 }]);
     await sql('truncate jobs.job_queue');
   });
 

@@ -91,8 +91,8 @@ describe('pgdrain serve: a drain whose caller goes away', () => {
     // Its connection closed does not end the drain: serve exits once it has settled its job (before, it exited at once,
     // the job left leased, no error recorded, until its lease ran out 30 s later).
     expect(await sql(`select job_id::text as id, attempt, lease_until is null as free, last_error from jobs.job_queue`)).toEqual([
-      // The shutdown came first: it stopped the drain.
-      { id: job, attempt: 1, free: true, last_error: "did not stop within graceMs=3000 after the drain's signal" },
+      // The shutdown came first: it stopped the drain, and the error names it.
+      { id: job, attempt: 1, free: true, last_error: "did not stop within graceMs=3000 after the server's shutdown (SIGTERM)" },
     ]);
   });
 });

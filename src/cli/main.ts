@@ -96,7 +96,7 @@ export function program(): Command {
                                    linger?: number; poll?: number;
                                    queue?: string; filter?: Record<string, never>; exclude?: Record<string, never>[];
                                    workerId?: string }>(cmd);
-      const stop = listenForStop(opts.grace, log);
+      const stop = listenForStop(opts.grace, log, "the drain's signal");
       const deadline = Date.now() + opts.deadline * 1000;
       try {
         // The embedded database opens only once the module has loaded: a bad --tasks creates none.

@@ -110,7 +110,7 @@ export function serveCommand(): Command {
       // before the tasks module loads, so a signal then is logged, a second one
       // ends a slow load, and a failed start-up still exits (done(), then
       // exitWhenEnded) though the module left a timer running, signals held or not.
-      const stopping = listenForStop(opts.grace, log);
+      const stopping = listenForStop(opts.grace, log, "the server's shutdown");
       try {
         await serveWith(opts, stopping, token, hmacSecret);
       } finally {

@@ -16,6 +16,8 @@
 // not cancelled. SIGINT is the immediate one here because that is what
 // Ctrl-C means in a terminal.
 
+import { StopCause } from '../wind-down.js';
+
 /** The two stop levels a drain listens to, fed by process signals. */
 export interface StopSignals {
   /** Fires on the first SIGTERM: stop claiming, finish within the grace. */
@@ -52,8 +54,14 @@ export function holdEarlyStops(argv: readonly string[]): void {
   process.on('SIGTERM', holdEarly).on('SIGINT', holdEarly);
 }
 
-/** Listens for SIGTERM and SIGINT until the process ends; logs each on stderr. */
-export function listenForStop(graceSeconds: number, log: (line: string) => void): StopSignals {
+/**
+ * Listens for SIGTERM and SIGINT until the process ends; logs each on stderr.
+ * `stopping` names what a signal does to this command, for the error of a job
+ * stopped then (wind-down.ts StopCause): serve's "the server's shutdown" gives
+ * `did not stop within graceMs=10000 after the server's shutdown (SIGTERM)`.
+ */
+export function listenForStop(graceSeconds: number, log: (line: string) => void, stopping: string): StopSignals {
+  const cause = (name: string) => new StopCause(`${stopping} (${name})`);
   const soft = new AbortController();
   const hard = new AbortController();
   const again = new AbortController();
@@ -66,13 +74,14 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void)
     if (name === 'SIGTERM' && !soft.signal.aborted) {
       log(`pgdrain: SIGTERM: claiming no more jobs; running ones have ${graceSeconds} s to finish ` +
           '(SIGTERM again or SIGINT stops them now: nacked, their attempt spent: retried, or failed with no retries left)');
-      soft.abort(new Error(name));
+      soft.abort(cause(name));
       return;
     }
     if (hard.signal.aborted) return;
     log(`pgdrain: ${name}: stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left)`);
-    soft.abort(new Error(name));
-    hard.abort(new Error(name));
+    const second = soft.signal.aborted && name === 'SIGTERM';
+    soft.abort(cause(name));
+    hard.abort(cause(second ? 'a second SIGTERM' : name));
   };
   process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
   // Taken over from holdEarlyStops: what came during start-up acts now.
