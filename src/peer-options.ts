@@ -1,6 +1,7 @@
 // What an option of pg-boss's send() or graphile-worker's addJob() is here:
-// a publish given one names it unknown, and says which pgdrain option does
-// its work (README "Coming from pg-boss or graphile-worker" has the rest).
+// a publish given one (publish(), publishBulk(), POST /jobs) names it unknown,
+// and says which pgdrain option does its work (README "Coming from pg-boss or
+// graphile-worker" has the rest).
 
 const PEER_OPTIONS: Readonly<Record<string, string>> = {
   retryLimit: "pg-boss's retryLimit is maxRetries, the same count",
@@ -18,6 +19,11 @@ const PEER_OPTIONS: Readonly<Record<string, string>> = {
   flags: "graphile-worker's flags are attributes: { flag: true }",
 };
 
+/** What a pg-boss or graphile-worker publish option `key` is here, or undefined when it is none of theirs. */
+export function peerHint(key: PropertyKey): string | undefined {
+  return typeof key === 'string' && Object.hasOwn(PEER_OPTIONS, key) ? PEER_OPTIONS[key] : undefined;
+}
+
 /**
  * `unknown option "k"` for keys; with peerHints (a publish's options), saying what a pg-boss or
  * graphile-worker option among them is here. Not for other calls: the publish option a hint names is
@@ -25,6 +31,6 @@ const PEER_OPTIONS: Readonly<Record<string, string>> = {
  */
 export function unknownOptions(keys: readonly PropertyKey[], peerHints: boolean): string {
   const named = keys.map((k) => JSON.stringify(k)).join(', ');
-  const hints = !peerHints ? [] : keys.flatMap((k) => typeof k === 'string' && Object.hasOwn(PEER_OPTIONS, k) ? [PEER_OPTIONS[k]!] : []);
+  const hints = !peerHints ? [] : keys.flatMap((k) => peerHint(k) ?? []);
   return `unknown option ${named}${hints.length > 0 ? ` (${hints.join('; ')})` : ''}`;
 }

@@ -6,6 +6,7 @@ import { parseJson } from '../json-text.js';
 import { lingerMsSchema, pollMsSchema } from '../drain-options.js';
 import { bulkPublishOptionsSchema, capOverBase, expiryChecks, publishOptionsSchema } from '../job-options.js';
 import { integerCheck, isoDateTimeSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
+import { peerHint } from '../peer-options.js';
 import type { BulkJob, ListJobsFilter, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
@@ -183,11 +184,11 @@ export function parsePublishRequest(body: unknown, limits: HttpLimits): PublishR
         z.maxLength(limits.maxJobsPerRequest, `must hold at most ${limits.maxJobsPerRequest} jobs (the server's maximum)`)),
       queue: z.optional(queueNameSchema), // all of them, as publishBulk takes one
     });
-    const { jobs, queue } = check(schema, body, '');
+    const { jobs, queue } = check(schema, body, '', /^\.jobs\[\d+\]$/);
     // attributes came from JSON.parse, as below.
     return { kind: 'many', jobs: jobs as BulkJob[], ...(queue === undefined ? {} : { queue }) };
   }
-  const { task, body: jobBody, ...options } = check(oneJobSchema, body, '');
+  const { task, body: jobBody, ...options } = check(oneJobSchema, body, '', /^$/);
   // attributes came from JSON.parse: JSON values all the way down.
   return { kind: 'one', task, body: jobBody, options: options as PublishOptions };
 }
@@ -267,18 +268,23 @@ const BULK_TAKES_NO = {
   throttleSeconds: 'publish a throttled job one per request (its key\'s window is locked and opened one job at a time)',
 };
 
-/** Parses with a schema; the first issue becomes a ValidationError naming the field as the caller wrote it. */
-function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: string): z.output<S> {
+/**
+ * Parses with a schema; the first issue becomes a ValidationError naming the field as the caller wrote it.
+ * peerHintsAt: where a job's options are (its path, as `.jobs[2]`): an unknown field there that is a
+ * pg-boss or graphile-worker publish option says which option does its work, as publish() does.
+ */
+function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: string, peerHintsAt?: RegExp): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   let path = prefix + issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
+    const hint = peerHintsAt?.test(path) ? peerHint(issue.keys[0]!) : undefined;
     path += `.${issue.keys[0]}`;
     message = /^\.jobs\[\d+\]\.(dependsOn|queue|throttleSeconds)$/.test(path)
       ? `a job of a bulk publish takes no ${issue.keys[0]}: ${BULK_TAKES_NO[issue.keys[0] as keyof typeof BULK_TAKES_NO]}`
-      : 'unknown field';
+      : hint ? `unknown field (${hint})` : 'unknown field';
   } else if (issue.code === 'invalid_type' && /received undefined$/.test(message)) {
     message = 'is required';
   } else if (issue.code === 'invalid_type' && message.startsWith('Invalid input')) {
