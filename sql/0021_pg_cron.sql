@@ -63,6 +63,23 @@ create table jobs.recurring (
 -- What a claim probes: only drain-run schedules are in it.
 create index recurring_due_idx on jobs.recurring (next_run_at) where runner = 'drains';
 
+-- The attributes of every job a schedule publishes: its name and the tick
+-- the job is for, ISO 8601 in UTC to the millisecond (as JS's toISOString).
+-- A retry moves the job's scheduled_at, never these: a handler reads its tick
+-- on every attempt (graphile-worker puts it in the payload, _cron.ts).
+create function jobs.schedule_attributes(p_name text, p_tick timestamptz)
+returns jsonb language sql stable as $$
+  select jsonb_build_object('schedule', p_name,
+                            'tick', to_char(p_tick at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+$$;
+
+-- The dedupe key of a schedule's jobs: an overlap 'skip' schedule's own,
+-- else the schedule's dedupe_key (null: none).
+create function jobs.schedule_key(r jobs.recurring)
+returns text language sql immutable as $$
+  select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name else r.dedupe_key end
+$$;
+
 -- What this role lacks to use pg_cron here, as a GRANT would name it, or
 -- null when it lacks nothing (or pg_cron is not installed). On managed
 -- PostgreSQL the app role often does not own pg_cron nor have USAGE on

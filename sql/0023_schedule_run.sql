@@ -1,23 +1,6 @@
 -- pgdrain 0023: running recurring jobs: every due one (drains call
 -- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0021).
 
--- The attributes of every job a schedule publishes: its name and the tick
--- the job is for, ISO 8601 in UTC to the millisecond (as JS's toISOString).
--- A retry moves the job's scheduled_at, never these: a handler reads its tick
--- on every attempt (graphile-worker puts it in the payload, _cron.ts).
-create function jobs.schedule_attributes(p_name text, p_tick timestamptz)
-returns jsonb language sql stable as $$
-  select jsonb_build_object('schedule', p_name,
-                            'tick', to_char(p_tick at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
-$$;
-
--- The dedupe key of a schedule's jobs: an overlap 'skip' schedule's own,
--- else the schedule's dedupe_key (null: none).
-create function jobs.schedule_key(r jobs.recurring)
-returns text language sql immutable as $$
-  select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name else r.dedupe_key end
-$$;
-
 -- Whether another transaction holds dedupe key p_key as a replace publish
 -- would wait for it: its replace lock (a replace publish of it not yet
 -- committed) or its holder's row (a claim, a settle, a replace); else takes
@@ -35,14 +18,54 @@ begin
   return not found and exists (select from jobs.job_queue q where q.dedupe_key = p_key);
 end $$;
 
+-- The bounded queues with an unkeyed tick due at p_now, oldest first. One
+-- call a queue (736045, to commit) waits for its publishers' lock (jobs.admit)
+-- before publish_due_schedules locks a row (waiting with one, jobs.schedule
+-- in an app transaction holding that lock closed a cycle; not waiting, a tick
+-- starved): p_wait, the first it wins (waited; '': none won or lock_timeout
+-- ended it, the tick left due; null: none due). lost: queues another call
+-- waits for: their rows, locked here, the waiter skipped (SKIP LOCKED).
+create function jobs.tick_queues(p_now timestamptz, p_wait boolean, out waited text, out lost text[])
+returns record language plpgsql as $$
+declare
+  q text;
+begin
+  lost := '{}';
+  for q in select coalesce(s.queue, 'default') from jobs.recurring s join jobs.queue x on x.name = coalesce(s.queue, 'default')
+           where s.runner = 'drains' and s.next_run_at <= p_now and x.max_size is not null
+             and jobs.schedule_key(s) is null and s.serial_key is null
+           group by 1 order by min(s.next_run_at) loop
+    if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
+      waited := q;
+      begin
+        perform pg_advisory_xact_lock_shared(736041, hashtext(q)), pg_advisory_xact_lock(736037, hashtext(q));
+      exception when lock_not_available or deadlock_detected then
+        waited := '';
+        lost := lost || q;
+      end;
+    elsif p_wait and waited is null then
+      lost := lost || q;
+    else
+      begin  -- a probe: the rollback lets it go (a session lock a cancel cut short would stay)
+        if not pg_try_advisory_xact_lock_shared(736045, hashtext(q)) then
+          lost := lost || q;
+        end if;
+        raise sqlstate 'PDT00';
+      exception when sqlstate 'PDT00' then null;
+      end;
+    end if;
+  end loop;
+  waited := coalesce(waited, case when cardinality(lost) > 0 then '' end);
+end $$;
+
 -- Publishes one job for each drain-run schedule whose tick is due and moves
 -- its next_run_at past `now`. Ticks missed while nothing claimed become one
 -- job (scheduled at the first of them), or none for overlap 'skip' while a
 -- job of the schedule is active (one skipped tick); with backfill, one job
 -- per tick of the window (at most 100 a call); a replace tick whose dedupe
 -- key another transaction holds stays due (jobs.dedupe_key_busy), as does
--- any tick with a dedupe or serial key whose publish would wait on a lock. Returns
--- the jobs published.
+-- any tick with a dedupe or serial key whose publish would wait on a lock
+-- (and one into a bounded queue, but jobs.tick_queues's). Returns the jobs published.
 -- The searches for the schedules' next ticks share one tick's budget
 -- (sql/0019: jobs.max_tick_steps() steps), so this call's searches cost at
 -- most that: once it is spent the schedules left stay due, and the next
@@ -80,34 +103,17 @@ declare
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
   v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
   v_settling boolean := current_setting('pgdrain.tick_nowait', true) is not distinct from 'on';  -- a claim carrying outcomes (jobs.claim_json)
-  v_locked text;  -- the bounded queue whose publishers' lock this call took before any schedule's row
+  v_locked text;  -- the bounded queue whose publishers' lock this call took before any row ('': none; jobs.tick_queues)
+  v_lost text[] := '{}';  -- bounded queues whose lock another call waits for: their rows left alone
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
-  -- The oldest due unkeyed tick into a bounded queue waits for the queue's
-  -- publishers' lock (jobs.admit's) here, before the loop locks any row:
-  -- waiting with a row locked, an app transaction holding that lock that
-  -- then locks the row (jobs.schedule of that schedule) closed a cycle
-  -- (40P01). The loop then waits on no lock but this tick's row (taken SKIP
-  -- LOCKED). Not in a claim carrying outcomes (v_settling) nor in
-  -- jobs.schedule's call (which holds its row already and waits on its tick).
-  if not v_settling and coalesce(current_setting('pgdrain.tick_wait', true), '') = '' then
-    select coalesce(s.queue, 'default') into v_locked
-    from jobs.recurring s join jobs.queue q on q.name = coalesce(s.queue, 'default') and q.max_size is not null
-    where s.runner = 'drains' and s.next_run_at <= v_now and jobs.schedule_key(s) is null and s.serial_key is null
-    order by s.next_run_at limit 1;
-    -- One call at a time waits there (736045: the queue's tick waiter), as
-    -- one did when the row was taken first; the others take that queue's
-    -- ticks only with its lock free at once (v_locked '': none waits).
-    if v_locked is not null and not pg_try_advisory_xact_lock(736045, hashtext(v_locked)) then
-      v_locked := '';
-    elsif v_locked is not null then
-      perform pg_advisory_xact_lock_shared(736041, hashtext(v_locked));
-      perform pg_advisory_xact_lock(736037, hashtext(v_locked));
-    end if;
+  -- Not in jobs.schedule's call (it holds its row and waits on its tick).
+  if coalesce(current_setting('pgdrain.tick_wait', true), '') = '' then
+    select t.waited, t.lost into v_locked, v_lost from jobs.tick_queues(v_now, not v_settling) t;
   end if;
   for r in
     select * from jobs.recurring s
-    where s.runner = 'drains' and s.next_run_at <= v_now
+    where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)
     order by s.next_run_at
     for update skip locked
   loop
@@ -129,30 +135,20 @@ begin
       if r.dedupe_mode in ('keep_waiting', 'replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
         continue;  -- still due: the next claim publishes it
       end if;
-      -- A tick with a dedupe key (one of one's choosing, or overlap 'skip''s
-      -- own, which a job published by hand may carry) waits on no lock
-      -- either: its insert would wait for another transaction's uncommitted publish
-      -- of the key (the unique index), for as long as that stays open, and
-      -- a cycle with a serial key an earlier tick of this claim took is a
-      -- deadlock. Nor does one with a serial key: ticks take their keys in
-      -- tick order, not the keys' lock order, so two claims (or a claim and
-      -- a bulk publish) crossing two keys each held one the other wanted.
-      -- Any lock not free at once leaves it due (below, 55P03). Other ticks
-      -- wait as any publish (a bounded queue's publishers' lock, jobs.admit:
-      -- at most one claim at a time, as due rows are taken SKIP LOCKED; not
-      -- waiting there starved a tick under steady publishers), but only the
-      -- first tick this call publishes: after one, the claim holds its locks
-      -- (a serial key, another bounded queue's) while it waits, and an app
-      -- transaction holding this queue's lock that then wants one of them
-      -- closes a cycle, the app's the 40P01 when it waited first. Left due,
-      -- such a tick is the oldest due one the next claim publishes first.
-      -- That first tick's wait was done before the loop (v_locked): a tick
-      -- into another bounded queue waits on nothing either.
+      -- A tick with a dedupe key (one's own, or overlap 'skip''s, which a job
+      -- published by hand may carry) or a serial key waits on no lock: its
+      -- insert would wait for an uncommitted publish of the key as long as
+      -- that stays open, and ticks take keys in tick order, not the keys'
+      -- lock order (two claims crossing two keys deadlocked). Any lock not
+      -- free at once leaves a tick due (below, 55P03). An unkeyed tick waits
+      -- as any publish only into the bounded queue whose publishers' lock
+      -- this call took before the loop (v_locked, jobs.tick_queues) and only
+      -- as its first: after one, holding its locks (a serial key, another
+      -- queue's) while waiting closed a cycle with an app transaction that
+      -- held this queue's lock and wanted one of them (40P01 for the app).
       -- Nor in a claim carrying outcomes (v_settling): its settle would wait
-      -- too, the leases of the jobs it acks passing; a claim with nothing to
-      -- settle (a drain's first) publishes it.
-      -- jobs.schedule's call (v_wait) waits always: it drops a tick left
-      -- due, going on to the new expression.
+      -- too, the leases of the jobs it acks passing. jobs.schedule's call
+      -- (v_wait) waits always: it drops a tick left due.
       v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0 or v_settling
                                   or coalesce(r.queue, 'default') is distinct from coalesce(v_locked, coalesce(r.queue, 'default')));
       v_lock_timeout := current_setting('lock_timeout');
