@@ -4018,9 +4018,9 @@ begin
       -- insert would wait for an uncommitted publish of the key as long as
       -- that stays open, and ticks take keys in tick order, not the keys'
       -- lock order (two claims crossing two keys deadlocked). Any lock not
-      -- free at once leaves a tick due (below, 55P03). An unkeyed tick waits
-      -- as any publish only into the bounded queue whose publishers' lock
-      -- this call took before the loop (v_locked, jobs.tick_queues) and only
+      -- free at once leaves a tick due (below, 55P03); its bounded queue's
+      -- was taken before the loop (v_locked, jobs.tick_queues), keyed or not.
+      -- An unkeyed tick waits as any publish only into that queue and only
       -- as its first: after one, holding its locks (a serial key, another
       -- queue's) while waiting closed a cycle with an app transaction that
       -- held this queue's lock and wanted one of them (40P01 for the app).
@@ -6777,7 +6777,6 @@ begin
   lost := '{}';
   for q in select coalesce(s.queue, 'default') from jobs.recurring s join jobs.queue x on x.name = coalesce(s.queue, 'default')
            where s.runner = 'drains' and s.next_run_at <= p_now and x.max_size is not null
-             and jobs.schedule_key(s) is null and s.serial_key is null
            group by 1 order by min(s.next_run_at) loop
     if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
       waited := q;

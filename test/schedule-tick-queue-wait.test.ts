@@ -120,3 +120,23 @@ describe("the claim that waits for a bounded queue's lock, and the tick's row", 
     });
   }
 });
+
+describe("a keyed tick into a bounded queue and an app transaction that published to it", () => {
+  // An overlap 'skip' schedule's ticks (and a dedupe or serial key's) take only free locks in the claim's loop;
+  // the wait for the queue's publishers' lock before the loop holds no key, so they can wait there as an unkeyed
+  // tick does: left out of it, such a tick was never published while publishers held that lock back to back.
+  for (const keyed of [`overlap => 'skip'`, `dedupe_key => 'sweep'`, `serial_key => 'sweep'`]) {
+    it(`${keyed}: the claim waits for that transaction and publishes the tick once it commits`, async () => {
+      await sql(`select jobs.schedule('sweep', '*/10 * * * *', 'sweep.run', queue => 'capped', ${keyed}, now => $1)`, [T0]);
+      const [app, claim] = await Promise.all([session(), session()]);
+      await app.query('begin');
+      await app.query(`select jobs.publish('other.run', '{"by":"app"}', queue => 'capped')`);
+      const claimed = outcome(claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(10)]));
+      await answeredOrWaiting(claimed, 1);
+      await app.query('commit');
+      expect(await claimed).toEqual([{ n: 1 }]);
+      expect(await sql(`select next_run_at, last_error from jobs.recurring`))
+        .toEqual([{ next_run_at: new Date(minute(20)), last_error: null }]);
+    });
+  }
+});
