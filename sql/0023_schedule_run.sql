@@ -107,9 +107,13 @@ declare
   v_lost text[] := '{}';  -- bounded queues whose lock another call waits for: their rows left alone
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
-  -- Not in jobs.schedule's call (it holds its row and waits on its tick).
+  -- Not in jobs.schedule's call: it holds its row and waits on its tick;
+  -- other ticks there take only free locks (v_locked ''), as a wait with
+  -- their rows locked closed a cycle with an app transaction as above.
   if coalesce(current_setting('pgdrain.tick_wait', true), '') = '' then
     select t.waited, t.lost into v_locked, v_lost from jobs.tick_queues(v_now, not v_settling) t;
+  else
+    v_locked := '';
   end if;
   for r in
     select * from jobs.recurring s

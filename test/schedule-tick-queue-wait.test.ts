@@ -140,3 +140,37 @@ describe("a keyed tick into a bounded queue and an app transaction that publishe
     });
   }
 });
+
+describe("jobs.schedule changing one schedule while another's tick into a bounded queue is due", () => {
+  // jobs.schedule publishes its schedule's due tick first (waiting on locks, pgdrain.tick_wait); that call goes
+  // through every due schedule. Another's tick must not wait there with its row (and the changed schedule's)
+  // locked: an app transaction holding that queue's lock that then changes either schedule closed a cycle.
+  it('neither app transaction gets a deadlock', async () => {
+    await sql(`select jobs.schedule('sweep', '*/10 * * * *', 'sweep.run', queue => 'capped', now => $1)`, [T0]);
+    await sql(`select jobs.schedule('report', '*/10 * * * *', 'report.run', now => $1)`, [T0]);
+    // sweep's tick first in that call's order.
+    await sql(`update jobs.recurring set next_run_at = next_run_at + interval '1 second' where name = 'report'`);
+    const [one, two] = await Promise.all([session(), session()]);
+    for (const c of [one, two]) await c.query(`set lock_timeout = '20s'`);
+    await two.query('begin');
+    await two.query(`select jobs.publish('sweep.run', '{"by":"app"}', queue => 'capped')`);
+    await one.query('begin');
+    const changed = outcome(one.query(`select jobs.schedule('report', '*/5 * * * *', 'report.run', now => $1)`, [minute(11)]));
+    await answeredOrWaiting(changed, 1);
+    const pid = (await two.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+    const second = outcome(two.query(`select jobs.schedule('report', '*/5 * * * *', 'report.run', now => $1)`, [minute(11)]));
+    // Until the second call answers or waits (for the first's rows, or the first for its lock).
+    let answered = false;
+    void second.then(() => (answered = true));
+    await expect.poll(async () => answered || (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+      where pid = $1 and wait_event_type = 'Lock'`, [pid]))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
+    const first = await changed;
+    await one.query(typeof first === 'string' ? 'rollback' : 'commit');
+    const then = await second;
+    await two.query(typeof then === 'string' ? 'rollback' : 'commit');
+    expect({ first: typeof first, then: typeof then }).toEqual({ first: 'object', then: 'object' });
+    // report's due tick published once; sweep's still due (or published), none failed.
+    expect(await sql(`select name, last_error from jobs.recurring order by name`))
+      .toEqual([{ name: 'report', last_error: null }, { name: 'sweep', last_error: null }]);
+  });
+});
