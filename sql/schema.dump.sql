@@ -3986,12 +3986,10 @@ declare
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   -- Not in jobs.schedule's call: it holds its row and waits on its tick;
-  -- other ticks there take only free locks (v_locked ''), as a wait with
+  -- other ticks there take only free locks (v_locked null), as a wait with
   -- their rows locked closed a cycle with an app transaction as above.
   if coalesce(current_setting('pgdrain.tick_wait', true), '') = '' then
     select t.waited, t.lost into v_locked, v_lost from jobs.tick_queues(v_now, not v_settling) t;
-  else
-    v_locked := '';
   end if;
   for r in
     select * from jobs.recurring s
@@ -4024,15 +4022,17 @@ begin
       -- lock order (two claims crossing two keys deadlocked). Any lock not
       -- free at once leaves a tick due (below, 55P03); its bounded queue's
       -- was taken before the loop (v_locked, jobs.tick_queues), keyed or not.
-      -- An unkeyed tick waits as any publish only into that queue and only
-      -- as its first: after one, holding its locks (a serial key, another
-      -- queue's) while waiting closed a cycle with an app transaction that
-      -- held this queue's lock and wanted one of them (40P01 for the app).
+      -- An unkeyed tick waits as any publish only into that queue (into any
+      -- other, an unbounded one too, free locks only: a queue made bounded,
+      -- or a schedule moved to one, after tick_queues looked, waited with the
+      -- row locked) and only as its first: after one, holding its locks (a
+      -- serial key, another queue's) while waiting closed a cycle with an app
+      -- transaction that held this queue's lock and wanted one of them.
       -- Nor in a claim carrying outcomes (v_settling): its settle would wait
       -- too, the leases of the jobs it acks passing. jobs.schedule's call
       -- (v_wait) waits always: it drops a tick left due.
       v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0 or v_settling
-                                  or coalesce(r.queue, 'default') is distinct from coalesce(v_locked, coalesce(r.queue, 'default')));
+                                  or coalesce(r.queue, 'default') is distinct from v_locked);
       v_lock_timeout := current_setting('lock_timeout');
       if v_nowait then
         perform set_config('lock_timeout', '1ms', true);
@@ -6785,7 +6785,8 @@ begin
     if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
       waited := q;
       begin
-        perform pg_advisory_xact_lock_shared(736041, hashtext(q)), pg_advisory_xact_lock(736037, hashtext(q));
+        perform pg_advisory_xact_lock_shared(736041, hashtext(q));
+        perform pg_advisory_xact_lock(736037, hashtext(q));
       exception when lock_not_available or deadlock_detected then
         waited := '';
         lost := lost || q;
