@@ -56,7 +56,8 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
     args, opts, driver, poolBound, concurrency,
     /**
      * The connections of its pool that transactional handlers hold, over every drain on it (pool-share.ts): a
-     * pool-bound drain keeps under it; one given `concurrency` is not bound, but counts its handlers there.
+     * pool-bound drain keeps under it; one given `concurrency` is not bound, but counts its transactional handlers
+     * and its claims there.
      */
     share: transactional ? pool : undefined,
     /** Its pool's share, whatever its tasks: what its last look reads (last-look.ts). */

@@ -1,5 +1,7 @@
 // The connections of one driver's pool that transactional handlers hold,
-// counted across every drain on it (`pgdrain serve`'s concurrent POST
+// counted across every drain on it (plain handlers and batch calls hold none:
+// they only borrow one for a statement, ctx.publish or ctx.progress, as the
+// drain's own claims and settles do) (`pgdrain serve`'s concurrent POST
 // /drain, several drain() calls on one queue). Each pool-bound drain keeps
 // its handlers under the pool's size less one (drain-settings.ts); drains
 // side by side must keep their sum under it too, or the handlers past it
@@ -12,11 +14,14 @@
 // over one pool may say different ones ({ ...driver, maxConnections: 2 }).
 
 export class PoolShare {
-  /** Handlers running on the pool, over all its drains, and the slots their claims in flight keep for the jobs they bring. */
+  /**
+   * What the pool-bound drains keep under: the transactional handlers running on the pool (held), over all its
+   * drains, and the slots their claims in flight keep for the jobs they bring.
+   */
   busy = 0;
   /**
    * Transactional handlers running on the pool: each holds a connection until it returns (a drain's last look is
-   * sent only while one is left). Not plain handlers nor batch calls, counted in busy: they hold none.
+   * sent only while one is left). Not plain handlers nor batch calls: they hold none.
    */
   held = 0;
   /** The wakes of the drains waiting for a free connection: one a drain's handler gives back may be theirs to use. */
@@ -26,6 +31,12 @@ export class PoolShare {
   add(n: number): void {
     this.busy += n;
     if (n < 0) for (const wake of this.wakes) wake();
+  }
+
+  /** A transactional handler began (1) or returned (-1): it holds a connection meanwhile. */
+  hold(n: number): void {
+    this.held += n;
+    this.add(n);
   }
 }
 

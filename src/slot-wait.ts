@@ -5,8 +5,9 @@ import type { PoolShare } from './pool-share.js';
 // A drain's slots for handlers and its wait for one (drain.ts): how many jobs
 // it may start now, and how it waits when too few are free. A slot is one of
 // its concurrency; pool-bound (a transactional task, concurrency left to its
-// pool's size: drain-settings.ts), it is also a connection of its pool that
-// the handlers of every drain on it share (pool-share.ts).
+// pool's size: drain-settings.ts), it is also kept under its pool's size less
+// one with the transactional handlers of every drain on it (pool-share.ts):
+// plain handlers and batch calls take a slot of their own drain only.
 
 /** What the slots are counted from: the drain's settings and its running jobs. */
 export interface SlotSettings {
@@ -14,7 +15,7 @@ export interface SlotSettings {
   running: { readonly size: number };
   /** The pool's size bounds its concurrency: a handler that ran on past its timeout still holds a connection. */
   poolBound: boolean;
-  /** Its pool's share, for any transactional drain on a pool: a drain given concurrency counts its handlers there too. */
+  /** Its pool's share, for any transactional drain on a pool: a drain given concurrency counts its claims there too. */
   share: PoolShare | undefined;
   /** Pool-bound, the handlers of all the share's drains it keeps under: its driver's maxConnections less one. */
   poolCap: number;
@@ -35,6 +36,8 @@ export class SlotWait {
   private readonly share: PoolShare | undefined;
   /** Pool-bound, its pool's share: it keeps under the pool's size less one with the other drains. */
   private readonly bound: PoolShare | undefined;
+  /** In wait(): pool-bound, a handler of its own that returns wakes it (its slot is free only then). */
+  private waiting = false;
   /** In wait() with none of its own jobs running: the wait ends itself at stopAt, for a last look, so its deadline's timer leaves it. */
   waitsAlone = false;
 
@@ -43,15 +46,18 @@ export class SlotWait {
     this.bound = s.poolBound ? s.share : undefined;
   }
 
-  /** n handler calls began (n < 0: returned); their connections are in the pool's share, and one given back wakes its waiters. */
+  /**
+   * n handler calls began (n < 0: returned): slots of its own only, as they hold no connection but a
+   * transactional handler's (holds). One that returns after its job ended (its timeout) wakes the drain's wait.
+   */
   add(n: number): void {
     this.handlers += n;
-    this.share?.add(n);
+    if (n < 0 && this.waiting) this.s.stopped.wake();
   }
 
-  /** A transactional handler began (1) or returned (-1): it holds a connection meanwhile (PoolShare.held). */
+  /** A transactional handler began (1) or returned (-1): it holds a connection meanwhile (PoolShare.hold); one given back wakes the share's waiters. */
   holds(n: number): void {
-    if (this.share) this.share.held += n;
+    this.share?.hold(n);
   }
 
   /** n slots taken while a claim is out (n < 0: its answer came, each job it started holds its own): other drains' claims leave them. */
@@ -59,7 +65,7 @@ export class SlotWait {
     this.share?.add(n);
   }
 
-  /** Slots in use: pool-bound, the handlers still holding their connection; otherwise its running jobs. */
+  /** Slots in use: pool-bound, its handler calls not returned (a transactional one past its timeout holds on); else its running jobs. */
   private busy(): number {
     return this.bound ? this.handlers : this.s.running.size;
   }
@@ -97,6 +103,7 @@ export class SlotWait {
     const { idle, stopped, stopAt } = this.s;
     const until = idleSince === undefined ? stopAt : Math.min(idleSince + this.s.lingerMs, stopAt);
     this.bound?.wakes.add(stopped.wake);
+    this.waiting = this.bound !== undefined;
     try {
       if (idle && free > 0) return await idle.wait(until, stopped.changed());
       this.waitsAlone = this.s.running.size === 0;
@@ -105,6 +112,7 @@ export class SlotWait {
       return 'changed';
     } finally {
       this.waitsAlone = false;
+      this.waiting = false;
       this.bound?.wakes.delete(stopped.wake);
     }
   }
