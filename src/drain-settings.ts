@@ -56,11 +56,14 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
     args, opts, driver, poolBound, concurrency,
     /**
      * The connections of its pool that transactional handlers hold, over every drain on it (pool-share.ts): a
-     * pool-bound drain keeps under it; one given `concurrency` is not bound, but counts its transactional handlers
-     * and its claims there.
+     * pool-bound drain keeps under it; one given `concurrency` is not bound, but counts its claims there (its
+     * transactional handlers count in `pool`, as any drain's).
      */
     share: transactional ? pool : undefined,
-    /** Its pool's share, whatever its tasks: what its last look reads (last-look.ts). */
+    /**
+     * Its pool's share, whatever its tasks: what its last look reads (last-look.ts), and where its transactional
+     * handlers count (a task made transactional after its start too: its lookup finds tasks defined since).
+     */
     pool,
     /** Pool-bound, the most handlers of all its pool's drains it starts beside: its own driver's bound, not the first drain's. */
     poolCap: Math.max(1, (poolSize ?? 1) - 1),

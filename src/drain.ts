@@ -97,7 +97,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const { changed, wake } = stopped;
   const stop = (why: StoppedBy) => stopped.stop(why);
   // Its slots for handlers, pool-bound its pool's connections shared with the other drains on it, and its wait for them.
-  const slots = new SlotWait({ running, poolBound, share, poolCap, concurrency, refillAt, idle, stopped, stopAt, lingerMs });
+  const slots = new SlotWait({ running, poolBound, share, pool, poolCap, concurrency, refillAt, idle, stopped, stopAt, lingerMs });
 
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {

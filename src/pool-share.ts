@@ -8,6 +8,8 @@
 // wait for a connection with their timeout running, and are nacked without
 // having run. A drain given `concurrency` is not bound, but its handlers
 // count here too: the drains beside it that are bound leave their connections.
+// So does a transactional handler of any drain on the pool, one of a task
+// made transactional after its drain began too (queue.defineTask mid-drain).
 // A pool is what holds the connections (Driver.pool), not the driver object:
 // a copy of a driver, or a second driver over the same pg.Pool, shares it.
 // The bound is each drain's own (its driver's maxConnections less one): drivers

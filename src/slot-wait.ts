@@ -17,6 +17,8 @@ export interface SlotSettings {
   poolBound: boolean;
   /** Its pool's share, for any transactional drain on a pool: a drain given concurrency counts its claims there too. */
   share: PoolShare | undefined;
+  /** Its pool's share whatever its tasks (a pool of known size): its transactional handlers hold connections there. */
+  pool: PoolShare | undefined;
   /** Pool-bound, the handlers of all the share's drains it keeps under: its driver's maxConnections less one. */
   poolCap: number;
   concurrency: number;
@@ -55,9 +57,13 @@ export class SlotWait {
     if (n < 0 && this.waiting) this.s.stopped.wake();
   }
 
-  /** A transactional handler began (1) or returned (-1): it holds a connection meanwhile (PoolShare.hold); one given back wakes the share's waiters. */
+  /**
+   * A transactional handler began (1) or returned (-1): it holds a connection of its pool meanwhile, counted in
+   * its pool's share (PoolShare.hold), whether the drain began with a transactional task or not (a task lookup
+   * may find one defined since); one given back wakes the share's waiters.
+   */
   holds(n: number): void {
-    this.share?.hold(n);
+    this.s.pool?.hold(n);
   }
 
   /** n slots taken while a claim is out (n < 0: its answer came, each job it started holds its own): other drains' claims leave them. */
