@@ -1,15 +1,15 @@
 // The connections of one driver's pool that transactional handlers hold,
-// counted across every drain on it (plain handlers and batch calls hold none:
-// they only borrow one for a statement, ctx.publish or ctx.progress, as the
-// drain's own claims and settles do) (`pgdrain serve`'s concurrent POST
-// /drain, several drain() calls on one queue). Each pool-bound drain keeps
-// its handlers under the pool's size less one (drain-settings.ts); drains
-// side by side must keep their sum under it too, or the handlers past it
-// wait for a connection with their timeout running, and are nacked without
-// having run. A drain given `concurrency` is not bound, but its handlers
-// count here too: the drains beside it that are bound leave their connections.
-// So does a transactional handler of any drain on the pool, one of a task
-// made transactional after its drain began too (queue.defineTask mid-drain).
+// counted across every drain on it (`pgdrain serve`'s concurrent POST
+// /drain, several drain() calls on one queue). Plain handlers and batch calls
+// hold none: they borrow one per statement (ctx.publish, ctx.progress), as
+// the drain's own claims and settles do. Each pool-bound drain keeps its
+// handlers under the pool's size less one (drain-settings.ts); drains side by
+// side must keep their transactional ones under it too, or the handlers past
+// it wait for a connection with their timeout running, and are nacked without
+// having run. A drain given `concurrency` is not bound, but its transactional
+// handlers count here too: the drains beside it that are bound leave their
+// connections. So do those of any drain on the pool, of a task made
+// transactional after its drain began too (queue.defineTask mid-drain).
 // A pool is what holds the connections (Driver.pool), not the driver object:
 // a copy of a driver, or a second driver over the same pg.Pool, shares it.
 // The bound is each drain's own (its driver's maxConnections less one): drivers

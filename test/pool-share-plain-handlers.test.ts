@@ -19,7 +19,9 @@ const { db, driver, queue } = await fullPool({
   quick: defineTask('quick', async (_body: unknown, ctx) => {
     await ctx.db.query('select 1');
   }, { transactional: true }),
+  stubborn: defineTask('stubborn', async () => new Promise<void>((resolve) => (release = resolve))), // past its timeout
 });
+let release: (() => void) | undefined;
 afterAll(() => driver.close());
 
 const cases = [
@@ -48,3 +50,18 @@ for (const [i, { task, concurrency, calls }] of cases.entries()) {
     }
   });
 }
+
+// Its own plain handler's slot a pool-bound drain counts until the handler
+// returns, past its job's end (its timeout); it no longer wakes the share's
+// waiters when it does, so it wakes its own drain's wait for a slot.
+it("a pool-bound drain claims again when its own plain handler returns after its timeout", async () => {
+  await db.sql(`select jobs.create_queue('own')`);
+  await db.sql(`select jobs.publish('stubborn', '{}'::jsonb, timeout_seconds => 1, max_retries => 0, queue => 'own')`);
+  const drained = queue.drain(1, Date.now() + 8000, { queue: 'own' }); // concurrency 1: its one slot
+  await until(async () => release !== undefined, 'the stubborn handler to run');
+  await db.sql(`select jobs.publish('quick', '{}'::jsonb, timeout_seconds => 1, queue => 'own')`);
+  await until(async () => (await db.sql(`select 1 from jobs.job where task = 'stubborn'`)).length === 1, 'its timeout to fail it');
+  release!(); // the drain waits for its slot meanwhile
+  // Without the wake: it waited until its deadline, then looked (claimed 1, skipped 1, stoppedBy deadline).
+  expect(await drained).toMatchObject({ claimed: 2, succeeded: 1, failed: 1, skipped: 0, stoppedBy: 'empty' });
+});
