@@ -35,24 +35,56 @@ export function cutError(text: string): string {
 const isHigh = (code: number) => code >= 0xd800 && code <= 0xdbff;
 const isLow = (code: number) => code >= 0xdc00 && code <= 0xdfff;
 
-/** A thrown value as a job's error: an Error's stack, else the value as JSON; no NUL; cut (cutError). */
+/**
+ * A thrown value as a job's error: an Error's stack, then its `cause` chain
+ * and an AggregateError's `errors` (where Node's fetch puts the reason:
+ * `TypeError: fetch failed`, caused by `connect ECONNREFUSED …`), else the
+ * value as JSON; no NUL; cut (cutError).
+ */
 export function describe(error: unknown): string {
   // PostgreSQL text cannot hold NUL: one in an error would fail the whole batch's settle.
   // Then cut to what a job keeps.
   return cutError(describeRaw(error).replaceAll('\0', '\\0'));
 }
 
+/** How deep a cause chain (and an AggregateError's errors, how many) the text follows: enough to reach the reason. */
+const MAX_CAUSES = 5;
+const MAX_AGGREGATED = 10;
+
 function describeRaw(error: unknown): string {
   try {
-    if (isError(error)) return error.stack ?? `${error.name}: ${error.message}`;
-    try {
-      return `non-Error thrown: ${JSON.stringify(error)}`;
-    } catch {
-      return `non-Error thrown: ${String(error)}`;
-    }
+    if (isError(error)) return withCauses(error, new Set([error]), 0);
+    return `non-Error thrown: ${describeValue(error)}`;
   } catch {
     return 'thrown a value that cannot be read (a revoked Proxy, a getter that throws)'; // settled all the same
   }
+}
+
+function withCauses(error: Error, seen: Set<unknown>, depth: number): string {
+  let text = error.stack ?? `${error.name}: ${error.message}`;
+  if (depth >= MAX_CAUSES) return text;
+  const errors: unknown = (error as { errors?: unknown }).errors;
+  if (Array.isArray(errors)) {
+    errors.slice(0, MAX_AGGREGATED).forEach((inner, i) => { text += `\n[errors[${i}]] ${nested(inner, seen, depth)}`; });
+    if (errors.length > MAX_AGGREGATED) text += `\n[errors] … ${errors.length - MAX_AGGREGATED} more`;
+  }
+  if ('cause' in error && error.cause !== undefined) text += `\nCaused by: ${nested(error.cause, seen, depth)}`;
+  return text;
+}
+
+function nested(value: unknown, seen: Set<unknown>, depth: number): string {
+  if (seen.has(value)) return '(a cause already shown above)';
+  seen.add(value);
+  return isError(value) ? withCauses(value, seen, depth + 1) : describeValue(value);
+}
+
+/** A value that is not an Error: as JSON, else (undefined from JSON: a symbol, a function; or a throw) as text. */
+function describeValue(value: unknown): string {
+  try {
+    const json = JSON.stringify(value);
+    if (json !== undefined) return json;
+  } catch { /* a cycle, a BigInt: its text below */ }
+  return typeof value === 'function' ? `function ${value.name || '(anonymous)'}` : String(value);
 }
 
 /**

@@ -1,0 +1,67 @@
+// A handler's error as the job keeps it, when the reason is not in the Error's
+// own message: Node's fetch throws `TypeError: fetch failed` with the reason
+// (`connect ECONNREFUSED …`, a DNS failure) in its `cause`; an AggregateError
+// holds its reasons in `errors`; a thrown Symbol or function is no JSON. Over
+// a real PostgreSQL: the stored error (jobs.job.error) and the report's failure.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createQueue, type TaskMap } from '../src/index.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const sql = db.sql;
+
+function queueWith(tasks: TaskMap) {
+  return createQueue({ driver: { ...db.driver, close: async () => {} }, tasks });
+}
+
+async function failWith(handler: () => Promise<unknown>): Promise<{ stored: string; reported: string }> {
+  const q = queueWith({ boom: handler });
+  const id = await q.publish('boom', {}, { maxRetries: 0 });
+  const report = await q.drain(10, Date.now() + 120_000);
+  expect(report).toMatchObject({ claimed: 1, failed: 1 });
+  const [row] = await sql<{ error: string }>('select error from jobs.job where job_id = $1', [id]);
+  return { stored: row!.error, reported: report.failures[0]!.error };
+}
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+});
+
+describe('an error whose reason is in its cause', () => {
+  it('keeps the cause chain: fetch failed, caused by the refused connection', async () => {
+    const { stored, reported } = await failWith(async () => {
+      const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
+      throw new TypeError('fetch failed', { cause: new Error('socket hang up', { cause: refused }) });
+    });
+    expect(stored).toMatch(/^TypeError: fetch failed\n/);
+    expect(stored).toMatch(/\nCaused by: Error: socket hang up\n[^]*\nCaused by: Error: connect ECONNREFUSED 127\.0\.0\.1:9\n/);
+    expect(reported).toBe(stored);
+  });
+
+  it('a cause that is not an Error is written as JSON; a cycle of causes ends', async () => {
+    const { stored } = await failWith(async () => { throw new Error('upstream', { cause: { status: 503 } }); });
+    expect(stored).toMatch(/\nCaused by: \{"status":503\}$/);
+    const cyclic = await failWith(async () => {
+      const a = new Error('a');
+      const b = new Error('b', { cause: a });
+      (a as { cause?: unknown }).cause = b;
+      throw a;
+    });
+    expect(cyclic.stored).toMatch(/\nCaused by: Error: b\n[^]*\nCaused by: \(a cause already shown above\)$/);
+  });
+
+  it('an AggregateError lists its errors', async () => {
+    const { stored } = await failWith(async () => {
+      throw new AggregateError([new Error('replica 1 down'), new Error('replica 2 down')], 'all replicas failed');
+    });
+    expect(stored).toMatch(/^AggregateError: all replicas failed\n/);
+    expect(stored).toMatch(/\n\[errors\[0\]\] Error: replica 1 down\n[^]*\n\[errors\[1\]\] Error: replica 2 down\n/);
+  });
+});
+
+describe('a thrown value JSON cannot write', () => {
+  it('a Symbol or a function is named, not "undefined"', async () => {
+    expect((await failWith(async () => { throw Symbol('quota'); })).stored).toBe('non-Error thrown: Symbol(quota)');
+    expect((await failWith(async () => { throw function onQuota() {}; })).stored).toBe('non-Error thrown: function onQuota');
+  });
+});
