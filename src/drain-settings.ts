@@ -35,7 +35,7 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
   const args = parse(drainArgsSchema, { batchSize, deadline }, '');
   // An option given as undefined is absent: it does not undo the queue's default.
   const given = Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
-  const opts = parse(drainOptionsSchema, { ...deps.defaults, ...given }, 'options');
+  const opts = parse(drainOptionsSchema, { ...deps.defaults, ...given }, 'options', 'drain');
   const driver = deps.db as Partial<Driver>;
   const transactional = hasTransactionalTask(deps.tasks);
   if (transactional && driver.holdsTransactions === false) {

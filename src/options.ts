@@ -1,7 +1,7 @@
 import * as z from 'zod/mini';
 import { en } from 'zod/locales';
 import { ValidationError } from './errors.js';
-import { unknownOptions } from './peer-options.js';
+import { type PeerCall, unknownOptions } from './peer-options.js';
 
 // Validation at the TS edge, mirroring the SQL checks so a bad call fails
 // before any round trip with a message naming the field and the rule. Here:
@@ -119,11 +119,11 @@ export const queueNameSchema = name('queue name');
 export const jobIdSchema = jobId;
 
 /**
- * Parses with a schema, turning the first issue into a ValidationError naming its field. peerHints: an
- * unknown key that is a pg-boss or graphile-worker publish option also names the publish option that
- * does its work (peer-options.ts): publish's schemas only, where that option is one the call takes.
+ * Parses with a schema, turning the first issue into a ValidationError naming its field. peerHints: the
+ * call (publish, drain, schedule, queue) whose options these are; an unknown key that is a pg-boss or
+ * graphile-worker option of that call also names the option that does its work (peer-options.ts).
  */
-export function parse<S extends z.ZodMiniType>(schema: S, value: unknown, field: string, peerHints = false): z.output<S> {
+export function parse<S extends z.ZodMiniType>(schema: S, value: unknown, field: string, peerHints: PeerCall | false = false): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;

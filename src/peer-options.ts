@@ -19,18 +19,57 @@ const PEER_OPTIONS: Readonly<Record<string, string>> = {
   flags: "graphile-worker's flags are attributes: { flag: true }",
 };
 
-/** What a pg-boss or graphile-worker publish option `key` is here, or undefined when it is none of theirs. */
-export function peerHint(key: PropertyKey): string | undefined {
-  return typeof key === 'string' && Object.hasOwn(PEER_OPTIONS, key) ? PEER_OPTIONS[key] : undefined;
+// Of pg-boss's work() and graphile-worker's run(): a drain's options.
+const DRAIN_OPTIONS: Readonly<Record<string, string>> = {
+  localConcurrency: "pg-boss's localConcurrency is concurrency",
+  teamSize: "pg-boss's teamSize is concurrency",
+  batchSize: "pg-boss's batchSize is drain()'s first argument",
+  pollingIntervalSeconds: "pg-boss's pollingIntervalSeconds is pollMs, in milliseconds, with lingerMs to wait on an empty queue",
+  pollInterval: "graphile-worker's pollInterval is pollMs, with lingerMs to wait on an empty queue",
+  forbiddenFlags: "graphile-worker's forbiddenFlags is exclude: [{ flag: true }]",
+};
+
+// Of pg-boss's schedule(name, cron, data, options): a schedule's spec.
+const SCHEDULE_OPTIONS: Readonly<Record<string, string>> = {
+  data: "pg-boss's data is body",
+  retryLimit: PEER_OPTIONS.retryLimit!,
+  singletonKey: PEER_OPTIONS.singletonKey!,
+  expireInSeconds: PEER_OPTIONS.expireInSeconds!,
+  jobKey: PEER_OPTIONS.jobKey!,
+  jobKeyMode: PEER_OPTIONS.jobKeyMode!,
+  queueName: "graphile-worker's crontab queue is serialKey",
+};
+
+// Of pg-boss's createQueue(name, options): queues.create's options.
+const QUEUE_OPTIONS: Readonly<Record<string, string>> = {
+  retryLimit: PEER_OPTIONS.retryLimit!,
+  retryDelay: PEER_OPTIONS.retryDelay!,
+  retryDelayMax: PEER_OPTIONS.retryDelayMax!,
+  expireInSeconds: "pg-boss's expireInSeconds is timeoutSeconds; a queue's expireInSeconds here is pg-boss's retentionSeconds",
+  retentionSeconds: "pg-boss's retentionSeconds is expireInSeconds",
+  deleteAfterSeconds: "pg-boss's deleteAfterSeconds is maintain()'s retentionSeconds, for every queue",
+  policy: "pg-boss's policy singleton is maxRunning: 1; short, stately and exclusive are a publish's dedupeKey and dedupeMode",
+};
+
+/** Which call's options a refusal hints for: each names only options that call takes. */
+export type PeerCall = 'publish' | 'drain' | 'schedule' | 'queue';
+const HINTS: Readonly<Record<PeerCall, Readonly<Record<string, string>>>> = {
+  publish: PEER_OPTIONS, drain: DRAIN_OPTIONS, schedule: SCHEDULE_OPTIONS, queue: QUEUE_OPTIONS,
+};
+
+/** What a pg-boss or graphile-worker option `key` of `call` is here, or undefined when it is none of theirs. */
+export function peerHint(key: PropertyKey, call: PeerCall = 'publish'): string | undefined {
+  const table = HINTS[call];
+  return typeof key === 'string' && Object.hasOwn(table, key) ? table[key] : undefined;
 }
 
 /**
- * `unknown option "k"` for keys; with peerHints (a publish's options), saying what a pg-boss or
- * graphile-worker option among them is here. Not for other calls: the publish option a hint names is
- * not theirs (a drain's or a list's queueName is its queue, not serialKey).
+ * `unknown option "k"` for keys; with peerHints (the call whose options they are), saying what a pg-boss
+ * or graphile-worker option among them is here, from that call's own table: a hint names only an option
+ * the same call takes (a drain's or a list's queueName is its queue, not publish's serialKey).
  */
-export function unknownOptions(keys: readonly PropertyKey[], peerHints: boolean): string {
+export function unknownOptions(keys: readonly PropertyKey[], peerHints: PeerCall | false): string {
   const named = keys.map((k) => JSON.stringify(k)).join(', ');
-  const hints = !peerHints ? [] : keys.flatMap((k) => peerHint(k) ?? []);
+  const hints = peerHints === false ? [] : keys.flatMap((k) => peerHint(k, peerHints) ?? []);
   return `unknown option ${named}${hints.length > 0 ? ` (${hints.join('; ')})` : ''}`;
 }

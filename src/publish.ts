@@ -30,7 +30,7 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
   }
   // Most bulk jobs carry no options: skip the schema for them.
   const o = options === undefined || isEmpty(options) ? NO_OPTIONS
-    : parse(bulkPublishOptionsSchema, options, field ? field : 'options', true);
+    : parse(bulkPublishOptionsSchema, options, field ? field : 'options', 'publish');
   return {
     task: task as string,
     body: jsonParam(body, field ? `${field}.body` : 'body'),
@@ -69,7 +69,7 @@ export async function publish(db: Queryable, task: string, body?: unknown,
                               options?: PublishOptions & SignalOption): Promise<string> {
   const { signal, rest } = takeSignal(options, 'options');
   const { queue, dedupeKey, dedupeMode, serialKey, dependsOn, attributes, throttleSeconds, ...core } =
-    parse(publishOptionsSchema, rest ?? {}, 'options', true);
+    parse(publishOptionsSchema, rest ?? {}, 'options', 'publish');
   const r = row(task, body, core, '');
   try {
     const { rows } = await send<{ id: string }>(db,

@@ -42,7 +42,7 @@ const CHECKED_IN_SQL: Record<string, string> = { dead_letter: 'deadLetter', retr
 export async function createNamedQueue(db: Queryable, name: string, options: NamedQueueOptions & SignalOption = {}): Promise<void> {
   parse(queueNameSchema, name, 'name');
   const { signal, rest } = takeSignal(options, 'options');
-  const o = parse(queueOptionsSchema, rest, 'options');
+  const o = parse(queueOptionsSchema, rest, 'options', 'queue');
   const params: unknown[] = [name];
   let args = '';
   for (const [option, arg, type] of QUEUE_ARGS) {

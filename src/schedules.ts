@@ -191,7 +191,7 @@ function asSpecField(error: unknown): unknown {
  */
 export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<ScheduleRunner> {
   checkQueryable(db, 'db');
-  const s = parse(specSchema, spec, 'spec');
+  const s = parse(specSchema, spec, 'spec', 'schedule');
   const cron = checkCron(s.cron, 'spec.cron');
   const tz = s.tz === undefined ? null : checkTz(s.tz, 'spec.tz');
   const body = jsonParam(s.body, 'spec.body');
