@@ -1,6 +1,13 @@
 -- pgdrain 0023: running recurring jobs: every due one (drains call
 -- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0021).
 
+-- 1 when job p_id carries tick p_tick of schedule p_name (made by it, or a
+-- waiting holder a replace gave it), else 0: a holder a keep answered.
+create function jobs.tick_made(p_id bigint, p_name text, p_tick timestamptz)
+returns integer language sql stable as $$
+  select count(*)::integer from jobs.job_queue q where q.job_id = p_id and q.attributes = jobs.schedule_attributes(p_name, p_tick)
+$$;
+
 -- Whether another transaction holds dedupe key p_key as a replace publish
 -- would wait for it: its replace lock (a replace publish of it not yet
 -- committed) or its holder's row (a claim, a settle, a replace); else takes
@@ -66,7 +73,8 @@ end $$;
 -- per tick of the window (at most 100 a call); a replace tick whose dedupe
 -- key another transaction holds stays due (jobs.dedupe_key_busy), as does
 -- any tick with a dedupe or serial key whose publish would wait on a lock
--- (and one into a bounded queue, but jobs.tick_queues's). Returns the jobs published.
+-- (and one into a bounded queue, but jobs.tick_queues's). Returns the ticks
+-- that wrote a job (not those a keep answered with its holder).
 -- The searches for the schedules' next ticks share one tick's budget
 -- (sql/0019: jobs.max_tick_steps() steps), so this call's searches cost at
 -- most that: once it is spent the schedules left stay due, and the next
@@ -90,6 +98,7 @@ declare
   v_from timestamptz;
   v_last timestamptz;
   v_n integer;
+  v_made integer;  -- of them, the ticks that wrote a job
   v_lock_timeout text;
   v_budget text := current_setting('pgdrain.tick_steps', true);  -- a caller's, given back at the end
   v_left bigint;  -- the steps the schedules before this one left
@@ -174,7 +183,7 @@ begin
         set next_run_at = v_next, last_run_at = r.next_run_at, last_job_id = v_id,
             last_error = c_stopped || v_stop || ' at ' || v_now
         where s.name = r.name;
-        v_count := v_count + 1;
+        v_count := v_count + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_id, r.name, r.next_run_at) end;
         continue;
       end if;
       -- Backfill: ticks before the window are dropped (the run of them
@@ -193,6 +202,7 @@ begin
       end if;
       v_last := null;
       v_n := 0;
+      v_made := 0;
       while v_stop is null and v_tick <= v_now and v_n < 100
             and not (v_n > 0 and v_left - jobs.tick_steps_left() >= jobs.max_tick_steps() / 2) loop
         -- Each search of a COUNT rule counts from DTSTART, so many ticks can
@@ -219,6 +229,7 @@ begin
         v_id := v_job;
         v_last := v_tick;
         v_n := v_n + 1;
+        v_made := v_made + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_job, r.name, v_tick) end;
         v_tick := v_next;
       end loop;
       if v_nowait then
@@ -232,7 +243,7 @@ begin
           skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
           last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
       where s.name = r.name;
-      v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
+      v_count := v_count + v_made;  -- here: the block's rollback on an error would not undo a count
     exception when others then
       -- The rollback gave back the steps its searches took (out of steps:
       -- the whole rest of the budget): taken again.

@@ -3967,6 +3967,7 @@ declare
   v_from timestamptz;
   v_last timestamptz;
   v_n integer;
+  v_made integer;  -- of them, the ticks that wrote a job
   v_lock_timeout text;
   v_budget text := current_setting('pgdrain.tick_steps', true);  -- a caller's, given back at the end
   v_left bigint;  -- the steps the schedules before this one left
@@ -4051,7 +4052,7 @@ begin
         set next_run_at = v_next, last_run_at = r.next_run_at, last_job_id = v_id,
             last_error = c_stopped || v_stop || ' at ' || v_now
         where s.name = r.name;
-        v_count := v_count + 1;
+        v_count := v_count + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_id, r.name, r.next_run_at) end;
         continue;
       end if;
       -- Backfill: ticks before the window are dropped (the run of them
@@ -4070,6 +4071,7 @@ begin
       end if;
       v_last := null;
       v_n := 0;
+      v_made := 0;
       while v_stop is null and v_tick <= v_now and v_n < 100
             and not (v_n > 0 and v_left - jobs.tick_steps_left() >= jobs.max_tick_steps() / 2) loop
         -- Each search of a COUNT rule counts from DTSTART, so many ticks can
@@ -4096,6 +4098,7 @@ begin
         v_id := v_job;
         v_last := v_tick;
         v_n := v_n + 1;
+        v_made := v_made + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_job, r.name, v_tick) end;
         v_tick := v_next;
       end loop;
       if v_nowait then
@@ -4109,7 +4112,7 @@ begin
           skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
           last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
       where s.name = r.name;
-      v_count := v_count + v_n;  -- here: the block's rollback on an error would not undo a count
+      v_count := v_count + v_made;  -- here: the block's rollback on an error would not undo a count
     exception when others then
       -- The rollback gave back the steps its searches took (out of steps:
       -- the whole rest of the budget): taken again.
@@ -6742,6 +6745,16 @@ begin
   end if;
   return v_id;
 end $$;
+
+--
+-- Name: tick_made(bigint, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_made(p_id bigint, p_name text, p_tick timestamp with time zone) RETURNS integer
+    LANGUAGE sql STABLE
+    AS $$
+  select count(*)::integer from jobs.job_queue q where q.job_id = p_id and q.attributes = jobs.schedule_attributes(p_name, p_tick)
+$$;
 
 --
 -- Name: tick_or_stop(text, timestamp with time zone, text, boolean); Type: FUNCTION; Schema: jobs; Owner: -

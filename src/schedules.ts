@@ -125,6 +125,7 @@ export interface ScheduleInfo {
 /** What one jobs.maintain pass did. */
 interface PassReport {
   expired: number;
+  /** Drain-run ticks that wrote a job (not those a dedupe key's keep answered with its holder). */
   ticks: number;
   deleted: number;
   archived: number;

@@ -89,6 +89,26 @@ describe('drains: each tick publishes with the dedupe key and mode', () => {
     expect(next!.id).not.toBe(app);
   });
 
+  it("a tick a keep answers with the holder wrote nothing: not counted by publish_due_schedules nor jobs.maintain's ticks; a replace's is", async () => {
+    for (const key of ['kept:all', 'waiting:all', 'repl:all']) {
+      await sql(`select jobs.publish('app.job', dedupe_key => $1, now => $2)`, [key, T0]);
+    }
+    await sql(`select jobs.schedule('kept', '*/10 * * * *', 'app.job', dedupe_key => 'kept:all', now => $1)`, [T0]);
+    await sql(`select jobs.schedule('waiting', '*/10 * * * *', 'app.job', dedupe_key => 'waiting:all', dedupe_mode => 'keep_waiting',
+               now => $1)`, [T0]);
+    await sql(`select jobs.schedule('repl', '*/10 * * * *', 'app.job', dedupe_key => 'repl:all', dedupe_mode => 'replace', now => $1)`, [T0]);
+    // Before: 3 and {"ticks": 3}, the two holders answered counted as published.
+    expect(await publishDue(minute(10))).toEqual([{ publish_due_schedules: 1 }]);
+    expect((await sql<{ m: { ticks: number } }>(`select jobs.maintain(now => $1) as m`, [minute(20)]))[0]!.m.ticks).toBe(1);
+    expect(await sql(`select count(*)::int as n from jobs.job_queue`)).toEqual([{ n: 3 }]);
+
+    // Backfill, keep: the window's first tick makes the key's job, the others answer it.
+    await sql('truncate jobs.job_queue, jobs.recurring');
+    await sql(`select jobs.schedule('fill', '*/10 * * * *', 'fill.kept', backfill => 3600, dedupe_key => 'fill:kept', now => $1)`, [T0]);
+    expect(await publishDue(minute(35))).toEqual([{ publish_due_schedules: 1 }]);  // before: 3
+    expect((await jobs('fill.kept')).map((j) => j.scheduled_at)).toEqual([minute(10)]);
+  });
+
   it('backfill: the missed ticks publish oldest first, so the key\'s job is the first of them (keep) or the latest (replace)', async () => {
     await sql(`select jobs.schedule('kept', '*/10 * * * *', 'fill.kept', backfill => 3600, dedupe_key => 'fill:kept', now => $1)`, [T0]);
     await sql(`select jobs.schedule('repl', '*/10 * * * *', 'fill.repl', backfill => 3600, dedupe_key => 'fill:repl',
