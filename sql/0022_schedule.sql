@@ -4,7 +4,9 @@
 -- Creates or replaces the schedule `name`: at each tick of `cron` (UTC, or
 -- on the wall clock of time zone `tz`), a job of `task` with `body` and these
 -- options is published. Idempotent: calling it again with the same arguments
--- changes nothing (a pending tick is kept). runner: null picks pg_cron when
+-- changes nothing (a pending tick is kept, and last_error, why the last
+-- tick failed, until a tick publishes; a stop is cleared: the schedule goes
+-- on, below). runner: null picks pg_cron when
 -- it is installed in this database, this role may use it and tz is UTC,
 -- else drains; 'pg_cron' or 'drains' forces one. overlap: 'allow' (null) or
 -- 'skip': no job while one of this schedule is active. backfill: seconds
@@ -57,7 +59,7 @@ declare
   v_old_tz text;
   v_last timestamptz;
   v_error text;       -- the row's last_error before this call
-  v_kept_error text;  -- why the old expression's ticks could not be published now
+  v_kept_error text;  -- the row's last_error after this call
   v_old_next timestamptz;
   v_old_backfill numeric;
   v_rrule_tz text;
@@ -193,7 +195,13 @@ begin
       update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = v_old_next
       where r.name = schedule.name;
     end if;
-  elsif v_old = 'pg_cron' and v_runner = 'drains' then
+  else
+    -- Why its last tick failed stays until a tick publishes (or the
+    -- expression changes, above): a call changing nothing else hides
+    -- nothing. A stop is what this call ends.
+    v_kept_error := case when v_error not like 'stopped until jobs.schedule is called for it again: %' then v_error end;
+  end if;
+  if v_old = 'pg_cron' and v_runner = 'drains' then
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will
     -- leave it to the drains once this commits.

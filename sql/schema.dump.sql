@@ -5813,7 +5813,7 @@ declare
   v_old_tz text;
   v_last timestamptz;
   v_error text;       -- the row's last_error before this call
-  v_kept_error text;  -- why the old expression's ticks could not be published now
+  v_kept_error text;  -- the row's last_error after this call
   v_old_next timestamptz;
   v_old_backfill numeric;
   v_rrule_tz text;
@@ -5949,7 +5949,13 @@ begin
       update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = v_old_next
       where r.name = schedule.name;
     end if;
-  elsif v_old = 'pg_cron' and v_runner = 'drains' then
+  else
+    -- Why its last tick failed stays until a tick publishes (or the
+    -- expression changes, above): a call changing nothing else hides
+    -- nothing. A stop is what this call ends.
+    v_kept_error := case when v_error not like 'stopped until jobs.schedule is called for it again: %' then v_error end;
+  end if;
+  if v_old = 'pg_cron' and v_runner = 'drains' then
     -- From the tick of this minute, unless pg_cron ran it (or a later one)
     -- already: pg_cron may not have reached it yet, and run_schedule will
     -- leave it to the drains once this commits.

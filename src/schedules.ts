@@ -102,7 +102,10 @@ export interface ScheduleInfo {
   nextRunAt: Date | null;
   lastRunAt: Date | null;
   lastJobId: string | null;
-  /** Why the last drain-run tick could not publish (or why the schedule stopped), if it could not. */
+  /**
+   * Why the last tick could not publish (or why the schedule stopped), if it could not: kept until a
+   * tick publishes, schedule() called again included (which clears only a stop, restarting it).
+   */
   lastError: string | null;
   overlap: ScheduleOverlap;
   /** The time zone the expression reads ('UTC' when none was given). */
