@@ -6899,24 +6899,33 @@ $_$;
 --
 
 CREATE FUNCTION jobs.tz_change(p_tz text, p_offset interval, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS timestamp with time zone
-    LANGUAGE plpgsql IMMUTABLE
+    LANGUAGE plpgsql STABLE
     AS $$
 declare
-  v_hi timestamptz;
+  v_hi timestamptz := p_from;
   v_lo timestamptz;
   v_mid timestamptz;
+  v_left bigint := jobs.tick_steps_left();
 begin
-  select min(p) into v_hi
-  from (select generate_series(p_from + interval '24 hours', p_to, interval '24 hours') union all select p_to) s(p)
-  where jobs.tz_offset(p_tz, p) <> p_offset;
-  if v_hi is null then
-    return null;
-  end if;
-  v_lo := greatest(p_from, v_hi - interval '24 hours');
+  loop
+    v_lo := v_hi;
+    v_hi := least(v_hi + interval '24 hours', p_to);
+    v_left := v_left - 1;
+    if v_left < 0 then
+      perform jobs.tick_steps_spent(format('finding when time zone %s changes its offset after %s', p_tz, p_from), v_lo at time zone 'UTC');
+    end if;
+    exit when jobs.tz_offset(p_tz, v_hi) <> p_offset;
+    if v_hi >= p_to then
+      perform jobs.tick_steps_keep(v_left);
+      return null;
+    end if;
+  end loop;
   while v_hi - v_lo > interval '1 microsecond' loop
     v_mid := v_lo + (v_hi - v_lo) / 2;
     if jobs.tz_offset(p_tz, v_mid) = p_offset then v_lo := v_mid; else v_hi := v_mid; end if;
+    v_left := v_left - 1;
   end loop;
+  perform jobs.tick_steps_keep(v_left);
   return v_hi;
 end $$;
 

@@ -13,15 +13,15 @@ export const rule = (...rdates: string[]) => `${odd}\nRDATE:${rdates.join(',')}`
 export const NOW = '2031-01-01T00:00:30Z';
 export const YEAR = 31622400;
 
-/** The steps one search for the tick after `after` takes, a whole budget given (50000: out of it, PDC01). */
-export async function steps(url: string, cron: string, after: string): Promise<number> {
+/** The steps one search for the tick after `after` (on tz's clock) takes, a whole budget given (50000: out of it, PDC01). */
+export async function steps(url: string, cron: string, after: string, tz: string | null = null): Promise<number> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     await client.query('begin');
     await client.query('select jobs.tick_steps_give(jobs.max_tick_steps())');
     try {
-      await client.query('select jobs.cron_tick($1, $2, null)', [cron, after]);
+      await client.query('select jobs.cron_tick($1, $2, $3)', [cron, after, tz]);
     } catch (error) {
       if ((error as { code?: string }).code === 'PDC01') return 50000;
       throw error;
