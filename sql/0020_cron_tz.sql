@@ -47,8 +47,9 @@ end $$;
 -- Checks a time zone name and returns it as pg_timezone_names spells it, or
 -- null for UTC (null, 'UTC' and its aliases). Raises PDC03 naming tz for a
 -- name PostgreSQL does not know as a zone: an abbreviation such as CET or
--- EST (it would read it as a fixed offset, without daylight saving time) or
--- a POSIX rule such as 'UTC+3' (whose sign is inverted). p_lookup: always
+-- EST (it would read it as a fixed offset, without daylight saving time),
+-- a POSIX rule such as 'UTC+3' (whose sign is inverted), or a file of its
+-- zone directory that is no zone (posix/…, Factory). p_lookup: always
 -- look the name up in pg_timezone_names (some 20 ms: it reads the zone
 -- files); else only when a cheaper test cannot tell (a digit in the name).
 create function jobs.check_tz(p_tz text, p_lookup boolean default true)
@@ -64,6 +65,14 @@ begin
   if length(p_tz) > 64 or p_tz !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$' then
     perform jobs.raise_invalid('PDC03', 'tz', format('must be an IANA time zone name such as ''Europe/Paris'', got %s',
       left(quote_literal(p_tz), 80)));
+  end if;
+  -- Files of PostgreSQL's zone directory that name no place's zone, which
+  -- Intl (TS's checkTz) refuses too: posix/ (a copy of the others),
+  -- posixrules, Factory (a placeholder), localtime (the server's own zone).
+  if p_tz ~* '^(posix/.*|posixrules|factory|localtime)$' then
+    perform jobs.raise_invalid('PDC03', 'tz', format(
+      '%s is no IANA time zone name (posix/, posixrules, Factory and localtime are files of PostgreSQL''s zone directory): give one such as %s',
+      left(quote_literal(p_tz), 80), case when p_tz ~* '^posix/.' then left(quote_literal(substr(p_tz, 7)), 80) else '''Europe/Paris''' end));
   end if;
   if exists (select from pg_timezone_abbrevs a where a.abbrev = upper(p_tz)) then
     perform jobs.raise_invalid('PDC03', 'tz', format(

@@ -1097,6 +1097,14 @@ begin
     perform jobs.raise_invalid('PDC03', 'tz', format('must be an IANA time zone name such as ''Europe/Paris'', got %s',
       left(quote_literal(p_tz), 80)));
   end if;
+  -- Files of PostgreSQL's zone directory that name no place's zone, which
+  -- Intl (TS's checkTz) refuses too: posix/ (a copy of the others),
+  -- posixrules, Factory (a placeholder), localtime (the server's own zone).
+  if p_tz ~* '^(posix/.*|posixrules|factory|localtime)$' then
+    perform jobs.raise_invalid('PDC03', 'tz', format(
+      '%s is no IANA time zone name (posix/, posixrules, Factory and localtime are files of PostgreSQL''s zone directory): give one such as %s',
+      left(quote_literal(p_tz), 80), case when p_tz ~* '^posix/.' then left(quote_literal(substr(p_tz, 7)), 80) else '''Europe/Paris''' end));
+  end if;
   if exists (select from pg_timezone_abbrevs a where a.abbrev = upper(p_tz)) then
     perform jobs.raise_invalid('PDC03', 'tz', format(
       '%s is an abbreviation, which PostgreSQL reads as a fixed offset (no daylight saving time): give a zone name such as ''Europe/Paris''',

@@ -89,16 +89,26 @@ function rangeFault(item: string, i: number): string | undefined {
   return a >= lo && a <= hi && b >= lo && b <= hi ? undefined : `is out of range ${lo}-${hi}`;
 }
 
+// The zone names Intl takes that PostgreSQL reads as abbreviations
+// (pg_timezone_abbrevs' Default set), fixed offsets there: the database
+// (jobs.check_tz) refuses them, in the same words.
+const ABBREVIATIONS = new Set(['CET', 'EET', 'EST', 'HST', 'MET', 'MST', 'WET']);
+
 /**
  * Checks an IANA time zone name with Intl; throws a ValidationError naming
  * `field` otherwise. Offsets ('+01:00') and POSIX rules ('UTC+3') are
- * refused, as the database refuses them; so are abbreviations (CET, EST)
- * there, which it reads as fixed offsets.
+ * refused, as the database refuses them, and so are abbreviations (CET,
+ * EST), which it reads as fixed offsets. The names PostgreSQL takes that
+ * are no zone (posix/…, Factory, localtime) Intl refuses, and the database too.
  */
 export function checkTz(tz: unknown, field = 'tz'): string {
   const rule = "must be an IANA time zone name such as 'Europe/Paris'";
   if (typeof tz !== 'string' || tz.length > 64 || !/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/.test(tz)) {
     throw new ValidationError(field, `${rule}, got ${typeof tz === 'string' ? `'${tz.slice(0, 80)}'` : typeof tz}`);
+  }
+  if (ABBREVIATIONS.has(tz.toUpperCase())) {
+    throw new ValidationError(field, `'${tz}' is an abbreviation, which PostgreSQL reads as a fixed offset (no daylight saving time): ` +
+      "give a zone name such as 'Europe/Paris'");
   }
   try {
     new Intl.DateTimeFormat('en', { timeZone: tz });
