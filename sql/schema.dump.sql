@@ -1817,13 +1817,21 @@ declare
   v_t timestamptz := cron_spec_next_tz.after;  -- searching for instants after v_t,
   v_offset interval := jobs.tz_offset(tz, v_t); -- at which tz has this offset
   v_wall timestamptz;  -- the wall time matched, written as if in UTC
+  v_from timestamptz;  -- the wall time its search started after
   v_at timestamptz;
   v_change timestamptz;
   v_new interval;
   v_before interval;
 begin
   for i in 1..1000 loop
-    v_wall := jobs.cron_spec_next(spec, v_t + v_offset);
+    -- The wall times spec matches do not depend on the offset: a match found
+    -- from an earlier wall time is still the first after a later one before
+    -- it (after an offset change; searched again, a rule decades apart took
+    -- each change its whole search's steps again).
+    if v_from is null or v_t + v_offset < v_from or v_wall <= v_t + v_offset then
+      v_from := v_t + v_offset;
+      v_wall := jobs.cron_spec_next(spec, v_from);
+    end if;
     if v_wall is null then
       return null;
     end if;

@@ -34,6 +34,16 @@ describe("a search on a zone's clock", () => {
     expect(await steps(RULE, '2060-03-01Z', 'Europe/Paris')).toBeLessThan(50000);
   });
 
+  it('searches the cron expression once across offset changes, not again from each of them', async () => {
+    const days = (Date.parse('2088-02-28Z') - Date.parse('2060-03-01Z')) / 86_400_000;
+    const utc = await steps(RULE, '2060-03-01Z', null);
+    // Its cron search (as in UTC), a step per day of offsets probed, some 40 per change bisected (two a year).
+    // Before: some 45,000, the cron search done again from each of the 56 changes.
+    expect(await steps(RULE, '2060-03-01Z', 'Europe/Paris')).toBeLessThan(utc + days + 56 * 40);
+    expect((await sql<{ r: Date }>(`select jobs.cron_next($1, '2060-03-01Z', 'Europe/Paris') as r`, [RULE]))[0]!.r)
+      .toEqual(new Date('2088-02-28T23:00:00Z'));
+  });
+
   it("one claim's searches stay within one budget: the schedule it cannot pay for stays due, and the next claim publishes it", async () => {
     const each = await steps(RULE, '2032-02-28T15:00:30Z', 'Asia/Tokyo');
     expect([4 * each < 50000, 5 * each > 50000]).toEqual([true, true]); // the premise: a budget pays for four searches, not five
