@@ -80,6 +80,30 @@ returns text language sql immutable as $$
   select case when r.overlap = 'skip' then 'pgdrain:schedule:' || r.name else r.dedupe_key end
 $$;
 
+-- 1 when job p_id carries tick p_tick of schedule p_name (made by it, or a
+-- waiting holder a replace gave it), else 0: a holder a keep answered.
+create function jobs.tick_made(p_id bigint, p_name text, p_tick timestamptz)
+returns integer language sql stable as $$
+  select count(*)::integer from jobs.job_queue q where q.job_id = p_id and q.attributes = jobs.schedule_attributes(p_name, p_tick)
+$$;
+
+-- Whether another transaction holds dedupe key p_key as a replace publish
+-- would wait for it: its replace lock (a replace publish of it not yet
+-- committed) or its holder's row (a claim, a settle, a replace); else takes
+-- both, as jobs.publish then does, so that publish waits for nothing. A
+-- drain's claim publishes replace ticks only when this is false: it waits
+-- on no job's row (an ack holding one may wait for a serial key this claim
+-- took publishing another tick), and the tick stays due for the next claim.
+create function jobs.dedupe_key_busy(p_key text)
+returns boolean language plpgsql as $$
+begin
+  if not pg_try_advisory_xact_lock(736039, hashtext(p_key)) then
+    return true;
+  end if;
+  perform from jobs.job_queue q where q.dedupe_key = p_key for update skip locked;
+  return not found and exists (select from jobs.job_queue q where q.dedupe_key = p_key);
+end $$;
+
 -- What this role lacks to use pg_cron here, as a GRANT would name it, or
 -- null when it lacks nothing (or pg_cron is not installed). On managed
 -- PostgreSQL the app role often does not own pg_cron nor have USAGE on
