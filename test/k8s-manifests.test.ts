@@ -5,25 +5,28 @@
 // and no container engine, so the image is not built.
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigMap, Secret } from 'kubernetes-models/v1';
+import { Deployment } from 'kubernetes-models/apps/v1';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
 import { describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { CLI, FAULT_TASKS, reportOf, spawnCli } from './support/drain-process.js';
-import { containerEnv, drainProblems, jobParts, loadManifests, shortestInterval, type Manifest } from './support/k8s-checks.js';
+import { CLI, FAULT_TASKS, kubeletStop, reportOf, spawnCli, until } from './support/drain-process.js';
+import { BACKOFF_RESET_S, containerEnv, drainProblems, jobParts, loadManifests, podOf, shortestInterval,
+  type Manifest } from './support/k8s-checks.js';
 
 const manifests = loadManifests('deploy/k8s');
 const all = manifests.map((m) => m.doc);
-const models: Record<string, new (data: any) => { validate(): void }> = { ConfigMap, Secret, Job, CronJob };
+const models: Record<string, new (data: any) => { validate(): void }> = { ConfigMap, Secret, Job, CronJob, Deployment };
 const byKind = (kind: string) => all.filter((m) => m.kind === kind);
-const drainWorkloads = all.filter((m) => jobParts(m)?.pod?.containers?.[0]?.args?.includes('drain'));
+const drainWorkloads = all.filter((m) => podOf(m)?.containers?.[0]?.args?.includes('drain'));
 const clone = (m: Manifest): Manifest => structuredClone(m);
 const db = await testDb();
 
 describe('deploy/k8s manifests', () => {
-  it('has a CronJob, a parallel Job, a migrate Job, a ConfigMap and a Secret', () => {
+  it('has a CronJob, a parallel Job, a worker Deployment, a migrate Job, a ConfigMap and a Secret', () => {
     expect(manifests.map((m) => `${m.file}:${m.doc.kind}`)).toEqual([
-      'configmap.yaml:ConfigMap', 'cronjob.yaml:CronJob', 'job-parallel.yaml:Job', 'migrate-job.yaml:Job', 'secret.yaml:Secret']);
-    expect(drainWorkloads.map((m) => m.kind).sort()).toEqual(['CronJob', 'Job']);
+      'configmap.yaml:ConfigMap', 'cronjob.yaml:CronJob', 'deployment.yaml:Deployment', 'job-parallel.yaml:Job',
+      'migrate-job.yaml:Job', 'secret.yaml:Secret']);
+    expect(drainWorkloads.map((m) => m.kind).sort()).toEqual(['CronJob', 'Deployment', 'Job']);
   });
 
   it.each(manifests)('$file validates against the Kubernetes schema', ({ doc }) => {
@@ -38,7 +41,7 @@ describe('deploy/k8s manifests', () => {
     expect(() => new Job(job as any).validate()).toThrow(/parallelism/);
   });
 
-  it.each(all.filter((m) => jobParts(m)).map((m) => [`${m.kind} ${m.metadata?.name ?? m.metadata?.generateName}`, m] as const))(
+  it.each(all.filter((m) => podOf(m)).map((m) => [`${m.kind} ${m.metadata?.name ?? m.metadata?.generateName}`, m] as const))(
     '%s: restart policy, deadlines and grace agree with its drain settings', (_, m) => {
       expect(drainProblems(m, all)).toEqual([]);
     });
@@ -48,6 +51,15 @@ describe('deploy/k8s manifests', () => {
     expect(shortestInterval(cron.spec.schedule, cron.spec.timeZone)).toBe(300);
     expect(cron.spec.concurrencyPolicy).toBe('Forbid');
     expect(cron.spec.jobTemplate.spec.activeDeadlineSeconds).toBeLessThan(300);
+  });
+
+  it('the Deployment drains for a day: its restarts do not back off, an idle queue does not end it, a rollout keeps a pod', () => {
+    const worker = byKind('Deployment')[0]!;
+    const env = containerEnv(podOf(worker).containers[0], all);
+    expect(Number(env.PGDRAIN_DEADLINE_SECONDS)).toBeGreaterThan(BACKOFF_RESET_S);
+    expect(Number(env.PGDRAIN_LINGER_SECONDS)).toBe(Number(env.PGDRAIN_DEADLINE_SECONDS));
+    expect(worker.spec.replicas).toBeGreaterThanOrEqual(2);
+    expect(worker.spec.strategy.rollingUpdate.maxUnavailable).toBe(0);
   });
 
   it('the checks catch what the schema lets through', () => {
@@ -73,13 +85,39 @@ describe('deploy/k8s manifests', () => {
     expect(mutate(cron, (pod) => pod.containers[0].env = [{ name: 'PGDRAIN_BATCH', value: '5' }])).toEqual([
       'CronJob pgdrain-drain: unknown setting PGDRAIN_BATCH']);
   });
+
+  it('the checks catch what the schema lets through in the Deployment', () => {
+    const worker = byKind('Deployment')[0]!;
+    const mutate = (change: (pod: any, m: Manifest) => void) => {
+      const c = clone(worker);
+      change(podOf(c), c);
+      expect(() => new Deployment(c as any).validate()).not.toThrow(); // the schema accepts each of these
+      return drainProblems(c, all);
+    };
+    const setEnv = (pod: any, name: string, value: string) =>
+      (pod.containers[0].env = pod.containers[0].env.map((e: any) => e.name === name ? { name, value } : e));
+    expect(mutate((pod) => (pod.restartPolicy = 'Never'))).toEqual([
+      'Deployment pgdrain-worker: restartPolicy must be Always in a Deployment, got Never']);
+    // The CronJob's minute drain in a Deployment: ended every 55 s, it would be restarted ever later.
+    expect(mutate((pod) => { setEnv(pod, 'PGDRAIN_DEADLINE_SECONDS', '55'); setEnv(pod, 'PGDRAIN_LINGER_SECONDS', '55'); })).toEqual([
+      expect.stringMatching(/deadline 55 must exceed 600 s, or the kubelet delays each restart longer \(CrashLoopBackOff\)/)]);
+    expect(mutate((pod) => setEnv(pod, 'PGDRAIN_LINGER_SECONDS', '60'))).toEqual([
+      expect.stringMatching(/linger 60 must be at least the deadline 86400, or an idle queue ends the drain early/)]);
+    expect(mutate((pod) => (pod.containers[0].env = []))).toEqual([ // the ConfigMap's 240 s and no linger
+      expect.stringMatching(/deadline 240 must exceed 600 s/), expect.stringMatching(/linger 0 must be at least the deadline 240/)]);
+    expect(mutate((pod) => (pod.terminationGracePeriodSeconds = 20))).toEqual([
+      expect.stringMatching(/terminationGracePeriodSeconds 20 must be at least the drain's grace 20/)]);
+    expect(mutate((_, c) => (c.spec.selector.matchLabels['app.kubernetes.io/component'] = 'drain'))).toEqual([
+      'Deployment pgdrain-worker: selector app.kubernetes.io/component=drain does not match the pod template\'s labels']);
+  });
 });
 
 describe('the container entrypoint: pgdrain drain configured by the environment', () => {
   const run = (env: Record<string, string>, args: string[] = []) =>
     spawnCli(['drain', '--json', ...args], { DATABASE_URL: db.url, PGDRAIN_TASKS: FAULT_TASKS, ...env }).exited;
 
-  it.each(drainWorkloads.map((m) => [m.kind, m] as const))('the %s settings pass the real CLI, which drains and exits 0', async (_, m) => {
+  it.each(drainWorkloads.filter((m) => jobParts(m)).map((m) => [m.kind, m] as const))(
+    'the %s settings pass the real CLI, which drains and exits 0', async (_, m) => {
     const env = containerEnv(jobParts(m)!.pod.containers[0], all);
     // The cluster's database and the image's tasks path do not exist here: only those two are swapped.
     const exit = await run({ ...env, DATABASE_URL: db.url, PGDRAIN_TASKS: FAULT_TASKS });
@@ -111,7 +149,7 @@ describe('the container entrypoint: pgdrain drain configured by the environment'
   });
 
   it('variables fill absent flags; a flag wins, and a bad variable behind a flag is not read', async () => {
-    await db.sql('create table fault_runs (key text, job_id bigint, attempt int, pid int)');
+    await db.sql('create table if not exists fault_runs (key text, job_id bigint, attempt int, pid int)');
     await db.sql(`select jobs.publish('fault.record', '{"key": "a"}')`);
     await db.sql(`select jobs.publish('fault.record', '{"key": "b"}')`);
     const exit = await run({ PGDRAIN_BATCH_SIZE: 'lots', PGDRAIN_WORKER_ID: 'from-env', FAULT_RECORD_URL: db.url },
@@ -124,6 +162,26 @@ describe('the container entrypoint: pgdrain drain configured by the environment'
   it('an unreachable database is an infrastructure error: exit 1, one line', async () => {
     const exit = await run({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
     expect(exit).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^pgdrain: database unavailable: [^\n]+\n$/) });
+  });
+
+  // After the test above that counts every jobs.job row.
+  it('the Deployment settings pass the real CLI: it lingers on the empty queue, runs a job published meanwhile, and ends on SIGTERM with exit 0', async () => {
+    const pod = podOf(byKind('Deployment')[0]!);
+    const env = containerEnv(pod.containers[0], all);
+    await db.sql('create table if not exists fault_runs (key text, job_id bigint, attempt int, pid int)');
+    const p = spawnCli(['drain', '--json'], { ...env, DATABASE_URL: db.url, PGDRAIN_TASKS: FAULT_TASKS, FAULT_RECORD_URL: db.url });
+    const listening = async () => (await db.sql(
+      `select 1 from pg_stat_activity where datname = current_database() and query ilike 'listen %'`)).length;
+    await until(listening, 'the drain to listen on the empty queue');
+    await db.sql(`select jobs.publish('fault.record', '{"key": "worker"}')`);
+    await until(async () => (await db.sql(`select 1 from fault_runs where key = 'worker'`)).length, 'the job to run');
+    await until(async () => (await db.sql(`select 1 from jobs.job where body->>'key' = 'worker' and status = 'success'`)).length,
+      'its ack');
+    expect(p.child.exitCode).toBe(null); // the queue is empty again: the drain still lingers
+    expect(await listening()).toBe(1);
+    const exit = await kubeletStop(p, pod.terminationGracePeriodSeconds);
+    expect(exit).toMatchObject({ code: 0, stderr: expect.stringMatching(/^pgdrain: SIGTERM: claiming no more jobs/) });
+    expect(reportOf(exit)).toMatchObject({ stoppedBy: 'signal', claimed: 1, succeeded: 1, failed: 0 });
   });
 });
 

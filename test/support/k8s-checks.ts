@@ -1,5 +1,6 @@
 // What a schema does not check in deploy/k8s/: that the Jobs' restart policy,
-// deadlines and grace periods agree with the drain settings they run with.
+// deadlines and grace periods, and the Deployment's drain (an always-on
+// worker the kubelet restarts), agree with the drain settings they run with.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cron } from 'croner';
@@ -10,6 +11,12 @@ import { DRAIN_ENV } from '../../src/cli/env.js';
 export const STARTUP_MARGIN_S = 15;
 /** After the grace: giving back what still runs, printing the report, closing connections. */
 export const SETTLE_MARGIN_S = 5;
+/**
+ * The kubelet delays each restart of a container (10 s, doubling to 5
+ * minutes: CrashLoopBackOff), whatever its exit code, unless it ran this
+ * long, which resets the delay.
+ */
+export const BACKOFF_RESET_S = 600;
 
 export type Manifest = { kind: string; metadata?: { name?: string; generateName?: string }; [key: string]: any };
 
@@ -27,6 +34,11 @@ export function jobParts(m: Manifest): { job: any; pod: any } | undefined {
   if (m.kind === 'Job') return { job: m.spec, pod: m.spec?.template?.spec };
   if (m.kind === 'CronJob') return { job: m.spec?.jobTemplate?.spec, pod: m.spec?.jobTemplate?.spec?.template?.spec };
   return undefined;
+}
+
+/** The pod template of a Job, CronJob or Deployment. */
+export function podOf(m: Manifest): any {
+  return m.kind === 'Deployment' ? m.spec?.template?.spec : jobParts(m)?.pod;
 }
 
 /** A container's environment: envFrom ConfigMaps and Secrets of `all`, then env on top. */
@@ -52,10 +64,11 @@ export function shortestInterval(schedule: string, timezone?: string): number {
 }
 
 /**
- * Problems of one drain workload (Job or CronJob) against the drain settings
- * its container gets; [] when it is consistent.
+ * Problems of one drain workload (Job, CronJob or Deployment) against the
+ * drain settings its container gets; [] when it is consistent.
  */
 export function drainProblems(m: Manifest, all: Manifest[]): string[] {
+  if (m.kind === 'Deployment') return workerProblems(m, all);
   const parts = jobParts(m);
   if (!parts) return [];
   const { job, pod } = parts;
@@ -65,25 +78,10 @@ export function drainProblems(m: Manifest, all: Manifest[]): string[] {
     problems.push(`${where}: restartPolicy must be Never or OnFailure in a Job, got ${pod?.restartPolicy ?? 'none (Always)'}`);
   }
   if (job?.podFailurePolicy && pod?.restartPolicy !== 'Never') problems.push(`${where}: podFailurePolicy needs restartPolicy Never`);
-  const container = pod?.containers?.[0];
-  const args: string[] = [...(container?.command ?? []), ...(container?.args ?? [])];
-  if (!args.includes('drain')) return problems; // e.g. the migrate Job: no drain settings to check
+  const settings = drainSettingsOf(where, pod, all, problems);
+  if (!settings) return problems; // e.g. the migrate Job: no drain settings to check
+  const { deadline, grace } = settings;
 
-  const env = containerEnv(container, all);
-  const known = new Set(DRAIN_ENV.map(([, variable]) => variable));
-  for (const name of Object.keys(env)) {
-    if (name.startsWith('PGDRAIN_') && !known.has(name)) problems.push(`${where}: unknown setting ${name}`);
-  }
-  if (!env.DATABASE_URL) problems.push(`${where}: no DATABASE_URL (the drain would use an embedded database in the pod)`);
-  if (!env.PGDRAIN_TASKS) problems.push(`${where}: no PGDRAIN_TASKS`);
-  const deadline = Number(env.PGDRAIN_DEADLINE_SECONDS ?? 300);
-  const grace = Number(env.PGDRAIN_GRACE_SECONDS ?? 10);
-
-  const termination = pod.terminationGracePeriodSeconds ?? 30;
-  if (termination < grace + SETTLE_MARGIN_S) {
-    problems.push(`${where}: terminationGracePeriodSeconds ${termination} must be at least the drain's grace ${grace} + ${SETTLE_MARGIN_S} s ` +
-      'to give back what still runs before SIGKILL');
-  }
   const onePod = deadline + grace + STARTUP_MARGIN_S;
   const waves = Math.ceil((job.completions ?? 1) / (job.parallelism ?? 1));
   if (job.activeDeadlineSeconds === undefined) problems.push(`${where}: no activeDeadlineSeconds (a hung pod would run forever)`);
@@ -109,4 +107,64 @@ export function drainProblems(m: Manifest, all: Manifest[]): string[] {
     }
   }
   return problems;
+}
+
+/**
+ * An always-on worker: a Deployment whose kubelet restarts each drain as it
+ * ends. Its drain must run long enough for a restart not to wait
+ * (BACKOFF_RESET_S), and an idle queue must not end it early.
+ */
+function workerProblems(m: Manifest, all: Manifest[]): string[] {
+  const where = `Deployment ${m.metadata?.name ?? ''}`;
+  const pod = podOf(m);
+  const problems: string[] = [];
+  if ((pod?.restartPolicy ?? 'Always') !== 'Always') {
+    problems.push(`${where}: restartPolicy must be Always in a Deployment, got ${pod.restartPolicy}`);
+  }
+  const labels = m.spec?.template?.metadata?.labels ?? {};
+  for (const [k, v] of Object.entries(m.spec?.selector?.matchLabels ?? {})) {
+    if (labels[k] !== v) problems.push(`${where}: selector ${k}=${String(v)} does not match the pod template's labels`);
+  }
+  const settings = drainSettingsOf(where, pod, all, problems);
+  if (!settings) return [...problems, `${where}: its container does not run pgdrain drain`];
+  const { deadline, linger } = settings;
+  if (deadline <= BACKOFF_RESET_S) {
+    problems.push(`${where}: deadline ${deadline} must exceed ${BACKOFF_RESET_S} s, or the kubelet delays each restart ` +
+      'longer (CrashLoopBackOff)');
+  }
+  if (linger < deadline) {
+    problems.push(`${where}: linger ${linger} must be at least the deadline ${deadline}, or an idle queue ends the drain early ` +
+      'and the kubelet restarts it');
+  }
+  return problems;
+}
+
+/**
+ * The drain settings of a pod's first container, checked (unknown
+ * variables, a missing DATABASE_URL or PGDRAIN_TASKS, a termination grace
+ * shorter than the drain's); undefined when it runs no drain.
+ */
+function drainSettingsOf(where: string, pod: any, all: Manifest[], problems: string[]):
+    { deadline: number; grace: number; linger: number } | undefined {
+  const container = pod?.containers?.[0];
+  const args: string[] = [...(container?.command ?? []), ...(container?.args ?? [])];
+  if (!args.includes('drain')) return undefined;
+
+  const env = containerEnv(container, all);
+  const known = new Set(DRAIN_ENV.map(([, variable]) => variable));
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('PGDRAIN_') && !known.has(name)) problems.push(`${where}: unknown setting ${name}`);
+  }
+  if (!env.DATABASE_URL) problems.push(`${where}: no DATABASE_URL (the drain would use an embedded database in the pod)`);
+  if (!env.PGDRAIN_TASKS) problems.push(`${where}: no PGDRAIN_TASKS`);
+  const deadline = Number(env.PGDRAIN_DEADLINE_SECONDS ?? 300);
+  const grace = Number(env.PGDRAIN_GRACE_SECONDS ?? 10);
+  const linger = Number(env.PGDRAIN_LINGER_SECONDS ?? 0);
+
+  const termination = pod.terminationGracePeriodSeconds ?? 30;
+  if (termination < grace + SETTLE_MARGIN_S) {
+    problems.push(`${where}: terminationGracePeriodSeconds ${termination} must be at least the drain's grace ${grace} + ${SETTLE_MARGIN_S} s ` +
+      'to give back what still runs before SIGKILL');
+  }
+  return { deadline, grace, linger };
 }
