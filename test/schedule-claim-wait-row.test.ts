@@ -33,6 +33,8 @@ describe("a claim waiting to publish a tick into a bounded queue, and an app tra
       // The app's check finds the cycle first (as when it calls schedule more than deadlock_timeout after the claim began to wait).
       await claim.query(`set deadlock_timeout = '30s'`);
       await open.query(`set lock_timeout = '20s'`);
+      // Its waiter, of this file's database (the server is shared with other files, whose claims wait too).
+      const openPid = (await open.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
       await open.query('begin');
       await open.query(`select jobs.publish('sweep.run', '{"by":"app"}', queue => 'capped')`);
       // A drain's first claim (nothing to settle): it waits for the app's lock on capped.
@@ -40,7 +42,7 @@ describe("a claim waiting to publish a tick into a bounded queue, and an app tra
       const claimed = claim.query(`select jobs.claim_json(1, now => $1) as c`, [minute(10)])
         .then(() => 'claimed', (e: { code?: string }) => e.code).finally(() => (answered = true));
       await expect.poll(async () => answered || (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
-        where wait_event_type = 'Lock' and query like '%claim_json%'`))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
+        where datname = current_database() and $1::int = any(pg_blocking_pids(pid))`, [openPid]))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
       // Another drain's first claim meanwhile: one claim at a time waits for the tick; this one answers.
       expect((await sql<{ c: { count: number } }>(`select jobs.claim_json(1, now => $1) as c`, [minute(10)]))[0]!.c.count).toBe(0);
       // The app, in the same transaction, schedules sweep again (the same rule: nothing changes).

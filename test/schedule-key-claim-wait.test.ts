@@ -17,6 +17,15 @@ beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.recurring');
 });
 
+/** The sessions of this file's database waiting for a lock `holder` holds. Not every session waiting on a
+ * lock: the server is shared with the other test files, whose claims wait too (counted, the poll passed
+ * before this claim had begun, and the app committed under it: n 2, not 1, at load 12). */
+async function waitingFor(holder: pg.Client): Promise<number> {
+  const pid = (await holder.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+  return (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+    where datname = current_database() and $1::int = any(pg_blocking_pids(pid))`, [pid]))[0]!.n;
+}
+
 async function sessions<T>(fn: (open: pg.Client, claim: pg.Client) => Promise<T>): Promise<T> {
   const open = new pg.Client({ connectionString: db.url });
   const claim = new pg.Client({ connectionString: db.url });
@@ -59,8 +68,7 @@ describe("a keyed tick's claim and an uncommitted publish of the key", () => {
       let answered = false;
       const claimed = claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(11)]).finally(() => (answered = true));
       // Until the claim has answered, or waits on a lock (the insert of b's tick, before this change).
-      await expect.poll(async () => answered || (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
-        where wait_event_type = 'Lock' and query like '%publish_due_schedules%'`))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
+      await expect.poll(async () => answered || (await waitingFor(open)) === 1, { timeout: 10_000 }).toBe(true);
       await open.query(`select jobs.publish('a.t', '{"by":"app"}', serial_key => 's')`);
       await open.query('commit');
       expect((await claimed).rows).toEqual([{ n: 1 }]);
@@ -107,8 +115,7 @@ describe("an unkeyed tick into a bounded queue and an app transaction that publi
         let answered = false;
         const claimed = claim.query(`select jobs.publish_due_schedules($1) as n`, [minute(10)]).finally(() => (answered = true));
         // Until the claim waits on the app's lock (or has answered: then it did not wait, and the tick is left due).
-        await expect.poll(async () => answered || (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
-          where wait_event_type = 'Lock' and query like '%publish_due_schedules%'`))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
+        await expect.poll(async () => answered || (await waitingFor(open)) === 1, { timeout: 10_000 }).toBe(true);
         await open.query('commit');
         expect((await claimed).rows).toEqual([{ n: 1 }]);
         expect(await sql(`select next_run_at, last_error from jobs.recurring`))
@@ -205,8 +212,7 @@ describe("a drain's claim that carries a settle, and a due tick into a bounded q
         let answered = false;
         const acked = claim.query(`select jobs.claim_json(1, now => $1, ids => array[$2::bigint], attempts => array[1],
           outcomes => array['ack']) as c`, [minute(10), id]).finally(() => (answered = true));
-        await expect.poll(async () => answered || (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
-          where wait_event_type = 'Lock' and query like '%claim_json%'`))[0]!.n === 1, { timeout: 10_000 }).toBe(true);
+        await expect.poll(async () => answered || (await waitingFor(open)) === 1, { timeout: 10_000 }).toBe(true);
         // Another drain, once the job's lease (30 s from minute 1) has passed.
         // (A drain's first claim, with nothing to settle: it may wait for the app to publish the tick.)
         let otherAnswered = false;
@@ -214,8 +220,7 @@ describe("a drain's claim that carries a settle, and a due tick into a bounded q
           .finally(() => (otherAnswered = true));
         other.catch(() => {});
         // Until it has answered, or waits for the app with the first claim answered.
-        await expect.poll(async () => otherAnswered || (answered && (await sql<{ n: number }>(`select count(*)::int as n
-          from pg_stat_activity where wait_event_type = 'Lock' and query like '%claim_json%'`))[0]!.n === 1), { timeout: 10_000 }).toBe(true);
+        await expect.poll(async () => otherAnswered || (answered && (await waitingFor(open)) === 1), { timeout: 10_000 }).toBe(true);
         await open.query('commit');
         await acked;
         expect((await other)[0]!.c.jobs?.id ?? null).toBeNull();
