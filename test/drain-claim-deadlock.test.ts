@@ -38,7 +38,7 @@ it('a claim rolled back as a deadlock victim is tried again: the drain goes on a
     await user.query(`select jobs.publish('t', '"b2"', serial_key => 'account:b')`);
     // Both handlers return: the drain's next claim settles them, taking account:a, then waiting for account:b.
     release();
-    await until(async () => (await sql(`select 1 from pg_stat_activity where wait_event_type = 'Lock'
+    await until(async () => (await sql(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'
                                           and query like '%claim_json%'`)).length > 0, "the drain's claim to wait for account:b");
     // Now the user's transaction asks for account:a: a cycle. The drain's deadlock check
     // runs first and it is rolled back; the user's publish then goes through.

@@ -48,7 +48,7 @@ const session = async (): Promise<pg.Client> => {
 };
 const lockKey = (c: pg.Client, key: string) => c.query('select pg_advisory_xact_lock(736038, hashtext($1))', [key]);
 const waiting = async (where: string) =>
-  (await sql(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and ${where}`)).length > 0;
+  (await sql(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and ${where}`)).length > 0;
 
 /** Runs call (taking k1, k2, k3 in order) into the deadlock above; answers its outcome. */
 async function loseDeadlock<T>(call: () => Promise<T>): Promise<{ value?: T; error?: { code?: string } }> {
