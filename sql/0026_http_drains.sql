@@ -36,6 +36,23 @@ begin
   return v_id;
 end $$;
 
+-- Whether POST /drain keeps every number in p_value as written: it reads
+-- the text pg_net posts (jsonb's: 1e3 as 1000, 1e20 as 100000000000000000000)
+-- as doubles, and refuses an integer past 2^53 (src/json-text.ts parseJson)
+-- or over a double's range (1e400); a number it would read as another
+-- (1e-400 as 0, 0.1000000000000000000001 as 0.1) is refused here too: a
+-- filter would match other jobs than the one stored. extra_float_digits 1: a
+-- double's text is its shortest exact one (0.30000000000000004 holds).
+create function jobs.json_doubles_exact(p_value jsonb)
+returns boolean language plpgsql immutable set extra_float_digits = 1 as $$
+begin
+  return not exists (select from jsonb_path_query(p_value, 'strict $.**') n, cast(n #>> '{}' as numeric) x
+                     where jsonb_typeof(n) = 'number'
+                       and case when scale(x) = 0 then abs(x) > 9007199254740991 else x <> x::text::float8::text::numeric end);
+exception when numeric_value_out_of_range then
+  return false;  -- over a double's range, or under its least
+end $$;
+
 -- A body POST /drain (src/http/requests.ts, parseDrainRequest) takes, by its
 -- rules: one it refuses would be refused (400) at every tick, the drain never
 -- run, and no one told. PDC03 naming body.<field> (body.exclude[1]). Its
@@ -60,6 +77,10 @@ begin
   for v_field, v in select key, value from jsonb_each(p_body) loop
     got := format(', got %s', left(v::text, 80));
     v_n := case when jsonb_typeof(v) = 'number' then v::numeric end;
+    if not jobs.json_doubles_exact(v) then
+      perform jobs.raise_invalid('PDC03', 'body.' || left(v_field, 80), 'must hold only numbers POST /drain keeps as written: '
+        || 'integers up to 2^53, others a 64-bit float holds (send a bigger or more precise one as a string)' || got);
+    end if;
     if v_field = 'batchSize' then
       if v_n is null or v_n <> trunc(v_n) or v_n < 1 or v_n > 10000 then
         perform jobs.raise_invalid('PDC03', 'body.batchSize',

@@ -713,6 +713,10 @@ begin
   for v_field, v in select key, value from jsonb_each(p_body) loop
     got := format(', got %s', left(v::text, 80));
     v_n := case when jsonb_typeof(v) = 'number' then v::numeric end;
+    if not jobs.json_doubles_exact(v) then
+      perform jobs.raise_invalid('PDC03', 'body.' || left(v_field, 80), 'must hold only numbers POST /drain keeps as written: '
+        || 'integers up to 2^53, others a 64-bit float holds (send a bigger or more precise one as a string)' || got);
+    end if;
     if v_field = 'batchSize' then
       if v_n is null or v_n <> trunc(v_n) or v_n < 1 or v_n > 10000 then
         perform jobs.raise_invalid('PDC03', 'body.batchSize',
@@ -2687,6 +2691,22 @@ CREATE FUNCTION jobs.is_rrule(expr text) RETURNS boolean
     AS $$
   select is_rrule.expr ~* '(^|[[:space:]]|;)FREQ=' or is_rrule.expr ~* '(?n)^[ \t]*[a-z][a-z0-9-]*[;:]'
 $$;
+
+--
+-- Name: json_doubles_exact(jsonb); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.json_doubles_exact(p_value jsonb) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET extra_float_digits TO '1'
+    AS $_$
+begin
+  return not exists (select from jsonb_path_query(p_value, 'strict $.**') n, cast(n #>> '{}' as numeric) x
+                     where jsonb_typeof(n) = 'number'
+                       and case when scale(x) = 0 then abs(x) > 9007199254740991 else x <> x::text::float8::text::numeric end);
+exception when numeric_value_out_of_range then
+  return false;  -- over a double's range, or under its least
+end $_$;
 
 --
 -- Name: keep_heap(); Type: FUNCTION; Schema: jobs; Owner: -
