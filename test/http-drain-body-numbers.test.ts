@@ -19,7 +19,7 @@ await db.sql(PG_NET_STAND_IN);
 
 /** POST /drain's status for the text pg_net posts for body (jsonb's own text). */
 async function postDrain(body: string) {
-  const [{ text }] = await db.sql<{ text: string }>('select $1::jsonb::text as text', [body]);
+  const { text } = (await db.sql<{ text: string }>('select $1::jsonb::text as text', [body]))[0]!;
   const res = await app.request('/drain', { method: 'POST', body: text,
                                             headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' } });
   return res.status;
