@@ -4018,15 +4018,14 @@ declare
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
   v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
   v_settling boolean := current_setting('pgdrain.tick_nowait', true) is not distinct from 'on';  -- a claim carrying outcomes (jobs.claim_json)
-  v_locked text;  -- the bounded queue whose publishers' lock this call took before any row ('': none; jobs.tick_queues)
   v_lost text[] := '{}';  -- bounded queues whose lock another call waits for: their rows left alone
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   -- Not in jobs.schedule's call: it holds its row and waits on its tick;
-  -- other ticks there take only free locks (v_locked null), as a wait with
-  -- their rows locked closed a cycle with an app transaction as above.
+  -- other ticks there take only free locks, as a wait with their rows
+  -- locked closed a cycle with an app transaction as above.
   if coalesce(current_setting('pgdrain.tick_wait', true), '') = '' then
-    select t.waited, t.lost into v_locked, v_lost from jobs.tick_queues(v_now, not v_settling) t;
+    select t.lost into v_lost from jobs.tick_queues(v_now, not v_settling) t;
   end if;
   for r in
     select * from jobs.recurring s
@@ -4052,24 +4051,18 @@ begin
       if r.dedupe_mode in ('keep_waiting', 'replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
         continue;  -- still due: the next claim publishes it
       end if;
-      -- A tick with a dedupe key (one's own, or overlap 'skip''s, which a job
-      -- published by hand may carry) or a serial key waits on no lock: its
-      -- insert would wait for an uncommitted publish of the key as long as
-      -- that stays open, and ticks take keys in tick order, not the keys'
-      -- lock order (two claims crossing two keys deadlocked). Any lock not
-      -- free at once leaves a tick due (below, 55P03); its bounded queue's
-      -- was taken before the loop (v_locked, jobs.tick_queues), keyed or not.
-      -- An unkeyed tick waits as any publish only into that queue (into any
-      -- other, an unbounded one too, free locks only: a queue made bounded,
-      -- or a schedule moved to one, after tick_queues looked, waited with the
-      -- row locked) and only as its first: after one, holding its locks (a
-      -- serial key, another queue's) while waiting closed a cycle with an app
-      -- transaction that held this queue's lock and wanted one of them.
-      -- Nor in a claim carrying outcomes (v_settling): its settle would wait
-      -- too, the leases of the jobs it acks passing. jobs.schedule's call
-      -- (v_wait) waits always: it drops a tick left due.
-      v_nowait := not v_wait and (jobs.schedule_key(r) is not null or r.serial_key is not null or v_count > 0 or v_settling
-                                  or coalesce(r.queue, 'default') is distinct from v_locked);
+      -- A tick publishes only with the locks it needs free at once (lock_timeout
+      -- 1ms; 55P03 below leaves it due for the next claim): its bounded
+      -- queue's was taken before the loop, before any row (jobs.tick_queues),
+      -- or that queue's rows were left alone (v_lost), or it is left due. A
+      -- wait here holds this row and the locks of the ticks before it: for a
+      -- key's uncommitted publish (for as long as it stays open; ticks take
+      -- keys in tick order, not the keys' lock order: two claims crossing two
+      -- keys deadlocked), for a queue made bounded after tick_queues looked,
+      -- or in a claim carrying outcomes (the leases of the jobs it acks
+      -- passing). jobs.schedule's call (v_wait) waits for its own tick: it
+      -- drops a tick left due.
+      v_nowait := not v_wait;
       v_lock_timeout := current_setting('lock_timeout');
       if v_nowait then
         perform set_config('lock_timeout', '1ms', true);
