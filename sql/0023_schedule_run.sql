@@ -1,6 +1,21 @@
 -- pgdrain 0023: running recurring jobs: every due one (drains call
 -- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0021).
 
+-- How long a claim waits for a bounded queue's publishers' lock for its tick
+-- (jobs.tick_queues): pgdrain.tick_wait_ms (default 500), within the role's
+-- lock_timeout. A tick needs no longer: waiters are served in turn, so one
+-- gets the lock between steady publishers; an app transaction holding it
+-- longer leaves the tick due for the next claim. Unbounded, a drain of
+-- another queue waited for that transaction past its deadline, and the
+-- jobs its claim took lost the wait from their timeouts.
+create function jobs.tick_wait_bound(p_lock_timeout text)
+returns text language sql stable as $$
+  select case when p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < b then p_lock_timeout
+              else (extract(epoch from b) * 1000)::bigint || 'ms' end
+  from (select greatest(make_interval(secs => coalesce(nullif(current_setting('pgdrain.tick_wait_ms', true), '')::float8, 500) / 1000),
+                        interval '1 millisecond') as b) x
+$$;
+
 -- The bounded queues with a tick due at p_now, oldest first (a keyed one's
 -- too: this wait holds no key, its keys are taken after, only free). One
 -- call a queue (736045, to commit) waits for its publishers' lock (jobs.admit)
@@ -13,6 +28,7 @@ create function jobs.tick_queues(p_now timestamptz, p_wait boolean, out waited t
 returns record language plpgsql as $$
 declare
   q text;
+  v_timeout text;
 begin
   lost := '{}';
   for q in select coalesce(s.queue, 'default') from jobs.recurring s join jobs.queue x on x.name = coalesce(s.queue, 'default')
@@ -20,6 +36,8 @@ begin
            group by 1 order by min(s.next_run_at) loop
     if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
       waited := q;
+      v_timeout := current_setting('lock_timeout');
+      perform set_config('lock_timeout', jobs.tick_wait_bound(v_timeout), true);
       begin
         perform pg_advisory_xact_lock_shared(736041, hashtext(q));
         perform pg_advisory_xact_lock(736037, hashtext(q));
@@ -27,6 +45,7 @@ begin
         waited := '';
         lost := lost || q;
       end;
+      perform set_config('lock_timeout', v_timeout, true);
     elsif p_wait and waited is null then
       lost := lost || q;
     else

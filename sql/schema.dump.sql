@@ -6825,6 +6825,7 @@ CREATE FUNCTION jobs.tick_queues(p_now timestamp with time zone, p_wait boolean,
     AS $$
 declare
   q text;
+  v_timeout text;
 begin
   lost := '{}';
   for q in select coalesce(s.queue, 'default') from jobs.recurring s join jobs.queue x on x.name = coalesce(s.queue, 'default')
@@ -6832,6 +6833,8 @@ begin
            group by 1 order by min(s.next_run_at) loop
     if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
       waited := q;
+      v_timeout := current_setting('lock_timeout');
+      perform set_config('lock_timeout', jobs.tick_wait_bound(v_timeout), true);
       begin
         perform pg_advisory_xact_lock_shared(736041, hashtext(q));
         perform pg_advisory_xact_lock(736037, hashtext(q));
@@ -6839,6 +6842,7 @@ begin
         waited := '';
         lost := lost || q;
       end;
+      perform set_config('lock_timeout', v_timeout, true);
     elsif p_wait and waited is null then
       lost := lost || q;
     else
@@ -6922,6 +6926,19 @@ CREATE FUNCTION jobs.tick_steps_under_way() RETURNS boolean
     AS $_$
   select coalesce(current_setting('pgdrain.tick_steps', true) ~ '^[0-9]{1,18} steps left$', false)
 $_$;
+
+--
+-- Name: tick_wait_bound(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_wait_bound(p_lock_timeout text) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+  select case when p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < b then p_lock_timeout
+              else (extract(epoch from b) * 1000)::bigint || 'ms' end
+  from (select greatest(make_interval(secs => coalesce(nullif(current_setting('pgdrain.tick_wait_ms', true), '')::float8, 500) / 1000),
+                        interval '1 millisecond') as b) x
+$$;
 
 --
 -- Name: tz_change(text, interval, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -

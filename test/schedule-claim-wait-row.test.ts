@@ -30,6 +30,7 @@ describe("a claim waiting to publish a tick into a bounded queue, and an app tra
     await Promise.all([open.connect(), claim.connect()]);
     try {
       await claim.query(`set lock_timeout = '20s'`);
+      await claim.query(`set pgdrain.tick_wait_ms = 60000`);  // past jobs.tick_wait_bound's default 500 ms
       // The app's check finds the cycle first (as when it calls schedule more than deadlock_timeout after the claim began to wait).
       await claim.query(`set deadlock_timeout = '30s'`);
       await open.query(`set lock_timeout = '20s'`);

@@ -33,6 +33,8 @@ async function sessions<T>(fn: (open: pg.Client, claim: pg.Client) => Promise<T>
   try {
     // A bound, so that a wait fails the tick (recorded in last_error) rather than the test hanging.
     await claim.query(`set lock_timeout = '3s'`);
+    // A tick's wait for a bounded queue's lock as long as the test needs (past jobs.tick_wait_bound's 500 ms).
+    await claim.query(`set pgdrain.tick_wait_ms = 60000`);
     return await fn(open, claim);
   } finally {
     await open.end();

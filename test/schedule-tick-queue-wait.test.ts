@@ -14,6 +14,8 @@ const clients: pg.Client[] = [];
 async function session(): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: db.url });
   await c.connect();
+  // A claim here waits as long as its test needs (jobs.tick_wait_bound's 500 ms would end it first on a busy machine).
+  await c.query(`set pgdrain.tick_wait_ms = 60000`);
   clients.push(c);
   return c;
 }
