@@ -50,30 +50,50 @@ export function describe(error: unknown): string {
 /** How deep a cause chain (and an AggregateError's errors, how many) the text follows: enough to reach the reason. */
 const MAX_CAUSES = 5;
 const MAX_AGGREGATED = 10;
+/** How many causes and errors[] entries one text shows in all: 10 errors on each of 5 levels are 111,110, seconds of text
+ *  building for a text cut to 8 KiB. */
+const MAX_NESTED = 50;
 
 function describeRaw(error: unknown): string {
   try {
     if (isError(error)) return withCauses(error, new Set([error]), 0);
     return `non-Error thrown: ${describeValue(error)}`;
   } catch {
-    return 'thrown a value that cannot be read (a revoked Proxy, a getter that throws)'; // settled all the same
+    return UNREADABLE; // settled all the same
   }
 }
 
+const UNREADABLE = 'thrown a value that cannot be read (a revoked Proxy, a getter that throws)';
+
+/** The Error's own text, then its errors and cause, each read on its own: a getter that throws loses only its part. */
 function withCauses(error: Error, seen: Set<unknown>, depth: number): string {
-  let text = error.stack ?? `${error.name}: ${error.message}`;
+  const stack: unknown = error.stack;
+  // A stack set to a non-string (a library's own value) is not text: its name and message instead.
+  let text = typeof stack === 'string' ? stack : `${error.name}: ${error.message}`;
   if (depth >= MAX_CAUSES) return text;
-  const errors: unknown = (error as { errors?: unknown }).errors;
-  if (Array.isArray(errors)) {
-    errors.slice(0, MAX_AGGREGATED).forEach((inner, i) => { text += `\n[errors[${i}]] ${nested(inner, seen, depth)}`; });
-    if (errors.length > MAX_AGGREGATED) text += `\n[errors] … ${errors.length - MAX_AGGREGATED} more`;
-  }
-  if ('cause' in error && error.cause !== undefined) text += `\nCaused by: ${nested(error.cause, seen, depth)}`;
+  text += readPart(() => {
+    const errors: unknown = (error as { errors?: unknown }).errors;
+    if (!Array.isArray(errors)) return '';
+    let part = '';
+    errors.slice(0, MAX_AGGREGATED).forEach((inner, i) => { part += `\n[errors[${i}]] ${nested(inner, seen, depth)}`; });
+    if (errors.length > MAX_AGGREGATED) part += `\n[errors] … ${errors.length - MAX_AGGREGATED} more`;
+    return part;
+  });
+  text += readPart(() => ('cause' in error && error.cause !== undefined ? `\nCaused by: ${nested(error.cause, seen, depth)}` : ''));
   return text;
+}
+
+function readPart(read: () => string): string {
+  try {
+    return read();
+  } catch {
+    return `\n(${UNREADABLE})`;
+  }
 }
 
 function nested(value: unknown, seen: Set<unknown>, depth: number): string {
   if (seen.has(value)) return '(a cause already shown above)';
+  if (seen.size > MAX_NESTED) return '(not shown: more causes than a job\'s error keeps)';
   seen.add(value);
   return isError(value) ? withCauses(value, seen, depth + 1) : describeValue(value);
 }

@@ -65,3 +65,45 @@ describe('a thrown value JSON cannot write', () => {
     expect((await failWith(async () => { throw function onQuota() {}; })).stored).toBe('non-Error thrown: function onQuota');
   });
 });
+
+describe('a hostile error: its readable parts are kept, the drain never throws', () => {
+  it('a stack that is not a string: the name and message (describe threw: an unhandled rejection, the job "timed out")', async () => {
+    const { stored } = await failWith(async () => {
+      const error = new RangeError('quota');
+      Object.defineProperty(error, 'stack', { value: 42 });
+      throw error;
+    });
+    expect(stored).toBe('RangeError: quota');
+  });
+
+  it('a cause getter, an errors list or a cause that cannot be read loses only its part', async () => {
+    const getter = await failWith(async () => {
+      const error = new Error('the real reason');
+      Object.defineProperty(error, 'cause', { get() { throw new Error('no'); } });
+      throw error;
+    });
+    expect(getter.stored).toMatch(/^Error: the real reason\n[^]*\n\(thrown a value that cannot be read/);
+    const revoked = Proxy.revocable({}, {});
+    revoked.revoke();
+    const { stored } = await failWith(async () => {
+      const inner = new AggregateError([], 'all down');
+      Object.defineProperty(inner, 'errors', { value: new Proxy([], { get() { throw new Error('no'); } }) });
+      throw new Error('outer reason', { cause: new Error('middle', { cause: inner }) });
+    });
+    expect(stored).toMatch(/^Error: outer reason\n[^]*\nCaused by: Error: middle\n[^]*\nCaused by: AggregateError: all down\n[^]*\(thrown a value/);
+    expect((await failWith(async () => { throw new Error('kept', { cause: revoked.proxy }); })).stored).toMatch(/^Error: kept\n/);
+  });
+
+  it('a tree of errors (10 on each of 5 levels) shows its first 50 and stays under the cut', async () => {
+    // Short stacks, so that what is shown fits under the cut.
+    const tree = (depth: number): Error => Object.assign(depth === 0 ? new Error('leaf')
+      : new AggregateError(Array.from({ length: 10 }, () => tree(depth - 1)), `level ${depth}`), { stack: `level ${depth}` });
+    const { stored } = await failWith(async () => { throw tree(5); });
+    expect([...stored].length).toBeLessThanOrEqual(8192);
+    const { stored: small } = await failWith(async () => {
+      throw new AggregateError(Array.from({ length: 10 }, () => tree(2)), 'wide');
+    });
+    expect(small).toContain('(not shown: more causes than a job\'s error keeps)');
+    expect(small.match(/\[errors\[\d\]\] level/g)).toHaveLength(50);
+  });
+});
