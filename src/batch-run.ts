@@ -116,7 +116,7 @@ async function runCall(spec: BatchSpec, jobs: Job[], ctx: BatchCallContext): Pro
   try {
     answer = await spec.call(jobs.map((job) => ({ body: job.body, job })), ctx);
   } catch (error) {
-    return jobs.map((job) => thrownOutcome(job.id, job.attempt, error));
+    return thrownByAll(jobs, error);
   } finally {
     ctx.handlerEnded();
   }
@@ -125,8 +125,17 @@ async function runCall(spec: BatchSpec, jobs: Job[], ctx: BatchCallContext): Pro
   try {
     return settleEach(jobs, answer, began, ms);
   } catch (error) {
-    return jobs.map((job) => thrownOutcome(job.id, job.attempt, error)); // a getter of the answer threw, a revoked Proxy
+    return thrownByAll(jobs, error); // a getter of the answer threw, a revoked Proxy
   }
+}
+
+/**
+ * One throw as every job's outcome: its error text made once (describe() reads a cause chain and cuts
+ * megabytes: made per job, a batch of 500 whose error carried a 1 MB cause held the event loop 10 s).
+ */
+function thrownByAll(jobs: Job[], error: unknown): (Outcome & Thrown)[] {
+  const outcome = thrownOutcome(jobs[0]!.id, jobs[0]!.attempt, error);
+  return jobs.map((job) => ({ ...outcome, id: job.id, attempt: job.attempt }));
 }
 
 /** One outcome per job from the handler's answer; throws when reading the answer throws. */
@@ -139,11 +148,16 @@ function settleEach(jobs: Job[], answer: unknown, began: number, ms: number): (O
     const shape = Array.isArray(answer) ? `an array of ${answer.length}` : typeof answer;
     const error = new TypeError(`batch handler of ${jobs[0]!.task} returned ${shape} for ${jobs.length} jobs: it must `
       + `return nothing (every job succeeds) or an array of ${jobs.length}, one item per job in order (a result, or an Error)`);
-    return jobs.map((job) => thrownOutcome(job.id, job.attempt, error));
+    return thrownByAll(jobs, error);
   }
+  let made: Map<unknown, Outcome & Thrown> | undefined; // an Error given for several jobs: its text made once (thrownByAll)
   return jobs.map((job, i) => {
     const item: unknown = answer[i];
-    if (isError(item) || askedOutcome(item, began) !== undefined) return thrownOutcome(job.id, job.attempt, item);
+    if (isError(item) || askedOutcome(item, began) !== undefined) {
+      let outcome = (made ??= new Map()).get(item);
+      if (outcome === undefined) made.set(item, outcome = thrownOutcome(job.id, job.attempt, item));
+      return { ...outcome, id: job.id, attempt: job.attempt };
+    }
     if (isThenable(item)) {
       // jobs.map(async …) without Promise.all (quietPromises caught a native one's rejection); another
       // thenable's then is not called (a query builder would run).

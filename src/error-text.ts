@@ -79,7 +79,10 @@ function withCauses(error: Error, seen: Set<unknown>, depth: number): string {
     if (errors.length > MAX_AGGREGATED) part += `\n[errors] … ${errors.length - MAX_AGGREGATED} more`;
     return part;
   });
-  text += readPart(() => ('cause' in error && error.cause !== undefined ? `\nCaused by: ${nested(error.cause, seen, depth)}` : ''));
+  text += readPart(() => {
+    const cause: unknown = 'cause' in error ? error.cause : undefined; // read once: a getter may be costly
+    return cause === undefined ? '' : `\nCaused by: ${nested(cause, seen, depth)}`;
+  });
   return text;
 }
 

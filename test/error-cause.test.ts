@@ -4,7 +4,7 @@
 // holds its reasons in `errors`; a thrown Symbol or function is no JSON. Over
 // a real PostgreSQL: the stored error (jobs.job.error) and the report's failure.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createQueue, type TaskMap } from '../src/index.js';
+import { createQueue, defineTask, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
 
 const db = await testDb();
@@ -105,5 +105,33 @@ describe('a hostile error: its readable parts are kept, the drain never throws',
     });
     expect(small).toContain('(not shown: more causes than a job\'s error keeps)');
     expect(small.match(/\[errors\[\d\]\] level/g)).toHaveLength(50);
+  });
+});
+
+describe("a batch call's error: its text is made once, not once per job", () => {
+  // describe() reads the cause chain and cuts what it built: a batch of 500 whose error's cause held
+  // 1 MB of text (an HTTP client's, with the response body) held the event loop 10 s, made 500 times.
+  it('a throw, and one Error returned for every job: its cause read once each', async () => {
+    let reads = 0;
+    const costly = () => {
+      const error = new Error('upstream failed');
+      const cause = new Error('the response body');
+      Object.defineProperty(error, 'cause', { get: () => { reads++; return cause; } });
+      return error;
+    };
+    const q = queueWith({
+      thrown: defineTask('thrown', async () => { throw costly(); }, { batch: { maxSize: 50 } }),
+      returned: defineTask('returned', async (jobs: unknown[]) => { const error = costly(); return jobs.map(() => error); },
+                           { batch: { maxSize: 50 } }),
+    });
+    for (const task of ['thrown', 'returned']) {
+      reads = 0;
+      await q.publishBulk(Array.from({ length: 50 }, () => ({ task, maxRetries: 0 })));
+      expect(await q.drain(50, Date.now() + 120_000)).toMatchObject({ claimed: 50, failed: 50 });
+      expect(reads).toBe(1);
+      const rows = await sql<{ error: string }>('select distinct error from jobs.job where task = $1', [task]);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.error).toMatch(/^Error: upstream failed\n[^]*\nCaused by: Error: the response body\n/);
+    }
   });
 });
