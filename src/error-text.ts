@@ -98,7 +98,11 @@ function nested(value: unknown, seen: Set<unknown>, depth: number): string {
   if (seen.has(value)) return '(a cause already shown above)';
   if (seen.size > MAX_NESTED) return '(not shown: more causes than a job\'s error keeps)';
   seen.add(value);
-  return isError(value) ? withCauses(value, seen, depth + 1) : describeValue(value);
+  try {
+    return isError(value) ? withCauses(value, seen, depth + 1) : describeValue(value);
+  } catch {
+    return `(${UNREADABLE})`; // its siblings in errors[] kept
+  }
 }
 
 /** A value that is not an Error: as JSON, else (undefined from JSON: a symbol, a function; or a throw) as text. */

@@ -92,6 +92,12 @@ describe('a hostile error: its readable parts are kept, the drain never throws',
     });
     expect(stored).toMatch(/^Error: outer reason\n[^]*\nCaused by: Error: middle\n[^]*\nCaused by: AggregateError: all down\n[^]*\(thrown a value/);
     expect((await failWith(async () => { throw new Error('kept', { cause: revoked.proxy }); })).stored).toMatch(/^Error: kept\n/);
+    const siblings = await failWith(async () => {
+      const unreadable = new Error('unreadable');
+      Object.defineProperty(unreadable, 'stack', { get() { throw new Error('no'); } });
+      throw new AggregateError([new Error('replica 1 down'), unreadable, new Error('replica 3 down')], 'all replicas failed');
+    });
+    expect(siblings.stored).toMatch(/\n\[errors\[0\]\] Error: replica 1 down\n[^]*\n\[errors\[1\]\] \(thrown a value that cannot be read[^]*\n\[errors\[2\]\] Error: replica 3 down\n/);
   });
 
   it('a tree of errors (10 on each of 5 levels) shows its first 50 and stays under the cut', async () => {
