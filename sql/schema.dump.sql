@@ -6850,8 +6850,8 @@ begin
         if not pg_try_advisory_xact_lock_shared(736045, hashtext(q)) then
           lost := lost || q;
         end if;
-        raise sqlstate 'PDT00';
-      exception when sqlstate 'PDT00' then null;
+        raise sqlstate 'PDA96';
+      exception when sqlstate 'PDA96' then null;
       end;
     end if;
   end loop;
