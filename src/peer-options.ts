@@ -45,7 +45,6 @@ const QUEUE_OPTIONS: Readonly<Record<string, string>> = {
   retryLimit: PEER_OPTIONS.retryLimit!,
   retryDelay: PEER_OPTIONS.retryDelay!,
   retryDelayMax: PEER_OPTIONS.retryDelayMax!,
-  expireInSeconds: "pg-boss's expireInSeconds is timeoutSeconds; a queue's expireInSeconds here is pg-boss's retentionSeconds",
   retentionSeconds: "pg-boss's retentionSeconds is expireInSeconds",
   deleteAfterSeconds: "pg-boss's deleteAfterSeconds is maintain()'s retentionSeconds, for every queue",
   policy: "pg-boss's policy singleton is maxRunning: 1; short, stately and exclusive are a publish's dedupeKey and dedupeMode",
