@@ -3,18 +3,25 @@
 
 -- How long a claim waits for a bounded queue's publishers' lock for its tick
 -- (jobs.tick_queues): pgdrain.tick_wait_ms (default 500), within the role's
--- lock_timeout. A tick needs no longer: waiters are served in turn, so one
--- gets the lock between steady publishers; an app transaction holding it
--- longer leaves the tick due for the next claim. Unbounded, a drain of
--- another queue waited for that transaction past its deadline, and the
--- jobs its claim took lost the wait from their timeouts.
+-- lock_timeout. Waiters are served in turn, so a tick gets the lock between
+-- steady publishers; an app transaction holding it longer leaves the tick
+-- due. Unbounded, that transaction held up a drain of any queue past its
+-- deadline, and the jobs its claim took lost the wait from their timeouts.
 create function jobs.tick_wait_bound(p_lock_timeout text)
-returns text language sql stable as $$
-  select case when p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < b then p_lock_timeout
-              else (extract(epoch from b) * 1000)::bigint || 'ms' end
-  from (select greatest(make_interval(secs => coalesce(nullif(current_setting('pgdrain.tick_wait_ms', true), '')::float8, 500) / 1000),
-                        interval '1 millisecond') as b) x
-$$;
+returns text language plpgsql stable as $$
+declare
+  v_set text := nullif(current_setting('pgdrain.tick_wait_ms', true), '');
+  v_ms bigint := 500;
+begin
+  if v_set is not null and v_set !~ '^\s*[0-9]{1,10}\s*$' then
+    perform jobs.raise_invalid('PDC03', 'pgdrain.tick_wait_ms', format('must be a whole number of milliseconds, 1 to 2147483647 (got %s)', v_set));
+  end if;
+  v_ms := least(greatest(coalesce(v_set::bigint, v_ms), 1), 2147483647);
+  if p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < make_interval(secs => v_ms / 1000.0) then
+    return p_lock_timeout;
+  end if;
+  return v_ms || 'ms';
+end $$;
 
 -- The bounded queues with a tick due at p_now, oldest first (a keyed one's
 -- too: this wait holds no key, its keys are taken after, only free). One

@@ -6932,13 +6932,21 @@ $_$;
 --
 
 CREATE FUNCTION jobs.tick_wait_bound(p_lock_timeout text) RETURNS text
-    LANGUAGE sql STABLE
-    AS $$
-  select case when p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < b then p_lock_timeout
-              else (extract(epoch from b) * 1000)::bigint || 'ms' end
-  from (select greatest(make_interval(secs => coalesce(nullif(current_setting('pgdrain.tick_wait_ms', true), '')::float8, 500) / 1000),
-                        interval '1 millisecond') as b) x
-$$;
+    LANGUAGE plpgsql STABLE
+    AS $_$
+declare
+  v_set text := nullif(current_setting('pgdrain.tick_wait_ms', true), '');
+  v_ms bigint := 500;
+begin
+  if v_set is not null and v_set !~ '^\s*[0-9]{1,10}\s*$' then
+    perform jobs.raise_invalid('PDC03', 'pgdrain.tick_wait_ms', format('must be a whole number of milliseconds, 1 to 2147483647 (got %s)', v_set));
+  end if;
+  v_ms := least(greatest(coalesce(v_set::bigint, v_ms), 1), 2147483647);
+  if p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < make_interval(secs => v_ms / 1000.0) then
+    return p_lock_timeout;
+  end if;
+  return v_ms || 'ms';
+end $_$;
 
 --
 -- Name: tz_change(text, interval, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
