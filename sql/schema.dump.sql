@@ -5981,8 +5981,10 @@ begin
   else
     -- Why its last tick failed stays until a tick publishes (or the
     -- expression changes, above): a call changing nothing else hides
-    -- nothing. A stop is what this call ends.
-    v_kept_error := case when v_error not like 'stopped until jobs.schedule is called for it again: %' then v_error end;
+    -- nothing. A stop is what this call ends; a pg_cron schedule's new
+    -- expression or runner drops its error with its ticks, as the drains'.
+    v_kept_error := case when v_error not like 'stopped until jobs.schedule is called for it again: %'
+                          and v_old = v_runner and v_old_cron = v_cron then v_error end;
   end if;
   if v_old = 'pg_cron' and v_runner = 'drains' then
     -- From the tick of this minute, unless pg_cron ran it (or a later one)

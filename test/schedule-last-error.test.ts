@@ -47,6 +47,20 @@ describe('jobs.schedule called again', () => {
     expect(await row()).toEqual({ next_run_at: new Date('2030-01-01T00:20:00Z'), last_error: null });
   });
 
+  it("drops a pg_cron tick's error when the schedule moves to the drains, as README says of a new runner", async () => {
+    // A pg_cron-run schedule (the row as jobs.schedule leaves it) whose tick
+    // failed in jobs.run_schedule (what pg_cron calls): the queue is full.
+    await sql(`select jobs.publish('app.job', queue => 'small')`);
+    await sql(`select jobs.schedule('s', '*/10 * * * *', 'tick.s', queue => 'small', runner => 'drains', now => '2030-01-01Z')`);
+    await sql(`update jobs.recurring set runner = 'pg_cron', next_run_at = null where name = 's'`);
+    await sql(`select jobs.run_schedule('s')`);
+    expect((await row()).last_error).toMatch(/queue 'small' is full/);
+    // Before: kept, though the drains have run no tick yet (pg_cron's error shown as theirs).
+    await sql(`select jobs.schedule('s', '*/10 * * * *', 'tick.s', queue => 'small', runner => 'drains',
+               now => '2030-01-01T00:10:40Z')`);
+    expect(await row()).toEqual({ next_run_at: new Date('2030-01-01T00:10:00Z'), last_error: null });
+  });
+
   it('clears a stop (the documented way to restart a stopped schedule), which then goes on from now', async () => {
     // Odd minutes on a 2-minute step (never), then RDATEs: 09:00, and 2040, past a tick's budget from it.
     const odd = `FREQ=MINUTELY;INTERVAL=2;BYMINUTE=${Array.from({ length: 30 }, (_, i) => 2 * i + 1).join(',')}`;
