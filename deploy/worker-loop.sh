@@ -23,6 +23,8 @@ trap 'stop=1; [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null' TERM INT
 while [ -z "$stop" ]; do
   pgdrain drain "$@" &
   pid=$!
+  # A signal that came between the loop's test and pid=$! had no pid to pass on to.
+  [ -z "$stop" ] || kill -TERM "$pid" 2>/dev/null
   wait "$pid"; code=$?
   # A signal interrupts wait (status over 128): wait on for the drain's own end.
   while [ -n "$stop" ] && [ "$code" -gt 128 ] && kill -0 "$pid" 2>/dev/null; do wait "$pid"; code=$?; done
@@ -33,6 +35,7 @@ while [ -z "$stop" ]; do
     *) [ -n "$stop" ] && break
        echo "worker-loop: drain exited $code; next drain in $delay s" >&2
        sleep "$delay" & pid=$!
+       [ -z "$stop" ] || kill -TERM "$pid" 2>/dev/null
        wait "$pid"; pid=
        delay=$((delay * 2)); [ "$delay" -le 300 ] || delay=300 ;;
   esac
