@@ -159,6 +159,15 @@ begin
       'CREATE EXTENSION pg_cron in the database named by cron.database_name, or use runner => ''drains''');
   end if;
 
+  -- A due tick this call publishes into a bounded queue (below) waits for
+  -- the queue's publishers' lock: taken first, before the row, as a publish
+  -- and a claim (jobs.tick_queues) take them; with the row held, an app
+  -- transaction that published to that queue, then called this for this
+  -- schedule, closed a cycle (40P01).
+  perform pg_advisory_xact_lock_shared(736041, hashtext(q.name)), pg_advisory_xact_lock(736037, hashtext(q.name))
+  from jobs.recurring r join jobs.queue q on q.name = coalesce(r.queue, 'default')
+  where r.name = schedule.name and r.runner = 'drains' and r.next_run_at <= v_now and q.max_size is not null
+    and (v_runner <> 'drains' or r.cron <> v_cron or r.tz is distinct from v_tz);
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
   select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill
