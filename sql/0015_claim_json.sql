@@ -163,7 +163,10 @@ begin
       perform jobs.publish_due_schedules(v_now);
       perform set_config('pgdrain.tick_nowait', '', true);
     else
+      -- Its wait for a bounded queue's tick, a tenth of its budget at most (jobs.tick_wait_bound).
+      perform set_config('pgdrain.tick_budget', coalesce(claim_json.max_timeout::text, ''), true);
       perform jobs.publish_due_schedules(v_now);
+      perform set_config('pgdrain.tick_budget', '', true);
     end if;
   end if;
   if cardinality(claim_json.ids) > 0 then

@@ -1,28 +1,6 @@
 -- pgdrain 0023: running recurring jobs: every due one (drains call
 -- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0021).
 
--- How long a claim waits for a bounded queue's publishers' lock for its tick
--- (jobs.tick_queues): pgdrain.tick_wait_ms (default 500), within the role's
--- lock_timeout. Waiters are served in turn, so a tick gets the lock between
--- steady publishers; an app transaction holding it longer leaves the tick
--- due. Unbounded, that transaction held up a drain of any queue past its
--- deadline, and the jobs its claim took lost the wait from their timeouts.
-create function jobs.tick_wait_bound(p_lock_timeout text)
-returns text language plpgsql stable as $$
-declare
-  v_set text := nullif(current_setting('pgdrain.tick_wait_ms', true), '');
-  v_ms bigint := 500;
-begin
-  if v_set is not null and v_set !~ '^\s*[0-9]{1,10}\s*$' then
-    perform jobs.raise_invalid('PDC03', 'pgdrain.tick_wait_ms', format('must be a whole number of milliseconds, 1 to 2147483647 (got %s)', v_set));
-  end if;
-  v_ms := least(greatest(coalesce(v_set::bigint, v_ms), 1), 2147483647);
-  if p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < make_interval(secs => v_ms / 1000.0) then
-    return p_lock_timeout;
-  end if;
-  return v_ms || 'ms';
-end $$;
-
 -- The bounded queues with a tick due at p_now, oldest first (a keyed one's
 -- too: this wait holds no key, its keys are taken after, only free). One
 -- call a queue (736045, to commit) waits for its publishers' lock (jobs.admit)
@@ -35,16 +13,17 @@ create function jobs.tick_queues(p_now timestamptz, p_wait boolean, out waited t
 returns record language plpgsql as $$
 declare
   q text;
+  v_due timestamptz;
   v_timeout text;
 begin
   lost := '{}';
-  for q in select coalesce(s.queue, 'default') from jobs.recurring s join jobs.queue x on x.name = coalesce(s.queue, 'default')
+  for q, v_due in select coalesce(s.queue, 'default'), min(s.next_run_at) from jobs.recurring s join jobs.queue x on x.name = coalesce(s.queue, 'default')
            where s.runner = 'drains' and s.next_run_at <= p_now and x.max_size is not null
            group by 1 order by min(s.next_run_at) loop
     if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
       waited := q;
       v_timeout := current_setting('lock_timeout');
-      perform set_config('lock_timeout', jobs.tick_wait_bound(v_timeout), true);
+      perform set_config('lock_timeout', jobs.tick_wait_bound(v_timeout, p_now - v_due), true);
       begin
         perform pg_advisory_xact_lock_shared(736041, hashtext(q));
         perform pg_advisory_xact_lock(736037, hashtext(q));

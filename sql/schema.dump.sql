@@ -1275,7 +1275,10 @@ begin
       perform jobs.publish_due_schedules(v_now);
       perform set_config('pgdrain.tick_nowait', '', true);
     else
+      -- Its wait for a bounded queue's tick, a tenth of its budget at most (jobs.tick_wait_bound).
+      perform set_config('pgdrain.tick_budget', coalesce(claim_json.max_timeout::text, ''), true);
       perform jobs.publish_due_schedules(v_now);
+      perform set_config('pgdrain.tick_budget', '', true);
     end if;
   end if;
   if cardinality(claim_json.ids) > 0 then
@@ -6836,16 +6839,17 @@ CREATE FUNCTION jobs.tick_queues(p_now timestamp with time zone, p_wait boolean,
     AS $$
 declare
   q text;
+  v_due timestamptz;
   v_timeout text;
 begin
   lost := '{}';
-  for q in select coalesce(s.queue, 'default') from jobs.recurring s join jobs.queue x on x.name = coalesce(s.queue, 'default')
+  for q, v_due in select coalesce(s.queue, 'default'), min(s.next_run_at) from jobs.recurring s join jobs.queue x on x.name = coalesce(s.queue, 'default')
            where s.runner = 'drains' and s.next_run_at <= p_now and x.max_size is not null
            group by 1 order by min(s.next_run_at) loop
     if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
       waited := q;
       v_timeout := current_setting('lock_timeout');
-      perform set_config('lock_timeout', jobs.tick_wait_bound(v_timeout), true);
+      perform set_config('lock_timeout', jobs.tick_wait_bound(v_timeout, p_now - v_due), true);
       begin
         perform pg_advisory_xact_lock_shared(736041, hashtext(q));
         perform pg_advisory_xact_lock(736037, hashtext(q));
@@ -6939,10 +6943,10 @@ CREATE FUNCTION jobs.tick_steps_under_way() RETURNS boolean
 $_$;
 
 --
--- Name: tick_wait_bound(text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: tick_wait_bound(text, interval); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.tick_wait_bound(p_lock_timeout text) RETURNS text
+CREATE FUNCTION jobs.tick_wait_bound(p_lock_timeout text, p_overdue interval DEFAULT '00:00:00'::interval) RETURNS text
     LANGUAGE plpgsql STABLE
     AS $_$
 declare
@@ -6953,6 +6957,9 @@ begin
     perform jobs.raise_invalid('PDC03', 'pgdrain.tick_wait_ms', format('must be a whole number of milliseconds, 1 to 2147483647 (got %s)', v_set));
   end if;
   v_ms := least(greatest(coalesce(v_set::bigint, v_ms), 1), 2147483647);
+  v_ms := least(greatest(v_ms, (extract(epoch from p_overdue) * 100)::bigint), v_ms * 10, 2147483647);
+  -- A drain's claim: a tenth of its budget at most (jobs.claim_json).
+  v_ms := least(v_ms, greatest(1, coalesce(nullif(current_setting('pgdrain.tick_budget', true), '')::numeric * 100, v_ms))::bigint);
   if p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < make_interval(secs => v_ms / 1000.0) then
     return p_lock_timeout;
   end if;

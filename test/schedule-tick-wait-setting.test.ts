@@ -20,6 +20,17 @@ it('bounds the wait by the setting, or the role\'s shorter lock_timeout; refuses
     expect(await bound('2000', '1s')).toBe('1s');
     expect(await bound('0', '0')).toBe('1ms');             // 0 would be no bound at all as a lock_timeout
     expect(await bound('9999999999', '0')).toBe('2147483647ms');  // lock_timeout's own maximum
+    // Longer as the tick waits (a tenth of how long it is overdue, up to ten times the setting), and a drain's
+    // claim a tenth of its budget at most: two publishers holding the lock back to back outlast 500 ms.
+    const overdue = async (ago: string, budget: string) => {
+      await c.query(`select set_config('pgdrain.tick_wait_ms', '', false), set_config('pgdrain.tick_budget', $1, false)`, [budget]);
+      return (await c.query<{ b: string }>(`select jobs.tick_wait_bound('0', $1::interval) as b`, [ago])).rows[0]!.b;
+    };
+    expect(await overdue('1 second', '')).toBe('500ms');
+    expect(await overdue('12 seconds', '')).toBe('1200ms');
+    expect(await overdue('10 minutes', '')).toBe('5000ms');
+    expect(await overdue('10 minutes', '3.5')).toBe('350ms');
+    await c.query(`select set_config('pgdrain.tick_budget', '', false)`);
     await c.query(`select set_config('pgdrain.tick_wait_ms', 'soon', false)`);
     const error = await sqlErrorOf((text, params) => c.query(text, params), `select jobs.tick_wait_bound('0')`);
     expect(error).toMatchObject({ code: 'PDC03', column: 'pgdrain.tick_wait_ms' });
