@@ -167,7 +167,7 @@ function settleEach(jobs: Job[], answer: unknown, began: number, ms: number): (O
     try {
       return { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(item), ms };
     } catch (error) {
-      return thrownOutcome(job.id, job.attempt, error); // not JSON
+      return thrownOutcome(job.id, job.attempt, error); // not JSON: a FailJob (never storable) or a TypeError ({} with data lost)
     }
   });
 }

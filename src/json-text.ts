@@ -1,4 +1,5 @@
 import { ValidationError } from './errors.js';
+import { FailJob } from './job-errors.js';
 
 // An escape PostgreSQL's jsonb rejects, not preceded by an escaped backslash:
 // \u0000 (jsonb cannot store NUL) or a surrogate (JSON.stringify writes a
@@ -44,9 +45,14 @@ export function jsonParam(value: unknown, field: string): string {
 
 /**
  * A handler's result as JSON text for the settle statement (null: none).
- * Throws a TypeError, so the job is nacked with it, when the result is not
- * JSON or holds what PostgreSQL cannot store: encoded before settling, one
- * bad result cannot break a batch's settle statement.
+ * Throws when the result is not JSON or holds what PostgreSQL cannot store,
+ * so the job is settled with the error: encoded before settling, one bad
+ * result cannot break a batch's settle statement. What JSON cannot hold at
+ * all (a BigInt, a cycle, a function or Symbol returned, nesting too deep,
+ * a NUL) throws a FailJob naming where (unstorable): the same return would
+ * come again, and a retry would run the handler's work again for it. What
+ * JSON writes as {} (a Promise not awaited, an Error returned) throws a
+ * TypeError, retried as a throw: the work it stood for may not be done.
  */
 export function resultJson(result: unknown): string | null {
   let json: string | null | undefined;
@@ -54,9 +60,15 @@ export function resultJson(result: unknown): string | null {
     json = result === undefined || result === null ? null : JSON.stringify(result);
   } catch (error) {
     quietThenables(result); // a BigInt beside a promise: the promise must not reject unhandled
+    const at = notJsonAt(result);
+    if (at !== undefined) throw unstorable(at);
+    // JSON.stringify's own refusals; anything else a toJSON or getter threw: retried as the handler's throw.
+    const message = (error as Error)?.message ?? String(error);
+    if (/call stack/i.test(message)) throw unstorable('result is nested too deeply for JSON');
+    if (/BigInt|circular/i.test(message)) throw unstorable(message);
     throw error;
   }
-  if (json === undefined) throw new TypeError(`handler returned a value that is not JSON (${typeof result})`);
+  if (json === undefined) throw unstorable(`result is a ${typeof result}, which JSON has no value for`);
   if (json === null) return null;
   // A Promise (or another thenable of no own data), a Map, a Set or an Error
   // (`return err` meant as `throw err`) is written as {}: looked for only
@@ -64,8 +76,54 @@ export function resultJson(result: unknown): string | null {
   const lost = json.includes('{}') ? quietThenables(result, 'result', true) : undefined;
   if (lost !== undefined) throw new TypeError(`${lost} (JSON would store it as {})`);
   const bad = unstorableEscape(json);
-  if (bad) throw new TypeError(`handler returned a string with ${bad}, which PostgreSQL cannot store`);
+  if (bad) throw unstorable(`handler returned a string with ${bad}, which PostgreSQL cannot store`);
   return json;
+}
+
+/** A result that can never be stored: its job fails at once, the reason its text (no pgdrain stack). */
+function unstorable(reason: string): FailJob {
+  const error = new FailJob(`result not stored: ${reason} (failed without retry: a retry would run the handler again to the same result)`);
+  Object.defineProperty(error, 'stack', { value: `${error.name}: ${error.message}`, configurable: true, writable: true });
+  return error;
+}
+
+/** How many values notJsonAt looks at before it gives up (a wide graph of shared objects is walked once per path). */
+const NOT_JSON_BUDGET = 100_000;
+
+/**
+ * Where JSON.stringify failed in a value, first in its order: `result.a.b is a
+ * BigInt`, `result.self is result again (a cycle)`; undefined when not found
+ * (behind a toJSON, a getter, past the budget). Read only after it threw.
+ * Iterative, as quietThenables: no stack overflow of its own.
+ */
+function notJsonAt(value: unknown, root = 'result'): string | undefined {
+  const onPath = new Map<object, string>(); // the objects from root to here: one met again is a cycle
+  const stack: [unknown, string, boolean][] = [[value, root, false]];
+  let budget = NOT_JSON_BUDGET;
+  try {
+    while (stack.length > 0 && budget-- > 0) {
+      const [node, path, leaving] = stack.pop()!;
+      if (leaving) {
+        onPath.delete(node as object);
+        continue;
+      }
+      if (typeof node === 'bigint') return `${path} is a BigInt, which JSON has none of: return it as a string`;
+      if (typeof node !== 'object' || node === null) continue;
+      const again = onPath.get(node);
+      if (again !== undefined) return `${path} is ${again} again: JSON cannot hold a cycle`;
+      if (typeof (node as { toJSON?: unknown }).toJSON === 'function') continue;
+      onPath.set(node, path);
+      stack.push([node, path, true]);
+      const keys = Object.keys(node);
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const key = keys[i]!;
+        stack.push([(node as Record<string, unknown>)[key], Array.isArray(node) ? `${path}[${key}]` : `${path}.${key}`, false]);
+      }
+    }
+  } catch {
+    // a getter that throws on a second read, a revoked Proxy: JSON.stringify's own reason instead
+  }
+  return undefined;
 }
 
 /**

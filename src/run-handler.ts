@@ -235,7 +235,7 @@ export class JobRun implements Running, LeaseHolder {
     try {
       outcome = { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(value), ms: Date.now() - this.began };
     } catch (error) {
-      outcome = thrownOutcome(job.id, job.attempt, error); // not JSON
+      outcome = thrownOutcome(job.id, job.attempt, error); // not JSON: a FailJob (never storable) or a TypeError ({} with data lost)
     }
     this.host.returned(this, outcome);
   }

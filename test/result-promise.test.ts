@@ -37,7 +37,7 @@ describe('a result holding a Promise', () => {
    * the drain is done; answers the unhandled rejections seen (one would end
    * the process).
    */
-  async function unhandledAfter(tasksOf: (later: () => Promise<unknown>) => TaskMap, retried: number): Promise<unknown[]> {
+  async function unhandledAfter(tasksOf: (later: () => Promise<unknown>) => TaskMap, n: number): Promise<unknown[]> {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
@@ -45,7 +45,8 @@ describe('a result holding a Promise', () => {
       const fails: ((e: Error) => void)[] = [];
       const tasks = tasksOf(() => new Promise((_, reject) => fails.push(reject)));
       await createQueue({ driver, tasks: {} }).publishBulk(Object.keys(tasks).map((task) => ({ task })));
-      expect(await drainOf(tasks)).toMatchObject({ claimed: retried, retried });
+      // retried, or failed at once beside a BigInt (result-unstorable.test.ts)
+      expect(await drainOf(tasks)).toMatchObject({ claimed: n, succeeded: 0 });
       for (const fail of fails) fail(new Error('rejected after the handler returned'));
       await new Promise((resolve) => setTimeout(resolve, 50)); // unhandled rejections are reported after a turn
       return unhandled;

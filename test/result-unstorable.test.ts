@@ -1,0 +1,79 @@
+// A result JSON cannot hold (a BigInt, a cycle, a function returned): the
+// same return comes on every attempt, so a retry only runs the handler's
+// work again. The job fails at once, with no retry, naming where the bad
+// value is (json-text.ts resultJson), from plain, batch and transactional
+// handlers alike; a transactional one's work is rolled back with it.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createQueue, defineTask, type BatchItem, type TaskMap } from '../src/index.js';
+import { testDb } from './support/db.js';
+import { resultRows } from './support/result-rows.js';
+
+const db = await testDb();
+const { driver, drainOf, rows } = resultRows(db);
+
+beforeEach(async () => {
+  await db.sql('truncate jobs.job_queue, jobs.job');
+  await db.sql('create table if not exists public.unstorable_work (job_id bigint)');
+  await db.sql('truncate public.unstorable_work');
+});
+
+const cyclic = () => {
+  const order: Record<string, unknown> = { id: 1, lines: [{ sku: 'a' }] };
+  (order.lines as Record<string, unknown>[])[0]!.order = order;
+  return { order };
+};
+const noRetry = ' (failed without retry: a retry would run the handler again to the same result)';
+
+describe('a result JSON cannot hold', () => {
+  it('fails its job at once naming where, from plain, batch and transactional handlers', async () => {
+    let runs = 0;
+    const tasks = {
+      bigint: async () => (runs++, { a: { b: 12n } }),
+      cycle: async () => (runs++, cyclic()),
+      fn: async () => (runs++, () => 'not JSON'),
+      batch: defineTask('batch', async (jobs: BatchItem[]) => (runs++, jobs.map(() => ({ total: [1, 2n] }))), { batch: true }),
+      tx: defineTask('tx', async (_body: unknown, ctx) => {
+        runs++;
+        await ctx.db.query('insert into public.unstorable_work values ($1)', [ctx.job.id]);
+        return { id: 7n };
+      }, { transactional: true }),
+    } as TaskMap;
+    await createQueue({ driver, tasks: {} }).publishBulk(['bigint', 'cycle', 'fn', 'batch', 'tx'].map((task) => ({ task, maxRetries: 5 })));
+    // Unfixed: { retried: 5 }, each queued for attempt 2 with JSON.stringify's message, no path.
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 5, succeeded: 0, failed: 5, retried: 0 });
+    expect((await rows()).map((r) => [r.task, r.state, r.error])).toEqual([
+      ['bigint', 'failure', `FailJob: result not stored: result.a.b is a BigInt, which JSON has none of: return it as a string${noRetry}`],
+      ['cycle', 'failure', `FailJob: result not stored: result.order.lines[0].order is result.order again: JSON cannot hold a cycle${noRetry}`],
+      ['fn', 'failure', `FailJob: result not stored: result is a function, which JSON has no value for${noRetry}`],
+      ['batch', 'failure', `FailJob: result not stored: result.total[1] is a BigInt, which JSON has none of: return it as a string${noRetry}`],
+      ['tx', 'failure', `FailJob: result not stored: result.id is a BigInt, which JSON has none of: return it as a string${noRetry}`],
+    ]);
+    expect(runs).toBe(5); // each handler ran once
+    expect(await db.sql('select count(*)::int as n from public.unstorable_work')).toEqual([{ n: 0 }]); // rolled back
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 0 });
+  });
+
+  it('nested too deeply fails too; a toJSON that throws is retried as the handler\'s own throw', async () => {
+    let deep: unknown = [];
+    for (let i = 0; i < 200_000; i++) deep = [deep];
+    const tasks = {
+      deep: async () => deep,
+      sym: async () => Symbol('s'),
+      toJson: async () => ({ at: { toJSON: () => { throw new Error('not yet loaded'); } } }),
+    };
+    await createQueue({ driver, tasks: {} }).publishBulk(Object.keys(tasks).map((task) => ({ task })));
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 3, failed: 2, retried: 1 });
+    expect((await rows()).map((r) => [r.task, r.state, r.error])).toEqual([
+      ['deep', 'failure', `FailJob: result not stored: result is nested too deeply for JSON${noRetry}`],
+      ['sym', 'failure', `FailJob: result not stored: result is a symbol, which JSON has no value for${noRetry}`],
+      ['toJson', 'queued 1', 'Error: not yet loaded'],
+    ]);
+  });
+
+  it('a storable result beside it, in the same batch answer, still succeeds', async () => {
+    const tasks = { batch: defineTask('batch', async (jobs: BatchItem[]) => jobs.map((_, i) => (i === 0 ? { n: 1 } : { n: 1n })), { batch: true }) };
+    await createQueue({ driver, tasks: {} }).publishBulk([{ task: 'batch' }, { task: 'batch' }]);
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 2, succeeded: 1, failed: 1, retried: 0 });
+    expect((await rows()).map((r) => [r.state, r.result])).toEqual([['success', { n: 1 }], ['failure', null]]);
+  });
+});
