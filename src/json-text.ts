@@ -76,7 +76,7 @@ export function resultJson(result: unknown): string | null {
   const lost = json.includes('{}') ? quietThenables(result, 'result', true) : undefined;
   if (lost !== undefined) throw new TypeError(`${lost} (JSON would store it as {})`);
   const bad = unstorableEscape(json);
-  if (bad) throw unstorable(`handler returned a string with ${bad}, which PostgreSQL cannot store`);
+  if (bad) throw unstorable(`${notJsonAt(result, 'result', true) ?? 'handler returned a string that'} has ${bad}, which PostgreSQL cannot store`);
   return json;
 }
 
@@ -92,11 +92,12 @@ const NOT_JSON_BUDGET = 100_000;
 
 /**
  * Where JSON.stringify failed in a value, first in its order: `result.a.b is a
- * BigInt`, `result.self is result again (a cycle)`; undefined when not found
+ * BigInt`, `result.self is result again (a cycle)`; with strings, the path of
+ * the first string PostgreSQL cannot store (unstorableEscape); undefined when not found
  * (behind a toJSON, a getter, past the budget). Read only after it threw.
  * Iterative, as quietThenables: no stack overflow of its own.
  */
-function notJsonAt(value: unknown, root = 'result'): string | undefined {
+function notJsonAt(value: unknown, root = 'result', strings = false): string | undefined {
   const onPath = new Map<object, string>(); // the objects from root to here: one met again is a cycle
   const stack: [unknown, string, boolean][] = [[value, root, false]];
   let budget = NOT_JSON_BUDGET;
@@ -107,7 +108,9 @@ function notJsonAt(value: unknown, root = 'result'): string | undefined {
         onPath.delete(node as object);
         continue;
       }
-      if (typeof node === 'bigint') return `${path} is a BigInt, which JSON has none of: return it as a string`;
+      if (strings) {
+        if (typeof node === 'string' && unstorableEscape(JSON.stringify(node)) !== null) return path;
+      } else if (typeof node === 'bigint') return `${path} is a BigInt, which JSON has none of: return it as a string`;
       if (typeof node !== 'object' || node === null) continue;
       const again = onPath.get(node);
       if (again !== undefined) return `${path} is ${again} again: JSON cannot hold a cycle`;

@@ -73,8 +73,8 @@ describe('drain', () => {
     expect(byTask['bad.fn']).toMatch(/result is a function, which JSON has no value for/);
     expect(byTask['bad.thrownString']).toBe('non-Error thrown: "plain string"');
     expect(byTask['bad.nulError']).toMatch(/^Error: nul\\0here\n/);
-    expect(byTask['bad.nulResult']).toMatch(/cannot store/);
-    expect(byTask['bad.halfPair']).toMatch(/an unpaired surrogate \(\\ud83d\), which PostgreSQL cannot store/);
+    expect(byTask['bad.nulResult']).toMatch(/^FailJob: result not stored: result has \\u0000, which PostgreSQL cannot store/);
+    expect(byTask['bad.halfPair']).toMatch(/result.s has an unpaired surrogate \(\\ud83d\), which PostgreSQL cannot store/);
     expect(byTask['no.such.task']).toMatch(/unknown task "no.such.task"/);
     expect(report.failures.map((f) => f.task).sort()).toEqual(errors.map((e) => e.task).sort());
     expect(report.failures.filter((f) => f.willRetry).map((f) => f.task).sort())
