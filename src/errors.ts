@@ -100,6 +100,19 @@ const exhausted: Record<string, string> = {
     + 'statement needed; keep such transactions short, or raise lock_timeout for this role',
 };
 
+// The fix-it hints of sql/*.sql name the SQL call, for an SQL caller: "create it with jobs.create_queue('q')",
+// "raise it with jobs.create_queue('q', max_size => ...)". A TS caller is told the TS call instead.
+const SQL_CREATE_QUEUE = /jobs\.create_queue\(('(?:[^']|'')*')((?:, [a-z_]+ => [^,)]+)*)\)/g;
+const TS_OPTION: Record<string, string> = { max_size: 'maxSize', dead_letter: 'deadLetter' };
+
+/** message with its jobs.create_queue(…) hints as the TS call: queues.create('q', { maxSize: ... }). */
+function asTsCalls(message: string): string {
+  return message.replace(SQL_CREATE_QUEUE, (_, name: string, args: string) => {
+    const options = [...args.matchAll(/, ([a-z_]+) => ([^,)]+)/g)].map(([, k, v]) => `${TS_OPTION[k!] ?? k}: ${v}`);
+    return `queues.create(${name}${options.length ? `, { ${options.join(', ')} }` : ''})`;
+  });
+}
+
 /**
  * Turns a driver error into a PgDrainError where pgdrain knows what it means;
  * returns anything else unchanged.
@@ -118,10 +131,11 @@ export function translateError(error: unknown): unknown {
   const message = typeof e.message === 'string' ? e.message : String(error);
   if (code in sqlStates) {
     const field = typeof e.column === 'string' && e.column ? e.column : message.split(':')[0] ?? sqlStates[code]!;
+    const text = asTsCalls(message);
     // PD010: the queue is at its max_size (backpressure), not bad input.
-    if (code === 'PD010') return new PgDrainError('queue_full', message, { field, cause: error });
+    if (code === 'PD010') return new PgDrainError('queue_full', text, { field, cause: error });
     // Bad input the database checked: a ValidationError as the TS checks throw.
-    const rule = message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message;
+    const rule = text.startsWith(`${field}: `) ? text.slice(field.length + 2) : text;
     return new ValidationError(field, rule, { cause: error });
   }
   if ((code === '42883' || code === '3F000' || code === '42P01') && /\bjobs\b/.test(message)) {

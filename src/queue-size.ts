@@ -58,6 +58,6 @@ export async function queueSize(db: Queryable, name = 'default', options?: Queue
   const o = parse(queueSizeOptionsSchema, rest === undefined ? {} : rest, 'options');
   const { rows } = await send<{ n: number }>(db, queueSizeSql(o.state ?? 'pending'), [name], signal)
     .catch((error: unknown) => { throw translateError(error); });
-  if (!rows[0]) throw new ValidationError('name', `no queue named ${name}; create it with queues.create`);
+  if (!rows[0]) throw new ValidationError('name', `no queue named ${name}; create it with queues.create('${name}')`);
   return Number(rows[0].n);
 }

@@ -59,7 +59,7 @@ describe('queueSize', () => {
       expect(error).toBeInstanceOf(ValidationError);
       expect(error).toMatchObject({ code: 'invalid_argument', field, message: `${field}: ${message}` });
     };
-    await refused(queue.queueSize('nope'), 'name', 'no queue named nope; create it with queues.create');
+    await refused(queue.queueSize('nope'), 'name', "no queue named nope; create it with queues.create('nope')");
     await expect(queue.queueSize('')).rejects.toMatchObject({ code: 'invalid_argument', field: 'name' });
     await refused(queue.queueSize('sized', { state: 'blocked' as never }), 'options.state',
                   'must be one of pending, scheduled, running, expired');

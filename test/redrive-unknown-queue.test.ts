@@ -29,7 +29,7 @@ describe('redrive of a queue that does not exist', () => {
     expect((t as ValidationError).message).toMatch(/^filter\.queue: no queue named 'nope'; /);
     const r = await runCli(db.url, 'redrive', '--queue', 'nope');
     expect([r.code, r.stderr]).toEqual([2, "pgdrain: --queue: no queue named 'nope'; the dead letters of a deleted queue go back "
-      + "once it is created again (jobs.create_queue('nope'))\n"]);
+      + "once it is created again (pgdrain queue create nope)\n"]);
   });
 
   it('a deleted queue\'s dead letters: refused until the queue is made again, then they go back', async () => {

@@ -233,6 +233,20 @@ function asFlag(message: string): string {
 }
 
 /**
+ * The TS call a hint names (translateError's queues.create('q', { maxSize: ... }),
+ * from the SQL's jobs.create_queue) as the command: pgdrain queue create q --max-size N;
+ * an option given null as its --no- flag.
+ */
+function asCommand(message: string): string {
+  return message.replace(/queues\.create\('([^']*)'(?:, \{ ([^}]*) \})?\)/g, (_, name: string, options?: string) =>
+    [`pgdrain queue create ${name}`, ...(options?.split(', ') ?? []).map((option) => {
+      const [key, value] = option.split(': ') as [string, string];
+      const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      return value === 'null' ? `--no-${flag}` : `--${flag} ${value === '...' ? 'N' : value}`;
+    })].join(' '));
+}
+
+/**
  * cmd and its subcommands with the root's settings (exitOverride, output):
  * addCommand, unlike command(), copies none, and commander would then exit
  * 1 on a usage error by itself.
@@ -275,7 +289,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const e = translateError(error);
     // Any code: a full queue (queue_full) names --queue as bad input names its flag.
-    if (e instanceof PgDrainError) log(`pgdrain: ${asFlag(e.message)}`);
+    if (e instanceof PgDrainError) log(`pgdrain: ${asCommand(asFlag(e.message))}`);
     else log(`pgdrain: ${(e as Error)?.message ?? String(e)}`);
     // Bad input the database or the core rejected is a usage error too.
     return e instanceof PgDrainError && e.code === 'invalid_argument' ? 2 : 1;

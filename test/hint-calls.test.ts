@@ -1,0 +1,61 @@
+// A fix-it hint names the call of the caller's own language: the SQL
+// functions' "create it with jobs.create_queue('q')" is, to a TS caller,
+// queues.create('q') (as queueSize's), and to the CLI `pgdrain queue create q`.
+// Before, a TS publish to an unknown or full queue, and a TS delete of a
+// dead-letter target, were told to run the SQL. dist/cli.mjs: `npm run build` first.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createQueue } from '../src/index.js';
+import { sqlErrorOf, testDb } from './support/db.js';
+import { runCli } from './support/drain-process.js';
+
+const db = await testDb();
+const sql = db.sql;
+const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
+
+beforeAll(async () => {
+  await queue.queues.create('hint_full', { maxSize: 1 });
+  await queue.publish('t.x', {}, { queue: 'hint_full' });
+  await queue.queues.create('hint_dead');
+  await queue.queues.create('hint_mail', { deadLetter: 'hint_dead' });
+});
+
+describe('TS callers are told the TS call', () => {
+  it('an unknown queue: queues.create', async () => {
+    await expect(queue.publish('t.x', {}, { queue: 'hint_none' })).rejects.toMatchObject({ code: 'invalid_argument',
+      message: "options.queue: no queue named 'hint_none'; create it with queues.create('hint_none')" });
+    await expect(queue.publishBulk([{ task: 't.x' }], 'hint_none')).rejects.toMatchObject({
+      message: "queue: no queue named 'hint_none'; create it with queues.create('hint_none')" });
+    await expect(queue.queueSize('hint_none')).rejects.toMatchObject({
+      message: "name: no queue named hint_none; create it with queues.create('hint_none')" });
+  });
+
+  it('a full queue: queues.create with maxSize', async () => {
+    await expect(queue.publish('t.x', {}, { queue: 'hint_full' })).rejects.toMatchObject({ code: 'queue_full',
+      message: "options.queue: queue 'hint_full' is full: 1 waiting job + 1 published > max_size 1; "
+        + "publish later or raise it with queues.create('hint_full', { maxSize: ... })" });
+  });
+
+  it('a dead-letter target: queues.create with deadLetter null', async () => {
+    await expect(queue.queues.delete('hint_dead')).rejects.toMatchObject({ code: 'invalid_argument',
+      message: "name: queue 'hint_dead' is the dead-letter queue of 'hint_mail': give that one another "
+        + "(queues.create('hint_mail', { deadLetter: null })) first" });
+  });
+});
+
+it('SQL callers keep the SQL call', async () => {
+  const e = await sqlErrorOf(sql, `select jobs.publish('t.x', queue => 'hint_none')`);
+  expect(e.message).toBe("queue: no queue named 'hint_none'; create it with jobs.create_queue('hint_none')");
+});
+
+describe('the CLI names the command', () => {
+  it('an unknown queue, a full one, a dead-letter target', async () => {
+    expect(await runCli(db.url, 'publish', 't.x', '--queue', 'hint_none')).toMatchObject({ code: 2,
+      stderr: "pgdrain: --queue: no queue named 'hint_none'; create it with pgdrain queue create hint_none\n" });
+    expect(await runCli(db.url, 'publish', 't.x', '--queue', 'hint_full')).toMatchObject({ code: 1,
+      stderr: "pgdrain: --queue: queue 'hint_full' is full: 1 waiting job + 1 published > max_size 1; "
+        + 'publish later or raise it with pgdrain queue create hint_full --max-size N\n' });
+    expect(await runCli(db.url, 'queue', 'delete', 'hint_dead')).toMatchObject({ code: 2,
+      stderr: "pgdrain: name: queue 'hint_dead' is the dead-letter queue of 'hint_mail': give that one another "
+        + '(pgdrain queue create hint_mail --no-dead-letter) first\n' });
+  });
+});
