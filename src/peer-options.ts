@@ -50,11 +50,26 @@ const QUEUE_OPTIONS: Readonly<Record<string, string>> = {
   policy: "pg-boss's policy singleton is maxRunning: 1; short, stately and exclusive are a publish's dedupeKey and dedupeMode",
 };
 
+// Of pg-boss's insert([{ name, data }]) and graphile-worker's addJobs([{ identifier, payload }]):
+// a bulk job's own fields (publishBulk's { task, body, ...options }).
+const JOB_FIELDS: Readonly<Record<string, string>> = {
+  name: "pg-boss's name is task",
+  data: "pg-boss's data is body",
+  identifier: "graphile-worker's identifier is task",
+  payload: "graphile-worker's payload is body",
+};
+
 /** Which call's options a refusal hints for: each names only options that call takes. */
-export type PeerCall = 'publish' | 'drain' | 'schedule' | 'queue';
+export type PeerCall = 'publish' | 'drain' | 'schedule' | 'queue' | 'job';
 const HINTS: Readonly<Record<PeerCall, Readonly<Record<string, string>>>> = {
   publish: PEER_OPTIONS, drain: DRAIN_OPTIONS, schedule: SCHEDULE_OPTIONS, queue: QUEUE_OPTIONS,
+  job: { ...PEER_OPTIONS, ...JOB_FIELDS },
 };
+
+/** What the pg-boss or graphile-worker job fields among job's keys (name, data, …) are here, '; '-joined; '' for none. */
+export function jobFieldHints(job: object): string {
+  return Object.keys(job).flatMap((k) => (Object.hasOwn(JOB_FIELDS, k) ? JOB_FIELDS[k]! : [])).join('; ');
+}
 
 /** What a pg-boss or graphile-worker option `key` of `call` is here, or undefined when it is none of theirs. */
 export function peerHint(key: PropertyKey, call: PeerCall = 'publish'): string | undefined {

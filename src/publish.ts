@@ -3,6 +3,7 @@ import { PgDrainError, translateError, ValidationError } from './errors.js';
 import { jsonParam } from './json-text.js';
 import { bulkPublishOptionsSchema, publishOptionsSchema } from './job-options.js';
 import { parse, queueNameSchema, TASK_PATTERN, taskSchema } from './options.js';
+import { jobFieldHints } from './peer-options.js';
 import { send, signalOnly, takeSignal, type SignalOption } from './send.js';
 import type { BulkJob, PublishOptions } from './types.js';
 
@@ -26,11 +27,17 @@ const NO_OPTIONS = {} as ReturnType<typeof bulkPublishOptionsSchema.parse>;
 function row(task: unknown, body: unknown, options: unknown, field: string) {
   // The schema only when the quick check fails: it is what names the rule.
   if (typeof task !== 'string' || task.length > 200 || !TASK_PATTERN.test(task)) {
-    parse(taskSchema, task, field ? `${field}.task` : 'task');
+    // A bulk job in pg-boss's or graphile-worker's shape ({ name, data }): say which fields are ours.
+    const peers = task === undefined && typeof options === 'object' && options !== null ? jobFieldHints(options) : '';
+    try {
+      parse(taskSchema, task, field ? `${field}.task` : 'task');
+    } catch (error) {
+      throw peers && error instanceof ValidationError ? new ValidationError(error.field!, `${error.rule} (${peers})`) : error;
+    }
   }
   // Most bulk jobs carry no options: skip the schema for them.
   const o = options === undefined || isEmpty(options) ? NO_OPTIONS
-    : parse(bulkPublishOptionsSchema, options, field ? field : 'options', 'publish');
+    : parse(bulkPublishOptionsSchema, options, field ? field : 'options', field ? 'job' : 'publish');
   return {
     task: task as string,
     body: jsonParam(body, field ? `${field}.body` : 'body'),
