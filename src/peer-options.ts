@@ -78,6 +78,18 @@ export function peerHint(key: PropertyKey, call: PeerCall = 'publish'): string |
 }
 
 /**
+ * What an unknown field key of job (a POST /jobs job) is here, or undefined: `options`, the TS call's
+ * third argument sent as { task, body, options: { … } }, says the options are the job's own fields.
+ */
+export function jobFieldHint(key: string, job: unknown): string | undefined {
+  if (key !== 'options') return peerHint(key);
+  const options = (job as { options?: unknown } | undefined)?.options;
+  const keys = typeof options === 'object' && options !== null && !Array.isArray(options) ? Object.keys(options) : [];
+  return 'a job\'s options are its own fields, beside "task" and "body", not an "options" object: '
+    + (keys.length ? `move ${keys.slice(0, 3).map((k) => `"${k}"`).join(', ')}${keys.length > 3 ? ', …' : ''} up` : 'give them at its top level');
+}
+
+/**
  * `unknown option "k"` for keys; with peerHints (the call whose options they are), saying what a pg-boss
  * or graphile-worker option among them is here, from that call's own table: a hint names only an option
  * the same call takes (a drain's or a list's queueName is its queue, not publish's serialKey).

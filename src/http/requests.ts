@@ -6,7 +6,7 @@ import { parseJson } from '../json-text.js';
 import { lingerMsSchema, pollMsSchema } from '../drain-options.js';
 import { bulkPublishOptionsSchema, capOverBase, expiryChecks, publishOptionsSchema } from '../job-options.js';
 import { integerCheck, isoDateTimeSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
-import { peerHint } from '../peer-options.js';
+import { jobFieldHint } from '../peer-options.js';
 import type { BulkJob, ListJobsFilter, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
 
@@ -280,11 +280,18 @@ function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: strin
   let path = prefix + issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
-    const hint = peerHintsAt?.test(path) ? peerHint(issue.keys[0]!) : undefined;
-    path += `.${issue.keys[0]}`;
-    message = /^\.jobs\[\d+\]\.(dependsOn|queue|throttleSeconds)$/.test(path)
-      ? `a job of a bulk publish takes no ${issue.keys[0]}: ${BULK_TAKES_NO[issue.keys[0] as keyof typeof BULK_TAKES_NO]}`
-      : hint ? `unknown field (${hint})` : 'unknown field';
+    // The first key names the field; the others follow, each with its hint: one 400 says them all.
+    const at = path;
+    const job = issue.path.reduce<unknown>((o, p) => (o as Record<PropertyKey, unknown>)[p], value);
+    const why = (key: string) => {
+      const hint = peerHintsAt?.test(at) ? jobFieldHint(key, job) : undefined;
+      return /^\.jobs\[\d+\]$/.test(at) && Object.hasOwn(BULK_TAKES_NO, key)
+        ? `a job of a bulk publish takes no ${key}: ${BULK_TAKES_NO[key as keyof typeof BULK_TAKES_NO]}`
+        : hint ? `unknown field (${hint})` : 'unknown field';
+    };
+    const [first, ...more] = issue.keys as string[];
+    path += `.${first}`;
+    message = why(first!) + (more.length ? `; also ${more.map((k) => `${k}: ${why(k)}`).join('; ')}` : '');
   } else if (issue.code === 'invalid_type' && /received undefined$/.test(message)) {
     message = 'is required';
   } else if (issue.code === 'invalid_type' && message.startsWith('Invalid input')) {
