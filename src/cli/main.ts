@@ -140,7 +140,9 @@ export function program(): Command {
   addExpiryOptions(addRetryPolicyOptions(addGroupOptions(addPublishOptions(cli.command('publish')))))
     .description('publish one job and print its id')
     .argument('<task>', 'dotted task name, e.g. email.send')
-    .argument('[json]', 'the job body as JSON', json)
+    .argument('[json]', 'the job body as JSON (or --body)', json)
+    // As `schedule add` takes it.
+    .option('--body <json>', 'the job body as JSON, instead of the [json] argument', json)
     .option('--priority <n>', "greater runs first (default: the queue's, else 0)", integer(-1_000_000, 1_000_000))
     .option('--delay <seconds>', 'run this many seconds from now', seconds(0, MAX_DELAY_SECONDS))
     // Not new Date(value): it takes '5' (May 2001) and reads a time without a zone as local time.
@@ -152,7 +154,7 @@ export function program(): Command {
     .option('--dead-letter <queue>', "a queue (created first) that gets a copy of this job if it fails for good, "
       + "instead of its queue's dead-letter queue", checkedBy(queueNameSchema))
     .addOption(dsnOption())
-    .action(async (task: string, body: unknown, opts: { priority?: number; delay?: number; at?: Date; throttle?: number;
+    .action(async (task: string, positional: unknown, opts: { body?: unknown; priority?: number; delay?: number; at?: Date; throttle?: number;
                                                          timeout?: number; maxRetries?: number; dsn?: string;
                                                          queue?: string; dedupeKey?: string; dedupeMode?: PublishOptions['dedupeMode'];
                                                          serialKey?: string; dependsOn?: string[];
@@ -161,6 +163,10 @@ export function program(): Command {
                                                          expiresIn?: number; expiresAt?: Date; deadLetter?: string;
                                                          group?: string; groupTier?: string }) => {
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
+      if (positional !== undefined && opts.body !== undefined) {
+        throw new CommanderError(2, 'usage', 'error: give the body as the [json] argument or --body, not both');
+      }
+      const body = opts.body ?? positional;
       const group = groupOf(opts);
       const expiry = expiryOf(opts);
       await withConnection(opts.dsn, async ({ driver }) => {
