@@ -21,6 +21,7 @@ import { serveCommand } from './serve.js';
 import { waitCommand } from './wait-command.js';
 import { exitWhenEnded, listenForStop, unlessAgain } from './signals.js';
 import { loadTasks } from './tasks-module.js';
+import { asCommand, asFlag } from './error-line.js';
 
 // Exit codes: 0 the command ran (a drain whose jobs failed still ran);
 // 1 a runtime error (database unreachable, tasks module missing);
@@ -208,10 +209,6 @@ export function program(): Command {
   return cli;
 }
 
-// Flags whose name is not the option's in kebab case.
-const FLAG_OF: Record<string, string> = { delaySeconds: '--delay', runAt: '--at', timeoutSeconds: '--timeout',
-                                          throttleSeconds: '--throttle', retryDelaySeconds: '--retry-delay',
-                                          retryDelayMaxSeconds: '--retry-delay-max', expiresInSeconds: '--expires-in' };
 
 /**
  * The database names a drain's unknown queue `queue`: name the flag or the
@@ -222,34 +219,6 @@ function queueNamedBySource(error: unknown, cmd: Command): unknown {
   const source = { cli: '--queue', env: 'PGDRAIN_QUEUE' }[String(cmd.getOptionValueSource('queue'))];
   if (!source || !(e instanceof PgDrainError) || e.field !== 'queue' || !e.message.startsWith('queue: ')) return error;
   return new PgDrainError(e.code, `${source}: ${e.message.slice('queue: '.length)}`, { field: source, cause: e.cause ?? e });
-}
-
-/**
- * A core option named as the flag that set it: "options.dedupeKey: …" →
- * "--dedupe-key: …", redrive's "filter.errorLike: …" → "--error-like: …";
- * a job id as the commands' <id> argument.
- */
-function asFlag(message: string): string {
-  // queue create's --group-tiers and --group-concurrency make one option.
-  return message.replace(/^options\.groupConcurrency\.tiers(?=[.:])/, '--group-tiers')
-    .replace(/^options\.groupConcurrency\.default(?=[.:])/, '--group-concurrency')
-    .replace(/^(?:options|filter)\.([A-Za-z]+)(?=[.:])/,
-    (_, name: string) => FLAG_OF[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
-    .replace(/^jobId:/, 'id:');
-}
-
-/**
- * The TS call a hint names (translateError's queues.create('q', { maxSize: ... }),
- * from the SQL's jobs.create_queue) as the command: pgdrain queue create q --max-size N;
- * an option given null as its --no- flag.
- */
-function asCommand(message: string): string {
-  return message.replace(/queues\.create\('([^']*)'(?:, \{ ([^}]*) \})?\)/g, (_, name: string, options?: string) =>
-    [`pgdrain queue create ${name}`, ...(options?.split(', ') ?? []).map((option) => {
-      const [key, value] = option.split(': ') as [string, string];
-      const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-      return value === 'null' ? `--no-${flag}` : `--${flag} ${value === '...' ? 'N' : value}`;
-    })].join(' '));
 }
 
 /**

@@ -268,11 +268,9 @@ const BULK_TAKES_NO = {
   throttleSeconds: 'publish a throttled job one per request (its key\'s window is locked and opened one job at a time)',
 };
 
-/**
- * Parses with a schema; the first issue becomes a ValidationError naming the field as the caller wrote it.
+/** Parses with a schema; the first issue becomes a ValidationError naming the field as the caller wrote it.
  * peerHintsAt: where a job's options are (its path, as `.jobs[2]`): an unknown field there that is a
- * pg-boss or graphile-worker publish option says which option does its work, as publish() does.
- */
+ * pg-boss or graphile-worker publish option says which option does its work, as publish() does. */
 function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: string, peerHintsAt?: RegExp): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
