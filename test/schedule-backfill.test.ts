@@ -8,12 +8,11 @@ import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { listSchedules, nextTicks, schedule } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { minute, T0 } from './support/schedule-clock.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
-const T0 = '2030-01-01T00:00:00Z';
-const minute = (k: number) => new Date(Date.parse(T0) + k * 60_000).toISOString();
 const HOUR = 3600;
 
 beforeEach(async () => {

@@ -10,13 +10,12 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { listSchedules, schedule } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { minute, T0 } from './support/schedule-clock.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
 const cli = (...args: string[]) => runCli(db.url, ...args);
-const T0 = '2030-01-01T00:00:00Z';
-const minute = (k: number) => new Date(Date.parse(T0) + k * 60_000).toISOString();
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.recurring, jobs.running_slot');

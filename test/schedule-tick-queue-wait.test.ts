@@ -4,11 +4,10 @@
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { minute, T0 } from './support/schedule-clock.js';
 
 const db = await testDb();
 const sql = db.sql;
-const T0 = '2030-01-01T00:00:00Z';
-const minute = (k: number) => new Date(Date.parse(T0) + k * 60_000).toISOString();
 const clients: pg.Client[] = [];
 
 async function session(): Promise<pg.Client> {

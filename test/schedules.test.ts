@@ -8,12 +8,11 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { checkCron, createQueue, listSchedules, maintain, migrate, nextTicks, schedule, unschedule, ValidationError } from '../src/index.js';
 import { pgliteDriver } from '../src/db/pglite.js';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { minute, T0 } from './support/schedule-clock.js';
 import { sleep, until } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
-const T0 = '2030-01-01T00:00:00Z';
-const minute = (k: number) => new Date(Date.parse(T0) + k * 60_000).toISOString();
 
 const sqlError = (text: string, params?: unknown[]) => sqlErrorOf(sql, text, params);
 
