@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compatibilityDate, compatibilityFlags, wranglerDryRun } from './support/worker-bundle.js';
+import { routed, workerStub } from './support/worker-calls.js';
 
 const TOKEN = 'test-drain-token-0123456789';
 const out = mkdtempSync(join(tmpdir(), 'pgdrain-worker-down-'));
@@ -42,27 +43,22 @@ beforeAll(async () => {
   mf = new Miniflare({
     handleStructuredLogs: ({ message }: { message: string }) => { logs.push(message); },
     workers: [
-      { ...common, name: 'pg', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_DRIVER: 'pg', DATABASE_URL: down } },
-      { ...common, name: 'neon', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_URL: down, NEON_WS_PROXY: `ws://127.0.0.1:${port}/v2` } },
+      routed({ ...common, name: 'pg', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_DRIVER: 'pg', DATABASE_URL: down } }),
+      routed({ ...common, name: 'neon', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_URL: down, NEON_WS_PROXY: `ws://127.0.0.1:${port}/v2` } }),
       // Neon's console also shows an https:// URL (its HTTP endpoint): pasted as DATABASE_URL, pg would look up a host of it.
-      { ...common, name: 'pg-https-url', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_DRIVER: 'pg',
-                                                      DATABASE_URL: `https://127.0.0.1:${port}/sql` } },
+      routed({ ...common, name: 'pg-https-url', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_DRIVER: 'pg',
+                                                             DATABASE_URL: `https://127.0.0.1:${port}/sql` } }),
     ],
   });
   await mf.ready;
 }, 120_000);
 
-interface WorkerStub {
-  fetch(url: string, init: { method: string; headers: Record<string, string>; body?: string }): Promise<Response>;
-}
-
 describe('Cloudflare Worker whose database cannot be reached', () => {
   for (const name of ['pg', 'neon']) {
     it(`over ${name}: POST /jobs and POST /drain answer 503 database_unavailable`, async () => {
-      const worker = (await mf.getWorker(name)) as unknown as WorkerStub;
       const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
       for (const [path, body] of [['/jobs', '{"task": "demo.math.sum", "dedupeKey": "k1"}'], ['/drain', '{"budgetSeconds": 5}']] as const) {
-        const response = await worker.fetch(`http://worker${path}`, { method: 'POST', headers, body });
+        const response = await workerStub(mf, name).fetch(`http://worker${path}`, { method: 'POST', headers, body });
         const text = await response.text();
         expect({ path, status: response.status, text }).toMatchObject({ status: 503 });
         expect(JSON.parse(text)).toMatchObject({ error: { code: 'database_unavailable' } });
@@ -73,8 +69,7 @@ describe('Cloudflare Worker whose database cannot be reached', () => {
 
 describe('Cloudflare Worker whose DATABASE_URL is not a postgres:// URL', () => {
   it('over pg: fails naming the binding (500 not_configured), not as a database that is down', async () => {
-    const worker = (await mf.getWorker('pg-https-url')) as unknown as WorkerStub;
-    const response = await worker.fetch('http://worker/jobs', { method: 'POST', body: '{"task": "demo.math.sum"}',
+    const response = await workerStub(mf, 'pg-https-url').fetch('http://worker/jobs', { method: 'POST', body: '{"task": "demo.math.sum"}',
       headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } });
     expect({ status: response.status, body: await response.json() }).toMatchObject({
       status: 500, body: { error: { code: 'not_configured', field: 'env.DATABASE_URL', message: 'env.DATABASE_URL: must be a postgres:// URL' } } });

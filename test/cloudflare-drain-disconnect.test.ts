@@ -19,6 +19,7 @@ import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { until } from './support/drain-process.js';
 import { compatibilityDate, compatibilityFlags, hyperdriveUrl, root, wranglerDryRun } from './support/worker-bundle.js';
+import { routed, workerStub } from './support/worker-calls.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -86,7 +87,7 @@ beforeAll(async () => {
       // As deployed from wrangler.toml: its compatibility flags; a budget long enough that only the stop ends the drain.
       { name: 'pgdrain', modules: true, modulesRoot: out, scriptPath: join(out, 'worker.js'), compatibilityDate, compatibilityFlags,
         bindings: { PGDRAIN_TOKEN: TOKEN, DRAIN_DEADLINE_SECONDS: '60' }, hyperdrives: { HYPERDRIVE: hyperdriveUrl(db.url) } },
-    ],
+    ].map(routed),
   });
   await mf.ready;
 }, 120_000);
@@ -95,10 +96,7 @@ beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job');
 });
 
-interface WorkerStub {
-  fetch(url: string, init: { method: string; headers: Record<string, string>; body?: string }): Promise<Response>;
-}
-const worker = async (name: string) => (await mf.getWorker(name)) as unknown as WorkerStub;
+const worker = async (name: string) => workerStub(mf, name);
 /** Has the caller Worker start a POST /drain of batchSize 1; resolves to how that fetch ended once /abort aborts it. */
 const startDrain = async () => (await worker('caller')).fetch('http://caller/start', { method: 'POST', headers: {},
                                                                 body: JSON.stringify({ batchSize: 1 }) }).then((r) => r.text());

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { demoWorker } from './support/worker-bundle.js';
+import { routed, triggerHandlers, workerStub } from './support/worker-calls.js';
 import { ALL_JOBS, publishSelectionJobs, selectionOutcome } from './support/selection-jobs.js';
 
 const db = await testDb();
@@ -27,8 +28,9 @@ afterAll(async () => {
 beforeAll(async () => {
   const common = await demoWorker(outdir, db.url);
   const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_DEADLINE_SECONDS: '30' };
-  const worker = (name: string, bindings: Record<string, unknown>) => ({ ...common, name, bindings: { ...vars, ...bindings } });
+  const worker = (name: string, bindings: Record<string, unknown>) => routed({ ...common, name, bindings: { ...vars, ...bindings } });
   mf = new Miniflare({
+    ...triggerHandlers,
     workers: [
       worker('text', { DRAIN_FILTER: '{"region":"eu"}', DRAIN_EXCLUDE: '[{"partner":"acme"}]' }),
       // [vars] DRAIN_EXCLUDE = [{ partner = "acme" }, { tier = "gold" }]: the Worker gets JSON, not text.
@@ -48,14 +50,9 @@ beforeAll(async () => {
   await mf.ready;
 }, 180_000);
 
-interface WorkerStub {
-  scheduled(options: { cron: string }): Promise<{ outcome: string }>;
-  fetch(url: string, init: { method: string; headers: Record<string, string>; body?: string }): Promise<Response>;
-}
-const stub = async (name: string) => (await mf!.getWorker(name)) as unknown as WorkerStub;
-const scheduled = async (name: string) => (await stub(name)).scheduled({ cron: '* * * * *' });
+const scheduled = (name: string) => workerStub(mf!, name).scheduled();
 const post = async (name: string, body: unknown) => {
-  const response = await (await stub(name)).fetch('http://worker/drain', {
+  const response = await workerStub(mf!, name).fetch('http://worker/drain', {
     method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
   });
   return { status: response.status, body: await response.json() as any };

@@ -10,6 +10,7 @@ import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
 import { hyperdriveUrl, wranglerDryRun } from './support/worker-bundle.js';
+import { routed, triggerHandlers, workerStub } from './support/worker-calls.js';
 
 const root = resolve(import.meta.dirname, '..');
 const db = await testDb();
@@ -49,21 +50,18 @@ beforeAll(async () => {
   };
   const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_DEADLINE_SECONDS: '20' };
   mf = new Miniflare({
+    ...triggerHandlers,
     handleStructuredLogs: ({ message }: { message: string }) => { logs.push(message); },
     workers: [
       { ...common, name: 'hyperdrive', bindings: vars, hyperdrives: { HYPERDRIVE: hyperdriveUrl(db.url) } },
       { ...common, name: 'neon', bindings: { ...vars, DATABASE_URL: db.url } },
       { ...common, name: 'neon-http', bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'neon-http' } },
-    ],
+    ].map(routed),
   });
   await mf.ready;
 }, 120_000);
 
-interface WorkerStub {
-  scheduled(options: { cron: string }): Promise<{ outcome: string }>;
-  fetch(url: string, init: { method: string; headers: Record<string, string> }): Promise<Response>;
-}
-const worker = async (name: string) => (await mf.getWorker(name)) as unknown as WorkerStub;
+const worker = async (name: string) => workerStub(mf, name);
 const scheduled = async (name: string) => (await worker(name)).scheduled({ cron: '* * * * *' });
 const post = async (name: string) => {
   const response = await (await worker(name)).fetch('http://worker/drain',

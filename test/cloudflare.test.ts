@@ -18,6 +18,7 @@ import { testDb } from './support/db.js';
 import { startNeonHttpServer } from './support/neon-http-server.js';
 import { startWsProxy } from './support/ws-proxy.js';
 import { compatibilityFlags, hyperdriveUrl, wranglerDryRun } from './support/worker-bundle.js';
+import { routed, triggerHandlers, workerStub } from './support/worker-calls.js';
 
 const root = resolve(import.meta.dirname, '..');
 const db = await testDb();
@@ -74,6 +75,7 @@ beforeAll(async () => {
   const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_BATCH: '20', DRAIN_DEADLINE_SECONDS: '100' };
   // One workerd, one Worker per way to reach the database.
   mf = new Miniflare({
+    ...triggerHandlers,
     handleStructuredLogs: (log: { level: string; message: string }) => {
       logs.push(log);
       (log.level === 'error' ? console.error : log.level === 'warn' ? console.warn : console.log)(log.message);
@@ -101,7 +103,7 @@ beforeAll(async () => {
         bindings: { ...vars, DATABASE_URL: db.url, DATABASE_DRIVER: 'neon-http', NEON_HTTP_ENDPOINT: neonHttp.endpoint } },
       { ...common, name: 'transactional', modulesRoot: txOut, scriptPath: join(txOut, 'worker.js'),
         bindings: { ...tomlVars, PGDRAIN_TOKEN: TOKEN }, hyperdrives: { HYPERDRIVE: hyperdrive } },
-    ],
+    ].map(routed),
   });
   await mf.ready;
 }, 180_000);
@@ -110,12 +112,7 @@ beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job');
 });
 
-// What getWorker() hands back (miniflare's own type for it does not resolve here).
-interface WorkerStub {
-  scheduled(options: { cron: string }): Promise<{ outcome: string; noRetry: boolean }>;
-  fetch(url: string, init: { method: string; headers: Record<string, string>; body?: string }): Promise<Response>;
-}
-const worker = async (name: string) => (await mf.getWorker(name)) as unknown as WorkerStub;
+const worker = async (name: string) => workerStub(mf, name);
 const scheduled = async (name: string) => (await worker(name)).scheduled({ cron: '* * * * *' });
 const post = async (name: string, init: { token?: string; body?: unknown; method?: string } = {}) => {
   const response = await (await worker(name)).fetch('http://worker/drain', {
