@@ -32,6 +32,11 @@ export function cutError(text: string): string {
   return `${text.slice(0, end)}\n… (${chars - KEPT} characters cut)`;
 }
 
+/** s's first n UTF-16 units, or one less where the nth would split a surrogate pair (an emoji cut in half is not text). */
+export function sliceUnits(s: string, n: number): string {
+  return s.slice(0, n > 0 && isHigh(s.charCodeAt(n - 1)) && isLow(s.charCodeAt(n)) ? n - 1 : n);
+}
+
 const isHigh = (code: number) => code >= 0xd800 && code <= 0xdbff;
 const isLow = (code: number) => code >= 0xdc00 && code <= 0xdfff;
 

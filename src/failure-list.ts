@@ -1,5 +1,6 @@
 import type { Outcome, SettleListener } from './outcome-arrays.js';
 import type { FailedJob, Job } from './types.js';
+import { sliceUnits } from './error-text.js';
 
 /**
  * How many failed deliveries a report lists: a drain of a failing backlog
@@ -126,5 +127,5 @@ export const FAILURE_LINE = 1000;
 export function firstLine(error: string): string {
   const end = error.indexOf('\n');
   const line = end < 0 ? error : error.slice(0, end);
-  return line.length > FAILURE_LINE ? `${line.slice(0, FAILURE_LINE)}…` : line;
+  return line.length > FAILURE_LINE ? `${sliceUnits(line, FAILURE_LINE)}…` : line;
 }

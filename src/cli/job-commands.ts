@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { getJob } from '../admin.js';
+import { sliceUnits } from '../error-text.js';
 import { ValidationError } from '../errors.js';
 import { parseJson } from '../json-text.js';
 import { JOB_STATES, listJobs, MAX_LIST_LIMIT } from '../list-jobs.js';
@@ -25,7 +26,7 @@ function jsonValue(value: string): unknown {
 
 /** A time as the tables print it: ISO 8601 to the second. */
 const at = (d: Date | null) => (d === null ? null : d.toISOString().replace(/\.\d{3}Z$/, 'Z'));
-const firstLine = (text: string | null) => (text === null ? null : text.split('\n')[0]!.slice(0, 100));
+const firstLine = (text: string | null) => (text === null ? null : sliceUnits(text.split('\n')[0]!, 100));
 
 /** One job as `name  value` lines (none for what it lacks); the error in full, its later lines indented. */
 function formatJob(job: JobInfo): string {

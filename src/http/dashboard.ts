@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from 'hono';
 import { html, raw } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import type { Queryable } from '../db/driver.js';
+import { sliceUnits } from '../error-text.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parse, queueNameSchema } from '../options.js';
 import { isStopped, noNextRun, stoppedSummary } from '../schedule-stopped.js';
@@ -197,7 +198,7 @@ function lines(text: string) {
 /** The first line, cut to ERROR_CHARS. */
 function firstLine(error: string | null): string {
   const line = (error ?? '').split('\n')[0]!;
-  return line.length > ERROR_CHARS ? `${line.slice(0, ERROR_CHARS - 1)}…` : line;
+  return line.length > ERROR_CHARS ? `${sliceUnits(line, ERROR_CHARS - 1)}…` : line;
 }
 
 /** 2026-11-22 10:04:05Z; a time JavaScript cannot hold (PostgreSQL's infinity, a year past 275760) as the database wrote it. */
