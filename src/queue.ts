@@ -9,6 +9,7 @@ import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import type { DrainOptions } from './drain-options.js';
 import { checkDriver, checkQueryable } from './driver-check.js';
+import type { JsonBody } from './json-body.js';
 import { listJobs } from './list-jobs.js';
 import { publish, publishBulk } from './publish.js';
 import { queueSize } from './queue-size.js';
@@ -59,12 +60,13 @@ export interface Queue {
   /**
    * Defines a typed task, registers its handler with this queue's drains and
    * binds its .publish to this queue. `{ transactional: true }`: see TaskOptions.
+   * Body must be its own JSON form (JsonBody), as for defineTask.
    */
-  defineTask<Body = unknown, Result = unknown>(name: string, handler: BatchHandler<Body, Result>,
+  defineTask<Body = unknown, Result = unknown>(name: string, handler: BatchHandler<Body, Result> & JsonBody<Body>,
                                                options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined }): BatchTask<Body, Result>;
-  defineTask<Body = unknown, Result = unknown>(name: string, handler: TransactionalHandler<Body, Result>,
+  defineTask<Body = unknown, Result = unknown>(name: string, handler: TransactionalHandler<Body, Result> & JsonBody<Body>,
                                                options: NotBatch & { transactional: true }): Task<Body, Result>;
-  defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result>,
+  defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result> & JsonBody<Body>,
                                                options?: NotBatch): Task<Body, Result>;
   // The reads take options.signal too, given up as the calls below are.
   /** A job as it is now, by id (queued, running or ended); null when there is none. */
@@ -202,7 +204,8 @@ export function createQueue(options: QueueOptions): Queue {
     defineTask<Body, Result>(name: string, handler: Handler<Body, Result> | TransactionalHandler<Body, Result> | BatchHandler<Body, Result>,
                              taskOptions?: TaskOptions): Task<Body, Result> & BatchTask<Body, Result> {
       // Any options: the overloads above typed them, defineTask checks them.
-      const task = defineTask(name, handler as Handler<Body, Result>, { ...taskOptions, db: driver } as NotBatch);
+      // Its Body was checked by the overloads above (JsonBody); a generic Body here cannot be: any body.
+      const task = defineTask(name, handler as Handler, { ...taskOptions, db: driver } as NotBatch);
       registry[name] = task;
       return task as Task<Body, Result> & BatchTask<Body, Result>; // which one: the overloads above
     },

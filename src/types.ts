@@ -20,6 +20,7 @@
 // report and what the queue-management calls take and show have modules of
 // their own, re-exported here as they always were.
 export type * from './handler-types.js';
+export type * from './json-body.js';
 export type * from './drain-report-types.js';
 export type { Queryable } from './db/driver.js';
 export type * from './admin-types.js';

@@ -108,3 +108,14 @@ export async function everyOption(): Promise<void> {
   void createWorker(tasks);
   void createLambdaHandler(tasks);
 }
+
+// ---- README "Typed tasks": a body type of optional fields is its own JSON form under the flag too
+export async function typedTasks(): Promise<void> {
+  const queue = createQueue({ connectionString: process.env.DATABASE_URL });
+  const sendEmail = queue.defineTask('email.send', async (mail: { to: string; cc?: string[]; note?: string | undefined }, ctx) => {
+    await ctx.publish('email.audit', { to: mail.to });
+    return { sent: true };
+  });
+  await sendEmail.publish({ to: 'ada@example.com' });
+  await sendEmail.publish({ to: 'ada@example.com', cc: ['bob@example.com'], note: maybe<string>() });
+}

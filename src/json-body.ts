@@ -1,0 +1,49 @@
+// A typed task's body type must be what its handler receives. The body
+// travels as JSON (JSON.stringify at publish, jsonb, JSON.parse at the
+// claim), so a body type is accepted only when it is its own JSON form:
+// a `{ at: Date }` would typecheck at publish and in the handler while the
+// handler gets a string. Refused at defineTask, where the handler's type is
+// written, with a message at the part that does not survive the trip.
+//
+// Why not type the handler's body as the JSON form of the published type (a
+// Jsonify<T>, as type-fest's)? The body type is inferred from the handler's
+// own annotation (`async (mail: Mail) => …`), which cannot be inferred back
+// through such a mapping: every such task would lose its typed publish. And
+// a direct call of the task (no queue) hands the handler the value itself.
+
+/** Says, in a type error, why a part of a body type is not JSON. */
+export interface NotJson<Why extends string> {
+  'pgdrain: a job body travels as JSON': Why;
+}
+
+/**
+ * The JSON form pgdrain accepts for a body type: T itself when JSON keeps
+ * it; else T with each part JSON would change replaced by a NotJson saying
+ * what it becomes. A property that may be undefined is fine (JSON drops it:
+ * it reads as undefined); undefined in an array, or as the body, is not (null).
+ */
+export type AsJson<T> =
+  unknown extends T ? unknown // unknown and any: the handler reads it as it must
+  : T extends string ? string : T extends number ? number : T extends boolean ? boolean : T extends null ? null
+  : T extends undefined ? NotJson<'undefined arrives as null: type it null'>
+  : T extends bigint ? NotJson<'publish refuses a BigInt: type it string, send String(n)'>
+  : T extends symbol ? NotJson<'a symbol is dropped'>
+  : T extends (...args: never) => unknown ? NotJson<'a function (a method) is dropped: type the body as data only'>
+  : T extends Date ? NotJson<'a Date arrives as its ISO string: type it string, send date.toISOString()'>
+  : T extends { toJSON(...args: never): unknown } ? NotJson<'this arrives as what its toJSON() returns: type it so'>
+  : T extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> | PromiseLike<unknown> | Error
+    ? NotJson<'publish refuses a Map, Set, Promise or Error (JSON writes it as {}): type it as plain data'>
+  : { [K in keyof T]: T extends readonly unknown[] ? AsJson<T[K]> : AsJsonField<T[K]> };
+
+/** A property's JSON form: one that may be undefined is dropped, read back as undefined. */
+type AsJsonField<V> = undefined extends V ? AsJson<Exclude<V, undefined>> | undefined : AsJson<V>;
+
+/**
+ * What defineTask requires of a handler besides its signature: nothing when
+ * Body is its own JSON form (AsJson), else a property no function has,
+ * whose type says which part is not JSON. A function of your own that
+ * passes a generic handler on to defineTask asks for it too:
+ * `<B>(handler: Handler<B> & JsonBody<B>) => defineTask(name, handler)`.
+ */
+export type JsonBody<Body> = [Body] extends [AsJson<Body>] ? unknown
+  : { 'pgdrain: the body type is not its JSON form': AsJson<Body> };
