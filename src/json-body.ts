@@ -31,8 +31,9 @@ export type AsJson<T> =
   : T extends (...args: never) => unknown ? NotJson<'a function (a method) is dropped: type the body as data only'>
   : T extends Date ? NotJson<'a Date arrives as its ISO string: type it string, send date.toISOString()'>
   : T extends { toJSON(...args: never): unknown } ? NotJson<'this arrives as what its toJSON() returns: type it so'>
-  : T extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> | PromiseLike<unknown> | Error
-    ? NotJson<'publish refuses a Map, Set, Promise or Error (JSON writes it as {}): type it as plain data'>
+  // Not Error: its type is { name, message }, as plain data of those fields is.
+  : T extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> | PromiseLike<unknown>
+    ? NotJson<'publish refuses a Map, Set or Promise (JSON writes it as {}): type it as plain data'>
   : { [K in keyof T]: T extends readonly unknown[] ? AsJson<T[K]> : AsJsonField<T[K]> };
 
 /** A property's JSON form: one that may be undefined is dropped, read back as undefined. */

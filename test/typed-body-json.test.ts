@@ -74,6 +74,9 @@ describe('a typed body type must be its own JSON form', () => {
       .toEqualTypeOf<readonly [number, string]>();
     expectTypeOf(q.defineTask('t.record', (b: Record<string, number[]>) => b).publish).parameter(0)
       .toEqualTypeOf<Record<string, number[]>>();
+    // Data shaped as an Error's type ({ name, message }) is plain data.
+    expectTypeOf(q.defineTask('t.notice', (b: { name: string; message: string }) => b.name).publish).parameter(0)
+      .toEqualTypeOf<{ name: string; message: string }>();
     // A class of data fields only arrives as a plain object of them: its type still describes it.
     expectTypeOf(q.defineTask('t.point', (b: Point) => b.x).publish).parameter(0).toEqualTypeOf<Point>();
     expectTypeOf(defineTask('t.batch-mail', async (jobs: BatchItem<Mail>[], _ctx: BatchContext) => jobs.map((j) => j.body.to),
