@@ -62,6 +62,8 @@ create table jobs.recurring (
 );
 -- What a claim probes: only drain-run schedules are in it.
 create index recurring_due_idx on jobs.recurring (next_run_at) where runner = 'drains';
+-- A bounded queue's oldest due tick (jobs.tick_queues): one probe a bounded queue.
+create index recurring_queue_due_idx on jobs.recurring ((coalesce(queue, 'default')), next_run_at) where runner = 'drains';
 
 -- The attributes of every job a schedule publishes: its name and the tick
 -- the job is for, ISO 8601 in UTC to the millisecond (as JS's toISOString).

@@ -17,9 +17,13 @@ declare
   v_timeout text;
 begin
   lost := '{}';
-  for q, v_due in select coalesce(s.queue, 'default'), min(s.next_run_at) from jobs.recurring s join jobs.queue x on x.name = coalesce(s.queue, 'default')
-           where s.runner = 'drains' and s.next_run_at <= p_now and x.max_size is not null
-           group by 1 order by min(s.next_run_at) loop
+  -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
+  -- read of every due row, which a claim paid while any tick was due.
+  for q, v_due in select x.name, d.due from jobs.queue x
+           cross join lateral (select s.next_run_at as due from jobs.recurring s
+                               where coalesce(s.queue, 'default') = x.name and s.runner = 'drains' and s.next_run_at <= p_now
+                               order by s.next_run_at limit 1) d
+           where x.max_size is not null order by d.due loop
     if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
       waited := q;
       v_timeout := current_setting('lock_timeout');
