@@ -259,7 +259,7 @@ end $$;
 -- (jobs.tick_queues), the tick p_overdue past due: pgdrain.tick_wait_ms
 -- (default 500), longer as the tick waits (a tenth of how long, up to ten
 -- times that; a drain's claim: a tenth of its budget at most), within the
--- role's lock_timeout. Waiters are served in turn:
+-- role's lock_timeout and half its statement_timeout. Waiters are served in turn:
 -- a tick gets the lock between one publisher's holds at once, and between
 -- several overlapping ones' once its wait outgrows their queue. Unbounded,
 -- an app transaction holding the lock held up a drain of any queue past its
@@ -277,6 +277,9 @@ begin
   v_ms := least(greatest(v_ms, (extract(epoch from p_overdue) * 100)::bigint), v_ms * 10, 2147483647);
   -- A drain's claim: a tenth of its budget at most (jobs.claim_json).
   v_ms := least(v_ms, greatest(1, coalesce(nullif(current_setting('pgdrain.tick_budget', true), '')::numeric * 100, v_ms))::bigint);
+  -- Half of statement_timeout at most, the other half the claim's: cut short
+  -- by it, the wait failed the whole claim (57014), not the tick alone.
+  v_ms := least(v_ms, greatest(1, coalesce(extract(epoch from nullif(current_setting('statement_timeout')::interval, '0')) * 500, v_ms))::bigint);
   if p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < make_interval(secs => v_ms / 1000.0) then
     return p_lock_timeout;
   end if;

@@ -6964,6 +6964,9 @@ begin
   v_ms := least(greatest(v_ms, (extract(epoch from p_overdue) * 100)::bigint), v_ms * 10, 2147483647);
   -- A drain's claim: a tenth of its budget at most (jobs.claim_json).
   v_ms := least(v_ms, greatest(1, coalesce(nullif(current_setting('pgdrain.tick_budget', true), '')::numeric * 100, v_ms))::bigint);
+  -- Half of statement_timeout at most, the other half the claim's: cut short
+  -- by it, the wait failed the whole claim (57014), not the tick alone.
+  v_ms := least(v_ms, greatest(1, coalesce(extract(epoch from nullif(current_setting('statement_timeout')::interval, '0')) * 500, v_ms))::bigint);
   if p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < make_interval(secs => v_ms / 1000.0) then
     return p_lock_timeout;
   end if;
