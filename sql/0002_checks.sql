@@ -269,3 +269,23 @@ create function jobs.settle_error(p_outcome text, p_error text)
 returns text language sql immutable as $$
   select coalesce(p_error, case when p_outcome = 'fail' then 'failed without an error' else 'nacked without an error' end)
 $$;
+
+-- A pgdrain time setting p_name in milliseconds (null when not set), read as
+-- PostgreSQL reads its own (lock_timeout): a bare number is ms, else a unit
+-- us, ms, s, min, h or d; rounded, at most 2147483647. Anything else is
+-- refused, PDC03 naming the setting, the rule and how to fix it.
+create function jobs.setting_ms(p_name text)
+returns bigint language plpgsql stable as $$
+declare
+  v_set text := nullif(current_setting(p_name, true), '');
+  v_parts text[] := regexp_match(v_set, '^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*(us|ms|s|min|h|d)?\s*$');
+begin
+  if v_set is not null and v_parts is null then
+    perform jobs.raise_invalid('PDC03', p_name, format(
+      'must be a duration as PostgreSQL''s time settings take one: milliseconds (500) or a number with a unit, us, ms, s, min, h or d (''2s'', ''1.5s'', ''1min''), got %s: set it to one (ALTER ROLE ... SET %s = ''2s'', or SET for a session), or RESET it for the default',
+      left(quote_literal(v_set), 80), p_name));
+  end if;
+  return least(round(v_parts[1]::numeric * case v_parts[2] when 'us' then 0.001 when 's' then 1000 when 'min' then 60000
+                                                         when 'h' then 3600000 when 'd' then 86400000 else 1 end),
+               case when v_set is not null then 2147483647 end);  -- least() skips a null: not set, null
+end $$;

@@ -257,23 +257,18 @@ end $$;
 
 -- How long a claim waits for a bounded queue's publishers' lock for its tick
 -- (jobs.tick_queues), the tick p_overdue past due: pgdrain.tick_wait_ms
--- (default 500), longer as the tick waits (a tenth of how long, up to ten
--- times that; a drain's claim: a tenth of its budget at most), within the
--- role's lock_timeout and half its statement_timeout. Waiters are served in turn:
--- a tick gets the lock between one publisher's holds at once, and between
+-- (default 500 ms; '2s' as lock_timeout takes it, jobs.setting_ms), longer
+-- as the tick waits (a tenth of how long, up to ten times that; a drain's
+-- claim: a tenth of its budget at most), within the role's lock_timeout and
+-- half its statement_timeout. Waiters are served in turn: a tick gets the lock between one publisher's holds at once, and between
 -- several overlapping ones' once its wait outgrows their queue. Unbounded,
 -- an app transaction holding the lock held up a drain of any queue past its
 -- deadline, and the jobs its claim took lost the wait from their timeouts.
 create function jobs.tick_wait_bound(p_lock_timeout text, p_overdue interval default interval '0')
 returns text language plpgsql stable as $$
 declare
-  v_set text := nullif(current_setting('pgdrain.tick_wait_ms', true), '');
-  v_ms bigint := 500;
+  v_ms bigint := greatest(coalesce(jobs.setting_ms('pgdrain.tick_wait_ms'), 500), 1);  -- '2s', '500ms', 500
 begin
-  if v_set is not null and v_set !~ '^\s*[0-9]{1,10}\s*$' then
-    perform jobs.raise_invalid('PDC03', 'pgdrain.tick_wait_ms', format('must be a whole number of milliseconds, 1 to 2147483647 (got %s)', v_set));
-  end if;
-  v_ms := least(greatest(coalesce(v_set::bigint, v_ms), 1), 2147483647);
   v_ms := least(greatest(v_ms, (extract(epoch from p_overdue) * 100)::bigint), v_ms * 10, 2147483647);
   -- A drain's claim: a tenth of its budget at most (jobs.claim_json).
   v_ms := least(v_ms, greatest(1, coalesce(nullif(current_setting('pgdrain.tick_budget', true), '')::numeric * 100, v_ms))::bigint);

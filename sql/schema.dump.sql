@@ -6193,6 +6193,27 @@ begin
 end $$;
 
 --
+-- Name: setting_ms(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.setting_ms(p_name text) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    AS $_$
+declare
+  v_set text := nullif(current_setting(p_name, true), '');
+  v_parts text[] := regexp_match(v_set, '^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*(us|ms|s|min|h|d)?\s*$');
+begin
+  if v_set is not null and v_parts is null then
+    perform jobs.raise_invalid('PDC03', p_name, format(
+      'must be a duration as PostgreSQL''s time settings take one: milliseconds (500) or a number with a unit, us, ms, s, min, h or d (''2s'', ''1.5s'', ''1min''), got %s: set it to one (ALTER ROLE ... SET %s = ''2s'', or SET for a session), or RESET it for the default',
+      left(quote_literal(v_set), 80), p_name));
+  end if;
+  return least(round(v_parts[1]::numeric * case v_parts[2] when 'us' then 0.001 when 's' then 1000 when 'min' then 60000
+                                                         when 'h' then 3600000 when 'd' then 86400000 else 1 end),
+               case when v_set is not null then 2147483647 end);  -- least() skips a null: not set, null
+end $_$;
+
+--
 -- Name: settle(jsonb, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -6952,15 +6973,10 @@ $_$;
 
 CREATE FUNCTION jobs.tick_wait_bound(p_lock_timeout text, p_overdue interval DEFAULT '00:00:00'::interval) RETURNS text
     LANGUAGE plpgsql STABLE
-    AS $_$
+    AS $$
 declare
-  v_set text := nullif(current_setting('pgdrain.tick_wait_ms', true), '');
-  v_ms bigint := 500;
+  v_ms bigint := greatest(coalesce(jobs.setting_ms('pgdrain.tick_wait_ms'), 500), 1);  -- '2s', '500ms', 500
 begin
-  if v_set is not null and v_set !~ '^\s*[0-9]{1,10}\s*$' then
-    perform jobs.raise_invalid('PDC03', 'pgdrain.tick_wait_ms', format('must be a whole number of milliseconds, 1 to 2147483647 (got %s)', v_set));
-  end if;
-  v_ms := least(greatest(coalesce(v_set::bigint, v_ms), 1), 2147483647);
   v_ms := least(greatest(v_ms, (extract(epoch from p_overdue) * 100)::bigint), v_ms * 10, 2147483647);
   -- A drain's claim: a tenth of its budget at most (jobs.claim_json).
   v_ms := least(v_ms, greatest(1, coalesce(nullif(current_setting('pgdrain.tick_budget', true), '')::numeric * 100, v_ms))::bigint);
@@ -6971,7 +6987,7 @@ begin
     return p_lock_timeout;
   end if;
   return v_ms || 'ms';
-end $_$;
+end $$;
 
 --
 -- Name: tz_change(text, interval, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -

@@ -1,13 +1,15 @@
 // pgdrain.tick_wait_ms bounds a claim's wait for a bounded queue's tick lock
-// (jobs.tick_wait_bound, sql/0023): within the role's lock_timeout, clamped to
-// what lock_timeout takes, and a value that is not a whole number of
-// milliseconds refused naming the setting. On a real PostgreSQL.
+// (jobs.tick_wait_bound, sql/0021): within the role's lock_timeout, clamped to
+// what lock_timeout takes, read as lock_timeout reads a value ('2s', '500ms';
+// a bare number is ms), and a value that is no duration refused naming the
+// setting and how to fix it. On a real PostgreSQL.
 import { expect, it } from 'vitest';
 import { sqlErrorOf, testDb, withClient } from './support/db.js';
+import { minute, T0 } from './support/schedule-clock.js';
 
 const db = await testDb();
 
-it('bounds the wait by the setting, or the role\'s shorter lock_timeout; refuses a bad setting naming it', async () => {
+it('bounds the wait by the setting, with or without a unit, or the role\'s shorter lock_timeout; refuses a bad setting naming it', async () => {
   await withClient(db.url, async (c) => {
     const bound = async (setting: string | null, lockTimeout: string) => {
       await c.query(`select set_config('pgdrain.tick_wait_ms', $1, false)`, [setting ?? '']);
@@ -31,9 +33,30 @@ it('bounds the wait by the setting, or the role\'s shorter lock_timeout; refuses
     expect(await overdue('10 minutes', '')).toBe('5000ms');
     expect(await overdue('10 minutes', '3.5')).toBe('350ms');
     await c.query(`select set_config('pgdrain.tick_budget', '', false)`);
-    await c.query(`select set_config('pgdrain.tick_wait_ms', 'soon', false)`);
-    const error = await sqlErrorOf((text, params) => c.query(text, params), `select jobs.tick_wait_bound('0')`);
-    expect(error).toMatchObject({ code: 'PDC03', column: 'pgdrain.tick_wait_ms' });
-    expect(error.message).toMatch(/must be a whole number of milliseconds/);
+    // PostgreSQL's time units, as lock_timeout takes them ('2s' was refused, failing every first claim).
+    expect(await bound('2s', '0')).toBe('2000ms');
+    expect(await bound('500ms', '0')).toBe('500ms');
+    expect(await bound(' 1.5 s ', '0')).toBe('1500ms');
+    expect(await bound('1min', '0')).toBe('60000ms');
+    expect(await bound('250000us', '0')).toBe('250ms');
+    expect(await bound('1h', '10s')).toBe('10s');
+    expect(await bound('1000d', '0')).toBe('2147483647ms');
+    for (const bad of ['soon', '2 seconds', '2S', '-5', '1e3', '5 s ms']) {
+      await c.query(`select set_config('pgdrain.tick_wait_ms', $1, false)`, [bad]);
+      const error = await sqlErrorOf((text, params) => c.query(text, params), `select jobs.tick_wait_bound('0')`);
+      expect(error, bad).toMatchObject({ code: 'PDC03', column: 'pgdrain.tick_wait_ms' });
+      expect(error.message, bad).toContain(`must be a duration as PostgreSQL's time settings take one`);
+      expect(error.message, bad).toContain(`got '${bad}': set it to one (ALTER ROLE ... SET pgdrain.tick_wait_ms = '2s'`);
+    }
   });
+});
+
+it("a drain's first claim with pgdrain.tick_wait_ms = '2s' publishes the bounded queue's due tick", async () => {
+  await db.sql(`select jobs.create_queue('capped', max_size => 100)`);
+  await db.sql(`select jobs.schedule('sweep', '*/10 * * * *', 'sweep.run', queue => 'capped', now => $1)`, [T0]);
+  await withClient(db.url, async (c) => {
+    await c.query(`set pgdrain.tick_wait_ms = '2s'`);
+    expect((await c.query(`select jobs.claim_json(1, now => $1)->>'count' as n`, [minute(10)])).rows).toEqual([{ n: '0' }]);
+  });
+  expect(await db.sql(`select next_run_at, last_error from jobs.recurring`)).toEqual([{ next_run_at: new Date(minute(20)), last_error: null }]);
 });
