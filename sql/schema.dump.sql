@@ -5772,6 +5772,13 @@ declare
   r jobs.recurring;
   v_id bigint;
 begin
+  -- Into a bounded queue, its publishers' lock before the row, as jobs.schedule
+  -- and a claim's tick take them: with the row held its publish waited for
+  -- that lock, and an app transaction that published to the queue, then
+  -- changed or removed this schedule, closed a cycle (40P01).
+  perform pg_advisory_xact_lock_shared(736041, hashtext(q.name)), pg_advisory_xact_lock(736037, hashtext(q.name))
+  from jobs.recurring s join jobs.queue q on q.name = coalesce(s.queue, 'default')
+  where s.name = run_schedule.name and s.runner = 'pg_cron' and q.max_size is not null;
   select * into r from jobs.recurring s where s.name = run_schedule.name for update;
   if not found then
     perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
