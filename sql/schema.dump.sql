@@ -6985,8 +6985,9 @@ declare
   v_ms bigint := greatest(coalesce(jobs.setting_ms('pgdrain.tick_wait_ms'), 500), 1);  -- '2s', '500ms', 500
 begin
   v_ms := least(greatest(v_ms, (extract(epoch from p_overdue) * 100)::bigint), v_ms * 10, 2147483647);
-  -- A drain's claim: a tenth of its budget at most (jobs.claim_json).
-  v_ms := least(v_ms, greatest(1, coalesce(nullif(current_setting('pgdrain.tick_budget', true), '')::numeric * 100, v_ms))::bigint);
+  -- A drain's claim: a tenth of its budget at most (jobs.claim_json); cast
+  -- once within v_ms (least takes v_ms over a NaN, Infinity or 1e17 budget).
+  v_ms := least(v_ms, greatest(1, coalesce(nullif(current_setting('pgdrain.tick_budget', true), '')::numeric * 100, v_ms)));
   -- Half of statement_timeout at most, the other half the claim's: cut short
   -- by it, the wait failed the whole claim (57014), not the tick alone.
   v_ms := least(v_ms, greatest(1, coalesce(extract(epoch from nullif(current_setting('statement_timeout')::interval, '0')) * 500, v_ms))::bigint);

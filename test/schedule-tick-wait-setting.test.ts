@@ -60,3 +60,18 @@ it("a drain's first claim with pgdrain.tick_wait_ms = '2s' publishes the bounded
   });
   expect(await db.sql(`select next_run_at, last_error from jobs.recurring`)).toEqual([{ next_run_at: new Date(minute(20)), last_error: null }]);
 });
+
+it("a claim's max_timeout that is no budget to cap the wait by (huge, Infinity) is none; NaN is refused as without a tick", async () => {
+  await db.sql(`select jobs.create_queue('capped2', max_size => 100)`);
+  await db.sql(`select jobs.schedule('sweep2', '*/10 * * * *', 'sweep2.run', queue => 'capped2', now => $1)`, [T0]);
+  await withClient(db.url, async (c) => {
+    for (const budget of ['1e17', 'Infinity']) {
+      await c.query('begin');
+      expect((await c.query(`select jobs.claim_json(1, max_timeout => $1::numeric, now => $2)->>'count' as n`, [budget, minute(10)])).rows,
+             budget).toEqual([{ n: '0' }]);
+      await c.query('rollback');
+    }
+    const error = await sqlErrorOf((text, params) => c.query(text, params), `select jobs.claim_json(1, max_timeout => 'NaN', now => $1)`, [minute(10)]);
+    expect(error).toMatchObject({ code: 'PD005', column: 'max_timeout' });
+  });
+});
