@@ -71,6 +71,7 @@ end $$;
 --             "scheduledAt": [...], "createdAt": [...], "attributes": [...],
 --             "keyed": [...] | null, "keyedMaxRetries": [...] | null},
 --    "count": c, "queue": q, "now": t, "unfit": k, "settled": {...} | null,
+--    "waitedMs": w, how long it waited for a bounded queue's tick (0 mostly),
 --    "paused": true when it claimed nothing from a paused queue,
 --    "atMaxRunning": true when the queue's max_running held it to fewer
 --    than n jobs, none included (it took every slot left: jobs.pick),
@@ -78,7 +79,7 @@ end $$;
 --    job it would take waits for its group (jobs.group_held)}
 -- one array per field, element i of each describing job i (in no particular
 -- order: a drain starts all it claims at once), times as epoch seconds;
--- each job's lease ends at now + timeout. Columns and epoch numbers because
+-- each job's lease ends at now + timeout (now: after that wait). Columns and epoch numbers because
 -- building and reading the answer is per-job work on every batch: an object
 -- per job and timestamp text cost about twice as much. Settling first means
 -- a drain never reaps its own just-finished jobs as expired, and a steady
@@ -128,6 +129,7 @@ create function jobs.claim_json(
   set random_page_cost = 1.1 as $$
 declare
   v_now timestamptz := jobs.clock(claim_json.now);
+  v_from timestamptz := v_now; -- where its leases start: after a tick's wait, if it waited
   v_settled jsonb;
   v_ids bigint[];
   v_prio integer;
@@ -167,6 +169,9 @@ begin
       perform set_config('pgdrain.tick_budget', coalesce(claim_json.max_timeout::text, ''), true);
       perform jobs.publish_due_schedules(v_now);
       perform set_config('pgdrain.tick_budget', '', true);
+      -- Its leases start after the wait (seconds at most), not before it: the
+      -- wait is not the claimed jobs' time (waitedMs tells the drain).
+      if claim_json.now is null then v_from := greatest(v_now, clock_timestamp()); end if;
     end if;
   end if;
   if cardinality(claim_json.ids) > 0 then
@@ -185,7 +190,7 @@ begin
     with claimed as (
       update jobs.job_queue q
       set attempt = q.attempt + 1,
-          lease_until = v_now + make_interval(secs => q.timeout),
+          lease_until = v_from + make_interval(secs => q.timeout),
           started_at = v_now,
           worker_id = claim_json.worker_id,
           lease_holder = claim_json.holder
@@ -257,7 +262,8 @@ begin
     end loop;
   end if;
   return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
-                           'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled,
+                           'now', date_part('epoch', v_from), 'unfit', v_unfit, 'settled', v_settled,
+                           'waitedMs', floor(1000 * date_part('epoch', v_from - v_now)),
                            'paused', v_count = 0 and coalesce(v_paused, false),
                            'atMaxRunning', coalesce(v_at_max, false),
                            'atGroupConcurrency', coalesce(v_at_group, false));

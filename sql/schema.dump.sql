@@ -1240,6 +1240,7 @@ CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_
     AS $$
 declare
   v_now timestamptz := jobs.clock(claim_json.now);
+  v_from timestamptz := v_now; -- where its leases start: after a tick's wait, if it waited
   v_settled jsonb;
   v_ids bigint[];
   v_prio integer;
@@ -1279,6 +1280,9 @@ begin
       perform set_config('pgdrain.tick_budget', coalesce(claim_json.max_timeout::text, ''), true);
       perform jobs.publish_due_schedules(v_now);
       perform set_config('pgdrain.tick_budget', '', true);
+      -- Its leases start after the wait (seconds at most), not before it: the
+      -- wait is not the claimed jobs' time (waitedMs tells the drain).
+      if claim_json.now is null then v_from := greatest(v_now, clock_timestamp()); end if;
     end if;
   end if;
   if cardinality(claim_json.ids) > 0 then
@@ -1297,7 +1301,7 @@ begin
     with claimed as (
       update jobs.job_queue q
       set attempt = q.attempt + 1,
-          lease_until = v_now + make_interval(secs => q.timeout),
+          lease_until = v_from + make_interval(secs => q.timeout),
           started_at = v_now,
           worker_id = claim_json.worker_id,
           lease_holder = claim_json.holder
@@ -1369,7 +1373,8 @@ begin
     end loop;
   end if;
   return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
-                           'now', date_part('epoch', v_now), 'unfit', v_unfit, 'settled', v_settled,
+                           'now', date_part('epoch', v_from), 'unfit', v_unfit, 'settled', v_settled,
+                           'waitedMs', floor(1000 * date_part('epoch', v_from - v_now)),
                            'paused', v_count = 0 and coalesce(v_paused, false),
                            'atMaxRunning', coalesce(v_at_max, false),
                            'atGroupConcurrency', coalesce(v_at_group, false));

@@ -30,6 +30,8 @@ export interface ClaimResult {
   queue: string;
   /** The claim's time, epoch seconds: each lease ends at now + timeout. */
   now: number;
+  /** How long the claim waited for a bounded queue's tick before its leases began (ms, floored): not the jobs' time. */
+  waitedMs: number;
   unfit: number;
   settled: SettleAnswer | null;
   paused: boolean;

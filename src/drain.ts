@@ -242,7 +242,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       queuePaused = result.paused;
       queueAtMaxRunning = count === 0 && result.atMaxRunning;
       queueAtGroupConcurrency = count === 0 && result.atGroupConcurrency;
-      startClaimed(result, claimSentAt);
+      // Its leases began after its wait for a tick (jobs.claim_json): the jobs' time counts from there.
+      startClaimed(result, claimSentAt + result.waitedMs);
       if (count > 0) idleSince = undefined;
       else {
         // Nothing claimable: the queue is empty, or what is due no longer fits the budget.
