@@ -64,7 +64,7 @@ import { ValidationError, type DrainReport, type Queue, type TaskMap } from '../
 import { openQueue } from './cloudflare-queue.js';
 import { asBindingError, MAX_DEADLINE_SECONDS, readSettings, type Env, type Settings } from './cloudflare-settings.js';
 import { fastPickup } from './fast-pickup.js';
-import { misconfigured } from './cloudflare-misconfigured.js';
+import { misconfigured } from '../src/http/misconfigured.js';
 
 // Types only beside createWorker: workerd takes every named export of the entry module for a handler.
 export type { Env } from './cloudflare-settings.js';
@@ -138,7 +138,7 @@ function summary(report: DrainReport): Record<string, unknown> {
  * sockets close with it (a Worker cannot keep them across requests), handed
  * to the app in the request's env. A wrong binding answers 500 naming it to a
  * caller whose credentials pass (it did nothing wrong), 401 to anyone else
- * (cloudflare-misconfigured.ts).
+ * (src/http/misconfigured.ts).
  */
 function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: ExecutionContext) => Promise<Response> {
   // The request's queue rides in the env the app is fetched with.

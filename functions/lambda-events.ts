@@ -128,8 +128,3 @@ export function scheduleInput(event: unknown): ScheduleInput | undefined {
   return { ...input, ...checkDrainSelection({ filter, exclude },
                                              { filter: 'event.pgdrain.filter', exclude: 'event.pgdrain.exclude' }) };
 }
-
-/** An HTTP event's answer with a JSON body. */
-export function jsonResult(statusCode: number, body: unknown) {
-  return { statusCode, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), isBase64Encoded: false };
-}

@@ -32,15 +32,18 @@
 // Here: the handler and the warm instance it keeps. lambda-settings.ts reads
 // the variables above, lambda-events.ts tells the events apart, and
 // lambda-driver.ts keeps the pool alive across freeze and thaw.
+import { Hono } from 'hono';
 import { handle } from 'hono/aws-lambda';
 import { drain } from '../src/drain.js';
 import { ValidationError } from '../src/errors.js';
 import { createApp, type AppQueue } from '../src/http/app.js';
+import { credentialsError } from '../src/http/auth.js';
+import { misconfigured, type Secrets } from '../src/http/misconfigured.js';
 import { publish, publishBulk } from '../src/publish.js';
 import type { DrainReport, TaskMap } from '../src/types.js';
 import { fastPickup } from './fast-pickup.js';
 import { reconnectingDriver, type ReconnectingDriver } from './lambda-driver.js';
-import { asSent, gatewayEnd, isHttpEvent, jsonResult, routePath, scheduleInput, withoutGetBody, type ScheduleInput } from './lambda-events.js';
+import { asSent, gatewayEnd, isHttpEvent, routePath, scheduleInput, withoutGetBody, type ScheduleInput } from './lambda-events.js';
 import { readSettings, type Env, type Settings } from './lambda-settings.js';
 
 /** The part of the Lambda context the handler reads. */
@@ -60,10 +63,10 @@ export function createLambdaHandler(tasks: TaskMap, env: Env = process.env) {
     try {
       instance ??= new Instance(tasks, readSettings(env));
     } catch (error) {
-      // A caller over HTTP did nothing wrong: it gets the setting named, not a bare 502.
+      // A scheduled invocation fails loudly; an HTTP caller whose credentials pass did nothing wrong:
+      // it gets the setting named, not a bare 502. Anyone else gets 401, as from a function set up right.
       if (!(error instanceof ValidationError) || !isHttpEvent(event)) throw error;
-      console.error('pgdrain: the function is misconfigured:', error.message);
-      return jsonResult(500, { error: { code: 'not_configured', field: error.field, message: error.message } });
+      return misconfiguredAnswer(event, context, env, error);
     }
     instance.driver.beginInvocation();
     if (isHttpEvent(event)) return instance.http(event, context);
@@ -116,9 +119,13 @@ class Instance {
     if (!this.httpHandler) {
       const { PGDRAIN_TOKEN: token, PGDRAIN_HMAC_SECRET: hmacSecret, PGDRAIN_SAFETY_MARGIN_MS: margin,
               PGDRAIN_API_GATEWAY_TIMEOUT_SECONDS: gatewaySeconds } = this.settings;
-      if (!token && !hmacSecret) {
-        return Promise.resolve(jsonResult(500, { error: { code: 'not_configured', field: 'PGDRAIN_TOKEN',
-          message: 'set PGDRAIN_TOKEN or PGDRAIN_HMAC_SECRET on the function to serve HTTP events' } }));
+      // No credential, or one createApp refuses (a token with a space): named by its variable.
+      const refused = credentialsError({ token, hmacSecret });
+      if (refused) {
+        const rule = !token && !hmacSecret ? 'is not set, nor PGDRAIN_HMAC_SECRET: set one on the function to serve HTTP events'
+          : refused.rule;
+        return misconfiguredAnswer(event, context, this.settings,
+                                   new ValidationError(refused.field === 'hmacSecret' ? 'PGDRAIN_HMAC_SECRET' : 'PGDRAIN_TOKEN', rule));
       }
       const app = createApp({
         queue: this.queue, token, hmacSecret, routePath,
@@ -134,4 +141,16 @@ class Instance {
     }
     return this.httpHandler(asSent(withoutGetBody(event as Record<string, unknown>)) as never, context);
   }
+}
+
+/**
+ * An HTTP event to a function whose settings are wrong (error names the
+ * setting): logged, then answered as src/http/misconfigured.ts says, routed
+ * as the app routes (API Gateway's stage).
+ */
+function misconfiguredAnswer(event: unknown, context: LambdaContext, secrets: Secrets, error: ValidationError): Promise<unknown> {
+  console.error('pgdrain: the function is misconfigured:', error.message);
+  const app = new Hono().all('*', (c) => misconfigured(c.req.raw, secrets, error, { routePath, env: c.env }));
+  const answer = handle(app) as unknown as (event: never, context: LambdaContext) => Promise<unknown>;
+  return answer(asSent(withoutGetBody(event as Record<string, unknown>)) as never, context);
 }
