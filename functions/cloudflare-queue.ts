@@ -21,7 +21,11 @@ async function openDriver(env: Env, settings: Settings): Promise<Driver> {
   }
   const url = settings.DATABASE_URL;
   if (!url) {
-    throw new ValidationError('env.DATABASE_URL', 'must be set (wrangler secret put DATABASE_URL), or bind HYPERDRIVE');
+    // HYPERDRIVE bound and unused: DATABASE_DRIVER chose another driver.
+    throw new ValidationError('env.DATABASE_URL', env.HYPERDRIVE
+      ? `must be set for DATABASE_DRIVER = "${kind}" (wrangler secret put DATABASE_URL); to connect through the bound `
+        + 'HYPERDRIVE instead, unset DATABASE_DRIVER or set it to "hyperdrive"'
+      : 'must be set (wrangler secret put DATABASE_URL), or bind HYPERDRIVE');
   }
   if (kind === 'pg') return pgDriver(url, { max: POOL_MAX });
   // Loaded only now: a Worker on pg or Hyperdrive runs without the package.

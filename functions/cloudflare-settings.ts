@@ -32,7 +32,7 @@ const DEFAULT_DEADLINE_SECONDS = 25;
 
 // Bindings are strings: numbers are coerced, then checked.
 const envSchema = z.object({
-  DATABASE_URL: z.optional(z.string().check(z.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'))), // as the Lambda's
+  DATABASE_URL: z.optional(z.string().check(z.regex(/^postgres(ql)?:\/\//i, 'must be a postgres:// URL'))), // as the Lambda's
   DATABASE_DRIVER: z.optional(z.enum(['hyperdrive', 'neon', 'neon-http', 'pg'])),
   DRAIN_BATCH: z._default(z.coerce.number().check(integerCheckSaying('must be an integer'), z.minimum(1, 'must be at least 1'),
     z.maximum(1000, 'must be at most 1000')), 50),

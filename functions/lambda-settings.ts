@@ -15,7 +15,7 @@ const secret = () => z.optional(z.string().check(z.minLength(16, 'must be at lea
 
 const settingsSchema = z.object({
   DATABASE_URL: z.string({ error: "is required: the PostgreSQL URL (set it in the function's environment)" })
-    .check(z.regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')),
+    .check(z.regex(/^postgres(ql)?:\/\//i, 'must be a postgres:// URL')), // a URL's scheme is case-insensitive, as pg reads it
   PGDRAIN_TOKEN: secret(),
   PGDRAIN_HMAC_SECRET: secret(),
   PGDRAIN_BATCH_SIZE: z._default(count(1, 10_000), 100),

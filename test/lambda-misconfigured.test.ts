@@ -128,3 +128,14 @@ describe('a Lambda whose settings are wrong', () => {
     });
   }
 });
+
+describe('a Lambda\'s DATABASE_URL', () => {
+  it('POSTGRES:// (the scheme in capitals) is a postgres:// URL, as pg reads it: HTTP and scheduled drains run', async () => {
+    await db.sql('truncate jobs.job_queue, jobs.job');
+    const handler = createLambdaHandler(tasks, { ...good, DATABASE_URL: db.url.replace(/^postgres(ql)?:/, 'POSTGRES:') });
+    const job = '{"task":"work.quick","timeoutSeconds":5}';
+    expect(await call(handler, functionUrl('POST', '/jobs', { authorization: `Bearer ${TOKEN}` }, job))).toMatchObject({ status: 201 });
+    expect(await handler(scheduled, context())).toMatchObject({ claimed: 1, succeeded: 1 });
+    expect(logged).toEqual([]);
+  });
+});

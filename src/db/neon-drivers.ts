@@ -20,7 +20,7 @@ export interface NeonModule {
 }
 
 function checkUrl(connectionString: unknown): string {
-  if (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\/[^/]+\/[^/?]+/.test(connectionString)) {
+  if (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\/[^/]+\/[^/?]+/i.test(connectionString)) {
     throw new ValidationError('connectionString', 'must be a postgres:// URL with a host and a database');
   }
   return connectionString;
@@ -65,7 +65,7 @@ export function neonPoolDriver(mod: NeonModule, connectionString: string, option
 
 /** neonHttpDriver (src/db/neon-http.ts) over the given module: one HTTPS request per statement, no session. */
 export function neonHttpDriverOf(mod: NeonModule, connectionString: string, options: NeonHttpDriverOptions = {}): Driver {
-  if (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\/[^@/]+@[^/]+\/[^/?]+/.test(connectionString)) {
+  if (typeof connectionString !== 'string' || !/^postgres(ql)?:\/\/[^@/]+@[^/]+\/[^/?]+/i.test(connectionString)) {
     throw new ValidationError('connectionString', 'must be a postgres:// URL with a user, a host and a database');
   }
   if (options.fetchEndpoint !== undefined) {
