@@ -62,7 +62,7 @@ const MAX_NESTED = 50;
 function describeRaw(error: unknown): string {
   try {
     if (isError(error)) return withCauses(error, new Set([error]), 0);
-    return `non-Error thrown: ${describeValue(error)}`;
+    return `non-Error thrown: ${describeEvent(error, new Set([error]), 0) ?? describeValue(error)}`;
   } catch {
     return UNREADABLE; // settled all the same
   }
@@ -104,10 +104,39 @@ function nested(value: unknown, seen: Set<unknown>, depth: number): string {
   if (seen.size > MAX_NESTED) return '(not shown: more causes than a job\'s error keeps)';
   seen.add(value);
   try {
-    return isError(value) ? withCauses(value, seen, depth + 1) : describeValue(value);
+    return isError(value) ? withCauses(value, seen, depth + 1) : describeEvent(value, seen, depth + 1) ?? describeValue(value);
   } catch {
     return `(${UNREADABLE})`; // its siblings in errors[] kept
   }
+}
+
+/** The fields of a thrown event that say what happened. */
+const EVENT_FIELDS = ['type', 'message'] as const;
+
+/**
+ * A thrown event, or an object like one (an ErrorEvent, an Event: the Neon
+ * driver rejects with its WebSocket's error event, in a Worker too): its
+ * `type`, `message` and `error` are getters on its prototype, which JSON
+ * leaves out ('{}'). Its class, type and message, then its error as a cause.
+ * Undefined for a value with none of them inherited (a plain object is JSON).
+ */
+function describeEvent(value: unknown, seen: Set<unknown>, depth: number): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto === null || proto === Object.prototype) return undefined;
+  const inherited = (key: string): unknown => {
+    if (!(key in value) || Object.prototype.hasOwnProperty.call(value, key)) return undefined; // own fields are in its JSON
+    const field: unknown = (value as Record<string, unknown>)[key];
+    return typeof field === 'function' ? undefined : field; // a method of that name says nothing
+  };
+  const fields = Object.fromEntries(EVENT_FIELDS.map((key) => [key, inherited(key)]).filter(([, v]) => v !== undefined));
+  const error = inherited('error');
+  if (Object.keys(fields).length === 0 && error === undefined) return undefined;
+  const name: unknown = (value as { constructor?: { name?: unknown } }).constructor?.name;
+  const own = describeValue(value);
+  let text = `${typeof name === 'string' && name ? name : 'object'} ${JSON.stringify(fields)}${own === '{}' ? '' : ` ${own}`}`;
+  if (depth < MAX_CAUSES && error !== undefined && error !== null) text += `\nCaused by: ${nested(error, seen, depth)}`;
+  return text;
 }
 
 /** A value that is not an Error: as JSON, else (undefined from JSON: a symbol, a function; or a throw) as text. */

@@ -1,0 +1,82 @@
+// A handler that throws an event, not an Error: the Neon driver rejects with
+// its WebSocket's error event (an ErrorEvent: "Network connection lost."),
+// which a handler's own query passes on. Its type, message and error are
+// getters on its prototype (undici's and ws's ErrorEvent, workerd's, Node's
+// Event), so as JSON it was '{}' and the job kept 'non-Error thrown: {}'.
+// Over a real PostgreSQL: the stored error (jobs.job.error) and the report's.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createQueue } from '../src/index.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+
+/** An ErrorEvent as undici and workerd make one: private state, its fields getters on the prototype. */
+class ErrorEvent extends Event {
+  readonly #message: string;
+  readonly #error: unknown;
+  constructor(type: string, init: { message?: string; error?: unknown } = {}) {
+    super(type);
+    this.#message = init.message ?? '';
+    this.#error = init.error;
+  }
+  get message(): string { return this.#message; }
+  get error(): unknown { return this.#error; }
+}
+
+/** ws's: no Event underneath, its state under symbols, `error` null when the socket gave none. */
+const kType = Symbol('kType');
+const kMessage = Symbol('kMessage');
+const kError = Symbol('kError');
+class WsErrorEvent {
+  [kType]: string;
+  [kMessage]: string;
+  [kError]: unknown;
+  constructor(type: string, options: { message?: string; error?: unknown } = {}) {
+    this[kType] = type;
+    this[kMessage] = options.message ?? '';
+    this[kError] = options.error ?? null;
+  }
+  get type(): string { return this[kType]; }
+  get message(): string { return this[kMessage]; }
+  get error(): unknown { return this[kError]; }
+}
+
+async function failWith(thrown: unknown): Promise<string> {
+  const q = createQueue({ driver: { ...db.driver, close: async () => {} }, tasks: { boom: async () => { throw thrown; } } });
+  const id = await q.publish('boom', {}, { maxRetries: 0 });
+  const report = await q.drain(10, Date.now() + 120_000);
+  expect(report).toMatchObject({ claimed: 1, failed: 1 });
+  const [row] = await db.sql<{ error: string }>('select error from jobs.job where job_id = $1', [id]);
+  expect(report.failures[0]!.error).toBe(row!.error);
+  return row!.error;
+}
+
+beforeEach(() => db.sql('truncate jobs.job_queue, jobs.job'));
+
+describe('a thrown event', () => {
+  it('an ErrorEvent keeps its class, type and message, and its error as the cause', async () => {
+    const refused = new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    const stored = await failWith(new ErrorEvent('error', { message: 'Network connection lost.', error: refused }));
+    expect(stored).toMatch(/^non-Error thrown: ErrorEvent \{"type":"error","message":"Network connection lost\."\}\n/);
+    expect(stored).toMatch(/\nCaused by: Error: connect ECONNREFUSED 127\.0\.0\.1:5432\n {4}at /);
+  });
+
+  it('ws\'s ErrorEvent (symbols, no Event underneath, error null): its type and message', async () => {
+    expect(await failWith(new WsErrorEvent('error', { message: 'read ECONNRESET' })))
+      .toBe('non-Error thrown: WsErrorEvent {"type":"error","message":"read ECONNRESET"}');
+  });
+
+  it('an Event keeps its type; one given as an Error\'s cause is shown there', async () => {
+    expect(await failWith(new Event('close'))).toBe('non-Error thrown: Event {"type":"close"}');
+    const stored = await failWith(new Error('query failed', { cause: new ErrorEvent('error', { message: 'socket closed' }) }));
+    expect(stored).toMatch(/\nCaused by: ErrorEvent \{"type":"error","message":"socket closed"\}$/);
+  });
+
+  it('plain objects and class instances without such fields stay JSON, as before', async () => {
+    expect(await failWith({ message: 'plain', type: 'x' })).toBe('non-Error thrown: {"message":"plain","type":"x"}');
+    class Reply { status = 503; }
+    expect(await failWith(new Reply())).toBe('non-Error thrown: {"status":503}');
+    class Typed { code = 7; type(): string { return 'method'; } }
+    expect(await failWith(new Typed())).toBe('non-Error thrown: {"code":7}');
+  });
+});
