@@ -42,6 +42,9 @@ async function openDriver(env: Env, settings: Settings): Promise<Driver> {
 /**
  * A queue for one invocation. Its drains run no more jobs at once than the
  * pool holds, less one, when a task is transactional (Driver.maxConnections).
+ * What DRAIN_TOPIC, DRAIN_QUEUE, DRAIN_FILTER and DRAIN_EXCLUDE choose is every
+ * drain's default, the cron drain's and POST /drain's: a request's own topic,
+ * queue, filter or exclude replaces its binding's, the others still apply.
  */
 export async function openQueue(tasks: TaskMap, env: Env, settings: Settings): Promise<Queue> {
   // Each of its jobs would fail ("cannot hold a transaction") until its retries were spent.
@@ -49,5 +52,6 @@ export async function openQueue(tasks: TaskMap, env: Env, settings: Settings): P
     throw new ValidationError('env.DATABASE_DRIVER', 'neon-http holds no transaction, and a task is transactional: '
       + 'use neon (the default), pg or hyperdrive');
   }
-  return createQueue({ driver: await openDriver(env, settings), tasks });
+  const { DRAIN_TOPIC: topic, DRAIN_QUEUE: queue, selection } = settings;
+  return createQueue({ driver: await openDriver(env, settings), tasks, drain: { topic, queue, ...selection } });
 }

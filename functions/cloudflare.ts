@@ -49,7 +49,8 @@
  *   DRAIN_QUEUE (a named queue), DRAIN_FILTER (a JSON object the attributes
  *   of claimed jobs contain), DRAIN_EXCLUDE (a JSON array of up to 100
  *   objects: no job whose attributes contain one is claimed): the cron drain,
- *   and the defaults of POST /drain (batchSize, budgetSeconds).
+ *   and the defaults of POST /drain (batchSize, budgetSeconds, topic, queue,
+ *   filter, exclude: each one the request gives replaces its binding).
  * - PGDRAIN_LINGER_SECONDS (default 0), PGDRAIN_POLL_SECONDS (default 1): the
  *   cron drain waits that long on an empty queue for new work, claiming every
  *   poll, never past DRAIN_DEADLINE_SECONDS (README "Fast pickup"). It LISTENs
@@ -91,19 +92,16 @@ export interface WorkerHandlers {
 const DISCONNECT_GRACE_MS = 30_000 - DEFAULT_OVERRUN_MS - 1000;
 
 /**
- * The cron side: one drain with the configured batch, deadline, topic, queue,
- * selection and linger (the deadline bounds it). scheduled() gets no
- * remaining time, so the deadline counts from now (a late start does not
- * shorten it), not from controller.scheduledTime.
+ * The cron side: one drain with the configured batch, deadline and linger
+ * (the deadline bounds it); its topic, queue and selection are the queue's
+ * (openQueue). scheduled() gets no remaining time, so the deadline counts
+ * from now (a late start does not shorten it), not from controller.scheduledTime.
  */
 async function runDrain(tasks: TaskMap, env: Env, ctx: ExecutionContext, settings: Settings): Promise<DrainReport> {
   const queue = await openQueue(tasks, env, settings);
-  const topic = settings.DRAIN_TOPIC;
   try {
     return await queue.drain(settings.DRAIN_BATCH, Date.now() + settings.DRAIN_DEADLINE_SECONDS * 1000,
-                             { ...(topic ? { topic } : {}), ...(settings.DRAIN_QUEUE ? { queue: settings.DRAIN_QUEUE } : {}),
-                               ...settings.selection,
-                               ...fastPickup(settings.PGDRAIN_LINGER_SECONDS, settings.PGDRAIN_POLL_SECONDS) });
+                             fastPickup(settings.PGDRAIN_LINGER_SECONDS, settings.PGDRAIN_POLL_SECONDS));
   } finally {
     // Closing the pool needs no one to wait for it; waitUntil keeps the invocation alive until it is done.
     ctx.waitUntil(queue.close().catch(() => {}));
