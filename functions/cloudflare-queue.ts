@@ -7,7 +7,7 @@ import { hasTransactionalTask } from '../src/define-task.js';
 import { createQueue, ValidationError, type Driver, type Queue, type TaskMap } from '../src/index.js';
 import { asBindingError, type Env, type Settings } from './cloudflare-settings.js';
 
-/** Connections per invocation: Workers allow 6 open at once; 2 stay free for the handlers' own. */
+/** Connections per invocation: Workers allow 6 open at once; 2 stay free for the handlers' own (1 while a drain lingers over pg). */
 const POOL_MAX = 4;
 
 /** Opens a driver for one invocation: sockets cannot outlive the request that opened them. */

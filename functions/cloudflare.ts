@@ -29,7 +29,8 @@
  * due jobs but can run none of them logs a warning saying so.
  *
  * Connections: a Worker invocation may hold 6 open at once; the pool takes
- * at most 4, leaving 2 for the handlers' own fetch() calls. A transactional
+ * at most 4, leaving 2 for the handlers' own fetch() calls (1 while a drain
+ * lingers over pg: its LISTEN session is a fifth, outside the pool). A transactional
  * task holds one while it runs, so a Worker whose tasks include one runs at
  * most 3 jobs at once, keeping one connection for the drain's own claims and
  * settles.

@@ -18,7 +18,8 @@
 //                              never past their deadline (README "Fast pickup"); they LISTEN for publishes
 //   PGDRAIN_POLL_SECONDS       while lingering, claim again this often (default 1)
 //   PGDRAIN_SAFETY_MARGIN_MS   time kept back from the function's remaining time (default 1000)
-//   PGDRAIN_POOL_MAX           connections per warm instance (default 2); with transactional tasks,
+//   PGDRAIN_POOL_MAX           connections per warm instance (default 2; a lingering drain's LISTEN session
+//                              is one more, outside the pool); with transactional tasks,
 //                              a drain runs one job fewer than this at once (at least 1): each holds
 //                              a connection, and the drain keeps one for its own statements
 //   PGDRAIN_MAX_BUDGET_SECONDS longest drain an HTTP request may ask for (default 300)
