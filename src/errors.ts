@@ -1,3 +1,5 @@
+import { asTsCalls } from './hint-calls.js';
+
 /**
  * Typed errors. Every error pgdrain raises on purpose is a PgDrainError with
  * a stable `code`, the offending `field` when there is one, and the `cause`.
@@ -99,19 +101,6 @@ const exhausted: Record<string, string> = {
   '55P03': "a lock wait ran past lock_timeout, or a lock was busy: a transaction held a job's row or a serial key this "
     + 'statement needed; keep such transactions short, or raise lock_timeout for this role',
 };
-
-// The fix-it hints of sql/*.sql name the SQL call, for an SQL caller: "create it with jobs.create_queue('q')",
-// "raise it with jobs.create_queue('q', max_size => ...)". A TS caller is told the TS call instead.
-const SQL_CREATE_QUEUE = /jobs\.create_queue\(('(?:[^']|'')*')((?:, [a-z_]+ => [^,)]+)*)\)/g;
-const TS_OPTION: Record<string, string> = { max_size: 'maxSize', dead_letter: 'deadLetter' };
-
-/** message with its jobs.create_queue(…) hints as the TS call: queues.create('q', { maxSize: ... }). */
-function asTsCalls(message: string): string {
-  return message.replace(SQL_CREATE_QUEUE, (_, name: string, args: string) => {
-    const options = [...args.matchAll(/, ([a-z_]+) => ([^,)]+)/g)].map(([, k, v]) => `${TS_OPTION[k!] ?? k}: ${v}`);
-    return `queues.create(${name}${options.length ? `, { ${options.join(', ')} }` : ''})`;
-  });
-}
 
 /**
  * Turns a driver error into a PgDrainError where pgdrain knows what it means;

@@ -21,7 +21,8 @@ import { serveCommand } from './serve.js';
 import { waitCommand } from './wait-command.js';
 import { exitWhenEnded, listenForStop, unlessAgain } from './signals.js';
 import { loadTasks } from './tasks-module.js';
-import { asCommand, asFlag } from './error-line.js';
+import { asFlag } from './error-line.js';
+import { asCommand } from '../hint-calls.js';
 
 // Exit codes: 0 the command ran (a drain whose jobs failed still ran);
 // 1 a runtime error (database unreachable, tasks module missing);

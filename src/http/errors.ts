@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import { PgDrainError } from '../errors.js';
+import { asCommand } from '../hint-calls.js';
 
 /** The body of every error answer: `{ "error": { "code", "message", "field" } }`. */
 export interface ErrorBody {
@@ -40,8 +41,9 @@ export function errorAnswer(error: unknown, report?: (error: unknown) => void): 
   }
   if (error instanceof PgDrainError && error.code in statusOf) {
     const status = statusOf[error.code]!;
-    // A database message may carry host names or SQL: say only what kind of failure it was.
-    const message = status === 503 ? publicMessage(error.code) : error.message;
+    // A database message may carry host names or SQL: say only what kind of failure it was. A hint's
+    // TS call (queues.create) as the command: no route of this API creates a queue, and its caller writes no TS.
+    const message = status === 503 ? publicMessage(error.code) : asCommand(error.message);
     if (status === 503) report?.(error);
     return { status, code: error.code, message, field: error.field ?? null, headers: {} };
   }
