@@ -266,7 +266,8 @@ describe('GET /dashboard?queue=NAME', () => {
 
   it('answers 400 naming the field for an unknown or malformed queue, a repeated one, or another parameter', async () => {
     const cases: [string, string, RegExp][] = [
-      ['?queue=nope', 'queue', /^queue: no queue named "nope"/],
+      // Before: "create it with jobs.create_queue", the SQL call, to a reader with a browser.
+      ['?queue=nope', 'queue', /^queue: no queue named "nope"; create it with pgdrain queue create nope$/],
       ['?queue=', 'queue', /^queue: must be a non-empty queue name/],
       [`?queue=${encodeURIComponent('<b>x</b>')}`, 'queue', /^queue: must be dot-separated words/],
       ['?queue=dash&queue=other', 'queue', /^queue: must be given once/],

@@ -89,7 +89,8 @@ export async function readDashboard(db: Queryable, queue: string | undefined, si
     throw e instanceof PgDrainError ? e : new PgDrainError('database_unavailable', 'database unavailable', { cause: error });
   }
   if (queue !== undefined && data.queues.length === 0) {
-    throw new ValidationError('queue', `no queue named ${JSON.stringify(queue)}; create it with jobs.create_queue`);
+    // Its reader has a browser, not psql: the command, as the API's hints (errorAnswer).
+    throw new ValidationError('queue', `no queue named ${JSON.stringify(queue)}; create it with pgdrain queue create ${queue}`);
   }
   return data;
 }
