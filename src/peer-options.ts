@@ -78,11 +78,12 @@ export function peerHint(key: PropertyKey, call: PeerCall = 'publish'): string |
 }
 
 /**
- * What an unknown field key of job (a POST /jobs job) is here, or undefined: `options`, the TS call's
+ * What an unknown field key of job (a POST /jobs job) is here (a publish option's, or a job field's: data is
+ * body), or undefined: `options`, the TS call's
  * third argument sent as { task, body, options: { … } }, says the options are the job's own fields.
  */
 export function jobFieldHint(key: string, job: unknown): string | undefined {
-  if (key !== 'options') return peerHint(key);
+  if (key !== 'options') return peerHint(key, 'job');
   const options = (job as { options?: unknown } | undefined)?.options;
   const keys = typeof options === 'object' && options !== null && !Array.isArray(options) ? Object.keys(options) : [];
   return 'a job\'s options are its own fields, beside "task" and "body", not an "options" object: '

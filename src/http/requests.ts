@@ -6,9 +6,9 @@ import { parseJson } from '../json-text.js';
 import { lingerMsSchema, pollMsSchema } from '../drain-options.js';
 import { bulkPublishOptionsSchema, capOverBase, expiryChecks, publishOptionsSchema } from '../job-options.js';
 import { integerCheck, isoDateTimeSchema, queueNameSchema, taskSchema, topicSchema } from '../options.js';
-import { jobFieldHint } from '../peer-options.js';
 import type { BulkJob, ListJobsFilter, PublishEventOptions, PublishOptions } from '../types.js';
 import { HttpError } from './errors.js';
+import { check } from './request-check.js';
 
 // Parsing and validation of request bodies and query strings, with errors
 // that name the field as the caller wrote it (`jobs[2].timeoutSeconds`).
@@ -259,41 +259,4 @@ export function tooLarge(limits: HttpLimits): HttpError {
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Why a job of a bulk takes no such field. */
-const BULK_TAKES_NO = {
-  queue: 'the bulk\'s "queue" applies to all its jobs',
-  dependsOn: 'publish a job with dependencies one per request',
-  throttleSeconds: 'publish a throttled job one per request (its key\'s window is locked and opened one job at a time)',
-};
-
-/** Parses with a schema; the first issue becomes a ValidationError naming the field as the caller wrote it.
- * peerHintsAt: where a job's options are (its path, as `.jobs[2]`): an unknown field there that is a
- * pg-boss or graphile-worker publish option says which option does its work, as publish() does. */
-function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: string, peerHintsAt?: RegExp): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  let path = prefix + issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
-  let message = issue.message;
-  if (issue.code === 'unrecognized_keys') {
-    // The first key names the field; the others follow, each with its hint: one 400 says them all.
-    const at = path;
-    const job = issue.path.reduce<unknown>((o, p) => (o as Record<PropertyKey, unknown>)[p], value);
-    const why = (key: string) => {
-      const hint = peerHintsAt?.test(at) ? jobFieldHint(key, job) : undefined;
-      return /^\.jobs\[\d+\]$/.test(at) && Object.hasOwn(BULK_TAKES_NO, key)
-        ? `a job of a bulk publish takes no ${key}: ${BULK_TAKES_NO[key as keyof typeof BULK_TAKES_NO]}`
-        : hint ? `unknown field (${hint})` : 'unknown field';
-    };
-    const [first, ...more] = issue.keys as string[];
-    path += `.${first}`;
-    message = why(first!) + (more.length ? `; also ${more.map((k) => `${k}: ${why(k)}`).join('; ')}` : '');
-  } else if (issue.code === 'invalid_type' && /received undefined$/.test(message)) {
-    message = 'is required';
-  } else if (issue.code === 'invalid_type' && message.startsWith('Invalid input')) {
-    message = `must be ${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`;
-  }
-  throw new ValidationError(path.replace(/^\./, '') || 'body', message);
 }
