@@ -93,22 +93,26 @@ const NOT_JSON_BUDGET = 100_000;
 /**
  * Where JSON.stringify failed in a value, first in its order: `result.a.b is a
  * BigInt`, `result.self is result again (a cycle)`; with strings, the path of
- * the first string PostgreSQL cannot store (unstorableEscape); undefined when not found
+ * the first string PostgreSQL cannot store (unstorableEscape), or the key (`the key "a\u0000"
+ * of result.x`); undefined when not found
  * (behind a toJSON, a getter, past the budget). Read only after it threw.
  * Iterative, as quietThenables: no stack overflow of its own.
  */
 function notJsonAt(value: unknown, root = 'result', strings = false): string | undefined {
   const onPath = new Map<object, string>(); // the objects from root to here: one met again is a cycle
-  const stack: [unknown, string, boolean][] = [[value, root, false]];
+  // A node, its path, whether this is the walk leaving it, and the object key it is under (with the object's path).
+  const stack: [unknown, string, boolean, string?, string?][] = [[value, root, false]];
   let budget = NOT_JSON_BUDGET;
   try {
     while (stack.length > 0 && budget-- > 0) {
-      const [node, path, leaving] = stack.pop()!;
+      const [node, path, leaving, key, parent] = stack.pop()!;
       if (leaving) {
         onPath.delete(node as object);
         continue;
       }
       if (strings) {
+        // A key is written before its value: `the key "a\u0000" of result.x`, escaped as JSON writes it.
+        if (key !== undefined && unstorableEscape(JSON.stringify(key)) !== null) return `the key ${JSON.stringify(key)} of ${parent}`;
         if (typeof node === 'string' && unstorableEscape(JSON.stringify(node)) !== null) return path;
       } else if (typeof node === 'bigint') return `${path} is a BigInt, which JSON has none of: return it as a string`;
       if (typeof node !== 'object' || node === null) continue;
@@ -120,7 +124,8 @@ function notJsonAt(value: unknown, root = 'result', strings = false): string | u
       const keys = Object.keys(node);
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!;
-        stack.push([(node as Record<string, unknown>)[key], Array.isArray(node) ? `${path}[${key}]` : `${path}.${key}`, false]);
+        const array = Array.isArray(node);
+        stack.push([(node as Record<string, unknown>)[key], array ? `${path}[${key}]` : `${path}.${key}`, false, array ? undefined : key, path]);
       }
     }
   } catch {

@@ -70,6 +70,22 @@ describe('a result JSON cannot hold', () => {
     ]);
   });
 
+  it('a NUL is located in a key as in a value: the key, and the object it is in', async () => {
+    const tasks = {
+      inKey: async () => ({ a: [{ ok: 1, 'b\u0000c': 2 }] }),
+      inValue: async () => ({ a: [{ b: 'x\u0000' }] }),
+      keyFirst: async () => ({ 'k\u0000': 'v\u0000' }), // written before its value
+    };
+    await createQueue({ driver, tasks: {} }).publishBulk(Object.keys(tasks).map((task) => ({ task })));
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 3, failed: 3 });
+    // Before: "handler returned a string that has \u0000" for a key, no path.
+    expect((await rows()).map((r) => [r.task, r.error])).toEqual([
+      ['inKey', `FailJob: result not stored: the key "b\\u0000c" of result.a[0] has \\u0000, which PostgreSQL cannot store${noRetry}`],
+      ['inValue', `FailJob: result not stored: result.a[0].b has \\u0000, which PostgreSQL cannot store${noRetry}`],
+      ['keyFirst', `FailJob: result not stored: the key "k\\u0000" of result has \\u0000, which PostgreSQL cannot store${noRetry}`],
+    ]);
+  });
+
   it('a storable result beside it, in the same batch answer, still succeeds', async () => {
     const tasks = { batch: defineTask('batch', async (jobs: BatchItem[]) => jobs.map((_, i) => (i === 0 ? { n: 1 } : { n: 1n })), { batch: true }) };
     await createQueue({ driver, tasks: {} }).publishBulk([{ task: 'batch' }, { task: 'batch' }]);
