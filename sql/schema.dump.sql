@@ -1249,6 +1249,8 @@ declare
   v_jobs json;
   v_count integer := 0;
   v_unfit integer := 0;
+  v_unfit_min numeric;  -- the shortest and longest timeout of those unfit
+  v_unfit_max numeric;
   v_paused boolean := false;
   v_at_max boolean := false;
   v_max_running integer;
@@ -1356,8 +1358,9 @@ begin
       from jobs.claim_head(coalesce(claim_json.queue, 'default'), v_prio,
                            case when v_prio is null then jobs.remembered_head(coalesce(claim_json.queue, 'default'), v_now) end) h;
       exit when v_prio is null;
-      v_unfit := v_unfit + (select count(*) from (
-        select 1 from jobs.job_queue q
+      select v_unfit + count(*), least(v_unfit_min, min(s.timeout)), greatest(v_unfit_max, max(s.timeout))
+      into v_unfit, v_unfit_min, v_unfit_max from (
+        select q.timeout from jobs.job_queue q
         where q.queue = coalesce(claim_json.queue, 'default')
           and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
           and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
@@ -1369,12 +1372,13 @@ begin
           and (claim_json.filter is null or q.attributes @> claim_json.filter)
           and (claim_json.exclude is null or q.attributes is null or not q.attributes @> any(claim_json.exclude))
         order by q.scheduled_at, q.job_id
-        limit 1000 - v_unfit) s);
+        limit 1000 - v_unfit) s;
     end loop;
   end if;
   return json_build_object('jobs', v_jobs, 'count', v_count, 'queue', coalesce(claim_json.queue, 'default'),
                            'now', date_part('epoch', v_from), 'unfit', v_unfit, 'settled', v_settled,
                            'waitedMs', floor(1000 * date_part('epoch', v_from - v_now)),
+                           'unfitTimeouts', case when v_unfit > 0 then json_build_array(v_unfit_min, v_unfit_max) end,
                            'paused', v_count = 0 and coalesce(v_paused, false),
                            'atMaxRunning', coalesce(v_at_max, false),
                            'atGroupConcurrency', coalesce(v_at_group, false));

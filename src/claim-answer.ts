@@ -32,7 +32,10 @@ export interface ClaimResult {
   now: number;
   /** How long the claim waited for a bounded queue's tick before its leases began (ms, floored): not the jobs' time. */
   waitedMs: number;
+  /** Due jobs left alone: their timeout exceeds the claim's budget (up to 1000). */
   unfit: number;
+  /** The shortest and longest timeout of those (seconds); null when none is. */
+  unfitTimeouts: [number, number] | null;
   settled: SettleAnswer | null;
   paused: boolean;
   /** The queue's max_running held the claim to fewer jobs than asked (none included). */

@@ -22,6 +22,20 @@ export interface FailedJob {
  */
 export type StoppedBy = 'empty' | 'deadline' | 'signal';
 
+/**
+ * Why a drain's `skipped` jobs did not fit, as the claim that counted them
+ * saw it: a first drain with a short deadline and jobs of the default
+ * timeout runs nothing, and this says what would run them.
+ */
+export interface SkippedTimeouts {
+  /** The shortest timeout among them (seconds): a budget above it takes one. */
+  shortestSeconds: number;
+  /** The longest (seconds): a budget above it takes them all. */
+  longestSeconds: number;
+  /** What the drain had left of its budget then (seconds, its settle margin taken off; 0: a last look with none). */
+  budgetSeconds: number;
+}
+
 /** What one drain did. */
 export interface DrainReport {
   claimed: number;
@@ -40,6 +54,8 @@ export interface DrainReport {
    * connection until the deadline on a full pool) counts every due one.
    */
   skipped: number;
+  /** Of the jobs `skipped` counts: their timeouts, and the budget they exceeded; null when none was skipped. */
+  skippedTimeouts: SkippedTimeouts | null;
   /**
    * Outcomes not applied: their delivery had ended without them (its lease expired, another drain took it over, a cancel or
    * fail ended it). A job whose transactional ack and the drain's own nack (its timeout, the grace's end) both went is counted

@@ -20,7 +20,7 @@ import { pauseUntil, Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
 import { Timeouts } from './timeouts.js';
 import { causeOf, endEarlierDelivery, windDown } from './wind-down.js';
-import type { DrainReport, Job, StoppedBy } from './types.js';
+import type { DrainReport, Job, SkippedTimeouts, StoppedBy } from './types.js';
 
 export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS,
   type DrainDeps } from './drain-settings.js';
@@ -87,6 +87,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let claimed = 0;
   let batches = 0;
   let skipped = 0;
+  let skippedTimeouts: SkippedTimeouts | null = null;
   let queuePaused = false;
   let queueAtMaxRunning = false;
   let queueAtGroupConcurrency = false;
@@ -239,6 +240,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const { count, unfit } = result;
       claimed += count;
       skipped = unfit;
+      skippedTimeouts = result.unfitTimeouts && { shortestSeconds: result.unfitTimeouts[0], longestSeconds: result.unfitTimeouts[1],
+                                                  budgetSeconds: look ? 0 : Math.max(0, Math.floor(budgetMs)) / 1000 };
       queuePaused = result.paused;
       queueAtMaxRunning = count === 0 && result.atMaxRunning;
       queueAtGroupConcurrency = count === 0 && result.atGroupConcurrency;
@@ -287,7 +290,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   }
   if (claimError !== undefined) throw translateError(claimError);
   return {
-    claimed, ...settler.totals, skipped, queuePaused, queueAtMaxRunning, queueAtGroupConcurrency, stoppedBy: stopped.by ?? 'empty',
+    claimed, ...settler.totals, skipped, skippedTimeouts, queuePaused, queueAtMaxRunning, queueAtGroupConcurrency, stoppedBy: stopped.by ?? 'empty',
     durationMs: Date.now() - startedAt, batches, failures: failures.list, failuresOmitted: failures.omitted,
   };
 }

@@ -314,7 +314,8 @@ describe('publish, drain, stats, metrics', () => {
 
   it('drain metrics: claims and outcomes are counters, skipped jobs a gauge of the last drain (one job skipped twice is one)', () => {
     const metrics = new DrainMetrics();
-    const report = { claimed: 2, succeeded: 1, failed: 0, retried: 1, released: 0, cancelled: 0, stale: 0, skipped: 1, queuePaused: false, queueAtMaxRunning: false,
+    const report = { claimed: 2, succeeded: 1, failed: 0, retried: 1, released: 0, cancelled: 0, stale: 0, skipped: 1,
+                     skippedTimeouts: { shortestSeconds: 60, longestSeconds: 60, budgetSeconds: 5 }, queuePaused: false, queueAtMaxRunning: false,
                      queueAtGroupConcurrency: false,
                      stoppedBy: 'deadline', durationMs: 10, batches: 2, failures: [], failuresOmitted: 0 } as const;
     metrics.start()({ ...report, failures: [] }, 10);

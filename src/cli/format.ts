@@ -1,14 +1,12 @@
 import type { DrainReport } from '../types.js';
 
-/** A report as a few readable lines. */
-export function formatReport(r: DrainReport): string {
+/** A report as a few readable lines; deadlineSeconds: the drain's --deadline. */
+export function formatReport(r: DrainReport, deadlineSeconds?: number): string {
   const lines = [
     `drained: ${r.claimed} claimed, ${r.succeeded} succeeded, ${r.retried} retried, ${r.failed} failed, ${r.cancelled} cancelled, ` +
       `${r.released} released, ${r.skipped} skipped; stopped by ${r.stoppedBy} after ${r.durationMs} ms`,
   ];
-  if (r.skipped > 0) {
-    lines.push(`  ${r.skipped} due job(s) were left alone: their timeout does not fit the remaining deadline`);
-  }
+  if (r.skipped > 0) lines.push(`  ${skippedLine(r, deadlineSeconds === undefined ? 'the deadline' : `--deadline ${deadlineSeconds}`)}`);
   if (r.queuePaused) lines.push('  the queue is paused: its jobs wait until `pgdrain queue resume` (jobs.resume_queue)');
   if (r.queueAtMaxRunning) lines.push('  the queue is at its max_running: its other jobs wait for a running one to end');
   if (r.queueAtGroupConcurrency) {
@@ -21,6 +19,23 @@ export function formatReport(r: DrainReport): string {
   const more = r.failures.length - Math.min(r.failures.length, 20) + r.failuresOmitted;
   if (more > 0) lines.push(`  … and ${more} more failures`);
   return lines.join('\n');
+}
+
+/**
+ * Why a drain left due jobs alone, and what would run them: "skipped 3 due jobs: their timeout 300 s exceeds
+ * the 4.5 s left of --deadline 5; raise --deadline past 300 or give them a shorter --timeout".
+ */
+function skippedLine({ skipped: n, skippedTimeouts: t }: DrainReport, deadline: string): string {
+  const jobs = `${n}${n >= 1000 ? ' or more' : ''} due job${n === 1 ? '' : 's'}`;
+  if (t === null) return `skipped ${jobs}: their timeout does not fit what is left of ${deadline}`;
+  const s = (x: number) => `${Number(x.toFixed(3))} s`;
+  const them = n === 1 ? 'it' : 'them';
+  const timeout = `${n === 1 ? 'its' : 'their'} ${t.shortestSeconds === t.longestSeconds ? `timeout ${s(t.shortestSeconds)}`
+    : `timeouts, ${s(t.shortestSeconds)} to ${s(t.longestSeconds)},`}`;
+  const advice = `raise --deadline past ${Number(t.longestSeconds.toFixed(3))} or give ${them} a shorter --timeout`;
+  if (t.budgetSeconds === 0) return `skipped ${jobs}: no time was left of ${deadline} to start ${them} (${timeout.replace(/,$/, '')}); ${advice}`;
+  const exceed = n === 1 || t.shortestSeconds === t.longestSeconds ? 'exceeds' : 'exceed';
+  return `skipped ${jobs}: ${timeout} ${exceed} the ${Number(t.budgetSeconds.toFixed(1))} s left of ${deadline}; ${advice}`;
 }
 
 /** Rows as an aligned text table. */

@@ -130,7 +130,7 @@ export function program(): Command {
               workerId: opts.workerId ?? `${hostname()}:${process.pid}` },
           );
           if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
-          else process.stdout.write(`${formatReport(report)}\n`);
+          else process.stdout.write(`${formatReport(report, opts.deadline)}\n`);
         });
       } catch (error) {
         throw queueNamedBySource(error, cmd);
