@@ -1,3 +1,5 @@
+import { asCommand, asTsCalls } from './hint-calls.js';
+
 // Schedules a tick stopped (sql/0023: their next tick out of a tick's
 // budget, its due one published; with backfill, one not computable at all,
 // its due one published too): next_run_at null, last_error beginning with
@@ -33,8 +35,20 @@ export function noNextRun(lastError: string | null): string {
   return isStopped(lastError) ? 'none: stopped, see last error' : 'none: see last error';
 }
 
-/** One line naming the stopped schedules, or null when none is. */
+/** What restarts a stopped schedule, to a reader of the CLI or the dashboard (no route of the API schedules): the command. */
+const RESTART = 'pgdrain schedule add is run for it again';
+
+/** One line naming the stopped schedules, or null when none is: for `pgdrain stats` and the dashboard. */
 export function stoppedSummary(names: readonly string[]): string | null {
   if (names.length === 0) return null;
-  return `stopped schedules (${names.length}): ${names.join(', ')}; each until jobs.schedule is called for it again, its last error says why`;
+  return `stopped schedules (${names.length}): ${names.join(', ')}; each until ${RESTART}, its last error says why`;
+}
+
+/**
+ * A schedule's last_error (written by SQL, in SQL's words) as `pgdrain schedule list` and the dashboard show it:
+ * its fix-it hints as the commands (jobs.create_queue('q', max_size => ...) as pgdrain queue create q --max-size N),
+ * and a stop's "until jobs.schedule is called for it again" as the command that restarts it.
+ */
+export function lastErrorForCommand(lastError: string): string {
+  return asCommand(asTsCalls(lastError)).replaceAll('jobs.schedule is called for it again', RESTART);
 }

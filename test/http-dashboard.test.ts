@@ -212,9 +212,10 @@ describe('GET /dashboard: content', () => {
       const { text } = await get('/dashboard');
       const stopped = row(text, 'ancient')!;
       expect(stopped[6]).toBe('none: stopped, see last error');
-      expect(stopped[8]).toMatch(/^stopped until jobs\.schedule is called for it again: cron: counting the occurrences of COUNT/);
+      // The command that restarts it, as the CLI says (stored: "until jobs.schedule is called for it again").
+      expect(stopped[8]).toMatch(/^stopped until pgdrain schedule add is run for it again: cron: counting the occurrences of COUNT/);
       // And above the tables, where a glance at the page sees it.
-      expect(text).toContain('<p class="error">stopped schedules (1): ancient; each until jobs.schedule is called for it again, '
+      expect(text).toContain('<p class="error">stopped schedules (1): ancient; each until pgdrain schedule add is run for it again, '
         + 'its last error says why (Schedules, below).</p>');
       // As GET /stats says it, and /metrics counts it: each with the counts, in their one statement.
       const statements = new Map<string, number>();

@@ -195,9 +195,10 @@ describe("a tick's budget (jobs.max_tick_steps())", () => {
     expect(await sql(`select scheduled_at from jobs.job_queue`)).toEqual([{ scheduled_at: new Date('2030-01-01T09:00:00Z') }]);
     await sql('truncate jobs.job_queue'); // stats below: no jobs, a stopped schedule
     const list = await runCli(db.url, 'schedule', 'list');
-    expect(list.stdout.split('\n')[2]).toMatch(/^dated\s.*\snone: stopped, see last error\s.*stopped until jobs\.schedule/);
+    // In the CLI's words: the command that restarts it (stored: "until jobs.schedule is called for it again").
+    expect(list.stdout.split('\n')[2]).toMatch(/^dated\s.*\snone: stopped, see last error\s.*stopped until pgdrain schedule add is run for it again: cron: finding/);
     // pgdrain stats names it under its counts (and on stderr beside --json's rows), worded as the dashboard does.
-    const summary = 'stopped schedules (1): dated; each until jobs.schedule is called for it again, its last error says why\n';
+    const summary = 'stopped schedules (1): dated; each until pgdrain schedule add is run for it again, its last error says why\n';
     expect((await runCli(db.url, 'stats')).stdout).toBe(`no jobs\n${summary}`);
     const json = await runCli(db.url, 'stats', '--json');
     expect([json.stdout, json.stderr]).toEqual(['[]\n', summary]);

@@ -3,7 +3,7 @@ import { PgDrainError, ValidationError } from '../errors.js';
 import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
 import { integer, json, seconds } from './flag-parsers.js';
 import { formatTable } from './format.js';
-import { noNextRun } from '../schedule-stopped.js';
+import { lastErrorForCommand, noNextRun } from '../schedule-stopped.js';
 import type { ScheduleDedupeMode } from '../schedules.js';
 
 // `pgdrain schedule add | list | rm`: recurring jobs (src/schedules.ts,
@@ -110,7 +110,8 @@ export function scheduleCommand(withConnection: WithConnection): Command {
           // As pgdrain show's group line: 'acme (tier pro)'.
           ...(grouped ? { group: s.group === null ? '' : s.group.tier === null ? s.group.id : `${s.group.id} (tier ${s.group.tier})` } : {}),
           next_run_at: s.nextRunAt === null ? noNextRun(s.lastError) : iso(s.nextRunAt), last_run_at: iso(s.lastRunAt), skipped: s.skippedTicks,
-          last_error: s.lastError === null ? '' : s.lastError.split('\n')[0]!.slice(0, 100),
+          // In the CLI's words; the last column, so cut no shorter than the dashboard's: a hint comes at its end.
+          last_error: s.lastError === null ? '' : lastErrorForCommand(s.lastError.split('\n')[0]!).slice(0, 200),
         }));
         process.stdout.write(`${rows.length ? formatTable(rows, Object.keys(rows[0]!)) : 'no schedules'}\n`);
       });

@@ -5,7 +5,7 @@ import type { Queryable } from '../db/driver.js';
 import { sliceUnits } from '../error-text.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parse, queueNameSchema } from '../options.js';
-import { isStopped, noNextRun, stoppedSummary } from '../schedule-stopped.js';
+import { isStopped, lastErrorForCommand, noNextRun, stoppedSummary } from '../schedule-stopped.js';
 import { send } from '../send.js';
 import type { DashboardAction } from './dashboard-actions.js';
 
@@ -185,7 +185,7 @@ ${data.schedules.length === 0 ? none(9, 'no schedules') : data.schedules.map((s)
 <td><code>${lines(s.cron)}</code>${s.tz === 'UTC' ? '' : ` (${s.tz})`}</td><td>${s.task}</td><td>${link(s.queue)}</td>
 <td>${s.group_id === null ? '–' : s.group_tier === null ? s.group_id : `${s.group_id} (tier ${s.group_tier})`}</td><td>${s.runner}</td>
 <td>${s.next_run_at === null ? noNextRun(s.last_error) : time(s.next_run_at)}</td><td>${s.last_run_at === null ? '–' : time(s.last_run_at)}</td>
-<td>${s.last_error === null ? '–' : html`<code>${firstLine(s.last_error)}</code>`}</td></tr>`)}
+<td>${s.last_error === null ? '–' : html`<code>${firstLine(lastErrorForCommand(s.last_error))}</code>`}</td></tr>`)}
 </table>
 </body></html>
 `;
