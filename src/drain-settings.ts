@@ -67,6 +67,8 @@ export function drainSettings(deps: DrainDeps, batchSize: number, deadline: Date
     pool,
     /** Pool-bound, the most handlers of all its pool's drains it starts beside: its own driver's bound, not the first drain's. */
     poolCap: Math.max(1, (poolSize ?? 1) - 1),
+    /** Whatever its concurrency, the most transactional handlers of its pool's drains it lets hold a connection at once. */
+    connectionCap: driver.maxConnections === undefined ? Infinity : Math.max(1, driver.maxConnections - 1),
     /** Claim again once this many slots are free. */
     refillAt: Math.ceil(Math.min(args.batchSize, concurrency) / 2),
     /** No job runs past it: the deadline less the settle margin. */

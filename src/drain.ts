@@ -62,7 +62,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
                             options: DrainOptions = {}): Promise<DrainReport> {
   const startedAt = Date.now();
   // Options checked, and what follows from them (drain-settings.ts). poolBound: the pool's size bounds concurrency.
-  const { args, opts, driver, poolBound, share, pool, poolCap, concurrency, refillAt, stopAt, filter, exclude, workerId, holder,
+  const { args, opts, driver, poolBound, share, pool, poolCap, connectionCap, concurrency, refillAt, stopAt, filter, exclude, workerId, holder,
           lingerMs, overrunMs, flushIntervalMs, cancelCheckMs, lookup } = drainSettings(deps, batchSize, deadline, options);
   const idle = lingerMs > 0 ? new IdleWait(driver, opts.queue ?? 'default', opts.pollMs ?? DEFAULT_POLL_MS) : undefined;
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
@@ -98,7 +98,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const { changed, wake } = stopped;
   const stop = (why: StoppedBy) => stopped.stop(why);
   // Its slots for handlers, pool-bound its pool's connections shared with the other drains on it, and its wait for them.
-  const slots = new SlotWait({ running, poolBound, share, pool, poolCap, concurrency, refillAt, idle, stopped, stopAt, lingerMs });
+  const slots = new SlotWait({ running, poolBound, share, pool, poolCap, connectionCap, concurrency, refillAt, idle, stopped, stopAt,
+    lingerMs });
 
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
@@ -143,7 +144,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       slots.add(-1); // before finish (a throw there keeps no slot); its connection is free only now
       run.finish(outcome);
     },
-    holds: (n) => slots.holds(n) };
+    holds: (n) => slots.holds(n), connect: (gaveUp) => slots.connect(gaveUp), disconnect: () => slots.disconnect() };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, end < claimSentAt + job.timeout * 1000); // in running and timeouts
     slots.add(1);

@@ -13,7 +13,8 @@ import type { PoolShare } from './pool-share.js';
 // would hold the drain past its deadline until database_unavailable. The drain
 // then stops without it: skipped stays as its last claim counted (0 before
 // any). The rule covers a pool of one (PGlite's session) while another drain's
-// handler runs, and a drain given `concurrency` at or above its pool's size.
+// handler runs: on a larger pool the handlers leave one connection
+// (PoolShare.enter), whatever their drain's concurrency.
 
 /** What the look reads: its pool's share of handler connections and its size, and the drain's wait for a slot. */
 export interface LookSettings {
@@ -44,13 +45,13 @@ export class LastLook {
 
   /**
    * At the claim that is the look: whether it may go, a connection of its
-   * pool being left by the handlers (then sent: never again, even rolled back
+   * pool being left by the handlers (connected: let in by PoolShare.enter) (then sent: never again, even rolled back
    * whole, its outcomes going with the final settle). False: the drain stops without it.
    */
   send(): boolean {
     this.state = 'spent';
     const { share, poolSize } = this.s;
-    return share === undefined || poolSize === undefined || share.held < poolSize;
+    return share === undefined || poolSize === undefined || share.connected < poolSize;
   }
 
   /** Whether the deadline's timer leaves the stop to the drain's loop, which owes or sends the look (drain-stop.ts). */

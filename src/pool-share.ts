@@ -14,6 +14,10 @@
 // a copy of a driver, or a second driver over the same pg.Pool, shares it.
 // The bound is each drain's own (its driver's maxConnections less one): drivers
 // over one pool may say different ones ({ ...driver, maxConnections: 2 }).
+// Whatever a drain's concurrency, its transactional handlers take a
+// connection only under that bound too (enter): those past it wait here, their
+// timeout running, so one connection stays for the claims and settles of
+// every drain on the pool (and for ctx.progress, ctx.publish's statements).
 
 export class PoolShare {
   /**
@@ -26,8 +30,15 @@ export class PoolShare {
    * sent only while one is left). Not plain handlers nor batch calls: they hold none.
    */
   held = 0;
+  /**
+   * Transactional handlers past enter(): each holds, or is being given, a connection of the pool. Never more than the
+   * bound of the drain that let it in (its driver's maxConnections less one, at least one).
+   */
+  connected = 0;
   /** The wakes of the drains waiting for a free connection: one a drain's handler gives back may be theirs to use. */
   readonly wakes = new Set<() => void>();
+  /** Transactional handlers waiting in enter(), first come first in: each goes once fewer than its cap are connected. */
+  private readonly queued: { cap: number; go: () => void }[] = [];
 
   /** n slots taken (n < 0: given back). */
   add(n: number): void {
@@ -39,6 +50,48 @@ export class PoolShare {
   hold(n: number): void {
     this.held += n;
     this.add(n);
+  }
+
+  /**
+   * A transactional handler's turn to take a connection: true at once while fewer than cap handlers are connected,
+   * else once enough leave (first come, first in); false when `gaveUp` fires first (its timeout, a cancel, the
+   * drain's stop): it must not connect then. Each true is matched by one leave().
+   */
+  enter(cap: number, gaveUp: () => AbortSignal): boolean | Promise<boolean> {
+    if (this.connected < cap && this.queued.length === 0) {
+      this.connected++;
+      return true;
+    }
+    const signal = gaveUp(); // made only here: a handler that goes at once makes no signal
+    if (signal.aborted) return false;
+    return new Promise<boolean>((resolve) => {
+      const waiter = { cap, go: () => { signal.removeEventListener('abort', quit); resolve(true); } };
+      const quit = () => {
+        this.queued.splice(this.queued.indexOf(waiter), 1);
+        resolve(false);
+        this.admit(); // one behind it may go now
+      };
+      signal.addEventListener('abort', quit, { once: true });
+      this.queued.push(waiter);
+      this.admit(); // those ahead may wait under a lower cap
+    });
+  }
+
+  /** A handler enter() let in has given its connection back. */
+  leave(): void {
+    this.connected--;
+    this.admit();
+  }
+
+  /** Lets in the queued handlers whose cap is above the connected count, in order: a lower cap behind does not hold up a higher one. */
+  private admit(): void {
+    for (let i = 0; i < this.queued.length;) {
+      const waiter = this.queued[i]!;
+      if (this.connected >= waiter.cap) { i++; continue; }
+      this.connected++;
+      this.queued.splice(i, 1);
+      waiter.go();
+    }
   }
 }
 

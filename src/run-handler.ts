@@ -37,6 +37,9 @@ export interface RunHost {
   returned(run: JobRun, outcome: Outcome | null): void;
   /** A transactional handler began (1) or returned (-1): it holds a connection of the pool meanwhile. */
   holds(n: number): void;
+  /** Its turn to take one (false: its signal fired first), and one taken given back (slot-wait.ts connect). */
+  connect(gaveUp: () => AbortSignal): Promise<boolean>;
+  disconnect(): void;
 }
 
 /** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
@@ -255,8 +258,11 @@ async function inTransaction(host: RunHost, handler: Handler, run: JobRun, ctx: 
   try {
     const { db } = host.deps;
     if (!('transaction' in db)) throw new TypeError('a transactional task needs a driver with transactions');
+    // The pool's connections for handlers all taken, it waits for one, its timeout running; given up, it never connects.
+    if (!await host.connect(() => run.signal.signal)) throw run.signal.abortedWith;
     // A COMMIT whose answer was lost: asked whether it landed before a nack is made of its error.
-    const counts = await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt));
+    const counts = await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt))
+      .finally(() => host.disconnect());
     host.settler.count(run.ended ? endedMeanwhile(counts) : counts);
     return null;
   } catch (error) {

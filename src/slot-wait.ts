@@ -21,6 +21,8 @@ export interface SlotSettings {
   pool: PoolShare | undefined;
   /** Pool-bound, the handlers of all the share's drains it keeps under: its driver's maxConnections less one. */
   poolCap: number;
+  /** Whatever its concurrency, the most transactional handlers of its pool's drains it lets take a connection (connect). */
+  connectionCap: number;
   concurrency: number;
   /** With some of its own running, it claims again once this many slots are free. */
   refillAt: number;
@@ -64,6 +66,28 @@ export class SlotWait {
    */
   holds(n: number): void {
     this.s.pool?.hold(n);
+  }
+
+  /** Its own transactional handlers connect() let in, not yet given back: of its pool's share's connected. */
+  connected = 0;
+
+  /**
+   * A transactional handler's turn to take a connection of its pool, under connectionCap over every drain on it
+   * (PoolShare.enter): one stays for the claims and settles. False: gaveUp's signal fired first (it must not connect).
+   */
+  async connect(gaveUp: () => AbortSignal): Promise<boolean> {
+    const pool = this.s.pool;
+    if (pool === undefined) return true;
+    if (!await pool.enter(this.s.connectionCap, gaveUp)) return false;
+    this.connected++;
+    return true;
+  }
+
+  /** A handler connect() let in gave its connection back. */
+  disconnect(): void {
+    if (this.s.pool === undefined) return;
+    this.connected--;
+    this.s.pool.leave();
   }
 
   /** n slots taken while a claim is out (n < 0: its answer came, each job it started holds its own): other drains' claims leave them. */
