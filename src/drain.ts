@@ -13,6 +13,7 @@ import { LastLook } from './last-look.js';
 import { rateLimiter } from './rate-limit.js';
 import { JobRun, type RunHost } from './run-handler.js';
 import { RoundTripLimit } from './round-trip-limit.js';
+import { poolFullNote } from './pool-full.js';
 import { RunningJobs } from './running-jobs.js';
 import { SlotWait } from './slot-wait.js';
 import type { Outcome } from './outcome-arrays.js';
@@ -69,7 +70,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   // No budget at all, or a linger or a wait for a slot ended: one claim with none counts what is due, a connection free.
   const lastLook = new LastLook({ share: pool, poolSize: driver.maxConnections, waitsAlone: () => slots.waitsAlone });
 
-  const limit = new RoundTripLimit(args.deadline, overrunMs, opts);
+  // Given up while a statement waited for a connection of a full pool, its error says so (pool-full.ts).
+  const limit = new RoundTripLimit(args.deadline, overrunMs, opts, poolFullNote({ max: driver.maxConnections, share: pool,
+    counts: driver.connections?.bind(driver), own: (): number => slots.connected, unsettled: (): number => settler.unsettled(), concurrency }));
   const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)
   const claim = claimCall(db, opts.topic ?? null, opts.queue ?? null, filter, workerId, exclude, holder);
   const failures = new FailureList(); // what its settles did: willRetry false for a nack ended cancelled, a stale one left out

@@ -17,6 +17,6 @@ export { PgDrainError, ValidationError, translateError, type ErrorCode } from '.
 export { FailJob, RetryJob, SnoozeJob, type RetryWhen } from './job-errors.js';
 export { takeToken, type RateLimitOptions } from './rate-limit.js';
 export { pgDriver, type PgPool } from './db/pg.js';
-export type { Driver, Queryable, QueryOptions, QueryResult, QueuedListener } from './db/driver.js';
+export type { Driver, Queryable, PoolCounts, QueryOptions, QueryResult, QueuedListener } from './db/driver.js';
 export type { DrainOptions } from './drain-options.js';
 export type * from './types.js';

@@ -16,19 +16,36 @@ export interface Stops {
  * statement, so that one which honours it (pgDriver) ends that connection
  * and the statement cannot run later.
  */
-export function givenUpOn(db: Queryable, signal: AbortSignal): Queryable {
+export function givenUpOn(db: Queryable, signal: AbortSignal, unconnected?: { n: number }): Queryable {
   return {
     query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
       if (signal.aborted) return Promise.reject(signal.reason as Error);
       return new Promise<QueryResult<R>>((resolve, reject) => {
         const giveUp = () => reject(signal.reason as Error);
         signal.addEventListener('abort', giveUp, { once: true });
-        db.query<R>(text, params, { signal }).then(resolve, reject)
-          .finally(() => signal.removeEventListener('abort', giveUp));
+        // Counted in unconnected until the driver says it has a connection (or it ends).
+        let waits = unconnected !== undefined;
+        if (waits) unconnected!.n++;
+        const onConnected = () => {
+          if (waits) unconnected!.n--;
+          waits = false;
+        };
+        db.query<R>(text, params, { signal, onConnected }).then(resolve, reject)
+          .finally(() => {
+            onConnected();
+            signal.removeEventListener('abort', giveUp);
+          });
       });
     },
   };
 }
+
+/**
+ * What the limit's error says when some of its statements in flight had no
+ * connection yet (a driver that never says so counts all of them): given
+ * overrunMs and what the limit came after; undefined for the usual "no reply".
+ */
+export type UnconnectedNote = (overrunMs: number, after: string) => string | undefined;
 
 /**
  * When a drain stops waiting for its database: overrunMs after its deadline,
@@ -49,8 +66,10 @@ export class RoundTripLimit {
   private cancelTimer = () => {};
   private limitAt = Infinity;
   private readonly unlisten: (() => void)[] = [];
+  /** Its statements in flight that have no connection yet (givenUpOn). */
+  private readonly unconnected = { n: 0 };
 
-  constructor(deadline: number, private readonly overrunMs: number, stops: Stops = {}) {
+  constructor(deadline: number, private readonly overrunMs: number, stops: Stops = {}, private readonly note?: UnconnectedNote) {
     this.moveTo(deadline + overrunMs, "after the drain's deadline");
     if (stops.graceMs !== undefined) {
       const graceMs = stops.graceMs;
@@ -66,7 +85,7 @@ export class RoundTripLimit {
 
   /** db, each of whose statements is given up at the limit. */
   bind(db: Queryable): Queryable {
-    return givenUpOn(db, this.controller.signal);
+    return givenUpOn(db, this.controller.signal, this.unconnected);
   }
 
   /** The drain has returned: neither its timer nor its listeners may outlive it. */
@@ -89,6 +108,10 @@ export class RoundTripLimit {
     this.cancelTimer();
     const error = new PgDrainError('database_unavailable',
       `database unavailable: no reply within ${this.overrunMs} ms ${after}`);
-    this.cancelTimer = timerAt(at, () => this.controller.abort(error));
+    this.cancelTimer = timerAt(at, () => {
+      // Read as it fires: a statement still waiting for a connection may have waited on a full pool.
+      const note = this.unconnected.n > 0 ? this.note?.(this.overrunMs, after) : undefined;
+      this.controller.abort(note === undefined ? error : new PgDrainError('database_unavailable', note));
+    });
   }
 }

@@ -57,6 +57,8 @@ export class Settler {
   /** The same outcomes, to tell them apart in a batch put back; made with the first. */
   private takesKey: WeakSet<Outcome> | undefined;
   private inFlight: Promise<void> | undefined;
+  /** The outcomes of the statement in flight. */
+  private sending = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private lastError: unknown;
   /** close() has begun: it settles what is left itself, so no timer starts. */
@@ -94,6 +96,11 @@ export class Settler {
   async endedAsSuccess(id: string, attempt: number): Promise<boolean> {
     const { rows } = await this.db.query(ENDED_AS_SUCCESS_SQL, [id, attempt, this.workerId]);
     return rows.length > 0;
+  }
+
+  /** Outcomes not yet settled: buffered, or in a statement still in flight. */
+  unsettled(): number {
+    return this.buffer.length + this.keyedOut.length + this.sending;
   }
 
   /** Whether outcomes wait to be settled. */
@@ -230,8 +237,10 @@ export class Settler {
   private kick(): void {
     if (this.inFlight || !this.hasBuffered()) return;
     const batch = this.next();
+    this.sending = batch.length;
     this.inFlight = this.send(batch).finally(() => {
       this.inFlight = undefined;
+      this.sending = 0;
       // Serial-key ends still held back go at once, not after flushIntervalMs:
       // each statement waits only for its share of the lock table.
       if (this.keyedOut.length > 0 && this.lastError === undefined && !this.closing) this.kick();

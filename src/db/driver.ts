@@ -16,6 +16,19 @@ export interface QueryOptions {
    * statement on the server, which fails it); one that does not may ignore it.
    */
   signal?: AbortSignal | undefined;
+  /**
+   * Called once the statement has a connection to go on (a pool's client
+   * checked out for it): a caller that gives it up before can tell the pool
+   * was full, not the database silent. Optional: pgDriver calls it.
+   */
+  onConnected?: (() => void) | undefined;
+}
+
+/** A pool's connections now (Driver.connections): open ones, idle ones, and statements waiting for one. */
+export interface PoolCounts {
+  open: number;
+  idle: number;
+  waiting: number;
 }
 
 /** Something that runs one statement: a pool, a client, a transaction. */
@@ -51,6 +64,12 @@ export interface Driver extends Queryable {
    * without it, each driver object counts as a pool of its own.
    */
   readonly pool?: object | undefined;
+  /**
+   * Its pool's connections now (pg-pool's totalCount, idleCount,
+   * waitingCount): what a drain whose statements waited for one until its
+   * overrun passed says of the pool. Optional: pgDriver and neonDriver have it.
+   */
+  connections?(): PoolCounts | undefined;
   /**
    * False when transaction() always refuses (neonHttpDriver: each statement
    * is a request of its own). drain() then refuses a transactional task up

@@ -12,6 +12,9 @@ export interface PgPool {
   end(): Promise<void>;
   /** pg-pool's: with both, a refused connection waits for an open one (sharingOnRefusal). */
   readonly totalCount?: number;
+  /** pg-pool's, with totalCount: Driver.connections. */
+  readonly idleCount?: number;
+  readonly waitingCount?: number;
   options?: { max?: number };
 }
 export interface PgPoolClient {
@@ -189,15 +192,18 @@ export function driverOverPool(pool: PgPool, endPool: (() => Promise<void>) | un
   return {
     maxConnections: pool.options?.max,
     pool, // drains on one pool through several drivers share its connections (pool-share.ts)
+    connections: () => pool.totalCount === undefined || pool.idleCount === undefined || pool.waitingCount === undefined
+      ? undefined : { open: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount },
     // A statement is sent alone on a client of the pool (query, abandonable); not through
     // pgDriver(client) of a JavaScript caller's, whose session may be in its transaction.
     autocommit: isPgPool(pool),
     async query<R>(text: string, params?: readonly unknown[], options?: QueryOptions) {
       refuseClosed();
       if (warming) await warming;
-      return options?.signal
-        ? abandonable<R>(await connect(), text, params, options.signal)
-        : share(() => pooled.query<R>(text, params));
+      if (!options?.signal) return share(() => pooled.query<R>(text, params));
+      const client = await connect();
+      options.onConnected?.();
+      return abandonable<R>(client, text, params, options.signal);
     },
     async transaction(fn) {
       refuseClosed();
