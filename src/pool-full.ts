@@ -40,7 +40,8 @@ export function poolFullNote(view: PoolView): (overrunMs: number, after: string)
     const handlers = share?.connected ?? 0;
     if (counts ? counts.open < max || counts.idle > 0 || counts.waiting === 0 : handlers < max) return undefined;
     const unsettled = view.unsettled();
-    const what = unsettled > 0 ? `its final settle (${plural(unsettled, "job's outcome", "jobs' outcomes")})` : 'its statements';
+    // Its outcomes wait for a settle (the final one, or one in flight that the drain's loop waits for), else a claim.
+    const what = unsettled > 0 ? `settling ${plural(unsettled, "job's outcome", "jobs' outcomes")}` : 'its claims';
     const holders: string[] = [];
     if (handlers > 0) holders.push(`${plural(handlers, 'transactional handler')} (${view.own()} of this drain's)`);
     const others = counts === undefined ? 0 : Math.max(0, counts.open - handlers);

@@ -44,7 +44,7 @@ it("a drain whose handlers fill its pool says so when its final settle is given 
   // Unfixed: database unavailable: no reply within 1000 ms after the drain's deadline.
   expect(error).toMatchObject({ code: 'database_unavailable' });
   expect((error as Error).message).toMatch(new RegExp('^' + escape(
-    "database unavailable: the pool (max 2) was full for its final settle (2 jobs' outcomes) until 1000 ms after "
+    "database unavailable: the pool (max 2) was full for settling 2 jobs' outcomes until 1000 ms after "
     + "the drain's deadline: its connections held by 2 other statements (a handler's own on the pool, other code sharing it), ")
     + String.raw`\d+ statements? waiting for one; ` + escape(
     "raise the pool's size or lower the drain's concurrency (10). Those jobs run again once their leases end") + '$'));
