@@ -30,7 +30,7 @@ const tasks = {
 const queue = createQueue({ driver: pgDriver(pool), tasks });
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-it("a drain whose handlers fill its pool says so when its final settle is given up", async () => {
+it("a drain whose handlers fill its pool says so when its settle is given up", async () => {
   await db.sql(`select jobs.publish('hog', '{}'::jsonb, timeout_seconds => 1) from generate_series(1, 2)`);
   let error: unknown;
   try {
