@@ -1,42 +1,61 @@
 #!/bin/sh
 # An always-on worker where nothing restarts `pgdrain drain` for you (a VM,
-# a platform's worker process that runs one command): drains back to back,
-# each lingering on its queue until its deadline (a day, unless
-# PGDRAIN_DEADLINE_SECONDS / PGDRAIN_LINGER_SECONDS say otherwise). Settings
-# come from the environment (DATABASE_URL, PGDRAIN_TASKS, …); arguments go
-# to each drain (e.g. --json). README "An always-on worker".
+# a platform's worker process that runs one command, the systemd unit):
+# drains back to back, each lingering on its queue until its deadline (a
+# day, unless PGDRAIN_DEADLINE_SECONDS / PGDRAIN_LINGER_SECONDS say
+# otherwise). Settings come from the environment (DATABASE_URL,
+# PGDRAIN_TASKS, …); arguments go to each drain (e.g. --json). README "An
+# always-on worker". Any POSIX sh (dash, bash, busybox ash).
 #
 #   drain exits 0  its deadline, or a signal: the next drain starts at once
 #   drain exits 1  infrastructure (database unreachable, tasks module
 #                  missing): the next starts after 10 s, doubling to 300 s
 #   drain exits 2  configuration: the loop stops (exit 2): a rerun cannot fix it
 #
-# SIGTERM or SIGINT goes on to the running drain as SIGTERM (its --grace
-# applies; a second one stops its jobs at once) and the loop ends with it.
+# Each SIGTERM or SIGINT goes on to the running drain as one SIGTERM (its
+# --grace applies; a second one stops its jobs at once) and the loop ends
+# with it.
+#
+# A drain never misses a stop, and gets one SIGTERM per stop. A shell's
+# child runs, from its fork to the reset of the traps it inherits, the
+# parent's handler, which its exec then forgets: a signal passed on then is
+# lost (dash: 1 stop in 10 under stress; bash blocks signals over the fork).
+# So a stop first marks $stopped (in a directory of its own), then is passed
+# on; a child checks the mark once its traps are reset, before its exec. Traps may interrupt each other:
+# each SIGTERM sent is claimed in one arithmetic expansion, which no trap can
+# split, so none is sent twice.
 set -u
 : "${PGDRAIN_DEADLINE_SECONDS:=86400}" "${PGDRAIN_LINGER_SECONDS:=86400}"
 export PGDRAIN_DEADLINE_SECONDS PGDRAIN_LINGER_SECONDS
-delay=10
-stop=
-pid=
-trap 'stop=1; [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null' TERM INT
-while [ -z "$stop" ]; do
-  pgdrain drain "$@" &
-  pid=$!
-  # A signal that came between the loop's test and pid=$! had no pid to pass on to.
-  [ -z "$stop" ] || kill -TERM "$pid" 2>/dev/null
-  wait "$pid"; code=$?
-  # A signal interrupts wait (status over 128): wait on for the drain's own end.
-  while [ -n "$stop" ] && [ "$code" -gt 128 ] && kill -0 "$pid" 2>/dev/null; do wait "$pid"; code=$?; done
+dir=$(mktemp -d) || exit 2
+stopped=$dir/stopped
+delay=10 code=0 stops=0 sent=0 pid= woke=
+pass() {
+  [ -n "$pid" ] || return 0
+  while [ "$((sent < stops ? (sent += 1) : 0))" -gt 0 ]; do kill -TERM "$pid" 2>/dev/null; done
+}
+trap '{ true > "$stopped"; } 2>/dev/null; stops=$((stops + 1)) woke=1; pass' TERM INT
+trap 'rm -rf "$dir"' EXIT
+# run COMMAND…: runs it as the loop's child, its exit status in $code.
+run() {
+  touch -c "$dir" # young, for /tmp cleaners (systemd-tmpfiles: 10 days idle)
+  ([ ! -e "$stopped" ] || exit 0; exec "$@") &
+  pid=$!; pass
+  woke=; wait "$pid"; code=$?
+  # A trap interrupts wait (status 128 + its signal): wait on for the child's own.
+  while [ -n "$woke" ] && [ "$code" -gt 128 ]; do woke=; wait "$pid"; code=$?; done
+  # bash answers -1 for a child that ended as the stop interrupted its wait.
+  [ "$code" -ge 0 ] || code=143
   pid=
+}
+while [ "$stops" -eq 0 ]; do
+  run pgdrain drain "$@"
   case $code in
     0) delay=10 ;;
     2) exit 2 ;;
-    *) [ -n "$stop" ] && break
+    *) [ "$stops" -eq 0 ] || break
        echo "worker-loop: drain exited $code; next drain in $delay s" >&2
-       sleep "$delay" & pid=$!
-       [ -z "$stop" ] || kill -TERM "$pid" 2>/dev/null
-       wait "$pid"; pid=
+       run sleep "$delay"
        delay=$((delay * 2)); [ "$delay" -le 300 ] || delay=300 ;;
   esac
 done

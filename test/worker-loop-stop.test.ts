@@ -1,0 +1,50 @@
+// deploy/worker-loop.sh stopped at any moment, under dash (Debian's /bin/sh)
+// and bash: the running drain gets each stop once. The drain here is
+// test/fixtures/fake-bin/pgdrain, which ends at once until armed: the loop
+// forks drain after drain, and the SIGTERM lands at a random point of that
+// cycle, often between a fork and its exec. (The real CLI under the loop:
+// worker-loop.test.ts.)
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { type Exit, sleep, until } from './support/drain-process.js';
+
+const LOOP = resolve('deploy/worker-loop.sh');
+const FAKE_BIN = resolve('test/fixtures/fake-bin');
+const RUNS = 100;
+
+/** The loop under `shell` with the fake drain first on PATH, its log in a directory of its own. */
+function loop(shell: string, env: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-stop-'));
+  const child = spawn(shell, [LOOP], {
+    env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stdout.resume();
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const exited = new Promise<Exit>((done) => child.once('close', (code, signal) => done({ code, signal, stdout: '', stderr })));
+  const log = () => (existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').split('\n').filter(Boolean) : []);
+  const ran = () => existsSync(join(dir, 'ran'));
+  return { child, exited, log, ran, arm: () => writeFileSync(join(dir, 'armed'), ''), done: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+describe.each(['dash', 'bash'])('under %s', (shell) => {
+  it(`a SIGTERM at any moment reaches the running drain, once (${RUNS} stops)`, async () => {
+    for (let run = 0; run < RUNS; run++) {
+      const p = loop(shell);
+      await until(async () => p.ran(), 'the loop to run drains', 30_000, 2); // its trap is set
+      await sleep(Math.random() * 20); // drains started and ended meanwhile
+      p.arm();
+      p.child.kill('SIGTERM');
+      const exit = await p.exited;
+      const log = p.log();
+      p.done();
+      // A drain that set its trap got the stop once; one that had not yet died of it (143), as a drain does
+      // before the CLI listens; none was started after the stop.
+      expect({ run, log, code: exit.code }).toEqual({ run, code: log.length ? 0 : expect.toBeOneOf([0, 143]),
+        log: log.length ? ['start', 'term'] : [] });
+    }
+  }, 180_000);
+});
