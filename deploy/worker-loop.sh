@@ -13,8 +13,10 @@
 #   drain exits 2  configuration: the loop stops (exit 2): a rerun cannot fix it
 #
 # Each SIGTERM or SIGINT goes on to the running drain as one SIGTERM (its
-# --grace applies; a second one stops its jobs at once) and the loop ends
-# with it.
+# --grace applies; a second one stops its jobs at once), and the loop ends
+# with it: its exit status is the last drain's (0 stopped cleanly, 1 it had
+# failed, also when the stop came during the back-off after it; 143 it was
+# ended by the SIGTERM before it could take it, having claimed nothing).
 #
 # A drain never misses a stop, and gets one SIGTERM per stop. A shell's
 # child runs, from its fork to the reset of the traps it inherits, the
@@ -55,7 +57,8 @@ while [ "$stops" -eq 0 ]; do
     2) exit 2 ;;
     *) [ "$stops" -eq 0 ] || break
        echo "worker-loop: drain exited $code; next drain in $delay s" >&2
-       run sleep "$delay"
+       failed=$code; run sleep "$delay"; code=$failed
        delay=$((delay * 2)); [ "$delay" -le 300 ] || delay=300 ;;
   esac
 done
+exit "$code"

@@ -47,4 +47,14 @@ describe.each(['dash', 'bash'])('under %s', (shell) => {
         log: log.length ? ['start', 'term'] : [] });
     }
   }, 180_000);
+
+  it('a drain that the stop ends with exit 1 ends the loop with exit 1, with no back-off', async () => {
+    const p = loop(shell, { FAKE_EXIT: '1' });
+    p.arm();
+    await until(async () => p.log().includes('start'), 'the drain to start');
+    p.child.kill('SIGTERM');
+    const exit = await p.exited;
+    expect({ code: exit.code, log: p.log(), stderr: exit.stderr }).toEqual({ code: 1, log: ['start', 'term'], stderr: '' });
+    p.done();
+  });
 });

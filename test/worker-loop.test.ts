@@ -41,12 +41,12 @@ it('a configuration error (exit 2) stops the loop: exit 2, the drain run once', 
     stderr: 'pgdrain: PGDRAIN_BATCH_SIZE: must be an integer from 1 to 10000, got "lots"\n' });
 });
 
-it('an infrastructure error (exit 1) is followed by a back-off, which SIGTERM ends: exit 0', async () => {
+it('an infrastructure error (exit 1) is followed by a back-off, which SIGTERM ends: exit 1, the last drain\'s', async () => {
   const p = loop({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
   await until(async () => p.stderr().includes('next drain in 10 s'), 'the back-off');
   p.child.kill('SIGTERM');
   const exit = await p.exited;
-  expect(exit.code).toBe(0);
+  expect(exit.code).toBe(1); // a supervisor sees the failure, not a success
   expect(exit.stderr.match(/^pgdrain: database unavailable: .+$/gm)).toHaveLength(1);
   expect(exit.stderr).toMatch(/^worker-loop: drain exited 1; next drain in 10 s$/m);
 });
