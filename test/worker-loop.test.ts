@@ -1,8 +1,10 @@
 // deploy/worker-loop.sh, the always-on worker for platforms that restart
 // nothing (README "An always-on worker"), run by sh over the real CLI: it
 // starts the next drain as one ends at its deadline, backs off after exit 1,
-// stops on exit 2, and passes SIGTERM on to the running drain. Then the
-// systemd unit's settings (no systemd runs here: read, not started).
+// stops on exit 2, and passes SIGTERM on to the running drain (stopped at
+// random moments: worker-loop-stop.test.ts). Then the systemd unit, which
+// runs the loop (no systemd runs here: read, not started; checked by hand
+// with systemd-analyze verify).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -76,16 +78,25 @@ it('lingers a day by default, runs a job published meanwhile, and passes SIGTERM
 describe('deploy/systemd/pgdrain-worker.service', () => {
   const unit = Object.fromEntries(readFileSync('deploy/systemd/pgdrain-worker.service', 'utf8').split('\n')
     .filter((l) => /^\w+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  const args = unit.ExecStart!.split(' ');
 
   it('restarts every end but a configuration error, and never gives up', () => {
     expect(unit).toMatchObject({ Restart: 'always', RestartPreventExitStatus: '2', StartLimitIntervalSec: '0', KillMode: 'mixed' });
-    expect(Number(unit.RestartSec)).toBeGreaterThan(0); // the back-off while the database is down
+    expect(Number(unit.RestartSec)).toBeGreaterThan(0);
   });
 
-  it('runs a drain that lingers until a deadline over 10 minutes, stopped after its grace', () => {
-    const args = unit.ExecStart!.split(' ');
+  it('runs the loop, so a drain\'s planned end starts the next at once and a failure backs off (not RestartSec after each)', () => {
+    // The loop from the installed package, with the package's pgdrain on its PATH.
+    const [app, loopPath] = unit.ExecStart!.match(/^\/bin\/sh (\S+)\/node_modules\/pgdrain\/(\S+) /)!.slice(1);
+    expect(loopPath).toBe('deploy/worker-loop.sh');
+    expect(JSON.parse(readFileSync('package.json', 'utf8')).files).toContain(loopPath);
+    expect(unit.Environment!.match(/^PATH=([^:]+):/)?.[1]).toBe(`${app}/node_modules/.bin`);
+    // A stop's 143 (its drain ended by the SIGTERM before it listened) is no failure.
+    expect(unit.SuccessExitStatus!.split(' ')).toContain('143');
+  });
+
+  it('runs drains that linger until a deadline over 10 minutes, stopped after their grace', () => {
     const flag = (name: string) => Number(args[args.indexOf(name) + 1]);
-    expect(args.slice(0, 2)).toEqual([expect.stringMatching(/\/pgdrain$/), 'drain']);
     expect(flag('--deadline')).toBeGreaterThan(BACKOFF_RESET_S);
     expect(flag('--linger')).toBe(flag('--deadline'));
     expect(Number(unit.TimeoutStopSec)) // the CLI's default grace 10
