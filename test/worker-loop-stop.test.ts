@@ -4,16 +4,21 @@
 // forks drain after drain, and the SIGTERM lands at a random point of that
 // cycle, often between a fork and its exec. (The real CLI under the loop:
 // worker-loop.test.ts.)
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { type Exit, sleep, until } from './support/drain-process.js';
 
 const LOOP = resolve('deploy/worker-loop.sh');
 const FAKE_BIN = resolve('test/fixtures/fake-bin');
 const RUNS = 100;
+const running = new Set<ChildProcess>();
+afterEach(() => { // a failed or timed-out test leaves no loop forking drains behind
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+});
 
 /** The loop under `shell` with the fake drain first on PATH, its log in a directory of its own. */
 function loop(shell: string, env: Record<string, string> = {}) {
@@ -21,6 +26,8 @@ function loop(shell: string, env: Record<string, string> = {}) {
   const child = spawn(shell, [LOOP], {
     env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let stderr = '';
   child.stdout.resume();
   child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
