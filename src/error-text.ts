@@ -122,19 +122,23 @@ const EVENT_FIELDS = ['type', 'message'] as const;
  */
 function describeEvent(value: unknown, seen: Set<unknown>, depth: number): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
-  const proto: unknown = Object.getPrototypeOf(value);
-  if (proto === null || proto === Object.prototype) return undefined;
-  const inherited = (key: string): unknown => {
+  // Each read on its own (a Proxy's trap, a getter that throws): what cannot be read says nothing, the rest is kept.
+  const read = <T>(get: () => T): T | undefined => { try { return get(); } catch { return undefined; } };
+  const proto = read(() => Object.getPrototypeOf(value) as unknown);
+  if (proto === undefined || proto === null || proto === Object.prototype) return undefined;
+  const inherited = (key: string): unknown => read(() => {
     if (!(key in value) || Object.prototype.hasOwnProperty.call(value, key)) return undefined; // own fields are in its JSON
     const field: unknown = (value as Record<string, unknown>)[key];
     return typeof field === 'function' ? undefined : field; // a method of that name says nothing
-  };
-  const fields = Object.fromEntries(EVENT_FIELDS.map((key) => [key, inherited(key)]).filter(([, v]) => v !== undefined));
+  });
+  const fields = EVENT_FIELDS.map((key) => [key, inherited(key)] as const).filter(([, v]) => v !== undefined);
   const error = inherited('error');
-  if (Object.keys(fields).length === 0 && error === undefined) return undefined;
-  const name: unknown = (value as { constructor?: { name?: unknown } }).constructor?.name;
+  if (fields.length === 0 && error === undefined) return undefined;
+  const name = read(() => (value as { constructor?: { name?: unknown } }).constructor?.name);
   const own = describeValue(value);
-  let text = `${typeof name === 'string' && name ? name : 'object'} ${JSON.stringify(fields)}${own === '{}' ? '' : ` ${own}`}`;
+  // A field JSON cannot write (a BigInt, a cycle) as describeValue writes it, not the whole text lost.
+  const written = fields.map(([key, v]) => `${JSON.stringify(key)}:${read(() => describeValue(v)) ?? '(unreadable)'}`);
+  let text = `${typeof name === 'string' && name ? name : 'object'} {${written.join(',')}}${own === '{}' ? '' : ` ${own}`}`;
   if (depth < MAX_CAUSES && error !== undefined && error !== null) text += `\nCaused by: ${nested(error, seen, depth)}`;
   return text;
 }

@@ -80,3 +80,29 @@ describe('a thrown event', () => {
     expect(await failWith(new Typed())).toBe('non-Error thrown: {"code":7}');
   });
 });
+
+describe('a thrown object whose inherited fields cannot be read', () => {
+  it('a getter that throws loses only its part: the own fields stay, as before events were read', async () => {
+    class ApiReply {
+      code = 'E_QUOTA';
+      get message(): string { throw new Error('body already consumed'); }
+    }
+    expect(await failWith(new ApiReply())).toBe('non-Error thrown: {"code":"E_QUOTA"}');
+    class LostEvent extends Event {
+      get message(): string { return 'socket closed'; }
+      get error(): unknown { throw new Error('detached'); }
+    }
+    expect(await failWith(new LostEvent('error'))).toBe('non-Error thrown: LostEvent {"type":"error","message":"socket closed"}');
+  });
+
+  it('a Proxy whose has trap throws keeps its JSON', async () => {
+    class Model { id = 7; }
+    const trap = () => { throw new Error('trap'); };
+    expect(await failWith(new Proxy(new Model(), { has: trap }))).toBe('non-Error thrown: {"id":7}');
+  });
+
+  it('a field JSON cannot write (a BigInt) does not lose the others', async () => {
+    class Odd extends Event { get message(): unknown { return 10n; } }
+    expect(await failWith(new Odd('error'))).toBe('non-Error thrown: Odd {"type":"error","message":10}');
+  });
+});
