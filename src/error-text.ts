@@ -122,8 +122,9 @@ const EVENT_FIELDS = ['type', 'message'] as const;
  */
 function describeEvent(value: unknown, seen: Set<unknown>, depth: number): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
-  // Each read on its own (a Proxy's trap, a getter that throws): what cannot be read says nothing, the rest is kept.
-  const read = <T>(get: () => T): T | undefined => { try { return get(); } catch { return undefined; } };
+  // Each read on its own (a Proxy's trap, a getter that throws): what cannot be read is named once, the rest kept.
+  let unreadable = false; // as withCauses names a part it cannot read
+  const read = <T>(get: () => T): T | undefined => { try { return get(); } catch { unreadable = true; return undefined; } };
   const proto = read(() => Object.getPrototypeOf(value) as unknown);
   if (proto === undefined || proto === null || proto === Object.prototype) return undefined;
   const inherited = (key: string): unknown => read(() => {
@@ -139,6 +140,7 @@ function describeEvent(value: unknown, seen: Set<unknown>, depth: number): strin
   // A field JSON cannot write (a BigInt, a cycle) as describeValue writes it, not the whole text lost.
   const written = fields.map(([key, v]) => `${JSON.stringify(key)}:${read(() => describeValue(v)) ?? '(unreadable)'}`);
   let text = `${typeof name === 'string' && name ? name : 'object'} {${written.join(',')}}${own === '{}' ? '' : ` ${own}`}`;
+  if (unreadable) text += `\n(${UNREADABLE})`;
   if (depth < MAX_CAUSES && error !== undefined && error !== null) text += `\nCaused by: ${nested(error, seen, depth)}`;
   return text;
 }

@@ -92,7 +92,8 @@ describe('a thrown object whose inherited fields cannot be read', () => {
       get message(): string { return 'socket closed'; }
       get error(): unknown { throw new Error('detached'); }
     }
-    expect(await failWith(new LostEvent('error'))).toBe('non-Error thrown: LostEvent {"type":"error","message":"socket closed"}');
+    expect(await failWith(new LostEvent('error'))).toBe('non-Error thrown: LostEvent {"type":"error","message":"socket closed"}\n'
+      + '(thrown a value that cannot be read (a revoked Proxy, a getter that throws))');
   });
 
   it('a Proxy whose has trap throws keeps its JSON', async () => {
