@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { sliceUnits } from '../error-text.js';
 import { PgDrainError, ValidationError } from '../errors.js';
 import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
 import { integer, json, seconds } from './flag-parsers.js';
@@ -111,7 +112,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
           ...(grouped ? { group: s.group === null ? '' : s.group.tier === null ? s.group.id : `${s.group.id} (tier ${s.group.tier})` } : {}),
           next_run_at: s.nextRunAt === null ? noNextRun(s.lastError) : iso(s.nextRunAt), last_run_at: iso(s.lastRunAt), skipped: s.skippedTicks,
           // In the CLI's words; the last column, so cut no shorter than the dashboard's: a hint comes at its end.
-          last_error: s.lastError === null ? '' : lastErrorForCommand(s.lastError.split('\n')[0]!).slice(0, 200),
+          last_error: s.lastError === null ? '' : sliceUnits(lastErrorForCommand(s.lastError.split('\n')[0]!), 200),
         }));
         process.stdout.write(`${rows.length ? formatTable(rows, Object.keys(rows[0]!)) : 'no schedules'}\n`);
       });
