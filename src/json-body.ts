@@ -34,7 +34,13 @@ export type AsJson<T> =
   // Not Error: its type is { name, message }, as plain data of those fields is.
   : T extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> | PromiseLike<unknown>
     ? NotJson<'publish refuses a Map, Set or Promise (JSON writes it as {}): type it as plain data'>
-  : { [K in keyof T]: T extends readonly unknown[] ? AsJson<T[K]> : AsJsonField<T[K]> };
+  // An array (or an interface extending one, as Prisma's JsonArray) by its element: written
+  // as E[], which TS resolves lazily, so a recursive JSON type (Json = … | Json[]) is no
+  // endless instantiation. A tuple is mapped element by element.
+  : T extends readonly unknown[] ? number extends T['length']
+    ? T extends unknown[] ? AsJson<T[number]>[] : readonly AsJson<T[number]>[]
+    : { [K in keyof T]: AsJson<T[K]> }
+  : { [K in keyof T]: AsJsonField<T[K]> };
 
 /** A property's JSON form: one that may be undefined is dropped, read back as undefined. */
 type AsJsonField<V> = undefined extends V ? AsJson<Exclude<V, undefined>> | undefined : AsJson<V>;
