@@ -80,7 +80,8 @@ end $$;
 --    job it would take waits for its group (jobs.group_held)}
 -- one array per field, element i of each describing job i (in no particular
 -- order: a drain starts all it claims at once), times as epoch seconds;
--- each job's lease ends at now + timeout (now: after that wait). Columns and epoch numbers because
+-- each job's lease ends at now + timeout (now: after that wait, which max_timeout
+-- counts as spent: a job it takes ends by the drain's stop). Columns and epoch numbers because
 -- building and reading the answer is per-job work on every batch: an object
 -- per job and timestamp text cost about twice as much. Settling first means
 -- a drain never reaps its own just-finished jobs as expired, and a steady
@@ -134,6 +135,7 @@ create function jobs.claim_json(
 declare
   v_now timestamptz := jobs.clock(claim_json.now);
   v_from timestamptz := v_now; -- where its leases start: after a tick's wait, if it waited
+  v_budget numeric := claim_json.max_timeout; -- what the wait left of max_timeout: its jobs' time counts from v_from
   v_settled jsonb;
   v_ids bigint[];
   v_prio integer;
@@ -178,6 +180,7 @@ begin
       -- Its leases start after the wait (seconds at most), not before it: the
       -- wait is not the claimed jobs' time (waitedMs tells the drain).
       if claim_json.now is null then v_from := greatest(v_now, clock_timestamp()); end if;
+      v_budget := case when v_budget is not null then greatest(0, v_budget - date_part('epoch', v_from - v_now)::numeric) end;
     end if;
   end if;
   if cardinality(claim_json.ids) > 0 then
@@ -189,7 +192,7 @@ begin
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
   -- now as given (null: the clock; pick's v_now is this one), for its expiry check.
-  v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, claim_json.now,
+  v_ids := jobs.pick(claim_json.n, claim_json.pattern, v_budget, claim_json.now,
                      claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude,
                      holder => claim_json.holder);
   if v_ids is not null then
@@ -236,7 +239,7 @@ begin
     end if;
     if v_group_cap is not null and not v_paused then
       v_at_group := jobs.group_held(coalesce(claim_json.queue, 'default'), v_group_cap, v_tiers, v_now,
-                                    replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'), claim_json.max_timeout,
+                                    replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'), v_budget,
                                     claim_json.filter, nullif(claim_json.exclude, '{}'));
     end if;
   end if;
@@ -258,7 +261,7 @@ begin
           and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
           and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
           and q.scheduled_at <= v_now
-          and q.timeout > claim_json.max_timeout
+          and q.timeout > v_budget
           and (q.expires_at is null or q.expires_at > v_now)
           and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
                or claim_json.pattern is null and q.task not like 'sql:%')

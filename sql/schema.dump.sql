@@ -1241,6 +1241,7 @@ CREATE FUNCTION jobs.claim_json(n integer, pattern text DEFAULT NULL::text, max_
 declare
   v_now timestamptz := jobs.clock(claim_json.now);
   v_from timestamptz := v_now; -- where its leases start: after a tick's wait, if it waited
+  v_budget numeric := claim_json.max_timeout; -- what the wait left of max_timeout: its jobs' time counts from v_from
   v_settled jsonb;
   v_ids bigint[];
   v_prio integer;
@@ -1285,6 +1286,7 @@ begin
       -- Its leases start after the wait (seconds at most), not before it: the
       -- wait is not the claimed jobs' time (waitedMs tells the drain).
       if claim_json.now is null then v_from := greatest(v_now, clock_timestamp()); end if;
+      v_budget := case when v_budget is not null then greatest(0, v_budget - date_part('epoch', v_from - v_now)::numeric) end;
     end if;
   end if;
   if cardinality(claim_json.ids) > 0 then
@@ -1296,7 +1298,7 @@ begin
   -- row set in between. json, not jsonb: built as text, it is not converted
   -- twice on its way out.
   -- now as given (null: the clock; pick's v_now is this one), for its expiry check.
-  v_ids := jobs.pick(claim_json.n, claim_json.pattern, claim_json.max_timeout, claim_json.now,
+  v_ids := jobs.pick(claim_json.n, claim_json.pattern, v_budget, claim_json.now,
                      claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude,
                      holder => claim_json.holder);
   if v_ids is not null then
@@ -1343,7 +1345,7 @@ begin
     end if;
     if v_group_cap is not null and not v_paused then
       v_at_group := jobs.group_held(coalesce(claim_json.queue, 'default'), v_group_cap, v_tiers, v_now,
-                                    replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'), claim_json.max_timeout,
+                                    replace(replace(claim_json.pattern, '\', '\\'), '_', '\_'), v_budget,
                                     claim_json.filter, nullif(claim_json.exclude, '{}'));
     end if;
   end if;
@@ -1365,7 +1367,7 @@ begin
           and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
           and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
           and q.scheduled_at <= v_now
-          and q.timeout > claim_json.max_timeout
+          and q.timeout > v_budget
           and (q.expires_at is null or q.expires_at > v_now)
           and (q.task like replace(replace(claim_json.pattern, '\', '\\'), '_', '\_')
                or claim_json.pattern is null and q.task not like 'sql:%')

@@ -245,7 +245,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       claimed += count;
       skipped = unfit;
       skippedTimeouts = result.unfitTimeouts && { shortestSeconds: result.unfitTimeouts[0], longestSeconds: result.unfitTimeouts[1],
-                                                  budgetSeconds: look ? 0 : Math.max(0, Math.floor(budgetMs)) / 1000 };
+                                                  budgetSeconds: look ? 0 : Math.max(0, Math.floor(budgetMs - result.waitedMs)) / 1000 };
       queuePaused = result.paused;
       queueAtMaxRunning = count === 0 && result.atMaxRunning;
       queueAtGroupConcurrency = count === 0 && result.atGroupConcurrency;
