@@ -44,6 +44,7 @@ export interface RunHost {
 
 /** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
 const SETTLED = new Error('job settled');
+const UNRUN = ', before it could start: no connection of the pool came free for it (transactional handlers take its size less one)';
 
 /**
  * One started job: its entry in host.running and its timeout (host.timeouts
@@ -54,6 +55,7 @@ export class JobRun implements Running, LeaseHolder {
   readonly signal = new LazySignal();
   /** Its entry left host.running (settled, timed out, released): its timeout group lets it go. */
   ended = false;
+  waitsForConnection = false; // its transactional handler waits in PoolShare.enter: a timeout then ends it unrun
   private timeout: TimeoutGroup;
   private ctx: DrainJobContext | undefined;
   private began = 0;
@@ -79,7 +81,7 @@ export class JobRun implements Running, LeaseHolder {
     }
     const why = this.stops ? 'stopped at the drain deadline'
       : this.extended ? `timed out after ${this.job.timeout} s and its lease extended to ${this.extended.toISOString()}`
-      : `timed out after ${this.job.timeout} s`;
+      : `timed out after ${this.job.timeout} s${this.waitsForConnection ? UNRUN : ''}`;
     this.signal.abort(new Error(why));
     this.finish({ id: this.job.id, attempt: this.job.attempt, outcome: 'nack', error: why });
   }
@@ -248,9 +250,7 @@ export class JobRun implements Running, LeaseHolder {
     this.host.returned(this, thrownOutcome(this.job.id, this.job.attempt, error));
   }
 
-  private answer(outcome: Outcome): void {
-    void Promise.resolve(outcome).then((o) => this.host.returned(this, o));
-  }
+  private answer(outcome: Outcome): void { void Promise.resolve(outcome).then((o) => this.host.returned(this, o)); }
 }
 
 async function inTransaction(host: RunHost, handler: Handler, run: JobRun, ctx: DrainJobContext): Promise<Outcome | null> {
@@ -259,7 +259,8 @@ async function inTransaction(host: RunHost, handler: Handler, run: JobRun, ctx: 
     const { db } = host.deps;
     if (!('transaction' in db)) throw new TypeError('a transactional task needs a driver with transactions');
     // The pool's connections for handlers all taken, it waits for one, its timeout running; given up, it never connects.
-    if (!await host.connect(() => run.signal.signal)) throw run.signal.abortedWith;
+    const waiting = () => { run.waitsForConnection = true; return run.signal.signal; }; // called only when it waits
+    if (!await host.connect(waiting).finally(() => { run.waitsForConnection = false; })) throw run.signal.abortedWith;
     // A COMMIT whose answer was lost: asked whether it landed before a nack is made of its error.
     const counts = await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt))
       .finally(() => host.disconnect());
