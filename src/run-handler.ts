@@ -132,7 +132,7 @@ export class JobRun implements Running, LeaseHolder {
   private startHeartbeat(seconds: number): void {
     const beat = async (): Promise<void> => {
       const sentAt = Date.now();
-      await this.extendLease(seconds); // never rejects: a failed beat is tried again at the next
+      if (!this.waitsForConnection) await this.extendLease(seconds); // never rejects; none until its handler begins
       // Its signal fired while it runs here: the lease was lost (leaseLost).
       if (this.ended || this.signal.abortedWith !== undefined) return;
       this.beat = setTimeout(beat, Math.max(0, sentAt + seconds * 500 - Date.now()));

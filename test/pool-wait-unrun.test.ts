@@ -27,3 +27,30 @@ it('one still waiting at its own timeout is nacked saying it never started', asy
     for (const release of releases.splice(0)) release();
   }
 });
+
+// With heartbeatSeconds, its heartbeat beat while it waited: each beat moved
+// its timeout on, so it waited until the drain's deadline and was nacked
+// 'stopped at the drain deadline' there, unrun, an attempt spent (the hung
+// handler ahead of it kept its connection). A beat now waits for its handler
+// to begin: its timeout runs while it waits, as without a heartbeat.
+const beats = await fullPool({}, { max: 2 });
+afterAll(() => beats.driver.close());
+
+it('one with a heartbeat waiting for a connection is not kept alive by its beats: its timeout runs', async () => {
+  const { defineTask, createQueue } = await import('../src/index.js');
+  const hold = defineTask('hold', async (_body: unknown, ctx) => {
+    await ctx.db.query('select 1');
+    await new Promise<void>((resolve) => beats.releases.push(resolve));
+  }, { transactional: true, heartbeatSeconds: 1 });
+  const queue = createQueue({ driver: beats.driver, tasks: { hold } });
+  await beats.db.sql(`select jobs.publish('hold', '{}'::jsonb, timeout_seconds => 1, max_retries => 3) from generate_series(1, 2)`);
+  try {
+    const report = await queue.drain(10, Date.now() + 4000, { concurrency: 2, overrunMs: 2000 });
+    expect(beats.releases).toHaveLength(1);
+    // Unfixed: the unrun one 'stopped at the drain deadline' (its lease extended by its beats until then).
+    expect(report.failures.map((f) => f.error), JSON.stringify(report.failures)).toContain(
+      'timed out after 1 s, before it could start: no connection of the pool came free for it (transactional handlers take its size less one)');
+  } finally {
+    for (const release of beats.releases.splice(0)) release();
+  }
+});
