@@ -6,7 +6,7 @@ export function formatReport(r: DrainReport, deadlineSeconds?: number): string {
     `drained: ${r.claimed} claimed, ${r.succeeded} succeeded, ${r.retried} retried, ${r.failed} failed, ${r.cancelled} cancelled, ` +
       `${r.released} released, ${r.skipped} skipped; stopped by ${r.stoppedBy} after ${r.durationMs} ms`,
   ];
-  if (r.skipped > 0) lines.push(`  ${skippedLine(r, deadlineSeconds === undefined ? 'the deadline' : `--deadline ${deadlineSeconds}`)}`);
+  if (r.skipped > 0) lines.push(`  ${skippedLine(r, deadlineSeconds)}`);
   if (r.queuePaused) lines.push('  the queue is paused: its jobs wait until `pgdrain queue resume` (jobs.resume_queue)');
   if (r.queueAtMaxRunning) lines.push('  the queue is at its max_running: its other jobs wait for a running one to end');
   if (r.queueAtGroupConcurrency) {
@@ -25,14 +25,18 @@ export function formatReport(r: DrainReport, deadlineSeconds?: number): string {
  * Why a drain left due jobs alone, and what would run them: "skipped 3 due jobs: their timeout 300 s exceeds
  * the 4.5 s left of --deadline 5; raise --deadline past 300 or give them a shorter --timeout".
  */
-function skippedLine({ skipped: n, skippedTimeouts: t }: DrainReport, deadline: string): string {
+function skippedLine({ skipped: n, skippedTimeouts: t, claimed }: DrainReport, seconds: number | undefined): string {
+  const deadline = seconds === undefined ? 'the deadline' : `--deadline ${seconds}`;
   const jobs = `${n}${n >= 1000 ? ' or more' : ''} due job${n === 1 ? '' : 's'}`;
   if (t === null) return `skipped ${jobs}: their timeout does not fit what is left of ${deadline}`;
   const s = (x: number) => `${Number(x.toFixed(3))} s`;
   const them = n === 1 ? 'it' : 'them';
   const timeout = `${n === 1 ? 'its' : 'their'} ${t.shortestSeconds === t.longestSeconds ? `timeout ${s(t.shortestSeconds)}`
     : `timeouts, ${s(t.shortestSeconds)} to ${s(t.longestSeconds)},`}`;
-  const advice = `raise --deadline past ${Number(t.longestSeconds.toFixed(3))} or give ${them} a shorter --timeout`;
+  // Its --deadline already past their timeouts: its time went to the jobs it ran, not too short for these.
+  const advice = claimed > 0 && seconds !== undefined && seconds > t.longestSeconds
+    ? `its time went to the jobs it ran; a drain with time left runs ${them}`
+    : `raise --deadline past ${Number(t.longestSeconds.toFixed(3))} or give ${them} a shorter --timeout`;
   if (t.budgetSeconds === 0) return `skipped ${jobs}: no time was left of ${deadline} to start ${them} (${timeout.replace(/,$/, '')}); ${advice}`;
   const exceed = n === 1 || t.shortestSeconds === t.longestSeconds ? 'exceeds' : 'exceed';
   return `skipped ${jobs}: ${timeout} ${exceed} the ${Number(t.budgetSeconds.toFixed(1))} s left of ${deadline}; ${advice}`;
