@@ -1,12 +1,14 @@
 // The package's subpaths as a user imports them, by name (Node resolves a
 // package's own name through its "exports"): needs `npm run build` first, as
-// the CLI tests do. The Lambda handler is bundled with README's esbuild command.
+// the CLI tests do. The Lambda handler is bundled with the esbuild command of
+// docs/http-and-lambda.md.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { docFile } from './support/docs.js';
 
 const root = resolve(import.meta.dirname, '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
@@ -25,16 +27,16 @@ describe('package exports', () => {
     expect(Object.keys(pkg.exports)).toContain('./lambda');
   });
 
-  it("pgdrain/lambda: README's handler bundles with its esbuild command and loads", async () => {
+  it("pgdrain/lambda: docs/http-and-lambda.md's handler bundles with its esbuild command and loads", async () => {
     expect(existsSync(join(root, 'dist/functions/lambda.js')), 'run npm run build first').toBe(true);
-    const readme = readFileSync(join(root, 'README.md'), 'utf8');
-    const handler = /```ts\n(\/\/ handler\.ts\n[^`]*?)```/.exec(readme)?.[1];
-    const command = /```sh\n(npx esbuild handler\.ts[^`]*?)```/.exec(readme)?.[1];
-    expect(handler, 'README: the Lambda handler snippet').toBeDefined();
-    expect(command, 'README: the Lambda esbuild command').toBeDefined();
+    const page = docFile('docs/http-and-lambda.md').text;
+    const handler = /```ts\n(\/\/ handler\.ts\n[^`]*?)```/.exec(page)?.[1];
+    const command = /```sh\n(npx esbuild handler\.ts[^`]*?)```/.exec(page)?.[1];
+    expect(handler, 'docs/http-and-lambda.md: the Lambda handler snippet').toBeDefined();
+    expect(command, 'docs/http-and-lambda.md: the Lambda esbuild command').toBeDefined();
     writeFileSync(join(dir, 'handler.ts'), handler!);
     writeFileSync(join(dir, 'tasks.ts'), 'export const math = { sum: async (b: { a: number; b: number }) => ({ sum: b.a + b.b }) };\n');
-    // The command as README gives it, through a shell; npx finds the repository's esbuild.
+    // The command as the page gives it, through a shell; npx finds the repository's esbuild.
     await run('sh', ['-c', command!], dir);
     const { stdout } = await run(process.execPath, ['--input-type=module', '-e',
       `const m = await import(${JSON.stringify(join(dir, 'dist/lambda/index.mjs'))}); console.log(typeof m.handler);`]);

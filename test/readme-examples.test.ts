@@ -1,35 +1,20 @@
-// README's TypeScript examples as a user pastes them: every ```ts block is
-// compiled with tsc against the package's own types (built in dist/, resolved
-// by the package name through its "exports", as package-exports.test.ts does:
-// run `npm run build` first), under this repository's compiler options
-// (strict, noUncheckedIndexedAccess, NodeNext). A block that is a fragment
-// gets only what a reader brings from the text around it, declared once in a
-// shared prelude (a `queue`, the `JobContext` type, the `res` of a fetch, a
-// `mailer` of theirs): nothing that would make a wrong name or option pass.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// The documentation's TypeScript examples as a user pastes them: every ```ts
+// block of README.md and docs/*.md is compiled with tsc against the package's
+// own types (built in dist/, resolved by the package name through its
+// "exports", as package-exports.test.ts does: run `npm run build` first),
+// under this repository's compiler options (strict, noUncheckedIndexedAccess,
+// NodeNext). A block that is a fragment gets only what a reader brings from
+// the text around it, declared once in a shared prelude (a `queue`, the
+// `JobContext` type, the `res` of a fetch, a `mailer` of theirs): nothing that
+// would make a wrong name or option pass.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
+import { docFiles, fencedBlocks, root, type FencedBlock } from './support/docs.js';
 
-const root = resolve(import.meta.dirname, '..');
-const readme = readFileSync(join(root, 'README.md'), 'utf8');
 const dir = mkdtempSync(join(root, 'node_modules/.pgdrain-readme-')); // inside the package, so its name resolves
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** The ```ts blocks of the README, with the line each one's code starts on. */
-function tsBlocks(text: string): { line: number; code: string }[] {
-  const blocks: { line: number; code: string }[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i] !== '```ts') continue;
-    const end = lines.indexOf('```', i + 1);
-    // Unclosed, the scan would start over from the top (i = -1) for ever, the test file never loaded.
-    if (end < 0) throw new Error(`README.md:${i + 1}: a \`\`\`ts block with no closing \`\`\` line`);
-    blocks.push({ line: i + 2, code: lines.slice(i + 1, end).join('\n') });
-    i = end;
-  }
-  return blocks;
-}
 
 // What the text around a fragment gives its reader. Declared globally, so a
 // block that makes its own (`const queue = createQueue(…)`, an import) uses
@@ -67,12 +52,14 @@ function compile(files: Record<string, string>): string[] {
     const text = ts.flattenDiagnosticMessageText(d.messageText, '\n');
     if (!d.file || d.start === undefined) return text;
     const { line } = d.file.getLineAndCharacterOfPosition(d.start);
-    const block = /block-L(\d+)\.ts$/.exec(d.file.fileName);
-    return block ? `README.md:${Number(block[1]) + line}: ${text}` : `${d.file.fileName}:${line + 1}: ${text}`;
+    const block = /block-(\d+)\.ts$/.exec(d.file.fileName);
+    const at = block ? blocks[Number(block[1])] : undefined;
+    return at ? `${at.file}:${at.line + line}: ${text}` : `${d.file.fileName}:${line + 1}: ${text}`;
   });
 }
 
-const blocks = tsBlocks(readme);
+/** Every ```ts block, README.md's first, then docs/*.md's by file name. */
+const blocks: FencedBlock[] = docFiles().flatMap((f) => fencedBlocks(f, 'ts'));
 const base = {
   'prelude.d.ts': prelude,
   // The tasks module the examples import: any tasks do.
@@ -81,21 +68,23 @@ const base = {
   'sentry.d.ts': "declare module '@sentry/node' {\n  export function captureException(error: unknown, hint?: { tags?: Record<string, string>; extra?: Record<string, unknown> }): string;\n}\n",
 };
 
-describe("README's TypeScript examples", () => {
+describe("The documentation's TypeScript examples", () => {
   it('has its blocks (the quick start, handlers, hooks, Worker, Lambda, batch tasks)', () => {
-    expect(blocks.length).toBeGreaterThanOrEqual(15);
+    // 15 in the one-page README; 17 since the split (README's two-block first queue).
+    expect(blocks.length).toBeGreaterThanOrEqual(17);
     expect(blocks.some((b) => b.code.includes('createLambdaHandler'))).toBe(true);
+    expect(blocks.filter((b) => b.file === 'README.md').length, "README's first queue: tasks.ts and main.ts").toBe(2);
   });
 
   it('refuses a ```ts block left open (a README edit), naming its line, rather than scanning for ever', () => {
-    expect(() => tsBlocks('# x\n```ts\nconst a = 1;\n```\ntext\n```ts\nconst b = 2;\n'))
+    expect(() => fencedBlocks({ path: 'README.md', text: '# x\n```ts\nconst a = 1;\n```\ntext\n```ts\nconst b = 2;\n' }, 'ts'))
       .toThrow('README.md:6: a ```ts block with no closing ``` line');
   });
 
   it('each compiles against the package types', () => {
     expect(existsSync(join(root, 'dist/src/index.d.ts')), 'run npm run build first').toBe(true);
     const files: Record<string, string> = { ...base };
-    for (const b of blocks) files[`block-L${b.line}.ts`] = `${b.code}\nexport {};\n`;
+    blocks.forEach((b, i) => { files[`block-${i}.ts`] = `${b.code}\nexport {};\n`; });
     // A canary: were 'pgdrain' to resolve to nothing (any), every block would pass.
     files['canary.ts'] = "import { createQueue } from 'pgdrain';\ncreateQueue({ notAnOption: 1 });\n";
     const problems = compile(files);

@@ -1,34 +1,22 @@
-// README's Features section (from "## Features" to the next "## ") as a user
-// pastes its ```sql blocks into psql, one after another, on a freshly migrated
-// database: every block runs without an error, in README's order (a block may
-// use what an earlier one made: queue 'mail', job ids), and the pairs its
-// comments promise answer the same id do. psql's `\gset` (the Dependencies
-// chain) is done here as psql does it: the row's columns become variables
-// that a later `:name` reads. The one step a reader takes between blocks
-// because a comment says so is taken here too, named where it is. On a real
-// PostgreSQL.
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// The Features pages' ```sql blocks (docs/features.md lists the pages, in the
+// order of the one-page README's Features section they came from) as a user
+// pastes them into psql, one after another, on a freshly migrated database:
+// every block runs without an error, in that order (a block may use what an
+// earlier one made: queue 'mail', job ids), and the pairs its comments promise
+// answer the same id do. psql's `\gset` (the Dependencies chain) is done here
+// as psql does it: the row's columns become variables that a later `:name`
+// reads. The one step a reader takes between blocks because a comment says so
+// is taken here too, named where it is. On a real PostgreSQL.
 import { describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { docFile, fencedBlocks, linkedPages, type FencedBlock } from './support/docs.js';
 
 const db = await testDb();
 const sql = db.sql;
-const readme = readFileSync(join(resolve(import.meta.dirname, '..'), 'README.md'), 'utf8');
 
-/** The ```sql blocks of the Features section, with the line each one's code starts on. */
-function featureBlocks(): { line: number; code: string }[] {
-  const lines = readme.split('\n');
-  const start = lines.indexOf('## Features');
-  const end = lines.findIndex((l, i) => i > start && l.startsWith('## '));
-  const blocks: { line: number; code: string }[] = [];
-  for (let i = start; i < end; i++) {
-    if (lines[i] !== '```sql') continue;
-    const close = lines.indexOf('```', i + 1);
-    blocks.push({ line: i + 2, code: lines.slice(i + 1, close).join('\n') });
-    i = close;
-  }
-  return blocks;
+/** The ```sql blocks of the Features pages, in docs/features.md's order, each with its file and line. */
+function featureBlocks(): FencedBlock[] {
+  return linkedPages(docFile('docs/features.md')).flatMap((page) => fencedBlocks(page, 'sql'));
 }
 
 /** Runs a block as psql would: `\gset` lines one by one, the rest as one simple-protocol query. */
@@ -49,23 +37,24 @@ async function run(code: string, vars: Map<string, string>): Promise<void> {
   }
 }
 
-describe("README's Features SQL examples", () => {
+describe("The Features pages' SQL examples", () => {
   it('run as pasted, block after block, on a migrated database', async () => {
     const blocks = featureBlocks();
-    expect(blocks.length, 'README: the Features SQL blocks').toBeGreaterThan(20);
+    // 24, as in the one-page README's Features section they came from.
+    expect(blocks.length, 'docs: the Features SQL blocks').toBeGreaterThanOrEqual(24);
     const vars = new Map<string, string>();
-    for (const { line, code } of blocks) {
+    for (const { file, line, code } of blocks) {
       // Its comment says "true, once its running jobs ended": the job the
       // Named queues block consumed still runs, and a delete waits for none.
       if (code.includes("jobs.delete_queue('mail')")) {
-        expect(code, `README.md:${line}`).toContain('once its running jobs ended');
+        expect(code, `${file}:${line}`).toContain('once its running jobs ended');
         await sql(`select jobs.ack(job_id, null, null, attempt) from jobs.job_queue
                    where queue = 'mail' and lease_until is not null`);
       }
       try {
         await run(code, vars);
       } catch (error) {
-        throw new Error(`README.md:${line}: ${(error as Error).message}`, { cause: error });
+        throw new Error(`${file}:${line}: ${(error as Error).message}`, { cause: error });
       }
     }
     // The dedupe example: a second publish of the key answered the first's id.

@@ -1,22 +1,21 @@
-// README's recurring-jobs SQL example (its first paragraph, up to the blank
-// line before maintenance, which needs pg_cron) as a user pastes it into
-// psql: every statement runs, in order, on a freshly migrated database (no
-// pg_cron here: the schedules go to the drains), and the tenant's schedule
-// carries its group, capped by its queue's group_concurrency. On a real
-// PostgreSQL.
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// The recurring-jobs SQL example of docs/scheduling.md (its first paragraph,
+// up to the blank line before maintenance, which needs pg_cron) as a user
+// pastes it into psql: every statement runs, in order, on a freshly migrated
+// database (no pg_cron here: the schedules go to the drains), and the tenant's
+// schedule carries its group, capped by its queue's group_concurrency. On a
+// real PostgreSQL.
 import { describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { docFile } from './support/docs.js';
 
 const db = await testDb();
 const sql = db.sql;
-const readme = readFileSync(join(resolve(import.meta.dirname, '..'), 'README.md'), 'utf8');
+const page = docFile('docs/scheduling.md').text;
 
-describe("README: the recurring jobs' SQL example", () => {
+describe("docs/scheduling.md: the recurring jobs' SQL example", () => {
   it('runs as pasted, and the group schedule\'s ticks are capped by its queue', async () => {
-    const block = /```sql\n(-- Recurring jobs:[^`]*?)\n\n/.exec(readme)?.[1];
-    expect(block, 'README: the recurring jobs SQL example').toBeDefined();
+    const block = /```sql\n(-- Recurring jobs:[^`]*?)\n\n/.exec(page)?.[1];
+    expect(block, 'docs/scheduling.md: the recurring jobs SQL example').toBeDefined();
     expect(block).toContain("group_id => 'acme'");
     // One simple-protocol query, as psql runs a pasted script: the first error stops it.
     await sql(block!);
