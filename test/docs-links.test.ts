@@ -3,7 +3,7 @@
 // must name a file of the repository, and an anchor (`file.md#section`,
 // `#section`) a heading of that file, as GitHub makes its id. Every docs page
 // is reached from README.md. No database.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { docFile, docFiles, root, type DocFile } from './support/docs.js';
@@ -66,6 +66,12 @@ describe('documentation links', () => {
       }
     }
     expect(docFiles().map((f) => f.path).filter((p) => !reached.has(p))).toEqual([]);
+  });
+
+  it('docs/ ships in the npm package, which shows README.md and its relative links into docs/', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { files: string[] };
+    expect(pkg.files).toContain('docs/*.md');
+    expect(links(docFile('README.md')).some((t) => t.startsWith('docs/'))).toBe(true);
   });
 
   it('reads a link in prose, not in code, and makes heading ids as GitHub does', () => {
