@@ -1,4 +1,4 @@
-// Whether a long drain (an always-on worker: README "An always-on worker")
+// Whether a long drain (an always-on worker: docs/fast-pickup.md "An always-on worker")
 // keeps memory per job: one `pgdrain drain --deadline 86400 --linger 86400`
 // (bench/noop-tasks.mjs), jobs published in waves of 10,000 with 2 s idle
 // gaps (the linger's NOTIFY wake path), then one-job publishes 60 ms apart;

@@ -4,7 +4,7 @@
 # drains back to back, each lingering on its queue until its deadline (a
 # day, unless PGDRAIN_DEADLINE_SECONDS / PGDRAIN_LINGER_SECONDS say
 # otherwise). Settings come from the environment (DATABASE_URL,
-# PGDRAIN_TASKS, …); arguments go to each drain (e.g. --json). README "An
+# PGDRAIN_TASKS, …); arguments go to each drain (e.g. --json). docs/fast-pickup.md "An
 # always-on worker". Any POSIX sh (dash, bash, busybox ash).
 #
 #   drain exits 0  its deadline, or a signal: the next drain starts at once

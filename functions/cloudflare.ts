@@ -54,7 +54,7 @@
  *   filter, exclude: each one the request gives replaces its binding).
  * - PGDRAIN_LINGER_SECONDS (default 0), PGDRAIN_POLL_SECONDS (default 1): the
  *   cron drain waits that long on an empty queue for new work, claiming every
- *   poll, never past DRAIN_DEADLINE_SECONDS (README "Fast pickup"). It LISTENs
+ *   poll, never past DRAIN_DEADLINE_SECONDS (docs/fast-pickup.md). It LISTENs
  *   for publishes with DATABASE_DRIVER=pg; Hyperdrive (transaction pooling)
  *   and the Neon drivers only poll.
  * - NEON_WS_PROXY / NEON_HTTP_ENDPOINT: a self-hosted WebSocket proxy or HTTP

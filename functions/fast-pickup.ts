@@ -1,4 +1,4 @@
-// Fast pickup (README "Fast pickup") for the adapters' scheduled drains: the
+// Fast pickup (docs/fast-pickup.md) for the adapters' scheduled drains: the
 // linger and poll in seconds, with the bounds of the CLI's --linger / --poll
 // and PGDRAIN_LINGER_SECONDS / PGDRAIN_POLL_SECONDS (src/cli/main.ts), turned
 // into DrainOptions. drain() keeps the linger inside its deadline.

@@ -15,7 +15,7 @@
 //   PGDRAIN_FILTER             scheduled drains claim only jobs whose attributes contain this JSON object
 //   PGDRAIN_EXCLUDE            … and none that contain an object of this JSON array ('[{"partner":"acme"}]')
 //   PGDRAIN_LINGER_SECONDS     scheduled drains wait this long on an empty queue for new work (default 0),
-//                              never past their deadline (README "Fast pickup"); they LISTEN for publishes
+//                              never past their deadline (docs/fast-pickup.md); they LISTEN for publishes
 //   PGDRAIN_POLL_SECONDS       while lingering, claim again this often (default 1)
 //   PGDRAIN_SAFETY_MARGIN_MS   time kept back from the function's remaining time (default 1000)
 //   PGDRAIN_POOL_MAX           connections per warm instance (default 2; a lingering drain's LISTEN session

@@ -30,14 +30,14 @@ export interface TaskOptions {
    */
   transactional?: boolean | undefined;
   /**
-   * One handler call for many jobs of this task (README "Batch handlers"):
+   * One handler call for many jobs of this task (docs/tasks.md "Batch handlers"):
    * the handler takes `(jobs: { body, job }[], ctx)`. true: all the jobs of
    * the task one claim brings; { maxSize }: at most that many per call.
    * Not with transactional.
    */
   batch?: boolean | BatchOptions | undefined;
   /**
-   * A heartbeat on a timer (pg-boss's heartbeatSeconds; README "Lease
+   * A heartbeat on a timer (pg-boss's heartbeatSeconds; docs/hooks-and-progress.md "Lease
    * extension"): while a drain runs the handler, it extends the job's lease
    * to this many seconds from now every half of it, as ctx.extendLease does.
    * The job's timeout is its first lease; the handler then runs until it
@@ -115,12 +115,12 @@ export function defineTask<Body = unknown, Result = unknown>(
   const maxSize = batchMaxSize(options.batch);
   if (maxSize !== undefined && transactional) {
     // Its jobs would share one transaction: one job's error would roll back the work of all.
-    throw new ValidationError('options.batch', 'cannot be combined with transactional: true (README "Batch handlers")');
+    throw new ValidationError('options.batch', 'cannot be combined with transactional: true (docs/tasks.md "Batch handlers")');
   }
   const heartbeat = heartbeatSeconds(options.heartbeatSeconds);
   if (heartbeat !== undefined && maxSize !== undefined) {
     // A call's jobs end together at the earliest timeout: a batch has no lease of its own to extend.
-    throw new ValidationError('options.heartbeatSeconds', 'cannot be combined with batch (README "Batch handlers")');
+    throw new ValidationError('options.heartbeatSeconds', 'cannot be combined with batch (docs/tasks.md "Batch handlers")');
   }
   const call = maxSize === undefined ? async (body: Body, ctx: JobContext) => handler(body, ctx)
     : async (jobs: unknown, ctx: JobContext) => {

@@ -14,7 +14,7 @@ export type ErrorCode =
   /** A wait (waitFor's timeoutMs) ran out before what it waited for happened. */
   | 'timed_out'
   | 'unsupported'
-  /** The database role lacks a privilege for what was asked (SQLSTATE 42501; README "Roles"). */
+  /** The database role lacks a privilege for what was asked (SQLSTATE 42501; docs/roles.md "Roles"). */
   | 'permission_denied'
   /**
    * The server ran out of something it sizes by a setting (SQLSTATE class 53

@@ -65,10 +65,10 @@ export const expiryChecks = [
 
 const needsDedupeKey = { message: 'needs a dedupe key (the key whose job it keeps)', path: ['dedupeMode'] };
 
-/** Every dedupe mode publish takes (README: Dedupe key). */
+/** Every dedupe mode publish takes (docs/job-keys.md: Dedupe key). */
 export const DEDUPE_MODES = ['keep', 'keep_waiting', 'replace', 'replace_keep_time'] as const;
 
-/** A publishBulk job's options: publish's per-job ones but the replace modes and dependsOn (README: Dedupe key). */
+/** A publishBulk job's options: publish's per-job ones but the replace modes and dependsOn (docs/job-keys.md: Dedupe key). */
 export const bulkPublishOptionsSchema = z.strictObject({
   ...bulkOptions,
   ...retryPolicyOptions,

@@ -1,6 +1,6 @@
 // What an option of pg-boss's send() or graphile-worker's addJob() is here:
 // a publish given one (publish(), publishBulk(), POST /jobs) names it unknown,
-// and says which pgdrain option does its work (README "Coming from pg-boss or
+// and says which pgdrain option does its work (docs/migrating.md "Coming from pg-boss or
 // graphile-worker" has the rest).
 
 const PEER_OPTIONS: Readonly<Record<string, string>> = {

@@ -126,7 +126,7 @@ export interface PublishOptions extends BulkPublishOptions {
    * has not started yet; a running one, or one waiting to retry, finishes
    * (and retries) without the key, and a new job takes it. With serialKey =
    * dedupeKey: one waiting and one running job per key (pg-boss's stately;
-   * README: Dedupe key).
+   * docs/job-keys.md: Dedupe key).
    */
   dedupeMode?: 'keep' | 'keep_waiting' | 'replace' | 'replace_keep_time' | undefined;
   /**

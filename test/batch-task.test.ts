@@ -226,7 +226,7 @@ describe('defineTask options.batch', () => {
     [{ batch: { maxSize: 2.5 } }, 'options.batch.maxSize: must be an integer from 1 to 10000 (jobs per call)'],
     [{ batch: { maxSize: '10' } }, 'options.batch.maxSize: must be an integer from 1 to 10000 (jobs per call)'],
     [{ batch: { maxSize: 10_001 } }, 'options.batch.maxSize: must be an integer from 1 to 10000 (jobs per call)'],
-    [{ batch: true, transactional: true }, 'options.batch: cannot be combined with transactional: true (README "Batch handlers")'],
+    [{ batch: true, transactional: true }, 'options.batch: cannot be combined with transactional: true (docs/tasks.md "Batch handlers")'],
   ])('refuses %j naming the field', (options, message) => {
     for (const define of [defineTask, queueWith().defineTask]) {
       let error: unknown;

@@ -134,7 +134,7 @@ async function abandonable<R>(client: PgPoolClient, text: string, params: readon
  * owns and closes the pool) or your own pool (closing the driver leaves it open).
  * Your pool's clients are left as they are (no catchClientErrors): a listener
  * for their whole life would also silence the errors of the clients your own
- * code checks out. Give them one yourself (README: Cloudflare Workers and Neon).
+ * code checks out. Give them one yourself (docs/cloudflare.md).
  */
 export function pgDriver(source: string | PgPool, options: { max?: number | undefined } = {}): Driver {
   if (typeof source !== 'string') return driverOverPool(source, undefined);

@@ -1,5 +1,5 @@
 // Compiled by test/exact-optional.test.ts under `exactOptionalPropertyTypes`
-// against the declarations users get (never run). README's snippets pass
+// against the declarations users get (never run). The docs' snippets pass
 // values that may be undefined (process.env.X) to optional options, which the
 // runtime takes as absent; so the public option types must say `?: T | undefined`.
 import pg from 'pg';
@@ -16,7 +16,7 @@ declare function maybe<T>(): T | undefined;
 const tasks = { math: { sum: async (b: { a: number; b: number }) => ({ sum: b.a + b.b }) } };
 
 export async function readmeTypeScriptApi(): Promise<void> {
-  // ---- README "TypeScript API", as written there
+  // ---- docs/typescript-api.md, as written there
   const queue = createQueue({ connectionString: process.env.DATABASE_URL, tasks });
   await queue.migrate();
 
@@ -30,13 +30,13 @@ export async function readmeTypeScriptApi(): Promise<void> {
   await queue.drain(100, Date.now() + 55_000, { topic: 'email.%', concurrency: 20 });
   await queue.close();
 
-  // ---- README "HTTP and Lambda", as written there
+  // ---- docs/http-and-lambda.md, as written there
   const app = createApp({ queue, token: process.env.PGDRAIN_TOKEN, hmacSecret: process.env.PGDRAIN_HMAC_SECRET,
                           limits: { maxBatchSize: 1000, maxBudgetSeconds: 300 } });
   void app;
 }
 
-// ---- README "Hooks and progress", lease extension, as written there
+// ---- docs/hooks-and-progress.md, lease extension, as written there
 declare function reindexShard(shard: string, signal: AbortSignal): Promise<void>;
 export async function reindex(body: { shards: string[] }, ctx: JobContext) {  // published with timeoutSeconds: 60
   for (const shard of body.shards) {
