@@ -3,7 +3,7 @@
 --
 -- Errors raised here use SQLSTATE class PD and name the offending field in
 -- the COLUMN diagnostic field (node-pg: error.column). Every code, PD001 to
--- PD021, and the fields each names: README, "SQL API", Errors.
+-- PD021, and the fields each names: docs/sql-api.md, Errors.
 
 -- Input checks ---------------------------------------------------------------
 

@@ -32,7 +32,7 @@
 --              retries) keyless, a new job takes the key, and its serial_key
 --              when this publish left it out. With serial_key = the dedupe
 --              key: one waiting and one running job per key (pg-boss's
---              stately, README: Dedupe key, for how it differs).
+--              stately, docs/job-keys.md: Dedupe key, for how it differs).
 -- throttle_seconds  with a dedupe_key (mode keep): for this long after it
 --              wrote a job, even once that job has ended, a publish with
 --              throttle_seconds returns its id and writes nothing (more than

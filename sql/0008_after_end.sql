@@ -79,7 +79,7 @@ end $$;
 -- A drain's claim takes key locks in two runs, each sorted: its settle's
 -- ends (and their cascade), then its expiry's; up to 1,000 in all. A bulk
 -- publish sharing keys of both runs can deadlock with it (40P01: the drain
--- sends its claim again; README says to retry a publish). Skipping keyed
+-- sends its claim again; docs/typescript-api.md says to retry a publish). Skipping keyed
 -- ends in an expiry after a keyed settle was tried: a drain that kept
 -- settling keyed jobs then never ended a crashed one, nor a deferred head.
 -- (Unbounded, a job with thousands of keyed dependants could not end: its
@@ -148,7 +148,7 @@ begin
       -- whose session found no passed lease since may see it only within ten
       -- seconds (jobs.remembered_lease_floor); other claims at once.
       -- Its dedupe key is freed at once, so a publish of the key writes a new
-      -- job (README: publish them again); kept in last_error (it never ran)
+      -- job (docs/job-keys.md: publish them again); kept in last_error (it never ran)
       -- for jobs.expire to put back in its history.
       update jobs.job_queue q
       set lease_until = least(p_now, pg_catalog.now()), cancel_requested_at = p_now,

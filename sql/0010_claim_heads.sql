@@ -190,7 +190,7 @@ $$;
 -- which it adds) reach the cap of the job's tier, else cap. Jobs without a
 -- group are never held back. Row by row in claim order: a group at its cap
 -- is stepped over job by job (no index leads to the jobs after a group's,
--- in claim order), which README (Concurrency per group) measures. first_at,
+-- in claim order), which docs/concurrency.md (Concurrency per group) measures. first_at,
 -- first_id: where the first job it took is (jobs.pick remembers it as the
 -- head, so the session's next claim starts past the jobs stepped over).
 -- The scan locks (FOR UPDATE SKIP LOCKED) every row its filter passes, so

@@ -258,7 +258,7 @@ begin
       -- whose session found no passed lease since may see it only within ten
       -- seconds (jobs.remembered_lease_floor); other claims at once.
       -- Its dedupe key is freed at once, so a publish of the key writes a new
-      -- job (README: publish them again); kept in last_error (it never ran)
+      -- job (docs/job-keys.md: publish them again); kept in last_error (it never ran)
       -- for jobs.expire to put back in its history.
       update jobs.job_queue q
       set lease_until = least(p_now, pg_catalog.now()), cancel_requested_at = p_now,

@@ -265,7 +265,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         else if (settler.hasBuffered()) continue;
         else if (idle && await idle.wait(Math.min((idleSince ??= Date.now()) + lingerMs, stopAt), changed()) !== 'until') continue;
         // Its linger ran to stopAt: a job that came due since the last claim sent no NOTIFY. A claim with
-        // no budget claims nothing and counts it in unfit: a drain that leaves due work says 'deadline' (README).
+        // no budget claims nothing and counts it in unfit: a drain that leaves due work says 'deadline' (docs/typescript-api.md).
         else if (idle && idleSince! + lingerMs >= stopAt && lastLook.owe()) continue;
         else stop(unfit > 0 ? 'deadline' : 'empty');
       }

@@ -43,7 +43,7 @@ const notExtended = (seconds: number): Promise<Date | null> => (leaseSeconds(sec
  * counts are returned, else (or when it cannot tell) the COMMIT's error is
  * thrown, as a handler's would be.
  * A transaction rolled back whole as a deadlock victim or a serialization
- * failure (40P01, 40001: often lock orders the user cannot choose; README
+ * failure (40P01, 40001: often lock orders the user cannot choose; docs/tasks.md
  * "Typed tasks") runs the handler again at once, up to RERUNS times, with
  * the same ctx (same job, same attempt); then its error is thrown.
  */

@@ -3,7 +3,7 @@
 // must name a file of the repository, and an anchor (`file.md#section`,
 // `#section`) a heading of that file, as GitHub makes its id. Every docs page
 // is reached from README.md. No database.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { docFile, docFiles, root, type DocFile } from './support/docs.js';
@@ -72,6 +72,19 @@ describe('documentation links', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { files: string[] };
     expect(pkg.files).toContain('docs/*.md');
     expect(links(docFile('README.md')).some((t) => t.startsWith('docs/'))).toBe(true);
+  });
+
+  it('no docs page and no shipped source points at a README section: they moved to docs/*.md', () => {
+    // README.md is a short start page now; "README \"Lease extension\"" sends a reader to a
+    // section it no longer has. A pointer names the docs page (README.md by file name is fine).
+    const sources = ['src', 'src/db', 'src/cli', 'src/http', 'functions', 'deploy', 'deploy/k8s', 'deploy/lambda', 'deploy/systemd', 'sql']
+      .flatMap((dir) => readdirSync(join(root, dir), { withFileTypes: true })
+        .filter((e) => e.isFile() && (dir !== 'sql' || /^0\d+_.*\.sql$/.test(e.name)))
+        .map((e) => `${dir}/${e.name}`));
+    const files = [...docFiles().filter((f) => f.path !== 'README.md'), ...sources.map((path) => docFile(path))];
+    const pointers = files.flatMap((f) => f.text.split('\n').flatMap((line, i) =>
+      /\bREADME\b(?!\.md)/.test(line) ? [`${f.path}:${i + 1}: ${line.trim()}`] : []));
+    expect(pointers).toEqual([]);
   });
 
   it('reads a link in prose, not in code, and makes heading ids as GitHub does', () => {
