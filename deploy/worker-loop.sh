@@ -25,16 +25,17 @@
 # So a stop first marks $stopped (in a directory of its own), then is passed
 # on; a child checks the mark once its traps are reset, before its exec. Traps may interrupt each other:
 # each SIGTERM sent is claimed in one arithmetic expansion, which no trap can
-# split, so none is sent twice.
+# split, so none is sent twice. That expansion has no side effect under &&,
+# || or ?: (busybox ash, 1.35 at least, runs the side that is not taken).
 set -u
 : "${PGDRAIN_DEADLINE_SECONDS:=86400}" "${PGDRAIN_LINGER_SECONDS:=86400}"
 export PGDRAIN_DEADLINE_SECONDS PGDRAIN_LINGER_SECONDS
 dir=$(mktemp -d) || exit 2
 stopped=$dir/stopped
-delay=10 code=0 stops=0 sent=0 pid= woke=
+delay=10 code=0 stops=0 sent=0 claim=0 pid= woke=
 pass() {
   [ -n "$pid" ] || return 0
-  while [ "$((sent < stops ? (sent += 1) : 0))" -gt 0 ]; do kill -TERM "$pid" 2>/dev/null; done
+  while [ "$(((sent += (claim = sent < stops)) * 0 + claim))" -gt 0 ]; do kill -TERM "$pid" 2>/dev/null; done
 }
 trap '{ true > "$stopped"; } 2>/dev/null; stops=$((stops + 1)) woke=1; pass' TERM INT
 trap 'rm -rf "$dir"' EXIT

@@ -1,5 +1,5 @@
-// deploy/worker-loop.sh stopped at any moment, under dash (Debian's /bin/sh)
-// and bash: the running drain gets each stop once. The drain here is
+// deploy/worker-loop.sh stopped at any moment, under dash (Debian's /bin/sh),
+// bash and busybox ash (Alpine's /bin/sh; Debian's package busybox): the running drain gets each stop once. The drain here is
 // test/fixtures/fake-bin/pgdrain, which ends at once until armed: the loop
 // forks drain after drain, and the SIGTERM lands at a random point of that
 // cycle, often between a fork and its exec. (The real CLI under the loop:
@@ -23,7 +23,8 @@ afterEach(() => { // a failed or timed-out test leaves no loop forking drains be
 /** The loop under `shell` with the fake drain first on PATH, its log in a directory of its own. */
 function loop(shell: string, env: Record<string, string> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-stop-'));
-  const child = spawn(shell, [LOOP], {
+  const [command, ...args] = shell.split(' ');
+  const child = spawn(command!, [...args, LOOP], {
     env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
@@ -37,7 +38,7 @@ function loop(shell: string, env: Record<string, string> = {}) {
   return { child, exited, log, ran, arm: () => writeFileSync(join(dir, 'armed'), ''), done: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-describe.each(['dash', 'bash'])('under %s', (shell) => {
+describe.each(['dash', 'bash', 'busybox sh'])('under %s', (shell) => {
   it(`a SIGTERM at any moment reaches the running drain, once (${RUNS} stops)`, async () => {
     for (let run = 0; run < RUNS; run++) {
       const p = loop(shell);
