@@ -30,7 +30,10 @@
 set -u
 : "${PGDRAIN_DEADLINE_SECONDS:=86400}" "${PGDRAIN_LINGER_SECONDS:=86400}"
 export PGDRAIN_DEADLINE_SECONDS PGDRAIN_LINGER_SECONDS
-dir=$(mktemp -d) || exit 2
+dir=$(mktemp -d) || {
+  echo "worker-loop: TMPDIR: must be a writable directory, got ${TMPDIR:-/tmp (unset: the default)} (a read-only root filesystem: mount one there, e.g. a Kubernetes emptyDir)" >&2
+  exit 2
+}
 stopped=$dir/stopped
 delay=10 code=0 stops=0 sent=0 claim=0 pid= woke=
 pass() {

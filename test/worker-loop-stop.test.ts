@@ -66,3 +66,11 @@ describe.each(['dash', 'bash', 'busybox sh'])('under %s', (shell) => {
     p.done();
   });
 });
+
+it('with no writable TMPDIR (a read-only root filesystem) the loop runs no drain and exits 2 naming TMPDIR', async () => {
+  const p = loop('sh', { TMPDIR: '/nonexistent-pgdrain-tmp' });
+  const exit = await p.exited;
+  expect({ code: exit.code, ran: p.ran() }).toEqual({ code: 2, ran: false });
+  expect(exit.stderr).toMatch(/^worker-loop: TMPDIR: must be a writable directory, got \/nonexistent-pgdrain-tmp \(/m);
+  p.done();
+});
