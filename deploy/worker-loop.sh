@@ -12,7 +12,8 @@
 #                  missing): the next starts after 10 s, doubling to 300 s
 #   drain exits 2  configuration: the loop stops (exit 2): a rerun cannot fix it
 #
-# Each SIGTERM or SIGINT goes on to the running drain as one SIGTERM (its
+# Each SIGTERM or SIGINT (or SIGHUP, SIGQUIT: the loop never dies of one,
+# leaving its drain unstopped) goes on to the running drain as one SIGTERM (its
 # --grace applies; a second one stops its jobs at once), and the loop ends
 # with it: its exit status is the last drain's (0 stopped cleanly, 1 it had
 # failed, also when the stop came during the back-off after it; 143 it was
@@ -40,7 +41,7 @@ pass() {
   [ -n "$pid" ] || return 0
   while [ "$(((sent += (claim = sent < stops)) * 0 + claim))" -gt 0 ]; do kill -TERM "$pid" 2>/dev/null; done
 }
-trap '{ true > "$stopped"; } 2>/dev/null; stops=$((stops + 1)) woke=1; pass' TERM INT
+trap '{ true > "$stopped"; } 2>/dev/null; stops=$((stops + 1)) woke=1; pass' TERM INT HUP QUIT
 trap 'rm -rf "$dir"' EXIT
 # run COMMAND…: runs it as the loop's child, its exit status in $code.
 run() {

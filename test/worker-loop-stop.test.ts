@@ -56,6 +56,16 @@ describe.each(['dash', 'bash', 'busybox sh'])('under %s', (shell) => {
     }
   }, 180_000);
 
+  it.each(['SIGHUP', 'SIGQUIT'] as const)('%s is a stop too: the loop does not die leaving its drain running on (a day), unstopped', async (signal) => {
+    const p = loop(shell);
+    p.arm();
+    await until(async () => p.log().includes('start'), 'the drain to start');
+    p.child.kill(signal);
+    const exit = await p.exited;
+    expect({ code: exit.code, signal: exit.signal, log: p.log() }).toEqual({ code: 0, signal: null, log: ['start', 'term'] });
+    p.done();
+  });
+
   it('a drain that the stop ends with exit 1 ends the loop with exit 1, with no back-off', async () => {
     const p = loop(shell, { FAKE_EXIT: '1' });
     p.arm();
