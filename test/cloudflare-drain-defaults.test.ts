@@ -5,44 +5,34 @@
 // replaces its binding (as a Lambda schedule's input replaces a variable);
 // the others still apply. The demo Worker, bundled by `wrangler deploy
 // --dry-run`, in workerd (Miniflare) through Hyperdrive.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Miniflare } from 'miniflare';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { publishSelectionJobs, selectionOutcome } from './support/selection-jobs.js';
 import { demoWorker } from './support/worker-bundle.js';
-import { routed, triggerHandlers, workerStub } from './support/worker-calls.js';
+import { routed, triggerHandlers, workerHarness } from './support/worker-calls.js';
 
 const db = await testDb();
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
 const TOKEN = 'drain-defaults-token-0123456789';
-const outdir = mkdtempSync(join(tmpdir(), 'pgdrain-worker-defaults-'));
-let mf: Miniflare | undefined;
-
-afterAll(async () => {
-  await mf?.dispose();
-  rmSync(outdir, { recursive: true, force: true });
-});
+const harness = workerHarness('pgdrain-worker-defaults-');
+const outdir = harness.dir;
 
 beforeAll(async () => {
   const common = await demoWorker(outdir, db.url);
   const worker = (name: string, bindings: Record<string, unknown>) =>
     routed({ ...common, name, bindings: { PGDRAIN_TOKEN: TOKEN, DRAIN_DEADLINE_SECONDS: '30', ...bindings } });
-  mf = new Miniflare({
+  await harness.start({
     ...triggerHandlers,
     workers: [
       worker('us-not-acme', { DRAIN_FILTER: '{"region":"us"}', DRAIN_EXCLUDE: [{ partner: 'acme' }] }),
       worker('mail-sums', { DRAIN_QUEUE: 'mail', DRAIN_TOPIC: 'demo.math.%' }),
     ],
   });
-  await mf.ready;
 }, 180_000);
 
 const post = async (name: string, body: unknown) => {
-  const response = await workerStub(mf!, name).fetch('http://worker/drain', {
+  const response = await harness.stub(name).fetch('http://worker/drain', {
     method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
   return { status: response.status, body: await response.json() as any };
 };

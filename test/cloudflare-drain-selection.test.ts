@@ -3,33 +3,24 @@
 // POST /drain takes them in the body. The demo Worker, bundled by `wrangler
 // deploy --dry-run`, runs in workerd through Miniflare (as in
 // test/cloudflare.test.ts), reaching the test PostgreSQL through Hyperdrive.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Miniflare } from 'miniflare';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { demoWorker } from './support/worker-bundle.js';
-import { routed, triggerHandlers, workerStub } from './support/worker-calls.js';
+import { routed, triggerHandlers, workerHarness } from './support/worker-calls.js';
 import { ALL_JOBS, publishSelectionJobs, selectionOutcome } from './support/selection-jobs.js';
 
 const db = await testDb();
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
 const TOKEN = 'selection-drain-token-0123456789';
-const outdir = mkdtempSync(join(tmpdir(), 'pgdrain-worker-selection-'));
-let mf: Miniflare | undefined;
-
-afterAll(async () => {
-  await mf?.dispose();
-  rmSync(outdir, { recursive: true, force: true });
-});
+const harness = workerHarness('pgdrain-worker-selection-');
+const outdir = harness.dir;
 
 beforeAll(async () => {
   const common = await demoWorker(outdir, db.url);
   const vars = { PGDRAIN_TOKEN: TOKEN, DRAIN_DEADLINE_SECONDS: '30' };
   const worker = (name: string, bindings: Record<string, unknown>) => routed({ ...common, name, bindings: { ...vars, ...bindings } });
-  mf = new Miniflare({
+  await harness.start({
     ...triggerHandlers,
     workers: [
       worker('text', { DRAIN_FILTER: '{"region":"eu"}', DRAIN_EXCLUDE: '[{"partner":"acme"}]' }),
@@ -47,12 +38,11 @@ beforeAll(async () => {
       worker('long-topic', { DRAIN_TOPIC: 'x'.repeat(201) }),
     ],
   });
-  await mf.ready;
 }, 180_000);
 
-const scheduled = (name: string) => workerStub(mf!, name).scheduled();
+const scheduled = (name: string) => harness.stub(name).scheduled();
 const post = async (name: string, body: unknown) => {
-  const response = await workerStub(mf!, name).fetch('http://worker/drain', {
+  const response = await harness.stub(name).fetch('http://worker/drain', {
     method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
   });
   return { status: response.status, body: await response.json() as any };

@@ -4,25 +4,18 @@
 // 'non-Error thrown: {}'. The job's stored error names its type, message and
 // error. A Worker of our own (createWorker, as the README says to write one)
 // bundled by `wrangler deploy --dry-run`, run by Miniflare through Hyperdrive.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Miniflare } from 'miniflare';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { compatibilityDate, compatibilityFlags, hyperdriveUrl, root, wranglerDryRun } from './support/worker-bundle.js';
-import { routed, triggerHandlers, workerStub } from './support/worker-calls.js';
+import { routed, triggerHandlers, workerHarness } from './support/worker-calls.js';
 
 const db = await testDb();
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
-const dir = mkdtempSync(join(tmpdir(), 'pgdrain-worker-event-'));
-let mf: Miniflare | undefined;
-
-afterAll(async () => {
-  await mf?.dispose();
-  rmSync(dir, { recursive: true, force: true });
-});
+const harness = workerHarness('pgdrain-worker-event-');
+const dir = harness.dir;
 
 beforeAll(async () => {
   writeFileSync(join(dir, 'worker.mjs'), `
@@ -36,17 +29,16 @@ export default createWorker({
   const out = join(dir, 'out');
   mkdirSync(out);
   await wranglerDryRun(['--outdir', out, '--config', join(dir, 'wrangler.toml')]);
-  mf = new Miniflare({
+  await harness.start({
     ...triggerHandlers,
     workers: [routed({ name: 'event', modules: true, modulesRoot: out, scriptPath: join(out, 'worker.js'), compatibilityDate,
                        compatibilityFlags, hyperdrives: { HYPERDRIVE: hyperdriveUrl(db.url) } })],
   });
-  await mf.ready;
 }, 180_000);
 
 it('in workerd, a job whose handler rejects with an ErrorEvent keeps its type, message and error', async () => {
   const id = await queue.publish('lost', {}, { maxRetries: 0, timeoutSeconds: 5 });
-  expect(await workerStub(mf!, 'event').scheduled()).toEqual({ outcome: 'ok' });
+  expect(await harness.stub('event').scheduled()).toEqual({ outcome: 'ok' });
   const [row] = await db.sql<{ error: string }>('select error from jobs.job where job_id = $1', [id]);
   expect(row!.error).toMatch(/^non-Error thrown: ErrorEvent \{"type":"error","message":"Network connection lost\."\}\nCaused by: Error: socket closed\n/);
 }, 60_000);

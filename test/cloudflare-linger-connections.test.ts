@@ -6,23 +6,16 @@
 // the pool is full and the drain, its queue found empty, listens. A Worker of
 // our own with a transactional task (createWorker, as the README says to
 // write one), bundled by `wrangler deploy --dry-run`, run by Miniflare.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Miniflare } from 'miniflare';
-import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { beforeAll, expect, it, vi } from 'vitest';
 import { testDb } from './support/db.js';
 import { compatibilityDate, compatibilityFlags, root, wranglerDryRun } from './support/worker-bundle.js';
-import { routed, triggerHandlers, workerStub } from './support/worker-calls.js';
+import { routed, triggerHandlers, workerHarness } from './support/worker-calls.js';
 
 const db = await testDb();
-const dir = mkdtempSync(join(tmpdir(), 'pgdrain-worker-linger-'));
-let mf: Miniflare | undefined;
-
-afterAll(async () => {
-  await mf?.dispose();
-  rmSync(dir, { recursive: true, force: true });
-});
+const harness = workerHarness('pgdrain-worker-linger-');
+const dir = harness.dir;
 
 beforeAll(async () => {
   writeFileSync(join(dir, 'worker.mjs'), `
@@ -39,13 +32,12 @@ export default createWorker({ tx: { hold } });
   // The URL names the Worker's sessions, its LISTEN session's too.
   const url = new URL(db.url);
   url.searchParams.set('application_name', 'pgdrain-worker');
-  mf = new Miniflare({
+  await harness.start({
     ...triggerHandlers,
     workers: [routed({ name: 'linger', modules: true, modulesRoot: out, scriptPath: join(out, 'worker.js'), compatibilityDate,
                        compatibilityFlags, bindings: { DATABASE_DRIVER: 'pg', DATABASE_URL: url.href, DRAIN_DEADLINE_SECONDS: '25',
                                                        PGDRAIN_LINGER_SECONDS: '3', PGDRAIN_POLL_SECONDS: '60' } })],
   });
-  await mf.ready;
 }, 180_000);
 
 /** The Worker's sessions: pooled, and listening. */
@@ -58,7 +50,7 @@ it('a cron drain lingering over pg holds its pool\'s 4 connections and its LISTE
   // for cancel requests of jobs running past 2 s) open the fourth. The pool keeps them open (idle) while the drain,
   // its queue found empty when the jobs end, lingers on its LISTEN session.
   await db.sql(`select jobs.publish('tx.hold', '{"s": 5}', timeout_seconds => 10) from generate_series(1, 3)`);
-  const run = workerStub(mf!, 'linger').scheduled();
+  const run = harness.stub('linger').scheduled();
   await vi.waitFor(async () => expect(await sessions()).toEqual([{ listening: false, n: 4 }, { listening: true, n: 1 }]),
                    { timeout: 15_000, interval: 50 });
   expect(await run).toEqual({ outcome: 'ok' });

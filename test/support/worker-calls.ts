@@ -5,7 +5,11 @@
 // miniflare's own "AssertionError: false == true" (fetch-sync.ts; fixed
 // upstream in workers-sdk#15552, after the newest miniflare the registry
 // holds). It failed a CI run under load; dispatchFetch has no such handshake.
-import type { Miniflare } from 'miniflare';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Miniflare } from 'miniflare';
+import { afterAll } from 'vitest';
 
 const host = (name: string) => `${name}.worker.test`;
 
@@ -36,5 +40,29 @@ export function workerStub(mf: Miniflare, name: string): WorkerStub {
       const { pathname, search } = new URL(url);
       return await mf.dispatchFetch(`http://${host(name)}${pathname}${search}`, init as never) as unknown as Response;
     },
+  };
+}
+
+/**
+ * A test file's Worker set-up: a temp directory for its bundle, and the
+ * Miniflare that runs it (start()), both gone after the file's tests.
+ */
+export function workerHarness(prefix: string) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  let mf: Miniflare | undefined;
+  afterAll(async () => {
+    await mf?.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    dir,
+    /** Starts Miniflare with options (each Worker given routed(), and triggerHandlers), once ready. */
+    async start(options: ConstructorParameters<typeof Miniflare>[0]): Promise<Miniflare> {
+      mf = new Miniflare(options);
+      await mf.ready;
+      return mf;
+    },
+    /** The Worker named name, once start() has run. */
+    stub: (name: string) => workerStub(mf!, name),
   };
 }
