@@ -58,7 +58,9 @@ it('a drain that ends at its deadline is followed at once by the next', async ()
   await until(async () => reports(p.stdout()).length >= 2, 'two drains, one after the other');
   p.child.kill('SIGTERM');
   const exit = await p.exited;
-  expect(exit.code).toBe(0);
+  // Drains start back to back here: the stop lands in one that listens (it reports: 0) or in the next one's
+  // start-up, before the CLI listens (the signal ends it: 143, docs/fast-pickup.md's table). Never 1: no failure.
+  expect([0, 143]).toContain(exit.code);
   expect(exit.stderr).not.toContain('next drain in'); // no back-off after exit 0
 });
 
