@@ -21,15 +21,10 @@
 
 export class PoolShare {
   /**
-   * What the pool-bound drains keep under: the transactional handlers running on the pool (held), over all its
+   * What the pool-bound drains keep under: the transactional handlers running on the pool (hold), over all its
    * drains, and the slots their claims in flight keep for the jobs they bring.
    */
   busy = 0;
-  /**
-   * Transactional handlers running on the pool: each holds a connection until it returns (a drain's last look is
-   * sent only while one is left). Not plain handlers nor batch calls: they hold none.
-   */
-  held = 0;
   /**
    * Transactional handlers past enter(): each holds, or is being given, a connection of the pool. Never more than the
    * bound of the drain that let it in (its driver's maxConnections less one, at least one).
@@ -46,9 +41,8 @@ export class PoolShare {
     if (n < 0) for (const wake of this.wakes) wake();
   }
 
-  /** A transactional handler began (1) or returned (-1): it holds a connection meanwhile. */
+  /** A transactional handler began (1) or returned (-1): a slot of the pool-bound drains meanwhile (connected: enter). */
   hold(n: number): void {
-    this.held += n;
     this.add(n);
   }
 
