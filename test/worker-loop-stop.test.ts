@@ -4,41 +4,17 @@
 // forks drain after drain, and the SIGTERM lands at a random point of that
 // cycle, often between a fork and its exec. (The real CLI under the loop:
 // worker-loop.test.ts.)
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Exit, sleep, until } from './support/drain-process.js';
+import { sleep, until } from './support/drain-process.js';
+import { SHELLS, loop, running } from './support/loop-process.js';
 
-const LOOP = resolve('deploy/worker-loop.sh');
-const FAKE_BIN = resolve('test/fixtures/fake-bin');
 const RUNS = 100;
-const running = new Set<ChildProcess>();
 afterEach(() => { // a failed or timed-out test leaves no loop forking drains behind
   for (const child of running) child.kill('SIGKILL');
   running.clear();
 });
 
-/** The loop under `shell` with the fake drain first on PATH, its log in a directory of its own. */
-function loop(shell: string, env: Record<string, string> = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-stop-'));
-  const [command, ...args] = shell.split(' ');
-  const child = spawn(command!, [...args, LOOP], {
-    env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  let stderr = '';
-  child.stdout.resume();
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const exited = new Promise<Exit>((done) => child.once('close', (code, signal) => done({ code, signal, stdout: '', stderr })));
-  const log = () => (existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').split('\n').filter(Boolean) : []);
-  const ran = () => existsSync(join(dir, 'ran'));
-  return { child, exited, log, ran, arm: () => writeFileSync(join(dir, 'armed'), ''), done: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-describe.each(['dash', 'bash', 'busybox sh'])('under %s', (shell) => {
+describe.each(SHELLS)('under %s', (shell) => {
   it(`a SIGTERM at any moment reaches the running drain, once (${RUNS} stops)`, async () => {
     for (let run = 0; run < RUNS; run++) {
       const p = loop(shell);

@@ -1,0 +1,35 @@
+// deploy/worker-loop.sh under a given shell with test/fixtures/fake-bin's
+// pgdrain first on PATH (worker-loop-stop.test.ts):
+// the fake drain's log and marks in a directory of its own.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Exit } from './drain-process.js';
+
+export const LOOP = resolve('deploy/worker-loop.sh');
+export const FAKE_BIN = resolve('test/fixtures/fake-bin');
+/** The shells the loop is run under: Debian's /bin/sh, bash, Alpine's /bin/sh (Debian's package busybox). */
+export const SHELLS = ['dash', 'bash', 'busybox sh'];
+
+/** Loops started and not yet exited: afterEach SIGKILLs them, so a failed test leaves none forking drains. */
+export const running = new Set<ChildProcess>();
+
+/** The loop under `shell`, with `env` over this process's and `args` for each drain. */
+export function loop(shell: string, env: Record<string, string> = {}, args: string[] = []) {
+  const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-stop-'));
+  const [command, ...shellArgs] = shell.split(' ');
+  const child = spawn(command!, [...shellArgs, LOOP, ...args], {
+    env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  let stderr = '';
+  child.stdout.resume();
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const exited = new Promise<Exit>((done) => child.once('close', (code, signal) => done({ code, signal, stdout: '', stderr })));
+  const log = () => (existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').split('\n').filter(Boolean) : []);
+  const ran = () => existsSync(join(dir, 'ran'));
+  return { child, dir, exited, log, ran, stderr: () => stderr, arm: () => writeFileSync(join(dir, 'armed'), ''),
+           done: () => rmSync(dir, { recursive: true, force: true }) };
+}
