@@ -11,6 +11,8 @@
 #   drain exits 1  infrastructure (database unreachable, tasks module
 #                  missing): the next starts after 10 s, doubling to 300 s
 #   drain exits 2  configuration: the loop stops (exit 2): a rerun cannot fix it
+#   126, 127       pgdrain (or the node it runs) not found or not executable:
+#                  the loop stops (exit 2), saying so
 #
 # Each SIGTERM or SIGINT (or SIGHUP, SIGQUIT: the loop never dies of one,
 # leaving its drain unstopped) goes on to the running drain as one SIGTERM (its
@@ -60,6 +62,11 @@ while [ "$stops" -eq 0 ]; do
   case $code in
     0) delay=10 ;;
     2) exit 2 ;;
+    126|127) # the shell's exec (or #!/usr/bin/env node) failed: a rerun cannot fix it
+       [ "$code" -eq 127 ] && why='not found: put the directory with pgdrain (node_modules/.bin) and node on PATH' ||
+         why='found but not executable: chmod +x it, or take the directory named pgdrain off PATH'
+       echo "worker-loop: pgdrain drain exited $code, $why (PATH=$PATH); not retried" >&2
+       exit 2 ;;
     *) [ "$stops" -eq 0 ] || break
        echo "worker-loop: drain exited $code; next drain in $delay s" >&2
        failed=$code; run sleep "$delay"; code=$failed

@@ -1,5 +1,5 @@
 // deploy/worker-loop.sh under a given shell with test/fixtures/fake-bin's
-// pgdrain first on PATH (worker-loop-stop.test.ts):
+// pgdrain first on PATH (worker-loop-stop.test.ts, worker-loop-faults.test.ts):
 // the fake drain's log and marks in a directory of its own.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

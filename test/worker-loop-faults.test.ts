@@ -1,0 +1,49 @@
+// deploy/worker-loop.sh when what it runs goes wrong, under dash, bash and
+// busybox ash, with test/fixtures/fake-bin's pgdrain (support/loop-process.ts):
+// a pgdrain it cannot run. (Stops at random moments: worker-loop-stop.test.ts.)
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { until } from './support/drain-process.js';
+import { SHELLS, loop, running } from './support/loop-process.js';
+
+afterEach(() => {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+});
+// A `pgdrain` that is there but not executable (no x bit: root cannot exec it either).
+const noExec = mkdtempSync(join(tmpdir(), 'pgdrain-noexec-'));
+writeFileSync(join(noExec, 'pgdrain'), '#!/bin/sh\nexit 0\n');
+chmodSync(join(noExec, 'pgdrain'), 0o644);
+afterAll(() => rmSync(noExec, { recursive: true, force: true }));
+
+/** How the loop ends: its exit, or, if it backs off to retry instead, SIGKILLed then (code null). */
+async function endOrBackOff(p: ReturnType<typeof loop>) {
+  let ended = false;
+  void p.exited.then(() => (ended = true));
+  await until(async () => ended || p.stderr().includes('next drain in'), 'the loop to end or back off');
+  p.child.kill('SIGKILL');
+  return p.exited;
+}
+
+describe.each(SHELLS)('under %s', (shell) => {
+  it('pgdrain not on PATH (exit 127): exit 2 at once, naming it, PATH and the fix; no retry', async () => {
+    expect(existsSync('/usr/bin/pgdrain') || existsSync('/bin/pgdrain')).toBe(false);
+    const p = loop(shell, { PATH: '/usr/bin:/bin' });
+    const exit = await endOrBackOff(p);
+    p.done();
+    expect({ code: exit.code, stderr: exit.stderr.split('\n').filter((l) => l.startsWith('worker-loop:')) }).toEqual({ code: 2,
+      stderr: ['worker-loop: pgdrain drain exited 127, not found: put the directory with pgdrain (node_modules/.bin) and node '
+               + 'on PATH (PATH=/usr/bin:/bin); not retried'] });
+  });
+
+  it('pgdrain not executable (exit 126): exit 2 at once, saying so; no retry', async () => {
+    const p = loop(shell, { PATH: `${noExec}:/usr/bin:/bin` });
+    const exit = await endOrBackOff(p);
+    p.done();
+    expect(exit.code).toBe(2);
+    expect(exit.stderr).toMatch(/^worker-loop: pgdrain drain exited 126, found but not executable: chmod \+x it, .*; not retried$/m);
+    expect(exit.stderr).not.toContain('next drain in');
+  });
+});
