@@ -13,6 +13,8 @@
 #   drain exits 2  configuration: the loop stops (exit 2): a rerun cannot fix it
 #   126, 127       pgdrain (or the node it runs) not found or not executable:
 #                  the loop stops (exit 2), saying so
+# A failed drain that ran longer than the current back-off was healthy: the
+# back-off starts again from 10 s.
 #
 # Each SIGTERM or SIGINT (or SIGHUP, SIGQUIT: the loop never dies of one,
 # leaving its drain unstopped) goes on to the running drain as one SIGTERM (its
@@ -58,6 +60,7 @@ run() {
   pid=
 }
 while [ "$stops" -eq 0 ]; do
+  started=$(date +%s)
   run pgdrain drain "$@"
   case $code in
     0) delay=10 ;;
@@ -68,6 +71,7 @@ while [ "$stops" -eq 0 ]; do
        echo "worker-loop: pgdrain drain exited $code, $why (PATH=$PATH); not retried" >&2
        exit 2 ;;
     *) [ "$stops" -eq 0 ] || break
+       [ "$(($(date +%s) - started))" -le "$delay" ] || delay=10 # it ran healthy a while: back off anew
        echo "worker-loop: drain exited $code; next drain in $delay s" >&2
        failed=$code; run sleep "$delay"; code=$failed
        delay=$((delay * 2)); [ "$delay" -le 300 ] || delay=300 ;;

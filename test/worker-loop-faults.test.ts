@@ -1,12 +1,13 @@
 // deploy/worker-loop.sh when what it runs goes wrong, under dash, bash and
 // busybox ash, with test/fixtures/fake-bin's pgdrain (support/loop-process.ts):
-// a pgdrain it cannot run. (Stops at random moments: worker-loop-stop.test.ts.)
+// a pgdrain it cannot run, a back-off after a long healthy run. (Stops at
+// random moments: worker-loop-stop.test.ts.)
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { until } from './support/drain-process.js';
-import { SHELLS, loop, running } from './support/loop-process.js';
+import { FAKE_BIN, FAKE_CLOCK, SHELLS, loop, running } from './support/loop-process.js';
 
 afterEach(() => {
   for (const child of running) child.kill('SIGKILL');
@@ -45,5 +46,18 @@ describe.each(SHELLS)('under %s', (shell) => {
     expect(exit.code).toBe(2);
     expect(exit.stderr).toMatch(/^worker-loop: pgdrain drain exited 126, found but not executable: chmod \+x it, .*; not retried$/m);
     expect(exit.stderr).not.toContain('next drain in');
+  });
+
+  it('the back-off starts again from 10 s after a failed drain that ran longer than it (fake clock)', async () => {
+    const p = loop(shell, { PATH: `${FAKE_CLOCK}:${FAKE_BIN}:${process.env.PATH}` });
+    // Before the loop's first `date`: the clock, and drains that fail (exit 1) after 0 s, three times, then after
+    // 100 s (over the 80 s the back-off has reached), then at once again; then none left (exit 2) ends the loop.
+    writeFileSync(join(p.dir, 'clock'), '1000000\n');
+    writeFileSync(join(p.dir, 'plan'), '0 1\n0 1\n0 1\n100 1\n0 1\n');
+    const exit = await p.exited;
+    const log = p.log();
+    p.done();
+    expect({ code: exit.code, log }).toEqual({ code: 2, log: ['drain 0', 'sleep 10', 'drain 0', 'sleep 20', 'drain 0', 'sleep 40',
+      'drain 100', 'sleep 10', 'drain 0', 'sleep 20'] });
   });
 });

@@ -1,6 +1,6 @@
 // deploy/worker-loop.sh under a given shell with test/fixtures/fake-bin's
 // pgdrain first on PATH (worker-loop-stop.test.ts, worker-loop-faults.test.ts):
-// the fake drain's log and marks in a directory of its own.
+// the fake drain's log, marks and plan in a directory of its own.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,8 @@ import type { Exit } from './drain-process.js';
 
 export const LOOP = resolve('deploy/worker-loop.sh');
 export const FAKE_BIN = resolve('test/fixtures/fake-bin');
+/** `date +%s` and `sleep` on a clock in $FAKE_DIR/clock (the loop's back-off, without waiting). */
+export const FAKE_CLOCK = resolve('test/fixtures/fake-clock');
 /** The shells the loop is run under: Debian's /bin/sh, bash, Alpine's /bin/sh (Debian's package busybox). */
 export const SHELLS = ['dash', 'bash', 'busybox sh'];
 
