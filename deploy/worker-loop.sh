@@ -22,6 +22,11 @@
 # with it: its exit status is the last drain's (0 stopped cleanly, 1 it had
 # failed, also when the stop came during the back-off after it; 143 it was
 # ended by the SIGTERM before it could take it, having claimed nothing).
+# A drain still running $limit s after its SIGTERM (its --grace and
+# --overrun, as flags, else PGDRAIN_GRACE_SECONDS / PGDRAIN_OVERRUN_SECONDS,
+# else 10 and 5, each rounded up, + 5 s) has a hung handler: the loop
+# SIGKILLs it, says so, and exits 137 (its jobs come back when their lease
+# ends), before a supervisor's own SIGKILL would leave it orphaned.
 #
 # A drain never misses a stop, and gets one SIGTERM per stop. A shell's
 # child runs, from its fork to the reset of the traps it inherits, the
@@ -40,10 +45,40 @@ dir=$(mktemp -d) || {
   exit 2
 }
 stopped=$dir/stopped
-delay=10 code=0 stops=0 sent=0 claim=0 pid= woke=
+grace=${PGDRAIN_GRACE_SECONDS:-10} overrun=${PGDRAIN_OVERRUN_SECONDS:-5} flag=
+for arg; do # the drain's arguments: a flag wins over its variable, the last one over the others
+  case $flag in --grace) grace=$arg ;; --overrun) overrun=$arg ;; esac
+  case $arg in --grace=*) grace=${arg#*=} ;; --overrun=*) overrun=${arg#*=} ;; esac
+  flag=$arg
+done
+# up SECONDS: rounded up to a whole number; 3600 (the CLI's most) for what is
+# no plain decimal (1e3, or no number at all: the drain refuses it, exit 2).
+up() {
+  case $1 in ''|.|*[!0-9.]*|*.*.*) echo 3600; return ;; esac
+  i=${1%%.*}; i=${i#"${i%%[!0]*}"} # no leading 0: it would read as octal
+  case $1 in *.*[1-9]*) echo $((${i:-0} + 1)) ;; *) echo "${i:-0}" ;; esac
+}
+limit=$(($(up "$grace") + $(up "$overrun") + 5))
+delay=10 code=0 stops=0 sent=0 claim=0 pid= woke= watched=0 first=0 watchdog=
 pass() {
   [ -n "$pid" ] || return 0
   while [ "$(((sent += (claim = sent < stops)) * 0 + claim))" -gt 0 ]; do kill -TERM "$pid" 2>/dev/null; done
+  [ "$sent" -eq 0 ] || watch
+}
+# watch: once, as the first stop goes on: SIGKILLs the running child if it
+# is still there $limit s later. Deaf to the stops (Ctrl-C reaches the whole
+# group); ended by the loop with SIGUSR1 (untrapped: it dies at once).
+watch() {
+  [ "$(((watched += (first = !watched)) * 0 + first))" -gt 0 ] || return 0
+  (trap '' TERM INT HUP QUIT; n=0
+   while kill -0 "$pid" 2>/dev/null; do
+     if [ "$n" -ge "$limit" ]; then
+       echo "worker-loop: the drain did not end within $limit s of its SIGTERM (--grace $grace, --overrun $overrun, + 5 s): a handler ignores its signal; sent SIGKILL (the jobs it held come back when their lease ends)" >&2
+       kill -KILL "$pid" 2>/dev/null; exit 0
+     fi
+     sleep 1 </dev/null >/dev/null 2>&1; n=$((n + 1)) # holds no output pipe open after the loop
+   done) &
+  watchdog=$!
 }
 trap '{ true > "$stopped"; } 2>/dev/null; stops=$((stops + 1)) woke=1; pass' TERM INT HUP QUIT
 trap 'rm -rf "$dir"' EXIT
@@ -58,6 +93,8 @@ run() {
   # bash answers -1 for a child that ended as the stop interrupted its wait.
   [ "$code" -ge 0 ] || code=143
   pid=
+  # Reaped, so that bash does not report it as killed by the signal.
+  [ -z "$watchdog" ] || { kill -USR1 "$watchdog"; wait "$watchdog"; } 2>/dev/null
 }
 while [ "$stops" -eq 0 ]; do
   started=$(date +%s)

@@ -1,8 +1,8 @@
 // deploy/worker-loop.sh when what it runs goes wrong, under dash, bash and
 // busybox ash, with test/fixtures/fake-bin's pgdrain (support/loop-process.ts):
-// a pgdrain it cannot run, a back-off after a long healthy run. (Stops at
-// random moments: worker-loop-stop.test.ts.)
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// a pgdrain it cannot run, a back-off after a long healthy run, a drain that
+// ignores its SIGTERM. (Stops at random moments: worker-loop-stop.test.ts.)
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -60,4 +60,28 @@ describe.each(SHELLS)('under %s', (shell) => {
     expect({ code: exit.code, log }).toEqual({ code: 2, log: ['drain 0', 'sleep 10', 'drain 0', 'sleep 20', 'drain 0', 'sleep 40',
       'drain 100', 'sleep 10', 'drain 0', 'sleep 20'] });
   });
+
+  it('a drain that ignores its SIGTERM is SIGKILLed by the loop after --grace + --overrun + 5 s: exit 137, saying why', async () => {
+    const p = loop(shell, { FAKE_HANG: '1' }, ['--json', '--grace', '0', '--overrun=0']);
+    p.arm();
+    await until(async () => p.log().includes('start'), 'the drain to start');
+    p.child.kill('SIGTERM');
+    const exit = await p.exited;
+    const drainPid = Number(readFileSync(join(p.dir, 'pid'), 'utf8'));
+    expect({ code: exit.code, log: p.log() }).toEqual({ code: 137, log: ['start', 'term'] }); // one SIGTERM, then SIGKILL
+    expect(exit.stderr).toMatch(/^worker-loop: the drain did not end within 5 s of its SIGTERM \(--grace 0, --overrun 0, \+ 5 s\): a handler ignores its signal; sent SIGKILL \(the jobs it held come back when their lease ends\)$/m);
+    expect(() => process.kill(drainPid, 0)).toThrow(/ESRCH/); // not left running on behind the loop
+    p.done();
+  });
+});
+
+it('the kill waits for the grace and overrun of PGDRAIN_GRACE_SECONDS / PGDRAIN_OVERRUN_SECONDS, a flag over its variable, rounded up', async () => {
+  const p = loop('sh', { FAKE_HANG: '1', PGDRAIN_GRACE_SECONDS: '100', PGDRAIN_OVERRUN_SECONDS: '0' }, ['--grace', '0.5']);
+  p.arm();
+  await until(async () => p.log().includes('start'), 'the drain to start');
+  p.child.kill('SIGTERM');
+  const exit = await p.exited;
+  expect(exit.code).toBe(137);
+  expect(exit.stderr).toContain('did not end within 6 s of its SIGTERM (--grace 0.5, --overrun 0, + 5 s)');
+  p.done();
 });
