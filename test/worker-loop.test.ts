@@ -82,6 +82,10 @@ describe('deploy/systemd/pgdrain-worker.service', () => {
     .filter((l) => /^\w+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
   const args = unit.ExecStart!.split(' ');
 
+  it('gives the loop a /tmp of its own, so a SIGKILLed loop leaves no temp directory behind', () => {
+    expect(unit.PrivateTmp).toBe('yes');
+  });
+
   it('restarts every end but a configuration error, and never gives up', () => {
     expect(unit).toMatchObject({ Restart: 'always', RestartPreventExitStatus: '2', StartLimitIntervalSec: '0', KillMode: 'mixed' });
     expect(Number(unit.RestartSec)).toBeGreaterThan(0);
