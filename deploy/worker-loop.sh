@@ -26,7 +26,8 @@
 # --overrun, as flags, else PGDRAIN_GRACE_SECONDS / PGDRAIN_OVERRUN_SECONDS,
 # else 10 and 5, each rounded up, + 5 s) has a hung handler: the loop
 # SIGKILLs it, says so, and exits 137 (its jobs come back when their lease
-# ends), before a supervisor's own SIGKILL would leave it orphaned.
+# ends), rather than wait for a supervisor's SIGKILL, which leaves the drain
+# orphaned, running on, if it kills the loop alone.
 #
 # A drain never misses a stop, and gets one SIGTERM per stop. A shell's
 # child runs, from its fork to the reset of the traps it inherits, the
