@@ -50,5 +50,8 @@ export function stoppedSummary(names: readonly string[]): string | null {
  * and a stop's "until jobs.schedule is called for it again" as the command that restarts it.
  */
 export function lastErrorForCommand(lastError: string): string {
-  return asCommand(asTsCalls(lastError)).replaceAll('jobs.schedule is called for it again', RESTART);
+  // Each message it joins (sql/0023: '<message> (SQLSTATE PD009) at <time>; its next tick: ...') ends with its
+  // own hint; of the stop's words, only the prefix pgdrain wrote: a message may echo the caller's own text.
+  const text = lastError.split(/( \(SQLSTATE [0-9A-Z]{5}\))/).map((part, i) => i % 2 ? part : asCommand(asTsCalls(part))).join('');
+  return isStopped(text) ? `stopped until ${RESTART}: ${text.slice(STOPPED_PREFIX.length)}` : text;
 }

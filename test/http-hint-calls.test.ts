@@ -40,3 +40,12 @@ it('a full queue: the command that raises its bound', async () => {
       + 'publish later or raise it with pgdrain queue create hh_full --max-size N' });
   expect(await db.sql(`select count(*)::int as n from jobs.job_queue where queue = 'hh_full'`)).toEqual([{ n: 1 }]);
 });
+
+// Only pgdrain's own hint is the command: a caller's text echoed in a message stays as given, even when it
+// reads like a hint's call. Before, an unknown option named so came back as `pgdrain queue create a --max-size 5`.
+it("a caller's own text that reads like a hint's call is echoed as given", async () => {
+  expect(await post('/jobs', { task: 't.x', "queues.create('a', { maxSize: 5 })": 1 })).toEqual({ status: 400,
+    message: "queues.create('a', { maxSize: 5 }): unknown field" });
+  expect(await post('/jobs', { task: 't.x', queue: 'hh_full', "create it with queues.create('a')": 1 })).toEqual({ status: 400,
+    message: "create it with queues.create('a'): unknown field" });
+});
