@@ -39,7 +39,13 @@ export function jsonParam(value: unknown, field: string): string {
   const lost = json.includes('{}') ? quietThenables(value, field || 'value') : undefined;
   if (lost !== undefined) throw new ValidationError(field, `must not hold a Map, Set, Promise or Error (JSON writes it as {}): ${lost}`);
   const bad = unstorableEscape(json);
-  if (bad) throw new ValidationError(field, `must not contain ${bad} (PostgreSQL jsonb cannot store it)`);
+  if (bad) {
+    // Where, as a result's is (notJsonAt): `jobs[3].body: ... at jobs[3].body.a[2]`; the field is still the value's.
+    const root = field || 'value';
+    const at = notJsonAt(value, root, true);
+    const where = at === undefined || at === root ? '' : at.startsWith('the key ') ? `, in ${at}` : `, at ${at}`;
+    throw new ValidationError(field, `must not contain ${bad} (PostgreSQL jsonb cannot store it)${where}`);
+  }
   return json;
 }
 
