@@ -222,7 +222,11 @@ describe('GET /dashboard: content', () => {
       const url = await listen({ token: TOKEN }, createQueue({ driver: countingDriver(db.driver, statements), tasks }));
       const bearer = { authorization: `Bearer ${TOKEN}` };
       expect((await get('/stats', bearer, url)).body.stoppedSchedules).toEqual(['ancient']);
-      expect((await get('/metrics', bearer, url)).text.split('\n')).toContain('pgdrain_schedules_stopped 1');
+      // Its HELP says how to restart one to each caller, not only SQL's jobs.schedule (before: "until jobs.schedule is called").
+      expect((await get('/metrics', bearer, url)).text.split('\n')).toEqual(expect.arrayContaining(['pgdrain_schedules_stopped 1',
+        '# HELP pgdrain_schedules_stopped Schedules a tick stopped (their next tick not computable): none fires until it is '
+        + 'scheduled again with a rule it can compute (the CLI: pgdrain schedule add; TS: schedule(db, spec); SQL: jobs.schedule); '
+        + 'jobs.stopped_schedules lists them.']));
       expect([...statements.values()].reduce((a, b) => a + b, 0)).toBe(2); // before: a second for /stats' stopped schedules
     } finally {
       await sql(`select jobs.unschedule('ancient')`);

@@ -9,6 +9,14 @@ const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 // Report fields counted as jobs by outcome: each claimed delivery ends in one
 // of them. Claims are counted apart (summed with these they count jobs twice),
 // and `skipped` is a state, not an event: a gauge of the last drain's.
+/**
+ * The gauge's HELP: its reader may run the CLI, TS or SQL, so each one's way to restart a stopped schedule
+ * (schedule-stopped.ts words the CLI's for the dashboard and `pgdrain stats`).
+ */
+const STOPPED_HELP = 'Schedules a tick stopped (their next tick not computable): none fires until it is scheduled again '
+  + 'with a rule it can compute (the CLI: pgdrain schedule add; TS: schedule(db, spec); SQL: jobs.schedule); '
+  + 'jobs.stopped_schedules lists them.';
+
 const OUTCOMES = ['succeeded', 'failed', 'retried', 'released', 'cancelled', 'stale'] as const;
 
 /** One row of jobs by queue, task and state, as GET /metrics reads it. */
@@ -69,7 +77,7 @@ export class DrainMetrics {
     for (const r of rows) {
       if (r.state === 'pending' && r.oldest_due_s !== null) out.push(`pgdrain_oldest_due_seconds${labels({ queue: r.queue, task: r.task })} ${Number(r.oldest_due_s)}`);
     }
-    metric('pgdrain_schedules_stopped', 'gauge', 'Schedules a tick stopped (their next tick not computable): none fires until jobs.schedule is called for it again (jobs.stopped_schedules).');
+    metric('pgdrain_schedules_stopped', 'gauge', STOPPED_HELP);
     out.push(`pgdrain_schedules_stopped ${stoppedSchedules}`);
 
     metric('pgdrain_drains_total', 'counter', 'Drains run by this process, by why they stopped (error: the drain failed).');
