@@ -113,18 +113,23 @@ begin
                 f.fn_schema, f.fn_name);
 end $$;
 
--- Whether due sql: jobs of `queue` wait that a claim with `max_timeout`
--- seconds left leaves alone (their timeout is longer; not blocked jobs, nor
--- a paused queue's): drain_sql then stopped for its deadline, as drain()
--- says. SECURITY DEFINER: a <prefix>_worker cannot read the queue.
+-- The due sql: jobs of `queue` that a claim with `max_timeout` seconds left
+-- leaves alone (their timeout is longer; not blocked jobs, nor a paused
+-- queue's), counted up to 1000 as jobs.claim_json counts its "unfit", with
+-- their shortest and longest timeout; null when none is: drain_sql then
+-- stopped for its deadline, as drain() says, and reports them as drain()
+-- does (skipped, skippedTimeouts). Read once, when a claim found nothing.
+-- SECURITY DEFINER: a <prefix>_worker cannot read the queue.
 create function jobs.sql_unfit(queue text, max_timeout numeric)
-returns boolean language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-  select exists (
-      select 1 from jobs.job_queue q
+returns jsonb language sql stable security definer set search_path = pg_catalog, pg_temp as $$
+  select case when count(*) > 0 then jsonb_build_object('count', count(*), 'shortest', min(s.timeout), 'longest', max(s.timeout)) end
+  from (
+      select q.timeout from jobs.job_queue q
       where q.task like 'sql:%' and q.queue = coalesce(sql_unfit.queue, 'default') and q.lease_until is null
         and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= now() and q.timeout > sql_unfit.max_timeout)
-    and not exists (select 1 from jobs.queue x where x.name = coalesce(sql_unfit.queue, 'default') and x.paused)
+        and q.scheduled_at <= now() and q.timeout > sql_unfit.max_timeout
+        and not exists (select 1 from jobs.queue x where x.name = coalesce(sql_unfit.queue, 'default') and x.paused)
+      limit 1000) s
 $$;
 
 -- Drains sql:% tasks of `queue` inside the database, one job at a time, for
@@ -143,7 +148,10 @@ $$;
 -- topic names them, but a claim by topic walks past other tasks' due jobs.
 -- It runs as its caller, and so do the task functions: run it as a role with
 -- <prefix>_worker and what the functions need, not as a superuser.
--- report: {"claimed", "succeeded", "failed", "retried", "stale", "stoppedBy"}.
+-- report: {"claimed", "succeeded", "failed", "retried", "stale", "stoppedBy",
+-- "skipped", "skippedTimeouts"}: as drain()'s, the jobs the last claim left
+-- for their timeout (up to 1000) and {"shortestSeconds", "longestSeconds",
+-- "budgetSeconds"} of them, or null.
 create procedure jobs.drain_sql(
   batch      integer default 100,
   budget     numeric default 50,
@@ -160,6 +168,7 @@ declare
   v_settled jsonb;
   v_counts jsonb := '{"claimed": 0, "succeeded": 0, "failed": 0, "retried": 0, "stale": 0}';
   v_stopped text := 'batch';
+  v_unfit jsonb;
 begin
   -- A procedure that commits cannot carry SET search_path, and this one runs
   -- as its caller: its own statements run with the path pinned, so no
@@ -194,7 +203,8 @@ begin
     if v_job.job_id is null then
       -- Like drain(): 'deadline' when claimable work is left because it
       -- cannot fit (not a blocked job, nor any job of a paused queue).
-      v_stopped := case when jobs.sql_unfit(drain_sql.queue, v_left) then 'deadline' else 'empty' end;
+      v_unfit := jobs.sql_unfit(drain_sql.queue, v_left);
+      v_stopped := case when v_unfit is not null then 'deadline' else 'empty' end;
       exit;
     end if;
     v_counts := jsonb_set(v_counts, '{claimed}', to_jsonb((v_counts->>'claimed')::integer + 1));
@@ -235,7 +245,9 @@ begin
     commit;
     perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
   end loop;
-  report := v_counts || jsonb_build_object('stoppedBy', v_stopped);
+  report := v_counts || jsonb_build_object('stoppedBy', v_stopped, 'skipped', coalesce((v_unfit->>'count')::integer, 0),
+    'skippedTimeouts', case when v_unfit is not null then jsonb_build_object('shortestSeconds', v_unfit->'shortest',
+      'longestSeconds', v_unfit->'longest', 'budgetSeconds', floor(v_left * 1000) / 1000) end);
   -- The caller's path back, for a caller that goes on in this transaction.
   perform pg_catalog.set_config('search_path', v_path, true);
 end $$;

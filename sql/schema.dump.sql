@@ -2223,6 +2223,7 @@ declare
   v_settled jsonb;
   v_counts jsonb := '{"claimed": 0, "succeeded": 0, "failed": 0, "retried": 0, "stale": 0}';
   v_stopped text := 'batch';
+  v_unfit jsonb;
 begin
   -- A procedure that commits cannot carry SET search_path, and this one runs
   -- as its caller: its own statements run with the path pinned, so no
@@ -2257,7 +2258,8 @@ begin
     if v_job.job_id is null then
       -- Like drain(): 'deadline' when claimable work is left because it
       -- cannot fit (not a blocked job, nor any job of a paused queue).
-      v_stopped := case when jobs.sql_unfit(drain_sql.queue, v_left) then 'deadline' else 'empty' end;
+      v_unfit := jobs.sql_unfit(drain_sql.queue, v_left);
+      v_stopped := case when v_unfit is not null then 'deadline' else 'empty' end;
       exit;
     end if;
     v_counts := jsonb_set(v_counts, '{claimed}', to_jsonb((v_counts->>'claimed')::integer + 1));
@@ -2298,7 +2300,9 @@ begin
     commit;
     perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
   end loop;
-  report := v_counts || jsonb_build_object('stoppedBy', v_stopped);
+  report := v_counts || jsonb_build_object('stoppedBy', v_stopped, 'skipped', coalesce((v_unfit->>'count')::integer, 0),
+    'skippedTimeouts', case when v_unfit is not null then jsonb_build_object('shortestSeconds', v_unfit->'shortest',
+      'longestSeconds', v_unfit->'longest', 'budgetSeconds', floor(v_left * 1000) / 1000) end);
   -- The caller's path back, for a caller that goes on in this transaction.
   perform pg_catalog.set_config('search_path', v_path, true);
 end $$;
@@ -6665,16 +6669,18 @@ $_$;
 -- Name: sql_unfit(text, numeric); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.sql_unfit(queue text, max_timeout numeric) RETURNS boolean
+CREATE FUNCTION jobs.sql_unfit(queue text, max_timeout numeric) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-  select exists (
-      select 1 from jobs.job_queue q
+  select case when count(*) > 0 then jsonb_build_object('count', count(*), 'shortest', min(s.timeout), 'longest', max(s.timeout)) end
+  from (
+      select q.timeout from jobs.job_queue q
       where q.task like 'sql:%' and q.queue = coalesce(sql_unfit.queue, 'default') and q.lease_until is null
         and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= now() and q.timeout > sql_unfit.max_timeout)
-    and not exists (select 1 from jobs.queue x where x.name = coalesce(sql_unfit.queue, 'default') and x.paused)
+        and q.scheduled_at <= now() and q.timeout > sql_unfit.max_timeout
+        and not exists (select 1 from jobs.queue x where x.name = coalesce(sql_unfit.queue, 'default') and x.paused)
+      limit 1000) s
 $$;
 
 --
