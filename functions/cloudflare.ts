@@ -66,7 +66,7 @@ import { ValidationError, type DrainReport, type Queue, type TaskMap } from '../
 import { openQueue } from './cloudflare-queue.js';
 import { asBindingError, MAX_DEADLINE_SECONDS, readSettings, type Env, type Settings } from './cloudflare-settings.js';
 import { fastPickup } from './fast-pickup.js';
-import { misconfigured } from '../src/http/misconfigured.js';
+import { credentialSettingsError, misconfigured } from '../src/http/misconfigured.js';
 
 // Types only beside createWorker: workerd takes every named export of the entry module for a handler.
 export type { Env } from './cloudflare-settings.js';
@@ -147,6 +147,9 @@ function httpServer(tasks: TaskMap): (request: Request, env: Env, ctx: Execution
     // Bindings are fixed per deployment; rebuilt only if they differ (tests run several Workers).
     const key = JSON.stringify([env.PGDRAIN_TOKEN, env.PGDRAIN_HMAC_SECRET, settings.DRAIN_DEADLINE_SECONDS, settings.DRAIN_BATCH]);
     if (built?.key !== key) {
+      // None set, or one createApp refuses: named by its binding (createApp would say token / hmacSecret).
+      const refused = credentialSettingsError(env, 'env.', 'set one (wrangler secret put PGDRAIN_TOKEN) to serve HTTP requests');
+      if (refused) throw refused;
       built = {
         key,
         app: createApp({

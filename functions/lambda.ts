@@ -38,8 +38,7 @@ import { handle } from 'hono/aws-lambda';
 import { drain } from '../src/drain.js';
 import { ValidationError } from '../src/errors.js';
 import { createApp, type AppQueue } from '../src/http/app.js';
-import { credentialsError } from '../src/http/auth.js';
-import { misconfigured, type Secrets } from '../src/http/misconfigured.js';
+import { credentialSettingsError, misconfigured, type Secrets } from '../src/http/misconfigured.js';
 import { publish, publishBulk } from '../src/publish.js';
 import type { DrainReport, TaskMap } from '../src/types.js';
 import { fastPickup } from './fast-pickup.js';
@@ -121,13 +120,8 @@ class Instance {
       const { PGDRAIN_TOKEN: token, PGDRAIN_HMAC_SECRET: hmacSecret, PGDRAIN_SAFETY_MARGIN_MS: margin,
               PGDRAIN_API_GATEWAY_TIMEOUT_SECONDS: gatewaySeconds } = this.settings;
       // No credential, or one createApp refuses (a token with a space): named by its variable.
-      const refused = credentialsError({ token, hmacSecret });
-      if (refused) {
-        const rule = !token && !hmacSecret ? 'is not set, nor PGDRAIN_HMAC_SECRET: set one on the function to serve HTTP events'
-          : refused.rule;
-        return misconfiguredAnswer(event, context, this.settings,
-                                   new ValidationError(refused.field === 'hmacSecret' ? 'PGDRAIN_HMAC_SECRET' : 'PGDRAIN_TOKEN', rule));
-      }
+      const refused = credentialSettingsError(this.settings, '', 'set one on the function to serve HTTP events');
+      if (refused) return misconfiguredAnswer(event, context, this.settings, refused);
       const app = createApp({
         queue: this.queue, token, hmacSecret, routePath,
         limits: this.settings.PGDRAIN_MAX_BUDGET_SECONDS ? { maxBudgetSeconds: this.settings.PGDRAIN_MAX_BUDGET_SECONDS } : {},

@@ -5,7 +5,7 @@
 // up right. Credentials are checked first so an anonymous request learns
 // nothing of the configuration. /healthz, which takes none, says what is wrong.
 import { Hono } from 'hono';
-import type { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors.js';
 import { authentication, credentialsError, type AuthVariables } from './auth.js';
 import { limitBody } from './body-limit.js';
 import { errorResponse } from './errors.js';
@@ -22,6 +22,21 @@ export interface MisconfiguredOptions {
   routePath?: ((request: Request, env: unknown) => string) | undefined;
   /** The env the request was fetched with, handed to routePath. */
   env?: unknown;
+}
+
+/**
+ * Why the adapter's credentials cannot guard the API (createApp would refuse
+ * them), named by the setting (`prefix`: the Worker's 'env.'), or null. None
+ * set is said as the settings, not as createApp's token / hmacSecret options;
+ * `setOne` says how to set one on this platform. A rule, never a value.
+ */
+export function credentialSettingsError(secrets: Secrets, prefix: string, setOne: string): ValidationError | null {
+  const token = secrets.PGDRAIN_TOKEN || undefined;
+  const hmacSecret = secrets.PGDRAIN_HMAC_SECRET || undefined;
+  const refused = credentialsError({ token, hmacSecret });
+  if (!refused) return null;
+  if (!token && !hmacSecret) return new ValidationError(`${prefix}PGDRAIN_TOKEN`, `is not set, nor PGDRAIN_HMAC_SECRET: ${setOne}`);
+  return new ValidationError(`${prefix}${refused.field === 'hmacSecret' ? 'PGDRAIN_HMAC_SECRET' : 'PGDRAIN_TOKEN'}`, refused.rule);
 }
 
 let built: { key: string; auth: ReturnType<typeof authentication> | undefined } | undefined;
