@@ -61,7 +61,7 @@ const MAX_NESTED = 50;
 
 function describeRaw(error: unknown): string {
   try {
-    if (isError(error)) return withCauses(error, new Set([error]), 0);
+    if (readsAsError(error)) return withCauses(error, new Set([error]), 0);
     return `non-Error thrown: ${describeEvent(error, new Set([error]), 0) ?? describeValue(error)}`;
   } catch {
     return UNREADABLE; // settled all the same
@@ -104,14 +104,32 @@ function nested(value: unknown, seen: Set<unknown>, depth: number): string {
   if (seen.size > MAX_NESTED) return '(not shown: more causes than a job\'s error keeps)';
   seen.add(value);
   try {
-    return isError(value) ? withCauses(value, seen, depth + 1) : describeEvent(value, seen, depth + 1) ?? describeValue(value);
+    return readsAsError(value) ? withCauses(value, seen, depth + 1) : describeEvent(value, seen, depth + 1) ?? describeValue(value);
   } catch {
     return `(${UNREADABLE})`; // its siblings in errors[] kept
   }
 }
 
-/** The fields of a thrown event that say what happened. */
-const EVENT_FIELDS = ['type', 'message'] as const;
+/**
+ * Whether a thrown value is written as an Error (isError). A Proxy whose
+ * getPrototypeOf trap throws cannot tell by instanceof: one with a string
+ * stack is an Error's all the same (its stack read through the Proxy), else
+ * it is written as any other value: only what the trap hides is lost.
+ */
+function readsAsError(value: unknown): value is Error {
+  try {
+    return isError(value);
+  } catch {
+    try {
+      return typeof (value as { stack?: unknown }).stack === 'string';
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** The fields of a thrown event that say what happened: a CloseEvent's code, reason and wasClean too (a WebSocket's close). */
+const EVENT_FIELDS = ['type', 'message', 'code', 'reason', 'wasClean'] as const;
 
 /**
  * A thrown event, or an object like one (an ErrorEvent, an Event: the Neon
@@ -125,8 +143,9 @@ function describeEvent(value: unknown, seen: Set<unknown>, depth: number): strin
   // Each read on its own (a Proxy's trap, a getter that throws): what cannot be read is named once, the rest kept.
   let unreadable = false; // as withCauses names a part it cannot read
   const read = <T>(get: () => T): T | undefined => { try { return get(); } catch { unreadable = true; return undefined; } };
+  // A prototype that cannot be read (a Proxy's getPrototypeOf trap) may still be an event's: its fields are read on.
   const proto = read(() => Object.getPrototypeOf(value) as unknown);
-  if (proto === undefined || proto === null || proto === Object.prototype) return undefined;
+  if (proto === null || proto === Object.prototype) return undefined;
   const inherited = (key: string): unknown => read(() => {
     if (!(key in value) || Object.prototype.hasOwnProperty.call(value, key)) return undefined; // own fields are in its JSON
     const field: unknown = (value as Record<string, unknown>)[key];

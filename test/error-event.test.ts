@@ -81,6 +81,28 @@ describe('a thrown event', () => {
   });
 });
 
+/** A CloseEvent as undici and workerd make one (Node 20 has none global): its code, reason and wasClean getters on the prototype. */
+class CloseEvent extends Event {
+  readonly #code: number;
+  readonly #reason: string;
+  readonly #wasClean: boolean;
+  constructor(type: string, init: { code?: number; reason?: string; wasClean?: boolean } = {}) {
+    super(type);
+    this.#code = init.code ?? 0;
+    this.#reason = init.reason ?? '';
+    this.#wasClean = init.wasClean ?? false;
+  }
+  get code(): number { return this.#code; }
+  get reason(): string { return this.#reason; }
+  get wasClean(): boolean { return this.#wasClean; }
+}
+
+// Before: a CloseEvent kept only its type ('CloseEvent {"type":"close"}'), not why the socket closed.
+it('a CloseEvent keeps its code, reason and wasClean', async () => {
+  expect(await failWith(new CloseEvent('close', { code: 1006, reason: 'connection reset by the proxy' })))
+    .toBe('non-Error thrown: CloseEvent {"type":"close","code":1006,"reason":"connection reset by the proxy","wasClean":false}');
+});
+
 describe('a thrown object whose inherited fields cannot be read', () => {
   it('a getter that throws loses only its part: the own fields stay, as before events were read', async () => {
     class ApiReply {
@@ -100,6 +122,16 @@ describe('a thrown object whose inherited fields cannot be read', () => {
     class Model { id = 7; }
     const trap = () => { throw new Error('trap'); };
     expect(await failWith(new Proxy(new Model(), { has: trap }))).toBe('non-Error thrown: {"id":7}');
+  });
+
+  // Before: instanceof ran the trap, and the whole error was 'thrown a value that cannot be read (...)'.
+  it('a Proxy whose getPrototypeOf trap throws loses only its prototype: an Error keeps its stack, an object its JSON', async () => {
+    const trap = () => { throw new Error('trap'); };
+    expect(await failWith(new Proxy(new Error('boom'), { getPrototypeOf: trap }))).toMatch(/^Error: boom\n {4}at /);
+    class Model { id = 7; }
+    expect(await failWith(new Proxy(new Model(), { getPrototypeOf: trap }))).toBe('non-Error thrown: {"id":7}');
+    expect(await failWith(new Error('query failed', { cause: new Proxy(new Model(), { getPrototypeOf: trap }) })))
+      .toMatch(/\nCaused by: \{"id":7\}$/);
   });
 
   it('a field JSON cannot write (a BigInt) does not lose the others', async () => {
