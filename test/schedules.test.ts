@@ -463,7 +463,8 @@ describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the datab
     await sql(`select jobs.publish('sql:pg_catalog.jsonb_pretty', '{}', max_retries => 0)`);
     await sql(`select jobs.publish('sql:app.missing', '{}', max_retries => 0)`);
     await sql(`select jobs.publish('email.send', '{}')`); // not an SQL task: left for TS drains
-    expect(await drainSql(50, 300)).toEqual({ claimed: 5, succeeded: 2, failed: 2, retried: 1, stale: 0, stoppedBy: 'empty' });
+    expect(await drainSql(50, 300)).toEqual({ claimed: 5, succeeded: 2, failed: 2, retried: 1, stale: 0, stoppedBy: 'empty',
+                                               skipped: 0, skippedTimeouts: null });
     expect(await sql(`select task, status, result, error from jobs.job order by job_id`)).toEqual([
       { task: 'sql:app.record', status: 'success', result: { echo: { x: 1 } }, error: null },
       { task: 'sql:app.record_void', status: 'success', result: null, error: null },
