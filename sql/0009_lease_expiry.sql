@@ -148,7 +148,10 @@ declare
   v_parts text[] := regexp_match(current_setting('pgdrain.lease_floor', true), '^(-?\d{1,18})\|(-?\d{1,18})$');
   v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
 begin
-  if v_parts is null or v_parts[1]::bigint > v_now or v_now - v_parts[2]::bigint > 10000000 then
+  -- The floor is no earlier than the probe from the start (as remembered;
+  -- else, out of the clock's range, it failed every claim): else none.
+  if v_parts is null or v_parts[1]::bigint > v_now or v_now - v_parts[2]::bigint > 10000000
+     or v_parts[1]::bigint < v_parts[2]::bigint then
     return null;
   end if;
   return timestamptz 'epoch' + v_parts[1]::bigint * interval '1 microsecond';

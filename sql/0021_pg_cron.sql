@@ -57,6 +57,10 @@ create table jobs.recurring (
   last_error   text,
   skipped_ticks   bigint   not null default 0,  -- ticks overlap 'skip' published nothing for
   last_skipped_at timestamptz,
+  -- When a claim first failed to take its bounded queue's publishers' lock
+  -- for the tick due at next_run_at (jobs.tick_queues; earlier than that
+  -- tick: an earlier one's): the wait grows from then, not from the tick.
+  lock_missed_at  timestamptz,
   created_at   timestamptz not null,
   updated_at   timestamptz not null
 );
@@ -224,22 +228,22 @@ declare
   v_now timestamptz := jobs.clock(run_schedule.now);
   r jobs.recurring;
   v_id bigint;
+  v_skip boolean;  -- overlap 'skip' and a job of it active: nothing to publish
 begin
   -- Into a bounded queue, its publishers' lock before the row, as jobs.schedule
   -- and a claim's tick take them: with the row held its publish waited for
   -- that lock, and an app transaction that published to the queue, then
-  -- changed or removed this schedule, closed a cycle (40P01).
-  perform pg_advisory_xact_lock_shared(736041, hashtext(q.name)), pg_advisory_xact_lock(736037, hashtext(q.name))
-  from jobs.recurring s join jobs.queue q on q.name = coalesce(s.queue, 'default')
-  where s.name = run_schedule.name and s.runner = 'pg_cron' and q.max_size is not null;
-  select * into r from jobs.recurring s where s.name = run_schedule.name for update;
+  -- changed or removed this schedule, closed a cycle (40P01). None for a
+  -- tick overlap 'skip' skips (jobs.lock_schedule).
+  v_skip := jobs.lock_schedule(run_schedule.name, v_now);
+  select * into r from jobs.recurring s where s.name = run_schedule.name;
   if not found then
     perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
   end if;
   if r.runner <> 'pg_cron' then
     return null;
   end if;
-  if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+  if v_skip then
     update jobs.recurring s set skipped_ticks = s.skipped_ticks + 1, last_skipped_at = v_now where s.name = r.name;
     return null;
   end if;
@@ -260,31 +264,4 @@ begin
   update jobs.recurring s set last_run_at = v_now, last_job_id = v_id, last_error = null
   where s.name = r.name;
   return v_id;
-end $$;
-
--- How long a claim waits for a bounded queue's publishers' lock for its tick
--- (jobs.tick_queues), the tick p_overdue past due: pgdrain.tick_wait_ms
--- (default 500 ms; '2s' as lock_timeout takes it, jobs.setting_ms), longer
--- as the tick waits (a tenth of how long, up to ten times that; a drain's
--- claim: a tenth of its budget at most), within the role's lock_timeout and
--- half its statement_timeout. Waiters are served in turn: a tick gets the lock between one publisher's holds at once, and between
--- several overlapping ones' once its wait outgrows their queue. Unbounded,
--- an app transaction holding the lock held up a drain of any queue past its
--- deadline, and the jobs its claim took lost the wait from their timeouts.
-create function jobs.tick_wait_bound(p_lock_timeout text, p_overdue interval default interval '0')
-returns text language plpgsql stable as $$
-declare
-  v_ms bigint := greatest(coalesce(jobs.setting_ms('pgdrain.tick_wait_ms'), 500), 1);  -- '2s', '500ms', 500
-begin
-  v_ms := least(greatest(v_ms, (extract(epoch from p_overdue) * 100)::bigint), v_ms * 10, 2147483647);
-  -- A drain's claim: a tenth of its budget at most (jobs.claim_json); cast
-  -- once within v_ms (least takes v_ms over a NaN, Infinity or 1e17 budget).
-  v_ms := least(v_ms, greatest(1, coalesce(nullif(current_setting('pgdrain.tick_budget', true), '')::numeric * 100, v_ms)));
-  -- Half of statement_timeout at most, the other half the claim's: cut short
-  -- by it, the wait failed the whole claim (57014), not the tick alone.
-  v_ms := least(v_ms, greatest(1, coalesce(extract(epoch from nullif(current_setting('statement_timeout')::interval, '0')) * 500, v_ms))::bigint);
-  if p_lock_timeout::interval > interval '0' and p_lock_timeout::interval < make_interval(secs => v_ms / 1000.0) then
-    return p_lock_timeout;
-  end if;
-  return v_ms || 'ms';
 end $$;

@@ -63,6 +63,7 @@ declare
   v_old_next timestamptz;
   v_old_backfill numeric;
   v_rrule_tz text;
+  v_skip boolean;  -- its tick publishes nothing (overlap 'skip', a job of it active)
   -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
   v_cron text := jobs.cron_text(schedule.cron);
 begin
@@ -163,11 +164,9 @@ begin
   -- the queue's publishers' lock: taken first, before the row, as a publish
   -- and a claim (jobs.tick_queues) take them; with the row held, an app
   -- transaction that published to that queue, then called this for this
-  -- schedule, closed a cycle (40P01).
-  perform pg_advisory_xact_lock_shared(736041, hashtext(q.name)), pg_advisory_xact_lock(736037, hashtext(q.name))
-  from jobs.recurring r join jobs.queue q on q.name = coalesce(r.queue, 'default')
-  where r.name = schedule.name and r.runner = 'drains' and r.next_run_at <= v_now and q.max_size is not null
-    and (v_runner <> 'drains' or r.cron <> v_cron or r.tz is distinct from v_tz);
+  -- schedule, closed a cycle (40P01). The queue read again once the row is
+  -- locked (jobs.lock_schedule): another call may have moved it meanwhile.
+  v_skip := jobs.lock_schedule(schedule.name, v_now, v_cron, v_tz, v_runner);
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
   select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill
@@ -186,9 +185,12 @@ begin
     -- sql/0023; this schedule's only): a claim leaves a tick that would
     -- wait due, but here it would be dropped, counted skipped, whenever a
     -- transaction that published to its bounded queue was open.
-    perform set_config('pgdrain.tick_wait', schedule.name, true);
-    perform jobs.publish_due_schedules(v_now);
-    perform set_config('pgdrain.tick_wait', '', true);
+    -- Overlap 'skip' with a job of it active (v_skip): dropped, counted, below.
+    if not v_skip then
+      perform set_config('pgdrain.tick_wait', schedule.name, true);
+      perform jobs.publish_due_schedules(v_now);
+      perform set_config('pgdrain.tick_wait', '', true);
+    end if;
     -- A backfill publishes at most 100 ticks a call: those left are dropped
     -- with the old expression, counted as one skipped run.
     update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at

@@ -1,55 +1,6 @@
 -- pgdrain 0023: running recurring jobs: every due one (drains call
--- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0021).
-
--- The bounded queues with a tick due at p_now, oldest first (a keyed one's
--- too: this wait holds no key, its keys are taken after, only free). One
--- call a queue (736045, to commit) waits for its publishers' lock (jobs.admit)
--- before publish_due_schedules locks a row (waiting with one, jobs.schedule
--- in an app transaction holding that lock closed a cycle; not waiting, a tick
--- starved): p_wait, the first it wins (waited; '': none won or lock_timeout
--- ended it, the tick left due; null: none due). lost: queues another call
--- waits for: their rows, locked here, the waiter skipped (SKIP LOCKED).
-create function jobs.tick_queues(p_now timestamptz, p_wait boolean, out waited text, out lost text[])
-returns record language plpgsql as $$
-declare
-  q text;
-  v_due timestamptz;
-  v_timeout text;
-begin
-  lost := '{}';
-  -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
-  -- read of every due row, which a claim paid while any tick was due.
-  for q, v_due in select x.name, d.due from jobs.queue x
-           cross join lateral (select s.next_run_at as due from jobs.recurring s
-                               where coalesce(s.queue, 'default') = x.name and s.runner = 'drains' and s.next_run_at <= p_now
-                               order by s.next_run_at limit 1) d
-           where x.max_size is not null order by d.due loop
-    if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
-      waited := q;
-      v_timeout := current_setting('lock_timeout');
-      perform set_config('lock_timeout', jobs.tick_wait_bound(v_timeout, p_now - v_due), true);
-      begin
-        perform pg_advisory_xact_lock_shared(736041, hashtext(q));
-        perform pg_advisory_xact_lock(736037, hashtext(q));
-      exception when lock_not_available or deadlock_detected then
-        waited := '';
-        lost := lost || q;
-      end;
-      perform set_config('lock_timeout', v_timeout, true);
-    elsif p_wait and waited is null then
-      lost := lost || q;
-    else
-      begin  -- a probe: the rollback lets it go (a session lock a cancel cut short would stay)
-        if not pg_try_advisory_xact_lock_shared(736045, hashtext(q)) then
-          lost := lost || q;
-        end if;
-        raise sqlstate 'PDA96';
-      exception when sqlstate 'PDA96' then null;
-      end;
-    end if;
-  end loop;
-  waited := coalesce(waited, case when cardinality(lost) > 0 then '' end);
-end $$;
+-- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0021; a
+-- bounded queue's lock is waited for before, jobs.tick_queues, sql/0040).
 
 -- Publishes one job for each drain-run schedule whose tick is due and moves
 -- its next_run_at past `now`. Ticks missed while nothing claimed become one
@@ -219,7 +170,8 @@ begin
           last_error = case when v_stop is not null then c_stopped || v_stop || ' at ' || v_now
                             when v_n = 0 then s.last_error end,
           skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
-          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
+          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end,
+          lock_missed_at = null  -- the ticks left due were not for want of the lock
       where s.name = r.name;
       v_count := v_count + v_made;  -- here: the block's rollback on an error would not undo a count
     exception when others then

@@ -52,6 +52,9 @@ begin
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
   end if;
+  -- A bad pgdrain.tick_wait_ms (or tick_budget) is refused on every pass
+  -- (PDC03 naming it), not only once a bounded queue's tick is due.
+  perform jobs.tick_wait_bound('0');
   -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
   v_ticks := jobs.publish_due_schedules(v_now);
 

@@ -2928,6 +2928,36 @@ begin
 end $$;
 
 --
+-- Name: lock_schedule(text, timestamp with time zone, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.lock_schedule(p_name text, p_now timestamp with time zone, p_cron text DEFAULT NULL::text, p_tz text DEFAULT NULL::text, p_runner text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+declare
+  r jobs.recurring;
+  v_queue text;  -- the queue whose locks were taken (null: none)
+  v_need text;   -- the queue the row, locked, needs
+  v_skip boolean;
+begin
+  loop
+    select jobs.tick_lock_queue(s, jobs.skips_tick(s), p_now, p_cron, p_tz, p_runner) into v_queue
+    from jobs.recurring s where s.name = p_name;
+    begin
+      perform pg_advisory_xact_lock_shared(736041, hashtext(v_queue)), pg_advisory_xact_lock(736037, hashtext(v_queue))
+      where v_queue is not null;
+      select * into r from jobs.recurring s where s.name = p_name for update;
+      v_skip := found and jobs.skips_tick(r);
+      v_need := jobs.tick_lock_queue(r, v_skip, p_now, p_cron, p_tz, p_runner);
+      exit when v_need is null or v_need = v_queue;
+      raise sqlstate 'PDA97';
+    exception when sqlstate 'PDA97' then null;  -- the row and that queue's locks let go: again
+    end;
+  end loop;
+  return v_skip;
+end $$;
+
+--
 -- Name: lock_serial_keys(text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -2961,6 +2991,9 @@ begin
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
   end if;
+  -- A bad pgdrain.tick_wait_ms (or tick_budget) is refused on every pass
+  -- (PDC03 naming it), not only once a bounded queue's tick is due.
+  perform jobs.tick_wait_bound('0');
   -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
   v_ticks := jobs.publish_due_schedules(v_now);
 
@@ -4157,7 +4190,8 @@ begin
           last_error = case when v_stop is not null then c_stopped || v_stop || ' at ' || v_now
                             when v_n = 0 then s.last_error end,
           skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
-          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
+          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end,
+          lock_missed_at = null  -- the ticks left due were not for want of the lock
       where s.name = r.name;
       v_count := v_count + v_made;  -- here: the block's rollback on an error would not undo a count
     exception when others then
@@ -5011,7 +5045,10 @@ declare
   v_parts text[] := regexp_match(current_setting('pgdrain.lease_floor', true), '^(-?\d{1,18})\|(-?\d{1,18})$');
   v_now bigint := (extract(epoch from p_now) * 1000000)::bigint;
 begin
-  if v_parts is null or v_parts[1]::bigint > v_now or v_now - v_parts[2]::bigint > 10000000 then
+  -- The floor is no earlier than the probe from the start (as remembered;
+  -- else, out of the clock's range, it failed every claim): else none.
+  if v_parts is null or v_parts[1]::bigint > v_now or v_now - v_parts[2]::bigint > 10000000
+     or v_parts[1]::bigint < v_parts[2]::bigint then
     return null;
   end if;
   return timestamptz 'epoch' + v_parts[1]::bigint * interval '1 microsecond';
@@ -5786,22 +5823,22 @@ declare
   v_now timestamptz := jobs.clock(run_schedule.now);
   r jobs.recurring;
   v_id bigint;
+  v_skip boolean;  -- overlap 'skip' and a job of it active: nothing to publish
 begin
   -- Into a bounded queue, its publishers' lock before the row, as jobs.schedule
   -- and a claim's tick take them: with the row held its publish waited for
   -- that lock, and an app transaction that published to the queue, then
-  -- changed or removed this schedule, closed a cycle (40P01).
-  perform pg_advisory_xact_lock_shared(736041, hashtext(q.name)), pg_advisory_xact_lock(736037, hashtext(q.name))
-  from jobs.recurring s join jobs.queue q on q.name = coalesce(s.queue, 'default')
-  where s.name = run_schedule.name and s.runner = 'pg_cron' and q.max_size is not null;
-  select * into r from jobs.recurring s where s.name = run_schedule.name for update;
+  -- changed or removed this schedule, closed a cycle (40P01). None for a
+  -- tick overlap 'skip' skips (jobs.lock_schedule).
+  v_skip := jobs.lock_schedule(run_schedule.name, v_now);
+  select * into r from jobs.recurring s where s.name = run_schedule.name;
   if not found then
     perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
   end if;
   if r.runner <> 'pg_cron' then
     return null;
   end if;
-  if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+  if v_skip then
     update jobs.recurring s set skipped_ticks = s.skipped_ticks + 1, last_skipped_at = v_now where s.name = r.name;
     return null;
   end if;
@@ -5871,6 +5908,7 @@ declare
   v_old_next timestamptz;
   v_old_backfill numeric;
   v_rrule_tz text;
+  v_skip boolean;  -- its tick publishes nothing (overlap 'skip', a job of it active)
   -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
   v_cron text := jobs.cron_text(schedule.cron);
 begin
@@ -5971,11 +6009,9 @@ begin
   -- the queue's publishers' lock: taken first, before the row, as a publish
   -- and a claim (jobs.tick_queues) take them; with the row held, an app
   -- transaction that published to that queue, then called this for this
-  -- schedule, closed a cycle (40P01).
-  perform pg_advisory_xact_lock_shared(736041, hashtext(q.name)), pg_advisory_xact_lock(736037, hashtext(q.name))
-  from jobs.recurring r join jobs.queue q on q.name = coalesce(r.queue, 'default')
-  where r.name = schedule.name and r.runner = 'drains' and r.next_run_at <= v_now and q.max_size is not null
-    and (v_runner <> 'drains' or r.cron <> v_cron or r.tz is distinct from v_tz);
+  -- schedule, closed a cycle (40P01). The queue read again once the row is
+  -- locked (jobs.lock_schedule): another call may have moved it meanwhile.
+  v_skip := jobs.lock_schedule(schedule.name, v_now, v_cron, v_tz, v_runner);
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
   select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill
@@ -5994,9 +6030,12 @@ begin
     -- sql/0023; this schedule's only): a claim leaves a tick that would
     -- wait due, but here it would be dropped, counted skipped, whenever a
     -- transaction that published to its bounded queue was open.
-    perform set_config('pgdrain.tick_wait', schedule.name, true);
-    perform jobs.publish_due_schedules(v_now);
-    perform set_config('pgdrain.tick_wait', '', true);
+    -- Overlap 'skip' with a job of it active (v_skip): dropped, counted, below.
+    if not v_skip then
+      perform set_config('pgdrain.tick_wait', schedule.name, true);
+      perform jobs.publish_due_schedules(v_now);
+      perform set_config('pgdrain.tick_wait', '', true);
+    end if;
     -- A backfill publishes at most 100 ticks a call: those left are dropped
     -- with the old expression, counted as one skipped run.
     update jobs.recurring r set skipped_ticks = r.skipped_ticks + 1, last_skipped_at = r.next_run_at
@@ -6140,6 +6179,7 @@ CREATE TABLE jobs.recurring (
     last_error text,
     skipped_ticks bigint DEFAULT 0 NOT NULL,
     last_skipped_at timestamp with time zone,
+    lock_missed_at timestamp with time zone,
     created_at timestamp with time zone NOT NULL,
     updated_at timestamp with time zone NOT NULL,
     CONSTRAINT recurring_check CHECK (((tz IS NULL) OR (runner = 'drains'::text))),
@@ -6623,6 +6663,17 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
 $_$;
 
 --
+-- Name: skips_tick(jobs.recurring); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.skips_tick(r jobs.recurring) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  return r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r));
+end $$;
+
+--
 -- Name: sql_task_call(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -6841,6 +6892,22 @@ begin
 end $$;
 
 --
+-- Name: tick_lock_queue(jobs.recurring, boolean, timestamp with time zone, text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_lock_queue(r jobs.recurring, p_skip boolean, p_now timestamp with time zone, p_cron text, p_tz text, p_runner text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+begin
+  if p_skip or not (case when p_cron is null then r.runner = 'pg_cron'
+                         else r.runner = 'drains' and r.next_run_at <= p_now
+                              and (p_runner <> 'drains' or r.cron <> p_cron or r.tz is distinct from p_tz) end) then
+    return null;
+  end if;
+  return (select q.name from jobs.queue q where q.name = coalesce(r.queue, 'default') and q.max_size is not null);
+end $$;
+
+--
 -- Name: tick_made(bigint, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -6885,28 +6952,52 @@ CREATE FUNCTION jobs.tick_queues(p_now timestamp with time zone, p_wait boolean,
 declare
   q text;
   v_due timestamptz;
+  v_name text;  -- the schedule of that tick
+  v_missed timestamptz;  -- its lock_missed_at
   v_timeout text;
+  v_bound text;
+  v_until timestamptz;  -- when the wait's bound ends
+  v_left bigint;  -- ms left of it after the first lock
 begin
   lost := '{}';
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
-  for q, v_due in select x.name, d.due from jobs.queue x
-           cross join lateral (select s.next_run_at as due from jobs.recurring s
+  for q, v_due, v_name, v_missed in select x.name, d.due, d.name, d.missed from jobs.queue x
+           cross join lateral (select s.next_run_at as due, s.name, s.lock_missed_at as missed from jobs.recurring s
                                where coalesce(s.queue, 'default') = x.name and s.runner = 'drains' and s.next_run_at <= p_now
+                                 and not (s.overlap = 'skip' and exists (select from jobs.job_queue j
+                                                                         where j.dedupe_key = jobs.schedule_key(s)))  -- jobs.skips_tick
                                order by s.next_run_at limit 1) d
            where x.max_size is not null order by d.due loop
     if p_wait and waited is null and pg_try_advisory_xact_lock(736045, hashtext(q)) then
       waited := q;
       v_timeout := current_setting('lock_timeout');
-      perform set_config('lock_timeout', jobs.tick_wait_bound(v_timeout, p_now - v_due), true);
+      -- Overdue from the first claim that failed to publish this tick (not
+      -- from the tick: the first claim after a quiet spell, or of a schedule
+      -- started in the past, waits the setting, not ten times it).
+      v_bound := jobs.tick_wait_bound(v_timeout, p_now - case when v_missed >= v_due then v_missed else p_now end);
+      v_until := clock_timestamp() + v_bound::interval;
+      perform set_config('lock_timeout', v_bound, true);
       begin
         perform pg_advisory_xact_lock_shared(736041, hashtext(q));
-        perform pg_advisory_xact_lock(736037, hashtext(q));
+        v_left := floor(1000 * extract(epoch from v_until - clock_timestamp()));
+        if v_left >= 1 then
+          perform set_config('lock_timeout', v_left || 'ms', true);
+          perform pg_advisory_xact_lock(736037, hashtext(q));
+        elsif not pg_try_advisory_xact_lock(736037, hashtext(q)) then
+          raise sqlstate '55P03';  -- the bound spent: the second lock only if free
+        end if;
       exception when lock_not_available or deadlock_detected then
         waited := '';
         lost := lost || q;
       end;
       perform set_config('lock_timeout', v_timeout, true);
+      if waited = '' then  -- the first failure for this tick: its wait grows from now
+        update jobs.recurring s set lock_missed_at = p_now
+        where s.name = (select t.name from jobs.recurring t
+                        where t.name = v_name and t.next_run_at = v_due and not coalesce(t.lock_missed_at >= v_due, false)
+                        for update skip locked);
+      end if;
     elsif p_wait and waited is null then
       lost := lost || q;
     else
@@ -6997,14 +7088,21 @@ $_$;
 
 CREATE FUNCTION jobs.tick_wait_bound(p_lock_timeout text, p_overdue interval DEFAULT '00:00:00'::interval) RETURNS text
     LANGUAGE plpgsql STABLE
-    AS $$
+    AS $_$
 declare
   v_ms bigint := greatest(coalesce(jobs.setting_ms('pgdrain.tick_wait_ms'), 500), 1);  -- '2s', '500ms', 500
+  v_budget text := nullif(current_setting('pgdrain.tick_budget', true), '');
 begin
+  -- What numeric takes, but an exponent past 4 digits (that may overflow it).
+  if v_budget !~ '^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?\s*$' and v_budget !~* '^\s*(nan|[+-]?inf|[+-]?infinity)\s*$' then
+    perform jobs.raise_invalid('PDC03', 'pgdrain.tick_budget', format(
+      'must be a number of seconds or empty: a claim sets it to its max_timeout for its own call, got %s: RESET it (the wait''s setting is pgdrain.tick_wait_ms)',
+      left(quote_literal(v_budget), 80)));
+  end if;
   v_ms := least(greatest(v_ms, (extract(epoch from p_overdue) * 100)::bigint), v_ms * 10, 2147483647);
   -- A drain's claim: a tenth of its budget at most (jobs.claim_json); cast
   -- once within v_ms (least takes v_ms over a NaN, Infinity or 1e17 budget).
-  v_ms := least(v_ms, greatest(1, coalesce(nullif(current_setting('pgdrain.tick_budget', true), '')::numeric * 100, v_ms)));
+  v_ms := least(v_ms, greatest(1, coalesce(v_budget::numeric * 100, v_ms)));
   -- Half of statement_timeout at most, the other half the claim's: cut short
   -- by it, the wait failed the whole claim (57014), not the tick alone.
   v_ms := least(v_ms, greatest(1, coalesce(extract(epoch from nullif(current_setting('statement_timeout')::interval, '0')) * 500, v_ms))::bigint);
@@ -7012,7 +7110,7 @@ begin
     return p_lock_timeout;
   end if;
   return v_ms || 'ms';
-end $$;
+end $_$;
 
 --
 -- Name: tz_change(text, interval, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -

@@ -1,5 +1,5 @@
 // A drain's claim that publishes a due tick into a bounded queue waits for
-// the queue's publishers' lock (jobs.tick_queues, sql/0023), so an app
+// the queue's publishers' lock (jobs.tick_queues, sql/0040), so an app
 // transaction that published to that queue and stays open holds the claim
 // up. That wait must not outlast what the drain was given: its claim is sent
 // with the budget its jobs' timeouts must fit in (max_timeout), and a drain

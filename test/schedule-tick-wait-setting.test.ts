@@ -1,5 +1,5 @@
 // pgdrain.tick_wait_ms bounds a claim's wait for a bounded queue's tick lock
-// (jobs.tick_wait_bound, sql/0021): within the role's lock_timeout, clamped to
+// (jobs.tick_wait_bound, sql/0040): within the role's lock_timeout, clamped to
 // what lock_timeout takes, read as lock_timeout reads a value ('2s', '500ms';
 // a bare number is ms), and a value that is no duration refused naming the
 // setting and how to fix it. On a real PostgreSQL.

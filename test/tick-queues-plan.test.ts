@@ -1,4 +1,4 @@
-// jobs.tick_queues (sql/0023), which every claim runs while any drain-run
+// jobs.tick_queues (sql/0040), which every claim runs while any drain-run
 // tick is due, finds the bounded queues' oldest due ticks one index probe a
 // bounded queue (recurring_queue_due_idx), not by reading every due row and
 // joining them to the queues: at 5,000 due ticks that read cost each claim

@@ -16,10 +16,12 @@ const driver = pgDriver(db.url, { max: 3 });
 afterAll(() => driver.close());
 
 it("a job whose timeout fits the budget but not what a tick's wait left of it is not claimed", async () => {
-  // The wait's bound: 2 s once the tick is 20 s overdue, and a tenth of the claim's budget (about 1 s here).
+  // The wait's bound: 2 s once claims have failed to publish the tick for 20 s, and a tenth of the claim's
+  // budget (about 1 s here). Claims have failed since it came due, 9 minutes ago.
   await db.sql(`alter database "${db.name}" set pgdrain.tick_wait_ms = '200ms'`);
   await db.sql(`select jobs.create_queue('capped', max_size => 100)`);
   await db.sql(`select jobs.schedule('sweep', '* * * * *', 'sweep.run', queue => 'capped', now => now() - interval '10 minutes')`);
+  await db.sql(`update jobs.recurring set lock_missed_at = next_run_at`);
   const seen: { leaseUntil: number }[] = [];
   const work = defineTask('work', async (_body: object, ctx) => {
     const [row] = await db.sql<{ l: number }>(

@@ -1,10 +1,10 @@
-// A claim's wait for a bounded queue's tick (jobs.tick_wait_bound, sql/0021)
+// A claim's wait for a bounded queue's tick (jobs.tick_wait_bound, sql/0040)
 // stays under half the session's statement_timeout, as it stays under its
 // lock_timeout: a role's statement_timeout (common on managed databases)
 // shorter than the wait cancelled the whole claim (57014, the drain's claim
 // failed) where the wait's own end leaves the tick due and the claim answers.
-// The tick here is 10 minutes overdue, so the wait has grown to 5 s (ten
-// times the default 500 ms). On a real PostgreSQL.
+// Claims have failed to publish the tick here for 10 minutes, so the wait
+// has grown to 5 s (ten times the default 500 ms). On a real PostgreSQL.
 import { expect, it } from 'vitest';
 import { testDb, withClient } from './support/db.js';
 import { lockSessions, outcome } from './support/lock-sessions.js';
@@ -16,6 +16,7 @@ const session = lockSessions(db.url);
 it('a first claim under a statement_timeout shorter than the wait answers, its job claimed, the tick left due', async () => {
   await db.sql(`select jobs.create_queue('capped', max_size => 100)`);
   await db.sql(`select jobs.schedule('sweep', '*/10 * * * *', 'sweep.run', queue => 'capped', now => $1)`, [T0]);
+  await db.sql(`update jobs.recurring set lock_missed_at = next_run_at`);  // claims have failed since it came due
   const { id } = (await db.sql<{ id: string }>(`select jobs.publish('work', '{}', now => $1)::text as id`, [minute(1)]))[0]!;
   const [app, claim] = await Promise.all([session(), session()]);
   await claim.query(`set statement_timeout = '1s'`);
