@@ -10,11 +10,11 @@
 --   nack     it failed with errors[i]: retry (at retry_at[i], else after the backoff
 --            from the call, jobs.call_time: the job's own retry policy, else its
 --            queue's, by jobs.queue_backoff; else jobs.backoff)
---   fail     it failed with errors[i]: no retry
--- (a null error of a nack or fail: jobs.settle_error's default; one past
--- 8192 characters is cut, jobs.cut_error)
---   release  give it back unstarted, its attempt not spent; with retry_at[i], it
---            runs again then (a snooze: SnoozeJob, ctx.rateLimit)
+--   fail     it failed with errors[i]: no retry (a null error of a nack or fail:
+--            jobs.settle_error's default; one past 8192 characters is cut, jobs.cut_error)
+--   release  give it back unstarted, its attempt not spent; with retry_at[i], it runs
+--            again then (a snooze: SnoozeJob, ctx.rateLimit); errors[i], why (drain():
+--            no connection came free in time), is its last_error, any earlier one below
 -- An outcome applies only while that delivery runs: the job is still on that
 -- attempt and leased (by worker_id, when given). So a drain whose lease
 -- expired and whose job went to another drain cannot settle the newer
@@ -25,11 +25,9 @@
 -- dependant a cascade deferred, jobs.after_end, which only its expiry ends).
 -- A release gives the attempt back, so the next delivery has the same
 -- attempt number: only worker_id tells the two apart, and a drain passes it.
--- A nack with retries left schedules the job again; with none left, the job
--- ends as a failure.
--- A job whose cancel was requested while it ran (jobs.cancel) ends as
--- cancelled on any outcome but ack (an ack means the work was done: it ends
--- as a success). This is drain()'s form: arrays cost the server far less to
+-- A nack with retries left schedules the job again; with none left, it fails.
+-- A job whose cancel was requested while it ran (jobs.cancel) ends cancelled on any
+-- outcome but ack (the work was done: a success). This is drain()'s form: arrays cost the server far less to
 -- read than JSON. Returns {"succeeded", "failed", "cancelled", "retried",
 -- "released", "stale"}, "cancelled_ids" (the deliveries it ended cancelled,
 -- as id:attempt: '12:1,15:3') when any, "stale_ids" (those it found stale,
@@ -91,10 +89,9 @@ begin
     perform jobs.raise_invalid('PD008', 'outcomes',
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
   end if;
-  -- Errors past jobs.cut_error's bound, cut once here for the whole
-  -- statement. Only a batch with a nack or fail has errors: acks pay
-  -- nothing; one with errors, a size read per error (octet_length, from the
-  -- header) unless one is that long.
+  -- Errors past jobs.cut_error's bound, cut once here for the whole statement. Only a batch
+  -- with a nack, fail or release with a reason has errors: acks pay nothing; one with errors,
+  -- a size read per error (octet_length, from the header) unless one is that long.
   if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 8192) then
     settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
@@ -106,9 +103,8 @@ begin
   if (v_nacks or v_releases) and settle_arrays.retry_at && array['infinity', '-infinity']::timestamptz[] then
     perform jobs.raise_invalid('PD008', 'retry_at', 'must hold finite times or nulls, got infinity');
   end if;
-  -- A duration (kept as duration_ms) below 0, NaN or infinite is none: two
-  -- comparisons per element in C (about 3 us a batch of 500), no rows but
-  -- to name the first. NaN sorts above Infinity, so the second finds it.
+  -- A duration (kept as duration_ms) below 0, NaN or infinite is none: two comparisons per element
+  -- in C (about 3 us a batch of 500), no rows but to name the first. NaN sorts above Infinity.
   if 0 > any(settle_arrays.ms) or 'Infinity' <= any(settle_arrays.ms) then
     perform jobs.raise_invalid('PD008', 'ms', format('must hold finite numbers of milliseconds, 0 or more, or nulls, got %s',
       (select x from unnest(settle_arrays.ms) x where x < 0 or x >= 'Infinity' limit 1)));
@@ -161,18 +157,22 @@ begin
   end if;
   if v_releases then
     with o as (
-      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at)
-        as x(id, attempt, outcome, retry_at)
+      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at,
+                           settle_arrays.errors) as x(id, attempt, outcome, retry_at, error)
       where x.outcome = 'release' and x.attempt > 0
     ), released as (
       -- With a retry_at, a snooze: it runs again then. Its last_error counts
       -- the snoozes since the last error, which stays on the lines below:
       -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'; cut whole
-      -- (jobs.cut_error): after an error of 8 KiB it would be past the bound.
+      -- (jobs.cut_error): after an error of 8 KiB it would be past the bound. With an error
+      -- (why it was given back), that goes first, the same given again not repeated.
       update jobs.job_queue q
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
           scheduled_at = coalesce(o.retry_at, q.scheduled_at),
-          last_error = case when o.retry_at is null then q.last_error else jobs.cut_error(
+          last_error = case when o.error is not null then jobs.cut_error(o.error || coalesce(E'\n' || nullif(
+              case when starts_with(q.last_error || E'\n', o.error || E'\n') then substr(q.last_error, length(o.error) + 2)
+                   else q.last_error end, ''), ''))
+            when o.retry_at is null then q.last_error else jobs.cut_error(
             format('snoozed until %s (%s in a row)', to_char(o.retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                    coalesce(substring(q.last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1)
             || coalesce(E'\n' || nullif(regexp_replace(q.last_error, '^snoozed until \S+ \(\d+ in a row\)\n?', ''), ''), ''))

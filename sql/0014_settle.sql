@@ -65,7 +65,7 @@ $$;
 --   {"id": job_id, "attempt": n, "outcome": "ack",     "result": any, "ms": number}
 --   {"id": job_id, "attempt": n, "outcome": "nack",    "error": text, "retry_at": timestamptz | null}
 --   {"id": job_id, "attempt": n, "outcome": "fail",    "error": text}
---   {"id": job_id, "attempt": n, "outcome": "release", "retry_at": timestamptz | null}
+--   {"id": job_id, "attempt": n, "outcome": "release", "retry_at": timestamptz | null, "error": text | null}
 create function jobs.settle(outcomes jsonb, now timestamptz default null)
 returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -6381,10 +6381,9 @@ begin
     perform jobs.raise_invalid('PD008', 'outcomes',
       format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
   end if;
-  -- Errors past jobs.cut_error's bound, cut once here for the whole
-  -- statement. Only a batch with a nack or fail has errors: acks pay
-  -- nothing; one with errors, a size read per error (octet_length, from the
-  -- header) unless one is that long.
+  -- Errors past jobs.cut_error's bound, cut once here for the whole statement. Only a batch
+  -- with a nack, fail or release with a reason has errors: acks pay nothing; one with errors,
+  -- a size read per error (octet_length, from the header) unless one is that long.
   if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 8192) then
     settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
@@ -6396,9 +6395,8 @@ begin
   if (v_nacks or v_releases) and settle_arrays.retry_at && array['infinity', '-infinity']::timestamptz[] then
     perform jobs.raise_invalid('PD008', 'retry_at', 'must hold finite times or nulls, got infinity');
   end if;
-  -- A duration (kept as duration_ms) below 0, NaN or infinite is none: two
-  -- comparisons per element in C (about 3 us a batch of 500), no rows but
-  -- to name the first. NaN sorts above Infinity, so the second finds it.
+  -- A duration (kept as duration_ms) below 0, NaN or infinite is none: two comparisons per element
+  -- in C (about 3 us a batch of 500), no rows but to name the first. NaN sorts above Infinity.
   if 0 > any(settle_arrays.ms) or 'Infinity' <= any(settle_arrays.ms) then
     perform jobs.raise_invalid('PD008', 'ms', format('must hold finite numbers of milliseconds, 0 or more, or nulls, got %s',
       (select x from unnest(settle_arrays.ms) x where x < 0 or x >= 'Infinity' limit 1)));
@@ -6451,18 +6449,22 @@ begin
   end if;
   if v_releases then
     with o as (
-      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at)
-        as x(id, attempt, outcome, retry_at)
+      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at,
+                           settle_arrays.errors) as x(id, attempt, outcome, retry_at, error)
       where x.outcome = 'release' and x.attempt > 0
     ), released as (
       -- With a retry_at, a snooze: it runs again then. Its last_error counts
       -- the snoozes since the last error, which stays on the lines below:
       -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'; cut whole
-      -- (jobs.cut_error): after an error of 8 KiB it would be past the bound.
+      -- (jobs.cut_error): after an error of 8 KiB it would be past the bound. With an error
+      -- (why it was given back), that goes first, the same given again not repeated.
       update jobs.job_queue q
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
           scheduled_at = coalesce(o.retry_at, q.scheduled_at),
-          last_error = case when o.retry_at is null then q.last_error else jobs.cut_error(
+          last_error = case when o.error is not null then jobs.cut_error(o.error || coalesce(E'\n' || nullif(
+              case when starts_with(q.last_error || E'\n', o.error || E'\n') then substr(q.last_error, length(o.error) + 2)
+                   else q.last_error end, ''), ''))
+            when o.retry_at is null then q.last_error else jobs.cut_error(
             format('snoozed until %s (%s in a row)', to_char(o.retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                    coalesce(substring(q.last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1)
             || coalesce(E'\n' || nullif(regexp_replace(q.last_error, '^snoozed until \S+ \(\d+ in a row\)\n?', ''), ''), ''))

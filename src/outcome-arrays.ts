@@ -6,8 +6,8 @@ export type Outcome =
   /** retryAt (ISO text): when to run again, instead of after the backoff (a RetryJob). */
   | { id: string; attempt: number; outcome: 'nack'; error: string; retryAt?: string }
   | { id: string; attempt: number; outcome: 'fail'; error: string }
-  /** retryAt: a snooze (SnoozeJob), run again then; without it, a plain give-back. */
-  | { id: string; attempt: number; outcome: 'release'; retryAt?: string };
+  /** retryAt: a snooze (SnoozeJob), run again then; without it, a plain give-back. error: why, as its last_error (none: kept). */
+  | { id: string; attempt: number; outcome: 'release'; retryAt?: string; error?: string };
 
 /** Settles outcomeArrays(...) of the worker $8 (null: any) in one statement; answers the counts as r (a SettleAnswer). */
 export const SETTLE_ARRAYS_SQL =
@@ -76,7 +76,7 @@ export function outcomeArrays(unsorted: readonly Outcome[]): unknown[] {
       if (o.result !== null) (results ??= new Array<string | null>(n).fill(null))[i] = o.result;
     } else {
       ms[i] = 'NULL';
-      if (o.outcome === 'nack' || o.outcome === 'fail') (errors ??= new Array<string | null>(n).fill(null))[i] = o.error;
+      if (o.error !== undefined) (errors ??= new Array<string | null>(n).fill(null))[i] = o.error; // a release's: only with a reason
       if (o.outcome !== 'fail' && o.retryAt !== undefined) (retryAts ??= new Array<string | null>(n).fill(null))[i] = o.retryAt;
     }
   }

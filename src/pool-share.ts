@@ -5,8 +5,8 @@
 // the drain's own claims and settles do. Each pool-bound drain keeps its
 // handlers under the pool's size less one (drain-settings.ts); drains side by
 // side must keep their transactional ones under it too, or the handlers past
-// it wait for a connection with their timeout running, and are nacked without
-// having run. A drain given `concurrency` is not bound, but its transactional
+// it wait for a connection with their timeout running, and are given back
+// unrun (unstarted.ts). A drain given `concurrency` is not bound, but its transactional
 // handlers count here too: the drains beside it that are bound leave their
 // connections. So do those of any drain on the pool, of a task made
 // transactional after its drain began too (queue.defineTask mid-drain).

@@ -15,6 +15,7 @@ import type { TimeoutGroup, Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
 import type { RunningJobs } from './running-jobs.js';
 import { interrupted, LEASE_LOST, type Running } from './wind-down.js';
+import { releaseUnstarted } from './unstarted.js';
 
 /** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
 export interface RunHost {
@@ -44,7 +45,6 @@ export interface RunHost {
 
 /** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
 const SETTLED = new Error('job settled');
-const UNRUN = ', before it could start: no connection of the pool came free for it (transactional handlers take its size less one)';
 
 /**
  * One started job: its entry in host.running and its timeout (host.timeouts
@@ -55,7 +55,7 @@ export class JobRun implements Running, LeaseHolder {
   readonly signal = new LazySignal();
   /** Its entry left host.running (settled, timed out, released): its timeout group lets it go. */
   ended = false;
-  waitsForConnection = false; // its transactional handler waits in PoolShare.enter: a timeout then ends it unrun
+  waitsForConnection = false; // its transactional handler waits for a connection, unbegun: released at its end (unstarted.ts)
   private timeout: TimeoutGroup;
   private ctx: DrainJobContext | undefined;
   private began = 0;
@@ -71,17 +71,15 @@ export class JobRun implements Running, LeaseHolder {
     this.timeout = host.timeouts.at(end, this);
   }
 
-  /** Its end came: the signal fires, the job is nacked without waiting for the handler. */
+  /** Its end came: the signal fires, the job is nacked without waiting for the handler (released if it never began). */
   expire(): void {
     if (this.host.running.get(this.job.id) !== this) return; // settled before its group's timer fired
-    // Its end was the drain's stop, after the drain's signal: nacked to run
-    // again at once, as windDown does with what runs at the grace's end.
-    if (this.stops && this.host.signalled()) {
-      return interrupted(this, `did not stop by the drain's deadline after ${this.host.stopCause()}`);
-    }
+    // Its end was the drain's stop, after the drain's signal: nacked to run again at once, as windDown does at the grace's end.
+    if (this.stops && this.host.signalled()) return interrupted(this, `did not stop by the drain's deadline after ${this.host.stopCause()}`);
+    if (this.waitsForConnection) return releaseUnstarted(this, this.stops ? 'deadline' : 'timeout');
     const why = this.stops ? 'stopped at the drain deadline'
       : this.extended ? `timed out after ${this.job.timeout} s and its lease extended to ${this.extended.toISOString()}`
-      : `timed out after ${this.job.timeout} s${this.waitsForConnection ? UNRUN : ''}`;
+      : `timed out after ${this.job.timeout} s`;
     this.signal.abort(new Error(why));
     this.finish({ id: this.job.id, attempt: this.job.attempt, outcome: 'nack', error: why });
   }
@@ -258,11 +256,12 @@ async function inTransaction(host: RunHost, handler: Handler, run: JobRun, ctx: 
   try {
     const { db } = host.deps;
     if (!('transaction' in db)) throw new TypeError('a transactional task needs a driver with transactions');
-    // The pool's connections for handlers all taken, it waits for one, its timeout running; given up, it never connects.
-    const waiting = () => { run.waitsForConnection = true; return run.signal.signal; }; // called only when it waits
-    if (!await host.connect(waiting).finally(() => { run.waitsForConnection = false; })) throw run.signal.abortedWith;
+    // Its turn for a connection, then its BEGIN, its timeout running: given up before its handler begins, it is released.
+    run.waitsForConnection = true;
+    if (!await host.connect(() => run.signal.signal)) throw run.signal.abortedWith;
     // A COMMIT whose answer was lost: asked whether it landed before a nack is made of its error.
-    const counts = await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt))
+    const counts = await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt),
+                                          () => { run.waitsForConnection = false; })
       .finally(() => host.disconnect());
     host.settler.count(run.ended ? endedMeanwhile(counts) : counts);
     return null;

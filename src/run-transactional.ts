@@ -46,15 +46,17 @@ const notExtended = (seconds: number): Promise<Date | null> => (leaseSeconds(sec
  * failure (40P01, 40001: often lock orders the user cannot choose; docs/tasks.md
  * "Typed tasks") runs the handler again at once, up to RERUNS times, with
  * the same ctx (same job, same attempt); then its error is thrown.
+ * starting: called as the handler is about to be called, its transaction open
+ * (before, it waited for a connection: drain() releases a job given up then).
  */
 export async function runTransactional(
   driver: Driver, handler: Handler, job: TransactionalJob, workerId: string,
-  ctx: JobContext, committed?: () => Promise<boolean>,
+  ctx: JobContext, committed?: () => Promise<boolean>, starting?: () => void,
 ): Promise<SettleCounts> {
   const began = Date.now();
   for (let reruns = 0; ; reruns++) {
     try {
-      return await runOnce(driver, handler, job, workerId, ctx, began, committed);
+      return await runOnce(driver, handler, job, workerId, ctx, began, committed, starting);
     } catch (error) {
       // Rolled back whole for another transaction's sake (a deadlock victim,
       // a serialization failure): nothing of this run stayed, so the handler
@@ -69,7 +71,7 @@ export async function runTransactional(
 /** One transaction of runTransactional: the handler and the ack; began is the first run's start (the ack's ms). */
 async function runOnce(
   driver: Driver, handler: Handler, job: TransactionalJob, workerId: string,
-  ctx: JobContext, began: number, committed?: () => Promise<boolean>,
+  ctx: JobContext, began: number, committed?: () => Promise<boolean>, starting?: () => void,
 ): Promise<SettleCounts> {
   let acked: SettleCounts | undefined; // set as the callback returns: a later error is the COMMIT's
   try {
@@ -77,6 +79,7 @@ async function runOnce(
       // Its timeout may have passed while it waited for a connection: the drain
       // has nacked it then, and it must not start (another drain may run it).
       if (ctx.signal.aborted) throw ctx.signal.reason;
+      starting?.();
       // Spelled out: a spread would drop ctx's signal (an accessor on its prototype).
       // progress, extendLease and rateLimit go through the drain's connections, not this
       // transaction: progress shows while the job runs, a token taken stays taken.

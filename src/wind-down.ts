@@ -2,6 +2,7 @@ import type { LazySignal } from './job-context.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { RunningJobs } from './running-jobs.js';
 import { timerAt } from './timeouts.js';
+import { releaseUnstarted } from './unstarted.js';
 import type { Job } from './types.js';
 
 /** A job drain() has started and not yet settled. */
@@ -12,6 +13,8 @@ export interface Running {
   signal: LazySignal;
   /** null: already settled in the handler's own transaction. */
   finish(outcome: Outcome | null): void;
+  /** Its handler has not begun: it waits for a connection (a transactional one's, run-handler.ts). */
+  waitsForConnection?: boolean;
 }
 
 /** A delivery's signal reason once the database no longer has it running (its lease passed and a claim expired it). */
@@ -47,6 +50,7 @@ export function endEarlierDelivery(running: RunningJobs, id: string): Outcome | 
  * it ends failed with `why` once its retries are spent.
  */
 export function interrupted(r: Running, why: string): void {
+  if (r.waitsForConnection) return releaseUnstarted(r, 'stop'); // never began: its attempt given back
   r.signal.abort(new Error('drain stopped'));
   r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'nack', error: why, retryAt: claimedAt(r.job) });
 }

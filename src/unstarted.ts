@@ -1,0 +1,31 @@
+// A claimed job whose handler never began gives its attempt back: released
+// (jobs.settle_arrays' release), never nacked, its last_error saying why. A
+// transactional handler waits for a connection before it begins (its turn
+// under the pool's size less one, PoolShare.enter, then its transaction's
+// BEGIN on the pool), its timeout running: its timeout, the drain's deadline
+// or a stop can come first. Nacked then, with maxRetries 0 it failed for
+// good without having run. (A job whose timeout passed while its claim was
+// out is nacked still, drain.ts endOf: given back, it would be claimed and
+// given back again without end.)
+import type { Running } from './wind-down.js';
+
+/** What came before its handler could begin. */
+export type UnstartedBy = 'timeout' | 'deadline' | 'stop';
+
+const WAIT = 'while it waited for a connection (transactional handlers take the pool\'s size less one, those running hold theirs, '
+  + 'and so may other code on the pool)';
+const FIX = "raise the pool's size, lower the drain's concurrency or give the task a longer timeout";
+
+/** Its last_error: "released unstarted: its timeout (1 s) passed while it waited for a connection (…); raise …". */
+export function unstartedWhy(timeoutSeconds: number, by: UnstartedBy): string {
+  if (by === 'stop') return `released unstarted: the drain stopped ${WAIT}`;
+  const when = by === 'timeout' ? `its timeout (${timeoutSeconds} s) passed` : "the drain's deadline came";
+  return `released unstarted: ${when} ${WAIT}; ${FIX}`;
+}
+
+/** r never began: its signal fires (its wait for a connection ends) and it is released with why. */
+export function releaseUnstarted(r: Running, by: UnstartedBy): void {
+  const why = unstartedWhy(r.job.timeout, by);
+  r.signal.abort(new Error(why));
+  r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release', error: why });
+}
