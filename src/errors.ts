@@ -140,7 +140,9 @@ export function translateError(error: unknown): unknown {
       + `${exhausted[code]}. Nothing the statement did was kept; jobs a drain ran but could not settle run again `
       + 'once their leases expire', { cause: error });
   }
-  if (unavailable.has(code) || code.startsWith('08') || /Connection terminated|connect ECONNREFUSED|timeout expired|encountered a connection error and is not queryable|proxy request failed, cannot connect|Network connection lost/i.test(message)) {
+  // 55000 is generic: only its "database … is not currently accepting connections" (ALTER DATABASE … ALLOW_CONNECTIONS false).
+  if (unavailable.has(code) || code.startsWith('08') || (code === '55000' && /is not currently accepting connections/.test(message))
+      || /Connection terminated|connect ECONNREFUSED|timeout expired|encountered a connection error and is not queryable|proxy request failed, cannot connect|Network connection lost/i.test(message)) {
     return new PgDrainError('database_unavailable', `database unavailable: ${message}`, { cause: error });
   }
   return error;

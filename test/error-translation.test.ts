@@ -16,6 +16,14 @@ describe('translateError', () => {
     }
   });
 
+  it('reads a database turned away (55000, ALLOW_CONNECTIONS false) as database_unavailable, no other 55000', () => {
+    // A drain's claim met it while its settle met a cut connection: drain() rejected with a raw driver error.
+    const refused = 'database "app" is not currently accepting connections';
+    expect(translateError(Object.assign(new Error(refused), { code: '55000' })))
+      .toMatchObject({ code: 'database_unavailable', message: `database unavailable: ${refused}` });
+    expect(translateError(Object.assign(new Error('cannot do that now'), { code: '55000' }))).not.toBeInstanceOf(PgDrainError);
+  });
+
   it('reads a PD error as a ValidationError naming the field, but a full queue (PD010) as queue_full', () => {
     const bad = translateError(Object.assign(new Error('expires_at: must be after the job\'s scheduled time'), { code: 'PD007', column: 'expires_at' }));
     expect(bad).toBeInstanceOf(ValidationError);
