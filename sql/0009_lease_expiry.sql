@@ -29,6 +29,15 @@ begin
   return (select e.leases + e.waiting from jobs.expire_due(expire.n, jobs.clock(expire.now), expire.after) e);
 end $$;
 
+-- What an expired lease's error adds: whose outcome never came. A drain that
+-- ran the job may have died, or settled it while the database was gone (its
+-- report, its error, says how many outcomes it could not record).
+create function jobs.no_outcome_from(p_worker_id text) returns text language sql immutable as $$
+  select case when p_worker_id is null then '' else format(
+    ': its lease passed with no outcome from worker %s (it stopped or was killed, or its settle could not reach the database)',
+    p_worker_id) end
+$$;
+
 -- jobs.expire's work, each kind only when asked (p_leases, p_waiting: a
 -- claim asks for what its probes found), with its counts apart (jobs.maintain's).
 -- p_holder: a drain's claim (jobs.claim_json's holder) leaves the passed
@@ -93,7 +102,8 @@ begin
                 -- In UTC, whatever the session's time zone: 'expired: not started before 2030-01-01T09:00:00.000Z'.
                 when s.stale then format('expired: not started before %s',
                                          to_char(s.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
-                else format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1) end,
+                else format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1)
+                     || jobs.no_outcome_from(s.worker_id) end,
            s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at, s.started_at,
            case when s.stale then s.expires_at else s.lease_until end,
            case when not s.stale then extract(epoch from s.lease_until - s.started_at) * 1000 end,
@@ -111,6 +121,7 @@ begin
         -- the wait, and an expired job goes to the next consume (DESIGN).
         scheduled_at = q.lease_until,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
+                     || jobs.no_outcome_from(q.worker_id)
     from taken e
     where q.job_id = e.job_id and not e.stale and q.attempt <= q.max_retries and q.cancel_requested_at is null
     returning 1

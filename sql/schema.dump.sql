@@ -2468,7 +2468,8 @@ begin
                 -- In UTC, whatever the session's time zone: 'expired: not started before 2030-01-01T09:00:00.000Z'.
                 when s.stale then format('expired: not started before %s',
                                          to_char(s.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
-                else format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1) end,
+                else format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1)
+                     || jobs.no_outcome_from(s.worker_id) end,
            s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at, s.started_at,
            case when s.stale then s.expires_at else s.lease_until end,
            case when not s.stale then extract(epoch from s.lease_until - s.started_at) * 1000 end,
@@ -2486,6 +2487,7 @@ begin
         -- the wait, and an expired job goes to the next consume (DESIGN).
         scheduled_at = q.lease_until,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
+                     || jobs.no_outcome_from(q.worker_id)
     from taken e
     where q.job_id = e.job_id and not e.stale and q.attempt <= q.max_retries and q.cancel_requested_at is null
     returning 1
@@ -3099,6 +3101,18 @@ begin
                            array[nack.attempt]);
   return (v->>'retried')::integer + (v->>'failed')::integer + (v->>'cancelled')::integer = 1;
 end $$;
+
+--
+-- Name: no_outcome_from(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.no_outcome_from(p_worker_id text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select case when p_worker_id is null then '' else format(
+    ': its lease passed with no outcome from worker %s (it stopped or was killed, or its settle could not reach the database)',
+    p_worker_id) end
+$$;
 
 --
 -- Name: notify(text, text); Type: FUNCTION; Schema: jobs; Owner: -

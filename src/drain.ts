@@ -20,9 +20,9 @@ import type { Outcome } from './outcome-arrays.js';
 import { pauseUntil, Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
 import { Timeouts } from './timeouts.js';
+import { withUnrecorded } from './unrecorded.js';
 import { causeOf, endEarlierDelivery, windDown } from './wind-down.js';
 import type { DrainReport, Job, SkippedTimeouts, StoppedBy } from './types.js';
-
 export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS,
   type DrainDeps } from './drain-settings.js';
 
@@ -43,8 +43,8 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  *   (bounded by settleMarginMs on a healthy database). A database that stops
  *   answering is given up overrunMs after the deadline (or after the grace
  *   that follows options.signal, or after hardSignal, whichever is first):
- *   drain() then rejects with database_unavailable, and what it had not
- *   settled runs again once its lease expires. A claim that fails otherwise
+ *   drain() then rejects with database_unavailable, saying how many outcomes it could not
+ *   record (unrecorded.ts): those jobs run again once their leases expire. A claim that fails otherwise
  *   (a lost connection) ends the drain the same way, once its running
  *   handlers have ended and their outcomes had their chance to settle.
  * - It consumes options.queue (default 'default'), only jobs whose attributes
@@ -288,7 +288,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   try {
     await settler.close();
   } catch (error) {
-    throw translateError(claimError ?? error);
+    throw withUnrecorded(translateError(claimError ?? error), settler.left(), error, workerId); // what it could not record
   } finally {
     limit.dispose();
   }

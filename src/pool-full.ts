@@ -49,7 +49,6 @@ export function poolFullNote(view: PoolView): (overrunMs: number, after: string)
     const waiting = counts === undefined ? '' : `, ${plural(counts.waiting, 'statement')} waiting for one`;
     return `database unavailable: the pool (max ${max}) was full for ${what} until ${overrunMs} ms ${after}: `
       + `its connections held by ${holders.join(' and ')}${waiting}; `
-      + `raise the pool's size or lower the drain's concurrency (${view.concurrency})`
-      + (unsettled > 0 ? '. Those jobs run again once their leases end' : '');
+      + `raise the pool's size or lower the drain's concurrency (${view.concurrency})`; // drain.ts adds what was not recorded
   };
 }

@@ -103,6 +103,11 @@ export class Settler {
     return this.buffer.length + this.keyedOut.length + this.sending;
   }
 
+  /** The outcomes still buffered: after a close() that threw, those it could not settle. */
+  left(): Outcome[] {
+    return this.buffer.concat(this.keyedOut);
+  }
+
   /** Whether outcomes wait to be settled. */
   hasBuffered(): boolean {
     return this.buffer.length > 0 || this.keyedOut.length > 0;

@@ -509,8 +509,8 @@ describe('the connection pool across invocations', () => {
     while ((await leased()) === 0) await new Promise((r) => setTimeout(r, 20));
     proxy.freeze(); // no error ever comes: only silence
     // Given up half the 1 s safety margin after the deadline, not "Task timed out".
-    expect(await invocation).toMatchObject({ errorType: 'PgDrainError',
-      errorMessage: "database unavailable: no reply within 500 ms after the drain's deadline" });
+    expect(await invocation).toMatchObject({ errorType: 'PgDrainError', errorMessage: expect.stringMatching(
+      /^database unavailable: no reply within 500 ms after the drain's deadline(; \d+ jobs?'s? outcomes? (was|were) not recorded .+)?$/) });
     // Nothing lost: once the leases it held end, every job runs.
     await sql('update jobs.job_queue set lease_until = now() where lease_until > now()');
     expect(await invoke(eventBridge(), 20_000)).toMatchObject({ stoppedBy: 'empty', failed: 0, retried: 0 });

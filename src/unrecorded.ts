@@ -1,0 +1,30 @@
+// What a drain says when its last settle could not land (the database gone,
+// its connection cut): how many outcomes it did not record, of which kinds,
+// and why. Those jobs stay leased to it; once their leases pass, an expiry
+// (a claim, jobs.expire, jobs.maintain) retries each, an attempt spent, or
+// fails it with none left, its last_error naming this drain's worker id
+// (jobs.no_outcome_from): that error and this one tell the same story.
+import type { Outcome } from './outcome-arrays.js';
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * error (what drain() rejects with), its message followed by what was not
+ * recorded: "database unavailable: Connection terminated unexpectedly; 3 jobs'
+ * outcomes were not recorded (2 succeeded, 1 failed): the drain's last settle
+ * failed. …". settleError: the
+ * last settle's own error, named when error is another's (a failed claim's).
+ */
+export function withUnrecorded(error: unknown, left: readonly Outcome[], settleError: unknown, workerId: string): unknown {
+  if (left.length === 0 || !(error instanceof Error)) return error;
+  const kinds = { succeeded: 0, failed: 0, 'given back': 0 };
+  for (const o of left) kinds[o.outcome === 'ack' ? 'succeeded' : o.outcome === 'release' ? 'given back' : 'failed']++;
+  const which = Object.entries(kinds).filter(([, n]) => n > 0).map(([kind, n]) => `${n} ${kind}`).join(', ');
+  // The settle's own error, when error's message does not already say it (a failed claim's may say the same).
+  const settled = settleError instanceof Error ? settleError.message : String(settleError);
+  const own = error.message.includes(settled) ? '' : ` (${settled})`;
+  error.message += `; ${plural(left.length, "job's outcome was", "jobs' outcomes were")} not recorded (${which}): `
+    + `the drain's last settle failed${own}. Those jobs run again once their leases end, an attempt spent; their last_error `
+    + `will say their lease passed with no outcome from worker ${workerId}`;
+  return error;
+}
