@@ -55,10 +55,13 @@ export function jsonParam(value: unknown, field: string): string {
  * so the job is settled with the error: encoded before settling, one bad
  * result cannot break a batch's settle statement. What JSON cannot hold at
  * all (a BigInt, a cycle, a function or Symbol returned, nesting too deep,
- * a NUL) throws a FailJob naming where (unstorable): the same return would
- * come again, and a retry would run the handler's work again for it. What
- * JSON writes as {} (a Promise not awaited, an Error returned) throws a
- * TypeError, retried as a throw: the work it stood for may not be done.
+ * a NUL), or would write as {} with its data lost (a Map or Set not empty),
+ * throws a FailJob naming where (unstorable): the same return would come
+ * again, and a retry would run the handler's work again for it. A Promise
+ * not awaited or an Error returned, also written as {}, throws a TypeError,
+ * retried as a throw: the work it stood for may not be done (a Promise), or
+ * the handler meant to throw it (an Error); one anywhere in the result wins
+ * over a Map or Set.
  */
 export function resultJson(result: unknown): string | null {
   let json: string | null | undefined;
@@ -79,8 +82,9 @@ export function resultJson(result: unknown): string | null {
   // A Promise (or another thenable of no own data), a Map, a Set or an Error
   // (`return err` meant as `throw err`) is written as {}: looked for only
   // then, so other results cost one substring search.
-  const lost = json.includes('{}') ? quietThenables(result, 'result', true) : undefined;
-  if (lost !== undefined) throw new TypeError(`${lost} (JSON would store it as {})`);
+  const lost = json.includes('{}') ? lostParts(result, 'result', true) : undefined;
+  if (lost?.retry !== undefined) throw new TypeError(`${lost.retry} (JSON would store it as {})`);
+  if (lost?.first !== undefined) throw unstorable(`${lost.first} (JSON would store it as {})`);
   const bad = unstorableEscape(json);
   if (bad) throw unstorable(`${notJsonAt(result, 'result', true) ?? 'handler returned a string that'} has ${bad}, which PostgreSQL cannot store`);
   return json;
@@ -153,7 +157,20 @@ function notJsonAt(value: unknown, root = 'result', strings = false): string | u
  * cannot overflow the stack here.
  */
 export function quietThenables(value: unknown, root = 'result', returned = false): string | undefined {
+  return lostParts(value, root, returned).first;
+}
+
+/**
+ * quietThenables' walk: the first part JSON would write as {} (first), and
+ * the first Promise or Error of them (retry): a result's work may not be done.
+ */
+function lostParts(value: unknown, root: string, returned: boolean): { first: string | undefined; retry: string | undefined } {
   let found: string | undefined;
+  let retry: string | undefined;
+  const lose = (part: string, retried: boolean) => {
+    found ??= part;
+    if (retried) retry ??= part;
+  };
   const stack: [unknown, string][] = [[value, root]];
   const seen = new Set<object>();
   try {
@@ -166,24 +183,24 @@ export function quietThenables(value: unknown, root = 'result', returned = false
       if (typeof (node as { then?: unknown }).then === 'function') {
         if (Object.prototype.toString.call(node) === '[object Promise]') {
           Promise.prototype.then.call(node, undefined, ignore);
-          found ??= `${path} is a Promise: await it`;
+          lose(`${path} is a Promise: await it`, true);
           continue;
         }
         // A thenable with data of its own ({ when, then }) is written with that data: a plain object here.
         if (keys.every((key) => typeof at(key) === 'function' || at(key) === undefined)) {
-          found ??= `${path} is a Promise: await it`;
+          lose(`${path} is a Promise: await it`, true);
           continue;
         }
       }
       if (typeof (node as { toJSON?: unknown }).toJSON === 'function') continue;
       // An Error of this realm or another (node:vm), as run-handler.ts isError tells it.
       if (keys.length === 0 && (node instanceof Error || Object.prototype.toString.call(node) === '[object Error]')) {
-        found ??= `${path} is an Error: JSON keeps neither its message nor its stack; `
-          + (returned ? 'throw it to fail the job, or return its message' : 'store its message');
+        lose(`${path} is an Error: JSON keeps neither its message nor its stack; `
+          + (returned ? 'throw it to fail the job, or return its message' : 'store its message'), true);
         continue;
       }
-      if (node instanceof Map && node.size > 0) found ??= `${path} is a Map: store Object.fromEntries(it) or [...it]`;
-      if (node instanceof Set && node.size > 0) found ??= `${path} is a Set: store [...it]`;
+      if (node instanceof Map && node.size > 0) lose(`${path} is a Map: store Object.fromEntries(it) or [...it]`, false);
+      if (node instanceof Set && node.size > 0) lose(`${path} is a Set: store [...it]`, false);
       // Pushed in reverse, so the first in JSON order is found first.
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!;
@@ -193,7 +210,7 @@ export function quietThenables(value: unknown, root = 'result', returned = false
   } catch {
     // A getter that throws on a second read, a revoked Proxy: JSON.stringify read it once; keep its text.
   }
-  return found;
+  return { first: found, retry };
 }
 
 const ignore = () => {};

@@ -67,21 +67,6 @@ describe('a result holding a Promise', () => {
     }) as TaskMap, 2)).toEqual([]);
   });
 
-  it('a Map or Set that is not empty (JSON would write {}) is retried naming its path; an empty one is stored as {}', async () => {
-    await createQueue({ driver, tasks: {} }).publishBulk(['map', 'set', 'empty'].map((task) => ({ task })));
-    const tasks = {
-      map: async () => ({ byId: new Map([['a', 1]]) }),
-      set: async () => ({ list: [new Set([1])] }),
-      empty: async () => ({ byId: new Map() }),
-    };
-    expect(await drainOf(tasks)).toMatchObject({ claimed: 3, succeeded: 1, retried: 2 });
-    expect((await rows()).map((r) => [r.task, r.state, r.error, r.result])).toEqual([
-      ['map', 'queued 1', 'TypeError: result.byId is a Map: store Object.fromEntries(it) or [...it] (JSON would store it as {})', null],
-      ['set', 'queued 1', 'TypeError: result.list[0] is a Set: store [...it] (JSON would store it as {})', null],
-      ['empty', 'success', null, { byId: {} }],
-    ]);
-  });
-
   it('a thenable with data of its own is data, whatever else the result holds', async () => {
     await createQueue({ driver, tasks: {} }).publish('rule');
     const rule = { when: 'paid', then: () => 'ship' };

@@ -1,8 +1,9 @@
-// A result JSON cannot hold (a BigInt, a cycle, a function returned): the
-// same return comes on every attempt, so a retry only runs the handler's
-// work again. The job fails at once, with no retry, naming where the bad
-// value is (json-text.ts resultJson), from plain, batch and transactional
-// handlers alike; a transactional one's work is rolled back with it.
+// A result JSON cannot hold (a BigInt, a cycle, a function returned), or
+// would write as {} (a Map or Set not empty): the same return comes on every
+// attempt, so a retry only runs the handler's work again. The job fails at
+// once, with no retry, naming where the bad value is (json-text.ts
+// resultJson), from plain, batch and transactional handlers alike; a
+// transactional one's work is rolled back with it.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, defineTask, type BatchItem, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
@@ -83,6 +84,48 @@ describe('a result JSON cannot hold', () => {
       ['inKey', `FailJob: result not stored: the key "b\\u0000c" of result.a[0] has \\u0000, which PostgreSQL cannot store${noRetry}`],
       ['inValue', `FailJob: result not stored: result.a[0].b has \\u0000, which PostgreSQL cannot store${noRetry}`],
       ['keyFirst', `FailJob: result not stored: the key "k\\u0000" of result has \\u0000, which PostgreSQL cannot store${noRetry}`],
+    ]);
+  });
+
+  it('a Map or Set that is not empty (JSON writes {}) fails its job at once too; an empty one is stored as {}', async () => {
+    let runs = 0;
+    const tasks = {
+      map: async () => (runs++, { byId: new Map([['a', 1]]) }),
+      set: async () => (runs++, { list: [new Set([1])] }),
+      batch: defineTask('batch', async (jobs: BatchItem[]) => (runs++, jobs.map(() => ({ seen: new Set(['x']) }))), { batch: true }),
+      tx: defineTask('tx', async (_body: unknown, ctx) => {
+        runs++;
+        await ctx.db.query('insert into public.unstorable_work values ($1)', [ctx.job.id]);
+        return new Map([[1, 'a']]);
+      }, { transactional: true }),
+      empty: async () => ({ byId: new Map() }),
+    } as TaskMap;
+    await createQueue({ driver, tasks: {} }).publishBulk(['map', 'set', 'batch', 'tx', 'empty'].map((task) => ({ task, maxRetries: 5 })));
+    // Unfixed: { retried: 4 }, each handler run again (its work done again) to the same Map, until its retries were spent.
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 5, succeeded: 1, failed: 4, retried: 0 });
+    const lost = ' (JSON would store it as {})';
+    expect((await rows()).map((r) => [r.task, r.state, r.error, r.result])).toEqual([
+      ['map', 'failure', `FailJob: result not stored: result.byId is a Map: store Object.fromEntries(it) or [...it]${lost}${noRetry}`, null],
+      ['set', 'failure', `FailJob: result not stored: result.list[0] is a Set: store [...it]${lost}${noRetry}`, null],
+      ['batch', 'failure', `FailJob: result not stored: result.seen is a Set: store [...it]${lost}${noRetry}`, null],
+      ['tx', 'failure', `FailJob: result not stored: result is a Map: store Object.fromEntries(it) or [...it]${lost}${noRetry}`, null],
+      ['empty', 'success', null, { byId: {} }],
+    ]);
+    expect(runs).toBe(4);
+    expect(await db.sql('select count(*)::int as n from public.unstorable_work')).toEqual([{ n: 0 }]); // rolled back
+  });
+
+  it('a Promise or an Error anywhere beside a Map is retried: the work may not be done, or the handler meant to throw', async () => {
+    const tasks = {
+      promise: async () => ({ byId: new Map([['a', 1]]), sent: Promise.resolve(true) }),
+      error: async () => ({ byId: new Map([['a', 1]]), error: new Error('smtp 550') }),
+    };
+    await createQueue({ driver, tasks: {} }).publishBulk(Object.keys(tasks).map((task) => ({ task })));
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 2, failed: 0, retried: 2 });
+    expect((await rows()).map((r) => [r.task, r.state, r.error])).toEqual([
+      ['promise', 'queued 1', 'TypeError: result.sent is a Promise: await it (JSON would store it as {})'],
+      ['error', 'queued 1', 'TypeError: result.error is an Error: JSON keeps neither its message nor its stack; '
+        + 'throw it to fail the job, or return its message (JSON would store it as {})'],
     ]);
   });
 
