@@ -2,7 +2,7 @@ import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { parse, taskSchema } from './options.js';
 import { publish } from './publish.js';
-import type { JsonBody } from './json-body.js';
+import type { JsonBody, JsonResult } from './json-body.js';
 import { reachableHandlers, type TaskLookup } from './tasks.js';
 import type { BatchContext, BatchHandler, BatchItem, BatchResults, Handler, JobContext, PublishOptions, TaskMap,
   TransactionalHandler } from './types.js';
@@ -87,18 +87,20 @@ export interface BatchTask<Body, Result> extends TaskPublish<Body> {
  * Defines a typed task: `const send = defineTask('email.send', async (b: Mail) => …, { db })`.
  * `db` is where .publish writes (a queue's driver); queue.defineTask binds it
  * for you and registers the handler with the queue's drains. Body must be its
- * own JSON form (JsonBody): the handler gets the body back from JSON.
+ * own JSON form (JsonBody): the handler gets the body back from JSON; and so
+ * must Result (JsonResult; a batch's items other than its Errors): it is stored as JSON.
  */
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: BatchHandler<Body, Result> & JsonBody<Body>,
+  name: string, handler: BatchHandler<Body, Result> & JsonBody<Body> & JsonResult<Exclude<Result, Error>>,
   options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined; heartbeatSeconds?: undefined;
                            db?: Queryable },
 ): BatchTask<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: TransactionalHandler<Body, Result> & JsonBody<Body>, options: NotBatch & { transactional: true; db?: Queryable },
+  name: string, handler: TransactionalHandler<Body, Result> & JsonBody<Body> & JsonResult<Result>,
+  options: NotBatch & { transactional: true; db?: Queryable },
 ): Task<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: Handler<Body, Result> & JsonBody<Body>, options?: NotBatch & { db?: Queryable },
+  name: string, handler: Handler<Body, Result> & JsonBody<Body> & JsonResult<Result>, options?: NotBatch & { db?: Queryable },
 ): Task<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
   name: string, anyHandler: Handler<Body, Result> | TransactionalHandler<Body, Result> | BatchHandler<Body, Result>,

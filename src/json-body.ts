@@ -54,3 +54,14 @@ type AsJsonField<V> = undefined extends V ? AsJson<Exclude<V, undefined>> | unde
  */
 export type JsonBody<Body> = [Body] extends [AsJson<Body>] ? unknown
   : { 'pgdrain: the body type is not its JSON form': AsJson<Body> };
+
+/**
+ * What defineTask requires of a handler for its result type, as JsonBody for
+ * its body: the result is stored as JSON (jobs.job.result, read back by
+ * waitFor and getJob), so nothing when Result is its own JSON form, else a
+ * property naming the part. Returning nothing (undefined, void) is fine: stored as null.
+ * A generic wrapper of defineTask whose result type is generic asks for it too:
+ * `<B, R>(handler: Handler<B, R> & JsonBody<B> & JsonResult<R>) => …`.
+ */
+export type JsonResult<Result> = [Result] extends [AsJson<Exclude<Result, undefined | void>> | undefined | void] ? unknown
+  : { 'pgdrain: the result type is not its JSON form': AsJson<Exclude<Result, undefined | void>> };

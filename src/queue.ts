@@ -9,7 +9,7 @@ import { drain } from './drain.js';
 import { PgDrainError, ValidationError } from './errors.js';
 import type { DrainOptions } from './drain-options.js';
 import { checkDriver, checkQueryable } from './driver-check.js';
-import type { JsonBody } from './json-body.js';
+import type { JsonBody, JsonResult } from './json-body.js';
 import { listJobs } from './list-jobs.js';
 import { publish, publishBulk } from './publish.js';
 import { queueSize } from './queue-size.js';
@@ -60,13 +60,15 @@ export interface Queue {
   /**
    * Defines a typed task, registers its handler with this queue's drains and
    * binds its .publish to this queue. `{ transactional: true }`: see TaskOptions.
-   * Body must be its own JSON form (JsonBody), as for defineTask.
+   * Body and Result must be their own JSON form (JsonBody, JsonResult), as for defineTask.
    */
-  defineTask<Body = unknown, Result = unknown>(name: string, handler: BatchHandler<Body, Result> & JsonBody<Body>,
+  defineTask<Body = unknown, Result = unknown>(name: string,
+                                               handler: BatchHandler<Body, Result> & JsonBody<Body> & JsonResult<Exclude<Result, Error>>,
                                                options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined }): BatchTask<Body, Result>;
-  defineTask<Body = unknown, Result = unknown>(name: string, handler: TransactionalHandler<Body, Result> & JsonBody<Body>,
+  defineTask<Body = unknown, Result = unknown>(name: string,
+                                               handler: TransactionalHandler<Body, Result> & JsonBody<Body> & JsonResult<Result>,
                                                options: NotBatch & { transactional: true }): Task<Body, Result>;
-  defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result> & JsonBody<Body>,
+  defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result> & JsonBody<Body> & JsonResult<Result>,
                                                options?: NotBatch): Task<Body, Result>;
   // The reads take options.signal too, given up as the calls below are.
   /** A job as it is now, by id (queued, running or ended); null when there is none. */

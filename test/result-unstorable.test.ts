@@ -32,7 +32,9 @@ describe('a result JSON cannot hold', () => {
       bigint: async () => (runs++, { a: { b: 12n } }),
       cycle: async () => (runs++, cyclic()),
       fn: async () => (runs++, () => 'not JSON'),
+      // @ts-expect-error the result type is refused too (JsonResult): plain JavaScript can return it
       batch: defineTask('batch', async (jobs: BatchItem[]) => (runs++, jobs.map(() => ({ total: [1, 2n] }))), { batch: true }),
+      // @ts-expect-error the result type is refused too (JsonResult): plain JavaScript can return it
       tx: defineTask('tx', async (_body: unknown, ctx) => {
         runs++;
         await ctx.db.query('insert into public.unstorable_work values ($1)', [ctx.job.id]);
@@ -92,7 +94,9 @@ describe('a result JSON cannot hold', () => {
     const tasks = {
       map: async () => (runs++, { byId: new Map([['a', 1]]) }),
       set: async () => (runs++, { list: [new Set([1])] }),
+      // @ts-expect-error the result type is refused too (JsonResult): plain JavaScript can return it
       batch: defineTask('batch', async (jobs: BatchItem[]) => (runs++, jobs.map(() => ({ seen: new Set(['x']) }))), { batch: true }),
+      // @ts-expect-error the result type is refused too (JsonResult): plain JavaScript can return it
       tx: defineTask('tx', async (_body: unknown, ctx) => {
         runs++;
         await ctx.db.query('insert into public.unstorable_work values ($1)', [ctx.job.id]);
@@ -130,6 +134,7 @@ describe('a result JSON cannot hold', () => {
   });
 
   it('a storable result beside it, in the same batch answer, still succeeds', async () => {
+    // @ts-expect-error the result type is refused too (JsonResult): plain JavaScript can return it
     const tasks = { batch: defineTask('batch', async (jobs: BatchItem[]) => jobs.map((_, i) => (i === 0 ? { n: 1 } : { n: 1n })), { batch: true }) };
     await createQueue({ driver, tasks: {} }).publishBulk([{ task: 'batch' }, { task: 'batch' }]);
     expect(await drainOf(tasks)).toMatchObject({ claimed: 2, succeeded: 1, failed: 1, retried: 0 });
