@@ -91,16 +91,16 @@ export interface BatchTask<Body, Result> extends TaskPublish<Body> {
  * must Result (JsonResult; a batch's items other than its Errors): it is stored as JSON.
  */
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: BatchHandler<Body, Result> & JsonBody<Body> & JsonResult<Exclude<Result, Error>>,
+  name: string, handler: JsonBody<Body> & JsonResult<Exclude<Result, Error>> & BatchHandler<Body, Result>,
   options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined; heartbeatSeconds?: undefined;
                            db?: Queryable },
 ): BatchTask<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: TransactionalHandler<Body, Result> & JsonBody<Body> & JsonResult<Result>,
+  name: string, handler: JsonBody<Body> & JsonResult<Result> & TransactionalHandler<Body, Result>,
   options: NotBatch & { transactional: true; db?: Queryable },
 ): Task<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: Handler<Body, Result> & JsonBody<Body> & JsonResult<Result>, options?: NotBatch & { db?: Queryable },
+  name: string, handler: JsonBody<Body> & JsonResult<Result> & Handler<Body, Result>, options?: NotBatch & { db?: Queryable },
 ): Task<Body, Result>;
 export function defineTask<Body = unknown, Result = unknown>(
   name: string, anyHandler: Handler<Body, Result> | TransactionalHandler<Body, Result> | BatchHandler<Body, Result>,

@@ -26,14 +26,14 @@ export type AsJson<T> =
   unknown extends T ? unknown // unknown and any: the handler reads it as it must
   : T extends string ? string : T extends number ? number : T extends boolean ? boolean : T extends null ? null
   : T extends undefined ? NotJson<'undefined arrives as null: type it null'>
-  : T extends bigint ? NotJson<'publish refuses a BigInt: type it string, send String(n)'>
+  : T extends bigint ? NotJson<'a BigInt is refused (JSON has none): type it string, String(n)'>
   : T extends symbol ? NotJson<'a symbol is dropped'>
-  : T extends (...args: never) => unknown ? NotJson<'a function (a method) is dropped: type the body as data only'>
-  : T extends Date ? NotJson<'a Date arrives as its ISO string: type it string, send date.toISOString()'>
+  : T extends (...args: never) => unknown ? NotJson<'a function (a method) is dropped: type it as data only'>
+  : T extends Date ? NotJson<'a Date arrives as its ISO string: type it string, date.toISOString()'>
   : T extends { toJSON(...args: never): unknown } ? NotJson<'this arrives as what its toJSON() returns: type it so'>
   // Not Error: its type is { name, message }, as plain data of those fields is.
   : T extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> | PromiseLike<unknown>
-    ? NotJson<'publish refuses a Map, Set or Promise (JSON writes it as {}): type it as plain data'>
+    ? NotJson<'a Map, Set or Promise is refused (JSON writes it as {}): type it as plain data'>
   // An array (or an interface extending one, as Prisma's JsonArray) by its element: written
   // as E[], which TS resolves lazily, so a recursive JSON type (Json = … | Json[]) is no
   // endless instantiation. A tuple is mapped element by element.
@@ -53,7 +53,7 @@ type AsJsonField<V> = undefined extends V ? AsJson<Exclude<V, undefined>> | unde
  * `<B>(handler: Handler<B> & JsonBody<B>) => defineTask(name, handler)`.
  */
 export type JsonBody<Body> = [Body] extends [AsJson<Body>] ? unknown
-  : { 'pgdrain: the body type is not its JSON form': AsJson<Body> };
+  : { 'pgdrain: the body type is not its JSON form': NotJsonParts<Body, 'body'>; 'its JSON form': AsJson<Body> };
 
 /**
  * What defineTask requires of a handler for its result type, as JsonBody for
@@ -64,4 +64,24 @@ export type JsonBody<Body> = [Body] extends [AsJson<Body>] ? unknown
  * `<B, R>(handler: Handler<B, R> & JsonBody<B> & JsonResult<R>) => …`.
  */
 export type JsonResult<Result> = [Result] extends [AsJson<Exclude<Result, undefined | void>> | undefined | void] ? unknown
-  : { 'pgdrain: the result type is not its JSON form': AsJson<Exclude<Result, undefined | void>> };
+  : { 'pgdrain: the result type is not its JSON form': NotJsonParts<Exclude<Result, undefined | void>, 'result'>;
+      'its JSON form': AsJson<Exclude<Result, undefined | void>> };
+
+/**
+ * The parts of a refused type that are not JSON (AsJson makes them NotJson),
+ * as `path: why` strings (`body.items[number].at: a Date arrives …`), first
+ * in the error type: tsc cuts a long type in its message (`{ ...; }`,
+ * `... 21 more ...`) but prints a string literal whole. It walks only into
+ * the parts that fail, up to 5 levels deep, so a recursive type ends: a part
+ * deeper is told by its path. Only a refused type pays for it.
+ */
+type NotJsonParts<T, Path extends string, Depth extends 0[] = []> = T extends unknown
+  ? [T] extends [AsJson<T>] ? never
+  : AsJson<T> extends NotJson<infer Why> ? `${Path}: ${Why}`
+  : Depth['length'] extends 5 ? `${Path}: a part deeper in it (see 'its JSON form')`
+  : T extends readonly unknown[] ? number extends T['length'] ? NotJsonParts<T[number], `${Path}[number]`, [...Depth, 0]>
+    : { [K in keyof T & `${number}`]-?: NotJsonParts<T[K], `${Path}[${K}]`, [...Depth, 0]> }[keyof T & `${number}`]
+  // A property that may be undefined is fine (AsJsonField).
+  : { [K in keyof T]-?: NotJsonParts<Exclude<T[K], undefined>, K extends string | number ? `${Path}.${K}` : `${Path}[symbol]`,
+                                     [...Depth, 0]> }[keyof T]
+  : never;

@@ -63,12 +63,12 @@ export interface Queue {
    * Body and Result must be their own JSON form (JsonBody, JsonResult), as for defineTask.
    */
   defineTask<Body = unknown, Result = unknown>(name: string,
-                                               handler: BatchHandler<Body, Result> & JsonBody<Body> & JsonResult<Exclude<Result, Error>>,
+                                               handler: JsonBody<Body> & JsonResult<Exclude<Result, Error>> & BatchHandler<Body, Result>,
                                                options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined }): BatchTask<Body, Result>;
   defineTask<Body = unknown, Result = unknown>(name: string,
-                                               handler: TransactionalHandler<Body, Result> & JsonBody<Body> & JsonResult<Result>,
+                                               handler: JsonBody<Body> & JsonResult<Result> & TransactionalHandler<Body, Result>,
                                                options: NotBatch & { transactional: true }): Task<Body, Result>;
-  defineTask<Body = unknown, Result = unknown>(name: string, handler: Handler<Body, Result> & JsonBody<Body> & JsonResult<Result>,
+  defineTask<Body = unknown, Result = unknown>(name: string, handler: JsonBody<Body> & JsonResult<Result> & Handler<Body, Result>,
                                                options?: NotBatch): Task<Body, Result>;
   // The reads take options.signal too, given up as the calls below are.
   /** A job as it is now, by id (queued, running or ended); null when there is none. */

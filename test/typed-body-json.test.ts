@@ -87,7 +87,20 @@ describe('a typed body type must be its own JSON form', () => {
 
   it('names the part that is not JSON, and a generic wrapper passes the check on', () => {
     expectTypeOf<AsJson<{ at: Date; n: number }>>()
-      .toEqualTypeOf<{ at: NotJson<'a Date arrives as its ISO string: type it string, send date.toISOString()'>; n: number }>();
+      .toEqualTypeOf<{ at: NotJson<'a Date arrives as its ISO string: type it string, date.toISOString()'>; n: number }>();
+    // The refusal leads with each part's path and reason (a string tsc never cuts), then the whole JSON form.
+    type Refused = { a: { at: Date }; list: { m?: Map<string, number> }[]; pair: [string, bigint]; n: number;
+      deep: { b: { c: { d: { e: { f: { g: string } } } } } } }; // a part that is JSON is not walked, however deep
+    expectTypeOf<JsonBody<Refused>['pgdrain: the body type is not its JSON form']>().toEqualTypeOf<
+      | 'body.a.at: a Date arrives as its ISO string: type it string, date.toISOString()'
+      | 'body.list[number].m: a Map, Set or Promise is refused (JSON writes it as {}): type it as plain data'
+      | 'body.pair[1]: a BigInt is refused (JSON has none): type it string, String(n)'>();
+    expectTypeOf<JsonBody<Refused>['its JSON form']>().toEqualTypeOf<AsJson<Refused>>();
+    // A recursive type: five levels named, the rest told as deeper.
+    type Chain = { at: Date; next: Chain | null };
+    expectTypeOf<JsonBody<Chain>['pgdrain: the body type is not its JSON form']>().toEqualTypeOf<
+      `body${'' | '.next' | '.next.next' | '.next.next.next' | '.next.next.next.next'}.at: a Date arrives as its ISO string: type it string, date.toISOString()`
+      | "body.next.next.next.next.next: a part deeper in it (see 'its JSON form')">();
     expectTypeOf<AsJson<Mail>>().toEqualTypeOf<{ to: string; cc?: string[] | undefined; note: string | undefined; sentAt?: string }>();
     expectTypeOf<JsonBody<Mail>>().toEqualTypeOf<unknown>();
     const wrap = <B>(name: string, handler: Handler<B> & JsonBody<B>) => defineTask(name, handler);
