@@ -37,13 +37,13 @@ export function jsonParam(value: unknown, field: string): string {
   // then, so other values cost one substring search (a Date, written as its
   // ISO string, and a class instance, as its own fields, lose nothing).
   const lost = json.includes('{}') ? quietThenables(value, field || 'value') : undefined;
-  if (lost !== undefined) throw new ValidationError(field, `must not hold a Map, Set, Promise or Error (JSON writes it as {}): ${lost}`);
+  if (lost !== undefined) throw new ValidationError(field, `must not hold a Map, Set, Promise or Error (JSON writes it as {}): ${cutPath(lost)}`);
   const bad = unstorableEscape(json);
   if (bad) {
     // Where, as a result's is (notJsonAt): `jobs[3].body: ... at jobs[3].body.a[2]`; the field is still the value's.
     const root = field || 'value';
     const at = notJsonAt(value, root, true);
-    const where = at === undefined || at === root ? '' : at.startsWith('the key ') ? `, in ${at}` : `, at ${at}`;
+    const where = at === undefined || at === root ? '' : at.startsWith('the key ') ? `, in ${cutPath(at)}` : `, at ${cutPath(at)}`;
     throw new ValidationError(field, `must not contain ${bad} (PostgreSQL jsonb cannot store it)${where}`);
   }
   return json;
@@ -97,6 +97,30 @@ function unstorable(reason: string): FailJob {
   return error;
 }
 
+/** The longest key a path shows whole, and the most of a path an error message carries (a body may be many MB). */
+const MAX_KEY = 80;
+const MAX_PATH = 1000;
+
+/**
+ * The path of an object's key: `.key` for a plain name, else `["a.b"]` (a
+ * dot, a quote, a space or a newline in a key would misplace it), a key past
+ * MAX_KEY characters cut to its head: `["kkk…"]`.
+ */
+function keyPath(path: string, key: string): string {
+  if (key.length <= MAX_KEY && /^[A-Za-z_$][\w$]*$/.test(key)) return `${path}.${key}`;
+  return `${path}[${shownKey(key)}]`;
+}
+
+/** A key as JSON writes it, its head only past MAX_KEY characters. */
+function shownKey(key: string): string {
+  return key.length <= MAX_KEY ? JSON.stringify(key) : `${JSON.stringify(key.slice(0, MAX_KEY)).slice(0, -1)}…"`;
+}
+
+/** A path (or what is found there) for a message: past MAX_PATH characters, its head and how much was cut. */
+function cutPath(text: string): string {
+  return text.length <= MAX_PATH ? text : `${text.slice(0, MAX_PATH)}… (${text.length - MAX_PATH} characters cut)`;
+}
+
 /** How many values notJsonAt looks at before it gives up (a wide graph of shared objects is walked once per path). */
 const NOT_JSON_BUDGET = 100_000;
 
@@ -121,8 +145,10 @@ function notJsonAt(value: unknown, root = 'result', strings = false): string | u
         continue;
       }
       if (strings) {
+        // A key JSON leaves out (its value undefined, a function or a Symbol) is not stored: not where.
+        if (key !== undefined && (node === undefined || typeof node === 'function' || typeof node === 'symbol')) continue;
         // A key is written before its value: `the key "a\u0000" of result.x`, escaped as JSON writes it.
-        if (key !== undefined && unstorableEscape(JSON.stringify(key)) !== null) return `the key ${JSON.stringify(key)} of ${parent}`;
+        if (key !== undefined && unstorableEscape(JSON.stringify(key)) !== null) return `the key ${shownKey(key)} of ${parent}`;
         if (typeof node === 'string' && unstorableEscape(JSON.stringify(node)) !== null) return path;
       } else if (typeof node === 'bigint') return `${path} is a BigInt, which JSON has none of: return it as a string`;
       if (typeof node !== 'object' || node === null) continue;
@@ -135,7 +161,7 @@ function notJsonAt(value: unknown, root = 'result', strings = false): string | u
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!;
         const array = Array.isArray(node);
-        stack.push([(node as Record<string, unknown>)[key], array ? `${path}[${key}]` : `${path}.${key}`, false, array ? undefined : key, path]);
+        stack.push([(node as Record<string, unknown>)[key], array ? `${path}[${key}]` : keyPath(path, key), false, array ? undefined : key, path]);
       }
     }
   } catch {
@@ -204,7 +230,7 @@ function lostParts(value: unknown, root: string, returned: boolean): { first: st
       // Pushed in reverse, so the first in JSON order is found first.
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!;
-        stack.push([at(key), Array.isArray(node) ? `${path}[${key}]` : `${path}.${key}`]);
+        stack.push([at(key), Array.isArray(node) ? `${path}[${key}]` : keyPath(path, key)]);
       }
     }
   } catch {

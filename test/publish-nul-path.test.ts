@@ -46,3 +46,27 @@ it('POST /jobs names them as the request sent them, before any write', async () 
     error: { code: 'invalid_argument', field: 'body', message: `body: ${RULE}, at body.a` } });
   expect(await queued()).toBe(0);
 });
+
+it('names a key that is no plain name in brackets, a long key by its head, and a long path by its head', async () => {
+  // A dot, a quote, a newline or nothing at all in a key: `body.a.b` read as two levels, a newline split the message.
+  expect(await refusal(() => queue.publish('t.x', { 'a.b': { 'c"d': ['\u0000'] } }))).toEqual({ field: 'body',
+    message: `body: ${RULE}, at body["a.b"]["c\\"d"][0]` });
+  expect(await refusal(() => queue.publish('t.x', { '': { 'x\ny': '\u0000' } }))).toEqual({ field: 'body',
+    message: `body: ${RULE}, at body[""]["x\\ny"]` });
+  // A key JSON leaves out (undefined) is not where the NUL is.
+  expect(await refusal(() => queue.publish('t.x', { 'k\u0000': undefined, s: '\u0000' }))).toEqual({ field: 'body',
+    message: `body: ${RULE}, at body.s` });
+  // A 200,000-character key, or 2,000 levels of keys: the message does not carry them whole.
+  const long = 'k'.repeat(200_000);
+  const head = `${'k'.repeat(80)}…`;
+  expect(await refusal(() => queue.publish('t.x', { [long]: '\u0000' }))).toEqual({ field: 'body',
+    message: `body: ${RULE}, at body["${head}"]` });
+  expect(await refusal(() => queue.publish('t.x', { [`${long}\u0000`]: 1 }))).toEqual({ field: 'body',
+    message: `body: ${RULE}, in the key "${head}" of body` });
+  let deep: unknown = '\u0000';
+  for (let i = 0; i < 2000; i++) deep = { [`key${'x'.repeat(60)}`]: deep };
+  const { message } = await refusal(() => queue.publish('t.x', deep));
+  expect(message!.length).toBeLessThan(1200);
+  expect(message).toMatch(/^body: must not contain \\u0000 \(PostgreSQL jsonb cannot store it\), at body\.keyx+\.keyx+.*… \(\d+ characters cut\)$/);
+  expect(await queued()).toBe(0);
+});
