@@ -38,6 +38,18 @@ export function checkDrainSelection(given: { filter?: unknown; exclude?: unknown
  */
 export function checkDrainSelectionSettings(filter: unknown, exclude: unknown,
                                             names: { filter: string; exclude: string }): DrainSelection {
-  const json = (v: unknown, field: string) => (typeof v === 'string' ? parseJson(v, field) : v);
+  const json = (v: unknown, field: string) => {
+    if (typeof v !== 'string') return v;
+    try {
+      return parseJson(v, field);
+    } catch (error) {
+      // The parser's reason quotes the value, and a misconfigured adapter's
+      // /healthz tells anyone the error: say the rule, not the setting's text.
+      if (!(error instanceof ValidationError)) throw error;
+      throw new ValidationError(field, /^must be valid JSON/.test(error.rule)
+        ? 'must be valid JSON text, e.g. {"plan":"pro"} (the parser\'s reason is left out: it quotes the value)'
+        : 'must hold no number past 2^53 or the range of a 64-bit float: send such a number as a string');
+    }
+  };
   return checkDrainSelection({ filter: json(filter, names.filter), exclude: json(exclude, names.exclude) }, names);
 }

@@ -70,7 +70,7 @@ describe('Worker drains with filter and exclude', () => {
 
   it('a bad or blank DRAIN_FILTER, DRAIN_EXCLUDE or DRAIN_TOPIC fails the cron drain and answers HTTP 500 naming it, and claims nothing', async () => {
     for (const [name, field, message] of [
-      ['bad-filter', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: must be valid JSON \(/],
+      ['bad-filter', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: must be valid JSON text, e\.g\./],
       ['bad-filter-array', 'env.DRAIN_FILTER', /^env\.DRAIN_FILTER: must be a JSON object$/],
       ['bad-exclude', 'env.DRAIN_EXCLUDE[1]', /^env\.DRAIN_EXCLUDE\[1\]: must be a JSON object$/],
       ['bad-exclude-object', 'env.DRAIN_EXCLUDE', /^env\.DRAIN_EXCLUDE: must be an array of JSON objects$/],

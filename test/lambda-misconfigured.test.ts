@@ -82,6 +82,7 @@ describe('a Lambda whose settings are wrong', () => {
   for (const [what, env, field] of [
     ['no DATABASE_URL', { PGDRAIN_TOKEN: TOKEN, PGDRAIN_HMAC_SECRET: SECRET }, 'DATABASE_URL'],
     ['a bad PGDRAIN_BATCH_SIZE', { ...good, PGDRAIN_BATCH_SIZE: 'lots' }, 'PGDRAIN_BATCH_SIZE'],
+    ['a PGDRAIN_FILTER that is no JSON', { ...good, PGDRAIN_FILTER: '{"tenant": acme-internal}' }, 'PGDRAIN_FILTER'],
   ] as const) {
     it(`${what}: 401 to a caller without credentials on every route, 500 naming ${field} to one with; logged; schedules fail`, async () => {
       const handler = createLambdaHandler(tasks, env);
@@ -102,6 +103,8 @@ describe('a Lambda whose settings are wrong', () => {
       expect(await call(handler, restApi('GET', '/healthz', {}))).toMatchObject({ status: 500, body: { error: { field } } });
       expect(await call(handler, functionUrl('GET', '/healthz', {}))).toMatchObject({
         status: 500, body: { error: { code: 'not_configured', field } } });
+      // /healthz tells anyone the rule, never the setting's value (Node's JSON.parse quotes it).
+      expect(JSON.stringify(await call(handler, functionUrl('GET', '/healthz', {})))).not.toMatch(/acme|lots/);
       expect(logged.length).toBeGreaterThan(0);
       expect(logged.every((line) => line.startsWith(`pgdrain: the function is misconfigured: ${field}: `))).toBe(true);
       await expect(handler(scheduled, context())).rejects.toMatchObject({ name: 'ValidationError', field });
