@@ -45,7 +45,7 @@ dir=$(mktemp -d) || {
   echo "worker-loop: TMPDIR: must be a writable directory, got ${TMPDIR:-/tmp (unset: the default)} (a read-only root filesystem: mount one there, e.g. a Kubernetes emptyDir)" >&2
   exit 2
 }
-stopped=$dir/stopped
+stopped=$dir/stopped killed=$dir/killed
 grace=${PGDRAIN_GRACE_SECONDS:-10} overrun=${PGDRAIN_OVERRUN_SECONDS:-5} flag=
 for arg; do # the drain's arguments: a flag wins over its variable, the last one over the others
   case $flag in --grace) grace=$arg ;; --overrun) overrun=$arg ;; esac
@@ -67,16 +67,15 @@ pass() {
   [ "$sent" -eq 0 ] || watch
 }
 # watch: once, as the first stop goes on: SIGKILLs the running child if it
-# is still there $limit s later. Deaf to the stops (Ctrl-C reaches the whole
-# group); ended by the loop with SIGUSR1 (untrapped: it dies at once).
+# is still there $limit s later, marking $killed first; the loop says so if
+# the child died of it (kill -0 also finds one that ended as the kill was due,
+# not yet reaped). Deaf to the stops (Ctrl-C reaches the whole group); ended
+# by the loop with SIGUSR1 (untrapped: it dies at once).
 watch() {
   [ "$(((watched += (first = !watched)) * 0 + first))" -gt 0 ] || return 0
   (trap '' TERM INT HUP QUIT; n=0
    while kill -0 "$pid" 2>/dev/null; do
-     if [ "$n" -ge "$limit" ]; then
-       echo "worker-loop: the drain did not end within $limit s of its SIGTERM (--grace $grace, --overrun $overrun, + 5 s): a handler ignores its signal; sent SIGKILL (the jobs it held come back when their lease ends)" >&2
-       kill -KILL "$pid" 2>/dev/null; exit 0
-     fi
+     if [ "$n" -ge "$limit" ]; then { true > "$killed"; } 2>/dev/null; kill -KILL "$pid" 2>/dev/null; exit 0; fi
      sleep 1 </dev/null >/dev/null 2>&1; n=$((n + 1)) # holds no output pipe open after the loop
    done) &
   watchdog=$!
@@ -96,6 +95,8 @@ run() {
   pid=
   # Reaped, so that bash does not report it as killed by the signal.
   [ -z "$watchdog" ] || { kill -USR1 "$watchdog"; wait "$watchdog"; } 2>/dev/null
+  [ "$code" -ne 137 ] || [ ! -e "$killed" ] ||
+    echo "worker-loop: the drain did not end within $limit s of its SIGTERM (--grace $grace, --overrun $overrun, + 5 s): a handler ignores its signal; sent SIGKILL (the jobs it held come back when their lease ends)" >&2
 }
 while [ "$stops" -eq 0 ]; do
   started=$(date +%s)

@@ -73,6 +73,27 @@ describe.each(SHELLS)('under %s', (shell) => {
     expect(() => process.kill(drainPid, 0)).toThrow(/ESRCH/); // not left running on behind the loop
     p.done();
   });
+
+  it('a drain that ends by itself as the kill is due (not yet reaped) is not said to be SIGKILLed: exit 0, no such line', async () => {
+    const p = loop(shell, { FAKE_HANG: '1' }, ['--grace', '0', '--overrun', '0']);
+    p.arm();
+    await until(async () => p.log().includes('start'), 'the drain to start');
+    p.child.kill('SIGTERM');
+    await until(async () => p.log().includes('term'), 'the drain to get its SIGTERM');
+    // The loop, stopped, reaps nothing: the drain that ends now stays a zombie, still there to kill -0, as it is
+    // for a moment on a busy machine before the loop's wait returns. Then the watchdog's time comes, and it ends.
+    p.child.kill('SIGSTOP');
+    writeFileSync(join(p.dir, 'end'), '');
+    const states = () => readFileSync(`/proc/${p.child.pid}/task/${p.child.pid}/children`, 'utf8').trim().split(/\s+/)
+      .filter(Boolean).map((pid) => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0]);
+    await until(async () => { const s = states(); return s.length === 2 && s.every((state) => state === 'Z'); },
+      'the drain and the watchdog to end', 30_000);
+    p.child.kill('SIGCONT');
+    const exit = await p.exited;
+    expect({ code: exit.code, log: p.log(), killed: exit.stderr.match(/^worker-loop: .*SIGKILL.*$/m)?.[0] })
+      .toEqual({ code: 0, log: ['start', 'term'], killed: undefined });
+    p.done();
+  });
 });
 
 it('the kill waits for the grace and overrun of PGDRAIN_GRACE_SECONDS / PGDRAIN_OVERRUN_SECONDS, a flag over its variable, rounded up', async () => {
