@@ -31,6 +31,9 @@ export type AsJson<T> =
   : T extends (...args: never) => unknown ? NotJson<'a function (a method) is dropped: type it as data only'>
   : T extends Date ? NotJson<'a Date arrives as its ISO string: type it string, date.toISOString()'>
   : T extends { toJSON(...args: never): unknown } ? NotJson<'this arrives as what its toJSON() returns: type it so'>
+  // A bytea column's Uint8Array (a Buffer has toJSON, above): else told by its methods, as a class instance.
+  : T extends ArrayBuffer | ArrayBufferView
+    ? NotJson<'a typed array or ArrayBuffer arrives as an object of its bytes by index ({} for an ArrayBuffer): type it string (base64) or number[]'>
   // Not Error: its type is { name, message }, as plain data of those fields is.
   : T extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> | PromiseLike<unknown>
     ? NotJson<'a Map, Set or Promise is refused (JSON writes it as {}): type it as plain data'>

@@ -77,6 +77,16 @@ describe('a typed result type must be its own JSON form', () => {
       'its JSON form': { at: NotJson<'a Date arrives as its ISO string: type it string, date.toISOString()'> } }>();
   });
 
+  it('names a typed array (a bytea column as Uint8Array) for what JSON makes of it, not its methods', () => {
+    // Before: "result.bytes[symbol]: a function (a method) is dropped" | … 26 more …: JSON writes it as { "0": 1, "1": 2 }.
+    type Bytes = 'a typed array or ArrayBuffer arrives as an object of its bytes by index ({} for an ArrayBuffer): type it string (base64) or number[]';
+    expectTypeOf<JsonResult<{ id: number; bytes: Uint8Array }>>().toEqualTypeOf<{
+      'pgdrain: the result type is not its JSON form': `result.bytes: ${Bytes}`;
+      'its JSON form': { id: number; bytes: NotJson<Bytes> } }>();
+    expectTypeOf<JsonResult<[ArrayBuffer, DataView, Float64Array]>>().toHaveProperty('pgdrain: the result type is not its JSON form')
+      .toEqualTypeOf<`result[${0 | 1 | 2}]: ${Bytes}`>();
+  });
+
   it('stores what the handler returned for the result types it accepts', async () => {
     const q = queue();
     q.defineTask('r.keep-sent', async (): Promise<Sent> => ({ id: '1', cc: undefined, at: '2030-01-01T00:00:00.000Z' }));
