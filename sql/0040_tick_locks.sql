@@ -132,13 +132,15 @@ end $$;
 -- or no tick: p_cron null, pg_cron's (jobs.run_schedule: a pg_cron
 -- schedule's); else jobs.schedule's, a drains' tick due at p_now that a new
 -- runner (p_runner), expression (p_cron) or zone (p_tz) publishes first.
+-- No row (r all null: a new or removed schedule) or no next_run_at: none
+-- (as null, the test let 'default' through: lock_schedule looped for good).
 create function jobs.tick_lock_queue(r jobs.recurring, p_skip boolean, p_now timestamptz, p_cron text,
                                      p_tz text, p_runner text)
 returns text language plpgsql stable as $$
 begin
-  if p_skip or not (case when p_cron is null then r.runner = 'pg_cron'
-                         else r.runner = 'drains' and r.next_run_at <= p_now
-                              and (p_runner <> 'drains' or r.cron <> p_cron or r.tz is distinct from p_tz) end) then
+  if p_skip or not coalesce(case when p_cron is null then r.runner = 'pg_cron'
+                                 else r.runner = 'drains' and r.next_run_at <= p_now
+                                      and (p_runner <> 'drains' or r.cron <> p_cron or r.tz is distinct from p_tz) end, false) then
     return null;
   end if;
   return (select q.name from jobs.queue q where q.name = coalesce(r.queue, 'default') and q.max_size is not null);

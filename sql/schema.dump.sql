@@ -6933,9 +6933,9 @@ CREATE FUNCTION jobs.tick_lock_queue(r jobs.recurring, p_skip boolean, p_now tim
     LANGUAGE plpgsql STABLE
     AS $$
 begin
-  if p_skip or not (case when p_cron is null then r.runner = 'pg_cron'
-                         else r.runner = 'drains' and r.next_run_at <= p_now
-                              and (p_runner <> 'drains' or r.cron <> p_cron or r.tz is distinct from p_tz) end) then
+  if p_skip or not coalesce(case when p_cron is null then r.runner = 'pg_cron'
+                                 else r.runner = 'drains' and r.next_run_at <= p_now
+                                      and (p_runner <> 'drains' or r.cron <> p_cron or r.tz is distinct from p_tz) end, false) then
     return null;
   end if;
   return (select q.name from jobs.queue q where q.name = coalesce(r.queue, 'default') and q.max_size is not null);
