@@ -2997,8 +2997,13 @@ begin
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be between 1 and 10000000, got %s', maintain.max_rows));
   end if;
   -- A bad pgdrain.tick_wait_ms (or tick_budget) is refused on every pass
-  -- (PDC03 naming it), not only once a bounded queue's tick is due.
-  perform jobs.tick_wait_bound('0');
+  -- (PDC03 naming it), not only once a bounded queue's tick is due; only
+  -- where a claim reads it (a drains' schedule into a bounded queue): else
+  -- it is read by nothing, and refusing it stopped all maintenance.
+  if exists (select from jobs.recurring s join jobs.queue q on q.name = coalesce(s.queue, 'default')
+             where s.runner = 'drains' and q.max_size is not null) then
+    perform jobs.tick_wait_bound('0');
+  end if;
   -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
   v_ticks := jobs.publish_due_schedules(v_now);
 
