@@ -44,7 +44,7 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  *   answering is given up overrunMs after the deadline (or after the grace
  *   that follows options.signal, or after hardSignal, whichever is first):
  *   drain() then rejects with database_unavailable, saying how many outcomes it could not
- *   record (unrecorded.ts): those jobs run again once their leases expire. A claim that fails otherwise
+ *   record (unrecorded.ts): those jobs run again once their leases expire (or fail, on their last attempt). A claim that fails otherwise
  *   (a lost connection) ends the drain the same way, once its running
  *   handlers have ended and their outcomes had their chance to settle.
  * - It consumes options.queue (default 'default'), only jobs whose attributes

@@ -2,7 +2,7 @@
 // its connection cut): how many outcomes it did not record, of which kinds,
 // and why. Those jobs stay leased to it; once their leases pass, an expiry
 // (a claim, jobs.expire, jobs.maintain) retries each, an attempt spent, or
-// fails it with none left, its last_error naming this drain's worker id
+// fails it with none left (so the message must not say they all run again), its last_error naming this drain's worker id
 // (jobs.no_outcome_from): that error and this one tell the same story.
 import type { Outcome } from './outcome-arrays.js';
 
@@ -24,7 +24,7 @@ export function withUnrecorded(error: unknown, left: readonly Outcome[], settleE
   const settled = settleError instanceof Error ? settleError.message : String(settleError);
   const own = error.message.includes(settled) ? '' : ` (${settled})`;
   error.message += `; ${plural(left.length, "job's outcome was", "jobs' outcomes were")} not recorded (${which}): `
-    + `the drain's last settle failed${own}. Those jobs run again once their leases end, an attempt spent; their last_error `
-    + `will say their lease passed with no outcome from worker ${workerId}`;
+    + `the drain's last settle failed${own}. Once their leases end, each runs again, an attempt spent, or fails if that was its `
+    + `last; the error recorded will say its lease passed with no outcome from worker ${workerId}`;
   return error;
 }

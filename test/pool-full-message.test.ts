@@ -48,8 +48,8 @@ it("a drain whose handlers fill its pool says so when its settle is given up", a
     + "the drain's deadline: its connections held by 2 other statements (a handler's own on the pool, other code sharing it), ")
     + String.raw`\d+ statements? waiting for one; ` + escape(
     "raise the pool's size or lower the drain's concurrency (10); 2 jobs' outcomes were not recorded (2 failed): "
-    + "the drain's last settle failed. Those jobs run again once their leases end, an attempt spent; their last_error "
-    + 'will say their lease passed with no outcome from worker ') + String.raw`\S+$`));
+    + "the drain's last settle failed. Once their leases end, each runs again, an attempt spent, or fails if that was its "
+    + 'last; the error recorded will say its lease passed with no outcome from worker ') + String.raw`\S+$`));
   // Their nacks never landed: the leases ended, and the next drain runs them again (an attempt spent by the expiry).
   expect(await db.sql(`select attempt, lease_until < now() as passed, last_error from jobs.job_queue`))
     .toEqual(Array(2).fill({ attempt: 1, passed: true, last_error: null }));
