@@ -1,6 +1,6 @@
 // One job's handler, run: what it returns, throws or rejects with becomes the outcome drain() settles.
 import { heartbeatOf, isTransactional, LookupThrew, type Found } from './define-task.js';
-import { runTransactional } from './run-transactional.js';
+import { endedMeanwhile, runTransactional } from './run-transactional.js';
 import type { DrainDeps } from './drain.js';
 import type { Thrown } from './drain-hooks.js';
 import { DrainJobContext, extendLeaseOf, LazySignal, leaseSeconds, type LeaseHolder } from './job-context.js';
@@ -9,13 +9,13 @@ import type { RateLimit } from './rate-limit.js';
 import { askedOutcome } from './job-errors.js';
 import { describe } from './error-text.js';
 import { resultJson } from './json-text.js';
-import type { Outcome, SettleCounts } from './outcome-arrays.js';
+import type { Outcome } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
 import type { TimeoutGroup, Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
 import type { RunningJobs } from './running-jobs.js';
 import { interrupted, LEASE_LOST, type Running } from './wind-down.js';
-import { releaseUnstarted } from './unstarted.js';
+import { releaseAhead, releaseUnstarted } from './unstarted.js';
 
 /** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
 export interface RunHost {
@@ -69,6 +69,12 @@ export class JobRun implements Running, LeaseHolder {
               private stops: boolean) {
     host.running.set(job.id, this);
     this.timeout = host.timeouts.at(end, this);
+  }
+
+  /** While it waits for a connection: released ahead of its end (unstarted.ts releaseAhead); what disarms that. */
+  releaseAhead(): () => void {
+    return releaseAhead(this.timeout.end, () => this.waitsForConnection && !this.ended
+      && releaseUnstarted(this, this.stops ? 'deadline' : 'timeout'));
   }
 
   /** Its end came: the signal fires, the job is nacked without waiting for the handler (released if it never began). */
@@ -253,11 +259,13 @@ export class JobRun implements Running, LeaseHolder {
 
 async function inTransaction(host: RunHost, handler: Handler, run: JobRun, ctx: DrainJobContext): Promise<Outcome | null> {
   const { job } = run;
+  let disarm: (() => void) | undefined;
   try {
     const { db } = host.deps;
     if (!('transaction' in db)) throw new TypeError('a transactional task needs a driver with transactions');
     // Its turn for a connection, then its BEGIN, its timeout running: given up before its handler begins, it is released.
     run.waitsForConnection = true;
+    disarm = run.releaseAhead();
     if (!await host.connect(() => run.signal.signal)) throw run.signal.abortedWith;
     // A COMMIT whose answer was lost: asked whether it landed before a nack is made of its error.
     const counts = await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt),
@@ -267,21 +275,9 @@ async function inTransaction(host: RunHost, handler: Handler, run: JobRun, ctx: 
     return null;
   } catch (error) {
     return thrownOutcome(job.id, job.attempt, error);
+  } finally {
+    disarm?.();
   }
-}
-
-/**
- * A transactional ack's counts for a delivery the drain ended meanwhile with
- * an outcome of its own (its timeout, the grace's end, a cancel: the ack was
- * on its way, waiting for the job's row). Both are bound to the running
- * delivery, so exactly one applies and the other is stale: the job counts
- * once. An ack that committed counts as succeeded and takes the drain's
- * outcome off stale (its settle answers it stale, before or after this); a
- * stale ack counts nothing (the drain's outcome counts as what it did).
- */
-function endedMeanwhile(counts: SettleCounts): SettleCounts {
-  return counts.succeeded > 0 ? { ...counts, stale: counts.stale - 1 }
-    : { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 0 };
 }
 
 /**

@@ -109,3 +109,17 @@ async function runOnce(
     throw error;
   }
 }
+
+/**
+ * A transactional ack's counts for a delivery the drain ended meanwhile with
+ * an outcome of its own (its timeout, the grace's end, a cancel: the ack was
+ * on its way, waiting for the job's row). Both are bound to the running
+ * delivery, so exactly one applies and the other is stale: the job counts
+ * once. An ack that committed counts as succeeded and takes the drain's
+ * outcome off stale (its settle answers it stale, before or after this); a
+ * stale ack counts nothing (the drain's outcome counts as what it did).
+ */
+export function endedMeanwhile(counts: SettleCounts): SettleCounts {
+  return counts.succeeded > 0 ? { ...counts, stale: counts.stale - 1 }
+    : { succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 0, stale: 0 };
+}

@@ -7,6 +7,7 @@
 // good without having run. (A job whose timeout passed while its claim was
 // out is nacked still, drain.ts endOf: given back, it would be claimed and
 // given back again without end.)
+import { timerAt } from './timeouts.js';
 import type { Running } from './wind-down.js';
 
 /** What came before its handler could begin. */
@@ -16,10 +17,10 @@ const WAIT = 'while it waited for a connection (transactional handlers take the 
   + 'and so may other code on the pool)';
 const FIX = "raise the pool's size, lower the drain's concurrency or give the task a longer timeout";
 
-/** Its last_error: "released unstarted: its timeout (1 s) passed while it waited for a connection (…); raise …". */
+/** Its last_error: "released unstarted: its timeout (1 s) was all but spent while it waited for a connection (…); raise …". */
 export function unstartedWhy(timeoutSeconds: number, by: UnstartedBy): string {
   if (by === 'stop') return `released unstarted: the drain stopped ${WAIT}`;
-  const when = by === 'timeout' ? `its timeout (${timeoutSeconds} s) passed` : "the drain's deadline came";
+  const when = by === 'timeout' ? `its timeout (${timeoutSeconds} s) was all but spent` : "the drain's deadline was near";
   return `released unstarted: ${when} ${WAIT}; ${FIX}`;
 }
 
@@ -28,4 +29,19 @@ export function releaseUnstarted(r: Running, by: UnstartedBy): void {
   const why = unstartedWhy(r.job.timeout, by);
   r.signal.abort(new Error(why));
   r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release', error: why });
+}
+
+/**
+ * How long before its end a job still waiting for a connection is released.
+ * Its release rides on the drain's next claim; made at its end, it met its
+ * lease's end, and another consumer's expiry (a drain's claim, jobs.maintain)
+ * took the lease back first and spent its attempt (a job of maxRetries 0
+ * failed without having run).
+ */
+export const RELEASE_AHEAD_MS = 500;
+
+/** Calls release RELEASE_AHEAD_MS before end (at most half the time left from now); returns what disarms it. */
+export function releaseAhead(end: number, release: () => unknown): () => void {
+  const now = Date.now();
+  return timerAt(Math.max(end - RELEASE_AHEAD_MS, now + (end - now) / 2), release);
 }

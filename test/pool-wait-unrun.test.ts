@@ -32,7 +32,7 @@ it('one still waiting at its own timeout is released, its attempt not spent: max
     expect(report).toMatchObject({ claimed: 2, failed: 1, retried: 0, released: 1 });
     expect(report.failures.map((f) => f.error)).toEqual(['timed out after 1 s']);
     expect(await db.sql(`select attempt, lease_until, last_error from jobs.job_queue`)).toEqual(unrunRow(unstartedWhy(1, 'timeout')));
-    expect(unstartedWhy(1, 'timeout')).toBe("released unstarted: its timeout (1 s) passed while it waited for a connection "
+    expect(unstartedWhy(1, 'timeout')).toBe("released unstarted: its timeout (1 s) was all but spent while it waited for a connection "
       + "(transactional handlers take the pool's size less one, those running hold theirs, and so may other code on the pool); "
       + "raise the pool's size, lower the drain's concurrency or give the task a longer timeout");
   } finally {
