@@ -15,13 +15,14 @@ export type UnstartedBy = 'timeout' | 'deadline' | 'stop';
 
 const WAIT = 'while it waited for a connection (transactional handlers take the pool\'s size less one, those running hold theirs, '
   + 'and so may other code on the pool)';
-const FIX = "raise the pool's size, lower the drain's concurrency or give the task a longer timeout";
+const FIX = "raise the pool's size, lower the drain's concurrency";
 
 /** Its last_error: "released unstarted: its timeout (1 s) was all but spent while it waited for a connection (…); raise …". */
 export function unstartedWhy(timeoutSeconds: number, by: UnstartedBy): string {
   if (by === 'stop') return `released unstarted: the drain stopped ${WAIT}`;
-  const when = by === 'timeout' ? `its timeout (${timeoutSeconds} s) was all but spent` : "the drain's deadline was near";
-  return `released unstarted: ${when} ${WAIT}; ${FIX}`;
+  // A longer timeout helps a job its own timeout ended, not one the drain's deadline did.
+  if (by === 'deadline') return `released unstarted: the drain's deadline was near ${WAIT}; ${FIX} or give the drain a later deadline`;
+  return `released unstarted: its timeout (${timeoutSeconds} s) was all but spent ${WAIT}; ${FIX} or give the task a longer timeout`;
 }
 
 /** r never began: its signal fires (its wait for a connection ends) and it is released with why. */

@@ -35,6 +35,8 @@ it('one still waiting at its own timeout is released, its attempt not spent: max
     expect(unstartedWhy(1, 'timeout')).toBe("released unstarted: its timeout (1 s) was all but spent while it waited for a connection "
       + "(transactional handlers take the pool's size less one, those running hold theirs, and so may other code on the pool); "
       + "raise the pool's size, lower the drain's concurrency or give the task a longer timeout");
+    // Ended by the drain's deadline, not its own timeout: a longer timeout would not help.
+    expect(unstartedWhy(1, 'deadline')).toMatch(/^released unstarted: the drain's deadline was near .*; raise the pool's size, lower the drain's concurrency or give the drain a later deadline$/);
   } finally {
     for (const release of releases.splice(0)) release();
   }
