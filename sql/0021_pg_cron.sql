@@ -57,10 +57,6 @@ create table jobs.recurring (
   last_error   text,
   skipped_ticks   bigint   not null default 0,  -- ticks overlap 'skip' published nothing for
   last_skipped_at timestamptz,
-  -- When a claim first failed to take its bounded queue's publishers' lock
-  -- for the tick due at next_run_at (jobs.tick_queues; earlier than that
-  -- tick: an earlier one's): the wait grows from then, not from the tick.
-  lock_missed_at  timestamptz,
   created_at   timestamptz not null,
   updated_at   timestamptz not null
 );
@@ -68,6 +64,23 @@ create table jobs.recurring (
 create index recurring_due_idx on jobs.recurring (next_run_at) where runner = 'drains';
 -- A bounded queue's oldest due tick (jobs.tick_queues): one probe a bounded queue.
 create index recurring_queue_due_idx on jobs.recurring ((coalesce(queue, 'default')), next_run_at) where runner = 'drains';
+
+-- When a claim first failed to take a bounded queue's publishers' lock for
+-- schedule `schedule`'s tick due at `due` (jobs.tick_queues, sql/0040): its
+-- wait grows from then, not from the tick. Read for the schedule's
+-- next_run_at only, so a tick published, a backfill that moved on, or a
+-- changed schedule has none by construction; jobs.maintain deletes the rest.
+-- Not a column of jobs.recurring, no foreign key: a claim's UPDATE held the
+-- schedule's row to commit, and, the claim going on to expiry's wait for a
+-- serial key, an app transaction holding that key and changing the schedule
+-- (jobs.schedule waits for the row) deadlocked with it. No one waits for
+-- these rows (a claim adds one only if it can at once).
+create table jobs.tick_miss (
+  schedule  text        not null,
+  due       timestamptz not null,
+  missed_at timestamptz not null,
+  primary key (schedule, due)
+);
 
 -- The attributes of every job a schedule publishes: its name and the tick
 -- the job is for, ISO 8601 in UTC to the millisecond (as JS's toISOString).

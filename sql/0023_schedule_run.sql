@@ -170,8 +170,7 @@ begin
           last_error = case when v_stop is not null then c_stopped || v_stop || ' at ' || v_now
                             when v_n = 0 then s.last_error end,
           skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
-          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end,
-          lock_missed_at = null  -- the ticks left due were not for want of the lock
+          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
       where s.name = r.name;
       v_count := v_count + v_made;  -- here: the block's rollback on an error would not undo a count
     exception when others then

@@ -100,6 +100,14 @@ begin
     order by o.until limit maintain.max_rows for update skip locked) old
   where t.dedupe_key = old.dedupe_key;
   get diagnostics v_windows = row_count;
+  -- Misses of claims' tick waits (jobs.tick_miss, sql/0021) whose
+  -- tick is no longer the schedule's next_run_at (published, moved on, the
+  -- schedule changed or removed): nothing reads them. At most max_rows.
+  delete from jobs.tick_miss m using (
+    select o.schedule, o.due from jobs.tick_miss o
+    where not exists (select from jobs.recurring s where s.name = o.schedule and s.next_run_at = o.due)
+    limit maintain.max_rows for update skip locked) old
+  where m.schedule = old.schedule and m.due = old.due;
 
   v_expired := jobs.expire(maintain.max_rows, v_now);
 

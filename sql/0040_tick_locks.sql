@@ -57,7 +57,7 @@ end $$;
 -- before publish_due_schedules locks a row (waiting with one, jobs.schedule
 -- in an app transaction holding that lock closed a cycle; not waiting, a tick
 -- starved): p_wait, the first it wins (waited; '': none won or the wait
--- ended, the tick left due, its lock_missed_at set if it was not; null: none
+-- ended, the tick left due, its jobs.tick_miss row added if none; null: none
 -- due). Its two locks share one bound (jobs.tick_wait_bound): the second
 -- waits for what the first left of it. lost: queues another call
 -- waits for: their rows, locked here, the waiter skipped (SKIP LOCKED).
@@ -67,7 +67,7 @@ declare
   q text;
   v_due timestamptz;
   v_name text;  -- the schedule of that tick
-  v_missed timestamptz;  -- its lock_missed_at
+  v_missed timestamptz;  -- its jobs.tick_miss row's missed_at
   v_timeout text;
   v_bound text;
   v_until timestamptz;  -- when the wait's bound ends
@@ -76,8 +76,8 @@ begin
   lost := '{}';
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
-  for q, v_due, v_name, v_missed in select x.name, d.due, d.name, d.missed from jobs.queue x
-           cross join lateral (select s.next_run_at as due, s.name, s.lock_missed_at as missed from jobs.recurring s
+  for q, v_due, v_name in select x.name, d.due, d.name from jobs.queue x
+           cross join lateral (select s.next_run_at as due, s.name from jobs.recurring s
                                where coalesce(s.queue, 'default') = x.name and s.runner = 'drains' and s.next_run_at <= p_now
                                  and not (s.overlap = 'skip' and exists (select from jobs.job_queue j
                                                                          where j.dedupe_key = jobs.schedule_key(s)))  -- jobs.skips_tick
@@ -89,7 +89,8 @@ begin
       -- Overdue from the first claim that failed to publish this tick (not
       -- from the tick: the first claim after a quiet spell, or of a schedule
       -- started in the past, waits the setting, not ten times it).
-      v_bound := jobs.tick_wait_bound(v_timeout, p_now - case when v_missed >= v_due then v_missed else p_now end);
+      select m.missed_at into v_missed from jobs.tick_miss m where m.schedule = v_name and m.due = v_due;
+      v_bound := jobs.tick_wait_bound(v_timeout, p_now - coalesce(v_missed, p_now));
       v_until := clock_timestamp() + v_bound::interval;
       perform set_config('lock_timeout', v_bound, true);
       begin
@@ -105,13 +106,16 @@ begin
         waited := '';
         lost := lost || q;
       end;
-      perform set_config('lock_timeout', v_timeout, true);
-      if waited = '' then  -- the first failure for this tick: its wait grows from now
-        update jobs.recurring s set lock_missed_at = p_now
-        where s.name = (select t.name from jobs.recurring t
-                        where t.name = v_name and t.next_run_at = v_due and not coalesce(t.lock_missed_at >= v_due, false)
-                        for update skip locked);
+      if waited = '' and v_missed is null then  -- the first failure for this tick: its wait grows from now
+        -- Waiting for no one: a transaction adding or deleting the same row
+        -- (a claim of a schedule since moved, jobs.maintain) keeps it.
+        perform set_config('lock_timeout', '1ms', true);
+        begin
+          insert into jobs.tick_miss (schedule, due, missed_at) values (v_name, v_due, p_now) on conflict do nothing;
+        exception when lock_not_available then null;
+        end;
       end if;
+      perform set_config('lock_timeout', v_timeout, true);
     elsif p_wait and waited is null then
       lost := lost || q;
     else

@@ -3044,6 +3044,14 @@ begin
     order by o.until limit maintain.max_rows for update skip locked) old
   where t.dedupe_key = old.dedupe_key;
   get diagnostics v_windows = row_count;
+  -- Misses of claims' tick waits (jobs.tick_miss, sql/0021) whose
+  -- tick is no longer the schedule's next_run_at (published, moved on, the
+  -- schedule changed or removed): nothing reads them. At most max_rows.
+  delete from jobs.tick_miss m using (
+    select o.schedule, o.due from jobs.tick_miss o
+    where not exists (select from jobs.recurring s where s.name = o.schedule and s.next_run_at = o.due)
+    limit maintain.max_rows for update skip locked) old
+  where m.schedule = old.schedule and m.due = old.due;
 
   v_expired := jobs.expire(maintain.max_rows, v_now);
 
@@ -4212,8 +4220,7 @@ begin
           last_error = case when v_stop is not null then c_stopped || v_stop || ' at ' || v_now
                             when v_n = 0 then s.last_error end,
           skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
-          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end,
-          lock_missed_at = null  -- the ticks left due were not for want of the lock
+          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
       where s.name = r.name;
       v_count := v_count + v_made;  -- here: the block's rollback on an error would not undo a count
     exception when others then
@@ -6201,7 +6208,6 @@ CREATE TABLE jobs.recurring (
     last_error text,
     skipped_ticks bigint DEFAULT 0 NOT NULL,
     last_skipped_at timestamp with time zone,
-    lock_missed_at timestamp with time zone,
     created_at timestamp with time zone NOT NULL,
     updated_at timestamp with time zone NOT NULL,
     CONSTRAINT recurring_check CHECK (((tz IS NULL) OR (runner = 'drains'::text))),
@@ -6992,7 +6998,7 @@ declare
   q text;
   v_due timestamptz;
   v_name text;  -- the schedule of that tick
-  v_missed timestamptz;  -- its lock_missed_at
+  v_missed timestamptz;  -- its jobs.tick_miss row's missed_at
   v_timeout text;
   v_bound text;
   v_until timestamptz;  -- when the wait's bound ends
@@ -7001,8 +7007,8 @@ begin
   lost := '{}';
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
-  for q, v_due, v_name, v_missed in select x.name, d.due, d.name, d.missed from jobs.queue x
-           cross join lateral (select s.next_run_at as due, s.name, s.lock_missed_at as missed from jobs.recurring s
+  for q, v_due, v_name in select x.name, d.due, d.name from jobs.queue x
+           cross join lateral (select s.next_run_at as due, s.name from jobs.recurring s
                                where coalesce(s.queue, 'default') = x.name and s.runner = 'drains' and s.next_run_at <= p_now
                                  and not (s.overlap = 'skip' and exists (select from jobs.job_queue j
                                                                          where j.dedupe_key = jobs.schedule_key(s)))  -- jobs.skips_tick
@@ -7014,7 +7020,8 @@ begin
       -- Overdue from the first claim that failed to publish this tick (not
       -- from the tick: the first claim after a quiet spell, or of a schedule
       -- started in the past, waits the setting, not ten times it).
-      v_bound := jobs.tick_wait_bound(v_timeout, p_now - case when v_missed >= v_due then v_missed else p_now end);
+      select m.missed_at into v_missed from jobs.tick_miss m where m.schedule = v_name and m.due = v_due;
+      v_bound := jobs.tick_wait_bound(v_timeout, p_now - coalesce(v_missed, p_now));
       v_until := clock_timestamp() + v_bound::interval;
       perform set_config('lock_timeout', v_bound, true);
       begin
@@ -7030,13 +7037,16 @@ begin
         waited := '';
         lost := lost || q;
       end;
-      perform set_config('lock_timeout', v_timeout, true);
-      if waited = '' then  -- the first failure for this tick: its wait grows from now
-        update jobs.recurring s set lock_missed_at = p_now
-        where s.name = (select t.name from jobs.recurring t
-                        where t.name = v_name and t.next_run_at = v_due and not coalesce(t.lock_missed_at >= v_due, false)
-                        for update skip locked);
+      if waited = '' and v_missed is null then  -- the first failure for this tick: its wait grows from now
+        -- Waiting for no one: a transaction adding or deleting the same row
+        -- (a claim of a schedule since moved, jobs.maintain) keeps it.
+        perform set_config('lock_timeout', '1ms', true);
+        begin
+          insert into jobs.tick_miss (schedule, due, missed_at) values (v_name, v_due, p_now) on conflict do nothing;
+        exception when lock_not_available then null;
+        end;
       end if;
+      perform set_config('lock_timeout', v_timeout, true);
     elsif p_wait and waited is null then
       lost := lost || q;
     else
@@ -7629,6 +7639,16 @@ CREATE TABLE jobs.throttle (
 );
 
 --
+-- Name: tick_miss; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.tick_miss (
+    schedule text NOT NULL,
+    due timestamp with time zone NOT NULL,
+    missed_at timestamp with time zone NOT NULL
+);
+
+--
 -- Name: dependency dependency_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
 --
 
@@ -7718,6 +7738,13 @@ ALTER TABLE ONLY jobs.subscription
 
 ALTER TABLE ONLY jobs.throttle
     ADD CONSTRAINT throttle_pkey PRIMARY KEY (dedupe_key);
+
+--
+-- Name: tick_miss tick_miss_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.tick_miss
+    ADD CONSTRAINT tick_miss_pkey PRIMARY KEY (schedule, due);
 
 --
 -- Name: dependency_job_idx; Type: INDEX; Schema: jobs; Owner: -

@@ -21,7 +21,7 @@ it("a job whose timeout fits the budget but not what a tick's wait left of it is
   await db.sql(`alter database "${db.name}" set pgdrain.tick_wait_ms = '200ms'`);
   await db.sql(`select jobs.create_queue('capped', max_size => 100)`);
   await db.sql(`select jobs.schedule('sweep', '* * * * *', 'sweep.run', queue => 'capped', now => now() - interval '10 minutes')`);
-  await db.sql(`update jobs.recurring set lock_missed_at = next_run_at`);
+  await db.sql(`insert into jobs.tick_miss select name, next_run_at, next_run_at from jobs.recurring`);
   const seen: { leaseUntil: number }[] = [];
   const work = defineTask('work', async (_body: object, ctx) => {
     const [row] = await db.sql<{ l: number }>(

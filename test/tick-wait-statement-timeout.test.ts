@@ -16,7 +16,7 @@ const session = lockSessions(db.url);
 it('a first claim under a statement_timeout shorter than the wait answers, its job claimed, the tick left due', async () => {
   await db.sql(`select jobs.create_queue('capped', max_size => 100)`);
   await db.sql(`select jobs.schedule('sweep', '*/10 * * * *', 'sweep.run', queue => 'capped', now => $1)`, [T0]);
-  await db.sql(`update jobs.recurring set lock_missed_at = next_run_at`);  // claims have failed since it came due
+  await db.sql(`insert into jobs.tick_miss select name, next_run_at, next_run_at from jobs.recurring`);  // claims have failed since it came due
   const { id } = (await db.sql<{ id: string }>(`select jobs.publish('work', '{}', now => $1)::text as id`, [minute(1)]))[0]!;
   const [app, claim] = await Promise.all([session(), session()]);
   await claim.query(`set statement_timeout = '1s'`);
