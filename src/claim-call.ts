@@ -21,13 +21,14 @@ const ROLLED_BACK = new Set(['40P01', '40001']);
  */
 export function claimCall(db: Queryable, topic: string | null, queue: string | null, filter: string | null,
                           workerId: string, exclude: string[] | null, holder: string) {
-  return (n: number, budgetMs: number, outcomes: readonly Outcome[]): Promise<QueryResult<{ r: ClaimResult }>> =>
+  return (n: number, budgetMs: number, outcomes: readonly Outcome[], onConnected?: () => void): Promise<QueryResult<{ r: ClaimResult }>> =>
     db.query<{ r: ClaimResult }>(
       `select jobs.claim_json($1, $2, $3, null, $4, $5::jsonb, $6, $7::bigint[], $8::integer[], $9::text[],
                                   $10::jsonb[], $11::text[], $12::timestamptz[], $13::float8[], $14::jsonb[], $15::bigint) as r`,
       // Never below 0 (jobs.pick refuses it): a last look with no budget left claims nothing, counting what is due.
       [n, topic, Math.max(0, Math.floor(budgetMs)) / 1000, queue, filter, workerId,
        ...(outcomes.length > 0 ? outcomeArrays(outcomes) : NO_OUTCOMES), exclude, holder],
+      { onConnected },
     );
 }
 

@@ -103,7 +103,6 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   // Its slots for handlers, pool-bound its pool's connections shared with the other drains on it, and its wait for them.
   const slots = new SlotWait({ running, poolBound, share, pool, poolCap, connectionCap, concurrency, refillAt, idle, stopped, stopAt,
     lingerMs });
-
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
     if (outcome === null) { // acked in its own transaction
@@ -206,8 +205,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const endedBefore = ended;
       // take() may wait for a settle in flight: the budget and a stop are read after it.
       const outcomes = await settler.take();
-      // The budget from the claim's own start: a job whose timeout fits it ends by stopAt.
-      const claimSentAt = Date.now();
+      // The budget from the claim's own start: a job whose timeout fits it ends by stopAt. Its jobs' time counts
+      // from its connection (set below): a full pool's wait is not theirs; the leases start later still.
+      let claimSentAt = Date.now();
       const budgetMs = stopAt - claimSentAt;
       const look = lastLook.due; // a last look: no budget, so it takes no job and needs no slot; sent only with a connection free
       if (stopped.by || (budgetMs <= 0 && !look) || (look && !lastLook.send())) {
@@ -222,7 +222,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const want = Math.min(args.batchSize, Math.max(room, 1));
       slots.claiming(want);
       try {
-        const { rows } = await claim(want, look ? 0 : budgetMs, outcomes);
+        const { rows } = await claim(want, look ? 0 : budgetMs, outcomes, () => { claimSentAt = Date.now(); });
         result = rows[0]!.r;
         rolledBack = 0;
       } catch (error) {

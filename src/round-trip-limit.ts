@@ -1,4 +1,4 @@
-import type { Queryable, QueryResult } from './db/driver.js';
+import type { Queryable, QueryOptions, QueryResult } from './db/driver.js';
 import { PgDrainError } from './errors.js';
 import { timerAt } from './timeouts.js';
 
@@ -18,7 +18,7 @@ export interface Stops {
  */
 export function givenUpOn(db: Queryable, signal: AbortSignal, unconnected?: { n: number }): Queryable {
   return {
-    query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    query<R>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
       if (signal.aborted) return Promise.reject(signal.reason as Error);
       return new Promise<QueryResult<R>>((resolve, reject) => {
         const giveUp = () => reject(signal.reason as Error);
@@ -30,7 +30,8 @@ export function givenUpOn(db: Queryable, signal: AbortSignal, unconnected?: { n:
           if (waits) unconnected!.n--;
           waits = false;
         };
-        db.query<R>(text, params, { signal, onConnected }).then(resolve, reject)
+        // The caller's onConnected only when the driver says so (never at the end: a driver may never say).
+        db.query<R>(text, params, { signal, onConnected: () => { onConnected(); options?.onConnected?.(); } }).then(resolve, reject)
           .finally(() => {
             onConnected();
             signal.removeEventListener('abort', giveUp);
