@@ -71,10 +71,13 @@ export class JobRun implements Running, LeaseHolder {
     this.timeout = host.timeouts.at(end, this);
   }
 
-  /** While it waits for a connection: released ahead of its end (unstarted.ts releaseAhead); what disarms that. */
+  /** Waiting for a connection: released ahead of its end (unstarted.ts releaseAhead), sent at once; what disarms that. */
   releaseAhead(): () => void {
-    return releaseAhead(this.timeout.end, () => this.waitsForConnection && !this.ended
-      && releaseUnstarted(this, this.stops ? 'deadline' : 'timeout'));
+    return releaseAhead(this.timeout.end, () => {
+      if (!this.waitsForConnection || this.ended) return;
+      releaseUnstarted(this, this.stops ? 'deadline' : 'timeout');
+      this.host.settler.sendSoon();
+    });
   }
 
   /** Its end came: the signal fires, the job is nacked without waiting for the handler (released if it never began). */

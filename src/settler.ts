@@ -63,6 +63,8 @@ export class Settler {
   private lastError: unknown;
   /** close() has begun: it settles what is left itself, so no timer starts. */
   private closing = false;
+  /** sendSoon() came while a statement was in flight: the next goes as it ends, not flushIntervalMs after. */
+  private soon = false;
 
   /** told: of each outcome its settle ended cancelled (a cancel requested while the job ran) or found stale. */
   constructor(private readonly db: Queryable, private readonly flushIntervalMs: number, private readonly workerId: string,
@@ -86,6 +88,22 @@ export class Settler {
       this.buffer.push(outcome);
     }
     this.arm();
+  }
+
+  /**
+   * What is buffered goes now, not flushIntervalMs later (or as soon as the
+   * statement in flight ends): a job released unstarted ahead of its lease's
+   * end (unstarted.ts releaseAhead) whose drain takes no claim meanwhile.
+   */
+  sendSoon(): void {
+    if (this.closing) return;
+    if (this.inFlight) {
+      this.soon = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.kick();
   }
 
   /**
@@ -241,6 +259,7 @@ export class Settler {
 
   private kick(): void {
     if (this.inFlight || !this.hasBuffered()) return;
+    this.soon = false;
     const batch = this.next();
     this.sending = batch.length;
     this.inFlight = this.send(batch).finally(() => {
@@ -248,7 +267,8 @@ export class Settler {
       this.sending = 0;
       // Serial-key ends still held back go at once, not after flushIntervalMs:
       // each statement waits only for its share of the lock table.
-      if (this.keyedOut.length > 0 && this.lastError === undefined && !this.closing) this.kick();
+      // So does what sendSoon() asked for.
+      if ((this.keyedOut.length > 0 || this.soon) && this.lastError === undefined && !this.closing) this.kick();
       else this.arm();
     });
   }
