@@ -14,7 +14,7 @@
 -- deadline, and the jobs its claim took lost the wait from their timeouts.
 -- pgdrain.tick_budget: the claim's max_timeout, set by jobs.claim_json for
 -- its call only; a value that is no number (set by hand) is refused, PDC03
--- naming it (jobs.maintain checks both settings on every pass).
+-- naming it (jobs.maintain checks both where a claim reads them).
 create function jobs.tick_wait_bound(p_lock_timeout text, p_overdue interval default interval '0')
 returns text language plpgsql stable as $$
 declare
