@@ -68,6 +68,13 @@ describe('documentation links', () => {
     expect(docFiles().map((f) => f.path).filter((p) => !reached.has(p))).toEqual([]);
   });
 
+  it('every docs page leads back to the documentation list of README.md', () => {
+    // A reader who lands on a page from a search finds the rest from its top line.
+    const pages = docFiles().filter((f) => f.path.startsWith('docs/'));
+    expect(pages.length).toBeGreaterThan(10);
+    expect(pages.filter((f) => !links(f).includes('../README.md#documentation')).map((f) => f.path)).toEqual([]);
+  });
+
   it('docs/ ships in the npm package, which shows README.md and its relative links into docs/', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { files: string[] };
     expect(pkg.files).toContain('docs/*.md');
