@@ -245,6 +245,12 @@ begin
                               and r.tz is not distinct from excluded.tz then coalesce(r.next_run_at, excluded.next_run_at)
                          else excluded.next_run_at end;
 
+  -- New (removed, added again) or new timing: the old ticks' misses go (jobs.tick_miss: a tick at
+  -- the same due time inherited one, a longer wait); not waiting for those jobs.maintain deletes.
+  if v_old is null or v_old <> v_runner or v_old_cron <> v_cron or v_old_tz is distinct from v_tz then
+    delete from jobs.tick_miss m where m.schedule = schedule.name
+      and m.due in (select o.due from jobs.tick_miss o where o.schedule = schedule.name for update skip locked);
+  end if;
   if v_runner = 'pg_cron' then
     perform jobs.pg_cron_schedule('pgdrain:schedule:' || schedule.name, v_cron,
                                   format('select jobs.run_schedule(%L)', schedule.name));
@@ -263,6 +269,9 @@ declare
   v_runner text;
 begin
   delete from jobs.recurring r where r.name = unschedule.name returning r.runner into v_runner;
+  -- Its misses (jobs.tick_miss) with it, as jobs.schedule deletes them.
+  delete from jobs.tick_miss m where m.schedule = unschedule.name
+    and m.due in (select o.due from jobs.tick_miss o where o.schedule = unschedule.name for update skip locked);
   return jobs.pg_cron_unschedule('pgdrain:schedule:' || unschedule.name, coalesce(v_runner = 'pg_cron', false))
          or v_runner is not null;
 end $$;
