@@ -30,9 +30,11 @@
 -- the head of the queue, and its next claim within a second starts there
 -- (see jobs.remembered_head); and up to when it found no passed lease (see
 -- jobs.remembered_lease_floor). With holder (jobs.claim_json), its expiry
--- leaves the passed leases of that drain's own deliveries to it.
+-- leaves the passed leases of that drain's own deliveries to it. With ticks (a claim's, a tick
+-- due), it publishes the due ticks after that (jobs.publish_ticks: ticks, the rows it leaves).
 create function jobs.pick(n integer, pattern text, max_timeout numeric, now timestamptz, queue text, filter jsonb,
-                          remember boolean default false, exclude jsonb[] default null, holder bigint default null)
+                          remember boolean default false, exclude jsonb[] default null, holder bigint default null,
+                          ticks text[] default null)
 returns bigint[] language plpgsql as $$
 declare
   v_now timestamptz := coalesce(pick.now, pg_catalog.now());
@@ -115,6 +117,7 @@ begin
   if pick.remember and not v_lease then
     perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;
+  if pick.ticks is not null then perform jobs.publish_ticks(v_now, pick.ticks); end if;  -- after the expiry's waits
   if v_paused then
     return null;
   end if;

@@ -152,6 +152,7 @@ declare
   v_at_group boolean := false;
   v_group_cap integer;
   v_tiers jsonb;
+  v_lost text[];  -- a tick due: the bounded queues whose rows its ticks leave alone (jobs.tick_queues)
 begin
   perform jobs.check_worker_id(claim_json.worker_id);
   -- Only a session settling a batch of 100 or more (a drain through a
@@ -160,22 +161,23 @@ begin
     perform jobs.keep_heap();
   end if;
   -- Drain-run schedules (sql/0022) with a tick due: one index probe when none is.
-  -- Before the settle: a tick's publish takes its queue's lock (a bounded
-  -- queue) and the settle a serial key's, the order jobs.publish takes them
-  -- in; the other order deadlocks with a publish of that key to that queue.
-  -- A claim carrying outcomes waits on no tick's lock (pgdrain.tick_nowait,
-  -- sql/0023): the settle after it would wait too, for as long as an app
-  -- transaction that published to a bounded queue stays open, while the
-  -- leases of the jobs it acks pass and another drain's expiry runs them again.
+  -- Their bounded queues' locks before the settle (jobs.tick_queues): a
+  -- tick's publish takes its queue's lock and the settle a serial key's,
+  -- the order jobs.publish takes them in; the other order deadlocks with a
+  -- publish of that key to that queue. A claim carrying outcomes waits on
+  -- no tick's lock: the settle after it would wait too, for as long as an
+  -- app transaction that published to a bounded queue stays open, while the
+  -- leases of the jobs it acks pass and another drain's expiry runs them
+  -- again. The ticks themselves after the settle and expiry (jobs.pick), whose
+  -- waits for keys, with a schedule's row held, deadlocked with an app
+  -- transaction holding a key that then called jobs.schedule for it.
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
     if cardinality(claim_json.ids) > 0 then
-      perform set_config('pgdrain.tick_nowait', 'on', true);
-      perform jobs.publish_due_schedules(v_now);
-      perform set_config('pgdrain.tick_nowait', '', true);
+      v_lost := (jobs.tick_queues(v_now, false)).lost;
     else
       -- Its wait for a bounded queue's tick, a tenth of its budget at most (jobs.tick_wait_bound).
       perform set_config('pgdrain.tick_budget', coalesce(claim_json.max_timeout::text, ''), true);
-      perform jobs.publish_due_schedules(v_now);
+      v_lost := (jobs.tick_queues(v_now, true)).lost;
       perform set_config('pgdrain.tick_budget', '', true);
       -- Its leases start after the wait (seconds at most), not before it: the
       -- wait is not the claimed jobs' time (waitedMs tells the drain).
@@ -194,7 +196,7 @@ begin
   -- now as given (null: the clock; pick's v_now is this one), for its expiry check.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, v_budget, claim_json.now,
                      claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude,
-                     holder => claim_json.holder);
+                     holder => claim_json.holder, ticks => v_lost);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q

@@ -22,11 +22,31 @@
 -- FOR UPDATE SKIP LOCKED: of many drains calling this at once one takes a
 -- due row, the others skip it or, once it has committed, find it no longer
 -- due: each tick is published once. With none due, one index probe.
+-- Its bounded queues' locks first (jobs.tick_queues; not in jobs.schedule's
+-- call: it holds its row and waits on its tick; other ticks there take only
+-- free locks, as a wait with their rows locked closed a cycle with an app
+-- transaction as above), then the ticks (jobs.publish_ticks).
 create function jobs.publish_due_schedules(now timestamptz default null)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
-  c_stopped constant text := 'stopped until jobs.schedule is called for it again: ';  -- jobs.stopped_schedules
   v_now timestamptz := jobs.clock(publish_due_schedules.now);
+begin
+  return jobs.publish_ticks(v_now, case when coalesce(current_setting('pgdrain.tick_wait', true), '') = ''
+                                        then (jobs.tick_queues(v_now, true)).lost else '{}' end);
+end $$;
+
+-- jobs.publish_due_schedules' ticks, its bounded queues' locks taken:
+-- p_lost, the queues whose rows are left alone (jobs.tick_queues' lost).
+-- Called apart by a claim (jobs.pick) and jobs.maintain after their
+-- settle and expiry, which wait for serial keys: with a schedule's row
+-- locked here (to commit), an app transaction holding such a key that then
+-- changed the schedule (jobs.schedule waits for the row) closed a cycle
+-- (40P01). Here a tick waits for no lock (but jobs.schedule's own, below).
+create function jobs.publish_ticks(p_now timestamptz, p_lost text[])
+returns integer language plpgsql as $$
+declare
+  c_stopped constant text := 'stopped until jobs.schedule is called for it again: ';  -- jobs.stopped_schedules
+  v_now timestamptz := p_now;
   r jobs.recurring;
   v_id bigint;
   v_count integer := 0;
@@ -48,16 +68,9 @@ declare
   v_due boolean;  -- a tick whose publish and next failed, left due
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
   v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
-  v_settling boolean := current_setting('pgdrain.tick_nowait', true) is not distinct from 'on';  -- a claim carrying outcomes (jobs.claim_json)
-  v_lost text[] := '{}';  -- bounded queues whose lock another call waits for: their rows left alone
+  v_lost text[] := coalesce(p_lost, '{}');  -- bounded queues whose lock another call waits for: their rows left alone
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
-  -- Not in jobs.schedule's call: it holds its row and waits on its tick;
-  -- other ticks there take only free locks, as a wait with their rows
-  -- locked closed a cycle with an app transaction as above.
-  if coalesce(current_setting('pgdrain.tick_wait', true), '') = '' then
-    select t.lost into v_lost from jobs.tick_queues(v_now, not v_settling) t;
-  end if;
   for r in
     select * from jobs.recurring s
     where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)

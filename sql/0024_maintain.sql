@@ -47,6 +47,7 @@ declare
   v_windows integer;
   v_gone bigint[];
   v_gone_keys text[];
+  v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -60,8 +61,9 @@ begin
              where s.runner = 'drains' and q.max_size is not null) then
     perform jobs.tick_wait_bound('0');
   end if;
-  -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
-  v_ticks := jobs.publish_due_schedules(v_now);
+  -- Ticks' queue locks first, before expiry's serial-key locks, as jobs.claim_json takes them;
+  -- the ticks (their rows locked) after the expiry, as a claim's (jobs.publish_ticks says why).
+  v_lost := (jobs.tick_queues(v_now, true)).lost;
 
   -- Retention before expiry: a job expiry ends is dated when its lease ran
   -- out (often past a short retention), and would otherwise be deleted by
@@ -100,7 +102,9 @@ begin
     order by o.until limit maintain.max_rows for update skip locked) old
   where t.dedupe_key = old.dedupe_key;
   get diagnostics v_windows = row_count;
-  -- Misses of claims' tick waits (jobs.tick_miss, sql/0021) whose
+  v_expired := jobs.expire(maintain.max_rows, v_now);
+  v_ticks := jobs.publish_ticks(v_now, v_lost);
+  -- Misses of claims' tick waits (jobs.tick_miss, sql/0021; after this pass's ticks) whose
   -- tick is no longer the schedule's next_run_at (published, moved on, the
   -- schedule changed or removed): nothing reads them. At most max_rows.
   delete from jobs.tick_miss m using (
@@ -108,8 +112,6 @@ begin
     where not exists (select from jobs.recurring s where s.name = o.schedule and s.next_run_at = o.due)
     limit maintain.max_rows for update skip locked) old
   where m.schedule = old.schedule and m.due = old.due;
-
-  v_expired := jobs.expire(maintain.max_rows, v_now);
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.

@@ -1258,6 +1258,7 @@ declare
   v_at_group boolean := false;
   v_group_cap integer;
   v_tiers jsonb;
+  v_lost text[];  -- a tick due: the bounded queues whose rows its ticks leave alone (jobs.tick_queues)
 begin
   perform jobs.check_worker_id(claim_json.worker_id);
   -- Only a session settling a batch of 100 or more (a drain through a
@@ -1266,22 +1267,23 @@ begin
     perform jobs.keep_heap();
   end if;
   -- Drain-run schedules (sql/0022) with a tick due: one index probe when none is.
-  -- Before the settle: a tick's publish takes its queue's lock (a bounded
-  -- queue) and the settle a serial key's, the order jobs.publish takes them
-  -- in; the other order deadlocks with a publish of that key to that queue.
-  -- A claim carrying outcomes waits on no tick's lock (pgdrain.tick_nowait,
-  -- sql/0023): the settle after it would wait too, for as long as an app
-  -- transaction that published to a bounded queue stays open, while the
-  -- leases of the jobs it acks pass and another drain's expiry runs them again.
+  -- Their bounded queues' locks before the settle (jobs.tick_queues): a
+  -- tick's publish takes its queue's lock and the settle a serial key's,
+  -- the order jobs.publish takes them in; the other order deadlocks with a
+  -- publish of that key to that queue. A claim carrying outcomes waits on
+  -- no tick's lock: the settle after it would wait too, for as long as an
+  -- app transaction that published to a bounded queue stays open, while the
+  -- leases of the jobs it acks pass and another drain's expiry runs them
+  -- again. The ticks themselves after the settle and expiry (jobs.pick), whose
+  -- waits for keys, with a schedule's row held, deadlocked with an app
+  -- transaction holding a key that then called jobs.schedule for it.
   if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
     if cardinality(claim_json.ids) > 0 then
-      perform set_config('pgdrain.tick_nowait', 'on', true);
-      perform jobs.publish_due_schedules(v_now);
-      perform set_config('pgdrain.tick_nowait', '', true);
+      v_lost := (jobs.tick_queues(v_now, false)).lost;
     else
       -- Its wait for a bounded queue's tick, a tenth of its budget at most (jobs.tick_wait_bound).
       perform set_config('pgdrain.tick_budget', coalesce(claim_json.max_timeout::text, ''), true);
-      perform jobs.publish_due_schedules(v_now);
+      v_lost := (jobs.tick_queues(v_now, true)).lost;
       perform set_config('pgdrain.tick_budget', '', true);
       -- Its leases start after the wait (seconds at most), not before it: the
       -- wait is not the claimed jobs' time (waitedMs tells the drain).
@@ -1300,7 +1302,7 @@ begin
   -- now as given (null: the clock; pick's v_now is this one), for its expiry check.
   v_ids := jobs.pick(claim_json.n, claim_json.pattern, v_budget, claim_json.now,
                      claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude,
-                     holder => claim_json.holder);
+                     holder => claim_json.holder, ticks => v_lost);
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q
@@ -2991,6 +2993,7 @@ declare
   v_windows integer;
   v_gone bigint[];
   v_gone_keys text[];
+  v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -3004,8 +3007,9 @@ begin
              where s.runner = 'drains' and q.max_size is not null) then
     perform jobs.tick_wait_bound('0');
   end if;
-  -- Ticks first: their queue locks before expiry's serial-key locks, as jobs.claim_json takes them.
-  v_ticks := jobs.publish_due_schedules(v_now);
+  -- Ticks' queue locks first, before expiry's serial-key locks, as jobs.claim_json takes them;
+  -- the ticks (their rows locked) after the expiry, as a claim's (jobs.publish_ticks says why).
+  v_lost := (jobs.tick_queues(v_now, true)).lost;
 
   -- Retention before expiry: a job expiry ends is dated when its lease ran
   -- out (often past a short retention), and would otherwise be deleted by
@@ -3044,7 +3048,9 @@ begin
     order by o.until limit maintain.max_rows for update skip locked) old
   where t.dedupe_key = old.dedupe_key;
   get diagnostics v_windows = row_count;
-  -- Misses of claims' tick waits (jobs.tick_miss, sql/0021) whose
+  v_expired := jobs.expire(maintain.max_rows, v_now);
+  v_ticks := jobs.publish_ticks(v_now, v_lost);
+  -- Misses of claims' tick waits (jobs.tick_miss, sql/0021; after this pass's ticks) whose
   -- tick is no longer the schedule's next_run_at (published, moved on, the
   -- schedule changed or removed): nothing reads them. At most max_rows.
   delete from jobs.tick_miss m using (
@@ -3052,8 +3058,6 @@ begin
     where not exists (select from jobs.recurring s where s.name = o.schedule and s.next_run_at = o.due)
     limit maintain.max_rows for update skip locked) old
   where m.schedule = old.schedule and m.due = old.due;
-
-  v_expired := jobs.expire(maintain.max_rows, v_now);
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.
@@ -3270,10 +3274,10 @@ exception when sqlstate 'PDC03' then
 end $$;
 
 --
--- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb, boolean, jsonb[], bigint); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: pick(integer, text, numeric, timestamp with time zone, text, jsonb, boolean, jsonb[], bigint, text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb, remember boolean DEFAULT false, exclude jsonb[] DEFAULT NULL::jsonb[], holder bigint DEFAULT NULL::bigint) RETURNS bigint[]
+CREATE FUNCTION jobs.pick(n integer, pattern text, max_timeout numeric, now timestamp with time zone, queue text, filter jsonb, remember boolean DEFAULT false, exclude jsonb[] DEFAULT NULL::jsonb[], holder bigint DEFAULT NULL::bigint, ticks text[] DEFAULT NULL::text[]) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -3357,6 +3361,7 @@ begin
   if pick.remember and not v_lease then
     perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;
+  if pick.ticks is not null then perform jobs.publish_ticks(v_now, pick.ticks); end if;  -- after the expiry's waits
   if v_paused then
     return null;
   end if;
@@ -4075,212 +4080,10 @@ CREATE FUNCTION jobs.publish_due_schedules(now timestamp with time zone DEFAULT 
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 declare
-  c_stopped constant text := 'stopped until jobs.schedule is called for it again: ';  -- jobs.stopped_schedules
   v_now timestamptz := jobs.clock(publish_due_schedules.now);
-  r jobs.recurring;
-  v_id bigint;
-  v_count integer := 0;
-  v_tick timestamptz;
-  v_from timestamptz;
-  v_last timestamptz;
-  v_n integer;
-  v_made integer;  -- of them, the ticks that wrote a job
-  v_lock_timeout text;
-  v_budget text := current_setting('pgdrain.tick_steps', true);  -- a caller's, given back at the end
-  v_left bigint;  -- the steps the schedules before this one left
-  v_kept bigint;  -- and those this one's searches left, so far
-  v_next timestamptz;
-  v_stop text;  -- why its next tick cannot be computed within a budget (jobs.tick_or_stop): stopped
-  v_job bigint;  -- a backfill tick's job, its publish not yet kept
-  v_error text;
-  v_hint text;
-  v_out boolean;  -- a search ran out of steps
-  v_due boolean;  -- a tick whose publish and next failed, left due
-  v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
-  v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
-  v_settling boolean := current_setting('pgdrain.tick_nowait', true) is not distinct from 'on';  -- a claim carrying outcomes (jobs.claim_json)
-  v_lost text[] := '{}';  -- bounded queues whose lock another call waits for: their rows left alone
 begin
-  perform jobs.tick_steps_give(jobs.max_tick_steps());
-  -- Not in jobs.schedule's call: it holds its row and waits on its tick;
-  -- other ticks there take only free locks, as a wait with their rows
-  -- locked closed a cycle with an app transaction as above.
-  if coalesce(current_setting('pgdrain.tick_wait', true), '') = '' then
-    select t.lost into v_lost from jobs.tick_queues(v_now, not v_settling) t;
-  end if;
-  for r in
-    select * from jobs.recurring s
-    where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)
-    order by s.next_run_at
-    for update skip locked
-  loop
-    v_left := jobs.tick_steps_left();
-    exit when v_left <= 0;  -- spent: the schedules left stay due
-    v_kept := v_left;
-    v_stop := null;
-    v_wait := coalesce(r.name = current_setting('pgdrain.tick_wait', true), false);
-    begin
-      if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
-        select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
-        update jobs.recurring s
-        set next_run_at = v_next, skipped_ticks = s.skipped_ticks + 1, last_skipped_at = r.next_run_at,
-            last_error = coalesce(c_stopped || v_stop || ' at ' || v_now, s.last_error)
-        where s.name = r.name;
-        continue;
-      end if;
-      -- keep_waiting takes the replace's locks too (jobs.publish).
-      if r.dedupe_mode in ('keep_waiting', 'replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
-        continue;  -- still due: the next claim publishes it
-      end if;
-      -- A tick publishes only with the locks it needs free at once (lock_timeout
-      -- 1ms; 55P03 below leaves it due for the next claim): its bounded
-      -- queue's was taken before the loop, before any row (jobs.tick_queues),
-      -- or that queue's rows were left alone (v_lost), or it is left due. A
-      -- wait here holds this row and the locks of the ticks before it: for a
-      -- key's uncommitted publish (for as long as it stays open; ticks take
-      -- keys in tick order, not the keys' lock order: two claims crossing two
-      -- keys deadlocked), for a queue made bounded after tick_queues looked,
-      -- or in a claim carrying outcomes (the leases of the jobs it acks
-      -- passing). jobs.schedule's call (v_wait) waits for its own tick: it
-      -- drops a tick left due.
-      v_nowait := not v_wait;
-      v_lock_timeout := current_setting('lock_timeout');
-      if v_nowait then
-        perform set_config('lock_timeout', '1ms', true);
-      end if;
-      if r.backfill is null then
-        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout_seconds => r.timeout,
-                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                             dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
-                             group_id => r.group_id, group_tier => r.group_tier,
-                             attributes => jobs.schedule_attributes(r.name, r.next_run_at));
-        if v_nowait then
-          perform set_config('lock_timeout', v_lock_timeout, true);
-        end if;
-        select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
-        update jobs.recurring s
-        set next_run_at = v_next, last_run_at = r.next_run_at, last_job_id = v_id,
-            last_error = c_stopped || v_stop || ' at ' || v_now
-        where s.name = r.name;
-        v_count := v_count + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_id, r.name, r.next_run_at) end;
-        continue;
-      end if;
-      -- Backfill: ticks before the window are dropped (the run of them
-      -- counted as one skipped tick, as overlap 'skip' counts a run), then
-      -- one job per tick, oldest first, at most 100 per call, and once one
-      -- is published, no more once its searches took half a budget (the
-      -- schedules due after it get steps this call): next_run_at stays at
-      -- the first tick not published, which the next call goes on from. A
-      -- tick whose next fails (a rule this pgdrain does not parse) is
-      -- published, then the schedule stopped: no next tick to go on from.
-      v_tick := r.next_run_at;
-      v_from := v_now - make_interval(secs => r.backfill::float8);
-      if v_tick < v_from then
-        select t.next_at, t.stop into v_tick, v_stop from jobs.tick_or_stop(r.cron, v_from - interval '1 microsecond', r.tz, true) t;
-        v_kept := jobs.tick_steps_left();
-      end if;
-      v_last := null;
-      v_n := 0;
-      v_made := 0;
-      while v_stop is null and v_tick <= v_now and v_n < 100
-            and not (v_n > 0 and v_left - jobs.tick_steps_left() >= jobs.max_tick_steps() / 2) loop
-        -- Each search of a COUNT rule counts from DTSTART, so many ticks can
-        -- cost more than the budget that pays for any one: out of a budget
-        -- spent in part, this tick's publish is undone and the next call
-        -- goes on from it (the ticks before it stay published).
-        begin
-          v_job := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout_seconds => r.timeout,
-                                priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
-                                dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
-                                group_id => r.group_id, group_tier => r.group_tier,
-                                attributes => jobs.schedule_attributes(r.name, v_tick));
-          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_tick, r.tz, true) t;
-        exception when others then
-          get stacked diagnostics v_hint = pg_exception_hint;
-          if sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint() then
-            perform jobs.tick_steps_give(0);
-            v_kept := 0;
-            exit;
-          end if;
-          raise;
-        end;
-        v_kept := jobs.tick_steps_left();
-        v_id := v_job;
-        v_last := v_tick;
-        v_n := v_n + 1;
-        v_made := v_made + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_job, r.name, v_tick) end;
-        v_tick := v_next;
-      end loop;
-      if v_nowait then
-        perform set_config('lock_timeout', v_lock_timeout, true);
-      end if;
-      update jobs.recurring s
-      set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at),
-          last_job_id = case when v_n = 0 then s.last_job_id else v_id end,
-          last_error = case when v_stop is not null then c_stopped || v_stop || ' at ' || v_now
-                            when v_n = 0 then s.last_error end,
-          skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
-          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
-      where s.name = r.name;
-      v_count := v_count + v_made;  -- here: the block's rollback on an error would not undo a count
-    exception when others then
-      -- The rollback gave back the steps its searches took (out of steps:
-      -- the whole rest of the budget): taken again.
-      get stacked diagnostics v_hint = pg_exception_hint;
-      v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
-      perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
-      -- A tick that would have waited (lock_timeout set above; the
-      -- subtransaction's rollback restored it): still due, the next claim
-      -- publishes it.
-      if sqlstate = '55P03' and v_nowait then
-        continue;
-      end if;
-      -- Out of a budget the schedules before it spent in part
-      -- (jobs.tick_or_stop raised): still due, the first of the next call's
-      -- (the rest wait too, the budget spent).
-      exit when v_out and v_left < jobs.max_tick_steps();
-      v_error := format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now);
-      -- A schedule that cannot publish (its queue was dropped, it is full)
-      -- or whose next tick fails but for the budget (a rule a later pgdrain
-      -- no longer parses) must not stop the claim that called us: record
-      -- why, try next minute (its publish undone). With backfill (its
-      -- publish failed), at the next tick (a job's scheduled_at is its
-      -- tick), the ticks not published counted as one skipped; that tick
-      -- out of a whole budget, stopped; failing but for the budget, none
-      -- to go to: its tick stays due for the next claim.
-      v_stop := null;
-      v_due := false;
-      v_next := case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute' end;
-      if r.backfill is not null then
-        begin
-          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
-        exception when others then
-          get stacked diagnostics v_hint = pg_exception_hint;
-          v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
-          perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
-          exit when v_out and v_left < jobs.max_tick_steps();
-          -- Out of what its own searches left (its window's first tick, the
-          -- ticks before the one that failed): no proof it needs more than a
-          -- budget, so not stopped, nor that error recorded. Due at the tick
-          -- that failed (those before it dropped, counted): the next claim
-          -- it heads goes on from it, its searches with a whole budget.
-          v_stop := case when not v_out then format('%s (SQLSTATE %s)', sqlerrm, sqlstate) end;
-          v_due := not v_out;
-          v_next := case when v_out then coalesce(v_tick, r.next_run_at) else r.next_run_at end;
-        end;
-        v_error := v_error || coalesce('; its next tick: ' || v_stop, '');
-      end if;
-      update jobs.recurring s
-      set next_run_at = v_next,
-          skipped_ticks = s.skipped_ticks + (r.backfill is not null and v_next is distinct from r.next_run_at)::integer,
-          last_skipped_at = case when r.backfill is not null and v_next is distinct from r.next_run_at then r.next_run_at
-                                 else s.last_skipped_at end,
-          last_error = case when v_stop is not null and not v_due then c_stopped else '' end || v_error
-      where s.name = r.name;
-    end;
-  end loop;
-  perform set_config('pgdrain.tick_steps', coalesce(v_budget, ''), true);
-  return v_count;
+  return jobs.publish_ticks(v_now, case when coalesce(current_setting('pgdrain.tick_wait', true), '') = ''
+                                        then (jobs.tick_queues(v_now, true)).lost else '{}' end);
 end $$;
 
 --
@@ -4648,6 +4451,215 @@ begin
     perform jobs.after_end(null, null, v_lost, p_now);
   end if;
   return v_ids;
+end $$;
+
+--
+-- Name: publish_ticks(timestamp with time zone, text[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.publish_ticks(p_now timestamp with time zone, p_lost text[]) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  c_stopped constant text := 'stopped until jobs.schedule is called for it again: ';  -- jobs.stopped_schedules
+  v_now timestamptz := p_now;
+  r jobs.recurring;
+  v_id bigint;
+  v_count integer := 0;
+  v_tick timestamptz;
+  v_from timestamptz;
+  v_last timestamptz;
+  v_n integer;
+  v_made integer;  -- of them, the ticks that wrote a job
+  v_lock_timeout text;
+  v_budget text := current_setting('pgdrain.tick_steps', true);  -- a caller's, given back at the end
+  v_left bigint;  -- the steps the schedules before this one left
+  v_kept bigint;  -- and those this one's searches left, so far
+  v_next timestamptz;
+  v_stop text;  -- why its next tick cannot be computed within a budget (jobs.tick_or_stop): stopped
+  v_job bigint;  -- a backfill tick's job, its publish not yet kept
+  v_error text;
+  v_hint text;
+  v_out boolean;  -- a search ran out of steps
+  v_due boolean;  -- a tick whose publish and next failed, left due
+  v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
+  v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
+  v_lost text[] := coalesce(p_lost, '{}');  -- bounded queues whose lock another call waits for: their rows left alone
+begin
+  perform jobs.tick_steps_give(jobs.max_tick_steps());
+  for r in
+    select * from jobs.recurring s
+    where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)
+    order by s.next_run_at
+    for update skip locked
+  loop
+    v_left := jobs.tick_steps_left();
+    exit when v_left <= 0;  -- spent: the schedules left stay due
+    v_kept := v_left;
+    v_stop := null;
+    v_wait := coalesce(r.name = current_setting('pgdrain.tick_wait', true), false);
+    begin
+      if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
+        select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
+        update jobs.recurring s
+        set next_run_at = v_next, skipped_ticks = s.skipped_ticks + 1, last_skipped_at = r.next_run_at,
+            last_error = coalesce(c_stopped || v_stop || ' at ' || v_now, s.last_error)
+        where s.name = r.name;
+        continue;
+      end if;
+      -- keep_waiting takes the replace's locks too (jobs.publish).
+      if r.dedupe_mode in ('keep_waiting', 'replace', 'replace_keep_time') and jobs.dedupe_key_busy(r.dedupe_key) then
+        continue;  -- still due: the next claim publishes it
+      end if;
+      -- A tick publishes only with the locks it needs free at once (lock_timeout
+      -- 1ms; 55P03 below leaves it due for the next claim): its bounded
+      -- queue's was taken before the loop, before any row (jobs.tick_queues),
+      -- or that queue's rows were left alone (v_lost), or it is left due. A
+      -- wait here holds this row and the locks of the ticks before it: for a
+      -- key's uncommitted publish (for as long as it stays open; ticks take
+      -- keys in tick order, not the keys' lock order: two claims crossing two
+      -- keys deadlocked), for a queue made bounded after tick_queues looked,
+      -- or in a claim carrying outcomes (the leases of the jobs it acks
+      -- passing). jobs.schedule's call (v_wait) waits for its own tick: it
+      -- drops a tick left due.
+      v_nowait := not v_wait;
+      v_lock_timeout := current_setting('lock_timeout');
+      if v_nowait then
+        perform set_config('lock_timeout', '1ms', true);
+      end if;
+      if r.backfill is null then
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout_seconds => r.timeout,
+                             priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                             dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                             group_id => r.group_id, group_tier => r.group_tier,
+                             attributes => jobs.schedule_attributes(r.name, r.next_run_at));
+        if v_nowait then
+          perform set_config('lock_timeout', v_lock_timeout, true);
+        end if;
+        select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
+        update jobs.recurring s
+        set next_run_at = v_next, last_run_at = r.next_run_at, last_job_id = v_id,
+            last_error = c_stopped || v_stop || ' at ' || v_now
+        where s.name = r.name;
+        v_count := v_count + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_id, r.name, r.next_run_at) end;
+        continue;
+      end if;
+      -- Backfill: ticks before the window are dropped (the run of them
+      -- counted as one skipped tick, as overlap 'skip' counts a run), then
+      -- one job per tick, oldest first, at most 100 per call, and once one
+      -- is published, no more once its searches took half a budget (the
+      -- schedules due after it get steps this call): next_run_at stays at
+      -- the first tick not published, which the next call goes on from. A
+      -- tick whose next fails (a rule this pgdrain does not parse) is
+      -- published, then the schedule stopped: no next tick to go on from.
+      v_tick := r.next_run_at;
+      v_from := v_now - make_interval(secs => r.backfill::float8);
+      if v_tick < v_from then
+        select t.next_at, t.stop into v_tick, v_stop from jobs.tick_or_stop(r.cron, v_from - interval '1 microsecond', r.tz, true) t;
+        v_kept := jobs.tick_steps_left();
+      end if;
+      v_last := null;
+      v_n := 0;
+      v_made := 0;
+      while v_stop is null and v_tick <= v_now and v_n < 100
+            and not (v_n > 0 and v_left - jobs.tick_steps_left() >= jobs.max_tick_steps() / 2) loop
+        -- Each search of a COUNT rule counts from DTSTART, so many ticks can
+        -- cost more than the budget that pays for any one: out of a budget
+        -- spent in part, this tick's publish is undone and the next call
+        -- goes on from it (the ticks before it stay published).
+        begin
+          v_job := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout_seconds => r.timeout,
+                                priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
+                                dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
+                                group_id => r.group_id, group_tier => r.group_tier,
+                                attributes => jobs.schedule_attributes(r.name, v_tick));
+          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_tick, r.tz, true) t;
+        exception when others then
+          get stacked diagnostics v_hint = pg_exception_hint;
+          if sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint() then
+            perform jobs.tick_steps_give(0);
+            v_kept := 0;
+            exit;
+          end if;
+          raise;
+        end;
+        v_kept := jobs.tick_steps_left();
+        v_id := v_job;
+        v_last := v_tick;
+        v_n := v_n + 1;
+        v_made := v_made + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_job, r.name, v_tick) end;
+        v_tick := v_next;
+      end loop;
+      if v_nowait then
+        perform set_config('lock_timeout', v_lock_timeout, true);
+      end if;
+      update jobs.recurring s
+      set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at),
+          last_job_id = case when v_n = 0 then s.last_job_id else v_id end,
+          last_error = case when v_stop is not null then c_stopped || v_stop || ' at ' || v_now
+                            when v_n = 0 then s.last_error end,
+          skipped_ticks = s.skipped_ticks + (r.next_run_at < v_from)::integer,
+          last_skipped_at = case when r.next_run_at < v_from then r.next_run_at else s.last_skipped_at end
+      where s.name = r.name;
+      v_count := v_count + v_made;  -- here: the block's rollback on an error would not undo a count
+    exception when others then
+      -- The rollback gave back the steps its searches took (out of steps:
+      -- the whole rest of the budget): taken again.
+      get stacked diagnostics v_hint = pg_exception_hint;
+      v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
+      perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
+      -- A tick that would have waited (lock_timeout set above; the
+      -- subtransaction's rollback restored it): still due, the next claim
+      -- publishes it.
+      if sqlstate = '55P03' and v_nowait then
+        continue;
+      end if;
+      -- Out of a budget the schedules before it spent in part
+      -- (jobs.tick_or_stop raised): still due, the first of the next call's
+      -- (the rest wait too, the budget spent).
+      exit when v_out and v_left < jobs.max_tick_steps();
+      v_error := format('%s (SQLSTATE %s) at %s', sqlerrm, sqlstate, v_now);
+      -- A schedule that cannot publish (its queue was dropped, it is full)
+      -- or whose next tick fails but for the budget (a rule a later pgdrain
+      -- no longer parses) must not stop the claim that called us: record
+      -- why, try next minute (its publish undone). With backfill (its
+      -- publish failed), at the next tick (a job's scheduled_at is its
+      -- tick), the ticks not published counted as one skipped; that tick
+      -- out of a whole budget, stopped; failing but for the budget, none
+      -- to go to: its tick stays due for the next claim.
+      v_stop := null;
+      v_due := false;
+      v_next := case when r.backfill is null then date_trunc('minute', v_now) + interval '1 minute' end;
+      if r.backfill is not null then
+        begin
+          select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
+        exception when others then
+          get stacked diagnostics v_hint = pg_exception_hint;
+          v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
+          perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
+          exit when v_out and v_left < jobs.max_tick_steps();
+          -- Out of what its own searches left (its window's first tick, the
+          -- ticks before the one that failed): no proof it needs more than a
+          -- budget, so not stopped, nor that error recorded. Due at the tick
+          -- that failed (those before it dropped, counted): the next claim
+          -- it heads goes on from it, its searches with a whole budget.
+          v_stop := case when not v_out then format('%s (SQLSTATE %s)', sqlerrm, sqlstate) end;
+          v_due := not v_out;
+          v_next := case when v_out then coalesce(v_tick, r.next_run_at) else r.next_run_at end;
+        end;
+        v_error := v_error || coalesce('; its next tick: ' || v_stop, '');
+      end if;
+      update jobs.recurring s
+      set next_run_at = v_next,
+          skipped_ticks = s.skipped_ticks + (r.backfill is not null and v_next is distinct from r.next_run_at)::integer,
+          last_skipped_at = case when r.backfill is not null and v_next is distinct from r.next_run_at then r.next_run_at
+                                 else s.last_skipped_at end,
+          last_error = case when v_stop is not null and not v_due then c_stopped else '' end || v_error
+      where s.name = r.name;
+    end;
+  end loop;
+  perform set_config('pgdrain.tick_steps', coalesce(v_budget, ''), true);
+  return v_count;
 end $$;
 
 --

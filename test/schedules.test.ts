@@ -209,6 +209,10 @@ describe('schedules run by drains (no pg_cron in this database)', () => {
                   'the publish to wait or end');
       await x.query('commit');
       expect([await claimed, await published]).toEqual(['ok', 'ok']);
+      // The claim publishes its ticks after its settle (it locks no schedule's row before a key's wait):
+      // the publish held the queue's lock by then, so the tick stayed due, and the next claim publishes it.
+      expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'tick.run'`)).toEqual([{ n: 0 }]);
+      await sql(`select jobs.claim_json(1, 'nothing.matches.%')`);
       expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'tick.run'`)).toEqual([{ n: 1 }]);
       expect(await sql(`select last_error from jobs.recurring`)).toEqual([{ last_error: null }]);
     } finally {
