@@ -26,11 +26,13 @@ end $$;
 -- hold (sql/0032: jobs.forget_windows), at most max_rows of each, along
 -- with pg_cron's run log of pgdrain's own jobs past the same age (skipped
 -- when this role may not delete from it), and at most max_rows ended dedupe
--- throttle windows (sql/0032). One transaction: a backlog larger
+-- throttle windows (sql/0032) and jobs.tick_miss rows of ticks no longer
+-- due. One transaction: a backlog larger
 -- than max_rows takes more passes (jobs.run_maintenance). Returns
--- {"expired", "ticks", "deleted", "archived", "windows"} (windows: the
--- ended throttle windows deleted; expired: jobs.expire's count, the leases
--- settled and the waiting jobs ended past their expires_at together).
+-- {"expired", "ticks", "deleted", "archived", "windows", "misses"} (windows:
+-- the ended throttle windows deleted; misses: those tick_miss rows;
+-- expired: jobs.expire's count, the leases settled and the waiting jobs
+-- ended past their expires_at together).
 create function jobs.maintain(
   retention interval    default '7 days',
   archive   boolean     default false,
@@ -48,6 +50,7 @@ declare
   v_gone bigint[];
   v_gone_keys text[];
   v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
+  v_misses integer;
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -112,6 +115,7 @@ begin
     where not exists (select from jobs.recurring s where s.name = o.schedule and s.next_run_at = o.due)
     limit maintain.max_rows for update skip locked) old
   where m.schedule = old.schedule and m.due = old.due;
+  get diagnostics v_misses = row_count;
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.
@@ -122,7 +126,8 @@ begin
       using v_now - maintain.retention;
   end if;
   return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
-                            'deleted', v_removed - v_archived, 'archived', v_archived, 'windows', v_windows);
+                            'deleted', v_removed - v_archived, 'archived', v_archived, 'windows', v_windows,
+                            'misses', v_misses);
 end $$;
 
 -- Maintenance until caught up, as pg_cron runs it (jobs.schedule_maintenance):
@@ -139,7 +144,7 @@ end $$;
 -- or pgdrain_admin. It commits, so it is called on its own: not inside BEGIN,
 -- and as the only statement of a pg_cron command. report: maintain's counts
 -- summed, "passes", "caughtUp" (false while the last pass still found a full
--- share of jobs, leases or throttle windows to do).
+-- share of jobs, leases, throttle windows or tick misses to do).
 create procedure jobs.run_maintenance(
   retention interval default '7 days',
   archive   boolean  default false,
@@ -156,7 +161,7 @@ declare
   v_removed bigint := 0;
   v_passes integer := 0;
   v_done boolean := false;
-  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0, "windows": 0}';
+  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0, "windows": 0, "misses": 0}';
 begin
   -- As in jobs.drain_sql: the path pinned, again after every COMMIT.
   perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -192,7 +197,8 @@ begin
     perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     -- Caught up when a pass did less than it could, of each kind of work.
     v_done := (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint < v_step
-              and (v_pass->>'expired')::bigint < v_step and (v_pass->>'windows')::bigint < v_step;
+              and (v_pass->>'expired')::bigint < v_step and (v_pass->>'windows')::bigint < v_step
+              and (v_pass->>'misses')::bigint < v_step;
     exit when v_done or v_removed >= coalesce(run_maintenance.max_rows, v_removed + 1) or clock_timestamp() >= v_deadline;
   end loop;
   report := v_counts || jsonb_build_object('passes', v_passes, 'caughtUp', v_done);

@@ -134,13 +134,15 @@ interface PassReport {
   archived: number;
   /** Ended dedupe throttle windows deleted. */
   windows: number;
+  /** jobs.tick_miss rows deleted: claims' misses of ticks no longer due. */
+  misses: number;
 }
 
 /** What maintain() did: its passes' counts summed. */
 export interface MaintainReport extends PassReport {
   /** jobs.maintain passes run, each in its own transaction. */
   passes: number;
-  /** false when the budget ran out while the last pass still found a full share to do (jobs, leases or windows). */
+  /** false when the budget ran out while the last pass still found a full share to do (jobs, leases, windows or misses). */
   caughtUp: boolean;
 }
 
@@ -257,7 +259,7 @@ const maintainSchema = z.strictObject({
  * every driver, neon() over HTTP included) that expire leases, publish due
  * drain-run ticks, delete (or archive) ended jobs older than
  * retentionSeconds (default 7 days; at most a hundred years) and delete ended
- * throttle windows, at most maxRows (default 10,000) of each per pass, until
+ * throttle windows and tick misses (jobs.tick_miss), at most maxRows (default 10,000) of each per pass, until
  * a pass does less than that of each or budgetMs (default 50,000) has
  * passed: no pass starts after it, the one running ends. Not in a transaction of your own: there the passes commit
  * together. For platforms without pg_cron: call it from your scheduler
@@ -268,7 +270,7 @@ export async function maintain(db: Queryable, options: z.input<typeof maintainSc
   const o = parse(maintainSchema, options, 'options');
   const step = o.maxRows ?? 10_000;
   const deadline = Date.now() + (o.budgetMs ?? 50_000);
-  const total: MaintainReport = { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, passes: 0, caughtUp: false };
+  const total: MaintainReport = { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, passes: 0, caughtUp: false };
   do {
     // pg_cron's run log is read whole to prune it: the first pass only.
     const pass = await callValue<PassReport>(db, `select jobs.maintain(coalesce(make_interval(secs => $1::float8), '7 days'),
@@ -279,8 +281,9 @@ export async function maintain(db: Queryable, options: z.input<typeof maintainSc
     total.deleted += pass.deleted;
     total.archived += pass.archived;
     total.windows += pass.windows;
+    total.misses += pass.misses;
     total.passes += 1;
-    total.caughtUp = pass.deleted + pass.archived < step && pass.expired < step && pass.windows < step;
+    total.caughtUp = pass.deleted + pass.archived < step && pass.expired < step && pass.windows < step && pass.misses < step;
   } while (!total.caughtUp && Date.now() < deadline);
   return total;
 }
