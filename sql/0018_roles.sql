@@ -18,7 +18,8 @@
 --              SQL task list through jobs.allow_sql_task), but jobs.http_drain:
 --              the HTTP drain's token is the owner's (jobs.schedule_http_drain replaces it),
 --              and writes to jobs.migration (it reads it).
--- - PUBLIC:    jobs.clock and jobs.call_time only (the call's time TS publishes read: harmless).
+-- - PUBLIC:    jobs.clock and jobs.call_time only (the call's time TS publishes read: harmless),
+--              and jobs.tick_settings_error (its session's tick settings, for pgdrain stats and the dashboard).
 -- Its search_path pinned: it runs as its caller (the owner, say), whose
 -- path could hold a function standing in for a built-in (format).
 create function jobs.create_roles(prefix text default 'pgdrain')
@@ -57,6 +58,8 @@ begin
   -- jobs.clock given a time other than the transaction's calls jobs.check_now, which stays
   -- the admin's (a SECURITY DEFINER function taking a `now` checks it as its owner's call).
   grant execute on function jobs.clock(timestamptz), jobs.call_time(timestamptz, timestamptz) to public;
+  -- What `pgdrain stats` and the dashboard ask of any role: its own tick settings (sql/0040), read only.
+  grant execute on function jobs.tick_settings_error() to public;
   -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);

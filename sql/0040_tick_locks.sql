@@ -40,6 +40,20 @@ begin
   return v_ms || 'ms';
 end $$;
 
+-- What jobs.tick_wait_bound refuses in this session's pgdrain.tick_wait_ms
+-- or pgdrain.tick_budget (its role's, its database's or its own): the
+-- error's message (PDC03's, naming the setting and the rule), else null.
+-- For `pgdrain stats` and the dashboard (one call in the statement they
+-- make): a claim that would wait for a bounded queue's tick fails on it.
+create function jobs.tick_settings_error()
+returns text language plpgsql stable security definer set search_path = pg_catalog, pg_temp as $$
+begin
+  perform jobs.tick_wait_bound('0');
+  return null;
+exception when sqlstate 'PDC03' then
+  return sqlerrm;
+end $$;
+
 -- Whether schedule r's tick publishes nothing: overlap 'skip' and a job of
 -- it still active (its dedupe key held). Such a tick takes no queue's lock.
 -- (PL/pgSQL, not SQL: its plan is kept for the session; as SQL, not

@@ -1696,6 +1696,8 @@ begin
   -- jobs.clock given a time other than the transaction's calls jobs.check_now, which stays
   -- the admin's (a SECURITY DEFINER function taking a `now` checks it as its owner's call).
   grant execute on function jobs.clock(timestamptz), jobs.call_time(timestamptz, timestamptz) to public;
+  -- What `pgdrain stats` and the dashboard ask of any role: its own tick settings (sql/0040), read only.
+  grant execute on function jobs.tick_settings_error() to public;
   -- Fan-out (sql/0033): publishing an event; subscribing a queue is the admin's.
   execute format('grant execute on function jobs.publish_event(text, jsonb, timestamptz, integer, timestamptz, double precision, jsonb, numeric, integer, numeric, text, numeric, timestamptz, text, text) to %I, %I',
                  v_roles[1], v_roles[2]);
@@ -7082,6 +7084,21 @@ begin
     end if;
   end loop;
   waited := coalesce(waited, case when cardinality(lost) > 0 then '' end);
+end $$;
+
+--
+-- Name: tick_settings_error(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.tick_settings_error() RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+begin
+  perform jobs.tick_wait_bound('0');
+  return null;
+exception when sqlstate 'PDC03' then
+  return sqlerrm;
 end $$;
 
 --

@@ -55,3 +55,11 @@ export function lastErrorForCommand(lastError: string): string {
   const text = lastError.split(/( \(SQLSTATE [0-9A-Z]{5}\))/).map((part, i) => i % 2 ? part : asCommand(asTsCalls(part))).join('');
   return isStopped(text) ? `stopped until ${RESTART}: ${text.slice(STOPPED_PREFIX.length)}` : text;
 }
+
+/**
+ * What jobs.tick_settings_error (sql/0040) answered for a bad pgdrain.tick_wait_ms or pgdrain.tick_budget
+ * ('<setting>: <rule>, got ...'), as one line for `pgdrain stats` and the dashboard; null when they are good.
+ */
+export function tickSettingsSummary(error: string | null): string | null {
+  return error === null ? null : `bad setting ${error}; until then a claim that would wait for a bounded queue's tick fails (PDC03)`;
+}

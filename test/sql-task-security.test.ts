@@ -241,14 +241,16 @@ describe('roles', () => {
     expect(await sql(`select last_error from jobs.job_queue`)).toEqual([{ last_error: 'permission denied for function private (SQLSTATE 42501)' }]);
   });
 
-  it('no routine of schema jobs keeps the EXECUTE of PUBLIC, procedures (drain_sql) included, but the two clocks', async () => {
+  it('no routine of schema jobs keeps the EXECUTE of PUBLIC, procedures (drain_sql) included, but the two clocks and the tick settings\' check', async () => {
     // jobs.clock and jobs.call_time: every TS publish reads the call's time through them, so a role granted only
     // jobs.publish publishes (neither writes; jobs.clock's other time goes through jobs.check_now, admin-only).
+    // jobs.tick_settings_error: what `pgdrain stats` and the dashboard ask of any role (its own session's settings; no write).
     expect(await sql(`select p.oid::regprocedure::text as routine from pg_proc p
                       where p.pronamespace = 'jobs'::regnamespace
                         and (p.proacl is null or exists (select from aclexplode(p.proacl) a where a.grantee = 0))
                       order by 1`)).toEqual([
       { routine: 'jobs.call_time(timestamp with time zone,timestamp with time zone)' },
-      { routine: 'jobs.clock(timestamp with time zone)' }]);
+      { routine: 'jobs.clock(timestamp with time zone)' },
+      { routine: 'jobs.tick_settings_error()' }]);
   });
 });

@@ -5,7 +5,7 @@ import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
-import { stoppedSummary, type WithStoppedSchedules, withStoppedSchedules } from '../schedule-stopped.js';
+import { stoppedSummary, tickSettingsSummary, type WithStoppedSchedules, withStoppedSchedules } from '../schedule-stopped.js';
 import type { PublishOptions } from '../types.js';
 import { adminCommands, deleteEndedCommand } from './admin-commands.js';
 import { closeEarly, connect, databaseUrl, type Connection } from './connect.js';
@@ -190,14 +190,17 @@ export function program(): Command {
     .addOption(dsnOption())
     .action(async (opts: { json?: boolean; dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
-        const [{ rows, stopped: names }] = (await driver.query<WithStoppedSchedules<Record<string, unknown>>>(withStoppedSchedules(
+        // With them, in the same statement, this session's tick settings (jobs.tick_settings_error).
+        type Stats = WithStoppedSchedules<Record<string, unknown>> & { tick_settings: string | null };
+        const [{ rows, stopped: names, tick_settings: settings }] = (await driver.query<Stats>(`select s.*,
+          jobs.tick_settings_error() as tick_settings from (${withStoppedSchedules(
           `select queue, task, state, jobs::int as jobs, round(extract(epoch from oldest_due))::int as oldest_due_s from jobs.stats`,
-          'r.queue, r.task, r.state'))).rows as [WithStoppedSchedules<Record<string, unknown>>];
-        const stopped = stoppedSummary(names);
+          'r.queue, r.task, r.state')}) s`)).rows as [Stats];
+        const notes = [stoppedSummary(names), tickSettingsSummary(settings)].filter((n) => n !== null);
         if (opts.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
         else process.stdout.write(`${rows.length ? formatTable(rows, ['queue', 'task', 'state', 'jobs', 'oldest_due_s']) : 'no jobs'}\n`);
         // Under the table, or on stderr beside --json's rows (whose shape stays).
-        if (stopped !== null) (opts.json ? process.stderr : process.stdout).write(`${stopped}\n`);
+        for (const note of notes) (opts.json ? process.stderr : process.stdout).write(`${note}\n`);
       });
     });
 

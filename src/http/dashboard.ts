@@ -5,7 +5,7 @@ import type { Queryable } from '../db/driver.js';
 import { sliceUnits } from '../error-text.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { parse, queueNameSchema } from '../options.js';
-import { isStopped, lastErrorForCommand, noNextRun, stoppedSummary } from '../schedule-stopped.js';
+import { isStopped, lastErrorForCommand, noNextRun, stoppedSummary, tickSettingsSummary } from '../schedule-stopped.js';
 import { send } from '../send.js';
 import type { DashboardAction } from './dashboard-actions.js';
 
@@ -49,7 +49,8 @@ export const DASHBOARD_SQL = `select jsonb_build_object(
     select s.name, s.cron, s.tz, s.task, coalesce(s.queue, 'default') as queue, s.group_id, s.group_tier, s.runner,
            s.next_run_at, s.last_run_at, s.last_error
     from jobs.schedules s
-    where $1::text is null or coalesce(s.queue, 'default') = $1) r)) as r`;
+    where $1::text is null or coalesce(s.queue, 'default') = $1) r),
+  'tick_settings', jobs.tick_settings_error()) as r`;
 
 export interface DashboardQueue {
   name: string; paused: boolean; max_size: number | null; max_running: number | null; expire_in: number | null;
@@ -62,7 +63,11 @@ export interface DashboardSchedule {
   name: string; cron: string; tz: string; task: string; queue: string; group_id: string | null; group_tier: string | null;
   runner: string; next_run_at: string | null; last_run_at: string | null; last_error: string | null;
 }
-export interface DashboardData { queues: DashboardQueue[]; failures: DashboardFailure[]; schedules: DashboardSchedule[] }
+export interface DashboardData {
+  queues: DashboardQueue[]; failures: DashboardFailure[]; schedules: DashboardSchedule[];
+  /** What jobs.tick_settings_error says of the server's session (null: its tick settings are good). */
+  tick_settings: string | null;
+}
 
 /** The page's query string: `queue` (once, a queue name) or nothing. */
 export function parseDashboardQuery(query: Record<string, string[]>): string | undefined {
@@ -149,12 +154,14 @@ export function renderDashboard(data: DashboardData, queue: string | undefined, 
   const act = actions === undefined ? () => '' : (...forms: unknown[]) => html`<td>${forms}</td>`;
   const actHead = actions === undefined ? '' : html`<th>actions</th>`;
   const stopped = stoppedSummary(data.schedules.filter((s) => s.next_run_at === null && isStopped(s.last_error)).map((s) => s.name));
+  const settings = tickSettingsSummary(data.tick_settings);
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">${actions === undefined ? html`<meta http-equiv="refresh" content="10">` : ''}
 <title>pgdrain${queue === undefined ? '' : ` – ${queue}`}</title><style>${raw(STYLE)}</style></head>
 <body><h1>pgdrain</h1>
 ${actions?.note === undefined ? '' : html`<p class="note">${actions.note}</p>`}
 ${stopped === null ? '' : html`<p class="error">${stopped} (Schedules, below).</p>`}
+${settings === null ? '' : html`<p class="error">${settings}.</p>`}
 <p class="muted">${actions === undefined ? 'Read-only; refreshes every 10 s.' : 'Reload for fresh counts (a page with forms does not refresh itself).'} ${
   time(now)}.${queue === undefined ? '' : html` Queue <strong>${queue}</strong> only: <a href="?">all queues</a>.`}</p>
 <table><caption>Queues</caption>
