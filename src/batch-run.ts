@@ -5,7 +5,8 @@ import type { DrainDeps } from './drain.js';
 import type { DrainHooks, Thrown } from './drain-hooks.js';
 import { BatchCallContext, LazySignal } from './job-context.js';
 import { askedOutcome } from './job-errors.js';
-import { quietThenables, resultJson } from './json-text.js';
+import { quietThenables } from './json-text.js';
+import { resultJson } from './result-json.js';
 import type { RateLimit } from './rate-limit.js';
 import { isError } from './error-text.js';
 import { thrownOutcome } from './run-handler.js';
@@ -167,7 +168,7 @@ function settleEach(jobs: Job[], answer: unknown, began: number, ms: number): (O
     try {
       return { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(item), ms };
     } catch (error) {
-      return thrownOutcome(job.id, job.attempt, error); // not JSON: a FailJob (never storable) or a TypeError ({} with data lost)
+      return thrownOutcome(job.id, job.attempt, error); // not JSON: a FailJob (never storable) or a TypeError (a Promise not awaited)
     }
   });
 }

@@ -99,6 +99,15 @@ function checkWhen(options: unknown): { at?: Date; delayMs?: number; cause?: unk
 }
 
 /**
+ * Which of FailJob, RetryJob or SnoozeJob a value is, by its brand (any
+ * copy of pgdrain), or undefined: one returned is data to JSON, its name only.
+ */
+export function outcomeClassOf(value: object): 'FailJob' | 'RetryJob' | 'SnoozeJob' | undefined {
+  const e = value as { [FAIL_BRAND]?: unknown; [RETRY_BRAND]?: unknown; [SNOOZE_BRAND]?: unknown };
+  return e[FAIL_BRAND] === true ? 'FailJob' : e[RETRY_BRAND] === true ? 'RetryJob' : e[SNOOZE_BRAND] === true ? 'SnoozeJob' : undefined;
+}
+
+/**
  * What a thrown value asks of its job: 'fail', a retry or a snooze at a time
  * (ISO text, never before `now`: a time past keeps the job's place in claim
  * order as if it were due now), or undefined for a plain throw (retry after

@@ -1,5 +1,4 @@
 import { ValidationError } from './errors.js';
-import { FailJob } from './job-errors.js';
 
 // An escape PostgreSQL's jsonb rejects, not preceded by an escaped backslash:
 // \u0000 (jsonb cannot store NUL) or a surrogate (JSON.stringify writes a
@@ -49,54 +48,6 @@ export function jsonParam(value: unknown, field: string): string {
   return json;
 }
 
-/**
- * A handler's result as JSON text for the settle statement (null: none).
- * Throws when the result is not JSON or holds what PostgreSQL cannot store,
- * so the job is settled with the error: encoded before settling, one bad
- * result cannot break a batch's settle statement. What JSON cannot hold at
- * all (a BigInt, a cycle, a function or Symbol returned, nesting too deep,
- * a NUL), or would write as {} with its data lost (a Map or Set not empty),
- * throws a FailJob naming where (unstorable): the same return would come
- * again, and a retry would run the handler's work again for it. A Promise
- * not awaited or an Error returned, also written as {}, throws a TypeError,
- * retried as a throw: the work it stood for may not be done (a Promise), or
- * the handler meant to throw it (an Error); one anywhere in the result wins
- * over a Map or Set.
- */
-export function resultJson(result: unknown): string | null {
-  let json: string | null | undefined;
-  try {
-    json = result === undefined || result === null ? null : JSON.stringify(result);
-  } catch (error) {
-    quietThenables(result); // a BigInt beside a promise: the promise must not reject unhandled
-    const at = notJsonAt(result);
-    if (at !== undefined) throw unstorable(at);
-    // JSON.stringify's own refusals; anything else a toJSON or getter threw: retried as the handler's throw.
-    const message = (error as Error)?.message ?? String(error);
-    if (/call stack/i.test(message)) throw unstorable('result is nested too deeply for JSON');
-    if (/BigInt|circular/i.test(message)) throw unstorable(message);
-    throw error;
-  }
-  if (json === undefined) throw unstorable(`result is a ${typeof result}, which JSON has no value for`);
-  if (json === null) return null;
-  // A Promise (or another thenable of no own data), a Map, a Set or an Error
-  // (`return err` meant as `throw err`) is written as {}: looked for only
-  // then, so other results cost one substring search.
-  const lost = json.includes('{}') ? lostParts(result, 'result', true) : undefined;
-  if (lost?.retry !== undefined) throw new TypeError(`${lost.retry} (JSON would store it as {})`);
-  if (lost?.first !== undefined) throw unstorable(`${lost.first} (JSON would store it as {})`);
-  const bad = unstorableEscape(json);
-  if (bad) throw unstorable(`${notJsonAt(result, 'result', true) ?? 'handler returned a string that'} has ${bad}, which PostgreSQL cannot store`);
-  return json;
-}
-
-/** A result that can never be stored: its job fails at once, the reason its text (no pgdrain stack). */
-function unstorable(reason: string): FailJob {
-  const error = new FailJob(`result not stored: ${reason} (failed without retry: a retry would run the handler again to the same result)`);
-  Object.defineProperty(error, 'stack', { value: `${error.name}: ${error.message}`, configurable: true, writable: true });
-  return error;
-}
-
 /** The longest key a path shows whole, and the most of a path an error message carries (a body may be many MB). */
 const MAX_KEY = 80;
 const MAX_PATH = 1000;
@@ -106,7 +57,7 @@ const MAX_PATH = 1000;
  * dot, a quote, a space or a newline in a key would misplace it), a key past
  * MAX_KEY characters cut to its head: `["kkk…"]`.
  */
-function keyPath(path: string, key: string): string {
+export function keyPath(path: string, key: string): string {
   if (key.length <= MAX_KEY && /^[A-Za-z_$][\w$]*$/.test(key)) return `${path}.${key}`;
   return `${path}[${shownKey(key)}]`;
 }
@@ -117,7 +68,7 @@ function shownKey(key: string): string {
 }
 
 /** A path (or what is found there) for a message: past MAX_PATH characters, its head and how much was cut. */
-function cutPath(text: string): string {
+export function cutPath(text: string): string {
   return text.length <= MAX_PATH ? text : `${text.slice(0, MAX_PATH)}… (${text.length - MAX_PATH} characters cut)`;
 }
 
@@ -132,7 +83,7 @@ const NOT_JSON_BUDGET = 100_000;
  * (behind a toJSON, a getter, past the budget). Read only after it threw.
  * Iterative, as quietThenables: no stack overflow of its own.
  */
-function notJsonAt(value: unknown, root = 'result', strings = false): string | undefined {
+export function notJsonAt(value: unknown, root = 'result', strings = false): string | undefined {
   const onPath = new Map<object, string>(); // the objects from root to here: one met again is a cycle
   // A node, its path, whether this is the walk leaving it, and the object key it is under (with the object's path).
   const stack: [unknown, string, boolean, string?, string?][] = [[value, root, false]];
@@ -175,30 +126,17 @@ function notJsonAt(value: unknown, root = 'result', strings = false): string | u
  * JSON.stringify walks it (own enumerable keys, arrays by index, toJSON
  * not followed): a Promise, a thenable of no own data but functions, a Map
  * or Set that is not empty, an Error of no own enumerable fields (its
- * message and stack are not: `returned`, a handler's result, is told to
- * throw it); said with its path (`result.a[2].b is a Promise: await it`);
- * undefined when none. Every native promise found gets a
- * no-op catch: left rejecting unhandled, it would end the process, with the
- * drain's jobs leased. Iterative, so a value as deep as JSON.stringify took
- * cannot overflow the stack here.
+ * message and stack are not); said with its path (`body.a[2].b is a
+ * Promise: await it`); undefined when none. Every native promise found gets
+ * a no-op catch: left rejecting unhandled, it would end the process, with
+ * the drain's jobs leased. Iterative, so a value as deep as JSON.stringify
+ * took cannot overflow the stack here. (A handler's result is looked at as
+ * JSON.stringify meets it, toJSON followed: result-json.ts.)
  */
-export function quietThenables(value: unknown, root = 'result', returned = false): string | undefined {
-  return lostParts(value, root, returned).first;
-}
-
-/**
- * quietThenables' walk: the first part JSON would write as {} (first), and
- * the first Promise or Error of them (retry): a result's work may not be done.
- */
-function lostParts(value: unknown, root: string, returned: boolean): { first: string | undefined; retry: string | undefined } {
-  let found: string | undefined;
-  let retry: string | undefined;
-  const lose = (part: string, retried: boolean) => {
-    found ??= part;
-    if (retried) retry ??= part;
-  };
+export function quietThenables(value: unknown, root = 'result'): string | undefined {
   const stack: [unknown, string][] = [[value, root]];
   const seen = new Set<object>();
+  let found: string | undefined;
   try {
     while (stack.length > 0) {
       const [node, path] = stack.pop()!;
@@ -209,24 +147,23 @@ function lostParts(value: unknown, root: string, returned: boolean): { first: st
       if (typeof (node as { then?: unknown }).then === 'function') {
         if (Object.prototype.toString.call(node) === '[object Promise]') {
           Promise.prototype.then.call(node, undefined, ignore);
-          lose(`${path} is a Promise: await it`, true);
+          found ??= `${path} is a Promise: await it`;
           continue;
         }
         // A thenable with data of its own ({ when, then }) is written with that data: a plain object here.
         if (keys.every((key) => typeof at(key) === 'function' || at(key) === undefined)) {
-          lose(`${path} is a Promise: await it`, true);
+          found ??= `${path} is a Promise: await it`;
           continue;
         }
       }
       if (typeof (node as { toJSON?: unknown }).toJSON === 'function') continue;
-      // An Error of this realm or another (node:vm), as run-handler.ts isError tells it.
+      // An Error of this realm or another (node:vm), as error-text.ts isError tells it.
       if (keys.length === 0 && (node instanceof Error || Object.prototype.toString.call(node) === '[object Error]')) {
-        lose(`${path} is an Error: JSON keeps neither its message nor its stack; `
-          + (returned ? 'throw it to fail the job, or return its message' : 'store its message'), true);
+        found ??= `${path} is an Error: JSON keeps neither its message nor its stack; store its message`;
         continue;
       }
-      if (node instanceof Map && node.size > 0) lose(`${path} is a Map: store Object.fromEntries(it) or [...it]`, false);
-      if (node instanceof Set && node.size > 0) lose(`${path} is a Set: store [...it]`, false);
+      if (node instanceof Map && node.size > 0) found ??= `${path} is a Map: store Object.fromEntries(it) or [...it]`;
+      if (node instanceof Set && node.size > 0) found ??= `${path} is a Set: store [...it]`;
       // Pushed in reverse, so the first in JSON order is found first.
       for (let i = keys.length - 1; i >= 0; i--) {
         const key = keys[i]!;
@@ -236,7 +173,7 @@ function lostParts(value: unknown, root: string, returned: boolean): { first: st
   } catch {
     // A getter that throws on a second read, a revoked Proxy: JSON.stringify read it once; keep its text.
   }
-  return { first: found, retry };
+  return found;
 }
 
 const ignore = () => {};

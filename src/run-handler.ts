@@ -8,7 +8,7 @@ import type { ProgressSink } from './progress.js';
 import type { RateLimit } from './rate-limit.js';
 import { askedOutcome } from './job-errors.js';
 import { describe } from './error-text.js';
-import { resultJson } from './json-text.js';
+import { resultJson } from './result-json.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
 import type { TimeoutGroup, Timeouts } from './timeouts.js';
@@ -247,7 +247,7 @@ export class JobRun implements Running, LeaseHolder {
     try {
       outcome = { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(value), ms: Date.now() - this.began };
     } catch (error) {
-      outcome = thrownOutcome(job.id, job.attempt, error); // not JSON: a FailJob (never storable) or a TypeError ({} with data lost)
+      outcome = thrownOutcome(job.id, job.attempt, error); // not JSON: a FailJob (never storable) or a TypeError (a Promise not awaited)
     }
     this.host.returned(this, outcome);
   }

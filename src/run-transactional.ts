@@ -3,7 +3,7 @@
 import { rolledBackWhole } from './claim-call.js';
 import type { Driver } from './db/driver.js';
 import { leaseSeconds } from './job-context.js';
-import { resultJson } from './json-text.js';
+import { resultJson } from './result-json.js';
 import { publish } from './publish.js';
 import { rateLimiter } from './rate-limit.js';
 import { outcomeArrays, type SettleCounts } from './outcome-arrays.js';

@@ -1,36 +1,68 @@
 // An Error where JSON is expected: a handler that returns its error (`return
 // err` meant as `throw err`, or `{ error: err }`) succeeded with {} stored,
 // the message and stack lost, and a body holding one was published as {}.
-// JSON writes an Error of no own enumerable fields as {}, as it writes a Map
-// or a Promise, so it is refused the same way (json-text.ts quietThenables):
-// the job is retried naming where, the publish refused before any statement.
+// JSON writes an Error of no own enumerable fields but its name as {} (or
+// {"name":…}), as it writes a Map, so a result holding one fails its job at
+// once naming where (result-json.ts), as a Map does: a retry would run the
+// handler's work again to the same return. So does a FailJob, RetryJob or
+// SnoozeJob returned instead of thrown, whose own fields JSON kept
+// ({"name":"FailJob"}: the job succeeded). A body holding an Error is
+// refused at publish, before any statement.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createQueue, defineTask, type PgDrainError, type TaskMap } from '../src/index.js';
+import { createQueue, defineTask, FailJob, RetryJob, SnoozeJob, type BatchItem, type PgDrainError, type TaskMap } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { resultRows } from './support/result-rows.js';
 
 const db = await testDb();
 const { driver, drainOf, rows } = resultRows(db);
+const noRetry = ' (failed without retry: a retry would run the handler again to the same result)';
 
 beforeEach(async () => {
   await db.sql('truncate jobs.job_queue, jobs.job');
 });
 
 describe('an Error in a handler\'s result', () => {
-  it('is retried naming its path, from plain and transactional handlers', async () => {
+  it('fails its job at once naming its path and message, from plain, batch and transactional handlers', async () => {
+    class SmtpError extends Error { override name = 'SmtpError'; }
+    let runs = 0;
     const tasks = {
-      plain: async () => new Error('smtp 550'),
-      nested: async () => ({ ok: false, error: new TypeError('bad address') }),
-      tx: defineTask('tx', async () => new RangeError('too late'), { transactional: true }),
+      plain: async () => (runs++, new Error('smtp 550')),
+      nested: async () => (runs++, { ok: false, error: new TypeError('bad address') }),
+      named: async () => (runs++, [{ error: new SmtpError('mailbox full') }]),
+      batch: defineTask('batch', async (jobs: BatchItem[]) => (runs++, jobs.map(() => ({ error: new Error('') }))), { batch: true }),
+      tx: defineTask('tx', async () => (runs++, new RangeError('too late')), { transactional: true }),
     } as TaskMap;
-    await createQueue({ driver, tasks: {} }).publishBulk(['plain', 'nested', 'tx'].map((task) => ({ task })));
-    // Unfixed: { claimed: 3, succeeded: 3 }, results {}, { ok: false, error: {} } and {}.
-    expect(await drainOf(tasks)).toMatchObject({ claimed: 3, succeeded: 0, retried: 3 });
-    const hint = 'JSON keeps neither its message nor its stack; throw it to fail the job, or return its message (JSON would store it as {})';
+    await createQueue({ driver, tasks: {} }).publishBulk(Object.keys(tasks).map((task) => ({ task, maxRetries: 5 })));
+    // Unfixed: { retried: 4, succeeded: 1 }: each handler run again to the same Error; 'named' stored as [{ error: { name: 'SmtpError' } }].
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 5, succeeded: 0, failed: 5, retried: 0 });
+    expect(runs).toBe(5);
+    const keeps = 'JSON keeps neither its message nor its stack;';
+    const fail = (text: string) => `FailJob: result not stored: ${text}${noRetry}`;
     expect((await rows()).map((r) => [r.task, r.state, r.error])).toEqual([
-      ['plain', 'queued 1', `TypeError: result is an Error: ${hint}`],
-      ['nested', 'queued 1', `TypeError: result.error is an Error: ${hint}`],
-      ['tx', 'queued 1', `TypeError: result is an Error: ${hint}`],
+      ['plain', 'failure', fail(`result is an Error ("smtp 550"): ${keeps} throw it, do not return it, or return its message (JSON would store it as {})`)],
+      ['nested', 'failure', fail(`result.error is an Error ("bad address"): ${keeps} store its message (JSON would store it as {})`)],
+      ['named', 'failure', fail(`result[0].error is an Error ("mailbox full"): ${keeps} store its message (JSON would store only its own fields (name))`)],
+      ['batch', 'failure', fail(`result.error is an Error: ${keeps} store its message (JSON would store it as {})`)],
+      ['tx', 'failure', fail(`result is an Error ("too late"): ${keeps} throw it, do not return it, or return its message (JSON would store it as {})`)],
+    ]);
+  });
+
+  it('a FailJob, RetryJob or SnoozeJob returned, not thrown, fails its job at once saying so', async () => {
+    const tasks = {
+      fail: async () => new FailJob('card declined'),
+      retry: async () => new RetryJob('rate limited', { delayMs: 60_000 }),
+      snooze: async () => ({ later: new SnoozeJob({ delayMs: 1000 }) }),
+    };
+    await createQueue({ driver, tasks: {} }).publishBulk(Object.keys(tasks).map((task) => ({ task, maxRetries: 5 })));
+    // Unfixed: { succeeded: 3 }, results { name: 'FailJob' }, { name: 'RetryJob', delayMs: 60000 }, { later: { name: 'SnoozeJob', … } }.
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 3, succeeded: 0, failed: 3, retried: 0, released: 0 });
+    const fail = (text: string) => `FailJob: result not stored: ${text}${noRetry}`;
+    expect((await rows()).map((r) => [r.task, r.state, r.error, r.result])).toEqual([
+      ['fail', 'failure', fail('result is a FailJob ("card declined"): throw it, do not return it (JSON would store only its own fields (name))'), null],
+      ['retry', 'failure', fail('result is a RetryJob ("rate limited"): throw it, do not return it '
+        + '(JSON would store only its own fields (name, delayMs))'), null],
+      ['snooze', 'failure', fail('result.later is a SnoozeJob ("snoozed for 1000 ms"): throw it, do not return it '
+        + '(JSON would store only its own fields (name, delayMs))'), null],
     ]);
   });
 

@@ -119,17 +119,17 @@ describe('a result JSON cannot hold', () => {
     expect(await db.sql('select count(*)::int as n from public.unstorable_work')).toEqual([{ n: 0 }]); // rolled back
   });
 
-  it('a Promise or an Error anywhere beside a Map is retried: the work may not be done, or the handler meant to throw', async () => {
+  it('a Promise anywhere beside a Map is retried: the work may not be done; an Error beside one fails, the first named', async () => {
     const tasks = {
       promise: async () => ({ byId: new Map([['a', 1]]), sent: Promise.resolve(true) }),
-      error: async () => ({ byId: new Map([['a', 1]]), error: new Error('smtp 550') }),
+      error: async () => ({ error: new Error('smtp 550'), byId: new Map([['a', 1]]) }),
     };
     await createQueue({ driver, tasks: {} }).publishBulk(Object.keys(tasks).map((task) => ({ task })));
-    expect(await drainOf(tasks)).toMatchObject({ claimed: 2, failed: 0, retried: 2 });
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 2, failed: 1, retried: 1 });
     expect((await rows()).map((r) => [r.task, r.state, r.error])).toEqual([
       ['promise', 'queued 1', 'TypeError: result.sent is a Promise: await it (JSON would store it as {})'],
-      ['error', 'queued 1', 'TypeError: result.error is an Error: JSON keeps neither its message nor its stack; '
-        + 'throw it to fail the job, or return its message (JSON would store it as {})'],
+      ['error', 'failure', 'FailJob: result not stored: result.error is an Error ("smtp 550"): JSON keeps neither its message nor its stack; '
+        + `store its message (JSON would store it as {})${noRetry}`],
     ]);
   });
 

@@ -1,0 +1,52 @@
+// Micro-benchmark of a handler result's encoding (resultJson), per 500-job
+// batch of results, as a drain encodes each before its settle. A: a bundle
+// of the base's resultJson (src/json-text.ts before result-json.ts);
+// B: this tree's (src/result-json.ts). Shapes: undefined (a no-op handler:
+// nothing to encode), a small plain object, a plain object with an array of
+// objects, and one holding a Date (not plain: the replacer looks).
+//
+//   mkdir -p dist/result-json/base && git archive BASE src | tar -x -C dist/result-json/base
+//   npx esbuild dist/result-json/base/src/json-text.ts --bundle --platform=node --format=esm --outfile=dist/result-json/a.mjs
+//   npx esbuild src/result-json.ts --bundle --platform=node --format=esm --outfile=dist/result-json/b.mjs
+//   npx esbuild bench/result-json.ts --bundle --platform=node --format=esm --packages=external --outfile=dist/result-json/bench.mjs
+//   node dist/result-json/bench.mjs dist/result-json/a.mjs dist/result-json/b.mjs
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+type Encode = (result: unknown) => string | null;
+
+const BATCH = 500;
+const BATCHES = 200;
+const shapes: Record<string, (i: number) => unknown> = {
+  undefined: () => undefined,
+  small: (i) => ({ sent: true, id: `msg-${i}`, count: i % 7 }),
+  lines: (i) => ({ id: i, to: 'ada@example.com', lines: [{ sku: 'a', qty: 1 }, { sku: 'b', qty: 2 }], ok: true }),
+  date: (i) => ({ id: i, at: new Date(1_800_000_000_000 + i) }),
+};
+
+/** The median of 9 runs (after a warm-up) of encoding BATCHES batches: µs per batch of BATCH results. */
+function perBatch(encode: Encode, shape: (i: number) => unknown): number {
+  const results = Array.from({ length: BATCHES }, () => Array.from({ length: BATCH }, (_, i) => shape(i)));
+  const run = (): number => {
+    let chars = 0;
+    const start = process.hrtime.bigint();
+    for (const batch of results) for (const result of batch) chars += encode(result)?.length ?? 0;
+    if (chars < 0) throw new Error('unreachable');
+    return Number(process.hrtime.bigint() - start) / BATCHES / 1000;
+  };
+  run();
+  const runs = Array.from({ length: 9 }, run).sort((x, y) => x - y);
+  return runs[4]!;
+}
+
+const files = process.argv.slice(2);
+const encoders = await Promise.all(files.map(async (file) =>
+  (await import(pathToFileURL(resolve(file)).href) as { resultJson: Encode }).resultJson));
+// Alternating A, B, A, B: a load change on a shared machine hits both.
+for (const [name, shape] of Object.entries(shapes)) {
+  const line = [name.padEnd(10)];
+  const times = encoders.map(() => [] as number[]);
+  for (let round = 0; round < 3; round++) encoders.forEach((encode, i) => times[i]!.push(perBatch(encode, shape)));
+  files.forEach((file, i) => line.push(`${file.split('/').pop()}: ${Math.min(...times[i]!).toFixed(1)} µs / ${BATCH} results`));
+  console.log(line.join('  '));
+}

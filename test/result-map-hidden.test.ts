@@ -1,0 +1,53 @@
+// A Map or Set that JSON.stringify meets where the text shows no {}: a Map
+// subclass with fields ({"kind":"registry"}), a Map given own properties,
+// a Set a toJSON returns (or one inside what it returns). JSON keeps the
+// fields and drops the entries, and the job succeeded with them lost. Each
+// fails its job at once naming where, as a plain Map does
+// (result-unstorable.test.ts): the replacer of result-json.ts sees every
+// value as JSON.stringify meets it, after toJSON.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createQueue, type TaskMap } from '../src/index.js';
+import { testDb } from './support/db.js';
+import { resultRows } from './support/result-rows.js';
+
+const db = await testDb();
+const { driver, drainOf, rows } = resultRows(db);
+
+beforeEach(async () => {
+  await db.sql('truncate jobs.job_queue, jobs.job');
+});
+
+class Registry<K, V> extends Map<K, V> { kind = 'registry'; }
+const noRetry = ' (failed without retry: a retry would run the handler again to the same result)';
+
+describe('a Map or Set JSON writes without a {}', () => {
+  it('fails its job at once naming where: a subclass with fields, own properties, from a toJSON', async () => {
+    let runs = 0;
+    const tasks = {
+      subclass: async () => (runs++, { users: new Registry([['ada', 1]]) }),
+      own: async () => (runs++, [Object.assign(new Set(['x']), { label: 'tags' })]),
+      toJson: async () => (runs++, { at: { toJSON: () => new Map([['a', 1]]) } }),
+      inside: async () => (runs++, { order: { id: 7, toJSON: () => ({ id: 7, lines: Object.assign(new Map([[1, 'a']]), { n: 1 }) }) } }),
+    } as TaskMap;
+    await createQueue({ driver, tasks: {} }).publishBulk(Object.keys(tasks).map((task) => ({ task, maxRetries: 5 })));
+    // Unfixed: { succeeded: 4 }, results { users: { kind: 'registry' } }, [{ label: 'tags' }], { at: {} }, { order: { id: 7, lines: { n: 1 } } }.
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 4, succeeded: 0, failed: 4, retried: 0 });
+    expect(runs).toBe(4);
+    const map = 'is a Map: store Object.fromEntries(it) or [...it]';
+    expect((await rows()).map((r) => [r.task, r.state, r.error])).toEqual([
+      ['subclass', 'failure', `FailJob: result not stored: result.users ${map} (JSON would store only its own fields (kind))${noRetry}`],
+      ['own', 'failure', `FailJob: result not stored: result[0] is a Set: store [...it] (JSON would store only its own fields (label))${noRetry}`],
+      ['toJson', 'failure', `FailJob: result not stored: result.at ${map} (JSON would store it as {})${noRetry}`],
+      ['inside', 'failure', `FailJob: result not stored: result.order.lines ${map} (JSON would store only its own fields (n))${noRetry}`],
+    ]);
+  });
+
+  it('an empty one, a class instance, a Date and a toJSON returning data are stored as JSON writes them', async () => {
+    class Point { constructor(readonly x: number, readonly y: number) {} }
+    const result = { none: new Registry(), at: new Date('2030-01-01T00:00:00Z'), p: new Point(1, 2), money: { toJSON: () => '1.50' } };
+    await createQueue({ driver, tasks: {} }).publish('fine');
+    expect(await drainOf({ fine: async () => result })).toMatchObject({ succeeded: 1 });
+    expect((await rows()).map((r) => r.result)).toEqual([
+      { none: { kind: 'registry' }, at: '2030-01-01T00:00:00.000Z', p: { x: 1, y: 2 }, money: '1.50' }]);
+  });
+});
