@@ -15,12 +15,20 @@ const SNOOZE_BRAND = Symbol.for('pgdrain.snooze_job');
 const MAX_DELAY_MS = MAX_DELAY_SECONDS * 1000;
 
 /**
+ * FailJob's, RetryJob's and SnoozeJob's mark in types only (no such value
+ * exists): defineTask refuses a result type that holds one (json-body.ts
+ * AsJson), as one returned instead of thrown fails its job.
+ */
+export declare const OUTCOME_TYPE: unique symbol;
+
+/**
  * Thrown by a handler: its job ends now as a failure with this error
  * (message and stack in jobs.job.error), whatever retries it has left.
  * `throw new FailJob('card declined: no retry will help')`
  */
 export class FailJob extends Error {
   override readonly name: string = 'FailJob';
+  declare readonly [OUTCOME_TYPE]: 'FailJob';
 
   constructor(message: string, options: { cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -40,6 +48,7 @@ export type RetryWhen = { at: Date; delayMs?: undefined } | { delayMs: number; a
  */
 export class RetryJob extends Error {
   override readonly name: string = 'RetryJob';
+  declare readonly [OUTCOME_TYPE]: 'RetryJob';
   readonly at: Date | undefined;
   readonly delayMs: number | undefined;
 
@@ -63,6 +72,7 @@ export class RetryJob extends Error {
  */
 export class SnoozeJob extends Error {
   override readonly name: string = 'SnoozeJob';
+  declare readonly [OUTCOME_TYPE]: 'SnoozeJob';
   readonly at: Date | undefined;
   readonly delayMs: number | undefined;
 

@@ -11,6 +11,8 @@
 // through such a mapping: every such task would lose its typed publish. And
 // a direct call of the task (no queue) hands the handler the value itself.
 
+import type { OUTCOME_TYPE } from './job-errors.js';
+
 /** Says, in a type error, why a part of a body type is not JSON. */
 export interface NotJson<Why extends string> {
   'pgdrain: a job body travels as JSON': Why;
@@ -34,6 +36,9 @@ export type AsJson<T> =
   // A bytea column's Uint8Array (a Buffer has toJSON, above): else told by its methods, as a class instance.
   : T extends ArrayBuffer | ArrayBufferView
     ? NotJson<'a typed array or ArrayBuffer arrives as an object of its bytes by index ({} for an ArrayBuffer): type it string (base64) or number[]'>
+  // Thrown to steer a job; as data JSON keeps its name only (a result holding one fails its job).
+  : T extends { readonly [OUTCOME_TYPE]: string }
+    ? NotJson<'a FailJob, RetryJob or SnoozeJob is to be thrown: as data JSON keeps only its name'>
   // Not Error: its type is { name, message }, as plain data of those fields is.
   : T extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> | PromiseLike<unknown>
     ? NotJson<'a Map, Set or Promise is refused (JSON writes it as {}): type it as plain data'>
@@ -43,7 +48,7 @@ export type AsJson<T> =
   : T extends readonly unknown[] ? number extends T['length']
     ? T extends unknown[] ? AsJson<T[number]>[] : readonly AsJson<T[number]>[]
     : { [K in keyof T]: AsJson<T[K]> }
-  : { [K in keyof T]: AsJsonField<T[K]> };
+  : { [K in keyof T]: K extends symbol ? NotJson<'a symbol key is dropped: key it by a string'> : AsJsonField<T[K]> };
 
 /** A property's JSON form: one that may be undefined is dropped, read back as undefined. */
 type AsJsonField<V> = undefined extends V ? AsJson<Exclude<V, undefined>> | undefined : AsJson<V>;
@@ -85,6 +90,6 @@ type NotJsonParts<T, Path extends string, Depth extends 0[] = []> = T extends un
   : T extends readonly unknown[] ? number extends T['length'] ? NotJsonParts<T[number], `${Path}[number]`, [...Depth, 0]>
     : { [K in keyof T & `${number}`]-?: NotJsonParts<T[K], `${Path}[${K}]`, [...Depth, 0]> }[keyof T & `${number}`]
   // A property that may be undefined is fine (AsJsonField).
-  : { [K in keyof T]-?: NotJsonParts<Exclude<T[K], undefined>, K extends string | number ? `${Path}.${K}` : `${Path}[symbol]`,
-                                     [...Depth, 0]> }[keyof T]
+  : { [K in keyof T]-?: K extends symbol ? `${Path}[symbol]: a symbol key is dropped: key it by a string`
+      : NotJsonParts<Exclude<T[K], undefined>, K extends string | number ? `${Path}.${K}` : never, [...Depth, 0]> }[keyof T]
   : never;
