@@ -19,22 +19,16 @@ import { cutPath, keyPath, notJsonAt, quietThenables, unstorableEscape } from '.
  *
  * Looked for as JSON.stringify meets each value, after its toJSON (a Map
  * subclass with fields, a Map with own properties, a toJSON returning a
- * Map), through a replacer; a result of plain objects, arrays and
- * primitives only (most are) has none of them: told by a walk that costs a
- * fraction of a replacer's call per value (bench/result-json.ts).
+ * Map), through a replacer; a result of plain data (plainGraph: most are)
+ * has none of them, told by a walk that costs a fraction of a replacer's
+ * call per value (bench/result-json.ts).
  */
 export function resultJson(result: unknown): string | null {
   if (result === undefined || result === null) return null;
   let json: string | undefined;
-  let lost = false;
+  lostSeen = false;
   try {
-    if (isPlain(result)) json = JSON.stringify(result);
-    else {
-      json = JSON.stringify(result, function seen(_key: string, value: unknown) {
-        if (!lost && typeof value === 'object' && value !== null && lostKind(value) !== undefined) lost = true;
-        return value;
-      });
-    }
+    json = isPlain(result) ? JSON.stringify(result) : JSON.stringify(result, seen);
   } catch (error) {
     quietThenables(result); // a BigInt beside a promise: the promise must not reject unhandled
     const at = notJsonAt(result);
@@ -46,7 +40,7 @@ export function resultJson(result: unknown): string | null {
     throw error;
   }
   if (json === undefined) throw unstorable(`result is a ${typeof result}, which JSON has no value for`);
-  if (lost) {
+  if (lostSeen) {
     const { first, retry } = lostParts(result);
     if (retry !== undefined) throw new TypeError(retry);
     throw unstorable(first ?? 'a value in result would lose its data in JSON (a Map, Set or Error, met once only)');
@@ -54,6 +48,15 @@ export function resultJson(result: unknown): string | null {
   const bad = unstorableEscape(json);
   if (bad) throw unstorable(`${notJsonAt(result, 'result', true) ?? 'handler returned a string that'} has ${bad}, which PostgreSQL cannot store`);
   return json;
+}
+
+/** Whether seen met what JSON would lose: module state, so resultJson makes no closure (no-op results included). */
+let lostSeen = false;
+
+/** The replacer of a result that is not plain: JSON.stringify's output unchanged, lostSeen set on the first loss. */
+function seen(_key: string, value: unknown): unknown {
+  if (!lostSeen && typeof value === 'object' && value !== null && lostKind(value) !== undefined) lostSeen = true;
+  return value;
 }
 
 /** A result that can never be stored: its job fails at once, the reason its text (no pgdrain stack). */
@@ -64,8 +67,9 @@ function unstorable(reason: string): FailJob {
 }
 
 /**
- * Whether a value is plain objects, arrays and primitives only (no function,
- * so no toJSON and no then): JSON keeps all of it. False when unsure (a
+ * Whether a value is plain objects, arrays, Dates, class instances of data
+ * (dataInstance) and primitives only (no function, so no toJSON and no
+ * then): JSON keeps all of it but what it always drops (a class's getters). False when unsure (a
  * cycle or nesting past the stack, a Proxy that throws): the replacer looks.
  */
 function isPlain(value: unknown): boolean {
@@ -84,9 +88,16 @@ function plainGraph(value: unknown): boolean {
     for (let i = 0; i < array.length; i++) if (!plainGraph(array[i])) return false;
     return true;
   }
-  if (proto !== Object.prototype && proto !== null) return false;
+  if (proto === Date.prototype) return true; // written by its toJSON as its ISO string (a database row's timestamps)
+  if (proto !== Object.prototype && proto !== null && !dataInstance(value)) return false;
   for (const key in value) if (!plainGraph((value as Record<string, unknown>)[key])) return false;
   return true;
+}
+
+/** A class instance JSON writes as its own fields, as it writes a plain object: no toJSON or then, not a Map, Set or Error. */
+function dataInstance(value: object): boolean {
+  const { toJSON, then } = value as { toJSON?: unknown; then?: unknown };
+  return toJSON === undefined && then === undefined && !(value instanceof Map) && !(value instanceof Set) && !isError(value);
 }
 
 type LostKind = 'map' | 'set' | 'promise' | 'error' | 'outcome';

@@ -18,6 +18,7 @@ beforeEach(async () => {
 });
 
 class Registry<K, V> extends Map<K, V> { kind = 'registry'; }
+class Box { items = new Map([['a', 1]]); }
 const noRetry = ' (failed without retry: a retry would run the handler again to the same result)';
 
 describe('a Map or Set JSON writes without a {}', () => {
@@ -28,17 +29,20 @@ describe('a Map or Set JSON writes without a {}', () => {
       own: async () => (runs++, [Object.assign(new Set(['x']), { label: 'tags' })]),
       toJson: async () => (runs++, { at: { toJSON: () => new Map([['a', 1]]) } }),
       inside: async () => (runs++, { order: { id: 7, toJSON: () => ({ id: 7, lines: Object.assign(new Map([[1, 'a']]), { n: 1 }) }) } }),
+      // A Date and a class instance of data are walked as plain data: what they hold is looked at all the same.
+      held: async () => (runs++, { at: new Date(0), box: new Box() }),
     } as TaskMap;
     await createQueue({ driver, tasks: {} }).publishBulk(Object.keys(tasks).map((task) => ({ task, maxRetries: 5 })));
     // Unfixed: { succeeded: 4 }, results { users: { kind: 'registry' } }, [{ label: 'tags' }], { at: {} }, { order: { id: 7, lines: { n: 1 } } }.
-    expect(await drainOf(tasks)).toMatchObject({ claimed: 4, succeeded: 0, failed: 4, retried: 0 });
-    expect(runs).toBe(4);
+    expect(await drainOf(tasks)).toMatchObject({ claimed: 5, succeeded: 0, failed: 5, retried: 0 });
+    expect(runs).toBe(5);
     const map = 'is a Map: store Object.fromEntries(it) or [...it]';
     expect((await rows()).map((r) => [r.task, r.state, r.error])).toEqual([
       ['subclass', 'failure', `FailJob: result not stored: result.users ${map} (JSON would store only its own fields (kind))${noRetry}`],
       ['own', 'failure', `FailJob: result not stored: result[0] is a Set: store [...it] (JSON would store only its own fields (label))${noRetry}`],
       ['toJson', 'failure', `FailJob: result not stored: result.at ${map} (JSON would store it as {})${noRetry}`],
       ['inside', 'failure', `FailJob: result not stored: result.order.lines ${map} (JSON would store only its own fields (n))${noRetry}`],
+      ['held', 'failure', `FailJob: result not stored: result.box.items ${map} (JSON would store it as {})${noRetry}`],
     ]);
   });
 
