@@ -48,7 +48,8 @@ export type AsJson<T> =
   : T extends readonly unknown[] ? number extends T['length']
     ? T extends unknown[] ? AsJson<T[number]>[] : readonly AsJson<T[number]>[]
     : { [K in keyof T]: AsJson<T[K]> }
-  : { [K in keyof T]: K extends symbol ? NotJson<'a symbol key is dropped: key it by a string'> : AsJsonField<T[K]> };
+  // A symbol key is not refused, though JSON drops it: a type-level brand is one (zod's .brand(), type-fest's Tagged).
+  : { [K in keyof T]: AsJsonField<T[K]> };
 
 /** A property's JSON form: one that may be undefined is dropped, read back as undefined. */
 type AsJsonField<V> = undefined extends V ? AsJson<Exclude<V, undefined>> | undefined : AsJson<V>;
@@ -90,6 +91,6 @@ type NotJsonParts<T, Path extends string, Depth extends 0[] = []> = T extends un
   : T extends readonly unknown[] ? number extends T['length'] ? NotJsonParts<T[number], `${Path}[number]`, [...Depth, 0]>
     : { [K in keyof T & `${number}`]-?: NotJsonParts<T[K], `${Path}[${K}]`, [...Depth, 0]> }[keyof T & `${number}`]
   // A property that may be undefined is fine (AsJsonField).
-  : { [K in keyof T]-?: K extends symbol ? `${Path}[symbol]: a symbol key is dropped: key it by a string`
-      : NotJsonParts<Exclude<T[K], undefined>, K extends string | number ? `${Path}.${K}` : never, [...Depth, 0]> }[keyof T]
+  : { [K in keyof T]-?: NotJsonParts<Exclude<T[K], undefined>, K extends string | number ? `${Path}.${K}` : `${Path}[symbol]`,
+                                     [...Depth, 0]> }[keyof T]
   : never;
