@@ -69,8 +69,9 @@ function unstorable(reason: string): FailJob {
 /**
  * Whether a value is plain objects, arrays, Dates, class instances of data
  * (dataInstance) and primitives only (no function, so no toJSON and no
- * then): JSON keeps all of it but what it always drops (a class's getters). False when unsure (a
- * cycle or nesting past the stack, a Proxy that throws): the replacer looks.
+ * then): JSON keeps all of it but what it always drops (a class's getters).
+ * False when unsure (a cycle or nesting past the stack, a Proxy that
+ * throws): the replacer looks. Recursive: the fast walk for small results.
  */
 function isPlain(value: unknown): boolean {
   try {
