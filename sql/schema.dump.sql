@@ -173,6 +173,8 @@ begin
     select * into v_q from jobs.queue q where q.name = p_queue for key share;
   end if;
   if v_q.name is null then
+    -- A name no queue can have is told the rule, not to create it (the hint would fail).
+    perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
     perform jobs.raise_invalid('PD009', 'queue',
       format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)));
   end if;
@@ -4782,6 +4784,7 @@ begin
   -- A queue filter naming no queue would match nothing (a dead letter goes
   -- back only to a queue that exists): a typo answered 0 otherwise.
   if redrive_counts.queue is not null and not exists (select 1 from jobs.queue x where x.name = redrive_counts.queue) then
+    perform jobs.check_name(redrive_counts.queue, 'PD009', 'queue', 'queue name'); -- not a name to create
     perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s; the dead letters of a deleted queue go back once it is '
       || 'created again (jobs.create_queue(%s))', quote_literal(redrive_counts.queue), quote_literal(redrive_counts.queue)));
   end if;

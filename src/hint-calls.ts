@@ -35,15 +35,34 @@ function rewriteHint(message: string, call: string, rewrite: (...groups: string[
   return message;
 }
 
-const SQL_CREATE_QUEUE = String.raw`jobs\.create_queue\(('(?:[^']|'')*')((?:, [a-z_]+ => [^,)]+)*)\)`;
-const TS_CREATE_QUEUE = String.raw`queues\.create\('([^']*)'(?:, \{ ([^}]*) \})?\)`;
+// A name goes into each call quoted for where it is pasted: an SQL literal
+// (quote doubled), a TS string (quote escaped), a shell word (single-quoted
+// when it holds anything but safe characters, and after `--` when it starts
+// with a dash, which the command would read as a flag).
+const SQL_CREATE_QUEUE = String.raw`jobs\.create_queue\('((?:[^']|'')*)'((?:, [a-z_]+ => [^,)]+)*)\)`;
+const TS_CREATE_QUEUE = String.raw`queues\.create\('((?:[^'\\]|\\.)*)'(?:, \{ ([^}]*) \})?\)`;
 const TS_OPTION: Record<string, string> = { max_size: 'maxSize', dead_letter: 'deadLetter' };
+
+/** text as a TS string literal in single quotes. */
+export const tsString = (text: string) => `'${text.replace(/[\\']/g, '\\$&')}'`;
+
+/** text as one shell word: as it is when nothing in it is special to a shell, else single-quoted. */
+export const shellWord = (text: string) => (/^[\w.:@%+=,/-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`);
+
+/** The TS call that creates queue name: queues.create('q'). */
+export const createQueueCall = (name: string) => `queues.create(${tsString(name)})`;
+
+/** The command that creates queue name with flags: `pgdrain queue create q --max-size N`; `-- -q` for a name with a leading dash. */
+export function createQueueCommand(name: string, flags: readonly string[] = []): string {
+  const word = shellWord(name);
+  return ['pgdrain queue create', ...(word.startsWith('-') ? [...flags, '--', word] : [word, ...flags])].join(' ');
+}
 
 /** message with its jobs.create_queue(…) hint as the TS call: queues.create('q', { maxSize: ... }). */
 export function asTsCalls(message: string): string {
   return rewriteHint(message, SQL_CREATE_QUEUE, (name, args) => {
     const options = [...args!.matchAll(/, ([a-z_]+) => ([^,)]+)/g)].map(([, k, v]) => `${TS_OPTION[k!] ?? k}: ${v}`);
-    return `queues.create(${name}${options.length ? `, { ${options.join(', ')} }` : ''})`;
+    return `queues.create(${tsString(name!.replace(/''/g, "'"))}${options.length ? `, { ${options.join(', ')} }` : ''})`;
   });
 }
 
@@ -54,9 +73,9 @@ export function asTsCalls(message: string): string {
  */
 export function asCommand(message: string): string {
   return rewriteHint(message, TS_CREATE_QUEUE, (name, options) =>
-    [`pgdrain queue create ${name}`, ...(options?.split(', ') ?? []).map((option) => {
+    createQueueCommand(name!.replace(/\\(.)/g, '$1'), (options?.split(', ') ?? []).map((option) => {
       const [key, value] = option.split(': ') as [string, string];
       const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
       return value === 'null' ? `--no-${flag}` : `--${flag} ${value === '...' ? 'N' : value}`;
-    })].join(' '));
+    })));
 }

@@ -1,6 +1,7 @@
 import * as z from 'zod/mini';
 import type { Queryable } from './db/driver.js';
 import { ValidationError, translateError } from './errors.js';
+import { createQueueCall } from './hint-calls.js';
 import { parse, queueNameSchema } from './options.js';
 import { send, takeSignal, type SignalOption } from './send.js';
 import type { QueueSizeOptions, QueueSizeState } from './types.js';
@@ -58,6 +59,6 @@ export async function queueSize(db: Queryable, name = 'default', options?: Queue
   const o = parse(queueSizeOptionsSchema, rest === undefined ? {} : rest, 'options');
   const { rows } = await send<{ n: number }>(db, queueSizeSql(o.state ?? 'pending'), [name], signal)
     .catch((error: unknown) => { throw translateError(error); });
-  if (!rows[0]) throw new ValidationError('name', `no queue named ${name}; create it with queues.create('${name}')`);
+  if (!rows[0]) throw new ValidationError('name', `no queue named ${name}; create it with ${createQueueCall(name)}`);
   return Number(rows[0].n);
 }

@@ -4,6 +4,7 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import type { Queryable } from '../db/driver.js';
 import { sliceUnits } from '../error-text.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
+import { createQueueCommand } from '../hint-calls.js';
 import { parse, queueNameSchema } from '../options.js';
 import { isStopped, lastErrorForCommand, noNextRun, stoppedSummary, tickSettingsSummary } from '../schedule-stopped.js';
 import { send } from '../send.js';
@@ -95,7 +96,7 @@ export async function readDashboard(db: Queryable, queue: string | undefined, si
   }
   if (queue !== undefined && data.queues.length === 0) {
     // Its reader has a browser, not psql: the command, as the API's hints (errorAnswer).
-    throw new ValidationError('queue', `no queue named ${JSON.stringify(queue)}; create it with pgdrain queue create ${queue}`);
+    throw new ValidationError('queue', `no queue named ${JSON.stringify(queue)}; create it with ${createQueueCommand(queue)}`);
   }
   return data;
 }
