@@ -489,6 +489,11 @@ export const quick = async () => 'quick done';
       [[], { PGDRAIN_TOKEN: `${TOKEN}\n`, DATABASE_URL: '' },
        'pgdrain: PGDRAIN_TOKEN: must not contain whitespace (a trailing newline from a secret file?)\n'],
       [['--host', 'not a host'], { PGDRAIN_TOKEN: TOKEN }, 'pgdrain: --host: cannot listen on "not a host" (ENOTFOUND)\n'],
+      // Blank (only whitespace): said as such, as the Worker and the Lambda say it; 20 spaces were an HMAC secret before.
+      [[], { PGDRAIN_TOKEN: '   ', DATABASE_URL: '' },
+       'pgdrain: PGDRAIN_TOKEN: is set but blank (only whitespace): give a secret of at least 16 characters, or unset it\n'],
+      [[], { PGDRAIN_TOKEN: TOKEN, PGDRAIN_HMAC_SECRET: ' '.repeat(20), DATABASE_URL: '' },
+       'pgdrain: PGDRAIN_HMAC_SECRET: is set but blank (only whitespace): give a secret of at least 16 characters, or unset it\n'],
     ];
     for (const [args, env, stderr] of cases) {
       const server = start(['--tasks', 'tasks.mjs', ...args], env);

@@ -46,9 +46,15 @@ const encoder = new TextEncoder();
 /**
  * The rule a credential breaks, or null. A bearer token travels as one word
  * of the Authorization header, so whitespace in it (a secret file's trailing
- * newline) would make every request fail.
+ * newline) would make every request fail. A blank one (empty or only
+ * whitespace) is refused as such; the adapters and `pgdrain serve` take an
+ * empty variable as unset (a template's optional secret), a blank one not.
  */
 export function credentialRule(kind: 'token' | 'hmacSecret', value: unknown): string | null {
+  // Said as such: a secret left blank is a mistake, and its length would mislead (20 spaces are 16+ characters).
+  if (typeof value === 'string' && value.trim() === '') {
+    return `is set but ${value === '' ? 'empty' : 'blank (only whitespace)'}: give a secret of at least 16 characters, or unset it`;
+  }
   if (typeof value !== 'string' || value.length < 16) return 'must be a string of at least 16 characters';
   if (kind === 'token' && /\s/.test(value)) return 'must not contain whitespace (a trailing newline from a secret file?)';
   // An HTTP header carries bytes: clients send other characters differently (or not at all), so no bearer could match.
