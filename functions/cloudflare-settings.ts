@@ -3,8 +3,9 @@
 import * as z from 'zod/mini';
 import { checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
 import { ValidationError } from '../src/errors.js';
-import { integerCheckSaying, parse, queueNameSchema, topicSchema } from '../src/options.js';
+import { parse, queueNameSchema, topicSchema } from '../src/options.js';
 import { lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
+import { oneOfSetting, secondsSetting, wholeNumberSetting, withValueGiven } from './setting-rules.js';
 
 /** The bindings this Worker reads. */
 export interface Env {
@@ -30,14 +31,12 @@ export const MAX_DEADLINE_SECONDS = 840;
 /** The default budget: inside the default 30 s CPU limit, whatever the handlers do. */
 const DEFAULT_DEADLINE_SECONDS = 25;
 
-// Bindings are strings: numbers are coerced, then checked.
+// Bindings are strings (or [vars] numbers): numbers are read as the CLI reads them, then checked.
 const envSchema = z.object({
   DATABASE_URL: z.optional(z.string().check(z.regex(/^postgres(ql)?:\/\//i, 'must be a postgres:// URL'))), // as the Lambda's
-  DATABASE_DRIVER: z.optional(z.enum(['hyperdrive', 'neon', 'neon-http', 'pg'])),
-  DRAIN_BATCH: z._default(z.coerce.number().check(integerCheckSaying('must be an integer'), z.minimum(1, 'must be at least 1'),
-    z.maximum(1000, 'must be at most 1000')), 50),
-  DRAIN_DEADLINE_SECONDS: z._default(z.coerce.number().check(z.gt(0, 'must be greater than 0'),
-    z.maximum(MAX_DEADLINE_SECONDS, `must be at most ${MAX_DEADLINE_SECONDS} (a cron invocation runs at most 15 minutes)`)),
+  DATABASE_DRIVER: z.optional(oneOfSetting(['hyperdrive', 'neon', 'neon-http', 'pg'])),
+  DRAIN_BATCH: z._default(wholeNumberSetting(1, 1000), 50),
+  DRAIN_DEADLINE_SECONDS: z._default(secondsSetting(MAX_DEADLINE_SECONDS, 'a cron invocation runs at most 15 minutes'),
     DEFAULT_DEADLINE_SECONDS),
   DRAIN_TOPIC: z.optional(topicSchema), // drain()'s rule, named after the binding
   DRAIN_QUEUE: z.optional(queueNameSchema),
@@ -54,6 +53,10 @@ export type Settings = z.output<typeof envSchema> & { selection: DrainSelection 
 const DRAIN_BINDINGS = ['DRAIN_BATCH', 'DRAIN_DEADLINE_SECONDS', 'DRAIN_TOPIC', 'DRAIN_QUEUE', 'DRAIN_FILTER',
                         'DRAIN_EXCLUDE', 'PGDRAIN_LINGER_SECONDS', 'PGDRAIN_POLL_SECONDS'] as const;
 
+// The bindings whose value an error shows (not the secrets, nor JSON: its rule says what is wrong in it).
+const SHOWN_BINDINGS = ['DATABASE_DRIVER', 'DRAIN_BATCH', 'DRAIN_DEADLINE_SECONDS', 'DRAIN_TOPIC', 'DRAIN_QUEUE',
+                        'PGDRAIN_LINGER_SECONDS', 'PGDRAIN_POLL_SECONDS'];
+
 /** The bindings, checked; an error names the binding (env.DRAIN_EXCLUDE[1]). */
 export function readSettings(env: Env): Settings {
   for (const name of DRAIN_BINDINGS) {
@@ -62,7 +65,12 @@ export function readSettings(env: Env): Settings {
       throw new ValidationError(`env.${name}`, 'is set but empty: give a value or unset it');
     }
   }
-  const settings = parse(envSchema, env, 'env');
+  let settings: z.output<typeof envSchema>;
+  try {
+    settings = parse(envSchema, env, 'env');
+  } catch (error) {
+    throw withValueGiven(error, env as Record<string, unknown>, 'env.', SHOWN_BINDINGS);
+  }
   return { ...settings, selection: checkDrainSelectionSettings(settings.DRAIN_FILTER, settings.DRAIN_EXCLUDE,
                                                            { filter: 'env.DRAIN_FILTER', exclude: 'env.DRAIN_EXCLUDE' }) };
 }

@@ -4,6 +4,8 @@
 // PGDRAIN_HMAC_SECRET said "env.PGDRAIN_TOKEN: give a token, an hmacSecret or
 // both: ...": createApp's option names, settings no Worker has. Every other
 // route still answers 401 (test/cloudflare.test.ts, test/lambda-misconfigured.test.ts).
+// A blank secret (only whitespace) is said to be blank, in the Worker, the Lambda and `pgdrain serve`
+// alike, not "at least 16 characters" (or, 16+ spaces as the HMAC secret, taken); empty stays unset.
 // The Worker in workerd (Miniflare), the Lambda handler in process, against a real PostgreSQL.
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -20,7 +22,10 @@ const ENVS = {
   none: { DATABASE_URL: db.url },
   'short-token': { DATABASE_URL: db.url, PGDRAIN_TOKEN: SHORT },
   'short-secret': { DATABASE_URL: db.url, PGDRAIN_HMAC_SECRET: SHORT },
+  'blank-token': { DATABASE_URL: db.url, PGDRAIN_TOKEN: ' '.repeat(20) },
+  'blank-secret': { DATABASE_URL: db.url, PGDRAIN_TOKEN: 'healthz-settings-token-0123456789', PGDRAIN_HMAC_SECRET: ' \t'.repeat(10) },
 } as const;
+const BLANK = 'is set but blank (only whitespace): give a secret of at least 16 characters, or unset it';
 
 beforeAll(async () => {
   await wranglerDryRun(['--outdir', workers.dir]);
@@ -55,13 +60,19 @@ it('the Worker names the bindings to set, and how', async () => {
   expect(await workerHealthz('short-secret'))
     .toEqual(notConfigured('env.PGDRAIN_HMAC_SECRET', 'env.PGDRAIN_HMAC_SECRET: must be a string of at least 16 characters'));
   for (const name of ['short-token', 'short-secret'] as const) expect((await workerHealthz(name)).text).not.toContain(SHORT);
+  // Blank: said as such, not as too short (20 spaces were taken as an HMAC secret before).
+  expect(await workerHealthz('blank-token')).toEqual(notConfigured('env.PGDRAIN_TOKEN', `env.PGDRAIN_TOKEN: ${BLANK}`));
+  expect(await workerHealthz('blank-secret')).toEqual(notConfigured('env.PGDRAIN_HMAC_SECRET', `env.PGDRAIN_HMAC_SECRET: ${BLANK}`));
 }, 60_000);
 
 it('the Lambda names its variables the same way', async () => {
   expect(await lambdaHealthz(ENVS.none)).toEqual(notConfigured('PGDRAIN_TOKEN',
     'PGDRAIN_TOKEN: is not set, nor PGDRAIN_HMAC_SECRET: set one on the function to serve HTTP events'));
-  expect(await lambdaHealthz(ENVS['short-token'])).toEqual(notConfigured('PGDRAIN_TOKEN', 'PGDRAIN_TOKEN: must be at least 16 characters'));
+  expect(await lambdaHealthz(ENVS['short-token']))
+    .toEqual(notConfigured('PGDRAIN_TOKEN', 'PGDRAIN_TOKEN: must be a string of at least 16 characters'));
   expect(await lambdaHealthz(ENVS['short-secret']))
-    .toEqual(notConfigured('PGDRAIN_HMAC_SECRET', 'PGDRAIN_HMAC_SECRET: must be at least 16 characters'));
+    .toEqual(notConfigured('PGDRAIN_HMAC_SECRET', 'PGDRAIN_HMAC_SECRET: must be a string of at least 16 characters'));
   for (const env of [ENVS['short-token'], ENVS['short-secret']]) expect((await lambdaHealthz(env)).text).not.toContain(SHORT);
+  expect(await lambdaHealthz(ENVS['blank-token'])).toEqual(notConfigured('PGDRAIN_TOKEN', `PGDRAIN_TOKEN: ${BLANK}`));
+  expect(await lambdaHealthz(ENVS['blank-secret'])).toEqual(notConfigured('PGDRAIN_HMAC_SECRET', `PGDRAIN_HMAC_SECRET: ${BLANK}`));
 });

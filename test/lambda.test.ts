@@ -364,7 +364,7 @@ describe('configuration', () => {
       const bundle = join(dir, name!); // a cold instance of its own
       copyFileSync(BUNDLE, bundle);
       await expect(invoke(eventBridge(), 10_000, bundle, { ...ENV, [variable!]: value! })).rejects.toMatchObject({
-        errorType: 'ValidationError', errorMessage: `${variable}: must be a number of seconds ${rule}` });
+        errorType: 'ValidationError', errorMessage: `${variable}: must be a number of seconds ${rule}, got ${JSON.stringify(value)}` });
       delete process.env[variable!]; // lambda-local leaves it in process.env
     }
     expect(await sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);
@@ -377,7 +377,7 @@ describe('configuration', () => {
       const bundle = join(dir, name!); // a cold instance of its own
       copyFileSync(BUNDLE, bundle);
       await expect(invoke(eventBridge(), 10_000, bundle, { ...ENV, PGDRAIN_TOPIC: value! })).rejects.toMatchObject({
-        errorType: 'ValidationError', errorMessage: `PGDRAIN_TOPIC: ${rule}` });
+        errorType: 'ValidationError', errorMessage: `PGDRAIN_TOPIC: ${rule}, got ${JSON.stringify(value)}` });
       delete process.env.PGDRAIN_TOPIC; // lambda-local leaves it in process.env
     }
     expect(await sql('select attempt from jobs.job_queue')).toEqual([{ attempt: 0 }]);

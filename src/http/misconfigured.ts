@@ -55,10 +55,26 @@ function authFor(secrets: Secrets): ReturnType<typeof authentication> | undefine
   return built.auth;
 }
 
+/**
+ * A setting's error that quotes the value given, as `pgdrain drain` quotes a
+ * bad PGDRAIN_* ('must be an integer from 1 to 10000, got "lots"'): in the
+ * log and a failed scheduled drain. An HTTP answer gives the rule alone
+ * (/healthz answers anyone).
+ */
+export class SettingValueError extends ValidationError {
+  /** The message without the value: field and rule. */
+  readonly withoutValue: string;
+  constructor(field: string, rule: string, given: string, options: { cause?: unknown } = {}) {
+    super(field, `${rule}, got ${given}`, options);
+    this.withoutValue = `${field}: ${rule}`;
+  }
+}
+
 /** Answers a request to an adapter whose settings are wrong (error names the setting). */
 export function misconfigured(request: Request, secrets: Secrets, error: ValidationError,
                               options: MisconfiguredOptions = {}): Promise<Response> | Response {
-  const answer = () => Response.json({ error: { code: 'not_configured', message: error.message, field: error.field } }, { status: 500 });
+  const message = error instanceof SettingValueError ? error.withoutValue : error.message;
+  const answer = () => Response.json({ error: { code: 'not_configured', message, field: error.field } }, { status: 500 });
   const { routePath } = options;
   const app = new Hono<{ Variables: AuthVariables }>(routePath ? { getPath: (r, o) => routePath(r, o?.env) } : {});
   app.onError((e, c) => errorResponse(c, e));
