@@ -5,14 +5,14 @@ import { getPath } from 'hono/utils/url';
 import * as z from 'zod/mini';
 import { checkDrainSelection, type DrainSelection } from '../src/drain-selection.js';
 import { ValidationError } from '../src/errors.js';
-import { integerCheckSaying, parse, queueNameSchema } from '../src/options.js';
+import { integerCheckSaying, parse, queueNameSchema, topicSchema } from '../src/options.js';
 import { lingerSecondsSchema, pollSecondsSchema } from './fast-pickup.js';
 
 /** Options a schedule may carry in its input: `{ "pgdrain": { "batchSize": 200, "topic": "email.%", "lingerSeconds": 50 } }`. */
 const scheduleInputSchema = z.strictObject({
   batchSize: z.optional(z.number({ error: 'must be a number' }).check(integerCheckSaying('must be an integer'), z.minimum(1, 'must be at least 1'),
     z.maximum(10_000, 'must be at most 10000'))),
-  topic: z.optional(z.string({ error: 'must be a LIKE pattern (a string)' }).check(z.minLength(1, 'must be a non-empty pattern'), z.maxLength(200))),
+  topic: z.optional(topicSchema), // drain()'s rule, as PGDRAIN_TOPIC's
   queue: z.optional(queueNameSchema),
   lingerSeconds: z.optional(lingerSecondsSchema),
   pollSeconds: z.optional(pollSecondsSchema),

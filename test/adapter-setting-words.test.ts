@@ -86,6 +86,14 @@ describe('the Lambda', () => {
     }
   });
 
+  // A schedule's input too: a topic past 200 characters was refused in zod's words ('Too big: expected string
+  // to have <=200 characters'), one of only whitespace was let through to fail as the drain's options.topic.
+  it.each([['too long', 'x'.repeat(201), 'must be at most 200 characters'], ['blank', ' \t', 'must be a non-empty pattern'],
+            ['a number', 5, 'must be a string']])('a schedule\'s pgdrain.topic, %s', async (_, topic, rule) => {
+    const handler = createLambdaHandler({}, { DATABASE_URL: db.url, PGDRAIN_TOKEN: TOKEN });
+    await expect(handler({ ...scheduled, pgdrain: { topic } }, context())).rejects.toThrow(new RegExp(`^event\\.pgdrain\\.topic: ${rule}$`));
+  });
+
   it('DATABASE_URL is never quoted', () => {
     expect(() => lambdaSettings({ DATABASE_URL: 'mysql://u:hunter2-secret@h/db' })).toThrow(/^DATABASE_URL: must be a postgres:\/\/ URL$/);
   });
