@@ -14,7 +14,8 @@
 --            jobs.settle_error's default; one past 8192 characters is cut, jobs.cut_error)
 --   release  give it back unstarted, its attempt not spent; with retry_at[i], it runs
 --            again then (a snooze: SnoozeJob, ctx.rateLimit); errors[i], why (drain():
---            no connection came free in time), is its last_error, any earlier one below
+--            no connection came free in time), heads its last_error (jobs.release_error);
+--            the 26th such in a row is a nack instead (jobs.unstarted_bound)
 -- An outcome applies only while that delivery runs: the job is still on that
 -- attempt and leased (by worker_id, when given). So a drain whose lease
 -- expired and whose job went to another drain cannot settle the newer
@@ -95,6 +96,11 @@ begin
   if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 8192) then
     settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
+  -- A release with a reason of a job given back so unstarted 25 times in a row is a nack (jobs.unstarted_bound).
+  if settle_arrays.errors is not null and 'release' = any(settle_arrays.outcomes) then
+    select b.outcomes, b.errors into settle_arrays.outcomes, settle_arrays.errors
+    from jobs.unstarted_bound(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors) b;
+  end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);
   -- A retry or a snooze at ±infinity would break job_queue_scheduled_at_finite
@@ -161,22 +167,12 @@ begin
                            settle_arrays.errors) as x(id, attempt, outcome, retry_at, error)
       where x.outcome = 'release' and x.attempt > 0
     ), released as (
-      -- With a retry_at, a snooze: it runs again then. Its last_error counts
-      -- the snoozes since the last error, which stays on the lines below:
-      -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'; cut whole
-      -- (jobs.cut_error): after an error of 8 KiB it would be past the bound. With an error
-      -- (why it was given back), that goes first, the same given again not repeated.
+      -- With a retry_at, a snooze: it runs again then. Its last_error (jobs.release_error): a line
+      -- counting the snoozes or the releases with a reason in a row, above the last run's error.
       update jobs.job_queue q
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
           scheduled_at = coalesce(o.retry_at, q.scheduled_at),
-          last_error = case when o.error is not null then jobs.cut_error(o.error || coalesce(E'\n' || nullif(
-              case when starts_with(q.last_error || E'\n', o.error || E'\n') then substr(q.last_error, length(o.error) + 2)
-                   else q.last_error end, ''), ''))
-            when o.retry_at is null then q.last_error else jobs.cut_error(
-            format('snoozed until %s (%s in a row)', to_char(o.retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                   coalesce(substring(q.last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1)
-            || coalesce(E'\n' || nullif(regexp_replace(q.last_error, '^snoozed until \S+ \(\d+ in a row\)\n?', ''), ''), ''))
-          end
+          last_error = jobs.release_error(q.last_error, o.error, o.retry_at)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
         and q.cancel_requested_at is null

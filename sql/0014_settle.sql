@@ -61,11 +61,58 @@ returns jsonb language sql stable as $$
   from applied a
 $$;
 
+-- How many releases with a reason in a row its last_error counts (jobs.release_error, below).
+create function jobs.unstarted_in_a_row(p_last_error text)
+returns integer language sql immutable as $$
+  select coalesce(substring(p_last_error from '^released unstarted \((\d+) in a row\): ')::integer, 0)
+$$;
+
+-- A release's last_error (jobs.settle_arrays): with a reason (p_reason: why
+-- its consumer could not start the job; drain(): no connection came free in
+-- time), 'released unstarted (3 in a row): <reason>', the reason on one line
+-- (line breaks become spaces), at most 1000 characters; with p_retry_at and
+-- no reason, a snooze: 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)';
+-- with neither, last_error as it was. The line replaces the one an earlier
+-- release or snooze wrote, so alternating reasons never pile up and the lines
+-- below, the error of the job's last run, stay readable; cut whole
+-- (jobs.cut_error): after an error of 8 KiB it would be past the bound.
+create function jobs.release_error(p_last_error text, p_reason text, p_retry_at timestamptz)
+returns text language sql stable as $$
+  select case when p_reason is null and p_retry_at is null then p_last_error else jobs.cut_error(
+    case when p_reason is not null
+         then format('released unstarted (%s in a row): %s', jobs.unstarted_in_a_row(p_last_error) + 1,
+                     left(translate(p_reason, E'\r\n', '  '), 1000))
+         else format('snoozed until %s (%s in a row)', to_char(p_retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                     coalesce(substring(p_last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1) end
+    || coalesce(E'\n' || nullif(regexp_replace(p_last_error,
+         '^((snoozed until \S+ \(\d+ in a row\)|released unstarted \(\d+ in a row\): [^\n]*)(\n|$))+', ''), ''), '')) end
+$$;
+
+-- Releases with a reason are bounded: a consumer that never has room to start
+-- a job (a pool that stays full) would give it back without end, no attempt
+-- spent. The release of a job given back so 25 times in a row already
+-- (jobs.unstarted_in_a_row) is a nack instead, with an error saying so: its
+-- attempt spent, it is retried after the backoff, or fails once its retries
+-- are spent (its count starts again, the nack's error heading last_error). Answers
+-- jobs.settle_arrays' outcomes and errors with those releases made nacks.
+create function jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[],
+                                     out outcomes text[], out errors text[])
+language sql stable as $$
+  select array_agg(case when b.over then 'nack' else x.outcome end order by x.i),
+         array_agg(case when b.over then format('never started: released unstarted 25 times in a row, so nacked this time, '
+                                                || 'its attempt spent; this time too: %s', x.error) else x.error end order by x.i)
+  from unnest(p_ids, p_attempts, p_outcomes, p_errors) with ordinality as x(id, attempt, outcome, error, i)
+  cross join lateral (select x.outcome = 'release' and x.error is not null and exists (
+    select 1 from jobs.job_queue q
+    where q.job_id = x.id and q.attempt = x.attempt and jobs.unstarted_in_a_row(q.last_error) >= 25)) as b(over)
+$$;
+
 -- jobs.settle_arrays with the deliveries as a JSON array, for SQL callers:
 --   {"id": job_id, "attempt": n, "outcome": "ack",     "result": any, "ms": number}
 --   {"id": job_id, "attempt": n, "outcome": "nack",    "error": text, "retry_at": timestamptz | null}
 --   {"id": job_id, "attempt": n, "outcome": "fail",    "error": text}
 --   {"id": job_id, "attempt": n, "outcome": "release", "retry_at": timestamptz | null, "error": text | null}
+-- (a release's error: why it was given back unstarted, jobs.release_error; bounded, jobs.unstarted_bound)
 create function jobs.settle(outcomes jsonb, now timestamptz default null)
 returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

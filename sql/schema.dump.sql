@@ -5030,6 +5030,23 @@ begin
 end $$;
 
 --
+-- Name: release_error(text, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.release_error(p_last_error text, p_reason text, p_retry_at timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE
+    AS $_$
+  select case when p_reason is null and p_retry_at is null then p_last_error else jobs.cut_error(
+    case when p_reason is not null
+         then format('released unstarted (%s in a row): %s', jobs.unstarted_in_a_row(p_last_error) + 1,
+                     left(translate(p_reason, E'\r\n', '  '), 1000))
+         else format('snoozed until %s (%s in a row)', to_char(p_retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                     coalesce(substring(p_last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1) end
+    || coalesce(E'\n' || nullif(regexp_replace(p_last_error,
+         '^((snoozed until \S+ \(\d+ in a row\)|released unstarted \(\d+ in a row\): [^\n]*)(\n|$))+', ''), ''), '')) end
+$_$;
+
+--
 -- Name: remember_head(text, jobs.head, timestamp with time zone, boolean, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -6442,6 +6459,11 @@ begin
   if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 8192) then
     settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
+  -- A release with a reason of a job given back so unstarted 25 times in a row is a nack (jobs.unstarted_bound).
+  if settle_arrays.errors is not null and 'release' = any(settle_arrays.outcomes) then
+    select b.outcomes, b.errors into settle_arrays.outcomes, settle_arrays.errors
+    from jobs.unstarted_bound(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors) b;
+  end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);
   -- A retry or a snooze at ±infinity would break job_queue_scheduled_at_finite
@@ -6508,22 +6530,12 @@ begin
                            settle_arrays.errors) as x(id, attempt, outcome, retry_at, error)
       where x.outcome = 'release' and x.attempt > 0
     ), released as (
-      -- With a retry_at, a snooze: it runs again then. Its last_error counts
-      -- the snoozes since the last error, which stays on the lines below:
-      -- 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)'; cut whole
-      -- (jobs.cut_error): after an error of 8 KiB it would be past the bound. With an error
-      -- (why it was given back), that goes first, the same given again not repeated.
+      -- With a retry_at, a snooze: it runs again then. Its last_error (jobs.release_error): a line
+      -- counting the snoozes or the releases with a reason in a row, above the last run's error.
       update jobs.job_queue q
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
           scheduled_at = coalesce(o.retry_at, q.scheduled_at),
-          last_error = case when o.error is not null then jobs.cut_error(o.error || coalesce(E'\n' || nullif(
-              case when starts_with(q.last_error || E'\n', o.error || E'\n') then substr(q.last_error, length(o.error) + 2)
-                   else q.last_error end, ''), ''))
-            when o.retry_at is null then q.last_error else jobs.cut_error(
-            format('snoozed until %s (%s in a row)', to_char(o.retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                   coalesce(substring(q.last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1)
-            || coalesce(E'\n' || nullif(regexp_replace(q.last_error, '^snoozed until \S+ \(\d+ in a row\)\n?', ''), ''), ''))
-          end
+          last_error = jobs.release_error(q.last_error, o.error, o.retry_at)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
         and q.cancel_requested_at is null
@@ -7282,6 +7294,32 @@ begin
   v_found := found;
   return jobs.pg_cron_unschedule('pgdrain:http:' || unschedule_http_drain.name) or v_found;
 end $$;
+
+--
+-- Name: unstarted_bound(bigint[], integer[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], OUT outcomes text[], OUT errors text[]) RETURNS record
+    LANGUAGE sql STABLE
+    AS $$
+  select array_agg(case when b.over then 'nack' else x.outcome end order by x.i),
+         array_agg(case when b.over then format('never started: released unstarted 25 times in a row, so nacked this time, '
+                                                || 'its attempt spent; this time too: %s', x.error) else x.error end order by x.i)
+  from unnest(p_ids, p_attempts, p_outcomes, p_errors) with ordinality as x(id, attempt, outcome, error, i)
+  cross join lateral (select x.outcome = 'release' and x.error is not null and exists (
+    select 1 from jobs.job_queue q
+    where q.job_id = x.id and q.attempt = x.attempt and jobs.unstarted_in_a_row(q.last_error) >= 25)) as b(over)
+$$;
+
+--
+-- Name: unstarted_in_a_row(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.unstarted_in_a_row(p_last_error text) RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    AS $$
+  select coalesce(substring(p_last_error from '^released unstarted \((\d+) in a row\): ')::integer, 0)
+$$;
 
 --
 -- Name: unsubscribe(text, text); Type: FUNCTION; Schema: jobs; Owner: -

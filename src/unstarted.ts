@@ -1,5 +1,8 @@
 // A claimed job whose handler never began gives its attempt back: released
-// (jobs.settle_arrays' release), never nacked, its last_error saying why. A
+// (jobs.settle_arrays' release with a reason), never nacked, its last_error
+// saying why: 'released unstarted (3 in a row): <why>' (jobs.release_error);
+// the 26th in a row is nacked by its settle (jobs.unstarted_bound), so a
+// pool that never has room ends it, its retries spent. A
 // transactional handler waits for a connection before it begins (its turn
 // under the pool's size less one, PoolShare.enter, then its transaction's
 // BEGIN on the pool), its timeout running: its timeout, the drain's deadline
@@ -15,20 +18,23 @@ export type UnstartedBy = 'timeout' | 'deadline' | 'stop';
 
 const WAIT = 'while it waited for a connection (transactional handlers take the pool\'s size less one, those running hold theirs, '
   + 'and so may other code on the pool)';
-const FIX = "raise the pool's size, lower the drain's concurrency";
+const FIX = "raise the pool's size, lower the drain's concurrency, make fewer tasks transactional";
 
-/** Its last_error: "released unstarted: its timeout (1 s) was all but spent while it waited for a connection (…); raise …". */
+/**
+ * Why it was released, the release's reason: "its timeout (1 s) was all but spent while it waited for a connection (…);
+ * raise …". Its last_error: 'released unstarted (1 in a row): ' and this.
+ */
 export function unstartedWhy(timeoutSeconds: number, by: UnstartedBy): string {
-  if (by === 'stop') return `released unstarted: the drain stopped ${WAIT}`;
+  if (by === 'stop') return `the drain stopped ${WAIT}`;
   // A longer timeout helps a job its own timeout ended, not one the drain's deadline did.
-  if (by === 'deadline') return `released unstarted: the drain's deadline was near ${WAIT}; ${FIX} or give the drain a later deadline`;
-  return `released unstarted: its timeout (${timeoutSeconds} s) was all but spent ${WAIT}; ${FIX} or give the task a longer timeout`;
+  if (by === 'deadline') return `the drain's deadline was near ${WAIT}; ${FIX} or give the drain a later deadline`;
+  return `its timeout (${timeoutSeconds} s) was all but spent ${WAIT}; ${FIX} or give the task a longer timeout`;
 }
 
 /** r never began: its signal fires (its wait for a connection ends) and it is released with why. */
 export function releaseUnstarted(r: Running, by: UnstartedBy): void {
   const why = unstartedWhy(r.job.timeout, by);
-  r.signal.abort(new Error(why));
+  r.signal.abort(new Error(`released unstarted: ${why}`));
   r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release', error: why });
 }
 

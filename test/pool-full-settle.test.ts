@@ -26,7 +26,7 @@ it("a drain whose concurrency is its pool's size settles the transactional handl
     expect(report.failures.map((f) => f.error)).toEqual(['timed out after 1 s', 'timed out after 1 s']);
     expect(releases).toHaveLength(2); // the third never began: no connection came free before its timeout
     expect(await db.sql(`select attempt, last_error from jobs.job_queue order by last_error`))
-      .toEqual([{ attempt: 0, last_error: unstartedWhy(1, 'timeout') }, ...Array(2).fill({ attempt: 1, last_error: 'timed out after 1 s' })]);
+      .toEqual([{ attempt: 0, last_error: `released unstarted (1 in a row): ${unstartedWhy(1, 'timeout')}` }, ...Array(2).fill({ attempt: 1, last_error: 'timed out after 1 s' })]);
   } finally {
     for (const release of releases.splice(0)) release();
   }

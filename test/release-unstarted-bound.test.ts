@@ -1,0 +1,68 @@
+// A release with a reason (jobs.settle_arrays: a consumer that claimed a job
+// and could not start it; drain(): no connection came free in time) gave the
+// job back, no attempt spent, without end while the consumer never had room
+// (34 times in 3.4 s at a 0.1 s timeout), seen only in last_error; and each
+// reason went on top of the last, so alternating reasons grew last_error to
+// 8 KiB and pushed the error of the job's last run out. Now its reason
+// replaces an earlier release's line, which counts them in a row, and the
+// 26th in a row is a nack (jobs.unstarted_bound). On a real PostgreSQL.
+import { expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+
+const { sql } = await testDb();
+
+type Answer = Record<string, unknown>;
+
+/** Claims the job (the only one due) and answers its attempt. */
+const claim = async () => (await sql<{ attempt: number }>('select attempt from jobs.consume(1)'))[0]!.attempt;
+
+/** Settles its delivery `attempt` with one outcome; retry_at now, so a nack's retry is due at once. */
+const settle = async (id: string, attempt: number, outcome: string, error: string | null) =>
+  (await sql<{ r: Answer }>(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array[$3], null, array[$4::text],
+                              array[now()]) as r`, [id, attempt, outcome, error]))[0]!.r;
+
+const row = async (id: string) =>
+  (await sql<{ attempt: number; last_error: string | null }>('select attempt, last_error from jobs.job_queue where job_id = $1', [id]))[0];
+
+const publish = async (maxRetries: number) =>
+  (await sql<{ id: string }>(`select jobs.publish('t', '{}', max_retries => $1)::text as id`, [maxRetries]))[0]!.id;
+
+it('a job released unstarted 25 times in a row is nacked the 26th, its attempt spent, and fails once its retries are', async () => {
+  const id = await publish(1);
+  const why = 'no connection came free (raise the pool)';
+  for (let n = 1; n <= 25; n++) {
+    expect(await settle(id, await claim(), 'release', why)).toMatchObject({ released: 1, retried: 0 });
+    expect(await row(id)).toEqual({ attempt: 0, last_error: `released unstarted (${n} in a row): ${why}` });
+  }
+  // Unfixed: released again (and so on, without end), its last_error 25 copies of the reason deep.
+  const never = `never started: released unstarted 25 times in a row, so nacked this time, its attempt spent; this time too: ${why}`;
+  expect(await settle(id, await claim(), 'release', why)).toMatchObject({ released: 0, retried: 1 });
+  expect(await row(id)).toEqual({ attempt: 1, last_error: never });
+  // Its next attempt counts from one again, its last run's error below.
+  expect(await claim()).toBe(2);
+  expect(await settle(id, 2, 'release', why)).toMatchObject({ released: 1 });
+  expect(await row(id)).toEqual({ attempt: 1, last_error: `released unstarted (1 in a row): ${why}\n${never}` });
+  for (let n = 2; n <= 25; n++) await settle(id, await claim(), 'release', why);
+  // Its retries spent: it fails, saying why.
+  expect(await settle(id, await claim(), 'release', why)).toMatchObject({ released: 0, failed: 1 });
+  expect(await sql('select status, attempts, error from jobs.job where job_id = $1', [id]))
+    .toEqual([{ status: 'failure', attempts: 2, error: never }]);
+});
+
+it("a release's reason replaces an earlier release's and keeps the last run's error below it", async () => {
+  const id = await publish(3);
+  expect(await settle(id, await claim(), 'nack', 'SMTP 451: try later')).toMatchObject({ retried: 1 });
+  for (let n = 1; n <= 10; n++) await settle(id, await claim(), 'release', n % 2 ? 'its timeout was near' : "the drain's deadline was near");
+  // Unfixed: the two reasons one on top of the other, 10 lines, the run's error below them all (at 8 KiB, cut off).
+  expect(await row(id)).toEqual({ attempt: 1, last_error: "released unstarted (10 in a row): the drain's deadline was near\nSMTP 451: try later" });
+  // A snooze (its handler ran) replaces the line and counts its own; a release after it starts counting again.
+  await sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'], retry_at => array[now()])`, [id, await claim()]);
+  expect((await row(id))!.last_error).toMatch(/^snoozed until \S+ \(1 in a row\)\nSMTP 451: try later$/);
+  await settle(id, await claim(), 'release', 'one line\nnot two');
+  expect(await row(id)).toEqual({ attempt: 1, last_error: 'released unstarted (1 in a row): one line not two\nSMTP 451: try later' });
+  // A plain release (no reason, no time) keeps it as it was.
+  expect(await sql('select jobs.release(array[$1::bigint]) as n', [id])).toEqual([{ n: 0 }]); // not running: nothing
+  await claim();
+  expect(await sql('select jobs.release(array[$1::bigint]) as n', [id])).toEqual([{ n: 1 }]);
+  expect((await row(id))!.last_error).toBe('released unstarted (1 in a row): one line not two\nSMTP 451: try later');
+});
