@@ -38,6 +38,7 @@ export class DrainHooks {
     if (outcome === null || outcome.outcome === 'ack') event = { job, outcome: 'ack', durationMs, willRetry: false };
     else if (outcome.outcome === 'release') {
       event = { job, outcome: 'release', durationMs, willRetry: true };
+      if (outcome.error !== undefined) event.error = outcome.error; // why it never started (unstarted.ts)
       if (outcome.thrown !== undefined) event.thrown = outcome.thrown; // a SnoozeJob
     }
     else {

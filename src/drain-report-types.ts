@@ -105,7 +105,11 @@ export interface JobEndEvent {
    * cancelled: jobs.cancel while it ran.
    */
   outcome: 'ack' | 'nack' | 'fail' | 'release' | 'cancelled';
-  /** The error recorded (message and stack): nack, fail and cancelled. */
+  /**
+   * The error recorded (message and stack): nack, fail and cancelled. A release of a job that never started: why
+   * ("its timeout (1 s) was all but spent while it waited for a connection …"), its last_error's first line after
+   * 'released unstarted (N in a row): '; none for a SnoozeJob.
+   */
   error?: string;
   /** What the handler threw, when it threw (for Sentry.captureException). */
   thrown?: unknown;

@@ -100,6 +100,7 @@ afterAll(() => pool.end());
 
 it("one whose BEGIN waited for a connection of a pool other code held until its timeout is released", async () => {
   const held: pg.PoolClient[] = [];
+  const releasedWhy: (string | undefined)[] = [];
   const hung: (() => void)[] = [];
   const long = defineTask('long', async (_body: unknown, ctx) => {
     await ctx.db.query('select 1');
@@ -112,8 +113,14 @@ it("one whose BEGIN waited for a connection of a pool other code held until its 
     const report = await queue.drain(10, Date.now() + 2000, {
       concurrency: 2, overrunMs: 3000,
       // Its settle needs a connection too: given back once the unrun one has ended.
-      onJobEnd: ({ outcome }) => { if (outcome === 'release') for (const c of held.splice(0)) c.release(); },
+      onJobEnd: ({ outcome, error }) => {
+        if (outcome !== 'release') return;
+        releasedWhy.push(error);
+        for (const c of held.splice(0)) c.release();
+      },
     });
+    // Its event says why (unfixed: no error).
+    expect(releasedWhy).toEqual([unstartedWhy(1, 'timeout')]);
     expect(hung).toHaveLength(1);
     // Unfixed: { failed: 2 }, the unrun one 'timed out after 1 s'.
     expect(report).toMatchObject({ claimed: 2, failed: 1, released: 1 });
