@@ -32,7 +32,8 @@
 -- read than JSON. Returns {"succeeded", "failed", "cancelled", "retried",
 -- "released", "stale"}, "cancelled_ids" (the deliveries it ended cancelled,
 -- as id:attempt: '12:1,15:3') when any, "stale_ids" (those it found stale,
--- '12:1,15:2') when any: deliveries, as a settle may carry two of one job.
+-- '12:1,15:2') when any, "never_started_ids" (the releases it made nacks)
+-- when any: deliveries, as a settle may carry two of one job.
 create function jobs.settle_arrays(
   ids      bigint[],
   attempts integer[],
@@ -65,6 +66,7 @@ declare
   v_settled bigint[];      -- the jobs this call ended, retried or released (read only when one is stale)
   v_settled_at integer[];  -- the attempts of those deliveries, as v_settled
   v_from timestamptz;  -- what a retry's backoff counts from (jobs.call_time)
+  v_never text;  -- the releases made nacks (jobs.unstarted_bound), as id:attempt
 begin
   v_n := coalesce(cardinality(settle_arrays.ids), 0);
   if coalesce(cardinality(settle_arrays.attempts), 0) <> v_n or coalesce(cardinality(settle_arrays.outcomes), 0) <> v_n then
@@ -98,7 +100,7 @@ begin
   end if;
   -- A release with a reason of a job given back so unstarted 25 times in a row is a nack (jobs.unstarted_bound).
   if settle_arrays.errors is not null and 'release' = any(settle_arrays.outcomes) then
-    select b.outcomes, b.errors into settle_arrays.outcomes, settle_arrays.errors
+    select b.outcomes, b.errors, b.never into settle_arrays.outcomes, settle_arrays.errors, v_never
     from jobs.unstarted_bound(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors) b;
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
@@ -292,5 +294,6 @@ begin
       where x.attempt <= 0 or not exists (select 1 from unnest(v_settled, v_settled_at) as s(id, attempt)
                                           where s.id = x.id and s.attempt = x.attempt)));
   end if;
+  if v_never is not null then v_result := v_result || jsonb_build_object('never_started_ids', v_never); end if;
   return v_result;
 end $$;

@@ -61,7 +61,7 @@ returns jsonb language sql stable as $$
   from applied a
 $$;
 
--- How many releases with a reason in a row its last_error counts (jobs.release_error, below).
+-- Releases with a reason in a row its last_error counts (jobs.release_error).
 create function jobs.unstarted_in_a_row(p_last_error text)
 returns integer language sql immutable as $$
   select coalesce(substring(p_last_error from '^released unstarted \((\d+) in a row\): ')::integer, 0)
@@ -73,9 +73,8 @@ $$;
 -- (line breaks become spaces), at most 1000 characters; with p_retry_at and
 -- no reason, a snooze: 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)';
 -- with neither, last_error as it was. The line replaces the one an earlier
--- release or snooze wrote, so alternating reasons never pile up and the lines
--- below, the error of the job's last run, stay readable; cut whole
--- (jobs.cut_error): after an error of 8 KiB it would be past the bound.
+-- release or snooze wrote (reasons never pile up), above the last run's
+-- error; cut whole (jobs.cut_error): after one of 8 KiB it is past the bound.
 create function jobs.release_error(p_last_error text, p_reason text, p_retry_at timestamptz)
 returns text language sql stable as $$
   select case when p_reason is null and p_retry_at is null then p_last_error else jobs.cut_error(
@@ -94,13 +93,15 @@ $$;
 -- (jobs.unstarted_in_a_row) is a nack instead, with an error saying so: its
 -- attempt spent, it is retried after the backoff, or fails once its retries
 -- are spent (its count starts again, the nack's error heading last_error). Answers
--- jobs.settle_arrays' outcomes and errors with those releases made nacks.
+-- jobs.settle_arrays' outcomes and errors with those releases made nacks, and
+-- those deliveries as id:attempt ('12:1,15:3'; null when none).
 create function jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[],
-                                     out outcomes text[], out errors text[])
+                                     out outcomes text[], out errors text[], out never text)
 language sql stable as $$
   select array_agg(case when b.over then 'nack' else x.outcome end order by x.i),
          array_agg(case when b.over then format('never started: released unstarted 25 times in a row, so nacked this time, '
-                                                || 'its attempt spent; this time too: %s', x.error) else x.error end order by x.i)
+                                                || 'its attempt spent; this time too: %s', x.error) else x.error end order by x.i),
+         string_agg(x.id || ':' || x.attempt, ',') filter (where b.over)
   from unnest(p_ids, p_attempts, p_outcomes, p_errors) with ordinality as x(id, attempt, outcome, error, i)
   cross join lateral (select x.outcome = 'release' and x.error is not null and exists (
     select 1 from jobs.job_queue q
@@ -112,7 +113,7 @@ $$;
 --   {"id": job_id, "attempt": n, "outcome": "nack",    "error": text, "retry_at": timestamptz | null}
 --   {"id": job_id, "attempt": n, "outcome": "fail",    "error": text}
 --   {"id": job_id, "attempt": n, "outcome": "release", "retry_at": timestamptz | null, "error": text | null}
--- (a release's error: why it was given back unstarted, jobs.release_error; bounded, jobs.unstarted_bound)
+-- (a release's error: why it was given back unstarted, jobs.release_error; bounded: jobs.unstarted_bound)
 create function jobs.settle(outcomes jsonb, now timestamptz default null)
 returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

@@ -6428,6 +6428,7 @@ declare
   v_settled bigint[];      -- the jobs this call ended, retried or released (read only when one is stale)
   v_settled_at integer[];  -- the attempts of those deliveries, as v_settled
   v_from timestamptz;  -- what a retry's backoff counts from (jobs.call_time)
+  v_never text;  -- the releases made nacks (jobs.unstarted_bound), as id:attempt
 begin
   v_n := coalesce(cardinality(settle_arrays.ids), 0);
   if coalesce(cardinality(settle_arrays.attempts), 0) <> v_n or coalesce(cardinality(settle_arrays.outcomes), 0) <> v_n then
@@ -6461,7 +6462,7 @@ begin
   end if;
   -- A release with a reason of a job given back so unstarted 25 times in a row is a nack (jobs.unstarted_bound).
   if settle_arrays.errors is not null and 'release' = any(settle_arrays.outcomes) then
-    select b.outcomes, b.errors into settle_arrays.outcomes, settle_arrays.errors
+    select b.outcomes, b.errors, b.never into settle_arrays.outcomes, settle_arrays.errors, v_never
     from jobs.unstarted_bound(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors) b;
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
@@ -6655,6 +6656,7 @@ begin
       where x.attempt <= 0 or not exists (select 1 from unnest(v_settled, v_settled_at) as s(id, attempt)
                                           where s.id = x.id and s.attempt = x.attempt)));
   end if;
+  if v_never is not null then v_result := v_result || jsonb_build_object('never_started_ids', v_never); end if;
   return v_result;
 end $$;
 
@@ -7299,12 +7301,13 @@ end $$;
 -- Name: unstarted_bound(bigint[], integer[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], OUT outcomes text[], OUT errors text[]) RETURNS record
+CREATE FUNCTION jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], OUT outcomes text[], OUT errors text[], OUT never text) RETURNS record
     LANGUAGE sql STABLE
     AS $$
   select array_agg(case when b.over then 'nack' else x.outcome end order by x.i),
          array_agg(case when b.over then format('never started: released unstarted 25 times in a row, so nacked this time, '
-                                                || 'its attempt spent; this time too: %s', x.error) else x.error end order by x.i)
+                                                || 'its attempt spent; this time too: %s', x.error) else x.error end order by x.i),
+         string_agg(x.id || ':' || x.attempt, ',') filter (where b.over)
   from unnest(p_ids, p_attempts, p_outcomes, p_errors) with ordinality as x(id, attempt, outcome, error, i)
   cross join lateral (select x.outcome = 'release' and x.error is not null and exists (
     select 1 from jobs.job_queue q

@@ -1,6 +1,7 @@
 import type { Outcome, SettleListener } from './outcome-arrays.js';
 import type { FailedJob, Job } from './types.js';
 import { sliceUnits } from './error-text.js';
+import { neverStartedError } from './unstarted.js';
 
 /**
  * How many failed deliveries a report lists: a drain of a failing backlog
@@ -41,6 +42,8 @@ export class FailureList implements SettleListener {
   private dropped = 0;
   /** Those of them whose settle has not answered, made with the first (a stale one leaves the count). */
   private droppedPending: WeakSet<Outcome> | undefined;
+  /** The jobs of releases with a reason, made with the first: their settle may make them nacks. */
+  private releases: WeakMap<Outcome, Job> | undefined;
 
   /** The first MAX_REPORTED_FAILURES failures that happened, in order. */
   get list(): FailedJob[] {
@@ -53,17 +56,29 @@ export class FailureList implements SettleListener {
   }
 
   add(job: Job, outcome: Outcome): void {
-    if (outcome.outcome !== 'nack' && outcome.outcome !== 'fail') return;
+    if (outcome.outcome === 'release') {
+      // Released unstarted (with a reason): its settle may make it a nack (neverStarted).
+      if (outcome.error !== undefined) (this.releases ??= new WeakMap()).set(outcome, job);
+      return;
+    }
+    if (outcome.outcome === 'ack') return;
+    this.keep(job, outcome, outcome.error, outcome.outcome === 'nack' && job.attempt <= job.maxRetries);
+  }
+
+  /** Its settle made this release a nack, released unstarted too often in a row: a failure, its attempt spent. */
+  neverStarted(outcome: Outcome): void {
+    const job = this.releases?.get(outcome);
+    if (job && outcome.outcome === 'release') this.keep(job, outcome, neverStartedError(outcome.error!), job.attempt <= job.maxRetries);
+  }
+
+  private keep(job: Job, outcome: Outcome, error: string, willRetry: boolean): void {
     // Past the list by more than the failures before it that may turn out stale: it can never be listed.
     if (this.pending <= this.kept.length - MAX_REPORTED_FAILURES) {
       this.dropped++;
       (this.droppedPending ??= new WeakSet()).add(outcome);
       return;
     }
-    const entry = {
-      id: job.id, task: job.task, attempt: job.attempt, error: outcome.error,
-      willRetry: outcome.outcome === 'nack' && job.attempt <= job.maxRetries,
-    };
+    const entry = { id: job.id, task: job.task, attempt: job.attempt, error, willRetry };
     const kept = { entry, outcome, pending: true };
     this.kept.push(kept);
     (this.byOutcome ??= new Map()).set(outcome, kept);

@@ -26,16 +26,19 @@ export interface SettleCounts {
 
 /**
  * A settle's answer: its counts, the deliveries (as id:attempt, '12:1,15:3')
- * it ended cancelled, when it cancelled any, and those whose outcome it found
- * stale, when any was. Deliveries, not jobs: one settle may carry two
+ * it ended cancelled, when it cancelled any, those whose outcome it found
+ * stale, when any was, and the releases with a reason it made nacks (released
+ * unstarted 25 times in a row: jobs.unstarted_bound), when it made any. Deliveries, not jobs: one settle may carry two
  * outcomes of a job, the stale one of its earlier delivery and the next's.
  */
-export type SettleAnswer = SettleCounts & { cancelled_ids?: string; stale_ids?: string };
+export type SettleAnswer = SettleCounts & { cancelled_ids?: string; stale_ids?: string; never_started_ids?: string };
 
 /** Told what a settle did with some of its outcomes (a Settler's listener: a drain's FailureList). */
 export interface SettleListener {
   /** It ended this outcome's job cancelled (a cancel requested while it ran), whatever the outcome said. */
   endedCancelled(outcome: Outcome): void;
+  /** It made this release (with a reason) a nack: the job was released unstarted 25 times in a row (unstarted.ts). */
+  neverStarted(outcome: Outcome): void;
   /** It found this outcome stale: its delivery had ended without it, so it changed nothing. */
   stale(outcome: Outcome): void;
   /** It answered, for all of these outcomes (told after endedCancelled and stale): the others did what they said. */

@@ -153,8 +153,8 @@ export class Settler {
 
   /**
    * What a settle did (its answer's counts); batch: the outcomes it took,
-   * whose deliveries (id:attempt) its cancelled_ids and stale_ids name. Both
-   * come only when there are any: a batch of acks that all applied reads
+   * whose deliveries (id:attempt) its cancelled_ids, never_started_ids and stale_ids name. Each
+   * comes only when there are any: a batch of acks that all applied reads
    * nothing more (and the listener's answered, nothing while it waits on none).
    */
   count(counts: SettleAnswer | null | undefined, batch?: readonly Outcome[]): void {
@@ -165,6 +165,10 @@ export class Settler {
     if (counts.cancelled_ids) {
       const named = new Set(counts.cancelled_ids.split(','));
       for (const o of batch) if (named.has(`${o.id}:${o.attempt}`)) told.endedCancelled(o);
+    }
+    if (counts.never_started_ids) {
+      const named = new Set(counts.never_started_ids.split(','));
+      for (const o of batch) if (named.has(`${o.id}:${o.attempt}`)) told.neverStarted(o);
     }
     if (counts.stale_ids) {
       const named = new Set(counts.stale_ids.split(','));

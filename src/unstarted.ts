@@ -31,6 +31,14 @@ export function unstartedWhy(timeoutSeconds: number, by: UnstartedBy): string {
   return `its timeout (${timeoutSeconds} s) was all but spent ${WAIT}; ${FIX} or give the task a longer timeout`;
 }
 
+/** How many releases unstarted in a row jobs.unstarted_bound allows: the next is a nack. */
+export const UNSTARTED_BOUND = 25;
+
+/** The error of the nack jobs.unstarted_bound makes of the release past the bound (the same text). */
+export function neverStartedError(why: string): string {
+  return `never started: released unstarted ${UNSTARTED_BOUND} times in a row, so nacked this time, its attempt spent; this time too: ${why}`;
+}
+
 /** r never began: its signal fires (its wait for a connection ends) and it is released with why. */
 export function releaseUnstarted(r: Running, by: UnstartedBy): void {
   const why = unstartedWhy(r.job.timeout, by);

@@ -31,12 +31,12 @@ it('a job released unstarted 25 times in a row is nacked the 26th, its attempt s
   const id = await publish(1);
   const why = 'no connection came free (raise the pool)';
   for (let n = 1; n <= 25; n++) {
-    expect(await settle(id, await claim(), 'release', why)).toMatchObject({ released: 1, retried: 0 });
+    expect(await settle(id, await claim(), 'release', why)).toEqual({ succeeded: 0, failed: 0, cancelled: 0, retried: 0, released: 1, stale: 0 });
     expect(await row(id)).toEqual({ attempt: 0, last_error: `released unstarted (${n} in a row): ${why}` });
   }
   // Unfixed: released again (and so on, without end), its last_error 25 copies of the reason deep.
   const never = `never started: released unstarted 25 times in a row, so nacked this time, its attempt spent; this time too: ${why}`;
-  expect(await settle(id, await claim(), 'release', why)).toMatchObject({ released: 0, retried: 1 });
+  expect(await settle(id, await claim(), 'release', why)).toMatchObject({ released: 0, retried: 1, never_started_ids: `${id}:1` });
   expect(await row(id)).toEqual({ attempt: 1, last_error: never });
   // Its next attempt counts from one again, its last run's error below.
   expect(await claim()).toBe(2);
