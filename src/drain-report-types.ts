@@ -86,6 +86,12 @@ export interface DrainReport {
   failures: FailedJob[];
   /** Failed deliveries past those 100, counted only (jobs.job has every error). */
   failuresOmitted: number;
+  /**
+   * The jobs the stop after its signal cut short, at the grace's end (graceMs) or hardSignal: `nacked`, their
+   * handler running (an attempt spent: counted in retried or failed), and `released`, still waiting for a
+   * connection, never begun (no attempt spent: counted in released). Both 0 when it cut none.
+   */
+  interrupted: { nacked: number; released: number };
 }
 
 /** DrainOptions.onJobStart's argument: a claimed job whose handler starts now. */

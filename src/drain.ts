@@ -21,7 +21,7 @@ import { pauseUntil, Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
 import { Timeouts } from './timeouts.js';
 import { withUnrecorded } from './unrecorded.js';
-import { causeOf, endEarlierDelivery, windDown } from './wind-down.js';
+import { causeOf, endEarlierDelivery, windDown, type Interrupted } from './wind-down.js';
 import type { DrainReport, Job, SkippedTimeouts, StoppedBy } from './types.js';
 export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS,
   type DrainDeps } from './drain-settings.js';
@@ -30,15 +30,14 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  * Claims, runs and settles jobs until the queue is empty, the deadline is
  * near, or options.signal fires; then returns what it did.
  *
- * - A claim takes only jobs whose timeout fits before `deadline - settleMarginMs`,
- *   so every job it starts can finish in time; the report's `skipped` counts
- *   due jobs it left alone for that reason (with no budget at all, or after a wait for a free slot until
- *   the deadline, one claim that takes none counts them, if a connection is free for it: last-look.ts).
- * - Each handler's ctx.signal fires at its job's timeout; the job is then
- *   nacked as timed out without waiting for the handler.
- * - On options.signal it stops claiming, lets running handlers go on for
- *   graceMs (default: until their timeout), then aborts and retries the rest
- *   at once, their attempt spent (wind-down.ts interrupted); on hardSignal at once.
+ * - A claim takes only jobs whose timeout fits before `deadline - settleMarginMs`, so every job it starts can
+ *   finish in time; the report's `skipped` counts due jobs it left alone for that reason (with no budget at all,
+ *   or after a wait for a free slot until the deadline, one claim that takes none counts them, if a connection
+ *   is free for it: last-look.ts).
+ * - Each handler's ctx.signal fires at its job's timeout; the job is then nacked as timed out without waiting.
+ * - On options.signal it stops claiming, lets running handlers go on for graceMs (default: until their
+ *   timeout), then aborts and retries the rest at once, their attempt spent (wind-down.ts interrupted; one
+ *   still waiting for a connection is released); on hardSignal at once. The report's `interrupted` counts each.
  * - It returns by the deadline plus the time of its last settle statement
  *   (bounded by settleMarginMs on a healthy database). A database that stops
  *   answering is given up overrunMs after the deadline (or after the grace
@@ -86,6 +85,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const hooks = DrainHooks.of(opts); // undefined without hooks: no event is built per job
   const running = new RunningJobs();
   let claimError: unknown;
+  let interrupted: Interrupted = { nacked: 0, released: 0 }; // what the grace's end or hardSignal cut short
   let rolledBack = 0; // claims in a row a deadlock or serialization failure rolled back
   let claimed = 0;
   let batches = 0;
@@ -270,7 +270,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         else stop(unfit > 0 ? 'deadline' : 'empty');
       }
     }
-    await windDown(running, stopped.by === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal, opts.signal);
+    interrupted = await windDown(running, stopped.by === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal, opts.signal);
   } catch (error) {
     // Not a claim's error: a fault of the drain itself. Give back what runs.
     for (const r of [...running.values()]) {
@@ -295,6 +295,6 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   if (claimError !== undefined) throw translateError(claimError);
   return {
     claimed, ...settler.totals, skipped, skippedTimeouts, queuePaused, queueAtMaxRunning, queueAtGroupConcurrency, stoppedBy: stopped.by ?? 'empty',
-    durationMs: Date.now() - startedAt, batches, failures: failures.list, failuresOmitted: failures.omitted,
+    durationMs: Date.now() - startedAt, batches, failures: failures.list, failuresOmitted: failures.omitted, interrupted,
   };
 }

@@ -80,16 +80,28 @@ export function causeOf(signal: AbortSignal | undefined, otherwise: string): str
   return signal?.reason instanceof StopCause ? signal.reason.message : otherwise;
 }
 
+/** The jobs a stop cut short (windDown): nacked, their handler running; released, still waiting for a connection. */
+export interface Interrupted {
+  nacked: number;
+  released: number;
+}
+
 /**
  * Waits for running jobs; after graceMs (if given), or at once when
- * hardSignal fires, aborts the rest and nacks them (interrupted).
+ * hardSignal fires, aborts the rest and nacks them (interrupted; released,
+ * one still waiting for a connection). Answers how many of each.
  */
 export async function windDown(running: RunningJobs, graceMs: number | undefined,
-                                changed: () => Promise<void>, hardSignal?: AbortSignal, signal?: AbortSignal): Promise<void> {
+                                changed: () => Promise<void>, hardSignal?: AbortSignal, signal?: AbortSignal): Promise<Interrupted> {
   let graceOver = false;
+  const cut: Interrupted = { nacked: 0, released: 0 };
   const giveBack = (why: string) => {
     graceOver = true;
-    for (const r of [...running.values()]) interrupted(r, why);
+    for (const r of [...running.values()]) {
+      if (r.waitsForConnection) cut.released++;
+      else cut.nacked++;
+      interrupted(r, why);
+    }
   };
   const afterGrace = () => giveBack(`did not stop within graceMs=${graceMs} after ${causeOf(signal, "the drain's signal")}`);
   const atHardSignal = () => giveBack(`did not stop before ${causeOf(hardSignal, "the drain's hardSignal")}`);
@@ -100,4 +112,5 @@ export async function windDown(running: RunningJobs, graceMs: number | undefined
   while (running.size > 0 && !graceOver) await changed();
   cancelGrace?.();
   hardSignal?.removeEventListener('abort', atHardSignal);
+  return cut;
 }

@@ -174,15 +174,18 @@ it.each([['a second SIGTERM', ['SIGTERM', 'SIGTERM']], ['SIGINT', ['SIGINT']]] a
       if (i < signals.length - 1) await until(async () => d.stderr().includes('SIGTERM: claiming no more jobs'), 'the first SIGTERM');
     }
     if (signals.length > 1) {
-      expect(d.stderr()).toContain('(SIGTERM again or SIGINT stops them now: nacked, their attempt spent: retried, or failed with no retries left)');
+      expect(d.stderr()).toContain('(SIGTERM again or SIGINT stops them now: nacked, their attempt spent: retried, or failed with no retries left; '
+        + 'those still waiting for a connection released, no attempt spent)');
     }
     // Its grace is an hour and its handlers take two minutes: only the hard stop lets it exit before this SIGKILL.
     const timer = setTimeout(() => d.child.kill('SIGKILL'), 20_000);
     const exit = await d.exited;
     clearTimeout(timer);
     expect(exit).toMatchObject({ code: 0, signal: null });
-    expect(exit.stderr).toContain('stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left)');
-    expect(reportOf(exit)).toMatchObject({ stoppedBy: 'signal', claimed: 4, retried: 4, released: 0, succeeded: 0 });
+    expect(exit.stderr).toContain('stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left; '
+      + 'one still waiting for a connection released, no attempt spent; the report counts each)');
+    expect(reportOf(exit)).toMatchObject({ stoppedBy: 'signal', claimed: 4, retried: 4, released: 0, succeeded: 0,
+                                           interrupted: { nacked: 4, released: 0 } });
     expect(await sql('select attempt, lease_until, last_error from jobs.job_queue'))
       .toEqual(Array.from({ length: 4 }, () => ({ attempt: 1, lease_until: null, last_error: `did not stop before the drain's signal (${what})` })));
   });
@@ -294,7 +297,8 @@ describe('a network that freezes: a proxy stops forwarding, so no error ever com
       d.child.kill('SIGINT');
     });
     expect(exit).toMatchObject({ code: 1, signal: null });
-    expect(exit.stderr).toContain('stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left)');
+    expect(exit.stderr).toContain('stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left; '
+      + 'one still waiting for a connection released, no attempt spent; the report counts each)');
     expect(exit.stderr)
       .toMatch(/\npgdrain: database unavailable: no reply within 5000 ms after the drain was told to stop at once(; .+ not recorded .+)?\n$/);
     for (const e of await finish(db.url, sql)) expect(e).toMatchObject({ code: 0, stderr: '' });

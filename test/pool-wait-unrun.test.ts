@@ -9,6 +9,7 @@
 // pool other code held. On a real PostgreSQL.
 import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
+import { formatReport } from '../src/cli/format.js';
 import { pgDriver } from '../src/db/pg.js';
 import { createQueue, defineTask } from '../src/index.js';
 import { unstartedWhy } from '../src/unstarted.js';
@@ -86,6 +87,10 @@ it("one still waiting when the drain's grace after its signal ends is released, 
     // Unfixed: { failed: 2 }, the unrun one 'did not stop within graceMs=0 after the drain's signal'.
     expect(report).toMatchObject({ claimed: 2, failed: 1, released: 1, stoppedBy: 'signal' });
     expect(report.failures.map((f) => f.error)).toEqual(["did not stop within graceMs=0 after the drain's signal"]);
+    // Which the stop nacked and which it released, and the CLI's line (unfixed: no count; its signal's line said all were nacked).
+    expect(report.interrupted).toEqual({ nacked: 1, released: 1 });
+    expect(formatReport(report).split('\n')).toContain('  stopped at once: 1 running job(s) nacked, their attempt spent '
+      + '(retried, or failed with no retries left); 1 waiting for a connection released, no attempt spent');
     expect(await stops.db.sql(`select attempt, lease_until, last_error from jobs.job_queue`)).toEqual(unrunRow(unstartedWhy(5, 'stop')));
   } finally {
     for (const release of stops.releases.splice(0)) release();

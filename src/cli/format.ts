@@ -12,6 +12,11 @@ export function formatReport(r: DrainReport, deadlineSeconds?: number): string {
   if (r.queueAtGroupConcurrency) {
     lines.push("  its due jobs' groups are at their group_concurrency: they wait for a running job of their group to end");
   }
+  const { nacked, released } = r.interrupted;
+  if (nacked + released > 0) {
+    lines.push(`  stopped at once: ${nacked} running job(s) nacked, their attempt spent (retried, or failed with no retries left); `
+      + `${released} waiting for a connection released, no attempt spent`);
+  }
   if (r.stale > 0) lines.push(`  ${r.stale} outcome(s) not applied: their delivery had already ended (lease expired or taken over)`);
   for (const f of r.failures.slice(0, 20)) {
     lines.push(`  job ${f.id} ${f.task} attempt ${f.attempt} ${f.willRetry ? 'will retry' : 'failed'}: ${f.error.split('\n')[0]}`);

@@ -5,7 +5,9 @@
 //                          period to finish; what still runs then is stopped
 //                          and nacked, its attempt spent: retried at once, or
 //                          failed with no retries left (wind-down.ts
-//                          interrupted); the report is printed, exit 0.
+//                          interrupted; one still waiting for a connection
+//                          is released, no attempt spent: the report's
+//                          interrupted counts each); the report is printed, exit 0.
 //   second SIGTERM, SIGINT stop every running job so now, print, exit 0.
 //
 // pypgqueue's three stop modes map onto this: "all" (SIGHUP: stop when no
@@ -73,12 +75,14 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void,
     if (++count === 2) again.abort(new Error(name));
     if (name === 'SIGTERM' && !soft.signal.aborted) {
       log(`pgdrain: SIGTERM: claiming no more jobs; running ones have ${graceSeconds} s to finish ` +
-          '(SIGTERM again or SIGINT stops them now: nacked, their attempt spent: retried, or failed with no retries left)');
+          '(SIGTERM again or SIGINT stops them now: nacked, their attempt spent: retried, or failed with no retries left; '
+          + 'those still waiting for a connection released, no attempt spent)');
       soft.abort(cause(name));
       return;
     }
     if (hard.signal.aborted) return;
-    log(`pgdrain: ${name}: stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left)`);
+    log(`pgdrain: ${name}: stopping every running job now (nacked, its attempt spent: retried, or failed with no retries left; `
+        + 'one still waiting for a connection released, no attempt spent; the report counts each)');
     const second = soft.signal.aborted && name === 'SIGTERM';
     soft.abort(cause(name));
     hard.abort(cause(second ? 'a second SIGTERM' : name));
