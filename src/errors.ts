@@ -22,10 +22,22 @@ export type ErrorCode =
    */
   | 'resources_exhausted';
 
+/** drain()'s error when its last settle failed: the outcomes it could not record, by kind (src/unrecorded.ts). */
+export interface UnrecordedOutcomes {
+  total: number;
+  succeeded: number;
+  /** Nacked or failed (retried or failed once their leases pass: an attempt spent). */
+  failed: number;
+  /** Given back unstarted or snoozed. */
+  released: number;
+}
+
 export class PgDrainError extends Error {
   override readonly name: string = 'PgDrainError';
   readonly code: ErrorCode;
   readonly field: string | undefined;
+  /** drain()'s error only: what its last settle could not record (its message says it too); else undefined. */
+  declare unrecorded?: UnrecordedOutcomes;
 
   constructor(code: ErrorCode, message: string, options: { field?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });

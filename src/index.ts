@@ -13,7 +13,7 @@ export { checkCron, checkTz, isRrule, nextTicks } from './cron-checks.js';
 export { schedule, unschedule, listSchedules, maintain, type ScheduleSpec, type ScheduleInfo, type ScheduleRunner,
   type ScheduleOverlap, type ScheduleDedupeMode, type MaintainReport } from './schedules.js';
 export { resolveHandler, taskNames } from './tasks.js';
-export { PgDrainError, ValidationError, translateError, type ErrorCode } from './errors.js';
+export { PgDrainError, ValidationError, translateError, type ErrorCode, type UnrecordedOutcomes } from './errors.js';
 export { FailJob, RetryJob, SnoozeJob, type RetryWhen } from './job-errors.js';
 export { takeToken, type RateLimitOptions } from './rate-limit.js';
 export { pgDriver, type PgPool } from './db/pg.js';

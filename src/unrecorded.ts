@@ -4,6 +4,7 @@
 // (a claim, jobs.expire, jobs.maintain) retries each, an attempt spent, or
 // fails it with none left (so the message must not say they all run again), its last_error naming this drain's worker id
 // (jobs.no_outcome_from): that error and this one tell the same story.
+import type { PgDrainError, UnrecordedOutcomes } from './errors.js';
 import type { Outcome } from './outcome-arrays.js';
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
@@ -12,13 +13,15 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
  * error (what drain() rejects with), its message followed by what was not
  * recorded: "database unavailable: Connection terminated unexpectedly; 3 jobs'
  * outcomes were not recorded (2 succeeded, 1 failed): the drain's last settle
- * failed. …". settleError: the
+ * failed. …", and the same counts as its `unrecorded` (PgDrainError). settleError: the
  * last settle's own error, named when error is another's (a failed claim's).
  */
 export function withUnrecorded(error: unknown, left: readonly Outcome[], settleError: unknown, workerId: string): unknown {
   if (left.length === 0 || !(error instanceof Error)) return error;
-  const kinds = { succeeded: 0, failed: 0, 'given back': 0 };
-  for (const o of left) kinds[o.outcome === 'ack' ? 'succeeded' : o.outcome === 'release' ? 'given back' : 'failed']++;
+  const counts: UnrecordedOutcomes = { total: left.length, succeeded: 0, failed: 0, released: 0 };
+  for (const o of left) counts[o.outcome === 'ack' ? 'succeeded' : o.outcome === 'release' ? 'released' : 'failed']++;
+  (error as PgDrainError).unrecorded = counts; // typed on PgDrainError (translateError's); set on any Error it got
+  const kinds = { succeeded: counts.succeeded, failed: counts.failed, 'given back': counts.released };
   const which = Object.entries(kinds).filter(([, n]) => n > 0).map(([kind, n]) => `${n} ${kind}`).join(', ');
   // The settle's own error, when error's message does not already say it (a failed claim's may say the same).
   const settled = settleError instanceof Error ? settleError.message : String(settleError);
