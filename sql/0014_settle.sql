@@ -28,8 +28,9 @@ returns jsonb language sql stable as $$
     -- counted: null when it stays stale.
     select o.id, o.attempt, case when o.attempt > 0 and case o.outcome
       when 'ack' then j.status = 'success'
-      -- A release that met a cancel ends the job; else it gave the attempt back.
+      -- A release that met a cancel ends the job; else it gave the attempt back, or was a nack (jobs.unstarted_bound).
       when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
+        or starts_with(coalesce(j.error, q.last_error), 'never started: released unstarted ')
       -- The error tells this worker's end from its lease's expiry (jobs.expire's
       -- 'timed out: …') or a jobs.fail, which end the same delivery.
       else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
@@ -87,9 +88,8 @@ returns text language sql stable as $$
          '^((snoozed until \S+ \(\d+ in a row\)|released unstarted \(\d+ in a row\): [^\n]*)(\n|$))+', ''), ''), '')) end
 $$;
 
--- Releases with a reason are bounded: a consumer that never has room to start
--- a job (a pool that stays full) would give it back without end, no attempt
--- spent. The release of a job given back so 25 times in a row already
+-- Releases with a reason are bounded: a consumer that never has room to start a job (a
+-- pool that stays full) would give it back without end. The release of one given back so 25 times in a row already
 -- (jobs.unstarted_in_a_row) is a nack instead, with an error saying so: its
 -- attempt spent, it is retried after the backoff, or fails once its retries
 -- are spent (its count starts again, the nack's error heading last_error). Answers

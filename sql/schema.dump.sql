@@ -6700,8 +6700,9 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
     -- counted: null when it stays stale.
     select o.id, o.attempt, case when o.attempt > 0 and case o.outcome
       when 'ack' then j.status = 'success'
-      -- A release that met a cancel ends the job; else it gave the attempt back.
+      -- A release that met a cancel ends the job; else it gave the attempt back, or was a nack (jobs.unstarted_bound).
       when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
+        or starts_with(coalesce(j.error, q.last_error), 'never started: released unstarted ')
       -- The error tells this worker's end from its lease's expiry (jobs.expire's
       -- 'timed out: …') or a jobs.fail, which end the same delivery.
       else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))

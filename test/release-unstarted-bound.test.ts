@@ -66,3 +66,20 @@ it("a release's reason replaces an earlier release's and keeps the last run's er
   expect(await sql('select jobs.release(array[$1::bigint]) as n', [id])).toEqual([{ n: 1 }]);
   expect((await row(id))!.last_error).toBe('released unstarted (1 in a row): one line not two\nSMTP 451: try later');
 });
+
+it("a settle sent again (its reply lost) counts the release it made a nack as what it did, not stale", async () => {
+  const id = (await sql<{ id: string }>(`select jobs.publish('resent', '{}', max_retries => 1)::text as id`))[0]!.id;
+  const resend = async (attempt: number) => {
+    await sql(`update jobs.job_queue set last_error = 'released unstarted (25 in a row): no room' where job_id = $1`, [id]);
+    expect(await sql(`select attempt from jobs.claim(1, 'resent', null, null, null, null, 'W')`)).toEqual([{ attempt }]);
+    const once = async () => (await sql<{ r: Answer }>(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'],
+      null, array['no room'], array[now()], worker_id => 'W') as r`, [id, attempt]))[0]!.r;
+    const first = await once();
+    // Unfixed: the second counted stale ({ stale: 1 }, stale_ids) though the first had retried (or failed) it.
+    const { never_started_ids: _, ...counts } = first;
+    expect(await once()).toEqual(counts);
+    return counts;
+  };
+  expect(await resend(1)).toMatchObject({ retried: 1, stale: 0 });
+  expect(await resend(2)).toMatchObject({ failed: 1, stale: 0 });
+});
