@@ -294,6 +294,7 @@ begin
       where x.attempt <= 0 or not exists (select 1 from unnest(v_settled, v_settled_at) as s(id, attempt)
                                           where s.id = x.id and s.attempt = x.attempt)));
   end if;
-  if v_never is not null then v_result := v_result || jsonb_build_object('never_started_ids', v_never); end if;
+  if v_never is not null then  -- with those jobs.settle_resent named (releases an earlier call made nacks)
+    v_result := v_result || jsonb_build_object('never_started_ids', concat_ws(',', v_never, v_result->>'never_started_ids')); end if;
   return v_result;
 end $$;

@@ -6,18 +6,16 @@
 -- finds its outcomes already applied: with a worker_id, an outcome that
 -- matches no running delivery but whose own end is there (jobs.job: same
 -- attempt, worker and status, and for a failure its error; or, still
--- pending, its retry or its release) is counted as what it did, not as
--- stale. Without one (SQL callers, a transactional ack) it stays stale:
+-- pending, its retry or its release) is counted as what it did, not as stale.
+-- Without one (SQL callers, a transactional ack) it stays stale:
 -- another delivery of the same attempt (after a release) could have ended
 -- it, and those callers read "succeeded" as their own ack. So, of
 -- jobs.settle_arrays' stale outcomes (p_result: its counts), those its
--- earlier settle applied count as what they did;
--- p_settled, p_settled_at: the deliveries (job and attempt) this call ended,
--- retried or released, left out (their rows now look the same); a stale
--- outcome of another delivery of such a job is not. Called only for a batch with a stale outcome and
--- a worker_id: a primary-key probe per stale outcome, so the outcomes that
--- matched a running delivery never read jobs.job. Those that stay stale
--- (attempt 0 or below too) are answered as stale_ids (id:attempt), when any is.
+-- earlier settle applied count as what they did; p_settled, p_settled_at: the deliveries (job and attempt) this call
+-- ended, retried or released, left out (their rows now look the same); a stale
+-- outcome of another delivery of such a job is not. Called only for a batch with a stale outcome and a worker_id:
+-- a primary-key probe per stale outcome, so the outcomes that matched a running delivery never read jobs.job. Those that stay stale (attempt 0 or below too) are answered as
+-- stale_ids (id:attempt), when any is; releases its earlier settle made nacks, as never_started_ids.
 create function jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts integer[], p_outcomes text[],
                                    p_errors text[], p_worker_id text, p_settled bigint[], p_settled_at integer[])
 returns jsonb language sql stable as $$
@@ -26,7 +24,7 @@ returns jsonb language sql stable as $$
     where not exists (select 1 from unnest(p_settled, p_settled_at) as s(id, attempt) where s.id = x.id and s.attempt = x.attempt)
   ), applied as (
     -- counted: null when it stays stale.
-    select o.id, o.attempt, case when o.attempt > 0 and case o.outcome
+    select o.id, o.attempt, o.outcome, case when o.attempt > 0 and case o.outcome
       when 'ack' then j.status = 'success'
       -- A release that met a cancel ends the job; else it gave the attempt back, or was a nack (jobs.unstarted_bound).
       when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
@@ -59,6 +57,8 @@ returns jsonb language sql stable as $$
                                     string_agg(a.id || ':' || a.attempt, ',') filter (where a.counted = 'cancelled'))) end
     || case when count(*) = count(a.counted) then '{}'::jsonb
             else jsonb_build_object('stale_ids', string_agg(a.id || ':' || a.attempt, ',') filter (where a.counted is null)) end
+    || case when bool_or(a.outcome = 'release' and a.counted in ('retried', 'failure')) then jsonb_build_object('never_started_ids',
+         string_agg(a.id || ':' || a.attempt, ',') filter (where a.outcome = 'release' and a.counted in ('retried', 'failure'))) else '{}' end
   from applied a
 $$;
 

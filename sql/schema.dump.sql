@@ -6656,7 +6656,8 @@ begin
       where x.attempt <= 0 or not exists (select 1 from unnest(v_settled, v_settled_at) as s(id, attempt)
                                           where s.id = x.id and s.attempt = x.attempt)));
   end if;
-  if v_never is not null then v_result := v_result || jsonb_build_object('never_started_ids', v_never); end if;
+  if v_never is not null then  -- with those jobs.settle_resent named (releases an earlier call made nacks)
+    v_result := v_result || jsonb_build_object('never_started_ids', concat_ws(',', v_never, v_result->>'never_started_ids')); end if;
   return v_result;
 end $$;
 
@@ -6698,7 +6699,7 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
     where not exists (select 1 from unnest(p_settled, p_settled_at) as s(id, attempt) where s.id = x.id and s.attempt = x.attempt)
   ), applied as (
     -- counted: null when it stays stale.
-    select o.id, o.attempt, case when o.attempt > 0 and case o.outcome
+    select o.id, o.attempt, o.outcome, case when o.attempt > 0 and case o.outcome
       when 'ack' then j.status = 'success'
       -- A release that met a cancel ends the job; else it gave the attempt back, or was a nack (jobs.unstarted_bound).
       when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
@@ -6731,6 +6732,8 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
                                     string_agg(a.id || ':' || a.attempt, ',') filter (where a.counted = 'cancelled'))) end
     || case when count(*) = count(a.counted) then '{}'::jsonb
             else jsonb_build_object('stale_ids', string_agg(a.id || ':' || a.attempt, ',') filter (where a.counted is null)) end
+    || case when bool_or(a.outcome = 'release' and a.counted in ('retried', 'failure')) then jsonb_build_object('never_started_ids',
+         string_agg(a.id || ':' || a.attempt, ',') filter (where a.outcome = 'release' and a.counted in ('retried', 'failure'))) else '{}' end
   from applied a
 $_$;
 

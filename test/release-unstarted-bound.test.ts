@@ -75,10 +75,11 @@ it("a settle sent again (its reply lost) counts the release it made a nack as wh
     const once = async () => (await sql<{ r: Answer }>(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'],
       null, array['no room'], array[now()], worker_id => 'W') as r`, [id, attempt]))[0]!.r;
     const first = await once();
-    // Unfixed: the second counted stale ({ stale: 1 }, stale_ids) though the first had retried (or failed) it.
-    const { never_started_ids: _, ...counts } = first;
-    expect(await once()).toEqual(counts);
-    return counts;
+    expect(first).toMatchObject({ never_started_ids: `${id}:${attempt}` });
+    // Unfixed: the second counted stale ({ stale: 1 }, stale_ids) though the first had retried (or failed) it; and it
+    // did not name it in never_started_ids, so a drain whose first reply was lost did not list it in its failures.
+    expect(await once()).toEqual(first);
+    return first;
   };
   expect(await resend(1)).toMatchObject({ retried: 1, stale: 0 });
   expect(await resend(2)).toMatchObject({ failed: 1, stale: 0 });
