@@ -48,6 +48,14 @@ describe('the Worker', () => {
     expect(() => workerSettings({ [binding]: value })).toThrow(`env.${binding}: ${rule}, got ${JSON.stringify(value)}`);
   });
 
+  // As `pgdrain drain --linger 0x10` (and PGDRAIN_LINGER_SECONDS=0x10) refuses it: Number() read '0x10' as 16 s, '0b1' as 1.
+  it.each([['PGDRAIN_LINGER_SECONDS', '0x10', 'from 0 to 86400'], ['PGDRAIN_POLL_SECONDS', '0b1', 'from 0.05 to 3600'],
+           ['PGDRAIN_LINGER_SECONDS', '0o7', 'from 0 to 86400']])('%s=%s is refused, as the CLI refuses it', (binding, value, range) => {
+    const rule = `must be a number of seconds ${range}, got ${JSON.stringify(value)}`;
+    expect(() => workerSettings({ [binding]: value })).toThrow(`env.${binding}: ${rule}`);
+    expect(() => lambdaSettings({ DATABASE_URL: db.url, [binding]: value })).toThrow(`${binding}: ${rule}`);
+  });
+
   it('a secret binding is never quoted', () => {
     expect(() => workerSettings({ DATABASE_URL: 'mysql://u:hunter2-secret@h/db' })).toThrow(/^env\.DATABASE_URL: must be a postgres:\/\/ URL$/);
   });
