@@ -3,6 +3,7 @@
 import * as z from 'zod/mini';
 import { checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
 import { ValidationError } from '../src/errors.js';
+import { SettingValueError } from '../src/http/misconfigured.js';
 import { parse, queueNameSchema, topicSchema } from '../src/options.js';
 import { lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
 import { oneOfSetting, secondsSetting, wholeNumberSetting, withValueGiven } from './setting-rules.js';
@@ -81,8 +82,15 @@ const bindingOf: Record<string, string> = {
   token: 'PGDRAIN_TOKEN', hmacSecret: 'PGDRAIN_HMAC_SECRET',
 };
 
-/** An option's ValidationError, renamed after the binding the option came from. */
+/**
+ * An option's ValidationError, renamed after the binding the option came from.
+ * A value it quotes (NEON_WS_PROXY's ', got "…"') stays in the log and the
+ * thrown error, and out of an HTTP answer, as a bad DRAIN_* value's.
+ */
 export function asBindingError(error: unknown): unknown {
   if (!(error instanceof ValidationError) || !error.field || !(error.field in bindingOf)) return error;
-  return new ValidationError(`env.${bindingOf[error.field]}`, error.message.slice(error.field.length + 2), { cause: error });
+  const field = `env.${bindingOf[error.field]}`;
+  const quoted = /^(.*?), got (.*)$/s.exec(error.rule);
+  return quoted ? new SettingValueError(field, quoted[1]!, quoted[2]!, { cause: error })
+    : new ValidationError(field, error.rule, { cause: error });
 }

@@ -18,6 +18,8 @@ import { routed, triggerHandlers, workerHarness } from './support/worker-calls.j
 const db = await testDb();
 const TOKEN = 'adapter-setting-words-token-0123';
 const harness = workerHarness('pgdrain-setting-words-');
+// Not a URL (a scheme left out), with a key in its query.
+const PROXY = '10.0.0.5:8080/v2?key=proxy-key-hunter2';
 const SECONDS = 'must be a number of seconds greater than 0 and at most 840 (a cron invocation runs at most 15 minutes)';
 // Binding, value, rule: each Worker has one bad binding.
 const WORKER_CASES = [
@@ -34,7 +36,8 @@ const WORKER_CASES = [
 beforeAll(async () => {
   const common = await demoWorker(harness.dir, db.url);
   await harness.start({ ...triggerHandlers, workers: WORKER_CASES.map(([binding, value], i) =>
-    routed({ ...common, name: `w${i}`, bindings: { PGDRAIN_TOKEN: TOKEN, [binding]: value } })) });
+    routed({ ...common, name: `w${i}`, bindings: { PGDRAIN_TOKEN: TOKEN, [binding]: value } })).concat(
+    routed({ ...common, name: 'proxy', bindings: { PGDRAIN_TOKEN: TOKEN, DATABASE_DRIVER: 'neon', DATABASE_URL: db.url, NEON_WS_PROXY: PROXY } })) });
 }, 120_000);
 
 describe('the Worker', () => {
@@ -54,6 +57,14 @@ describe('the Worker', () => {
     const rule = `must be a number of seconds ${range}, got ${JSON.stringify(value)}`;
     expect(() => workerSettings({ [binding]: value })).toThrow(`env.${binding}: ${rule}`);
     expect(() => lambdaSettings({ DATABASE_URL: db.url, [binding]: value })).toThrow(`${binding}: ${rule}`);
+  });
+
+  // The Neon driver's own check quoted it ('got "10.0.0.5:8080/v2?key=…"'), and /healthz answered that to anyone.
+  it('NEON_WS_PROXY, refused by the Neon driver, is quoted in the log, not in an HTTP answer', async () => {
+    const response = await harness.stub('proxy').fetch('http://worker/healthz');
+    expect([response.status, await response.json()]).toEqual([500,
+      { error: { code: 'not_configured', field: 'env.NEON_WS_PROXY', message: 'env.NEON_WS_PROXY: must be a ws:// or wss:// URL' } }]);
+    expect(await harness.stub('proxy').scheduled()).toEqual({ outcome: 'exception' });
   });
 
   it('a secret binding is never quoted', () => {
