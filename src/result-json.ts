@@ -110,9 +110,18 @@ type LostKind = 'map' | 'set' | 'promise' | 'error' | 'outcome';
  * one left rejecting unhandled would end the process, with the drain's jobs
  * leased), the message and stack of an Error with no own fields but its
  * name (one with others is stored as those, as any class instance), a
- * FailJob, RetryJob or SnoozeJob whatever its fields.
+ * FailJob, RetryJob or SnoozeJob whatever its fields. What cannot be read
+ * (a Proxy of a Map: its size throws) is undefined, stored as JSON writes it.
  */
 function lostKind(node: object): LostKind | undefined {
+  try {
+    return lostKindOf(node);
+  } catch {
+    return undefined;
+  }
+}
+
+function lostKindOf(node: object): LostKind | undefined {
   if (Array.isArray(node)) return undefined;
   if (node instanceof Map) return node.size > 0 ? 'map' : undefined;
   if (node instanceof Set) return node.size > 0 ? 'set' : undefined;

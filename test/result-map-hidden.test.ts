@@ -54,4 +54,16 @@ describe('a Map or Set JSON writes without a {}', () => {
     expect((await rows()).map((r) => r.result)).toEqual([
       { none: { kind: 'registry' }, at: '2030-01-01T00:00:00.000Z', p: { x: 1, y: 2 }, money: '1.50' }]);
   });
+
+  it('a Proxy of a Map or Set, whose size cannot be read through it, is stored as JSON writes it, not retried', async () => {
+    // Map.prototype.size throws on a Proxy ('incompatible receiver'): the check threw it, and the job was
+    // retried with pgdrain's TypeError to the same result, where JSON.stringify writes {}.
+    const tasks = {
+      proxied: async () => ({ tags: new Proxy(new Set<string>(), {}), at: new Date(0), byId: new Proxy(new Map(), {}) }),
+    } as TaskMap;
+    await createQueue({ driver, tasks: {} }).publish('proxied', {}, { maxRetries: 5 });
+    // Unfixed: { succeeded: 0, retried: 1 }, 'TypeError: Method get Set.prototype.size called on incompatible receiver…'.
+    expect(await drainOf(tasks)).toMatchObject({ succeeded: 1, retried: 0 });
+    expect((await rows()).map((r) => [r.state, r.result])).toEqual([['success', { tags: {}, at: '1970-01-01T00:00:00.000Z', byId: {} }]]);
+  });
 });
