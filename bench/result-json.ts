@@ -5,7 +5,7 @@
 // nothing to encode), a small plain object, a plain object with an array of
 // objects, one holding a Date (a row's timestamp), and one holding a class
 // instance of data (both walked as plain data; a Map or toJSON would take
-// the replacer).
+// the replacer), and one holding a Buffer (walked as plain data too).
 //
 //   mkdir -p dist/result-json/base && git archive BASE src | tar -x -C dist/result-json/base
 //   npx esbuild dist/result-json/base/src/json-text.ts --bundle --platform=node --format=esm --outfile=dist/result-json/a.mjs
@@ -27,6 +27,7 @@ const shapes: Record<string, (i: number) => unknown> = {
   lines: (i) => ({ id: i, to: 'ada@example.com', lines: [{ sku: 'a', qty: 1 }, { sku: 'b', qty: 2 }], ok: true }),
   date: (i) => ({ id: i, at: new Date(1_800_000_000_000 + i) }),
   instance: (i) => ({ id: i, point: new Point(i, 1) }),
+  bytes: (i) => ({ id: i, file: Buffer.alloc(200, i) }), // a bytea column's Buffer (its toJSON: { type, data })
 };
 
 /** The median of 9 runs (after a warm-up) of encoding BATCHES batches: µs per batch of BATCH results. */

@@ -90,10 +90,15 @@ function plainGraph(value: unknown): boolean {
     return true;
   }
   if (proto === Date.prototype) return true; // written by its toJSON as its ISO string (a database row's timestamps)
+  // A bytea column's Buffer: its toJSON writes { type, data } of its bytes, nothing lost (no replacer over every byte).
+  if (BUFFER !== undefined && proto === BUFFER.prototype && (value as { toJSON?: unknown }).toJSON === BUFFER.prototype.toJSON) return true;
   if (proto !== Object.prototype && proto !== null && !dataInstance(value)) return false;
   for (const key in value) if (!plainGraph((value as Record<string, unknown>)[key])) return false;
   return true;
 }
+
+/** Node's Buffer where there is one (Node, workerd's nodejs_compat), read from the global: the core imports no node:*. */
+const BUFFER = (globalThis as { Buffer?: { prototype: { toJSON: unknown } } }).Buffer;
 
 /** A class instance JSON writes as its own fields, as it writes a plain object: no toJSON or then, not a Map, Set or Error. */
 function dataInstance(value: object): boolean {
