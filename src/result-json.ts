@@ -53,9 +53,12 @@ export function resultJson(result: unknown): string | null {
 /** Whether seen met what JSON would lose: module state, so resultJson makes no closure (no-op results included). */
 let lostSeen = false;
 
-/** The replacer of a result that is not plain: JSON.stringify's output unchanged, lostSeen set on the first loss. */
+/**
+ * The replacer of a result that is not plain: JSON.stringify's output unchanged, lostSeen set on a loss.
+ * Every object is looked at, past the first loss too: each Promise met (one a toJSON made) gets its catch.
+ */
 function seen(_key: string, value: unknown): unknown {
-  if (!lostSeen && typeof value === 'object' && value !== null && lostKind(value) !== undefined) lostSeen = true;
+  if (typeof value === 'object' && value !== null && lostKind(value) !== undefined) lostSeen = true;
   return value;
 }
 
