@@ -4492,11 +4492,16 @@ declare
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
   v_nowait boolean;  -- this tick's publish takes only locks free at once (lock_timeout 1ms), else left due
   v_lost text[] := coalesce(p_lost, '{}');  -- bounded queues whose lock another call waits for: their rows left alone
+  -- jobs.schedule's call: its own schedule's row only. Others' rows, locked to the app
+  -- transaction's commit, closed a cycle when it went on to wait for a key whose holder
+  -- then called jobs.schedule for one of them (40P01); the drains publish their ticks.
+  v_only text := nullif(current_setting('pgdrain.tick_wait', true), '');
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
     select * from jobs.recurring s
     where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)
+      and (v_only is null or s.name = v_only)
     order by s.next_run_at
     for update skip locked
   loop
