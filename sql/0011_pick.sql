@@ -31,7 +31,7 @@
 -- (see jobs.remembered_head); and up to when it found no passed lease (see
 -- jobs.remembered_lease_floor). With holder (jobs.claim_json), its expiry
 -- leaves the passed leases of that drain's own deliveries to it. With ticks (a claim's, a tick
--- due), it publishes the due ticks after that (jobs.publish_ticks: ticks, the rows it leaves).
+-- due), it publishes the due ticks after that and its claim lock (jobs.publish_ticks: ticks, the rows it leaves).
 create function jobs.pick(n integer, pattern text, max_timeout numeric, now timestamptz, queue text, filter jsonb,
                           remember boolean default false, exclude jsonb[] default null, holder bigint default null,
                           ticks text[] default null)
@@ -117,10 +117,10 @@ begin
   if pick.remember and not v_lease then
     perform jobs.remember_lease_floor(v_now, v_floor is null);
   end if;
-  if pick.ticks is not null then perform jobs.publish_ticks(v_now, pick.ticks); end if;  -- after the expiry's waits
-  if v_paused then
-    return null;
-  end if;
+  -- The ticks after the expiry's waits and the claim lock below (a wait for it with rows
+  -- held: 40P01 with an app transaction that claimed here, then called jobs.schedule).
+  if v_paused and pick.ticks is not null then perform jobs.publish_ticks(v_now, pick.ticks); end if;
+  if v_paused then return null; end if;
   -- A REPEATABLE READ or SERIALIZABLE snapshot may predate claims committed
   -- while this waited for the lock: its count would be low.
   if (v_max_running is not null or v_group_cap is not null)
@@ -136,6 +136,7 @@ begin
     -- Full already: nothing to hand out, and no wait for the lock (a
     -- transaction that claimed from the queue holds it until it ends).
     if jobs.running_count(v_queue) >= v_max_running then
+      if pick.ticks is not null then perform jobs.publish_ticks(v_now, pick.ticks); end if;
       return null;
     end if;
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
@@ -146,9 +147,6 @@ begin
       and not exists (select 1 from jobs.job_queue q
                       where q.job_id = s.job_id and q.queue = v_queue and q.lease_until is not null and q.attempt > 0);
     v_n := least(pick.n, v_max_running - (select count(*) from jobs.running_slot s where s.queue = v_queue));
-    if v_n <= 0 then
-      return null;
-    end if;
     v_left := v_n;
   end if;
   if v_group_cap is not null then
@@ -156,6 +154,8 @@ begin
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
     v_counts := jobs.group_running(v_queue);
   end if;
+  if pick.ticks is not null then perform jobs.publish_ticks(v_now, pick.ticks); end if;  -- waits for no lock
+  if v_n <= 0 then return null; end if;
 
   -- A job past its expiry is never handed out (one the expiry above left
   -- past its bound, or found locked): the expires_at filter, in both picks,
