@@ -76,6 +76,9 @@ describe('deploy/k8s manifests', () => {
       expect.stringMatching(/restartPolicy must be Never or OnFailure.*got Always/)]));
     expect(mutate(job, (pod) => (pod.terminationGracePeriodSeconds = 20))).toEqual([
       expect.stringMatching(/terminationGracePeriodSeconds 20 must be at least the drain's grace 20/)]);
+    // The grace alone fits, but the overrun after it (a database that stopped answering) does not.
+    expect(mutate(job, (pod) => (pod.terminationGracePeriodSeconds = 29))).toEqual([
+      expect.stringMatching(/terminationGracePeriodSeconds 29 must be at least the drain's grace 20 \+ overrun 5 \+ 5 s/)]);
     expect(mutate(job, (_, spec) => (spec.completions = 24))).toEqual([
       expect.stringMatching(/activeDeadlineSeconds 1800 must be at least 3 wave/)]);
     expect(mutate(cron, (_, spec) => (spec.activeDeadlineSeconds = 200))).toEqual([

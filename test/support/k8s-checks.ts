@@ -142,7 +142,7 @@ function workerProblems(m: Manifest, all: Manifest[]): string[] {
 /**
  * The drain settings of a pod's first container, checked (unknown
  * variables, a missing DATABASE_URL or PGDRAIN_TASKS, a termination grace
- * shorter than the drain's); undefined when it runs no drain.
+ * shorter than the drain's stop may take); undefined when it runs no drain.
  */
 function drainSettingsOf(where: string, pod: any, all: Manifest[], problems: string[]):
     { deadline: number; grace: number; linger: number } | undefined {
@@ -160,11 +160,14 @@ function drainSettingsOf(where: string, pod: any, all: Manifest[], problems: str
   const deadline = Number(env.PGDRAIN_DEADLINE_SECONDS ?? 300);
   const grace = Number(env.PGDRAIN_GRACE_SECONDS ?? 10);
   const linger = Number(env.PGDRAIN_LINGER_SECONDS ?? 0);
+  const overrun = Number(env.PGDRAIN_OVERRUN_SECONDS ?? 5);
 
+  // After its SIGTERM a drain may take its grace, then its overrun (a database that stopped answering), then
+  // the report: the kubelet's SIGKILL comes after that (deploy/worker-loop.sh's own, at the same + 5 s, too).
   const termination = pod.terminationGracePeriodSeconds ?? 30;
-  if (termination < grace + SETTLE_MARGIN_S) {
-    problems.push(`${where}: terminationGracePeriodSeconds ${termination} must be at least the drain's grace ${grace} + ${SETTLE_MARGIN_S} s ` +
-      'to give back what still runs before SIGKILL');
+  if (termination < grace + overrun + SETTLE_MARGIN_S) {
+    problems.push(`${where}: terminationGracePeriodSeconds ${termination} must be at least the drain's grace ${grace} + ` +
+      `overrun ${overrun} + ${SETTLE_MARGIN_S} s to give back what still runs before SIGKILL`);
   }
   return { deadline, grace, linger };
 }
