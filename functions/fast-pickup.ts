@@ -3,6 +3,7 @@
 // and PGDRAIN_LINGER_SECONDS / PGDRAIN_POLL_SECONDS (src/cli/main.ts), turned
 // into DrainOptions. drain() keeps the linger inside its deadline.
 import * as z from 'zod/mini';
+import { decimal } from '../src/decimal-text.js';
 import { LINGER_SECONDS, POLL_SECONDS } from '../src/idle-wait.js';
 
 const seconds = (min: number, max: number) => {
@@ -14,13 +15,9 @@ const seconds = (min: number, max: number) => {
 export const lingerSecondsSchema = seconds(LINGER_SECONDS.min, LINGER_SECONDS.max);
 export const pollSecondsSchema = seconds(POLL_SECONDS.min, POLL_SECONDS.max);
 
-// Decimal text, as the CLI's --linger / --poll read it (src/cli/flag-parsers.ts decimal):
-// Number() alone would read '0x10' as 16, '0b1' as 1.
-const DECIMAL = /^\s*-?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i;
-
 /** A setting: the text of an environment variable or binding ('30', '0.5'), read as the CLI reads it. */
 export const settingSeconds = (schema: typeof lingerSecondsSchema) => z.pipe(
-  z.transform((v: unknown) => ((typeof v === 'string' && DECIMAL.test(v)) || typeof v === 'number' ? Number(v) : NaN)),
+  z.transform((v: unknown) => (typeof v === 'number' ? v : typeof v === 'string' ? decimal(v) : NaN)),
   schema);
 
 /** The DrainOptions for a linger and a poll in seconds (either may be absent). */

@@ -6,6 +6,7 @@
 // PGDRAIN_* variable (src/cli/env.ts), 'must be an integer from 1 to 10000, got "lots"'.
 // The value is in the log and a failed scheduled drain; an HTTP answer gives the rule alone.
 import * as z from 'zod/mini';
+import { decimal } from '../src/decimal-text.js';
 import { ValidationError } from '../src/errors.js';
 import { SettingValueError } from '../src/http/misconfigured.js';
 
@@ -22,7 +23,7 @@ export function secondsSetting(max: number, why: string) {
   const rule = `must be a number of seconds greater than 0 and at most ${max} (${why})`;
   return z.pipe(
     z.transform((v: unknown) => (typeof v === 'number' ? v
-      : typeof v === 'string' && /^\s*(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(v) ? Number(v) : NaN)),
+      : typeof v === 'string' ? decimal(v) : NaN)),
     z.number({ error: rule }).check(z.gt(0, rule), z.maximum(max, rule)));
 }
 

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import type * as z from 'zod/mini';
 import { checkDrainSelection } from '../drain-selection.js';
+import { decimal } from '../decimal-text.js';
 import { ValidationError } from '../errors.js';
 import { parseJson } from '../json-text.js';
 import { isJobId, MAX_THROTTLE_SECONDS } from '../options.js';
@@ -8,13 +9,7 @@ import { isJobId, MAX_THROTTLE_SECONDS } from '../options.js';
 // Flag parsers: each turns a flag's text into its value or throws commander's
 // InvalidArgumentError, which names the flag.
 
-/**
- * A flag's text as a decimal number, as JSON would spell it (5, 0.5, 1e3),
- * else NaN: Number() alone also reads '0x10' as 16, '0b11' as 3 and '0o7' as 7.
- */
-export function decimal(value: string): number {
-  return /^\s*-?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) ? Number(value) : NaN;
-}
+export { decimal };
 
 /** A flag's parser: a whole number from min to max. */
 export function integer(min: number, max: number) {
