@@ -11,7 +11,7 @@ import type { RateLimit } from './rate-limit.js';
 import { isError } from './error-text.js';
 import { thrownOutcome } from './run-handler.js';
 import type { Outcome } from './outcome-arrays.js';
-import type { Expiring, Timeouts } from './timeouts.js';
+import { timerEnd, type Expiring, type Timeouts } from './timeouts.js';
 import type { Job } from './types.js';
 import type { RunningJobs } from './running-jobs.js';
 import type { Running } from './wind-down.js';
@@ -66,14 +66,15 @@ export class BatchRunner {
     const signal = new LazySignal();
     let left = jobs.length;
     const timeout = Math.min(...jobs.map((job) => job.timeout));
-    const end = Math.min(claimSentAt + timeout * 1000, stopAt);
+    const ownEnd = timerEnd(claimSentAt, timeout); // a margin before the leases' end: its nacks land within them
+    const end = Math.min(ownEnd, stopAt);
     const timer: Expiring = {
       get ended() {
         return left === 0;
       },
       expire() {
         if (left === 0) return; // all its jobs ended before its timer fired
-        const why = end < claimSentAt + timeout * 1000 ? 'stopped at the drain deadline' : `timed out after ${timeout} s`;
+        const why = end < ownEnd ? 'stopped at the drain deadline' : `timed out after ${timeout} s`;
         signal.abort(new Error(why));
         for (const e of entries) {
           const error = e.job.timeout > timeout ? `${why} (the shortest timeout of its batch call)` : why;

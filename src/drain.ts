@@ -19,7 +19,7 @@ import { SlotWait } from './slot-wait.js';
 import type { Outcome } from './outcome-arrays.js';
 import { pauseUntil, Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
-import { Timeouts } from './timeouts.js';
+import { timerEnd, Timeouts } from './timeouts.js';
 import { withUnrecorded } from './unrecorded.js';
 import { causeOf, endEarlierDelivery, windDown, type Interrupted } from './wind-down.js';
 import type { DrainReport, Job, SkippedTimeouts, StoppedBy } from './types.js';
@@ -120,11 +120,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     wake();
   };
 
-  const timeouts = new Timeouts();
+  const timeouts = new Timeouts(() => settler.sendSoon()); // what its timers ended is sent now, within its leases
   const publish: DrainDeps['publish'] = (task, body, options) => deps.publish(task, body, options);
-  // When a claimed job's handler must end; 0 when it cannot start (then settled here).
+  // When a claimed job's handler must end (its timer, a margin before its lease's end; or stopAt); 0 when it cannot start (then settled here).
   const endOf = (job: Job, claimSentAt: number, now: number): number => {
-    const ownEnd = claimSentAt + job.timeout * 1000;
+    const ownEnd = timerEnd(claimSentAt, job.timeout);
     const end = Math.min(ownEnd, stopAt);
     if (!stopped.by && ownEnd <= now) {
       // Its timeout passed while the claim was out: given back, it would be
@@ -148,7 +148,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     },
     holds: (n) => slots.holds(n), connect: (gaveUp) => slots.connect(gaveUp), disconnect: () => slots.disconnect() };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
-    const run = new JobRun(host, job, now, end, end < claimSentAt + job.timeout * 1000); // in running and timeouts
+    const run = new JobRun(host, job, now, end, end < timerEnd(claimSentAt, job.timeout)); // in running and timeouts
     slots.add(1);
     hooks?.started(job);
     run.runHandler(handler);

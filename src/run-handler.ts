@@ -11,7 +11,7 @@ import { describe } from './error-text.js';
 import { resultJson } from './result-json.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
-import type { TimeoutGroup, Timeouts } from './timeouts.js';
+import { timerEnd, type TimeoutGroup, type Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
 import type { RunningJobs } from './running-jobs.js';
 import { interrupted, LEASE_LOST, type Running } from './wind-down.js';
@@ -96,8 +96,8 @@ export class JobRun implements Running, LeaseHolder {
   /**
    * ctx.extendLease: jobs.extend_lease for this delivery, through the drain's
    * pool as ctx.progress. Granted, its timer moves to `seconds` from when the
-   * call was sent (the database's lease, from its own later now, ends no
-   * sooner), never past the drain's stop: there it is stopped as ever ('stopped
+   * call was sent, less timerEnd's margin (the database's lease, from its own
+   * later now, ends no sooner), never past the drain's stop: there it is stopped as ever ('stopped
    * at the drain deadline', nacked). null when it ended here (timed out, settled,
    * cancelled, given back) before or while the statement ran, when the database
    * says the delivery is over (then leaseLost, unless it is this delivery's
@@ -122,7 +122,7 @@ export class JobRun implements Running, LeaseHolder {
       return null;
     }
     this.extended = until;
-    const want = sentAt + s * 1000;
+    const want = timerEnd(sentAt, s);
     if (!this.stops && want > this.timeout.end) {
       const end = Math.min(want, host.stopAt);
       this.stops = end < want;

@@ -63,8 +63,10 @@ export class Settler {
   private lastError: unknown;
   /** close() has begun: it settles what is left itself, so no timer starts. */
   private closing = false;
-  /** sendSoon() came while a statement was in flight: the next goes as it ends, not flushIntervalMs after. */
+  /** sendSoon() came and what it asked for has not gone yet: the next statement goes as the one in flight ends, not flushIntervalMs after. */
   private soon = false;
+  /** What the last take() handed to a claim was asked for by sendSoon(). */
+  private tookSoon = false;
 
   /** told: of each outcome its settle ended cancelled (a cancel requested while the job ran) or found stale. */
   constructor(private readonly db: Queryable, private readonly flushIntervalMs: number, private readonly workerId: string,
@@ -92,18 +94,21 @@ export class Settler {
 
   /**
    * What is buffered goes now, not flushIntervalMs later (or as soon as the
-   * statement in flight ends): a job released unstarted ahead of its lease's
-   * end (unstarted.ts releaseAhead) whose drain takes no claim meanwhile.
+   * statement in flight ends): what a job's timer ended, a margin before its
+   * lease's end (Timeouts' fired), and a job released unstarted ahead of it
+   * (unstarted.ts releaseAhead), must land before that end. In a later
+   * task: a claim the drain sends meanwhile (a slot freed) carries them, with
+   * no statement of their own; one not sent after all (untake) asks again.
    */
   sendSoon(): void {
     if (this.closing) return;
-    if (this.inFlight) {
-      this.soon = true;
-      return;
-    }
+    this.soon = true;
+    if (this.inFlight) return; // kick() goes again as it ends
     clearTimeout(this.timer);
-    this.timer = undefined;
-    this.kick();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.kick();
+    }, 0);
   }
 
   /**
@@ -145,6 +150,8 @@ export class Settler {
     }
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.tookSoon = this.soon; // the claim carries them
+    this.soon = false;
     const batch = this.next();
     // After a failed settle some may still wait: within a second, should no claim come first.
     this.arm();
@@ -180,7 +187,8 @@ export class Settler {
   /** Outcomes take() handed to a claim that was not sent after all (it waits): the timer settles them meanwhile. */
   untake(batch: Outcome[]): void {
     this.putBack(batch);
-    this.arm();
+    if (this.tookSoon) this.sendSoon();
+    else this.arm();
   }
 
   putBack(batch: Outcome[]): void {

@@ -27,6 +27,9 @@ export interface TimeoutGroup {
 export class Timeouts {
   private readonly groups = new Map<number, TimeoutGroup>();
 
+  /** fired: after a group's items expired (drain.ts: the settler sends their nacks now, within their leases). */
+  constructor(private readonly fired?: () => void) {}
+
   /** Calls item.expire() at `end` (epoch ms) unless clear() of what it answers comes first, once per at(). */
   at(end: number, item: Expiring): TimeoutGroup {
     let group = this.groups.get(end);
@@ -35,6 +38,7 @@ export class Timeouts {
       const g: TimeoutGroup = { end, items: [], live: 0, cancel: timerAt(end, () => {
         this.groups.delete(end);
         for (const item of g.items) item.expire();
+        this.fired?.();
       }) };
       this.groups.set(end, group = g);
     }
@@ -65,6 +69,26 @@ export class Timeouts {
     this.clear(group);
     return this.at(end, item);
   }
+}
+
+/**
+ * How long before its lease's end a job's timer fires: its nack (or
+ * release) is sent then (Timeouts' fired) and lands while the lease holds.
+ * Made at the lease's end, it came after it, and another consumer's expiry
+ * (another drain's claim, jobs.maintain) took the job back first: its
+ * last_error said its worker stopped, its nack came stale. A tenth of a
+ * short timeout: the handler keeps most of its time.
+ */
+export const LEASE_MARGIN_MS = 500;
+
+/**
+ * When the timer of a job whose lease began at leaseStart (epoch ms, the
+ * drain's clock: its claim's or extension's sending, before the database's
+ * own now) ends it: its timeout less LEASE_MARGIN_MS, or a tenth of it.
+ */
+export function timerEnd(leaseStart: number, timeoutSeconds: number): number {
+  const ms = timeoutSeconds * 1000;
+  return leaseStart + ms - Math.min(LEASE_MARGIN_MS, ms / 10);
 }
 
 /** setTimeout's longest delay: a longer one fires at once, with a warning. */
