@@ -47,11 +47,12 @@ export function releaseUnstarted(r: Running, by: UnstartedBy): void {
 }
 
 /**
- * How long before its end a job still waiting for a connection is released.
- * Its release rides on the drain's next claim; made at its end, it met its
- * lease's end, and another consumer's expiry (a drain's claim, jobs.maintain)
- * took the lease back first and spent its attempt (a job of maxRetries 0
- * failed without having run).
+ * How long before its end (its timer's, itself a margin before its lease's:
+ * timeouts.ts timerEnd) a job still waiting for a connection is released.
+ * Made at its lease's end, the release came after it, and another consumer's
+ * expiry (a drain's claim, jobs.maintain) took the lease back first and spent
+ * its attempt (a job of maxRetries 0 failed without having run): a release
+ * spares an attempt, so it keeps a margin of its own, whatever the timeout.
  */
 export const RELEASE_AHEAD_MS = 500;
 
