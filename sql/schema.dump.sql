@@ -5988,6 +5988,7 @@ declare
   v_kept_error text;  -- the row's last_error after this call
   v_old_next timestamptz;
   v_old_backfill numeric;
+  v_old_queue text;  -- the queue its ticks went to
   v_rrule_tz text;
   v_skip boolean;  -- its tick publishes nothing (overlap 'skip', a job of it active)
   -- Stored as pg_cron is given it: trimmed, an @ name in lower case.
@@ -6095,8 +6096,8 @@ begin
   v_skip := jobs.lock_schedule(schedule.name, v_now, v_cron, v_tz, v_runner);
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill
-  into v_old, v_old_cron, v_old_tz, v_last, v_error, v_old_next, v_old_backfill
+  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill, coalesce(r.queue, 'default')
+  into v_old, v_old_cron, v_old_tz, v_last, v_error, v_old_next, v_old_backfill, v_old_queue
   from jobs.recurring r where r.name = schedule.name for update;
   -- A rule with no occurrence left is refused, unless it is this schedule's
   -- own, which ran out (calling schedule() again changes nothing).
@@ -6171,9 +6172,10 @@ begin
                               and r.tz is not distinct from excluded.tz then coalesce(r.next_run_at, excluded.next_run_at)
                          else excluded.next_run_at end;
 
-  -- New (removed, added again) or new timing: the old ticks' misses go (jobs.tick_miss: a tick at
-  -- the same due time inherited one, a longer wait); not waiting for those jobs.maintain deletes.
-  if v_old is null or v_old <> v_runner or v_old_cron <> v_cron or v_old_tz is distinct from v_tz then
+  -- New (removed, added again), new timing or another queue (a miss was the old one's lock): the
+  -- misses go (jobs.tick_miss: kept, a tick at the same due time waited longer from one); not waiting for those jobs.maintain deletes.
+  if v_old is null or v_old <> v_runner or v_old_cron <> v_cron or v_old_tz is distinct from v_tz
+     or v_old_queue <> coalesce(schedule.queue, 'default') then
     delete from jobs.tick_miss m where m.schedule = schedule.name
       and m.due in (select o.due from jobs.tick_miss o where o.schedule = schedule.name for update skip locked);
   end if;

@@ -5,6 +5,9 @@
 // at the same due time, the new schedule's first claim read the old miss
 // and waited longer. A schedule's misses go when it is removed or its timing
 // (expression, zone, runner) changes; a call that changes nothing keeps them.
+// Moved to another queue, it kept them too: a miss is a claim's failure to
+// take the old queue's publishers' lock, and the new queue's first claim
+// waited up to ten times the setting for its tick. A move drops them.
 import { expect, it } from 'vitest';
 import { testDb } from './support/db.js';
 import { minute, T0 } from './support/schedule-clock.js';
@@ -37,4 +40,23 @@ it("a schedule whose expression or zone changes loses its misses; another schedu
     await db.sql(`select jobs.schedule('sweep', ${change}, now => $1)`, [T0]);
     expect(await misses()).toEqual([{ schedule: 'other', due: new Date(minute(10)) }]);
   }
+});
+
+it('a schedule moved to another queue loses its misses; one given the same queue (null or its name) keeps them', async () => {
+  await db.sql(`select jobs.create_queue(q, max_size => 100) from unnest(array['capped', 'capped2']) q
+                where not exists (select from jobs.queue where name = q)`);
+  await db.sql(`truncate jobs.tick_miss, jobs.recurring`);
+  const move = (queue: string | null) =>
+    db.sql(`select jobs.schedule('sweep', '*/10 * * * *', 'sweep.run', queue => $2, runner => 'drains', now => $1)`, [T0, queue]);
+  await move(null);
+  await missed('sweep');
+  await move('default');  // the queue it was in, named
+  expect(await misses()).toEqual([{ schedule: 'sweep', due: new Date(minute(10)) }]);
+  await move('capped');
+  // Unfixed: [{ schedule: 'sweep', due: minute 10 }], the old queue's miss.
+  expect(await misses()).toEqual([]);
+  await missed('sweep');
+  await move('capped2');
+  expect(await misses()).toEqual([]);
+  expect(await db.sql(`select queue, next_run_at from jobs.recurring`)).toEqual([{ queue: 'capped2', next_run_at: new Date(minute(10)) }]);
 });
