@@ -1,9 +1,10 @@
 // A fix-it hint names the call of the caller's own language. The SQL
 // functions' hints name the SQL call (sql/0003's "create it with
-// jobs.create_queue('q')", "raise it with jobs.create_queue('q', max_size => ...)"),
-// for an SQL caller; translateError gives a TS caller the TS call
-// (asTsCalls); the CLI and the HTTP API (which has no route that creates a
-// queue) name the command (asCommand).
+// jobs.create_queue('q')", "raise it with jobs.create_queue('q', max_size => ...)",
+// sql/0034's "purge it first (jobs.purge_queue('q'))"), for an SQL caller;
+// translateError gives a TS caller the TS call (asTsCalls: queues.create,
+// queues.purge); the CLI and the HTTP API (which has no route that creates
+// or purges a queue) name the command (asCommand: pgdrain queue create, pgdrain queue purge).
 //
 // Only pgdrain's own hint is rewritten: the one sentence of HINTS a message
 // ends with (a schedule's last_error, which joins messages, is rewritten one
@@ -18,6 +19,8 @@ const HINTS: readonly (readonly [lead: string, tail: string])[] = [
   ['raise it with ', ''], // sql/0003: a full queue
   ['created again (', ')'], // sql/0029: redrive's unknown queue
   ['give that one another (', ') first'], // sql/0034: deleting a dead-letter target
+  ['purge it first (', ') and wait for its running jobs to end'], // sql/0034: deleting a queue with jobs
+  ['purge it with ', ''], // sql/0034: deleting the default queue
 ];
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -42,6 +45,8 @@ function rewriteHint(message: string, call: string, rewrite: (...groups: string[
 const SQL_CREATE_QUEUE = String.raw`jobs\.create_queue\('((?:[^']|'')*)'((?:, [a-z_]+ => [^,)]+)*)\)`;
 const TS_CREATE_QUEUE = String.raw`queues\.create\('((?:[^'\\]|\\.)*)'(?:, \{ ([^}]*) \})?\)`;
 const TS_OPTION: Record<string, string> = { max_size: 'maxSize', dead_letter: 'deadLetter' };
+const SQL_PURGE_QUEUE = String.raw`jobs\.purge_queue\('((?:[^']|'')*)'\)`;
+const TS_PURGE_QUEUE = String.raw`queues\.purge\('((?:[^'\\]|\\.)*)'\)`;
 
 /** text as a TS string literal in single quotes. */
 export const tsString = (text: string) => `'${text.replace(/[\\']/g, '\\$&')}'`;
@@ -52,27 +57,32 @@ export const shellWord = (text: string) => (/^[\w.:@%+=,/-]+$/.test(text) ? text
 /** The TS call that creates queue name: queues.create('q'). */
 export const createQueueCall = (name: string) => `queues.create(${tsString(name)})`;
 
-/** The command that creates queue name with flags: `pgdrain queue create q --max-size N`; `-- -q` for a name with a leading dash. */
-export function createQueueCommand(name: string, flags: readonly string[] = []): string {
+/** The command `pgdrain queue <verb>` on queue name with flags; `-- -q` for a name with a leading dash. */
+function queueCommand(verb: string, name: string, flags: readonly string[] = []): string {
   const word = shellWord(name);
-  return ['pgdrain queue create', ...(word.startsWith('-') ? [...flags, '--', word] : [word, ...flags])].join(' ');
+  return [`pgdrain queue ${verb}`, ...(word.startsWith('-') ? [...flags, '--', word] : [word, ...flags])].join(' ');
 }
 
-/** message with its jobs.create_queue(…) hint as the TS call: queues.create('q', { maxSize: ... }). */
+/** The command that creates queue name with flags: `pgdrain queue create q --max-size N`; `-- -q` for a name with a leading dash. */
+export const createQueueCommand = (name: string, flags: readonly string[] = []) => queueCommand('create', name, flags);
+
+/** message with its jobs.create_queue(…) or jobs.purge_queue(…) hint as the TS call: queues.create('q', { maxSize: ... }), queues.purge('q'). */
 export function asTsCalls(message: string): string {
-  return rewriteHint(message, SQL_CREATE_QUEUE, (name, args) => {
+  const created = rewriteHint(message, SQL_CREATE_QUEUE, (name, args) => {
     const options = [...args!.matchAll(/, ([a-z_]+) => ([^,)]+)/g)].map(([, k, v]) => `${TS_OPTION[k!] ?? k}: ${v}`);
     return `queues.create(${tsString(name!.replace(/''/g, "'"))}${options.length ? `, { ${options.join(', ')} }` : ''})`;
   });
+  return rewriteHint(created, SQL_PURGE_QUEUE, (name) => `queues.purge(${tsString(name!.replace(/''/g, "'"))})`);
 }
 
 /**
- * The TS call a hint names (asTsCalls' queues.create('q', { maxSize: ... }))
- * as the command: pgdrain queue create q --max-size N; an option given null
- * as its --no- flag.
+ * The TS call a hint names (asTsCalls' queues.create('q', { maxSize: ... }),
+ * queues.purge('q')) as the command: pgdrain queue create q --max-size N (an
+ * option given null as its --no- flag), pgdrain queue purge q.
  */
 export function asCommand(message: string): string {
-  return rewriteHint(message, TS_CREATE_QUEUE, (name, options) =>
+  const purge = rewriteHint(message, TS_PURGE_QUEUE, (name) => queueCommand('purge', name!.replace(/\\(.)/g, '$1')));
+  return rewriteHint(purge, TS_CREATE_QUEUE, (name, options) =>
     createQueueCommand(name!.replace(/\\(.)/g, '$1'), (options?.split(', ') ?? []).map((option) => {
       const [key, value] = option.split(': ') as [string, string];
       const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

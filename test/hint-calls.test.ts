@@ -1,8 +1,11 @@
 // A fix-it hint names the call of the caller's own language: the SQL
 // functions' "create it with jobs.create_queue('q')" is, to a TS caller,
-// queues.create('q') (as queueSize's), and to the CLI `pgdrain queue create q`.
+// queues.create('q') (as queueSize's), and to the CLI `pgdrain queue create q`;
+// a delete refused while jobs wait, "purge it first (jobs.purge_queue('q'))",
+// is queues.purge('q') and `pgdrain queue purge q`.
 // Before, a TS publish to an unknown or full queue, and a TS delete of a
-// dead-letter target, were told to run the SQL. dist/cli.mjs: `npm run build` first.
+// dead-letter target or of a queue with jobs (the CLI's too), were told to run
+// the SQL. dist/cli.mjs: `npm run build` first.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
@@ -17,7 +20,12 @@ beforeAll(async () => {
   await queue.publish('t.x', {}, { queue: 'hint_full' });
   await queue.queues.create('hint_dead');
   await queue.queues.create('hint_mail', { deadLetter: 'hint_dead' });
+  await queue.queues.create('hint_busy');
+  await queue.publish('t.x', {}, { queue: 'hint_busy' });
 });
+
+const BUSY = "name: queue 'hint_busy' still has 1 waiting and 0 running jobs: purge it first";
+const DEFAULT = 'name: the default queue cannot be deleted (jobs published without a queue go there); purge it with';
 
 describe('TS callers are told the TS call', () => {
   it('an unknown queue: queues.create', async () => {
@@ -40,11 +48,20 @@ describe('TS callers are told the TS call', () => {
       message: "name: queue 'hint_dead' is the dead-letter queue of 'hint_mail': give that one another "
         + "(queues.create('hint_mail', { deadLetter: null })) first" });
   });
+
+  it('a queue with jobs, and the default queue: queues.purge', async () => {
+    await expect(queue.queues.delete('hint_busy')).rejects.toMatchObject({ code: 'invalid_argument',
+      message: `${BUSY} (queues.purge('hint_busy')) and wait for its running jobs to end` });
+    await expect(queue.queues.delete('default')).rejects.toMatchObject({ code: 'invalid_argument',
+      message: `${DEFAULT} queues.purge('default')` });
+  });
 });
 
 it('SQL callers keep the SQL call', async () => {
   const e = await sqlErrorOf(sql, `select jobs.publish('t.x', queue => 'hint_none')`);
   expect(e.message).toBe("queue: no queue named 'hint_none'; create it with jobs.create_queue('hint_none')");
+  expect((await sqlErrorOf(sql, `select jobs.delete_queue('hint_busy')`)).message)
+    .toBe(`${BUSY} (jobs.purge_queue('hint_busy')) and wait for its running jobs to end`);
 });
 
 describe('the CLI names the command', () => {
@@ -57,5 +74,12 @@ describe('the CLI names the command', () => {
     expect(await runCli(db.url, 'queue', 'delete', 'hint_dead')).toMatchObject({ code: 2,
       stderr: "pgdrain: name: queue 'hint_dead' is the dead-letter queue of 'hint_mail': give that one another "
         + '(pgdrain queue create hint_mail --no-dead-letter) first\n' });
+  });
+
+  it('a queue with jobs, and the default queue: pgdrain queue purge', async () => {
+    expect(await runCli(db.url, 'queue', 'delete', 'hint_busy')).toMatchObject({ code: 2,
+      stderr: `pgdrain: ${BUSY} (pgdrain queue purge hint_busy) and wait for its running jobs to end\n` });
+    expect(await runCli(db.url, 'queue', 'delete', 'default')).toMatchObject({ code: 2,
+      stderr: `pgdrain: ${DEFAULT} pgdrain queue purge default\n` });
   });
 });

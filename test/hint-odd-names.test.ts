@@ -3,7 +3,8 @@
 // which no queue can be named, was told to run jobs.create_queue('it''s')
 // (which refuses the name); the CLI and the HTTP API told a queue named `-x`
 // to run `pgdrain queue create -x`, which reads -x as a flag (unknown option);
-// and a hint's quote came through to TS and the shell unescaped. The hinted
+// and a hint's quote came through to TS and the shell unescaped. A delete
+// refused while jobs wait names `pgdrain queue purge -- -x` (before: the SQL). The hinted
 // commands are run here for real: SQL against PostgreSQL, the CLI through
 // sh. dist/cli.mjs: `npm run build` first.
 import { execFile } from 'node:child_process';
@@ -56,6 +57,8 @@ describe('a CLI hint, run by sh as given, works for a name with a leading dash',
     await queue.publish('t.x', {}, { queue: '-full' });
     await queue.queues.create('-dead');
     await queue.queues.create('-mail', { deadLetter: '-dead' });
+    await queue.queues.create('-busy');
+    await queue.publish('t.x', {}, { queue: '-busy' });
   });
 
   it('an unknown queue: pgdrain queue create -- -x', async () => {
@@ -80,6 +83,14 @@ describe('a CLI hint, run by sh as given, works for a name with a leading dash',
     expect(command).toBe('pgdrain queue create --no-dead-letter -- -mail');
     expect(await shell(command)).toMatchObject({ code: 0, stderr: '' });
     expect((await runCli(db.url, 'queue', 'delete', '--', '-dead')).code).toBe(0);
+  });
+
+  it('a queue with jobs: pgdrain queue purge -- -busy', async () => {
+    const { stderr } = await runCli(db.url, 'queue', 'delete', '--', '-busy');
+    const command = hinted(stderr, 'purge it first (').replace(/\) and wait for its running jobs to end$/, '');
+    expect(command).toBe('pgdrain queue purge -- -busy');
+    expect(await shell(command)).toMatchObject({ code: 0, stdout: '1\n', stderr: '' });
+    expect(await runCli(db.url, 'queue', 'delete', '--', '-busy')).toMatchObject({ code: 0, stdout: 'deleted\n' });
   });
 });
 
