@@ -179,18 +179,32 @@ export function quietThenables(value: unknown, root = 'result'): string | undefi
 const ignore = () => {};
 
 /**
+ * Where a JSON.parse error says the text went wrong, without the text: the
+ * parser's message quotes it (`Unexpected token 'h', "hello" is not valid JSON`).
+ */
+function syntaxErrorAt(message: string): string {
+  const position = / at position (\d+)/.exec(message)?.[1];
+  if (position !== undefined) return ` (the first error is at position ${position})`;
+  return /^Unexpected end of JSON input/.test(message) ? ' (the text ends too soon)' : '';
+}
+
+/**
  * Parses a JSON text (field names it in errors); an empty one is undefined.
+ * Bad JSON is refused with where it went wrong, not the parser's message,
+ * which quotes the text back (to an HTTP caller, anything it sent); the CLI,
+ * whose user typed the text, asks for the parser's message (parserText).
  * JSON.parse reads numbers as doubles: an integer past 2^53 or a number past
  * the double's range would be stored altered (12345678901234567890 as 12345678901234567000,
  * 1e400 as null), so such a number is refused, never changed.
  */
-export function parseJson(text: string, field = 'body'): unknown {
+export function parseJson(text: string, field = 'body', { parserText = false } = {}): unknown {
   if (text.trim() === '') return undefined;
   let value: unknown;
   try {
     value = JSON.parse(text) as unknown;
   } catch (error) {
-    throw new ValidationError(field, `must be valid JSON (${(error as Error).message})`);
+    const message = (error as Error).message;
+    throw new ValidationError(field, `must be valid JSON${parserText ? ` (${message})` : syntaxErrorAt(message)}`);
   }
   // The numbers of the text, its strings blanked out (valid JSON by now).
   for (const [token] of text.replace(/"(?:[^"\\]|\\.)*"/g, '""').matchAll(/-?\d+(\.\d+)?([eE][+-]?\d+)?/g)) {

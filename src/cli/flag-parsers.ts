@@ -38,7 +38,7 @@ function notBlank(value: string, what: string): void {
 export function jsonObject(value: string): Record<string, unknown> {
   notBlank(value, 'a JSON object');
   // parseJson: a number JSON.parse would alter (past 2^53) is refused, not changed.
-  const parsed = commanderRule(() => parseJson(value, ''));
+  const parsed = commanderRule(() => parseJson(value, '', { parserText: true }));
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('must be a JSON object');
   return parsed as Record<string, unknown>;
 }
@@ -50,7 +50,7 @@ export function jsonObject(value: string): Record<string, unknown> {
  */
 export function jsonObjects(value: string): Record<string, unknown>[] {
   notBlank(value, 'a JSON array of objects');
-  return commanderRule(() => checkDrainSelection({ exclude: parseJson(value, 'exclude') ?? value }).exclude ?? []);
+  return commanderRule(() => checkDrainSelection({ exclude: parseJson(value, 'exclude', { parserText: true }) ?? value }).exclude ?? []);
 }
 
 /** What check() returns; its ValidationError as commander's, which names the flag. */

@@ -17,7 +17,7 @@ import { formatTable } from './format.js';
 function jsonValue(value: string): unknown {
   if (value.trim() === '') throw new InvalidArgumentError('is empty: give JSON the body contains, or leave the flag out');
   try {
-    return parseJson(value, '');
+    return parseJson(value, '', { parserText: true });
   } catch (error) {
     if (error instanceof ValidationError) throw new InvalidArgumentError(error.rule);
     throw error;
