@@ -22,6 +22,7 @@ import { waitCommand } from './wait-command.js';
 import { exitWhenEnded, listenForStop, unlessAgain } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 import { asFlag } from './error-line.js';
+import { explainDashedArguments } from './dashed-arguments.js';
 import { asCommand } from '../hint-calls.js';
 
 // Exit codes: 0 the command ran (a drain whose jobs failed still ran);
@@ -210,6 +211,7 @@ export function program(): Command {
     cli.addCommand(inheriting(command, cli));
   }
   addDbTimeout(cli);
+  explainDashedArguments(cli);
   return cli;
 }
 

@@ -1,0 +1,49 @@
+// A name that starts with a dash (a queue, task, event or schedule may be
+// named -x) is read by commander as an option: `pgdrain queue delete -x` was
+// "error: unknown option '-x'" and no more. Every command that takes a name
+// now says, on the next line, to put it after `--`, with the command that
+// works; the one-name commands' line is run here as given. An unknown option
+// that looks like a typo keeps commander's "(Did you mean …?)" alone.
+// dist/cli.mjs: `npm run build` first.
+import { expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { runCli } from './support/drain-process.js';
+
+const db = await testDb();
+
+const one = (what: string, command: string, flag: string) =>
+  `error: unknown option '${flag}'\n(${what} that starts with - goes after --, options before it: pgdrain ${command} -- ${flag})\n`;
+const several = (command: string, usage: string, flag: string) =>
+  `error: unknown option '${flag}'\n(an argument that starts with - goes after --, options before it: pgdrain ${command} -- ${usage})\n`;
+
+it.each([
+  [['queue', 'create', '-x', '--max-size', '5'], one('a <name>', 'queue create', '-x')],
+  [['queue', 'pause', '-x'], one('a <name>', 'queue pause', '-x')],
+  [['queue', 'resume', '-x'], one('a <name>', 'queue resume', '-x')],
+  [['queue', 'purge', '-x'], one('a <name>', 'queue purge', '-x')],
+  [['queue', 'delete', '-x'], one('a <name>', 'queue delete', '-x')],
+  [['queue', 'delete-ended', '-x'], one('a <name>', 'queue delete-ended', '-x')],
+  [['schedule', 'rm', '-x'], one('a <name>', 'schedule rm', '-x')],
+  [['event', 'list', '-x'], one('an <event>', 'event list', '-x')],
+  [['event', 'subscribe', 'ev.x', '-x'], several('event subscribe', '<event> <queue>', '-x')],
+  [['event', 'unsubscribe', '-x', 'q'], several('event unsubscribe', '<event> <queue>', '-x')],
+  [['event', 'publish', '-x'], several('event publish', '<event> [json]', '-x')],
+  [['publish', '-x'], several('publish', '<task> [json]', '-x')],
+  [['queue', 'delete', '--dsm'], "error: unknown option '--dsm'\n(Did you mean --dsn?)\n"],
+])('pgdrain %j exits 2 saying how to give it', async (args, stderr) => {
+  expect(await runCli(db.url, ...args)).toEqual({ code: 2, stdout: '', stderr });
+});
+
+it('the command the line names works', async () => {
+  const line = async (...args: string[]) => (await runCli(db.url, ...args)).stderr.split('\n')[1]!.replace(/^.*: pgdrain (.*)\)$/, '$1');
+  expect(await line('queue', 'create', '-dashed')).toBe('queue create -- -dashed');
+  expect(await runCli(db.url, 'queue', 'create', '--', '-dashed')).toMatchObject({ code: 0, stderr: '' });
+  expect(await line('queue', 'pause', '-dashed')).toBe('queue pause -- -dashed');
+  expect(await runCli(db.url, 'queue', 'pause', '--', '-dashed')).toMatchObject({ code: 0, stderr: '' });
+  expect(await db.sql(`select paused from jobs.queue where name = '-dashed'`)).toEqual([{ paused: true }]);
+  expect(await runCli(db.url, 'event', 'subscribe', '--', '-ev', '-dashed')).toMatchObject({ code: 0, stderr: '' });
+  expect(await db.sql(`select event, queue from jobs.subscription`)).toEqual([{ event: '-ev', queue: '-dashed' }]);
+  expect(await runCli(db.url, 'event', 'unsubscribe', '--', '-ev', '-dashed')).toMatchObject({ code: 0, stderr: '' });
+  expect(await line('queue', 'delete', '-dashed')).toBe('queue delete -- -dashed');
+  expect(await runCli(db.url, 'queue', 'delete', '--', '-dashed')).toMatchObject({ code: 0, stdout: 'deleted\n', stderr: '' });
+});
