@@ -104,8 +104,10 @@ export function gatewayEnd(event: unknown, timeoutSeconds: number): number {
  * A schedule: an EventBridge rule's "Scheduled Event" (source aws.events),
  * an EventBridge Scheduler invocation (its input is whatever the schedule
  * sets: the sample template sends the same envelope with source
- * aws.scheduler; a schedule without input sends {}), or any event carrying
- * `pgdrain` options. Returns the options, or undefined for anything else;
+ * aws.scheduler), or any event carrying `pgdrain` options (a rule's constant
+ * input). Returns the options, or undefined for anything else, an empty
+ * event ({}) too: it is what an API Gateway integration that is not a proxy
+ * one makes of a request without a body, and would drain for its caller;
  * throws for an event with a drain setting at its top level (`queue`, …).
  */
 export function scheduleInput(event: unknown): ScheduleInput | undefined {
@@ -118,7 +120,7 @@ export function scheduleInput(event: unknown): ScheduleInput | undefined {
       `put drain settings under "pgdrain": {"pgdrain": {"${misplaced}": …}}`);
   }
   const scheduled = event['detail-type'] === 'Scheduled Event' && (event.source === 'aws.events' || event.source === 'aws.scheduler');
-  if (!scheduled && Object.keys(event).length > 0 && !('pgdrain' in event)) return undefined;
+  if (!scheduled && !('pgdrain' in event)) return undefined;
   // Not read as none: a null (a template's variable left empty) would drain with the function's settings, unseen.
   if (event.pgdrain !== undefined && !isObject(event.pgdrain)) {
     const got = event.pgdrain === null ? 'null' : Array.isArray(event.pgdrain) ? 'an array' : `a ${typeof event.pgdrain}`;

@@ -3,6 +3,8 @@
 //   EventBridge rule / EventBridge Scheduler  → drain(batchSize, now + remaining time − safety margin)
 //   Function URL / API Gateway (v1, v2)       → the hono app of src/http (hono/aws-lambda); behind API
 //                                               Gateway, a drain also ends before the gateway's timeout
+//   anything else ({} too)                    → refused and logged, nothing drained: an API Gateway
+//                                               integration that is not a proxy one passes the body
 //
 // Settings come from the environment, read at the first invocation; a schedule's input may
 // override the drain's under "pgdrain" ({"pgdrain": {"queue": "mail", "batchSize": 500}}):
@@ -72,8 +74,23 @@ export function createLambdaHandler(tasks: TaskMap, env: Env = process.env) {
     if (isHttpEvent(event)) return instance.http(event, context);
     const input = scheduleInput(event);
     if (input) return instance.drain(input, context);
-    throw new ValidationError('event', 'is not an EventBridge, EventBridge Scheduler, Function URL or API Gateway event');
+    throw refused(event, context);
   };
+}
+
+/**
+ * An event that is neither a schedule nor an HTTP event with the proxy shape
+ * (requestContext): logged and thrown, nothing drained. An API Gateway
+ * integration that is not a proxy one hands the function the request's body
+ * (or its mapping template's output) as the event, with no credential checked.
+ */
+function refused(event: unknown, context: LambdaContext): ValidationError {
+  const error = new ValidationError('event', 'is neither a schedule (a "Scheduled Event" of aws.events or aws.scheduler, or '
+    + '{"pgdrain": {…}}) nor an HTTP event of a Function URL or an API Gateway proxy integration: nothing was drained '
+    + '(behind API Gateway, use a proxy integration: another hands the function the request\'s body as its event)');
+  const shape = typeof event === 'object' && event !== null ? { keys: Object.keys(event).slice(0, 10) } : event === null ? 'null' : typeof event;
+  console.error(JSON.stringify({ pgdrain: 'refused', requestId: context.awsRequestId, error: error.message, event: shape }));
+  return error;
 }
 
 class Instance {

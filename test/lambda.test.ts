@@ -177,8 +177,9 @@ describe('scheduled drains', () => {
     expect(report).toMatchObject({ claimed: 5, succeeded: 5, stoppedBy: 'empty' });
     expect(report.batches).toBeGreaterThanOrEqual(3);
     expect(await sql('select task from jobs.job_queue')).toEqual([{ task: 'other.job' }]);
-    // a schedule with no input at all sends {}
-    expect(await invoke({}, 30_000)).toMatchObject({ claimed: 1, succeeded: 1 });
+    // An empty event drains nothing (lambda-event-shapes): give a schedule an input, as the template does.
+    await expect(invoke({}, 30_000)).rejects.toMatchObject({ errorType: 'ValidationError' });
+    expect(await sql('select task from jobs.job_queue')).toEqual([{ task: 'other.job' }]);
   });
 
   it("an event's queue names the named queue it drains", async () => {
@@ -253,7 +254,7 @@ describe('scheduled drains', () => {
       .rejects.toMatchObject(failure(/^event\.pgdrain\.lingerSeconds: must be a number of seconds/));
     await expect(invoke(scheduler({ lingerSeconds: 30, pollSeconds: 0.01 }), 10_000))
       .rejects.toMatchObject(failure(/^event\.pgdrain\.pollSeconds: must be a number of seconds from 0.05 to 3600$/));
-    await expect(invoke({ Records: [{ eventSource: 'aws:sqs' }] }, 10_000)).rejects.toMatchObject(failure(/^event: is not an EventBridge/));
+    await expect(invoke({ Records: [{ eventSource: 'aws:sqs' }] }, 10_000)).rejects.toMatchObject(failure(/^event: is neither a schedule/));
     // null, or an object's stand-in, is not "no settings": it would drain with the function's own (the job below), unseen.
     await queue.publish('work.quick', null, { timeoutSeconds: 5 });
     await expect(invoke({ ...scheduler(), pgdrain: null }, 10_000))

@@ -1,0 +1,61 @@
+// The Lambda handler drains only for a schedule's event or serves an HTTP
+// proxy event; any other event is refused, logged, and drains nothing.
+// Before, an empty event ({}) ran a drain with the function's settings: it is
+// what an API Gateway integration that is not a proxy one makes of a request
+// without a body (POST /drain with none, any GET), so anyone who could call
+// the API drained the queue, no credential checked. The documented schedule
+// shapes still drain: an EventBridge rule's Scheduled Event, the template's
+// EventBridge Scheduler envelope, a rule's constant input {"pgdrain": {…}}.
+// The handler runs in-process, against a real PostgreSQL.
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { createLambdaHandler } from '../functions/lambda.js';
+import { createQueue } from '../src/index.js';
+import { testDb } from './support/db.js';
+
+const db = await testDb();
+const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
+const handler = createLambdaHandler({ work: { quick: async () => 'ok' } },
+                                    { DATABASE_URL: db.url, PGDRAIN_TOKEN: 'lambda-event-shapes-token-0123' });
+const context = () => {
+  const end = Date.now() + 30_000;
+  return { getRemainingTimeInMillis: () => end - Date.now(), awsRequestId: randomUUID() };
+};
+const waiting = async () => (await db.sql(`select count(*)::int as n from jobs.job_queue where lease_until is null`))[0]!.n;
+
+let logged: string[];
+beforeEach(async () => {
+  logged = [];
+  vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => { logged.push(args.join(' ')); });
+  await db.sql('truncate jobs.job_queue, jobs.job');
+  await queue.publish('work.quick', null, { timeoutSeconds: 5 });
+});
+afterEach(() => { vi.restoreAllMocks(); });
+
+// API Gateway REST, integration type AWS (not AWS_PROXY): the event is the
+// request's body as sent (no mapping template), or the console's "Method
+// Request passthrough" template's output.
+it.each([
+  ['an empty event (a request without a body)', {}],
+  ['the passthrough template of a POST /drain', { 'body-json': {}, params: { path: {}, querystring: {}, header: {} },
+    'stage-variables': {}, context: { 'http-method': 'POST', 'resource-path': '/drain', stage: 'prod' } }],
+  ['a body of a POST /jobs', { task: 'work.quick' }],
+])('%s is refused, logged, and drains nothing', async (_, event) => {
+  await expect(handler(event, context())).rejects.toMatchObject({ name: 'ValidationError', field: 'event',
+    message: expect.stringMatching(/^event: is neither a schedule .* nor an HTTP event of a Function URL or an API Gateway proxy integration: nothing was drained/) });
+  expect(await waiting()).toBe(1);
+  expect(logged).toHaveLength(1);
+  expect(JSON.parse(logged[0]!)).toMatchObject({ pgdrain: 'refused', error: expect.stringMatching(/^event: is neither/),
+                                                 event: { keys: Object.keys(event) } });
+});
+
+it.each([
+  ["an EventBridge rule's Scheduled Event", { version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events',
+    time: '2026-12-07T03:00:00Z', region: 'us-east-1', resources: [], detail: {} }],
+  ["the template's EventBridge Scheduler envelope", { source: 'aws.scheduler', 'detail-type': 'Scheduled Event', id: 'd32c5kddcf5bb8c3',
+    time: '2026-12-07T03:00:00Z', resources: ['arn:aws:scheduler:us-east-1:123456789012:schedule/default/pgdrain-drain'], pgdrain: {} }],
+  ["a rule's constant input", { pgdrain: { batchSize: 5 } }],
+])('%s drains', async (_, event) => {
+  expect(await handler(event, context())).toMatchObject({ claimed: 1, succeeded: 1 });
+  expect(await waiting()).toBe(0);
+});
