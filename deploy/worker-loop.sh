@@ -7,12 +7,17 @@
 # PGDRAIN_TASKS, …); arguments go to each drain (e.g. --json). docs/fast-pickup.md "An
 # always-on worker". Any POSIX sh (dash, bash, busybox ash).
 #
-#   drain exits 0  its deadline, or a signal: the next drain starts at once
+#   drain exits 0  its deadline, or a signal: the next drain starts at once,
+#                  or, if this one ran under PGDRAIN_LOOP_MIN_SECONDS (default
+#                  5; 0: none), that long after this one started (no busy
+#                  spin of drains that end at once: PGDRAIN_LINGER_SECONDS=0)
 #   drain exits 1  infrastructure (database unreachable, tasks module
 #                  missing): the next starts after 10 s, doubling to 300 s
 #   drain exits 2  configuration: the loop stops (exit 2): a rerun cannot fix it
-#   126, 127       pgdrain (or the node it runs) not found or not executable:
-#                  the loop stops (exit 2), saying so
+#   126, 127       pgdrain (or the node it runs) not found or not executable
+#                  (an `npm ci` replacing node_modules under it): retried
+#                  after 5, 10, 20, 40 and 80 s, saying so; then the loop
+#                  stops (exit 2)
 # A failed drain that ran longer than the current back-off was healthy: the
 # back-off starts again from 10 s.
 #
@@ -27,7 +32,12 @@
 # else 10 and 5, each rounded up, + 5 s) has a hung handler: the loop
 # SIGKILLs it, says so, and exits 137 (its jobs come back when their lease
 # ends), rather than wait for a supervisor's SIGKILL, which leaves the drain
-# orphaned, running on, if it kills the loop alone.
+# orphaned, running on, if it kills the loop alone. Ctrl-C in a terminal
+# sends SIGINT to the whole process group: the drain takes it as a stop of
+# its own (its jobs stopped now), and the loop ends with it (130 if the
+# SIGINT ended it before it listened). Started with & from a script, the loop
+# inherits SIGINT and SIGQUIT ignored (POSIX), and no trap undoes that (dash,
+# bash, busybox ash): stop it with SIGTERM.
 #
 # A drain never misses a stop, and gets one SIGTERM per stop. A shell's
 # child runs, from its fork to the reset of the traps it inherits, the
@@ -46,21 +56,59 @@ dir=$(mktemp -d) || {
   exit 2
 }
 stopped=$dir/stopped killed=$dir/killed
-grace=${PGDRAIN_GRACE_SECONDS:-10} overrun=${PGDRAIN_OVERRUN_SECONDS:-5} flag=
-for arg; do # the drain's arguments: a flag wins over its variable, the last one over the others
-  case $flag in --grace) grace=$arg ;; --overrun) overrun=$arg ;; esac
-  case $arg in --grace=*) grace=${arg#*=} ;; --overrun=*) overrun=${arg#*=} ;; esac
+# The drain's --grace and --overrun: a flag wins over its variable, the last
+# one over the others; each named as the drain would name it.
+grace=10 gname= overrun=5 oname= flag=
+[ -z "${PGDRAIN_GRACE_SECONDS+set}" ] || grace=$PGDRAIN_GRACE_SECONDS gname=PGDRAIN_GRACE_SECONDS
+[ -z "${PGDRAIN_OVERRUN_SECONDS+set}" ] || overrun=$PGDRAIN_OVERRUN_SECONDS oname=PGDRAIN_OVERRUN_SECONDS
+for arg; do
+  case $flag in --grace) grace=$arg gname=--grace ;; --overrun) overrun=$arg oname=--overrun ;; esac
+  case $arg in --grace=*) grace=${arg#*=} gname=--grace ;; --overrun=*) overrun=${arg#*=} oname=--overrun ;; esac
   flag=$arg
 done
-# up SECONDS: rounded up to a whole number; 3600 (the CLI's most) for what is
-# no plain decimal (1e3, or no number at all: the drain refuses it, exit 2).
+ws=$(printf ' \t\n\r\v\fx'); ws=${ws%x}
+# up NAME VALUE: VALUE in whole seconds, rounded up, in $up, read by the
+# drain's rule (src/cli/flag-parsers.ts seconds(0, 3600)): a decimal number
+# from 0 to 3600 (5, 0.5, .5, 5., 1e1, 0.5E+1), blanks around it allowed;
+# else the loop exits 2 at once, naming NAME, as the drain would. (The drain
+# reads doubles: of values past 15 digits, the loop refuses the few that
+# round into the range, as 3600.0000000000000001 and -1e-400.)
 up() {
-  case $1 in ''|.|*[!0-9.]*|*.*.*) echo 3600; return ;; esac
-  i=${1%%.*}; i=${i#"${i%%[!0]*}"} # no leading 0: it would read as octal
-  case $1 in *.*[1-9]*) echo $((${i:-0} + 1)) ;; *) echo "${i:-0}" ;; esac
+  v=${2#"${2%%[!$ws]*}"}; v=${v%"${v##*[!$ws]}"}
+  [ -n "$v" ] || [ "${1#-}" = "$1" ] || v=bad # a blank flag is no number
+  [ -n "$v" ] || { echo "worker-loop: $1: is set but empty: give a value or unset it" >&2; exit 2; }
+  sign=; case $v in -*) sign=- v=${v#-} ;; esac
+  x=0; case $v in *[eE]*) x=${v#*[eE]} v=${v%%[eE]*} ;; esac # NNNeX
+  xs=; case $x in [+-]*) xs=${x%"${x#?}"} x=${x#?} ;; esac
+  case $v in ''|.|*[!0-9.]*|*.*.*) v=bad ;; esac
+  case $x in ''|*[!0-9]*) v=bad ;; esac
+  i=${v%%.*} f=; case $v in *.*) f=${v#*.} ;; esac
+  d=$i$f; d=${d#"${d%%[!0]*}"} x=${x#"${x%%[!0]*}"} # no leading 0: it would read as octal
+  up=0 # the value is d x 10^(xs x - length of f), with n digits before its point:
+  if [ "$v" = bad ]; then up=bad
+  elif [ -z "$d" ]; then up=0 # 0, -0, 0e9
+  elif [ -n "$sign" ]; then up=bad
+  elif [ "${#x}" -gt 4 ]; then [ "$xs" = - ] && up=1 || up=bad
+  else
+    n=$((${#d} + $xs${x:-0} - ${#f}))
+    if [ "$n" -gt 4 ]; then up=bad
+    elif [ "$n" -le 0 ]; then up=1
+    else
+      up=$d; while [ "${#up}" -gt "$n" ]; do up=${up%?}; done
+      f=${d#"$up"}; while [ "${#up}" -lt "$n" ]; do up=${up}0; done
+      case $f in *[1-9]*) up=$((up + 1)) ;; esac
+      [ "$up" -le 3600 ] || up=bad
+    fi
+  fi
+  [ "$up" != bad ] || { echo "worker-loop: $1: must be a number of seconds from 0 to 3600, got \"$2\"" >&2; exit 2; }
 }
-limit=$(($(up "$grace") + $(up "$overrun") + 5))
-delay=10 code=0 stops=0 sent=0 claim=0 pid= woke= watched=0 first=0 watchdog=
+up "${gname:---grace}" "$grace"; limit=$up
+up "${oname:---overrun}" "$overrun"; limit=$((limit + up + 5))
+case ${PGDRAIN_LOOP_MIN_SECONDS:=5} in ''|*[!0-9]*|?????*)
+  echo "worker-loop: PGDRAIN_LOOP_MIN_SECONDS: must be a whole number of seconds from 0 to 9999, got \"$PGDRAIN_LOOP_MIN_SECONDS\"" >&2
+  exit 2 ;;
+esac
+delay=10 tries=0 code=0 stops=0 sent=0 claim=0 pid= woke= watched=0 first=0 watchdog=
 pass() {
   [ -n "$pid" ] || return 0
   while [ "$(((sent += (claim = sent < stops)) * 0 + claim))" -gt 0 ]; do kill -TERM "$pid" 2>/dev/null; done
@@ -98,19 +146,30 @@ run() {
   [ "$code" -ne 137 ] || [ ! -e "$killed" ] ||
     echo "worker-loop: the drain did not end within $limit s of its SIGTERM (--grace $grace, --overrun $overrun, + 5 s): a handler ignores its signal; sent SIGKILL (the jobs it held come back when their lease ends)" >&2
 }
+# since: the seconds since $started in $since, or none (a Ctrl-C, which
+# reaches the whole process group, may end date: no arithmetic error then).
+since() {
+  since=$(date +%s)
+  case $started in ''|*[!0-9]*) since= ;; *) case $since in ''|*[!0-9]*) since= ;; *) since=$((since - started)) ;; esac ;; esac
+}
 while [ "$stops" -eq 0 ]; do
   started=$(date +%s)
   run pgdrain drain "$@"
   case $code in
-    0) delay=10 ;;
+    0) delay=10 tries=0 since=; [ "$PGDRAIN_LOOP_MIN_SECONDS" -eq 0 ] || since; [ "$stops" -eq 0 ] || break
+       [ -z "$since" ] || [ "$since" -ge "$PGDRAIN_LOOP_MIN_SECONDS" ] ||
+         { run sleep $((PGDRAIN_LOOP_MIN_SECONDS - since)); code=0; } ;;
     2) exit 2 ;;
-    126|127) # the shell's exec (or #!/usr/bin/env node) failed: a rerun cannot fix it
+    126|127) # the shell's exec (or #!/usr/bin/env node) failed: gone during an npm ci, or never there
        [ "$code" -eq 127 ] && why='not found: put the directory with pgdrain (node_modules/.bin) and node on PATH' ||
          why='found but not executable: chmod +x it, or take the directory named pgdrain off PATH'
-       echo "worker-loop: pgdrain drain exited $code, $why (PATH=$PATH); not retried" >&2
-       exit 2 ;;
-    *) [ "$stops" -eq 0 ] || break
-       [ "$(($(date +%s) - started))" -le "$delay" ] || delay=10 # it ran healthy a while: back off anew
+       [ "$stops" -eq 0 ] || break
+       [ "$tries" -lt 5 ] || { echo "worker-loop: pgdrain drain exited $code, $why (PATH=$PATH); retried 5 times, giving up" >&2; exit 2; }
+       tries=$((tries + 1)) pause=$((5 << tries >> 1))
+       echo "worker-loop: pgdrain drain exited $code, $why (PATH=$PATH); retry $tries of 5 in $pause s" >&2
+       failed=$code; run sleep "$pause"; code=$failed ;;
+    *) tries=0; since; [ "$stops" -eq 0 ] || break
+       [ -z "$since" ] || [ "$since" -le "$delay" ] || delay=10 # it ran healthy a while: back off anew
        echo "worker-loop: drain exited $code; next drain in $delay s" >&2
        failed=$code; run sleep "$delay"; code=$failed
        delay=$((delay * 2)); [ "$delay" -le 300 ] || delay=300 ;;

@@ -4,9 +4,13 @@
 // forks drain after drain, and the SIGTERM lands at a random point of that
 // cycle, often between a fork and its exec. (The real CLI under the loop:
 // worker-loop.test.ts.)
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sleep, until } from './support/drain-process.js';
-import { SHELLS, loop, running } from './support/loop-process.js';
+import { FAKE_BIN, LOOP, SHELLS, loop, running } from './support/loop-process.js';
 
 const RUNS = 100;
 afterEach(() => { // a failed or timed-out test leaves no loop forking drains behind
@@ -40,6 +44,44 @@ describe.each(SHELLS)('under %s', (shell) => {
     const exit = await p.exited;
     expect({ code: exit.code, signal: exit.signal, log: p.log() }).toEqual({ code: 0, signal: null, log: ['start', 'term'] });
     p.done();
+  });
+
+  it(`Ctrl-C (SIGINT to the loop's whole process group) at any moment is one stop (${RUNS / 2} stops)`, async () => {
+    for (let run = 0; run < RUNS / 2; run++) {
+      const p = loop(shell, {}, [], { group: true });
+      await until(async () => p.ran(), 'the loop to run drains', 30_000, 2);
+      await sleep(Math.random() * 20);
+      p.arm();
+      process.kill(-p.child.pid!, 'SIGINT'); // the loop, its drain, a `date` or `sleep` it runs
+      const exit = await p.exited;
+      const log = p.log();
+      p.done();
+      // The fake drain dies of the SIGINT (130) unless its shell left it ignored (dash, busybox: a background
+      // job's), then it takes the loop's SIGTERM; the real CLI takes both as one stop (docs/fast-pickup.md).
+      // No error of the loop's own (an arithmetic error on the time `date` did not print), no drain after.
+      expect({ run, stderr: exit.stderr, log: log.filter((l) => l !== 'start' && l !== 'term'), code: exit.code })
+        .toEqual({ run, stderr: expect.not.stringMatching(/worker-loop|\.sh:/), log: [], code: expect.toBeOneOf([0, 130, 143]) });
+    }
+  }, 180_000);
+
+  it('started with & from a script, the loop ignores SIGINT (POSIX), and a SIGTERM stops it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-bg-'));
+    const log = () => (existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').split('\n').filter(Boolean) : []);
+    const [command, ...shellArgs] = shell.split(' ');
+    const script = spawn(command!, [...shellArgs, '-c', `"$@" & echo $! > "${dir}/loop-pid"; wait`, 'sh', ...shell.split(' '), LOOP],
+      { env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, PGDRAIN_LOOP_MIN_SECONDS: '0' },
+        stdio: 'ignore' });
+    running.add(script);
+    const ended = new Promise<number | null>((done) => script.once('exit', (code) => done(code)));
+    writeFileSync(join(dir, 'armed'), '');
+    await until(async () => log().includes('start'), 'the drain to start');
+    const pid = Number(readFileSync(join(dir, 'loop-pid'), 'utf8'));
+    process.kill(pid, 'SIGINT');
+    process.kill(pid, 'SIGINT');
+    process.kill(pid, 'SIGTERM'); // a stop taken after the SIGINTs, if they were: the drain would log term thrice
+    expect(await ended).toBe(0);
+    expect(log()).toEqual(['start', 'term']);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('a drain that the stop ends with exit 1 ends the loop with exit 1, with no back-off', async () => {

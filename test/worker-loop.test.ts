@@ -54,7 +54,7 @@ it('an infrastructure error (exit 1) is followed by a back-off, which SIGTERM en
 });
 
 it('a drain that ends at its deadline is followed at once by the next', async () => {
-  const p = loop({ PGDRAIN_DEADLINE_SECONDS: '1' }, ['--json']);
+  const p = loop({ PGDRAIN_DEADLINE_SECONDS: '1', PGDRAIN_LOOP_MIN_SECONDS: '0' }, ['--json']); // no minimum interval
   await until(async () => reports(p.stdout()).length >= 2, 'two drains, one after the other');
   p.child.kill('SIGTERM');
   const exit = await p.exited;

@@ -17,13 +17,17 @@ export const SHELLS = ['dash', 'bash', 'busybox sh'];
 /** Loops started and not yet exited: afterEach SIGKILLs them, so a failed test leaves none forking drains. */
 export const running = new Set<ChildProcess>();
 
-/** The loop under `shell`, with `env` over this process's and `args` for each drain. */
-export function loop(shell: string, env: Record<string, string> = {}, args: string[] = []) {
+/**
+ * The loop under `shell`, with `env` over this process's and `args` for each drain; no minimum
+ * interval between drains (PGDRAIN_LOOP_MIN_SECONDS 0), unless `env` sets one: drains follow each other at once.
+ */
+export function loop(shell: string, env: Record<string, string> = {}, args: string[] = [],
+                     { group = false }: { /** In a process group of its own (setsid), as a terminal's foreground job. */ group?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-stop-'));
   const [command, ...shellArgs] = shell.split(' ');
   const child = spawn(command!, [...shellArgs, LOOP, ...args], {
-    env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'] });
+    env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, PGDRAIN_LOOP_MIN_SECONDS: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'], detached: group });
   running.add(child);
   child.once('exit', () => running.delete(child));
   let stderr = '';
