@@ -137,7 +137,13 @@ run() {
   pid=$!; pass
   woke=; wait "$pid"; code=$?
   # A trap interrupts wait (status 128 + its signal): wait on for the child's own.
-  while [ -n "$woke" ] && [ "$code" -gt 128 ]; do woke=; wait "$pid"; code=$?; done
+  # A child that died of the signal itself (Ctrl-C reaches the group) may have
+  # been reaped by that first wait: dash answers 127 for it then, not its 130.
+  while [ -n "$woke" ] && [ "$code" -gt 128 ]; do
+    woke=; wait "$pid"; again=$?
+    [ "$again" -ne 127 ] || kill -0 "$pid" 2>/dev/null || break
+    code=$again
+  done
   # bash answers -1 for a child that ended as the stop interrupted its wait.
   [ "$code" -ge 0 ] || code=143
   pid=

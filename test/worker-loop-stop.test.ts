@@ -64,6 +64,23 @@ describe.each(SHELLS)('under %s', (shell) => {
     }
   }, 180_000);
 
+  it('Ctrl-C kills a drain that is still starting (node: exit 130): the loop exits 130 (or 143), not 127 as if pgdrain were not found', async () => {
+    const codes = new Set<number | null>();
+    for (let run = 0; run < 20; run++) {
+      const p = loop(shell, { FAKE_NODE: '1' }, [], { group: true });
+      p.arm();
+      await until(async () => p.log().includes('start'), 'the drain to start');
+      await sleep(Math.random() * 50); // before or after node has started
+      process.kill(-p.child.pid!, 'SIGINT');
+      const exit = await p.exited;
+      p.done();
+      expect({ run, stderr: exit.stderr }).toEqual({ run, stderr: expect.not.stringMatching(/worker-loop/) });
+      codes.add(exit.code);
+    }
+    // 143: the loop's SIGTERM came first, before node ran.
+    expect([...codes].filter((code) => code !== 130 && code !== 143)).toEqual([]);
+  }, 60_000);
+
   it('started with & from a script, the loop ignores SIGINT (POSIX), and a SIGTERM stops it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-bg-'));
     const log = () => (existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').split('\n').filter(Boolean) : []);
