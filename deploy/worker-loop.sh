@@ -104,10 +104,13 @@ up() {
 }
 up "${gname:---grace}" "$grace"; limit=$up
 up "${oname:---overrun}" "$overrun"; limit=$((limit + up + 5))
-case ${PGDRAIN_LOOP_MIN_SECONDS:=5} in ''|*[!0-9]*|?????*)
-  echo "worker-loop: PGDRAIN_LOOP_MIN_SECONDS: must be a whole number of seconds from 0 to 9999, got \"$PGDRAIN_LOOP_MIN_SECONDS\"" >&2
-  exit 2 ;;
+case ${PGDRAIN_LOOP_MIN_SECONDS=5} in
+  '') echo "worker-loop: PGDRAIN_LOOP_MIN_SECONDS: is set but empty: give a value or unset it" >&2; exit 2 ;;
+  *[!0-9]*|?????*)
+    echo "worker-loop: PGDRAIN_LOOP_MIN_SECONDS: must be a whole number of seconds from 0 to 9999, got \"$PGDRAIN_LOOP_MIN_SECONDS\"" >&2
+    exit 2 ;;
 esac
+min=${PGDRAIN_LOOP_MIN_SECONDS#"${PGDRAIN_LOOP_MIN_SECONDS%%[!0]*}"} min=${min:-0} # 010 is 10 s, not octal 8
 delay=10 tries=0 code=0 stops=0 sent=0 claim=0 pid= woke= watched=0 first=0 watchdog=
 pass() {
   [ -n "$pid" ] || return 0
@@ -162,9 +165,8 @@ while [ "$stops" -eq 0 ]; do
   started=$(date +%s)
   run pgdrain drain "$@"
   case $code in
-    0) delay=10 tries=0 since=; [ "$PGDRAIN_LOOP_MIN_SECONDS" -eq 0 ] || since; [ "$stops" -eq 0 ] || break
-       [ -z "$since" ] || [ "$since" -ge "$PGDRAIN_LOOP_MIN_SECONDS" ] ||
-         { run sleep $((PGDRAIN_LOOP_MIN_SECONDS - since)); code=0; } ;;
+    0) delay=10 tries=0 since=; [ "$min" -eq 0 ] || since; [ "$stops" -eq 0 ] || break
+       [ -z "$since" ] || [ "$since" -ge "$min" ] || { run sleep $((min - since)); code=0; } ;;
     2) exit 2 ;;
     126|127) # the shell's exec (or #!/usr/bin/env node) failed: gone during an npm ci, or never there
        [ "$code" -eq 127 ] && why='not found: put the directory with pgdrain (node_modules/.bin) and node on PATH' ||

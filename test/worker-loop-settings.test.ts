@@ -88,7 +88,26 @@ describe.each(SHELLS)('under %s', (shell) => {
       .toEqual({ code: 2, log: ['drain 0', 'sleep 5', 'drain 3', 'sleep 2', 'drain 5', 'drain 9'], stderr: '' });
   });
 
+  it('PGDRAIN_LOOP_MIN_SECONDS with leading zeros is decimal (010: 10 s, 09: 9 s), not octal nor an arithmetic error', async () => {
+    for (const [min, pause] of [['010', 'sleep 10'], ['09', 'sleep 9'], ['00', undefined]] as const) {
+      const p = loop(shell, { ...CLOCKED, PGDRAIN_LOOP_MIN_SECONDS: min });
+      writeFileSync(join(p.dir, 'clock'), '1000000\n');
+      writeFileSync(join(p.dir, 'plan'), '0 0\n');
+      const exit = await p.exited;
+      const log = p.log();
+      p.done();
+      expect({ min, code: exit.code, log, stderr: exit.stderr })
+        .toEqual({ min, code: 2, log: pause ? ['drain 0', pause] : ['drain 0'], stderr: '' });
+    }
+  });
+
   it('PGDRAIN_LOOP_MIN_SECONDS is a whole number of seconds, else the loop runs no drain and exits 2 naming it', async () => {
+    const blank = loop(shell, { PGDRAIN_LOOP_MIN_SECONDS: '' }); // set but empty: refused, as a blank PGDRAIN_* is
+    const blankExit = await blank.exited;
+    expect({ code: blankExit.code, ran: blank.ran(), stderr: blankExit.stderr }).toEqual({ code: 2, ran: false,
+      stderr: 'worker-loop: PGDRAIN_LOOP_MIN_SECONDS: is set but empty: give a value or unset it\n' });
+    blank.done();
+
     const p = loop(shell, { PGDRAIN_LOOP_MIN_SECONDS: '0.5' });
     const exit = await p.exited;
     expect({ code: exit.code, ran: p.ran(), stderr: exit.stderr }).toEqual({ code: 2, ran: false,
