@@ -48,6 +48,11 @@
 # each SIGTERM sent is claimed in one arithmetic expansion, which no trap can
 # split, so none is sent twice. That expansion has no side effect under &&,
 # || or ?: (busybox ash, 1.35 at least, runs the side that is not taken).
+# All of it is one { } block, read whole before it runs: a shell reads a
+# script as it goes (bash, byte by byte), and a copy written over this file
+# while the loop runs (cp, an editor) would have it read on mid-line: a
+# syntax error (exit 2) or a stray command when it leaves its while loop.
+{
 set -u
 : "${PGDRAIN_DEADLINE_SECONDS:=86400}" "${PGDRAIN_LINGER_SECONDS:=86400}"
 export PGDRAIN_DEADLINE_SECONDS PGDRAIN_LINGER_SECONDS
@@ -184,3 +189,4 @@ while [ "$stops" -eq 0 ]; do
   esac
 done
 exit "$code"
+}

@@ -22,10 +22,12 @@ export const running = new Set<ChildProcess>();
  * interval between drains (PGDRAIN_LOOP_MIN_SECONDS 0), unless `env` sets one: drains follow each other at once.
  */
 export function loop(shell: string, env: Record<string, string> = {}, args: string[] = [],
-                     { group = false }: { /** In a process group of its own (setsid), as a terminal's foreground job. */ group?: boolean } = {}) {
+                     { group = false, script = LOOP }: {
+                       /** In a process group of its own (setsid), as a terminal's foreground job. */ group?: boolean;
+                       /** The loop's file: deploy/worker-loop.sh, or a copy of it. */ script?: string } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-stop-'));
   const [command, ...shellArgs] = shell.split(' ');
-  const child = spawn(command!, [...shellArgs, LOOP, ...args], {
+  const child = spawn(command!, [...shellArgs, script, ...args], {
     env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, PGDRAIN_LOOP_MIN_SECONDS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'], detached: group });
   running.add(child);
