@@ -17,7 +17,7 @@
 #   126, 127       pgdrain (or the node it runs) not found or not executable
 #                  (an `npm ci` replacing node_modules under it): retried
 #                  after 5, 10, 20, 40 and 80 s, saying so; then the loop
-#                  stops (exit 2)
+#                  stops (exit 2; a stop during the retries: exit 2 at once)
 # A failed drain that ran longer than the current back-off was healthy: the
 # back-off starts again from 10 s.
 #
@@ -176,11 +176,12 @@ while [ "$stops" -eq 0 ]; do
     126|127) # the shell's exec (or #!/usr/bin/env node) failed: gone during an npm ci, or never there
        [ "$code" -eq 127 ] && why='not found: put the directory with pgdrain (node_modules/.bin) and node on PATH' ||
          why='found but not executable: chmod +x it, or take the directory named pgdrain off PATH'
+       failed=$code code=2 # the loop's own status for it, also when a stop ends the retries (127 reads as the loop not found)
        [ "$stops" -eq 0 ] || break
-       [ "$tries" -lt 5 ] || { echo "worker-loop: pgdrain drain exited $code, $why (PATH=$PATH); retried 5 times, giving up" >&2; exit 2; }
+       [ "$tries" -lt 5 ] || { echo "worker-loop: pgdrain drain exited $failed, $why (PATH=$PATH); retried 5 times, giving up" >&2; exit 2; }
        tries=$((tries + 1)) pause=$((5 << tries >> 1))
-       echo "worker-loop: pgdrain drain exited $code, $why (PATH=$PATH); retry $tries of 5 in $pause s" >&2
-       failed=$code; run sleep "$pause"; code=$failed ;;
+       echo "worker-loop: pgdrain drain exited $failed, $why (PATH=$PATH); retry $tries of 5 in $pause s" >&2
+       run sleep "$pause"; code=2 ;;
     *) tries=0; since; [ "$stops" -eq 0 ] || break
        [ -z "$since" ] || [ "$since" -le "$delay" ] || delay=10 # it ran healthy a while: back off anew
        echo "worker-loop: drain exited $code; next drain in $delay s" >&2

@@ -4,7 +4,8 @@
 // and --overrun read by the CLI's rule for them, the minimum interval between
 // drains that end at once, pgdrain not found retried.
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { seconds } from '../src/cli/flag-parsers.js';
@@ -128,5 +129,22 @@ describe.each(SHELLS)('under %s', (shell) => {
     expect({ code: exit.code, log, lines }).toEqual({ code: 2, log: ['sleep 5', 'sleep 10', 'sleep 20', 'sleep 40', 'sleep 80'],
       lines: [1, 2, 3, 4, 5].map((n) => `worker-loop: ${why}; retry ${n} of 5 in ${5 * 2 ** (n - 1)} s`)
         .concat(`worker-loop: ${why}; retried 5 times, giving up`) });
+  });
+
+  it('a stop during a retry\'s pause ends the loop at once, exit 2 as when it gives up (127 would read as the loop not found)', async () => {
+    // A pause that only the stop can end (its sleep 600 s); the watchdog's `sleep 1`s are real.
+    const bin = mkdtempSync(join(tmpdir(), 'pgdrain-long-pause-'));
+    writeFileSync(join(bin, 'sleep'), `#!/bin/sh\n[ "$1" != 1 ] || exec ${SLEEP} 1\necho "sleep $1" >> "$FAKE_DIR/log"\nexec ${SLEEP} 600\n`,
+      { mode: 0o755 });
+    const p = loop(shell, { PATH: `${bin}:/usr/bin:/bin` });
+    await until(async () => p.log().includes('sleep 5'), 'the first retry\'s pause');
+    p.child.kill('SIGTERM');
+    const exit = await p.exited;
+    const log = p.log();
+    p.done();
+    rmSync(bin, { recursive: true, force: true });
+    const lines = exit.stderr.split('\n').filter((l) => l.startsWith('worker-loop:'));
+    expect({ code: exit.code, log, lines }).toEqual({ code: 2, log: ['sleep 5'],
+      lines: [expect.stringMatching(/^worker-loop: pgdrain drain exited 127, not found: .*; retry 1 of 5 in 5 s$/)] });
   });
 });
