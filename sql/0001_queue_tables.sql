@@ -99,6 +99,11 @@ create table jobs.job_queue (
   -- of the group run at once (jobs.pick, sql/0011). Null: not limited.
   group_id     text,
   group_tier   text,
+  -- Its releases with a reason in a row (claimed, never started: jobs.settle_arrays), the count its
+  -- last_error's first line shows (jobs.release_error) and jobs.unstarted_bound reads: a column, as
+  -- no error text a user writes (a nack's, a dead letter's) can fake it. Set only by the updates that
+  -- end a delivery and keep the row (a release, a nack's retry, an expiry's): claims and acks never write it.
+  unstarted    smallint    not null default 0,
   -- lease_holder's rule, enforced: an update that ends a lease but keeps
   -- its holder fails (23514) instead of leaving a stale token behind.
   constraint job_queue_lease_holder_leased check (lease_holder is null or lease_until is not null)

@@ -100,8 +100,8 @@ begin
   end if;
   -- A release with a reason of a job given back so unstarted 25 times in a row is a nack (jobs.unstarted_bound).
   if settle_arrays.errors is not null and 'release' = any(settle_arrays.outcomes) then
-    select b.outcomes, b.errors, b.never into settle_arrays.outcomes, settle_arrays.errors, v_never
-    from jobs.unstarted_bound(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors) b;
+    select b.outcomes, b.errors, b.never into settle_arrays.outcomes, settle_arrays.errors, v_never from jobs.unstarted_bound(
+      settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors, settle_arrays.worker_id) b;
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);
@@ -152,7 +152,7 @@ begin
             then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
                                     (v_policies->q.queue->>2)::numeric)
             else jobs.backoff(q.attempt) end),
-          last_error = jobs.settle_error(o.outcome, o.error)
+          last_error = jobs.settle_error(o.outcome, o.error), unstarted = 0
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
         -- A CASE, not "lease_until is not null": as in the delete below.
@@ -169,12 +169,12 @@ begin
                            settle_arrays.errors) as x(id, attempt, outcome, retry_at, error)
       where x.outcome = 'release' and x.attempt > 0
     ), released as (
-      -- With a retry_at, a snooze: it runs again then. Its last_error (jobs.release_error): a line
-      -- counting the snoozes or the releases with a reason in a row, above the last run's error.
+      -- With a retry_at, a snooze (it ran: unstarted 0): it runs again then. Its last_error: jobs.release_error.
       update jobs.job_queue q
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
-          scheduled_at = coalesce(o.retry_at, q.scheduled_at),
-          last_error = jobs.release_error(q.last_error, o.error, o.retry_at)
+          scheduled_at = coalesce(o.retry_at, q.scheduled_at), unstarted = case when o.error is not null then q.unstarted + 1
+                                                                                 when o.retry_at is not null then 0 else q.unstarted end,
+          last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
         and q.cancel_requested_at is null

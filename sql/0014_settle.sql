@@ -62,40 +62,35 @@ returns jsonb language sql stable as $$
   from applied a
 $$;
 
--- Releases with a reason in a row its last_error counts (jobs.release_error).
-create function jobs.unstarted_in_a_row(p_last_error text)
-returns integer language sql immutable as $$
-  select coalesce(substring(p_last_error from '^released unstarted \((\d+) in a row\): ')::integer, 0)
-$$;
-
 -- A release's last_error (jobs.settle_arrays): with a reason (p_reason: why
 -- its consumer could not start the job; drain(): no connection came free in
--- time), 'released unstarted (3 in a row): <reason>', the reason on one line
+-- time), 'released unstarted (3 in a row): <reason>', the count p_unstarted
+-- (the job's before this one, jobs.job_queue.unstarted) plus one, the reason on one line
 -- (line breaks become spaces), at most 1000 characters; with p_retry_at and
 -- no reason, a snooze: 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)';
 -- with neither, last_error as it was. The line replaces the one an earlier
--- release or snooze wrote (reasons never pile up), above the last run's
--- error; cut whole (jobs.cut_error): after one of 8 KiB it is past the bound.
-create function jobs.release_error(p_last_error text, p_reason text, p_retry_at timestamptz)
+-- release (p_unstarted > 0: its first line is that one) or snooze wrote (reasons never pile up), above the last run's
+-- error, which keeps its first line whatever it says; cut whole (jobs.cut_error): after one of 8 KiB it is past the bound.
+create function jobs.release_error(p_last_error text, p_reason text, p_retry_at timestamptz, p_unstarted integer)
 returns text language sql stable as $$
   select case when p_reason is null and p_retry_at is null then p_last_error else jobs.cut_error(
     case when p_reason is not null
-         then format('released unstarted (%s in a row): %s', jobs.unstarted_in_a_row(p_last_error) + 1,
-                     left(translate(p_reason, E'\r\n', '  '), 1000))
+         then format('released unstarted (%s in a row): %s', p_unstarted + 1, left(translate(p_reason, E'\r\n', '  '), 1000))
          else format('snoozed until %s (%s in a row)', to_char(p_retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                      coalesce(substring(p_last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1) end
-    || coalesce(E'\n' || nullif(regexp_replace(p_last_error,
-         '^((snoozed until \S+ \(\d+ in a row\)|released unstarted \(\d+ in a row\): [^\n]*)(\n|$))+', ''), ''), '')) end
+    || coalesce(E'\n' || nullif(case when p_unstarted > 0 then substr(p_last_error, strpos(p_last_error || E'\n', E'\n') + 1)
+                                     else regexp_replace(p_last_error, '^snoozed until \S+ \(\d+ in a row\)(\n|$)', '') end, ''), '')) end
 $$;
 
 -- Releases with a reason are bounded: a consumer that never has room to start a job (a
 -- pool that stays full) would give it back without end. The release of one given back so 25 times in a row already
--- (jobs.unstarted_in_a_row) is a nack instead, with an error saying so: its
+-- (jobs.job_queue.unstarted) is a nack instead, with an error saying so: its
 -- attempt spent, it is retried after the backoff, or fails once its retries
--- are spent (its count starts again, the nack's error heading last_error). Answers
--- jobs.settle_arrays' outcomes and errors with those releases made nacks, and
+-- are spent (its count starts again, the nack's error heading last_error). Only a release
+-- jobs.settle_arrays applies (that delivery leased, by p_worker_id when given, no cancel requested): a stale one
+-- stays a release, stale. Answers jobs.settle_arrays' outcomes and errors with those releases made nacks, and
 -- those deliveries as id:attempt ('12:1,15:3'; null when none).
-create function jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[],
+create function jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_worker_id text,
                                      out outcomes text[], out errors text[], out never text)
 language sql stable as $$
   select array_agg(case when b.over then 'nack' else x.outcome end order by x.i),
@@ -105,7 +100,8 @@ language sql stable as $$
   from unnest(p_ids, p_attempts, p_outcomes, p_errors) with ordinality as x(id, attempt, outcome, error, i)
   cross join lateral (select x.outcome = 'release' and x.error is not null and exists (
     select 1 from jobs.job_queue q
-    where q.job_id = x.id and q.attempt = x.attempt and jobs.unstarted_in_a_row(q.last_error) >= 25)) as b(over)
+    where q.job_id = x.id and q.attempt = x.attempt and q.unstarted >= 25 and case when q.lease_until is null then false else true end
+      and q.cancel_requested_at is null and (p_worker_id is null or q.worker_id = p_worker_id))) as b(over)
 $$;
 
 -- jobs.settle_arrays with the deliveries as a JSON array, for SQL callers:

@@ -2499,7 +2499,7 @@ begin
     set lease_until = null, lease_holder = null,
         -- At once, whatever its retry policy (which spaces nacks): the lease was
         -- the wait, and an expired job goes to the next consume (DESIGN).
-        scheduled_at = q.lease_until,
+        scheduled_at = q.lease_until, unstarted = 0,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
                      || jobs.no_outcome_from(q.worker_id)
     from taken e
@@ -5047,20 +5047,19 @@ begin
 end $$;
 
 --
--- Name: release_error(text, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: release_error(text, text, timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.release_error(p_last_error text, p_reason text, p_retry_at timestamp with time zone) RETURNS text
+CREATE FUNCTION jobs.release_error(p_last_error text, p_reason text, p_retry_at timestamp with time zone, p_unstarted integer) RETURNS text
     LANGUAGE sql STABLE
     AS $_$
   select case when p_reason is null and p_retry_at is null then p_last_error else jobs.cut_error(
     case when p_reason is not null
-         then format('released unstarted (%s in a row): %s', jobs.unstarted_in_a_row(p_last_error) + 1,
-                     left(translate(p_reason, E'\r\n', '  '), 1000))
+         then format('released unstarted (%s in a row): %s', p_unstarted + 1, left(translate(p_reason, E'\r\n', '  '), 1000))
          else format('snoozed until %s (%s in a row)', to_char(p_retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                      coalesce(substring(p_last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1) end
-    || coalesce(E'\n' || nullif(regexp_replace(p_last_error,
-         '^((snoozed until \S+ \(\d+ in a row\)|released unstarted \(\d+ in a row\): [^\n]*)(\n|$))+', ''), ''), '')) end
+    || coalesce(E'\n' || nullif(case when p_unstarted > 0 then substr(p_last_error, strpos(p_last_error || E'\n', E'\n') + 1)
+                                     else regexp_replace(p_last_error, '^snoozed until \S+ \(\d+ in a row\)(\n|$)', '') end, ''), '')) end
 $_$;
 
 --
@@ -6481,8 +6480,8 @@ begin
   end if;
   -- A release with a reason of a job given back so unstarted 25 times in a row is a nack (jobs.unstarted_bound).
   if settle_arrays.errors is not null and 'release' = any(settle_arrays.outcomes) then
-    select b.outcomes, b.errors, b.never into settle_arrays.outcomes, settle_arrays.errors, v_never
-    from jobs.unstarted_bound(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors) b;
+    select b.outcomes, b.errors, b.never into settle_arrays.outcomes, settle_arrays.errors, v_never from jobs.unstarted_bound(
+      settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors, settle_arrays.worker_id) b;
   end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);
@@ -6533,7 +6532,7 @@ begin
             then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
                                     (v_policies->q.queue->>2)::numeric)
             else jobs.backoff(q.attempt) end),
-          last_error = jobs.settle_error(o.outcome, o.error)
+          last_error = jobs.settle_error(o.outcome, o.error), unstarted = 0
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
         -- A CASE, not "lease_until is not null": as in the delete below.
@@ -6550,12 +6549,12 @@ begin
                            settle_arrays.errors) as x(id, attempt, outcome, retry_at, error)
       where x.outcome = 'release' and x.attempt > 0
     ), released as (
-      -- With a retry_at, a snooze: it runs again then. Its last_error (jobs.release_error): a line
-      -- counting the snoozes or the releases with a reason in a row, above the last run's error.
+      -- With a retry_at, a snooze (it ran: unstarted 0): it runs again then. Its last_error: jobs.release_error.
       update jobs.job_queue q
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
-          scheduled_at = coalesce(o.retry_at, q.scheduled_at),
-          last_error = jobs.release_error(q.last_error, o.error, o.retry_at)
+          scheduled_at = coalesce(o.retry_at, q.scheduled_at), unstarted = case when o.error is not null then q.unstarted + 1
+                                                                                 when o.retry_at is not null then 0 else q.unstarted end,
+          last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
         and q.cancel_requested_at is null
@@ -7323,10 +7322,10 @@ begin
 end $$;
 
 --
--- Name: unstarted_bound(bigint[], integer[], text[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: unstarted_bound(bigint[], integer[], text[], text[], text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], OUT outcomes text[], OUT errors text[], OUT never text) RETURNS record
+CREATE FUNCTION jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_worker_id text, OUT outcomes text[], OUT errors text[], OUT never text) RETURNS record
     LANGUAGE sql STABLE
     AS $$
   select array_agg(case when b.over then 'nack' else x.outcome end order by x.i),
@@ -7336,17 +7335,8 @@ CREATE FUNCTION jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_out
   from unnest(p_ids, p_attempts, p_outcomes, p_errors) with ordinality as x(id, attempt, outcome, error, i)
   cross join lateral (select x.outcome = 'release' and x.error is not null and exists (
     select 1 from jobs.job_queue q
-    where q.job_id = x.id and q.attempt = x.attempt and jobs.unstarted_in_a_row(q.last_error) >= 25)) as b(over)
-$$;
-
---
--- Name: unstarted_in_a_row(text); Type: FUNCTION; Schema: jobs; Owner: -
---
-
-CREATE FUNCTION jobs.unstarted_in_a_row(p_last_error text) RETURNS integer
-    LANGUAGE sql IMMUTABLE
-    AS $$
-  select coalesce(substring(p_last_error from '^released unstarted \((\d+) in a row\): ')::integer, 0)
+    where q.job_id = x.id and q.attempt = x.attempt and q.unstarted >= 25 and case when q.lease_until is null then false else true end
+      and q.cancel_requested_at is null and (p_worker_id is null or q.worker_id = p_worker_id))) as b(over)
 $$;
 
 --
@@ -7398,6 +7388,7 @@ CREATE TABLE jobs.job_queue (
     dead_letter text,
     group_id text,
     group_tier text,
+    unstarted smallint DEFAULT 0 NOT NULL,
     progress jsonb,
     CONSTRAINT job_queue_lease_holder_leased CHECK (((lease_holder IS NULL) OR (lease_until IS NOT NULL))),
     CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at))

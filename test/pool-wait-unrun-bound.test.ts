@@ -18,7 +18,7 @@ it('a job the pool never has room for, released 25 times in a row, then fails, l
                                                 priority => 1)::text as id`);
   const [unrun] = await db.sql<{ id: string }>(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 1, max_retries => 0)::text as id`);
   // Released unstarted 24 times in a row by earlier drains already (each release takes about half its timeout).
-  await db.sql(`update jobs.job_queue set last_error = 'released unstarted (24 in a row): earlier' where job_id = $1`, [unrun!.id]);
+  await db.sql(`update jobs.job_queue set last_error = 'released unstarted (24 in a row): earlier', unstarted = 24 where job_id = $1`, [unrun!.id]);
   const stop = new AbortController();
   try {
     const drained = queue.drain(10, Date.now() + 30_000, { concurrency: 2, signal: stop.signal, graceMs: 0, overrunMs: 2000 });

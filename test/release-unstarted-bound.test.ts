@@ -70,7 +70,7 @@ it("a release's reason replaces an earlier release's and keeps the last run's er
 it("a settle sent again (its reply lost) counts the release it made a nack as what it did, not stale", async () => {
   const id = (await sql<{ id: string }>(`select jobs.publish('resent', '{}', max_retries => 1)::text as id`))[0]!.id;
   const resend = async (attempt: number) => {
-    await sql(`update jobs.job_queue set last_error = 'released unstarted (25 in a row): no room' where job_id = $1`, [id]);
+    await sql(`update jobs.job_queue set last_error = 'released unstarted (25 in a row): no room', unstarted = 25 where job_id = $1`, [id]);
     expect(await sql(`select attempt from jobs.claim(1, 'resent', null, null, null, null, 'W')`)).toEqual([{ attempt }]);
     const once = async () => (await sql<{ r: Answer }>(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'],
       null, array['no room'], array[now()], worker_id => 'W') as r`, [id, attempt]))[0]!.r;
