@@ -1,6 +1,7 @@
 // DrainOptions.onJobStart / onJobEnd: what Sentry or OpenTelemetry glue hangs on.
-import type { Outcome } from './outcome-arrays.js';
+import type { Outcome, SettleListener } from './outcome-arrays.js';
 import type { Job, JobEndEvent, JobStartEvent } from './types.js';
+import { neverStartedError } from './unstarted.js';
 
 /** The error text of a job the drain aborted after jobs.cancel: its hook outcome is 'cancelled'. */
 export const CANCELLED_ERROR = 'aborted by the drain after jobs.cancel';
@@ -13,10 +14,16 @@ export type Thrown = { thrown?: unknown };
  * promise rejects) never breaks the drain nor loses a job. Its first error
  * per drain goes to console.error; later ones are dropped, so a broken hook
  * cannot flood the log with one line per job. Only made when a hook is set:
- * a drain without hooks builds no event.
+ * a drain without hooks builds no event. A release with a reason (never
+ * started, unstarted.ts) waits for its settle's answer (told as a
+ * SettleListener, after the drain's own: listening): the 26th in a row is a
+ * nack, and its event says so; unanswered (the drain's last settle failed),
+ * a release.
  */
-export class DrainHooks {
+export class DrainHooks implements SettleListener {
   private reported = false;
+  /** Releases with a reason whose settle has not answered, and their jobs. */
+  private unstarted: Map<Outcome, { job: Job; why: string }> | undefined;
 
   constructor(private readonly onStart: ((e: JobStartEvent) => void) | undefined,
               private readonly onEnd: ((e: JobEndEvent) => void) | undefined) {}
@@ -33,6 +40,10 @@ export class DrainHooks {
   /** outcome null: a transactional handler committed its ack itself. */
   ended(job: Job, outcome: (Outcome & Thrown) | null, startedAt: number | undefined): void {
     if (!this.onEnd) return;
+    if (outcome?.outcome === 'release' && outcome.error !== undefined) {
+      (this.unstarted ??= new Map()).set(outcome, { job, why: outcome.error }); // never started: its settle tells what it became
+      return;
+    }
     const durationMs = startedAt === undefined ? 0 : Date.now() - startedAt;
     let event: JobEndEvent;
     if (outcome === null || outcome.outcome === 'ack') event = { job, outcome: 'ack', durationMs, willRetry: false };
@@ -50,6 +61,47 @@ export class DrainHooks {
       if (outcome.thrown !== undefined) event.thrown = outcome.thrown;
     }
     this.call('onJobEnd', () => this.onEnd!(event));
+  }
+
+  /** The drain's own listener, then these hooks: what the Settler tells. */
+  listening(own: SettleListener): SettleListener {
+    return {
+      endedCancelled: (o) => { own.endedCancelled(o); this.endedCancelled(o); },
+      neverStarted: (o) => { own.neverStarted(o); this.neverStarted(o); },
+      stale: (o) => { own.stale(o); this.stale(); },
+      answered: (batch) => { own.answered(batch); this.answered(batch); },
+    };
+  }
+
+  /** A release with a reason its settle ended cancelled (a cancel requested meanwhile). */
+  endedCancelled(outcome: Outcome): void {
+    this.unstartedEnded(outcome, 'cancelled');
+  }
+
+  /** A release with a reason its settle made a nack: released unstarted 25 times in a row already. */
+  neverStarted(outcome: Outcome): void {
+    this.unstartedEnded(outcome, 'nack');
+  }
+
+  /** A stale release still gets its event, as before its settle: release. */
+  stale(): void {}
+
+  answered(batch: readonly Outcome[]): void {
+    if (this.unstarted?.size) for (const o of batch) this.unstartedEnded(o, 'release');
+  }
+
+  /** The drain returns or throws: releases whose settle never answered are told as what the drain sent. */
+  unanswered(): void {
+    if (this.unstarted?.size) for (const o of [...this.unstarted.keys()]) this.unstartedEnded(o, 'release');
+  }
+
+  private unstartedEnded(outcome: Outcome, as: 'release' | 'nack' | 'cancelled'): void {
+    const told = this.unstarted?.get(outcome);
+    if (!told || !this.unstarted!.delete(outcome)) return;
+    const { job, why } = told;
+    const error = as === 'nack' ? neverStartedError(why) : why;
+    const willRetry = as === 'release' || (as === 'nack' && job.attempt <= job.maxRetries);
+    this.call('onJobEnd', () => this.onEnd!({ job, outcome: as, error, durationMs: 0, willRetry }));
   }
 
   private call(name: string, fn: () => unknown): void {

@@ -49,6 +49,11 @@ export interface DrainReport {
   /** Given back without spending an attempt: unstarted, or snoozed (SnoozeJob, ctx.rateLimit). A handler still running at a signal's grace end is nacked (retried, or failed once its retries are spent), not released. */
   released: number;
   /**
+   * Of `released`: jobs claimed and never started (a transactional handler that waited in vain for a connection), given
+   * back with why in their last_error. The 26th such release in a row of a job is a nack (counted in retried or failed), not here.
+   */
+  releasedUnstarted: number;
+  /**
    * Due jobs left alone because their timeout did not fit the remaining budget, as its last claim counted them: at most
    * 1000 (1000 or more). A last look with no budget (no budget left, a linger's end or a wait for a
    * connection until the deadline on a full pool) counts every due one.
@@ -107,7 +112,8 @@ export interface JobEndEvent {
    * false (a throw, RetryJob, a timeout, an unknown task). fail: FailJob.
    * A job still running when the drain's stop after its signal came is a
    * nack ("did not stop within graceMs=…"). release: given back without
-   * spending the attempt (claimed and never started, or a SnoozeJob).
+   * spending the attempt (claimed and never started, or a SnoozeJob). One never
+   * started is told after its settle answered: the 26th in a row is a nack (unstarted.ts).
    * cancelled: jobs.cancel while it ran.
    */
   outcome: 'ack' | 'nack' | 'fail' | 'release' | 'cancelled';

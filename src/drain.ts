@@ -23,8 +23,7 @@ import { timerEnd, Timeouts } from './timeouts.js';
 import { withUnrecorded } from './unrecorded.js';
 import { causeOf, endEarlierDelivery, windDown, type Interrupted } from './wind-down.js';
 import type { DrainReport, Job, SkippedTimeouts, StoppedBy } from './types.js';
-export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS,
-  type DrainDeps } from './drain-settings.js';
+export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS, type DrainDeps } from './drain-settings.js';
 
 /**
  * Claims, runs and settles jobs until the queue is empty, the deadline is
@@ -68,21 +67,20 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let idleSince: number | undefined; // set while it lingers: no job runs, and the last claim found none
   // No budget at all, or a linger or a wait for a slot ended: one claim with none counts what is due, a connection free.
   const lastLook = new LastLook({ share: pool, poolSize: driver.maxConnections, waitsAlone: () => slots.waitsAlone });
-
   // Given up while a statement waited for a connection of a full pool, its error says so (pool-full.ts).
   const limit = new RoundTripLimit(args.deadline, overrunMs, opts, poolFullNote({ max: driver.maxConnections, share: pool,
     counts: driver.connections?.bind(driver), own: (): number => slots.connected, unsettled: (): number => settler.unsettled(), concurrency }));
   const db = limit.bind(deps.db); // the drain's own round trips (claims, settles, cancel checks)
   const claim = claimCall(db, opts.topic ?? null, opts.queue ?? null, filter, workerId, exclude, holder);
   const failures = new FailureList(); // what its settles did: willRetry false for a nack ended cancelled, a stale one left out
-  // Its final settle pauses between failed tries, never past the limit.
-  const settler = new Settler(db, flushIntervalMs, workerId, pauseUntil(limit.signal), failures);
+  const hooks = DrainHooks.of(opts); // undefined without hooks: no event is built per job
+  // Its final settle pauses between failed tries, never past the limit. The hooks hear what a release unstarted became.
+  const settler = new Settler(db, flushIntervalMs, workerId, pauseUntil(limit.signal), hooks ? hooks.listening(failures) : failures);
   // ctx.progress and ctx.rateLimit: the handler's own round trips, as its
   // publishes (not bound by the drain's limit, which would add an abort
   // listener per statement in flight: Node warns past 10).
   const progressSink = { db: deps.db, workerId };
   const rateLimit = rateLimiter(deps.db);
-  const hooks = DrainHooks.of(opts); // undefined without hooks: no event is built per job
   const running = new RunningJobs();
   let claimError: unknown;
   let interrupted: Interrupted = { nacked: 0, released: 0 }; // what the grace's end or hardSignal cut short
@@ -119,7 +117,6 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     record(job, outcome, startedAt);
     wake();
   };
-
   const timeouts = new Timeouts(() => settler.sendSoon()); // what its timers ended is sent now, within its leases
   const publish: DrainDeps['publish'] = (task, body, options) => deps.publish(task, body, options);
   // When a claimed job's handler must end (its timer, a margin before its lease's end; or stopAt); 0 when it cannot start (then settled here).
@@ -279,6 +276,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     await settler.close(1).catch(() => {});
     limit.dispose();
+    hooks?.unanswered();
     throw translateError(error);
   } finally {
     await idle?.close();
@@ -291,10 +289,12 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     throw withUnrecorded(translateError(claimError ?? error), settler.left(), error, workerId); // what it could not record
   } finally {
     limit.dispose();
+    hooks?.unanswered(); // releases unstarted whose settle never answered
   }
   if (claimError !== undefined) throw translateError(claimError);
   return {
-    claimed, ...settler.totals, skipped, skippedTimeouts, queuePaused, queueAtMaxRunning, queueAtGroupConcurrency, stoppedBy: stopped.by ?? 'empty',
-    durationMs: Date.now() - startedAt, batches, failures: failures.list, failuresOmitted: failures.omitted, interrupted,
+    claimed, ...settler.totals, releasedUnstarted: failures.unstarted, skipped, skippedTimeouts, queuePaused, queueAtMaxRunning,
+    queueAtGroupConcurrency, stoppedBy: stopped.by ?? 'empty', durationMs: Date.now() - startedAt, batches, failures: failures.list,
+    failuresOmitted: failures.omitted, interrupted,
   };
 }

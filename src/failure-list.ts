@@ -44,6 +44,8 @@ export class FailureList implements SettleListener {
   private droppedPending: WeakSet<Outcome> | undefined;
   /** The jobs of releases with a reason, made with the first: their settle may make them nacks. */
   private releases: WeakMap<Outcome, Job> | undefined;
+  /** Releases with a reason (never started) that stayed releases: sent, less those made nacks, ended cancelled or stale. */
+  private unstartedCount = 0;
 
   /** The first MAX_REPORTED_FAILURES failures that happened, in order. */
   get list(): FailedJob[] {
@@ -58,17 +60,32 @@ export class FailureList implements SettleListener {
   add(job: Job, outcome: Outcome): void {
     if (outcome.outcome === 'release') {
       // Released unstarted (with a reason): its settle may make it a nack (neverStarted).
-      if (outcome.error !== undefined) (this.releases ??= new WeakMap()).set(outcome, job);
+      if (outcome.error !== undefined) {
+        (this.releases ??= new WeakMap()).set(outcome, job);
+        this.unstartedCount++;
+      }
       return;
     }
     if (outcome.outcome === 'ack') return;
     this.keep(job, outcome, outcome.error, outcome.outcome === 'nack' && job.attempt <= job.maxRetries);
   }
 
+  /** The report's releasedUnstarted: releases with a reason whose settle kept them releases (or has not answered). */
+  get unstarted(): number {
+    return this.unstartedCount;
+  }
+
   /** Its settle made this release a nack, released unstarted too often in a row: a failure, its attempt spent. */
   neverStarted(outcome: Outcome): void {
-    const job = this.releases?.get(outcome);
+    const job = this.notUnstarted(outcome);
     if (job && outcome.outcome === 'release') this.keep(job, outcome, neverStartedError(outcome.error!), job.attempt <= job.maxRetries);
+  }
+
+  /** A release with a reason its settle did not keep a release: no longer counted in unstarted; its job. */
+  private notUnstarted(outcome: Outcome): Job | undefined {
+    const job = this.releases?.get(outcome);
+    if (job && this.releases!.delete(outcome)) this.unstartedCount--;
+    return job;
   }
 
   private keep(job: Job, outcome: Outcome, error: string, willRetry: boolean): void {
@@ -87,12 +104,14 @@ export class FailureList implements SettleListener {
 
   /** Its settle ended this outcome's job cancelled: it will not run again. */
   endedCancelled(outcome: Outcome): void {
+    this.notUnstarted(outcome);
     const kept = this.byOutcome?.get(outcome);
     if (kept) kept.entry.willRetry = false;
   }
 
   /** Its settle found this outcome stale: it is no failure of this drain's. */
   stale(outcome: Outcome): void {
+    this.notUnstarted(outcome);
     const kept = this.byOutcome?.get(outcome);
     if (kept) {
       this.byOutcome!.delete(outcome);

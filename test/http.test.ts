@@ -317,7 +317,8 @@ describe('publish, drain, stats, metrics', () => {
     const report = { claimed: 2, succeeded: 1, failed: 0, retried: 1, released: 0, cancelled: 0, stale: 0, skipped: 1,
                      skippedTimeouts: { shortestSeconds: 60, longestSeconds: 60, budgetSeconds: 5 }, queuePaused: false, queueAtMaxRunning: false,
                      queueAtGroupConcurrency: false,
-                     stoppedBy: 'deadline', durationMs: 10, batches: 2, failures: [], failuresOmitted: 0, interrupted: { nacked: 0, released: 0 } } as const;
+                     stoppedBy: 'deadline', durationMs: 10, batches: 2, failures: [], failuresOmitted: 0, interrupted: { nacked: 0, released: 0 },
+                     releasedUnstarted: 0 } as const;
     metrics.start()({ ...report, failures: [] }, 10);
     metrics.start()({ ...report, failures: [] }, 10);
     const lines = metrics.render([], 0).split('\n');

@@ -37,6 +37,7 @@ export class DrainMetrics {
   private durationCount = 0;
   private running = 0;
   private claimed = 0;
+  private unstarted = 0;
   private skipped: number | undefined;
 
   /** Call when a drain starts; the returned function records how it ended. */
@@ -52,6 +53,7 @@ export class DrainMetrics {
       }
       if (report) {
         this.claimed += report.claimed;
+        this.unstarted += report.releasedUnstarted;
         this.skipped = report.skipped;
       }
       const seconds = durationMs / 1000;
@@ -88,6 +90,9 @@ export class DrainMetrics {
     for (const outcome of OUTCOMES) {
       if (this.jobs.has(outcome)) out.push(`pgdrain_drain_jobs_total${labels({ outcome })} ${this.jobs.get(outcome)}`);
     }
+    metric('pgdrain_drain_released_unstarted_total', 'counter', 'Claimed jobs of this process\'s drains given back never started, '
+      + 'no connection free in time (of outcome="released"; the 26th in a row of a job is a nack instead): raise the pool\'s size.');
+    out.push(`pgdrain_drain_released_unstarted_total ${this.unstarted}`);
     if (this.skipped !== undefined) {
       metric('pgdrain_drain_skipped_jobs', 'gauge', 'Due jobs the last drain of this process left alone: their timeout did not fit its budget.');
       out.push(`pgdrain_drain_skipped_jobs ${this.skipped}`);
