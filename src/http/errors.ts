@@ -1,10 +1,13 @@
 import type { Context } from 'hono';
-import { PgDrainError } from '../errors.js';
+import { PgDrainError, type UnrecordedOutcomes } from '../errors.js';
 import { asCommand } from '../hint-calls.js';
 
-/** The body of every error answer: `{ "error": { "code", "message", "field" } }`. */
+/**
+ * The body of every error answer: `{ "error": { "code", "message", "field" } }`; a drain's (POST /drain) whose last
+ * settle failed, `unrecorded` too: the outcomes it could not record, by kind (PgDrainError.unrecorded).
+ */
 export interface ErrorBody {
-  error: { code: string; message: string; field: string | null };
+  error: { code: string; message: string; field: string | null; unrecorded?: UnrecordedOutcomes };
 }
 
 /** An error the HTTP layer answers with its own status (401, 404, 413, 429, …; 499: the request ended first, answered to no one). */
@@ -25,9 +28,10 @@ const statusOf: Record<string, 400 | 429 | 503> = {
   resources_exhausted: 503, // the server's lock table or disk: retrying later may succeed
 };
 
-/** What an error answers: its status, code, message, field and headers. */
+/** What an error answers: its status, code, message, field and headers, and a drain's unrecorded outcomes. */
 export interface ErrorAnswer {
   status: number; code: string; message: string; field: string | null; headers: Record<string, string>;
+  unrecorded?: UnrecordedOutcomes;
 }
 
 /**
@@ -36,6 +40,13 @@ export interface ErrorAnswer {
  * server's log), so no stack trace or driver detail reaches the caller.
  */
 export function errorAnswer(error: unknown, report?: (error: unknown) => void): ErrorAnswer {
+  // A 503's or 500's message says nothing of them (withUnrecorded's words are in the message it hides): the counts stay.
+  const unrecorded = (error as PgDrainError | null)?.unrecorded;
+  const answer = bareAnswer(error, report);
+  return unrecorded ? { ...answer, unrecorded: { ...unrecorded } } : answer;
+}
+
+function bareAnswer(error: unknown, report?: (error: unknown) => void): ErrorAnswer {
   if (error instanceof HttpError) {
     return { status: error.status, code: error.code, message: error.message, field: error.field, headers: error.headers };
   }
@@ -65,9 +76,9 @@ export function endedRequest(c: Context, error: unknown): unknown {
 
 /** Turns any error into a JSON answer (errorAnswer's). */
 export function errorResponse(c: Context, error: unknown, report?: (error: unknown) => void): Response {
-  const { status, code, message, field, headers } = errorAnswer(error, report);
+  const { status, code, message, field, headers, unrecorded } = errorAnswer(error, report);
   for (const [name, value] of Object.entries(headers)) c.header(name, value);
-  return send(c, status, code, message, field);
+  return send(c, status, code, message, field, unrecorded);
 }
 
 function publicMessage(code: string): string {
@@ -75,7 +86,8 @@ function publicMessage(code: string): string {
   return code === 'resources_exhausted' ? 'database out of resources (the server log has which)' : 'database unavailable';
 }
 
-function send(c: Context, status: number, code: string, message: string, field: string | null): Response {
-  const body: ErrorBody = { error: { code, message, field } };
+function send(c: Context, status: number, code: string, message: string, field: string | null,
+              unrecorded?: UnrecordedOutcomes): Response {
+  const body: ErrorBody = { error: unrecorded ? { code, message, field, unrecorded } : { code, message, field } };
   return c.json(body, status as 400);
 }
