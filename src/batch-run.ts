@@ -167,7 +167,7 @@ function settleEach(jobs: Job[], answer: unknown, began: number, ms: number): (O
         + 'return await Promise.all(…) of them, so each item is a result or an Error'));
     }
     try {
-      return { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(item), ms };
+      return { id: job.id, attempt: job.attempt, outcome: 'ack', result: resultJson(item, 'item'), ms };
     } catch (error) {
       return thrownOutcome(job.id, job.attempt, error); // not JSON: a FailJob (never storable) or a TypeError (a Promise not awaited)
     }
