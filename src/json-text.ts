@@ -1,4 +1,5 @@
 import { ValidationError } from './errors.js';
+import { lossesOf, NOT_PLAIN, plainForm } from './json-loss.js';
 import { cutPath, keyPath, shownKey } from './json-path.js';
 
 export { cutPath, keyPath } from './json-path.js';
@@ -22,24 +23,30 @@ export function unstorableEscape(json: string): string | null {
 
 /**
  * A value as JSON text for a jsonb parameter. Throws a ValidationError naming
- * field when it is not JSON or holds what PostgreSQL cannot store.
+ * field when it is not JSON, holds what PostgreSQL cannot store, or would
+ * lose data in JSON by the rule a handler's result is held to
+ * (json-loss.ts: a Map or Set not empty, a Promise, an Error, a FailJob,
+ * RetryJob or SnoozeJob, wherever JSON.stringify meets it, after toJSON),
+ * said at its path under field (`body.user.roles is a Map: …`).
  */
 export function jsonParam(value: unknown, field: string): string {
+  let form = plainForm(value);
+  if (form === NOT_PLAIN) {
+    const { first, notJson } = lossesOf(value, field || 'value', 'value');
+    if (!notJson && first !== undefined) throw new ValidationError(field, `must not lose data in JSON: ${first}`);
+    form = value;
+  }
   let json: string | undefined;
   try {
-    json = JSON.stringify(value ?? null);
+    json = value === undefined ? 'null' : JSON.stringify(form);
   } catch (error) {
+    quietThenables(value, field || 'value'); // a BigInt beside a promise: the promise must not reject unhandled
     // A stack overflow here is nesting too deep to serialise, not a cycle or a BigInt.
     const message = (error as Error)?.message ?? String(error);
     const reason = /call stack/i.test(message) ? 'nested too deeply' : message;
     throw new ValidationError(field, `must be JSON-serialisable (${reason})`);
   }
   if (json === undefined) throw new ValidationError(field, `must be JSON-serialisable, got ${typeof value}`);
-  // A Map, Set, Promise or Error is written as {}, its data lost: looked for only
-  // then, so other values cost one substring search (a Date, written as its
-  // ISO string, and a class instance, as its own fields, lose nothing).
-  const lost = json.includes('{}') ? quietThenables(value, field || 'value') : undefined;
-  if (lost !== undefined) throw new ValidationError(field, `must not hold a Map, Set, Promise or Error (JSON writes it as {}): ${cutPath(lost)}`);
   const bad = unstorableEscape(json);
   if (bad) {
     // Where, as a result's is (notJsonAt): `jobs[3].body: ... at jobs[3].body.a[2]`; the field is still the value's.

@@ -106,7 +106,7 @@ describe('listJobs', () => {
       [{ ids: Array.from({ length: 1001 }, (_, i) => String(i + 1)) }, 'filter.ids: must list at most 1000 jobs'],
       [{ queue: 'bad queue' }, 'filter.queue: must be dot-separated words'],
       [{ task: '' }, 'filter.task: must be a non-empty task name'],
-      [{ body: new Map([['a', 1]]) }, 'filter.body: must not hold a Map, Set, Promise or Error'],
+      [{ body: new Map([['a', 1]]) }, 'filter.body: must not lose data in JSON: filter.body is a Map'],
       [{ body: { s: 'a\u0000b' } }, 'filter.body: must not contain \\u0000'],
       [{ bodyy: {} }, 'filter: unknown option "bodyy"'],
       ['x', 'filter: must be an object'],

@@ -77,12 +77,12 @@ describe('an Error in a body', () => {
   it('is refused by publish and publishBulk naming where, before any statement', async () => {
     const queue = createQueue({ driver, tasks: {} });
     const rejection = (p: Promise<unknown>) => p.then(() => { throw new Error('published'); }, (e: unknown) => e as PgDrainError);
-    const rule = 'must not hold a Map, Set, Promise or Error (JSON writes it as {}): ';
+    const rule = 'must not lose data in JSON: ';
     expect(await rejection(queue.publish('t', { cause: new Error('boom') }))).toMatchObject({ name: 'ValidationError', field: 'body',
-      message: `body: ${rule}body.cause is an Error: JSON keeps neither its message nor its stack; store its message` });
+      message: `body: ${rule}body.cause is an Error ("boom"): JSON keeps neither its message nor its stack; store its message (JSON would store it as {})` });
     expect(await rejection(queue.publishBulk([{ task: 't' }, { task: 't', body: new Error('boom') }]))).toMatchObject({
       name: 'ValidationError', field: 'jobs[1].body',
-      message: `jobs[1].body: ${rule}jobs[1].body is an Error: JSON keeps neither its message nor its stack; store its message` });
+      message: `jobs[1].body: ${rule}jobs[1].body is an Error ("boom"): JSON keeps neither its message nor its stack; store its message (JSON would store it as {})` });
     expect(await db.sql('select job_id from jobs.job_queue')).toEqual([]);
   });
 });
