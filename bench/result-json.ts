@@ -4,8 +4,11 @@
 // B: this tree's (src/result-json.ts). Shapes: undefined (a no-op handler:
 // nothing to encode), a small plain object, a plain object with an array of
 // objects, one holding a Date (a row's timestamp), and one holding a class
-// instance of data (both walked as plain data; a Map or toJSON would take
-// the replacer), and one holding a Buffer (walked as plain data too).
+// instance of data (both walked as plain data), one holding a Buffer
+// (walked as plain data too), one holding values with their own toJSON
+// (Decimal.js, Luxon, bson stand-ins: toJSON returning a string or plain
+// data, walked as plain data since json-loss.ts), and a 1.2 MB result of
+// them (4 batches of 5). SHAPES=tojson,big runs those only.
 //
 //   mkdir -p dist/result-json/base && git archive BASE src | tar -x -C dist/result-json/base
 //   npx esbuild dist/result-json/base/src/json-text.ts --bundle --platform=node --format=esm --outfile=dist/result-json/a.mjs
@@ -18,6 +21,12 @@ import { pathToFileURL } from 'node:url';
 type Encode = (result: unknown) => string | null;
 
 class Point { constructor(readonly x: number, readonly y: number) {} }
+class Decimal { constructor(private readonly text: string) {} toJSON() { return this.text; } }
+class DateTime { constructor(private readonly ms: number) {} toJSON() { return new Date(this.ms).toISOString(); } }
+class ObjectId { constructor(private readonly hex: string) {} toJSON() { return { $oid: this.hex }; } }
+const line = (i: number) => ({ id: new ObjectId(`64b${i}`), sku: `sku-${i}`, qty: i % 9, price: new Decimal(`${i}.25`), at: new DateTime(i) });
+/** About 1.2 MB of JSON: 12,000 lines of toJSON values. */
+const bigLines = Array.from({ length: 12_000 }, (_, i) => line(i));
 
 const BATCH = 500;
 const BATCHES = 200;
@@ -28,17 +37,21 @@ const shapes: Record<string, (i: number) => unknown> = {
   date: (i) => ({ id: i, at: new Date(1_800_000_000_000 + i) }),
   instance: (i) => ({ id: i, point: new Point(i, 1) }),
   bytes: (i) => ({ id: i, file: Buffer.alloc(200, i) }), // a bytea column's Buffer (its toJSON: { type, data })
+  tojson: (i) => ({ order: i, lines: [line(i), line(i + 1)] }),
+  big: () => ({ lines: bigLines }),
 };
+/** Batches of a shape, and results per batch: the big one fewer. */
+const sizes: Record<string, [number, number]> = { big: [4, 5] };
 
 /** The median of 9 runs (after a warm-up) of encoding BATCHES batches: µs per batch of BATCH results. */
-function perBatch(encode: Encode, shape: (i: number) => unknown): number {
-  const results = Array.from({ length: BATCHES }, () => Array.from({ length: BATCH }, (_, i) => shape(i)));
+function perBatch(encode: Encode, shape: (i: number) => unknown, [batches, batch] = [BATCHES, BATCH]): number {
+  const results = Array.from({ length: batches }, () => Array.from({ length: batch }, (_, i) => shape(i)));
   const run = (): number => {
     let chars = 0;
     const start = process.hrtime.bigint();
     for (const batch of results) for (const result of batch) chars += encode(result)?.length ?? 0;
     if (chars < 0) throw new Error('unreachable');
-    return Number(process.hrtime.bigint() - start) / BATCHES / 1000;
+    return Number(process.hrtime.bigint() - start) / batches / 1000;
   };
   run();
   const runs = Array.from({ length: 9 }, run).sort((x, y) => x - y);
@@ -49,16 +62,17 @@ const files = process.argv.slice(2);
 const encoders = await Promise.all(files.map(async (file) =>
   (await import(pathToFileURL(resolve(file)).href) as { resultJson: Encode }).resultJson));
 // Alternating A, B, A, B: a load change on a shared machine hits both.
-for (const [name, shape] of Object.entries(shapes)) {
+const only = process.env.SHAPES?.split(',');
+for (const [name, shape] of Object.entries(shapes).filter(([n]) => only === undefined || only.includes(n))) {
   const line = [name.padEnd(10)];
   const times = encoders.map(() => [] as number[]);
   // Round 0 only warms: the first encoder would run alone at a call site the others make polymorphic.
   for (let round = 0; round < 4; round++) {
     encoders.forEach((encode, i) => {
-      const us = perBatch(encode, shape);
+      const us = perBatch(encode, shape, sizes[name]);
       if (round > 0) times[i]!.push(us);
     });
   }
-  files.forEach((file, i) => line.push(`${file.split('/').pop()}: ${Math.min(...times[i]!).toFixed(1)} µs / ${BATCH} results`));
+  files.forEach((file, i) => line.push(`${file.split('/').pop()}: ${Math.min(...times[i]!).toFixed(1)} µs / ${sizes[name]?.[1] ?? BATCH} results`));
   console.log(line.join('  '));
 }

@@ -24,7 +24,7 @@ export const NOT_PLAIN: unique symbol = Symbol('not plain');
  * objects whose toJSON returns one of those (Decimal.js, Luxon, bson): JSON
  * keeps all of it but what it always drops (a class's getters). Each toJSON
  * is called once, here: the value comes back with what it returned in its
- * place (the objects holding one copied, null-prototype, the rest shared),
+ * place (the objects holding one copied, the rest shared),
  * so JSON.stringify needs no replacer and calls none again. NOT_PLAIN when
  * unsure (past PLAIN_DEPTH, a cycle, a throw): lossesOf looks. Recursive:
  * the fast walk, a fraction of lossesOf's cost.
@@ -79,11 +79,15 @@ function jsonOf(json: unknown, key: string | number, depth: number): unknown {
   return plainOf(json, key, depth + 1);
 }
 
-/** An object's own fields as JSON writes them, changed ones replaced (null-prototype: a key "__proto__" is a key). */
+/** An object's own fields as JSON writes them, changed ones replaced (a plain object: JSON.stringify's fast case). */
 function copyWith(value: object, changed: [string, unknown][]): object {
-  const copy = Object.create(null) as Record<string, unknown>;
-  for (const k of Object.keys(value)) copy[k] = (value as Record<string, unknown>)[k];
-  for (const [k, form] of changed) if (k in copy) copy[k] = form; // an inherited key (for-in's) JSON does not write
+  const copy: Record<string, unknown> = {};
+  const put = (k: string, v: unknown) => {
+    if (k === '__proto__') Object.defineProperty(copy, k, { value: v, enumerable: true, writable: true, configurable: true });
+    else copy[k] = v;
+  };
+  for (const k of Object.keys(value)) put(k, (value as Record<string, unknown>)[k]);
+  for (const [k, form] of changed) if (Object.prototype.hasOwnProperty.call(copy, k)) put(k, form); // not an inherited key (for-in's)
   return copy;
 }
 
