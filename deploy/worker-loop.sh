@@ -48,6 +48,10 @@
 # each SIGTERM sent is claimed in one arithmetic expansion, which no trap can
 # split, so none is sent twice. That expansion has no side effect under &&,
 # || or ?: (busybox ash, 1.35 at least, runs the side that is not taken).
+# Once the traps are set, no $(…): bash (5.2 at least) parses a command
+# substitution as it expands it, and a trap run meanwhile is parsed in that
+# state ("unexpected EOF while looking for matching `)'"): it does nothing,
+# and that stop is lost (1 in ~400 stops under load). Times go through a file.
 # All of it is one { } block, read whole before it runs: a shell reads a
 # script as it goes (bash, byte by byte), and a copy written over this file
 # while the loop runs (cp, an editor) would have it read on mid-line: a
@@ -160,14 +164,16 @@ run() {
   [ "$code" -ne 137 ] || [ ! -e "$killed" ] ||
     echo "worker-loop: the drain did not end within $limit s of its SIGTERM (--grace $grace, --overrun $overrun, + 5 s): a handler ignores its signal; sent SIGKILL (the jobs it held come back when their lease ends)" >&2
 }
+# clock: the time (epoch seconds) in $now, read from a file, not by $(…) (above).
+clock() { now=; date +%s > "$dir/now" && read -r now < "$dir/now"; } 2>/dev/null
 # since: the seconds since $started in $since, or none (a Ctrl-C, which
 # reaches the whole process group, may end date: no arithmetic error then).
 since() {
-  since=$(date +%s)
+  clock; since=$now
   case $started in ''|*[!0-9]*) since= ;; *) case $since in ''|*[!0-9]*) since= ;; *) since=$((since - started)) ;; esac ;; esac
 }
 while [ "$stops" -eq 0 ]; do
-  started=$(date +%s)
+  clock; started=$now
   run pgdrain drain "$@"
   case $code in
     0) delay=10 tries=0 since=; [ "$min" -eq 0 ] || since; [ "$stops" -eq 0 ] || break
