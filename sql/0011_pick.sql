@@ -154,7 +154,7 @@ begin
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
     v_counts := jobs.group_running(v_queue);
   end if;
-  if pick.ticks is not null then perform jobs.publish_ticks(v_now, pick.ticks); end if;  -- waits for no lock
+  if pick.ticks is not null then max_timeout := jobs.pick_ticks(v_now, pick.ticks, max_timeout, pick.now is null); end if;
   if v_n <= 0 then return null; end if;
 
   -- A job past its expiry is never handed out (one the expiry above left

@@ -182,7 +182,6 @@ begin
       -- Its leases start after the wait (seconds at most), not before it: the
       -- wait is not the claimed jobs' time (waitedMs tells the drain).
       if claim_json.now is null then v_from := greatest(v_now, clock_timestamp()); end if;
-      v_budget := case when v_budget is not null then greatest(0, v_budget - date_part('epoch', v_from - v_now)::numeric) end;
     end if;
   end if;
   if cardinality(claim_json.ids) > 0 then
@@ -198,8 +197,12 @@ begin
                      claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude,
                      holder => claim_json.holder, ticks => v_lost);
   -- Its leases start after the ticks it published there too (100 due schedules: 0.2 to 0.7 s,
-  -- measured), not before them: that is not the claimed jobs' time (waitedMs tells the drain).
+  -- measured), not before them: that is not the claimed jobs' time (waitedMs tells the drain),
+  -- and what it took came out of the budget (pick's jobs.pick_ticks; the wait's, from v_now too).
   if v_lost is not null and claim_json.now is null then v_from := greatest(v_from, clock_timestamp()); end if;
+  if v_lost is not null then
+    v_budget := case when v_budget is not null then greatest(0, v_budget - date_part('epoch', v_from - v_now)::numeric) end;
+  end if;
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q

@@ -274,3 +274,15 @@ begin
   perform set_config('pgdrain.tick_steps', coalesce(v_budget, ''), true);
   return v_count;
 end $$;
+
+-- A claim's ticks (jobs.pick, a tick due; they wait for no lock), then what is left of its
+-- budget p_budget (seconds, null: any): the claimed jobs' leases start after them
+-- (jobs.claim_json, p_clock: no now given), so a job that fits only counting from p_now
+-- would run past the drain's deadline. Counted from p_now, as claim_json's waitedMs.
+create function jobs.pick_ticks(p_now timestamptz, p_lost text[], p_budget numeric, p_clock boolean)
+returns numeric language plpgsql as $$
+begin
+  perform jobs.publish_ticks(p_now, p_lost);
+  if p_budget is null or not p_clock then return p_budget; end if;
+  return greatest(0, p_budget - date_part('epoch', clock_timestamp() - p_now)::numeric);
+end $$;

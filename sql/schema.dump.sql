@@ -1290,7 +1290,6 @@ begin
       -- Its leases start after the wait (seconds at most), not before it: the
       -- wait is not the claimed jobs' time (waitedMs tells the drain).
       if claim_json.now is null then v_from := greatest(v_now, clock_timestamp()); end if;
-      v_budget := case when v_budget is not null then greatest(0, v_budget - date_part('epoch', v_from - v_now)::numeric) end;
     end if;
   end if;
   if cardinality(claim_json.ids) > 0 then
@@ -1306,8 +1305,12 @@ begin
                      claim_json.queue, claim_json.filter, remember => true, exclude => claim_json.exclude,
                      holder => claim_json.holder, ticks => v_lost);
   -- Its leases start after the ticks it published there too (100 due schedules: 0.2 to 0.7 s,
-  -- measured), not before them: that is not the claimed jobs' time (waitedMs tells the drain).
+  -- measured), not before them: that is not the claimed jobs' time (waitedMs tells the drain),
+  -- and what it took came out of the budget (pick's jobs.pick_ticks; the wait's, from v_now too).
   if v_lost is not null and claim_json.now is null then v_from := greatest(v_from, clock_timestamp()); end if;
+  if v_lost is not null then
+    v_budget := case when v_budget is not null then greatest(0, v_budget - date_part('epoch', v_from - v_now)::numeric) end;
+  end if;
   if v_ids is not null then
     with claimed as (
       update jobs.job_queue q
@@ -3408,7 +3411,7 @@ begin
     perform pg_advisory_xact_lock(736043, hashtext(v_queue));
     v_counts := jobs.group_running(v_queue);
   end if;
-  if pick.ticks is not null then perform jobs.publish_ticks(v_now, pick.ticks); end if;  -- waits for no lock
+  if pick.ticks is not null then max_timeout := jobs.pick_ticks(v_now, pick.ticks, max_timeout, pick.now is null); end if;
   if v_n <= 0 then return null; end if;
 
   -- A job past its expiry is never handed out (one the expiry above left
@@ -3636,6 +3639,19 @@ begin
     close v_jobs;
     exit when not v_again;
   end loop;
+end $$;
+
+--
+-- Name: pick_ticks(timestamp with time zone, text[], numeric, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.pick_ticks(p_now timestamp with time zone, p_lost text[], p_budget numeric, p_clock boolean) RETURNS numeric
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform jobs.publish_ticks(p_now, p_lost);
+  if p_budget is null or not p_clock then return p_budget; end if;
+  return greatest(0, p_budget - date_part('epoch', clock_timestamp() - p_now)::numeric);
 end $$;
 
 --
