@@ -208,7 +208,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const budgetMs = stopAt - claimSentAt;
       const look = lastLook.due; // a last look: no budget, so it takes no job and needs no slot; sent only with a connection free
       if (stopped.by || (budgetMs <= 0 && !look) || (look && !lastLook.send())) {
-        settler.putBack(outcomes);
+        settler.untake(outcomes); // sent by its timer meanwhile: the grace (a stop) can be long, their leases short
         stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
         break;
       }
