@@ -3,7 +3,8 @@
 // "error: unknown option '-x'" and no more. Every command that takes a name
 // now says, on the next line, to put it after `--`, with the command that
 // works; the one-name commands' line is run here as given. An unknown option
-// that looks like a typo keeps commander's "(Did you mean …?)" alone.
+// that looks like a typo keeps commander's "(Did you mean …?)" alone, and so
+// does one after every argument (`queue purge mail -f`: a mistyped option).
 // dist/cli.mjs: `npm run build` first.
 import { expect, it } from 'vitest';
 import { testDb } from './support/db.js';
@@ -30,6 +31,10 @@ it.each([
   [['event', 'publish', '-x'], several('event publish', '<event> [json]', '-x')],
   [['publish', '-x'], several('publish', '<task> [json]', '-x')],
   [['queue', 'delete', '--dsm'], "error: unknown option '--dsm'\n(Did you mean --dsn?)\n"],
+  // Every argument given: a mistyped option, not a name (the line would purge a queue named -f).
+  [['queue', 'purge', 'mail', '-f'], "error: unknown option '-f'\n"],
+  [['event', 'subscribe', 'ev.x', 'q', '-x'], "error: unknown option '-x'\n"],
+  [['publish', 'mail.send', '{}', '-x'], "error: unknown option '-x'\n"],
 ])('pgdrain %j exits 2 saying how to give it', async (args, stderr) => {
   expect(await runCli(db.url, ...args)).toEqual({ code: 2, stdout: '', stderr });
 });

@@ -31,15 +31,18 @@ function hint(cmd: Command, flag: string): string {
 
 /**
  * cmd and its subcommands: where one takes a name, an unknown option with
- * no closer option to suggest is followed by hint's line.
+ * no closer option to suggest, in the place of an argument not yet given, is
+ * followed by hint's line. After them all (`queue purge mail -f`) it is a
+ * mistyped option, not a name: `queue purge -- -f` would purge another queue.
  */
 export function explainDashedArguments(cmd: Command): void {
   if (cmd.registeredArguments.some((a) => DASHED.has(a.name()))) {
     const error = cmd.error.bind(cmd);
     cmd.error = (message: string, options?: ErrorOptions) => {
       const flag = /^error: unknown option '(.*)'$/.exec(message)?.[1];
-      return error(options?.code === 'commander.unknownOption' && flag !== undefined ? `${message}\n${hint(cmd, flag)}` : message,
-                   options);
+      // cmd.args: the arguments before the unknown option, then it and the rest.
+      const named = flag !== undefined && cmd.args.indexOf(flag) < cmd.registeredArguments.length;
+      return error(options?.code === 'commander.unknownOption' && named ? `${message}\n${hint(cmd, flag)}` : message, options);
     };
   }
   for (const sub of cmd.commands) explainDashedArguments(sub);
