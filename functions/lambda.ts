@@ -88,7 +88,9 @@ function refused(event: unknown, context: LambdaContext): ValidationError {
   const error = new ValidationError('event', 'is neither a schedule (a "Scheduled Event" of aws.events or aws.scheduler, or '
     + '{"pgdrain": {…}}) nor an HTTP event of a Function URL or an API Gateway proxy integration: nothing was drained '
     + '(behind API Gateway, use a proxy integration: another hands the function the request\'s body as its event)');
-  const shape = typeof event === 'object' && event !== null ? { keys: Object.keys(event).slice(0, 10) } : event === null ? 'null' : typeof event;
+  // Its keys, not its values (a body's secrets), and at most 10 of 40 characters: a key is the caller's text too.
+  const keys = (o: object) => Object.keys(o).slice(0, 10).map((key) => (key.length > 40 ? `${key.slice(0, 40)}…` : key));
+  const shape = typeof event === 'object' && event !== null ? { keys: keys(event) } : event === null ? 'null' : typeof event;
   console.error(JSON.stringify({ pgdrain: 'refused', requestId: context.awsRequestId, error: error.message, event: shape }));
   return error;
 }

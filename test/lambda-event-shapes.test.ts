@@ -59,3 +59,16 @@ it.each([
   expect(await handler(event, context())).toMatchObject({ claimed: 1, succeeded: 1 });
   expect(await waiting()).toBe(0);
 });
+
+// The log names the event's keys, not its values, and never a caller's text at length: a key of 100 000
+// characters (a body's, through a non-proxy integration) was logged whole.
+it('the refusal logs at most 10 keys of at most 40 characters, no value', async () => {
+  const long = 'k'.repeat(100_000);
+  const event = Object.fromEntries([[long, 'secret-value'], ...Array.from({ length: 20 }, (_, i) => [`key${i}`, 'secret-value'])]);
+  await expect(handler(event, context())).rejects.toMatchObject({ field: 'event' });
+  expect(logged).toHaveLength(1);
+  expect(logged[0]!.length).toBeLessThan(1000);
+  expect(logged[0]).not.toContain('secret-value');
+  expect(JSON.parse(logged[0]!).event).toEqual({ keys: [`${'k'.repeat(40)}…`, ...Array.from({ length: 9 }, (_, i) => `key${i}`)] });
+  expect(await waiting()).toBe(1);
+});
