@@ -72,3 +72,29 @@ it('the refusal logs at most 10 keys of at most 40 characters, no value', async 
   expect(JSON.parse(logged[0]!).event).toEqual({ keys: [`${'k'.repeat(40)}…`, ...Array.from({ length: 9 }, (_, i) => `key${i}`)] });
   expect(await waiting()).toBe(1);
 });
+
+// An Application Load Balancer's Lambda target: not API Gateway (no integration timeout, query passed as
+// sent, multi-value headers when the target group turns them on), an HTTP event all the same.
+const alb = (multi: boolean, method: string, path: string, query: Record<string, string>, body: string) => ({
+  requestContext: { elb: { targetGroupArn: 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/pgdrain/0123456789abcdef' } },
+  httpMethod: method, path, body, isBase64Encoded: false,
+  ...(multi
+    ? { multiValueQueryStringParameters: Object.fromEntries(Object.entries(query).map(([k, v]) => [k, [v]])),
+        multiValueHeaders: { authorization: ['Bearer lambda-event-shapes-token-0123'], host: ['pgdrain-123.us-east-1.elb.amazonaws.com'],
+                             'content-type': ['application/json'] } }
+    : { queryStringParameters: query,
+        headers: { authorization: 'Bearer lambda-event-shapes-token-0123', host: 'pgdrain-123.us-east-1.elb.amazonaws.com',
+                   'content-type': 'application/json' } }),
+});
+it.each([false, true])('an ALB event (multi-value headers: %s) is served as HTTP', async (multi) => {
+  const listed = await handler(alb(multi, 'GET', '/jobs', { task: 'work%2Equick', state: 'pending' }, ''), context()) as { statusCode: number; body: string };
+  expect(listed.statusCode).toBe(200);
+  expect(JSON.parse(listed.body).jobs).toHaveLength(1);
+  const drained = await handler(alb(multi, 'POST', '/drain', {}, '{"budgetSeconds": 10}'), context()) as { statusCode: number; body: string };
+  expect(drained.statusCode).toBe(200);
+  expect(JSON.parse(drained.body)).toMatchObject({ claimed: 1, succeeded: 1 });
+  const bad = await handler(alb(multi, 'POST', '/jobs', {}, '{"task": x}'), context()) as { statusCode: number; body: string };
+  expect([bad.statusCode, JSON.parse(bad.body)]).toEqual([400, { error: { code: 'invalid_argument', field: 'body',
+    message: 'body: must be valid JSON' } }]);
+  expect(logged).toEqual([]);
+});
