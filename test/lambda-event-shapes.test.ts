@@ -32,6 +32,14 @@ beforeEach(async () => {
 });
 afterEach(() => { vi.restoreAllMocks(); });
 
+// An EventBridge Scheduler schedule without input invokes the function with {}: refused as above, the error
+// names the input that makes it drain. Before, it named API Gateway's proxy integrations only.
+it('an empty event is told the input an EventBridge Scheduler schedule needs', async () => {
+  await expect(handler({}, context())).rejects.toThrow(/; an EventBridge Scheduler schedule without input sends this empty event too: give it the input \{"pgdrain": \{\}\}$/);
+  await expect(handler({ 'body-json': {} }, context())).rejects.toThrow(/its event\)$/);
+  expect(await waiting()).toBe(1);
+});
+
 // API Gateway REST, integration type AWS (not AWS_PROXY): the event is the
 // request's body as sent (no mapping template), or the console's "Method
 // Request passthrough" template's output.
