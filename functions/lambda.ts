@@ -72,25 +72,35 @@ export function createLambdaHandler(tasks: TaskMap, env: Env = process.env) {
     }
     instance.driver.beginInvocation();
     if (isHttpEvent(event)) return instance.http(event, context);
-    const input = scheduleInput(event);
+    let input: ScheduleInput | undefined;
+    try {
+      input = scheduleInput(event);
+    } catch (error) {
+      // A drain setting misplaced, a bad pgdrain input: refused and logged as any other.
+      throw error instanceof ValidationError ? logRefused(error, event, context) : error;
+    }
     if (input) return instance.drain(input, context);
-    throw refused(event, context);
+    throw logRefused(refused(event), event, context);
   };
 }
 
-/**
- * An event that is neither a schedule nor an HTTP event with the proxy shape
- * (requestContext): logged and thrown, nothing drained. An API Gateway
- * integration that is not a proxy one hands the function the request's body
- * (or its mapping template's output) as the event, with no credential checked.
- */
 const isEmpty = (event: unknown) => typeof event === 'object' && event !== null && !Array.isArray(event) && Object.keys(event).length === 0;
 
-function refused(event: unknown, context: LambdaContext): ValidationError {
-  const error = new ValidationError('event', 'is neither a schedule (a "Scheduled Event" of aws.events or aws.scheduler, or '
+/**
+ * The error for an event that is neither a schedule nor an HTTP event with the
+ * proxy shape (requestContext): nothing drained. An API Gateway integration
+ * that is not a proxy one hands the function the request's body (or its
+ * mapping template's output) as the event, with no credential checked.
+ */
+function refused(event: unknown): ValidationError {
+  return new ValidationError('event', 'is neither a schedule (a "Scheduled Event" of aws.events or aws.scheduler, or '
     + '{"pgdrain": {…}}) nor an HTTP event of a Function URL or an API Gateway proxy integration: nothing was drained '
     + '(behind API Gateway, use a proxy integration: another hands the function the request\'s body as its event)'
     + (isEmpty(event) ? '; an EventBridge Scheduler schedule without input sends this empty event too: give it the input {"pgdrain": {}}' : ''));
+}
+
+/** error, refusing event, logged as {"pgdrain": "refused", …} with the event's keys. */
+function logRefused(error: ValidationError, event: unknown, context: LambdaContext): ValidationError {
   // Its keys, not its values (a body's secrets), and at most 10 of 40 characters: a key is the caller's text too.
   const keys = (o: object) => Object.keys(o).slice(0, 10).map((key) => (key.length > 40 ? `${key.slice(0, 40)}…` : key));
   const shape = typeof event === 'object' && event !== null ? { keys: keys(event) } : event === null ? 'null' : typeof event;

@@ -106,3 +106,18 @@ it.each([false, true])('an ALB event (multi-value headers: %s) is served as HTTP
     message: 'body: must be valid JSON' } }]);
   expect(logged).toEqual([]);
 });
+
+// An event refused for a drain setting at its top level is logged as any refused event: a POST /jobs or
+// POST /drain body through a non-proxy integration ({"task": …, "queue": …}, {"batchSize": 5}) failed naming
+// event.queue with no refusal logged, so an operator watching for {"pgdrain": "refused"} did not see it.
+it.each([
+  [{ task: 'work.quick', queue: 'default' }, 'event.queue'],
+  [{ batchSize: 5 }, 'event.batchSize'],
+  [{ pgdrain: { batchSize: 0 } }, 'event.pgdrain.batchSize'],
+])('%j is refused naming %s, and logged', async (event, field) => {
+  await expect(handler(event, context())).rejects.toMatchObject({ name: 'ValidationError', field });
+  expect(logged).toHaveLength(1);
+  expect(JSON.parse(logged[0]!)).toMatchObject({ pgdrain: 'refused', error: expect.stringMatching(new RegExp(`^${field}: `)),
+                                                 event: { keys: Object.keys(event) } });
+  expect(await waiting()).toBe(1);
+});
