@@ -104,7 +104,8 @@ function logRefused(error: ValidationError, event: unknown, context: LambdaConte
   // Its keys, not its values (a body's secrets), and at most 10 of 40 characters: a key is the caller's text too.
   const keys = (o: object) => Object.keys(o).slice(0, 10).map((key) => (key.length > 40 ? `${key.slice(0, 40)}…` : key));
   const shape = typeof event === 'object' && event !== null ? { keys: keys(event) } : event === null ? 'null' : typeof event;
-  console.error(JSON.stringify({ pgdrain: 'refused', requestId: context.awsRequestId, error: error.message, event: shape }));
+  const message = error.message.length > 500 ? `${error.message.slice(0, 500)}…` : error.message; // an unknown key's name, quoted
+  console.error(JSON.stringify({ pgdrain: 'refused', requestId: context.awsRequestId, error: message, event: shape }));
   return error;
 }
 

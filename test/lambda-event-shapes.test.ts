@@ -111,12 +111,14 @@ it.each([false, true])('an ALB event (multi-value headers: %s) is served as HTTP
 // POST /drain body through a non-proxy integration ({"task": …, "queue": …}, {"batchSize": 5}) failed naming
 // event.queue with no refusal logged, so an operator watching for {"pgdrain": "refused"} did not see it.
 it.each([
-  [{ task: 'work.quick', queue: 'default' }, 'event.queue'],
-  [{ batchSize: 5 }, 'event.batchSize'],
-  [{ pgdrain: { batchSize: 0 } }, 'event.pgdrain.batchSize'],
-])('%j is refused naming %s, and logged', async (event, field) => {
+  ['a POST /jobs body', { task: 'work.quick', queue: 'default' }, 'event.queue'],
+  ['a POST /drain body', { batchSize: 5 }, 'event.batchSize'],
+  ['a bad pgdrain input', { pgdrain: { batchSize: 0 } }, 'event.pgdrain.batchSize'],
+  ['an unknown key of 5000 characters in pgdrain (its log line cut)', { pgdrain: { ['k'.repeat(5000)]: 1 } }, 'event.pgdrain'],
+])('%s is refused naming its field, and logged', async (_, event, field) => {
   await expect(handler(event, context())).rejects.toMatchObject({ name: 'ValidationError', field });
   expect(logged).toHaveLength(1);
+  expect(logged[0]!.length).toBeLessThan(1000);
   expect(JSON.parse(logged[0]!)).toMatchObject({ pgdrain: 'refused', error: expect.stringMatching(new RegExp(`^${field}: `)),
                                                  event: { keys: Object.keys(event) } });
   expect(await waiting()).toBe(1);
