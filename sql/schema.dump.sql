@@ -6752,8 +6752,9 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
     select o.id, o.attempt, o.outcome, case when o.attempt > 0 and case o.outcome
       when 'ack' then j.status = 'success'
       -- A release that met a cancel ends the job; else it gave the attempt back, or was a nack (jobs.unstarted_bound).
-      when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1
-        or starts_with(coalesce(j.error, q.last_error), 'never started: released unstarted ')
+      -- That nack's error whole, with this release's reason (as jobs.unstarted_bound writes it): not a prefix anyone's nack can write.
+      when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1 or coalesce(j.error, q.last_error) = format(
+        'never started: released unstarted 25 times in a row, so nacked this time, its attempt spent; this time too: %s', o.error)
       -- The error tells this worker's end from its lease's expiry (jobs.expire's
       -- 'timed out: …') or a jobs.fail, which end the same delivery.
       else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
