@@ -46,14 +46,15 @@ function plainOf(value: unknown, key: string | number, depth: number): unknown {
   if (BUFFER !== undefined && proto === BUFFER.prototype && (value as { toJSON?: unknown }).toJSON === BUFFER.prototype.toJSON) return value;
   const toJSON = (value as { toJSON?: unknown }).toJSON;
   if (typeof toJSON === 'function') return jsonOf(toJSON.call(value, String(key)), key, depth);
-  if (proto === Array.prototype) {
+  // Any array JSON writes as one (IsArray): a subclass (class List extends Array), another realm's, a Proxy of one.
+  if (Array.isArray(value)) {
     const array = value as unknown[];
     let copy: unknown[] | undefined;
     for (let i = 0; i < array.length; i++) {
       const item = array[i];
       const form = plainOf(item, i, depth + 1);
       if (form === NOT_PLAIN) return NOT_PLAIN;
-      if (form !== item) (copy ??= array.slice())[i] = form;
+      if (form !== item) (copy ??= Array.from({ length: array.length }, (_, j) => array[j]))[i] = form; // a plain array: no subclass's species
     }
     return copy ?? value;
   }
