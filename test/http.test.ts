@@ -541,7 +541,14 @@ export const quick = async () => 'quick done';
       while ((await sql<{ n: number }>('select count(*)::int as n from jobs.running'))[0]!.n === 0) await sleep(20);
       proxy.freeze();
       server.child.kill('SIGTERM');
-      expectError(await drain, 503, 'database_unavailable', null);
+      const answer = await drain;
+      expect(answer.status).toBe(503);
+      // It names the outcomes it could not record (PgDrainError.unrecorded): those of the jobs running then.
+      type Unrecorded = { total: number; succeeded: number; failed: number; released: number };
+      const { unrecorded, ...error } = (answer.body as { error: { unrecorded: Unrecorded } }).error;
+      expect(error).toEqual({ code: 'database_unavailable', message: expect.any(String), field: null });
+      expect(unrecorded.total).toBeGreaterThan(0);
+      expect(unrecorded.total).toBe(unrecorded.succeeded + unrecorded.failed + unrecorded.released);
       expect(await server.exited).toBe(0);
     } finally {
       await proxy.close();
