@@ -8,9 +8,10 @@
 // On a real PostgreSQL.
 import pg from 'pg';
 import { afterAll, expect, it } from 'vitest';
-import { createQueue, defineTask } from '../src/index.js';
+import { createQueue } from '../src/index.js';
 import { pgDriver } from '../src/db/pg.js';
 import { testDb } from './support/db.js';
+import { leaseLeftTask } from './support/lease-left.js';
 
 const db = await testDb();
 const driver = pgDriver(db.url, { max: 3 });
@@ -23,12 +24,7 @@ it("a job claimed after a tick's wait gets its whole timeout: its lease starts a
   await db.sql(`select jobs.create_queue('capped', max_size => 100)`);
   await db.sql(`select jobs.schedule('sweep', '* * * * *', 'sweep.run', queue => 'capped', now => now() - interval '10 minutes')`);
   await db.sql(`insert into jobs.tick_miss select name, next_run_at, next_run_at from jobs.recurring`);
-  const leases: number[] = [];
-  const work = defineTask('work', async (_body: object, ctx) => {
-    const [row] = await db.sql<{ s: number }>(
-      `select extract(epoch from lease_until - clock_timestamp())::float8 as s from jobs.job_queue where job_id = $1`, [ctx.job.id]);
-    leases.push(row!.s);
-  });
+  const { work, leases } = leaseLeftTask(db.sql);
   const queue = createQueue({ driver: { ...driver, close: async () => {} }, tasks: { work } });
   await queue.publish('work', {}, { timeoutSeconds: 1 });
   const app = new pg.Client({ connectionString: db.url });

@@ -7,9 +7,10 @@
 // publish take 0.3 s, so that a 1 s job's whole timeout passed before the
 // claim answered. On a real PostgreSQL.
 import { afterAll, beforeEach, expect, it } from 'vitest';
-import { createQueue, defineTask } from '../src/index.js';
+import { createQueue } from '../src/index.js';
 import { pgDriver } from '../src/db/pg.js';
 import { testDb } from './support/db.js';
+import { leaseLeftTask } from './support/lease-left.js';
 
 const db = await testDb();
 const driver = pgDriver(db.url, { max: 3 });
@@ -47,12 +48,7 @@ it("the claimed jobs' leases start after the claim's ticks are published", async
 it('a 1 s job claimed with ticks that take 1.5 s to publish gets its whole timeout', async () => {
   await db.sql(`alter database "${db.name}" set test.tick_sleep = '0.3'`);
   try {
-    const leases: number[] = [];
-    const work = defineTask('work', async (_body: object, ctx) => {
-      const [row] = await db.sql<{ s: number }>(
-        `select extract(epoch from lease_until - clock_timestamp())::float8 as s from jobs.job_queue where job_id = $1`, [ctx.job.id]);
-      leases.push(row!.s);
-    });
+    const { work, leases } = leaseLeftTask(db.sql);
     const queue = createQueue({ driver: { ...driver, close: async () => {} }, tasks: { work } });
     await queue.publish('work', {}, { timeoutSeconds: 1 });
     const report = await queue.drain(10, Date.now() + 60_000);
