@@ -222,9 +222,8 @@ begin
         continue;
       end if;
       -- Outside READ COMMITTED, a row or key another call changed after this snapshot
-      -- (40001): still due, or that call's tick; the next claim sees which (jobs.schedule's
-      -- own tick, which it would drop, keeps its error as before).
-      if sqlstate = '40001' and not v_rc and not v_wait then
+      -- (40001): still due, or that call's tick; the next claim sees which.
+      if sqlstate = '40001' and not v_rc then
         continue;
       end if;
       -- Out of a budget the schedules before it spent in part
