@@ -73,39 +73,28 @@ declare
   -- transaction's commit, closed a cycle when it went on to wait for a key whose holder
   -- then called jobs.schedule for one of them (40P01); the drains publish their ticks.
   v_only text := nullif(current_setting('pgdrain.tick_wait', true), '');
-  v_rc boolean := current_setting('transaction_isolation') = 'read committed';
-  c refcursor;
 begin
-  perform jobs.tick_steps_give(jobs.max_tick_steps());
-  -- REPEATABLE READ or SERIALIZABLE (an app's claim, or every drain's where the database's or
-  -- role's default_transaction_isolation says so): an older snapshot sees a schedule another
-  -- call has since ticked as still due, and locking its row raises 40001. Each row is locked
-  -- in its block below instead, where that leaves it to the call that ticked it.
-  if v_rc then
-    open c for select * from jobs.recurring s
-      where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)
-        and (v_only is null or s.name = v_only)
-      order by s.next_run_at
-      for update skip locked;
-  else
-    open c for select * from jobs.recurring s
-      where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)
-        and (v_only is null or s.name = v_only)
-      order by s.next_run_at;
+  -- Only in READ COMMITTED (but jobs.schedule's own tick: its row is locked already). An older
+  -- snapshot sees a schedule another call has since ticked as still due, and locking its row
+  -- failed the caller (a claim, jobs.maintain) with 40001 for another schedule's state: its
+  -- ticks are left due to the next READ COMMITTED claim or jobs.maintain.
+  if v_only is null and current_setting('transaction_isolation') <> 'read committed' then
+    return 0;
   end if;
+  perform jobs.tick_steps_give(jobs.max_tick_steps());
+  for r in
+    select * from jobs.recurring s
+    where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)
+      and (v_only is null or s.name = v_only)
+    order by s.next_run_at
+    for update skip locked
   loop
-    fetch c into r;
-    exit when not found;
     v_left := jobs.tick_steps_left();
     exit when v_left <= 0;  -- spent: the schedules left stay due
     v_kept := v_left;
     v_stop := null;
     v_wait := coalesce(r.name = current_setting('pgdrain.tick_wait', true), false);
     begin
-      if not v_rc then
-        perform from jobs.recurring s where s.name = r.name for update skip locked;
-        continue when not found;  -- another call's, ticking it
-      end if;
       if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
         update jobs.recurring s
@@ -221,11 +210,6 @@ begin
       if sqlstate = '55P03' and v_nowait then
         continue;
       end if;
-      -- Outside READ COMMITTED, a row or key another call changed after this snapshot
-      -- (40001): still due, or that call's tick; the next claim sees which.
-      if sqlstate = '40001' and not v_rc then
-        continue;
-      end if;
       -- Out of a budget the schedules before it spent in part
       -- (jobs.tick_or_stop raised): still due, the first of the next call's
       -- (the rest wait too, the budget spent).
@@ -270,7 +254,6 @@ begin
       where s.name = r.name;
     end;
   end loop;
-  close c;
   perform set_config('pgdrain.tick_steps', coalesce(v_budget, ''), true);
   return v_count;
 end $$;

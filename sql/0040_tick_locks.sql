@@ -88,8 +88,7 @@ declare
   v_left bigint;  -- ms left of it after the first lock
 begin
   lost := '{}';
-  -- None waited for outside READ COMMITTED: a snapshot older than the wait would miss what the
-  -- holder committed (jobs.publish_ticks publishes only with the locks free at once there).
+  -- None published outside READ COMMITTED (jobs.publish_ticks): none waited for.
   if current_setting('transaction_isolation') <> 'read committed' then return; end if;
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
