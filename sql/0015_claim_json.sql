@@ -171,9 +171,7 @@ begin
   -- again. The ticks themselves after the settle and expiry (jobs.pick), whose
   -- waits for keys, with a schedule's row held, deadlocked with an app
   -- transaction holding a key that then called jobs.schedule for it.
-  -- None in REPEATABLE READ or SERIALIZABLE (jobs.publish_ticks says why): not even the probe.
-  if current_setting('transaction_isolation') = 'read committed'
-     and exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
+  if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
     if cardinality(claim_json.ids) > 0 then
       v_lost := (jobs.tick_queues(v_now, false)).lost;
     else

@@ -74,13 +74,6 @@ declare
   -- then called jobs.schedule for one of them (40P01); the drains publish their ticks.
   v_only text := nullif(current_setting('pgdrain.tick_wait', true), '');
 begin
-  -- Only in READ COMMITTED (but jobs.schedule's own tick: its row is locked already). An older
-  -- snapshot sees a schedule another call has since ticked as still due, and locking its row
-  -- failed the caller (a claim, jobs.maintain) with 40001 for another schedule's state: its
-  -- ticks are left due to the next READ COMMITTED claim or jobs.maintain.
-  if v_only is null and current_setting('transaction_isolation') <> 'read committed' then
-    return 0;
-  end if;
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
     select * from jobs.recurring s

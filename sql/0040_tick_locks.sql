@@ -88,8 +88,6 @@ declare
   v_left bigint;  -- ms left of it after the first lock
 begin
   lost := '{}';
-  -- None published outside READ COMMITTED (jobs.publish_ticks): none waited for.
-  if current_setting('transaction_isolation') <> 'read committed' then return; end if;
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
   for q, v_due, v_name in select x.name, d.due, d.name from jobs.queue x

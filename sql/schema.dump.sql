@@ -1279,9 +1279,7 @@ begin
   -- again. The ticks themselves after the settle and expiry (jobs.pick), whose
   -- waits for keys, with a schedule's row held, deadlocked with an app
   -- transaction holding a key that then called jobs.schedule for it.
-  -- None in REPEATABLE READ or SERIALIZABLE (jobs.publish_ticks says why): not even the probe.
-  if current_setting('transaction_isolation') = 'read committed'
-     and exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
+  if exists (select 1 from jobs.recurring r where r.runner = 'drains' and r.next_run_at <= v_now) then
     if cardinality(claim_json.ids) > 0 then
       v_lost := (jobs.tick_queues(v_now, false)).lost;
     else
@@ -4518,13 +4516,6 @@ declare
   -- then called jobs.schedule for one of them (40P01); the drains publish their ticks.
   v_only text := nullif(current_setting('pgdrain.tick_wait', true), '');
 begin
-  -- Only in READ COMMITTED (but jobs.schedule's own tick: its row is locked already). An older
-  -- snapshot sees a schedule another call has since ticked as still due, and locking its row
-  -- failed the caller (a claim, jobs.maintain) with 40001 for another schedule's state: its
-  -- ticks are left due to the next READ COMMITTED claim or jobs.maintain.
-  if v_only is null and current_setting('transaction_isolation') <> 'read committed' then
-    return 0;
-  end if;
   perform jobs.tick_steps_give(jobs.max_tick_steps());
   for r in
     select * from jobs.recurring s
@@ -7085,8 +7076,6 @@ declare
   v_left bigint;  -- ms left of it after the first lock
 begin
   lost := '{}';
-  -- None published outside READ COMMITTED (jobs.publish_ticks): none waited for.
-  if current_setting('transaction_isolation') <> 'read committed' then return; end if;
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
   for q, v_due, v_name in select x.name, d.due, d.name from jobs.queue x
