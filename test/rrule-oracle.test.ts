@@ -155,5 +155,5 @@ describe('recurrence rules against rrule-temporal', () => {
     }
     expect(queries.filter((q) => q.expected === null).length).toBeGreaterThan(10);
     expect(queries.filter((q) => hasDst(q.tz)).length).toBeGreaterThan(300);
-  });
+  }, 180_000); // the oracle is CPU work: ~5 s on a quiet machine, 17 s at load 6, past 60 s at load 14 (mid-stop CI, stop 51)
 });
