@@ -33,6 +33,10 @@ it('one still waiting at its own timeout is released, its attempt not spent: max
     // Unfixed: { failed: 2, released: 0 }, the unrun one's failure 'timed out after 1 s, before it could start: …'.
     expect(report).toMatchObject({ claimed: 2, failed: 1, retried: 0, released: 1 });
     expect(report.failures.map((f) => f.error)).toEqual(['timed out after 1 s']);
+    // The CLI's summary says so (unfixed: only '1 released', with no line on why).
+    expect(report.releasedUnstarted).toBe(1);
+    expect(formatReport(report).split('\n')).toContain('  1 of the released never started (no connection came free in time, '
+      + 'or the deadline or a stop came first): given back, no attempt spent; the 26th such release of a job in a row is a nack');
     expect(await db.sql(`select attempt, lease_until, last_error from jobs.job_queue`)).toEqual(unrunRow(unstartedWhy(1, 'timeout')));
     expect(unstartedWhy(1, 'timeout')).toBe("its timeout (1 s) was all but spent while it waited for a connection "
       + "(transactional handlers take the pool's size less one, those running hold theirs, and so may other code on the pool); "
