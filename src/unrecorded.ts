@@ -31,3 +31,17 @@ export function withUnrecorded(error: unknown, left: readonly Outcome[], settleE
     + `last; the error recorded will say its lease passed with no outcome from worker ${workerId}`;
   return error;
 }
+
+/**
+ * error's `unrecorded` (withUnrecorded's) as its four counts, copied, when it has that shape: each a whole number
+ * of 0 or more, total their sum. Else (not set, or set by other code on an error it threw: any shape) undefined.
+ */
+export function unrecordedOf(error: unknown): UnrecordedOutcomes | undefined {
+  const u = (error as { unrecorded?: unknown } | null)?.unrecorded;
+  if (typeof u !== 'object' || u === null) return undefined;
+  const { total, succeeded, failed, released } = u as Record<string, unknown>;
+  const counts = [total, succeeded, failed, released];
+  if (!counts.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)) return undefined;
+  if ((total as number) !== (succeeded as number) + (failed as number) + (released as number)) return undefined;
+  return { total, succeeded, failed, released } as UnrecordedOutcomes;
+}

@@ -9,7 +9,8 @@ import pg from 'pg';
 import { afterAll, expect, inject, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { createApp, type ErrorBody } from '../src/http/index.js';
-import { createQueue, type JobContext } from '../src/index.js';
+import { errorAnswer } from '../src/http/errors.js';
+import { createQueue, PgDrainError, type JobContext } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { until, withAppName } from './support/drain-process.js';
 
@@ -54,4 +55,21 @@ it("POST /drain's error answer says which outcomes its last settle could not rec
     await admin.query(`alter database ${db.name} allow_connections true`);
     await queue.close();
   }
+});
+
+// errorAnswer copied any error's `unrecorded` into the answer as it found it
+// (spread: a string's characters, any extra field, counts of any type): only
+// drain()'s four counts, whole numbers adding up, are now answered.
+it("the error answer carries unrecorded only in drain()'s shape, and only its four counts", () => {
+  const counts = { total: 3, succeeded: 2, failed: 1, released: 0 };
+  const withCounts = (unrecorded: unknown) => Object.assign(new PgDrainError('database_unavailable', 'gone'), { unrecorded });
+  expect(errorAnswer(withCounts(counts)).unrecorded).toEqual(counts);
+  // Unfixed: { ...counts, dsn: … }, and for the string { 0: 'n', 1: 'o', … }.
+  expect(errorAnswer(withCounts({ ...counts, dsn: 'postgres://u:secret@db/x' })).unrecorded).toEqual(counts);
+  for (const odd of ['none', 7, [1, 2], { ...counts, total: '3' }, { ...counts, failed: -1 }, { ...counts, total: 4 },
+                     { ...counts, released: 0.5 }, { total: 0 }]) {
+    expect(errorAnswer(withCounts(odd))).not.toHaveProperty('unrecorded');
+  }
+  expect(errorAnswer(Object.assign(new Error('x'), { unrecorded: 'y' }), () => {})).toEqual(
+    { status: 500, code: 'internal', message: 'internal error; the server log has the details', field: null, headers: {} });
 });

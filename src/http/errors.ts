@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { PgDrainError, type UnrecordedOutcomes } from '../errors.js';
 import { asCommand } from '../hint-calls.js';
+import { unrecordedOf } from '../unrecorded.js';
 
 /**
  * The body of every error answer: `{ "error": { "code", "message", "field" } }`; a drain's (POST /drain) whose last
@@ -41,9 +42,10 @@ export interface ErrorAnswer {
  */
 export function errorAnswer(error: unknown, report?: (error: unknown) => void): ErrorAnswer {
   // A 503's or 500's message says nothing of them (withUnrecorded's words are in the message it hides): the counts stay.
-  const unrecorded = (error as PgDrainError | null)?.unrecorded;
+  // Only drain()'s (withUnrecorded): an `unrecorded` of another shape, set by other code, is left out, not copied.
+  const unrecorded = unrecordedOf(error);
   const answer = bareAnswer(error, report);
-  return unrecorded ? { ...answer, unrecorded: { ...unrecorded } } : answer;
+  return unrecorded ? { ...answer, unrecorded } : answer;
 }
 
 function bareAnswer(error: unknown, report?: (error: unknown) => void): ErrorAnswer {
