@@ -219,13 +219,15 @@ export class Settler {
    * key, so that its settle takes the key's lock (jobs.after_end): an ack, a
    * fail, a nack with its retries spent. A retry or a release keeps the
    * key's turn and takes no lock, unless a cancel was requested meanwhile
-   * (it then ends as cancelled), which the drain cannot know here.
+   * (it then ends as cancelled), which the drain cannot know here. A release with a reason (never started) on its
+   * last attempt counts too: the 26th in a row is a nack (jobs.unstarted_bound) that fails it; the count is not known here.
    */
   private endsKeyed(o: Outcome): boolean {
     const maxRetries = this.keyed.get(o.id);
     if (maxRetries === undefined) return false;
     this.keyed.delete(o.id);
-    return o.outcome === 'ack' || o.outcome === 'fail' || (o.outcome === 'nack' && o.attempt > maxRetries);
+    return o.outcome === 'ack' || o.outcome === 'fail'
+      || ((o.outcome === 'nack' || (o.outcome === 'release' && o.error !== undefined)) && o.attempt > maxRetries);
   }
 
   /**

@@ -122,6 +122,25 @@ describe('the settler', () => {
     expect(await count(`select count(*) as n from jobs.job_queue where task = 'keeps' and lease_until is null`)).toBe(300);
   });
 
+  // A release with a reason of a job released so 25 times in a row is a nack (jobs.unstarted_bound): on its last
+  // attempt it ends the job and takes its key's lock. The settler counted such releases as keeping the key's turn:
+  // 600 went in one statement.
+  it('releases that the unstarted bound makes ends of serial-key jobs count toward the 500', async () => {
+    await publishKeyed(db.sql, 'unrun', 600, 'unrun:', 0);
+    await db.sql('update jobs.job_queue set unstarted = 25');
+    const { jobs } = await claim(600);
+    const statements: string[][] = [];
+    const settler = new Settler(recording(statements), 60_000, 'w');
+    settler.claimedKeyed(jobs!.keyed!, jobs!.keyedMaxRetries!);
+    for (const id of claimedIds(jobs!)) settler.add({ id, attempt: 1, outcome: 'release', error: 'no connection' });
+    await settler.close();
+    // Unfixed: [600].
+    expect(statements.map((ids) => ids.length)).toEqual([500, 100]);
+    expect(settler.totals).toMatchObject({ failed: 600, released: 0, stale: 0 });
+    expect(await count(`select count(*) as n from jobs.job where status = 'failure'
+                          and error like 'never started: released unstarted 25 times in a row%'`)).toBe(600);
+  });
+
   it('outcomes held back go by themselves, with no claim to carry them', async () => {
     await publishKeyed(db.sql, 'ends', 1200, 'end:', 0);
     const { jobs } = await claim(1200);
