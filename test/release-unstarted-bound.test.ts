@@ -84,3 +84,24 @@ it("a settle sent again (its reply lost) counts the release it made a nack as wh
   expect(await resend(1)).toMatchObject({ retried: 1, stale: 0 });
   expect(await resend(2)).toMatchObject({ failed: 1, stale: 0 });
 });
+
+// jobs.reschedule(attempt => …) gave the attempts back but kept the count of
+// releases unstarted in a row (and its line): the next release said '(4 in a
+// row)' and the bound came that much sooner. A reset of attempt resets it.
+it("jobs.reschedule with attempt starts the count of releases unstarted in a row afresh, dropping the count's line", async () => {
+  await sql('delete from jobs.job_queue'); // the only job due: claim() takes it
+  const id = await publish(2);
+  expect(await settle(id, await claim(), 'nack', 'boom')).toMatchObject({ retried: 1 });
+  for (let n = 1; n <= 3; n++) await settle(id, await claim(), 'release', 'no room');
+  expect(await sql('select unstarted, last_error from jobs.job_queue where job_id = $1', [id]))
+    .toEqual([{ unstarted: 3, last_error: 'released unstarted (3 in a row): no room\nboom' }]);
+  // Without attempt, the count stays.
+  await sql('select jobs.reschedule(array[$1::bigint], priority => 5)', [id]);
+  expect(await sql('select unstarted from jobs.job_queue where job_id = $1', [id])).toEqual([{ unstarted: 3 }]);
+  await sql('select jobs.reschedule(array[$1::bigint], attempt => 0)', [id]);
+  // Unfixed: { unstarted: 3 }, the line kept; the next release '(4 in a row)'.
+  expect(await sql('select attempt, unstarted, last_error from jobs.job_queue where job_id = $1', [id]))
+    .toEqual([{ attempt: 0, unstarted: 0, last_error: 'boom' }]);
+  await settle(id, await claim(), 'release', 'no room');
+  expect(await row(id)).toEqual({ attempt: 0, last_error: 'released unstarted (1 in a row): no room\nboom' });
+});
