@@ -104,6 +104,10 @@ create table jobs.job_queue (
   -- no error text a user writes (a nack's, a dead letter's) can fake it. Set only by the updates that
   -- end a delivery and keep the row (a release, a nack's retry, an expiry's): claims and acks never write it.
   unstarted    smallint    not null default 0,
+  -- Its snoozes in a row (a release with retry_at, no reason: SnoozeJob, ctx.rateLimit), the count a
+  -- snooze's line in last_error shows (jobs.release_error), a column for the same reason. Set by the
+  -- same updates; a release with a reason, a nack's retry and an expiry's set it to 0.
+  snoozed      integer     not null default 0,
   -- lease_holder's rule, enforced: an update that ends a lease but keeps
   -- its holder fails (23514) instead of leaving a stale token behind.
   constraint job_queue_lease_holder_leased check (lease_holder is null or lease_until is not null)

@@ -119,7 +119,7 @@ begin
     set lease_until = null, lease_holder = null,
         -- At once, whatever its retry policy (which spaces nacks): the lease was
         -- the wait, and an expired job goes to the next consume (DESIGN).
-        scheduled_at = q.lease_until, unstarted = 0,
+        scheduled_at = q.lease_until, unstarted = 0, snoozed = 0,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
                      || jobs.no_outcome_from(q.worker_id)
     from taken e

@@ -1,5 +1,4 @@
--- pgdrain 0013: settling deliveries (ack, nack, release), one statement per
--- batch (jobs.settle_arrays).
+-- pgdrain 0013: settling deliveries (ack, nack, release), one statement per batch (jobs.settle_arrays).
 
 -- Settles many deliveries at once, given as column arrays: element i of
 -- each array belongs to delivery i (results, errors, retry_at and ms may be
@@ -152,7 +151,7 @@ begin
             then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
                                     (v_policies->q.queue->>2)::numeric)
             else jobs.backoff(q.attempt) end),
-          last_error = jobs.settle_error(o.outcome, o.error), unstarted = 0
+          last_error = jobs.settle_error(o.outcome, o.error), unstarted = 0, snoozed = 0
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
         -- A CASE, not "lease_until is not null": as in the delete below.
@@ -169,12 +168,13 @@ begin
                            settle_arrays.errors) as x(id, attempt, outcome, retry_at, error)
       where x.outcome = 'release' and x.attempt > 0
     ), released as (
-      -- With a retry_at, a snooze (it ran: unstarted 0): it runs again then. Its last_error: jobs.release_error.
+      -- With a retry_at, a snooze (it ran: unstarted 0, snoozed counts): it runs again then. Its last_error: jobs.release_error.
       update jobs.job_queue q
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
-          scheduled_at = coalesce(o.retry_at, q.scheduled_at), unstarted = case when o.error is not null then q.unstarted + 1
-                                                                                 when o.retry_at is not null then 0 else q.unstarted end,
-          last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted)
+          scheduled_at = coalesce(o.retry_at, q.scheduled_at),
+          unstarted = case when o.error is not null then q.unstarted + 1 when o.retry_at is not null then 0 else q.unstarted end,
+          snoozed = case when o.error is not null then 0 when o.retry_at is not null then q.snoozed + 1 else q.snoozed end,
+          last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted, q.snoozed)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
         and q.cancel_requested_at is null

@@ -2500,7 +2500,7 @@ begin
     set lease_until = null, lease_holder = null,
         -- At once, whatever its retry policy (which spaces nacks): the lease was
         -- the wait, and an expired job goes to the next consume (DESIGN).
-        scheduled_at = q.lease_until, unstarted = 0,
+        scheduled_at = q.lease_until, unstarted = 0, snoozed = 0,
         last_error = format('timed out: no ack within %s seconds (attempt %s of %s)', q.timeout, q.attempt, q.max_retries + 1)
                      || jobs.no_outcome_from(q.worker_id)
     from taken e
@@ -5054,20 +5054,20 @@ begin
 end $$;
 
 --
--- Name: release_error(text, text, timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: release_error(text, text, timestamp with time zone, integer, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.release_error(p_last_error text, p_reason text, p_retry_at timestamp with time zone, p_unstarted integer) RETURNS text
+CREATE FUNCTION jobs.release_error(p_last_error text, p_reason text, p_retry_at timestamp with time zone, p_unstarted integer, p_snoozed integer) RETURNS text
     LANGUAGE sql STABLE
-    AS $_$
+    AS $$
   select case when p_reason is null and p_retry_at is null then p_last_error else jobs.cut_error(
     case when p_reason is not null
          then format('released unstarted (%s in a row): %s', p_unstarted + 1, left(translate(p_reason, E'\r\n', '  '), 1000))
          else format('snoozed until %s (%s in a row)', to_char(p_retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                     coalesce(substring(p_last_error from '^snoozed until \S+ \((\d+) in a row\)')::integer, 0) + 1) end
-    || coalesce(E'\n' || nullif(case when p_unstarted > 0 then substr(p_last_error, strpos(p_last_error || E'\n', E'\n') + 1)
-                                     else regexp_replace(p_last_error, '^snoozed until \S+ \(\d+ in a row\)(\n|$)', '') end, ''), '')) end
-$_$;
+                     p_snoozed + 1) end
+    || coalesce(E'\n' || nullif(case when p_unstarted > 0 or p_snoozed > 0
+                                     then substr(p_last_error, strpos(p_last_error || E'\n', E'\n') + 1) else p_last_error end, ''), '')) end
+$$;
 
 --
 -- Name: remember_head(text, jobs.head, timestamp with time zone, boolean, text); Type: FUNCTION; Schema: jobs; Owner: -
@@ -6544,7 +6544,7 @@ begin
             then jobs.queue_backoff(q.attempt, (v_policies->q.queue->>0)::numeric, (v_policies->q.queue->>1)::boolean,
                                     (v_policies->q.queue->>2)::numeric)
             else jobs.backoff(q.attempt) end),
-          last_error = jobs.settle_error(o.outcome, o.error), unstarted = 0
+          last_error = jobs.settle_error(o.outcome, o.error), unstarted = 0, snoozed = 0
       from o
       where q.job_id = o.id and q.attempt = o.attempt and q.attempt <= q.max_retries
         -- A CASE, not "lease_until is not null": as in the delete below.
@@ -6561,12 +6561,13 @@ begin
                            settle_arrays.errors) as x(id, attempt, outcome, retry_at, error)
       where x.outcome = 'release' and x.attempt > 0
     ), released as (
-      -- With a retry_at, a snooze (it ran: unstarted 0): it runs again then. Its last_error: jobs.release_error.
+      -- With a retry_at, a snooze (it ran: unstarted 0, snoozed counts): it runs again then. Its last_error: jobs.release_error.
       update jobs.job_queue q
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
-          scheduled_at = coalesce(o.retry_at, q.scheduled_at), unstarted = case when o.error is not null then q.unstarted + 1
-                                                                                 when o.retry_at is not null then 0 else q.unstarted end,
-          last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted)
+          scheduled_at = coalesce(o.retry_at, q.scheduled_at),
+          unstarted = case when o.error is not null then q.unstarted + 1 when o.retry_at is not null then 0 else q.unstarted end,
+          snoozed = case when o.error is not null then 0 when o.retry_at is not null then q.snoozed + 1 else q.snoozed end,
+          last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted, q.snoozed)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
         and q.cancel_requested_at is null
@@ -7400,6 +7401,7 @@ CREATE TABLE jobs.job_queue (
     group_id text,
     group_tier text,
     unstarted smallint DEFAULT 0 NOT NULL,
+    snoozed integer DEFAULT 0 NOT NULL,
     progress jsonb,
     CONSTRAINT job_queue_lease_holder_leased CHECK (((lease_holder IS NULL) OR (lease_until IS NOT NULL))),
     CONSTRAINT job_queue_scheduled_at_finite CHECK (isfinite(scheduled_at))

@@ -105,3 +105,30 @@ it("jobs.reschedule with attempt starts the count of releases unstarted in a row
   await settle(id, await claim(), 'release', 'no room');
   expect(await row(id)).toEqual({ attempt: 0, last_error: 'released unstarted (1 in a row): no room\nboom' });
 });
+
+// The snooze count was read from last_error's first line: a run's error that
+// read as a snooze's line ('snoozed until … (40 in a row)', a user's text) made
+// the next snooze say '(41 in a row)' and dropped that error's first line. It
+// is a column now (jobs.job_queue.snoozed), as unstarted is.
+it("a run's error that reads as a snooze's line neither sets the snooze count nor is dropped", async () => {
+  await sql('delete from jobs.job_queue'); // the only job due: claim() takes it
+  const id = await publish(3);
+  const fake = 'snoozed until 2030-01-01T00:00:00.000Z (40 in a row)';
+  expect(await settle(id, await claim(), 'nack', `${fake}\nat handler`)).toMatchObject({ retried: 1 });
+  const snooze = async () => await sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'],
+                                          retry_at => array[now()])`, [id, await claim()]);
+  await snooze();
+  // Unfixed: '… (41 in a row)\nat handler'.
+  expect((await row(id))!.last_error).toMatch(new RegExp(`^snoozed until \\S+ \\(1 in a row\\)\\n${fake.replace(/[().]/g, '\\$&')}\\nat handler$`));
+  await snooze();
+  expect((await row(id))!.last_error).toMatch(/^snoozed until \S+ \(2 in a row\)\nsnoozed until 2030-01-01T00:00:00.000Z \(40 in a row\)\nat handler$/);
+  expect(await sql('select snoozed, unstarted from jobs.job_queue where job_id = $1', [id])).toEqual([{ snoozed: 2, unstarted: 0 }]);
+  // A release with a reason replaces the snooze's line and starts its own count; a nack's retry clears both.
+  await settle(id, await claim(), 'release', 'no room');
+  expect(await sql('select snoozed, unstarted, last_error from jobs.job_queue where job_id = $1', [id]))
+    .toEqual([{ snoozed: 0, unstarted: 1, last_error: `released unstarted (1 in a row): no room\n${fake}\nat handler` }]);
+  await snooze();
+  await settle(id, await claim(), 'nack', 'boom');
+  expect(await sql('select snoozed, unstarted, last_error from jobs.job_queue where job_id = $1', [id]))
+    .toEqual([{ snoozed: 0, unstarted: 0, last_error: 'boom' }]);
+});
