@@ -7441,7 +7441,8 @@ CREATE VIEW jobs."all" AS
     q.retry_delay_max,
     q.dead_letter,
     q.group_id,
-    q.group_tier
+    q.group_tier,
+    q.unstarted
    FROM jobs.job_queue q
 UNION ALL
  SELECT j.job_id,
@@ -7472,7 +7473,8 @@ UNION ALL
     j.retry_delay_max,
     j.dead_letter,
     j.group_id,
-    j.group_tier
+    j.group_tier,
+    NULL::smallint AS unstarted
    FROM jobs.job j;
 
 --

@@ -144,6 +144,11 @@ export interface JobInfo {
   /** Attempts started so far. */
   attempts: number;
   maxRetries: number;
+  /**
+   * While queued: its releases unstarted in a row (claimed, never started: given back, no attempt spent), the count
+   * its error's first line shows; the 26th is a nack. 0 once it runs or retries; null once it ended.
+   */
+  unstarted: number | null;
   priority: number;
   queue: string;
   /** The job's own retry policy (publish's retryDelaySeconds…); all null: it follows its queue's. */

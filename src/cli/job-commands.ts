@@ -33,7 +33,9 @@ function formatJob(job: JobInfo): string {
   const json = (v: unknown) => (v === undefined || v === null ? null : JSON.stringify(v));
   const rows: [string, unknown][] = [
     ['id', job.id], ['task', job.task], ['queue', job.queue], ['state', job.state],
-    ['attempts', `${job.attempts} of ${job.maxRetries + 1}`], ['priority', job.priority],
+    ['attempts', `${job.attempts} of ${job.maxRetries + 1}`],
+    ['unstarted', job.unstarted ? `${job.unstarted} in a row (released never started, no attempt spent; the 26th is a nack)` : null],
+    ['priority', job.priority],
     ['created', at(job.createdAt)], ['run at', at(job.runAt)], ['expires', at(job.expiresAt)], ['started', at(job.startedAt)],
     ['ended', at(job.endedAt)],
     ['worker', job.workerId], ['retry delay', job.retryDelaySeconds],
