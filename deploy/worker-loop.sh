@@ -60,11 +60,6 @@
 set -u
 : "${PGDRAIN_DEADLINE_SECONDS:=86400}" "${PGDRAIN_LINGER_SECONDS:=86400}"
 export PGDRAIN_DEADLINE_SECONDS PGDRAIN_LINGER_SECONDS
-dir=$(mktemp -d) || {
-  echo "worker-loop: TMPDIR: must be a writable directory, got ${TMPDIR:-/tmp (unset: the default)} (a read-only root filesystem: mount one there, e.g. a Kubernetes emptyDir)" >&2
-  exit 2
-}
-stopped=$dir/stopped killed=$dir/killed
 # The drain's --grace and --overrun: a flag wins over its variable, the last
 # one over the others; each named as the drain would name it.
 grace=10 gname= overrun=5 oname= flag=
@@ -140,8 +135,20 @@ watch() {
    done) &
   watchdog=$!
 }
+# The loop's directory: named now, made only once the traps below are set,
+# so that it is never left behind (a stop before the traps kills the loop,
+# a stop after them is a mark, and every exit then removes it; only a
+# SIGKILL leaves it). A mark made before it is there fails, unseen: the
+# loop sees $stops, and starts no drain.
+dir=$(mktemp -u -d) || exit 2
+stopped=$dir/stopped killed=$dir/killed made=
 trap '{ true > "$stopped"; } 2>/dev/null; stops=$((stops + 1)) woke=1; pass' TERM INT HUP QUIT
-trap 'rm -rf "$dir"' EXIT
+trap '[ -z "$made" ] || rm -rf "$dir"' EXIT
+mkdir -m 700 "$dir" || {
+  echo "worker-loop: TMPDIR: must be a writable directory, got ${TMPDIR:-/tmp (unset: the default)} (a read-only root filesystem: mount one there, e.g. a Kubernetes emptyDir)" >&2
+  exit 2
+}
+made=1
 # run COMMAND…: runs it as the loop's child, its exit status in $code.
 run() {
   touch -c "$dir" # young, for /tmp cleaners (systemd-tmpfiles: 10 days idle)

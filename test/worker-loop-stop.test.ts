@@ -5,14 +5,16 @@
 // cycle, often between a fork and its exec. (The real CLI under the loop:
 // worker-loop.test.ts.)
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sleep, until } from './support/drain-process.js';
 import { FAKE_BIN, LOOP, SHELLS, loop, running } from './support/loop-process.js';
 
 const RUNS = 100;
+/** mktemp and mkdir that stop the loop as they run (test/fixtures/stop-bin/mktemp). */
+const STOP_BIN = resolve('test/fixtures/stop-bin');
 afterEach(() => { // a failed or timed-out test leaves no loop forking drains behind
   for (const child of running) child.kill('SIGKILL');
   running.clear();
@@ -99,6 +101,31 @@ describe.each(SHELLS)('under %s', (shell) => {
     expect(await ended).toBe(0);
     expect(log()).toEqual(['start', 'term']);
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.each(['mktemp', 'mkdir'])('a stop as the loop makes its temp directory (%s) leaves none behind, and runs no drain', async (at) => {
+    // The whole group stopped, as a supervisor does, while the command runs; it completes.
+    const tmp = mkdtempSync(join(tmpdir(), 'pgdrain-loop-tmp-'));
+    const p = loop(shell, { PATH: `${STOP_BIN}:${FAKE_BIN}:${process.env.PATH}`, TMPDIR: tmp, FAKE_STOP_AT: at }, [],
+      { group: true });
+    let ended = false;
+    void p.exited.then(() => (ended = true));
+    await until(async () => ended || p.ran(), 'the loop to end, or run a drain');
+    p.child.kill('SIGKILL'); // if it runs on
+    await p.exited;
+    const left = readdirSync(tmp);
+    expect({ ran: p.ran(), left }).toEqual({ ran: false, left: [] });
+    p.done();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('a setting it refuses (exit 2) leaves no temp directory behind', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'pgdrain-loop-tmp-'));
+    const p = loop(shell, { TMPDIR: tmp }, ['--grace', 'soon']);
+    const exit = await p.exited;
+    expect({ code: exit.code, ran: p.ran(), left: readdirSync(tmp) }).toEqual({ code: 2, ran: false, left: [] });
+    p.done();
+    rmSync(tmp, { recursive: true, force: true });
   });
 
   it('a drain that the stop ends with exit 1 ends the loop with exit 1, with no back-off', async () => {
