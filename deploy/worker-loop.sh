@@ -149,10 +149,15 @@ mkdir -m 700 "$dir" || {
   exit 2
 }
 made=1
-# run COMMAND…: runs it as the loop's child, its exit status in $code.
+# run COMMAND…: runs it as the loop's child, its exit status in $code. Once
+# stopped it runs nothing, and $code stays as it was (the last drain's, or 2
+# in the 126/127 retries), not 0: a stop just after a back-off or a retry's
+# pause ends the loop with the status it had. No child is forked then: its
+# SIGTERM would kill it (143) as it reset its traps.
 run() {
   touch -c "$dir" # young, for /tmp cleaners (systemd-tmpfiles: 10 days idle)
-  ([ ! -e "$stopped" ] || exit 0; exec "$@") &
+  [ "$stops" -eq 0 ] || return 0
+  ([ ! -e "$stopped" ] || exit "$code"; exec "$@") &
   pid=$!; pass
   woke=; wait "$pid"; code=$?
   # A trap interrupts wait (status 128 + its signal): wait on for the child's own.

@@ -55,6 +55,25 @@ describe.each(SHELLS)('under %s', (shell) => {
       'drain 100', 'sleep 10', 'drain 0', 'sleep 20'] });
   });
 
+  it('a stop just after the back-off, as the next drain starts, ends the loop with the failed drain\'s exit 1, not 0 (fake clock)', async () => {
+    // The loop's `date`s: 1 before the first drain, 2 after it (its run's length), 3 before the next: stopped there.
+    const p = loop(shell, { PATH: `${FAKE_CLOCK}:${FAKE_BIN}:${process.env.PATH}`, FAKE_DATE_STOP: '3' });
+    writeFileSync(join(p.dir, 'clock'), '1000000\n');
+    writeFileSync(join(p.dir, 'plan'), '0 1\n0 1\n');
+    const exit = await p.exited;
+    expect({ code: exit.code, log: p.log() }).toEqual({ code: 1, log: ['drain 0', 'sleep 10'] });
+    p.done();
+  });
+
+  it('a stop just after a 126 retry\'s pause, as the next try starts, ends the loop with exit 2, not 0 (fake clock)', async () => {
+    // The loop's `date`s: 1 before the first try, 2 before the second: stopped there.
+    const p = loop(shell, { PATH: `${FAKE_CLOCK}:${noExec}:/usr/bin:/bin`, FAKE_DATE_STOP: '2' });
+    writeFileSync(join(p.dir, 'clock'), '1000000\n');
+    const exit = await p.exited;
+    expect({ code: exit.code, log: p.log() }).toEqual({ code: 2, log: ['sleep 5'] });
+    p.done();
+  });
+
   it('a drain that ignores its SIGTERM is SIGKILLed by the loop after --grace + --overrun + 5 s: exit 137, saying why', async () => {
     const p = loop(shell, { FAKE_HANG: '1' }, ['--json', '--grace', '0', '--overrun=0']);
     p.arm();
