@@ -138,17 +138,20 @@ watch() {
 # The loop's directory: named now, made only once the traps below are set,
 # so that it is never left behind (a stop before the traps kills the loop,
 # a stop after them is a mark, and every exit then removes it; only a
-# SIGKILL leaves it). A mark made before it is there fails, unseen: the
-# loop sees $stops, and starts no drain.
-dir=$(mktemp -u -d) || exit 2
-stopped=$dir/stopped killed=$dir/killed made=
+# SIGKILL leaves it). $dir stays empty (rm -rf "": nothing) until it is
+# made: never what mkdir found there. A mark made before it is there fails,
+# unseen: the loop sees $stops, and starts no drain. (The EXIT trap is one
+# plain command: bash 5.2, with `[ … ] || rm …` there, said "wait_for: No
+# record of process" in ~1 of 50 Ctrl-Cs.)
+name=$(mktemp -u -d) || exit 2
+stopped=$name/stopped killed=$name/killed dir=
 trap '{ true > "$stopped"; } 2>/dev/null; stops=$((stops + 1)) woke=1; pass' TERM INT HUP QUIT
-trap '[ -z "$made" ] || rm -rf "$dir"' EXIT
-mkdir -m 700 "$dir" || {
+trap 'rm -rf "$dir"' EXIT
+mkdir -m 700 "$name" || {
   echo "worker-loop: TMPDIR: must be a writable directory, got ${TMPDIR:-/tmp (unset: the default)} (a read-only root filesystem: mount one there, e.g. a Kubernetes emptyDir)" >&2
   exit 2
 }
-made=1
+dir=$name
 # run COMMAND…: runs it as the loop's child, its exit status in $code. Once
 # stopped it runs nothing, and $code stays as it was (the last drain's, or 2
 # in the 126/127 retries), not 0: a stop just after a back-off or a retry's
