@@ -10,9 +10,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sleep, until } from './support/drain-process.js';
-import { FAKE_BIN, LOOP, SHELLS, loop, running } from './support/loop-process.js';
+import { FAKE_BIN, LOOP, SHELLS, exitOrLost, loop, running, trials, underLoad } from './support/loop-process.js';
 
 const RUNS = 100;
+/** Loops stopped at once in the race tests: each stop still lands at a random moment of its own loop's cycle. */
+const TOGETHER = 4;
 /** mktemp and mkdir that stop the loop as they run (test/fixtures/stop-bin/mktemp). */
 const STOP_BIN = resolve('test/fixtures/stop-bin');
 afterEach(() => { // a failed or timed-out test leaves no loop forking drains behind
@@ -22,21 +24,21 @@ afterEach(() => { // a failed or timed-out test leaves no loop forking drains be
 
 describe.each(SHELLS)('under %s', (shell) => {
   it(`a SIGTERM at any moment reaches the running drain, once (${RUNS} stops)`, async () => {
-    for (let run = 0; run < RUNS; run++) {
+    await trials(RUNS, TOGETHER, async (run) => {
       const p = loop(shell);
-      await until(async () => p.ran(), 'the loop to run drains', 30_000, 2); // its trap is set
+      await until(async () => p.ran(), 'the loop to run drains', underLoad(30_000), 2); // its trap is set
       await sleep(Math.random() * 20); // drains started and ended meanwhile
       p.arm();
       p.child.kill('SIGTERM');
-      const exit = await p.exited;
+      const exit = await exitOrLost(p);
       const log = p.log();
       p.done();
       // A drain that set its trap got the stop once; one that had not yet died of it (143), as a drain does
       // before the CLI listens; none was started after the stop.
-      expect({ run, log, code: exit.code }).toEqual({ run, code: log.length ? 0 : expect.toBeOneOf([0, 143]),
+      expect({ run, log, code: exit?.code }).toEqual({ run, code: log.length ? 0 : expect.toBeOneOf([0, 143]),
         log: log.length ? ['start', 'term'] : [] });
-    }
-  }, 180_000);
+    });
+  }, underLoad(180_000));
 
   it.each(['SIGHUP', 'SIGQUIT'] as const)('%s is a stop too: the loop does not die leaving its drain running on (a day), unstopped', async (signal) => {
     const p = loop(shell);
@@ -49,22 +51,22 @@ describe.each(SHELLS)('under %s', (shell) => {
   });
 
   it(`Ctrl-C (SIGINT to the loop's whole process group) at any moment is one stop (${RUNS / 2} stops)`, async () => {
-    for (let run = 0; run < RUNS / 2; run++) {
+    await trials(RUNS / 2, TOGETHER, async (run) => {
       const p = loop(shell, {}, [], { group: true });
-      await until(async () => p.ran(), 'the loop to run drains', 30_000, 2);
+      await until(async () => p.ran(), 'the loop to run drains', underLoad(30_000), 2);
       await sleep(Math.random() * 20);
       p.arm();
       process.kill(-p.child.pid!, 'SIGINT'); // the loop, its drain, a `date` or `sleep` it runs
-      const exit = await p.exited;
+      const exit = await exitOrLost(p);
       const log = p.log();
       p.done();
       // The fake drain dies of the SIGINT (130) unless its shell left it ignored (dash, busybox: a background
       // job's), then it takes the loop's SIGTERM; the real CLI takes both as one stop (docs/fast-pickup.md).
       // No error of the loop's own (an arithmetic error on the time `date` did not print), no drain after.
-      expect({ run, stderr: exit.stderr, log: log.filter((l) => l !== 'start' && l !== 'term'), code: exit.code })
+      expect({ run, stderr: exit?.stderr, log: log.filter((l) => l !== 'start' && l !== 'term'), code: exit?.code })
         .toEqual({ run, stderr: expect.not.stringMatching(/worker-loop|\.sh:/), log: [], code: expect.toBeOneOf([0, 130, 143]) });
-    }
-  }, 180_000);
+    });
+  }, underLoad(180_000));
 
   it('Ctrl-C kills a drain that is still starting (node: exit 130): the loop exits 130 (or 143), not 127 as if pgdrain were not found', async () => {
     const codes = new Set<number | null>();

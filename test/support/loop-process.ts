@@ -3,9 +3,9 @@
 // the fake drain's log, marks and plan in a directory of its own.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Exit } from './drain-process.js';
+import { type Exit, until } from './drain-process.js';
 
 export const LOOP = resolve('deploy/worker-loop.sh');
 export const FAKE_BIN = resolve('test/fixtures/fake-bin');
@@ -40,4 +40,28 @@ export function loop(shell: string, env: Record<string, string> = {}, args: stri
   const ran = () => existsSync(join(dir, 'ran'));
   return { child, dir, exited, log, ran, stderr: () => stderr, arm: () => writeFileSync(join(dir, 'armed'), ''),
            done: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Runs `trial(run)` for runs 0 to count - 1, `together` at a time: the stops of a race test, each of a loop
+ * of its own, so each is as likely to hit a window as one at a time, in less time (the loop's start-up,
+ * most of a run, waits on forks).
+ */
+export async function trials(count: number, together: number, trial: (run: number) => Promise<void>) {
+  let next = 0;
+  await Promise.all(Array.from({ length: together }, async () => { while (next < count) await trial(next++); }));
+}
+
+/** A test's bound for `ms` of fixed work on a quiet machine, stretched by the load per core (at least 1 x). */
+export const underLoad = (ms: number) => Math.round(ms * Math.max(1, loadavg()[0]! / cpus().length));
+
+/**
+ * The loop's exit once stopped, or null as soon as its drain logs `lost` (armed, it got no SIGTERM in 10 s):
+ * a stop that never reached the drain, which a loop whose trap never ran would never end.
+ */
+export async function exitOrLost(p: ReturnType<typeof loop>): Promise<Exit | null> {
+  let exit: Exit | null = null;
+  void p.exited.then((e) => (exit = e));
+  await until(async () => exit !== null || p.log().includes('lost'), 'the loop to end, or its drain to log lost', 3_600_000, 10);
+  return exit;
 }
