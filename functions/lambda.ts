@@ -86,6 +86,12 @@ export function createLambdaHandler(tasks: TaskMap, env: Env = process.env) {
 
 const isEmpty = (event: unknown) => typeof event === 'object' && event !== null && !Array.isArray(event) && Object.keys(event).length === 0;
 
+// What sends {} on a schedule: an EventBridge Scheduler schedule without input, and an EventBridge rule
+// whose target input is part of the matched event (a Scheduled Event's $.detail is {}) or an input transformer.
+const EMPTY_EVENT_HINT = '; an EventBridge Scheduler schedule without input sends this empty event too, and so does an '
+  + 'EventBridge rule whose target input is part of the matched event ($.detail) or an input transformer: give the '
+  + 'schedule the input {"pgdrain": {}}, and the rule\'s target the constant input {"pgdrain": {}} (or the matched event)';
+
 /**
  * The error for an event that is neither a schedule nor an HTTP event with the
  * proxy shape (requestContext): nothing drained. An API Gateway integration
@@ -96,15 +102,19 @@ function refused(event: unknown): ValidationError {
   return new ValidationError('event', 'is neither a schedule (a "Scheduled Event" of aws.events or aws.scheduler, or '
     + '{"pgdrain": {…}}) nor an HTTP event of a Function URL or an API Gateway proxy integration: nothing was drained '
     + '(behind API Gateway, use a proxy integration: another hands the function the request\'s body as its event)'
-    + (isEmpty(event) ? '; an EventBridge Scheduler schedule without input sends this empty event too: give it the input {"pgdrain": {}}' : ''));
+    + (isEmpty(event) ? EMPTY_EVENT_HINT : ''));
 }
+
+/** At most this many characters of a refusal's message are logged. */
+const REFUSAL_CHARS = 800;
 
 /** error, refusing event, logged as {"pgdrain": "refused", …} with the event's keys. */
 function logRefused(error: ValidationError, event: unknown, context: LambdaContext): ValidationError {
   // Its keys, not its values (a body's secrets), and at most 10 of 40 characters: a key is the caller's text too.
   const keys = (o: object) => Object.keys(o).slice(0, 10).map((key) => (key.length > 40 ? `${key.slice(0, 40)}…` : key));
   const shape = typeof event === 'object' && event !== null ? { keys: keys(event) } : event === null ? 'null' : typeof event;
-  const message = error.message.length > 500 ? `${error.message.slice(0, 500)}…` : error.message; // an unknown key's name, quoted
+  // An unknown key's name is quoted whole; the longest of our own (an empty event's) is 619 characters.
+  const message = error.message.length > REFUSAL_CHARS ? `${error.message.slice(0, REFUSAL_CHARS)}…` : error.message;
   console.error(JSON.stringify({ pgdrain: 'refused', requestId: context.awsRequestId, error: message, event: shape }));
   return error;
 }

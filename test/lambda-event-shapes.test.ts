@@ -32,12 +32,22 @@ beforeEach(async () => {
 });
 afterEach(() => { vi.restoreAllMocks(); });
 
-// An EventBridge Scheduler schedule without input invokes the function with {}: refused as above, the error
-// names the input that makes it drain. Before, it named API Gateway's proxy integrations only.
-it('an empty event is told the input an EventBridge Scheduler schedule needs', async () => {
-  await expect(handler({}, context())).rejects.toThrow(/; an EventBridge Scheduler schedule without input sends this empty event too: give it the input \{"pgdrain": \{\}\}$/);
+// An EventBridge Scheduler schedule without input invokes the function with {}, and so does an EventBridge
+// rule whose target input is part of the matched event ($.detail: {} for a Scheduled Event) or an input
+// transformer: refused as above, the error (and its log line) names the input that makes each drain. Before,
+// it named the Scheduler's input only, and a rule's author was told nothing that fits a rule.
+const EMPTY_HINT = '; an EventBridge Scheduler schedule without input sends this empty event too, and so does an '
+  + 'EventBridge rule whose target input is part of the matched event ($.detail) or an input transformer: give the '
+  + 'schedule the input {"pgdrain": {}}, and the rule\'s target the constant input {"pgdrain": {}} (or the matched event)';
+it('an empty event is told the input an EventBridge Scheduler schedule, or a rule, needs', async () => {
+  const rule = { version: '0', id: randomUUID(), 'detail-type': 'Scheduled Event', source: 'aws.events',
+                 time: '2026-12-07T03:00:00Z', region: 'us-east-1', resources: [], detail: {} };
+  await expect(handler(rule.detail, context())).rejects.toMatchObject({ message: expect.stringMatching(/its event\)/) });
+  await expect(handler(rule.detail, context())).rejects.toMatchObject({ message: expect.stringContaining(EMPTY_HINT) });
+  expect((await handler(rule, context()) as { claimed: number }).claimed).toBe(1); // the matched event drains
   await expect(handler({ 'body-json': {} }, context())).rejects.toThrow(/its event\)$/);
-  expect(await waiting()).toBe(1);
+  expect(logged).toHaveLength(3);
+  expect(JSON.parse(logged[0]!).error).toMatch(new RegExp(`${EMPTY_HINT.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
 });
 
 // API Gateway REST, integration type AWS (not AWS_PROXY): the event is the
