@@ -38,6 +38,7 @@
 import { Hono } from 'hono';
 import { handle } from 'hono/aws-lambda';
 import { drain } from '../src/drain.js';
+import { sliceUnits } from '../src/error-text.js';
 import { ValidationError } from '../src/errors.js';
 import { createApp, type AppQueue } from '../src/http/app.js';
 import { credentialSettingsError, misconfigured, type Secrets } from '../src/http/misconfigured.js';
@@ -105,18 +106,29 @@ function refused(event: unknown): ValidationError {
     + (isEmpty(event) ? EMPTY_EVENT_HINT : ''));
 }
 
-/** At most this many characters of a refusal's message are logged. */
+/** At most this many characters of a refusal's message are thrown and logged. */
 const REFUSAL_CHARS = 800;
 
-/** error, refusing event, logged as {"pgdrain": "refused", …} with the event's keys. */
+/**
+ * error, or, when its message is longer than REFUSAL_CHARS (an unknown key's
+ * name is quoted whole), the same refusal with its rule cut to fit: the
+ * runtime logs a thrown error whole (message, field and rule), and a key is
+ * the caller's text. The longest of our own, an empty event's, is 619 characters.
+ */
+function cut(error: ValidationError): ValidationError {
+  if (error.message.length <= REFUSAL_CHARS) return error;
+  const field = error.field ?? 'event';
+  return new ValidationError(field, `${sliceUnits(error.rule, Math.max(0, REFUSAL_CHARS - field.length - 3))}…`);
+}
+
+/** error, refusing event, logged as {"pgdrain": "refused", …} with the event's keys: cut to REFUSAL_CHARS, and returned so. */
 function logRefused(error: ValidationError, event: unknown, context: LambdaContext): ValidationError {
   // Its keys, not its values (a body's secrets), and at most 10 of 40 characters: a key is the caller's text too.
   const keys = (o: object) => Object.keys(o).slice(0, 10).map((key) => (key.length > 40 ? `${key.slice(0, 40)}…` : key));
   const shape = typeof event === 'object' && event !== null ? { keys: keys(event) } : event === null ? 'null' : typeof event;
-  // An unknown key's name is quoted whole; the longest of our own (an empty event's) is 619 characters.
-  const message = error.message.length > REFUSAL_CHARS ? `${error.message.slice(0, REFUSAL_CHARS)}…` : error.message;
-  console.error(JSON.stringify({ pgdrain: 'refused', requestId: context.awsRequestId, error: message, event: shape }));
-  return error;
+  const refusal = cut(error);
+  console.error(JSON.stringify({ pgdrain: 'refused', requestId: context.awsRequestId, error: refusal.message, event: shape }));
+  return refusal;
 }
 
 class Instance {

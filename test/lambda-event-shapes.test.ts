@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { createLambdaHandler } from '../functions/lambda.js';
-import { createQueue } from '../src/index.js';
+import { createQueue, type ValidationError } from '../src/index.js';
 import { testDb } from './support/db.js';
 
 const db = await testDb();
@@ -126,8 +126,12 @@ it.each([
   ['a bad pgdrain input', { pgdrain: { batchSize: 0 } }, 'event.pgdrain.batchSize'],
   ['an unknown key of 5000 characters in pgdrain (its log line cut)', { pgdrain: { ['k'.repeat(5000)]: 1 } }, 'event.pgdrain'],
 ])('%s is refused naming its field, and logged', async (_, event, field) => {
-  await expect(handler(event, context())).rejects.toMatchObject({ name: 'ValidationError', field });
+  const thrown = await handler(event, context()).catch((e: unknown) => e) as ValidationError;
+  expect(thrown).toMatchObject({ name: 'ValidationError', field });
+  // The runtime logs it whole (message, field and rule): cut as the log line is.
+  expect(JSON.stringify([thrown.message, { ...thrown }]).length).toBeLessThan(2000);
   expect(logged).toHaveLength(1);
+  expect(JSON.parse(logged[0]!).error).toBe(thrown.message);
   expect(logged[0]!.length).toBeLessThan(1000);
   expect(JSON.parse(logged[0]!)).toMatchObject({ pgdrain: 'refused', error: expect.stringMatching(new RegExp(`^${field}: `)),
                                                  event: { keys: Object.keys(event) } });

@@ -255,6 +255,11 @@ describe('scheduled drains', () => {
     await expect(invoke(scheduler({ lingerSeconds: 30, pollSeconds: 0.01 }), 10_000))
       .rejects.toMatchObject(failure(/^event\.pgdrain\.pollSeconds: must be a number of seconds from 0.05 to 3600$/));
     await expect(invoke({ Records: [{ eventSource: 'aws:sqs' }] }, 10_000)).rejects.toMatchObject(failure(/^event: is neither a schedule/));
+    // The runtime logs the thrown error whole: an unknown key of 100 000 characters is cut, not thrown (and logged) whole.
+    const long = await invoke(scheduler({ ['k'.repeat(100_000)]: 1 }), 10_000).catch((e: { errorMessage: string; stackTrace: string[] }) => e);
+    expect(long).toMatchObject(failure(/^event\.pgdrain: unknown option "k{700,}…$/));
+    expect(long.errorMessage.length).toBeLessThanOrEqual(801);
+    expect(JSON.stringify(long).length).toBeLessThan(5000);
     // null, or an object's stand-in, is not "no settings": it would drain with the function's own (the job below), unseen.
     await queue.publish('work.quick', null, { timeoutSeconds: 5 });
     await expect(invoke({ ...scheduler(), pgdrain: null }, 10_000))
