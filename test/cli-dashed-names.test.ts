@@ -2,7 +2,9 @@
 // named -x) is read by commander as an option: `pgdrain queue delete -x` was
 // "error: unknown option '-x'" and no more. Every command that takes a name
 // now says, on the next line, to put it after `--`, with the command that
-// works; the one-name commands' line is run here as given. An unknown option
+// works; the one-name commands' line is run here as given. The options given
+// with the name stay in that line, before `--` (before, they were dropped:
+// `queue create -x --max-size 5` was told `queue create -- -x`). An unknown option
 // that looks like a typo keeps commander's "(Did you mean …?)" alone, and so
 // does one after every argument (`queue purge mail -f`: a mistyped option).
 // dist/cli.mjs: `npm run build` first.
@@ -18,7 +20,15 @@ const several = (command: string, usage: string, flag: string) =>
   `error: unknown option '${flag}'\n(an argument that starts with - goes after --, options before it: pgdrain ${command} -- ${usage})\n`;
 
 it.each([
-  [['queue', 'create', '-x', '--max-size', '5'], one('a <name>', 'queue create', '-x')],
+  // The options given stay in the line, before -- (a URL's password masked as everywhere on stderr).
+  [['queue', 'create', '-x', '--max-size', '5'], one('a <name>', 'queue create --max-size 5', '-x')],
+  [['queue', 'create', '--timeout', '9', '-x', '--max-size=5', '--no-dead-letter'],
+   one('a <name>', 'queue create --timeout 9 --max-size=5 --no-dead-letter', '-x')],
+  [['queue', 'purge', '--reason', 'two words', '-x'], one('a <name>', "queue purge --reason 'two words'", '-x')],
+  [['queue', 'delete', '--dsn', 'postgres://app:secret@127.0.0.1:1/db', '-x'],
+   one('a <name>', 'queue delete --dsn postgres://app:***@127.0.0.1:1/db', '-x')],
+  [['event', 'subscribe', '--task', 'a.b', 'ev.x', '-x', '--db-timeout', '3'],
+   several('event subscribe --task a.b --db-timeout 3', '<event> <queue>', '-x')],
   [['queue', 'pause', '-x'], one('a <name>', 'queue pause', '-x')],
   [['queue', 'resume', '-x'], one('a <name>', 'queue resume', '-x')],
   [['queue', 'purge', '-x'], one('a <name>', 'queue purge', '-x')],
@@ -31,6 +41,8 @@ it.each([
   [['event', 'publish', '-x'], several('event publish', '<event> [json]', '-x')],
   [['publish', '-x'], several('publish', '<task> [json]', '-x')],
   [['queue', 'delete', '--dsm'], "error: unknown option '--dsm'\n(Did you mean --dsn?)\n"],
+  // A name equal to one of the command's options is that option (docs/cli.md says so).
+  [['queue', 'delete', '--dsn'], "error: option '--dsn <url>' argument missing\n"],
   // Every argument given: a mistyped option, not a name (the line would purge a queue named -f).
   [['queue', 'purge', 'mail', '-f'], "error: unknown option '-f'\n"],
   [['event', 'subscribe', 'ev.x', 'q', '-x'], "error: unknown option '-x'\n"],
@@ -41,8 +53,9 @@ it.each([
 
 it('the command the line names works', async () => {
   const line = async (...args: string[]) => (await runCli(db.url, ...args)).stderr.split('\n')[1]!.replace(/^.*: pgdrain (.*)\)$/, '$1');
-  expect(await line('queue', 'create', '-dashed')).toBe('queue create -- -dashed');
-  expect(await runCli(db.url, 'queue', 'create', '--', '-dashed')).toMatchObject({ code: 0, stderr: '' });
+  expect(await line('queue', 'create', '-dashed', '--max-size', '5')).toBe('queue create --max-size 5 -- -dashed');
+  expect(await runCli(db.url, 'queue', 'create', '--max-size', '5', '--', '-dashed')).toMatchObject({ code: 0, stderr: '' });
+  expect(await db.sql(`select max_size from jobs.queue where name = '-dashed'`)).toEqual([{ max_size: 5 }]);
   expect(await line('queue', 'pause', '-dashed')).toBe('queue pause -- -dashed');
   expect(await runCli(db.url, 'queue', 'pause', '--', '-dashed')).toMatchObject({ code: 0, stderr: '' });
   expect(await db.sql(`select paused from jobs.queue where name = '-dashed'`)).toEqual([{ paused: true }]);

@@ -17,16 +17,52 @@ function words(cmd: Command): string {
   return names.join(' ');
 }
 
-/** The line after commander's unknown-option error: put the argument after --. */
-function hint(cmd: Command, flag: string): string {
+/** The words each command parsed for itself (parseOptions' argv) and what it made of them. */
+const given = new WeakMap<Command, { argv: readonly string[]; operands: number; unknown: number }>();
+
+/**
+ * The user's words for cmd: its options as given (`--max-size 5`,
+ * `--dsn=URL`), and the rest (its arguments, the unknown option among them).
+ * cmd.args holds the arguments its parents parsed before the words cmd
+ * parsed itself, then what it made of those (operands, then unknown).
+ */
+function userWords(cmd: Command): { options: string[]; rest: string[] } {
+  const own = given.get(cmd);
+  const words = own ? [...cmd.args.slice(0, cmd.args.length - own.operands - own.unknown), ...own.argv] : [...cmd.args];
+  const options: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!;
+    if (word === '--') {
+      rest.push(...words.slice(i + 1));
+      break;
+    }
+    const flag = word.startsWith('--') && word.includes('=') ? word.slice(0, word.indexOf('=')) : word;
+    const option = word.startsWith('-') ? cmd.options.find((o) => o.long === flag || o.short === flag) : undefined;
+    if (!option) {
+      rest.push(word);
+      continue;
+    }
+    options.push(word);
+    // Its value, as commander takes it: always for <value>, for [value] when it is not an option.
+    const next = words[i + 1];
+    if (flag === word && next !== undefined && (option.required || (option.optional && !next.startsWith('-')))) options.push(words[++i]!);
+  }
+  return { options, rest };
+}
+
+/** The line after commander's unknown-option error: put the argument after --, the user's options before it. */
+function hint(cmd: Command): string {
+  const { options, rest } = userWords(cmd);
+  const before = [words(cmd), ...options.map(shellWord)].join(' ');
   const args = cmd.registeredArguments;
   if (args.length === 1) {
     const name = args[0]!.name();
     const article = /^[aeiou]/.test(name) ? 'an' : 'a';
-    return `(${article} <${name}> that starts with - goes after --, options before it: ${words(cmd)} -- ${shellWord(flag)})`;
+    return `(${article} <${name}> that starts with - goes after --, options before it: ${before} -- ${rest.map(shellWord).join(' ')})`;
   }
   const usage = args.map((a) => `${a.required ? '<' : '['}${a.name()}${a.variadic ? '...' : ''}${a.required ? '>' : ']'}`);
-  return `(an argument that starts with - goes after --, options before it: ${words(cmd)} -- ${usage.join(' ')})`;
+  return `(an argument that starts with - goes after --, options before it: ${before} -- ${usage.join(' ')})`;
 }
 
 /**
@@ -37,12 +73,18 @@ function hint(cmd: Command, flag: string): string {
  */
 export function explainDashedArguments(cmd: Command): void {
   if (cmd.registeredArguments.some((a) => DASHED.has(a.name()))) {
+    const parseOptions = cmd.parseOptions.bind(cmd);
+    cmd.parseOptions = (argv: string[]) => {
+      const result = parseOptions(argv);
+      given.set(cmd, { argv: [...argv], operands: result.operands.length, unknown: result.unknown.length });
+      return result;
+    };
     const error = cmd.error.bind(cmd);
     cmd.error = (message: string, options?: ErrorOptions) => {
       const flag = /^error: unknown option '(.*)'$/.exec(message)?.[1];
       // cmd.args: the arguments before the unknown option, then it and the rest.
       const named = flag !== undefined && cmd.args.indexOf(flag) < cmd.registeredArguments.length;
-      return error(options?.code === 'commander.unknownOption' && named ? `${message}\n${hint(cmd, flag)}` : message, options);
+      return error(options?.code === 'commander.unknownOption' && named ? `${message}\n${hint(cmd)}` : message, options);
     };
   }
   for (const sub of cmd.commands) explainDashedArguments(sub);
