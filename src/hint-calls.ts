@@ -5,6 +5,9 @@
 // translateError gives a TS caller the TS call (asTsCalls: queues.create,
 // queues.purge); the CLI and the HTTP API (which has no route that creates
 // or purges a queue) name the command (asCommand: pgdrain queue create, pgdrain queue purge).
+// sql/0034's hints that name no queue (jobs.maintain(), jobs.cancel_bulk) are
+// rewritten the same way (PHRASES: maintain(db), queue.cancel(jobIds); pgdrain
+// drain, pgdrain cancel ID...).
 //
 // Only pgdrain's own hint is rewritten: the one sentence of HINTS a message
 // ends with (a schedule's last_error, which joins messages, is rewritten one
@@ -48,6 +51,31 @@ const TS_OPTION: Record<string, string> = { max_size: 'maxSize', dead_letter: 'd
 const SQL_PURGE_QUEUE = String.raw`jobs\.purge_queue\('((?:[^']|'')*)'\)`;
 const TS_PURGE_QUEUE = String.raw`queues\.purge\('((?:[^'\\]|\\.)*)'\)`;
 
+// Hints whose call names no queue, each where pgdrain puts it: lead, then the
+// call, then a tail (a regex source, by the message's surface) that ends the
+// message; rewritten only there, so a name that holds the text is left alone.
+const PURGE_AFTER = (call: string) => String.raw` ends them; purge it first \(${call}\) and wait for its running jobs to end`;
+const PHRASES: readonly { lead: string; sql: string; ts: string; command: string; tail: { sql: string; ts: string } }[] = [
+  // sql/0034: deleting a queue with cancelled dependants to end, before its purge hint
+  { lead: 'cancelled dependants to end: ', sql: 'any claim or jobs.maintain()', ts: 'any claim or maintain(db)',
+    command: 'any claim (pgdrain drain)', tail: { sql: PURGE_AFTER(SQL_PURGE_QUEUE), ts: PURGE_AFTER(TS_PURGE_QUEUE) } },
+  // sql/0034: deleting the dead-letter queue of active jobs
+  { lead: 'dead_letter: let them end, or cancel them (', sql: 'jobs.cancel_bulk', ts: 'queue.cancel(jobIds)',
+    command: 'pgdrain cancel ID...', tail: { sql: String.raw`\), first`, ts: String.raw`\), first` } },
+  // sql/0034: purging a queue with more retried serial heads than one call ends
+  { lead: ': cancel some with ', sql: 'jobs.cancel_bulk', ts: 'queue.cancel(jobIds)',
+    command: 'pgdrain cancel ID...', tail: { sql: ' in smaller calls first', ts: ' in smaller calls first' } },
+];
+
+/** message with its PHRASES call of surface `from` as surface `to`'s. */
+function rewritePhrase(message: string, from: 'sql' | 'ts', to: 'ts' | 'command'): string {
+  for (const phrase of PHRASES) {
+    const match = new RegExp(`${escape(phrase.lead + phrase[from])}(?=${phrase.tail[from]}$)`).exec(message);
+    if (match) return message.slice(0, match.index) + phrase.lead + phrase[to] + message.slice(match.index + match[0].length);
+  }
+  return message;
+}
+
 /** text as a TS string literal in single quotes. */
 export const tsString = (text: string) => `'${text.replace(/[\\']/g, '\\$&')}'`;
 
@@ -68,6 +96,7 @@ export const createQueueCommand = (name: string, flags: readonly string[] = []) 
 
 /** message with its jobs.create_queue(…) or jobs.purge_queue(…) hint as the TS call: queues.create('q', { maxSize: ... }), queues.purge('q'). */
 export function asTsCalls(message: string): string {
+  message = rewritePhrase(message, 'sql', 'ts');
   const created = rewriteHint(message, SQL_CREATE_QUEUE, (name, args) => {
     const options = [...args!.matchAll(/, ([a-z_]+) => ([^,)]+)/g)].map(([, k, v]) => `${TS_OPTION[k!] ?? k}: ${v}`);
     return `queues.create(${tsString(name!.replace(/''/g, "'"))}${options.length ? `, { ${options.join(', ')} }` : ''})`;
@@ -81,6 +110,7 @@ export function asTsCalls(message: string): string {
  * option given null as its --no- flag), pgdrain queue purge q.
  */
 export function asCommand(message: string): string {
+  message = rewritePhrase(message, 'ts', 'command');
   const purge = rewriteHint(message, TS_PURGE_QUEUE, (name) => queueCommand('purge', name!.replace(/\\(.)/g, '$1')));
   return rewriteHint(purge, TS_CREATE_QUEUE, (name, options) =>
     createQueueCommand(name!.replace(/\\(.)/g, '$1'), (options?.split(', ') ?? []).map((option) => {

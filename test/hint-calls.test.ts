@@ -2,14 +2,20 @@
 // functions' "create it with jobs.create_queue('q')" is, to a TS caller,
 // queues.create('q') (as queueSize's), and to the CLI `pgdrain queue create q`;
 // a delete refused while jobs wait, "purge it first (jobs.purge_queue('q'))",
-// is queues.purge('q') and `pgdrain queue purge q`.
+// is queues.purge('q') and `pgdrain queue purge q`; its other hints too:
+// "any claim or jobs.maintain() ends them" is maintain(db) to TS and
+// `pgdrain drain` to the CLI, "cancel them (jobs.cancel_bulk)" (and a purge's
+// "cancel some with jobs.cancel_bulk") queue.cancel(jobIds) and `pgdrain cancel`.
 // Before, a TS publish to an unknown or full queue, and a TS delete of a
 // dead-letter target or of a queue with jobs (the CLI's too), were told to run
-// the SQL. dist/cli.mjs: `npm run build` first.
+// the SQL (and, until the other hints were routed, still were by those).
+// dist/cli.mjs: `npm run build` first.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
+import { deferredDependant } from './support/deferred-dependant.js';
 import { runCli } from './support/drain-process.js';
+import { lockSessions } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -22,7 +28,24 @@ beforeAll(async () => {
   await queue.queues.create('hint_mail', { deadLetter: 'hint_dead' });
   await queue.queues.create('hint_busy');
   await queue.publish('t.x', {}, { queue: 'hint_busy' });
+  // A dead-letter queue an active job names; one with more retried heads of serial keys than one purge
+  // ends (jobs.max_serial_keys(): 500); one with a dependant a cascade deferred (its end pending).
+  await queue.queues.create('hint_letters');
+  await queue.publish('t.x', {}, { deadLetter: 'hint_letters' });
+  await queue.queues.create('hint_serial');
+  await sql(`select jobs.publish('t.s', queue => 'hint_serial', serial_key => 'k' || g) from generate_series(1, 501) g`);
+  await sql(`select count(*) from jobs.consume(501, queue => 'hint_serial')`);
+  await sql(`select jobs.nack(array_agg(job_id), array_agg('x'::text)) from jobs.job_queue where queue = 'hint_serial'`);
+  // Last: any claim ends it.
+  await queue.queues.create('hint_deferred');
+  await deferredDependant(sql, lockSessions(db.url), undefined, 'hint_deferred');
 });
+
+const DEFERRED = "name: queue 'hint_deferred' still has 1 waiting and 0 running jobs, and 1 cancelled dependants to end: ";
+const LETTERS = /^name: queue 'hint_letters' is the dead-letter queue of 1 active jobs of other queues \(job \d+ first\), published with it as their dead_letter: let them end, or cancel them \(/;
+const SERIAL = "name: queue 'hint_serial' has 501 waiting jobs that ran before (a retry pending) heading their serial keys, more than "
+  + "the 500 one call ends (each takes its key's lock until commit, from PostgreSQL's shared lock table): cancel some with ";
+const matching = (start: RegExp, end: string) => expect.stringMatching(new RegExp(`${start.source}${end.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
 
 const BUSY = "name: queue 'hint_busy' still has 1 waiting and 0 running jobs: purge it first";
 const DEFAULT = 'name: the default queue cannot be deleted (jobs published without a queue go there); purge it with';
@@ -64,7 +87,31 @@ it('SQL callers keep the SQL call', async () => {
     .toBe(`${BUSY} (jobs.purge_queue('hint_busy')) and wait for its running jobs to end`);
 });
 
+it('TS callers: the other hints of a refused delete or purge', async () => {
+  await expect(queue.queues.delete('hint_deferred')).rejects.toMatchObject({ message: `${DEFERRED}any claim or maintain(db) `
+    + "ends them; purge it first (queues.purge('hint_deferred')) and wait for its running jobs to end" });
+  await expect(queue.queues.delete('hint_letters')).rejects.toMatchObject({ message: matching(LETTERS, 'queue.cancel(jobIds)), first') });
+  await expect(queue.queues.purge('hint_serial')).rejects.toMatchObject({ message: `${SERIAL}queue.cancel(jobIds) in smaller calls first` });
+});
+
+it('SQL callers keep the SQL calls of the other hints', async () => {
+  expect((await sqlErrorOf(sql, `select jobs.delete_queue('hint_deferred')`)).message).toBe(`${DEFERRED}any claim or jobs.maintain() `
+    + "ends them; purge it first (jobs.purge_queue('hint_deferred')) and wait for its running jobs to end");
+  expect((await sqlErrorOf(sql, `select jobs.delete_queue('hint_letters')`)).message).toEqual(matching(LETTERS, 'jobs.cancel_bulk), first'));
+  expect((await sqlErrorOf(sql, `select jobs.purge_queue('hint_serial')`)).message).toBe(`${SERIAL}jobs.cancel_bulk in smaller calls first`);
+});
+
 describe('the CLI names the command', () => {
+  it('the other hints of a refused delete or purge', async () => {
+    expect(await runCli(db.url, 'queue', 'delete', 'hint_deferred')).toMatchObject({ code: 2, stderr: `pgdrain: ${DEFERRED}`
+      + 'any claim (pgdrain drain) ends them; purge it first (pgdrain queue purge hint_deferred) and wait for its running jobs to end\n' });
+    expect(await runCli(db.url, 'queue', 'delete', 'hint_letters')).toMatchObject({ code: 2,
+      stderr: expect.stringMatching(new RegExp(`^pgdrain: ${LETTERS.source.slice(1)}pgdrain cancel ID\\.\\.\\.\\), first\n$`)) });
+    expect(await runCli(db.url, 'queue', 'purge', 'hint_serial')).toMatchObject({ code: 2,
+      stderr: `pgdrain: ${SERIAL}pgdrain cancel ID... in smaller calls first\n` });
+  });
+
+
   it('an unknown queue, a full one, a dead-letter target', async () => {
     expect(await runCli(db.url, 'publish', 't.x', '--queue', 'hint_none')).toMatchObject({ code: 2,
       stderr: "pgdrain: --queue: no queue named 'hint_none'; create it with pgdrain queue create hint_none\n" });
