@@ -73,12 +73,19 @@ declare
   -- transaction's commit, closed a cycle when it went on to wait for a key whose holder
   -- then called jobs.schedule for one of them (40P01); the drains publish their ticks.
   v_only text := nullif(current_setting('pgdrain.tick_wait', true), '');
+  v_rc boolean := current_setting('transaction_isolation') = 'read committed';
+  v_mine text[];  -- outside READ COMMITTED: the due rows locked before the loop (null: any)
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
+  -- REPEATABLE READ or SERIALIZABLE (an app's call, or every drain's under such a default):
+  -- locking a row another call changed after the snapshot raises 40001, which failed the
+  -- caller for another schedule's state. Its due rows are locked first (jobs.lock_due_ticks:
+  -- such a row is left to that call, still due or its tick), and the loop takes only those.
+  if not v_rc then v_mine := jobs.lock_due_ticks(v_now, v_lost, v_only); end if;
   for r in
     select * from jobs.recurring s
     where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)
-      and (v_only is null or s.name = v_only)
+      and (v_only is null or s.name = v_only) and (v_mine is null or s.name = any(v_mine))
     order by s.next_run_at
     for update skip locked
   loop
@@ -201,6 +208,11 @@ begin
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
       if sqlstate = '55P03' and v_nowait then
+        continue;
+      end if;
+      -- Outside READ COMMITTED, a key its publish takes changed after the snapshot (40001):
+      -- still due, the next call publishes it (jobs.schedule's own tick records the error).
+      if sqlstate = '40001' and not v_rc and not v_wait then
         continue;
       end if;
       -- Out of a budget the schedules before it spent in part

@@ -88,6 +88,9 @@ declare
   v_left bigint;  -- ms left of it after the first lock
 begin
   lost := '{}';
+  -- None waited for outside READ COMMITTED: the snapshot, older than the wait, would miss what
+  -- the holder committed (its tick publishes only with the locks free at once, jobs.publish_ticks).
+  if current_setting('transaction_isolation') <> 'read committed' then return; end if;
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
   for q, v_due, v_name in select x.name, d.due, d.name from jobs.queue x
@@ -200,4 +203,46 @@ begin
     end;
   end loop;
   return v_skip;
+end $$;
+
+-- jobs.publish_ticks outside READ COMMITTED: locks the drains' due rows (as
+-- its loop's query selects them: p_lost's queues left alone; p_only, that
+-- schedule's alone) and returns their names. A row another call changed
+-- after this snapshot (ticked, or changed by jobs.schedule) raises 40001 on
+-- its lock: then each row is locked in its own block, and that one left to
+-- the call that changed it (still due or its tick, as the next call sees).
+-- All at once first, as the READ COMMITTED loop's fetch (10 rows a fetch)
+-- locks them: of many drains at once, one takes them all and publishes
+-- alone. One at a time, drains publishing side by side waited on each
+-- other's job_queue inserts (lock_timeout 1ms, the tick left due).
+create function jobs.lock_due_ticks(p_now timestamptz, p_lost text[], p_only text)
+returns text[] language plpgsql as $$
+declare
+  v_names text[];
+  v_name text;
+begin
+  begin
+    select coalesce(array_agg(d.name), '{}') into v_names from (
+      select s.name from jobs.recurring s
+      where s.runner = 'drains' and s.next_run_at <= p_now and coalesce(s.queue, 'default') <> all(p_lost)
+        and (p_only is null or s.name = p_only)
+      order by s.next_run_at
+      for update skip locked) d;
+    return v_names;
+  exception when serialization_failure then
+    v_names := '{}';
+  end;
+  for v_name in
+    select s.name from jobs.recurring s
+    where s.runner = 'drains' and s.next_run_at <= p_now and coalesce(s.queue, 'default') <> all(p_lost)
+      and (p_only is null or s.name = p_only)
+    order by s.next_run_at
+  loop
+    begin
+      perform from jobs.recurring s where s.name = v_name for update skip locked;
+      if found then v_names := v_names || v_name; end if;
+    exception when serialization_failure then null;  -- changed since this snapshot: left to that call
+    end;
+  end loop;
+  return v_names;
 end $$;

@@ -2812,6 +2812,43 @@ begin
 end $$;
 
 --
+-- Name: lock_due_ticks(timestamp with time zone, text[], text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.lock_due_ticks(p_now timestamp with time zone, p_lost text[], p_only text) RETURNS text[]
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_names text[];
+  v_name text;
+begin
+  begin
+    select coalesce(array_agg(d.name), '{}') into v_names from (
+      select s.name from jobs.recurring s
+      where s.runner = 'drains' and s.next_run_at <= p_now and coalesce(s.queue, 'default') <> all(p_lost)
+        and (p_only is null or s.name = p_only)
+      order by s.next_run_at
+      for update skip locked) d;
+    return v_names;
+  exception when serialization_failure then
+    v_names := '{}';
+  end;
+  for v_name in
+    select s.name from jobs.recurring s
+    where s.runner = 'drains' and s.next_run_at <= p_now and coalesce(s.queue, 'default') <> all(p_lost)
+      and (p_only is null or s.name = p_only)
+    order by s.next_run_at
+  loop
+    begin
+      perform from jobs.recurring s where s.name = v_name for update skip locked;
+      if found then v_names := v_names || v_name; end if;
+    exception when serialization_failure then null;  -- changed since this snapshot: left to that call
+    end;
+  end loop;
+  return v_names;
+end $$;
+
+--
 -- Name: lock_head_keys(bigint[], text[], integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -4515,12 +4552,19 @@ declare
   -- transaction's commit, closed a cycle when it went on to wait for a key whose holder
   -- then called jobs.schedule for one of them (40P01); the drains publish their ticks.
   v_only text := nullif(current_setting('pgdrain.tick_wait', true), '');
+  v_rc boolean := current_setting('transaction_isolation') = 'read committed';
+  v_mine text[];  -- outside READ COMMITTED: the due rows locked before the loop (null: any)
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
+  -- REPEATABLE READ or SERIALIZABLE (an app's call, or every drain's under such a default):
+  -- locking a row another call changed after the snapshot raises 40001, which failed the
+  -- caller for another schedule's state. Its due rows are locked first (jobs.lock_due_ticks:
+  -- such a row is left to that call, still due or its tick), and the loop takes only those.
+  if not v_rc then v_mine := jobs.lock_due_ticks(v_now, v_lost, v_only); end if;
   for r in
     select * from jobs.recurring s
     where s.runner = 'drains' and s.next_run_at <= v_now and coalesce(s.queue, 'default') <> all(v_lost)
-      and (v_only is null or s.name = v_only)
+      and (v_only is null or s.name = v_only) and (v_mine is null or s.name = any(v_mine))
     order by s.next_run_at
     for update skip locked
   loop
@@ -4643,6 +4687,11 @@ begin
       -- subtransaction's rollback restored it): still due, the next claim
       -- publishes it.
       if sqlstate = '55P03' and v_nowait then
+        continue;
+      end if;
+      -- Outside READ COMMITTED, a key its publish takes changed after the snapshot (40001):
+      -- still due, the next call publishes it (jobs.schedule's own tick records the error).
+      if sqlstate = '40001' and not v_rc and not v_wait then
         continue;
       end if;
       -- Out of a budget the schedules before it spent in part
@@ -7082,6 +7131,9 @@ declare
   v_left bigint;  -- ms left of it after the first lock
 begin
   lost := '{}';
+  -- None waited for outside READ COMMITTED: the snapshot, older than the wait, would miss what
+  -- the holder committed (its tick publishes only with the locks free at once, jobs.publish_ticks).
+  if current_setting('transaction_isolation') <> 'read committed' then return; end if;
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
   for q, v_due, v_name in select x.name, d.due, d.name from jobs.queue x
