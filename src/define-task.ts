@@ -13,7 +13,7 @@ const BATCH = Symbol.for('pgdrain.batch');
 /** A task's heartbeatSeconds, a brand as BATCH (run-handler.ts starts the heartbeat). */
 const HEARTBEAT = Symbol.for('pgdrain.heartbeat');
 // heartbeatSeconds' bounds: at most extendLease's 86400 (the SQL refuses more); at least 1, as a beat
-// every half second per running job is already many statements, and a shorter lease could pass between beats.
+// every 0.4 s per running job is already many statements, and a shorter lease could pass between beats.
 const MIN_HEARTBEAT = 1;
 const MAX_HEARTBEAT = 86400;
 /** The largest batch.maxSize: a claim's largest batch. */

@@ -11,7 +11,7 @@ import { describe } from './error-text.js';
 import { resultJson } from './result-json.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
-import { timerEnd, type TimeoutGroup, type Timeouts } from './timeouts.js';
+import { beatDelay, timerEnd, type TimeoutGroup, type Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
 import type { RunningJobs } from './running-jobs.js';
 import { interrupted, LEASE_LOST, type Running } from './wind-down.js';
@@ -132,9 +132,9 @@ export class JobRun implements Running, LeaseHolder {
   }
 
   /**
-   * A task's heartbeatSeconds: extendLease(seconds) every seconds / 2 (the
-   * first at half its timeout when that comes sooner: the timeout is its first
-   * lease), until finish(). One beat at a time: the next is set when one answers.
+   * A task's heartbeatSeconds: extendLease(seconds) every beatDelay(seconds), a margin under half
+   * of it (the first at beatDelay of its timeout when that is shorter: its first lease), until
+   * finish(), each with half its lease to be answered. One beat at a time: the next is set when one answers.
    */
   private startHeartbeat(seconds: number): void {
     const beat = async (): Promise<void> => {
@@ -142,9 +142,9 @@ export class JobRun implements Running, LeaseHolder {
       if (!this.waitsForConnection) await this.extendLease(seconds); // never rejects; none until its handler begins
       // Its signal fired while it runs here: the lease was lost (leaseLost).
       if (this.ended || this.signal.abortedWith !== undefined) return;
-      this.beat = setTimeout(beat, Math.max(0, sentAt + seconds * 500 - Date.now()));
+      this.beat = setTimeout(beat, Math.max(0, sentAt + beatDelay(seconds) - Date.now()));
     };
-    this.beat = setTimeout(beat, Math.min(seconds, this.job.timeout) * 500);
+    this.beat = setTimeout(beat, beatDelay(Math.min(seconds, this.job.timeout)));
   }
 
   /**

@@ -207,6 +207,43 @@ describe('defineTask heartbeatSeconds', () => {
     expect(await q.getJob(id)).toMatchObject({ state: 'success', result: { aborted: false } });
   });
 
+  it('a beat has half its lease to be answered, as before the timer ended a margin early: 2.05 s per extend_lease, 5 s beats', async () => {
+    // A slow extend_lease, for real: the function, moved to a schema of its own (its name kept: its body
+    // names its arguments by it), wrapped with a pg_sleep. The job's timer ends at 4.5 s (a 0.5 s margin
+    // before the lease). Beats at half the lease (2.5 s) left 2 s to answer: this one was nacked as timed out.
+    // Beats at 2 s leave 2.5 s: each lands 0.45 s before the timer would fire (a generous bound on a busy machine).
+    const signature = 'bigint, integer, numeric, timestamptz, text';
+    await sql('create schema slow');
+    await sql(`alter function jobs.extend_lease(${signature}) set schema slow`);
+    await sql(`create function jobs.extend_lease(job_id bigint, attempt integer, seconds numeric, now timestamptz default null,
+                                                 worker_id text default null) returns timestamptz language sql as $$
+                 select pg_sleep(2.05);
+                 select slow.extend_lease(job_id, attempt, seconds, now, worker_id) $$`);
+    const { opened, open } = gate();
+    const q = queueWith({ hb: { slow: defineTask('hb.slow', waiting(opened), { heartbeatSeconds: 5 }) } });
+    const id = await q.publish('hb.slow', null, { timeoutSeconds: 5, maxRetries: 0 });
+    const drained = q.drain(5, deadline());
+    try {
+      // Two beats landed in time (the second sent as the first answered), or the job timed out at 4.5 s.
+      let timedOut = false;
+      const seen = new Set<number>();
+      await until(async () => {
+        const row = await leaseOf(id);
+        if (!row) return void (timedOut = true);
+        if (row.lease && row.first && row.lease > row.first) seen.add(row.lease.getTime());
+        expect(seen.size).toBeGreaterThanOrEqual(2);
+      });
+      expect(timedOut, 'the job left job_queue before its lease was extended twice').toBe(false);
+    } finally {
+      open();
+      await sql(`drop function jobs.extend_lease(${signature})`);
+      await sql(`alter function slow.extend_lease(${signature}) set schema jobs`);
+      await sql('drop schema slow');
+    }
+    expect(await drained).toMatchObject({ claimed: 1, succeeded: 1, failed: 0 });
+    expect(await q.getJob(id)).toMatchObject({ state: 'success', attempts: 1, result: { aborted: false } });
+  });
+
   it("runs until the drain's stop: there it is stopped and nacked as any job", async () => {
     const q = queueWith({
       hb: { deaf: defineTask('hb.deaf', async (_b: unknown, ctx: JobContext) => {
