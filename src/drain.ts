@@ -223,7 +223,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         result = rows[0]!.r;
         rolledBack = 0;
       } catch (error) {
-        settler.putBack(outcomes);
+        settler.untake(outcomes); // sent by its timer, as above: the handlers still running can outlast these leases
         // Rolled back whole (its settle too: a user's transaction taking serial
         // keys out of order can deadlock with it): nothing changed, try again.
         if (rolledBackWhole(error) && ++rolledBack <= 3) continue;

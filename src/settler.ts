@@ -184,14 +184,14 @@ export class Settler {
     told.answered(batch);
   }
 
-  /** Outcomes take() handed to a claim that was not sent after all (it waits): the timer settles them meanwhile. */
+  /** Outcomes take() handed to a claim that was not sent after all (it waits), or that failed: the timer settles them meanwhile. */
   untake(batch: Outcome[]): void {
     this.putBack(batch);
     if (this.tookSoon) this.sendSoon();
     else this.arm();
   }
 
-  putBack(batch: Outcome[]): void {
+  private putBack(batch: Outcome[]): void {
     const takesKey = this.takesKey;
     if (takesKey === undefined) {
       this.buffer = batch.concat(this.buffer);

@@ -101,6 +101,43 @@ describe('drain races', () => {
     expect(slowRuns).toBe(1);
   });
 
+  it('the outcomes a failed claim carried are settled while their leases hold, not once the running handlers end', async () => {
+    const [locked, lockTaken] = gate();
+    const [slowMayEnd, endSlow] = gate();
+    const q = queueWith({
+      slow: async () => { await slowMayEnd; return 'slow done'; },
+      quick: async () => { await locked; return 'quick done'; },
+    });
+    await q.publish('slow', null, { priority: 1, timeoutSeconds: 60 });
+    const quick = await q.publish('quick', null, { timeoutSeconds: 3 }); // its lease: 3 s from its claim
+    const drained = q.drain(2, Date.now() + 300_000).then(() => 'returned', (e: unknown) => e);
+    try {
+      await until(() => leased(2), 'both jobs claimed');
+      // quick's ack rides on the next claim: held on quick's row lock, then its connection is killed.
+      await holder.query('begin');
+      await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [quick]);
+      lockTaken();
+      await until(() => waitingOnLock('claim_json'), 'the claim carrying the ack to wait on the row lock');
+      await sql(`select pg_terminate_backend(pid) from pg_stat_activity
+                 where datname = current_database() and wait_event_type = 'Lock' and query like '%claim_json%'`);
+      await holder.query('commit');
+      // The drain claims no more and waits for slow; quick's ack, put back, goes with the settler's timer
+      // (50 ms), not with slow's end: by the end of quick's lease it has landed.
+      await until(async () => (await sql<{ passed: boolean }>(
+        `select coalesce(bool_and(lease_until < clock_timestamp()), true) as passed from jobs.job_queue where job_id = $1`,
+        [quick]))[0]!.passed, "quick's ack or the end of its lease");
+      // Had it not, another drain's claim (or jobs.maintain) would now take quick back: run again, its ack stale.
+      expect(await sql('select jobs.expire() as n')).toEqual([{ n: 0 }]);
+      expect(await sql(`select status, attempts from jobs.job where job_id = $1`, [quick]))
+        .toEqual([{ status: 'success', attempts: 1 }]);
+    } finally {
+      endSlow();
+    }
+    expect(await drained).toMatchObject({ code: 'database_unavailable' });
+    expect(await sql(`select task, status, attempts from jobs.job order by task`)).toEqual([
+      { task: 'quick', status: 'success', attempts: 1 }, { task: 'slow', status: 'success', attempts: 1 }]);
+  });
+
   it("a drain's settles, sent again after a lost reply, cannot release another drain's delivery of the same attempt", async () => {
     const q = queueWith({ a: async () => null });
     const id = await q.publish('a');
