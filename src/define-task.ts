@@ -39,7 +39,8 @@ export interface TaskOptions {
   /**
    * A heartbeat on a timer (pg-boss's heartbeatSeconds; docs/hooks-and-progress.md "Lease
    * extension"): while a drain runs the handler, it extends the job's lease
-   * to this many seconds from now every half of it, as ctx.extendLease does.
+   * to this many seconds from now every half of it less the timer's margin
+   * (a beat then has half of it to land), as ctx.extendLease does.
    * The job's timeout is its first lease; the handler then runs until it
    * returns or the drain stops. A beat that finds the lease lost (expired by
    * a claim) stops the beats and fires ctx.signal; one that fails on a

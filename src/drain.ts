@@ -33,7 +33,7 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  *   finish in time; the report's `skipped` counts due jobs it left alone for that reason (with no budget at all,
  *   or after a wait for a free slot until the deadline, one claim that takes none counts them, if a connection
  *   is free for it: last-look.ts).
- * - Each handler's ctx.signal fires at its job's timeout; the job is then nacked as timed out without waiting.
+ * - Each handler's ctx.signal fires a margin (min(0.5 s, a tenth)) before its job's timeout ends; its nack goes at once, within the lease.
  * - On options.signal it stops claiming, lets running handlers go on for graceMs (default: until their
  *   timeout), then aborts and retries the rest at once, their attempt spent (wind-down.ts interrupted; one
  *   still waiting for a connection is released); on hardSignal at once. The report's `interrupted` counts each.

@@ -6,7 +6,10 @@ import type { Job, PublishOptions } from './types.js';
 /** What a handler gets besides the body. */
 export interface JobContext {
   job: Job;
-  /** Fires at the job's timeout, at the drain's deadline, or when the drain is stopped. */
+  /**
+   * Fires a margin before the job's timeout ends (min(0.5 s, a tenth of it): its nack then lands
+   * within its lease), at the drain's deadline, or when the drain is stopped.
+   */
   signal: AbortSignal;
   /**
    * Publishes a follow-up job. In a transactional task it joins the task's
@@ -28,8 +31,8 @@ export interface JobContext {
    * Extends this delivery's lease to at least `seconds` (0.001 to 86400) from
    * now, never shortening it (pg-boss's touch): a long job keeps a short
    * timeout, so a crash gives it back after that short time. Answers the new
-   * lease end, and this drain then runs the handler on to it (ctx.signal does
-   * not fire at the old end), but never past the drain's own stop (its
+   * lease end, and this drain then runs the handler on to it, less the same margin
+   * (ctx.signal no longer fires a margin before the old end), but never past the drain's own stop (its
    * deadline: then it is stopped, nacked, as any job running there; or
    * graceMs after its signal). Answers null, changing nothing, once this
    * delivery is over (timed out, settled, cancelled, handed out again), and
@@ -80,8 +83,8 @@ export interface BatchItem<Body = unknown> {
 /** What a batch handler gets besides its jobs: one for the whole call. */
 export interface BatchContext {
   /**
-   * Fires at the earliest timeout of the call's jobs, at the drain's deadline,
-   * when the drain stops, or once every job of the call was cancelled.
+   * Fires a margin before the earliest timeout of the call's jobs (as JobContext.signal), at the
+   * drain's deadline, when the drain stops, or once every job of the call was cancelled.
    */
   signal: AbortSignal;
   /** Publishes a follow-up job, bound to signal while the handler runs (as JobContext.publish). */

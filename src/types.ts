@@ -37,7 +37,10 @@ export interface Job<Body = unknown> {
   /** 1 on the first try. */
   attempt: number;
   maxRetries: number;
-  /** Seconds this delivery may run. */
+  /**
+   * Seconds of this delivery's lease from its claim. A drain ends its handler a margin before
+   * (min(0.5 s, a tenth): ctx.signal fires, the job is nacked) so that its outcome lands within the lease.
+   */
   timeout: number;
   priority: number;
   /** When the lease ends (database clock). */

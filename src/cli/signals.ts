@@ -124,7 +124,7 @@ export async function unlessAgain<T>(work: Promise<T>, again: AbortSignal,
 /**
  * After a drain (or serve) has ended and said so: exit now, even if a handler
  * that ignores its AbortSignal still holds the event loop. Its job was
- * settled already (nacked at its timeout, or given back), and signals no
+ * settled already (nacked a margin before its timeout, or given back), and signals no
  * longer reach anyone once the drain is done, so waiting for it would leave a
  * process that SIGTERM cannot end.
  */
