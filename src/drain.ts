@@ -145,7 +145,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     },
     holds: (n) => slots.holds(n), connect: (gaveUp) => slots.connect(gaveUp), disconnect: () => slots.disconnect() };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
-    const run = new JobRun(host, job, now, end, end < timerEnd(claimSentAt, job.timeout)); // in running and timeouts
+    const run = new JobRun(host, job, now, end, claimSentAt); // in running and timeouts
     slots.add(1);
     hooks?.started(job);
     run.runHandler(handler);

@@ -63,10 +63,12 @@ export class JobRun implements Running, LeaseHolder {
   private extended: Date | undefined;
   /** Its heartbeat's next beat (a task's heartbeatSeconds), if it has one: cleared by finish() or leaseLost(). */
   private beat: ReturnType<typeof setTimeout> | undefined;
+  private stops: boolean; // its timer ends at the drain's stop, before its lease's (timerEnd)
 
-  /** Enters host.running and host.timeouts. end: its timeout's end, or the drain's stop when that comes first. */
+  /** Enters host.running and host.timeouts. end: its timer's, or the drain's stop if sooner; leaseStart: its claim's sending. */
   constructor(private readonly host: RunHost, readonly job: Job, readonly startedAt: number, end: number,
-              private stops: boolean) {
+              private readonly leaseStart: number) {
+    this.stops = end < timerEnd(leaseStart, job.timeout);
     host.running.set(job.id, this);
     this.timeout = host.timeouts.at(end, this);
   }
@@ -132,9 +134,9 @@ export class JobRun implements Running, LeaseHolder {
   }
 
   /**
-   * A task's heartbeatSeconds: extendLease(seconds) every beatDelay(seconds), a margin under half
-   * of it (the first at beatDelay of its timeout when that is shorter: its first lease), until
-   * finish(), each with half its lease to be answered. One beat at a time: the next is set when one answers.
+   * A task's heartbeatSeconds: extendLease(seconds) every beatDelay(seconds), a margin under half of it (the first
+   * that after its claim's sending, not its start: a slow claim's time is its first lease's; of its timeout when
+   * shorter), until finish(), each with half its lease to be answered. One at a time: the next set when one answers.
    */
   private startHeartbeat(seconds: number): void {
     const beat = async (): Promise<void> => {
@@ -144,7 +146,7 @@ export class JobRun implements Running, LeaseHolder {
       if (this.ended || this.signal.abortedWith !== undefined) return;
       this.beat = setTimeout(beat, Math.max(0, sentAt + beatDelay(seconds) - Date.now()));
     };
-    this.beat = setTimeout(beat, beatDelay(Math.min(seconds, this.job.timeout)));
+    this.beat = setTimeout(beat, Math.max(0, this.leaseStart + beatDelay(Math.min(seconds, this.job.timeout)) - Date.now()));
   }
 
   /**

@@ -4,6 +4,7 @@
 // ctx.extendLease takes. Over a real PostgreSQL. No timing assertions: the
 // handlers wait on a promise the test resolves once it has seen, in
 // jobs.job_queue, what it waits for.
+import pg from 'pg';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Driver } from '../src/db/driver.js';
 import { createQueue, defineTask, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
@@ -61,6 +62,38 @@ function extendsRecorded(ids: string[]): Driver {
       return driver.query(text, params, options);
     },
   } as Driver;
+}
+
+/**
+ * A slow jobs.extend_lease, for real: the function, moved to a schema of its own (its name kept: its body names
+ * its arguments by it), wrapped with a pg_sleep of `seconds`. Answers what puts it back.
+ */
+async function slowExtendLease(seconds: number): Promise<() => Promise<void>> {
+  const signature = 'bigint, integer, numeric, timestamptz, text';
+  await sql('create schema slow');
+  await sql(`alter function jobs.extend_lease(${signature}) set schema slow`);
+  await sql(`create function jobs.extend_lease(job_id bigint, attempt integer, seconds numeric, now timestamptz default null,
+                                               worker_id text default null) returns timestamptz language sql as $$
+               select pg_sleep(${seconds});
+               select slow.extend_lease(job_id, attempt, seconds, now, worker_id) $$`);
+  return async () => {
+    await sql(`drop function jobs.extend_lease(${signature})`);
+    await sql(`alter function slow.extend_lease(${signature}) set schema jobs`);
+    await sql('drop schema slow');
+  };
+}
+
+/** Polls until the job's lease was moved past its first end twice ('extended'), or it left job_queue ('gone'). */
+async function extendedTwiceOrGone(id: string): Promise<'extended' | 'gone'> {
+  const seen = new Set<number>();
+  let gone = false;
+  await until(async () => {
+    const row = await leaseOf(id);
+    if (!row) return void (gone = true);
+    if (row.lease && row.first && row.lease > row.first) seen.add(row.lease.getTime());
+    expect(seen.size).toBeGreaterThanOrEqual(2);
+  });
+  return gone ? 'gone' : 'extended';
 }
 
 beforeEach(async () => {
@@ -208,39 +241,57 @@ describe('defineTask heartbeatSeconds', () => {
   });
 
   it('a beat has half its lease to be answered, as before the timer ended a margin early: 2.05 s per extend_lease, 5 s beats', async () => {
-    // A slow extend_lease, for real: the function, moved to a schema of its own (its name kept: its body
-    // names its arguments by it), wrapped with a pg_sleep. The job's timer ends at 4.5 s (a 0.5 s margin
-    // before the lease). Beats at half the lease (2.5 s) left 2 s to answer: this one was nacked as timed out.
-    // Beats at 2 s leave 2.5 s: each lands 0.45 s before the timer would fire (a generous bound on a busy machine).
-    const signature = 'bigint, integer, numeric, timestamptz, text';
-    await sql('create schema slow');
-    await sql(`alter function jobs.extend_lease(${signature}) set schema slow`);
-    await sql(`create function jobs.extend_lease(job_id bigint, attempt integer, seconds numeric, now timestamptz default null,
-                                                 worker_id text default null) returns timestamptz language sql as $$
-                 select pg_sleep(2.05);
-                 select slow.extend_lease(job_id, attempt, seconds, now, worker_id) $$`);
+    // The job's timer ends at 4.5 s (a 0.5 s margin before the lease). Beats at half the lease (2.5 s) left 2 s to
+    // answer: this one was nacked as timed out. Beats at 2 s leave 2.5 s: each lands 0.45 s before the timer would
+    // fire (a generous bound on a busy machine).
+    const restore = await slowExtendLease(2.05);
     const { opened, open } = gate();
     const q = queueWith({ hb: { slow: defineTask('hb.slow', waiting(opened), { heartbeatSeconds: 5 }) } });
     const id = await q.publish('hb.slow', null, { timeoutSeconds: 5, maxRetries: 0 });
     const drained = q.drain(5, deadline());
     try {
-      // Two beats landed in time (the second sent as the first answered), or the job timed out at 4.5 s.
-      let timedOut = false;
-      const seen = new Set<number>();
-      await until(async () => {
-        const row = await leaseOf(id);
-        if (!row) return void (timedOut = true);
-        if (row.lease && row.first && row.lease > row.first) seen.add(row.lease.getTime());
-        expect(seen.size).toBeGreaterThanOrEqual(2);
-      });
-      expect(timedOut, 'the job left job_queue before its lease was extended twice').toBe(false);
+      expect(await extendedTwiceOrGone(id), 'the job left job_queue before its lease was extended twice').toBe('extended');
     } finally {
       open();
-      await sql(`drop function jobs.extend_lease(${signature})`);
-      await sql(`alter function slow.extend_lease(${signature}) set schema jobs`);
-      await sql('drop schema slow');
+      await restore();
     }
     expect(await drained).toMatchObject({ claimed: 1, succeeded: 1, failed: 0 });
+    expect(await q.getJob(id)).toMatchObject({ state: 'success', attempts: 1, result: { aborted: false } });
+  });
+
+  it("the first beat counts from its claim's sending: a claim that waited 1 s leaves it its half lease all the same", async () => {
+    // batch 1: first alone, then slow with the claim that carries first's ack, held 1 s on first's row lock:
+    // slow's first lease (its timeout) runs meanwhile. Its first beat counted from its start came 1 s late,
+    // with 1.5 s to answer: nacked as timed out. From the claim's sending, it has 2.5 s again.
+    const restore = await slowExtendLease(2.05);
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    const { opened, open } = gate();
+    const { opened: locked, open: lockTaken } = gate();
+    const q = queueWith({ hb: {
+      first: async () => { await locked; return 1; },
+      slow: defineTask('hb.slow', waiting(opened), { heartbeatSeconds: 5 }),
+    } });
+    const first = await q.publish('hb.first', null, { priority: 1 });
+    const id = await q.publish('hb.slow', null, { timeoutSeconds: 5, maxRetries: 0 });
+    const drained = q.drain(1, deadline());
+    try {
+      await until(async () => expect((await leaseOf(first))?.lease).toBeInstanceOf(Date));
+      await holder.query('begin');
+      await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [first]);
+      lockTaken();
+      await until(async () => expect(await sql(`select 1 from pg_stat_activity where datname = current_database()
+                                                 and wait_event_type = 'Lock' and query like '%claim_json%'`)).toHaveLength(1));
+      await sleep(1000);
+      await holder.query('commit');
+      expect(await extendedTwiceOrGone(id), 'the job left job_queue before its lease was extended twice').toBe('extended');
+    } finally {
+      lockTaken();
+      open();
+      await holder.end();
+      await restore();
+    }
+    expect(await drained).toMatchObject({ claimed: 2, succeeded: 2, failed: 0 });
     expect(await q.getJob(id)).toMatchObject({ state: 'success', attempts: 1, result: { aborted: false } });
   });
 
