@@ -92,7 +92,7 @@ export interface BatchTask<Body, Result> extends TaskPublish<Body> {
  * must Result (JsonResult; a batch's items other than its Errors): it is stored as JSON.
  */
 export function defineTask<Body = unknown, Result = unknown>(
-  name: string, handler: JsonBody<Body> & JsonResult<Exclude<Result, Error>> & BatchHandler<Body, Result>,
+  name: string, handler: JsonBody<Body> & JsonResult<Exclude<Result, Error>, 'item'> & BatchHandler<Body, Result>,
   options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined; heartbeatSeconds?: undefined;
                            db?: Queryable },
 ): BatchTask<Body, Result>;

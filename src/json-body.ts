@@ -19,12 +19,22 @@ export interface NotJson<Why extends string> {
 }
 
 /**
+ * What a FailJob, RetryJob or SnoozeJob in a type is for instead: thrown by
+ * a handler, or in a batch answer (In 'item') the job's item itself, which
+ * settles the job as if thrown.
+ */
+type OutcomeWhy<In> = In extends 'item'
+  ? "a FailJob, RetryJob or SnoozeJob is to be the job's item, not inside its result: as data JSON keeps only its name"
+  : 'a FailJob, RetryJob or SnoozeJob is to be thrown: as data JSON keeps only its name';
+
+/**
  * The JSON form pgdrain accepts for a body type: T itself when JSON keeps
  * it; else T with each part JSON would change replaced by a NotJson saying
  * what it becomes. A property that may be undefined is fine (JSON drops it:
  * it reads as undefined); undefined in an array, or as the body, is not (null).
+ * In: 'item' for a batch answer's item, whose outcomes inside it are told to be the item.
  */
-export type AsJson<T> =
+export type AsJson<T, In extends 'value' | 'item' = 'value'> =
   unknown extends T ? unknown // unknown and any: the handler reads it as it must
   : T extends string ? string : T extends number ? number : T extends boolean ? boolean : T extends null ? null
   : T extends undefined ? NotJson<'undefined arrives as null: type it null'>
@@ -38,7 +48,7 @@ export type AsJson<T> =
     ? NotJson<'a typed array or ArrayBuffer arrives as an object of its bytes by index ({} for an ArrayBuffer): type it string (base64) or number[]'>
   // Thrown to steer a job; as data JSON keeps its name only (a result holding one fails its job).
   : T extends { readonly [OUTCOME_TYPE]: string }
-    ? NotJson<'a FailJob, RetryJob or SnoozeJob is to be thrown: as data JSON keeps only its name'>
+    ? NotJson<OutcomeWhy<In>>
   // Not Error: its type is { name, message }, as plain data of those fields is.
   : T extends ReadonlyMap<unknown, unknown> | ReadonlySet<unknown> | PromiseLike<unknown>
     ? NotJson<'a Map, Set or Promise is refused (JSON writes it as {}): type it as plain data'>
@@ -46,13 +56,13 @@ export type AsJson<T> =
   // as E[], which TS resolves lazily, so a recursive JSON type (Json = … | Json[]) is no
   // endless instantiation. A tuple is mapped element by element.
   : T extends readonly unknown[] ? number extends T['length']
-    ? T extends unknown[] ? AsJson<T[number]>[] : readonly AsJson<T[number]>[]
-    : { [K in keyof T]: AsJson<T[K]> }
+    ? T extends unknown[] ? AsJson<T[number], In>[] : readonly AsJson<T[number], In>[]
+    : { [K in keyof T]: AsJson<T[K], In> }
   // A symbol key is not refused, though JSON drops it: a type-level brand is one (zod's .brand(), type-fest's Tagged).
-  : { [K in keyof T]: AsJsonField<T[K]> };
+  : { [K in keyof T]: AsJsonField<T[K], In> };
 
 /** A property's JSON form: one that may be undefined is dropped, read back as undefined. */
-type AsJsonField<V> = undefined extends V ? AsJson<Exclude<V, undefined>> | undefined : AsJson<V>;
+type AsJsonField<V, In extends 'value' | 'item'> = undefined extends V ? AsJson<Exclude<V, undefined>, In> | undefined : AsJson<V, In>;
 
 /**
  * What defineTask requires of a handler besides its signature: nothing when
@@ -71,10 +81,12 @@ export type JsonBody<Body> = [Body] extends [AsJson<Body>] ? unknown
  * property naming the part. Returning nothing (undefined, void) is fine: stored as null.
  * A generic wrapper of defineTask whose result type is generic asks for it too:
  * `<B, R>(handler: Handler<B, R> & JsonBody<B> & JsonResult<R>) => …`.
+ * In: 'item' for a batch answer's items (its Errors left out by the caller).
  */
-export type JsonResult<Result> = [Result] extends [AsJson<Exclude<Result, undefined | void>> | undefined | void] ? unknown
-  : { 'pgdrain: the result type is not its JSON form': NotJsonParts<Exclude<Result, undefined | void>, 'result'>;
-      'its JSON form': AsJson<Exclude<Result, undefined | void>> };
+export type JsonResult<Result, In extends 'value' | 'item' = 'value'> =
+  [Result] extends [AsJson<Exclude<Result, undefined | void>, In> | undefined | void] ? unknown
+  : { 'pgdrain: the result type is not its JSON form': NotJsonParts<Exclude<Result, undefined | void>, 'result', In>;
+      'its JSON form': AsJson<Exclude<Result, undefined | void>, In> };
 
 /**
  * The parts of a refused type that are not JSON (AsJson makes them NotJson),
@@ -84,13 +96,13 @@ export type JsonResult<Result> = [Result] extends [AsJson<Exclude<Result, undefi
  * the parts that fail, up to 5 levels deep, so a recursive type ends: a part
  * deeper is told by its path. Only a refused type pays for it.
  */
-type NotJsonParts<T, Path extends string, Depth extends 0[] = []> = T extends unknown
-  ? [T] extends [AsJson<T>] ? never
-  : AsJson<T> extends NotJson<infer Why> ? `${Path}: ${Why}`
+type NotJsonParts<T, Path extends string, In extends 'value' | 'item' = 'value', Depth extends 0[] = []> = T extends unknown
+  ? [T] extends [AsJson<T, In>] ? never
+  : AsJson<T, In> extends NotJson<infer Why> ? `${Path}: ${Why}`
   : Depth['length'] extends 5 ? `${Path}: a part deeper in it (see 'its JSON form')`
-  : T extends readonly unknown[] ? number extends T['length'] ? NotJsonParts<T[number], `${Path}[number]`, [...Depth, 0]>
-    : { [K in keyof T & `${number}`]-?: NotJsonParts<T[K], `${Path}[${K}]`, [...Depth, 0]> }[keyof T & `${number}`]
+  : T extends readonly unknown[] ? number extends T['length'] ? NotJsonParts<T[number], `${Path}[number]`, In, [...Depth, 0]>
+    : { [K in keyof T & `${number}`]-?: NotJsonParts<T[K], `${Path}[${K}]`, In, [...Depth, 0]> }[keyof T & `${number}`]
   // A property that may be undefined is fine (AsJsonField).
   : { [K in keyof T]-?: NotJsonParts<Exclude<T[K], undefined>, K extends string | number ? `${Path}.${K}` : `${Path}[symbol]`,
-                                     [...Depth, 0]> }[keyof T]
+                                     In, [...Depth, 0]> }[keyof T]
   : never;

@@ -63,7 +63,7 @@ export interface Queue {
    * Body and Result must be their own JSON form (JsonBody, JsonResult), as for defineTask.
    */
   defineTask<Body = unknown, Result = unknown>(name: string,
-                                               handler: JsonBody<Body> & JsonResult<Exclude<Result, Error>> & BatchHandler<Body, Result>,
+                                               handler: JsonBody<Body> & JsonResult<Exclude<Result, Error>, 'item'> & BatchHandler<Body, Result>,
                                                options: TaskOptions & { batch: true | BatchOptions; transactional?: false | undefined }): BatchTask<Body, Result>;
   defineTask<Body = unknown, Result = unknown>(name: string,
                                                handler: JsonBody<Body> & JsonResult<Result> & TransactionalHandler<Body, Result>,

@@ -48,6 +48,9 @@ describe('a typed result type must be its own JSON form', () => {
     // Before: a FailJob's type was { name, message, stack? } (accepted); a RetryJob's refused for its `at`, a Date.
     expectTypeOf<JsonResult<{ x: FailJob; later: RetryJob }>>().toHaveProperty(refused).toEqualTypeOf<
       `result.${'x' | 'later'}: a FailJob, RetryJob or SnoozeJob is to be thrown: as data JSON keeps only its name`>();
+    // In a batch answer's item (defineTask's batch overloads): be the item, which settles the job. Before: 'is to be thrown'.
+    expectTypeOf<JsonResult<{ status: FailJob }, 'item'>>().toHaveProperty(refused).toEqualTypeOf<
+      "result.status: a FailJob, RetryJob or SnoozeJob is to be the job's item, not inside its result: as data JSON keeps only its name">();
     // A symbol key is not refused: zod's .brand() and type-fest's Tagged put one on object types, in types only.
     expectTypeOf<JsonResult<{ id: UserId; ids: UserId[]; user: { name: string } & { readonly [brand]: { User: true } } }>>()
       .toEqualTypeOf<unknown>();
