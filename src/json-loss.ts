@@ -41,7 +41,8 @@ function plainOf(value: unknown, key: string | number, depth: number): unknown {
   if (typeof value !== 'object' || value === null) return typeof value === 'function' ? NOT_PLAIN : value;
   if (depth > PLAIN_DEPTH) return NOT_PLAIN;
   const proto: unknown = Object.getPrototypeOf(value);
-  if (proto === Date.prototype) return value; // written by its toJSON as its ISO string (a database row's timestamps)
+  // Written by Date's toJSON as its ISO string (a database row's timestamps); one with a toJSON of its own is called below.
+  if (proto === Date.prototype && (value as { toJSON?: unknown }).toJSON === DATE_TO_JSON) return value;
   // A bytea column's Buffer: its toJSON writes { type, data } of its bytes, nothing lost (no walk over every byte).
   if (BUFFER !== undefined && proto === BUFFER.prototype && (value as { toJSON?: unknown }).toJSON === BUFFER.prototype.toJSON) return value;
   const toJSON = (value as { toJSON?: unknown }).toJSON;
@@ -91,6 +92,9 @@ function copyWith(value: object, changed: [string, unknown][]): object {
   for (const [k, form] of changed) if (Object.prototype.hasOwnProperty.call(copy, k)) put(k, form); // not an inherited key (for-in's)
   return copy;
 }
+
+/** Date's own toJSON, as it was at load: a Date whose toJSON is another (its own, or patched) is walked as any toJSON value. */
+const DATE_TO_JSON: unknown = Date.prototype.toJSON;
 
 /** Node's Buffer where there is one (Node, workerd's nodejs_compat), read from the global: the core imports no node:*. */
 const BUFFER = (globalThis as { Buffer?: { prototype: { toJSON: unknown } } }).Buffer;
