@@ -1,5 +1,5 @@
 import { ValidationError } from './errors.js';
-import { lossesOf, NOT_PLAIN, plainForm } from './json-loss.js';
+import { jsonForm } from './json-loss.js';
 import { cutPath, keyPath, shownKey } from './json-path.js';
 
 export { cutPath, keyPath } from './json-path.js';
@@ -30,14 +30,13 @@ export function unstorableEscape(json: string): string | null {
  * said at its path under field (`body.user.roles is a Map: …`).
  */
 export function jsonParam(value: unknown, field: string): string {
-  let form = plainForm(value);
-  if (form === NOT_PLAIN) {
-    const { first, notJson } = lossesOf(value, field || 'value', 'value');
-    if (!notJson && first !== undefined) throw new ValidationError(field, `must not lose data in JSON: ${first}`);
-    form = value;
-  }
+  const checked = jsonForm(value, field || 'value', 'value');
+  const { first, notJson, thrown } = checked;
+  const form = 'form' in checked ? checked.form : value; // undefined: a toJSON's answer
+  if (!notJson && first !== undefined) throw new ValidationError(field, `must not lose data in JSON: ${first}`);
   let json: string | undefined;
   try {
+    if (thrown !== undefined) throw thrown.error; // a toJSON or getter that threw, not called again
     json = value === undefined ? 'null' : JSON.stringify(form);
   } catch (error) {
     quietThenables(value, field || 'value'); // a BigInt beside a promise: the promise must not reject unhandled

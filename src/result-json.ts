@@ -1,7 +1,7 @@
 // A handler's result as the JSON text its job's history stores (jobs.job.result),
 // or a throw saying where JSON cannot hold it, or would lose part of it.
 import { FailJob } from './job-errors.js';
-import { lossesOf, NOT_PLAIN, plainForm } from './json-loss.js';
+import { jsonForm } from './json-loss.js';
 import { notJsonAt, quietThenables, unstorableEscape } from './json-text.js';
 
 /**
@@ -23,20 +23,19 @@ import { notJsonAt, quietThenables, unstorableEscape } from './json-text.js';
  * properties, a toJSON returning a Map); a result of plain data (plainForm:
  * most are, toJSON returning a string or plain data included) has none of
  * them, told by a recursive walk that costs a fraction of lossesOf's
- * (bench/result-json.ts). Then JSON.stringify, without a replacer: of what
- * plainForm made (each toJSON called once), else of the result.
+ * (bench/result-json.ts). Then JSON.stringify, without a replacer, of the
+ * form jsonForm made: each toJSON called once over the check and the text.
  */
 export function resultJson(result: unknown, use: 'result' | 'item' = 'result'): string | null {
   if (result === undefined || result === null) return null;
-  let form = plainForm(result);
-  if (form === NOT_PLAIN) {
-    const { first, retry, notJson } = lossesOf(result, 'result', use);
-    if (!notJson && retry !== undefined) throw new TypeError(retry);
-    if (!notJson && first !== undefined) throw unstorable(first);
-    form = result;
-  }
+  const checked = jsonForm(result, 'result', use);
+  const { first, retry, notJson, thrown } = checked;
+  const form = 'form' in checked ? checked.form : result; // undefined: a toJSON's answer
+  if (!notJson && retry !== undefined) throw new TypeError(retry);
+  if (!notJson && first !== undefined) throw unstorable(first);
   let json: string | undefined;
   try {
+    if (thrown !== undefined) throw thrown.error; // a toJSON or getter that threw, not called again
     json = JSON.stringify(form);
   } catch (error) {
     quietThenables(result); // a BigInt beside a promise: the promise must not reject unhandled
