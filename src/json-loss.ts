@@ -57,9 +57,9 @@ interface Step { held: unknown; at: At; holder: object; parent: Open; called?: b
 
 /**
  * What JSON would lose of a value (lostKind), walked as JSON.stringify walks
- * it: each value's toJSON called with its key (or what plainForm found there
- * taken from earlier), arrays by index, objects by own enumerable keys. The first part
- * lost and the first Promise, said at their path under root; every native
+ * it: each value's toJSON called with its key (or what plainForm found
+ * there taken from earlier), arrays by index, objects by own enumerable
+ * keys. The first part lost and the first Promise, said at their path under root; every native
  * Promise met gets a no-op catch (one left rejecting unhandled would end the
  * process, with the drain's jobs leased). A BigInt or a cycle is notJson
  * (JSON.stringify says what); a toJSON or getter that throws ends the walk as
@@ -134,10 +134,10 @@ function lossesOf(value: unknown, root: string, use: JsonUse, earlier: Kept): Lo
         }
       }
     }
+    return { ...found, form: form() }; // a getter read again by a copy may throw too
   } catch (error) {
     return { ...found, notJson: true, thrown: { error } };
   }
-  return { ...found, form: form() };
 }
 
 /** An object's form: itself, or a copy with its changed values in place (an array as a plain array, as JSON writes it). */
