@@ -44,7 +44,8 @@ export interface TaskOptions {
    * The job's timeout is its first lease; the handler then runs until it
    * returns or the drain stops. A beat that finds the lease lost (expired by
    * a claim) stops the beats and fires ctx.signal; one that fails on a
-   * database error is tried again at the next. 1 to 86400. Not with batch.
+   * database error is tried again at the next, or after half of what the job
+   * has left before its timer ends if sooner. 1 to 86400. Not with batch.
    */
   heartbeatSeconds?: number | undefined;
 }

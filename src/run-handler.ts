@@ -11,7 +11,7 @@ import { describe } from './error-text.js';
 import { resultJson } from './result-json.js';
 import type { Outcome } from './outcome-arrays.js';
 import type { Settler } from './settler.js';
-import { beatDelay, timerEnd, type TimeoutGroup, type Timeouts } from './timeouts.js';
+import { beatDelay, nextBeat, timerEnd, type TimeoutGroup, type Timeouts } from './timeouts.js';
 import type { Handler, Job } from './types.js';
 import type { RunningJobs } from './running-jobs.js';
 import { interrupted, LEASE_LOST, type Running } from './wind-down.js';
@@ -141,10 +141,10 @@ export class JobRun implements Running, LeaseHolder {
   private startHeartbeat(seconds: number): void {
     const beat = async (): Promise<void> => {
       const sentAt = Date.now();
-      if (!this.waitsForConnection) await this.extendLease(seconds); // never rejects; none until its handler begins
+      const until = this.waitsForConnection ? null : await this.extendLease(seconds); // never rejects; none until its handler begins
       // Its signal fired while it runs here: the lease was lost (leaseLost).
       if (this.ended || this.signal.abortedWith !== undefined) return;
-      this.beat = setTimeout(beat, Math.max(0, sentAt + beatDelay(seconds) - Date.now()));
+      this.beat = setTimeout(beat, Math.max(0, nextBeat(sentAt, seconds, until !== null, this.timeout.end) - Date.now()));
     };
     this.beat = setTimeout(beat, Math.max(0, this.leaseStart + beatDelay(Math.min(seconds, this.job.timeout)) - Date.now()));
   }

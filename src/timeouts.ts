@@ -105,6 +105,22 @@ export function beatDelay(seconds: number): number {
   return timerEnd(0, seconds) - seconds * 500;
 }
 
+/**
+ * When a heartbeat sends its next beat (epoch ms), the last one sent at
+ * sentAt: beatDelay after it, if it extended the lease. If not (a database
+ * error, or it came while a transactional handler waited for its connection:
+ * no statement), sooner when the timer's end (epoch ms) comes first: after
+ * half of what that end leaves, so a beat still has time to land; a whole
+ * beat on, past that end, a short first lease (the job's timeout) ran out
+ * with no beat tried again.
+ */
+export function nextBeat(sentAt: number, seconds: number, extended: boolean, end: number): number {
+  const at = sentAt + beatDelay(seconds);
+  if (extended) return at;
+  const now = Date.now();
+  return Math.min(at, now + (end - now) / 2);
+}
+
 /** setTimeout's longest delay: a longer one fires at once, with a warning. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
 
