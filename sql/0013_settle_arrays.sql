@@ -173,7 +173,7 @@ begin
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
           scheduled_at = coalesce(o.retry_at, q.scheduled_at),
           unstarted = case when o.error is not null then q.unstarted + 1 when o.retry_at is not null then 0 else q.unstarted end,
-          snoozed = case when o.error is not null then 0 when o.retry_at is not null then q.snoozed + 1 else q.snoozed end,
+          snoozed = case when o.error is not null then 0 when o.retry_at is not null then least(q.snoozed, 2147483646) + 1 else q.snoozed end,
           last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted, q.snoozed)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end

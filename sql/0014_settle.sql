@@ -69,7 +69,7 @@ $$;
 -- (the job's before this one, jobs.job_queue.unstarted) plus one, the reason on one line
 -- (line breaks become spaces), at most 1000 characters; with p_retry_at and
 -- no reason, a snooze: 'snoozed until 2030-01-01T09:00:00.000Z (3 in a row)', the count p_snoozed
--- (jobs.job_queue.snoozed) plus one; with neither, last_error as it was. The line replaces the one an earlier
+-- (jobs.job_queue.snoozed) plus one (at most 2147483647: it stays there); with neither, last_error as it was. The line replaces the one an earlier
 -- release (p_unstarted > 0) or snooze (p_snoozed > 0) wrote, its first line then (reasons never pile up), above the last
 -- run's error, which keeps its first line whatever it says (one that reads as such a line too: the counts are columns,
 -- not read from text); cut whole (jobs.cut_error): after one of 8 KiB it is past the bound.
@@ -80,7 +80,7 @@ returns text language sql stable as $$
     case when p_reason is not null
          then format('released unstarted (%s in a row): %s', p_unstarted + 1, left(translate(p_reason, E'\r\n', '  '), 1000))
          else format('snoozed until %s (%s in a row)', to_char(p_retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                     p_snoozed + 1) end
+                     least(p_snoozed, 2147483646) + 1) end
     || coalesce(E'\n' || nullif(case when p_unstarted > 0 or p_snoozed > 0
                                      then substr(p_last_error, strpos(p_last_error || E'\n', E'\n') + 1) else p_last_error end, ''), '')) end
 $$;

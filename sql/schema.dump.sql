@@ -5113,7 +5113,7 @@ CREATE FUNCTION jobs.release_error(p_last_error text, p_reason text, p_retry_at 
     case when p_reason is not null
          then format('released unstarted (%s in a row): %s', p_unstarted + 1, left(translate(p_reason, E'\r\n', '  '), 1000))
          else format('snoozed until %s (%s in a row)', to_char(p_retry_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                     p_snoozed + 1) end
+                     least(p_snoozed, 2147483646) + 1) end
     || coalesce(E'\n' || nullif(case when p_unstarted > 0 or p_snoozed > 0
                                      then substr(p_last_error, strpos(p_last_error || E'\n', E'\n') + 1) else p_last_error end, ''), '')) end
 $$;
@@ -6615,7 +6615,7 @@ begin
       set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
           scheduled_at = coalesce(o.retry_at, q.scheduled_at),
           unstarted = case when o.error is not null then q.unstarted + 1 when o.retry_at is not null then 0 else q.unstarted end,
-          snoozed = case when o.error is not null then 0 when o.retry_at is not null then q.snoozed + 1 else q.snoozed end,
+          snoozed = case when o.error is not null then 0 when o.retry_at is not null then least(q.snoozed, 2147483646) + 1 else q.snoozed end,
           last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted, q.snoozed)
       from o
       where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
