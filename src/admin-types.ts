@@ -145,8 +145,9 @@ export interface JobInfo {
   attempts: number;
   maxRetries: number;
   /**
-   * While queued: its releases unstarted in a row (claimed, never started: given back, no attempt spent), the count
-   * its error's first line shows; the 26th is a nack. 0 once it runs or retries; null once it ended.
+   * While queued or running: its releases unstarted in a row (claimed, never started: given back, no attempt spent), the
+   * count its error's first line shows; the 26th is a nack. Kept while it runs: 0 once a run of it retries, snoozes or
+   * times out (or jobs.reschedule sets its attempt); null once it ended.
    */
   unstarted: number | null;
   priority: number;
