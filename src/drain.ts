@@ -274,10 +274,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       r.signal.abort(new Error('drain failed'));
       r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
     }
-    await settler.close(1).catch(() => {});
+    const settleError = await settler.close(1).then(() => undefined, (e: unknown) => e);
     limit.dispose();
     hooks?.unanswered();
-    throw translateError(error);
+    throw withUnrecorded(translateError(error), settler.left(), settleError, workerId); // unchanged when it all landed
   } finally {
     await idle?.close();
     stopWatching();
