@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import { PgDrainError, type UnrecordedOutcomes } from '../errors.js';
+import { sliceUnits } from '../error-text.js';
 import { asCommand } from '../hint-calls.js';
 import { unrecordedOf } from '../unrecorded.js';
 
@@ -44,8 +45,28 @@ export function errorAnswer(error: unknown, report?: (error: unknown) => void): 
   // A 503's or 500's message says nothing of them (withUnrecorded's words are in the message it hides): the counts stay.
   // Only drain()'s (withUnrecorded): an `unrecorded` of another shape, set by other code, is left out, not copied.
   const unrecorded = unrecordedOf(error);
-  const answer = bareAnswer(error, report);
+  const answer = bounded(bareAnswer(error, report));
   return unrecorded ? { ...answer, unrecorded } : answer;
+}
+
+/** The most characters (UTF-16 units) of an answer's field, and of its message, the cut marker included. */
+const FIELD_CHARS = 200;
+const MESSAGE_CHARS = 800;
+
+/**
+ * answer with its field and message cut, as the Lambda cuts a refusal: both
+ * echo the caller's text (an unknown key is the field, a path the 404's
+ * message), which made a 5000-character key a 10 KB answer. The field keeps
+ * its first FIELD_CHARS, and the message starts with the field so cut; each
+ * cut on a code-point boundary, marked with …
+ */
+function bounded(answer: ErrorAnswer): ErrorAnswer {
+  const { field, message } = answer;
+  if (message.length <= MESSAGE_CHARS && (field === null || field.length <= FIELD_CHARS)) return answer;
+  const shortField = field !== null && field.length > FIELD_CHARS ? `${sliceUnits(field, FIELD_CHARS - 1)}…` : field;
+  const whole = field !== null && message.startsWith(`${field}: `) ? `${shortField}: ${message.slice(field.length + 2)}` : message;
+  const shortMessage = whole.length > MESSAGE_CHARS ? `${sliceUnits(whole, MESSAGE_CHARS - 1)}…` : whole;
+  return { ...answer, field: shortField, message: shortMessage };
 }
 
 function bareAnswer(error: unknown, report?: (error: unknown) => void): ErrorAnswer {
