@@ -26,7 +26,12 @@ it.each([
    one('a <name>', 'queue create --timeout 9 --max-size=5 --no-dead-letter', '-x')],
   [['queue', 'purge', '--reason', 'two words', '-x'], one('a <name>', "queue purge --reason 'two words'", '-x')],
   [['queue', 'delete', '--dsn', 'postgres://app:secret@127.0.0.1:1/db', '-x'],
-   one('a <name>', 'queue delete --dsn postgres://app:***@127.0.0.1:1/db', '-x')],
+   one('a <name>', "queue delete --dsn 'postgres://app:***@127.0.0.1:1/db'", '-x')],
+  // A key=value DSN's quoted password (libpq's password='…'), masked before the word is quoted.
+  [['queue', 'delete', '--dsn', "host=127.0.0.1 password='s3cr3t' user=app", '-x'],
+   one('a <name>', "queue delete --dsn 'host=127.0.0.1 password=*** user=app'", '-x')],
+  [['queue', 'delete', "--dsn=host=127.0.0.1 password='two words'", '-x'],
+   one('a <name>', "queue delete '--dsn=host=127.0.0.1 password=***'", '-x')],
   [['event', 'subscribe', '--task', 'a.b', 'ev.x', '-x', '--db-timeout', '3'],
    several('event subscribe --task a.b --db-timeout 3', '<event> <queue>', '-x')],
   [['queue', 'pause', '-x'], one('a <name>', 'queue pause', '-x')],

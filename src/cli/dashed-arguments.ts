@@ -1,5 +1,6 @@
 import type { Command, ErrorOptions } from 'commander';
 import { shellWord } from '../hint-calls.js';
+import { withoutPasswords } from './format.js';
 
 // A queue, task, event or schedule name may start with a dash (-x), which
 // commander reads as an option: `pgdrain queue delete -x` is "unknown option
@@ -54,7 +55,8 @@ function userWords(cmd: Command): { options: string[]; rest: string[] } {
 /** The line after commander's unknown-option error: put the argument after --, the user's options before it. */
 function hint(cmd: Command): string {
   const { options, rest } = userWords(cmd);
-  const before = [words(cmd), ...options.map(shellWord)].join(' ');
+  // Each word masked before it is quoted: stderr's mask, on the quoted word, read password='x' as password=' and left x.
+  const before = [words(cmd), ...options.map((word) => shellWord(withoutPasswords(word)))].join(' ');
   const args = cmd.registeredArguments;
   if (args.length === 1) {
     const name = args[0]!.name();

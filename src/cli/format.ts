@@ -75,5 +75,6 @@ export function withoutPasswords(text: string): string {
     // Up to the last @ before the path or the line's end: node-postgres reads a raw @ as part
     // of the password, and a space too (postgres://app:two words@host/db).
     .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:@/]*:)[^/\n]*@/gi, '$1***@')
-    .replace(/(\bpassword\s*=\s*)('[^']*'|\S+)/gi, '$1***');
+    // One masked already (a word of a suggested command, quoted after: 'password=***') stays as it is, its quote too.
+    .replace(/(\bpassword\s*=\s*)(\*\*\*(?![^\s'])|'[^']*'|\S+)/gi, '$1***');
 }
