@@ -147,7 +147,12 @@ name=$(mktemp -u -d) || exit 2
 stopped=$name/stopped killed=$name/killed dir=
 trap '{ true > "$stopped"; } 2>/dev/null; stops=$((stops + 1)) woke=1; pass' TERM INT HUP QUIT
 trap 'rm -rf "$dir"' EXIT
-mkdir -m 700 "$name" || {
+# mkdir runs deaf to the stops, so that one reaching it too (Ctrl-C, a stop
+# of the whole group) cannot kill it before or after it makes the directory
+# (reading as TMPDIR unwritable, the directory left); if one kills its
+# subshell before the trap, nothing was made: the loop ends as stopped.
+(trap '' TERM INT HUP QUIT; exec mkdir -m 700 "$name") || {
+  [ "$stops" -eq 0 ] || exit "$code"
   echo "worker-loop: TMPDIR: must be a writable directory, got ${TMPDIR:-/tmp (unset: the default)} (a read-only root filesystem: mount one there, e.g. a Kubernetes emptyDir)" >&2
   exit 2
 }

@@ -121,6 +121,21 @@ describe.each(SHELLS)('under %s', (shell) => {
     rmSync(tmp, { recursive: true, force: true });
   });
 
+  it.each(['before', 'after'])('a stop that kills mkdir too (%s it makes the directory: a Ctrl-C as the loop starts) leaves none behind and ends the loop 0, not 2 blaming TMPDIR', async (when) => {
+    const tmp = mkdtempSync(join(tmpdir(), 'pgdrain-loop-tmp-'));
+    const p = loop(shell, { PATH: `${STOP_BIN}:${FAKE_BIN}:${process.env.PATH}`, TMPDIR: tmp, FAKE_STOP_AT: 'mkdir',
+                            FAKE_STOP_DIES: when }, [], { group: true });
+    let ended = false;
+    void p.exited.then(() => (ended = true));
+    await until(async () => ended || p.ran(), 'the loop to end, or run a drain');
+    p.child.kill('SIGKILL'); // if it runs on
+    const exit = await p.exited;
+    expect({ code: exit.code, stderr: exit.stderr, ran: p.ran(), left: readdirSync(tmp) })
+      .toEqual({ code: 0, stderr: '', ran: false, left: [] });
+    p.done();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
   it('a setting it refuses (exit 2) leaves no temp directory behind', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'pgdrain-loop-tmp-'));
     const p = loop(shell, { TMPDIR: tmp }, ['--grace', 'soon']);
