@@ -80,3 +80,20 @@ it("jobs.schedule's own tick in repeatable read: a 40001 from its publish is rec
   expect(await db.sql(`select last_error like '%(SQLSTATE 40001)%' as recorded, skipped_ticks::int from jobs.recurring`))
     .toEqual([{ recorded: true, skipped_ticks: 1 }]);
 });
+
+for (const level of ['repeatable read', 'serializable']) {
+  it(`a claim's tick in ${level} whose dedupe key was taken after its snapshot stays due, no error recorded`, async () => {
+    await db.sql('truncate jobs.job_queue, jobs.recurring, jobs.tick_miss');
+    await db.sql(`select jobs.schedule('a', '*/10 * * * *', 'a.run', runner => 'drains', dedupe_key => 'k', now => $1)`, [T0]);
+    const app = await session();
+    await app.query(`begin isolation level ${level}`);
+    await app.query('select count(*) from jobs.job_queue');  // its snapshot
+    await db.sql(`select jobs.publish('other.run', dedupe_key => 'k')`);  // the tick's key, taken after it
+    const answer = await outcome(app.query(`select jobs.claim_json(1, 'nothing.%', null, '${minute(20)}')->>'count' as r`));
+    await app.query('commit');
+    expect(answer).toEqual([{ r: '0' }]);
+    // Unfixed (the 40001 recorded as a failed publish): next_run_at moved to the next minute, last_error set.
+    expect(await db.sql(`select next_run_at, last_error, skipped_ticks::int from jobs.recurring`))
+      .toEqual([{ next_run_at: new Date(minute(10)), last_error: null, skipped_ticks: 0 }]);
+  });
+}
