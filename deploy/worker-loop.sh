@@ -167,12 +167,13 @@ run() {
   [ "$stops" -eq 0 ] || return 0
   ([ ! -e "$stopped" ] || exit "$code"; exec "$@") &
   pid=$!; pass
-  woke=; wait "$pid"; code=$?
+  # wait's stderr: dash and busybox sh write "Terminated" there on collecting a drain that died of our SIGTERM.
+  woke=; wait "$pid" 2>/dev/null; code=$?
   # A trap interrupts wait (status 128 + its signal): wait on for the child's own.
   # A child that died of the signal itself (Ctrl-C reaches the group) may have
   # been reaped by that first wait: dash answers 127 for it then, not its 130.
   while [ -n "$woke" ] && [ "$code" -gt 128 ]; do
-    woke=; wait "$pid"; again=$?
+    woke=; wait "$pid" 2>/dev/null; again=$?
     [ "$again" -ne 127 ] || kill -0 "$pid" 2>/dev/null || break
     code=$again
   done
