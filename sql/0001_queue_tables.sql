@@ -102,7 +102,8 @@ create table jobs.job_queue (
   -- Its releases with a reason in a row (claimed, never started: jobs.settle_arrays), the count its
   -- last_error's first line shows (jobs.release_error) and jobs.unstarted_bound reads: a column, as
   -- no error text a user writes (a nack's, a dead letter's) can fake it. Set only by the updates that
-  -- end a delivery and keep the row (a release, a nack's retry, an expiry's): claims and acks never write it.
+  -- end a delivery and keep the row (a release, a nack's retry, an expiry's) and by jobs.reschedule given an
+  -- attempt: claims and acks never write it.
   unstarted    smallint    not null default 0,
   -- Its snoozes in a row (a release with retry_at, no reason: SnoozeJob, ctx.rateLimit), the count a
   -- snooze's line in last_error shows (jobs.release_error), a column for the same reason. Set by the
