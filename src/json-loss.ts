@@ -5,7 +5,7 @@
 // serialise, each toJSON called once over both.
 import { cutPath, keyPath } from './json-path.js';
 import { lostKind, lostText } from './json-lost.js';
-import { copyWith, Formed, type Kept, NOTHING, NotPlain, plainForm, ROOT, take, Threw } from './json-plain.js';
+import { boxed, copyWith, Formed, type Kept, NOTHING, NotPlain, plainForm, ROOT, take, Threw } from './json-plain.js';
 
 /** Whose value it is, for the advice: a handler's result, a batch answer's item, or a value given to a call. */
 export type JsonUse = 'result' | 'item' | 'value';
@@ -110,7 +110,7 @@ function lossesOf(value: unknown, root: string, use: JsonUse, earlier: Kept): Lo
           called = true;
         }
       }
-      if (typeof node !== 'object' || node === null) {
+      if (typeof node !== 'object' || node === null || boxed(node)) { // a Number object: JSON writes its primitive
         if (called) (parent.changed ??= []).push([at.key, node]);
         if (typeof node === 'bigint') return { ...found, notJson: true, form: form() }; // JSON.stringify of it says the BigInt's error
         continue;

@@ -121,6 +121,7 @@ function plainOf(value: unknown, key: string | number, depth: number, holder: ob
     return copy ?? value;
   }
   const instance = proto !== Object.prototype && proto !== null;
+  if (instance && boxed(value)) return value; // JSON writes its primitive, never its fields
   if (instance && !dataInstance(value)) return NOT_PLAIN;
   let changed: [string, unknown][] | undefined;
   for (const k in value) {
@@ -178,4 +179,28 @@ function dataInstance(value: object): boolean {
 }
 
 const ignore = () => {};
+
+/** The valueOf that tells each box by its slot (throws on any other object). */
+const UNBOX: Record<string, (this: unknown) => unknown> = {
+  '[object Number]': Number.prototype.valueOf,
+  '[object String]': String.prototype.valueOf,
+  '[object Boolean]': Boolean.prototype.valueOf,
+  '[object BigInt]': BigInt.prototype.valueOf,
+};
+
+/**
+ * A Number, String, Boolean or BigInt object (new Number(3), Object(1n)), of
+ * any realm: JSON writes it as its primitive (3), never its own fields, so
+ * a field of one is neither walked nor copied (a copy would be an object).
+ */
+export function boxed(value: object): boolean {
+  const unbox = UNBOX[Object.prototype.toString.call(value)];
+  if (unbox === undefined) return false;
+  try {
+    unbox.call(value);
+    return true;
+  } catch {
+    return false; // a Symbol.toStringTag that says so, of another object
+  }
+}
 

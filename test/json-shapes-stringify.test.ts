@@ -39,6 +39,10 @@ const shapes: [string, unknown][] = [
   ['a Proxy of an array', { p: new Proxy([new Decimal('1'), 2], {}) }],
   ['a toJSON returning an array subclass', { d: { toJSON: () => List.from([new Decimal('9')]) } }],
   ['a root toJSON value', new Decimal('7')],
+  // JSON writes a boxed primitive as its primitive, never its fields: unfixed, these were {"x":"1"}, {"0":"a","1":"b","x":"1"}, and refused (a Map).
+  ['a Number object with a toJSON value of its own', { n: Object.assign(new Number(3), { x: new Decimal('1') }) }],
+  ['a String object with one, past the plain walk', { s: Object.assign(new String('ab'), { x: new Decimal('1') }), f: () => 1 }],
+  ['a Boolean object holding a Map', { b: Object.assign(new Boolean(true), { m: new Map([[1, 2]]) }) }],
 ];
 
 describe('the JSON text sent is JSON.stringify\'s', () => {
