@@ -36,6 +36,20 @@ const waitingOnLock = async (fn: string) =>
   (await sql(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'
               and query like $1`, [`%${fn}%`])).length > 0;
 
+/**
+ * quick's ack rides on the drain's next claim: held on quick's row lock (taken here; lockTaken then lets
+ * quick's handler end), that claim's connection is killed, and the lock let go.
+ */
+async function killClaimCarryingAck(quick: string, lockTaken: () => void): Promise<void> {
+  await holder.query('begin');
+  await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [quick]);
+  lockTaken();
+  await until(() => waitingOnLock('claim_json'), 'the claim carrying the ack to wait on the row lock');
+  await sql(`select pg_terminate_backend(pid) from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock' and query like '%claim_json%'`);
+  await holder.query('commit');
+}
+
 describe('drain races', () => {
   it('a stop that comes while a claim is out ends the drain after its grace, not when the next job ends', async () => {
     const stop = new AbortController();
@@ -79,14 +93,7 @@ describe('drain races', () => {
     const quick = await q.publish('quick');
     const drained = q.drain(2, Date.now() + 300_000).then(() => 'returned', (e: unknown) => e);
     await until(() => leased(2), 'both jobs claimed');
-    // quick's ack rides on the next claim: held on quick's row lock, then its connection is killed.
-    await holder.query('begin');
-    await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [quick]);
-    lockTaken();
-    await until(() => waitingOnLock('claim_json'), 'the claim carrying the ack to wait on the row lock');
-    await sql(`select pg_terminate_backend(pid) from pg_stat_activity
-               where datname = current_database() and wait_event_type = 'Lock' and query like '%claim_json%'`);
-    await holder.query('commit');
+    await killClaimCarryingAck(quick, lockTaken);
     // Given back now, slow would be claimable while its handler still runs here.
     await until(async () => (await sql<{ n: number }>(
       `select count(*)::int as n from pg_stat_activity where datname = current_database() and query like '%claim_json%'
@@ -113,14 +120,7 @@ describe('drain races', () => {
     const drained = q.drain(2, Date.now() + 300_000).then(() => 'returned', (e: unknown) => e);
     try {
       await until(() => leased(2), 'both jobs claimed');
-      // quick's ack rides on the next claim: held on quick's row lock, then its connection is killed.
-      await holder.query('begin');
-      await holder.query('select 1 from jobs.job_queue where job_id = $1 for update', [quick]);
-      lockTaken();
-      await until(() => waitingOnLock('claim_json'), 'the claim carrying the ack to wait on the row lock');
-      await sql(`select pg_terminate_backend(pid) from pg_stat_activity
-                 where datname = current_database() and wait_event_type = 'Lock' and query like '%claim_json%'`);
-      await holder.query('commit');
+      await killClaimCarryingAck(quick, lockTaken);
       // The drain claims no more and waits for slow; quick's ack, put back, goes with the settler's timer
       // (50 ms), not with slow's end: by the end of quick's lease it has landed.
       await until(async () => (await sql<{ passed: boolean }>(
