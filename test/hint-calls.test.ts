@@ -20,6 +20,8 @@ import { lockSessions } from './support/lock-sessions.js';
 const db = await testDb();
 const sql = db.sql;
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
+// Made here, not in beforeAll: lockSessions registers the afterAll that ends its sessions, which a hook cannot.
+const session = lockSessions(db.url);
 
 beforeAll(async () => {
   await queue.queues.create('hint_full', { maxSize: 1 });
@@ -38,7 +40,7 @@ beforeAll(async () => {
   await sql(`select jobs.nack(array_agg(job_id), array_agg('x'::text)) from jobs.job_queue where queue = 'hint_serial'`);
   // Last: any claim ends it.
   await queue.queues.create('hint_deferred');
-  await deferredDependant(sql, lockSessions(db.url), undefined, 'hint_deferred');
+  await deferredDependant(sql, session, undefined, 'hint_deferred');
 });
 
 const DEFERRED = "name: queue 'hint_deferred' still has 1 waiting and 0 running jobs, and 1 cancelled dependants to end: ";
