@@ -1,37 +1,14 @@
 import type { Queryable } from './db/driver.js';
 import { outcomeArrays, SETTLE_ARRAYS_SQL, type Outcome, type SettleAnswer, type SettleCounts, type SettleListener } from './outcome-arrays.js';
-
-/**
- * The most outcomes that end a serial-key job one settle statement carries
- * (jobs.max_serial_keys()): each takes its key's lock until commit, from
- * PostgreSQL's lock table, shared by every session and about 6,400 entries
- * on a default server.
- */
-export const MAX_SERIAL_KEYS = 500;
+import { pauseUntil, type Pause } from './settle-pause.js';
+import { endsSerialKey, MAX_SERIAL_KEYS } from './serial-key-ends.js';
+import { tellSettled } from './settle-told.js';
 
 const ENDED_AS_SUCCESS_SQL =
   "select 1 from jobs.job where job_id = $1 and attempts = $2 and worker_id = $3 and status = 'success'";
 
 /** How long a settle waits to try again after its call failed. */
 const RETRY_AFTER_ERROR_MS = 1000;
-
-/** Waits ms; answers false when it was cut short (the drain's round trips were given up). */
-export type Pause = (ms: number) => Promise<boolean>;
-
-/** Pauses cut short once `signal` aborts: a drain passes its round-trip limit's (RoundTripLimit.signal). */
-export function pauseUntil(signal?: AbortSignal): Pause {
-  return (ms) => new Promise((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const end = (waited: boolean) => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', cut);
-      resolve(waited);
-    };
-    const cut = () => end(false);
-    const timer = setTimeout(() => end(true), ms);
-    signal?.addEventListener('abort', cut, { once: true });
-  });
-}
 
 /**
  * Gathers outcomes for jobs.settle. Most ride along with the drain's next
@@ -167,21 +144,7 @@ export class Settler {
   count(counts: SettleAnswer | null | undefined, batch?: readonly Outcome[]): void {
     if (!counts) return;
     for (const key of Object.keys(this.totals) as (keyof SettleCounts)[]) this.totals[key] += Number(counts[key] ?? 0);
-    const told = this.told;
-    if (!batch || !told) return;
-    if (counts.cancelled_ids) {
-      const named = new Set(counts.cancelled_ids.split(','));
-      for (const o of batch) if (named.has(`${o.id}:${o.attempt}`)) told.endedCancelled(o);
-    }
-    if (counts.never_started_ids) {
-      const named = new Set(counts.never_started_ids.split(','));
-      for (const o of batch) if (named.has(`${o.id}:${o.attempt}`)) told.neverStarted(o);
-    }
-    if (counts.stale_ids) {
-      const named = new Set(counts.stale_ids.split(','));
-      for (const o of batch) if (named.has(`${o.id}:${o.attempt}`)) told.stale(o);
-    }
-    told.answered(batch);
+    if (batch && this.told) tellSettled(this.told, counts, batch);
   }
 
   /** Outcomes take() handed to a claim that was not sent after all (it waits), or that failed: the timer settles them meanwhile. */
@@ -214,20 +177,12 @@ export class Settler {
     return batch;
   }
 
-  /**
-   * Whether the outcome of a claimed job ends it while it holds a serial
-   * key, so that its settle takes the key's lock (jobs.after_end): an ack, a
-   * fail, a nack with its retries spent. A retry or a release keeps the
-   * key's turn and takes no lock, unless a cancel was requested meanwhile
-   * (it then ends as cancelled), which the drain cannot know here. A release with a reason (never started) on its
-   * last attempt counts too: the 26th in a row is a nack (jobs.unstarted_bound) that fails it; the count is not known here.
-   */
+  /** Whether the outcome of a claimed job ends it while it holds a serial key (serial-key-ends.ts); asked once per outcome. */
   private endsKeyed(o: Outcome): boolean {
     const maxRetries = this.keyed.get(o.id);
     if (maxRetries === undefined) return false;
     this.keyed.delete(o.id);
-    return o.outcome === 'ack' || o.outcome === 'fail'
-      || ((o.outcome === 'nack' || (o.outcome === 'release' && o.error !== undefined)) && o.attempt > maxRetries);
+    return endsSerialKey(o, maxRetries);
   }
 
   /**
