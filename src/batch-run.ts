@@ -9,7 +9,7 @@ import { quietThenables } from './json-text.js';
 import { resultJson } from './result-json.js';
 import type { RateLimit } from './rate-limit.js';
 import { isError } from './error-text.js';
-import { thrownOutcome } from './run-handler.js';
+import { thrownOutcome } from './thrown-outcome.js';
 import type { Outcome } from './outcome-arrays.js';
 import { timerEnd, type Expiring, type Timeouts } from './timeouts.js';
 import type { Job } from './types.js';

@@ -1,47 +1,15 @@
 // One job's handler, run: what it returns, throws or rejects with becomes the outcome drain() settles.
 import { heartbeatOf, isTransactional, LookupThrew, type Found } from './define-task.js';
-import { endedMeanwhile, runTransactional } from './run-transactional.js';
-import type { DrainDeps } from './drain.js';
-import type { Thrown } from './drain-hooks.js';
+import { inTransaction } from './drain-transactional.js';
 import { DrainJobContext, extendLeaseOf, LazySignal, leaseSeconds, type LeaseHolder } from './job-context.js';
-import type { ProgressSink } from './progress.js';
-import type { RateLimit } from './rate-limit.js';
-import { askedOutcome } from './job-errors.js';
-import { describe } from './error-text.js';
 import { resultJson } from './result-json.js';
 import type { Outcome } from './outcome-arrays.js';
-import type { Settler } from './settler.js';
-import { beatDelay, nextBeat, timerEnd, type TimeoutGroup, type Timeouts } from './timeouts.js';
-import type { Handler, Job } from './types.js';
-import type { RunningJobs } from './running-jobs.js';
+import type { RunHost } from './run-host.js';
+import { thrownOutcome } from './thrown-outcome.js';
+import { beatDelay, nextBeat, timerEnd, type TimeoutGroup } from './timeouts.js';
+import type { Job } from './types.js';
 import { interrupted, LEASE_LOST, type Running } from './wind-down.js';
 import { releaseAhead, releaseUnstarted } from './unstarted.js';
-
-/** What the jobs of one drain share: made once per drain, so a job makes no closures over it. */
-export interface RunHost {
-  deps: DrainDeps;
-  publish: DrainDeps['publish'];
-  settler: Settler;
-  progress: ProgressSink;
-  rateLimit: RateLimit;
-  running: RunningJobs;
-  timeouts: Timeouts;
-  /** The drain's stop (epoch ms): no job's timer goes past it, an extended one's neither. */
-  stopAt: number;
-  /** The drain was stopped by its signal (then a job cut at stopAt is interrupted: run again at once). */
-  signalled(): boolean;
-  /** What its signal says stopped it (wind-down.ts causeOf): "the drain's signal", or a StopCause's message. */
-  stopCause(): string;
-  /** A started job ended (its entry left running): recorded, the drain woken. */
-  settled(job: Job, outcome: Outcome | null, startedAt: number): void;
-  /** The handler of `run` returned or threw, with this outcome (null: settled in its transaction). */
-  returned(run: JobRun, outcome: Outcome | null): void;
-  /** A transactional handler began (1) or returned (-1): it holds a connection of the pool meanwhile. */
-  holds(n: number): void;
-  /** Its turn to take one (false: its signal fired first), and one taken given back (slot-wait.ts connect). */
-  connect(gaveUp: () => AbortSignal): Promise<boolean>;
-  disconnect(): void;
-}
 
 /** The reason a handler's signal gives once its job is settled: one shared instance, no stack per job. */
 const SETTLED = new Error('job settled');
@@ -260,41 +228,4 @@ export class JobRun implements Running, LeaseHolder {
   }
 
   private answer(outcome: Outcome): void { void Promise.resolve(outcome).then((o) => this.host.returned(this, o)); }
-}
-
-async function inTransaction(host: RunHost, handler: Handler, run: JobRun, ctx: DrainJobContext): Promise<Outcome | null> {
-  const { job } = run;
-  let disarm: (() => void) | undefined;
-  try {
-    const { db } = host.deps;
-    if (!('transaction' in db)) throw new TypeError('a transactional task needs a driver with transactions');
-    // Its turn for a connection, then its BEGIN, its timeout running: given up before its handler begins, it is released.
-    run.waitsForConnection = true;
-    disarm = run.releaseAhead();
-    if (!await host.connect(() => run.signal.signal)) throw run.signal.abortedWith;
-    // A COMMIT whose answer was lost: asked whether it landed before a nack is made of its error.
-    const counts = await runTransactional(db, handler, job, host.progress.workerId, ctx, () => host.settler.endedAsSuccess(job.id, job.attempt),
-                                          () => { run.waitsForConnection = false; })
-      .finally(() => host.disconnect());
-    host.settler.count(run.ended ? endedMeanwhile(counts) : counts);
-    return null;
-  } catch (error) {
-    return thrownOutcome(job.id, job.attempt, error);
-  } finally {
-    disarm?.();
-  }
-}
-
-/**
- * A throw (a transactional one after its rollback) is retried after the
- * backoff, unless it is a FailJob (fail now), a RetryJob (retry at its time)
- * or a SnoozeJob (given back until its time, its attempt not spent).
- */
-export function thrownOutcome(id: string, attempt: number, error: unknown): Outcome & Thrown {
-  const asked = askedOutcome(error, Date.now());
-  // thrown rides along for DrainOptions.onJobEnd (drain-hooks.ts); settling reads only the text.
-  if (asked === undefined) return { id, attempt, outcome: 'nack', error: describe(error), thrown: error };
-  if (asked === 'fail') return { id, attempt, outcome: 'fail', error: describe(error), thrown: error };
-  if (asked.snooze) return { id, attempt, outcome: 'release', retryAt: asked.retryAt, thrown: error };
-  return { id, attempt, outcome: 'nack', error: describe(error), retryAt: asked.retryAt, thrown: error };
 }
