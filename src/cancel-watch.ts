@@ -1,4 +1,6 @@
 import type { Queryable } from './db/driver.js';
+import { CANCELLED_ERROR } from './drain-hooks.js';
+import type { RunningJobs } from './running-jobs.js';
 
 /**
  * Best-effort cancellation for running jobs: every intervalMs, asks the
@@ -24,4 +26,16 @@ export function watchCancels(db: Queryable, intervalMs: number,
       .finally(() => (busy = false));
   }, intervalMs);
   return () => clearInterval(timer);
+}
+
+/** watchCancels over a drain's running jobs: a cancelled one's signal aborted, its job failed as cancelled. */
+export function watchRunningCancels(db: Queryable, intervalMs: number, running: RunningJobs): () => void {
+  return watchCancels(db, intervalMs,
+    () => [...running.values()].map((r) => ({ id: r.job.id, startedAt: r.startedAt })),
+    (id) => {
+      const r = running.get(id);
+      if (!r) return;
+      r.signal.abort(new Error('job cancelled'));
+      r.finish({ id, attempt: r.job.attempt, outcome: 'fail', error: CANCELLED_ERROR });
+    });
 }

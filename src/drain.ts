@@ -1,12 +1,13 @@
 import { BatchRunner } from './batch-run.js';
-import { watchCancels } from './cancel-watch.js';
+import { watchRunningCancels } from './cancel-watch.js';
+import { ClaimTally } from './claim-tally.js';
 import { claimCall, rolledBackWhole } from './claim-call.js';
-import { translateError } from './errors.js';
 import type { DrainOptions } from './drain-options.js';
 import { batchSpecs, handlerOf, type Found } from './define-task.js';
 import { drainSettings, type DrainDeps } from './drain-settings.js';
 import { DrainStop } from './drain-stop.js';
-import { CANCELLED_ERROR, DrainHooks } from './drain-hooks.js';
+import { DrainHooks } from './drain-hooks.js';
+import { endOnFault, settleLast, type DrainEnd } from './drain-end.js';
 import { FailureList } from './failure-list.js';
 import { DEFAULT_POLL_MS, IdleWait } from './idle-wait.js';
 import { LastLook } from './last-look.js';
@@ -21,10 +22,10 @@ import type { Outcome } from './outcome-arrays.js';
 import { pauseUntil } from './settle-pause.js';
 import { Settler } from './settler.js';
 import { claimedIds, toJob, type ClaimResult } from './claim-answer.js';
-import { timerEnd, Timeouts } from './timeouts.js';
-import { withUnrecorded } from './unrecorded.js';
+import { handlerEnd } from './handler-end.js';
+import { Timeouts } from './timeouts.js';
 import { causeOf, endEarlierDelivery, windDown, type Interrupted } from './wind-down.js';
-import type { DrainReport, Job, SkippedTimeouts, StoppedBy } from './types.js';
+import type { DrainReport, Job, StoppedBy } from './types.js';
 export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS, DEFAULT_SETTLE_MARGIN_MS, type DrainDeps } from './drain-settings.js';
 
 /**
@@ -87,13 +88,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   let claimError: unknown;
   let interrupted: Interrupted = { nacked: 0, released: 0 }; // what the grace's end or hardSignal cut short
   let rolledBack = 0; // claims in a row a deadlock or serialization failure rolled back
-  let claimed = 0;
-  let batches = 0;
-  let skipped = 0;
-  let skippedTimeouts: SkippedTimeouts | null = null;
-  let queuePaused = false;
-  let queueAtMaxRunning = false;
-  let queueAtGroupConcurrency = false;
+  const tally = new ClaimTally(); // what its claims answered
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
   // When its loop wakes, and why it stops (drain-stop.ts). Lingering, the idle wait ends itself at stopAt (stoppedBy 'empty');
   // so does the loop while it owes its last look or waits for a slot for one.
@@ -121,23 +116,6 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   };
   const timeouts = new Timeouts(() => settler.sendSoon()); // what its timers ended is sent now, within its leases
   const publish: DrainDeps['publish'] = (task, body, options) => deps.publish(task, body, options);
-  // When a claimed job's handler must end (its timer, a margin before its lease's end; or stopAt); 0 when it cannot start (then settled here).
-  const endOf = (job: Job, claimSentAt: number, now: number): number => {
-    const ownEnd = timerEnd(claimSentAt, job.timeout);
-    const end = Math.min(ownEnd, stopAt);
-    if (!stopped.by && ownEnd <= now) {
-      // Its timeout passed while the claim was out: given back, it would be
-      // claimed and given back again without end.
-      record(job, { id: job.id, attempt: job.attempt, outcome: 'nack',
-                    error: `timed out after ${job.timeout} s, before it could start (its claim took longer)` });
-      return 0;
-    }
-    if (stopped.by || end <= now) {
-      record(job, { id: job.id, attempt: job.attempt, outcome: 'release' });
-      return 0;
-    }
-    return end;
-  };
   const host: RunHost = { deps, publish, settler, progress: progressSink, rateLimit, running, timeouts, stopAt, settled,
     signalled: () => stopped.by === 'signal',
     stopCause: () => causeOf(opts.signal, "the drain's signal"),
@@ -170,8 +148,11 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       // whichever settle carries it (one that applies this delivery's outcome leaves it out of stale_ids).
       const lost = ranBefore ? endEarlierDelivery(running, job.id) : undefined;
       if (lost) failures.stale(lost);
-      const end = endOf(job, claimSentAt, now);
-      if (end === 0) continue;
+      const end = handlerEnd(job, claimSentAt, now, stopAt, !!stopped.by); // when its handler must end (or why it cannot start)
+      if (typeof end !== 'number') {
+        record(job, end);
+        continue;
+      }
       const handler = handlerOf(lookup, job.task); // once per job: runHandler calls what batchOf read
       const spec = batchOf(handler);
       if (spec) (batchRunner ??= newBatchRunner()).add(spec, job);
@@ -179,23 +160,17 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     batchRunner?.start(claimSentAt, stopAt, now);
   };
-  const stopWatching = watchCancels(db, cancelCheckMs,
-    () => [...running.values()].map((r) => ({ id: r.job.id, startedAt: r.startedAt })),
-    (id) => {
-      const r = running.get(id);
-      if (!r) return;
-      r.signal.abort(new Error('job cancelled'));
-      r.finish({ id, attempt: r.job.attempt, outcome: 'fail', error: CANCELLED_ERROR });
-    });
+  const stopWatching = watchRunningCancels(db, cancelCheckMs, running);
+  const ending: DrainEnd = { running, settler, limit, hooks, workerId }; // what its end settles and lets go of (drain-end.ts)
   try {
     while (!stopped.by) {
       const free = slots.free();
       // No budget from its first claim on (a Lambda with under settleMarginMs left): one look, with no slot free too (no job taken).
-      if (batches === 0 && stopAt <= Date.now()) lastLook.owe();
+      if (tally.batches === 0 && stopAt <= Date.now()) lastLook.owe();
       if (!lastLook.due && slots.short(free)) {
         const why = await slots.wait(free, idleSince);
         // Its wait ended at stopAt or its linger's end: it looks once more first, as below (no budget: no slot needed).
-        if (why === 'until' && !lastLook.owe()) stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
+        if (why === 'until' && !lastLook.owe()) stop(idleSince === undefined || tally.skipped > 0 ? 'deadline' : 'empty');
         if ((why !== 'heard' && why !== 'poll') || free <= 0) continue;
       }
       // Read before take(): a job that ends while take() hands its outcomes
@@ -211,7 +186,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       const look = lastLook.due; // a last look: no budget, so it takes no job and needs no slot; sent only with a connection free
       if (stopped.by || (budgetMs <= 0 && !look) || (look && !lastLook.send())) {
         settler.untake(outcomes); // sent by its timer meanwhile: the grace (a stop) can be long, their leases short
-        stop(idleSince === undefined || skipped > 0 ? 'deadline' : 'empty');
+        stop(idleSince === undefined || tally.skipped > 0 ? 'deadline' : 'empty');
         break;
       }
       const room = slots.room(free);
@@ -238,16 +213,10 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       } finally {
         slots.claiming(-want);
       }
-      batches++;
+      tally.batches++;
       settler.count(result.settled, outcomes);
+      tally.took(result, look, budgetMs);
       const { count, unfit } = result;
-      claimed += count;
-      skipped = unfit;
-      skippedTimeouts = result.unfitTimeouts && { shortestSeconds: result.unfitTimeouts[0], longestSeconds: result.unfitTimeouts[1],
-                                                  budgetSeconds: look ? 0 : Math.max(0, Math.floor(budgetMs - result.waitedMs)) / 1000 };
-      queuePaused = result.paused;
-      queueAtMaxRunning = count === 0 && result.atMaxRunning;
-      queueAtGroupConcurrency = count === 0 && result.atGroupConcurrency;
       // Its leases began after its wait for a tick (jobs.claim_json): the jobs' time counts from there.
       startClaimed(result, claimSentAt + result.waitedMs);
       if (count > 0) idleSince = undefined;
@@ -271,29 +240,14 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     }
     interrupted = await windDown(running, stopped.by === 'signal' ? opts.graceMs : undefined, changed, opts.hardSignal, opts.signal);
   } catch (error) {
-    // Not a claim's error: a fault of the drain itself. Give back what runs.
-    for (const r of [...running.values()]) {
-      r.signal.abort(new Error('drain failed'));
-      r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
-    }
-    const settleError = await settler.close(1).then(() => undefined, (e: unknown) => e);
-    limit.dispose();
-    hooks?.unanswered();
-    throw withUnrecorded(translateError(error), settler.left(), settleError, workerId); // unchanged when it all landed
+    await endOnFault(error, ending); // not a claim's error: a fault of the drain itself; what runs is given back
   } finally {
     await idle?.close();
     stopWatching();
     stopped.dispose();
   }
-  try {
-    await settler.close();
-  } catch (error) {
-    throw withUnrecorded(translateError(claimError ?? error), settler.left(), error, workerId); // what it could not record
-  } finally {
-    limit.dispose();
-    hooks?.unanswered(); // releases unstarted whose settle never answered
-  }
-  if (claimError !== undefined) throw translateError(claimError);
+  await settleLast(ending, claimError);
+  const { claimed, skipped, skippedTimeouts, queuePaused, queueAtMaxRunning, queueAtGroupConcurrency, batches } = tally;
   return {
     claimed, ...settler.totals, releasedUnstarted: failures.unstarted, skipped, skippedTimeouts, queuePaused, queueAtMaxRunning,
     queueAtGroupConcurrency, stoppedBy: stopped.by ?? 'empty', durationMs: Date.now() - startedAt, batches, failures: failures.list,

@@ -8,7 +8,7 @@
 // BEGIN on the pool), its timeout running: its timeout, the drain's deadline
 // or a stop can come first. Nacked then, with maxRetries 0 it failed for
 // good without having run. (A job whose timeout passed while its claim was
-// out is nacked still, drain.ts endOf: given back, it would be claimed and
+// out is nacked still, handler-end.ts: given back, it would be claimed and
 // given back again without end.)
 import { timerAt } from './timeouts.js';
 import type { Running } from './wind-down.js';

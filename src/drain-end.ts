@@ -1,0 +1,48 @@
+// How drain() ends once its loop is done: its last settle, and what it rejects with (a claim's error, a fault of its
+// own loop), naming the outcomes it could not record (unrecorded.ts).
+import type { DrainHooks } from './drain-hooks.js';
+import { translateError } from './errors.js';
+import type { RoundTripLimit } from './round-trip-limit.js';
+import type { RunningJobs } from './running-jobs.js';
+import type { Settler } from './settler.js';
+import { withUnrecorded } from './unrecorded.js';
+
+/** What a drain's end settles and lets go of. */
+export interface DrainEnd {
+  running: RunningJobs;
+  settler: Settler;
+  limit: RoundTripLimit;
+  hooks: DrainHooks | undefined;
+  workerId: string;
+}
+
+/**
+ * A fault of the drain's own loop (not a claim's error, not a handler's): what runs is given back (its signal
+ * aborted, released), what is left settled in one try; throws the fault, with what could not be recorded.
+ */
+export async function endOnFault(error: unknown, end: DrainEnd): Promise<never> {
+  for (const r of [...end.running.values()]) {
+    r.signal.abort(new Error('drain failed'));
+    r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
+  }
+  const settleError = await end.settler.close(1).then(() => undefined, (e: unknown) => e);
+  end.limit.dispose();
+  end.hooks?.unanswered();
+  throw withUnrecorded(translateError(error), end.settler.left(), settleError, end.workerId); // unchanged when it all landed
+}
+
+/**
+ * The last settle, once every handler ended (Settler.close); then claimError, the error of a claim that ended the
+ * drain, if one did. Throws with what it could not record when that settle failed.
+ */
+export async function settleLast(end: DrainEnd, claimError: unknown): Promise<void> {
+  try {
+    await end.settler.close();
+  } catch (error) {
+    throw withUnrecorded(translateError(claimError ?? error), end.settler.left(), error, end.workerId); // what it could not record
+  } finally {
+    end.limit.dispose();
+    end.hooks?.unanswered(); // releases unstarted whose settle never answered
+  }
+  if (claimError !== undefined) throw translateError(claimError);
+}
