@@ -79,7 +79,7 @@ export class Timeouts {
  * last_error said its worker stopped, its nack came stale. A tenth of a
  * short timeout: the handler keeps most of its time.
  */
-export const LEASE_MARGIN_MS = 500;
+const LEASE_MARGIN_MS = 500;
 
 /**
  * When the timer of a job whose lease began at leaseStart (epoch ms, the
