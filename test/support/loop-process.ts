@@ -14,6 +14,16 @@ export const FAKE_CLOCK = resolve('test/fixtures/fake-clock');
 /** The shells the loop is run under: Debian's /bin/sh, bash, Alpine's /bin/sh (Debian's package busybox). */
 export const SHELLS = ['dash', 'bash', 'busybox sh'];
 
+/**
+ * Throws, naming the package to install, when `command` is on no PATH directory: spawn would
+ * only emit an uncaught ENOENT and leave the test waiting for an exit until its timeout.
+ */
+function requireShell(command: string) {
+  if ((process.env.PATH ?? '').split(':').some((dir) => dir !== '' && existsSync(join(dir, command)))) return;
+  throw new Error(`${command} is not installed: the worker-loop tests run deploy/worker-loop.sh under ` +
+                  `${SHELLS.join(', ')} (apt-get install ${command}; .ci/run installs it)`);
+}
+
 /** Loops started and not yet exited: afterEach SIGKILLs them, so a failed test leaves none forking drains. */
 export const running = new Set<ChildProcess>();
 
@@ -25,8 +35,9 @@ export function loop(shell: string, env: Record<string, string> = {}, args: stri
                      { group = false, script = LOOP }: {
                        /** In a process group of its own (setsid), as a terminal's foreground job. */ group?: boolean;
                        /** The loop's file: deploy/worker-loop.sh, or a copy of it. */ script?: string } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-stop-'));
   const [command, ...shellArgs] = shell.split(' ');
+  requireShell(command!);
+  const dir = mkdtempSync(join(tmpdir(), 'pgdrain-loop-stop-'));
   const child = spawn(command!, [...shellArgs, script, ...args], {
     env: { ...process.env, PATH: `${FAKE_BIN}:${process.env.PATH}`, FAKE_DIR: dir, PGDRAIN_LOOP_MIN_SECONDS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'], detached: group });
