@@ -3,6 +3,7 @@
 // must name a file of the repository, and an anchor (`file.md#section`,
 // `#section`) a heading of that file, as GitHub makes its id. Every docs page
 // is reached from README.md. No database.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -92,6 +93,23 @@ describe('documentation links', () => {
     const pointers = files.flatMap((f) => f.text.split('\n').flatMap((line, i) =>
       /\bREADME\b(?!\.md)/.test(line) ? [`${f.path}:${i + 1}: ${line.trim()}`] : []));
     expect(pointers).toEqual([]);
+  });
+
+  it('in the npm package too: every relative link of a page it ships names a file it ships', () => {
+    // docs/ ships beside README.md; a link out of it to a file of the repository only (deploy/, test/)
+    // leads a reader of node_modules/pgdrain, or of the package's page, nowhere.
+    const pack = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' });
+    expect(pack.status, pack.stderr).toBe(0);
+    const shipped = new Set((JSON.parse(pack.stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path));
+    const pages = [...shipped].filter((p) => p.endsWith('.md')).map((p) => docFile(p));
+    expect(pages.map((f) => f.path)).toContain('docs/http-and-lambda.md');
+    const problems = pages.flatMap((f) => links(f).flatMap((target) => {
+      const path = target.split('#')[0]!;
+      if (/^[a-z]+:/i.test(target) || path === '') return [];
+      const file = normalize(join(dirname(f.path), path));
+      return shipped.has(file) ? [] : [`${f.path}: ${target}: ${file} is not in the package`];
+    }));
+    expect(problems).toEqual([]);
   });
 
   it('reads a link in prose, not in code, and makes heading ids as GitHub does', () => {
