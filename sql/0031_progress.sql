@@ -39,8 +39,8 @@ end $$;
 -- policy (jobs.publish's retry_*; all null: its queue's), then its own
 -- dead-letter queue (jobs.publish's dead_letter; null: its queue's, if any), then its
 -- group and tier (jobs.publish's group_id, group_tier), then its releases unstarted in a
--- row (jobs.job_queue.unstarted; null for ended jobs). This is the view's
--- final definition (sql/0016 made it).
+-- row and its snoozes in a row (jobs.job_queue.unstarted, snoozed; null for ended jobs).
+-- This is the view's final definition (sql/0016 made it).
 create or replace view jobs.all as
 select q.job_id, q.task, q.body, jobs.state_of(q.lease_until, q.scheduled_at, q.waiting_deps, q.serial_wait) as state,
        null::jsonb as result, q.last_error as error, q.attempt as attempts, q.priority,
@@ -48,12 +48,12 @@ select q.job_id, q.task, q.body, jobs.state_of(q.lease_until, q.scheduled_at, q.
        null::timestamptz as ended_at, null::double precision as duration_ms,
        q.queue, q.dedupe_key, q.serial_key, q.attributes, q.worker_id, q.progress,
        q.expires_at, q.retry_delay, q.retry_backoff, q.retry_delay_max, q.dead_letter,
-       q.group_id, q.group_tier, q.unstarted
+       q.group_id, q.group_tier, q.unstarted, q.snoozed
 from jobs.job_queue q
 union all
 select j.job_id, j.task, j.body, j.status, j.result, j.error, j.attempts, j.priority,
        j.max_retries, j.timeout, j.scheduled_at, j.created_at, j.started_at, null,
        j.ended_at, j.duration_ms, j.queue, j.dedupe_key, j.serial_key, j.attributes, j.worker_id, null,
        j.expires_at, j.retry_delay, j.retry_backoff, j.retry_delay_max, j.dead_letter,
-       j.group_id, j.group_tier, null::smallint
+       j.group_id, j.group_tier, null::smallint, null::integer
 from jobs.job j;

@@ -7500,7 +7500,8 @@ CREATE VIEW jobs."all" AS
     q.dead_letter,
     q.group_id,
     q.group_tier,
-    q.unstarted
+    q.unstarted,
+    q.snoozed
    FROM jobs.job_queue q
 UNION ALL
  SELECT j.job_id,
@@ -7532,7 +7533,8 @@ UNION ALL
     j.dead_letter,
     j.group_id,
     j.group_tier,
-    NULL::smallint AS unstarted
+    NULL::smallint AS unstarted,
+    NULL::integer AS snoozed
    FROM jobs.job j;
 
 --

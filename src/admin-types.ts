@@ -150,6 +150,12 @@ export interface JobInfo {
    * times out (or jobs.reschedule sets its attempt); null once it ended.
    */
   unstarted: number | null;
+  /**
+   * While queued or running: its snoozes in a row (SnoozeJob, ctx.rateLimit: given back to run later, no attempt spent),
+   * the count its error's first line shows. 0 once a run of it retries or times out, it is released unstarted, or
+   * jobs.reschedule sets its attempt; null once it ended.
+   */
+  snoozed: number | null;
   priority: number;
   queue: string;
   /** The job's own retry policy (publish's retryDelaySeconds…); all null: it follows its queue's. */

@@ -96,7 +96,7 @@ export async function getJob(db: Queryable, jobId: string, options?: SignalOptio
     `select ${JOB_COLUMNS} from jobs.all where job_id = $1::bigint
      union all
      select ${JOB_COLUMNS.replace('state,', 'status as state,').replace('progress,', 'null::jsonb as progress,')
-       .replace(', unstarted', ', null::smallint as unstarted')}
+       .replace(', unstarted,', ', null::smallint as unstarted,').replace('snoozed', 'null::integer as snoozed')}
      from jobs.job_archive where job_id = $1::bigint
      limit 1`, [jobId], signalOnly(options)).catch((error: unknown) => { throw translateError(error); });
   const r = rows[0];

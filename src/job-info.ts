@@ -5,11 +5,12 @@ import type { JobInfo, JobProgress } from './types.js';
 
 /**
  * jobs.all's columns a JobInfo is made of (getJob reads jobs.job_archive's
- * too, which has no progress nor unstarted).
+ * too, which has no progress, unstarted nor snoozed).
  */
 export const JOB_COLUMNS = `job_id::text as id, task, state, body, result, error, attempts, max_retries, priority, queue,
   attributes, worker_id, scheduled_at, created_at, started_at, ended_at, progress, expires_at,
-  retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max, dead_letter, group_id, group_tier, unstarted`;
+  retry_delay::float8 as retry_delay, retry_backoff, retry_delay_max::float8 as retry_delay_max, dead_letter, group_id, group_tier, unstarted,
+  snoozed`;
 
 /** A row of JOB_COLUMNS as a JobInfo. */
 export function jobInfoOf(r: Record<string, unknown>): JobInfo {
@@ -23,7 +24,7 @@ export function jobInfoOf(r: Record<string, unknown>): JobInfo {
     retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
     retryDelayMaxSeconds: r.retry_delay_max as number | null, deadLetter: r.dead_letter as string | null,
     group: r.group_id === null ? null : { id: r.group_id as string, tier: r.group_tier as string | null },
-    unstarted: r.unstarted === null ? null : Number(r.unstarted),
+    unstarted: r.unstarted === null ? null : Number(r.unstarted), snoozed: r.snoozed === null ? null : Number(r.snoozed),
   };
 }
 

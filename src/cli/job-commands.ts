@@ -35,6 +35,7 @@ function formatJob(job: JobInfo): string {
     ['id', job.id], ['task', job.task], ['queue', job.queue], ['state', job.state],
     ['attempts', `${job.attempts} of ${job.maxRetries + 1}`],
     ['unstarted', job.unstarted ? `${job.unstarted} in a row (released never started, no attempt spent; the 26th is a nack)` : null],
+    ['snoozed', job.snoozed ? `${job.snoozed} in a row (SnoozeJob or a rate limit: run later, no attempt spent)` : null],
     ['priority', job.priority],
     ['created', at(job.createdAt)], ['run at', at(job.runAt)], ['expires', at(job.expiresAt)], ['started', at(job.startedAt)],
     ['ended', at(job.endedAt)],
