@@ -121,8 +121,8 @@ end $$;
 
 -- Moves jobs not yet running (pending, scheduled, blocked) to run_at, gives
 -- them priority, max_retries (0 to 1000) and/or sets the attempts they have
--- spent (attempt: 0 gives a job all its runs back; given, its count of
--- releases unstarted in a row starts again too); running and ended jobs
+-- spent (attempt: 0 gives a job all its runs back; given, its counts of
+-- releases unstarted and of snoozes in a row start again too); running and ended jobs
 -- are left alone and not counted. A job keeps its place in its serial key
 -- (job_id order) and its dependencies: rescheduling a key's head later holds
 -- the key's other jobs back with it, and its expiry (PD007 run_at for a time
@@ -186,13 +186,15 @@ begin
   -- Lowering attempt reuses delivery numbers ((job_id, attempt) names one):
   -- a settle of an old delivery whose lease expired, sent with no or the
   -- same worker_id, could settle the new one of that number. Given attempt
-  -- resets its releases unstarted in a row too (jobs.unstarted_bound counts afresh), and
-  -- drops the line that counted them (last_error's first while unstarted > 0, jobs.release_error).
+  -- resets its releases unstarted and its snoozes in a row too (jobs.unstarted_bound counts afresh,
+  -- the next snooze says 1 in a row), and drops the line that counted them (last_error's first while
+  -- unstarted or snoozed > 0, jobs.release_error): a job given its runs back starts afresh.
   update jobs.job_queue q
   set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority),
       max_retries = coalesce(reschedule.max_retries, q.max_retries), attempt = coalesce(reschedule.attempt, q.attempt),
       unstarted = case when reschedule.attempt is null then q.unstarted else 0 end,
-      last_error = case when reschedule.attempt is null or q.unstarted = 0 then q.last_error
+      snoozed = case when reschedule.attempt is null then q.snoozed else 0 end,
+      last_error = case when reschedule.attempt is null or q.unstarted = 0 and q.snoozed = 0 then q.last_error
                         else nullif(substr(q.last_error, strpos(q.last_error || E'\n', E'\n') + 1), '') end
   where q.job_id = any(v_ids);
   perform jobs.notify('pgdrain_queued', x.queue)

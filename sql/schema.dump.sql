@@ -5317,13 +5317,15 @@ begin
   -- Lowering attempt reuses delivery numbers ((job_id, attempt) names one):
   -- a settle of an old delivery whose lease expired, sent with no or the
   -- same worker_id, could settle the new one of that number. Given attempt
-  -- resets its releases unstarted in a row too (jobs.unstarted_bound counts afresh), and
-  -- drops the line that counted them (last_error's first while unstarted > 0, jobs.release_error).
+  -- resets its releases unstarted and its snoozes in a row too (jobs.unstarted_bound counts afresh,
+  -- the next snooze says 1 in a row), and drops the line that counted them (last_error's first while
+  -- unstarted or snoozed > 0, jobs.release_error): a job given its runs back starts afresh.
   update jobs.job_queue q
   set scheduled_at = coalesce(reschedule.run_at, q.scheduled_at), priority = coalesce(reschedule.priority, q.priority),
       max_retries = coalesce(reschedule.max_retries, q.max_retries), attempt = coalesce(reschedule.attempt, q.attempt),
       unstarted = case when reschedule.attempt is null then q.unstarted else 0 end,
-      last_error = case when reschedule.attempt is null or q.unstarted = 0 then q.last_error
+      snoozed = case when reschedule.attempt is null then q.snoozed else 0 end,
+      last_error = case when reschedule.attempt is null or q.unstarted = 0 and q.snoozed = 0 then q.last_error
                         else nullif(substr(q.last_error, strpos(q.last_error || E'\n', E'\n') + 1), '') end
   where q.job_id = any(v_ids);
   perform jobs.notify('pgdrain_queued', x.queue)

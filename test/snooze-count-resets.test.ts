@@ -1,0 +1,45 @@
+// What starts a job's count of snoozes in a row (jobs.job_queue.snoozed, the
+// count its last_error's first line shows: 'snoozed until … (3 in a row)')
+// afresh besides a retry, an expiry and a release with a reason. On a real
+// PostgreSQL.
+import { beforeEach, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+
+const { sql } = await testDb();
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+});
+
+/** Claims the job (the only one due) and answers its attempt. */
+const claim = async () => (await sql<{ attempt: number }>('select attempt from jobs.consume(1)'))[0]!.attempt;
+
+/** Its delivery `attempt` nacked with error, due again at once. */
+const nack = async (id: string, attempt: number, error: string) =>
+  await sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['nack'], null, array[$3], array[now()])`, [id, attempt, error]);
+
+/** Its delivery `attempt` snoozed until at (a release with retry_at, no reason: SnoozeJob). */
+const snooze = async (id: string, attempt: number, at = 'now()') =>
+  await sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'], retry_at => array[${at}])`, [id, attempt]);
+
+const row = async (id: string) =>
+  (await sql<{ attempt: number; snoozed: number; last_error: string | null }>(
+    'select attempt, snoozed, last_error from jobs.job_queue where job_id = $1', [id]))[0];
+
+// jobs.reschedule(attempt => …) started the count of releases unstarted in a
+// row afresh and dropped its line, but kept the snoozes': the next snooze said
+// '(3 in a row)' of a job given all its runs back, above the old line's run error.
+it('jobs.reschedule given attempt starts the count of snoozes in a row afresh, dropping its line; without attempt it stays', async () => {
+  const id = (await sql<{ id: string }>(`select jobs.publish('t', '{}', max_retries => 2)::text as id`))[0]!.id;
+  await nack(id, await claim(), 'boom');
+  for (let n = 1; n <= 2; n++) await snooze(id, await claim());
+  expect(await row(id)).toEqual({ attempt: 1, snoozed: 2, last_error: expect.stringMatching(/^snoozed until \S+ \(2 in a row\)\nboom$/) });
+  await sql('select jobs.reschedule(array[$1::bigint], priority => 5)', [id]);
+  expect(await row(id)).toMatchObject({ snoozed: 2 });
+  await sql('select jobs.reschedule(array[$1::bigint], attempt => 0)', [id]);
+  // Unfixed: { snoozed: 2 }, the line kept.
+  expect(await row(id)).toEqual({ attempt: 0, snoozed: 0, last_error: 'boom' });
+  await snooze(id, await claim());
+  // Unfixed: '(3 in a row)'.
+  expect(await row(id)).toEqual({ attempt: 0, snoozed: 1, last_error: expect.stringMatching(/^snoozed until \S+ \(1 in a row\)\nboom$/) });
+});
