@@ -107,8 +107,8 @@ create table jobs.job_queue (
   unstarted    smallint    not null default 0,
   -- Its snoozes in a row (a release with retry_at, no reason: SnoozeJob, ctx.rateLimit), the count a
   -- snooze's line in last_error shows (jobs.release_error), a column for the same reason. Set by the
-  -- same updates; a release with a reason, a nack's retry, an expiry's and jobs.reschedule given an
-  -- attempt set it to 0.
+  -- same updates; a release with a reason, a nack's retry, an expiry's, jobs.reschedule given an
+  -- attempt and a replace publish (jobs.replace_waiting_job) set it to 0.
   snoozed      integer     not null default 0,
   -- lease_holder's rule, enforced: an update that ends a lease but keeps
   -- its holder fails (23514) instead of leaving a stale token behind.

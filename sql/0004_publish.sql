@@ -15,7 +15,8 @@
 --              task, body, scheduled_at, timeout_seconds, priority, max_retries,
 --              queue and attributes, and its id is returned; it keeps its id,
 --              created_at, attempt and last_error (and unstarted, the count
---              its first line may show), serial_key (left out:
+--              its first line may show; not a snooze's line, dropped, its count
+--              snoozed reset: those snoozes were the old job's), serial_key (left out:
 --              kept; another is refused) and dependencies (depends_on is refused). A running
 --              job is left to finish without the key, and a new job takes it.
 --              'replace_keep_time' (debounce without postponing: graphile-worker's

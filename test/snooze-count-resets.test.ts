@@ -20,7 +20,7 @@ const nack = async (id: string, attempt: number, error: string) =>
 
 /** Its delivery `attempt` snoozed until at (a release with retry_at, no reason: SnoozeJob). */
 const snooze = async (id: string, attempt: number, at = 'now()') =>
-  await sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'], retry_at => array[${at}])`, [id, attempt]);
+  await sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'], retry_at => array[${at}]::timestamptz[])`, [id, attempt]);
 
 const row = async (id: string) =>
   (await sql<{ attempt: number; snoozed: number; last_error: string | null }>(
@@ -42,4 +42,39 @@ it('jobs.reschedule given attempt starts the count of snoozes in a row afresh, d
   await snooze(id, await claim());
   // Unfixed: '(3 in a row)'.
   expect(await row(id)).toEqual({ attempt: 0, snoozed: 1, last_error: expect.stringMatching(/^snoozed until \S+ \(1 in a row\)\nboom$/) });
+});
+
+// A replace publish (dedupe_mode replace, replace_keep_time) rewrote the
+// waiting job and kept its last_error whole: its first line still said
+// 'snoozed until <a time maybe long past> (2 in a row)', snoozes of the job it
+// replaced, and its next snooze counted on from them. A replaced job keeps its
+// attempt and its last run's error (and its releases unstarted in a row, with
+// their line), not the snoozes.
+it('a replace publish drops the snoozes of the job it replaces (count and line), keeping its last run error and unstarted line', async () => {
+  const publish = (mode: string, body: string) => sql<{ id: string }>(`select jobs.publish('t', $1::jsonb, now() + interval '1 hour',
+    max_retries => 3, dedupe_key => 'k', dedupe_mode => $2)::text as id`, [body, mode]);
+  const id = (await sql<{ id: string }>(`select jobs.publish('t', '{"v":0}', max_retries => 3, dedupe_key => 'k')::text as id`))[0]!.id;
+  await nack(id, await claim(), 'boom');
+  await snooze(id, await claim(), `'2026-01-01T00:00:00Z'`);
+  await snooze(id, await claim(), `'2026-01-01T00:00:00Z'`);
+  expect(await row(id)).toEqual({ attempt: 1, snoozed: 2, last_error: 'snoozed until 2026-01-01T00:00:00.000Z (2 in a row)\nboom' });
+  expect(await publish('replace', '{"v":1}')).toEqual([{ id }]);
+  // Unfixed: { snoozed: 2 }, 'snoozed until 2026-01-01T00:00:00.000Z (2 in a row)\nboom'.
+  expect(await row(id)).toEqual({ attempt: 1, snoozed: 0, last_error: 'boom' });
+  // Its next snooze counts from 1.
+  await sql(`update jobs.job_queue set scheduled_at = now() where job_id = $1`, [id]);
+  await snooze(id, await claim());
+  expect(await row(id)).toMatchObject({ snoozed: 1, last_error: expect.stringMatching(/^snoozed until \S+ \(1 in a row\)\nboom$/) });
+  // replace_keep_time too; a job with no error before its snoozes has none after.
+  await sql('truncate jobs.job_queue');
+  const other = (await sql<{ id: string }>(`select jobs.publish('t', '{"v":0}', dedupe_key => 'k')::text as id`))[0]!.id;
+  await snooze(other, await claim(), `now() + interval '1 minute'`);
+  expect(await publish('replace_keep_time', '{"v":2}')).toEqual([{ id: other }]);
+  expect(await row(other)).toEqual({ attempt: 0, snoozed: 0, last_error: null });
+  // Releases unstarted in a row are the consumer's (no room to start it), not the job's content: kept, with their line.
+  await sql(`update jobs.job_queue set scheduled_at = now() where job_id = $1`, [other]);
+  await sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'], null, array['no room'])`, [other, await claim()]);
+  expect(await publish('replace', '{"v":3}')).toEqual([{ id: other }]);
+  expect(await sql('select unstarted, snoozed, last_error from jobs.job_queue where job_id = $1', [other]))
+    .toEqual([{ unstarted: 1, snoozed: 0, last_error: 'released unstarted (1 in a row): no room' }]);
 });
