@@ -11,10 +11,9 @@
 --            queue's, by jobs.queue_backoff; else jobs.backoff)
 --   fail     it failed with errors[i]: no retry (a null error of a nack or fail:
 --            jobs.settle_error's default; one past 8192 characters is cut, jobs.cut_error)
---   release  give it back unstarted, its attempt not spent; with retry_at[i], it runs
---            again then (a snooze: SnoozeJob, ctx.rateLimit); errors[i], why (drain():
---            no connection came free in time), heads its last_error (jobs.release_error);
---            the 26th such in a row is a nack instead (jobs.unstarted_bound)
+--   release  give it back unstarted, its attempt not spent; with retry_at[i], it runs again then (a snooze:
+--            SnoozeJob, ctx.rateLimit); errors[i], why (drain(): no connection came free in time), heads its
+--            last_error (jobs.release_error); the 26th such in a row is a nack instead (jobs.unstarted_bound)
 -- An outcome applies only while that delivery runs: the job is still on that
 -- attempt and leased (by worker_id, when given). So a drain whose lease
 -- expired and whose job went to another drain cannot settle the newer
@@ -97,18 +96,19 @@ begin
   if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 8192) then
     settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
-  -- A release with a reason of a job given back so unstarted 25 times in a row is a nack (jobs.unstarted_bound).
-  if settle_arrays.errors is not null and 'release' = any(settle_arrays.outcomes) then
-    select b.outcomes, b.errors, b.never into settle_arrays.outcomes, settle_arrays.errors, v_never from jobs.unstarted_bound(
-      settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors, settle_arrays.worker_id) b;
-  end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);
-  -- A retry or a snooze at ±infinity would break job_queue_scheduled_at_finite
-  -- deep in the update below: refused here, naming the field. Read only by a
-  -- batch with a nack or a release, so only such a batch looks.
+  -- A retry or a snooze at ±infinity would break job_queue_scheduled_at_finite deep in the update below: refused
+  -- here, naming the field (before jobs.unstarted_bound drops some). Only a batch with a nack or a release looks.
   if (v_nacks or v_releases) and settle_arrays.retry_at && array['infinity', '-infinity']::timestamptz[] then
     perform jobs.raise_invalid('PD008', 'retry_at', 'must hold finite times or nulls, got infinity');
+  end if;
+  -- A release with a reason of a job given back so unstarted 25 times in a row is a nack, retried after the backoff (jobs.unstarted_bound).
+  if settle_arrays.errors is not null and v_releases then
+    select b.outcomes, b.errors, b.never, b.retry_at into settle_arrays.outcomes, settle_arrays.errors, v_never, settle_arrays.retry_at
+    from jobs.unstarted_bound(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors, settle_arrays.retry_at,
+                              settle_arrays.worker_id) b;
+    v_nacks := v_nacks or v_never is not null;
   end if;
   -- A duration (kept as duration_ms) below 0, NaN or infinite is none: two comparisons per element
   -- in C (about 3 us a batch of 500), no rows but to name the first. NaN sorts above Infinity.

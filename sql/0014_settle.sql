@@ -87,20 +87,21 @@ $$;
 
 -- Releases with a reason are bounded: a consumer that never has room to start a job (a
 -- pool that stays full) would give it back without end. The release of one given back so 25 times in a row already
--- (jobs.job_queue.unstarted) is a nack instead, with an error saying so: its
--- attempt spent, it is retried after the backoff, or fails once its retries
--- are spent (its count starts again, the nack's error heading last_error). Only a release
+-- (jobs.job_queue.unstarted) is a nack instead, with an error saying so (replacing last_error, as any nack's): its
+-- attempt spent, it is retried after the backoff (the release's retry_at dropped: a failed attempt), or fails once
+-- its retries are spent (its count starts again). Only a release
 -- jobs.settle_arrays applies (that delivery leased, by p_worker_id when given, no cancel requested): a stale one
--- stays a release, stale. Answers jobs.settle_arrays' outcomes and errors with those releases made nacks, and
--- those deliveries as id:attempt ('12:1,15:3'; null when none).
-create function jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_worker_id text,
-                                     out outcomes text[], out errors text[], out never text)
+-- stays a release, stale. Answers jobs.settle_arrays' outcomes, errors and retry_at with those releases made nacks,
+-- and those deliveries as id:attempt ('12:1,15:3'; null when none).
+create function jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_retry_at timestamptz[],
+  p_worker_id text, out outcomes text[], out errors text[], out never text, out retry_at timestamptz[])
 language sql stable as $$
   select array_agg(case when b.over then 'nack' else x.outcome end order by x.i),
          array_agg(case when b.over then format('never started: released unstarted 25 times in a row, so nacked this time, '
                                                 || 'its attempt spent; this time too: %s', x.error) else x.error end order by x.i),
-         string_agg(x.id || ':' || x.attempt, ',') filter (where b.over)
-  from unnest(p_ids, p_attempts, p_outcomes, p_errors) with ordinality as x(id, attempt, outcome, error, i)
+         string_agg(x.id || ':' || x.attempt, ',') filter (where b.over),
+         case when p_retry_at is not null then array_agg(case when b.over then null else x.retry_at end order by x.i) end
+  from unnest(p_ids, p_attempts, p_outcomes, p_errors, p_retry_at) with ordinality as x(id, attempt, outcome, error, retry_at, i)
   cross join lateral (select x.outcome = 'release' and x.error is not null and exists (
     select 1 from jobs.job_queue q
     where q.job_id = x.id and q.attempt = x.attempt and q.unstarted >= 25 and case when q.lease_until is null then false else true end

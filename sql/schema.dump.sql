@@ -6549,18 +6549,19 @@ begin
   if settle_arrays.errors is not null and exists (select 1 from unnest(settle_arrays.errors) e where octet_length(e) > 8192) then
     settle_arrays.errors := array(select jobs.cut_error(x.e) from unnest(settle_arrays.errors) with ordinality as x(e, i) order by x.i);
   end if;
-  -- A release with a reason of a job given back so unstarted 25 times in a row is a nack (jobs.unstarted_bound).
-  if settle_arrays.errors is not null and 'release' = any(settle_arrays.outcomes) then
-    select b.outcomes, b.errors, b.never into settle_arrays.outcomes, settle_arrays.errors, v_never from jobs.unstarted_bound(
-      settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors, settle_arrays.worker_id) b;
-  end if;
   v_nacks := 'nack' = any(settle_arrays.outcomes);
   v_releases := 'release' = any(settle_arrays.outcomes);
-  -- A retry or a snooze at ±infinity would break job_queue_scheduled_at_finite
-  -- deep in the update below: refused here, naming the field. Read only by a
-  -- batch with a nack or a release, so only such a batch looks.
+  -- A retry or a snooze at ±infinity would break job_queue_scheduled_at_finite deep in the update below: refused
+  -- here, naming the field (before jobs.unstarted_bound drops some). Only a batch with a nack or a release looks.
   if (v_nacks or v_releases) and settle_arrays.retry_at && array['infinity', '-infinity']::timestamptz[] then
     perform jobs.raise_invalid('PD008', 'retry_at', 'must hold finite times or nulls, got infinity');
+  end if;
+  -- A release with a reason of a job given back so unstarted 25 times in a row is a nack, retried after the backoff (jobs.unstarted_bound).
+  if settle_arrays.errors is not null and v_releases then
+    select b.outcomes, b.errors, b.never, b.retry_at into settle_arrays.outcomes, settle_arrays.errors, v_never, settle_arrays.retry_at
+    from jobs.unstarted_bound(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors, settle_arrays.retry_at,
+                              settle_arrays.worker_id) b;
+    v_nacks := v_nacks or v_never is not null;
   end if;
   -- A duration (kept as duration_ms) below 0, NaN or infinite is none: two comparisons per element
   -- in C (about 3 us a batch of 500), no rows but to name the first. NaN sorts above Infinity.
@@ -7396,17 +7397,18 @@ begin
 end $$;
 
 --
--- Name: unstarted_bound(bigint[], integer[], text[], text[], text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: unstarted_bound(bigint[], integer[], text[], text[], timestamp with time zone[], text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_worker_id text, OUT outcomes text[], OUT errors text[], OUT never text) RETURNS record
+CREATE FUNCTION jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_retry_at timestamp with time zone[], p_worker_id text, OUT outcomes text[], OUT errors text[], OUT never text, OUT retry_at timestamp with time zone[]) RETURNS record
     LANGUAGE sql STABLE
     AS $$
   select array_agg(case when b.over then 'nack' else x.outcome end order by x.i),
          array_agg(case when b.over then format('never started: released unstarted 25 times in a row, so nacked this time, '
                                                 || 'its attempt spent; this time too: %s', x.error) else x.error end order by x.i),
-         string_agg(x.id || ':' || x.attempt, ',') filter (where b.over)
-  from unnest(p_ids, p_attempts, p_outcomes, p_errors) with ordinality as x(id, attempt, outcome, error, i)
+         string_agg(x.id || ':' || x.attempt, ',') filter (where b.over),
+         case when p_retry_at is not null then array_agg(case when b.over then null else x.retry_at end order by x.i) end
+  from unnest(p_ids, p_attempts, p_outcomes, p_errors, p_retry_at) with ordinality as x(id, attempt, outcome, error, retry_at, i)
   cross join lateral (select x.outcome = 'release' and x.error is not null and exists (
     select 1 from jobs.job_queue q
     where q.job_id = x.id and q.attempt = x.attempt and q.unstarted >= 25 and case when q.lease_until is null then false else true end

@@ -38,6 +38,8 @@ it('a job released unstarted 25 times in a row is nacked the 26th, its attempt s
   const never = `never started: released unstarted 25 times in a row, so nacked this time, its attempt spent; this time too: ${why}`;
   expect(await settle(id, await claim(), 'release', why)).toMatchObject({ released: 0, retried: 1, never_started_ids: `${id}:1` });
   expect(await row(id)).toEqual({ attempt: 1, last_error: never });
+  // Due after its backoff, not at the release's retry_at (below); made due here to go on.
+  await sql('update jobs.job_queue set scheduled_at = now() where job_id = $1', [id]);
   // Its next attempt counts from one again, its last run's error below.
   expect(await claim()).toBe(2);
   expect(await settle(id, 2, 'release', why)).toMatchObject({ released: 1 });
@@ -70,7 +72,9 @@ it("a release's reason replaces an earlier release's and keeps the last run's er
 it("a settle sent again (its reply lost) counts the release it made a nack as what it did, not stale", async () => {
   const id = (await sql<{ id: string }>(`select jobs.publish('resent', '{}', max_retries => 1)::text as id`))[0]!.id;
   const resend = async (attempt: number) => {
-    await sql(`update jobs.job_queue set last_error = 'released unstarted (25 in a row): no room', unstarted = 25 where job_id = $1`, [id]);
+    // Due now (a nack's retry waits its backoff).
+    await sql(`update jobs.job_queue set last_error = 'released unstarted (25 in a row): no room', unstarted = 25, scheduled_at = now()
+               where job_id = $1`, [id]);
     expect(await sql(`select attempt from jobs.claim(1, 'resent', null, null, null, null, 'W')`)).toEqual([{ attempt }]);
     const once = async () => (await sql<{ r: Answer }>(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'],
       null, array['no room'], array[now()], worker_id => 'W') as r`, [id, attempt]))[0]!.r;
@@ -153,4 +157,32 @@ it('a snooze at the largest count fails nothing: the count stays there, and the 
   expect(await sql('select snoozed from jobs.job_queue where job_id = $1', [id])).toEqual([{ snoozed: max }]);
   expect((await row(id))!.last_error).toMatch(new RegExp(`^snoozed until \\S+ \\(${max} in a row\\)\\nboom$`));
   expect(await sql('select status from jobs.job where job_id = $1', [other])).toEqual([{ status: 'success' }]);
+});
+
+// The 26th release in a row, made a nack (jobs.unstarted_bound), kept the
+// release's retry_at: a job given back with a time (a release with a reason and
+// retry_at, SQL callers) ran again then, not after its backoff as any nack of
+// a failed attempt does (docs/sql-api.md, tasks.md). Its error replaces the
+// last run's, as any nack's: the failed attempt is this one.
+it("the 26th release in a row, made a nack, runs again after the job's backoff, not at the release's retry_at", async () => {
+  await sql('delete from jobs.job_queue');
+  const id = (await sql<{ id: string }>(`select jobs.publish('t', '{}', max_retries => 2, retry_delay => 30,
+    retry_backoff => 'fixed')::text as id`))[0]!.id;
+  await sql(`update jobs.job_queue set unstarted = 25, last_error = 'released unstarted (25 in a row): no room' || E'\\n' || 'boom'
+             where job_id = $1`, [id]);
+  const attempt = await claim();
+  // Its settle's clock an hour before the release's time: the backoff counts from the clock (jobs.call_time).
+  expect((await sql<{ r: Answer }>(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'], null,
+    array['no room'], array['2030-01-01T01:00:00Z'::timestamptz], now => '2030-01-01T00:00:00Z') as r`, [id, attempt]))[0]!.r)
+    .toMatchObject({ retried: 1, released: 0, never_started_ids: `${id}:1` });
+  // Unfixed: 2030-01-01T01:00:00Z, the release's time.
+  expect(await sql(`select attempt, unstarted, to_char(scheduled_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') as at, last_error
+                    from jobs.job_queue where job_id = $1`, [id])).toEqual([{ attempt: 1, unstarted: 0, at: '2030-01-01T00:00:30',
+    last_error: 'never started: released unstarted 25 times in a row, so nacked this time, its attempt spent; this time too: no room' }]);
+  // A bad retry_at is refused whatever the job's count (checked before the bound drops it), nothing written.
+  await sql('update jobs.job_queue set unstarted = 25, scheduled_at = now() where job_id = $1', [id]);
+  const next = await claim();
+  await expect(sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'], null, array['no room'],
+    array['infinity'::timestamptz])`, [id, next])).rejects.toMatchObject({ code: 'PD008', message: expect.stringContaining('retry_at') });
+  expect(await sql('select attempt, unstarted from jobs.job_queue where job_id = $1', [id])).toEqual([{ attempt: next, unstarted: 25 }]);
 });
