@@ -94,8 +94,15 @@ it("one still waiting when the drain's grace after its signal ends is released, 
     expect(report.failures.map((f) => f.error)).toEqual(["did not stop within graceMs=0 after the drain's signal"]);
     // Which the stop nacked and which it released, and the CLI's line (unfixed: no count; its signal's line said all were nacked).
     expect(report.interrupted).toEqual({ nacked: 1, released: 1 });
-    expect(formatReport(report).split('\n')).toContain('  stopped at once: 1 running job(s) nacked, their attempt spent '
-      + '(retried, or failed with no retries left); 1 waiting for a connection released, no attempt spent');
+    const stopLine = '  stopped at once: 1 running job(s) nacked, their attempt spent '
+      + '(retried, or failed with no retries left); 1 waiting for a connection released, no attempt spent';
+    // The released one once: unfixed, a second line said it again ('1 of the released never started (…)').
+    expect(report.releasedUnstarted).toBe(1);
+    expect(formatReport(report).split('\n').slice(1)).toEqual([stopLine, expect.stringMatching(/^ {2}job \d+ long attempt 1 failed: /)]);
+    // Others released unstarted before the stop: one more line, counting only those.
+    expect(formatReport({ ...report, releasedUnstarted: 3 }).split('\n').slice(1, 3)).toEqual([stopLine,
+      '  2 more of the released never started (no connection came free in time, or the deadline or a stop came first): '
+      + 'given back, no attempt spent; the 26th such release of a job in a row is a nack']);
     expect(await stops.db.sql(`select attempt, lease_until, last_error from jobs.job_queue`)).toEqual(unrunRow(unstartedWhy(5, 'stop')));
   } finally {
     for (const release of stops.releases.splice(0)) release();

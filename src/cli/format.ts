@@ -17,9 +17,11 @@ export function formatReport(r: DrainReport, deadlineSeconds?: number): string {
     lines.push(`  stopped at once: ${nacked} running job(s) nacked, their attempt spent (retried, or failed with no retries left); `
       + `${released} waiting for a connection released, no attempt spent`);
   }
-  if (r.releasedUnstarted > 0) {
-    lines.push(`  ${r.releasedUnstarted} of the released never started (no connection came free in time, or the deadline or a stop came `
-      + 'first): given back, no attempt spent; the 26th such release of a job in a row is a nack');
+  // Those the stop released never started too (counted in releasedUnstarted): the line above names them, this one the rest.
+  const unstarted = r.releasedUnstarted - released;
+  if (unstarted > 0) {
+    lines.push(`  ${unstarted}${released > 0 ? ' more' : ''} of the released never started (no connection came free in time, or the `
+      + 'deadline or a stop came first): given back, no attempt spent; the 26th such release of a job in a row is a nack');
   }
   if (r.stale > 0) lines.push(`  ${r.stale} outcome(s) not applied: their delivery had already ended (lease expired or taken over)`);
   for (const f of r.failures.slice(0, 20)) {
