@@ -47,10 +47,12 @@ $$;
 -- would retry the job at once (its backoff skipped) or hand it out again,
 -- and the drain's own nack would come stale. Any other claim (another
 -- drain's, a successor's after a crash: a new holder, whatever its worker
--- id), jobs.expire and jobs.maintain take them back as ever.
+-- id), jobs.expire and jobs.maintain take them back as ever. p_only: of
+-- these jobs only; none given outside READ COMMITTED, it goes through
+-- jobs.expire_apart (sql/0041), which gives them.
 create function jobs.expire_due(n integer, p_now timestamptz, p_after timestamptz,
                                 p_leases boolean default true, p_waiting boolean default true,
-                                p_holder bigint default null,
+                                p_holder bigint default null, p_only bigint[] default null,
                                 out leases integer, out waiting integer)
 language plpgsql as $$
 declare
@@ -59,12 +61,16 @@ declare
   v_deps boolean;
   v_own boolean;
 begin
+  if p_only is null and current_setting('transaction_isolation') <> 'read committed' then
+    select a.leases, a.waiting into leases, waiting from jobs.expire_apart(n, p_now, p_after, p_leases, p_waiting, p_holder) a;
+    return;
+  end if;
   with expired as (
     select q.job_id, q.lease_until as at, false as stale,
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
     from jobs.job_queue q
     where p_leases and q.lease_until <= p_now and q.lease_until > coalesce(p_after, '-infinity')
-      and (p_holder is null or q.lease_holder is distinct from p_holder)
+      and (p_holder is null or q.lease_holder is distinct from p_holder) and (p_only is null or q.job_id = any(p_only))
     order by q.lease_until
     limit expire_due.n
     for update skip locked
@@ -78,6 +84,7 @@ begin
     select q.job_id, q.expires_at as at, true as stale, q.serial_key is not null and not q.serial_wait as keyed_end
     from jobs.job_queue q
     where p_waiting and q.expires_at <= p_now and q.lease_until is null and q.waiting_deps = 0
+      and (p_only is null or q.job_id = any(p_only))
     order by q.expires_at
     limit expire_due.n
     for update skip locked

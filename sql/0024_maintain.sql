@@ -20,6 +20,71 @@ begin
   end if;
 end $$;
 
+-- jobs.maintain's retention: removes ended jobs that ended before p_before
+-- from jobs.job (moved to jobs.job_archive when p_archive), at most p_max,
+-- oldest first, with the throttle windows they hold. Its rows taken SKIP
+-- LOCKED, it waits on no row, so expiry's lock order is unchanged. p_only:
+-- of these ids only; none given outside READ COMMITTED, it goes through
+-- jobs.remove_ended_apart (sql/0041), which gives them.
+create function jobs.remove_ended(p_before timestamptz, p_archive boolean, p_max integer, p_only bigint[] default null,
+                                  out removed integer, out archived integer)
+language plpgsql as $$
+declare
+  v_gone bigint[];
+  v_gone_keys text[];
+begin
+  if p_only is null and current_setting('transaction_isolation') <> 'read committed' then
+    select a.removed, a.archived into removed, archived from jobs.remove_ended_apart(p_before, p_archive, p_max) a;
+    return;
+  end if;
+  with old as (
+    select j.job_id from jobs.job j
+    where j.ended_at < p_before and (p_only is null or j.job_id = any(p_only))
+    order by j.ended_at
+    limit p_max
+    for update skip locked
+  ), gone as (
+    delete from jobs.job j using old where j.job_id = old.job_id returning j.*
+  ), kept as (
+    insert into jobs.job_archive select * from gone where p_archive returning 1
+  )
+  -- The throttle windows (sql/0032) the deleted jobs hold go with them, as
+  -- jobs.delete_jobs lets them go: kept, a throttled publish of the key
+  -- would answer a job that no longer exists. An archived job still is one
+  -- (getJob and waitFor find it in jobs.job_archive) and holds its window,
+  -- unless its end frees it (jobs.frees_window; jobs.throttle_lock reads
+  -- that in jobs.job_archive too: this drops the row). At most p_max,
+  -- one probe per keyed job.
+  select (select count(*) from gone), (select count(*) from kept), f.ids, f.keys
+  into removed, archived, v_gone, v_gone_keys
+  from (select array_agg(g.job_id) as ids, array_agg(g.dedupe_key) as keys from gone g
+        where g.dedupe_key is not null and (not p_archive or jobs.frees_window(g.status, g.attempts, g.error))) f;
+  if v_gone is not null then
+    perform jobs.forget_windows(v_gone, v_gone_keys);
+  end if;
+end $$;
+
+-- jobs.maintain's ended throttle windows (sql/0032): deletes at most p_max
+-- whose until has passed at p_now (no publish reads them), and counts them,
+-- so that a full share tells run_maintenance and TS maintain() that more are
+-- left. p_only: of these keys only (outside READ COMMITTED, as
+-- jobs.remove_ended: jobs.delete_ended_windows_apart).
+create function jobs.delete_ended_windows(p_now timestamptz, p_max integer, p_only text[] default null)
+returns integer language plpgsql as $$
+declare
+  v_windows integer;
+begin
+  if p_only is null and current_setting('transaction_isolation') <> 'read committed' then
+    return jobs.delete_ended_windows_apart(p_now, p_max);
+  end if;
+  delete from jobs.throttle t using (
+    select o.dedupe_key from jobs.throttle o where o.until <= p_now and (p_only is null or o.dedupe_key = any(p_only))
+    order by o.until limit p_max for update skip locked) old
+  where t.dedupe_key = old.dedupe_key;
+  get diagnostics v_windows = row_count;
+  return v_windows;
+end $$;
+
 -- One maintenance pass: settles expired leases, publishes due drain-run
 -- ticks, and removes ended jobs older than `retention` from jobs.job (moved
 -- to jobs.job_archive when archive is true) and the throttle windows they
@@ -28,7 +93,9 @@ end $$;
 -- when this role may not delete from it), and at most max_rows ended dedupe
 -- throttle windows (sql/0032) and jobs.tick_miss rows of ticks no longer
 -- due. One transaction: a backlog larger
--- than max_rows takes more passes (jobs.run_maintenance). Returns
+-- than max_rows takes more passes (jobs.run_maintenance). Outside READ
+-- COMMITTED, a row another session changed after its snapshot is left to
+-- that session, the rest done (sql/0041), not the pass failed with 40001. Returns
 -- {"expired", "ticks", "deleted", "archived", "windows", "misses"} (windows:
 -- the ended throttle windows deleted; misses: those tick_miss rows;
 -- expired: jobs.expire's count, the leases settled and the waiting jobs
@@ -44,13 +111,11 @@ declare
   v_now timestamptz := jobs.clock(maintain.now);
   v_expired integer;
   v_ticks integer;
-  v_removed integer;
-  v_archived integer;
+  v_removal record;  -- jobs.remove_ended's removed, archived
   v_windows integer;
-  v_gone bigint[];
-  v_gone_keys text[];
   v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
   v_misses integer;
+  v_prune text;
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -70,41 +135,9 @@ begin
 
   -- Retention before expiry: a job expiry ends is dated when its lease ran
   -- out (often past a short retention), and would otherwise be deleted by
-  -- this very pass, never seen as a dead letter. Its rows taken SKIP LOCKED,
-  -- this statement waits on no row, so expiry's lock order is unchanged.
-  with old as (
-    select j.job_id from jobs.job j
-    where j.ended_at < v_now - maintain.retention
-    order by j.ended_at
-    limit maintain.max_rows
-    for update skip locked
-  ), gone as (
-    delete from jobs.job j using old where j.job_id = old.job_id returning j.*
-  ), kept as (
-    insert into jobs.job_archive select * from gone where maintain.archive returning 1
-  )
-  -- The throttle windows (sql/0032) the deleted jobs hold go with them, as
-  -- jobs.delete_jobs lets them go: kept, a throttled publish of the key
-  -- would answer a job that no longer exists. An archived job still is one
-  -- (getJob and waitFor find it in jobs.job_archive) and holds its window,
-  -- unless its end frees it (jobs.frees_window; jobs.throttle_lock reads
-  -- that in jobs.job_archive too: this drops the row). At most max_rows,
-  -- one probe per keyed job.
-  select (select count(*) from gone), (select count(*) from kept), f.ids, f.keys
-  into v_removed, v_archived, v_gone, v_gone_keys
-  from (select array_agg(g.job_id) as ids, array_agg(g.dedupe_key) as keys from gone g
-        where g.dedupe_key is not null and (not maintain.archive or jobs.frees_window(g.status, g.attempts, g.error))) f;
-  if v_gone is not null then
-    perform jobs.forget_windows(v_gone, v_gone_keys);
-  end if;
-  -- Dedupe keys' throttle windows that have ended (sql/0032): no publish
-  -- reads a row past its until. Counted, so that a full share tells
-  -- run_maintenance and TS maintain() that more are left.
-  delete from jobs.throttle t using (
-    select o.dedupe_key from jobs.throttle o where o.until <= v_now
-    order by o.until limit maintain.max_rows for update skip locked) old
-  where t.dedupe_key = old.dedupe_key;
-  get diagnostics v_windows = row_count;
+  -- this very pass, never seen as a dead letter.
+  v_removal := jobs.remove_ended(v_now - maintain.retention, maintain.archive, maintain.max_rows);
+  v_windows := jobs.delete_ended_windows(v_now, maintain.max_rows);
   v_expired := jobs.expire(maintain.max_rows, v_now);
   v_ticks := jobs.publish_ticks(v_now, v_lost);
   -- Misses of claims' tick waits (jobs.tick_miss, sql/0021; after this pass's ticks) whose
@@ -126,13 +159,21 @@ begin
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.
   -- It reads all of pg_cron's log (no index on it): run_maintenance asks it of its first pass only.
+  -- Outside READ COMMITTED, rows another pass deleted after this snapshot raise 40001: left to it.
   if maintain.prune_run_log and jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
-    execute 'delete from cron.job_run_details d using cron.job j
-             where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1'
-      using v_now - maintain.retention;
+    v_prune := 'delete from cron.job_run_details d using cron.job j
+                where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1';
+    if current_setting('transaction_isolation') = 'read committed' then
+      execute v_prune using v_now - maintain.retention;
+    else
+      begin
+        execute v_prune using v_now - maintain.retention;
+      exception when serialization_failure then null;
+      end;
+    end if;
   end if;
   return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
-                            'deleted', v_removed - v_archived, 'archived', v_archived, 'windows', v_windows,
+                            'deleted', v_removal.removed - v_removal.archived, 'archived', v_removal.archived, 'windows', v_windows,
                             'misses', v_misses);
 end $$;
 

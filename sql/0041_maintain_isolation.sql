@@ -1,0 +1,131 @@
+-- pgdrain 0041: jobs.maintain's steps (and a claim's expiry) outside READ
+-- COMMITTED: a row another session changed after the snapshot is left to it.
+
+-- In REPEATABLE READ or SERIALIZABLE, locking a row that another
+-- transaction updated or deleted after this one's snapshot raises 40001
+-- ('could not serialize access due to concurrent update'), SKIP LOCKED or
+-- not: one ended job another pass removed, one throttle window a publish
+-- renewed, one lease its drain acked or another claim expired failed the
+-- whole pass (or claim), its other steps' work rolled back with it. Each
+-- step here lists the rows its snapshot shows it would take, and runs on
+-- them all at once, as under READ COMMITTED, in a block of its own; on
+-- 40001 on each half of them, and so on (a row's 40001 costs about 2 log2 n
+-- blocks, not n): a row whose own block fails so is left as it is, to the
+-- session that changed it (the next pass, its snapshot newer, sees what
+-- that did), and the rest is done. Only work that the next pass redoes is
+-- left so: a block holds all of its rows' work (a job's expiry its
+-- dependants' and its serial key's too), undone together. Custom plans
+-- there: a generic one reads the step's whole index for each block (10,000
+-- ended jobs, one changed: 20 s one row at a time). Under READ COMMITTED
+-- (which re-reads a changed row instead) none of this runs: the steps are
+-- one statement each, as ever.
+
+-- jobs.remove_ended outside READ COMMITTED: the ended jobs it would
+-- remove, by halves (each job with its throttle window).
+create function jobs.remove_ended_apart(p_before timestamptz, p_archive boolean, p_max integer,
+                                        out removed integer, out archived integer)
+language plpgsql set plan_cache_mode = force_custom_plan as $$
+declare
+  v_ids bigint[] := array(select j.job_id from jobs.job j where j.ended_at < p_before order by j.ended_at limit p_max);
+  v_from integer[] := array[1];  -- the ranges of v_ids still to do, a stack: v_from[i] to v_to[i]
+  v_to integer[] := array[cardinality(v_ids)];
+  v_lo integer;
+  v_hi integer;
+begin
+  removed := 0;
+  archived := 0;
+  while cardinality(v_from) > 0 loop
+    v_lo := v_from[cardinality(v_from)];
+    v_hi := v_to[cardinality(v_to)];
+    v_from := trim_array(v_from, 1);
+    v_to := trim_array(v_to, 1);
+    begin
+      select remove_ended_apart.removed + r.removed, remove_ended_apart.archived + r.archived into removed, archived
+      from jobs.remove_ended(p_before, p_archive, p_max, v_ids[v_lo:v_hi]) r;
+    exception when serialization_failure then
+      if v_lo < v_hi then  -- each half apart, the first first; one row: left to the session that changed it
+        v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
+        v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
+      end if;
+    end;
+  end loop;
+end $$;
+
+-- jobs.delete_ended_windows outside READ COMMITTED: the ended windows, by
+-- halves (one a publish renewed since is kept).
+create function jobs.delete_ended_windows_apart(p_now timestamptz, p_max integer)
+returns integer language plpgsql set plan_cache_mode = force_custom_plan as $$
+declare
+  v_keys text[] := array(select o.dedupe_key from jobs.throttle o where o.until <= p_now order by o.until limit p_max);
+  v_from integer[] := array[1];  -- as in jobs.remove_ended_apart
+  v_to integer[] := array[cardinality(v_keys)];
+  v_lo integer;
+  v_hi integer;
+  v_windows integer := 0;
+begin
+  while cardinality(v_from) > 0 loop
+    v_lo := v_from[cardinality(v_from)];
+    v_hi := v_to[cardinality(v_to)];
+    v_from := trim_array(v_from, 1);
+    v_to := trim_array(v_to, 1);
+    begin
+      v_windows := v_windows + jobs.delete_ended_windows(p_now, p_max, v_keys[v_lo:v_hi]);
+    exception when serialization_failure then
+      if v_lo < v_hi then
+        v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
+        v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
+      end if;
+    end;
+  end loop;
+  return v_windows;
+end $$;
+
+-- jobs.expire_due outside READ COMMITTED (a claim's, jobs.expire's,
+-- jobs.maintain's): the jobs it would end or retry (as it picks them, its
+-- bound on serial keys too), by halves, each with all its expiry does (its
+-- dependants, its serial key's next job, its dead letter): a lease its
+-- drain settled or extended, or another expiry took, after this snapshot
+-- is left to that (never expired twice).
+create function jobs.expire_apart(n integer, p_now timestamptz, p_after timestamptz, p_leases boolean,
+                                  p_waiting boolean, p_holder bigint, out leases integer, out waiting integer)
+language plpgsql set plan_cache_mode = force_custom_plan as $$
+declare
+  v_ids bigint[] := array(
+    select e.job_id from (
+      select e.job_id, e.at, e.keyed_end, count(*) filter (where e.keyed_end) over (order by e.at, e.job_id) as k
+      from ((select q.job_id, q.lease_until as at,
+                    q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
+             from jobs.job_queue q
+             where p_leases and q.lease_until <= p_now and q.lease_until > coalesce(p_after, '-infinity')
+               and (p_holder is null or q.lease_holder is distinct from p_holder)
+             order by q.lease_until limit n)
+            union all
+            (select q.job_id, q.expires_at, q.serial_key is not null and not q.serial_wait
+             from jobs.job_queue q
+             where p_waiting and q.expires_at <= p_now and q.lease_until is null and q.waiting_deps = 0
+             order by q.expires_at limit n)) e) e
+    where not e.keyed_end or e.k <= jobs.max_serial_keys()
+    order by e.at, e.job_id);
+  v_from integer[] := array[1];  -- as in jobs.remove_ended_apart
+  v_to integer[] := array[cardinality(v_ids)];
+  v_lo integer;
+  v_hi integer;
+begin
+  leases := 0;
+  waiting := 0;
+  while cardinality(v_from) > 0 loop
+    v_lo := v_from[cardinality(v_from)];
+    v_hi := v_to[cardinality(v_to)];
+    v_from := trim_array(v_from, 1);
+    v_to := trim_array(v_to, 1);
+    begin
+      select expire_apart.leases + e.leases, expire_apart.waiting + e.waiting into leases, waiting
+      from jobs.expire_due(n, p_now, p_after, p_leases, p_waiting, p_holder, v_ids[v_lo:v_hi]) e;
+    exception when serialization_failure then
+      if v_lo < v_hi then
+        v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
+        v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
+      end if;
+    end;
+  end loop;
+end $$;
