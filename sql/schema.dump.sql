@@ -2108,6 +2108,7 @@ begin
     v_from := trim_array(v_from, 1);
     v_to := trim_array(v_to, 1);
     begin
+      perform from jobs.throttle o where o.dedupe_key = any(v_keys[v_lo:v_hi]) for update skip locked;
       v_windows := v_windows + jobs.delete_ended_windows(p_now, p_max, v_keys[v_lo:v_hi]);
     exception when serialization_failure then
       if v_lo < v_hi then
@@ -2519,6 +2520,7 @@ begin
     v_from := trim_array(v_from, 1);
     v_to := trim_array(v_to, 1);
     begin
+      perform from jobs.job_queue q where q.job_id = any(v_ids[v_lo:v_hi]) for update skip locked;
       select expire_apart.leases + e.leases, expire_apart.waiting + e.waiting into leases, waiting
       from jobs.expire_due(n, p_now, p_after, p_leases, p_waiting, p_holder, v_ids[v_lo:v_hi]) e;
     exception when serialization_failure then
@@ -5345,6 +5347,7 @@ begin
     v_from := trim_array(v_from, 1);
     v_to := trim_array(v_to, 1);
     begin
+      perform from jobs.job j where j.job_id = any(v_ids[v_lo:v_hi]) for update skip locked;  -- a changed row's 40001, cheaply
       select remove_ended_apart.removed + r.removed, remove_ended_apart.archived + r.archived into removed, archived
       from jobs.remove_ended(p_before, p_archive, p_max, v_ids[v_lo:v_hi]) r;
     exception when serialization_failure then
