@@ -23,47 +23,31 @@ begin
   return v_q;
 end $$;
 
--- A job's own dead-letter queue (jobs.publish's dead_letter; p_field:
--- 'jobs[3].dead_letter' in a bulk), checked as jobs.create_queue checks a
--- queue's (PD009): a queue name, an existing queue, and neither the job's
--- queue p_queue nor one whose dead letters lead back to it (the failed job
--- would come back to the queue it failed in). The queue is held against a
--- delete until commit (jobs.hold_queue), so jobs.delete_queue, which refuses
--- a queue an active job names, sees this job. The walk reads the queues as
--- they are: a route changed later may close such a path, but the copy has
--- no dead letter of its own, so it follows its queue's, which never loop.
-create function jobs.check_dead_letter(p_dead text, p_queue text, p_field text)
-returns void language plpgsql as $$
-declare
-  v_path text[] := array[p_queue];
-  v_at text := p_dead;
-begin
-  perform jobs.check_name(p_dead, 'PD009', p_field, 'queue name');
-  if p_dead = p_queue then
-    perform jobs.raise_invalid('PD009', p_field, format(
-      'must name another queue than the job''s own (%s): failing for good, it would come back to the queue it failed in',
-      quote_literal(p_dead)));
-  end if;
-  if (jobs.hold_queue(p_dead)).name is null then
-    perform jobs.raise_invalid('PD009', p_field, format(
-      'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(p_dead), quote_literal(p_dead)));
-  end if;
-  while v_at is not null and v_at <> all(v_path) loop
-    v_path := v_path || v_at;
-    select q.dead_letter into v_at from jobs.queue q where q.name = v_at;
-  end loop;
-  if v_at = p_queue then
-    perform jobs.raise_invalid('PD009', p_field, format(
-      'must not lead back to the job''s queue %s: %s would be a loop (failing for good, it would come back to the queue it failed in)',
-      quote_literal(p_queue), array_to_string(v_path || v_at, ' -> ')));
-  end if;
-end $$;
+-- A row per bounded queue that jobs.admit added jobs to, written (admits
+-- + 1) by every such admit under the queue's publishers' lock, whatever its
+-- isolation: an admit in a REPEATABLE READ or SERIALIZABLE snapshot older
+-- than another's committed since then fails on its write with 40001
+-- (serialization_failure: nothing written, retry the transaction), where
+-- its count, read in that snapshot, missed those jobs and let it overfill.
+-- A table of its own, not a column of jobs.queue: the row lock of such a
+-- write, taken after jobs.hold_queue's shared lock, would close a cycle
+-- with jobs.delete_queue (the queue's row FOR UPDATE, then that lock) and
+-- with an app transaction that changed the queue (jobs.create_queue,
+-- jobs.pause_queue), then published to it. No foreign key (an insert's key
+-- share of the queue's row would close that cycle too): jobs.delete_queue
+-- deletes the row. Unbounded queues have none.
+create table jobs.queue_admits (
+  queue  text   primary key,
+  admits bigint not null default 1
+);
 
 -- Checks that a queue exists and has room for n more waiting jobs (n = 0:
 -- adds none, nothing to check), and returns its row: the publish takes the
 -- queue's default_* from this one lookup. A bounded queue (max_size set)
--- serialises its publishers on an advisory lock until they commit, so the
--- bound holds exactly. Every publish also holds the queue against a delete
+-- serialises its publishers on an advisory lock until they commit, and
+-- each admit that adds jobs writes its row of jobs.queue_admits under it,
+-- so the bound holds for admits in any isolation (in an older snapshot:
+-- 40001). Every publish also holds the queue against a delete
 -- until it commits, as jobs.hold_queue does (inline here: the function
 -- call cost ~2% of a single publish, pgbench with fsync off; the shared
 -- lock ~2% more): jobs.delete_queue (sql/0034) waits for publishes in
@@ -104,6 +88,10 @@ begin
         'queue %s is full: %s waiting job%s + %s %s > max_size %s; %s later or raise it with jobs.create_queue(%s, max_size => ...)',
         quote_literal(p_queue), v_waiting, case when v_waiting = 1 then '' else 's' end, p_n, p_what, v_max,
         case when p_what = 'redriven' then 'redrive' else 'publish' end, quote_literal(p_queue)));
+    end if;
+    update jobs.queue_admits a set admits = a.admits + 1 where a.queue = p_queue;
+    if not found then  -- its first (in an older snapshot: one committed since, 40001 too)
+      insert into jobs.queue_admits as a (queue) values (p_queue) on conflict (queue) do update set admits = a.admits + 1;
     end if;
   end if;
   return v_q;

@@ -136,8 +136,9 @@ begin
       quote_literal(delete_queue.name), v_named, v_first));
   end if;
   delete from jobs.queue q where q.name = delete_queue.name;
-  -- Its max_running slots, none of them running now.
+  -- Its max_running slots, none of them running now; its bounded admits' row (no publish in flight).
   delete from jobs.running_slot s where s.queue = delete_queue.name;
+  delete from jobs.queue_admits a where a.queue = delete_queue.name;
   return true;
 end $$;
 

@@ -1,5 +1,6 @@
 -- pgdrain 0039: checking jobs.publish's arguments (jobs.check_publish), each
--- with the check of sql/0002 for its field, in the order jobs.publish gives them.
+-- with the check of sql/0002 for its field, in the order jobs.publish gives them;
+-- and a job's own dead-letter queue (jobs.check_dead_letter).
 
 -- jobs.publish's arguments (sql/0004 says what each means), checked in this
 -- order before it takes a lock but the hold of a dead_letter's queue
@@ -75,5 +76,42 @@ begin
   if p_depends_on is not null and p_dedupe_mode in ('replace', 'replace_keep_time') then
     perform jobs.raise_invalid('PD013', 'depends_on', format(
       'cannot be given with dedupe_mode %s (a replaced job keeps its dependencies)', p_dedupe_mode));
+  end if;
+end $$;
+
+-- A job's own dead-letter queue (jobs.publish's dead_letter; p_field:
+-- 'jobs[3].dead_letter' in a bulk), checked as jobs.create_queue checks a
+-- queue's (PD009): a queue name, an existing queue, and neither the job's
+-- queue p_queue nor one whose dead letters lead back to it (the failed job
+-- would come back to the queue it failed in). The queue is held against a
+-- delete until commit (jobs.hold_queue, sql/0003), so jobs.delete_queue,
+-- which refuses a queue an active job names, sees this job. The walk reads
+-- the queues as they are: a route changed later may close such a path, but
+-- the copy has no dead letter of its own, so it follows its queue's, which
+-- never loop.
+create function jobs.check_dead_letter(p_dead text, p_queue text, p_field text)
+returns void language plpgsql as $$
+declare
+  v_path text[] := array[p_queue];
+  v_at text := p_dead;
+begin
+  perform jobs.check_name(p_dead, 'PD009', p_field, 'queue name');
+  if p_dead = p_queue then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'must name another queue than the job''s own (%s): failing for good, it would come back to the queue it failed in',
+      quote_literal(p_dead)));
+  end if;
+  if (jobs.hold_queue(p_dead)).name is null then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(p_dead), quote_literal(p_dead)));
+  end if;
+  while v_at is not null and v_at <> all(v_path) loop
+    v_path := v_path || v_at;
+    select q.dead_letter into v_at from jobs.queue q where q.name = v_at;
+  end loop;
+  if v_at = p_queue then
+    perform jobs.raise_invalid('PD009', p_field, format(
+      'must not lead back to the job''s queue %s: %s would be a loop (failing for good, it would come back to the queue it failed in)',
+      quote_literal(p_queue), array_to_string(v_path || v_at, ' -> ')));
   end if;
 end $$;

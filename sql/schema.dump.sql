@@ -193,6 +193,10 @@ begin
         quote_literal(p_queue), v_waiting, case when v_waiting = 1 then '' else 's' end, p_n, p_what, v_max,
         case when p_what = 'redriven' then 'redrive' else 'publish' end, quote_literal(p_queue)));
     end if;
+    update jobs.queue_admits a set admits = a.admits + 1 where a.queue = p_queue;
+    if not found then  -- its first (in an older snapshot: one committed since, 40001 too)
+      insert into jobs.queue_admits as a (queue) values (p_queue) on conflict (queue) do update set admits = a.admits + 1;
+    end if;
   end if;
   return v_q;
 end $$;
@@ -2255,8 +2259,9 @@ begin
       quote_literal(delete_queue.name), v_named, v_first));
   end if;
   delete from jobs.queue q where q.name = delete_queue.name;
-  -- Its max_running slots, none of them running now.
+  -- Its max_running slots, none of them running now; its bounded admits' row (no publish in flight).
   delete from jobs.running_slot s where s.queue = delete_queue.name;
+  delete from jobs.queue_admits a where a.queue = delete_queue.name;
   return true;
 end $$;
 
@@ -7823,6 +7828,15 @@ CREATE TABLE jobs.migration (
 );
 
 --
+-- Name: queue_admits; Type: TABLE; Schema: jobs; Owner: -
+--
+
+CREATE TABLE jobs.queue_admits (
+    queue text NOT NULL,
+    admits bigint DEFAULT 1 NOT NULL
+);
+
+--
 -- Name: rate_limit; Type: TABLE; Schema: jobs; Owner: -
 --
 
@@ -8033,6 +8047,13 @@ ALTER TABLE ONLY jobs.job_queue
 
 ALTER TABLE ONLY jobs.migration
     ADD CONSTRAINT migration_pkey PRIMARY KEY (version);
+
+--
+-- Name: queue_admits queue_admits_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
+--
+
+ALTER TABLE ONLY jobs.queue_admits
+    ADD CONSTRAINT queue_admits_pkey PRIMARY KEY (queue);
 
 --
 -- Name: queue queue_pkey; Type: CONSTRAINT; Schema: jobs; Owner: -
