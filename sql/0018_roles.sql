@@ -70,10 +70,11 @@ begin
   -- worker may not read (sql/0025), and the raise of its argument checks.
   execute format('grant execute on procedure jobs.drain_sql(integer, numeric, text, jsonb) to %I', v_roles[2]);
   -- Handlers take rate-limit tokens (sql/0030), report progress (sql/0031)
-  -- and extend their leases (sql/0035).
+  -- and extend their leases (sql/0035); a drain whose own loop failed gives its leases back (sql/0035).
   execute format('grant execute on function jobs.take_token(text, integer, double precision), '
                  'jobs.set_progress(bigint, integer, jsonb, text), '
-                 'jobs.extend_lease(bigint, integer, numeric, timestamptz, text) to %I', v_roles[2]);
+                 'jobs.extend_lease(bigint, integer, numeric, timestamptz, text), '
+                 'jobs.release_holder(bigint, text) to %I', v_roles[2]);
   execute format('grant execute on function jobs.publish_due_schedules(timestamptz), jobs.sql_task_call(text), jobs.sql_unfit(text, numeric), jobs.raise_invalid(text, text, text) to %I',
                  v_roles[2]);
   execute format('grant select on jobs.job, jobs.job_archive to %I', v_roles[2]);

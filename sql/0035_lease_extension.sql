@@ -50,3 +50,25 @@ end $$;
 -- As every function a role of jobs.create_roles is granted: no role may
 -- call it before migrate --roles grants it (PUBLIC may execute a new function).
 revoke execute on function jobs.extend_lease(bigint, integer, numeric, timestamptz, text) from public;
+
+-- Gives back every job still leased to one drain call (its holder, as
+-- jobs.claim_json keeps it on the jobs it claims) and to worker_id, as a
+-- release in jobs.settle_arrays does: its attempt given back, not run. A
+-- drain whose own loop failed calls it once, after its last settle landed
+-- (drain-end.ts endOnFault): what it still holds then is what it lost track
+-- of, the jobs of the claim whose answer it could not read or had not
+-- started yet. Through the leased rows' index only. Answers how many it released.
+create function jobs.release_holder(holder bigint, worker_id text)
+returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  v_ids bigint[];
+  v_attempts integer[];
+begin
+  select array_agg(q.job_id order by q.job_id), array_agg(q.attempt order by q.job_id) into v_ids, v_attempts
+  from jobs.job_queue q where q.lease_until is not null and q.lease_holder = release_holder.holder;
+  if v_ids is null then
+    return 0;
+  end if;
+  return (jobs.settle_arrays(v_ids, v_attempts, array_fill('release'::text, array[cardinality(v_ids)]),
+                             worker_id => release_holder.worker_id)->>'released')::integer;
+end $$;

@@ -1720,10 +1720,11 @@ begin
   -- worker may not read (sql/0025), and the raise of its argument checks.
   execute format('grant execute on procedure jobs.drain_sql(integer, numeric, text, jsonb) to %I', v_roles[2]);
   -- Handlers take rate-limit tokens (sql/0030), report progress (sql/0031)
-  -- and extend their leases (sql/0035).
+  -- and extend their leases (sql/0035); a drain whose own loop failed gives its leases back (sql/0035).
   execute format('grant execute on function jobs.take_token(text, integer, double precision), '
                  'jobs.set_progress(bigint, integer, jsonb, text), '
-                 'jobs.extend_lease(bigint, integer, numeric, timestamptz, text) to %I', v_roles[2]);
+                 'jobs.extend_lease(bigint, integer, numeric, timestamptz, text), '
+                 'jobs.release_holder(bigint, text) to %I', v_roles[2]);
   execute format('grant execute on function jobs.publish_due_schedules(timestamptz), jobs.sql_task_call(text), jobs.sql_unfit(text, numeric), jobs.raise_invalid(text, text, text) to %I',
                  v_roles[2]);
   execute format('grant select on jobs.job, jobs.job_archive to %I', v_roles[2]);
@@ -5212,6 +5213,27 @@ CREATE FUNCTION jobs.release_error(p_last_error text, p_reason text, p_retry_at 
     || coalesce(E'\n' || nullif(case when p_unstarted > 0 or p_snoozed > 0
                                      then substr(p_last_error, strpos(p_last_error || E'\n', E'\n') + 1) else p_last_error end, ''), '')) end
 $$;
+
+--
+-- Name: release_holder(bigint, text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.release_holder(holder bigint, worker_id text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+declare
+  v_ids bigint[];
+  v_attempts integer[];
+begin
+  select array_agg(q.job_id order by q.job_id), array_agg(q.attempt order by q.job_id) into v_ids, v_attempts
+  from jobs.job_queue q where q.lease_until is not null and q.lease_holder = release_holder.holder;
+  if v_ids is null then
+    return 0;
+  end if;
+  return (jobs.settle_arrays(v_ids, v_attempts, array_fill('release'::text, array[cardinality(v_ids)]),
+                             worker_id => release_holder.worker_id)->>'released')::integer;
+end $$;
 
 --
 -- Name: remember_head(text, jobs.head, timestamp with time zone, boolean, text); Type: FUNCTION; Schema: jobs; Owner: -

@@ -1,5 +1,6 @@
 // How drain() ends once its loop is done: its last settle, and what it rejects with (a claim's error, a fault of its
 // own loop), naming the outcomes it could not record (unrecorded.ts).
+import type { Queryable } from './db/driver.js';
 import type { DrainHooks } from './drain-hooks.js';
 import { translateError } from './errors.js';
 import type { RoundTripLimit } from './round-trip-limit.js';
@@ -14,11 +15,20 @@ export interface DrainEnd {
   limit: RoundTripLimit;
   hooks: DrainHooks | undefined;
   workerId: string;
+  /** The drain's own round trips (bound by its limit), and its claims' holder (jobs.claim_json's): for endOnFault. */
+  db: Queryable;
+  holder: string;
 }
+
+/** Gives back what the drain call still holds (sql/0035). */
+const RELEASE_HOLDER_SQL = 'select jobs.release_holder($1::bigint, $2) as n';
 
 /**
  * A fault of the drain's own loop (not a claim's error, not a handler's): what runs is given back (its signal
- * aborted, released), what is left settled in one try; throws the fault, with what could not be recorded.
+ * aborted, released), what is left settled in one try; throws the fault, with what could not be recorded. Once
+ * that settle landed, what its claims still lease to it (a claim's jobs whose answer the loop could not read, or
+ * had not started) is given back too, in one statement (jobs.release_holder), best effort: failed, they run again
+ * once their leases end, an attempt spent.
  */
 export async function endOnFault(error: unknown, end: DrainEnd): Promise<never> {
   for (const r of [...end.running.values()]) {
@@ -26,6 +36,7 @@ export async function endOnFault(error: unknown, end: DrainEnd): Promise<never> 
     r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
   }
   const settleError = await end.settler.close(1).then(() => undefined, (e: unknown) => e);
+  if (settleError === undefined) await end.db.query(RELEASE_HOLDER_SQL, [end.holder, end.workerId]).catch(() => undefined);
   end.limit.dispose();
   end.hooks?.unanswered();
   throw withUnrecorded(translateError(error), end.settler.left(), settleError, end.workerId); // unchanged when it all landed

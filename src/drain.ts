@@ -161,7 +161,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     batchRunner?.start(claimSentAt, stopAt, now);
   };
   const stopWatching = watchRunningCancels(db, cancelCheckMs, running);
-  const ending: DrainEnd = { running, settler, limit, hooks, workerId }; // what its end settles and lets go of (drain-end.ts)
+  const ending: DrainEnd = { running, settler, limit, hooks, workerId, db, holder }; // what its end settles and lets go of (drain-end.ts)
   try {
     while (!stopped.by) {
       const free = slots.free();

@@ -5,12 +5,13 @@
 // replaced in this file's database by one that calls the real one and then
 // answers null on the claim that carries an outcome (its outcomes applied,
 // no job claimed): reading that answer throws a TypeError in the loop. The
-// drain gives back what still runs, settles that once, and rejects with the
-// fault; when that last settle fails too, its error says what was not
-// recorded (`unrecorded`), and those jobs stay leased until their leases end.
+// drain gives back what still runs, settles that once, then gives back what
+// its claims still lease to it (the faulting claim's jobs: jobs.release_holder),
+// and rejects with the fault; when that last settle fails too, its error says
+// what was not recorded (`unrecorded`), and those jobs stay leased until their leases end.
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { createQueue, type JobContext } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { createQueue, migrate, type JobContext } from '../src/index.js';
+import { testDb, withClient } from './support/db.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -54,12 +55,15 @@ afterEach(async () => {
 });
 
 /** A drain of quick (ends at once: its ack rides on the next claim, the faulting one) and slow (runs until aborted). */
-async function faultedDrain(): Promise<{ error: unknown; quick: string; slow: string; slowAbortedWith: unknown }> {
+/** dependant: with a job that waits on quick, so that the faulting claim (quick's ack applied first) takes it. */
+async function faultedDrain(dependant = false): Promise<{ error: unknown; quick: string; slow: string; slowAbortedWith: unknown;
+                                                          after?: string }> {
   let slowAbortedWith: unknown;
   const queue = createQueue({
     driver: { ...db.driver, close: async () => {} },
     tasks: {
       quick: async () => 'done',
+      after: async () => { throw new Error('after ran'); }, // taken only by the faulting claim: never started
       slow: (_body: unknown, ctx: JobContext) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => {
         slowAbortedWith = ctx.signal.reason;
         resolve('aborted');
@@ -67,10 +71,11 @@ async function faultedDrain(): Promise<{ error: unknown; quick: string; slow: st
     },
   });
   const [quick, slow] = await queue.publishBulk([{ task: 'quick', body: {} }, { task: 'slow', body: {} }]) as string[];
+  const after = dependant ? await queue.publish('after', {}, { dependsOn: [quick!] }) : undefined;
   // flushIntervalMs at its most: quick's ack goes with a claim, not in a settle of its own.
   const error = await queue.drain(10, Date.now() + 120_000, { workerId: 'fault-worker', flushIntervalMs: 60_000 })
     .then((report) => report, (e: unknown) => e);
-  return { error, quick: quick!, slow: slow!, slowAbortedWith };
+  return { error, quick: quick!, slow: slow!, slowAbortedWith, after };
 }
 
 const rows = () => sql<{ id: string; status: string; leased: boolean; attempt: number | null }>(
@@ -90,6 +95,21 @@ it('a fault of its own loop: drain() rejects with it, the job still running is g
   ].sort((a, b) => (a.id < b.id ? -1 : 1)));
 });
 
+it('a fault of its own loop on a claim that took jobs: those, never started, are given back with the rest', async () => {
+  const { error, quick, slow, slowAbortedWith, after } = await faultedDrain(true);
+  expect(error).toBeInstanceOf(TypeError);
+  expect(error).not.toHaveProperty('unrecorded');
+  expect(slowAbortedWith).toEqual(new Error('drain failed'));
+  // The faulting claim applied quick's ack, then leased after (its dependant) to this drain call, whose loop never read
+  // that answer: after is released too (its attempt given back), not left leased to run again once its lease passed,
+  // an attempt spent.
+  expect(await rows()).toEqual([
+    { id: quick, status: 'success', leased: false, attempt: null },
+    { id: slow, status: 'active', leased: false, attempt: 0 },
+    { id: after!, status: 'active', leased: false, attempt: 0 },
+  ].sort((a, b) => (a.id < b.id ? -1 : 1)));
+});
+
 it("a fault of its own loop whose last settle fails: drain()'s error says what was not recorded", async () => {
   await sql('insert into public.fault_mode values (true)');
   const { error, quick, slow, slowAbortedWith } = await faultedDrain();
@@ -103,5 +123,42 @@ it("a fault of its own loop whose last settle fails: drain()'s error says what w
   expect(await rows()).toEqual([
     { id: quick, status: 'success', leased: false, attempt: null },
     { id: slow, status: 'active', leased: true, attempt: 1 },
+  ].sort((a, b) => (a.id < b.id ? -1 : 1)));
+});
+
+it("jobs.release_holder gives back only that drain call's leases of that worker, and a worker role may call it", async () => {
+  const prefix = `f${Date.now().toString(36)}`;
+  await migrate(db.driver, { roles: prefix });
+  const [ids] = await sql<{ held: string; other: string }>(
+    "select jobs.publish('held', null)::text as held, jobs.publish('other', null)::text as other");
+  const { held, other } = ids!;
+  // Claimed one each by two drain calls (holders 42 and 43) of worker w: held first (job_id order).
+  for (const holder of [42, 43]) {
+    await sql(`select jobs.claim_json(1, null, null, null, 'default', null, 'w', null, null, null, null, null, null, null, null, $1)`,
+              [holder]);
+  }
+  await withClient(db.url, async (client) => {
+    await client.query('begin');
+    try {
+      await client.query(`set local role ${prefix}_worker`);
+      const n = async (holder: number, worker: string) =>
+        (await client.query(`select jobs.release_holder($1, $2) as n`, [holder, worker])).rows[0].n;
+      expect(await n(42, 'x')).toBe(0); // another worker's id: its delivery is not this one's
+      expect(await n(42, 'w')).toBe(1);
+      expect(await n(42, 'w')).toBe(0);
+    } finally {
+      await client.query('commit');
+    }
+    await client.query('begin');
+    try {
+      await client.query(`set local role ${prefix}_publisher`);
+      await expect(client.query('select jobs.release_holder(43, $1)', ['w'])).rejects.toMatchObject({ code: '42501' });
+    } finally {
+      await client.query('rollback');
+    }
+  });
+  expect(await rows()).toEqual([
+    { id: held, status: 'active', leased: false, attempt: 0 },
+    { id: other, status: 'active', leased: true, attempt: 1 },
   ].sort((a, b) => (a.id < b.id ? -1 : 1)));
 });
