@@ -94,7 +94,8 @@ export interface DrainReport {
   /**
    * The jobs the stop after its signal cut short, at the grace's end (graceMs) or hardSignal: `nacked`, their
    * handler running (an attempt spent: counted in retried or failed), and `released`, still waiting for a
-   * connection, never begun (no attempt spent: counted in released). Both 0 when it cut none.
+   * connection, never begun (no attempt spent: counted in released; one its settle made a nack, the job's 26th release
+   * unstarted in a row, is not: it is in failures). Both 0 when it cut none.
    */
   interrupted: { nacked: number; released: number };
 }

@@ -86,7 +86,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const rateLimit = rateLimiter(deps.db);
   const running = new RunningJobs();
   let claimError: unknown;
-  let interrupted: Interrupted = { nacked: 0, released: 0 }; // what the grace's end or hardSignal cut short
+  let interrupted: Interrupted = { nacked: 0, released: [] }; // what the grace's end or hardSignal cut short
   let rolledBack = 0; // claims in a row a deadlock or serialization failure rolled back
   const tally = new ClaimTally(); // what its claims answered
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
@@ -251,6 +251,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   return {
     claimed, ...settler.totals, releasedUnstarted: failures.unstarted, skipped, skippedTimeouts, queuePaused, queueAtMaxRunning,
     queueAtGroupConcurrency, stoppedBy: stopped.by ?? 'empty', durationMs: Date.now() - startedAt, batches, failures: failures.list,
-    failuresOmitted: failures.omitted, interrupted,
+    failuresOmitted: failures.omitted,
+    // Those of the stop's releases that stayed releases: one its settle made a nack (the 26th in a row: a failure, its
+    // attempt spent), ended cancelled or found stale was none, as releasedUnstarted counts them.
+    interrupted: { nacked: interrupted.nacked, released: interrupted.released.filter((o) => failures.keptRelease(o)).length },
   };
 }

@@ -70,6 +70,11 @@ export class FailureList implements SettleListener {
     this.keep(job, outcome, outcome.error, outcome.outcome === 'nack' && job.attempt <= job.maxRetries);
   }
 
+  /** Whether this release with a reason is one of releasedUnstarted: its settle kept it a release (or has not answered). */
+  keptRelease(outcome: Outcome): boolean {
+    return this.releases?.has(outcome) ?? false;
+  }
+
   /** The report's releasedUnstarted: releases with a reason whose settle kept them releases (or has not answered). */
   get unstarted(): number {
     return this.unstartedCount;

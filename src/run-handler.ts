@@ -55,7 +55,10 @@ export class JobRun implements Running, LeaseHolder {
     if (this.host.running.get(this.job.id) !== this) return; // settled before its group's timer fired
     // Its end was the drain's stop, after the drain's signal: nacked to run again at once, as windDown does at the grace's end.
     if (this.stops && this.host.signalled()) return interrupted(this, `did not stop by the drain's deadline after ${this.host.stopCause()}`);
-    if (this.waitsForConnection) return releaseUnstarted(this, this.stops ? 'deadline' : 'timeout');
+    if (this.waitsForConnection) {
+      releaseUnstarted(this, this.stops ? 'deadline' : 'timeout');
+      return;
+    }
     const why = this.stops ? 'stopped at the drain deadline'
       : this.extended ? `timed out after ${this.job.timeout} s and its lease extended to ${this.extended.toISOString()}`
       : `timed out after ${this.job.timeout} s`;

@@ -11,6 +11,7 @@
 // out is nacked still, handler-end.ts: given back, it would be claimed and
 // given back again without end.)
 import { timerAt } from './timeouts.js';
+import type { Outcome } from './outcome-arrays.js';
 import type { Running } from './wind-down.js';
 
 /** What came before its handler could begin. */
@@ -39,11 +40,13 @@ export function neverStartedError(why: string): string {
   return `never started: released unstarted ${UNSTARTED_BOUND} times in a row, so nacked this time, its attempt spent; this time too: ${why}`;
 }
 
-/** r never began: its signal fires (its wait for a connection ends) and it is released with why. */
-export function releaseUnstarted(r: Running, by: UnstartedBy): void {
+/** r never began: its signal fires (its wait for a connection ends) and it is released with why; answers that release. */
+export function releaseUnstarted(r: Running, by: UnstartedBy): Outcome {
   const why = unstartedWhy(r.job.timeout, by);
   r.signal.abort(new Error(`released unstarted: ${why}`));
-  r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release', error: why });
+  const release: Outcome = { id: r.job.id, attempt: r.job.attempt, outcome: 'release', error: why };
+  r.finish(release);
+  return release;
 }
 
 /**

@@ -50,7 +50,10 @@ export function endEarlierDelivery(running: RunningJobs, id: string): Outcome | 
  * it ends failed with `why` once its retries are spent.
  */
 export function interrupted(r: Running, why: string): void {
-  if (r.waitsForConnection) return releaseUnstarted(r, 'stop'); // never began: its attempt given back
+  if (r.waitsForConnection) { // never began: its attempt given back
+    releaseUnstarted(r, 'stop');
+    return;
+  }
   r.signal.abort(new Error('drain stopped'));
   r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'nack', error: why, retryAt: claimedAt(r.job) });
 }
@@ -80,27 +83,32 @@ export function causeOf(signal: AbortSignal | undefined, otherwise: string): str
   return signal?.reason instanceof StopCause ? signal.reason.message : otherwise;
 }
 
-/** The jobs a stop cut short (windDown): nacked, their handler running; released, still waiting for a connection. */
+/**
+ * The jobs a stop cut short (windDown): nacked, their handler running; released, still waiting for a connection
+ * (their releases: a settle may make one a nack, jobs.unstarted_bound, or find it stale).
+ */
 export interface Interrupted {
   nacked: number;
-  released: number;
+  released: Outcome[];
 }
 
 /**
  * Waits for running jobs; after graceMs (if given), or at once when
  * hardSignal fires, aborts the rest and nacks them (interrupted; released,
- * one still waiting for a connection). Answers how many of each.
+ * one still waiting for a connection). Answers how many it nacked, and its releases.
  */
 export async function windDown(running: RunningJobs, graceMs: number | undefined,
                                 changed: () => Promise<void>, hardSignal?: AbortSignal, signal?: AbortSignal): Promise<Interrupted> {
   let graceOver = false;
-  const cut: Interrupted = { nacked: 0, released: 0 };
+  const cut: Interrupted = { nacked: 0, released: [] };
   const giveBack = (why: string) => {
     graceOver = true;
     for (const r of [...running.values()]) {
-      if (r.waitsForConnection) cut.released++;
-      else cut.nacked++;
-      interrupted(r, why);
+      if (r.waitsForConnection) cut.released.push(releaseUnstarted(r, 'stop')); // as interrupted() does
+      else {
+        cut.nacked++;
+        interrupted(r, why);
+      }
     }
   };
   const afterGrace = () => giveBack(`did not stop within graceMs=${graceMs} after ${causeOf(signal, "the drain's signal")}`);
