@@ -6982,8 +6982,8 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
       when 'ack' then j.status = 'success'
       -- A release that met a cancel ends the job; else it gave the attempt back, or was a nack (jobs.unstarted_bound).
       -- That nack's error whole, with this release's reason (as jobs.unstarted_bound writes it): not a prefix anyone's nack can write.
-      when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1 or coalesce(j.error, q.last_error) = format(
-        'never started: released unstarted 25 times in a row, so nacked this time, its attempt spent; this time too: %s', o.error)
+      when 'release' then j.status = 'cancelled' or q.attempt = o.attempt - 1 or coalesce(j.error, q.last_error) = jobs.cut_error(format(
+        'never started: released unstarted 25 times in a row, so nacked this time, its attempt spent; this time too: %s', o.error))
       -- The error tells this worker's end from its lease's expiry (jobs.expire's
       -- 'timed out: …') or a jobs.fail, which end the same delivery.
       else (j.status = 'failure' and j.error is not distinct from jobs.settle_error(o.outcome, o.error))
@@ -7592,8 +7592,8 @@ CREATE FUNCTION jobs.unstarted_bound(p_ids bigint[], p_attempts integer[], p_out
     LANGUAGE sql STABLE
     AS $$
   select array_agg(case when b.over then 'nack' else x.outcome end order by x.i),
-         array_agg(case when b.over then format('never started: released unstarted 25 times in a row, so nacked this time, '
-                                                || 'its attempt spent; this time too: %s', x.error) else x.error end order by x.i),
+         array_agg(case when b.over then jobs.cut_error(format('never started: released unstarted 25 times in a row, so nacked '
+                                                || 'this time, its attempt spent; this time too: %s', x.error)) else x.error end order by x.i),
          string_agg(x.id || ':' || x.attempt, ',') filter (where b.over),
          case when p_retry_at is not null then array_agg(case when b.over then null else x.retry_at end order by x.i) end
   from unnest(p_ids, p_attempts, p_outcomes, p_errors, p_retry_at) with ordinality as x(id, attempt, outcome, error, retry_at, i)
