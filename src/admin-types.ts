@@ -153,7 +153,7 @@ export interface JobInfo {
   /**
    * While queued or running: its snoozes in a row (SnoozeJob, ctx.rateLimit: given back to run later, no attempt spent),
    * the count its error's first line shows. 0 once a run of it retries or times out, it is released unstarted, or
-   * jobs.reschedule sets its attempt; null once it ended.
+   * jobs.reschedule sets its attempt, or a replace publish rewrites it; null once it ended.
    */
   snoozed: number | null;
   priority: number;
