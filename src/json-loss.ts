@@ -1,153 +1,186 @@
 // What JSON.stringify would lose of a value, looked for as it meets each
 // value (after its toJSON): one rule for a handler's result (result-json.ts)
 // and for what pgdrain sends as jsonb (a body, a result given to complete:
-// json-text.ts jsonParam). jsonForm checks a value and gives what to
-// serialise, each toJSON called once over both.
+// json-text.ts jsonParam). jsonForm reads the value once, as JSON.stringify
+// would, checks it and gives the copy to serialise.
 import { cutPath, keyPath } from './json-path.js';
-import { lostKind, lostText } from './json-lost.js';
-import { boxed, copyWith, Formed, type Kept, NOTHING, NotPlain, plainForm, ROOT, take, Threw } from './json-plain.js';
+import { lostKind, lostText, unboxed, NOT_BOXED } from './json-lost.js';
 
 /** Whose value it is, for the advice: a handler's result, a batch answer's item, or a value given to a call. */
 export type JsonUse = 'result' | 'item' | 'value';
 
 /**
  * What jsonForm found: the first part lost and the first Promise (retry), as
- * texts; notJson when JSON.stringify would throw, with thrown when a toJSON
- * or getter threw (the error to throw in its place). form: what to give
- * JSON.stringify for the value's text, each toJSON's result in its place (so
- * it calls none), when notJson is not set or is a BigInt; undefined else (the value).
+ * texts; notJson when JSON.stringify would throw, with at saying where (a
+ * BigInt, a cycle) or thrown when a toJSON or getter threw (the error to
+ * throw in its place). form: what to give JSON.stringify for the value's
+ * text (undefined: the value has none), a copy of plain objects, arrays and
+ * primitives that runs none of the value's code; when notJson, the copy up
+ * to where the walk stopped, the BigInt or the cycle in it, so that
+ * JSON.stringify of it throws JSON.stringify's own error.
  */
-export interface Losses { first?: string; retry?: string; notJson?: true; thrown?: { error: unknown }; form?: unknown }
+export interface Losses { first?: string; retry?: string; notJson?: true; at?: string; thrown?: { error: unknown }; form?: unknown }
+
+/** An object or array being written: its copy, its keys (undefined: an array) and where it is. */
+interface Frame {
+  node: object;
+  copy: Record<string, unknown> | unknown[];
+  keys: string[] | undefined;
+  length: number;
+  next: number;
+  key: string;
+  /** A plain object's own then was a function, and none of its values yet data: a thenable of no data (lostKind's rule). */
+  then: boolean;
+  data: boolean;
+}
+
+/** Objects on the path past this depth are also kept in a Set: the cycle check stays cheap at any depth. */
+const SCAN = 64;
+
+/** Node's Buffer.prototype.toJSON where there is one, read from the global: the core imports no node:*. */
+const BUFFER_TO_JSON = (globalThis as { Buffer?: { prototype: { toJSON: unknown } } }).Buffer?.prototype.toJSON;
 
 /**
- * A value's JSON text's source, checked (lossesOf's rule): plainForm's form
- * when it vouches for the value, else lossesOf's, given what plainForm found
- * (NotPlain's kept). Each toJSON is called once per place JSON.stringify meets
- * it, as JSON.stringify alone calls it, and the form has their answers in
- * place: JSON.stringify of it calls none.
+ * A value's JSON text's source, checked: each value read once, in
+ * JSON.stringify's order (an object's own enumerable keys, then each key's
+ * value; an array's length, then each index), each toJSON called once with
+ * its key, a Number, String or Boolean object converted as JSON.stringify
+ * converts it; the form (Losses) is a copy made of what was read, so
+ * JSON.stringify of it writes what one JSON.stringify of the value writes
+ * and runs none of its getters, Proxy traps or toJSON again. Looked for on
+ * the way (lostKind): the first part lost and the first Promise, said at
+ * their path under root; every native Promise met gets a no-op catch (one
+ * left rejecting unhandled would end the process, with the drain's jobs
+ * leased). It stops where JSON.stringify would throw: a BigInt, a cycle, a
+ * toJSON or getter that throws. Iterative: any depth JSON.stringify writes,
+ * none of the stack.
  */
 export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
-  const form = plainForm(value);
-  return form instanceof NotPlain ? lossesOf(value, root, use, form.kept) : { form };
-}
-
-/** Where a value is: its key under its holder (null for the root), built into a path only for a message. */
-interface At { up: At | null; key: string; index: boolean }
-
-function pathOf(at: At | null, root: string): string {
-  const keys: At[] = [];
-  for (let a = at; a !== null && a.up !== null; a = a.up) keys.push(a);
-  let path = root;
-  for (let i = keys.length - 1; i >= 0; i--) path = keys[i]!.index ? `${path}[${keys[i]!.key}]` : keyPath(path, keys[i]!.key);
-  return path;
-}
-
-/**
- * An object the walk is in: the forms of its values that differ from what
- * it holds (a toJSON's result in place), and whether it is to be copied
- * anyway (a toJSON's result with a toJSON of its own, which JSON does not call).
- */
-interface Open { changed: [string, unknown][] | undefined; copy: boolean }
-
-/**
- * A step of the walk: a value held at `at` by holder, its form to go to
- * parent; with node and open, the walk leaving node (held's form, after its toJSON).
- */
-interface Step { held: unknown; at: At; holder: object; parent: Open; called?: boolean; node?: object; open?: Open }
-
-/**
- * What JSON would lose of a value (lostKind), walked as JSON.stringify walks
- * it: each value's toJSON called with its key (or what plainForm found
- * there taken from earlier), arrays by index, objects by own enumerable
- * keys. The first part lost and the first Promise, said at their path under root; every native
- * Promise met gets a no-op catch (one left rejecting unhandled would end the
- * process, with the drain's jobs leased). A BigInt or a cycle is notJson
- * (JSON.stringify says what); a toJSON or getter that throws ends the walk as
- * notJson too, its error in thrown. The form (Losses) is built as it goes:
- * the objects holding a toJSON's result copied, the rest shared. Iterative:
- * any depth JSON.stringify writes, none of the stack.
- */
-function lossesOf(value: unknown, root: string, use: JsonUse, earlier: Kept): Losses {
   const found: Losses = {};
-  const onPath = new Set<object>(); // the objects from the root to here: one met again is a cycle
-  const top: Open = { changed: undefined, copy: false };
-  const stack: Step[] = [{ held: value, at: { up: null, key: '', index: false }, holder: ROOT, parent: top }];
-  /** The form, of the steps left: the objects being left finished, the values not yet met as they are. */
-  const form = (): unknown => {
-    while (stack.length > 0) {
-      const { held, at, parent, called, node, open } = stack.pop()!;
-      if (open === undefined) continue;
-      const formed = formOf(node!, open);
-      if (formed !== held || called === true) (parent.changed ??= []).push([at.key, formed]);
-    }
-    return top.changed === undefined ? value : top.changed[0]![1];
-  };
+  const frames: Frame[] = [];
+  let deep: Set<object> | undefined;
+  let top: unknown;
+  const pathTo = (depth: number, key?: string): string => pathOf(frames, root, depth, key);
   try {
-    while (stack.length > 0) {
-      const step = stack.pop()!;
-      const { held, at, holder, parent } = step;
-      if (step.open !== undefined) {
-        onPath.delete(step.node!);
-        const formed = formOf(step.node!, step.open);
-        if (formed !== held || step.called === true) (parent.changed ??= []).push([at.key, formed]);
-        continue;
-      }
-      let node = held;
-      let called = false;
-      const before = earlier.size === 0 ? NOTHING : take(earlier, holder, at.key);
-      if (before instanceof Formed) { // a plain form plainForm finished: nothing lost in it
-        (parent.changed ??= []).push([at.key, before.form]);
-        continue;
-      }
-      if (before instanceof Threw) throw before.error;
-      if (before !== NOTHING) {
-        node = before; // what its toJSON answered plainForm
-        called = true;
-      } else if ((typeof node === 'object' && node !== null) || typeof node === 'function' || typeof node === 'bigint') {
-        const toJSON = (node as { toJSON?: unknown }).toJSON;
+    let raw: unknown = value;
+    let key = '';
+    for (;;) {
+      // One value, as JSON.stringify's SerializeJSONProperty takes it: its toJSON, a box's primitive.
+      let v = raw;
+      let form: unknown;
+      let open: object | undefined;
+      let bytes = false;
+      if ((typeof v === 'object' && v !== null) || typeof v === 'bigint') {
+        const toJSON = (v as { toJSON?: unknown }).toJSON;
         if (typeof toJSON === 'function') {
-          node = toJSON.call(node, at.key) as unknown;
-          called = true;
+          // A Buffer's (a bytea column's): a fresh { type, data } of its bytes, nothing of the value's to read.
+          bytes = toJSON === BUFFER_TO_JSON && ArrayBuffer.isView(v);
+          v = toJSON.call(v, key);
         }
       }
-      if (typeof node !== 'object' || node === null || boxed(node)) { // a Number object: JSON writes its primitive
-        if (called) (parent.changed ??= []).push([at.key, node]);
-        if (typeof node === 'bigint') return { ...found, notJson: true, form: form() }; // JSON.stringify of it says the BigInt's error
-        continue;
+      if (bytes) form = v;
+      else if (typeof v === 'object' && v !== null) {
+        const proto: unknown = Object.getPrototypeOf(v);
+        const plain = proto === Object.prototype || proto === null || Array.isArray(v);
+        const primitive = plain ? NOT_BOXED : unboxed(v);
+        if (primitive !== NOT_BOXED) form = primitive;
+        else {
+          open = v;
+          const at = onPath(frames, deep, v);
+          if (at >= 0) {
+            found.notJson = true;
+            found.at = `${pathTo(frames.length, key)} is ${pathTo(at + 1)} again: JSON cannot hold a cycle`;
+            put(frames[frames.length - 1], key, frames[at]!.copy);
+            return (found.form = top, found);
+          }
+          if (!plain) {
+            const kind = lostKind(v);
+            if (kind !== undefined) {
+              const text = lostText(kind, v, cutPath(pathTo(frames.length, key)), use, frames.length === 0);
+              found.first ??= text;
+              if (kind === 'promise') found.retry ??= text;
+            }
+          }
+        }
+      } else if (typeof v === 'function' || typeof v === 'symbol') form = undefined;
+      else form = v;
+      const holder = frames[frames.length - 1];
+      if (holder !== undefined && holder.keys !== undefined) {
+        if (key === 'then' && typeof raw === 'function') holder.then = true;
+        else if (typeof raw !== 'function' && raw !== undefined) holder.data = true;
       }
-      if (onPath.has(node)) return { ...found, notJson: true };
-      const kind = lostKind(node);
-      if (kind !== undefined) {
-        const text = lostText(kind, node, cutPath(pathOf(at, root)), use, at.up === null);
-        found.first ??= text;
-        if (kind === 'promise') found.retry ??= text;
-      }
-      onPath.add(node);
-      const open: Open = { changed: undefined, copy: called && typeof (node as { toJSON?: unknown }).toJSON === 'function' };
-      stack.push({ held, at, holder, parent, called, node, open });
-      if (Array.isArray(node)) {
-        for (let i = node.length - 1; i >= 0; i--) stack.push({ held: (node as unknown[])[i], at: { up: at, key: String(i), index: true }, holder: node, parent: open });
+      if (open === undefined) {
+        if (holder === undefined) top = form;
+        else put(holder, key, form);
+        if (typeof form === 'bigint') {
+          found.notJson = true;
+          found.at = `${pathTo(frames.length, key)} is a BigInt, which JSON has none of: return it as a string`;
+          return (found.form = top, found);
+        }
       } else {
-        const keys = Object.keys(node);
-        for (let i = keys.length - 1; i >= 0; i--) {
-          stack.push({ held: (node as Record<string, unknown>)[keys[i]!], at: { up: at, key: keys[i]!, index: false }, holder: node, parent: open });
-        }
+        const array = Array.isArray(open);
+        const copy: Record<string, unknown> | unknown[] = array ? [] : {};
+        if (holder === undefined) top = copy;
+        else put(holder, key, copy);
+        const keys = array ? undefined : Object.keys(open);
+        const length = array ? lengthOf(open) : keys!.length;
+        if (frames.length >= SCAN) (deep ??= new Set()).add(open);
+        frames.push({ node: open, copy, keys, length, next: 0, key, then: false, data: false });
       }
+      // The next value: the top frame's next key, its frames closed as they end.
+      let frame = frames[frames.length - 1];
+      while (frame !== undefined && frame.next >= frame.length) {
+        if (frame.then && !frame.data && frame.keys !== undefined) {
+          const text = lostText('promise', frame.node, cutPath(pathTo(frames.length)), use, frames.length === 1);
+          found.first ??= text;
+          found.retry ??= text;
+        }
+        if (frames.length > SCAN) deep!.delete(frame.node);
+        frames.pop();
+        frame = frames[frames.length - 1];
+      }
+      if (frame === undefined) return (found.form = top, found);
+      const at = frame.next++;
+      key = frame.keys === undefined ? String(at) : frame.keys[at]!;
+      raw = (frame.node as Record<string, unknown>)[key];
     }
-    return { ...found, form: form() }; // a getter read again by a copy may throw too
   } catch (error) {
-    return { ...found, notJson: true, thrown: { error } };
+    found.notJson = true;
+    found.thrown = { error };
+    delete found.form;
+    return found;
   }
 }
 
-/** An object's form: itself, or a copy with its changed values in place (an array as a plain array, as JSON writes it). */
-function formOf(node: object, open: Open): unknown {
-  if (open.changed === undefined && !open.copy) return node;
-  if (Array.isArray(node)) {
-    const array = node as unknown[];
-    const copy = Array.from({ length: array.length }, (_, j) => array[j]);
-    for (const [k, form] of open.changed ?? []) copy[Number(k)] = form;
-    return copy;
-  }
-  return copyWith(node, open.changed ?? []);
+/** Where node is on the path from the root (its frame's index), or -1. */
+function onPath(frames: Frame[], deep: Set<object> | undefined, node: object): number {
+  const scan = frames.length < SCAN ? frames.length : SCAN;
+  for (let i = 0; i < scan; i++) if (frames[i]!.node === node) return i;
+  return deep !== undefined && deep.has(node) ? frames.findIndex((f) => f.node === node) : -1;
+}
+
+/** The path, under root, of the value at key in the object of frames[depth - 1] (without key: of that object). */
+function pathOf(frames: Frame[], root: string, depth: number, key?: string): string {
+  let path = root;
+  for (let i = 1; i < depth; i++) path = step(path, frames[i]!.key, frames[i - 1]!.keys === undefined);
+  return key === undefined || depth === 0 ? path : step(path, key, frames[depth - 1]!.keys === undefined);
+}
+
+function step(path: string, key: string, index: boolean): string {
+  return index ? `${path}[${key}]` : keyPath(path, key);
+}
+
+/** Puts a value's form in its holder's copy, as JSON writes it: an object leaves out a key whose form is undefined. */
+function put(holder: Frame | undefined, key: string, form: unknown): void {
+  if (holder === undefined) return;
+  if (holder.keys === undefined) (holder.copy as unknown[]).push(form);
+  else if (form === undefined) return;
+  else if (key === '__proto__') Object.defineProperty(holder.copy, key, { value: form, enumerable: true, writable: true, configurable: true });
+  else (holder.copy as Record<string, unknown>)[key] = form;
+}
+
+/** An array's length as JSON.stringify reads it (LengthOfArrayLike). */
+function lengthOf(array: object): number {
+  const length = Number((array as { length: unknown }).length);
+  return Number.isNaN(length) || length <= 0 ? 0 : Math.min(Math.floor(length), Number.MAX_SAFE_INTEGER);
 }

@@ -30,9 +30,7 @@ export function unstorableEscape(json: string): string | null {
  * said at its path under field (`body.user.roles is a Map: …`).
  */
 export function jsonParam(value: unknown, field: string): string {
-  const checked = jsonForm(value, field || 'value', 'value');
-  const { first, notJson, thrown } = checked;
-  const form = 'form' in checked ? checked.form : value; // undefined: a toJSON's answer
+  const { first, notJson, thrown, form } = jsonForm(value, field || 'value', 'value');
   if (!notJson && first !== undefined) throw new ValidationError(field, `must not lose data in JSON: ${first}`);
   let json: string | undefined;
   try {

@@ -19,18 +19,15 @@ import { notJsonAt, quietThenables, unstorableEscape } from './json-text.js';
  * advice for an outcome inside it is to answer it as the item.
  *
  * Looked for as JSON.stringify meets each value, after its toJSON
- * (json-loss.ts lossesOf: a Map subclass with fields, a Map with own
- * properties, a toJSON returning a Map); a result of plain data (plainForm:
- * most are, toJSON returning a string or plain data included) has none of
- * them, told by a recursive walk that costs a fraction of lossesOf's
- * (bench/result-json.ts). Then JSON.stringify, without a replacer, of the
- * form jsonForm made: each toJSON called once over the check and the text.
+ * (json-loss.ts jsonForm: a Map subclass with fields, a Map with own
+ * properties, a toJSON returning a Map), in the one walk that reads the
+ * result; then JSON.stringify, without a replacer, of the copy it made of
+ * what it read: each getter, Proxy trap and toJSON runs as in one
+ * JSON.stringify of the result (bench/result-json.ts).
  */
 export function resultJson(result: unknown, use: 'result' | 'item' = 'result'): string | null {
   if (result === undefined || result === null) return null;
-  const checked = jsonForm(result, 'result', use);
-  const { first, retry, notJson, thrown } = checked;
-  const form = 'form' in checked ? checked.form : result; // undefined: a toJSON's answer
+  const { first, retry, notJson, at, thrown, form } = jsonForm(result, 'result', use);
   if (!notJson && retry !== undefined) throw new TypeError(retry);
   if (!notJson && first !== undefined) throw unstorable(first);
   let json: string | undefined;
@@ -39,12 +36,10 @@ export function resultJson(result: unknown, use: 'result' | 'item' = 'result'): 
     json = JSON.stringify(form);
   } catch (error) {
     quietThenables(result); // a BigInt beside a promise: the promise must not reject unhandled
-    const at = notJsonAt(result);
-    if (at !== undefined) throw unstorable(at);
+    if (at !== undefined) throw unstorable(at); // a BigInt or a cycle, where the walk met it
     // JSON.stringify's own refusals; anything else a toJSON or getter threw: retried as the handler's throw.
     const message = (error as Error)?.message ?? String(error);
     if (/call stack/i.test(message)) throw unstorable('result is nested too deeply for JSON');
-    if (/BigInt|circular/i.test(message)) throw unstorable(message);
     throw error;
   }
   if (json === undefined) throw unstorable(`result is a ${typeof result}, which JSON has no value for`);

@@ -1,8 +1,8 @@
 // What pgdrain sends and stores of a value it takes is JSON.stringify's text
 // of it, byte for byte: a handler's result (resultJson) and a jsonb
 // parameter (jsonParam: bodies, complete's result), over many shapes a
-// caller hands it (json-plain.ts plainForm copies the objects holding a
-// toJSON value; the copy must be written as the original is). An array
+// caller hands it (json-loss.ts jsonForm copies what it reads; the copy
+// must be written as the original is). An array
 // subclass or another realm's array holding a toJSON value was copied as an
 // object: stored {"0":…,"1":…} where JSON.stringify writes […].
 import vm from 'node:vm';

@@ -2,9 +2,9 @@
 // DateTime, bson's ObjectId: the stand-ins below are plain classes with a
 // toJSON, as theirs are), a deep one, and an outcome inside a batch item.
 // A toJSON returning a string or plain data is walked as plain data
-// (json-loss.ts isPlain), not by the walk that reads every object's then; a
+// (json-loss.ts jsonForm), reading no plain object's then; a
 // result nested deeper than that walk's own stack took is stored, as
-// JSON.stringify stores it (lossesOf is iterative); a FailJob inside a batch
+// JSON.stringify stores it (jsonForm is iterative); a FailJob inside a batch
 // item's result says to answer it as the item, which settles the job.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createQueue, defineTask, FailJob, type BatchItem, type TaskMap } from '../src/index.js';
