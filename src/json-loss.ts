@@ -127,22 +127,32 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         if (frames.length >= SCAN) (deep ??= new Set()).add(open);
         frames.push({ node: open, copy, keys, length, next: 0, key, then: false, data: false });
       }
-      // The next value: the top frame's next key, its frames closed as they end.
+      // The next value: the top frame's next key, its frames closed as they end; a string, number, boolean or null copied here.
       let frame = frames[frames.length - 1];
-      while (frame !== undefined && frame.next >= frame.length) {
-        if (frame.then && !frame.data && frame.keys !== undefined) {
-          const text = lostText('promise', frame.node, cutPath(pathTo(frames.length)), use, frames.length === 1);
-          found.first ??= text;
-          found.retry ??= text;
+      for (;;) {
+        while (frame !== undefined && frame.next >= frame.length) {
+          if (frame.then && !frame.data && frame.keys !== undefined) {
+            const text = lostText('promise', frame.node, cutPath(pathTo(frames.length)), use, frames.length === 1);
+            found.first ??= text;
+            found.retry ??= text;
+          }
+          if (frames.length > SCAN) deep!.delete(frame.node);
+          frames.pop();
+          frame = frames[frames.length - 1];
         }
-        if (frames.length > SCAN) deep!.delete(frame.node);
-        frames.pop();
-        frame = frames[frames.length - 1];
+        if (frame === undefined) return (found.form = top, found);
+        const at = frame.next++;
+        const keys = frame.keys;
+        key = keys === undefined ? String(at) : keys[at]!;
+        raw = (frame.node as Record<string, unknown>)[key];
+        const type = typeof raw;
+        if (!(type === 'string' || type === 'number' || type === 'boolean' || raw === null) || key === '__proto__') break;
+        if (keys === undefined) (frame.copy as unknown[]).push(raw);
+        else {
+          (frame.copy as Record<string, unknown>)[key] = raw;
+          frame.data = true;
+        }
       }
-      if (frame === undefined) return (found.form = top, found);
-      const at = frame.next++;
-      key = frame.keys === undefined ? String(at) : frame.keys[at]!;
-      raw = (frame.node as Record<string, unknown>)[key];
     }
   } catch (error) {
     found.notJson = true;
