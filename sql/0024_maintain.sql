@@ -116,6 +116,7 @@ declare
   v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
   v_misses integer;
   v_prune text;
+  v_detail text;
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -168,7 +169,9 @@ begin
     else
       begin
         execute v_prune using v_now - maintain.retention;
-      exception when serialization_failure then null;
+      exception when serialization_failure then
+        get stacked diagnostics v_detail = pg_exception_detail;
+        if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies (sql/0041): the transaction's
       end;
     end if;
   end if;

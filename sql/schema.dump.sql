@@ -2105,6 +2105,7 @@ declare
   v_to integer[] := array[cardinality(v_keys)];
   v_lo integer;
   v_hi integer;
+  v_detail text;
   v_windows integer := 0;
 begin
   while cardinality(v_from) > 0 loop
@@ -2116,6 +2117,8 @@ begin
       perform from jobs.throttle o where o.dedupe_key = any(v_keys[v_lo:v_hi]) for update skip locked;
       v_windows := v_windows + jobs.delete_ended_windows(p_now, p_max, v_keys[v_lo:v_hi]);
     exception when serialization_failure then
+      get stacked diagnostics v_detail = pg_exception_detail;
+      if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
       if v_lo < v_hi then
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
@@ -2517,6 +2520,7 @@ declare
   v_to integer[] := array[cardinality(v_ids)];
   v_lo integer;
   v_hi integer;
+  v_detail text;
 begin
   leases := 0;
   waiting := 0;
@@ -2530,6 +2534,8 @@ begin
       select expire_apart.leases + e.leases, expire_apart.waiting + e.waiting into leases, waiting
       from jobs.expire_due(n, p_now, p_after, p_leases, p_waiting, p_holder, v_ids[v_lo:v_hi]) e;
     exception when serialization_failure then
+      get stacked diagnostics v_detail = pg_exception_detail;
+      if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
       if v_lo < v_hi then
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
@@ -3156,6 +3162,7 @@ declare
   v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
   v_misses integer;
   v_prune text;
+  v_detail text;
 begin
   perform jobs.check_retention(maintain.retention);
   if maintain.max_rows is null or maintain.max_rows < 1 or maintain.max_rows > 10000000 then
@@ -3208,7 +3215,9 @@ begin
     else
       begin
         execute v_prune using v_now - maintain.retention;
-      exception when serialization_failure then null;
+      exception when serialization_failure then
+        get stacked diagnostics v_detail = pg_exception_detail;
+        if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies (sql/0041): the transaction's
       end;
     end if;
   end if;
@@ -5365,6 +5374,7 @@ declare
   v_to integer[] := array[cardinality(v_ids)];
   v_lo integer;
   v_hi integer;
+  v_detail text;
 begin
   removed := 0;
   archived := 0;
@@ -5378,6 +5388,8 @@ begin
       select remove_ended_apart.removed + r.removed, remove_ended_apart.archived + r.archived into removed, archived
       from jobs.remove_ended(p_before, p_archive, p_max, v_ids[v_lo:v_hi]) r;
     exception when serialization_failure then
+      get stacked diagnostics v_detail = pg_exception_detail;
+      if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
       if v_lo < v_hi then  -- each half apart, the first first; one row: left to the session that changed it
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
