@@ -154,6 +154,8 @@ begin
     where m.schedule = old.schedule and m.due = old.due;
     get diagnostics v_misses = row_count;
   exception when serialization_failure then
+    get stacked diagnostics v_detail = pg_exception_detail;
+    if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies (sql/0041): the transaction's
     v_misses := 0;
   end;
 

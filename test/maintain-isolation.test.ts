@@ -138,6 +138,7 @@ for (const [table, due] of [
     await sql(`select jobs.publish('a', now => $1, timeout_seconds => 60)`, [minute(-10)]);
     await sql(`select count(*) from jobs.consume(1, now => $1)`, [minute(-10)]);
   }],
+  ['jobs.tick_miss', () => sql(`insert into jobs.tick_miss (schedule, due, missed_at) values ('gone', $1, $1)`, [T0])],
 ] as const) {
   it(`serializable: a pass whose writes to ${table} fail for read/write dependencies fails whole (40001), its rows as they were`, async () => {
     await sql('create table if not exists ssi_read (i int); create table if not exists ssi_other (i int); truncate ssi_read, ssi_other');
