@@ -32,13 +32,26 @@ create function jobs.remove_ended_apart(p_before timestamptz, p_archive boolean,
                                         out removed integer, out archived integer)
 language plpgsql set plan_cache_mode = force_custom_plan as $$
 declare
-  v_ids bigint[] := array(select j.job_id from jobs.job j where j.ended_at < p_before order by j.ended_at limit p_max);
+  v_ids bigint[];
   v_from integer[] := array[1];  -- the ranges of v_ids still to do, a stack: v_from[i] to v_to[i]
-  v_to integer[] := array[cardinality(v_ids)];
+  v_to integer[];
   v_lo integer;
   v_hi integer;
   v_detail text;
 begin
+  -- The rows no other session holds, locked as listed: a pass running at
+  -- once holds the oldest, and this one takes the next (as under READ
+  -- COMMITTED; listed, held ones were skipped: 0 done, and so caught up).
+  -- One changed since the snapshot fails that: then all the snapshot shows.
+  begin
+    v_ids := array(select j.job_id from jobs.job j where j.ended_at < p_before order by j.ended_at limit p_max
+                   for update skip locked);
+  exception when serialization_failure then
+    get stacked diagnostics v_detail = pg_exception_detail;
+    if v_detail like 'Reason code:%' then raise; end if;
+    v_ids := array(select j.job_id from jobs.job j where j.ended_at < p_before order by j.ended_at limit p_max);
+  end;
+  v_to := array[cardinality(v_ids)];
   removed := 0;
   archived := 0;
   while cardinality(v_from) > 0 loop
@@ -66,14 +79,23 @@ end $$;
 create function jobs.delete_ended_windows_apart(p_now timestamptz, p_max integer)
 returns integer language plpgsql set plan_cache_mode = force_custom_plan as $$
 declare
-  v_keys text[] := array(select o.dedupe_key from jobs.throttle o where o.until <= p_now order by o.until limit p_max);
+  v_keys text[];
   v_from integer[] := array[1];  -- as in jobs.remove_ended_apart
-  v_to integer[] := array[cardinality(v_keys)];
+  v_to integer[];
   v_lo integer;
   v_hi integer;
   v_detail text;
   v_windows integer := 0;
 begin
+  begin  -- as in jobs.remove_ended_apart: those no other session holds, else all
+    v_keys := array(select o.dedupe_key from jobs.throttle o where o.until <= p_now order by o.until limit p_max
+                    for update skip locked);
+  exception when serialization_failure then
+    get stacked diagnostics v_detail = pg_exception_detail;
+    if v_detail like 'Reason code:%' then raise; end if;
+    v_keys := array(select o.dedupe_key from jobs.throttle o where o.until <= p_now order by o.until limit p_max);
+  end;
+  v_to := array[cardinality(v_keys)];
   while cardinality(v_from) > 0 loop
     v_lo := v_from[cardinality(v_from)];
     v_hi := v_to[cardinality(v_to)];
