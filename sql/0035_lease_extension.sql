@@ -54,10 +54,11 @@ revoke execute on function jobs.extend_lease(bigint, integer, numeric, timestamp
 -- Gives back every job still leased to one drain call (its holder, as
 -- jobs.claim_json keeps it on the jobs it claims) and to worker_id, as a
 -- release in jobs.settle_arrays does: its attempt given back, not run. A
--- drain whose own loop failed calls it once, after its last settle landed
--- (drain-end.ts endOnFault): what it still holds then is what it lost track
--- of, the jobs of the claim whose answer it could not read or had not
--- started yet. Through the leased rows' index only. Answers how many it released.
+-- drain whose own loop failed, or whose claim failed (its answer maybe lost
+-- after it committed), calls it once, after its last settle landed
+-- (drain-end.ts endOnFault, settleLast): what it still holds then is what it
+-- lost track of, the jobs of the claim whose answer it could not read or had
+-- not started yet. Through the leased rows' index only. Answers how many it released.
 create function jobs.release_holder(holder bigint, worker_id text)
 returns integer language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare

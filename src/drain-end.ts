@@ -2,7 +2,8 @@
 // own loop), naming the outcomes it could not record (unrecorded.ts).
 import type { Queryable } from './db/driver.js';
 import type { DrainHooks } from './drain-hooks.js';
-import { translateError } from './errors.js';
+import { rolledBackWhole } from './claim-call.js';
+import { translateError, type PgDrainError } from './errors.js';
 import type { RoundTripLimit } from './round-trip-limit.js';
 import type { RunningJobs } from './running-jobs.js';
 import type { Settler } from './settler.js';
@@ -44,16 +45,37 @@ export async function endOnFault(error: unknown, end: DrainEnd): Promise<never> 
 
 /**
  * The last settle, once every handler ended (Settler.close); then claimError, the error of a claim that ended the
- * drain, if one did. Throws with what it could not record when that settle failed.
+ * drain, if one did. Throws with what it could not record when that settle failed. Once it landed, a claim that
+ * failed other than rolled back may have committed, its answer lost (a dropped connection, a terminated backend):
+ * what the drain call still holds then is that claim's (every job it ran is settled), given back at once in one
+ * statement (jobs.release_holder), counted as the error's lostClaimReleased. Best effort: failed, or sent before
+ * that claim's commit landed, they wait for their leases to end, an attempt spent.
  */
 export async function settleLast(end: DrainEnd, claimError: unknown): Promise<void> {
+  let released = 0;
   try {
     await end.settler.close();
+    if (claimError !== undefined && !rolledBackWhole(claimError)) released = await releaseHolder(end);
   } catch (error) {
     throw withUnrecorded(translateError(claimError ?? error), end.settler.left(), error, end.workerId); // what it could not record
   } finally {
     end.limit.dispose();
     end.hooks?.unanswered(); // releases unstarted whose settle never answered
   }
-  if (claimError !== undefined) throw translateError(claimError);
+  if (claimError !== undefined) throw withLostClaimReleased(translateError(claimError), released);
+}
+
+/** jobs.release_holder for the drain call, best effort: how many it gave back (0 when it failed). */
+async function releaseHolder(end: DrainEnd): Promise<number> {
+  const answer = await end.db.query<{ n: number | null }>(RELEASE_HOLDER_SQL, [end.holder, end.workerId]).catch(() => undefined);
+  return answer?.rows[0]?.n ?? 0;
+}
+
+/** error, saying how many jobs of its lost claim were given back (lostClaimReleased), when any was. */
+function withLostClaimReleased(error: unknown, released: number): unknown {
+  if (released === 0 || !(error instanceof Error)) return error;
+  (error as PgDrainError).lostClaimReleased = released;
+  error.message += `; ${released === 1 ? '1 job' : `${released} jobs`} a claim whose answer was lost had leased `
+    + `${released === 1 ? 'was' : 'were'} given back`;
+  return error;
 }

@@ -47,7 +47,8 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  *   drain() then rejects with database_unavailable, saying how many outcomes it could not
  *   record (unrecorded.ts): those jobs run again once their leases expire (or fail, on their last attempt). A claim that fails otherwise
  *   (a lost connection) ends the drain the same way, once its running
- *   handlers have ended and their outcomes had their chance to settle.
+ *   handlers have ended and their outcomes had their chance to settle; then what that claim may have leased to it,
+ *   its answer lost after it committed, is given back (drain-end.ts settleLast).
  * - It consumes options.queue (default 'default'), only jobs whose attributes
  *   contain options.filter when given and none of options.exclude's objects,
  *   and records options.workerId on them.
@@ -207,7 +208,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
         // The claim failed (its connection lost, the database gone): claim no
         // more. Running handlers still hold their leases, so they finish and
         // settle as in any stop; given back now, another drain would run
-        // them while they still run here.
+        // them while they still run here. What it may have leased, its answer lost, goes back once they settled (settleLast).
         claimError = error;
         break;
       } finally {

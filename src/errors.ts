@@ -38,6 +38,11 @@ export class PgDrainError extends Error {
   readonly field: string | undefined;
   /** drain()'s error only: what its last settle could not record (its message says it too); else undefined. */
   declare unrecorded?: UnrecordedOutcomes;
+  /**
+   * drain()'s error only, when a claim whose answer was lost ended it: the jobs that claim had leased to it, never
+   * started, given back once its running handlers' outcomes landed (their attempt unspent; its message says it too).
+   */
+  declare lostClaimReleased?: number;
 
   constructor(code: ErrorCode, message: string, options: { field?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
