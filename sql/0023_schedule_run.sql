@@ -64,6 +64,7 @@ declare
   v_job bigint;  -- a backfill tick's job, its publish not yet kept
   v_error text;
   v_hint text;
+  v_detail text;
   v_out boolean;  -- a search ran out of steps
   v_due boolean;  -- a tick whose publish and next failed, left due
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
@@ -201,7 +202,11 @@ begin
     exception when others then
       -- The rollback gave back the steps its searches took (out of steps:
       -- the whole rest of the budget): taken again.
-      get stacked diagnostics v_hint = pg_exception_hint;
+      get stacked diagnostics v_hint = pg_exception_hint, v_detail = pg_exception_detail;
+      -- SERIALIZABLE's read/write dependencies (detail 'Reason code: …'): the
+      -- transaction's, not this tick's (every write of a pivot fails so): it
+      -- fails whole, its ticks due (a drain sends it again).
+      if sqlstate = '40001' and v_detail like 'Reason code:%' then raise; end if;
       v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
       perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
       -- A tick that would have waited (lock_timeout set above; the

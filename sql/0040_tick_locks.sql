@@ -211,6 +211,8 @@ end $$;
 -- after this snapshot (ticked, or changed by jobs.schedule) raises 40001 on
 -- its lock: then each row is locked in its own block, and that one left to
 -- the call that changed it (still due or its tick, as the next call sees).
+-- SERIALIZABLE's read/write-dependency 40001 (detail 'Reason code: …') is
+-- no changed row but the transaction's: raised, it fails whole (sql/0041).
 -- All at once first, as the READ COMMITTED loop's fetch (10 rows a fetch)
 -- locks them: of many drains at once, one takes them all and publishes
 -- alone. One at a time, drains publishing side by side waited on each
@@ -220,6 +222,7 @@ returns text[] language plpgsql as $$
 declare
   v_names text[];
   v_name text;
+  v_detail text;
 begin
   begin
     select coalesce(array_agg(d.name), '{}') into v_names from (
@@ -230,6 +233,8 @@ begin
       for update skip locked) d;
     return v_names;
   exception when serialization_failure then
+    get stacked diagnostics v_detail = pg_exception_detail;
+    if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
     v_names := '{}';
   end;
   for v_name in
@@ -241,7 +246,9 @@ begin
     begin
       perform from jobs.recurring s where s.name = v_name for update skip locked;
       if found then v_names := v_names || v_name; end if;
-    exception when serialization_failure then null;  -- changed since this snapshot: left to that call
+    exception when serialization_failure then  -- changed since this snapshot: left to that call
+      get stacked diagnostics v_detail = pg_exception_detail;
+      if v_detail like 'Reason code:%' then raise; end if;
     end;
   end loop;
   return v_names;

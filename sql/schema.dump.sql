@@ -2952,6 +2952,7 @@ CREATE FUNCTION jobs.lock_due_ticks(p_now timestamp with time zone, p_lost text[
 declare
   v_names text[];
   v_name text;
+  v_detail text;
 begin
   begin
     select coalesce(array_agg(d.name), '{}') into v_names from (
@@ -2962,6 +2963,8 @@ begin
       for update skip locked) d;
     return v_names;
   exception when serialization_failure then
+    get stacked diagnostics v_detail = pg_exception_detail;
+    if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
     v_names := '{}';
   end;
   for v_name in
@@ -2973,7 +2976,9 @@ begin
     begin
       perform from jobs.recurring s where s.name = v_name for update skip locked;
       if found then v_names := v_names || v_name; end if;
-    exception when serialization_failure then null;  -- changed since this snapshot: left to that call
+    exception when serialization_failure then  -- changed since this snapshot: left to that call
+      get stacked diagnostics v_detail = pg_exception_detail;
+      if v_detail like 'Reason code:%' then raise; end if;
     end;
   end loop;
   return v_names;
@@ -4659,6 +4664,7 @@ declare
   v_job bigint;  -- a backfill tick's job, its publish not yet kept
   v_error text;
   v_hint text;
+  v_detail text;
   v_out boolean;  -- a search ran out of steps
   v_due boolean;  -- a tick whose publish and next failed, left due
   v_wait boolean;  -- the tick of the schedule jobs.schedule is changing: its publish waits on locks
@@ -4796,7 +4802,11 @@ begin
     exception when others then
       -- The rollback gave back the steps its searches took (out of steps:
       -- the whole rest of the budget): taken again.
-      get stacked diagnostics v_hint = pg_exception_hint;
+      get stacked diagnostics v_hint = pg_exception_hint, v_detail = pg_exception_detail;
+      -- SERIALIZABLE's read/write dependencies (detail 'Reason code: …'): the
+      -- transaction's, not this tick's (every write of a pivot fails so): it
+      -- fails whole, its ticks due (a drain sends it again).
+      if sqlstate = '40001' and v_detail like 'Reason code:%' then raise; end if;
       v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
       perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
       -- A tick that would have waited (lock_timeout set above; the

@@ -1,0 +1,75 @@
+// SERIALIZABLE's read/write-dependency 40001 (detail 'Reason code: …') in a
+// tick's publish is the whole transaction's, not one schedule's: a claim
+// that is a dangerous structure's pivot fails so on every write. Caught as a
+// changed row's 40001, it left the tick due and committed as if it had
+// published every due tick (a drain did not send it again: the tick waited
+// for the next claim, and a schedule without backfill then published one job
+// for it and the tick due by then), and jobs.schedule's own tick was
+// recorded as failed and dropped. Such a call now fails with that 40001,
+// nothing written, as docs/scheduling.md says concurrent SERIALIZABLE claims
+// may (a drain sends the claim again). Three real sessions on a real
+// PostgreSQL.
+import { beforeEach, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { lockSessions, outcome } from './support/lock-sessions.js';
+import { minute, T0 } from './support/schedule-clock.js';
+
+const db = await testDb();
+const sql = db.sql;
+const session = lockSessions(db.url);
+
+beforeEach(async () => {
+  await sql('create table if not exists ssi_read (i int); create table if not exists ssi_other (i int); truncate ssi_read, ssi_other');
+  await sql('truncate jobs.job_queue, jobs.recurring, jobs.tick_miss');
+  await sql(`select jobs.schedule('a', '*/10 * * * *', 'a.run', runner => 'drains', now => $1)`, [T0]);
+});
+
+/**
+ * Runs call in a SERIALIZABLE app transaction that is the pivot of a dangerous structure: it read what
+ * another transaction, committed first, wrote, and a reader still open read `table` (which the call
+ * writes). Answers the call's rows or its error, then commits the app and the reader.
+ */
+async function asPivot(table: string, call: string) {
+  const app = await session();
+  await app.query('begin isolation level serializable');
+  await app.query('select count(*) from ssi_read');
+  const out = await session();  // writes what the app read, commits first
+  await out.query('begin isolation level serializable');
+  await out.query('insert into ssi_read values (1)');
+  await out.query('commit');
+  const reader = await session();  // read what the call writes, writes elsewhere, still open
+  await reader.query('begin isolation level serializable');
+  await reader.query(`select count(*) from ${table}`);
+  await reader.query('insert into ssi_other values (1)');
+  const answer = await outcome(app.query(call));
+  await app.query('commit').catch(() => {});
+  await reader.query('commit');
+  return typeof answer === 'string' ? answer : JSON.stringify(answer);
+}
+
+const jobs = async () => sql(`select task, scheduled_at from jobs.job_queue order by task, scheduled_at`);
+const schedule = async () => sql(`select next_run_at, last_error, skipped_ticks::int from jobs.recurring`);
+
+for (const table of ['jobs.job_queue', 'jobs.recurring']) {
+  it(`a claim whose tick's writes to ${table} fail for read/write dependencies fails whole (40001), its tick due`, async () => {
+    const answer = await asPivot(table, `select jobs.claim_json(1, 'nothing.%', null, '${minute(10)}')->>'count' as r`);
+    // Unfixed: [{"r":"0"}], committed: the tick left due as another call's, though none had it.
+    expect(answer).toMatch(/^error 40001 .*read\/write dependencies/);
+    expect(await jobs()).toEqual([]);
+    expect(await schedule()).toEqual([{ next_run_at: new Date(minute(10)), last_error: null, skipped_ticks: 0 }]);
+    // Sent again (as a drain sends a claim rolled back whole), it publishes the tick at its minute.
+    expect(await sql(`select jobs.claim_json(1, 'nothing.%', null, $1)->>'count' as r`, [minute(10)])).toEqual([{ r: '0' }]);
+    expect(await jobs()).toEqual([{ task: 'a.run', scheduled_at: new Date(minute(10)) }]);
+    expect(await schedule()).toEqual([{ next_run_at: new Date(minute(20)), last_error: null, skipped_ticks: 0 }]);
+  });
+}
+
+it("jobs.schedule's own tick whose publish fails for read/write dependencies fails the call (40001), the tick not dropped", async () => {
+  const answer = await asPivot('jobs.job_queue', `select jobs.schedule('a', '*/5 * * * *', 'a.run', runner => 'drains',
+                                                                        now => '${minute(20)}') is not null as ok`);
+  // Unfixed: [{"ok":true}], committed: the tick recorded as failed (last_error) and dropped, next_run_at 20:21.
+  expect(answer).toMatch(/^error 40001 .*read\/write dependencies/);
+  expect(await jobs()).toEqual([]);
+  expect(await sql(`select cron, next_run_at, last_error from jobs.recurring`))
+    .toEqual([{ cron: '*/10 * * * *', next_run_at: new Date(minute(10)), last_error: null }]);
+});
