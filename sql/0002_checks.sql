@@ -13,6 +13,14 @@ begin
   raise exception '%: %', p_field, p_message using errcode = p_code, column = p_field;
 end $$;
 
+-- Whether each statement sees what others committed before it: READ
+-- COMMITTED, or READ UNCOMMITTED, which PostgreSQL runs as READ COMMITTED
+-- (not REPEATABLE READ's or SERIALIZABLE's one snapshot). SQL: inlined.
+create function jobs.read_committed()
+returns boolean language sql stable as $$
+  select current_setting('transaction_isolation') in ('read committed', 'read uncommitted')
+$$;
+
 -- The clock of a function that takes an injected `now` (its tests' clock):
 -- now as given, or the transaction's time when null. A time at ±infinity is
 -- no clock (every lease, backoff and expiry computed from it would be

@@ -14,7 +14,7 @@ returns jobs.queue language plpgsql as $$
 declare
   v_q jobs.queue;
 begin
-  if current_setting('transaction_isolation') = 'read committed' then
+  if jobs.read_committed() then
     perform pg_advisory_xact_lock_shared(736041, hashtext(p_queue));
     select * into v_q from jobs.queue q where q.name = p_queue;
   else
@@ -62,7 +62,7 @@ declare
   v_max integer;
   v_waiting integer;
 begin
-  if current_setting('transaction_isolation') = 'read committed' then
+  if jobs.read_committed() then
     perform pg_advisory_xact_lock_shared(736041, hashtext(p_queue));
     select * into v_q from jobs.queue q where q.name = p_queue;
   else

@@ -61,7 +61,7 @@ declare
   v_deps boolean;
   v_own boolean;
 begin
-  if p_only is null and current_setting('transaction_isolation') <> 'read committed' then
+  if p_only is null and not jobs.read_committed() then
     select a.leases, a.waiting into leases, waiting from jobs.expire_apart(n, p_now, p_after, p_leases, p_waiting, p_holder) a;
     return;
   end if;

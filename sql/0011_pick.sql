@@ -124,7 +124,7 @@ begin
   -- A REPEATABLE READ or SERIALIZABLE snapshot may predate claims committed
   -- while this waited for the lock: its count would be low.
   if (v_max_running is not null or v_group_cap is not null)
-     and current_setting('transaction_isolation') <> 'read committed' then
+     and not jobs.read_committed() then
     raise exception 'a claim of queue % (%) must run in a READ COMMITTED transaction, not %',
       quote_literal(v_queue), concat_ws(', ', 'max_running ' || v_max_running, 'group_concurrency ' || v_group_cap),
       upper(current_setting('transaction_isolation'))

@@ -21,7 +21,7 @@ create function jobs.claim_settings(p_queue text, out known boolean, out paused 
                                     out group_concurrency integer, out group_tiers jsonb)
 language plpgsql as $$
 begin
-  if current_setting('transaction_isolation') = 'read committed' then
+  if jobs.read_committed() then
     perform pg_advisory_xact_lock_shared(736044, hashtext(p_queue));
     select q.paused, q.max_running, q.group_concurrency, q.group_tiers into paused, max_running, group_concurrency, group_tiers
     from jobs.queue q where q.name = p_queue;

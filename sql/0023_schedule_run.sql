@@ -74,7 +74,7 @@ declare
   -- transaction's commit, closed a cycle when it went on to wait for a key whose holder
   -- then called jobs.schedule for one of them (40P01); the drains publish their ticks.
   v_only text := nullif(current_setting('pgdrain.tick_wait', true), '');
-  v_rc boolean := current_setting('transaction_isolation') = 'read committed';
+  v_rc boolean := jobs.read_committed();
   v_mine text[];  -- outside READ COMMITTED: the due rows locked before the loop (null: any)
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());

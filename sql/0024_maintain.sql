@@ -33,7 +33,7 @@ declare
   v_gone bigint[];
   v_gone_keys text[];
 begin
-  if p_only is null and current_setting('transaction_isolation') <> 'read committed' then
+  if p_only is null and not jobs.read_committed() then
     select a.removed, a.archived into removed, archived from jobs.remove_ended_apart(p_before, p_archive, p_max) a;
     return;
   end if;
@@ -74,7 +74,7 @@ returns integer language plpgsql as $$
 declare
   v_windows integer;
 begin
-  if p_only is null and current_setting('transaction_isolation') <> 'read committed' then
+  if p_only is null and not jobs.read_committed() then
     return jobs.delete_ended_windows_apart(p_now, p_max);
   end if;
   delete from jobs.throttle t using (
@@ -166,7 +166,7 @@ begin
   if maintain.prune_run_log and jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
     v_prune := 'delete from cron.job_run_details d using cron.job j
                 where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1';
-    if current_setting('transaction_isolation') = 'read committed' then
+    if jobs.read_committed() then
       execute v_prune using v_now - maintain.retention;
     else
       begin

@@ -92,7 +92,7 @@ begin
       'the default queue cannot be deleted (jobs published without a queue go there); purge it with jobs.purge_queue(''default'')');
   end if;
   -- Its check of the queue's jobs must see those committed while it waited.
-  if current_setting('transaction_isolation') <> 'read committed' then
+  if not jobs.read_committed() then
     raise exception 'jobs.delete_queue must run in a READ COMMITTED transaction, not %',
       upper(current_setting('transaction_isolation'))
       using errcode = '0A000';

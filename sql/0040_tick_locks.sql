@@ -90,7 +90,7 @@ begin
   lost := '{}';
   -- None waited for outside READ COMMITTED: the snapshot, older than the wait, would miss what
   -- the holder committed (its tick publishes only with the locks free at once, jobs.publish_ticks).
-  if current_setting('transaction_isolation') <> 'read committed' then return; end if;
+  if not jobs.read_committed() then return; end if;
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
   for q, v_due, v_name in select x.name, d.due, d.name from jobs.queue x

@@ -166,7 +166,7 @@ declare
   v_max integer;
   v_waiting integer;
 begin
-  if current_setting('transaction_isolation') = 'read committed' then
+  if jobs.read_committed() then
     perform pg_advisory_xact_lock_shared(736041, hashtext(p_queue));
     select * into v_q from jobs.queue q where q.name = p_queue;
   else
@@ -1408,7 +1408,7 @@ CREATE FUNCTION jobs.claim_settings(p_queue text, OUT known boolean, OUT paused 
     LANGUAGE plpgsql
     AS $$
 begin
-  if current_setting('transaction_isolation') = 'read committed' then
+  if jobs.read_committed() then
     perform pg_advisory_xact_lock_shared(736044, hashtext(p_queue));
     select q.paused, q.max_running, q.group_concurrency, q.group_tiers into paused, max_running, group_concurrency, group_tiers
     from jobs.queue q where q.name = p_queue;
@@ -2080,7 +2080,7 @@ CREATE FUNCTION jobs.delete_ended_windows(p_now timestamp with time zone, p_max 
 declare
   v_windows integer;
 begin
-  if p_only is null and current_setting('transaction_isolation') <> 'read committed' then
+  if p_only is null and not jobs.read_committed() then
     return jobs.delete_ended_windows_apart(p_now, p_max);
   end if;
   delete from jobs.throttle t using (
@@ -2228,7 +2228,7 @@ begin
       'the default queue cannot be deleted (jobs published without a queue go there); purge it with jobs.purge_queue(''default'')');
   end if;
   -- Its check of the queue's jobs must see those committed while it waited.
-  if current_setting('transaction_isolation') <> 'read committed' then
+  if not jobs.read_committed() then
     raise exception 'jobs.delete_queue must run in a READ COMMITTED transaction, not %',
       upper(current_setting('transaction_isolation'))
       using errcode = '0A000';
@@ -2566,7 +2566,7 @@ declare
   v_deps boolean;
   v_own boolean;
 begin
-  if p_only is null and current_setting('transaction_isolation') <> 'read committed' then
+  if p_only is null and not jobs.read_committed() then
     select a.leases, a.waiting into leases, waiting from jobs.expire_apart(n, p_now, p_after, p_leases, p_waiting, p_holder) a;
     return;
   end if;
@@ -2839,7 +2839,7 @@ CREATE FUNCTION jobs.hold_queue(p_queue text) RETURNS jobs.queue
 declare
   v_q jobs.queue;
 begin
-  if current_setting('transaction_isolation') = 'read committed' then
+  if jobs.read_committed() then
     perform pg_advisory_xact_lock_shared(736041, hashtext(p_queue));
     select * into v_q from jobs.queue q where q.name = p_queue;
   else
@@ -3226,7 +3226,7 @@ begin
   if maintain.prune_run_log and jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
     v_prune := 'delete from cron.job_run_details d using cron.job j
                 where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1';
-    if current_setting('transaction_isolation') = 'read committed' then
+    if jobs.read_committed() then
       execute v_prune using v_now - maintain.retention;
     else
       begin
@@ -3539,7 +3539,7 @@ begin
   -- A REPEATABLE READ or SERIALIZABLE snapshot may predate claims committed
   -- while this waited for the lock: its count would be low.
   if (v_max_running is not null or v_group_cap is not null)
-     and current_setting('transaction_isolation') <> 'read committed' then
+     and not jobs.read_committed() then
     raise exception 'a claim of queue % (%) must run in a READ COMMITTED transaction, not %',
       quote_literal(v_queue), concat_ws(', ', 'max_running ' || v_max_running, 'group_concurrency ' || v_group_cap),
       upper(current_setting('transaction_isolation'))
@@ -4674,7 +4674,7 @@ declare
   -- transaction's commit, closed a cycle when it went on to wait for a key whose holder
   -- then called jobs.schedule for one of them (40P01); the drains publish their ticks.
   v_only text := nullif(current_setting('pgdrain.tick_wait', true), '');
-  v_rc boolean := current_setting('transaction_isolation') = 'read committed';
+  v_rc boolean := jobs.read_committed();
   v_mine text[];  -- outside READ COMMITTED: the due rows locked before the loop (null: any)
 begin
   perform jobs.tick_steps_give(jobs.max_tick_steps());
@@ -4936,6 +4936,16 @@ CREATE FUNCTION jobs.raise_invalid(p_code text, p_field text, p_message text) RE
 begin
   raise exception '%: %', p_field, p_message using errcode = p_code, column = p_field;
 end $$;
+
+--
+-- Name: read_committed(); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.read_committed() RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select current_setting('transaction_isolation') in ('read committed', 'read uncommitted')
+$$;
 
 --
 -- Name: redrive(bigint[], text, text, timestamp with time zone, text, timestamp with time zone, boolean, integer); Type: FUNCTION; Schema: jobs; Owner: -
@@ -5350,7 +5360,7 @@ declare
   v_gone bigint[];
   v_gone_keys text[];
 begin
-  if p_only is null and current_setting('transaction_isolation') <> 'read committed' then
+  if p_only is null and not jobs.read_committed() then
     select a.removed, a.archived into removed, archived from jobs.remove_ended_apart(p_before, p_archive, p_max) a;
     return;
   end if;
@@ -7378,7 +7388,7 @@ begin
   lost := '{}';
   -- None waited for outside READ COMMITTED: the snapshot, older than the wait, would miss what
   -- the holder committed (its tick publishes only with the locks free at once, jobs.publish_ticks).
-  if current_setting('transaction_isolation') <> 'read committed' then return; end if;
+  if not jobs.read_committed() then return; end if;
   -- From the bounded queues, each one probe (recurring_queue_due_idx): not a
   -- read of every due row, which a claim paid while any tick was due.
   for q, v_due, v_name in select x.name, d.due, d.name from jobs.queue x
