@@ -10,6 +10,8 @@
 // may (a drain sends the claim again). Three real sessions on a real
 // PostgreSQL.
 import { beforeEach, expect, it } from 'vitest';
+import { createQueue, defineTask } from '../src/index.js';
+import { pgDriver } from '../src/db/pg.js';
 import { testDb } from './support/db.js';
 import { lockSessions, outcome } from './support/lock-sessions.js';
 import { minute, T0 } from './support/schedule-clock.js';
@@ -72,4 +74,38 @@ it("jobs.schedule's own tick whose publish fails for read/write dependencies fai
   expect(await jobs()).toEqual([]);
   expect(await sql(`select cron, next_run_at, last_error from jobs.recurring`))
     .toEqual([{ cron: '*/10 * * * *', next_run_at: new Date(minute(10)), last_error: null }]);
+});
+
+// A drain's claim (its own transaction, under a database default of
+// SERIALIZABLE) whose tick's publish fails so is sent again, as any claim
+// rolled back whole: the tick is published and run by the same drain. A
+// trigger raises that 40001 once, standing in for the dangerous structure.
+it('a drain() whose claim fails so sends it again: the tick published and run', async () => {
+  await sql(`create sequence ssi_once;
+             create function ssi_once() returns trigger language plpgsql as $$
+             begin
+               if nextval('public.ssi_once') = 1 then  -- a sequence: the failure's rollback does not undo it
+                 raise exception 'could not serialize access due to read/write dependencies among transactions'
+                   using errcode = '40001', detail = 'Reason code: Canceled on identification as a pivot, during write.';
+               end if;
+               return new;
+             end $$;
+             create trigger ssi_once before insert on jobs.job_queue for each row execute function ssi_once()`);
+  await sql(`update jobs.recurring set next_run_at = now() - interval '1 minute', task = 'tick', timeout = 5`);
+  await sql(`alter database "${db.name}" set default_transaction_isolation = 'serializable'`);
+  try {
+    const driver = pgDriver(db.url, { max: 2 });
+    try {
+      const tick = defineTask('tick', async () => {});
+      const report = await createQueue({ driver, tasks: { tick } }).drain(10, Date.now() + 10_000);
+      // Unfixed: claimed 0 (the first claim committed, its tick left due, the drain found nothing).
+      expect(report).toMatchObject({ claimed: 1, succeeded: 1 });
+    } finally {
+      await driver.close();
+    }
+  } finally {
+    await sql(`alter database "${db.name}" reset default_transaction_isolation`);
+    await sql('drop trigger ssi_once on jobs.job_queue; drop function ssi_once(); drop sequence ssi_once');
+  }
+  expect(await sql(`select next_run_at > now() as moved from jobs.recurring`)).toEqual([{ moved: true }]);
 });
