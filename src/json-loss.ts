@@ -70,7 +70,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
       let form: unknown;
       let open: object | undefined;
       let bytes = false;
-      if ((typeof v === 'object' && v !== null) || typeof v === 'bigint') {
+      if ((typeof v === 'object' && v !== null) || typeof v === 'function' || typeof v === 'bigint') { // SerializeJSONProperty's objects and BigInt
         const toJSON = (v as { toJSON?: unknown }).toJSON;
         if (typeof toJSON === 'function') {
           // A Buffer's (a bytea column's): a fresh { type, data } of its bytes, nothing of the value's to read.

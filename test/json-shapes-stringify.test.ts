@@ -43,6 +43,8 @@ const shapes: [string, unknown][] = [
   ['a Number object with a toJSON value of its own', { n: Object.assign(new Number(3), { x: new Decimal('1') }) }],
   ['a String object with one, past the plain walk', { s: Object.assign(new String('ab'), { x: new Decimal('1') }), f: () => 1 }],
   ['a Boolean object holding a Map', { b: Object.assign(new Boolean(true), { m: new Map([[1, 2]]) }) }],
+  // JSON.stringify calls a function's toJSON as any object's (a class given a static toJSON): unfixed, {} and [null].
+  ['a function with a toJSON', { f: Object.assign(() => 1, { toJSON: (key: string) => `f ${key}` }), l: [class { static toJSON() { return 'C'; } }] }],
 ];
 
 describe('the JSON text sent is JSON.stringify\'s', () => {
