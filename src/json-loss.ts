@@ -91,6 +91,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
             found.notJson = true;
             found.at = `${pathTo(frames.length, key)} is ${pathTo(at + 1)} again: JSON cannot hold a cycle`;
             put(frames[frames.length - 1], key, frames[at]!.copy);
+            for (let i = at; i < frames.length; i++) named(frames[i]!);
             return (found.form = top, found);
           }
           if (!plain) {
@@ -159,6 +160,27 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
     found.thrown = { error };
     delete found.form;
     return found;
+  }
+}
+
+/**
+ * Gives a copy in a cycle its object's constructor, for JSON.stringify's
+ * message (`starting at object with constructor 'Node'`): V8 names a plain
+ * object by the first constructor data property on its prototype chain. Its
+ * prototype is a null-prototype object holding only that (no toJSON). An
+ * array copy is named 'Array' whatever its prototype.
+ */
+function named(frame: Frame): void {
+  if (frame.keys === undefined) return;
+  try {
+    for (let proto = Object.getPrototypeOf(frame.node) as object | null; proto !== null; proto = Object.getPrototypeOf(proto) as object | null) {
+      const constructor: unknown = Object.getOwnPropertyDescriptor(proto, 'constructor')?.value;
+      if (typeof constructor !== 'function') continue;
+      if (constructor !== Object) Object.setPrototypeOf(frame.copy, Object.create(null, { constructor: { value: constructor } }) as object);
+      return;
+    }
+  } catch {
+    // a Proxy's trap that throws: named 'Object', the cycle still said
   }
 }
 
