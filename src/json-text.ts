@@ -48,7 +48,7 @@ export function jsonParam(value: unknown, field: string): string {
   if (bad) {
     // Where, as a result's is (notJsonAt): `jobs[3].body: ... at jobs[3].body.a[2]`; the field is still the value's.
     const root = field || 'value';
-    const at = notJsonAt(value, root, true);
+    const at = notJsonAt(form, root, true); // the copy JSON.stringify wrote: a toJSON's answer in place, nothing read again
     const where = at === undefined || at === root ? '' : at.startsWith('the key ') ? `, in ${cutPath(at)}` : `, at ${cutPath(at)}`;
     throw new ValidationError(field, `must not contain ${bad} (PostgreSQL jsonb cannot store it)${where}`);
   }
@@ -62,8 +62,9 @@ const NOT_JSON_BUDGET = 100_000;
  * Where JSON.stringify failed in a value, first in its order: `result.a.b is a
  * BigInt`, `result.self is result again (a cycle)`; with strings, the path of
  * the first string PostgreSQL cannot store (unstorableEscape), or the key (`the key "a\u0000"
- * of result.x`); undefined when not found
- * (behind a toJSON, a getter, past the budget). Read only after it threw.
+ * of result.x`), looked for in jsonForm's copy (a toJSON's answer in place, no
+ * getter read again); undefined when not found (behind a toJSON, a getter,
+ * past the budget). Read only after it threw.
  * Iterative, as quietThenables: no stack overflow of its own.
  */
 export function notJsonAt(value: unknown, root = 'result', strings = false): string | undefined {

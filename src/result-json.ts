@@ -44,7 +44,7 @@ export function resultJson(result: unknown, use: 'result' | 'item' = 'result'): 
   }
   if (json === undefined) throw unstorable(`result is a ${typeof result}, which JSON has no value for`);
   const bad = unstorableEscape(json);
-  if (bad) throw unstorable(`${notJsonAt(result, 'result', true) ?? 'handler returned a string that'} has ${bad}, which PostgreSQL cannot store`);
+  if (bad) throw unstorable(`${notJsonAt(form, 'result', true) ?? 'result'} has ${bad}, which PostgreSQL cannot store`);
   return json;
 }
 

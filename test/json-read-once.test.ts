@@ -78,3 +78,24 @@ describe('stored as one JSON.stringify writes it, each read once', () => {
     expect({ result, body }).toEqual({ result: stringify, body: stringify });
   });
 });
+
+describe('a string PostgreSQL cannot store, said at its path', () => {
+  // Unfixed: the path was looked for in the value again (a getter read twice), and a toJSON's string was not
+  // looked into: 'handler returned a string that has \\u0000', the body's message without where.
+  it('behind a toJSON and behind a getter, each read once', () => {
+    const nul = make((count) => ({ a: { toJSON: () => (count('a'), 'x\u0000') } }));
+    const got = make((count) => ({ list: [1, { get b() { count('b'); return 'y\u0000'; } }] }));
+    expect(run((v) => resultJson(v), nul())).toEqual({ out: 'threw', calls: { a: 1 } });
+    expect(() => resultJson(nul().value)).toThrow(/^result not stored: result\.a has \\u0000, which PostgreSQL cannot store/);
+    expect(() => jsonParam(nul().value, 'body')).toThrow('body: must not contain \\u0000 (PostgreSQL jsonb cannot store it), at body.a');
+    expect(run((v) => resultJson(v), got())).toEqual({ out: 'threw', calls: { b: 1 } });
+    expect(run((v) => jsonParam(v, 'body'), got())).toEqual({ out: 'threw', calls: { b: 1 } });
+    expect(() => jsonParam(got().value, 'body')).toThrow('body: must not contain \\u0000 (PostgreSQL jsonb cannot store it), at body.list[1].b');
+  });
+
+  // Past notJsonAt's budget (100,000 values) the path is not looked for: the result as a whole, not 'handler returned a string'.
+  it('past the values looked at for where, said of the result', () => {
+    const big = [...Array.from({ length: 100_001 }, (_, i) => i), 'z\u0000'];
+    expect(() => resultJson(big)).toThrow(/^result not stored: result has \\u0000, which PostgreSQL cannot store/);
+  });
+});
