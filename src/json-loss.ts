@@ -29,7 +29,7 @@ interface Frame {
   length: number;
   next: number;
   key: string;
-  /** A plain object's own then was a function, and none of its values yet data: a thenable of no data (lostKind's rule). */
+  /** Its then is a function (a plain object's own; a class instance's, lostKind), and none of its values yet data: a thenable of no data. */
   then: boolean;
   data: boolean;
 }
@@ -70,6 +70,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
       let form: unknown;
       let open: object | undefined;
       let bytes = false;
+      let thenable = false;
       if ((typeof v === 'object' && v !== null) || typeof v === 'function' || typeof v === 'bigint') { // SerializeJSONProperty's objects and BigInt
         const toJSON = (v as { toJSON?: unknown }).toJSON;
         if (typeof toJSON === 'function') {
@@ -96,7 +97,8 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
           }
           if (!plain) {
             const kind = lostKind(v);
-            if (kind !== undefined) {
+            if (kind === 'thenable') thenable = true;
+            else if (kind !== undefined) {
               const text = lostText(kind, v, cutPath(pathTo(frames.length, key)), use, frames.length === 0);
               found.first ??= text;
               if (kind === 'promise') found.retry ??= text;
@@ -126,7 +128,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         const keys = array ? undefined : Object.keys(open);
         const length = array ? lengthOf(open) : keys!.length;
         if (frames.length >= SCAN) (deep ??= new Set()).add(open);
-        frames.push({ node: open, copy, keys, length, next: 0, key, then: false, data: false });
+        frames.push({ node: open, copy, keys, length, next: 0, key, then: thenable, data: false });
       }
       // The next value: the top frame's next key, its frames closed as they end; a string, number, boolean or null copied here.
       let frame = frames[frames.length - 1];

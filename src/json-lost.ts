@@ -10,14 +10,15 @@ export type LostKind = 'map' | 'set' | 'promise' | 'error' | 'outcome';
 
 /**
  * What JSON would lose of an object it writes (after its toJSON), or
- * undefined: the entries of a Map or Set not empty, a Promise (or a
- * thenable of no data but functions: a native one gets a no-op catch), the
+ * undefined: the entries of a Map or Set not empty, a Promise (a native
+ * one gets a no-op catch; 'thenable' for any other: a Promise if it has no
+ * data but functions, which the walk tells from the values it reads), the
  * message and stack of an Error with no own fields but its name (one with
  * others is stored as those, as any class instance), a FailJob, RetryJob or
  * SnoozeJob whatever its fields. What cannot be read (a Proxy of a Map: its
  * size throws) is undefined, stored as JSON writes it.
  */
-export function lostKind(node: object): LostKind | undefined {
+export function lostKind(node: object): LostKind | 'thenable' | undefined {
   try {
     return lostKindOf(node);
   } catch {
@@ -25,7 +26,7 @@ export function lostKind(node: object): LostKind | undefined {
   }
 }
 
-function lostKindOf(node: object): LostKind | undefined {
+function lostKindOf(node: object): LostKind | 'thenable' | undefined {
   if (Array.isArray(node)) return undefined;
   if (node instanceof Map) return node.size > 0 ? 'map' : undefined;
   if (node instanceof Set) return node.size > 0 ? 'set' : undefined;
@@ -34,9 +35,9 @@ function lostKindOf(node: object): LostKind | undefined {
       Promise.prototype.then.call(node, undefined, ignore);
       return 'promise';
     }
-    // A thenable with data of its own ({ when, then }) is written with that data: a plain object here.
-    const at = (key: string) => (node as Record<string, unknown>)[key];
-    if (Object.keys(node).every((key) => typeof at(key) === 'function' || at(key) === undefined)) return 'promise';
+    // Lost ('promise') only with no data of its own ({ when, then } is written with it): told by
+    // json-loss.ts from the values its walk reads, not read here a second time.
+    return 'thenable';
   }
   if (!isError(node)) return undefined;
   if (outcomeClassOf(node) !== undefined) return 'outcome';

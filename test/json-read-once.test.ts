@@ -58,6 +58,11 @@ const shapes: [string, () => Made][] = [
     const list: unknown[] = [1, { toJSON: () => (count('d'), list[0] = 'x', list[2] = 'changed', list.push('added'), 'd') }, 3];
     return { list };
   })],
+  // A thenable class instance is a Promise only with no data: unfixed, lostKind read its values to tell, then the walk again.
+  ['a thenable class instance with a counting getter', make((count) => {
+    class Query { then() { return undefined; } }
+    return { q: Object.defineProperty(new Query(), 'sql', { get: () => (count('sql'), 'select 1'), enumerable: true }) };
+  })],
   ['a cycle beside a toJSON', make((count) => {
     const o: Record<string, unknown> = { before: { toJSON: () => count('before') }, inner: { d: { toJSON: () => count('inner') } } };
     o.self = o;
