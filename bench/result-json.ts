@@ -4,11 +4,12 @@
 // B: this tree's (src/result-json.ts). Shapes: undefined (a no-op handler:
 // nothing to encode), a small plain object, a plain object with an array of
 // objects, one holding a Date (a row's timestamp), and one holding a class
-// instance of data (both walked as plain data), one holding a Buffer
-// (walked as plain data too), one holding values with their own toJSON
-// (Decimal.js, Luxon, bson stand-ins: toJSON returning a string or plain
-// data, walked as plain data since json-loss.ts), and a 1.2 MB result of
-// them (4 batches of 5). SHAPES=tojson,big runs those only.
+// instance of data, one holding a Buffer (its toJSON's { type, data } taken
+// whole, not walked), one holding values with their own toJSON (Decimal.js,
+// Luxon, bson stand-ins: toJSON returning a string or plain data), and a
+// 1.2 MB result of them (4 batches of 5). Each is read once by json-loss.ts
+// jsonForm's walk, which copies what it reads; JSON.stringify writes the
+// copy. SHAPES=tojson,big runs those only.
 //
 //   mkdir -p dist/result-json/base && git archive BASE src | tar -x -C dist/result-json/base
 //   npx esbuild dist/result-json/base/src/json-text.ts --bundle --platform=node --format=esm --outfile=dist/result-json/a.mjs
