@@ -85,9 +85,13 @@ begin
     if v_waiting + p_n > v_max then
       -- What would be exceeded: the waiting jobs (counted up to max_size + 1) and those added.
       perform jobs.raise_invalid('PD010', 'queue', format(
-        'queue %s is full: %s waiting job%s + %s %s > max_size %s; %s later or raise it with jobs.create_queue(%s, max_size => ...)',
+        'queue %s is full: %s waiting job%s + %s %s > max_size %s; %s later or raise it with jobs.create_queue(%s, max_size => ...)%s',
         quote_literal(p_queue), v_waiting, case when v_waiting = 1 then '' else 's' end, p_n, p_what, v_max,
-        case when p_what = 'redriven' then 'redrive' else 'publish' end, quote_literal(p_queue)));
+        case when p_what = 'redriven' then 'redrive' else 'publish' end, quote_literal(p_queue),
+        -- Counted in an older snapshot: jobs claimed or ended since are among them.
+        case when current_setting('transaction_isolation') <> 'read committed' then format(
+          ' (counted in this %s transaction''s snapshot, where jobs claimed or ended since still wait: a new transaction may be admitted)',
+          upper(current_setting('transaction_isolation'))) else '' end));
     end if;
     update jobs.queue_admits a set admits = a.admits + 1 where a.queue = p_queue;
     if not found then  -- its first (in an older snapshot: one committed since, 40001 too)
