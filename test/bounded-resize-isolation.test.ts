@@ -8,6 +8,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
 import { lockSessions, outcome, waits } from './support/lock-sessions.js';
+import { minute, T0 } from './support/schedule-clock.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -20,6 +21,27 @@ beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.recurring, jobs.tick_miss, jobs.subscription');
   await sql(`select jobs.create_queue('capped', max_size => null)`);  // unbounded
 });
+
+for (const [caller, call] of [
+  ["a claim's", `select jobs.claim_json(1, 'nothing.%', null, '${minute(20)}')->>'count' as r`],
+  ["jobs.maintain's", `select jobs.maintain(now => '${minute(20)}')->>'ticks' as r`],
+] as const) {
+  it(`${caller} tick in repeatable read whose snapshot saw the queue unbounded: left due, the queue not overfilled`, async () => {
+    await sql(`select jobs.schedule('a', '*/10 * * * *', 'a.run', runner => 'drains', queue => 'capped', now => $1)`, [T0]);
+    const app = await session();
+    await app.query('begin isolation level repeatable read');
+    await app.query('select 1 from jobs.queue limit 1');  // its snapshot: 'capped' unbounded
+    await sql(`select jobs.create_queue('capped', max_size => 1)`);
+    await sql(`select jobs.publish('first.run', queue => 'capped')`);
+    const answer = await outcome(app.query(call));
+    await app.query('commit');
+    expect(answer).toEqual([{ r: '0' }]);
+    // Unfixed: the tick was published as into an unbounded queue, 2 waiting.
+    expect(await waiting()).toBe(1);
+    expect(await sql(`select next_run_at, last_error from jobs.recurring`))
+      .toEqual([{ next_run_at: new Date(minute(10)), last_error: null }]);
+  });
+}
 
 for (const level of ['repeatable read', 'serializable']) {
   it(`in ${level}, a snapshot that saw the queue unbounded: after max_size 1 and a publish, its publish fails 40001`, async () => {
