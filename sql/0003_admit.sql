@@ -89,7 +89,7 @@ begin
         quote_literal(p_queue), v_waiting, case when v_waiting = 1 then '' else 's' end, p_n, p_what, v_max,
         case when p_what = 'redriven' then 'redrive' else 'publish' end, quote_literal(p_queue),
         -- Counted in an older snapshot: jobs claimed or ended since are among them.
-        case when current_setting('transaction_isolation') <> 'read committed' then format(
+        case when not jobs.read_committed() then format(
           ' (counted in this %s transaction''s snapshot, where jobs claimed or ended since still wait: a new transaction may be admitted)',
           upper(current_setting('transaction_isolation'))) else '' end));
     end if;

@@ -3,7 +3,8 @@
 // (jobs.read_committed). Compared with 'read committed' alone, such a
 // transaction took the REPEATABLE READ paths: a claim of a queue with
 // max_running and jobs.delete_queue refused it (0A000 "not READ
-// UNCOMMITTED"), and a tick into a bounded queue waited for no lock. Each
+// UNCOMMITTED"), a tick into a bounded queue waited for no lock, and a full
+// bounded queue's refusal spoke of a snapshot. Each
 // case runs under both levels, same answers. Real sessions, real PostgreSQL.
 import { beforeEach, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
@@ -38,6 +39,18 @@ for (const level of ['read committed', 'read uncommitted']) {
     await app.query('commit');
     // Unfixed (read uncommitted): error 0A000: jobs.delete_queue must run in a READ COMMITTED transaction.
     expect(answer).toEqual([{ ok: true }]);
+  });
+
+  it(`${level}: a full bounded queue's refusal counts what is waiting now, and says nothing of a snapshot`, async () => {
+    await sql(`select jobs.create_queue('fullq', max_size => 1)`);
+    await sql(`select jobs.publish('a', queue => 'fullq')`);
+    const app = await session();
+    await app.query(`begin isolation level ${level}`);
+    const answer = await outcome(app.query(`select jobs.publish('b', queue => 'fullq')`));
+    await app.query('rollback');
+    // Unfixed (read uncommitted): '… (counted in this READ UNCOMMITTED transaction's snapshot, …)'.
+    expect(answer).toBe("error PD010 queue: queue: queue 'fullq' is full: 1 waiting job + 1 published > max_size 1; "
+      + "publish later or raise it with jobs.create_queue('fullq', max_size => ...)");
   });
 
   it(`${level}: jobs.maintain's tick into a bounded queue waits for its publishers' lock, then publishes`, async () => {
