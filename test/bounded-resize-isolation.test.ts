@@ -7,7 +7,7 @@
 // snapshot predates it fails with 40001. Real sessions on a real PostgreSQL.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { lockSessions, outcome, waits } from './support/lock-sessions.js';
+import { lockSessions, outcome, STALE_ROW, waits } from './support/lock-sessions.js';
 import { minute, T0 } from './support/schedule-clock.js';
 
 const db = await testDb();
@@ -15,7 +15,6 @@ const sql = db.sql;
 const session = lockSessions(db.url);
 const waiting = async () => (await sql<{ n: number }>(
   `select count(*)::int as n from jobs.job_queue where queue = 'capped' and lease_until is null`))[0]!.n;
-const STALE = 'error 40001 undefined: could not serialize access due to concurrent update';
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.recurring, jobs.tick_miss, jobs.subscription');
@@ -53,7 +52,7 @@ for (const level of ['repeatable read', 'serializable']) {
     const answer = await outcome(app.query(`select jobs.publish('late.run', queue => 'capped')`));
     await app.query('rollback');
     // Unfixed: admitted (it read the queue unbounded), 2 waiting with max_size 1.
-    expect(answer).toBe(STALE);
+    expect(answer).toBe(STALE_ROW);
     expect(await waiting()).toBe(1);
     // A new transaction reads the bound and counts the first job.
     await app.query(`begin isolation level ${level}`);

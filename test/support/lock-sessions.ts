@@ -38,6 +38,9 @@ export type Observer = (text: string, params?: unknown[]) => Promise<unknown[]>;
 export const outcome = (p: Promise<{ rows: unknown[] }>) =>
   p.then((r) => r.rows, (e: { code?: string; column?: string; message: string }) => `error ${e.code} ${e.column}: ${e.message}`);
 
+/** outcome's text for a statement that failed on a row changed since its REPEATABLE READ / SERIALIZABLE snapshot. */
+export const STALE_ROW = 'error 40001 undefined: could not serialize access due to concurrent update';
+
 const waitsForLock = async (sql: Observer, s: LockSession) =>
   (await sql(`select 1 from pg_locks where pid = $1 and not granted`, [s.pid])).length > 0;
 
