@@ -274,7 +274,7 @@ describe('CLI', () => {
     expect((await jobs()).map((r) => [r.job_id, r.task, r.body, r.priority, r.attributes])).toEqual([
       [ids[0], 'crm.sync', { user: 1 }, 4, { a: 1 }], [ids[1], 'email.welcome', { user: 1 }, 4, { a: 1 }]]);
     expect(await cli('event', 'publish', 'nobody.listens')).toMatchObject({ code: 0, stdout: '' });
-    expect(await cli('event', 'unsubscribe', 'user.created', 'crm')).toMatchObject({ code: 0 });
+    expect(await cli('event', 'unsubscribe', 'user.created', 'crm')).toMatchObject({ code: 0, stdout: 'unsubscribed\n' });
     expect(await cli('event', 'unsubscribe', 'user.created', 'crm'))
       .toMatchObject({ code: 2, stderr: expect.stringMatching(/queue: 'crm' is not subscribed to 'user\.created'/) });
   });

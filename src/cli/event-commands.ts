@@ -99,7 +99,7 @@ export function eventCommand(withConnection: WithConnection): Command {
     });
 
   cmd.command('unsubscribe')
-    .description("end a queue's subscription to an event (jobs already published stay)")
+    .description("end a queue's subscription to an event (jobs already published stay). Prints unsubscribed")
     .argument('<event>')
     .argument('<queue>')
     .addOption(dsnOption())
@@ -110,6 +110,7 @@ export function eventCommand(withConnection: WithConnection): Command {
         if (!(await unsubscribe(driver, event, queue))) {
           throw new PgDrainError('invalid_argument', `queue: '${queue}' is not subscribed to '${event}'`, { field: 'queue' });
         }
+        process.stdout.write('unsubscribed\n');
       });
     });
 
