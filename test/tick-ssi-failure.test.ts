@@ -15,37 +15,24 @@ import { pgDriver } from '../src/db/pg.js';
 import { testDb } from './support/db.js';
 import { lockSessions, outcome } from './support/lock-sessions.js';
 import { minute, T0 } from './support/schedule-clock.js';
+import { asPivot } from './support/ssi-pivot.js';
 
 const db = await testDb();
 const sql = db.sql;
 const session = lockSessions(db.url);
 
 beforeEach(async () => {
-  await sql('create table if not exists ssi_read (i int); create table if not exists ssi_other (i int); truncate ssi_read, ssi_other');
   await sql('truncate jobs.job_queue, jobs.recurring, jobs.tick_miss');
   await sql(`select jobs.schedule('a', '*/10 * * * *', 'a.run', runner => 'drains', now => $1)`, [T0]);
 });
 
-/**
- * Runs call in a SERIALIZABLE app transaction that is the pivot of a dangerous structure: it read what
- * another transaction, committed first, wrote, and a reader still open read `table` (which the call
- * writes). Answers the call's rows or its error, then commits the app and the reader.
- */
-async function asPivot(table: string, call: string) {
-  const app = await session();
-  await app.query('begin isolation level serializable');
-  await app.query('select count(*) from ssi_read');
-  const out = await session();  // writes what the app read, commits first
-  await out.query('begin isolation level serializable');
-  await out.query('insert into ssi_read values (1)');
-  await out.query('commit');
-  const reader = await session();  // read what the call writes, writes elsewhere, still open
-  await reader.query('begin isolation level serializable');
-  await reader.query(`select count(*) from ${table}`);
-  await reader.query('insert into ssi_other values (1)');
-  const answer = await outcome(app.query(call));
-  await app.query('commit').catch(() => {});
-  await reader.query('commit');
+/** call's rows or error (as text) in a SERIALIZABLE app transaction that is a dangerous structure's pivot (ssi-pivot.ts). */
+async function asPivotOf(table: string, call: string) {
+  const answer = await asPivot(session, table, async (app) => {
+    const answer = await outcome(app.query(call));
+    await app.query('commit').catch(() => {});
+    return answer;
+  });
   return typeof answer === 'string' ? answer : JSON.stringify(answer);
 }
 
@@ -54,7 +41,7 @@ const schedule = async () => sql(`select next_run_at, last_error, skipped_ticks:
 
 for (const table of ['jobs.job_queue', 'jobs.recurring']) {
   it(`a claim whose tick's writes to ${table} fail for read/write dependencies fails whole (40001), its tick due`, async () => {
-    const answer = await asPivot(table, `select jobs.claim_json(1, 'nothing.%', null, '${minute(10)}')->>'count' as r`);
+    const answer = await asPivotOf(table, `select jobs.claim_json(1, 'nothing.%', null, '${minute(10)}')->>'count' as r`);
     // Unfixed: [{"r":"0"}], committed: the tick left due as another call's, though none had it.
     expect(answer).toMatch(/^error 40001 .*read\/write dependencies/);
     expect(await jobs()).toEqual([]);
@@ -67,7 +54,7 @@ for (const table of ['jobs.job_queue', 'jobs.recurring']) {
 }
 
 it("jobs.schedule's own tick whose publish fails for read/write dependencies fails the call (40001), the tick not dropped", async () => {
-  const answer = await asPivot('jobs.job_queue', `select jobs.schedule('a', '*/5 * * * *', 'a.run', runner => 'drains',
+  const answer = await asPivotOf('jobs.job_queue', `select jobs.schedule('a', '*/5 * * * *', 'a.run', runner => 'drains',
                                                                         now => '${minute(20)}') is not null as ok`);
   // Unfixed: [{"ok":true}], committed: the tick recorded as failed (last_error) and dropped, next_run_at 20:21.
   expect(answer).toMatch(/^error 40001 .*read\/write dependencies/);
