@@ -2,6 +2,13 @@
 -- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0021; a
 -- bounded queue's lock is waited for before, jobs.tick_queues, sql/0040).
 
+-- Whether a 40001's detail (pg_exception_detail) is SERIALIZABLE's
+-- read/write-dependency failure ('Reason code: …', never translated): the
+-- whole transaction's (every write of a pivot fails so), to be raised, not a
+-- row changed since the snapshot, which a block may leave to its changer.
+create function jobs.transaction_conflict(p_detail text)
+returns boolean language sql immutable as $$ select p_detail like 'Reason code:%' $$;
+
 -- Publishes one job for each drain-run schedule whose tick is due and moves
 -- its next_run_at past `now`. Ticks missed while nothing claimed become one
 -- job (scheduled at the first of them), or none for overlap 'skip' while a
@@ -206,7 +213,7 @@ begin
       -- SERIALIZABLE's read/write dependencies (detail 'Reason code: …'): the
       -- transaction's, not this tick's (every write of a pivot fails so): it
       -- fails whole, its ticks due (a drain sends it again).
-      if sqlstate = '40001' and v_detail like 'Reason code:%' then raise; end if;
+      if sqlstate = '40001' and jobs.transaction_conflict(v_detail) then raise; end if;
       v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
       perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
       -- A tick that would have waited (lock_timeout set above; the

@@ -155,7 +155,7 @@ begin
     get diagnostics v_misses = row_count;
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
-    if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies (sql/0041): the transaction's
+    if jobs.transaction_conflict(v_detail) then raise; end if;
     v_misses := 0;
   end;
 
@@ -173,7 +173,7 @@ begin
         execute v_prune using v_now - maintain.retention;
       exception when serialization_failure then
         get stacked diagnostics v_detail = pg_exception_detail;
-        if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies (sql/0041): the transaction's
+        if jobs.transaction_conflict(v_detail) then raise; end if;
       end;
     end if;
   end if;

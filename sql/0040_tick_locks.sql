@@ -234,7 +234,7 @@ begin
     return v_names;
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
-    if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
+    if jobs.transaction_conflict(v_detail) then raise; end if;
     v_names := '{}';
   end;
   for v_name in
@@ -248,7 +248,7 @@ begin
       if found then v_names := v_names || v_name; end if;
     exception when serialization_failure then  -- changed since this snapshot: left to that call
       get stacked diagnostics v_detail = pg_exception_detail;
-      if v_detail like 'Reason code:%' then raise; end if;
+      if jobs.transaction_conflict(v_detail) then raise; end if;
     end;
   end loop;
   return v_names;

@@ -48,7 +48,7 @@ begin
                    for update skip locked);
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
-    if v_detail like 'Reason code:%' then raise; end if;
+    if jobs.transaction_conflict(v_detail) then raise; end if;
     v_ids := array(select j.job_id from jobs.job j where j.ended_at < p_before order by j.ended_at limit p_max);
   end;
   v_to := array[cardinality(v_ids)];
@@ -65,7 +65,7 @@ begin
       from jobs.remove_ended(p_before, p_archive, p_max, v_ids[v_lo:v_hi]) r;
     exception when serialization_failure then
       get stacked diagnostics v_detail = pg_exception_detail;
-      if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
+      if jobs.transaction_conflict(v_detail) then raise; end if;
       if v_lo < v_hi then  -- each half apart, the first first; one row: left to the session that changed it
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
@@ -92,7 +92,7 @@ begin
                     for update skip locked);
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
-    if v_detail like 'Reason code:%' then raise; end if;
+    if jobs.transaction_conflict(v_detail) then raise; end if;
     v_keys := array(select o.dedupe_key from jobs.throttle o where o.until <= p_now order by o.until limit p_max);
   end;
   v_to := array[cardinality(v_keys)];
@@ -106,7 +106,7 @@ begin
       v_windows := v_windows + jobs.delete_ended_windows(p_now, p_max, v_keys[v_lo:v_hi]);
     exception when serialization_failure then
       get stacked diagnostics v_detail = pg_exception_detail;
-      if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
+      if jobs.transaction_conflict(v_detail) then raise; end if;
       if v_lo < v_hi then
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
@@ -161,7 +161,7 @@ begin
       from jobs.expire_due(n, p_now, p_after, p_leases, p_waiting, p_holder, v_ids[v_lo:v_hi]) e;
     exception when serialization_failure then
       get stacked diagnostics v_detail = pg_exception_detail;
-      if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
+      if jobs.transaction_conflict(v_detail) then raise; end if;
       if v_lo < v_hi then
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);

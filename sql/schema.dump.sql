@@ -2129,7 +2129,7 @@ begin
                     for update skip locked);
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
-    if v_detail like 'Reason code:%' then raise; end if;
+    if jobs.transaction_conflict(v_detail) then raise; end if;
     v_keys := array(select o.dedupe_key from jobs.throttle o where o.until <= p_now order by o.until limit p_max);
   end;
   v_to := array[cardinality(v_keys)];
@@ -2143,7 +2143,7 @@ begin
       v_windows := v_windows + jobs.delete_ended_windows(p_now, p_max, v_keys[v_lo:v_hi]);
     exception when serialization_failure then
       get stacked diagnostics v_detail = pg_exception_detail;
-      if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
+      if jobs.transaction_conflict(v_detail) then raise; end if;
       if v_lo < v_hi then
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
@@ -2560,7 +2560,7 @@ begin
       from jobs.expire_due(n, p_now, p_after, p_leases, p_waiting, p_holder, v_ids[v_lo:v_hi]) e;
     exception when serialization_failure then
       get stacked diagnostics v_detail = pg_exception_detail;
-      if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
+      if jobs.transaction_conflict(v_detail) then raise; end if;
       if v_lo < v_hi then
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
@@ -2980,7 +2980,7 @@ begin
     return v_names;
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
-    if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
+    if jobs.transaction_conflict(v_detail) then raise; end if;
     v_names := '{}';
   end;
   for v_name in
@@ -2994,7 +2994,7 @@ begin
       if found then v_names := v_names || v_name; end if;
     exception when serialization_failure then  -- changed since this snapshot: left to that call
       get stacked diagnostics v_detail = pg_exception_detail;
-      if v_detail like 'Reason code:%' then raise; end if;
+      if jobs.transaction_conflict(v_detail) then raise; end if;
     end;
   end loop;
   return v_names;
@@ -3231,7 +3231,7 @@ begin
     get diagnostics v_misses = row_count;
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
-    if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies (sql/0041): the transaction's
+    if jobs.transaction_conflict(v_detail) then raise; end if;
     v_misses := 0;
   end;
 
@@ -3249,7 +3249,7 @@ begin
         execute v_prune using v_now - maintain.retention;
       exception when serialization_failure then
         get stacked diagnostics v_detail = pg_exception_detail;
-        if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies (sql/0041): the transaction's
+        if jobs.transaction_conflict(v_detail) then raise; end if;
       end;
     end if;
   end if;
@@ -4822,7 +4822,7 @@ begin
       -- SERIALIZABLE's read/write dependencies (detail 'Reason code: …'): the
       -- transaction's, not this tick's (every write of a pivot fails so): it
       -- fails whole, its ticks due (a drain sends it again).
-      if sqlstate = '40001' and v_detail like 'Reason code:%' then raise; end if;
+      if sqlstate = '40001' and jobs.transaction_conflict(v_detail) then raise; end if;
       v_out := sqlstate = 'PDC01' and v_hint = jobs.tick_steps_hint();
       perform jobs.tick_steps_give(case when v_out then 0 else v_kept end);
       -- A tick that would have waited (lock_timeout set above; the
@@ -5432,7 +5432,7 @@ begin
                    for update skip locked);
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
-    if v_detail like 'Reason code:%' then raise; end if;
+    if jobs.transaction_conflict(v_detail) then raise; end if;
     v_ids := array(select j.job_id from jobs.job j where j.ended_at < p_before order by j.ended_at limit p_max);
   end;
   v_to := array[cardinality(v_ids)];
@@ -5449,7 +5449,7 @@ begin
       from jobs.remove_ended(p_before, p_archive, p_max, v_ids[v_lo:v_hi]) r;
     exception when serialization_failure then
       get stacked diagnostics v_detail = pg_exception_detail;
-      if v_detail like 'Reason code:%' then raise; end if;  -- read/write dependencies: the transaction's, not a row's
+      if jobs.transaction_conflict(v_detail) then raise; end if;
       if v_lo < v_hi then  -- each half apart, the first first; one row: left to the session that changed it
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
@@ -7575,6 +7575,14 @@ begin
   end if;
   return v_ms || 'ms';
 end $_$;
+
+--
+-- Name: transaction_conflict(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.transaction_conflict(p_detail text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$ select p_detail like 'Reason code:%' $$;
 
 --
 -- Name: tz_change(text, interval, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
