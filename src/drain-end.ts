@@ -37,7 +37,7 @@ export async function endOnFault(error: unknown, end: DrainEnd): Promise<never> 
     r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'release' });
   }
   const settleError = await end.settler.close(1).then(() => undefined, (e: unknown) => e);
-  if (settleError === undefined) await end.db.query(RELEASE_HOLDER_SQL, [end.holder, end.workerId]).catch(() => undefined);
+  if (settleError === undefined) await releaseHolder(end);
   end.limit.dispose();
   end.hooks?.unanswered();
   throw withUnrecorded(translateError(error), end.settler.left(), settleError, end.workerId); // unchanged when it all landed
