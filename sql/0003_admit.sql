@@ -54,8 +54,8 @@ create table jobs.queue_admits (
 -- flight and sees their jobs, and one that comes after it finds no queue.
 -- p_what names the jobs added in the refusal (PD010): 'published', or
 -- 'redriven' (jobs.redrive), as in 'queue 'q' is full: 1 waiting job + 2
--- redriven > max_size 2'.
-create function jobs.admit(p_queue text, p_n integer, p_what text default 'published')
+-- redriven > max_size 2'. p_count false: the caller bumps (jobs.count_admit) once its jobs are written.
+create function jobs.admit(p_queue text, p_n integer, p_what text default 'published', p_count boolean default true)
 returns jobs.queue language plpgsql as $$
 declare
   v_q jobs.queue;
@@ -93,12 +93,22 @@ begin
           ' (counted in this %s transaction''s snapshot, where jobs claimed or ended since still wait: a new transaction may be admitted)',
           upper(current_setting('transaction_isolation'))) else '' end));
     end if;
-    update jobs.queue_admits a set admits = a.admits + 1 where a.queue = p_queue;
-    if not found then  -- its first (in an older snapshot: one committed since, 40001 too)
-      insert into jobs.queue_admits as a (queue) values (p_queue) on conflict (queue) do update set admits = a.admits + 1;
+    if p_count then
+      perform jobs.count_admit(p_queue);
     end if;
   end if;
   return v_q;
+end $$;
+
+-- Bumps bounded queue p_queue's jobs.queue_admits row under jobs.admit's lock. Only for jobs added: a publish
+-- answered with its dedupe key's holder adds nothing, and fails no other admit (in an older snapshot: 40001).
+create function jobs.count_admit(p_queue text)
+returns void language plpgsql as $$
+begin
+  update jobs.queue_admits a set admits = a.admits + 1 where a.queue = p_queue;
+  if not found then  -- its first (in an older snapshot: one committed since, 40001 too)
+    insert into jobs.queue_admits as a (queue) values (p_queue) on conflict (queue) do update set admits = a.admits + 1;
+  end if;
 end $$;
 
 -- Locks the active jobs among depends_on (so none can end unseen before this
@@ -168,7 +178,7 @@ end $$;
 create function jobs.key_holder(p_key text, p_now timestamptz)
 returns table (job_id bigint, serial_key text, running boolean, ends boolean) language sql stable as $$
   select q.job_id, q.serial_key, q.lease_until is not null,
-         q.lease_until is null and q.expires_at <= p_now or q.lease_until is not null and q.cancel_requested_at is not null
+         coalesce(q.lease_until is null and q.expires_at <= p_now, false) or q.lease_until is not null and q.cancel_requested_at is not null
   from jobs.job_queue q where q.dedupe_key = p_key
 $$;
 

@@ -197,7 +197,7 @@ begin
         v_take_serial := case when v_old.running then v_old.serial_key end;
       end if;
     end if;
-    v_q := jobs.admit(v_queue, 1);
+    v_q := jobs.admit(v_queue, 1, p_count => false);  -- counted below, if the key is still free
     if publish.depends_on is not null then
       v_waiting := jobs.lock_dependencies(publish.depends_on, v_now);
     end if;
@@ -263,7 +263,9 @@ begin
     if publish.serial_key is not null then
       v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
     end if;
-
+    if v_q.max_size is not null then  -- a job to add: counted (jobs.admit), before it, as jobs.admit would
+      perform jobs.count_admit(v_queue);
+    end if;
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
                                 retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)

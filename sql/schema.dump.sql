@@ -155,10 +155,10 @@ CREATE TABLE jobs.queue (
 );
 
 --
--- Name: admit(text, integer, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: admit(text, integer, text, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.admit(p_queue text, p_n integer, p_what text DEFAULT 'published'::text) RETURNS jobs.queue
+CREATE FUNCTION jobs.admit(p_queue text, p_n integer, p_what text DEFAULT 'published'::text, p_count boolean DEFAULT true) RETURNS jobs.queue
     LANGUAGE plpgsql
     AS $$
 declare
@@ -197,9 +197,8 @@ begin
           ' (counted in this %s transaction''s snapshot, where jobs claimed or ended since still wait: a new transaction may be admitted)',
           upper(current_setting('transaction_isolation'))) else '' end));
     end if;
-    update jobs.queue_admits a set admits = a.admits + 1 where a.queue = p_queue;
-    if not found then  -- its first (in an older snapshot: one committed since, 40001 too)
-      insert into jobs.queue_admits as a (queue) values (p_queue) on conflict (queue) do update set admits = a.admits + 1;
+    if p_count then
+      perform jobs.count_admit(p_queue);
     end if;
   end if;
   return v_q;
@@ -1492,6 +1491,20 @@ begin
   end if;
   return query select * from jobs.claim(consume_topic.n, consume_topic.pattern, null, consume_topic.now,
                                         consume_topic.queue);
+end $$;
+
+--
+-- Name: count_admit(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.count_admit(p_queue text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  update jobs.queue_admits a set admits = a.admits + 1 where a.queue = p_queue;
+  if not found then  -- its first (in an older snapshot: one committed since, 40001 too)
+    insert into jobs.queue_admits as a (queue) values (p_queue) on conflict (queue) do update set admits = a.admits + 1;
+  end if;
 end $$;
 
 --
@@ -2910,7 +2923,7 @@ CREATE FUNCTION jobs.key_holder(p_key text, p_now timestamp with time zone) RETU
     LANGUAGE sql STABLE
     AS $$
   select q.job_id, q.serial_key, q.lease_until is not null,
-         q.lease_until is null and q.expires_at <= p_now or q.lease_until is not null and q.cancel_requested_at is not null
+         coalesce(q.lease_until is null and q.expires_at <= p_now, false) or q.lease_until is not null and q.cancel_requested_at is not null
   from jobs.job_queue q where q.dedupe_key = p_key
 $$;
 
@@ -3938,7 +3951,7 @@ begin
         v_take_serial := case when v_old.running then v_old.serial_key end;
       end if;
     end if;
-    v_q := jobs.admit(v_queue, 1);
+    v_q := jobs.admit(v_queue, 1, p_count => false);  -- counted below, if the key is still free
     if publish.depends_on is not null then
       v_waiting := jobs.lock_dependencies(publish.depends_on, v_now);
     end if;
@@ -4004,7 +4017,9 @@ begin
     if publish.serial_key is not null then
       v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
     end if;
-
+    if v_q.max_size is not null then  -- a job to add: counted (jobs.admit), before it, as jobs.admit would
+      perform jobs.count_admit(v_queue);
+    end if;
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
                                 retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)

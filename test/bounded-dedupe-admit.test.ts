@@ -1,0 +1,57 @@
+// A publish into a bounded queue answered with the job holding its dedupe
+// key adds nothing, so it must not bump the queue's jobs.queue_admits row:
+// that bump makes a concurrent admit whose REPEATABLE READ snapshot is older
+// fail with 40001 (serialization failure), needlessly. Real sessions.
+import { beforeEach, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { blocked, lockSessions, outcome } from './support/lock-sessions.js';
+
+const db = await testDb();
+const sql = db.sql;
+const session = lockSessions(db.url);
+const waiting = async () => (await sql<{ n: number }>(
+  `select count(*)::int as n from jobs.job_queue where queue = 'capped'`))[0]!.n;
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.queue_admits');
+  await sql(`select jobs.create_queue('capped', max_size => 3)`);
+  await sql(`select jobs.publish('held.run', queue => 'capped', dedupe_key => 'k')`);
+});
+
+for (const [name, collide] of [
+  ['jobs.publish (keep)', `select jobs.publish('held.run', queue => 'capped', dedupe_key => 'k')`],
+  ['jobs.publish (keep_waiting)', `select jobs.publish('held.run', queue => 'capped', dedupe_key => 'k', dedupe_mode => 'keep_waiting')`],
+  ['a bulk with dedupe keys', `select jobs.publish_arrays(array['held.run'], queue => 'capped', dedupe_keys => array['k'])`],
+] as const) {
+  it(`${name} answered with the key's holder, committed after a repeatable read snapshot: that transaction's publish is admitted`, async () => {
+    const app = await session();
+    await app.query('begin isolation level repeatable read');
+    await app.query('select 1 from jobs.queue limit 1');  // its snapshot
+    expect(await sql(`${collide} as id`)).toHaveLength(1);  // answered the holder, committed
+    const got = await outcome(app.query(`select jobs.publish('late.run', queue => 'capped') is not null as ok`));
+    await app.query('commit');
+    // Unfixed (keep): error 40001, the collide publish having bumped jobs.queue_admits.
+    expect(got).toEqual([{ ok: true }]);
+    expect(await waiting()).toBe(2);
+  });
+}
+
+it('a publish that finds its key taken only under the queue lock (another publisher committed it meanwhile) does not count either', async () => {
+  const [first, second, app] = [await session(), await session(), await session()];
+  await first.query('begin');
+  await first.query(`select jobs.publish('new.run', queue => 'capped', dedupe_key => 'n')`);
+  await second.query('begin');
+  const answer = outcome(second.query(`select jobs.publish('new.run', queue => 'capped', dedupe_key => 'n') as id`));
+  await blocked(sql, second);  // the queue's publishers' lock
+  await first.query('commit');
+  const [{ id }] = await answer as [{ id: string }];
+  await app.query('begin isolation level repeatable read');
+  await app.query('select 1 from jobs.queue limit 1');  // its snapshot: after first's commit, before second's
+  await second.query('commit');
+  const got = await outcome(app.query(`select jobs.publish('late.run', queue => 'capped') is not null as ok`));
+  await app.query('commit');
+  // Unfixed: error 40001 (second's admit bumped the row, committed after the snapshot).
+  expect(got).toEqual([{ ok: true }]);
+  expect(id).toBe((await sql<{ id: string }>(`select job_id::text as id from jobs.job_queue where dedupe_key = 'n'`))[0]!.id);
+  expect(await waiting()).toBe(3);
+});
