@@ -69,10 +69,7 @@ begin
     select * into v_q from jobs.queue q where q.name = p_queue for key share;
   end if;
   if v_q.name is null then
-    -- A name no queue can have is told the rule, not to create it (the hint would fail).
-    perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
-    perform jobs.raise_invalid('PD009', 'queue',
-      format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)));
+    perform jobs.raise_no_queue(p_queue);
   end if;
   v_max := v_q.max_size;
   if v_max is not null and p_n > 0 then

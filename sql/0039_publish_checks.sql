@@ -115,3 +115,31 @@ begin
       quote_literal(p_queue), array_to_string(v_path || v_at, ' -> ')));
   end if;
 end $$;
+
+-- Raises jobs.admit's PD009 for queue p_queue, which its snapshot has no row
+-- of. A name no queue can have is told the rule, not to create it (the hint
+-- would fail). In REPEATABLE READ or SERIALIZABLE the queue may have been
+-- created since the snapshot: an insert of its name, undone (a
+-- subtransaction, on this error path only), tells, as the unique index
+-- checks committed rows whatever the snapshot (SERIALIZABLE: 40001 for a
+-- name this transaction read), and the message says to retry.
+create function jobs.raise_no_queue(p_queue text)
+returns void language plpgsql as $$
+declare
+  v_since boolean := false;
+begin
+  perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
+  if not jobs.read_committed() then
+    begin
+      insert into jobs.queue (name) values (p_queue);
+      raise sqlstate 'PDA96';  -- none: undo the insert
+    exception
+      when unique_violation or serialization_failure then v_since := true;
+      when sqlstate 'PDA96' then null;
+    end;
+  end if;
+  perform jobs.raise_invalid('PD009', 'queue', case when v_since then format(
+    'no queue named %s in this %s transaction''s snapshot: it was created after the snapshot; retry in a new transaction',
+    quote_literal(p_queue), upper(current_setting('transaction_isolation')))
+    else format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)) end);
+end $$;

@@ -173,10 +173,7 @@ begin
     select * into v_q from jobs.queue q where q.name = p_queue for key share;
   end if;
   if v_q.name is null then
-    -- A name no queue can have is told the rule, not to create it (the hint would fail).
-    perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
-    perform jobs.raise_invalid('PD009', 'queue',
-      format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)));
+    perform jobs.raise_no_queue(p_queue);
   end if;
   v_max := v_q.max_size;
   if v_max is not null and p_n > 0 then
@@ -4966,6 +4963,32 @@ CREATE FUNCTION jobs.raise_invalid(p_code text, p_field text, p_message text) RE
     AS $$
 begin
   raise exception '%: %', p_field, p_message using errcode = p_code, column = p_field;
+end $$;
+
+--
+-- Name: raise_no_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.raise_no_queue(p_queue text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_since boolean := false;
+begin
+  perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
+  if not jobs.read_committed() then
+    begin
+      insert into jobs.queue (name) values (p_queue);
+      raise sqlstate 'PDA96';  -- none: undo the insert
+    exception
+      when unique_violation or serialization_failure then v_since := true;
+      when sqlstate 'PDA96' then null;
+    end;
+  end if;
+  perform jobs.raise_invalid('PD009', 'queue', case when v_since then format(
+    'no queue named %s in this %s transaction''s snapshot: it was created after the snapshot; retry in a new transaction',
+    quote_literal(p_queue), upper(current_setting('transaction_isolation')))
+    else format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)) end);
 end $$;
 
 --
