@@ -175,7 +175,7 @@ end $$;
 create function jobs.key_holder(p_key text, p_now timestamptz)
 returns table (job_id bigint, serial_key text, running boolean, ends boolean) language sql stable as $$
   select q.job_id, q.serial_key, q.lease_until is not null,
-         coalesce(q.lease_until is null and q.expires_at <= p_now, false) or q.lease_until is not null and q.cancel_requested_at is not null
+         q.lease_until is null and q.expires_at <= p_now or q.lease_until is not null and q.cancel_requested_at is not null
   from jobs.job_queue q where q.dedupe_key = p_key
 $$;
 
