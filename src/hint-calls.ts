@@ -1,6 +1,6 @@
 // A fix-it hint names the call of the caller's own language. The SQL
-// functions' hints name the SQL call (sql/0003's "create it with
-// jobs.create_queue('q')", "raise it with jobs.create_queue('q', max_size => ...)",
+// functions' hints name the SQL call (sql/0039's "create it with
+// jobs.create_queue('q')", sql/0003's "raise it with jobs.create_queue('q', max_size => ...)",
 // sql/0034's "purge it first (jobs.purge_queue('q'))"), for an SQL caller;
 // translateError gives a TS caller the TS call (asTsCalls: queues.create,
 // queues.purge); the CLI and the HTTP API (which has no route that creates
@@ -17,7 +17,7 @@
 
 /** The hint sentences, each around its call: what comes before it and what ends the message after it. */
 const HINTS: readonly (readonly [lead: string, tail: string])[] = [
-  ['create it with ', ''], // sql/0003, sql/0033, queue-size.ts: an unknown queue
+  ['create it with ', ''], // sql/0039 (jobs.raise_no_queue), sql/0033, queue-size.ts: an unknown queue
   ['create it first with ', ''], // sql/0003, sql/0017: an unknown dead-letter queue
   ['raise it with ', ''], // sql/0003: a full queue
   ['created again (', ')'], // sql/0029: redrive's unknown queue
