@@ -56,6 +56,8 @@ const BUFFER_TO_JSON = (globalThis as { Buffer?: { prototype: { toJSON: unknown 
  * none of the stack.
  */
 export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
+  const type = typeof value;
+  if (type === 'string' || type === 'number' || type === 'boolean' || value === null) return { form: value }; // nothing to read
   const found: Losses = {};
   const frames: Frame[] = [];
   let deep: Set<object> | undefined;
@@ -107,7 +109,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         }
       } else if (typeof v === 'function' || typeof v === 'symbol') form = undefined;
       else form = v;
-      const holder = frames[frames.length - 1];
+      const holder = frames.length === 0 ? undefined : frames[frames.length - 1]; // never frames[-1]: a lookup of the key '-1', slow
       if (holder !== undefined && holder.keys !== undefined) {
         if (key === 'then' && typeof raw === 'function') holder.then = true;
         else if (typeof raw !== 'function' && raw !== undefined) holder.data = true;
@@ -131,7 +133,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         frames.push({ node: open, copy, keys, length, next: 0, key, then: thenable, data: false });
       }
       // The next value: the top frame's next key, its frames closed as they end; a string, number, boolean or null copied here.
-      let frame = frames[frames.length - 1];
+      let frame = frames.length === 0 ? undefined : frames[frames.length - 1];
       for (;;) {
         while (frame !== undefined && frame.next >= frame.length) {
           if (frame.then && !frame.data && frame.keys !== undefined) {
@@ -141,17 +143,24 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
           }
           if (frames.length > SCAN) deep!.delete(frame.node);
           frames.pop();
-          frame = frames[frames.length - 1];
+          frame = frames.length === 0 ? undefined : frames[frames.length - 1];
         }
         if (frame === undefined) return (found.form = top, found);
         const at = frame.next++;
         const keys = frame.keys;
-        key = keys === undefined ? String(at) : keys[at]!;
-        raw = (frame.node as Record<string, unknown>)[key];
-        const type = typeof raw;
-        if (!(type === 'string' || type === 'number' || type === 'boolean' || raw === null) || key === '__proto__') break;
-        if (keys === undefined) (frame.copy as unknown[]).push(raw);
-        else {
+        if (keys === undefined) { // an array's index read as a number: its key's text is made only for what is not copied here
+          raw = (frame.node as unknown[])[at];
+          const type = typeof raw;
+          if (type === 'string' || type === 'number' || type === 'boolean' || raw === null) (frame.copy as unknown[]).push(raw);
+          else {
+            key = String(at);
+            break;
+          }
+        } else {
+          key = keys[at]!;
+          raw = (frame.node as Record<string, unknown>)[key];
+          const type = typeof raw;
+          if (!(type === 'string' || type === 'number' || type === 'boolean' || raw === null) || key === '__proto__') break;
           (frame.copy as Record<string, unknown>)[key] = raw;
           frame.data = true;
         }
