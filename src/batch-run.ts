@@ -5,7 +5,7 @@ import type { DrainDeps } from './drain.js';
 import type { DrainHooks, Thrown } from './drain-hooks.js';
 import { BatchCallContext, LazySignal } from './job-context.js';
 import { askedOutcome } from './job-errors.js';
-import { quietThenables } from './json-text.js';
+import { quietThenables } from './json-quiet.js';
 import { resultJson } from './result-json.js';
 import type { RateLimit } from './rate-limit.js';
 import { isError } from './error-text.js';
@@ -146,7 +146,7 @@ function settleEach(jobs: Job[], answer: unknown, began: number, ms: number): (O
     return jobs.map((job) => ({ id: job.id, attempt: job.attempt, outcome: 'ack', result: null, ms }));
   }
   if (!Array.isArray(answer) || answer.length !== jobs.length) {
-    quietThenables(answer, 'answer'); // { sent: jobs.map(send) }: its promises must not reject unhandled
+    quietThenables(answer); // { sent: jobs.map(send) }: its promises must not reject unhandled
     const shape = Array.isArray(answer) ? `an array of ${answer.length}` : typeof answer;
     const error = new TypeError(`batch handler of ${jobs[0]!.task} returned ${shape} for ${jobs.length} jobs: it must `
       + `return nothing (every job succeeds) or an array of ${jobs.length}, one item per job in order (a result, or an Error)`);

@@ -5,6 +5,7 @@
 // would, checks it and gives the copy to serialise.
 import { cutPath, keyPath } from './json-path.js';
 import { lostKind, lostText, unboxed, NOT_BOXED } from './json-lost.js';
+import { quietThenables } from './json-quiet.js';
 
 /** Whose value it is, for the advice: a handler's result, a batch answer's item, or a value given to a call. */
 export type JsonUse = 'result' | 'item' | 'value';
@@ -13,17 +14,19 @@ export type JsonUse = 'result' | 'item' | 'value';
  * What jsonForm found: the first part lost and the first Promise (retry), as
  * texts; notJson when JSON.stringify would throw, with at saying where (a
  * BigInt, a cycle) or thrown when a toJSON or getter threw (the error to
- * throw in its place). form: what to give JSON.stringify for the value's
+ * throw in its place, and where: `reading body.a threw`, `body.a's toJSON threw`). form: what to give JSON.stringify for the value's
  * text (undefined: the value has none), a copy of plain objects, arrays and
  * primitives that runs none of the value's code; when notJson, the copy up
  * to where the walk stopped, the BigInt or the cycle in it, so that
  * JSON.stringify of it throws JSON.stringify's own error.
  */
-export interface Losses { first?: string; retry?: string; notJson?: true; at?: string; thrown?: { error: unknown }; form?: unknown }
+export interface Losses { first?: string; retry?: string; notJson?: true; at?: string; thrown?: { error: unknown; at: string }; form?: unknown }
 
 /** An object or array being written: its copy, its keys (undefined: an array) and where it is. */
 interface Frame {
   node: object;
+  /** Its prototype, read once (undefined: an array, whose is not read: JSON.stringify reads none). */
+  proto: object | null | undefined;
   copy: Record<string, unknown> | unknown[];
   keys: string[] | undefined;
   length: number;
@@ -52,7 +55,8 @@ const BUFFER_TO_JSON = (globalThis as { Buffer?: { prototype: { toJSON: unknown 
  * their path under root; every native Promise met gets a no-op catch (one
  * left rejecting unhandled would end the process, with the drain's jobs
  * leased). It stops where JSON.stringify would throw: a BigInt, a cycle, a
- * toJSON or getter that throws. Iterative: any depth JSON.stringify writes,
+ * toJSON or getter that throws, and then reads what JSON.stringify did not
+ * reach only to quiet its promises (json-quiet.ts). Iterative: any depth JSON.stringify writes,
  * none of the stack.
  */
 export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
@@ -63,6 +67,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
   let deep: Set<object> | undefined;
   let top: unknown;
   const pathTo = (depth: number, key?: string): string => pathOf(frames, root, depth, key);
+  let calling = false; // in a toJSON, for where a throw came from
   try {
     let raw: unknown = value;
     let key = '';
@@ -71,6 +76,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
       let v = raw;
       let form: unknown;
       let open: object | undefined;
+      let proto: object | null | undefined;
       let bytes = false;
       let thenable = false;
       if ((typeof v === 'object' && v !== null) || typeof v === 'function' || typeof v === 'bigint') { // SerializeJSONProperty's objects and BigInt
@@ -78,13 +84,16 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         if (typeof toJSON === 'function') {
           // A Buffer's (a bytea column's): a fresh { type, data } of its bytes, nothing of the value's to read.
           bytes = toJSON === BUFFER_TO_JSON && ArrayBuffer.isView(v);
+          calling = true;
           v = toJSON.call(v, key);
+          calling = false;
         }
       }
       if (bytes) form = v;
       else if (typeof v === 'object' && v !== null) {
-        const proto: unknown = Object.getPrototypeOf(v);
-        const plain = proto === Object.prototype || proto === null || Array.isArray(v);
+        // An array's prototype is not read (a Proxy's getPrototypeOf trap: JSON.stringify runs none), an object's once.
+        proto = Array.isArray(v) ? undefined : Object.getPrototypeOf(v) as object | null;
+        const plain = proto === undefined || proto === Object.prototype || proto === null;
         const primitive = plain ? NOT_BOXED : unboxed(v);
         if (primitive !== NOT_BOXED) form = primitive;
         else {
@@ -93,12 +102,13 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
           if (at >= 0) {
             found.notJson = true;
             found.at = `${pathTo(frames.length, key)} is ${pathTo(at + 1)} again: JSON cannot hold a cycle`;
+            for (let i = at; i < frames.length; i++) top = named(frames, i, top);
             put(frames[frames.length - 1], key, frames[at]!.copy);
-            for (let i = at; i < frames.length; i++) named(frames[i]!);
+            quietRest(frames);
             return (found.form = top, found);
           }
           if (!plain) {
-            const kind = lostKind(v);
+            const kind = lostKind(v, proto!);
             if (kind === 'thenable') thenable = true;
             else if (kind !== undefined) {
               const text = lostText(kind, v, cutPath(pathTo(frames.length, key)), use, frames.length === 0);
@@ -120,6 +130,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         if (typeof form === 'bigint') {
           found.notJson = true;
           found.at = `${pathTo(frames.length, key)} is a BigInt, which JSON has none of: return it as a string`;
+          quietRest(frames);
           return (found.form = top, found);
         }
       } else {
@@ -130,7 +141,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         const keys = array ? undefined : Object.keys(open);
         const length = array ? lengthOf(open) : keys!.length;
         if (frames.length >= SCAN) (deep ??= new Set()).add(open);
-        frames.push({ node: open, copy, keys, length, next: 0, key, then: thenable, data: false });
+        frames.push({ node: open, proto, copy, keys, length, next: 0, key, then: thenable, data: false });
       }
       // The next value: the top frame's next key, its frames closed as they end; a string, number, boolean or null copied here.
       let frame = frames.length === 0 ? undefined : frames[frames.length - 1];
@@ -167,32 +178,79 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
       }
     }
   } catch (error) {
+    // What threw was the value at the top frame's last key read (or the value itself): a toJSON, a getter, a Proxy's trap.
+    const frame = frames.length === 0 ? undefined : frames[frames.length - 1]!;
+    const path = frame === undefined ? root : pathTo(frames.length, keyAt(frame, frame.next - 1));
     found.notJson = true;
-    found.thrown = { error };
+    found.thrown = { error, at: calling ? `${cutPath(path)}'s toJSON threw` : `reading ${cutPath(path)} threw` };
     delete found.form;
+    quietRest(frames);
     return found;
   }
 }
 
+function keyAt(frame: Frame, index: number): string {
+  return frame.keys === undefined ? String(index) : frame.keys[index]!;
+}
+
 /**
- * Gives a copy in a cycle its object's constructor, for JSON.stringify's
- * message (`starting at object with constructor 'Node'`): V8 names a plain
- * object by the first constructor data property on its prototype chain. Its
- * prototype is a null-prototype object holding only that (no toJSON). An
- * array copy is named 'Array' whatever its prototype.
+ * Where the walk stopped (a BigInt, a cycle, a throw), JSON.stringify stops
+ * too, but a native Promise past it left rejecting unhandled would end the
+ * process, with the drain's jobs leased: the values not read yet (each open
+ * object's keys past the last read, innermost first: JSON's order) are read
+ * once, only to quiet their promises; none read before is read again.
  */
-function named(frame: Frame): void {
-  if (frame.keys === undefined) return;
+function quietRest(frames: Frame[]): void {
   try {
-    for (let proto = Object.getPrototypeOf(frame.node) as object | null; proto !== null; proto = Object.getPrototypeOf(proto) as object | null) {
-      const constructor: unknown = Object.getOwnPropertyDescriptor(proto, 'constructor')?.value;
-      if (typeof constructor !== 'function') continue;
-      if (constructor !== Object) Object.setPrototypeOf(frame.copy, Object.create(null, { constructor: { value: constructor } }) as object);
-      return;
+    for (let depth = frames.length; depth > 0; depth--) {
+      const frame = frames[depth - 1]!;
+      for (let i = frame.next; i < frame.length; i++) {
+        quietThenables((frame.node as Record<string, unknown>)[keyAt(frame, i)]);
+      }
     }
   } catch {
-    // a Proxy's trap that throws: named 'Object', the cycle still said
+    // a getter or trap that throws: what is past it stays unread, as JSON.stringify leaves it
   }
+}
+
+/**
+ * Gives the copy of frames[i] (an object in a cycle) its object's
+ * constructor, for JSON.stringify's message (`starting at object with
+ * constructor 'Node'`): V8 names an object by the first constructor data
+ * property on its prototype chain. The copy's prototype is a null-prototype
+ * object holding only that (no toJSON). An array copy (V8 names one made by
+ * [] 'Array' whatever its prototype) of an Array subclass is made again by
+ * Reflect.construct with such a prototype, put in its holder's copy in the
+ * old one's place: answers top, the walk's root copy, replaced if it was it.
+ */
+function named(frames: Frame[], i: number, top: unknown): unknown {
+  const frame = frames[i]!;
+  try {
+    const array = frame.keys === undefined;
+    // An array's prototype read here only: a cycle, JSON.stringify's error to come.
+    for (let proto = array ? Object.getPrototypeOf(frame.node) as object | null : frame.proto!; proto !== null; proto = Object.getPrototypeOf(proto) as object | null) {
+      const constructor: unknown = Object.getOwnPropertyDescriptor(proto, 'constructor')?.value;
+      if (typeof constructor !== 'function') continue;
+      if (constructor === (array ? Array : Object)) return top;
+      const prototype = Object.create(null, { constructor: { value: constructor } }) as object;
+      if (!array) Object.setPrototypeOf(frame.copy, prototype);
+      else {
+        const like = function () {} as unknown as new () => unknown[];
+        like.prototype = prototype as unknown[];
+        const copy = Reflect.construct(Array, [], like) as unknown[];
+        (frame.copy as unknown[]).forEach((item, index) => (copy[index] = item));
+        const holder = frames[i - 1];
+        if (holder === undefined) top = copy;
+        else if (holder.keys === undefined) (holder.copy as unknown[])[holder.copy.length as number - 1] = copy;
+        else Object.defineProperty(holder.copy, frame.key, { value: copy, enumerable: true, writable: true, configurable: true });
+        frame.copy = copy;
+      }
+      return top;
+    }
+  } catch {
+    // a Proxy's trap that throws: named 'Object' or 'Array', the cycle still said
+  }
+  return top;
 }
 
 /** Where node is on the path from the root (its frame's index), or -1. */

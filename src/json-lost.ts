@@ -1,7 +1,6 @@
 // What JSON would lose of one object it writes (after its toJSON), and how
 // that is said at its path: the parts of json-loss.ts's rule that look at
 // one object, not the walk.
-import { isError } from './error-text.js';
 import { outcomeClassOf } from './job-errors.js';
 import type { JsonUse } from './json-loss.js';
 import { cutPath } from './json-path.js';
@@ -15,21 +14,21 @@ export type LostKind = 'map' | 'set' | 'promise' | 'error' | 'outcome';
  * data but functions, which the walk tells from the values it reads), the
  * message and stack of an Error with no own fields but its name (one with
  * others is stored as those, as any class instance), a FailJob, RetryJob or
- * SnoozeJob whatever its fields. What cannot be read (a Proxy of a Map: its
+ * SnoozeJob whatever its fields; proto is node's prototype, as read. What cannot be read (a Proxy of a Map: its
  * size throws) is undefined, stored as JSON writes it.
  */
-export function lostKind(node: object): LostKind | 'thenable' | undefined {
+export function lostKind(node: object, proto: object | null): LostKind | 'thenable' | undefined {
   try {
-    return lostKindOf(node);
+    return lostKindOf(node, proto);
   } catch {
     return undefined;
   }
 }
 
-function lostKindOf(node: object): LostKind | 'thenable' | undefined {
+function lostKindOf(node: object, proto: object | null): LostKind | 'thenable' | undefined {
   if (Array.isArray(node)) return undefined;
-  if (node instanceof Map) return node.size > 0 ? 'map' : undefined;
-  if (node instanceof Set) return node.size > 0 ? 'set' : undefined;
+  if (inherits(proto, Map.prototype)) return (node as Map<unknown, unknown>).size > 0 ? 'map' : undefined;
+  if (inherits(proto, Set.prototype)) return (node as Set<unknown>).size > 0 ? 'set' : undefined;
   if (typeof (node as { then?: unknown }).then === 'function') {
     if (Object.prototype.toString.call(node) === '[object Promise]') {
       Promise.prototype.then.call(node, undefined, ignore);
@@ -39,12 +38,21 @@ function lostKindOf(node: object): LostKind | 'thenable' | undefined {
     // json-loss.ts from the values its walk reads, not read here a second time.
     return 'thenable';
   }
-  if (!isError(node)) return undefined;
+  // An Error of this realm or another (node:vm), as error-text.ts isError tells it.
+  if (!inherits(proto, Error.prototype) && Object.prototype.toString.call(node) !== '[object Error]') return undefined;
   if (outcomeClassOf(node) !== undefined) return 'outcome';
   return Object.keys(node).every((key) => key === 'name') ? 'error' : undefined;
 }
 
 const ignore = () => {};
+
+/**
+ * node instanceof C, told from node's prototype as the walk read it: a
+ * Proxy's getPrototypeOf trap is not run again for each class asked about.
+ */
+function inherits(proto: object | null, prototype: object): boolean {
+  return proto === prototype || (proto !== null && Object.prototype.isPrototypeOf.call(prototype, proto));
+}
 
 /** What one lost part is, said at its path: `result.a is a Promise: await it (JSON would store it as {})`. */
 export function lostText(kind: LostKind, node: object, path: string, use: JsonUse, root: boolean): string {

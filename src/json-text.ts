@@ -37,10 +37,10 @@ export function jsonParam(value: unknown, field: string): string {
     if (thrown !== undefined) throw thrown.error; // a toJSON or getter that threw, not called again
     json = value === undefined ? 'null' : JSON.stringify(form);
   } catch (error) {
-    quietThenables(value, field || 'value'); // a BigInt beside a promise: the promise must not reject unhandled
+    // The promises past where the walk stopped were quieted by it (a BigInt beside a promise), nothing read again.
     // A stack overflow here is nesting too deep to serialise, not a cycle or a BigInt.
     const message = (error as Error)?.message ?? String(error);
-    const reason = /call stack/i.test(message) ? 'nested too deeply' : message;
+    const reason = thrown !== undefined ? `${thrown.at}: ${message}` : /call stack/i.test(message) ? 'nested too deeply' : message;
     throw new ValidationError(field, `must be JSON-serialisable (${reason})`);
   }
   if (json === undefined) throw new ValidationError(field, `must be JSON-serialisable, got ${typeof value}`);
@@ -48,7 +48,7 @@ export function jsonParam(value: unknown, field: string): string {
   if (bad) {
     // Where, as a result's is (notJsonAt): `jobs[3].body: ... at jobs[3].body.a[2]`; the field is still the value's.
     const root = field || 'value';
-    const at = notJsonAt(form, root, true); // the copy JSON.stringify wrote: a toJSON's answer in place, nothing read again
+    const at = notJsonAt(form, root); // the copy JSON.stringify wrote: a toJSON's answer in place, nothing read again
     const where = at === undefined || at === root ? '' : at.startsWith('the key ') ? `, in ${cutPath(at)}` : `, at ${cutPath(at)}`;
     throw new ValidationError(field, `must not contain ${bad} (PostgreSQL jsonb cannot store it)${where}`);
   }
@@ -59,108 +59,35 @@ export function jsonParam(value: unknown, field: string): string {
 const NOT_JSON_BUDGET = 100_000;
 
 /**
- * Where JSON.stringify failed in a value, first in its order: `result.a.b is a
- * BigInt`, `result.self is result again (a cycle)`; with strings, the path of
- * the first string PostgreSQL cannot store (unstorableEscape), or the key (`the key "a\u0000"
- * of result.x`), looked for in jsonForm's copy (a toJSON's answer in place, no
- * getter read again); undefined when not found (behind a toJSON, a getter,
- * past the budget). Read only after it threw.
- * Iterative, as quietThenables: no stack overflow of its own.
+ * Where, in jsonForm's copy of a value (a toJSON's answer in place, no
+ * getter read again), JSON.stringify wrote what PostgreSQL cannot store
+ * (unstorableEscape), first in its order: the path of the string
+ * (`result.a[2]`), or the key (`the key "a\u0000" of result.x`);
+ * undefined when not found (past the budget). The copy holds no BigInt, no
+ * cycle, no toJSON (jsonForm stopped at those). Iterative: no stack
+ * overflow of its own.
  */
-export function notJsonAt(value: unknown, root = 'result', strings = false): string | undefined {
-  const onPath = new Map<object, string>(); // the objects from root to here: one met again is a cycle
-  // A node, its path, whether this is the walk leaving it, and the object key it is under (with the object's path).
-  const stack: [unknown, string, boolean, string?, string?][] = [[value, root, false]];
+export function notJsonAt(value: unknown, root = 'result'): string | undefined {
+  // A node, its path, and the object key it is under (with the object's path).
+  const stack: [unknown, string, string?, string?][] = [[value, root]];
   let budget = NOT_JSON_BUDGET;
-  try {
-    while (stack.length > 0 && budget-- > 0) {
-      const [node, path, leaving, key, parent] = stack.pop()!;
-      if (leaving) {
-        onPath.delete(node as object);
-        continue;
-      }
-      if (strings) {
-        // A key JSON leaves out (its value undefined, a function or a Symbol) is not stored: not where.
-        if (key !== undefined && (node === undefined || typeof node === 'function' || typeof node === 'symbol')) continue;
-        // A key is written before its value: `the key "a\u0000" of result.x`, escaped as JSON writes it.
-        if (key !== undefined && unstorableEscape(JSON.stringify(key)) !== null) return `the key ${shownKey(key)} of ${parent}`;
-        if (typeof node === 'string' && unstorableEscape(JSON.stringify(node)) !== null) return path;
-      } else if (typeof node === 'bigint') return `${path} is a BigInt, which JSON has none of: return it as a string`;
-      if (typeof node !== 'object' || node === null) continue;
-      const again = onPath.get(node);
-      if (again !== undefined) return `${path} is ${again} again: JSON cannot hold a cycle`;
-      if (typeof (node as { toJSON?: unknown }).toJSON === 'function') continue;
-      onPath.set(node, path);
-      stack.push([node, path, true]);
-      const keys = Object.keys(node);
-      for (let i = keys.length - 1; i >= 0; i--) {
-        const key = keys[i]!;
-        const array = Array.isArray(node);
-        stack.push([(node as Record<string, unknown>)[key], array ? `${path}[${key}]` : keyPath(path, key), false, array ? undefined : key, path]);
-      }
+  while (stack.length > 0 && budget-- > 0) {
+    const [node, path, key, parent] = stack.pop()!;
+    // A key JSON leaves out (its value undefined, a function or a Symbol) is not stored: not where.
+    if (key !== undefined && (node === undefined || typeof node === 'function' || typeof node === 'symbol')) continue;
+    // A key is written before its value: `the key "a\u0000" of result.x`, escaped as JSON writes it.
+    if (key !== undefined && unstorableEscape(JSON.stringify(key)) !== null) return `the key ${shownKey(key)} of ${parent}`;
+    if (typeof node === 'string' && unstorableEscape(JSON.stringify(node)) !== null) return path;
+    if (typeof node !== 'object' || node === null) continue;
+    const keys = Object.keys(node);
+    const array = Array.isArray(node);
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i]!;
+      stack.push([(node as Record<string, unknown>)[key], array ? `${path}[${key}]` : keyPath(path, key), array ? undefined : key, path]);
     }
-  } catch {
-    // a getter that throws on a second read, a revoked Proxy: JSON.stringify's own reason instead
   }
   return undefined;
 }
-
-/**
- * What JSON would write as {} with data lost, first in a value as
- * JSON.stringify walks it (own enumerable keys, arrays by index, toJSON
- * not followed): a Promise, a thenable of no own data but functions, a Map
- * or Set that is not empty, an Error of no own enumerable fields (its
- * message and stack are not); said with its path (`body.a[2].b is a
- * Promise: await it`); undefined when none. Every native promise found gets
- * a no-op catch: left rejecting unhandled, it would end the process, with
- * the drain's jobs leased. Iterative, so a value as deep as JSON.stringify
- * took cannot overflow the stack here. (A handler's result is looked at as
- * JSON.stringify meets it, toJSON followed: result-json.ts.)
- */
-export function quietThenables(value: unknown, root = 'result'): string | undefined {
-  const stack: [unknown, string][] = [[value, root]];
-  const seen = new Set<object>();
-  let found: string | undefined;
-  try {
-    while (stack.length > 0) {
-      const [node, path] = stack.pop()!;
-      if (typeof node !== 'object' || node === null || seen.has(node)) continue;
-      seen.add(node);
-      const keys = Object.keys(node);
-      const at = (key: string) => (node as Record<string, unknown>)[key];
-      if (typeof (node as { then?: unknown }).then === 'function') {
-        if (Object.prototype.toString.call(node) === '[object Promise]') {
-          Promise.prototype.then.call(node, undefined, ignore);
-          found ??= `${path} is a Promise: await it`;
-          continue;
-        }
-        // A thenable with data of its own ({ when, then }) is written with that data: a plain object here.
-        if (keys.every((key) => typeof at(key) === 'function' || at(key) === undefined)) {
-          found ??= `${path} is a Promise: await it`;
-          continue;
-        }
-      }
-      if (typeof (node as { toJSON?: unknown }).toJSON === 'function') continue;
-      // An Error of this realm or another (node:vm), as error-text.ts isError tells it.
-      if (keys.length === 0 && (node instanceof Error || Object.prototype.toString.call(node) === '[object Error]')) {
-        found ??= `${path} is an Error: JSON keeps neither its message nor its stack; store its message`;
-        continue;
-      }
-      if (node instanceof Map && node.size > 0) found ??= `${path} is a Map: store Object.fromEntries(it) or [...it]`;
-      if (node instanceof Set && node.size > 0) found ??= `${path} is a Set: store [...it]`;
-      // Pushed in reverse, so the first in JSON order is found first.
-      for (let i = keys.length - 1; i >= 0; i--) {
-        const key = keys[i]!;
-        stack.push([at(key), Array.isArray(node) ? `${path}[${key}]` : keyPath(path, key)]);
-      }
-    }
-  } catch {
-    // A getter that throws on a second read, a revoked Proxy: JSON.stringify read it once; keep its text.
-  }
-  return found;
-}
-
-const ignore = () => {};
 
 /**
  * Where a JSON.parse error says the text went wrong, without the text: the

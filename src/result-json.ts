@@ -2,7 +2,7 @@
 // or a throw saying where JSON cannot hold it, or would lose part of it.
 import { FailJob } from './job-errors.js';
 import { jsonForm } from './json-loss.js';
-import { notJsonAt, quietThenables, unstorableEscape } from './json-text.js';
+import { notJsonAt, unstorableEscape } from './json-text.js';
 
 /**
  * A handler's result as JSON text for the settle statement (null: none).
@@ -35,7 +35,7 @@ export function resultJson(result: unknown, use: 'result' | 'item' = 'result'): 
     if (thrown !== undefined) throw thrown.error; // a toJSON or getter that threw, not called again
     json = JSON.stringify(form);
   } catch (error) {
-    quietThenables(result); // a BigInt beside a promise: the promise must not reject unhandled
+    // The promises past where the walk stopped were quieted by it (a BigInt beside a promise), nothing read again.
     if (at !== undefined) throw unstorable(at); // a BigInt or a cycle, where the walk met it
     // JSON.stringify's own refusals; anything else a toJSON or getter threw: retried as the handler's throw.
     const message = (error as Error)?.message ?? String(error);
@@ -44,7 +44,7 @@ export function resultJson(result: unknown, use: 'result' | 'item' = 'result'): 
   }
   if (json === undefined) throw unstorable(`result is a ${typeof result}, which JSON has no value for`);
   const bad = unstorableEscape(json);
-  if (bad) throw unstorable(`${notJsonAt(form, 'result', true) ?? 'result'} has ${bad}, which PostgreSQL cannot store`);
+  if (bad) throw unstorable(`${notJsonAt(form, 'result') ?? 'result'} has ${bad}, which PostgreSQL cannot store`);
   return json;
 }
 
