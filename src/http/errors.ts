@@ -6,10 +6,11 @@ import { unrecordedOf } from '../unrecorded.js';
 
 /**
  * The body of every error answer: `{ "error": { "code", "message", "field" } }`; a drain's (POST /drain) whose last
- * settle failed, `unrecorded` too: the outcomes it could not record, by kind (PgDrainError.unrecorded).
+ * settle failed, `unrecorded` too: the outcomes it could not record, by kind (PgDrainError.unrecorded); one whose
+ * claim's answer was lost, `lostClaimReleased`: that claim's jobs given back (PgDrainError.lostClaimReleased).
  */
 export interface ErrorBody {
-  error: { code: string; message: string; field: string | null; unrecorded?: UnrecordedOutcomes };
+  error: { code: string; message: string; field: string | null; unrecorded?: UnrecordedOutcomes; lostClaimReleased?: number };
 }
 
 /** An error the HTTP layer answers with its own status (401, 404, 413, 429, …; 499: the request ended first, answered to no one). */
@@ -30,10 +31,15 @@ const statusOf: Record<string, 400 | 429 | 503> = {
   resources_exhausted: 503, // the server's lock table or disk: retrying later may succeed
 };
 
-/** What an error answers: its status, code, message, field and headers, and a drain's unrecorded outcomes. */
-export interface ErrorAnswer {
+/** What an error answers: its status, code, message, field and headers, and a drain's counts (DrainCounts). */
+export interface ErrorAnswer extends DrainCounts {
   status: number; code: string; message: string; field: string | null; headers: Record<string, string>;
+}
+
+/** What a drain's error carries beyond its message, which a 503 hides: what PgDrainError says of the jobs. */
+interface DrainCounts {
   unrecorded?: UnrecordedOutcomes;
+  lostClaimReleased?: number;
 }
 
 /**
@@ -45,8 +51,10 @@ export function errorAnswer(error: unknown, report?: (error: unknown) => void): 
   // A 503's or 500's message says nothing of them (withUnrecorded's words are in the message it hides): the counts stay.
   // Only drain()'s (withUnrecorded): an `unrecorded` of another shape, set by other code, is left out, not copied.
   const unrecorded = unrecordedOf(error);
+  const lost = (error as { lostClaimReleased?: unknown } | null)?.lostClaimReleased; // withLostClaimReleased's: a count over 0
   const answer = bounded(bareAnswer(error, report));
-  return unrecorded ? { ...answer, unrecorded } : answer;
+  return { ...answer, ...(unrecorded && { unrecorded }),
+           ...(Number.isSafeInteger(lost) && (lost as number) > 0 && { lostClaimReleased: lost as number }) };
 }
 
 /** The most characters (UTF-16 units) of an answer's field, and of its message, the cut marker included. */
@@ -99,9 +107,9 @@ export function endedRequest(c: Context, error: unknown): unknown {
 
 /** Turns any error into a JSON answer (errorAnswer's). */
 export function errorResponse(c: Context, error: unknown, report?: (error: unknown) => void): Response {
-  const { status, code, message, field, headers, unrecorded } = errorAnswer(error, report);
+  const { status, code, message, field, headers, ...counts } = errorAnswer(error, report);
   for (const [name, value] of Object.entries(headers)) c.header(name, value);
-  return send(c, status, code, message, field, unrecorded);
+  return send(c, status, code, message, field, counts);
 }
 
 function publicMessage(code: string): string {
@@ -110,7 +118,7 @@ function publicMessage(code: string): string {
 }
 
 function send(c: Context, status: number, code: string, message: string, field: string | null,
-              unrecorded?: UnrecordedOutcomes): Response {
-  const body: ErrorBody = { error: unrecorded ? { code, message, field, unrecorded } : { code, message, field } };
+              counts: DrainCounts = {}): Response {
+  const body: ErrorBody = { error: { code, message, field, ...counts } };
   return c.json(body, status as 400);
 }
