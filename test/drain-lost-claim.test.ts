@@ -5,6 +5,7 @@
 // settled; then it gives back what it still holds (jobs.release_holder), so
 // those jobs run again at once, their attempt unspent, not once their leases
 // pass with an attempt spent. A job whose handler still runs here stays leased.
+import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { createQueue } from '../src/index.js';
@@ -77,6 +78,52 @@ it("a claim whose answer is lost: its jobs are given back once the running handl
   } finally {
     endQuick();
     endSlow();
+    await queue.close();
+  }
+});
+
+// release_holder sent before the lost claim's commit lands gives back nothing:
+// here the claim waits on a lock (max_running's, held as by another drain's
+// claim from that queue) when its connection is cut on the client's side (as
+// a client-side timeout would end it), and the server runs it on, to its
+// commit, once the lock is let go: after the drain's release_holder. Its
+// jobs stay leased to that drain call, which is gone; once their leases pass
+// an expiry takes them back, each attempt spent, its error naming the worker.
+it('a lost claim that commits after the drain gave back what it held: its jobs wait for their leases, an attempt spent', async () => {
+  await sql(`delete from jobs.queue where name = 'held'`);
+  await sql(`select jobs.create_queue('held', max_running => 5)`);
+  const lock = new pg.Client({ connectionString: db.url });
+  await lock.connect();
+  await lock.query(`select pg_advisory_lock(736043, hashtext('held'))`);
+  let ran = 0;
+  const queue = createQueue({ driver: pgDriver(proxy.url), tasks: { work: async () => { ran++; } } });
+  try {
+    await queue.publishBulk([{ task: 'work', body: {} }, { task: 'work', body: {} }], 'held');
+    const sent = proxy.connectionSending('jobs.claim_json');
+    const drained = queue.drain(10, Date.now() + 120_000, { queue: 'held', workerId: 'early-release' })
+      .then(() => 'returned', (e: unknown) => e);
+    const cut = await sent;
+    await until(async () => (await sql(`select 1 from pg_stat_activity where query like '%jobs.claim_json%'
+                                          and wait_event_type = 'Lock' and pid <> pg_backend_pid()`)).length > 0,
+                'the claim to wait on the lock');
+    cut();
+    const error = await drained;
+    expect(error).toMatchObject({ code: 'database_unavailable' });
+    expect(error).not.toHaveProperty('lostClaimReleased'); // release_holder ran first: nothing was leased yet
+    expect((error as Error).message).not.toMatch(/given back/);
+    await lock.query(`select pg_advisory_unlock(736043, hashtext('held'))`);
+    // The claim runs on to its commit: both jobs leased to the drain call that is gone, attempt 1.
+    await until(async () => (await sql(`select 1 from jobs.job_queue where lease_until is not null`)).length === 2,
+                'the cut claim to commit');
+    expect(await rows()).toEqual([{ task: 'work', status: 'active', leased: true, attempt: 1 },
+                                  { task: 'work', status: 'active', leased: true, attempt: 1 }]);
+    // Once their leases pass (the clock moved past them), an expiry takes them back: each attempt spent.
+    await sql(`select jobs.expire(now => now() + interval '2 hours')`);
+    expect(await sql(`select attempt, lease_until is null as free, last_error like '%no outcome from worker early-release%' as named
+                      from jobs.job_queue`)).toEqual([{ attempt: 1, free: true, named: true }, { attempt: 1, free: true, named: true }]);
+    expect(ran).toBe(0);
+  } finally {
+    await lock.end();
     await queue.close();
   }
 });

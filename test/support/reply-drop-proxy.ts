@@ -14,6 +14,13 @@ export interface ReplyDropProxy {
    * Resolves when that happened.
    */
   dropReplyTo(text: string, after?: string): Promise<void>;
+  /**
+   * Arms the proxy once: resolves, once a connection sent a statement holding
+   * `text`, with a function that cuts that connection (both sockets): the
+   * client's statement fails at once, as on a client-side timeout, while a
+   * server still running it (waiting on a lock) runs it on to its commit.
+   */
+  connectionSending(text: string): Promise<() => void>;
   close(): Promise<void>;
 }
 
@@ -22,6 +29,7 @@ export async function replyDropProxy(url: string): Promise<ReplyDropProxy> {
   const target = new URL(url);
   const sockets = new Set<Socket>();
   let wanted: { text: string; after: string | undefined; dropped: () => void } | undefined;
+  let sending: { text: string; sent: (cut: () => void) => void } | undefined;
   const server = createServer((client) => {
     const upstream = connect(Number(target.port), target.hostname);
     let sawAfter = false;
@@ -29,6 +37,12 @@ export async function replyDropProxy(url: string): Promise<ReplyDropProxy> {
     // node-postgres sends one statement at a time and the server answers only
     // at its Sync: the first bytes back after the statement's are its reply.
     client.on('data', (chunk: Buffer) => {
+      if (sending && chunk.toString('latin1').includes(sending.text)) {
+        const { sent } = sending;
+        sending = undefined;
+        upstream.write(chunk, () => sent(() => client.destroy())); // 'close' below cuts upstream too
+        return;
+      }
       const want = wanted;
       if (want) {
         const text = chunk.toString('latin1');
@@ -63,6 +77,7 @@ export async function replyDropProxy(url: string): Promise<ReplyDropProxy> {
   return {
     url: proxied.href,
     dropReplyTo: (text, after) => new Promise<void>((resolve) => (wanted = { text, after, dropped: resolve })),
+    connectionSending: (text) => new Promise<() => void>((resolve) => (sending = { text, sent: resolve })),
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
       server.close(() => resolve());
