@@ -13,10 +13,10 @@ export function formatReport(r: DrainReport, deadlineSeconds?: number): string {
     lines.push("  its due jobs' groups are at their group_concurrency: they wait for a running job of their group to end");
   }
   const { nacked, released } = r.interrupted;
-  if (nacked + released > 0) {
-    lines.push(`  stopped at once: ${nacked} running job(s) nacked, their attempt spent (retried, or failed with no retries left); `
-      + `${released} waiting for a connection released, no attempt spent`);
-  }
+  // Each part only for a count over 0.
+  const cut = [nacked > 0 && `${nacked} running job(s) nacked, their attempt spent (retried, or failed with no retries left)`,
+               released > 0 && `${released} waiting for a connection released, no attempt spent`].filter(Boolean);
+  if (cut.length > 0) lines.push(`  stopped at once: ${cut.join('; ')}`);
   // Those the stop released never started too (counted in releasedUnstarted): the line above names them, this one the rest.
   const unstarted = r.releasedUnstarted - released;
   if (unstarted > 0) {
