@@ -223,8 +223,9 @@ $$;
 -- waiting with its dedupe key, whose row it holds: the job takes the publish's task, body and options and moves
 -- to its queue p_queue (admitted there, sql/0004 says what it keeps); p_from_queue, p_held_serial and p_held_at
 -- are the job's queue, serial key and scheduled time, p_keep_time whether it keeps that time, p_from the
--- publish's jobs.call_time. The snoozes in a row of what it replaced are dropped (snoozed 0, their line gone from
--- last_error: jobs.release_error; its time, maybe long past, is not the job's). Raises PD012 for another serial
+-- publish's jobs.call_time. A replace drops the snoozes in a row of what it replaced (snoozed 0, their line gone
+-- from last_error: jobs.release_error; its time, maybe long past, is not the job's); replace_keep_time keeps the
+-- snooze's time, and so the count and line that say why the job waits for it. Raises PD012 for another serial
 -- key, PD007 for an expiry not after the kept time, PD010 when the queue moved to is full. Returns p_job.
 create function jobs.replace_waiting_job(p_job bigint, p_from_queue text, p_held_serial text, p_held_at timestamptz,
   p_keep_time boolean, p_now timestamptz, p_from timestamptz, p_queue text, p_task text, p_body jsonb, p_scheduled_at timestamptz,
@@ -259,8 +260,9 @@ begin
       retry_backoff = p_retry_backoff = 'exponential', retry_delay_max = p_retry_delay_max,
       expires_at = jobs.expiry(p_expires_at, case when p_keep_time or p_scheduled_at is not null then v_at else p_from end,
                                v_q.expire_in),
-      dead_letter = p_dead_letter, group_id = p_group_id, group_tier = p_group_tier, snoozed = 0,
-      last_error = case when q.snoozed = 0 then q.last_error
+      dead_letter = p_dead_letter, group_id = p_group_id, group_tier = p_group_tier,
+      snoozed = case when p_keep_time then q.snoozed else 0 end,
+      last_error = case when q.snoozed = 0 or p_keep_time then q.last_error
                         else nullif(substr(q.last_error, strpos(q.last_error || E'\n', E'\n') + 1), '') end
   where q.job_id = p_job;
   perform jobs.notify('pgdrain_queued', p_queue);

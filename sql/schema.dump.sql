@@ -5530,8 +5530,9 @@ begin
       retry_backoff = p_retry_backoff = 'exponential', retry_delay_max = p_retry_delay_max,
       expires_at = jobs.expiry(p_expires_at, case when p_keep_time or p_scheduled_at is not null then v_at else p_from end,
                                v_q.expire_in),
-      dead_letter = p_dead_letter, group_id = p_group_id, group_tier = p_group_tier, snoozed = 0,
-      last_error = case when q.snoozed = 0 then q.last_error
+      dead_letter = p_dead_letter, group_id = p_group_id, group_tier = p_group_tier,
+      snoozed = case when p_keep_time then q.snoozed else 0 end,
+      last_error = case when q.snoozed = 0 or p_keep_time then q.last_error
                         else nullif(substr(q.last_error, strpos(q.last_error || E'\n', E'\n') + 1), '') end
   where q.job_id = p_job;
   perform jobs.notify('pgdrain_queued', p_queue);
