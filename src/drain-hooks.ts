@@ -68,7 +68,7 @@ export class DrainHooks implements SettleListener {
     return {
       endedCancelled: (o) => { own.endedCancelled(o); this.endedCancelled(o); },
       neverStarted: (o) => { own.neverStarted(o); this.neverStarted(o); },
-      stale: (o) => { own.stale(o); this.stale(); },
+      stale: (o) => { own.stale(o); this.stale(o); },
       answered: (batch) => { own.answered(batch); this.answered(batch); },
     };
   }
@@ -83,8 +83,13 @@ export class DrainHooks implements SettleListener {
     this.unstartedEnded(outcome, 'nack');
   }
 
-  /** A stale release still gets its event, as before its settle: release. */
-  stale(): void {}
+  /**
+   * A release with a reason its settle found stale (the delivery had ended: its lease taken back by another
+   * expiry): told as a release that changed nothing (stale, willRetry false), as the report counts it in stale.
+   */
+  stale(outcome: Outcome): void {
+    this.unstartedEnded(outcome, 'stale');
+  }
 
   answered(batch: readonly Outcome[]): void {
     if (this.unstarted?.size) for (const o of batch) this.unstartedEnded(o, 'release');
@@ -95,13 +100,15 @@ export class DrainHooks implements SettleListener {
     if (this.unstarted?.size) for (const o of [...this.unstarted.keys()]) this.unstartedEnded(o, 'release');
   }
 
-  private unstartedEnded(outcome: Outcome, as: 'release' | 'nack' | 'cancelled'): void {
+  private unstartedEnded(outcome: Outcome, as: 'release' | 'nack' | 'cancelled' | 'stale'): void {
     const told = this.unstarted?.get(outcome);
     if (!told || !this.unstarted!.delete(outcome)) return;
     const { job, why } = told;
     const error = as === 'nack' ? neverStartedError(why) : why;
     const willRetry = as === 'release' || (as === 'nack' && job.attempt <= job.maxRetries);
-    this.call('onJobEnd', () => this.onEnd!({ job, outcome: as, error, durationMs: 0, willRetry }));
+    const event: JobEndEvent = { job, outcome: as === 'stale' ? 'release' : as, error, durationMs: 0, willRetry };
+    if (as === 'stale') event.stale = true;
+    this.call('onJobEnd', () => this.onEnd!(event));
   }
 
   private call(name: string, fn: () => unknown): void {

@@ -128,6 +128,12 @@ export interface JobEndEvent {
   thrown?: unknown;
   /** From the handler's start (0 for a job that never started). */
   durationMs: number;
-  /** The job runs again: a nack with retries left, or a release. */
+  /** The job runs again: a nack with retries left, or a release (not a stale one). */
   willRetry: boolean;
+  /**
+   * A release of a job that never started whose settle found its delivery already ended (its lease taken back
+   * by another expiry, which retried or failed it): it changed nothing, and the report counts it in `stale`, not
+   * `released`; willRetry false (this drain does not know). Else absent.
+   */
+  stale?: true;
 }
