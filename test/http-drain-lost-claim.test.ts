@@ -5,7 +5,9 @@
 // error's words, the count's with them: the answer carried none, so its caller
 // could not tell those jobs run again at once, attempt unspent. It now carries
 // lostClaimReleased, as it carries unrecorded.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
+import { createLambdaHandler } from '../functions/lambda.js';
 import { pgDriver } from '../src/db/pg.js';
 import { createApp, type ErrorBody } from '../src/http/index.js';
 import { errorAnswer } from '../src/http/errors.js';
@@ -19,6 +21,7 @@ beforeAll(async () => {
   proxy = await replyDropProxy(db.url);
 });
 afterAll(() => proxy.close());
+beforeEach(() => db.sql('truncate jobs.job_queue, jobs.job'));
 const TOKEN = 'http-drain-lost-claim-token-0123456789';
 
 it("POST /drain's error answer says how many jobs of a lost claim were given back", async () => {
@@ -47,4 +50,25 @@ it('the error answer carries lostClaimReleased only as a whole number over 0', (
   const withCount = (lostClaimReleased: unknown) => Object.assign(new PgDrainError('database_unavailable', 'gone'), { lostClaimReleased });
   expect(errorAnswer(withCount(3)).lostClaimReleased).toBe(3);
   for (const odd of [0, -1, 1.5, '3', { n: 3 }, null]) expect(errorAnswer(withCount(odd))).not.toHaveProperty('lostClaimReleased');
+});
+
+// The Lambda's HTTP answer is this app's: a Function URL event to the handler answers the same.
+it("the Lambda's POST /drain answer carries lostClaimReleased too", async () => {
+  await db.sql(`select jobs.publish('work', '{}', timeout_seconds => 5) from generate_series(1, 3)`);
+  const handler = createLambdaHandler({ work: async () => {} }, { DATABASE_URL: proxy.url, PGDRAIN_TOKEN: TOKEN, PGDRAIN_POOL_MAX: '2' });
+  const end = Date.now() + 60_000;
+  const body = JSON.stringify({ batchSize: 10, budgetSeconds: 50 });
+  const dropped = proxy.dropReplyTo('jobs.claim_json');
+  const answer = await handler({
+    version: '2.0', routeKey: '$default', rawPath: '/drain', rawQueryString: '', body, isBase64Encoded: false,
+    headers: { host: 'abcdefghijklmnop.lambda-url.us-east-1.on.aws', 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    requestContext: { accountId: 'anonymous', apiId: 'abcdefghijklmnop', domainName: 'abcdefghijklmnop.lambda-url.us-east-1.on.aws',
+                      domainPrefix: 'abcdefghijklmnop', requestId: randomUUID(), routeKey: '$default', stage: '$default',
+                      time: '23/Nov/2026:02:40:00 +0000', timeEpoch: Date.now(),
+                      http: { method: 'POST', path: '/drain', protocol: 'HTTP/1.1', sourceIp: '203.0.113.7', userAgent: 'curl/8.5.0' } },
+  }, { getRemainingTimeInMillis: () => end - Date.now(), awsRequestId: randomUUID() }) as { statusCode: number; body: string };
+  await dropped;
+  expect(answer.statusCode).toBe(503);
+  expect(JSON.parse(answer.body)).toEqual({ error: { code: 'database_unavailable', message: 'database unavailable', field: null,
+                                                     lostClaimReleased: 3 } });
 });
