@@ -15,11 +15,11 @@ it("onJobEnd tells a stale release of a job that never started as stale, as the 
   const ended: JobEndEvent[] = [];
   const queue = createQueue({ driver, tasks, drain: { onJobEnd: (e) => void ended.push(e) } });
   await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 30, priority => 1)`);
-  const [unrun] = await db.sql<{ id: string }>(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 2)::text as id`);
+  const [unrun] = await db.sql<{ id: string }>(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 4)::text as id`);
   try {
     const drained = queue.drain(10, Date.now() + 60_000, { concurrency: 2 });
     await until(async () => releases.length === 1, 'the hog to hold its connection');
-    // Another expiry takes the waiting job's lease back before the drain releases it (about 1 s in).
+    // Another expiry takes the waiting job's lease back before the drain releases it (seconds later, as its 4 s timeout nears).
     await db.sql(`select jobs.expire(now => now() + interval '1 hour')`);
     await until(async () => ended.some((e) => e.job.id === unrun!.id), "the waiting job's event");
     for (const release of releases.splice(0)) release();
