@@ -4,7 +4,7 @@
 -- Errors raised here use SQLSTATE class PD and name the offending field in
 -- the COLUMN diagnostic field (node-pg: error.column). Every code, PD001 to
 -- PD021, and the fields each names: docs/sql-api.md, Errors. The checks of
--- a job's options and a claim's size: sql/0042.
+-- a job's options and a claim's size: sql/0043.
 
 -- Input checks ---------------------------------------------------------------
 

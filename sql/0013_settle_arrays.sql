@@ -19,7 +19,7 @@
 -- expired and whose job went to another drain cannot settle the newer
 -- delivery, and a delivery already settled (nacked, released, or expired by
 -- a claim) cannot be settled again, by a late ack either: counted as stale
--- (but see jobs.settle_resent, sql/0043, for a settle sent again); so is one
+-- (but see jobs.settle_resent, sql/0044, for a settle sent again); so is one
 -- for attempt 0 or below (no delivery has it: a job leased at attempt 0 is a
 -- dependant a cascade deferred, jobs.after_end, which only its expiry ends).
 -- A release gives the attempt back, so the next delivery has the same

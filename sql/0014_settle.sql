@@ -1,6 +1,6 @@
 -- pgdrain 0014: the settle calls over jobs.settle_arrays: settle, ack, nack,
 -- release, cancel_requested. (What settle_arrays itself calls for a settle
--- sent again and for releases: sql/0043.)
+-- sent again and for releases: sql/0044.)
 
 -- jobs.settle_arrays with the deliveries as a JSON array, for SQL callers:
 --   {"id": job_id, "attempt": n, "outcome": "ack",     "result": any, "ms": number}

@@ -1,5 +1,5 @@
 -- pgdrain 0039: checking jobs.publish's arguments (jobs.check_publish), each
--- with the check of sql/0002 or sql/0042 for its field, in the order jobs.publish
+-- with the check of sql/0002 or sql/0043 for its field, in the order jobs.publish
 -- gives them; and a job's own dead-letter queue (jobs.check_dead_letter).
 
 -- jobs.publish's arguments (sql/0004 says what each means), checked in this

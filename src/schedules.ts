@@ -9,7 +9,7 @@ import { integerCheck, integerCheckSaying, keySchema, parse, queueNameSchema, ta
 import { callValue, signalOnly, type SignalOption } from './send.js';
 import type { JobGroup } from './types.js';
 
-// Recurring jobs and maintenance (sql/0022_schedule.sql), one SQL call each
+// Recurring jobs and maintenance (sql/0022_schedule.sql, sql/0042), one SQL call each
 // (maintain: one per pass).
 // Cron expressions are checked here with croner before any round trip; the
 // database checks them again with the same grammar (5 fields, UTC or a time

@@ -8,7 +8,7 @@ import { lastErrorForCommand, noNextRun } from '../schedule-stopped.js';
 import type { ScheduleDedupeMode } from '../schedules.js';
 
 // `pgdrain schedule add | list | rm`: recurring jobs (src/schedules.ts,
-// sql/0022_schedule.sql). main.ts registers them. The schedules module (and
+// sql/0022_schedule.sql, sql/0042). main.ts registers them. The schedules module (and
 // croner with it) loads only when one of these runs.
 
 // The flag (or argument) that sets each field of the spec, in the core's

@@ -1,4 +1,4 @@
--- pgdrain 0042: checks of a job's options (timeout, priority, max_retries, its
+-- pgdrain 0043: checks of a job's options (timeout, priority, max_retries, its
 -- retry policy and expiry) and of a claim's size and selection (n, pattern,
 -- max_timeout): each raises an error of class PD naming the field, through
 -- jobs.raise_invalid (sql/0002, with the checks of texts: names, keys, groups).

@@ -1,4 +1,4 @@
--- pgdrain 0043: what jobs.settle_arrays (sql/0013) calls for a settle sent
+-- pgdrain 0044: what jobs.settle_arrays (sql/0013) calls for a settle sent
 -- again and for releases: its count of a settle sent again
 -- (jobs.settle_resent), a release's last_error (jobs.release_error) and the
 -- bound on releases of a job never started (jobs.unstarted_bound).
