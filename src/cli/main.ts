@@ -12,6 +12,7 @@ import { closeEarly, connect, databaseUrl, type Connection } from './connect.js'
 import { addDbTimeout, withinBound } from './db-bound.js';
 import { addExpiryOptions, addRetryPolicyOptions, eventCommand, expiryOf, retryPolicyOf } from './event-commands.js';
 import { jobCommands } from './job-commands.js';
+import { maintainCommand } from './maintain-command.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addGroupOptions, addPublishOptions, dsnOption, featureCommands, groupOf } from './features.js';
 import { checkedBy, integer, json, seconds, throttle } from './flag-parsers.js';
@@ -206,7 +207,7 @@ export function program(): Command {
     });
 
   for (const command of [serveCommand(), ...featureCommands(withConnection, [deleteEndedCommand(withConnection)]), waitCommand(),
-                         ...adminCommands(withConnection),
+                         ...adminCommands(withConnection), maintainCommand(withConnection),
                          ...jobCommands(withConnection), scheduleCommand(withConnection), eventCommand(withConnection)]) {
     cli.addCommand(inheriting(command, cli));
   }
