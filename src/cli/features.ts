@@ -59,6 +59,21 @@ export function addDrainOptions(cmd: Command): Command {
     .option('--worker-id <id>', 'recorded on every job this drain runs (default: host:pid)', checkedBy(workerIdSchema));
 }
 
+/**
+ * What pause, resume, purge and delete say of a queue that does not exist: a
+ * usage error (exit 2) naming it, so a script's typo fails rather than
+ * pausing, emptying or deleting nothing. delete-ended takes any name (a
+ * deleted queue's history).
+ */
+function noQueue(name: string): PgDrainError {
+  return new PgDrainError('invalid_argument', `queue: no queue named '${name}' (pgdrain queue list names them)`, { field: 'queue' });
+}
+
+async function queueExists(driver: Driver, name: string): Promise<boolean> {
+  const { rows } = await driver.query<{ r: boolean }>('select exists (select 1 from jobs.queue where name = $1) as r', [name]);
+  return rows[0]!.r;
+}
+
 /** queueCommands: more `queue` subcommands (admin-commands.ts's delete-ended). */
 export function featureCommands(withConnection: WithConnection, queueCommands: Command[] = []): Command[] {
   const redriveCmd = new Command('redrive')
@@ -181,9 +196,7 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
       .addOption(dsnOption())
       .action(async (name: string, opts: { dsn?: string }) => {
         await withConnection(opts.dsn, async ({ driver }) => {
-          if (!(await setQueuePaused(driver, name, paused))) {
-            throw new PgDrainError('invalid_argument', `queue: no queue named '${name}'`, { field: 'queue' });
-          }
+          if (!(await setQueuePaused(driver, name, paused))) throw noQueue(name);
         });
       });
   }
@@ -196,7 +209,10 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
     .addOption(dsnOption())
     .action(async (name: string, opts: { reason?: string; dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
-        process.stdout.write(`${await purgeQueue(driver, name, { reason: opts.reason })}\n`);
+        const n = await purgeQueue(driver, name, { reason: opts.reason });
+        // 0 is also jobs.purge_queue's answer for no such queue: told apart only then.
+        if (n === 0 && !(await queueExists(driver, name))) throw noQueue(name);
+        process.stdout.write(`${n}\n`);
       });
     });
   queue.command('delete')
@@ -205,7 +221,8 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
     .addOption(dsnOption())
     .action(async (name: string, opts: { dsn?: string }) => {
       await withConnection(opts.dsn, async ({ driver }) => {
-        process.stdout.write(`${(await deleteQueue(driver, name)) ? 'deleted' : `no queue named '${name}'`}\n`);
+        if (!(await deleteQueue(driver, name))) throw noQueue(name);
+        process.stdout.write('deleted\n');
       });
     });
   for (const command of queueCommands) queue.addCommand(command);
