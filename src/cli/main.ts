@@ -24,6 +24,7 @@ import { exitWhenEnded, listenForStop, unlessAgain } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 import { asFlag } from './error-line.js';
 import { explainDashedArguments } from './dashed-arguments.js';
+import { refuseUnknownCommands } from './unknown-command.js';
 import { asCommand } from '../hint-calls.js';
 
 // Exit codes: 0 the command ran (a drain whose jobs failed still ran);
@@ -213,6 +214,7 @@ export function program(): Command {
   }
   addDbTimeout(cli);
   explainDashedArguments(cli);
+  refuseUnknownCommands(cli);
   return cli;
 }
 

@@ -1,0 +1,35 @@
+// An unknown subcommand fails (exit 2, naming it) even with --help: commander
+// showed the group's help for it and exited 0, so `pgdrain queue pasue --help`
+// in a script passed. Help itself still works. No database: nothing connects.
+import { expect, it } from 'vitest';
+import { runCli } from './support/drain-process.js';
+
+const NOWHERE = 'postgres://nobody@127.0.0.1:1/none';
+const QUEUE = "error: unknown command 'pasue' (pgdrain queue has create, list, pause, resume, purge, delete, delete-ended)\n";
+
+it.each([
+  [['queue', 'pasue', '--help'], QUEUE],
+  [['queue', 'pasue', '-h'], QUEUE],
+  [['queue', '--help', 'pasue'], QUEUE],
+  [['queue', 'help', 'pasue'], QUEUE],
+  [['schedule', 'lst', '--help'], "error: unknown command 'lst' (pgdrain schedule has add, list, rm)\n"],
+  [['event', 'sub', '--help'], "error: unknown command 'sub' (pgdrain event has subscribe, unsubscribe, list, publish)\n"],
+  [['draine', '--help'], /^error: unknown command 'draine' \(pgdrain has migrate, drain, publish, .*maintain.*\)\n$/],
+  [['help', 'draine'], /^error: unknown command 'draine' \(pgdrain has migrate, drain, /],
+])('pgdrain %j: exit 2 naming it, no help', async (args, stderr) => {
+  const run = await runCli(NOWHERE, ...args);
+  expect(run.code).toBe(2);
+  expect(run.stdout).toBe('');
+  expect(run.stderr).toMatch(typeof stderr === 'string' ? new RegExp(`^${stderr.replace(/[()]/g, '\\$&')}$`) : stderr);
+});
+
+it.each([
+  [['queue', '--help'], 'Usage: pgdrain queue [options] [command]'],
+  [['help', 'queue'], 'Usage: pgdrain queue [options] [command]'],
+  [['queue', 'help', 'pause'], 'Usage: pgdrain queue pause [options] <name>'],
+  [['queue', 'pause', '--help'], 'Usage: pgdrain queue pause [options] <name>'],
+  [['--help'], 'Usage: pgdrain [options] [command]'],
+])('pgdrain %j still prints its help, exit 0', async (args, usage) => {
+  const run = await runCli(NOWHERE, ...args);
+  expect([run.code, run.stdout.split('\n')[0], run.stderr]).toEqual([0, usage, '']);
+});
