@@ -91,16 +91,36 @@ function checkedUrl(field: string, value: string): string {
   if (value.trim() === '') {
     throw new ValidationError(field, 'is set but empty: give a postgres:// URL (unset, the embedded database is used)');
   }
-  let protocol: string | undefined;
+  let parsed: URL | undefined;
   try {
-    protocol = new URL(value).protocol;
+    parsed = new URL(value);
   } catch {
     // not a URL; the value is not echoed, as it may hold a password
   }
+  if (unencodedCredentials(value, parsed)) {
+    throw new ValidationError(field, 'has a / ? or # before its @, which ends the host there: percent-encode them in the user name '
+      + 'and password (/ as %2F, ? as %3F, # as %23; encodeURIComponent does it)');
+  }
+  const protocol = parsed?.protocol;
   if (protocol !== 'postgres:' && protocol !== 'postgresql:' && protocol !== 'socket:') {
     throw new ValidationError(field, 'must be a postgres:// or postgresql:// URL, such as postgres://user:password@host:5432/db');
   }
   return value;
+}
+
+/**
+ * Whether a raw / ? or # in the user name or password cut the URL short, as
+ * libpq reads it too: postgres://app:pa/ss@db/app is host "app", port "pa"
+ * (not a URL), postgres://app:12/34@db/app host "app", port 12. @, :, % and
+ * spaces there are read as meant. An @ only in the query
+ * (?application_name=a@b) or in a database name without a / after it is none.
+ */
+function unencodedCredentials(value: string, parsed: URL | undefined): boolean {
+  const rest = /^postgres(?:ql)?:\/\/(.*)$/is.exec(value)?.[1];
+  if (rest === undefined) return false;
+  const end = rest.search(/[/?#]/);
+  if (end < 0 || rest.slice(0, end).includes('@') || !rest.includes('@', end)) return false;
+  return parsed === undefined || /@[^/]*\//.test(parsed.pathname);
 }
 
 /**
