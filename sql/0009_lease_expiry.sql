@@ -53,7 +53,7 @@ $$;
 create function jobs.expire_due(n integer, p_now timestamptz, p_after timestamptz,
                                 p_leases boolean default true, p_waiting boolean default true,
                                 p_holder bigint default null, p_only bigint[] default null,
-                                out leases integer, out waiting integer)
+                                out leases integer, out waiting integer, out left_rows integer)
 language plpgsql as $$
 declare
   v_ended bigint[];
@@ -62,9 +62,11 @@ declare
   v_own boolean;
 begin
   if p_only is null and not jobs.read_committed() then
-    select a.leases, a.waiting into leases, waiting from jobs.expire_apart(n, p_now, p_after, p_leases, p_waiting, p_holder) a;
+    select a.leases, a.waiting, a.left_rows into leases, waiting, left_rows
+    from jobs.expire_apart(n, p_now, p_after, p_leases, p_waiting, p_holder) a;
     return;
   end if;
+  left_rows := 0;
   with expired as (
     select q.job_id, q.lease_until as at, false as stale,
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end

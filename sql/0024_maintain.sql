@@ -27,16 +27,18 @@ end $$;
 -- of these ids only; none given outside READ COMMITTED, it goes through
 -- jobs.remove_ended_apart (sql/0041), which gives them.
 create function jobs.remove_ended(p_before timestamptz, p_archive boolean, p_max integer, p_only bigint[] default null,
-                                  out removed integer, out archived integer)
+                                  out removed integer, out archived integer, out left_rows integer)
 language plpgsql as $$
 declare
   v_gone bigint[];
   v_gone_keys text[];
 begin
   if p_only is null and not jobs.read_committed() then
-    select a.removed, a.archived into removed, archived from jobs.remove_ended_apart(p_before, p_archive, p_max) a;
+    select a.removed, a.archived, a.left_rows into removed, archived, left_rows
+    from jobs.remove_ended_apart(p_before, p_archive, p_max) a;
     return;
   end if;
+  left_rows := 0;
   with old as (
     select j.job_id from jobs.job j
     where j.ended_at < p_before and (p_only is null or j.job_id = any(p_only))
@@ -69,20 +71,20 @@ end $$;
 -- so that a full share tells run_maintenance and TS maintain() that more are
 -- left. p_only: of these keys only (outside READ COMMITTED, as
 -- jobs.remove_ended: jobs.delete_ended_windows_apart).
-create function jobs.delete_ended_windows(p_now timestamptz, p_max integer, p_only text[] default null)
-returns integer language plpgsql as $$
-declare
-  v_windows integer;
+create function jobs.delete_ended_windows(p_now timestamptz, p_max integer, p_only text[] default null,
+                                          out windows integer, out left_rows integer)
+language plpgsql as $$
 begin
   if p_only is null and not jobs.read_committed() then
-    return jobs.delete_ended_windows_apart(p_now, p_max);
+    select a.windows, a.left_rows into windows, left_rows from jobs.delete_ended_windows_apart(p_now, p_max) a;
+    return;
   end if;
+  left_rows := 0;
   delete from jobs.throttle t using (
     select o.dedupe_key from jobs.throttle o where o.until <= p_now and (p_only is null or o.dedupe_key = any(p_only))
     order by o.until limit p_max for update skip locked) old
   where t.dedupe_key = old.dedupe_key;
-  get diagnostics v_windows = row_count;
-  return v_windows;
+  get diagnostics windows = row_count;
 end $$;
 
 -- One maintenance pass: settles expired leases, publishes due drain-run
@@ -96,10 +98,12 @@ end $$;
 -- than max_rows takes more passes (jobs.run_maintenance). Outside READ
 -- COMMITTED, a row another session changed after its snapshot is left to
 -- that session, the rest done (sql/0041), not the pass failed with 40001. Returns
--- {"expired", "ticks", "deleted", "archived", "windows", "misses"} (windows:
--- the ended throttle windows deleted; misses: those tick_miss rows;
--- expired: jobs.expire's count, the leases settled and the waiting jobs
--- ended past their expires_at together).
+-- {"expired", "ticks", "deleted", "archived", "windows", "misses", "left"}
+-- (windows: the ended throttle windows deleted; misses: those tick_miss
+-- rows; expired: jobs.expire's count, the leases settled and the waiting
+-- jobs ended past their expires_at together; left: the ended jobs, windows
+-- and leases its snapshot showed due that it left for a change since, to
+-- the next pass; always 0 under READ COMMITTED).
 create function jobs.maintain(
   retention interval    default '7 days',
   archive   boolean     default false,
@@ -109,10 +113,10 @@ create function jobs.maintain(
 ) returns jsonb language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
   v_now timestamptz := jobs.clock(maintain.now);
-  v_expired integer;
   v_ticks integer;
   v_removal record;  -- jobs.remove_ended's removed, archived
-  v_windows integer;
+  v_windowing record;  -- jobs.delete_ended_windows's windows, left_rows
+  v_expiry record;  -- jobs.expire_due's leases, waiting, left_rows
   v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
   v_misses integer;
   v_prune text;
@@ -138,8 +142,8 @@ begin
   -- out (often past a short retention), and would otherwise be deleted by
   -- this very pass, never seen as a dead letter.
   v_removal := jobs.remove_ended(v_now - maintain.retention, maintain.archive, maintain.max_rows);
-  v_windows := jobs.delete_ended_windows(v_now, maintain.max_rows);
-  v_expired := jobs.expire(maintain.max_rows, v_now);
+  v_windowing := jobs.delete_ended_windows(v_now, maintain.max_rows);
+  v_expiry := jobs.expire_due(maintain.max_rows, v_now, null);
   v_ticks := jobs.publish_ticks(v_now, v_lost);
   -- Misses of claims' tick waits (jobs.tick_miss, sql/0021; after this pass's ticks) whose
   -- tick is no longer the schedule's next_run_at (published, moved on, the
@@ -177,9 +181,10 @@ begin
       end;
     end if;
   end if;
-  return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
-                            'deleted', v_removal.removed - v_removal.archived, 'archived', v_removal.archived, 'windows', v_windows,
-                            'misses', v_misses);
+  return jsonb_build_object('expired', v_expiry.leases + v_expiry.waiting, 'ticks', v_ticks,
+                            'deleted', v_removal.removed - v_removal.archived, 'archived', v_removal.archived,
+                            'windows', v_windowing.windows, 'misses', v_misses,
+                            'left', v_removal.left_rows + v_windowing.left_rows + v_expiry.left_rows);
 end $$;
 
 -- Maintenance until caught up, as pg_cron runs it (jobs.schedule_maintenance):
@@ -196,7 +201,7 @@ end $$;
 -- or pgdrain_admin. It commits, so it is called on its own: not inside BEGIN,
 -- and as the only statement of a pg_cron command. report: maintain's counts
 -- summed, "passes", "caughtUp" (false while the last pass still found a full
--- share of jobs, leases, throttle windows or tick misses to do).
+-- share of jobs, leases, throttle windows or tick misses to do, or left some).
 create procedure jobs.run_maintenance(
   retention interval default '7 days',
   archive   boolean  default false,
@@ -213,7 +218,7 @@ declare
   v_removed bigint := 0;
   v_passes integer := 0;
   v_done boolean := false;
-  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0, "windows": 0, "misses": 0}';
+  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0, "windows": 0, "misses": 0, "left": 0}';
 begin
   -- As in jobs.drain_sql: the path pinned, again after every COMMIT.
   perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -247,10 +252,11 @@ begin
     v_passes := v_passes + 1;
     commit;
     perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    -- Caught up when a pass did less than it could, of each kind of work.
+    -- Caught up when a pass did less than it could, of each kind of work,
+    -- and left none of it for a change after its snapshot (sql/0041).
     v_done := (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint < v_step
               and (v_pass->>'expired')::bigint < v_step and (v_pass->>'windows')::bigint < v_step
-              and (v_pass->>'misses')::bigint < v_step;
+              and (v_pass->>'misses')::bigint < v_step and (v_pass->>'left')::bigint = 0;
     exit when v_done or v_removed >= coalesce(run_maintenance.max_rows, v_removed + 1) or clock_timestamp() >= v_deadline;
   end loop;
   report := v_counts || jsonb_build_object('passes', v_passes, 'caughtUp', v_done);

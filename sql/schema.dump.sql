@@ -2100,28 +2100,27 @@ end $$;
 -- Name: delete_ended_windows(timestamp with time zone, integer, text[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.delete_ended_windows(p_now timestamp with time zone, p_max integer, p_only text[] DEFAULT NULL::text[]) RETURNS integer
+CREATE FUNCTION jobs.delete_ended_windows(p_now timestamp with time zone, p_max integer, p_only text[] DEFAULT NULL::text[], OUT windows integer, OUT left_rows integer) RETURNS record
     LANGUAGE plpgsql
     AS $$
-declare
-  v_windows integer;
 begin
   if p_only is null and not jobs.read_committed() then
-    return jobs.delete_ended_windows_apart(p_now, p_max);
+    select a.windows, a.left_rows into windows, left_rows from jobs.delete_ended_windows_apart(p_now, p_max) a;
+    return;
   end if;
+  left_rows := 0;
   delete from jobs.throttle t using (
     select o.dedupe_key from jobs.throttle o where o.until <= p_now and (p_only is null or o.dedupe_key = any(p_only))
     order by o.until limit p_max for update skip locked) old
   where t.dedupe_key = old.dedupe_key;
-  get diagnostics v_windows = row_count;
-  return v_windows;
+  get diagnostics windows = row_count;
 end $$;
 
 --
 -- Name: delete_ended_windows_apart(timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.delete_ended_windows_apart(p_now timestamp with time zone, p_max integer) RETURNS integer
+CREATE FUNCTION jobs.delete_ended_windows_apart(p_now timestamp with time zone, p_max integer, OUT windows integer, OUT left_rows integer) RETURNS record
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
@@ -2132,7 +2131,7 @@ declare
   v_lo integer;
   v_hi integer;
   v_detail text;
-  v_windows integer := 0;
+  v_blocks integer := 0;
 begin
   begin  -- as in jobs.remove_ended_apart: those no other session holds, else all
     v_keys := array(select o.dedupe_key from jobs.throttle o where o.until <= p_now order by o.until limit p_max
@@ -2142,25 +2141,33 @@ begin
     if jobs.transaction_conflict(v_detail) then raise; end if;
     v_keys := array(select o.dedupe_key from jobs.throttle o where o.until <= p_now order by o.until limit p_max);
   end;
+  select l.p_keys, l.left_rows into v_keys, left_rows from jobs.lockable_apart('jobs.throttle', 'dedupe_key', v_keys) l;
   v_to := array[cardinality(v_keys)];
+  windows := 0;
   while cardinality(v_from) > 0 loop
     v_lo := v_from[cardinality(v_from)];
     v_hi := v_to[cardinality(v_to)];
     v_from := trim_array(v_from, 1);
     v_to := trim_array(v_to, 1);
+    v_blocks := v_blocks + 1;
+    if v_blocks > 8 then  -- at most 8 blocks a step (a subtransaction each): the rest to the next pass
+      left_rows := left_rows + v_hi - v_lo + 1;
+      continue;
+    end if;
     begin
       perform from jobs.throttle o where o.dedupe_key = any(v_keys[v_lo:v_hi]) for update skip locked;
-      v_windows := v_windows + jobs.delete_ended_windows(p_now, p_max, v_keys[v_lo:v_hi]);
+      windows := windows + (jobs.delete_ended_windows(p_now, p_max, v_keys[v_lo:v_hi])).windows;
     exception when serialization_failure then
       get stacked diagnostics v_detail = pg_exception_detail;
       if jobs.transaction_conflict(v_detail) then raise; end if;
       if v_lo < v_hi then
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
+      else
+        left_rows := left_rows + 1;
       end if;
     end;
   end loop;
-  return v_windows;
 end $$;
 
 --
@@ -2530,7 +2537,7 @@ end $$;
 -- Name: expire_apart(integer, timestamp with time zone, timestamp with time zone, boolean, boolean, bigint); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.expire_apart(n integer, p_now timestamp with time zone, p_after timestamp with time zone, p_leases boolean, p_waiting boolean, p_holder bigint, OUT leases integer, OUT waiting integer) RETURNS record
+CREATE FUNCTION jobs.expire_apart(n integer, p_now timestamp with time zone, p_after timestamp with time zone, p_leases boolean, p_waiting boolean, p_holder bigint, OUT leases integer, OUT waiting integer, OUT left_rows integer) RETURNS record
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
@@ -2552,11 +2559,14 @@ declare
     where not e.keyed_end or e.k <= jobs.max_serial_keys()
     order by e.at, e.job_id);
   v_from integer[] := array[1];  -- as in jobs.remove_ended_apart
-  v_to integer[] := array[cardinality(v_ids)];
+  v_to integer[];
   v_lo integer;
   v_hi integer;
   v_detail text;
+  v_blocks integer := 0;
 begin
+  select l.p_keys, l.left_rows into v_ids, left_rows from jobs.lockable_apart('jobs.job_queue', 'job_id', v_ids) l;
+  v_to := array[cardinality(v_ids)];
   leases := 0;
   waiting := 0;
   while cardinality(v_from) > 0 loop
@@ -2564,6 +2574,11 @@ begin
     v_hi := v_to[cardinality(v_to)];
     v_from := trim_array(v_from, 1);
     v_to := trim_array(v_to, 1);
+    v_blocks := v_blocks + 1;
+    if v_blocks > 8 then  -- at most 8 blocks a step (a subtransaction each): the rest to the next pass
+      left_rows := left_rows + v_hi - v_lo + 1;
+      continue;
+    end if;
     begin
       perform from jobs.job_queue q where q.job_id = any(v_ids[v_lo:v_hi]) for update skip locked;
       select expire_apart.leases + e.leases, expire_apart.waiting + e.waiting into leases, waiting
@@ -2574,6 +2589,8 @@ begin
       if v_lo < v_hi then
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
+      else
+        left_rows := left_rows + 1;
       end if;
     end;
   end loop;
@@ -2583,7 +2600,7 @@ end $$;
 -- Name: expire_due(integer, timestamp with time zone, timestamp with time zone, boolean, boolean, bigint, bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.expire_due(n integer, p_now timestamp with time zone, p_after timestamp with time zone, p_leases boolean DEFAULT true, p_waiting boolean DEFAULT true, p_holder bigint DEFAULT NULL::bigint, p_only bigint[] DEFAULT NULL::bigint[], OUT leases integer, OUT waiting integer) RETURNS record
+CREATE FUNCTION jobs.expire_due(n integer, p_now timestamp with time zone, p_after timestamp with time zone, p_leases boolean DEFAULT true, p_waiting boolean DEFAULT true, p_holder bigint DEFAULT NULL::bigint, p_only bigint[] DEFAULT NULL::bigint[], OUT leases integer, OUT waiting integer, OUT left_rows integer) RETURNS record
     LANGUAGE plpgsql
     AS $$
 declare
@@ -2593,9 +2610,11 @@ declare
   v_own boolean;
 begin
   if p_only is null and not jobs.read_committed() then
-    select a.leases, a.waiting into leases, waiting from jobs.expire_apart(n, p_now, p_after, p_leases, p_waiting, p_holder) a;
+    select a.leases, a.waiting, a.left_rows into leases, waiting, left_rows
+    from jobs.expire_apart(n, p_now, p_after, p_leases, p_waiting, p_holder) a;
     return;
   end if;
+  left_rows := 0;
   with expired as (
     select q.job_id, q.lease_until as at, false as stale,
            q.serial_key is not null and (q.attempt > q.max_retries or q.cancel_requested_at is not null) as keyed_end
@@ -3186,6 +3205,56 @@ begin
 end $$;
 
 --
+-- Name: lockable_apart(regclass, name, anyarray); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.lockable_apart(p_table regclass, p_column name, INOUT p_keys anyarray, OUT left_rows integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $_$
+declare
+  v_keys p_keys%type := array(select k from unnest(p_keys) k order by k);
+  v_n integer := coalesce(cardinality(p_keys), 0);
+  v_from integer := 1;  -- the first position of this try
+  v_at integer;         -- the last position fetched
+  v_failed integer[] := '{}';
+  v_streak integer := 0;
+  v_cur refcursor;
+  v_key text;
+  v_detail text;
+begin
+  while v_from <= v_n loop
+    v_at := v_from - 1;
+    begin
+      -- (select $1): planned without reading each key (a try's plan read all those to do: 32 tries of 100,000, 10 s).
+      open v_cur for execute format('select t.%1$I::text from %2$s t where t.%1$I = any((select $1)::%3$s) order by t.%1$I
+                                     for update skip locked', p_column, p_table, pg_typeof(v_keys)) using v_keys[v_from:v_n];
+      loop
+        fetch v_cur into v_key;
+        exit when not found;
+        v_at := v_at + 1;
+        while v_at < v_n and v_keys[v_at]::text <> v_key loop  -- past those another session holds (skipped)
+          v_at := v_at + 1;
+        end loop;
+        v_streak := 0;
+      end loop;
+      close v_cur;
+      v_from := v_n + 1;
+    exception when serialization_failure then
+      get stacked diagnostics v_detail = pg_exception_detail;
+      if jobs.transaction_conflict(v_detail) then raise; end if;
+      v_failed := v_failed || (v_at + 1);  -- (or one held before it, skipped: not done either)
+      v_from := v_at + 2;
+      v_streak := v_streak + 1;
+      exit when v_streak >= 8 or cardinality(v_failed) >= 32;
+    end;
+  end loop;
+  left_rows := cardinality(v_failed) + greatest(v_n - v_from + 1, 0);
+  if left_rows > 0 then
+    p_keys := array(select v_keys[i] from generate_series(1, least(v_from - 1, v_n)) i where i <> all(v_failed) order by i);
+  end if;
+end $_$;
+
+--
 -- Name: maintain(interval, boolean, integer, timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3195,10 +3264,10 @@ CREATE FUNCTION jobs.maintain(retention interval DEFAULT '7 days'::interval, arc
     AS $_$
 declare
   v_now timestamptz := jobs.clock(maintain.now);
-  v_expired integer;
   v_ticks integer;
   v_removal record;  -- jobs.remove_ended's removed, archived
-  v_windows integer;
+  v_windowing record;  -- jobs.delete_ended_windows's windows, left_rows
+  v_expiry record;  -- jobs.expire_due's leases, waiting, left_rows
   v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
   v_misses integer;
   v_prune text;
@@ -3224,8 +3293,8 @@ begin
   -- out (often past a short retention), and would otherwise be deleted by
   -- this very pass, never seen as a dead letter.
   v_removal := jobs.remove_ended(v_now - maintain.retention, maintain.archive, maintain.max_rows);
-  v_windows := jobs.delete_ended_windows(v_now, maintain.max_rows);
-  v_expired := jobs.expire(maintain.max_rows, v_now);
+  v_windowing := jobs.delete_ended_windows(v_now, maintain.max_rows);
+  v_expiry := jobs.expire_due(maintain.max_rows, v_now, null);
   v_ticks := jobs.publish_ticks(v_now, v_lost);
   -- Misses of claims' tick waits (jobs.tick_miss, sql/0021; after this pass's ticks) whose
   -- tick is no longer the schedule's next_run_at (published, moved on, the
@@ -3263,9 +3332,10 @@ begin
       end;
     end if;
   end if;
-  return jsonb_build_object('expired', v_expired, 'ticks', v_ticks,
-                            'deleted', v_removal.removed - v_removal.archived, 'archived', v_removal.archived, 'windows', v_windows,
-                            'misses', v_misses);
+  return jsonb_build_object('expired', v_expiry.leases + v_expiry.waiting, 'ticks', v_ticks,
+                            'deleted', v_removal.removed - v_removal.archived, 'archived', v_removal.archived,
+                            'windows', v_windowing.windows, 'misses', v_misses,
+                            'left', v_removal.left_rows + v_windowing.left_rows + v_expiry.left_rows);
 end $_$;
 
 --
@@ -5407,7 +5477,7 @@ end $_$;
 -- Name: remove_ended(timestamp with time zone, boolean, integer, bigint[]); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.remove_ended(p_before timestamp with time zone, p_archive boolean, p_max integer, p_only bigint[] DEFAULT NULL::bigint[], OUT removed integer, OUT archived integer) RETURNS record
+CREATE FUNCTION jobs.remove_ended(p_before timestamp with time zone, p_archive boolean, p_max integer, p_only bigint[] DEFAULT NULL::bigint[], OUT removed integer, OUT archived integer, OUT left_rows integer) RETURNS record
     LANGUAGE plpgsql
     AS $$
 declare
@@ -5415,9 +5485,11 @@ declare
   v_gone_keys text[];
 begin
   if p_only is null and not jobs.read_committed() then
-    select a.removed, a.archived into removed, archived from jobs.remove_ended_apart(p_before, p_archive, p_max) a;
+    select a.removed, a.archived, a.left_rows into removed, archived, left_rows
+    from jobs.remove_ended_apart(p_before, p_archive, p_max) a;
     return;
   end if;
+  left_rows := 0;
   with old as (
     select j.job_id from jobs.job j
     where j.ended_at < p_before and (p_only is null or j.job_id = any(p_only))
@@ -5449,7 +5521,7 @@ end $$;
 -- Name: remove_ended_apart(timestamp with time zone, boolean, integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.remove_ended_apart(p_before timestamp with time zone, p_archive boolean, p_max integer, OUT removed integer, OUT archived integer) RETURNS record
+CREATE FUNCTION jobs.remove_ended_apart(p_before timestamp with time zone, p_archive boolean, p_max integer, OUT removed integer, OUT archived integer, OUT left_rows integer) RETURNS record
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_custom_plan'
     AS $$
@@ -5460,6 +5532,7 @@ declare
   v_lo integer;
   v_hi integer;
   v_detail text;
+  v_blocks integer := 0;
 begin
   -- The rows no other session holds, locked as listed: a pass running at
   -- once holds the oldest, and this one takes the next (as under READ
@@ -5473,6 +5546,7 @@ begin
     if jobs.transaction_conflict(v_detail) then raise; end if;
     v_ids := array(select j.job_id from jobs.job j where j.ended_at < p_before order by j.ended_at limit p_max);
   end;
+  select l.p_keys, l.left_rows into v_ids, left_rows from jobs.lockable_apart('jobs.job', 'job_id', v_ids) l;
   v_to := array[cardinality(v_ids)];
   removed := 0;
   archived := 0;
@@ -5481,6 +5555,11 @@ begin
     v_hi := v_to[cardinality(v_to)];
     v_from := trim_array(v_from, 1);
     v_to := trim_array(v_to, 1);
+    v_blocks := v_blocks + 1;
+    if v_blocks > 8 then  -- at most 8 blocks a step (a subtransaction each): the rest to the next pass
+      left_rows := left_rows + v_hi - v_lo + 1;
+      continue;
+    end if;
     begin
       perform from jobs.job j where j.job_id = any(v_ids[v_lo:v_hi]) for update skip locked;  -- a changed row's 40001, cheaply
       select remove_ended_apart.removed + r.removed, remove_ended_apart.archived + r.archived into removed, archived
@@ -5491,6 +5570,8 @@ begin
       if v_lo < v_hi then  -- each half apart, the first first; one row: left to the session that changed it
         v_from := v_from || ((v_lo + v_hi) / 2 + 1) || v_lo;
         v_to := v_to || v_hi || ((v_lo + v_hi) / 2);
+      else
+        left_rows := left_rows + 1;
       end if;
     end;
   end loop;
@@ -6220,7 +6301,7 @@ declare
   v_removed bigint := 0;
   v_passes integer := 0;
   v_done boolean := false;
-  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0, "windows": 0, "misses": 0}';
+  v_counts jsonb := '{"expired": 0, "ticks": 0, "deleted": 0, "archived": 0, "windows": 0, "misses": 0, "left": 0}';
 begin
   -- As in jobs.drain_sql: the path pinned, again after every COMMIT.
   perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -6254,10 +6335,11 @@ begin
     v_passes := v_passes + 1;
     commit;
     perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    -- Caught up when a pass did less than it could, of each kind of work.
+    -- Caught up when a pass did less than it could, of each kind of work,
+    -- and left none of it for a change after its snapshot (sql/0041).
     v_done := (v_pass->>'deleted')::bigint + (v_pass->>'archived')::bigint < v_step
               and (v_pass->>'expired')::bigint < v_step and (v_pass->>'windows')::bigint < v_step
-              and (v_pass->>'misses')::bigint < v_step;
+              and (v_pass->>'misses')::bigint < v_step and (v_pass->>'left')::bigint = 0;
     exit when v_done or v_removed >= coalesce(run_maintenance.max_rows, v_removed + 1) or clock_timestamp() >= v_deadline;
   end loop;
   report := v_counts || jsonb_build_object('passes', v_passes, 'caughtUp', v_done);

@@ -136,13 +136,15 @@ interface PassReport {
   windows: number;
   /** jobs.tick_miss rows deleted: claims' misses of ticks no longer due. */
   misses: number;
+  /** Ended jobs, windows and leases left for a change after the pass's snapshot (REPEATABLE READ, SERIALIZABLE): the next pass's. */
+  left: number;
 }
 
 /** What maintain() did: its passes' counts summed. */
 export interface MaintainReport extends PassReport {
   /** jobs.maintain passes run, each in its own transaction. */
   passes: number;
-  /** false when the budget ran out while the last pass still found a full share to do (jobs, leases, windows or misses). */
+  /** false when the budget ran out while the last pass still found a full share to do (jobs, leases, windows or misses) or left some. */
   caughtUp: boolean;
 }
 
@@ -270,7 +272,7 @@ export async function maintain(db: Queryable, options: z.input<typeof maintainSc
   const o = parse(maintainSchema, options, 'options');
   const step = o.maxRows ?? 10_000;
   const deadline = Date.now() + (o.budgetMs ?? 50_000);
-  const total: MaintainReport = { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, passes: 0, caughtUp: false };
+  const total: MaintainReport = { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, left: 0, passes: 0, caughtUp: false };
   do {
     // pg_cron's run log is read whole to prune it: the first pass only.
     const pass = await callValue<PassReport>(db, `select jobs.maintain(coalesce(make_interval(secs => $1::float8), '7 days'),
@@ -282,8 +284,10 @@ export async function maintain(db: Queryable, options: z.input<typeof maintainSc
     total.archived += pass.archived;
     total.windows += pass.windows;
     total.misses += pass.misses;
+    total.left += pass.left;
     total.passes += 1;
-    total.caughtUp = pass.deleted + pass.archived < step && pass.expired < step && pass.windows < step && pass.misses < step;
+    total.caughtUp = pass.deleted + pass.archived < step && pass.expired < step && pass.windows < step && pass.misses < step
+      && pass.left === 0;
   } while (!total.caughtUp && Date.now() < deadline);
   return total;
 }

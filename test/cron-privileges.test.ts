@@ -54,12 +54,12 @@ describe('pg_cron installed, and role app may not use it (no USAGE on schema cro
     await asApp(`select jobs.ack(job_id, null, now() - interval '10 days') from jobs.claim(1, 'old.job', null, now() - interval '10 days')`);
     await asApp(`select jobs.publish('stuck.job', timeout_seconds => 5, max_retries => 0, now => now() - interval '1 hour')`);
     await asApp(`select jobs.claim(1, 'stuck.job', null, now() - interval '1 hour')`);
-    expect(await asApp(`select jobs.maintain('7 days') as r`)).toEqual([{ r: { expired: 1, ticks: 0, deleted: 1, archived: 0, windows: 0, misses: 0 } }]);
+    expect(await asApp(`select jobs.maintain('7 days') as r`)).toEqual([{ r: { expired: 1, ticks: 0, deleted: 1, archived: 0, windows: 0, misses: 0, left: 0 } }]);
     expect(await asApp(`select task, status from jobs.job`)).toEqual([{ task: 'stuck.job', status: 'failure' }]);
 
     const driver = pgDriver(appUrl);
     try {
-      expect(await maintain(driver, { retentionSeconds: 0 })).toEqual({ expired: 0, ticks: 0, deleted: 1, archived: 0, windows: 0, misses: 0, passes: 1, caughtUp: true });
+      expect(await maintain(driver, { retentionSeconds: 0 })).toEqual({ expired: 0, ticks: 0, deleted: 1, archived: 0, windows: 0, misses: 0, left: 0, passes: 1, caughtUp: true });
     } finally {
       await driver.close();
     }
@@ -138,7 +138,7 @@ describe('role app granted USAGE on schema cron', () => {
     try {
       // has_table_privilege('select, delete') is true for either one: the two are asked apart.
       expect(await asApp(`select jobs.pg_cron_lacks(true) as l`)).toEqual([{ l: 'SELECT, DELETE ON cron.job_run_details' }]);
-      expect(await asApp(`select jobs.maintain('7 days') as r`)).toEqual([{ r: { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0 } }]);
+      expect(await asApp(`select jobs.maintain('7 days') as r`)).toEqual([{ r: { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, left: 0 } }]);
     } finally {
       await asAdmin('grant delete on cron.job_run_details to public');
     }

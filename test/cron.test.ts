@@ -343,7 +343,7 @@ describe('pg_cron', () => {
     expect((await sql<{ ids: string[] }>(`select jobs.schedule_maintenance('*/5 * * * *', '3 days', true) as ids`))[0]!.ids)
       .toEqual(ids); // idempotent
     const [result] = await sql<{ report: object }>(maintain!.command);
-    expect(result!.report).toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, passes: 1, caughtUp: true });
+    expect(result!.report).toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, left: 0, passes: 1, caughtUp: true });
     await sql(vacuum!.command);
   });
 

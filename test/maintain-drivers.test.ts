@@ -31,7 +31,7 @@ const oldJobs = (driver: Driver, n: number) => driver.query(
 async function catchesUp(driver: Driver) {
   await oldJobs(driver, 350);
   expect(await maintain(driver, { maxRows: 100, archive: true }))
-    .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 350, windows: 0, misses: 0, passes: 4, caughtUp: true });
+    .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 350, windows: 0, misses: 0, left: 0, passes: 4, caughtUp: true });
   expect((await driver.query(`select (select count(*)::int from jobs.job) as job, (select count(*)::int from jobs.job_archive) as archive`)).rows)
     .toEqual([{ job: 0, archive: 350 }]);
 }

@@ -22,21 +22,21 @@ describe('ended throttle windows past one pass', () => {
   it('jobs.maintain counts the windows it deletes', async () => {
     await endedWindows(3);
     expect(await sql(`select jobs.maintain(max_rows => 2) as r`))
-      .toEqual([{ r: { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 2, misses: 0 } }]);
+      .toEqual([{ r: { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 2, misses: 0, left: 0 } }]);
     expect(await windowsLeft()).toBe(1);
   });
 
   it('jobs.run_maintenance goes on while a pass deletes a full share, and says when it has caught up', async () => {
     await endedWindows(25_000); // passes of 10,000
     expect(await sql(`call jobs.run_maintenance('7 days', false, 50)`)).toEqual([{ report:
-      { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 25_000, misses: 0, passes: 3, caughtUp: true } }]);
+      { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 25_000, misses: 0, left: 0, passes: 3, caughtUp: true } }]);
     expect(await windowsLeft()).toBe(0);
   });
 
   it('TS maintain() goes on while a pass deletes a full share, and says when it has caught up', async () => {
     await endedWindows(250);
     expect(await maintain(db.driver, { maxRows: 100 }))
-      .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 250, misses: 0, passes: 3, caughtUp: true });
+      .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 250, misses: 0, left: 0, passes: 3, caughtUp: true });
     expect(await windowsLeft()).toBe(0);
   });
 
@@ -47,7 +47,7 @@ describe('ended throttle windows past one pass', () => {
       create trigger slow after delete on jobs.throttle for each statement execute function public.slow();`);
     try {
       expect(await maintain(db.driver, { maxRows: 100, budgetMs: 10 }))
-        .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 100, misses: 0, passes: 1, caughtUp: false });
+        .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 100, misses: 0, left: 0, passes: 1, caughtUp: false });
     } finally {
       await sql(`drop trigger slow on jobs.throttle; drop function public.slow()`);
     }

@@ -36,7 +36,7 @@ describe('retention', () => {
     // The most TS takes (a hundred years, 3,153,600,000 s) is what SQL takes.
     await oldJobs(1);
     expect(await maintain(db.driver, { retentionSeconds: 3_153_600_000 })).toMatchObject({ deleted: 0 });
-    expect(await sql(`select jobs.maintain('36500 days') as r`)).toEqual([{ r: { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0 } }]);
+    expect(await sql(`select jobs.maintain('36500 days') as r`)).toEqual([{ r: { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, left: 0 } }]);
   });
 });
 
@@ -44,7 +44,7 @@ describe('maintain() from TypeScript catches up', () => {
   it('one call removes a backlog of several passes (maxRows each), each pass committed; the report sums them', async () => {
     await oldJobs(350);
     expect(await maintain(db.driver, { maxRows: 100 }))
-      .toEqual({ expired: 0, ticks: 0, deleted: 350, archived: 0, windows: 0, misses: 0, passes: 4, caughtUp: true });
+      .toEqual({ expired: 0, ticks: 0, deleted: 350, archived: 0, windows: 0, misses: 0, left: 0, passes: 4, caughtUp: true });
     expect(await counts()).toEqual({ job: 0, archive: 0, distinct_ids: 0 });
     await oldJobs(350);
     expect(await maintain(db.driver, { maxRows: 100, archive: true })).toMatchObject({ archived: 350, passes: 4, caughtUp: true });
@@ -62,7 +62,7 @@ describe('maintain() from TypeScript catches up', () => {
       create trigger slow after insert on jobs.job_archive for each statement execute function public.slow();`);
     try {
       expect(await maintain(db.driver, { maxRows: 100, archive: true, budgetMs: 10 }))
-        .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 100, windows: 0, misses: 0, passes: 1, caughtUp: false });
+        .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 100, windows: 0, misses: 0, left: 0, passes: 1, caughtUp: false });
     } finally {
       await sql(`drop trigger slow on jobs.job_archive; drop function public.slow()`);
     }
@@ -91,7 +91,7 @@ describe('expiry and retention in one pass', () => {
   it('the failure a pass\'s expiry records is kept by that pass\'s retention, however short: it shows as a dead letter', async () => {
     await stuckJob();
     // Its ended_at is when its lease ran out, an hour ago: past a 0 or 30-minute retention.
-    expect(await sql(`select jobs.maintain('0 days') as r`)).toEqual([{ r: { expired: 1, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0 } }]);
+    expect(await sql(`select jobs.maintain('0 days') as r`)).toEqual([{ r: { expired: 1, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, left: 0 } }]);
     expect(await deadLetters()).toEqual([{ task: 'stuck.job', status: 'failure' }]);
     await sql('truncate jobs.job');
     await stuckJob();
@@ -110,9 +110,9 @@ describe('jobs.run_maintenance', () => {
   it('removes a backlog past one pass in passes of 10,000, each committed; max_rows caps it; its arguments are checked', async () => {
     await oldJobs(25_000);
     expect(await sql(`call jobs.run_maintenance('7 days', true, 50, 15000)`)).toEqual([{ report:
-      { expired: 0, ticks: 0, deleted: 0, archived: 15000, windows: 0, misses: 0, passes: 2, caughtUp: false } }]);
+      { expired: 0, ticks: 0, deleted: 0, archived: 15000, windows: 0, misses: 0, left: 0, passes: 2, caughtUp: false } }]);
     expect(await sql(`call jobs.run_maintenance('7 days', false)`)).toEqual([{ report:
-      { expired: 0, ticks: 0, deleted: 10000, archived: 0, windows: 0, misses: 0, passes: 2, caughtUp: true } }]);
+      { expired: 0, ticks: 0, deleted: 10000, archived: 0, windows: 0, misses: 0, left: 0, passes: 2, caughtUp: true } }]);
     expect(await counts()).toEqual({ job: 0, archive: 15000, distinct_ids: 15000 });
     for (const [call, field] of [[`call jobs.run_maintenance(budget => 0)`, 'budget'], [`call jobs.run_maintenance(max_rows => 0)`, 'max_rows'],
                                  [`select jobs.schedule_maintenance(budget => 0)`, 'budget']]) {

@@ -559,10 +559,10 @@ describe('jobs.maintain', () => {
     await sql(`select jobs.claim(1, 'stuck.job', null, now() - interval '1 hour')`);
     await sql(`select jobs.schedule('m', '* * * * *', 'clock.tick', now => now() - interval '5 minutes')`);
 
-    expect(await sql(`select jobs.maintain('25 days') as r`)).toEqual([{ r: { expired: 1, ticks: 1, deleted: 3, archived: 0, windows: 0, misses: 0 } }]);
+    expect(await sql(`select jobs.maintain('25 days') as r`)).toEqual([{ r: { expired: 1, ticks: 1, deleted: 3, archived: 0, windows: 0, misses: 0, left: 0 } }]);
     // Passes of at most 2 rows, until one finds less to do.
     expect(await maintain(db.driver, { retentionSeconds: 7 * 86400, archive: true, maxRows: 2 }))
-      .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 3, windows: 0, misses: 0, passes: 2, caughtUp: true });
+      .toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 3, windows: 0, misses: 0, left: 0, passes: 2, caughtUp: true });
     expect(await maintain(db.driver, { retentionSeconds: 7 * 86400, archive: true })).toMatchObject({ archived: 0, passes: 1 });
     expect(await sql(`select task, count(*)::int as n from jobs.job group by task`)).toEqual([{ task: 'fresh.c', n: 3 }]);
     expect(await sql(`select task, status, count(*)::int as n from jobs.job_archive group by task, status`))

@@ -175,7 +175,7 @@ describe('maintenance\'s retention and throttle windows', () => {
   it('a deleted job takes its window with it: the next throttled publish writes a job; at most max_rows a pass', async () => {
     const [a, b, c] = [await endedJob('a', 1), await endedJob('b', 2), await endedJob('c', 500)];
     expect(await throttled('a', 10, 3600)).toBe(a);
-    expect(await maintain(300, ', max_rows => 1')).toEqual({ expired: 0, ticks: 0, deleted: 1, archived: 0, windows: 0, misses: 0 });
+    expect(await maintain(300, ', max_rows => 1')).toEqual({ expired: 0, ticks: 0, deleted: 1, archived: 0, windows: 0, misses: 0, left: 0 });
     expect(await sql(`select dedupe_key from jobs.throttle order by 1`)).toEqual([{ dedupe_key: 'b' }, { dedupe_key: 'c' }]);
     const next = await throttled('a', 310, 3600);
     expect(next).not.toBe(a);
@@ -229,7 +229,7 @@ describe('maintenance\'s retention and throttle windows', () => {
     const expired = (await one<{ id: string }>(`select jobs.publish('sync.user', now => ${at(0)}, dedupe_key => 'expired',
       throttle_seconds => 3600, expires_at => ${at(1)})::text as id`)).id;
     expect(await one(`select jobs.expire(now => ${at(2)}) as n`)).toEqual({ n: 1 });
-    expect(await maintain(300, ', archive => true')).toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 3, windows: 0, misses: 0 });
+    expect(await maintain(300, ', archive => true')).toEqual({ expired: 0, ticks: 0, deleted: 0, archived: 3, windows: 0, misses: 0, left: 0 });
     expect(await throttled('done', 310, 3600)).toBe(done);
     expect(await queue().getJob(done)).toMatchObject({ id: done, state: 'success' });
     for (const [key, id] of [['cancelled', cancelled], ['expired', expired]] as const) {

@@ -228,7 +228,7 @@ describe('throttle_seconds', () => {
     for (const [key, seconds] of [['a', 10], ['b', 20], ['c', 30], ['live', 3600]] as const) await throttled(seconds, 0, key);
     const windows = () => sql(`select dedupe_key from jobs.throttle order by dedupe_key`);
     expect(await one(`select jobs.maintain(max_rows => 2, now => ${at(100)}) as r`))
-      .toEqual({ r: { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 2, misses: 0 } });
+      .toEqual({ r: { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 2, misses: 0, left: 0 } });
     expect(await windows()).toEqual([{ dedupe_key: 'c' }, { dedupe_key: 'live' }]); // the oldest first
     await sql(`select jobs.maintain(now => ${at(100)})`);
     expect(await windows()).toEqual([{ dedupe_key: 'live' }]);
