@@ -15,8 +15,11 @@ const BUDGET_SECONDS = 50;
 /** The report as one line, then why it stopped short if it did. */
 export function formatMaintainReport(r: MaintainReport): string {
   const line = `maintained in ${r.passes} pass${r.passes === 1 ? '' : 'es'}: ${r.deleted} deleted, ${r.archived} archived, `
-    + `${r.expired} leases expired, ${r.ticks} schedule ticks, ${r.windows} throttle windows, ${r.misses} tick misses`;
-  return r.caughtUp ? line : `${line}\n  not caught up: --budget ran out while a pass still found a full --max-rows to do; run it again`;
+    + `${r.expired} leases expired, ${r.ticks} schedule ticks, ${r.windows} throttle windows, ${r.misses} tick misses`
+    // left: rows a REPEATABLE READ / SERIALIZABLE pass found changed since its snapshot.
+    + (r.left > 0 ? `, ${r.left} left for the next pass` : '');
+  const why = r.left > 0 ? 'a pass left rows another session changed since its snapshot' : '--budget ran out while a pass still found a full --max-rows to do';
+  return r.caughtUp ? line : `${line}\n  not caught up: ${why}; run it again`;
 }
 
 export function maintainCommand(withConnection: WithConnection): Command {
