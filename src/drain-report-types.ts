@@ -93,7 +93,8 @@ export interface DrainReport {
   failuresOmitted: number;
   /**
    * The jobs the stop after its signal cut short, at the grace's end (graceMs) or hardSignal: `nacked`, their
-   * handler running (an attempt spent: counted in retried or failed), and `released`, still waiting for a
+   * handler running (an attempt spent: counted in retried or failed; one its settle found stale, its lease taken back
+   * by another expiry or its transaction's commit first, or ended cancelled, is not), and `released`, still waiting for a
    * connection, never begun (no attempt spent: counted in released; one its settle made a nack, the job's 26th release
    * unstarted in a row, is not: it is in failures). Both 0 when it cut none.
    */

@@ -87,7 +87,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const rateLimit = rateLimiter(deps.db);
   const running = new RunningJobs();
   let claimError: unknown;
-  let interrupted: Interrupted = { nacked: 0, released: [] }; // what the grace's end or hardSignal cut short
+  let interrupted: Interrupted = { nacked: [], released: [] }; // what the grace's end or hardSignal cut short
   let rolledBack = 0; // claims in a row a deadlock or serialization failure rolled back
   const tally = new ClaimTally(); // what its claims answered
   let ended = 0; // jobs finished so far: one that ends during a claim can make work claimable
@@ -254,7 +254,9 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
     queueAtGroupConcurrency, stoppedBy: stopped.by ?? 'empty', durationMs: Date.now() - startedAt, batches, failures: failures.list,
     failuresOmitted: failures.omitted,
     // Those of the stop's releases that stayed releases: one its settle made a nack (the 26th in a row: a failure, its
-    // attempt spent), ended cancelled or found stale was none, as releasedUnstarted counts them.
-    interrupted: { nacked: interrupted.nacked, released: interrupted.released.filter((o) => failures.keptRelease(o)).length },
+    // attempt spent), ended cancelled or found stale was none, as releasedUnstarted counts them. Its nacks alike:
+    // one found stale or ended cancelled is in stale or cancelled, not retried or failed.
+    interrupted: { nacked: interrupted.nacked.filter((o) => failures.keptNack(o)).length,
+                   released: interrupted.released.filter((o) => failures.keptRelease(o)).length },
   };
 }

@@ -46,6 +46,8 @@ export class FailureList implements SettleListener {
   private releases: WeakMap<Outcome, Job> | undefined;
   /** Releases with a reason (never started) that stayed releases: sent, less those made nacks, ended cancelled or stale. */
   private unstartedCount = 0;
+  /** Nacks and fails their settle found stale or ended cancelled: in stale or cancelled, not retried or failed. */
+  private notKept: WeakSet<Outcome> | undefined;
 
   /** The first MAX_REPORTED_FAILURES failures that happened, in order. */
   get list(): FailedJob[] {
@@ -73,6 +75,11 @@ export class FailureList implements SettleListener {
   /** Whether this release with a reason is one of releasedUnstarted: its settle kept it a release (or has not answered). */
   keptRelease(outcome: Outcome): boolean {
     return this.releases?.has(outcome) ?? false;
+  }
+
+  /** Whether this nack's settle kept it one (counted in retried or failed), or has not answered: not stale, not cancelled. */
+  keptNack(outcome: Outcome): boolean {
+    return !this.notKept?.has(outcome);
   }
 
   /** The report's releasedUnstarted: releases with a reason whose settle kept them releases (or has not answered). */
@@ -110,6 +117,7 @@ export class FailureList implements SettleListener {
   /** Its settle ended this outcome's job cancelled: it will not run again. */
   endedCancelled(outcome: Outcome): void {
     this.notUnstarted(outcome);
+    if (outcome.outcome !== 'release') (this.notKept ??= new WeakSet()).add(outcome);
     const kept = this.byOutcome?.get(outcome);
     if (kept) kept.entry.willRetry = false;
   }
@@ -117,6 +125,7 @@ export class FailureList implements SettleListener {
   /** Its settle found this outcome stale: it is no failure of this drain's. */
   stale(outcome: Outcome): void {
     this.notUnstarted(outcome);
+    if (outcome.outcome !== 'release') (this.notKept ??= new WeakSet()).add(outcome);
     const kept = this.byOutcome?.get(outcome);
     if (kept) {
       this.byOutcome!.delete(outcome);

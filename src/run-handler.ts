@@ -54,7 +54,10 @@ export class JobRun implements Running, LeaseHolder {
   expire(): void {
     if (this.host.running.get(this.job.id) !== this) return; // settled before its group's timer fired
     // Its end was the drain's stop, after the drain's signal: nacked to run again at once, as windDown does at the grace's end.
-    if (this.stops && this.host.signalled()) return interrupted(this, `did not stop by the drain's deadline after ${this.host.stopCause()}`);
+    if (this.stops && this.host.signalled()) {
+      interrupted(this, `did not stop by the drain's deadline after ${this.host.stopCause()}`);
+      return;
+    }
     if (this.waitsForConnection) {
       releaseUnstarted(this, this.stops ? 'deadline' : 'timeout');
       return;

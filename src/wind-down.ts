@@ -49,13 +49,15 @@ export function endEarlierDelivery(running: RunningJobs, id: string): Outcome | 
  * spot nodes), while one that honours its signal and throws is bounded; so
  * it ends failed with `why` once its retries are spent.
  */
-export function interrupted(r: Running, why: string): void {
+export function interrupted(r: Running, why: string): Outcome | undefined {
   if (r.waitsForConnection) { // never began: its attempt given back
     releaseUnstarted(r, 'stop');
-    return;
+    return undefined;
   }
   r.signal.abort(new Error('drain stopped'));
-  r.finish({ id: r.job.id, attempt: r.job.attempt, outcome: 'nack', error: why, retryAt: claimedAt(r.job) });
+  const nack: Outcome = { id: r.job.id, attempt: r.job.attempt, outcome: 'nack', error: why, retryAt: claimedAt(r.job) };
+  r.finish(nack);
+  return nack;
 }
 
 /**
@@ -84,30 +86,31 @@ export function causeOf(signal: AbortSignal | undefined, otherwise: string): str
 }
 
 /**
- * The jobs a stop cut short (windDown): nacked, their handler running; released, still waiting for a connection
- * (their releases: a settle may make one a nack, jobs.unstarted_bound, or find it stale).
+ * The jobs a stop cut short (windDown): nacked, their handler running (their nacks: a settle may find one stale or
+ * end it cancelled); released, still waiting for a connection (their releases: a settle may make one a nack,
+ * jobs.unstarted_bound, or find it stale).
  */
 export interface Interrupted {
-  nacked: number;
+  nacked: Outcome[];
   released: Outcome[];
 }
 
 /**
  * Waits for running jobs; after graceMs (if given), or at once when
  * hardSignal fires, aborts the rest and nacks them (interrupted; released,
- * one still waiting for a connection). Answers how many it nacked, and its releases.
+ * one still waiting for a connection). Answers its nacks and its releases.
  */
 export async function windDown(running: RunningJobs, graceMs: number | undefined,
                                 changed: () => Promise<void>, hardSignal?: AbortSignal, signal?: AbortSignal): Promise<Interrupted> {
   let graceOver = false;
-  const cut: Interrupted = { nacked: 0, released: [] };
+  const cut: Interrupted = { nacked: [], released: [] };
   const giveBack = (why: string) => {
     graceOver = true;
     for (const r of [...running.values()]) {
       if (r.waitsForConnection) cut.released.push(releaseUnstarted(r, 'stop')); // as interrupted() does
       else {
-        cut.nacked++;
-        interrupted(r, why);
+        const nack = interrupted(r, why);
+        if (nack) cut.nacked.push(nack);
       }
     }
   };
