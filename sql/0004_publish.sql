@@ -21,7 +21,8 @@
 --              job is left to finish without the key, and a new job takes it.
 --              'replace_keep_time' (debounce without postponing: graphile-worker's
 --              preserve_run_at): as 'replace', but a waiting job keeps its
---              scheduled_at (this publish's is ignored for it); its expiry is
+--              scheduled_at (this publish's is ignored for it), a snoozed one
+--              with its snoozed count and line (they say why it waits); its expiry is
 --              this publish's expires_at (PD007 unless after the kept time),
 --              else its queue's expire_in after the kept time. A waiting job
 --              already past its expiry never runs: it is let go as a running
