@@ -263,8 +263,8 @@ const maintainSchema = z.strictObject({
  * retentionSeconds (default 7 days; at most a hundred years) and delete ended
  * throttle windows and tick misses (jobs.tick_miss), at most maxRows (default 10,000) of each per pass, until
  * a pass does less than that of each or budgetMs (default 50,000) has
- * passed: no pass starts after it, the one running ends. Not in a transaction of your own: there the passes commit
- * together. For platforms without pg_cron: call it from your scheduler
+ * passed: no pass starts after it, the one running ends, or two passes in a row only left rows (`left`). Not in a
+ * transaction of your own: there the passes commit together. For platforms without pg_cron: call it from your scheduler
  * (with a budget under its time limit); with pg_cron,
  * `select jobs.schedule_maintenance()`.
  */
@@ -273,6 +273,7 @@ export async function maintain(db: Queryable, options: z.input<typeof maintainSc
   const step = o.maxRows ?? 10_000;
   const deadline = Date.now() + (o.budgetMs ?? 50_000);
   const total: MaintainReport = { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, left: 0, passes: 0, caughtUp: false };
+  let idle = 0;  // passes in a row that did nothing but leave rows
   do {
     // pg_cron's run log is read whole to prune it: the first pass only.
     const pass = await callValue<PassReport>(db, `select jobs.maintain(coalesce(make_interval(secs => $1::float8), '7 days'),
@@ -288,6 +289,10 @@ export async function maintain(db: Queryable, options: z.input<typeof maintainSc
     total.passes += 1;
     total.caughtUp = pass.deleted + pass.archived < step && pass.expired < step && pass.windows < step && pass.misses < step
       && pass.left === 0;
-  } while (!total.caughtUp && Date.now() < deadline);
+    // Inside the caller's own REPEATABLE READ transaction every pass shares its snapshot and leaves the
+    // same rows again, until the budget ran out: two such passes in a row end it, not caught up.
+    idle = pass.left > 0 && pass.expired + pass.ticks + pass.deleted + pass.archived + pass.windows + pass.misses === 0
+      ? idle + 1 : 0;
+  } while (!total.caughtUp && idle < 2 && Date.now() < deadline);
   return total;
 }
