@@ -3221,6 +3221,8 @@ declare
   v_cur refcursor;
   v_key text;
   v_detail text;
+  v_bad integer;        -- the position of the changed row a try failed on
+  v_i integer;
 begin
   while v_from <= v_n loop
     v_at := v_from - 1;
@@ -3242,8 +3244,26 @@ begin
     exception when serialization_failure then
       get stacked diagnostics v_detail = pg_exception_detail;
       if jobs.transaction_conflict(v_detail) then raise; end if;
-      v_failed := v_failed || (v_at + 1);  -- (or one held before it, skipped: not done either)
-      v_from := v_at + 2;
+      -- The changed row: the first after v_at this session cannot lock for
+      -- its 40001; those before it another session holds (skipped: left in
+      -- p_keys, as a held row the cursor passes). Probed with NOWAIT, at most
+      -- 64 a failure, else the next after v_at is blamed (not done either).
+      v_bad := v_at + 1;
+      for v_i in v_at + 1 .. least(v_n, v_at + 64) loop
+        begin
+          execute format('select from %2$s t where t.%1$I = $1 for update nowait', p_column, p_table) using v_keys[v_i];
+          exit;  -- lockable now (its holder ended since): the changed one not known
+        exception
+          when lock_not_available then null;  -- held: not a change
+          when serialization_failure then
+            get stacked diagnostics v_detail = pg_exception_detail;
+            if jobs.transaction_conflict(v_detail) then raise; end if;
+            v_bad := v_i;
+            exit;
+        end;
+      end loop;
+      v_failed := v_failed || v_bad;
+      v_from := v_bad + 1;
       v_streak := v_streak + 1;
       exit when v_streak >= 8 or cardinality(v_failed) >= 32;
     end;

@@ -95,3 +95,18 @@ it('TS maintain() inside a REPEATABLE READ transaction of its caller stops after
   expect(report).toMatchObject({ deleted: 5, left: 3, passes: 3, caughtUp: false });
   expect(await maintain(db.driver, { retentionSeconds: 0, maxRows: 6 })).toMatchObject({ deleted: 1, left: 0, caughtUp: true });
 });
+
+it('rows another session holds before a changed one are not counted as changed: the pass does the rest', async () => {
+  await oldJobs(100);
+  const holder = await session();
+  await holder.query('begin');
+  await holder.query('select from jobs.job where job_id <= 8 for update');  // a pass or claim at work on them
+  const app = await snapshot();
+  await sql(`update jobs.job set error = 'x' where job_id = 9`);  // one row changed since the snapshot, committed
+  const answer = await outcome(app.query(`select jobs.maintain(now => '${T0}') as r`));
+  await app.query('commit');
+  await holder.query('rollback');
+  // Unfixed: { deleted: 0, left: 100 }: each held row blamed as changed, eight in a row gave the pass up.
+  expect(answer).toMatchObject([{ r: { deleted: 91, left: 1 } }]);  // the held eight skipped, as under READ COMMITTED
+  expect(await jobsLeft()).toBe(9);
+});
