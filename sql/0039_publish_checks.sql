@@ -122,7 +122,11 @@ end $$;
 -- created since the snapshot: an insert of its name, undone (a
 -- subtransaction, on this error path only), tells, as the unique index
 -- checks committed rows whatever the snapshot (SERIALIZABLE: 40001 for a
--- name this transaction read), and the message says to retry.
+-- name this transaction read), and the message says to retry. The insert
+-- does not wait for a transaction creating that queue, not yet committed
+-- (a lock_timeout of 1 ms, undone with it): waiting, a publish that fails
+-- anyway would hang on it, or close a deadlock with it (it publishing to a
+-- bounded queue this transaction holds); such a queue is not there yet.
 create function jobs.raise_no_queue(p_queue text)
 returns void language plpgsql as $$
 declare
@@ -131,11 +135,12 @@ begin
   perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
   if not jobs.read_committed() then
     begin
+      perform set_config('lock_timeout', '1ms', true);
       insert into jobs.queue (name) values (p_queue);
       raise sqlstate 'PDA96';  -- none: undo the insert
     exception
       when unique_violation or serialization_failure then v_since := true;
-      when sqlstate 'PDA96' then null;
+      when sqlstate 'PDA96' or lock_not_available then null;
     end;
   end if;
   perform jobs.raise_invalid('PD009', 'queue', case when v_since then format(

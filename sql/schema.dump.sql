@@ -5068,11 +5068,12 @@ begin
   perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
   if not jobs.read_committed() then
     begin
+      perform set_config('lock_timeout', '1ms', true);
       insert into jobs.queue (name) values (p_queue);
       raise sqlstate 'PDA96';  -- none: undo the insert
     exception
       when unique_violation or serialization_failure then v_since := true;
-      when sqlstate 'PDA96' then null;
+      when sqlstate 'PDA96' or lock_not_available then null;
     end;
   end if;
   perform jobs.raise_invalid('PD009', 'queue', case when v_since then format(

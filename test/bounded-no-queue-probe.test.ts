@@ -1,0 +1,60 @@
+// jobs.raise_no_queue's probe (sql/0039): in REPEATABLE READ or SERIALIZABLE
+// it inserts the unknown queue's name in a subtransaction, undone, to tell a
+// queue created after the snapshot. That insert's unique check waited for a
+// transaction creating the queue, not yet committed: a publish that fails
+// anyway hung on it, or closed a deadlock with it (40P01 for one of the two).
+// Now it is PD009 at once. Real sessions.
+import { beforeEach, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { blocked, lockSessions, outcome } from './support/lock-sessions.js';
+
+const db = await testDb();
+const sql = db.sql;
+const session = lockSessions(db.url);
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job');
+  await sql(`select jobs.delete_queue(name) from jobs.queue where name in ('late', 'capped')`);
+});
+
+const LATE = `error PD009 queue: queue: no queue named 'late'; create it with jobs.create_queue('late')`;
+
+for (const level of ['repeatable read', 'serializable']) {
+  it(`in ${level}, an unknown queue another transaction is creating: PD009 while that transaction is open`, async () => {
+    const admin = await session();
+    const app = await session();
+    await admin.query('begin');
+    await admin.query(`select jobs.create_queue('late')`);
+    await app.query(`begin isolation level ${level}`);
+    await app.query('savepoint s');
+    // Unfixed: waits on the admin's transaction until it ends (the test's timeout).
+    const got = await outcome(app.query(`select jobs.publish('a.run', queue => 'late')`));
+    await admin.query('rollback');
+    expect(got).toBe(LATE);
+    // The probe's lock_timeout went with it.
+    await app.query('rollback to savepoint s');
+    const [t] = (await app.query('show lock_timeout')).rows;
+    await app.query('rollback');
+    expect(t).toEqual({ lock_timeout: '0' });
+  }, 15_000);
+}
+
+it('an unknown queue in REPEATABLE READ closes no deadlock with a transaction creating it that publishes to a bounded queue this holds', async () => {
+  await sql(`select jobs.create_queue('capped', max_size => 10)`);
+  const admin = await session();
+  const app = await session();
+  await app.query('begin isolation level repeatable read');
+  await app.query(`select jobs.publish('a.run', queue => 'capped')`);  // holds capped's publishers' lock
+  await admin.query('begin');
+  await admin.query(`select jobs.create_queue('late')`);
+  const a = outcome(admin.query(`select jobs.publish('a.run', queue => 'capped') is not null as ok`));
+  await blocked(sql, admin);
+  const got = await outcome(app.query(`select jobs.publish('a.run', queue => 'late')`));
+  await app.query('rollback');
+  const adminGot = await a;
+  await admin.query('commit');
+  // Unfixed: the admin's publish was 40P01 (deadlock detected), its queue not created.
+  expect(got).toBe(LATE);
+  expect(adminGot).toEqual([{ ok: true }]);
+  expect(await sql(`select count(*)::int as n from jobs.job_queue where queue = 'capped'`)).toEqual([{ n: 1 }]);
+});
