@@ -121,8 +121,12 @@ end $$;
 -- would fail). In REPEATABLE READ or SERIALIZABLE the queue may have been
 -- created since the snapshot: an insert of its name, undone (a
 -- subtransaction, on this error path only), tells, as the unique index
--- checks committed rows whatever the snapshot (SERIALIZABLE: 40001 for a
--- name this transaction read), and the message says to retry. The insert
+-- checks committed rows whatever the snapshot, and the message says to
+-- retry. A 40001 of the insert (SERIALIZABLE) is raised as it is: SSI's
+-- read/write dependency, for a name a SERIALIZABLE creator wrote after this
+-- read it, or for this transaction made a pivot by other reads and writes
+-- (no queue created then): retrying is right, 'created after' may not be.
+-- The insert
 -- does not wait for a transaction creating that queue, not yet committed
 -- (a lock_timeout of 1 ms, undone with it): waiting, a publish that fails
 -- anyway would hang on it, or close a deadlock with it (it publishing to a
@@ -139,7 +143,7 @@ begin
       insert into jobs.queue (name) values (p_queue);
       raise sqlstate 'PDA96';  -- none: undo the insert
     exception
-      when unique_violation or serialization_failure then v_since := true;
+      when unique_violation then v_since := true;
       when sqlstate 'PDA96' or lock_not_available then null;
     end;
   end if;

@@ -5072,7 +5072,7 @@ begin
       insert into jobs.queue (name) values (p_queue);
       raise sqlstate 'PDA96';  -- none: undo the insert
     exception
-      when unique_violation or serialization_failure then v_since := true;
+      when unique_violation then v_since := true;
       when sqlstate 'PDA96' or lock_not_available then null;
     end;
   end if;
