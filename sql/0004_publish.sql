@@ -264,9 +264,6 @@ begin
     if publish.serial_key is not null then
       v_serial_wait := exists (select 1 from jobs.job_queue q where q.serial_key = publish.serial_key);
     end if;
-    if v_q.max_size is not null then  -- a job to add: counted (jobs.admit), before it, as jobs.admit would
-      perform jobs.count_admit(v_queue);
-    end if;
     insert into jobs.job_queue (task, body, scheduled_at, timeout, priority, max_retries, created_at,
                                 queue, dedupe_key, serial_key, serial_wait, waiting_deps, attributes,
                                 retry_delay, retry_backoff, retry_delay_max, expires_at, dead_letter, group_id, group_tier)
@@ -281,6 +278,11 @@ begin
     returning job_id into v_id;
     -- null: a concurrent publish took the dedupe key first; loop to return its id.
     if v_id is not null then
+      -- A job added: counted (jobs.admit), after it, under the queue's lock; a
+      -- key taken meanwhile (a publish to another queue) adds none, counts none.
+      if v_q.max_size is not null then
+        perform jobs.count_admit(v_queue);
+      end if;
       if publish.throttle_seconds is not null then
         perform jobs.throttle_hold(publish.dedupe_key, v_id, v_from, publish.throttle_seconds);
       end if;

@@ -55,3 +55,24 @@ it('a publish that finds its key taken only under the queue lock (another publis
   expect(id).toBe((await sql<{ id: string }>(`select job_id::text as id from jobs.job_queue where dedupe_key = 'n'`))[0]!.id);
   expect(await waiting()).toBe(3);
 });
+
+it('a publish whose key a publish to another queue takes while it inserts (its insert answered on conflict) does not count either', async () => {
+  await sql(`select jobs.create_queue('other')`);
+  const [elsewhere, second, app] = [await session(), await session(), await session()];
+  await elsewhere.query('begin');
+  await elsewhere.query(`select jobs.publish('new.run', queue => 'other', dedupe_key => 'o')`);  // not capped's lock
+  await second.query('begin');
+  const answer = outcome(second.query(`select jobs.publish('new.run', queue => 'capped', dedupe_key => 'o') as id`));
+  await blocked(sql, second);  // its insert, on the uncommitted key
+  await elsewhere.query('commit');
+  const [{ id }] = await answer as [{ id: string }];
+  await app.query('begin isolation level repeatable read');
+  await app.query('select 1 from jobs.queue limit 1');  // its snapshot: before second's commit
+  await second.query('commit');
+  const got = await outcome(app.query(`select jobs.publish('late.run', queue => 'capped') is not null as ok`));
+  await app.query('commit');
+  // Unfixed: error 40001 (second counted before its insert, which then found the key taken, and answered its holder).
+  expect(got).toEqual([{ ok: true }]);
+  expect(id).toBe((await sql<{ id: string }>(`select job_id::text as id from jobs.job_queue where dedupe_key = 'o'`))[0]!.id);
+  expect(await waiting()).toBe(2);
+});
