@@ -181,7 +181,7 @@ begin
           from (select x.ord, x.id is null and (x.key is null or row_number() over (partition by x.key order by x.ord) = 1) as pick
                 from unnest(v_ids, p_dedupe_keys) with ordinality as x(id, key, ord)) x;
           -- Also when none is new: a queue that does not exist is refused.
-          v_q := jobs.admit(p_queue, coalesce(v_count, 0));
+          v_q := jobs.admit(p_queue, coalesce(v_count, 0), p_count => false);  -- counted below
           if coalesce(v_count, 0) = 0 then
             exit;
           end if;
@@ -221,6 +221,8 @@ begin
             returning job_id
           )
           select coalesce(array_agg(w.job_id), '{}') into v_written from written w;
+          -- None written (each key taken meanwhile by a publish to another queue): none counted.
+          perform jobs.count_admit(p_queue) where v_q.max_size is not null and cardinality(v_written) > 0;
           -- Written positions take their ids; a key a concurrent publish took, its job's.
           select array_agg(coalesce(x.id, w.id, q.job_id) order by x.ord) into v_ids
           from unnest(v_ids, v_try, p_dedupe_keys) with ordinality as x(id, try, key, ord)
