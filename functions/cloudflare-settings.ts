@@ -1,6 +1,7 @@
 // The Worker's bindings (listed at the top of cloudflare.ts), read and checked
 // at each invocation; an error names the binding and the rule.
 import * as z from 'zod/mini';
+import { postgresUrlChecks } from '../src/database-url.js';
 import { checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
 import { ValidationError } from '../src/errors.js';
 import { SettingValueError } from '../src/http/misconfigured.js';
@@ -34,7 +35,7 @@ const DEFAULT_DEADLINE_SECONDS = 25;
 
 // Bindings are strings (or [vars] numbers): numbers are read as the CLI reads them, then checked.
 const envSchema = z.object({
-  DATABASE_URL: z.optional(z.string().check(z.regex(/^postgres(ql)?:\/\//i, 'must be a postgres:// URL'))), // as the Lambda's
+  DATABASE_URL: z.optional(z.string().check(...postgresUrlChecks)), // as the Lambda's
   DATABASE_DRIVER: z.optional(oneOfSetting(['hyperdrive', 'neon', 'neon-http', 'pg'])),
   DRAIN_BATCH: z._default(wholeNumberSetting(1, 1000), 50),
   DRAIN_DEADLINE_SECONDS: z._default(secondsSetting(MAX_DEADLINE_SECONDS, 'a cron invocation runs at most 15 minutes'),

@@ -2,6 +2,7 @@
 // top of lambda.ts), read and checked at the first invocation. An error names
 // the variable and the rule.
 import * as z from 'zod/mini';
+import { postgresUrlChecks } from '../src/database-url.js';
 import { checkDrainSelectionSettings, type DrainSelection } from '../src/drain-selection.js';
 import { parse, queueNameSchema, topicSchema } from '../src/options.js';
 import { lingerSecondsSchema, pollSecondsSchema, settingSeconds } from './fast-pickup.js';
@@ -11,7 +12,7 @@ export type Env = Record<string, string | undefined>;
 
 const settingsSchema = z.object({
   DATABASE_URL: z.string({ error: "is required: the PostgreSQL URL (set it in the function's environment)" })
-    .check(z.regex(/^postgres(ql)?:\/\//i, 'must be a postgres:// URL')), // a URL's scheme is case-insensitive, as pg reads it
+    .check(...postgresUrlChecks),
   // Checked as createApp checks them, for HTTP events only (credentialSettingsError): scheduled drains run without.
   PGDRAIN_TOKEN: z.optional(z.string()),
   PGDRAIN_HMAC_SECRET: z.optional(z.string()),

@@ -6,12 +6,15 @@
 // The test server trusts every login, so the passwords here are not checked:
 // what is tested is where the URL leads.
 import { expect, it } from 'vitest';
+import { readSettings as workerSettings } from '../functions/cloudflare-settings.js';
+import { readSettings as lambdaSettings } from '../functions/lambda-settings.js';
 import { testDb } from './support/db.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
 const { host, pathname } = new URL(db.url);
 const withPassword = (password: string, query = '') => `postgres://postgres:${password}@${host}${pathname}${query}`;
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 const RULE = 'has a / ? or # before its @, which ends the host there: percent-encode them in the user name and password '
   + '(/ as %2F, ? as %3F, # as %23; encodeURIComponent does it)';
 
@@ -33,4 +36,31 @@ it.each([
   ['with an @ in its query only', withPassword('pw', '?application_name=a@b')],
 ])('a URL %s connects', async (_, url) => {
   expect(await runCli(url, 'stats')).toEqual({ code: 0, stdout: 'no jobs\n', stderr: '' });
+});
+
+// pgdrain wait read --dsn or DATABASE_URL without the checks above (it opens a
+// LISTEN session of its own), and the Lambda's and the Worker's DATABASE_URL
+// had only a scheme check: each tried host "postgres", port "pa".
+it('pgdrain wait: the same, for --dsn and DATABASE_URL; a --dsn set but empty is refused as elsewhere', async () => {
+  expect(await runCli(db.url, 'wait', '1', '--timeout', '1', '--dsn', withPassword('pa/ss')))
+    .toEqual({ code: 2, stdout: '', stderr: `pgdrain: --dsn: ${RULE}\n` });
+  expect(await runCli(withPassword('12/34'), 'wait', '1', '--timeout', '1'))
+    .toEqual({ code: 2, stdout: '', stderr: `pgdrain: DATABASE_URL: ${RULE}\n` });
+  expect(await runCli(db.url, 'wait', '1', '--timeout', '1', '--dsn', 'mysql://u@h/db'))
+    .toMatchObject({ code: 2, stdout: '', stderr: expect.stringMatching(/^pgdrain: --dsn: must be a postgres:\/\/ or postgresql:\/\/ URL/) });
+  expect(await runCli(db.url, 'wait', '1', '--timeout', '1', '--dsn', ''))
+    .toEqual({ code: 2, stdout: '', stderr: 'pgdrain: --dsn: is set but empty: give a postgres:// URL (unset, the embedded database is used)\n' });
+});
+
+it.each(['pa/ss', '12/34', 'pa#ss'])('the Lambda\'s and the Worker\'s DATABASE_URL with password %s: refused naming it, the value not echoed',
+  (password) => {
+    expect(() => lambdaSettings({ DATABASE_URL: withPassword(password) })).toThrow(new RegExp(`^DATABASE_URL: ${escaped(RULE)}$`));
+    expect(() => workerSettings({ DATABASE_URL: withPassword(password) })).toThrow(new RegExp(`^env\\.DATABASE_URL: ${escaped(RULE)}$`));
+  });
+
+it('the Lambda\'s and the Worker\'s DATABASE_URL percent-encoded, or with an @ in its query only: taken', () => {
+  for (const url of [withPassword(encodeURIComponent('p/w?x#y')), withPassword('pw', '?application_name=a@b/c')]) {
+    expect(lambdaSettings({ DATABASE_URL: url }).DATABASE_URL).toBe(url);
+    expect(workerSettings({ DATABASE_URL: url }).DATABASE_URL).toBe(url);
+  }
 });

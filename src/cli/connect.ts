@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { UNENCODED_CREDENTIALS_RULE, unencodedCredentials } from '../database-url.js';
 import type { Driver } from '../db/driver.js';
 import { wholeSeconds } from '../db/pg-pool.js';
 import { pgDriver } from '../db/pg.js';
@@ -97,30 +98,12 @@ function checkedUrl(field: string, value: string): string {
   } catch {
     // not a URL; the value is not echoed, as it may hold a password
   }
-  if (unencodedCredentials(value, parsed)) {
-    throw new ValidationError(field, 'has a / ? or # before its @, which ends the host there: percent-encode them in the user name '
-      + 'and password (/ as %2F, ? as %3F, # as %23; encodeURIComponent does it)');
-  }
+  if (unencodedCredentials(value)) throw new ValidationError(field, UNENCODED_CREDENTIALS_RULE);
   const protocol = parsed?.protocol;
   if (protocol !== 'postgres:' && protocol !== 'postgresql:' && protocol !== 'socket:') {
     throw new ValidationError(field, 'must be a postgres:// or postgresql:// URL, such as postgres://user:password@host:5432/db');
   }
   return value;
-}
-
-/**
- * Whether a raw / ? or # in the user name or password cut the URL short, as
- * libpq reads it too: postgres://app:pa/ss@db/app is host "app", port "pa"
- * (not a URL), postgres://app:12/34@db/app host "app", port 12. @, :, % and
- * spaces there are read as meant. An @ only in the query
- * (?application_name=a@b) or in a database name without a / after it is none.
- */
-function unencodedCredentials(value: string, parsed: URL | undefined): boolean {
-  const rest = /^postgres(?:ql)?:\/\/(.*)$/is.exec(value)?.[1];
-  if (rest === undefined) return false;
-  const end = rest.search(/[/?#]/);
-  if (end < 0 || rest.slice(0, end).includes('@') || !rest.includes('@', end)) return false;
-  return parsed === undefined || /@[^/]*\//.test(parsed.pathname);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { PgJobEvents } from '../db/pg-events.js';
 import { PgDrainError } from '../errors.js';
-import { withConnectTimeout } from './connect.js';
+import { databaseUrl, withConnectTimeout } from './connect.js';
 import { openedWithin, sessionReadBound } from './db-bound.js';
 import { dsnOption } from './features.js';
 import { positive } from './flag-parsers.js';
@@ -20,7 +20,8 @@ export function waitCommand(): Command {
     .option('--timeout <seconds>', 'give up after this long', positive)
     .addOption(dsnOption())
     .action(async (id: string, opts: { timeout?: number; dsn?: string }) => {
-      const url = opts.dsn || process.env.DATABASE_URL;
+      // Checked as every command's URL (set but empty, not postgres://, a raw / ? or # in its password).
+      const url = databaseUrl(opts.dsn);
       if (!url) throw new PgDrainError('invalid_argument', 'wait needs a PostgreSQL URL (--dsn or DATABASE_URL): the embedded database has no LISTEN session to share', { field: 'dsn' });
       const events = new PgJobEvents(withConnectTimeout(url), undefined, { readBound: sessionReadBound(url) });
       try {
