@@ -1,8 +1,8 @@
 // `pgdrain maintain`: TS maintain() for schedulers that are not pg_cron, run as
 // the built CLI (npm run build first) against a real PostgreSQL.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { testDb } from './support/db.js';
-import { runCli } from './support/drain-process.js';
+import { testDb, withClient } from './support/db.js';
+import { runCli, runCliWith, until } from './support/drain-process.js';
 import { formatMaintainReport } from '../src/cli/maintain-command.js';
 
 const db = await testDb();
@@ -93,5 +93,28 @@ describe('pgdrain maintain', () => {
     const run = await runCli(db.url, 'maintain', '--dsn', 'postgres://nobody@127.0.0.1:1/none');
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/^pgdrain: .*ECONNREFUSED/);
+  });
+
+  // --db-timeout's default (30 s) bounded each pass: one that took longer (a
+  // large --max-rows, a lock) was cancelled, rolled back, and the run exited 1
+  // 'database unavailable' every time, so maintenance never went on. As for
+  // migrate, the bound (or PGDRAIN_DB_TIMEOUT) covers the connection only unless given.
+  it('a pass that waits on a lock past PGDRAIN_DB_TIMEOUT ends and is counted; --db-timeout given still bounds it', async () => {
+    await ended(100, 2, 8);
+    await withClient(db.url, async (holder) => {
+      await holder.query('begin');
+      await holder.query('lock table jobs.job in exclusive mode');
+      const given = await runCli(db.url, 'maintain', '--db-timeout', '1');
+      expect(given.code).toBe(1);
+      expect(given.stderr).toBe(`pgdrain: database unavailable: no reply from ${new URL(db.url).host} within 1 s (--db-timeout)\n`);
+      const waiting = runCliWith({ PGDRAIN_DB_TIMEOUT: '1' }, db.url, 'maintain');
+      // Its pass waits past the variable's 1 s, by the server's clock (a bound on it would have cancelled it at 1 s).
+      await until(async () => (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+        where wait_event_type = 'Lock' and query like '%jobs.maintain(%' and clock_timestamp() - query_start > interval '3 seconds'`))[0]!.n === 1,
+      'the pass to wait for the lock past 3 s');
+      await holder.query('commit');
+      expect(await waiting).toMatchObject({ code: 0, stderr: '', stdout: expect.stringMatching(/^maintained in 1 pass: 2 deleted,/) });
+    });
+    expect(await kept()).toEqual({ job: [], archive: [] });
   });
 });

@@ -37,6 +37,8 @@ let current: DbBound | undefined;
 const HELP: Record<string, string> = {
   migrate: `give up on a database that does not answer: connecting (default ${DB_TIMEOUT_SECONDS}), `
     + 'and, only when given, each statement (a migration may take long, or wait for another migrate)',
+  maintain: `give up on a database that does not answer: connecting (default ${DB_TIMEOUT_SECONDS}), `
+    + 'and, only when given, each pass (a pass of a large --max-rows, or one waiting on a lock, may take long: cut, it commits nothing)',
   wait: `give up on a database that does not answer while connecting and starting to listen (default ${DB_TIMEOUT_SECONDS}), `
     + 'and, only when given, each read of the job (the wait itself ends at --timeout)',
 };
@@ -46,6 +48,9 @@ const HELP: Record<string, string> = {
  * and serve. migrate's bounds only its connection unless given: a
  * migration may rightly take long (an index on a large table), and migrate
  * waits on purpose for another migrate's lock (pg_advisory_xact_lock).
+ * maintain's too: a pass cut at the bound rolls back, so one that takes
+ * longer (--max-rows up to 10,000,000, a lock) would fail every run; its
+ * --budget bounds when passes start.
  * wait's bounds its LISTEN session's opening, and its reads only when given: its waiting is its --timeout.
  */
 export function addDbTimeout(cli: Command): void {
