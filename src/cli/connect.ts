@@ -24,8 +24,13 @@ export function withConnectTimeout(url: string): string {
     return url; // not a URL pg can parse either: it reports that itself
   }
   if (parsed.searchParams.has('connect_timeout')) return url;
-  parsed.searchParams.set('connect_timeout', seconds.trim());
-  return parsed.href;
+  // Appended to the text, not set on parsed: its href percent-encodes the
+  // password again (: as %3A, @ as %40), which pg reads otherwise when the
+  // password also holds a raw % that starts no escape (50%off;x came out as 50%off%3Bx).
+  const hash = url.indexOf('#');
+  const [head, fragment] = hash < 0 ? [url, ''] : [url.slice(0, hash), url.slice(hash)];
+  const joint = !head.includes('?') ? '?' : /[?&]$/.test(head) ? '' : '&';
+  return `${head}${joint}connect_timeout=${encodeURIComponent(seconds.trim())}${fragment}`;
 }
 
 /** A connection opened before the CLI parsed its arguments: see connectEarly. */
