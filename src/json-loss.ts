@@ -4,7 +4,7 @@
 // json-text.ts jsonParam). jsonForm reads the value once, as JSON.stringify
 // would, checks it and gives the copy to serialise.
 import { cutPath, keyPath } from './json-path.js';
-import { lostKind, lostText, unboxed, NOT_BOXED } from './json-lost.js';
+import { lostKind, lostText, unboxed, NOT_BOXED, type ThenRead } from './json-lost.js';
 import { quietThenables } from './json-quiet.js';
 
 /** Whose value it is, for the advice: a handler's result, a batch answer's item, or a value given to a call. */
@@ -35,6 +35,8 @@ interface Frame {
   /** Its then is a function (a plain object's own; a class instance's, lostKind), and none of its values yet data: a thenable of no data. */
   then: boolean;
   data: boolean;
+  /** Its then as lostKind read it (a class instance's): the walk takes it for an own then key, not read twice. */
+  read: ThenRead | undefined;
 }
 
 /** Objects on the path past this depth are also kept in a Set: the cycle check stays cheap at any depth. */
@@ -79,6 +81,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
       let proto: object | null | undefined;
       let bytes = false;
       let thenable = false;
+      let thenRead: ThenRead | undefined;
       if ((typeof v === 'object' && v !== null) || typeof v === 'function' || typeof v === 'bigint') { // SerializeJSONProperty's objects and BigInt
         const toJSON = (v as { toJSON?: unknown }).toJSON;
         if (typeof toJSON === 'function') {
@@ -94,7 +97,8 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         // An array's prototype is not read (a Proxy's getPrototypeOf trap: JSON.stringify runs none), an object's once.
         proto = Array.isArray(v) ? undefined : Object.getPrototypeOf(v) as object | null;
         const plain = proto === undefined || proto === Object.prototype || proto === null;
-        const primitive = plain ? NOT_BOXED : unboxed(v);
+        const tag = plain ? '' : Object.prototype.toString.call(v); // once: a Proxy's get trap of Symbol.toStringTag
+        const primitive = plain ? NOT_BOXED : unboxed(v, tag);
         if (primitive !== NOT_BOXED) form = primitive;
         else {
           open = v;
@@ -108,7 +112,8 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
             return (found.form = top, found);
           }
           if (!plain) {
-            const kind = lostKind(v, proto!);
+            thenRead = { read: false, then: undefined };
+            const kind = lostKind(v, proto!, tag, thenRead);
             if (kind === 'thenable') thenable = true;
             else if (kind !== undefined) {
               const text = lostText(kind, v, cutPath(pathTo(frames.length, key)), use, frames.length === 0);
@@ -141,7 +146,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         const keys = array ? undefined : Object.keys(open);
         const length = array ? lengthOf(open) : keys!.length;
         if (frames.length >= SCAN) (deep ??= new Set()).add(open);
-        frames.push({ node: open, proto, copy, keys, length, next: 0, key, then: thenable, data: false });
+        frames.push({ node: open, proto, copy, keys, length, next: 0, key, then: thenable, data: false, read: thenRead });
       }
       // The next value: the top frame's next key, its frames closed as they end; a string, number, boolean or null copied here.
       let frame = frames.length === 0 ? undefined : frames[frames.length - 1];
@@ -169,7 +174,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
           }
         } else {
           key = keys[at]!;
-          raw = (frame.node as Record<string, unknown>)[key];
+          raw = frame.read?.read === true && key === 'then' ? frame.read.then : (frame.node as Record<string, unknown>)[key];
           const type = typeof raw;
           if (!(type === 'string' || type === 'number' || type === 'boolean' || raw === null) || key === '__proto__') break;
           (frame.copy as Record<string, unknown>)[key] = raw;
@@ -205,7 +210,8 @@ function quietRest(frames: Frame[]): void {
     for (let depth = frames.length; depth > 0; depth--) {
       const frame = frames[depth - 1]!;
       for (let i = frame.next; i < frame.length; i++) {
-        quietThenables((frame.node as Record<string, unknown>)[keyAt(frame, i)]);
+        const key = keyAt(frame, i);
+        quietThenables(frame.read?.read === true && key === 'then' ? frame.read.then : (frame.node as Record<string, unknown>)[key]);
       }
     }
   } catch {

@@ -14,23 +14,32 @@ export type LostKind = 'map' | 'set' | 'promise' | 'error' | 'outcome';
  * data but functions, which the walk tells from the values it reads), the
  * message and stack of an Error with no own fields but its name (one with
  * others is stored as those, as any class instance), a FailJob, RetryJob or
- * SnoozeJob whatever its fields; proto is node's prototype, as read. What cannot be read (a Proxy of a Map: its
- * size throws) is undefined, stored as JSON writes it.
+ * SnoozeJob whatever its fields; proto is node's prototype and tag its
+ * Object.prototype.toString, as read (once: a Proxy's traps). Its then is
+ * read here once (read), and taken by the walk if it is an own key: a getter
+ * runs once. What cannot be read (a Proxy of a Map: its size throws) is
+ * undefined, stored as JSON writes it.
  */
-export function lostKind(node: object, proto: object | null): LostKind | 'thenable' | undefined {
+export function lostKind(node: object, proto: object | null, tag: string, read: ThenRead): LostKind | 'thenable' | undefined {
   try {
-    return lostKindOf(node, proto);
+    return lostKindOf(node, proto, tag, read);
   } catch {
     return undefined;
   }
 }
 
-function lostKindOf(node: object, proto: object | null): LostKind | 'thenable' | undefined {
+/** node's then as lostKind read it (read: false when it did not), for the walk to take, not read again. */
+export interface ThenRead { read: boolean; then: unknown }
+
+function lostKindOf(node: object, proto: object | null, tag: string, read: ThenRead): LostKind | 'thenable' | undefined {
+  read.read = false;
   if (Array.isArray(node)) return undefined;
   if (inherits(proto, Map.prototype)) return (node as Map<unknown, unknown>).size > 0 ? 'map' : undefined;
   if (inherits(proto, Set.prototype)) return (node as Set<unknown>).size > 0 ? 'set' : undefined;
-  if (typeof (node as { then?: unknown }).then === 'function') {
-    if (Object.prototype.toString.call(node) === '[object Promise]') {
+  read.then = (node as { then?: unknown }).then;
+  read.read = true;
+  if (typeof read.then === 'function') {
+    if (tag === '[object Promise]') {
       Promise.prototype.then.call(node, undefined, ignore);
       return 'promise';
     }
@@ -39,7 +48,7 @@ function lostKindOf(node: object, proto: object | null): LostKind | 'thenable' |
     return 'thenable';
   }
   // An Error of this realm or another (node:vm), as error-text.ts isError tells it.
-  if (!inherits(proto, Error.prototype) && Object.prototype.toString.call(node) !== '[object Error]') return undefined;
+  if (!inherits(proto, Error.prototype) && tag !== '[object Error]') return undefined;
   if (outcomeClassOf(node) !== undefined) return 'outcome';
   return Object.keys(node).every((key) => key === 'name') ? 'error' : undefined;
 }
@@ -103,9 +112,9 @@ const UNBOX: Record<string, (this: unknown) => unknown> = {
  * any realm, as JSON.stringify writes it: a Number or String converted as
  * Number(it) and String(it) are (its valueOf or toString, if it has its own),
  * a Boolean or BigInt its primitive; never its own fields. NOT_BOXED else.
+ * tag: value's Object.prototype.toString, read once by the caller.
  */
-export function unboxed(value: object): unknown {
-  const tag = Object.prototype.toString.call(value);
+export function unboxed(value: object, tag: string): unknown {
   const unbox = UNBOX[tag];
   if (unbox === undefined) return NOT_BOXED;
   let primitive: unknown;
