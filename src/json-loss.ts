@@ -203,19 +203,20 @@ function keyAt(frame: Frame, index: number): string {
  * too, but a native Promise past it left rejecting unhandled would end the
  * process, with the drain's jobs leased: the values not read yet (each open
  * object's keys past the last read, innermost first: JSON's order) are read
- * once, only to quiet their promises; none read before is read again.
+ * once, only to quiet their promises (a read that throws leaves only its
+ * value unread); none read before is read again.
  */
 function quietRest(frames: Frame[]): void {
-  try {
-    for (let depth = frames.length; depth > 0; depth--) {
-      const frame = frames[depth - 1]!;
-      for (let i = frame.next; i < frame.length; i++) {
-        const key = keyAt(frame, i);
+  for (let depth = frames.length; depth > 0; depth--) {
+    const frame = frames[depth - 1]!;
+    for (let i = frame.next; i < frame.length; i++) {
+      const key = keyAt(frame, i);
+      try {
         quietThenables(frame.read?.read === true && key === 'then' ? frame.read.then : (frame.node as Record<string, unknown>)[key]);
+      } catch {
+        // a getter or trap that throws: only its value stays unread, not the promises past it
       }
     }
-  } catch {
-    // a getter or trap that throws: what is past it stays unread, as JSON.stringify leaves it
   }
 }
 
