@@ -35,8 +35,9 @@ interface Frame {
   /** Its then is a function (a plain object's own; a class instance's, lostKind), and none of its values yet data: a thenable of no data. */
   then: boolean;
   data: boolean;
-  /** Its then as lostKind read it (a class instance's): the walk takes it for an own then key, not read twice. */
-  read: ThenRead | undefined;
+  /** Its then as lostKind read it (a class instance's; thenRead: it did): the walk takes it for an own then key, not read twice. */
+  thenRead: boolean;
+  thenValue: unknown;
 }
 
 /** Objects on the path past this depth are also kept in a Set: the cycle check stays cheap at any depth. */
@@ -70,6 +71,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
   let top: unknown;
   const pathTo = (depth: number, key?: string): string => pathOf(frames, root, depth, key);
   let calling = false; // in a toJSON, for where a throw came from
+  const read: ThenRead = { read: false, then: undefined }; // lostKind's read of a class instance's then, copied to its frame
   try {
     let raw: unknown = value;
     let key = '';
@@ -81,7 +83,8 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
       let proto: object | null | undefined;
       let bytes = false;
       let thenable = false;
-      let thenRead: ThenRead | undefined;
+      let thenRead = false;
+      let thenValue: unknown;
       if ((typeof v === 'object' && v !== null) || typeof v === 'function' || typeof v === 'bigint') { // SerializeJSONProperty's objects and BigInt
         const toJSON = (v as { toJSON?: unknown }).toJSON;
         if (typeof toJSON === 'function') {
@@ -112,8 +115,10 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
             return (found.form = top, found);
           }
           if (!plain) {
-            thenRead = { read: false, then: undefined };
-            const kind = lostKind(v, proto!, tag, thenRead);
+            const kind = lostKind(v, proto!, tag, read);
+            thenRead = read.read;
+            thenValue = read.then;
+            read.then = undefined;
             if (kind === 'thenable') thenable = true;
             else if (kind !== undefined) {
               const text = lostText(kind, v, cutPath(pathTo(frames.length, key)), use, frames.length === 0);
@@ -146,7 +151,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         const keys = array ? undefined : Object.keys(open);
         const length = array ? lengthOf(open) : keys!.length;
         if (frames.length >= SCAN) (deep ??= new Set()).add(open);
-        frames.push({ node: open, proto, copy, keys, length, next: 0, key, then: thenable, data: false, read: thenRead });
+        frames.push({ node: open, proto, copy, keys, length, next: 0, key, then: thenable, data: false, thenRead, thenValue });
       }
       // The next value: the top frame's next key, its frames closed as they end; a string, number, boolean or null copied here.
       let frame = frames.length === 0 ? undefined : frames[frames.length - 1];
@@ -174,7 +179,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
           }
         } else {
           key = keys[at]!;
-          raw = frame.read?.read === true && key === 'then' ? frame.read.then : (frame.node as Record<string, unknown>)[key];
+          raw = frame.thenRead && key === 'then' ? frame.thenValue : (frame.node as Record<string, unknown>)[key];
           const type = typeof raw;
           if (!(type === 'string' || type === 'number' || type === 'boolean' || raw === null) || key === '__proto__') break;
           (frame.copy as Record<string, unknown>)[key] = raw;
@@ -212,7 +217,7 @@ function quietRest(frames: Frame[]): void {
     for (let i = frame.next; i < frame.length; i++) {
       const key = keyAt(frame, i);
       try {
-        quietThenables(frame.read?.read === true && key === 'then' ? frame.read.then : (frame.node as Record<string, unknown>)[key]);
+        quietThenables(frame.thenRead && key === 'then' ? frame.thenValue : (frame.node as Record<string, unknown>)[key]);
       } catch {
         // a getter or trap that throws: only its value stays unread, not the promises past it
       }
