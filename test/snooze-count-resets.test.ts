@@ -49,7 +49,8 @@ it('jobs.reschedule given attempt starts the count of snoozes in a row afresh, d
 // 'snoozed until <a time maybe long past> (2 in a row)', snoozes of the job it
 // replaced, and its next snooze counted on from them. A replaced job keeps its
 // attempt and its last run's error (and its releases unstarted in a row, with
-// their line), not the snoozes.
+// their line), not the snoozes; replace_keep_time, which keeps the snooze's
+// time, keeps them with it (test/dedupe-keep-time-snooze).
 it('a replace publish drops the snoozes of the job it replaces (count and line), keeping its last run error and unstarted line', async () => {
   const publish = (mode: string, body: string) => sql<{ id: string }>(`select jobs.publish('t', $1::jsonb, now() + interval '1 hour',
     max_retries => 3, dedupe_key => 'k', dedupe_mode => $2)::text as id`, [body, mode]);
@@ -65,12 +66,12 @@ it('a replace publish drops the snoozes of the job it replaces (count and line),
   await sql(`update jobs.job_queue set scheduled_at = now() where job_id = $1`, [id]);
   await snooze(id, await claim());
   expect(await row(id)).toMatchObject({ snoozed: 1, last_error: expect.stringMatching(/^snoozed until \S+ \(1 in a row\)\nboom$/) });
-  // replace_keep_time too; a job with no error before its snoozes has none after.
+  // replace_keep_time keeps the snooze's time, and so its count and line; a job with no error before its snoozes has none else.
   await sql('truncate jobs.job_queue');
   const other = (await sql<{ id: string }>(`select jobs.publish('t', '{"v":0}', dedupe_key => 'k')::text as id`))[0]!.id;
   await snooze(other, await claim(), `now() + interval '1 minute'`);
   expect(await publish('replace_keep_time', '{"v":2}')).toEqual([{ id: other }]);
-  expect(await row(other)).toEqual({ attempt: 0, snoozed: 0, last_error: null });
+  expect(await row(other)).toEqual({ attempt: 0, snoozed: 1, last_error: expect.stringMatching(/^snoozed until \S+ \(1 in a row\)$/) });
   // Releases unstarted in a row are the consumer's (no room to start it), not the job's content: kept, with their line.
   await sql(`update jobs.job_queue set scheduled_at = now() where job_id = $1`, [other]);
   await sql(`select jobs.settle_arrays(array[$1::bigint], array[$2::int], array['release'], null, array['no room'])`, [other, await claim()]);
