@@ -126,11 +126,11 @@ end $$;
 -- read/write dependency, for a name a SERIALIZABLE creator wrote after this
 -- read it, or for this transaction made a pivot by other reads and writes
 -- (no queue created then): retrying is right, 'created after' may not be.
--- The insert
--- does not wait for a transaction creating that queue, not yet committed
--- (a lock_timeout of 1 ms, undone with it): waiting, a publish that fails
--- anyway would hang on it, or close a deadlock with it (it publishing to a
--- bounded queue this transaction holds); such a queue is not there yet.
+-- The insert does not wait for a transaction creating that queue, not yet
+-- committed (a lock_timeout of 1 ms, undone with it): waiting, a publish
+-- that fails anyway would hang on it, or close a deadlock with it (it
+-- publishing to a bounded queue this transaction holds); such a queue is
+-- not there yet.
 create function jobs.raise_no_queue(p_queue text)
 returns void language plpgsql as $$
 declare
