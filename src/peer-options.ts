@@ -17,6 +17,11 @@ const PEER_OPTIONS: Readonly<Record<string, string>> = {
   expireInSeconds: "pg-boss's expireInSeconds is timeoutSeconds",
   retentionSeconds: "pg-boss's retentionSeconds is expiresInSeconds",
   flags: "graphile-worker's flags are attributes: { flag: true }",
+  deleteAfterSeconds: "pg-boss's deleteAfterSeconds is maintain()'s retentionSeconds, for every queue",
+  heartbeatSeconds: "pg-boss's heartbeatSeconds is defineTask()'s heartbeatSeconds, or ctx.extendLease()",
+  singletonNextSlot: "pg-boss's singletonNextSlot: none; dedupeKey with dedupeMode: 'replace_keep_time' and delaySeconds "
+    + 'keeps one waiting job per key, the latest body',
+  id: "pg-boss's id: none, the database numbers jobs; a dedupeKey makes a publish sent again answer the same job",
 };
 
 // Of pg-boss's work() and graphile-worker's run(): a drain's options.
@@ -46,7 +51,8 @@ const QUEUE_OPTIONS: Readonly<Record<string, string>> = {
   retryDelay: PEER_OPTIONS.retryDelay!,
   retryDelayMax: PEER_OPTIONS.retryDelayMax!,
   retentionSeconds: "pg-boss's retentionSeconds is expireInSeconds",
-  deleteAfterSeconds: "pg-boss's deleteAfterSeconds is maintain()'s retentionSeconds, for every queue",
+  deleteAfterSeconds: PEER_OPTIONS.deleteAfterSeconds!,
+  heartbeatSeconds: PEER_OPTIONS.heartbeatSeconds!,
   policy: "pg-boss's policy singleton is maxRunning: 1; short, stately and exclusive are a publish's dedupeKey and dedupeMode",
 };
 

@@ -49,6 +49,8 @@ describe('a pg-boss or graphile-worker option of drain, schedule or createQueue'
       `options: unknown option "retentionSeconds" (pg-boss's retentionSeconds is expireInSeconds)`],
     ['queues.create', () => q.queues.create('peer_hint_q', { policy: 'singleton' } as never),
       `options: unknown option "policy" (pg-boss's policy singleton is maxRunning: 1; short, stately and exclusive are a publish's dedupeKey and dedupeMode)`],
+    ['queues.create', () => q.queues.create('peer_hint_q', { heartbeatSeconds: 30 } as never),
+      `options: unknown option "heartbeatSeconds" (pg-boss's heartbeatSeconds is defineTask()'s heartbeatSeconds, or ctx.extendLease())`],
   ])('%s names the option of its own that does the work', async (_, call, said) => {
     expect(await message(call)).toBe(said);
   });

@@ -85,6 +85,13 @@ describe("a pg-boss or graphile-worker option at publish", () => {
       + `(pg-boss's startAfter is runAt (a Date) or delaySeconds; pg-boss's singletonKey is dedupeKey)`);
     expect(await said({ expireInSeconds: 900 })).toBe(`options: unknown option "expireInSeconds" (pg-boss's expireInSeconds is timeoutSeconds)`);
     expect(await said({ timeoutMs: 5 })).toBe('options: unknown option "timeoutMs"'); // no peer's: named alone
+    // pg-boss's other per-job options (send and insert take them) say where their work is done.
+    expect(await said({ deleteAfterSeconds: 60 })).toBe('options: unknown option "deleteAfterSeconds" '
+      + "(pg-boss's deleteAfterSeconds is maintain()'s retentionSeconds, for every queue)");
+    expect(await said({ heartbeatSeconds: 30 })).toBe('options: unknown option "heartbeatSeconds" '
+      + "(pg-boss's heartbeatSeconds is defineTask()'s heartbeatSeconds, or ctx.extendLease())");
+    expect(await said({ singletonNextSlot: true })).toMatch(/unknown option "singletonNextSlot" \(pg-boss's singletonNextSlot: /);
+    expect(await said({ id: 'a-uuid' })).toMatch(/unknown option "id" \(pg-boss's id: /);
     // publishBulk says the same (the same check).
     expect((await rejection(q.publishBulk([{ task: 'peer.opt', queueName: 'q' } as never]))).message)
       .toMatch(/unknown option "queueName" \(graphile-worker's queueName is serialKey\)$/);
