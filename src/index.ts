@@ -10,8 +10,9 @@ export { defineTask, type BatchOptions, type BatchTask, type Task, type TaskOpti
 export { PgJobEvents, type QueueEvent } from './db/pg-events.js';
 export { migrate, migrationSql, latestVersion } from './migrate.js';
 export { checkCron, checkTz, isRrule, nextTicks } from './cron-checks.js';
-export { schedule, unschedule, listSchedules, maintain, type ScheduleSpec, type ScheduleInfo, type ScheduleRunner,
-  type ScheduleOverlap, type ScheduleDedupeMode, type MaintainReport } from './schedules.js';
+export { schedule, unschedule, listSchedules, type ScheduleSpec, type ScheduleInfo, type ScheduleRunner,
+  type ScheduleOverlap, type ScheduleDedupeMode } from './schedules.js';
+export { maintain, type MaintainReport } from './maintain.js';
 export { resolveHandler, taskNames } from './tasks.js';
 export { PgDrainError, ValidationError, translateError, type ErrorCode, type UnrecordedOutcomes } from './errors.js';
 export { FailJob, RetryJob, SnoozeJob, type RetryWhen } from './job-errors.js';

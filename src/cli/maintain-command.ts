@@ -1,12 +1,14 @@
 import { Command } from 'commander';
-import { maintain, type MaintainReport } from '../schedules.js';
+import { maintain, type MaintainReport } from '../maintain.js';
 import { dsnOption, type WithConnection } from './features.js';
 import { integer, seconds } from './flag-parsers.js';
+import { listenForMaintainStop } from './signals.js';
 
 // `pgdrain maintain`: TS maintain() (src/schedules.ts) for schedulers that
 // are not pg_cron (a Kubernetes CronJob, a systemd timer, a cron line): its
 // options as flags, in seconds as every other time flag here, checked by the
-// same bounds before any connection.
+// same bounds before any connection. SIGTERM or SIGINT: no more passes, the
+// report of those done printed, exit 0 (a second one: at once; signals.ts).
 
 /** maintain()'s defaults, said in the help. */
 const RETENTION_SECONDS = 7 * 86_400;
@@ -18,7 +20,8 @@ export function formatMaintainReport(r: MaintainReport): string {
     + `${r.expired} leases expired, ${r.ticks} schedule ticks, ${r.windows} throttle windows, ${r.misses} tick misses`
     // left: rows a REPEATABLE READ / SERIALIZABLE pass found changed since its snapshot.
     + (r.left > 0 ? `, ${r.left} left for the next pass` : '');
-  const why = r.left > 0 ? 'a pass left rows another session changed since its snapshot' : '--budget ran out while a pass still found a full --max-rows to do';
+  const why = r.stopped ? 'stopped by a signal before the next pass'
+    : r.left > 0 ? 'a pass left rows another session changed since its snapshot' : '--budget ran out while a pass still found a full --max-rows to do';
   return r.caughtUp ? line : `${line}\n  not caught up: ${why}; run it again`;
 }
 
@@ -26,7 +29,8 @@ export function maintainCommand(withConnection: WithConnection): Command {
   return new Command('maintain')
     .description('without pg_cron: expire passed leases, fire due drain-run schedule ticks, delete (or archive) ended jobs '
       + 'older than --retention, in passes of --max-rows each committed, until caught up or --budget is spent; '
-      + 'prints what it did (not caught up: exit 0 all the same, the next run goes on)')
+      + 'prints what it did (not caught up: exit 0 all the same, the next run goes on); SIGTERM or SIGINT: no pass after the '
+      + 'running one, the report printed, exit 0')
     .option('--retention <seconds>', 'keep ended jobs this long (at most 3153600000, a hundred years)',
       seconds(0, 3_153_600_000), RETENTION_SECONDS)
     .option('--archive', 'move old ended jobs to jobs.job_archive instead of deleting them')
@@ -37,10 +41,15 @@ export function maintainCommand(withConnection: WithConnection): Command {
     .option('--json', 'print the report as JSON, as maintain() answers it')
     .addOption(dsnOption())
     .action(async (opts: { retention: number; archive?: boolean; maxRows: number; budget: number; json?: boolean; dsn?: string }) => {
-      await withConnection(opts.dsn, async ({ driver }) => {
-        const report = await maintain(driver, { retentionSeconds: opts.retention, archive: opts.archive === true,
-          maxRows: opts.maxRows, budgetMs: Math.max(1, Math.round(opts.budget * 1000)) });
-        process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : `${formatMaintainReport(report)}\n`);
-      });
+      const stop = listenForMaintainStop((line) => process.stderr.write(`${line}\n`));
+      try {
+        await withConnection(opts.dsn, async ({ driver }) => {
+          const report = await maintain(driver, { retentionSeconds: opts.retention, archive: opts.archive === true,
+            maxRows: opts.maxRows, budgetMs: Math.max(1, Math.round(opts.budget * 1000)), signal: stop.signal });
+          process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : `${formatMaintainReport(report)}\n`);
+        });
+      } finally {
+        stop.done();
+      }
     });
 }

@@ -43,15 +43,16 @@ let early: NodeJS.Signals[] | undefined;
 const holdEarly = (name: NodeJS.Signals) => void early?.push(name);
 
 /**
- * The CLI's first act for `pgdrain drain` and `serve` (bin.ts, before
- * anything heavy loads): a SIGTERM or SIGINT during start-up is kept for
- * listenForStop, which acts on it as on one mid-drain (nothing claimed, the
- * report, exit 0; serve shuts down once it listens), rather than Node's
- * default killing the process (exit 143) before the command listens. Other
- * commands keep the default: a SIGTERM ends them at once.
+ * The CLI's first act for `pgdrain drain`, `serve` and `maintain` (bin.ts,
+ * before anything heavy loads): a SIGTERM or SIGINT during start-up is kept
+ * for listenForStop (listenForMaintainStop), which acts on it as on one
+ * mid-drain (nothing claimed, the report, exit 0; serve shuts down once it
+ * listens; maintain runs no pass), rather than Node's default killing the
+ * process (exit 143) before the command listens. Other commands keep the
+ * default: a SIGTERM ends them at once.
  */
 export function holdEarlyStops(argv: readonly string[]): void {
-  if ((argv[2] !== 'drain' && argv[2] !== 'serve') || early) return;
+  if (!['drain', 'serve', 'maintain'].includes(argv[2] ?? '') || early) return;
   early = [];
   process.on('SIGTERM', holdEarly).on('SIGINT', holdEarly);
 }
@@ -99,6 +100,33 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void,
     again: again.signal,
     done: () => void (finished = ended = true),
   };
+}
+
+/**
+ * `pgdrain maintain`'s stop: the first SIGTERM or SIGINT aborts the returned
+ * signal (maintain() starts no more passes; the one running commits, and the
+ * report is printed: exit 0, as a drain's); a second one exits at once as
+ * Node's default would (143, 130), the running pass left to the server to
+ * commit or roll back. Held start-up signals act now (no pass runs).
+ */
+export function listenForMaintainStop(log: (line: string) => void): { signal: AbortSignal; done(): void } {
+  const stop = new AbortController();
+  const onSignal = (name: NodeJS.Signals) => {
+    stopped = true;
+    if (!stop.signal.aborted) {
+      log(`pgdrain: ${name}: starting no more maintenance passes; the running one ends first `
+          + '(a second SIGTERM or SIGINT exits now, that pass committed or rolled back on the server)');
+      return void stop.abort(new Error(name));
+    }
+    process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
+    process.kill(process.pid, name);  // no listener left: Node's default, the process ends by the signal
+  };
+  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  process.off('SIGTERM', holdEarly).off('SIGINT', holdEarly);
+  const held = early ?? [];
+  early = undefined;
+  for (const name of held) onSignal(name);
+  return { signal: stop.signal, done: () => void (ended = true) };
 }
 
 /**

@@ -1,0 +1,103 @@
+// `pgdrain maintain` stopped by SIGTERM or SIGINT, as a CronJob's pod or a
+// systemd timer's unit is stopped: no pass starts after the signal, the
+// running one commits, and the report of the passes done is printed, exit 0,
+// as `pgdrain drain` does (src/cli/signals.ts listenForMaintainStop). A
+// second signal exits at once. Unfixed, the first signal killed the process
+// (exit 143, nothing printed). Run `npm run build` first.
+//
+// Mid-way, deterministically: the test holds jobs.tick_miss ACCESS EXCLUSIVE,
+// so the first pass (which has deleted its --max-rows ended jobs by then)
+// waits on it; the signal comes while it waits, and the lock is let go only
+// once the CLI has said it took the signal.
+import { beforeEach, expect, it, onTestFinished } from 'vitest';
+import { testDb, withClient } from './support/db.js';
+import { spawnCli, until, withAppName } from './support/drain-process.js';
+import { maintain } from '../src/maintain.js';
+import type { Queryable } from '../src/db/driver.js';
+
+const db = await testDb();
+const sql = db.sql;
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.job_archive, jobs.tick_miss');
+  // 50 ended jobs, ended 8 days ago: five passes of --max-rows 10.
+  await sql(`insert into jobs.job (job_id, task, status, attempts, priority, max_retries, timeout, scheduled_at, created_at, ended_at)
+             select g, 'x.y', 'success', 1, 0, 3, 60, now(), now(), now() - interval '8 days' from generate_series(1, 50) g`);
+});
+
+const endedLeft = async () => (await sql<{ n: number }>('select count(*)::int as n from jobs.job'))[0]!.n;
+
+/** `pgdrain maintain --max-rows 10 ARGS`, signalled with each of `signals` while its first pass waits on a lock. */
+async function signalledMidway(signals: NodeJS.Signals[], ...args: string[]) {
+  return withClient(db.url, async (holder) => {
+    await holder.query('begin');
+    await holder.query('lock table jobs.tick_miss in access exclusive mode');
+    const app = `maintain-signal-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const p = spawnCli(['maintain', '--max-rows', '10', ...args], { DATABASE_URL: withAppName(db.url, app) });
+    onTestFinished(() => void p.child.kill('SIGKILL'));
+    await until(async () => (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+      where application_name = $1 and wait_event_type = 'Lock' and query like '%jobs.maintain(%'`, [app]))[0]!.n === 1,
+    'the first pass to wait on jobs.tick_miss');
+    for (const [i, signal] of signals.entries()) {
+      p.child.kill(signal);
+      if (i === 0) await until(async () => p.stderr().includes(`pgdrain: ${signal}: starting no more`) || p.child.exitCode !== null
+                                 || p.child.signalCode !== null, 'the CLI to take the signal');
+    }
+    if (signals.length > 1) await p.exited;  // it exits while its pass still waits
+    await holder.query('commit');
+    return p.exited;
+  });
+}
+
+it.each(['SIGTERM', 'SIGINT'] as const)('a %s mid-way: the running pass commits, no other starts, its report printed, exit 0',
+  async (signal) => {
+    const exit = await signalledMidway([signal]);
+    expect(exit).toMatchObject({ code: 0, signal: null,
+      stdout: 'maintained in 1 pass: 10 deleted, 0 archived, 0 leases expired, 0 schedule ticks, 0 throttle windows, 0 tick misses\n'
+        + '  not caught up: stopped by a signal before the next pass; run it again\n' });
+    expect(exit.stderr).toBe(`pgdrain: ${signal}: starting no more maintenance passes; the running one ends first `
+      + '(a second SIGTERM or SIGINT exits now, that pass committed or rolled back on the server)\n');
+    // The report is what the database holds: one whole pass, nothing of a second.
+    expect(await endedLeft()).toBe(40);
+  });
+
+it('--json: the report has stopped: true, and counts what the database shows done', async () => {
+  const exit = await signalledMidway(['SIGTERM'], '--json');
+  expect(exit.code).toBe(0);
+  expect(JSON.parse(exit.stdout)).toEqual({ expired: 0, ticks: 0, deleted: 10, archived: 0, windows: 0, misses: 0, left: 0,
+                                            passes: 1, caughtUp: false, stopped: true });
+  expect(await endedLeft()).toBe(50 - 10);
+});
+
+it('a second signal exits at once, by the signal, nothing printed; the pass it left is the server\'s', async () => {
+  const exit = await signalledMidway(['SIGTERM', 'SIGTERM']);
+  expect(exit).toMatchObject({ code: null, signal: 'SIGTERM', stdout: '' });
+  // The backend, waiting on the lock when its client went, ran the pass on and committed it, or rolled it back:
+  // whole passes either way.
+  await until(async () => (await sql<{ n: number }>(`select count(*)::int as n from pg_stat_activity
+    where query like '%jobs.maintain(%' and pid <> pg_backend_pid() and state = 'active'`))[0]!.n === 0, 'the pass to end');
+  expect([40, 50]).toContain(await endedLeft());
+});
+
+it('maintain() with a signal fired: no pass after it; already fired, none at all', async () => {
+  const stop = new AbortController();
+  // The database's driver, the signal fired once the first pass has answered.
+  const firing: Queryable = { query: (async (text: string, params?: readonly unknown[]) => {
+    const r = await db.driver.query(text, params);
+    stop.abort();
+    return r;
+  }) as Queryable['query'] };
+  const none = { expired: 0, ticks: 0, deleted: 0, archived: 0, windows: 0, misses: 0, left: 0 };
+  expect(await maintain(firing, { maxRows: 10, signal: stop.signal }))
+    .toEqual({ ...none, deleted: 10, passes: 1, caughtUp: false, stopped: true });
+  expect(await maintain(db.driver, { maxRows: 10, signal: stop.signal })).toEqual({ ...none, passes: 0, caughtUp: false, stopped: true });
+  expect(await endedLeft()).toBe(40);
+  // Not stopped: caught up, and no `stopped` in its report.
+  expect(await maintain(db.driver, { maxRows: 10, signal: new AbortController().signal }))
+    .toEqual({ ...none, deleted: 40, passes: 5, caughtUp: true });
+});
+
+it('options.signal that is not an AbortSignal is refused, naming it', async () => {
+  await expect(maintain(db.driver, { signal: 'stop' as never })).rejects.toThrow('options.signal: must be an AbortSignal');
+  expect(await endedLeft()).toBe(50);
+});
