@@ -101,9 +101,9 @@ end $$;
 -- {"expired", "ticks", "deleted", "archived", "windows", "misses", "left"}
 -- (windows: the ended throttle windows deleted; misses: those tick_miss
 -- rows; expired: jobs.expire's count, the leases settled and the waiting
--- jobs ended past their expires_at together; left: the ended jobs, windows
--- and leases its snapshot showed due that it left for a change since, to
--- the next pass; always 0 under READ COMMITTED).
+-- jobs ended past their expires_at together; left: the ended jobs, windows,
+-- leases and tick misses its snapshot showed due that it left for a change
+-- since, to the next pass; always 0 under READ COMMITTED).
 create function jobs.maintain(
   retention interval    default '7 days',
   archive   boolean     default false,
@@ -119,6 +119,7 @@ declare
   v_expiry record;  -- jobs.expire_due's leases, waiting, left_rows
   v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
   v_misses integer;
+  v_misses_left integer := 0;
   v_prune text;
   v_detail text;
 begin
@@ -149,7 +150,8 @@ begin
   -- tick is no longer the schedule's next_run_at (published, moved on, the
   -- schedule changed or removed): nothing reads them. At most max_rows.
   -- Outside READ COMMITTED, one another call removed after this snapshot
-  -- (another pass, jobs.schedule) raises 40001: left to it, not a failed pass.
+  -- (another pass, jobs.schedule) raises 40001: not a failed pass; the
+  -- delete undone whole, all it listed is left to the next pass, in "left".
   begin
     delete from jobs.tick_miss m using (
       select o.schedule, o.due from jobs.tick_miss o
@@ -161,12 +163,16 @@ begin
     get stacked diagnostics v_detail = pg_exception_detail;
     if jobs.transaction_conflict(v_detail) then raise; end if;
     v_misses := 0;
+    select count(*) into v_misses_left from (select from jobs.tick_miss o
+      where not exists (select from jobs.recurring s where s.name = o.schedule and s.next_run_at = o.due)
+      limit maintain.max_rows) o;
   end;
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.
   -- It reads all of pg_cron's log (no index on it): run_maintenance asks it of its first pass only.
-  -- Outside READ COMMITTED, rows another pass deleted after this snapshot raise 40001: left to it.
+  -- Outside READ COMMITTED, rows another pass deleted after this snapshot raise 40001: the prune
+  -- undone, left to that pass and the next run's first; not in "left" (later passes do not prune).
   if maintain.prune_run_log and jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
     v_prune := 'delete from cron.job_run_details d using cron.job j
                 where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1';
@@ -184,7 +190,7 @@ begin
   return jsonb_build_object('expired', v_expiry.leases + v_expiry.waiting, 'ticks', v_ticks,
                             'deleted', v_removal.removed - v_removal.archived, 'archived', v_removal.archived,
                             'windows', v_windowing.windows, 'misses', v_misses,
-                            'left', v_removal.left_rows + v_windowing.left_rows + v_expiry.left_rows);
+                            'left', v_removal.left_rows + v_windowing.left_rows + v_expiry.left_rows + v_misses_left);
 end $$;
 
 -- Maintenance until caught up, as pg_cron runs it (jobs.schedule_maintenance):

@@ -3290,6 +3290,7 @@ declare
   v_expiry record;  -- jobs.expire_due's leases, waiting, left_rows
   v_lost text[];  -- bounded queues whose ticks another call waits for (jobs.tick_queues)
   v_misses integer;
+  v_misses_left integer := 0;
   v_prune text;
   v_detail text;
 begin
@@ -3320,7 +3321,8 @@ begin
   -- tick is no longer the schedule's next_run_at (published, moved on, the
   -- schedule changed or removed): nothing reads them. At most max_rows.
   -- Outside READ COMMITTED, one another call removed after this snapshot
-  -- (another pass, jobs.schedule) raises 40001: left to it, not a failed pass.
+  -- (another pass, jobs.schedule) raises 40001: not a failed pass; the
+  -- delete undone whole, all it listed is left to the next pass, in "left".
   begin
     delete from jobs.tick_miss m using (
       select o.schedule, o.due from jobs.tick_miss o
@@ -3332,12 +3334,16 @@ begin
     get stacked diagnostics v_detail = pg_exception_detail;
     if jobs.transaction_conflict(v_detail) then raise; end if;
     v_misses := 0;
+    select count(*) into v_misses_left from (select from jobs.tick_miss o
+      where not exists (select from jobs.recurring s where s.name = o.schedule and s.next_run_at = o.due)
+      limit maintain.max_rows) o;
   end;
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
   -- rest of the pass must not fail for it.
   -- It reads all of pg_cron's log (no index on it): run_maintenance asks it of its first pass only.
-  -- Outside READ COMMITTED, rows another pass deleted after this snapshot raise 40001: left to it.
+  -- Outside READ COMMITTED, rows another pass deleted after this snapshot raise 40001: the prune
+  -- undone, left to that pass and the next run's first; not in "left" (later passes do not prune).
   if maintain.prune_run_log and jobs.has_pg_cron() and jobs.pg_cron_lacks(true) is null then
     v_prune := 'delete from cron.job_run_details d using cron.job j
                 where d.jobid = j.jobid and j.jobname like ''pgdrain:%'' and d.end_time < $1';
@@ -3355,7 +3361,7 @@ begin
   return jsonb_build_object('expired', v_expiry.leases + v_expiry.waiting, 'ticks', v_ticks,
                             'deleted', v_removal.removed - v_removal.archived, 'archived', v_removal.archived,
                             'windows', v_windowing.windows, 'misses', v_misses,
-                            'left', v_removal.left_rows + v_windowing.left_rows + v_expiry.left_rows);
+                            'left', v_removal.left_rows + v_windowing.left_rows + v_expiry.left_rows + v_misses_left);
 end $_$;
 
 --

@@ -17,7 +17,7 @@ interface PassReport {
   windows: number;
   /** jobs.tick_miss rows deleted: claims' misses of ticks no longer due. */
   misses: number;
-  /** Ended jobs, windows and leases left for a change after the pass's snapshot (REPEATABLE READ, SERIALIZABLE): the next pass's. */
+  /** Ended jobs, windows, leases and tick misses left for a change after the pass's snapshot (REPEATABLE READ, SERIALIZABLE): the next pass's. */
   left: number;
 }
 
