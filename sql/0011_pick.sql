@@ -125,11 +125,7 @@ begin
   -- while this waited for the lock: its count would be low.
   if (v_max_running is not null or v_group_cap is not null)
      and not jobs.read_committed() then
-    raise exception 'a claim of queue % (%) must run in a READ COMMITTED transaction, not %',
-      quote_literal(v_queue), concat_ws(', ', 'max_running ' || v_max_running, 'group_concurrency ' || v_group_cap),
-      upper(current_setting('transaction_isolation'))
-      using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
-        || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
+    perform jobs.raise_pick_isolation(v_queue, v_max_running, v_group_cap);
   end if;
   -- After the expiry: an expired lease frees its slot first.
   if v_max_running is not null then
@@ -246,28 +242,9 @@ begin
     if pick.remember and (v_found).job_id is not null then
       perform jobs.remember_head(v_queue, v_found, v_now, v_full);
       if v_group_cap is not null then
-        -- Past the jobs it stepped over only when they are many (1000: the
-        -- backlog of a group at its cap, which every claim would read again);
-        -- fewer cost little to read again, and a claim that starts past them
-        -- would leave a job whose group's slot came free waiting behind
-        -- newer ones for up to a second.
+        -- Past the jobs it stepped over only when they are many (jobs.pick_stepped).
         if (v_taken).job_id is not null and (v_taken).job_id <> (v_found).job_id then
-          if (v_taken).priority <> (v_found).priority then
-            v_stepped := 1000;
-          else
-            v_prio := (v_found).priority;
-            v_head_at := (v_found).scheduled_at;
-            v_head_id := (v_found).job_id;
-            v_first_at := (v_taken).scheduled_at;
-            v_first_id := (v_taken).job_id;
-            select count(*) into v_stepped from (
-              select 1 from jobs.job_queue q
-              where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-                and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
-                and (q.scheduled_at, q.job_id) < (v_first_at, v_first_id)
-              order by q.scheduled_at, q.job_id
-              limit 1000) s;
-          end if;
+          v_stepped := jobs.pick_stepped(v_queue, v_found, v_taken);
         end if;
         perform jobs.remember_head(v_group_key, case when v_stepped >= 1000 then v_taken else v_found end, v_now, v_full,
                                    'pgdrain.claim_group_head');
@@ -278,18 +255,7 @@ begin
     from jobs.pick_grouped(v_queue, null, null, null, v_now, v_like, pick.max_timeout, v_exclude,
                            v_pick_at, null, pick.filter, v_n, v_group_cap, v_tiers, v_counts) g;
   else
-    select array_agg(p.job_id) into v_ids from (
-      select q.job_id from jobs.job_queue q
-      where q.attributes @> pick.filter
-        and q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-        and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
-        and (v_exclude is null or not q.attributes @> any(v_exclude))
-        and (q.expires_at is null or q.expires_at > v_pick_at)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit v_n
-      for update skip locked) p;
+    v_ids := jobs.pick_filtered(v_queue, pick.filter, v_now, v_like, pick.max_timeout, v_exclude, v_pick_at, v_n);
   end if;
   if v_max_running is not null and v_ids is not null then
     -- A slot another queue's claim left for the job (moved here since) is taken over.

@@ -3662,11 +3662,7 @@ begin
   -- while this waited for the lock: its count would be low.
   if (v_max_running is not null or v_group_cap is not null)
      and not jobs.read_committed() then
-    raise exception 'a claim of queue % (%) must run in a READ COMMITTED transaction, not %',
-      quote_literal(v_queue), concat_ws(', ', 'max_running ' || v_max_running, 'group_concurrency ' || v_group_cap),
-      upper(current_setting('transaction_isolation'))
-      using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
-        || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
+    perform jobs.raise_pick_isolation(v_queue, v_max_running, v_group_cap);
   end if;
   -- After the expiry: an expired lease frees its slot first.
   if v_max_running is not null then
@@ -3783,28 +3779,9 @@ begin
     if pick.remember and (v_found).job_id is not null then
       perform jobs.remember_head(v_queue, v_found, v_now, v_full);
       if v_group_cap is not null then
-        -- Past the jobs it stepped over only when they are many (1000: the
-        -- backlog of a group at its cap, which every claim would read again);
-        -- fewer cost little to read again, and a claim that starts past them
-        -- would leave a job whose group's slot came free waiting behind
-        -- newer ones for up to a second.
+        -- Past the jobs it stepped over only when they are many (jobs.pick_stepped).
         if (v_taken).job_id is not null and (v_taken).job_id <> (v_found).job_id then
-          if (v_taken).priority <> (v_found).priority then
-            v_stepped := 1000;
-          else
-            v_prio := (v_found).priority;
-            v_head_at := (v_found).scheduled_at;
-            v_head_id := (v_found).job_id;
-            v_first_at := (v_taken).scheduled_at;
-            v_first_id := (v_taken).job_id;
-            select count(*) into v_stepped from (
-              select 1 from jobs.job_queue q
-              where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-                and q.priority = v_prio and (q.scheduled_at, q.job_id) >= (v_head_at, v_head_id)
-                and (q.scheduled_at, q.job_id) < (v_first_at, v_first_id)
-              order by q.scheduled_at, q.job_id
-              limit 1000) s;
-          end if;
+          v_stepped := jobs.pick_stepped(v_queue, v_found, v_taken);
         end if;
         perform jobs.remember_head(v_group_key, case when v_stepped >= 1000 then v_taken else v_found end, v_now, v_full,
                                    'pgdrain.claim_group_head');
@@ -3815,24 +3792,38 @@ begin
     from jobs.pick_grouped(v_queue, null, null, null, v_now, v_like, pick.max_timeout, v_exclude,
                            v_pick_at, null, pick.filter, v_n, v_group_cap, v_tiers, v_counts) g;
   else
-    select array_agg(p.job_id) into v_ids from (
-      select q.job_id from jobs.job_queue q
-      where q.attributes @> pick.filter
-        and q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
-        and q.scheduled_at <= v_now
-        and (q.task like v_like or v_like is null and q.task not like 'sql:%')
-        and (pick.max_timeout is null or q.timeout <= pick.max_timeout)
-        and (v_exclude is null or not q.attributes @> any(v_exclude))
-        and (q.expires_at is null or q.expires_at > v_pick_at)
-      order by q.priority desc, q.scheduled_at, q.job_id
-      limit v_n
-      for update skip locked) p;
+    v_ids := jobs.pick_filtered(v_queue, pick.filter, v_now, v_like, pick.max_timeout, v_exclude, v_pick_at, v_n);
   end if;
   if v_max_running is not null and v_ids is not null then
     -- A slot another queue's claim left for the job (moved here since) is taken over.
     insert into jobs.running_slot (job_id, queue) select i, v_queue from unnest(v_ids) i
     on conflict (job_id) do update set queue = excluded.queue;
   end if;
+  return v_ids;
+end $$;
+
+--
+-- Name: pick_filtered(text, jsonb, timestamp with time zone, text, numeric, jsonb[], timestamp with time zone, integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.pick_filtered(p_queue text, p_filter jsonb, p_now timestamp with time zone, p_like text, p_max_timeout numeric, p_exclude jsonb[], p_pick_at timestamp with time zone, p_n integer) RETURNS bigint[]
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_ids bigint[];
+begin
+  select array_agg(p.job_id) into v_ids from (
+    select q.job_id from jobs.job_queue q
+    where q.attributes @> p_filter
+      and q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+      and q.scheduled_at <= p_now
+      and (q.task like p_like or p_like is null and q.task not like 'sql:%')
+      and (p_max_timeout is null or q.timeout <= p_max_timeout)
+      and (p_exclude is null or not q.attributes @> any(p_exclude))
+      and (q.expires_at is null or q.expires_at > p_pick_at)
+    order by q.priority desc, q.scheduled_at, q.job_id
+    limit p_n
+    for update skip locked) p;
   return v_ids;
 end $$;
 
@@ -3919,6 +3910,29 @@ begin
     close v_jobs;
     exit when not v_again;
   end loop;
+end $$;
+
+--
+-- Name: pick_stepped(text, jobs.head, jobs.head); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.pick_stepped(p_queue text, p_found jobs.head, p_taken jobs.head) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_stepped integer;
+begin
+  if (p_taken).priority <> (p_found).priority then
+    return 1000;
+  end if;
+  select count(*) into v_stepped from (
+    select 1 from jobs.job_queue q
+    where q.queue = p_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
+      and q.priority = (p_found).priority and (q.scheduled_at, q.job_id) >= ((p_found).scheduled_at, (p_found).job_id)
+      and (q.scheduled_at, q.job_id) < ((p_taken).scheduled_at, (p_taken).job_id)
+    order by q.scheduled_at, q.job_id
+    limit 1000) s;
+  return v_stepped;
 end $$;
 
 --
@@ -5090,6 +5104,21 @@ begin
     'no queue named %s in this %s transaction''s snapshot: it was created after the snapshot; retry in a new transaction',
     quote_literal(p_queue), upper(current_setting('transaction_isolation')))
     else format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)) end);
+end $$;
+
+--
+-- Name: raise_pick_isolation(text, integer, integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.raise_pick_isolation(p_queue text, p_max_running integer, p_group_cap integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  raise exception 'a claim of queue % (%) must run in a READ COMMITTED transaction, not %',
+    quote_literal(p_queue), concat_ws(', ', 'max_running ' || p_max_running, 'group_concurrency ' || p_group_cap),
+    upper(current_setting('transaction_isolation'))
+    using errcode = '0A000', hint = 'where the database''s or the role''s default_transaction_isolation is another, '
+      || 'set it for the role that claims: alter role … set default_transaction_isolation = ''read committed''';
 end $$;
 
 --
