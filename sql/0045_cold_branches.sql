@@ -67,3 +67,78 @@ begin
     for update skip locked) p;
   return v_ids;
 end $$;
+
+-- jobs.settle_arrays' refusal of a batch whose ids, attempts or outcomes
+-- hold a null or an outcome it does not know: PD008 outcomes, naming the
+-- first such outcome (as text; 'null' for a null one).
+create function jobs.raise_bad_outcomes(p_ids bigint[], p_attempts integer[], p_outcomes text[])
+returns void language plpgsql as $$
+declare
+  v_bad text;
+begin
+  select min(coalesce(x.outcome, 'null'))
+           filter (where x.outcome is null or x.outcome not in ('ack', 'nack', 'fail', 'release')
+                      or x.id is null or x.attempt is null)
+  into v_bad
+  from unnest(p_ids, p_attempts, p_outcomes) as x(id, attempt, outcome);
+  perform jobs.raise_invalid('PD008', 'outcomes',
+    format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
+end $$;
+
+-- jobs.settle_arrays' releases (outcome release), called only for a batch
+-- with one: each delivery that still runs (p_worker_id's, when given) and
+-- whose cancel was not requested is given back, its attempt not spent. With
+-- a retry_at, a snooze (it ran: unstarted 0, snoozed counts): it runs again
+-- then. Its last_error: jobs.release_error. Answers how many, and their jobs
+-- and the attempts of the deliveries released.
+create function jobs.settle_releases(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_retry_at timestamptz[],
+                                     p_errors text[], p_worker_id text,
+                                     out released integer, out ids bigint[], out attempts integer[])
+language plpgsql as $$
+begin
+  with o as (
+    select * from unnest(p_ids, p_attempts, p_outcomes, p_retry_at, p_errors) as x(id, attempt, outcome, retry_at, error)
+    where x.outcome = 'release' and x.attempt > 0
+  ), done as (
+    update jobs.job_queue q
+    set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
+        scheduled_at = coalesce(o.retry_at, q.scheduled_at),
+        unstarted = case when o.error is not null then q.unstarted + 1 when o.retry_at is not null then 0 else q.unstarted end,
+        snoozed = case when o.error is not null then 0 when o.retry_at is not null then least(q.snoozed, 2147483646) + 1 else q.snoozed end,
+        last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted, q.snoozed)
+    from o
+    where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
+      and q.cancel_requested_at is null
+      and (p_worker_id is null or q.worker_id = p_worker_id)
+    returning q.job_id, o.attempt
+  )
+  select count(*), coalesce(array_agg(d.job_id), '{}'), coalesce(array_agg(d.attempt), '{}')
+  into released, ids, attempts from done d;
+end $$;
+
+-- jobs.settle_arrays' answer (p_result) for a batch with a stale outcome.
+-- With a worker_id, those its earlier settle applied count as what they did
+-- (jobs.settle_resent); whichever stay stale are named ("stale_ids"), so a
+-- drain's report does not list them as failures. The deliveries the call
+-- ended (p_ended, their attempts read back here by primary key), retried
+-- or released (p_touched, p_touched_at) are left out: their rows now look
+-- the same. By delivery (id and attempt), not job: a call may carry a
+-- stale outcome of a job's earlier delivery and the next one's, which applied.
+create function jobs.settle_stale(p_result jsonb, p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[],
+                                  p_worker_id text, p_ended bigint[], p_touched bigint[], p_touched_at integer[])
+returns jsonb language plpgsql as $$
+declare
+  v_settled bigint[];      -- the jobs the call ended, retried or released
+  v_settled_at integer[];  -- the attempts of those deliveries, as v_settled
+begin
+  select coalesce(array_agg(j.job_id), '{}') || p_touched, coalesce(array_agg(j.attempts), '{}') || p_touched_at
+  into v_settled, v_settled_at
+  from jobs.job j where j.job_id = any(p_ended);
+  if p_worker_id is not null then
+    return jobs.settle_resent(p_result, p_ids, p_attempts, p_outcomes, p_errors, p_worker_id, v_settled, v_settled_at);
+  end if;
+  return p_result || jsonb_build_object('stale_ids', (
+    select string_agg(x.id || ':' || x.attempt, ',') from unnest(p_ids, p_attempts) as x(id, attempt)
+    where x.attempt <= 0 or not exists (select 1 from unnest(v_settled, v_settled_at) as s(id, attempt)
+                                        where s.id = x.id and s.attempt = x.attempt)));
+end $$;

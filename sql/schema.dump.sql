@@ -5069,6 +5069,25 @@ CREATE FUNCTION jobs.queue_backoff(attempt integer, delay numeric, exponential b
 $$;
 
 --
+-- Name: raise_bad_outcomes(bigint[], integer[], text[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.raise_bad_outcomes(p_ids bigint[], p_attempts integer[], p_outcomes text[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_bad text;
+begin
+  select min(coalesce(x.outcome, 'null'))
+           filter (where x.outcome is null or x.outcome not in ('ack', 'nack', 'fail', 'release')
+                      or x.id is null or x.attempt is null)
+  into v_bad
+  from unnest(p_ids, p_attempts, p_outcomes) as x(id, attempt, outcome);
+  perform jobs.raise_invalid('PD008', 'outcomes',
+    format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
+end $$;
+
+--
 -- Name: raise_invalid(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -6955,8 +6974,6 @@ declare
   v_released integer := 0;
   v_touched bigint[] := '{}'; -- retried or released by this call
   v_touched_at integer[] := '{}'; -- the attempts of their deliveries it settled, as v_touched
-  v_settled bigint[];      -- the jobs this call ended, retried or released (read only when one is stale)
-  v_settled_at integer[];  -- the attempts of those deliveries, as v_settled
   v_from timestamptz;  -- what a retry's backoff counts from (jobs.call_time)
   v_never text;  -- the releases made nacks (jobs.unstarted_bound), as id:attempt
 begin
@@ -6976,13 +6993,7 @@ begin
   -- element is never contained (<@), so a null outcome fails that test.
   if array_position(settle_arrays.ids, null) is not null or array_position(settle_arrays.attempts, null) is not null
      or not settle_arrays.outcomes <@ array['ack', 'nack', 'fail', 'release'] then
-    select min(coalesce(x.outcome, 'null'))
-             filter (where x.outcome is null or x.outcome not in ('ack', 'nack', 'fail', 'release')
-                        or x.id is null or x.attempt is null)
-    into v_bad
-    from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes) as x(id, attempt, outcome);
-    perform jobs.raise_invalid('PD008', 'outcomes',
-      format('every element needs id, attempt and an outcome of ack, nack, fail or release (got %s)', v_bad));
+    perform jobs.raise_bad_outcomes(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes);
   end if;
   -- Errors past jobs.cut_error's bound, cut once here for the whole statement. Only a batch
   -- with a nack, fail or release with a reason has errors: acks pay nothing; one with errors,
@@ -7056,27 +7067,10 @@ begin
     select count(*), coalesce(array_agg(job_id), '{}'), coalesce(array_agg(attempt), '{}')
     into v_retried, v_touched, v_touched_at from retried;
   end if;
-  if v_releases then
-    with o as (
-      select * from unnest(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at,
-                           settle_arrays.errors) as x(id, attempt, outcome, retry_at, error)
-      where x.outcome = 'release' and x.attempt > 0
-    ), released as (
-      -- With a retry_at, a snooze (it ran: unstarted 0, snoozed counts): it runs again then. Its last_error: jobs.release_error.
-      update jobs.job_queue q
-      set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
-          scheduled_at = coalesce(o.retry_at, q.scheduled_at),
-          unstarted = case when o.error is not null then q.unstarted + 1 when o.retry_at is not null then 0 else q.unstarted end,
-          snoozed = case when o.error is not null then 0 when o.retry_at is not null then least(q.snoozed, 2147483646) + 1 else q.snoozed end,
-          last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted, q.snoozed)
-      from o
-      where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
-        and q.cancel_requested_at is null
-        and (settle_arrays.worker_id is null or q.worker_id = settle_arrays.worker_id)
-      returning q.job_id, o.attempt
-    )
-    select count(*), v_touched || coalesce(array_agg(job_id), '{}'), v_touched_at || coalesce(array_agg(attempt), '{}')
-    into v_released, v_touched, v_touched_at from released;
+  if v_releases then  -- a give-back or a snooze: jobs.settle_releases
+    select r.released, v_touched || r.ids, v_touched_at || r.attempts into v_released, v_touched, v_touched_at
+    from jobs.settle_releases(settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.retry_at,
+                              settle_arrays.errors, settle_arrays.worker_id) r;
   end if;
 
   v_deps := exists (select 1 from jobs.dependency); -- asked again below, after the statement
@@ -7166,27 +7160,9 @@ begin
       perform jobs.after_end(v_ok, v_bad_ids, v_keys, v_now);
     end if;
   end if;
-  -- Stale outcomes of a worker: those its earlier settle applied count as
-  -- what they did (jobs.settle_resent). The deliveries this call ended,
-  -- retried or released are left out: their rows now look the same. Whichever stay
-  -- stale are named ("stale_ids"), so a drain's report does not list them
-  -- as failures; read only when one is stale: a batch that all applied
-  -- pays nothing. By delivery (id and attempt), not job: a call may carry a
-  -- stale outcome of a job's earlier delivery and the next one's, which
-  -- applied (the ended ones' attempts read back here, by primary key).
-  if (v_result->>'stale')::integer > 0 then
-    select coalesce(array_agg(j.job_id), '{}') || v_touched, coalesce(array_agg(j.attempts), '{}') || v_touched_at
-    into v_settled, v_settled_at
-    from jobs.job j where j.job_id = any(v_ended);
-  end if;
-  if (v_result->>'stale')::integer > 0 and settle_arrays.worker_id is not null then
-    v_result := jobs.settle_resent(v_result, settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes,
-                                   settle_arrays.errors, settle_arrays.worker_id, v_settled, v_settled_at);
-  elsif (v_result->>'stale')::integer > 0 then
-    v_result := v_result || jsonb_build_object('stale_ids', (
-      select string_agg(x.id || ':' || x.attempt, ',') from unnest(settle_arrays.ids, settle_arrays.attempts) as x(id, attempt)
-      where x.attempt <= 0 or not exists (select 1 from unnest(v_settled, v_settled_at) as s(id, attempt)
-                                          where s.id = x.id and s.attempt = x.attempt)));
+  if (v_result->>'stale')::integer > 0 then  -- which, and those a worker's earlier settle applied: jobs.settle_stale
+    v_result := jobs.settle_stale(v_result, settle_arrays.ids, settle_arrays.attempts, settle_arrays.outcomes, settle_arrays.errors,
+                                  settle_arrays.worker_id, v_ended, v_touched, v_touched_at);
   end if;
   if v_never is not null then  -- with those jobs.settle_resent named (releases an earlier call made nacks)
     v_result := v_result || jsonb_build_object('never_started_ids', concat_ws(',', v_never, v_result->>'never_started_ids')); end if;
@@ -7218,6 +7194,34 @@ CREATE FUNCTION jobs.settle_error(p_outcome text, p_error text) RETURNS text
     AS $$
   select coalesce(p_error, case when p_outcome = 'fail' then 'failed without an error' else 'nacked without an error' end)
 $$;
+
+--
+-- Name: settle_releases(bigint[], integer[], text[], timestamp with time zone[], text[], text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.settle_releases(p_ids bigint[], p_attempts integer[], p_outcomes text[], p_retry_at timestamp with time zone[], p_errors text[], p_worker_id text, OUT released integer, OUT ids bigint[], OUT attempts integer[]) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+begin
+  with o as (
+    select * from unnest(p_ids, p_attempts, p_outcomes, p_retry_at, p_errors) as x(id, attempt, outcome, retry_at, error)
+    where x.outcome = 'release' and x.attempt > 0
+  ), done as (
+    update jobs.job_queue q
+    set lease_until = null, lease_holder = null, attempt = q.attempt - 1, started_at = null,
+        scheduled_at = coalesce(o.retry_at, q.scheduled_at),
+        unstarted = case when o.error is not null then q.unstarted + 1 when o.retry_at is not null then 0 else q.unstarted end,
+        snoozed = case when o.error is not null then 0 when o.retry_at is not null then least(q.snoozed, 2147483646) + 1 else q.snoozed end,
+        last_error = jobs.release_error(q.last_error, o.error, o.retry_at, q.unstarted, q.snoozed)
+    from o
+    where q.job_id = o.id and q.attempt = o.attempt and case when q.lease_until is null then false else true end
+      and q.cancel_requested_at is null
+      and (p_worker_id is null or q.worker_id = p_worker_id)
+    returning q.job_id, o.attempt
+  )
+  select count(*), coalesce(array_agg(d.job_id), '{}'), coalesce(array_agg(d.attempt), '{}')
+  into released, ids, attempts from done d;
+end $$;
 
 --
 -- Name: settle_resent(jsonb, bigint[], integer[], text[], text[], text, bigint[], integer[]); Type: FUNCTION; Schema: jobs; Owner: -
@@ -7269,6 +7273,29 @@ CREATE FUNCTION jobs.settle_resent(p_result jsonb, p_ids bigint[], p_attempts in
          string_agg(a.id || ':' || a.attempt, ',') filter (where a.outcome = 'release' and a.counted in ('retried', 'failure'))) else '{}' end
   from applied a
 $_$;
+
+--
+-- Name: settle_stale(jsonb, bigint[], integer[], text[], text[], text, bigint[], bigint[], integer[]); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.settle_stale(p_result jsonb, p_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_worker_id text, p_ended bigint[], p_touched bigint[], p_touched_at integer[]) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_settled bigint[];      -- the jobs the call ended, retried or released
+  v_settled_at integer[];  -- the attempts of those deliveries, as v_settled
+begin
+  select coalesce(array_agg(j.job_id), '{}') || p_touched, coalesce(array_agg(j.attempts), '{}') || p_touched_at
+  into v_settled, v_settled_at
+  from jobs.job j where j.job_id = any(p_ended);
+  if p_worker_id is not null then
+    return jobs.settle_resent(p_result, p_ids, p_attempts, p_outcomes, p_errors, p_worker_id, v_settled, v_settled_at);
+  end if;
+  return p_result || jsonb_build_object('stale_ids', (
+    select string_agg(x.id || ':' || x.attempt, ',') from unnest(p_ids, p_attempts) as x(id, attempt)
+    where x.attempt <= 0 or not exists (select 1 from unnest(v_settled, v_settled_at) as s(id, attempt)
+                                        where s.id = x.id and s.attempt = x.attempt)));
+end $$;
 
 --
 -- Name: skips_tick(jobs.recurring); Type: FUNCTION; Schema: jobs; Owner: -
