@@ -269,19 +269,6 @@ begin
   return p_job;
 end $$;
 
--- jobs.publish_keyed's count of the passes a keep_waiting key's holder was
--- held in (a key once per pass: p_busy_keys by a settle or a cancel,
--- p_claimed_keys by a claim, counted apart): PD011 dedupe_key once one key
--- was held in four, as jobs.publish gives up after four.
-create function jobs.check_busy_passes(p_busy_keys text[], p_claimed_keys text[])
-returns void language plpgsql immutable as $$
-begin
-  if exists (select from unnest(p_busy_keys) k group by k having count(*) >= 4)
-     or exists (select from unnest(p_claimed_keys) k group by k having count(*) >= 4) then
-    perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
-  end if;
-end $$;
-
 -- Takes the locks of serial keys, as every holder of one does (jobs.publish,
 -- jobs.publish_keyed, jobs.after_end, jobs.redrive; jobs.lock_jobs tries
 -- them), each key's own in the order of its lock (hashtext, then text: two

@@ -42,7 +42,6 @@ declare
   v_kept bigint[];  -- keep_waiting holders not started yet, held until commit (FOR KEY SHARE)
   v_late bigint[];  -- keep_waiting positions answered with a job written since the pass
   v_claimed_keys text[] := '{}';  -- the keys of those a pass could not hold (a claim taking them), once per pass
-  v_id bigint;
 begin
   -- Holders that will not run to an end of their own let go of their keys,
   -- as in jobs.publish: waiting ones past their expiry, and running ones
@@ -74,18 +73,9 @@ begin
   -- while holding the serial keys' locks (its settle may wait for one to
   -- hand it on), nor holding any other row (a settle ending two holders
   -- holds one while waiting for the other): the locks below are let go, the
-  -- row waited for and let go at once, and the pass made again. A key
-  -- whose holder is held in four passes: PD011 dedupe_key, as jobs.publish
-  -- (jobs.check_busy_passes; counted by key, not by pass: a bulk of many
-  -- keys whose running holders drains settle one batch after another finds
-  -- a new one held in most passes, and made progress in each; each pass that waits counts a key,
-  -- none more than three times, so the passes end). A holder not started
-  -- yet that a claim holds counts apart, four passes too: the claims of a
-  -- drain taking such holders batch after batch, then settling them, would
-  -- otherwise add to the settles' count of the same key and end bulks in
-  -- PD011 that made progress in each pass (bench/keep-waiting-stress.ts:
-  -- one to three in three of four 30 s runs; counted apart, one in about
-  -- four runs, as without the claims' waits).
+  -- row waited for and let go at once (jobs.wait_busy), and the pass made
+  -- again. A key whose holder is held in four passes: PD011 dedupe_key, as
+  -- jobs.publish (jobs.check_busy_passes, which says how they are counted).
   loop
     begin
       p_serial_keys := v_given_serials;
@@ -98,16 +88,7 @@ begin
           and (x.lease_until is not null and (x.cancel_requested_at is not null or x.dedupe_key = any(v_kw_keys))
                or x.dedupe_key = any(v_kw_keys) and x.attempt > 0 and not coalesce(x.expires_at <= p_now, false));
         if v_freed is not null then
-          select array_agg(coalesce(x.serial, f.serial) order by x.ord) into v_locked
-          from unnest(p_dedupe_keys, p_serial_keys) with ordinality as x(key, serial, ord)
-          left join unnest(v_freed, v_serials) f(key, serial) on f.key = x.key;
-          -- As jobs.publish_arrays bounds the keys it is given (jobs.lock_serial_keys).
-          if (select count(distinct k) from unnest(v_locked) k) > jobs.max_serial_keys() then
-            perform jobs.raise_invalid('PD012', 'serial_keys', format('must hold at most %s distinct keys in one bulk '
-              || 'publish, counting those its jobs take from running jobs being cancelled (keep_waiting: running or '
-              || 'waiting to retry) whose dedupe keys they take over (each takes a lock until the publish commits): '
-              || 'publish more in several', jobs.max_serial_keys()));
-          end if;
+          v_locked := jobs.keyed_serials(p_dedupe_keys, p_serial_keys, v_freed, v_serials, true);
         end if;
       end if;
       -- The queue's lock as jobs.admit takes it (a bounded queue only), first.
@@ -150,9 +131,7 @@ begin
         select array_agg(f.dedupe_key), array_agg(f.serial_key) into v_freed, v_serials
         from freed f where f.running and f.serial_key is not null;
         if v_freed is not null then
-          select array_agg(coalesce(x.serial, f.serial) order by x.ord) into p_serial_keys
-          from unnest(p_dedupe_keys, p_serial_keys) with ordinality as x(key, serial, ord)
-          left join unnest(v_freed, v_serials) f(key, serial) on f.key = x.key;
+          p_serial_keys := jobs.keyed_serials(p_dedupe_keys, p_serial_keys, v_freed, v_serials);
         end if;
       end if;
       if v_kw_keys is not null then
@@ -250,19 +229,9 @@ begin
         from unnest(v_ids, p_dedupe_keys) x(id, key)
         where x.key = any(v_kw_keys) and x.id <> all(coalesce(v_kept, '{}')) and x.id <> all(coalesce(v_written, '{}'));
         if v_late is not null then
-          select coalesce(v_kept, '{}') || coalesce(array_agg(x.job_id), '{}') into v_kept
-          from (select q.job_id from jobs.job_queue q
-                where q.job_id = any(v_late)
-                  and q.lease_until is null and q.attempt = 0 and not coalesce(q.expires_at <= p_now, false)
-                for key share skip locked) x;
-          -- Counted by the key it was answered for (one gone, ended, with the started ones).
-          select array_agg(l.id order by l.id), v_busy_keys || array_agg(l.key) filter (where not coalesce(x.waiting, false)),
-                 v_claimed_keys || array_agg(l.key) filter (where x.waiting)
-            into v_busy, v_busy_keys, v_claimed_keys
-          from (select distinct p.id, p.key from unnest(v_ids, p_dedupe_keys) p(id, key) where p.id = any(v_late)) l
-          left join lateral (select q.lease_until is null and q.attempt = 0 and not coalesce(q.expires_at <= p_now, false) as waiting
-                             from jobs.job_queue q where q.job_id = l.id) x on true
-          where l.id <> all(v_kept);
+          select l.kept, l.busy, v_busy_keys || l.busy_keys, v_claimed_keys || l.claimed_keys
+            into v_kept, v_busy, v_busy_keys, v_claimed_keys
+          from jobs.keyed_late(v_late, v_ids, p_dedupe_keys, p_now, v_kept) l;
           if v_busy is not null then
             perform jobs.check_busy_passes(v_busy_keys, v_claimed_keys);
             raise sqlstate 'PDA97';
@@ -274,15 +243,7 @@ begin
       end if;
       exit;
     exception when sqlstate 'PDA97' then
-      -- The block's locks are released with it; each busy row waited for alone.
-      foreach v_id in array v_busy loop
-        begin
-          perform from jobs.job_queue q where q.job_id = v_id for update;
-          raise sqlstate 'PDA97';
-        exception when sqlstate 'PDA97' then
-          null;
-        end;
-      end loop;
+      perform jobs.wait_busy(v_busy);  -- the block's locks released with it
     end;
   end loop;
   perform jobs.notify('pgdrain_queued', p_queue);

@@ -1,7 +1,8 @@
 -- pgdrain 0045: the rare branches of jobs.pick (sql/0011), jobs.settle_arrays
 -- (sql/0013) and jobs.publish_keyed (sql/0005), kept apart so that those
 -- functions stay readable. Each is called only on its branch: a claim or a
--- settle of plain jobs (drain()'s) calls none of them.
+-- settle of plain jobs (drain()'s) calls none of them, nor does a publish
+-- of keyed jobs whose keys no running job holds.
 
 -- jobs.pick's refusal of a claim of a queue with max_running or
 -- group_concurrency outside READ COMMITTED (its count would be low): 0A000,
@@ -141,4 +142,92 @@ begin
     select string_agg(x.id || ':' || x.attempt, ',') from unnest(p_ids, p_attempts) as x(id, attempt)
     where x.attempt <= 0 or not exists (select 1 from unnest(v_settled, v_settled_at) as s(id, attempt)
                                         where s.id = x.id and s.attempt = x.attempt)));
+end $$;
+
+-- jobs.publish_keyed's count of the passes a keep_waiting key's holder was
+-- held in (a key once per pass: p_busy_keys by a settle or a cancel,
+-- p_claimed_keys by a claim, counted apart): PD011 dedupe_key once one key
+-- was held in four, as jobs.publish gives up after four. Counted by key,
+-- not by pass: a bulk of many keys whose running holders drains settle one
+-- batch after another finds a new one held in most passes, and made
+-- progress in each; each pass that waits counts a key, none more than three
+-- times, so the passes end. A holder not started yet that a claim holds
+-- counts apart, four passes too: the claims of a drain taking such holders
+-- batch after batch, then settling them, would otherwise add to the
+-- settles' count of the same key and end bulks in PD011 that made progress
+-- in each pass (bench/keep-waiting-stress.ts: one to three in three of four
+-- 30 s runs; counted apart, one in about four runs, as without the claims' waits).
+create function jobs.check_busy_passes(p_busy_keys text[], p_claimed_keys text[])
+returns void language plpgsql immutable as $$
+begin
+  if exists (select from unnest(p_busy_keys) k group by k having count(*) >= 4)
+     or exists (select from unnest(p_claimed_keys) k group by k having count(*) >= 4) then
+    perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
+  end if;
+end $$;
+
+-- jobs.publish_keyed's wait for the keep_waiting holders a pass found held
+-- (p_busy), its own locks let go: each row waited for alone and let go at
+-- once (a settle ending two holders holds one while waiting for the other).
+create function jobs.wait_busy(p_busy bigint[])
+returns void language plpgsql as $$
+declare
+  v_id bigint;
+begin
+  foreach v_id in array p_busy loop
+    begin
+      perform from jobs.job_queue q where q.job_id = v_id for update;
+      raise sqlstate 'PDA97';
+    exception when sqlstate 'PDA97' then
+      null;
+    end;
+  end loop;
+end $$;
+
+-- jobs.publish_keyed's serial keys (p_serials, by position of p_keys) with
+-- those of the running holders whose dedupe keys its jobs take over
+-- (p_freed, p_freed_serials) at the positions that give none. With
+-- p_bounded, PD012 serial_keys past jobs.max_serial_keys() distinct keys, as
+-- jobs.publish_arrays bounds the keys it is given (jobs.lock_serial_keys).
+create function jobs.keyed_serials(p_keys text[], p_serials text[], p_freed text[], p_freed_serials text[],
+                                   p_bounded boolean default false)
+returns text[] language plpgsql as $$
+declare
+  v_serials text[];
+begin
+  select array_agg(coalesce(x.serial, f.serial) order by x.ord) into v_serials
+  from unnest(p_keys, p_serials) with ordinality as x(key, serial, ord)
+  left join unnest(p_freed, p_freed_serials) f(key, serial) on f.key = x.key;
+  if p_bounded and (select count(distinct k) from unnest(v_serials) k) > jobs.max_serial_keys() then
+    perform jobs.raise_invalid('PD012', 'serial_keys', format('must hold at most %s distinct keys in one bulk '
+      || 'publish, counting those its jobs take from running jobs being cancelled (keep_waiting: running or '
+      || 'waiting to retry) whose dedupe keys they take over (each takes a lock until the publish commits): '
+      || 'publish more in several', jobs.max_serial_keys()));
+  end if;
+  return v_serials;
+end $$;
+
+-- jobs.publish_keyed's keep_waiting positions answered with a job another
+-- publish wrote since the pass (p_late; p_ids, p_keys: the answer by
+-- position): those not started yet are held until commit (FOR KEY SHARE,
+-- skipped when another transaction holds them), added to kept; the rest
+-- are busy (ordered by id), their keys counted by the key each was
+-- answered for: busy_keys (one gone, ended, or started) or claimed_keys
+-- (one a claim holds), for jobs.check_busy_passes.
+create function jobs.keyed_late(p_late bigint[], p_ids bigint[], p_keys text[], p_now timestamptz, inout kept bigint[],
+                                out busy bigint[], out busy_keys text[], out claimed_keys text[])
+language plpgsql as $$
+begin
+  select coalesce(kept, '{}') || coalesce(array_agg(x.job_id), '{}') into kept
+  from (select q.job_id from jobs.job_queue q
+        where q.job_id = any(p_late)
+          and q.lease_until is null and q.attempt = 0 and not coalesce(q.expires_at <= p_now, false)
+        for key share skip locked) x;
+  select array_agg(l.id order by l.id), array_agg(l.key) filter (where not coalesce(x.waiting, false)),
+         array_agg(l.key) filter (where x.waiting)
+    into busy, busy_keys, claimed_keys
+  from (select distinct p.id, p.key from unnest(p_ids, p_keys) p(id, key) where p.id = any(p_late)) l
+  left join lateral (select q.lease_until is null and q.attempt = 0 and not coalesce(q.expires_at <= p_now, false) as waiting
+                     from jobs.job_queue q where q.job_id = l.id) x on true
+  where l.id <> all(kept);
 end $$;
