@@ -1,5 +1,6 @@
--- pgdrain 0044: what jobs.settle_arrays (sql/0013) calls for a settle sent
--- again and for releases: its count of a settle sent again
+-- pgdrain 0044: what jobs.settle_arrays (sql/0013; a stale outcome's answer
+-- through jobs.settle_stale, sql/0045) calls for a settle sent again and for
+-- releases: its count of a settle sent again
 -- (jobs.settle_resent), a release's last_error (jobs.release_error) and the
 -- bound on releases of a job never started (jobs.unstarted_bound).
 
