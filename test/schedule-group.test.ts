@@ -162,5 +162,6 @@ describe('group_id, group_tier: stored, shown, checked', () => {
       expect(r.stdout).toBe('');
     }
     expect(await sql(`select count(*)::int as n from jobs.recurring where name = 'bad'`)).toEqual([{ n: 0 }]);
-  });
+    // 14 CLI processes one after another (~1.2 s each at load 7, several s at 15): runCli's 30 s bounds a hang of one.
+  }, 180_000);
 });
