@@ -58,10 +58,13 @@ describe('onJobEnd', () => {
     });
     const ids = {
       ok: await q.publish('ok'),
-      flaky: await q.publish('flaky', null, { maxRetries: 2 }),
+      // Its retry well after the drain (the default backoff's first, 2.5-5 s, could come within a slow one's 2 s).
+      flaky: await q.publish('flaky', null, { maxRetries: 2, retryDelaySeconds: 600 }),
       last: await q.publish('last', null, { maxRetries: 0 }),
       gone: await q.publish('gone', null, { maxRetries: 5 }),
-      hang: await q.publish('hang', null, { timeoutSeconds: 0.3, maxRetries: 0 }),
+      // Its timer ends 1.8 s after the claim's sending: a claim answered after that (a loaded machine's) nacks it
+      // unstarted (handler-end.ts); with 0.3 s that took a round trip of 0.27 s, and 'started' lacked it.
+      hang: await q.publish('hang', null, { timeoutSeconds: 2, maxRetries: 0 }),
       tx: await q.publish('tx.ok'),
     };
     const report = await q.drain(10, deadline(), {
@@ -82,7 +85,7 @@ describe('onJobEnd', () => {
     expect(of(ids.last)[0]).toMatchObject({ outcome: 'nack', willRetry: false });
     expect(of(ids.gone)[0]).toMatchObject({ outcome: 'fail', willRetry: false, error: expect.stringMatching(/^FailJob: no such user/) });
     expect(of(ids.gone)[0]!.thrown).toBe(fail);
-    expect(of(ids.hang)[0]).toMatchObject({ outcome: 'nack', willRetry: false, error: 'timed out after 0.3 s' });
+    expect(of(ids.hang)[0]).toMatchObject({ outcome: 'nack', willRetry: false, error: 'timed out after 2 s' });
     expect(of(ids.hang)[0]!.durationMs).toBeGreaterThan(0); // measured from its start
     expect(of(ids.tx)[0]).toMatchObject({ outcome: 'ack', job: { task: 'tx.ok' } });
   });
