@@ -29,6 +29,24 @@ function indexBuffers(plans: readonly CapturedPlan[], index = 'job_queue_pending
   return reads.length ? reads.reduce((sum, m) => sum + Number(m[1]), 0) : NaN;
 }
 
+/**
+ * Buffers the plans' scans of jobs.job_queue read (hit or read), summed: each scan node's own Buffers line
+ * (a node with none read none), never its statement's planning or the catalog's pages (a plan made again
+ * after an invalidation, as a loaded cluster's other databases' DDL can cause, reads those).
+ */
+function queueScanBuffers(plans: readonly CapturedPlan[]): number {
+  let sum = 0;
+  for (const p of plans) {
+    for (const node of p.text.split(/\n(?=\s*->)/)) {
+      if (!/(?:Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan|Tid Scan|Tid Range Scan)(?: Backward)?(?: using \S+)? on job_queue\b/
+        .test(node)) continue;
+      const b = /Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?/.exec(node);
+      sum += Number(b?.[1] ?? 0) + Number(b?.[2] ?? 0);
+    }
+  }
+  return sum;
+}
+
 /** The server's clock. */
 async function serverNow(): Promise<Date> {
   return (await client.query<{ t: Date }>('select now() as t')).rows[0]!.t;
@@ -138,27 +156,26 @@ describe('plans on a queue of 20,000 pending jobs', () => {
     await fill(client, 20_000, { laterSeconds: 3600 });
     await client.query(`select jobs.publish('noop', priority => 5, scheduled_at => now() + interval '1 hour')`);
     await client.query('vacuum analyze jobs.job_queue'); // the drained jobs' dead entries are another matter
-    // Buffers the whole call touched: a scan through the 20,000 future jobs reads a few hundred pages
-    // (a claim that starts at a remembered head probes above it, from it and behind it: ~60 in all).
-    const touched = async (text: string) => {
-      const plans = await capturePlans(client, async () => void (await client.query(text)));
-      const top = plans.find((p) => p.statement.startsWith(text.slice(0, 30)))!;
-      return Number(/Buffers: shared hit=(\d+)/.exec(top.text)?.[1] ?? 0) + Number(/read=(\d+)/.exec(top.text)?.[1] ?? 0);
-    };
+    // Buffers the call's scans of jobs.job_queue read: a scan through the 20,000 future jobs reads a few
+    // hundred pages (a claim that starts at a remembered head probes above it, from it and behind it: ~55
+    // in all; a consume ~20). Not the whole call's buffers: those counted its statements' planning too,
+    // 71 on a quiet machine and 82, over the bound, when a plan was made again (a loaded cluster's
+    // invalidations: other databases' DDL), more with the catalog caches reset.
+    const touched = async (text: string) => queueScanBuffers(await capturePlans(client, async () => void (await client.query(text))));
     // Twice first, so the claims measured below have planned both ways (the second starts at
-    // the head the first remembered): what is counted is the reading, not the first planning.
+    // the head the first remembered).
     for (let warm = 0; warm < 2; warm++) await client.query('select jobs.claim_json(500, null, 600)');
     for (let call = 1; call <= 7; call++) { // past the switch to generic plans
       const { rows } = await client.query<{ r: { jobs: unknown; count: number; unfit: number } }>('select jobs.claim_json(500, null, 600) as r');
       expect(rows[0]!.r).toMatchObject({ jobs: null, count: 0, unfit: 0 });
-      expect(await touched('select jobs.claim_json(500, null, 600) as r'), `call ${call}`).toBeLessThan(80);
-      expect(await touched('select count(*) from jobs.consume(500)'), `call ${call}`).toBeLessThan(60);
+      expect(await touched('select jobs.claim_json(500, null, 600) as r'), `call ${call}`).toBeLessThan(70);
+      expect(await touched('select count(*) from jobs.consume(500)'), `call ${call}`).toBeLessThan(40);
     }
     // Without the priority-5 job the remembered head is among the 20,000 (all due at one instant),
     // and a claim that comes back short looks behind it too: still not through them.
     await client.query('delete from jobs.job_queue where priority = 5');
     for (let call = 1; call <= 7; call++) {
-      expect(await touched('select jobs.claim_json(500, null, 600) as r'), `call ${call}, one priority`).toBeLessThan(80);
+      expect(await touched('select jobs.claim_json(500, null, 600) as r'), `call ${call}, one priority`).toBeLessThan(70);
     }
   });
 
