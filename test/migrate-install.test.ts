@@ -8,6 +8,7 @@ import { pgDriver } from '../src/db/pg.js';
 import { migrations } from '../src/generated/sql.js';
 import { migrate, migrationSql } from '../src/migrate.js';
 import { emptyDb, withClient } from './support/db.js';
+import { until } from './support/drain-process.js';
 
 const allVersions = migrations.map((m) => m.version);
 // Roles are cluster-wide: names of this run's own.
@@ -211,10 +212,16 @@ describe('migrate --roles in two databases of one cluster at once', () => {
       // The first database's migrate has made the roles, not yet committed.
       await first.query('begin');
       await first.query('select jobs.create_roles($1)', [prefix]);
-      const second = migrateAt(two.url, { roles: prefix });
-      const waiting = async () => (await first.query<{ n: number }>(
-        `select count(*)::int as n from pg_locks where locktype = 'transactionid' and not granted`)).rows[0]!.n;
-      while (await waiting() < 1) await new Promise((r) => setTimeout(r, 20));
+      let settled = false;
+      const second = migrateAt(two.url, { roles: prefix }).finally(() => (settled = true));
+      // Until the second database's migrate waits for this transaction's commit, its own xid (pg_locks is
+      // the cluster's: any transactionid wait, as another test file's, once let this commit first, the race
+      // not run). pg_locks, not pg_stat_activity: this transaction would read the latter's first snapshot.
+      const blocked = async () => (await first.query<{ n: number }>(
+        `select count(*)::int as n from pg_locks
+         where locktype = 'transactionid' and not granted and transactionid = pg_current_xact_id()::xid`)).rows[0]!.n > 0;
+      await until(async () => settled || await blocked(), 'the second migrate to wait for the first one\'s commit');
+      expect(settled).toBe(false);
       await first.query('commit');
       expect(await second).toEqual([]);
       expect(await withClient(two.url, async (c) => (await c.query(
