@@ -93,11 +93,13 @@ describe('drain', () => {
     const q = queueWith({ hang: (_b: unknown, ctx: JobContext) => new Promise((_r, reject) => {
       ctx.signal.addEventListener('abort', () => { aborted = ctx.signal.reason; reject(new Error('aborted')); });
     }) });
-    await q.publish('hang', null, { timeoutSeconds: 0.3, maxRetries: 0 });
+    // 2 s, not 0.3 s: a claim answered after the job's timer ended (0.27 s on, a loaded machine's round trip)
+    // nacks it unstarted (handler-end.ts), its handler never run.
+    await q.publish('hang', null, { timeoutSeconds: 2, maxRetries: 0 });
     const report = await q.drain(5, Date.now() + 120_000);
     expect(report).toMatchObject({ claimed: 1, failed: 1, stoppedBy: 'empty' });
-    expect(String(aborted)).toMatch(/timed out after 0.3 s/);
-    expect(await sql(`select status, error from jobs.job`)).toEqual([{ status: 'failure', error: 'timed out after 0.3 s' }]);
+    expect(String(aborted)).toMatch(/timed out after 2 s/);
+    expect(await sql(`select status, error from jobs.job`)).toEqual([{ status: 'failure', error: 'timed out after 2 s' }]);
   });
 
   it('with slow handlers returns by its deadline and leaves nothing running', async () => {
