@@ -145,15 +145,15 @@ describe('batch tasks', () => {
         }, { once: true });
       }), { batch: true }),
     });
-    const [short] = await publishN(q, 'hang', 1, { timeoutSeconds: 0.3 });
+    const [short] = await publishN(q, 'hang', 1, { timeoutSeconds: 2 }); // not 0.3 s: a claim answered after its timer (0.27 s) nacks it unstarted
     await publishN(q, 'hang', 2, { timeoutSeconds: 30 });
     const report = await q.drain(10, deadline());
     expect(report).toMatchObject({ claimed: 3, retried: 3, succeeded: 0 });
-    expect((reason as Error).message).toBe('timed out after 0.3 s');
+    expect((reason as Error).message).toBe('timed out after 2 s');
     expect((await queuedRows()).map((r) => [r.job_id === short, r.attempt, r.last_error])).toEqual([
-      [true, 1, 'timed out after 0.3 s'],
-      [false, 1, 'timed out after 0.3 s (the shortest timeout of its batch call)'],
-      [false, 1, 'timed out after 0.3 s (the shortest timeout of its batch call)'],
+      [true, 1, 'timed out after 2 s'],
+      [false, 1, 'timed out after 2 s (the shortest timeout of its batch call)'],
+      [false, 1, 'timed out after 2 s (the shortest timeout of its batch call)'],
     ]);
   });
 
