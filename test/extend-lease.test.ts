@@ -294,7 +294,7 @@ describe('ctx.extendLease', () => {
       },
     }, countingDriver(counts));
     const quick = await q.publish('quick');
-    const deaf = await q.publish('deaf', null, { timeoutSeconds: 0.3, maxRetries: 1 });
+    const deaf = await q.publish('deaf', null, { timeoutSeconds: 2, maxRetries: 1 }); // not 0.3 s: a claim answered after its timer (0.27 s) nacks it unstarted
     expect(await q.drain(5, deadline())).toMatchObject({ claimed: 2, succeeded: 1, retried: 1 });
     expect(kept).toHaveLength(2);
     expect(await Promise.all(kept.map((ctx) => ctx.extendLease(60)))).toEqual([null, null]);
