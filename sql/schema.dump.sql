@@ -5185,11 +5185,12 @@ declare
   v_missing text;
   v_later integer;
   v_later_keys integer;
-  v_admitted integer;  -- the queues admitted (jobs.admit called in the statement that reads v_ids)
+  v_admitted text[];   -- the bounded queues admitted (jobs.admit called in the statement that reads v_ids)
   v_chosen bigint[] := '{}';
   v_held integer := 0;
   v_held_ids bigint[] := '{}';
   v_bounded text[];
+  v_counted text[];    -- the bounded queues some went back to
   r record;
 begin
   if redrive_counts.include_cancelled and redrive_counts.job_ids is null then
@@ -5313,6 +5314,8 @@ begin
   -- refused the redrive for dead letters it then left), and is left out
   -- of the insert too (v_ids: the same scan), so one whose key is freed
   -- again before the insert does not go back uncounted, past max_size.
+  -- Each bounded queue's jobs.queue_admits row is bumped after the insert,
+  -- only if some went back there, as jobs.publish counts (below).
   perform pg_advisory_xact_lock(736037, hashtext(q)) from unnest(v_bounded) q order by hashtext(q), q;
   perform jobs.lock_serial_keys(v_keys);
   with m as materialized (
@@ -5321,10 +5324,11 @@ begin
       and (j.dedupe_key is null or j.queue <> all(coalesce(v_bounded, '{}'))
            or not exists (select 1 from jobs.job_queue q where q.dedupe_key = j.dedupe_key))
   ), a as (
-    select jobs.admit(x.queue, x.n::integer, 'redriven')
+    select jobs.admit(x.queue, x.n::integer, 'redriven', p_count => false) as q
     from (select m.queue, count(*) as n from m group by m.queue order by hashtext(m.queue), m.queue) x
   )
-  select array_agg(m.job_id), (select count(*) from a) into v_ids, v_admitted from m;
+  select array_agg(m.job_id), (select array_agg((a.q).name) filter (where (a.q).max_size is not null) from a)
+  into v_ids, v_admitted from m;
   -- A dependant cancelled after one dependency failed keeps the rows of its
   -- others still active (jobs.after_end deletes only the failed one's): back
   -- without them, or their success would count it below zero, never to run.
@@ -5358,9 +5362,14 @@ begin
     on conflict do nothing
     returning job_id
   ), gone as (
-    delete from jobs.job j using back b where j.job_id = b.job_id returning 1
+    delete from jobs.job j using back b where j.job_id = b.job_id returning j.queue
   )
-  select count(*) into v_count from gone;
+  select count(*), array_agg(distinct g.queue) filter (where g.queue = any(v_admitted)) into v_count, v_counted from gone g;
+  -- A key taken meanwhile by a publish to another queue (no lock of these):
+  -- its dead letter stays, and a queue none went back to counts none.
+  if v_counted is not null then
+    perform jobs.count_admit(q) from unnest(v_counted) q;
+  end if;
   if v_keys is not null then
     perform jobs.after_end(null, null, v_keys, v_now);
   end if;
