@@ -85,7 +85,7 @@ begin
   select c.paused, c.max_running, c.group_concurrency, c.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
   from jobs.claim_settings(v_queue) c where c.known;
   if not found then
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
+    perform jobs.raise_no_queue(v_queue, format('no queue named %s', quote_literal(v_queue)));
   end if;
 
   -- One probe of the partial lease index; the expiry statement runs only when

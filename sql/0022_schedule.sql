@@ -116,7 +116,8 @@ begin
   end if;
   perform jobs.check_group(schedule.group_id, schedule.group_tier);
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
+    perform jobs.raise_no_queue(coalesce(schedule.queue, 'default'),
+      format('no queue named %s', quote_literal(coalesce(schedule.queue, 'default'))));
   end if;
   if schedule.runner is not null and schedule.runner not in ('pg_cron', 'drains') then
     perform jobs.raise_invalid('PDC03', 'runner', format('must be pg_cron, drains or null (pick), got %s', quote_literal(schedule.runner)));

@@ -85,7 +85,7 @@ begin
   -- back only to a queue that exists): a typo answered 0 otherwise.
   if redrive_counts.queue is not null and not exists (select 1 from jobs.queue x where x.name = redrive_counts.queue) then
     perform jobs.check_name(redrive_counts.queue, 'PD009', 'queue', 'queue name'); -- not a name to create
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s; the dead letters of a deleted queue go back once it is '
+    perform jobs.raise_no_queue(redrive_counts.queue, format('no queue named %s; the dead letters of a deleted queue go back once it is '
       || 'created again (jobs.create_queue(%s))', quote_literal(redrive_counts.queue), quote_literal(redrive_counts.queue)));
   end if;
   -- The matching dead letters; one whose dedupe key an active job holds is

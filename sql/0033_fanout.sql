@@ -66,8 +66,7 @@ begin
   -- Key-share locked: the queue cannot go before this commits.
   perform from jobs.queue q where q.name = subscribe.queue for key share;
   if not found then
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s; create it with jobs.create_queue(%s)',
-      quote_literal(subscribe.queue), quote_literal(subscribe.queue)));
+    perform jobs.raise_no_queue(subscribe.queue);
   end if;
   insert into jobs.subscription as s (event, queue, task)
   values (subscribe.event, subscribe.queue, coalesce(subscribe.task, subscribe.event))

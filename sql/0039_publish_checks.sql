@@ -116,39 +116,47 @@ begin
   end if;
 end $$;
 
--- Raises jobs.admit's PD009 for queue p_queue, which its snapshot has no row
--- of. A name no queue can have is told the rule, not to create it (the hint
--- would fail). In REPEATABLE READ or SERIALIZABLE the queue may have been
--- created since the snapshot: an insert of its name, undone (a
--- subtransaction, on this error path only), tells, as the unique index
--- checks committed rows whatever the snapshot, and the message says to
--- retry. A 40001 of the insert (SERIALIZABLE) is raised as it is: SSI's
--- read/write dependency, for a name a SERIALIZABLE creator wrote after this
--- read it, or for this transaction made a pivot by other reads and writes
--- (no queue created then): retrying is right, 'created after' may not be.
--- The insert does not wait for a transaction creating that queue, not yet
--- committed (a lock_timeout of 1 ms, undone with it): waiting, a publish
--- that fails anyway would hang on it, or close a deadlock with it (it
--- publishing to a bounded queue this transaction holds); such a queue is
--- not there yet.
-create function jobs.raise_no_queue(p_queue text)
+-- Raises PD009 queue for queue p_queue, which its snapshot has no row of:
+-- jobs.admit's (every publish), and jobs.subscribe's, jobs.schedule's,
+-- jobs.redrive's and a claim's (jobs.pick) with p_unknown, their message
+-- for a queue that does not exist (null: 'no queue named 'q'; create it
+-- with jobs.create_queue('q')'). Without one, a name no queue can have is
+-- told the rule, not to create it (the hint would fail). In REPEATABLE READ
+-- or SERIALIZABLE the queue may have been created since the snapshot: an
+-- insert of its name, undone (a subtransaction, on this error path only),
+-- tells, as the unique index checks committed rows whatever the snapshot,
+-- and the message says to retry. A 40001 of the insert (SERIALIZABLE) is
+-- raised as it is: SSI's read/write dependency, for a name a SERIALIZABLE
+-- creator wrote after this read it, or for this transaction made a pivot
+-- by other reads and writes (no queue created then): retrying is right,
+-- 'created after' may not be. The insert does not wait for a transaction
+-- creating that queue, not yet committed (a lock_timeout of 1 ms, undone
+-- with it): waiting, a call that fails anyway would hang on it, or close a
+-- deadlock with it (it publishing to a bounded queue this transaction
+-- holds); such a queue is not there yet. No name no queue can have is
+-- inserted (none was created).
+create function jobs.raise_no_queue(p_queue text, p_unknown text default null)
 returns void language plpgsql as $$
 declare
   v_since boolean := false;
 begin
-  perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
+  if p_unknown is null then
+    perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
+  end if;
   if not jobs.read_committed() then
     begin
+      perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
       perform set_config('lock_timeout', '1ms', true);
       insert into jobs.queue (name) values (p_queue);
       raise sqlstate 'PDA96';  -- none: undo the insert
     exception
       when unique_violation then v_since := true;
-      when sqlstate 'PDA96' or lock_not_available then null;
+      when sqlstate 'PDA96' or sqlstate 'PD009' or lock_not_available then null;
     end;
   end if;
   perform jobs.raise_invalid('PD009', 'queue', case when v_since then format(
     'no queue named %s in this %s transaction''s snapshot: it was created after the snapshot; retry in a new transaction',
     quote_literal(p_queue), upper(current_setting('transaction_isolation')))
-    else format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)) end);
+    else coalesce(p_unknown, format('no queue named %s; create it with jobs.create_queue(%s)',
+                                    quote_literal(p_queue), quote_literal(p_queue))) end);
 end $$;

@@ -3666,7 +3666,7 @@ begin
   select c.paused, c.max_running, c.group_concurrency, c.group_tiers into v_paused, v_max_running, v_group_cap, v_tiers
   from jobs.claim_settings(v_queue) c where c.known;
   if not found then
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(v_queue)));
+    perform jobs.raise_no_queue(v_queue, format('no queue named %s', quote_literal(v_queue)));
   end if;
 
   -- One probe of the partial lease index; the expiry statement runs only when
@@ -5104,30 +5104,34 @@ begin
 end $$;
 
 --
--- Name: raise_no_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: raise_no_queue(text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.raise_no_queue(p_queue text) RETURNS void
+CREATE FUNCTION jobs.raise_no_queue(p_queue text, p_unknown text DEFAULT NULL::text) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
   v_since boolean := false;
 begin
-  perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
+  if p_unknown is null then
+    perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
+  end if;
   if not jobs.read_committed() then
     begin
+      perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
       perform set_config('lock_timeout', '1ms', true);
       insert into jobs.queue (name) values (p_queue);
       raise sqlstate 'PDA96';  -- none: undo the insert
     exception
       when unique_violation then v_since := true;
-      when sqlstate 'PDA96' or lock_not_available then null;
+      when sqlstate 'PDA96' or sqlstate 'PD009' or lock_not_available then null;
     end;
   end if;
   perform jobs.raise_invalid('PD009', 'queue', case when v_since then format(
     'no queue named %s in this %s transaction''s snapshot: it was created after the snapshot; retry in a new transaction',
     quote_literal(p_queue), upper(current_setting('transaction_isolation')))
-    else format('no queue named %s; create it with jobs.create_queue(%s)', quote_literal(p_queue), quote_literal(p_queue)) end);
+    else coalesce(p_unknown, format('no queue named %s; create it with jobs.create_queue(%s)',
+                                    quote_literal(p_queue), quote_literal(p_queue))) end);
 end $$;
 
 --
@@ -5203,7 +5207,7 @@ begin
   -- back only to a queue that exists): a typo answered 0 otherwise.
   if redrive_counts.queue is not null and not exists (select 1 from jobs.queue x where x.name = redrive_counts.queue) then
     perform jobs.check_name(redrive_counts.queue, 'PD009', 'queue', 'queue name'); -- not a name to create
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s; the dead letters of a deleted queue go back once it is '
+    perform jobs.raise_no_queue(redrive_counts.queue, format('no queue named %s; the dead letters of a deleted queue go back once it is '
       || 'created again (jobs.create_queue(%s))', quote_literal(redrive_counts.queue), quote_literal(redrive_counts.queue)));
   end if;
   -- The matching dead letters; one whose dedupe key an active job holds is
@@ -6589,7 +6593,8 @@ begin
   end if;
   perform jobs.check_group(schedule.group_id, schedule.group_tier);
   if not exists (select 1 from jobs.queue q where q.name = coalesce(schedule.queue, 'default')) then
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s', quote_literal(schedule.queue)));
+    perform jobs.raise_no_queue(coalesce(schedule.queue, 'default'),
+      format('no queue named %s', quote_literal(coalesce(schedule.queue, 'default'))));
   end if;
   if schedule.runner is not null and schedule.runner not in ('pg_cron', 'drains') then
     perform jobs.raise_invalid('PDC03', 'runner', format('must be pg_cron, drains or null (pick), got %s', quote_literal(schedule.runner)));
@@ -7439,8 +7444,7 @@ begin
   -- Key-share locked: the queue cannot go before this commits.
   perform from jobs.queue q where q.name = subscribe.queue for key share;
   if not found then
-    perform jobs.raise_invalid('PD009', 'queue', format('no queue named %s; create it with jobs.create_queue(%s)',
-      quote_literal(subscribe.queue), quote_literal(subscribe.queue)));
+    perform jobs.raise_no_queue(subscribe.queue);
   end if;
   insert into jobs.subscription as s (event, queue, task)
   values (subscribe.event, subscribe.queue, coalesce(subscribe.task, subscribe.event))
