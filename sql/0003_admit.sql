@@ -170,12 +170,13 @@ end $$;
 -- passes on among them: holding its row while waiting for them, the publish
 -- deadlocked with a transactional handler's ack of that very job, which
 -- holds a serial key the publish wants (its handler published with it) and
--- waits for the row. No row: no holder. Set-returning, so the calling
--- query inlines it (no function call, the plan of the query it replaces).
+-- waits for the row. No row: no holder. ends null: waiting, no expiry
+-- (it runs to its end). Set-returning, so the calling query inlines it (no
+-- function call, the plan of the query it replaces).
 create function jobs.key_holder(p_key text, p_now timestamptz)
-returns table (job_id bigint, serial_key text, running boolean, ends boolean) language sql stable as $$
+returns table (job_id bigint, serial_key text, running boolean, ends boolean, queue text) language sql stable as $$
   select q.job_id, q.serial_key, q.lease_until is not null,
-         q.lease_until is null and q.expires_at <= p_now or q.lease_until is not null and q.cancel_requested_at is not null
+         q.lease_until is null and q.expires_at <= p_now or q.lease_until is not null and q.cancel_requested_at is not null, q.queue
   from jobs.job_queue q where q.dedupe_key = p_key
 $$;
 

@@ -189,9 +189,11 @@ begin
       -- A holder that will not run to an end of its own lets go of the key
       -- (jobs.key_holder): found here, taken below under the locks. Only on
       -- the first pass: a later one holds the locks, and a holder found
-      -- then is answered.
+      -- then is answered. One that runs to its end is answered at once, no
+      -- lock taken; but one waiting without an expiry (ends null) in another
+      -- queue only under them: this queue may not exist (PD009) or be full (PD010).
       select h.* into v_old from jobs.key_holder(publish.dedupe_key, v_now) h;
-      if found and not (i = 1 and v_old.ends) then
+      if found and not (i = 1 and coalesce(v_old.ends, v_old.queue <> v_queue)) then
         return v_old.job_id;
       elsif found then
         v_take := v_old.job_id;

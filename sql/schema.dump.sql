@@ -2935,11 +2935,11 @@ end $$;
 -- Name: key_holder(text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.key_holder(p_key text, p_now timestamp with time zone) RETURNS TABLE(job_id bigint, serial_key text, running boolean, ends boolean)
+CREATE FUNCTION jobs.key_holder(p_key text, p_now timestamp with time zone) RETURNS TABLE(job_id bigint, serial_key text, running boolean, ends boolean, queue text)
     LANGUAGE sql STABLE
     AS $$
   select q.job_id, q.serial_key, q.lease_until is not null,
-         q.lease_until is null and q.expires_at <= p_now or q.lease_until is not null and q.cancel_requested_at is not null
+         q.lease_until is null and q.expires_at <= p_now or q.lease_until is not null and q.cancel_requested_at is not null, q.queue
   from jobs.job_queue q where q.dedupe_key = p_key
 $$;
 
@@ -4093,9 +4093,11 @@ begin
       -- A holder that will not run to an end of its own lets go of the key
       -- (jobs.key_holder): found here, taken below under the locks. Only on
       -- the first pass: a later one holds the locks, and a holder found
-      -- then is answered.
+      -- then is answered. One that runs to its end is answered at once, no
+      -- lock taken; but one waiting without an expiry (ends null) in another
+      -- queue only under them: this queue may not exist (PD009) or be full (PD010).
       select h.* into v_old from jobs.key_holder(publish.dedupe_key, v_now) h;
-      if found and not (i = 1 and v_old.ends) then
+      if found and not (i = 1 and coalesce(v_old.ends, v_old.queue <> v_queue)) then
         return v_old.job_id;
       elsif found then
         v_take := v_old.job_id;
