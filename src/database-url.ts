@@ -1,32 +1,32 @@
 // A PostgreSQL URL's user name or password with a raw / ? or #: the URL ends
-// its host there, as libpq and pg read it. Checked where a URL comes in (the
+// its host there, as pg reads it, and an @ after it is ambiguous. Checked where a URL comes in (the
 // CLI's --dsn and DATABASE_URL, the Lambda's and the Worker's DATABASE_URL),
 // each naming its own field. No node:* here: the Worker imports it.
 import * as z from 'zod/mini';
 
 /** The rule said of such a URL, after the field's name; the value is never echoed (it holds a password). */
-export const UNENCODED_CREDENTIALS_RULE = 'has a / ? or # before its @, which ends the host there: percent-encode them in the '
-  + 'user name and password (/ as %2F, ? as %3F, # as %23; encodeURIComponent does it)';
+export const UNENCODED_CREDENTIALS_RULE = 'has a / ? or # before an @, which ends the host there: percent-encode them in the '
+  + 'user name and password (/ as %2F, ? as %3F, # as %23; encodeURIComponent does it), and an @ in the query (%40)';
 
 /**
- * Whether a raw / ? or # in the user name or password cut the URL short, as
- * libpq reads it too: postgres://app:pa/ss@db/app is host "app", port "pa"
- * (not a URL), postgres://app:12/34@db/app host "app", port 12. @, :, % and
- * spaces there are read as meant. An @ only in the query
- * (?application_name=a@b) or in a database name without a / after it is none.
+ * Whether the URL may hold a raw / ? or # in its user name or password: the
+ * URL ends its host at the first of them, as pg reads it, so an @ after it
+ * leaves two readings. postgres://app:12/34@db/x is host "app", port 12 to
+ * pg, and postgres://u:a@b/c@host/db host "b", database "c@host/db": refused.
+ * With no user before the host (postgres://h:5432/a@b/c), any later @ is
+ * refused: "h:5432/a" reads as a user and password as well. With one, an @
+ * in the query (?application_name=a@b) or in a database name with no / after
+ * it (postgres://u@h/a@b; pg decodes no %40 there) is read as written.
+ * @, :, % and spaces in the user name and password work as given.
  */
 export function unencodedCredentials(value: string): boolean {
   const rest = /^postgres(?:ql)?:\/\/(.*)$/is.exec(value)?.[1];
   if (rest === undefined) return false;
   const end = rest.search(/[/?#]/);
-  if (end < 0 || rest.slice(0, end).includes('@') || !rest.includes('@', end)) return false;
-  let pathname: string;
-  try {
-    pathname = new URL(value).pathname;
-  } catch {
-    return true;
-  }
-  return /@[^/]*\//.test(pathname);
+  if (end < 0 || !rest.includes('@', end)) return false;
+  if (!rest.slice(0, end).includes('@')) return true;
+  const path = /^\/[^?#]*/.exec(rest.slice(end))?.[0] ?? '';
+  return /@.*\//s.test(path);
 }
 
 /** The adapters' DATABASE_URL check: a postgres:// URL whose user name and password hold no raw / ? or #. */

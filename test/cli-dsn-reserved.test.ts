@@ -15,14 +15,44 @@ const db = await testDb();
 const { host, pathname } = new URL(db.url);
 const withPassword = (password: string, query = '') => `postgres://postgres:${password}@${host}${pathname}${query}`;
 const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-const RULE = 'has a / ? or # before its @, which ends the host there: percent-encode them in the user name and password '
-  + '(/ as %2F, ? as %3F, # as %23; encodeURIComponent does it)';
+const RULE = 'has a / ? or # before an @, which ends the host there: percent-encode them in the user name and password '
+  + '(/ as %2F, ? as %3F, # as %23; encodeURIComponent does it), and an @ in the query (%40)';
 
 it.each(['pa/ss', 'pa?ss', 'pa#ss', '12/34', 'p/w?x#y'])('--dsn with password %s: exit 2 saying to percent-encode it, the value not echoed',
   async (password) => {
     const run = await runCli(db.url, 'stats', '--dsn', withPassword(password));
     expect(run).toEqual({ code: 2, stdout: '', stderr: `pgdrain: --dsn: ${RULE}\n` });
   });
+
+// An @ after the host's end leaves two readings, and pg took the one the
+// user did not mean: postgres://app:12/34@db (no database) and app:12?34@db/x
+// went to host "app", port 12; postgres://u:a@b/c@HOST/db to host "b",
+// database "c@HOST/db". With no user before the host (h:5432/a@b/c), "h:5432/a"
+// reads as user and password as well as host and port: refused too.
+it.each([
+  ['password 12/34, no database', `postgres://app:12/34@${host}`],
+  ['password 12?34', `postgres://app:12?34@${host}${pathname}`],
+  ['password 12#34', `postgres://app:12#34@${host}${pathname}`],
+  ['password a@b/c', withPassword('a@b/c')],
+  ['no user, an @ in the database name', `postgres://${host}/a@b/c`],
+  ['no user, an @ in the query', `postgres://${host}${pathname}?application_name=a@b`],
+])('--dsn with %s: exit 2 saying to percent-encode, nothing tried', async (_, url) => {
+  expect(await runCli(db.url, 'stats', '--dsn', url)).toEqual({ code: 2, stdout: '', stderr: `pgdrain: --dsn: ${RULE}\n` });
+  expect(() => lambdaSettings({ DATABASE_URL: url })).toThrow(new RegExp(`^DATABASE_URL: ${escaped(RULE)}$`));
+  expect(() => workerSettings({ DATABASE_URL: url })).toThrow(new RegExp(`^env\\.DATABASE_URL: ${escaped(RULE)}$`));
+});
+
+// pg decodes no %40 in a database name: a raw @ is its only way there, and
+// with the user named before the host it is read as written.
+it('a database named a@b, in a URL that names its user: migrate reaches it', async () => {
+  await db.sql('create database "a@b"');
+  try {
+    const run = await runCli(db.url, 'migrate', `postgres://postgres@${host}/a@b`);
+    expect([run.code, run.stderr]).toEqual([0, expect.stringMatching(/^pgdrain: applied migrations 1, 2, /)]);
+  } finally {
+    await db.sql('drop database "a@b" with (force)');
+  }
+});
 
 it('DATABASE_URL with one: the same, naming DATABASE_URL; publish (which connects early) too, publishing nothing', async () => {
   expect(await runCli(withPassword('pa/ss'), 'stats')).toEqual({ code: 2, stdout: '', stderr: `pgdrain: DATABASE_URL: ${RULE}\n` });
