@@ -16,6 +16,9 @@ it.each([
   [['event', 'sub', '--help'], "error: unknown command 'sub' (pgdrain event has subscribe, unsubscribe, list, publish)\n"],
   [['draine', '--help'], /^error: unknown command 'draine' \(pgdrain has migrate, drain, publish, .*maintain.*\)\n$/],
   [['help', 'draine'], /^error: unknown command 'draine' \(pgdrain has migrate, drain, /],
+  // commander's help command read its first word only: schedule's help, exit 0.
+  [['help', 'schedule', 'typo'], "error: unknown command 'typo' (pgdrain schedule has add, list, rm)\n"],
+  [['help', 'queue', 'pasue'], QUEUE],
 ])('pgdrain %j: exit 2 naming it, no help', async (args, stderr) => {
   const run = await runCli(NOWHERE, ...args);
   expect(run.code).toBe(2);
@@ -29,6 +32,11 @@ it.each([
   [['queue', 'help', 'pause'], 'Usage: pgdrain queue pause [options] <name>'],
   [['queue', 'pause', '--help'], 'Usage: pgdrain queue pause [options] <name>'],
   [['--help'], 'Usage: pgdrain [options] [command]'],
+  [['help'], 'Usage: pgdrain [options] [command]'],
+  // `help A B` is `A B --help` (commander printed A's help, and for `help help` the program's twice, exit 2).
+  [['help', 'schedule', 'list'], 'Usage: pgdrain schedule list [options]'],
+  [['help', 'queue', 'pause', 'mail'], 'Usage: pgdrain queue pause [options] <name>'],
+  [['help', 'help'], 'Usage: pgdrain help [options] [command...]'],
 ])('pgdrain %j still prints its help, exit 0', async (args, usage) => {
   const run = await runCli(NOWHERE, ...args);
   expect([run.code, run.stdout.split('\n')[0], run.stderr]).toEqual([0, usage, '']);
