@@ -7,6 +7,7 @@
 // `queue create -x --max-size 5` was told `queue create -- -x`). An unknown option
 // that looks like a typo keeps commander's "(Did you mean …?)" alone, and so
 // does one after every argument (`queue purge mail -f`: a mistyped option).
+// A command of several arguments shows the words given after `--` too.
 // dist/cli.mjs: `npm run build` first.
 import { expect, it } from 'vitest';
 import { testDb } from './support/db.js';
@@ -16,8 +17,8 @@ const db = await testDb();
 
 const one = (what: string, command: string, flag: string) =>
   `error: unknown option '${flag}'\n(${what} that starts with - goes after --, options before it: pgdrain ${command} -- ${flag})\n`;
-const several = (command: string, usage: string, flag: string) =>
-  `error: unknown option '${flag}'\n(an argument that starts with - goes after --, options before it: pgdrain ${command} -- ${usage})\n`;
+const several = (command: string, after: string, flag: string) =>
+  `error: unknown option '${flag}'\n(an argument that starts with - goes after --, options before it: pgdrain ${command} -- ${after})\n`;
 
 it.each([
   // The options given stay in the line, before -- (a URL's password masked as everywhere on stderr).
@@ -33,7 +34,7 @@ it.each([
   [['queue', 'delete', "--dsn=host=127.0.0.1 password='two words'", '-x'],
    one('a <name>', "queue delete '--dsn=host=127.0.0.1 password=***'", '-x')],
   [['event', 'subscribe', '--task', 'a.b', 'ev.x', '-x', '--db-timeout', '3'],
-   several('event subscribe --task a.b --db-timeout 3', '<event> <queue>', '-x')],
+   several('event subscribe --task a.b --db-timeout 3', 'ev.x -x', '-x')],
   [['queue', 'pause', '-x'], one('a <name>', 'queue pause', '-x')],
   [['queue', 'resume', '-x'], one('a <name>', 'queue resume', '-x')],
   [['queue', 'purge', '-x'], one('a <name>', 'queue purge', '-x')],
@@ -41,10 +42,14 @@ it.each([
   [['queue', 'delete-ended', '-x'], one('a <name>', 'queue delete-ended', '-x')],
   [['schedule', 'rm', '-x'], one('a <name>', 'schedule rm', '-x')],
   [['event', 'list', '-x'], one('an <event>', 'event list', '-x')],
-  [['event', 'subscribe', 'ev.x', '-x'], several('event subscribe', '<event> <queue>', '-x')],
-  [['event', 'unsubscribe', '-x', 'q'], several('event unsubscribe', '<event> <queue>', '-x')],
-  [['event', 'publish', '-x'], several('event publish', '<event> [json]', '-x')],
-  [['publish', '-x'], several('publish', '<task> [json]', '-x')],
+  // Several arguments: the user's words (they showed `-- <event> <queue>`, which a shell reads as
+  // redirections, the words given dropped), then a required one not given in capitals.
+  [['event', 'subscribe', 'ev.x', '-x'], several('event subscribe', 'ev.x -x', '-x')],
+  [['event', 'subscribe', '-x'], several('event subscribe', '-x QUEUE', '-x')],
+  [['event', 'unsubscribe', '-x', 'q'], several('event unsubscribe', '-x q', '-x')],
+  [['event', 'publish', '-x'], several('event publish', '-x', '-x')],
+  [['publish', '-x'], several('publish', '-x', '-x')],
+  [['publish', '--priority', '1', '-x', '{"a": 1}'], several('publish --priority 1', `-x '{"a": 1}'`, '-x')],
   [['queue', 'delete', '--dsm'], "error: unknown option '--dsm'\n(Did you mean --dsn?)\n"],
   // A name equal to one of the command's options is that option (docs/cli.md says so).
   [['queue', 'delete', '--dsn'], "error: option '--dsn <url>' argument missing\n"],

@@ -52,19 +52,20 @@ function userWords(cmd: Command): { options: string[]; rest: string[] } {
   return { options, rest };
 }
 
-/** The line after commander's unknown-option error: put the argument after --, the user's options before it. */
+/**
+ * The line after commander's unknown-option error: put the arguments after --,
+ * the user's options before it; a required one not given yet as its name in
+ * capitals (not <queue>, which a shell reads as a redirection).
+ */
 function hint(cmd: Command): string {
   const { options, rest } = userWords(cmd);
   // Each word masked before it is quoted: stderr's mask, on the quoted word, read password='x' as password=' and left x.
   const before = [words(cmd), ...options.map((word) => shellWord(withoutPasswords(word)))].join(' ');
   const args = cmd.registeredArguments;
-  if (args.length === 1) {
-    const name = args[0]!.name();
-    const article = /^[aeiou]/.test(name) ? 'an' : 'a';
-    return `(${article} <${name}> that starts with - goes after --, options before it: ${before} -- ${rest.map(shellWord).join(' ')})`;
-  }
-  const usage = args.map((a) => `${a.required ? '<' : '['}${a.name()}${a.variadic ? '...' : ''}${a.required ? '>' : ']'}`);
-  return `(an argument that starts with - goes after --, options before it: ${before} -- ${usage.join(' ')})`;
+  const missing = args.slice(rest.length).filter((a) => a.required).map((a) => a.name().toUpperCase());
+  const name = args[0]!.name();
+  const what = args.length > 1 ? 'an argument' : `${/^[aeiou]/.test(name) ? 'an' : 'a'} <${name}>`;
+  return `(${what} that starts with - goes after --, options before it: ${before} -- ${[...rest.map(shellWord), ...missing].join(' ')})`;
 }
 
 /**
