@@ -129,7 +129,7 @@ where p.prefix ~ '^[a-z_][a-z0-9_]{0,40}$'
 // Whether jobs.create_roles ran in this database, read before an upgrade:
 // it takes PUBLIC's EXECUTE on every routine of the schema, its own
 // included, which no migration takes.
-const rolesRan = `select not pg_catalog.has_function_privilege('public', p, 'EXECUTE') as ran
+export const rolesRan = `select not pg_catalog.has_function_privilege('public', p, 'EXECUTE') as ran
 from pg_catalog.to_regprocedure('jobs.create_roles(text)') p`;
 
 /**
@@ -214,7 +214,7 @@ export async function migrate(driver: Driver, options: MigrateOptions = {}): Pro
   }
 }
 
-interface AppliedRow { version: number; name: string; checksum: string | null }
+export interface AppliedRow { version: number; name: string; checksum: string | null }
 
 /**
  * jobs.migration's rows, or undefined when this role cannot read them: no
@@ -245,7 +245,7 @@ async function readRecord(tx: Queryable): Promise<Map<number, AppliedRow> | unde
 }
 
 /** The record, refused when it is not this build's: a newer version, or another name or text under one. */
-function checkRecord(done: Map<number, AppliedRow>): Map<number, AppliedRow> {
+export function checkRecord(done: Map<number, AppliedRow>): Map<number, AppliedRow> {
   const newer = [...done.keys()].filter((v) => v > latestVersion);
   if (newer.length > 0) {
     throw new PgDrainError('migration_failed',
@@ -273,11 +273,14 @@ function checkApplied(row: AppliedRow, m: Migration): void {
 /**
  * The whole schema as one SQL script, for teams that run their own
  * migration tool. Running it on a database pgdrain already migrated fails on
- * the first existing object; use `pgdrain migrate` there.
+ * the first existing object; use `pgdrain migrate` there, or give `applied`
+ * (migrate-pending.ts): the script then holds the others only, and the roles'
+ * grants again with `regrants`, as migrate() would run them.
  */
-export function migrationSql(): string {
-  const parts = migrations.map((m) =>
+export function migrationSql(plan: { applied?: ReadonlySet<number>; regrants?: boolean } = {}): string {
+  const parts = migrations.filter((m) => !plan.applied?.has(m.version)).map((m) =>
     `-- ${m.file}\n${m.sql.trim()}\n` +
     `insert into jobs.migration (version, name, checksum) values (${m.version}, '${m.name}', '${m.checksum}');\n`);
-  return `begin;\nset transaction isolation level read committed;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${schemaCheck}\n${record}\n\n${parts.join('\n')}commit;\n`;
+  return `begin;\nset transaction isolation level read committed;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${schemaCheck}\n${record}\n\n`
+    + `${parts.join('\n')}${plan.regrants ? `${regrant};\n` : ''}commit;\n`;
 }

@@ -13,6 +13,7 @@ import { addDbTimeout, withinBound } from './db-bound.js';
 import { addExpiryOptions, addRetryPolicyOptions, eventCommand, expiryOf, retryPolicyOf } from './event-commands.js';
 import { jobCommands } from './job-commands.js';
 import { maintainCommand } from './maintain-command.js';
+import { migrateCommand } from './migrate-command.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addGroupOptions, addPublishOptions, dsnOption, featureCommands, groupOf } from './features.js';
 import { checkedBy, integer, json, seconds, throttle } from './flag-parsers.js';
@@ -49,32 +50,7 @@ export function program(): Command {
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(withoutPasswords(text)) });
 
-  cli.command('migrate')
-    .description('create or upgrade the jobs schema (idempotent, safe to run concurrently)')
-    .argument('[dsn]', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)')
-    .option('--print', 'print the migration SQL instead of applying it')
-    .option('--roles [prefix]', 'also create NOLOGIN roles <prefix>_publisher, _worker, _admin (default prefix pgdrain)')
-    .addOption(dsnOption())
-    .action(async (dsnArgument: string | undefined, opts: { print?: boolean; roles?: string | boolean; dsn?: string }) => {
-      // Loaded here only: the migrations' SQL is a third of the CLI, and a drain never needs it.
-      const { migrate, migrationSql, ROLE_PREFIX } = await import('../migrate.js');
-      if (opts.print) {
-        process.stdout.write(migrationSql());
-        return;
-      }
-      if (dsnArgument !== undefined && opts.dsn !== undefined) {
-        throw new ValidationError('--dsn', 'give the URL once: as the argument or with --dsn');
-      }
-      // Before any connection: `--roles URL` takes the URL as the prefix.
-      if (typeof opts.roles === 'string' && !ROLE_PREFIX.test(opts.roles)) {
-        throw new ValidationError('--roles', 'must be a lower-case identifier of at most 41 characters' +
-          (opts.roles.includes(':') ? ' (a URL? give it before --roles, or with --dsn)' : ''));
-      }
-      await withConnection(dsnArgument ?? opts.dsn, async ({ driver }) => {
-        const applied = await migrate(driver, { roles: opts.roles });
-        log(applied.length ? `pgdrain: applied migrations ${applied.join(', ')}` : 'pgdrain: schema is up to date');
-      });
-    });
+  cli.addCommand(inheriting(migrateCommand(withConnection, log), cli));
 
   addDrainOptions(cli.command('drain'))
     .description('claim, run and settle jobs until the queue is empty or the deadline is near')

@@ -1,0 +1,18 @@
+// `pgdrain migrate --print --pending`: the script of the migrations a
+// database has not applied, read from its jobs.migration, for a DBA who
+// reviews (or runs by hand) what `pgdrain migrate` would apply to it.
+import type { Driver } from './db/driver.js';
+import { type AppliedRow, checkRecord, latestVersion, migrationSql, rolesRan } from './migrate.js';
+
+/** The pending versions, and their script (empty when there are none); refuses a record that is not this build's. */
+export async function pendingMigrationSql(driver: Driver): Promise<{ pending: number[]; sql: string }> {
+  const { rows: [probe] } = await driver.query<{ present: boolean }>(
+    `select pg_catalog.to_regclass('jobs.migration') is not null as present`);
+  const rows = probe?.present ? (await driver.query<AppliedRow>('select version, name, checksum from jobs.migration')).rows : [];
+  const done = checkRecord(new Map(rows.map((r) => [Number(r.version), r])));
+  const pending = Array.from({ length: latestVersion }, (_, i) => i + 1).filter((v) => !done.has(v));
+  if (pending.length === 0) return { pending, sql: '' };
+  // As migrate() reads it before an upgrade: the roles an earlier --roles made get their grants again.
+  const regrants = done.size > 0 && (await driver.query<{ ran: boolean | null }>(rolesRan)).rows[0]?.ran === true;
+  return { pending, sql: migrationSql({ applied: new Set(done.keys()), regrants }) };
+}
