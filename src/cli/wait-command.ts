@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { PgJobEvents } from '../db/pg-events.js';
-import { PgDrainError } from '../errors.js';
+import { PgDrainError, ValidationError } from '../errors.js';
+import { isJobId } from '../options.js';
 import { databaseUrl, withConnectTimeout } from './connect.js';
 import { openedWithin, sessionReadBound } from './db-bound.js';
 import { dsnOption } from './features.js';
@@ -20,6 +21,10 @@ export function waitCommand(): Command {
     .option('--timeout <seconds>', 'give up after this long', positive)
     .addOption(dsnOption())
     .action(async (id: string, opts: { timeout?: number; dsn?: string }) => {
+      // Before the session opens, as show and cancel check theirs: `wait abc` was "database unavailable" on a down server.
+      if (!isJobId(id)) {
+        throw new ValidationError('id', `must be a job id (a positive integer of at most 9223372036854775807), got ${JSON.stringify(id)}`);
+      }
       // Checked as every command's URL (set but empty, not postgres://, a raw / ? or # in its password).
       const url = databaseUrl(opts.dsn);
       if (!url) throw new PgDrainError('invalid_argument', 'wait needs a PostgreSQL URL (--dsn or DATABASE_URL): the embedded database has no LISTEN session to share', { field: 'dsn' });
