@@ -216,6 +216,14 @@ end $$;
 
 -- Creates or replaces pg_cron job p_jobname; p_cron as pg_cron takes it
 -- (jobs.cron_text). Refuses a recurrence rule (PDC01 cron): pg_cron reads cron only.
+-- A tick's command (jobs.run_schedule, jobs.run_http_drain) opens with 'set
+-- transaction isolation level read committed; ': pg_cron runs a command in
+-- one transaction (a multi-statement one too, with or without
+-- cron.use_background_workers), at the database's or role's
+-- default_transaction_isolation, and a tick at REPEATABLE READ or
+-- SERIALIZABLE that met its schedule's row changed after its snapshot
+-- failed 40001, not retried: its tick lost. Not maintenance's CALL (a
+-- procedure that commits may not follow another statement) nor VACUUM.
 create function jobs.pg_cron_schedule(p_jobname text, p_cron text, p_command text)
 returns bigint language plpgsql as $$
 declare

@@ -256,7 +256,7 @@ begin
   end if;
   if v_runner = 'pg_cron' then
     perform jobs.pg_cron_schedule('pgdrain:schedule:' || schedule.name, v_cron,
-                                  format('select jobs.run_schedule(%L)', schedule.name));
+                                  format('set transaction isolation level read committed; select jobs.run_schedule(%L)', schedule.name));
   else
     -- Whatever the row said: a first schedule() for this name with runner
     -- pg_cron may have committed after this one read the row.

@@ -178,7 +178,8 @@ begin
   on conflict on constraint http_drain_pkey do update
   set url = excluded.url, token = excluded.token, body = excluded.body, timeout_ms = excluded.timeout_ms;
   return jobs.pg_cron_schedule('pgdrain:http:' || schedule_http_drain.name, schedule_http_drain.cron,
-                               format('select jobs.run_http_drain(%L)', schedule_http_drain.name));
+                               format('set transaction isolation level read committed; select jobs.run_http_drain(%L)',
+                                      schedule_http_drain.name));
 end $$;
 
 -- Removes an HTTP drain and its pg_cron job. Returns false if there was none.

@@ -6735,7 +6735,7 @@ begin
   end if;
   if v_runner = 'pg_cron' then
     perform jobs.pg_cron_schedule('pgdrain:schedule:' || schedule.name, v_cron,
-                                  format('select jobs.run_schedule(%L)', schedule.name));
+                                  format('set transaction isolation level read committed; select jobs.run_schedule(%L)', schedule.name));
   else
     -- Whatever the row said: a first schedule() for this name with runner
     -- pg_cron may have committed after this one read the row.
@@ -6791,7 +6791,8 @@ begin
   on conflict on constraint http_drain_pkey do update
   set url = excluded.url, token = excluded.token, body = excluded.body, timeout_ms = excluded.timeout_ms;
   return jobs.pg_cron_schedule('pgdrain:http:' || schedule_http_drain.name, schedule_http_drain.cron,
-                               format('select jobs.run_http_drain(%L)', schedule_http_drain.name));
+                               format('set transaction isolation level read committed; select jobs.run_http_drain(%L)',
+                                      schedule_http_drain.name));
 end $_$;
 
 --

@@ -22,6 +22,12 @@ const waitingOnLock = async (text: string) =>
   (await sql(`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'
               and query like $1`, [`%${text}%`])).length > 0;
 
+/** What a pg_cron command answers: its last statement's rows (a tick's command is two statements). */
+const commandRows = async (text: string) => {
+  const r = (await pool.query(text)) as unknown as pg.QueryResult | pg.QueryResult[];
+  return (Array.isArray(r) ? r[r.length - 1]! : r).rows as Record<string, string | null>[];
+};
+
 const cronJob = async (name: string) =>
   (await sql<{ jobid: string; schedule: string; command: string; database: string; active: boolean }>(
     `select jobid, schedule, command, database, active from cron.job where jobname = $1`, [name]));
@@ -56,7 +62,7 @@ describe('pg_cron', () => {
     expect(await sql(`select jobs.schedule('nightly', '0 3 * * *', 'report.daily', '{"d":1}', timeout => 30) as r`))
       .toEqual([{ r: 'pg_cron' }]);
     const [first] = await cronJob('pgdrain:schedule:nightly');
-    expect(first).toMatchObject({ schedule: '0 3 * * *', command: "select jobs.run_schedule('nightly')",
+    expect(first).toMatchObject({ schedule: '0 3 * * *', command: "set transaction isolation level read committed; select jobs.run_schedule('nightly')",
                                   database: 'postgres', active: true });
     await sql(`select jobs.schedule('nightly', '0 3 * * *', 'report.daily', '{"d":1}', timeout => 30)`);
     await sql(`select jobs.schedule('nightly', '30 4 * * *', 'report.daily', '{"d":2}', timeout => 30)`);
@@ -189,10 +195,10 @@ describe('pg_cron', () => {
     await sql('truncate jobs.job_queue');
     expect(await sql(`select jobs.schedule('single', '* * * * *', 'cron.single', overlap => 'skip') as r`)).toEqual([{ r: 'pg_cron' }]);
     const [job] = await cronJob('pgdrain:schedule:single');
-    expect(job!.command).toBe("select jobs.run_schedule('single')");
+    expect(job!.command).toBe("set transaction isolation level read committed; select jobs.run_schedule('single')");
     // pg_cron's ticks, run as pg_cron runs them.
     const ids = [];
-    for (let i = 0; i < 3; i++) ids.push((await sql<Record<string, string | null>>(job!.command))[0]!.run_schedule);
+    for (let i = 0; i < 3; i++) ids.push((await commandRows(job!.command))[0]!.run_schedule);
     expect(ids[0]).not.toBeNull();
     expect(ids.slice(1)).toEqual([null, null]);
     expect(await sql(`select job_id::text as id, dedupe_key from jobs.job_queue where task = 'cron.single'`))
@@ -201,7 +207,7 @@ describe('pg_cron', () => {
                       from jobs.schedules where name = 'single'`))
       .toEqual([{ overlap: 'skip', skipped_ticks: 2, id: ids[0], skipped: true }]);
     await sql(`select jobs.ack(c.job_id) from jobs.claim(1, 'cron.single') c`);
-    const next = (await sql<Record<string, string | null>>(job!.command))[0]!.run_schedule;
+    const next = (await commandRows(job!.command))[0]!.run_schedule;
     expect(next).not.toBeNull();
     expect(next).not.toBe(ids[0]);
     expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'cron.single'`)).toEqual([{ n: 1 }]);
@@ -218,8 +224,8 @@ describe('pg_cron', () => {
     // pg_cron's ticks, run as pg_cron runs them.
     const ids: Record<string, (string | null)[]> = { digest: [], kept: [] };
     for (let i = 0; i < 2; i++) {
-      ids.digest!.push((await sql<Record<string, string | null>>(digest!.command))[0]!.run_schedule!);
-      ids.kept!.push((await sql<Record<string, string | null>>(kept!.command))[0]!.run_schedule!);
+      ids.digest!.push((await commandRows(digest!.command))[0]!.run_schedule!);
+      ids.kept!.push((await commandRows(kept!.command))[0]!.run_schedule!);
     }
     expect(ids.digest![0]).not.toBeNull();
     expect(ids.digest![1]).toBe(ids.digest![0]);
@@ -358,7 +364,7 @@ describe('pg_cron', () => {
     expect([bad.code, bad.column]).toEqual(['PDC03', 'url']);
     await sql(`select jobs.schedule_http_drain('https://app.example/drain', 'secret', '*/2 * * * *', body => '{"batchSize":50}')`);
     const [job] = await cronJob('pgdrain:http:default');
-    expect(job).toMatchObject({ schedule: '*/2 * * * *', command: "select jobs.run_http_drain('default')" });
+    expect(job).toMatchObject({ schedule: '*/2 * * * *', command: "set transaction isolation level read committed; select jobs.run_http_drain('default')" });
     expect(job!.command).not.toContain('secret');
     await sql(job!.command);
     // The body as given; timeout_ms by default over serve's default budget (90 s): pg_net hanging up stops the drain.
@@ -436,6 +442,44 @@ describe('pg_cron', () => {
         .toEqual([{ state: 'success', n: report.succeeded }]);
     } finally {
       await queue.close();
+    }
+  }, 120_000);
+
+  // A tick run where default_transaction_isolation is SERIALIZABLE (a role's setting here: the database's would
+  // reach the other test files' sessions), its schedule's row updated by another session across the minute and
+  // committed once the tick waits on it. Unfixed, the tick ran at SERIALIZABLE: 40001 from its FOR UPDATE, in
+  // pg_cron's run log only, nothing published, the tick lost. Its command now sets READ COMMITTED first: it waits,
+  // then publishes. (Checked by hand with cron.use_background_workers = on too: the same.)
+  it("a real firing at a SERIALIZABLE default: the tick's command runs it at READ COMMITTED, its row changed across the minute waited for", async () => {
+    await sql(`truncate jobs.job_queue, jobs.job`);
+    await sql(`drop role if exists pgdrain_serial_ticks`);
+    await sql(`create role pgdrain_serial_ticks login superuser;
+               alter role pgdrain_serial_ticks set default_transaction_isolation = 'serializable'`);
+    try {
+      expect(await sql(`select jobs.schedule('serial', '* * * * *', 'cron.serial') as r`)).toEqual([{ r: 'pg_cron' }]);
+      const [job] = await cronJob('pgdrain:schedule:serial');
+      // pg_cron runs a job as its username: this one, at its SERIALIZABLE default.
+      await sql(`update cron.job set username = 'pgdrain_serial_ticks' where jobid = $1`, [job!.jobid]);
+      const holder = await pool.connect();
+      try {
+        await holder.query(`begin; update jobs.recurring set updated_at = updated_at where name = 'serial'`);
+        // pg_cron 1.4 fires on minute boundaries: up to ~60 s from now.
+        await until(() => waitingOnLock(`jobs.run_schedule('serial')`), 'the tick to wait on the schedule\'s row', 80_000);
+        await holder.query('commit');
+      } finally {
+        holder.release();
+      }
+      await until(async () => (await sql(`select 1 from cron.job_run_details where jobid = $1 and status in ('succeeded', 'failed')`,
+                                          [job!.jobid])).length > 0, 'the tick to end', 20_000);
+      expect(await sql(`select status, return_message from cron.job_run_details where jobid = $1`, [job!.jobid]))
+        .toMatchObject([{ status: 'succeeded' }]);
+      expect(await sql(`select count(*)::int as n from jobs.job_queue where task = 'cron.serial'`)).toEqual([{ n: 1 }]);
+      expect(await sql(`select last_run_at is not null as ran, last_error from jobs.recurring where name = 'serial'`))
+        .toEqual([{ ran: true, last_error: null }]);
+    } finally {
+      await sql(`update cron.job set username = current_user where jobname = 'pgdrain:schedule:serial'`);
+      await sql(`select jobs.unschedule('serial')`);
+      await sql(`drop role pgdrain_serial_ticks`);
     }
   }, 120_000);
 });
