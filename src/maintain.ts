@@ -27,7 +27,7 @@ export interface MaintainReport extends PassReport {
   passes: number;
   /** false when the budget ran out (or options.signal fired) while the last pass still found a full share to do (jobs, leases, windows or misses) or left some. */
   caughtUp: boolean;
-  /** Present (true) only when options.signal stopped it before it caught up: no pass started after the signal. */
+  /** Present (true) only when options.signal fired before it caught up (the budget ending too): no pass started after the signal. */
   stopped?: true;
 }
 
@@ -82,7 +82,8 @@ export async function maintain(db: Queryable, options: z.input<typeof maintainSc
     // same rows again, until the budget ran out: two such passes in a row end it, not caught up.
     idle = pass.left > 0 && pass.expired + pass.ticks + pass.deleted + pass.archived + pass.windows + pass.misses === 0
       ? idle + 1 : 0;
-    if (total.caughtUp || idle >= 2 || Date.now() >= deadline) return total;
+    // Stopped by the budget (or by passes that only left rows) with the signal fired meanwhile: stopped all the same.
+    if (total.caughtUp || idle >= 2 || Date.now() >= deadline) return total.caughtUp || !o.signal?.aborted ? total : { ...total, stopped: true };
   }
   // Not the signal's reason thrown, as drain() does not: what the passes did is the answer.
   return { ...total, stopped: true };

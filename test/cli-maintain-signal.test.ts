@@ -97,6 +97,30 @@ it('maintain() with a signal fired: no pass after it; already fired, none at all
     .toEqual({ ...none, deleted: 40, passes: 5, caughtUp: true });
 });
 
+it('maintain() with a signal fired during a pass that also spent the budget (or left only rows): stopped, as docs say', async () => {
+  const stop = new AbortController();
+  // The signal fired once the pass has answered, and the budget (1 ms) spent by then too: the loop's other exit.
+  const firing: Queryable = { query: (async (text: string, params?: readonly unknown[]) => {
+    const r = await db.driver.query(text, params);
+    await new Promise((done) => setTimeout(done, 5));
+    stop.abort();
+    return r;
+  }) as Queryable['query'] };
+  // Unfixed: no `stopped` (the budget's return came first), so a caller looping until caughtUp or stopped ran on,
+  // and the CLI said the budget ran out.
+  expect(await maintain(firing, { maxRows: 10, budgetMs: 1, signal: stop.signal })).toEqual({
+    expired: 0, ticks: 0, deleted: 10, archived: 0, windows: 0, misses: 0, left: 0, passes: 1, caughtUp: false, stopped: true });
+  // Caught up in that pass: no `stopped`, whatever the budget.
+  const late = new AbortController();
+  const caughtUp: Queryable = { query: (async (text: string, params?: readonly unknown[]) => {
+    const r = await db.driver.query(text, params);
+    late.abort();
+    return r;
+  }) as Queryable['query'] };
+  expect(await maintain(caughtUp, { maxRows: 100, budgetMs: 1, signal: late.signal })).toEqual({
+    expired: 0, ticks: 0, deleted: 40, archived: 0, windows: 0, misses: 0, left: 0, passes: 1, caughtUp: true });
+});
+
 it('options.signal that is not an AbortSignal is refused, naming it', async () => {
   await expect(maintain(db.driver, { signal: 'stop' as never })).rejects.toThrow('options.signal: must be an AbortSignal');
   expect(await endedLeft()).toBe(50);
