@@ -219,7 +219,7 @@ describe('a job claimed again while its earlier attempt still runs', () => {
         flaky: async (_b: unknown, ctx: JobContext) => {
           runs.push(ctx.job.attempt);
           if (ctx.job.attempt === 1) {
-            await secondStarted; // long past its 0.3 s timeout: nacked, retried, claimed again
+            await secondStarted; // long past its 2 s timeout: nacked, retried, claimed again
             returnFirst();
             return 'late';
           }
@@ -229,7 +229,9 @@ describe('a job claimed again while its earlier attempt still runs', () => {
           return 'second';
         },
       });
-      const id = await q.publish('flaky', null, { timeoutSeconds: 0.3, maxRetries: 1 });
+      // 2 s, not 0.3 s: a claim answered after the job's timer ended (0.27 s on, a loaded machine's round trip)
+      // nacks it unstarted (handler-end.ts), its handler never run.
+      const id = await q.publish('flaky', null, { timeoutSeconds: 2, maxRetries: 1 });
       const report = await q.drain(5, Date.now() + 60_000);
       expect(runs).toEqual([1, 2]);
       expect(report).toMatchObject({ claimed: 2, succeeded: 1, retried: 1, stale: 0 });
