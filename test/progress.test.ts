@@ -86,7 +86,9 @@ describe('ctx.progress', () => {
         return 'too late';
       },
     });
-    const id = await q.publish('slow', null, { timeoutSeconds: 0.5, maxRetries: 1 });
+    // 2 s, not 0.5 s: a claim answered after the job's timer ended (0.45 s on, a loaded machine's round trip)
+    // nacks it unstarted (handler-end.ts), its handler never run.
+    const id = await q.publish('slow', null, { timeoutSeconds: 2, maxRetries: 1 });
     const report = await q.drain(10, deadline());
     expect(report).toMatchObject({ retried: 1 });
     await handlerEnd.opened;
