@@ -8,6 +8,7 @@ import { afterAll, expect, it } from 'vitest';
 import { pgDriver } from '../src/db/pg.js';
 import { createQueue, defineTask } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
 
 const db = await testDb();
 const driver = pgDriver(db.url, { max: 3 }); // two connections for handlers, over every drain on it
@@ -24,10 +25,12 @@ const queue = createQueue({ driver, tasks });
 
 it('a lingering drain with a hung handler, its pool full, still ends at its deadline', async () => {
   await db.sql(`select jobs.create_queue('idle'), jobs.create_queue('busy')`);
-  await db.sql(`select jobs.publish('hung', '{}'::jsonb, timeout_seconds => 0.5, max_retries => 0, queue => 'idle')`);
-  const lingering = queue.drain(10, Date.now() + 4000, { queue: 'idle', lingerMs: 60_000, pollMs: 100 });
+  // 2 s, not 0.5 s: a claim answered after the job's timer ended (0.45 s on, a loaded machine's round trip)
+  // nacks it unstarted (handler-end.ts), its handler never run (nothing hung).
+  await db.sql(`select jobs.publish('hung', '{}'::jsonb, timeout_seconds => 2, max_retries => 0, queue => 'idle')`);
+  const lingering = queue.drain(10, Date.now() + 6000, { queue: 'idle', lingerMs: 60_000, pollMs: 100 });
   // Its job timed out (failed) while its handler holds on; it lingers on its empty queue.
-  await db.sql(`select 1 from pg_sleep(1.5)`);
+  await until(async () => (await db.sql(`select 1 from jobs.job where status = 'failure'`)).length > 0, 'the hung job to fail');
   await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 60, queue => 'busy')`);
   const busy = queue.drain(10, Date.now() + 120_000, { queue: 'busy' });
   try {
