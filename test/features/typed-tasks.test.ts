@@ -176,12 +176,14 @@ describe('transactional tasks', () => {
       if (!ctx.signal.aborted) await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
       return 'late';
     }, { transactional: true });
-    await q.publish('ledger.add', null, { timeoutSeconds: 0.2 });
+    // 2 s, not 0.2 s: a claim answered after the job's timer ended (0.18 s on, a loaded machine's round trip)
+    // nacks it unstarted (handler-end.ts), its handler never run.
+    await q.publish('ledger.add', null, { timeoutSeconds: 2 });
     const report = await q.drain(10, deadline());
     expect(report).toMatchObject({ succeeded: 0, retried: 1, stale: 0 });
-    expect(report.failures[0]!.error).toBe('timed out after 0.2 s');
+    expect(report.failures[0]!.error).toBe('timed out after 2 s');
     expect(await sql(`select count(*)::int as n from public.ledger`)).toEqual([{ n: 0 }]);
-    expect(await sql(`select attempt, last_error from jobs.job_queue`)).toEqual([{ attempt: 1, last_error: 'timed out after 0.2 s' }]);
+    expect(await sql(`select attempt, last_error from jobs.job_queue`)).toEqual([{ attempt: 1, last_error: 'timed out after 2 s' }]);
   });
 
   it('a job whose timeout passes while it waits for a connection is released, its attempt kept, and runs once one is free', async () => {
@@ -198,16 +200,18 @@ describe('transactional tasks', () => {
     }, { transactional: true });
     try {
       await q.publish('ledger.add', { n: 1 }, { timeoutSeconds: 30, priority: 1 });
-      await q.publish('ledger.add', { n: 2 }, { timeoutSeconds: 0.3, maxRetries: 0 });
+      // 2 s, not 0.3 s: its second claim answered after its timer ended (0.27 s on, a loaded machine's round trip)
+      // would nack it unstarted (handler-end.ts), failed, never run.
+      await q.publish('ledger.add', { n: 2 }, { timeoutSeconds: 2, maxRetries: 0 });
       // Told to run more at once than its pool holds (by default it would not).
       const drained = q.drain(10, deadline(), { concurrency: 10 });
       await until(async () => started.length > 0, 'the first job to hold the connection');
-      await sleep(600); // past the second job's timeout, while it waits for the connection
+      await sleep(2500); // past the second job's timeout, while it waits for the connection
       open();
       const report = await drained;
       // Released unstarted (maxRetries 0 did not fail it), claimed again by the claim that waited for the
       // pool's one connection, and given its whole timeout from that connection: it ran. Before, that
-      // claim counted the pool's wait as the job's time: 'timed out after 0.3 s, before it could start'.
+      // claim counted the pool's wait as the job's time: 'timed out after 2 s, before it could start'.
       expect(started).toEqual(['1', '2']);
       expect(await sql(`select status, attempts from jobs.job where body = '{"n": 2}'`)).toEqual([{ status: 'success', attempts: 1 }]);
       expect(report).toMatchObject({ claimed: 3, succeeded: 2, released: 1, failed: 0 });
@@ -240,13 +244,15 @@ describe('transactional tasks', () => {
 
   it('counts a transactional handler that runs on past its timeout as holding its connection: later jobs are not nacked unrun', async () => {
     const q = createQueue({ driver: pgDriver(db.url, { max: 2 }) });
-    // Deaf to its signal inside a statement: it holds its connection 1.5 s past its 0.5 s timeout.
-    q.defineTask('tx.slow', async (_: unknown, ctx) => { await ctx.db.query('select pg_sleep(2)'); }, { transactional: true });
+    // Deaf to its signal inside a statement: it holds its connection 3 s past its 2 s timeout, longer than a
+    // quick job's 2 s. Not 0.5 s timeouts: a claim answered after a job's timer ended (0.45 s on, a loaded
+    // machine's round trip) nacks it unstarted (handler-end.ts), a slow one never holding its connection.
+    q.defineTask('tx.slow', async (_: unknown, ctx) => { await ctx.db.query('select pg_sleep(5)'); }, { transactional: true });
     q.defineTask('tx.quick', async (_: unknown, ctx) => { await ctx.db.query('select 1'); }, { transactional: true });
     try {
-      await q.publishBulk([{ task: 'tx.slow', timeoutSeconds: 0.5, maxRetries: 0, priority: 1 },
-                           { task: 'tx.slow', timeoutSeconds: 0.5, maxRetries: 0, priority: 1 }]);
-      await q.publishBulk(Array.from({ length: 4 }, () => ({ task: 'tx.quick', timeoutSeconds: 0.5, maxRetries: 0 })));
+      await q.publishBulk([{ task: 'tx.slow', timeoutSeconds: 2, maxRetries: 0, priority: 1 },
+                           { task: 'tx.slow', timeoutSeconds: 2, maxRetries: 0, priority: 1 }]);
+      await q.publishBulk(Array.from({ length: 4 }, () => ({ task: 'tx.quick', timeoutSeconds: 2, maxRetries: 0 })));
       await q.drain(10, deadline());
       expect(await sql(`select task, status, count(*)::int as n from jobs.job group by 1, 2 order by 1`)).toEqual([
         { task: 'tx.quick', status: 'success', n: 4 }, { task: 'tx.slow', status: 'failure', n: 2 }]);
