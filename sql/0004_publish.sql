@@ -176,7 +176,8 @@ begin
           publish.expires_at, publish.dead_letter, publish.group_id, publish.group_tier);
       elsif found and v_keep_waiting and v_old.lease_until is null and v_old.attempt = 0
             and not coalesce(v_old.expires_at <= v_now, false) then
-        -- Not started yet (pg-boss's created): it holds the key.
+        -- Not started yet (pg-boss's created): it holds the key (in another queue: once this one exists, PD009).
+        if v_old.queue <> v_queue then perform jobs.admit(v_queue, 0); end if;
         return v_old.job_id;
       elsif found then
         -- Running (or its lease ran out unseen, or expired; keep_waiting: or
@@ -189,11 +190,11 @@ begin
       -- A holder that will not run to an end of its own lets go of the key
       -- (jobs.key_holder): found here, taken below under the locks. Only on
       -- the first pass: a later one holds the locks, and a holder found
-      -- then is answered. One that runs to its end is answered at once, no
-      -- lock taken; but one waiting without an expiry (ends null) in another
-      -- queue only under them: this queue may not exist (PD009) or be full (PD010).
+      -- then is answered. One that runs to its end is answered at once, as a bulk's: no bound lock
+      -- (even a full queue), but one in another queue only once this one exists (PD009; ends null: waiting, no expiry).
       select h.* into v_old from jobs.key_holder(publish.dedupe_key, v_now) h;
-      if found and not (i = 1 and coalesce(v_old.ends, v_old.queue <> v_queue)) then
+      if found and not (i = 1 and coalesce(v_old.ends, false)) then
+        if v_old.queue <> v_queue then perform jobs.admit(v_queue, 0); end if;
         return v_old.job_id;
       elsif found then
         v_take := v_old.job_id;
