@@ -25,6 +25,8 @@ export function unencodedCredentials(value: string): boolean {
   const end = rest.search(/[/?#]/);
   if (end < 0 || !rest.includes('@', end)) return false;
   if (!rest.slice(0, end).includes('@')) return true;
+  // A ? or # straight after the host: postgres://u:a@b?c@db/x is host "b" to pg, as app:12?34@db is host "app".
+  if (rest[end] !== '/') return true;
   const path = /^\/[^?#]*/.exec(rest.slice(end))?.[0] ?? '';
   return /@.*\//s.test(path);
 }

@@ -36,6 +36,11 @@ it.each([
   ['password a@b/c', withPassword('a@b/c')],
   ['no user, an @ in the database name', `postgres://${host}/a@b/c`],
   ['no user, an @ in the query', `postgres://${host}${pathname}?application_name=a@b`],
+  // An @ before the ? or # as well: pg read host "b" (and "corp", port 12).
+  ['password a@b?c', withPassword('a@b?c')],
+  ['password a@b#c', withPassword('a@b#c')],
+  ['user me@corp, password 12?34', `postgres://me@corp:12?34@${host}${pathname}`],
+  ['an @ in a query straight after the host', `postgres://postgres@${host}?application_name=a@b`],
 ])('--dsn with %s: exit 2 saying to percent-encode, nothing tried', async (_, url) => {
   expect(await runCli(db.url, 'stats', '--dsn', url)).toEqual({ code: 2, stdout: '', stderr: `pgdrain: --dsn: ${RULE}\n` });
   expect(() => lambdaSettings({ DATABASE_URL: url })).toThrow(new RegExp(`^DATABASE_URL: ${escaped(RULE)}$`));
