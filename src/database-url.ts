@@ -31,6 +31,23 @@ export function unencodedCredentials(value: string): boolean {
   return /@.*\//s.test(path);
 }
 
+/**
+ * The URL as pg-connection-string reads it: a user name with no host after it
+ * (postgres://app:pw@/db?host=/cloudsql/p:r:i, libpq's and Cloud SQL's Unix
+ * socket form) is no WHATWG URL, and pg parses it again with a host put in.
+ * Undefined where pg cannot parse it either.
+ */
+export function pgUrl(value: string): URL | undefined {
+  for (const text of [value, value.replace('@/', '@___DUMMY___/')]) {
+    try {
+      return new URL(text);
+    } catch {
+      // the next reading, as pg's
+    }
+  }
+  return undefined;
+}
+
 /** The adapters' DATABASE_URL check: a postgres:// URL whose user name and password hold no raw / ? or #. */
 export const postgresUrlChecks = [
   z.regex(/^postgres(ql)?:\/\//i, 'must be a postgres:// URL'), // a URL's scheme is case-insensitive, as pg reads it

@@ -12,7 +12,7 @@ import { testDb } from './support/db.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
-const { host, pathname } = new URL(db.url);
+const { host, hostname, port, pathname } = new URL(db.url);
 const withPassword = (password: string, query = '') => `postgres://postgres:${password}@${host}${pathname}${query}`;
 const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 const RULE = 'has a / ? or # before an @, which ends the host there: percent-encode them in the user name and password '
@@ -69,6 +69,9 @@ it.each([
   ['percent-encoded', withPassword(encodeURIComponent('p/w?x#y'))],
   ['with a raw @ : % and space', withPassword('a@b:c%d e')],
   ['with an @ in its query only', withPassword('pw', '?application_name=a@b')],
+  // libpq's and Cloud SQL's Unix-socket form (postgres://app:pw@/db?host=/cloudsql/p:r:i): no WHATWG
+  // URL, which pg reads with a host put in; the CLI said it was no postgres:// URL.
+  ['with a user and no host, the host in its query', `postgres://postgres:pw@${pathname}?host=${hostname}&port=${port}&connect_timeout=5`],
 ])('a URL %s connects', async (_, url) => {
   expect(await runCli(url, 'stats')).toEqual({ code: 0, stdout: 'no jobs\n', stderr: '' });
 });

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { UNENCODED_CREDENTIALS_RULE, unencodedCredentials } from '../database-url.js';
+import { pgUrl, UNENCODED_CREDENTIALS_RULE, unencodedCredentials } from '../database-url.js';
 import type { Driver } from '../db/driver.js';
 import { wholeSeconds } from '../db/pg-pool.js';
 import { pgDriver } from '../db/pg.js';
@@ -17,12 +17,8 @@ export function withConnectTimeout(url: string): string {
   const seconds = process.env.PGCONNECT_TIMEOUT;
   if (seconds === undefined || seconds === '') return url;
   wholeSeconds('PGCONNECT_TIMEOUT', seconds);
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return url; // not a URL pg can parse either: it reports that itself
-  }
+  const parsed = pgUrl(url);
+  if (!parsed) return url; // not a URL pg can parse either: it reports that itself
   if (parsed.searchParams.has('connect_timeout')) return url;
   // Appended to the text, not set on parsed: its href percent-encodes the
   // password again (: as %3A, @ as %40), which pg reads otherwise when the
@@ -97,12 +93,7 @@ function checkedUrl(field: string, value: string): string {
   if (value.trim() === '') {
     throw new ValidationError(field, 'is set but empty: give a postgres:// URL (unset, the embedded database is used)');
   }
-  let parsed: URL | undefined;
-  try {
-    parsed = new URL(value);
-  } catch {
-    // not a URL; the value is not echoed, as it may hold a password
-  }
+  const parsed = pgUrl(value); // undefined: not a URL; the value is not echoed, as it may hold a password
   if (unencodedCredentials(value)) throw new ValidationError(field, UNENCODED_CREDENTIALS_RULE);
   const protocol = parsed?.protocol;
   if (protocol !== 'postgres:' && protocol !== 'postgresql:' && protocol !== 'socket:') {

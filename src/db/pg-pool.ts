@@ -1,6 +1,7 @@
 // The node-postgres pool a driver owns: what opens its clients, and what
 // ends it without waiting forever for a server that has gone silent.
 import pg from 'pg';
+import { pgUrl } from '../database-url.js';
 import { ValidationError } from '../errors.js';
 
 /** How long closing a pool lets statements in flight finish before it ends their connections. */
@@ -70,12 +71,9 @@ async function settlesInTime(ending: Promise<unknown>): Promise<boolean> {
  * As in libpq: whole seconds; zero or less means no limit; 1 means 2.
  */
 export function connectTimeoutMs(url: string): number | undefined {
-  let value: string | null;
-  try {
-    value = new URL(url).searchParams.get('connect_timeout');
-  } catch {
-    return undefined; // not a URL pg can parse either: it reports that itself
-  }
+  const parsed = pgUrl(url);
+  if (!parsed) return undefined; // not a URL pg can parse either: it reports that itself
+  const value = parsed.searchParams.get('connect_timeout');
   if (value === null) return undefined;
   const seconds = wholeSeconds('connect_timeout', value);
   return seconds <= 0 ? undefined : Math.max(seconds, 2) * 1000;
