@@ -63,9 +63,9 @@ end $$;`;
 // Another tool's schema jobs: pgdrain would make its tables beside theirs,
 // or take their jobs.migration for its own record (adding a column to it,
 // writing its versions in it). One without pgdrain's record must be empty;
-// a record must have pgdrain's columns. migrate() only: a team's own tool
+// a record must have pgdrain's columns. migrate() and --print --pending only: a team's own tool
 // running migrationSql() may keep its history in the schema it migrates.
-const foreignCheck = `do $$
+export const foreignCheck = `do $$
 declare
   v_found text;
 begin

@@ -40,3 +40,15 @@ it('--pending without --print, or with --roles: exit 2 naming the flag, nothing 
   expect(await runCli(nowhere, 'migrate', '--print', '--pending', '--roles')).toEqual({ code: 2, stdout: '',
     stderr: 'pgdrain: --roles: is not printed: run jobs.create_roles after the script, or migrate --roles\n' });
 });
+
+// Another tool's schema jobs (no jobs.migration): migrate refuses it, but
+// --print --pending printed every migration and exited 0, a script that makes
+// pgdrain's tables beside that tool's (or fails on a name both use).
+it('a schema jobs another tool made: refused as migrate refuses it, nothing printed', async () => {
+  const empty = await emptyDb();
+  await withClient(empty.url, (c: pg.Client) => c.query('create schema jobs; create table jobs.worker_config (id int)'));
+  const said = 'pgdrain: migration failed: schema jobs holds relation jobs.worker_config that pgdrain did not make';
+  expect(await runCli('', 'migrate', empty.url)).toMatchObject({ code: 1, stdout: '', stderr: expect.stringContaining(said) });
+  expect(await runCli('', 'migrate', '--print', '--pending', empty.url))
+    .toMatchObject({ code: 1, stdout: '', stderr: expect.stringContaining(said) });
+});
