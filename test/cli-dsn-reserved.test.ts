@@ -102,3 +102,13 @@ it('the Lambda\'s and the Worker\'s DATABASE_URL percent-encoded, or with an @ i
     expect(workerSettings({ DATABASE_URL: url }).DATABASE_URL).toBe(url);
   }
 });
+
+// pg-connection-string encodes a space (%20) before it parses: a leading one
+// made the URL a path under its own default, host "base" ('getaddrinfo
+// ENOTFOUND base'), past the checks above; a trailing one ended the database
+// name ('app '). The Lambda's and the Worker's scheme check refused the first.
+it.each([' ', '\n'])('--dsn with %j before it, or a space after it: exit 2 saying to remove them, nothing tried', async (space) => {
+  const rule = 'has a space or line break before it, or a space after it: remove them (pg reads them as part of the URL)';
+  expect(await runCli(db.url, 'stats', '--dsn', `${space}${db.url}`)).toEqual({ code: 2, stdout: '', stderr: `pgdrain: --dsn: ${rule}\n` });
+  expect(await runCli(`${db.url} `, 'stats')).toEqual({ code: 2, stdout: '', stderr: `pgdrain: DATABASE_URL: ${rule}\n` });
+});

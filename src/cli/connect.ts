@@ -93,6 +93,10 @@ function checkedUrl(field: string, value: string): string {
   if (value.trim() === '') {
     throw new ValidationError(field, 'is set but empty: give a postgres:// URL (unset, the embedded database is used)');
   }
+  // pg encodes a space into the URL, and a leading one makes it a path: ' postgres://u@h/db' went to host "base".
+  if (/^\s| $/.test(value)) {
+    throw new ValidationError(field, 'has a space or line break before it, or a space after it: remove them (pg reads them as part of the URL)');
+  }
   const parsed = pgUrl(value); // undefined: not a URL; the value is not echoed, as it may hold a password
   if (unencodedCredentials(value)) throw new ValidationError(field, UNENCODED_CREDENTIALS_RULE);
   const protocol = parsed?.protocol;
