@@ -281,6 +281,20 @@ export function migrationSql(plan: { applied?: ReadonlySet<number>; regrants?: b
   const parts = migrations.filter((m) => !plan.applied?.has(m.version)).map((m) =>
     `-- ${m.file}\n${m.sql.trim()}\n` +
     `insert into jobs.migration (version, name, checksum) values (${m.version}, '${m.name}', '${m.checksum}');\n`);
-  return `begin;\nset transaction isolation level read committed;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${schemaCheck}\n${record}\n\n`
+  return `begin;\nset transaction isolation level read committed;\nselect pg_advisory_xact_lock(${LOCK_ID});\n${schemaCheck}\n${record}\n${appliedGuard(plan.applied)}\n`
     + `${parts.join('\n')}${plan.regrants ? `${regrant};\n` : ''}commit;\n`;
+}
+
+// A script printed for a database with some migrations applied (--pending)
+// holds only the rest: run on one whose jobs.migration has others, it would
+// skip some (no insert conflicts) or fail halfway. It stops first instead.
+function appliedGuard(applied: ReadonlySet<number> | undefined): string {
+  if (!applied?.size) return '';
+  const versions = [...applied].sort((a, b) => a - b);
+  return `do $$ begin
+  if (select pg_catalog.array_agg(version order by version) from jobs.migration) is distinct from '{${versions.join(',')}}'::integer[] then
+    raise exception 'this script was printed for a database with migrations ${versions.length === versions.at(-1) ? `1-${versions.length}` : versions.join(', ')} applied, not this one: print it again, pgdrain migrate --print --pending' using errcode = '55000';
+  end if;
+end $$;
+`;
 }

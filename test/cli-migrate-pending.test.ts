@@ -52,3 +52,17 @@ it('a schema jobs another tool made: refused as migrate refuses it, nothing prin
   expect(await runCli('', 'migrate', '--print', '--pending', empty.url))
     .toMatchObject({ code: 1, stdout: '', stderr: expect.stringContaining(said) });
 });
+
+// A script printed for one database, run on another (or on this one after it
+// changed) whose jobs.migration holds other versions: it held only what the
+// first lacked, so it skipped the rest, or failed on the first object that was
+// there with an error naming that object. It stops first, naming the reason.
+it('a printed script run on a database with other migrations applied: refused before any of it runs', async () => {
+  const db = await testDb();
+  await db.sql('delete from jobs.migration where version = $1', [latestVersion]);
+  const { stdout: script } = await runCli(db.url, 'migrate', '--print', '--pending');
+  await db.sql('delete from jobs.migration where version = $1', [latestVersion - 1]); // now two behind
+  const error = await withClient(db.url, (c: pg.Client) => c.query(script).then(() => null, (e: Error) => e.message));
+  expect(error).toBe(`this script was printed for a database with migrations 1-${latestVersion - 1} applied, not this one: print it again, pgdrain migrate --print --pending`);
+  expect(await db.sql('select count(*)::int as n from jobs.migration')).toEqual([{ n: latestVersion - 2 }]);
+});
