@@ -4,7 +4,9 @@
 // json-text.ts jsonParam). jsonForm reads the value once, as JSON.stringify
 // would, checks it and gives the copy to serialise.
 import { cutPath, keyPath } from './json-path.js';
-import { lostKind, lostText, unboxed, NOT_BOXED, type ThenRead } from './json-lost.js';
+import { NOT_BOXED, unboxed } from './json-box.js';
+import { named, onPath, SCAN } from './json-cycle.js';
+import { lostKind, lostText, type ThenRead } from './json-lost.js';
 import { quietThenables } from './json-quiet.js';
 
 /** Whose value it is, for the advice: a handler's result, a batch answer's item, or a value given to a call. */
@@ -23,7 +25,7 @@ export type JsonUse = 'result' | 'item' | 'value';
 export interface Losses { first?: string; retry?: string; notJson?: true; at?: string; thrown?: { error: unknown; at: string }; form?: unknown }
 
 /** An object or array being written: its copy, its keys (undefined: an array) and where it is. */
-interface Frame {
+export interface Frame {
   node: object;
   /** Its prototype, read once (undefined: an array, whose is not read: JSON.stringify reads none). */
   proto: object | null | undefined;
@@ -40,9 +42,6 @@ interface Frame {
   thenValue: unknown;
 }
 
-/** Objects on the path past this depth are also kept in a Set: the cycle check stays cheap at any depth. */
-const SCAN = 64;
-
 /** Node's Buffer.prototype.toJSON where there is one, read from the global: the core imports no node:*. */
 const BUFFER_TO_JSON = (globalThis as { Buffer?: { prototype: { toJSON: unknown } } }).Buffer?.prototype.toJSON;
 
@@ -50,8 +49,8 @@ const BUFFER_TO_JSON = (globalThis as { Buffer?: { prototype: { toJSON: unknown 
  * A value's JSON text's source, checked: each value read once, in
  * JSON.stringify's order (an object's own enumerable keys, then each key's
  * value; an array's length, then each index), each toJSON called once with
- * its key, a Number, String or Boolean object converted as JSON.stringify
- * converts it; the form (Losses) is a copy made of what was read, so
+ * its key, a Number, String or Boolean object (told by its slot: json-box.ts)
+ * converted as JSON.stringify converts it; the form (Losses) is a copy made of what was read, so
  * JSON.stringify of it writes what one JSON.stringify of the value writes
  * and runs none of its getters, Proxy traps or toJSON again. Looked for on
  * the way (lostKind): the first part lost and the first Promise, said at
@@ -85,6 +84,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
       let thenable = false;
       let thenRead = false;
       let thenValue: unknown;
+      let keys: string[] | undefined;
       if ((typeof v === 'object' && v !== null) || typeof v === 'function' || typeof v === 'bigint') { // SerializeJSONProperty's objects and BigInt
         const toJSON = (v as { toJSON?: unknown }).toJSON;
         if (typeof toJSON === 'function') {
@@ -100,8 +100,11 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         // An array's prototype is not read (a Proxy's getPrototypeOf trap: JSON.stringify runs none), an object's once.
         proto = Array.isArray(v) ? undefined : Object.getPrototypeOf(v) as object | null;
         const plain = proto === undefined || proto === Object.prototype || proto === null;
-        const tag = plain ? '' : Object.prototype.toString.call(v); // once: a Proxy's get trap of Symbol.toStringTag
-        const primitive = plain ? NOT_BOXED : unboxed(v, tag);
+        // A plain object's keys read first (JSON's order): only one with none, or '0' first, may be a box given a plain
+        // prototype, its tag read (a Proxy's get trap of Symbol.toStringTag); any other object's tag read once.
+        if (plain && proto !== undefined) keys = Object.keys(v);
+        const tag = proto === undefined || (keys !== undefined && keys.length > 0 && keys[0] !== '0') ? '' : Object.prototype.toString.call(v);
+        const primitive = tag === '' ? NOT_BOXED : unboxed(v, tag, proto!);
         if (primitive !== NOT_BOXED) form = primitive;
         else {
           open = v;
@@ -148,7 +151,7 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         const copy: Record<string, unknown> | unknown[] = array ? [] : {};
         if (holder === undefined) top = copy;
         else put(holder, key, copy);
-        const keys = array ? undefined : Object.keys(open);
+        if (!array) keys ??= Object.keys(open);
         const length = array ? lengthOf(open) : keys!.length;
         if (frames.length >= SCAN) (deep ??= new Set()).add(open);
         frames.push({ node: open, proto, copy, keys, length, next: 0, key, then: thenable, data: false, thenRead, thenValue });
@@ -225,53 +228,6 @@ function quietRest(frames: Frame[]): void {
   }
 }
 
-/**
- * Gives the copy of frames[i] (an object in a cycle) its object's
- * constructor, for JSON.stringify's message (`starting at object with
- * constructor 'Node'`): V8 names an object by the first constructor data
- * property on its prototype chain. The copy's prototype is a null-prototype
- * object holding only that (no toJSON). An array copy (V8 names one made by
- * [] 'Array' whatever its prototype) of an Array subclass is made again by
- * Reflect.construct with such a prototype, put in its holder's copy in the
- * old one's place: answers top, the walk's root copy, replaced if it was it.
- */
-function named(frames: Frame[], i: number, top: unknown): unknown {
-  const frame = frames[i]!;
-  try {
-    const array = frame.keys === undefined;
-    // An array's prototype read here only: a cycle, JSON.stringify's error to come.
-    for (let proto = array ? Object.getPrototypeOf(frame.node) as object | null : frame.proto!; proto !== null; proto = Object.getPrototypeOf(proto) as object | null) {
-      const constructor: unknown = Object.getOwnPropertyDescriptor(proto, 'constructor')?.value;
-      if (typeof constructor !== 'function') continue;
-      if (constructor === (array ? Array : Object)) return top;
-      const prototype = Object.create(null, { constructor: { value: constructor } }) as object;
-      if (!array) Object.setPrototypeOf(frame.copy, prototype);
-      else {
-        const like = function () {} as unknown as new () => unknown[];
-        like.prototype = prototype as unknown[];
-        const copy = Reflect.construct(Array, [], like) as unknown[];
-        (frame.copy as unknown[]).forEach((item, index) => (copy[index] = item));
-        const holder = frames[i - 1];
-        if (holder === undefined) top = copy;
-        else if (holder.keys === undefined) (holder.copy as unknown[])[holder.copy.length as number - 1] = copy;
-        else Object.defineProperty(holder.copy, frame.key, { value: copy, enumerable: true, writable: true, configurable: true });
-        frame.copy = copy;
-      }
-      return top;
-    }
-  } catch {
-    // a Proxy's trap that throws: named 'Object' or 'Array', the cycle still said
-  }
-  return top;
-}
-
-/** Where node is on the path from the root (its frame's index), or -1. */
-function onPath(frames: Frame[], deep: Set<object> | undefined, node: object): number {
-  const scan = frames.length < SCAN ? frames.length : SCAN;
-  for (let i = 0; i < scan; i++) if (frames[i]!.node === node) return i;
-  return deep !== undefined && deep.has(node) ? frames.findIndex((f) => f.node === node) : -1;
-}
-
 /** The path, under root, of the value at key in the object of frames[depth - 1] (without key: of that object). */
 function pathOf(frames: Frame[], root: string, depth: number, key?: string): string {
   let path = root;
@@ -294,6 +250,6 @@ function put(holder: Frame | undefined, key: string, form: unknown): void {
 
 /** An array's length as JSON.stringify reads it (LengthOfArrayLike). */
 function lengthOf(array: object): number {
-  const length = Number((array as { length: unknown }).length);
+  const length = +(array as { length: number }).length; // ToNumber: a BigInt or Symbol throws, as in JSON.stringify
   return Number.isNaN(length) || length <= 0 ? 0 : Math.min(Math.floor(length), Number.MAX_SAFE_INTEGER);
 }

@@ -95,33 +95,3 @@ function said(node: object): string {
   if (typeof message !== 'string' || message === '') return '';
   return ` (${JSON.stringify(message.length > 200 ? `${message.slice(0, 200)}…` : message)})`;
 }
-
-/** What unboxed answers for an object that is no Number, String, Boolean or BigInt object. */
-export const NOT_BOXED: unique symbol = Symbol('not boxed');
-
-/** The valueOf that tells each box by its slot (throws on any other object). */
-const UNBOX: Record<string, (this: unknown) => unknown> = {
-  '[object Number]': Number.prototype.valueOf,
-  '[object String]': String.prototype.valueOf,
-  '[object Boolean]': Boolean.prototype.valueOf,
-  '[object BigInt]': BigInt.prototype.valueOf,
-};
-
-/**
- * A Number, String, Boolean or BigInt object (new Number(3), Object(1n)), of
- * any realm, as JSON.stringify writes it: a Number or String converted as
- * Number(it) and String(it) are (its valueOf or toString, if it has its own),
- * a Boolean or BigInt its primitive; never its own fields. NOT_BOXED else.
- * tag: value's Object.prototype.toString, read once by the caller.
- */
-export function unboxed(value: object, tag: string): unknown {
-  const unbox = UNBOX[tag];
-  if (unbox === undefined) return NOT_BOXED;
-  let primitive: unknown;
-  try {
-    primitive = unbox.call(value);
-  } catch {
-    return NOT_BOXED; // a Symbol.toStringTag that says so, of another object
-  }
-  return tag === '[object Number]' ? Number(value) : tag === '[object String]' ? String(value) : primitive;
-}
