@@ -15,14 +15,14 @@ export type JsonUse = 'result' | 'item' | 'value';
 /**
  * What jsonForm found: the first part lost and the first Promise (retry), as
  * texts; notJson when JSON.stringify would throw, with at saying where (a
- * BigInt, a cycle) or thrown when a toJSON or getter threw (the error to
+ * BigInt, a cycle; bigint: it is a BigInt) or thrown when a toJSON or getter threw (the error to
  * throw in its place, and where: `reading body.a threw`, `body.a's toJSON threw`). form: what to give JSON.stringify for the value's
  * text (undefined: the value has none), a copy of plain objects, arrays and
  * primitives that runs none of the value's code; when notJson, the copy up
  * to where the walk stopped, the BigInt or the cycle in it, so that
  * JSON.stringify of it throws JSON.stringify's own error.
  */
-export interface Losses { first?: string; retry?: string; notJson?: true; at?: string; thrown?: { error: unknown; at: string }; form?: unknown }
+export interface Losses { first?: string; retry?: string; notJson?: true; at?: string; bigint?: true; thrown?: { error: unknown; at: string }; form?: unknown }
 
 /** An object or array being written: its copy, its keys (undefined: an array) and where it is. */
 export interface Frame {
@@ -141,8 +141,8 @@ export function jsonForm(value: unknown, root: string, use: JsonUse): Losses {
         if (holder === undefined) top = form;
         else put(holder, key, form);
         if (typeof form === 'bigint') {
-          found.notJson = true;
-          found.at = `${pathTo(frames.length, key)} is a BigInt, which JSON has none of: return it as a string`;
+          found.notJson = found.bigint = true;
+          found.at = `${pathTo(frames.length, key)} is a BigInt, which JSON has none of: ${use === 'value' ? 'give' : 'return'} it as a string`;
           quietRest(frames);
           return (found.form = top, found);
         }

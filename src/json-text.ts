@@ -30,7 +30,7 @@ export function unstorableEscape(json: string): string | null {
  * said at its path under field (`body.user.roles is a Map: …`).
  */
 export function jsonParam(value: unknown, field: string): string {
-  const { first, notJson, thrown, form } = jsonForm(value, field || 'value', 'value');
+  const { first, notJson, at, bigint, thrown, form } = jsonForm(value, field || 'value', 'value');
   if (!notJson && first !== undefined) throw new ValidationError(field, `must not lose data in JSON: ${first}`);
   let json: string | undefined;
   try {
@@ -40,7 +40,8 @@ export function jsonParam(value: unknown, field: string): string {
     // The promises past where the walk stopped were quieted by it (a BigInt beside a promise), nothing read again.
     // A stack overflow here is nesting too deep to serialise, not a cycle or a BigInt.
     const message = (error as Error)?.message ?? String(error);
-    const reason = thrown !== undefined ? `${thrown.at}: ${message}` : /call stack/i.test(message) ? 'nested too deeply' : message;
+    // A BigInt said where, as a result's is; a cycle in JSON.stringify's own words, which name its constructors and keys.
+    const reason = thrown !== undefined ? `${thrown.at}: ${message}` : bigint ? at : /call stack/i.test(message) ? 'nested too deeply' : message;
     throw new ValidationError(field, `must be JSON-serialisable (${reason})`);
   }
   if (json === undefined) throw new ValidationError(field, `must be JSON-serialisable, got ${typeof value}`);

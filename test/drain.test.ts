@@ -279,7 +279,9 @@ describe('bad input at the TypeScript edge', () => {
     for (let i = 0; i < 100_000; i++) deep = [deep];
     await expect(queueWith({}).publish('a', deep)).rejects.toMatchObject({
       field: 'body', message: 'body: must be JSON-serialisable (nested too deeply)' });
-    await expect(queueWith({}).publish('a', { n: 1n })).rejects.toThrow(/^body: must be JSON-serialisable \(Do not know how to serialize a BigInt\)$/);
+    // Where, as a result's BigInt is: unfixed, JSON.stringify's own words (Do not know how to serialize a BigInt), no path.
+    await expect(queueWith({}).publish('a', { n: [1, 1n] })).rejects.toThrow(
+      /^body: must be JSON-serialisable \(body\.n\[1\] is a BigInt, which JSON has none of: give it as a string\)$/);
   });
 
   it('an invalid Date as runAt is named as one', async () => {
