@@ -26,8 +26,10 @@ const UNBOX: Record<string, (this: unknown) => unknown> = {
  * once by the caller; proto: its prototype. Tried, each by its slot: the
  * valueOf tag names, then that of the box proto inherits from (a Number with
  * a Symbol.toStringTag of its own). Not told: a box whose prototype and tag
- * both lie, or a BigInt object given a plain prototype (written {} where
- * JSON.stringify throws): telling those would throw for every object.
+ * both lie, a BigInt object given a plain prototype (written {} where
+ * JSON.stringify throws), a box given a plain prototype and fields of its
+ * own, first not '0' (json-loss.ts reads a plain object's tag only without
+ * them: a Proxy's trap): telling those would throw for every object.
  */
 export function unboxed(value: object, tag: string, proto: object | null): unknown {
   const byTag = UNBOX[tag];
