@@ -19,6 +19,11 @@ it.each([
   // commander's help command read its first word only: schedule's help, exit 0.
   [['help', 'schedule', 'typo'], "error: unknown command 'typo' (pgdrain schedule has add, list, rm)\n"],
   [['help', 'queue', 'pasue'], QUEUE],
+  // Without --help too (commander said only "(Did you mean pause?)").
+  [['queue', 'pasue'], QUEUE],
+  [['queue', 'pasue', 'mail', '--dsn', NOWHERE], QUEUE],
+  [['schedule', 'lst'], "error: unknown command 'lst' (pgdrain schedule has add, list, rm)\n"],
+  [['pubish', 'mail.send'], /^error: unknown command 'pubish' \(pgdrain has migrate, drain, publish, /],
 ])('pgdrain %j: exit 2 naming it, no help', async (args, stderr) => {
   const run = await runCli(NOWHERE, ...args);
   expect(run.code).toBe(2);

@@ -6,6 +6,8 @@ import type { Command } from 'commander';
 // exited 0 and a script's typo passed. A group whose help comes with a word
 // that names none of its commands fails instead, as it does without --help:
 // exit 2, naming the word. `help A B` is `A B --help`: the help of A's B.
+// Without --help the same message: commander's said only "(Did you mean pause?)",
+// or nothing for a word like none of them.
 
 /** The group's commands' names, its help command left out. */
 function commandNames(cmd: Command): string[] {
@@ -21,6 +23,7 @@ function unknownCommand(cmd: Command, name: string): never {
 export function refuseUnknownCommands(cmd: Command): void {
   for (const sub of cmd.commands) refuseUnknownCommands(sub);
   if (cmd.commands.length === 0) return;
+  cmd.on('command:*', (operands: string[]) => unknownCommand(cmd, operands[0]!));
   cmd.on('beforeHelp', () => {
     // A group takes no option with a value: its first word that is no option names the subcommand.
     const words = cmd.args.filter((word) => !word.startsWith('-'));
