@@ -145,8 +145,9 @@ begin
       perform jobs.raise_invalid('PD009', 'dead_letter', format(
         'must name another queue, not %s itself (its failed jobs would go round for ever)', quote_literal(v_dead)));
     elsif not exists (select 1 from jobs.queue q where q.name = v_dead) then
-      perform jobs.raise_invalid('PD009', 'dead_letter', format(
-        'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(v_dead), quote_literal(v_dead)));
+      -- In an old snapshot, one created since says so (sql/0039).
+      perform jobs.raise_no_queue(v_dead, format('no queue named %s; create it first with jobs.create_queue(%s)',
+                                                 quote_literal(v_dead), quote_literal(v_dead)), 'dead_letter');
     end if;
     -- Where v_dead's own dead letters go, and theirs: back here is a loop.
     -- Each row read FOR SHARE: in REPEATABLE READ or SERIALIZABLE, whose

@@ -102,8 +102,8 @@ begin
       quote_literal(p_dead)));
   end if;
   if (jobs.hold_queue(p_dead)).name is null then
-    perform jobs.raise_invalid('PD009', p_field, format(
-      'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(p_dead), quote_literal(p_dead)));
+    perform jobs.raise_no_queue(p_dead, format('no queue named %s; create it first with jobs.create_queue(%s)',
+                                               quote_literal(p_dead), quote_literal(p_dead)), p_field);
   end if;
   while v_at is not null and v_at <> all(v_path) loop
     v_path := v_path || v_at;
@@ -116,7 +116,8 @@ begin
   end if;
 end $$;
 
--- Raises PD009 queue for queue p_queue, which its snapshot has no row of:
+-- Raises PD009 on p_field (queue, else a dead_letter: jobs.check_dead_letter,
+-- jobs.create_queue) for queue p_queue, which its snapshot has no row of:
 -- jobs.admit's (every publish), and jobs.subscribe's, jobs.schedule's,
 -- jobs.redrive's and a claim's (jobs.pick) with p_unknown, their message
 -- for a queue that does not exist (null: 'no queue named 'q'; create it
@@ -135,13 +136,13 @@ end $$;
 -- deadlock with it (it publishing to a bounded queue this transaction
 -- holds); such a queue is not there yet. No name no queue can have is
 -- inserted (none was created).
-create function jobs.raise_no_queue(p_queue text, p_unknown text default null)
+create function jobs.raise_no_queue(p_queue text, p_unknown text default null, p_field text default 'queue')
 returns void language plpgsql as $$
 declare
   v_since boolean := false;
 begin
   if p_unknown is null then
-    perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
+    perform jobs.check_name(p_queue, 'PD009', p_field, 'queue name');
   end if;
   if not jobs.read_committed() then
     begin
@@ -154,7 +155,7 @@ begin
       when sqlstate 'PDA96' or sqlstate 'PD009' or lock_not_available then null;
     end;
   end if;
-  perform jobs.raise_invalid('PD009', 'queue', case when v_since then format(
+  perform jobs.raise_invalid('PD009', p_field, case when v_since then format(
     'no queue named %s in this %s transaction''s snapshot: it was created after the snapshot; retry in a new transaction',
     quote_literal(p_queue), upper(current_setting('transaction_isolation')))
     else coalesce(p_unknown, format('no queue named %s; create it with jobs.create_queue(%s)',

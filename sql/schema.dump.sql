@@ -596,8 +596,8 @@ begin
       quote_literal(p_dead)));
   end if;
   if (jobs.hold_queue(p_dead)).name is null then
-    perform jobs.raise_invalid('PD009', p_field, format(
-      'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(p_dead), quote_literal(p_dead)));
+    perform jobs.raise_no_queue(p_dead, format('no queue named %s; create it first with jobs.create_queue(%s)',
+                                               quote_literal(p_dead), quote_literal(p_dead)), p_field);
   end if;
   while v_at is not null and v_at <> all(v_path) loop
     v_path := v_path || v_at;
@@ -1579,8 +1579,9 @@ begin
       perform jobs.raise_invalid('PD009', 'dead_letter', format(
         'must name another queue, not %s itself (its failed jobs would go round for ever)', quote_literal(v_dead)));
     elsif not exists (select 1 from jobs.queue q where q.name = v_dead) then
-      perform jobs.raise_invalid('PD009', 'dead_letter', format(
-        'no queue named %s; create it first with jobs.create_queue(%s)', quote_literal(v_dead), quote_literal(v_dead)));
+      -- In an old snapshot, one created since says so (sql/0039).
+      perform jobs.raise_no_queue(v_dead, format('no queue named %s; create it first with jobs.create_queue(%s)',
+                                                 quote_literal(v_dead), quote_literal(v_dead)), 'dead_letter');
     end if;
     -- Where v_dead's own dead letters go, and theirs: back here is a loop.
     -- Each row read FOR SHARE: in REPEATABLE READ or SERIALIZABLE, whose
@@ -5107,17 +5108,17 @@ begin
 end $$;
 
 --
--- Name: raise_no_queue(text, text); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: raise_no_queue(text, text, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.raise_no_queue(p_queue text, p_unknown text DEFAULT NULL::text) RETURNS void
+CREATE FUNCTION jobs.raise_no_queue(p_queue text, p_unknown text DEFAULT NULL::text, p_field text DEFAULT 'queue'::text) RETURNS void
     LANGUAGE plpgsql
     AS $$
 declare
   v_since boolean := false;
 begin
   if p_unknown is null then
-    perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
+    perform jobs.check_name(p_queue, 'PD009', p_field, 'queue name');
   end if;
   if not jobs.read_committed() then
     begin
@@ -5130,7 +5131,7 @@ begin
       when sqlstate 'PDA96' or sqlstate 'PD009' or lock_not_available then null;
     end;
   end if;
-  perform jobs.raise_invalid('PD009', 'queue', case when v_since then format(
+  perform jobs.raise_invalid('PD009', p_field, case when v_since then format(
     'no queue named %s in this %s transaction''s snapshot: it was created after the snapshot; retry in a new transaction',
     quote_literal(p_queue), upper(current_setting('transaction_isolation')))
     else coalesce(p_unknown, format('no queue named %s; create it with jobs.create_queue(%s)',
