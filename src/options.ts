@@ -116,6 +116,8 @@ const abortSignal = z.custom<AbortSignal>((s) => typeof s === 'object' && s !== 
 export { abortSignal as abortSignalSchema };
 
 export const queueNameSchema = name('queue name');
+// 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:' (jobs.schedule's rule).
+export const scheduleNameSchema = z.string().check(z.regex(/^[A-Za-z0-9_.:-]{1,46}$/, 'must be 1 to 46 letters, digits, _ . : or -'));
 export const jobIdSchema = jobId;
 
 /**

@@ -5,7 +5,7 @@ import { jsonParam } from './json-text.js';
 import { checkQueryable } from './driver-check.js';
 import { checkCron, checkTz } from './cron-checks.js';
 import { publishOptionsSchema } from './job-options.js';
-import { keySchema, parse, queueNameSchema, taskSchema } from './options.js';
+import { keySchema, parse, queueNameSchema, scheduleNameSchema, taskSchema } from './options.js';
 import { callValue, signalOnly, type SignalOption } from './send.js';
 import type { JobGroup } from './types.js';
 
@@ -125,8 +125,7 @@ export interface ScheduleInfo {
   group: { id: string; tier: string | null } | null;
 }
 
-// 46: pg_cron's job names hold 63 bytes, 17 of them 'pgdrain:schedule:'.
-const nameSchema = z.string().check(z.regex(/^[A-Za-z0-9_.:-]{1,46}$/, 'must be 1 to 46 letters, digits, _ . : or -'));
+const nameSchema = scheduleNameSchema;
 const specSchema = z.strictObject({
   name: nameSchema,
   cron: z.string(),

@@ -1,10 +1,10 @@
 import { Command, CommanderError, Option } from 'commander';
-import { checkedBy, integer, jobIds, json, jsonObject, jsonObjects, positive, seconds } from './flag-parsers.js';
+import { checkedBy, integer, jobIds, json, jsonObject, jsonObjects, namedBy, positive, seconds } from './flag-parsers.js';
 import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, setQueuePaused } from '../admin.js';
 import type { Driver } from '../db/driver.js';
 import { PgDrainError } from '../errors.js';
 import { groupTextSchema } from '../job-options.js';
-import { MAX_DELAY_SECONDS, queueNameSchema, reasonSchema, workerIdSchema } from '../options.js';
+import { keySchema, MAX_DELAY_SECONDS, queueNameSchema, reasonSchema, textSchema, workerIdSchema } from '../options.js';
 import { formatTable, groupCaps } from './format.js';
 import type { JobGroup } from '../types.js';
 
@@ -20,14 +20,14 @@ export const dsnOption = () => new Option('--dsn <url>', 'PostgreSQL URL (defaul
 /** Options publish gains: --queue --dedupe-key --dedupe-mode --serial-key --depends-on --attributes. */
 export function addPublishOptions(cmd: Command): Command {
   return cmd
-    .option('--queue <name>', "a queue made with 'pgdrain queue create' (default: default)")
-    .option('--dedupe-key <key>', 'while a job with this key is active, print its id instead of adding one')
+    .option('--queue <name>', "a queue made with 'pgdrain queue create' (default: default)", namedBy('--queue', queueNameSchema))
+    .option('--dedupe-key <key>', 'while a job with this key is active, print its id instead of adding one', namedBy('--dedupe-key', keySchema))
     .addOption(new Option('--dedupe-mode <mode>', 'keep: as --dedupe-key says; replace: a job with the key that has '
       + 'not started takes this body, run time and options (debounce); a running one finishes and a new job takes the key; '
       + 'replace_keep_time: as replace, but a job that has not started keeps its run time; '
       + 'keep_waiting: keep while the job has not started, else a new job takes the key (pg-boss short)')
       .choices(['keep', 'keep_waiting', 'replace', 'replace_keep_time']))
-    .option('--serial-key <key>', 'jobs sharing the key run one at a time, in publish order')
+    .option('--serial-key <key>', 'jobs sharing the key run one at a time, in publish order', namedBy('--serial-key', keySchema))
     .option('--depends-on <ids>', 'run after these jobs (comma-separated ids) succeeded', jobIds)
     .option('--attributes <json>', 'a JSON object drains can filter on', jsonObject);
 }
@@ -79,9 +79,9 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
   const redriveCmd = new Command('redrive')
     .description('run dead letters (failed jobs) again: all, or those matching every filter given')
     .option('--ids <ids>', 'comma-separated job ids', jobIds)
-    .option('--task <pattern>', "task LIKE pattern, only % is a wildcard ('email.%')")
-    .option('--queue <name>', 'only this queue')
-    .option('--error-like <pattern>', 'SQL LIKE pattern over the error')
+    .option('--task <pattern>', "task LIKE pattern, only % is a wildcard ('email.%')", namedBy('--task', textSchema(200, 'must be a non-empty pattern')))
+    .option('--queue <name>', 'only this queue', namedBy('--queue', queueNameSchema))
+    .option('--error-like <pattern>', 'SQL LIKE pattern over the error', namedBy('--error-like', textSchema(10_000, 'must be a non-empty pattern')))
     .option('--include-cancelled', 'also put back cancelled jobs among --ids')
     .option('--max-rows <n>', 'at most this many whose dedupe key no active job holds, the oldest first (run again for the next ones)',
             positive)
@@ -124,7 +124,7 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
   // A value flag and its --no- form (clears it); left out, the queue keeps its value.
   const create = queue.command('create')
     .description('create a queue, or change an existing one: only the flags given change, --no-X clears X')
-    .argument('<name>')
+    .argument('<name>', 'the queue', namedBy('name', queueNameSchema))
     // The core's bounds (jobs.create_queue, jobs.check_options).
     .option('--max-size <n>', 'refuse publishing beyond this many waiting jobs', integer(1, 100_000_000))
     .option('--timeout <seconds>', 'timeout of a job published here without one (default 60)', seconds(0.001, 86400))
@@ -192,7 +192,7 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
   for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {
     queue.command(verb)
       .description(paused ? 'stop handing out jobs of a queue' : 'hand out jobs of a paused queue again')
-      .argument('<name>')
+      .argument('<name>', 'the queue', namedBy('name', queueNameSchema))
       .addOption(dsnOption())
       .action(async (name: string, opts: { dsn?: string }) => {
         await withConnection(opts.dsn, async ({ driver }) => {

@@ -82,6 +82,20 @@ export function checkedBy(schema: z.ZodMiniType<unknown, string>) {
   };
 }
 
+/**
+ * An argument's or a flag's parser from the core's schema for it, whose
+ * error names `field` as the core's does once connected ("pgdrain: --queue:
+ * must be …", exit 2): commander passes a ValidationError on. So a name the
+ * SQL would refuse is refused before connecting, in the command's own words.
+ */
+export function namedBy(field: string, schema: z.ZodMiniType<unknown, string>) {
+  return (value: string) => {
+    const result = schema.safeParse(value);
+    if (!result.success) throw new ValidationError(field, result.error.issues[0]!.message);
+    return result.data;
+  };
+}
+
 /** A flag's seconds, from min to max. */
 export function seconds(min: number, max: number) {
   return (value: string) => {

@@ -3,7 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
-import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, topicSchema } from '../options.js';
+import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, taskSchema, topicSchema } from '../options.js';
 import { publish } from '../publish.js';
 import { stoppedSummary, tickSettingsSummary, type WithStoppedSchedules, withStoppedSchedules } from '../schedule-stopped.js';
 import type { PublishOptions } from '../types.js';
@@ -16,7 +16,7 @@ import { maintainCommand } from './maintain-command.js';
 import { migrateCommand } from './migrate-command.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addGroupOptions, addPublishOptions, dsnOption, featureCommands, groupOf } from './features.js';
-import { checkedBy, integer, json, seconds, throttle } from './flag-parsers.js';
+import { checkedBy, integer, json, namedBy, seconds, throttle } from './flag-parsers.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { scheduleCommand } from './schedule-commands.js';
 import { serveCommand } from './serve.js';
@@ -120,7 +120,7 @@ export function program(): Command {
 
   addExpiryOptions(addRetryPolicyOptions(addGroupOptions(addPublishOptions(cli.command('publish')))))
     .description('publish one job and print its id')
-    .argument('<task>', 'dotted task name, e.g. email.send')
+    .argument('<task>', 'dotted task name, e.g. email.send', namedBy('task', taskSchema))
     .argument('[json]', 'the job body as JSON (or --body)', json)
     // As `schedule add` takes it.
     .option('--body <json>', 'the job body as JSON, instead of the [json] argument', json)

@@ -2,7 +2,8 @@ import { Command, Option } from 'commander';
 import { sliceUnits } from '../error-text.js';
 import { PgDrainError, ValidationError } from '../errors.js';
 import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
-import { integer, json, seconds } from './flag-parsers.js';
+import { integer, json, namedBy, seconds } from './flag-parsers.js';
+import { keySchema, queueNameSchema, scheduleNameSchema, taskSchema } from '../options.js';
 import { formatTable } from './format.js';
 import { lastErrorForCommand, noNextRun } from '../schedule-stopped.js';
 import type { ScheduleDedupeMode } from '../schedules.js';
@@ -36,12 +37,12 @@ export function scheduleCommand(withConnection: WithConnection): Command {
 
   addGroupOptions(cmd.command('add')
     .description('create or replace a schedule: at each tick of --cron, publish a job of --task (prints its runner)')
-    .argument('<name>', 'unique name; adding it again replaces it')
+    .argument('<name>', 'unique name; adding it again replaces it', namedBy('name', scheduleNameSchema))
     .requiredOption('--cron <expr>', "5 fields (minute hour day-of-month month day-of-week) or @hourly, @daily, …: '0 9 * * mon-fri'; "
       + "or an RFC 5545 rule: 'FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=9', with DTSTART:/RRULE:/EXDATE: lines if need be")
-    .requiredOption('--task <task>', 'dotted task name of the jobs it publishes')
+    .requiredOption('--task <task>', 'dotted task name of the jobs it publishes', namedBy('--task', taskSchema))
     .option('--body <json>', 'the body of each job, as JSON', json)
-    .option('--queue <name>', 'the queue of its jobs (default: default)')
+    .option('--queue <name>', 'the queue of its jobs (default: default)', namedBy('--queue', queueNameSchema))
     .option('--priority <n>', "greater runs first (default: the queue's, else 0)", integer(-1_000_000, 1_000_000))
     .option('--timeout <seconds>', "seconds a run may take (default: the queue's, else 60)", seconds(0.001, 86400))
     .option('--max-retries <n>', "retries after the first attempt (default: the queue's, else 3)", integer(0, 1000))
@@ -52,8 +53,10 @@ export function scheduleCommand(withConnection: WithConnection): Command {
     .option('--tz <zone>', "IANA time zone whose wall clock --cron reads, e.g. Europe/Paris (default UTC; runner drains)")
     .option('--backfill <seconds>', 'one job per tick missed within these seconds before now (default: one for all; runner drains)',
             seconds(0.001, 31_622_400))
-    .option('--serial-key <key>', 'serial key of every job it publishes: they run one at a time (graphile-worker ?queue=)')
-    .option('--dedupe-key <key>', 'dedupe key every tick publishes with, as publish --dedupe-key (graphile-worker ?jobKey=; overlap allow)')
+    .option('--serial-key <key>', 'serial key of every job it publishes: they run one at a time (graphile-worker ?queue=)',
+            namedBy('--serial-key', keySchema))
+    .option('--dedupe-key <key>', 'dedupe key every tick publishes with, as publish --dedupe-key (graphile-worker ?jobKey=; overlap allow)',
+            namedBy('--dedupe-key', keySchema))
     .addOption(new Option('--dedupe-mode <mode>', "while a job holds --dedupe-key: keep (default) publishes nothing; replace: "
       + 'the waiting job takes the tick; replace_keep_time: and keeps its time; keep_waiting: keep while the job has not started')
       .choices(['keep', 'keep_waiting', 'replace', 'replace_keep_time'])))
@@ -120,7 +123,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
 
   cmd.command('rm')
     .description('remove a schedule (and its pg_cron job); jobs it published stay')
-    .argument('<name>')
+    .argument('<name>', 'the schedule', namedBy('name', scheduleNameSchema))
     .addOption(dsnOption())
     .action(async (name: string, opts: { dsn?: string }) => {
       const { unschedule } = await import('../schedules.js');

@@ -1,0 +1,60 @@
+// A name or key the SQL would refuse (jobs.check_name's queue and task rule,
+// jobs.check_key, jobs.schedule's name rule) is refused by the CLI before it
+// connects: exit 2 naming the argument and the rule, in the words it used
+// once connected ("pgdrain: --queue: must be …"). The CLI connected first,
+// so against a server that is down it exited 1 ("database unavailable") and
+// never said the argument was wrong. The real CLI, against a closed port.
+import { expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { runCli } from './support/drain-process.js';
+
+const NOWHERE = 'postgres://x@127.0.0.1:1/x';
+const CRON = ['--cron', '0 9 * * *'];
+
+it.each([
+  [['publish', ''], /^pgdrain: task: must be a non-empty task name/],
+  [['publish', 'a b'], /^pgdrain: task: must be dot-separated words/],
+  [['publish', 'café.send'], /^pgdrain: task: must be dot-separated words/],
+  [['publish', '--queue', '', 'x'], /^pgdrain: --queue: must be a non-empty queue name/],
+  [['publish', '--queue', 'a..b', 'x'], /^pgdrain: --queue: must be dot-separated words/],
+  [['publish', '--queue', 'q'.repeat(201), 'x'], /^pgdrain: --queue: must be at most 200 characters/],
+  [['publish', '--dedupe-key', ' ', 'x'], /^pgdrain: --dedupe-key: must be a non-empty text/],
+  [['publish', '--serial-key', '', 'x'], /^pgdrain: --serial-key: must be a non-empty text/],
+  [['queue', 'create', ''], /^pgdrain: name: must be a non-empty queue name/],
+  [['queue', 'create', 'mail box'], /^pgdrain: name: must be dot-separated words/],
+  [['queue', 'pause', ''], /^pgdrain: name: must be a non-empty queue name/],
+  [['queue', 'resume', 'é'], /^pgdrain: name: must be dot-separated words/],
+  [['schedule', 'add', '', ...CRON, '--task', 'a.run'], /^pgdrain: name: must be 1 to 46 letters/],
+  [['schedule', 'add', 's'.repeat(47), ...CRON, '--task', 'a.run'], /^pgdrain: name: must be 1 to 46 letters/],
+  [['schedule', 'add', 's', ...CRON, '--task', ''], /^pgdrain: --task: must be a non-empty task name/],
+  [['schedule', 'add', 's', ...CRON, '--task', 'a.run', '--queue', ''], /^pgdrain: --queue: must be a non-empty queue name/],
+  [['schedule', 'add', 's', ...CRON, '--task', 'a.run', '--dedupe-key', ''], /^pgdrain: --dedupe-key: must be a non-empty text/],
+  [['schedule', 'add', 's', ...CRON, '--task', 'a.run', '--serial-key', ''], /^pgdrain: --serial-key: must be a non-empty text/],
+  [['schedule', 'rm', ''], /^pgdrain: name: must be 1 to 46 letters/],
+  [['redrive', '--queue', ''], /^pgdrain: --queue: must be a non-empty queue name/],
+  [['redrive', '--task', ''], /^pgdrain: --task: must be a non-empty pattern/],
+  [['redrive', '--error-like', ''], /^pgdrain: --error-like: must be a non-empty pattern/],
+])('pgdrain %j with the server down: exit 2 naming the argument, before connecting', async (args, stderr) => {
+  const run = await runCli(NOWHERE, ...args, '--dsn', NOWHERE);
+  expect(run.stderr).toMatch(stderr);
+  expect(run.stderr).not.toMatch(/database unavailable/);
+  expect(run.code).toBe(2);
+});
+
+it('the CLI agrees with the SQL: a unicode or dotted-empty name no queue can have, an ASCII one it can', async () => {
+  const db = await testDb();
+  // jobs.check_name: the rule of every queue and task name (sql/0002).
+  const check = (name: string) => db.sql(`select jobs.check_name($1, 'PD009', 'name', 'queue name')`, [name])
+    .then(() => true, (e: { code?: string }) => e.code === 'PD009' ? false : e);
+  expect(await check('é')).toBe(false);
+  expect(await check('café.send')).toBe(false);
+  expect(await check('a..b')).toBe(false);
+  expect(await check('q'.repeat(201))).toBe(false);
+  expect(await check('mail:eu-1.send_2')).toBe(true);
+  const refused = await db.sql(`select jobs.create_queue('é')`).then(() => 'created', (e: { code?: string }) => e.code);
+  expect(refused).toBe('PD009');
+  // The valid ones get as far as the connection (exit 1 with the server down).
+  const run = await runCli(NOWHERE, 'publish', 'mail:eu-1.send_2', '--queue', 'mail:eu-1', '--dsn', NOWHERE);
+  expect(run.stderr).toMatch(/database unavailable/);
+  expect(run.code).toBe(1);
+});
