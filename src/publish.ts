@@ -62,6 +62,14 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
   };
 }
 
+/** publish()'s checks, with no database: what it would send, or its ValidationError (the CLI's, before connecting). */
+export function checkPublish(task: string, body?: unknown, options?: PublishOptions & SignalOption) {
+  const { signal, rest } = takeSignal(options, 'options');
+  const checked = parse(publishOptionsSchema, rest ?? {}, 'options', 'publish');
+  const { queue: _q, dedupeKey: _d, dedupeMode: _m, serialKey: _s, dependsOn: _o, attributes: _a, throttleSeconds: _t, ...core } = checked;
+  return { signal, checked, r: row(task, body, core, '') };
+}
+
 /**
  * Publishes one job through `db` (a pool, or your transaction's client);
  * returns its id, or the id of the active job holding options.dedupeKey
@@ -74,10 +82,8 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
  */
 export async function publish(db: Queryable, task: string, body?: unknown,
                               options?: PublishOptions & SignalOption): Promise<string> {
-  const { signal, rest } = takeSignal(options, 'options');
-  const { queue, dedupeKey, dedupeMode, serialKey, dependsOn, attributes, throttleSeconds, ...core } =
-    parse(publishOptionsSchema, rest ?? {}, 'options', 'publish');
-  const r = row(task, body, core, '');
+  const { signal, checked: { queue, dedupeKey, dedupeMode, serialKey, dependsOn, attributes, throttleSeconds }, r } =
+    checkPublish(task, body, options);
   try {
     const { rows } = await send<{ id: string }>(db,
       // A delay (and an expiry) from the call, read once (c.at): inside a transaction open

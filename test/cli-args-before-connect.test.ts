@@ -20,6 +20,10 @@ it.each([
   [['publish', '--queue', 'q'.repeat(201), 'x'], /^pgdrain: --queue: must be at most 200 characters/],
   [['publish', '--dedupe-key', ' ', 'x'], /^pgdrain: --dedupe-key: must be a non-empty text/],
   [['publish', '--serial-key', '', 'x'], /^pgdrain: --serial-key: must be a non-empty text/],
+  // Rules of publish's flags together, the core's (publish()), checked before connecting too.
+  [['publish', 'x', '--throttle', '5'], /^pgdrain: --throttle: needs a dedupe key/],
+  [['publish', 'x', '--dedupe-mode', 'replace'], /^pgdrain: --dedupe-mode: needs a dedupe key/],
+  [['publish', 'x', '--retry-delay', '10', '--retry-delay-max', '2'], /^pgdrain: --retry-delay-max: must be at least the retry delay/],
   [['queue', 'create', ''], /^pgdrain: name: must be a non-empty queue name/],
   [['queue', 'create', 'mail box'], /^pgdrain: name: must be dot-separated words/],
   [['queue', 'pause', ''], /^pgdrain: name: must be a non-empty queue name/],

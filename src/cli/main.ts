@@ -4,7 +4,7 @@ import { DEFAULT_OVERRUN_MS, drain } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { LINGER_SECONDS, POLL_SECONDS } from '../idle-wait.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, taskSchema, topicSchema } from '../options.js';
-import { publish } from '../publish.js';
+import { checkPublish, publish } from '../publish.js';
 import { stoppedSummary, tickSettingsSummary, type WithStoppedSchedules, withStoppedSchedules } from '../schedule-stopped.js';
 import type { PublishOptions } from '../types.js';
 import { adminCommands, deleteEndedCommand } from './admin-commands.js';
@@ -150,16 +150,18 @@ export function program(): Command {
       const body = opts.body ?? positional;
       const group = groupOf(opts);
       const expiry = expiryOf(opts);
+      const options: PublishOptions = {
+        priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at,
+        timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries,
+        queue: opts.queue, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode, serialKey: opts.serialKey,
+        dependsOn: opts.dependsOn, attributes: opts.attributes, throttleSeconds: opts.throttle,
+        deadLetter: opts.deadLetter, ...retryPolicyOf(opts), ...expiry,
+        group,
+      };
+      // Before connecting: a rule of the flags together (--throttle without --dedupe-key) is exit 2 with the server down too.
+      checkPublish(task, body, options);
       await withConnection(opts.dsn, async ({ driver }) => {
-        const id = await publish(driver, task, body, {
-          priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at,
-          timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries,
-          queue: opts.queue, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode, serialKey: opts.serialKey,
-          dependsOn: opts.dependsOn, attributes: opts.attributes, throttleSeconds: opts.throttle,
-          deadLetter: opts.deadLetter, ...retryPolicyOf(opts), ...expiry,
-          group,
-        });
-        process.stdout.write(`${id}\n`);
+        process.stdout.write(`${await publish(driver, task, body, options)}\n`);
       });
     });
 
