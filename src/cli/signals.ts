@@ -88,12 +88,7 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void,
     soft.abort(cause(name));
     hard.abort(cause(second ? 'a second SIGTERM' : name));
   };
-  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
-  // Taken over from holdEarlyStops: what came during start-up acts now.
-  process.off('SIGTERM', holdEarly).off('SIGINT', holdEarly);
-  const held = early ?? [];
-  early = undefined;
-  for (const name of held) onSignal(name);
+  listenInPlaceOfEarly(onSignal);
   return {
     signal: soft.signal,
     hardSignal: hard.signal,
@@ -121,12 +116,17 @@ export function listenForMaintainStop(log: (line: string) => void): { signal: Ab
     process.off('SIGTERM', onSignal).off('SIGINT', onSignal);
     process.kill(process.pid, name);  // no listener left: Node's default, the process ends by the signal
   };
+  listenInPlaceOfEarly(onSignal);
+  return { signal: stop.signal, done: () => void (ended = true) };
+}
+
+/** onSignal takes SIGTERM and SIGINT over from holdEarlyStops: what came during start-up acts now. */
+function listenInPlaceOfEarly(onSignal: (name: NodeJS.Signals) => void): void {
   process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
   process.off('SIGTERM', holdEarly).off('SIGINT', holdEarly);
   const held = early ?? [];
   early = undefined;
   for (const name of held) onSignal(name);
-  return { signal: stop.signal, done: () => void (ended = true) };
 }
 
 /**
