@@ -44,10 +44,11 @@ export interface NamedQueueOptions {
   /**
    * A job published here without an expiry of its own (expiresAt,
    * expiresInSeconds) expires this many seconds after its scheduled time
-   * (more than 0, at most 315360000: ten years; null: never). Jobs already
-   * published keep theirs.
+   * (more than 0, at most 315360000: ten years; null: never; pg-boss's
+   * retentionSeconds). Jobs already published keep theirs. Not pg-boss's
+   * expireInSeconds, a running job's limit: that is timeoutSeconds here.
    */
-  expireInSeconds?: number | null | undefined;
+  expiresInSeconds?: number | null | undefined;
   /**
    * At most this many jobs of one group (publish's `group.id`) run at once,
    * across every drain and claim (1 to 100000; null: unlimited; pg-boss's
@@ -77,7 +78,7 @@ export interface NamedQueueInfo {
   retryBackoff: boolean | null;
   retryDelayMaxSeconds: number | null;
   maxRunning: number | null;
-  expireInSeconds: number | null;
+  expiresInSeconds: number | null;
   /** null: unlimited; a number with no tiers; { default, tiers } with them. */
   groupConcurrency: number | { default: number; tiers: Record<string, number> } | null;
   createdAt: Date;
@@ -181,7 +182,7 @@ export interface JobInfo {
   progress: JobProgress | null;
   /**
    * When a waiting job expires if not started by then (its expiresAt, or its
-   * queue's expireInSeconds after its run time); null when it has none. An
+   * queue's expiresInSeconds after its run time); null when it has none. An
    * ended job keeps the one it had.
    */
   expiresAt: Date | null;

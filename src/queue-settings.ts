@@ -16,8 +16,9 @@ const queueOptionsSchema = z.extend(namedQueueOptionsSchema, {
   retryDelayMaxSeconds: z.optional(z.nullable(retryPolicyOptions.retryDelayMaxSeconds.def.innerType)),
   maxRunning: z.optional(z.nullable(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 100_000,
     'must be an integer between 1 and 100000')))),
-  // publish's expiresInSeconds' bounds, as jobs.create_queue's expire_in.
-  expireInSeconds: z.optional(z.nullable(publishOptionsSchema.shape.expiresInSeconds.def.innerType)),
+  // publish's expiresInSeconds, its name and bounds, as jobs.create_queue's expire_in
+  // (pg-boss's queue expireInSeconds is a running job's limit: peer-options.ts refuses it).
+  expiresInSeconds: z.optional(z.nullable(publishOptionsSchema.shape.expiresInSeconds.def.innerType)),
   // A number or { default, tiers }: each checked below, naming its place.
   groupConcurrency: z.optional(z.nullable(z.unknown())),
 }).check(z.refine((o) => typeof o.retryDelaySeconds !== 'number' || typeof o.retryDelayMaxSeconds !== 'number'
@@ -29,7 +30,7 @@ const QUEUE_ARGS = [['maxSize', 'max_size', 'integer'], ['timeoutSeconds', 'defa
   ['priority', 'default_priority', 'integer'], ['maxRetries', 'default_max_retries', 'integer'],
   ['deadLetter', 'dead_letter', 'text'], ['retryDelaySeconds', 'retry_delay', 'numeric'],
   ['retryBackoff', 'retry_backoff', 'text'], ['retryDelayMaxSeconds', 'retry_delay_max', 'numeric'],
-  ['maxRunning', 'max_running', 'integer'], ['expireInSeconds', 'expire_in', 'numeric']] as const;
+  ['maxRunning', 'max_running', 'integer'], ['expiresInSeconds', 'expire_in', 'numeric']] as const;
 // What only the database can check: which queues exist (and where their dead
 // letters go), and a retry delay against the cap the queue keeps, or back.
 const CHECKED_IN_SQL: Record<string, string> = { dead_letter: 'deadLetter', retry_delay: 'retryDelaySeconds',
@@ -82,7 +83,7 @@ export async function listNamedQueues(db: Queryable, options?: SignalOption): Pr
     maxRetries: r.default_max_retries as number | null, deadLetter: r.dead_letter as string | null,
     retryDelaySeconds: r.retry_delay as number | null, retryBackoff: r.retry_backoff as boolean | null,
     retryDelayMaxSeconds: r.retry_delay_max as number | null, maxRunning: r.max_running as number | null,
-    expireInSeconds: r.expire_in as number | null,
+    expiresInSeconds: r.expire_in as number | null,
     groupConcurrency: r.group_concurrency === null ? null : r.group_tiers === null ? r.group_concurrency as number
       : { default: r.group_concurrency as number, tiers: r.group_tiers as Record<string, number> },
     createdAt: new Date(r.created_at as string | Date),

@@ -84,7 +84,7 @@ export interface BulkPublishOptions {
    * affected; one retried after it passed expires at the next claim.
    */
   expiresAt?: Date | undefined;
-  /** An expiry this many seconds after the job's scheduled time (left out: its queue's expireInSeconds, else none). */
+  /** An expiry this many seconds after the job's scheduled time (left out: its queue's expiresInSeconds, else none). */
   expiresInSeconds?: number | undefined;
   /**
    * The job's own dead-letter queue (pg-boss's deadLetter): failing for good,
@@ -124,7 +124,7 @@ export interface PublishOptions extends BulkPublishOptions {
    * but a job not yet started keeps its run time (this runAt / delaySeconds
    * count only for a new job); an expiry given (expiresInSeconds counted
    * from this publish's own run time) must fall after the kept time, one
-   * left out is its queue's expireInSeconds after it.
+   * left out is its queue's expiresInSeconds after it.
    * 'keep_waiting' (pg-boss's policy short): returns the id of a job that
    * has not started yet; a running one, or one waiting to retry, finishes
    * (and retries) without the key, and a new job takes it. With serialKey =
@@ -168,7 +168,7 @@ export interface BulkJob extends BulkPublishOptions {
 
 /**
  * publishEvent's options, for every job it writes (left out: each queue's
- * defaults, retry policy and expireInSeconds, then the global ones; no
+ * defaults, retry policy and expiresInSeconds, then the global ones; no
  * group). No dedupeKey (refused, saying why: EVENT_TAKES_NO): a key is global, not per queue, so one key
  * would collapse the fan-out into one job.
  */

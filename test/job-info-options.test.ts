@@ -80,7 +80,7 @@ describe('TypeScript', () => {
   });
 
   it("a queue's expire_in shows as the job's expiresAt (its run time + expire_in)", async () => {
-    await queue.queues.create('mail', { expireInSeconds: 600 });
+    await queue.queues.create('mail', { expiresInSeconds: 600 });
     const id = await queue.publish('t', {}, { queue: 'mail', runAt: RUN_AT });
     expect(await queue.getJob(id)).toMatchObject({ expiresAt: new Date(RUN_AT.getTime() + 600_000), retryDelaySeconds: null });
     expect((await queue.listJobs({ queue: 'mail' }))[0]).toMatchObject({ expiresAt: new Date(RUN_AT.getTime() + 600_000) });

@@ -46,7 +46,9 @@ describe('a pg-boss or graphile-worker option of drain, schedule or createQueue'
     ['schedule', () => schedule(db.driver, { name: 'peer-hint', cron: '0 3 * * *', task: 'report.daily', data: { a: 1 } } as never),
       `spec: unknown option "data" (pg-boss's data is body)`],
     ['queues.create', () => q.queues.create('peer_hint_q', { retentionSeconds: 60 } as never),
-      `options: unknown option "retentionSeconds" (pg-boss's retentionSeconds is expireInSeconds)`],
+      `options: unknown option "retentionSeconds" (pg-boss's retentionSeconds is expiresInSeconds)`],
+    ['queues.create', () => q.queues.create('peer_hint_q', { expireInSeconds: 900 } as never),
+      `options: unknown option "expireInSeconds" (pg-boss's expireInSeconds is timeoutSeconds)`],
     ['queues.create', () => q.queues.create('peer_hint_q', { policy: 'singleton' } as never),
       `options: unknown option "policy" (pg-boss's policy singleton is maxRunning: 1; short, stately and exclusive are a publish's dedupeKey and dedupeMode)`],
     ['queues.create', () => q.queues.create('peer_hint_q', { heartbeatSeconds: 30 } as never),
@@ -59,7 +61,8 @@ describe('a pg-boss or graphile-worker option of drain, schedule or createQueue'
     const report = await q.drain(1, soon(), { concurrency: 4, pollMs: 500, lingerMs: 0 });
     expect(report.stoppedBy).toBe('empty');
     expect(await schedule(db.driver, { name: 'peer-hint', cron: '0 3 * * *', task: 'report.daily', body: { a: 1 } })).toBe('drains');
-    await q.queues.create('peer_hint_q', { expireInSeconds: 60, maxRunning: 1 });
-    expect((await q.queues.list()).find((x) => x.name === 'peer_hint_q')).toMatchObject({ expireInSeconds: 60, maxRunning: 1 });
+    await q.queues.create('peer_hint_q', { expiresInSeconds: 60, timeoutSeconds: 900, maxRunning: 1 });
+    expect((await q.queues.list()).find((x) => x.name === 'peer_hint_q'))
+      .toMatchObject({ expiresInSeconds: 60, timeoutSeconds: 900, maxRunning: 1 });
   });
 });

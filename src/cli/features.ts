@@ -140,18 +140,18 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
     .option('--group-concurrency <n>', "at most this many jobs of one group (publish --group) run at once, across every "
       + 'drain (clears --group-tiers unless given with it)', integer(1, 100_000))
     .option('--group-tiers <json>', 'with --group-concurrency: caps of tiers (publish --group-tier), e.g. {"pro": 5}', jsonObject)
-    .option('--expire-in <seconds>', 'a job published here without an expiry never starts later than this many seconds '
+    .option('--expires-in <seconds>', 'a job published here without an expiry never starts later than this many seconds '
       + 'after its run time (ends as a failure)', seconds(0.001, MAX_DELAY_SECONDS));
   const cleared = { 'max-size': 'unbounded', timeout: 'the global 60 s', 'max-retries': 'the global 3',
                    priority: 'the global 0', 'dead-letter': 'no dead-letter queue', 'retry-delay': '5 s',
                    'retry-backoff': 'exponential', 'retry-delay-max': 'an hour', 'max-running': 'unlimited',
-                   'expire-in': 'never', 'group-concurrency': 'unlimited, no tiers' };
+                   'expires-in': 'never', 'group-concurrency': 'unlimited, no tiers' };
   for (const [flag, then] of Object.entries(cleared)) create.option(`--no-${flag}`, `clear --${flag} (${then})`);
   create.addOption(dsnOption())
     .action(async (name: string, opts: { maxSize?: number | false; timeout?: number | false; maxRetries?: number | false;
                                          priority?: number | false; deadLetter?: string | false; retryDelay?: number | false;
                                          retryBackoff?: string | false; retryDelayMax?: number | false;
-                                         maxRunning?: number | false; expireIn?: number | false; dsn?: string;
+                                         maxRunning?: number | false; expiresIn?: number | false; dsn?: string;
                                          groupConcurrency?: number | false; groupTiers?: Record<string, number> }) => {
       const given = <T>(v: T | false | undefined) => (v === false ? null : v);
       if (opts.groupTiers && typeof opts.groupConcurrency !== 'number') {
@@ -165,7 +165,7 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
         priority: given(opts.priority), deadLetter: given(opts.deadLetter), retryDelaySeconds: given(opts.retryDelay),
         retryBackoff: typeof backoff === 'string' ? backoff === 'exponential' : backoff,
         retryDelayMaxSeconds: given(opts.retryDelayMax), maxRunning: given(opts.maxRunning),
-        expireInSeconds: given(opts.expireIn), groupConcurrency: group }));
+        expiresInSeconds: given(opts.expiresIn), groupConcurrency: group }));
     });
   queue.command('list')
     .description('list the queues and their settings')
@@ -184,9 +184,9 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
           priority: q.priority, max_retries: q.maxRetries, retry_delay: q.retryDelaySeconds,
           retry_backoff: q.retryBackoff === null ? null : q.retryBackoff ? 'exponential' : 'fixed',
           retry_delay_max: q.retryDelayMaxSeconds, max_running: q.maxRunning, dead_letter: q.deadLetter,
-          expire_in: q.expireInSeconds, group_concurrency: groupCaps(q.groupConcurrency) })),
+          expires_in: q.expiresInSeconds, group_concurrency: groupCaps(q.groupConcurrency) })),
           ['name', 'paused', 'max_size', 'max_running', 'group_concurrency', 'timeout', 'priority', 'max_retries', 'retry_delay', 'retry_backoff',
-           'retry_delay_max', 'expire_in', 'dead_letter'])}\n`);
+           'retry_delay_max', 'expires_in', 'dead_letter'])}\n`);
       });
     });
   for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {
