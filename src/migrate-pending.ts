@@ -3,7 +3,8 @@
 // reviews (or runs by hand) what `pgdrain migrate` would apply to it.
 import type { Driver } from './db/driver.js';
 import { PgDrainError, translateError } from './errors.js';
-import { type AppliedRow, checkRecord, foreignCheck, latestVersion, migrationSql, rolesRan } from './migrate.js';
+import { type AppliedRow, checkRecord, latestVersion, migrationSql } from './migrate.js';
+import { foreignCheck, rolesRan } from './migrate-statements.js';
 
 /** The pending versions, and their script (empty when there are none); refuses a record that is not this build's. */
 export async function pendingMigrationSql(driver: Driver): Promise<{ pending: number[]; sql: string }> {
