@@ -2,7 +2,7 @@
 -- with the check of sql/0002 or sql/0043 for its field, in the order jobs.publish
 -- gives them; and a job's own dead-letter queue (jobs.check_dead_letter).
 
--- jobs.publish's arguments (sql/0004 says what each means), checked in this
+-- jobs.publish's arguments (sql/0004 and sql/0046 say what each means), checked in this
 -- order before it takes a lock but the hold of a dead_letter's queue
 -- (jobs.check_dead_letter); p_now and p_queue as it resolved them (now,
 -- 'default'). Raises PD001 to PD019 naming the field.
