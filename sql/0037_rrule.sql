@@ -1,6 +1,7 @@
 -- pgdrain 0037: RFC 5545 recurrence rules (RRULE) where a schedule takes a
 -- cron expression: their text, parsed and checked (jobs.rrule_parse).
--- 0038 evaluates them (jobs.rrule_spec_next).
+-- 0038 evaluates them (jobs.rrule_spec_next), and turns wall times into
+-- instants (jobs.rrule_at; jobs.rrule_instant, for UNTIL, RDATE and EXDATE).
 --
 -- Errors: PDC01 cron, naming the part, line or value at fault.
 
@@ -60,39 +61,6 @@ begin
 exception when datetime_field_overflow or invalid_datetime_format then
   perform jobs.rrule_invalid(p_expr, format('%s %s is not a date-time that exists', p_what, quote_literal(p_value)));
 end $$;
-
--- The instant of wall time p_wall on tz's clock (null: UTC), as cron reads
--- wall times (jobs.cron_spec_next_tz): a time the clocks skip is the end of
--- the gap (02:30 on the day they go from 02:00 to 03:00: 03:00), a time
--- they pass twice is the first of them.
-create function jobs.rrule_at(p_wall timestamp, p_tz text)
-returns timestamptz language plpgsql immutable as $$
-declare
-  v_at timestamptz;
-  v_offset interval;
-  v_before interval;
-begin
-  if p_tz is null then
-    return p_wall at time zone 'UTC';
-  end if;
-  v_at := p_wall at time zone p_tz;  -- PostgreSQL: a skipped time on the offset before, a repeated one the second
-  if v_at at time zone p_tz <> p_wall then
-    return jobs.tz_change(p_tz, jobs.tz_offset(p_tz, v_at - interval '1 day'), v_at - interval '1 day', v_at);
-  end if;
-  v_offset := jobs.tz_offset(p_tz, v_at);
-  v_before := jobs.tz_offset(p_tz, v_at - interval '1 day');
-  if v_before > v_offset and jobs.tz_offset(p_tz, v_at - (v_before - v_offset)) = v_before then
-    return v_at - (v_before - v_offset);
-  end if;
-  return v_at;
-end $$;
-
--- A date-time value as an instant: Z in UTC, else on p_tz's wall clock.
-create function jobs.rrule_instant(p_value text, p_tz text, p_what text, p_expr text)
-returns timestamptz language sql immutable as $$
-  select case when p_value like '%Z' then jobs.rrule_wall(p_value, p_what, p_expr) at time zone 'UTC'
-              else jobs.rrule_at(jobs.rrule_wall(p_value, p_what, p_expr), p_tz) end
-$$;
 
 -- A list part's integers, each in p_lo..p_hi and not 0 when p_nonzero.
 create function jobs.rrule_ints(p_part text, p_value text, p_lo integer, p_hi integer, p_nonzero boolean, p_expr text)

@@ -11,6 +11,42 @@
 -- century of `after`: null, as when COUNT or UNTIL ended the rule. Either
 -- search takes at most a tick's budget of steps (sql/0019), PDC01 past it:
 -- a rule so sparse, or a DTSTART so far back, cannot be a schedule's.
+--
+-- Wall times to instants first: jobs.rrule_parse (sql/0037, PL/pgSQL: it
+-- resolves them when it runs) reads UNTIL, RDATE and EXDATE with them.
+
+-- The instant of wall time p_wall on tz's clock (null: UTC), as cron reads
+-- wall times (jobs.cron_spec_next_tz): a time the clocks skip is the end of
+-- the gap (02:30 on the day they go from 02:00 to 03:00: 03:00), a time
+-- they pass twice is the first of them.
+create function jobs.rrule_at(p_wall timestamp, p_tz text)
+returns timestamptz language plpgsql immutable as $$
+declare
+  v_at timestamptz;
+  v_offset interval;
+  v_before interval;
+begin
+  if p_tz is null then
+    return p_wall at time zone 'UTC';
+  end if;
+  v_at := p_wall at time zone p_tz;  -- PostgreSQL: a skipped time on the offset before, a repeated one the second
+  if v_at at time zone p_tz <> p_wall then
+    return jobs.tz_change(p_tz, jobs.tz_offset(p_tz, v_at - interval '1 day'), v_at - interval '1 day', v_at);
+  end if;
+  v_offset := jobs.tz_offset(p_tz, v_at);
+  v_before := jobs.tz_offset(p_tz, v_at - interval '1 day');
+  if v_before > v_offset and jobs.tz_offset(p_tz, v_at - (v_before - v_offset)) = v_before then
+    return v_at - (v_before - v_offset);
+  end if;
+  return v_at;
+end $$;
+
+-- A date-time value as an instant: Z in UTC, else on p_tz's wall clock.
+create function jobs.rrule_instant(p_value text, p_tz text, p_what text, p_expr text)
+returns timestamptz language sql immutable as $$
+  select case when p_value like '%Z' then jobs.rrule_wall(p_value, p_what, p_expr) at time zone 'UTC'
+              else jobs.rrule_at(jobs.rrule_wall(p_value, p_what, p_expr), p_tz) end
+$$;
 
 -- d's rank among the days of its weekday in its month (p_month) or year:
 -- 1 for the first, 2 for the second, ...; with p_last -1 for the last.
