@@ -1,6 +1,7 @@
 // The Lambda function's database: a pg pool that survives the freeze and
 // thaw of a warm instance (reconnectingDriver below).
 import pg from 'pg';
+import { pgConnectionString } from '../src/database-url.js';
 import type { Driver } from '../src/db/driver.js';
 import { ownedClient, poolEnder } from '../src/db/pg-pool.js';
 import { listenQueued, pgDriver } from '../src/db/pg.js';
@@ -33,7 +34,7 @@ export function reconnectingDriver(url: string, max: number): ReconnectingDriver
     // 10 s to open a connection, set on the client: as the pool's
     // connectionTimeoutMillis it would also fail a statement that waits
     // longer for a connection a handler holds (a transactional one).
-    const pool = new pg.Pool({ connectionString: url, max, keepAlive: true, Client: ownedClient(10_000),
+    const pool = new pg.Pool({ connectionString: pgConnectionString(url), max, keepAlive: true, Client: ownedClient(10_000),
                                application_name: 'pgdrain-lambda' });
     pool.on('error', () => {}); // an idle client lost its server; the pool drops it
     return { pool, end: poolEnder(pool) };

@@ -32,13 +32,30 @@ export function unencodedCredentials(value: string): boolean {
 }
 
 /**
- * The URL as pg-connection-string reads it: a user name with no host after it
+ * The URL to hand pg: a % that starts no escape written %25, a space %20.
+ * pg-connection-string re-encodes a URL holding either (encodeURI, then %25
+ * put back before two digits only), so every other escape with a letter in it
+ * came out as its text: password 50%off%2Fx reached the server as
+ * "50%off%2Fx", not "50%off/x" (a %2F in ?host= too, an IPv6 host broke).
+ * Encoded here, pg never re-encodes: each %XX is an escape, the stray % and
+ * the space are read as written, as pg read them in a URL with no other
+ * escape. Unchanged: a URL with neither, and a Unix-socket path
+ * (/run/postgresql db), which pg splits at its space. Applied twice, the same.
+ */
+export function pgConnectionString(value: string): string {
+  if (value.startsWith('/')) return value;
+  return value.replace(/%(?![0-9a-f]{2})/gi, '%25').replaceAll(' ', '%20');
+}
+
+/**
+ * The URL as pg-connection-string reads it (after pgConnectionString): a user name with no host after it
  * (postgres://app:pw@/db?host=/cloudsql/p:r:i, libpq's and Cloud SQL's Unix
  * socket form) is no WHATWG URL, and pg parses it again with a host put in.
  * Undefined where pg cannot parse it either.
  */
 export function pgUrl(value: string): URL | undefined {
-  for (const text of [value, value.replace('@/', '@___DUMMY___/')]) {
+  const url = pgConnectionString(value);
+  for (const text of [url, url.replace('@/', '@___DUMMY___/')]) {
     try {
       return new URL(text);
     } catch {

@@ -5,6 +5,7 @@
 // and erased: this file loads nothing of the package itself.
 // src/db/neon.ts and neon-http.ts are these over their static import.
 import type { neon, neonConfig, Pool } from '@neondatabase/serverless';
+import { pgConnectionString } from '../database-url.js';
 import { PgDrainError, ValidationError } from '../errors.js';
 import type { Driver, QueryOptions, QueryResult } from './driver.js';
 import type { NeonHttpDriverOptions } from './neon-http.js';
@@ -57,7 +58,8 @@ export function neonPoolDriver(mod: NeonModule, connectionString: string, option
   const max = options.max ?? 4;
   if (!Number.isInteger(max) || max < 1) throw new ValidationError('max', 'must be an integer of at least 1');
   configureProxy(mod.neonConfig, options.wsProxy, options.webSocketConstructor);
-  const pool = new mod.Pool({ connectionString: url, max });
+  // A raw % or space as written (its pg-connection-string re-encodes a URL holding one, as pg's).
+  const pool = new mod.Pool({ connectionString: pgConnectionString(url), max });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
   catchClientErrors(pool);
   return driverOverPool(pool as unknown as PgPool, poolEnder(pool));
@@ -72,7 +74,7 @@ export function neonHttpDriverOf(mod: NeonModule, connectionString: string, opti
     if (!/^https?:\/\/./.test(options.fetchEndpoint)) throw new ValidationError('fetchEndpoint', 'must be an http(s):// URL');
     mod.neonConfig.fetchEndpoint = options.fetchEndpoint;
   }
-  const sql = mod.neon(connectionString);
+  const sql = mod.neon(pgConnectionString(connectionString)); // only %XX escapes, however Neon's proxy decodes them
   let closed = false;
   const refuseClosed = () => {
     if (closed) throw new PgDrainError('database_unavailable', 'database unavailable: the Neon HTTP driver is closed');

