@@ -135,7 +135,10 @@ end $$;
 -- with it): waiting, a call that fails anyway would hang on it, or close a
 -- deadlock with it (it publishing to a bounded queue this transaction
 -- holds); such a queue is not there yet. No name no queue can have is
--- inserted (none was created).
+-- inserted (none was created). A READ ONLY transaction is not probed (its
+-- insert would fail 25006, a redrive of a typo answering that): it is told
+-- the call's own message, as a queue created after its snapshot cannot be
+-- told without a write.
 create function jobs.raise_no_queue(p_queue text, p_unknown text default null, p_field text default 'queue')
 returns void language plpgsql as $$
 declare
@@ -144,7 +147,7 @@ begin
   if p_unknown is null then
     perform jobs.check_name(p_queue, 'PD009', p_field, 'queue name');
   end if;
-  if not jobs.read_committed() then
+  if not jobs.read_committed() and current_setting('transaction_read_only') = 'off' then
     begin
       perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
       perform set_config('lock_timeout', '1ms', true);

@@ -5120,7 +5120,7 @@ begin
   if p_unknown is null then
     perform jobs.check_name(p_queue, 'PD009', p_field, 'queue name');
   end if;
-  if not jobs.read_committed() then
+  if not jobs.read_committed() and current_setting('transaction_read_only') = 'off' then
     begin
       perform jobs.check_name(p_queue, 'PD009', 'queue', 'queue name');
       perform set_config('lock_timeout', '1ms', true);
