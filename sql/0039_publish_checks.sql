@@ -164,3 +164,18 @@ begin
     else coalesce(p_unknown, format('no queue named %s; create it with jobs.create_queue(%s)',
                                     quote_literal(p_queue), quote_literal(p_queue))) end);
 end $$;
+
+-- Checks depends_on p_depends_on as jobs.lock_dependencies does (PD013),
+-- keeping none of its locks: for a publish answered with its dedupe key's
+-- holder (or its throttle window's job), which adds no job. Bad input is
+-- refused first, whoever holds the key (a holder past its expiry lets the
+-- key go, and that publish checked them); a good one is answered, and none
+-- of its dependencies is held back from ending until the publish commits.
+-- The locks go with the subtransaction, taken only when depends_on is given.
+create function jobs.check_dependencies(p_depends_on bigint[], p_now timestamptz)
+returns void language plpgsql as $$
+begin
+  perform jobs.lock_dependencies(p_depends_on, p_now);
+  raise sqlstate 'PDA95';  -- none: undo its locks
+exception when sqlstate 'PDA95' then null;
+end $$;

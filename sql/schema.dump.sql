@@ -611,6 +611,19 @@ begin
 end $$;
 
 --
+-- Name: check_dependencies(bigint[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.check_dependencies(p_depends_on bigint[], p_now timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform jobs.lock_dependencies(p_depends_on, p_now);
+  raise sqlstate 'PDA95';  -- none: undo its locks
+exception when sqlstate 'PDA95' then null;
+end $$;
+
+--
 -- Name: check_event(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -4036,6 +4049,7 @@ begin
   if publish.throttle_seconds is not null then
     v_id := jobs.throttle_lock(publish.dedupe_key, v_now, v_from);
     if v_id is not null then
+      if publish.depends_on is not null then perform jobs.check_dependencies(publish.depends_on, v_now); end if;
       return v_id;
     end if;
   end if;
@@ -4050,12 +4064,10 @@ begin
 
   for i in 1..3 loop
     if v_takes and not v_row_wait then
-      -- A running holder (jobs.running_holder) is found here and taken
-      -- over under the locks below, as jobs.publish takes a key from a
-      -- cancelling one (holding its row while waiting for them, this
-      -- deadlocked with a transactional handler's ack of it); its row held
-      -- then (a settle ending it), the pass starts again without them and
-      -- waits for the row below.
+      -- A running holder (jobs.running_holder) is found here and taken over under the locks below, as
+      -- jobs.publish takes a key from a cancelling one (holding its row while waiting for them, this deadlocked
+      -- with a transactional handler's ack of it); its row held then (a settle ending it), the pass starts
+      -- again without them and waits for the row below.
       select h.job_id, h.serial_key into v_old from jobs.running_holder(publish.dedupe_key, v_keep_waiting, v_now) h;
       if found then
         v_take := v_old.job_id;
@@ -4083,6 +4095,7 @@ begin
             and not coalesce(v_old.expires_at <= v_now, false) then
         -- Not started yet (pg-boss's created): it holds the key (in another queue: once this one exists, PD009).
         if v_old.queue <> v_queue then perform jobs.admit(v_queue, 0); end if;
+        if publish.depends_on is not null then perform jobs.check_dependencies(publish.depends_on, v_now); end if;
         return v_old.job_id;
       elsif found then
         -- Running (or its lease ran out unseen, or expired; keep_waiting: or
@@ -4100,6 +4113,7 @@ begin
       select h.* into v_old from jobs.key_holder(publish.dedupe_key, v_now) h;
       if found and not (i = 1 and coalesce(v_old.ends, false)) then
         if v_old.queue <> v_queue then perform jobs.admit(v_queue, 0); end if;
+        if publish.depends_on is not null then perform jobs.check_dependencies(publish.depends_on, v_now); end if;
         return v_old.job_id;
       elsif found then
         v_take := v_old.job_id;
@@ -4152,10 +4166,9 @@ begin
     -- waited for them may be ending (an ack that deleted it waits for the
     -- serial key held here): inserting would wait for that ack, a deadlock.
     if not v_takes and publish.dedupe_key is not null then
-      -- The holder found above, if it still holds the key and will not end
-      -- of its own. Its row held by another transaction (a settle or an
-      -- expiry ending it) is skipped, and the holder answered: waiting for
-      -- it could close a cycle with the locks held here.
+      -- The holder found above, if it still holds the key and will not end of its own. Its row held by
+      -- another transaction (a settle or an expiry ending it) is skipped, and the holder answered: waiting
+      -- for it could close a cycle with the locks held here.
       if v_take is not null then
         v_was_running := jobs.take_dedupe_key(v_take, publish.dedupe_key, v_now, publish.dedupe_mode, v_take_serial,
                                               publish.serial_key is not null);
