@@ -243,6 +243,13 @@ end $$;
 -- schedule still active (skipped_ticks counts it), or drains run this
 -- schedule now (a tick pg_cron started as the schedule was handed to them:
 -- the drains publish it, so it must not be published twice).
+-- A 40001 before its catch-all (jobs.lock_schedule's row lock, the row
+-- changed after a REPEATABLE READ or SERIALIZABLE snapshot) is not recorded
+-- in last_error, and cannot be: that transaction may not update the row
+-- either (the same 40001), and the error rolls it back whole. pg_cron's
+-- command runs it READ COMMITTED (jobs.pg_cron_schedule), where the lock
+-- waits and reads the row as changed: no 40001. A caller's own call in such
+-- a transaction gets the 40001 itself, to retry.
 create function jobs.run_schedule(name text, now timestamptz default null)
 returns bigint language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
