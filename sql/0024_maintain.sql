@@ -150,8 +150,8 @@ begin
   -- tick is no longer the schedule's next_run_at (published, moved on, the
   -- schedule changed or removed): nothing reads them. At most max_rows.
   -- Outside READ COMMITTED, one another call removed after this snapshot
-  -- (another pass, jobs.schedule) raises 40001: not a failed pass; the
-  -- delete undone whole, all it listed is left to the next pass, in "left".
+  -- (another pass, jobs.schedule) raises 40001: not a failed pass; those
+  -- still there are deleted apart (sql/0041), those not reached left, in "left".
   begin
     delete from jobs.tick_miss m using (
       select o.schedule, o.due from jobs.tick_miss o
@@ -162,10 +162,9 @@ begin
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
     if jobs.transaction_conflict(v_detail) then raise; end if;
-    v_misses := 0;
-    select count(*) into v_misses_left from (select from jobs.tick_miss o
+    select d.misses, d.left_rows into v_misses, v_misses_left from jobs.delete_misses_apart(array(select o.ctid from jobs.tick_miss o
       where not exists (select from jobs.recurring s where s.name = o.schedule and s.next_run_at = o.due)
-      limit maintain.max_rows) o;
+      limit maintain.max_rows), maintain.max_rows) d;
   end;
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the

@@ -2254,6 +2254,30 @@ begin
 end $$;
 
 --
+-- Name: delete_misses_apart(tid[], integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.delete_misses_apart(p_misses tid[], p_max integer, OUT misses integer, OUT left_rows integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_detail text;
+begin
+  select l.p_keys, l.left_rows - case when cardinality(p_misses) < p_max then l.changed_rows else 0 end into p_misses, left_rows
+  from jobs.lockable_apart('jobs.tick_miss', 'ctid', p_misses) l;
+  begin
+    delete from jobs.tick_miss m
+    where m.ctid in (select o.ctid from jobs.tick_miss o where o.ctid = any(p_misses) for update skip locked);
+    get diagnostics misses = row_count;
+  exception when serialization_failure then
+    get stacked diagnostics v_detail = pg_exception_detail;
+    if jobs.transaction_conflict(v_detail) then raise; end if;
+    misses := 0;
+    left_rows := left_rows + cardinality(p_misses);
+  end;
+end $$;
+
+--
 -- Name: delete_queue(text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3266,7 +3290,7 @@ end $$;
 -- Name: lockable_apart(regclass, name, anyarray); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.lockable_apart(p_table regclass, p_column name, INOUT p_keys anyarray, OUT left_rows integer) RETURNS record
+CREATE FUNCTION jobs.lockable_apart(p_table regclass, p_column name, INOUT p_keys anyarray, OUT left_rows integer, OUT changed_rows integer) RETURNS record
     LANGUAGE plpgsql
     AS $_$
 declare
@@ -3282,6 +3306,7 @@ declare
   v_bad integer;        -- the position of the changed row a try failed on
   v_i integer;
 begin
+  changed_rows := 0;
   while v_from <= v_n loop
     v_at := v_from - 1;
     begin
@@ -3317,6 +3342,7 @@ begin
             get stacked diagnostics v_detail = pg_exception_detail;
             if jobs.transaction_conflict(v_detail) then raise; end if;
             v_bad := v_i;
+            changed_rows := changed_rows + 1;
             exit;
         end;
       end loop;
@@ -3379,8 +3405,8 @@ begin
   -- tick is no longer the schedule's next_run_at (published, moved on, the
   -- schedule changed or removed): nothing reads them. At most max_rows.
   -- Outside READ COMMITTED, one another call removed after this snapshot
-  -- (another pass, jobs.schedule) raises 40001: not a failed pass; the
-  -- delete undone whole, all it listed is left to the next pass, in "left".
+  -- (another pass, jobs.schedule) raises 40001: not a failed pass; those
+  -- still there are deleted apart (sql/0041), those not reached left, in "left".
   begin
     delete from jobs.tick_miss m using (
       select o.schedule, o.due from jobs.tick_miss o
@@ -3391,10 +3417,9 @@ begin
   exception when serialization_failure then
     get stacked diagnostics v_detail = pg_exception_detail;
     if jobs.transaction_conflict(v_detail) then raise; end if;
-    v_misses := 0;
-    select count(*) into v_misses_left from (select from jobs.tick_miss o
+    select d.misses, d.left_rows into v_misses, v_misses_left from jobs.delete_misses_apart(array(select o.ctid from jobs.tick_miss o
       where not exists (select from jobs.recurring s where s.name = o.schedule and s.next_run_at = o.due)
-      limit maintain.max_rows) o;
+      limit maintain.max_rows), maintain.max_rows) d;
   end;
 
   -- Not for a role without USAGE on schema cron (managed PostgreSQL): the
