@@ -50,6 +50,8 @@ const cases: [string, string, string, string][] = [
   [`pw_${tag}_d%2Fe f`, 'x%y', `pw_${tag}_d/e f`, 'x%y'],
   // A : in a user name is %3A: the first raw : ends it (a:b:c is user a, password b:c; libpq's reading too).
   [`pw_${tag}_e%3Af`, 'g:h %', `pw_${tag}_e:f`, 'g:h %'],
+  // A raw \ beside a space: the Neon drivers parse the URL as an http: one, where \ ends the host.
+  [`pw_${tag}_f`, 'a\\b c', `pw_${tag}_f`, 'a\\b c'],
 ];
 for (const [, , user, password] of cases) await role(user, password);
 const urlOf = (user: string, password: string) => `postgres://${user}:${password}@${host}${pathname}`;

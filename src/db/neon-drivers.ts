@@ -27,6 +27,14 @@ function checkUrl(connectionString: unknown): string {
   return connectionString;
 }
 
+/**
+ * The URL to hand the Neon Pool and neon(): pgConnectionString's, with a raw \
+ * written %5C. Both parse it as an http: URL, where a \ ends the host (a
+ * password a\b c was an invalid URL; the Pool's encodeURI hid that while the
+ * space was raw); pg reads a \ and its %5C alike.
+ */
+const neonUrl = (url: string) => pgConnectionString(url).replaceAll('\\', '%5C');
+
 /** configureNeonProxy (src/db/neon.ts) on the given module's neonConfig, global to the isolate. */
 export function configureProxy(config: typeof neonConfig, wsProxy: string | undefined, webSocketConstructor?: unknown): void {
   if (webSocketConstructor !== undefined) {
@@ -59,7 +67,7 @@ export function neonPoolDriver(mod: NeonModule, connectionString: string, option
   if (!Number.isInteger(max) || max < 1) throw new ValidationError('max', 'must be an integer of at least 1');
   configureProxy(mod.neonConfig, options.wsProxy, options.webSocketConstructor);
   // A raw % or space as written (its pg-connection-string re-encodes a URL holding one, as pg's).
-  const pool = new mod.Pool({ connectionString: pgConnectionString(url), max });
+  const pool = new mod.Pool({ connectionString: neonUrl(url), max });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
   catchClientErrors(pool);
   return driverOverPool(pool as unknown as PgPool, poolEnder(pool));
@@ -74,7 +82,7 @@ export function neonHttpDriverOf(mod: NeonModule, connectionString: string, opti
     if (!/^https?:\/\/./.test(options.fetchEndpoint)) throw new ValidationError('fetchEndpoint', 'must be an http(s):// URL');
     mod.neonConfig.fetchEndpoint = options.fetchEndpoint;
   }
-  const sql = mod.neon(pgConnectionString(connectionString)); // only %XX escapes, however Neon's proxy decodes them
+  const sql = mod.neon(neonUrl(connectionString)); // only %XX escapes, however Neon's proxy decodes them
   let closed = false;
   const refuseClosed = () => {
     if (closed) throw new PgDrainError('database_unavailable', 'database unavailable: the Neon HTTP driver is closed');
