@@ -9,6 +9,9 @@
 // so the first pass (which has deleted its --max-rows ended jobs by then)
 // waits on it; the signal comes while it waits, and the lock is let go only
 // once the CLI has said it took the signal.
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { beforeEach, expect, it, onTestFinished } from 'vitest';
 import { testDb, withClient } from './support/db.js';
 import { spawnCli, until, withAppName } from './support/drain-process.js';
@@ -124,4 +127,37 @@ it('maintain() with a signal fired during a pass that also spent the budget (or 
 it('options.signal that is not an AbortSignal is refused, naming it', async () => {
   await expect(maintain(db.driver, { signal: 'stop' as never })).rejects.toThrow('options.signal: must be an AbortSignal');
   expect(await endedLeft()).toBe(50);
+});
+
+it('signals after done() (the report printed) do nothing: no "starting no more" line, no re-raised second one', async () => {
+  // The CLI exits right after done(), too soon to hit through it: a child of the built module, with a listener of its
+  // own after listenForMaintainStop's that says which signal it took, so the test knows each has been handled.
+  // (That listener also keeps Node's default away: unfixed, the second signal's kill of itself did not end this child,
+  // but the first's line on stderr shows the stop acted after done().)
+  const signals = JSON.stringify(pathToFileURL(resolve('dist/src/cli/signals.js')).href);
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `
+    import { listenForMaintainStop } from ${signals};
+    const stop = listenForMaintainStop((line) => process.stderr.write(line + '\\n'));
+    stop.done();
+    const took = (name) => process.stdout.write('took ' + name + '\\n');
+    process.on('SIGTERM', took).on('SIGINT', took);
+    process.stdin.on('data', () => {}).on('end', () => process.exit(0));
+    process.stdout.write('ready\\n');
+  `], { stdio: ['pipe', 'pipe', 'pipe'] });
+  onTestFinished(() => void child.kill('SIGKILL'));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    child.once('close', (code, signal) => done({ code, signal })));
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  await until(async () => stdout.includes('ready\n') || !alive(), 'the child to listen');
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    child.kill(signal);
+    await until(async () => stdout.includes(`took ${signal}\n`) || !alive(), `the child to take ${signal}`);
+  }
+  child.stdin.end();
+  expect(await exited).toEqual({ code: 0, signal: null });
+  expect({ stdout, stderr }).toEqual({ stdout: 'ready\ntook SIGTERM\ntook SIGINT\n', stderr: '' });
 });

@@ -102,12 +102,16 @@ export function listenForStop(graceSeconds: number, log: (line: string) => void,
  * signal (maintain() starts no more passes; the one running commits, and the
  * report is printed: exit 0, as a drain's); a second one exits at once as
  * Node's default would (143, 130), the running pass left to the server to
- * commit or roll back. Held start-up signals act now (no pass runs).
+ * commit or roll back. Held start-up signals act now (no pass runs). Once
+ * done() (the report printed, or the error), signals do nothing, as
+ * listenForStop's: the process is ending on its own, its work done.
  */
 export function listenForMaintainStop(log: (line: string) => void): { signal: AbortSignal; done(): void } {
   const stop = new AbortController();
+  let finished = false;
   const onSignal = (name: NodeJS.Signals) => {
     stopped = true;
+    if (finished) return; // the report is printed (or the error); the process is closing
     if (!stop.signal.aborted) {
       log(`pgdrain: ${name}: starting no more maintenance passes; the running one ends first `
           + '(a second SIGTERM or SIGINT exits now, that pass committed or rolled back on the server)');
@@ -117,7 +121,7 @@ export function listenForMaintainStop(log: (line: string) => void): { signal: Ab
     process.kill(process.pid, name);  // no listener left: Node's default, the process ends by the signal
   };
   listenInPlaceOfEarly(onSignal);
-  return { signal: stop.signal, done: () => void (ended = true) };
+  return { signal: stop.signal, done: () => void (finished = ended = true) };
 }
 
 /** onSignal takes SIGTERM and SIGINT over from holdEarlyStops: what came during start-up acts now. */
