@@ -259,6 +259,17 @@ export async function listSubscriptions(db: Queryable, event?: string, options?:
                             createdAt: new Date(r.created_at as string | Date) }));
 }
 
+/** publishEvent()'s checks, with no database: what it would send, or its ValidationError (the CLI's, before connecting). */
+export function checkPublishEvent(event: string, body?: unknown, options?: PublishEventOptions & SignalOption) {
+  parse(eventNameSchema, event, 'event');
+  const { signal, rest } = takeSignal(options, 'options');
+  const refused = eventTakesNo(rest);
+  if (refused) throw new ValidationError(`options.${refused[0]}`, refused[1]);
+  const o = parse(publishEventOptionsSchema, rest ?? {}, 'options');
+  return { signal, o, json: jsonParam(body, 'body'),
+           attributes: o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes') };
+}
+
 /**
  * Publishes an event (jobs.publish_event): one job per subscribed queue, in
  * one statement, all or nothing (a full queue refuses the whole publish:
@@ -267,12 +278,7 @@ export async function listSubscriptions(db: Queryable, event?: string, options?:
  */
 export async function publishEvent(db: Queryable, event: string, body?: unknown,
                                    options?: PublishEventOptions & SignalOption): Promise<string[]> {
-  parse(eventNameSchema, event, 'event');
-  const { signal, rest } = takeSignal(options, 'options');
-  const refused = eventTakesNo(rest);
-  if (refused) throw new ValidationError(`options.${refused[0]}`, refused[1]);
-  const o = parse(publishEventOptionsSchema, rest ?? {}, 'options');
-  const json = jsonParam(body, 'body');
+  const { signal, o, json, attributes } = checkPublishEvent(event, body, options);
   const ids = await callValue<string>(db,
     // delaySeconds as a run time from the call's clock, read once (c.at) for it and the expiry, as publish's (0: none).
     `select array_to_string(jobs.publish_event($1, $2::jsonb, coalesce($3::timestamptz, c.at + make_interval(secs => nullif($5::float8, 0))),
@@ -284,7 +290,7 @@ export async function publishEvent(db: Queryable, event: string, body?: unknown,
        group_id => $14, group_tier => $15), ',') as r
      from (select jobs.call_time(null, jobs.clock(null)) as at) c`,
     [event, json, o.runAt?.toISOString() ?? null, o.priority ?? null, o.delaySeconds ?? null,
-     o.attributes === undefined ? null : jsonParam(o.attributes, 'options.attributes'),
+     attributes,
      o.timeoutSeconds ?? null, o.maxRetries ?? null, o.retryDelaySeconds ?? null,
      o.retryBackoff === undefined ? null : o.retryBackoff ? 'exponential' : 'fixed', o.retryDelayMaxSeconds ?? null,
      o.expiresAt?.toISOString() ?? null, o.expiresInSeconds ?? null, o.group?.id ?? null, o.group?.tier ?? null], signal)

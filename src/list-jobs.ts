@@ -42,6 +42,12 @@ const LIST_SQL = `select j.* from (
     order by job_id desc limit $7) j
   order by j.id::bigint desc`;
 
+/** listJobs()'s checks, with no database: the filter and its body's JSON, or its ValidationError (the CLI's, before connecting). */
+export function checkListJobs(filter: ListJobsFilter = {}) {
+  const f = parse(listJobsFilterSchema, filter, 'filter');
+  return { f, body: f.body === undefined ? null : jsonParam(f.body, 'filter.body') };
+}
+
 /**
  * Jobs matching every filter given, newest (greatest id) first, at most
  * filter.limit (default 100): queued ones (pending, scheduled, blocked,
@@ -59,8 +65,7 @@ const LIST_SQL = `select j.* from (
  * the admin calls' does (send.ts): a long body search too.
  */
 export async function listJobs(db: Queryable, filter: ListJobsFilter = {}, options?: SignalOption): Promise<JobInfo[]> {
-  const f = parse(listJobsFilterSchema, filter, 'filter');
-  const body = f.body === undefined ? null : jsonParam(f.body, 'filter.body');
+  const { f, body } = checkListJobs(filter);
   const signal = signalOnly(options);
   try {
     const { rows } = await send<Record<string, unknown>>(db, LIST_SQL, [f.queue ?? null, f.task ?? null, f.state ?? null, body,

@@ -66,8 +66,9 @@ function row(task: unknown, body: unknown, options: unknown, field: string) {
 export function checkPublish(task: string, body?: unknown, options?: PublishOptions & SignalOption) {
   const { signal, rest } = takeSignal(options, 'options');
   const checked = parse(publishOptionsSchema, rest ?? {}, 'options', 'publish');
-  const { queue: _q, dedupeKey: _d, dedupeMode: _m, serialKey: _s, dependsOn: _o, attributes: _a, throttleSeconds: _t, ...core } = checked;
-  return { signal, checked, r: row(task, body, core, '') };
+  const { queue: _q, dedupeKey: _d, dedupeMode: _m, serialKey: _s, dependsOn: _o, attributes, throttleSeconds: _t, ...core } = checked;
+  return { signal, checked, r: row(task, body, core, ''),
+           attributes: attributes === undefined ? null : jsonParam(attributes, 'options.attributes') };
 }
 
 /**
@@ -82,7 +83,7 @@ export function checkPublish(task: string, body?: unknown, options?: PublishOpti
  */
 export async function publish(db: Queryable, task: string, body?: unknown,
                               options?: PublishOptions & SignalOption): Promise<string> {
-  const { signal, checked: { queue, dedupeKey, dedupeMode, serialKey, dependsOn, attributes, throttleSeconds }, r } =
+  const { signal, checked: { queue, dedupeKey, dedupeMode, serialKey, dependsOn, throttleSeconds }, r, attributes } =
     checkPublish(task, body, options);
   try {
     const { rows } = await send<{ id: string }>(db,
@@ -105,7 +106,7 @@ export async function publish(db: Queryable, task: string, body?: unknown,
        from (select jobs.call_time(null, jobs.clock(null)) as at) c`,
       [r.task, r.body, r.run_at, r.delay, r.timeout, r.priority, r.max_retries,
        queue ?? null, dedupeKey ?? null, serialKey ?? null, dependsOn ?? null,
-       attributes === undefined ? null : jsonParam(attributes, 'options.attributes'), dedupeMode ?? null,
+       attributes, dedupeMode ?? null,
        throttleSeconds ?? null, r.retry_delay, r.retry_backoff, r.retry_delay_max, r.expires_at, r.expires_in, r.dead_letter,
        r.group_id, r.group_tier],
       signal,

@@ -36,14 +36,24 @@ const QUEUE_ARGS = [['maxSize', 'max_size', 'integer'], ['timeoutSeconds', 'defa
 const CHECKED_IN_SQL: Record<string, string> = { dead_letter: 'deadLetter', retry_delay: 'retryDelaySeconds',
   retry_delay_max: 'retryDelayMaxSeconds' };
 
+/** createNamedQueue()'s checks, with no database: its options, or its ValidationError (the CLI's, before connecting). */
+export function checkNamedQueue(name: string, options: NamedQueueOptions & SignalOption = {}) {
+  parse(queueNameSchema, name, 'name');
+  const { signal, rest } = takeSignal(options, 'options');
+  const o = parse(queueOptionsSchema, rest, 'options', 'queue');
+  const g = o.groupConcurrency;
+  const group = g === undefined || g === null ? g : typeof g === 'object'
+    ? parse(groupTiersSchema, g, 'options.groupConcurrency')
+    : { default: parse(groupCapSchema, g, 'options.groupConcurrency'), tiers: undefined };
+  return { signal, o, group };
+}
+
 /**
  * Creates a named queue, or changes an existing one (jobs.create_queue):
  * only the options given are sent, so only they change; null clears one.
  */
 export async function createNamedQueue(db: Queryable, name: string, options: NamedQueueOptions & SignalOption = {}): Promise<void> {
-  parse(queueNameSchema, name, 'name');
-  const { signal, rest } = takeSignal(options, 'options');
-  const o = parse(queueOptionsSchema, rest, 'options', 'queue');
+  const { signal, o, group } = checkNamedQueue(name, options);
   const params: unknown[] = [name];
   let args = '';
   for (const [option, arg, type] of QUEUE_ARGS) {
@@ -53,12 +63,8 @@ export async function createNamedQueue(db: Queryable, name: string, options: Nam
     args += `, ${arg} => $${params.length}::${type}`;
   }
   // A number sets the cap and clears the tiers; null clears both.
-  const group = o.groupConcurrency;
   if (group !== undefined) {
-    const g = group === null ? null : typeof group === 'object'
-      ? parse(groupTiersSchema, group, 'options.groupConcurrency')
-      : { default: parse(groupCapSchema, group, 'options.groupConcurrency'), tiers: undefined };
-    params.push(g?.default ?? null, g?.tiers && Object.keys(g.tiers).length > 0 ? JSON.stringify(g.tiers) : null);
+    params.push(group?.default ?? null, group?.tiers && Object.keys(group.tiers).length > 0 ? JSON.stringify(group.tiers) : null);
     args += `, group_concurrency => $${params.length - 1}::integer, group_tiers => $${params.length}::jsonb`;
   }
   try {

@@ -169,16 +169,20 @@ function asSpecField(error: unknown): unknown {
   return new ValidationError(field, rule, { cause: error.cause ?? error });
 }
 
+/** schedule()'s checks, with no database: what it would send, or its ValidationError (the CLI's, before connecting). */
+export function checkSchedule(spec: ScheduleSpec) {
+  const s = parse(specSchema, spec, 'spec', 'schedule');
+  return { s, cron: checkCron(s.cron, 'spec.cron'), tz: s.tz === undefined ? null : checkTz(s.tz, 'spec.tz'),
+           body: jsonParam(s.body, 'spec.body') };
+}
+
 /**
  * Creates or replaces a recurring job (jobs.schedule); idempotent, so it is
  * safe to call at every start. Returns the runner that will fire it.
  */
 export async function schedule(db: Queryable, spec: ScheduleSpec): Promise<ScheduleRunner> {
   checkQueryable(db, 'db');
-  const s = parse(specSchema, spec, 'spec', 'schedule');
-  const cron = checkCron(s.cron, 'spec.cron');
-  const tz = s.tz === undefined ? null : checkTz(s.tz, 'spec.tz');
-  const body = jsonParam(s.body, 'spec.body');
+  const { s, cron, tz, body } = checkSchedule(spec);
   return callValue<ScheduleRunner>(db,
     `select jobs.schedule(name => $1, cron => $2, task => $3, body => $4::jsonb, timeout => $5::numeric,
        priority => $6::integer, max_retries => $7::integer, queue => $8, runner => $9, overlap => $10, tz => $11,

@@ -10,6 +10,7 @@ import { runCli } from './support/drain-process.js';
 
 const NOWHERE = 'postgres://x@127.0.0.1:1/x';
 const CRON = ['--cron', '0 9 * * *'];
+const db = await testDb();
 
 it.each([
   [['publish', ''], /^pgdrain: task: must be a non-empty task name/],
@@ -38,6 +39,22 @@ it.each([
   [['redrive', '--queue', ''], /^pgdrain: --queue: must be a non-empty queue name/],
   [['redrive', '--task', ''], /^pgdrain: --task: must be a non-empty pattern/],
   [['redrive', '--error-like', ''], /^pgdrain: --error-like: must be a non-empty pattern/],
+  // The core's rules of flags together, and JSON jsonb cannot store (jsonParam): checked before connecting too.
+  [['publish', 'x', '--attributes', '{"a":"\\u0000"}'], /^pgdrain: --attributes: must not contain \\u0000 \(PostgreSQL jsonb cannot store it\), at options\.attributes\.a$/m],
+  [['event', 'publish', 'e.x', '--retry-delay', '10', '--retry-delay-max', '2'], /^pgdrain: --retry-delay-max: must be at least the retry delay \(10 seconds\), got 2$/m],
+  [['event', 'publish', 'e.x', '--at', '2030-01-01T00:00:00Z', '--expires-at', '2029-01-01T00:00:00Z'], /^pgdrain: --expires-at: must be after runAt/],
+  [['event', 'publish', 'e.x', '"\\u0000"'], /^pgdrain: body: must not contain \\u0000/],
+  [['event', 'publish', 'e.x', '--attributes', '{"a":"\\u0000"}'], /^pgdrain: --attributes: must not contain \\u0000/],
+  [['queue', 'create', 'q', '--retry-delay', '10', '--retry-delay-max', '2'], /^pgdrain: --retry-delay-max: must be at least the retry delay$/m],
+  [['queue', 'create', 'q', '--group-concurrency', '2', '--group-tiers', '{"pro":0}'], /^pgdrain: --group-tiers\.pro: must be an integer between 1 and 100000$/m],
+  [['queue', 'create', 'q', '--group-concurrency', '2', '--group-tiers', '{"":1}'], /^pgdrain: --group-tiers: tier names must be non-empty texts/],
+  [['reschedule', '1', '--attempts', '5', '--max-retries', '2'], /^pgdrain: --attempts: must be at most maxRetries \(2\), got 5/],
+  [['redrive', '--include-cancelled'], /^pgdrain: --include-cancelled: needs ids \(cancelled jobs go back by id\)$/m],
+  [['complete', '1', '--result', '"\\u0000"'], /^pgdrain: result: must not contain \\u0000/],
+  [['jobs', '--body', '"\\u0000"'], /^pgdrain: --body: must not contain \\u0000/],
+  [['schedule', 'add', 's', ...CRON, '--task', 'a.run', '--dedupe-mode', 'replace'], /^pgdrain: --dedupe-mode: needs a dedupe key/],
+  [['schedule', 'add', 's', ...CRON, '--task', 'a.run', '--overlap', 'skip', '--dedupe-key', 'k'], /^pgdrain: --dedupe-key: cannot be given with overlap 'skip'/],
+  [['schedule', 'add', 's', ...CRON, '--task', 'a.run', '--body', '"\\u0000"'], /^pgdrain: --body: must not contain \\u0000/],
 ])('pgdrain %j with the server down: exit 2 naming the argument, before connecting', async (args, stderr) => {
   const run = await runCli(NOWHERE, ...args, '--dsn', NOWHERE);
   expect(run.stderr).toMatch(stderr);
@@ -46,7 +63,6 @@ it.each([
 });
 
 it('the CLI agrees with the SQL: a unicode or dotted-empty name no queue can have, an ASCII one it can', async () => {
-  const db = await testDb();
   // jobs.check_name: the rule of every queue and task name (sql/0002).
   const check = (name: string) => db.sql(`select jobs.check_name($1, 'PD009', 'name', 'queue name')`, [name])
     .then(() => true, (e: { code?: string }) => e.code === 'PD009' ? false : e);
@@ -61,4 +77,17 @@ it('the CLI agrees with the SQL: a unicode or dotted-empty name no queue can hav
   const run = await runCli(NOWHERE, 'publish', 'mail:eu-1.send_2', '--queue', 'mail:eu-1', '--dsn', NOWHERE);
   expect(run.stderr).toMatch(/database unavailable/);
   expect(run.code).toBe(1);
+});
+
+it.each([
+  ['event', 'publish', 'e.x', '--retry-delay-max', '2'],
+  ['queue', 'create', 'q', '--group-concurrency', '2', '--group-tiers', '{"pro":1.5}'],
+  ['reschedule', '1', '--attempts', '5', '--max-retries', '2'],
+  ['redrive', '--include-cancelled', '--task', 'x'],
+  ['jobs', '--body', '"\\u0000"'],
+  ['schedule', 'add', 's', ...CRON, '--task', 'a.run', '--dedupe-key', 'k', '--dedupe-mode', 'replace', '--overlap', 'skip'],
+])('pgdrain %j: the same words with the server down as once connected', async (...args) => {
+  const [down, up] = await Promise.all([runCli(NOWHERE, ...args, '--dsn', NOWHERE), runCli(db.url, ...args)]);
+  expect(up.code).toBe(2);
+  expect(down).toEqual(up);
 });

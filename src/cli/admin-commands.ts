@@ -2,7 +2,9 @@ import { Command, CommanderError } from 'commander';
 import { cancelJob, cancelJobs, failJobs, rescheduleJobs } from '../admin.js';
 import { cancelJobByKey, completeJobs, deleteEndedJobs, deleteJobs } from '../admin-ends.js';
 import { ValidationError } from '../errors.js';
-import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS, queueNameSchema, reasonSchema } from '../options.js';
+import { jsonParam } from '../json-text.js';
+import { rescheduleOptionsSchema } from '../job-options.js';
+import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS, parse, queueNameSchema, reasonSchema } from '../options.js';
 import { dsnOption, type WithConnection } from './features.js';
 import { checkedBy, integer, json, seconds } from './flag-parsers.js';
 
@@ -62,9 +64,11 @@ export function adminCommands(withConnection: WithConnection): Command[] {
         && opts.maxRetries === undefined && opts.attempts === undefined) {
         throw new CommanderError(2, 'usage', 'error: give --at, --delay or --priority, --max-retries or --attempts');
       }
+      const options = { runAt: opts.at, delaySeconds: opts.delay, priority: opts.priority, maxRetries: opts.maxRetries,
+                        attempts: opts.attempts };
+      parse(rescheduleOptionsSchema, options, 'options'); // rescheduleJobs()'s rules (--attempts over --max-retries), before connecting
       await withConnection(opts.dsn, async ({ driver }) => {
-        const n = await rescheduleJobs(driver, ids, { runAt: opts.at, delaySeconds: opts.delay, priority: opts.priority,
-          maxRetries: opts.maxRetries, attempts: opts.attempts });
+        const n = await rescheduleJobs(driver, ids, options);
         process.stdout.write(`${n}\n`);
       });
     });
@@ -90,6 +94,7 @@ export function adminCommands(withConnection: WithConnection): Command[] {
     .addOption(dsnOption())
     .action(async (ids: string[], opts: { result?: unknown; dsn?: string }) => {
       checkIds(ids);
+      if (opts.result !== undefined && opts.result !== null) jsonParam(opts.result, 'result'); // as completeJobs(), before connecting
       await withConnection(opts.dsn, async ({ driver }) => {
         process.stdout.write(`${await completeJobs(driver, ids, opts.result)}\n`);
       });

@@ -1,12 +1,12 @@
 import { Command, CommanderError, Option } from 'commander';
-import { EVENT_TAKES_NO, eventNameSchema, listSubscriptions, publishEvent, subscribe, unsubscribe } from '../admin.js';
+import { checkPublishEvent, EVENT_TAKES_NO, eventNameSchema, listSubscriptions, publishEvent, subscribe, unsubscribe } from '../admin.js';
 import { PgDrainError, ValidationError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, taskSchema } from '../options.js';
 import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
 import { checkedBy, integer, json, jsonObject, seconds } from './flag-parsers.js';
 import { formatTable } from './format.js';
 import type * as z from 'zod/mini';
-import type { PublishOptions } from '../types.js';
+import type { PublishEventOptions, PublishOptions } from '../types.js';
 
 // `pgdrain event subscribe | unsubscribe | list | publish`: fan-out
 // (sql/0033_fanout.sql, src/admin.ts). main.ts registers them. Bad input
@@ -152,10 +152,13 @@ export function eventCommand(withConnection: WithConnection): Command {
       if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
       const group = groupOf(opts);
       const expiry = expiryOf(opts);
+      const options: PublishEventOptions = {
+        priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at, attributes: opts.attributes,
+        timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, ...retryPolicyOf(opts), ...expiry, group };
+      // Before connecting: publishEvent()'s rules (--retry-delay-max under --retry-delay, the body's JSON) exit 2 with the server down too.
+      checkPublishEvent(event, body, options);
       await withConnection(opts.dsn, async ({ driver }) => {
-        const ids = await publishEvent(driver, event, body, {
-          priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at, attributes: opts.attributes,
-          timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, ...retryPolicyOf(opts), ...expiry, group });
+        const ids = await publishEvent(driver, event, body, options);
         process.stdout.write(ids.map((id) => `${id}\n`).join(''));
       });
     });

@@ -1,12 +1,13 @@
 import { Command, CommanderError, Option } from 'commander';
 import { checkedBy, integer, jobIds, json, jsonObject, jsonObjects, namedBy, positive, seconds } from './flag-parsers.js';
-import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, setQueuePaused } from '../admin.js';
+import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, redriveParams, setQueuePaused } from '../admin.js';
+import { checkNamedQueue } from '../queue-settings.js';
 import type { Driver } from '../db/driver.js';
 import { PgDrainError } from '../errors.js';
 import { groupTextSchema } from '../job-options.js';
 import { keySchema, MAX_DELAY_SECONDS, queueNameSchema, reasonSchema, textSchema, workerIdSchema } from '../options.js';
 import { formatTable, groupCaps } from './format.js';
-import type { JobGroup } from '../types.js';
+import type { JobGroup, NamedQueueOptions, RedriveFilter } from '../types.js';
 
 // The commands of issue 7 (redrive, dead-letters, queue; wait is in wait-command.ts, cancel in admin-commands.ts) and
 // the options they add to publish and drain. main.ts registers them.
@@ -89,14 +90,16 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
     .addOption(dsnOption())
     .action(async (opts: { ids?: string[]; task?: string; queue?: string; errorLike?: string; includeCancelled?: boolean;
                            maxRows?: number; json?: boolean; dsn?: string }) => {
+      const filter: RedriveFilter = { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike,
+                                      includeCancelled: opts.includeCancelled, maxRows: opts.maxRows };
+      redriveParams(filter); // before connecting: --include-cancelled without --ids is exit 2 with the server down too
       await withConnection(opts.dsn, async ({ driver }) => {
         // Which ids it left, and why ("5 (cancelled: give include_cancelled)"): a NOTICE, told on stderr.
         const unhear = driver.onNotice?.((message) => {
           if (message.startsWith('pgdrain: ')) process.stderr.write(`${message.replaceAll('include_cancelled', '--include-cancelled')}\n`);
         });
         try {
-          const r = await redrive(driver, { ids: opts.ids, task: opts.task, queue: opts.queue, errorLike: opts.errorLike,
-                                            includeCancelled: opts.includeCancelled, maxRows: opts.maxRows });
+          const r = await redrive(driver, filter);
           // How many it put back; what it left, and why, is in the notices above (or the JSON).
           process.stdout.write(opts.json ? `${JSON.stringify(r)}\n` : `${r.redriven}\n`);
         } finally {
@@ -160,12 +163,15 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
       const group = opts.groupTiers ? { default: opts.groupConcurrency as number, tiers: opts.groupTiers }
         : given(opts.groupConcurrency);
       const backoff = given(opts.retryBackoff);
-      await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, {
+      const options: NamedQueueOptions = {
         maxSize: given(opts.maxSize), timeoutSeconds: given(opts.timeout), maxRetries: given(opts.maxRetries),
         priority: given(opts.priority), deadLetter: given(opts.deadLetter), retryDelaySeconds: given(opts.retryDelay),
         retryBackoff: typeof backoff === 'string' ? backoff === 'exponential' : backoff,
         retryDelayMaxSeconds: given(opts.retryDelayMax), maxRunning: given(opts.maxRunning),
-        expiresInSeconds: given(opts.expiresIn), groupConcurrency: group }));
+        expiresInSeconds: given(opts.expiresIn), groupConcurrency: group };
+      // Before connecting: the core's rules (--retry-delay-max under --retry-delay, --group-tiers' caps); the SQL's need the database.
+      checkNamedQueue(name, options);
+      await withConnection(opts.dsn, ({ driver }) => createNamedQueue(driver, name, options));
     });
   queue.command('list')
     .description('list the queues and their settings')

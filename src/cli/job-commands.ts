@@ -3,7 +3,7 @@ import { getJob } from '../admin.js';
 import { sliceUnits } from '../error-text.js';
 import { ValidationError } from '../errors.js';
 import { parseJson } from '../json-text.js';
-import { JOB_STATES, listJobs, MAX_LIST_LIMIT } from '../list-jobs.js';
+import { checkListJobs, JOB_STATES, listJobs, MAX_LIST_LIMIT } from '../list-jobs.js';
 import { isJobId, jobIdSchema, queueNameSchema, taskSchema } from '../options.js';
 import type { JobInfo, ListJobsFilter } from '../types.js';
 import { dsnOption, type WithConnection } from './features.js';
@@ -64,9 +64,11 @@ export function jobCommands(withConnection: WithConnection): Command[] {
     .addOption(dsnOption())
     .action(async (opts: { queue?: string; task?: string; state?: ListJobsFilter['state']; body?: ListJobsFilter['body'];
                            before?: string; limit: number; json?: boolean; dsn?: string }) => {
+      const filter: ListJobsFilter = { queue: opts.queue, task: opts.task, state: opts.state, body: opts.body,
+                                       before: opts.before, limit: opts.limit };
+      checkListJobs(filter); // before connecting: a --body PostgreSQL cannot store is exit 2 with the server down too
       await withConnection(opts.dsn, async ({ driver }) => {
-        const list = await listJobs(driver, { queue: opts.queue, task: opts.task, state: opts.state, body: opts.body,
-                                              before: opts.before, limit: opts.limit });
+        const list = await listJobs(driver, filter);
         if (opts.json) {
           process.stdout.write(`${JSON.stringify(list)}\n`);
           return;

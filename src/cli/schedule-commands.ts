@@ -6,7 +6,7 @@ import { integer, json, namedBy, seconds } from './flag-parsers.js';
 import { keySchema, queueNameSchema, scheduleNameSchema, taskSchema } from '../options.js';
 import { formatTable } from './format.js';
 import { lastErrorForCommand, noNextRun } from '../schedule-stopped.js';
-import type { ScheduleDedupeMode } from '../schedules.js';
+import type { ScheduleDedupeMode, ScheduleSpec } from '../schedules.js';
 
 // `pgdrain schedule add | list | rm`: recurring jobs (src/schedules.ts,
 // sql/0022_schedule.sql, sql/0042). main.ts registers them. The schedules module (and
@@ -66,19 +66,19 @@ export function scheduleCommand(withConnection: WithConnection): Command {
                                          overlap?: 'allow' | 'skip'; tz?: string; backfill?: number; serialKey?: string;
                                          dedupeKey?: string; dedupeMode?: ScheduleDedupeMode;
                                          group?: string; groupTier?: string; dsn?: string }) => {
-      const [{ checkCron, checkTz }, { schedule }] = await Promise.all([import('../cron-checks.js'), import('../schedules.js')]);
+      const { checkSchedule, schedule } = await import('../schedules.js');
       const group = groupOf(opts);
+      const spec: ScheduleSpec = {
+        name, cron: opts.cron, task: opts.task, body: opts.body, queue: opts.queue, priority: opts.priority,
+        timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, runner: opts.runner, overlap: opts.overlap, tz: opts.tz,
+        backfillSeconds: opts.backfill, serialKey: opts.serialKey, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode,
+        group,
+      };
       try {
-        // Before connecting: a bad flag opens no database.
-        checkCron(opts.cron, '--cron');
-        if (opts.tz !== undefined) checkTz(opts.tz, '--tz');
+        // Before connecting: a bad flag, or flags the core refuses together, open no database.
+        checkSchedule(spec);
         await withConnection(opts.dsn, async ({ driver }) => {
-          const runner = await schedule(driver, {
-            name, cron: opts.cron, task: opts.task, body: opts.body, queue: opts.queue, priority: opts.priority,
-            timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, runner: opts.runner, overlap: opts.overlap, tz: opts.tz,
-            backfillSeconds: opts.backfill, serialKey: opts.serialKey, dedupeKey: opts.dedupeKey, dedupeMode: opts.dedupeMode,
-            group,
-          });
+          const runner = await schedule(driver, spec);
           process.stdout.write(`${runner}\n`);
         });
       } catch (error) {
