@@ -43,7 +43,7 @@ it('bad input is a usage error (exit 2) naming the argument or flag; nothing cha
   for (const [args, message] of [
     [['delete', a, 'x'], /^pgdrain: id: must be a job id.*"x"/m],
     [['delete'], /missing required argument 'id'/],
-    [['queue', 'delete-ended', 'a b'], /argument 'name'. must be dot-separated words/],
+    [['queue', 'delete-ended', 'a b'], /^pgdrain: name: must be dot-separated words/m],
     [['queue', 'delete-ended', 'default', '--max-rows', '0'], /--max-rows.*must be an integer from 1 to 10000000/],
     [['queue', 'delete-ended', 'default', '--before', 'yesterday'], /--before.*ISO 8601/],
   ] as const) {

@@ -65,7 +65,7 @@ it('pgdrain fail, cancel and queue purge refuse a blank --reason, exit 2 naming 
   for (const args of [['fail', id], ['cancel', id], ['queue', 'purge', 'rq']]) {
     const r = await runCli(db.url, ...args, '--reason', ' ');
     expect(r, args.join(' ')).toMatchObject({ code: 2, stdout: '' });
-    expect(r.stderr, args.join(' ')).toContain("option '--reason <text>' argument ' ' is invalid. must be a non-empty text, "
+    expect(r.stderr, args.join(' ')).toContain("pgdrain: --reason: must be a non-empty text, "
       + 'not only whitespace, or left out (the default reason)');
   }
   expect(await states()).toEqual(before);

@@ -53,7 +53,7 @@ describe('pgdrain jobs', () => {
     for (const [args, message] of [
       [['--limit', '0'], /--limit.*must be an integer from 1 to 1000/],
       [['--limit', '1001'], /--limit.*must be an integer from 1 to 1000/],
-      [['--state', 'waiting'], /--state.*Allowed choices are pending, scheduled, blocked, running, expired, success, failure, cancelled/],
+      [['--state', 'waiting'], /--state: must be one of pending, scheduled, blocked, running, expired, success, failure, cancelled/],
       [['--body', '{user: 42}'], /--body.*must be valid JSON/],
       [['--body', ''], /--body.*is empty/],
       [['--body', '{"n": 12345678901234567890}'], /--body.*cannot be kept exactly/],

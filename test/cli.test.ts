@@ -334,23 +334,23 @@ describe('usage errors exit 2 with one line naming the flag', () => {
     [['cancel', '9223372036854775808'], 'id'],
     [['publish', 'math.sum', '--depends-on', '9999999999999999999'], '--depends-on'],
     [['dead-letters', '--limit', '99999999999999999999'], '--limit'],
-    [['publish', 'math.sum', '--at', '+275760-09-13T00:00:00Z'], "'--at <iso>' argument '+275760-09-13T00:00:00Z' is invalid"],
+    [['publish', 'math.sum', '--at', '+275760-09-13T00:00:00Z'], '--at: must be an ISO 8601 date-time with a time zone, such as 2030-01-01T09:00:00Z, got "+275760-09-13T00:00:00Z"'],
     [['publish', 'math.sum', '--at', '1969-12-31T23:59:59Z'], 'must be a valid Date from 1970 to 9999'],
     // new Date() would take these: '5' as May 2001, a time without a zone as the machine's local time
-    [['publish', 'math.sum', '--at', '5'], "'--at <iso>' argument '5' is invalid. must be an ISO 8601 date-time with a time zone"],
+    [['publish', 'math.sum', '--at', '5'], "--at: must be an ISO 8601 date-time with a time zone"],
     [['publish', 'math.sum', '--at', '2030-01-01T10:00'], 'must be an ISO 8601 date-time with a time zone'],
     // the core's option names, told as the flags that set them
     [['publish', 'math.sum', '--dedupe-key', ''], '--dedupe-key: must be a non-empty text'],
     [['redrive', '--error-like', ''], '--error-like: must be a non-empty pattern'],
     [['cancel', 'abc'], 'pgdrain: id: must be a job id'],
     [['queue', 'create', 'big', '--max-size', '2147483647'], 'must be an integer from 1 to 100000000'],
-    [['drain', '--tasks', 'x', '--topic', ''], "'--topic <pattern>' argument '' is invalid. must be a non-empty pattern"],
+    [['drain', '--tasks', 'x', '--topic', ''], "--topic: must be a non-empty pattern"],
     [['publish', 'math.sum', '--queue', 'bad q'], '--queue: '],
     // Number() reads these as 16, 3 and 7: seconds are decimal, as JSON spells them
-    [['publish', 'math.sum', '--delay', '0x10'], "'--delay <seconds>' argument '0x10' is invalid"],
-    [['drain', '--tasks', 'x', '--deadline', '0b11'], "'--deadline <seconds>' argument '0b11' is invalid"],
-    [['publish', 'math.sum', '--dedupe-key', 'k', '--throttle', '0x10'], "'--throttle <seconds>' argument '0x10' is invalid"],
-    [['serve', '--max-budget', '0o7'], "'--max-budget <seconds>' argument '0o7' is invalid"],
+    [['publish', 'math.sum', '--delay', '0x10'], 'pgdrain: --delay: must be a number of seconds from 0 to 315360000, got "0x10"'],
+    [['drain', '--tasks', 'x', '--deadline', '0b11'], '--deadline: must be a number of seconds from 0.1 to 86400, got "0b11"'],
+    [['publish', 'math.sum', '--dedupe-key', 'k', '--throttle', '0x10'], '--throttle: must be a number of seconds greater than 0 and at most 2592000 (30 days), got "0x10"'],
+    [['serve', '--max-budget', '0o7'], '--max-budget: must be a number from 0.1 to 86400, got "0o7"'],
   ])('pgdrain %j', async (args, flag) => {
     // With DATABASE_URL set, drain and publish open a connection before parsing their flags
     // (bin.ts); left open, it would hold the process for pg's 10-s idle timeout.
@@ -437,9 +437,8 @@ describe('runtime errors', () => {
     for (const [args, env, line] of [
       [[], { PGDRAIN_FILTER: '' }, 'pgdrain: PGDRAIN_FILTER: is set but empty: give a value or unset it'],
       [[], { PGDRAIN_EXCLUDE: ' ' }, 'pgdrain: PGDRAIN_EXCLUDE: is set but empty: give a value or unset it'],
-      [['--exclude', ''], {}, "error: option '--exclude <json>' argument '' is invalid. "
-        + 'is empty: give a JSON array of objects, or leave the flag out'],
-      [['--filter', ' '], {}, "error: option '--filter <json>' argument ' ' is invalid. is empty: give a JSON object, or leave the flag out"],
+      [['--exclude', ''], {}, 'pgdrain: --exclude: is empty: give a JSON array of objects, or leave the flag out, got ""'],
+      [['--filter', ' '], {}, 'pgdrain: --filter: is empty: give a JSON object, or leave the flag out, got " "'],
     ] as const) {
       const r = await cli(['drain', '--tasks', TASKS, ...args], { env });
       expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }, line).toEqual({ code: 2, stdout: '', stderr: `${line}\n` });
@@ -477,7 +476,7 @@ describe('runtime errors', () => {
       expect(env.stderr).toBe("pgdrain: database unavailable: no reply within 200 ms after the drain's deadline\n");
       const bad = await cli(['drain', '--tasks', TASKS, '--overrun', '-1'], { db: silent.url, timeout: 20_000 });
       expect(bad.code).toBe(2);
-      expect(bad.stderr).toBe("error: option '--overrun <seconds>' argument '-1' is invalid. must be a number of seconds from 0 to 3600\n");
+      expect(bad.stderr).toBe('pgdrain: --overrun: must be a number of seconds from 0 to 3600, got "-1"\n');
     } finally {
       await silent.close();
     }

@@ -74,9 +74,9 @@ describe('pgdrain drain --linger', () => {
   });
 
   it.each([
-    [['--linger', '-1'], "'--linger <seconds>' argument '-1' is invalid. must be a number of seconds from 0 to 86400"],
-    [['--linger', 'soon'], "'--linger <seconds>' argument 'soon' is invalid"],
-    [['--poll', '0.01'], "'--poll <seconds>' argument '0.01' is invalid. must be a number of seconds from 0.05 to 3600"],
+    [['--linger', '-1'], "--linger: must be a number of seconds from 0 to 86400"],
+    [['--linger', 'soon'], '--linger: must be a number of seconds from 0 to 86400, got "soon"'],
+    [['--poll', '0.01'], "--poll: must be a number of seconds from 0.05 to 3600"],
   ])('%j exits 2 with one line naming the flag', async (flags, message) => {
     const r = await cli(['drain', '--tasks', TASKS, ...flags]);
     expect(r.code).toBe(2);

@@ -258,10 +258,10 @@ describe('pgdrain serve --dashboard-actions', () => {
   });
 
   it.each([
-    [['--dashboard-actions', '--dashboard-redrive-rows', '0'], "error: option '--dashboard-redrive-rows <n>' argument '0' is invalid. "
-      + 'must be an integer from 1 to 1000000\n'],
-    [['--dashboard-actions', '--dashboard-redrive-rows', '2.5'], "error: option '--dashboard-redrive-rows <n>' argument '2.5' is invalid. "
-      + 'must be an integer from 1 to 1000000\n'],
+    [['--dashboard-actions', '--dashboard-redrive-rows', '0'], 'pgdrain: --dashboard-redrive-rows: '
+      + 'must be an integer from 1 to 1000000, got "0"\n'],
+    [['--dashboard-actions', '--dashboard-redrive-rows', '2.5'], 'pgdrain: --dashboard-redrive-rows: '
+      + 'must be an integer from 1 to 1000000, got "2.5"\n'],
     [['--dashboard-redrive-rows', '5'], 'pgdrain: --dashboard-redrive-rows: bounds the dashboard\'s redrive button: give --dashboard-actions too\n'],
   ])('--dashboard-redrive-rows: %j exits 2 naming the flag', async (args, stderr) => {
     const server = startServe(db.url, args, { PGDRAIN_TOKEN: TOKEN });

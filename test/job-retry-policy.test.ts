@@ -237,9 +237,9 @@ describe('HTTP and CLI', () => {
     expect((await claimAndNack('default', T0))[id]).toBe(30);
 
     const bad: [string[], RegExp][] = [
-      [['--retry-delay', '-1'], /--retry-delay <seconds>.*from 0 to 86400/],
-      [['--retry-delay-max', '0'], /--retry-delay-max <seconds>.*from 1 to 604800/],
-      [['--retry-backoff', 'linear'], /--retry-backoff.*Allowed choices are exponential, fixed/],
+      [['--retry-delay', '-1'], /--retry-delay: must be a number of seconds from 0 to 86400/],
+      [['--retry-delay-max', '0'], /--retry-delay-max: must be a number of seconds from 1 to 604800/],
+      [['--retry-backoff', 'linear'], /--retry-backoff: must be one of exponential, fixed/],
       [['--retry-delay', '20', '--retry-delay-max', '15'], /--retry-delay-max: must be at least the retry delay \(20 seconds\)/],
     ];
     for (const [flags, message] of bad) {

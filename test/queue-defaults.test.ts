@@ -136,7 +136,7 @@ describe('bad defaults are refused, naming the argument, and change nothing', ()
     for (const [flag, value] of [['--timeout', '0'], ['--timeout', 'soon'], ['--priority', '1.5'], ['--max-retries', '-1']] as const) {
       const bad = await cli('queue', 'create', 'cq', flag, value);
       expect(bad.code, `${flag} ${value}`).toBe(2);
-      expect(bad.stderr, `${flag} ${value}`).toMatch(new RegExp(`option '${flag} <\\w+>' argument '${value}' is invalid\\. must be `));
+      expect(bad.stderr, `${flag} ${value}`).toMatch(new RegExp(`^pgdrain: ${flag}: must be .*, got "${value}"$`, 'm'));
     }
     expect(await sql(`select default_timeout::text from jobs.queue where name = 'cq'`)).toEqual([{ default_timeout: '2.5' }]);
   });

@@ -243,9 +243,9 @@ describe('setting the policy', () => {
       expect.objectContaining({ name: 'mail', retryDelaySeconds: 10, retryBackoff: false, retryDelayMaxSeconds: 60 }));
 
     const bad: [string[], RegExp][] = [
-      [['--retry-delay', '-1'], /--retry-delay <seconds>.*must be a number of seconds from 0 to 86400/],
-      [['--retry-delay-max', '0'], /--retry-delay-max <seconds>.*must be a number of seconds from 1 to 604800/],
-      [['--retry-backoff', 'linear'], /--retry-backoff.*Allowed choices are exponential, fixed/],
+      [['--retry-delay', '-1'], /--retry-delay: must be a number of seconds from 0 to 86400/],
+      [['--retry-delay-max', '0'], /--retry-delay-max: must be a number of seconds from 1 to 604800/],
+      [['--retry-backoff', 'linear'], /--retry-backoff: must be one of exponential, fixed/],
       [['--retry-delay', '20', '--retry-delay-max', '15'], /--retry-delay-max: must be at least the retry delay/],
       // Against the kept value: the database's check, named as the flag.
       [['--retry-delay-max', '5'], /--retry-delay-max: must be at least the retry delay \(10 seconds\), got 5/],

@@ -259,7 +259,7 @@ describe('backfill: jobs.schedule, TS and CLI', () => {
 
     const bad = [
       [await cli('schedule', 'add', 'n', '--cron', '@daily', '--task', 'a.b', '--backfill', '0'),
-       /^error: option '--backfill <seconds>' argument '0' is invalid\. must be a number of seconds/],
+       /^pgdrain: --backfill: must be a number of seconds/],
       [await cli('schedule', 'add', 'n', '--cron', '@daily', '--task', 'a.b', '--backfill', '60', '--overlap', 'skip'),
        /^pgdrain: --backfill: publishes one job per missed tick/],
       [await cli('schedule', 'add', 'n', '--cron', '@daily', '--task', 'a.b', '--backfill', '60', '--runner', 'pg_cron'),

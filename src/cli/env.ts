@@ -3,6 +3,7 @@
 // Kubernetes Job sets them from a ConfigMap (DATABASE_URL is read by connect.ts).
 import { InvalidArgumentError, type Command, type Option } from 'commander';
 import { ValidationError } from '../errors.js';
+import { FlagValueError } from './flag-parsers.js';
 
 /** Drain flags and the environment variables that stand in for them. A flag given on the command line wins. */
 export const DRAIN_ENV: readonly (readonly [flag: string, variable: string])[] = [
@@ -64,8 +65,8 @@ export function fromEnv(cmd: Command, option: Option, variable: string,
   try {
     if (option.parseArg) value = option.parseArg(raw, undefined);
   } catch (error) {
-    if (!(error instanceof InvalidArgumentError)) throw error;
-    throw new ValidationError(variable, `${error.message}, got ${JSON.stringify(raw)}`);
+    if (!(error instanceof InvalidArgumentError) && !(error instanceof FlagValueError)) throw error;
+    throw new ValidationError(variable, `${error instanceof FlagValueError ? error.bare : error.message}, got ${JSON.stringify(raw)}`);
   }
   cmd.setOptionValueWithSource(name, value, 'env');
 }

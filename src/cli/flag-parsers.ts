@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type * as z from 'zod/mini';
 import { checkDrainSelection } from '../drain-selection.js';
 import { decimal } from '../decimal-text.js';
@@ -123,4 +123,40 @@ export function throttle(value: string): number {
     throw new InvalidArgumentError(`must be a number of seconds greater than 0 and at most ${MAX_THROTTLE_SECONDS} (30 days)`);
   }
   return n;
+}
+
+/** A flag's or an argument's bad value, said as every other usage error: "--batch: must be …, got "0"". */
+export class FlagValueError extends ValidationError {
+  /** The rule alone, for a PGDRAIN_* variable that gave the value (env.ts). */
+  readonly bare: string;
+  constructor(field: string, bare: string, value: string) {
+    super(field, `${bare}, got ${JSON.stringify(value)}`);
+    this.bare = bare;
+  }
+}
+
+/**
+ * Every parser of cmd's flags and arguments (and its subcommands'), its
+ * InvalidArgumentError (commander's "error: option '--batch <n>' argument
+ * '0' is invalid. …") re-thrown as a FlagValueError naming the flag, which
+ * main.ts prints as the core's and the other checks' errors:
+ * "pgdrain: --batch: must be an integer from 1 to 10000, got "0"" (exit 2).
+ */
+export function sayFlagErrorsAlike(cmd: Command): void {
+  const named = (field: string, parse: (value: string, previous: unknown) => unknown, choices: readonly string[] | undefined) =>
+    (value: string, previous: unknown) => {
+      try {
+        return parse(value, previous);
+      } catch (error) {
+        if (!(error instanceof InvalidArgumentError)) throw error;
+        throw new FlagValueError(field, choices ? `must be one of ${choices.join(', ')}` : error.message, value);
+      }
+    };
+  for (const option of cmd.options) {
+    if (option.parseArg) option.parseArg = named(option.long ?? option.name(), option.parseArg, option.argChoices) as typeof option.parseArg;
+  }
+  for (const argument of cmd.registeredArguments) {
+    if (argument.parseArg) argument.parseArg = named(argument.name(), argument.parseArg, argument.argChoices) as typeof argument.parseArg;
+  }
+  for (const sub of cmd.commands) sayFlagErrorsAlike(sub);
 }

@@ -16,7 +16,7 @@ import { maintainCommand } from './maintain-command.js';
 import { migrateCommand } from './migrate-command.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addGroupOptions, addPublishOptions, dsnOption, featureCommands, groupOf } from './features.js';
-import { checkedBy, integer, json, namedBy, seconds, throttle } from './flag-parsers.js';
+import { checkedBy, integer, json, namedBy, sayFlagErrorsAlike, seconds, throttle } from './flag-parsers.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { scheduleCommand } from './schedule-commands.js';
 import { serveCommand } from './serve.js';
@@ -193,6 +193,7 @@ export function program(): Command {
   addDbTimeout(cli);
   explainDashedArguments(cli);
   refuseUnknownCommands(cli);
+  sayFlagErrorsAlike(cli);
   return cli;
 }
 
