@@ -116,10 +116,12 @@ begin
 
   for i in 1..3 loop
     if v_takes and not v_row_wait then
-      -- A running holder (jobs.running_holder) is found here and taken over under the locks below, as
-      -- jobs.publish takes a key from a cancelling one (holding its row while waiting for them, this deadlocked
-      -- with a transactional handler's ack of it); its row held then (a settle ending it), the pass starts
-      -- again without them and waits for the row below.
+      -- A running holder (jobs.running_holder) is found here and taken
+      -- over under the locks below, as jobs.publish takes a key from a
+      -- cancelling one (holding its row while waiting for them, this
+      -- deadlocked with a transactional handler's ack of it); its row held
+      -- then (a settle ending it), the pass starts again without them and
+      -- waits for the row below.
       select h.job_id, h.serial_key into v_old from jobs.running_holder(publish.dedupe_key, v_keep_waiting, v_now) h;
       if found then
         v_take := v_old.job_id;
@@ -218,9 +220,10 @@ begin
     -- waited for them may be ending (an ack that deleted it waits for the
     -- serial key held here): inserting would wait for that ack, a deadlock.
     if not v_takes and publish.dedupe_key is not null then
-      -- The holder found above, if it still holds the key and will not end of its own. Its row held by
-      -- another transaction (a settle or an expiry ending it) is skipped, and the holder answered: waiting
-      -- for it could close a cycle with the locks held here.
+      -- The holder found above, if it still holds the key and will not end
+      -- of its own. Its row held by another transaction (a settle or an
+      -- expiry ending it) is skipped, and the holder answered: waiting for
+      -- it could close a cycle with the locks held here.
       if v_take is not null then
         v_was_running := jobs.take_dedupe_key(v_take, publish.dedupe_key, v_now, publish.dedupe_mode, v_take_serial,
                                               publish.serial_key is not null);
