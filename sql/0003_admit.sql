@@ -143,18 +143,29 @@ begin
               or not exists (select 1 from jobs.job_queue q where q.job_id = v_bad.id);
   end loop;
   if v_found then
-    perform jobs.raise_invalid('PD013', 'depends_on', case
-      when v_bad.id is null then 'must not contain null'
-      when v_bad.status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
-      else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
+    perform jobs.raise_bad_dependency(v_bad.id, v_bad.status);
   end if;
   select q.job_id, q.expires_at into v_bad from jobs.job_queue q
   where q.job_id = any(v_active) and q.lease_until is null and q.expires_at <= p_now order by q.job_id limit 1;
   if found then
-    perform jobs.raise_invalid('PD013', 'depends_on', format('job %s expired at %s (not started before it): it ends as a '
-      || 'failure, so this job could never run', v_bad.job_id, to_char(v_bad.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
+    perform jobs.raise_bad_dependency(v_bad.job_id, null, v_bad.expires_at);
   end if;
   return v_active;
+end $$;
+
+-- Refuses depends_on (PD013) for its job p_id: null, unknown (p_status
+-- null), ended as p_status (not success), or waiting past its expiry
+-- p_expires_at. jobs.lock_dependencies' and jobs.check_dependencies' words.
+create function jobs.raise_bad_dependency(p_id bigint, p_status text, p_expires_at timestamptz default null)
+returns void language plpgsql as $$
+begin
+  perform jobs.raise_invalid('PD013', 'depends_on', case
+    when p_id is null then 'must not contain null'
+    when p_expires_at is not null then format('job %s expired at %s (not started before it): it ends as a failure, so this '
+      || 'job could never run', p_id, to_char(p_expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+    when p_status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and '
+      || 'deleted by jobs.maintain''s retention)', p_id)
+    else format('job %s already ended as %s, so this job could never run', p_id, p_status) end);
 end $$;
 
 -- Takes the locks of serial keys, as every holder of one does (jobs.publish,

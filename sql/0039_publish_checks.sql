@@ -165,17 +165,34 @@ begin
                                     quote_literal(p_queue), quote_literal(p_queue))) end);
 end $$;
 
--- Checks depends_on p_depends_on as jobs.lock_dependencies does (PD013),
--- keeping none of its locks: for a publish answered with its dedupe key's
--- holder (or its throttle window's job), which adds no job. Bad input is
--- refused first, whoever holds the key (a holder past its expiry lets the
--- key go, and that publish checked them); a good one is answered, and none
--- of its dependencies is held back from ending until the publish commits.
--- The locks go with the subtransaction, taken only when depends_on is given.
+-- Checks depends_on p_depends_on by jobs.lock_dependencies' rules (PD013)
+-- for a publish answered with its dedupe key's holder (or its throttle
+-- window's job), which adds no job: bad input is refused whoever holds the
+-- key (a holder past its expiry lets the key go, and that publish checked
+-- them). It reads, locking and waiting for none of them: a keep_waiting
+-- publish holds the holder's row here, and an ack of a dependency the
+-- holder waits for deletes the dependency's row, then locks the holder's
+-- (jobs.after_end): waiting for that row closed a cycle (40P01). One
+-- snapshot reads the queue and the history, so a job ending (or redriven)
+-- meanwhile is in one of them: one still ending counts as not ended yet.
 create function jobs.check_dependencies(p_depends_on bigint[], p_now timestamptz)
 returns void language plpgsql as $$
+declare
+  v_bad record;
 begin
-  perform jobs.lock_dependencies(p_depends_on, p_now);
-  raise sqlstate 'PDA95';  -- none: undo its locks
-exception when sqlstate 'PDA95' then null;
+  if cardinality(p_depends_on) > 1000 then
+    perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
+  end if;
+  select d.id, coalesce(j.status, a.status) as status, q.expires_at into v_bad
+  from unnest(p_depends_on) with ordinality d(id, n)
+       left join jobs.job_queue q on q.job_id = d.id
+       left join jobs.job j on j.job_id = d.id and q.job_id is null
+       left join jobs.job_archive a on a.job_id = d.id and q.job_id is null
+  where d.id is null or (q.job_id is null and coalesce(j.status, a.status) is distinct from 'success')
+     or (q.lease_until is null and q.expires_at <= p_now)
+  order by q.job_id is not null, case when q.job_id is null then d.n end, q.job_id  -- as lock_dependencies: the expired last
+  limit 1;
+  if found then
+    perform jobs.raise_bad_dependency(v_bad.id, v_bad.status, v_bad.expires_at);
+  end if;
 end $$;

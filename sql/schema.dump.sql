@@ -617,10 +617,24 @@ end $$;
 CREATE FUNCTION jobs.check_dependencies(p_depends_on bigint[], p_now timestamp with time zone) RETURNS void
     LANGUAGE plpgsql
     AS $$
+declare
+  v_bad record;
 begin
-  perform jobs.lock_dependencies(p_depends_on, p_now);
-  raise sqlstate 'PDA95';  -- none: undo its locks
-exception when sqlstate 'PDA95' then null;
+  if cardinality(p_depends_on) > 1000 then
+    perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
+  end if;
+  select d.id, coalesce(j.status, a.status) as status, q.expires_at into v_bad
+  from unnest(p_depends_on) with ordinality d(id, n)
+       left join jobs.job_queue q on q.job_id = d.id
+       left join jobs.job j on j.job_id = d.id and q.job_id is null
+       left join jobs.job_archive a on a.job_id = d.id and q.job_id is null
+  where d.id is null or (q.job_id is null and coalesce(j.status, a.status) is distinct from 'success')
+     or (q.lease_until is null and q.expires_at <= p_now)
+  order by q.job_id is not null, case when q.job_id is null then d.n end, q.job_id  -- as lock_dependencies: the expired last
+  limit 1;
+  if found then
+    perform jobs.raise_bad_dependency(v_bad.id, v_bad.status, v_bad.expires_at);
+  end if;
 end $$;
 
 --
@@ -3055,16 +3069,12 @@ begin
               or not exists (select 1 from jobs.job_queue q where q.job_id = v_bad.id);
   end loop;
   if v_found then
-    perform jobs.raise_invalid('PD013', 'depends_on', case
-      when v_bad.id is null then 'must not contain null'
-      when v_bad.status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and deleted by jobs.maintain''s retention)', v_bad.id)
-      else format('job %s already ended as %s, so this job could never run', v_bad.id, v_bad.status) end);
+    perform jobs.raise_bad_dependency(v_bad.id, v_bad.status);
   end if;
   select q.job_id, q.expires_at into v_bad from jobs.job_queue q
   where q.job_id = any(v_active) and q.lease_until is null and q.expires_at <= p_now order by q.job_id limit 1;
   if found then
-    perform jobs.raise_invalid('PD013', 'depends_on', format('job %s expired at %s (not started before it): it ends as a '
-      || 'failure, so this job could never run', v_bad.job_id, to_char(v_bad.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
+    perform jobs.raise_bad_dependency(v_bad.job_id, null, v_bad.expires_at);
   end if;
   return v_active;
 end $$;
@@ -5117,6 +5127,23 @@ CREATE FUNCTION jobs.queue_backoff(attempt integer, delay numeric, exponential b
                      round(coalesce(queue_backoff.delay, 5), 3)::float8 as base,
                      round(coalesce(queue_backoff.delay_max, greatest(3600, queue_backoff.delay)), 3)::float8 as cap) f) x
 $$;
+
+--
+-- Name: raise_bad_dependency(bigint, text, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.raise_bad_dependency(p_id bigint, p_status text, p_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform jobs.raise_invalid('PD013', 'depends_on', case
+    when p_id is null then 'must not contain null'
+    when p_expires_at is not null then format('job %s expired at %s (not started before it): it ends as a failure, so this '
+      || 'job could never run', p_id, to_char(p_expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+    when p_status is null then format('job %s does not exist (never published, deleted by jobs.delete_jobs, or ended and '
+      || 'deleted by jobs.maintain''s retention)', p_id)
+    else format('job %s already ended as %s, so this job could never run', p_id, p_status) end);
+end $$;
 
 --
 -- Name: raise_bad_outcomes(bigint[], integer[], text[]); Type: FUNCTION; Schema: jobs; Owner: -

@@ -11,7 +11,7 @@
 import { beforeEach, expect, it } from 'vitest';
 import { createQueue, publishBulk, ValidationError } from '../src/index.js';
 import { testDb } from './support/db.js';
-import { lockSessions, outcome, waits } from './support/lock-sessions.js';
+import { blocked, lockSessions, outcome, waits } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -97,4 +97,42 @@ it('a keep publish answered with the holder holds no lock of its dependencies: o
   await app.query('commit');
   expect(waited).toBe(false);
   expect(await cancel).toEqual([{ c: 'cancelled' }]);
+});
+
+it('keep_waiting answered with a holder that depends on the same job, while that job is acked: no deadlock', async () => {
+  // The publish locks the holder's row (FOR UPDATE), then looked at its
+  // dependency; the ack deletes the dependency's row, then locks its
+  // dependants' (the holder's). Checking depends_on by locking the rows
+  // closed that cycle (40P01). A third session's share lock of the holder
+  // orders the two: the publish waits for it first, the ack behind it.
+  const dep = await id(`jobs.publish('c.run')`);
+  expect(await sql(`select job_id::text as id from jobs.consume(1)`)).toEqual([{ id: dep }]);
+  const holder = await id(`jobs.publish('a.run', dedupe_key => 'k', depends_on => array[${dep}::bigint])`);
+  const other = await session();
+  await other.query('begin');
+  await other.query(`select 1 from jobs.job_queue where job_id = ${holder} for share`);
+  const app = await session();
+  const publish = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
+    depends_on => array[${dep}::bigint])::text as id`));
+  await blocked(sql, app);
+  const worker = await session();
+  const ack = outcome(worker.query(`select jobs.ack(${dep}::bigint)::text as a`));
+  await blocked(sql, worker);
+  await other.query('commit');
+  // Unfixed: one of them 'error 40P01 undefined: deadlock detected'.
+  expect(await publish).toEqual([{ id: holder }]);
+  expect(await ack).toEqual([expect.anything()]);  // its rows, not an error
+  expect(await sql(`select status from jobs.job where job_id = ${dep}`)).toEqual([{ status: 'success' }]);
+});
+
+it('a depends_on job waiting past its expiry, or a null, is PD013 when the holder would answer too', async () => {
+  const holder = await id(`jobs.publish('a.run', dedupe_key => 'k')`);
+  const dep = await id(`jobs.publish('c.run', expires_at => '2020-01-01T00:00:00Z', now => '2019-12-31T00:00:00Z')`);
+  expect(await one(`select jobs.publish('a.run', dedupe_key => 'k', depends_on => array[${dep}])::text as id`))
+    .toBe(`error PD013 depends_on: depends_on: job ${dep} expired at 2020-01-01T00:00:00.000Z (not started before it): `
+      + 'it ends as a failure, so this job could never run');
+  expect(await one(`select jobs.publish('a.run', dedupe_key => 'k', depends_on => array[null::bigint])::text as id`))
+    .toBe('error PD013 depends_on: depends_on: must not contain null');
+  expect(await one(`select jobs.publish('a.run', dedupe_key => 'k', depends_on => array[${dep}], now => '2019-12-31T00:00:00Z')::text as id`))
+    .toEqual([{ id: holder }]);
 });
