@@ -253,3 +253,29 @@ begin
   end loop;
   return v_names;
 end $$;
+
+-- jobs.maintain's delete of tick misses after its 40001 (a miss another
+-- call deleted after this snapshot): those of p_misses (ctids, as listed)
+-- still there, locked apart (jobs.lockable_apart, sql/0041's, called only
+-- once it exists), are deleted. A miss is only ever inserted and deleted:
+-- one changed since is gone, not left (but when p_max were listed: more may
+-- be behind it); left are those not reached, and all if the delete meets
+-- another (one a session held, deleted since): undone, to the next pass.
+create function jobs.delete_misses_apart(p_misses tid[], p_max integer, out misses integer, out left_rows integer)
+language plpgsql as $$
+declare
+  v_detail text;
+begin
+  select l.p_keys, l.left_rows - case when cardinality(p_misses) < p_max then l.changed_rows else 0 end into p_misses, left_rows
+  from jobs.lockable_apart('jobs.tick_miss', 'ctid', p_misses) l;
+  begin
+    delete from jobs.tick_miss m
+    where m.ctid in (select o.ctid from jobs.tick_miss o where o.ctid = any(p_misses) for update skip locked);
+    get diagnostics misses = row_count;
+  exception when serialization_failure then
+    get stacked diagnostics v_detail = pg_exception_detail;
+    if jobs.transaction_conflict(v_detail) then raise; end if;
+    misses := 0;
+    left_rows := left_rows + cardinality(p_misses);
+  end;
+end $$;

@@ -1,26 +1,34 @@
 -- pgdrain 0041: jobs.maintain's steps (and a claim's expiry) outside READ
 -- COMMITTED: a row another session changed after the snapshot is left to it.
 
--- In REPEATABLE READ or SERIALIZABLE, locking a row that another transaction updated or deleted after this
--- one's snapshot raises 40001 ('could not serialize access due to concurrent update'), SKIP LOCKED or not:
--- one ended job another pass removed, one throttle window a publish renewed, one lease its drain acked or
--- another claim expired failed the whole pass (or claim), its other steps' work rolled back with it. Each
--- step here lists the rows its snapshot shows it would take, leaves out those it cannot lock
--- (jobs.lockable_apart: each changed row found at the cost of one subtransaction rolled back), and runs on
--- the rest at once, as under READ COMMITTED, in a block of its own; on 40001 there (the work reached another
--- changed row: a dependant's, say) on each half of them, and so on, at most 8 blocks a step: a row whose own
--- block fails so is left as it is, to the session that changed it (the next pass, its snapshot newer, sees
--- what that did), and the rest is done; the rows left are counted (jobs.maintain's "left": not caught up).
--- Only work that the next pass redoes is left so: a block holds all of its rows' work (a job's expiry its
--- dependants' and its serial key's too), undone together. Custom plans there: a generic one reads the step's
--- whole index for each block. A step keeps at most 10 subtransactions (xids in the session's cache of 64).
--- 100,000 ended jobs, one changed: 1.7 s; all: 0.4 s (before: 2.3 s, 31 s; every other one: 85 s and 100,000
--- xids, now 0.2 s, 32 done, the rest left). Under READ COMMITTED (which re-reads a changed row instead) none
--- of this runs: the steps are one statement each, as ever.
--- SERIALIZABLE's other 40001, read/write dependencies (detail 'Reason code: …', never translated), is no
--- changed row: every write of a pass that is a dangerous structure's pivot fails so, and caught, split down
--- to single rows, it did nothing in minutes (100,000 ended jobs: 211 s) and committed. It is raised: the
--- transaction rolls back whole, as it would.
+-- In REPEATABLE READ or SERIALIZABLE, locking a row that another transaction
+-- updated or deleted after this one's snapshot raises 40001 ('could not
+-- serialize access due to concurrent update'), SKIP LOCKED or not: one ended
+-- job another pass removed, one throttle window a publish renewed, one lease
+-- its drain acked or another claim expired failed the whole pass (or claim),
+-- its other steps' work rolled back with it. Each step here lists the rows
+-- its snapshot shows it would take, leaves out those it cannot lock
+-- (jobs.lockable_apart: each changed row found at the cost of one
+-- subtransaction rolled back), and runs on the rest at once, as under READ
+-- COMMITTED, in a block of its own; on 40001 there (the work reached
+-- another changed row: a dependant's, say) on each half of them, and so on,
+-- at most 8 blocks a step: a row whose own block fails so is left as it
+-- is, to the session that changed it (the next pass, its snapshot newer,
+-- sees what that did), and the rest is done; the rows left are counted
+-- (jobs.maintain's "left": not caught up). Only work that the next pass
+-- redoes is left so: a block holds all of its rows' work (a job's expiry
+-- its dependants' and its serial key's too), undone together. Custom plans
+-- there: a generic one reads the step's whole index for each block. A step
+-- keeps at most 10 subtransactions (xids in the session's cache of 64).
+-- 100,000 ended jobs, one changed: 1.7 s; all: 0.4 s (before: 2.3 s, 31 s;
+-- every other one: 85 s and 100,000 xids, now 0.2 s, 32 done, the rest
+-- left). Under READ COMMITTED (which re-reads a changed row instead)
+-- none of this runs: the steps are one statement each, as ever.
+-- SERIALIZABLE's other 40001, read/write dependencies (detail 'Reason
+-- code: …', never translated), is no changed row: every write of a pass
+-- that is a dangerous structure's pivot fails so, and caught, split down to
+-- single rows, it did nothing in minutes (100,000 ended jobs: 211 s) and
+-- committed. It is raised: the transaction rolls back whole, as it would.
 
 -- The rows of p_keys (p_table's, by its key p_column) this snapshot can
 -- lock, and how many it left: taken one a fetch, in key order (a cursor on
@@ -271,30 +279,4 @@ begin
       end if;
     end;
   end loop;
-end $$;
-
--- jobs.maintain's delete of tick misses after its 40001 (a miss another
--- call deleted after this snapshot): those of p_misses (ctids, as listed)
--- still there, locked apart (jobs.lockable_apart), are deleted. A miss is
--- only ever inserted and deleted: one changed since is gone, not left (but
--- when p_max were listed: more may be behind it); left are those not
--- reached, and all if the delete meets another (one a session held,
--- deleted since): undone, to the next pass.
-create function jobs.delete_misses_apart(p_misses tid[], p_max integer, out misses integer, out left_rows integer)
-language plpgsql as $$
-declare
-  v_detail text;
-begin
-  select l.p_keys, l.left_rows - case when cardinality(p_misses) < p_max then l.changed_rows else 0 end into p_misses, left_rows
-  from jobs.lockable_apart('jobs.tick_miss', 'ctid', p_misses) l;
-  begin
-    delete from jobs.tick_miss m
-    where m.ctid in (select o.ctid from jobs.tick_miss o where o.ctid = any(p_misses) for update skip locked);
-    get diagnostics misses = row_count;
-  exception when serialization_failure then
-    get stacked diagnostics v_detail = pg_exception_detail;
-    if jobs.transaction_conflict(v_detail) then raise; end if;
-    misses := 0;
-    left_rows := left_rows + cardinality(p_misses);
-  end;
 end $$;
