@@ -52,13 +52,19 @@ async function extendedTimes(id: string, times: number): Promise<Date[]> {
   return seen;
 }
 
-/** A driver that records the job id of each jobs.extend_lease statement (every query still runs). */
-function extendsRecorded(ids: string[]): Driver {
+/**
+ * A driver that records the job id of each jobs.extend_lease statement (every query still runs); with `held`,
+ * each is sent once it resolves (a beat the test orders after what its handler does first).
+ */
+function extendsRecorded(ids: string[], held?: Promise<void>): Driver {
   const driver = db.driver;
   return {
     ...driver, close: async () => {},
-    query: (text, params, options) => {
-      if (text.includes('jobs.extend_lease')) ids.push(String(params?.[0]));
+    query: async (text, params, options) => {
+      if (text.includes('jobs.extend_lease')) {
+        ids.push(String(params?.[0]));
+        await held;
+      }
       return driver.query(text, params, options);
     },
   } as Driver;
@@ -181,16 +187,24 @@ describe('defineTask heartbeatSeconds', () => {
   it('stops, and fires ctx.signal, when the database says the delivery no longer runs (its lease passed and a claim expired it)', async () => {
     const ids: string[] = [];
     const seen: { reason: string; beats: number }[] = [];
+    // Its first beat is due 0.4 s after the claim was sent: a claim answered that late (a loaded machine) sent it
+    // as the handler began, and extended the lease before the expiry (expire() 0, the handler failed). Held until
+    // the expiry, as if it came after it.
+    const { opened: expired, open: expiryDone } = gate();
     const q = queueWith({
       hb: { lost: defineTask('hb.lost', async (_b: unknown, ctx: JobContext) => {
         // As if this drain missed its own timer: the lease passed, and another claim's expiry ended the job.
-        await sql(`update jobs.job_queue set lease_until = now() - interval '1 second' where job_id = $1`, [ctx.job.id]);
-        expect(await sql(`select jobs.expire() as n`)).toEqual([{ n: 1 }]);
+        try {
+          await sql(`update jobs.job_queue set lease_until = now() - interval '1 second' where job_id = $1`, [ctx.job.id]);
+          expect(await sql(`select jobs.expire() as n`)).toEqual([{ n: 1 }]);
+        } finally {
+          expiryDone();
+        }
         await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
         seen.push({ reason: (ctx.signal.reason as Error).message, beats: ids.length });
         return 'late';
       }, { heartbeatSeconds: 1 }) },
-    }, extendsRecorded(ids));
+    }, extendsRecorded(ids, expired));
     const id = await q.publish('hb.lost', null, { timeoutSeconds: 20, maxRetries: 0 });
     // Its ack comes after the expiry ended the job: it changes nothing (stale).
     expect(await q.drain(5, deadline())).toMatchObject({ claimed: 1, succeeded: 0, failed: 0, stale: 1 });
