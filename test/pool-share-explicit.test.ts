@@ -10,7 +10,7 @@ import { fullPool } from './support/full-pool.js';
 
 const { db, driver, releases, queue } = await fullPool({
   short: defineTask('short', async (_body: unknown, ctx) => {
-    await ctx.db.query('select pg_sleep(0.7)');
+    await ctx.db.query('select pg_sleep(1.5)');
   }, { transactional: true }),
 });
 afterAll(() => driver.close());
@@ -18,7 +18,9 @@ afterAll(() => driver.close());
 it("a default drain counts the connections an explicit-concurrency drain's handlers hold", async () => {
   await db.sql(`select jobs.create_queue('explicit'), jobs.create_queue('plain')`);
   await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 100, queue => 'explicit') from generate_series(1, 2)`);
-  await db.sql(`select jobs.publish('short', '{}'::jsonb, timeout_seconds => 1, queue => 'plain') from generate_series(1, 2)`);
+  // 1.5 s of work in a 2.5 s timeout (its timer: 2.25 s from the claim's sending): one that waits for another's
+  // connection first cannot finish in it. 0.7 s in 1 s left 0.2 s, less than a slow claim's answer (0.4 s) took.
+  await db.sql(`select jobs.publish('short', '{}'::jsonb, timeout_seconds => 2.5, queue => 'plain') from generate_series(1, 2)`);
   const explicit = queue.drain(10, Date.now() + 120_000, { queue: 'explicit', concurrency: 2 });
   while (releases.length < 2) await new Promise((r) => setTimeout(r, 20)); // its handlers hold two connections
   const plain = queue.drain(10, Date.now() + 8000, { queue: 'plain' });
