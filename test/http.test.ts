@@ -562,12 +562,13 @@ export const quick = async () => 'quick done';
 
   it('a second SIGTERM stops running jobs at once (retried now, their attempt spent), without waiting out the grace; it exits 0', async () => {
     // The handler ignores its signal: only a give-back ends its drain before the 60 s grace.
-    writeFileSync(join(dir, 'stuck.mjs'), 'export const stuck = () => new Promise(() => {});\n');
+    writeFileSync(join(dir, 'stuck.mjs'), "export const stuck = () => { console.error('stuck began'); return new Promise(() => {}); };\n");
     const server = start(['--tasks', 'stuck.mjs', '--grace', '60']);
     const url = await server.url;
     expect((await call('POST', '/jobs', { url, body: { jobs: [{ task: 'stuck' }, { task: 'stuck' }] } })).status).toBe(201);
     const drain = call('POST', '/drain', { url, body: { batchSize: 2, budgetSeconds: 200 } });
-    while ((await sql<{ n: number }>('select count(*)::int as n from jobs.running'))[0]!.n < 2) await sleep(20);
+    // Both handlers began (not only their claim, in the database: a stop before the drain reads its answer gives them back unspent).
+    await until(async () => server.stderr().split('stuck began').length === 3, 'both jobs to run');
     server.child.kill('SIGTERM');
     await until(async () => /shutting down/.test(server.stderr()), 'the first SIGTERM to be taken');
     server.child.kill('SIGTERM');

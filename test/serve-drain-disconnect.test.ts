@@ -18,9 +18,12 @@ const sql = db.sql;
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
 const TOKEN = 'test-token-0123456789abcdef';
 const dir = mkdtempSync(join(tmpdir(), 'pgdrain-serve-disconnect-'));
-// blocks: runs until its ctx.signal fires (its timeout, or the drain's stop after its grace).
+// blocks: runs until its ctx.signal fires (its timeout, or the drain's stop after its grace); says on stderr that it began.
 writeFileSync(join(dir, 'tasks.mjs'), `
-export const blocks = (body, ctx) => new Promise((_, fail) => ctx.signal.addEventListener('abort', () => fail(ctx.signal.reason)));
+export const blocks = (body, ctx) => {
+  console.error('blocks ' + body.n + ' began');
+  return new Promise((_, fail) => ctx.signal.addEventListener('abort', () => fail(ctx.signal.reason)));
+};
 `);
 
 const servers: ReturnType<typeof startServe>[] = [];
@@ -45,8 +48,8 @@ describe('pgdrain serve: a drain whose caller goes away', () => {
       method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
       body: JSON.stringify({ batchSize: 1, budgetSeconds: 60 }), signal: gone.signal,
     }).then(() => 'answered', () => 'aborted');
-    await until(async () => (await sql('select 1 from jobs.job_queue where job_id = $1 and started_at is not null', [first])).length,
-                'the first job to run');
+    // Its handler began (not only its claim, in the database: a stop before the drain reads the claim's answer gives it back unspent).
+    await until(async () => server.stderr().includes('blocks 1 began'), 'the first job to run');
     gone.abort();
     expect(await answer).toBe('aborted');
 
@@ -79,8 +82,7 @@ describe('pgdrain serve: a drain whose caller goes away', () => {
       method: 'POST', headers: { ...auth, 'content-type': 'application/json' },
       body: JSON.stringify({ batchSize: 1, budgetSeconds: 60 }), signal: gone.signal,
     }).then(() => 'answered', () => 'aborted');
-    await until(async () => (await sql('select 1 from jobs.job_queue where job_id = $1 and started_at is not null', [job])).length,
-                'the job to run');
+    await until(async () => server.stderr().includes('blocks 4 began'), 'the job to run');
     // SIGTERM: the server waits for its connections; then the caller goes, closing the last one while the drain is in its 3 s grace.
     server.child.kill('SIGTERM');
     await until(async () => server.stderr().includes('shutting down'), 'the server to shut down');
