@@ -107,13 +107,15 @@ export function seconds(min: number, max: number) {
   };
 }
 
-/** A flag's JSON. */
+/** A flag's or an argument's JSON, any value. */
 export function json(value: string) {
   try {
-    return JSON.parse(value) as unknown;
+    JSON.parse(value);
   } catch (error) {
     throw new InvalidArgumentError(`must be JSON (${(error as Error).message})`);
   }
+  // parseJson, as --attributes': a number JSON.parse would alter (past 2^53) is refused, not changed.
+  return commanderRule(() => parseJson(value, '', { parserText: true }));
 }
 
 /** --throttle's seconds, as publish's throttleSeconds takes them. */
