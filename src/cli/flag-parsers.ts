@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { type Command, InvalidArgumentError } from 'commander';
 import type * as z from 'zod/mini';
 import { checkDrainSelection } from '../drain-selection.js';
@@ -145,20 +146,25 @@ export class FlagValueError extends ValidationError {
  * "pgdrain: --batch: must be an integer from 1 to 10000, got "0"" (exit 2).
  */
 export function sayFlagErrorsAlike(cmd: Command): void {
-  const named = (field: string, parse: (value: string, previous: unknown) => unknown, choices: readonly string[] | undefined) =>
+  const named = (field: () => string, parse: (value: string, previous: unknown) => unknown, choices: readonly string[] | undefined) =>
     (value: string, previous: unknown) => {
       try {
         return parse(value, previous);
       } catch (error) {
         if (!(error instanceof InvalidArgumentError)) throw error;
-        throw new FlagValueError(field, choices ? `must be one of ${choices.join(', ')}` : error.message, value);
+        throw new FlagValueError(field(), choices ? `must be one of ${choices.join(', ')}` : error.message, value);
       }
     };
   for (const option of cmd.options) {
-    if (option.parseArg) option.parseArg = named(option.long ?? option.name(), option.parseArg, option.argChoices) as typeof option.parseArg;
+    if (!option.parseArg) continue;
+    // An option's own variable (.env(): serve's PORT) is parsed after the command line, on this event: name the variable.
+    let fromVariable = false;
+    if (option.envVar) (cmd as Command & EventEmitter).prependListener(`optionEnv:${option.name()}`, () => { fromVariable = true; });
+    const field = () => (fromVariable ? option.envVar! : option.long ?? option.name());
+    option.parseArg = named(field, option.parseArg, option.argChoices) as typeof option.parseArg;
   }
   for (const argument of cmd.registeredArguments) {
-    if (argument.parseArg) argument.parseArg = named(argument.name(), argument.parseArg, argument.argChoices) as typeof argument.parseArg;
+    if (argument.parseArg) argument.parseArg = named(() => argument.name(), argument.parseArg, argument.argChoices) as typeof argument.parseArg;
   }
   for (const sub of cmd.commands) sayFlagErrorsAlike(sub);
 }
