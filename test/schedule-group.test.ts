@@ -151,9 +151,9 @@ describe('group_id, group_tier: stored, shown, checked', () => {
 
     // As pgdrain publish refuses them.
     for (const [flags, rule] of [
-      [['--group', ''], /--group <id>.* must be a non-empty text/],
-      [['--group', 'x'.repeat(201)], /--group <id>.* must be at most 200 characters/],
-      [['--group', 'g', '--group-tier', ''], /--group-tier <tier>.* must be a non-empty text/],
+      [['--group', ''], /^pgdrain: --group: must be a non-empty text/],
+      [['--group', 'x'.repeat(201)], /^pgdrain: --group: must be at most 200 characters/],
+      [['--group', 'g', '--group-tier', ''], /^pgdrain: --group-tier: must be a non-empty text/],
       [['--group-tier', 'pro'], /--group-tier needs --group/]] as const) {
       const r = await cli('schedule', 'add', 'bad', '--cron', '@hourly', '--task', 'a.b', ...flags);
       expect(r.code, r.stderr).toBe(2);
