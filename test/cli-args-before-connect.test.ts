@@ -91,3 +91,15 @@ it.each([
   expect(up.code).toBe(2);
   expect(down).toEqual(up);
 });
+
+// A name or key refused before connecting ends as every flag parser's refusal
+// does, with the value: namedBy's (and event's) said the rule alone.
+it.each([
+  [['queue', 'create', 'mail box'], 'name: must be dot-separated words of letters, digits, _ : or -, got "mail box"'],
+  [['publish', ''], 'task: must be a non-empty task name, got ""'],
+  [['publish', 'x', '--queue', 'a..b'], '--queue: must be dot-separated words of letters, digits, _ : or -, got "a..b"'],
+  [['event', 'subscribe', 'a b', 'q'], 'event: must be dot-separated words of letters, digits, _ : or -, got "a b"'],
+  [['schedule', 'rm', ''], 'name: must be 1 to 46 letters, digits, _ . : or -, got ""'],
+])('pgdrain %j: the rule, then the value', async (args, said) => {
+  expect(await runCli(NOWHERE, ...args, '--dsn', NOWHERE)).toEqual({ code: 2, stdout: '', stderr: `pgdrain: ${said}\n` });
+});

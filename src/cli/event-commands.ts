@@ -75,7 +75,7 @@ function refuseFlags(opts: object): void {
 /** An <event> or <queue> argument, checked as its flag would be. */
 function argument(schema: z.ZodMiniType<unknown, string>, field: string, value: string): string {
   const result = schema.safeParse(value);
-  if (!result.success) throw new PgDrainError('invalid_argument', `${field}: ${result.error.issues[0]!.message}`, { field });
+  if (!result.success) throw new PgDrainError('invalid_argument', `${field}: ${result.error.issues[0]!.message}, got ${JSON.stringify(value)}`, { field });
   return value;
 }
 

@@ -86,13 +86,13 @@ export function checkedBy(schema: z.ZodMiniType<unknown, string>) {
 /**
  * An argument's or a flag's parser from the core's schema for it, whose
  * error names `field` as the core's does once connected ("pgdrain: --queue:
- * must be …", exit 2): commander passes a ValidationError on. So a name the
+ * must be …, got "…"", exit 2, as a wrapped parser's): commander passes a ValidationError on. So a name the
  * SQL would refuse is refused before connecting, in the command's own words.
  */
 export function namedBy(field: string, schema: z.ZodMiniType<unknown, string>) {
   return (value: string) => {
     const result = schema.safeParse(value);
-    if (!result.success) throw new ValidationError(field, result.error.issues[0]!.message);
+    if (!result.success) throw new FlagValueError(field, result.error.issues[0]!.message, value);
     return result.data;
   };
 }
