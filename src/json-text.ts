@@ -107,7 +107,7 @@ function syntaxErrorAt(message: string): string {
  * whose user typed the text, asks for the parser's message (parserText).
  * JSON.parse reads numbers as doubles: an integer past 2^53 or a number past
  * the double's range would be stored altered (12345678901234567890 as 12345678901234567000,
- * 1e400 as null), so such a number is refused, never changed.
+ * 1e400 as null, 1e-400 as 0), so such a number is refused, never changed.
  */
 export function parseJson(text: string, field = 'body', { parserText = false } = {}): unknown {
   if (text.trim() === '') return undefined;
@@ -121,7 +121,9 @@ export function parseJson(text: string, field = 'body', { parserText = false } =
   // The numbers of the text, its strings blanked out (valid JSON by now).
   for (const [token] of text.replace(/"(?:[^"\\]|\\.)*"/g, '""').matchAll(/-?\d+(\.\d+)?([eE][+-]?\d+)?/g)) {
     const n = Number(token);
-    if (!Number.isFinite(n) || (/^-?\d+$/.test(token) && !Number.isSafeInteger(n))) {
+    // A number past the double's range either way: 1e400 (Infinity) or 1e-400 (0, though not written as one).
+    const underflow = n === 0 && /[1-9]/.test(token.replace(/[eE].*/, ''));
+    if (!Number.isFinite(n) || underflow || (/^-?\d+$/.test(token) && !Number.isSafeInteger(n))) {
       throw new ValidationError(field, `the number ${token.slice(0, 40)} cannot be kept exactly (JSON numbers here are `
         + '64-bit floats, integers up to 2^53): send it as a string');
     }

@@ -25,20 +25,21 @@ it.each([
   [['publish', 'jn.flag', '--body', BIG], '--body'],
   [['event', 'publish', 'jn.ev', BIG], 'json'],
   [['event', 'publish', 'jn.ev', '[1e400]'], 'json'],
+  [['publish', 'jn.tiny', '{"x":-1.5e-400}'], 'json'],
   [['complete', pending, '--result', BIG], '--result'],
   [['schedule', 'add', 'jn1', ...CRON, '--body', BIG], '--body'],
 ])('pgdrain %j: refused naming %s, nothing written', async (args, field) => {
   const run = await runCli(db.url, ...args);
-  expect(run.stderr).toMatch(new RegExp(`^pgdrain: ${field}: the number (12345678901234567890|1e400) cannot be kept exactly`));
+  expect(run.stderr).toMatch(new RegExp(`^pgdrain: ${field}: the number (12345678901234567890|1e400|-1.5e-400) cannot be kept exactly`));
   expect(run.code).toBe(2);
   expect(Number(await count())).toBe(0);
 });
 
 it('a number a double holds exactly is still taken, and bad JSON still says so', async () => {
-  const run = await runCli(db.url, 'publish', 'jn.ok', '{"id":9007199254740991,"x":1.5,"e":1e3}');
+  const run = await runCli(db.url, 'publish', 'jn.ok', '{"id":9007199254740991,"x":1.5,"e":1e3,"z":0e-400,"d":5e-324}');
   expect(run.code).toBe(0);
   expect((await db.sql(`select body from jobs.job_queue where job_id = $1`, [run.stdout.trim()]))[0]!.body)
-    .toEqual({ id: 9007199254740991, x: 1.5, e: 1000 });
+    .toEqual({ id: 9007199254740991, x: 1.5, e: 1000, z: 0, d: 5e-324 });
   const bad = await runCli(db.url, 'publish', 'jn.bad', '{oops');
   expect(bad).toMatchObject({ code: 2, stderr: expect.stringMatching(/^pgdrain: json: must be JSON \(/) });
 });
