@@ -30,6 +30,8 @@ const dir = mkdtempSync(join(tmpdir(), 'pgdrain-worker-disconnect-'));
 const out = join(dir, 'out');
 let mf: Miniflare;
 let holder: pg.Client | undefined;
+/** What the Workers logged, in order. */
+const logs: string[] = [];
 
 afterAll(async () => {
   await holder?.end().catch(() => {});
@@ -45,8 +47,8 @@ const waits = defineTask('lock.waits', async (body, ctx) => {
   await ctx.db.query('select pg_advisory_xact_lock($1)', [body.key]);
   return { got: body.key };
 }, { transactional: true });
-// hangs: never ends, whatever its signal says.
-export default createWorker({ lock: { waits }, hangs: () => new Promise(() => {}) });
+// hangs: logs that it began, then never ends, whatever its signal says.
+export default createWorker({ lock: { waits }, hangs: () => { console.log('hangs began'); return new Promise(() => {}); } });
 `;
 
 // The caller: /start fetches the pgdrain Worker's POST /drain and waits, until
@@ -79,6 +81,7 @@ beforeAll(async () => {
   await wranglerDryRun(['--outdir', out, '--config', join(dir, 'wrangler.toml')]);
   mf = new Miniflare({
     handleStructuredLogs: ({ level, message }: { level: string; message: string }) => {
+      logs.push(message);
       if (level === 'error' || level === 'warn') console.error(message);
     },
     workers: [
@@ -94,6 +97,7 @@ beforeAll(async () => {
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job');
+  logs.length = 0;
 });
 
 const worker = async (name: string) => workerStub(mf, name);
@@ -101,7 +105,6 @@ const worker = async (name: string) => workerStub(mf, name);
 const startDrain = async () => (await worker('caller')).fetch('http://caller/start', { method: 'POST', headers: {},
                                                                 body: JSON.stringify({ batchSize: 1 }) }).then((r) => r.text());
 const abortDrain = async () => (await (await worker('caller')).fetch('http://caller/abort', { method: 'GET', headers: {} })).text();
-const started = async (id: string) => (await sql('select 1 from jobs.job_queue where job_id = $1 and started_at is not null', [id])).length;
 
 describe('Cloudflare Worker: a POST /drain whose caller goes away', () => {
   it('stops claiming: the running job finishes and is acked, the others stay pending, unclaimed', async () => {
@@ -142,7 +145,8 @@ describe('Cloudflare Worker: a POST /drain whose caller goes away', () => {
     const hung = await queue.publish('hangs', {}, { timeoutSeconds: 50, priority: 10 });
     const [next] = await queue.publishBulk([{ task: 'hangs', body: {}, timeoutSeconds: 50 }]);
     const answer = startDrain();
-    await until(() => started(hung), 'the hanging job to run');
+    // Its handler began (not only its claim, in the database: a stop before the Worker reads the claim's answer gives it back unspent).
+    await until(async () => logs.some((m) => m.includes('hangs began')), 'the hanging job to run');
     await abortDrain();
     expect(await answer).toBe('aborted: AbortError');
     // Without the stop it would run on to its 50 s timeout (past the 30 s a disconnected Worker gets), then take the next.
