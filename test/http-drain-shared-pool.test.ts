@@ -11,6 +11,7 @@ import { createApp } from '../src/http/index.js';
 import { pgDriver } from '../src/db/pg.js';
 import { createQueue, defineTask } from '../src/index.js';
 import { testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
 
 const db = await testDb();
 const TOKEN = 'test-token-0123456789abcdef';
@@ -25,6 +26,7 @@ afterAll(async () => {
 
 // Holds its transaction's connection for 0.6 s; long holds until the test lets it go.
 let release: (() => void) | undefined;
+let longStarted = false;
 let longEnded = false;
 const tasks = {
   hold: defineTask('hold', async (_body: unknown, ctx) => {
@@ -32,6 +34,7 @@ const tasks = {
   }, { transactional: true }),
   long: defineTask('long', async (_body: unknown, ctx) => {
     await ctx.db.query('select 1');
+    longStarted = true;
     await new Promise<void>((resolve) => (release = resolve));
     longEnded = true;
   }, { transactional: true }),
@@ -57,13 +60,19 @@ it('concurrent drains on one pool run no more transactional jobs at once than it
 it("a lingering drain whose pool the other drains' handlers fill still ends at its deadline", async () => {
   const two = pgDriver(db.url, { max: 2 }); // one connection for handlers, over every drain on it
   try {
-    const q = createQueue({ driver: two, tasks });
+    // A lingering drain opens its LISTEN (onQueued) when its first claim found its queue empty and it waits.
+    let lingers = false;
+    const q = createQueue({ driver: { ...two, onQueued: (fn) => { lingers = true; return two.onQueued!(fn); } }, tasks });
     await db.sql(`select jobs.create_queue('idle'), jobs.create_queue('busy')`);
     // It lingers on its empty queue, polling, before the other drain's job takes the pool's one handler connection.
-    const lingering = q.drain(10, Date.now() + 3000, { queue: 'idle', lingerMs: 60_000, pollMs: 100 });
-    await new Promise((r) => setTimeout(r, 500)); // its first claim found nothing: it lingers
+    const lingering = q.drain(10, Date.now() + 6000, { queue: 'idle', lingerMs: 60_000, pollMs: 100 });
+    let lingeringEnded = false;
+    void lingering.then(() => (lingeringEnded = true), () => {});
+    await until(async () => lingers, 'the drain to linger on its empty queue');
     await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 60, queue => 'busy')`);
     const busy = q.drain(10, Date.now() + 120_000, { queue: 'busy' });
+    await until(async () => longStarted, "the other drain's handler to hold the pool's handler connection");
+    expect(lingeringEnded).toBe(false); // it still lingers with the pool full: what follows is the case
     const report = await lingering;
     const stillHeld = !longEnded;
     release?.();
