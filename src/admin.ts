@@ -8,15 +8,17 @@ import { capOverBase, expiryChecks, jobIdsSchema, publishOptionsSchema, redriveF
 import { jobIdSchema, parse, queueNameSchema, reasonSchema, TASK_PATTERN, taskSchema } from './options.js';
 import { asOption } from './publish.js';
 import { callValue, send, signalOnly, takeSignal, type SignalOption } from './send.js';
-import type { JobInfo, PublishEventOptions, PurgeQueueOptions, RedriveFilter, RedriveResult,
+import type { JobInfo, PublishEventOptions, RedriveFilter, RedriveResult,
   RescheduleOptions, Subscription } from './types.js';
 
 // Queue administration: each function is one SQL call (one round trip),
 // sent as a publish is (callValue, send.ts): given up when options.signal
 // fires, and sent again after a deadlock when it was a statement of its own.
 // The reads (getJob, listSubscriptions) take options.signal alike.
-// A named queue's settings (queues.create, queues.list) are in queue-settings.ts.
+// A named queue's settings (queues.create, queues.list) are in queue-settings.ts,
+// its pause, purge and delete in queue-admin.ts.
 export { createNamedQueue, listNamedQueues } from './queue-settings.js';
+export { deleteQueue, purgeQueue, setQueuePaused } from './queue-admin.js';
 
 /**
  * Cancels a job (jobs.cancel): 'cancelled' when it had not started and never
@@ -133,48 +135,6 @@ export async function redrive(db: Queryable, filter: RedriveFilter = {}, options
     if (!(error instanceof ValidationError) || error.field !== 'queue') throw error;
     throw new ValidationError('filter.queue', error.rule, { cause: error.cause ?? error });
   });
-}
-
-/** Pauses (true) or resumes (false) a queue; returns false when no such queue exists. */
-export async function setQueuePaused(db: Queryable, name: string, paused: boolean, options?: SignalOption): Promise<boolean> {
-  parse(queueNameSchema, name, 'name');
-  // Not truthiness: 'false' from a form or an env var would pause the queue.
-  if (typeof paused !== 'boolean') throw new ValidationError('paused', 'must be a boolean: true pauses, false resumes');
-  return callValue(db, paused ? 'select jobs.pause_queue($1) as r' : 'select jobs.resume_queue($1) as r', [name],
-                   signalOnly(options));
-}
-
-const purgeOptionsSchema = z.strictObject({
-  reason: z.optional(reasonSchema),
-}, { error: 'must be an object' });
-
-/**
- * Ends every waiting job of a queue (pending, scheduled, blocked) as
- * cancelled, as cancelJobs does, in one statement (jobs.purge_queue); running
- * jobs are left to finish. Returns how many it ended (0 for an unknown queue).
- */
-export async function purgeQueue(db: Queryable, name: string, options: PurgeQueueOptions & SignalOption = {}): Promise<number> {
-  parse(queueNameSchema, name, 'name');
-  const { signal, rest } = takeSignal(options, 'options');
-  const o = parse(purgeOptionsSchema, rest, 'options');
-  return Number(await callValue(db, 'select jobs.purge_queue($1, $2) as r', [name, o.reason ?? null], signal));
-}
-
-/**
- * Deletes a queue and its subscriptions (jobs.delete_queue): false when there
- * is none. Refused (a ValidationError naming name) for the default queue, a
- * queue another names as its deadLetter, and one with waiting or running jobs
- * (purge it, and let its running jobs end, first).
- */
-export async function deleteQueue(db: Queryable, name: string, options?: SignalOption): Promise<boolean> {
-  parse(queueNameSchema, name, 'name');
-  const signal = signalOnly(options);
-  try {
-    return await callValue(db, 'select jobs.delete_queue($1) as r', [name], signal);
-  } catch (error) {
-    if (!(error instanceof PgDrainError) || error.field !== 'name') throw error;
-    throw new ValidationError('name', error.message.replace(/^name: /, ''), { cause: error });
-  }
 }
 
 // Fan-out (sql/0033): a queue subscribes to an event, and one publish of the
