@@ -1,5 +1,5 @@
 -- pgdrain 0023: running recurring jobs: every due one (drains call
--- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0021; a
+-- jobs.publish_due_schedules; pg_cron calls jobs.run_schedule, sql/0048; a
 -- bounded queue's lock is waited for before, jobs.tick_queues, sql/0040).
 
 -- Whether a 40001's detail (pg_exception_detail) is SERIALIZABLE's

@@ -1,4 +1,4 @@
-// jobs.run_schedule (what pg_cron runs at each tick, sql/0021) publishing
+// jobs.run_schedule (what pg_cron runs at each tick, sql/0048) publishing
 // into a bounded queue waits for the queue's publishers' lock. Taken with the
 // schedule's row held, an app transaction that published to that queue and
 // then changed (or removed) the schedule closed a cycle with it: 40P01 for
