@@ -449,7 +449,7 @@ describe('pg_cron', () => {
   // reach the other test files' sessions), its schedule's row updated by another session across the minute and
   // committed once the tick waits on it. Unfixed, the tick ran at SERIALIZABLE: 40001 from its FOR UPDATE, in
   // pg_cron's run log only, nothing published, the tick lost. Its command now sets READ COMMITTED first: it waits,
-  // then publishes. (Checked by hand with cron.use_background_workers = on too: the same.)
+  // then publishes. (With cron.use_background_workers = on: cron-background-workers.test.ts.)
   it("a real firing at a SERIALIZABLE default: the tick's command runs it at READ COMMITTED, its row changed across the minute waited for", async () => {
     await sql(`truncate jobs.job_queue, jobs.job`);
     await sql(`drop role if exists pgdrain_serial_ticks`);

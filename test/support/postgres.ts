@@ -53,7 +53,7 @@ function pkgLibDir(bin: string): string {
   return join(bin, '..', 'lib');
 }
 
-async function startCluster(bin: string): Promise<Server> {
+async function startCluster(bin: string, extra: string[] = []): Promise<Server> {
   const root = process.getuid?.() === 0;
   const dir = mkdtempSync(join(tmpdir(), 'pgdrain-pg-'));
   chmodSync(dir, 0o755);
@@ -82,7 +82,7 @@ async function startCluster(bin: string): Promise<Server> {
   const settings = [
     `-p ${port}`, `-k ${dir}`, '-c listen_addresses=127.0.0.1', '-c fsync=off', '-c synchronous_commit=off',
     '-c full_page_writes=off', '-c max_connections=300', ...(tls ? ['-c ssl=on'] : []),
-    ...(pgCron ? ['-c shared_preload_libraries=pg_cron', '-c cron.database_name=postgres'] : []),
+    ...(pgCron ? ['-c shared_preload_libraries=pg_cron', '-c cron.database_name=postgres'] : []), ...extra,
   ].join(' ');
   const pgCtl = (...args: string[]) => run('pg_ctl', ['-D', data, '-w', '-l', join(dir, 'log'), '-o', settings, ...args]);
   pgCtl('start');
@@ -137,8 +137,17 @@ async function startEmbedded(): Promise<Server> {
   };
 }
 
+/** How a test's own server starts. */
+export interface ServerOptions {
+  /**
+   * Server settings ('-c name=value'), after this file's own: a cluster's only. A server of another
+   * kind is started without them; a test that needs them checks `kind` (a 'cluster') before relying on them.
+   */
+  settings?: string[];
+}
+
 /** PGDRAIN_TEST_POSTGRES=cluster|container|embedded forces one way (to check a fallback). */
-export async function startServer(): Promise<Server> {
+export async function startServer(options: ServerOptions = {}): Promise<Server> {
   if (process.env.TEST_DATABASE_URL) {
     return { url: process.env.TEST_DATABASE_URL, kind: 'url', pgCron: false, tls: false, stop: async () => {} };
   }
@@ -150,7 +159,7 @@ export async function startServer(): Promise<Server> {
     return container;
   }
   const bin = findPgBin();
-  if (bin) return startCluster(bin);
+  if (bin) return startCluster(bin, options.settings);
   if (forced === 'cluster') throw new Error('PGDRAIN_TEST_POSTGRES=cluster but no PostgreSQL binaries were found');
   return (await startContainer()) ?? startEmbedded();
 }
