@@ -4,6 +4,7 @@ import { getEventListeners } from 'node:events';
 import { resolve } from 'node:path';
 import pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { JOB_STATE_SQL } from '../../src/db/job-outcome.js';
 import { createQueue, type QueueEvent, type TaskMap } from '../../src/index.js';
 import { testDb } from '../support/db.js';
 import { until } from '../support/drain-process.js';
@@ -109,7 +110,11 @@ describe('waitFor', () => {
       const waiting = q.waitFor(id);
       let done = false;
       void waiting.then(() => (done = true));
-      await settle();
+      // Its first check of the job has answered (its LISTEN session idle after it), not a fixed 200 ms: a job
+      // ended before would be answered by that check, without the NOTIFY this test is about.
+      await until(async () => (await sql(`select 1 from pg_stat_activity where datname = current_database()
+                                          and application_name = 'pgdrain-events' and state = 'idle' and query = $1`,
+                                         [JOB_STATE_SQL])).length, 'waitFor to ask for the job');
       expect(done).toBe(false);
       const worker = queueWith({ sum: (b: { a: number; b: number }) => b.a + b.b });
       await worker.drain(10, deadline(), { workerId: 'other' });
