@@ -26,12 +26,23 @@ async function listen() {
   await client.connect();
   const got: Record<'pgdrain_queued' | 'pgdrain_picked' | 'pgdrain_completed', string[]> & Record<string, string[] | undefined> =
     { pgdrain_queued: [], pgdrain_picked: [], pgdrain_completed: [] };
-  client.on('notification', (n) => got[n.channel]?.push(n.payload ?? ''));
-  await client.query('listen pgdrain_queued; listen pgdrain_picked; listen pgdrain_completed');
-  return { got, close: () => client.end() };
+  let marks = 0;
+  client.on('notification', (n) => (n.channel === 'test_mark' ? marks++ : got[n.channel]?.push(n.payload ?? '')));
+  await client.query('listen pgdrain_queued; listen pgdrain_picked; listen pgdrain_completed; listen test_mark');
+  /**
+   * Resolves once every notification committed before it has arrived: a NOTIFY sent now comes after them
+   * (a listener gets them in commit order). Not a fixed wait: one that a loaded machine delivers late would
+   * be missed, and a check that none came would pass without looking.
+   */
+  const caughtUp = async () => {
+    const mark = marks + 1;
+    await sql('notify test_mark');
+    await until(async () => marks >= mark, 'the LISTEN session to catch up');
+  };
+  return { got, caughtUp, close: () => client.end() };
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 200)); // let notifications arrive
+const settle = () => new Promise((r) => setTimeout(r, 200)); // let a subscriber's notifications arrive
 
 describe('NOTIFY', () => {
   it('one notification per statement, not per job: 2,000 jobs in batches of 500', async () => {
@@ -40,7 +51,7 @@ describe('NOTIFY', () => {
     try {
       await q.publishBulk(Array.from({ length: 2000 }, () => ({ task: 't' })));
       const report = await q.drain(500, deadline());
-      await settle();
+      await l.caughtUp();
       expect(report.succeeded).toBe(2000);
       expect(l.got.pgdrain_queued).toEqual(['default']);
       const picked = l.got.pgdrain_picked.flatMap((p) => p.split(','));
@@ -62,7 +73,7 @@ describe('NOTIFY', () => {
     try {
       await sql(`select jobs.publish_arrays(array_fill('t.big'::text, array[500]))`);
       expect(await sql(`select count(*)::int as n from jobs.consume(500)`)).toEqual([{ n: 500 }]);
-      await settle();
+      await l.caughtUp();
       expect(l.got.pgdrain_picked.length).toBeGreaterThan(1);
       expect(Math.max(...l.got.pgdrain_picked.map((p) => p.length))).toBeLessThan(8000);
       expect(new Set(l.got.pgdrain_picked.flatMap((p) => p.split(','))).size).toBe(500);
@@ -80,7 +91,7 @@ describe('NOTIFY', () => {
     await client.query(`select jobs.publish('t')`);
     await client.query('rollback');
     await client.end();
-    await settle();
+    await l.caughtUp();
     expect(l.got.pgdrain_queued).toEqual([]);
     await l.close();
   });
@@ -315,7 +326,7 @@ describe('turning events off', () => {
       await client.query(`select jobs.claim_json(10, ids => null)`);
       await client.query(`select jobs.settle(jsonb_agg(jsonb_build_object('id', job_id, 'attempt', attempt, 'outcome', 'ack')))
                           from jobs.job_queue`);
-      await settle();
+      await l.caughtUp();
       expect(await sql(`select status from jobs.job`)).toEqual([{ status: 'success' }]);
       expect(l.got).toEqual({ pgdrain_queued: [], pgdrain_picked: [], pgdrain_completed: [] });
     } finally {
