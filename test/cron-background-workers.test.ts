@@ -16,7 +16,7 @@
 // Without pg_cron every test here fails: install postgresql-15-cron.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate, pgDriver } from '../src/index.js';
+import { migrateWithNoteTask } from './support/cron-fixture.js';
 import { until } from './support/drain-process.js';
 import { PG_NET_STAND_IN } from './support/pg-net-stand-in.js';
 import { startServer, type Server } from './support/postgres.js';
@@ -64,16 +64,7 @@ beforeAll(async () => {
   pool = new pg.Pool({ connectionString: server.url, max: 4 });
   expect(await sql(`select current_setting('cron.use_background_workers') as bg`)).toEqual([{ bg: 'on' }]);
   await sql('create extension pg_cron');
-  const driver = pgDriver(server.url);
-  try {
-    await migrate(driver);
-  } finally {
-    await driver.close();
-  }
-  await sql(`create schema app;
-    create table app.notes (b jsonb);
-    create function app.note(b jsonb) returns jsonb language sql as $$ insert into app.notes values (b) returning jsonb_build_object('noted', b) $$;
-    select jobs.allow_sql_task('app.note');`);
+  await migrateWithNoteTask(server.url, sql);
   await sql(PG_NET_STAND_IN); // pg_net's signature, recording each request (test/support/pg-net-stand-in.ts)
 }, 120_000);
 

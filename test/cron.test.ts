@@ -5,9 +5,10 @@
 // Without pg_cron every test here fails: install postgresql-15-cron.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { checkCron, createQueue, migrate, nextTicks, pgDriver, ValidationError } from '../src/index.js';
+import { checkCron, createQueue, nextTicks, ValidationError } from '../src/index.js';
 import { sqlErrorOf } from './support/db.js';
 import { PG_NET_STAND_IN } from './support/pg-net-stand-in.js';
+import { migrateWithNoteTask } from './support/cron-fixture.js';
 import { until } from './support/drain-process.js';
 
 const serverUrl = inject('serverUrl'); // the server's `postgres` database
@@ -38,16 +39,7 @@ beforeAll(async () => {
   }
   createdExtension = (await sql(`select 1 from pg_extension where extname = 'pg_cron'`)).length === 0;
   await sql('create extension if not exists pg_cron');
-  const driver = pgDriver(serverUrl);
-  try {
-    await migrate(driver);
-  } finally {
-    await driver.close();
-  }
-  await sql(`create schema app;
-    create table app.notes (b jsonb);
-    create function app.note(b jsonb) returns jsonb language sql as $$ insert into app.notes values (b) returning jsonb_build_object('noted', b) $$;
-    select jobs.allow_sql_task('app.note');`);
+  await migrateWithNoteTask(serverUrl, sql);
 });
 
 afterAll(async () => {
