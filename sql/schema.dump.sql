@@ -2386,6 +2386,8 @@ CREATE PROCEDURE jobs.drain_sql(IN batch integer DEFAULT 100, IN budget numeric 
 declare
   v_path text := pg_catalog.current_setting('search_path');
   v_deadline timestamptz;
+  v_budget numeric;
+  v_stmt numeric;
   v_left numeric;
   v_job jobs.claimed_job;
   v_call text;
@@ -2410,9 +2412,10 @@ begin
   -- The whole CALL is one statement to statement_timeout (common on managed
   -- databases): cancelled there, it would lose its report and the job it
   -- runs (which claims fit the budget, so a job that fits runs to its end).
-  select least(drain_sql.budget, case when t.setting::numeric > 0 then t.setting::numeric / 1000 * 0.8 end)
-  into v_left from pg_catalog.pg_settings t where t.name = 'statement_timeout';
-  v_deadline := clock_timestamp() + make_interval(secs => v_left);
+  select least(drain_sql.budget, case when t.setting::numeric > 0 then t.setting::numeric / 1000 * 0.8 end),
+         t.setting::numeric / 1000
+  into v_budget, v_stmt from pg_catalog.pg_settings t where t.name = 'statement_timeout';
+  v_deadline := clock_timestamp() + make_interval(secs => v_budget);
   perform jobs.publish_due_schedules();
   commit;
   perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -2476,6 +2479,18 @@ begin
   report := v_counts || jsonb_build_object('stoppedBy', v_stopped, 'skipped', coalesce((v_unfit->>'count')::integer, 0),
     'skippedTimeouts', case when v_unfit is not null then jsonb_build_object('shortestSeconds', v_unfit->'shortest',
       'longestSeconds', v_unfit->'longest', 'budgetSeconds', floor(v_left * 1000) / 1000) end);
+  -- The budget left at a claim is under the whole one: a timeout not under
+  -- it never fits. What ran is committed; a claim that took nothing rolls back.
+  if (v_unfit->>'longest')::numeric >= v_budget then
+    raise exception using errcode = 'PDC03', column = 'budget', message = format(
+      'budget: %s seconds%s is not over the %s-second timeout of a due job of task %s, and drain_sql claims only jobs whose timeout fits the budget left: it never runs that job',
+      v_budget::float8, case when v_budget < drain_sql.budget then format(' (%s cut to 80%% of statement_timeout)', drain_sql.budget) end,
+      v_unfit->>'longest', v_unfit->>'longestTask'),
+      detail = format('Before it stopped (committed): %s', report), hint = format(
+      'Call jobs.drain_sql with a budget over %s seconds%s, or give the task''s jobs a shorter timeout: until then they wait in the queue.',
+      v_unfit->>'longest', case when v_stmt > 0 and v_stmt * 0.8 <= (v_unfit->>'longest')::numeric
+        then format(' and a statement_timeout over %s seconds (the budget is cut to 80%% of it)', ((v_unfit->>'longest')::numeric / 0.8)::float8) end);
+  end if;
   -- The caller's path back, for a caller that goes on in this transaction.
   perform pg_catalog.set_config('search_path', v_path, true);
 end $$;
@@ -7457,6 +7472,7 @@ declare
   v_count bigint := 0;
   v_min numeric;
   v_max numeric;
+  v_task text;
 begin
   if exists (select 1 from jobs.queue x where x.name = v_queue and x.paused) then
     return null;
@@ -7464,8 +7480,10 @@ begin
   while v_count < 1000 loop
     select h.head_priority into v_prio from jobs.claim_head(v_queue, v_prio) h;
     exit when v_prio is null;
-    select v_count + count(*), least(v_min, min(s.timeout)), greatest(v_max, max(s.timeout)) into v_count, v_min, v_max
-    from (select q.timeout from jobs.job_queue q
+    select v_count + count(*), least(v_min, min(s.timeout)), greatest(v_max, max(s.timeout)),
+           coalesce((array_agg(s.task order by s.timeout desc) filter (where s.timeout > coalesce(v_max, -1)))[1], v_task)
+    into v_count, v_min, v_max, v_task
+    from (select q.timeout, q.task from jobs.job_queue q
           where q.queue = v_queue and q.lease_until is null and q.waiting_deps = 0 and not q.serial_wait
             and q.priority = v_prio and q.scheduled_at <= now()
             and q.task like 'sql:%' and q.timeout > sql_unfit.max_timeout
@@ -7473,7 +7491,7 @@ begin
           order by q.scheduled_at, q.job_id
           limit 1000 - v_count) s;
   end loop;
-  return case when v_count > 0 then jsonb_build_object('count', v_count, 'shortest', v_min, 'longest', v_max) end;
+  return case when v_count > 0 then jsonb_build_object('count', v_count, 'shortest', v_min, 'longest', v_max, 'longestTask', v_task) end;
 end $$;
 
 --
