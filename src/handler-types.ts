@@ -1,6 +1,7 @@
 // What a task's handler is and what it gets: its context (one job's, or a
 // batch call's), its signatures, and the map of handlers by task name.
 import type { Queryable } from './db/driver.js';
+import type { SignalOption } from './send.js';
 import type { Job, PublishOptions } from './types.js';
 
 /** What a handler gets besides the body. */
@@ -13,9 +14,10 @@ export interface JobContext {
   signal: AbortSignal;
   /**
    * Publishes a follow-up job. In a transactional task it joins the task's
-   * transaction: the follow-up exists only if the job's ack commits.
+   * transaction: the follow-up exists only if the job's ack commits. Given up
+   * when `signal` fires while the handler runs, or `options.signal` (yours).
    */
-  publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
+  publish(task: string, body?: unknown, options?: PublishOptions & SignalOption): Promise<string>;
   /**
    * Reports progress (any JSON up to 64 KiB, e.g. { done: 40, total: 100 }):
    * stored on the running job, shown by getJob and GET /jobs/:id while it
@@ -88,7 +90,7 @@ export interface BatchContext {
    */
   signal: AbortSignal;
   /** Publishes a follow-up job, bound to signal while the handler runs (as JobContext.publish). */
-  publish(task: string, body?: unknown, options?: PublishOptions): Promise<string>;
+  publish(task: string, body?: unknown, options?: PublishOptions & SignalOption): Promise<string>;
   /** Takes one token for the whole call, or throws a SnoozeJob: every job of it goes back (JobContext.rateLimit). */
   rateLimit(key: string, options: { limit: number; perSeconds: number }): Promise<void>;
 }
