@@ -7,7 +7,8 @@
 // or purges a queue) name the command (asCommand: pgdrain queue create, pgdrain queue purge).
 // sql/0034's hints that name no queue (jobs.maintain(), jobs.cancel_bulk) are
 // rewritten the same way (PHRASES: maintain(db), queue.cancel(jobIds); pgdrain
-// drain, pgdrain cancel ID...).
+// drain, pgdrain cancel ID...), and so are sql/0028's reschedule hints naming
+// an argument (max_retries, attempt: maxRetries, attempts; --max-retries, --attempts).
 //
 // Only pgdrain's own hint is rewritten: the one sentence of HINTS a message
 // ends with (a schedule's last_error, which joins messages, is rewritten one
@@ -65,6 +66,11 @@ const PHRASES: readonly { lead: string; sql: string; ts: string; command: string
   // sql/0034: purging a queue with more retried serial heads than one call ends
   { lead: ': cancel some with ', sql: 'jobs.cancel_bulk', ts: 'queue.cancel(jobIds)',
     command: 'pgdrain cancel ID...', tail: { sql: ' in smaller calls first', ts: ' in smaller calls first' } },
+  // sql/0028: jobs.reschedule's attempt past a job's max_retries, or max_retries under its attempts spent
+  { lead: ': give ', sql: 'max_retries', ts: 'maxRetries', command: '--max-retries',
+    tail: { sql: ' too to raise it', ts: ' too to raise it' } },
+  { lead: ': give ', sql: 'attempt', ts: 'attempts', command: '--attempts',
+    tail: { sql: ' too to reset them', ts: ' too to reset them' } },
 ];
 
 /** message with its PHRASES call of surface `from` as surface `to`'s. */

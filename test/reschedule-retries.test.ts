@@ -84,8 +84,8 @@ describe('bad values', () => {
       [`attempt => -1`, 'PD007', 'attempt', /must be 0 to 1000 .*got -1/],
       [`attempt => 3, max_retries => 2`, 'PD007', 'attempt', /must be 0 to 2 .*got 3/],
       // Against the job's own max_retries (2), or its attempts spent (1).
-      [`attempt => 3`, 'PD007', 'attempt', new RegExp(`must be at most the max_retries of job ${id} \\(2\\), got 3`)],
-      [`max_retries => 0`, 'PD003', 'max_retries', new RegExp(`must be at least the attempts job ${id} has spent \\(1\\), got 0`)],
+      [`attempt => 3`, 'PD007', 'attempt', new RegExp(`must be at most the max_retries of job ${id} \\(2\\), got 3: give max_retries too to raise it$`)],
+      [`max_retries => 0`, 'PD003', 'max_retries', new RegExp(`must be at least the attempts job ${id} has spent \\(1\\), got 0: give attempt too to reset them$`)],
       [`run_at => null`, 'PD007', 'run_at', /give run_at, priority, max_retries or attempt/],
     ] as const) {
       const e = await sqlErrorOf(sql, `select jobs.reschedule(array[${id}::bigint], ${call})`);
@@ -125,7 +125,13 @@ describe('bad values', () => {
     const e = await errorOf(queue.reschedule([id], { attempts: 4 }));
     expect(e).toBeInstanceOf(ValidationError);
     expect([e.field, (e.cause as { column?: string }).column]).toEqual(['options.attempts', 'attempt']);
-    expect(e.message).toMatch(new RegExp(`^options.attempts: must be at most the max_retries of job ${id} \\(3\\), got 4`));
+    // Its hint names the option to give as the caller writes it, not the SQL argument.
+    expect(e.message).toMatch(new RegExp(`^options.attempts: must be at most the max_retries of job ${id} \\(3\\), got 4: ` +
+                                         'give maxRetries too to raise it$'));
+    expect(await runAndFail(id)).toBe('waiting'); // attempt 1
+    const under = await errorOf(queue.reschedule([id], { maxRetries: 0 }));
+    expect([under.field, under.message]).toEqual(['options.maxRetries',
+      `options.maxRetries: must be at least the attempts job ${id} has spent (1), got 0: give attempts too to reset them`]);
   });
 
   it('pgdrain reschedule --max-retries/--attempts: changes them; bad ones are usage errors naming the flag', async () => {
@@ -140,13 +146,17 @@ describe('bad values', () => {
       [['--attempts', '3', '--max-retries', '2'], /--attempts: must be at most maxRetries \(2\), got 3/],
       [[], /give --at, --delay or --priority, --max-retries or --attempts/],
       // Checked by the database against the job's own max_retries (4): named as the flag.
-      [['--attempts', '5'], /^pgdrain: --attempts: must be at most the max_retries of job \d+ \(4\), got 5/],
+      [['--attempts', '5'], /^pgdrain: --attempts: must be at most the max_retries of job \d+ \(4\), got 5: give --max-retries too to raise it$/m],
     ] as const) {
       const r = await runCli(db.url, 'reschedule', id, ...args);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr, args.join(' ')).toMatch(message);
     }
     expect(await row(id)).toEqual({ attempt: 0, max_retries: 4 });
+    expect(await runAndFail(id)).toBe('waiting'); // attempt 1
+    const under = await runCli(db.url, 'reschedule', id, '--max-retries', '0');
+    expect(under.code).toBe(2);
+    expect(under.stderr).toMatch(/^pgdrain: --max-retries: must be at least the attempts job \d+ has spent \(1\), got 0: give --attempts too to reset them$/m);
   });
 });
 
