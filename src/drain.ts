@@ -60,6 +60,8 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  *   claim that finds work restarts that wait.
  * - The jobs of a batch task (defineTask(…, { batch: true })) one claim
  *   brings run in one handler call, or calls of its maxSize (batch-run.ts).
+ * - Once a transactional handler of its waited in vain for a connection (its job released unstarted: unstarted.ts),
+ *   it claims no more jobs than its pool has connections free for them, none while none is (slot-wait.ts starve).
  */
 export async function drain(deps: DrainDeps, batchSize: number, deadline: Date | number,
                             options: DrainOptions = {}): Promise<DrainReport> {
@@ -124,7 +126,8 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       slots.add(-1); // before finish (a throw there keeps no slot); its connection is free only now
       run.finish(outcome);
     },
-    holds: (n) => slots.holds(n), connect: (gaveUp) => slots.connect(gaveUp), disconnect: () => slots.disconnect() };
+    holds: (n) => slots.holds(n), connect: (gaveUp) => slots.connect(gaveUp), disconnect: () => slots.disconnect(),
+    starve: () => slots.starve() };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, claimSentAt); // in running and timeouts
     slots.add(1);

@@ -35,6 +35,11 @@ export class PoolShare {
   /** Transactional handlers waiting in enter(), first come first in: each goes once fewer than its cap are connected. */
   private readonly queued: { cap: number; go: () => void }[] = [];
 
+  /** Transactional handlers waiting in enter(): they take the next connections given back. */
+  get waiting(): number {
+    return this.queued.length;
+  }
+
   /** n slots taken (n < 0: given back). */
   add(n: number): void {
     this.busy += n;

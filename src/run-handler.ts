@@ -45,9 +45,15 @@ export class JobRun implements Running, LeaseHolder {
   releaseAhead(): () => void {
     return releaseAhead(this.timeout.end, () => {
       if (!this.waitsForConnection || this.ended) return;
-      releaseUnstarted(this, this.stops ? 'deadline' : 'timeout');
+      this.unstarted();
       this.host.settler.sendSoon();
     });
+  }
+
+  /** Its time ran out while it waited for a connection: released, and its drain claims no more than its pool has free. */
+  private unstarted(): void {
+    this.host.starve(); // before the release wakes the drain's loop
+    releaseUnstarted(this, this.stops ? 'deadline' : 'timeout');
   }
 
   /** Its end came: the signal fires, the job is nacked without waiting for the handler (released if it never began). */
@@ -59,7 +65,7 @@ export class JobRun implements Running, LeaseHolder {
       return;
     }
     if (this.waitsForConnection) {
-      releaseUnstarted(this, this.stops ? 'deadline' : 'timeout');
+      this.unstarted();
       return;
     }
     const why = this.stops ? 'stopped at the drain deadline'

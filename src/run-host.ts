@@ -33,4 +33,6 @@ export interface RunHost {
   /** Its turn to take one (false: its signal fired first), and one taken given back (slot-wait.ts connect). */
   connect(gaveUp: () => AbortSignal): Promise<boolean>;
   disconnect(): void;
+  /** A job of its own was released unstarted (its time spent waiting for a connection): the drain claims no more than its pool has free. */
+  starve(): void;
 }

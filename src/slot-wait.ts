@@ -44,6 +44,8 @@ export class SlotWait {
   private waiting = false;
   /** In wait() with none of its own jobs running: the wait ends itself at stopAt, for a last look, so its deadline's timer leaves it. */
   waitsAlone = false;
+  /** A job of its own was released unstarted (starve): it claims no more than its pool has connections free. */
+  private starved = false;
 
   constructor(private readonly s: SlotSettings) {
     this.share = s.share;
@@ -90,6 +92,22 @@ export class SlotWait {
     this.s.pool.leave();
   }
 
+  /**
+   * A job of its own was released unstarted, no connection free in time: from now on it claims no more jobs than
+   * its pool has connections free for transactional handlers (under connectionCap, less those waiting for one),
+   * and with none free waits for one (a handler's return wakes it: PoolShare.add), else it would claim the job
+   * (or one like it) again only to release it again. Never set on a pool of unknown size (connect waits for none).
+   */
+  starve(): void {
+    this.starved = this.s.pool !== undefined;
+  }
+
+  /** Starved: the connections its pool has free for transactional handlers (none waiting for them). */
+  private connectionsFree(): number {
+    const pool = this.s.pool!;
+    return this.s.connectionCap - pool.connected - pool.waiting;
+  }
+
   /** n slots taken while a claim is out (n < 0: its answer came, each job it started holds its own): other drains' claims leave them. */
   claiming(n: number): void {
     this.share?.add(n);
@@ -109,11 +127,13 @@ export class SlotWait {
   /**
    * Whether it waits before its next claim: with some of its own running,
    * until refillAt slots are free; with none, pool-bound, while its pool's
-   * other drains hold every slot (one free will do).
+   * other drains hold every slot (one free will do); starved (starve), also
+   * while its pool has no connection free for a transactional handler.
    */
   short(free: number): boolean {
     const busy = this.busy();
-    return (busy > 0 || (this.bound?.busy ?? 0) > 0) && free < (busy > 0 ? this.s.refillAt : 1);
+    return (busy > 0 || (this.bound?.busy ?? 0) > 0) && free < (busy > 0 ? this.s.refillAt : 1)
+      || (this.starved && this.connectionsFree() <= 0);
   }
 
   /**
@@ -132,10 +152,13 @@ export class SlotWait {
   async wait(free: number, idleSince: number | undefined): Promise<Wake> {
     const { idle, stopped, stopAt } = this.s;
     const until = idleSince === undefined ? stopAt : Math.min(idleSince + this.s.lingerMs, stopAt);
-    this.bound?.wakes.add(stopped.wake);
+    // Starved with no connection free, a NOTIFY is no reason to claim: a connection given back is.
+    const noConnection = this.starved && this.connectionsFree() <= 0;
+    const wakes = (this.bound ?? (this.starved ? this.s.pool : undefined))?.wakes;
+    wakes?.add(stopped.wake);
     this.waiting = this.bound !== undefined;
     try {
-      if (idle && free > 0) return await idle.wait(until, stopped.changed());
+      if (idle && free > 0 && !noConnection) return await idle.wait(until, stopped.changed());
       this.waitsAlone = this.s.running.size === 0;
       if (this.waitsAlone || idleSince !== undefined) return await waitUntil(until, stopped.changed());
       await stopped.changed();
@@ -143,12 +166,13 @@ export class SlotWait {
     } finally {
       this.waitsAlone = false;
       this.waiting = false;
-      this.bound?.wakes.delete(stopped.wake);
+      wakes?.delete(stopped.wake);
     }
   }
 
   /** The slots it claims with, read again after the settler's take(): drains woken together each read the same free ones before it. */
   room(free: number): number {
-    return this.bound ? Math.min(free, this.s.poolCap - this.bound.busy) : free;
+    const room = this.bound ? Math.min(free, this.s.poolCap - this.bound.busy) : free;
+    return this.starved ? Math.min(room, this.connectionsFree()) : room;
   }
 }

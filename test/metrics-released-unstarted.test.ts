@@ -15,17 +15,14 @@ it('a drain that released a job unstarted says so in its report, and /metrics co
   const metrics = new DrainMetrics();
   try {
     const report = await queue.drain(10, Date.now() + 2000, { concurrency: 2, overrunMs: 2000 });
-    // Unfixed: no such field; released told nothing of why. The job released may be claimed again and released
-    // again while the deadline leaves time (a loaded machine's slow claim: claimed 3, released 2): each counted.
-    const again = report.released - 1;
-    expect(report).toMatchObject({ claimed: 2 + again, failed: 1, releasedUnstarted: report.released });
-    expect(report.released).toBeGreaterThanOrEqual(1);
+    // Unfixed: no such field; released told nothing of why. The job released is not claimed again while the
+    // other's handler holds the one connection (slot-wait.ts starve): once claimed, once released.
+    expect(report).toMatchObject({ claimed: 2, failed: 1, released: 1, releasedUnstarted: 1 });
     metrics.start()(report, 10);
     metrics.start()(report, 10);
     const lines = metrics.render([], 0).split('\n');
     expect(lines).toEqual(expect.arrayContaining(['# TYPE pgdrain_drain_released_unstarted_total counter',
-      `pgdrain_drain_released_unstarted_total ${2 * report.released}`,
-      `pgdrain_drain_jobs_total{outcome="released"} ${2 * report.released}`]));
+      'pgdrain_drain_released_unstarted_total 2', 'pgdrain_drain_jobs_total{outcome="released"} 2']));
   } finally {
     for (const release of releases.splice(0)) release();
   }
