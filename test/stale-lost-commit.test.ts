@@ -5,6 +5,7 @@
 // succeeded, the nack (stale) is no failure, and the counts add up.
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Driver } from '../src/db/driver.js';
 import { pgDriver } from '../src/db/pg.js';
 import { createQueue, defineTask } from '../src/index.js';
 import { testDb } from './support/db.js';
@@ -28,9 +29,18 @@ it("a lost COMMIT answer of an ack that raced its timeout's nack: counted once, 
   const mayReturn = new Promise<void>((r) => (go = r));
   let letHoldEnd!: () => void;
   const holdEnds = new Promise<void>((r) => (letHoldEnd = r));
+  // The drain's question how the COMMIT ended (settler.ts endedAsSuccess): settled, answered or failed.
+  let commitAsked = false;
+  const query = (async (text, params, options) => {
+    try {
+      return await driver.query(text, params, options);
+    } finally {
+      if (text.includes("worker_id = $3 and status = 'success'")) commitAsked = true;
+    }
+  }) as Driver['query'];
   const tx = defineTask('tx.late', async () => { await mayReturn; return 'done'; }, { transactional: true });
   const hold = defineTask('hold', async () => { await holdEnds; });
-  const q = createQueue({ driver: { ...driver, close: async () => {} }, tasks: { tx, hold } });
+  const q = createQueue({ driver: { ...driver, query, close: async () => {} }, tasks: { tx, hold } });
   const id = await q.publish('tx.late', null, { maxRetries: 3, timeoutSeconds: 1 });
   await q.publish('hold', null, { timeoutSeconds: 30 });
   const drained = q.drain(5, Date.now() + 60_000);
@@ -53,7 +63,8 @@ it("a lost COMMIT answer of an ack that raced its timeout's nack: counted once, 
   }
   await dropped!;
   await until(async () => (await waiting('settle_arrays')) + (await waiting('claim_json')) === 0, 'the nack to go');
-  await new Promise((r) => setTimeout(r, 1000)); // the drain asks how its COMMIT ended
+  // The hold keeps the drain running until it has asked how its COMMIT ended (its answer is counted in the same turn).
+  await until(async () => commitAsked, 'the drain to ask how its COMMIT ended');
   letHoldEnd();
   const report = await drained;
   expect(await sql('select status, result from jobs.job where job_id = $1', [id])).toEqual([{ status: 'success', result: 'done' }]);
