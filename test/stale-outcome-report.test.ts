@@ -51,7 +51,6 @@ describe('a stale outcome in the drain report', () => {
       await until(async () => (await settlesWaiting()) === 1, 'its ack to wait for the row');
       stop.abort(); // the grace (100 ms) ends with the handler's ack still waiting: the drain nacks it
       await until(async () => (await settlesWaiting()) === 2, "the drain's nack to wait behind the ack");
-      await new Promise((r) => setTimeout(r, 1000));
       await locker.query('commit');
     } finally {
       await locker.end();
