@@ -42,8 +42,6 @@ async function listen() {
   return { got, caughtUp, close: () => client.end() };
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 200)); // let a subscriber's notifications arrive
-
 describe('NOTIFY', () => {
   it('one notification per statement, not per job: 2,000 jobs in batches of 500', async () => {
     const l = await listen();
@@ -188,9 +186,12 @@ describe('waitFor', () => {
       const stop = await q.subscribe((e) => events.push(e));
       const id = await q.publish('t');
       await q.drain(10, deadline());
-      await settle();
+      // A marker on a channel it listens to, sent after the drain's statements committed: its session gets them in
+      // commit order, so once the marker is heard they all were (not a fixed wait, which a loaded machine outlasts).
+      await sql(`select pg_notify('pgdrain_queued', 'test-mark')`);
+      await until(async () => events.some((e) => e.event === 'queued' && e.queue === 'test-mark'), 'the marker');
       stop();
-      expect(events.map((e) => e.event)).toEqual(['queued', 'picked', 'completed']);
+      expect(events.map((e) => e.event)).toEqual(['queued', 'picked', 'completed', 'queued']);
       expect(events[2]!.ids).toEqual([id]);
     } finally {
       await q.close();
