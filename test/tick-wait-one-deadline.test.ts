@@ -8,6 +8,7 @@
 // own (unfixed: the claim took it and published). On a real PostgreSQL.
 import { expect, it } from 'vitest';
 import { testDb } from './support/db.js';
+import { until } from './support/drain-process.js';
 import { doneOrBlocked, lockSessions, outcome } from './support/lock-sessions.js';
 import { minute, T0 } from './support/schedule-clock.js';
 
@@ -25,9 +26,17 @@ it("a claim's two lock waits for a tick share one bound", async () => {
   await app.query('begin');
   await app.query(`select pg_advisory_xact_lock(736037, hashtext('capped'))`);  // as a publish to capped holds it
   const claimed = outcome(claim.query(`select jobs.claim_json(1, now => $1)->>'count' as n`, [minute(10)]));
+  let done = false;
+  void claimed.then(() => (done = true));
   await doneOrBlocked(db.sql, claim, claimed);
   await sleep(3000);
   await admin.query('commit');
+  // The case: the claim took the writers' lock and now waits for the publishers'. A loaded machine's 3 s that ran
+  // past the 4 s bound ended the claim at the first lock, and the checks below passed without a second wait.
+  await until(async () => done || (await db.sql(`select 1 from pg_locks where pid = $1 and not granted
+                                                   and locktype = 'advisory' and classid = 736037`, [claim.pid])).length > 0,
+              "the claim to wait for the publishers' lock");
+  expect(done, "the claim waits for the publishers' lock, not given up at the writers'").toBe(false);
   await sleep(2500);
   await app.query('commit');
   expect(await claimed).toEqual([{ n: '0' }]);
