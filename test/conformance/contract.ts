@@ -149,9 +149,10 @@ export function driverContract(name: string, traits: Traits, setup: () => Promis
           throw new Error('caller changed its mind');
         }));
         expect(thrown).toMatchObject({ message: 'caller changed its mind' });
-        // The next transaction may get the same connection while the late statement comes.
+        // The next transaction may get the same connection while the late statement comes: it stays open until the
+        // late statement has been answered (not a fixed 100 ms, after which a late one came past its end, unchecked).
         const next = await db.transaction(async (tx) => {
-          await new Promise((resolve) => setTimeout(resolve, 100));
+          await late;
           return (await tx.query<{ n: number }>(`select count(*)::int as n from jobs.job_queue where task = 'late.tx'`)).rows[0]!.n;
         });
         expect(await late).toMatchObject({ message: expect.stringMatching(/transaction has ended|Transaction is closed/) });
