@@ -59,7 +59,7 @@ export async function rescheduleJobs(db: Queryable, jobIds: readonly string[],
                                      options: RescheduleOptions & SignalOption): Promise<number> {
   parse(jobIdsSchema, jobIds, 'jobIds');
   const { signal, rest } = takeSignal(options, 'options');
-  const o = parse(rescheduleOptionsSchema, rest, 'options');
+  const o = parse(rescheduleOptionsSchema, rest, 'options', 'reschedule');
   // What only the database checks (a job's expiry, its max_retries) named as the option given.
   const named: Record<string, string> = { run_at: o.delaySeconds === undefined ? 'runAt' : 'delaySeconds', max_retries: 'maxRetries',
                                           attempt: 'attempts' };

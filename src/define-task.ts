@@ -1,6 +1,7 @@
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { parse, taskSchema } from './options.js';
+import { unknownOptions } from './peer-options.js';
 import { publish } from './publish.js';
 import type { JsonBody, JsonResult } from './json-body.js';
 import { reachableHandlers, type TaskLookup } from './tasks.js';
@@ -18,6 +19,8 @@ const MIN_HEARTBEAT = 1;
 const MAX_HEARTBEAT = 86400;
 /** The largest batch.maxSize: a claim's largest batch. */
 const MAX_BATCH_SIZE = 10_000;
+/** defineTask()'s options: TaskOptions and the db it publishes through. */
+const TASK_OPTIONS = new Set(['transactional', 'batch', 'heartbeatSeconds', 'db']);
 
 export interface TaskOptions {
   /**
@@ -112,6 +115,10 @@ export function defineTask<Body = unknown, Result = unknown>(
   const handler = anyHandler as Handler<Body, Result>;
   parse(taskSchema, name, 'name');
   if (typeof handler !== 'function') throw new ValidationError('handler', 'must be a function (body, ctx) => result');
+  if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'must be an object');
+  // Not ignored: pg-boss's work() options ({ batchSize: 10 }) would leave a handler written for an array a body.
+  const unknown = Object.keys(options).filter((k) => !TASK_OPTIONS.has(k));
+  if (unknown.length > 0) throw new ValidationError('options', unknownOptions(unknown, 'task'));
   const { db, transactional } = options;
   if (transactional !== undefined && typeof transactional !== 'boolean') {
     throw new ValidationError('options.transactional', 'must be true or false');

@@ -44,7 +44,7 @@ const LIST_SQL = `select j.* from (
 
 /** listJobs()'s checks, with no database: the filter and its body's JSON, or its ValidationError (the CLI's, before connecting). */
 export function checkListJobs(filter: ListJobsFilter = {}) {
-  const f = parse(listJobsFilterSchema, filter, 'filter');
+  const f = parse(listJobsFilterSchema, filter, 'filter', 'list');
   return { f, body: f.body === undefined ? null : jsonParam(f.body, 'filter.body') };
 }
 

@@ -2,6 +2,7 @@ import type { Driver, Queryable } from './db/driver.js';
 import { PgDrainError, translateError, ValidationError } from './errors.js';
 import { type Migration, migrations } from './generated/sql.js';
 import { foreignCheck, record, regrant, rolesRan, schemaCheck } from './migrate-statements.js';
+import { unknownOptions } from './peer-options.js';
 
 // Any fixed number: all pgdrain migrators in one database take this lock.
 const LOCK_ID = 7_360_372_011;
@@ -33,6 +34,9 @@ export const ROLE_PREFIX = /^[a-z_][a-z0-9_]{0,40}$/;
  * database was migrated by a pre-release build and its functions may differ.
  */
 export async function migrate(driver: Driver, options: MigrateOptions = {}): Promise<number[]> {
+  if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'must be an object');
+  const unknown = Object.keys(options).filter((k) => k !== 'roles');
+  if (unknown.length > 0) throw new ValidationError('options', unknownOptions(unknown, 'migrate'));
   const roles = options.roles === true ? 'pgdrain' : options.roles === false ? undefined : options.roles;
   // Checked before any work, as jobs.create_roles checks it.
   if (roles !== undefined && (typeof roles !== 'string' || !ROLE_PREFIX.test(roles))) {

@@ -12,7 +12,9 @@ const PEER_OPTIONS: Readonly<Record<string, string>> = {
   jobKey: "graphile-worker's jobKey is dedupeKey with dedupeMode: 'replace'",
   jobKeyMode: "graphile-worker's jobKeyMode is dedupeMode",
   queueName: "graphile-worker's queueName is serialKey",
-  retryDelay: "pg-boss's retryDelay is retryDelaySeconds",
+  // pgdrain's retryBackoff defaults to true, pg-boss's to false: a retryDelay ported alone would grow.
+  retryDelay: "pg-boss's retryDelay is retryDelaySeconds, with retryBackoff: false for its fixed delay (pgdrain's retryBackoff "
+    + "defaults to true); with its retryBackoff: true, retryDelaySeconds is twice its retryDelay",
   retryDelayMax: "pg-boss's retryDelayMax is retryDelayMaxSeconds",
   expireInSeconds: "pg-boss's expireInSeconds is timeoutSeconds",
   retentionSeconds: "pg-boss's retentionSeconds is expiresInSeconds",
@@ -32,6 +34,20 @@ const DRAIN_OPTIONS: Readonly<Record<string, string>> = {
   pollingIntervalSeconds: "pg-boss's pollingIntervalSeconds is pollMs, in milliseconds, with lingerMs to wait on an empty queue",
   pollInterval: "graphile-worker's pollInterval is pollMs, with lingerMs to wait on an empty queue",
   forbiddenFlags: "graphile-worker's forbiddenFlags is exclude: [{ flag: true }]",
+  groupConcurrency: "pg-boss's groupConcurrency is queues.create()'s groupConcurrency, the queue's cap across every drain",
+  heartbeatRefreshSeconds: "pg-boss's heartbeatRefreshSeconds: none; defineTask()'s heartbeatSeconds beats every half of it",
+};
+
+// Of pg-boss's work(name, options, handler): defineTask()'s options (the handler's own; the drain's are drain()'s).
+const TASK_OPTIONS: Readonly<Record<string, string>> = {
+  batchSize: "pg-boss's batchSize is batch: { maxSize } (the handler then takes an array of { body, job }), "
+    + "and drain()'s first argument",
+  includeMetadata: "pg-boss's includeMetadata: none needed, ctx.job has the job's fields",
+  perJobResults: "pg-boss's perJobResults: none needed, a batch handler answers one result or Error per job",
+  heartbeatRefreshSeconds: DRAIN_OPTIONS.heartbeatRefreshSeconds!,
+  localConcurrency: "pg-boss's localConcurrency is drain()'s concurrency",
+  groupConcurrency: DRAIN_OPTIONS.groupConcurrency!,
+  pollingIntervalSeconds: "pg-boss's pollingIntervalSeconds is drain()'s pollMs, in milliseconds",
 };
 
 // Of pg-boss's schedule(name, cron, data, options): a schedule's spec.
@@ -43,7 +59,39 @@ const SCHEDULE_OPTIONS: Readonly<Record<string, string>> = {
   jobKey: PEER_OPTIONS.jobKey!,
   jobKeyMode: PEER_OPTIONS.jobKeyMode!,
   queueName: "graphile-worker's crontab queue is serialKey",
+  maxAttempts: PEER_OPTIONS.maxAttempts!,
+  backfillPeriod: "graphile-worker's backfillPeriod (milliseconds) is backfillSeconds, in seconds",
+  key: "pg-boss's key: none, name is the schedule's own (task names its handler), one schedule per name",
 };
+
+// Of pg-boss's findJobs(name, options): listJobs()'s filter.
+const LIST_OPTIONS: Readonly<Record<string, string>> = {
+  data: "pg-boss's data is body (containment, as data)",
+  id: "pg-boss's id is ids: [id]",
+  queued: "pg-boss's queued is state: 'pending' or 'scheduled', one a call",
+  key: "pg-boss's key: none; select * from jobs.all where dedupe_key = the key",
+  after: "pg-boss's after is before: pages go newest first here",
+};
+
+// Of graphile-worker's rescheduleJobs(ids, options): reschedule()'s options.
+const RESCHEDULE_OPTIONS: Readonly<Record<string, string>> = {
+  maxAttempts: PEER_OPTIONS.maxAttempts!,
+};
+
+// Of new PgBoss(options) and graphile-worker's run(options): createQueue()'s options.
+const CREATE_OPTIONS: Readonly<Record<string, string>> = {
+  schema: "pg-boss's and graphile-worker's schema: none, pgdrain's is always jobs",
+  max: "pg-boss's max is driver: pgDriver(url, { max })",
+  maxPoolSize: "graphile-worker's maxPoolSize is driver: pgDriver(url, { max })",
+  pgPool: "graphile-worker's pgPool is driver: pgDriver(pool)",
+  taskList: "graphile-worker's taskList is tasks",
+  taskDirectory: "graphile-worker's taskDirectory is tasks: a module's exports (import * as tasks)",
+  concurrency: "graphile-worker's concurrency is drain: { concurrency }",
+  pollInterval: "graphile-worker's pollInterval is drain: { pollMs }",
+};
+
+// Of pg-boss's constructor: migrate()'s options.
+const MIGRATE_OPTIONS: Readonly<Record<string, string>> = { schema: CREATE_OPTIONS.schema! };
 
 // Of pg-boss's createQueue(name, options): queues.create's options.
 const QUEUE_OPTIONS: Readonly<Record<string, string>> = {
@@ -67,10 +115,11 @@ const JOB_FIELDS: Readonly<Record<string, string>> = {
 };
 
 /** Which call's options a refusal hints for: each names only options that call takes. */
-export type PeerCall = 'publish' | 'drain' | 'schedule' | 'queue' | 'job';
+export type PeerCall = 'publish' | 'drain' | 'schedule' | 'queue' | 'job' | 'task' | 'list' | 'reschedule' | 'create' | 'migrate';
 const HINTS: Readonly<Record<PeerCall, Readonly<Record<string, string>>>> = {
   publish: PEER_OPTIONS, drain: DRAIN_OPTIONS, schedule: SCHEDULE_OPTIONS, queue: QUEUE_OPTIONS,
-  job: { ...PEER_OPTIONS, ...JOB_FIELDS },
+  job: { ...PEER_OPTIONS, ...JOB_FIELDS }, task: TASK_OPTIONS, list: LIST_OPTIONS, reschedule: RESCHEDULE_OPTIONS,
+  create: CREATE_OPTIONS, migrate: MIGRATE_OPTIONS,
 };
 
 /** What the pg-boss or graphile-worker job fields among job's keys (name, data, …) are here, '; '-joined; '' for none. */
