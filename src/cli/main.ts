@@ -25,6 +25,7 @@ import { exitWhenEnded, listenForStop, unlessAgain } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 import { asFlag } from './error-line.js';
 import { explainDashedArguments } from './dashed-arguments.js';
+import { explainPeerFlags } from './peer-flags.js';
 import { refuseUnknownCommands } from './unknown-command.js';
 import { asCommand } from '../hint-calls.js';
 
@@ -192,6 +193,7 @@ export function program(): Command {
   }
   addDbTimeout(cli);
   explainDashedArguments(cli);
+  explainPeerFlags(cli);
   refuseUnknownCommands(cli);
   sayFlagErrorsAlike(cli);
   return cli;
