@@ -117,7 +117,7 @@ const JOB_FIELDS: Readonly<Record<string, string>> = {
 /** Which call's options a refusal hints for: each names only options that call takes. */
 export type PeerCall = 'publish' | 'drain' | 'schedule' | 'queue' | 'job' | 'task' | 'list' | 'reschedule' | 'create' | 'migrate';
 const HINTS: Readonly<Record<PeerCall, Readonly<Record<string, string>>>> = {
-  publish: PEER_OPTIONS, drain: DRAIN_OPTIONS, schedule: SCHEDULE_OPTIONS, queue: QUEUE_OPTIONS,
+  publish: { ...PEER_OPTIONS, db: "pg-boss's db is queue.using(db).publish(…), or publish(db, …)" }, drain: DRAIN_OPTIONS, schedule: SCHEDULE_OPTIONS, queue: QUEUE_OPTIONS,
   job: { ...PEER_OPTIONS, ...JOB_FIELDS }, task: TASK_OPTIONS, list: LIST_OPTIONS, reschedule: RESCHEDULE_OPTIONS,
   create: CREATE_OPTIONS, migrate: MIGRATE_OPTIONS,
 };

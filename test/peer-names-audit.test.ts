@@ -51,6 +51,8 @@ describe('a pg-boss or graphile-worker option names what does its work here', ()
   it.each([
     ['publish', () => q.publish('peer.opt', {}, { retryDelay: 30 } as never), `options: unknown option "retryDelay" (${retryDelay})`],
     ['queues.create', () => q.queues.create('peer_names_q', { retryDelay: 30 } as never), `options: unknown option "retryDelay" (${retryDelay})`],
+    ['publish', () => q.publish('peer.opt', {}, { db: db.driver } as never),
+      `options: unknown option "db" (pg-boss's db is queue.using(db).publish(…), or publish(db, …))`],
     ['listJobs', () => q.listJobs({ data: { a: 1 } } as never), `filter: unknown option "data" (pg-boss's data is body (containment, as data))`],
     ['listJobs', () => q.listJobs({ queued: true } as never),
       `filter: unknown option "queued" (pg-boss's queued is state: 'pending' or 'scheduled', one a call)`],
@@ -76,6 +78,7 @@ describe('a pg-boss or graphile-worker option names what does its work here', ()
     expect(await schedule(db.driver, { name: 'peer-names', cron: '0 3 * * *', task: 'r.d', backfillSeconds: 3600 })).toBe('drains');
     await q.queues.create('peer_names_q', { retryDelaySeconds: 30, retryBackoff: false, groupConcurrency: 2 });
     expect(createQueue({ driver: db.driver, tasks: {} }).driver).toBe(db.driver);
+    await q.cancel(await q.using(db.driver).publish('peer.opt', {}, { delaySeconds: 3600 }));
     await q.cancel(id);
   });
 });
