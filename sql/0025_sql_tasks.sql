@@ -281,9 +281,11 @@ begin
   report := v_counts || jsonb_build_object('stoppedBy', v_stopped, 'skipped', coalesce((v_unfit->>'count')::integer, 0),
     'skippedTimeouts', case when v_unfit is not null then jsonb_build_object('shortestSeconds', v_unfit->'shortest',
       'longestSeconds', v_unfit->'longest', 'budgetSeconds', floor(v_left * 1000) / 1000) end);
-  -- The budget left at a claim is under the whole one: a timeout not under
-  -- it never fits. What ran is committed; a claim that took nothing rolls back.
+  -- The budget left at a claim is under the whole one: a timeout not under it never fits. Committed
+  -- first, with what ran: what the last claim's jobs.pick ended (passed leases, expiries, any queue).
   if (v_unfit->>'longest')::numeric >= v_budget then
+    commit;
+    perform pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     raise exception using errcode = 'PDC03', column = 'budget', message = format(
       'budget: %s seconds%s is not over the %s-second timeout of a due job of task %s, and drain_sql claims only jobs whose timeout fits the budget left: it never runs that job',
       v_budget::float8, case when v_budget < drain_sql.budget then format(' (%s cut to 80%% of statement_timeout)', drain_sql.budget) end,

@@ -124,3 +124,21 @@ it('counts from each priority\'s head: neither jobs scheduled for later nor othe
     await client.end();
   }
 });
+
+// The claim that found nothing ended stale leases and expired jobs first (jobs.pick: any queue's): the raise rolled that
+// back, at every call while the too-long job waits, so a job whose lease passed stayed 'running' and one past its
+// expires_at stayed pending. Both now end (committed before the raise).
+it('what the last claim ended before it found nothing (a passed lease, a job past its expiry) stays ended after PDC03', async () => {
+  await db.sql(`select jobs.create_queue('stale'); select jobs.create_queue('stale_other');
+    select jobs.publish('sql:app.note', '{}', scheduled_at => now() - interval '2 hours', timeout_seconds => 1, max_retries => 0, queue => 'stale');
+    select jobs.claim(1, 'sql:%', null, now() - interval '1 hour', 'stale');
+    select jobs.publish('sql:app.long', '{}', timeout_seconds => 900, queue => 'stale');
+    select jobs.publish('other.task', '{}', queue => 'stale_other', expires_at => clock_timestamp() + interval '10 milliseconds');
+    select pg_sleep(0.05)`);
+  const e = await drainSqlError(300, 'stale');
+  expect([e.code, e.column]).toEqual(['PDC03', 'budget']);
+  expect(await db.sql(`select queue, status, error from jobs.job where queue like 'stale%' order by queue`)).toEqual([
+    { queue: 'stale', status: 'failure', error: expect.any(String) },
+    { queue: 'stale_other', status: 'failure', error: expect.stringMatching(/^expired: not started before/) }]);
+  expect(await count(`jobs.job_queue where queue like 'stale%'`)).toBe(1);
+});
