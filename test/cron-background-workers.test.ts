@@ -27,7 +27,7 @@ const sql = async <R = Record<string, unknown>>(text: string, params?: unknown[]
 
 /** The pgdrain pg_cron jobs fired here (and the test's own drain_sql one), by jobname. */
 const FIRED = ['pgdrain:schedule:beat', 'pgdrain:schedule:serial', 'pgdrain:http:default', 'pgdrain:maintain', 'pgdrain:vacuum',
-               'pgdrain:test:drain-sql'];
+               'pgdrain:test:drain-sql', 'pgdrain:test:drain-sql-long'];
 
 /** The fired jobs' pg_cron ids, by jobname, once registered (their runs outlive their rows in cron.job). */
 const jobids = new Map<string, string>();
@@ -92,6 +92,9 @@ describe('pg_cron with cron.use_background_workers = on: every command pgdrain r
     // pgdrain registers its VACUUM every 10 minutes: fired here at every minute, its command as registered.
     await sql(`select cron.alter_job(jobid, schedule => '* * * * *') from cron.job where jobname = 'pgdrain:vacuum'`);
     await sql(`select cron.schedule('pgdrain:test:drain-sql', '* * * * *', 'call jobs.drain_sql(10, 20)')`);
+    // And one whose queue holds a due job it never fits (timeout 30, budget 20): it fails, after its commits.
+    await sql(`select jobs.create_queue('cronlong'); select jobs.publish('sql:app.note', '{}', timeout_seconds => 30, queue => 'cronlong')`);
+    await sql(`select cron.schedule('pgdrain:test:drain-sql-long', '* * * * *', $$call jobs.drain_sql(10, 20, 'cronlong')$$)`);
     await sql(`insert into cron.job_run_details (jobid, runid, username, database, command, status, start_time, end_time)
                select jobid, $1, 'postgres', 'postgres', 'x', 'succeeded', now() - interval '9 days', now() - interval '9 days'
                from cron.job where jobname = 'pgdrain:schedule:beat'`, [OLD_RUN]);
@@ -166,7 +169,16 @@ describe('pg_cron with cron.use_background_workers = on: every command pgdrain r
 
   it('`call jobs.drain_sql(…)` (a procedure that commits after each job) runs a SQL task', async () => {
     expectSucceeded('pgdrain:test:drain-sql');
-    expect(await sql(`select state from jobs.all where task = 'sql:app.note'`)).toEqual([{ state: 'success' }]);
+    expect(await sql(`select state from jobs.all where task = 'sql:app.note' and queue = 'default'`)).toEqual([{ state: 'success' }]);
     expect(await sql(`select b from app.notes`)).toEqual([{ b: { from: 'pg_cron worker' } }]);
+  });
+
+  it('a `call jobs.drain_sql(…)` that never fits a due job (its timeout not under the budget) fails in pg_cron\'s log, naming it', async () => {
+    const r = fired['pgdrain:test:drain-sql-long']!;
+    expect(r).toMatchObject({ succeeded: 0, going: 0 });
+    expect(r.ended).toBeGreaterThan(0);
+    expect(r.errors).toEqual(Array.from({ length: r.ended }, () =>
+      expect.stringContaining('budget: 20 seconds is not over the 30-second timeout of a due job of task sql:app.note')));
+    expect(await sql(`select attempt, lease_until from jobs.job_queue where queue = 'cronlong'`)).toEqual([{ attempt: 0, lease_until: null }]);
   });
 });

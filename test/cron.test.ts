@@ -399,21 +399,33 @@ describe('pg_cron', () => {
     await sql('truncate jobs.job_queue, jobs.job');
     await sql(`select jobs.publish('sql:app.note', '{"from":"pg_cron"}', timeout_seconds => 5)`);
     await sql(`select cron.schedule('pgdrain:test:drain-sql', '* * * * *', 'call jobs.drain_sql(10, 20)')`);
+    // In the same minute, a drain_sql whose queue holds a due job it never fits (timeout 30, budget 20): pg_cron says failed.
+    await sql(`select jobs.create_queue('cronlong'); select jobs.publish('sql:app.note', '{}', timeout_seconds => 30, queue => 'cronlong')`);
+    await sql(`select cron.schedule('pgdrain:test:drain-sql-long', '* * * * *', $$call jobs.drain_sql(10, 20, 'cronlong')$$)`);
     expect(await sql(`select jobs.schedule('heartbeat', '* * * * *', 'cron.heartbeat', '{"beat":1}', timeout => 5) as r`))
       .toEqual([{ r: 'pg_cron' }]);
 
     // pg_cron 1.4 fires on minute boundaries: up to ~60 s from now.
     const giveUpAt = Date.now() + 80_000;
-    let state = { noted: 0, published: 0 };
+    let state = { noted: 0, published: 0, long: 0 };
     while (Date.now() < giveUpAt) {
-      state = (await sql<{ noted: number; published: number }>(
+      state = (await sql<{ noted: number; published: number; long: number }>(
         `select (select count(*)::int from jobs.job where task = 'sql:app.note' and status = 'success') as noted,
-                (select count(*)::int from jobs.job_queue where task = 'cron.heartbeat') as published`))[0]!;
-      if (state!.noted === 1 && state!.published > 0) break;
+                (select count(*)::int from jobs.job_queue where task = 'cron.heartbeat') as published,
+                (select count(*)::int from cron.job_run_details d join cron.job j using (jobid)
+                 where j.jobname = 'pgdrain:test:drain-sql-long' and d.status in ('succeeded', 'failed')) as long`))[0]!;
+      if (state!.noted === 1 && state!.published > 0 && state!.long > 0) break;
       await new Promise((r) => setTimeout(r, 1000));
     }
     expect(state).toMatchObject({ noted: 1 });
     expect(state!.published).toBeGreaterThan(0);
+    const longRuns = await sql<{ status: string; return_message: string }>(
+      `select d.status, d.return_message from cron.job_run_details d join cron.job j using (jobid)
+       where j.jobname = 'pgdrain:test:drain-sql-long' and d.status in ('succeeded', 'failed')`);
+    expect(longRuns.length).toBeGreaterThan(0);
+    expect(longRuns).toEqual(longRuns.map(() => ({ status: 'failed', return_message: expect.stringContaining(
+      'budget: 20 seconds is not over the 30-second timeout of a due job of task sql:app.note') })));
+    expect(await sql(`select attempt, lease_until from jobs.job_queue where queue = 'cronlong'`)).toEqual([{ attempt: 0, lease_until: null }]);
     expect(await sql(`select b from app.notes`)).toEqual([{ b: { from: 'pg_cron' } }]);
     const runs = await sql(
       `select j.jobname, bool_or(d.status = 'succeeded') as succeeded, bool_or(d.status = 'failed') as failed
@@ -421,7 +433,7 @@ describe('pg_cron', () => {
        where j.jobname in ('pgdrain:test:drain-sql', 'pgdrain:schedule:heartbeat') group by 1 order by 1`);
     expect(runs).toEqual([{ jobname: 'pgdrain:schedule:heartbeat', succeeded: true, failed: false },
                           { jobname: 'pgdrain:test:drain-sql', succeeded: true, failed: false }]);
-    await sql(`select jobs.unschedule('heartbeat'), cron.unschedule('pgdrain:test:drain-sql')`);
+    await sql(`select jobs.unschedule('heartbeat'), cron.unschedule('pgdrain:test:drain-sql'), cron.unschedule('pgdrain:test:drain-sql-long')`);
 
     const beats: unknown[] = [];
     const queue = createQueue({ connectionString: serverUrl, tasks: { cron: { heartbeat: (b: unknown) => void beats.push(b) } } });
