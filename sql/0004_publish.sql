@@ -85,6 +85,7 @@ declare
   v_was_running boolean;
   v_old record;
   v_q jobs.queue;
+  v_answer text;
 begin
   perform jobs.check_publish(publish.task, publish.timeout_seconds, publish.priority, publish.max_retries,
     publish.dedupe_key, publish.serial_key, publish.attributes, publish.group_id, publish.group_tier,
@@ -148,6 +149,7 @@ begin
       elsif found and v_keep_waiting and v_old.lease_until is null and v_old.attempt = 0
             and not coalesce(v_old.expires_at <= v_now, false) then
         -- Not started yet (pg-boss's created): it holds the key (in another queue: once this one exists, PD009).
+        if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = ''; end if;  -- a try again (below)
         if v_old.queue <> v_queue then perform jobs.admit(v_queue, 0); end if;
         if publish.depends_on is not null then perform jobs.check_dependencies(publish.depends_on, v_now); end if;
         return v_old.job_id;
@@ -166,6 +168,7 @@ begin
       -- (even a full queue), but one in another queue only once this one exists (PD009; ends null: waiting, no expiry).
       select h.* into v_old from jobs.key_holder(publish.dedupe_key, v_now) h;
       if found and not (i = 1 and coalesce(v_old.ends, false)) then
+        if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = v_old.job_id::text; end if;  -- answered (below)
         if v_old.queue <> v_queue then perform jobs.admit(v_queue, 0); end if;
         if publish.depends_on is not null then perform jobs.check_dependencies(publish.depends_on, v_now); end if;
         return v_old.job_id;
@@ -176,6 +179,28 @@ begin
     end if;
     v_q := jobs.admit(v_queue, 1, p_count => false);  -- counted below, if the key is still free
     if publish.depends_on is not null then
+      -- A job may take the key once the dependencies are locked (while this waits for a lock, or
+      -- inserting first): answered then, this adds no job and must hold none of them (an ack of one
+      -- would wait for this transaction). So each try runs in a subtransaction (jobs.publish again,
+      -- told by pgdrain.publish_try), rolled back by such an answer (PDA95: its id, or '' for
+      -- keep_waiting, whose answer holds its holder's row: tried again, answered at its first look).
+      if publish.dedupe_key is not null and current_setting('pgdrain.publish_try', true) is distinct from 'on' then
+        for t in 1..3 loop
+          begin
+            perform set_config('pgdrain.publish_try', 'on', true);
+            v_id := jobs.publish(publish.task, publish.body, publish.scheduled_at, publish.timeout_seconds, publish.priority,
+              publish.max_retries, publish.now, v_queue, publish.dedupe_key, publish.serial_key, publish.depends_on,
+              publish.attributes, publish.dedupe_mode, publish.throttle_seconds, publish.retry_delay, publish.retry_backoff,
+              publish.retry_delay_max, publish.expires_at, publish.dead_letter, publish.group_id, publish.group_tier);
+            perform set_config('pgdrain.publish_try', '', true);
+            return v_id;
+          exception when sqlstate 'PDA95' then
+            get stacked diagnostics v_answer = message_text;
+            if v_answer <> '' then return v_answer::bigint; end if;
+          end;
+        end loop;
+        exit;  -- PD011
+      end if;
       v_waiting := jobs.lock_dependencies(publish.depends_on, v_now);
     end if;
     if coalesce(publish.serial_key, v_take_serial) is not null then
@@ -234,6 +259,7 @@ begin
       end if;
       select q.job_id into v_id from jobs.job_queue q where q.dedupe_key = publish.dedupe_key;
       if found then
+        if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = v_id::text; end if;  -- answered (above)
         return v_id;
       end if;
     end if;

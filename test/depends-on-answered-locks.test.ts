@@ -1,0 +1,127 @@
+// A keyed publish with depends_on answered with its dedupe key's holder adds
+// no job, so it holds none of its dependencies' locks (docs/job-keys.md).
+// Answered at its first look, before any lock, it held none; but answered
+// once it held them — a job took the key while it waited for a serial key's
+// lock (looked up again under the locks), or inserted the key first
+// (its insert then loses: a pass more) — it had locked them (FOR KEY SHARE,
+// jobs.lock_dependencies) and kept them to commit: an ack of a dependency
+// waited for the publishing transaction. Now those locks are let go with
+// the answer. Forced interleavings, no timing: each step waits until a
+// session is seen waiting for a lock (pg_locks).
+import { beforeEach, describe, expect, it } from 'vitest';
+import { testDb } from './support/db.js';
+import { blocked, lockSessions, outcome, waits } from './support/lock-sessions.js';
+
+const db = await testDb();
+const sql = db.sql;
+const session = lockSessions(db.url);
+const id = async (text: string) => (await sql<{ id: string }>(`select (${text})::text as id`))[0]!.id;
+
+beforeEach(async () => {
+  await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.throttle, jobs.queue_admits');
+});
+
+/** A running job D (claimed), for the publish to depend on. */
+async function runningDependency() {
+  const dep = await id(`jobs.publish('c.run')`);
+  expect(await sql(`select job_id::text as id from jobs.consume(1)`)).toEqual([{ id: dep }]);
+  return dep;
+}
+
+/** An ack of dep in a session of its own: whether it waited for a lock, and its answer. */
+async function ackOf(dep: string) {
+  const worker = await session();
+  const ack = outcome(worker.query(`select jobs.ack(${dep}::bigint) as a`));
+  return { waited: await waits(sql, worker, ack), ack };
+}
+
+const MODES = {
+  keep: '',
+  'keep with a throttle window': `, throttle_seconds => 3600`,
+  keep_waiting: `, dedupe_mode => 'keep_waiting'`,
+} as const;
+
+describe('a publish answered with a job that took its key while it held its dependencies\' locks', () => {
+  for (const [mode, extra] of Object.entries(MODES)) {
+    it(`${mode}: the key inserted first by an open transaction: answered, and an ack of its dependency does not wait`, async () => {
+      const dep = await runningDependency();
+      const other = await session();
+      await other.query('begin');
+      const holder = (await other.query(`select jobs.publish('a.run', dedupe_key => 'k')::text as id`)).rows[0].id as string;
+      const app = await session();
+      await app.query('begin');
+      const published = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k',
+        depends_on => array[${dep}::bigint]${extra})::text as id`));
+      await blocked(sql, app);  // its insert waits for the other's
+      await other.query('commit');
+      expect(await published).toEqual([{ id: holder }]);
+      const { waited, ack } = await ackOf(dep);
+      await app.query('commit');
+      expect(waited).toBe(false);  // true before: the publish held the dependency's row
+      expect(await ack).toEqual([{ a: true }]);
+      expect(await sql(`select job_id::text as id, waiting_deps from jobs.job_queue where task = 'a.run'`))
+        .toEqual([{ id: holder, waiting_deps: 0 }]);
+      expect(await sql(`select count(*)::int as n from jobs.dependency`)).toEqual([{ n: 0 }]);
+    });
+  }
+
+  const WAITS = {
+    'keep, at its serial key\'s lock (looked up again under the locks)': [`serial_key => 's'`, ''],
+    'keep, at its bounded queue\'s lock': [`queue => 'bq'`, ''],
+    'keep_waiting, at its serial key\'s lock': [`serial_key => 's'`, `, dedupe_mode => 'keep_waiting'`],
+  } as const;
+  for (const [how, [lock, extra]] of Object.entries(WAITS)) {
+    it(`${how}: the key taken meanwhile is answered, and an ack of its dependency does not wait`, async () => {
+      await sql(`select jobs.create_queue('bq', max_size => 100) where not exists (select from jobs.queue where name = 'bq')`);
+      const dep = await runningDependency();
+      const lockHolder = await session();
+      await lockHolder.query('begin');
+      await lockHolder.query(`select jobs.publish('s.run', ${lock})`);
+      const app = await session();
+      await app.query('begin');
+      const published = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', ${lock},
+        depends_on => array[${dep}::bigint]${extra})::text as id`));
+      await blocked(sql, app);
+      const holder = await id(`jobs.publish('a.run', dedupe_key => 'k')`);
+      await lockHolder.query('commit');
+      expect(await published).toEqual([{ id: holder }]);
+      const { waited, ack } = await ackOf(dep);
+      await app.query('commit');
+      expect(waited).toBe(false);  // true before
+      expect(await ack).toEqual([{ a: true }]);
+      expect(await sql(`select count(*)::int as n from jobs.dependency`)).toEqual([{ n: 0 }]);
+    });
+  }
+
+  it('keep_waiting: the answered holder is still held until the publish commits (a claim passes over it)', async () => {
+    const dep = await runningDependency();
+    const other = await session();
+    await other.query('begin');
+    const holder = (await other.query(`select jobs.publish('a.run', dedupe_key => 'k')::text as id`)).rows[0].id as string;
+    const app = await session();
+    await app.query('begin');
+    const published = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
+      depends_on => array[${dep}::bigint])::text as id`));
+    await blocked(sql, app);
+    await other.query('commit');
+    expect(await published).toEqual([{ id: holder }]);
+    expect(await sql(`select job_id from jobs.consume(5)`)).toEqual([]);
+    await app.query('commit');
+    expect(await sql(`select job_id::text as id from jobs.consume(5)`)).toEqual([{ id: holder }]);
+  });
+
+  it('a publish that inserts still holds its dependency until it commits', async () => {
+    const dep = await runningDependency();
+    const app = await session();
+    await app.query('begin');
+    const child = (await app.query(`select jobs.publish('a.run', dedupe_key => 'k', serial_key => 's',
+      depends_on => array[${dep}::bigint])::text as id`)).rows[0].id as string;
+    const { waited, ack } = await ackOf(dep);
+    expect(waited).toBe(true);
+    await app.query('commit');
+    expect(await ack).toEqual([{ a: true }]);
+    expect(await sql(`select job_id::text as id, waiting_deps from jobs.job_queue where job_id = ${child}`))
+      .toEqual([{ id: child, waiting_deps: 0 }]);
+    expect(await sql(`select count(*)::int as n from jobs.dependency`)).toEqual([{ n: 0 }]);
+  });
+});
