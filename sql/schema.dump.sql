@@ -4149,7 +4149,6 @@ begin
       elsif found and v_keep_waiting and v_old.lease_until is null and v_old.attempt = 0
             and not coalesce(v_old.expires_at <= v_now, false) then
         -- Not started yet (pg-boss's created): it holds the key (in another queue: once this one exists, PD009).
-        if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = ''; end if;  -- a try again (below)
         if v_old.queue <> v_queue then perform jobs.admit(v_queue, 0); end if;
         if publish.depends_on is not null then perform jobs.check_dependencies(publish.depends_on, v_now); end if;
         return v_old.job_id;
@@ -4168,7 +4167,6 @@ begin
       -- (even a full queue), but one in another queue only once this one exists (PD009; ends null: waiting, no expiry).
       select h.* into v_old from jobs.key_holder(publish.dedupe_key, v_now) h;
       if found and not (i = 1 and coalesce(v_old.ends, false)) then
-        if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = v_old.job_id::text; end if;  -- answered (below)
         if v_old.queue <> v_queue then perform jobs.admit(v_queue, 0); end if;
         if publish.depends_on is not null then perform jobs.check_dependencies(publish.depends_on, v_now); end if;
         return v_old.job_id;
@@ -4179,11 +4177,10 @@ begin
     end if;
     v_q := jobs.admit(v_queue, 1, p_count => false);  -- counted below, if the key is still free
     if publish.depends_on is not null then
-      -- A job may take the key once the dependencies are locked (while this waits for a lock, or
-      -- inserting first): answered then, this adds no job and must hold none of them (an ack of one
-      -- would wait for this transaction). So each try runs in a subtransaction (jobs.publish again,
-      -- told by pgdrain.publish_try), rolled back by such an answer (PDA95: its id, or '' for
-      -- keep_waiting, whose answer holds its holder's row: tried again, answered at its first look).
+      -- A job taking the key once the dependencies are locked (waiting for a lock, inserting first) is answered
+      -- holding none of them (an ack of one would wait for this), nor waited for holding them (its row held by an
+      -- end of it, then of a dependency: 40P01): each try a subtransaction (jobs.publish, pgdrain.publish_try) rolled
+      -- back (PDA95) by that answer (its id) or a pass more ('': tried again; 'w': the holder's row waited for first).
       if publish.dedupe_key is not null and current_setting('pgdrain.publish_try', true) is distinct from 'on' then
         for t in 1..3 loop
           begin
@@ -4196,7 +4193,8 @@ begin
             return v_id;
           exception when sqlstate 'PDA95' then
             get stacked diagnostics v_answer = message_text;
-            if v_answer <> '' then return v_answer::bigint; end if;
+            if v_answer = 'w' then perform from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
+            elsif v_answer <> '' then return v_answer::bigint; end if;
           end;
         end loop;
         exit;  -- PD011
@@ -4226,6 +4224,7 @@ begin
         exception when sqlstate 'PDA98' then
           -- That job's ack may wait for this key while holding the job's
           -- row: back to the top without the key, to lock the row first.
+          if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = 'w'; end if;  -- (above)
           continue;
         end;
       else
@@ -4238,6 +4237,7 @@ begin
       v_take := null;
       if v_was_running is null then
         v_row_wait := true;
+        if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = 'w'; end if;  -- (above)
         continue;
       end if;
     end if;
@@ -4294,6 +4294,7 @@ begin
       perform jobs.notify('pgdrain_queued', v_queue);
       return v_id;
     end if;
+    if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = case when v_takes then 'w' else '' end; end if;
   end loop;
   perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
 end $$;

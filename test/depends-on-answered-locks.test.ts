@@ -110,6 +110,40 @@ describe('a publish answered with a job that took its key while it held its depe
     expect(await sql(`select job_id::text as id from jobs.consume(5)`)).toEqual([{ id: holder }]);
   });
 
+  it('keep_waiting taking a running holder that a transaction acks, then acking the dependency: no deadlock', async () => {
+    // The publish locked its dependency, then found the holder's row held
+    // (the ack deleting it) and waited for that row, a pass more; the
+    // transaction then acked the dependency, waiting for the publish: 40P01.
+    // Now the publish lets its locks go before it waits for the row.
+    const dep = await id(`jobs.publish('c.run')`);
+    const holder = await id(`jobs.publish('a.run', dedupe_key => 'k')`);
+    expect((await sql(`select job_id from jobs.consume(2)`)).length).toBe(2);
+    const lockHolder = await session();
+    await lockHolder.query('begin');
+    await lockHolder.query(`select jobs.publish('s.run', serial_key => 's')`);
+    const app = await session();
+    await app.query('begin');
+    const published = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
+      serial_key => 's', depends_on => array[${dep}::bigint])::text as id`));
+    await blocked(sql, app);  // at the serial key's lock, its dependency locked
+    const handler = await session();
+    await handler.query('begin');
+    expect((await handler.query(`select jobs.ack(${holder}::bigint) as a`)).rows).toEqual([{ a: true }]);
+    const ackDep = outcome(handler.query(`select jobs.ack(${dep}::bigint) as a`));
+    await blocked(sql, handler);  // for the publish's lock of the dependency
+    await lockHolder.query('commit');
+    const acked = await ackDep;
+    await handler.query('commit');
+    const answer = await published;
+    await app.query('commit');
+    expect({ acked, answer }).toEqual({ acked: [{ a: true }], answer: [{ id: expect.any(String) }] });  // one 'error 40P01' before
+    const [row] = answer as { id: string }[];
+    expect(await sql(`select job_id::text as id, dedupe_key, waiting_deps from jobs.job_queue where task = 'a.run'`))
+      .toEqual([{ id: row!.id, dedupe_key: 'k', waiting_deps: 0 }]);
+    expect(await sql(`select job_id::text as id, status from jobs.job where job_id in (${dep}, ${holder}) order by job_id`))
+      .toEqual([{ id: dep, status: 'success' }, { id: holder, status: 'success' }]);
+  });
+
   it('a publish that inserts still holds its dependency until it commits', async () => {
     const dep = await runningDependency();
     const app = await session();
