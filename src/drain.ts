@@ -61,7 +61,8 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  * - The jobs of a batch task (defineTask(…, { batch: true })) one claim
  *   brings run in one handler call, or calls of its maxSize (batch-run.ts).
  * - Once a transactional handler of its waited in vain for a connection (its job released unstarted: unstarted.ts),
- *   it claims no more jobs than its pool has connections free for them, none while none is (slot-wait.ts starve).
+ *   it claims no more jobs than its pool has connections free for them, none while none is, until a claim takes one
+ *   come free; not while its claims bring plain jobs too (slot-wait.ts starve).
  */
 export async function drain(deps: DrainDeps, batchSize: number, deadline: Date | number,
                             options: DrainOptions = {}): Promise<DrainReport> {
@@ -127,7 +128,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       run.finish(outcome);
     },
     holds: (n) => slots.holds(n), connect: (gaveUp) => slots.connect(gaveUp), disconnect: () => slots.disconnect(),
-    starve: () => slots.starve() };
+    starve: () => slots.starve(tally.claimed) };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, claimSentAt); // in running and timeouts
     slots.add(1);

@@ -46,6 +46,10 @@ export class SlotWait {
   waitsAlone = false;
   /** A job of its own was released unstarted (starve): it claims no more than its pool has connections free. */
   private starved = false;
+  /** Transactional handlers begun (holds), and at its last release unstarted that and its claims' jobs then (starve). */
+  private begun = 0;
+  private begunAt = 0;
+  private claimedAt = 0;
 
   constructor(private readonly s: SlotSettings) {
     this.share = s.share;
@@ -67,6 +71,7 @@ export class SlotWait {
    * may find one defined since); one given back wakes the share's waiters.
    */
   holds(n: number): void {
+    if (n > 0) this.begun++;
     this.s.pool?.hold(n);
   }
 
@@ -93,13 +98,20 @@ export class SlotWait {
   }
 
   /**
-   * A job of its own was released unstarted, no connection free in time: from now on it claims no more jobs than
-   * its pool has connections free for transactional handlers (under connectionCap, less those waiting for one),
-   * and with none free waits for one (a handler's return wakes it: PoolShare.add), else it would claim the job
-   * (or one like it) again only to release it again. Never set on a pool of unknown size (connect waits for none).
+   * A job of its own was released unstarted, no connection free in time: until a claim of its takes a connection
+   * come free (room), it claims no more jobs than its pool has connections free for transactional handlers (under
+   * connectionCap, less those waiting for one), and with none free waits for one (a handler's return wakes it:
+   * PoolShare.add), else it would claim the job (or one like it) again only to release it again. Not when its claims
+   * since its last release unstarted brought jobs that need no connection (plain, batch: more jobs, `claimed` counts
+   * all, than transactional handlers begun): its claims cannot choose tasks, and those would wait for a connection
+   * they never take. A release of no later claim decides nothing. Never on a pool of unknown size (connect waits for none).
    */
-  starve(): void {
-    this.starved = this.s.pool !== undefined;
+  starve(claimed: number): void {
+    if (claimed === this.claimedAt) return; // another of the same claims: as the first of them decided
+    const plain = claimed - this.claimedAt > this.begun - this.begunAt;
+    this.claimedAt = claimed;
+    this.begunAt = this.begun;
+    this.starved = this.s.pool !== undefined && !plain;
   }
 
   /** Starved: the connections its pool has free for transactional handlers (none waiting for them). */
@@ -173,6 +185,10 @@ export class SlotWait {
   /** The slots it claims with, read again after the settler's take(): drains woken together each read the same free ones before it. */
   room(free: number): number {
     const room = this.bound ? Math.min(free, this.s.poolCap - this.bound.busy) : free;
-    return this.starved ? Math.min(room, this.connectionsFree()) : room;
+    if (!this.starved) return room;
+    // Starved: no more than the connections free; a claim that takes one ends it (those jobs start, none waits).
+    const capped = Math.min(room, this.connectionsFree());
+    if (capped > 0) this.starved = false;
+    return capped;
   }
 }
