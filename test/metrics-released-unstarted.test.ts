@@ -14,7 +14,8 @@ it('a drain that released a job unstarted says so in its report, and /metrics co
   await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 1, max_retries => 0) from generate_series(1, 2)`);
   const metrics = new DrainMetrics();
   try {
-    const report = await queue.drain(10, Date.now() + 2000, { concurrency: 2, overrunMs: 2000 });
+    // 6 s, not 2: the 1 s jobs fit the budget left even after a slow first claim (a loaded machine).
+    const report = await queue.drain(10, Date.now() + 6000, { concurrency: 2, overrunMs: 2000 });
     // Unfixed: no such field; released told nothing of why. The job released is not claimed again while the
     // other's handler holds the one connection (slot-wait.ts starve): once claimed, once released.
     expect(report).toMatchObject({ claimed: 2, failed: 1, released: 1, releasedUnstarted: 1 });
