@@ -62,9 +62,10 @@ begin
 end $$;
 
 -- Deletes queue name, and its subscriptions with it, when no job is active
--- in it (waiting or running): else PD009 naming name and saying to purge it
--- and wait for its running jobs (and, when a cascade deferred some of its
--- dependants, to end them with a claim or jobs.maintain()). Its ended jobs
+-- in it (waiting or running): else PD009 naming name, the counts and what
+-- ends them: a purge when jobs wait (and the running ones' end), else the
+-- running ones' end or a cancel (the first one's id named), and a claim or
+-- jobs.maintain() for dependants a cascade deferred. Its ended jobs
 -- stay in jobs.job (which names the queue as text). The default queue, a queue another one
 -- names as its dead_letter, and one an active job (waiting or running)
 -- names as its own dead_letter (jobs.publish), cannot be deleted (PD009):
@@ -85,6 +86,7 @@ declare
   v_deferred bigint;
   v_named bigint;
   v_first bigint;
+  v_hint text;
 begin
   perform jobs.check_name(delete_queue.name, 'PD009', 'name', 'queue name');
   if delete_queue.name = 'default' then
@@ -114,18 +116,22 @@ begin
   perform pg_advisory_xact_lock(736041, hashtext(delete_queue.name));
   -- Leased at attempt 0: a dependant a cascade deferred, never run (jobs.after_end).
   select count(*) filter (where q.lease_until is null), count(*) filter (where q.lease_until is not null and q.attempt > 0),
-         count(*) filter (where q.lease_until is not null and q.attempt <= 0)
-  into v_waiting, v_running, v_deferred
+         count(*) filter (where q.lease_until is not null and q.attempt <= 0),
+         min(q.job_id) filter (where q.lease_until is not null and q.attempt > 0)
+  into v_waiting, v_running, v_deferred, v_first
   from jobs.job_queue q where q.queue = delete_queue.name;
-  if v_deferred > 0 then
-    perform jobs.raise_invalid('PD009', 'name', format(
-      'queue %s still has %s waiting and %s running jobs, and %s cancelled dependants to end: any claim or '
-      'jobs.maintain() ends them; purge it first (jobs.purge_queue(%s)) and wait for its running jobs to end',
-      quote_literal(delete_queue.name), v_waiting, v_running, v_deferred, quote_literal(delete_queue.name)));
-  elsif v_waiting + v_running > 0 then
-    perform jobs.raise_invalid('PD009', 'name', format(
-      'queue %s still has %s waiting and %s running jobs: purge it first (jobs.purge_queue(%s)) and wait for its '
-      'running jobs to end', quote_literal(delete_queue.name), v_waiting, v_running, quote_literal(delete_queue.name)));
+  -- The hint names only what ends what is there: a purge ends no running job
+  -- nor deferred dependant, so with no job waiting it is not named.
+  if v_waiting + v_running + v_deferred > 0 then
+    v_hint := case when v_waiting > 0 then format('purge it first (jobs.purge_queue(%s)) and wait for its running jobs to end',
+                                                  quote_literal(delete_queue.name))
+                   when v_running > 0 then 'let its running jobs end, or cancel them (jobs.cancel_bulk), first' end;
+    perform jobs.raise_invalid('PD009', 'name', format('queue %s still has %s waiting and %s running jobs',
+        quote_literal(delete_queue.name), v_waiting, v_running)
+      || case when v_waiting = 0 and v_running > 0 then format(' (job %s first)', v_first) else '' end
+      || case when v_deferred > 0 then format(', and %s cancelled dependants to end: any claim or jobs.maintain() ends them',
+                                              v_deferred) || coalesce('; ' || v_hint, '')
+              else ': ' || v_hint end);
   end if;
   -- One scan of the active jobs: no index on dead_letter (each would cost every job).
   select count(*), min(q.job_id) into v_named, v_first from jobs.job_queue q where q.dead_letter = delete_queue.name;

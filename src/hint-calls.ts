@@ -5,9 +5,10 @@
 // translateError gives a TS caller the TS call (asTsCalls: queues.create,
 // queues.purge); the CLI and the HTTP API (which has no route that creates
 // or purges a queue) name the command (asCommand: pgdrain queue create, pgdrain queue purge).
-// sql/0034's hints that name no queue (jobs.maintain(), jobs.cancel_bulk) are
-// rewritten the same way (PHRASES: maintain(db), queue.cancel(jobIds); pgdrain
-// drain, pgdrain cancel ID...), and so are sql/0028's reschedule hints naming
+// sql/0034's hints that name no queue (jobs.maintain(), jobs.cancel_bulk: a
+// delete refused for running jobs alone, or for jobs naming it as their dead
+// letter) are rewritten the same way (PHRASES: maintain(db), queue.cancel(jobIds);
+// pgdrain drain, pgdrain cancel ID...), and so are sql/0028's reschedule hints naming
 // an argument (max_retries, attempt: maxRetries, attempts; --max-retries, --attempts).
 //
 // Only pgdrain's own hint is rewritten: the one sentence of HINTS a message
@@ -55,11 +56,19 @@ const TS_PURGE_QUEUE = String.raw`queues\.purge\('((?:[^'\\]|\\.)*)'\)`;
 // Hints whose call names no queue, each where pgdrain puts it: lead, then the
 // call, then a tail (a regex source, by the message's surface) that ends the
 // message; rewritten only there, so a name that holds the text is left alone.
-const PURGE_AFTER = (call: string) => String.raw` ends them; purge it first \(${call}\) and wait for its running jobs to end`;
+// Each is rewritten in turn: a refused delete's maintain hint comes before its
+// purge or cancel hint, and is read before that one is rewritten.
+const CANCEL_RUNNING = (call: string) => String.raw`; let its running jobs end, or cancel them \(${escape(call)}\), first`;
+const MAINTAIN_AFTER = (purge: string, cancel: string) =>
+  String.raw` ends them(?:; purge it first \(${purge}\) and wait for its running jobs to end|${CANCEL_RUNNING(cancel)})?`;
 const PHRASES: readonly { lead: string; sql: string; ts: string; command: string; tail: { sql: string; ts: string } }[] = [
-  // sql/0034: deleting a queue with cancelled dependants to end, before its purge hint
+  // sql/0034: deleting a queue with cancelled dependants to end, before its purge or cancel hint if any
   { lead: 'cancelled dependants to end: ', sql: 'any claim or jobs.maintain()', ts: 'any claim or maintain(db)',
-    command: 'any claim (pgdrain drain)', tail: { sql: PURGE_AFTER(SQL_PURGE_QUEUE), ts: PURGE_AFTER(TS_PURGE_QUEUE) } },
+    command: 'any claim (pgdrain drain)', tail: { sql: MAINTAIN_AFTER(SQL_PURGE_QUEUE, 'jobs.cancel_bulk'),
+      ts: MAINTAIN_AFTER(TS_PURGE_QUEUE, 'queue.cancel(jobIds)') } },
+  // sql/0034: deleting a queue whose only active jobs run
+  { lead: 'let its running jobs end, or cancel them (', sql: 'jobs.cancel_bulk', ts: 'queue.cancel(jobIds)',
+    command: 'pgdrain cancel ID...', tail: { sql: String.raw`\), first`, ts: String.raw`\), first` } },
   // sql/0034: deleting the dead-letter queue of active jobs
   { lead: 'dead_letter: let them end, or cancel them (', sql: 'jobs.cancel_bulk', ts: 'queue.cancel(jobIds)',
     command: 'pgdrain cancel ID...', tail: { sql: String.raw`\), first`, ts: String.raw`\), first` } },
@@ -73,11 +82,11 @@ const PHRASES: readonly { lead: string; sql: string; ts: string; command: string
     tail: { sql: ' too to reset them', ts: ' too to reset them' } },
 ];
 
-/** message with its PHRASES call of surface `from` as surface `to`'s. */
+/** message with its PHRASES calls of surface `from` as surface `to`'s. */
 function rewritePhrase(message: string, from: 'sql' | 'ts', to: 'ts' | 'command'): string {
   for (const phrase of PHRASES) {
     const match = new RegExp(`${escape(phrase.lead + phrase[from])}(?=${phrase.tail[from]}$)`).exec(message);
-    if (match) return message.slice(0, match.index) + phrase.lead + phrase[to] + message.slice(match.index + match[0].length);
+    if (match) message = message.slice(0, match.index) + phrase.lead + phrase[to] + message.slice(match.index + match[0].length);
   }
   return message;
 }

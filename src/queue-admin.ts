@@ -37,7 +37,7 @@ export async function purgeQueue(db: Queryable, name: string, options: PurgeQueu
  * Deletes a queue and its subscriptions (jobs.delete_queue): false when there
  * is none. Refused (a ValidationError naming name) for the default queue, a
  * queue another names as its deadLetter, and one with waiting or running jobs
- * (purge it, and let its running jobs end, first).
+ * (purge it, and let its running jobs end or cancel them, first: the message says which).
  */
 export async function deleteQueue(db: Queryable, name: string, options?: SignalOption): Promise<boolean> {
   parse(queueNameSchema, name, 'name');

@@ -134,12 +134,19 @@ describe('dependants a cascade deferred, on the shared test server', () => {
     await truncate();
     await sql(`select jobs.create_queue('gone')`);
     const parent = await failParent('dq', 501, { queue: 'gone' });
-    expect(await sql(`select job_id from jobs.consume(1, queue => 'gone')`)).toEqual([{ job_id: parent }]);
+    // One more that runs on while the parent fails (claimed with it: a claim after would end the deferred one).
+    const runs = (await sql<{ id: string }>(`select jobs.publish('r', queue => 'gone', priority => -1) as id`))[0]!.id;
+    expect(await sql(`select job_id from jobs.consume(2, queue => 'gone')`)).toEqual([{ job_id: parent }, { job_id: runs }]);
     await nack(parent);
     expect(await sql(`select jobs.purge_queue('gone') as n`)).toEqual([{ n: 0 }]);
+    // A purge ends neither: the hint names what does (it named the purge, whatever the queue held).
+    await expect(sql(`select jobs.delete_queue('gone')`)).rejects.toMatchObject({ code: 'PD009',
+      message: `name: queue 'gone' still has 0 waiting and 1 running jobs (job ${runs} first), and 1 cancelled dependants to end: `
+        + 'any claim or jobs.maintain() ends them; let its running jobs end, or cancel them (jobs.cancel_bulk), first' });
+    expect(await sql(`select jobs.ack($1::bigint) as ok`, [runs])).toEqual([{ ok: true }]);
     await expect(sql(`select jobs.delete_queue('gone')`)).rejects.toMatchObject({ code: 'PD009',
       message: "name: queue 'gone' still has 0 waiting and 0 running jobs, and 1 cancelled dependants to end: any claim or " +
-        "jobs.maintain() ends them; purge it first (jobs.purge_queue('gone')) and wait for its running jobs to end" });
+        'jobs.maintain() ends them' });
     expect(await sql(`select (jobs.maintain()->>'expired')::int as n`)).toEqual([{ n: 1 }]);
     expect(await sql(`select jobs.delete_queue('gone') as ok`)).toEqual([{ ok: true }]);
   });

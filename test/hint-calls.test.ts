@@ -11,6 +11,7 @@
 // the SQL (and, until the other hints were routed, still were by those).
 // dist/cli.mjs: `npm run build` first.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { asCommand, asTsCalls } from '../src/hint-calls.js';
 import { createQueue } from '../src/index.js';
 import { sqlErrorOf, testDb } from './support/db.js';
 import { deferredDependant } from './support/deferred-dependant.js';
@@ -22,6 +23,8 @@ const sql = db.sql;
 const queue = createQueue({ driver: { ...db.driver, close: async () => {} } });
 // Made here, not in beforeAll: lockSessions registers the afterAll that ends its sessions, which a hook cannot.
 const session = lockSessions(db.url);
+
+let runningId = '';
 
 beforeAll(async () => {
   await queue.queues.create('hint_full', { maxSize: 1 });
@@ -38,6 +41,10 @@ beforeAll(async () => {
   await sql(`select jobs.publish('t.s', queue => 'hint_serial', serial_key => 'k' || g) from generate_series(1, 501) g`);
   await sql(`select count(*) from jobs.consume(501, queue => 'hint_serial')`);
   await sql(`select jobs.nack(array_agg(job_id), array_agg('x'::text)) from jobs.job_queue where queue = 'hint_serial'`);
+  // One whose only active job runs: no purge helps there.
+  await queue.queues.create('hint_running');
+  runningId = await queue.publish('t.x', {}, { queue: 'hint_running' });
+  await sql(`select jobs.consume(1, queue => 'hint_running')`);
   // Last: any claim ends it.
   await queue.queues.create('hint_deferred');
   await deferredDependant(sql, session, undefined, 'hint_deferred');
@@ -47,6 +54,10 @@ const DEFERRED = "name: queue 'hint_deferred' still has 1 waiting and 0 running 
 const LETTERS = /^name: queue 'hint_letters' is the dead-letter queue of 1 active jobs of other queues \(job \d+ first\), published with it as their dead_letter: let them end, or cancel them \(/;
 const SERIAL = "name: queue 'hint_serial' has 501 waiting jobs that ran before (a retry pending) heading their serial keys, more than "
   + "the 500 one call ends (each takes its key's lock until commit, from PostgreSQL's shared lock table): cancel some with ";
+const RUNNING = () => `name: queue 'hint_running' still has 0 waiting and 1 running jobs (job ${runningId} first): `
+  + 'let its running jobs end, or cancel them (';
+// Dependants to end and a running job, none waiting: both hints (sql/0034), each call rewritten.
+const BOTH = "name: queue 'q' still has 0 waiting and 1 running jobs (job 7 first), and 1 cancelled dependants to end: ";
 const matching = (start: RegExp, end: string) => expect.stringMatching(new RegExp(`${start.source}${end.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
 
 const BUSY = "name: queue 'hint_busy' still has 1 waiting and 0 running jobs: purge it first";
@@ -94,6 +105,21 @@ it('TS callers: the other hints of a refused delete or purge', async () => {
     + "ends them; purge it first (queues.purge('hint_deferred')) and wait for its running jobs to end" });
   await expect(queue.queues.delete('hint_letters')).rejects.toMatchObject({ message: matching(LETTERS, 'queue.cancel(jobIds)), first') });
   await expect(queue.queues.purge('hint_serial')).rejects.toMatchObject({ message: `${SERIAL}queue.cancel(jobIds) in smaller calls first` });
+});
+
+it('a queue whose only active jobs run: let them end or cancel them, in each surface\'s call (it said "purge it first")', async () => {
+  expect((await sqlErrorOf(sql, `select jobs.delete_queue('hint_running')`)).message).toBe(`${RUNNING()}jobs.cancel_bulk), first`);
+  await expect(queue.queues.delete('hint_running')).rejects.toMatchObject({ code: 'invalid_argument',
+    message: `${RUNNING()}queue.cancel(jobIds)), first` });
+  expect(await runCli(db.url, 'queue', 'delete', 'hint_running')).toMatchObject({ code: 2,
+    stderr: `pgdrain: ${RUNNING()}pgdrain cancel ID...), first\n` });
+  const sqlText = `${BOTH}any claim or jobs.maintain() ends them; let its running jobs end, or cancel them (jobs.cancel_bulk), first`;
+  const ts = asTsCalls(sqlText);
+  expect(ts).toBe(`${BOTH}any claim or maintain(db) ends them; let its running jobs end, or cancel them (queue.cancel(jobIds)), first`);
+  expect(asCommand(ts))
+    .toBe(`${BOTH}any claim (pgdrain drain) ends them; let its running jobs end, or cancel them (pgdrain cancel ID...), first`);
+  // None running nor waiting: the maintain hint alone ends the message.
+  expect(asCommand(asTsCalls(`${BOTH}any claim or jobs.maintain() ends them`))).toBe(`${BOTH}any claim (pgdrain drain) ends them`);
 });
 
 it('SQL callers keep the SQL calls of the other hints', async () => {

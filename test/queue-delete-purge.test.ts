@@ -141,8 +141,10 @@ describe('jobs.delete_queue', () => {
     await expect(sql(`select jobs.delete_queue('dq')`)).rejects.toMatchObject({ code: 'PD009', column: 'name',
       message: "name: queue 'dq' still has 1 waiting and 1 running jobs: purge it first (jobs.purge_queue('dq')) and wait for its running jobs to end" });
     expect(await one(`select jobs.purge_queue('dq') as n`)).toEqual({ n: 1 });
+    // Only a running job left: a purge would not help, so the hint is its end or a cancel (it said "purge it first").
     await expect(sql(`select jobs.delete_queue('dq')`)).rejects.toMatchObject({ code: 'PD009', column: 'name',
-      message: expect.stringContaining('still has 0 waiting and 1 running jobs') });
+      message: `name: queue 'dq' still has 0 waiting and 1 running jobs (job ${run} first): let its running jobs end, `
+        + 'or cancel them (jobs.cancel_bulk), first' });
     await sql(`select jobs.ack($1::bigint)`, [run]);
     expect(await one(`select jobs.delete_queue('dq') as d`)).toEqual({ d: true });
     expect(await sql(`select name from jobs.queue order by name`)).toEqual([{ name: 'default' }]);
