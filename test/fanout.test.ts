@@ -263,6 +263,9 @@ describe('CLI', () => {
     expect(await cli('event', 'subscribe', 'user.created', 'mail', '--task', 'email.welcome')).toMatchObject({ code: 0, stdout: 'subscribed\n' });
     expect(await cli('event', 'subscribe', 'user.created', 'crm')).toMatchObject({ code: 0, stdout: 'subscribed\n' });
     expect(await cli('event', 'subscribe', 'user.created', 'crm', '--task', 'crm.sync')).toMatchObject({ code: 0, stdout: 'updated\n' });
+    // Again with nothing to change: no --task keeps the task, the same --task sets it to what it was (both said "updated").
+    expect(await cli('event', 'subscribe', 'user.created', 'crm')).toMatchObject({ code: 0, stdout: 'unchanged\n' });
+    expect(await cli('event', 'subscribe', 'user.created', 'crm', '--task', 'crm.sync')).toMatchObject({ code: 0, stdout: 'unchanged\n' });
     const list = await cli('event', 'list', '--json');
     expect(list.code).toBe(0);
     expect((JSON.parse(list.stdout) as { queue: string; task: string }[]).map((s) => [s.queue, s.task]))

@@ -84,7 +84,7 @@ export function eventCommand(withConnection: WithConnection): Command {
 
   cmd.command('subscribe')
     .description('subscribe a queue to an event: each publish of the event adds a job of --task (default: the event) '
-      + 'to the queue; again, it changes the task. Prints subscribed or updated')
+      + 'to the queue; again, it changes the task. Prints subscribed, updated (--task changed it) or unchanged')
     .argument('<event>', 'dotted event name, e.g. user.created')
     .argument('<queue>', "a queue made with 'pgdrain queue create'")
     .option('--task <task>', "the task of the queue's jobs for the event (default: the event's name)", checkedBy(taskSchema))
@@ -93,8 +93,12 @@ export function eventCommand(withConnection: WithConnection): Command {
       argument(eventNameSchema, 'event', event);
       argument(queueNameSchema, 'queue', queue);
       await withConnection(opts.dsn, async ({ driver }) => {
+        // subscribe answers only whether it is new: an existing one changed when --task names another
+        // task than it had (read first; an admin changing it meanwhile could make the word wrong, not the row).
+        const before = opts.task === undefined ? undefined
+          : (await listSubscriptions(driver, event)).find((s) => s.queue === queue)?.task;
         const added = await subscribe(driver, event, queue, { task: opts.task });
-        process.stdout.write(`${added ? 'subscribed' : 'updated'}\n`);
+        process.stdout.write(`${added ? 'subscribed' : opts.task !== undefined && opts.task !== before ? 'updated' : 'unchanged'}\n`);
       });
     });
 
