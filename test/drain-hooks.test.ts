@@ -41,6 +41,9 @@ describe('onJobEnd', () => {
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ outcome: 'release', willRetry: true });
     expect(events[0]!.thrown).toBe(snooze);
+    // No error (docs/hooks-and-progress.md: a release with one never started), though last_error counts the snooze.
+    expect(events[0]).not.toHaveProperty('error');
+    expect((await sql<{ e: string }>('select last_error as e from jobs.job_queue'))[0]!.e).toMatch(/^snoozed until \S+ \(1 in a row\)$/);
   });
 
   it('is called once per job with ack, nack (willRetry), fail (FailJob), a timeout, and a transactional ack', async () => {
