@@ -193,7 +193,7 @@ begin
             return v_id;
           exception when sqlstate 'PDA95' then
             get stacked diagnostics v_answer = message_text;
-            if v_answer = 'w' then perform from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
+            if v_answer = 'w' then perform jobs.await_key_holder(publish.dedupe_key);  -- not held after
             elsif v_answer <> '' then return v_answer::bigint; end if;
           end;
         end loop;

@@ -102,6 +102,20 @@ returns boolean language sql as $$
   returning q.lease_until is not null or p_mode = 'keep_waiting'
 $$;
 
+-- Waits while another transaction holds the row of dedupe key p_key's holder,
+-- and lets the row go: a keyed publish with depends_on (jobs.publish) before
+-- its next try, which locks its dependencies, then takes the holder skipping a
+-- held row. Holding the row there, it deadlocked with a transaction that ended
+-- a dependency, then waited for that row (an ack of it).
+create function jobs.await_key_holder(p_key text)
+returns void language plpgsql as $$
+begin
+  perform from jobs.job_queue q where q.dedupe_key = p_key for update;
+  raise sqlstate 'PDA95';  -- rolled back: the row's lock let go
+exception when sqlstate 'PDA95' then
+  null;
+end $$;
+
 -- A replace publish's (jobs.publish, dedupe_mode replace or replace_keep_time) rewrite of p_job, the job
 -- waiting with its dedupe key, whose row it holds: the job takes the publish's task, body and options and moves
 -- to its queue p_queue (admitted there, dedupe_mode above says what it keeps); p_from_queue, p_held_serial and p_held_at

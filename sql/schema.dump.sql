@@ -348,6 +348,20 @@ begin
 end $_$;
 
 --
+-- Name: await_key_holder(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.await_key_holder(p_key text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform from jobs.job_queue q where q.dedupe_key = p_key for update;
+  raise sqlstate 'PDA95';  -- rolled back: the row's lock let go
+exception when sqlstate 'PDA95' then
+  null;
+end $$;
+
+--
 -- Name: backoff(integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -4198,7 +4212,7 @@ begin
             return v_id;
           exception when sqlstate 'PDA95' then
             get stacked diagnostics v_answer = message_text;
-            if v_answer = 'w' then perform from jobs.job_queue q where q.dedupe_key = publish.dedupe_key for update;
+            if v_answer = 'w' then perform jobs.await_key_holder(publish.dedupe_key);  -- not held after
             elsif v_answer <> '' then return v_answer::bigint; end if;
           end;
         end loop;

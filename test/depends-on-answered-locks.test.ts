@@ -159,3 +159,39 @@ describe('a publish answered with a job that took its key while it held its depe
     expect(await sql(`select count(*)::int as n from jobs.dependency`)).toEqual([{ n: 0 }]);
   });
 });
+
+describe('a keep_waiting publish with depends_on waiting for its holder\'s row', () => {
+  it('a transaction acking the dependency, then the holder, while another holds the holder\'s row: no deadlock', async () => {
+    // The publish found the running holder's row held (a transactional
+    // handler's progress), rolled its try back (its dependency unlocked)
+    // and waited for the row; a transaction then acked the dependency and
+    // waited for the row too, behind the publish. Holding the row once it
+    // got it, the publish's next try waited for the dependency: 40P01.
+    const dep = await id(`jobs.publish('c.run')`);
+    const holder = await id(`jobs.publish('a.run', dedupe_key => 'k')`);
+    expect((await sql(`select job_id from jobs.consume(2)`)).length).toBe(2);
+    const progress = await session();
+    await progress.query('begin');
+    expect((await progress.query(`select jobs.set_progress(${holder}, 1, '1') as p`)).rows).toEqual([{ p: true }]);
+    const app = await session();
+    await app.query('begin');
+    const published = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
+      depends_on => array[${dep}::bigint])::text as id`));
+    await blocked(sql, app);  // for the holder's row
+    const worker = await session();
+    await worker.query('begin');
+    const ackDep = outcome(worker.query(`select jobs.ack(${dep}::bigint) as a`));
+    const ackHolder = outcome(worker.query(`select jobs.ack(${holder}::bigint) as a`));
+    await blocked(sql, worker);  // the dependency's ack, or the holder's, behind the publish
+    await progress.query('commit');
+    // Each commits once its statements answer: which waits for which is not the test's.
+    const [acks, answer] = await Promise.all([
+      Promise.all([ackDep, ackHolder]).then(async (a) => { await worker.query('commit'); return a; }),
+      published.then(async (a) => { await app.query('commit'); return a; }),
+    ]);
+    expect({ acks, answer }).toEqual({ acks: [[{ a: true }], [{ a: true }]], answer: [{ id: expect.any(String) }] });  // a 40P01 before
+    const [row] = answer as { id: string }[];
+    expect(await sql(`select job_id::text as id, dedupe_key, waiting_deps from jobs.job_queue where task = 'a.run'`))
+      .toEqual([{ id: row!.id, dedupe_key: 'k', waiting_deps: 0 }]);
+  });
+});
