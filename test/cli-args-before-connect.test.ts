@@ -6,7 +6,7 @@
 // never said the argument was wrong. The real CLI, against a closed port.
 import { expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { runCli } from './support/drain-process.js';
+import { runCli, runCliWith } from './support/drain-process.js';
 
 const NOWHERE = 'postgres://x@127.0.0.1:1/x';
 const CRON = ['--cron', '0 9 * * *'];
@@ -60,6 +60,50 @@ it.each([
   expect(run.stderr).toMatch(stderr);
   expect(run.stderr).not.toMatch(/database unavailable/);
   expect(run.code).toBe(2);
+});
+
+// serve and wait, each flag and variable they read (serve's PORT, PGDRAIN_TASKS; wait's PGDRAIN_DB_TIMEOUT), and
+// drain's --tasks. serve's --host '' listened on every interface (Node's default for no host), and its --tasks ''
+// or PGDRAIN_TASKS='' served with POST /drain off, which drain refuses; drain's --tasks ' ' exited 1 (no such
+// package); serve's whole numbers took 1e3 (port 1000), which drain's --batch and every other integer flag refuse.
+const TOKEN = { PGDRAIN_TOKEN: 'test-token-0123456789abcdef' };
+it.each([
+  [{}, ['serve', '--host', ''], '--host: is empty: give an address (0.0.0.0 for every interface), or leave the flag out, got ""'],
+  [{}, ['serve', '--host', ' '], '--host: is empty: give an address (0.0.0.0 for every interface), or leave the flag out, got " "'],
+  [{}, ['serve', '--tasks', ''], '--tasks: is empty: give the tasks module (a path or a package name), got ""'],
+  [{ PGDRAIN_TASKS: '' }, ['serve'], 'PGDRAIN_TASKS: is set but empty: give a value or unset it'],
+  [{ PGDRAIN_TASKS: ' ' }, ['serve'], 'PGDRAIN_TASKS: is set but empty: give a value or unset it'],
+  [{}, ['serve', '--port', '1e3'], '--port: must be an integer from 0 to 65535, got "1e3"'],
+  [{ PORT: '8e3' }, ['serve'], 'PORT: must be an integer from 0 to 65535, got "8e3"'],
+  [{}, ['serve', '--max-batch', '1e2'], '--max-batch: must be an integer from 1 to 10000, got "1e2"'],
+  [{}, ['serve', '--max-body', '1e6'], '--max-body: must be an integer from 1 to 104857600, got "1e6"'],
+  [{}, ['serve', '--max-connections', '1e2'], '--max-connections: must be an integer from 1 to 1000000, got "1e2"'],
+  [{}, ['serve', '--dashboard-actions', '--dashboard-redrive-rows', '1e2'], '--dashboard-redrive-rows: must be an integer from 1 to 1000000, got "1e2"'],
+  // As drain's --grace says it.
+  [{}, ['serve', '--grace', '-1'], '--grace: must be a number of seconds from 0 to 3600, got "-1"'],
+  [{}, ['serve', '--max-budget', '0'], '--max-budget: must be a number of seconds from 0.1 to 86400, got "0"'],
+  [{}, ['drain', '--tasks', ' '], '--tasks: is empty: give the tasks module (a path or a package name), got " "'],
+  [{}, ['drain', '--tasks', ''], '--tasks: is empty: give the tasks module (a path or a package name), got ""'],
+  // Refused before as now: pinned.
+  [{ PORT: '' }, ['serve'], 'PORT: must be an integer from 0 to 65535, got ""'],
+  [{}, ['serve', '--headers-timeout', '0'], '--headers-timeout: must be a number of seconds from 0.1 to 3600, got "0"'],
+  [{}, ['serve', '--request-timeout', '1', '--headers-timeout', '5'],
+   '--request-timeout: must be at least the headers timeout (5 s, --headers-timeout): the headers are part of the request'],
+  [{}, ['serve', '--keep-alive-timeout', '0'], '--keep-alive-timeout: must be a number of seconds from 0.1 to 3600, got "0"'],
+  [{}, ['serve', '--dashboard-redrive-rows', '5'], "--dashboard-redrive-rows: bounds the dashboard's redrive button: give --dashboard-actions too"],
+  [{ PGDRAIN_TOKEN: 'short' }, ['serve'], 'PGDRAIN_TOKEN: must be a string of at least 16 characters'],
+  [{ PGCONNECT_TIMEOUT: 'x' }, ['serve'], 'PGCONNECT_TIMEOUT: must be a whole number of seconds, got "x"'],
+  [{}, ['wait', 'abc'], 'id: must be a job id (a positive integer of at most 9223372036854775807), got "abc"'],
+  [{}, ['wait', '1', '--timeout', '1.5'], '--timeout: must be a positive integer of at most 2147483647, got "1.5"'],
+  [{}, ['wait', '1', '--db-timeout', '-1'], '--db-timeout: must be a number of seconds from 0 to 86400, got "-1"'],
+  [{ PGDRAIN_DB_TIMEOUT: 'x' }, ['wait', '1'], 'PGDRAIN_DB_TIMEOUT: must be a number of seconds from 0 to 86400, got "x"'],
+  [{ PGDRAIN_DB_TIMEOUT: '' }, ['wait', '1'], 'PGDRAIN_DB_TIMEOUT: is set but empty: give a value or unset it'],
+  [{ PGCONNECT_TIMEOUT: 'x' }, ['wait', '1'], 'PGCONNECT_TIMEOUT: must be a whole number of seconds, got "x"'],
+])('with %j, pgdrain %j and the server down: exit 2 naming the flag or variable, before connecting', async (env, args, said) => {
+  // --port 0: a serve that wrongly starts takes a free port, not one another test or helper holds.
+  const port = args[0] === 'serve' && !args.includes('--port') && !('PORT' in env) ? ['--port', '0'] : [];
+  const run = await runCliWith({ ...TOKEN, ...env }, NOWHERE, ...args, ...port, '--dsn', NOWHERE);
+  expect(run).toEqual({ code: 2, stdout: '', stderr: `pgdrain: ${said}\n` });
 });
 
 it('the CLI agrees with the SQL: a unicode or dotted-empty name no queue can have, an ASCII one it can', async () => {

@@ -350,7 +350,7 @@ describe('usage errors exit 2 with one line naming the flag', () => {
     [['publish', 'math.sum', '--delay', '0x10'], 'pgdrain: --delay: must be a number of seconds from 0 to 315360000, got "0x10"'],
     [['drain', '--tasks', 'x', '--deadline', '0b11'], '--deadline: must be a number of seconds from 0.1 to 86400, got "0b11"'],
     [['publish', 'math.sum', '--dedupe-key', 'k', '--throttle', '0x10'], '--throttle: must be a number of seconds greater than 0 and at most 2592000 (30 days), got "0x10"'],
-    [['serve', '--max-budget', '0o7'], '--max-budget: must be a number from 0.1 to 86400, got "0o7"'],
+    [['serve', '--max-budget', '0o7'], '--max-budget: must be a number of seconds from 0.1 to 86400, got "0o7"'],
   ])('pgdrain %j', async (args, flag) => {
     // With DATABASE_URL set, drain and publish open a connection before parsing their flags
     // (bin.ts); left open, it would hold the process for pg's 10-s idle timeout.

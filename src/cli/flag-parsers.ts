@@ -35,6 +35,23 @@ function notBlank(value: string, what: string): void {
   if (value.trim() === '') throw new InvalidArgumentError(`is empty: give ${what}, or leave the flag out`);
 }
 
+/** A flag's text that may not be blank (--host: '' would listen on every interface); `what` says what to give. */
+export function nonBlank(what: string) {
+  return (value: string) => {
+    notBlank(value, what);
+    return value;
+  };
+}
+
+/**
+ * --tasks' module, drain's and serve's: a blank one names none (drain would
+ * fail to import it, exit 1; serve would serve with POST /drain off).
+ */
+export function tasksModule(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('is empty: give the tasks module (a path or a package name)');
+  return value;
+}
+
 /** JSON object for --attributes and --filter. */
 export function jsonObject(value: string): Record<string, unknown> {
   notBlank(value, 'a JSON object');

@@ -16,7 +16,7 @@ import { maintainCommand } from './maintain-command.js';
 import { migrateCommand } from './migrate-command.js';
 import { DRAIN_ENV_HELP, drainSettings } from './env.js';
 import { addDrainOptions, addGroupOptions, addPublishOptions, dsnOption, featureCommands, groupOf } from './features.js';
-import { checkedBy, integer, json, namedBy, sayFlagErrorsAlike, seconds, throttle } from './flag-parsers.js';
+import { checkedBy, integer, json, namedBy, sayFlagErrorsAlike, seconds, tasksModule, throttle } from './flag-parsers.js';
 import { formatReport, formatTable, withoutPasswords } from './format.js';
 import { scheduleCommand } from './schedule-commands.js';
 import { serveCommand } from './serve.js';
@@ -55,7 +55,7 @@ export function program(): Command {
 
   addDrainOptions(cli.command('drain'))
     .description('claim, run and settle jobs until the queue is empty or the deadline is near')
-    .option('--tasks <module>', 'ES module whose exports are the task handlers (required)')
+    .option('--tasks <module>', 'ES module whose exports are the task handlers (required)', tasksModule)
     .option('--batch <n>', 'jobs claimed per statement', integer(1, 10000), 100)
     // Over the default 60 s job timeout: a drain claims only jobs that fit its budget.
     .option('--deadline <seconds>', 'time budget from now', seconds(0.1, 86400), 300)

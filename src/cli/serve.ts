@@ -1,27 +1,18 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_OVERRUN_MS } from '../drain.js';
 import { PgDrainError, translateError, ValidationError } from '../errors.js';
 import { createQueue } from '../queue.js';
 import { connect } from './connect.js';
-import { decimal, seconds } from './flag-parsers.js';
+import { fromEnv } from './env.js';
+import { integer, nonBlank, seconds, tasksModule } from './flag-parsers.js';
 import { capConnections, DEFAULT_HEADERS_TIMEOUT_S, DEFAULT_KEEP_ALIVE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS,
          DEFAULT_REQUEST_TIMEOUT_S, serverOptions, type BoundFlags } from './serve-bounds.js';
 import { listenForStop, unlessAgain, type StopSignals } from './signals.js';
 import { loadTasks } from './tasks-module.js';
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
-
-function number(min: number, max: number, integer: boolean) {
-  return (value: string) => {
-    const n = decimal(value);
-    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
-      throw new InvalidArgumentError(`must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
-    }
-    return n;
-  };
-}
 
 interface ServeOptions extends BoundFlags {
   port: number;
@@ -79,13 +70,15 @@ const CUT_MARGIN_MS = 2000;
 export function serveCommand(): Command {
   return new Command('serve')
     .description('serve the HTTP API: POST /drain, POST /jobs, POST /events/:event, GET /stats, /healthz, /metrics')
-    .addOption(new Option('--port <n>', 'port to listen on (0: any free port)').argParser(number(0, 65535, true))
+    .addOption(new Option('--port <n>', 'port to listen on (0: any free port)').argParser(integer(0, 65535))
       .env('PORT').default(8080))
-    .option('--host <address>', 'address to listen on (0.0.0.0 in a container)', '127.0.0.1')
-    .option('--tasks <module>', 'ES module whose exports are the task handlers (default: PGDRAIN_TASKS; without either, POST /drain is off)')
-    .option('--max-batch <n>', 'largest batchSize a request may ask for (default 1000)', number(1, 10000, true))
-    .option('--max-budget <seconds>', 'longest drain a request may ask for (default 300)', number(0.1, 86400, false))
-    .option('--max-body <bytes>', 'largest request body (default 1048576)', number(1, 100 * 1024 * 1024, true))
+    .option('--host <address>', 'address to listen on (0.0.0.0 in a container)', nonBlank('an address (0.0.0.0 for every interface)'),
+      '127.0.0.1')
+    .option('--tasks <module>', 'ES module whose exports are the task handlers (default: PGDRAIN_TASKS; without either, POST /drain is off)',
+      tasksModule)
+    .option('--max-batch <n>', 'largest batchSize a request may ask for (default 1000)', integer(1, 10000))
+    .option('--max-budget <seconds>', 'longest drain a request may ask for (default 300)', seconds(0.1, 86400))
+    .option('--max-body <bytes>', 'largest request body (default 1048576)', integer(1, 100 * 1024 * 1024))
     .option('--headers-timeout <seconds>', `longest a request's headers may take to arrive (default ${DEFAULT_HEADERS_TIMEOUT_S})`,
       seconds(0.1, 3600))
     .option('--request-timeout <seconds>', `longest a whole request (headers and body, not the answer) may take to arrive `
@@ -93,13 +86,16 @@ export function serveCommand(): Command {
     .option('--keep-alive-timeout <seconds>', `how long an idle keep-alive connection stays open (default ${DEFAULT_KEEP_ALIVE_TIMEOUT_S}; `
       + 'behind a load balancer, longer than its idle timeout)', seconds(0.1, 3600))
     .option('--max-connections <n>', `most open connections; past it the one longest without a request in progress is closed `
-      + `(default ${DEFAULT_MAX_CONNECTIONS})`, number(1, 1_000_000, true))
-    .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', number(0, 3600, false), 10)
+      + `(default ${DEFAULT_MAX_CONNECTIONS})`, integer(1, 1_000_000))
+    .option('--grace <seconds>', 'on SIGTERM, how long running handlers may finish', seconds(0, 3600), 10)
     .option('--dashboard-actions', 'GET /dashboard gets forms: pause/resume a queue, redrive failed jobs, cancel a job (needs PGDRAIN_TOKEN)')
     .option('--dashboard-redrive-rows <n>', 'most failed jobs the dashboard\'s redrive of a queue puts back per click (default 10000; '
-      + 'with --dashboard-actions)', number(1, 1_000_000, true))
+      + 'with --dashboard-actions)', integer(1, 1_000_000))
     .addOption(new Option('--dsn <url>', 'PostgreSQL URL (default: DATABASE_URL, else the embedded database)'))
-    .action(async (opts: ServeOptions) => {
+    .action(async (_flags: unknown, cmd: Command) => {
+      // As drain reads it (the image sets PGDRAIN_TASKS for both commands): by --tasks' rule, set but empty refused.
+      fromEnv(cmd, cmd.options.find((o) => o.long === '--tasks')!, 'PGDRAIN_TASKS');
+      const opts = cmd.opts<ServeOptions>();
       const token = process.env.PGDRAIN_TOKEN || undefined;
       const hmacSecret = process.env.PGDRAIN_HMAC_SECRET || undefined;
       if (!token && !hmacSecret) {
@@ -137,11 +133,9 @@ async function serveWith(opts: ServeOptions, stopping: StopSignals, token: strin
   if (opts.dashboardRedriveRows !== undefined && !opts.dashboardActions) {
     throw new ValidationError('--dashboard-redrive-rows', 'bounds the dashboard\'s redrive button: give --dashboard-actions too');
   }
-  // As drain reads it: the image sets PGDRAIN_TASKS for both commands.
-  const tasksModule = opts.tasks ?? (process.env.PGDRAIN_TASKS || undefined);
-  const tasks = tasksModule ? await unlessAgain(loadTasks(tasksModule), stopping.again, (name) =>
-    new PgDrainError('tasks_module', `cannot load tasks module ${tasksModule}: a second signal (${name}) came before it had loaded`,
-                     { field: '--tasks' })) : undefined;
+  const tasks = opts.tasks === undefined ? undefined : await unlessAgain(loadTasks(opts.tasks), stopping.again, (name) =>
+    new PgDrainError('tasks_module', `cannot load tasks module ${opts.tasks}: a second signal (${name}) came before it had loaded`,
+                     { field: '--tasks' }));
   const { driver } = await connect(opts.dsn, log);
   try {
     const app = createApp({
