@@ -5,6 +5,7 @@ import { ValidationError } from '../errors.js';
 import { jsonParam } from '../json-text.js';
 import { rescheduleOptionsSchema } from '../job-options.js';
 import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS, parse, queueNameSchema, reasonSchema } from '../options.js';
+import { namedAs } from './error-line.js';
 import { dsnOption, type WithConnection } from './features.js';
 import { checkedBy, integer, json, seconds } from './flag-parsers.js';
 
@@ -94,7 +95,8 @@ export function adminCommands(withConnection: WithConnection): Command[] {
     .addOption(dsnOption())
     .action(async (ids: string[], opts: { result?: unknown; dsn?: string }) => {
       checkIds(ids);
-      if (opts.result !== undefined && opts.result !== null) jsonParam(opts.result, 'result'); // as completeJobs(), before connecting
+      // As completeJobs(), before connecting; named as the flag, as --result's value that is no JSON is.
+      if (opts.result !== undefined && opts.result !== null) namedAs('result', '--result', () => jsonParam(opts.result, 'result'));
       await withConnection(opts.dsn, async ({ driver }) => {
         process.stdout.write(`${await completeJobs(driver, ids, opts.result)}\n`);
       });

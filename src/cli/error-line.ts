@@ -1,6 +1,8 @@
 // The CLI's one-line error for a core error: options named as the flags that
 // set them (TS calls a hint names are the commands that do the same: hint-calls.ts).
 
+import { ValidationError } from '../errors.js';
+
 // Flags whose name is not the option's in kebab case.
 const FLAG_OF: Record<string, string> = { delaySeconds: '--delay', runAt: '--at', timeoutSeconds: '--timeout',
                                           throttleSeconds: '--throttle', retryDelaySeconds: '--retry-delay',
@@ -18,4 +20,19 @@ export function asFlag(message: string): string {
     .replace(/^(?:options|filter)\.([A-Za-z]+)(?=[.:])/,
     (_, name: string) => FLAG_OF[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
     .replace(/^jobId:/, 'id:');
+}
+
+/**
+ * check(), its ValidationError about the core's `field` named `as`, the
+ * argument or flag that gave the value: publish's body is its [json]
+ * argument or --body, as a value that is no JSON is named ("json: must be
+ * JSON …"), not the core's "body: must not contain \u0000 …".
+ */
+export function namedAs<T>(field: string, as: string, check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    if (!(error instanceof ValidationError) || error.field !== field) throw error;
+    throw new ValidationError(as, error.rule, { cause: error });
+  }
 }

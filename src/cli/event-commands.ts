@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { checkPublishEvent, EVENT_TAKES_NO, eventNameSchema, listSubscriptions, publishEvent, subscribe, unsubscribe } from '../admin.js';
 import { PgDrainError, ValidationError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, taskSchema } from '../options.js';
+import { namedAs } from './error-line.js';
 import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
 import { checkedBy, integer, json, jsonObject, seconds } from './flag-parsers.js';
 import { formatTable } from './format.js';
@@ -160,7 +161,7 @@ export function eventCommand(withConnection: WithConnection): Command {
         priority: opts.priority, delaySeconds: opts.delay, runAt: opts.at, attributes: opts.attributes,
         timeoutSeconds: opts.timeout, maxRetries: opts.maxRetries, ...retryPolicyOf(opts), ...expiry, group };
       // Before connecting: publishEvent()'s rules (--retry-delay-max under --retry-delay, the body's JSON) exit 2 with the server down too.
-      checkPublishEvent(event, body, options);
+      namedAs('body', 'json', () => checkPublishEvent(event, body, options));
       await withConnection(opts.dsn, async ({ driver }) => {
         const ids = await publishEvent(driver, event, body, options);
         process.stdout.write(ids.map((id) => `${id}\n`).join(''));

@@ -23,7 +23,7 @@ import { serveCommand } from './serve.js';
 import { waitCommand } from './wait-command.js';
 import { exitWhenEnded, listenForStop, unlessAgain } from './signals.js';
 import { loadTasks } from './tasks-module.js';
-import { asFlag } from './error-line.js';
+import { asFlag, namedAs } from './error-line.js';
 import { explainDashedArguments } from './dashed-arguments.js';
 import { explainPeerFlags } from './peer-flags.js';
 import { refuseUnknownCommands } from './unknown-command.js';
@@ -160,7 +160,7 @@ export function program(): Command {
         group,
       };
       // Before connecting: a rule of the flags together (--throttle without --dedupe-key) is exit 2 with the server down too.
-      checkPublish(task, body, options);
+      namedAs('body', opts.body === undefined ? 'json' : '--body', () => checkPublish(task, body, options));
       await withConnection(opts.dsn, async ({ driver }) => {
         process.stdout.write(`${await publish(driver, task, body, options)}\n`);
       });
