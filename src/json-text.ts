@@ -118,6 +118,17 @@ export function parseJson(text: string, field = 'body', { parserText = false } =
     const message = (error as Error).message;
     throw new ValidationError(field, `must be valid JSON${parserText ? ` (${message})` : syntaxErrorAt(message)}`);
   }
+  numbersKept(text, field);
+  return value;
+}
+
+/**
+ * Refuses (a ValidationError naming field) a number of `text`, JSON that
+ * JSON.parse has read, that the parse did not keep exactly: past 2^53, or
+ * past the double's range. parseJson's check, for a caller that parsed the
+ * text itself (the CLI's json(), which words bad JSON its own way).
+ */
+export function numbersKept(text: string, field: string): void {
   // The numbers of the text, its strings blanked out (valid JSON by now).
   for (const [token] of text.replace(/"(?:[^"\\]|\\.)*"/g, '""').matchAll(/-?\d+(\.\d+)?([eE][+-]?\d+)?/g)) {
     const n = Number(token);
@@ -128,5 +139,4 @@ export function parseJson(text: string, field = 'body', { parserText = false } =
         + '64-bit floats, integers up to 2^53): send it as a string');
     }
   }
-  return value;
 }

@@ -4,9 +4,10 @@
 // publish --body, event publish's body, complete --result and schedule add
 // --body read it with plain JSON.parse and stored 12345678901234567000, while
 // --attributes and jobs --body refused it. dist/cli.mjs: `npm run build` first.
-import { expect, it } from 'vitest';
+import { expect, it, vi } from 'vitest';
 import { testDb } from './support/db.js';
 import { runCli } from './support/drain-process.js';
+import { json } from '../src/cli/flag-parsers.js';
 
 const db = await testDb();
 const BIG = '{"id":12345678901234567890}';
@@ -42,4 +43,28 @@ it('a number a double holds exactly is still taken, and bad JSON still says so',
     .toEqual({ id: 9007199254740991, x: 1.5, e: 1000, z: 0, d: 5e-324 });
   const bad = await runCli(db.url, 'publish', 'jn.bad', '{oops');
   expect(bad).toMatchObject({ code: 2, stderr: expect.stringMatching(/^pgdrain: json: must be JSON \(/) });
+});
+
+// json() parsed each text twice (JSON.parse for its words, then parseJson for its numbers): once now, the words kept.
+it('json() parses a text once; bad JSON, a blank text and a number it cannot keep are said as before', () => {
+  const parse = vi.spyOn(JSON, 'parse');
+  const text = '{"a":[1,2.5,"x"]}';
+  try {
+    expect(json(text)).toEqual({ a: [1, 2.5, 'x'] });
+    expect(parse.mock.calls.filter(([t]) => t === text)).toHaveLength(1);
+  } finally {
+    parse.mockRestore();
+  }
+  const parserSays = (t: string) => {
+    try {
+      JSON.parse(t);
+    } catch (error) {
+      return (error as Error).message;
+    }
+    throw new Error(`${t} is JSON`);
+  };
+  // A blank text is no JSON here, though parseJson takes it as no value.
+  for (const t of ['', ' ', '{oops']) expect(() => json(t)).toThrow(`must be JSON (${parserSays(t)})`);
+  expect(() => json(BIG)).toThrow(/^the number 12345678901234567890 cannot be kept exactly/);
+  expect(json('null')).toBe(null);
 });

@@ -4,7 +4,7 @@ import type * as z from 'zod/mini';
 import { checkDrainSelection } from '../drain-selection.js';
 import { decimal } from '../decimal-text.js';
 import { ValidationError } from '../errors.js';
-import { parseJson } from '../json-text.js';
+import { numbersKept, parseJson } from '../json-text.js';
 import { isJobId, MAX_THROTTLE_SECONDS } from '../options.js';
 
 // Flag parsers: each turns a flag's text into its value or throws commander's
@@ -125,15 +125,20 @@ export function seconds(min: number, max: number) {
   };
 }
 
-/** A flag's or an argument's JSON, any value. */
-export function json(value: string) {
+/**
+ * A flag's or an argument's JSON, any value, parsed once: a blank text is no
+ * JSON here (parseJson would take it as no value), said in JSON.parse's words.
+ */
+export function json(value: string): unknown {
+  let parsed: unknown;
   try {
-    JSON.parse(value);
+    parsed = JSON.parse(value);
   } catch (error) {
     throw new InvalidArgumentError(`must be JSON (${(error as Error).message})`);
   }
-  // parseJson, as --attributes': a number JSON.parse would alter (past 2^53) is refused, not changed.
-  return commanderRule(() => parseJson(value, '', { parserText: true }));
+  // As parseJson checks --attributes': a number JSON.parse altered (past 2^53) is refused, not changed.
+  commanderRule(() => numbersKept(value, ''));
+  return parsed;
 }
 
 /** --throttle's seconds, as publish's throttleSeconds takes them. */
