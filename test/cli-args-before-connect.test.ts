@@ -148,8 +148,13 @@ it.each([
   [['event', 'publish', 'e.x', '["\\u0000"]'], 'json: must not contain \\u0000 (PostgreSQL jsonb cannot store it), at body[0]'],
   [['complete', '1', '--result', '{'], '--result: must be JSON'],
   [['complete', '1', '--result', '"\\u0000"'], '--result: must not contain \\u0000 (PostgreSQL jsonb cannot store it)'],
+  // migrate's URL argument, as the argument: it said --dsn, which was not given.
+  [['migrate', ''], 'dsn: is set but empty'],
+  [['migrate', 'http://x'], 'dsn: must be a postgres:// or postgresql:// URL'],
+  [['migrate', '--print', '--pending', ' postgres://x@h/x'], 'dsn: has a space or line break before it'],
 ])('pgdrain %j: the value named as the argument or flag that gave it', async (args, said) => {
-  const run = await runCli(NOWHERE, ...args, '--dsn', NOWHERE);
+  // migrate's URL is its argument here (runCli sets DATABASE_URL to NOWHERE too).
+  const run = await runCli(NOWHERE, ...args, ...(args[0] === 'migrate' ? [] : ['--dsn', NOWHERE]));
   expect(run).toMatchObject({ code: 2, stdout: '' });
   expect(run.stderr.startsWith(`pgdrain: ${said}`)).toBe(true);
 });

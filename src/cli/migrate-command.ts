@@ -1,5 +1,7 @@
 import { Command } from 'commander';
 import { ValidationError } from '../errors.js';
+import { databaseUrl } from './connect.js';
+import { namedAs } from './error-line.js';
 import { dsnOption, type WithConnection } from './features.js';
 
 // `pgdrain migrate`: applies the pending migrations; --print prints every
@@ -25,6 +27,8 @@ export function migrateCommand(withConnection: WithConnection, log: (line: strin
       if (dsnArgument !== undefined && opts.dsn !== undefined) {
         throw new ValidationError('--dsn', 'give the URL once: as the argument or with --dsn');
       }
+      // A bad URL argument named as the argument (dsn), not as --dsn, which the user did not give.
+      if (dsnArgument !== undefined) namedAs('--dsn', 'dsn', () => databaseUrl(dsnArgument));
       if (opts.print) {
         if (opts.roles !== undefined) throw new ValidationError('--roles', 'is not printed: run jobs.create_roles after the script, or migrate --roles');
         const { pendingMigrationSql } = await import('../migrate-pending.js');
