@@ -103,6 +103,16 @@ const QUEUE_OPTIONS: Readonly<Record<string, string>> = {
   deleteAfterSeconds: PEER_OPTIONS.deleteAfterSeconds!,
   heartbeatSeconds: PEER_OPTIONS.heartbeatSeconds!,
   policy: "pg-boss's policy singleton is maxRunning: 1; short, stately and exclusive are a publish's dedupeKey and dedupeMode",
+  partition: "pg-boss's partition: none needed, every queue's jobs share jobs.job_queue",
+  warningQueueSize: "pg-boss's warningQueueSize: none; maxSize refuses a publish past that many waiting jobs, queueSize() counts them",
+  notify: "pg-boss's notify: none needed, every publish NOTIFYs pgdrain_queued, which wakes a lingering drain (lingerMs)",
+};
+
+// Of pg-boss's work() options sent as POST /drain's fields (the HTTP drain's own names).
+const HTTP_DRAIN_OPTIONS: Readonly<Record<string, string>> = {
+  pollingIntervalSeconds: DRAIN_OPTIONS.pollingIntervalSeconds!,
+  pollInterval: DRAIN_OPTIONS.pollInterval!,
+  forbiddenFlags: DRAIN_OPTIONS.forbiddenFlags!,
 };
 
 // Of pg-boss's insert([{ name, data }]) and graphile-worker's addJobs([{ identifier, payload }]):
@@ -115,11 +125,12 @@ const JOB_FIELDS: Readonly<Record<string, string>> = {
 };
 
 /** Which call's options a refusal hints for: each names only options that call takes. */
-export type PeerCall = 'publish' | 'drain' | 'schedule' | 'queue' | 'job' | 'task' | 'list' | 'reschedule' | 'create' | 'migrate';
+export type PeerCall = 'publish' | 'drain' | 'schedule' | 'queue' | 'job' | 'task' | 'list' | 'reschedule' | 'create' | 'migrate'
+  | 'http-drain';
 const HINTS: Readonly<Record<PeerCall, Readonly<Record<string, string>>>> = {
   publish: { ...PEER_OPTIONS, db: "pg-boss's db is queue.using(db).publish(…), or publish(db, …)" }, drain: DRAIN_OPTIONS, schedule: SCHEDULE_OPTIONS, queue: QUEUE_OPTIONS,
   job: { ...PEER_OPTIONS, ...JOB_FIELDS }, task: TASK_OPTIONS, list: LIST_OPTIONS, reschedule: RESCHEDULE_OPTIONS,
-  create: CREATE_OPTIONS, migrate: MIGRATE_OPTIONS,
+  create: CREATE_OPTIONS, migrate: MIGRATE_OPTIONS, 'http-drain': HTTP_DRAIN_OPTIONS,
 };
 
 /** What the pg-boss or graphile-worker job fields among job's keys (name, data, …) are here, '; '-joined; '' for none. */

@@ -56,3 +56,25 @@ describe('POST /jobs given a pg-boss or graphile-worker option', () => {
         .toEqual({ status: 400, field: key, message: `${key}: unknown field` });
     });
 });
+
+// POST /drain takes drain()'s pollMs, lingerMs and exclude: pg-boss's work() and graphile's run() names for them
+// are refused with drain()'s hint, which names only fields POST /drain has.
+describe('POST /drain given a pg-boss or graphile-worker drain option', () => {
+  const said = {
+    pollingIntervalSeconds: "pg-boss's pollingIntervalSeconds is pollMs, in milliseconds, with lingerMs to wait on an empty queue",
+    pollInterval: "graphile-worker's pollInterval is pollMs, with lingerMs to wait on an empty queue",
+    forbiddenFlags: "graphile-worker's forbiddenFlags is exclude: [{ flag: true }]",
+  };
+  it.each(Object.entries(said))('%s names the field that does its work', async (key, hint) => {
+    expect(await post('/drain', { [key]: 5 })).toEqual({ status: 400, field: key, message: `${key}: unknown field (${hint})` });
+    const res = await app.request(`/drain?${key}=5`, { method: 'POST', headers: { Authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe(`${key}: unknown field (${hint})`);
+  });
+
+  it('and takes the fields it names', async () => {
+    const res = await app.request('/drain', { method: 'POST', body: JSON.stringify({ pollMs: 1000, exclude: [{ flag: true }] }),
+                                              headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' } });
+    expect(res.status).toBe(200);
+  });
+});

@@ -51,6 +51,14 @@ describe('a pg-boss or graphile-worker option names what does its work here', ()
   it.each([
     ['publish', () => q.publish('peer.opt', {}, { retryDelay: 30 } as never), `options: unknown option "retryDelay" (${retryDelay})`],
     ['queues.create', () => q.queues.create('peer_names_q', { retryDelay: 30 } as never), `options: unknown option "retryDelay" (${retryDelay})`],
+    ['queues.create', () => q.queues.create('peer_names_q', { partition: true } as never),
+      `options: unknown option "partition" (pg-boss's partition: none needed, every queue's jobs share jobs.job_queue)`],
+    ['queues.create', () => q.queues.create('peer_names_q', { warningQueueSize: 1000 } as never),
+      `options: unknown option "warningQueueSize" (pg-boss's warningQueueSize: none; maxSize refuses a publish past that many `
+      + 'waiting jobs, queueSize() counts them)'],
+    ['queues.create', () => q.queues.create('peer_names_q', { notify: true } as never),
+      `options: unknown option "notify" (pg-boss's notify: none needed, every publish NOTIFYs pgdrain_queued, which wakes `
+      + 'a lingering drain (lingerMs))'],
     ['publish', () => q.publish('peer.opt', {}, { db: db.driver } as never),
       `options: unknown option "db" (pg-boss's db is queue.using(db).publish(…), or publish(db, …))`],
     ['listJobs', () => q.listJobs({ data: { a: 1 } } as never), `filter: unknown option "data" (pg-boss's data is body (containment, as data))`],
@@ -76,7 +84,8 @@ describe('a pg-boss or graphile-worker option names what does its work here', ()
     expect((await q.listJobs({ body: {}, ids: [id], state: 'scheduled' })).map((j) => j.id)).toEqual([id]);
     expect(await q.reschedule([id], { maxRetries: 4 })).toBe(1);
     expect(await schedule(db.driver, { name: 'peer-names', cron: '0 3 * * *', task: 'r.d', backfillSeconds: 3600 })).toBe('drains');
-    await q.queues.create('peer_names_q', { retryDelaySeconds: 30, retryBackoff: false, groupConcurrency: 2 });
+    await q.queues.create('peer_names_q', { retryDelaySeconds: 30, retryBackoff: false, groupConcurrency: 2, maxSize: 1000 });
+    expect(await q.queueSize('peer_names_q')).toBe(0);
     expect(createQueue({ driver: db.driver, tasks: {} }).driver).toBe(db.driver);
     await q.cancel(await q.using(db.driver).publish('peer.opt', {}, { delaySeconds: 3600 }));
     await q.cancel(id);

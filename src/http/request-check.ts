@@ -1,6 +1,6 @@
 import type * as z from 'zod/mini';
 import { ValidationError } from '../errors.js';
-import { jobFieldHint, jobFieldHints } from '../peer-options.js';
+import { jobFieldHint, jobFieldHints, type PeerCall, peerHint } from '../peer-options.js';
 
 // A request's first issue (of a body, a query string, the app's limits) as a
 // ValidationError naming the field as the caller wrote it (`jobs[2].timeoutSeconds`),
@@ -15,8 +15,10 @@ const BULK_TAKES_NO = {
 
 /** Parses with a schema; the first issue becomes a ValidationError naming the field as the caller wrote it.
  * peerHintsAt: where a job's options are (its path, as `.jobs[2]`): an unknown field there that is a
- * pg-boss or graphile-worker publish option says which option does its work, as publish() does. */
-export function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: string, peerHintsAt?: RegExp): z.output<S> {
+ * pg-boss or graphile-worker publish option says which option does its work, as publish() does.
+ * call: whose hints an unknown field at the top level gets (POST /drain's: pg-boss's pollingIntervalSeconds). */
+export function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix: string, peerHintsAt?: RegExp,
+                                               call?: PeerCall): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
@@ -29,7 +31,8 @@ export function check<S extends z.ZodMiniType>(schema: S, value: unknown, prefix
     const jobPath = path;
     const job = at(issue.path);
     const why = (key: string) => {
-      const hint = peerHintsAt?.test(jobPath) ? jobFieldHint(key, job) : undefined;
+      const hint = peerHintsAt?.test(jobPath) ? jobFieldHint(key, job)
+        : call !== undefined && issue.path.length === 0 ? peerHint(key, call) : undefined;
       return /^\.jobs\[\d+\]$/.test(jobPath) && Object.hasOwn(BULK_TAKES_NO, key)
         ? `a job of a bulk publish takes no ${key}: ${BULK_TAKES_NO[key as keyof typeof BULK_TAKES_NO]}`
         : hint ? `unknown field (${hint})` : 'unknown field';

@@ -124,7 +124,7 @@ export function parseDrainRequest(body: unknown, query: Record<string, string[]>
     filter: z.optional(z.unknown()), // checked below, as drain() checks them
     exclude: z.optional(z.unknown()),
   });
-  const { filter, exclude, ...request } = check(schema, { ...fromQuery, ...(body as object | undefined) }, '');
+  const { filter, exclude, ...request } = check(schema, { ...fromQuery, ...(body as object | undefined) }, '', undefined, 'http-drain');
   return { ...request, ...checkDrainSelection({ filter, exclude }) };
 }
 
