@@ -19,6 +19,8 @@ it.each([
   [['drain', '--tasks', 'x.mjs', '--poll-interval', '2000'],
     "'--poll-interval' (graphile-worker's --poll-interval (milliseconds) is --poll, in seconds, with --linger to wait on an empty queue)"],
   [['drain', '--tasks', 'x.mjs', '-j', '4'], "'-j' (graphile-worker's -j is --concurrency)"],
+  // Its value attached, as graphile-worker's CLI (yargs) takes it.
+  [['drain', '--tasks', 'x.mjs', '-j4'], "'-j4' (graphile-worker's -j is --concurrency)"],
   [['drain', '--tasks', 'x.mjs', '--once'],
     "'--once' (graphile-worker's --once: none needed, a drain returns once the queue is empty (unless --linger))"],
   [['schedule', 'add', 'n', '--cron', '0 4 * * *', '--task', 't', '--max-attempts', '5'],

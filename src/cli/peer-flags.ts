@@ -61,7 +61,9 @@ export function explainPeerFlags(cmd: Command): void {
   cmd.error = (message: string, options?: ErrorOptions) => {
     // Its first line: commander's "(Did you mean --poll?)" after it gives way to the hint.
     const [line, flag] = /^error: unknown option '([^=']*)(?:=[^']*)?'/.exec(message) ?? [];
-    const said = options?.code === 'commander.unknownOption' && flag !== undefined && Object.hasOwn(table, flag) ? table[flag] : undefined;
+    // A short flag with its value attached, as graphile's yargs takes it (-j4): the flag is its first two characters.
+    const key = flag !== undefined && !Object.hasOwn(table, flag) && /^-[^-]/.test(flag) ? flag.slice(0, 2) : flag;
+    const said = options?.code === 'commander.unknownOption' && key !== undefined && Object.hasOwn(table, key) ? table[key] : undefined;
     return error(said === undefined ? message : `${line} (${said})`, options);
   };
 }
