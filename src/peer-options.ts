@@ -47,7 +47,8 @@ const TASK_OPTIONS: Readonly<Record<string, string>> = {
   heartbeatRefreshSeconds: DRAIN_OPTIONS.heartbeatRefreshSeconds!,
   localConcurrency: "pg-boss's localConcurrency is drain()'s concurrency",
   groupConcurrency: DRAIN_OPTIONS.groupConcurrency!,
-  pollingIntervalSeconds: "pg-boss's pollingIntervalSeconds is drain()'s pollMs, in milliseconds",
+  // pollMs alone is unused: a drain polls only while it lingers.
+  pollingIntervalSeconds: "pg-boss's pollingIntervalSeconds is drain()'s pollMs, in milliseconds, with lingerMs to wait on an empty queue",
 };
 
 // Of pg-boss's schedule(name, cron, data, options): a schedule's spec.
@@ -87,7 +88,7 @@ const CREATE_OPTIONS: Readonly<Record<string, string>> = {
   taskList: "graphile-worker's taskList is tasks",
   taskDirectory: "graphile-worker's taskDirectory is tasks: a module's exports (import * as tasks)",
   concurrency: "graphile-worker's concurrency is drain: { concurrency }",
-  pollInterval: "graphile-worker's pollInterval is drain: { pollMs }",
+  pollInterval: "graphile-worker's pollInterval is drain: { pollMs }, with lingerMs to wait on an empty queue",
 };
 
 // Of pg-boss's constructor: migrate()'s options.

@@ -30,6 +30,10 @@ describe('defineTask and migrate refuse an unknown option', () => {
     ['defineTask', () => defineTask('peer.meta', handler, { includeMetadata: true } as never),
       `options: unknown option "includeMetadata" (pg-boss's includeMetadata: none needed, ctx.job has the job's fields)`],
     ['defineTask', () => defineTask('peer.typo', handler, { transactonal: true } as never), 'options: unknown option "transactonal"'],
+    // pollMs alone does nothing: a drain polls only while it lingers.
+    ['defineTask', () => defineTask('peer.poll', handler, { pollingIntervalSeconds: 2 } as never),
+      `options: unknown option "pollingIntervalSeconds" (pg-boss's pollingIntervalSeconds is drain()'s pollMs, in milliseconds, `
+      + 'with lingerMs to wait on an empty queue)'],
     ['migrate', () => migrate(db.driver, { schema: 'pgboss' } as never),
       `options: unknown option "schema" (pg-boss's and graphile-worker's schema: none, pgdrain's is always jobs)`],
   ])('%s', async (_, call, said) => {
@@ -74,6 +78,8 @@ describe('a pg-boss or graphile-worker option names what does its work here', ()
       `options: unknown option "groupConcurrency" (pg-boss's groupConcurrency is queues.create()'s groupConcurrency, the queue's cap across every drain)`],
     ['createQueue', () => createQueue({ driver: db.driver, taskList: {} } as never),
       `options: unknown option "taskList" (graphile-worker's taskList is tasks)`],
+    ['createQueue', () => createQueue({ driver: db.driver, pollInterval: 2000 } as never),
+      `options: unknown option "pollInterval" (graphile-worker's pollInterval is drain: { pollMs }, with lingerMs to wait on an empty queue)`],
   ])('%s', async (_, call, said) => {
     expect(await message(call)).toBe(said);
   });
