@@ -26,6 +26,10 @@ it.each([
   [['schedule', 'add', 'n', '--cron', '0 4 * * *', '--task', 't', '--max-attempts', '5'],
     "'--max-attempts' (graphile-worker's maxAttempts is --max-retries, one less)"],
   [['queue', 'create', 'q', '--expire-in-seconds', '900'], "'--expire-in-seconds' (pg-boss's expireInSeconds is --timeout)"],
+  [['schedule', 'add', 'n', '--cron', '0 4 * * *', '--task', 't', '--expire-in-seconds', '900'],
+    "'--expire-in-seconds' (pg-boss's expireInSeconds is --timeout)"],
+  [['queue', 'create', 'q', '--policy', 'singleton'],
+    "'--policy' (pg-boss's policy singleton is --max-running 1; short, stately and exclusive are publish's --dedupe-key and --dedupe-mode)"],
 ])('pgdrain %j names the flag that does its work', async (args, said) => {
   expect(await runCli(db.url, ...args)).toEqual({ code: 2, stdout: '', stderr: `error: unknown option ${said}\n` });
 });
@@ -37,11 +41,13 @@ it('other unknown options are told as before', async () => {
 });
 
 it('and the flags each names are the command\'s', async () => {
-  expect(await runCli(db.url, 'queue', 'create', 'peerq', '--timeout', '900', '--expires-in', '60')).toMatchObject({ code: 0, stderr: '' });
+  expect(await runCli(db.url, 'queue', 'create', 'peerq', '--timeout', '900', '--expires-in', '60', '--max-running', '1'))
+    .toMatchObject({ code: 0, stderr: '' });
   const published = await runCli(db.url, 'publish', 'mail.send', '--max-retries', '2', '--delay', '60', '--serial-key', 'x', '--queue', 'peerq');
   expect(published).toMatchObject({ code: 0, stderr: '' });
   expect(await db.sql(`select max_retries, serial_key, queue from jobs.job_queue where job_id = ${published.stdout.trim()}`))
     .toEqual([{ max_retries: 2, serial_key: 'x', queue: 'peerq' }]);
-  expect(await runCli(db.url, 'schedule', 'add', 'n', '--cron', '0 4 * * *', '--task', 't', '--max-retries', '4', '--priority', '-1'))
+  expect(await runCli(db.url, 'schedule', 'add', 'n', '--cron', '0 4 * * *', '--task', 't', '--max-retries', '4', '--priority', '-1',
+                      '--timeout', '900'))
     .toMatchObject({ code: 0, stderr: '' });
 });

@@ -40,9 +40,11 @@ const TABLES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   drain: DRAIN,
   'schedule add': { '--retry-limit': PUBLISH['--retry-limit']!, '--max-attempts': PUBLISH['--max-attempts']!,
     '--singleton-key': PUBLISH['--singleton-key']!, '--queue-name': "graphile-worker's crontab queue is --serial-key",
-    '--job-key': PUBLISH['--job-key']!, '--job-key-mode': PUBLISH['--job-key-mode']! },
+    '--job-key': PUBLISH['--job-key']!, '--job-key-mode': PUBLISH['--job-key-mode']!,
+    '--expire-in-seconds': PUBLISH['--expire-in-seconds']! },
   'queue create': { '--retry-limit': PUBLISH['--retry-limit']!, '--expire-in-seconds': PUBLISH['--expire-in-seconds']!,
-    '--retention-seconds': PUBLISH['--retention-seconds']! },
+    '--retention-seconds': PUBLISH['--retention-seconds']!,
+    '--policy': "pg-boss's policy singleton is --max-running 1; short, stately and exclusive are publish's --dedupe-key and --dedupe-mode" },
 };
 
 /** cmd's words after the program's: `schedule add`. */
