@@ -84,8 +84,16 @@ it.each([
   [{}, ['serve', '--max-budget', '0'], '--max-budget: must be a number of seconds from 0.1 to 86400, got "0"'],
   [{}, ['drain', '--tasks', ' '], '--tasks: is empty: give the tasks module (a path or a package name), got " "'],
   [{}, ['drain', '--tasks', ''], '--tasks: is empty: give the tasks module (a path or a package name), got ""'],
+  // Said as an empty PGDRAIN_* is (fromEnv), not as a value of the wrong kind ('must be an integer …, got ""').
+  [{ PORT: '' }, ['serve'], 'PORT: is set but empty: give a value or unset it'],
+  [{ PORT: ' ' }, ['serve'], 'PORT: is set but empty: give a value or unset it'],
+  // In the pgdrain: style, naming the variable, as every other refusal of serve's (was "error: set PGDRAIN_TOKEN …");
+  // "" is unset, as the Lambda and the Worker take it (a template's optional secret: docs/http-and-lambda.md).
+  [{ PGDRAIN_TOKEN: undefined }, ['serve'],
+   'PGDRAIN_TOKEN: is not set, nor PGDRAIN_HMAC_SECRET: set one (a bearer token, or the secret of signed requests) of at least 16 characters'],
+  [{ PGDRAIN_TOKEN: '', PGDRAIN_HMAC_SECRET: '' }, ['serve'],
+   'PGDRAIN_TOKEN: is not set, nor PGDRAIN_HMAC_SECRET: set one (a bearer token, or the secret of signed requests) of at least 16 characters'],
   // Refused before as now: pinned.
-  [{ PORT: '' }, ['serve'], 'PORT: must be an integer from 0 to 65535, got ""'],
   [{}, ['serve', '--headers-timeout', '0'], '--headers-timeout: must be a number of seconds from 0.1 to 3600, got "0"'],
   [{}, ['serve', '--request-timeout', '1', '--headers-timeout', '5'],
    '--request-timeout: must be at least the headers timeout (5 s, --headers-timeout): the headers are part of the request'],

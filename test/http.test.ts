@@ -607,7 +607,7 @@ export const quick = async () => 'quick done';
     expect(await server.exited).toBe(0);
 
     const bare = start([], { PGDRAIN_TOKEN: '', PGDRAIN_HMAC_SECRET: '' });
-    await expect(bare.url).rejects.toThrow(/serve exited 2: .*set PGDRAIN_TOKEN/);
+    await expect(bare.url).rejects.toThrow(/serve exited 2: pgdrain: PGDRAIN_TOKEN: is not set, nor PGDRAIN_HMAC_SECRET/);
   });
 
   it('takes its tasks module from PGDRAIN_TASKS as drain does (the image sets it)', async () => {

@@ -168,8 +168,11 @@ export class FlagValueError extends ValidationError {
  * "pgdrain: --batch: must be an integer from 1 to 10000, got "0"" (exit 2).
  */
 export function sayFlagErrorsAlike(cmd: Command): void {
-  const named = (field: () => string, parse: (value: string, previous: unknown) => unknown, choices: readonly string[] | undefined) =>
+  const named = (field: () => string, parse: (value: string, previous: unknown) => unknown, choices: readonly string[] | undefined,
+                 fromVariable = () => false) =>
     (value: string, previous: unknown) => {
+      // A variable set but empty, said as fromEnv (env.ts) says a PGDRAIN_* one: not as a value of the wrong kind.
+      if (fromVariable() && value.trim() === '') throw new ValidationError(field(), 'is set but empty: give a value or unset it');
       try {
         return parse(value, previous);
       } catch (error) {
@@ -183,7 +186,7 @@ export function sayFlagErrorsAlike(cmd: Command): void {
     let fromVariable = false;
     if (option.envVar) (cmd as Command & EventEmitter).prependListener(`optionEnv:${option.name()}`, () => { fromVariable = true; });
     const field = () => (fromVariable ? option.envVar! : option.long ?? option.name());
-    option.parseArg = named(field, option.parseArg, option.argChoices) as typeof option.parseArg;
+    option.parseArg = named(field, option.parseArg, option.argChoices, () => fromVariable) as typeof option.parseArg;
   }
   for (const argument of cmd.registeredArguments) {
     if (argument.parseArg) argument.parseArg = named(() => argument.name(), argument.parseArg, argument.argChoices) as typeof argument.parseArg;

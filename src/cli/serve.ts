@@ -1,4 +1,4 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_OVERRUN_MS } from '../drain.js';
@@ -96,10 +96,13 @@ export function serveCommand(): Command {
       // As drain reads it (the image sets PGDRAIN_TASKS for both commands): by --tasks' rule, set but empty refused.
       fromEnv(cmd, cmd.options.find((o) => o.long === '--tasks')!, 'PGDRAIN_TASKS');
       const opts = cmd.opts<ServeOptions>();
+      // Set to "" is unset (a template's optional secret), as the Lambda and the Worker take it (docs/http-and-lambda.md).
       const token = process.env.PGDRAIN_TOKEN || undefined;
       const hmacSecret = process.env.PGDRAIN_HMAC_SECRET || undefined;
-      if (!token && !hmacSecret) {
-        throw new CommanderError(2, 'usage', 'error: set PGDRAIN_TOKEN (bearer token) or PGDRAIN_HMAC_SECRET (signed requests), 16+ characters');
+      if (token === undefined && hmacSecret === undefined) {
+        // Said as the Lambda's and the Worker's misconfiguration is (credentialSettingsError).
+        throw new ValidationError('PGDRAIN_TOKEN', 'is not set, nor PGDRAIN_HMAC_SECRET: set one (a bearer token, or the secret of '
+          + 'signed requests) of at least 16 characters');
       }
       // As for drain: the first SIGTERM stops new work and gives running handlers
       // the grace; a second SIGTERM or a SIGINT stops their jobs now (nacked, an attempt spent). Taken

@@ -28,8 +28,8 @@ export function runCli(url: string, ...args: string[]): Promise<{ code: number |
   return runCliWith({}, url, ...args);
 }
 
-/** runCli with `env` on top of this process's environment (and DATABASE_URL). */
-export function runCliWith(env: Record<string, string>, url: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** runCli with `env` on top of this process's environment (and DATABASE_URL; a variable undefined: unset). */
+export function runCliWith(env: Record<string, string | undefined>, url: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   env = { ...process.env, ...env, DATABASE_URL: url };
   return new Promise((done) => {
     execFile(process.execPath, [CLI, ...args], { env, timeout: 30_000 }, (error, stdout, stderr) =>
