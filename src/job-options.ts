@@ -142,9 +142,12 @@ export const groupTiersSchema = z.strictObject({
     'tier names must be non-empty texts of at most 200 characters, not only whitespace'))),
 });
 
+/** redrive's task pattern: a blank one (no % in it) could only match a blank task name, which none is (as drain's topic). */
+export const redriveTaskSchema = textSchema(200, 'must be a non-empty pattern, not only whitespace', true);
+
 export const redriveFilterSchema = z.strictObject({
   ids: z.optional(z.array(jobIdSchema)),
-  task: z.optional(textSchema(200, 'must be a non-empty pattern')),
+  task: z.optional(redriveTaskSchema),
   queue: z.optional(queueNameSchema),
   endedAfter: z.optional(validDateSchema),
   errorLike: z.optional(textSchema(10_000, 'must be a non-empty pattern')),

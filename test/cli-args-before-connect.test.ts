@@ -48,7 +48,6 @@ it.each([
   [['queue', 'create', 'q', '--retry-delay', '10', '--retry-delay-max', '2'], /^pgdrain: --retry-delay-max: must be at least the retry delay$/m],
   [['queue', 'create', 'q', '--group-concurrency', '2', '--group-tiers', '{"pro":0}'], /^pgdrain: --group-tiers\.pro: must be an integer between 1 and 100000$/m],
   [['queue', 'create', 'q', '--group-concurrency', '2', '--group-tiers', '{"":1}'], /^pgdrain: --group-tiers: tier names must be non-empty texts/],
-  [['reschedule', '1', '--attempts', '5', '--max-retries', '2'], /^pgdrain: --attempts: must be at most maxRetries \(2\), got 5/],
   [['redrive', '--include-cancelled'], /^pgdrain: --include-cancelled: needs ids \(cancelled jobs go back by id\)$/m],
   [['complete', '1', '--result', '"\\u0000"'], /^pgdrain: --result: must not contain \\u0000/],
   [['jobs', '--body', '"\\u0000"'], /^pgdrain: --body: must not contain \\u0000/],
@@ -112,6 +111,25 @@ it.each([
   const port = args[0] === 'serve' && !args.includes('--port') && !('PORT' in env) ? ['--port', '0'] : [];
   const run = await runCliWith({ ...TOKEN, ...env }, NOWHERE, ...args, ...port, '--dsn', NOWHERE);
   expect(run).toEqual({ code: 2, stdout: '', stderr: `pgdrain: ${said}\n` });
+});
+
+// Said as every other refusal is (`pgdrain: FIELD: rule`), exit 2, before connecting: two flags that exclude each other
+// and a flag that needs another said "error: give --delay or --at, not both" (commander's usage style); reschedule's
+// --attempts over --max-retries named the option by its TypeScript name (maxRetries); redrive's --task ' ', which
+// only a blank task name (none is) could match, was taken, as drain's --topic ' ' is not.
+it.each([
+  [['publish', 'x', '--delay', '5', '--at', '2030-01-01T00:00:00Z'], '--delay: give --delay or --at, not both'],
+  [['publish', 'x', '1', '--body', '2'], '--body: give the body as the [json] argument or --body, not both'],
+  [['publish', 'x', '--group-tier', 'pro'], '--group-tier: needs --group (the group whose tier it names)'],
+  [['event', 'publish', 'e.x', '--delay', '5', '--at', '2030-01-01T00:00:00Z'], '--delay: give --delay or --at, not both'],
+  [['event', 'publish', 'e.x', '--expires-in', '5', '--expires-at', '2030-01-01T00:00:00Z'],
+   '--expires-in: give --expires-in or --expires-at, not both'],
+  [['reschedule', '1', '--at', '2030-01-01T00:00:00Z', '--delay', '5'], '--delay: give --at or --delay, not both'],
+  [['queue', 'create', 'q', '--group-tiers', '{"pro":5}'], '--group-tiers: needs --group-concurrency (the cap of groups of no tier)'],
+  [['reschedule', '1', '--attempts', '5', '--max-retries', '2'], '--attempts: must be at most --max-retries (2), got 5: a job keeps a run left'],
+  [['redrive', '--task', ' '], '--task: must be a non-empty pattern, not only whitespace, got " "'],
+])('pgdrain %j with the server down: exit 2, said as pgdrain: FIELD: rule', async (args, said) => {
+  expect(await runCli(NOWHERE, ...args, '--dsn', NOWHERE)).toEqual({ code: 2, stdout: '', stderr: `pgdrain: ${said}\n` });
 });
 
 it('the CLI agrees with the SQL: a unicode or dotted-empty name no queue can have, an ASCII one it can', async () => {

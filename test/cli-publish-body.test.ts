@@ -20,7 +20,7 @@ it('--body: the job body, as the positional JSON', async () => {
 
 it('both: exit 2 naming the two, nothing published; bad --body JSON names --body', async () => {
   expect(await runCli(db.url, 'publish', 'pb.both', '{"a":1}', '--body', '{"b":2}')).toMatchObject({ code: 2, stdout: '',
-    stderr: 'error: give the body as the [json] argument or --body, not both\n' });
+    stderr: 'pgdrain: --body: give the body as the [json] argument or --body, not both\n' });
   expect(await runCli(db.url, 'publish', 'pb.bad', '--body', '{nope')).toMatchObject({ code: 2, stdout: '',
     stderr: expect.stringMatching(/--body/) });
   expect(await db.sql(`select count(*)::int as n from jobs.job_queue where task in ('pb.both', 'pb.bad')`)).toEqual([{ n: 0 }]);

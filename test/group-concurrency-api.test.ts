@@ -147,7 +147,7 @@ describe('HTTP and CLI', () => {
     expect((await cli('show', id)).stdout).toMatch(/^group\s+g1 \(tier pro\)$/m);
     const lone = await cli('publish', 't', '--group-tier', 'pro');
     expect(lone.code).toBe(2);
-    expect(lone.stderr).toMatch(/--group-tier needs --group/);
+    expect(lone.stderr).toMatch(/--group-tier: needs --group/);
     expect((await cli('publish', 't', '--group', '')).stderr).toMatch(/--group/);
     for (const flags of [['--group', ' '], ['--group', 'g', '--group-tier', '\t']]) {
       const blank = await cli('publish', 't', ...flags);
@@ -161,7 +161,7 @@ describe('HTTP and CLI', () => {
     expect(table.stdout).toMatch(/group_concurrency/);
     expect(table.stdout.split('\n').find((l) => /^gc\b/.test(l))).toContain('2 (pro 5)');
     for (const [args, message] of [[['--group-concurrency', '0'], /--group-concurrency/],
-      [['--group-tiers', '{"pro": 5}'], /--group-tiers needs --group-concurrency/],
+      [['--group-tiers', '{"pro": 5}'], /--group-tiers: needs --group-concurrency/],
       [['--group-concurrency', '2', '--group-tiers', '{"pro": 0}'], /--group-tiers\.pro: must be an integer between 1 and 100000/],
       [['--group-concurrency', '2', '--group-tiers', '{"": 3}'], /--group-tiers: tier names must be non-empty texts of at most 200 characters/],
       [['--group-concurrency', '2', '--group-tiers', '{" ": 3}'], /--group-tiers: tier names must be non-empty texts of at most 200 characters, not only whitespace/]] as const) {

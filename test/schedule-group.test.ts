@@ -154,7 +154,7 @@ describe('group_id, group_tier: stored, shown, checked', () => {
       [['--group', ''], /^pgdrain: --group: must be a non-empty text/],
       [['--group', 'x'.repeat(201)], /^pgdrain: --group: must be at most 200 characters/],
       [['--group', 'g', '--group-tier', ''], /^pgdrain: --group-tier: must be a non-empty text/],
-      [['--group-tier', 'pro'], /--group-tier needs --group/]] as const) {
+      [['--group-tier', 'pro'], /--group-tier: needs --group/]] as const) {
       const r = await cli('schedule', 'add', 'bad', '--cron', '@hourly', '--task', 'a.b', ...flags);
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(rule);

@@ -57,6 +57,8 @@ describe('texts of only whitespace, refused as empty ones are', () => {
     ['publish dedupeKey', () => queue().publish('t', null, { dedupeKey: ' ' }), 'options.dedupeKey', /non-empty text/],
     ['publish serialKey', () => queue().publish('t', null, { serialKey: '\n' }), 'options.serialKey', /non-empty text/],
     ['takeToken key', () => takeToken(db.driver, '   ', { limit: 1, perSeconds: 60 }), 'key', /not only whitespace/],
+    // A LIKE pattern over task names, as drain's topic: a blank one (no %) could only match a blank task name, which none is.
+    ['redrive task', () => queue().redrive({ task: ' ' }), 'filter.task', /non-empty pattern, not only whitespace/],
   ])('%s', async (_name, call, field, rule) => {
     await db.sql('truncate jobs.job_queue, jobs.rate_limit');
     const error = await rejection(call());

@@ -60,14 +60,16 @@ export function adminCommands(withConnection: WithConnection): Command[] {
     .action(async (ids: string[], opts: { at?: Date; delay?: number; priority?: number; maxRetries?: number;
       attempts?: number; dsn?: string }) => {
       checkIds(ids);
-      if (opts.at !== undefined && opts.delay !== undefined) throw new CommanderError(2, 'usage', 'error: give --at or --delay, not both');
+      if (opts.at !== undefined && opts.delay !== undefined) throw new ValidationError('--delay', 'give --at or --delay, not both');
       if (opts.at === undefined && opts.delay === undefined && opts.priority === undefined
         && opts.maxRetries === undefined && opts.attempts === undefined) {
         throw new CommanderError(2, 'usage', 'error: give --at, --delay or --priority, --max-retries or --attempts');
       }
       const options = { runAt: opts.at, delaySeconds: opts.delay, priority: opts.priority, maxRetries: opts.maxRetries,
                         attempts: opts.attempts };
-      parse(rescheduleOptionsSchema, options, 'options'); // rescheduleJobs()'s rules (--attempts over --max-retries), before connecting
+      // rescheduleJobs()'s rules (--attempts over --max-retries), before connecting; the other option its rule names, as the flag.
+      namedAs('options.attempts', '--attempts', () => parse(rescheduleOptionsSchema, options, 'options'),
+              (rule) => rule.replace(/^must be at most maxRetries\b/, 'must be at most --max-retries'));
       await withConnection(opts.dsn, async ({ driver }) => {
         const n = await rescheduleJobs(driver, ids, options);
         process.stdout.write(`${n}\n`);

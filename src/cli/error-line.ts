@@ -26,13 +26,14 @@ export function asFlag(message: string): string {
  * check(), its ValidationError about the core's `field` named `as`, the
  * argument or flag that gave the value: publish's body is its [json]
  * argument or --body, as a value that is no JSON is named ("json: must be
- * JSON …"), not the core's "body: must not contain \u0000 …".
+ * JSON …"), not the core's "body: must not contain \u0000 …". `rule`
+ * rewrites the rule's words where they name another option (as its flag).
  */
-export function namedAs<T>(field: string, as: string, check: () => T): T {
+export function namedAs<T>(field: string, as: string, check: () => T, rule = (r: string) => r): T {
   try {
     return check();
   } catch (error) {
     if (!(error instanceof ValidationError) || error.field !== field) throw error;
-    throw new ValidationError(as, error.rule, { cause: error });
+    throw new ValidationError(as, rule(error.rule), { cause: error });
   }
 }

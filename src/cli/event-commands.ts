@@ -1,4 +1,4 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { checkPublishEvent, EVENT_TAKES_NO, eventNameSchema, listSubscriptions, publishEvent, subscribe, unsubscribe } from '../admin.js';
 import { PgDrainError, ValidationError } from '../errors.js';
 import { isoDateTimeSchema, MAX_DELAY_SECONDS, queueNameSchema, taskSchema } from '../options.js';
@@ -42,7 +42,7 @@ export function addExpiryOptions(cmd: Command): Command {
 /** Those flags as publish()'s options. */
 export function expiryOf(opts: { expiresIn?: number; expiresAt?: Date }): Pick<PublishOptions, 'expiresAt' | 'expiresInSeconds'> {
   if (opts.expiresIn !== undefined && opts.expiresAt) {
-    throw new CommanderError(2, 'usage', 'error: give --expires-in or --expires-at, not both');
+    throw new ValidationError('--expires-in', 'give --expires-in or --expires-at, not both');
   }
   return { expiresInSeconds: opts.expiresIn, expiresAt: opts.expiresAt };
 }
@@ -154,7 +154,7 @@ export function eventCommand(withConnection: WithConnection): Command {
                                                          groupTier?: string; dsn?: string }) => {
       argument(eventNameSchema, 'event', event);
       refuseFlags(opts);
-      if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
+      if (opts.delay !== undefined && opts.at) throw new ValidationError('--delay', 'give --delay or --at, not both');
       const group = groupOf(opts);
       const expiry = expiryOf(opts);
       const options: PublishEventOptions = {

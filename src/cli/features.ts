@@ -1,10 +1,10 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { checkedBy, integer, jobIds, json, jsonObject, jsonObjects, namedBy, positive, seconds } from './flag-parsers.js';
 import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, redriveParams, setQueuePaused } from '../admin.js';
 import { checkNamedQueue } from '../queue-settings.js';
 import type { Driver } from '../db/driver.js';
-import { PgDrainError } from '../errors.js';
-import { groupTextSchema } from '../job-options.js';
+import { PgDrainError, ValidationError } from '../errors.js';
+import { groupTextSchema, redriveTaskSchema } from '../job-options.js';
 import { keySchema, MAX_DELAY_SECONDS, queueNameSchema, reasonSchema, textSchema, workerIdSchema } from '../options.js';
 import { formatTable, groupCaps } from './format.js';
 import type { JobGroup, NamedQueueOptions, RedriveFilter } from '../types.js';
@@ -45,7 +45,7 @@ export function addGroupOptions(cmd: Command): Command {
 /** Those flags as the group option (none: undefined); --group-tier without --group is a usage error. */
 export function groupOf(opts: { group?: string; groupTier?: string }): JobGroup | undefined {
   if (opts.groupTier !== undefined && opts.group === undefined) {
-    throw new CommanderError(2, 'usage', 'error: --group-tier needs --group (the group whose tier it names)');
+    throw new ValidationError('--group-tier', 'needs --group (the group whose tier it names)');
   }
   return opts.group === undefined ? undefined : { id: opts.group, tier: opts.groupTier };
 }
@@ -80,7 +80,7 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
   const redriveCmd = new Command('redrive')
     .description('run dead letters (failed jobs) again: all, or those matching every filter given')
     .option('--ids <ids>', 'comma-separated job ids', jobIds)
-    .option('--task <pattern>', "task LIKE pattern, only % is a wildcard ('email.%')", namedBy('--task', textSchema(200, 'must be a non-empty pattern')))
+    .option('--task <pattern>', "task LIKE pattern, only % is a wildcard ('email.%')", namedBy('--task', redriveTaskSchema))
     .option('--queue <name>', 'only this queue', namedBy('--queue', queueNameSchema))
     .option('--error-like <pattern>', 'SQL LIKE pattern over the error', namedBy('--error-like', textSchema(10_000, 'must be a non-empty pattern')))
     .option('--include-cancelled', 'also put back cancelled jobs among --ids')
@@ -158,7 +158,7 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
                                          groupConcurrency?: number | false; groupTiers?: Record<string, number> }) => {
       const given = <T>(v: T | false | undefined) => (v === false ? null : v);
       if (opts.groupTiers && typeof opts.groupConcurrency !== 'number') {
-        throw new CommanderError(2, 'usage', 'error: --group-tiers needs --group-concurrency (the cap of groups of no tier)');
+        throw new ValidationError('--group-tiers', 'needs --group-concurrency (the cap of groups of no tier)');
       }
       const group = opts.groupTiers ? { default: opts.groupConcurrency as number, tiers: opts.groupTiers }
         : given(opts.groupConcurrency);

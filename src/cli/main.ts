@@ -144,9 +144,9 @@ export function program(): Command {
                                                          retryBackoff?: string; retryDelayMax?: number;
                                                          expiresIn?: number; expiresAt?: Date; deadLetter?: string;
                                                          group?: string; groupTier?: string }) => {
-      if (opts.delay !== undefined && opts.at) throw new CommanderError(2, 'usage', 'error: give --delay or --at, not both');
+      if (opts.delay !== undefined && opts.at) throw new ValidationError('--delay', 'give --delay or --at, not both');
       if (positional !== undefined && opts.body !== undefined) {
-        throw new CommanderError(2, 'usage', 'error: give the body as the [json] argument or --body, not both');
+        throw new ValidationError('--body', 'give the body as the [json] argument or --body, not both');
       }
       const body = opts.body ?? positional;
       const group = groupOf(opts);
