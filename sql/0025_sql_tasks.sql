@@ -155,29 +155,29 @@ begin
   return case when v_count > 0 then jsonb_build_object('count', v_count, 'shortest', v_min, 'longest', v_max, 'longestTask', v_task) end;
 end $$;
 
--- Drains sql:% tasks of `queue` inside the database, one job at a time, for
--- at most `budget` seconds and `batch` jobs: CALL jobs.drain_sql(100, 50),
--- from psql or scheduled with pg_cron. Each claim commits (the lease is on
--- record) before the function runs; the function's work and its ack commit
--- together, so a handler that writes only to this database runs exactly once.
--- A raised error nacks the job (retry with backoff, or failure when spent),
--- a result after the lease ended is rolled back and nacked as timed out, and
--- a cancel or a lost session leaves the lease to expire: the next claim
--- retries it. A job whose task is not (or no longer) allowed, or names a
--- function in a schema that cannot hold handlers, fails without retry.
--- Only jobs whose timeout fits the remaining budget are claimed; the budget
--- is cut to 80% of statement_timeout when that is shorter. A due job whose
--- timeout is not under that whole budget no such call ever claims: once the
--- rest ran (committed), the call fails with PDC03 naming budget, the task and
--- its timeout, so pg_cron's job_run_details says 'failed' (not after a
--- stop for batch: it does not look).
+-- Drains sql:% tasks of `queue` inside the database, one job at a time, for at
+-- most `budget` seconds and `batch` jobs: CALL jobs.drain_sql(100, 50), from psql
+-- or scheduled with pg_cron. Each claim commits (the lease is on record) before
+-- the function runs; the function's work and its ack commit together, so a
+-- handler that writes only to this database runs exactly once. A job's ended_at
+-- is when its function returned (the settle's own time: now() is from before the
+-- run). A raised error nacks the job (retry with backoff, or failure when spent),
+-- a result after the lease ended is rolled back and nacked as timed out, and a
+-- cancel or a lost session leaves the lease to expire: the next claim retries it.
+-- A job whose task is not (or no longer) allowed, or names a function in a schema
+-- that cannot hold handlers, fails without retry.
+-- Only jobs whose timeout fits the remaining budget are claimed; the budget is
+-- cut to 80% of statement_timeout when that is shorter. A due job whose timeout
+-- is not under that whole budget no such call ever claims: once the rest ran
+-- (committed), the call fails with PDC03 naming budget, the task and its timeout,
+-- so pg_cron's job_run_details says 'failed' (not after a stop for batch).
 -- Give SQL tasks a queue of their own: drains take sql: tasks only when their
--- topic names them, but a claim by topic walks past other tasks' due jobs.
--- It runs as its caller, and so do the task functions: run it as a role with
+-- topic names them, but a claim by topic walks past other tasks' due jobs. It
+-- runs as its caller, and so do the task functions: run it as a role with
 -- <prefix>_worker and what the functions need, not as a superuser.
 -- report: {"claimed", "succeeded", "failed", "retried", "stale", "stoppedBy",
--- "skipped", "skippedTimeouts"}: as drain()'s, the jobs the last claim left
--- for their timeout (up to 1000) and {"shortestSeconds", "longestSeconds",
+-- "skipped", "skippedTimeouts"}: as drain()'s, the jobs the last claim left for
+-- their timeout (up to 1000) and {"shortestSeconds", "longestSeconds",
 -- "budgetSeconds"} of them, or null.
 create procedure jobs.drain_sql(
   batch      integer default 100,
@@ -255,7 +255,7 @@ begin
       if clock_timestamp() > v_job.lease_until then
         raise exception 'timed out: ran past its %-second lease', v_job.timeout using errcode = 'PDC98';
       end if;
-      v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['ack'], array[v_result]);
+      v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['ack'], array[v_result], now => greatest(now(), clock_timestamp()));
       if (v_settled->>'succeeded')::integer = 0 then
         -- Another claim holds the job now: undo this run's work.
         raise exception 'stale' using errcode = 'PDC99';
@@ -270,7 +270,7 @@ begin
         -- function that is gone (42883) may be back by the retry.
         v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt],
                                         array[case when v_call is null and sqlstate <> '42883' then 'fail' else 'nack' end],
-                                        null, array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)]);
+                                        null, array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)], now => greatest(now(), clock_timestamp()));
       end if;
     end;
     select jsonb_object_agg(k, (v_counts->>k)::integer + coalesce((v_settled->>k)::integer, 0)) into v_counts

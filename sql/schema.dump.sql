@@ -2472,7 +2472,7 @@ begin
       if clock_timestamp() > v_job.lease_until then
         raise exception 'timed out: ran past its %-second lease', v_job.timeout using errcode = 'PDC98';
       end if;
-      v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['ack'], array[v_result]);
+      v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt], array['ack'], array[v_result], now => greatest(now(), clock_timestamp()));
       if (v_settled->>'succeeded')::integer = 0 then
         -- Another claim holds the job now: undo this run's work.
         raise exception 'stale' using errcode = 'PDC99';
@@ -2487,7 +2487,7 @@ begin
         -- function that is gone (42883) may be back by the retry.
         v_settled := jobs.settle_arrays(array[v_job.job_id], array[v_job.attempt],
                                         array[case when v_call is null and sqlstate <> '42883' then 'fail' else 'nack' end],
-                                        null, array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)]);
+                                        null, array[format('%s (SQLSTATE %s)', sqlerrm, sqlstate)], now => greatest(now(), clock_timestamp()));
       end if;
     end;
     select jsonb_object_agg(k, (v_counts->>k)::integer + coalesce((v_settled->>k)::integer, 0)) into v_counts

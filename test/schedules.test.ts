@@ -451,11 +451,17 @@ describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the datab
       create or replace function app.record_void(b jsonb) returns void language sql as $$ insert into app.seen (b) values (b) $$;
       create or replace function app.slow(b jsonb) returns void language plpgsql as $$
       begin perform pg_sleep((b->>'s')::float8); insert into app.seen (b) values (b); end $$;
+      -- Its own start and end on the database's clock, in its body's place.
+      create or replace function app.timed(b jsonb) returns void language plpgsql as $$
+      declare t0 timestamptz := clock_timestamp();
+      begin perform pg_sleep((b->>'s')::float8);
+        insert into app.seen (b) values (jsonb_build_object('job', b->'job', 'from', t0, 'to', clock_timestamp()));
+        if b ? 'fail' then raise exception 'failed on purpose'; end if; end $$;
       -- query_canceled is not caught by WHEN OTHERS: it ends the whole CALL, as a cancel or lost session would.
       create or replace function app.abort_call(b jsonb) returns void language plpgsql as $$
       begin insert into app.seen (b) values (b); raise exception 'cancelled mid-job' using errcode = 'query_canceled'; end $$;
       -- Only allowed functions run as SQL tasks (sql-task-security.test.ts).
-      select jobs.allow_sql_task(f) from unnest(array['app.record', 'app.record_void', 'app.slow', 'app.abort_call']) f;`);
+      select jobs.allow_sql_task(f) from unnest(array['app.record', 'app.record_void', 'app.slow', 'app.timed', 'app.abort_call']) f;`);
   });
 
   it('runs each function with the job body, commits its work with the ack, nacks errors with their SQLSTATE', async () => {
@@ -506,20 +512,39 @@ describe('jobs.drain_sql: sql:<schema>.<function> tasks drained inside the datab
     expect(await seen()).toEqual([]);
   });
 
-  it('claims only jobs that fit the budget and returns by its deadline', async () => {
+  it('claims only jobs that fit the budget left, so each ends by its deadline', async () => {
     await sql(`select jobs.publish('sql:app.slow', '{"s":0.25}', timeout_seconds => 1) from generate_series(1, 20)`);
     // Under the whole budget, over what is left of it once the others ran (a timeout not under the
     // whole budget fails the call: drain-sql-skipped-timeouts.test.ts).
     await sql(`select jobs.publish('sql:app.record', '{"long":true}', timeout_seconds => 2.5)`);
-    const started = Date.now();
     const report = await drainSql(100, 3);
-    const elapsed = Date.now() - started;
-    expect(report).toMatchObject({ failed: 0, retried: 0, stoppedBy: 'deadline' });
+    expect(report).toMatchObject({ failed: 0, retried: 0, stoppedBy: 'deadline', skipped: 21 - (report.claimed as number) });
     expect(report.succeeded).toBe(report.claimed);
     expect(report.claimed as number).toBeGreaterThan(0);
     expect(report.claimed as number).toBeLessThan(20);
-    expect(elapsed).toBeLessThan(3000 + 1500); // the deadline contract, with slack for a loaded machine
     expect(await sql(`select count(*)::int as n from jobs.job_queue where attempt = 0`)).toEqual([{ n: 21 - (report.claimed as number) }]);
+    // The deadline contract, on the database's clock: the call's deadline is its budget after it began, which
+    // was before its first claim (the first started_at). No job was claimed with a timeout past it, so every
+    // one ended by then too; the long job never fitted.
+    expect(await sql(`select bool_and(started_at + make_interval(secs => timeout::float8) <= first + interval '3 seconds') as fitted,
+                             bool_and(ended_at <= first + interval '3 seconds') as ended, bool_and(body->>'long' is null) as short
+                      from jobs.job, (select min(started_at) as first from jobs.job) f`))
+      .toEqual([{ fitted: true, ended: true, short: true }]);
+  });
+
+  it("records each job's start and end around its function's run: ended_at when it returned, not when it began", async () => {
+    // A success and a failure (no retry left: it ends), each running 0.3 s; the failure's span is rolled back
+    // with its work, but its sleep bounds it from below.
+    await sql(`select jobs.publish('sql:app.timed', '{"job":1,"s":0.3}', timeout_seconds => 30)`);
+    await sql(`select jobs.publish('sql:app.timed', '{"job":2,"s":0.3,"fail":true}', timeout_seconds => 30, max_retries => 0)`);
+    expect(await drainSql(10, 60)).toMatchObject({ claimed: 2, succeeded: 1, failed: 1 });
+    const [ok] = await sql<{ covered: boolean; ms_ok: boolean }>(
+      `select j.started_at <= (s.b->>'from')::timestamptz and j.ended_at >= (s.b->>'to')::timestamptz as covered,
+              j.duration_ms >= extract(epoch from (s.b->>'to')::timestamptz - (s.b->>'from')::timestamptz) * 1000 as ms_ok
+       from jobs.job j join app.seen s on s.b->>'job' = j.body->>'job' where j.status = 'success'`);
+    expect(ok).toEqual({ covered: true, ms_ok: true });
+    expect(await sql(`select ended_at >= started_at + interval '0.3 seconds' as ran, duration_ms >= 300 as ms
+                      from jobs.job where status = 'failure'`)).toEqual([{ ran: true, ms: true }]);
   });
 
   it("says 'empty', not 'deadline', when the only long job left is blocked or its queue paused", async () => {
