@@ -296,10 +296,13 @@ describe('scheduled drains', () => {
   // 5 s remaining leaves the drain 4 s after its 1 s safety margin: the hang's 1 s timeout ends well
   // inside it even when the claim's answer is slow (2 s remaining left 1 s, and a claim answered 0.4 s
   // late on a loaded machine left the hang released at the deadline, or nothing claimed). 60 jobs of
-  // 1 s on 8 slots need 7.5 s, so the deadline still stops the drain with work running.
+  // 1 s on 8 slots need 7.5 s, so the deadline still stops the drain with work running. A job of 4 s,
+  // first in line, fits the 5 s left, less drain()'s settle margin (0.5 s), but never what the deadline it is
+  // given leaves (at most 5 - 1 - 0.5 s): no claim takes it.
   it('with 5 s remaining it returns before the function times out and leaves nothing running', async () => {
     await queue.publishBulk([...Array.from({ length: 60 }, () => ({ task: 'work.slow', body: { ms: 1000 }, timeoutSeconds: 2 })),
-                             { task: 'work.hang', timeoutSeconds: 1, priority: 1 }]);
+                             { task: 'work.hang', timeoutSeconds: 1, priority: 1 },
+                             { task: 'work.quick', timeoutSeconds: 4, priority: 2 }]);
     handlerStarts();
     timesOut.length = 0;
     // The deadline contract: lambda-local rejects with "Task timed out" if it overruns.
@@ -312,9 +315,10 @@ describe('scheduled drains', () => {
     expect(report.failures).toEqual(expect.arrayContaining([expect.objectContaining({ task: 'work.hang', willRetry: true })]));
     expect(running()).toBe(0);
     expect(await leased()).toBe(0);
+    expect(await sql(`select attempt from jobs.job_queue where task = 'work.quick'`)).toEqual([{ attempt: 0 }]);
     // nothing lost: every job is still queued or ended
     const { n } = (await sql<{ n: number }>('select (select count(*) from jobs.job_queue) + (select count(*) from jobs.job) as n'))[0]!;
-    expect(Number(n)).toBe(61);
+    expect(Number(n)).toBe(62);
   });
 });
 
