@@ -117,13 +117,13 @@ begin
 
   for i in 1..3 loop
     if v_takes and not v_row_wait then
-      -- A running holder (jobs.running_holder) is found here and taken
-      -- over under the locks below, as jobs.publish takes a key from a
-      -- cancelling one (holding its row while waiting for them, this
-      -- deadlocked with a transactional handler's ack of it); its row held
-      -- then (a settle ending it), the pass starts again without them and
-      -- waits for the row below.
-      select h.job_id, h.serial_key into v_old from jobs.running_holder(publish.dedupe_key, v_keep_waiting, v_now) h;
+      -- A running holder (jobs.running_holder; with depends_on, also an expired one: its row locked here,
+      -- then a dependency's, 40P01 with an ack of the dependency, which locks its dependants) is taken over
+      -- under the locks below, as jobs.publish takes a key from a cancelling one (holding its row while waiting
+      -- for them deadlocked with a transactional handler's ack of it); its row held then (a settle ending
+      -- it), the pass starts again without them and waits for the row below.
+      select h.job_id, h.serial_key into v_old
+      from jobs.running_holder(publish.dedupe_key, v_keep_waiting, v_now, v_keep_waiting and publish.depends_on is not null) h;
       if found then
         v_take := v_old.job_id;
         v_take_serial := v_old.serial_key;

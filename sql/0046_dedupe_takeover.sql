@@ -65,14 +65,19 @@ $$;
 -- The holder a replace or keep_waiting publish (jobs.publish) takes dedupe
 -- key p_key from: a running one (it ends as it is, keyless; p_keep_waiting:
 -- also one waiting to retry, not expired at p_now, which retries keyless).
+-- p_expired (a keep_waiting publish with depends_on): also one waiting past
+-- its expiry (it ends keyless), so its row is taken after the dependencies',
+-- as a keep publish takes it: locked first, an ack of a dependency the holder
+-- shares (that row, then its dependant's: jobs.after_end) deadlocked with it.
 -- No row: none. Inlined, as jobs.key_holder.
-create function jobs.running_holder(p_key text, p_keep_waiting boolean, p_now timestamptz)
+create function jobs.running_holder(p_key text, p_keep_waiting boolean, p_now timestamptz, p_expired boolean default false)
 returns table (job_id bigint, serial_key text) language sql stable as $$
   select q.job_id, q.serial_key
   from jobs.job_queue q
   where q.dedupe_key = p_key
     and (q.lease_until is not null
-         or p_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= p_now, false))
+         or p_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= p_now, false)
+         or p_expired and q.expires_at <= p_now)
 $$;
 
 -- Takes dedupe key p_key from job p_job, which held it when a publish
@@ -80,9 +85,8 @@ $$;
 -- and will not run to an end of its own, as the publish's dedupe mode
 -- p_mode lets it go: keep (or null), running and asked to cancel, or
 -- waiting past its expiry; replace or replace_keep_time, running;
--- keep_waiting, running or waiting to retry (attempt > 0, not expired). One
--- that passes its serial key on (running; keep_waiting: or waiting to
--- retry) only if that key is the one the publish locked for it (p_serial;
+-- keep_waiting, running, waiting to retry (attempt > 0) or past its expiry. One
+-- that passes its serial key on (running; keep_waiting: or waiting) only if that key is the one the publish locked for it (p_serial;
 -- or null), or the publish gives one of its own (p_own_serial). Its row
 -- held by another transaction (a settle or an expiry ending it) is
 -- skipped: waiting for it while holding the publish's locks could close a
@@ -95,7 +99,7 @@ returns boolean language sql as $$
         where x.job_id = p_job and x.dedupe_key = p_key
           and (coalesce(p_mode, 'keep') = 'keep' and x.lease_until is null and x.expires_at <= p_now
                or (x.lease_until is not null and (coalesce(p_mode, 'keep') <> 'keep' or x.cancel_requested_at is not null)
-                   or p_mode = 'keep_waiting' and x.attempt > 0 and not coalesce(x.expires_at <= p_now, false))
+                   or p_mode = 'keep_waiting' and (x.attempt > 0 or x.expires_at <= p_now))
                   and (p_own_serial or x.serial_key is null or x.serial_key = p_serial))
         for update skip locked) t
   where q.job_id = t.job_id

@@ -4136,13 +4136,13 @@ begin
 
   for i in 1..3 loop
     if v_takes and not v_row_wait then
-      -- A running holder (jobs.running_holder) is found here and taken
-      -- over under the locks below, as jobs.publish takes a key from a
-      -- cancelling one (holding its row while waiting for them, this
-      -- deadlocked with a transactional handler's ack of it); its row held
-      -- then (a settle ending it), the pass starts again without them and
-      -- waits for the row below.
-      select h.job_id, h.serial_key into v_old from jobs.running_holder(publish.dedupe_key, v_keep_waiting, v_now) h;
+      -- A running holder (jobs.running_holder; with depends_on, also an expired one: its row locked here,
+      -- then a dependency's, 40P01 with an ack of the dependency, which locks its dependants) is taken over
+      -- under the locks below, as jobs.publish takes a key from a cancelling one (holding its row while waiting
+      -- for them deadlocked with a transactional handler's ack of it); its row held then (a settle ending
+      -- it), the pass starts again without them and waits for the row below.
+      select h.job_id, h.serial_key into v_old
+      from jobs.running_holder(publish.dedupe_key, v_keep_waiting, v_now, v_keep_waiting and publish.depends_on is not null) h;
       if found then
         v_take := v_old.job_id;
         v_take_serial := v_old.serial_key;
@@ -6640,17 +6640,18 @@ CREATE FUNCTION jobs.running_count(p_queue text) RETURNS bigint
 $$;
 
 --
--- Name: running_holder(text, boolean, timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: running_holder(text, boolean, timestamp with time zone, boolean); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.running_holder(p_key text, p_keep_waiting boolean, p_now timestamp with time zone) RETURNS TABLE(job_id bigint, serial_key text)
+CREATE FUNCTION jobs.running_holder(p_key text, p_keep_waiting boolean, p_now timestamp with time zone, p_expired boolean DEFAULT false) RETURNS TABLE(job_id bigint, serial_key text)
     LANGUAGE sql STABLE
     AS $$
   select q.job_id, q.serial_key
   from jobs.job_queue q
   where q.dedupe_key = p_key
     and (q.lease_until is not null
-         or p_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= p_now, false))
+         or p_keep_waiting and q.attempt > 0 and not coalesce(q.expires_at <= p_now, false)
+         or p_expired and q.expires_at <= p_now)
 $$;
 
 --
@@ -7604,7 +7605,7 @@ CREATE FUNCTION jobs.take_dedupe_key(p_job bigint, p_key text, p_now timestamp w
         where x.job_id = p_job and x.dedupe_key = p_key
           and (coalesce(p_mode, 'keep') = 'keep' and x.lease_until is null and x.expires_at <= p_now
                or (x.lease_until is not null and (coalesce(p_mode, 'keep') <> 'keep' or x.cancel_requested_at is not null)
-                   or p_mode = 'keep_waiting' and x.attempt > 0 and not coalesce(x.expires_at <= p_now, false))
+                   or p_mode = 'keep_waiting' and (x.attempt > 0 or x.expires_at <= p_now))
                   and (p_own_serial or x.serial_key is null or x.serial_key = p_serial))
         for update skip locked) t
   where q.job_id = t.job_id

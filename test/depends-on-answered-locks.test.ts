@@ -195,3 +195,57 @@ describe('a keep_waiting publish with depends_on waiting for its holder\'s row',
       .toEqual([{ id: row!.id, dedupe_key: 'k', waiting_deps: 0 }]);
   });
 });
+
+describe('a keep_waiting publish with depends_on letting an expired holder go', () => {
+  it('an ack of a dependency the expired holder shares, its row held meanwhile: no deadlock', async () => {
+    // The expired holder H depends on D, as the publish does. The publish's
+    // first look locked H's row (FOR UPDATE, to let it go), then its try
+    // locked D (FOR KEY SHARE); an ack of D deletes D's row, then locks its
+    // dependant H's (jobs.after_end): with the publish between the two, 40P01.
+    // The row held by a third session lets the ack delete D first.
+    const dep = await runningDependency();
+    const holder = await id(`jobs.publish('a.run', dedupe_key => 'k', depends_on => array[${dep}::bigint],
+      expires_at => now() + interval '1 hour')`);
+    const rowHolder = await session();
+    await rowHolder.query('begin');
+    await rowHolder.query(`select from jobs.job_queue where job_id = ${holder} for share`);
+    const app = await session();
+    await app.query('begin');
+    const published = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
+      depends_on => array[${dep}::bigint], now => now() + interval '2 hours')::text as id`));
+    await blocked(sql, app);  // for H's row
+    const worker = await session();
+    const ack = outcome(worker.query(`select jobs.ack(${dep}::bigint) as a`));
+    await blocked(sql, worker);  // D deleted, H's row waited for
+    await rowHolder.query('commit');
+    const [acked, answer] = await Promise.all([ack, published.then(async (a) => { await app.query('commit'); return a; })]);
+    expect({ acked, answer }).toEqual({ acked: [{ a: true }], answer: [{ id: expect.any(String) }] });  // a 40P01 before
+    const [row] = answer as { id: string }[];
+    expect(await sql(`select job_id::text as id, dedupe_key, waiting_deps from jobs.job_queue where task = 'a.run' order by job_id`))
+      .toEqual([{ id: holder, dedupe_key: null, waiting_deps: 0 }, { id: row!.id, dedupe_key: 'k', waiting_deps: 0 }]);
+  });
+
+  it('a transaction acking the dependency, then cancelling the expired holder: no deadlock', async () => {
+    // The publish locked the expired holder's row (to let it go), then
+    // waited for the dependency the transaction acked; its cancel of the
+    // holder then waited for the publish: 40P01.
+    const dep = await runningDependency();
+    const holder = await id(`jobs.publish('a.run', dedupe_key => 'k', expires_at => now() + interval '1 hour')`);
+    const worker = await session();
+    await worker.query('begin');
+    expect((await worker.query(`select jobs.ack(${dep}::bigint) as a`)).rows).toEqual([{ a: true }]);
+    const app = await session();
+    await app.query('begin');
+    const published = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
+      depends_on => array[${dep}::bigint], now => now() + interval '2 hours')::text as id`));
+    await blocked(sql, app);  // for the dependency
+    const cancelled = await outcome(worker.query(`select jobs.cancel(${holder}::bigint) is not null as c`));
+    await worker.query(cancelled instanceof Array ? 'commit' : 'rollback');
+    const answer = await published;
+    await app.query('commit');
+    expect({ cancelled, answer }).toEqual({ cancelled: [{ c: true }], answer: [{ id: expect.any(String) }] });  // a 40P01 before
+    const [row] = answer as { id: string }[];
+    expect(await sql(`select job_id::text as id, dedupe_key, waiting_deps from jobs.job_queue where task = 'a.run'`))
+      .toEqual([{ id: row!.id, dedupe_key: 'k', waiting_deps: 0 }]);
+  });
+});
