@@ -4136,11 +4136,10 @@ begin
 
   for i in 1..3 loop
     if v_takes and not v_row_wait then
-      -- A running holder (jobs.running_holder; with depends_on, also an expired one: its row locked here,
-      -- then a dependency's, 40P01 with an ack of the dependency, which locks its dependants) is taken over
-      -- under the locks below, as jobs.publish takes a key from a cancelling one (holding its row while waiting
-      -- for them deadlocked with a transactional handler's ack of it); its row held then (a settle ending
-      -- it), the pass starts again without them and waits for the row below.
+      -- A running holder (jobs.running_holder; with depends_on, also an expired one: its row locked here, then
+      -- a dependency's, 40P01 with an ack of it, which locks its dependants) is taken over under the locks below,
+      -- as jobs.publish takes a key from a cancelling one (holding its row while waiting for them deadlocked with a
+      -- transactional handler's ack of it); its row held then (a settle ending it), the pass waits for it below.
       select h.job_id, h.serial_key into v_old
       from jobs.running_holder(publish.dedupe_key, v_keep_waiting, v_now, v_keep_waiting and publish.depends_on is not null) h;
       if found then
@@ -4148,11 +4147,12 @@ begin
         v_take_serial := v_old.serial_key;
       end if;
     end if;
-    if v_takes and v_take is null then
+    if v_takes and v_take is null and (publish.depends_on is null or current_setting('pgdrain.publish_try', true) = 'on') then
       -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
       -- claim or settle holding it first is waited for, and the row read as
       -- it left it (running, back to pending, or gone). A serial key found
-      -- with a holder on an earlier pass is not this one's to lock.
+      -- with a holder on an earlier pass is not this one's to lock. With depends_on, in the try only (below):
+      -- one found not to answer (claimed while this waited) is let go with it, and taken after the dependencies.
       v_row_wait := false;
       v_take_serial := null;
       select q.job_id, q.lease_until, q.queue, q.serial_key, q.scheduled_at, q.expires_at, q.attempt into v_old
@@ -4172,9 +4172,9 @@ begin
         if publish.depends_on is not null then perform jobs.check_dependencies(publish.depends_on, v_now); end if;
         return v_old.job_id;
       elsif found then
-        -- Running (or its lease ran out unseen, or expired; keep_waiting: or
-        -- waiting to retry): it ends (or retries) as it is, keyless;
-        -- the new job takes its serial key when this publish left it out.
+        if publish.depends_on is not null and v_waiting is null then raise sqlstate 'PDA95' using message = ''; end if;
+        -- Running (or its lease ran out unseen, or expired; keep_waiting: or waiting to retry): it ends
+        -- (or retries) as it is, keyless; the new job takes its serial key when this publish left it out.
         update jobs.job_queue q set dedupe_key = null where q.job_id = v_old.job_id;
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;

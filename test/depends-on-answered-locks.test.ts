@@ -248,4 +248,38 @@ describe('a keep_waiting publish with depends_on letting an expired holder go', 
     expect(await sql(`select job_id::text as id, dedupe_key, waiting_deps from jobs.job_queue where task = 'a.run'`))
       .toEqual([{ id: row!.id, dedupe_key: 'k', waiting_deps: 0 }]);
   });
+
+  it('a holder claimed while the first look waited for its row, then a transaction acking the dependency and cancelling it: no deadlock', async () => {
+    // Unstarted when looked up without a lock, the holder was claimed while
+    // the publish waited for its row (FOR UPDATE); got once the claim
+    // committed, the row (running now) was held while the publish's try
+    // waited for the dependency the transaction acked, whose cancel of the
+    // holder then waited for the publish: 40P01. Now that row is let go
+    // (the try rolled back) and the holder taken after the dependencies.
+    const dep = await runningDependency();
+    const holder = await id(`jobs.publish('a.run', dedupe_key => 'k')`);
+    const claimer = await session();
+    await claimer.query('begin');
+    expect((await claimer.query(`select job_id::text as id from jobs.consume(1)`)).rows).toEqual([{ id: holder }]);
+    const worker = await session();
+    await worker.query('begin');
+    expect((await worker.query(`select jobs.ack(${dep}::bigint) as a`)).rows).toEqual([{ a: true }]);
+    const app = await session();
+    await app.query('begin');
+    const published = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
+      depends_on => array[${dep}::bigint])::text as id`));
+    await blocked(sql, app);  // for the holder's row, held by the claim
+    await claimer.query('commit');
+    while ((await sql(`select $2::int = any(pg_blocking_pids($1)) as b`, [app.pid, worker.pid]) as { b: boolean }[])[0]!.b !== true) {
+      await new Promise((r) => setTimeout(r, 5));
+    }  // for the dependency, acked by the worker
+    const cancelled = await outcome(worker.query(`select jobs.cancel(${holder}::bigint) as c`));
+    await worker.query(cancelled instanceof Array ? 'commit' : 'rollback');
+    const answer = await published;
+    await app.query('commit');
+    expect({ cancelled, answer }).toEqual({ cancelled: [{ c: 'cancelling' }], answer: [{ id: expect.any(String) }] });  // a 40P01 before
+    const [row] = answer as { id: string }[];
+    expect(await sql(`select job_id::text as id, dedupe_key, waiting_deps from jobs.job_queue where task = 'a.run' order by job_id`))
+      .toEqual([{ id: holder, dedupe_key: null, waiting_deps: 0 }, { id: row!.id, dedupe_key: 'k', waiting_deps: 0 }]);
+  });
 });
