@@ -4147,7 +4147,7 @@ begin
         v_take_serial := v_old.serial_key;
       end if;
     end if;
-    if v_takes and v_take is null and (publish.depends_on is null or current_setting('pgdrain.publish_try', true) = 'on') then
+    if v_takes and v_take is null and (publish.depends_on is null or current_setting('pgdrain.internal_publish_try', true) = 'on') then
       -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
       -- claim or settle holding it first is waited for, and the row read as
       -- it left it (running, back to pending, or gone). A serial key found
@@ -4196,19 +4196,19 @@ begin
     end if;
     v_q := jobs.admit(v_queue, 1, p_count => false);  -- counted below, if the key is still free
     if publish.depends_on is not null then
-      -- A job taking the key once the dependencies are locked (waiting for a lock, inserting first) is answered
-      -- holding none of them (an ack of one would wait for this), nor waited for holding them (its row held by an
-      -- end of it, then of a dependency: 40P01): each try a subtransaction (jobs.publish, pgdrain.publish_try) rolled
-      -- back (PDA95) by that answer (its id) or a pass more ('': tried again; 'w': the holder's row waited for first).
-      if publish.dedupe_key is not null and current_setting('pgdrain.publish_try', true) is distinct from 'on' then
+      -- A job taking the key once the dependencies are locked (waiting for a lock, inserting first) is answered holding
+      -- none of them (an ack of one would wait for this), nor waited for holding them (its row held by an end of it, then
+      -- of a dependency: 40P01): each try a subtransaction (jobs.publish; pgdrain.internal_publish_try, set by no caller)
+      -- rolled back (PDA95) by that answer (its id) or a pass more ('': tried again; 'w': the holder's row waited for first).
+      if publish.dedupe_key is not null and current_setting('pgdrain.internal_publish_try', true) is distinct from 'on' then
         for t in 1..3 loop
           begin
-            perform set_config('pgdrain.publish_try', 'on', true);
+            perform set_config('pgdrain.internal_publish_try', 'on', true);
             v_id := jobs.publish(publish.task, publish.body, publish.scheduled_at, publish.timeout_seconds, publish.priority,
               publish.max_retries, publish.now, v_queue, publish.dedupe_key, publish.serial_key, publish.depends_on,
               publish.attributes, publish.dedupe_mode, publish.throttle_seconds, publish.retry_delay, publish.retry_backoff,
               publish.retry_delay_max, publish.expires_at, publish.dead_letter, publish.group_id, publish.group_tier);
-            perform set_config('pgdrain.publish_try', '', true);
+            perform set_config('pgdrain.internal_publish_try', '', true);
             return v_id;
           exception when sqlstate 'PDA95' then
             get stacked diagnostics v_answer = message_text;
