@@ -107,8 +107,7 @@ begin
     end if;
   end if;
   if v_takes then
-    -- Replaces (and keep_waiting publishes) of one key one at a time, so
-    -- none finds the key free, loses the insert to another and loops.
+    -- Replaces (and keep_waiting publishes) of one key one at a time, so none finds the key free, loses the insert and loops.
     perform pg_advisory_xact_lock(736039, hashtext(publish.dedupe_key));
     -- A bounded queue's lock before the holder's row, as jobs.publish_keyed: after it, a publish
     -- into the queue depending on the holder (the lock, then its rows) deadlocked (40P01).
@@ -160,10 +159,9 @@ begin
         publish.serial_key := coalesce(publish.serial_key, v_old.serial_key);
       end if;
     elsif not v_takes and publish.dedupe_key is not null then
-      -- A holder that will not run to an end of its own lets go of the key
-      -- (jobs.key_holder): found here, taken below under the locks. Only on
-      -- the first pass: a later one holds the locks, and a holder found
-      -- then is answered. One that runs to its end is answered at once, as a bulk's: no bound lock
+      -- A holder that will not run to an end of its own lets go of the key (jobs.key_holder): found here, taken below
+      -- under the locks. Only on the first pass: a later one holds the locks, and a holder found then is answered.
+      -- One that runs to its end is answered at once, as a bulk's: no bound lock
       -- (even a full queue), but one in another queue only once this one exists (PD009; ends null: waiting, no expiry).
       select h.* into v_old from jobs.key_holder(publish.dedupe_key, v_now) h;
       if found and not (i = 1 and coalesce(v_old.ends, false)) then
@@ -175,7 +173,9 @@ begin
         v_take_serial := case when v_old.running then v_old.serial_key end;
       end if;
     end if;
-    v_q := jobs.admit(v_queue, 1, p_count => false);  -- counted below, if the key is still free
+    -- Counted below, if the key is still free; none asked for before a keep_waiting try (its first look may answer).
+    v_q := jobs.admit(v_queue, case when v_takes and publish.depends_on is not null
+      and current_setting('pgdrain.internal_publish_try', true) is distinct from 'on' then 0 else 1 end, p_count => false);
     if publish.depends_on is not null then
       -- A job taking the key once the dependencies are locked (waiting for a lock, inserting first) is answered holding
       -- none of them (an ack of one would wait for this), nor waited for holding them (its row held by an end of it, then

@@ -196,7 +196,7 @@ describe('a keep_waiting publish with depends_on waiting for its holder\'s row',
   });
 });
 
-describe('a keep_waiting publish with depends_on letting an expired holder go', () => {
+describe('a keep_waiting publish with depends_on: its key\'s holder at the first look', () => {
   it('an ack of a dependency the expired holder shares, its row held meanwhile: no deadlock', async () => {
     // The expired holder H depends on D, as the publish does. The publish's
     // first look locked H's row (FOR UPDATE, to let it go), then its try
@@ -281,5 +281,13 @@ describe('a keep_waiting publish with depends_on letting an expired holder go', 
     const [row] = answer as { id: string }[];
     expect(await sql(`select job_id::text as id, dedupe_key, waiting_deps from jobs.job_queue where task = 'a.run' order by job_id`))
       .toEqual([{ id: holder, dedupe_key: null, waiting_deps: 0 }, { id: row!.id, dedupe_key: 'k', waiting_deps: 0 }]);
+  });
+
+  it('a full bounded queue: its unstarted holder is answered, not PD010', async () => {
+    await sql(`select jobs.create_queue('full1', max_size => 1) where not exists (select from jobs.queue where name = 'full1')`);
+    const dep = await runningDependency();
+    const holder = await id(`jobs.publish('a.run', queue => 'full1', dedupe_key => 'k')`);
+    expect(await sql(`select jobs.publish('a.run', queue => 'full1', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
+      depends_on => array[${dep}::bigint])::text as id`)).toEqual([{ id: holder }]);
   });
 });
