@@ -56,7 +56,7 @@ it('bad input is a usage error (exit 2) naming the argument or flag', async () =
   for (const [args, message] of [
     [['cancel', '1', 'x'], /^pgdrain: id: must be a job id.*"x"/m],
     [['fail', '0'], /^pgdrain: id: must be a job id/m],
-    [['reschedule', '1'], /give --at, --delay or --priority/],
+    [['reschedule', '1'], /^pgdrain: reschedule: give --at, --delay, --priority, --max-retries or --attempts$/m],
     [['reschedule', '1', '--at', '2031-01-01T00:00:00Z', '--delay', '5'], /give --at or --delay, not both/],
     [['reschedule', '1', '--priority', '2000000'], /--priority.*must be an integer from -1000000 to 1000000/],
     [['reschedule', '1', '--at', 'tomorrow'], /--at.*ISO 8601/],

@@ -33,8 +33,8 @@ it('bad input is a usage error (exit 2) naming the argument or flag; nothing cha
   for (const [args, message] of [
     [['complete', a, 'x'], /^pgdrain: id: must be a job id.*"x"/m],
     [['complete', a, '--result', '{oops'], /--result.*must be JSON/],
-    [['cancel'], /give job ids or --key, one of them/],
-    [['cancel', a, '--key', 'k'], /give job ids or --key, one of them/],
+    [['cancel'], /^pgdrain: id: give job ids or --key$/m],
+    [['cancel', a, '--key', 'k'], /^pgdrain: --key: give job ids or --key, not both$/m],
     [['cancel', '--key', ''], /--key.*must be a non-empty text/],
   ] as const) {
     const r = await cli(...args);

@@ -128,6 +128,11 @@ it.each([
   [['queue', 'create', 'q', '--group-tiers', '{"pro":5}'], '--group-tiers: needs --group-concurrency (the cap of groups of no tier)'],
   [['reschedule', '1', '--attempts', '5', '--max-retries', '2'], '--attempts: must be at most --max-retries (2), got 5: a job keeps a run left'],
   [['redrive', '--task', ' '], '--task: must be a non-empty pattern, not only whitespace, got " "'],
+  // cancel's ids and --key, both or neither, and a reschedule of nothing said "error: give job ids or --key, one of
+  // them" and "error: give --at, --delay or --priority, --max-retries or --attempts" (commander's style).
+  [['cancel', '1', '--key', 'k'], '--key: give job ids or --key, not both'],
+  [['cancel'], 'id: give job ids or --key'],
+  [['reschedule', '1'], 'reschedule: give --at, --delay, --priority, --max-retries or --attempts'],
 ])('pgdrain %j with the server down: exit 2, said as pgdrain: FIELD: rule', async (args, said) => {
   expect(await runCli(NOWHERE, ...args, '--dsn', NOWHERE)).toEqual({ code: 2, stdout: '', stderr: `pgdrain: ${said}\n` });
 });

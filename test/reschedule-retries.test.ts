@@ -144,7 +144,7 @@ describe('bad values', () => {
       [['--max-retries', '1001'], /--max-retries.*must be an integer from 0 to 1000/],
       [['--attempts', 'x'], /--attempts.*must be an integer from 0 to 1000/],
       [['--attempts', '3', '--max-retries', '2'], /--attempts: must be at most --max-retries \(2\), got 3/],
-      [[], /give --at, --delay or --priority, --max-retries or --attempts/],
+      [[], /^pgdrain: reschedule: give --at, --delay, --priority, --max-retries or --attempts$/m],
       // Checked by the database against the job's own max_retries (4): named as the flag.
       [['--attempts', '5'], /^pgdrain: --attempts: must be at most the max_retries of job \d+ \(4\), got 5: give --max-retries too to raise it$/m],
     ] as const) {

@@ -1,11 +1,11 @@
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { cancelJob, cancelJobs, failJobs, rescheduleJobs } from '../admin.js';
 import { cancelJobByKey, completeJobs, deleteEndedJobs, deleteJobs } from '../admin-ends.js';
 import { ValidationError } from '../errors.js';
 import { jsonParam } from '../json-text.js';
 import { rescheduleOptionsSchema } from '../job-options.js';
 import { isJobId, isoDateTimeSchema, keySchema, MAX_DELAY_SECONDS, parse, queueNameSchema, reasonSchema } from '../options.js';
-import { namedAs } from './error-line.js';
+import { flagOf, namedAs } from './error-line.js';
 import { dsnOption, type WithConnection } from './features.js';
 import { checkedBy, integer, json, seconds } from './flag-parsers.js';
 
@@ -31,7 +31,9 @@ export function adminCommands(withConnection: WithConnection): Command[] {
     .option('--reason <text>', 'recorded as the error', checkedBy(reasonSchema))
     .addOption(dsnOption())
     .action(async (ids: string[], opts: { key?: string; reason?: string; dsn?: string }) => {
-      if ((opts.key === undefined) === (ids.length === 0)) throw new CommanderError(2, 'usage', 'error: give job ids or --key, one of them');
+      // Said as every other refusal (`pgdrain: FIELD: rule`, exit 2): none names the <id> argument commander would say missing.
+      if (opts.key !== undefined && ids.length > 0) throw new ValidationError('--key', 'give job ids or --key, not both');
+      if (opts.key === undefined && ids.length === 0) throw new ValidationError('id', 'give job ids or --key');
       checkIds(ids);
       await withConnection(opts.dsn, async ({ driver }) => {
         if (opts.key !== undefined) {
@@ -61,15 +63,13 @@ export function adminCommands(withConnection: WithConnection): Command[] {
       attempts?: number; dsn?: string }) => {
       checkIds(ids);
       if (opts.at !== undefined && opts.delay !== undefined) throw new ValidationError('--delay', 'give --at or --delay, not both');
-      if (opts.at === undefined && opts.delay === undefined && opts.priority === undefined
-        && opts.maxRetries === undefined && opts.attempts === undefined) {
-        throw new CommanderError(2, 'usage', 'error: give --at, --delay or --priority, --max-retries or --attempts');
-      }
       const options = { runAt: opts.at, delaySeconds: opts.delay, priority: opts.priority, maxRetries: opts.maxRetries,
                         attempts: opts.attempts };
-      // rescheduleJobs()'s rules (--attempts over --max-retries), before connecting; the other option its rule names, as the flag.
-      namedAs('options.attempts', '--attempts', () => parse(rescheduleOptionsSchema, options, 'options'),
-              (rule) => rule.replace(/^must be at most maxRetries\b/, 'must be at most --max-retries'));
+      // rescheduleJobs()'s rules, before connecting, the options they name as their flags: --attempts over
+      // --max-retries; none given, the command (its rule names every flag it could take).
+      const flags = (rule: string) => rule.replace(/\b(runAt|delaySeconds|priority|maxRetries|attempts)\b/g, (o) => flagOf(o));
+      namedAs('options', 'reschedule', () => namedAs('options.attempts', '--attempts',
+        () => parse(rescheduleOptionsSchema, options, 'options'), flags), flags);
       await withConnection(opts.dsn, async ({ driver }) => {
         const n = await rescheduleJobs(driver, ids, options);
         process.stdout.write(`${n}\n`);

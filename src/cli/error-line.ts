@@ -17,9 +17,13 @@ export function asFlag(message: string): string {
   // queue create's --group-tiers and --group-concurrency make one option.
   return message.replace(/^options\.groupConcurrency\.tiers(?=[.:])/, '--group-tiers')
     .replace(/^options\.groupConcurrency\.default(?=[.:])/, '--group-concurrency')
-    .replace(/^(?:options|filter)\.([A-Za-z]+)(?=[.:])/,
-    (_, name: string) => FLAG_OF[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`)
+    .replace(/^(?:options|filter)\.([A-Za-z]+)(?=[.:])/, (_, name: string) => flagOf(name))
     .replace(/^jobId:/, 'id:');
+}
+
+/** The flag that sets a core option: delaySeconds → --delay, maxRetries → --max-retries. */
+export function flagOf(option: string): string {
+  return FLAG_OF[option] ?? `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
 /**
