@@ -145,12 +145,23 @@ export const groupTiersSchema = z.strictObject({
 /** redrive's task pattern: a blank one (no % in it) could only match a blank task name, which none is (as drain's topic). */
 export const redriveTaskSchema = textSchema(200, 'must be a non-empty pattern, not only whitespace', true);
 
+/**
+ * redrive's LIKE pattern over the error: any text, '' too (an error an SQL caller's jobs.nack(id, '') records, which it
+ * matches, as jobs.redrive's error_like does), at most 10000 characters PostgreSQL stores as given.
+ */
+export const redriveErrorLikeSchema = z.string({ error: 'must be a string' }).check(
+  z.maxLength(10_000, 'must be at most 10000 characters'),
+  z.superRefine((s: string, ctx) => {
+    const rule = unstorableText(s);
+    if (rule) ctx.addIssue({ code: 'custom', message: rule, input: s });
+  }));
+
 export const redriveFilterSchema = z.strictObject({
   ids: z.optional(z.array(jobIdSchema)),
   task: z.optional(redriveTaskSchema),
   queue: z.optional(queueNameSchema),
   endedAfter: z.optional(validDateSchema),
-  errorLike: z.optional(textSchema(10_000, 'must be a non-empty pattern')),
+  errorLike: z.optional(redriveErrorLikeSchema),
   includeCancelled: z.optional(z.boolean('must be a boolean')),
   maxRows: z.optional(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 2_147_483_647,
     'must be an integer between 1 and 2147483647'))),

@@ -5,6 +5,7 @@
 // so against a server that is down it exited 1 ("database unavailable") and
 // never said the argument was wrong. The real CLI, against a closed port.
 import { expect, it } from 'vitest';
+import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
 import { runCli, runCliWith } from './support/drain-process.js';
 
@@ -38,7 +39,6 @@ it.each([
   [['schedule', 'rm', ''], /^pgdrain: name: must be 1 to 46 letters/],
   [['redrive', '--queue', ''], /^pgdrain: --queue: must be a non-empty queue name/],
   [['redrive', '--task', ''], /^pgdrain: --task: must be a non-empty pattern/],
-  [['redrive', '--error-like', ''], /^pgdrain: --error-like: must be a non-empty pattern/],
   // The core's rules of flags together, and JSON jsonb cannot store (jsonParam): checked before connecting too.
   [['publish', 'x', '--attributes', '{"a":"\\u0000"}'], /^pgdrain: --attributes: must not contain \\u0000 \(PostgreSQL jsonb cannot store it\), at options\.attributes\.a$/m],
   [['event', 'publish', 'e.x', '--retry-delay', '10', '--retry-delay-max', '2'], /^pgdrain: --retry-delay-max: must be at least the retry delay \(10 seconds\), got 2$/m],
@@ -152,6 +152,32 @@ it('the CLI agrees with the SQL: a unicode or dotted-empty name no queue can hav
   const run = await runCli(NOWHERE, 'publish', 'mail:eu-1.send_2', '--queue', 'mail:eu-1', '--dsn', NOWHERE);
   expect(run.stderr).toMatch(/database unavailable/);
   expect(run.code).toBe(1);
+});
+
+// The CLI takes what the core and the SQL take: schedule add --backfill 0.0005 was refused (the CLI's own floor, 0.001)
+// though schedule()'s backfillSeconds and jobs.schedule's backfill take any seconds above 0; redrive --error-like ''
+// (and redrive({ errorLike: '' })) was refused though jobs.redrive's error_like '' matches the error '' an SQL
+// caller's jobs.nack(id, '') records.
+it('schedule add --backfill above 0 and under 0.001: taken, as schedule() and jobs.schedule take it', async () => {
+  const added = await runCli(db.url, 'schedule', 'add', 'fill', ...CRON, '--task', 'a.run', '--backfill', '0.0005');
+  expect(added).toMatchObject({ code: 0, stderr: '' });
+  expect(await db.sql(`select backfill::text from jobs.recurring where name = 'fill'`)).toEqual([{ backfill: '0.0005' }]);
+});
+
+it('redrive --error-like \'\' and redrive({ errorLike: \'\' }): the failures an SQL nack recorded with error \'\', as jobs.redrive', async () => {
+  const fails = async (task: string, error: string) => {
+    const id = (await db.sql<{ id: string }>(`select jobs.publish($1, null, max_retries => 0)::text as id`, [task]))[0]!.id;
+    await db.sql(`select * from jobs.claim(1, $1)`, [task]);
+    expect(await db.sql(`select jobs.nack($1::bigint, $2) as ok`, [id, error])).toEqual([{ ok: true }]);
+    return id;
+  };
+  const [empty] = [await fails('a.one', ''), await fails('a.one', 'boom')];
+  expect(await runCli(db.url, 'redrive', '--error-like', '')).toEqual({ code: 0, stdout: '1\n', stderr: '' });
+  expect(await db.sql(`select job_id::text as id from jobs.job_queue`)).toEqual([{ id: empty }]);
+  const again = await fails('a.two', '');
+  const queue = createQueue({ driver: db.driver, tasks: {} });
+  expect(await queue.redrive({ errorLike: '' })).toMatchObject({ redriven: 1 });
+  expect(await db.sql(`select job_id::text as id from jobs.job_queue order by job_id`)).toEqual([{ id: empty }, { id: again }]);
 });
 
 it.each([

@@ -341,7 +341,7 @@ describe('usage errors exit 2 with one line naming the flag', () => {
     [['publish', 'math.sum', '--at', '2030-01-01T10:00'], 'must be an ISO 8601 date-time with a time zone'],
     // the core's option names, told as the flags that set them
     [['publish', 'math.sum', '--dedupe-key', ''], '--dedupe-key: must be a non-empty text'],
-    [['redrive', '--error-like', ''], '--error-like: must be a non-empty pattern'],
+    [['redrive', '--task', ''], '--task: must be a non-empty pattern'],
     [['cancel', 'abc'], 'pgdrain: id: must be a job id'],
     [['queue', 'create', 'big', '--max-size', '2147483647'], 'must be an integer from 1 to 100000000'],
     [['drain', '--tasks', 'x', '--topic', ''], "--topic: must be a non-empty pattern"],

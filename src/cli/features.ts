@@ -4,8 +4,8 @@ import { createNamedQueue, deleteQueue, listNamedQueues, purgeQueue, redrive, re
 import { checkNamedQueue } from '../queue-settings.js';
 import type { Driver } from '../db/driver.js';
 import { PgDrainError, ValidationError } from '../errors.js';
-import { groupTextSchema, redriveTaskSchema } from '../job-options.js';
-import { keySchema, MAX_DELAY_SECONDS, queueNameSchema, reasonSchema, textSchema, workerIdSchema } from '../options.js';
+import { groupTextSchema, redriveErrorLikeSchema, redriveTaskSchema } from '../job-options.js';
+import { keySchema, MAX_DELAY_SECONDS, queueNameSchema, reasonSchema, workerIdSchema } from '../options.js';
 import { formatTable, groupCaps } from './format.js';
 import type { JobGroup, NamedQueueOptions, RedriveFilter } from '../types.js';
 
@@ -82,7 +82,7 @@ export function featureCommands(withConnection: WithConnection, queueCommands: C
     .option('--ids <ids>', 'comma-separated job ids', jobIds)
     .option('--task <pattern>', "task LIKE pattern, only % is a wildcard ('email.%')", namedBy('--task', redriveTaskSchema))
     .option('--queue <name>', 'only this queue', namedBy('--queue', queueNameSchema))
-    .option('--error-like <pattern>', 'SQL LIKE pattern over the error', namedBy('--error-like', textSchema(10_000, 'must be a non-empty pattern')))
+    .option('--error-like <pattern>', 'SQL LIKE pattern over the error', namedBy('--error-like', redriveErrorLikeSchema))
     .option('--include-cancelled', 'also put back cancelled jobs among --ids')
     .option('--max-rows <n>', 'at most this many whose dedupe key no active job holds, the oldest first (run again for the next ones)',
             positive)

@@ -141,14 +141,17 @@ export function json(value: string): unknown {
   return parsed;
 }
 
-/** --throttle's seconds, as publish's throttleSeconds takes them. */
-export function throttle(value: string): number {
-  const n = decimal(value);
-  if (!(n > 0 && n <= MAX_THROTTLE_SECONDS)) {
-    throw new InvalidArgumentError(`must be a number of seconds greater than 0 and at most ${MAX_THROTTLE_SECONDS} (30 days)`);
-  }
-  return n;
+/** A flag's seconds the core takes above 0, at most max (`span` says how long that is): no floor of its own. */
+export function secondsOver0(max: number, span: string) {
+  return (value: string) => {
+    const n = decimal(value);
+    if (!(n > 0 && n <= max)) throw new InvalidArgumentError(`must be a number of seconds greater than 0 and at most ${max} (${span})`);
+    return n;
+  };
 }
+
+/** --throttle's seconds, as publish's throttleSeconds takes them. */
+export const throttle = secondsOver0(MAX_THROTTLE_SECONDS, '30 days');
 
 /** A flag's or an argument's bad value, said as every other usage error: "--batch: must be …, got "0"". */
 export class FlagValueError extends ValidationError {

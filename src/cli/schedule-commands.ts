@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { sliceUnits } from '../error-text.js';
 import { PgDrainError, ValidationError } from '../errors.js';
 import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
-import { integer, json, namedBy, seconds } from './flag-parsers.js';
+import { integer, json, namedBy, seconds, secondsOver0 } from './flag-parsers.js';
 import { keySchema, queueNameSchema, scheduleNameSchema, taskSchema } from '../options.js';
 import { formatTable } from './format.js';
 import { lastErrorForCommand, noNextRun } from '../schedule-stopped.js';
@@ -52,7 +52,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
       .choices(['allow', 'skip']))
     .option('--tz <zone>', "IANA time zone whose wall clock --cron reads, e.g. Europe/Paris (default UTC; runner drains)")
     .option('--backfill <seconds>', 'one job per tick missed within these seconds before now (default: one for all; runner drains)',
-            seconds(0.001, 31_622_400))
+            secondsOver0(31_622_400, '366 days')) // as schedule()'s backfillSeconds and jobs.schedule's backfill
     .option('--serial-key <key>', 'serial key of every job it publishes: they run one at a time (graphile-worker ?queue=)',
             namedBy('--serial-key', keySchema))
     .option('--dedupe-key <key>', 'dedupe key every tick publishes with, as publish --dedupe-key (graphile-worker ?jobKey=; overlap allow)',
