@@ -18,6 +18,8 @@ const PEER_OPTIONS: Readonly<Record<string, string>> = {
   retryDelayMax: "pg-boss's retryDelayMax is retryDelayMaxSeconds",
   expireInSeconds: "pg-boss's expireInSeconds is timeoutSeconds",
   retentionSeconds: "pg-boss's retentionSeconds is expiresInSeconds",
+  // pg-boss before 10 took it on send(); 12 reports it on a job only.
+  keepUntil: "pg-boss's keepUntil is expiresAt: a job still waiting (to start or to retry) then ends as expired",
   flags: "graphile-worker's flags are attributes: { flag: true }",
   deleteAfterSeconds: "pg-boss's deleteAfterSeconds is maintain()'s retentionSeconds, for every queue",
   heartbeatSeconds: "pg-boss's heartbeatSeconds is defineTask()'s heartbeatSeconds, or ctx.extendLease()",

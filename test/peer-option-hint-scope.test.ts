@@ -33,6 +33,11 @@ describe('a peer option given to a call other than publish', () => {
     expect(await message(() => q.publish('peer.opt', {}, { queueName: 'q' } as never)))
       .toBe(`options: unknown option "queueName" (graphile-worker's queueName is serialKey)`);
   });
+
+  it("publish hints pg-boss's keepUntil (an option of its send() before 10) as expiresAt", async () => {
+    expect(await message(() => q.publish('peer.opt', {}, { keepUntil: new Date() } as never)))
+      .toBe(`options: unknown option "keepUntil" (pg-boss's keepUntil is expiresAt: a job still waiting (to start or to retry) then ends as expired)`);
+  });
 });
 
 describe('a pg-boss or graphile-worker option of drain, schedule or createQueue', () => {
