@@ -10,7 +10,7 @@
 // session is seen waiting for a lock (pg_locks).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { blocked, lockSessions, outcome, waits } from './support/lock-sessions.js';
+import { blocked, blockedBy, lockSessions, outcome, waits } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -26,6 +26,14 @@ async function runningDependency() {
   const dep = await id(`jobs.publish('c.run')`);
   expect(await sql(`select job_id::text as id from jobs.consume(1)`)).toEqual([{ id: dep }]);
   return dep;
+}
+
+/** A running job D and a running holder H of dedupe key k (both claimed). */
+async function runningDependencyAndHolder() {
+  const dep = await id(`jobs.publish('c.run')`);
+  const holder = await id(`jobs.publish('a.run', dedupe_key => 'k')`);
+  expect((await sql(`select job_id from jobs.consume(2)`)).length).toBe(2);
+  return { dep, holder };
 }
 
 /** An ack of dep in a session of its own: whether it waited for a lock, and its answer. */
@@ -115,9 +123,7 @@ describe('a publish answered with a job that took its key while it held its depe
     // (the ack deleting it) and waited for that row, a pass more; the
     // transaction then acked the dependency, waiting for the publish: 40P01.
     // Now the publish lets its locks go before it waits for the row.
-    const dep = await id(`jobs.publish('c.run')`);
-    const holder = await id(`jobs.publish('a.run', dedupe_key => 'k')`);
-    expect((await sql(`select job_id from jobs.consume(2)`)).length).toBe(2);
+    const { dep, holder } = await runningDependencyAndHolder();
     const lockHolder = await session();
     await lockHolder.query('begin');
     await lockHolder.query(`select jobs.publish('s.run', serial_key => 's')`);
@@ -167,9 +173,7 @@ describe('a keep_waiting publish with depends_on waiting for its holder\'s row',
     // and waited for the row; a transaction then acked the dependency and
     // waited for the row too, behind the publish. Holding the row once it
     // got it, the publish's next try waited for the dependency: 40P01.
-    const dep = await id(`jobs.publish('c.run')`);
-    const holder = await id(`jobs.publish('a.run', dedupe_key => 'k')`);
-    expect((await sql(`select job_id from jobs.consume(2)`)).length).toBe(2);
+    const { dep, holder } = await runningDependencyAndHolder();
     const progress = await session();
     await progress.query('begin');
     expect((await progress.query(`select jobs.set_progress(${holder}, 1, '1') as p`)).rows).toEqual([{ p: true }]);
@@ -270,9 +274,7 @@ describe('a keep_waiting publish with depends_on: its key\'s holder at the first
       depends_on => array[${dep}::bigint])::text as id`));
     await blocked(sql, app);  // for the holder's row, held by the claim
     await claimer.query('commit');
-    while ((await sql(`select $2::int = any(pg_blocking_pids($1)) as b`, [app.pid, worker.pid]) as { b: boolean }[])[0]!.b !== true) {
-      await new Promise((r) => setTimeout(r, 5));
-    }  // for the dependency, acked by the worker
+    await blockedBy(sql, app, worker);  // for the dependency, acked by the worker
     const cancelled = await outcome(worker.query(`select jobs.cancel(${holder}::bigint) as c`));
     await worker.query(cancelled instanceof Array ? 'commit' : 'rollback');
     const answer = await published;

@@ -16,7 +16,7 @@
 // every run. On a real PostgreSQL.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { blockedOn, doneOrBlocked, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
+import { blockedBy, blockedOn, doneOrBlocked, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -31,11 +31,7 @@ const deadLetter = async (key: string, serial: string | null) => {
   return id;
 };
 /** Until session s waits for a lock session other holds. */
-const waitsFor = async (s: LockSession, other: LockSession) => {
-  while ((await sql(`select 1 where $2::int = any(pg_blocking_pids($1))`, [s.pid, other.pid])).length === 0) {
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
+const waitsFor = (s: LockSession, other: LockSession) => blockedBy(sql, s, other);
 const statuses = () => sql(`select job_id::text as id, status from jobs.job order by job_id`);
 const queued = () => sql(`select job_id::text as id, dedupe_key from jobs.job_queue order by job_id`);
 

@@ -56,6 +56,13 @@ export async function blockedOn(sql: Observer, s: LockSession, kinds: string[]):
   while (!await waits()) await new Promise((r) => setTimeout(r, 5));
 }
 
+/** Until session s waits for a lock session other holds (pg_blocking_pids; polls, no time asserted). */
+export async function blockedBy(sql: Observer, s: LockSession, other: LockSession): Promise<void> {
+  while ((await sql(`select 1 where $2::int = any(pg_blocking_pids($1))`, [s.pid, other.pid])).length === 0) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** Until session s's query p is done or waits for a lock. */
 export async function doneOrBlocked(sql: Observer, s: LockSession, p: Promise<unknown>): Promise<void> {
   let done = false;
