@@ -1,7 +1,7 @@
 import type { Queryable } from './db/driver.js';
 import { ValidationError } from './errors.js';
 import { parse, taskSchema } from './options.js';
-import { unknownOptions } from './peer-options.js';
+import { refuseUnknownOptions } from './peer-options.js';
 import { publish } from './publish.js';
 import type { JsonBody, JsonResult } from './json-body.js';
 import { reachableHandlers, type TaskLookup } from './tasks.js';
@@ -115,10 +115,8 @@ export function defineTask<Body = unknown, Result = unknown>(
   const handler = anyHandler as Handler<Body, Result>;
   parse(taskSchema, name, 'name');
   if (typeof handler !== 'function') throw new ValidationError('handler', 'must be a function (body, ctx) => result');
-  if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'must be an object');
-  // Not ignored: pg-boss's work() options ({ batchSize: 10 }) would leave a handler written for an array a body.
-  const unknown = Object.keys(options).filter((k) => !TASK_OPTIONS.has(k));
-  if (unknown.length > 0) throw new ValidationError('options', unknownOptions(unknown, 'task'));
+  // pg-boss's work() options ({ batchSize: 10 }) would leave a handler written for an array a body.
+  refuseUnknownOptions(options, TASK_OPTIONS, 'task');
   const { db, transactional } = options;
   if (transactional !== undefined && typeof transactional !== 'boolean') {
     throw new ValidationError('options.transactional', 'must be true or false');

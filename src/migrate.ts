@@ -2,7 +2,7 @@ import type { Driver, Queryable } from './db/driver.js';
 import { PgDrainError, translateError, ValidationError } from './errors.js';
 import { type Migration, migrations } from './generated/sql.js';
 import { foreignCheck, record, regrant, rolesRan, schemaCheck } from './migrate-statements.js';
-import { unknownOptions } from './peer-options.js';
+import { refuseUnknownOptions } from './peer-options.js';
 
 // Any fixed number: all pgdrain migrators in one database take this lock.
 const LOCK_ID = 7_360_372_011;
@@ -25,6 +25,9 @@ export interface MigrateOptions {
 /** A roles prefix jobs.create_roles accepts. */
 export const ROLE_PREFIX = /^[a-z_][a-z0-9_]{0,40}$/;
 
+/** migrate()'s options. */
+const MIGRATE_OPTIONS = new Set(['roles']);
+
 /**
  * Applies pending migrations in one transaction under an advisory lock, so
  * two migrators started together apply each version once. Idempotent.
@@ -34,9 +37,7 @@ export const ROLE_PREFIX = /^[a-z_][a-z0-9_]{0,40}$/;
  * database was migrated by a pre-release build and its functions may differ.
  */
 export async function migrate(driver: Driver, options: MigrateOptions = {}): Promise<number[]> {
-  if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'must be an object');
-  const unknown = Object.keys(options).filter((k) => k !== 'roles');
-  if (unknown.length > 0) throw new ValidationError('options', unknownOptions(unknown, 'migrate'));
+  refuseUnknownOptions(options, MIGRATE_OPTIONS, 'migrate');
   const roles = options.roles === true ? 'pgdrain' : options.roles === false ? undefined : options.roles;
   // Checked before any work, as jobs.create_roles checks it.
   if (roles !== undefined && (typeof roles !== 'string' || !ROLE_PREFIX.test(roles))) {

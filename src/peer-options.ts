@@ -1,3 +1,5 @@
+import { ValidationError } from './errors.js';
+
 // What an option of pg-boss's send() or graphile-worker's addJob() is here:
 // a publish given one (publish(), publishBulk(), POST /jobs) names it unknown,
 // and says which pgdrain option does its work (docs/migrating.md "Coming from pg-boss or
@@ -169,4 +171,15 @@ export function unknownOptions(keys: readonly PropertyKey[], peerHints: PeerCall
   const named = keys.map((k) => JSON.stringify(k)).join(', ');
   const hints = peerHints === false ? [] : keys.flatMap((k) => peerHint(k, peerHints) ?? []);
   return `unknown option ${named}${hints.length > 0 ? ` (${hints.join('; ')})` : ''}`;
+}
+
+/**
+ * A call's options object, refused (ValidationError naming options) when not
+ * an object or holding a key not in `known`, with `call`'s peer hints: not
+ * ignored, a misspelt or ported option would change nothing, silently.
+ */
+export function refuseUnknownOptions(options: unknown, known: ReadonlySet<string>, call: PeerCall): void {
+  if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'must be an object');
+  const unknown = Object.keys(options).filter((k) => !known.has(k));
+  if (unknown.length > 0) throw new ValidationError('options', unknownOptions(unknown, call));
 }

@@ -12,7 +12,7 @@ import { checkDriver, checkQueryable } from './driver-check.js';
 import type { JsonBody, JsonResult } from './json-body.js';
 import { listJobs } from './list-jobs.js';
 import { publish, publishBulk } from './publish.js';
-import { unknownOptions } from './peer-options.js';
+import { refuseUnknownOptions } from './peer-options.js';
 import { queueSize } from './queue-size.js';
 import type { SignalOption } from './send.js';
 import type { BatchHandler, BulkJob, DeletedJobs, DeleteEndedOptions, DrainReport, Handler, JobInfo, JobOutcome, ListJobsFilter, NamedQueueInfo, NamedQueueOptions, PublishEventOptions,
@@ -163,10 +163,8 @@ export interface Queue {
 const QUEUE_OPTIONS = new Set(['connectionString', 'driver', 'tasks', 'drain']);
 
 export function createQueue(options: QueueOptions): Queue {
-  if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'must be an object');
   // A misspelt "tasks" would leave the queue with no handlers: every job it drains would fail.
-  const unknown = Object.keys(options).filter((k) => !QUEUE_OPTIONS.has(k));
-  if (unknown.length > 0) throw new ValidationError('options', unknownOptions(unknown, 'create'));
+  refuseUnknownOptions(options, QUEUE_OPTIONS, 'create');
   const { connectionString, tasks = {}, drain: defaults } = options;
   if (options.driver && connectionString) {
     throw new ValidationError('connectionString', 'give connectionString or driver, not both');
