@@ -11,7 +11,8 @@
 -- first, so expiry needs no daemon; callers may also call it on their own.
 -- It also ends up to n waiting jobs (not running, not blocked by
 -- dependencies) whose expires_at has passed as failures, 'expired: not
--- started before <expires_at>', ended at their expiry: the same end, so
+-- started before <expires_at>' (a job that ran and waited for its retry: its
+-- last error on the next line), ended at their expiry: the same end, so
 -- their dependants, serial key, dedupe key, dead letter and events go as a
 -- failed lease's do. Returns how many of both it settled.
 -- Of those that end, at most jobs.max_serial_keys() hold a serial key (each
@@ -109,8 +110,11 @@ begin
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
            case when s.cancel_requested_at is not null then coalesce(s.cancel_reason, 'cancelled')
                 -- In UTC, whatever the session's time zone: 'expired: not started before 2030-01-01T09:00:00.000Z'.
-                when s.stale then format('expired: not started before %s',
+                -- A job that ran and waited for its retry keeps its last error (what ended that run: a
+                -- handler's, a lease that passed) on the next line, as jobs.cancel and jobs.fail keep it.
+                when s.stale then jobs.cut_error(format('expired: not started before %s',
                                          to_char(s.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+                                         || coalesce(E'\n' || s.last_error, ''))
                 else format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1)
                      || jobs.no_outcome_from(s.worker_id) end,
            s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at, s.started_at,

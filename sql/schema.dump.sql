@@ -2745,8 +2745,11 @@ begin
            case when s.cancel_requested_at is null then 'failure' else 'cancelled' end,
            case when s.cancel_requested_at is not null then coalesce(s.cancel_reason, 'cancelled')
                 -- In UTC, whatever the session's time zone: 'expired: not started before 2030-01-01T09:00:00.000Z'.
-                when s.stale then format('expired: not started before %s',
+                -- A job that ran and waited for its retry keeps its last error (what ended that run: a
+                -- handler's, a lease that passed) on the next line, as jobs.cancel and jobs.fail keep it.
+                when s.stale then jobs.cut_error(format('expired: not started before %s',
                                          to_char(s.expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+                                         || coalesce(E'\n' || s.last_error, ''))
                 else format('timed out: no ack within %s seconds (attempt %s of %s)', s.timeout, s.attempt, s.max_retries + 1)
                      || jobs.no_outcome_from(s.worker_id) end,
            s.attempt, s.priority, s.max_retries, s.timeout, s.scheduled_at, s.created_at, s.started_at,

@@ -81,7 +81,8 @@ export interface BulkPublishOptions {
    * Not started by then, the job never runs: the next claim (or maintenance)
    * ends it as a failure, 'expired: not started before …'. After its
    * scheduled time. Exclusive with expiresInSeconds. A running job is not
-   * affected; one retried after it passed expires at the next claim.
+   * affected; one retried after it passed expires at the next claim, its
+   * last error (why it was retried) on the next line.
    */
   expiresAt?: Date | undefined;
   /** An expiry this many seconds after the job's scheduled time (left out: its queue's expiresInSeconds, else none). */

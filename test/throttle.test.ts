@@ -179,7 +179,7 @@ describe('throttle_seconds', () => {
     expect(await throttled(60, 20)).toBe(first); // waiting past its expiry, but it ran
     expect(await one(`select jobs.expire(now => ${at(30)}) as n`)).toEqual({ n: 1 });
     expect(await one(`select status, attempts, error from jobs.job where job_id = $1`, [first]))
-      .toEqual({ status: 'failure', attempts: 1, error: `expired: not started before ${sinceT(10).toISOString()}` });
+      .toEqual({ status: 'failure', attempts: 1, error: `expired: not started before ${sinceT(10).toISOString()}\nboom` }); // its last error kept
     expect(await throttled(60, 40)).toBe(first);
     expect(await counts()).toEqual({ active: 0, ended: 1, windows: 1 });
   });
