@@ -32,14 +32,25 @@ const FIRED = ['pgdrain:schedule:beat', 'pgdrain:schedule:serial', 'pgdrain:http
 /** The fired jobs' pg_cron ids, by jobname, once registered (their runs outlive their rows in cron.job). */
 const jobids = new Map<string, string>();
 
-/** Each fired job's runs so far: how many ended, how many succeeded, how many are still going, failures' messages. */
+/** Each fired job's runs so far: how many ended, how many succeeded, how many are still going, failures' messages.
+ *  In this mode pg_cron 1.4 records a run 'succeeded' at the end of each statement of its command, as it goes
+ *  (a tick's first, its `set transaction …`: 'succeeded', return_message 'SET', while its select still waits or
+ *  runs, then fails or publishes and commits). A run has ended once its status says so for more than that
+ *  'SET' and its background worker (backend_type 'pg_cron', the job's command its query; one run of a job at a
+ *  time) has exited: its transaction committed or rolled back. Read as ended before, a tick still waiting on its
+ *  row counted as succeeded, its job not yet published (CI, loaded). */
 const runs = async () => {
   const rows = await sql<{ jobid: string; ended: number; succeeded: number; going: number; errors: string[] }>(
-    `select jobid::text, count(*) filter (where status in ('succeeded', 'failed'))::int as ended,
-            count(*) filter (where status = 'succeeded')::int as succeeded,
-            count(*) filter (where status not in ('succeeded', 'failed'))::int as going,
-            coalesce(array_agg(return_message) filter (where status = 'failed'), '{}') as errors
-     from cron.job_run_details where jobid = any($1::bigint[]) and runid <> $2 group by 1`, [[...jobids.values()], OLD_RUN]);
+    `select jobid::text, count(*) filter (where over)::int as ended,
+            count(*) filter (where over and status = 'succeeded')::int as succeeded,
+            count(*) filter (where not over)::int as going,
+            coalesce(array_agg(return_message) filter (where over and status = 'failed'), '{}') as errors
+     from (select d.jobid, d.status, d.return_message,
+                  d.status in ('succeeded', 'failed') and d.return_message is distinct from 'SET'
+                  and not (d.runid = max(d.runid) over (partition by d.jobid)
+                           and exists (select from pg_stat_activity a where a.backend_type = 'pg_cron' and a.query = d.command)) as over
+           from cron.job_run_details d where d.jobid = any($1::bigint[]) and d.runid <> $2) d
+     group by 1`, [[...jobids.values()], OLD_RUN]);
   const byId = new Map(rows.map(({ jobid, ...r }) => [jobid, r]));
   return Object.fromEntries([...jobids].map(([name, id]) => [name, byId.get(id) ?? { ended: 0, succeeded: 0, going: 0, errors: [] }]));
 };
