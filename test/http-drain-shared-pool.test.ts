@@ -8,6 +8,7 @@
 import { serve, type ServerType } from '@hono/node-server';
 import { afterAll, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
+import type { Driver, QueryOptions } from '../src/db/driver.js';
 import { pgDriver } from '../src/db/pg.js';
 import { createQueue, defineTask } from '../src/index.js';
 import { testDb } from './support/db.js';
@@ -24,13 +25,31 @@ afterAll(async () => {
   await driver.close();
 });
 
-// Holds its transaction's connection for 0.6 s; long holds until the test lets it go.
+// The jobs the drains on `counting` have claimed and whose handlers have not yet returned, and the most at once:
+// what a handler that returned leaves is its connection, given back after (a bound on the slots, never over it).
+let claimed = 0;
+let returned = 0;
+let mostOut = 0;
+const counting: Driver = {
+  ...driver,
+  query: async <R,>(text: string, params?: readonly unknown[], options?: QueryOptions) => {
+    const result = await driver.query<R>(text, params, options);
+    if (text.includes('jobs.claim_json(')) {
+      claimed += (result.rows[0] as { r: { count: number } }).r.count;
+      mostOut = Math.max(mostOut, claimed - returned);
+    }
+    return result;
+  },
+};
+
+// Holds its transaction's connection for 0.3 s; long holds until the test lets it go.
 let release: (() => void) | undefined;
 let longStarted = false;
 let longEnded = false;
 const tasks = {
   hold: defineTask('hold', async (_body: unknown, ctx) => {
-    await ctx.db.query('select pg_sleep(0.6)');
+    await ctx.db.query('select pg_sleep(0.3)');
+    returned++;
   }, { transactional: true }),
   long: defineTask('long', async (_body: unknown, ctx) => {
     await ctx.db.query('select 1');
@@ -39,22 +58,27 @@ const tasks = {
     longEnded = true;
   }, { transactional: true }),
 };
-const queue = createQueue({ driver, tasks });
+const queue = createQueue({ driver: counting, tasks });
 
+// The drains must claim no more jobs than the pool has connections for their handlers (POOL_MAX less one): those
+// past it would wait for a connection with their timeout running, and be nacked unrun. Counted, not timed: the
+// jobs' timeouts (30 s) are far past anything a loaded machine adds. Before, a 1.5 s timeout against two 0.6 s
+// holds in a row decided it, and a slow claim or commit nacked a job that had run.
 it('concurrent drains on one pool run no more transactional jobs at once than it holds: none is nacked without having run', async () => {
   const base = await new Promise<string>((done) => {
     servers.push(serve({ fetch: createApp({ queue, token: TOKEN }).fetch, port: 0, hostname: '127.0.0.1' },
                        (info) => done(`http://127.0.0.1:${info.port}`)));
   });
-  // 1.5 s each: room for two 0.6 s runs one after the other, not for four.
-  await db.sql(`select jobs.publish('hold', '{}'::jsonb, timeout_seconds => 1.5, max_retries => 0)
+  await db.sql(`select jobs.publish('hold', '{}'::jsonb, timeout_seconds => 30, max_retries => 0)
                 from generate_series(1, 24)`);
   const reports = await Promise.all(Array.from({ length: 4 }, () =>
     fetch(`${base}/drain`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-                             body: JSON.stringify({ batchSize: 6, budgetSeconds: 30 }) }).then((r) => r.json() as Promise<{ succeeded: number }>)));
+                             body: JSON.stringify({ batchSize: 6, budgetSeconds: 120 }) }).then((r) => r.json() as Promise<{ succeeded: number }>)));
   const failed = await db.sql<{ error: string }>(`select error from jobs.job where status = 'failure'`);
   expect(failed.map((f) => f.error)).toEqual([]);
   expect(reports.reduce((n, r) => n + r.succeeded, 0)).toBe(24);
+  expect(claimed).toBe(24);
+  expect(mostOut).toBeLessThanOrEqual(POOL_MAX - 1);
 });
 
 it("a lingering drain whose pool the other drains' handlers fill still ends at its deadline", async () => {
