@@ -6,7 +6,7 @@ import { beforeEach, expect, it } from 'vitest';
 import { createQueue, type Driver, type TaskMap } from '../src/index.js';
 import { NOTIFY_GAP_MS } from '../src/idle-wait.js';
 import { testDb } from './support/db.js';
-import { sleep, until } from './support/drain-process.js';
+import { until } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -66,13 +66,16 @@ it('a flood of NOTIFYs it cannot act on (jobs due later) sets off at most one cl
   await until(async () => claims >= 2, 'the claim it makes once it listens');
   const before = claims;
   const from = Date.now();
-  // Publishes one after another for a while, each its own statement and NOTIFY, none claimable for an hour.
+  // Publishes for a while, 4 at a time, each its own statement and NOTIFY, none claimable for an hour: 4 at once
+  // outrun one a gap on a loaded machine too (one after another, each publish slower than a gap set off a claim,
+  // and 'fewer claims than NOTIFYs' failed), and on until they outnumber the claims twice over (at most 400).
   let published = 0;
-  while (Date.now() - from < 20 * NOTIFY_GAP_MS) {
-    await queue.publish('note', {}, { ...FITS, delaySeconds: 3600 });
-    published++;
+  while ((Date.now() - from < 20 * NOTIFY_GAP_MS || published <= 2 * (claims - before)) && published < 400) {
+    await Promise.all(Array.from({ length: 4 }, () => queue.publish('note', {}, { ...FITS, delaySeconds: 3600 })));
+    published += 4;
   }
-  await sleep(2 * NOTIFY_GAP_MS);
+  // A claim they set off, waited for: a fixed 2 gaps' wait ended, on a loaded machine, before one was heard.
+  await until(async () => claims > before, 'the NOTIFYs to wake it');
   const elapsed = Date.now() - from;
   const during = claims - before;
   stop.abort();
