@@ -5,10 +5,11 @@
 // claims again, so beside a busy drain it sent a claim per job the busy one
 // ran. A drain is woken by its pool only while it waits for a free connection.
 import { afterAll, expect, it } from 'vitest';
-import { defineTask } from '../src/index.js';
-import { fullPool } from './support/full-pool.js';
+import { createQueue, defineTask } from '../src/index.js';
+import { until } from './support/drain-process.js';
+import { fullPool, lingerWatched } from './support/full-pool.js';
 
-const { db, driver, queue } = await fullPool({
+const { db, driver, tasks, queue } = await fullPool({
   short: defineTask('short', async (_body: unknown, ctx) => {
     await ctx.db.query('select pg_sleep(0.02)');
   }, { transactional: true }),
@@ -19,8 +20,10 @@ it("an idle lingering drain does not claim at each of its pool's other drains' j
   await db.sql(`select jobs.create_queue('idle'), jobs.create_queue('busy')`);
   await db.sql(`select jobs.publish('short', '{}'::jsonb, timeout_seconds => 10, queue => 'busy') from generate_series(1, 80)`);
   const stopIdle = new AbortController();
-  const idle = queue.drain(10, Date.now() + 60_000, { queue: 'idle', lingerMs: 60_000, pollMs: 60_000, signal: stopIdle.signal });
-  await db.sql(`select 1 from pg_sleep(0.3)`); // it found its queue empty, and lingers
+  const watched = lingerWatched(driver);
+  const idle = createQueue({ driver: watched.driver, tasks })
+    .drain(10, Date.now() + 60_000, { queue: 'idle', lingerMs: 60_000, pollMs: 60_000, signal: stopIdle.signal });
+  await until(async () => watched.lingers(), 'the idle drain to find its queue empty and linger');
   const busy = await queue.drain(10, Date.now() + 60_000, { queue: 'busy' });
   expect(busy).toMatchObject({ claimed: 80, succeeded: 80 });
   stopIdle.abort();

@@ -2,6 +2,7 @@
 // handlers, over every drain on it), a transactional task `long` whose
 // handler holds its connection until the test calls one of `releases`, and
 // the file's own tasks beside it.
+import type { Driver } from '../../src/db/driver.js';
 import { pgDriver } from '../../src/db/pg.js';
 import { createQueue, defineTask, type Task } from '../../src/index.js';
 import { testDb } from './db.js';
@@ -37,4 +38,14 @@ export function countedHold() {
     }
   }, { transactional: true });
   return { tasks: { hold }, most: () => most };
+}
+
+/**
+ * A copy of `driver` (the same pool, so the same share) that tells when a drain on it lingers: it opens its LISTEN
+ * (Driver.onQueued) at its first wait, once a claim found its queue empty. For a test to wait for that, not a
+ * fixed time a loaded machine can outlast.
+ */
+export function lingerWatched(driver: Driver): { driver: Driver; lingers: () => boolean } {
+  let lingers = false;
+  return { driver: { ...driver, onQueued: (fn) => { lingers = true; return driver.onQueued!(fn); } }, lingers: () => lingers };
 }
