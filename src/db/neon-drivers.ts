@@ -35,6 +35,14 @@ function checkUrl(connectionString: unknown): string {
  */
 const neonUrl = (url: string) => pgConnectionString(url).replaceAll('\\', '%5C');
 
+/**
+ * neonUrl with each % of the path written %25 once more: the Pool's URL parser
+ * decodes the path twice (decodeURIComponent, then pg's decodeURI), so
+ * my%2541db asked for "myAdb", where pg reads the name my%41db.
+ */
+const neonPoolUrl = (url: string) => neonUrl(url)
+  .replace(/^([^:]+:\/\/[^/?#]*)(\/[^?#]*)/, (_, start: string, path: string) => start + path.replaceAll('%', '%25'));
+
 /** configureNeonProxy (src/db/neon.ts) on the given module's neonConfig, global to the isolate. */
 export function configureProxy(config: typeof neonConfig, wsProxy: string | undefined, webSocketConstructor?: unknown): void {
   if (webSocketConstructor !== undefined) {
@@ -67,7 +75,7 @@ export function neonPoolDriver(mod: NeonModule, connectionString: string, option
   if (!Number.isInteger(max) || max < 1) throw new ValidationError('max', 'must be an integer of at least 1');
   configureProxy(mod.neonConfig, options.wsProxy, options.webSocketConstructor);
   // A raw % or space as written (its pg-connection-string re-encodes a URL holding one, as pg's).
-  const pool = new mod.Pool({ connectionString: neonUrl(url), max });
+  const pool = new mod.Pool({ connectionString: neonPoolUrl(url), max });
   pool.on('error', () => {}); // an idle client lost its server; the next query reconnects
   catchClientErrors(pool);
   return driverOverPool(pool as unknown as PgPool, poolEnder(pool));
