@@ -2357,8 +2357,8 @@ begin
   -- The hint names only what ends what is there: a purge ends no running job
   -- nor deferred dependant, so with no job waiting it is not named.
   if v_waiting + v_running + v_deferred > 0 then
-    v_hint := case when v_waiting > 0 then format('purge it first (jobs.purge_queue(%s)) and wait for its running jobs to end',
-                                                  quote_literal(delete_queue.name))
+    v_hint := case when v_waiting > 0 then format('purge it first (jobs.purge_queue(%s))', quote_literal(delete_queue.name))
+                     || case when v_running > 0 then ' and wait for its running jobs to end' else '' end
                    when v_running > 0 then 'let its running jobs end, or cancel them (jobs.cancel_bulk), first' end;
     perform jobs.raise_invalid('PD009', 'name', format('queue %s still has %s waiting and %s running jobs',
         quote_literal(delete_queue.name), v_waiting, v_running)

@@ -24,7 +24,8 @@ const HINTS: readonly (readonly [lead: string, tail: string])[] = [
   ['raise it with ', ''], // sql/0003: a full queue
   ['created again (', ')'], // sql/0029: redrive's unknown queue
   ['give that one another (', ') first'], // sql/0034: deleting a dead-letter target
-  ['purge it first (', ') and wait for its running jobs to end'], // sql/0034: deleting a queue with jobs
+  ['purge it first (', ') and wait for its running jobs to end'], // sql/0034: deleting a queue with jobs waiting and running
+  ['purge it first (', ')'], // sql/0034: deleting a queue with jobs waiting, none running
   ['purge it with ', ''], // sql/0034: deleting the default queue
 ];
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -60,7 +61,7 @@ const TS_PURGE_QUEUE = String.raw`queues\.purge\('((?:[^'\\]|\\.)*)'\)`;
 // purge or cancel hint, and is read before that one is rewritten.
 const CANCEL_RUNNING = (call: string) => String.raw`; let its running jobs end, or cancel them \(${escape(call)}\), first`;
 const MAINTAIN_AFTER = (purge: string, cancel: string) =>
-  String.raw` ends them(?:; purge it first \(${purge}\) and wait for its running jobs to end|${CANCEL_RUNNING(cancel)})?`;
+  String.raw` ends them(?:; purge it first \(${purge}\)(?: and wait for its running jobs to end)?|${CANCEL_RUNNING(cancel)})?`;
 const PHRASES: readonly { lead: string; sql: string; ts: string; command: string; tail: { sql: string; ts: string } }[] = [
   // sql/0034: deleting a queue with cancelled dependants to end, before its purge or cancel hint if any
   { lead: 'cancelled dependants to end: ', sql: 'any claim or jobs.maintain()', ts: 'any claim or maintain(db)',

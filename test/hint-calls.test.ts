@@ -45,6 +45,11 @@ beforeAll(async () => {
   await queue.queues.create('hint_running');
   runningId = await queue.publish('t.x', {}, { queue: 'hint_running' });
   await sql(`select jobs.consume(1, queue => 'hint_running')`);
+  // One with a job waiting and one running: the purge, then the running one's end.
+  await queue.queues.create('hint_mixed');
+  await queue.publish('t.x', {}, { queue: 'hint_mixed' });
+  await sql(`select jobs.consume(1, queue => 'hint_mixed')`);
+  await queue.publish('t.x', {}, { queue: 'hint_mixed' });
   // Last: any claim ends it.
   await queue.queues.create('hint_deferred');
   await deferredDependant(sql, session, undefined, 'hint_deferred');
@@ -61,6 +66,8 @@ const BOTH = "name: queue 'q' still has 0 waiting and 1 running jobs (job 7 firs
 const matching = (start: RegExp, end: string) => expect.stringMatching(new RegExp(`${start.source}${end.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
 
 const BUSY = "name: queue 'hint_busy' still has 1 waiting and 0 running jobs: purge it first";
+const MIXED = "name: queue 'hint_mixed' still has 1 waiting and 1 running jobs: purge it first";
+const WAIT = ' and wait for its running jobs to end';
 const DEFAULT = 'name: the default queue cannot be deleted (jobs published without a queue go there); purge it with';
 
 describe('TS callers are told the TS call', () => {
@@ -87,7 +94,7 @@ describe('TS callers are told the TS call', () => {
 
   it('a queue with jobs, and the default queue: queues.purge', async () => {
     await expect(queue.queues.delete('hint_busy')).rejects.toMatchObject({ code: 'invalid_argument',
-      message: `${BUSY} (queues.purge('hint_busy')) and wait for its running jobs to end` });
+      message: `${BUSY} (queues.purge('hint_busy'))` });
     await expect(queue.queues.delete('default')).rejects.toMatchObject({ code: 'invalid_argument',
       message: `${DEFAULT} queues.purge('default')` });
   });
@@ -97,12 +104,12 @@ it('SQL callers keep the SQL call', async () => {
   const e = await sqlErrorOf(sql, `select jobs.publish('t.x', queue => 'hint_none')`);
   expect(e.message).toBe("queue: no queue named 'hint_none'; create it with jobs.create_queue('hint_none')");
   expect((await sqlErrorOf(sql, `select jobs.delete_queue('hint_busy')`)).message)
-    .toBe(`${BUSY} (jobs.purge_queue('hint_busy')) and wait for its running jobs to end`);
+    .toBe(`${BUSY} (jobs.purge_queue('hint_busy'))`);
 });
 
 it('TS callers: the other hints of a refused delete or purge', async () => {
   await expect(queue.queues.delete('hint_deferred')).rejects.toMatchObject({ message: `${DEFERRED}any claim or maintain(db) `
-    + "ends them; purge it first (queues.purge('hint_deferred')) and wait for its running jobs to end" });
+    + "ends them; purge it first (queues.purge('hint_deferred'))" });
   await expect(queue.queues.delete('hint_letters')).rejects.toMatchObject({ message: matching(LETTERS, 'queue.cancel(jobIds)), first') });
   await expect(queue.queues.purge('hint_serial')).rejects.toMatchObject({ message: `${SERIAL}queue.cancel(jobIds) in smaller calls first` });
 });
@@ -124,15 +131,32 @@ it('a queue whose only active jobs run: let them end or cancel them, in each sur
 
 it('SQL callers keep the SQL calls of the other hints', async () => {
   expect((await sqlErrorOf(sql, `select jobs.delete_queue('hint_deferred')`)).message).toBe(`${DEFERRED}any claim or jobs.maintain() `
-    + "ends them; purge it first (jobs.purge_queue('hint_deferred')) and wait for its running jobs to end");
+    + "ends them; purge it first (jobs.purge_queue('hint_deferred'))");
   expect((await sqlErrorOf(sql, `select jobs.delete_queue('hint_letters')`)).message).toEqual(matching(LETTERS, 'jobs.cancel_bulk), first'));
   expect((await sqlErrorOf(sql, `select jobs.purge_queue('hint_serial')`)).message).toBe(`${SERIAL}jobs.cancel_bulk in smaller calls first`);
+});
+
+// With none running, the hint is the purge alone (it said "and wait for its running jobs to end" too);
+// with some running, both; each surface's purge in either.
+it('jobs waiting, some running or none: the purge, and the running ones\' end only when some run', async () => {
+  expect((await sqlErrorOf(sql, `select jobs.delete_queue('hint_mixed')`)).message).toBe(`${MIXED} (jobs.purge_queue('hint_mixed'))${WAIT}`);
+  await expect(queue.queues.delete('hint_mixed')).rejects.toMatchObject({ message: `${MIXED} (queues.purge('hint_mixed'))${WAIT}` });
+  expect(await runCli(db.url, 'queue', 'delete', 'hint_mixed')).toMatchObject({ code: 2,
+    stderr: `pgdrain: ${MIXED} (pgdrain queue purge hint_mixed)${WAIT}\n` });
+  expect((await sqlErrorOf(sql, `select jobs.delete_queue('hint_busy')`)).message).not.toContain(WAIT);
+  // Dependants to end besides, with some running or none: the purge after the maintain hint, each call rewritten.
+  const lead = (running: number) => `name: queue 'q' still has 1 waiting and ${running} running jobs, and 1 cancelled dependants to end: `;
+  for (const [running, tail] of [[0, ''], [1, WAIT]] as const) {
+    const ts = asTsCalls(`${lead(running)}any claim or jobs.maintain() ends them; purge it first (jobs.purge_queue('q'))${tail}`);
+    expect(ts).toBe(`${lead(running)}any claim or maintain(db) ends them; purge it first (queues.purge('q'))${tail}`);
+    expect(asCommand(ts)).toBe(`${lead(running)}any claim (pgdrain drain) ends them; purge it first (pgdrain queue purge q)${tail}`);
+  }
 });
 
 describe('the CLI names the command', () => {
   it('the other hints of a refused delete or purge', async () => {
     expect(await runCli(db.url, 'queue', 'delete', 'hint_deferred')).toMatchObject({ code: 2, stderr: `pgdrain: ${DEFERRED}`
-      + 'any claim (pgdrain drain) ends them; purge it first (pgdrain queue purge hint_deferred) and wait for its running jobs to end\n' });
+      + 'any claim (pgdrain drain) ends them; purge it first (pgdrain queue purge hint_deferred)\n' });
     expect(await runCli(db.url, 'queue', 'delete', 'hint_letters')).toMatchObject({ code: 2,
       stderr: expect.stringMatching(new RegExp(`^pgdrain: ${LETTERS.source.slice(1)}pgdrain cancel ID\\.\\.\\.\\), first\n$`)) });
     expect(await runCli(db.url, 'queue', 'purge', 'hint_serial')).toMatchObject({ code: 2,
@@ -153,7 +177,7 @@ describe('the CLI names the command', () => {
 
   it('a queue with jobs, and the default queue: pgdrain queue purge', async () => {
     expect(await runCli(db.url, 'queue', 'delete', 'hint_busy')).toMatchObject({ code: 2,
-      stderr: `pgdrain: ${BUSY} (pgdrain queue purge hint_busy) and wait for its running jobs to end\n` });
+      stderr: `pgdrain: ${BUSY} (pgdrain queue purge hint_busy)\n` });
     expect(await runCli(db.url, 'queue', 'delete', 'default')).toMatchObject({ code: 2,
       stderr: `pgdrain: ${DEFAULT} pgdrain queue purge default\n` });
   });

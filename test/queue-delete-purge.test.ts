@@ -288,7 +288,7 @@ describe('TypeScript', () => {
     await q.publish('t.a', null, { queue: 'tsq' });
     await q.publish('t.b', null, { queue: 'tsq' });
     await expect(q.queues.delete('tsq')).rejects.toMatchObject({ name: 'ValidationError', field: 'name',
-      message: "name: queue 'tsq' still has 2 waiting and 0 running jobs: purge it first (queues.purge('tsq')) and wait for its running jobs to end" });
+      message: "name: queue 'tsq' still has 2 waiting and 0 running jobs: purge it first (queues.purge('tsq'))" });
     expect(await q.queues.purge('tsq', { reason: 'drop' })).toBe(2);
     expect(await sql(`select distinct error from jobs.job`)).toEqual([{ error: 'cancelled: drop' }]);
     expect(await q.queues.delete('tsq')).toBe(true);
@@ -326,7 +326,7 @@ describe('CLI', () => {
     const refused = await cli('queue', 'delete', 'cq');
     expect(refused).toMatchObject({ code: 2, stdout: '' });
     expect(refused.stderr).toBe("pgdrain: name: queue 'cq' still has 2 waiting and 0 running jobs: purge it first "
-      + '(pgdrain queue purge cq) and wait for its running jobs to end\n');
+      + '(pgdrain queue purge cq)\n');
     expect(await cli('queue', 'purge', 'cq', '--reason', 'moved')).toMatchObject({ code: 0, stdout: '2\n' });
     expect(await sql(`select distinct error from jobs.job`)).toEqual([{ error: 'cancelled: moved' }]);
     expect(await cli('queue', 'delete', 'cq')).toMatchObject({ code: 0, stdout: 'deleted\n' });
