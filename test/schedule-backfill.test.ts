@@ -271,4 +271,21 @@ describe('backfill: jobs.schedule, TS and CLI', () => {
     }
     expect(await sql(`select count(*)::int as n from jobs.recurring`)).toEqual([{ n: 2 }]);
   });
+
+  // Any seconds above 0 are taken (jobs.schedule's rule, schedule()'s and --backfill's): one under a
+  // microsecond is a window no missed tick falls in, as 0.0005's is. schedule list showed it as
+  // JavaScript prints the number, "5e-7s"; now in decimals, as given.
+  it('schedule list shows a backfill under a microsecond in decimals, not as an exponent', async () => {
+    const cli = (...args: string[]) => runCli(db.url, ...args);
+    for (const [name, given] of [['tiny', '0.0000005'], ['tinier', '1.25e-9']] as const) {
+      expect(await cli('schedule', 'add', name, '--cron', '@hourly', '--task', 'a.b', '--backfill', given))
+        .toEqual({ code: 0, stdout: 'drains\n', stderr: '' });
+    }
+    await sql(`select jobs.schedule('sql', '@hourly', 'a.b', backfill => 0.000000000000000000000001)`);
+    const lines = (await cli('schedule', 'list')).stdout.trimEnd().split('\n');
+    expect(lines.slice(2).map((l) => l.split(/\s{2,}/).slice(0, 7))).toEqual([
+      ['sql', '@hourly', 'UTC', 'a.b', 'drains', 'allow', '0.000000000000000000000001s'],
+      ['tinier', '@hourly', 'UTC', 'a.b', 'drains', 'allow', '0.00000000125s'],
+      ['tiny', '@hourly', 'UTC', 'a.b', 'drains', 'allow', '0.0000005s']]);
+  });
 });

@@ -80,3 +80,9 @@ export function withoutPasswords(text: string): string {
     // One masked already (a word of a suggested command, quoted after: 'password=***') stays as it is, its quote too.
     .replace(/(\bpassword\s*=\s*)(\*\*\*(?![^\s'])|'[^']*'|\S+)/gi, '$1***');
 }
+
+/** n in decimals, as a user writes it: under 1e-6 String(n) has an exponent (5e-7 is 0.0000005). */
+export function decimalText(n: number): string {
+  const m = /^(-?)(\d)(?:\.(\d+))?e-(\d+)$/.exec(String(n));
+  return m ? `${m[1]}0.${'0'.repeat(Number(m[4]) - 1)}${m[2]}${m[3] ?? ''}` : String(n);
+}

@@ -4,7 +4,7 @@ import { PgDrainError, ValidationError } from '../errors.js';
 import { addGroupOptions, dsnOption, groupOf, type WithConnection } from './features.js';
 import { integer, json, namedBy, seconds, secondsOver0 } from './flag-parsers.js';
 import { keySchema, queueNameSchema, scheduleNameSchema, taskSchema } from '../options.js';
-import { formatTable } from './format.js';
+import { decimalText, formatTable } from './format.js';
 import { lastErrorForCommand, noNextRun } from '../schedule-stopped.js';
 import type { ScheduleDedupeMode, ScheduleSpec } from '../schedules.js';
 
@@ -107,7 +107,7 @@ export function scheduleCommand(withConnection: WithConnection): Command {
         const rows = list.map((s) => ({
           // A recurrence's lines on one line.
           name: s.name, cron: s.cron.replace(/\s*\n\s*/g, ' '), tz: s.tz, task: s.task, runner: s.runner, overlap: s.overlap,
-          ...(fill ? { backfill: s.backfillSeconds === null ? '' : `${s.backfillSeconds}s` } : {}),
+          ...(fill ? { backfill: s.backfillSeconds === null ? '' : `${decimalText(s.backfillSeconds)}s` } : {}),
           ...(serial ? { serial_key: s.serialKey ?? '' } : {}),
           // The key, and its mode after it when not keep: 'k (replace)'.
           ...(dedupe ? { dedupe_key: s.dedupeKey === null ? '' : `${s.dedupeKey}${s.dedupeMode === null || s.dedupeMode === 'keep' ? '' : ` (${s.dedupeMode})`}` } : {}),
