@@ -43,7 +43,7 @@ end $$;
 -- of it then writes a job of task into queue. task null: the event's name
 -- for a new subscription, unchanged for an existing one. Idempotent: true
 -- when newly subscribed, false when it was already (its task then set to
--- the one given). An sql: task must be allowed (sql/0025), now and at each
+-- the one given; with nothing to change, nothing written). An sql: task must be allowed (sql/0025), now and at each
 -- publish. Admin only (jobs.create_roles).
 create function jobs.subscribe(event text, queue text, task text default null)
 returns boolean language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
@@ -62,6 +62,12 @@ begin
        select from jobs.subscription s where s.event = subscribe.event and s.queue = subscribe.queue)) then
     perform jobs.check_sql_task(coalesce(subscribe.task, subscribe.event),
                                 case when subscribe.task is null then 'event' else 'task' end);
+  end if;
+  -- Already so (its task, or no task given): nothing to write nor lock.
+  perform from jobs.subscription s
+  where s.event = subscribe.event and s.queue = subscribe.queue and s.task = coalesce(subscribe.task, s.task);
+  if found then
+    return false;
   end if;
   -- Key-share locked: the queue cannot go before this commits.
   perform from jobs.queue q where q.name = subscribe.queue for key share;

@@ -7584,6 +7584,12 @@ begin
     perform jobs.check_sql_task(coalesce(subscribe.task, subscribe.event),
                                 case when subscribe.task is null then 'event' else 'task' end);
   end if;
+  -- Already so (its task, or no task given): nothing to write nor lock.
+  perform from jobs.subscription s
+  where s.event = subscribe.event and s.queue = subscribe.queue and s.task = coalesce(subscribe.task, s.task);
+  if found then
+    return false;
+  end if;
   -- Key-share locked: the queue cannot go before this commits.
   perform from jobs.queue q where q.name = subscribe.queue for key share;
   if not found then

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/index.js';
 import { createQueue, migrate, type JobContext } from '../src/index.js';
-import { sqlErrorOf, testDb } from './support/db.js';
+import { sqlErrorOf, testDb, withClient } from './support/db.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
@@ -73,6 +73,30 @@ describe('SQL', () => {
       .toEqual([{ a: true, b: false }]);
     await publishSql(`jobs.publish_event('user.created')`);
     expect((await jobs()).map((r) => [r.queue, r.task])).toEqual([['mail', 'email.hello']]);
+  });
+
+  // It rewrote the row (a new row version, for a logical-replication reader an UPDATE) with the same task, and
+  // took the queue's key-share lock: a transaction id. Now it answers false having written and locked nothing.
+  it('subscribing again with nothing to change (no task, or the same one) writes nothing: the same row version, no transaction id', async () => {
+    await sql(`select jobs.subscribe('user.created', 'mail', 'email.welcome')`);
+    const version = `select xmin::text, ctid::text, xmax::text from jobs.subscription where queue = 'mail'`;
+    const before = await sql(version);
+    for (const call of [`jobs.subscribe('user.created', 'mail', 'email.welcome')`, `jobs.subscribe('user.created', 'mail')`]) {
+      const [r, xid] = await withClient(db.url, async (c) => {
+        await c.query('begin');
+        const answer = (await c.query(`select ${call} as r`)).rows[0].r as boolean;
+        const assigned = (await c.query('select pg_current_xact_id_if_assigned()::text as x')).rows[0].x as string | null;
+        await c.query('commit');
+        return [answer, assigned];
+      });
+      expect([r, xid], call).toEqual([false, null]);
+    }
+    expect(await cli('event', 'subscribe', 'user.created', 'mail', '--task', 'email.welcome')).toMatchObject({ code: 0, stdout: 'unchanged\n' });
+    expect(await sql(version)).toEqual(before);
+    // Another task still changes it, in a new row version.
+    expect(await sql(`select jobs.subscribe('user.created', 'mail', 'email.hello') as r`)).toEqual([{ r: false }]);
+    expect(await sql(version)).not.toEqual(before);
+    expect(await sql(`select task from jobs.subscriptions where queue = 'mail'`)).toEqual([{ task: 'email.hello' }]);
   });
 
   it('subscribing an sql: event again without a task keeps its task, whatever the event name would be', async () => {
