@@ -213,6 +213,22 @@ export function hasTransactionalTask(tasks: TaskMap): boolean {
   return false;
 }
 
+/**
+ * Whether a tasks module serves a task that is not transactional (plain, batch): its jobs need no connection of the
+ * pool to start. Read as hasTransactionalTask reads; a handler that throws when read counts as one (its jobs fail
+ * without a connection). Asked once, by a drain that released a job unstarted (slot-wait.ts starve), never per claim.
+ */
+export function hasPlainTask(tasks: TaskMap): boolean {
+  for (const fn of reachableHandlers(tasks)) {
+    try {
+      if (!isTransactional(fn)) return true;
+    } catch {
+      return true;
+    }
+  }
+  return false;
+}
+
 /** What a task name's lookup threw (an export that is a getter): runHandler fails the job with it. */
 export class LookupThrew {
   constructor(readonly error: unknown) {}

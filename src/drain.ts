@@ -3,7 +3,7 @@ import { watchRunningCancels } from './cancel-watch.js';
 import { ClaimTally } from './claim-tally.js';
 import { claimCall, rolledBackWhole } from './claim-call.js';
 import type { DrainOptions } from './drain-options.js';
-import { batchSpecs, handlerOf, type Found } from './define-task.js';
+import { batchSpecs, handlerOf, hasPlainTask, type Found } from './define-task.js';
 import { drainSettings, type DrainDeps } from './drain-settings.js';
 import { DrainStop } from './drain-stop.js';
 import { DrainHooks } from './drain-hooks.js';
@@ -62,7 +62,8 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  *   brings run in one handler call, or calls of its maxSize (batch-run.ts).
  * - Once a transactional handler of its waited in vain for a connection (its job released unstarted: unstarted.ts),
  *   it claims no more jobs than its pool has connections free for them, none while none is, until a claim takes one
- *   come free; not while its claims bring plain jobs too (slot-wait.ts starve).
+ *   come free; not while its claims bring plain jobs too, nor once when they came back full and it has plain or batch
+ *   tasks (slot-wait.ts starve).
  */
 export async function drain(deps: DrainDeps, batchSize: number, deadline: Date | number,
                             options: DrainOptions = {}): Promise<DrainReport> {
@@ -101,7 +102,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
   const stop = (why: StoppedBy) => stopped.stop(why);
   // Its slots for handlers, pool-bound its pool's connections shared with the other drains on it, and its wait for them.
   const slots = new SlotWait({ running, poolBound, share, pool, poolCap, connectionCap, concurrency, refillAt, idle, stopped, stopAt,
-    lingerMs });
+    lingerMs, servesPlain: () => hasPlainTask(deps.tasks) });
   // Every claimed job passes here once. startedAt: when its handler began (none: it never started).
   const record = (job: Job, outcome: Outcome | null, startedAt?: number) => {
     if (outcome === null) { // acked in its own transaction
