@@ -6,6 +6,8 @@ import type { SkippedTimeouts } from './types.js';
 export class ClaimTally {
   claimed = 0;
   batches = 0;
+  /** Its last claim brought as many jobs as it asked for: more may wait behind them (slot-wait.ts starve). */
+  full = false;
   /** Due jobs the last claim left alone: their timeout exceeds its budget. */
   skipped = 0;
   skippedTimeouts: SkippedTimeouts | null = null;
@@ -13,10 +15,11 @@ export class ClaimTally {
   queueAtMaxRunning = false;
   queueAtGroupConcurrency = false;
 
-  /** A claim's answer; look: a last look, with no budget; budgetMs: its budget otherwise. */
-  took(result: ClaimResult, look: boolean, budgetMs: number): void {
+  /** A claim's answer, of want jobs asked for; look: a last look, with no budget; budgetMs: its budget otherwise. */
+  took(result: ClaimResult, want: number, look: boolean, budgetMs: number): void {
     const { count } = result;
     this.claimed += count;
+    this.full = count === want;
     this.skipped = result.unfit;
     this.skippedTimeouts = result.unfitTimeouts && { shortestSeconds: result.unfitTimeouts[0], longestSeconds: result.unfitTimeouts[1],
                                                      budgetSeconds: look ? 0 : Math.max(0, Math.floor(budgetMs - result.waitedMs)) / 1000 };

@@ -53,7 +53,7 @@ export interface DrainReport {
    * back with why in their last_error. The 26th such release in a row of a job is a nack (counted in retried or failed), not here.
    * After one, the drain claims no more jobs than its pool has connections free for them (none free: it waits) until a
    * claim takes one come free, so a job is released here again only if a connection it was claimed for went to another
-   * first, or if its claims bring plain jobs too (docs/tasks.md: it claims as ever then), or once after claims that came
+   * first, or if its claims bring plain jobs too (docs/tasks.md: it claims as ever then), or once after a claim that came
    * back full, by a drain with plain or batch tasks (plain jobs may wait behind the transactional ones).
    */
   releasedUnstarted: number;

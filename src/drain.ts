@@ -62,7 +62,7 @@ export { DEFAULT_CANCEL_CHECK_MS, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_OVERRUN_MS,
  *   brings run in one handler call, or calls of its maxSize (batch-run.ts).
  * - Once a transactional handler of its waited in vain for a connection (its job released unstarted: unstarted.ts),
  *   it claims no more jobs than its pool has connections free for them, none while none is, until a claim takes one
- *   come free; not while its claims bring plain jobs too, nor once when they came back full and it has plain or batch
+ *   come free; not while its claims bring plain jobs too, nor once when its last came back full and it has plain or batch
  *   tasks (slot-wait.ts starve).
  */
 export async function drain(deps: DrainDeps, batchSize: number, deadline: Date | number,
@@ -129,7 +129,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       run.finish(outcome);
     },
     holds: (n) => slots.holds(n), connect: (gaveUp) => slots.connect(gaveUp), disconnect: () => slots.disconnect(),
-    starve: () => slots.starve(tally.claimed) };
+    starve: () => slots.starve(tally.claimed, tally.full) };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, claimSentAt); // in running and timeouts
     slots.add(1);
@@ -221,7 +221,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       }
       tally.batches++;
       settler.count(result.settled, outcomes);
-      tally.took(result, look, budgetMs);
+      tally.took(result, want, look, budgetMs);
       const { count, unfit } = result;
       // Its leases began after its wait for a tick (jobs.claim_json): the jobs' time counts from there.
       startClaimed(result, claimSentAt + result.waitedMs);

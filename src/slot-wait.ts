@@ -52,9 +52,6 @@ export class SlotWait {
   private begun = 0;
   private begunAt = 0;
   private claimedAt = 0;
-  /** Jobs its answered claims asked for (a drain with a transactional task only), and at its last release unstarted. */
-  private asked = 0;
-  private askedAt = 0;
   /** At its last release unstarted it went on claiming for want of proof that no plain job waits (starve): once in a row. */
   private probed = false;
   private plainTasks: boolean | undefined;
@@ -112,19 +109,17 @@ export class SlotWait {
    * PoolShare.add), else it would claim the job (or one like it) again only to release it again. Not when its claims
    * since its last release unstarted brought jobs that need no connection (plain, batch: more jobs, `claimed` counts
    * all, than transactional handlers begun): its claims cannot choose tasks, and those would wait for a connection
-   * they never take. Nor, once in a row, when those claims brought all they asked for and it serves a plain or batch
-   * task: the transactional jobs first in the queue may have filled them, plain ones waiting behind (its next claim
-   * passes those it holds; the released come back with it, to be released again if no connection frees). A release of
-   * no later claim decides nothing. Never on a pool of unknown size (connect waits for none).
+   * they never take. Nor, once in a row, when its last claim brought all it asked for (full: ClaimTally) and it serves a
+   * plain or batch task: the transactional jobs first in the queue may have filled it, plain ones waiting behind (its next claim passes those it holds; the released come
+   * back with it, to be released again if no connection frees). Its last claim, not all since: a lingering drain's
+   * claims of an empty queue, before the jobs came, prove nothing of what waits behind them now. A release of no later
+   * claim decides nothing. Never on a pool of unknown size (connect waits for none).
    */
-  starve(claimed: number): void {
+  starve(claimed: number, full: boolean): void {
     if (claimed === this.claimedAt) return; // another of the same claims: as the first of them decided
-    const jobs = claimed - this.claimedAt;
-    const plain = jobs > this.begun - this.begunAt;
-    const full = jobs === this.asked - this.askedAt; // none came back short: more may wait behind them
+    const plain = claimed - this.claimedAt > this.begun - this.begunAt;
     this.claimedAt = claimed;
     this.begunAt = this.begun;
-    this.askedAt = this.asked;
     this.probed = !plain && full && !this.probed && (this.plainTasks ??= this.s.servesPlain());
     this.starved = this.s.pool !== undefined && !plain && !this.probed;
   }
@@ -135,15 +130,9 @@ export class SlotWait {
     return this.s.connectionCap - pool.connected - pool.waiting;
   }
 
-  /**
-   * n slots taken while a claim is out (n < 0: its answer came, each job it started holds its own): other drains' claims
-   * leave them. The jobs it asked for count once it answered (asked: starve), for a drain with a transactional task.
-   */
+  /** n slots taken while a claim is out (n < 0: its answer came, each job it started holds its own): other drains' claims leave them. */
   claiming(n: number): void {
-    const share = this.share;
-    if (share === undefined) return;
-    share.add(n);
-    if (n < 0) this.asked -= n;
+    this.share?.add(n);
   }
 
   /** Slots in use: pool-bound, its handler calls not returned (a transactional one past its timeout holds on); else its running jobs. */
