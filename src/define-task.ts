@@ -216,7 +216,7 @@ export function hasTransactionalTask(tasks: TaskMap): boolean {
 /**
  * Whether a tasks module serves a task that is not transactional (plain, batch): its jobs need no connection of the
  * pool to start. Read as hasTransactionalTask reads; a handler that throws when read counts as one (its jobs fail
- * without a connection). Asked once, by a drain that released a job unstarted (slot-wait.ts starve), never per claim.
+ * without a connection). Asked by a drain as it releases a job unstarted (slot-wait.ts starve), never per claim.
  */
 export function hasPlainTask(tasks: TaskMap): boolean {
   for (const fn of reachableHandlers(tasks)) {

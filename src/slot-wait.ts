@@ -32,7 +32,7 @@ export interface SlotSettings {
   /** No job runs past it: the deadline less the settle margin. */
   stopAt: number;
   stopped: DrainStop;
-  /** Whether its tasks include one not transactional (plain, batch): asked once, at its first release unstarted (starve). */
+  /** Whether its tasks include one not transactional (plain, batch) now: asked at a release unstarted, never per claim (starve). */
   servesPlain(): boolean;
 }
 
@@ -54,7 +54,6 @@ export class SlotWait {
   private claimedAt = 0;
   /** At its last release unstarted it went on claiming for want of proof that no plain job waits (starve): once in a row. */
   private probed = false;
-  private plainTasks: boolean | undefined;
 
   constructor(private readonly s: SlotSettings) {
     this.share = s.share;
@@ -110,7 +109,8 @@ export class SlotWait {
    * since its last release unstarted brought jobs that need no connection (plain, batch: more jobs, `claimed` counts
    * all, than transactional handlers begun): its claims cannot choose tasks, and those would wait for a connection
    * they never take. Nor, once in a row, when its last claim brought all it asked for (full: ClaimTally) and it serves a
-   * plain or batch task: the transactional jobs first in the queue may have filled it, plain ones waiting behind (its next claim passes those it holds; the released come
+   * plain or batch task now (asked here, at a release, not per claim: queue.defineTask may add one since the last): the
+   * transactional jobs first in the queue may have filled it, plain ones waiting behind (its next claim passes those it holds; the released come
    * back with it, to be released again if no connection frees). Its last claim, not all since: a lingering drain's
    * claims of an empty queue, before the jobs came, prove nothing of what waits behind them now. A release of no later
    * claim decides nothing. Never on a pool of unknown size (connect waits for none).
@@ -120,7 +120,7 @@ export class SlotWait {
     const plain = claimed - this.claimedAt > this.begun - this.begunAt;
     this.claimedAt = claimed;
     this.begunAt = this.begun;
-    this.probed = !plain && full && !this.probed && (this.plainTasks ??= this.s.servesPlain());
+    this.probed = !plain && full && !this.probed && this.s.servesPlain();
     this.starved = this.s.pool !== undefined && !plain && !this.probed;
   }
 
