@@ -6,7 +6,8 @@ import type { SkippedTimeouts } from './types.js';
 export class ClaimTally {
   claimed = 0;
   batches = 0;
-  /** Its last claim brought as many jobs as it asked for: more may wait behind them (slot-wait.ts starve). */
+  /** How many jobs its last claim asked for, and whether it brought as many: more may wait behind them (slot-wait.ts starve). */
+  asked = 0;
   full = false;
   /** Due jobs the last claim left alone: their timeout exceeds its budget. */
   skipped = 0;
@@ -19,6 +20,7 @@ export class ClaimTally {
   took(result: ClaimResult, want: number, look: boolean, budgetMs: number): void {
     const { count } = result;
     this.claimed += count;
+    this.asked = want;
     this.full = count === want;
     this.skipped = result.unfit;
     this.skippedTimeouts = result.unfitTimeouts && { shortestSeconds: result.unfitTimeouts[0], longestSeconds: result.unfitTimeouts[1],

@@ -129,7 +129,7 @@ export async function drain(deps: DrainDeps, batchSize: number, deadline: Date |
       run.finish(outcome);
     },
     holds: (n) => slots.holds(n), connect: (gaveUp) => slots.connect(gaveUp), disconnect: () => slots.disconnect(),
-    starve: () => slots.starve(tally.claimed, tally.full) };
+    starve: () => slots.starve(tally.claimed, tally.full, tally.asked) };
   const start = (job: Job, claimSentAt: number, now: number, end: number, handler: Found) => {
     const run = new JobRun(host, job, now, end, claimSentAt); // in running and timeouts
     slots.add(1);

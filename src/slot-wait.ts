@@ -54,6 +54,8 @@ export class SlotWait {
   private claimedAt = 0;
   /** At its last release unstarted it went on claiming for want of proof that no plain job waits (starve): once in a row. */
   private probed = false;
+  /** Starved after such a claim that brought only transactional jobs, all it asked for: more free slots may reach past them. */
+  private wider = Infinity;
 
   constructor(private readonly s: SlotSettings) {
     this.share = s.share;
@@ -115,11 +117,14 @@ export class SlotWait {
    * claims of an empty queue, before the jobs came, prove nothing of what waits behind them now. A release of no later
    * claim decides nothing. Never on a pool of unknown size (connect waits for none).
    */
-  starve(claimed: number, full: boolean): void {
+  starve(claimed: number, full: boolean, asked: number): void {
     if (claimed === this.claimedAt) return; // another of the same claims: as the first of them decided
     const plain = claimed - this.claimedAt > this.begun - this.begunAt;
     this.claimedAt = claimed;
     this.begunAt = this.begun;
+    // That claim, once more, was full too: starved, but more slots than it asked for (a hung job's timeout frees its
+    // own) reach past the jobs it brought, which come back first: one more claim then (room), each of more slots.
+    this.wider = this.probed && !plain && full ? asked : Infinity;
     this.probed = !plain && full && !this.probed && this.s.servesPlain();
     this.starved = this.s.pool !== undefined && !plain && !this.probed;
   }
@@ -155,7 +160,7 @@ export class SlotWait {
   short(free: number): boolean {
     const busy = this.busy();
     return (busy > 0 || (this.bound?.busy ?? 0) > 0) && free < (busy > 0 ? this.s.refillAt : 1)
-      || (this.starved && this.connectionsFree() <= 0);
+      || (this.starved && this.connectionsFree() <= 0 && free <= this.wider);
   }
 
   /**
@@ -199,6 +204,12 @@ export class SlotWait {
     // Starved: no more than the connections free; a claim that takes one ends it (those jobs start, none waits).
     const capped = Math.min(room, this.connectionsFree());
     if (capped > 0) this.starved = false;
+    else if (room > this.wider) { // more slots than its last claim, full of transactional jobs: once more, past them
+      this.starved = false;
+      this.probed = true;
+      this.wider = Infinity;
+      return room;
+    }
     return capped;
   }
 }

@@ -21,7 +21,7 @@ it('a plain task defined after its first release unstarted counts at the next', 
   slots.holds(1);
   expect(await slots.connect(never)).toBe(true);
   slots.holds(1);
-  slots.starve(2, true); // quick released unstarted, no plain task yet: starved
+  slots.starve(2, true, 2); // quick released unstarted, no plain task yet: starved
   expect(slots.short(2)).toBe(true);
   slots.disconnect(); // the hog returned: the claim that takes its connection ends it
   expect(slots.room(2)).toBe(1);
@@ -31,7 +31,7 @@ it('a plain task defined after its first release unstarted counts at the next', 
   plainTask = true;
   slots.holds(1);
   slots.holds(1);
-  slots.starve(5, true);
+  slots.starve(5, true, 2);
   // Unfixed: "no plain task", read at the first release, kept: starved, it claims nothing while the hog holds on.
   expect(slots.short(1)).toBe(false);
   expect(slots.room(1)).toBe(1);
