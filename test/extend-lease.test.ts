@@ -208,35 +208,39 @@ describe('Timeouts.move', () => {
 });
 
 describe('ctx.extendLease', () => {
+  /** The jobs' timeout where a handler's extension must land before the drain's timer, or a claim's answer must. */
+  const LONG = 5;
+
   /**
-   * Runs past its 2 s timeout: extends its lease by 30 s (when told), then
-   * waits 2.2 s on a timer set after the drain's for its job (ending later, so
+   * Runs past its 5 s timeout (LONG): extends its lease by 30 s (when told), then
+   * waits 5.2 s on a timer set after the drain's for its job (ending later, so
    * the drain's fires first, unless it was moved), and answers what it saw.
-   * 2 s: time enough, on a loaded machine, for the extension to land first.
+   * 5 s (not 2 s): time enough, on a loaded machine, for the claim's answer and the extension to land before the
+   * drain's timer (4.5 s after the claim's sending), a slow claim or extension only moving the handler's timer later.
    */
   const long = async (body: { extend: boolean }, ctx: JobContext) => {
     const granted = body.extend ? await ctx.extendLease(30) : null;
     const [row] = await sql<{ ahead: boolean }>(
       `select lease_until > now() + interval '20 seconds' as ahead from jobs.job_queue where job_id = $1`, [ctx.job.id]);
-    await sleep(2200);
+    await sleep(LONG * 1000 + 200);
     return { granted: granted !== null, leaseAhead: row!.ahead, aborted: ctx.signal.aborted };
   };
 
-  it('a handler with a 2 s timeout that extends its lease runs on past 2 s and its ack lands', async () => {
+  it('a handler with a 5 s timeout that extends its lease runs on past 5 s and its ack lands', async () => {
     const q = queueWith({ long });
-    const id = await q.publish('long', { extend: true }, { timeoutSeconds: 2, maxRetries: 0 });
+    const id = await q.publish('long', { extend: true }, { timeoutSeconds: LONG, maxRetries: 0 });
     expect(await q.drain(5, deadline())).toMatchObject({ claimed: 1, succeeded: 1, failed: 0, retried: 0 });
     expect(await q.getJob(id)).toMatchObject({
       state: 'success', attempts: 1, result: { granted: true, leaseAhead: true, aborted: false } });
   });
 
-  it('of two jobs of one claim (one timer), the same handler without the extension times out at 2 s, the other runs on', async () => {
+  it('of two jobs of one claim (one timer), the same handler without the extension times out at 5 s, the other runs on', async () => {
     const q = queueWith({ long });
-    const plain = await q.publish('long', { extend: false }, { timeoutSeconds: 2, maxRetries: 0 });
-    const extended = await q.publish('long', { extend: true }, { timeoutSeconds: 2, maxRetries: 0 });
+    const plain = await q.publish('long', { extend: false }, { timeoutSeconds: LONG, maxRetries: 0 });
+    const extended = await q.publish('long', { extend: true }, { timeoutSeconds: LONG, maxRetries: 0 });
     expect(await q.drain(5, deadline())).toMatchObject({ claimed: 2, succeeded: 1, failed: 1 });
     const [p, e] = [await q.getJob(plain), await q.getJob(extended)];
-    expect(p).toMatchObject({ state: 'failure', error: 'timed out after 2 s' });
+    expect(p).toMatchObject({ state: 'failure', error: `timed out after ${LONG} s` });
     // Moved off the timer it shared (one claim: one start time, one end): that timer's firing for the other did not end it.
     expect(e).toMatchObject({ state: 'success', result: { granted: true, aborted: false } });
     expect(e!.startedAt).toEqual(p!.startedAt);
@@ -245,7 +249,7 @@ describe('ctx.extendLease', () => {
   it('a transactional task extends through the drain, and its ack commits past its old end', async () => {
     const tx = defineTask('tx.long', async (body: { extend: boolean }, ctx) => long(body, ctx), { transactional: true });
     const q = queueWith({ tx });
-    const id = await q.publish('tx.long', { extend: true }, { timeoutSeconds: 2, maxRetries: 0 });
+    const id = await q.publish('tx.long', { extend: true }, { timeoutSeconds: LONG, maxRetries: 0 });
     expect(await q.drain(5, deadline())).toMatchObject({ claimed: 1, succeeded: 1 });
     expect(await q.getJob(id)).toMatchObject({ state: 'success', result: { granted: true, aborted: false } });
   });
@@ -259,8 +263,10 @@ describe('ctx.extendLease', () => {
         reasons.push((ctx.signal.reason as Error).message);
       },
     });
-    const id = await q.publish('deaf', null, { timeoutSeconds: 1, maxRetries: 0 });
-    const report = await q.drain(5, Date.now() + 3000, { settleMarginMs: 200 });
+    // 3 s: time for the extension to land before the job's timer (2.7 s after the claim's sending); a 7 s deadline:
+    // 3.8 s to spare for a slow claim (the job's 3 s must fit its budget). Not 1 s of 3 s: a slow extension timed it out.
+    const id = await q.publish('deaf', null, { timeoutSeconds: 3, maxRetries: 0 });
+    const report = await q.drain(5, Date.now() + 7000, { settleMarginMs: 200 });
     expect(report).toMatchObject({ claimed: 1, failed: 1, stoppedBy: 'deadline' });
     await vi.waitFor(() => expect(reasons).toEqual(['stopped at the drain deadline']), { timeout: 10_000 });
     expect(await q.getJob(id)).toMatchObject({ state: 'failure', error: 'stopped at the drain deadline' });
@@ -275,8 +281,8 @@ describe('ctx.extendLease', () => {
         await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
       },
     });
-    const id = await q.publish('deaf', null, { timeoutSeconds: 1, maxRetries: 0 });
-    const report = await q.drain(5, Date.now() + 3000, { signal: stopped.signal, graceMs: 60_000, settleMarginMs: 200 });
+    const id = await q.publish('deaf', null, { timeoutSeconds: 3, maxRetries: 0 }); // as above
+    const report = await q.drain(5, Date.now() + 7000, { signal: stopped.signal, graceMs: 60_000, settleMarginMs: 200 });
     expect(report).toMatchObject({ claimed: 1, failed: 1, released: 0, stoppedBy: 'signal' });
     expect(await q.getJob(id)).toMatchObject({ state: 'failure', attempts: 1,
                                               error: "did not stop by the drain's deadline after the drain's signal" });
@@ -294,7 +300,7 @@ describe('ctx.extendLease', () => {
       },
     }, countingDriver(counts));
     const quick = await q.publish('quick');
-    const deaf = await q.publish('deaf', null, { timeoutSeconds: 2, maxRetries: 1 }); // not 0.3 s: a claim answered after its timer (0.27 s) nacks it unstarted
+    const deaf = await q.publish('deaf', null, { timeoutSeconds: LONG, maxRetries: 1 }); // not 0.3 s (nor 2 s): a claim answered after its timer nacks it unstarted
     expect(await q.drain(5, deadline())).toMatchObject({ claimed: 2, succeeded: 1, retried: 1 });
     expect(kept).toHaveLength(2);
     expect(await Promise.all(kept.map((ctx) => ctx.extendLease(60)))).toEqual([null, null]);
