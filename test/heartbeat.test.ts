@@ -8,6 +8,7 @@ import pg from 'pg';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Driver } from '../src/db/driver.js';
 import { createQueue, defineTask, ValidationError, type JobContext, type TaskMap } from '../src/index.js';
+import { beatDelay } from '../src/timeouts.js';
 import { countingDriver } from './support/counting-driver.js';
 import { testDb } from './support/db.js';
 
@@ -107,21 +108,25 @@ beforeEach(async () => {
 });
 
 describe('defineTask heartbeatSeconds', () => {
-  it('a job with timeout 1 s runs on while its lease is extended, and succeeds; the same handler without it times out', async () => {
+  // The timeout and heartbeat where beats must land before the drain's timer: 3 s (not 1 s), a beat every 1.2 s with
+  // 1.5 s to be answered (not 0.4 s with 0.5 s: a loaded machine's slow beat or claim timed the job out).
+  const BEAT = 3;
+
+  it('a job with timeout 3 s runs on while its lease is extended, and succeeds; the same handler without it times out', async () => {
     const { opened, open } = gate();
     const hb = {
-      beating: defineTask('hb.beating', waiting(opened), { heartbeatSeconds: 1 }),
+      beating: defineTask('hb.beating', waiting(opened), { heartbeatSeconds: BEAT }),
       plain: defineTask('hb.plain', waiting(opened)),
     };
     const q = queueWith({ hb });
-    const plain = await q.publish('hb.plain', null, { timeoutSeconds: 1, maxRetries: 0 });
-    const beating = await q.publish('hb.beating', null, { timeoutSeconds: 1, maxRetries: 0 });
+    const plain = await q.publish('hb.plain', null, { timeoutSeconds: BEAT, maxRetries: 0 });
+    const beating = await q.publish('hb.beating', null, { timeoutSeconds: BEAT, maxRetries: 0 });
     const drained = q.drain(5, deadline());
     try {
       const leases = await extendedTimes(beating, 2);
       expect(leases[1]!.getTime()).toBeGreaterThan(leases[0]!.getTime());
       // The plain one of the same claim timed out meanwhile (its lease ended, nacked: no retries left).
-      await until(async () => expect(await q.getJob(plain)).toMatchObject({ state: 'failure', error: 'timed out after 1 s' }));
+      await until(async () => expect(await q.getJob(plain)).toMatchObject({ state: 'failure', error: `timed out after ${BEAT} s` }));
     } finally {
       open();
     }
@@ -133,9 +138,9 @@ describe('defineTask heartbeatSeconds', () => {
 
   it('a transactional task beats through the drain, and its ack commits past its first lease', async () => {
     const { opened, open } = gate();
-    const tx = defineTask('tx.beating', waiting(opened), { transactional: true, heartbeatSeconds: 1 });
+    const tx = defineTask('tx.beating', waiting(opened), { transactional: true, heartbeatSeconds: BEAT });
     const q = queueWith({ tx });
-    const id = await q.publish('tx.beating', null, { timeoutSeconds: 1, maxRetries: 0 });
+    const id = await q.publish('tx.beating', null, { timeoutSeconds: BEAT, maxRetries: 0 });
     const drained = q.drain(5, deadline());
     try {
       await extendedTimes(id, 2);
@@ -168,9 +173,9 @@ describe('defineTask heartbeatSeconds', () => {
   it('stops when the job is cancelled: it ends cancelled, and no extend_lease statement follows', async () => {
     const ids: string[] = [];
     const { opened, open } = gate();
-    const q = queueWith({ hb: { beating: defineTask('hb.beating', waiting(opened), { heartbeatSeconds: 1 }) } },
+    const q = queueWith({ hb: { beating: defineTask('hb.beating', waiting(opened), { heartbeatSeconds: BEAT }) } },
                         extendsRecorded(ids));
-    const id = await q.publish('hb.beating', null, { timeoutSeconds: 1, maxRetries: 0 });
+    const id = await q.publish('hb.beating', null, { timeoutSeconds: BEAT, maxRetries: 0 });
     const drained = q.drain(5, deadline(), { cancelCheckMs: 100 });
     try {
       await extendedTimes(id, 1);
@@ -180,7 +185,7 @@ describe('defineTask heartbeatSeconds', () => {
       open();
     }
     const after = ids.length;
-    await sleep(1600);
+    await sleep(3 * beatDelay(BEAT) + 100); // three beats' time, had it gone on
     expect(ids.length).toBe(after);
   });
 
@@ -313,11 +318,11 @@ describe('defineTask heartbeatSeconds', () => {
     const q = queueWith({
       hb: { deaf: defineTask('hb.deaf', async (_b: unknown, ctx: JobContext) => {
         await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
-      }, { heartbeatSeconds: 1 }) },
+      }, { heartbeatSeconds: BEAT }) },
     });
-    const id = await q.publish('hb.deaf', null, { timeoutSeconds: 1, maxRetries: 0 });
-    // 4 s: twice and more its timeout, time for the heartbeat to carry it past.
-    expect(await q.drain(5, Date.now() + 4000, { settleMarginMs: 200 })).toMatchObject({ claimed: 1, failed: 1, stoppedBy: 'deadline' });
+    const id = await q.publish('hb.deaf', null, { timeoutSeconds: BEAT, maxRetries: 0 });
+    // 8 s: twice and more its timeout, time for the heartbeat to carry it past (and a slow first claim to fit it).
+    expect(await q.drain(5, Date.now() + 8000, { settleMarginMs: 200 })).toMatchObject({ claimed: 1, failed: 1, stoppedBy: 'deadline' });
     expect(await q.getJob(id)).toMatchObject({ state: 'failure', error: 'stopped at the drain deadline' });
   });
 
