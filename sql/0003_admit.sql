@@ -118,7 +118,16 @@ end $$;
 -- in between moved a failed one from jobs.job back to jobs.job_queue, in
 -- neither read ('does not exist'). One found queued again is locked then
 -- (at most 10 tries, each lost to a redrive committing in that gap).
-create function jobs.lock_dependencies(p_depends_on bigint[], p_now timestamptz)
+-- p_serial_key: the serial key the publish takes next (jobs.publish). With
+-- active dependencies locked, it is only tried: held by another
+-- transaction, which may end one of them next (an app's ack of a
+-- dependency after a publish with that key, or after an ack of the key's
+-- job), waiting for it holding them deadlocked (40P01). Their locks are let
+-- go then (a subtransaction), its holder waited for holding neither (the
+-- key let go at once: locked first, an ack of a dependency sharing the key,
+-- its row then the key, deadlocked with this), and all taken again; after
+-- 10 such tries, as before (waiting for the key, a deadlock then detected).
+create function jobs.lock_dependencies(p_depends_on bigint[], p_now timestamptz, p_serial_key text default null)
 returns bigint[] language plpgsql as $$
 declare
   v_active bigint[];
@@ -128,6 +137,21 @@ begin
   if cardinality(p_depends_on) > 1000 then
     perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
   end if;
+  for t in 1..case when p_serial_key is null then 0 else 10 end loop
+    begin
+      v_active := jobs.lock_dependencies(p_depends_on, p_now);
+      if cardinality(v_active) = 0 or pg_try_advisory_xact_lock(736038, hashtext(p_serial_key)) then
+        return v_active;
+      end if;
+      raise sqlstate 'PDA94';  -- the dependencies' locks let go
+    exception when sqlstate 'PDA94' then
+      begin
+        perform pg_advisory_xact_lock(736038, hashtext(p_serial_key));
+        raise sqlstate 'PDA94';  -- and the key's
+      exception when sqlstate 'PDA94' then null;
+      end;
+    end;
+  end loop;
   for i in 1..10 loop
     select coalesce(array_agg(q.job_id), '{}') into v_active from (
       select q.job_id from jobs.job_queue q where q.job_id = any(p_depends_on) order by q.job_id for key share

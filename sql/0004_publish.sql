@@ -199,7 +199,7 @@ begin
         end loop;
         exit;  -- PD011
       end if;
-      v_waiting := jobs.lock_dependencies(publish.depends_on, v_now);
+      v_waiting := jobs.lock_dependencies(publish.depends_on, v_now, coalesce(publish.serial_key, v_take_serial));
     end if;
     if coalesce(publish.serial_key, v_take_serial) is not null then
       -- Taken also by jobs.after_end before it picks a key's next head.

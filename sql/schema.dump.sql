@@ -3079,10 +3079,10 @@ begin
 end $$;
 
 --
--- Name: lock_dependencies(bigint[], timestamp with time zone); Type: FUNCTION; Schema: jobs; Owner: -
+-- Name: lock_dependencies(bigint[], timestamp with time zone, text); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
-CREATE FUNCTION jobs.lock_dependencies(p_depends_on bigint[], p_now timestamp with time zone) RETURNS bigint[]
+CREATE FUNCTION jobs.lock_dependencies(p_depends_on bigint[], p_now timestamp with time zone, p_serial_key text DEFAULT NULL::text) RETURNS bigint[]
     LANGUAGE plpgsql
     AS $$
 declare
@@ -3093,6 +3093,21 @@ begin
   if cardinality(p_depends_on) > 1000 then
     perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
   end if;
+  for t in 1..case when p_serial_key is null then 0 else 10 end loop
+    begin
+      v_active := jobs.lock_dependencies(p_depends_on, p_now);
+      if cardinality(v_active) = 0 or pg_try_advisory_xact_lock(736038, hashtext(p_serial_key)) then
+        return v_active;
+      end if;
+      raise sqlstate 'PDA94';  -- the dependencies' locks let go
+    exception when sqlstate 'PDA94' then
+      begin
+        perform pg_advisory_xact_lock(736038, hashtext(p_serial_key));
+        raise sqlstate 'PDA94';  -- and the key's
+      exception when sqlstate 'PDA94' then null;
+      end;
+    end;
+  end loop;
   for i in 1..10 loop
     select coalesce(array_agg(q.job_id), '{}') into v_active from (
       select q.job_id from jobs.job_queue q where q.job_id = any(p_depends_on) order by q.job_id for key share
@@ -4221,7 +4236,7 @@ begin
         end loop;
         exit;  -- PD011
       end if;
-      v_waiting := jobs.lock_dependencies(publish.depends_on, v_now);
+      v_waiting := jobs.lock_dependencies(publish.depends_on, v_now, coalesce(publish.serial_key, v_take_serial));
     end if;
     if coalesce(publish.serial_key, v_take_serial) is not null then
       -- Taken also by jobs.after_end before it picks a key's next head.

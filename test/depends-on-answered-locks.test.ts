@@ -10,7 +10,7 @@
 // session is seen waiting for a lock (pg_locks).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { blocked, blockedBy, lockSessions, outcome, waits } from './support/lock-sessions.js';
+import { blocked, blockedBy, doneOrBlocked, lockSessions, outcome, waits } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -131,12 +131,14 @@ describe('a publish answered with a job that took its key while it held its depe
     await app.query('begin');
     const published = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
       serial_key => 's', depends_on => array[${dep}::bigint])::text as id`));
-    await blocked(sql, app);  // at the serial key's lock, its dependency locked
+    await blocked(sql, app);  // at the serial key's lock (its dependency tried, let go: depends-on-serial-lock-order)
     const handler = await session();
     await handler.query('begin');
     expect((await handler.query(`select jobs.ack(${holder}::bigint) as a`)).rows).toEqual([{ a: true }]);
     const ackDep = outcome(handler.query(`select jobs.ack(${dep}::bigint) as a`));
-    await blocked(sql, handler);  // for the publish's lock of the dependency
+    // Waited for the publish's lock of the dependency before depends-on-serial-lock-order's
+    // fix; now the publish holds none while it waits for the serial key.
+    await doneOrBlocked(sql, handler, ackDep);
     await lockHolder.query('commit');
     const acked = await ackDep;
     await handler.query('commit');
