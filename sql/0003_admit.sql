@@ -24,6 +24,42 @@ begin
   return v_q;
 end $$;
 
+-- Locks queue p_queue's row FOR UPDATE, then its writers' lock (jobs.hold_queue's) alone, for a change
+-- that waits for the writers in flight: jobs.delete_queue, and jobs.create_queue setting a bound
+-- (p_unbounded: only while the queue has none). The row first: a transaction that key-shared it
+-- (jobs.publish_event) or wrote it (jobs.pause_queue), then published, would wait for this while this
+-- waited for it. Not held while the writers are waited for: a writer may wait for a lock of a transaction
+-- (a serial key, a job's row) that then publishes into the queue in REPEATABLE READ or SERIALIZABLE
+-- (jobs.admit: the row FOR KEY SHARE), which waited for this: 40P01. The writers' lock tried; held, the
+-- row let go (a subtransaction), the writers waited for holding neither (the lock let go at once), and
+-- both taken again; after 10 such tries, waited for holding the row. Returns whether the row was locked.
+create function jobs.lock_queue_writers(p_queue text, p_unbounded boolean default false)
+returns boolean language plpgsql as $$
+declare
+  v_found boolean;
+begin
+  for t in 1..11 loop
+    begin
+      perform from jobs.queue q where q.name = p_queue and (not p_unbounded or q.max_size is null) for update;
+      v_found := found;
+      if not v_found or t = 11 or pg_try_advisory_xact_lock(736041, hashtext(p_queue)) then
+        exit;
+      end if;
+      raise sqlstate 'PDA94';  -- the row let go
+    exception when sqlstate 'PDA94' then
+      begin
+        perform pg_advisory_xact_lock(736041, hashtext(p_queue));
+        raise sqlstate 'PDA94';  -- and the writers' lock
+      exception when sqlstate 'PDA94' then null;
+      end;
+    end;
+  end loop;
+  if v_found then
+    perform pg_advisory_xact_lock(736041, hashtext(p_queue));  -- held already, unless after 10 tries
+  end if;
+  return v_found;
+end $$;
+
 -- A row per bounded queue that jobs.admit added jobs to, written (admits
 -- + 1) by every such admit under the queue's publishers' lock, whatever its
 -- isolation: an admit in a REPEATABLE READ or SERIALIZABLE snapshot older

@@ -173,14 +173,11 @@ begin
   -- A bound set on an unbounded queue: its publishes in flight, which read
   -- it unbounded and counted nothing, commit first (the row FOR UPDATE waits
   -- for those that key-share it, the writers' lock for the others: the order
-  -- of jobs.delete_queue), so the next bounded admit counts their jobs; and
+  -- of jobs.delete_queue: jobs.lock_queue_writers), so the next bounded admit counts their jobs; and
   -- the row's old version, locked so, fails the key share of an admit whose
   -- snapshot predates this (40001), which would read it unbounded.
   if v_max is not null then
-    perform from jobs.queue q where q.name = create_queue.name and q.max_size is null for update;
-    if found then
-      perform pg_advisory_xact_lock(736041, hashtext(create_queue.name));
-    end if;
+    perform jobs.lock_queue_writers(create_queue.name, true);
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
                                retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,

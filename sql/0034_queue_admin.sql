@@ -101,9 +101,8 @@ begin
   end if;
   -- No queue comes to name this one as its dead_letter meanwhile (jobs.create_queue takes it too).
   perform pg_advisory_xact_lock(736040, 0);
-  -- The row first, then the writers' lock: the order of jobs.publish_event.
-  perform from jobs.queue q where q.name = delete_queue.name for update;
-  if not found then
+  -- The row first, then the writers' lock (waited for without the row): jobs.lock_queue_writers.
+  if not jobs.lock_queue_writers(delete_queue.name) then
     return false;
   end if;
   select q.name into v_by from jobs.queue q where q.dead_letter = delete_queue.name order by q.name limit 1;
@@ -112,8 +111,7 @@ begin
       'queue %s is the dead-letter queue of %s: give that one another (jobs.create_queue(%s, dead_letter => null)) first',
       quote_literal(delete_queue.name), quote_literal(v_by), quote_literal(v_by)));
   end if;
-  -- Waits for writers in flight (jobs.hold_queue); those after find no queue.
-  perform pg_advisory_xact_lock(736041, hashtext(delete_queue.name));
+  -- Writers in flight (jobs.hold_queue) were waited for above; those after find no queue.
   -- Leased at attempt 0: a dependant a cascade deferred, never run (jobs.after_end).
   select count(*) filter (where q.lease_until is null), count(*) filter (where q.lease_until is not null and q.attempt > 0),
          count(*) filter (where q.lease_until is not null and q.attempt <= 0),

@@ -1648,14 +1648,11 @@ begin
   -- A bound set on an unbounded queue: its publishes in flight, which read
   -- it unbounded and counted nothing, commit first (the row FOR UPDATE waits
   -- for those that key-share it, the writers' lock for the others: the order
-  -- of jobs.delete_queue), so the next bounded admit counts their jobs; and
+  -- of jobs.delete_queue: jobs.lock_queue_writers), so the next bounded admit counts their jobs; and
   -- the row's old version, locked so, fails the key share of an admit whose
   -- snapshot predates this (40001), which would read it unbounded.
   if v_max is not null then
-    perform from jobs.queue q where q.name = create_queue.name and q.max_size is null for update;
-    if found then
-      perform pg_advisory_xact_lock(736041, hashtext(create_queue.name));
-    end if;
+    perform jobs.lock_queue_writers(create_queue.name, true);
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
                                retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,
@@ -2335,9 +2332,8 @@ begin
   end if;
   -- No queue comes to name this one as its dead_letter meanwhile (jobs.create_queue takes it too).
   perform pg_advisory_xact_lock(736040, 0);
-  -- The row first, then the writers' lock: the order of jobs.publish_event.
-  perform from jobs.queue q where q.name = delete_queue.name for update;
-  if not found then
+  -- The row first, then the writers' lock (waited for without the row): jobs.lock_queue_writers.
+  if not jobs.lock_queue_writers(delete_queue.name) then
     return false;
   end if;
   select q.name into v_by from jobs.queue q where q.dead_letter = delete_queue.name order by q.name limit 1;
@@ -2346,8 +2342,7 @@ begin
       'queue %s is the dead-letter queue of %s: give that one another (jobs.create_queue(%s, dead_letter => null)) first',
       quote_literal(delete_queue.name), quote_literal(v_by), quote_literal(v_by)));
   end if;
-  -- Waits for writers in flight (jobs.hold_queue); those after find no queue.
-  perform pg_advisory_xact_lock(736041, hashtext(delete_queue.name));
+  -- Writers in flight (jobs.hold_queue) were waited for above; those after find no queue.
   -- Leased at attempt 0: a dependant a cascade deferred, never run (jobs.after_end).
   select count(*) filter (where q.lease_until is null), count(*) filter (where q.lease_until is not null and q.attempt > 0),
          count(*) filter (where q.lease_until is not null and q.attempt <= 0),
@@ -3306,6 +3301,38 @@ begin
         where q.job_id = any(p_ids) and (not p_not_running or q.lease_until is null)
         order by q.job_id for update) l;
   return v_locked;
+end $$;
+
+--
+-- Name: lock_queue_writers(text, boolean); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.lock_queue_writers(p_queue text, p_unbounded boolean DEFAULT false) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_found boolean;
+begin
+  for t in 1..11 loop
+    begin
+      perform from jobs.queue q where q.name = p_queue and (not p_unbounded or q.max_size is null) for update;
+      v_found := found;
+      if not v_found or t = 11 or pg_try_advisory_xact_lock(736041, hashtext(p_queue)) then
+        exit;
+      end if;
+      raise sqlstate 'PDA94';  -- the row let go
+    exception when sqlstate 'PDA94' then
+      begin
+        perform pg_advisory_xact_lock(736041, hashtext(p_queue));
+        raise sqlstate 'PDA94';  -- and the writers' lock
+      exception when sqlstate 'PDA94' then null;
+      end;
+    end;
+  end loop;
+  if v_found then
+    perform pg_advisory_xact_lock(736041, hashtext(p_queue));  -- held already, unless after 10 tries
+  end if;
+  return v_found;
 end $$;
 
 --
