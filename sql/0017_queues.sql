@@ -32,6 +32,27 @@ begin
   known := found;
 end $$;
 
+-- Queue p_queue's row as jobs.create_queue's update locks it, then the claims' lock (jobs.claim_settings')
+-- tried: held by a claim's transaction, which may then write the row (jobs.pause_queue: 40P01), both let go,
+-- the claims waited for holding neither, and taken again; after 10 tries (or no row), left to the caller.
+create function jobs.lock_queue_claims(p_queue text)
+returns void language plpgsql as $$
+begin
+  for t in 1..10 loop
+    begin
+      perform from jobs.queue q where q.name = p_queue for no key update;
+      exit when not found or pg_try_advisory_xact_lock(736044, hashtext(p_queue));
+      raise sqlstate 'PDA94';  -- the row let go
+    exception when sqlstate 'PDA94' then
+      begin
+        perform pg_advisory_xact_lock(736044, hashtext(p_queue));
+        raise sqlstate 'PDA94';  -- and the claims' lock
+      exception when sqlstate 'PDA94' then null;
+      end;
+    end;
+  end loop;
+end $$;
+
 -- Creates a queue, or changes an existing one: only the arguments given
 -- change, and one given as null clears its value (max_size: unbounded;
 -- default_*: the global default; dead_letter: none). PL/pgSQL cannot tell a
@@ -178,6 +199,10 @@ begin
   -- snapshot predates this (40001), which would read it unbounded.
   if v_max is not null then
     perform jobs.lock_queue_writers(create_queue.name, true);
+  end if;
+  -- A limit changed: the claims' lock (below) tried under the row, else waited for without it.
+  if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
+    perform jobs.lock_queue_claims(create_queue.name);
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
                                retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,

@@ -1654,6 +1654,10 @@ begin
   if v_max is not null then
     perform jobs.lock_queue_writers(create_queue.name, true);
   end if;
+  -- A limit changed: the claims' lock (below) tried under the row, else waited for without it.
+  if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
+    perform jobs.lock_queue_claims(create_queue.name);
+  end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
                                retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,
                                group_concurrency, group_tiers)
@@ -3301,6 +3305,29 @@ begin
         where q.job_id = any(p_ids) and (not p_not_running or q.lease_until is null)
         order by q.job_id for update) l;
   return v_locked;
+end $$;
+
+--
+-- Name: lock_queue_claims(text); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.lock_queue_claims(p_queue text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  for t in 1..10 loop
+    begin
+      perform from jobs.queue q where q.name = p_queue for no key update;
+      exit when not found or pg_try_advisory_xact_lock(736044, hashtext(p_queue));
+      raise sqlstate 'PDA94';  -- the row let go
+    exception when sqlstate 'PDA94' then
+      begin
+        perform pg_advisory_xact_lock(736044, hashtext(p_queue));
+        raise sqlstate 'PDA94';  -- and the claims' lock
+      exception when sqlstate 'PDA94' then null;
+      end;
+    end;
+  end loop;
 end $$;
 
 --
