@@ -33,12 +33,14 @@ end $$;
 -- (jobs.admit: the row FOR KEY SHARE), which waited for this: 40P01. The writers' lock tried; held, the
 -- row let go (a subtransaction), the writers waited for holding neither (the lock let go at once), and
 -- both taken again; after 10 such tries, waited for holding the row. Returns whether the row was locked.
+-- Only in READ COMMITTED: in an older snapshot the row, locked again, raises 40001 if a transaction changed
+-- it meanwhile (jobs.pause_queue), which held through the wait would have waited for this; there, as before.
 create function jobs.lock_queue_writers(p_queue text, p_unbounded boolean default false)
 returns boolean language plpgsql as $$
 declare
   v_found boolean;
 begin
-  for t in 1..11 loop
+  for t in case when jobs.read_committed() then 1 else 11 end..11 loop
     begin
       perform from jobs.queue q where q.name = p_queue and (not p_unbounded or q.max_size is null) for update;
       v_found := found;
@@ -163,6 +165,9 @@ end $$;
 -- key let go at once: locked first, an ack of a dependency sharing the key,
 -- its row then the key, deadlocked with this), and all taken again; after
 -- 10 such tries, as before (waiting for the key, a deadlock then detected).
+-- Only in READ COMMITTED: in an older snapshot a dependency ended while this
+-- waited (its row deleted) raises 40001 locked again, where held it would
+-- have waited for this; there, as before.
 create function jobs.lock_dependencies(p_depends_on bigint[], p_now timestamptz, p_serial_key text default null)
 returns bigint[] language plpgsql as $$
 declare
@@ -173,7 +178,7 @@ begin
   if cardinality(p_depends_on) > 1000 then
     perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
   end if;
-  for t in 1..case when p_serial_key is null then 0 else 10 end loop
+  for t in 1..case when p_serial_key is null then 0 when jobs.read_committed() then 10 else 0 end loop
     begin
       v_active := jobs.lock_dependencies(p_depends_on, p_now);
       if cardinality(v_active) = 0 or pg_try_advisory_xact_lock(736038, hashtext(p_serial_key)) then

@@ -35,10 +35,12 @@ end $$;
 -- Queue p_queue's row as jobs.create_queue's update locks it, then the claims' lock (jobs.claim_settings')
 -- tried: held by a claim's transaction, which may then write the row (jobs.pause_queue: 40P01), both let go,
 -- the claims waited for holding neither, and taken again; after 10 tries (or no row), left to the caller.
+-- Only in READ COMMITTED: in an older snapshot the row, locked again, raises 40001 if a transaction changed
+-- it meanwhile (jobs.pause_queue), which held through the wait would have waited for this; there, as before.
 create function jobs.lock_queue_claims(p_queue text)
 returns void language plpgsql as $$
 begin
-  for t in 1..10 loop
+  for t in 1..case when jobs.read_committed() then 10 else 0 end loop
     begin
       perform from jobs.queue q where q.name = p_queue for no key update;
       exit when not found or pg_try_advisory_xact_lock(736044, hashtext(p_queue));

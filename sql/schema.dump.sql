@@ -3092,7 +3092,7 @@ begin
   if cardinality(p_depends_on) > 1000 then
     perform jobs.raise_invalid('PD013', 'depends_on', 'must list at most 1000 jobs');
   end if;
-  for t in 1..case when p_serial_key is null then 0 else 10 end loop
+  for t in 1..case when p_serial_key is null then 0 when jobs.read_committed() then 10 else 0 end loop
     begin
       v_active := jobs.lock_dependencies(p_depends_on, p_now);
       if cardinality(v_active) = 0 or pg_try_advisory_xact_lock(736038, hashtext(p_serial_key)) then
@@ -3315,7 +3315,7 @@ CREATE FUNCTION jobs.lock_queue_claims(p_queue text) RETURNS void
     LANGUAGE plpgsql
     AS $$
 begin
-  for t in 1..10 loop
+  for t in 1..case when jobs.read_committed() then 10 else 0 end loop
     begin
       perform from jobs.queue q where q.name = p_queue for no key update;
       exit when not found or pg_try_advisory_xact_lock(736044, hashtext(p_queue));
@@ -3340,7 +3340,7 @@ CREATE FUNCTION jobs.lock_queue_writers(p_queue text, p_unbounded boolean DEFAUL
 declare
   v_found boolean;
 begin
-  for t in 1..11 loop
+  for t in case when jobs.read_committed() then 1 else 11 end..11 loop
     begin
       perform from jobs.queue q where q.name = p_queue and (not p_unbounded or q.max_size is null) for update;
       v_found := found;
