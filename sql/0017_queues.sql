@@ -32,18 +32,21 @@ begin
   known := found;
 end $$;
 
--- Queue p_queue's row as jobs.create_queue's update locks it, then the claims' lock (jobs.claim_settings')
--- tried: held by a claim's transaction, which may then write the row (jobs.pause_queue: 40P01), both let go,
--- the claims waited for holding neither, and taken again; after 10 tries (or no row), left to the caller.
--- Only in READ COMMITTED: in an older snapshot the row, locked again, raises 40001 if a transaction changed
--- it meanwhile (jobs.pause_queue), which held through the wait would have waited for this; there, as before.
-create function jobs.lock_queue_claims(p_queue text)
+-- Queue p_queue's row as jobs.create_queue's update locks it (p_bound, a bound set too: FOR UPDATE, with the writers'
+-- lock: jobs.lock_queue_writers), then the claims' lock (jobs.claim_settings') tried: held by a claim's transaction,
+-- which may then write the row (jobs.pause_queue: 40P01), all let go, the claims waited for holding none, and taken
+-- again; after 10 tries (or no row), left to the caller. Only in READ COMMITTED: in an older snapshot a row changed
+-- meanwhile (jobs.pause_queue, which waits for this if held) raises 40001 locked again.
+create function jobs.lock_queue_claims(p_queue text, p_bound boolean default false)
 returns void language plpgsql as $$
 begin
   for t in 1..case when jobs.read_committed() then 10 else 0 end loop
     begin
-      perform from jobs.queue q where q.name = p_queue for no key update;
-      exit when not found or pg_try_advisory_xact_lock(736044, hashtext(p_queue));
+      if not (p_bound and jobs.lock_queue_writers(p_queue, true)) then
+        perform from jobs.queue q where q.name = p_queue for no key update;
+        exit when not found;
+      end if;
+      exit when pg_try_advisory_xact_lock(736044, hashtext(p_queue));
       raise sqlstate 'PDA94';  -- the row let go
     exception when sqlstate 'PDA94' then
       begin
@@ -193,18 +196,15 @@ begin
         quote_literal(create_queue.name), v_loop));
     end if;
   end if;
-  -- A bound set on an unbounded queue: its publishes in flight, which read
-  -- it unbounded and counted nothing, commit first (the row FOR UPDATE waits
-  -- for those that key-share it, the writers' lock for the others: the order
-  -- of jobs.delete_queue: jobs.lock_queue_writers), so the next bounded admit counts their jobs; and
-  -- the row's old version, locked so, fails the key share of an admit whose
-  -- snapshot predates this (40001), which would read it unbounded.
-  if v_max is not null then
-    perform jobs.lock_queue_writers(create_queue.name, true);
-  end if;
-  -- A limit changed: the claims' lock (below) tried under the row, else waited for without it.
+  -- A bound set on an unbounded queue: its publishes in flight, which read it unbounded and counted nothing, commit
+  -- first (jobs.lock_queue_writers: the order of jobs.delete_queue), so the next bounded admit counts their jobs; and
+  -- the row's old version, locked so, fails the key share of an admit whose snapshot predates this (40001), which
+  -- would read it unbounded. A limit changed: the claims' lock (below) tried under those, else waited for without.
   if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
-    perform jobs.lock_queue_claims(create_queue.name);
+    perform jobs.lock_queue_claims(create_queue.name, v_max is not null);
+  end if;
+  if v_max is not null then
+    perform jobs.lock_queue_writers(create_queue.name, true);  -- held already, unless lock_queue_claims gave up
   end if;
   insert into jobs.queue as q (name, max_size, default_timeout, default_priority, default_max_retries, dead_letter,
                                retry_delay, retry_backoff, retry_delay_max, max_running, expire_in,
@@ -236,14 +236,11 @@ begin
     group_tiers = case when create_queue.group_tiers is not distinct from '"(unchanged)"' then q.group_tiers
                        else excluded.group_tiers end
   returning q.retry_delay, q.retry_delay_max, q.group_concurrency, q.group_tiers into v_delay, v_delay_max, v_group_cap, v_tiers;
-  -- A limit set, changed or cleared: the claims in flight, which read the
-  -- queue before this, end first, and those after wait for this to commit
-  -- (jobs.claim_settings), so every claim's jobs are counted as this commits
-  -- them. The row first (the update above, which key-share locks do not
-  -- wait for), then the claims' lock, not the row FOR UPDATE before it: a
-  -- transaction whose claim this waits for may then key-share the row
-  -- (jobs.publish_event), and one that wrote the row (jobs.pause_queue)
-  -- may then claim, and either would wait for this while it waited for
+  -- A limit set, changed or cleared: the claims in flight, which read the queue before this, end first, and those
+  -- after wait for this to commit (jobs.claim_settings), so every claim's jobs are counted as this commits them. The
+  -- row first (the update above, which key-share locks do not wait for), then the claims' lock, not the row FOR
+  -- UPDATE before it: a transaction whose claim this waits for may then key-share the row (jobs.publish_event), and
+  -- one that wrote the row (jobs.pause_queue) may then claim, and either would wait for this while it waited for
   -- them (40P01).
   if create_queue.max_running is distinct from k_keep or create_queue.group_concurrency is distinct from k_keep then
     perform pg_advisory_xact_lock(736044, hashtext(create_queue.name));

@@ -48,4 +48,23 @@ describe('a claim\'s transaction that then writes the queue\'s row, beside a cha
       });
     }
   }
+
+  // A bound set on the unbounded queue too: jobs.lock_queue_writers took the row FOR UPDATE first, which
+  // jobs.lock_queue_claims' subtransaction could not let go (40P01 as before).
+  for (const limit of LIMITS) {
+    it(`${limit} and max_size on an unbounded queue; then jobs.pause_queue: both done, the transaction first`, async () => {
+      const app = await session();
+      await app.query('begin');
+      expect((await app.query(`select job_id from jobs.consume(1, queue => 'q')`)).rows).toHaveLength(1);
+      const admin = await session();
+      const changed = outcome(admin.query(`select jobs.create_queue('q', max_size => 10, ${limit})::text as r`));
+      await blockedBy(sql, admin, app);  // for the claims in flight
+      expect(await outcome(app.query(`select jobs.pause_queue('q')::text as r`))).toEqual([{ r: 'true' }]);  // 40P01 before
+      await app.query('commit');
+      expect(await changed).toEqual([{ r: '' }]);
+      const [name, value] = limit.split(' => ');
+      expect(await sql(`select ${name}, max_size, paused from jobs.queue where name = 'q'`))
+        .toEqual([{ [name!]: Number(value), max_size: 10, paused: true }]);
+    });
+  }
 });
