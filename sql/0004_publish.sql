@@ -85,7 +85,7 @@ declare
   v_was_running boolean;
   v_old record;
   v_q jobs.queue;
-  v_answer text;
+  v_answer text; v_try boolean := current_setting('pgdrain.internal_publish_try', true) is not distinct from 'on';  -- a try (below)
 begin
   perform jobs.check_publish(publish.task, publish.timeout_seconds, publish.priority, publish.max_retries,
     publish.dedupe_key, publish.serial_key, publish.attributes, publish.group_id, publish.group_tier,
@@ -106,8 +106,8 @@ begin
       return v_id;
     end if;
   end if;
-  if v_takes then
-    -- Replaces (and keep_waiting publishes) of one key one at a time, so none finds the key free, loses the insert and loops.
+  if v_takes and v_try then  -- in a try (below): its holder's row waited for holding it, its handler's publish of it: 40P01
+    -- Replaces (and keep_waiting publishes) of one key one at a time, so none finds the key free, loses the insert and loops
     perform pg_advisory_xact_lock(736039, hashtext(publish.dedupe_key));
     -- A bounded queue's lock before the holder's row, as jobs.publish_keyed: after it, a publish
     -- into the queue depending on the holder (the lock, then its rows) deadlocked (40P01).
@@ -127,7 +127,7 @@ begin
         v_take_serial := v_old.serial_key;
       end if;
     end if;
-    if v_takes and v_take is null and (publish.depends_on is null or current_setting('pgdrain.internal_publish_try', true) = 'on') then
+    if v_takes and v_take is null and v_try then
       -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
       -- claim or settle holding it first is waited for, and the row read as
       -- it left it (running, back to pending, or gone). A serial key found
@@ -173,15 +173,15 @@ begin
         v_take_serial := case when v_old.running then v_old.serial_key end;
       end if;
     end if;
-    -- Counted below, if the key is still free; none asked for before a keep_waiting try (its first look may answer).
-    v_q := jobs.admit(v_queue, case when v_takes and publish.depends_on is not null
-      and current_setting('pgdrain.internal_publish_try', true) is distinct from 'on' then 0 else 1 end, p_count => false);
-    if publish.depends_on is not null then
+    -- Counted below, if the key is still free; none asked for before a replace or keep_waiting try (its first look may answer).
+    v_q := jobs.admit(v_queue, case when v_takes and not v_try then 0 else 1 end, p_count => false);
+    if publish.depends_on is not null or v_takes then
       -- A job taking the key once the dependencies are locked (waiting for a lock, inserting first) is answered holding
       -- none of them (an ack of one would wait for this), nor waited for holding them (its row held by an end of it, then
       -- of a dependency: 40P01): each try a subtransaction (jobs.publish; pgdrain.internal_publish_try, set by no caller)
-      -- rolled back (PDA95) by that answer (its id) or a pass more ('': tried again; 'w': the holder's row waited for first).
-      if publish.dedupe_key is not null and current_setting('pgdrain.internal_publish_try', true) is distinct from 'on' then
+      -- rolled back (PDA95) by that answer (its id) or a pass more ('': tried again; 'w': the holder's row waited for first,
+      -- without the key's lock, above: so a replace or keep_waiting publish, with or without depends_on, tries).
+      if publish.dedupe_key is not null and not v_try then
         for t in 1..3 loop
           begin
             perform set_config('pgdrain.internal_publish_try', 'on', true);
@@ -189,8 +189,7 @@ begin
               publish.max_retries, publish.now, v_queue, publish.dedupe_key, publish.serial_key, publish.depends_on,
               publish.attributes, publish.dedupe_mode, publish.throttle_seconds, publish.retry_delay, publish.retry_backoff,
               publish.retry_delay_max, publish.expires_at, publish.dead_letter, publish.group_id, publish.group_tier);
-            perform set_config('pgdrain.internal_publish_try', '', true);
-            return v_id;
+            perform set_config('pgdrain.internal_publish_try', '', true); return v_id;
           exception when sqlstate 'PDA95' then
             get stacked diagnostics v_answer = message_text;
             if v_answer = 'w' then perform jobs.await_key_holder(publish.dedupe_key);  -- not held after
@@ -199,7 +198,7 @@ begin
         end loop;
         exit;  -- PD011
       end if;
-      v_waiting := jobs.lock_dependencies(publish.depends_on, v_now, coalesce(publish.serial_key, v_take_serial));
+      if publish.depends_on is not null then v_waiting := jobs.lock_dependencies(publish.depends_on, v_now, coalesce(publish.serial_key, v_take_serial)); end if;
     end if;
     if coalesce(publish.serial_key, v_take_serial) is not null then
       -- Taken also by jobs.after_end before it picks a key's next head.
@@ -224,7 +223,7 @@ begin
         exception when sqlstate 'PDA98' then
           -- That job's ack may wait for this key while holding the job's
           -- row: back to the top without the key, to lock the row first.
-          if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = 'w'; end if;  -- (above)
+          if v_try then raise sqlstate 'PDA95' using message = 'w'; end if;  -- (above)
           continue;
         end;
       else
@@ -237,7 +236,7 @@ begin
       v_take := null;
       if v_was_running is null then
         v_row_wait := true;
-        if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = 'w'; end if;  -- (above)
+        if v_try then raise sqlstate 'PDA95' using message = 'w'; end if;  -- (above)
         continue;
       end if;
     end if;
@@ -294,7 +293,8 @@ begin
       perform jobs.notify('pgdrain_queued', v_queue);
       return v_id;
     end if;
-    if cardinality(v_waiting) > 0 then raise sqlstate 'PDA95' using message = case when v_takes then 'w' else '' end; end if;
+    if cardinality(v_waiting) > 0 or v_takes and v_try then
+      raise sqlstate 'PDA95' using message = case when v_takes then 'w' else '' end; end if;
   end loop;
   perform jobs.raise_invalid('PD011', 'dedupe_key', 'kept changing hands while publishing; try again');
 end $$;
