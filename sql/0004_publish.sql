@@ -125,10 +125,10 @@ begin
         v_take_serial := v_old.serial_key;
       end if;
     end if;
-    -- The key's lock held waiting for the holder's row, its handler's publish of the key waited for it: 40P01. So the
-    -- lock is taken in a try (below), which waits for no row, but with no running holder, no depends_on, an unbounded
-    -- queue and the lock free at once (no wait since that look: a try costs a call and a subtransaction, ~25% of a replace).
-    if i = 1 and v_takes and not v_try and v_take is null and publish.depends_on is null
+    -- The key's lock held waiting for the holder's row, its handler's publish of the key waited for it: 40P01. So the lock
+    -- is taken in a try (below), which waits for no row, but with no running holder, depends_on, serial key (its lock waited
+    -- for, a job took the key, ran, held) or bound, and the key's lock free at once (a try: a call and a subtransaction).
+    if i = 1 and v_takes and not v_try and v_take is null and publish.depends_on is null and publish.serial_key is null
        and not exists (select from jobs.queue q where q.name = v_queue and q.max_size is not null) then
       v_own := pg_try_advisory_xact_lock(736039, hashtext(publish.dedupe_key)); end if;
     if v_takes and v_take is null and v_own then

@@ -10,7 +10,7 @@
 // interleavings, no timing: each step waits until a session is seen waiting for a lock (pg_locks).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
-import { blocked, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
+import { blocked, blockedBy, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -111,6 +111,27 @@ describe('a key-taking publish and its running holder\'s own handler, other orde
     await handler.query('commit');
     expect(await answer).toEqual(mine);
     expect(mine).not.toEqual([{ id: holder }]);
+    expect(await keyHolder()).toEqual(mine);
+  });
+
+  it('no try at the first look, then a running holder held by its handler (a serial key waited for): the handler\'s publish goes through', async () => {
+    // The app's keep_waiting publish finds the key free and waits for its serial key's lock; meanwhile a job takes
+    // the key, runs, and its handler holds its row. Taking the key's lock without a try, the publish kept it
+    // while it then waited for that row, and the handler's publish of the key waited for the lock: 40P01.
+    const serial = await session();
+    await serial.query('begin');
+    await serial.query(`select jobs.publish('a.run', serial_key => 's')`);
+    const app = await session();
+    const answer = outcome(app.query(`select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => 'keep_waiting',
+                                                          serial_key => 's')::text as id`));
+    await blockedBy(sql, app, serial);  // for the serial key's lock
+    const [holder, handler] = await running('k');
+    await serial.query('commit');
+    await blockedBy(sql, app, handler);  // for the holder's row
+    const mine = await outcome(handler.query(publish('replace')));
+    await handler.query('commit');
+    expect(mine).not.toEqual([{ id: holder }]);
+    expect(await answer).toEqual(mine);  // the handler's new job, not started yet
     expect(await keyHolder()).toEqual(mine);
   });
 
