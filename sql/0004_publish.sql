@@ -85,7 +85,7 @@ declare
   v_was_running boolean;
   v_old record;
   v_q jobs.queue;
-  v_answer text; v_try boolean := current_setting('pgdrain.internal_publish_try', true) is not distinct from 'on';  -- a try (below)
+  v_answer text; v_try boolean := publish.dedupe_key is not null and current_setting('pgdrain.internal_publish_try', true) is not distinct from 'on';  -- a try
   v_own boolean := v_try;  -- holds the key's lock (736039) itself: a try, or a replace or keep_waiting publish not needing one
 begin
   perform jobs.check_publish(publish.task, publish.timeout_seconds, publish.priority, publish.max_retries,
@@ -128,9 +128,9 @@ begin
     -- The key's lock held waiting for the holder's row, its handler's publish of the key waited for it: 40P01. So the lock
     -- is taken in a try (below), which waits for no row, but with no running holder, depends_on, serial key (its lock waited
     -- for, a job took the key, ran, held) or bound, and the key's lock free at once (a try: a call and a subtransaction).
-    if i = 1 and v_takes and not v_try and v_take is null and publish.depends_on is null and publish.serial_key is null
-       and not exists (select from jobs.queue q where q.name = v_queue and q.max_size is not null) then
-      v_own := pg_try_advisory_xact_lock(736039, hashtext(publish.dedupe_key)); end if;
+    if i = 1 and v_takes and not v_try and v_take is null and publish.depends_on is null and publish.serial_key is null then
+      v_own := not exists (select from jobs.queue q where q.name = v_queue and q.max_size is not null)  -- (not in the if: a
+        and pg_try_advisory_xact_lock(736039, hashtext(publish.dedupe_key)); end if;  -- subquery, a statement every publish)
     if v_takes and v_take is null and v_own then
       -- The row lock makes a claim skip the job meanwhile (SKIP LOCKED); a
       -- claim or settle holding it first is waited for, and the row read as
