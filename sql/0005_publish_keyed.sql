@@ -58,6 +58,11 @@ begin
   if p_dedupe_modes is not null then
     select array_agg(distinct x.key) into v_kw_keys
     from unnest(p_dedupe_keys, p_dedupe_modes) x(key, mode) where x.mode = 'keep_waiting';
+    -- Each key's lock as jobs.publish takes it, first, in one order (as
+    -- jobs.lock_serial_keys): a publish taking one of these keys from its
+    -- running holder (that holder's row held, skipped below) is waited for,
+    -- and its new job answered, not the running one.
+    perform pg_advisory_xact_lock(736039, hashtext(k)) from unnest(v_kw_keys) k order by hashtext(k), k;
   end if;
   -- A keep_waiting key's holder whose row another transaction holds (a
   -- settle ending it, retrying or giving it back; one not started yet: a
@@ -73,11 +78,6 @@ begin
   -- jobs.publish (jobs.check_busy_passes, which says how they are counted).
   loop
     begin
-      -- Each keep_waiting key's lock as jobs.publish takes it, first, in one order (as jobs.lock_serial_keys): a publish
-      -- taking one of these keys from its running holder (that holder's row held, skipped below) is waited for, and its
-      -- new job answered, not the running one. Taken in the pass, so let go with it before a busy row is waited for
-      -- (held, that wait deadlocked with the holder's own handler publishing with the key: it waited for the lock).
-      perform pg_advisory_xact_lock(736039, hashtext(k)) from unnest(v_kw_keys) k order by hashtext(k), k;
       p_serial_keys := v_given_serials;
       v_locked := null;
       v_written := null;

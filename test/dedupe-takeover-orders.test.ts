@@ -3,10 +3,7 @@
 // orders than dedupe-takeover-own-handler's: the handler publishing first, a
 // second handler publishing with the key (before, it waited for the key's lock
 // held by a publish waiting for the holder's row: 40P01), modes mixed, the holder
-// acked while the publish waits, a third session holding the row; and a bulk
-// (jobs.publish_arrays) keep_waiting publish, which waited for the busy holder's
-// row holding the key's lock (736039), so the handler's publish of the key waited
-// for that lock: 40P01. Forced
+// acked while the publish waits, a third session holding the row. Forced
 // interleavings, no timing: each step waits until a session is seen waiting for a lock (pg_locks).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { testDb } from './support/db.js';
@@ -33,7 +30,6 @@ const running = async (key: string | null): Promise<[string, LockSession]> => {
   expect((await handler.query(`select jobs.set_progress(${job}, 1, '1') as p`)).rows).toEqual([{ p: true }]);
   return [job, handler];
 };
-const bulk = `select (jobs.publish_arrays(array['a.run'], dedupe_keys => array['k'], dedupe_modes => array['keep_waiting']))[1]::text as id`;
 const keyHolder = async () => sql(`select job_id::text as id from jobs.job_queue where dedupe_key = 'k'`);
 
 afterEach(async () => {
@@ -100,18 +96,6 @@ describe('a key-taking publish and its running holder\'s own handler, other orde
     const a = await answer;
     expect(a).toEqual(m);
     expect(await keyHolder()).toEqual(m);
-  });
-
-  it('bulk keep_waiting waiting for the busy holder lets the key\'s lock go: the handler\'s publish goes through', async () => {
-    const [holder, handler] = await running('k');
-    const app = await session();
-    const answer = outcome(app.query(bulk));
-    await blocked(sql, app);  // for the holder's row (jobs.wait_busy)
-    const mine = await outcome(handler.query(publish('keep_waiting')));  // 40P01 here or in the bulk, before
-    await handler.query('commit');
-    expect(await answer).toEqual(mine);
-    expect(mine).not.toEqual([{ id: holder }]);
-    expect(await keyHolder()).toEqual(mine);
   });
 
   it('no try at the first look, then a running holder held by its handler (a serial key waited for): the handler\'s publish goes through', async () => {
