@@ -17,7 +17,7 @@ const sql = db.sql;
 const session = lockSessions(db.url);
 const DEADLOCK = 'error 40P01 undefined: deadlock detected';
 const NOT_EMPTY = `error PD009 name: name: queue 'q' still has 1 waiting and 0 running jobs: purge it first `
-  + `(jobs.purge_queue('q')) and wait for its running jobs to end`;
+  + `(jobs.purge_queue('q'))`;
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job');
