@@ -52,6 +52,9 @@ create table jobs.recurring (
   -- (last_error says why: jobs.publish_due_schedules).
   next_run_at  timestamptz check ((runner = 'drains') = (next_run_at is not null)
                                   or runner = 'drains' and (jobs.is_rrule(cron) or last_error is not null)),
+  -- The tick a retry is for: a tick whose publish failed (a full queue) is
+  -- retried a minute on (next_run_at), and published as this tick.
+  retry_tick   timestamptz,
   last_run_at  timestamptz,
   last_job_id  bigint,
   last_error   text,

@@ -171,7 +171,7 @@ begin
   v_skip := jobs.lock_schedule(schedule.name, v_now, v_cron, v_tz, v_runner);
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill, coalesce(r.queue, 'default')
+  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, coalesce(r.retry_tick, r.next_run_at), r.backfill, coalesce(r.queue, 'default')
   into v_old, v_old_cron, v_old_tz, v_last, v_error, v_old_next, v_old_backfill, v_old_queue
   from jobs.recurring r where r.name = schedule.name for update;
   -- A rule with no occurrence left is refused, unless it is this schedule's
@@ -241,6 +241,8 @@ begin
       serial_key = excluded.serial_key, dedupe_key = excluded.dedupe_key, dedupe_mode = excluded.dedupe_mode,
       group_id = excluded.group_id, group_tier = excluded.group_tier,
       updated_at = excluded.updated_at, last_error = v_kept_error,
+      retry_tick = case when r.runner = excluded.runner and r.cron = excluded.cron
+                             and r.tz is not distinct from excluded.tz then r.retry_tick end,
       -- A schedule a tick stopped (next_run_at null, sql/0023) goes on from
       -- now; one whose rule ended has no tick after now either.
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron

@@ -5033,7 +5033,8 @@ begin
       if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
         update jobs.recurring s
-        set next_run_at = v_next, skipped_ticks = s.skipped_ticks + 1, last_skipped_at = r.next_run_at,
+        set next_run_at = v_next, skipped_ticks = s.skipped_ticks + 1, last_skipped_at = coalesce(r.retry_tick, r.next_run_at),
+            retry_tick = null,
             last_error = coalesce(c_stopped || v_stop || ' at ' || v_now, s.last_error)
         where s.name = r.name;
         continue;
@@ -5059,20 +5060,21 @@ begin
         perform set_config('lock_timeout', '1ms', true);
       end if;
       if r.backfill is null then
-        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout_seconds => r.timeout,
+        v_tick := coalesce(r.retry_tick, r.next_run_at);  -- a retry's: the tick that failed
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout_seconds => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              group_id => r.group_id, group_tier => r.group_tier,
-                             attributes => jobs.schedule_attributes(r.name, r.next_run_at));
+                             attributes => jobs.schedule_attributes(r.name, v_tick));
         if v_nowait then
           perform set_config('lock_timeout', v_lock_timeout, true);
         end if;
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
         update jobs.recurring s
-        set next_run_at = v_next, last_run_at = r.next_run_at, last_job_id = v_id,
+        set next_run_at = v_next, last_run_at = v_tick, last_job_id = v_id, retry_tick = null,
             last_error = c_stopped || v_stop || ' at ' || v_now
         where s.name = r.name;
-        v_count := v_count + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_id, r.name, r.next_run_at) end;
+        v_count := v_count + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_id, r.name, v_tick) end;
         continue;
       end if;
       -- Backfill: ticks before the window are dropped (the run of them
@@ -5162,7 +5164,8 @@ begin
       -- A schedule that cannot publish (its queue was dropped, it is full)
       -- or whose next tick fails but for the budget (a rule a later pgdrain
       -- no longer parses) must not stop the claim that called us: record
-      -- why, try next minute (its publish undone). With backfill (its
+      -- why, try next minute (its publish undone; published as the tick
+      -- that failed, retry_tick). With backfill (its
       -- publish failed), at the next tick (a job's scheduled_at is its
       -- tick), the ticks not published counted as one skipped; that tick
       -- out of a whole budget, stopped; failing but for the budget, none
@@ -5191,6 +5194,7 @@ begin
       end if;
       update jobs.recurring s
       set next_run_at = v_next,
+          retry_tick = case when r.backfill is null then coalesce(r.retry_tick, r.next_run_at) end,
           skipped_ticks = s.skipped_ticks + (r.backfill is not null and v_next is distinct from r.next_run_at)::integer,
           last_skipped_at = case when r.backfill is not null and v_next is distinct from r.next_run_at then r.next_run_at
                                  else s.last_skipped_at end,
@@ -6853,7 +6857,7 @@ begin
   v_skip := jobs.lock_schedule(schedule.name, v_now, v_cron, v_tz, v_runner);
   -- The row lock serializes this with a tick being published (run_schedule,
   -- publish_due_schedules): a tick published meanwhile is not due again.
-  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, r.next_run_at, r.backfill, coalesce(r.queue, 'default')
+  select r.runner, r.cron, r.tz, r.last_run_at, r.last_error, coalesce(r.retry_tick, r.next_run_at), r.backfill, coalesce(r.queue, 'default')
   into v_old, v_old_cron, v_old_tz, v_last, v_error, v_old_next, v_old_backfill, v_old_queue
   from jobs.recurring r where r.name = schedule.name for update;
   -- A rule with no occurrence left is refused, unless it is this schedule's
@@ -6923,6 +6927,8 @@ begin
       serial_key = excluded.serial_key, dedupe_key = excluded.dedupe_key, dedupe_mode = excluded.dedupe_mode,
       group_id = excluded.group_id, group_tier = excluded.group_tier,
       updated_at = excluded.updated_at, last_error = v_kept_error,
+      retry_tick = case when r.runner = excluded.runner and r.cron = excluded.cron
+                             and r.tz is not distinct from excluded.tz then r.retry_tick end,
       -- A schedule a tick stopped (next_run_at null, sql/0023) goes on from
       -- now; one whose rule ended has no tick after now either.
       next_run_at = case when r.runner = excluded.runner and r.cron = excluded.cron
@@ -7021,6 +7027,7 @@ CREATE TABLE jobs.recurring (
     group_id text,
     group_tier text,
     next_run_at timestamp with time zone,
+    retry_tick timestamp with time zone,
     last_run_at timestamp with time zone,
     last_job_id bigint,
     last_error text,
