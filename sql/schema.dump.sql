@@ -5029,11 +5029,13 @@ begin
     v_kept := v_left;
     v_stop := null;
     v_wait := coalesce(r.name = current_setting('pgdrain.tick_wait', true), false);
+    -- A retry (next_run_at a minute after a tick whose publish failed) is that tick's.
+    r.next_run_at := coalesce(r.retry_tick, r.next_run_at);
     begin
       if r.overlap = 'skip' and exists (select from jobs.job_queue q where q.dedupe_key = jobs.schedule_key(r)) then
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
         update jobs.recurring s
-        set next_run_at = v_next, skipped_ticks = s.skipped_ticks + 1, last_skipped_at = coalesce(r.retry_tick, r.next_run_at),
+        set next_run_at = v_next, skipped_ticks = s.skipped_ticks + 1, last_skipped_at = r.next_run_at,
             retry_tick = null,
             last_error = coalesce(c_stopped || v_stop || ' at ' || v_now, s.last_error)
         where s.name = r.name;
@@ -5060,21 +5062,20 @@ begin
         perform set_config('lock_timeout', '1ms', true);
       end if;
       if r.backfill is null then
-        v_tick := coalesce(r.retry_tick, r.next_run_at);  -- a retry's: the tick that failed
-        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => v_tick, timeout_seconds => r.timeout,
+        v_id := jobs.publish(task => r.task, body => r.body, scheduled_at => r.next_run_at, timeout_seconds => r.timeout,
                              priority => r.priority, max_retries => r.max_retries, now => v_now, queue => r.queue,
                              dedupe_key => jobs.schedule_key(r), dedupe_mode => r.dedupe_mode, serial_key => r.serial_key,
                              group_id => r.group_id, group_tier => r.group_tier,
-                             attributes => jobs.schedule_attributes(r.name, v_tick));
+                             attributes => jobs.schedule_attributes(r.name, r.next_run_at));
         if v_nowait then
           perform set_config('lock_timeout', v_lock_timeout, true);
         end if;
         select t.next_at, t.stop into v_next, v_stop from jobs.tick_or_stop(r.cron, v_now, r.tz) t;
         update jobs.recurring s
-        set next_run_at = v_next, last_run_at = v_tick, last_job_id = v_id, retry_tick = null,
+        set next_run_at = v_next, last_run_at = r.next_run_at, last_job_id = v_id, retry_tick = null,
             last_error = c_stopped || v_stop || ' at ' || v_now
         where s.name = r.name;
-        v_count := v_count + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_id, r.name, v_tick) end;
+        v_count := v_count + case when jobs.schedule_key(r) is null then 1 else jobs.tick_made(v_id, r.name, r.next_run_at) end;
         continue;
       end if;
       -- Backfill: ticks before the window are dropped (the run of them
@@ -5127,7 +5128,7 @@ begin
         perform set_config('lock_timeout', v_lock_timeout, true);
       end if;
       update jobs.recurring s
-      set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at),
+      set next_run_at = v_tick, last_run_at = coalesce(v_last, s.last_run_at), retry_tick = null,
           last_job_id = case when v_n = 0 then s.last_job_id else v_id end,
           last_error = case when v_stop is not null then c_stopped || v_stop || ' at ' || v_now
                             when v_n = 0 then s.last_error end,
@@ -5194,7 +5195,7 @@ begin
       end if;
       update jobs.recurring s
       set next_run_at = v_next,
-          retry_tick = case when r.backfill is null then coalesce(r.retry_tick, r.next_run_at) end,
+          retry_tick = case when r.backfill is null then r.next_run_at end,
           skipped_ticks = s.skipped_ticks + (r.backfill is not null and v_next is distinct from r.next_run_at)::integer,
           last_skipped_at = case when r.backfill is not null and v_next is distinct from r.next_run_at then r.next_run_at
                                  else s.last_skipped_at end,

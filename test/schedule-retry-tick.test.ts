@@ -60,4 +60,18 @@ describe('a tick retried after its queue was full', () => {
     expect(await tickJobs()).toEqual([{ scheduled_at: new Date('2030-01-01T02:30:00Z'),
                                         attributes: { schedule: 's', tick: '2030-01-01T02:30:00.000Z' } }]);
   });
+
+  it('with backfill added while it waits for its retry, the backfill starts at the failed tick, not at the retry minute', async () => {
+    const id = await filler();
+    await sql(`select jobs.schedule('s', '0 * * * *', 'tick.s', queue => 'small', runner => 'drains', now => '2030-01-01Z')`);
+    await sql(`select jobs.publish_due_schedules('2030-01-01T01:00:30Z')`);
+    await sql(`select jobs.schedule('s', '0 * * * *', 'tick.s', queue => 'small', runner => 'drains', backfill => 86400,
+               now => '2030-01-01T01:00:40Z')`);
+    await sql(`select jobs.cancel($1)`, [id]);
+    await sql(`update jobs.queue set max_size = null where name = 'small'`);
+    await sql(`select jobs.publish_due_schedules('2030-01-01T02:05:00Z')`);
+    // Before: 01:01 (no tick of the expression) and 02:00, the 01:00 tick lost.
+    expect((await tickJobs()).map((j) => (j.attributes as { tick: string }).tick).sort())
+      .toEqual(['2030-01-01T01:00:00.000Z', '2030-01-01T02:00:00.000Z']);
+  });
 });
