@@ -34,7 +34,8 @@ begin
   v_skip := jobs.lock_schedule(run_schedule.name, v_now);
   select * into r from jobs.recurring s where s.name = run_schedule.name;
   if not found then
-    perform jobs.raise_invalid('PDC02', 'name', format('no schedule named %s', quote_literal(run_schedule.name)));
+    perform jobs.raise_invalid('PDC02', 'name', case when run_schedule.name is null then 'must be a schedule''s name, got null'
+                                                     else format('no schedule named %s', quote_literal(run_schedule.name)) end);
   end if;
   if r.runner <> 'pg_cron' then
     return null;
