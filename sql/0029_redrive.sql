@@ -151,8 +151,10 @@ begin
     from (
       select d.id, case
                when exists (select 1 from jobs.job_queue q where q.job_id = d.id) then 'still queued'
-               when j.status = 'cancelled' then 'cancelled: give include_cancelled'
-               when j.status is not null then j.status || case when j.status = 'failure' then ': filtered out, or being redriven' else '' end
+               when j.status = 'cancelled' and not redrive_counts.include_cancelled then 'cancelled: give include_cancelled'
+               when j.status = any(v_statuses) and not exists (select 1 from jobs.queue x where x.name = j.queue)
+                 then format('%s of queue %s, which is gone: it goes back once the queue is created again', j.status, quote_literal(j.queue))
+               when j.status is not null then j.status || case when j.status = any(v_statuses) then ': filtered out, or being redriven' else '' end
                when exists (select 1 from jobs.job_archive a where a.job_id = d.id) then 'archived by jobs.maintain: redrive reads jobs.job only'
                else 'unknown, or deleted by retention' end as where_
       from (select distinct x as id from unnest(redrive_counts.job_ids) x where x is not null
