@@ -157,7 +157,7 @@ export const redriveErrorLikeSchema = z.string({ error: 'must be a string' }).ch
   }));
 
 export const redriveFilterSchema = z.strictObject({
-  ids: z.optional(z.array(jobIdSchema)),
+  ids: z.optional(z.array(jobIdSchema, 'must be an array of job ids')),
   task: z.optional(redriveTaskSchema),
   queue: z.optional(queueNameSchema),
   endedAfter: z.optional(validDateSchema),
@@ -165,7 +165,7 @@ export const redriveFilterSchema = z.strictObject({
   includeCancelled: z.optional(z.boolean('must be a boolean')),
   maxRows: z.optional(z.number().check(z.refine((n) => Number.isInteger(n) && n >= 1 && n <= 2_147_483_647,
     'must be an integer between 1 and 2147483647'))),
-}).check(z.refine((f) => !f.includeCancelled || f.ids !== undefined, {
+}, { error: 'must be an object' }).check(z.refine((f) => !f.includeCancelled || f.ids !== undefined, {
   message: 'needs ids (cancelled jobs go back by id)', path: ['includeCancelled'] }));
 
 /** Job ids for the set-based admin operations (cancel, reschedule, fail). */

@@ -86,7 +86,9 @@ const attributes = z.custom<Record<string, unknown>>().check(z.superRefine((v, c
 export function isJobId(s: string): boolean {
   return /^[1-9][0-9]{0,18}$/.test(s) && BigInt(s) <= 9_223_372_036_854_775_807n;
 }
-const jobId = z.string().check(z.refine(isJobId, 'must be a job id (a positive integer as a string, at most 9223372036854775807)'));
+const JOB_ID_RULE = 'must be a job id (a positive integer as a string, at most 9223372036854775807)';
+// The rule for a number too (getJob(42)), not zod's stock "expected string, received number".
+const jobId = z.string({ error: JOB_ID_RULE }).check(z.refine(isJobId, JOB_ID_RULE));
 // The years PostgreSQL and node-postgres agree on, and then some: a job has no business before 1970.
 const FIRST_MS = Date.UTC(1970, 0, 1);
 export const LAST_MS = Date.UTC(10000, 0, 1) - 1;
