@@ -5409,6 +5409,10 @@ begin
   if redrive_counts.include_cancelled and redrive_counts.job_ids is null then
     perform jobs.raise_invalid('PD005', 'job_ids', 'must be given with include_cancelled (cancelled jobs go back by id)');
   end if;
+  -- A null among the ids (left out: every dead letter) is refused, as jobs.cancel_bulk's and jobs.fail's.
+  if redrive_counts.job_ids is not null then
+    perform jobs.check_job_ids(redrive_counts.job_ids);
+  end if;
   if redrive_counts.max_rows < 1 then
     perform jobs.raise_invalid('PDC03', 'max_rows', format('must be null (every match) or at least 1, got %s', redrive_counts.max_rows));
   end if;

@@ -6,7 +6,7 @@
 // CLI: give --include-cancelled, to a call that gave it).
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { testDb } from './support/db.js';
+import { sqlErrorOf, testDb } from './support/db.js';
 import { runCli } from './support/drain-process.js';
 
 const db = await testDb();
@@ -57,5 +57,18 @@ describe('redrive\'s notice of the ids it left', () => {
     // Without include_cancelled, as before.
     expect(await noticesOf(`select jobs.redrive(job_ids => $1::bigint[])`, [[id]]))
       .toEqual([`pgdrain: not redriven: ${id} (cancelled: give include_cancelled)`]);
+  });
+});
+
+describe('redrive\'s job_ids holding a null', () => {
+  it('PD005 naming job_ids, nothing put back (as jobs.cancel_bulk and jobs.fail refuse it)', async () => {
+    const id = await one(`select jobs.publish('t.null', max_retries => 0) as id`);
+    await sql(`select jobs.fail(array[$1::bigint], 'boom')`, [id]);
+    for (const call of [`select jobs.redrive(job_ids => array[$1, null]::bigint[])`,
+                        `select * from jobs.redrive_counts(job_ids => array[null, $1]::bigint[], include_cancelled => true, max_rows => 5)`]) {
+      const e = await sqlErrorOf(sql, call, [id]);
+      expect([e.code, e.column, e.message]).toEqual(['PD005', 'job_ids', 'job_ids: must be an array of job ids without nulls']);
+    }
+    expect(await sql(`select status from jobs.job where job_id = $1`, [id])).toEqual([{ status: 'failure' }]);
   });
 });
