@@ -35,7 +35,7 @@
 --              copied there instead of to its queue's dead_letter
 --              (jobs.route_dead_letters, sql/0008). An existing queue, not
 --              the job's own nor one leading back to it (PD009:
---              jobs.check_dead_letter). A replace takes the new one; redrive keeps it.
+--              jobs.check_dead_letter). A replace takes the new one; redrive keeps it while it exists.
 -- group_id, group_tier  the job's group and its tier (each 1 to 200
 --              characters, a tier only with a group: PD019): a queue with
 --              group_concurrency runs at most that many jobs of a group at

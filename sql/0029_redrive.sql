@@ -230,7 +230,12 @@ begin
     overriding system value
     select p.job_id, p.task, p.body, v_now, p.timeout, p.priority, p.max_retries, p.created_at, p.error,
            p.queue, p.dedupe_key, p.serial_key, p.serial_key is not null, p.attributes,
-           p.retry_delay, p.retry_backoff, p.retry_delay_max, p.dead_letter, p.group_id, p.group_tier
+           p.retry_delay, p.retry_backoff, p.retry_delay_max,
+           -- Its own dead-letter queue, unless deleted since: then it follows
+           -- its queue's (one made again later under that name is not its).
+           case when p.dead_letter is null or exists (select 1 from jobs.queue x where x.name = p.dead_letter)
+                then p.dead_letter end,
+           p.group_id, p.group_tier
     from jobs.job p
     where p.job_id = any(v_ids)
       -- Asked again under the serial keys' locks (this statement's snapshot
