@@ -9,24 +9,31 @@
 // have a connection and the drain returns its report. The third, unrun, is
 // released (src/unstarted.ts).
 import { afterAll, expect, it } from 'vitest';
-import { unstartedWhy } from '../src/unstarted.js';
+import { RELEASE_AHEAD_MS, unstartedWhy } from '../src/unstarted.js';
 import { fullPool } from './support/full-pool.js';
 import { until } from './support/drain-process.js';
 
 const { db, driver, releases, queue } = await fullPool();
 afterAll(() => driver.close());
 
+// The jobs' timeout, and each drain's deadline: twice it less RELEASE_AHEAD_MS. A first claim sent up to T - 1 s
+// late (a loaded machine; 0.5 s settle margin) still fits a job, and a job released unrun (RELEASE_AHEAD_MS before
+// its timeout: T - 0.5 s after its claim at least) leaves a budget under T, which fits none, however late that
+// claim was: no second claim of it. At 1 s in 2 s (1.7 s), a first claim 0.5 s (0.2 s) late claimed nothing.
+const T = 4;
+const DEADLINE_MS = 2 * T * 1000 - RELEASE_AHEAD_MS;
+
 it("a drain whose concurrency is its pool's size settles the transactional handlers hung past their timeout", async () => {
-  await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 1, max_retries => 3) from generate_series(1, 3)`);
+  await db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => ${T}, max_retries => 3) from generate_series(1, 3)`);
   try {
     // Unfixed: rejects, database unavailable: no reply within 1000 ms after the drain's deadline.
     // Its deadline leaves no budget to claim the released one again.
-    const report = await queue.drain(10, Date.now() + 2000, { concurrency: 3, overrunMs: 1000 });
+    const report = await queue.drain(10, Date.now() + DEADLINE_MS, { concurrency: 3, overrunMs: 1000 });
     expect(report).toMatchObject({ claimed: 3, retried: 2, released: 1, succeeded: 0 });
-    expect(report.failures.map((f) => f.error)).toEqual(['timed out after 1 s', 'timed out after 1 s']);
+    expect(report.failures.map((f) => f.error)).toEqual([`timed out after ${T} s`, `timed out after ${T} s`]);
     expect(releases).toHaveLength(2); // the third never began: no connection came free before its timeout
     expect(await db.sql(`select attempt, last_error from jobs.job_queue order by last_error`))
-      .toEqual([{ attempt: 0, last_error: `released unstarted (1 in a row): ${unstartedWhy(1, 'timeout')}` }, ...Array(2).fill({ attempt: 1, last_error: 'timed out after 1 s' })]);
+      .toEqual([{ attempt: 0, last_error: `released unstarted (1 in a row): ${unstartedWhy(T, 'timeout')}` }, ...Array(2).fill({ attempt: 1, last_error: `timed out after ${T} s` })]);
   } finally {
     for (const release of releases.splice(0)) release();
   }
@@ -45,16 +52,16 @@ afterAll(() => four.driver.close());
 
 it('a drain given concurrency below its pool size leaves a pool-bound drain beside it a connection to settle with', async () => {
   await four.db.sql(`select jobs.create_queue('bound'), jobs.create_queue('explicit')`);
-  await four.db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 1, queue => 'bound') from generate_series(1, 3)`);
-  await four.db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => 1, queue => 'explicit') from generate_series(1, 2)`);
+  await four.db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => ${T}, queue => 'bound') from generate_series(1, 3)`);
+  await four.db.sql(`select jobs.publish('long', '{}'::jsonb, timeout_seconds => ${T}, queue => 'explicit') from generate_series(1, 2)`);
   try {
-    const bound = four.queue.drain(10, Date.now() + 2000, { queue: 'bound', overrunMs: 1000 });
+    const bound = four.queue.drain(10, Date.now() + DEADLINE_MS, { queue: 'bound', overrunMs: 1000 });
     await until(async () => four.releases.length === 3, 'the pool-bound drain to hold 3 connections');
-    // Its deadline leaves no budget for a second claim of a released one (as pool-wait-unrun's: released at
-    // ~0.45 s, 1.7 s less the settle margin leaves < 1 s; at 2 s, under load, one was claimed again: claimed 3).
-    const explicit = four.queue.drain(10, Date.now() + 1700, { queue: 'explicit', concurrency: 2, overrunMs: 1000 });
+    // Its deadline leaves no budget for a second claim of a released one (as above; at 2 s for 1 s jobs, under
+    // load, one was claimed again: claimed 3).
+    const explicit = four.queue.drain(10, Date.now() + DEADLINE_MS, { queue: 'explicit', concurrency: 2, overrunMs: 1000 });
     // Unfixed: both reject, database unavailable: no reply within 1000 ms after the drain's deadline.
-    // Each nack is sent as its job's lease (its 1 s timeout) ends: when the explicit
+    // Each nack is sent as its job's lease (its T s timeout) ends: when the explicit
     // drain's claim expires that lease first, it lands stale, its timeout recorded
     // by the expiry. Either way it had a connection to be sent with.
     const report = await bound;
