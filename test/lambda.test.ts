@@ -44,15 +44,22 @@ export const work = {
   hang: (body, ctx) => tracked(() => sleep(3_600_000, ctx.signal)),
 };
 export const other = { job: async () => 'other done' };
-// Runs in the transaction that acks it, holding a pooled connection for body.s seconds.
+// Runs in the transaction that acks it, holding a pooled connection for body.s seconds. Keeps the most jobs
+// leased at once as it began and as it ended (claimed, their outcomes not yet recorded: its own among them).
 export const tx = { hold: defineTask('tx.hold', async (body, ctx) => {
+  const leased = async () => {
+    const { rows } = await ctx.db.query('select count(*)::int as n from jobs.job_queue where lease_until is not null');
+    state.mostLeased = Math.max(state.mostLeased ?? 0, rows[0].n);
+  };
+  await leased();
   await ctx.db.query('select pg_sleep($1)', [body.s]);
+  await leased();
 }, { transactional: true }) };
 `);
 const build = execFileSync(process.execPath, ['scripts/build-lambda.mjs', '--tasks', join(dir, 'tasks.mjs'), '--outdir', dir],
                            { encoding: 'utf8' });
 const BUNDLE = join(dir, 'index.mjs');
-const tasksState = () => (globalThis as { __lambdaTasks?: { running: number; starts: number[] } }).__lambdaTasks;
+const tasksState = () => (globalThis as { __lambdaTasks?: { running: number; starts: number[]; mostLeased?: number } }).__lambdaTasks;
 const running = () => tasksState()?.running ?? 0;
 /** When each handler started since the last call, taken. */
 const handlerStarts = () => tasksState()?.starts.splice(0) ?? [];
@@ -445,10 +452,15 @@ describe('configuration', () => {
 
 describe('the connection pool across invocations', () => {
   it('runs no more transactional tasks at once than PGDRAIN_POOL_MAX: none spends an attempt waiting for a connection', async () => {
-    // PGDRAIN_BATCH_SIZE=8 claims 8 at once; the pool holds 2 connections and each job holds one
-    // for 0.5 s: waiting its turn, the last would start 1.5 s after its claim, at its timeout.
-    await queue.publishBulk(Array.from({ length: 8 }, () => ({ task: 'tx.hold', body: { s: 0.5 }, timeoutSeconds: 1.5 })));
-    expect(await invoke(eventBridge(), 30_000)).toMatchObject({ claimed: 8, succeeded: 8, retried: 0, stale: 0 });
+    // PGDRAIN_BATCH_SIZE=8 would claim 8 at once; the pool holds 2 connections, its transactional handlers take
+    // one (its size less one), so the rest would wait their turn with their timeouts running. Counted, not timed:
+    // the most jobs leased at once, as each handler began and ended, stay within that one. Before, 0.5 s holds
+    // against a 1.5 s timeout decided it, and a loaded machine's slow claim or commit could nack a job that ran.
+    ((globalThis as { __lambdaTasks?: object }).__lambdaTasks ??= { running: 0, starts: [] });
+    tasksState()!.mostLeased = 0;
+    await queue.publishBulk(Array.from({ length: 8 }, () => ({ task: 'tx.hold', body: { s: 0.3 }, timeoutSeconds: 30 })));
+    expect(await invoke(eventBridge(), 60_000)).toMatchObject({ claimed: 8, succeeded: 8, retried: 0, stale: 0 });
+    expect(tasksState()!.mostLeased).toBe(1);
     expect(await sql(`select status, attempts, count(*)::int as n from jobs.job group by 1, 2`))
       .toEqual([{ status: 'success', attempts: 1, n: 8 }]);
   });
