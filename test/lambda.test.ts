@@ -358,14 +358,17 @@ describe('HTTP events (Function URL, payload 2.0)', () => {
   });
 
   it('a signed POST /drain drains; its budget is capped by the remaining time', async () => {
-    await queue.publishBulk(Array.from({ length: 100 }, () => ({ task: 'work.slow', body: { ms: 100 }, timeoutSeconds: 0.5 })));
+    // 7 s to the invocation's end, 6 s to the drain's deadline (PGDRAIN_SAFETY_MARGIN_MS: 1 s): a first claim sent up
+    // to 4.5 s late (a loaded machine; 0.5 s settle margin) still fits a 1 s job, and 100 jobs at 4 per 0.3 s cannot
+    // all be claimed in 5.5 s. Before, 3 s to its end and 0.5 s jobs: a first claim 1 s late claimed nothing.
+    await queue.publishBulk(Array.from({ length: 100 }, () => ({ task: 'work.slow', body: { ms: 300 }, timeoutSeconds: 1 })));
     const body = JSON.stringify({ batchSize: 4, budgetSeconds: 300 });
     const ts = Math.floor(Date.now() / 1000);
     const mac = createHmac('sha256', SECRET).update(`${ts}\nPOST\n/drain\n${body}`).digest('hex');
     handlerStarts();
     timesOut.length = 0;
     // The deadline contract: lambda-local rejects with "Task timed out" if it overruns.
-    const answer = await invoke(functionUrl('POST', '/drain', { body, headers: { 'x-pgdrain-timestamp': String(ts), 'x-pgdrain-signature': `sha256=${mac}` } }), 3000);
+    const answer = await invoke(functionUrl('POST', '/drain', { body, headers: { 'x-pgdrain-timestamp': String(ts), 'x-pgdrain-signature': `sha256=${mac}` } }), 7000);
     expect(answer.statusCode).toBe(200);
     expect(startedByDeadline(handlerStarts())).toEqual({ read: true, started: true, late: 0 });
     const report = JSON.parse(answer.body);
@@ -555,8 +558,11 @@ describe('the connection pool across invocations', () => {
     copyFileSync(BUNDLE, bundle);
     const url = new URL(db.url);
     url.port = String(proxy.port);
+    // 8 s to the invocation's end, 7 s to the drain's deadline (PGDRAIN_SAFETY_MARGIN_MS: 1 s): a first claim sent up
+    // to 5.5 s late (a loaded machine; 0.5 s settle margin) still fits a 1 s job. Before, 4 s to its end: a first
+    // claim 1.5 s late claimed nothing, and the poll below waited for a lease until the test timed out.
     await queue.publishBulk(Array.from({ length: 20 }, () => ({ task: 'work.slow', body: { ms: 300 }, timeoutSeconds: 1 })));
-    const invocation = invoke(eventBridge(), 4000, bundle, { ...ENV, DATABASE_URL: url.href }).then(() => 'returned', (e) => e);
+    const invocation = invoke(eventBridge(), 8000, bundle, { ...ENV, DATABASE_URL: url.href }).then(() => 'returned', (e) => e);
     while ((await leased()) === 0) await new Promise((r) => setTimeout(r, 20));
     proxy.freeze(); // no error ever comes: only silence
     // Given up half the 1 s safety margin after the deadline, not "Task timed out".
