@@ -24,6 +24,18 @@ begin
   return v_q;
 end $$;
 
+-- Waits while another transaction holds advisory lock (p_class, p_key), and lets it go at once (a rolled-back
+-- subtransaction): the wait of a lock-order retry (jobs.lock_queue_writers, jobs.lock_dependencies,
+-- jobs.lock_queue_claims), made holding nothing else it could be waiting for.
+create function jobs.await_lock(p_class integer, p_key integer)
+returns void language plpgsql as $$
+begin
+  perform pg_advisory_xact_lock(p_class, p_key);
+  raise sqlstate 'PDA94';
+exception when sqlstate 'PDA94' then
+  null;
+end $$;
+
 -- Locks queue p_queue's row FOR UPDATE, then its writers' lock (jobs.hold_queue's) alone, for a change
 -- that waits for the writers in flight: jobs.delete_queue, and jobs.create_queue setting a bound
 -- (p_unbounded: only while the queue has none). The row first: a transaction that key-shared it
@@ -49,11 +61,7 @@ begin
       end if;
       raise sqlstate 'PDA94';  -- the row let go
     exception when sqlstate 'PDA94' then
-      begin
-        perform pg_advisory_xact_lock(736041, hashtext(p_queue));
-        raise sqlstate 'PDA94';  -- and the writers' lock
-      exception when sqlstate 'PDA94' then null;
-      end;
+      perform jobs.await_lock(736041, hashtext(p_queue));  -- the writers waited for, holding nothing
     end;
   end loop;
   if v_found then
@@ -186,11 +194,7 @@ begin
       end if;
       raise sqlstate 'PDA94';  -- the dependencies' locks let go
     exception when sqlstate 'PDA94' then
-      begin
-        perform pg_advisory_xact_lock(736038, hashtext(p_serial_key));
-        raise sqlstate 'PDA94';  -- and the key's
-      exception when sqlstate 'PDA94' then null;
-      end;
+      perform jobs.await_lock(736038, hashtext(p_serial_key));  -- the key's holder waited for, holding nothing
     end;
   end loop;
   for i in 1..10 loop

@@ -49,11 +49,7 @@ begin
       exit when pg_try_advisory_xact_lock(736044, hashtext(p_queue));
       raise sqlstate 'PDA94';  -- the row let go
     exception when sqlstate 'PDA94' then
-      begin
-        perform pg_advisory_xact_lock(736044, hashtext(p_queue));
-        raise sqlstate 'PDA94';  -- and the claims' lock
-      exception when sqlstate 'PDA94' then null;
-      end;
+      perform jobs.await_lock(736044, hashtext(p_queue));  -- the claims waited for, holding nothing
     end;
   end loop;
 end $$;

@@ -362,6 +362,20 @@ exception when sqlstate 'PDA95' then
 end $$;
 
 --
+-- Name: await_lock(integer, integer); Type: FUNCTION; Schema: jobs; Owner: -
+--
+
+CREATE FUNCTION jobs.await_lock(p_class integer, p_key integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform pg_advisory_xact_lock(p_class, p_key);
+  raise sqlstate 'PDA94';
+exception when sqlstate 'PDA94' then
+  null;
+end $$;
+
+--
 -- Name: backoff(integer); Type: FUNCTION; Schema: jobs; Owner: -
 --
 
@@ -3094,11 +3108,7 @@ begin
       end if;
       raise sqlstate 'PDA94';  -- the dependencies' locks let go
     exception when sqlstate 'PDA94' then
-      begin
-        perform pg_advisory_xact_lock(736038, hashtext(p_serial_key));
-        raise sqlstate 'PDA94';  -- and the key's
-      exception when sqlstate 'PDA94' then null;
-      end;
+      perform jobs.await_lock(736038, hashtext(p_serial_key));  -- the key's holder waited for, holding nothing
     end;
   end loop;
   for i in 1..10 loop
@@ -3318,11 +3328,7 @@ begin
       exit when pg_try_advisory_xact_lock(736044, hashtext(p_queue));
       raise sqlstate 'PDA94';  -- the row let go
     exception when sqlstate 'PDA94' then
-      begin
-        perform pg_advisory_xact_lock(736044, hashtext(p_queue));
-        raise sqlstate 'PDA94';  -- and the claims' lock
-      exception when sqlstate 'PDA94' then null;
-      end;
+      perform jobs.await_lock(736044, hashtext(p_queue));  -- the claims waited for, holding nothing
     end;
   end loop;
 end $$;
@@ -3346,11 +3352,7 @@ begin
       end if;
       raise sqlstate 'PDA94';  -- the row let go
     exception when sqlstate 'PDA94' then
-      begin
-        perform pg_advisory_xact_lock(736041, hashtext(p_queue));
-        raise sqlstate 'PDA94';  -- and the writers' lock
-      exception when sqlstate 'PDA94' then null;
-      end;
+      perform jobs.await_lock(736041, hashtext(p_queue));  -- the writers waited for, holding nothing
     end;
   end loop;
   if v_found then
