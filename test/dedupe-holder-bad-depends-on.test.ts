@@ -10,7 +10,7 @@
 // holds a key. Real sessions.
 import { beforeEach, expect, it } from 'vitest';
 import { createQueue, publishBulk, ValidationError } from '../src/index.js';
-import { testDb } from './support/db.js';
+import { testDb, idOf } from './support/db.js';
 import { blocked, lockSessions, outcome, waits } from './support/lock-sessions.js';
 
 const db = await testDb();
@@ -19,7 +19,7 @@ const session = lockSessions(db.url);
 const one = async (text: string) => outcome((await session()).query(text));
 const shared = { ...db.driver, close: async () => {} };
 const queue = createQueue({ driver: shared, tasks: {} });
-const id = async (text: string) => (await sql<{ id: string }>(`select (${text})::text as id`))[0]!.id;
+const id = idOf(sql);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.throttle, jobs.queue_admits');

@@ -6,7 +6,7 @@
 // acked while the publish waits, a third session holding the row. Forced
 // interleavings, no timing: each step waits until a session is seen waiting for a lock (pg_locks).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { testDb } from './support/db.js';
+import { testDb, idOf } from './support/db.js';
 import { blocked, blockedBy, lockSessions, outcome, type LockSession } from './support/lock-sessions.js';
 
 const db = await testDb();
@@ -19,7 +19,7 @@ const session = async () => {
   opened.push(s);
   return s;
 };
-const id = async (text: string) => (await sql<{ id: string }>(`select (${text})::text as id`))[0]!.id;
+const id = idOf(sql);
 const publish = (mode: string) => `select jobs.publish('a.run', dedupe_key => 'k', dedupe_mode => '${mode}')::text as id`;
 /** A running job (of key, if given), and its handler's session: in a transaction holding its row (jobs.set_progress). */
 const running = async (key: string | null): Promise<[string, LockSession]> => {

@@ -11,13 +11,13 @@
 // interleavings, no timing: each step waits until a session is seen waiting
 // for a lock (pg_blocking_pids).
 import { beforeEach, describe, expect, it } from 'vitest';
-import { testDb } from './support/db.js';
+import { testDb, idOf } from './support/db.js';
 import { blockedBy, lockSessions, outcome } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
 const session = lockSessions(db.url);
-const id = async (text: string) => (await sql<{ id: string }>(`select (${text})::text as id`))[0]!.id;
+const id = idOf(sql);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency, jobs.throttle, jobs.queue_admits');

@@ -5,13 +5,13 @@
 // holder's row, each publish waits until it is seen waiting for a lock, then
 // the row is let go: the replace gets it first (it queued first).
 import { beforeEach, describe, expect, it } from 'vitest';
-import { testDb } from './support/db.js';
+import { testDb, idOf } from './support/db.js';
 import { doneOrBlocked, lockSessions, outcome } from './support/lock-sessions.js';
 
 const db = await testDb();
 const sql = db.sql;
 const session = lockSessions(db.url);
-const id = async (text: string) => (await sql<{ id: string }>(`select (${text})::text as id`))[0]!.id;
+const id = idOf(sql);
 
 beforeEach(async () => {
   await sql('truncate jobs.job_queue, jobs.job, jobs.dependency');

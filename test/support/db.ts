@@ -69,6 +69,10 @@ export async function emptyDb(): Promise<{ url: string; name: string }> {
   return { url: withDatabase(server, name), name };
 }
 
+/** A function that runs `select (<expression>)::text as id` and returns that id (a job's, as text). */
+export const idOf = (sql: TestDb['sql']) => async (expression: string): Promise<string> =>
+  (await sql<{ id: string }>(`select (${expression})::text as id`))[0]!.id;
+
 /** The error `sql(text, params)` fails with; fails the test when it succeeds. */
 export async function sqlErrorOf(sql: (text: string, params?: unknown[]) => Promise<unknown>, text: string,
                                  params?: unknown[]): Promise<pg.DatabaseError> {
