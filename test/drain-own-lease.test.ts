@@ -13,7 +13,7 @@ import { createQueue } from '../src/index.js';
 import type { JobContext } from '../src/index.js';
 import { pgDriver } from '../src/db/pg.js';
 import { testDb } from './support/db.js';
-import { FAULT_TASKS, spawnCli, until, withAppName } from './support/drain-process.js';
+import { killDrainMidJob, until } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -109,20 +109,7 @@ it('a drain killed -9 mid-job leaves the job to the next drain, under the same w
   const q = newQueue();
   q.defineTask('fault.record', async () => 'again');
   const id = await q.publish('fault.record', { key: 'k', ms: 600_000 }, { timeoutSeconds: 60 });
-  const victim = spawnCli(['drain', '--json', '--deadline', '300'], {
-    DATABASE_URL: withAppName(db.url, 'own-lease-victim'), PGDRAIN_TASKS: FAULT_TASKS, PGDRAIN_WORKER_ID: worker,
-    FAULT_RECORD_URL: withAppName(db.url, 'fault-recorder'),
-  });
-  try {
-    await until(async () => (await sql('select 1 from fault_runs where job_id = $1', [id])).length > 0, 'the job to start');
-    victim.child.kill('SIGKILL');
-    expect((await victim.exited).signal).toBe('SIGKILL');
-  } finally {
-    victim.child.kill('SIGKILL');
-  }
-  // Once its backends are gone, no statement of it can still commit.
-  await until(async () => (await sql(`select 1 from pg_stat_activity where application_name = 'own-lease-victim'`)).length === 0,
-    "the killed drain's connections to close");
+  await killDrainMidJob(sql, db.url, id, 'own-lease-victim', worker);
   // Its lease passes (as its 60 s would).
   await sql(`update jobs.job_queue set lease_until = now() where job_id = $1`, [id]);
   expect(await q.drain(5, deadline(), { workerId: worker })).toMatchObject({ claimed: 1, succeeded: 1 });

@@ -10,7 +10,7 @@
 import { beforeEach, expect, it } from 'vitest';
 import { createQueue } from '../src/index.js';
 import { testDb } from './support/db.js';
-import { FAULT_TASKS, spawnCli, until, withAppName } from './support/drain-process.js';
+import { killDrainMidJob } from './support/drain-process.js';
 
 const db = await testDb();
 const sql = db.sql;
@@ -26,19 +26,7 @@ const expireLater = () => sql(`select jobs.expire(now => now() + interval '2 hou
 it("a job whose drain was killed -9 mid-run, then expired waiting for its retry, keeps the lease's error", async () => {
   const q = newQueue();
   const id = await q.publish('fault.record', { key: 'k', ms: 600_000 }, { timeoutSeconds: 60, expiresInSeconds: 3600 });
-  const victim = spawnCli(['drain', '--json', '--deadline', '300'], {
-    DATABASE_URL: withAppName(db.url, 'expiry-victim'), PGDRAIN_TASKS: FAULT_TASKS, PGDRAIN_WORKER_ID: 'box:1',
-    FAULT_RECORD_URL: withAppName(db.url, 'fault-recorder'),
-  });
-  try {
-    await until(async () => (await sql('select 1 from fault_runs where job_id = $1', [id])).length > 0, 'the job to start');
-    victim.child.kill('SIGKILL');
-    expect((await victim.exited).signal).toBe('SIGKILL');
-  } finally {
-    victim.child.kill('SIGKILL');
-  }
-  await until(async () => (await sql(`select 1 from pg_stat_activity where application_name = 'expiry-victim'`)).length === 0,
-    "the killed drain's connections to close");
+  await killDrainMidJob(sql, db.url, id, 'expiry-victim', 'box:1');
   // Its lease passes (as its 60 s would): taken back, to run again at once.
   await sql('update jobs.job_queue set lease_until = now() where job_id = $1', [id]);
   await sql('select jobs.expire()');

@@ -2,6 +2,7 @@
 // built CLI (run `npm run build` first), with its settings in the environment.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
+import { expect } from 'vitest';
 import type { DrainReport } from '../../src/types.js';
 
 export const CLI = resolve('dist/cli.mjs');
@@ -61,6 +62,28 @@ export function spawnCli(args: string[], env: Record<string, string>): DrainProc
     child.once('close', (code, signal) => done({ code, signal, stdout, stderr }));
   });
   return { child, pid: child.pid!, exited, stderr: () => stderr };
+}
+
+/**
+ * A `pgdrain drain` of the fault tasks (its connections named `app`, as worker `workerId`) killed -9 once it
+ * has started job `id` (a fault.record run in fault_runs), and its backends gone: no statement of it can still
+ * commit. The job is left running, its lease to pass.
+ */
+export async function killDrainMidJob(sql: (text: string, params?: unknown[]) => Promise<unknown[]>, url: string,
+                                      id: string, app: string, workerId: string): Promise<void> {
+  const victim = spawnCli(['drain', '--json', '--deadline', '300'], {
+    DATABASE_URL: withAppName(url, app), PGDRAIN_TASKS: FAULT_TASKS, PGDRAIN_WORKER_ID: workerId,
+    FAULT_RECORD_URL: withAppName(url, 'fault-recorder'),
+  });
+  try {
+    await until(async () => (await sql('select 1 from fault_runs where job_id = $1', [id])).length > 0, 'the job to start');
+    victim.child.kill('SIGKILL');
+    expect((await victim.exited).signal).toBe('SIGKILL');
+  } finally {
+    victim.child.kill('SIGKILL');
+  }
+  await until(async () => (await sql('select 1 from pg_stat_activity where application_name = $1', [app])).length === 0,
+    "the killed drain's connections to close");
 }
 
 /** The --json report a drain printed as its last stdout line. */
