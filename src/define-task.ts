@@ -202,29 +202,24 @@ export interface BatchSpec {
  * not from the names taskNames lists: those leave out tasks a class instance
  * holds, which runHandler still resolves and runs in a transaction.
  */
-export function hasTransactionalTask(tasks: TaskMap): boolean {
-  for (const fn of reachableHandlers(tasks)) {
-    try {
-      if (isTransactional(fn)) return true;
-    } catch {
-      // a Proxy that throws when read: its jobs fail when they run, not every drain now
-    }
-  }
-  return false;
-}
+export const hasTransactionalTask = (tasks: TaskMap): boolean => servesTask(tasks, true);
 
 /**
  * Whether a tasks module serves a task that is not transactional (plain, batch): its jobs need no connection of the
- * pool to start. Read as hasTransactionalTask reads; a handler that throws when read counts as one (its jobs fail
- * without a connection). Asked by a drain as it releases a job unstarted (slot-wait.ts starve), never per claim.
+ * pool to start. Asked by a drain as it releases a job unstarted (slot-wait.ts starve), never per claim.
  */
-export function hasPlainTask(tasks: TaskMap): boolean {
+export const hasPlainTask = (tasks: TaskMap): boolean => servesTask(tasks, false);
+
+/** Whether a reachable handler is (or is not) transactional; one that throws when read is not (its jobs fail when they run). */
+function servesTask(tasks: TaskMap, transactional: boolean): boolean {
   for (const fn of reachableHandlers(tasks)) {
+    let is = false;
     try {
-      if (!isTransactional(fn)) return true;
+      is = isTransactional(fn);
     } catch {
-      return true;
+      // a Proxy that throws when read: its jobs fail when they run, with no connection, not every drain now
     }
+    if (is === transactional) return true;
   }
   return false;
 }
